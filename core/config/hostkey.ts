@@ -1,0 +1,48 @@
+// SSH host keys as written in known_hosts / *.pub files: "ssh-ed25519 AAAA... [comment]".
+import { createHash } from 'node:crypto';
+
+export const HOST_KEY_TYPES = [
+  'ssh-ed25519',
+  'ecdsa-sha2-nistp256',
+  'ecdsa-sha2-nistp384',
+  'ecdsa-sha2-nistp521',
+  'rsa-sha2-512',
+  'rsa-sha2-256',
+  'ssh-rsa',
+] as const;
+
+export interface HostKey {
+  type: string;
+  /** The raw SSH wire-format key blob (what the server presents during the handshake). */
+  blob: Buffer;
+}
+
+/** Parse a public key line; returns a reason string when it is malformed. */
+export function parseHostKey(line: string): HostKey | string {
+  const parts = line.trim().split(/\s+/);
+  // Tolerate a known_hosts line ("host ssh-ed25519 AAAA...").
+  if (parts.length >= 3 && !(HOST_KEY_TYPES as readonly string[]).includes(parts[0]!)) parts.shift();
+  const [type, b64] = parts;
+  if (!type || !b64) return 'expected "<type> <base64>"';
+  if (!(HOST_KEY_TYPES as readonly string[]).includes(type)) return `unknown key type "${type}"`;
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(b64)) return 'the key is not base64';
+  const blob = Buffer.from(b64, 'base64');
+  if (blob.length < 4) return 'the key is truncated';
+  const len = blob.readUInt32BE(0);
+  const inner = blob.subarray(4, 4 + len).toString('latin1');
+  const expected = type.startsWith('rsa-sha2') ? 'ssh-rsa' : type;
+  if (inner !== expected) return `the key data is of type "${inner}", not "${type}"`;
+  if (type === 'ssh-ed25519' && blob.length !== 51) return 'an ed25519 key is 51 bytes long';
+  return { type: expected, blob };
+}
+
+/** OpenSSH's fingerprint format: SHA256:<base64 without padding>. */
+export function fingerprint(blob: Buffer): string {
+  return `SHA256:${createHash('sha256').update(blob).digest('base64').replace(/=+$/, '')}`;
+}
+
+/** The key type inside a wire-format blob. */
+export function blobType(blob: Buffer): string {
+  if (blob.length < 4) return 'unknown';
+  return blob.subarray(4, 4 + blob.readUInt32BE(0)).toString('latin1');
+}

@@ -1,0 +1,261 @@
+// A small schema language for YAML configuration. One definition does two jobs: it validates a parsed
+// document (collecting every problem, each with its key path and the expected form) and it renders the
+// reference documentation, so the README cannot drift from what the loader accepts.
+
+export interface Problem {
+  path: string;
+  message: string;
+}
+
+export interface DocRow {
+  path: string;
+  form: string;
+  required: boolean;
+  default?: string;
+  doc: string;
+}
+
+export interface Schema<T> {
+  /** Short human description of the accepted form, used in errors and docs ("integer 1-65535"). */
+  readonly form: string;
+  check(value: unknown, path: string, problems: Problem[]): T | undefined;
+  /** Documentation rows for this schema and its children, under `path`. */
+  rows?(path: string): DocRow[];
+}
+
+export type Infer<S> = S extends Schema<infer T> ? T : never;
+
+function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'a list';
+  if (typeof value === 'object') return 'a mapping';
+  if (typeof value === 'string') return JSON.stringify(value.length > 60 ? `${value.slice(0, 57)}...` : value);
+  return `${typeof value} ${JSON.stringify(value)}`;
+}
+
+function fail<T>(problems: Problem[], path: string, form: string, value: unknown, extra = ''): T | undefined {
+  problems.push({ path, message: `expected ${form}, got ${describe(value)}${extra}` });
+  return undefined;
+}
+
+export function string(opts: { pattern?: RegExp; form?: string; check?: (v: string) => string | undefined } = {}): Schema<string> {
+  const form = opts.form ?? 'a string';
+  return {
+    form,
+    check(value, path, problems) {
+      if (typeof value !== 'string') return fail(problems, path, form, value);
+      if (opts.pattern && !opts.pattern.test(value)) return fail(problems, path, form, value);
+      const why = opts.check?.(value);
+      if (why) return fail(problems, path, form, value, ` (${why})`);
+      return value;
+    },
+  };
+}
+
+export function integer(min: number, max: number, form?: string): Schema<number> {
+  const f = form ?? `an integer ${min}-${max}`;
+  return {
+    form: f,
+    check(value, path, problems) {
+      if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) return fail(problems, path, f, value);
+      return value;
+    },
+  };
+}
+
+export function boolean(): Schema<boolean> {
+  return {
+    form: 'true or false',
+    check(value, path, problems) {
+      if (typeof value !== 'boolean') return fail(problems, path, 'true or false', value);
+      return value;
+    },
+  };
+}
+
+export function oneOf<const V extends string>(values: readonly V[]): Schema<V> {
+  const form = `one of ${values.map((v) => JSON.stringify(v)).join(', ')}`;
+  return {
+    form,
+    check(value, path, problems) {
+      if (typeof value !== 'string' || !(values as readonly string[]).includes(value)) return fail(problems, path, form, value);
+      return value as V;
+    },
+  };
+}
+
+export function list<T>(item: Schema<T>, opts: { min?: number; form?: string } = {}): Schema<T[]> {
+  const form = opts.form ?? `a list of ${item.form}`;
+  return {
+    form,
+    check(value, path, problems) {
+      if (!Array.isArray(value)) return fail(problems, path, form, value);
+      if (opts.min && value.length < opts.min) {
+        problems.push({ path, message: `expected at least ${opts.min} item${opts.min > 1 ? 's' : ''}, got ${value.length}` });
+        return undefined;
+      }
+      const out: T[] = [];
+      let ok = true;
+      value.forEach((v, i) => {
+        const r = item.check(v, `${path}[${i}]`, problems);
+        if (r === undefined) ok = false;
+        else out.push(r);
+      });
+      return ok ? out : undefined;
+    },
+    rows: item.rows ? (p) => item.rows!(`${p}[]`) : undefined,
+  };
+}
+
+/** A mapping with free keys (matching `key`) and values of one schema. */
+export function record<T>(key: Schema<string>, item: Schema<T>, form?: string): Schema<Record<string, T>> {
+  const f = form ?? `a mapping of ${key.form} to ${item.form}`;
+  return {
+    form: f,
+    check(value, path, problems) {
+      if (!isMapping(value)) return fail(problems, path, f, value);
+      const out: Record<string, T> = {};
+      let ok = true;
+      for (const [k, v] of Object.entries(value)) {
+        const p = path ? `${path}.${k}` : k;
+        if (key.check(k, p, problems) === undefined) {
+          ok = false;
+          continue;
+        }
+        const r = item.check(v, p, problems);
+        if (r === undefined) ok = false;
+        else out[k] = r;
+      }
+      return ok ? out : undefined;
+    },
+    rows: item.rows ? (p) => item.rows!(`${p}.<name>`) : undefined,
+  };
+}
+
+/** Either of two schemas; the first that accepts the value wins. */
+export function either<A, B>(a: Schema<A>, b: Schema<B>, form?: string): Schema<A | B> {
+  const f = form ?? `${a.form}, or ${b.form}`;
+  return {
+    form: f,
+    check(value, path, problems) {
+      const pa: Problem[] = [];
+      const ra = a.check(value, path, pa);
+      if (ra !== undefined) return ra;
+      const pb: Problem[] = [];
+      const rb = b.check(value, path, pb);
+      if (rb !== undefined) return rb;
+      // Report the branch whose shape matches (mapping vs scalar) for a precise message.
+      problems.push(...(isMapping(value) === Boolean(b.rows) ? pb : pa));
+      return undefined;
+    },
+    rows: a.rows ?? b.rows,
+  };
+}
+
+type Presence = 'required' | 'defaulted' | 'optional';
+
+export interface Field<T, P extends Presence = Presence> {
+  schema: Schema<T>;
+  doc: string;
+  presence: P;
+  /** Input form of the default: it goes through the schema, so nested defaults are filled in too. */
+  default?: unknown;
+}
+
+export function req<T>(schema: Schema<T>, doc: string): Field<T, 'required'> {
+  return { schema, doc, presence: 'required' };
+}
+
+export function opt<T>(schema: Schema<T>, doc: string): Field<T, 'optional'>;
+export function opt<T>(schema: Schema<T>, doc: string, defaultValue: unknown): Field<T, 'defaulted'>;
+export function opt<T>(schema: Schema<T>, doc: string, defaultValue?: unknown): Field<T> {
+  return defaultValue === undefined ? { schema, doc, presence: 'optional' } : { schema, doc, presence: 'defaulted', default: defaultValue };
+}
+
+type Fields = Record<string, Field<any, Presence>>;
+type Value<F> = F extends Field<infer T, Presence> ? T : never;
+type ObjectOf<F extends Fields> = {
+  [K in keyof F as F[K]['presence'] extends 'optional' ? never : K]: Value<F[K]>;
+} & {
+  [K in keyof F as F[K]['presence'] extends 'optional' ? K : never]?: Value<F[K]>;
+};
+
+function isMapping(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** Defaults worth a docs cell: scalars, lists and flat mappings; nested objects document their own keys. */
+function showDefault(value: unknown): string | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value === 'string') return value === '' ? '""' : value;
+  if (isMapping(value) && (Object.keys(value).length === 0 || Object.values(value).some((v) => isMapping(v)))) return undefined;
+  return JSON.stringify(value);
+}
+
+/** A mapping with known keys: unknown keys, missing required keys and wrong types are all reported. */
+export function object<F extends Fields>(fields: F, form = 'a mapping'): Schema<ObjectOf<F>> {
+  const known = Object.keys(fields);
+  return {
+    form,
+    check(value, path, problems) {
+      if (!isMapping(value)) return fail(problems, path, form, value);
+      const out: Record<string, unknown> = {};
+      let ok = true;
+      for (const k of Object.keys(value)) {
+        if (!known.includes(k)) {
+          const near = known.find((n) => n.replace(/_/g, '') === k.replace(/[_-]/g, '').toLowerCase());
+          problems.push({
+            path: path ? `${path}.${k}` : k,
+            message: `unknown key${near ? ` (did you mean "${near}"?)` : `; known keys here: ${known.join(', ')}`}`,
+          });
+          ok = false;
+        }
+      }
+      for (const [k, field] of Object.entries(fields)) {
+        const p = path ? `${path}.${k}` : k;
+        const v = value[k];
+        if (v === undefined || v === null) {
+          if (field.presence === 'required') {
+            problems.push({ path: p, message: `missing; expected ${field.schema.form} (${field.doc})` });
+            ok = false;
+          } else if (field.presence === 'defaulted') {
+            const d = field.schema.check(structuredClone(field.default), p, problems);
+            if (d === undefined) ok = false;
+            else out[k] = d;
+          }
+          continue;
+        }
+        const r = field.schema.check(v, p, problems);
+        if (r === undefined) ok = false;
+        else out[k] = r;
+      }
+      return ok ? (out as ObjectOf<F>) : undefined;
+    },
+    rows(path) {
+      const rows: DocRow[] = [];
+      for (const [k, field] of Object.entries(fields)) {
+        const p = path ? `${path}.${k}` : k;
+        rows.push({
+          path: p,
+          form: field.schema.form,
+          required: field.presence === 'required',
+          default: showDefault(field.default),
+          doc: field.doc,
+        });
+        if (field.schema.rows) rows.push(...field.schema.rows(p));
+      }
+      return rows;
+    },
+  };
+}
+
+/** Markdown table documenting a schema: one row per key path. */
+export function renderDocs(schema: Schema<unknown>): string {
+  const esc = (s: string) => s.replace(/\|/g, '\\|').replace(/\n/g, ' ');
+  const lines = ['| key | form | default | meaning |', '|---|---|---|---|'];
+  for (const r of schema.rows?.('') ?? []) {
+    const def = r.required ? '**required**' : r.default !== undefined ? `\`${esc(r.default)}\`` : '';
+    lines.push(`| \`${r.path}\` | ${esc(r.form)} | ${def} | ${esc(r.doc)} |`);
+  }
+  return lines.join('\n');
+}

@@ -1,0 +1,65 @@
+// Which SSH key to log in with, in a fixed order that works the same on a runner and on a laptop.
+import { existsSync, readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { OpsError } from '../errors.ts';
+import type { Reporter } from '../report.ts';
+
+export interface Credentials {
+  privateKey?: string;
+  passphrase?: string;
+  agent?: string;
+  /** Where the key came from, for error messages (never the key itself). */
+  describe: string;
+}
+
+export interface IdentitySources {
+  /** --identity on the command line. */
+  identityFile?: string;
+  /** ssh.identity_file from the environment, already resolved to an absolute path. */
+  configFile?: string;
+  env?: NodeJS.ProcessEnv;
+  home?: string;
+}
+
+function readKey(file: string, label: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new OpsError(`cannot read the SSH key ${file} (${label}): ${(e as NodeJS.ErrnoException).code}`);
+  }
+}
+
+function checkKeyText(text: string, label: string): string {
+  if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text))
+    throw new OpsError(`${label} does not hold a private key in PEM/OpenSSH format`, 'give the whole key file content, including the BEGIN/END lines');
+  return text.endsWith('\n') ? text : `${text}\n`;
+}
+
+/**
+ * Order: --identity, $OPS_SSH_KEY (key text, e.g. from a GitHub secret), ssh.identity_file, the SSH agent,
+ * then ~/.ssh/id_ed25519, id_ecdsa, id_rsa. Key text is masked before anything can print it.
+ */
+export function resolveCredentials(sources: IdentitySources, reporter: Reporter): Credentials {
+  const env = sources.env ?? process.env;
+  const passphrase = env.OPS_SSH_KEY_PASSPHRASE || undefined;
+  if (passphrase) reporter.mask(passphrase);
+  const fromText = (text: string, describe: string): Credentials => {
+    const key = checkKeyText(text, describe);
+    reporter.mask(key);
+    return { privateKey: key, passphrase, describe };
+  };
+  if (sources.identityFile) return fromText(readKey(sources.identityFile, '--identity'), `key file ${sources.identityFile}`);
+  if (env.OPS_SSH_KEY) return fromText(env.OPS_SSH_KEY, '$OPS_SSH_KEY');
+  if (sources.configFile) return fromText(readKey(sources.configFile, 'ssh.identity_file'), `key file ${sources.configFile}`);
+  if (env.SSH_AUTH_SOCK && existsSync(env.SSH_AUTH_SOCK)) return { agent: env.SSH_AUTH_SOCK, describe: `SSH agent at ${env.SSH_AUTH_SOCK}` };
+  const home = sources.home ?? homedir();
+  for (const f of ['id_ed25519', 'id_ecdsa', 'id_rsa']) {
+    const p = join(home, '.ssh', f);
+    if (existsSync(p)) return fromText(readKey(p, 'default key'), `key file ${p}`);
+  }
+  throw new OpsError(
+    'no SSH key to log in with',
+    'tried --identity, $OPS_SSH_KEY, ssh.identity_file in the environment, $SSH_AUTH_SOCK and ~/.ssh/id_{ed25519,ecdsa,rsa}: give one of them',
+  );
+}

@@ -1,0 +1,43 @@
+// A transport for tests: records every step and upload, answers with scripted results.
+import { StepError } from '../errors.ts';
+import { commandLine, scriptText } from './wrap.ts';
+import { parseReports, type Remote, type RunOptions, type Step, type StepResult, type UploadOptions } from './types.ts';
+
+export interface Recorded {
+  step: Step;
+  commandLine: string;
+  stdin: string;
+}
+
+export type Responder = (step: Step) => Partial<Pick<StepResult, 'stdout' | 'stderr' | 'code'>> | undefined;
+
+export class RecordingRemote implements Remote {
+  readonly runs: Recorded[] = [];
+  readonly uploads: { path: string; content: Buffer; mode: number }[] = [];
+  closed = false;
+  constructor(
+    readonly name = 'test-host',
+    readonly login = 'deploy',
+    private readonly appUser = 'app',
+    private readonly respond: Responder = () => undefined,
+  ) {}
+  async run(step: Step, options: RunOptions = {}): Promise<StepResult> {
+    this.runs.push({ step, commandLine: commandLine(step, this.login, this.appUser), stdin: scriptText(step) });
+    const r = this.respond(step) ?? {};
+    const result: StepResult = { stdout: r.stdout ?? '', stderr: r.stderr ?? '', code: r.code ?? 0, durationMs: 0, reports: parseReports(r.stdout ?? '') };
+    if (result.code !== 0 && !options.allowFailure) throw new StepError(step.name, this.name, result.code, result.stderr);
+    return result;
+  }
+  async upload(content: string | Buffer, path: string, options: UploadOptions = {}): Promise<void> {
+    this.uploads.push({ path, content: Buffer.from(content), mode: options.mode ?? 0o600 });
+  }
+  async hold(): Promise<number> {
+    return 4242;
+  }
+  async close(): Promise<void> {
+    this.closed = true;
+  }
+  stepNames(): string[] {
+    return this.runs.map((r) => r.step.name);
+  }
+}

@@ -1,0 +1,82 @@
+// The contract between steps (what to run) and transports (how it reaches a host).
+// A step is data: a bash script plus who runs it. It never opens a connection, so it is unit-tested
+// by its exact text. A Remote runs steps over one connection per host (node-ssh) or records them (tests).
+
+/** Who runs a script on the host: the SSH login itself, root (through sudo), or the unprivileged app user. */
+export type RunAs = 'login' | 'root' | 'app';
+
+export interface Step {
+  /** Short name, shown in logs and in errors ("step \"build\" on web1 failed ..."). */
+  name: string;
+  /** Bash script body. The transport prepends `set -euo pipefail` and the helpers from `scriptPrelude`. */
+  script: string;
+  as: RunAs;
+  /** Seconds before the remote process group is killed (default 600). */
+  timeout?: number;
+  /** Keep output out of the live log (it is still returned and used in errors). */
+  quiet?: boolean;
+}
+
+export interface StepResult {
+  stdout: string;
+  stderr: string;
+  code: number;
+  durationMs: number;
+  /** `@ops key value` lines the script printed with `ops_report`, in order (values may repeat per key). */
+  reports: [string, string][];
+}
+
+export interface RunOptions {
+  /** Resolve with the result instead of throwing when the script exits non-zero. */
+  allowFailure?: boolean;
+}
+
+export interface UploadOptions {
+  /** File mode given at creation (no window where the file is readable by others). Default 0o600. */
+  mode?: number;
+}
+
+export interface Remote {
+  /** Host name from the environment (log prefix). */
+  readonly name: string;
+  /** The SSH login; steps with `as: 'root'` use sudo unless this is root. */
+  readonly login: string;
+  run(step: Step, options?: RunOptions): Promise<StepResult>;
+  /** Write bytes to a path owned by the login, over the same connection (SFTP). Never via a command line. */
+  upload(content: string | Buffer, remotePath: string, options?: UploadOptions): Promise<void>;
+  /**
+   * Start a process that lives exactly as long as this connection and return its remote PID: a lock
+   * records it, so another run can tell a live holder from one whose runner died.
+   */
+  hold(): Promise<number>;
+  close(): Promise<void>;
+}
+
+/** Marker for machine-readable lines in a step's stdout; hidden from the live log. */
+export const REPORT_PREFIX = '@ops ';
+
+/** Parse `@ops key value` lines. */
+export function parseReports(stdout: string): [string, string][] {
+  const out: [string, string][] = [];
+  for (const line of stdout.split('\n')) {
+    if (!line.startsWith(REPORT_PREFIX)) continue;
+    const rest = line.slice(REPORT_PREFIX.length);
+    const sp = rest.indexOf(' ');
+    out.push(sp < 0 ? [rest, ''] : [rest.slice(0, sp), rest.slice(sp + 1)]);
+  }
+  return out;
+}
+
+/** The last value reported for `key`, if any. */
+export function reported(result: StepResult, key: string): string | undefined {
+  let v: string | undefined;
+  for (const [k, val] of result.reports) if (k === key) v = val;
+  return v;
+}
+
+/** Every value reported for `key`, in order. */
+export function reportedAll(result: StepResult, key: string): string[] {
+  return result.reports.filter(([k]) => k === key).map(([, v]) => v);
+}
+
+export const DEFAULT_STEP_TIMEOUT = 600;

@@ -1,0 +1,201 @@
+// One reporter for every operation: GitHub Actions (groups, masks, job summary, outputs) or a terminal
+// (aligned, optionally coloured lines). Everything printed goes through `redact`, so a secret registered
+// with `mask` never reaches a log, even where the runner's own masking does not apply (local runs).
+import * as core from '@actions/core';
+
+export type Stream = 'stdout' | 'stderr';
+
+export interface Reporter {
+  /** Register a secret value: every later print replaces it (and each of its lines) with ***. */
+  mask(value: string): void;
+  redact(text: string): string;
+  info(message: string): void;
+  warn(message: string): void;
+  error(message: string): void;
+  /** Run `fn` inside a titled, timed group (an Actions log group, or a heading on a terminal). */
+  group<T>(title: string, fn: () => Promise<T>): Promise<T>;
+  /** One line of output from a remote command, prefixed with the host it came from. */
+  line(host: string, text: string, stream: Stream): void;
+  /** Markdown for the job summary (Actions) or the end of the run (terminal). */
+  summary(markdown: string): Promise<void>;
+  /** A named result: a step output in Actions, ignored on a terminal. */
+  output(name: string, value: string): void;
+}
+
+const MIN_SECRET_LENGTH = 3; // masking "a" or "1" would shred every log line
+
+/** Holds the registered secrets and redacts them; shared by both reporters. */
+export class Masker {
+  private readonly secrets = new Set<string>();
+  add(value: string): string[] {
+    const added: string[] = [];
+    for (const v of [value, ...value.split(/\r?\n/)]) {
+      const t = v.trim();
+      if (t.length >= MIN_SECRET_LENGTH && !this.secrets.has(t)) {
+        this.secrets.add(t);
+        added.push(t);
+      }
+    }
+    return added;
+  }
+  redact(text: string): string {
+    if (this.secrets.size === 0) return text;
+    // Longest first, so a secret that contains another is replaced whole.
+    let out = text;
+    for (const s of [...this.secrets].sort((a, b) => b.length - a.length)) out = out.split(s).join('***');
+    return out;
+  }
+}
+
+function seconds(ms: number): string {
+  return `${(ms / 1000).toFixed(1)}s`;
+}
+
+export class ConsoleReporter implements Reporter {
+  private readonly masker = new Masker();
+  private depth = 0;
+  private readonly color: boolean;
+  constructor(
+    private readonly out: NodeJS.WritableStream = process.stdout,
+    private readonly err: NodeJS.WritableStream = process.stderr,
+    options: { color?: boolean } = {},
+  ) {
+    this.color = options.color ?? (Boolean((out as NodeJS.WriteStream).isTTY) && !process.env.NO_COLOR);
+  }
+  private paint(code: string, text: string): string {
+    return this.color ? `\x1b[${code}m${text}\x1b[0m` : text;
+  }
+  private write(stream: NodeJS.WritableStream, text: string): void {
+    const pad = '  '.repeat(this.depth);
+    stream.write(
+      this.redact(text)
+        .split('\n')
+        .map((l) => pad + l)
+        .join('\n') + '\n',
+    );
+  }
+  mask(value: string): void {
+    this.masker.add(value);
+  }
+  redact(text: string): string {
+    return this.masker.redact(text);
+  }
+  info(message: string): void {
+    this.write(this.out, message);
+  }
+  warn(message: string): void {
+    this.write(this.err, this.paint('33', `warning: ${message}`));
+  }
+  error(message: string): void {
+    this.write(this.err, this.paint('31', `error: ${message}`));
+  }
+  async group<T>(title: string, fn: () => Promise<T>): Promise<T> {
+    const start = Date.now();
+    this.write(this.out, this.paint('1', `▸ ${title}`));
+    this.depth++;
+    try {
+      const result = await fn();
+      this.depth--;
+      this.write(this.out, this.paint('2', `✓ ${title} (${seconds(Date.now() - start)})`));
+      return result;
+    } catch (e) {
+      this.depth--;
+      this.write(this.err, this.paint('31', `✗ ${title} (${seconds(Date.now() - start)})`));
+      throw e;
+    }
+  }
+  line(host: string, text: string, stream: Stream): void {
+    this.write(stream === 'stderr' ? this.err : this.out, `${this.paint('36', host)} ${text}`);
+  }
+  async summary(markdown: string): Promise<void> {
+    this.write(this.out, markdown);
+  }
+  output(): void {}
+}
+
+export class ActionsReporter implements Reporter {
+  private readonly masker = new Masker();
+  private openGroups = 0;
+  mask(value: string): void {
+    for (const v of this.masker.add(value)) core.setSecret(v);
+  }
+  redact(text: string): string {
+    return this.masker.redact(text);
+  }
+  info(message: string): void {
+    core.info(this.redact(message));
+  }
+  warn(message: string): void {
+    core.warning(this.redact(message));
+  }
+  error(message: string): void {
+    core.error(this.redact(message));
+  }
+  async group<T>(title: string, fn: () => Promise<T>): Promise<T> {
+    // Actions log groups cannot nest: an inner (or concurrent) group becomes a plain heading.
+    const own = this.openGroups === 0;
+    const start = Date.now();
+    if (own) core.startGroup(this.redact(title));
+    else core.info(`▸ ${this.redact(title)}`);
+    this.openGroups++;
+    try {
+      const result = await fn();
+      core.info(`✓ ${this.redact(title)} (${seconds(Date.now() - start)})`);
+      return result;
+    } catch (e) {
+      core.info(`✗ ${this.redact(title)} (${seconds(Date.now() - start)})`);
+      throw e;
+    } finally {
+      this.openGroups--;
+      if (own) core.endGroup();
+    }
+  }
+  line(host: string, text: string): void {
+    core.info(this.redact(`${host} ${text}`));
+  }
+  async summary(markdown: string): Promise<void> {
+    await core.summary.addRaw(this.redact(markdown), true).write();
+  }
+  output(name: string, value: string): void {
+    core.setOutput(name, this.redact(value));
+  }
+}
+
+/** A reporter that keeps everything in memory: for tests and for commands that print JSON. */
+export class MemoryReporter implements Reporter {
+  private readonly masker = new Masker();
+  readonly lines: string[] = [];
+  readonly outputs: Record<string, string> = {};
+  readonly summaries: string[] = [];
+  mask(value: string): void {
+    this.masker.add(value);
+  }
+  redact(text: string): string {
+    return this.masker.redact(text);
+  }
+  info(message: string): void {
+    this.lines.push(this.redact(message));
+  }
+  warn(message: string): void {
+    this.lines.push(this.redact(`warning: ${message}`));
+  }
+  error(message: string): void {
+    this.lines.push(this.redact(`error: ${message}`));
+  }
+  async group<T>(title: string, fn: () => Promise<T>): Promise<T> {
+    this.lines.push(this.redact(`▸ ${title}`));
+    return fn();
+  }
+  line(host: string, text: string): void {
+    this.lines.push(this.redact(`${host} ${text}`));
+  }
+  async summary(markdown: string): Promise<void> {
+    this.summaries.push(this.redact(markdown));
+  }
+  output(name: string, value: string): void {
+    this.outputs[name] = this.redact(value);
+  }
+  text(): string {
+    return this.lines.join('\n');
+  }
+}

@@ -1,0 +1,57 @@
+// Every external value that reaches a remote shell goes through here: validated against a strict
+// pattern first (so a hostile value is refused before any connection), then single-quoted.
+import { OpsError } from './errors.ts';
+
+/** POSIX single-quoting: the result is one shell word whatever the input holds. */
+export function quote(value: string | number): string {
+  const s = String(value);
+  if (s !== '' && /^[A-Za-z0-9_@%+=:,./-]+$/.test(s)) return s;
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/** Build a command line from words, quoting each. */
+export function cmd(...words: (string | number)[]): string {
+  return words.map(quote).join(' ');
+}
+
+type Check = { what: string; pattern: RegExp; form: string; extra?: (v: string) => string | undefined };
+
+const CHECKS = {
+  // git check-ref-format rules, tightened: no leading '-', no '..', no spaces or shell metacharacters.
+  gitRef: {
+    what: 'git ref',
+    pattern: /^(?!-)(?!.*\.\.)(?!.*\/\/)(?!.*@\{)(?!.*\.lock$)(?!.*\/$)(?!.*\.$)[A-Za-z0-9._\/+-]{1,200}$/,
+    form: 'a branch, tag or commit sha made of letters, digits and . _ / + - (no leading "-", no "..")',
+  },
+  environment: {
+    what: 'environment name',
+    pattern: /^[a-z][a-z0-9-]{0,39}$/,
+    form: 'lower-case letters, digits and "-", starting with a letter (e.g. prod, staging, demo-2)',
+  },
+  release: {
+    what: 'release id',
+    pattern: /^\d{8}T\d{6}Z-[0-9a-f]{7,40}$/,
+    form: 'YYYYMMDDTHHMMSSZ-<sha>, as listed by `ops releases <env>`',
+  },
+  name: {
+    what: 'name',
+    pattern: /^[a-z][a-z0-9_-]{0,39}$/,
+    form: 'lower-case letters, digits, "_" and "-", starting with a letter',
+  },
+} satisfies Record<string, Check>;
+
+export type ValueKind = keyof typeof CHECKS;
+
+/** Return `value` if it matches the kind's pattern; otherwise throw a clear error naming the value and the expected form. */
+export function validate(kind: ValueKind, value: string, label?: string): string {
+  const check: Check = CHECKS[kind];
+  if (typeof value !== 'string' || !check.pattern.test(value)) {
+    const shown = JSON.stringify(value);
+    throw new OpsError(`invalid ${label ?? check.what} ${shown}: expected ${check.form}`);
+  }
+  return value;
+}
+
+export function isValid(kind: ValueKind, value: string): boolean {
+  return CHECKS[kind].pattern.test(value);
+}

@@ -1,0 +1,163 @@
+// The `ops` command-line framework: each file in scripts/commands exports `commands`, this file parses
+// argv, prints help, and turns errors into messages for people (exit 1) instead of stack traces.
+import { parseArgs } from 'node:util';
+import { OpsError, formatError } from '../core/errors.ts';
+import { ConsoleReporter, type Reporter } from '../core/report.ts';
+import { findRoot } from '../core/config/environment.ts';
+import type { OpsContext } from '../core/context.ts';
+
+export interface OptionSpec {
+  type: 'string' | 'boolean';
+  short?: string;
+  multiple?: boolean;
+  description: string;
+  /** Shown in help as the value's name ("--lines N"). */
+  value?: string;
+}
+
+export interface CommandContext {
+  /** Positional arguments after the command name. */
+  args: string[];
+  /** Parsed options. */
+  values: Record<string, string | boolean | string[] | undefined>;
+  reporter: Reporter;
+  /** Project root (holds environments/). */
+  root: string;
+  env: NodeJS.ProcessEnv;
+  stdin: NodeJS.ReadableStream;
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream;
+  /** The context core operations take (connections use --identity, the process env, this reporter). */
+  ops: OpsContext;
+}
+
+export interface Command {
+  /** One or two words: "ping", "secrets show". */
+  name: string;
+  summary: string;
+  /** Positional arguments: "<env>" required, "[program]" optional, "<file...>" one or more. */
+  args?: string[];
+  options?: Record<string, OptionSpec>;
+  /** Longer help text shown by `ops <command> --help`. */
+  help?: string;
+  run(ctx: CommandContext): Promise<number>;
+}
+
+export class UsageError extends OpsError {}
+
+const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
+  help: { type: 'boolean', short: 'h', description: 'show help' },
+  identity: { type: 'string', short: 'i', value: 'FILE', description: 'SSH private key to log in with' },
+};
+
+function usageLine(c: Command): string {
+  const opts = Object.entries(c.options ?? {}).map(([k, o]) => (o.type === 'boolean' ? `[--${k}]` : `[--${k} ${o.value ?? 'VALUE'}]`));
+  return ['ops', c.name, ...(c.args ?? []), ...opts].join(' ');
+}
+
+function optionLines(options: Record<string, OptionSpec>): string[] {
+  return Object.entries(options).map(([k, o]) => {
+    const flag = `${o.short ? `-${o.short}, ` : '    '}--${k}${o.type === 'string' ? ` ${o.value ?? 'VALUE'}` : ''}`;
+    return `  ${flag.padEnd(28)} ${o.description}`;
+  });
+}
+
+export function commandHelp(c: Command): string {
+  return [
+    `usage: ${usageLine(c)}`,
+    '',
+    c.summary,
+    ...(c.help ? ['', c.help.trim()] : []),
+    '',
+    'options:',
+    ...optionLines({ ...(c.options ?? {}), ...GLOBAL_OPTIONS }),
+  ].join('\n');
+}
+
+export function mainHelp(commands: Command[]): string {
+  const width = Math.max(...commands.map((c) => c.name.length + (c.args ?? []).join(' ').length)) + 3;
+  return [
+    'ops: provision, deploy and operate the environments in environments/ (the same code as the GitHub Actions)',
+    '',
+    'usage: ops <command> [arguments] [options]      (from the project: npm run ops -- <command> ...)',
+    '',
+    'commands:',
+    ...commands.map((c) => `  ${`${c.name} ${(c.args ?? []).join(' ')}`.padEnd(width)} ${c.summary}`),
+    '',
+    'Run `ops <command> --help` for a command\'s options.',
+  ].join('\n');
+}
+
+function checkArgs(c: Command, args: string[]): void {
+  const spec = c.args ?? [];
+  const required = spec.filter((a) => a.startsWith('<')).length;
+  const variadic = spec.some((a) => a.endsWith('...>') || a.endsWith('...]'));
+  if (args.length < required) throw new UsageError(`missing argument ${spec[args.length]} for "ops ${c.name}"`, `usage: ${usageLine(c)}`);
+  if (!variadic && args.length > spec.length) throw new UsageError(`unexpected argument "${args[spec.length]}" for "ops ${c.name}"`, `usage: ${usageLine(c)}`);
+}
+
+export interface RunIo {
+  argv: string[];
+  env?: NodeJS.ProcessEnv;
+  stdin?: NodeJS.ReadableStream;
+  stdout?: NodeJS.WritableStream;
+  stderr?: NodeJS.WritableStream;
+  reporter?: Reporter;
+  root?: string;
+}
+
+/** Run the CLI; returns the exit code (0 ok, 1 failure, 2 usage error). */
+export async function runCli(commands: Command[], io: RunIo): Promise<number> {
+  const stdout = io.stdout ?? process.stdout;
+  const stderr = io.stderr ?? process.stderr;
+  const env = io.env ?? process.env;
+  const argv = io.argv;
+  if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
+    stdout.write(mainHelp(commands) + '\n');
+    return argv.length === 0 ? 2 : 0;
+  }
+  // Longest match first: "secrets show" before "secrets".
+  const command = [...commands].sort((a, b) => b.name.split(' ').length - a.name.split(' ').length).find((c) => {
+    const words = c.name.split(' ');
+    return words.every((w, i) => argv[i] === w);
+  });
+  const reporter = io.reporter ?? new ConsoleReporter(stdout, stderr);
+  if (!command) {
+    const group = commands.filter((c) => c.name.startsWith(`${argv[0]} `));
+    if (group.length) {
+      stderr.write(`"ops ${argv[0]}" needs a subcommand:\n${group.map((c) => `  ${usageLine(c)}`).join('\n')}\n`);
+    } else {
+      stderr.write(`error: unknown command "${argv[0]}"\n\n${mainHelp(commands)}\n`);
+    }
+    return 2;
+  }
+  const rest = argv.slice(command.name.split(' ').length);
+  try {
+    const specs = { ...(command.options ?? {}), ...GLOBAL_OPTIONS };
+    let parsed;
+    try {
+      parsed = parseArgs({
+        args: rest,
+        allowPositionals: true,
+        strict: true,
+        options: Object.fromEntries(
+          Object.entries(specs).map(([k, o]) => [k, { type: o.type, ...(o.short ? { short: o.short } : {}), ...(o.multiple ? { multiple: true } : {}) }]),
+        ),
+      });
+    } catch (e) {
+      throw new UsageError((e as Error).message.replace(/\. To specify.*$/s, ''), `usage: ${usageLine(command)}`);
+    }
+    if (parsed.values.help) {
+      stdout.write(commandHelp(command) + '\n');
+      return 0;
+    }
+    checkArgs(command, parsed.positionals);
+    const root = io.root ?? env.OPS_ROOT ?? findRoot();
+    const values = parsed.values as CommandContext['values'];
+    const ops: OpsContext = { root, reporter, env, identityFile: values.identity as string | undefined };
+    return await command.run({ args: parsed.positionals, values, reporter, root, env, stdin: io.stdin ?? process.stdin, stdout, stderr, ops });
+  } catch (e) {
+    stderr.write(`error: ${reporter.redact(formatError(e))}\n`);
+    return e instanceof UsageError ? 2 : 1;
+  }
+}

@@ -1,0 +1,47 @@
+// Commands about an environment's hosts and configuration.
+import { stringify } from 'yaml';
+import { loadEnvironment } from '../../core/config/environment.ts';
+import { fingerprint, parseHostKey } from '../../core/config/hostkey.ts';
+import { formatPing, ping } from '../../core/ops/ping.ts';
+import type { Command } from '../cli.ts';
+
+const json = { type: 'boolean', description: 'print JSON for scripts' } as const;
+
+export const commands: Command[] = [
+  {
+    name: 'ping',
+    summary: 'check every host: reachable, host key verified, hostname, OS, uptime, free disk',
+    args: ['<env>'],
+    options: { json },
+    async run({ args, ops, values, stdout }) {
+      const env = loadEnvironment(args[0]!, ops.root);
+      const results = await ping(ops, env);
+      if (values.json) stdout.write(JSON.stringify(results, null, 2) + '\n');
+      else ops.reporter.info(formatPing(results));
+      return results.every((r) => r.ok) ? 0 : 1;
+    },
+  },
+  {
+    name: 'config',
+    summary: 'print the resolved configuration of an environment (defaults filled in, secrets not shown)',
+    args: ['<env>'],
+    options: { json },
+    async run({ args, ops, values, stdout }) {
+      const env = loadEnvironment(args[0]!, ops.root);
+      const resolved = {
+        environment: env.name,
+        url: env.url,
+        app_user: env.appUser,
+        base_dir: env.baseDir,
+        ...env.config,
+        hosts: env.hosts.map(({ hostKey, ...h }) => {
+          const key = parseHostKey(hostKey);
+          return { ...h, host_key: typeof key === 'string' ? key : `${key.type} ${fingerprint(key.blob)}` };
+        }),
+        env: Object.fromEntries(Object.entries(env.config.env).map(([k, v]) => [k, typeof v === 'string' ? v : `<secret ${v.secret}>`])),
+      };
+      stdout.write(values.json ? JSON.stringify(resolved, null, 2) + '\n' : stringify(resolved, { lineWidth: 0 }));
+      return 0;
+    },
+  },
+];

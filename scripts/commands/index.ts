@@ -1,0 +1,5 @@
+// Every CLI command, in the order `ops --help` lists them.
+import type { Command } from '../cli.ts';
+import { commands as hosts } from './hosts.ts';
+
+export const allCommands: Command[] = [...hosts];

@@ -1,0 +1,31 @@
+import { describe, expect, it } from 'vitest';
+import { cmd, quote, validate } from '../../core/shell.ts';
+
+describe('quote', () => {
+  it('leaves plain words alone and single-quotes the rest', () => {
+    expect(quote('v1.2/x')).toBe('v1.2/x');
+    expect(quote('a b')).toBe("'a b'");
+    expect(quote("it's")).toBe(`'it'\\''s'`);
+    expect(quote('')).toBe("''");
+    expect(cmd('echo', '$(id)', '`x`')).toBe("echo '$(id)' '`x`'");
+  });
+});
+
+describe('validate', () => {
+  const bad = ['; rm -rf /', '$(id)', '`id`', 'a\nb', 'with space', '-delete', 'a..b', 'x;y', 'a|b', '', 'a/', 'a.lock'];
+  it.each(bad)('refuses the git ref %j with the expected form', (ref) => {
+    expect(() => validate('gitRef', ref)).toThrow(/invalid git ref .*expected a branch, tag or commit sha/);
+  });
+  it.each(['master', 'v1', 'feature/login-form', 'release-2.3', 'a1b2c3d', 'users/jo+test'])('accepts %j', (ref) => {
+    expect(validate('gitRef', ref)).toBe(ref);
+  });
+  it('checks environment names', () => {
+    expect(validate('environment', 'prod')).toBe('prod');
+    expect(() => validate('environment', '../etc')).toThrow(/invalid environment name/);
+    expect(() => validate('environment', 'Prod')).toThrow(/lower-case/);
+  });
+  it('checks release ids', () => {
+    expect(validate('release', '20261125T134501Z-a1b2c3d4e5f6')).toBeTruthy();
+    expect(() => validate('release', '../../etc')).toThrow(/invalid release id/);
+  });
+});

@@ -180,6 +180,27 @@ type ObjectOf<F extends Fields> = {
   [K in keyof F as F[K]['presence'] extends 'optional' ? K : never]?: Value<F[K]>;
 };
 
+/** Edit distance, for "did you mean" on a misspelt key. */
+function distance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0]!;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const cur = row[j]!;
+      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = cur;
+    }
+  }
+  return row[b.length]!;
+}
+
+function closest(key: string, known: string[]): string | undefined {
+  const norm = key.toLowerCase().replace(/-/g, '_');
+  const best = known.map((k) => [k, distance(norm, k)] as const).sort((x, y) => x[1] - y[1])[0];
+  return best && best[1] <= Math.max(1, Math.floor(key.length / 4)) ? best[0] : undefined;
+}
+
 function isMapping(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
@@ -203,7 +224,7 @@ export function object<F extends Fields>(fields: F, form = 'a mapping'): Schema<
       let ok = true;
       for (const k of Object.keys(value)) {
         if (!known.includes(k)) {
-          const near = known.find((n) => n.replace(/_/g, '') === k.replace(/[_-]/g, '').toLowerCase());
+          const near = closest(k, known);
           problems.push({
             path: path ? `${path}.${k}` : k,
             message: `unknown key${near ? ` (did you mean "${near}"?)` : `; known keys here: ${known.join(', ')}`}`,

@@ -1,0 +1,51 @@
+// What every action entry point shares: inputs → OpsContext → operation → outputs, summary and failure.
+// Keeps actions/<name>/main.ts to a few lines: read inputs, call one core operation, write outputs.
+import * as core from '@actions/core';
+import { formatError } from './errors.ts';
+import { ActionsReporter } from './report.ts';
+import type { OpsContext } from './context.ts';
+
+export interface ActionContext {
+  ops: OpsContext;
+  reporter: ActionsReporter;
+  /** A string input ('' when not given). */
+  input(name: string, options?: { required?: boolean }): string;
+  /** A boolean input; unset means `fallback` (the runner fills action.yml defaults, local harnesses may not). */
+  flag(name: string, fallback?: boolean): boolean;
+}
+
+/**
+ * Run an action body with the shared inputs handled once: `ssh-key` and `age-key` are masked (every line)
+ * and handed to the core through the same variables the CLI reads (OPS_SSH_KEY, SOPS_AGE_KEY).
+ */
+export async function runAction(body: (ctx: ActionContext) => Promise<void>): Promise<void> {
+  const reporter = new ActionsReporter();
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  try {
+    const sshKey = core.getInput('ssh-key');
+    if (sshKey) {
+      reporter.mask(sshKey);
+      env.OPS_SSH_KEY = sshKey;
+    }
+    const ageKey = core.getInput('age-key');
+    if (ageKey) {
+      reporter.mask(ageKey);
+      env.SOPS_AGE_KEY = ageKey;
+    }
+    const root = core.getInput('working-directory') || process.env.GITHUB_WORKSPACE || process.cwd();
+    await body({
+      ops: { root, reporter, env },
+      reporter,
+      input: (name, options) => core.getInput(name, options).trim(),
+      flag: (name, fallback = false) => {
+        const v = core.getInput(name).trim().toLowerCase();
+        if (v === '') return fallback;
+        if (['true', 'yes', '1'].includes(v)) return true;
+        if (['false', 'no', '0'].includes(v)) return false;
+        throw new Error(`input ${name} must be true or false, got "${v}"`);
+      },
+    });
+  } catch (e) {
+    core.setFailed(reporter.redact(formatError(e)));
+  }
+}

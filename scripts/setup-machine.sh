@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Prepares this machine (Debian 12, as root) for the sandbox (npm start), the tests and the benchmarks:
+# the Debian packages listed in test/hosts/debian-packages.txt, then the npm dependencies.
+# Idempotent: a second run installs nothing and takes a few seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" != 0 ]; then
+  echo "error: run as root (the local test hosts need network namespaces and chroots): sudo $0" >&2
+  exit 1
+fi
+
+mapfile -t wanted < <(grep -v '^\s*#' test/hosts/debian-packages.txt | awk 'NF {print $1}')
+missing=()
+for p in "${wanted[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing Debian packages: ${missing[*]}"
+  # Refresh the package lists only when they are older than a day (or absent).
+  if [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*_Packages*' -mtime -1 2>/dev/null | head -n1)" ]; then
+    timeout 600 apt-get update -qq
+  fi
+  DEBIAN_FRONTEND=noninteractive timeout 1200 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# npm ci only when the lockfile changed since the last install (node_modules/.package-lock.json mirrors it).
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
+fi
+echo "machine ready"

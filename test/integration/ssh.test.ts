@@ -1,0 +1,162 @@
+// The SSH core against a real OpenSSH server on loopback (same machine, so remote processes are visible here).
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { existsSync, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { connect, type ConnectOptions } from '../../core/remote/ssh.ts';
+import { MemoryReporter } from '../../core/report.ts';
+import { StepError } from '../../core/errors.ts';
+import { reported, type Remote } from '../../core/remote/types.ts';
+import { startSshd, type TestSshd } from '../support/sshd.ts';
+
+let sshd: TestSshd;
+beforeAll(async () => {
+  sshd = await startSshd();
+});
+afterAll(async () => {
+  await sshd?.stop();
+});
+
+function options(overrides: Partial<ConnectOptions> = {}, reporter = new MemoryReporter()): ConnectOptions {
+  return {
+    host: { name: 'lo', address: '127.0.0.1', port: sshd.port, user: 'root', hostKey: sshd.hostKey },
+    credentials: { privateKey: sshd.clientKey, describe: 'test key' },
+    appUser: 'app',
+    reporter,
+    connectTimeout: 5,
+    retries: 0,
+    configFile: 'environments/test/environment.yml',
+    ...overrides,
+  };
+}
+
+const alive = (pid: number) => {
+  try {
+    const state = readFileSync(`/proc/${pid}/stat`, 'utf8').split(' ')[2];
+    return state !== 'Z';
+  } catch {
+    return false;
+  }
+};
+
+describe('SSH transport on a real sshd', () => {
+  it('runs many steps and uploads over one connection, streaming output and parsing reports', async () => {
+    const reporter = new MemoryReporter();
+    const before = sshd.logins();
+    const remote = await connect(options({}, reporter));
+    try {
+      const r = await remote.run({ name: 'hello', as: 'login', script: 'echo "hello from $(whoami)"\nops_report answer 42' });
+      expect(r.code).toBe(0);
+      expect(reported(r, 'answer')).toBe('42');
+      expect(reporter.text()).toContain('lo hello from root');
+      expect(reporter.text()).not.toContain('@ops'); // machine lines stay out of the log
+      for (let i = 0; i < 4; i++) await remote.run({ name: `n${i}`, as: 'root', script: 'true' });
+      await remote.upload('s3cret=1\n', '/tmp/ops-upload-test', { mode: 0o600 });
+      const st = execFileSync('stat', ['-c', '%a %s', '/tmp/ops-upload-test']).toString().trim();
+      expect(st).toBe('600 9');
+    } finally {
+      await remote.close();
+    }
+    expect(sshd.logins() - before).toBe(1);
+  });
+
+  it('runs under set -euo pipefail: a failing command stops the script and fails the step', async () => {
+    const remote = await connect(options());
+    try {
+      const err = await remote.run({ name: 'half', as: 'login', script: 'echo before\nfalse\necho after' }).catch((e) => e);
+      expect(err).toBeInstanceOf(StepError);
+      expect(err.message).toMatch(/step "half" on lo failed with exit code 1/);
+      const pipe = await remote.run({ name: 'pipe', as: 'login', script: 'false | cat\necho after' }, { allowFailure: true });
+      expect(pipe.code).toBe(1);
+      expect(pipe.stdout).not.toContain('after');
+      const unset = await remote.run({ name: 'unset', as: 'login', script: 'echo "$NOT_DEFINED_ANYWHERE"' }, { allowFailure: true });
+      expect(unset.code).not.toBe(0);
+    } finally {
+      await remote.close();
+    }
+  });
+
+  it('names the step, host, exit code and the end of stderr on failure', async () => {
+    const remote = await connect(options());
+    try {
+      const err = await remote
+        .run({ name: 'migrate', as: 'login', script: 'for i in $(seq 1 40); do echo "line $i" >&2; done\nexit 3' })
+        .catch((e) => e);
+      expect(err).toBeInstanceOf(StepError);
+      expect(err.exitCode).toBe(3);
+      expect(err.message).toContain('step "migrate" on lo failed with exit code 3');
+      expect(err.message).toContain('line 40');
+      expect(err.message).not.toContain('line 5\n');
+    } finally {
+      await remote.close();
+    }
+  });
+
+  it('kills the whole remote process group when a step times out', async () => {
+    const remote = await connect(options());
+    try {
+      const started = Date.now();
+      const err = await remote
+        .run({ name: 'slow', as: 'login', timeout: 2, script: 'sleep 300 &\necho "$!" > /tmp/ops-timeout-child\nsleep 300' })
+        .catch((e) => e);
+      expect(err).toBeInstanceOf(StepError);
+      expect(err.message).toMatch(/timed out/);
+      expect(Date.now() - started).toBeLessThan(15_000);
+      const child = Number(readFileSync('/tmp/ops-timeout-child', 'utf8'));
+      await new Promise((r) => setTimeout(r, 300));
+      expect(alive(child)).toBe(false);
+    } finally {
+      await remote.close();
+    }
+  });
+
+  it('holds a process for exactly as long as the connection', async () => {
+    const remote = await connect(options());
+    const pid = await remote.hold();
+    expect(alive(pid)).toBe(true);
+    await remote.close();
+    for (let i = 0; i < 50 && alive(pid); i++) await new Promise((r) => setTimeout(r, 100));
+    expect(alive(pid)).toBe(false);
+  });
+
+  it('refuses a host whose key differs from the pinned one, showing both fingerprints and how to pin', async () => {
+    const other = execFileSync('sh', ['-c', 'd=$(mktemp -d); ssh-keygen -q -t ed25519 -N "" -f $d/k; cat $d/k.pub; rm -rf $d']).toString();
+    const pinned = other.split(' ').slice(0, 2).join(' ');
+    const presented = execFileSync('ssh-keygen', ['-lf', '-'], { input: sshd.hostKey }).toString().split(' ')[1];
+    const err = await connect(options({ host: { name: 'lo', address: '127.0.0.1', port: sshd.port, user: 'root', hostKey: pinned } })).catch((e) => e);
+    expect(err.message).toContain('does not match the pinned key');
+    expect(err.message).toContain(`presented: ssh-ed25519 ${presented}`);
+    expect(err.hint).toContain('environments/test/environment.yml');
+  });
+
+  it('reports a refused client key clearly, without retrying', async () => {
+    const wrong = execFileSync('sh', ['-c', 'd=$(mktemp -d); ssh-keygen -q -t ed25519 -N "" -f $d/k; cat $d/k; rm -rf $d']).toString();
+    const err = await connect(options({ credentials: { privateKey: wrong, describe: 'key file /x' }, retries: 3 })).catch((e) => e);
+    expect(err.message).toMatch(/refused our SSH key \(key file \/x\)/);
+  });
+
+  it('retries a refused connection with backoff, then gives up with the address', async () => {
+    const reporter = new MemoryReporter();
+    const started = Date.now();
+    const err = await connect(
+      options({ host: { name: 'gone', address: '127.0.0.1', port: 1, user: 'root', hostKey: sshd.hostKey }, retries: 1 }, reporter),
+    ).catch((e) => e);
+    expect(err.message).toMatch(/cannot connect to gone \(root@127.0.0.1:1\): .*ECONNREFUSED.*after 2 attempts/);
+    expect(reporter.text()).toMatch(/retrying \(1\/1\)/);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(900);
+  });
+});
+
+describe('uploads never use the command line', () => {
+  it('puts bytes through SFTP with the mode set at creation', async () => {
+    const remote: Remote = await connect(options());
+    try {
+      await remote.upload(Buffer.from([0, 1, 2, 255]), '/tmp/ops-upload-bin', { mode: 0o640 });
+      expect([...readFileSync('/tmp/ops-upload-bin')]).toEqual([0, 1, 2, 255]);
+      expect(existsSync('/tmp/ops-upload-bin')).toBe(true);
+    } finally {
+      await remote.close();
+    }
+    const log = readFileSync(`${sshd.dir}/sshd.log`, 'utf8');
+    expect(log).not.toContain('ops-upload-bin'); // sshd logs commands only at DEBUG; a path here would mean exec
+  });
+});

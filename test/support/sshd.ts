@@ -1,0 +1,80 @@
+// A real OpenSSH server on loopback for transport tests: its own host key, config, port and log.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export interface TestSshd {
+  port: number;
+  dir: string;
+  /** "ssh-ed25519 AAAA..." of the server. */
+  hostKey: string;
+  /** Private key file authorised for root. */
+  clientKeyFile: string;
+  clientKey: string;
+  /** Number of accepted logins so far (from sshd's log). */
+  logins(): number;
+  stop(): Promise<void>;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.listen(0, '127.0.0.1', () => {
+      const a = srv.address();
+      srv.close(() => (a && typeof a === 'object' ? resolve(a.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+function keygen(file: string): void {
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'test', '-f', file]);
+}
+
+export async function startSshd(): Promise<TestSshd> {
+  const dir = mkdtempSync(join(tmpdir(), 'ops-sshd-'));
+  keygen(join(dir, 'host_key'));
+  keygen(join(dir, 'client_key'));
+  writeFileSync(join(dir, 'authorized_keys'), readFileSync(join(dir, 'client_key.pub')));
+  const port = await freePort();
+  const log = join(dir, 'sshd.log');
+  writeFileSync(
+    join(dir, 'sshd_config'),
+    [
+      `Port ${port}`,
+      'ListenAddress 127.0.0.1',
+      `HostKey ${join(dir, 'host_key')}`,
+      `PidFile ${join(dir, 'sshd.pid')}`,
+      `AuthorizedKeysFile ${join(dir, 'authorized_keys')}`,
+      'PermitRootLogin prohibit-password',
+      'PasswordAuthentication no',
+      'KbdInteractiveAuthentication no',
+      'StrictModes no',
+      'UsePAM no',
+      'LogLevel VERBOSE',
+      'Subsystem sftp internal-sftp',
+    ].join('\n') + '\n',
+  );
+  mkdirSync('/run/sshd', { recursive: true });
+  const child: ChildProcess = spawn('/usr/sbin/sshd', ['-D', '-e', '-f', join(dir, 'sshd_config'), '-E', log], { stdio: 'ignore' });
+  for (let i = 0; i < 100; i++) {
+    try {
+      if (readFileSync(log, 'utf8').includes('Server listening')) break;
+    } catch {}
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    port,
+    dir,
+    hostKey: readFileSync(join(dir, 'host_key.pub'), 'utf8').split(' ').slice(0, 2).join(' '),
+    clientKeyFile: join(dir, 'client_key'),
+    clientKey: readFileSync(join(dir, 'client_key'), 'utf8'),
+    logins: () => (readFileSync(log, 'utf8').match(/Accepted publickey/g) ?? []).length,
+    async stop() {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

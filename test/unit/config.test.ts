@@ -1,0 +1,133 @@
+import { describe, expect, it } from 'vitest';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parse } from 'yaml';
+import { ConfigError, environmentReference, listEnvironments, loadEnvironment, parseEnvironment } from '../../core/config/environment.ts';
+import { fingerprint, parseHostKey } from '../../core/config/hostkey.ts';
+
+const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
+const minimal = () => ({
+  app: 'shop',
+  hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }],
+  programs: { server: { command: 'run', port: 3579 }, client: { command: 'run', port: 3000 } },
+});
+
+function problems(doc: unknown): string[] {
+  try {
+    parseEnvironment(doc, 'environments/x/environment.yml');
+  } catch (e) {
+    if (e instanceof ConfigError) return e.problems.map((p) => `${p.path}: ${p.message}`);
+    throw e;
+  }
+  return [];
+}
+
+describe('environment schema', () => {
+  it('fills defaults for a minimal file', () => {
+    const c = parseEnvironment(minimal(), 'f');
+    expect(c.ref).toBe('master');
+    expect(c.hosts[0]).toMatchObject({ port: 22, user: 'deploy' });
+    expect(c.release.keep).toBe(5);
+    expect(c.switch).toMatchObject({ drain: 5, port_offset: 1, batch_size: 1 });
+    expect(c.routes).toEqual({ '/': 'client', '/api/': 'server' });
+    expect(c.tls.mode).toBe('off');
+  });
+
+  it('reports every problem at once, each with its key path and the expected form', () => {
+    const doc = minimal() as Record<string, any>;
+    doc.hosts[0].port = 'abc';
+    doc.hosts[0].host_key = 'ssh-ed25519 notbase64!';
+    doc.hosts.push({ name: 'web2', address: 'x', port: 70000, host_key: KEY, colour: 'blue' });
+    doc.releases = { keep: 3 };
+    delete doc.app;
+    doc.programs.server.port = '3579';
+    const err = problems(doc);
+    expect(err).toEqual(
+      expect.arrayContaining([
+        'hosts[0].port: expected an integer 1-65535, got "abc"',
+        expect.stringMatching(/^hosts\[0\]\.host_key: expected an SSH public key line .*\(the key is not base64\)$/),
+        'hosts[1].port: expected an integer 1-65535, got number 70000',
+        expect.stringMatching(/^hosts\[1\]\.colour: unknown key/),
+        'releases: unknown key (did you mean "release"?)',
+        expect.stringMatching(/^app: missing; expected a name/),
+        'programs.server.port: expected an integer 1-65535, got "3579"',
+      ]),
+    );
+    expect(err).toHaveLength(7);
+  });
+
+  it('checks rules across keys', () => {
+    const doc = minimal() as Record<string, any>;
+    doc.hosts.push({ name: 'web1', address: 'b', host_key: KEY, host_key_file: 'k.pub' });
+    doc.routes = { '/': 'client', '/admin/': 'admin' };
+    doc.programs.client.port = 3580; // collides with server's green port 3579+1
+    doc.tls = { mode: 'letsencrypt' };
+    expect(problems(doc)).toEqual(
+      expect.arrayContaining([
+        'hosts[1].name: duplicate host name "web1"',
+        'hosts[1]: give exactly one of host_key or host_key_file (the host key is always pinned)',
+        'routes./admin/: no program named "admin" (programs: server, client)',
+        expect.stringMatching(/^programs.client.port: port 3580 is also used by server/),
+        'domain: required when tls.mode is letsencrypt',
+        expect.stringMatching(/^tls.email: required/),
+      ]),
+    );
+  });
+
+  it('names the file in the error message', () => {
+    expect(() => parseEnvironment({ ...minimal(), hosts: [] }, 'environments/x/environment.yml')).toThrow(
+      /environments\/x\/environment.yml has 1 problem:\n  - hosts: expected at least 1 item, got 0/,
+    );
+  });
+
+  it('refuses a malformed host key of each kind', () => {
+    expect(parseHostKey('ssh-ed25519')).toMatch(/expected/);
+    expect(parseHostKey('ssh-dss AAAA')).toMatch(/unknown key type/);
+    expect(parseHostKey(`ssh-rsa ${KEY.split(' ')[1]}`)).toMatch(/of type "ssh-ed25519", not "ssh-rsa"/);
+    const k = parseHostKey(KEY);
+    expect(typeof k).toBe('object');
+    if (typeof k === 'object') expect(fingerprint(k.blob)).toMatch(/^SHA256:[A-Za-z0-9+/]{43}$/);
+  });
+});
+
+describe('shipped environments', () => {
+  const root = join(import.meta.dirname, '..', '..');
+  it('prod, staging and demo load and validate', () => {
+    expect(listEnvironments(root)).toEqual(expect.arrayContaining(['demo', 'local', 'prod', 'staging']));
+    for (const name of ['prod', 'staging', 'demo']) {
+      const env = loadEnvironment(name, root);
+      expect(env.hosts.length).toBeGreaterThan(0);
+      expect(env.url).toMatch(/^https:\/\//);
+    }
+    expect(loadEnvironment('staging', root).config.ref).toBe('staging');
+    expect(loadEnvironment('prod', root).config.ref).toBe('master');
+  });
+
+  it('refuses unknown and malicious environment names before reading anything', () => {
+    expect(() => loadEnvironment('nope', root)).toThrow(/no environment "nope"/);
+    expect(() => loadEnvironment('../etc', root)).toThrow(/invalid environment name/);
+  });
+
+  it('reads a pinned key from host_key_file relative to the environment folder', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ops-env-'));
+    mkdirSync(join(dir, 'environments', 'x'), { recursive: true });
+    writeFileSync(join(dir, 'environments', 'x', 'web1.pub'), `${KEY} root@web1\n`);
+    const doc = minimal() as Record<string, any>;
+    doc.hosts[0] = { name: 'web1', address: 'a', host_key_file: 'web1.pub' };
+    writeFileSync(join(dir, 'environments', 'x', 'environment.yml'), JSON.stringify(doc));
+    expect(loadEnvironment('x', dir).hosts[0]!.hostKey).toBe(`${KEY} root@web1`);
+  });
+});
+
+describe('README environment reference', () => {
+  it('is the one generated from the schema (run `npm run docs` after changing the schema)', async () => {
+    const { readFileSync } = await import('node:fs');
+    const readme = readFileSync(join(import.meta.dirname, '..', '..', 'README.md'), 'utf8');
+    expect(readme).toContain(environmentReference());
+  });
+  it('documents every top-level key', () => {
+    const ref = environmentReference();
+    for (const k of Object.keys(parse('app: x\nhosts: []\nprograms: {}\nrelease: {}\nswitch: {}\ntls: {}'))) expect(ref).toContain(`| \`${k}\``);
+  });
+});

@@ -228,6 +228,11 @@ function crossCheck(config: EnvironmentConfig, problems: Problem[]): void {
       ports.set(port, pname);
     }
   }
+  const { python, node } = config.runtimes;
+  if (python.strategy === 'pyenv' && !/^\d+\.\d+\.\d+$/.test(python.version))
+    problems.push({ path: 'runtimes.python.version', message: `pyenv needs a full version ("3.8.9"), got "${python.version}"` });
+  if (node.strategy === 'nvm' && !/^\d+\.\d+\.\d+$/.test(node.version))
+    problems.push({ path: 'runtimes.node.version', message: `nvm needs a full version ("16.13.2"), got "${node.version}"` });
   if (config.tls.mode === 'letsencrypt') {
     if (!config.domain) problems.push({ path: 'domain', message: 'required when tls.mode is letsencrypt' });
     if (!config.tls.email) problems.push({ path: 'tls.email', message: 'required when tls.mode is letsencrypt (the ACME account contact)' });

@@ -156,7 +156,15 @@ class SshRemote implements Remote {
     };
     if (code !== 0 && !options.allowFailure) {
       const detail = tail(result.stderr.trim() ? result.stderr : result.stdout.split('\n').filter((l) => !l.startsWith(REPORT_PREFIX)).join('\n'));
-      throw new StepError(step.name, this.name, code, detail, result.signal ?? undefined);
+      const noSudo = /sudo: (a password is required|a terminal is required)|is not in the sudoers/.test(result.stderr);
+      throw new StepError(
+        step.name,
+        this.name,
+        code,
+        detail,
+        result.signal ?? undefined,
+        noSudo ? `the login ${this.login} needs passwordless sudo on ${this.name} (e.g. /etc/sudoers.d/${this.login}: "${this.login} ALL=(ALL) NOPASSWD:ALL")` : undefined,
+      );
     }
     return stepResult;
   }

@@ -3,6 +3,7 @@ import { stringify } from 'yaml';
 import { loadEnvironment } from '../../core/config/environment.ts';
 import { fingerprint, parseHostKey } from '../../core/config/hostkey.ts';
 import { formatPing, ping } from '../../core/ops/ping.ts';
+import { provision, provisionSummary } from '../../core/ops/provision.ts';
 import type { Command } from '../cli.ts';
 
 const json = { type: 'boolean', description: 'print JSON for scripts' } as const;
@@ -41,6 +42,18 @@ export const commands: Command[] = [
         env: Object.fromEntries(Object.entries(env.config.env).map(([k, v]) => [k, typeof v === 'string' ? v : `<secret ${v.secret}>`])),
       };
       stdout.write(values.json ? JSON.stringify(resolved, null, 2) + '\n' : stringify(resolved, { lineWidth: 0 }));
+      return 0;
+    },
+  },
+
+  {
+    name: 'provision',
+    summary: 'prepare the hosts for deploys: packages, pinned runtimes, app user, nginx, supervisor, TLS (idempotent)',
+    args: ['<env>'],
+    async run({ args, ops }) {
+      const env = loadEnvironment(args[0]!, ops.root);
+      const results = await provision(ops, env);
+      await ops.reporter.summary(provisionSummary(env, results));
       return 0;
     },
   },

@@ -1,0 +1,75 @@
+// Where everything lives on a host, derived from the environment in one place.
+//
+//   <base>/                 root:root 0755   the app user cannot flip `current` or rewrite history
+//     repo.git/             root             bare mirror; the runner sends git bundles into it
+//     releases/<id>/        app              code (git archive), .env link, release.json, REVISION
+//     shared/.env           app 0600         rendered per deploy, shared by releases
+//     shared/deps/<hash>/   app              installed dependencies (venv, node_modules), reused by hash
+//     current -> releases/<id>               flipped by rename(2)
+//     .ops/lock/            root             mkdir lock: owner, run, time, holder pid
+//     .ops/audit.log        root 0644        append-only record of every run
+//     .ops/slot             root             live blue/green slot
+import type { Environment } from './config/environment.ts';
+
+export type Slot = 'blue' | 'green';
+
+export interface Layout {
+  base: string;
+  mirror: string;
+  releases: string;
+  shared: string;
+  envFile: string;
+  deps: string;
+  current: string;
+  state: string;
+  lock: string;
+  audit: string;
+  slotFile: string;
+  uploads: string;
+  logDir: string;
+  nginxSite: string;
+  nginxSiteEnabled: string;
+  nginxUpstreams: string;
+  supervisorConf: (slot: Slot) => string;
+  supervisorGroup: (slot: Slot) => string;
+  acmeWebroot: string;
+  selfSignedDir: string;
+}
+
+export function layout(env: Environment): Layout {
+  const base = env.baseDir;
+  const app = env.config.app;
+  return {
+    base,
+    mirror: `${base}/repo.git`,
+    releases: `${base}/releases`,
+    shared: `${base}/shared`,
+    envFile: `${base}/shared/.env`,
+    deps: `${base}/shared/deps`,
+    current: `${base}/current`,
+    state: `${base}/.ops`,
+    lock: `${base}/.ops/lock`,
+    audit: `${base}/.ops/audit.log`,
+    slotFile: `${base}/.ops/slot`,
+    uploads: `${base}/.ops/uploads`,
+    logDir: `/var/log/${app}`,
+    nginxSite: `/etc/nginx/sites-available/${app}`,
+    nginxSiteEnabled: `/etc/nginx/sites-enabled/${app}`,
+    nginxUpstreams: `/etc/nginx/ops-upstreams/${app}.conf`,
+    supervisorConf: (slot) => `/etc/supervisor/conf.d/${app}-${slot}.conf`,
+    supervisorGroup: (slot) => `${app}-${slot}`,
+    acmeWebroot: '/var/www/letsencrypt',
+    selfSignedDir: `/etc/ssl/${app}`,
+  };
+}
+
+/** Port of a program in a slot: blue uses the configured port, green the port + offset. */
+export function slotPort(env: Environment, program: string, slot: Slot): number {
+  const p = env.config.programs[program];
+  if (!p) throw new Error(`no program ${program}`);
+  return slot === 'blue' ? p.port : p.port + env.config.switch.port_offset;
+}
+
+export function otherSlot(slot: Slot): Slot {
+  return slot === 'blue' ? 'green' : 'blue';
+}

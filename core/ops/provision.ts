@@ -1,0 +1,121 @@
+// ops provision <env>: a bare Debian VM to a host ready for deploys, idempotently (a re-run changes nothing
+// and says so per item). Order: facts, packages, runtimes, app user, supervisor, TLS, nginx, certificate.
+import { readFileSync } from 'node:fs';
+import type { Environment } from '../config/environment.ts';
+import { envPath } from '../config/environment.ts';
+import { inBatches, withSession, type OpsContext } from '../context.ts';
+import { OpsError } from '../errors.ts';
+import { runInfo } from '../runinfo.ts';
+import { reported, reportedAll, type Remote, type Step, type StepResult } from '../remote/types.ts';
+import { appendAudit } from '../steps/audit.ts';
+import { provisionNginx } from '../steps/nginx.ts';
+import { SUPPORTED_RELEASES, appUser, inspectHost, installPackages, markProvisioned, runtimes, supervisorService } from '../steps/system.ts';
+import { issueCertificate, prepareTls } from '../steps/tls.ts';
+import { withLock } from './locked.ts';
+
+export interface ProvisionItem {
+  name: string;
+  state: 'ok' | 'changed';
+}
+
+export interface ProvisionHostResult {
+  host: string;
+  os: string;
+  items: ProvisionItem[];
+  runtimes: string[];
+  durationMs: number;
+}
+
+/** Run a step inside a titled group, so logs show each step with its duration. */
+export function stepRunner(ctx: OpsContext, remote: Remote) {
+  return (step: Step): Promise<StepResult> => ctx.reporter.group(`${remote.name} · ${step.name}`, () => remote.run(step));
+}
+
+function items(results: StepResult[]): ProvisionItem[] {
+  return results.flatMap((r) =>
+    reportedAll(r, 'item').map((v) => {
+      const sp = v.lastIndexOf(' ');
+      return { name: v.slice(0, sp), state: v.slice(sp + 1) as ProvisionItem['state'] };
+    }),
+  );
+}
+
+async function provisionHost(ctx: OpsContext, env: Environment, remote: Remote, acmeCa: string | undefined): Promise<ProvisionHostResult> {
+  const started = Date.now();
+  const run = stepRunner(ctx, remote);
+  const facts = await run(inspectHost(env));
+  const codename = reported(facts, 'codename') ?? '';
+  if (reported(facts, 'os_id') !== 'debian' || !SUPPORTED_RELEASES.includes(codename))
+    throw new OpsError(`${remote.name} runs ${reported(facts, 'os_id')} ${codename}: provision supports Debian ${SUPPORTED_RELEASES.join(', ')}`);
+  const results: StepResult[] = [];
+  results.push(await run(installPackages(env)));
+  results.push(await run(runtimes(env)));
+  results.push(await run(appUser(env, remote.login)));
+  results.push(await run(supervisorService()));
+  let certificate = false;
+  if (env.config.tls.mode !== 'off') {
+    const tls = await run(prepareTls(env, acmeCa));
+    results.push(tls);
+    certificate = reported(tls, 'certificate') === 'yes';
+  }
+  results.push(await run(provisionNginx(env, certificate)));
+  if (env.config.tls.mode === 'letsencrypt' && !certificate) {
+    // The port-80 site now answers the ACME challenge: get the certificate, then serve https.
+    results.push(await run(issueCertificate(env, Boolean(acmeCa))));
+    results.push(await run(provisionNginx(env, true)));
+  }
+  await remote.run(markProvisioned(env));
+  const merged = new Map<string, ProvisionItem['state']>();
+  for (const it of items(results)) merged.set(it.name, merged.get(it.name) === 'changed' ? 'changed' : it.state);
+  return {
+    host: remote.name,
+    os: `Debian ${codename}`,
+    items: [...merged].map(([name, state]) => ({ name, state })),
+    runtimes: results.flatMap((r) => reportedAll(r, 'runtime')),
+    durationMs: Date.now() - started,
+  };
+}
+
+export async function provision(ctx: OpsContext, env: Environment): Promise<ProvisionHostResult[]> {
+  const info = runInfo(ctx.env);
+  const caFile = env.config.tls.acme_ca_file;
+  let acmeCa: string | undefined;
+  if (caFile && env.config.tls.mode === 'letsencrypt') {
+    try {
+      acmeCa = readFileSync(envPath(env, caFile), 'utf8');
+    } catch {
+      throw new OpsError(`cannot read tls.acme_ca_file ${envPath(env, caFile)}`);
+    }
+  }
+  return withSession(ctx, env, (session) =>
+    withLock(ctx, session, 'provision', async () => {
+      const remotes = env.hosts.map((h) => session.remote(h.name));
+      const audit = (remote: Remote, result: 'success' | 'failed', message?: string) =>
+        remote.run(appendAudit(env, { time: new Date().toISOString(), environment: env.name, operation: 'provision', result, actor: info.actor, run: info.runUrl || undefined, message }), {
+          allowFailure: true,
+        });
+      return inBatches(remotes, env.config.switch.batch_size, async (remote) => {
+        try {
+          const result = await provisionHost(ctx, env, remote, acmeCa);
+          const changed = result.items.filter((i) => i.state === 'changed').map((i) => i.name);
+          await audit(remote, 'success', changed.length ? `changed: ${changed.join(', ')}` : 'no change');
+          return result;
+        } catch (e) {
+          await audit(remote, 'failed', e instanceof Error ? e.message.split('\n')[0] : String(e));
+          throw e;
+        }
+      });
+    }),
+  );
+}
+
+export function provisionSummary(env: Environment, results: ProvisionHostResult[]): string {
+  const lines = [`### Provision of ${env.name}`, '', '| host | item | state |', '|---|---|---|'];
+  for (const r of results) for (const it of r.items) lines.push(`| ${r.host} | ${it.name} | ${it.state} |`);
+  lines.push('');
+  for (const r of results) {
+    const changed = r.items.filter((i) => i.state === 'changed').length;
+    lines.push(`- **${r.host}** (${r.os}): ${changed ? `${changed} item(s) changed` : 'nothing to change'} in ${(r.durationMs / 1000).toFixed(1)}s; ${r.runtimes.join('; ')}`);
+  }
+  return lines.join('\n');
+}

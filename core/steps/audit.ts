@@ -1,0 +1,41 @@
+// The append-only audit log on each host: one JSON line per run (who, what, which sha, result).
+import type { Environment } from '../config/environment.ts';
+import { layout } from '../layout.ts';
+import type { Step } from '../remote/types.ts';
+import { quote } from '../shell.ts';
+
+export interface AuditEntry {
+  time: string;
+  environment: string;
+  operation: string;
+  result: 'success' | 'failed' | 'no-op';
+  actor: string;
+  run?: string;
+  ref?: string;
+  sha?: string;
+  release?: string;
+  previous?: string;
+  message?: string;
+}
+
+export function appendAudit(env: Environment, entry: AuditEntry): Step {
+  const L = layout(env);
+  const line = JSON.stringify(entry).replace(/\n/g, ' ');
+  return {
+    name: 'audit',
+    as: 'root',
+    timeout: 30,
+    quiet: true,
+    script: `install -d -m 0755 ${quote(L.state)}\nprintf '%s\\n' ${quote(line)} >> ${quote(L.audit)}\nchmod 0644 ${quote(L.audit)}`,
+  };
+}
+
+export function readAudit(env: Environment, lines: number): Step {
+  return {
+    name: 'read audit log',
+    as: 'login',
+    timeout: 30,
+    quiet: true,
+    script: `f=${quote(layout(env).audit)}\n[ -f "$f" ] || exit 0\ntail -n ${Math.max(1, Math.floor(lines))} "$f" | sed 's/^/@ops entry /'`,
+  };
+}

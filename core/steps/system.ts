@@ -1,0 +1,151 @@
+// Host preparation steps (provision): facts, Debian packages, pinned runtimes, the app user and its
+// directories, supervisor. Each is idempotent and reports `ok` or `changed` per item.
+import type { Environment } from '../config/environment.ts';
+import { layout } from '../layout.ts';
+import { minor, NVM_DIR, PYENV_ROOT, runtimePaths } from '../runtimes.ts';
+import type { Step } from '../remote/types.ts';
+import { quote } from '../shell.ts';
+import { SYSTEM_FUNCTIONS } from './script.ts';
+
+export const SUPPORTED_RELEASES = ['bullseye', 'bookworm', 'trixie'];
+
+/** What the operations need to know about a host before touching it. */
+export function inspectHost(env: Environment): Step {
+  const L = layout(env);
+  return {
+    name: 'inspect',
+    as: 'root',
+    timeout: 30,
+    quiet: true,
+    script: String.raw`. /etc/os-release
+ops_report os_id "$ID"
+ops_report codename "$VERSION_CODENAME"
+ops_report init "$([ -d /run/systemd/system ] && echo systemd || echo none)"
+ops_report app_user "$(id -u ${quote(env.appUser)} >/dev/null 2>&1 && echo yes || echo no)"
+ops_report provisioned "$([ -f ${quote(`${L.state}/provisioned`)} ] && cat ${quote(`${L.state}/provisioned`)} || echo no)"`,
+  };
+}
+
+export function packageList(env: Environment): string[] {
+  const { python, node } = env.config.runtimes;
+  const list = ['nginx', 'supervisor', 'git', 'curl', 'ca-certificates', 'openssl', 'make', 'postgresql-client', 'sudo'];
+  if (python.strategy === 'debian') list.push(`python${minor(python.version)}`, `python${minor(python.version)}-venv`);
+  else list.push('build-essential', 'libssl-dev', 'zlib1g-dev', 'libbz2-dev', 'libreadline-dev', 'libsqlite3-dev', 'libffi-dev', 'liblzma-dev', 'libncursesw5-dev', 'xz-utils', 'tk-dev', 'uuid-dev');
+  if (node.strategy === 'debian') list.push('nodejs', 'npm');
+  if (env.config.tls.mode === 'letsencrypt') list.push('certbot');
+  list.push(...env.config.provision.packages);
+  return [...new Set(list)];
+}
+
+/** Install what is missing; refresh the package lists only when they are stale (older than 6 h) or a first install fails. */
+export function installPackages(env: Environment): Step {
+  return {
+    name: 'packages',
+    as: 'root',
+    timeout: 1500,
+    script: String.raw`${SYSTEM_FUNCTIONS}
+want=(${packageList(env).map(quote).join(' ')})
+missing=()
+for p in "${'$'}{want[@]}"; do
+  dpkg-query -W -f='${'$'}{Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${'$'}{#missing[@]} -gt 0 ]; then
+  echo "installing: ${'$'}{missing[*]}"
+  apt_get() { timeout 900 apt-get -q -o DPkg::Lock::Timeout=120 "$@"; }
+  fresh=$(find /var/lib/apt/lists -maxdepth 1 -name '*_Packages*' -mmin -360 2>/dev/null | head -n1)
+  [ -n "$fresh" ] || apt_get update -qq
+  if ! apt_get install -y -qq --no-install-recommends "${'$'}{missing[@]}" >/tmp/ops-apt.log 2>&1; then
+    if [ -n "$fresh" ]; then apt_get update -qq && apt_get install -y -qq --no-install-recommends "${'$'}{missing[@]}" >/tmp/ops-apt.log 2>&1 || { tail -n 30 /tmp/ops-apt.log >&2; exit 1; }
+    else tail -n 30 /tmp/ops-apt.log >&2; exit 1; fi
+  fi
+  CHANGED=1
+fi
+item packages`,
+  };
+}
+
+/** How "3.11" or "18" matches an installed version. */
+function versionPattern(version: string): string {
+  return version.split('.').length === 3 ? version : `${version}.*`;
+}
+
+/** Install (version managers) and verify the pinned runtimes at their absolute paths. */
+export function runtimes(env: Environment): Step {
+  const { python, node } = env.config.runtimes;
+  const paths = runtimePaths(env);
+  const lines = [SYSTEM_FUNCTIONS];
+  if (python.strategy === 'pyenv') {
+    lines.push(String.raw`if [ ! -x ${PYENV_ROOT}/bin/pyenv ]; then
+  timeout 300 git clone -q --depth 1 --branch v2.4.23 https://github.com/pyenv/pyenv.git ${PYENV_ROOT}
+  CHANGED=1
+fi
+if [ ! -x ${quote(paths.python)} ]; then
+  PYENV_ROOT=${PYENV_ROOT} timeout 1800 ${PYENV_ROOT}/bin/pyenv install -s ${quote(python.version)}
+  CHANGED=1
+fi`);
+  }
+  if (node.strategy === 'nvm') {
+    lines.push(String.raw`if [ ! -s ${NVM_DIR}/nvm.sh ]; then
+  timeout 300 git clone -q --depth 1 --branch v0.40.1 https://github.com/nvm-sh/nvm.git ${NVM_DIR}
+  CHANGED=1
+fi
+if [ ! -x ${quote(paths.node)} ]; then
+  NVM_DIR=${NVM_DIR} timeout 900 bash -c '. "$NVM_DIR/nvm.sh" && nvm install ${node.version}' >/dev/null
+  CHANGED=1
+fi`);
+  }
+  lines.push(String.raw`check() { # label path pattern actual pinned
+  case "$4" in $3) ops_report runtime "$1 $2 $4" ;; *) echo "runtimes pin $1 $5 but $2 is version $4: change runtimes in the environment, or the host" >&2; exit 1 ;; esac
+}
+for bin in ${quote(paths.python)} ${quote(paths.node)} ${quote(paths.npm)}; do
+  [ -x "$bin" ] || { echo "runtime missing: $bin (runtimes in the environment name a version this host does not have)" >&2; exit 1; }
+done
+check python ${quote(paths.python)} ${quote(versionPattern(python.version))} "$(${quote(paths.python)} -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')" ${quote(python.version)}
+${quote(paths.python)} -c 'import venv, ensurepip' 2>/dev/null || { echo "${quote(paths.python)} lacks the venv module (Debian: python${minor(python.version)}-venv)" >&2; exit 1; }
+check node ${quote(paths.node)} ${quote(versionPattern(node.version))} "$(${quote(paths.node)} --version | sed 's/^v//')" ${quote(node.version)}
+ops_report runtime "npm ${quote(paths.npm)} $(${quote(paths.npm)} --version)"
+item runtimes`);
+  return { name: 'runtimes', as: 'root', timeout: 3600, script: lines.join('\n') };
+}
+
+/** The unprivileged app user and the directory tree (see core/layout.ts), with tight permissions. */
+export function appUser(env: Environment, login: string): Step {
+  const L = layout(env);
+  const u = quote(env.appUser);
+  const owner = `${env.appUser}:${env.appUser}`;
+  return {
+    name: 'app user',
+    as: 'root',
+    timeout: 60,
+    script: String.raw`${SYSTEM_FUNCTIONS}
+if ! id -u ${u} >/dev/null 2>&1; then
+  useradd --system --user-group --create-home --home-dir ${quote(`/home/${env.appUser}`)} --shell /usr/sbin/nologin ${u}
+  CHANGED=1
+fi
+ensure_dir ${quote(L.base)} 0755 root:root
+ensure_dir ${quote(L.releases)} 0750 ${owner}
+ensure_dir ${quote(L.shared)} 0750 ${owner}
+ensure_dir ${quote(L.deps)} 0750 ${owner}
+ensure_dir ${quote(L.state)} 0755 root:root
+ensure_dir ${quote(L.uploads)} 0700 ${quote(`${login}:${login === 'root' ? 'root' : login}`)}
+ensure_dir ${quote(L.logDir)} 0750 root:adm
+if [ ! -d ${quote(L.mirror)} ]; then git init -q --bare ${quote(L.mirror)}; chmod -R go+rX ${quote(L.mirror)}; CHANGED=1; fi
+item 'app user and directories'`,
+  };
+}
+
+/** supervisor installed, enabled and running; the program definitions belong to deploys. */
+export function supervisorService(): Step {
+  return {
+    name: 'supervisor',
+    as: 'root',
+    timeout: 60,
+    script: `${SYSTEM_FUNCTIONS}\nsvc_up supervisor\nfor i in $(seq 50); do [ -S /var/run/supervisor.sock ] && break; sleep 0.1; done\nitem supervisor`,
+  };
+}
+
+/** Record that provision completed (deploys check it to give a clear "provision first" error). */
+export function markProvisioned(env: Environment): Step {
+  const f = `${layout(env).state}/provisioned`;
+  return { name: 'mark provisioned', as: 'root', timeout: 30, quiet: true, script: `date -u +%Y-%m-%dT%H:%M:%SZ > ${quote(f)}` };
+}

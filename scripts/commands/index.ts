@@ -1,5 +1,6 @@
 // Every CLI command, in the order `ops --help` lists them.
 import type { Command } from '../cli.ts';
+import { commands as deploy } from './deploy.ts';
 import { commands as hosts } from './hosts.ts';
 
-export const allCommands: Command[] = [...hosts];
+export const allCommands: Command[] = [...hosts, ...deploy];

@@ -1,0 +1,313 @@
+// ops deploy <env> [--ref REF]: one commit, resolved once on the runner, goes live on every host without a
+// failed request. Each host: state → code (pack of what it lacks) → .env → new release → dependencies
+// (reused by hash) → build → migrate (first host) → hooks → start the other slot → health gate → nginx
+// switch → activate → drain and stop the old slot → prune. Anything failing before the switch leaves the
+// live release serving, untouched.
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { isAbsolute, resolve } from 'node:path';
+import type { Environment } from '../config/environment.ts';
+import { inBatches, withSession, type OpsContext, type Session } from '../context.ts';
+import { renderDotenv } from '../dotenv.ts';
+import { OpsError, StepError } from '../errors.ts';
+import { layout, otherSlot, type Slot } from '../layout.ts';
+import { runInfo } from '../runinfo.ts';
+import { reported, reportedAll, type Remote, type Step, type StepResult } from '../remote/types.ts';
+import { validate } from '../shell.ts';
+import { blobId, depsHash, knownCommits, packFor, resolveRef, type ResolvedRef } from '../source.ts';
+import { appendAudit, type AuditEntry } from '../steps/audit.ts';
+import { site } from '../steps/nginx.ts';
+import { appCommand, createRelease, dependencies, deployState, installDotenv, markRelease, pruneReleases, receivePack, releaseId, type ReleaseMeta } from '../steps/release.ts';
+import { activate, checkLive, routeToSlot, slotConfig, startSlot, stopSlot } from '../steps/switch.ts';
+import { withLock } from './locked.ts';
+import { environmentSecrets } from './secrets.ts';
+
+export interface DeployOptions {
+  ref?: string;
+  /** Deploy even when the sha is already live. */
+  force?: boolean;
+  dryRun?: boolean;
+}
+
+export interface HostDeploy {
+  host: string;
+  release: string;
+  previous: string;
+  noop: boolean;
+  steps: { name: string; ms: number }[];
+  notes: string[];
+}
+
+export interface DeployResult {
+  environment: string;
+  ref: string;
+  sha: string;
+  matched: string;
+  release: string;
+  previous: string;
+  url: string;
+  noop: boolean;
+  dryRun: boolean;
+  hosts: HostDeploy[];
+  plan?: string[];
+}
+
+/** Parsed `deployState`. */
+export interface HostState {
+  provisioned: boolean;
+  current: string;
+  slot: Slot | undefined;
+  releases: { id: string; sha: string; status: string }[];
+  known: string[];
+  hasSha: boolean;
+  certificate: boolean;
+}
+
+export function parseState(r: StepResult): HostState {
+  const slot = reported(r, 'slot');
+  return {
+    provisioned: (reported(r, 'provisioned') ?? 'no') !== 'no',
+    current: reported(r, 'current') ?? '',
+    slot: slot === 'blue' || slot === 'green' ? slot : undefined,
+    releases: reportedAll(r, 'release').map((v) => {
+      const [id, sha, status] = v.split(' ');
+      return { id: id!, sha: sha ?? '', status: status ?? 'ok' };
+    }),
+    known: reportedAll(r, 'known'),
+    hasSha: reported(r, 'has_sha') === 'yes',
+    certificate: reported(r, 'certificate') === 'yes',
+  };
+}
+
+/** The repository deployed from: the environment's `repository`, else the git repository holding the project. */
+export function sourceRepository(ctx: OpsContext, env: Environment): string {
+  const configured = env.config.repository;
+  if (configured) return isAbsolute(configured) ? configured : resolve(ctx.root, configured);
+  try {
+    return execFileSync('git', ['-C', ctx.root, 'rev-parse', '--show-toplevel'], { encoding: 'utf8' }).trim();
+  } catch {
+    return ctx.root;
+  }
+}
+
+/** Timed step runner for one host: groups in the log, durations for the summary. */
+export class HostRun {
+  readonly steps: { name: string; ms: number }[] = [];
+  constructor(
+    private readonly ctx: OpsContext,
+    readonly remote: Remote,
+  ) {}
+  async run(step: Step): Promise<StepResult> {
+    const started = Date.now();
+    try {
+      return await (step.quiet ? this.remote.run(step) : this.ctx.reporter.group(`${this.remote.name} · ${step.name}`, () => this.remote.run(step)));
+    } finally {
+      this.steps.push({ name: step.name, ms: Date.now() - started });
+    }
+  }
+  /** A cleanup step whose own failure must not hide the original error. */
+  async tryRun(step: Step): Promise<void> {
+    await this.remote.run(step, { allowFailure: true }).catch(() => undefined);
+  }
+}
+
+interface Plan {
+  resolved: ResolvedRef;
+  repo: string;
+  id: string;
+  dotenv: string;
+  hashes: { python: string; node: string };
+  meta: ReleaseMeta;
+}
+
+async function plan(ctx: OpsContext, env: Environment, options: DeployOptions): Promise<Plan> {
+  const ref = validate('gitRef', options.ref || env.config.ref);
+  const repo = sourceRepository(ctx, env);
+  const resolved = await resolveRef(repo, ref);
+  const { python, node } = env.config.runtimes;
+  const { python_requirements: req, node_dir: nodeDir } = env.config.release;
+  const hashes = {
+    python: depsHash([`python ${python.strategy} ${python.version}`, await blobId(repo, resolved.sha, req)]),
+    node: depsHash([
+      `node ${node.strategy} ${node.version}`,
+      await blobId(repo, resolved.sha, nodeDir ? `${nodeDir}/package.json` : ''),
+      await blobId(repo, resolved.sha, nodeDir ? `${nodeDir}/package-lock.json` : ''),
+    ]),
+  };
+  const secrets = await environmentSecrets(ctx, env);
+  const dotenv = renderDotenv(env, secrets);
+  const id = releaseId(resolved.sha);
+  // Configuration mistakes surface now, before any host is touched.
+  for (const slot of ['blue', 'green'] as const) slotConfig(env, slot, `${layout(env).releases}/${id}`, id);
+  if (env.config.tls.mode === 'off' || env.config.nginx.site_template) site(env, true);
+  const info = runInfo(ctx.env);
+  const meta: ReleaseMeta = { id, sha: resolved.sha, ref, environment: env.name, actor: info.actor, time: new Date().toISOString(), run: info.runUrl, deps: hashes };
+  return { resolved, repo, id, dotenv, hashes, meta };
+}
+
+function audit(env: Environment, ctx: OpsContext, p: Plan, result: AuditEntry['result'], extra: Partial<AuditEntry>): Step {
+  const info = runInfo(ctx.env);
+  return appendAudit(env, {
+    time: new Date().toISOString(),
+    environment: env.name,
+    operation: 'deploy',
+    result,
+    actor: info.actor,
+    run: info.runUrl || undefined,
+    ref: p.resolved.ref,
+    sha: p.resolved.sha,
+    release: p.id,
+    ...extra,
+  });
+}
+
+async function deployHost(ctx: OpsContext, env: Environment, remote: Remote, p: Plan, primary: boolean, options: DeployOptions): Promise<HostDeploy> {
+  const L = layout(env);
+  const h = new HostRun(ctx, remote);
+  const state = parseState(await h.run(deployState(env, p.resolved.sha)));
+  if (!state.provisioned) throw new OpsError(`${remote.name} is not provisioned for ${env.name}`, `run: ops provision ${env.name}`);
+  const live = state.releases.find((r) => r.id === state.current);
+  const result: HostDeploy = { host: remote.name, release: p.id, previous: state.current, noop: false, steps: h.steps, notes: [] };
+
+  if (live && live.sha === p.resolved.sha && !options.force) {
+    await h.run(checkLive(env, state.slot ?? 'blue'));
+    await h.tryRun(audit(env, ctx, p, 'no-op', { release: state.current, message: 'already live' }));
+    return { ...result, release: state.current, noop: true, notes: [`${p.resolved.sha.slice(0, 12)} already live (${state.current})`] };
+  }
+
+  const tag = `${p.id}-${randomBytes(4).toString('hex')}`;
+  if (!state.hasSha) {
+    const haves = await knownCommits(p.repo, state.known);
+    const pack = await packFor(p.repo, p.resolved.sha, haves);
+    const path = `${L.uploads}/${tag}.pack`;
+    await remote.upload(pack, path, { mode: 0o600 });
+    await h.run(receivePack(env, path, p.resolved.sha));
+    result.notes.push(`sent ${(pack.length / 1024).toFixed(1)} KiB of git objects${haves.length ? ' (delta)' : ''}`);
+  }
+  const envPath = `${L.uploads}/${tag}.env`;
+  await remote.upload(p.dotenv, envPath, { mode: 0o600 });
+  await h.run(installDotenv(env, envPath));
+
+  await h.run(createRelease(env, p.meta));
+  const dir = `${L.releases}/${p.id}`;
+  const newSlot: Slot = state.slot ? otherSlot(state.slot) : 'blue';
+  let started = false;
+  try {
+    const deps = await h.run(dependencies(env, dir, p.hashes));
+    result.notes.push(...reportedAll(deps, 'deps').map((d) => `dependencies: ${d}`));
+    if (env.config.release.build) await h.run(appCommand(env, dir, 'build', env.config.release.build));
+    if (primary && env.config.release.migrate) await h.run(appCommand(env, dir, 'migrate', env.config.release.migrate));
+    for (const [i, hook] of env.config.release.before_switch.entries()) await h.run(appCommand(env, dir, `before_switch[${i}]`, hook));
+    started = true;
+    await h.run(startSlot(env, newSlot, dir, p.id));
+    await h.run(routeToSlot(env, newSlot, state.certificate));
+    await h.run(activate(env, newSlot, p.id));
+  } catch (e) {
+    if (started) await h.tryRun(stopSlot(env, newSlot));
+    await h.tryRun(markRelease(env, p.id, 'failed', e instanceof Error ? e.message.split('\n')[0]! : String(e)));
+    await h.tryRun(audit(env, ctx, p, 'failed', { previous: state.current, message: e instanceof Error ? e.message.split('\n')[0] : String(e) }));
+    if (e instanceof StepError) {
+      throw new OpsError(`${e.message}\n${state.current ? `${remote.name} still serves ${state.current}` : `${remote.name} had no live release`}; nothing was switched`, e.hint);
+    }
+    throw e;
+  }
+  try {
+    for (const [i, hook] of env.config.release.after_switch.entries()) await h.run(appCommand(env, dir, `after_switch[${i}]`, hook));
+  } catch (e) {
+    await h.tryRun(audit(env, ctx, p, 'failed', { previous: state.current, message: `live, but an after_switch hook failed` }));
+    throw new OpsError(`${(e as Error).message}\n${p.id} is live on ${remote.name}; an after_switch hook failed`, `fix the hook, or roll back: ops rollback ${env.name}`);
+  }
+  if (state.slot || state.current) await h.run(stopSlot(env, state.slot ?? 'blue', env.config.switch.drain));
+  const pruned = await h.run(pruneReleases(env, env.config.release.keep));
+  const gone = reportedAll(pruned, 'pruned');
+  if (gone.length) result.notes.push(`pruned ${gone.length} old release(s)`);
+  await h.tryRun(audit(env, ctx, p, 'success', { previous: state.current }));
+  return result;
+}
+
+function summaryPlan(env: Environment, p: Plan): string[] {
+  const steps = ['lock', 'state', 'code (pack of missing objects)', '.env', 'release', 'dependencies (reused when lockfiles unchanged)'];
+  if (env.config.release.build) steps.push(`build: ${env.config.release.build}`);
+  if (env.config.release.migrate) steps.push(`migrate (first host): ${env.config.release.migrate}`);
+  steps.push(...env.config.release.before_switch.map((c) => `before_switch: ${c}`), 'start other slot + health checks', 'nginx switch (nginx -t, graceful reload)', 'activate (current → release)');
+  steps.push(...env.config.release.after_switch.map((c) => `after_switch: ${c}`), `drain ${env.config.switch.drain}s, stop old slot`, `prune (keep ${env.config.release.keep})`, 'audit', 'unlock');
+  return [
+    `environment ${env.name}: ${p.resolved.ref} (${p.resolved.matched}) = ${p.resolved.sha}`,
+    `release ${p.id}`,
+    `hosts (batches of ${env.config.switch.batch_size}): ${env.hosts.map((h) => `${h.name} (${h.address})`).join(', ')}`,
+    ...steps.map((s, i) => `  ${i + 1}. ${s}`),
+  ];
+}
+
+export async function deploy(ctx: OpsContext, env: Environment, options: DeployOptions = {}): Promise<DeployResult> {
+  const p = await plan(ctx, env, options);
+  const base: DeployResult = {
+    environment: env.name,
+    ref: p.resolved.ref,
+    sha: p.resolved.sha,
+    matched: p.resolved.matched,
+    release: p.id,
+    previous: '',
+    url: env.url,
+    noop: false,
+    dryRun: Boolean(options.dryRun),
+    hosts: [],
+  };
+  if (options.dryRun) return { ...base, plan: summaryPlan(env, p) };
+  const hosts = await withSession(ctx, env, (session: Session) =>
+    withLock(ctx, session, 'deploy', async () => {
+      const done: HostDeploy[] = [];
+      try {
+        await inBatches(
+          env.hosts.map((h, i) => ({ remote: session.remote(h.name), primary: i === 0 })),
+          env.config.switch.batch_size,
+          async ({ remote, primary }) => {
+            const r = await deployHost(ctx, env, remote, p, primary, options);
+            done.push(r);
+            return r;
+          },
+        );
+      } catch (e) {
+        if (env.hosts.length > 1) {
+          const where = env.hosts.map((h) => {
+            const d = done.find((x) => x.host === h.name);
+            return `${h.name}: ${d ? d.release : 'unchanged (previous release)'}`;
+          });
+          if (e instanceof OpsError) throw new OpsError(`${e.message}\nrollout stopped; hosts now run:\n  ${where.join('\n  ')}`, e.hint);
+        }
+        throw e;
+      }
+      return done;
+    }),
+  );
+  return {
+    ...base,
+    hosts,
+    release: hosts[0]?.release ?? p.id,
+    previous: hosts[0]?.previous ?? '',
+    noop: hosts.every((h) => h.noop),
+  };
+}
+
+export function deploySummary(r: DeployResult): string {
+  if (r.dryRun) return ['### Deploy plan (dry run: nothing changed)', '', '```', ...(r.plan ?? []), '```'].join('\n');
+  const lines = [
+    `### ${r.noop ? 'Already live' : 'Deployed'}: ${r.environment} @ ${r.sha.slice(0, 12)}`,
+    '',
+    '| | |',
+    '|---|---|',
+    `| environment | ${r.environment} |`,
+    `| ref | \`${r.ref}\` (${r.matched}) |`,
+    `| sha | \`${r.sha}\` |`,
+    `| release | \`${r.release}\` |`,
+    `| previous release | ${r.previous ? `\`${r.previous}\`` : '(none)'} |`,
+    `| url | ${r.url} |`,
+    `| hosts | ${r.hosts.map((h) => h.host).join(', ')} |`,
+    '',
+  ];
+  for (const h of r.hosts) {
+    lines.push(`**${h.host}**: ${h.noop ? 'no-op' : `${h.previous || '(none)'} → ${h.release}`}${h.notes.length ? ` — ${h.notes.join('; ')}` : ''}`, '');
+    lines.push('| step | duration |', '|---|---|', ...h.steps.map((s) => `| ${s.name} | ${(s.ms / 1000).toFixed(2)}s |`), '');
+  }
+  return lines.join('\n');
+}

@@ -1,0 +1,113 @@
+// Read-only views of an environment's hosts: releases, lock, audit log; and breaking a lock on purpose.
+import type { Environment } from '../config/environment.ts';
+import { withSession, type OpsContext } from '../context.ts';
+import { layout } from '../layout.ts';
+import { runInfo } from '../runinfo.ts';
+import { reportedAll, type Step } from '../remote/types.ts';
+import { quote } from '../shell.ts';
+import { appendAudit, readAudit, type AuditEntry } from '../steps/audit.ts';
+import { describeHolder, forceReleaseLock, lockStatus, parseLock, type LockInfo } from '../steps/lock.ts';
+
+export interface ReleaseInfo {
+  id: string;
+  sha: string;
+  ref: string;
+  time: string;
+  actor: string;
+  run: string;
+  status: 'current' | 'ok' | 'failed' | 'abandoned';
+}
+
+function listReleasesStep(env: Environment): Step {
+  const L = layout(env);
+  return {
+    name: 'releases',
+    as: 'root',
+    timeout: 30,
+    quiet: true,
+    script: String.raw`cur=$(readlink ${quote(L.current)} 2>/dev/null || true); cur=${'$'}{cur##*/}
+[ -d ${quote(L.releases)} ] || exit 0
+for r in $(ls -1 ${quote(L.releases)} | grep -E '^[0-9]{8}T[0-9]{6}Z-[0-9a-f]+$' | sort); do
+  d=${quote(L.releases)}/$r
+  status=ok; [ -e "$d/.ops-failed" ] && status=failed; [ -e "$d/.ops-abandoned" ] && status=abandoned; [ "$r" = "$cur" ] && status=current
+  ops_report release "$status $(tr -d '\n' < "$d/release.json" 2>/dev/null || echo '{}')"
+done`,
+  };
+}
+
+export async function listReleases(ctx: OpsContext, env: Environment): Promise<{ host: string; releases: ReleaseInfo[] }[]> {
+  return withSession(ctx, env, (session) =>
+    Promise.all(
+      env.hosts.map(async (host) => {
+        const r = await session.remote(host.name).run(listReleasesStep(env));
+        const releases = reportedAll(r, 'release').map((line) => {
+          const sp = line.indexOf(' ');
+          const meta = JSON.parse(line.slice(sp + 1) || '{}') as Partial<ReleaseInfo>;
+          return { id: meta.id ?? '?', sha: meta.sha ?? '', ref: meta.ref ?? '', time: meta.time ?? '', actor: meta.actor ?? '', run: meta.run ?? '', status: line.slice(0, sp) as ReleaseInfo['status'] };
+        });
+        return { host: host.name, releases };
+      }),
+    ),
+  );
+}
+
+export function formatReleases(list: { host: string; releases: ReleaseInfo[] }[]): string {
+  return list
+    .map(({ host, releases }) =>
+      [
+        `${host}:`,
+        ...(releases.length ? releases.reverse().map((r) => `  ${r.status === 'current' ? '*' : ' '} ${r.id}  ${r.sha.slice(0, 12)}  ${r.ref.padEnd(16)} ${r.time.slice(0, 19)}  ${r.actor}${r.status !== 'current' && r.status !== 'ok' ? `  [${r.status}]` : ''}`) : ['  (no releases)']),
+      ].join('\n'),
+    )
+    .join('\n');
+}
+
+export async function getLockStatus(ctx: OpsContext, env: Environment): Promise<{ host: string; lock: LockInfo }[]> {
+  return withSession(ctx, env, (session) => Promise.all(env.hosts.map(async (h) => ({ host: h.name, lock: parseLock(await session.remote(h.name).run(lockStatus(env))) }))));
+}
+
+export function formatLock(list: { host: string; lock: LockInfo }[]): string {
+  return list
+    .map(({ host, lock }) => `${host}: ${lock.state === 'free' ? 'free' : `${lock.state === 'stale' ? 'STALE lock (its run is gone)' : 'locked'}: ${describeHolder(lock.holder)}`}`)
+    .join('\n');
+}
+
+/** Break the lock on every host, recording who did it in the audit log. */
+export async function breakLock(ctx: OpsContext, env: Environment): Promise<{ host: string; lock: LockInfo }[]> {
+  const info = runInfo(ctx.env);
+  return withSession(ctx, env, (session) =>
+    Promise.all(
+      env.hosts.map(async (h) => {
+        const remote = session.remote(h.name);
+        const lock = parseLock(await remote.run(forceReleaseLock(env)));
+        if (lock.state !== 'free')
+          await remote.run(appendAudit(env, { time: new Date().toISOString(), environment: env.name, operation: 'lock release', result: 'success', actor: info.actor, run: info.runUrl || undefined, message: `removed ${lock.state} lock of ${describeHolder(lock.holder)}` }));
+        return { host: h.name, lock };
+      }),
+    ),
+  );
+}
+
+export async function auditLog(ctx: OpsContext, env: Environment, lines: number): Promise<{ host: string; entries: AuditEntry[] }[]> {
+  return withSession(ctx, env, (session) =>
+    Promise.all(
+      env.hosts.map(async (h) => {
+        const r = await session.remote(h.name).run(readAudit(env, lines));
+        return { host: h.name, entries: reportedAll(r, 'entry').map((l) => JSON.parse(l) as AuditEntry) };
+      }),
+    ),
+  );
+}
+
+export function formatAudit(list: { host: string; entries: AuditEntry[] }[]): string {
+  return list
+    .map(({ host, entries }) =>
+      [
+        `${host}:`,
+        ...(entries.length
+          ? entries.map((e) => `  ${e.time.slice(0, 19)}  ${e.operation.padEnd(9)} ${e.result.padEnd(7)} ${e.actor}${e.sha ? `  ${e.ref} ${e.sha.slice(0, 12)}` : ''}${e.release ? `  ${e.release}` : ''}${e.message ? `  — ${e.message}` : ''}${e.run ? `  ${e.run}` : ''}`)
+          : ['  (empty)']),
+      ].join('\n'),
+    )
+    .join('\n');
+}

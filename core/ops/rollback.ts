@@ -1,0 +1,74 @@
+// ops rollback <env> [--to <release>]: back to a kept release in seconds — no build, no migration — through
+// the same gapless switch as a deploy. The abandoned release is marked so it is not picked again.
+import type { Environment } from '../config/environment.ts';
+import { inBatches, withSession, type OpsContext } from '../context.ts';
+import { OpsError } from '../errors.ts';
+import { layout, otherSlot } from '../layout.ts';
+import { runInfo } from '../runinfo.ts';
+import type { Remote } from '../remote/types.ts';
+import { validate } from '../shell.ts';
+import { appendAudit } from '../steps/audit.ts';
+import { deployState, markRelease } from '../steps/release.ts';
+import { activate, routeToSlot, startSlot, stopSlot } from '../steps/switch.ts';
+import { HostRun, parseState, type HostDeploy } from './deploy.ts';
+import { withLock } from './locked.ts';
+
+export interface RollbackResult {
+  environment: string;
+  url: string;
+  hosts: HostDeploy[];
+}
+
+async function rollbackHost(ctx: OpsContext, env: Environment, remote: Remote, to: string | undefined): Promise<HostDeploy> {
+  const h = new HostRun(ctx, remote);
+  const state = parseState(await h.run(deployState(env)));
+  if (!state.current) throw new OpsError(`${remote.name} has no live release to roll back from`);
+  const kept = state.releases.map((r) => r.id);
+  let target = to;
+  if (!target) {
+    target = state.releases.filter((r) => r.id < state.current && r.status === 'ok').at(-1)?.id;
+    if (!target)
+      throw new OpsError(`${remote.name} has no earlier healthy release to roll back to (kept: ${kept.join(', ') || 'none'})`, `pick one with --to (see ops releases ${env.name})`);
+  } else if (!kept.includes(target)) {
+    throw new OpsError(`release ${target} is not on ${remote.name} (kept: ${kept.join(', ')})`, `see ops releases ${env.name}`);
+  }
+  const result: HostDeploy = { host: remote.name, release: target, previous: state.current, noop: target === state.current, steps: h.steps, notes: [] };
+  if (result.noop) return { ...result, notes: [`${target} is already live`] };
+  const live = state.slot ?? 'blue';
+  const slot = otherSlot(live);
+  const info = runInfo(ctx.env);
+  try {
+    await h.run(startSlot(env, slot, `${layout(env).releases}/${target}`, target));
+    await h.run(routeToSlot(env, slot, state.certificate));
+    await h.run(activate(env, slot, target));
+  } catch (e) {
+    await h.tryRun(stopSlot(env, slot));
+    throw new OpsError(`${(e as Error).message}\n${remote.name} still serves ${state.current}`, (e as OpsError).hint);
+  }
+  await h.tryRun(markRelease(env, state.current, 'abandoned', `rolled back to ${target} by ${info.actor} at ${new Date().toISOString()}`));
+  await h.run(stopSlot(env, live, env.config.switch.drain));
+  await h.tryRun(
+    appendAudit(env, { time: new Date().toISOString(), environment: env.name, operation: 'rollback', result: 'success', actor: info.actor, run: info.runUrl || undefined, release: target, previous: state.current }),
+  );
+  return result;
+}
+
+export async function rollback(ctx: OpsContext, env: Environment, to?: string): Promise<RollbackResult> {
+  if (to) validate('release', to);
+  const hosts = await withSession(ctx, env, (session) =>
+    withLock(ctx, session, 'rollback', () =>
+      inBatches(
+        env.hosts.map((h) => session.remote(h.name)),
+        env.config.switch.batch_size,
+        (remote) => rollbackHost(ctx, env, remote, to),
+      ),
+    ),
+  );
+  return { environment: env.name, url: env.url, hosts };
+}
+
+export function rollbackSummary(r: RollbackResult): string {
+  const lines = [`### Rollback of ${r.environment}`, '', '| host | from | to | |', '|---|---|---|---|'];
+  for (const h of r.hosts) lines.push(`| ${h.host} | \`${h.previous}\` | \`${h.release}\` | ${h.noop ? 'already live' : `${(h.steps.reduce((a, s) => a + s.ms, 0) / 1000).toFixed(1)}s`} |`);
+  return lines.join('\n');
+}

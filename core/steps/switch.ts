@@ -1,0 +1,213 @@
+// The gapless switch (blue/green): the new release's programs start beside the live ones on the other
+// slot's ports, must pass their health checks, then nginx moves to them with a validated graceful reload,
+// `current` flips by rename(2), and the old slot stops after a drain period.
+import type { Environment } from '../config/environment.ts';
+import { OpsError } from '../errors.ts';
+import { layout, slotPort, type Slot } from '../layout.ts';
+import { runtimePaths } from '../runtimes.ts';
+import type { Step } from '../remote/types.ts';
+import { quote } from '../shell.ts';
+import { applyNginx, site, upstreams } from './nginx.ts';
+import { SYSTEM_FUNCTIONS, putFile } from './script.ts';
+
+/** Expand {release} {python} {node} {npm} {port} {port:<program>} in a program's command or environment. */
+export function expand(env: Environment, text: string, release: string, program: string, slot: Slot): string {
+  const paths = runtimePaths(env);
+  return text.replace(/\{([a-z_]+)(?::([a-z][a-z0-9_-]*))?\}/g, (whole, name: string, arg?: string) => {
+    if (name === 'release' && !arg) return release;
+    if (name === 'python' && !arg) return paths.python;
+    if (name === 'node' && !arg) return paths.node;
+    if (name === 'npm' && !arg) return paths.npm;
+    if (name === 'port') {
+      const target = arg ?? program;
+      if (!env.config.programs[target]) throw new OpsError(`programs.${program}: ${whole} names no program`, `programs: ${Object.keys(env.config.programs).join(', ')}`);
+      return String(slotPort(env, target, slot));
+    }
+    throw new OpsError(`programs.${program}: unknown placeholder ${whole}`, 'placeholders: {release} {python} {node} {npm} {port} {port:<program>}');
+  });
+}
+
+/** supervisor's `environment=` syntax: KEY="value" pairs, with % doubled (supervisor expands %(...)s). */
+function supervisorEnv(vars: Record<string, string>): string {
+  return Object.entries(vars)
+    .map(([k, v]) => `${k}="${v.replace(/%/g, '%%').replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`)
+    .join(',');
+}
+
+export function programName(env: Environment, slot: Slot, program: string): string {
+  return `${env.config.app}-${slot}-${program}`;
+}
+
+/** The supervisor group of one slot, running one release. */
+export function slotConfig(env: Environment, slot: Slot, release: string, releaseId: string): string {
+  const L = layout(env);
+  const paths = runtimePaths(env);
+  const nodeBin = paths.node.replace(/\/node$/, '');
+  const names = Object.keys(env.config.programs);
+  const blocks = names.map((name) => {
+    const p = env.config.programs[name]!;
+    const dir = p.directory === '.' ? release : `${release}/${p.directory}`;
+    const vars: Record<string, string> = {
+      HOME: `/home/${env.appUser}`,
+      PATH: `${release}/venv/bin:${nodeBin}:/usr/local/bin:/usr/bin:/bin`,
+      OPS_RELEASE: releaseId,
+      OPS_SLOT: slot,
+    };
+    for (const [k, v] of Object.entries(p.env)) vars[k] = expand(env, v, release, name, slot);
+    const log = `${L.logDir}/${name}-${slot}`;
+    return [
+      `[program:${programName(env, slot, name)}]`,
+      `command=${expand(env, p.command, release, name, slot)}`,
+      `directory=${dir}`,
+      `user=${env.appUser}`,
+      `environment=${supervisorEnv(vars)}`,
+      'autostart=true',
+      'autorestart=true',
+      'startsecs=1',
+      'startretries=3',
+      'stopsignal=TERM',
+      'stopwaitsecs=15',
+      'stopasgroup=true',
+      'killasgroup=true',
+      `stdout_logfile=${log}.out.log`,
+      'stdout_logfile_maxbytes=20MB',
+      'stdout_logfile_backups=5',
+      `stderr_logfile=${log}.err.log`,
+      'stderr_logfile_maxbytes=20MB',
+      'stderr_logfile_backups=5',
+    ].join('\n');
+  });
+  return [
+    `; Managed by ops-pipeline: slot ${slot} of ${env.config.app}, release ${releaseId}. Rewritten by deploys.`,
+    `[group:${layout(env).supervisorGroup(slot)}]`,
+    `programs=${names.map((n) => programName(env, slot, n)).join(',')}`,
+    '',
+    ...blocks.map((b) => `${b}\n`),
+  ].join('\n');
+}
+
+/** The health probes of a slot: program, port, path. */
+function probes(env: Environment, slot: Slot): string[] {
+  return Object.entries(env.config.programs).map(([name, p]) => `${name}:${slotPort(env, name, slot)}:${p.health}`);
+}
+
+const PROBE_FUNCTIONS = String.raw`probe() { curl -fsS -o /dev/null --max-time 3 "http://127.0.0.1:$1$2" 2>/dev/null; }
+# wait_healthy TIMEOUT INTERVAL name:port:path...: 0 when every probe answered 2xx in time
+wait_healthy() {
+  local deadline=$(( $(date +%s) + $1 )) interval=$2; shift 2
+  local pending=("$@") left p name port path
+  while :; do
+    left=()
+    for p in "${'$'}{pending[@]}"; do IFS=: read -r name port path <<< "$p"; probe "$port" "$path" || left+=("$p"); done
+    [ ${'$'}{#left[@]} -eq 0 ] && return 0
+    pending=("${'$'}{left[@]}")
+    [ "$(date +%s)" -lt "$deadline" ] || { UNHEALTHY="${'$'}{left[*]}"; return 1; }
+    sleep "$interval"
+  done
+}`;
+
+/**
+ * Start the release on `slot` beside the live slot and wait for every health check. When a check never
+ * passes, stop the new programs again and fail with their last log lines: the live slot was never touched.
+ */
+export function startSlot(env: Environment, slot: Slot, release: string, releaseId: string): Step {
+  const L = layout(env);
+  const sw = env.config.switch;
+  const group = L.supervisorGroup(slot);
+  const logs = Object.keys(env.config.programs)
+    .map((n) => `${L.logDir}/${n}-${slot}`)
+    .map((f) => `for f in ${quote(`${f}.err.log`)} ${quote(`${f}.out.log`)}; do [ -s "$f" ] && { echo "--- $f (last lines)"; tail -n 15 "$f"; }; done`)
+    .join('\n  ');
+  return {
+    name: `start ${slot}`,
+    as: 'root',
+    timeout: sw.health_timeout + 120,
+    script: String.raw`${SYSTEM_FUNCTIONS}
+${PROBE_FUNCTIONS}
+conf=${quote(L.supervisorConf(slot))}
+# Anything left on this slot (an earlier failed start) goes first, so the ports are ours.
+if [ -f "$conf" ]; then rm -f "$conf"; supervisorctl reread >/dev/null; supervisorctl update ${quote(group)} >/dev/null || true; fi
+for p in ${probes(env, slot).map(quote).join(' ')}; do
+  IFS=: read -r name port path <<< "$p"
+  if probe "$port" /; then echo "port $port (slot ${slot}, program $name) is already in use by another process" >&2; exit 1; fi
+done
+${putFile(L.supervisorConf(slot), slotConfig(env, slot, release, releaseId))}
+supervisorctl reread >/dev/null
+supervisorctl update ${quote(group)} >/dev/null
+if ! wait_healthy ${sw.health_timeout} ${sw.health_interval} ${probes(env, slot).map(quote).join(' ')}; then
+  echo "release ${releaseId} did not become healthy on slot ${slot} within ${sw.health_timeout}s (failing: $UNHEALTHY); the live release keeps serving" >&2
+  supervisorctl status ${quote(`${group}:*`)} >&2 || true
+  ${logs}
+  supervisorctl stop ${quote(`${group}:*`)} >/dev/null 2>&1 || true
+  rm -f "$conf"
+  supervisorctl reread >/dev/null; supervisorctl update >/dev/null 2>&1 || true
+  exit 1
+fi >&2
+echo "slot ${slot} healthy: ${Object.keys(env.config.programs).join(', ')}"`,
+  };
+}
+
+/** Stop a slot's programs and remove its group (after a failed switch, or the old slot after the drain). */
+export function stopSlot(env: Environment, slot: Slot, drainSeconds = 0): Step {
+  const L = layout(env);
+  return {
+    name: `stop ${slot}`,
+    as: 'root',
+    timeout: drainSeconds + 120,
+    script: String.raw`${drainSeconds ? `sleep ${drainSeconds}\n` : ''}conf=${quote(L.supervisorConf(slot))}
+if [ -f "$conf" ]; then
+  supervisorctl stop ${quote(`${L.supervisorGroup(slot)}:*`)} >/dev/null 2>&1 || true
+  rm -f "$conf"
+  supervisorctl reread >/dev/null
+  supervisorctl update >/dev/null 2>&1 || true
+  echo "slot ${slot} stopped"
+fi`,
+  };
+}
+
+/** nginx to the new slot (site re-rendered too), validated; the previous files come back if nginx refuses. */
+export function routeToSlot(env: Environment, slot: Slot, certificateReady: boolean): Step {
+  const L = layout(env);
+  return applyNginx({
+    item: 'switch nginx',
+    files: [
+      { path: L.nginxSite, content: site(env, certificateReady) },
+      { path: L.nginxUpstreams, content: upstreams(env, slot) },
+    ],
+    links: [[L.nginxSite, L.nginxSiteEnabled]],
+  });
+}
+
+/**
+ * After the reload: wait until nginx answers with the new slot (the reload returns before new workers
+ * serve), then flip `current` atomically and record the live slot.
+ */
+export function activate(env: Environment, slot: Slot, releaseId: string): Step {
+  const L = layout(env);
+  const target = `${L.releases}/${releaseId}`;
+  return {
+    name: 'activate',
+    as: 'root',
+    timeout: 60,
+    script: String.raw`for i in $(seq 100); do
+  got=$(curl -s --max-time 1 http://127.0.0.1/.ops/slot 2>/dev/null || true)
+  [ "$got" = ${quote(slot)} ] && break
+  if [ "$i" = 100 ]; then echo "nginx does not report slot ${slot} at /.ops/slot (custom site template without {{slot_location}}?); continuing" >&2; fi
+  sleep 0.1
+done
+ln -sfn ${quote(target)} ${quote(`${L.base}/.current.new`)}
+mv -T ${quote(`${L.base}/.current.new`)} ${quote(L.current)}
+printf '%s\n' ${quote(slot)} > ${quote(L.slotFile)}
+echo "live: ${releaseId} on slot ${slot}"`,
+  };
+}
+
+/** Health of the live slot (no-op deploys still verify it). */
+export function checkLive(env: Environment, slot: Slot): Step {
+  return {
+    name: 'health',
+    as: 'login',
+    timeout: env.config.switch.health_timeout + 30,
+    script: `${PROBE_FUNCTIONS}\nif ! wait_healthy 5 1 ${probes(env, slot).map(quote).join(' ')}; then echo "live slot ${slot} is not healthy: $UNHEALTHY" >&2; exit 1; fi\necho "live slot ${slot} healthy"`,
+  };
+}

@@ -1,0 +1,86 @@
+// Commands that change or show what runs: deploy, rollback, releases, lock, audit.
+import { loadEnvironment } from '../../core/config/environment.ts';
+import { deploy, deploySummary } from '../../core/ops/deploy.ts';
+import { auditLog, breakLock, formatAudit, formatLock, formatReleases, getLockStatus, listReleases } from '../../core/ops/inspect.ts';
+import { rollback, rollbackSummary } from '../../core/ops/rollback.ts';
+import type { Command } from '../cli.ts';
+
+const json = { type: 'boolean', description: 'print JSON for scripts' } as const;
+
+export const commands: Command[] = [
+  {
+    name: 'deploy',
+    summary: 'put a git ref live on every host: new release, health-gated gapless switch, old one kept for rollback',
+    args: ['<env>'],
+    options: {
+      ref: { type: 'string', value: 'REF', description: "branch, tag or sha (default: the environment's ref)" },
+      force: { type: 'boolean', description: 'deploy even when that sha is already live' },
+      'dry-run': { type: 'boolean', description: 'print the plan (hosts, sha, steps) and change nothing' },
+      json,
+    },
+    async run({ args, ops, values, stdout }) {
+      const env = loadEnvironment(args[0]!, ops.root);
+      const r = await deploy(ops, env, { ref: values.ref as string | undefined, force: Boolean(values.force), dryRun: Boolean(values['dry-run']) });
+      if (values.json) stdout.write(JSON.stringify(r, null, 2) + '\n');
+      else await ops.reporter.summary(deploySummary(r));
+      return 0;
+    },
+  },
+  {
+    name: 'rollback',
+    summary: 'switch back to a kept release in seconds (default: the one before the live one)',
+    args: ['<env>'],
+    options: { to: { type: 'string', value: 'RELEASE', description: 'release id to go back to (see ops releases)' }, json },
+    async run({ args, ops, values, stdout }) {
+      const env = loadEnvironment(args[0]!, ops.root);
+      const r = await rollback(ops, env, values.to as string | undefined);
+      if (values.json) stdout.write(JSON.stringify(r, null, 2) + '\n');
+      else await ops.reporter.summary(rollbackSummary(r));
+      return 0;
+    },
+  },
+  {
+    name: 'releases',
+    summary: 'list the releases kept on each host (id, sha, ref, when, who; * = live)',
+    args: ['<env>'],
+    options: { json },
+    async run({ args, ops, values, stdout }) {
+      const list = await listReleases(ops, loadEnvironment(args[0]!, ops.root));
+      stdout.write((values.json ? JSON.stringify(list, null, 2) : formatReleases(list)) + '\n');
+      return 0;
+    },
+  },
+  {
+    name: 'lock status',
+    summary: "show who holds the environment's lock on each host (stale = its run died)",
+    args: ['<env>'],
+    options: { json },
+    async run({ args, ops, values, stdout }) {
+      const list = await getLockStatus(ops, loadEnvironment(args[0]!, ops.root));
+      stdout.write((values.json ? JSON.stringify(list, null, 2) : formatLock(list)) + '\n');
+      return list.some((l) => l.lock.state !== 'free') ? 1 : 0;
+    },
+  },
+  {
+    name: 'lock release',
+    summary: 'break the lock on purpose (after checking that nothing still runs); recorded in the audit log',
+    args: ['<env>'],
+    async run({ args, ops, stdout }) {
+      const list = await breakLock(ops, loadEnvironment(args[0]!, ops.root));
+      stdout.write(list.map(({ host, lock }) => `${host}: ${lock.state === 'free' ? 'was not locked' : `released (${formatLock([{ host, lock }]).split(': ').slice(1).join(': ')})`}`).join('\n') + '\n');
+      return 0;
+    },
+  },
+  {
+    name: 'audit',
+    summary: 'the append-only log of runs on each host (who, what, sha, result)',
+    args: ['<env>'],
+    options: { lines: { type: 'string', value: 'N', description: 'entries per host (default 20)' }, json },
+    async run({ args, ops, values, stdout }) {
+      const n = Number(values.lines ?? 20);
+      const list = await auditLog(ops, loadEnvironment(args[0]!, ops.root), Number.isInteger(n) && n > 0 ? n : 20);
+      stdout.write((values.json ? JSON.stringify(list, null, 2) : formatAudit(list)) + '\n');
+      return 0;
+    },
+  },
+];

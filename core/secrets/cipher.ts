@@ -1,0 +1,91 @@
+// sops's value cipher: every leaf is AES-256-GCM under the file's data key, with a 32-byte IV and the
+// value's key path as associated data, written `ENC[AES256_GCM,data:…,iv:…,tag:…,type:…]`; and the MAC,
+// a SHA-512 over every value in document order, stored encrypted under the data key.
+import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+import { type ScalarNode, parseScalarText, scalarText } from './tree.ts';
+
+export const IV_BYTES = 32;
+export const DATA_KEY_BYTES = 32;
+
+export interface EncValue {
+  data: Buffer;
+  iv: Buffer;
+  tag: Buffer;
+  type: string;
+}
+
+const ENC_RE = /^ENC\[AES256_GCM,data:(.+),iv:(.+),tag:(.+),type:(.+)\]/;
+const B64_RE = /^[A-Za-z0-9+/]*={0,2}$/;
+
+export class MalformedValue extends Error {}
+
+function b64(field: string, text: string): Buffer {
+  if (text.length % 4 !== 0 || !B64_RE.test(text)) throw new MalformedValue(`its ${field} is not valid base64`);
+  return Buffer.from(text, 'base64');
+}
+
+export function isEncValue(value: unknown): value is string {
+  return typeof value === 'string' && value.startsWith('ENC[');
+}
+
+/** Parse `ENC[AES256_GCM,…]`; throws MalformedValue saying what is wrong. */
+export function parseEnc(value: string): EncValue {
+  const m = ENC_RE.exec(value);
+  if (!m) throw new MalformedValue('it is not of the form ENC[AES256_GCM,data:…,iv:…,tag:…,type:…]');
+  const enc = { data: b64('data', m[1]!), iv: b64('iv', m[2]!), tag: b64('tag', m[3]!), type: m[4]! };
+  if (enc.iv.length === 0) throw new MalformedValue('its iv is empty');
+  if (enc.tag.length !== 16) throw new MalformedValue(`its tag is ${enc.tag.length} bytes, not 16`);
+  return enc;
+}
+
+export function formatEnc(enc: EncValue): string {
+  return `ENC[AES256_GCM,data:${enc.data.toString('base64')},iv:${enc.iv.toString('base64')},tag:${enc.tag.toString('base64')},type:${enc.type}]`;
+}
+
+export function sealText(plaintext: string, type: string, key: Buffer, aad: string, iv: Buffer = randomBytes(IV_BYTES)): string {
+  const c = createCipheriv('aes-256-gcm', key, iv);
+  c.setAAD(Buffer.from(aad, 'utf8'));
+  const data = Buffer.concat([c.update(plaintext, 'utf8'), c.final()]);
+  return formatEnc({ data, iv, tag: c.getAuthTag(), type });
+}
+
+/** Decrypt the bytes of an ENC value; throws a plain Error when the tag does not verify. */
+export function openText(enc: EncValue, key: Buffer, aad: string): string {
+  const d = createDecipheriv('aes-256-gcm', key, enc.iv);
+  d.setAAD(Buffer.from(aad, 'utf8'));
+  d.setAuthTag(enc.tag);
+  const out = Buffer.concat([d.update(enc.data), d.final()]);
+  const text = out.toString('utf8');
+  if (!Buffer.from(text, 'utf8').equals(out)) throw new Error('the decrypted bytes are not UTF-8 text');
+  return text;
+}
+
+/** sops's associated data for a value: its map keys joined with ":" plus a trailing ":" (list indices left out). */
+export function aadOf(keys: string[]): string {
+  return keys.join(':') + ':';
+}
+
+export function encryptScalar(leaf: ScalarNode, key: Buffer, aad: string, iv?: Buffer): string {
+  return sealText(scalarText(leaf), leaf.type, key, aad, iv);
+}
+
+export function decryptScalar(enc: EncValue, key: Buffer, aad: string): ScalarNode {
+  return parseScalarText(openText(enc, key, aad), enc.type);
+}
+
+/** sha256("sops"): the first bytes hashed when `mac_only_encrypted` is set. */
+const MAC_ONLY_ENCRYPTED_INIT = createHash('sha256').update('sops').digest();
+
+/** Accumulates sops's MAC: SHA-512 over each value's bytes in walk order, as upper-case hex. */
+export class MacBuilder {
+  private readonly hash = createHash('sha512');
+  constructor(macOnlyEncrypted = false) {
+    if (macOnlyEncrypted) this.hash.update(MAC_ONLY_ENCRYPTED_INIT);
+  }
+  add(leaf: ScalarNode): void {
+    this.hash.update(scalarText(leaf), 'utf8');
+  }
+  hex(): string {
+    return this.hash.digest('hex').toUpperCase();
+  }
+}

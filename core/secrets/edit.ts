@@ -1,0 +1,82 @@
+// `ops secrets edit`: the plaintext goes to a private temporary file (0600 in a 0700 directory) for the
+// user's editor, and comes back encrypted. An unchanged file is not rewritten; text that does not parse
+// is offered back to the editor or dropped, never half-written; the temporary directory is removed
+// whatever happens (a signal aborts the edit and still cleans up).
+import { rmSync } from 'node:fs';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { OpsError } from '../errors.ts';
+import type { SecretsFile } from './sops.ts';
+import { type TreeChanges, diffTrees, parseTree, yamlHasComments } from './tree.ts';
+
+export interface EditorExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+export interface EditIo {
+  /** Run the user's editor on `file` and resolve when it exits. */
+  edit(file: string): Promise<EditorExit>;
+  /** Ask a yes/no question (default yes); resolves false on end of input or abort. */
+  confirm(question: string): Promise<boolean>;
+  warn(message: string): void;
+  /** Aborts the edit (a signal): the editor is stopped, nothing is written. */
+  signal?: AbortSignal;
+  /** Called with the temporary file's path once it exists (tests check it is gone afterwards). */
+  onTempFile?: (path: string) => void;
+}
+
+export type EditResult =
+  | { status: 'unchanged' }
+  | { status: 'saved'; changes: TreeChanges }
+  | { status: 'aborted'; reason: string };
+
+export async function editSecrets(secrets: SecretsFile, io: EditIo): Promise<EditResult> {
+  const dir = await mkdtemp(join(tmpdir(), 'ops-secrets-'));
+  const cleanup = () => rmSync(dir, { recursive: true, force: true });
+  process.on('exit', cleanup); // last resort if the process dies in between
+  try {
+    const tmp = join(dir, `secrets.${secrets.format}`);
+    const before = secrets.tree;
+    const original = before.entries.length === 0 ? '' : secrets.plaintext();
+    await writeFile(tmp, original, { mode: 0o600, flag: 'wx' });
+    io.onTempFile?.(tmp);
+    const aborted = (): EditResult | undefined =>
+      io.signal?.aborted ? { status: 'aborted', reason: `interrupted (${String(io.signal.reason ?? 'signal')}); nothing was changed` } : undefined;
+    for (;;) {
+      const exit = await io.edit(tmp);
+      const stop = aborted();
+      if (stop) return stop;
+      if (exit.signal || exit.code !== 0) {
+        const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
+        return { status: 'aborted', reason: `the editor ${how}; nothing was changed` };
+      }
+      const text = await readFile(tmp, 'utf8');
+      if (text === original) return { status: 'unchanged' };
+      try {
+        const tree = parseTree(text, secrets.format, { file: 'the edited text', keys: 'lenient' });
+        secrets.setTree(tree);
+      } catch (e) {
+        if (!(e instanceof OpsError)) throw e;
+        io.warn(e.message);
+        if (await io.confirm('Reopen the editor to fix it? [Y/n] ')) {
+          const stop2 = aborted();
+          if (stop2) return stop2;
+          continue;
+        }
+        return aborted() ?? { status: 'aborted', reason: 'the edited text was not valid; nothing was changed' };
+      }
+      if (secrets.format === 'yaml' && yamlHasComments(text)) {
+        io.warn('comments are not kept in encrypted files (sops would encrypt them; this tool drops them)');
+      }
+      const changes = diffTrees(before, secrets.tree);
+      const stop3 = aborted();
+      if (stop3) return stop3;
+      return (await secrets.save()) ? { status: 'saved', changes } : { status: 'unchanged' };
+    }
+  } finally {
+    cleanup();
+    process.off('exit', cleanup);
+  }
+}

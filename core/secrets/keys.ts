@@ -1,0 +1,176 @@
+// age identities (private keys) and recipients (public keys), found the way sops finds them, and the
+// file's data key wrapped for each recipient as an armored age file.
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { Decrypter, Encrypter, armor, generateX25519Identity, identityToRecipient } from 'age-encryption';
+import { OpsError } from '../errors.ts';
+
+export interface Identity {
+  /** `AGE-SECRET-KEY-1…` */
+  secret: string;
+  /** Its public recipient, `age1…`. */
+  recipient: string;
+  /** Where it came from: `SOPS_AGE_KEY`, a file path. */
+  source: string;
+}
+
+export interface Identities {
+  identities: Identity[];
+  /** Every place looked at, with what was found there, for the "no key" message. */
+  tried: string[];
+  /** The default key file for this environment (named in hints). */
+  defaultFile?: string;
+}
+
+/** `$XDG_CONFIG_HOME/sops/age/keys.txt`, else `~/.config/sops/age/keys.txt` (sops's default on Linux). */
+export function defaultKeyFile(env: NodeJS.ProcessEnv = process.env): string {
+  const base = env.XDG_CONFIG_HOME || join(env.HOME || homedir(), '.config');
+  return join(base, 'sops', 'age', 'keys.txt');
+}
+
+const IDENTITY_RE = /^AGE-SECRET-KEY-(PQ-)?1[0-9A-Z]+$/;
+const RECIPIENT_RE = /^age1[0-9a-z]+$/;
+
+/** Parse identities from key-file text: one per line, `#` comments and blank lines ignored. Never echoes a line. */
+export async function parseIdentities(text: string, source: string): Promise<Identity[]> {
+  const out: Identity[] = [];
+  const lines = text.split(/\r?\n/);
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!.trim();
+    if (line === '' || line.startsWith('#')) continue;
+    const where = source === 'SOPS_AGE_KEY' || source === 'SOPS_AGE_KEY_CMD' ? `line ${i + 1} of ${source}` : `${source}:${i + 1}`;
+    if (line.startsWith('AGE-PLUGIN-')) {
+      throw new OpsError(`${where}: age plugin identities are not supported`, 'use a native age key (AGE-SECRET-KEY-1…)');
+    }
+    if (!IDENTITY_RE.test(line)) {
+      throw new OpsError(
+        `${where} is not an age identity`,
+        'each non-comment line must be a private key AGE-SECRET-KEY-1… (as written by `ops keygen` or age-keygen)',
+      );
+    }
+    let recipient: string;
+    try {
+      recipient = await identityToRecipient(line);
+    } catch {
+      throw new OpsError(`${where} is not a valid age identity (bad checksum or length)`, 'copy the key again, whole');
+    }
+    out.push({ secret: line, recipient, source });
+  }
+  return out;
+}
+
+/**
+ * The user's age identities, from every place sops reads: `SOPS_AGE_KEY` (one or more keys, one a line),
+ * `SOPS_AGE_KEY_FILE`, `SOPS_AGE_KEY_CMD` (its output), and the default key file. An empty result is not
+ * an error here: the caller says which file needed a key (`tried` lists where we looked).
+ */
+export async function loadIdentities(env: NodeJS.ProcessEnv = process.env): Promise<Identities> {
+  const identities: Identity[] = [];
+  const tried: string[] = [];
+  if (env.SOPS_AGE_KEY?.trim()) {
+    const found = await parseIdentities(env.SOPS_AGE_KEY, 'SOPS_AGE_KEY');
+    identities.push(...found);
+    tried.push(`SOPS_AGE_KEY (${found.length} key${found.length === 1 ? '' : 's'})`);
+  } else tried.push('SOPS_AGE_KEY (not set)');
+  if (env.SOPS_AGE_KEY_FILE) {
+    const file = env.SOPS_AGE_KEY_FILE;
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (e) {
+      throw new OpsError(
+        `SOPS_AGE_KEY_FILE=${file} cannot be read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+        'point SOPS_AGE_KEY_FILE at your age key file, or unset it',
+      );
+    }
+    const found = await parseIdentities(text, file);
+    identities.push(...found);
+    tried.push(`SOPS_AGE_KEY_FILE=${file} (${found.length} key${found.length === 1 ? '' : 's'})`);
+  } else tried.push('SOPS_AGE_KEY_FILE (not set)');
+  if (env.SOPS_AGE_KEY_CMD) {
+    let text: string;
+    try {
+      text = execFileSync('sh', ['-c', env.SOPS_AGE_KEY_CMD], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env });
+    } catch (e) {
+      throw new OpsError(`SOPS_AGE_KEY_CMD failed: ${(e as Error).message.split('\n')[0]}`, 'fix the command, or unset SOPS_AGE_KEY_CMD');
+    }
+    const found = await parseIdentities(text, 'SOPS_AGE_KEY_CMD');
+    identities.push(...found);
+    tried.push(`SOPS_AGE_KEY_CMD (${found.length} key${found.length === 1 ? '' : 's'})`);
+  }
+  const file = defaultKeyFile(env);
+  if (existsSync(file)) {
+    const found = await parseIdentities(readFileSync(file, 'utf8'), file);
+    identities.push(...found);
+    tried.push(`${file} (${found.length} key${found.length === 1 ? '' : 's'})`);
+  } else tried.push(`${file} (no such file)`);
+  // The same key found twice (env and file) is tried once
+  const seen = new Set<string>();
+  return { identities: identities.filter((i) => !seen.has(i.secret) && seen.add(i.secret)), tried, defaultFile: file };
+}
+
+/** Identities given as text (tests, `--key`), in the same form as a key file. */
+export async function identitiesFromText(text: string, source = 'given key'): Promise<Identities> {
+  return { identities: await parseIdentities(text, source), tried: [source] };
+}
+
+export function isRecipient(s: string): boolean {
+  return RECIPIENT_RE.test(s);
+}
+
+/** Check an `age1…` recipient (bech32 checksum included): throws an OpsError saying what is wrong. */
+export function checkRecipient(r: string, where = 'recipient'): string {
+  const value = r.trim();
+  if (value.startsWith('AGE-SECRET-KEY-')) {
+    throw new OpsError(`${where}: that is a private key, not a recipient`, 'give the public key (age1…) printed by `ops keygen`; keep the private key secret');
+  }
+  if (!RECIPIENT_RE.test(value)) throw new OpsError(`${where}: "${value}" is not an age recipient`, 'a recipient looks like age1… (the public key printed by `ops keygen`)');
+  try {
+    new Encrypter().addRecipient(value);
+  } catch {
+    throw new OpsError(`${where}: "${value}" is not a valid age recipient (bad checksum or length)`, 'copy the public key again, whole');
+  }
+  return value;
+}
+
+/** Wrap the data key for one recipient: an armored age file, as sops stores it in `sops.age[].enc`. */
+export async function wrapDataKey(dataKey: Uint8Array, recipient: string): Promise<string> {
+  const e = new Encrypter();
+  e.addRecipient(recipient);
+  return armor.encode(await e.encrypt(dataKey));
+}
+
+/** Unwrap an armored age file with the given identities; null when none of them matches. Throws on a broken file. */
+export async function unwrapDataKey(enc: string, identities: Identity[]): Promise<Uint8Array | null> {
+  const d = new Decrypter();
+  for (const id of identities) d.addIdentity(id.secret);
+  let raw: Uint8Array;
+  try {
+    raw = armor.decode(enc);
+  } catch (e) {
+    throw new Error(`its armored age data is malformed (${(e as Error).message})`);
+  }
+  try {
+    return await d.decrypt(raw);
+  } catch (e) {
+    if (/no identity matched/.test((e as Error).message)) return null;
+    throw new Error(`age could not decrypt it (${(e as Error).message})`);
+  }
+}
+
+export interface NewIdentity {
+  secret: string;
+  recipient: string;
+  /** The key file text, as age-keygen writes it. */
+  keyFile: string;
+}
+
+/** A new X25519 age identity (readable by Debian's `age` too, unlike post-quantum keys). */
+export async function generateIdentity(now = new Date()): Promise<NewIdentity> {
+  const secret = await generateX25519Identity();
+  const recipient = await identityToRecipient(secret);
+  const created = now.toISOString().replace(/\.\d{3}Z$/, 'Z');
+  return { secret, recipient, keyFile: `# created: ${created}\n# public key: ${recipient}\n${secret}\n` };
+}

@@ -1,0 +1,145 @@
+// `ops env new <name>`: a new environment folder with a config full of clearly marked placeholders, a
+// new age identity (returned once, for the user to store), its `.sops.yaml` rule and an encrypted
+// secrets file holding generated keys and placeholders for the rest.
+import { generateKeyPairSync } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { join, relative } from 'node:path';
+import { OpsError } from '../errors.ts';
+import { validate } from '../shell.ts';
+import { APP_SECRETS, PLACEHOLDER, envDir, generateApiKey, generateSecretKey, secretsPath } from './env.ts';
+import { type NewIdentity, checkRecipient, generateIdentity } from './keys.ts';
+import { envPathRegex, readCreationRules, removeEnvRule, setEnvRule } from './sops-config.ts';
+import { SecretsFile } from './sops.ts';
+import { type MapNode, type TreeNode, str } from './tree.ts';
+
+/** A syntactically valid ed25519 public key that belongs to no host: a pinned placeholder refuses every connection. */
+function placeholderHostKey(): string {
+  const der = generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'der' });
+  const u32 = (n: number) => {
+    const b = Buffer.alloc(4);
+    b.writeUInt32BE(n, 0);
+    return b;
+  };
+  const blob = Buffer.concat([u32(11), Buffer.from('ssh-ed25519'), u32(32), der.subarray(der.length - 32)]);
+  return `ssh-ed25519 ${blob.toString('base64')}`;
+}
+
+/** environment.yml for a new environment: the catalogue app, every value to replace marked PLACEHOLDER. */
+export function environmentTemplate(name: string): string {
+  return `# The ${name} environment (see the README, "Environment reference"). Written by \`ops env new ${name}\`.
+# PLACEHOLDER values are marked: replace them before the first real run.
+app: catalogage
+ref: master
+domain: ${name}.catalogue.example.org            # PLACEHOLDER: the public DNS name
+
+hosts:
+  - name: web1
+    address: 203.0.113.10       # PLACEHOLDER (TEST-NET address): the VM's address
+    user: deploy
+    # PLACEHOLDER key (it belongs to no machine, so every connection is refused until you replace it):
+    # read the real one on the VM's console (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub) and paste
+    # /etc/ssh/ssh_host_ed25519_key.pub here.
+    host_key: ${placeholderHostKey()}
+
+tls:
+  mode: letsencrypt
+  email: ops@example.org   # PLACEHOLDER: who Let's Encrypt writes to about expiring certificates
+
+runtimes:
+  python: { strategy: debian, version: "3.11" }
+  node: { strategy: debian, version: "18" }
+
+release:
+  build: make build
+  migrate: make migrate
+  keep: 5
+
+programs:
+  server:
+    command: "{release}/venv/bin/python -m server.main"
+    port: 3579
+    health: /health
+    env:
+      APP_PORT: "{port}"
+  client:
+    command: "{node} ./build"
+    directory: client
+    port: 3000
+    health: /
+    env:
+      HOST: 127.0.0.1
+      PORT: "{port}"
+      VITE_API_SSR_URL: "http://127.0.0.1:{port:server}"
+
+routes:
+  /: client
+  /api/: server
+
+# Values from secrets.sops.yaml (edit them with \`ops secrets edit ${name}\`)
+env:
+  APP_SERVER_MODE: live
+  APP_PORT: "3579"
+  APP_DATABASE_URL: { secret: database_url }
+  APP_SECRET_KEY: { secret: secret_key }
+  APP_CONFIG_REPO_API_KEY: { secret: config_repo_api_key }
+  APP_DATAPASS_CLIENT_ID: { secret: datapass_client_id }
+  APP_DATAPASS_CLIENT_SECRET: { secret: datapass_client_secret }
+  TOOLS_PASSWORDS: { secret: passwords }
+  VITE_SERVER_MODE: live
+  VITE_API_BROWSER_URL: /api
+  VITE_API_SSR_URL: http://127.0.0.1:3579
+`;
+}
+
+/** The first secrets: generated keys, and a placeholder (starting with CHANGE-ME) for everything else. */
+export function initialSecrets(): MapNode {
+  const generated: Record<string, string> = { secret_key: generateSecretKey(), config_repo_api_key: generateApiKey() };
+  const entries: [string, TreeNode][] = APP_SECRETS.map(({ key, about }) => {
+    if (generated[key]) return [key, str(generated[key]!)];
+    if (key === 'passwords') {
+      return [key, { kind: 'map', entries: [['admin@example.org', str(`${PLACEHOLDER}: password of this initdata user`)]] }];
+    }
+    return [key, str(`${PLACEHOLDER}: ${about}`)];
+  });
+  return { kind: 'map', entries };
+}
+
+export interface NewEnvironment {
+  dir: string;
+  /** The new identity: show `identity.secret` once, never store it in the repository. */
+  identity: NewIdentity;
+  recipients: string[];
+  /** Files written, relative to the root. */
+  files: string[];
+}
+
+/**
+ * Scaffold environments/<name>/. `recipients` (e.g. the team's existing keys) are added to the new
+ * identity's. Nothing is left half-made: on failure the new folder is removed and the rule taken back.
+ */
+export async function newEnvironment(root: string, name: string, opts: { recipients?: string[] } = {}): Promise<NewEnvironment> {
+  validate('environment', name);
+  const dir = envDir(root, name);
+  if (existsSync(dir)) throw new OpsError(`environments/${name} already exists`, `choose another name, or remove environments/${name} first`);
+  const extra = (opts.recipients ?? []).map((r) => checkRecipient(r, '--recipient'));
+  const identity = await generateIdentity();
+  const recipients = [identity.recipient, ...extra.filter((r) => r !== identity.recipient)];
+  const hadRule = readCreationRules(root).some((r) => r.pathRegex === envPathRegex(name));
+  if (hadRule) throw new OpsError(`.sops.yaml already has a rule for environments/${name}/`, 'remove it first, or choose another name');
+  const configBefore = existsSync(join(root, '.sops.yaml'));
+  await mkdir(join(dir, 'assets'), { recursive: true });
+  try {
+    await writeFile(join(dir, 'environment.yml'), environmentTemplate(name), { flag: 'wx' });
+    await setEnvRule(root, name, recipients);
+    const secrets = SecretsFile.create(secretsPath(root, name), initialSecrets(), { recipients });
+    await secrets.save();
+  } catch (e) {
+    await rm(dir, { recursive: true, force: true });
+    await removeEnvRule(root, name).catch(() => undefined);
+    if (!configBefore) await rm(join(root, '.sops.yaml'), { force: true });
+    throw e;
+  }
+  const files = [join(dir, 'environment.yml'), join(root, '.sops.yaml'), secretsPath(root, name)].map((f) => relative(root, f));
+  return { dir, identity, recipients, files };
+}

@@ -1,0 +1,169 @@
+// .sops.yaml at the project root: creation rules mapping file paths (path_regex) to age recipients, read
+// as sops reads them (first matching rule wins; a rule without path_regex matches every file; `age` is a
+// comma-separated string or a list) and edited in place, keeping comments and the other rules.
+import { existsSync, readFileSync } from 'node:fs';
+import { isAbsolute, join, relative, sep } from 'node:path';
+import { Document, isMap, isScalar, isSeq, parseDocument, Scalar, YAMLMap, YAMLSeq } from 'yaml';
+import { OpsError } from '../errors.ts';
+import { validate } from '../shell.ts';
+import { writeFileAtomic } from './atomic.ts';
+import { checkRecipient } from './keys.ts';
+
+export const SOPS_CONFIG_FILE = '.sops.yaml';
+
+const CONFIG_HEADER = [
+  ' Which age public keys (recipients) each sops file is encrypted to; sops and `ops` both read it.',
+  ' The first rule whose path_regex matches a file wins. `ops env new` adds a rule per environment;',
+  ' `ops secrets recipients <env> add|remove|sync` keep the rules and the files in step.',
+].join('\n');
+
+export interface CreationRule {
+  /** Position in creation_rules (0-based). */
+  index: number;
+  pathRegex?: string;
+  age: string[];
+}
+
+/** The rule `ops env new` writes for an environment: every file under environments/<env>/ (relative or absolute path). */
+export function envPathRegex(env: string): string {
+  validate('environment', env);
+  return `(^|/)environments/${env}/`;
+}
+
+/** The file path a rule is matched against: relative to the project root, with "/" separators. */
+export function rulePath(root: string, file: string): string {
+  return (isAbsolute(file) ? relative(root, file) : file).split(sep).join('/');
+}
+
+function configError(file: string, what: string): OpsError {
+  return new OpsError(`${file}: ${what}`, 'each rule looks like `- path_regex: (^|/)environments/prod/` with `age: age1...,age1...`');
+}
+
+function parseAge(file: string, i: number, node: unknown): string[] {
+  if (node === undefined || node === null) return [];
+  const value = isScalar(node) ? node.value : isSeq(node) ? node.items.map((x) => (isScalar(x) ? x.value : x)) : node;
+  if (value === null || value === undefined) return [];
+  if (typeof value === 'string') return value.split(',').map((s) => s.trim()).filter(Boolean);
+  if (Array.isArray(value) && value.every((v) => typeof v === 'string')) return (value as string[]).map((s) => s.trim()).filter(Boolean);
+  throw configError(file, `creation_rules[${i}].age must be a comma-separated string or a list of age recipients`);
+}
+
+interface Loaded {
+  path: string;
+  doc: Document;
+  rules: CreationRule[];
+}
+
+function load(root: string, required: boolean): Loaded | undefined {
+  const path = join(root, SOPS_CONFIG_FILE);
+  if (!existsSync(path)) {
+    if (!required) return undefined;
+    throw new OpsError(`no ${SOPS_CONFIG_FILE} at the project root (${root})`, 'create an environment with `ops env new <name>`, which writes its rule');
+  }
+  const doc = parseDocument(readFileSync(path, 'utf8'), { prettyErrors: false });
+  if (doc.errors.length) throw configError(SOPS_CONFIG_FILE, `not valid YAML: ${doc.errors[0]!.message.split('\n')[0]}`);
+  const rules: CreationRule[] = [];
+  const contents = doc.contents;
+  if (contents !== null && !isMap(contents)) throw configError(SOPS_CONFIG_FILE, 'the top level must be a map with `creation_rules:`');
+  const list = isMap(contents) ? contents.get('creation_rules', true) : undefined;
+  if (list !== undefined && list !== null && !isSeq(list)) throw configError(SOPS_CONFIG_FILE, '`creation_rules` must be a list');
+  (isSeq(list) ? list.items : []).forEach((item, index) => {
+    if (!isMap(item)) throw configError(SOPS_CONFIG_FILE, `creation_rules[${index}] is not a map`);
+    const re = item.get('path_regex');
+    if (re !== undefined && re !== null && typeof re !== 'string') throw configError(SOPS_CONFIG_FILE, `creation_rules[${index}].path_regex must be a string`);
+    if (typeof re === 'string') {
+      try {
+        new RegExp(re);
+      } catch {
+        throw configError(SOPS_CONFIG_FILE, `creation_rules[${index}].path_regex /${re}/ is not a valid regular expression`);
+      }
+    }
+    rules.push({ index, pathRegex: typeof re === 'string' && re !== '' ? re : undefined, age: parseAge(SOPS_CONFIG_FILE, index, item.get('age', true)) });
+  });
+  return { path, doc, rules };
+}
+
+/** The creation rules of <root>/.sops.yaml ([] when there is none). */
+export function readCreationRules(root: string): CreationRule[] {
+  return load(root, false)?.rules ?? [];
+}
+
+/** The rule sops would use for `file` (first match), or undefined. */
+export function ruleFor(root: string, file: string): CreationRule | undefined {
+  const rel = rulePath(root, file);
+  return readCreationRules(root).find((r) => r.pathRegex === undefined || new RegExp(r.pathRegex).test(rel));
+}
+
+/** The age recipients `.sops.yaml` gives to `file`; a clear error when no rule matches or the rule has none. */
+export function recipientsFor(root: string, file: string): string[] {
+  const rel = rulePath(root, file);
+  const rule = ruleFor(root, file);
+  const env = /^environments\/([^/]+)\//.exec(rel)?.[1];
+  const example = `  - path_regex: ${env ? envPathRegex(env) : JSON.stringify(`^${rel.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`)}\n    age: age1...`;
+  if (!rule) {
+    throw new OpsError(`no matching creation rule for ${rel} in ${SOPS_CONFIG_FILE}: add one like\ncreation_rules:\n${example}`, env ? `\`ops env new\` writes this rule for new environments; \`ops keygen\` makes an age key` : undefined);
+  }
+  if (rule.age.length === 0) {
+    throw new OpsError(`the creation rule for ${rel} in ${SOPS_CONFIG_FILE} (creation_rules[${rule.index}]) has no age recipients`, 'add `age: age1...` to it (comma-separated for several)');
+  }
+  rule.age.forEach((r, i) => checkRecipient(r, `${SOPS_CONFIG_FILE} creation_rules[${rule.index}].age[${i}]`));
+  return rule.age;
+}
+
+/**
+ * Give environment `env` the recipients `recipients` in .sops.yaml: its own rule (path_regex
+ * envPathRegex(env)) is updated, or created before any rule that would otherwise match its files.
+ */
+export async function setEnvRule(root: string, env: string, recipients: string[]): Promise<void> {
+  const regex = envPathRegex(env);
+  const list = [...new Set(recipients.map((r) => checkRecipient(r)))];
+  if (list.length === 0) throw new OpsError(`the rule for ${env} needs at least one recipient`);
+  const loaded = load(root, false);
+  const doc = loaded?.doc ?? new Document({ creation_rules: [] });
+  if (!loaded) doc.commentBefore = CONFIG_HEADER;
+  if (doc.contents === null || (isScalar(doc.contents) && doc.contents.value === null)) doc.contents = new YAMLMap();
+  const found: unknown = (doc.contents as YAMLMap).get('creation_rules', true);
+  let seq: YAMLSeq;
+  if (isSeq(found)) seq = found;
+  else {
+    seq = new YAMLSeq();
+    (doc.contents as YAMLMap).set('creation_rules', seq);
+  }
+  seq.flow = false;
+  const items = seq.items;
+  const own = items.findIndex((it) => isMap(it) && it.get('path_regex') === regex);
+  const ageValue = new Scalar(list.join(','));
+  if (own >= 0) {
+    const rule = items[own] as YAMLMap;
+    const old = rule.get('age', true);
+    if (isSeq(old)) {
+      const s = new YAMLSeq();
+      s.items = list.map((r) => new Scalar(r));
+      rule.set('age', s);
+    } else rule.set('age', ageValue);
+  } else {
+    const rule = new YAMLMap();
+    rule.set('path_regex', regex);
+    rule.set('age', ageValue);
+    // Before the first rule that would catch this environment's files (sops takes the first match)
+    const probe = `environments/${env}/secrets.sops.yaml`;
+    const at = (loaded?.rules ?? []).find((r) => r.pathRegex === undefined || new RegExp(r.pathRegex).test(probe));
+    if (at) items.splice(at.index, 0, rule);
+    else items.push(rule);
+  }
+  await writeFileAtomic(join(root, SOPS_CONFIG_FILE), doc.toString({ lineWidth: 0 }));
+}
+
+/** Remove environment `env`'s own rule from .sops.yaml. Returns false if it had none. */
+export async function removeEnvRule(root: string, env: string): Promise<boolean> {
+  const regex = envPathRegex(env);
+  const loaded = load(root, false);
+  if (!loaded) return false;
+  const seq = (loaded.doc.contents as YAMLMap | null)?.get('creation_rules', true);
+  if (!isSeq(seq)) return false;
+  const i = seq.items.findIndex((it) => isMap(it) && it.get('path_regex') === regex);
+  if (i < 0) return false;
+  seq.items.splice(i, 1);
+  await writeFileAtomic(loaded.path, loaded.doc.toString({ lineWidth: 0 }));
+  return true;
+}

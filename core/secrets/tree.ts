@@ -1,0 +1,449 @@
+// The document model sops works on: an ordered tree of maps, lists and typed scalars. Key order is kept
+// exactly (numeric-like keys included), because sops binds every value to its path and hashes values in
+// document order. Parsing and printing of YAML and JSON live here; nothing here knows about encryption.
+import { Document, Pair, Scalar, YAMLMap, YAMLSeq, isAlias, isMap, isScalar, isSeq, parseAllDocuments, visit, type Node as YamlNode } from 'yaml';
+import { OpsError } from '../errors.ts';
+
+/** sops's value types (`type:` in `ENC[...]`). JSON numbers are always `float`, as sops reads them. */
+export type ScalarType = 'str' | 'int' | 'float' | 'bool';
+
+export interface ScalarNode {
+  kind: 'scalar';
+  type: ScalarType;
+  value: string | number | boolean;
+}
+export interface NullNode {
+  kind: 'null';
+}
+export interface MapNode {
+  kind: 'map';
+  entries: [string, TreeNode][];
+}
+export interface ListNode {
+  kind: 'list';
+  items: TreeNode[];
+}
+export type TreeNode = ScalarNode | NullNode | MapNode | ListNode;
+
+export type Format = 'yaml' | 'json';
+
+/** What a plain JS value of a decrypted file looks like. */
+export type PlainValue = string | number | boolean | null | PlainValue[] | { [key: string]: PlainValue };
+
+export const str = (value: string): ScalarNode => ({ kind: 'scalar', type: 'str', value });
+
+// ---------------------------------------------------------------------------------------------------
+// Format detection
+
+export function formatOf(file: string): Format {
+  const lower = file.toLowerCase();
+  if (lower.endsWith('.json')) return 'json';
+  if (lower.endsWith('.yaml') || lower.endsWith('.yml')) return 'yaml';
+  if (lower.endsWith('.env') || lower.endsWith('.ini')) {
+    throw new OpsError(
+      `${file}: dotenv and INI sops files are not supported`,
+      'keep secrets in YAML (environments/<env>/secrets.sops.yaml) or JSON',
+    );
+  }
+  throw new OpsError(`${file}: cannot tell its format from its name`, 'name it *.yaml, *.yml or *.json');
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Go-compatible number formatting (sops is written in Go: these strings are what gets encrypted and hashed)
+
+/** strconv.FormatFloat(v, 'f', -1, 64): the shortest digits that round-trip, never an exponent. */
+export function goFormatFloat(v: number): string {
+  if (Number.isNaN(v)) return 'NaN';
+  if (v === Infinity) return '+Inf';
+  if (v === -Infinity) return '-Inf';
+  if (v === 0) return Object.is(v, -0) ? '-0' : '0';
+  const s = String(v); // ECMAScript gives the shortest round-trip digits too
+  const m = /^(-?)(\d)(?:\.(\d+))?e([+-]\d+)$/.exec(s);
+  if (!m) return s;
+  const [, sign, lead, frac = '', expText] = m;
+  const digits = lead! + frac;
+  const point = 1 + Number(expText); // position of the decimal point within `digits`
+  if (point <= 0) return `${sign}0.${'0'.repeat(-point)}${digits}`;
+  if (point >= digits.length) return sign + digits + '0'.repeat(point - digits.length);
+  return `${sign}${digits.slice(0, point)}.${digits.slice(point)}`;
+}
+
+/** The bytes sops encrypts and hashes for a scalar (Go's ToBytes). */
+export function scalarText(node: ScalarNode): string {
+  switch (node.type) {
+    case 'str':
+      return node.value as string;
+    case 'int':
+      return String(node.value);
+    case 'float':
+      return goFormatFloat(node.value as number);
+    case 'bool':
+      return node.value ? 'True' : 'False';
+  }
+}
+
+/** Parse decrypted text back to a typed scalar, with Go's strconv rules. Throws a plain Error. */
+export function parseScalarText(text: string, type: string): ScalarNode {
+  switch (type) {
+    case 'str':
+    case 'bytes':
+      return str(text);
+    case 'int':
+    case 'int64': {
+      if (!/^[+-]?\d+$/.test(text)) throw new Error(`"int" value is not an integer`);
+      const n = Number(text);
+      if (!Number.isSafeInteger(n)) throw new Error('integer is too large for this tool (above 2^53)');
+      return { kind: 'scalar', type: 'int', value: n };
+    }
+    case 'float': {
+      let n: number;
+      if (/^[+-]?(inf|infinity)$/i.test(text)) n = text.startsWith('-') ? -Infinity : Infinity;
+      else if (/^nan$/i.test(text)) n = NaN;
+      else if (/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(text)) n = Number(text);
+      else throw new Error(`"float" value is not a number`);
+      return { kind: 'scalar', type: 'float', value: n };
+    }
+    case 'bool':
+      if (['1', 't', 'T', 'TRUE', 'true', 'True'].includes(text)) return { kind: 'scalar', type: 'bool', value: true };
+      if (['0', 'f', 'F', 'FALSE', 'false', 'False'].includes(text)) return { kind: 'scalar', type: 'bool', value: false };
+      throw new Error(`"bool" value is neither true nor false`);
+    default:
+      throw new Error(`unknown value type "${type}" (this tool reads str, int, float, bool)`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Walking
+
+/** A key path for messages: `db.password`, `complex.array[1]`. */
+export function showPath(path: (string | number)[]): string {
+  let out = '';
+  for (const p of path) out += typeof p === 'number' ? `[${p}]` : out ? `.${p}` : p;
+  return out || '(top level)';
+}
+
+/**
+ * Rebuild a tree, passing every non-null scalar (in document order, the order sops walks) to `fn`.
+ * `keys` is the path of map keys only (what sops uses as associated data); `path` includes list indices.
+ */
+export function mapLeaves<T extends TreeNode>(
+  node: T,
+  fn: (leaf: ScalarNode, keys: string[], path: (string | number)[]) => ScalarNode,
+  keys: string[] = [],
+  path: (string | number)[] = [],
+): T {
+  switch (node.kind) {
+    case 'map':
+      return { kind: 'map', entries: node.entries.map(([k, v]) => [k, mapLeaves(v, fn, [...keys, k], [...path, k])]) } as T;
+    case 'list':
+      return { kind: 'list', items: node.items.map((v, i) => mapLeaves(v, fn, keys, [...path, i])) } as T;
+    case 'null':
+      return node;
+    case 'scalar':
+      return fn(node, keys, path) as T;
+  }
+}
+
+export function forEachLeaf(node: TreeNode, fn: (leaf: ScalarNode, keys: string[], path: (string | number)[]) => void): void {
+  mapLeaves(node, (leaf, keys, path) => {
+    fn(leaf, keys, path);
+    return leaf;
+  });
+}
+
+export function treeEquals(a: TreeNode, b: TreeNode): boolean {
+  if (a.kind !== b.kind) return false;
+  switch (a.kind) {
+    case 'null':
+      return true;
+    case 'scalar': {
+      const s = b as ScalarNode;
+      return a.type === s.type && (a.value === s.value || (Number.isNaN(a.value) && Number.isNaN(s.value)));
+    }
+    case 'list': {
+      const l = b as ListNode;
+      return a.items.length === l.items.length && a.items.every((v, i) => treeEquals(v, l.items[i]!));
+    }
+    case 'map': {
+      const m = b as MapNode;
+      return (
+        a.entries.length === m.entries.length &&
+        a.entries.every(([k, v], i) => m.entries[i]![0] === k && treeEquals(v, m.entries[i]![1]))
+      );
+    }
+  }
+}
+
+export function getEntry(map: MapNode, key: string): TreeNode | undefined {
+  return map.entries.find(([k]) => k === key)?.[1];
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Plain JS values
+
+/** The tree as plain JS values (objects, arrays, strings, numbers, booleans, null). */
+export function toPlain(node: TreeNode): PlainValue {
+  switch (node.kind) {
+    case 'null':
+      return null;
+    case 'scalar':
+      return node.value;
+    case 'list':
+      return node.items.map(toPlain);
+    case 'map': {
+      const out: { [key: string]: PlainValue } = {};
+      // defineProperty: a key named "__proto__" stays an ordinary key
+      for (const [k, v] of node.entries) Object.defineProperty(out, k, { value: toPlain(v), enumerable: true, writable: true, configurable: true });
+      return out;
+    }
+  }
+}
+
+/** A tree from plain JS values: whole numbers become `int`, others `float`. */
+export function fromPlain(value: unknown, path: (string | number)[] = []): TreeNode {
+  if (value === null || value === undefined) return { kind: 'null' };
+  if (typeof value === 'string') return str(value);
+  if (typeof value === 'boolean') return { kind: 'scalar', type: 'bool', value };
+  if (typeof value === 'number') {
+    return { kind: 'scalar', type: Number.isSafeInteger(value) ? 'int' : 'float', value };
+  }
+  if (Array.isArray(value)) return { kind: 'list', items: value.map((v, i) => fromPlain(v, [...path, i])) };
+  if (typeof value === 'object') {
+    return { kind: 'map', entries: Object.entries(value).map(([k, v]) => [k, fromPlain(v, [...path, k])]) };
+  }
+  throw new OpsError(`${showPath(path)}: a ${typeof value} cannot be stored in a secrets file`);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Parsing
+
+export interface ParseOptions {
+  /** For messages: the file the text came from. */
+  file: string;
+  /**
+   * `strict` (encrypted files): a non-string map key is an error, as in sops.
+   * `lenient` (text a person typed): `123:` or `true:` become the string keys "123", "true".
+   */
+  keys?: 'strict' | 'lenient';
+}
+
+function lineCol(text: string, offset: number): string {
+  const before = text.slice(0, offset);
+  const line = before.split('\n').length;
+  const col = offset - before.lastIndexOf('\n');
+  return `line ${line}, column ${col}`;
+}
+
+/** Parse YAML or JSON into a tree whose top level is a map. Errors name the file and the place, never the text. */
+export function parseTree(text: string, format: Format, options: ParseOptions): MapNode {
+  const { file } = options;
+  const docs = parseAllDocuments(text, {
+    intAsBigInt: true,
+    uniqueKeys: true,
+    prettyErrors: false,
+    schema: format === 'json' ? 'json' : 'core',
+    merge: false,
+    keepSourceTokens: false,
+  });
+  if (!Array.isArray(docs) || docs.length === 0) return { kind: 'map', entries: [] };
+  if (docs.length > 1) {
+    throw new OpsError(`${file} holds ${docs.length} YAML documents`, 'keep one document (no `---` separators) per secrets file');
+  }
+  const doc = docs[0]!;
+  const err = doc.errors[0];
+  if (err) {
+    const where = err.pos ? ` at ${lineCol(text, err.pos[0])}` : '';
+    // err.message is the parser's message only: no excerpt of the text (it may hold secrets)
+    throw new OpsError(`${file} is not valid ${format === 'json' ? 'JSON' : 'YAML'}${where}: ${err.message.split('\n')[0]}`, 'fix the syntax and try again');
+  }
+  const root = doc.contents;
+  if (root === null || (isScalar(root) && root.value === null)) return { kind: 'map', entries: [] };
+  if (!isMap(root)) {
+    throw new OpsError(`${file}: the top level must be a map of keys to values`, 'write it as `key: value` lines');
+  }
+  let aliases = 0;
+  const convert = (node: unknown, path: (string | number)[]): TreeNode => {
+    if (isAlias(node)) {
+      if (++aliases > 1000) throw new OpsError(`${file}: too many YAML aliases`, 'expand the aliases (*name) by hand');
+      if (path.length > 100) throw new OpsError(`${file}: ${showPath(path)}: nesting is too deep (recursive alias?)`);
+      return convert(node.resolve(doc), path);
+    }
+    if (path.length > 100) throw new OpsError(`${file}: ${showPath(path)}: nesting is too deep`);
+    if (isMap(node)) {
+      const entries: [string, TreeNode][] = [];
+      for (const pair of node.items) {
+        const key = keyOf(pair.key, path);
+        entries.push([key, convert(pair.value, [...path, key])]);
+      }
+      return { kind: 'map', entries };
+    }
+    if (isSeq(node)) return { kind: 'list', items: node.items.map((v, i) => convert(v, [...path, i])) };
+    if (node === null || node === undefined) return { kind: 'null' };
+    if (isScalar(node)) {
+      const v = node.value;
+      if (v === null || v === undefined) return { kind: 'null' };
+      if (typeof v === 'string') return str(v);
+      if (typeof v === 'boolean') return { kind: 'scalar', type: 'bool', value: v };
+      if (typeof v === 'bigint') {
+        const n = Number(v);
+        if (!Number.isSafeInteger(n)) {
+          throw new OpsError(`${file}: ${showPath(path)}: the integer ${v} is too large`, 'quote it to store it as a string');
+        }
+        return format === 'json' ? { kind: 'scalar', type: 'float', value: n } : { kind: 'scalar', type: 'int', value: n };
+      }
+      if (typeof v === 'number') return { kind: 'scalar', type: 'float', value: v };
+    }
+    throw new OpsError(`${file}: ${showPath(path)}: unsupported value`, 'use strings, numbers, booleans, lists and maps only');
+  };
+  const keyOf = (key: unknown, path: (string | number)[]): string => {
+    const k = isAlias(key) ? key.resolve(doc) : key;
+    if (isScalar(k)) {
+      if (typeof k.value === 'string') return k.value;
+      if (options.keys === 'lenient' && k.value !== null && ['number', 'bigint', 'boolean'].includes(typeof k.value)) {
+        return typeof k.source === 'string' ? k.source : String(k.value);
+      }
+      throw new OpsError(
+        `${file}: ${showPath(path)}: the key ${String(k.value)} is not a string (sops accepts string keys only)`,
+        `quote it: "${String(k.value)}":`,
+      );
+    }
+    throw new OpsError(`${file}: ${showPath(path)}: a map or list used as a key`, 'use string keys only');
+  };
+  return convert(root, []) as MapNode;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Printing
+
+/**
+ * Would Go's YAML (what sops reads with) take this plain string as something else than a string? Such
+ * strings are double-quoted, as go-yaml does when it writes them (e.g. `lastmodified: "2024-…Z"`).
+ */
+export function needsQuotesForGo(s: string): boolean {
+  if (s === '') return true;
+  if (/^(~|null|Null|NULL)$/.test(s)) return true;
+  if (/^(y|Y|yes|Yes|YES|n|N|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF)$/.test(s)) return true;
+  if (/^([-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN))$/.test(s)) return true;
+  const p = s.replace(/_/g, '');
+  if (/^[-+]?(0b[01]+|0o?[0-7]+|0x[0-9a-fA-F]+|\d+)$/.test(p)) return true;
+  if (/^[-+]?(\.\d+|\d+(\.\d*)?)([eE][-+]?\d+)?$/.test(p)) return true;
+  if (/^\d{4}-\d\d?-\d\d?([Tt ]|$)/.test(s)) return true;
+  return false;
+}
+
+function yamlScalar(node: ScalarNode | NullNode): Scalar {
+  if (node.kind === 'null') return new Scalar(null);
+  const s = new Scalar(node.value);
+  if (node.type === 'str' && needsQuotesForGo(node.value as string)) s.type = Scalar.QUOTE_DOUBLE;
+  // A float that happens to be whole keeps a ".0", so that it is read back as a float (and keeps its type)
+  if (node.type === 'float' && Number.isInteger(node.value)) s.minFractionDigits = 1;
+  return s;
+}
+
+function toYamlNode(node: TreeNode): YamlNode {
+  switch (node.kind) {
+    case 'map': {
+      const m = new YAMLMap();
+      for (const [k, v] of node.entries) m.items.push(new Pair(yamlScalar(str(k)), toYamlNode(v)));
+      return m;
+    }
+    case 'list': {
+      const s = new YAMLSeq();
+      for (const v of node.items) s.items.push(toYamlNode(v));
+      return s;
+    }
+    default:
+      return yamlScalar(node);
+  }
+}
+
+/** YAML the way sops 3.8 writes it: 2-space indent, lists indented under their key, no line folding. */
+export function toYaml(tree: MapNode): string {
+  if (tree.entries.length === 0) return '{}\n';
+  const doc = new Document();
+  doc.contents = toYamlNode(tree) as YAMLMap;
+  return doc.toString({ lineWidth: 0, minContentWidth: 0, indent: 2, indentSeq: true });
+}
+
+/** A JSON string as Go's encoding/json writes it (HTML-safe escapes included). */
+function goJsonString(s: string): string {
+  return JSON.stringify(s).replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+function jsonValue(node: TreeNode, indent: string): string {
+  const inner = indent + '  ';
+  switch (node.kind) {
+    case 'null':
+      return 'null';
+    case 'scalar':
+      if (node.type === 'str') return goJsonString(node.value as string);
+      if (node.type === 'bool') return node.value ? 'true' : 'false';
+      if (!Number.isFinite(node.value)) throw new OpsError(`${node.value} cannot be written in JSON`);
+      return JSON.stringify(node.value);
+    case 'list':
+      if (node.items.length === 0) return '[]';
+      return `[\n${node.items.map((v) => inner + jsonValue(v, inner)).join(',\n')}\n${indent}]`;
+    case 'map':
+      if (node.entries.length === 0) return '{}';
+      return `{\n${node.entries.map(([k, v]) => `${inner}${goJsonString(k)}: ${jsonValue(v, inner)}`).join(',\n')}\n${indent}}`;
+  }
+}
+
+/** JSON the way sops 3.8 writes it: 2-space indent, final newline. */
+export function toJson(tree: TreeNode): string {
+  return jsonValue(tree, '') + '\n';
+}
+
+export function printTree(tree: MapNode, format: Format): string {
+  return format === 'json' ? toJson(tree) : toYaml(tree);
+}
+
+/** Does YAML text hold comments? (They are not kept: sops would encrypt them, this tool drops them.) */
+export function yamlHasComments(text: string): boolean {
+  const docs = parseAllDocuments(text);
+  if (!Array.isArray(docs)) return false;
+  let found = false;
+  for (const doc of docs) {
+    if (doc.commentBefore || doc.comment) found = true;
+    visit(doc, (_key, node) => {
+      const n = node as { comment?: string | null; commentBefore?: string | null };
+      if (n.comment || n.commentBefore) {
+        found = true;
+        return visit.BREAK;
+      }
+      return undefined;
+    });
+  }
+  return found;
+}
+
+export interface TreeChanges {
+  added: string[];
+  removed: string[];
+  changed: string[];
+}
+
+/** Which key paths were added, removed or changed between two documents (names only, never values). */
+export function diffTrees(before: MapNode, after: MapNode): TreeChanges {
+  const flat = (tree: MapNode) => {
+    const out = new Map<string, string>();
+    const walk = (node: TreeNode, path: (string | number)[]) => {
+      if (node.kind === 'map') {
+        if (node.entries.length === 0 && path.length) out.set(showPath(path), '{}');
+        for (const [k, v] of node.entries) walk(v, [...path, k]);
+      } else if (node.kind === 'list') {
+        if (node.items.length === 0) out.set(showPath(path), '[]');
+        node.items.forEach((v, i) => walk(v, [...path, i]));
+      } else out.set(showPath(path), node.kind === 'null' ? 'null' : `${node.type}:${scalarText(node)}`);
+    };
+    walk(tree, []);
+    return out;
+  };
+  const a = flat(before);
+  const b = flat(after);
+  return {
+    added: [...b.keys()].filter((k) => !a.has(k)),
+    removed: [...a.keys()].filter((k) => !b.has(k)),
+    changed: [...b.keys()].filter((k) => a.has(k) && a.get(k) !== b.get(k)),
+  };
+}

@@ -1,0 +1,5 @@
+// The secrets commands as a process of their own (signal tests): node --import tsx test/unit/secrets-cli.entry.ts <argv>
+import { runCli } from '../../scripts/cli.ts';
+import { commands } from '../../scripts/commands/secrets.ts';
+
+process.exitCode = await runCli(commands, { argv: process.argv.slice(2) });

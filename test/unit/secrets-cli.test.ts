@@ -1,0 +1,329 @@
+// The secrets commands, run as a user would: env new, set from stdin, show, edit with a scripted $EDITOR,
+// rotate, recipients add/remove/sync, keygen and the token generators.
+import { spawn } from 'node:child_process';
+import { chmodSync, existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { loadEnvironment } from '../../core/config/environment.ts';
+import { findPlaceholders } from '../../core/secrets/env.ts';
+import { identitiesFromText } from '../../core/secrets/keys.ts';
+import { SecretsFile } from '../../core/secrets/sops.ts';
+import { fromPlain, type MapNode } from '../../core/secrets/tree.ts';
+import { cli, tempDir, tempRoot, vector } from './secrets.helpers.ts';
+
+interface Env {
+  root: string;
+  key: string;
+  keyFile: string;
+  env: NodeJS.ProcessEnv;
+  secrets: string;
+}
+
+/** `ops env new <name>` in a fresh root; the printed key saved to a key file. */
+async function newEnv(name = 'qa'): Promise<Env & { out: string }> {
+  const root = tempRoot();
+  const r = await cli(root, ['env', 'new', name]);
+  expect(r.err).toBe('');
+  expect(r.code).toBe(0);
+  const keys = r.out.match(/AGE-SECRET-KEY-1[0-9A-Z]+/g) ?? [];
+  expect(keys.length).toBe(1);
+  const keyFile = join(tempDir(), 'keys.txt');
+  writeFileSync(keyFile, `${keys[0]}\n`, { mode: 0o600 });
+  return { root, key: keys[0]!, keyFile, env: { SOPS_AGE_KEY_FILE: keyFile }, secrets: join(root, 'environments', name, 'secrets.sops.yaml'), out: r.out };
+}
+
+async function open(e: Env, keyText = e.key): Promise<SecretsFile> {
+  return SecretsFile.open(e.secrets, { identities: await identitiesFromText(keyText) });
+}
+
+/** A scripted $EDITOR: records the file it was given (and its modes), then runs `body` on it ($1). */
+function editor(body: string): { cmd: string; record: string } {
+  const dir = tempDir('ops-editor-');
+  const record = join(dir, 'record');
+  const script = join(dir, 'editor.sh');
+  writeFileSync(script, `#!/bin/sh\nprintf '%s %s %s\\n' "$1" "$(stat -c %a "$1")" "$(stat -c %a "$(dirname "$1")")" >> '${record}'\n${body}\n`);
+  chmodSync(script, 0o755);
+  return { cmd: script, record };
+}
+
+function recorded(record: string): { file: string; mode: string; dirMode: string }[] {
+  return readFileSync(record, 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => {
+      const [file, mode, dirMode] = l.split(' ');
+      return { file: file!, mode: mode!, dirMode: dirMode! };
+    });
+}
+
+describe('ops env new', () => {
+  let e: Env & { out: string };
+  beforeAll(async () => {
+    e = await newEnv('qa');
+  });
+
+  it('writes a valid environment (checked by the environment loader)', () => {
+    const env = loadEnvironment('qa', e.root);
+    expect(env.name).toBe('qa');
+    expect(env.hosts[0]!.hostKey).toMatch(/^ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI/);
+    expect(readFileSync(join(e.root, 'environments/qa/environment.yml'), 'utf8')).toContain('# PLACEHOLDER');
+  });
+
+  it('prints the new identity once and stores it nowhere', () => {
+    expect(e.out).toContain('shown once');
+    const everything = ['.sops.yaml', 'environments/qa/environment.yml', 'environments/qa/secrets.sops.yaml'].map((f) => readFileSync(join(e.root, f), 'utf8')).join('\n');
+    expect(everything).not.toContain(e.key);
+  });
+
+  it('writes the .sops.yaml rule and secrets that decrypt with the printed key', async () => {
+    const rules = readFileSync(join(e.root, '.sops.yaml'), 'utf8');
+    expect(rules).toMatch(/path_regex: \(\^\|\/\)environments\/qa\/\n\s+age: age1/);
+    const s = await open(e);
+    const data = s.data as Record<string, unknown>;
+    expect(data.secret_key).toMatch(/^[A-Za-z0-9_-]{50,}$/);
+    expect(data.config_repo_api_key).toMatch(/^[A-Za-z0-9_-]{32,}$/);
+    expect(Object.keys(data)).toEqual(['host', 'secret_key', 'database_url', 'config_repo_api_key', 'datapass_client_id', 'datapass_client_secret', 'passwords']);
+    expect(findPlaceholders(s.tree)).toEqual(['host', 'database_url', 'datapass_client_id', 'datapass_client_secret', 'passwords.admin@example.org']);
+  });
+
+  it('refuses an existing environment, and a bad name, changing nothing', async () => {
+    const before = readFileSync(join(e.root, '.sops.yaml'), 'utf8');
+    const again = await cli(e.root, ['env', 'new', 'qa']);
+    expect(again.code).toBe(1);
+    expect(again.err).toContain('environments/qa already exists');
+    const bad = await cli(e.root, ['env', 'new', 'Bad;name']);
+    expect(bad.code).toBe(1);
+    expect(bad.err).toContain('invalid environment name');
+    expect(readFileSync(join(e.root, '.sops.yaml'), 'utf8')).toBe(before);
+  });
+});
+
+describe('ops secrets set / show / decrypt', () => {
+  it('set reads the value from stdin, creates nested keys; show prints it', async () => {
+    const e = await newEnv();
+    const url = 'postgresql+asyncpg://app:p%40ss@db.example.org:5432/catalogage';
+    const r = await cli(e.root, ['secrets', 'set', 'qa', 'database_url'], e.env, `${url}\n`);
+    expect(r).toMatchObject({ code: 0, err: '' });
+    expect(r.out).toBe('environments/qa/secrets.sops.yaml: set database_url\n');
+    expect(r.out).not.toContain(url);
+    expect(readFileSync(e.secrets, 'utf8')).not.toContain('db.example.org');
+    expect((await cli(e.root, ['secrets', 'set', 'qa', 'datapass.client_id'], e.env, 'abc-123')).code).toBe(0);
+
+    const show = await cli(e.root, ['secrets', 'show', 'qa'], e.env);
+    expect(show.code).toBe(0);
+    expect(show.out).toContain(`database_url: ${url}\n`);
+    expect(show.out).toContain('datapass:\n  client_id: abc-123\n');
+    expect((await cli(e.root, ['secrets', 'show', 'qa', '--key', 'database_url'], e.env)).out).toBe(`${url}\n`);
+    expect((await cli(e.root, ['secrets', 'show', 'qa', '--key', 'datapass.client_id'], e.env)).out).toBe('abc-123\n');
+    const missing = await cli(e.root, ['secrets', 'show', 'qa', '--key', 'nope'], e.env);
+    expect(missing).toMatchObject({ code: 1, out: '' });
+    expect(missing.err).toContain('no key nope');
+  });
+
+  it('set refuses an empty stdin, a path through a non-map, and an unknown environment', async () => {
+    const e = await newEnv();
+    expect((await cli(e.root, ['secrets', 'set', 'qa', 'x'], e.env, '')).err).toContain('no value on stdin');
+    expect((await cli(e.root, ['secrets', 'set', 'qa', 'host.sub'], e.env, 'v')).err).toContain('cannot set host.sub: host is a str, not a map');
+    expect((await cli(e.root, ['secrets', 'set', 'nope', 'x'], e.env, 'v')).err).toContain('no environment "nope"');
+    expect((await cli(e.root, ['secrets', 'set', 'qa'], e.env, 'v')).code).toBe(2); // the value never comes from argv
+  });
+
+  it('decrypt prints a real-sops file; refuses a tampered one and a missing key', async () => {
+    const root = tempRoot();
+    const keyEnv = { SOPS_AGE_KEY_FILE: vector('age-key.txt') };
+    const ok = await cli(root, ['secrets', 'decrypt', vector('secret.enc.yaml')], keyEnv);
+    expect(ok.code).toBe(0);
+    expect(ok.out).toContain('secret: this is a secret\n');
+    const tampered = join(tempDir(), 'secret.enc.yaml');
+    writeFileSync(tampered, readFileSync(vector('secret.enc.yaml'), 'utf8').replace(/^string: .*\n/m, ''));
+    const bad = await cli(root, ['secrets', 'decrypt', tampered], keyEnv);
+    expect(bad).toMatchObject({ code: 1, out: '' });
+    expect(bad.err).toContain('MAC mismatch');
+    const nokey = await cli(root, ['secrets', 'decrypt', vector('secret.enc.json')]);
+    expect(nokey.code).toBe(1);
+    expect(nokey.err).toContain('looked in SOPS_AGE_KEY (not set), SOPS_AGE_KEY_FILE (not set)');
+  });
+});
+
+describe('ops secrets edit', () => {
+  it('re-encrypts what changed, in a private temporary file that is then removed', async () => {
+    const e = await newEnv();
+    const before = readFileSync(e.secrets, 'utf8');
+    const ed = editor(`sed -i 's/^host: .*/host: 10.0.0.9/' "$1"`);
+    const r = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: ed.cmd });
+    expect(r).toMatchObject({ code: 0, err: '' });
+    expect(r.out).toBe('environments/qa/secrets.sops.yaml: updated (changed host)\n');
+    const [rec] = recorded(ed.record);
+    expect(rec).toMatchObject({ mode: '600', dirMode: '700' });
+    expect(existsSync(rec!.file)).toBe(false);
+    expect(existsSync(join(rec!.file, '..'))).toBe(false);
+    expect((await open(e)).data.host).toBe('10.0.0.9');
+    // only host's ciphertext (and the MAC) changed
+    const after = readFileSync(e.secrets, 'utf8');
+    const line = (t: string, k: string) => t.split('\n').find((l) => l.startsWith(`${k}:`));
+    expect(line(after, 'host')).not.toBe(line(before, 'host'));
+    for (const k of ['secret_key', 'database_url', 'config_repo_api_key']) expect(line(after, k)).toBe(line(before, k));
+  });
+
+  it('an unchanged file leaves the ciphertext byte-identical', async () => {
+    const e = await newEnv();
+    const before = readFileSync(e.secrets, 'utf8');
+    for (const body of ['exit 0', `cp "$1" "$1.x" && mv "$1.x" "$1"`]) {
+      const ed = editor(body);
+      const r = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, VISUAL: ed.cmd });
+      expect(r.out).toBe('environments/qa/secrets.sops.yaml: no changes\n');
+      expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+      expect(existsSync(recorded(ed.record)[0]!.file)).toBe(false);
+    }
+  });
+
+  it('invalid YAML: reopen and fix, or abort; never a half-written file', async () => {
+    const e = await newEnv();
+    const before = readFileSync(e.secrets, 'utf8');
+    // abort
+    const bad = editor(`printf 'host: [unclosed\\n' > "$1"`);
+    const aborted = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: bad.cmd }, 'n\n');
+    expect(aborted.code).toBe(1);
+    expect(aborted.err).toContain('the edited text is not valid YAML at line 2');
+    expect(aborted.err).toContain('Reopen the editor to fix it? [Y/n]');
+    expect(aborted.err).toContain('nothing was changed');
+    expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+    expect(existsSync(recorded(bad.record)[0]!.file)).toBe(false);
+    // end of input counts as "no"
+    expect((await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: bad.cmd }, '')).code).toBe(1);
+    // reopen: the second run sees the broken text, and fixes it
+    const count = join(tempDir(), 'n');
+    const fix = editor(`n=$(cat '${count}' 2>/dev/null || echo 0); echo $((n+1)) > '${count}'
+if [ "$n" = 0 ]; then printf 'host: [unclosed\\n' >> "$1"; else grep -q unclosed "$1" && sed -i '/unclosed/d; s/^host: .*/host: fixed.example.org/' "$1"; fi`);
+    const fixed = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: fix.cmd }, 'y\n');
+    expect(fixed.code).toBe(0);
+    expect(recorded(fix.record).length).toBe(2);
+    expect((await open(e)).data.host).toBe('fixed.example.org');
+    for (const r of recorded(fix.record)) expect(existsSync(r.file)).toBe(false);
+  });
+
+  it('an editor that fails changes nothing', async () => {
+    const e = await newEnv();
+    const before = readFileSync(e.secrets, 'utf8');
+    const ed = editor(`echo 'host: x' > "$1"; exit 3`);
+    const r = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: ed.cmd });
+    expect(r.code).toBe(1);
+    expect(r.err).toContain('the editor exited with code 3; nothing was changed');
+    expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+    expect(existsSync(recorded(ed.record)[0]!.file)).toBe(false);
+  });
+
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    it(`${signal} while the editor runs: the edit is dropped and the temporary file removed`, async () => {
+      const e = await newEnv();
+      const before = readFileSync(e.secrets, 'utf8');
+      // the editor changes the file, then the ops process is signalled; the editor is stopped by ops
+      const ed = editor(`echo 'host: changed' > "$1"; kill -${signal.slice(3)} $PPID; sleep 30`);
+      const entry = fileURLToPath(new URL('./secrets-cli.entry.ts', import.meta.url));
+      const child = spawn(process.execPath, ['--import', 'tsx', entry, 'secrets', 'edit', 'qa'], {
+        env: { PATH: process.env.PATH, HOME: e.root, OPS_ROOT: e.root, EDITOR: ed.cmd, ...e.env },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let err = '';
+      child.stderr.on('data', (c) => (err += String(c)));
+      const code = await new Promise<number | null>((res) => child.on('exit', (c) => res(c)));
+      expect(err).toContain('interrupted');
+      expect(code).toBe(signal === 'SIGINT' ? 130 : 143);
+      expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+      expect(existsSync(recorded(ed.record)[0]!.file)).toBe(false);
+    }, 30_000);
+  }
+});
+
+describe('ops secrets rotate / recipients', () => {
+  it('rotate: a new data key for every sops file of the environment, values kept', async () => {
+    const e = await newEnv();
+    const asset = join(e.root, 'environments/qa/assets/initdata.yml');
+    const rule = readFileSync(join(e.root, '.sops.yaml'), 'utf8').match(/age: (\S+)/)![1]!;
+    await SecretsFile.create(asset, fromPlain({ users: [{ email: 'a@example.org', password: '__env__' }] }) as MapNode, { recipients: [rule] }).save();
+    writeFileSync(join(e.root, 'environments/qa/assets/plain.yml'), 'not: encrypted\n');
+    const s1 = await open(e);
+    const a1 = await SecretsFile.open(asset, { identities: await identitiesFromText(e.key) });
+    const r = await cli(e.root, ['secrets', 'rotate', 'qa'], e.env);
+    expect(r.code).toBe(0);
+    expect(r.out).toBe('environments/qa/secrets.sops.yaml: new data key, for 1 recipient\nenvironments/qa/assets/initdata.yml: new data key, for 1 recipient\n');
+    const s2 = await open(e);
+    const a2 = await SecretsFile.open(asset, { identities: await identitiesFromText(e.key) });
+    expect(s2.dataKeyForTests().equals(s1.dataKeyForTests())).toBe(false);
+    expect(a2.dataKeyForTests().equals(a1.dataKeyForTests())).toBe(false);
+    expect(s2.tree).toEqual(s1.tree);
+    expect(a2.tree).toEqual(a1.tree);
+    expect(readFileSync(join(e.root, 'environments/qa/assets/plain.yml'), 'utf8')).toBe('not: encrypted\n');
+  });
+
+  it('add, remove (that key can no longer decrypt), and sync from .sops.yaml', async () => {
+    const e = await newEnv();
+    const dir = tempDir();
+    const k2File = join(dir, 'k2.txt');
+    const kg = await cli(e.root, ['keygen', '--output', k2File]);
+    expect(kg.code).toBe(0);
+    const r2 = kg.out.trim();
+    expect(statSync(k2File).mode & 0o777).toBe(0o600);
+    const k2 = readFileSync(k2File, 'utf8');
+
+    const add = await cli(e.root, ['secrets', 'recipients', 'qa', 'add', r2], e.env);
+    expect(add.code).toBe(0);
+    expect((await open(e, k2)).data.secret_key).toBe((await open(e)).data.secret_key);
+    expect(readFileSync(join(e.root, '.sops.yaml'), 'utf8')).toContain(`,${r2}`);
+
+    const list = await cli(e.root, ['secrets', 'recipients', 'qa'], e.env);
+    expect(list.out.match(new RegExp(r2, 'g'))?.length).toBe(2); // in the rule and in the file
+    expect(list.err).toBe('');
+
+    const keyBefore = (await open(e)).dataKeyForTests();
+    const rm = await cli(e.root, ['secrets', 'recipients', 'qa', 'remove', r2], e.env);
+    expect(rm.code).toBe(0);
+    expect(rm.err).toContain('can still open old copies');
+    await expect(open(e, k2)).rejects.toThrow(`none of your age identities (${r2}) is a recipient of`);
+    expect((await open(e)).dataKeyForTests().equals(keyBefore)).toBe(false);
+    expect(readFileSync(join(e.root, '.sops.yaml'), 'utf8')).not.toContain(r2);
+    const viaCli = await cli(e.root, ['secrets', 'show', 'qa'], { SOPS_AGE_KEY_FILE: k2File });
+    expect(viaCli.code).toBe(1);
+    expect(viaCli.err).toContain('none of your age identities');
+
+    // someone edits .sops.yaml by hand: sync brings the file in line
+    const cfg = join(e.root, '.sops.yaml');
+    writeFileSync(cfg, readFileSync(cfg, 'utf8').replace(/age: (\S+)/, `age: $1,${r2}`));
+    expect((await cli(e.root, ['secrets', 'recipients', 'qa'], e.env)).err).toContain('run `ops secrets recipients qa sync`');
+    const sync = await cli(e.root, ['secrets', 'recipients', 'qa', 'sync'], e.env);
+    expect(sync.out).toBe(`environments/qa/secrets.sops.yaml: added ${r2}\n`);
+    expect((await open(e, k2)).data.host).toBeDefined();
+    expect((await cli(e.root, ['secrets', 'recipients', 'qa', 'sync'], e.env)).out).toBe('environments/qa/secrets.sops.yaml: already in sync\n');
+
+    const last = await cli(e.root, ['secrets', 'recipients', 'qa', 'remove', 'age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq'], e.env);
+    expect(last.code).toBe(1);
+    expect(last.err).toContain('is not a recipient of');
+  });
+});
+
+describe('generators', () => {
+  it('keygen prints a key file and its recipient; --output never overwrites', async () => {
+    const root = tempRoot();
+    const r = await cli(root, ['keygen']);
+    expect(r.out).toMatch(/^# created: \S+\n# public key: (age1[0-9a-z]+)\nAGE-SECRET-KEY-1[0-9A-Z]+\n$/);
+    const recipient = /# public key: (\S+)/.exec(r.out)![1]!;
+    const ids = await identitiesFromText(r.out);
+    expect(ids.identities[0]!.recipient).toBe(recipient);
+    const file = join(tempDir(), 'k.txt');
+    writeFileSync(file, 'existing');
+    const again = await cli(root, ['keygen', '-o', file]);
+    expect(again.code).toBe(1);
+    expect(again.err).toContain('it already exists');
+    expect(readFileSync(file, 'utf8')).toBe('existing');
+  });
+
+  it('secretkey and apikey print fresh URL-safe tokens', async () => {
+    const root = tempRoot();
+    const [s1, s2] = [(await cli(root, ['secretkey'])).out, (await cli(root, ['secretkey'])).out];
+    expect(s1).toMatch(/^[A-Za-z0-9_-]{86}\n$/);
+    expect(s1).not.toBe(s2);
+    expect((await cli(root, ['apikey'])).out).toMatch(/^[A-Za-z0-9_-]{43}\n$/);
+    expect(readdirSync(root).sort()).toEqual(['environments', 'package.json']);
+  });
+});

@@ -1,0 +1,87 @@
+// .sops.yaml: creation rules read as sops reads them, and edited per environment without losing the rest.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { OpsError } from '../../core/errors.ts';
+import { generateIdentity } from '../../core/secrets/keys.ts';
+import { envPathRegex, readCreationRules, recipientsFor, removeEnvRule, ruleFor, setEnvRule } from '../../core/secrets/sops-config.ts';
+import { tempRoot } from './secrets.helpers.ts';
+
+/** Four fresh age recipients. */
+async function recipients(): Promise<[string, string, string, string]> {
+  const r = async () => (await generateIdentity()).recipient;
+  return [await r(), await r(), await r(), await r()];
+}
+
+describe('.sops.yaml', () => {
+  it('first matching rule wins; age as a comma-separated string or a list; a rule without path_regex matches all', async () => {
+    const [a, b, c, d] = await recipients();
+    const root = tempRoot();
+    writeFileSync(
+      join(root, '.sops.yaml'),
+      `creation_rules:
+  - path_regex: (^|/)environments/prod/
+    age: ${a}, ${b}
+  - path_regex: environments/staging/.*\\.yaml$
+    age: [${c}]
+  - age: ${d}
+`,
+    );
+    expect(recipientsFor(root, 'environments/prod/secrets.sops.yaml')).toEqual([a, b]);
+    expect(recipientsFor(root, join(root, 'environments/prod/assets/initdata.yml'))).toEqual([a, b]);
+    expect(recipientsFor(root, 'environments/staging/secrets.sops.yaml')).toEqual([c]);
+    expect(recipientsFor(root, 'environments/demo/secrets.sops.yaml')).toEqual([d]);
+    expect(ruleFor(root, 'environments/prod-eu/secrets.sops.yaml')?.index).toBe(2);
+  });
+
+  it('no matching rule: says which file and shows the rule to add', async () => {
+    const [a] = await recipients();
+    const root = tempRoot();
+    writeFileSync(join(root, '.sops.yaml'), `creation_rules:\n  - path_regex: (^|/)environments/prod/\n    age: ${a}\n`);
+    const err = (() => {
+      try {
+        recipientsFor(root, 'environments/qa/secrets.sops.yaml');
+      } catch (e) {
+        return e as OpsError;
+      }
+      throw new Error('expected an error');
+    })();
+    expect(err).toBeInstanceOf(OpsError);
+    expect(err.message).toBe(
+      'no matching creation rule for environments/qa/secrets.sops.yaml in .sops.yaml: add one like\ncreation_rules:\n  - path_regex: (^|/)environments/qa/\n    age: age1...',
+    );
+    expect(() => recipientsFor(tempRoot(), 'environments/qa/secrets.sops.yaml')).toThrow('no matching creation rule');
+  });
+
+  it('a rule with a bad recipient or a bad regex is reported with its place', async () => {
+    const root = tempRoot();
+    writeFileSync(join(root, '.sops.yaml'), 'creation_rules:\n  - path_regex: x\n    age: age1nope\n');
+    expect(() => recipientsFor(root, 'x')).toThrow('.sops.yaml creation_rules[0].age[0]: "age1nope" is not a valid age recipient');
+    writeFileSync(join(root, '.sops.yaml'), 'creation_rules:\n  - path_regex: "(unclosed"\n');
+    expect(() => readCreationRules(root)).toThrow('creation_rules[0].path_regex /(unclosed/ is not a valid regular expression');
+  });
+
+  it('setEnvRule creates the file, adds a rule before a catch-all, updates in place and keeps comments', async () => {
+    const [a, b, c] = await recipients();
+    const root = tempRoot();
+    await setEnvRule(root, 'prod', [a]);
+    expect(parse(readFileSync(join(root, '.sops.yaml'), 'utf8'))).toEqual({ creation_rules: [{ path_regex: envPathRegex('prod'), age: a }] });
+    // a hand-written catch-all and a comment
+    writeFileSync(join(root, '.sops.yaml'), readFileSync(join(root, '.sops.yaml'), 'utf8') + `  # everything else\n  - age: ${c}\n`);
+    await setEnvRule(root, 'qa', [b]);
+    await setEnvRule(root, 'prod', [a, b]);
+    const text = readFileSync(join(root, '.sops.yaml'), 'utf8');
+    expect(text).toContain('# everything else');
+    expect(parse(text).creation_rules).toEqual([
+      { path_regex: '(^|/)environments/prod/', age: `${a},${b}` },
+      { path_regex: '(^|/)environments/qa/', age: b },
+      { age: c },
+    ]);
+    expect(recipientsFor(root, 'environments/qa/secrets.sops.yaml')).toEqual([b]);
+    expect(await removeEnvRule(root, 'qa')).toBe(true);
+    expect(await removeEnvRule(root, 'qa')).toBe(false);
+    expect(recipientsFor(root, 'environments/qa/secrets.sops.yaml')).toEqual([c]);
+    expect(() => envPathRegex('bad.name')).toThrow('invalid environment name');
+  });
+});

@@ -1,0 +1,222 @@
+// Reading sops files: the real-sops vectors decrypt and their MACs verify; every kind of tampering,
+// a wrong key or no key is refused with a message that says what is wrong; every value reaches `mask`.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { OpsError } from '../../core/errors.ts';
+import { generateIdentity, identitiesFromText, loadIdentities } from '../../core/secrets/keys.ts';
+import { SecretsFile, decryptFile } from '../../core/secrets/sops.ts';
+import { type MapNode, fromPlain, getEntry, goFormatFloat, needsQuotesForGo, parseTree, toJson, toYaml } from '../../core/secrets/tree.ts';
+import { readVector, tempDir, vector, vectorIdentities, vectorPlaintext } from './secrets.helpers.ts';
+
+const RECIPIENTS = [
+  'age1je6kjhzuhdjy3fqptpttxjh5k8q46vygzlgtpuq3030c947pc5tqz9dqvr',
+  'age19j4d6v9j7rx5fs629fu387qz4zmlpsqjexa4s08tkfrrmfdl5cwqjlaupd',
+  'age13runq29jhy9kfpaegczrzttykerswh0qprq59msgd754yermtfmsa3hwg2',
+];
+
+/** Decrypt text, expecting an OpsError; returns its message (and checks nothing was masked). */
+async function refused(text: string, file: string, opts: Parameters<typeof SecretsFile.fromText>[2] = {}): Promise<string> {
+  const masked: string[] = [];
+  try {
+    await SecretsFile.fromText(text, file, { identities: await vectorIdentities(), mask: (v) => masked.push(v), ...opts });
+  } catch (e) {
+    expect(e).toBeInstanceOf(OpsError);
+    expect(masked, 'no value may be handed out (or masked) when the file is refused').toEqual([]);
+    return (e as OpsError).message;
+  }
+  throw new Error('expected the file to be refused');
+}
+
+describe('files written by the real sops 3.8.1', () => {
+  it('decrypt, with their MAC verified (YAML)', async () => {
+    const r = await decryptFile(vector('secret.enc.yaml'), { identities: await vectorIdentities() });
+    expect(r.data).toEqual(vectorPlaintext());
+    expect(r.recipients).toEqual(RECIPIENTS);
+    expect(r.lastModified).toBe('2024-03-25T22:08:10Z');
+    expect(getEntry(r.tree, 'int')).toEqual({ kind: 'scalar', type: 'int', value: 7 });
+    expect(getEntry(r.tree, 'float')).toEqual({ kind: 'scalar', type: 'float', value: 3.14 });
+    expect(getEntry(r.tree, 'boolean')).toEqual({ kind: 'scalar', type: 'bool', value: true });
+    expect(r.tree.entries.map(([k]) => k)).toEqual(['secret', 'string', 'int', 'float', 'boolean', 'complex']);
+  });
+
+  it('decrypt, with their MAC verified (JSON; numbers are floats there, as sops reads JSON)', async () => {
+    const r = await decryptFile(vector('secret.enc.json'), { identities: await vectorIdentities() });
+    expect(r.data).toEqual(vectorPlaintext());
+    expect(getEntry(r.tree, 'int')).toEqual({ kind: 'scalar', type: 'float', value: 7 });
+    expect(r.plaintext).toContain('"int": 7,');
+  });
+
+  it('decrypt with the key given in SOPS_AGE_KEY, SOPS_AGE_KEY_FILE or the default key file', async () => {
+    const key = readVector('age-key.txt');
+    const home = tempDir();
+    const file = join(home, 'k.txt');
+    writeFileSync(file, key);
+    for (const env of [{ SOPS_AGE_KEY: key, HOME: home }, { SOPS_AGE_KEY_FILE: file, HOME: home }]) {
+      expect((await decryptFile(vector('secret.enc.yaml'), { env })).data.secret).toBe('this is a secret');
+    }
+    const xdg = join(home, 'xdg');
+    mkdirSync(join(xdg, 'sops', 'age'), { recursive: true });
+    writeFileSync(join(xdg, 'sops', 'age', 'keys.txt'), key);
+    expect((await decryptFile(vector('secret.enc.yaml'), { env: { HOME: home, XDG_CONFIG_HOME: xdg } })).data.string).toBe('string');
+  });
+});
+
+describe('a tampered file is refused, with nothing returned', () => {
+  const yaml = readVector('secret.enc.yaml');
+  const json = readVector('secret.enc.json');
+  const Y = '/x/secret.enc.yaml';
+  const J = '/x/secret.enc.json';
+
+  it('one changed byte in a value', async () => {
+    const t = yaml.replace('data:LNzAFGse,', 'data:MNzAFGse,');
+    expect(t).not.toBe(yaml);
+    expect(await refused(t, Y)).toMatch(/^\/x\/secret.enc.yaml: string does not decrypt: its ciphertext was changed/);
+  });
+
+  it('one changed byte in a tag, in JSON', async () => {
+    const t = json.replace('tag:clb0yzj9gvJSvKmGFhlk5g==', 'tag:clb0yzj9gvJSvKmGFhlk5w==');
+    expect(t).not.toBe(json);
+    expect(await refused(t, J)).toContain('string does not decrypt');
+  });
+
+  it('a deleted value (caught by the MAC only: each remaining value still decrypts)', async () => {
+    const t = yaml.replace(/^string: .*\n/m, '');
+    expect(await refused(t, Y)).toContain('MAC mismatch');
+    const j = json.replace(/^ {2}"string": .*\n/m, '');
+    expect(await refused(j, J)).toContain('MAC mismatch');
+  });
+
+  it('a deleted list item', async () => {
+    const t = yaml.replace(/^ {4}- ENC\[AES256_GCM,data:SBYe.*\n/m, '');
+    expect(await refused(t, Y)).toContain('MAC mismatch');
+  });
+
+  it('a reordered list', async () => {
+    const lines = yaml.split('\n');
+    const a = lines.findIndex((l) => l.includes('data:dDBg,'));
+    const b = lines.findIndex((l) => l.includes('data:SBYe,'));
+    [lines[a], lines[b]] = [lines[b]!, lines[a]!];
+    expect(await refused(lines.join('\n'), Y)).toContain('MAC mismatch');
+  });
+
+  it('a value moved to another key (its path is bound as associated data)', async () => {
+    const secret = /^secret: (.*)$/m.exec(yaml)![1]!;
+    const value = /^ {2}value: (.*)$/m.exec(yaml)![1]!;
+    const t = yaml.replace(`secret: ${secret}`, `secret: ${value}`).replace(`  value: ${value}`, `  value: ${secret}`);
+    expect(await refused(t, Y)).toContain('secret does not decrypt');
+  });
+
+  it('an added plain value (unencrypted values are in the MAC too)', async () => {
+    expect(await refused(yaml.replace('sops:\n', 'extra_unencrypted: hello\nsops:\n'), Y)).toContain('MAC mismatch');
+  });
+
+  it('a changed MAC or lastmodified', async () => {
+    expect(await refused(yaml.replace('mac: ENC[AES256_GCM,data:VkH', 'mac: ENC[AES256_GCM,data:WkH'), Y)).toContain('the stored MAC cannot be read');
+    expect(await refused(yaml.replace('2024-03-25T22:08:10Z', '2024-03-25T22:08:11Z'), Y)).toContain('sops.mac or sops.lastmodified was changed');
+    expect(await refused(yaml.replace(/^ {2}mac: .*\n/m, ''), Y)).toContain('has no MAC');
+  });
+
+  it('a malformed ENC value, with what is wrong with it', async () => {
+    expect(await refused(yaml.replace('data:LNzAFGse,', 'data:LNz*FGse,'), Y)).toMatch(/string: malformed encrypted value: its data is not valid base64/);
+    expect(await refused(yaml.replace(/^string: .*$/m, 'string: ENC[AES256_GCM,data:abc'), Y)).toMatch(/string: malformed encrypted value: it is not of the form ENC\[AES256_GCM/);
+    expect(await refused(yaml.replace(/^string: .*$/m, 'string: 12'), Y)).toMatch(/string is a plain int where an encrypted value belongs/);
+    const wrongType = yaml.replace('tag:PTFT1DrCt9SiLlspc14oBQ==,type:str', 'tag:PTFT1DrCt9SiLlspc14oBQ==,type:int');
+    expect(await refused(wrongType, Y)).toMatch(/string does not decrypt: "int" value is not an integer/);
+  });
+
+  it('a file that is not a sops file, or not YAML at all', async () => {
+    expect(await refused('a: 1\nb: two\n', '/x/plain.yaml')).toMatch(/^\/x\/plain.yaml is not a sops file: it has no "sops" section/);
+    expect(await refused('a: [1\n', '/x/broken.yaml')).toMatch(/^\/x\/broken.yaml is not valid YAML at line 2, column 1/);
+    expect(await refused(yaml.replace(/^ {2}lastmodified: .*\n/m, ''), Y)).toContain('sops.lastmodified is missing');
+  });
+});
+
+describe('keys', () => {
+  it('a wrong key: names your identities and the file\'s recipients', async () => {
+    const other = await generateIdentity();
+    const msg = await refused(readVector('secret.enc.yaml'), '/x/secret.enc.yaml', { identities: await identitiesFromText(other.secret) });
+    expect(msg).toBe(`none of your age identities (${other.recipient}) is a recipient of /x/secret.enc.yaml; its recipients are: ${RECIPIENTS.join(', ')}`);
+  });
+
+  it('no key at all: says where it looked', async () => {
+    const home = tempDir();
+    const err = await SecretsFile.fromText(readVector('secret.enc.yaml'), '/x/s.yaml', { env: { HOME: home } }).catch((e: OpsError) => e);
+    expect(err).toBeInstanceOf(OpsError);
+    const e = err as OpsError;
+    expect(e.message).toBe(`no age identity to decrypt /x/s.yaml: looked in SOPS_AGE_KEY (not set), SOPS_AGE_KEY_FILE (not set), ${home}/.config/sops/age/keys.txt (no such file)`);
+    expect(e.hint).toContain('set SOPS_AGE_KEY_FILE');
+  });
+
+  it('SOPS_AGE_KEY_FILE naming a missing file is an error, not silently skipped', async () => {
+    await expect(loadIdentities({ SOPS_AGE_KEY_FILE: '/nonexistent/keys.txt', HOME: tempDir() })).rejects.toThrow('SOPS_AGE_KEY_FILE=/nonexistent/keys.txt cannot be read: ENOENT');
+  });
+
+  it('SOPS_AGE_KEY may hold several identities, with comments and blank lines', async () => {
+    const a = await generateIdentity();
+    const b = await generateIdentity();
+    const ids = await loadIdentities({ SOPS_AGE_KEY: `# team key\n${a.secret}\n\n  # ci\n${b.secret}\n`, HOME: tempDir() });
+    expect(ids.identities.map((i) => i.recipient)).toEqual([a.recipient, b.recipient]);
+    expect(ids.identities.map((i) => i.source)).toEqual(['SOPS_AGE_KEY', 'SOPS_AGE_KEY']);
+  });
+
+  it('a line that is not a key is refused without echoing it', async () => {
+    const err = await loadIdentities({ SOPS_AGE_KEY: '# ok\nhunter2-SECRETVALUE\n', HOME: tempDir() }).catch((e: OpsError) => e);
+    expect((err as OpsError).message).toBe('line 2 of SOPS_AGE_KEY is not an age identity');
+    expect(JSON.stringify(err)).not.toContain('SECRETVALUE');
+    const bad = 'AGE-SECRET-KEY-1QXRVEJH9S4NQU0FPD6V79ESZQ8S6PXH3L8V40EVPTHFH6KNKD4DQ7SKC4Q'; // checksum broken
+    await expect(loadIdentities({ SOPS_AGE_KEY: bad, HOME: tempDir() })).rejects.toThrow('line 1 of SOPS_AGE_KEY is not a valid age identity');
+  });
+});
+
+describe('masking', () => {
+  it('every decrypted value, and each line of a multi-line one, reaches mask before it is returned', async () => {
+    const id = await generateIdentity();
+    const tree = fromPlain({ a: 'one secret', multi: 'first line\nsecond line\n', n: 12345, list: ['x1', { deep: 'y2' }], plain_unencrypted: 'public' }) as MapNode;
+    const text = (await SecretsFile.create('/x/s.yaml', tree, { recipients: [id.recipient] }).render()).text;
+    const masked: string[] = [];
+    const f = await SecretsFile.fromText(text, '/x/s.yaml', { identities: await identitiesFromText(id.secret), mask: (v) => masked.push(v) });
+    expect(f.data.multi).toBe('first line\nsecond line\n');
+    expect(masked).toEqual(['one secret', 'first line\nsecond line\n', 'first line', 'second line', '12345', 'x1', 'y2']);
+  });
+
+  it('the vectors: all eight encrypted values', async () => {
+    const masked: string[] = [];
+    await decryptFile(vector('secret.enc.yaml'), { identities: await vectorIdentities(), mask: (v) => masked.push(v) });
+    expect(masked).toEqual(['this is a secret', 'string', '7', '3.14', 'this is a secret', 'one', 'two', 'three']);
+  });
+});
+
+describe('the document model', () => {
+  it('formats floats as Go does (what sops encrypts and hashes)', () => {
+    expect(goFormatFloat(3.14)).toBe('3.14');
+    expect(goFormatFloat(7)).toBe('7');
+    expect(goFormatFloat(-0)).toBe('-0');
+    expect(goFormatFloat(1e21)).toBe('1000000000000000000000');
+    expect(goFormatFloat(1.5e-7)).toBe('0.00000015');
+    expect(goFormatFloat(-2.5e25)).toBe('-25000000000000000000000000');
+    expect(goFormatFloat(Infinity)).toBe('+Inf');
+    expect(goFormatFloat(NaN)).toBe('NaN');
+  });
+
+  it('keeps key order, numeric-like keys included, and types', () => {
+    const t = parseTree('b: 1\n"10": x\n"2": y\na: 1.0\nc: true\nd: ~\ne: "7"\n', 'yaml', { file: 'f' });
+    expect(t.entries.map(([k]) => k)).toEqual(['b', '10', '2', 'a', 'c', 'd', 'e']);
+    expect(t.entries.map(([, v]) => (v.kind === 'scalar' ? v.type : v.kind))).toEqual(['int', 'str', 'str', 'float', 'bool', 'null', 'str']);
+    // and prints them back so that they read the same
+    expect(parseTree(toYaml(t), 'yaml', { file: 'f' })).toEqual(t);
+    expect(parseTree(toJson(t), 'json', { file: 'f' }).entries.map(([k]) => k)).toEqual(['b', '10', '2', 'a', 'c', 'd', 'e']);
+  });
+
+  it('quotes strings that Go YAML would read as something else', () => {
+    for (const s of ['yes', 'on', 'True', '1_000', '0x1F', '2024-01-01', '.inf', '12', '']) expect(needsQuotesForGo(s), s).toBe(true);
+    for (const s of ['3.8.1', 'age1abc', 'hello world', 'ENC[AES256_GCM,data:x]']) expect(needsQuotesForGo(s), s).toBe(false);
+    const t = fromPlain({ v: 'yes', num: '1_000', d: '2024-01-01', n: 'x' }) as MapNode;
+    expect(toYaml(t)).toBe('v: "yes"\nnum: "1_000"\nd: "2024-01-01"\n"n": x\n'); // go-yaml quotes the YAML 1.1 booleans too
+  });
+
+  it('refuses non-string keys in encrypted files, accepts them (as text) in what a person typed', () => {
+    expect(() => parseTree('123: x\n', 'yaml', { file: 'f', keys: 'strict' })).toThrow(/the key 123 is not a string/);
+    expect(parseTree('123: x\n', 'yaml', { file: 'f', keys: 'lenient' }).entries[0]![0]).toBe('123');
+  });
+});

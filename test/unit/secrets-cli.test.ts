@@ -1,7 +1,7 @@
 // The secrets commands, run as a user would: env new, set from stdin, show, edit with a scripted $EDITOR,
 // rotate, recipients add/remove/sync, keygen and the token generators.
 import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -201,6 +201,15 @@ if [ "$n" = 0 ]; then printf 'host: [unclosed\\n' >> "$1"; else grep -q unclosed
     expect(recorded(fix.record).length).toBe(2);
     expect((await open(e)).data.host).toBe('fixed.example.org');
     for (const r of recorded(fix.record)) expect(existsSync(r.file)).toBe(false);
+  });
+
+  it('creates the secrets file when there is none (recipients from .sops.yaml)', async () => {
+    const e = await newEnv();
+    rmSync(e.secrets);
+    const ed = editor(`printf 'database_url: postgresql://x\\nnested:\\n  key: v\\n' > "$1"`);
+    const r = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: ed.cmd });
+    expect(r.out).toBe('environments/qa/secrets.sops.yaml: created (added database_url, nested.key)\n');
+    expect((await open(e)).data).toEqual({ database_url: 'postgresql://x', nested: { key: 'v' } });
   });
 
   it('an editor that fails changes nothing', async () => {

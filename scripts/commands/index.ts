@@ -2,5 +2,7 @@
 import type { Command } from '../cli.ts';
 import { commands as deploy } from './deploy.ts';
 import { commands as hosts } from './hosts.ts';
+import { commands as secrets } from './secrets.ts';
+import { commands as staging } from './staging.ts';
 
-export const allCommands: Command[] = [...hosts, ...deploy];
+export const allCommands: Command[] = [...hosts, ...deploy, ...staging, ...secrets];

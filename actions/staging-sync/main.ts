@@ -1,0 +1,34 @@
+// The staging-sync action: inputs → core/staging.ts → outputs and job summary. All logic lives in the core.
+import { context } from '@actions/github';
+import { OpsError } from '../../core/errors.ts';
+import { runAction } from '../../core/action.ts';
+import { refFromEvent } from '../../core/staging-plan.ts';
+import { DEFAULT_IDENTITY } from '../../core/staging-git.ts';
+import { booleanInput, runStaging, runUrlFrom, stagingSettings } from '../../core/staging.ts';
+
+await runAction(async ({ ops, reporter, input }) => {
+  const mode = input('mode');
+  if (mode !== 'add' && mode !== 'rebuild') throw new OpsError(mode ? `invalid mode "${mode}"` : 'the mode input is missing', 'mode is "add" or "rebuild"');
+  // add without a ref, on a pull_request event: that pull request.
+  const event = mode === 'add' && !input('ref') ? refFromEvent(context.payload, ops.env.GITHUB_REPOSITORY) : undefined;
+  await runStaging({
+    mode,
+    ref: input('ref') || event?.ref,
+    pull: event?.pull,
+    repo: ops.root,
+    settings: stagingSettings({
+      remote: input('remote'),
+      main: input('main-branch'),
+      staging: input('staging-branch'),
+      retries: input('retries') || undefined,
+      dryRun: booleanInput('dry-run', input('dry-run'), false),
+    }),
+    identity: { name: input('committer-name') || DEFAULT_IDENTITY.name, email: input('committer-email') || DEFAULT_IDENTITY.email },
+    label: input('label') || undefined,
+    comment: booleanInput('comment', input('comment'), true),
+    token: input('github-token') || undefined,
+    env: ops.env,
+    reporter,
+    runUrl: runUrlFrom(ops.env),
+  });
+});

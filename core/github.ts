@@ -1,0 +1,160 @@
+// GitHub's REST API, only as much as staging needs: open pull requests carrying a label (oldest first) and
+// one comment per pull request (created once, then updated, so a nightly job does not pile up comments).
+// Access is optional: without a token or a known repository the caller gets `unavailable` with the reason.
+import { getOctokit } from '@actions/github';
+import { OpsError } from './errors.ts';
+
+export interface PullRequest {
+  number: number;
+  title: string;
+  url: string;
+  createdAt: string;
+  /** Branch name in the head repository. */
+  headRef: string;
+  headSha: string;
+  /** The head branch lives in this repository (not a fork), so it can be fetched by name. */
+  sameRepository: boolean;
+  labels: string[];
+}
+
+export interface GitHubApi {
+  /** "owner/name". */
+  readonly repository: string;
+  /** Open pull requests that carry `label` (case-insensitive), oldest first. */
+  labelledPulls(label: string): Promise<PullRequest[]>;
+  /** Write `body` on the pull request: update our earlier comment (found by `marker`) or create one. */
+  comment(number: number, body: string, marker: string): Promise<'created' | 'updated'>;
+}
+
+export type GitHubAccess = { api: GitHubApi; unavailable?: undefined } | { api?: undefined; unavailable: string };
+
+const REPOSITORY = /^[A-Za-z0-9_.-]{1,100}\/[A-Za-z0-9_.-]{1,100}$/;
+
+/** "owner/name" and the API base from a remote URL (https, ssh or scp-like); undefined for local paths. */
+export function repositoryFromUrl(url: string): { repository: string; host: string } | undefined {
+  const m =
+    /^(?:https?|ssh|git):\/\/(?:[^@/]+@)?([^/:]+)(?::\d+)?\/([^/]+\/[^/]+?)(?:\.git)?\/?$/.exec(url) ??
+    /^(?:[^@/]+@)?([^/:]+):([^/]+\/[^/]+?)(?:\.git)?\/?$/.exec(url);
+  if (!m || !REPOSITORY.test(m[2]!)) return undefined;
+  return { repository: m[2]!, host: m[1]!.toLowerCase() };
+}
+
+/** The API base for a git host: api.github.com for github.com, /api/v3 on a GitHub Enterprise Server. */
+export function apiUrlFor(host: string): string {
+  return host === 'github.com' || host === 'www.github.com' ? 'https://api.github.com' : `https://${host}/api/v3`;
+}
+
+export interface AccessOptions {
+  /** The `github-token` input or --token; falls back to $GITHUB_TOKEN, then $GH_TOKEN. */
+  token?: string;
+  env: NodeJS.ProcessEnv;
+  /** URL of the git remote, used when $GITHUB_REPOSITORY is not set (a laptop). */
+  remoteUrl?: string;
+  timeoutMs?: number;
+}
+
+/** Decide whether the API can be used, and with what; never throws for missing access. */
+export function githubAccess(options: AccessOptions): GitHubAccess {
+  const { env } = options;
+  const token = options.token || env.GITHUB_TOKEN || env.GH_TOKEN || '';
+  const fromUrl = options.remoteUrl ? repositoryFromUrl(options.remoteUrl) : undefined;
+  const repository = env.GITHUB_REPOSITORY || fromUrl?.repository;
+  if (!repository) {
+    return { unavailable: `the GitHub repository is unknown ($GITHUB_REPOSITORY is not set and the remote URL ${JSON.stringify(options.remoteUrl ?? '')} is not a GitHub URL)` };
+  }
+  if (!REPOSITORY.test(repository)) return { unavailable: `invalid repository ${JSON.stringify(repository)}: expected owner/name` };
+  if (!token) return { unavailable: 'no GitHub token (input github-token, $GITHUB_TOKEN or $GH_TOKEN)' };
+  const apiUrl = (env.GITHUB_API_URL || (fromUrl && !env.GITHUB_REPOSITORY ? apiUrlFor(fromUrl.host) : 'https://api.github.com')).replace(/\/+$/, '');
+  return { api: restApi({ token, repository, apiUrl, timeoutMs: options.timeoutMs ?? 15_000 }) };
+}
+
+interface RestOptions {
+  token: string;
+  repository: string;
+  apiUrl: string;
+  timeoutMs: number;
+}
+
+function apiError(what: string, apiUrl: string, e: unknown): OpsError {
+  const status = (e as { status?: number }).status;
+  const message = e instanceof Error ? e.message : String(e);
+  const hint =
+    status === 401
+      ? 'the token is invalid or expired'
+      : status === 403 || status === 404
+        ? 'the token needs read access to pull requests (and pull-requests: write or issues: write to comment), and the repository must exist'
+        : `is ${apiUrl} reachable? ($GITHUB_API_URL sets it)`;
+  return new OpsError(`GitHub API: cannot ${what}: ${status ? `HTTP ${status} ` : ''}${message}`, hint);
+}
+
+const MAX_PULLS = 1000;
+
+function restApi(options: RestOptions): GitHubApi {
+  const octokit = getOctokit(options.token, { baseUrl: options.apiUrl });
+  const [owner, repo] = options.repository.split('/') as [string, string];
+  const request = () => ({ signal: AbortSignal.timeout(options.timeoutMs) });
+  return {
+    repository: options.repository,
+    async labelledPulls(label) {
+      const wanted = label.toLowerCase();
+      const found: PullRequest[] = [];
+      try {
+        const pages = octokit.paginate.iterator(octokit.rest.pulls.list, {
+          owner,
+          repo,
+          state: 'open',
+          sort: 'created',
+          direction: 'asc',
+          per_page: 100,
+          request: request(),
+        });
+        let seen = 0;
+        for await (const page of pages) {
+          for (const pr of page.data) {
+            seen++;
+            if (!pr.labels.some((l) => (typeof l === 'string' ? l : l.name ?? '').toLowerCase() === wanted)) continue;
+            found.push({
+              number: pr.number,
+              title: pr.title,
+              url: pr.html_url,
+              createdAt: pr.created_at,
+              headRef: pr.head.ref,
+              headSha: pr.head.sha,
+              sameRepository: pr.head.repo?.full_name?.toLowerCase() === options.repository.toLowerCase(),
+              labels: pr.labels.map((l) => (typeof l === 'string' ? l : l.name ?? '')),
+            });
+          }
+          if (seen >= MAX_PULLS) break;
+        }
+      } catch (e) {
+        throw apiError(`list the open pull requests of ${options.repository}`, options.apiUrl, e);
+      }
+      // The API sorts by creation already; sort again so the order never depends on the server.
+      return found.sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.number - b.number);
+    },
+    async comment(number, body, marker) {
+      const text = body.includes(marker) ? body : `${marker}\n${body}`;
+      try {
+        let existing: number | undefined;
+        for await (const page of octokit.paginate.iterator(octokit.rest.issues.listComments, {
+          owner,
+          repo,
+          issue_number: number,
+          per_page: 100,
+          request: request(),
+        })) {
+          const mine = page.data.find((c) => c.body?.includes(marker));
+          if (mine) existing = mine.id;
+        }
+        if (existing !== undefined) {
+          await octokit.rest.issues.updateComment({ owner, repo, comment_id: existing, body: text, request: request() });
+          return 'updated';
+        }
+        await octokit.rest.issues.createComment({ owner, repo, issue_number: number, body: text, request: request() });
+        return 'created';
+      } catch (e) {
+        throw apiError(`comment on pull request #${number}`, options.apiUrl, e);
+      }
+    },
+  };
+}

@@ -1,0 +1,72 @@
+// `ops staging add <ref>` and `ops staging rebuild`: the staging-sync action, from a laptop. Acts on the git
+// repository of the current directory (or --repo) and its remote, with the user's own git credentials.
+import { DEFAULT_IDENTITY } from '../../core/staging-git.ts';
+import { STAGING_DEFAULTS, runStaging, stagingSettings, type StagingRun } from '../../core/staging.ts';
+import type { Command, CommandContext, OptionSpec } from '../cli.ts';
+
+const common: Record<string, OptionSpec> = {
+  repo: { type: 'string', value: 'PATH', description: 'the clone to act on (default: the git repository of the current directory)' },
+  remote: { type: 'string', value: 'NAME', description: `the remote to fetch from and push to (default: ${STAGING_DEFAULTS.remote})` },
+  main: { type: 'string', value: 'BRANCH', description: `the main branch (default: ${STAGING_DEFAULTS.main})` },
+  staging: { type: 'string', value: 'BRANCH', description: `the staging branch (default: ${STAGING_DEFAULTS.staging})` },
+  retries: { type: 'string', value: 'N', description: `retries when staging moves on the remote meanwhile (default: ${STAGING_DEFAULTS.retries})` },
+  'committer-name': { type: 'string', value: 'NAME', description: `author/committer of merge commits (default: ${DEFAULT_IDENTITY.name})` },
+  'committer-email': { type: 'string', value: 'EMAIL', description: `its email (default: ${DEFAULT_IDENTITY.email})` },
+  'dry-run': { type: 'boolean', description: 'say what would happen; push nothing, comment nothing' },
+  json: { type: 'boolean', description: 'print the result as JSON' },
+};
+
+function request(ctx: CommandContext, mode: StagingRun['mode']): StagingRun {
+  const v = ctx.values;
+  const str = (k: string) => (typeof v[k] === 'string' ? (v[k] as string) : undefined);
+  return {
+    mode,
+    repo: str('repo') ?? process.cwd(),
+    settings: stagingSettings({ remote: str('remote'), main: str('main'), staging: str('staging'), retries: str('retries'), dryRun: v['dry-run'] === true }),
+    identity: { name: str('committer-name') ?? DEFAULT_IDENTITY.name, email: str('committer-email') ?? DEFAULT_IDENTITY.email },
+    env: ctx.env,
+    reporter: ctx.reporter,
+    interactive: Boolean((ctx.stdin as NodeJS.ReadStream).isTTY),
+  };
+}
+
+async function run(ctx: CommandContext, req: StagingRun): Promise<number> {
+  const result = await runStaging(req);
+  if (ctx.values.json) ctx.stdout.write(JSON.stringify(result, null, 2) + '\n');
+  return 0;
+}
+
+export const commands: Command[] = [
+  {
+    name: 'staging add',
+    summary: 'bring a branch, pull request (pull/12) or sha into staging: fast-forward, else a merge commit; never forced',
+    args: ['<ref>'],
+    options: common,
+    help: `
+Refuses, leaving staging untouched: a merge with conflicts (the files are listed), and a branch rewritten
+since it was added (its earlier head is no longer part of it; the rewritten commits are listed).
+If staging moves on the remote meanwhile, fetches again and retries.`,
+    run: (ctx) => run(ctx, { ...request(ctx, 'add'), ref: ctx.args[0] }),
+  },
+  {
+    name: 'staging rebuild',
+    summary: 'reset staging to the main branch and re-apply the open pull requests labelled "staging", oldest first',
+    options: {
+      ...common,
+      label: { type: 'string', value: 'LABEL', description: `re-apply open pull requests with this label (default: ${STAGING_DEFAULTS.label})` },
+      'no-comment': { type: 'boolean', description: 'do not comment on pull requests that could not be re-applied' },
+    },
+    help: `
+Pushes once, with a lease on the staging sha read at the start: a push that races in is carried over when it
+came from \`ops staging add\` (or the action), and otherwise stops the rebuild with staging untouched.
+The pull-request API needs $GITHUB_TOKEN (or $GH_TOKEN) and a GitHub remote URL (or $GITHUB_REPOSITORY);
+without it staging is still reset, and the output says the labelled pull requests were not re-applied.`,
+    run: (ctx) =>
+      run(ctx, {
+        ...request(ctx, 'rebuild'),
+        label: typeof ctx.values.label === 'string' ? ctx.values.label : undefined,
+        comment: ctx.values['no-comment'] !== true,
+        token: ctx.env.GITHUB_TOKEN || ctx.env.GH_TOKEN || undefined,
+      }),
+  },
+];

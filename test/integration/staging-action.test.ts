@@ -1,0 +1,173 @@
+// The committed staging-sync bundle, run the way the runner runs it: `node actions/staging-sync/dist/index.js`
+// in a clean environment with INPUT_* variables and the GITHUB_OUTPUT / GITHUB_STEP_SUMMARY / GITHUB_EVENT_PATH
+// files, against a scratch remote (a bare repository; the runner's checkout is a clone) and the fake API.
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { Scratch, fresh, line2, startFakeGitHub, type FakeGitHub } from './staging.support.ts';
+
+const BUNDLE = resolve(import.meta.dirname, '../../actions/staging-sync/dist/index.js');
+
+interface ActionRun {
+  code: number | null;
+  stdout: string;
+  outputs: Record<string, string>;
+  summary: string;
+}
+
+/** Parse $GITHUB_OUTPUT: `name<<delimiter`, the value's lines, the delimiter. */
+function parseOutputs(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const m of text.matchAll(/^([^\n<]+)<<(ghadelimiter_[^\n]+)\n([\s\S]*?)\n?\2$/gm)) out[m[1]!] = m[3]!;
+  return out;
+}
+
+/** Run the bundle with only what a runner would give it (no inherited environment beyond PATH). */
+async function runAction(workspace: string, inputs: Record<string, string>, env: Record<string, string>, event: unknown = {}): Promise<ActionRun> {
+  const dir = mkdtempSync(join(tmpdir(), 'ops-action-'));
+  try {
+    const files = { GITHUB_OUTPUT: 'output', GITHUB_STEP_SUMMARY: 'summary', GITHUB_ENV: 'env', GITHUB_PATH: 'path', GITHUB_STATE: 'state' };
+    for (const f of Object.values(files)) writeFileSync(join(dir, f), '');
+    writeFileSync(join(dir, 'event.json'), JSON.stringify(event));
+    mkdirSync(join(dir, 'home'));
+    mkdirSync(join(dir, 'temp'));
+    const childEnv: Record<string, string> = {
+      PATH: process.env.PATH ?? '/usr/bin:/bin',
+      HOME: join(dir, 'home'), // no global git config: the identity must come from the action
+      GITHUB_ACTIONS: 'true',
+      GITHUB_WORKSPACE: workspace,
+      GITHUB_EVENT_PATH: join(dir, 'event.json'),
+      GITHUB_EVENT_NAME: 'pull_request',
+      GITHUB_SERVER_URL: 'https://github.example',
+      GITHUB_RUN_ID: '4242',
+      RUNNER_TEMP: join(dir, 'temp'),
+      ...Object.fromEntries(Object.entries(files).map(([k, f]) => [k, join(dir, f)])),
+      ...Object.fromEntries(Object.entries(inputs).map(([k, v]) => [`INPUT_${k.toUpperCase()}`, v])),
+      ...env,
+    };
+    // Spawned without a shell: dash would drop the INPUT_ names that contain "-".
+    const child = spawn(process.execPath, [BUNDLE], { cwd: workspace, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stdout += d));
+    const code = await new Promise<number | null>((done) => child.on('close', done));
+    return { code, stdout, outputs: parseOutputs(readFileSync(join(dir, 'output'), 'utf8')), summary: readFileSync(join(dir, 'summary'), 'utf8') };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+let template: Scratch;
+const sha: Record<string, string> = {};
+beforeAll(() => {
+  template = Scratch.create();
+  const dev = template.clone('dev');
+  template.clone('runner');
+  template.clone('other');
+  sha.b = dev.feature('feature/b', { 'app.txt': line2('b') }, 'b edits line two');
+  sha.c = dev.feature('feature/c', { 'app.txt': line2('c') }, 'c edits line two');
+  sha.d = dev.feature('feature/d', { 'd.txt': 'd\n' }, 'd work');
+  sha.master = template.sha('master')!;
+});
+afterAll(() => template.cleanup());
+
+let scratch: Scratch | undefined;
+let api: FakeGitHub | undefined;
+afterEach(async () => {
+  scratch?.cleanup();
+  scratch = undefined;
+  await api?.close();
+  api = undefined;
+});
+
+function scene() {
+  const s = fresh(template);
+  scratch = s.s;
+  return s;
+}
+
+const pullEvent = (number: number, branch: string) => ({
+  action: 'labeled',
+  pull_request: { number, title: `PR ${number}`, html_url: `https://github.example/acme/webapp/pull/${number}`, head: { ref: branch, repo: { full_name: 'acme/webapp' } } },
+});
+
+describe('the staging-sync bundle, as the runner runs it', () => {
+  it('mode add on a pull_request event: adds that pull request, writes outputs and the job summary', async () => {
+    const { s, runner } = scene();
+    const r = await runAction(runner.dir, { mode: 'add' }, { GITHUB_REPOSITORY: 'acme/webapp' }, pullEvent(12, 'feature/d'));
+    expect(r.code, r.stdout).toBe(0);
+    expect(r.outputs).toEqual({ sha: sha.d, 'previous-sha': sha.master, changed: 'true', added: '#12', skipped: '' });
+    expect(s.sha('staging')).toBe(sha.d);
+    expect(s.tracking()).toEqual({ 'refs/staging-heads/heads/feature/d': sha.d });
+    expect(r.summary).toContain('### staging sync: add #12 (feature/d)');
+    expect(r.summary).toMatch(/#12 \(feature\/d\) \(`[0-9a-f]{7}`\) added to staging by fast-forward/);
+    expect(r.stdout).toContain('::group::add pull request #12 to staging');
+  });
+
+  it('mode add with a ref: a merge commit made by the configured committer, not by any git config', async () => {
+    const { s, runner } = scene();
+    await runAction(runner.dir, { mode: 'add', ref: 'feature/d' }, { GITHUB_REPOSITORY: 'acme/webapp' });
+    const r = await runAction(runner.dir, { mode: 'add', ref: 'feature/b', 'committer-name': 'Staging Bot', 'committer-email': 'bot@example.org' }, { GITHUB_REPOSITORY: 'acme/webapp' });
+    expect(r.code, r.stdout).toBe(0);
+    expect(r.outputs).toMatchObject({ changed: 'true', added: 'feature/b', 'previous-sha': sha.d });
+    expect(s.git('log', '-1', '--format=%an <%ae>|%s', r.outputs.sha!)).toBe(`Staging Bot <bot@example.org>|Merge feature/b at ${sha.b!.slice(0, 12)} into staging`);
+  });
+
+  it('mode rebuild: resets to master, re-applies labelled pull requests through the API, comments on the skipped one', async () => {
+    const { s, runner } = scene();
+    await runAction(runner.dir, { mode: 'add', ref: 'feature/d' }, { GITHUB_REPOSITORY: 'acme/webapp' }); // unlabelled: will be dropped
+    api = await startFakeGitHub();
+    api.pulls.push(
+      { number: 5, title: 'B', created_at: '2026-01-01T00:00:00Z', head: { ref: 'feature/b', sha: sha.b!, repo: { full_name: 'acme/webapp' } }, labels: ['staging'] },
+      { number: 3, title: 'C', created_at: '2026-01-02T00:00:00Z', head: { ref: 'feature/c', sha: sha.c!, repo: { full_name: 'acme/webapp' } }, labels: ['staging'] },
+    );
+    const r = await runAction(runner.dir, { mode: 'rebuild', 'github-token': api.token, label: 'staging' }, { GITHUB_REPOSITORY: api.repository, GITHUB_API_URL: api.url }, { schedule: '0 4 * * 1-5' });
+    expect(r.code, r.stdout).toBe(0);
+    expect(r.outputs).toEqual({ sha: sha.b, 'previous-sha': sha.d, changed: 'true', added: '#5', skipped: '#3' });
+    expect(s.sha('staging')).toBe(sha.b); // master + #5 is a fast-forward
+    expect(r.summary).toContain('### staging sync: rebuild staging from master');
+    expect(r.summary).toMatch(/\| \[#5\]\(.*\/pull\/5\) B \| `[0-9a-f]{7}` \| fast-forward \|/);
+    expect(r.summary).toMatch(/\| \[#3\]\(.*\/pull\/3\) C \| `[0-9a-f]{7}` \| \*\*skipped\*\* \(conflict: `app\.txt`\) \|/);
+    expect(r.summary).toContain('No longer in staging: `feature/d`.');
+    expect(api.comments).toHaveLength(1);
+    expect(api.comments[0]).toMatchObject({ issue: 3 });
+    expect(api.comments[0]!.body).toContain('[the rebuild of `staging`](https://github.example/acme/webapp/actions/runs/4242)');
+    expect(r.stdout).toContain(`::add-mask::${api.token}`);
+  });
+
+  it('mode rebuild without API access: resets anyway and warns that labelled pull requests were not re-applied', async () => {
+    const { s, runner } = scene();
+    await runAction(runner.dir, { mode: 'add', ref: 'feature/d' }, {});
+    const r = await runAction(runner.dir, { mode: 'rebuild' }, {});
+    expect(r.code, r.stdout).toBe(0);
+    expect(r.outputs).toMatchObject({ sha: sha.master, changed: 'true', added: '', skipped: '' });
+    expect(s.sha('staging')).toBe(sha.master);
+    expect(r.stdout).toMatch(/::warning::labelled pull requests will NOT be re-applied: the GitHub repository is unknown/);
+    expect(r.summary).toMatch(/were \*\*not re-applied\*\*/);
+  });
+
+  it('fails the step with a clear error on a conflict, staging untouched and no outputs', async () => {
+    const { s, runner } = scene();
+    await runAction(runner.dir, { mode: 'add', ref: 'feature/b' }, {});
+    const before = s.refs();
+    const r = await runAction(runner.dir, { mode: 'add', ref: 'feature/c' }, {});
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/::error::feature\/c \([0-9a-f]{7}\) conflicts with staging \([0-9a-f]{7}\) in 1 file; staging was not changed:%0A {2}app\.txt/);
+    expect(r.outputs).toEqual({});
+    expect(s.refs()).toEqual(before);
+  });
+
+  it('refuses bad inputs before doing anything', async () => {
+    const { s, runner } = scene();
+    const before = s.refs();
+    expect((await runAction(runner.dir, { mode: 'sync' }, {})).stdout).toMatch(/::error::invalid mode "sync"/);
+    expect((await runAction(runner.dir, {}, {})).stdout).toMatch(/::error::the mode input is missing%0A  hint: mode is "add" or "rebuild"/);
+    expect((await runAction(runner.dir, { mode: 'add' }, {})).stdout).toMatch(/::error::nothing to add: no ref given/);
+    expect((await runAction(runner.dir, { mode: 'add', ref: '$(reboot)' }, {})).stdout).toMatch(/::error::invalid ref "\$\(reboot\)"/);
+    expect((await runAction(runner.dir, { mode: 'rebuild', 'main-branch': 'a..b' }, {})).stdout).toMatch(/::error::invalid main branch/);
+    expect((await runAction(runner.dir, { mode: 'add', ref: 'feature/b', 'dry-run': 'maybe' }, {})).stdout).toMatch(/::error::invalid input dry-run: "maybe"%0A  hint: dry-run is true or false$/m);
+    expect(s.refs()).toEqual(before);
+  });
+});

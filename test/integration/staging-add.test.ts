@@ -1,0 +1,293 @@
+// staging add against real git: a bare repository as the remote, a clone as the runner, other clones as
+// people pushing at the same time (races are a real push from another clone between our fetch and our push).
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Git } from '../../core/staging-git.ts';
+import { addToStaging, rebuildStaging, runStaging, stagingSettings } from '../../core/staging.ts';
+import { MemoryReporter } from '../../core/report.ts';
+import { RacingGit, Scratch, context, failure, fresh as copyOf, line2, line3, refusal } from './staging.support.ts';
+
+// The scene is built once (dozens of git processes); every test works on a copy of it.
+let scratch: Scratch | undefined;
+afterEach(() => {
+  scratch?.cleanup();
+  scratch = undefined;
+});
+function fresh(template: Scratch) {
+  const scene = copyOf(template);
+  scratch = scene.s;
+  return scene;
+}
+
+describe('staging add', () => {
+  let template: Scratch;
+  const sha: Record<string, string> = {};
+  beforeAll(() => {
+    template = Scratch.create();
+    const dev = template.clone('dev');
+    template.clone('runner');
+    template.clone('other');
+    sha.a1 = dev.feature('feature/a', { 'a.txt': 'a\n' }, 'first change');
+    sha.a = dev.commit({ 'a2.txt': 'a2\n' }, 'second change');
+    dev.push('feature/a');
+    sha.b = dev.feature('feature/b', { 'b.txt': 'b\n' }, 'b work');
+    sha.b2 = dev.feature('feature/b2', { 'app.txt': line2('b') }, 'b2 edits line two');
+    sha.c = dev.feature('feature/c', { 'app.txt': line2('c'), 'c.txt': 'c\n' }, 'c edits line two');
+    sha.m = dev.feature('feature/m', { 'app.txt': line3('m') }, 'm edits line three');
+    sha.t = dev.feature('feature/t', { 't.txt': 't\n' });
+    dev.git('tag', '-a', '-m', 'v1', 'v1.0');
+    dev.git('push', '-q', 'origin', 'v1.0');
+    sha.fork = dev.feature('tmp-fork', { 'fork.txt': 'from a fork\n' });
+    dev.git('push', '-q', 'origin', ':refs/heads/tmp-fork');
+    template.setPullRef(7, sha.fork);
+    sha.master = template.sha('master')!;
+  });
+  afterAll(() => template.cleanup());
+
+  it('fast-forwards when staging is an ancestor of the ref, and remembers the head it added', async () => {
+    const { s, runner } = fresh(template);
+    const r = await addToStaging(context(runner.dir), 'feature/a');
+    expect(r).toMatchObject({ outcome: 'fast-forward', sha: sha.a, before: sha.master, changed: true, created: false, attempts: 1 });
+    expect(s.sha('staging')).toBe(sha.a);
+    expect(s.tracking()).toEqual({ 'refs/staging-heads/heads/feature/a': sha.a });
+  });
+
+  it('merges otherwise, with a commit that names the branch and its sha, made by the configured committer', async () => {
+    const { s, runner } = fresh(template);
+    await addToStaging(context(runner.dir), 'feature/a');
+    const bot = new Git(runner.dir, { identity: { name: 'Staging Bot', email: 'bot@example.org' } });
+    const r = await addToStaging(context(runner.dir, {}, bot), 'feature/b');
+    expect(r.outcome).toBe('merge');
+    const staging = s.sha('staging')!;
+    expect(staging).toBe(r.sha);
+    expect(s.git('log', '-1', '--format=%P', staging).split(' ')).toEqual([sha.a, sha.b]);
+    const message = s.git('log', '-1', '--format=%B', staging);
+    expect(message).toContain(`Merge feature/b at ${sha.b!.slice(0, 12)} into staging`);
+    expect(message).toContain(`Staging-Ref: refs/heads/feature/b\nStaging-Head: ${sha.b}`);
+    // Not the global git config's identity, nor the people's: the one given.
+    expect(s.git('log', '-1', '--format=%an <%ae>|%cn <%ce>', staging)).toBe('Staging Bot <bot@example.org>|Staging Bot <bot@example.org>');
+    expect(s.files(staging)).toEqual(expect.arrayContaining(['a.txt', 'a2.txt', 'b.txt', 'app.txt']));
+    expect(s.tracking()).toEqual({ 'refs/staging-heads/heads/feature/a': sha.a, 'refs/staging-heads/heads/feature/b': sha.b });
+  });
+
+  it('by default commits as ops-pipeline, whatever the repository and global git config say', async () => {
+    const { s, runner } = fresh(template);
+    runner.git('config', 'user.name', 'Someone Else');
+    runner.git('config', 'user.email', 'someone@example.com');
+    await addToStaging(context(runner.dir), 'feature/a');
+    await addToStaging(context(runner.dir), 'feature/b');
+    expect(s.git('log', '-1', '--format=%an <%ae>|%cn <%ce>', 'staging')).toBe(
+      'ops-pipeline <ops-pipeline@users.noreply.github.com>|ops-pipeline <ops-pipeline@users.noreply.github.com>',
+    );
+  });
+
+  it('does nothing when the ref is already contained, and says so', async () => {
+    const { s, runner } = fresh(template);
+    await addToStaging(context(runner.dir), 'feature/a');
+    await addToStaging(context(runner.dir), 'feature/b');
+    const before = s.refs();
+    const reporter = new MemoryReporter();
+    const r = await runStaging({ mode: 'add', ref: 'feature/a', repo: runner.dir, settings: stagingSettings({ retryDelayMs: 0 }), env: process.env, reporter });
+    expect(r).toMatchObject({ outcome: 'already-contained', changed: false });
+    expect(s.refs()).toEqual(before);
+    expect(reporter.outputs).toMatchObject({ changed: 'false', added: '', sha: before['refs/heads/staging'] });
+    expect(reporter.summaries.join('\n')).toMatch(/feature\/a \(`[0-9a-f]{7}`\) is already contained in staging/);
+  });
+
+  it('creates staging from master when it does not exist yet', async () => {
+    const { s, runner } = fresh(template);
+    runner.git('push', '-q', 'origin', ':refs/heads/staging');
+    const r = await addToStaging(context(runner.dir), 'feature/a');
+    expect(r).toMatchObject({ outcome: 'fast-forward', created: true, before: undefined, changed: true });
+    expect(s.sha('staging')).toBe(sha.a);
+  });
+
+  it('refuses a branch rewritten after it was fast-forwarded in, listing the rewritten commits', async () => {
+    const { s, dev, runner } = fresh(template);
+    await addToStaging(context(runner.dir), 'feature/a');
+    dev.git('checkout', '-q', 'feature/a');
+    dev.git('commit', '-q', '--amend', '-m', 'second change, amended');
+    dev.push('feature/a', { force: true });
+    const before = s.refs();
+
+    const e = await refusal(addToStaging(context(runner.dir), 'feature/a'));
+    expect(e.reason).toBe('rewritten');
+    expect(e.message).toMatch(/^feature\/a was rewritten since it was added to staging: the head added then, [0-9a-f]{7}, is no longer part of it/);
+    expect(e.message).toMatch(/In staging, but no longer in feature\/a:\n {2}[0-9a-f]{7} second change\n/);
+    expect(e.message).toMatch(/In feature\/a now instead:\n {2}[0-9a-f]{7} second change, amended/);
+    expect(e.message).not.toMatch(/first change/); // still part of the branch: not rewritten
+    expect(e.hint).toMatch(/push new commits on top.*or rebuild staging/);
+    expect(s.refs()).toEqual(before);
+  });
+
+  it('refuses a branch rewritten after a merge, from the merge trailer alone (tracking refs gone)', async () => {
+    const { s, dev, runner } = fresh(template);
+    await addToStaging(context(runner.dir), 'feature/a');
+    await addToStaging(context(runner.dir), 'feature/b');
+    for (const ref of Object.keys(s.tracking())) runner.git('push', '-q', 'origin', `:${ref}`);
+    dev.branch('feature/b', 'master');
+    dev.commit({ 'b.txt': 'b, redone\n' }, 'b work, redone');
+    dev.push('feature/b', { force: true });
+
+    const e = await refusal(addToStaging(context(runner.dir), 'feature/b'));
+    expect(e.reason).toBe('rewritten');
+    expect(e.message).toMatch(/no longer in feature\/b:\n {2}[0-9a-f]{7} b work\n/);
+  });
+
+  it('takes new commits on top of an added branch (not a rewrite) and moves its record', async () => {
+    const { s, dev, runner } = fresh(template);
+    await addToStaging(context(runner.dir), 'feature/a');
+    await addToStaging(context(runner.dir), 'feature/b');
+    dev.git('checkout', '-q', 'feature/b');
+    const b2 = dev.commit({ 'b.txt': 'more b\n' }, 'more b');
+    dev.push('feature/b');
+    const r = await addToStaging(context(runner.dir), 'feature/b');
+    expect(r.outcome).toBe('merge');
+    expect(s.tracking()['refs/staging-heads/heads/feature/b']).toBe(b2);
+    expect(s.show('staging', 'b.txt')).toBe('more b');
+  });
+
+  it('refuses a conflict, lists the files and the staging commits that touch them, and leaves staging untouched', async () => {
+    const { s, runner } = fresh(template);
+    await addToStaging(context(runner.dir), 'feature/a');
+    await addToStaging(context(runner.dir), 'feature/b2');
+    const before = s.refs();
+
+    const e = await refusal(addToStaging(context(runner.dir), 'feature/c'));
+    expect(e.reason).toBe('conflict');
+    expect(e.files).toEqual(['app.txt']);
+    expect(e.message).toMatch(/^feature\/c \([0-9a-f]{7}\) conflicts with staging \([0-9a-f]{7}\) in 1 file; staging was not changed:\n {2}app\.txt\n/);
+    expect(e.message).toMatch(/that change it:\n {2}[0-9a-f]{7} b2 edits line two$/);
+    expect(e.hint).toMatch(/the conflict is with work already in staging, not with master/);
+    expect(s.refs()).toEqual(before);
+  });
+
+  it('says so when the conflict is with master itself', async () => {
+    const { dev, runner } = fresh(template);
+    dev.branch('master');
+    dev.commit({ 'app.txt': line3('master') }, 'master edits line three');
+    dev.push('master');
+    dev.push('staging', { force: true });
+    const e = await refusal(addToStaging(context(runner.dir), 'feature/m'));
+    expect(e.hint).toMatch(/conflicts with master itself: merge or rebase master into feature\/m/);
+  });
+
+  it('fetches again and retries when staging moved between its fetch and its push; both changes are kept', async () => {
+    const { s, runner, other } = fresh(template);
+    const racing = new RacingGit(runner.dir);
+    let theirs = '';
+    racing.beforePush = () => {
+      other.branch('staging', 'staging');
+      theirs = other.commit({ 'hotfix.txt': 'hot\n' }, 'a hotfix pushed straight to staging');
+      other.push('staging');
+    };
+    const ctx = context(runner.dir, {}, racing);
+    const r = await addToStaging(ctx, 'feature/a');
+    expect(r).toMatchObject({ attempts: 2, outcome: 'merge', before: theirs }); // staging is no longer an ancestor of feature/a
+    expect(s.sha('staging')).toBe(r.sha);
+    expect(s.isAncestor(theirs, r.sha) && s.isAncestor(sha.a!, r.sha)).toBe(true);
+    expect(ctx.reporter.text()).toMatch(/staging moved on origin: [0-9a-f]{7} → [0-9a-f]{7} since it was fetched; fetching again and retrying \(attempt 2 of 4\)/);
+  });
+
+  it('gives up clearly when staging keeps moving, and the other push stays', async () => {
+    const { s, runner, other } = fresh(template);
+    const racing = new RacingGit(runner.dir);
+    racing.beforePush = () => {
+      other.branch('staging', 'staging');
+      other.commit({ 'hotfix.txt': 'hot\n' }, 'hotfix');
+      other.push('staging');
+    };
+    const e = await failure(addToStaging(context(runner.dir, { retries: 0 }, racing), 'feature/a'));
+    expect(e.message).toMatch(/^staging kept moving on origin \(staging moved on origin: [0-9a-f]{7} → [0-9a-f]{7}\); gave up after 1 attempts\. staging was not changed by this run\.$/);
+    expect(s.sha('staging')).toBe(other.git('rev-parse', 'HEAD'));
+    expect(s.tracking()).toEqual({});
+  });
+
+  it("fails with git's own message when the push is refused for another reason (no retry loop)", async () => {
+    const { s, runner } = fresh(template);
+    s.hook('pre-receive', 'echo "GH006: Protected branch update failed for refs/heads/staging." >&2; exit 1');
+    const ctx = context(runner.dir);
+    const e = await failure(addToStaging(ctx, 'feature/a'));
+    expect(e.message).toMatch(/^git push --atomic .* failed \(exit code 1\)[\s\S]*GH006: Protected branch update failed/);
+    expect(e.hint).toMatch(/staging is protected/);
+    expect(ctx.reporter.text()).not.toMatch(/retrying/);
+    expect(s.sha('staging')).toBe(sha.master);
+  });
+
+  it('adds a pull request by number through refs/pull/N/head (a fork), remembered under that ref', async () => {
+    const { s, runner } = fresh(template);
+    const r = await addToStaging(context(runner.dir), 'pull/7');
+    expect(r).toMatchObject({ outcome: 'fast-forward', sha: sha.fork, source: { display: '#7', key: 'refs/pull/7/head' } });
+    expect(s.tracking()).toEqual({ 'refs/staging-heads/pull/7/head': sha.fork });
+  });
+
+  it('adds an annotated tag and a bare commit sha too', async () => {
+    const { s, runner } = fresh(template);
+    expect((await addToStaging(context(runner.dir), 'v1.0')).sha).toBe(sha.t);
+    const r = await addToStaging(context(runner.dir), sha.b!);
+    expect(r.outcome).toBe('merge');
+    expect(s.isAncestor(sha.b!, s.sha('staging')!)).toBe(true);
+    expect(s.tracking()).toEqual({ 'refs/staging-heads/tags/v1.0': sha.t });
+  });
+
+  it('never touches the working tree, the index or HEAD of the clone it runs in', async () => {
+    const { runner } = fresh(template);
+    runner.git('checkout', '-q', '-b', 'my-work');
+    runner.commit({ 'mine.txt': 'committed\n' }, 'my work');
+    writeFileSync(join(runner.dir, 'app.txt'), 'uncommitted edit\n');
+    writeFileSync(join(runner.dir, 'staged.txt'), 'staged\n');
+    runner.git('add', 'staged.txt');
+    const head = runner.git('rev-parse', 'HEAD');
+    const status = runner.git('status', '--porcelain');
+    await addToStaging(context(runner.dir), 'feature/a');
+    await addToStaging(context(runner.dir), 'feature/b');
+    await rebuildStaging(context(runner.dir), { github: { unavailable: 'test' }, label: 'staging', comment: false });
+    expect(runner.git('rev-parse', 'HEAD')).toBe(head);
+    expect(runner.git('symbolic-ref', 'HEAD')).toBe('refs/heads/my-work');
+    expect(runner.git('status', '--porcelain')).toBe(status);
+    expect(runner.git('for-each-ref', 'refs/ops-staging/')).toBe(''); // scratch refs cleaned up
+  });
+
+  it('works from a shallow clone (actions/checkout default depth) by fetching the history first', async () => {
+    const { s } = fresh(template);
+    const shallow = s.clone('shallow', '--depth', '1');
+    expect(shallow.git('rev-parse', '--is-shallow-repository')).toBe('true');
+    const ctx = context(shallow.dir);
+    await addToStaging(ctx, 'feature/a');
+    const r = await addToStaging(ctx, 'feature/b');
+    expect(r.outcome).toBe('merge');
+    expect(s.sha('staging')).toBe(r.sha);
+    expect(ctx.reporter.text()).toMatch(/shallow clone: fetching its full history/);
+  });
+
+  it('computes but pushes nothing in a dry run', async () => {
+    const { s, runner } = fresh(template);
+    const before = s.refs();
+    const r = await addToStaging(context(runner.dir, { dryRun: true }), 'feature/a');
+    expect(r).toMatchObject({ outcome: 'fast-forward', changed: true, dryRun: true });
+    expect(s.refs()).toEqual(before);
+  });
+
+  it('refuses bad input with clear errors, before touching anything', async () => {
+    const { s, runner } = fresh(template);
+    const before = s.refs();
+    const ctx = context(runner.dir);
+    await expect(addToStaging(ctx, '--upload-pack=evil')).rejects.toThrow(/invalid ref "--upload-pack=evil"/);
+    await expect(addToStaging(ctx, 'a..b')).rejects.toThrow(/invalid ref "a\.\.b"/);
+    await expect(addToStaging(ctx, 'x y')).rejects.toThrow(/invalid ref/);
+    await expect(addToStaging(ctx, 'refs/notes/x')).rejects.toThrow(/unsupported ref/);
+    await expect(addToStaging(ctx, 'nope')).rejects.toThrow(/no branch or tag "nope" on origin/);
+    await expect(addToStaging(ctx, 'origin/feature/a')).rejects.toMatchObject({ hint: expect.stringMatching(/without the remote: feature\/a/) });
+    await expect(addToStaging(ctx, 'pull/99')).rejects.toThrow(/refs\/pull\/99\/head does not exist on origin/);
+    await expect(addToStaging(ctx, 'abcdef1')).rejects.toThrow(/commit abcdef1 is not in this repository/);
+    await expect(addToStaging(context(runner.dir, { main: 'main' }), 'feature/a')).rejects.toThrow(/the main branch "main" does not exist on origin/);
+    const base = { mode: 'add' as const, ref: 'feature/a', env: process.env, reporter: new MemoryReporter() };
+    await expect(runStaging({ ...base, repo: runner.dir, settings: stagingSettings({ remote: 'upstream' }) })).rejects.toThrow(/has no remote named "upstream"/);
+    await expect(runStaging({ ...base, repo: s.root, settings: stagingSettings({}) })).rejects.toThrow(/is not a git repository/);
+    await expect(runStaging({ ...base, repo: runner.dir, settings: stagingSettings({}), identity: { name: 'x', email: 'not an email' } })).rejects.toThrow(/invalid committer email/);
+    await expect(runStaging({ ...base, ref: '', repo: runner.dir, settings: stagingSettings({}) })).rejects.toThrow(/nothing to add/);
+    expect(s.refs()).toEqual(before);
+  });
+});
+

@@ -1,0 +1,220 @@
+// staging rebuild against real git (a bare repository as the remote, clones as the runner and as people
+// pushing meanwhile) and GitHub's pull-request API faked at the HTTP level (the real Octokit client talks to it).
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { githubAccess } from '../../core/github.ts';
+import { addToStaging, rebuildStaging, runStaging, stagingSettings } from '../../core/staging.ts';
+import { COMMENT_MARKER } from '../../core/staging-plan.ts';
+import { MemoryReporter } from '../../core/report.ts';
+import { RacingGit, Scratch, context, deadUrl, failure, fresh as copyOf, line2, refusal, startFakeGitHub, type FakeGitHub } from './staging.support.ts';
+
+// The scene is built once (dozens of git processes); every test works on a copy of it.
+let scratch: Scratch | undefined;
+let api: FakeGitHub | undefined;
+afterEach(async () => {
+  scratch?.cleanup();
+  scratch = undefined;
+  await api?.close();
+  api = undefined;
+});
+function fresh(template: Scratch) {
+  const scene = copyOf(template);
+  scratch = scene.s;
+  return scene;
+}
+
+describe('staging rebuild', () => {
+  let template: Scratch;
+  const sha: Record<string, string> = {};
+  beforeAll(async () => {
+    // Staging holds an unlabelled branch; master moved on since; feature/b, feature/c (conflicting with b),
+    // feature/d and a fork's pull request are open.
+    template = Scratch.create();
+    const dev = template.clone('dev');
+    const runner = template.clone('runner');
+    template.clone('other');
+    dev.feature('feature/old', { 'old.txt': 'old\n' });
+    await addToStaging(context(runner.dir), 'feature/old');
+    sha.b = dev.feature('feature/b', { 'app.txt': line2('b') }, 'b edits line two');
+    sha.c = dev.feature('feature/c', { 'app.txt': line2('c') }, 'c edits line two');
+    sha.d = dev.feature('feature/d', { 'd.txt': 'd\n' });
+    sha.e = dev.feature('feature/e', { 'e.txt': 'e\n' });
+    sha.fork = dev.feature('tmp-fork', { 'fork.txt': 'fork\n' });
+    dev.git('push', '-q', 'origin', ':refs/heads/tmp-fork');
+    template.setPullRef(6, sha.fork);
+    dev.branch('master');
+    sha.master = dev.commit({ 'master.txt': 'new on master\n' }, 'master moves on');
+    dev.push('master');
+    sha.staging = template.sha('staging')!;
+  });
+  afterAll(() => template.cleanup());
+
+  /** The fake API with four open pull requests (three labelled, in a creation order unlike their numbers) and a closed one. */
+  async function github(): Promise<FakeGitHub> {
+    api = await startFakeGitHub();
+    api.pulls.push(
+      { number: 3, title: 'C | conflicting', created_at: '2026-01-02T00:00:00Z', head: { ref: 'feature/c', sha: sha.c!, repo: { full_name: 'acme/webapp' } }, labels: ['Staging'] },
+      { number: 4, created_at: '2026-01-01T12:00:00Z', head: { ref: 'feature/d', sha: sha.d!, repo: { full_name: 'acme/webapp' } }, labels: ['enhancement'] },
+      { number: 5, title: 'B first', created_at: '2026-01-01T00:00:00Z', head: { ref: 'feature/b', sha: sha.b!, repo: { full_name: 'acme/webapp' } }, labels: ['bug', 'staging'] },
+      { number: 6, title: 'From a fork', created_at: '2026-01-03T00:00:00Z', head: { ref: 'master', sha: sha.fork!, repo: { full_name: 'someone/webapp' } }, labels: ['staging'] },
+      { number: 8, created_at: '2025-12-01T00:00:00Z', head: { ref: 'feature/d', sha: sha.d!, repo: { full_name: 'acme/webapp' } }, labels: ['staging'], state: 'closed' },
+    );
+    return api;
+  }
+  const access = (gh: FakeGitHub, token = gh.token) => githubAccess({ token, env: { GITHUB_REPOSITORY: gh.repository, GITHUB_API_URL: gh.url } });
+
+  it('resets to master, re-applies labelled pull requests oldest first, skips and comments on the one that no longer applies', async () => {
+    const { s, runner } = fresh(template);
+    const gh = await github();
+    const r = await rebuildStaging(context(runner.dir), { github: access(gh), label: 'staging', comment: true, runUrl: 'https://github.example/acme/webapp/actions/runs/1' });
+
+    expect(r.added.map((a) => [a.source.display, a.outcome])).toEqual([
+      ['#5 (feature/b)', 'merge'],
+      ['#6 (master)', 'merge'],
+    ]);
+    expect(r.skipped.map((x) => [x.source.display, x.reason, x.files])).toEqual([['#3 (feature/c)', 'conflict', ['app.txt']]]);
+    expect(r).toMatchObject({ before: sha.staging, main: sha.master, changed: true, dropped: ['feature/old'], pullsUnavailable: undefined, attempts: 1 });
+    const staging = s.sha('staging')!;
+    expect(staging).toBe(r.after);
+    // master, then #5, then #6 on the first-parent line; #3 and the old branch are gone.
+    expect(s.git('log', '--first-parent', '--format=%s', `${sha.master}..${staging}`).split('\n')).toEqual([
+      `Merge pull request #6 (master) at ${sha.fork!.slice(0, 12)} into staging`,
+      `Merge pull request #5 (feature/b) at ${sha.b!.slice(0, 12)} into staging`,
+    ]);
+    expect(s.files(staging)).not.toContain('old.txt');
+    expect(s.show(staging, 'app.txt')).toContain('TWO (b)');
+    expect(s.tracking()).toEqual({ 'refs/staging-heads/heads/feature/b': sha.b, 'refs/staging-heads/pull/6/head': sha.fork });
+
+    // One comment on the skipped pull request, saying why, with the marker for later runs.
+    expect(gh.comments.map((c) => c.issue)).toEqual([3]);
+    const comment = gh.comments[0]!.body;
+    expect(comment).toContain(COMMENT_MARKER);
+    expect(comment).toMatch(/\*\*Not in `staging`\*\*: \[the rebuild of `staging`\]\(https:\/\/github\.example\/acme\/webapp\/actions\/runs\/1\)/);
+    expect(comment).toMatch(/conflicts with staging[\s\S]*app\.txt/);
+    expect(r.comments).toEqual([{ number: 3, result: 'created' }]);
+    // The real Octokit client paged through the list (page size 2) with the token.
+    expect(gh.requests.filter((q) => q.path.startsWith('/repos/acme/webapp/pulls')).length).toBe(2); // 4 open, 2 a page
+    expect(gh.requests.every((q) => q.authorized)).toBe(true);
+  });
+
+  it('writes outputs and a job summary listing what was added, skipped and dropped; the token never shows', async () => {
+    const { runner } = fresh(template);
+    const gh = await github();
+    const reporter = new MemoryReporter();
+    await runStaging({ mode: 'rebuild', repo: runner.dir, settings: stagingSettings({ retryDelayMs: 0 }), env: { GITHUB_REPOSITORY: gh.repository, GITHUB_API_URL: gh.url }, token: gh.token, reporter });
+    expect(reporter.outputs).toMatchObject({ added: '#5,#6', skipped: '#3', changed: 'true', 'previous-sha': sha.staging });
+    const summary = reporter.summaries.join('\n');
+    expect(summary).toContain('### staging sync: rebuild staging from master');
+    expect(summary).toMatch(/\| \[#5\]\(https:\/\/github\.example\/acme\/webapp\/pull\/5\) B first \| `[0-9a-f]{7}` \| merge commit \|/);
+    expect(summary).toMatch(/\| \[#3\]\(.*\) C \\\| conflicting \| `[0-9a-f]{7}` \| \*\*skipped\*\* \(conflict: `app\.txt`\) \|/);
+    expect(summary).toContain('No longer in staging: `feature/old`.');
+    expect([...reporter.lines, summary].join('\n')).not.toContain(gh.token);
+  });
+
+  it('is a no-op the second time (same merges, same shas) and updates its comment instead of adding one', async () => {
+    const { s, runner } = fresh(template);
+    const gh = await github();
+    const first = await rebuildStaging(context(runner.dir), { github: access(gh), label: 'staging', comment: true });
+    const refs = s.refs();
+    const second = await rebuildStaging(context(runner.dir), { github: access(gh), label: 'staging', comment: true });
+    expect(second).toMatchObject({ after: first.after, changed: false, comments: [{ number: 3, result: 'updated' }] });
+    expect(s.refs()).toEqual(refs);
+    expect(gh.comments).toHaveLength(1);
+    expect(gh.comments[0]!.updated).toBe(1);
+  });
+
+  it.each([
+    ['no token', async (gh: FakeGitHub) => access(gh, ''), /no GitHub token/],
+    ['a bad token', async (gh: FakeGitHub) => access(gh, 'wrong'), /HTTP 401.*token is invalid/],
+    ['an unreachable API', async (gh: FakeGitHub) => githubAccess({ token: gh.token, env: { GITHUB_REPOSITORY: gh.repository, GITHUB_API_URL: await deadUrl() } }), /cannot list the open pull requests/],
+    ['no known repository', async () => githubAccess({ token: 'x', env: {}, remoteUrl: '/srv/git/app.git' }), /repository is unknown/],
+  ])('without API access (%s) still resets staging and says labelled pull requests were not re-applied', async (_, make, reason) => {
+    const { s, runner } = fresh(template);
+    const gh = await github();
+    const ctx = context(runner.dir);
+    const r = await rebuildStaging(ctx, { github: await make(gh), label: 'staging', comment: true });
+    expect(r.pullsUnavailable).toMatch(reason);
+    expect(r).toMatchObject({ after: sha.master, added: [], skipped: [], changed: true, dropped: ['feature/old'] });
+    expect(s.sha('staging')).toBe(sha.master);
+    expect(s.tracking()).toEqual({});
+    expect(ctx.reporter.text()).toMatch(/warning: labelled pull requests will NOT be re-applied/);
+    expect(gh.comments).toEqual([]);
+  });
+
+  it('creates staging when it does not exist', async () => {
+    const { s, runner } = fresh(template);
+    runner.git('push', '-q', 'origin', ':refs/heads/staging');
+    const r = await rebuildStaging(context(runner.dir), { github: { unavailable: 'offline' }, label: 'staging', comment: false });
+    expect(r).toMatchObject({ before: undefined, after: sha.master, changed: true });
+    expect(s.sha('staging')).toBe(sha.master);
+  });
+
+  it('skips a labelled pull request whose branch is gone, and says so on it', async () => {
+    const { s, runner } = fresh(template);
+    api = await startFakeGitHub();
+    api.pulls.push({ number: 9, created_at: '2026-01-01T00:00:00Z', head: { ref: 'feature/deleted', sha: 'a'.repeat(40), repo: { full_name: 'acme/webapp' } }, labels: ['staging'] });
+    const r = await rebuildStaging(context(runner.dir), { github: access(api), label: 'staging', comment: true });
+    expect(r.skipped).toMatchObject([{ reason: 'missing', source: { display: '#9 (feature/deleted)' } }]);
+    expect(r.skipped[0]!.message).toMatch(/refs\/heads\/feature\/deleted does not exist on origin/);
+    expect(api.comments[0]!.body).toMatch(/could not be fetched/);
+    expect(s.sha('staging')).toBe(sha.master);
+  });
+
+  it('pushes nothing and comments nothing in a dry run', async () => {
+    const { s, runner } = fresh(template);
+    const gh = await github();
+    const refs = s.refs();
+    const r = await rebuildStaging(context(runner.dir, { dryRun: true }), { github: access(gh), label: 'staging', comment: true });
+    expect(r).toMatchObject({ changed: true, dryRun: true });
+    expect(r.added).toHaveLength(2);
+    expect(s.refs()).toEqual(refs);
+    expect(gh.comments).toEqual([]);
+  });
+
+  it('carries over an add that raced in between its read and its push: nothing lost', async () => {
+    const { s, runner, other } = fresh(template);
+    const gh = await github();
+    const racing = new RacingGit(runner.dir);
+    racing.beforePush = async () => {
+      // Another run of staging add (say, the workflow of a pull request just labelled) lands first.
+      await addToStaging(context(other.dir), 'feature/e');
+    };
+    const ctx = context(runner.dir, {}, racing);
+    const r = await rebuildStaging(ctx, { github: access(gh), label: 'staging', comment: false });
+    expect(r).toMatchObject({ attempts: 2, carried: ['feature/e'] });
+    const staging = s.sha('staging')!;
+    expect(staging).toBe(r.after);
+    expect(s.isAncestor(sha.e!, staging) && s.isAncestor(sha.b!, staging) && s.isAncestor(sha.fork!, staging)).toBe(true);
+    expect(s.files(staging)).not.toContain('old.txt');
+    expect(s.tracking()['refs/staging-heads/heads/feature/e']).toBe(sha.e);
+    expect(ctx.reporter.text()).toMatch(/lease on [0-9a-f]{7} refused\); carrying over what was added meanwhile: feature\/e at [0-9a-f]{7}; retrying \(attempt 2 of 4\)/);
+  });
+
+  it('never clobbers a direct push that raced in: fails, says why, and staging keeps it', async () => {
+    const { s, runner, other } = fresh(template);
+    const gh = await github();
+    const racing = new RacingGit(runner.dir);
+    let theirs = '';
+    racing.beforePush = () => {
+      other.branch('staging', 'staging');
+      theirs = other.commit({ 'hotfix.txt': 'hot\n' }, 'hotfix pushed by hand');
+      other.push('staging');
+    };
+    const e = await failure(rebuildStaging(context(runner.dir, {}, racing), { github: access(gh), label: 'staging', comment: true }));
+    expect(e.message).toMatch(/^staging moved on origin: [0-9a-f]{7} → [0-9a-f]{7} while the rebuild ran, with commits that did not come from a staging add/);
+    expect(e.message).toMatch(/nothing was lost\.\n {2}[0-9a-f]{7} hotfix pushed by hand$/);
+    expect(s.sha('staging')).toBe(theirs);
+    expect(gh.comments).toEqual([]);
+  });
+
+  it("lets a later add see the rebuild's records: a pull request rewritten since is refused", async () => {
+    const { runner, dev } = fresh(template);
+    const gh = await github();
+    await rebuildStaging(context(runner.dir), { github: access(gh), label: 'staging', comment: false });
+    dev.branch('feature/b', 'master');
+    dev.commit({ 'b.txt': 'b rebased\n' }, 'b redone on master');
+    dev.push('feature/b', { force: true });
+    const e = await refusal(addToStaging(context(runner.dir), 'feature/b'));
+    expect(e.reason).toBe('rewritten');
+    expect(e.message).toMatch(/b edits line two/);
+  });
+});

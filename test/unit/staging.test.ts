@@ -1,0 +1,253 @@
+// The pure half of staging sync (core/staging-plan.ts) and the GitHub access decisions (core/github.ts).
+import { describe, expect, it } from 'vitest';
+import { apiUrlFor, githubAccess, repositoryFromUrl } from '../../core/github.ts';
+import { checkIdentity } from '../../core/staging-git.ts';
+import { checkLabel, runUrlFrom, stagingSettings } from '../../core/staging.ts';
+import {
+  COMMENT_MARKER,
+  LOG_FORMAT,
+  addSummary,
+  decideAdd,
+  displayName,
+  keyOfTrackingRef,
+  mergeMessage,
+  parseLog,
+  parseRef,
+  pickRemoteRef,
+  pushHint,
+  rebuildSummary,
+  refFromEvent,
+  skippedComment,
+  trackingRef,
+  trailerRecords,
+  uncoveredCommits,
+  uniqueRecords,
+  type AddedRecord,
+  type RebuildResult,
+  type Source,
+} from '../../core/staging-plan.ts';
+
+const A = 'a'.repeat(40);
+const B = 'b'.repeat(40);
+const C = 'c'.repeat(40);
+const M = '1'.repeat(40);
+
+describe('parseRef', () => {
+  it.each([
+    ['pull/12', { kind: 'pull', number: 12, remoteRef: 'refs/pull/12/head' }],
+    ['#12', { kind: 'pull', number: 12, remoteRef: 'refs/pull/12/head' }],
+    ['refs/pull/12/head', { kind: 'pull', number: 12, remoteRef: 'refs/pull/12/head' }],
+    ['refs/pull/12/merge', { kind: 'pull', number: 12, remoteRef: 'refs/pull/12/head' }],
+    ['refs/heads/feature/x', { kind: 'ref', remoteRef: 'refs/heads/feature/x' }],
+    ['refs/tags/v1.2', { kind: 'ref', remoteRef: 'refs/tags/v1.2' }],
+    ['feature/x', { kind: 'name', candidates: ['refs/heads/feature/x', 'refs/tags/feature/x'] }],
+    [A, { kind: 'sha' }],
+  ])('%s', (input, expected) => {
+    expect(parseRef(input)).toMatchObject({ input, ...expected });
+  });
+  it.each(['--upload-pack=x', 'a..b', 'a b', '$(id)', 'x;y', '', 'refs/notes/commits', 'refs/remotes/origin/x'])('refuses %j', (input) => {
+    expect(() => parseRef(input)).toThrow(/invalid ref|unsupported ref/);
+  });
+});
+
+describe('pickRemoteRef', () => {
+  const refs = new Map([
+    ['refs/heads/feature/x', A],
+    ['refs/tags/v1', B],
+    ['refs/heads/both', A],
+    ['refs/tags/both', B],
+    ['refs/pull/3/head', C],
+  ]);
+  it('prefers a branch, then a tag, then a commit for a bare name', () => {
+    expect(pickRemoteRef(parseRef('feature/x'), refs, 'origin')).toBe('refs/heads/feature/x');
+    expect(pickRemoteRef(parseRef('v1'), refs, 'origin')).toBe('refs/tags/v1');
+    expect(pickRemoteRef(parseRef('both'), refs, 'origin')).toBe('refs/heads/both');
+    expect(pickRemoteRef(parseRef('abc1234'), refs, 'origin')).toBe('sha');
+    expect(pickRemoteRef(parseRef(A), refs, 'origin')).toBe('sha');
+    expect(pickRemoteRef(parseRef('pull/3'), refs, 'origin')).toBe('refs/pull/3/head');
+  });
+  it('says what is missing and how to fix it', () => {
+    expect(() => pickRemoteRef(parseRef('nope'), refs, 'origin')).toThrow(/no branch or tag "nope" on origin/);
+    try {
+      pickRemoteRef(parseRef('origin/feature/x'), refs, 'origin');
+    } catch (e) {
+      expect((e as { hint: string }).hint).toBe('name the branch without the remote: feature/x');
+    }
+    expect(() => pickRemoteRef(parseRef('pull/4'), refs, 'origin')).toThrow(/refs\/pull\/4\/head does not exist on origin/);
+    expect(() => pickRemoteRef(parseRef('refs/heads/gone'), refs, 'upstream')).toThrow(/refs\/heads\/gone does not exist on upstream/);
+  });
+});
+
+describe('names and tracking refs', () => {
+  it('round-trips remote refs through refs/staging-heads/', () => {
+    for (const key of ['refs/heads/feature/x', 'refs/pull/12/head', 'refs/tags/v1']) {
+      expect(keyOfTrackingRef(trackingRef(key))).toBe(key);
+    }
+    expect(trackingRef('refs/heads/a/b')).toBe('refs/staging-heads/heads/a/b');
+    expect(keyOfTrackingRef('refs/heads/x')).toBeUndefined();
+    expect(keyOfTrackingRef('refs/staging-heads/notes/x')).toBeUndefined();
+  });
+  it('names refs for people', () => {
+    expect(displayName('refs/heads/feature/x')).toBe('feature/x');
+    expect(displayName('refs/pull/12/head')).toBe('#12');
+    expect(displayName('refs/tags/v1')).toBe('v1');
+  });
+});
+
+describe('refFromEvent', () => {
+  const pr = (full_name: string | null) => ({ pull_request: { number: 7, title: 'X', html_url: 'https://x/7', head: { ref: 'feature/x', repo: full_name ? { full_name } : null } } });
+  it('uses the branch for a pull request from this repository, the pull ref for a fork', () => {
+    expect(refFromEvent(pr('Acme/Webapp'), 'acme/webapp')).toEqual({ ref: 'refs/heads/feature/x', pull: { number: 7, title: 'X', url: 'https://x/7', branch: 'feature/x' } });
+    expect(refFromEvent(pr('someone/webapp'), 'acme/webapp')?.ref).toBe('pull/7');
+    expect(refFromEvent(pr(null), 'acme/webapp')?.ref).toBe('pull/7'); // the fork was deleted
+    expect(refFromEvent({ ref: 'refs/heads/master' }, 'acme/webapp')).toBeUndefined();
+    expect(refFromEvent(undefined, undefined)).toBeUndefined();
+  });
+});
+
+describe('decideAdd', () => {
+  const rec: AddedRecord = { key: 'refs/heads/x', head: A, via: 'tracking-ref' };
+  it('refuses a rewritten ref first, even when its new head is contained', () => {
+    expect(decideAdd({ rewritten: [rec], contained: true, stagingIsAncestor: false })).toBe('refuse-rewritten');
+    expect(decideAdd({ rewritten: [rec], contained: false, stagingIsAncestor: true })).toBe('refuse-rewritten');
+  });
+  it('then: contained → nothing, staging behind → fast-forward, else a merge', () => {
+    expect(decideAdd({ rewritten: [], contained: true, stagingIsAncestor: false })).toBe('already-contained');
+    expect(decideAdd({ rewritten: [], contained: false, stagingIsAncestor: true })).toBe('fast-forward');
+    expect(decideAdd({ rewritten: [], contained: false, stagingIsAncestor: false })).toBe('merge');
+  });
+});
+
+describe('merge records', () => {
+  const branch: Source = { display: 'feature/x', key: 'refs/heads/feature/x', sha: A };
+  const pull: Source = { display: '#5 (feature/y)', key: 'refs/heads/feature/y', sha: B, pull: { number: 5, title: 'Add y', url: 'https://x/pull/5', branch: 'feature/y' } };
+
+  it('writes a subject naming the ref and sha, and trailers', () => {
+    expect(mergeMessage(branch, 'staging')).toEqual([`Merge feature/x at ${A.slice(0, 12)} into staging`, `Staging-Ref: refs/heads/feature/x\nStaging-Head: ${A}`]);
+    expect(mergeMessage(pull, 'staging')).toEqual([
+      `Merge pull request #5 (feature/y) at ${B.slice(0, 12)} into staging`,
+      'Add y\nhttps://x/pull/5',
+      `Staging-Ref: refs/heads/feature/y\nStaging-Head: ${B}`,
+    ]);
+    expect(mergeMessage({ display: 'abc', sha: C }, 'staging').at(-1)).toBe(`Staging-Head: ${C}`);
+  });
+
+  it('reads records back from git log output, trusting only trailers that match the merge', () => {
+    expect(LOG_FORMAT).toContain('trailers:key=Staging-Head');
+    const out =
+      `${C}\x1f${M} ${A}\x1frefs/heads/feature/x\x1f${A}\x1e\n` + // a merge of A: recorded
+      `${B}\x1f${M}\x1f\x1f\x1e\n` + // a plain commit
+      `${M}\x1f${A} ${C}\x1frefs/heads/forged\x1f${B}\x1e\n`; // trailer names a head that is not a parent
+    const commits = parseLog(out);
+    expect(commits.map((c) => c.parents.length)).toEqual([2, 1, 2]);
+    expect(trailerRecords(commits)).toEqual([{ key: 'refs/heads/feature/x', head: A, via: 'trailer' }]);
+  });
+
+  it('counts a head recorded twice once', () => {
+    const r = (via: AddedRecord['via']): AddedRecord => ({ key: 'k', head: A, via });
+    expect(uniqueRecords([r('trailer'), r('tracking-ref'), { key: 'k', head: B, via: 'trailer' }])).toHaveLength(2);
+  });
+
+  it('finds commits a rebuild retry would lose: everything but the merges that carry a kept head', () => {
+    const merge = { sha: C, parents: [M, A], refs: ['refs/heads/x'], heads: [A] };
+    const direct = { sha: B, parents: [M], refs: [], heads: [] };
+    const otherMerge = { sha: M, parents: [C, B], refs: ['refs/heads/y'], heads: [B] };
+    expect(uncoveredCommits([merge, direct, otherMerge], new Set([A]))).toEqual([direct, otherMerge]);
+    expect(uncoveredCommits([merge], new Set([A]))).toEqual([]);
+  });
+});
+
+describe('settings and inputs', () => {
+  it('fills defaults and validates names', () => {
+    expect(stagingSettings({})).toMatchObject({ remote: 'origin', main: 'master', staging: 'staging', retries: 3, dryRun: false });
+    expect(stagingSettings({ main: 'main', staging: 'preview', retries: '0', remote: 'upstream' })).toMatchObject({ main: 'main', staging: 'preview', retries: 0, remote: 'upstream' });
+    expect(() => stagingSettings({ staging: 'a..b' })).toThrow(/invalid staging branch "a\.\.b"/);
+    expect(() => stagingSettings({ main: '-x' })).toThrow(/invalid main branch/);
+    expect(() => stagingSettings({ remote: 'a b' })).toThrow(/invalid remote name/);
+    expect(() => stagingSettings({ main: 'x', staging: 'x' })).toThrow(/both "x"/);
+    expect(() => stagingSettings({ retries: '-1' })).toThrow(/invalid retries/);
+    expect(() => stagingSettings({ retries: '1e3' })).toThrow(/invalid retries/);
+  });
+  it('checks labels and identities', () => {
+    expect(checkLabel(' staging ')).toBe('staging');
+    expect(checkLabel('deploy: staging 🚀')).toBe('deploy: staging 🚀');
+    expect(() => checkLabel('')).toThrow(/invalid label/);
+    expect(() => checkLabel('a\nb')).toThrow(/invalid label/);
+    expect(checkIdentity({ name: 'Bot', email: 'bot@example.org' })).toBeTruthy();
+    expect(() => checkIdentity({ name: 'Bot <x@y>', email: 'bot@example.org' })).toThrow(/invalid committer name/);
+    expect(() => checkIdentity({ name: 'Bot', email: 'bot' })).toThrow(/invalid committer email/);
+    expect(() => checkIdentity({ name: 'Bot', email: 'a@b>\nauthor x' })).toThrow(/invalid committer email/);
+  });
+  it('links to the workflow run when there is one', () => {
+    expect(runUrlFrom({ GITHUB_SERVER_URL: 'https://github.com', GITHUB_REPOSITORY: 'acme/app', GITHUB_RUN_ID: '42' })).toBe('https://github.com/acme/app/actions/runs/42');
+    expect(runUrlFrom({})).toBeUndefined();
+  });
+});
+
+describe('GitHub access', () => {
+  it.each([
+    ['https://github.com/acme/webapp.git', 'acme/webapp', 'github.com'],
+    ['https://x-access-token:t@github.com/acme/webapp', 'acme/webapp', 'github.com'],
+    ['git@github.com:acme/webapp.git', 'acme/webapp', 'github.com'],
+    ['ssh://git@github.com/acme/web.app.git', 'acme/web.app', 'github.com'],
+    ['ssh://git@ghe.example.com:2222/acme/webapp.git', 'acme/webapp', 'ghe.example.com'],
+  ])('reads the repository from %s', (url, repository, host) => {
+    expect(repositoryFromUrl(url)).toEqual({ repository, host });
+  });
+  it.each(['/srv/git/app.git', 'file:///srv/app.git', '../remote.git', 'https://github.com/only-owner'])('finds none in %s', (url) => {
+    expect(repositoryFromUrl(url)).toBeUndefined();
+  });
+  it('knows the API of github.com and of an Enterprise Server', () => {
+    expect(apiUrlFor('github.com')).toBe('https://api.github.com');
+    expect(apiUrlFor('ghe.example.com')).toBe('https://ghe.example.com/api/v3');
+  });
+  it('says why the API cannot be used', () => {
+    expect(githubAccess({ env: {}, remoteUrl: '/srv/app.git', token: 't' }).unavailable).toMatch(/repository is unknown/);
+    expect(githubAccess({ env: { GITHUB_REPOSITORY: 'acme/app' } }).unavailable).toMatch(/no GitHub token/);
+    expect(githubAccess({ env: { GITHUB_REPOSITORY: 'acme/../x', GITHUB_TOKEN: 't' } }).unavailable).toMatch(/invalid repository/);
+  });
+  it('takes the token from the input, then $GITHUB_TOKEN, then $GH_TOKEN, and the repository from the remote on a laptop', () => {
+    expect(githubAccess({ env: { GH_TOKEN: 't' }, remoteUrl: 'git@github.com:acme/app.git' }).api?.repository).toBe('acme/app');
+    expect(githubAccess({ env: { GITHUB_TOKEN: 't', GITHUB_REPOSITORY: 'acme/other' }, remoteUrl: 'git@github.com:acme/app.git' }).api?.repository).toBe('acme/other');
+    expect(githubAccess({ token: 'x', env: { GITHUB_REPOSITORY: 'acme/app' } }).api).toBeDefined();
+  });
+});
+
+describe('telling', () => {
+  const source: Source = { display: '#3 (feature/c)', key: 'refs/heads/feature/c', sha: C, pull: { number: 3, title: 'Fix | pipes', url: 'https://x/pull/3', branch: 'feature/c' } };
+  const base: RebuildResult = { before: A, after: B, main: M, changed: true, added: [], skipped: [], dropped: [], carried: [], attempts: 1, dryRun: false, comments: [] };
+  const names = { main: 'master', staging: 'staging', label: 'staging' };
+
+  it('summarises a rebuild: table, warnings, dropped refs', () => {
+    const md = rebuildSummary({ ...base, added: [{ source, outcome: 'merge', sha: B }], skipped: [{ source: { ...source, sha: A }, reason: 'conflict', message: 'x', files: ['a|b.txt'] }], dropped: ['feature/old'] }, names);
+    expect(md).toContain('`staging`: `aaaaaaa` → `bbbbbbb` (master at `1111111`)');
+    expect(md).toContain('| [#3](https://x/pull/3) Fix \\| pipes | `ccccccc` | merge commit |');
+    expect(md).toContain('| **skipped** (conflict: `a\\|b.txt`) |');
+    expect(md).toContain('No longer in staging: `feature/old`.');
+    expect(md).not.toContain('not re-applied');
+  });
+  it('warns loudly when labelled pull requests were not re-applied', () => {
+    const md = rebuildSummary({ ...base, pullsUnavailable: 'no GitHub token' }, names);
+    expect(md).toMatch(/\*\*Warning\*\*: pull requests labelled `staging` were \*\*not re-applied\*\*: no GitHub token/);
+    expect(rebuildSummary(base, names)).toContain('No open pull request carries the label `staging`.');
+    expect(rebuildSummary({ ...base, changed: false, dryRun: true }, names)).toMatch(/^### Dry run: [\s\S]*unchanged/);
+  });
+  it('summarises an add', () => {
+    const md = addSummary({ source: { display: 'feature/x', sha: A }, outcome: 'fast-forward', sha: A, before: M, changed: true, created: false, attempts: 1, dryRun: false }, 'staging');
+    expect(md).toContain('feature/x (`aaaaaaa`) added to staging by fast-forward: `1111111` → `aaaaaaa`');
+  });
+  it('writes a pull-request comment that says why and what to do, with the marker', () => {
+    const body = skippedComment({ source, reason: 'conflict', message: 'conflicts in a.txt', files: ['a.txt'] }, names, 'https://run');
+    expect(body.startsWith(COMMENT_MARKER)).toBe(true);
+    expect(body).toContain('[the rebuild of `staging`](https://run)');
+    expect(body).toContain('```\nconflicts in a.txt\n```');
+    expect(body).toMatch(/Resolve the conflict on this branch/);
+    expect(body).toMatch(/remove the `staging` label/);
+  });
+  it('turns push refusals into hints', () => {
+    expect(pushHint('refusing to allow a GitHub App to create or update workflow `.github/workflows/x.yml` without `workflows` permission', 'staging')).toMatch(/workflows/);
+    expect(pushHint('remote: error: GH006: Protected branch update failed', 'staging')).toMatch(/staging is protected/);
+    expect(pushHint('fatal: could not read Username for https://github.com', 'staging')).toMatch(/contents: write/);
+    expect(pushHint('something else', 'staging')).toBeUndefined();
+  });
+});

@@ -121,7 +121,8 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
     const words = c.name.split(' ');
     return words.every((w, i) => argv[i] === w);
   });
-  const reporter = io.reporter ?? new ConsoleReporter(stdout, stderr);
+  // With --json, stdout carries only the JSON: progress goes to stderr.
+  const reporter = io.reporter ?? (argv.includes('--json') ? new ConsoleReporter(stderr, stderr) : new ConsoleReporter(stdout, stderr));
   if (!command) {
     const group = commands.filter((c) => c.name.startsWith(`${argv[0]} `));
     if (group.length) {

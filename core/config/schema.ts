@@ -63,6 +63,17 @@ export function integer(min: number, max: number, form?: string): Schema<number>
   };
 }
 
+export function number(min: number, max: number, form?: string): Schema<number> {
+  const f = form ?? `a number ${min}-${max}`;
+  return {
+    form: f,
+    check(value, path, problems) {
+      if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max) return fail(problems, path, f, value);
+      return value;
+    },
+  };
+}
+
 export function boolean(): Schema<boolean> {
   return {
     form: 'true or false',

@@ -1,19 +1,32 @@
-// An environment's decrypted secrets for an operation: MAC verified, every value masked before use.
+// An environment's decrypted secrets for an operation: MAC verified, every value masked before use, and
+// refused while they are still placeholders or still readable with the published example key.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { SECRETS_FILE, type Environment } from '../config/environment.ts';
 import type { OpsContext } from '../context.ts';
 import { OpsError } from '../errors.ts';
-import { decryptFile, loadEnvIdentities } from '../secrets/index.ts';
+import { decryptFile, findPlaceholders, loadEnvIdentities } from '../secrets/index.ts';
+
+/** Public key of environments/example-age-key.txt, committed so the shipped examples can be read. */
+export const EXAMPLE_RECIPIENT = 'age1f9x385mzgqsghjdrlet2vxtx88vnhpxareft4gqkddfsw5fp4gmscx330v';
 
 export async function environmentSecrets(ctx: OpsContext, env: Environment): Promise<Record<string, unknown>> {
   const file = join(env.dir, SECRETS_FILE);
+  const label = `environments/${env.name}/${SECRETS_FILE}`;
   const needed = Object.values(env.config.env).some((v) => typeof v !== 'string');
   if (!existsSync(file)) {
-    if (needed) throw new OpsError(`environments/${env.name}/${SECRETS_FILE} does not exist, but the environment's env refers to secrets`, `create it: ops secrets set ${env.name} <key> (value on stdin)`);
+    if (needed) throw new OpsError(`${label} does not exist, but the environment's env refers to secrets`, `create it: printf '%s' VALUE | ops secrets set ${env.name} <key>`);
     return {};
   }
   const identities = await loadEnvIdentities(env.root, env.name, ctx.env);
   const decrypted = await decryptFile(file, { identities, mask: (v) => ctx.reporter.mask(v) });
+  if (decrypted.recipients.includes(EXAMPLE_RECIPIENT))
+    throw new OpsError(
+      `${label} is still encrypted to the published example key (environments/example-age-key.txt): anyone can read it`,
+      `add your own key and drop the example one: ops secrets recipients ${env.name} add <age1...>; ops secrets recipients ${env.name} remove ${EXAMPLE_RECIPIENT}; then set real values`,
+    );
+  const placeholders = findPlaceholders(decrypted.tree);
+  if (placeholders.length)
+    throw new OpsError(`${label} still holds placeholder values (CHANGE-ME): ${placeholders.join(', ')}`, `set them: printf '%s' VALUE | ops secrets set ${env.name} <key>`);
   return decrypted.data;
 }

@@ -200,11 +200,11 @@ rm -rf .new-* 2>/dev/null || true
 used=$(for r in */; do for l in "$r"venv "$r"*/node_modules; do [ -L "$l" ] && readlink "$l"; done; done 2>/dev/null | sed 's#/node_modules$##' | sort -u)
 for d in ${quote(L.deps)}/*; do
   [ -d "$d" ] || continue
-  printf '%s\n' "$used" | grep -qxF "$d" || { rm -rf -- "$d"; ops_report pruned_deps "${'$'}{d##*/}"; }
+  grep -qxF "$d" <<< "$used" || { rm -rf -- "$d"; ops_report pruned_deps "${'$'}{d##*/}"; }
 done
 keep_shas=$(cat */REVISION 2>/dev/null | sort -u)
 git --git-dir=${quote(L.mirror)} for-each-ref --format='%(refname)' refs/ops/sha/ | while read -r ref; do
-  printf '%s\n' "$keep_shas" | grep -qxF "${'$'}{ref##*/}" || git --git-dir=${quote(L.mirror)} update-ref -d "$ref"
+  grep -qxF "${'$'}{ref##*/}" <<< "$keep_shas" || git --git-dir=${quote(L.mirror)} update-ref -d "$ref"
 done`,
   };
 }

@@ -91,17 +91,28 @@ function probes(env: Environment, slot: Slot): string[] {
   return Object.entries(env.config.programs).map(([name, p]) => `${name}:${slotPort(env, name, slot)}:${p.health}`);
 }
 
+/** Several supervisorctl commands through one process (each supervisorctl start costs a Python start-up). */
+const SUPERVISOR_FUNCTIONS = String.raw`sv() { printf '%s\n' "$@" | supervisorctl >/dev/null; }`;
+
 const PROBE_FUNCTIONS = String.raw`probe() { curl -fsS -o /dev/null --max-time 3 "http://127.0.0.1:$1$2" 2>/dev/null; }
-# wait_healthy TIMEOUT INTERVAL name:port:path...: 0 when every probe answered 2xx in time
+# wait_healthy TIMEOUT INTERVAL name:port:path...: 0 when every probe answered 2xx in time.
+# With FATAL_GROUP set, gives up early once supervisor has given up on one of the group's programs.
 wait_healthy() {
-  local deadline=$(( $(date +%s) + $1 )) interval=$2; shift 2
+  local deadline=$(( $(date +%s) + $1 )) interval=$2 next_check=$(( $(date +%s) + 2 )); shift 2
   local pending=("$@") left p name port path
   while :; do
+    if [ -n "${'$'}{FATAL_GROUP:-}" ] && [ "$(date +%s)" -ge "$next_check" ]; then
+      next_check=$(( $(date +%s) + 2 ))
+      # supervisorctl exits non-zero when a program is down: read its output, not its status.
+      case "$(supervisorctl status "$FATAL_GROUP:*" 2>/dev/null || true)" in
+        *" FATAL "*) UNHEALTHY="supervisor gave up on a program that keeps exiting (waiting for ${'$'}{pending[*]})"; return 1 ;;
+      esac
+    fi
     left=()
     for p in "${'$'}{pending[@]}"; do IFS=: read -r name port path <<< "$p"; probe "$port" "$path" || left+=("$p"); done
     [ ${'$'}{#left[@]} -eq 0 ] && return 0
     pending=("${'$'}{left[@]}")
-    [ "$(date +%s)" -lt "$deadline" ] || { UNHEALTHY="${'$'}{left[*]}"; return 1; }
+    [ "$(date +%s)" -lt "$deadline" ] || { UNHEALTHY="no answer within $1s from ${'$'}{left[*]}"; return 1; }
     sleep "$interval"
   done
 }`;
@@ -114,10 +125,7 @@ export function startSlot(env: Environment, slot: Slot, release: string, release
   const L = layout(env);
   const sw = env.config.switch;
   const group = L.supervisorGroup(slot);
-  const logs = Object.keys(env.config.programs)
-    .map((n) => `${L.logDir}/${n}-${slot}`)
-    .map((f) => `for f in ${quote(`${f}.err.log`)} ${quote(`${f}.out.log`)}; do [ -s "$f" ] && { echo "--- $f (last lines)"; tail -n 15 "$f"; }; done`)
-    .join('\n  ');
+  const logFiles = Object.keys(env.config.programs).flatMap((n) => [`${L.logDir}/${n}-${slot}.err.log`, `${L.logDir}/${n}-${slot}.out.log`]);
   return {
     name: `start ${slot}`,
     as: 'root',
@@ -125,22 +133,27 @@ export function startSlot(env: Environment, slot: Slot, release: string, release
     script: String.raw`${SYSTEM_FUNCTIONS}
 ${PROBE_FUNCTIONS}
 conf=${quote(L.supervisorConf(slot))}
-# Anything left on this slot (an earlier failed start) goes first, so the ports are ours.
-if [ -f "$conf" ]; then rm -f "$conf"; supervisorctl reread >/dev/null; supervisorctl update ${quote(group)} >/dev/null || true; fi
+${SUPERVISOR_FUNCTIONS}
+# Anything left on this slot (an earlier failed start, a drain cut short) goes first, so the ports are ours.
+if [ -f "$conf" ]; then rm -f "$conf"; sv reread update; fi
 for p in ${probes(env, slot).map(quote).join(' ')}; do
   IFS=: read -r name port path <<< "$p"
   if probe "$port" /; then echo "port $port (slot ${slot}, program $name) is already in use by another process" >&2; exit 1; fi
 done
+# Remember where each log ends, to show only what the new processes write.
+declare -A log_start
+for f in ${logFiles.map(quote).join(' ')}; do log_start[$f]=$(stat -c %s "$f" 2>/dev/null || echo 0); done
 ${putFile(L.supervisorConf(slot), slotConfig(env, slot, release, releaseId))}
-supervisorctl reread >/dev/null
-supervisorctl update ${quote(group)} >/dev/null
-if ! wait_healthy ${sw.health_timeout} ${sw.health_interval} ${probes(env, slot).map(quote).join(' ')}; then
-  echo "release ${releaseId} did not become healthy on slot ${slot} within ${sw.health_timeout}s (failing: $UNHEALTHY); the live release keeps serving" >&2
-  supervisorctl status ${quote(`${group}:*`)} >&2 || true
-  ${logs}
-  supervisorctl stop ${quote(`${group}:*`)} >/dev/null 2>&1 || true
+sv reread ${quote(`update ${group}`)}
+if ! FATAL_GROUP=${quote(group)} wait_healthy ${sw.health_timeout} ${sw.health_interval} ${probes(env, slot).map(quote).join(' ')}; then
+  for f in "${'$'}{!log_start[@]}"; do
+    new=$(tail -c +$(( ${'$'}{log_start[$f]} + 1 )) "$f" 2>/dev/null | tail -n 8)
+    [ -z "$new" ] || printf -- '--- %s\n%s\n' "$f" "$new"
+  done
+  supervisorctl status ${quote(`${group}:*`)} || true
+  echo "release ${releaseId} did not become healthy on slot ${slot}: $UNHEALTHY; the live release keeps serving"
   rm -f "$conf"
-  supervisorctl reread >/dev/null; supervisorctl update >/dev/null 2>&1 || true
+  sv ${quote(`stop ${group}:*`)} reread update || true
   exit 1
 fi >&2
 echo "slot ${slot} healthy: ${Object.keys(env.config.programs).join(', ')}"`,
@@ -154,12 +167,11 @@ export function stopSlot(env: Environment, slot: Slot, drainSeconds = 0): Step {
     name: `stop ${slot}`,
     as: 'root',
     timeout: drainSeconds + 120,
-    script: String.raw`${drainSeconds ? `sleep ${drainSeconds}\n` : ''}conf=${quote(L.supervisorConf(slot))}
+    script: String.raw`${SUPERVISOR_FUNCTIONS}
+${drainSeconds ? `sleep ${drainSeconds}\n` : ''}conf=${quote(L.supervisorConf(slot))}
 if [ -f "$conf" ]; then
-  supervisorctl stop ${quote(`${L.supervisorGroup(slot)}:*`)} >/dev/null 2>&1 || true
   rm -f "$conf"
-  supervisorctl reread >/dev/null
-  supervisorctl update >/dev/null 2>&1 || true
+  sv ${quote(`stop ${L.supervisorGroup(slot)}:*`)} reread update
   echo "slot ${slot} stopped"
 fi`,
   };
@@ -208,6 +220,6 @@ export function checkLive(env: Environment, slot: Slot): Step {
     name: 'health',
     as: 'login',
     timeout: env.config.switch.health_timeout + 30,
-    script: `${PROBE_FUNCTIONS}\nif ! wait_healthy 5 1 ${probes(env, slot).map(quote).join(' ')}; then echo "live slot ${slot} is not healthy: $UNHEALTHY" >&2; exit 1; fi\necho "live slot ${slot} healthy"`,
+    script: `${PROBE_FUNCTIONS}\nif ! wait_healthy 5 0.5 ${probes(env, slot).map(quote).join(' ')}; then echo "live slot ${slot} is not healthy: $UNHEALTHY" >&2; exit 1; fi\necho "live slot ${slot} healthy"`,
   };
 }

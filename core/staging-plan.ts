@@ -2,7 +2,7 @@
 // are told (log lines, job summary, pull-request comment). No git, no network: everything here is unit-tested
 // on plain values; core/staging.ts gathers the facts with git and acts on the decisions.
 import { OpsError } from './errors.ts';
-import { validate } from './shell.ts';
+import { isValid, validate } from './shell.ts';
 
 /** Where staging remembers which head of each ref it took in: refs/staging-heads/<ref without "refs/">. */
 export const TRACKING_PREFIX = 'refs/staging-heads/';
@@ -88,6 +88,13 @@ export function displayName(key: string): string {
   return key.replace(/^refs\/(heads|tags)\//, '');
 }
 
+/** A remote ref staging remembers: refs/heads/<valid name>, refs/tags/<valid name> or refs/pull/<n>/head. */
+export function isTrackable(key: string): boolean {
+  if (/^refs\/pull\/\d{1,9}\/head$/.test(key)) return true;
+  const m = /^refs\/(?:heads|tags)\/(.+)$/.exec(key);
+  return Boolean(m && isValid('gitRef', m[1]!));
+}
+
 export function trackingRef(key: string): string {
   return TRACKING_PREFIX + key.replace(/^refs\//, '');
 }
@@ -96,7 +103,7 @@ export function trackingRef(key: string): string {
 export function keyOfTrackingRef(ref: string): string | undefined {
   if (!ref.startsWith(TRACKING_PREFIX)) return undefined;
   const key = `refs/${ref.slice(TRACKING_PREFIX.length)}`;
-  return /^refs\/(heads|tags)\/.|^refs\/pull\/\d+\/head$/.test(key) ? key : undefined;
+  return isTrackable(key) ? key : undefined;
 }
 
 interface EventPull {
@@ -194,8 +201,9 @@ export function trailerRecords(commits: LoggedCommit[]): AddedRecord[] {
     if (c.parents.length < 2) continue;
     const key = c.refs[0];
     const head = c.heads[0];
-    // The trailer must agree with the merge itself: its head is the commit that was merged in.
-    if (key && head && FULL_SHA.test(head) && c.parents.slice(1).includes(head)) out.push({ key, head, via: 'trailer' });
+    // The trailer must agree with the merge itself (its head is the commit that was merged in), and name a
+    // ref this tool could have added: the key may become a ref name (refs/staging-heads/...) later.
+    if (key && head && FULL_SHA.test(head) && c.parents.slice(1).includes(head) && isTrackable(key)) out.push({ key, head, via: 'trailer' });
   }
   return out;
 }

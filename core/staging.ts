@@ -239,7 +239,9 @@ async function resolveSource(ctx: StagingContext, request: RefRequest, state: Re
 
 /** What was added to staging (tip) before: merge trailers since main, and tracking refs whose head is in tip. */
 async function recordsAt(ctx: StagingContext, tip: string, main: string, tracking: Map<string, string>): Promise<AddedRecord[]> {
-  const log = await ctx.git.out(['log', '--merges', `--format=${LOG_FORMAT}`, tip, `^${main}`]);
+  // Our merges are on staging's first-parent line (staging is always the first parent); merges inside the
+  // branches that were added are not ours, whatever their messages say.
+  const log = await ctx.git.out(['log', '--merges', '--first-parent', `--format=${LOG_FORMAT}`, tip, `^${main}`]);
   const records = trailerRecords(parseLog(log));
   if (tracking.size) {
     // One question for all of them: which tracked heads are in tip?

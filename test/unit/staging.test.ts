@@ -86,6 +86,7 @@ describe('names and tracking refs', () => {
     expect(trackingRef('refs/heads/a/b')).toBe('refs/staging-heads/heads/a/b');
     expect(keyOfTrackingRef('refs/heads/x')).toBeUndefined();
     expect(keyOfTrackingRef('refs/staging-heads/notes/x')).toBeUndefined();
+    expect(keyOfTrackingRef('refs/staging-heads/heads/a..b')).toBeUndefined();
   });
   it('names refs for people', () => {
     expect(displayName('refs/heads/feature/x')).toBe('feature/x');
@@ -137,9 +138,11 @@ describe('merge records', () => {
     const out =
       `${C}\x1f${M} ${A}\x1frefs/heads/feature/x\x1f${A}\x1e\n` + // a merge of A: recorded
       `${B}\x1f${M}\x1f\x1f\x1e\n` + // a plain commit
-      `${M}\x1f${A} ${C}\x1frefs/heads/forged\x1f${B}\x1e\n`; // trailer names a head that is not a parent
+      `${M}\x1f${A} ${C}\x1frefs/heads/forged\x1f${B}\x1e\n` + // trailer names a head that is not a parent
+      `${M}\x1f${A} ${B}\x1frefs/heads/../../x\x1f${B}\x1e\n` + // a key that is no ref this tool adds
+      `${M}\x1f${A} ${B}\x1frefs/notes/x\x1f${B}\x1e\n`;
     const commits = parseLog(out);
-    expect(commits.map((c) => c.parents.length)).toEqual([2, 1, 2]);
+    expect(commits.map((c) => c.parents.length)).toEqual([2, 1, 2, 2, 2]);
     expect(trailerRecords(commits)).toEqual([{ key: 'refs/heads/feature/x', head: A, via: 'trailer' }]);
   });
 

@@ -24755,6 +24755,9 @@ function validate(kind, value, label) {
   }
   return value;
 }
+function isValid(kind, value) {
+  return CHECKS[kind].pattern.test(value);
+}
 
 // core/staging-plan.ts
 var TRACKING_PREFIX = "refs/staging-heads/";
@@ -24800,13 +24803,18 @@ function displayName(key) {
   if (pr) return `#${pr[1]}`;
   return key.replace(/^refs\/(heads|tags)\//, "");
 }
+function isTrackable(key) {
+  if (/^refs\/pull\/\d{1,9}\/head$/.test(key)) return true;
+  const m = /^refs\/(?:heads|tags)\/(.+)$/.exec(key);
+  return Boolean(m && isValid("gitRef", m[1]));
+}
 function trackingRef(key) {
   return TRACKING_PREFIX + key.replace(/^refs\//, "");
 }
 function keyOfTrackingRef(ref) {
   if (!ref.startsWith(TRACKING_PREFIX)) return void 0;
   const key = `refs/${ref.slice(TRACKING_PREFIX.length)}`;
-  return /^refs\/(heads|tags)\/.|^refs\/pull\/\d+\/head$/.test(key) ? key : void 0;
+  return isTrackable(key) ? key : void 0;
 }
 function refFromEvent(payload, repository) {
   const pr = payload?.pull_request;
@@ -24845,7 +24853,7 @@ function trailerRecords(commits) {
     if (c.parents.length < 2) continue;
     const key = c.refs[0];
     const head = c.heads[0];
-    if (key && head && FULL_SHA.test(head) && c.parents.slice(1).includes(head)) out.push({ key, head, via: "trailer" });
+    if (key && head && FULL_SHA.test(head) && c.parents.slice(1).includes(head) && isTrackable(key)) out.push({ key, head, via: "trailer" });
   }
   return out;
 }
@@ -25271,7 +25279,7 @@ async function resolveSource(ctx, request2, state, pullInfo2) {
   return { display: pullInfo2 ? `#${pullInfo2.number} (${pullInfo2.branch})` : displayName(picked), key: picked, sha, pull: pullInfo2 };
 }
 async function recordsAt(ctx, tip, main, tracking) {
-  const log = await ctx.git.out(["log", "--merges", `--format=${LOG_FORMAT}`, tip, `^${main}`]);
+  const log = await ctx.git.out(["log", "--merges", "--first-parent", `--format=${LOG_FORMAT}`, tip, `^${main}`]);
   const records = trailerRecords(parseLog(log));
   if (tracking.size) {
     const merged = await ctx.git.out(["for-each-ref", `--merged=${tip}`, "--format=%(objectname)", `${LOCAL}tracking/`]);

@@ -1,5 +1,6 @@
 // `ops staging add <ref>` and `ops staging rebuild`: the staging-sync action, from a laptop. Acts on the git
 // repository of the current directory (or --repo) and its remote, with the user's own git credentials.
+import { ConsoleReporter } from '../../core/report.ts';
 import { DEFAULT_IDENTITY } from '../../core/staging-git.ts';
 import { STAGING_DEFAULTS, runStaging, stagingSettings, type StagingRun } from '../../core/staging.ts';
 import type { Command, CommandContext, OptionSpec } from '../cli.ts';
@@ -25,7 +26,8 @@ function request(ctx: CommandContext, mode: StagingRun['mode']): StagingRun {
     settings: stagingSettings({ remote: str('remote'), main: str('main'), staging: str('staging'), retries: str('retries'), dryRun: v['dry-run'] === true }),
     identity: { name: str('committer-name') ?? DEFAULT_IDENTITY.name, email: str('committer-email') ?? DEFAULT_IDENTITY.email },
     env: ctx.env,
-    reporter: ctx.reporter,
+    // With --json, stdout carries the JSON alone: progress and summary go to stderr.
+    reporter: v.json ? new ConsoleReporter(ctx.stderr, ctx.stderr) : ctx.reporter,
     interactive: Boolean((ctx.stdin as NodeJS.ReadStream).isTTY),
   };
 }

@@ -8,6 +8,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Scratch, fresh, line2, startFakeGitHub, type FakeGitHub } from './staging.support.ts';
 
+const SCENE_TIMEOUT = 60_000; // building a scene runs dozens of git processes
+
 const BUNDLE = resolve(import.meta.dirname, '../../actions/staging-sync/dist/index.js');
 
 interface ActionRun {
@@ -70,7 +72,7 @@ beforeAll(() => {
   sha.c = dev.feature('feature/c', { 'app.txt': line2('c') }, 'c edits line two');
   sha.d = dev.feature('feature/d', { 'd.txt': 'd\n' }, 'd work');
   sha.master = template.sha('master')!;
-});
+}, SCENE_TIMEOUT);
 afterAll(() => template.cleanup());
 
 let scratch: Scratch | undefined;

@@ -5,8 +5,13 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Git } from '../../core/staging-git.ts';
 import { addToStaging, rebuildStaging, runStaging, stagingSettings } from '../../core/staging.ts';
-import { MemoryReporter } from '../../core/report.ts';
+import { ConsoleReporter, MemoryReporter } from '../../core/report.ts';
+import { Writable } from 'node:stream';
+import { runCli } from '../../scripts/cli.ts';
+import { allCommands } from '../../scripts/commands/index.ts';
 import { RacingGit, Scratch, context, failure, fresh as copyOf, line2, line3, refusal } from './staging.support.ts';
+
+const SCENE_TIMEOUT = 60_000; // building a scene runs dozens of git processes
 
 // The scene is built once (dozens of git processes); every test works on a copy of it.
 let scratch: Scratch | undefined;
@@ -42,7 +47,7 @@ describe('staging add', () => {
     dev.git('push', '-q', 'origin', ':refs/heads/tmp-fork');
     template.setPullRef(7, sha.fork);
     sha.master = template.sha('master')!;
-  });
+  }, SCENE_TIMEOUT);
   afterAll(() => template.cleanup());
 
   it('fast-forwards when staging is an ancestor of the ref, and remembers the head it added', async () => {
@@ -291,3 +296,62 @@ describe('staging add', () => {
   });
 });
 
+
+describe('ops staging (CLI)', () => {
+  let template: Scratch;
+  beforeAll(() => {
+    template = Scratch.create();
+    const dev = template.clone('dev');
+    template.clone('runner');
+    template.clone('other');
+    dev.feature('feature/a', { 'a.txt': 'a\n' });
+    dev.feature('feature/b', { 'app.txt': line2('b') });
+    dev.feature('feature/c', { 'app.txt': line2('c') });
+  }, SCENE_TIMEOUT);
+  afterAll(() => template.cleanup());
+
+  async function ops(cwd: string, ...argv: string[]) {
+    let out = '';
+    let err = '';
+    const sink = (write: (t: string) => void) => new Writable({ write: (chunk, _enc, done) => (write(String(chunk)), done()) });
+    const stdout = sink((t) => (out += t));
+    const stderr = sink((t) => (err += t));
+    const env = { ...process.env, GITHUB_TOKEN: '', GH_TOKEN: '', GITHUB_REPOSITORY: '' };
+    const code = await runCli(allCommands, { argv, stdout, stderr, env, root: cwd, reporter: new ConsoleReporter(stdout, stderr, { color: false }) });
+    return { code, out, err };
+  }
+
+  it('adds with --repo and prints JSON; refusals exit 1 with the message and hint; usage errors exit 2', async () => {
+    const { s, runner } = fresh(template);
+    const ok = await ops(s.root, 'staging', 'add', 'feature/a', '--repo', runner.dir, '--json', '--retries', '1');
+    expect(ok.code, ok.err).toBe(0);
+    expect(JSON.parse(ok.out)).toMatchObject({ outcome: 'fast-forward', changed: true }); // stdout: the JSON alone
+    expect(ok.err).toMatch(/added to staging by fast-forward/);
+    expect(s.sha('staging')).toBe(s.sha('feature/a'));
+
+    expect((await ops(s.root, 'staging', 'add', 'feature/b', '--repo', runner.dir)).code).toBe(0);
+    const conflict = await ops(s.root, 'staging', 'add', 'feature/c', '--repo', runner.dir);
+    expect(conflict.code).toBe(1);
+    expect(conflict.err).toMatch(/error: feature\/c \([0-9a-f]{7}\) conflicts with staging[\s\S]*app\.txt[\s\S]*hint: /);
+
+    expect((await ops(s.root, 'staging', 'add')).code).toBe(2);
+    expect((await ops(s.root, 'staging', 'add', 'x', '--bogus')).code).toBe(2);
+    expect((await ops(s.root, 'staging')).err).toMatch(/"ops staging" needs a subcommand/);
+  });
+
+  it('rebuilds the repository of the current directory by default, and says pull requests were not re-applied without a token', async () => {
+    const { s, runner } = fresh(template);
+    await ops(s.root, 'staging', 'add', 'feature/a', '--repo', runner.dir);
+    const cwd = process.cwd();
+    process.chdir(join(runner.dir));
+    try {
+      const r = await ops(s.root, 'staging', 'rebuild', '--no-comment');
+      expect(r.code, r.err).toBe(0);
+      expect(r.err).toMatch(/warning: labelled pull requests will NOT be re-applied/);
+      expect(r.out).toMatch(/were \*\*not re-applied\*\*/);
+    } finally {
+      process.chdir(cwd);
+    }
+    expect(s.sha('staging')).toBe(s.sha('master'));
+  });
+});

@@ -7,6 +7,8 @@ import { COMMENT_MARKER } from '../../core/staging-plan.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { RacingGit, Scratch, context, deadUrl, failure, fresh as copyOf, line2, refusal, startFakeGitHub, type FakeGitHub } from './staging.support.ts';
 
+const SCENE_TIMEOUT = 60_000; // building a scene runs dozens of git processes
+
 // The scene is built once (dozens of git processes); every test works on a copy of it.
 let scratch: Scratch | undefined;
 let api: FakeGitHub | undefined;
@@ -45,7 +47,7 @@ describe('staging rebuild', () => {
     sha.master = dev.commit({ 'master.txt': 'new on master\n' }, 'master moves on');
     dev.push('master');
     sha.staging = template.sha('staging')!;
-  });
+  }, SCENE_TIMEOUT);
   afterAll(() => template.cleanup());
 
   /** The fake API with four open pull requests (three labelled, in a creation order unlike their numbers) and a closed one. */

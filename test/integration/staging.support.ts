@@ -2,7 +2,7 @@
 // other people) and a fake of GitHub's REST API at the HTTP level (the endpoints staging uses, with
 // pagination through Link headers and token checks), so the real Octokit client is exercised.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync, mkdirSync, chmodSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -97,7 +97,8 @@ export class Scratch {
     execFileSync('cp', ['-a', `${this.root}/.`, s.root]);
     for (const name of this.people) {
       s.people.push(name);
-      s.person(name).git('remote', 'set-url', 'origin', s.remote);
+      const config = join(s.root, name, '.git', 'config');
+      writeFileSync(config, readFileSync(config, 'utf8').split(this.remote).join(s.remote));
     }
     return s;
   }

@@ -161,6 +161,40 @@ describe('the staging-sync bundle, as the runner runs it', () => {
     expect(s.refs()).toEqual(before);
   });
 
+  it('the scenario of the issue: add A (fast-forward), add B (merge), rebase A and add again (refused), rebuild', async () => {
+    const { s, dev, runner } = scene();
+    const env = { GITHUB_REPOSITORY: 'acme/webapp' };
+    const addA = await runAction(runner.dir, { mode: 'add', ref: 'feature/d' }, env);
+    expect(addA.outputs).toMatchObject({ sha: sha.d, added: 'feature/d' });
+    expect(addA.summary).toMatch(/by fast-forward/);
+    const addB = await runAction(runner.dir, { mode: 'add', ref: 'feature/b' }, env);
+    expect(addB.summary).toMatch(/by merge commit/);
+
+    dev.branch('feature/d', 'master');
+    const d2 = dev.commit({ 'd.txt': 'd, rebased\n' }, 'd work, rebased');
+    dev.push('feature/d', { force: true });
+    const again = await runAction(runner.dir, { mode: 'add', ref: 'feature/d' }, env);
+    expect(again.code).toBe(1);
+    expect(again.stdout).toMatch(/::error::feature\/d was rewritten since it was added to staging.*%0AIn staging, but no longer in feature\/d:%0A {2}[0-9a-f]{7} d work%0AIn feature\/d now instead:%0A {2}[0-9a-f]{7} d work, rebased/);
+    expect(s.sha('staging')).toBe(addB.outputs.sha);
+
+    api = await startFakeGitHub();
+    const pr = (number: number, branch: string, head: string, day: number) => ({
+      number,
+      created_at: `2026-01-0${day}T00:00:00Z`,
+      head: { ref: branch, sha: head, repo: { full_name: 'acme/webapp' } },
+      labels: ['staging'],
+    });
+    api.pulls.push(pr(1, 'feature/d', d2, 1), pr(2, 'feature/b', sha.b!, 2), pr(3, 'feature/c', sha.c!, 3));
+    const rebuild = await runAction(runner.dir, { mode: 'rebuild', 'github-token': api.token }, { GITHUB_REPOSITORY: api.repository, GITHUB_API_URL: api.url });
+    expect(rebuild.code, rebuild.stdout).toBe(0);
+    expect(rebuild.outputs).toMatchObject({ added: '#1,#2', skipped: '#3', changed: 'true' });
+    const staging = s.sha('staging')!;
+    expect(s.isAncestor(d2, staging) && s.isAncestor(sha.b!, staging) && !s.isAncestor(sha.d!, staging)).toBe(true);
+    expect(rebuild.summary).toMatch(/\*\*skipped\*\* \(conflict: `app\.txt`\)/);
+    expect(api.comments.map((c) => c.issue)).toEqual([3]);
+  });
+
   it('refuses bad inputs before doing anything', async () => {
     const { s, runner } = scene();
     const before = s.refs();

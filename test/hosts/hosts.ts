@@ -1,0 +1,685 @@
+// Test hosts: Debian root filesystems booted with systemd-nspawn (or sshd as PID 1 in a chroot), each in its
+// own network namespace with a veth pair to the machine: 10.N.0.2 inside, 10.N.0.1 outside, a /32 route to the
+// services address, nothing else (no default route, no DNS). Every host has its own hostname, machine-id and
+// SSH host keys, and a `deploy` login with our client key and passwordless sudo.
+import { randomBytes } from 'node:crypto';
+import { chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { basename, dirname, join } from 'node:path';
+import { OpsError } from '../../core/errors.ts';
+import { quote } from '../../core/shell.ts';
+import { checkSuite, ensureLab, requireRoot, rootfsTarball, type Suite } from './lab.ts';
+import { FIRST_AUTO_OCTET, gatewayAddress, hostAddress, LAST_OCTET, paths, SERVICES_ADDRESS, APT_PROXY_PORT } from './paths.ts';
+import { isAlive, livePid, logTail, readPidFile, run, sleep, spawnDaemon, stopProcess, waitFor, withLock, writePidFile, type RunResult } from './proc.ts';
+
+export type Init = 'systemd' | 'chroot';
+
+export interface UpHostOptions {
+  name: string;
+  /** Debian release of a new host (default bookworm). Ignored with `from` (the snapshot's suite is used). */
+  suite?: Suite;
+  /** `systemd` (default): real systemd via systemd-nspawn. `chroot`: sshd as PID 1, `service` works, `systemctl` does not. */
+  init?: Init;
+  /** Start from a snapshot made by `snapshotHost` instead of the bare root filesystem. */
+  from?: string;
+  /** Use 10.<octet>.0.0/24 (the sandbox uses 231). Default: the first free one from 232 up. */
+  octet?: number;
+  /** Throw away a kept root filesystem of that name and start from a clean one (tests want this). */
+  fresh?: boolean;
+  /** Recorded with the host; `downAll({ owner })` removes only that owner's hosts (a test run's safety net). */
+  owner?: string;
+}
+
+export interface Host {
+  name: string;
+  /** 10.N.0.2: where the host's sshd listens. */
+  address: string;
+  /** 10.N.0.1: the machine's end of the host's veth. */
+  gateway: string;
+  octet: number;
+  suite: Suite;
+  init: Init;
+  /** The host's ed25519 public key as "ssh-ed25519 AAAA...", read from its root filesystem (pin it; no TOFU). */
+  hostKey: string;
+  hostKeyFile: string;
+  /** known_hosts file holding exactly `address hostKey`. */
+  knownHostsFile: string;
+  identityFile: string;
+  user: 'deploy';
+  /** The host's root filesystem on the machine. */
+  root: string;
+  owner?: string;
+}
+
+interface HostMeta {
+  name: string;
+  octet: number;
+  suite: Suite;
+  init: Init;
+  /** What the root filesystem was made from: `rootfs:<tarball>` or `snapshot:<name>`. */
+  origin: string;
+  owner?: string;
+}
+
+const NAME = /^[a-z](?:[a-z0-9-]{0,30}[a-z0-9])?$/;
+const SNAPSHOT = /^[a-z0-9][a-z0-9._-]{0,63}$/;
+
+export function checkHostName(name: string): string {
+  if (typeof name !== 'string' || !NAME.test(name)) {
+    throw new OpsError(`invalid test host name ${JSON.stringify(name)}`, 'use 1-32 lower-case letters, digits and "-", starting with a letter (it becomes the hostname)');
+  }
+  return name;
+}
+
+function checkSnapshotName(name: string): string {
+  if (typeof name !== 'string' || !SNAPSHOT.test(name)) {
+    throw new OpsError(`invalid snapshot name ${JSON.stringify(name)}`, 'use lower-case letters, digits, ".", "_" and "-"');
+  }
+  return name;
+}
+
+const netnsName = (name: string) => `opsth-${name}`;
+const vethName = (octet: number) => `ops${octet}h`;
+const rootDir = (name: string) => join(paths.hostsDir, name);
+const metaFile = (name: string) => join(paths.hostsDir, `${name}.json`);
+const knownHostsFile = (name: string) => join(paths.hostsDir, `${name}.known_hosts`);
+const pidFile = (name: string) => join(paths.run, 'hosts', `${name}.pid`);
+const hostLog = (name: string) => join(paths.logsDir, `host-${name}.log`);
+const octetDir = (octet: number) => join(paths.run, 'octets', String(octet));
+
+function readMeta(name: string): HostMeta | undefined {
+  try {
+    return JSON.parse(readFileSync(metaFile(name), 'utf8')) as HostMeta;
+  } catch {
+    return undefined;
+  }
+}
+
+function hostInfo(meta: HostMeta): Host {
+  const root = rootDir(meta.name);
+  const hostKeyFile = join(root, 'etc/ssh/ssh_host_ed25519_key.pub');
+  const hostKey = readFileSync(hostKeyFile, 'utf8').trim().split(/\s+/).slice(0, 2).join(' ');
+  return {
+    name: meta.name,
+    address: hostAddress(meta.octet),
+    gateway: gatewayAddress(meta.octet),
+    octet: meta.octet,
+    suite: meta.suite,
+    init: meta.init,
+    hostKey,
+    hostKeyFile,
+    knownHostsFile: knownHostsFile(meta.name),
+    identityFile: paths.identityFile,
+    user: 'deploy',
+    root,
+    owner: meta.owner,
+  };
+}
+
+export function isHostRunning(name: string): boolean {
+  return !!livePid(pidFile(name));
+}
+
+/** The host as it is now, or undefined if it was never created (or purged). */
+export function getHost(name: string): Host | undefined {
+  const meta = readMeta(checkHostName(name));
+  if (!meta || !existsSync(join(rootDir(name), 'etc/ssh/ssh_host_ed25519_key.pub'))) return undefined;
+  return hostInfo(meta);
+}
+
+// ---- files inside a host's root, written from the machine ---------------------------------------
+
+/**
+ * Write a file inside a host's root filesystem without following links out of it: a host (or a snapshot of
+ * one) may hold a symlink such as etc/hostname -> /etc/shadow, and root on the machine would follow it.
+ */
+function writeInRoot(root: string, relPath: string, content: string, mode = 0o644, owner?: { uid: number; gid: number }): void {
+  const target = join(root, relPath);
+  const parent = dirname(target);
+  mkdirSync(parent, { recursive: true });
+  const realRoot = realpathSync(root);
+  const realParent = realpathSync(parent);
+  if (realParent !== realRoot && !realParent.startsWith(`${realRoot}/`)) {
+    throw new OpsError(`refusing to write ${relPath} in ${root}: ${dirname(relPath)} leads out of the host's root (symlink)`);
+  }
+  try {
+    if (lstatSync(target).isSymbolicLink() || !lstatSync(target).isFile()) unlinkSync(target);
+  } catch {
+    /* does not exist */
+  }
+  writeFileSync(target, content, { mode, flag: 'w' });
+  if (owner) chownSync(target, owner.uid, owner.gid);
+}
+
+function userIds(root: string, user: string): { uid: number; gid: number } {
+  const line = readFileSync(join(root, 'etc/passwd'), 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith(`${user}:`));
+  if (!line) throw new OpsError(`user ${user} missing in ${root}/etc/passwd`, 'rebuild the root filesystem: npm run hosts -- build --force');
+  const f = line.split(':');
+  return { uid: Number(f[2]), gid: Number(f[3]) };
+}
+
+/** Delete a host's root filesystem, but never through a mount (a bind-mounted /dev would go with it). */
+function removeTree(dir: string): void {
+  if (!existsSync(dir)) return;
+  const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[4]?.replace(/\\040/g, ' '))
+    .filter((m): m is string => !!m && (m === dir || m.startsWith(`${dir}/`)));
+  if (mounts.length) {
+    throw new OpsError(`${dir} still has mounts: ${mounts.join(', ')}`, `unmount them first: umount -R ${quote(dir)}`);
+  }
+  rmSync(dir, { recursive: true, force: true });
+}
+
+// ---- network -------------------------------------------------------------------------------------
+
+async function netnsExists(ns: string): Promise<boolean> {
+  return existsSync(join('/run/netns', ns));
+}
+
+async function linkExists(link: string): Promise<boolean> {
+  return (await run('ip', ['link', 'show', 'dev', link], { allowFailure: true })).code === 0;
+}
+
+/** Networks the machine already uses that are not ours (10.N.x.x on any other interface): never taken. */
+async function foreignOctets(): Promise<Set<number>> {
+  const used = new Set<number>();
+  const out = (await run('ip', ['-4', '-o', 'route', 'show', 'table', 'all'])).stdout + (await run('ip', ['-4', '-o', 'addr', 'show'])).stdout;
+  for (const line of out.split('\n')) {
+    const m = /\b10\.(\d{1,3})\.\d{1,3}\.\d{1,3}/.exec(line);
+    if (!m) continue;
+    const octet = Number(m[1]);
+    if (!line.includes(` ${vethName(octet)}`) && !line.includes(` dev lo`)) used.add(octet);
+  }
+  return used;
+}
+
+/**
+ * Reserve 10.<octet>.0.0/24 for `name`: an atomic mkdir under the run dir, so two test processes never get the
+ * same network. A reservation left by a host that no longer claims it (crash, purge) is taken over.
+ */
+async function reserveOctet(name: string, wanted?: number): Promise<number> {
+  mkdirSync(join(paths.run, 'octets'), { recursive: true });
+  const foreign = await foreignOctets();
+  const candidates = wanted !== undefined ? [wanted] : Array.from({ length: LAST_OCTET - FIRST_AUTO_OCTET + 1 }, (_, i) => FIRST_AUTO_OCTET + i);
+  for (const octet of candidates) {
+    if (foreign.has(octet)) {
+      if (wanted !== undefined) throw new OpsError(`10.${octet}.0.0/24 is already used on this machine (not by a test host)`, 'pick another octet, or free that network');
+      continue;
+    }
+    const dir = octetDir(octet);
+    try {
+      mkdirSync(dir);
+      writeFileSync(join(dir, 'owner'), name);
+      return octet;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+    let owner = '';
+    try {
+      owner = readFileSync(join(dir, 'owner'), 'utf8').trim();
+    } catch {
+      /* being written, or left empty by a crash */
+    }
+    if (owner === name) return octet;
+    const ownerMeta = owner ? readMeta(owner) : undefined;
+    const stale = owner !== '' && (!ownerMeta || ownerMeta.octet !== octet) && !isHostRunning(owner);
+    if (stale) {
+      writeFileSync(join(dir, 'owner'), name);
+      return octet;
+    }
+    if (wanted !== undefined) {
+      throw new OpsError(`10.${octet}.0.0/24 is taken by test host "${owner || '?'}"`, `take it down first: npm run hosts -- down ${owner || '--all'}`);
+    }
+  }
+  throw new OpsError(`no free test network left (10.${FIRST_AUTO_OCTET}-${LAST_OCTET}.0.0/24 all taken)`, 'take hosts down: npm run hosts -- status; npm run hosts -- down --all');
+}
+
+function releaseOctet(name: string, octet: number): void {
+  const dir = octetDir(octet);
+  try {
+    if (readFileSync(join(dir, 'owner'), 'utf8').trim() !== name) return;
+  } catch {
+    return;
+  }
+  rmSync(dir, { recursive: true, force: true });
+}
+
+async function setUpNetwork(name: string, octet: number): Promise<void> {
+  const ns = netnsName(name);
+  const veth = vethName(octet);
+  const gw = gatewayAddress(octet);
+  await run('ip', ['netns', 'add', ns]);
+  // The inside end is created in the namespace directly, so it can be called eth0 like on a VM.
+  await run('ip', ['link', 'add', veth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
+  await run('ip', ['addr', 'add', `${gw}/24`, 'dev', veth]);
+  await run('ip', ['link', 'set', veth, 'up']);
+  await run('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+  await run('ip', ['-n', ns, 'addr', 'add', `${hostAddress(octet)}/24`, 'dev', 'eth0']);
+  await run('ip', ['-n', ns, 'link', 'set', 'eth0', 'up']);
+  await run('ip', ['-n', ns, 'route', 'add', `${SERVICES_ADDRESS}/32`, 'via', gw]);
+}
+
+/** Kill whatever still runs in the host's namespace, then delete the namespace and the machine-side veth. */
+async function tearDownNetwork(name: string, octet: number | undefined): Promise<void> {
+  const ns = netnsName(name);
+  if (await netnsExists(ns)) {
+    for (let i = 0; i < 50; i++) {
+      const pids = (await run('ip', ['netns', 'pids', ns], { allowFailure: true })).stdout.split(/\s+/).filter(Boolean).map(Number);
+      if (!pids.length) break;
+      for (const pid of pids) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+      }
+      await sleep(100);
+    }
+    await run('ip', ['netns', 'del', ns], { allowFailure: true }); // deletes both veth ends
+  }
+  if (octet !== undefined && (await linkExists(vethName(octet)))) await run('ip', ['link', 'del', vethName(octet)], { allowFailure: true });
+}
+
+// ---- starting and stopping -----------------------------------------------------------------------
+
+function startHost(meta: HostMeta): void {
+  const root = rootDir(meta.name);
+  const ns = netnsName(meta.name);
+  const log = hostLog(meta.name);
+  writeFileSync(log, `--- ${meta.name} (${meta.init}, ${meta.suite}) starting\n`, { flag: 'a' });
+  let record;
+  if (meta.init === 'systemd') {
+    // --keep-unit --register=no: no D-Bus/machined needed on the machine. The other flags keep the machine's
+    // resolv.conf, timezone and journal out of the host (and the host's journal out of the machine).
+    record = spawnDaemon(
+      'systemd-nspawn',
+      [
+        '--quiet',
+        `--directory=${root}`,
+        `--machine=${meta.name}`,
+        `--network-namespace-path=/run/netns/${ns}`,
+        '--register=no',
+        '--keep-unit',
+        '--boot',
+        '--console=passive',
+        '--resolv-conf=off',
+        '--timezone=off',
+        '--link-journal=no',
+      ],
+      log,
+    );
+  } else {
+    // sshd as PID 1 of fresh pid/mount/uts/ipc namespaces: the mounts vanish with the host, nothing to unmount.
+    const r = quote(root);
+    const script = [
+      'set -e',
+      `mount -t proc proc ${r}/proc`,
+      `mount -t sysfs -o ro sysfs ${r}/sys`,
+      `mount -t devpts -o newinstance,ptmxmode=0666,mode=620,gid=5 devpts ${r}/dev/pts`,
+      `mount -t tmpfs -o mode=1777 tmpfs ${r}/dev/shm`,
+      `mount -t tmpfs -o mode=755 tmpfs ${r}/run`,
+      `mkdir -p ${r}/run/sshd ${r}/run/lock`,
+      `hostname ${quote(meta.name)}`,
+      `exec chroot ${r} /usr/sbin/sshd -D -e`,
+    ].join('\n');
+    record = spawnDaemon('ip', ['netns', 'exec', ns, 'unshare', '--mount', '--pid', '--uts', '--ipc', '--fork', '--kill-child', 'sh', '-c', script], log);
+  }
+  writePidFile(pidFile(meta.name), record);
+}
+
+async function stopHost(name: string, meta: HostMeta | undefined): Promise<void> {
+  const record = readPidFile(pidFile(name));
+  if (isAlive(record)) {
+    // nspawn turns SIGTERM into a clean poweroff of the booted system. `unshare` ignores SIGTERM while it
+    // waits; SIGKILL makes --kill-child take the whole pid namespace down.
+    if (meta?.init === 'systemd') await stopProcess(record, 'SIGTERM', 20_000);
+    else await stopProcess(record, 'SIGKILL', 5_000);
+  }
+  rmSync(pidFile(name), { force: true });
+  await tearDownNetwork(name, meta?.octet);
+}
+
+function tcpOpen(address: string, port: number, timeoutMs = 1000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: address, port, timeout: timeoutMs });
+    socket.on('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.on('timeout', () => {
+      socket.destroy();
+      resolve(false);
+    });
+    socket.on('error', () => resolve(false));
+  });
+}
+
+// ---- root filesystem of a new host ---------------------------------------------------------------
+
+async function extract(tarball: string, root: string): Promise<void> {
+  mkdirSync(root, { recursive: true, mode: 0o755 });
+  await run('tar', ['--numeric-owner', '--xattrs', "--xattrs-include=*", '--zstd', '-xpf', tarball, '-C', root], { timeoutMs: 5 * 60_000 });
+}
+
+/** Own SSH host keys and machine-id: a host made from a snapshot must not share them with its source. */
+async function newIdentity(name: string, root: string): Promise<void> {
+  const sshDir = join(root, 'etc/ssh');
+  for (const f of readdirSync(sshDir)) if (f.startsWith('ssh_host_')) rmSync(join(sshDir, f), { force: true });
+  await Promise.all(
+    (
+      [
+        ['ed25519', []],
+        ['ecdsa', []],
+        ['rsa', ['-b', '3072']],
+      ] as const
+    ).map(([type, extra]) => run('ssh-keygen', ['-q', '-t', type, ...extra, '-N', '', '-C', `root@${name}`, '-f', join(sshDir, `ssh_host_${type}_key`)])),
+  );
+  writeInRoot(root, 'etc/machine-id', `${randomBytes(16).toString('hex')}\n`, 0o444);
+}
+
+/** What is (re)written at every start: name, no DNS, the apt proxy, our key for `deploy`. */
+async function configure(meta: HostMeta, root: string): Promise<void> {
+  const name = meta.name;
+  writeInRoot(root, 'etc/hostname', `${name}\n`);
+  writeInRoot(root, 'etc/hosts', `127.0.0.1\tlocalhost\n127.0.1.1\t${name}\n::1\tlocalhost ip6-localhost ip6-loopback\n`);
+  writeInRoot(root, 'etc/resolv.conf', '');
+  writeInRoot(root, 'etc/apt/apt.conf.d/01ops-testhost-proxy', `Acquire::http::Proxy "http://${SERVICES_ADDRESS}:${APT_PROXY_PORT}";\n`);
+  const ids = userIds(root, 'deploy');
+  const sshDir = join(root, 'home/deploy/.ssh');
+  mkdirSync(sshDir, { recursive: true, mode: 0o700 });
+  chownSync(sshDir, ids.uid, ids.gid);
+  writeInRoot(root, 'home/deploy/.ssh/authorized_keys', readFileSync(`${paths.identityFile}.pub`, 'utf8'), 0o600, ids);
+}
+
+// ---- public API ------------------------------------------------------------------------------------
+
+/**
+ * Bring a host up (or return it if it already runs with the same settings). A stopped host keeps its root
+ * filesystem like a VM keeps its disk: `upHost` again boots it as it was (`fresh: true` starts clean).
+ */
+export async function upHost(options: UpHostOptions): Promise<Host> {
+  const name = checkHostName(options.name);
+  requireRoot();
+  const init: Init = options.init ?? 'systemd';
+  if (init !== 'systemd' && init !== 'chroot') throw new OpsError(`unknown init "${init}"`, 'use systemd or chroot');
+  if (options.octet !== undefined && !(Number.isInteger(options.octet) && options.octet >= 1 && options.octet <= LAST_OCTET && options.octet !== 230)) {
+    throw new OpsError(`invalid octet ${options.octet}`, `use 1-${LAST_OCTET} except 230 (the services network)`);
+  }
+  let suite: Suite;
+  let origin: string;
+  let tarball: string;
+  if (options.from) {
+    const snap = readSnapshotMeta(checkSnapshotName(options.from));
+    suite = snap.suite;
+    origin = `snapshot:${options.from}`;
+    tarball = snapshotFile(options.from);
+  } else {
+    suite = checkSuite(options.suite ?? 'bookworm');
+    tarball = rootfsTarball(suite);
+    origin = `rootfs:${basename(tarball)}`;
+  }
+  await ensureLab({ suites: options.from ? [] : [suite] });
+
+  return withLock(`host-${name}`, async () => {
+    const old = readMeta(name);
+    if (isHostRunning(name) && old) {
+      if (options.fresh || old.init !== init || old.origin !== origin || (options.octet !== undefined && options.octet !== old.octet)) {
+        throw new OpsError(`test host "${name}" is already up with other settings (${old.init}, ${old.origin}, 10.${old.octet}.0.2)`, `take it down first: npm run hosts -- down ${name}`);
+      }
+      return hostInfo(old);
+    }
+    // Not running: clear what a crashed run may have left (processes in its netns, the netns, the veth).
+    await stopHost(name, old);
+    const root = rootDir(name);
+    const reuse = !options.fresh && old && old.origin === origin && existsSync(join(root, 'etc/ssh/ssh_host_ed25519_key.pub'));
+    if (!reuse) {
+      removeTree(root);
+      rmSync(metaFile(name), { force: true });
+      await extract(tarball, root);
+      await newIdentity(name, root);
+    }
+    const octet = await reserveOctet(name, options.octet ?? (reuse ? old!.octet : undefined)).catch(async (e) => {
+      if (options.octet === undefined && reuse) return reserveOctet(name); // its old network is gone: take another
+      throw e;
+    });
+    const meta: HostMeta = { name, octet, suite, init, origin, owner: options.owner ?? process.env.OPS_TESTHOSTS_OWNER ?? old?.owner };
+    if (!meta.owner) delete meta.owner;
+    writeFileSync(metaFile(name), `${JSON.stringify(meta, null, 2)}\n`);
+    await configure(meta, root);
+    const info = hostInfo(meta);
+    writeFileSync(info.knownHostsFile, `${info.address} ${info.hostKey}\n`);
+    try {
+      await setUpNetwork(name, octet);
+      startHost(meta);
+      await waitUntilReady(info);
+    } catch (e) {
+      await stopHost(name, meta).catch(() => {});
+      throw e;
+    }
+    return info;
+  });
+}
+
+async function waitUntilReady(host: Host): Promise<void> {
+  const record = readPidFile(pidFile(host.name));
+  const log = hostLog(host.name);
+  const deadline = Date.now() + 90_000;
+  let last: RunResult | undefined;
+  for (;;) {
+    if (!isAlive(record)) throw new OpsError(`test host "${host.name}" stopped while starting\n${logTail(log)}`, `full log: ${log}`);
+    if (await tcpOpen(host.address, 22)) {
+      last = await sshRun(host, 'true', { allowFailure: true, timeoutMs: 10_000 });
+      if (last.code === 0) break;
+    }
+    if (Date.now() > deadline) {
+      throw new OpsError(`test host "${host.name}" did not accept SSH within 90 s${last ? `\n${last.stderr.trim()}` : ''}\n${logTail(log)}`, `full log: ${log}`);
+    }
+    await sleep(150);
+  }
+  if (host.init === 'systemd') {
+    // Let the boot finish so tests do not race units still starting ("degraded" is fine, it is reported).
+    await sshRun(host, 'timeout 60 systemctl is-system-running --wait >/dev/null 2>&1 || true', { timeoutMs: 70_000 });
+  }
+}
+
+/** Stop a host (processes by PID, its netns and veth). `purge` also deletes its root filesystem. Idempotent. */
+export async function downHost(name: string, options: { purge?: boolean } = {}): Promise<void> {
+  checkHostName(name);
+  requireRoot();
+  await withLock(`host-${name}`, async () => {
+    const meta = readMeta(name);
+    await stopHost(name, meta);
+    if (meta) releaseOctet(name, meta.octet);
+    if (options.purge) {
+      removeTree(rootDir(name));
+      rmSync(metaFile(name), { force: true });
+      rmSync(knownHostsFile(name), { force: true });
+      rmSync(hostLog(name), { force: true });
+    }
+  });
+}
+
+export interface HostStatus {
+  name: string;
+  running: boolean;
+  pid?: number;
+  address: string;
+  octet: number;
+  suite: Suite;
+  init: Init;
+  origin: string;
+  owner?: string;
+}
+
+export function listHosts(): HostStatus[] {
+  if (!existsSync(paths.hostsDir)) return [];
+  return readdirSync(paths.hostsDir)
+    .filter((f) => f.endsWith('.json'))
+    .map((f) => readMeta(f.slice(0, -5)))
+    .filter((m): m is HostMeta => !!m)
+    .map((m) => {
+      const record = livePid(pidFile(m.name));
+      return { name: m.name, running: !!record, pid: record?.pid, address: hostAddress(m.octet), octet: m.octet, suite: m.suite, init: m.init, origin: m.origin, owner: m.owner };
+    });
+}
+
+/**
+ * Take every host down (only `owner`'s if given), then sweep what a crash can leave behind and only what this
+ * lab names: `opsth-*` namespaces and `ops<N>h` links without a host, stale network reservations.
+ */
+export async function downHosts(options: { purge?: boolean; owner?: string } = {}): Promise<string[]> {
+  const hosts = listHosts().filter((h) => options.owner === undefined || h.owner === options.owner);
+  for (const h of hosts) await downHost(h.name, { purge: options.purge });
+  if (options.owner === undefined) {
+    const known = new Set(listHosts().map((h) => h.name));
+    const namespaces = (await run('ip', ['netns', 'list'], { allowFailure: true })).stdout
+      .split('\n')
+      .map((l) => l.split(' ')[0] ?? '')
+      .filter((ns) => ns.startsWith('opsth-'));
+    for (const ns of namespaces) {
+      const name = ns.slice('opsth-'.length);
+      if (!known.has(name) || !isHostRunning(name)) await tearDownNetwork(name, undefined);
+    }
+    const links = (await run('ip', ['-o', 'link', 'show'], { allowFailure: true })).stdout.match(/\bops(\d{1,3})h(?=[@:])/g) ?? [];
+    for (const link of links) {
+      const octet = Number(link.slice(3, -1));
+      if (!listHosts().some((h) => h.running && h.octet === octet)) await run('ip', ['link', 'del', link], { allowFailure: true });
+    }
+    const octets = join(paths.run, 'octets');
+    if (existsSync(octets)) {
+      for (const o of readdirSync(octets)) {
+        let owner = '';
+        try {
+          owner = readFileSync(join(octets, o, 'owner'), 'utf8').trim();
+        } catch {
+          /* empty */
+        }
+        if (!owner || !isHostRunning(owner)) rmSync(join(octets, o), { recursive: true, force: true });
+      }
+    }
+  }
+  return hosts.map((h) => h.name);
+}
+
+// ---- snapshots ---------------------------------------------------------------------------------------
+
+interface SnapshotMeta {
+  name: string;
+  suite: Suite;
+  source: string;
+  init: Init;
+}
+
+const snapshotFile = (name: string) => join(paths.snapshotsDir, `${name}.tar.zst`);
+const snapshotMetaFile = (name: string) => join(paths.snapshotsDir, `${name}.json`);
+
+function readSnapshotMeta(name: string): SnapshotMeta {
+  try {
+    if (!existsSync(snapshotFile(name))) throw new Error('missing');
+    return JSON.parse(readFileSync(snapshotMetaFile(name), 'utf8')) as SnapshotMeta;
+  } catch {
+    throw new OpsError(`no snapshot named "${name}"`, 'list them with `npm run hosts -- status`; make one with `npm run hosts -- snapshot HOST NAME`');
+  }
+}
+
+/**
+ * Save a host's root filesystem as a snapshot (tar.zst in the cache) that later hosts start from (`upHost({ from })`).
+ * Host keys and machine-id are left out (every host gets its own). Snapshot a quiet host: files being written
+ * while tar reads them (a database, dpkg) are captured as they are.
+ */
+export async function snapshotHost(name: string, snapshotName: string): Promise<string> {
+  checkHostName(name);
+  checkSnapshotName(snapshotName);
+  requireRoot();
+  const meta = readMeta(name);
+  if (!meta || !existsSync(rootDir(name))) throw new OpsError(`no test host named "${name}"`, 'bring it up first: npm run hosts -- up NAME');
+  mkdirSync(paths.snapshotsDir, { recursive: true });
+  const file = snapshotFile(snapshotName);
+  const partial = `${file}.partial-${process.pid}`;
+  try {
+    await run(
+      'tar',
+      [
+        '--numeric-owner',
+        '--xattrs',
+        '--xattrs-include=*',
+        '-I',
+        'zstd -T0 -3',
+        '--exclude=./etc/ssh/ssh_host_*',
+        '--exclude=./etc/machine-id',
+        '--exclude=./var/cache/apt/archives/*.deb',
+        '-cpf',
+        partial,
+        '-C',
+        rootDir(name),
+        '.',
+      ],
+      { timeoutMs: 10 * 60_000 },
+    );
+    renameSync(partial, file);
+  } finally {
+    rmSync(partial, { force: true });
+  }
+  const snap: SnapshotMeta = { name: snapshotName, suite: meta.suite, source: name, init: meta.init };
+  writeFileSync(snapshotMetaFile(snapshotName), `${JSON.stringify(snap, null, 2)}\n`);
+  return file;
+}
+
+export function listSnapshots(): SnapshotMeta[] {
+  if (!existsSync(paths.snapshotsDir)) return [];
+  return readdirSync(paths.snapshotsDir)
+    .filter((f) => f.endsWith('.json'))
+    .map((f) => {
+      try {
+        return readSnapshotMeta(f.slice(0, -5));
+      } catch {
+        return undefined;
+      }
+    })
+    .filter((s): s is SnapshotMeta => !!s);
+}
+
+export function deleteSnapshot(name: string): void {
+  checkSnapshotName(name);
+  rmSync(snapshotFile(name), { force: true });
+  rmSync(snapshotMetaFile(name), { force: true });
+}
+
+// ---- running commands on a host (tests, the CLI) -------------------------------------------------
+
+/** Arguments for the OpenSSH client that trust only the host's pinned key and log in as `deploy`. */
+export function sshArgs(host: Host): string[] {
+  return [
+    '-F',
+    '/dev/null',
+    '-i',
+    host.identityFile,
+    '-o',
+    'IdentitiesOnly=yes',
+    '-o',
+    `UserKnownHostsFile=${host.knownHostsFile}`,
+    '-o',
+    'GlobalKnownHostsFile=/dev/null',
+    '-o',
+    'StrictHostKeyChecking=yes',
+    '-o',
+    'HostKeyAlgorithms=ssh-ed25519',
+    '-o',
+    'BatchMode=yes',
+    '-o',
+    'ConnectTimeout=5',
+    '-o',
+    'LogLevel=ERROR',
+    `${host.user}@${host.address}`,
+  ];
+}
+
+/** Run a shell command on a host as `deploy` (use `sudo` inside for root). */
+export function sshRun(host: Host, command: string, options: { input?: string | Buffer; timeoutMs?: number; allowFailure?: boolean } = {}): Promise<RunResult> {
+  return run('ssh', [...sshArgs(host), command], { timeoutMs: options.timeoutMs ?? 120_000, input: options.input, allowFailure: options.allowFailure, what: `ssh ${host.name} ${JSON.stringify(command.length > 80 ? `${command.slice(0, 77)}...` : command)}` });
+}
+
+

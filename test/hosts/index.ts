@@ -1,0 +1,61 @@
+// Local Debian test hosts ("the lab") and the services beside them. One API for e2e tests (test/e2e/setup.ts),
+// the sandbox (scripts/sandbox.ts), benchmarks and the CLI (test/hosts/cli.ts). See test/hosts/README.md.
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { databaseStatus } from './database.ts';
+import { downHosts, listHosts, listSnapshots, type HostStatus } from './hosts.ts';
+import { aptProxyStatus, requireRoot, SUITES, rootfsTarball, type Suite } from './lab.ts';
+import { paths, SERVICES_ADDRESS } from './paths.ts';
+import { pebbleStatus } from './pebble.ts';
+import { clearLeases, leases, stopServices } from './services.ts';
+
+export { ensureLab, ensureRootfs, requireRoot, requireTools, SUITES, ROOTFS_PACKAGES, type Lab, type Suite } from './lab.ts';
+export { upHost, downHost, downHosts, getHost, listHosts, snapshotHost, listSnapshots, deleteSnapshot, sshArgs, sshRun, type Host, type HostStatus, type Init, type UpHostOptions } from './hosts.ts';
+export { ensureDatabase, createDatabase, dropDatabase, querySql, type Database, type DatabaseServer } from './database.ts';
+export { ensurePebble, type Pebble } from './pebble.ts';
+export { acquireLab, releaseLab, leases, stopServices } from './services.ts';
+export { paths, SERVICES_ADDRESS, SANDBOX_OCTET } from './paths.ts';
+
+/** Everything down: all hosts, all services, leftover namespaces/links/addresses this lab named. Caches stay. */
+export async function downAll(options: { purge?: boolean } = {}): Promise<string[]> {
+  requireRoot();
+  const hosts = await downHosts({ purge: options.purge });
+  await stopServices({ purge: options.purge });
+  clearLeases();
+  return hosts;
+}
+
+export interface LabStatus {
+  servicesAddress: string;
+  aptProxy: { running: boolean; pid?: number; url: string };
+  database: { running: boolean; pid?: number; address: string };
+  pebble: { running: boolean; pid?: number; directoryUrl: string };
+  hosts: HostStatus[];
+  rootfs: { suite: Suite; file: string; cached: boolean; bytes?: number }[];
+  snapshots: string[];
+  leases: string[];
+  paths: { cache: string; state: string; run: string };
+}
+
+export function status(): LabStatus {
+  return {
+    servicesAddress: SERVICES_ADDRESS,
+    aptProxy: aptProxyStatus(),
+    database: databaseStatus(),
+    pebble: pebbleStatus(),
+    hosts: listHosts(),
+    rootfs: SUITES.map((suite) => {
+      const file = rootfsTarball(suite);
+      const cached = existsSync(file);
+      return { suite, file, cached, bytes: cached ? statSync(file).size : undefined };
+    }),
+    snapshots: listSnapshots().map((s) => s.name),
+    leases: existsSync(join(paths.run, 'leases')) ? leases() : [],
+    paths: { cache: paths.cache, state: paths.state, run: paths.run },
+  };
+}
+
+/** Names of files in a dir, or [] (used by tests checking that nothing is left behind). */
+export function listDir(dir: string): string[] {
+  return existsSync(dir) ? readdirSync(dir) : [];
+}

@@ -1,13 +1,30 @@
 import { defineConfig } from 'vitest/config';
 
-// Unit tests (test/unit) need nothing but Node. End-to-end tests (test/e2e) run against local Debian
-// test hosts (test/hosts): they need root; the global setup builds or reuses the cached root filesystem.
+// Two projects: `unit` (test/unit, test/integration) needs nothing but Node and a loopback sshd;
+// `e2e` (test/e2e) runs against local Debian test hosts (test/hosts), which need root: its global
+// setup builds or reuses the cached root filesystem and starts the lab's services once per run.
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
-    testTimeout: 60_000,
-    hookTimeout: 600_000,
     pool: 'forks',
-    reporters: ['default'],
+    projects: [
+      {
+        test: {
+          name: 'unit',
+          include: ['test/unit/**/*.test.ts', 'test/integration/**/*.test.ts'],
+          testTimeout: 60_000,
+        },
+      },
+      {
+        test: {
+          name: 'e2e',
+          include: ['test/e2e/**/*.test.ts'],
+          globalSetup: ['test/e2e/setup.ts'],
+          testTimeout: 300_000,
+          hookTimeout: 1_200_000,
+          // Hosts share two cores: a few files at a time keeps timings meaningful.
+          maxWorkers: 3,
+        },
+      },
+    ],
   },
 });

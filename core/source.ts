@@ -87,6 +87,29 @@ export async function blobId(repo: string, sha: string, path: string): Promise<s
   return (await tryRev(repo, `${sha}:${path}`, '')) ?? '';
 }
 
+/** A file's content at a commit, or undefined if absent. */
+export async function fileAt(repo: string, sha: string, path: string): Promise<string | undefined> {
+  if (!(await blobId(repo, sha, path))) return undefined;
+  return git(repo, ['cat-file', 'blob', `${sha}:${path}`]);
+}
+
+/**
+ * What `npm ci` installs from, as a stable string: the lockfile without the app's own version (a release
+ * bump changes nothing installed), or package.json when there is no lockfile.
+ */
+export async function nodeDependencyInput(repo: string, sha: string, dir: string): Promise<string> {
+  const lock = await fileAt(repo, sha, `${dir}/package-lock.json`);
+  if (lock === undefined) return `package.json ${await blobId(repo, sha, `${dir}/package.json`)}`;
+  try {
+    const parsed = JSON.parse(lock) as { version?: string; packages?: Record<string, { version?: string }> };
+    delete parsed.version;
+    if (parsed.packages?.['']) delete parsed.packages[''].version;
+    return `lock ${JSON.stringify(parsed)}`;
+  } catch {
+    return `lock ${await blobId(repo, sha, `${dir}/package-lock.json`)}`;
+  }
+}
+
 /** Short stable hash naming an installed dependency set (inputs: runtime, files' blob ids). */
 export function depsHash(parts: string[]): string {
   return createHash('sha256').update(parts.join('\n')).digest('hex').slice(0, 16);

@@ -5,18 +5,9 @@ import { build } from 'esbuild';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { banner } from './bundle-banner.js';
 
 const root = resolve(import.meta.dirname, '..');
-
-// ESM output: bundled CommonJS dependencies still call require() and read __dirname (ssh2 does).
-const banner = [
-  "import { createRequire as __opsRequire } from 'node:module';",
-  "import { fileURLToPath as __opsPath } from 'node:url';",
-  "import { dirname as __opsDir } from 'node:path';",
-  'const require = __opsRequire(import.meta.url);',
-  'const __filename = __opsPath(import.meta.url);',
-  'const __dirname = __opsDir(__filename);',
-].join(' ');
 
 export function actionNames(): string[] {
   return readdirSync(join(root, 'actions'), { withFileTypes: true })

@@ -5,7 +5,7 @@ import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { OpsError } from '../errors.ts';
 import { isValid, validate } from '../shell.ts';
 import { parseHostKey } from './hostkey.ts';
-import { either, integer, list, number, object, oneOf, opt, record, req, renderDocs, string, type Infer, type Problem } from './schema.ts';
+import { boolean, either, integer, list, number, object, oneOf, opt, record, req, renderDocs, string, type Infer, type Problem } from './schema.ts';
 
 const name = string({ pattern: /^[a-z][a-z0-9_-]{0,39}$/, form: 'a name (lower-case letters, digits, "_", "-")' });
 const port = integer(1, 65535);
@@ -98,7 +98,12 @@ export const environmentSchema = object({
     object({
       health_timeout: opt(integer(1, 900), 'seconds the new processes get to pass their health checks', 60),
       health_interval: opt(number(0.1, 60), 'seconds between health probes', 0.2),
-      drain: opt(integer(0, 600), 'seconds the old processes keep running after traffic moved away', 5),
+      keep_previous: opt(
+        boolean(),
+        'keep the previous release running on the idle slot after a switch, so a rollback only moves traffic (instant); set false if your processes run background jobs that must not run twice',
+        true,
+      ),
+      drain: opt(integer(0, 3600), 'with keep_previous false: at most this many seconds for requests in flight to the old release to finish before its processes stop (long polls, uploads)', 30),
       port_offset: opt(integer(1, 10000), 'the "green" slot listens on port + offset', 1),
       batch_size: opt(integer(1, 100), 'hosts deployed at once (rolling); a failure stops before the next batch', 1),
       lock_wait: opt(integer(0, 3600), 'seconds to wait for another run\'s lock before failing', 0),

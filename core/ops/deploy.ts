@@ -14,11 +14,11 @@ import { layout, otherSlot, type Slot } from '../layout.ts';
 import { runInfo } from '../runinfo.ts';
 import { reported, reportedAll, type Remote, type Step, type StepResult } from '../remote/types.ts';
 import { validate } from '../shell.ts';
-import { blobId, depsHash, knownCommits, packFor, resolveRef, type ResolvedRef } from '../source.ts';
-import { appendAudit, type AuditEntry } from '../steps/audit.ts';
+import { blobId, depsHash, knownCommits, nodeDependencyInput, packFor, resolveRef, type ResolvedRef } from '../source.ts';
+import type { AuditEntry } from '../steps/audit.ts';
 import { site } from '../steps/nginx.ts';
 import { appCommand, createRelease, dependencies, deployState, installDotenv, markRelease, pruneReleases, receivePack, releaseId, type ReleaseMeta } from '../steps/release.ts';
-import { activate, checkLive, routeToSlot, slotConfig, startSlot, stopSlot } from '../steps/switch.ts';
+import { slotConfig, startSlot, stopSlot, switchTo } from '../steps/switch.ts';
 import { withLock } from './locked.ts';
 import { environmentSecrets } from './secrets.ts';
 
@@ -61,6 +61,8 @@ export interface HostState {
   known: string[];
   hasSha: boolean;
   certificate: boolean;
+  /** "ok", or what failed, for the live slot; "" when nothing is live. */
+  liveHealth: string;
 }
 
 export function parseState(r: StepResult): HostState {
@@ -76,6 +78,7 @@ export function parseState(r: StepResult): HostState {
     known: reportedAll(r, 'known'),
     hasSha: reported(r, 'has_sha') === 'yes',
     certificate: reported(r, 'certificate') === 'yes',
+    liveHealth: reported(r, 'live_health') ?? '',
   };
 }
 
@@ -128,11 +131,7 @@ async function plan(ctx: OpsContext, env: Environment, options: DeployOptions): 
   const { python_requirements: req, node_dir: nodeDir } = env.config.release;
   const hashes = {
     python: depsHash([`python ${python.strategy} ${python.version}`, await blobId(repo, resolved.sha, req)]),
-    node: depsHash([
-      `node ${node.strategy} ${node.version}`,
-      await blobId(repo, resolved.sha, nodeDir ? `${nodeDir}/package.json` : ''),
-      await blobId(repo, resolved.sha, nodeDir ? `${nodeDir}/package-lock.json` : ''),
-    ]),
+    node: depsHash([`node ${node.strategy} ${node.version}`, nodeDir ? await nodeDependencyInput(repo, resolved.sha, nodeDir) : '']),
   };
   const secrets = await environmentSecrets(ctx, env);
   const dotenv = renderDotenv(env, secrets);
@@ -145,33 +144,21 @@ async function plan(ctx: OpsContext, env: Environment, options: DeployOptions): 
   return { resolved, repo, id, dotenv, hashes, meta };
 }
 
-function audit(env: Environment, ctx: OpsContext, p: Plan, result: AuditEntry['result'], extra: Partial<AuditEntry>): Step {
-  const info = runInfo(ctx.env);
-  return appendAudit(env, {
-    time: new Date().toISOString(),
-    environment: env.name,
-    operation: 'deploy',
-    result,
-    actor: info.actor,
-    run: info.runUrl || undefined,
-    ref: p.resolved.ref,
-    sha: p.resolved.sha,
-    release: p.id,
-    ...extra,
-  });
-}
+type Audit = (entry: { result: AuditEntry['result'] } & Partial<AuditEntry>) => void;
 
-async function deployHost(ctx: OpsContext, env: Environment, remote: Remote, p: Plan, primary: boolean, options: DeployOptions): Promise<HostDeploy> {
+async function deployHost(ctx: OpsContext, env: Environment, remote: Remote, inspected: StepResult, p: Plan, primary: boolean, options: DeployOptions, record: Audit): Promise<HostDeploy> {
   const L = layout(env);
   const h = new HostRun(ctx, remote);
-  const state = parseState(await h.run(deployState(env, p.resolved.sha)));
+  const state = parseState(inspected);
+  const audit: Audit = (entry) => record({ ref: p.resolved.ref, sha: p.resolved.sha, release: p.id, previous: state.current || undefined, ...entry });
   if (!state.provisioned) throw new OpsError(`${remote.name} is not provisioned for ${env.name}`, `run: ops provision ${env.name}`);
   const live = state.releases.find((r) => r.id === state.current);
   const result: HostDeploy = { host: remote.name, release: p.id, previous: state.current, noop: false, steps: h.steps, notes: [] };
 
   if (live && live.sha === p.resolved.sha && !options.force) {
-    await h.run(checkLive(env, state.slot ?? 'blue'));
-    await h.tryRun(audit(env, ctx, p, 'no-op', { release: state.current, message: 'already live' }));
+    if (state.liveHealth !== 'ok')
+      throw new OpsError(`${p.resolved.sha.slice(0, 12)} is already live on ${remote.name} but not healthy: ${state.liveHealth || 'no health result'}`, `check ops status ${env.name}; redeploy with --force to start it again`);
+    audit({ result: 'no-op', release: state.current, message: 'already live' });
     return { ...result, release: state.current, noop: true, notes: [`${p.resolved.sha.slice(0, 12)} already live (${state.current})`] };
   }
 
@@ -200,12 +187,11 @@ async function deployHost(ctx: OpsContext, env: Environment, remote: Remote, p: 
     for (const [i, hook] of env.config.release.before_switch.entries()) await h.run(appCommand(env, dir, `before_switch[${i}]`, hook));
     started = true;
     await h.run(startSlot(env, newSlot, dir, p.id));
-    await h.run(routeToSlot(env, newSlot, state.certificate));
-    await h.run(activate(env, newSlot, p.id));
+    await h.run(switchTo(env, newSlot, p.id, state.certificate));
   } catch (e) {
     if (started) await h.tryRun(stopSlot(env, newSlot));
     await h.tryRun(markRelease(env, p.id, 'failed', e instanceof Error ? e.message.split('\n')[0]! : String(e)));
-    await h.tryRun(audit(env, ctx, p, 'failed', { previous: state.current, message: e instanceof Error ? e.message.split('\n')[0] : String(e) }));
+    audit({ result: 'failed', message: e instanceof Error ? e.message.split('\n')[0] : String(e) });
     if (e instanceof StepError) {
       throw new OpsError(`${e.message}\n${state.current ? `${remote.name} still serves ${state.current}` : `${remote.name} had no live release`}; nothing was switched`, e.hint);
     }
@@ -214,14 +200,15 @@ async function deployHost(ctx: OpsContext, env: Environment, remote: Remote, p: 
   try {
     for (const [i, hook] of env.config.release.after_switch.entries()) await h.run(appCommand(env, dir, `after_switch[${i}]`, hook));
   } catch (e) {
-    await h.tryRun(audit(env, ctx, p, 'failed', { previous: state.current, message: `live, but an after_switch hook failed` }));
+    audit({ result: 'failed', message: 'live, but an after_switch hook failed' });
     throw new OpsError(`${(e as Error).message}\n${p.id} is live on ${remote.name}; an after_switch hook failed`, `fix the hook, or roll back: ops rollback ${env.name}`);
   }
-  if (state.slot || state.current) await h.run(stopSlot(env, state.slot ?? 'blue', env.config.switch.drain));
+  // The previous release stays up on the idle slot (instant rollback), unless configured otherwise.
+  if ((state.slot || state.current) && !env.config.switch.keep_previous) await h.run(stopSlot(env, state.slot ?? 'blue', env.config.switch.drain));
   const pruned = await h.run(pruneReleases(env, env.config.release.keep));
   const gone = reportedAll(pruned, 'pruned');
   if (gone.length) result.notes.push(`pruned ${gone.length} old release(s)`);
-  await h.tryRun(audit(env, ctx, p, 'success', { previous: state.current }));
+  audit({ result: 'success' });
   return result;
 }
 
@@ -255,14 +242,14 @@ export async function deploy(ctx: OpsContext, env: Environment, options: DeployO
   };
   if (options.dryRun) return { ...base, plan: summaryPlan(env, p) };
   const hosts = await withSession(ctx, env, (session: Session) =>
-    withLock(ctx, session, 'deploy', async () => {
+    withLock(ctx, session, 'deploy', async (locked) => {
       const done: HostDeploy[] = [];
       try {
         await inBatches(
           env.hosts.map((h, i) => ({ remote: session.remote(h.name), primary: i === 0 })),
           env.config.switch.batch_size,
           async ({ remote, primary }) => {
-            const r = await deployHost(ctx, env, remote, p, primary, options);
+            const r = await deployHost(ctx, env, remote, locked.inspected.get(remote.name)!, p, primary, options, (entry) => locked.audit(remote.name, entry));
             done.push(r);
             return r;
           },
@@ -278,7 +265,7 @@ export async function deploy(ctx: OpsContext, env: Environment, options: DeployO
         throw e;
       }
       return done;
-    }),
+    }, { inspect: deployState(env, p.resolved.sha) }),
   );
   return {
     ...base,

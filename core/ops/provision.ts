@@ -5,9 +5,7 @@ import type { Environment } from '../config/environment.ts';
 import { envPath } from '../config/environment.ts';
 import { inBatches, withSession, type OpsContext } from '../context.ts';
 import { OpsError } from '../errors.ts';
-import { runInfo } from '../runinfo.ts';
 import { reported, reportedAll, type Remote, type Step, type StepResult } from '../remote/types.ts';
-import { appendAudit } from '../steps/audit.ts';
 import { provisionNginx } from '../steps/nginx.ts';
 import { SUPPORTED_RELEASES, appUser, inspectHost, installPackages, markProvisioned, runtimes, supervisorService } from '../steps/system.ts';
 import { issueCertificate, prepareTls } from '../steps/tls.ts';
@@ -40,10 +38,9 @@ function items(results: StepResult[]): ProvisionItem[] {
   );
 }
 
-async function provisionHost(ctx: OpsContext, env: Environment, remote: Remote, acmeCa: string | undefined): Promise<ProvisionHostResult> {
+async function provisionHost(ctx: OpsContext, env: Environment, remote: Remote, facts: StepResult, acmeCa: string | undefined): Promise<ProvisionHostResult> {
   const started = Date.now();
   const run = stepRunner(ctx, remote);
-  const facts = await run(inspectHost(env));
   const codename = reported(facts, 'codename') ?? '';
   if (reported(facts, 'os_id') !== 'debian' || !SUPPORTED_RELEASES.includes(codename))
     throw new OpsError(`${remote.name} runs ${reported(facts, 'os_id')} ${codename}: provision supports Debian ${SUPPORTED_RELEASES.join(', ')}`);
@@ -77,7 +74,6 @@ async function provisionHost(ctx: OpsContext, env: Environment, remote: Remote, 
 }
 
 export async function provision(ctx: OpsContext, env: Environment): Promise<ProvisionHostResult[]> {
-  const info = runInfo(ctx.env);
   const caFile = env.config.tls.acme_ca_file;
   let acmeCa: string | undefined;
   if (caFile && env.config.tls.mode === 'letsencrypt') {
@@ -88,24 +84,26 @@ export async function provision(ctx: OpsContext, env: Environment): Promise<Prov
     }
   }
   return withSession(ctx, env, (session) =>
-    withLock(ctx, session, 'provision', async () => {
-      const remotes = env.hosts.map((h) => session.remote(h.name));
-      const audit = (remote: Remote, result: 'success' | 'failed', message?: string) =>
-        remote.run(appendAudit(env, { time: new Date().toISOString(), environment: env.name, operation: 'provision', result, actor: info.actor, run: info.runUrl || undefined, message }), {
-          allowFailure: true,
+    withLock(
+      ctx,
+      session,
+      'provision',
+      async (locked) => {
+        const remotes = env.hosts.map((h) => session.remote(h.name));
+        return inBatches(remotes, env.config.switch.batch_size, async (remote) => {
+          try {
+            const result = await provisionHost(ctx, env, remote, locked.inspected.get(remote.name)!, acmeCa);
+            const changed = result.items.filter((i) => i.state === 'changed').map((i) => i.name);
+            locked.audit(remote.name, { result: 'success', message: changed.length ? `changed: ${changed.join(', ')}` : 'no change' });
+            return result;
+          } catch (e) {
+            locked.audit(remote.name, { result: 'failed', message: e instanceof Error ? e.message.split('\n')[0] : String(e) });
+            throw e;
+          }
         });
-      return inBatches(remotes, env.config.switch.batch_size, async (remote) => {
-        try {
-          const result = await provisionHost(ctx, env, remote, acmeCa);
-          const changed = result.items.filter((i) => i.state === 'changed').map((i) => i.name);
-          await audit(remote, 'success', changed.length ? `changed: ${changed.join(', ')}` : 'no change');
-          return result;
-        } catch (e) {
-          await audit(remote, 'failed', e instanceof Error ? e.message.split('\n')[0] : String(e));
-          throw e;
-        }
-      });
-    }),
+      },
+      { inspect: inspectHost(env) },
+    ),
   );
 }
 

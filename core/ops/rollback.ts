@@ -5,13 +5,12 @@ import { inBatches, withSession, type OpsContext } from '../context.ts';
 import { OpsError } from '../errors.ts';
 import { layout, otherSlot } from '../layout.ts';
 import { runInfo } from '../runinfo.ts';
-import type { Remote } from '../remote/types.ts';
+import type { Remote, StepResult } from '../remote/types.ts';
 import { validate } from '../shell.ts';
-import { appendAudit } from '../steps/audit.ts';
 import { deployState, markRelease } from '../steps/release.ts';
-import { activate, routeToSlot, startSlot, stopSlot } from '../steps/switch.ts';
+import { startSlot, stopSlot, switchTo } from '../steps/switch.ts';
 import { HostRun, parseState, type HostDeploy } from './deploy.ts';
-import { withLock } from './locked.ts';
+import { withLock, type LockedRun } from './locked.ts';
 
 export interface RollbackResult {
   environment: string;
@@ -19,9 +18,9 @@ export interface RollbackResult {
   hosts: HostDeploy[];
 }
 
-async function rollbackHost(ctx: OpsContext, env: Environment, remote: Remote, to: string | undefined): Promise<HostDeploy> {
+async function rollbackHost(ctx: OpsContext, env: Environment, remote: Remote, inspected: StepResult, to: string | undefined, audit: LockedRun['audit']): Promise<HostDeploy> {
   const h = new HostRun(ctx, remote);
-  const state = parseState(await h.run(deployState(env)));
+  const state = parseState(inspected);
   if (!state.current) throw new OpsError(`${remote.name} has no live release to roll back from`);
   const kept = state.releases.map((r) => r.id);
   let target = to;
@@ -39,29 +38,32 @@ async function rollbackHost(ctx: OpsContext, env: Environment, remote: Remote, t
   const info = runInfo(ctx.env);
   try {
     await h.run(startSlot(env, slot, `${layout(env).releases}/${target}`, target));
-    await h.run(routeToSlot(env, slot, state.certificate));
-    await h.run(activate(env, slot, target));
+    await h.run(switchTo(env, slot, target, state.certificate));
   } catch (e) {
     await h.tryRun(stopSlot(env, slot));
     throw new OpsError(`${(e as Error).message}\n${remote.name} still serves ${state.current}`, (e as OpsError).hint);
   }
   await h.tryRun(markRelease(env, state.current, 'abandoned', `rolled back to ${target} by ${info.actor} at ${new Date().toISOString()}`));
-  await h.run(stopSlot(env, live, env.config.switch.drain));
-  await h.tryRun(
-    appendAudit(env, { time: new Date().toISOString(), environment: env.name, operation: 'rollback', result: 'success', actor: info.actor, run: info.runUrl || undefined, release: target, previous: state.current }),
-  );
+  if (!env.config.switch.keep_previous) await h.run(stopSlot(env, live, env.config.switch.drain));
+  audit(remote.name, { result: 'success', release: target, previous: state.current });
   return result;
 }
 
 export async function rollback(ctx: OpsContext, env: Environment, to?: string): Promise<RollbackResult> {
   if (to) validate('release', to);
   const hosts = await withSession(ctx, env, (session) =>
-    withLock(ctx, session, 'rollback', () =>
-      inBatches(
-        env.hosts.map((h) => session.remote(h.name)),
-        env.config.switch.batch_size,
-        (remote) => rollbackHost(ctx, env, remote, to),
-      ),
+    withLock(
+      ctx,
+      session,
+      'rollback',
+      (locked) =>
+        inBatches(
+          env.hosts.map((h) => session.remote(h.name)),
+          env.config.switch.batch_size,
+          (remote) => rollbackHost(ctx, env, remote, locked.inspected.get(remote.name)!, to, locked.audit),
+        ),
+      // The live release is being left: no need to probe it first.
+      { inspect: deployState(env, undefined, { liveHealth: false }) },
     ),
   );
   return { environment: env.name, url: env.url, hosts };

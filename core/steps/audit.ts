@@ -18,9 +18,14 @@ export interface AuditEntry {
   message?: string;
 }
 
+/** One audit log line. */
+export function auditLine(entry: AuditEntry): string {
+  return JSON.stringify(entry).replace(/\n/g, ' ');
+}
+
 export function appendAudit(env: Environment, entry: AuditEntry): Step {
   const L = layout(env);
-  const line = JSON.stringify(entry).replace(/\n/g, ' ');
+  const line = auditLine(entry);
   return {
     name: 'audit',
     as: 'root',

@@ -30,7 +30,8 @@ if [ -f "$lock/info" ]; then while IFS= read -r line; do ops_report holder "$lin
 
 export const LOCK_BUSY_EXIT = 3;
 
-export function acquireLock(env: Environment, req: LockRequest): Step {
+/** `then`: a script run as soon as the lock is ours, in the same step (saves a round trip: the host's state). */
+export function acquireLock(env: Environment, req: LockRequest, then = ''): Step {
   const L = layout(env);
   return {
     name: 'lock',
@@ -44,7 +45,7 @@ while :; do
   if mkdir "$lock" 2>/dev/null; then
     printf '%s\n' ${quote(`operation=${req.operation}`)} ${quote(`actor=${req.actor}`)} ${quote(`run=${req.runUrl}`)} "since=$(date -u +%Y-%m-%dT%H:%M:%SZ)" "holder_pid=${req.holderPid}" "holder_start=$(cut -d' ' -f22 /proc/${req.holderPid}/stat)" > "$lock/info"
     ops_report lock acquired
-    exit 0
+    break
   fi
   ${LOCK_STATE.replace(/\n/g, '\n  ')}
   if [ "$lock_state" = stale ] || [ "$(date +%s)" -ge "$deadline" ]; then
@@ -52,18 +53,26 @@ while :; do
     exit ${LOCK_BUSY_EXIT}
   fi
   sleep 1
-done`,
+done
+${then}`,
   };
 }
 
-/** Release our own lock only: a lock taken over by someone else (after a forced release) is left alone. */
-export function releaseLock(env: Environment, holderPid: number): Step {
+/**
+ * Release our own lock only (a lock taken over by someone else after a forced release is left alone),
+ * appending the run's audit lines first, in the same step.
+ */
+export function releaseLock(env: Environment, holderPid: number, auditLines: string[] = []): Step {
+  const L = layout(env);
+  const audit = auditLines.length ? `printf '%s\n' ${auditLines.map(quote).join(' ')} >> ${quote(L.audit)}
+chmod 0644 ${quote(L.audit)}
+` : '';
   return {
     name: 'unlock',
     as: 'root',
     timeout: 30,
     quiet: true,
-    script: String.raw`lock=${quote(layout(env).lock)}
+    script: String.raw`${audit}lock=${quote(L.lock)}
 if [ "$(sed -n 's/^holder_pid=//p' "$lock/info" 2>/dev/null || true)" = "${holderPid}" ]; then rm -rf "$lock"; ops_report lock released; fi`,
   };
 }
@@ -105,5 +114,5 @@ export function parseLock(result: StepResult): LockInfo {
 
 export function describeHolder(h: Record<string, string>): string {
   if (!h.operation) return 'an unknown run (the lock has no details)';
-  return `${h.operation} by ${h.actor || 'unknown'} since ${h.since || '?'}${h.run ? ` (${h.run})` : ''}`;
+  return `a ${h.operation} run by ${h.actor || 'unknown'}, started ${h.since || '?'}${h.run ? ` (${h.run})` : ''}`;
 }

@@ -232,6 +232,10 @@ export interface NginxChange {
   links?: [string, string][];
   /** Name reported for idempotence ("nginx site"). */
   item: string;
+  /** Provision: make sure nginx is enabled at boot and running. Deploys only reload the running server. */
+  ensureService?: boolean;
+  /** Shell run after a successful reload, in the same step (a deploy's activation). */
+  then?: string;
 }
 
 /**
@@ -256,10 +260,12 @@ export function applyNginx(change: NginxChange): Step {
   nginx_changed=1
 else
   nginx_changed=0
-fi
-svc_up nginx
-if [ "$nginx_changed" = 1 ]; then svc nginx reload >/dev/null; CHANGED=1; fi`);
+fi`);
+  if (change.ensureService) lines.push('svc_up nginx\nif [ "$nginx_changed" = 1 ]; then svc nginx reload >/dev/null; CHANGED=1; fi');
+  // A signal to the running master is a graceful reload without a round trip through systemd.
+  else lines.push('if [ "$nginx_changed" = 1 ]; then nginx -s reload 2>/dev/null || svc nginx start; CHANGED=1; fi');
   lines.push(`item ${quote(change.item)}`);
+  if (change.then) lines.push(change.then);
   return { name: change.item, as: 'root', timeout: 60, script: lines.join('\n') };
 }
 
@@ -268,6 +274,7 @@ export function provisionNginx(env: Environment, certificateReady: boolean): Ste
   const L = layout(env);
   return applyNginx({
     item: 'nginx',
+    ensureService: true,
     files: [
       { path: '/etc/nginx/nginx.conf', content: baseConfig() },
       { path: L.nginxSite, content: site(env, certificateReady) },

@@ -7,6 +7,7 @@ import { runtimePaths } from '../runtimes.ts';
 import type { Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { certificatePaths } from './nginx.ts';
+import { PROBE_FUNCTIONS, probes } from './switch.ts';
 import { b64 } from './script.ts';
 
 export interface ReleaseMeta {
@@ -26,8 +27,11 @@ export function releaseId(sha: string, now = new Date()): string {
   return `${t}-${sha.slice(0, 12)}`;
 }
 
-/** One look at the host before a deploy or rollback: provisioned?, what is live, what releases exist, has it the sha? */
-export function deployState(env: Environment, sha?: string): Step {
+/**
+ * One look at the host before a deploy or rollback (run with the lock, in the same step): provisioned?,
+ * what is live and is it healthy, which releases exist, does the mirror have the sha?
+ */
+export function deployState(env: Environment, sha?: string, options: { liveHealth?: boolean } = {}): Step {
   const L = layout(env);
   const cert = certificatePaths(env);
   return {
@@ -50,7 +54,13 @@ fi
 if [ -d ${quote(L.mirror)} ]; then
   git --git-dir=${quote(L.mirror)} for-each-ref --format='%(objectname)' refs/ops/ | sort -u | while read -r s; do ops_report known "$s"; done
   ${sha ? `git --git-dir=${quote(L.mirror)} cat-file -e ${quote(`${sha}^{commit}`)} 2>/dev/null && ops_report has_sha yes || ops_report has_sha no` : 'true'}
-fi`,
+fi
+${options.liveHealth === false ? ': no live health check' : PROBE_FUNCTIONS}
+live_slot=${options.liveHealth === false ? '' : `$(cat ${quote(L.slotFile)} 2>/dev/null || true)`}
+case "$live_slot" in
+  blue) wait_healthy 3 0.2 ${probes(env, 'blue').map(quote).join(' ')} && ops_report live_health ok || ops_report live_health "$UNHEALTHY" ;;
+  green) wait_healthy 3 0.2 ${probes(env, 'green').map(quote).join(' ')} && ops_report live_health ok || ops_report live_health "$UNHEALTHY" ;;
+esac`,
   };
 }
 

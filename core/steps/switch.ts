@@ -8,7 +8,7 @@ import { runtimePaths } from '../runtimes.ts';
 import type { Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { applyNginx, site, upstreams } from './nginx.ts';
-import { SYSTEM_FUNCTIONS, putFile } from './script.ts';
+import { SYSTEM_FUNCTIONS, b64, putFile } from './script.ts';
 
 /** Expand {release} {python} {node} {npm} {port} {port:<program>} in a program's command or environment. */
 export function expand(env: Environment, text: string, release: string, program: string, slot: Slot): string {
@@ -87,18 +87,35 @@ export function slotConfig(env: Environment, slot: Slot, release: string, releas
 }
 
 /** The health probes of a slot: program, port, path. */
-function probes(env: Environment, slot: Slot): string[] {
+export function probes(env: Environment, slot: Slot): string[] {
   return Object.entries(env.config.programs).map(([name, p]) => `${name}:${slotPort(env, name, slot)}:${p.health}`);
 }
 
-/** Several supervisorctl commands through one process (each supervisorctl start costs a Python start-up). */
-const SUPERVISOR_FUNCTIONS = String.raw`sv() { printf '%s\n' "$@" | supervisorctl >/dev/null; }`;
+/**
+ * supervisord's XML-RPC API on its unix socket, through curl: milliseconds per call, where each
+ * supervisorctl run costs a Python start-up (up to a second on a busy host).
+ */
+const SUPERVISOR_FUNCTIONS = String.raw`rpc() { # method [string-arg...]: prints the response
+  local params="" a
+  for a in "${'$'}{@:2}"; do params+="<param><value><string>$a</string></value></param>"; done
+  curl -sS --max-time 120 --unix-socket /var/run/supervisor.sock -H 'Content-Type: text/xml'     --data-binary "<?xml version='1.0'?><methodCall><methodName>$1</methodName><params>$params</params></methodCall>" http://localhost/RPC2
+}
+# group_down GROUP: stop and forget a process group (absent is fine)
+group_down() { rpc supervisor.stopProcessGroup "$1" >/dev/null; rpc supervisor.removeProcessGroup "$1" >/dev/null; }
+# group_up GROUP: (re)load its configuration and start it
+group_up() {
+  local out
+  rpc supervisor.reloadConfig >/dev/null
+  group_down "$1"
+  out=$(rpc supervisor.addProcessGroup "$1")
+  case "$out" in *"<fault>"*) echo "supervisor refused to start $1: $(printf '%s' "$out" | tr -d '\n' | sed 's/.*faultString<\/name><value><string>\([^<]*\).*/\1/')" >&2; return 1 ;; esac
+}`;
 
-const PROBE_FUNCTIONS = String.raw`probe() { curl -fsS -o /dev/null --max-time 3 "http://127.0.0.1:$1$2" 2>/dev/null; }
+export const PROBE_FUNCTIONS = String.raw`probe() { curl -fsS -o /dev/null --max-time 3 "http://127.0.0.1:$1$2" 2>/dev/null; }
 # wait_healthy TIMEOUT INTERVAL name:port:path...: 0 when every probe answered 2xx in time.
 # With FATAL_GROUP set, gives up early once supervisor has given up on one of the group's programs.
 wait_healthy() {
-  local deadline=$(( $(date +%s) + $1 )) interval=$2 next_check=$(( $(date +%s) + 2 )); shift 2
+  local limit=$1 deadline=$(( $(date +%s) + $1 )) interval=$2 next_check=$(( $(date +%s) + 2 )); shift 2
   local pending=("$@") left p name port path
   while :; do
     if [ -n "${'$'}{FATAL_GROUP:-}" ] && [ "$(date +%s)" -ge "$next_check" ]; then
@@ -108,11 +125,14 @@ wait_healthy() {
         *" FATAL "*) UNHEALTHY="supervisor gave up on a program that keeps exiting (waiting for ${'$'}{pending[*]})"; return 1 ;;
       esac
     fi
+    # Probe every pending program at once: a slow page should not delay the others' verdict.
+    local pids=() i=0
+    for p in "${'$'}{pending[@]}"; do IFS=: read -r name port path <<< "$p"; probe "$port" "$path" & pids+=($!); done
     left=()
-    for p in "${'$'}{pending[@]}"; do IFS=: read -r name port path <<< "$p"; probe "$port" "$path" || left+=("$p"); done
+    for p in "${'$'}{pending[@]}"; do wait "${'$'}{pids[$i]}" || left+=("$p"); i=$(( i + 1 )); done
     [ ${'$'}{#left[@]} -eq 0 ] && return 0
     pending=("${'$'}{left[@]}")
-    [ "$(date +%s)" -lt "$deadline" ] || { UNHEALTHY="no answer within $1s from ${'$'}{left[*]}"; return 1; }
+    [ "$(date +%s)" -lt "$deadline" ] || { UNHEALTHY="no healthy answer within ${'$'}{limit}s from ${'$'}{left[*]}"; return 1; }
     sleep "$interval"
   done
 }`;
@@ -134,8 +154,14 @@ export function startSlot(env: Environment, slot: Slot, release: string, release
 ${PROBE_FUNCTIONS}
 conf=${quote(L.supervisorConf(slot))}
 ${SUPERVISOR_FUNCTIONS}
-# Anything left on this slot (an earlier failed start, a drain cut short) goes first, so the ports are ours.
-if [ -f "$conf" ]; then rm -f "$conf"; sv reread update; fi
+new_conf=$(printf %s ${b64(slotConfig(env, slot, release, releaseId))} | base64 -d)
+# The slot may still run exactly this (the previous release, kept warm): then a health check is enough.
+if [ -f "$conf" ] && [ "$(cat "$conf")" = "$new_conf" ] && wait_healthy 2 0.1 ${probes(env, slot).map(quote).join(' ')}; then
+  echo "slot ${slot} already runs ${releaseId} and is healthy: reused"
+  exit 0
+fi
+# Anything else left on this slot (the release before, a failed start) goes first, so the ports are ours.
+group_down ${quote(group)}
 for p in ${probes(env, slot).map(quote).join(' ')}; do
   IFS=: read -r name port path <<< "$p"
   if probe "$port" /; then echo "port $port (slot ${slot}, program $name) is already in use by another process" >&2; exit 1; fi
@@ -144,7 +170,7 @@ done
 declare -A log_start
 for f in ${logFiles.map(quote).join(' ')}; do log_start[$f]=$(stat -c %s "$f" 2>/dev/null || echo 0); done
 ${putFile(L.supervisorConf(slot), slotConfig(env, slot, release, releaseId))}
-sv reread ${quote(`update ${group}`)}
+group_up ${quote(group)}
 if ! FATAL_GROUP=${quote(group)} wait_healthy ${sw.health_timeout} ${sw.health_interval} ${probes(env, slot).map(quote).join(' ')}; then
   for f in "${'$'}{!log_start[@]}"; do
     new=$(tail -c +$(( ${'$'}{log_start[$f]} + 1 )) "$f" 2>/dev/null | tail -n 8)
@@ -152,74 +178,69 @@ if ! FATAL_GROUP=${quote(group)} wait_healthy ${sw.health_timeout} ${sw.health_i
   done
   supervisorctl status ${quote(`${group}:*`)} || true
   echo "release ${releaseId} did not become healthy on slot ${slot}: $UNHEALTHY; the live release keeps serving"
+  group_down ${quote(group)}
   rm -f "$conf"
-  sv ${quote(`stop ${group}:*`)} reread update || true
   exit 1
 fi >&2
 echo "slot ${slot} healthy: ${Object.keys(env.config.programs).join(', ')}"`,
   };
 }
 
-/** Stop a slot's programs and remove its group (after a failed switch, or the old slot after the drain). */
+/**
+ * Stop a slot's programs and remove its group: after a failed switch (no drain), or the old slot after a
+ * switch. Draining waits until nginx's old workers (the only ones still routing to the old slot) have
+ * finished their in-flight requests and exited, for at most `drainSeconds`.
+ */
 export function stopSlot(env: Environment, slot: Slot, drainSeconds = 0): Step {
   const L = layout(env);
+  const drain = drainSeconds
+    ? String.raw`deadline=$(( $(date +%s) + ${drainSeconds} ))
+while pgrep -f 'nginx: worker process is shutting down' >/dev/null && [ "$(date +%s)" -lt "$deadline" ]; do sleep 0.2; done
+`
+    : '';
   return {
     name: `stop ${slot}`,
     as: 'root',
     timeout: drainSeconds + 120,
     script: String.raw`${SUPERVISOR_FUNCTIONS}
-${drainSeconds ? `sleep ${drainSeconds}\n` : ''}conf=${quote(L.supervisorConf(slot))}
+${drain}conf=${quote(L.supervisorConf(slot))}
 if [ -f "$conf" ]; then
+  group_down ${quote(L.supervisorGroup(slot))}
   rm -f "$conf"
-  sv ${quote(`stop ${L.supervisorGroup(slot)}:*`)} reread update
+  rpc supervisor.reloadConfig >/dev/null
   echo "slot ${slot} stopped"
 fi`,
   };
 }
 
-/** nginx to the new slot (site re-rendered too), validated; the previous files come back if nginx refuses. */
-export function routeToSlot(env: Environment, slot: Slot, certificateReady: boolean): Step {
-  const L = layout(env);
-  return applyNginx({
-    item: 'switch nginx',
-    files: [
-      { path: L.nginxSite, content: site(env, certificateReady) },
-      { path: L.nginxUpstreams, content: upstreams(env, slot) },
-    ],
-    links: [[L.nginxSite, L.nginxSiteEnabled]],
-  });
-}
-
 /**
- * After the reload: wait until nginx answers with the new slot (the reload returns before new workers
- * serve), then flip `current` atomically and record the live slot.
+ * The switch, in one step: nginx to the new slot (site re-rendered too), validated and reloaded gracefully
+ * (the previous files come back if nginx refuses); then, once nginx answers with the new slot (a reload
+ * returns before the new workers serve), `current` flips by rename(2) and the live slot is recorded.
  */
-export function activate(env: Environment, slot: Slot, releaseId: string): Step {
+export function switchTo(env: Environment, slot: Slot, releaseId: string, certificateReady: boolean): Step {
   const L = layout(env);
   const target = `${L.releases}/${releaseId}`;
+  const host = env.config.domain ? ` -H ${quote(`Host: ${env.config.domain}`)}` : '';
   return {
-    name: 'activate',
-    as: 'root',
-    timeout: 60,
-    script: String.raw`for i in $(seq 100); do
-  got=$(curl -s --max-time 1 http://127.0.0.1/.ops/slot 2>/dev/null || true)
+    ...applyNginx({
+      item: 'switch',
+      files: [
+        { path: L.nginxSite, content: site(env, certificateReady) },
+        { path: L.nginxUpstreams, content: upstreams(env, slot) },
+      ],
+      links: [[L.nginxSite, L.nginxSiteEnabled]],
+      then: String.raw`for i in $(seq 100); do
+  got=$(curl -s --max-time 1${host} http://127.0.0.1/.ops/slot 2>/dev/null || true)
   [ "$got" = ${quote(slot)} ] && break
-  if [ "$i" = 100 ]; then echo "nginx does not report slot ${slot} at /.ops/slot (custom site template without {{slot_location}}?); continuing" >&2; fi
-  sleep 0.1
+  if [ "$i" = 100 ]; then echo "nginx does not report slot ${slot} at /.ops/slot (a custom site template without {{slot_location}}?); continuing" >&2; fi
+  sleep 0.05
 done
 ln -sfn ${quote(target)} ${quote(`${L.base}/.current.new`)}
 mv -T ${quote(`${L.base}/.current.new`)} ${quote(L.current)}
 printf '%s\n' ${quote(slot)} > ${quote(L.slotFile)}
 echo "live: ${releaseId} on slot ${slot}"`,
-  };
-}
-
-/** Health of the live slot (no-op deploys still verify it). */
-export function checkLive(env: Environment, slot: Slot): Step {
-  return {
-    name: 'health',
-    as: 'login',
-    timeout: env.config.switch.health_timeout + 30,
-    script: `${PROBE_FUNCTIONS}\nif ! wait_healthy 5 0.5 ${probes(env, slot).map(quote).join(' ')}; then echo "live slot ${slot} is not healthy: $UNHEALTHY" >&2; exit 1; fi\necho "live slot ${slot} healthy"`,
+    }),
+    name: 'switch',
   };
 }

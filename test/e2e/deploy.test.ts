@@ -1,0 +1,169 @@
+// Issue 5's checks on a real provisioned Debian host: v1 → v2 without a failed request, rollback in
+// seconds, every failure leaving v1 serving byte for byte, locks (concurrent, killed runner), no-op
+// redeploys over one SSH connection, dependencies reused on code-only changes.
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { deploy } from '../../core/ops/deploy.ts';
+import { breakLock, listReleases } from '../../core/ops/inspect.ts';
+import { rollback } from '../../core/ops/rollback.ts';
+import { MemoryReporter } from '../../core/report.ts';
+import { downHost, type Host } from '../hosts/index.ts';
+import { startLoad } from '../support/load.ts';
+import { appRepo, get, makeProject, readyHost, sshLogins, testConfig, testDatabase, type TestProject } from './support.ts';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+
+let host: Host;
+let project: TestProject;
+let v1Page = '';
+
+beforeAll(async () => {
+  host = await readyHost('dep');
+  const db = await testDatabase(`deploy_${process.pid}`);
+  project = makeProject('e2e', testConfig([host], await appRepo(), db));
+}, 900_000);
+
+afterAll(async () => {
+  if (host) await downHost(host.name, { purge: true });
+  project?.cleanup();
+});
+
+const run = (ref: string, options: { force?: boolean } = {}) => deploy(project.ctx(), project.env(), { ref, ...options });
+
+describe.sequential('deploy on a provisioned host', () => {
+  it('deploys v1, then v2 under a steady request stream without a single failed request', async () => {
+    const first = await run('v1');
+    expect(first.hosts[0]!.previous).toBe('');
+    const page = await get(host);
+    expect(page.status).toBe(200);
+    expect(page.body).toContain('Version 1.0.0');
+    v1Page = page.body;
+
+    const load = startLoad(`http://${host.address}/`, 10);
+    await new Promise((r) => setTimeout(r, 500));
+    const second = await run('v2');
+    await new Promise((r) => setTimeout(r, 500));
+    const stats = await load.stop();
+    expect(stats.sent).toBeGreaterThan(50);
+    expect(stats.failures).toEqual({});
+    expect(stats.failed).toBe(0);
+    expect(second.previous).toBe(first.release);
+    expect((await get(host)).body).toContain('Version 2.0.0');
+    // v1 → v2 bumps only the app's own version in the lockfile: a code-only change, nothing reinstalled.
+    expect(second.hosts[0]!.notes).toEqual(expect.arrayContaining(['dependencies: python reused', 'dependencies: node reused']));
+  }, 180_000);
+
+  // Timings are measured by the benchmark (npm run bench); tests only guard against gross regressions.
+  it('rolls back to v1 in seconds, through the warm previous slot', async () => {
+    const started = Date.now();
+    const done = rollback(project.ctx(), project.env());
+    let servedAfter = -1;
+    while (servedAfter < 0 && Date.now() - started < 20_000) {
+      if ((await get(host).catch(() => ({ body: '' }))).body.includes('Version 1.0.0')) servedAfter = Date.now() - started;
+      else await new Promise((r) => setTimeout(r, 50));
+    }
+    const result = await done;
+    expect(servedAfter).toBeGreaterThan(0);
+    expect(servedAfter).toBeLessThan(8000);
+    expect(result.hosts[0]!.steps.map((s) => s.name)).toEqual(['start blue', 'switch']);
+    expect(result.hosts[0]!.previous).not.toBe(result.hosts[0]!.release);
+    expect((await get(host)).body).toBe(v1Page);
+    const list = await listReleases(project.ctx(), project.env());
+    const statuses = Object.fromEntries(list[0]!.releases.map((r) => [r.ref, r.status]));
+    expect(statuses).toMatchObject({ v1: 'current', v2: 'abandoned' });
+  }, 60_000);
+
+  it('redeploys the live sha as a no-op (health verified, nothing run), over one SSH connection', async () => {
+    const before = await sshLogins(host);
+    const started = Date.now();
+    const r = await run('v1');
+    const elapsed = Date.now() - started;
+    const after = await sshLogins(host);
+    expect(r.noop).toBe(true);
+    expect(elapsed).toBeLessThan(8000);
+    expect(r.hosts[0]!.steps).toEqual([]); // lock, state and health ran in the lock step; unlock wrote the audit line
+    expect(after - before - 1).toBe(1); // minus the login of the second count itself
+  }, 60_000);
+
+  const failures: [string, RegExp][] = [
+    ['broken-migration', /step "migrate" on .* failed[\s\S]*0003_catalog_entries.sql failed/],
+    ['broken-build', /step "build" on .* failed[\s\S]*SyntaxError/],
+    ['crash-on-start', /did not become healthy[\s\S]*supervisor gave up/],
+    ['never-healthy', /did not become healthy on slot .*: no healthy answer within 20s from server:\d+:\/health/],
+  ];
+  it.each(failures)('%s: fails clearly and v1 keeps serving, byte for byte', async (ref, message) => {
+    const err = await run(ref).catch((e: Error) => e);
+    expect(err).toBeInstanceOf(Error);
+    expect((err as Error).message).toMatch(message);
+    expect((err as Error).message).toMatch(/still serves .*; nothing was switched/);
+    expect((await get(host)).body).toBe(v1Page);
+  }, 120_000);
+
+  it('an invalid nginx template fails with nginx\'s own message, and v1 keeps serving', async () => {
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(join(project.root, 'environments', 'e2e', 'broken.conf'), 'server {\n    listen 80;\n    no_such_directive on;\n}\n');
+    const config = testConfig([host], await appRepo(), '');
+    const good = project.env().config.env;
+    project.write({ ...config, env: good, nginx: { site_template: 'broken.conf' } });
+    try {
+      const err = await run('v2').catch((e: Error) => e);
+      expect((err as Error).message).toMatch(/nginx rejected the new configuration[\s\S]*unknown directive "no_such_directive"/);
+      expect((await get(host)).body).toBe(v1Page);
+    } finally {
+      project.write({ ...config, env: good });
+    }
+  }, 120_000);
+
+  it('a deploy killed with SIGKILL leaves the site serving; the next run reports the stale lock and, once released, succeeds', async () => {
+    // The CLI as users run it (its launcher runs in this very process, so SIGKILL kills the runner itself).
+    const child = spawn(process.execPath, [join(ROOT, 'scripts/ops-bin.js'), 'deploy', 'e2e', '--ref', 'deps-changed'], {
+      env: { ...process.env, OPS_ROOT: project.root, NO_COLOR: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`the deploy never reached its dependencies step:\n${out}`)), 60_000);
+      const watch = (d: Buffer) => {
+        out += d;
+        if (out.includes('· dependencies')) {
+          clearTimeout(timer);
+          resolve();
+        }
+      };
+      child.stdout.on('data', watch);
+      child.stderr.on('data', watch);
+    });
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('exit', r));
+    try {
+      expect((await get(host)).body).toBe(v1Page);
+      await new Promise((r) => setTimeout(r, 1000)); // sshd notices the dropped connection
+      const err = await run('v2').catch((e: Error) => e);
+      expect((err as Error).message).toMatch(/stale lock on .*, left by a deploy run by .*, which is no longer connected/);
+      expect((err as { hint?: string }).hint).toMatch(/ops lock release e2e/);
+    } finally {
+      const released = await breakLock(project.ctx(), project.env());
+      expect(released[0]!.lock.state).toBe('stale');
+    }
+    const ok = await run('v2');
+    expect(ok.hosts[0]!.release).toMatch(/-[0-9a-f]{12}$/);
+    expect((await get(host)).body).toContain('Version 2.0.0');
+  }, 180_000);
+
+  it('two deploys at once: one fails naming the holder, never both run', async () => {
+    const results = await Promise.allSettled([run('v1'), new Promise((r) => setTimeout(r, 300)).then(() => run('deps-changed'))]);
+    const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+    expect(failed).toHaveLength(1);
+    expect(String(failed[0]!.reason.message)).toMatch(/is locked on .* by a deploy run by/);
+    expect((await get(host)).body).toContain('Version 1.0.0');
+  }, 180_000);
+
+  it('a lockfile change installs dependencies again, then reuses them', async () => {
+    const changed = await run('deps-changed');
+    expect(changed.hosts[0]!.notes).toContain('dependencies: python installed');
+    const reporter = new MemoryReporter();
+    const back = await deploy(project.ctx(reporter), project.env(), { ref: 'v1' });
+    expect(back.hosts[0]!.notes).toEqual(expect.arrayContaining(['dependencies: python reused', 'dependencies: node reused']));
+  }, 180_000);
+});

@@ -1,7 +1,7 @@
 // What every action entry point shares: inputs → OpsContext → operation → outputs, summary and failure.
 // Keeps actions/<name>/main.ts to a few lines: read inputs, call one core operation, write outputs.
 import * as core from '@actions/core';
-import { formatError } from './errors.ts';
+import { OpsError, formatError } from './errors.ts';
 import { ActionsReporter } from './report.ts';
 import type { OpsContext } from './context.ts';
 
@@ -36,13 +36,17 @@ export async function runAction(body: (ctx: ActionContext) => Promise<void>): Pr
     await body({
       ops: { root, reporter, env },
       reporter,
-      input: (name, options) => core.getInput(name, options).trim(),
+      input: (name, options) => {
+        const value = core.getInput(name).trim();
+        if (options?.required && !value) throw new OpsError(`input ${name} is required`, `give it in the step's with: block`);
+        return value;
+      },
       flag: (name, fallback = false) => {
         const v = core.getInput(name).trim().toLowerCase();
         if (v === '') return fallback;
         if (['true', 'yes', '1'].includes(v)) return true;
         if (['false', 'no', '0'].includes(v)) return false;
-        throw new Error(`input ${name} must be true or false, got "${v}"`);
+        throw new OpsError(`input ${name} must be true or false, got "${v}"`);
       },
     });
   } catch (e) {

@@ -2,8 +2,11 @@
 // Extra arguments go to vitest (e.g. `npm test -- test/unit`).
 import { spawnSync } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
-const report = '.vitest.json';
+// Per run, outside the clone: two runs at once must not read each other's counts.
+const report = join(tmpdir(), `ops-vitest-${process.pid}.json`);
 rmSync(report, { force: true });
 const run = spawnSync(
   'npx',
@@ -20,5 +23,6 @@ try {
 } catch {
   failed = 1; // vitest crashed before writing its report
 }
+rmSync(report, { force: true });
 console.log(`${passed} passed, ${failed} failed`);
 process.exit(run.status === 0 && failed === 0 ? 0 : 1);

@@ -24709,13 +24709,17 @@ async function runAction(body) {
     await body({
       ops: { root, reporter, env },
       reporter,
-      input: (name, options) => getInput(name, options).trim(),
+      input: (name, options) => {
+        const value = getInput(name).trim();
+        if (options?.required && !value) throw new OpsError(`input ${name} is required`, `give it in the step's with: block`);
+        return value;
+      },
       flag: (name, fallback = false) => {
         const v = getInput(name).trim().toLowerCase();
         if (v === "") return fallback;
         if (["true", "yes", "1"].includes(v)) return true;
         if (["false", "no", "0"].includes(v)) return false;
-        throw new Error(`input ${name} must be true or false, got "${v}"`);
+        throw new OpsError(`input ${name} must be true or false, got "${v}"`);
       }
     });
   } catch (e) {

@@ -1,0 +1,13 @@
+// The rollback action: inputs → core rollback → outputs and job summary.
+import { runAction } from '../../core/action.ts';
+import { loadEnvironment } from '../../core/config/environment.ts';
+import { rollback, rollbackSummary } from '../../core/ops/rollback.ts';
+
+await runAction(async ({ ops, reporter, input }) => {
+  const env = loadEnvironment(input('environment', { required: true }), ops.root);
+  const result = await rollback(ops, env, input('to') || undefined);
+  reporter.output('release', result.hosts[0]?.release ?? '');
+  reporter.output('previous-release', result.hosts[0]?.previous ?? '');
+  reporter.output('url', result.url);
+  await reporter.summary(rollbackSummary(result));
+});

@@ -1,0 +1,64 @@
+// The actions as GitHub sees them: committed bundles equal a fresh build, action.yml declares every input
+// its entry point reads (and the runtime GitHub runs), and each entry point stays thin.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+const actions = readdirSync(join(ROOT, 'actions'), { withFileTypes: true })
+  .filter((d) => d.isDirectory())
+  .map((d) => d.name);
+
+describe('action bundles', () => {
+  it('are committed and equal a fresh build (run `npm run build` and commit actions/*/dist)', () => {
+    const r = spawnSync(process.execPath, [join(ROOT, 'node_modules/.bin/tsx'), join(ROOT, 'scripts/build.ts'), '--check'], { encoding: 'utf8' });
+    expect(r.stderr + r.stdout).toMatch(/checked \d+ action bundles/);
+    expect(r.status).toBe(0);
+  }, 120_000);
+
+  it('are tracked by git', () => {
+    const tracked = execFileSync('git', ['-C', ROOT, 'ls-files', 'actions'], { encoding: 'utf8' });
+    for (const a of actions) expect(tracked).toContain(`actions/${a}/dist/index.js`);
+  });
+});
+
+describe.each(actions)('actions/%s', (name) => {
+  const dir = join(ROOT, 'actions', name);
+  const meta = parse(readFileSync(join(dir, 'action.yml'), 'utf8')) as {
+    name: string;
+    description: string;
+    inputs?: Record<string, { description: string; required?: boolean; default?: string }>;
+    outputs?: Record<string, { description: string }>;
+    runs: { using: string; main: string };
+  };
+  const source = readFileSync(join(dir, 'main.ts'), 'utf8');
+
+  it('runs the committed bundle on GitHub\'s current Node runtime', () => {
+    expect(meta.runs).toEqual({ using: 'node24', main: 'dist/index.js' });
+    expect(existsSync(join(dir, meta.runs.main))).toBe(true);
+    expect(meta.name).toBeTruthy();
+    expect(meta.description.length).toBeGreaterThan(40);
+  });
+
+  it('declares every input its entry point reads, each with a description', () => {
+    const read = new Set([...source.matchAll(/\b(?:input|flag|booleanInput)\(\s*'([a-z0-9-]+)'/g)].map((m) => m[1]!));
+    // core/action.ts reads these for every action that declares them.
+    for (const shared of ['ssh-key', 'age-key', 'working-directory']) if (meta.inputs?.[shared]) read.add(shared);
+    const declared = Object.keys(meta.inputs ?? {});
+    for (const i of read) expect(declared, `input ${i} is read but not declared`).toContain(i);
+    for (const [k, v] of Object.entries(meta.inputs ?? {})) expect(v.description, `input ${k}`).toBeTruthy();
+    for (const k of declared) expect(k).toMatch(/^[a-z][a-z0-9-]*$/);
+  });
+
+  it('writes only outputs it declares', () => {
+    const written = [...source.matchAll(/\boutput\(\s*'([a-z0-9-]+)'/g)].map((m) => m[1]!);
+    for (const o of written) expect(Object.keys(meta.outputs ?? {}), `output ${o}`).toContain(o);
+  });
+
+  it('keeps its entry point thin (the logic lives in core/)', () => {
+    expect(source.split('\n').length).toBeLessThan(60);
+    expect(source).toMatch(/from '\.\.\/\.\.\/core\//);
+  });
+});

@@ -3,6 +3,7 @@ import { loadEnvironment } from '../../core/config/environment.ts';
 import { deploy, deploySummary } from '../../core/ops/deploy.ts';
 import { auditLog, breakLock, formatAudit, formatLock, formatReleases, getLockStatus, listReleases } from '../../core/ops/inspect.ts';
 import { rollback, rollbackSummary } from '../../core/ops/rollback.ts';
+import { initdata, initdataSummary } from '../../core/ops/initdata.ts';
 import type { Command } from '../cli.ts';
 
 const json = { type: 'boolean', description: 'print JSON for scripts' } as const;
@@ -36,6 +37,19 @@ export const commands: Command[] = [
       const r = await rollback(ops, env, values.to as string | undefined);
       if (values.json) stdout.write(JSON.stringify(r, null, 2) + '\n');
       else await ops.reporter.summary(rollbackSummary(r));
+      return 0;
+    },
+  },
+  {
+    name: 'initdata',
+    summary: "load the environment's initial data (assets/initdata.yml, may be sops-encrypted) with the app's loader",
+    args: ['<env>'],
+    options: { file: { type: 'string', value: 'FILE', description: 'another data file (YAML; sops-encrypted or not)' }, json },
+    async run({ args, ops, values, stdout }) {
+      const env = loadEnvironment(args[0]!, ops.root);
+      const r = await initdata(ops, env, { file: values.file as string | undefined });
+      if (values.json) stdout.write(JSON.stringify(r, null, 2) + '\n');
+      else await ops.reporter.summary(initdataSummary(r));
       return 0;
     },
   },

@@ -12,7 +12,7 @@ import { type Identities, checkRecipient, defaultKeyFile, generateIdentity, load
 import { newEnvironment } from '../../core/secrets/scaffold.ts';
 import { recipientsFor, ruleFor, setEnvRule } from '../../core/secrets/sops-config.ts';
 import { SecretsFile, parseSops } from '../../core/secrets/sops.ts';
-import { getEntry, printTree, str, toYaml, type TreeNode } from '../../core/secrets/tree.ts';
+import { formatOf, getEntry, parseTree, printTree, str, toYaml, type TreeNode } from '../../core/secrets/tree.ts';
 import { validate } from '../../core/shell.ts';
 import type { Command, CommandContext } from '../cli.ts';
 
@@ -184,6 +184,28 @@ Text that is not valid YAML is offered back to the editor (answer n to drop the 
       } finally {
         for (const s of signals) process.off(s, onSignal);
       }
+    },
+  },
+  {
+    name: 'secrets encrypt',
+    summary: 'encrypt a plain YAML/JSON file in place (e.g. environments/<env>/assets/initdata.yml) to its .sops.yaml recipients',
+    args: ['<file>'],
+    async run(ctx) {
+      const file = resolve(ctx.args[0]!);
+      if (!existsSync(file)) throw new OpsError(`${file} does not exist`);
+      const text = readFileSync(file, 'utf8');
+      const format = formatOf(file);
+      let already = false;
+      try {
+        parseSops(text, file, format);
+        already = true;
+      } catch {}
+      if (already) throw new OpsError(`${show(ctx.root, file)} is already a sops file`, 'edit it with ops secrets edit, or decrypt it first');
+      const tree = parseTree(text, format, { file: show(ctx.root, file) });
+      const secrets = SecretsFile.create(file, tree, { recipients: recipientsFor(ctx.root, file) });
+      await secrets.save();
+      ctx.reporter.info(`${show(ctx.root, file)}: encrypted to ${secrets.recipients.length} recipient(s)`);
+      return 0;
     },
   },
   {

@@ -51046,6 +51046,8 @@ while :; do
   if mkdir "$lock" 2>/dev/null; then
     printf '%s\n' ${quote(`operation=${req2.operation}`)} ${quote(`actor=${req2.actor}`)} ${quote(`run=${req2.runUrl}`)} "since=$(date -u +%Y-%m-%dT%H:%M:%SZ)" "holder_pid=${req2.holderPid}" "holder_start=$(cut -d' ' -f22 /proc/${req2.holderPid}/stat)" > "$lock/info"
     ops_report lock acquired
+    # Uploads left by an interrupted run (.env, initdata) are ours to remove now.
+    find ${quote(L.uploads)} -mindepth 1 -delete 2>/dev/null || true
     break
   fi
   ${LOCK_STATE.replace(/\n/g, "\n  ")}

@@ -1,0 +1,12 @@
+// The initdata action: inputs → core initdata → job summary with the loader's (masked) output.
+import { join } from 'node:path';
+import { runAction } from '../../core/action.ts';
+import { loadEnvironment } from '../../core/config/environment.ts';
+import { initdata, initdataSummary } from '../../core/ops/initdata.ts';
+
+await runAction(async ({ ops, reporter, input }) => {
+  const env = loadEnvironment(input('environment', { required: true }), ops.root);
+  const file = input('file');
+  const result = await initdata(ops, env, { file: file ? join(ops.root, file) : undefined });
+  await reporter.summary(initdataSummary(result));
+});

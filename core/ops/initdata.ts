@@ -1,0 +1,89 @@
+// ops initdata <env> [--file F]: load an environment's initial data with the app's own loader. The file is
+// checked (exists, decrypts, valid YAML) before any host is touched; its values are masked in every log.
+import { existsSync, readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { resolve } from 'node:path';
+import { parse as parseYaml, YAMLParseError } from 'yaml';
+import { envPath, type Environment } from '../config/environment.ts';
+import { withSession, type OpsContext } from '../context.ts';
+import { OpsError } from '../errors.ts';
+import { layout } from '../layout.ts';
+import { decryptFile, isSopsText, loadEnvIdentities } from '../secrets/index.ts';
+import { deployState } from '../steps/release.ts';
+import { runInitdata } from '../steps/initdata.ts';
+import { parseState } from './deploy.ts';
+import { withLock } from './locked.ts';
+
+export interface InitdataResult {
+  environment: string;
+  file: string;
+  encrypted: boolean;
+  hosts: { host: string; release: string; output: string }[];
+}
+
+/** The plaintext of the initdata file, decrypted if it is a sops file; every value masked. */
+async function readInitdata(ctx: OpsContext, env: Environment, file?: string): Promise<{ path: string; text: string; encrypted: boolean }> {
+  const path = file ? resolve(file) : envPath(env, env.config.initdata.file);
+  if (!existsSync(path))
+    throw new OpsError(
+      file ? `initdata file ${path} does not exist` : `environment ${env.name} has no initdata file (${path})`,
+      `create environments/${env.name}/${env.config.initdata.file} (it may be sops-encrypted), set initdata.file, or pass --file`,
+    );
+  const raw = readFileSync(path, 'utf8');
+  const format = /\.json$/i.test(path) ? 'json' : 'yaml';
+  let text = raw;
+  let encrypted = false;
+  if (isSopsText(raw, format)) {
+    encrypted = true;
+    const decrypted = await decryptFile(path, { identities: await loadEnvIdentities(env.root, env.name, ctx.env), mask: (v) => ctx.reporter.mask(v) });
+    text = decrypted.plaintext;
+  }
+  try {
+    parseYaml(text);
+  } catch (e) {
+    const why = e instanceof YAMLParseError ? e.message.split('\n')[0] : String(e);
+    throw new OpsError(`${path} is not valid YAML: ${why}`, 'fix the file (ops secrets edit for an encrypted one); nothing was sent');
+  }
+  return { path, text, encrypted };
+}
+
+export async function initdata(ctx: OpsContext, env: Environment, options: { file?: string } = {}): Promise<InitdataResult> {
+  const data = await readInitdata(ctx, env, options.file);
+  const L = layout(env);
+  const hosts = await withSession(ctx, env, (session) =>
+    withLock(
+      ctx,
+      session,
+      'initdata',
+      async (locked) => {
+        // Loaded once, from the first host: the data goes to the shared database, not to each host.
+        const host = env.hosts[0]!;
+        const remote = session.remote(host.name);
+        const state = parseState(locked.inspected.get(host.name)!);
+        if (!state.current) throw new OpsError(`no release is live on ${host.name} yet`, `deploy first: ops deploy ${env.name}`);
+        const uploaded = `${L.uploads}/initdata-${randomBytes(6).toString('hex')}.yml`;
+        await remote.upload(data.text, uploaded, { mode: 0o600 });
+        try {
+          const r = await ctx.reporter.group(`${host.name} · initdata (release ${state.current})`, () => remote.run(runInitdata(env, uploaded)));
+          locked.audit(host.name, { result: 'success', release: state.current, message: `loaded ${options.file ? 'a given file' : env.config.initdata.file}` });
+          return [{ host: host.name, release: state.current, output: ctx.reporter.redact(r.stdout.trim()) }];
+        } catch (e) {
+          locked.audit(host.name, { result: 'failed', release: state.current, message: e instanceof Error ? e.message.split('\n')[0] : String(e) });
+          throw e;
+        }
+      },
+      { inspect: deployState(env, undefined, { liveHealth: false }) },
+    ),
+  [env.hosts[0]!]);
+  return { environment: env.name, file: data.path, encrypted: data.encrypted, hosts };
+}
+
+export function initdataSummary(r: InitdataResult): string {
+  return [
+    `### Initial data loaded into ${r.environment}`,
+    '',
+    `File: \`${r.file}\`${r.encrypted ? ' (sops-encrypted; values masked)' : ''}`,
+    '',
+    ...r.hosts.flatMap((h) => [`**${h.host}** (release \`${h.release}\`):`, '', '```', h.output || '(no output)', '```']),
+  ].join('\n');
+}

@@ -1,0 +1,28 @@
+// Initial data: the app's loader run on an uploaded file, in the live release, as the app user. The file
+// holds users and passwords: it lives in a private temporary directory and is removed whatever happens.
+import type { Environment } from '../config/environment.ts';
+import { layout } from '../layout.ts';
+import type { Step } from '../remote/types.ts';
+import { quote } from '../shell.ts';
+import { appCommand } from './release.ts';
+
+export function runInitdata(env: Environment, uploaded: string): Step {
+  const L = layout(env);
+  const u = quote(env.appUser);
+  const file = '"$OPS_INITDATA_FILE"';
+  const command = env.config.initdata.command.replace(/\{file\}/g, file);
+  // The loader runs through the same environment as every app command (PATH, .env), in the live release.
+  const inner = appCommand(env, L.current, 'initdata', command).script;
+  return {
+    name: 'initdata',
+    as: 'root',
+    timeout: 1800,
+    script: String.raw`tmp=$(mktemp -d /tmp/ops-initdata.XXXXXX)
+trap 'rm -rf "$tmp"; rm -f ${quote(uploaded)}' EXIT INT TERM HUP
+chown ${u}:${u} "$tmp"
+chmod 0700 "$tmp"
+install -m 0600 -o ${u} -g ${u} ${quote(uploaded)} "$tmp/initdata.yml"
+rm -f ${quote(uploaded)}
+OPS_INITDATA_FILE="$tmp/initdata.yml" runuser -u ${u} -- env HOME=${quote(`/home/${env.appUser}`)} OPS_INITDATA_FILE="$tmp/initdata.yml" bash -c ${quote(`set -euo pipefail\n${inner}`)}`,
+  };
+}

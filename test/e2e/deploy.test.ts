@@ -90,7 +90,7 @@ describe.sequential('deploy on a provisioned host', () => {
     ['broken-migration', /step "migrate" on .* failed[\s\S]*0003_catalog_entries.sql failed/],
     ['broken-build', /step "build" on .* failed[\s\S]*SyntaxError/],
     ['crash-on-start', /did not become healthy[\s\S]*supervisor gave up/],
-    ['never-healthy', /did not become healthy on slot .*: no healthy answer within 20s from server:\d+:\/health/],
+    ['never-healthy', /did not become healthy on slot .*: no healthy answer within 10s from server:\d+:\/health/],
   ];
   it.each(failures)('%s: fails clearly and v1 keeps serving, byte for byte', async (ref, message) => {
     const err = await run(ref).catch((e: Error) => e);

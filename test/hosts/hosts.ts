@@ -161,7 +161,7 @@ function userIds(root: string, user: string): { uid: number; gid: number } {
 }
 
 /** Delete a host's root filesystem, but never through a mount (a bind-mounted /dev would go with it). */
-function removeTree(dir: string): void {
+async function removeTree(dir: string): Promise<void> {
   if (!existsSync(dir)) return;
   const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
     .split('\n')
@@ -170,7 +170,8 @@ function removeTree(dir: string): void {
   if (mounts.length) {
     throw new OpsError(`${dir} still has mounts: ${mounts.join(', ')}`, `unmount them first: umount -R ${quote(dir)}`);
   }
-  rmSync(dir, { recursive: true, force: true });
+  // rm is faster than fs.rmSync on big trees, and --one-file-system is a second guard against crossing a mount.
+  await run('rm', ['-rf', '--one-file-system', dir], { timeoutMs: 10 * 60_000 });
 }
 
 // ---- network -------------------------------------------------------------------------------------
@@ -436,7 +437,7 @@ export async function upHost(options: UpHostOptions): Promise<Host> {
     const root = rootDir(name);
     const reuse = !options.fresh && old && old.origin === origin && existsSync(join(root, 'etc/ssh/ssh_host_ed25519_key.pub'));
     if (!reuse) {
-      removeTree(root);
+      await removeTree(root);
       rmSync(metaFile(name), { force: true });
       await extract(tarball, root);
       await newIdentity(name, root);
@@ -494,7 +495,7 @@ export async function downHost(name: string, options: { purge?: boolean } = {}):
     await stopHost(name, meta);
     if (meta) releaseOctet(name, meta.octet);
     if (options.purge) {
-      removeTree(rootDir(name));
+      await removeTree(rootDir(name));
       rmSync(metaFile(name), { force: true });
       rmSync(knownHostsFile(name), { force: true });
       rmSync(hostLog(name), { force: true });

@@ -18,6 +18,7 @@ import {
   downHost,
   dropDatabase,
   listHosts,
+  NETWORKS_DIR,
   paths,
   querySql,
   snapshotHost,
@@ -38,14 +39,14 @@ const APP_TREE = join(import.meta.dirname, '../fixtures/app/tree/v1');
 /** Everything a host could leave on the machine; [] when it is really gone. */
 async function leftovers(host: Host, processes: ProcessRecord[]): Promise<string[]> {
   const found: string[] = [];
-  if (existsSync(`/run/netns/opsth-${host.name}`)) found.push(`netns opsth-${host.name}`);
+  if (existsSync(`/run/netns/${host.netns}`)) found.push(`netns ${host.netns}`);
   if ((await run('ip', ['link', 'show', `ops${host.octet}h`], { allowFailure: true })).code === 0) found.push(`link ops${host.octet}h`);
   if ((await run('ip', ['-4', '-o', 'addr', 'show'])).stdout.includes(` ${host.gateway}/`)) found.push(`address ${host.gateway}`);
   for (const p of processes) if (isAlive(p)) found.push(`process ${p.pid}`);
   const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(host.root));
   found.push(...mounts.map((m) => `mount ${m.split(' ')[4]}`));
   if (existsSync(host.root)) found.push(`dir ${host.root}`);
-  if (existsSync(join(paths.run, 'octets', String(host.octet)))) found.push(`octet reservation ${host.octet}`);
+  if (existsSync(join(NETWORKS_DIR, String(host.octet)))) found.push(`octet reservation ${host.octet}`);
   if (existsSync(join(paths.run, 'hosts', `${host.name}.pid`))) found.push('pid file');
   return found;
 }
@@ -53,7 +54,7 @@ async function leftovers(host: Host, processes: ProcessRecord[]): Promise<string
 /** The host's main process and every process in its network namespace, by pid + start time. */
 async function hostProcesses(host: Host): Promise<ProcessRecord[]> {
   const main = listHosts().find((h) => h.name === host.name)?.pid;
-  const inside = (await run('ip', ['netns', 'pids', `opsth-${host.name}`], { allowFailure: true })).stdout.split(/\s+/).filter(Boolean).map(Number);
+  const inside = (await run('ip', ['netns', 'pids', host.netns], { allowFailure: true })).stdout.split(/\s+/).filter(Boolean).map(Number);
   return [main, ...inside].filter((p): p is number => !!p).map((p) => recordOf(p)).filter((r): r is ProcessRecord => !!r);
 }
 
@@ -223,7 +224,7 @@ describe('two test hosts', () => {
     expect(processes.length).toBeGreaterThan(3); // nspawn + systemd + journald + sshd ...
     // The detector sees a live host (so an empty answer below means something).
     expect(await leftovers(host, processes)).toEqual(
-      expect.arrayContaining([`netns opsth-${host.name}`, `link ops${host.octet}h`, `address ${host.gateway}`, `process ${processes[0]!.pid}`, `dir ${host.root}`, `octet reservation ${host.octet}`, 'pid file']),
+      expect.arrayContaining([`netns ${host.netns}`, `link ops${host.octet}h`, `address ${host.gateway}`, `process ${processes[0]!.pid}`, `dir ${host.root}`, `octet reservation ${host.octet}`, 'pid file']),
     );
     await downHost(host.name, { purge: true });
     expect(await leftovers(host, processes)).toEqual([]);

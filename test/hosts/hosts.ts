@@ -9,7 +9,7 @@ import { basename, dirname, join } from 'node:path';
 import { OpsError } from '../../core/errors.ts';
 import { quote } from '../../core/shell.ts';
 import { checkSuite, ensureLab, requireRoot, rootfsTarball, type Suite } from './lab.ts';
-import { FIRST_AUTO_OCTET, gatewayAddress, hostAddress, LAST_OCTET, paths, SERVICES_ADDRESS, APT_PROXY_PORT } from './paths.ts';
+import { APT_PROXY_PORT, FIRST_AUTO_OCTET, gatewayAddress, hostAddress, labTag, LAST_OCTET, NETWORKS_DIR, paths, SERVICES_ADDRESS } from './paths.ts';
 import { isAlive, livePid, logTail, readPidFile, run, sleep, spawnDaemon, stopProcess, waitFor, withLock, writePidFile, type RunResult } from './proc.ts';
 
 export type Init = 'systemd' | 'chroot';
@@ -48,6 +48,8 @@ export interface Host {
   user: 'deploy';
   /** The host's root filesystem on the machine. */
   root: string;
+  /** Its network namespace (`ip netns exec <netns> ...` runs a command inside its network). */
+  netns: string;
   owner?: string;
 }
 
@@ -78,14 +80,18 @@ function checkSnapshotName(name: string): string {
   return name;
 }
 
-const netnsName = (name: string) => `opsth-${name}`;
+const netnsName = (name: string) => `opsth-${labTag()}${name}`;
 const vethName = (octet: number) => `ops${octet}h`;
 const rootDir = (name: string) => join(paths.hostsDir, name);
 const metaFile = (name: string) => join(paths.hostsDir, `${name}.json`);
 const knownHostsFile = (name: string) => join(paths.hostsDir, `${name}.known_hosts`);
 const pidFile = (name: string) => join(paths.run, 'hosts', `${name}.pid`);
 const hostLog = (name: string) => join(paths.logsDir, `host-${name}.log`);
-const octetDir = (octet: number) => join(paths.run, 'octets', String(octet));
+const octetDir = (octet: number) => join(NETWORKS_DIR, String(octet));
+/** Machine-wide name of a host for network reservations: its root filesystem's path (unique across labs). */
+const reservationOwner = (name: string) => rootDir(name);
+/** Namespaces this lab created, so a sweep after a crash removes its own and never another lab's. */
+const netnsRecord = (ns: string) => join(paths.run, 'netns', ns);
 
 function readMeta(name: string): HostMeta | undefined {
   try {
@@ -112,6 +118,7 @@ function hostInfo(meta: HostMeta): Host {
     identityFile: paths.identityFile,
     user: 'deploy',
     root,
+    netns: netnsName(meta.name),
     owner: meta.owner,
   };
 }
@@ -198,12 +205,15 @@ async function foreignOctets(): Promise<Set<number>> {
 }
 
 /**
- * Reserve 10.<octet>.0.0/24 for `name`: an atomic mkdir under the run dir, so two test processes never get the
- * same network. A reservation left by a host that no longer claims it (crash, purge) is taken over.
+ * Reserve 10.<octet>.0.0/24 for `name`: an atomic mkdir in the machine-wide networks dir, so two test processes
+ * (or two labs) never get the same network. A reservation of a crashed run (no link, older than a minute) is
+ * taken over.
  */
 async function reserveOctet(name: string, wanted?: number): Promise<number> {
-  mkdirSync(join(paths.run, 'octets'), { recursive: true });
+  mkdirSync(NETWORKS_DIR, { recursive: true });
   const foreign = await foreignOctets();
+  foreign.add(Number(SERVICES_ADDRESS.split('.')[1]));
+  const me = reservationOwner(name);
   const candidates = wanted !== undefined ? [wanted] : Array.from({ length: LAST_OCTET - FIRST_AUTO_OCTET + 1 }, (_, i) => FIRST_AUTO_OCTET + i);
   for (const octet of candidates) {
     if (foreign.has(octet)) {
@@ -213,8 +223,12 @@ async function reserveOctet(name: string, wanted?: number): Promise<number> {
     const dir = octetDir(octet);
     try {
       mkdirSync(dir);
-      writeFileSync(join(dir, 'owner'), name);
-      return octet;
+      writeFileSync(join(dir, 'owner'), me);
+      if (!(await linkExists(vethName(octet)))) return octet;
+      // Its link exists without a reservation (left by a crash before the reservation was made): not free.
+      rmSync(dir, { recursive: true, force: true });
+      if (wanted !== undefined) throw new OpsError(`10.${octet}.0.0/24 is in use (link ${vethName(octet)} exists)`, 'npm run hosts -- status; npm run hosts -- down --all removes leftovers');
+      continue;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
     }
@@ -224,15 +238,19 @@ async function reserveOctet(name: string, wanted?: number): Promise<number> {
     } catch {
       /* being written, or left empty by a crash */
     }
-    if (owner === name) return octet;
-    const ownerMeta = owner ? readMeta(owner) : undefined;
-    const stale = owner !== '' && (!ownerMeta || ownerMeta.octet !== octet) && !isHostRunning(owner);
-    if (stale) {
-      writeFileSync(join(dir, 'owner'), name);
+    if (owner === me) return octet;
+    let age = 0;
+    try {
+      age = Date.now() - lstatSync(dir).mtimeMs;
+    } catch {
+      continue;
+    }
+    if (age > 60_000 && !(await linkExists(vethName(octet)))) {
+      writeFileSync(join(dir, 'owner'), me);
       return octet;
     }
     if (wanted !== undefined) {
-      throw new OpsError(`10.${octet}.0.0/24 is taken by test host "${owner || '?'}"`, `take it down first: npm run hosts -- down ${owner || '--all'}`);
+      throw new OpsError(`10.${octet}.0.0/24 is taken by test host ${owner || '?'}`, `take it down first (npm run hosts -- down NAME), or pick another octet`);
     }
   }
   throw new OpsError(`no free test network left (10.${FIRST_AUTO_OCTET}-${LAST_OCTET}.0.0/24 all taken)`, 'take hosts down: npm run hosts -- status; npm run hosts -- down --all');
@@ -241,7 +259,7 @@ async function reserveOctet(name: string, wanted?: number): Promise<number> {
 function releaseOctet(name: string, octet: number): void {
   const dir = octetDir(octet);
   try {
-    if (readFileSync(join(dir, 'owner'), 'utf8').trim() !== name) return;
+    if (readFileSync(join(dir, 'owner'), 'utf8').trim() !== reservationOwner(name)) return;
   } catch {
     return;
   }
@@ -252,6 +270,8 @@ async function setUpNetwork(name: string, octet: number): Promise<void> {
   const ns = netnsName(name);
   const veth = vethName(octet);
   const gw = gatewayAddress(octet);
+  mkdirSync(dirname(netnsRecord(ns)), { recursive: true });
+  writeFileSync(netnsRecord(ns), `${name} ${octet}\n`);
   await run('ip', ['netns', 'add', ns]);
   // The inside end is created in the namespace directly, so it can be called eth0 like on a VM.
   await run('ip', ['link', 'add', veth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
@@ -282,6 +302,7 @@ async function tearDownNetwork(name: string, octet: number | undefined): Promise
     await run('ip', ['netns', 'del', ns], { allowFailure: true }); // deletes both veth ends
   }
   if (octet !== undefined && (await linkExists(vethName(octet)))) await run('ip', ['link', 'del', vethName(octet)], { allowFailure: true });
+  rmSync(netnsRecord(ns), { force: true });
 }
 
 // ---- starting and stopping -----------------------------------------------------------------------
@@ -340,6 +361,8 @@ async function stopHost(name: string, meta: HostMeta | undefined): Promise<void>
     else await stopProcess(record, 'SIGKILL', 5_000);
   }
   rmSync(pidFile(name), { force: true });
+  // systemd-nspawn's image lock next to the root dir; it stays behind when nspawn was killed.
+  rmSync(join(paths.hostsDir, `.#${name}.lck`), { force: true });
   await tearDownNetwork(name, meta?.octet);
 }
 
@@ -528,38 +551,31 @@ export function listHosts(): HostStatus[] {
 }
 
 /**
- * Take every host down (only `owner`'s if given), then sweep what a crash can leave behind and only what this
- * lab names: `opsth-*` namespaces and `ops<N>h` links without a host, stale network reservations.
+ * Take every host down (only `owner`'s if given). Without an owner, also sweep what a crash can leave behind,
+ * and only what this lab recorded as its own: network namespaces (run dir) and network reservations.
  */
 export async function downHosts(options: { purge?: boolean; owner?: string } = {}): Promise<string[]> {
   const hosts = listHosts().filter((h) => options.owner === undefined || h.owner === options.owner);
   for (const h of hosts) await downHost(h.name, { purge: options.purge });
-  if (options.owner === undefined) {
-    const known = new Set(listHosts().map((h) => h.name));
-    const namespaces = (await run('ip', ['netns', 'list'], { allowFailure: true })).stdout
-      .split('\n')
-      .map((l) => l.split(' ')[0] ?? '')
-      .filter((ns) => ns.startsWith('opsth-'));
-    for (const ns of namespaces) {
-      const name = ns.slice('opsth-'.length);
-      if (!known.has(name) || !isHostRunning(name)) await tearDownNetwork(name, undefined);
+  if (options.owner !== undefined) return hosts.map((h) => h.name);
+  const records = join(paths.run, 'netns');
+  for (const ns of existsSync(records) ? readdirSync(records) : []) {
+    const [name, octet] = readFileSync(join(records, ns), 'utf8').trim().split(' ');
+    if (name && !isHostRunning(name)) await tearDownNetwork(name, octet ? Number(octet) : undefined);
+    else if (!name) rmSync(join(records, ns), { force: true });
+  }
+  for (const o of existsSync(NETWORKS_DIR) ? readdirSync(NETWORKS_DIR) : []) {
+    let owner = '';
+    try {
+      owner = readFileSync(join(NETWORKS_DIR, o, 'owner'), 'utf8').trim();
+    } catch {
+      continue;
     }
-    const links = (await run('ip', ['-o', 'link', 'show'], { allowFailure: true })).stdout.match(/\bops(\d{1,3})h(?=[@:])/g) ?? [];
-    for (const link of links) {
-      const octet = Number(link.slice(3, -1));
-      if (!listHosts().some((h) => h.running && h.octet === octet)) await run('ip', ['link', 'del', link], { allowFailure: true });
-    }
-    const octets = join(paths.run, 'octets');
-    if (existsSync(octets)) {
-      for (const o of readdirSync(octets)) {
-        let owner = '';
-        try {
-          owner = readFileSync(join(octets, o, 'owner'), 'utf8').trim();
-        } catch {
-          /* empty */
-        }
-        if (!owner || !isHostRunning(owner)) rmSync(join(octets, o), { recursive: true, force: true });
-      }
+    if (dirname(owner) !== paths.hostsDir) continue; // another lab's
+    const name = basename(owner);
+    if (!isHostRunning(name)) {
+      await tearDownNetwork(name, Number(o));
+      rmSync(join(NETWORKS_DIR, o), { recursive: true, force: true });
     }
   }
   return hosts.map((h) => h.name);

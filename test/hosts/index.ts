@@ -1,6 +1,6 @@
 // Local Debian test hosts ("the lab") and the services beside them. One API for e2e tests (test/e2e/setup.ts),
 // the sandbox (scripts/sandbox.ts), benchmarks and the CLI (test/hosts/cli.ts). See test/hosts/README.md.
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, rmdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { databaseStatus } from './database.ts';
 import { downHosts, listHosts, listSnapshots, type HostStatus } from './hosts.ts';
@@ -14,7 +14,7 @@ export { upHost, downHost, downHosts, getHost, listHosts, snapshotHost, listSnap
 export { ensureDatabase, createDatabase, dropDatabase, querySql, type Database, type DatabaseServer } from './database.ts';
 export { ensurePebble, type Pebble } from './pebble.ts';
 export { acquireLab, releaseLab, leases, stopServices } from './services.ts';
-export { paths, SERVICES_ADDRESS, SANDBOX_OCTET } from './paths.ts';
+export { paths, SERVICES_ADDRESS, SANDBOX_OCTET, NETWORKS_DIR } from './paths.ts';
 
 /** Everything down: all hosts, all services, leftover namespaces/links/addresses this lab named. Caches stay. */
 export async function downAll(options: { purge?: boolean } = {}): Promise<string[]> {
@@ -22,7 +22,19 @@ export async function downAll(options: { purge?: boolean } = {}): Promise<string
   const hosts = await downHosts({ purge: options.purge });
   await stopServices({ purge: options.purge });
   clearLeases();
+  // What is left of the run dir is empty bookkeeping; the logs go with a purge (the client key stays).
+  for (const d of ['hosts', 'netns', 'db', 'locks']) rmEmptyDir(join(paths.run, d));
+  rmEmptyDir(paths.run);
+  if (options.purge) rmSync(paths.logsDir, { recursive: true, force: true });
   return hosts;
+}
+
+function rmEmptyDir(dir: string): void {
+  try {
+    rmdirSync(dir);
+  } catch {
+    /* missing or not empty */
+  }
 }
 
 export interface LabStatus {
@@ -53,9 +65,4 @@ export function status(): LabStatus {
     leases: existsSync(join(paths.run, 'leases')) ? leases() : [],
     paths: { cache: paths.cache, state: paths.state, run: paths.run },
   };
-}
-
-/** Names of files in a dir, or [] (used by tests checking that nothing is left behind). */
-export function listDir(dir: string): string[] {
-  return existsSync(dir) ? readdirSync(dir) : [];
 }

@@ -190,6 +190,9 @@ export async function hasServicesAddress(): Promise<boolean> {
 
 /** Put 10.230.0.1/32 on lo (every host has a /32 route to it). Remembered, so teardown removes only what it added. */
 export async function ensureServicesAddress(): Promise<void> {
+  if (!/^10\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.test(SERVICES_ADDRESS) || SERVICES_ADDRESS.split('.').some((n) => Number(n) > 255)) {
+    throw new OpsError(`invalid services address ${JSON.stringify(SERVICES_ADDRESS)} (OPS_TESTHOSTS_SERVICES_ADDRESS)`, 'use an address in 10.0.0.0/8 that nothing else uses, e.g. 10.229.0.1');
+  }
   await withLock('services-address', async () => {
     if (await hasServicesAddress()) return;
     await run('ip', ['addr', 'add', `${SERVICES_ADDRESS}/32`, 'dev', 'lo']);
@@ -261,9 +264,11 @@ export async function ensureAptProxy(): Promise<string> {
   return aptProxyUrl;
 }
 
-export async function stopAptProxy(): Promise<void> {
+export async function stopAptProxy(options: { purge?: boolean } = {}): Promise<void> {
   await stopProcess(readPidFile(aptPidFile()), 'SIGTERM', 5_000);
   rmSync(aptPidFile(), { force: true });
+  rmSync(join(paths.run, 'apt-cacher-ng.socket'), { force: true });
+  if (options.purge) rmSync(join(paths.state, 'apt-cacher-ng'), { recursive: true, force: true }); // its config; the cache stays
 }
 
 // ---- the entry point ----------------------------------------------------------------------------

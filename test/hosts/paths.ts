@@ -1,6 +1,7 @@
 // Where the lab keeps its files, and the fixed addresses of its test network.
 // Everything lives outside the clone; each root can be moved with an env var (tests that want isolation).
-import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { join, resolve } from 'node:path';
 
 export const paths = {
   /** Rebuildable, worth keeping across runs (and in CI caches): rootfs tarballs, apt cache, snapshots. */
@@ -39,8 +40,22 @@ export const paths = {
   },
 };
 
-/** The address every host reaches (and nothing else): apt proxy, PostgreSQL, pebble. Lives on the machine's `lo`. */
-export const SERVICES_ADDRESS = '10.230.0.1';
+/**
+ * The address every host reaches (and nothing else): apt proxy, PostgreSQL, pebble. Lives on the machine's `lo`.
+ * A second lab on the same machine (moved dirs, see above) needs its own: OPS_TESTHOSTS_SERVICES_ADDRESS.
+ */
+export const SERVICES_ADDRESS = process.env.OPS_TESTHOSTS_SERVICES_ADDRESS || '10.230.0.1';
+
+/**
+ * Test networks are a machine-wide resource: their reservations live here whatever OPS_TESTHOSTS_RUN says,
+ * so two labs (or two test processes) never take the same 10.N.0.0/24.
+ */
+export const NETWORKS_DIR = '/run/ops-testhosts-networks';
+
+/** '' for the default lab; a short tag when the state dir is moved, so a second lab's namespaces get other names. */
+export function labTag(): string {
+  return process.env.OPS_TESTHOSTS_STATE ? `${createHash('sha256').update(resolve(paths.state)).digest('hex').slice(0, 6)}-` : '';
+}
 export const APT_PROXY_PORT = 3142;
 export const POSTGRES_PORT = 5432;
 

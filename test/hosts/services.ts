@@ -54,7 +54,7 @@ export async function releaseLab(holder: string, options: { purge?: boolean } = 
 export async function stopServices(options: { purge?: boolean } = {}): Promise<void> {
   await stopPebble(options);
   await stopDatabase(options);
-  await stopAptProxy();
+  await stopAptProxy(options);
   await removeServicesAddress();
 }
 

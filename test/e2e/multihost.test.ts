@@ -1,0 +1,51 @@
+// Several hosts per environment: one sha everywhere, rolling batches, migrations once (first host), one SSH
+// connection per host; a failure on one host stops the rollout and says which hosts run which release.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { deploy } from '../../core/ops/deploy.ts';
+import { downHost, sshRun, type Host } from '../hosts/index.ts';
+import { appRepo, get, makeProject, readyHost, sshLogins, testConfig, testDatabase, type TestProject } from './support.ts';
+
+let hosts: Host[] = [];
+let project: TestProject;
+
+beforeAll(async () => {
+  hosts = [await readyHost('mha'), await readyHost('mhb')];
+  project = makeProject('multi', testConfig(hosts, await appRepo(), await testDatabase(`multi_${process.pid}`)));
+}, 900_000);
+
+afterAll(async () => {
+  for (const h of hosts) await downHost(h.name, { purge: true });
+  project?.cleanup();
+});
+
+describe.sequential('two hosts', () => {
+  it('deploys one sha to every host, one batch at a time, over one connection each', async () => {
+    const before = await Promise.all(hosts.map(sshLogins));
+    const r = await deploy(project.ctx(), project.env(), { ref: 'v1' });
+    const after = await Promise.all(hosts.map(sshLogins));
+    expect(r.hosts.map((h) => h.host)).toEqual(hosts.map((h) => h.name));
+    expect(new Set(r.hosts.map((h) => h.release)).size).toBe(1);
+    for (const h of hosts) expect((await get(h)).body).toContain(`revision ${r.sha}`);
+    after.forEach((n, i) => expect(n - before[i]! - 1).toBe(1));
+    // Migrations ran once, on the first host.
+    expect(r.hosts[0]!.steps.map((s) => s.name)).toContain('migrate');
+    expect(r.hosts[1]!.steps.map((s) => s.name)).not.toContain('migrate');
+  }, 600_000);
+
+  it('stops the rollout when a host fails, saying which hosts run which release', async () => {
+    // Occupy the port the second host's new slot needs: its start fails, the first host is already done.
+    const squat = await sshRun(hosts[1]!, 'setsid python3 -m http.server 3580 --bind 127.0.0.1 >/dev/null 2>&1 < /dev/null & echo $!');
+    try {
+      const err = await deploy(project.ctx(), project.env(), { ref: 'v2' }).catch((e: Error) => e);
+      expect((err as Error).message).toMatch(/port 3580 \(slot green, program server\) is already in use/);
+      expect((err as Error).message).toMatch(new RegExp(`rollout stopped; hosts now run:\\n  ${hosts[0]!.name}: \\d{8}T\\d{6}Z-[0-9a-f]{12}\\n  ${hosts[1]!.name}: unchanged`));
+      expect((await get(hosts[0]!)).body).toContain('Version 2.0.0');
+      expect((await get(hosts[1]!)).body).toContain('Version 1.0.0');
+    } finally {
+      await sshRun(hosts[1]!, `kill ${squat.stdout.trim()} || true`);
+    }
+    const again = await deploy(project.ctx(), project.env(), { ref: 'v2' });
+    expect(again.hosts.map((h) => h.noop)).toEqual([true, false]);
+    for (const h of hosts) expect((await get(h)).body).toContain('Version 2.0.0');
+  }, 600_000);
+});

@@ -1,0 +1,159 @@
+// Issue 4's checks on real Debian hosts: a bare host provisioned, then again with nothing to change;
+// nginx, supervisor, runtimes and the app user in place; a broken nginx template refused with the previous
+// configuration still serving; TLS from an ACME server (pebble) served through nginx; self-signed mode.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
+import { request } from 'node:https';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { provision } from '../../core/ops/provision.ts';
+import { MemoryReporter } from '../../core/report.ts';
+import { downHost, ensurePebble, sshRun, upHost, type Host } from '../hosts/index.ts';
+import { appRepo, makeProject, readyHost, testConfig, type TestProject } from './support.ts';
+
+/** GET https://<domain>/ on the host's address, verifying the served certificate against `ca`. */
+function httpsGet(address: string, domain: string, ca: string, path = '/'): Promise<{ status: number; subject: string; issuer: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: address, port: 443, path, servername: domain, headers: { Host: domain }, ca, timeout: 10_000 }, (res) => {
+      const cert = (res.socket as import('node:tls').TLSSocket).getPeerCertificate();
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, subject: String(cert.subjectaltname ?? ''), issuer: String(cert.issuer?.CN ?? '') }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describe.sequential('provision a bare bookworm host', () => {
+  let host: Host;
+  let project: TestProject;
+
+  beforeAll(async () => {
+    host = await upHost({ name: `prov${process.pid % 1000}`, fresh: true, owner: process.env.OPS_TESTHOSTS_OWNER });
+    project = makeProject('e2e', testConfig([host], await appRepo(), 'postgresql://unused'));
+  }, 600_000);
+  afterAll(async () => {
+    if (host) await downHost(host.name, { purge: true });
+    project?.cleanup();
+  });
+
+  it('installs and configures everything, then a second run changes nothing', async () => {
+    const first = await provision(project.ctx(), project.env());
+    expect(first[0]!.items.some((i) => i.state === 'changed')).toBe(true);
+    const reporter = new MemoryReporter();
+    const second = await provision(project.ctx(reporter), project.env());
+    expect(second[0]!.items.filter((i) => i.state === 'changed')).toEqual([]);
+    expect(second[0]!.items.map((i) => i.name)).toEqual(['packages', 'runtimes', 'app user and directories', 'supervisor', 'nginx']);
+    expect(reporter.text()).not.toMatch(/installing:/);
+  }, 900_000);
+
+  it('leaves nginx answering with a valid config, supervisor running, pinned runtimes by absolute path and the app user', async () => {
+    const res = await fetch(`http://${host.address}/`);
+    expect(res.headers.get('server')).toBe('nginx'); // server_tokens off: no version
+    expect(res.headers.get('x-frame-options')).toBe('DENY');
+    const check = await sshRun(
+      host,
+      [
+        'sudo nginx -t 2>&1 | tail -n1',
+        'sudo supervisorctl pid',
+        '/usr/bin/python3.11 --version',
+        '/usr/bin/node --version',
+        'id -un sample; getent passwd sample | cut -d: -f7',
+        'stat -c "%a %U" /srv/sample /srv/sample/releases /srv/sample/shared',
+        '[ -e /etc/nginx/sites-enabled/default ] && echo default-site || echo no-default-site',
+        'systemctl is-enabled nginx supervisor',
+      ].join('; '),
+    );
+    const out = check.stdout;
+    expect(out).toContain('test is successful');
+    expect(out).toMatch(/^\d+$/m); // supervisord's pid
+    expect(out).toMatch(/Python 3\.11\.\d+/);
+    expect(out).toMatch(/v18\.\d+\.\d+/);
+    expect(out).toContain('/usr/sbin/nologin');
+    expect(out).toContain('755 root\n750 sample\n750 sample');
+    expect(out).toContain('no-default-site');
+    expect(out).toContain('enabled\nenabled');
+  }, 60_000);
+
+  it('refuses a broken nginx template with nginx\'s message and keeps the previous configuration serving', async () => {
+    const before = await fetch(`http://${host.address}/`).then((r) => r.status);
+    writeFileSync(join(project.root, 'environments', 'e2e', 'broken.conf'), 'server {\n    listen 80;\n    proxy_pass_nowhere on;\n}\n');
+    const config = testConfig([host], await appRepo(), 'postgresql://unused');
+    project.write({ ...config, nginx: { site_template: 'broken.conf' } });
+    try {
+      const err = await provision(project.ctx(), project.env()).catch((e: Error) => e);
+      expect((err as Error).message).toMatch(/nginx rejected the new configuration[\s\S]*unknown directive "proxy_pass_nowhere"/);
+      const check = await sshRun(host, 'sudo nginx -t 2>&1 | tail -n1; sudo grep -c proxy_pass_nowhere /etc/nginx/sites-available/sample || true');
+      expect(check.stdout).toContain('test is successful');
+      expect(check.stdout.trim().endsWith('0')).toBe(true);
+      expect(await fetch(`http://${host.address}/`).then((r) => r.status)).toBe(before);
+    } finally {
+      project.write(config);
+    }
+  }, 120_000);
+
+  it('refuses a runtime pin the host does not have, naming both versions', async () => {
+    const config = testConfig([host], await appRepo(), 'postgresql://unused');
+    project.write({ ...config, runtimes: { python: { strategy: 'debian', version: '3.11' }, node: { strategy: 'debian', version: '20' } } });
+    try {
+      const err = await provision(project.ctx(), project.env()).catch((e: Error) => e);
+      expect((err as Error).message).toMatch(/runtimes pin node 20 but \/usr\/bin\/node is version 18\./);
+    } finally {
+      project.write(config);
+    }
+  }, 120_000);
+});
+
+describe.sequential('TLS', () => {
+  let host: Host;
+  let project: TestProject;
+  beforeAll(async () => {
+    host = await readyHost('tls');
+  }, 900_000);
+  afterAll(async () => {
+    if (host) await downHost(host.name, { purge: true });
+    project?.cleanup();
+  });
+
+  it('gets a certificate from the ACME server over HTTP-01 and serves it through nginx, then changes nothing', async () => {
+    const pebble = await ensurePebble();
+    const domain = `app${process.pid}.test`;
+    await pebble.addHostName(domain, host.address);
+    project = makeProject(
+      'e2e',
+      testConfig([host], await appRepo(), 'postgresql://unused', {
+        domain,
+        tls: { mode: 'letsencrypt', email: 'ops@example.org', acme_server: pebble.directoryUrl, acme_ca_file: pebble.apiCaFile },
+      }),
+    );
+    const first = await provision(project.ctx(), project.env());
+    expect(first[0]!.items).toEqual(expect.arrayContaining([{ name: 'certificate', state: 'changed' }]));
+    const res = await httpsGet(host.address, domain, readFileSync(pebble.rootCaFile, 'utf8'));
+    expect(res.subject).toContain(`DNS:${domain}`);
+    expect(res.issuer).toMatch(/Pebble/i);
+    // Plain http redirects to https, except the ACME challenge path.
+    const plain = await new Promise<{ status: number; location?: string }>((resolve, reject) =>
+      httpRequest({ host: host.address, path: '/x', headers: { Host: domain } }, (res) => {
+        res.resume();
+        resolve({ status: res.statusCode ?? 0, location: res.headers.location });
+      })
+        .on('error', reject)
+        .end(),
+    );
+    expect(plain).toEqual({ status: 301, location: `https://${domain}/x` });
+    const hooks = await sshRun(host, 'ls /etc/letsencrypt/renewal-hooks/deploy/; stat -c %a /etc/nginx/dhparams.pem');
+    expect(hooks.stdout).toContain('ops-pipeline-reload-nginx');
+    const again = await provision(project.ctx(), project.env());
+    expect(again[0]!.items.filter((i) => i.state === 'changed')).toEqual([]);
+  }, 600_000);
+
+  it('self-signed mode: a certificate for the domain, made on the host', async () => {
+    const domain = `self${process.pid}.test`;
+    project.write(testConfig([host], await appRepo(), 'postgresql://unused', { domain, tls: { mode: 'self-signed' } }));
+    await provision(project.ctx(), project.env());
+    const cert = await sshRun(host, `sudo openssl x509 -in /etc/ssl/sample/${domain}.crt -noout -subject -ext subjectAltName`);
+    expect(cert.stdout).toContain(`DNS:${domain}`);
+    const served = await sshRun(host, `echo | openssl s_client -connect 127.0.0.1:443 -servername ${domain} 2>/dev/null | openssl x509 -noout -subject`);
+    expect(served.stdout).toContain(domain);
+  }, 300_000);
+});

@@ -29,7 +29,7 @@ describe('environment schema', () => {
     expect(c.ref).toBe('master');
     expect(c.hosts[0]).toMatchObject({ port: 22, user: 'deploy' });
     expect(c.release.keep).toBe(5);
-    expect(c.switch).toMatchObject({ drain: 5, port_offset: 1, batch_size: 1 });
+    expect(c.switch).toMatchObject({ drain: 30, port_offset: 1, batch_size: 1, keep_previous: true });
     expect(c.routes).toEqual({ '/': 'client', '/api/': 'server' });
     expect(c.tls.mode).toBe('off');
   });

@@ -50943,7 +50943,6 @@ function acmeCaPath(env) {
 function prepareTls(env, acmeCa) {
   const L = layout(env);
   const certs = certificatePaths(env);
-  const domain = env.config.domain ?? env.config.app;
   const lines = [SYSTEM_FUNCTIONS, `ensure_dir ${quote(L.acmeWebroot)} 0755 root:root`];
   lines.push(String.raw`if [ ! -s /etc/nginx/dhparams.pem ]; then
   openssl genpkey -genparam -algorithm DH -pkeyopt group:ffdhe2048 -out /etc/nginx/dhparams.pem 2>/dev/null \
@@ -50971,16 +50970,23 @@ fi`);
     }
     lines.push(`if [ -d /run/systemd/system ] && [ -f /lib/systemd/system/certbot.timer ]; then svc_up certbot.timer; fi`);
   } else {
-    lines.push(String.raw`if [ ! -s ${quote(certs.cert)} ] || ! openssl x509 -in ${quote(certs.cert)} -noout -checkend 2592000 >/dev/null; then
+    lines.push(selfSignedCertificate(env));
+  }
+  lines.push(`ops_report certificate "$([ -s ${quote(certs.cert)} ] && echo yes || echo no)"`, "item tls");
+  return { name: "tls", as: "root", timeout: 120, script: lines.join("\n") };
+}
+function selfSignedCertificate(env, force = false) {
+  const L = layout(env);
+  const certs = certificatePaths(env);
+  const domain = env.config.domain ?? env.config.app;
+  const when = force ? "true" : `[ ! -s ${quote(certs.cert)} ] || ! openssl x509 -in ${quote(certs.cert)} -noout -checkend 2592000 >/dev/null`;
+  return String.raw`if ${when}; then
   install -d -m 0755 ${quote(L.selfSignedDir)}
   openssl req -x509 -newkey rsa:2048 -nodes -days 825 -subj ${quote(`/CN=${domain}`)} -addext ${quote(`subjectAltName=DNS:${domain}`)} \
     -keyout ${quote(certs.key)} -out ${quote(certs.cert)} 2>/dev/null
   chmod 0600 ${quote(certs.key)}
   CHANGED=1
-fi`);
-  }
-  lines.push(`ops_report certificate "$([ -s ${quote(certs.cert)} ] && echo yes || echo no)"`, "item tls");
-  return { name: "tls", as: "root", timeout: 120, script: lines.join("\n") };
+fi`;
 }
 function issueCertificate(env, withAcmeCa) {
   const tls = env.config.tls;

@@ -66,7 +66,7 @@ ${then}`,
  */
 export function releaseLock(env: Environment, holderPid: number, auditLines: string[] = []): Step {
   const L = layout(env);
-  const audit = auditLines.length ? `printf '%s\n' ${auditLines.map(quote).join(' ')} >> ${quote(L.audit)}
+  const audit = auditLines.length ? `printf '%s\\n' ${auditLines.map(quote).join(' ')} >> ${quote(L.audit)}
 chmod 0644 ${quote(L.audit)}
 ` : '';
   return {

@@ -60744,8 +60744,7 @@ ${then}`
 }
 function releaseLock(env, holderPid, auditLines = []) {
   const L = layout(env);
-  const audit = auditLines.length ? `printf '%s
-' ${auditLines.map(quote).join(" ")} >> ${quote(L.audit)}
+  const audit = auditLines.length ? `printf '%s\\n' ${auditLines.map(quote).join(" ")} >> ${quote(L.audit)}
 chmod 0644 ${quote(L.audit)}
 ` : "";
   return {

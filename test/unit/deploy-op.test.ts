@@ -1,0 +1,135 @@
+// The deploy operation's decisions, against the recording transport (no host): which steps run in which
+// order for a first deploy, a no-op, a failed build, an unprovisioned host, a dry run, a hostile ref.
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import { loadEnvironment } from '../../core/config/environment.ts';
+import type { OpsContext } from '../../core/context.ts';
+import { deploy } from '../../core/ops/deploy.ts';
+import { MemoryReporter } from '../../core/report.ts';
+import { RecordingRemote, type Responder } from '../../core/remote/recording.ts';
+import { git } from '../../core/source.ts';
+import { makeAppRepo } from '../fixtures/app/make-repo.ts';
+
+const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
+let root: string;
+let repo: string;
+let v1: string;
+
+beforeAll(async () => {
+  root = mkdtempSync(join(tmpdir(), 'ops-deploy-op-'));
+  repo = join(root, 'app');
+  await makeAppRepo(repo);
+  v1 = (await git(repo, ['rev-parse', 'v1^{commit}'])).trim();
+  mkdirSync(join(root, 'environments', 'x'), { recursive: true });
+  writeFileSync(join(root, 'package.json'), '{}');
+  writeFileSync(
+    join(root, 'environments', 'x', 'environment.yml'),
+    stringify({
+      app: 'sample',
+      repository: repo,
+      ref: 'v1',
+      hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }],
+      programs: { server: { command: 'run', port: 3579, health: '/health' }, client: { command: 'run', port: 3000 } },
+      env: { MODE: 'live', DB: 'postgresql://u:s3cret-db-pass@db/x' },
+    }),
+  );
+}, 60_000);
+
+function harness(state: string, respond: Responder = () => undefined) {
+  const remote = new RecordingRemote('web1', 'deploy', 'sample', (step) => {
+    if (step.name === 'lock') return { stdout: `@ops lock acquired\n${state}` };
+    return respond(step);
+  });
+  let connections = 0;
+  const reporter = new MemoryReporter();
+  const ctx: OpsContext = {
+    root,
+    reporter,
+    env: { PATH: process.env.PATH },
+    connector: async () => {
+      connections++;
+      return remote;
+    },
+  };
+  return { remote, ctx, reporter, connections: () => connections };
+}
+
+describe('deploy operation', () => {
+  it('first deploy: code, .env, release, dependencies, build, migrate, start, switch, prune — over one connection', async () => {
+    const h = harness('@ops provisioned 2026-11-25\n@ops current \n@ops has_sha no\n');
+    const r = await deploy(h.ctx, loadEnvironment('x', root), {});
+    expect(h.connections()).toBe(1);
+    expect(h.remote.stepNames()).toEqual(['lock', 'receive code', '.env', 'release', 'dependencies', 'build', 'migrate', 'start blue', 'switch', 'prune', 'unlock']);
+    expect(r.sha).toBe(v1);
+    expect(r.release).toMatch(new RegExp(`^\\d{8}T\\d{6}Z-${v1.slice(0, 12)}$`));
+    // Code as a pack and .env through SFTP, both private; the .env never on a command line.
+    expect(h.remote.uploads.map((u) => [u.path.replace(/[^/]+$/, ''), u.mode])).toEqual([
+      ['/srv/sample/.ops/uploads/', 0o600],
+      ['/srv/sample/.ops/uploads/', 0o600],
+    ]);
+    expect(h.remote.uploads[0]!.content.subarray(0, 4).toString()).toBe('PACK');
+    expect(h.remote.uploads[1]!.content.toString()).toContain('DB="postgresql://u:s3cret-db-pass@db/x"');
+    for (const run of h.remote.runs) expect(run.stdin + run.commandLine).not.toContain('s3cret-db-pass');
+    // The previous release is kept warm: no stop step. The audit line is written with the unlock.
+    const audit = /printf '%s\\n' '(\{.*\})' >> \/srv\/sample\/\.ops\/audit\.log/.exec(h.remote.runs.at(-1)!.stdin);
+    expect(JSON.parse(audit![1]!)).toMatchObject({ operation: 'deploy', result: 'success', sha: v1, release: r.release });
+  });
+
+  it('the same sha already live and healthy: a no-op, nothing but the lock', async () => {
+    const h = harness(`@ops provisioned yes\n@ops current 20261125T120000Z-${v1.slice(0, 12)}\n@ops slot blue\n@ops release 20261125T120000Z-${v1.slice(0, 12)} ${v1} ok\n@ops live_health ok\n`);
+    const r = await deploy(h.ctx, loadEnvironment('x', root), {});
+    expect(r.noop).toBe(true);
+    expect(h.remote.stepNames()).toEqual(['lock', 'unlock']);
+    expect(h.remote.runs[1]!.stdin).toContain('"result":"no-op"');
+  });
+
+  it('the same sha live but unhealthy: says so instead of pretending success', async () => {
+    const h = harness(`@ops provisioned yes\n@ops current 20261125T120000Z-${v1.slice(0, 12)}\n@ops slot blue\n@ops release 20261125T120000Z-${v1.slice(0, 12)} ${v1} ok\n@ops live_health no healthy answer within 3s from server:3579:/health\n`);
+    await expect(deploy(h.ctx, loadEnvironment('x', root), {})).rejects.toThrow(/already live on web1 but not healthy: no healthy answer/);
+    expect(h.remote.stepNames()).toEqual(['lock', 'unlock']);
+  });
+
+  it('a failed build: nothing started or switched, the release marked failed, the failure audited', async () => {
+    const h = harness('@ops provisioned yes\n@ops current 20261101T000000Z-aaaaaaaaaaaa\n@ops slot green\n@ops has_sha yes\n', (step) =>
+      step.name === 'build' ? { code: 2, stderr: 'SyntaxError: Unexpected token' } : undefined,
+    );
+    await expect(deploy(h.ctx, loadEnvironment('x', root), {})).rejects.toThrow(/step "build" on web1 failed with exit code 2\n[\s\S]*SyntaxError[\s\S]*web1 still serves 20261101T000000Z-aaaaaaaaaaaa; nothing was switched/);
+    expect(h.remote.stepNames()).toEqual(['lock', '.env', 'release', 'dependencies', 'build', 'mark failed', 'unlock']);
+    expect(h.remote.runs.at(-1)!.stdin).toContain('"result":"failed"');
+  });
+
+  it('a failed health check stops the new slot again', async () => {
+    const h = harness('@ops provisioned yes\n@ops current 20261101T000000Z-aaaaaaaaaaaa\n@ops slot blue\n@ops has_sha yes\n', (step) => (step.name === 'start green' ? { code: 1, stderr: 'did not become healthy' } : undefined));
+    await expect(deploy(h.ctx, loadEnvironment('x', root), {})).rejects.toThrow(/did not become healthy/);
+    expect(h.remote.stepNames().slice(-4)).toEqual(['start green', 'stop green', 'mark failed', 'unlock']);
+  });
+
+  it('an unprovisioned host: a clear error before anything is sent', async () => {
+    const h = harness('@ops provisioned no\n');
+    await expect(deploy(h.ctx, loadEnvironment('x', root), {})).rejects.toThrow(/web1 is not provisioned for x/);
+    expect(h.remote.stepNames()).toEqual(['lock', 'unlock']);
+    expect(h.remote.uploads).toEqual([]);
+  });
+
+  it('a dry run prints the plan and connects to nothing', async () => {
+    const h = harness('');
+    const r = await deploy(h.ctx, loadEnvironment('x', root), { dryRun: true, ref: 'v2' });
+    expect(h.connections()).toBe(0);
+    expect(r.plan!.join('\n')).toMatch(/environment x: v2 \(tag v2\) = [0-9a-f]{40}[\s\S]*migrate \(first host\): make migrate/);
+  });
+
+  it.each(['$(id)', 'v1;reboot', '--exec=x', 'a..b', 'with space'])('refuses the ref %j before any connection', async (ref) => {
+    const h = harness('');
+    await expect(deploy(h.ctx, loadEnvironment('x', root), { ref })).rejects.toThrow(/invalid git ref/);
+    expect(h.connections()).toBe(0);
+  });
+
+  it('an unknown ref names the repository and how to get the ref', async () => {
+    const h = harness('');
+    await expect(deploy(h.ctx, loadEnvironment('x', root), { ref: 'no-such-branch' })).rejects.toThrow(/ref "no-such-branch" is not a tag, branch or commit/);
+    expect(h.connections()).toBe(0);
+  });
+});

@@ -1,0 +1,142 @@
+// ops env remove without a host (recording remotes answer as a serving or a gone host), and the day-2
+// commands' argument errors through the real CLI.
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import type { Connector } from '../../core/context.ts';
+import { formatRemove, removeEnvironment } from '../../core/ops/decommission.ts';
+import { RecordingRemote } from '../../core/remote/recording.ts';
+import { MemoryReporter } from '../../core/report.ts';
+import { readCreationRules, setEnvRule } from '../../core/secrets/sops-config.ts';
+import { runCli } from '../../scripts/cli.ts';
+import { allCommands } from '../../scripts/commands/index.ts';
+import { report, testEnv } from './status.helpers.ts';
+
+const RECIPIENT = 'age1066aw35g7mgvykamlmge92f5uy6n5zhjw0mzpn0fz0t6vyrm35yqetgzkd';
+
+/** A project with environments old (to remove) and keep, each with its .sops.yaml rule, and a workflow naming old. */
+async function project() {
+  const env = testEnv({ domain: 'old.example.org', url: 'https://old.example.org', env: { APP_DATABASE_URL: { secret: 'database_url' }, MODE: 'live' } }, undefined, 'old');
+  const root = env.root;
+  mkdirSync(join(root, 'environments', 'keep'));
+  writeFileSync(join(root, 'environments', 'keep', 'environment.yml'), readFileSync(join(env.dir, 'environment.yml')));
+  writeFileSync(join(env.dir, 'secrets.sops.yaml'), 'x: 1\n');
+  await setEnvRule(root, 'old', [RECIPIENT]);
+  await setEnvRule(root, 'keep', [RECIPIENT]);
+  mkdirSync(join(root, '.github', 'workflows'), { recursive: true });
+  writeFileSync(join(root, '.github', 'workflows', 'deploy.yml'), 'on:\n  workflow_dispatch:\n    inputs:\n      environment:\n        options:\n          - keep\n          - old\n# old comment\n');
+  return { env, root };
+}
+
+const serving: Connector = async (_e, host) => new RecordingRemote(host.name, 'deploy', 'shop', () => ({ stdout: report() }));
+const gone: Connector = async (_e, host) => {
+  throw new Error(`cannot connect to ${host.name}: connect ETIMEDOUT`);
+};
+
+describe('ops env remove', () => {
+  it('refuses while a host still serves, naming it and what it serves; changes nothing', async () => {
+    const { root, env } = await project();
+    const err = await removeEnvironment({ root, reporter: new MemoryReporter(), env: {}, connector: serving }, 'old').catch((e: Error & { hint?: string }) => e);
+    expect((err as Error).message).toBe('environment old still serves: refusing to remove it\n  web1 (192.0.2.1) serves 20261125T140000Z-0123456789ab (v2), http://127.0.0.1/ answers 200');
+    expect((err as { hint?: string }).hint).toMatch(/--force/);
+    expect(existsSync(env.dir)).toBe(true);
+    expect(readCreationRules(root).map((r) => r.pathRegex)).toEqual(['(^|/)environments/old/', '(^|/)environments/keep/']);
+  });
+
+  it('a host serving nothing (no release, or unreachable) does not block; the folder and only its rule go', async () => {
+    const { root, env } = await project();
+    const r = await removeEnvironment({ root, reporter: new MemoryReporter(), env: {}, connector: gone }, 'old');
+    expect(r.removed).toBe(true);
+    expect(r.hosts).toEqual([{ host: 'web1', address: '192.0.2.1', state: 'unreachable (cannot connect to web1: connect ETIMEDOUT)' }]);
+    expect(existsSync(env.dir)).toBe(false);
+    expect(existsSync(join(root, 'environments', 'keep', 'environment.yml'))).toBe(true);
+    expect(readCreationRules(root).map((r) => r.pathRegex)).toEqual(['(^|/)environments/keep/']);
+    expect(r.changes).toEqual(['environments/old/ (2 files)', '.sops.yaml: the creation rule for environments/old/']);
+
+    const notLive: Connector = async (_e, host) => new RecordingRemote(host.name, 'deploy', 'shop', () => ({ stdout: report({ current: '', release_json: undefined, slot: '', health: undefined, site: '404' }) }));
+    const second = await project();
+    expect((await removeEnvironment({ root: second.root, reporter: new MemoryReporter(), env: {}, connector: notLive }, 'old')).removed).toBe(true);
+  });
+
+  it('--force removes without contacting any host; --dry-run changes nothing', async () => {
+    const { root, env } = await project();
+    const never: Connector = async () => {
+      throw new Error('must not connect');
+    };
+    const dry = await removeEnvironment({ root, reporter: new MemoryReporter(), env: {}, connector: serving }, 'old', { dryRun: true, force: true });
+    expect(dry.removed).toBe(false);
+    expect(existsSync(env.dir)).toBe(true);
+    const r = await removeEnvironment({ root, reporter: new MemoryReporter(), env: {}, connector: never }, 'old', { force: true });
+    expect(r.removed).toBe(true);
+    expect(existsSync(env.dir)).toBe(false);
+  });
+
+  it('prints the checklist of what the repository cannot release', async () => {
+    const { root } = await project();
+    const r = await removeEnvironment({ root, reporter: new MemoryReporter(), env: {}, connector: gone }, 'old', { dryRun: true });
+    const text = formatRemove(r, true);
+    expect(text).toContain('would remove:\n  - environments/old/ (2 files)');
+    for (const item of [
+      /VM web1 \(192\.0\.2\.1\): delete it at the hosting provider/,
+      /PostgreSQL database \(APP_DATABASE_URL\): drop the database and its login/,
+      /DNS: remove the record of old\.example\.org/,
+      /OpenID Connect \("Comptes DataPass"\): ask the DataPass team \(BetaGouv\) to remove the callback URLs of https:\/\/old\.example\.org/,
+      /GitHub: delete the environment "old" \(Settings → Environments\) and its secrets \(SSH key, SOPS_AGE_KEY\)/,
+      /workflows still name old: remove it from them[^\n]*\n\s+\.github\/workflows\/deploy\.yml:7: - old\n/,
+      /age key of old: .*APP_DATABASE_URL ← secret database_url/,
+      /ops audit old --json/,
+    ])
+      expect(text).toMatch(item);
+    expect(text).not.toContain('deploy.yml:8'); // a comment is not a reference
+  });
+
+  it('refuses unknown and invalid names before anything else', async () => {
+    const { root } = await project();
+    const ctx = { root, reporter: new MemoryReporter(), env: {}, connector: serving };
+    await expect(removeEnvironment(ctx, 'nope')).rejects.toThrow('no environment "nope": environments/nope/ does not exist');
+    await expect(removeEnvironment(ctx, '../etc')).rejects.toThrow(/invalid environment name "..\/etc"/);
+    await expect(removeEnvironment(ctx, 'Old')).rejects.toThrow(/invalid environment name/);
+  });
+
+  it('an unreadable environment.yml blocks the check unless forced', async () => {
+    const { root, env } = await project();
+    writeFileSync(join(env.dir, 'environment.yml'), 'app: [\n');
+    await expect(removeEnvironment({ root, reporter: new MemoryReporter(), env: {}, connector: serving }, 'old')).rejects.toThrow(/cannot tell whether old's hosts still serve/);
+    const r = await removeEnvironment({ root, reporter: new MemoryReporter(), env: {} }, 'old', { force: true });
+    expect(r.removed).toBe(true);
+    expect(r.checklist[0]).toMatch(/environment.yml could not be read/);
+  });
+});
+
+async function cli(root: string, ...argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  let out = '';
+  let err = '';
+  stdout.on('data', (d: Buffer) => (out += d));
+  stderr.on('data', (d: Buffer) => (err += d));
+  const code = await runCli(allCommands, { argv, root, stdout, stderr, env: { PATH: process.env.PATH, HOME: '/nonexistent' } });
+  return { code, out, err };
+}
+
+describe('day-2 commands, argument errors', () => {
+  it('env remove through the CLI: unknown name, then --force removes and lists the checklist', async () => {
+    const { root, env } = await project();
+    expect(await cli(root, 'env', 'remove', 'nope')).toMatchObject({ code: 1, err: expect.stringContaining('error: no environment "nope"') });
+    const r = await cli(root, 'env', 'remove', 'old', '--force');
+    expect(r.code).toBe(0);
+    expect(r.out).toContain('removed:\n  - environments/old/ (2 files)\n  - .sops.yaml: the creation rule for environments/old/');
+    expect(r.out).toContain('still to release by hand');
+    expect(existsSync(env.dir)).toBe(false);
+  });
+
+  it('logs, status and certs refuse bad input before connecting', async () => {
+    const { root } = await project();
+    expect(await cli(root, 'logs', 'keep', '--lines', 'ten')).toMatchObject({ code: 2, err: expect.stringContaining('--lines needs a whole number, got "ten"') });
+    expect(await cli(root, 'logs', 'keep', 'worker')).toMatchObject({ code: 1, err: expect.stringContaining('"worker" is not a program of keep') });
+    expect(await cli(root, 'status', 'Nope')).toMatchObject({ code: 1, err: expect.stringContaining('invalid environment name "Nope"') });
+    expect(await cli(root, 'certs', 'keep')).toMatchObject({ code: 1, err: expect.stringContaining('tls.mode is off') });
+    expect((await cli(root, '--help')).out).toMatch(/status <env> +per host: release, nginx/);
+  });
+});

@@ -1,0 +1,324 @@
+// Day-2 steps and parsers without a host: the scripts are valid bash, the parts that can run here do run
+// (certificate reading, log labelling and following), and the status parser turns reports into one line per
+// problem. Operations run over recording remotes: one round trip per host, unreachable hosts reported.
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { appendFileSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { Connector } from '../../core/context.ts';
+import { certificates, formatCerts, renewCertificates } from '../../core/ops/certs.ts';
+import { logsRequest, maskSecret } from '../../core/ops/logs.ts';
+import { formatStatus, status, statusSummary } from '../../core/ops/status.ts';
+import { RecordingRemote, type Responder } from '../../core/remote/recording.ts';
+import { scriptPrelude, scriptText } from '../../core/remote/wrap.ts';
+import { MemoryReporter } from '../../core/report.ts';
+import { KEY, processXml, report, result, RUNNING, testEnv } from './status.helpers.ts';
+import { lockStatus } from '../../core/steps/lock.ts';
+import { PROBE_FUNCTIONS, probes } from '../../core/steps/switch.ts';
+import {
+  CERT_FUNCTIONS,
+  hostStatus,
+  listCertificates,
+  logsStep,
+  nginxMessages,
+  parseCerts,
+  parseHostStatus,
+  parseProcessInfo,
+  programStates,
+  renewCertificate,
+} from '../../core/steps/status.ts';
+
+function bashSyntax(script: string): string {
+  const r = spawnSync('bash', ['-n'], { input: script, encoding: 'utf8' });
+  return r.status === 0 ? 'ok' : r.stderr;
+}
+
+describe('status step', () => {
+  const env = testEnv();
+  const step = hostStatus(env);
+
+  it('is one read-only step, as root, quiet, valid bash, in every TLS mode', () => {
+    expect(step).toMatchObject({ name: 'status', as: 'root', quiet: true });
+    expect(bashSyntax(scriptText(step))).toBe('ok');
+    for (const tls of [{ mode: 'self-signed' }, { mode: 'letsencrypt', email: 'ops@example.org' }]) {
+      expect(bashSyntax(scriptText(hostStatus(testEnv({ domain: 'shop.example.org', tls }))))).toBe('ok');
+    }
+  });
+
+  it("reuses the deploys' probes, the lock status script and supervisor's XML-RPC socket", () => {
+    expect(step.script).toContain(PROBE_FUNCTIONS);
+    expect(step.script).toContain(lockStatus(env).script);
+    for (const slot of ['blue', 'green'] as const) expect(step.script).toContain(`wait_healthy 3 0.3 ${probes(env, slot).join(' ')}`);
+    expect(step.script).toContain('rpc supervisor.getAllProcessInfo');
+    expect(step.script).toContain('if xml=$(rpc supervisor.getAllProcessInfo 2>&1)'); // supervisorctl exits non-zero when a program is down
+    expect(step.script).toContain('if out=$(nginx -t 2>&1)');
+    expect(step.script).toContain("curl -s -o /dev/null -w '%{http_code}' --max-time 5 http://127.0.0.1/");
+  });
+
+  it('checks the certificate and fetches the site over TLS when TLS is on', () => {
+    const tls = hostStatus(testEnv({ domain: 'shop.example.org', tls: { mode: 'self-signed' } }));
+    expect(tls.script).toContain('cert_info /etc/ssl/shop/shop.example.org.crt');
+    expect(tls.script).toContain('-k --resolve shop.example.org:443:127.0.0.1 https://shop.example.org/');
+    expect(step.script).not.toContain('cert_info /');
+  });
+});
+
+describe('status parser', () => {
+  const env = testEnv();
+  const parse = (o: Record<string, string | string[] | undefined> = {}) => parseHostStatus(env, { name: 'web1', address: '192.0.2.1' }, result(report(o)));
+
+  it('a healthy host: release, programs with uptimes, health, disk, lock; no problem', () => {
+    const s = parse();
+    expect(s.problems).toEqual([]);
+    expect(s.warnings).toEqual([]);
+    expect(s.release).toMatchObject({ id: '20261125T140000Z-0123456789ab', ref: 'v2', actor: 'alice@laptop' });
+    expect(s.supervisor!.programs.map((p) => `${p.program} ${p.slot} ${p.live} ${p.state} ${p.seconds}`)).toEqual([
+      'server blue true RUNNING 3600',
+      'client blue true RUNNING 3600',
+      'server green false RUNNING 3600',
+      'client green false RUNNING 3600',
+    ]);
+    expect(s.health).toEqual([
+      { program: 'server', ok: true, detail: 'ok' },
+      { program: 'client', ok: true, detail: 'ok' },
+    ]);
+    expect(s.disk).toEqual([{ mount: '/', freeMb: 19531, sizeMb: 39063, usedPercent: 50 }]);
+    expect(s.lock!.state).toBe('free');
+  });
+
+  it('a stopped program fails, naming the program, its slot and its state', () => {
+    const xml = processXml([
+      { name: 'shop-blue-server', group: 'shop-blue', state: 'STOPPED', stop: 4000, description: 'Nov 25 03:08 PM' },
+      { name: 'shop-blue-client', group: 'shop-blue', state: 'RUNNING', pid: 216 },
+    ]);
+    const s = parse({ supervisor_xml: xml, health: 'no healthy answer within 3s from server:3579:/health' });
+    expect(s.problems).toEqual(['program server (live slot blue) is STOPPED', 'health check of server failed: no 2xx answer on 127.0.0.1:3579/health within 3s']);
+    expect(s.supervisor!.programs[0]).toMatchObject({ state: 'STOPPED', seconds: 600, description: '' });
+  });
+
+  it('a program supervisor gave up on shows why; the previous slot only warns', () => {
+    const xml = processXml([
+      { name: 'shop-blue-server', group: 'shop-blue', state: 'FATAL', description: 'Exited too quickly (process log may have details)' },
+      { name: 'shop-blue-client', group: 'shop-blue', state: 'RUNNING' },
+      { name: 'shop-green-client', group: 'shop-green', state: 'BACKOFF', spawnerr: "can't find command 'node'" },
+    ]);
+    const s = parse({ supervisor_xml: xml });
+    expect(s.problems).toEqual(['program server (live slot blue) is FATAL: Exited too quickly (process log may have details)']);
+    expect(s.warnings).toEqual(["program client of the previous release (slot green) is BACKOFF: a rollback would restart it"]);
+    const missing = parse({ supervisor_xml: processXml([{ name: 'shop-blue-client', group: 'shop-blue', state: 'RUNNING' }]) });
+    expect(missing.problems).toEqual(['program server of the live slot (blue) is not loaded in supervisor']);
+  });
+
+  it("a broken nginx configuration fails with nginx's own message", () => {
+    const s = parse({
+      nginx_config: 'invalid',
+      nginx_test: ['nginx: [emerg] unknown directive "no_such_directive" in /etc/nginx/sites-enabled/broken:3', 'nginx: configuration file /etc/nginx/nginx.conf test failed'],
+    });
+    expect(s.problems).toEqual(['nginx configuration is invalid (nginx -t): [emerg] unknown directive "no_such_directive" in /etc/nginx/sites-enabled/broken:3 — nginx keeps serving its last valid configuration, but a reload or restart will fail']);
+    expect(nginxMessages(['2026/11/25 15:04:49 [emerg] 533#533: unexpected end of file, expecting "}" in /etc/nginx/sites-enabled/b:2'])).toEqual(['[emerg] unexpected end of file, expecting "}" in /etc/nginx/sites-enabled/b:2']);
+    expect(parse({ nginx: 'stopped', nginx_config: 'invalid', nginx_test: 'nginx: [emerg] x' }).problems).toEqual(['nginx is not running', 'nginx configuration is invalid (nginx -t): [emerg] x — nginx cannot start until it is fixed']);
+  });
+
+  it('a held or stale lock fails, naming the run', () => {
+    const held = parse({ lock: 'held', holder: ['operation=deploy', 'actor=bob@ci', 'since=2026-11-25T14:59:00Z', 'holder_pid=12'] } as never);
+    expect(held.problems).toEqual(['locked by a deploy run by bob@ci since 2026-11-25T14:59:00Z: an operation is running']);
+    const stale = parse({ lock: 'stale', holder: ['operation=deploy', 'actor=bob@ci', 'since=x'] } as never);
+    expect(stale.problems[0]).toMatch(/^stale lock left by a deploy run by bob@ci since x, which is gone \(check, then: ops lock release demo\)$/);
+  });
+
+  it('502 through nginx, supervisor down, nothing deployed, not provisioned, a full disk', () => {
+    expect(parse({ site: '502' }).problems).toEqual(['the site answers 502 through nginx (http://127.0.0.1/)']);
+    expect(parse({ site: '000' }).problems).toEqual(['the site does not answer through nginx (http://127.0.0.1/)']);
+    expect(parse({ supervisor: 'curl: (7) Failed to connect to localhost port 80', supervisor_xml: undefined }).problems).toEqual(['supervisor does not answer on its socket: curl: (7) Failed to connect to localhost port 80']);
+    expect(parse({ current: '', release_json: undefined, slot: '', health: undefined, site: '404' }).problems).toEqual(['no release is live (run: ops deploy demo)']);
+    expect(parse({ provisioned: 'no', current: '', slot: '', health: undefined, site: '000' }).problems).toEqual(['not provisioned for demo (run: ops provision demo)']);
+    expect(parse({ disk: '/ 100000 40000000' }).problems).toEqual(['disk / is nearly full: 98 MB free (100% used)']);
+    expect(parse({ disk: '/ 3000000 40000000' }).warnings).toEqual(['disk / is 93% used (2930 MB free)']);
+  });
+
+  it('certificates: expired or about to fail; late renewals and a stale nginx only warn', () => {
+    const tlsEnv = testEnv({ domain: 'shop.example.org', tls: { mode: 'self-signed' } });
+    const path = '/etc/ssl/shop/shop.example.org.crt';
+    const cert = (notAfter: string, served = 'AB12') =>
+      parseHostStatus(tlsEnv, { name: 'web1', address: 'a' }, result(report({ site: '200', cert: [`${path}\tnotAfter=${notAfter}`, `${path}\tserial=AB12`, `${path}\tDNS:shop.example.org`], served_serial: served } as never)));
+    expect(cert('Dec 30 12:00:00 2026 GMT').problems).toEqual([]);
+    expect(cert('Dec 30 12:00:00 2026 GMT').certificate).toMatchObject({ daysLeft: 34, names: ['shop.example.org'], serial: 'AB12', servedSerial: 'AB12' });
+    expect(cert('Dec 10 12:00:00 2026 GMT').warnings).toEqual(['TLS certificate expires in 14 days (2026-12-10): it should have been renewed by now']);
+    expect(cert('Nov 28 12:00:00 2026 GMT').problems).toEqual(['TLS certificate expires in 2 days (2026-11-28): renewal is failing (ops certs demo --renew)']);
+    expect(cert('Nov 20 12:00:00 2026 GMT').problems).toEqual(['TLS certificate expired on 2026-11-20']);
+    expect(cert('Dec 30 12:00:00 2026 GMT', 'FF00').warnings).toEqual([`nginx serves another certificate (serial FF00) than ${path} (serial AB12): reload nginx`]);
+    const missing = parseHostStatus(tlsEnv, { name: 'web1', address: 'a' }, result(report({ cert: `${path}\tmissing` } as never)));
+    expect(missing.problems).toEqual([`TLS certificate ${path} is missing`]);
+  });
+
+  it('parses XML-RPC entities and self-closing values', () => {
+    const recs = parseProcessInfo("<value><struct><member><name>name</name><value><string>a&amp;b &lt;c&gt;</string></value></member><member><name>x</name><value><nil/></value></member></struct></value>");
+    expect(recs).toEqual([{ name: 'a&b <c>', x: '' }]);
+    expect(programStates(env, parseProcessInfo(RUNNING), 'green').filter((p) => p.live).map((p) => p.slot)).toEqual(['green', 'green']);
+  });
+});
+
+describe('cert_info, run here on real certificates', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ops-certs-'));
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '10', '-subj', '/CN=shop.test', '-addext', 'subjectAltName=DNS:shop.test,DNS:www.shop.test', '-keyout', join(dir, 'k.pem'), '-out', join(dir, 'c.pem')], { stdio: 'ignore' });
+  writeFileSync(join(dir, 'garbage.pem'), 'not a certificate\n');
+
+  it('reports expiry, serial, subject, issuer and names; missing and unreadable files say so', () => {
+    const out = execFileSync('bash', ['-s'], { input: `${scriptPrelude}\n${CERT_FUNCTIONS}\nfor f in c.pem nope.pem garbage.pem; do cert_info ${dir}/$f; done`, encoding: 'utf8' });
+    const certs = parseCerts(result(out), new Date());
+    expect(certs.map((c) => c.state)).toEqual(['ok', 'missing', 'unreadable']);
+    const serial = execFileSync('openssl', ['x509', '-in', join(dir, 'c.pem'), '-noout', '-serial'], { encoding: 'utf8' }).trim().slice('serial='.length);
+    expect(certs[0]).toMatchObject({ path: join(dir, 'c.pem'), daysLeft: 9, names: ['shop.test', 'www.shop.test'], serial });
+    expect(certs[0]!.subject).toMatch(/CN ?= ?shop.test/);
+    expect(Date.parse(certs[0]!.notAfter!) - Date.now()).toBeGreaterThan(9.9 * 86400_000);
+  });
+});
+
+describe('logs step, run here on a copy of the layout', () => {
+  const env = testEnv();
+  const dir = mkdtempSync(join(tmpdir(), 'ops-logs-'));
+  mkdirSync(join(dir, 'app'));
+  mkdirSync(join(dir, 'nginx'));
+  writeFileSync(join(dir, 'slot'), 'green\n');
+  for (const slot of ['blue', 'green']) {
+    writeFileSync(join(dir, 'app', `server-${slot}.out.log`), `server ${slot} line 1\n\nserver ${slot} line 2\n`);
+    writeFileSync(join(dir, 'app', `server-${slot}.err.log`), `server ${slot} error\n`);
+    writeFileSync(join(dir, 'app', `client-${slot}.out.log`), `client ${slot} line\n`);
+  }
+  writeFileSync(join(dir, 'nginx', 'error.log'), 'nginx error 1\nnginx error 2\n');
+  writeFileSync(join(dir, 'nginx', 'access.log'), 'GET /\n');
+  /** The real script, with the host's paths pointed at the scratch copy. */
+  const local = (text: string) => text.replaceAll('/var/log/shop', join(dir, 'app')).replaceAll('/srv/shop/.ops/slot', join(dir, 'slot')).replaceAll('/var/log/nginx', join(dir, 'nginx'));
+  const run = (req: Parameters<typeof logsRequest>[1]) => execFileSync('bash', ['-s'], { input: local(scriptText(logsStep(env, logsRequest(env, req)))), encoding: 'utf8' });
+
+  it("prints the live slot's programs and nginx's error log, each line labelled with its log", () => {
+    expect(run({ lines: 1 }).trim().split('\n')).toEqual(['server-green.out | server green line 2', 'server-green.err | server green error', 'client-green.out | client green line', 'nginx.error | nginx error 2']);
+  });
+
+  it('one program, the previous slot or both, nginx alone; empty lines dropped', () => {
+    expect(run({ program: 'server', slots: 'previous', lines: 5 }).trim().split('\n')).toEqual(['server-blue.out | server blue line 1', 'server-blue.out | server blue line 2', 'server-blue.err | server blue error']);
+    expect(run({ program: 'client', slots: 'both' }).trim().split('\n')).toEqual(['client-green.out | client green line', 'client-blue.out | client blue line']);
+    expect(run({ program: 'nginx', lines: 1 }).trim().split('\n')).toEqual(['nginx.error | nginx error 2', 'nginx.access | GET /']);
+  });
+
+  it('refuses unknown programs and bad line counts, naming the choices', () => {
+    expect(() => logsRequest(env, { program: 'worker' })).toThrow(/"worker" is not a program of demo/);
+    expect(() => logsRequest(env, { lines: -1 })).toThrow(/--lines must be a whole number from 0 to 10000/);
+    expect(() => logsRequest(env, { lines: 1.5 })).toThrow(/--lines/);
+    expect(() => logsRequest(env, { slots: 'all' as never })).toThrow(/--slot must be live, previous or both/);
+  });
+
+  it('--follow streams new lines as they are written and stops when the holder process ends', async () => {
+    const holder = spawn('sleep', ['30']);
+    const script = local(scriptText(logsStep(env, { ...logsRequest(env, { program: 'server', lines: 1 }), follow: { holderPid: holder.pid! } })));
+    // setsid: the script ends with `kill 0` (its process group), as on a host under `timeout`.
+    const child = spawn('setsid', ['bash', '-s'], { stdio: ['pipe', 'pipe', 'inherit'] });
+    child.stdin.end(script);
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d));
+    const waitFor = async (text: string) => {
+      for (let i = 0; i < 100 && !out.includes(text); i++) await new Promise((r) => setTimeout(r, 50));
+      expect(out).toContain(text);
+    };
+    await waitFor('server-green.out | server green line 2');
+    appendFileSync(join(dir, 'app', 'server-green.err.log'), 'a new error\n');
+    await waitFor('server-green.err | a new error');
+    const exited = new Promise((r) => child.once('exit', r));
+    holder.kill();
+    await exited; // within a second of the holder's end
+  }, 15_000);
+});
+
+describe('masking', () => {
+  it('masks a URL secret and its password alone, encoded or not', () => {
+    const r = new MemoryReporter();
+    maskSecret(r, 'postgresql://app:p%40ss-w0rd@db.example.org:5432/app');
+    r.info('url postgresql://app:p%40ss-w0rd@db.example.org:5432/app, raw p@ss-w0rd, encoded p%40ss-w0rd');
+    expect(r.text()).toBe('url ***, raw ***, encoded ***');
+  });
+});
+
+describe('status over recording remotes', () => {
+  it('one step per host; an unreachable host is a problem that does not hide the others', async () => {
+    const env = testEnv({}, [
+      { name: 'web1', address: '192.0.2.1', host_key: KEY },
+      { name: 'web2', address: '192.0.2.2', host_key: KEY },
+    ]);
+    const remotes: RecordingRemote[] = [];
+    const connector: Connector = async (_e, host) => {
+      if (host.name === 'web2') throw new Error('cannot connect to web2 (deploy@192.0.2.2:22): connect ECONNREFUSED');
+      const r = new RecordingRemote(host.name, 'deploy', 'shop', () => ({ stdout: report() }));
+      remotes.push(r);
+      return r;
+    };
+    const r = await status({ root: env.root, reporter: new MemoryReporter(), env: {}, connector }, env);
+    expect(remotes[0]!.stepNames()).toEqual(['status']);
+    expect(remotes[0]!.closed).toBe(true);
+    expect(r.healthy).toBe(false);
+    expect(r.problems).toEqual(['web2: cannot reach it: cannot connect to web2 (deploy@192.0.2.2:22): connect ECONNREFUSED']);
+    const text = formatStatus(r, new Date('2026-11-25T15:00:00Z'));
+    expect(text).toContain('✓ web1 (192.0.2.1)');
+    expect(text).toContain('release     20261125T140000Z-0123456789ab  0123456789ab  v2  2026-11-25 14:00 (1h 00m ago) by alice@laptop  [slot blue]');
+    expect(text).toContain('✗ web2 (192.0.2.2) — 1 problem');
+    expect(text.trim().split('\n').slice(-2)).toEqual(['demo: UNHEALTHY', '  web2: cannot reach it: cannot connect to web2 (deploy@192.0.2.2:22): connect ECONNREFUSED']);
+    expect(statusSummary(r)).toContain('| web2 | unreachable |');
+  });
+});
+
+describe('certificates over recording remotes', () => {
+  const env = testEnv({ domain: 'shop.example.org', tls: { mode: 'letsencrypt', email: 'ops@example.org', acme_ca_file: 'ca.pem' } });
+  writeFileSync(join(env.dir, 'ca.pem'), 'CA\n');
+  const live = '/etc/letsencrypt/live/shop.example.org/fullchain.pem';
+  const listing = [`configured ${live}`, `cert ${live}\tnotAfter=Feb 20 10:00:00 2027 GMT`, `cert ${live}\tserial=0A`, `cert ${live}\tDNS:shop.example.org`, `cert ${live}\tissuer=CN = Pebble Intermediate CA`, 'served_serial 0A', 'renewal certbot.timer active']
+    .map((l) => `@ops ${l}`)
+    .join('\n');
+
+  it('lists with expiry, the served serial and the renewal schedule', async () => {
+    const remote = new RecordingRemote('web1', 'deploy', 'shop', () => ({ stdout: listing }));
+    const r = await certificates({ root: env.root, reporter: new MemoryReporter(), env: {}, connector: async () => remote }, env);
+    expect(remote.stepNames()).toEqual(['certificates']);
+    expect(r.ok).toBe(true);
+    const text = formatCerts(r);
+    expect(text).toContain('✓ shop.example.org (used by nginx)');
+    expect(text).toContain('serial   0A  (served on :443)');
+    expect(text).toContain('renewal: certbot.timer active');
+  });
+
+  it('renews under the lock, trusting the test ACME CA, and records it in the audit log', async () => {
+    const remote = new RecordingRemote('web1', 'deploy', 'shop', (step) => (step.name === 'lock' ? { stdout: '@ops lock acquired' } : step.name === 'renew certificate' ? { stdout: listing } : undefined));
+    const r = await renewCertificates({ root: env.root, reporter: new MemoryReporter(), env: {}, connector: async () => remote }, env);
+    expect(remote.stepNames()).toEqual(['lock', 'renew certificate', 'unlock']);
+    expect(remote.runs[1]!.step.script).toContain('REQUESTS_CA_BUNDLE=/usr/local/share/ops-pipeline/shop-acme-ca.pem timeout 240 certbot renew -n --force-renewal --cert-name shop.example.org --no-random-sleep-on-renew --no-directory-hooks');
+    expect(remote.runs[2]!.step.script).toMatch(/"operation":"certs renew","actor":.*"result":"success".*certificate renewed, expires 2027-02-20/);
+    expect(r.hosts[0]!.renewed).toBe(true);
+  });
+
+  it('renewal reloads nginx only after nginx -t; self-signed mode makes a new certificate', () => {
+    const le = renewCertificate(env, false).script;
+    expect(le.indexOf('if ! out=$(nginx -t 2>&1); then')).toBeLessThan(le.indexOf('nginx -s reload'));
+    expect(le.indexOf('certbot renew')).toBeLessThan(le.indexOf('nginx -t'));
+    expect(le).not.toContain('REQUESTS_CA_BUNDLE');
+    const self = renewCertificate(testEnv({ domain: 'shop.test', tls: { mode: 'self-signed' } }), false).script;
+    expect(self).toContain('if true; then\n  install -d -m 0755 /etc/ssl/shop\n  openssl req -x509');
+    for (const s of [renewCertificate(env, true), renewCertificate(testEnv({ tls: { mode: 'self-signed' } }), false), listCertificates(env)]) expect(bashSyntax(scriptText(s))).toBe('ok');
+  });
+
+  it('an environment without TLS has no certificates: a clear error', async () => {
+    const plain = testEnv();
+    await expect(certificates({ root: plain.root, reporter: new MemoryReporter(), env: {} }, plain)).rejects.toThrow(/serves plain http \(tls.mode is off\): it has no certificates/);
+    await expect(renewCertificates({ root: plain.root, reporter: new MemoryReporter(), env: {} }, plain)).rejects.toThrow(/tls.mode is off/);
+  });
+});
+
+describe('logs step text', () => {
+  it('is valid bash, follows with tail -F until the holder ends, and never uses supervisorctl', () => {
+    const env = testEnv();
+    const follow = logsStep(env, { ...logsRequest(env, {}), follow: { holderPid: 4242 } });
+    expect(bashSyntax(scriptText(follow))).toBe('ok');
+    expect(follow.script).toContain('tail -n 50 -F -- "$f" | sed -u');
+    expect(follow.script).toContain('while kill -0 4242 2>/dev/null; do sleep 1; done\nkill 0');
+    expect(follow.timeout).toBe(7 * 86400);
+    expect(follow.quiet).toBeFalsy(); // lines stream to the reporter (host prefix, masking) as they come
+  });
+});

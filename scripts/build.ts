@@ -5,7 +5,7 @@ import { build } from 'esbuild';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { banner } from './bundle-banner.js';
+import { bundleOptions } from './bundle-options.js';
 
 const root = resolve(import.meta.dirname, '..');
 
@@ -18,17 +18,10 @@ export function actionNames(): string[] {
 
 export async function bundle(name: string, outfile: string): Promise<void> {
   await build({
+    ...bundleOptions,
     entryPoints: [join(root, 'actions', name, 'main.ts')],
     outfile,
-    bundle: true,
-    platform: 'node',
-    target: 'node20',
-    format: 'esm',
-    // esbuild cannot load native addons; ssh2 then uses its pure-JS crypto.
-    external: ['*.node'],
-    banner: { js: banner },
     legalComments: 'eof',
-    logLevel: 'warning',
   });
 }
 

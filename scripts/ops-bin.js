@@ -32,16 +32,11 @@ async function ensureBundle() {
     return false;
   }
   mkdirSync(cache, { recursive: true });
-  const { banner } = await import(pathToFileURL(join(root, 'scripts', 'bundle-banner.js')).href);
+  const { bundleOptions } = await import(pathToFileURL(join(root, 'scripts', 'bundle-options.js')).href);
   await esbuild.build({
+    ...bundleOptions,
     entryPoints: [join(root, 'scripts', 'ops.ts')],
     outfile: `${bundle}.${process.pid}.tmp`,
-    bundle: true,
-    platform: 'node',
-    target: 'node20',
-    format: 'esm',
-    external: ['*.node'],
-    banner: { js: banner },
     logLevel: 'error',
   });
   const { renameSync } = await import('node:fs');

@@ -1,8 +1,9 @@
 // Every CLI command, in the order `ops --help` lists them.
 import type { Command } from '../cli.ts';
+import { commands as day2 } from './day2.ts';
 import { commands as deploy } from './deploy.ts';
 import { commands as hosts } from './hosts.ts';
 import { commands as secrets } from './secrets.ts';
 import { commands as staging } from './staging.ts';
 
-export const allCommands: Command[] = [...hosts, ...deploy, ...staging, ...secrets];
+export const allCommands: Command[] = [...hosts, ...deploy, ...day2, ...staging, ...secrets];

@@ -1,0 +1,89 @@
+// Day-2 commands: what the seed's troubleshooting sections had people do by hand over SSH — status (502s,
+// nginx not restarting, the deployed version), logs, certificates — and decommissioning an environment.
+import { loadEnvironment } from '../../core/config/environment.ts';
+import { certificates, formatCerts, renewCertificates } from '../../core/ops/certs.ts';
+import { formatRemove, removeEnvironment } from '../../core/ops/decommission.ts';
+import { logs } from '../../core/ops/logs.ts';
+import { formatStatus, status } from '../../core/ops/status.ts';
+import type { LogSlots } from '../../core/steps/status.ts';
+import { UsageError, type Command } from '../cli.ts';
+
+const json = { type: 'boolean', description: 'print JSON for scripts' } as const;
+
+export const commands: Command[] = [
+  {
+    name: 'status',
+    summary: 'per host: release, nginx (+ nginx -t), supervisor programs, health, certificate, disk, lock; exit 1 if anything is unhealthy',
+    args: ['<env>'],
+    options: { json },
+    help: `One read-only SSH round trip per host. Each problem is one line at the end (and in "problems" with
+--json); the exit code is 1 when there is any, so a workflow step can gate on it. Warnings (a certificate
+renewal running late, a disk filling up, the previous release's programs down) do not fail.`,
+    async run({ args, ops, values, stdout }) {
+      const r = await status(ops, loadEnvironment(args[0]!, ops.root));
+      stdout.write(ops.reporter.redact(values.json ? JSON.stringify(r, null, 2) : formatStatus(r)) + '\n');
+      return r.healthy ? 0 : 1;
+    },
+  },
+  {
+    name: 'logs',
+    summary: "the programs' and nginx's logs from every host, each line prefixed with its host and log; secrets masked",
+    args: ['<env>', '[program]'],
+    options: {
+      lines: { type: 'string', short: 'n', value: 'N', description: 'lines per log file (default 50)' },
+      follow: { type: 'boolean', short: 'f', description: 'keep printing new lines until Ctrl-C' },
+      slot: { type: 'string', value: 'WHICH', description: "live (default: the release serving), previous (the one kept warm for rollback) or both" },
+    },
+    help: `[program] is one of the environment's programs (its stdout and stderr logs), or "nginx" (access and
+error logs); without it: every program, and nginx's error log. Lines are prefixed "<host> <log> |".
+The environment's secret values are masked when a key opens its secrets file; without one the logs are
+still shown, with a warning that masking is limited.`,
+    async run({ args, ops, values }) {
+      const env = loadEnvironment(args[0]!, ops.root);
+      const raw = values.lines as string | undefined;
+      if (raw !== undefined && !/^\d+$/.test(raw)) throw new UsageError(`--lines needs a whole number, got "${raw}"`);
+      const controller = new AbortController();
+      const onSignal = () => controller.abort();
+      if (values.follow) process.once('SIGINT', onSignal);
+      try {
+        await logs(ops, env, { program: args[1], lines: raw === undefined ? undefined : Number(raw), slots: values.slot as LogSlots | undefined, follow: Boolean(values.follow), signal: controller.signal });
+      } finally {
+        process.off('SIGINT', onSignal);
+      }
+      return 0;
+    },
+  },
+  {
+    name: 'certs',
+    summary: 'TLS certificates per host: names, expiry, the one nginx serves, renewal schedule; --renew forces a renewal',
+    args: ['<env>'],
+    options: { renew: { type: 'boolean', description: 'renew now (certbot renew --force-renewal, or a new self-signed one), then reload nginx if nginx -t accepts it' }, json },
+    async run({ args, ops, values, stdout }) {
+      const env = loadEnvironment(args[0]!, ops.root);
+      const r = values.renew ? await renewCertificates(ops, env) : await certificates(ops, env);
+      stdout.write(ops.reporter.redact(values.json ? JSON.stringify(r, null, 2) : formatCerts(r)) + '\n');
+      return r.ok ? 0 : 1;
+    },
+  },
+  {
+    name: 'env remove',
+    summary: "decommission an environment: refuses while its hosts serve; removes its folder and .sops.yaml rule; lists what else to release",
+    args: ['<name>'],
+    options: {
+      force: { type: 'boolean', description: 'remove even though hosts still serve (or cannot be checked); contacts no host' },
+      'dry-run': { type: 'boolean', description: 'check the hosts and print what would be removed and the checklist; change nothing' },
+      json,
+    },
+    help: `The seed's decommissioning checklist: make sure the environment is no longer used, remove its folder,
+then release its resources. The command checks every host (as ops status does) and refuses while one still
+serves a release. It then deletes environments/<name>/ and its rule in .sops.yaml (review and commit the
+change), and prints what the repository cannot release: VMs, database, DNS, certificate, OpenID Connect
+(DataPass) callback URLs, the GitHub environment and its secrets, workflow options naming it, its age key.`,
+    async run({ args, ops, values, stdout }) {
+      const dryRun = Boolean(values['dry-run']);
+      const r = await removeEnvironment(ops, args[0]!, { force: Boolean(values.force), dryRun });
+      stdout.write(values.json ? JSON.stringify(r, null, 2) + '\n' : formatRemove(r, dryRun) + '\n');
+      return 0;
+    },
+  },
+];

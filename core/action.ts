@@ -14,6 +14,15 @@ export interface ActionContext {
   flag(name: string, fallback?: boolean): boolean;
 }
 
+/** A boolean input: true/yes/1 or false/no/0; empty means `fallback` (local harnesses fill no defaults). */
+export function booleanInput(name: string, value: string, fallback: boolean): boolean {
+  const v = value.trim().toLowerCase();
+  if (v === '') return fallback;
+  if (['true', 'yes', '1'].includes(v)) return true;
+  if (['false', 'no', '0'].includes(v)) return false;
+  throw new OpsError(`invalid input ${name}: ${JSON.stringify(value)}`, `${name} is true or false`);
+}
+
 /**
  * Run an action body with the shared inputs handled once: `ssh-key` and `age-key` are masked (every line)
  * and handed to the core through the same variables the CLI reads (OPS_SSH_KEY, SOPS_AGE_KEY).
@@ -41,13 +50,7 @@ export async function runAction(body: (ctx: ActionContext) => Promise<void>): Pr
         if (options?.required && !value) throw new OpsError(`input ${name} is required`, `give it in the step's with: block`);
         return value;
       },
-      flag: (name, fallback = false) => {
-        const v = core.getInput(name).trim().toLowerCase();
-        if (v === '') return fallback;
-        if (['true', 'yes', '1'].includes(v)) return true;
-        if (['false', 'no', '0'].includes(v)) return false;
-        throw new OpsError(`input ${name} must be true or false, got "${v}"`);
-      },
+      flag: (name, fallback = false) => booleanInput(name, core.getInput(name), fallback),
     });
   } catch (e) {
     core.setFailed(reporter.redact(formatError(e)));

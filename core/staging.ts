@@ -89,14 +89,6 @@ export function stagingSettings(raw: { remote?: string; main?: string; staging?:
 }
 
 /** A true/false input ('' = fallback), refused clearly otherwise. */
-export function booleanInput(name: string, value: string, fallback: boolean): boolean {
-  const v = value.trim().toLowerCase();
-  if (v === '') return fallback;
-  if (['true', 'yes', '1'].includes(v)) return true;
-  if (['false', 'no', '0'].includes(v)) return false;
-  throw new OpsError(`invalid input ${name}: ${JSON.stringify(value)}`, `${name} is true or false`);
-}
-
 export function checkLabel(label: string): string {
   if (!label.trim() || label.length > 50 || /[\r\n,]/.test(label)) throw new OpsError(`invalid label ${JSON.stringify(label)}`, 'a GitHub label name: up to 50 characters, no commas or line breaks');
   return label.trim();

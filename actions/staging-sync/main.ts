@@ -4,9 +4,9 @@ import { OpsError } from '../../core/errors.ts';
 import { runAction } from '../../core/action.ts';
 import { refFromEvent } from '../../core/staging-plan.ts';
 import { DEFAULT_IDENTITY } from '../../core/staging-git.ts';
-import { booleanInput, runStaging, runUrlFrom, stagingSettings } from '../../core/staging.ts';
+import { runStaging, runUrlFrom, stagingSettings } from '../../core/staging.ts';
 
-await runAction(async ({ ops, reporter, input }) => {
+await runAction(async ({ ops, reporter, input, flag }) => {
   const mode = input('mode');
   if (mode !== 'add' && mode !== 'rebuild') throw new OpsError(mode ? `invalid mode "${mode}"` : 'the mode input is missing', 'mode is "add" or "rebuild"');
   // add without a ref, on a pull_request event: that pull request.
@@ -21,11 +21,11 @@ await runAction(async ({ ops, reporter, input }) => {
       main: input('main-branch'),
       staging: input('staging-branch'),
       retries: input('retries') || undefined,
-      dryRun: booleanInput('dry-run', input('dry-run'), false),
+      dryRun: flag('dry-run'),
     }),
     identity: { name: input('committer-name') || DEFAULT_IDENTITY.name, email: input('committer-email') || DEFAULT_IDENTITY.email },
     label: input('label') || undefined,
-    comment: booleanInput('comment', input('comment'), true),
+    comment: flag('comment', true),
     token: input('github-token') || undefined,
     env: ops.env,
     reporter,

@@ -43,7 +43,7 @@ describe.each(actions)('actions/%s', (name) => {
   });
 
   it('declares every input its entry point reads, each with a description', () => {
-    const read = new Set([...source.matchAll(/\b(?:input|flag|booleanInput)\(\s*'([a-z0-9-]+)'/g)].map((m) => m[1]!));
+    const read = new Set([...source.matchAll(/\b(?:input|flag)\(\s*'([a-z0-9-]+)'/g)].map((m) => m[1]!));
     // core/action.ts reads these for every action that declares them.
     for (const shared of ['ssh-key', 'age-key', 'working-directory']) if (meta.inputs?.[shared]) read.add(shared);
     const declared = Object.keys(meta.inputs ?? {});

@@ -24691,6 +24691,13 @@ var ActionsReporter = class {
 };
 
 // core/action.ts
+function booleanInput(name, value, fallback) {
+  const v = value.trim().toLowerCase();
+  if (v === "") return fallback;
+  if (["true", "yes", "1"].includes(v)) return true;
+  if (["false", "no", "0"].includes(v)) return false;
+  throw new OpsError(`invalid input ${name}: ${JSON.stringify(value)}`, `${name} is true or false`);
+}
 async function runAction(body) {
   const reporter = new ActionsReporter();
   const env = { ...process.env };
@@ -24714,13 +24721,7 @@ async function runAction(body) {
         if (options?.required && !value) throw new OpsError(`input ${name} is required`, `give it in the step's with: block`);
         return value;
       },
-      flag: (name, fallback = false) => {
-        const v = getInput(name).trim().toLowerCase();
-        if (v === "") return fallback;
-        if (["true", "yes", "1"].includes(v)) return true;
-        if (["false", "no", "0"].includes(v)) return false;
-        throw new OpsError(`input ${name} must be true or false, got "${v}"`);
-      }
+      flag: (name, fallback = false) => booleanInput(name, getInput(name), fallback)
     });
   } catch (e) {
     setFailed(reporter.redact(formatError(e)));
@@ -25175,13 +25176,6 @@ function stagingSettings(raw) {
   if (!/^\d{1,2}$/.test(retriesText)) throw new OpsError(`invalid retries ${JSON.stringify(retriesText)}: expected a whole number from 0 to 99`);
   return { remote, main, staging, retries: Number(retriesText), retryDelayMs: raw.retryDelayMs ?? STAGING_DEFAULTS.retryDelayMs, dryRun: raw.dryRun ?? false };
 }
-function booleanInput(name, value, fallback) {
-  const v = value.trim().toLowerCase();
-  if (v === "") return fallback;
-  if (["true", "yes", "1"].includes(v)) return true;
-  if (["false", "no", "0"].includes(v)) return false;
-  throw new OpsError(`invalid input ${name}: ${JSON.stringify(value)}`, `${name} is true or false`);
-}
 function checkLabel(label) {
   if (!label.trim() || label.length > 50 || /[\r\n,]/.test(label)) throw new OpsError(`invalid label ${JSON.stringify(label)}`, "a GitHub label name: up to 50 characters, no commas or line breaks");
   return label.trim();
@@ -25589,7 +25583,7 @@ function runUrlFrom(env) {
 }
 
 // actions/staging-sync/main.ts
-await runAction(async ({ ops, reporter, input }) => {
+await runAction(async ({ ops, reporter, input, flag }) => {
   const mode = input("mode");
   if (mode !== "add" && mode !== "rebuild") throw new OpsError(mode ? `invalid mode "${mode}"` : "the mode input is missing", 'mode is "add" or "rebuild"');
   const event = mode === "add" && !input("ref") ? refFromEvent(context2.payload, ops.env.GITHUB_REPOSITORY) : void 0;
@@ -25603,11 +25597,11 @@ await runAction(async ({ ops, reporter, input }) => {
       main: input("main-branch"),
       staging: input("staging-branch"),
       retries: input("retries") || void 0,
-      dryRun: booleanInput("dry-run", input("dry-run"), false)
+      dryRun: flag("dry-run")
     }),
     identity: { name: input("committer-name") || DEFAULT_IDENTITY.name, email: input("committer-email") || DEFAULT_IDENTITY.email },
     label: input("label") || void 0,
-    comment: booleanInput("comment", input("comment"), true),
+    comment: flag("comment", true),
     token: input("github-token") || void 0,
     env: ops.env,
     reporter,

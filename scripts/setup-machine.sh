@@ -24,6 +24,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive timeout 1200 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# On a machine booted with systemd, Debian's apt-cacher-ng starts its own service on :3142 (with a config that
+# remaps Debian to an unreachable mirror): the lab runs its own instance, so keep the packaged one off.
+if [ -d /run/systemd/system ] && systemctl list-unit-files apt-cacher-ng.service >/dev/null 2>&1; then
+  systemctl disable --now apt-cacher-ng.service >/dev/null 2>&1 || true
+fi
+
 # npm ci only when the lockfile changed since the last install (node_modules/.package-lock.json mirrors it).
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund

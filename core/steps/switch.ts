@@ -95,7 +95,7 @@ export function probes(env: Environment, slot: Slot): string[] {
  * supervisord's XML-RPC API on its unix socket, through curl: milliseconds per call, where each
  * supervisorctl run costs a Python start-up (up to a second on a busy host).
  */
-const SUPERVISOR_FUNCTIONS = String.raw`rpc() { # method [string-arg...]: prints the response
+export const SUPERVISOR_FUNCTIONS = String.raw`rpc() { # method [string-arg...]: prints the response
   local params="" a
   for a in "${'$'}{@:2}"; do params+="<param><value><string>$a</string></value></param>"; done
   curl -sS --max-time 120 --unix-socket /var/run/supervisor.sock -H 'Content-Type: text/xml'     --data-binary "<?xml version='1.0'?><methodCall><methodName>$1</methodName><params>$params</params></methodCall>" http://localhost/RPC2

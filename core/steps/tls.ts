@@ -20,7 +20,6 @@ export function acmeCaPath(env: Environment): string {
 export function prepareTls(env: Environment, acmeCa?: string): Step {
   const L = layout(env);
   const certs = certificatePaths(env)!;
-  const domain = env.config.domain ?? env.config.app;
   const lines = [SYSTEM_FUNCTIONS, `ensure_dir ${quote(L.acmeWebroot)} 0755 root:root`];
   // RFC 7919 ffdhe2048, as Mozilla recommends: named group output by OpenSSL itself, nothing downloaded.
   lines.push(String.raw`if [ ! -s /etc/nginx/dhparams.pem ]; then
@@ -45,16 +44,28 @@ fi`);
     }
     lines.push(`if [ -d /run/systemd/system ] && [ -f /lib/systemd/system/certbot.timer ]; then svc_up certbot.timer; fi`);
   } else {
-    lines.push(String.raw`if [ ! -s ${quote(certs.cert)} ] || ! openssl x509 -in ${quote(certs.cert)} -noout -checkend 2592000 >/dev/null; then
+    lines.push(selfSignedCertificate(env));
+  }
+  lines.push(`ops_report certificate "$([ -s ${quote(certs.cert)} ] && echo yes || echo no)"`, 'item tls');
+  return { name: 'tls', as: 'root', timeout: 120, script: lines.join('\n') };
+}
+
+/**
+ * The self-signed certificate (tls.mode self-signed): made when missing or expiring within 30 days, or
+ * always with `force` (ops certs --renew). Sets CHANGED=1 when it made one.
+ */
+export function selfSignedCertificate(env: Environment, force = false): string {
+  const L = layout(env);
+  const certs = certificatePaths(env)!;
+  const domain = env.config.domain ?? env.config.app;
+  const when = force ? 'true' : `[ ! -s ${quote(certs.cert)} ] || ! openssl x509 -in ${quote(certs.cert)} -noout -checkend 2592000 >/dev/null`;
+  return String.raw`if ${when}; then
   install -d -m 0755 ${quote(L.selfSignedDir)}
   openssl req -x509 -newkey rsa:2048 -nodes -days 825 -subj ${quote(`/CN=${domain}`)} -addext ${quote(`subjectAltName=DNS:${domain}`)} \
     -keyout ${quote(certs.key)} -out ${quote(certs.cert)} 2>/dev/null
   chmod 0600 ${quote(certs.key)}
   CHANGED=1
-fi`);
-  }
-  lines.push(`ops_report certificate "$([ -s ${quote(certs.cert)} ] && echo yes || echo no)"`, 'item tls');
-  return { name: 'tls', as: 'root', timeout: 120, script: lines.join('\n') };
+fi`;
 }
 
 /** certbot certonly --webroot, once per domain (a present certificate is left to the renewal timer). */

@@ -1,0 +1,18 @@
+// The status action: inputs → core status → outputs and job summary; fails (gating the workflow) when any host
+// is unhealthy, with one line per problem.
+import { runAction } from '../../core/action.ts';
+import { loadEnvironment } from '../../core/config/environment.ts';
+import { OpsError } from '../../core/errors.ts';
+import { status, statusSummary } from '../../core/ops/status.ts';
+
+await runAction(async ({ ops, reporter, input, flag }) => {
+  const env = loadEnvironment(input('environment', { required: true }), ops.root);
+  const result = await status(ops, env);
+  reporter.output('healthy', String(result.healthy));
+  reporter.output('problems', result.problems.join('\n'));
+  reporter.output('json', JSON.stringify(result));
+  await reporter.summary(statusSummary(result));
+  for (const w of result.warnings) reporter.warn(w);
+  if (!result.healthy && flag('fail-on-unhealthy', true))
+    throw new OpsError(`${env.name} is unhealthy:\n${result.problems.map((p) => `  ${p}`).join('\n')}`, `details in the job summary; locally: ops status ${env.name}`);
+});

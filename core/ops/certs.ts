@@ -1,0 +1,115 @@
+// ops certs <env> [--renew]: the seed's "Certificats" section as a command. Lists each host's certificates
+// with their expiry, the one nginx actually serves, and how renewals are scheduled; --renew forces a renewal
+// now (certbot renew --force-renewal, or a new self-signed certificate) under the environment's lock, and
+// reloads nginx only after `nginx -t` accepts it.
+import { existsSync } from 'node:fs';
+import type { Environment } from '../config/environment.ts';
+import { envPath } from '../config/environment.ts';
+import { withSession, type OpsContext } from '../context.ts';
+import { OpsError } from '../errors.ts';
+import { reported } from '../remote/types.ts';
+import { listCertificates, parseCerts, renewCertificate, type CertInfo } from '../steps/status.ts';
+import { withLock } from './locked.ts';
+import { eachHost } from './status.ts';
+
+export interface HostCertificates {
+  host: string;
+  error?: string;
+  /** Path of the certificate nginx is configured with. */
+  configured?: string;
+  certificates: CertInfo[];
+  /** Serial of the certificate nginx hands out on :443 ('' when it does not answer). */
+  servedSerial?: string;
+  /** letsencrypt: "certbot.timer active", "cron /etc/cron.d/certbot" or "none". */
+  renewal?: string;
+  renewed?: boolean;
+}
+
+export interface CertsResult {
+  environment: string;
+  mode: Environment['config']['tls']['mode'];
+  hosts: HostCertificates[];
+  ok: boolean;
+}
+
+function noTls(env: Environment): OpsError {
+  return new OpsError(`environment ${env.name} serves plain http (tls.mode is off): it has no certificates`, `set tls.mode (letsencrypt or self-signed) in environments/${env.name}/environment.yml, then: ops provision ${env.name}`);
+}
+
+function hostResult(host: string, r: Parameters<typeof parseCerts>[0], renewed?: boolean): HostCertificates {
+  const served = reported(r, 'served_serial');
+  return {
+    host,
+    configured: reported(r, 'configured'),
+    certificates: parseCerts(r, new Date()),
+    servedSerial: served ? served.toUpperCase() : '',
+    renewal: reported(r, 'renewal'),
+    ...(renewed === undefined ? {} : { renewed }),
+  };
+}
+
+export async function certificates(ctx: OpsContext, env: Environment): Promise<CertsResult> {
+  if (env.config.tls.mode === 'off') throw noTls(env);
+  const hosts = await eachHost(
+    ctx,
+    env,
+    async (remote, host) => hostResult(host.name, await remote.run(listCertificates(env))),
+    (host, message): HostCertificates => ({ host: host.name, error: message.split('\n')[0], certificates: [] }),
+  );
+  return { environment: env.name, mode: env.config.tls.mode, hosts, ok: hosts.every((h) => !h.error && h.certificates.every((c) => c.state === 'ok' && (c.daysLeft ?? -1) >= 0)) };
+}
+
+/** Force a renewal on every host, one host at a time, under the environment's lock (a deploy reloads nginx too). */
+export async function renewCertificates(ctx: OpsContext, env: Environment): Promise<CertsResult> {
+  if (env.config.tls.mode === 'off') throw noTls(env);
+  const caFile = env.config.tls.acme_ca_file;
+  // The CA file itself was put on the hosts by provision; renewals must trust the same server.
+  if (caFile && env.config.tls.mode === 'letsencrypt' && !existsSync(envPath(env, caFile))) throw new OpsError(`tls.acme_ca_file ${envPath(env, caFile)} does not exist`);
+  const withCa = Boolean(caFile && env.config.tls.mode === 'letsencrypt');
+  const hosts = await withSession(ctx, env, (session) =>
+    withLock(ctx, session, 'certs renew', async (locked) => {
+      const done: HostCertificates[] = [];
+      for (const h of env.hosts) {
+        const remote = session.remote(h.name);
+        try {
+          const r = await ctx.reporter.group(`${h.name} · renew certificate`, () => remote.run(renewCertificate(env, withCa)));
+          const result = hostResult(h.name, r, true);
+          locked.audit(h.name, { result: 'success', message: `certificate renewed, expires ${result.certificates[0]?.notAfter ?? '?'}` });
+          done.push(result);
+        } catch (e) {
+          locked.audit(h.name, { result: 'failed', message: e instanceof Error ? e.message.split('\n')[0] : String(e) });
+          throw e;
+        }
+      }
+      return done;
+    }),
+  );
+  return { environment: env.name, mode: env.config.tls.mode, hosts, ok: true };
+}
+
+export function formatCerts(r: CertsResult): string {
+  const out: string[] = [];
+  for (const h of r.hosts) {
+    out.push(`${h.host}:${h.renewed ? ' renewed' : ''}`);
+    if (h.error) {
+      out.push(`  ✗ unreachable: ${h.error}`);
+      continue;
+    }
+    if (!h.certificates.length) out.push('  (no certificate)');
+    for (const c of h.certificates) {
+      const used = c.path === h.configured;
+      if (c.state !== 'ok') {
+        out.push(`  ✗ ${c.path}: ${c.state}`);
+        continue;
+      }
+      const expired = (c.daysLeft ?? -1) < 0;
+      out.push(`  ${expired ? '✗' : '✓'} ${c.names.join(', ') || c.subject || '?'}${used ? ' (used by nginx)' : ''}`);
+      out.push(`      expires  ${c.notAfter?.slice(0, 19).replace('T', ' ')} UTC (${expired ? `EXPIRED ${-(c.daysLeft ?? 0)} days ago` : `${c.daysLeft} days left`})`);
+      out.push(`      issuer   ${c.issuer ?? '?'}`);
+      out.push(`      serial   ${c.serial ?? '?'}${used ? (h.servedSerial === c.serial ? '  (served on :443)' : `  — nginx serves ${h.servedSerial ? `serial ${h.servedSerial}` : 'nothing on :443'}: reload nginx`) : ''}`);
+      out.push(`      file     ${c.path}`);
+    }
+    if (h.renewal) out.push(`  renewal: ${h.renewal}`);
+  }
+  return out.join('\n');
+}

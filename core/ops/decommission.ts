@@ -1,0 +1,131 @@
+// ops env remove <name>: the seed's "Démanteler un environnement" checklist as a guided command. It refuses
+// while a host still serves a release (unless forced), removes environments/<name>/ and its .sops.yaml rule,
+// and lists everything else to release by hand: VMs, database, DNS, certificates, OpenID Connect (DataPass)
+// callback URLs, the GitHub environment and its secrets, workflow options, the age key.
+import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { environmentsDir, listEnvironments, loadEnvironment, type Environment } from '../config/environment.ts';
+import type { OpsContext } from '../context.ts';
+import { OpsError, formatError } from '../errors.ts';
+import { envPathRegex, readCreationRules, removeEnvRule, SOPS_CONFIG_FILE } from '../secrets/sops-config.ts';
+import { validate } from '../shell.ts';
+import type { HostStatus } from '../steps/status.ts';
+import { status } from './status.ts';
+
+export interface RemoveOptions {
+  /** Remove even if hosts still serve, or cannot be checked (no host is contacted). */
+  force?: boolean;
+  /** Check and list, change nothing. */
+  dryRun?: boolean;
+}
+
+export interface RemoveResult {
+  environment: string;
+  removed: boolean;
+  /** Files and rules removed (or that would be, with dryRun). */
+  changes: string[];
+  /** What each host was found doing ('' when not checked). */
+  hosts: { host: string; address: string; state: string }[];
+  /** What else to release by hand, one item a line. */
+  checklist: string[];
+}
+
+/** A host "still serves" when a release is live and something answers: the site through nginx, or a health check. */
+export function servingHosts(hosts: HostStatus[]): HostStatus[] {
+  return hosts.filter((h) => h.reachable && h.release && ((h.site && h.site.status > 0 && h.site.status < 500) || h.health?.some((x) => x.ok)));
+}
+
+function describeHost(h: HostStatus): string {
+  if (!h.reachable) return `unreachable (${h.error?.split('\n')[0]})`;
+  if (!h.release) return 'reachable, no live release';
+  return `serves ${h.release.id}${h.release.ref ? ` (${h.release.ref})` : ''}${h.site?.status ? `, ${h.site.url} answers ${h.site.status}` : ''}`;
+}
+
+/** Lines of the workflows that name the environment (as a whole word): its options, environment: keys. */
+function workflowMentions(root: string, name: string): string[] {
+  const dir = join(root, '.github', 'workflows');
+  if (!existsSync(dir)) return [];
+  const word = new RegExp(`(^|[^A-Za-z0-9_-])${name}($|[^A-Za-z0-9_-])`);
+  const out: string[] = [];
+  for (const f of readdirSync(dir).filter((f) => /\.ya?ml$/.test(f)).sort()) {
+    readFileSync(join(dir, f), 'utf8')
+      .split('\n')
+      .forEach((line, i) => {
+        if (word.test(line) && !/^\s*#/.test(line)) out.push(`.github/workflows/${f}:${i + 1}: ${line.trim()}`);
+      });
+  }
+  return out;
+}
+
+/** Everything outside the repository that the environment used, from its configuration. */
+export function decommissionChecklist(name: string, env: Environment | undefined, root: string): string[] {
+  const list: string[] = [];
+  const c = env?.config;
+  if (env) {
+    list.push(`save what you may need from the hosts first (audit log: ops audit ${name} --json > ${name}-audit.json; logs: ops logs ${name} --lines 10000)`);
+    for (const h of env.hosts) list.push(`VM ${h.name} (${h.address}): delete it at the hosting provider (and its disks, snapshots, backups, firewall rules)`);
+  } else list.push(`the VMs of ${name} (environment.yml could not be read: see its history in git)`);
+  const secretRefs = Object.entries(c?.env ?? {}).filter(([, v]) => typeof v !== 'string').map(([k, v]) => `${k} ← secret ${(v as { secret: string }).secret}`);
+  const dbVars = Object.keys(c?.env ?? {}).filter((k) => /DATABASE/i.test(k));
+  list.push(`PostgreSQL database${dbVars.length ? ` (${dbVars.join(', ')})` : ''}: drop the database and its login, or the whole instance if it was this environment's own (keep a final dump if required)`);
+  if (c?.domain) list.push(`DNS: remove the record of ${c.domain}`);
+  else list.push('DNS: remove any record pointing at the VMs');
+  if (c?.tls.mode === 'letsencrypt') list.push(`TLS: revoke the certificate before deleting the VM if its key may leak (on the host: certbot revoke --cert-name ${c.domain}); it expires by itself otherwise`);
+  list.push(`OpenID Connect ("Comptes DataPass"): ask the DataPass team (BetaGouv) to remove the callback URLs of ${env?.url ?? name}, and drop the client id/secret of this environment`);
+  list.push(`GitHub: delete the environment "${name}" (Settings → Environments) and its secrets (SSH key, SOPS_AGE_KEY), and its deployment history if wanted`);
+  const mentions = workflowMentions(root, name);
+  if (mentions.length) list.push(`workflows still name ${name}: remove it from them (the workflow tests check that the options match environments/):\n${mentions.map((m) => `      ${m}`).join('\n')}`);
+  list.push(`age key of ${name}: delete it from the password manager and the CI secrets${secretRefs.length ? `; its secrets (${secretRefs.join(', ')}) are dead with it` : ''}`);
+  list.push(`remove ${name} from the team's documentation (the list of environments), then review and commit: git add -A environments/${name} ${SOPS_CONFIG_FILE} && git commit -m "Decommission ${name}"`);
+  return list;
+}
+
+export async function removeEnvironment(ctx: OpsContext, name: string, options: RemoveOptions = {}): Promise<RemoveResult> {
+  validate('environment', name);
+  const dir = join(environmentsDir(ctx.root), name);
+  if (!existsSync(dir)) {
+    const known = listEnvironments(ctx.root);
+    throw new OpsError(`no environment "${name}": environments/${name}/ does not exist`, known.length ? `known environments: ${known.join(', ')}` : undefined);
+  }
+  let env: Environment | undefined;
+  let loadError: unknown;
+  try {
+    env = loadEnvironment(name, ctx.root);
+  } catch (e) {
+    loadError = e;
+  }
+  const result: RemoveResult = { environment: name, removed: false, changes: [], hosts: [], checklist: decommissionChecklist(name, env, ctx.root) };
+  if (!options.force) {
+    if (!env)
+      throw new OpsError(`cannot tell whether ${name}'s hosts still serve: ${formatError(loadError).split('\n')[0]}`, `fix environments/${name}/environment.yml, or remove it anyway with --force`);
+    const st = await status(ctx, env);
+    result.hosts = st.hosts.map((h) => ({ host: h.host, address: h.address, state: describeHost(h) }));
+    const serving = servingHosts(st.hosts);
+    if (serving.length)
+      throw new OpsError(
+        `environment ${name} still serves: refusing to remove it\n${serving.map((h) => `  ${h.host} (${h.address}) ${describeHost(h)}`).join('\n')}`,
+        `take it out of service first (DNS, then the VMs: see the checklist with --dry-run --force), or remove the folder anyway with --force`,
+      );
+  }
+  result.changes.push(`environments/${name}/ (${countFiles(dir)} files)`);
+  if (readCreationRules(ctx.root).some((r) => r.pathRegex === envPathRegex(name))) result.changes.push(`${SOPS_CONFIG_FILE}: the creation rule for environments/${name}/`);
+  if (options.dryRun) return result;
+  rmSync(dir, { recursive: true, force: true });
+  await removeEnvRule(ctx.root, name);
+  result.removed = true;
+  return result;
+}
+
+function countFiles(dir: string): number {
+  let n = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) n += e.isDirectory() ? countFiles(join(dir, e.name)) : 1;
+  return n;
+}
+
+export function formatRemove(r: RemoveResult, dryRun = false): string {
+  const out: string[] = [];
+  if (r.hosts.length) out.push(`hosts of ${r.environment}:`, ...r.hosts.map((h) => `  ${h.host} (${h.address}): ${h.state}`), '');
+  out.push(`${dryRun ? 'would remove' : r.removed ? 'removed' : 'not removed'}:`, ...r.changes.map((c) => `  - ${c}`), '');
+  out.push(`still to release by hand (the repository cannot):`, ...r.checklist.map((c, i) => `  ${i + 1}. ${c}`));
+  return out.join('\n');
+}

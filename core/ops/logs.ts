@@ -1,0 +1,107 @@
+// ops logs <env> [program] [--lines N] [--follow]: the app programs' and nginx's logs from every host, each
+// line prefixed with the host and the log it comes from, with the environment's secret values masked.
+// Programs' logs are the live slot's by default (the release serving traffic); --slot previous shows the
+// release kept warm on the other slot (e.g. after a rollback), --slot both shows both.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { SECRETS_FILE, type Environment } from '../config/environment.ts';
+import { withSession, type OpsContext } from '../context.ts';
+import { OpsError } from '../errors.ts';
+import type { Reporter } from '../report.ts';
+import { decryptFile, loadEnvIdentities } from '../secrets/index.ts';
+import { logsStep, type LogSlots, type LogsRequest } from '../steps/status.ts';
+
+export interface LogsOptions {
+  /** A program of the environment, or "nginx"; default: every program, and nginx's error log. */
+  program?: string;
+  lines?: number;
+  slots?: LogSlots;
+  follow?: boolean;
+  /** Ends --follow (Ctrl-C in the CLI). */
+  signal?: AbortSignal;
+}
+
+export const MAX_LOG_LINES = 10_000;
+
+/** Check the options and say which logs they mean. */
+export function logsRequest(env: Environment, options: LogsOptions): Omit<LogsRequest, 'follow'> {
+  const programs = Object.keys(env.config.programs);
+  const lines = options.lines ?? 50;
+  if (!Number.isInteger(lines) || lines < 0 || lines > MAX_LOG_LINES) throw new OpsError(`--lines must be a whole number from 0 to ${MAX_LOG_LINES}, got ${JSON.stringify(options.lines)}`);
+  const slots = options.slots ?? 'live';
+  if (!['live', 'previous', 'both'].includes(slots)) throw new OpsError(`--slot must be live, previous or both, got ${JSON.stringify(slots)}`);
+  const p = options.program;
+  if (p === undefined) return { programs, nginx: ['error'], slots, lines };
+  if (p === 'nginx') return { programs: [], nginx: ['error', 'access'], slots, lines };
+  if (!env.config.programs[p]) throw new OpsError(`${JSON.stringify(p)} is not a program of ${env.name}`, `programs: ${[...programs, 'nginx'].join(', ')}`);
+  return { programs: [p], nginx: [], slots, lines };
+}
+
+/** Register a secret value with the reporter, and the password of a URL too (it may be logged alone, decoded or not). */
+export function maskSecret(reporter: Reporter, value: string): void {
+  reporter.mask(value);
+  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(value)) return;
+  try {
+    const password = new URL(value).password;
+    if (password) {
+      reporter.mask(password);
+      reporter.mask(decodeURIComponent(password));
+    }
+  } catch {
+    // not a URL after all
+  }
+}
+
+/**
+ * Mask every secret value of the environment (when a key opens its secrets file). Returns what could not be
+ * masked, for a warning: without a key, logs are still shown, with masking limited.
+ */
+export async function maskEnvironmentSecrets(ctx: OpsContext, env: Environment): Promise<string | undefined> {
+  const file = join(env.dir, SECRETS_FILE);
+  if (!existsSync(file)) return undefined;
+  try {
+    await decryptFile(file, { identities: await loadEnvIdentities(env.root, env.name, ctx.env), mask: (v) => maskSecret(ctx.reporter, v) });
+    return undefined;
+  } catch (e) {
+    const why = e instanceof Error ? e.message.split('\n')[0] : String(e);
+    return `cannot decrypt environments/${env.name}/${SECRETS_FILE} (${why}): secret values are NOT masked in these logs; give a key (SOPS_AGE_KEY, SOPS_AGE_KEY_FILE) to mask them`;
+  }
+}
+
+export async function logs(ctx: OpsContext, env: Environment, options: LogsOptions = {}): Promise<void> {
+  const request = logsRequest(env, options);
+  const limited = await maskEnvironmentSecrets(ctx, env);
+  if (limited) ctx.reporter.warn(limited);
+  await withSession(ctx, env, async (session) => {
+    const remotes = [...session.remotes.values()];
+    if (!options.follow) {
+      // Hosts one after the other, so each host's lines stay together.
+      for (const remote of remotes) await remote.run(logsStep(env, request));
+      return;
+    }
+    let stopped = options.signal?.aborted ?? false;
+    const stop = () => {
+      stopped = true;
+      // Closing the connections ends the holder processes, which ends tail -F on each host.
+      void session.close();
+    };
+    options.signal?.addEventListener('abort', stop, { once: true });
+    try {
+      await Promise.all(
+        remotes.map(async (remote) => {
+          try {
+            const holderPid = await remote.hold();
+            if (stopped) return;
+            const r = await remote.run(logsStep(env, { ...request, follow: { holderPid } }), { allowFailure: true });
+            if (r.code !== 0 && !stopped) throw new OpsError(`following the logs on ${remote.name} stopped (exit code ${r.code})${r.stderr.trim() ? `: ${r.stderr.trim().split('\n').at(-1)}` : ''}`);
+          } catch (e) {
+            // Once stopped, the connections closing under the steps is the expected end.
+            if (!stopped) throw e;
+          }
+        }),
+      );
+    } finally {
+      options.signal?.removeEventListener('abort', stop);
+    }
+  });
+}

@@ -1,0 +1,117 @@
+// ops status <env>: per host, in one screen, everything the seed's "502" and "nginx does not restart"
+// sections had people check by hand over SSH. One read-only step per host (one round trip); every host is
+// tried even when another is down. Unhealthy (any problem on any host) gates a workflow: exit 1.
+import type { Environment, Host } from '../config/environment.ts';
+import { sshConnector, type OpsContext } from '../context.ts';
+import type { Remote } from '../remote/types.ts';
+import { CERT_FAIL_DAYS, duration, hostStatus, parseHostStatus, type HostStatus } from '../steps/status.ts';
+
+export interface StatusResult {
+  environment: string;
+  url: string;
+  /** No problem on any host. */
+  healthy: boolean;
+  hosts: HostStatus[];
+  /** Every problem, "host: what", one line each. */
+  problems: string[];
+  warnings: string[];
+}
+
+/**
+ * Run `fn` on every host over its own connection, in parallel; a host that cannot be reached (or whose
+ * step fails) gives `onError`'s value instead of hiding the others.
+ */
+export async function eachHost<T>(ctx: OpsContext, env: Environment, fn: (remote: Remote, host: Host) => Promise<T>, onError: (host: Host, message: string) => T): Promise<T[]> {
+  const connector = ctx.connector ?? sshConnector(ctx);
+  return Promise.all(
+    env.hosts.map(async (host) => {
+      let remote: Remote | undefined;
+      try {
+        remote = await connector(env, host);
+        return await fn(remote, host);
+      } catch (e) {
+        return onError(host, e instanceof Error ? e.message : String(e));
+      } finally {
+        await remote?.close();
+      }
+    }),
+  );
+}
+
+export async function status(ctx: OpsContext, env: Environment): Promise<StatusResult> {
+  const hosts = await eachHost(
+    ctx,
+    env,
+    async (remote, host) => parseHostStatus(env, host, await remote.run(hostStatus(env))),
+    (host, message): HostStatus => ({ host: host.name, address: host.address, reachable: false, error: message, problems: [`cannot reach it: ${message.split('\n')[0]}`], warnings: [] }),
+  );
+  const problems = hosts.flatMap((h) => h.problems.map((p) => `${h.host}: ${p}`));
+  return { environment: env.name, url: env.url, healthy: problems.length === 0, hosts, problems, warnings: hosts.flatMap((h) => h.warnings.map((w) => `${h.host}: ${w}`)) };
+}
+
+function ago(iso: string, now: Date): string {
+  const t = Date.parse(iso);
+  return Number.isNaN(t) ? '' : ` (${duration((now.getTime() - t) / 1000)} ago)`;
+}
+
+const mark = (ok: boolean) => (ok ? '✓' : '✗');
+
+/** The one-screen view: a block per host, then the problems, one line each. */
+export function formatStatus(r: StatusResult, now = new Date()): string {
+  const out: string[] = [];
+  for (const h of r.hosts) {
+    out.push(`${mark(h.problems.length === 0)} ${h.host} (${h.address})${h.problems.length ? ` — ${h.problems.length} problem${h.problems.length > 1 ? 's' : ''}` : ''}`);
+    if (!h.reachable) {
+      out.push(`    unreachable: ${h.error?.split('\n')[0]}`);
+      continue;
+    }
+    const rel = h.release;
+    out.push(
+      rel
+        ? `    release     ${rel.id}  ${rel.sha.slice(0, 12)}  ${rel.ref || '?'}  ${rel.time.slice(0, 16).replace('T', ' ')}${ago(rel.time, now)} by ${rel.actor || '?'}${h.slot ? `  [slot ${h.slot}]` : ''}`
+        : `    release     none${h.provisioned ? '' : ' (not provisioned)'}`,
+    );
+    if (h.nginx) {
+      const site = h.site ? `; ${h.site.url} → ${h.site.status || 'no answer'}` : '';
+      out.push(`    nginx       ${mark(h.nginx.running)} ${h.nginx.running ? 'running' : 'NOT running'}, ${mark(h.nginx.configOk)} config ${h.nginx.configOk ? 'valid' : 'INVALID'}${site}`);
+    }
+    if (h.supervisor) {
+      if (!h.supervisor.running) out.push(`    supervisor  ✗ ${h.supervisor.error}`);
+      else if (!h.supervisor.programs.length) out.push('    supervisor  ✓ running, no program of this app loaded');
+      else
+        h.supervisor.programs.forEach((p, i) => {
+          const when = p.seconds !== undefined ? (p.state === 'RUNNING' ? `up ${duration(p.seconds)}` : `for ${duration(p.seconds)}`) : '';
+          const ok = p.state === 'RUNNING';
+          out.push(`    ${i === 0 ? 'supervisor ' : '           '} ${p.live ? mark(ok) : ' '} ${p.program.padEnd(10)} ${p.state.padEnd(8)} ${when.padEnd(12)} ${p.slot}${p.live ? ' (live)' : ' (previous)'}${!ok && p.description ? `  ${p.description}` : ''}`);
+        });
+    }
+    if (h.health?.length) out.push(`    health      ${h.health.map((x) => `${mark(x.ok)} ${x.program}${x.ok ? '' : ` (${x.detail})`}`).join(', ')}`);
+    if (h.certificate) {
+      const c = h.certificate;
+      out.push(`    certificate ${c.state === 'ok' ? `${mark((c.daysLeft ?? 0) >= CERT_FAIL_DAYS)} expires ${c.notAfter?.slice(0, 10)} (${c.daysLeft} days)${c.names.length ? `  ${c.names.join(', ')}` : ''}` : `✗ ${c.state} (${c.path})`}`);
+    }
+    if (h.disk?.length) out.push(`    disk        ${h.disk.map((d) => `${d.mount} ${(d.freeMb / 1024).toFixed(1)} GB free (${d.usedPercent}% used)`).join(', ')}`);
+    if (h.lock) out.push(`    lock        ${h.lock.state === 'free' ? 'free' : `✗ ${h.lock.state}${h.lock.holder.operation ? `: ${h.lock.holder.operation} by ${h.lock.holder.actor ?? '?'} since ${h.lock.holder.since ?? '?'}` : ''}`}`);
+  }
+  if (r.warnings.length) out.push('', 'warnings:', ...r.warnings.map((w) => `  ${w}`));
+  out.push('', r.healthy ? `${r.environment}: healthy` : `${r.environment}: UNHEALTHY`, ...r.problems.map((p) => `  ${p}`));
+  return out.join('\n');
+}
+
+/** Markdown for a job summary. */
+export function statusSummary(r: StatusResult): string {
+  const lines = [`### Status of ${r.environment}: ${r.healthy ? 'healthy' : 'UNHEALTHY'}`, '', '| host | release | nginx | programs (live) | health | certificate | lock |', '|---|---|---|---|---|---|---|'];
+  for (const h of r.hosts) {
+    if (!h.reachable) {
+      lines.push(`| ${h.host} | unreachable | | | | | |`);
+      continue;
+    }
+    const programs = h.supervisor?.programs.filter((p) => p.live).map((p) => `${p.program} ${p.state}`).join(', ') ?? '';
+    lines.push(
+      `| ${h.host} | ${h.release ? `\`${h.release.id}\` ${h.release.ref}` : 'none'} | ${h.nginx?.running ? 'running' : 'stopped'}, ${h.nginx?.configOk ? 'valid' : 'invalid'} | ${programs} | ${h.health?.map((x) => `${x.program} ${x.ok ? 'ok' : 'failing'}`).join(', ') ?? ''} | ${h.certificate?.notAfter ? `${h.certificate.notAfter.slice(0, 10)} (${h.certificate.daysLeft} d)` : ''} | ${h.lock?.state ?? ''} |`,
+    );
+  }
+  if (r.problems.length) lines.push('', '**Problems**', '', ...r.problems.map((p) => `- ${p}`));
+  if (r.warnings.length) lines.push('', '**Warnings**', '', ...r.warnings.map((w) => `- ${w}`));
+  return lines.join('\n');
+}

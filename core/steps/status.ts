@@ -1,0 +1,470 @@
+// Day-2 steps: what `ops status`, `ops logs` and `ops certs` run on a host, and the parsers of what they
+// report. Status is ONE read-only step per host (one round trip): release, nginx, supervisor, health
+// (the deploys' probes), certificate, disk and lock, each as `ops_report` lines parsed here.
+import type { Environment } from '../config/environment.ts';
+import { layout, type Slot } from '../layout.ts';
+import { reported, reportedAll, type Step, type StepResult } from '../remote/types.ts';
+import { quote } from '../shell.ts';
+import { lockStatus, parseLock, type LockInfo } from './lock.ts';
+import { certificatePaths } from './nginx.ts';
+import { SYSTEM_FUNCTIONS } from './script.ts';
+import { PROBE_FUNCTIONS, SUPERVISOR_FUNCTIONS, probes } from './switch.ts';
+import { acmeCaPath, selfSignedCertificate } from './tls.ts';
+
+// ---------------------------------------------------------------------------------------------------
+// Certificates: one shell function for status and certs, one parser.
+
+/**
+ * cert_info PATH: `cert` report lines "PATH<TAB>field" (notAfter=, serial=, subject=, issuer=, DNS names),
+ * or "PATH<TAB>missing" / "PATH<TAB>unreadable". served_serial NAME: the serial nginx hands out on :443.
+ */
+export const CERT_FUNCTIONS = String.raw`cert_info() {
+  local f=$1 out line
+  if [ ! -s "$f" ]; then ops_report cert "$f	missing"; return 0; fi
+  if ! out=$(openssl x509 -in "$f" -noout -enddate -serial -subject -issuer 2>/dev/null); then ops_report cert "$f	unreadable"; return 0; fi
+  out+=$'\n'$(openssl x509 -in "$f" -noout -ext subjectAltName 2>/dev/null | grep -o 'DNS:[^, ]*' || true)
+  while IFS= read -r line; do [ -z "$line" ] || ops_report cert "$f	$line"; done <<< "$out"
+}
+served_serial() {
+  local s
+  s=$(echo | timeout 5 openssl s_client -connect 127.0.0.1:443 -servername "$1" 2>/dev/null | openssl x509 -noout -serial 2>/dev/null) || true
+  printf '%s' "${'$'}{s#serial=}"
+}`;
+
+export interface CertInfo {
+  path: string;
+  /** "ok", "missing" or "unreadable". */
+  state: 'ok' | 'missing' | 'unreadable';
+  notAfter?: string;
+  /** Whole days left before expiry (negative: expired), relative to `now`. */
+  daysLeft?: number;
+  serial?: string;
+  subject?: string;
+  issuer?: string;
+  names: string[];
+}
+
+/** The certificates reported by `cert_info`, in order. */
+export function parseCerts(result: StepResult, now: Date): CertInfo[] {
+  const byPath = new Map<string, CertInfo>();
+  for (const line of reportedAll(result, 'cert')) {
+    const tab = line.indexOf('\t');
+    if (tab < 0) continue;
+    const path = line.slice(0, tab);
+    const field = line.slice(tab + 1);
+    let c = byPath.get(path);
+    if (!c) byPath.set(path, (c = { path, state: 'ok', names: [] }));
+    if (field === 'missing' || field === 'unreadable') c.state = field;
+    else if (field.startsWith('notAfter=')) {
+      const t = new Date(field.slice('notAfter='.length));
+      if (!Number.isNaN(t.getTime())) {
+        c.notAfter = t.toISOString();
+        c.daysLeft = Math.floor((t.getTime() - now.getTime()) / 86_400_000);
+      }
+    } else if (field.startsWith('serial=')) c.serial = field.slice('serial='.length).toUpperCase();
+    else if (field.startsWith('subject=')) c.subject = field.slice('subject='.length).trim();
+    else if (field.startsWith('issuer=')) c.issuer = field.slice('issuer='.length).trim();
+    else if (field.startsWith('DNS:')) c.names.push(field.slice(4));
+  }
+  return [...byPath.values()];
+}
+
+/** The name nginx is asked for on :443 (SNI) and the site is fetched as. */
+function siteName(env: Environment): string {
+  return env.config.domain ?? 'localhost';
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Status
+
+/** curl arguments that fetch the site's "/" through the local nginx, as a visitor would (TLS included). */
+export function siteProbe(env: Environment): { url: string; args: string[] } {
+  const name = siteName(env);
+  if (env.config.tls.mode === 'off') {
+    return { url: 'http://127.0.0.1/', args: [...(env.config.domain ? ['-H', `Host: ${env.config.domain}`] : []), 'http://127.0.0.1/'] };
+  }
+  return { url: `https://${name}/`, args: ['-k', '--resolve', `${name}:443:127.0.0.1`, `https://${name}/`] };
+}
+
+/** Everything `ops status` shows about one host, in one read-only step (as root: supervisor's socket, certificates). */
+export function hostStatus(env: Environment): Step {
+  const L = layout(env);
+  const cert = certificatePaths(env);
+  // All programs probed at once (3 s at most); on failure UNHEALTHY names the probes that never answered.
+  const health = (slot: Slot) => `if wait_healthy 3 0.3 ${probes(env, slot).map(quote).join(' ')}; then ops_report health ok; else ops_report health "$UNHEALTHY"; fi`;
+  return {
+    name: 'status',
+    as: 'root',
+    timeout: 90,
+    quiet: true,
+    script: String.raw`${PROBE_FUNCTIONS}
+${SUPERVISOR_FUNCTIONS}
+${CERT_FUNCTIONS}
+ops_report now "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+ops_report provisioned "$(cat ${quote(`${L.state}/provisioned`)} 2>/dev/null || echo no)"
+cur=$(readlink ${quote(L.current)} 2>/dev/null || true)
+ops_report current "${'$'}{cur##*/}"
+if [ -n "$cur" ] && [ -f "$cur/release.json" ]; then ops_report release_json "$(tr -d '\n' < "$cur/release.json")"; fi
+live_slot=$(cat ${quote(L.slotFile)} 2>/dev/null || true)
+ops_report slot "$live_slot"
+# nginx: running (its master's pid), its configuration as nginx -t sees it, and "/" through it.
+pid=$(cat /run/nginx.pid 2>/dev/null || true)
+if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then ops_report nginx running; else ops_report nginx stopped; fi
+if out=$(nginx -t 2>&1); then ops_report nginx_config ok; else ops_report nginx_config invalid; fi
+while IFS= read -r line; do [ -z "$line" ] || ops_report nginx_test "$line"; done <<< "$out"
+ops_report site "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 ${siteProbe(env).args.map(quote).join(' ')} 2>/dev/null || true)"
+# supervisor over its XML-RPC socket (supervisorctl exits non-zero when a program is down: not used here).
+if xml=$(rpc supervisor.getAllProcessInfo 2>&1) && [[ "$xml" == *"<methodResponse>"* ]]; then
+  ops_report supervisor running
+  ops_report supervisor_xml "$(printf '%s' "$xml" | tr -d '\n')"
+else
+  ops_report supervisor "$(printf '%s' "$xml" | tr '\n' ' ')"
+fi
+# The deploys' health probes, on the live slot, one verdict per program.
+case "$live_slot" in
+  blue) ${health('blue')} ;;
+  green) ${health('green')} ;;
+esac
+${cert ? `cert_info ${quote(cert.cert)}\nops_report served_serial "$(served_serial ${quote(siteName(env))})"` : ': no TLS'}
+{ df -Pk / ${quote(L.base)} 2>/dev/null || true; } | awk 'NR > 1 { print $6, $4, $2 }' | sort -u | while read -r m avail size; do ops_report disk "$m $avail $size"; done
+${lockStatus(env).script}`,
+  };
+}
+
+export interface ProgramState {
+  program: string;
+  slot: Slot;
+  live: boolean;
+  /** supervisor's state name: RUNNING, STOPPED, FATAL, BACKOFF, STARTING, EXITED... */
+  state: string;
+  pid?: number;
+  /** Seconds since it started (RUNNING), or since it stopped. */
+  seconds?: number;
+  description: string;
+}
+
+export interface ReleaseMetaInfo {
+  id: string;
+  sha: string;
+  ref: string;
+  time: string;
+  actor: string;
+  run: string;
+}
+
+export interface HostStatus {
+  host: string;
+  address: string;
+  reachable: boolean;
+  error?: string;
+  provisioned?: boolean;
+  release?: ReleaseMetaInfo;
+  slot?: Slot;
+  nginx?: { running: boolean; configOk: boolean; messages: string[] };
+  site?: { url: string; status: number };
+  supervisor?: { running: boolean; error?: string; programs: ProgramState[] };
+  health?: { program: string; ok: boolean; detail: string }[];
+  certificate?: CertInfo & { servedSerial?: string };
+  disk?: { mount: string; freeMb: number; sizeMb: number; usedPercent: number }[];
+  lock?: LockInfo;
+  /** One line per reason the host is unhealthy (the command exits non-zero when any host has one). */
+  problems: string[];
+  /** Worth knowing, not failing. */
+  warnings: string[];
+}
+
+const XML_ENTITIES: Record<string, string> = { '&lt;': '<', '&gt;': '>', '&amp;': '&', '&quot;': '"', '&apos;': "'" };
+
+function unescapeXml(s: string): string {
+  return s.replace(/&(lt|gt|amp|quot|apos|#\d+|#x[0-9a-fA-F]+);/g, (m) =>
+    m.startsWith('&#x') ? String.fromCodePoint(parseInt(m.slice(3, -1), 16)) : m.startsWith('&#') ? String.fromCodePoint(Number(m.slice(2, -1))) : (XML_ENTITIES[m] ?? m),
+  );
+}
+
+/** supervisor.getAllProcessInfo's XML-RPC answer: one record per process, members as strings. */
+export function parseProcessInfo(xml: string): Record<string, string>[] {
+  const out: Record<string, string>[] = [];
+  for (const struct of xml.split('<struct>').slice(1)) {
+    const body = struct.split('</struct>')[0]!;
+    const rec: Record<string, string> = {};
+    for (const m of body.matchAll(/<member>\s*<name>([^<]*)<\/name>\s*<value>\s*(?:<(\w+)>([^<]*)<\/\2>|<(\w+)\s*\/>|([^<]*))\s*<\/value>\s*<\/member>/g)) {
+      rec[m[1]!] = unescapeXml(m[3] ?? m[5] ?? '');
+    }
+    out.push(rec);
+  }
+  return out;
+}
+
+/** The environment's programs in supervisor (both slots), from getAllProcessInfo records. */
+export function programStates(env: Environment, records: Record<string, string>[], liveSlot: Slot | undefined): ProgramState[] {
+  const app = env.config.app;
+  const states: ProgramState[] = [];
+  for (const r of records) {
+    const slot = r.group === `${app}-blue` ? 'blue' : r.group === `${app}-green` ? 'green' : undefined;
+    if (!slot) continue;
+    const program = (r.name ?? '').slice(`${app}-${slot}-`.length);
+    if (!env.config.programs[program]) continue;
+    const now = Number(r.now);
+    const since = r.statename === 'RUNNING' ? Number(r.start) : Number(r.stop);
+    states.push({
+      program,
+      slot,
+      live: slot === liveSlot,
+      state: r.statename ?? 'UNKNOWN',
+      pid: Number(r.pid) > 0 ? Number(r.pid) : undefined,
+      seconds: now > 0 && since > 0 && now >= since ? now - since : undefined,
+      // For RUNNING and STOPPED, supervisor's description is a pid/uptime or a date: shown as numbers instead.
+      description: r.spawnerr || (['RUNNING', 'STOPPED', 'STARTING', 'STOPPING'].includes(r.statename ?? '') ? '' : (r.description ?? '')),
+    });
+  }
+  const order = Object.keys(env.config.programs);
+  return states.sort((a, b) => Number(b.live) - Number(a.live) || a.slot.localeCompare(b.slot) || order.indexOf(a.program) - order.indexOf(b.program));
+}
+
+/** Days left under which a certificate fails status, and warns. Certbot renews at 30 days left. */
+export const CERT_FAIL_DAYS = 7;
+export const CERT_WARN_DAYS = 21;
+/** Free space under which a filesystem fails status (either), and warns. */
+export const DISK_FAIL_PERCENT = 5;
+export const DISK_FAIL_MB = 512;
+export const DISK_WARN_PERCENT = 10;
+
+/** "2h 03m", "4d 2h", "45s". */
+export function duration(seconds: number): string {
+  const s = Math.max(0, Math.floor(seconds));
+  if (s >= 86400) return `${Math.floor(s / 86400)}d ${Math.floor((s % 86400) / 3600)}h`;
+  if (s >= 3600) return `${Math.floor(s / 3600)}h ${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+  if (s >= 60) return `${Math.floor(s / 60)}m ${String(s % 60).padStart(2, '0')}s`;
+  return `${s}s`;
+}
+
+/** The lines of `nginx -t` worth showing, its errors and warnings ("[emerg] unknown directive ... in file:3"), not "syntax is ok". */
+export function nginxMessages(lines: string[]): string[] {
+  return lines
+    .filter((l) => /\[(emerg|alert|crit|error|warn)\]/.test(l))
+    .map((l) => l.replace(/^nginx: /, '').replace(/^\d{4}\/\d\d\/\d\d \d\d:\d\d:\d\d /, '').replace(/^(\[\w+\]) \d+#\d+: /, '$1 '));
+}
+
+/** Turn the status step's reports into a HostStatus, with its problems and warnings. */
+export function parseHostStatus(env: Environment, host: { name: string; address: string }, r: StepResult): HostStatus {
+  const now = new Date(reported(r, 'now') ?? Date.now());
+  const s: HostStatus = { host: host.name, address: host.address, reachable: true, problems: [], warnings: [] };
+  const problem = (p: string) => s.problems.push(p);
+  const warn = (w: string) => s.warnings.push(w);
+
+  s.provisioned = (reported(r, 'provisioned') ?? 'no') !== 'no';
+  if (!s.provisioned) problem(`not provisioned for ${env.name} (run: ops provision ${env.name})`);
+  const current = reported(r, 'current') ?? '';
+  const slot = reported(r, 'slot');
+  s.slot = slot === 'blue' || slot === 'green' ? slot : undefined;
+  if (current) {
+    let meta: Partial<ReleaseMetaInfo> = {};
+    try {
+      meta = JSON.parse(reported(r, 'release_json') ?? '{}') as Partial<ReleaseMetaInfo>;
+    } catch {
+      warn(`release ${current} has an unreadable release.json`);
+    }
+    s.release = { id: current, sha: meta.sha ?? '', ref: meta.ref ?? '', time: meta.time ?? '', actor: meta.actor ?? '', run: meta.run ?? '' };
+  } else if (s.provisioned) problem(`no release is live (run: ops deploy ${env.name})`);
+
+  const nginxTest = reportedAll(r, 'nginx_test');
+  s.nginx = { running: reported(r, 'nginx') === 'running', configOk: reported(r, 'nginx_config') === 'ok', messages: nginxMessages(nginxTest) };
+  if (!s.nginx.running) problem('nginx is not running');
+  if (!s.nginx.configOk) {
+    const first = s.nginx.messages.find((m) => /\[(emerg|alert|crit)\]/.test(m)) ?? nginxTest.find((l) => !/test failed/.test(l)) ?? 'nginx -t failed';
+    problem(`nginx configuration is invalid (nginx -t): ${first.replace(/^nginx: /, '')} — ${s.nginx.running ? 'nginx keeps serving its last valid configuration, but a reload or restart will fail' : 'nginx cannot start until it is fixed'}`);
+  } else for (const m of s.nginx.messages) warn(`nginx -t: ${m}`);
+
+  const code = Number(reported(r, 'site') || '0');
+  s.site = { url: siteProbe(env).url, status: Number.isFinite(code) ? code : 0 };
+  if (current || s.provisioned) {
+    if (s.site.status === 0) problem(`the site does not answer through nginx (${s.site.url})`);
+    else if (s.site.status >= 500) problem(`the site answers ${s.site.status} through nginx (${s.site.url})`);
+  }
+
+  const sup = reported(r, 'supervisor') ?? '';
+  if (sup === 'running') {
+    s.supervisor = { running: true, programs: programStates(env, parseProcessInfo(reported(r, 'supervisor_xml') ?? ''), s.slot) };
+  } else {
+    s.supervisor = { running: false, error: sup.trim() || 'no answer', programs: [] };
+    problem(`supervisor does not answer on its socket: ${s.supervisor.error}`);
+  }
+  if (s.supervisor.running && current && s.slot) {
+    for (const program of Object.keys(env.config.programs)) {
+      const p = s.supervisor.programs.find((x) => x.live && x.program === program);
+      if (!p) problem(`program ${program} of the live slot (${s.slot}) is not loaded in supervisor`);
+      else if (p.state !== 'RUNNING') problem(`program ${program} (live slot ${s.slot}) is ${p.state}${p.description ? `: ${p.description}` : ''}`);
+    }
+    for (const p of s.supervisor.programs.filter((x) => !x.live && ['FATAL', 'BACKOFF', 'EXITED', 'UNKNOWN'].includes(x.state)))
+      warn(`program ${p.program} of the previous release (slot ${p.slot}) is ${p.state}: a rollback would restart it`);
+  }
+
+  const health = reported(r, 'health');
+  if (health !== undefined && s.slot) {
+    s.health = probes(env, s.slot).map((probe) => {
+      const [program, port, path] = probe.split(':');
+      const ok = health === 'ok' || !health.split(/\s+/).includes(probe);
+      return { program: program!, ok, detail: ok ? 'ok' : `no 2xx answer on 127.0.0.1:${port}${path} within 3s` };
+    });
+    for (const h of s.health) if (!h.ok) problem(`health check of ${h.program} failed: ${h.detail}`);
+    if (health !== 'ok' && s.health.every((h) => h.ok)) problem(`health checks failed: ${health}`);
+  }
+
+  const cert = parseCerts(r, now)[0];
+  if (cert) {
+    const served = reported(r, 'served_serial');
+    s.certificate = { ...cert, servedSerial: served ? served.toUpperCase() : undefined };
+    if (cert.state !== 'ok') problem(`TLS certificate ${cert.path} is ${cert.state}`);
+    else if (cert.daysLeft !== undefined) {
+      if (cert.daysLeft < 0) problem(`TLS certificate expired on ${cert.notAfter!.slice(0, 10)}`);
+      else if (cert.daysLeft < CERT_FAIL_DAYS) problem(`TLS certificate expires in ${cert.daysLeft} days (${cert.notAfter!.slice(0, 10)}): renewal is failing (ops certs ${env.name} --renew)`);
+      else if (cert.daysLeft < CERT_WARN_DAYS) warn(`TLS certificate expires in ${cert.daysLeft} days (${cert.notAfter!.slice(0, 10)}): it should have been renewed by now`);
+      if (served && cert.serial && served.toUpperCase() !== cert.serial) warn(`nginx serves another certificate (serial ${served}) than ${cert.path} (serial ${cert.serial}): reload nginx`);
+    }
+  }
+
+  s.disk = reportedAll(r, 'disk').map((v) => {
+    const [mount, avail, size] = v.split(' ');
+    const freeKb = Number(avail);
+    const sizeKb = Number(size);
+    return { mount: mount!, freeMb: Math.round(freeKb / 1024), sizeMb: Math.round(sizeKb / 1024), usedPercent: sizeKb > 0 ? Math.round(100 - (100 * freeKb) / sizeKb) : 0 };
+  });
+  for (const d of s.disk) {
+    const freePercent = 100 - d.usedPercent;
+    if (freePercent < DISK_FAIL_PERCENT || d.freeMb < DISK_FAIL_MB) problem(`disk ${d.mount} is nearly full: ${d.freeMb} MB free (${d.usedPercent}% used)`);
+    else if (freePercent < DISK_WARN_PERCENT) warn(`disk ${d.mount} is ${d.usedPercent}% used (${d.freeMb} MB free)`);
+  }
+
+  s.lock = parseLock(r);
+  if (s.lock.state === 'held') problem(`locked by ${describeRun(s.lock.holder)}: an operation is running`);
+  else if (s.lock.state === 'stale') problem(`stale lock left by ${describeRun(s.lock.holder)}, which is gone (check, then: ops lock release ${env.name})`);
+  return s;
+}
+
+function describeRun(h: Record<string, string>): string {
+  if (!h.operation) return 'an unknown run';
+  return `a ${h.operation} run by ${h.actor || 'unknown'} since ${h.since || '?'}`;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Logs
+
+export type LogSlots = 'live' | 'previous' | 'both';
+
+export interface LogsRequest {
+  /** Programs whose supervisor logs (stdout and stderr) to show. */
+  programs: string[];
+  /** nginx logs to show (/var/log/nginx/<name>.log). */
+  nginx: ('error' | 'access')[];
+  /** Which slot's programs: the live one (default), the previous release's (idle slot), or both. */
+  slots: LogSlots;
+  lines: number;
+  /** Keep streaming new lines until the process `holderPid` (Remote.hold: lives as long as our connection) is gone. */
+  follow?: { holderPid: number };
+}
+
+/** The last lines of the chosen logs, each prefixed with its log's name; with `follow`, then every new line. */
+export function logsStep(env: Environment, req: LogsRequest): Step {
+  const L = layout(env);
+  const lines = Math.max(0, Math.floor(req.lines));
+  const wanted = req.slots === 'live' ? '"$live"' : req.slots === 'previous' ? '"$idle"' : '"$live" "$idle"';
+  // One tail per file, its lines labelled by an unbuffered sed ("server-blue.err | ..."): an awk reading a pipe
+  // (mawk) would hold lines back until its buffer fills. Files are shown one after the other, or followed together.
+  const show = `tail -n ${lines}${req.follow ? ' -F' : ''} -- "$f" | sed -u "/^$/d; s/^/$label | /"`;
+  return {
+    name: 'logs',
+    as: 'root',
+    // Following: until the connection ends (see below), a week at most.
+    timeout: req.follow ? 7 * 86400 : 60,
+    script: String.raw`live=$(cat ${quote(L.slotFile)} 2>/dev/null || true)
+case "$live" in
+  blue) idle=green ;;
+  green) idle=blue ;;
+  *) live=blue; idle=green ;; # nothing live yet: show both
+esac
+files=()
+for s in ${req.programs.length ? wanted : ''}; do
+  for p in ${req.programs.map(quote).join(' ')}; do
+    for k in out err; do f=${quote(L.logDir)}/$p-$s.$k.log; if [ -f "$f" ]; then files+=("$f"); fi; done
+  done
+done
+for n in ${req.nginx.map(quote).join(' ')}; do f=/var/log/nginx/$n.log; if [ -f "$f" ]; then files+=("$f"); fi; done
+if [ ${'$'}{#files[@]} -eq 0 ]; then echo "no logs yet on $(hostname)" >&2; exit 0; fi
+for f in "${'$'}{files[@]}"; do
+  label=${'$'}{f##*/}; label=${'$'}{label%.log}
+  case "$f" in /var/log/nginx/*) label=nginx.$label ;; esac
+  ${req.follow ? `${show} &` : show}
+done
+${
+  req.follow
+    ? String.raw`# The SSH channel closing does not stop tail -F; the holder process ending with our connection does.
+while kill -0 ${req.follow.holderPid} 2>/dev/null; do sleep 1; done
+kill 0`
+    : ''
+}`,
+  };
+}
+
+
+// ---------------------------------------------------------------------------------------------------
+// Certificates
+
+/** Every certificate on the host that the environment's TLS mode uses (certbot's live/ certificates, or the self-signed one). */
+export function listCertificates(env: Environment): Step {
+  const cert = certificatePaths(env);
+  const script = !cert
+    ? ': no TLS'
+    : String.raw`${CERT_FUNCTIONS}
+ops_report configured ${quote(cert.cert)}
+cert_info ${quote(cert.cert)}
+${env.config.tls.mode === 'letsencrypt' ? otherLiveCertificates(cert.cert) : ''}
+ops_report served_serial "$(served_serial ${quote(siteName(env))})"
+${env.config.tls.mode === 'letsencrypt' ? renewalCheck() : ''}`;
+  return { name: 'certificates', as: 'root', timeout: 60, quiet: true, script };
+}
+
+/** certbot's other certificates on the host (not the environment's): listed too, they may be forgotten ones. */
+function otherLiveCertificates(configured: string): string {
+  return String.raw`for f in /etc/letsencrypt/live/*/fullchain.pem; do [ -f "$f" ] && [ "$f" != ${quote(configured)} ] && cert_info "$f"; done; true`;
+}
+
+/** How renewals are scheduled: certbot's systemd timer, or its cron file where there is no systemd. */
+function renewalCheck(): string {
+  return String.raw`if [ -d /run/systemd/system ]; then
+  ops_report renewal "certbot.timer $(systemctl is-active certbot.timer 2>/dev/null || true)"
+elif [ -f /etc/cron.d/certbot ]; then ops_report renewal "cron /etc/cron.d/certbot"
+else ops_report renewal "none"; fi`;
+}
+
+/**
+ * Renew the environment's certificate now: certbot renew --force-renewal (letsencrypt), or a new self-signed
+ * one. nginx reloads only once `nginx -t` accepts the result; then the served certificate is checked.
+ */
+export function renewCertificate(env: Environment, withAcmeCa: boolean): Step {
+  const cert = certificatePaths(env)!;
+  const name = siteName(env);
+  const renew =
+    env.config.tls.mode === 'letsencrypt'
+      ? `${withAcmeCa ? `REQUESTS_CA_BUNDLE=${quote(acmeCaPath(env))} ` : ''}timeout 240 certbot renew -n --force-renewal --cert-name ${quote(env.config.domain!)} --no-random-sleep-on-renew --no-directory-hooks`
+      : selfSignedCertificate(env, true);
+  return {
+    name: 'renew certificate',
+    as: 'root',
+    timeout: 300,
+    quiet: true,
+    script: String.raw`${SYSTEM_FUNCTIONS}
+${CERT_FUNCTIONS}
+${renew}
+if ! out=$(nginx -t 2>&1); then
+  echo "the certificate was renewed, but nginx -t fails, so nginx was NOT reloaded (it keeps serving the old certificate):" >&2
+  echo "$out" >&2
+  exit 1
+fi
+nginx -s reload 2>/dev/null || svc nginx reload
+# A reload returns before the new workers serve: wait (5 s at most) until :443 hands out the new certificate.
+want=$(openssl x509 -in ${quote(cert.cert)} -noout -serial | sed 's/^serial=//')
+for i in $(seq 50); do [ "$(served_serial ${quote(name)})" = "$want" ] && break; sleep 0.1; done
+cert_info ${quote(cert.cert)}
+ops_report served_serial "$(served_serial ${quote(name)})"`,
+  };
+}

@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deploy } from '../../core/ops/deploy.ts';
-import { breakLock, listReleases } from '../../core/ops/inspect.ts';
+import { auditLog, breakLock, getLockStatus, listReleases } from '../../core/ops/inspect.ts';
 import { rollback } from '../../core/ops/rollback.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { downHost, type Host } from '../hosts/index.ts';
@@ -159,11 +159,44 @@ describe.sequential('deploy on a provisioned host', () => {
     expect((await get(host)).body).toContain('Version 1.0.0');
   }, 180_000);
 
+  it('a SIGTERM (a cancelled workflow) stops the run, releases the lock and records the interruption', async () => {
+    const child = spawn(process.execPath, [join(ROOT, 'scripts/ops-bin.js'), 'deploy', 'e2e', '--ref', 'deps-changed'], {
+      env: { ...process.env, OPS_ROOT: project.root, NO_COLOR: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`the deploy never reached its release step:\n${out}`)), 60_000);
+      const watch = (d: Buffer) => {
+        out += d;
+        if (out.includes('· release')) {
+          clearTimeout(timer);
+          resolve();
+        }
+      };
+      child.stdout.on('data', watch);
+      child.stderr.on('data', watch);
+    });
+    child.kill('SIGTERM');
+    const code = await new Promise((r) => child.once('exit', r));
+    expect(code).toBe(130);
+    expect(out).toMatch(/SIGTERM received: releasing the lock and stopping/);
+    const locks = await getLockStatus(project.ctx(), project.env());
+    expect(locks[0]!.lock.state).toBe('free');
+    const audit = await auditLog(project.ctx(), project.env(), 3);
+    expect(audit[0]!.entries.map((e) => e.message)).toContain('interrupted by SIGTERM');
+    expect((await get(host)).body).toContain('Version 1.0.0');
+  }, 180_000);
+
   it('a lockfile change installs dependencies again, then reuses them', async () => {
     const changed = await run('deps-changed');
     expect(changed.hosts[0]!.notes).toContain('dependencies: python installed');
     const reporter = new MemoryReporter();
     const back = await deploy(project.ctx(reporter), project.env(), { ref: 'v1' });
     expect(back.hosts[0]!.notes).toEqual(expect.arrayContaining(['dependencies: python reused', 'dependencies: node reused']));
+    // Many deploys later, the host keeps `release.keep` (5) releases, the live one among them.
+    const list = await listReleases(project.ctx(), project.env());
+    expect(list[0]!.releases.length).toBeLessThanOrEqual(5);
+    expect(list[0]!.releases.filter((r) => r.status === 'current')).toHaveLength(1);
   }, 180_000);
 });

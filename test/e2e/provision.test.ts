@@ -157,3 +157,31 @@ describe.sequential('TLS', () => {
     expect(served.stdout).toContain(domain);
   }, 300_000);
 });
+
+describe.sequential('provision and deploy on bullseye (the release the old VMs run)', () => {
+  let host: Host;
+  let project: TestProject;
+  beforeAll(async () => {
+    host = await upHost({ name: `bull${process.pid % 1000}`, suite: 'bullseye', fresh: true, owner: process.env.OPS_TESTHOSTS_OWNER });
+  }, 600_000);
+  afterAll(async () => {
+    if (host) await downHost(host.name, { purge: true });
+    project?.cleanup();
+  });
+
+  it("provisions with Debian 11's runtimes pinned (Python 3.9, Node 12), then deploys the app with them", async () => {
+    const { deploy } = await import('../../core/ops/deploy.ts');
+    const { testDatabase } = await import('./support.ts');
+    project = makeProject(
+      'e2e',
+      testConfig([host], await appRepo(), await testDatabase(`bullseye_${process.pid}`), {
+        runtimes: { python: { strategy: 'debian', version: '3.9' }, node: { strategy: 'debian', version: '12' } },
+      }),
+    );
+    const result = await provision(project.ctx(), project.env());
+    expect(result[0]!.os).toBe('Debian bullseye');
+    expect(result[0]!.runtimes.join('\n')).toMatch(/python \/usr\/bin\/python3\.9 3\.9\.\d+\nnode \/usr\/bin\/node 12\.\d+/);
+    await deploy(project.ctx(), project.env(), { ref: 'v1' });
+    expect((await fetch(`http://${host.address}/`).then((r) => r.text()))).toContain('Version 1.0.0');
+  }, 1_200_000);
+});

@@ -127,6 +127,24 @@ describe('deploy operation', () => {
     expect(h.connections()).toBe(0);
   });
 
+  it('runs hooks in the new release before and after the switch', async () => {
+    const file = join(root, 'environments', 'x', 'environment.yml');
+    const { readFileSync } = await import('node:fs');
+    const original = readFileSync(file, 'utf8');
+    writeFileSync(file, original + 'release:\n  before_switch: ["make warm-cache"]\n  after_switch: ["make notify"]\n');
+    try {
+      const h = harness('@ops provisioned yes\n@ops current 20261101T000000Z-aaaaaaaaaaaa\n@ops slot blue\n@ops has_sha yes\n');
+      await deploy(h.ctx, loadEnvironment('x', root), {});
+      const names = h.remote.stepNames();
+      expect(names.slice(names.indexOf('migrate'))).toEqual(['migrate', 'before_switch[0]', 'start green', 'switch', 'after_switch[0]', 'prune', 'unlock']);
+      const hook = h.remote.runs.find((r) => r.step.name === 'before_switch[0]')!;
+      expect(hook.step.as).toBe('app');
+      expect(hook.stdin).toMatch(/cd \/srv\/sample\/releases\/\d{8}T\d{6}Z-[0-9a-f]{12}\n.*set -a; \. \.\/\.env; set \+a.*\nmake warm-cache/);
+    } finally {
+      writeFileSync(file, original);
+    }
+  });
+
   it('an unknown ref names the repository and how to get the ref', async () => {
     const h = harness('');
     await expect(deploy(h.ctx, loadEnvironment('x', root), { ref: 'no-such-branch' })).rejects.toThrow(/ref "no-such-branch" is not a tag, branch or commit/);

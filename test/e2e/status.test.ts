@@ -1,0 +1,227 @@
+// Issue 11 on a real provisioned Debian host with the sample app live: ops status healthy, then failing (and
+// saying why, one line each) with a program stopped, a broken nginx configuration, the lock held; ops logs
+// prefixed by host and log, a secret masked, --follow streaming until stopped; ops certs on a self-signed
+// certificate, renewed; ops env remove refusing while the host serves, then removing with --force.
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { withSession } from '../../core/context.ts';
+import { certificates, renewCertificates } from '../../core/ops/certs.ts';
+import { deploy } from '../../core/ops/deploy.ts';
+import { withLock } from '../../core/ops/locked.ts';
+import { logs } from '../../core/ops/logs.ts';
+import { provision } from '../../core/ops/provision.ts';
+import { status } from '../../core/ops/status.ts';
+import { MemoryReporter } from '../../core/report.ts';
+import { generateIdentity, readCreationRules, SecretsFile, setEnvRule } from '../../core/secrets/index.ts';
+import type { MapNode } from '../../core/secrets/tree.ts';
+import { fromPlain } from '../../core/secrets/tree.ts';
+import { runCli } from '../../scripts/cli.ts';
+import { allCommands } from '../../scripts/commands/index.ts';
+import { downHost, sshRun, type Host } from '../hosts/index.ts';
+import { appRepo, makeProject, readyHost, testConfig, testDatabase, type TestProject } from './support.ts';
+
+const SECRET = `s3cret-${process.pid}-never-printed`;
+
+let host: Host;
+let project: TestProject;
+let config: Record<string, unknown>;
+
+beforeAll(async () => {
+  host = await readyHost('sta');
+  const db = await testDatabase(`status_${process.pid}`);
+  const base = testConfig([host], await appRepo(), db);
+  config = { ...base, secrets: { age_key_file: 'age-key.txt' }, env: { ...(base.env as object), APP_SECRET_KEY: { secret: 'secret_key' } } };
+  project = makeProject('e2e', config);
+  // The environment's own age key, its .sops.yaml rule and its secrets, as `ops env new` would leave them.
+  const id = await generateIdentity();
+  const dir = join(project.root, 'environments', 'e2e');
+  writeFileSync(join(dir, 'age-key.txt'), id.keyFile, { mode: 0o600 });
+  await setEnvRule(project.root, 'e2e', [id.recipient]);
+  await SecretsFile.create(join(dir, 'secrets.sops.yaml'), fromPlain({ secret_key: SECRET }) as MapNode, { recipients: [id.recipient] }).save();
+  await deploy(project.ctx(), project.env(), { ref: 'v1' });
+}, 900_000);
+
+afterAll(async () => {
+  if (host) await downHost(host.name, { purge: true });
+  project?.cleanup();
+});
+
+/** The real CLI, in process, against the test project. */
+async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  let out = '';
+  let err = '';
+  stdout.on('data', (d: Buffer) => (out += d));
+  stderr.on('data', (d: Buffer) => (err += d));
+  const code = await runCli(allCommands, { argv, root: project.root, stdout, stderr, env: { PATH: process.env.PATH, HOME: process.env.HOME, USER: 'e2e', NO_COLOR: '1' } });
+  return { code, out, err };
+}
+
+const root = (command: string) => sshRun(host, `sudo sh -c ${JSON.stringify(command)}`);
+
+describe.sequential('day-2 operations on a live host', () => {
+  it('status: a healthy host, in one screen and as JSON, exit 0', async () => {
+    const r = await status(project.ctx(), project.env());
+    expect(r.problems).toEqual([]);
+    expect(r.healthy).toBe(true);
+    const h = r.hosts[0]!;
+    expect(h.release).toMatchObject({ ref: 'v1', actor: 'e2e@' + (await import('node:os')).hostname() });
+    expect(h.release!.sha).toMatch(/^[0-9a-f]{40}$/);
+    expect(h.nginx).toMatchObject({ running: true, configOk: true });
+    expect(h.site!.status).toBe(200);
+    expect(h.supervisor!.programs.filter((p) => p.live).map((p) => `${p.program} ${p.state}`)).toEqual(['server RUNNING', 'client RUNNING']);
+    expect(h.supervisor!.programs.every((p) => (p.seconds ?? -1) >= 0)).toBe(true);
+    expect(h.health!.map((x) => x.ok)).toEqual([true, true]);
+    expect(h.lock!.state).toBe('free');
+    expect(h.disk![0]!.freeMb).toBeGreaterThan(0);
+
+    const text = await cli('status', 'e2e');
+    expect(text.code).toBe(0);
+    expect(text.out).toMatch(new RegExp(`✓ ${host.name} \\(${host.address.replace(/\./g, '\\.')}\\)\\n    release     ${h.release!.id}  ${h.release!.sha.slice(0, 12)}  v1 `));
+    expect(text.out).toContain('nginx       ✓ running, ✓ config valid; http://127.0.0.1/ → 200');
+    expect(text.out.trim().endsWith('e2e: healthy')).toBe(true);
+    const json = await cli('status', 'e2e', '--json');
+    expect(JSON.parse(json.out)).toMatchObject({ environment: 'e2e', healthy: true, problems: [] });
+  }, 120_000);
+
+  it('status fails when a program is stopped, and says which', async () => {
+    const slot = (await status(project.ctx(), project.env())).hosts[0]!.slot!;
+    await root(`supervisorctl stop sample-${slot}:sample-${slot}-server`);
+    try {
+      const r = await cli('status', 'e2e');
+      expect(r.code).toBe(1);
+      expect(r.out).toContain(`${host.name}: program server (live slot ${slot}) is STOPPED`);
+      expect(r.out).toMatch(/health check of server failed: no 2xx answer on 127\.0\.0\.1:\d+\/health within 3s/);
+      expect(r.out).toMatch(/supervisor  ✗ server +STOPPED/);
+    } finally {
+      await root(`supervisorctl start sample-${slot}:sample-${slot}-server`);
+    }
+    for (let i = 0; i < 50 && !(await status(project.ctx(), project.env())).healthy; i++) await new Promise((r) => setTimeout(r, 200));
+    expect((await status(project.ctx(), project.env())).problems).toEqual([]);
+  }, 120_000);
+
+  it("status fails when nginx's configuration is broken, with nginx -t's own message", async () => {
+    await root("printf 'no_such_directive on;\\n' > /etc/nginx/sites-enabled/zz-broken");
+    try {
+      const r = await cli('status', 'e2e', '--json');
+      expect(r.code).toBe(1);
+      const problems = (JSON.parse(r.out) as { problems: string[] }).problems;
+      expect(problems).toEqual([
+        `${host.name}: nginx configuration is invalid (nginx -t): [emerg] unknown directive "no_such_directive" in /etc/nginx/sites-enabled/zz-broken:1 — nginx keeps serving its last valid configuration, but a reload or restart will fail`,
+      ]);
+    } finally {
+      await root('rm -f /etc/nginx/sites-enabled/zz-broken');
+    }
+  }, 60_000);
+
+  it('status fails while the lock is held, naming the run holding it', async () => {
+    const ctx = project.ctx();
+    const env = project.env();
+    const seen = await withSession(ctx, env, (session) => withLock(ctx, session, 'maintenance', () => status(project.ctx(), env)));
+    expect(seen.healthy).toBe(false);
+    expect(seen.problems).toEqual([expect.stringMatching(new RegExp(`^${host.name}: locked by a maintenance run by e2e@.* since \\d{4}-\\d\\d-\\d\\dT.*Z: an operation is running$`))]);
+    expect((await status(ctx, env)).healthy).toBe(true); // released
+  }, 60_000);
+
+  it('logs: every line prefixed with the host and its log; the secret value masked', async () => {
+    const slot = (await status(project.ctx(), project.env())).hosts[0]!.slot!;
+    await root(`echo 'connecting with key ${SECRET} to the catalogue' >> /var/log/sample/server-${slot}.out.log`);
+    const reporter = new MemoryReporter();
+    await logs(project.ctx(reporter), project.env(), { program: 'server', lines: 5 });
+    const lines = reporter.lines;
+    expect(lines).toContain(`${host.name} server-${slot}.out | connecting with key *** to the catalogue`);
+    expect(lines.filter((l) => l.includes(`server-${slot}.err | `)).length).toBeGreaterThan(0);
+    expect(lines.every((l) => l.startsWith(`${host.name} server-${slot}.`))).toBe(true);
+    expect(reporter.text()).not.toContain(SECRET);
+
+    const all = new MemoryReporter();
+    await logs(project.ctx(all), project.env(), { lines: 2 });
+    // Every program of the live slot and nginx's error log; nothing from the previous slot or the access log.
+    const logsSeen = new Set(all.lines.map((l) => l.split(' ')[1]));
+    for (const l of [`server-${slot}.out`, `server-${slot}.err`, `client-${slot}.out`]) expect(logsSeen).toContain(l);
+    for (const l of logsSeen) expect([`server-${slot}.out`, `server-${slot}.err`, `client-${slot}.out`, `client-${slot}.err`, 'nginx.error']).toContain(l);
+  }, 60_000);
+
+  it('logs without a key: still shown, with a warning that masking is limited', async () => {
+    const key = join(project.root, 'environments', 'e2e', 'age-key.txt');
+    renameSync(key, `${key}.away`);
+    try {
+      const reporter = new MemoryReporter();
+      await logs(project.ctx(reporter), project.env(), { program: 'server', lines: 5 });
+      expect(reporter.lines[0]).toMatch(/^warning: cannot decrypt environments\/e2e\/secrets\.sops\.yaml \(.*\): secret values are NOT masked in these logs/);
+      expect(reporter.text()).toContain(SECRET);
+    } finally {
+      renameSync(`${key}.away`, key);
+    }
+  }, 60_000);
+
+  it('logs --follow streams new lines over the same connection until stopped, leaving nothing on the host', async () => {
+    const slot = (await status(project.ctx(), project.env())).hosts[0]!.slot!;
+    const reporter = new MemoryReporter();
+    const controller = new AbortController();
+    const done = logs(project.ctx(reporter), project.env(), { program: 'server', lines: 1, follow: true, signal: controller.signal });
+    const waitFor = async (pred: () => boolean, what: string) => {
+      for (let i = 0; i < 200 && !pred(); i++) await new Promise((r) => setTimeout(r, 50));
+      expect(pred(), what).toBe(true);
+    };
+    await waitFor(() => reporter.lines.length >= 2, 'the last line of each log');
+    await root(`echo 'followed line ${SECRET}' >> /var/log/sample/server-${slot}.err.log`);
+    await waitFor(() => reporter.lines.includes(`${host.name} server-${slot}.err | followed line ***`), 'the new line, masked');
+    const stopped = Date.now();
+    controller.abort();
+    await done;
+    expect(Date.now() - stopped).toBeLessThan(5000);
+    await new Promise((r) => setTimeout(r, 1500));
+    expect((await sshRun(host, 'pgrep -f "tail -n [1] -F" || true')).stdout.trim()).toBe(''); // [1]: not this shell's own command line
+  }, 60_000);
+
+  it('certs: a self-signed certificate with its expiry, served by nginx; --renew makes a new one and nginx serves it', async () => {
+    const domain = `sta${process.pid}.test`;
+    project.write({ ...config, domain, tls: { mode: 'self-signed' } });
+    await provision(project.ctx(), project.env());
+    const listed = await certificates(project.ctx(), project.env());
+    const h = listed.hosts[0]!;
+    const cert = h.certificates[0]!;
+    expect(h.configured).toBe(`/etc/ssl/sample/${domain}.crt`);
+    expect(cert).toMatchObject({ state: 'ok', names: [domain] });
+    expect(cert.daysLeft).toBeGreaterThanOrEqual(823); // 825-day certificates
+    expect(h.servedSerial).toBe(cert.serial);
+    const text = await cli('certs', 'e2e');
+    expect(text.code).toBe(0);
+    expect(text.out).toContain(`✓ ${domain} (used by nginx)`);
+    expect(text.out).toMatch(/expires {2}\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(82\d days left\)/);
+    expect(text.out).toContain('(served on :443)');
+
+    const renewed = await renewCertificates(project.ctx(), project.env());
+    const after = renewed.hosts[0]!;
+    expect(after.certificates[0]!.serial).not.toBe(cert.serial);
+    expect(after.servedSerial).toBe(after.certificates[0]!.serial);
+    const audit = await sshRun(host, 'tail -n 1 /srv/sample/.ops/audit.log');
+    expect(JSON.parse(audit.stdout)).toMatchObject({ operation: 'certs renew', result: 'success' });
+
+    const st = await status(project.ctx(), project.env());
+    expect(st.problems).toEqual([]);
+    expect(st.hosts[0]!.site).toEqual({ url: `https://${domain}/`, status: 200 });
+    expect(st.hosts[0]!.certificate).toMatchObject({ serial: after.certificates[0]!.serial, servedSerial: after.certificates[0]!.serial });
+  }, 300_000);
+
+  it('env remove: refuses while the host serves; with --force removes the folder and its .sops.yaml rule', async () => {
+    const refused = await cli('env', 'remove', 'e2e');
+    expect(refused.code).toBe(1);
+    expect(refused.err).toContain('error: environment e2e still serves: refusing to remove it');
+    expect(refused.err).toMatch(new RegExp(`${host.name} \\(${host.address.replace(/\./g, '\\.')}\\) serves \\d{8}T\\d{6}Z-[0-9a-f]{12} \\(v1\\), https://sta\\d+\\.test/ answers 200`));
+    expect(refused.err).toContain('hint:');
+    expect(existsSync(join(project.root, 'environments', 'e2e'))).toBe(true);
+
+    const removed = await cli('env', 'remove', 'e2e', '--force');
+    expect(removed.code).toBe(0);
+    expect(removed.out).toContain('removed:\n  - environments/e2e/');
+    expect(removed.out).toContain(`VM ${host.name} (${host.address}): delete it at the hosting provider`);
+    expect(existsSync(join(project.root, 'environments', 'e2e'))).toBe(false);
+    expect(readCreationRules(project.root)).toEqual([]);
+    expect(readFileSync(join(project.root, '.sops.yaml'), 'utf8')).not.toContain('environments/e2e/');
+  }, 120_000);
+});

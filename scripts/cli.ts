@@ -75,14 +75,17 @@ export function commandHelp(c: Command): string {
 }
 
 export function mainHelp(commands: Command[]): string {
-  const width = Math.max(...commands.map((c) => c.name.length + (c.args ?? []).join(' ').length)) + 3;
+  // Aligned in a column of at most 34 characters; a longer usage gets its summary on the next line.
+  const usage = (c: Command) => `${c.name} ${(c.args ?? []).join(' ')}`.trim();
+  const width = Math.min(34, Math.max(...commands.map((c) => usage(c).length)) + 2);
+  const line = (c: Command) => (usage(c).length < width ? `  ${usage(c).padEnd(width)}${c.summary}` : `  ${usage(c)}\n  ${''.padEnd(width)}${c.summary}`);
   return [
     'ops: provision, deploy and operate the environments in environments/ (the same code as the GitHub Actions)',
     '',
     'usage: ops <command> [arguments] [options]      (from the project: npm run ops -- <command> ...)',
     '',
     'commands:',
-    ...commands.map((c) => `  ${`${c.name} ${(c.args ?? []).join(' ')}`.padEnd(width)} ${c.summary}`),
+    ...commands.map(line),
     '',
     'Run `ops <command> --help` for a command\'s options.',
   ].join('\n');

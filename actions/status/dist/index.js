@@ -48724,6 +48724,13 @@ var ActionsReporter = class {
 };
 
 // core/action.ts
+function booleanInput(name2, value, fallback) {
+  const v = value.trim().toLowerCase();
+  if (v === "") return fallback;
+  if (["true", "yes", "1"].includes(v)) return true;
+  if (["false", "no", "0"].includes(v)) return false;
+  throw new OpsError(`invalid input ${name2}: ${JSON.stringify(value)}`, `${name2} is true or false`);
+}
 async function runAction(body) {
   const reporter = new ActionsReporter();
   const env = { ...process.env };
@@ -48747,13 +48754,7 @@ async function runAction(body) {
         if (options?.required && !value) throw new OpsError(`input ${name2} is required`, `give it in the step's with: block`);
         return value;
       },
-      flag: (name2, fallback = false) => {
-        const v = getInput(name2).trim().toLowerCase();
-        if (v === "") return fallback;
-        if (["true", "yes", "1"].includes(v)) return true;
-        if (["false", "no", "0"].includes(v)) return false;
-        throw new OpsError(`input ${name2} must be true or false, got "${v}"`);
-      }
+      flag: (name2, fallback = false) => booleanInput(name2, getInput(name2), fallback)
     });
   } catch (e) {
     setFailed(reporter.redact(formatError(e)));

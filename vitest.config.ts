@@ -12,6 +12,8 @@ export default defineConfig({
           name: 'unit',
           include: ['test/unit/**/*.test.ts', 'test/integration/**/*.test.ts'],
           testTimeout: 60_000,
+          // Unit tests first (fast feedback), then the end-to-end tests on their own.
+          sequence: { groupOrder: 0 },
         },
       },
       {
@@ -23,6 +25,7 @@ export default defineConfig({
           hookTimeout: 1_200_000,
           // Hosts share two cores: a few files at a time keeps timings meaningful.
           maxWorkers: 3,
+          sequence: { groupOrder: 1 },
         },
       },
     ],

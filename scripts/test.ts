@@ -23,6 +23,8 @@ try {
 } catch {
   failed = 1; // vitest crashed before writing its report
 }
+// A run that failed without a failed test (an unhandled error, a broken config) is still a failure.
+if (run.status !== 0 && failed === 0) failed = 1;
 rmSync(report, { force: true });
 console.log(`${passed} passed, ${failed} failed`);
 process.exit(run.status === 0 && failed === 0 ? 0 : 1);

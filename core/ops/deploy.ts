@@ -1,8 +1,8 @@
 // ops deploy <env> [--ref REF]: one commit, resolved once on the runner, goes live on every host without a
 // failed request. Each host: state → code (pack of what it lacks) → .env → new release → dependencies
-// (reused by hash) → build → migrate (first host) → hooks → start the other slot → health gate → nginx
-// switch → activate → drain and stop the old slot → prune. Anything failing before the switch leaves the
-// live release serving, untouched.
+// (reused by hash) → build → migrate (first host) → hooks → start the other slot → health gate → switch
+// (nginx, then `current`) → prune; the previous release stays warm on the idle slot. Anything failing before
+// the switch leaves the live release serving, untouched.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { isAbsolute, resolve } from 'node:path';
@@ -216,8 +216,13 @@ function summaryPlan(env: Environment, p: Plan): string[] {
   const steps = ['lock', 'state', 'code (pack of missing objects)', '.env', 'release', 'dependencies (reused when lockfiles unchanged)'];
   if (env.config.release.build) steps.push(`build: ${env.config.release.build}`);
   if (env.config.release.migrate) steps.push(`migrate (first host): ${env.config.release.migrate}`);
-  steps.push(...env.config.release.before_switch.map((c) => `before_switch: ${c}`), 'start other slot + health checks', 'nginx switch (nginx -t, graceful reload)', 'activate (current → release)');
-  steps.push(...env.config.release.after_switch.map((c) => `after_switch: ${c}`), `drain ${env.config.switch.drain}s, stop old slot`, `prune (keep ${env.config.release.keep})`, 'audit', 'unlock');
+  steps.push(...env.config.release.before_switch.map((c) => `before_switch: ${c}`), 'start the other slot + health checks', 'switch: nginx -t, graceful reload, current → release');
+  steps.push(
+    ...env.config.release.after_switch.map((c) => `after_switch: ${c}`),
+    env.config.switch.keep_previous ? 'keep the previous release warm on the idle slot' : `drain (at most ${env.config.switch.drain}s), stop the old slot`,
+    `prune (keep ${env.config.release.keep})`,
+    'audit, unlock',
+  );
   return [
     `environment ${env.name}: ${p.resolved.ref} (${p.resolved.matched}) = ${p.resolved.sha}`,
     `release ${p.id}`,

@@ -9,7 +9,7 @@ import { loadEnvironment, type Environment } from '../../core/config/environment
 import type { OpsContext } from '../../core/context.ts';
 import { provision } from '../../core/ops/provision.ts';
 import { MemoryReporter, type Reporter } from '../../core/report.ts';
-import { applyNginx, provisionNginx } from '../../core/steps/nginx.ts';
+import { provisionNginx } from '../../core/steps/nginx.ts';
 import { appUser, installPackages, runtimes, supervisorService } from '../../core/steps/system.ts';
 import { makeAppRepo } from '../fixtures/app/make-repo.ts';
 import { rootfsTarball } from '../hosts/lab.ts';
@@ -141,4 +141,3 @@ export async function sshLogins(host: Host): Promise<number> {
   return Number(r.stdout.trim());
 }
 
-export { applyNginx };

@@ -61588,8 +61588,13 @@ function summaryPlan(env, p) {
   const steps = ["lock", "state", "code (pack of missing objects)", ".env", "release", "dependencies (reused when lockfiles unchanged)"];
   if (env.config.release.build) steps.push(`build: ${env.config.release.build}`);
   if (env.config.release.migrate) steps.push(`migrate (first host): ${env.config.release.migrate}`);
-  steps.push(...env.config.release.before_switch.map((c) => `before_switch: ${c}`), "start other slot + health checks", "nginx switch (nginx -t, graceful reload)", "activate (current \u2192 release)");
-  steps.push(...env.config.release.after_switch.map((c) => `after_switch: ${c}`), `drain ${env.config.switch.drain}s, stop old slot`, `prune (keep ${env.config.release.keep})`, "audit", "unlock");
+  steps.push(...env.config.release.before_switch.map((c) => `before_switch: ${c}`), "start the other slot + health checks", "switch: nginx -t, graceful reload, current \u2192 release");
+  steps.push(
+    ...env.config.release.after_switch.map((c) => `after_switch: ${c}`),
+    env.config.switch.keep_previous ? "keep the previous release warm on the idle slot" : `drain (at most ${env.config.switch.drain}s), stop the old slot`,
+    `prune (keep ${env.config.release.keep})`,
+    "audit, unlock"
+  );
   return [
     `environment ${env.name}: ${p.resolved.ref} (${p.resolved.matched}) = ${p.resolved.sha}`,
     `release ${p.id}`,

@@ -19,7 +19,7 @@ import type { MapNode } from '../../core/secrets/tree.ts';
 import { fromPlain } from '../../core/secrets/tree.ts';
 import { runCli } from '../../scripts/cli.ts';
 import { allCommands } from '../../scripts/commands/index.ts';
-import { downHost, sshRun, type Host } from '../hosts/index.ts';
+import { downHost, ensurePebble, sshRun, type Host } from '../hosts/index.ts';
 import { appRepo, makeProject, readyHost, testConfig, testDatabase, type TestProject } from './support.ts';
 
 const SECRET = `s3cret-${process.pid}-never-printed`;
@@ -207,6 +207,26 @@ describe.sequential('day-2 operations on a live host', () => {
     expect(st.hosts[0]!.site).toEqual({ url: `https://${domain}/`, status: 200 });
     expect(st.hosts[0]!.certificate).toMatchObject({ serial: after.certificates[0]!.serial, servedSerial: after.certificates[0]!.serial });
   }, 300_000);
+
+  it('certs --renew with an ACME server (pebble): certbot renew --force-renewal through its test CA, and nginx serves the new certificate', async () => {
+    const pebble = await ensurePebble();
+    const domain = `sta${process.pid}.test`;
+    await pebble.addHostName(domain, host.address);
+    project.write({ ...config, domain, tls: { mode: 'letsencrypt', email: 'ops@example.org', acme_server: pebble.directoryUrl, acme_ca_file: pebble.apiCaFile } });
+    await provision(project.ctx(), project.env());
+    const before = (await certificates(project.ctx(), project.env())).hosts[0]!;
+    expect(before.configured).toBe(`/etc/letsencrypt/live/${domain}/fullchain.pem`);
+    expect(before.certificates[0]).toMatchObject({ state: 'ok', names: [domain] });
+    expect(before.certificates[0]!.issuer).toMatch(/Pebble/i);
+    expect(before.renewal).toMatch(/^certbot\.timer (active|inactive)$/);
+    const r = await cli('certs', 'e2e', '--renew');
+    expect(r.code).toBe(0);
+    expect(r.out).toContain(`${host.name}: renewed`);
+    const after = (await certificates(project.ctx(), project.env())).hosts[0]!;
+    expect(after.certificates[0]!.serial).not.toBe(before.certificates[0]!.serial);
+    expect(after.servedSerial).toBe(after.certificates[0]!.serial);
+    expect((await status(project.ctx(), project.env())).problems).toEqual([]);
+  }, 600_000);
 
   it('env remove: refuses while the host serves; with --force removes the folder and its .sops.yaml rule', async () => {
     const refused = await cli('env', 'remove', 'e2e');

@@ -37,6 +37,7 @@ export function servingHosts(hosts: HostStatus[]): HostStatus[] {
 
 function describeHost(h: HostStatus): string {
   if (!h.reachable) return `unreachable (${h.error?.split('\n')[0]})`;
+  if (h.error) return `reachable, but its status cannot be read (${h.error.split('\n')[0]})`;
   if (!h.release) return 'reachable, no live release';
   return `serves ${h.release.id}${h.release.ref ? ` (${h.release.ref})` : ''}${h.site?.status ? `, ${h.site.url} answers ${h.site.status}` : ''}`;
 }
@@ -100,6 +101,9 @@ export async function removeEnvironment(ctx: OpsContext, name: string, options: 
       throw new OpsError(`cannot tell whether ${name}'s hosts still serve: ${formatError(loadError).split('\n')[0]}`, `fix environments/${name}/environment.yml, or remove it anyway with --force`);
     const st = await status(ctx, env);
     result.hosts = st.hosts.map((h) => ({ host: h.host, address: h.address, state: describeHost(h) }));
+    const unknown = st.hosts.filter((h) => h.reachable && h.error);
+    if (unknown.length)
+      throw new OpsError(`cannot tell whether ${name}'s hosts still serve:\n${unknown.map((h) => `  ${h.host} (${h.address}) ${describeHost(h)}`).join('\n')}`, 'fix access to the host (ops status shows the same), or remove it anyway with --force');
     const serving = servingHosts(st.hosts);
     if (serving.length)
       throw new OpsError(

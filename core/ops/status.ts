@@ -3,6 +3,7 @@
 // tried even when another is down. Unhealthy (any problem on any host) gates a workflow: exit 1.
 import type { Environment, Host } from '../config/environment.ts';
 import { sshConnector, type OpsContext } from '../context.ts';
+import { OpsError, formatError } from '../errors.ts';
 import type { Remote } from '../remote/types.ts';
 import { CERT_FAIL_DAYS, duration, hostStatus, parseHostStatus, type HostStatus } from '../steps/status.ts';
 
@@ -18,10 +19,10 @@ export interface StatusResult {
 }
 
 /**
- * Run `fn` on every host over its own connection, in parallel; a host that cannot be reached (or whose
- * step fails) gives `onError`'s value instead of hiding the others.
+ * Run `fn` on every host over its own connection, in parallel; a host that cannot be reached (`connected`
+ * false) or whose step fails gives `onError`'s value instead of hiding the others.
  */
-export async function eachHost<T>(ctx: OpsContext, env: Environment, fn: (remote: Remote, host: Host) => Promise<T>, onError: (host: Host, message: string) => T): Promise<T[]> {
+export async function eachHost<T>(ctx: OpsContext, env: Environment, fn: (remote: Remote, host: Host) => Promise<T>, onError: (host: Host, message: string, connected: boolean) => T): Promise<T[]> {
   const connector = ctx.connector ?? sshConnector(ctx);
   return Promise.all(
     env.hosts.map(async (host) => {
@@ -30,7 +31,7 @@ export async function eachHost<T>(ctx: OpsContext, env: Environment, fn: (remote
         remote = await connector(env, host);
         return await fn(remote, host);
       } catch (e) {
-        return onError(host, e instanceof Error ? e.message : String(e));
+        return onError(host, e instanceof OpsError ? formatError(e) : e instanceof Error ? e.message : String(e), remote !== undefined);
       } finally {
         await remote?.close();
       }
@@ -43,7 +44,14 @@ export async function status(ctx: OpsContext, env: Environment): Promise<StatusR
     ctx,
     env,
     async (remote, host) => parseHostStatus(env, host, await remote.run(hostStatus(env))),
-    (host, message): HostStatus => ({ host: host.name, address: host.address, reachable: false, error: message, problems: [`cannot reach it: ${message.split('\n')[0]}`], warnings: [] }),
+    (host, message, connected): HostStatus => ({
+      host: host.name,
+      address: host.address,
+      reachable: connected,
+      error: message,
+      problems: [connected ? `the status check itself failed: ${message.replace(/\n\s*\|?\s*/g, ' ')}` : `cannot reach it: ${message.split('\n')[0]}`],
+      warnings: [],
+    }),
   );
   const problems = hosts.flatMap((h) => h.problems.map((p) => `${h.host}: ${p}`));
   return { environment: env.name, url: env.url, healthy: problems.length === 0, hosts, problems, warnings: hosts.flatMap((h) => h.warnings.map((w) => `${h.host}: ${w}`)) };
@@ -61,8 +69,8 @@ export function formatStatus(r: StatusResult, now = new Date()): string {
   const out: string[] = [];
   for (const h of r.hosts) {
     out.push(`${mark(h.problems.length === 0)} ${h.host} (${h.address})${h.problems.length ? ` — ${h.problems.length} problem${h.problems.length > 1 ? 's' : ''}` : ''}`);
-    if (!h.reachable) {
-      out.push(`    unreachable: ${h.error?.split('\n')[0]}`);
+    if (h.error) {
+      out.push(`    ${h.reachable ? 'status check failed' : 'unreachable'}: ${h.error.split('\n')[0]}`);
       continue;
     }
     const rel = h.release;
@@ -102,8 +110,8 @@ export function formatStatus(r: StatusResult, now = new Date()): string {
 export function statusSummary(r: StatusResult): string {
   const lines = [`### Status of ${r.environment}: ${r.healthy ? 'healthy' : 'UNHEALTHY'}`, '', '| host | release | nginx | programs (live) | health | certificate | lock |', '|---|---|---|---|---|---|---|'];
   for (const h of r.hosts) {
-    if (!h.reachable) {
-      lines.push(`| ${h.host} | unreachable | | | | | |`);
+    if (h.error) {
+      lines.push(`| ${h.host} | ${h.reachable ? 'status check failed' : 'unreachable'} | | | | | |`);
       continue;
     }
     const programs = h.supervisor?.programs.filter((p) => p.live).map((p) => `${p.program} ${p.state}`).join(', ') ?? '';

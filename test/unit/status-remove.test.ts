@@ -59,6 +59,15 @@ describe('ops env remove', () => {
     expect((await removeEnvironment({ root: second.root, reporter: new MemoryReporter(), env: {}, connector: notLive }, 'old')).removed).toBe(true);
   });
 
+  it('a reachable host whose status cannot be read blocks removal (it may still serve)', async () => {
+    const { root, env } = await project();
+    const noSudo: Connector = async (_e, host) => new RecordingRemote(host.name, 'deploy', 'shop', () => ({ code: 1, stderr: 'sudo: a password is required' }));
+    await expect(removeEnvironment({ root, reporter: new MemoryReporter(), env: {}, connector: noSudo }, 'old')).rejects.toThrow(
+      "cannot tell whether old's hosts still serve:\n  web1 (192.0.2.1) reachable, but its status cannot be read (step \"status\" on web1 failed with exit code 1)",
+    );
+    expect(existsSync(env.dir)).toBe(true);
+  });
+
   it('--force removes without contacting any host; --dry-run changes nothing', async () => {
     const { root, env } = await project();
     const never: Connector = async () => {

@@ -264,6 +264,16 @@ describe('status over recording remotes', () => {
     expect(text.trim().split('\n').slice(-2)).toEqual(['demo: UNHEALTHY', '  web2: cannot reach it: cannot connect to web2 (deploy@192.0.2.2:22): connect ECONNREFUSED']);
     expect(statusSummary(r)).toContain('| web2 | unreachable |');
   });
+
+  it('a host whose status step fails (no sudo) is reachable, and its problem says why and how to fix it', async () => {
+    const env = testEnv();
+    const connector: Connector = async (_e, host) =>
+      new RecordingRemote(host.name, 'deploy', 'shop', () => ({ code: 1, stderr: 'sudo: a password is required' }));
+    const r = await status({ root: env.root, reporter: new MemoryReporter(), env: {}, connector }, env);
+    expect(r.hosts[0]).toMatchObject({ reachable: true });
+    expect(r.problems).toEqual(['web1: the status check itself failed: step "status" on web1 failed with exit code 1 sudo: a password is required']);
+    expect(formatStatus(r)).toContain('    status check failed: step "status" on web1 failed with exit code 1');
+  });
 });
 
 describe('certificates over recording remotes', () => {

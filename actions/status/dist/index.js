@@ -50826,7 +50826,7 @@ async function eachHost(ctx, env, fn, onError) {
         remote = await connector(env, host);
         return await fn(remote, host);
       } catch (e) {
-        return onError(host, e instanceof Error ? e.message : String(e));
+        return onError(host, e instanceof OpsError ? formatError(e) : e instanceof Error ? e.message : String(e), remote !== void 0);
       } finally {
         await remote?.close();
       }
@@ -50838,7 +50838,14 @@ async function status(ctx, env) {
     ctx,
     env,
     async (remote, host) => parseHostStatus(env, host, await remote.run(hostStatus(env))),
-    (host, message) => ({ host: host.name, address: host.address, reachable: false, error: message, problems: [`cannot reach it: ${message.split("\n")[0]}`], warnings: [] })
+    (host, message, connected) => ({
+      host: host.name,
+      address: host.address,
+      reachable: connected,
+      error: message,
+      problems: [connected ? `the status check itself failed: ${message.replace(/\n\s*\|?\s*/g, " ")}` : `cannot reach it: ${message.split("\n")[0]}`],
+      warnings: []
+    })
   );
   const problems = hosts.flatMap((h) => h.problems.map((p) => `${h.host}: ${p}`));
   return { environment: env.name, url: env.url, healthy: problems.length === 0, hosts, problems, warnings: hosts.flatMap((h) => h.warnings.map((w) => `${h.host}: ${w}`)) };
@@ -50846,8 +50853,8 @@ async function status(ctx, env) {
 function statusSummary(r) {
   const lines = [`### Status of ${r.environment}: ${r.healthy ? "healthy" : "UNHEALTHY"}`, "", "| host | release | nginx | programs (live) | health | certificate | lock |", "|---|---|---|---|---|---|---|"];
   for (const h of r.hosts) {
-    if (!h.reachable) {
-      lines.push(`| ${h.host} | unreachable | | | | | |`);
+    if (h.error) {
+      lines.push(`| ${h.host} | ${h.reachable ? "status check failed" : "unreachable"} | | | | | |`);
       continue;
     }
     const programs = h.supervisor?.programs.filter((p) => p.live).map((p) => `${p.program} ${p.state}`).join(", ") ?? "";

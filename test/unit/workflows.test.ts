@@ -165,6 +165,16 @@ describe('bindings', () => {
   });
 });
 
+describe('status', () => {
+  it('checks every deployable environment hourly and on demand, failing on problems', () => {
+    const wf = workflows['status.yml']!;
+    expect(Object.keys(wf.on).sort()).toEqual(['schedule', 'workflow_dispatch']);
+    const job = wf.jobs.status! as Job & { strategy: { matrix: { environment: string[] } } };
+    expect([...job.strategy.matrix.environment].sort()).toEqual(listEnvironments(ROOT).filter((e) => e !== 'local'));
+    expect(job.steps!.at(-1)!.uses).toBe('./actions/status');
+  });
+});
+
 describe('dependabot', () => {
   it('updates npm packages and GitHub Actions', () => {
     const d = parse(readFileSync(join(ROOT, '.github', 'dependabot.yml'), 'utf8')) as { updates: { 'package-ecosystem': string }[] };

@@ -89,16 +89,23 @@ describe.sequential('deploy on a provisioned host', () => {
   const failures: [string, RegExp][] = [
     ['broken-migration', /step "migrate" on .* failed[\s\S]*0003_catalog_entries.sql failed/],
     ['broken-build', /step "build" on .* failed[\s\S]*SyntaxError/],
-    ['crash-on-start', /did not become healthy[\s\S]*supervisor gave up/],
+    ['crash-on-start', /exits at start on purpose[\s\S]*did not become healthy on slot \w+: (supervisor gave up|no healthy answer)/],
     ['never-healthy', /did not become healthy on slot .*: no healthy answer within 10s from server:\d+:\/health/],
   ];
+  // never-healthy waits for the whole health timeout: a short one for that case.
+  const overrides: Record<string, Record<string, unknown>> = { 'never-healthy': { switch: { health_timeout: 10, drain: 10 } } };
   it.each(failures)('%s: fails clearly and v1 keeps serving, byte for byte', async (ref, message) => {
-    const err = await run(ref).catch((e: Error) => e);
+    const config = testConfig([host], await appRepo(), '');
+    const good = { ...config, env: project.env().config.env };
+    if (overrides[ref]) project.write({ ...good, ...overrides[ref] });
+    const err = await run(ref)
+      .catch((e: Error) => e)
+      .finally(() => project.write(good));
     expect(err).toBeInstanceOf(Error);
     expect((err as Error).message).toMatch(message);
     expect((err as Error).message).toMatch(/still serves .*; nothing was switched/);
     expect((await get(host)).body).toBe(v1Page);
-  }, 120_000);
+  }, 180_000);
 
   it('an invalid nginx template fails with nginx\'s own message, and v1 keeps serving', async () => {
     const { writeFileSync } = await import('node:fs');

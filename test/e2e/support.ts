@@ -36,7 +36,8 @@ export function testConfig(hosts: Host[], repository: string, databaseUrl: strin
     ref: 'v1',
     hosts: hosts.map((h) => ({ name: h.name, address: h.address, user: h.user, host_key: h.hostKey })),
     ssh: { identity_file: hosts[0]?.identityFile ?? join(paths.state, 'id_ed25519'), connect_timeout: 10 },
-    switch: { health_timeout: 10, drain: 10 },
+    // The default health timeout (60 s): test machines are busy; the never-healthy case sets its own.
+    switch: { drain: 10 },
     programs: {
       server: { command: '{release}/venv/bin/python -m server.main', port: 3579, health: '/health', env: { APP_PORT: '{port}' } },
       client: { command: '{node} ./build', directory: 'client', port: 3000, health: '/', env: { HOST: '127.0.0.1', PORT: '{port}', VITE_API_SSR_URL: 'http://127.0.0.1:{port:server}' } },

@@ -50860,7 +50860,8 @@ group_up() {
   out=$(rpc supervisor.addProcessGroup "$1")
   case "$out" in *"<fault>"*) echo "supervisor refused to start $1: $(printf '%s' "$out" | tr -d '\n' | sed 's/.*faultString<\/name><value><string>\([^<]*\).*/\1/')" >&2; return 1 ;; esac
 }`;
-var PROBE_FUNCTIONS = String.raw`probe() { curl -fsS -o /dev/null --max-time 3 "http://127.0.0.1:$1$2" 2>/dev/null; }
+var PROBE_FUNCTIONS = String.raw`# A first request may be slow (cold caches, a busy host): 5 s per probe, the deadline bounds the whole wait.
+probe() { curl -fsS -o /dev/null --max-time 5 "http://127.0.0.1:$1$2" 2>/dev/null; }
 # wait_healthy TIMEOUT INTERVAL name:port:path...: 0 when every probe answered 2xx in time.
 # With FATAL_GROUP set, gives up early once supervisor has given up on one of the group's programs.
 wait_healthy() {

@@ -6,17 +6,10 @@ import { runInfo } from '../runinfo.ts';
 import { reportedAll, type Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { appendAudit, readAudit, type AuditEntry } from '../steps/audit.ts';
+import type { ReleaseMeta } from '../steps/release.ts';
 import { describeHolder, forceReleaseLock, lockStatus, parseLock, type LockInfo } from '../steps/lock.ts';
 
-export interface ReleaseInfo {
-  id: string;
-  sha: string;
-  ref: string;
-  time: string;
-  actor: string;
-  run: string;
-  status: 'current' | 'ok' | 'failed' | 'abandoned';
-}
+export type ReleaseInfo = Pick<ReleaseMeta, 'id' | 'sha' | 'ref' | 'time' | 'actor' | 'run'> & { status: 'current' | 'ok' | 'failed' | 'abandoned' };
 
 function listReleasesStep(env: Environment): Step {
   const L = layout(env);

@@ -127,37 +127,35 @@ export function siteVariables(env: Environment): Record<string, string> {
   };
 }
 
-const PLAIN_SITE = `${HEADER}
-{{upstreams_include}}
-
-server {
+/** A port-80 server block; `body` is what it serves (the app, or a redirect to https). */
+const port80 = (body: string) => `server {
     listen 80 default_server;
     listen [::]:80 default_server;
     server_name {{server_name}};
-    client_max_body_size {{client_max_body_size}};
+${body}}
+`;
+
+const PLAIN_SITE = `${HEADER}
+{{upstreams_include}}
+
+${port80(`    client_max_body_size {{client_max_body_size}};
     {{security_headers}}
 
     {{acme_location}}
     {{slot_location}}
     {{locations}}
-}
-`;
+`)}`;
 
 const TLS_SITE = `${HEADER}
 {{upstreams_include}}
 
-server {
-    listen 80 default_server;
-    listen [::]:80 default_server;
-    server_name {{server_name}};
-
+${port80(`
     {{acme_location}}
     {{slot_location}}
     location / {
         return 301 https://$host$request_uri;
     }
-}
-
+`)}
 server {
     listen 443 ssl http2 default_server;
     listen [::]:443 ssl http2 default_server;
@@ -177,18 +175,13 @@ server {
 const ACME_ONLY_SITE = `${HEADER}
 {{upstreams_include}}
 
-server {
-    listen 80 default_server;
-    listen [::]:80 default_server;
-    server_name {{server_name}};
-
+${port80(`
     {{acme_location}}
     {{slot_location}}
     location / {
         return 503;
     }
-}
-`;
+`)}`;
 
 export function renderTemplate(template: string, vars: Record<string, string>, source: string): string {
   const unknown = new Set<string>();

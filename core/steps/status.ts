@@ -6,6 +6,7 @@ import { layout, type Slot } from '../layout.ts';
 import { reported, reportedAll, type Step, type StepResult } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { lockStatus, parseLock, type LockInfo } from './lock.ts';
+import type { ReleaseMeta } from './release.ts';
 import { certificatePaths } from './nginx.ts';
 import { SYSTEM_FUNCTIONS } from './script.ts';
 import { PROBE_FUNCTIONS, SUPERVISOR_FUNCTIONS, probes } from './switch.ts';
@@ -143,14 +144,7 @@ export interface ProgramState {
   description: string;
 }
 
-export interface ReleaseMetaInfo {
-  id: string;
-  sha: string;
-  ref: string;
-  time: string;
-  actor: string;
-  run: string;
-}
+export type ReleaseMetaInfo = Pick<ReleaseMeta, 'id' | 'sha' | 'ref' | 'time' | 'actor' | 'run'>;
 
 export interface HostStatus {
   host: string;

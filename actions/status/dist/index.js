@@ -50480,36 +50480,32 @@ function certificatePaths(env) {
   }
   return void 0;
 }
-var PLAIN_SITE = `${HEADER}
-{{upstreams_include}}
-
-server {
+var port80 = (body) => `server {
     listen 80 default_server;
     listen [::]:80 default_server;
     server_name {{server_name}};
-    client_max_body_size {{client_max_body_size}};
+${body}}
+`;
+var PLAIN_SITE = `${HEADER}
+{{upstreams_include}}
+
+${port80(`    client_max_body_size {{client_max_body_size}};
     {{security_headers}}
 
     {{acme_location}}
     {{slot_location}}
     {{locations}}
-}
-`;
+`)}`;
 var TLS_SITE = `${HEADER}
 {{upstreams_include}}
 
-server {
-    listen 80 default_server;
-    listen [::]:80 default_server;
-    server_name {{server_name}};
-
+${port80(`
     {{acme_location}}
     {{slot_location}}
     location / {
         return 301 https://$host$request_uri;
     }
-}
-
+`)}
 server {
     listen 443 ssl http2 default_server;
     listen [::]:443 ssl http2 default_server;
@@ -50527,18 +50523,13 @@ server {
 var ACME_ONLY_SITE = `${HEADER}
 {{upstreams_include}}
 
-server {
-    listen 80 default_server;
-    listen [::]:80 default_server;
-    server_name {{server_name}};
-
+${port80(`
     {{acme_location}}
     {{slot_location}}
     location / {
         return 503;
     }
-}
-`;
+`)}`;
 
 // core/steps/switch.ts
 function probes(env, slot) {

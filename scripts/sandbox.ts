@@ -78,6 +78,8 @@ next:
   npm run ops -- rollback local              back to the previous release in seconds
   npm run ops -- deploy local --ref broken-migration   fails; the site keeps serving
   npm run ops -- audit local                 who ran what, when
+  npm run ops -- initdata local              load users and tags (encrypted environments/local/assets/initdata.yml)
+  npm run ops -- status local                one screen: release, nginx, programs, health, lock
   npm run hosts -- ssh ${host.name}                  log in to the host
   npm run sandbox -- down                    remove it all (caches stay)`);
 }

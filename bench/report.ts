@@ -1,0 +1,309 @@
+// Figures from the recorded runs: medians per scenario and side, ratios, the target checks; printed as a table,
+// written as Markdown, JSON and an SVG chart (drawn here, no library).
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { StreamStats } from './load.ts';
+import type { Phase } from './profile.ts';
+import type { Side } from './tools.ts';
+
+export type Scenario = 'startup' | 'first' | 'provision' | 'noop' | 'noop_inproc' | 'code' | 'full' | 'rollback' | 'code3' | 'code3rolling';
+
+export interface RunRecord {
+  scenario: Scenario;
+  side: Side;
+  round: number;
+  /** From spawn to exit of the tool. */
+  ms: number;
+  /** SSH logins per host during the run, counted on the hosts. */
+  logins?: number[];
+  from?: string;
+  to?: string;
+  stream?: StreamStats;
+  /** ops-pipeline only: per-host step durations reported by the CLI (--json). */
+  steps?: { host: string; steps: { name: string; ms: number }[] }[];
+  /** ops-pipeline in-process no-op: connection and remote calls (bench/profile.ts). */
+  phases?: Phase[];
+}
+
+export interface Meta {
+  date: string;
+  runs: number;
+  ansibleRuns: number;
+  rate: number;
+  machine: { cpus: number; loadBefore: number[]; loadAfter: number[]; kernel: string; node: string; ansible: string };
+  benchSeconds: number;
+}
+
+export const SIDES: Side[] = ['ours', 'seed', 'pipelining'];
+export const SIDE_NAMES: Record<Side, string> = { ours: 'ops-pipeline', seed: 'Ansible (seed cfg)', pipelining: 'Ansible + pipelining' };
+
+export function median(values: number[]): number | undefined {
+  if (!values.length) return undefined;
+  const s = [...values].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+type Kind = 'seconds' | 'ms' | 'count';
+
+interface Row {
+  key: string;
+  label: string;
+  kind: Kind;
+  /** The figure per side (undefined = not measured for that side). */
+  values: Partial<Record<Side, number>>;
+  /** [min, max] per side, for Markdown. */
+  ranges: Partial<Record<Side, [number, number]>>;
+  /** Bigger is worse for every figure here; ratios are Ansible / ours for times. */
+  ratio: boolean;
+  note?: string;
+}
+
+const LOADED: Scenario[] = ['code', 'full', 'rollback', 'code3', 'code3rolling'];
+
+export function buildRows(records: RunRecord[]): Row[] {
+  const of = (scenario: Scenario, side: Side) => records.filter((r) => r.scenario === scenario && r.side === side);
+  const rows: Row[] = [];
+  const timeRow = (key: string, label: string, scenario: Scenario, pick: (r: RunRecord) => number | undefined = (r) => r.ms, note?: string) => {
+    const values: Row['values'] = {};
+    const ranges: Row['ranges'] = {};
+    for (const side of SIDES) {
+      const xs = of(scenario, side).map(pick).filter((x): x is number => x !== undefined);
+      const m = median(xs);
+      if (m !== undefined) {
+        values[side] = m / 1000;
+        ranges[side] = [Math.min(...xs) / 1000, Math.max(...xs) / 1000];
+      }
+    }
+    rows.push({ key, label, kind: 'seconds', values, ranges, ratio: true, note });
+  };
+  timeRow('provision', 'provision re-run (nothing to change)', 'provision');
+  timeRow('noop', 'deploy of the live sha (no-op)', 'noop');
+  timeRow('noop_inproc', '  … the same operation called in-process (no CLI start-up)', 'noop_inproc');
+  timeRow('code', 'code-only deploy (no lockfile change)', 'code');
+  timeRow('code_served', '  … until the new version is served', 'code', (r) => r.stream?.servedMs);
+  timeRow('full', 'full deploy (lockfiles changed)', 'full');
+  timeRow('rollback', 'rollback (Ansible: redeploy the previous ref)', 'rollback');
+  timeRow('rollback_served', '  … until the previous version is served', 'rollback', (r) => r.stream?.servedMs);
+  timeRow('code3', 'code-only deploy to 3 hosts (all at once)', 'code3');
+  timeRow('code3rolling', 'code-only deploy to 3 hosts, one at a time', 'code3rolling');
+  timeRow('first', 'first deploy to a provisioned host (1 run)', 'first');
+
+  const loaded = (side: Side) => records.filter((r) => r.side === side && LOADED.includes(r.scenario) && r.stream);
+  const countRow = (key: string, label: string, kind: Kind, f: (rs: RunRecord[]) => number | undefined, note?: string) => {
+    const values: Row['values'] = {};
+    for (const side of SIDES) {
+      const rs = loaded(side);
+      if (rs.length) {
+        const v = f(rs);
+        if (v !== undefined) values[side] = v;
+      }
+    }
+    rows.push({ key, label, kind, values, ranges: {}, ratio: false, note });
+  };
+  countRow('sent', 'requests sent during deploys under load (all runs)', 'count', (rs) => rs.reduce((n, r) => n + r.stream!.sent, 0));
+  countRow('failed', 'failed requests during those deploys (all runs)', 'count', (rs) => rs.reduce((n, r) => n + r.stream!.failed, 0));
+  countRow('failed_after', '  … of which after the tool reported success', 'count', (rs) => rs.reduce((n, r) => n + r.stream!.failedAfterDone, 0));
+  countRow('failed_code', 'failed requests per code-only deploy (median)', 'count', (rs) => median(rs.filter((r) => r.scenario === 'code').map((r) => r.stream!.failed)));
+  countRow('error_window', 'longest outage: consecutive failed requests (ms)', 'ms', (rs) => Math.max(...rs.map((r) => r.stream!.errorWindowMs)));
+  countRow('worst', 'worst request latency during deploys (ms)', 'ms', (rs) => Math.max(...rs.map((r) => r.stream!.worstMs)));
+
+  const sshRow = (key: string, label: string, scenarios: Scenario[], f: (xs: number[]) => number | undefined) => {
+    const values: Row['values'] = {};
+    for (const side of SIDES) {
+      const xs = records.filter((r) => r.side === side && scenarios.includes(r.scenario) && r.logins).flatMap((r) => r.logins!);
+      const v = f(xs);
+      if (v !== undefined) values[side] = v;
+    }
+    rows.push({ key, label, kind: 'count', values, ranges: {}, ratio: true });
+  };
+  sshRow('ssh_noop', 'SSH connections per host: no-op deploy (median)', ['noop'], median);
+  sshRow('ssh_code', 'SSH connections per host: code-only deploy (median)', ['code'], median);
+  sshRow('ssh_provision', 'SSH connections per host: provision re-run (median)', ['provision'], median);
+  sshRow('ssh_max', 'SSH connections per host per run (max over all runs)', ['provision', 'noop', 'code', 'full', 'rollback', 'code3', 'code3rolling', 'first'], (xs) => (xs.length ? Math.max(...xs) : undefined));
+  timeRow('startup', 'tool start-up (ops --help / ansible-playbook --version)', 'startup');
+  return rows;
+}
+
+function fmt(v: number | undefined, kind: Kind): string {
+  if (v === undefined) return '—';
+  if (kind === 'seconds') return v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2);
+  return Number.isInteger(v) ? String(v) : v.toFixed(1);
+}
+
+function ratio(row: Row, side: Side): string {
+  const ours = row.values.ours;
+  const theirs = row.values[side];
+  if (!row.ratio || ours === undefined || theirs === undefined) return '';
+  if (ours === 0) return theirs === 0 ? '1×' : '';
+  const r = theirs / ours;
+  return `${r >= 10 ? r.toFixed(0) : r.toFixed(1)}×`;
+}
+
+export interface Check {
+  what: string;
+  ok: boolean;
+  detail: string;
+}
+
+export function checks(rows: Row[], records: RunRecord[]): Check[] {
+  const row = (k: string) => rows.find((r) => r.key === k)!;
+  const noop = row('noop');
+  const r = (side: Side) => (noop.values.ours && noop.values[side] ? noop.values[side]! / noop.values.ours : undefined);
+  const ourLogins = records.filter((x) => x.side === 'ours' && x.logins).flatMap((x) => x.logins!);
+  const failed = row('failed').values.ours;
+  return [
+    { what: '0 failed requests for ops-pipeline deploys under load', ok: failed === 0, detail: `${failed ?? '?'} failed of ${row('sent').values.ours ?? '?'} sent` },
+    { what: 'no-op redeploy ≥ 20× faster than Ansible with the seed settings', ok: (r('seed') ?? 0) >= 20, detail: `${r('seed')?.toFixed(1) ?? '?'}×` },
+    { what: 'no-op redeploy ≥ 10× faster than Ansible with pipelining', ok: (r('pipelining') ?? 0) >= 10, detail: `${r('pipelining')?.toFixed(1) ?? '?'}×` },
+    { what: 'one SSH connection per host per run (ops-pipeline)', ok: ourLogins.length > 0 && ourLogins.every((n) => n === 1), detail: `per-host counts seen: ${[...new Set(ourLogins)].sort((a, b) => a - b).join(', ') || 'none'}` },
+  ];
+}
+
+export function textTable(rows: Row[]): string {
+  const header = ['', SIDE_NAMES.ours, SIDE_NAMES.seed, 'ratio', SIDE_NAMES.pipelining, 'ratio'];
+  const unit = (r: Row) => (r.kind === 'seconds' ? ' (s)' : '');
+  const body = rows.map((r) => [`${r.label}${unit(r)}`, fmt(r.values.ours, r.kind), fmt(r.values.seed, r.kind), ratio(r, 'seed'), fmt(r.values.pipelining, r.kind), ratio(r, 'pipelining')]);
+  const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  return [line(header), widths.map((w) => '─'.repeat(w)).join('  '), ...body.map(line)].join('\n');
+}
+
+/** Where ops-pipeline's time goes: medians per step (first host) from the CLI's --json, and the no-op's phases. */
+export function breakdown(records: RunRecord[]): string[] {
+  const out: string[] = [];
+  const startup = median(records.filter((r) => r.side === 'ours' && r.scenario === 'startup').map((r) => r.ms));
+  const noops = records.filter((r) => r.scenario === 'noop_inproc' && r.phases);
+  if (noops.length) {
+    const names = [...new Set(noops.flatMap((r) => r.phases!.map((p) => p.what)))];
+    const total = median(noops.map((r) => r.ms))!;
+    const remote = names.map((n) => [n, median(noops.map((r) => r.phases!.filter((p) => p.what === n).reduce((a, p) => a + p.ms, 0)))!] as const);
+    const accounted = remote.reduce((a, [, ms]) => a + ms, 0);
+    out.push('**No-op deploy, called in-process** (median of the runs, ms):', '', '| phase | ms |', '|---|--:|');
+    if (startup !== undefined) out.push(`| CLI start-up (\`ops --help\`, not part of the in-process figure) | ${Math.round(startup)} |`);
+    out.push(`| plan on the runner: resolve the ref, dependency hashes, secrets, .env | ${Math.round(total - accounted)} |`);
+    for (const [n, ms] of remote) out.push(`| ${n} | ${Math.round(ms)} |`);
+    out.push(`| total in-process | ${Math.round(total)} |`, '');
+  }
+  for (const scenario of ['code', 'full', 'rollback', 'code3'] as Scenario[]) {
+    const rs = records.filter((r) => r.side === 'ours' && r.scenario === scenario && r.steps?.length);
+    if (!rs.length) continue;
+    const names = [...new Set(rs.flatMap((r) => r.steps![0]!.steps.map((s) => s.name)))];
+    const cells = names.map((n) => `${n} ${((median(rs.map((r) => r.steps![0]!.steps.find((s) => s.name === n)?.ms ?? 0)) ?? 0) / 1000).toFixed(2)}`);
+    const stepSum = median(rs.map((r) => r.steps![0]!.steps.reduce((a, s) => a + s.ms, 0)))! / 1000;
+    const total = median(rs.map((r) => r.ms))! / 1000;
+    out.push(`- **${scenario}** (s, first host): ${cells.join(' · ')} — steps ${stepSum.toFixed(2)} of ${total.toFixed(2)} in all (the rest: CLI start-up, plan, connection, lock and state, unlock)`);
+  }
+  return out;
+}
+
+export function markdown(rows: Row[], checkList: Check[], meta: Meta, notes: string[], records: RunRecord[] = []): string {
+  const cell = (r: Row, side: Side) => {
+    const v = fmt(r.values[side], r.kind);
+    const range = r.ranges[side];
+    return range && range[0] !== range[1] ? `${v} <sub>(${fmt(range[0], r.kind)}–${fmt(range[1], r.kind)})</sub>` : v;
+  };
+  return [
+    `# Benchmark: ops-pipeline vs the seed's Ansible`,
+    '',
+    `${meta.date} · medians of ${meta.runs} run(s) (ranges in brackets; Ansible's provision, full deploy, rollback and 3-host figures: ${meta.ansibleRuns} run(s)) · load: ${meta.rate} requests/s through nginx during every deploy that changes something · ` +
+      `${meta.machine.cpus} CPUs, load average ${meta.machine.loadBefore.map((l) => l.toFixed(1)).join('/')} before, ${meta.machine.loadAfter.map((l) => l.toFixed(1)).join('/')} after (shared machine: timings are noisy) · ` +
+      `Node ${meta.machine.node}, ${meta.machine.ansible} · benchmark took ${(meta.benchSeconds / 60).toFixed(1)} min`,
+    '',
+    `| | ${SIDE_NAMES.ours} | ${SIDE_NAMES.seed} | ratio | ${SIDE_NAMES.pipelining} | ratio |`,
+    '|---|--:|--:|--:|--:|--:|',
+    ...rows.map((r) => `| ${r.label.replace(/^ +/, '&nbsp;&nbsp;')}${r.kind === 'seconds' ? ' (s)' : ''} | ${cell(r, 'ours')} | ${cell(r, 'seed')} | ${ratio(r, 'seed')} | ${cell(r, 'pipelining')} | ${ratio(r, 'pipelining')} |`),
+    '',
+    '## Targets',
+    '',
+    ...checkList.map((c) => `- ${c.ok ? '✅' : '❌'} ${c.what}: ${c.detail}`),
+    '',
+    ...(records.length ? ["## Where ops-pipeline's time goes", '', ...breakdown(records), ''] : []),
+    '## How it was measured',
+    '',
+    ...notes.map((n) => `- ${n}`),
+    '',
+    '![chart](chart.svg)',
+    '',
+  ].join('\n');
+}
+
+/** Grouped horizontal bars, log scale (the figures span two orders of magnitude). */
+export function svgChart(rows: Row[], meta: Meta): string {
+  const keys = ['provision', 'noop', 'code', 'code_served', 'full', 'rollback', 'rollback_served', 'code3'];
+  const data = rows.filter((r) => keys.includes(r.key));
+  const colors: Record<Side, string> = { ours: '#2e7d32', seed: '#c62828', pipelining: '#ef6c00' };
+  const left = 330;
+  const width = 960;
+  const plot = width - left - 90;
+  const bar = 14;
+  const group = SIDES.length * bar + 16;
+  const top = 60;
+  const height = top + data.length * group + 50;
+  const all = data.flatMap((r) => SIDES.map((s) => r.values[s]).filter((v): v is number => v !== undefined && v > 0));
+  const lo = Math.pow(10, Math.floor(Math.log10(Math.min(...all, 1))));
+  const hi = Math.pow(10, Math.ceil(Math.log10(Math.max(...all, 1))));
+  const x = (v: number) => left + (plot * (Math.log10(Math.max(v, lo)) - Math.log10(lo))) / (Math.log10(hi) - Math.log10(lo));
+  const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/…/g, '...');
+  const out: string[] = [];
+  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`);
+  out.push(`<rect width="${width}" height="${height}" fill="#fff"/>`);
+  out.push(`<text x="${left}" y="22" font-size="15" font-weight="bold">Seconds, median of ${meta.runs} run(s), log scale (shorter is better)</text>`);
+  SIDES.forEach((s, i) => {
+    out.push(`<rect x="${left + i * 190}" y="34" width="12" height="12" fill="${colors[s]}"/><text x="${left + i * 190 + 17}" y="44">${esc(SIDE_NAMES[s])}</text>`);
+  });
+  for (let d = lo; d <= hi; d *= 10) {
+    out.push(`<line x1="${x(d)}" y1="${top - 4}" x2="${x(d)}" y2="${height - 40}" stroke="#ddd"/><text x="${x(d)}" y="${height - 24}" text-anchor="middle" fill="#555">${d >= 1 ? d : d.toFixed(-Math.log10(d))} s</text>`);
+  }
+  data.forEach((r, gi) => {
+    const gy = top + gi * group;
+    out.push(`<text x="${left - 8}" y="${gy + (SIDES.length * bar) / 2 + 4}" text-anchor="end">${esc(r.label.trim())}</text>`);
+    SIDES.forEach((s, i) => {
+      const v = r.values[s];
+      if (v === undefined) return;
+      const y = gy + i * bar;
+      out.push(`<rect x="${left}" y="${y}" width="${Math.max(1, x(v) - left).toFixed(1)}" height="${bar - 2}" fill="${colors[s]}"/>`);
+      out.push(`<text x="${(x(v) + 4).toFixed(1)}" y="${y + bar - 4}" font-size="11">${fmt(v, 'seconds')}</text>`);
+    });
+  });
+  out.push('</svg>');
+  return out.join('\n') + '\n';
+}
+
+export function writeResults(dir: string, rows: Row[], checkList: Check[], records: RunRecord[], meta: Meta, notes: string[]): string[] {
+  mkdirSync(dir, { recursive: true });
+  const files = [join(dir, 'latest.md'), join(dir, 'latest.json'), join(dir, 'chart.svg')];
+  writeFileSync(files[0]!, markdown(rows, checkList, meta, notes, records));
+  const figures = Object.fromEntries(rows.map((r) => [r.key, { label: r.label.trim(), unit: r.kind === 'seconds' ? 's' : r.kind, ...r.values, ranges: r.ranges }]));
+  writeFileSync(files[1]!, JSON.stringify({ meta, figures, checks: checkList, notes, runs: records }, null, 2) + '\n');
+  writeFileSync(files[2]!, svgChart(rows, meta));
+  return files;
+}
+
+/** The README's short table: the headline figures of a results file (latest.json), between the bench markers. */
+export function readmeTable(figures: Record<string, { label: string; unit: string } & Partial<Record<Side, number>>>, meta: Meta): string {
+  const keys = ['provision', 'noop', 'code', 'full', 'rollback', 'rollback_served', 'code3', 'failed', 'failed_after', 'ssh_max'];
+  const rows = keys.filter((k) => figures[k]).map((k) => {
+    const f = figures[k]!;
+    const kind: Kind = f.unit === 's' ? 'seconds' : f.unit === 'ms' ? 'ms' : 'count';
+    const row: Row = { key: k, label: f.label, kind, values: { ours: f.ours, seed: f.seed, pipelining: f.pipelining }, ranges: {}, ratio: kind === 'seconds' || k.startsWith('ssh') };
+    const label = `${k === 'failed' ? 'failed requests during deploys under load (all runs)' : f.label}${kind === 'seconds' ? ' (s)' : ''}`;
+    return `| ${label} | ${fmt(row.values.ours, kind)} | ${fmt(row.values.seed, kind)} | ${ratio(row, 'seed')} | ${fmt(row.values.pipelining, kind)} | ${ratio(row, 'pipelining')} |`;
+  });
+  return [
+    `| ${meta.date.slice(0, 10)}, medians of ${meta.runs} run(s) | ${SIDE_NAMES.ours} | ${SIDE_NAMES.seed} | ratio | ${SIDE_NAMES.pipelining} | ratio |`,
+    '|---|--:|--:|--:|--:|--:|',
+    ...rows,
+  ].join('\n');
+}
+
+export const README_MARKERS = ['<!-- bench:begin -->', '<!-- bench:end -->'] as const;
+
+/** The README with its benchmark block replaced by the table of `results` (the parsed latest.json). */
+export function readmeWithFigures(readme: string, results: { meta: Meta; figures: Parameters<typeof readmeTable>[0] }): string {
+  const [begin, end] = README_MARKERS;
+  const a = readme.indexOf(begin);
+  const b = readme.indexOf(end);
+  if (a < 0 || b < a) throw new Error(`README.md has no ${begin} … ${end} block for the benchmark figures`);
+  return `${readme.slice(0, a + begin.length)}\n${readmeTable(results.figures, results.meta)}\n${readme.slice(b)}`;
+}

@@ -4,7 +4,6 @@
 // certificate, renewed; ops env remove refusing while the host serves, then removing with --force.
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { withSession } from '../../core/context.ts';
 import { certificates, renewCertificates } from '../../core/ops/certs.ts';
@@ -17,8 +16,7 @@ import { MemoryReporter } from '../../core/report.ts';
 import { generateIdentity, readCreationRules, SecretsFile, setEnvRule } from '../../core/secrets/index.ts';
 import type { MapNode } from '../../core/secrets/tree.ts';
 import { fromPlain } from '../../core/secrets/tree.ts';
-import { runCli } from '../../scripts/cli.ts';
-import { allCommands } from '../../scripts/commands/index.ts';
+import { runOps } from '../support/cli.ts';
 import { downHost, ensurePebble, sshRun, type Host } from '../hosts/index.ts';
 import { appRepo, makeProject, readyHost, testConfig, testDatabase, type TestProject } from './support.ts';
 
@@ -49,16 +47,7 @@ afterAll(async () => {
 });
 
 /** The real CLI, in process, against the test project. */
-async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (d: Buffer) => (out += d));
-  stderr.on('data', (d: Buffer) => (err += d));
-  const code = await runCli(allCommands, { argv, root: project.root, stdout, stderr, env: { PATH: process.env.PATH, HOME: process.env.HOME, USER: 'e2e', NO_COLOR: '1' } });
-  return { code, out, err };
-}
+const cli = (...argv: string[]) => runOps(argv, { root: project.root, env: { PATH: process.env.PATH, HOME: process.env.HOME, USER: 'e2e', NO_COLOR: '1' } });
 
 const root = (command: string) => sshRun(host, `sudo sh -c ${JSON.stringify(command)}`);
 

@@ -3,8 +3,7 @@ import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { PassThrough, Readable } from 'node:stream';
-import { runCli } from '../../scripts/cli.ts';
+import { runOps, type CliResult } from '../support/cli.ts';
 import { commands } from '../../scripts/commands/secrets.ts';
 import { type Identities, identitiesFromText } from '../../core/secrets/keys.ts';
 
@@ -36,30 +35,7 @@ export function tempRoot(): string {
   return root;
 }
 
-export interface CliResult {
-  code: number;
-  out: string;
-  err: string;
-}
-
-function collect(): { stream: PassThrough; text: () => string } {
-  const stream = new PassThrough();
-  let text = '';
-  stream.on('data', (c) => (text += String(c)));
-  return { stream, text: () => text };
-}
-
 /** Run `ops <argv>` with the secrets commands, a clean environment (HOME = root) and `input` on stdin. */
-export async function cli(root: string, argv: string[], env: NodeJS.ProcessEnv = {}, input = ''): Promise<CliResult> {
-  const out = collect();
-  const err = collect();
-  const code = await runCli(commands, {
-    argv,
-    env: { PATH: process.env.PATH, HOME: root, ...env },
-    stdin: Readable.from([input]),
-    stdout: out.stream,
-    stderr: err.stream,
-    root,
-  });
-  return { code, out: out.text(), err: err.text() };
+export function cli(root: string, argv: string[], env: NodeJS.ProcessEnv = {}, input = ''): Promise<CliResult> {
+  return runOps(argv, { root, env: { PATH: process.env.PATH, HOME: root, ...env }, input, commands });
 }

@@ -2,15 +2,13 @@
 // commands' argument errors through the real CLI.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import type { Connector } from '../../core/context.ts';
 import { formatRemove, removeEnvironment } from '../../core/ops/decommission.ts';
 import { RecordingRemote } from '../../core/remote/recording.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { readCreationRules, setEnvRule } from '../../core/secrets/sops-config.ts';
-import { runCli } from '../../scripts/cli.ts';
-import { allCommands } from '../../scripts/commands/index.ts';
+import { runOps } from '../support/cli.ts';
 import { report, testEnv } from './status.helpers.ts';
 
 const RECIPIENT = 'age1066aw35g7mgvykamlmge92f5uy6n5zhjw0mzpn0fz0t6vyrm35yqetgzkd';
@@ -118,16 +116,7 @@ describe('ops env remove', () => {
   });
 });
 
-async function cli(root: string, ...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (d: Buffer) => (out += d));
-  stderr.on('data', (d: Buffer) => (err += d));
-  const code = await runCli(allCommands, { argv, root, stdout, stderr, env: { PATH: process.env.PATH, HOME: '/nonexistent' } });
-  return { code, out, err };
-}
+const cli = (root: string, ...argv: string[]) => runOps(argv, { root, env: { PATH: process.env.PATH, HOME: '/nonexistent' } });
 
 describe('day-2 commands, argument errors', () => {
   it('env remove through the CLI: unknown name, then --force removes and lists the checklist', async () => {

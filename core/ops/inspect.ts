@@ -6,10 +6,10 @@ import { runInfo } from '../runinfo.ts';
 import { reportedAll, type Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { appendAudit, readAudit, type AuditEntry } from '../steps/audit.ts';
-import type { ReleaseMeta } from '../steps/release.ts';
+import { releaseSummary, type ReleaseSummary } from '../steps/release.ts';
 import { describeHolder, forceReleaseLock, lockStatus, parseLock, type LockInfo } from '../steps/lock.ts';
 
-export type ReleaseInfo = Pick<ReleaseMeta, 'id' | 'sha' | 'ref' | 'time' | 'actor' | 'run'> & { status: 'current' | 'ok' | 'failed' | 'abandoned' };
+export type ReleaseInfo = ReleaseSummary & { status: 'current' | 'ok' | 'failed' | 'abandoned' };
 
 function listReleasesStep(env: Environment): Step {
   const L = layout(env);
@@ -23,7 +23,7 @@ function listReleasesStep(env: Environment): Step {
 for r in $(ls -1 ${quote(L.releases)} | grep -E '^[0-9]{8}T[0-9]{6}Z-[0-9a-f]+$' | sort); do
   d=${quote(L.releases)}/$r
   status=ok; [ -e "$d/.ops-failed" ] && status=failed; [ -e "$d/.ops-abandoned" ] && status=abandoned; [ "$r" = "$cur" ] && status=current
-  ops_report release "$status $(tr -d '\n' < "$d/release.json" 2>/dev/null || echo '{}')"
+  ops_report release "$status $r $(tr -d '\n' < "$d/release.json" 2>/dev/null || echo '{}')"
 done`,
   };
 }
@@ -34,9 +34,9 @@ export async function listReleases(ctx: OpsContext, env: Environment): Promise<{
       env.hosts.map(async (host) => {
         const r = await session.remote(host.name).run(listReleasesStep(env));
         const releases = reportedAll(r, 'release').map((line) => {
-          const sp = line.indexOf(' ');
-          const meta = JSON.parse(line.slice(sp + 1) || '{}') as Partial<ReleaseInfo>;
-          return { id: meta.id ?? '?', sha: meta.sha ?? '', ref: meta.ref ?? '', time: meta.time ?? '', actor: meta.actor ?? '', run: meta.run ?? '', status: line.slice(0, sp) as ReleaseInfo['status'] };
+          // "<status> <release id> <release.json on one line>"
+          const [status = '', id = ''] = line.split(' ', 2);
+          return { ...releaseSummary(id, line.slice(status.length + id.length + 2)), status: status as ReleaseInfo['status'] };
         });
         return { host: host.name, releases };
       }),

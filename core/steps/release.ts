@@ -21,6 +21,24 @@ export interface ReleaseMeta {
   deps: { python: string; node: string };
 }
 
+/** What `ops releases` and `ops status` show of a release. */
+export type ReleaseSummary = Pick<ReleaseMeta, 'id' | 'sha' | 'ref' | 'time' | 'actor' | 'run'>;
+
+/**
+ * A release's summary from its release.json text: a field the file lacks is empty; an unreadable file (cut
+ * short, edited by hand) gives empty fields and `unreadable`, so one bad release does not hide the others.
+ */
+export function releaseSummary(id: string, json: string): ReleaseSummary & { unreadable?: true } {
+  let meta: Partial<ReleaseMeta> = {};
+  let unreadable: true | undefined;
+  try {
+    meta = JSON.parse(json || '{}') as Partial<ReleaseMeta>;
+  } catch {
+    unreadable = true;
+  }
+  return { id, sha: meta.sha ?? '', ref: meta.ref ?? '', time: meta.time ?? '', actor: meta.actor ?? '', run: meta.run ?? '', ...(unreadable && { unreadable }) };
+}
+
 /** Sortable id holding the sha: 20261125T140501Z-0123456789ab. */
 export function releaseId(sha: string, now = new Date()): string {
   const t = now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');

@@ -6,7 +6,7 @@ import { layout, type Slot } from '../layout.ts';
 import { reported, reportedAll, type Step, type StepResult } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { lockStatus, parseLock, type LockInfo } from './lock.ts';
-import type { ReleaseMeta } from './release.ts';
+import { releaseSummary, type ReleaseSummary } from './release.ts';
 import { certificatePaths } from './nginx.ts';
 import { SYSTEM_FUNCTIONS } from './script.ts';
 import { PROBE_FUNCTIONS, SUPERVISOR_FUNCTIONS, probes } from './switch.ts';
@@ -144,15 +144,13 @@ export interface ProgramState {
   description: string;
 }
 
-export type ReleaseMetaInfo = Pick<ReleaseMeta, 'id' | 'sha' | 'ref' | 'time' | 'actor' | 'run'>;
-
 export interface HostStatus {
   host: string;
   address: string;
   reachable: boolean;
   error?: string;
   provisioned?: boolean;
-  release?: ReleaseMetaInfo;
+  release?: ReleaseSummary;
   slot?: Slot;
   nginx?: { running: boolean; configOk: boolean; messages: string[] };
   site?: { url: string; status: number };
@@ -252,13 +250,9 @@ export function parseHostStatus(env: Environment, host: { name: string; address:
   const slot = reported(r, 'slot');
   s.slot = slot === 'blue' || slot === 'green' ? slot : undefined;
   if (current) {
-    let meta: Partial<ReleaseMetaInfo> = {};
-    try {
-      meta = JSON.parse(reported(r, 'release_json') ?? '{}') as Partial<ReleaseMetaInfo>;
-    } catch {
-      warn(`release ${current} has an unreadable release.json`);
-    }
-    s.release = { id: current, sha: meta.sha ?? '', ref: meta.ref ?? '', time: meta.time ?? '', actor: meta.actor ?? '', run: meta.run ?? '' };
+    const { unreadable, ...release } = releaseSummary(current, reported(r, 'release_json') ?? '');
+    if (unreadable) warn(`release ${current} has an unreadable release.json`);
+    s.release = release;
   } else if (s.provisioned) problem(`no release is live (run: ops deploy ${env.name})`);
 
   const nginxTest = reportedAll(r, 'nginx_test');

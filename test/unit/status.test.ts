@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import type { Connector } from '../../core/context.ts';
 import { certificates, formatCerts, renewCertificates } from '../../core/ops/certs.ts';
 import { logsRequest, maskSecret } from '../../core/ops/logs.ts';
+import { listReleases } from '../../core/ops/inspect.ts';
 import { formatStatus, status, statusSummary } from '../../core/ops/status.ts';
 import { RecordingRemote, type Responder } from '../../core/remote/recording.ts';
 import { scriptPrelude, scriptText } from '../../core/remote/wrap.ts';
@@ -135,6 +136,29 @@ describe('status parser', () => {
     expect(parse({ provisioned: 'no', current: '', slot: '', health: undefined, site: '000' }).problems).toEqual(['not provisioned for demo (run: ops provision demo)']);
     expect(parse({ disk: '/ 100000 40000000' }).problems).toEqual(['disk / is nearly full: 98 MB free (100% used)']);
     expect(parse({ disk: '/ 3000000 40000000' }).warnings).toEqual(['disk / is 93% used (2930 MB free)']);
+  });
+
+  it('a live release with an unreadable release.json: shown by id with a warning, not a crash', () => {
+    const r = parse({ release_json: '{"sha": "01234' });
+    expect(r.release).toEqual({ id: '20261125T140000Z-0123456789ab', sha: '', ref: '', time: '', actor: '', run: '' });
+    expect(r.warnings).toContain('release 20261125T140000Z-0123456789ab has an unreadable release.json');
+    expect(r.problems).toEqual([]);
+  });
+
+  it('ops releases lists every release by its directory, one with an unreadable release.json too', async () => {
+    const env = testEnv();
+    const lines = [
+      `ok 20261125T130000Z-aaaaaaaaaaaa ${JSON.stringify({ id: 'x', sha: 'a'.repeat(40), ref: 'v1', time: 't1', actor: 'alice', run: '' })}`,
+      'failed 20261125T133000Z-bbbbbbbbbbbb {"sha": "bb',
+      `current 20261125T140000Z-cccccccccccc ${JSON.stringify({ sha: 'c'.repeat(40), ref: 'v2 with spaces', time: 't2', actor: 'bob', run: 'https://ci/1' })}`,
+    ];
+    const connector: Connector = async (_e, host) => new RecordingRemote(host.name, 'deploy', 'shop', (step) => (step.name === 'releases' ? { stdout: lines.map((l) => `@ops release ${l}\n`).join('') } : {}));
+    const [host] = await listReleases({ root: env.root, reporter: new MemoryReporter(), env: {}, connector }, env);
+    expect(host!.releases).toEqual([
+      { id: '20261125T130000Z-aaaaaaaaaaaa', sha: 'a'.repeat(40), ref: 'v1', time: 't1', actor: 'alice', run: '', status: 'ok' },
+      { id: '20261125T133000Z-bbbbbbbbbbbb', sha: '', ref: '', time: '', actor: '', run: '', unreadable: true, status: 'failed' },
+      { id: '20261125T140000Z-cccccccccccc', sha: 'c'.repeat(40), ref: 'v2 with spaces', time: 't2', actor: 'bob', run: 'https://ci/1', status: 'current' },
+    ]);
   });
 
   it('certificates: expired or about to fail; late renewals and a stale nginx only warn', () => {

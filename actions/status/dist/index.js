@@ -50577,6 +50577,18 @@ wait_healthy() {
   done
 }`;
 
+// core/steps/release.ts
+function releaseSummary(id, json) {
+  let meta = {};
+  let unreadable;
+  try {
+    meta = JSON.parse(json || "{}");
+  } catch {
+    unreadable = true;
+  }
+  return { id, sha: meta.sha ?? "", ref: meta.ref ?? "", time: meta.time ?? "", actor: meta.actor ?? "", run: meta.run ?? "", ...unreadable && { unreadable } };
+}
+
 // core/steps/status.ts
 var CERT_FUNCTIONS = String.raw`cert_info() {
   local f=$1 out line
@@ -50728,13 +50740,9 @@ function parseHostStatus(env, host, r) {
   const slot = reported(r, "slot");
   s.slot = slot === "blue" || slot === "green" ? slot : void 0;
   if (current) {
-    let meta = {};
-    try {
-      meta = JSON.parse(reported(r, "release_json") ?? "{}");
-    } catch {
-      warn(`release ${current} has an unreadable release.json`);
-    }
-    s.release = { id: current, sha: meta.sha ?? "", ref: meta.ref ?? "", time: meta.time ?? "", actor: meta.actor ?? "", run: meta.run ?? "" };
+    const { unreadable, ...release } = releaseSummary(current, reported(r, "release_json") ?? "");
+    if (unreadable) warn(`release ${current} has an unreadable release.json`);
+    s.release = release;
   } else if (s.provisioned) problem(`no release is live (run: ops deploy ${env.name})`);
   const nginxTest = reportedAll(r, "nginx_test");
   s.nginx = { running: reported(r, "nginx") === "running", configOk: reported(r, "nginx_config") === "ok", messages: nginxMessages(nginxTest) };

@@ -86,10 +86,15 @@ const PROXY = `proxy_http_version 1.1;
         proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
         proxy_set_header X-Forwarded-Proto $scheme;`;
 
+/** Where certbot keeps the current certificate of a domain (its lineage is named after the domain: --cert-name). */
+export function certbotCertificate(domain: string): { cert: string; key: string } {
+  return { cert: `/etc/letsencrypt/live/${domain}/fullchain.pem`, key: `/etc/letsencrypt/live/${domain}/privkey.pem` };
+}
+
 /** Certificate paths for the environment's TLS mode. */
 export function certificatePaths(env: Environment): { cert: string; key: string } | undefined {
   const domain = env.config.domain ?? env.config.app;
-  if (env.config.tls.mode === 'letsencrypt') return { cert: `/etc/letsencrypt/live/${domain}/fullchain.pem`, key: `/etc/letsencrypt/live/${domain}/privkey.pem` };
+  if (env.config.tls.mode === 'letsencrypt') return certbotCertificate(domain);
   if (env.config.tls.mode === 'self-signed') {
     const dir = layout(env).selfSignedDir;
     return { cert: `${dir}/${domain}.crt`, key: `${dir}/${domain}.key` };

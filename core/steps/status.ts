@@ -7,7 +7,7 @@ import { reported, reportedAll, type Step, type StepResult } from '../remote/typ
 import { quote } from '../shell.ts';
 import { lockStatus, parseLock, type LockInfo } from './lock.ts';
 import { releaseSummary, type ReleaseSummary } from './release.ts';
-import { certificatePaths } from './nginx.ts';
+import { certbotCertificate, certificatePaths } from './nginx.ts';
 import { HOST_LOCK_FUNCTIONS, SYSTEM_FUNCTIONS } from './script.ts';
 import { PROBE_FUNCTIONS, SUPERVISOR_FUNCTIONS, probes } from './switch.ts';
 import { acmeCaPath, selfSignedCertificate } from './tls.ts';
@@ -415,7 +415,7 @@ export function listCertificates(env: Environment, siblingDomains: string[] = []
     : String.raw`${CERT_FUNCTIONS}
 ops_report configured ${quote(cert.cert)}
 cert_info ${quote(cert.cert)}
-${env.config.tls.mode === 'letsencrypt' ? otherLiveCertificates([cert.cert, ...siblingDomains.map((d) => `/etc/letsencrypt/live/${d}/fullchain.pem`)]) : ''}
+${env.config.tls.mode === 'letsencrypt' ? otherLiveCertificates([cert.cert, ...siblingDomains.map((d) => certbotCertificate(d).cert)]) : ''}
 ops_report served_serial "$(served_serial ${quote(siteName(env))})"
 ${env.config.tls.mode === 'letsencrypt' ? renewalCheck() : ''}`;
   return { name: 'certificates', as: 'root', timeout: 60, quiet: true, script };

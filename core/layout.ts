@@ -9,6 +9,10 @@
 //     .ops/lock/            root             mkdir lock: owner, run, time, holder pid
 //     .ops/audit.log        root 0644        append-only record of every run
 //     .ops/slot             root             live blue/green slot
+//
+// Outside <base>, every name an app takes on a host is derived from its app name (nginx site, upstreams and
+// logs, supervisor groups and programs, /var/log/<app>, /etc/ssl/<app>) or is its app user: several apps
+// share a host when those differ (core/config/siblings.ts refuses collisions before anything runs).
 import type { Environment } from './config/environment.ts';
 
 export type Slot = 'blue' | 'green';
@@ -30,8 +34,16 @@ export interface Layout {
   nginxSite: string;
   nginxSiteEnabled: string;
   nginxUpstreams: string;
+  /** nginx upstream block of a program ("<app>_<program>"). */
+  nginxUpstream: (program: string) => string;
+  /** nginx variable holding the live slot, served at /.ops/slot (no "$"). */
+  nginxSlotVariable: string;
+  /** The site's own nginx logs (not the host-wide ones shared by every site). */
+  nginxAccessLog: string;
+  nginxErrorLog: string;
   supervisorConf: (slot: Slot) => string;
   supervisorGroup: (slot: Slot) => string;
+  supervisorProgram: (slot: Slot, program: string) => string;
   acmeWebroot: string;
   selfSignedDir: string;
 }
@@ -56,8 +68,14 @@ export function layout(env: Environment): Layout {
     nginxSite: `/etc/nginx/sites-available/${app}`,
     nginxSiteEnabled: `/etc/nginx/sites-enabled/${app}`,
     nginxUpstreams: `/etc/nginx/ops-upstreams/${app}.conf`,
+    nginxUpstream: (program) => `${app}_${program}`,
+    nginxSlotVariable: `ops_slot_${app.replace(/-/g, '_')}`,
+    nginxAccessLog: `/var/log/nginx/${app}.access.log`,
+    nginxErrorLog: `/var/log/nginx/${app}.error.log`,
     supervisorConf: (slot) => `/etc/supervisor/conf.d/${app}-${slot}.conf`,
     supervisorGroup: (slot) => `${app}-${slot}`,
+    supervisorProgram: (slot, program) => `${app}-${slot}-${program}`,
+    // Shared by every app on the host: challenge tokens are unique, and certbot only adds and removes its own.
     acmeWebroot: '/var/www/letsencrypt',
     selfSignedDir: `/etc/ssl/${app}`,
   };

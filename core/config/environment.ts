@@ -134,6 +134,11 @@ export const environmentSchema = object({
     object({
       site_template: opt(relPath, 'your own site template instead of the built-in one, relative to the environment folder'),
       client_max_body_size: opt(string({ pattern: /^\d+[kKmMgG]?$/, form: 'a size ("10m")' }), 'largest request body', '10m'),
+      default_server: opt(
+        boolean(),
+        'the site also answers requests for names no site on the host serves (and by IP address); at most one app per host. An app without a domain always does, and must be alone on its hosts',
+        false,
+      ),
     }),
     'nginx site',
     {},
@@ -213,19 +218,48 @@ function relativeTo(base: string, p: string): string {
   return isAbsolute(p) ? p : resolve(base, p);
 }
 
+/** One machine, whatever the environment calls it: the address (case-insensitive, no trailing dot) and SSH port. */
+export function machineId(h: { address: string; port?: number }): string {
+  return `${h.address.toLowerCase().replace(/\.$/, '')}:${h.port ?? 22}`;
+}
+
+/**
+ * App names whose host paths (/etc/nginx/sites-available/<app>, /var/log/<app>, /etc/ssl/<app>) belong to
+ * Debian or to the services we install: using one would rewrite their files or permissions.
+ */
+const RESERVED_APPS: Record<string, string> = {
+  default: "nginx's default site",
+  nginx: '/var/log/nginx',
+  supervisor: '/var/log/supervisor',
+  letsencrypt: '/var/log/letsencrypt',
+  apt: '/var/log/apt',
+  journal: '/var/log/journal',
+  private: '/etc/ssl/private',
+  certs: '/etc/ssl/certs',
+};
+
 /** Cross-field rules the per-key schema cannot express. */
 function crossCheck(config: EnvironmentConfig, problems: Problem[]): void {
   const seen = new Set<string>();
+  const machines = new Map<string, string>();
   config.hosts.forEach((h, i) => {
     if (seen.has(h.name)) problems.push({ path: `hosts[${i}].name`, message: `duplicate host name "${h.name}"` });
     seen.add(h.name);
+    const other = machines.get(machineId(h));
+    if (other) problems.push({ path: `hosts[${i}].address`, message: `${h.address} port ${h.port} is also host ${other}: one machine listed twice would run the app twice on the same ports` });
+    machines.set(machineId(h), h.name);
     if (!h.host_key === !h.host_key_file)
       problems.push({ path: `hosts[${i}]`, message: 'give exactly one of host_key or host_key_file (the host key is always pinned)' });
   });
   for (const [prefix, program] of Object.entries(config.routes)) {
     if (!config.programs[program]) problems.push({ path: `routes.${prefix}`, message: `no program named "${program}" (programs: ${Object.keys(config.programs).join(', ')})` });
   }
-  const ports = new Map<number, string>();
+  // Ports the host's own services listen on, then each program's two slots.
+  const ports = new Map<number, string>([
+    [80, 'nginx (http)'],
+    [443, 'nginx (https)'],
+  ]);
+  for (const h of config.hosts) if (!ports.has(h.port)) ports.set(h.port, `sshd (hosts[].port of ${h.name})`);
   for (const [pname, p] of Object.entries(config.programs)) {
     for (const port of [p.port, p.port + config.switch.port_offset]) {
       const other = ports.get(port);
@@ -233,6 +267,15 @@ function crossCheck(config: EnvironmentConfig, problems: Problem[]): void {
       ports.set(port, pname);
     }
   }
+  const reserved = RESERVED_APPS[config.app];
+  if (reserved) problems.push({ path: 'app', message: `"${config.app}" would take ${reserved}, which belongs to the system: pick another app name` });
+  const appUser = config.app_user ?? config.app;
+  const login = config.hosts.find((h) => h.user === appUser);
+  if (appUser === 'root' || login)
+    problems.push({
+      path: config.app_user ? 'app_user' : 'app',
+      message: `the app would run as "${appUser}", ${login ? `the SSH login of host ${login.name} (with its sudo rights)` : 'root'}: set app_user to a user of its own`,
+    });
   const { python, node } = config.runtimes;
   if (python.strategy === 'pyenv' && !/^\d+\.\d+\.\d+$/.test(python.version))
     problems.push({ path: 'runtimes.python.version', message: `pyenv needs a full version ("3.8.9"), got "${python.version}"` });
@@ -298,10 +341,15 @@ export function loadEnvironment(envName: string, root: string): Environment {
     return { name: h.name, address: h.address, port: h.port, user: h.user, hostKey: key };
   });
   if (problems.length) throw new ConfigError(label, problems);
+  return resolveEnvironment(envName, root, config, hosts);
+}
+
+/** The environment a validated configuration describes: its names and paths filled in (app user, base dir, URL). */
+export function resolveEnvironment(envName: string, root: string, config: EnvironmentConfig, hosts: Host[]): Environment {
   const appUser = config.app_user ?? config.app;
   const scheme = config.tls.mode === 'off' ? 'http' : 'https';
   const url = config.url ?? `${scheme}://${config.domain ?? hosts[0]!.address}`;
-  return { name: envName, dir, root, config, hosts, appUser, baseDir: config.base_dir ?? `/srv/${config.app}`, url };
+  return { name: envName, dir: join(environmentsDir(root), envName), root, config, hosts, appUser, baseDir: config.base_dir ?? `/srv/${config.app}`, url };
 }
 
 /** Resolve a path from the environment's file (relative to its folder). */

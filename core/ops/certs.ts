@@ -5,6 +5,7 @@
 import { existsSync } from 'node:fs';
 import type { Environment } from '../config/environment.ts';
 import { envPath } from '../config/environment.ts';
+import { findSiblings } from '../config/siblings.ts';
 import { withSession, type OpsContext } from '../context.ts';
 import { OpsError } from '../errors.ts';
 import { reported } from '../remote/types.ts';
@@ -50,10 +51,12 @@ function hostResult(host: string, r: Parameters<typeof parseCerts>[0], renewed?:
 
 export async function certificates(ctx: OpsContext, env: Environment): Promise<CertsResult> {
   if (env.config.tls.mode === 'off') throw noTls(env);
+  // The other environments on the host have certificates of their own: not this one's to list.
+  const siblingDomains = findSiblings(env).siblings.flatMap((s) => (s.env.config.domain ? [s.env.config.domain] : []));
   const hosts = await eachHost(
     ctx,
     env,
-    async (remote, host) => hostResult(host.name, await remote.run(listCertificates(env))),
+    async (remote, host) => hostResult(host.name, await remote.run(listCertificates(env, siblingDomains))),
     (host, message): HostCertificates => ({ host: host.name, error: message.split('\n')[0], certificates: [] }),
   );
   return { environment: env.name, mode: env.config.tls.mode, hosts, ok: hosts.every((h) => !h.error && h.certificates.every((c) => c.state === 'ok' && (c.daysLeft ?? -1) >= 0)) };

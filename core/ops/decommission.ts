@@ -5,10 +5,13 @@
 import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { environmentsDir, listEnvironments, loadEnvironment, type Environment } from '../config/environment.ts';
+import { findSiblings } from '../config/siblings.ts';
 import type { OpsContext } from '../context.ts';
+import { layout } from '../layout.ts';
+import { acmeCaPath } from '../steps/tls.ts';
 import { OpsError, formatError } from '../errors.ts';
 import { envPathRegex, readCreationRules, removeEnvRule, SOPS_CONFIG_FILE } from '../secrets/sops-config.ts';
-import { validate } from '../shell.ts';
+import { quote, validate } from '../shell.ts';
 import type { HostStatus } from '../steps/status.ts';
 import { status } from './status.ts';
 
@@ -30,9 +33,12 @@ export interface RemoveResult {
   checklist: string[];
 }
 
-/** A host "still serves" when a release is live and something answers: the site through nginx, or a health check. */
+/**
+ * A host "still serves" when a release is live and something answers: its own site through nginx (not
+ * another app's on a shared host), or a health check.
+ */
 export function servingHosts(hosts: HostStatus[]): HostStatus[] {
-  return hosts.filter((h) => h.reachable && h.release && ((h.site && h.site.status > 0 && h.site.status < 500) || h.health?.some((x) => x.ok)));
+  return hosts.filter((h) => h.reachable && h.release && ((h.site && h.site.enabled && h.site.status > 0 && h.site.status < 500) || h.health?.some((x) => x.ok)));
 }
 
 function describeHost(h: HostStatus): string {
@@ -58,14 +64,41 @@ function workflowMentions(root: string, name: string): string[] {
   return out;
 }
 
+/**
+ * Shell commands, run on a host, that take the environment's app off it and leave every other app there as it
+ * is: only its supervisor groups are updated, only its nginx files removed (then a graceful reload), only its
+ * certificate, directories, logs and user deleted.
+ */
+export function removeAppCommands(env: Environment): string[] {
+  const L = layout(env);
+  const c = env.config;
+  const cmds = [
+    `sudo rm -f ${quote(L.supervisorConf('blue'))} ${quote(L.supervisorConf('green'))} && sudo supervisorctl update ${quote(L.supervisorGroup('blue'))} ${quote(L.supervisorGroup('green'))}`,
+    `sudo rm -f ${quote(L.nginxSiteEnabled)} ${quote(L.nginxSite)} ${quote(L.nginxUpstreams)} && sudo nginx -t && sudo nginx -s reload`,
+  ];
+  if (c.tls.mode === 'letsencrypt' && c.domain) cmds.push(`sudo certbot delete --cert-name ${quote(c.domain)}`);
+  if (c.tls.mode === 'letsencrypt' && c.tls.acme_ca_file) cmds.push(`sudo rm -f ${quote(acmeCaPath(env))}`);
+  if (c.tls.mode === 'self-signed') cmds.push(`sudo rm -rf ${quote(L.selfSignedDir)}`);
+  cmds.push(`sudo rm -rf ${quote(L.base)} ${quote(L.logDir)} ${quote(L.nginxAccessLog)}* ${quote(L.nginxErrorLog)}*`, `sudo userdel --remove ${quote(env.appUser)}`);
+  return cmds;
+}
+
 /** Everything outside the repository that the environment used, from its configuration. */
 export function decommissionChecklist(name: string, env: Environment | undefined, root: string): string[] {
   const list: string[] = [];
   const c = env?.config;
   if (env) {
     list.push(`save what you may need from the hosts first (audit log: ops audit ${name} --json > ${name}-audit.json; logs: ops logs ${name} --lines 10000)`);
-    for (const h of env.hosts) list.push(`VM ${h.name} (${h.address}): delete it at the hosting provider (and its disks, snapshots, backups, firewall rules)`);
-  } else list.push(`the VMs of ${name} (environment.yml could not be read: see its history in git)`);
+    const { siblings } = findSiblings(env);
+    for (const h of env.hosts) {
+      const others = siblings.filter((s) => s.hosts.some((x) => x.mine.name === h.name)).map((s) => s.env.name);
+      if (!others.length) list.push(`VM ${h.name} (${h.address}): delete it at the hosting provider (and its disks, snapshots, backups, firewall rules)`);
+      else
+        list.push(
+          `VM ${h.name} (${h.address}) also runs ${others.join(', ')}: keep it, and take ${env.config.app} off it (these touch nothing of ${others.join(', ')}):\n${removeAppCommands(env).map((cmd) => `      ${cmd}`).join('\n')}`,
+        );
+    }
+  } else list.push(`the VMs of ${name} (environment.yml could not be read: see its history in git; other environments may share them)`);
   const secretRefs = Object.entries(c?.env ?? {}).filter(([, v]) => typeof v !== 'string').map(([k, v]) => `${k} ← secret ${(v as { secret: string }).secret}`);
   const dbVars = Object.keys(c?.env ?? {}).filter((k) => /DATABASE/i.test(k));
   list.push(`PostgreSQL database${dbVars.length ? ` (${dbVars.join(', ')})` : ''}: drop the database and its login, or the whole instance if it was this environment's own (keep a final dump if required)`);

@@ -7,6 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { isAbsolute, resolve } from 'node:path';
 import type { Environment } from '../config/environment.ts';
+import { refuseCollisions, sharingPlan, type HostSharing } from '../config/siblings.ts';
 import { inBatches, withSession, type OpsContext, type Session } from '../context.ts';
 import { renderDotenv } from '../dotenv.ts';
 import { OpsError, StepError } from '../errors.ts';
@@ -212,7 +213,7 @@ async function deployHost(ctx: OpsContext, env: Environment, remote: Remote, ins
   return result;
 }
 
-function summaryPlan(env: Environment, p: Plan): string[] {
+function summaryPlan(env: Environment, p: Plan, sharing: HostSharing): string[] {
   const steps = ['lock', 'state', 'code (pack of missing objects)', '.env', 'release', 'dependencies (reused when lockfiles unchanged)'];
   if (env.config.release.build) steps.push(`build: ${env.config.release.build}`);
   if (env.config.release.migrate) steps.push(`migrate (first host): ${env.config.release.migrate}`);
@@ -227,11 +228,14 @@ function summaryPlan(env: Environment, p: Plan): string[] {
     `environment ${env.name}: ${p.resolved.ref} (${p.resolved.matched}) = ${p.resolved.sha}`,
     `release ${p.id}`,
     `hosts (batches of ${env.config.switch.batch_size}): ${env.hosts.map((h) => `${h.name} (${h.address})`).join(', ')}`,
+    ...sharingPlan(env, sharing).map((l) => `  ${l}`),
     ...steps.map((s, i) => `  ${i + 1}. ${s}`),
   ];
 }
 
 export async function deploy(ctx: OpsContext, env: Environment, options: DeployOptions = {}): Promise<DeployResult> {
+  // Apps sharing a host: refused before anything else (a dry run too: it is the plan) when they collide.
+  const sharing = refuseCollisions(env, ctx.reporter);
   const p = await plan(ctx, env, options);
   const base: DeployResult = {
     environment: env.name,
@@ -245,7 +249,7 @@ export async function deploy(ctx: OpsContext, env: Environment, options: DeployO
     dryRun: Boolean(options.dryRun),
     hosts: [],
   };
-  if (options.dryRun) return { ...base, plan: summaryPlan(env, p) };
+  if (options.dryRun) return { ...base, plan: summaryPlan(env, p, sharing) };
   const hosts = await withSession(ctx, env, (session: Session) =>
     withLock(ctx, session, 'deploy', async (locked) => {
       const done: HostDeploy[] = [];

@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import type { Environment } from '../config/environment.ts';
 import { envPath } from '../config/environment.ts';
+import { refuseCollisions } from '../config/siblings.ts';
 import { inBatches, withSession, type OpsContext } from '../context.ts';
 import { OpsError } from '../errors.ts';
 import { reported, reportedAll, type Remote, type Step, type StepResult } from '../remote/types.ts';
@@ -74,6 +75,8 @@ async function provisionHost(ctx: OpsContext, env: Environment, remote: Remote, 
 }
 
 export async function provision(ctx: OpsContext, env: Environment): Promise<ProvisionHostResult[]> {
+  // Apps sharing a host: nothing of theirs may collide with what this one sets up.
+  refuseCollisions(env, ctx.reporter);
   const caFile = env.config.tls.acme_ca_file;
   let acmeCa: string | undefined;
   if (caFile && env.config.tls.mode === 'letsencrypt') {

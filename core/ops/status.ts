@@ -2,6 +2,7 @@
 // sections had people check by hand over SSH. One read-only step per host (one round trip); every host is
 // tried even when another is down. Unhealthy (any problem on any host) gates a workflow: exit 1.
 import type { Environment, Host } from '../config/environment.ts';
+import { hostSharing } from '../config/siblings.ts';
 import { sshConnector, type OpsContext } from '../context.ts';
 import { OpsError, formatError } from '../errors.ts';
 import type { Remote } from '../remote/types.ts';
@@ -54,7 +55,10 @@ export async function status(ctx: OpsContext, env: Environment): Promise<StatusR
     }),
   );
   const problems = hosts.flatMap((h) => h.problems.map((p) => `${h.host}: ${p}`));
-  return { environment: env.name, url: env.url, healthy: problems.length === 0, hosts, problems, warnings: hosts.flatMap((h) => h.warnings.map((w) => `${h.host}: ${w}`)) };
+  // The configuration of apps sharing a host: what the next provision or deploy would refuse.
+  const sharing = hostSharing(env);
+  const warnings = [...hosts.flatMap((h) => h.warnings.map((w) => `${h.host}: ${w}`)), ...sharing.collisions.map((c) => `configuration: ${c}`), ...sharing.unreadable];
+  return { environment: env.name, url: env.url, healthy: problems.length === 0, hosts, problems, warnings };
 }
 
 function ago(iso: string, now: Date): string {

@@ -4,10 +4,11 @@ import { readFileSync } from 'node:fs';
 import type { Environment } from '../config/environment.ts';
 import { envPath } from '../config/environment.ts';
 import { OpsError } from '../errors.ts';
+import { isDefaultServer } from '../config/siblings.ts';
 import { layout, slotPort, type Slot } from '../layout.ts';
 import type { Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
-import { SYSTEM_FUNCTIONS, putFile } from './script.ts';
+import { HOST_LOCK_FUNCTIONS, SYSTEM_FUNCTIONS, putFile } from './script.ts';
 
 export interface NginxFile {
   path: string;
@@ -31,6 +32,8 @@ http {
     sendfile on;
     tcp_nopush on;
     types_hash_max_size 2048;
+    # Room for long domain names, several sites per host (the default bucket fits names of ~60 characters).
+    server_names_hash_bucket_size 128;
     server_tokens off;
 
     include /etc/nginx/mime.types;
@@ -54,15 +57,11 @@ http {
 
 /** Upstreams pointing at one slot's ports, plus `$ops_slot_<app>` so a deploy can see when the reload took effect. */
 export function upstreams(env: Environment, slot: Slot): string {
-  const app = env.config.app;
+  const L = layout(env);
   const blocks = Object.keys(env.config.programs).map(
-    (p) => `upstream ${app}_${p} {\n    server 127.0.0.1:${slotPort(env, p, slot)};\n    keepalive 16;\n}`,
+    (p) => `upstream ${L.nginxUpstream(p)} {\n    server 127.0.0.1:${slotPort(env, p, slot)};\n    keepalive 16;\n}`,
   );
-  return `${HEADER}\n# Live slot of ${app}: ${slot}. Rewritten by each deploy.\n${blocks.join('\n')}\nmap "" $ops_slot_${varName(app)} {\n    default "${slot}";\n}\n`;
-}
-
-function varName(app: string): string {
-  return app.replace(/-/g, '_');
+  return `${HEADER}\n# Live slot of ${env.config.app}: ${slot}. Rewritten by each deploy.\n${blocks.join('\n')}\nmap "" $${L.nginxSlotVariable} {\n    default "${slot}";\n}\n`;
 }
 
 /** Mozilla's "intermediate" TLS settings (TLS 1.2 + 1.3). */
@@ -87,10 +86,15 @@ const PROXY = `proxy_http_version 1.1;
         proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
         proxy_set_header X-Forwarded-Proto $scheme;`;
 
+/** Where certbot keeps the current certificate of a domain (its lineage is named after the domain: --cert-name). */
+export function certbotCertificate(domain: string): { cert: string; key: string } {
+  return { cert: `/etc/letsencrypt/live/${domain}/fullchain.pem`, key: `/etc/letsencrypt/live/${domain}/privkey.pem` };
+}
+
 /** Certificate paths for the environment's TLS mode. */
 export function certificatePaths(env: Environment): { cert: string; key: string } | undefined {
   const domain = env.config.domain ?? env.config.app;
-  if (env.config.tls.mode === 'letsencrypt') return { cert: `/etc/letsencrypt/live/${domain}/fullchain.pem`, key: `/etc/letsencrypt/live/${domain}/privkey.pem` };
+  if (env.config.tls.mode === 'letsencrypt') return certbotCertificate(domain);
   if (env.config.tls.mode === 'self-signed') {
     const dir = layout(env).selfSignedDir;
     return { cert: `${dir}/${domain}.crt`, key: `${dir}/${domain}.key` };
@@ -98,7 +102,12 @@ export function certificatePaths(env: Environment): { cert: string; key: string 
   return undefined;
 }
 
-/** The variables a site template may use ({{name}}); the built-in templates use the same ones. */
+/**
+ * The variables a site template may use ({{name}}); the built-in templates use the same ones. Several apps
+ * share a host's nginx: each site answers for its own `server_name` (its domain), only the default server
+ * (nginx.default_server, or an app without a domain, then alone on its host) carries `default_server`, and
+ * each logs to its own files.
+ */
 export function siteVariables(env: Environment): Record<string, string> {
   const L = layout(env);
   const app = env.config.app;
@@ -107,17 +116,20 @@ export function siteVariables(env: Environment): Record<string, string> {
     .sort(([a], [b]) => b.length - a.length)
     .map(([prefix, program]) => {
       // A trailing "/" on proxy_pass replaces the matched prefix: "/api/x" reaches the API as "/x".
-      const target = prefix === '/' ? `http://${app}_${program}` : `http://${app}_${program}/`;
+      const target = prefix === '/' ? `http://${L.nginxUpstream(program)}` : `http://${L.nginxUpstream(program)}/`;
       return `location ${prefix} {\n        proxy_pass ${target};\n        ${PROXY}\n    }`;
     });
-  const favicon = env.config.routes['/'] ? `location = /favicon.ico {\n        access_log off;\n        log_not_found off;\n        proxy_pass http://${app}_${env.config.routes['/']};\n    }` : '';
+  const root = env.config.routes['/'];
+  const favicon = root ? `location = /favicon.ico {\n        access_log off;\n        log_not_found off;\n        proxy_pass http://${L.nginxUpstream(root)};\n    }` : '';
   return {
     app,
     domain: env.config.domain ?? '',
     server_name: env.config.domain ?? '_',
+    default_server: isDefaultServer(env) ? ' default_server' : '',
+    logs: `access_log ${L.nginxAccessLog};\n    error_log ${L.nginxErrorLog};`,
     upstreams_include: `include ${L.nginxUpstreams};`,
     acme_location: `location ^~ /.well-known/acme-challenge/ {\n        root ${L.acmeWebroot};\n        default_type text/plain;\n    }`,
-    slot_location: `location = /.ops/slot {\n        allow 127.0.0.1;\n        allow ::1;\n        deny all;\n        default_type text/plain;\n        return 200 $ops_slot_${varName(app)};\n    }`,
+    slot_location: `location = /.ops/slot {\n        allow 127.0.0.1;\n        allow ::1;\n        deny all;\n        default_type text/plain;\n        return 200 $${L.nginxSlotVariable};\n    }`,
     security_headers: SECURITY_HEADERS,
     tls_settings: TLS_SETTINGS,
     ssl_certificate: certs?.cert ?? '',
@@ -129,9 +141,10 @@ export function siteVariables(env: Environment): Record<string, string> {
 
 /** A port-80 server block; `body` is what it serves (the app, or a redirect to https). */
 const port80 = (body: string) => `server {
-    listen 80 default_server;
-    listen [::]:80 default_server;
+    listen 80{{default_server}};
+    listen [::]:80{{default_server}};
     server_name {{server_name}};
+    {{logs}}
 ${body}}
 `;
 
@@ -157,9 +170,10 @@ ${port80(`
     }
 `)}
 server {
-    listen 443 ssl http2 default_server;
-    listen [::]:443 ssl http2 default_server;
+    listen 443 ssl http2{{default_server}};
+    listen [::]:443 ssl http2{{default_server}};
     server_name {{server_name}};
+    {{logs}}
     ssl_certificate {{ssl_certificate}};
     ssl_certificate_key {{ssl_certificate_key}};
     {{tls_settings}}
@@ -237,7 +251,9 @@ export interface NginxChange {
  * nginx's own message. Reloads (graceful) only when something changed.
  */
 export function applyNginx(change: NginxChange): Step {
-  const lines: string[] = [SYSTEM_FUNCTIONS, 'backup=$(mktemp -d /etc/.ops-nginx.XXXXXX)', 'trap \'rm -rf "$backup"\' EXIT', 'cp -a /etc/nginx "$backup/nginx"'];
+  // Under the host's nginx lock: another app's change never interleaves with this one, so the snapshot put
+  // back on failure holds exactly the other apps' files as they are.
+  const lines: string[] = [SYSTEM_FUNCTIONS, HOST_LOCK_FUNCTIONS, 'host_lock nginx', 'backup=$(mktemp -d /etc/.ops-nginx.XXXXXX)', 'trap \'rm -rf "$backup"\' EXIT', 'cp -a /etc/nginx "$backup/nginx"'];
   for (const f of change.files) lines.push(putFile(f.path, f.content));
   for (const f of change.initialFiles ?? []) lines.push(`[ -e ${quote(f.path)} ] || ${putFile(f.path, f.content)}`);
   for (const [target, link] of change.links ?? []) lines.push(`[ "$(readlink ${quote(link)} || true)" = ${quote(target)} ] || { ln -sfn ${quote(target)} ${quote(link)}; CHANGED=1; }`);
@@ -257,7 +273,7 @@ fi`);
   if (change.ensureService) lines.push('svc_up nginx\nif [ "$nginx_changed" = 1 ]; then svc nginx reload >/dev/null; CHANGED=1; fi');
   // A signal to the running master is a graceful reload without a round trip through systemd.
   else lines.push('if [ "$nginx_changed" = 1 ]; then nginx -s reload 2>/dev/null || svc nginx start; CHANGED=1; fi');
-  lines.push(`item ${quote(change.item)}`);
+  lines.push('host_unlock nginx', `item ${quote(change.item)}`);
   if (change.then) lines.push(change.then);
   return { name: change.item, as: 'root', timeout: 60, script: lines.join('\n') };
 }

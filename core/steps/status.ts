@@ -7,8 +7,8 @@ import { reported, reportedAll, type Step, type StepResult } from '../remote/typ
 import { quote } from '../shell.ts';
 import { lockStatus, parseLock, type LockInfo } from './lock.ts';
 import { releaseSummary, type ReleaseSummary } from './release.ts';
-import { certificatePaths } from './nginx.ts';
-import { SYSTEM_FUNCTIONS } from './script.ts';
+import { certbotCertificate, certificatePaths } from './nginx.ts';
+import { HOST_LOCK_FUNCTIONS, SYSTEM_FUNCTIONS } from './script.ts';
 import { PROBE_FUNCTIONS, SUPERVISOR_FUNCTIONS, probes } from './switch.ts';
 import { acmeCaPath, selfSignedCertificate } from './tls.ts';
 
@@ -113,6 +113,7 @@ pid=$(cat /run/nginx.pid 2>/dev/null || true)
 if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then ops_report nginx running; else ops_report nginx stopped; fi
 if out=$(nginx -t 2>&1); then ops_report nginx_config ok; else ops_report nginx_config invalid; fi
 while IFS= read -r line; do [ -z "$line" ] || ops_report nginx_test "$line"; done <<< "$out"
+ops_report site_enabled "$([ -e ${quote(L.nginxSiteEnabled)} ] && echo yes || echo no)"
 ops_report site "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 ${siteProbe(env).args.map(quote).join(' ')} 2>/dev/null || true)"
 # supervisor over its XML-RPC socket (supervisorctl exits non-zero when a program is down: not used here).
 if xml=$(rpc supervisor.getAllProcessInfo 2>&1) && [[ "$xml" == *"<methodResponse>"* ]]; then
@@ -153,7 +154,8 @@ export interface HostStatus {
   release?: ReleaseSummary;
   slot?: Slot;
   nginx?: { running: boolean; configOk: boolean; messages: string[] };
-  site?: { url: string; status: number };
+  /** `status`: what "/" answers through nginx; `enabled`: whether the app's own site is enabled (else another site answered). */
+  site?: { url: string; status: number; enabled: boolean };
   supervisor?: { running: boolean; error?: string; programs: ProgramState[] };
   health?: { program: string; ok: boolean; detail: string }[];
   certificate?: CertInfo & { servedSerial?: string };
@@ -264,9 +266,11 @@ export function parseHostStatus(env: Environment, host: { name: string; address:
   } else for (const m of s.nginx.messages) warn(`nginx -t: ${m}`);
 
   const code = Number(reported(r, 'site') || '0');
-  s.site = { url: siteProbe(env).url, status: Number.isFinite(code) ? code : 0 };
+  // Older status steps did not report it: their sites were enabled by provision.
+  s.site = { url: siteProbe(env).url, status: Number.isFinite(code) ? code : 0, enabled: reported(r, 'site_enabled') !== 'no' };
   if (current || s.provisioned) {
-    if (s.site.status === 0) problem(`the site does not answer through nginx (${s.site.url})`);
+    if (!s.site.enabled) problem(`the nginx site of ${env.config.app} is not enabled (${layout(env).nginxSiteEnabled} is missing): ${s.site.url} is answered by another site, if any (run: ops provision ${env.name})`);
+    else if (s.site.status === 0) problem(`the site does not answer through nginx (${s.site.url})`);
     else if (s.site.status >= 500) problem(`the site answers ${s.site.status} through nginx (${s.site.url})`);
   }
 
@@ -342,7 +346,7 @@ export type LogSlots = 'live' | 'previous' | 'both';
 export interface LogsRequest {
   /** Programs whose supervisor logs (stdout and stderr) to show. */
   programs: string[];
-  /** nginx logs to show (/var/log/nginx/<name>.log). */
+  /** The site's nginx logs to show (/var/log/nginx/<app>.<name>.log; the host-wide <name>.log if the site has none). */
   nginx: ('error' | 'access')[];
   /** Which slot's programs: the live one (default), the previous release's (idle slot), or both. */
   slots: LogSlots;
@@ -376,11 +380,13 @@ for s in ${req.programs.length ? wanted : ''}; do
     for k in out err; do f=${quote(L.logDir)}/$p-$s.$k.log; if [ -f "$f" ]; then files+=("$f"); fi; done
   done
 done
-for n in ${req.nginx.map(quote).join(' ')}; do f=/var/log/nginx/$n.log; if [ -f "$f" ]; then files+=("$f"); fi; done
+# The site's own nginx logs; a site written before it had them (or a custom template without {{logs}}) logs
+# to the host-wide files, shared with the other apps on the host.
+${req.nginx.map((n) => `f=${quote(n === 'error' ? L.nginxErrorLog : L.nginxAccessLog)}; [ -f "$f" ] || f=/var/log/nginx/${n}.log; if [ -f "$f" ]; then files+=("$f"); fi`).join('\n')}
 if [ ${'$'}{#files[@]} -eq 0 ]; then echo "no logs yet on $(hostname)" >&2; exit 0; fi
 for f in "${'$'}{files[@]}"; do
   label=${'$'}{f##*/}; label=${'$'}{label%.log}
-  case "$f" in /var/log/nginx/*) label=nginx.$label ;; esac
+  case "$f" in /var/log/nginx/*) label=nginx.${'$'}{label##*.} ;; esac
   ${req.follow ? `${show} &` : show}
 done
 ${
@@ -397,23 +403,30 @@ kill 0`
 // ---------------------------------------------------------------------------------------------------
 // Certificates
 
-/** Every certificate on the host that the environment's TLS mode uses (certbot's live/ certificates, or the self-signed one). */
-export function listCertificates(env: Environment): Step {
+/**
+ * Every certificate on the host that the environment's TLS mode uses (certbot's live/ certificates, or the
+ * self-signed one). `siblingDomains`: the domains of the other environments on the host, whose certificates
+ * are theirs, not forgotten ones of this environment: left out.
+ */
+export function listCertificates(env: Environment, siblingDomains: string[] = []): Step {
   const cert = certificatePaths(env);
   const script = !cert
     ? ': no TLS'
     : String.raw`${CERT_FUNCTIONS}
 ops_report configured ${quote(cert.cert)}
 cert_info ${quote(cert.cert)}
-${env.config.tls.mode === 'letsencrypt' ? otherLiveCertificates(cert.cert) : ''}
+${env.config.tls.mode === 'letsencrypt' ? otherLiveCertificates([cert.cert, ...siblingDomains.map((d) => certbotCertificate(d).cert)]) : ''}
 ops_report served_serial "$(served_serial ${quote(siteName(env))})"
 ${env.config.tls.mode === 'letsencrypt' ? renewalCheck() : ''}`;
   return { name: 'certificates', as: 'root', timeout: 60, quiet: true, script };
 }
 
-/** certbot's other certificates on the host (not the environment's): listed too, they may be forgotten ones. */
-function otherLiveCertificates(configured: string): string {
-  return String.raw`for f in /etc/letsencrypt/live/*/fullchain.pem; do [ -f "$f" ] && [ "$f" != ${quote(configured)} ] && cert_info "$f"; done; true`;
+/** certbot's other certificates on the host (not the environment's, nor its siblings'): listed too, they may be forgotten ones. */
+function otherLiveCertificates(skip: string[]): string {
+  return String.raw`for f in /etc/letsencrypt/live/*/fullchain.pem; do
+  case "$f" in ${skip.map(quote).join('|')}) continue ;; esac
+  [ -f "$f" ] && cert_info "$f"
+done; true`;
 }
 
 /** How renewals are scheduled: certbot's systemd timer, or its cron file where there is no systemd. */
@@ -431,24 +444,28 @@ else ops_report renewal "none"; fi`;
 export function renewCertificate(env: Environment, withAcmeCa: boolean): Step {
   const cert = certificatePaths(env)!;
   const name = siteName(env);
+  // certbot refuses to run beside another certbot, and nginx changes are one at a time: apps sharing the host take turns.
   const renew =
     env.config.tls.mode === 'letsencrypt'
-      ? `${withAcmeCa ? `REQUESTS_CA_BUNDLE=${quote(acmeCaPath(env))} ` : ''}timeout 240 certbot renew -n --force-renewal --cert-name ${quote(env.config.domain!)} --no-random-sleep-on-renew --no-directory-hooks`
+      ? `host_lock certbot 300\n${withAcmeCa ? `REQUESTS_CA_BUNDLE=${quote(acmeCaPath(env))} ` : ''}timeout 240 certbot renew -n --force-renewal --cert-name ${quote(env.config.domain!)} --no-random-sleep-on-renew --no-directory-hooks\nhost_unlock certbot`
       : selfSignedCertificate(env, true);
   return {
     name: 'renew certificate',
     as: 'root',
-    timeout: 300,
+    timeout: 600,
     quiet: true,
     script: String.raw`${SYSTEM_FUNCTIONS}
+${HOST_LOCK_FUNCTIONS}
 ${CERT_FUNCTIONS}
 ${renew}
+host_lock nginx
 if ! out=$(nginx -t 2>&1); then
   echo "the certificate was renewed, but nginx -t fails, so nginx was NOT reloaded (it keeps serving the old certificate):" >&2
   echo "$out" >&2
   exit 1
 fi
 nginx -s reload 2>/dev/null || svc nginx reload
+host_unlock nginx
 # A reload returns before the new workers serve: wait (5 s at most) until :443 hands out the new certificate.
 want=$(openssl x509 -in ${quote(cert.cert)} -noout -serial | sed 's/^serial=//')
 for i in $(seq 50); do [ "$(served_serial ${quote(name)})" = "$want" ] && break; sleep 0.1; done

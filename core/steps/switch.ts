@@ -35,7 +35,7 @@ function supervisorEnv(vars: Record<string, string>): string {
 }
 
 export function programName(env: Environment, slot: Slot, program: string): string {
-  return `${env.config.app}-${slot}-${program}`;
+  return layout(env).supervisorProgram(slot, program);
 }
 
 /** The supervisor group of one slot, running one release. */

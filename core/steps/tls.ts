@@ -5,12 +5,15 @@ import { layout } from '../layout.ts';
 import type { Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { certificatePaths } from './nginx.ts';
-import { SYSTEM_FUNCTIONS, putFile } from './script.ts';
+import { HOST_LOCK_FUNCTIONS, SYSTEM_FUNCTIONS, putFile } from './script.ts';
 
 const RENEW_HOOK = '/etc/letsencrypt/renewal-hooks/deploy/ops-pipeline-reload-nginx';
+const CA_DIR = '/usr/local/share/ops-pipeline';
+/** What certbot's renewal timer trusts: Debian's CAs plus every app's test ACME CA (the timer renews them all). */
+const CA_BUNDLE = `${CA_DIR}/acme-ca-bundle.pem`;
 
 export function acmeCaPath(env: Environment): string {
-  return `/usr/local/share/ops-pipeline/${env.config.app}-acme-ca.pem`;
+  return `${CA_DIR}/${env.config.app}-acme-ca.pem`;
 }
 
 /**
@@ -22,11 +25,14 @@ export function prepareTls(env: Environment, acmeCa?: string): Step {
   const certs = certificatePaths(env)!;
   const lines = [SYSTEM_FUNCTIONS, `ensure_dir ${quote(L.acmeWebroot)} 0755 root:root`];
   // RFC 7919 ffdhe2048, as Mozilla recommends: named group output by OpenSSL itself, nothing downloaded.
+  // Shared by every app's site; made once, beside the file then renamed, so a concurrent provision never reads half of it.
   lines.push(String.raw`if [ ! -s /etc/nginx/dhparams.pem ]; then
-  openssl genpkey -genparam -algorithm DH -pkeyopt group:ffdhe2048 -out /etc/nginx/dhparams.pem 2>/dev/null \
-    || openssl genpkey -genparam -algorithm DH -pkeyopt dh_param:ffdhe2048 -out /etc/nginx/dhparams.pem 2>/dev/null \
-    || openssl dhparam -out /etc/nginx/dhparams.pem 2048 2>/dev/null
-  chmod 0644 /etc/nginx/dhparams.pem
+  dh=$(mktemp /etc/nginx/.dhparams.XXXXXX)
+  openssl genpkey -genparam -algorithm DH -pkeyopt group:ffdhe2048 -out "$dh" 2>/dev/null \
+    || openssl genpkey -genparam -algorithm DH -pkeyopt dh_param:ffdhe2048 -out "$dh" 2>/dev/null \
+    || openssl dhparam -out "$dh" 2048 2>/dev/null
+  chmod 0644 "$dh"
+  mv -f "$dh" /etc/nginx/dhparams.pem
   CHANGED=1
 fi`);
   if (env.config.tls.mode === 'letsencrypt') {
@@ -39,8 +45,17 @@ fi`);
     );
     if (acmeCa) {
       lines.push(putFile(acmeCaPath(env), acmeCa));
-      // The renewal timer must trust the test ACME server too.
-      lines.push(`if [ -d /run/systemd/system ]; then\n  ${putFile('/etc/systemd/system/certbot.service.d/ops-acme-ca.conf', `[Service]\nEnvironment=REQUESTS_CA_BUNDLE=${acmeCaPath(env)}\n`)}\n  systemctl daemon-reload\nfi`);
+      // The renewal timer must trust the test ACME server too, and still the public CAs: it renews every app's
+      // certificates on the host, some maybe from Let's Encrypt. One bundle, the same drop-in for every app.
+      lines.push(String.raw`bundle=$(mktemp ${quote(`${CA_BUNDLE}.XXXXXX`)})
+cat /etc/ssl/certs/ca-certificates.crt ${quote(CA_DIR)}/*-acme-ca.pem > "$bundle"
+if cmp -s "$bundle" ${quote(CA_BUNDLE)}; then rm -f "$bundle"; else chmod 0644 "$bundle"; mv -f "$bundle" ${quote(CA_BUNDLE)}; CHANGED=1; fi
+if [ -d /run/systemd/system ]; then
+  was=$CHANGED; CHANGED=0
+  ${putFile('/etc/systemd/system/certbot.service.d/ops-acme-ca.conf', `[Service]\nEnvironment=REQUESTS_CA_BUNDLE=${CA_BUNDLE}\n`)}
+  if [ "$CHANGED" = 1 ]; then systemctl daemon-reload; fi
+  [ "$was" = 0 ] || CHANGED=1
+fi`);
     }
     lines.push(`if [ -d /run/systemd/system ] && [ -f /lib/systemd/system/certbot.timer ]; then svc_up certbot.timer; fi`);
   } else {
@@ -81,9 +96,12 @@ export function issueCertificate(env: Environment, withAcmeCa: boolean): Step {
   return {
     name: 'certificate',
     as: 'root',
-    timeout: 300,
+    timeout: 600,
+    // certbot refuses to run beside another certbot: apps sharing the host take turns.
     script: `${SYSTEM_FUNCTIONS}
+${HOST_LOCK_FUNCTIONS}
 if [ ! -s ${quote(certificatePaths(env)!.cert)} ]; then
+  host_lock certbot 300
   ${ca}timeout 240 ${args.map(quote).join(' ')}
   CHANGED=1
 fi

@@ -193,7 +193,7 @@ describe.sequential('day-2 operations on a live host', () => {
 
     const st = await status(project.ctx(), project.env());
     expect(st.problems).toEqual([]);
-    expect(st.hosts[0]!.site).toEqual({ url: `https://${domain}/`, status: 200 });
+    expect(st.hosts[0]!.site).toEqual({ url: `https://${domain}/`, status: 200, enabled: true });
     expect(st.hosts[0]!.certificate).toMatchObject({ serial: after.certificates[0]!.serial, servedSerial: after.certificates[0]!.serial });
   }, 300_000);
 

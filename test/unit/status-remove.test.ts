@@ -3,6 +3,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { parse as parseYaml, stringify } from 'yaml';
 import type { Connector } from '../../core/context.ts';
 import { formatRemove, removeEnvironment } from '../../core/ops/decommission.ts';
 import { RecordingRemote } from '../../core/remote/recording.ts';
@@ -13,12 +14,18 @@ import { report, testEnv } from './status.helpers.ts';
 
 const RECIPIENT = 'age1066aw35g7mgvykamlmge92f5uy6n5zhjw0mzpn0fz0t6vyrm35yqetgzkd';
 
-/** A project with environments old (to remove) and keep, each with its .sops.yaml rule, and a workflow naming old. */
-async function project() {
+/**
+ * A project with environments old (to remove) and keep, each with its .sops.yaml rule, and a workflow naming
+ * old. keep runs on another VM, or (`shared`) on old's VM as another app with its own domain and ports.
+ */
+async function project(shared = false) {
   const env = testEnv({ domain: 'old.example.org', url: 'https://old.example.org', env: { APP_DATABASE_URL: { secret: 'database_url' }, MODE: 'live' } }, undefined, 'old');
   const root = env.root;
   mkdirSync(join(root, 'environments', 'keep'));
-  writeFileSync(join(root, 'environments', 'keep', 'environment.yml'), readFileSync(join(env.dir, 'environment.yml')));
+  const keep = parseYaml(readFileSync(join(env.dir, 'environment.yml'), 'utf8'));
+  if (shared) Object.assign(keep, { app: 'keep', domain: 'keep.example.org', programs: { server: { command: 'run', port: 4579 }, client: { command: 'run', port: 4000 } } });
+  else keep.hosts[0].address = '192.0.2.2';
+  writeFileSync(join(root, 'environments', 'keep', 'environment.yml'), stringify(keep));
   writeFileSync(join(env.dir, 'secrets.sops.yaml'), 'x: 1\n');
   await setEnvRule(root, 'old', [RECIPIENT]);
   await setEnvRule(root, 'keep', [RECIPIENT]);
@@ -96,6 +103,24 @@ describe('ops env remove', () => {
     ])
       expect(text).toMatch(item);
     expect(text).not.toContain('deploy.yml:8'); // a comment is not a reference
+  });
+
+  it('on a VM shared with another environment: keep the VM, and commands that take only this app off it', async () => {
+    const { root } = await project(true);
+    const r = await removeEnvironment({ root, reporter: new MemoryReporter(), env: {}, connector: gone }, 'old', { dryRun: true });
+    const text = formatRemove(r, true);
+    expect(text).not.toMatch(/delete it at the hosting provider/);
+    expect(text).toContain(
+      [
+        '  2. VM web1 (192.0.2.1) also runs keep: keep it, and take shop off it (these touch nothing of keep):',
+        '      sudo rm -f /etc/supervisor/conf.d/shop-blue.conf /etc/supervisor/conf.d/shop-green.conf && sudo supervisorctl update shop-blue shop-green',
+        '      sudo rm -f /etc/nginx/sites-enabled/shop /etc/nginx/sites-available/shop /etc/nginx/ops-upstreams/shop.conf && sudo nginx -t && sudo nginx -s reload',
+        '      sudo rm -rf /srv/shop /var/log/shop /var/log/nginx/shop.access.log* /var/log/nginx/shop.error.log*',
+        '      sudo userdel --remove shop',
+        '  3. ',
+      ].join('\n'),
+    );
+    expect(text).not.toMatch(/keep\.conf|\/srv\/keep|userdel --remove keep/);
   });
 
   it('refuses unknown and invalid names before anything else', async () => {

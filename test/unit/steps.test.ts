@@ -111,7 +111,8 @@ describe('nginx site', () => {
   it('plain http when TLS is off', () => {
     const s = site(env({ tls: { mode: 'off' } }), true);
     expect(s).not.toContain('ssl_');
-    expect(s).toContain('listen 80 default_server;');
+    // With a domain and not marked the default server, it answers for its domain only.
+    expect(s).toContain('listen 80;\n    listen [::]:80;\n    server_name shop.example.org;');
   });
   it('names unknown placeholders of a custom template', () => {
     expect(() => renderTemplate('{{app}} {{oops}}', { app: 'x' }, 'my.conf')).toThrow(/my.conf uses unknown placeholder \{\{oops\}\}/);
@@ -119,6 +120,9 @@ describe('nginx site', () => {
   it('restores the previous files and fails with nginx\'s message when nginx -t refuses', () => {
     const s = applyNginx({ item: 'x', files: [{ path: '/etc/nginx/x.conf', content: 'y' }] }).script;
     expect(s).toMatch(/if ! out=\$\(nginx -t 2>&1\); then\n    rm -rf \/etc\/nginx\n    mv "\$backup\/nginx" \/etc\/nginx/);
+    // Under the host's nginx lock, taken before the snapshot, let go before what follows the reload.
+    expect(s.indexOf('host_lock nginx')).toBeLessThan(s.indexOf('cp -a /etc/nginx'));
+    expect(s.indexOf('host_unlock nginx')).toBeGreaterThan(s.indexOf('nginx -s reload'));
     bashSyntax(s);
   });
 });

@@ -49185,7 +49185,12 @@ var environmentSchema = object({
   nginx: opt(
     object({
       site_template: opt(relPath, "your own site template instead of the built-in one, relative to the environment folder"),
-      client_max_body_size: opt(string({ pattern: /^\d+[kKmMgG]?$/, form: 'a size ("10m")' }), "largest request body", "10m")
+      client_max_body_size: opt(string({ pattern: /^\d+[kKmMgG]?$/, form: 'a size ("10m")' }), "largest request body", "10m"),
+      default_server: opt(
+        boolean(),
+        "the site also answers requests for names no site on the host serves (and by IP address); at most one app per host. An app without a domain always does, and must be alone on its hosts",
+        false
+      )
     }),
     "nginx site",
     {}
@@ -49232,18 +49237,39 @@ function listEnvironments(root) {
 function relativeTo(base, p) {
   return isAbsolute(p) ? p : resolve(base, p);
 }
+function machineId(h) {
+  return `${h.address.toLowerCase().replace(/\.$/, "")}:${h.port ?? 22}`;
+}
+var RESERVED_APPS = {
+  default: "nginx's default site",
+  nginx: "/var/log/nginx",
+  supervisor: "/var/log/supervisor",
+  letsencrypt: "/var/log/letsencrypt",
+  apt: "/var/log/apt",
+  journal: "/var/log/journal",
+  private: "/etc/ssl/private",
+  certs: "/etc/ssl/certs"
+};
 function crossCheck(config, problems) {
   const seen = /* @__PURE__ */ new Set();
+  const machines = /* @__PURE__ */ new Map();
   config.hosts.forEach((h, i) => {
     if (seen.has(h.name)) problems.push({ path: `hosts[${i}].name`, message: `duplicate host name "${h.name}"` });
     seen.add(h.name);
+    const other = machines.get(machineId(h));
+    if (other) problems.push({ path: `hosts[${i}].address`, message: `${h.address} port ${h.port} is also host ${other}: one machine listed twice would run the app twice on the same ports` });
+    machines.set(machineId(h), h.name);
     if (!h.host_key === !h.host_key_file)
       problems.push({ path: `hosts[${i}]`, message: "give exactly one of host_key or host_key_file (the host key is always pinned)" });
   });
   for (const [prefix, program] of Object.entries(config.routes)) {
     if (!config.programs[program]) problems.push({ path: `routes.${prefix}`, message: `no program named "${program}" (programs: ${Object.keys(config.programs).join(", ")})` });
   }
-  const ports = /* @__PURE__ */ new Map();
+  const ports = /* @__PURE__ */ new Map([
+    [80, "nginx (http)"],
+    [443, "nginx (https)"]
+  ]);
+  for (const h of config.hosts) if (!ports.has(h.port)) ports.set(h.port, `sshd (hosts[].port of ${h.name})`);
   for (const [pname, p] of Object.entries(config.programs)) {
     for (const port2 of [p.port, p.port + config.switch.port_offset]) {
       const other = ports.get(port2);
@@ -49251,6 +49277,15 @@ function crossCheck(config, problems) {
       ports.set(port2, pname);
     }
   }
+  const reserved = RESERVED_APPS[config.app];
+  if (reserved) problems.push({ path: "app", message: `"${config.app}" would take ${reserved}, which belongs to the system: pick another app name` });
+  const appUser = config.app_user ?? config.app;
+  const login = config.hosts.find((h) => h.user === appUser);
+  if (appUser === "root" || login)
+    problems.push({
+      path: config.app_user ? "app_user" : "app",
+      message: `the app would run as "${appUser}", ${login ? `the SSH login of host ${login.name} (with its sudo rights)` : "root"}: set app_user to a user of its own`
+    });
   const { python, node } = config.runtimes;
   if (python.strategy === "pyenv" && !/^\d+\.\d+\.\d+$/.test(python.version))
     problems.push({ path: "runtimes.python.version", message: `pyenv needs a full version ("3.8.9"), got "${python.version}"` });
@@ -49311,10 +49346,13 @@ function loadEnvironment(envName, root) {
     return { name: h.name, address: h.address, port: h.port, user: h.user, hostKey: key };
   });
   if (problems.length) throw new ConfigError(label, problems);
+  return resolveEnvironment(envName, root, config, hosts);
+}
+function resolveEnvironment(envName, root, config, hosts) {
   const appUser = config.app_user ?? config.app;
   const scheme = config.tls.mode === "off" ? "http" : "https";
   const url = config.url ?? `${scheme}://${config.domain ?? hosts[0].address}`;
-  return { name: envName, dir, root, config, hosts, appUser, baseDir: config.base_dir ?? `/srv/${config.app}`, url };
+  return { name: envName, dir: join(environmentsDir(root), envName), root, config, hosts, appUser, baseDir: config.base_dir ?? `/srv/${config.app}`, url };
 }
 function envPath(env, p) {
   return relativeTo(env.dir, p);
@@ -49325,10 +49363,160 @@ import { execFileSync as execFileSync2 } from "node:child_process";
 import { randomBytes as randomBytes9 } from "node:crypto";
 import { isAbsolute as isAbsolute3, resolve as resolve3 } from "node:path";
 
+// core/config/siblings.ts
+import { join as join2 } from "node:path";
+
+// core/layout.ts
+function layout(env) {
+  const base = env.baseDir;
+  const app = env.config.app;
+  return {
+    base,
+    mirror: `${base}/repo.git`,
+    releases: `${base}/releases`,
+    shared: `${base}/shared`,
+    envFile: `${base}/shared/.env`,
+    deps: `${base}/shared/deps`,
+    current: `${base}/current`,
+    state: `${base}/.ops`,
+    lock: `${base}/.ops/lock`,
+    audit: `${base}/.ops/audit.log`,
+    slotFile: `${base}/.ops/slot`,
+    uploads: `${base}/.ops/uploads`,
+    logDir: `/var/log/${app}`,
+    nginxSite: `/etc/nginx/sites-available/${app}`,
+    nginxSiteEnabled: `/etc/nginx/sites-enabled/${app}`,
+    nginxUpstreams: `/etc/nginx/ops-upstreams/${app}.conf`,
+    nginxUpstream: (program) => `${app}_${program}`,
+    nginxSlotVariable: `ops_slot_${app.replace(/-/g, "_")}`,
+    nginxAccessLog: `/var/log/nginx/${app}.access.log`,
+    nginxErrorLog: `/var/log/nginx/${app}.error.log`,
+    supervisorConf: (slot) => `/etc/supervisor/conf.d/${app}-${slot}.conf`,
+    supervisorGroup: (slot) => `${app}-${slot}`,
+    supervisorProgram: (slot, program) => `${app}-${slot}-${program}`,
+    // Shared by every app on the host: challenge tokens are unique, and certbot only adds and removes its own.
+    acmeWebroot: "/var/www/letsencrypt",
+    selfSignedDir: `/etc/ssl/${app}`
+  };
+}
+function slotPort(env, program, slot) {
+  const p = env.config.programs[program];
+  if (!p) throw new Error(`no program ${program}`);
+  return slot === "blue" ? p.port : p.port + env.config.switch.port_offset;
+}
+function otherSlot(slot) {
+  return slot === "blue" ? "green" : "blue";
+}
+
+// core/config/siblings.ts
+function isDefaultServer(env) {
+  return !env.config.domain || env.config.nginx.default_server;
+}
+function rawMachines(doc) {
+  const hosts = doc?.hosts;
+  if (!Array.isArray(hosts)) return void 0;
+  return hosts.flatMap((h) => {
+    const { address, port: port2 } = h ?? {};
+    return typeof address === "string" ? [machineId({ address, port: typeof port2 === "number" ? port2 : 22 })] : [];
+  });
+}
+function findSiblings(env) {
+  const mine = new Map(env.hosts.map((h) => [machineId(h), h]));
+  const siblings = [];
+  const unreadable = [];
+  for (const name2 of listEnvironments(env.root)) {
+    if (name2 === env.name) continue;
+    const label = `environments/${name2}/${ENVIRONMENT_FILE}`;
+    let doc;
+    try {
+      doc = readYamlFile(join2(environmentsDir(env.root), name2, ENVIRONMENT_FILE), label);
+      const config = parseEnvironment(doc, label);
+      const theirs = config.hosts.map((h) => ({ name: h.name, address: h.address, port: h.port, user: h.user, hostKey: "" }));
+      const shared = theirs.filter((h) => mine.has(machineId(h))).map((h) => ({ mine: mine.get(machineId(h)), theirs: h }));
+      if (shared.length) siblings.push({ env: resolveEnvironment(name2, env.root, config, theirs), hosts: shared });
+    } catch (e) {
+      const machines = rawMachines(doc);
+      if (!machines || machines.some((m) => mine.has(m)))
+        unreadable.push(`${label} cannot be read (${formatError(e).split("\n")[0]}): whether ${name2} shares a host with ${env.name}, and collides with it, is not checked`);
+    }
+  }
+  return { siblings, unreadable };
+}
+function hostClaims(env) {
+  const c = env.config;
+  const L = layout(env);
+  const claims = [];
+  for (const program of Object.keys(c.programs)) {
+    for (const slot of ["blue", "green"]) {
+      claims.push({ key: `port ${slotPort(env, program, slot)}`, source: `programs.${program}.port${slot === "green" ? " + switch.port_offset" : ""}, ${slot} slot` });
+      claims.push({ key: `supervisor program ${L.supervisorProgram(slot, program)}`, source: `app + programs.${program}`, derived: true });
+    }
+    claims.push({ key: `nginx upstream ${L.nginxUpstream(program)}`, source: `app + programs.${program}`, derived: true });
+  }
+  claims.push({ key: `app name "${c.app}"`, source: "app: nginx site, supervisor groups, /var/log/<app>" });
+  claims.push({ key: `nginx variable $${L.nginxSlotVariable}`, source: "app", derived: true });
+  claims.push({ key: `app user "${env.appUser}"`, source: c.app_user ? "app_user" : "app_user, default: the app name" });
+  if (c.domain) claims.push({ key: `domain ${c.domain.toLowerCase().replace(/\.$/, "")}`, source: "domain" });
+  if (c.domain && c.nginx.default_server) claims.push({ key: "the default server", source: "nginx.default_server" });
+  return claims;
+}
+function overlaps(a, b) {
+  const [x, y] = [a.replace(/\/+$/, ""), b.replace(/\/+$/, "")];
+  return x === y || x.startsWith(`${y}/`) || y.startsWith(`${x}/`);
+}
+function collisions(env, sibling) {
+  const other = sibling.env;
+  const where = sibling.hosts.map(({ mine, theirs: theirs2 }) => `${mine.address}${mine.port !== 22 ? ` port ${mine.port}` : ""} (${env.name}: ${mine.name}, ${other.name}: ${theirs2.name})`).join(", ");
+  const both = `environments ${env.name} and ${other.name} share ${where}`;
+  const out = [];
+  for (const e of [env, other].filter((x) => !x.config.domain)) {
+    const o = e === env ? other : env;
+    out.push(`${both}, but ${e.name} has no domain: its site answers every name on the host, ${o.name}'s too; on a shared host each app needs its own domain (set domain in environments/${e.name}/${ENVIRONMENT_FILE}; nginx.default_server: true keeps it answering by address)`);
+  }
+  const byKey = (claims) => {
+    const m = /* @__PURE__ */ new Map();
+    for (const c of claims) m.set(c.key, [...m.get(c.key) ?? [], c]);
+    return m;
+  };
+  const theirs = byKey(hostClaims(other));
+  const sameApp = env.config.app === other.config.app;
+  for (const [key, mine] of byKey(hostClaims(env))) {
+    const clash = theirs.get(key);
+    if (!clash || mine[0].derived && sameApp) continue;
+    out.push(`${both}, but both take ${key} (${env.name}: ${mine.map((x) => x.source).join("; ")} \u2014 ${other.name}: ${clash.map((x) => x.source).join("; ")})`);
+  }
+  if (overlaps(env.baseDir, other.baseDir))
+    out.push(`${both}, but their base directories overlap: ${env.name} ${env.baseDir}, ${other.name} ${other.baseDir} (releases, shared files, the lock and the audit log live there; set base_dir, default /srv/<app>)`);
+  const [n1, n2] = [env.config.runtimes.node, other.config.runtimes.node];
+  if (n1.strategy === "debian" && n2.strategy === "debian" && n1.version.split(".")[0] !== n2.version.split(".")[0])
+    out.push(`${both}, but ${env.name} pins Debian's Node.js ${n1.version} and ${other.name} ${n2.version}: a host has one Debian nodejs package (pin the same version, or use strategy nvm)`);
+  return out;
+}
+function hostSharing(env) {
+  const { siblings, unreadable } = findSiblings(env);
+  return { siblings, unreadable, collisions: siblings.flatMap((s) => collisions(env, s)) };
+}
+var SHARING_HINT = 'each environment on a host needs its own app name, app user, base_dir, domain and ports (port and port + switch.port_offset); see the README, "Several environments on one host"';
+function refuseCollisions(env, reporter) {
+  const sharing = hostSharing(env);
+  for (const u of sharing.unreadable) reporter.warn(u);
+  if (sharing.collisions.length)
+    throw new OpsError(`${env.name} cannot share its hosts as configured; nothing was changed:
+${sharing.collisions.map((c) => `  - ${c}`).join("\n")}`, SHARING_HINT);
+  return sharing;
+}
+function sharingPlan(env, sharing) {
+  const answers = env.config.domain ? `answers ${env.config.domain}${env.config.nginx.default_server ? " and, as the default server, any other name" : ""}` : "answers every name (no domain: it must be the only app on the host)";
+  return env.hosts.map((h) => {
+    const others = sharing.siblings.filter((s) => s.hosts.some((x) => x.mine.name === h.name)).map((s) => `${s.env.name}${s.env.config.domain ? ` (${s.env.config.domain})` : ""}`);
+    return `${h.name} (${h.address}): ${others.length ? `shared with ${others.join(", ")}` : "no other environment of this project"}; ${env.config.app} ${answers}`;
+  });
+}
+
 // core/remote/identity.ts
 import { existsSync as existsSync3, readFileSync as readFileSync2 } from "node:fs";
 import { homedir } from "node:os";
-import { join as join2 } from "node:path";
+import { join as join3 } from "node:path";
 function readKey(file, label) {
   try {
     return readFileSync2(file, "utf8");
@@ -49357,7 +49545,7 @@ function resolveCredentials(sources, reporter) {
   if (env.SSH_AUTH_SOCK && existsSync3(env.SSH_AUTH_SOCK)) return { agent: env.SSH_AUTH_SOCK, describe: `SSH agent at ${env.SSH_AUTH_SOCK}` };
   const home = sources.home ?? homedir();
   for (const f of ["id_ed25519", "id_ecdsa", "id_rsa"]) {
-    const p = join2(home, ".ssh", f);
+    const p = join3(home, ".ssh", f);
     if (existsSync3(p)) return fromText(readKey(p, "default key"), `key file ${p}`);
   }
   throw new OpsError(
@@ -50511,42 +50699,6 @@ ${missing.map((m) => `  - ${m}`).join("\n")}`,
   return lines.join("\n") + "\n";
 }
 
-// core/layout.ts
-function layout(env) {
-  const base = env.baseDir;
-  const app = env.config.app;
-  return {
-    base,
-    mirror: `${base}/repo.git`,
-    releases: `${base}/releases`,
-    shared: `${base}/shared`,
-    envFile: `${base}/shared/.env`,
-    deps: `${base}/shared/deps`,
-    current: `${base}/current`,
-    state: `${base}/.ops`,
-    lock: `${base}/.ops/lock`,
-    audit: `${base}/.ops/audit.log`,
-    slotFile: `${base}/.ops/slot`,
-    uploads: `${base}/.ops/uploads`,
-    logDir: `/var/log/${app}`,
-    nginxSite: `/etc/nginx/sites-available/${app}`,
-    nginxSiteEnabled: `/etc/nginx/sites-enabled/${app}`,
-    nginxUpstreams: `/etc/nginx/ops-upstreams/${app}.conf`,
-    supervisorConf: (slot) => `/etc/supervisor/conf.d/${app}-${slot}.conf`,
-    supervisorGroup: (slot) => `${app}-${slot}`,
-    acmeWebroot: "/var/www/letsencrypt",
-    selfSignedDir: `/etc/ssl/${app}`
-  };
-}
-function slotPort(env, program, slot) {
-  const p = env.config.programs[program];
-  if (!p) throw new Error(`no program ${program}`);
-  return slot === "blue" ? p.port : p.port + env.config.switch.port_offset;
-}
-function otherSlot(slot) {
-  return slot === "blue" ? "green" : "blue";
-}
-
 // core/runinfo.ts
 import { hostname, userInfo } from "node:os";
 function clean(s) {
@@ -50714,27 +50866,35 @@ ensure_dir() {
 function putFile(path, content, mode = "0644", owner = "root:root") {
   return `put_file ${quote(path)} ${mode} ${owner} ${b64(content)}`;
 }
+var HOST_LOCK_FUNCTIONS = String.raw`host_lock() { # NAME [WAIT]
+  local fd
+  mkdir -p /run/lock
+  exec {fd}>>"/run/lock/ops-pipeline-$1.lock"
+  if ! flock -w "${"$"}{2:-45}" "$fd"; then
+    echo "another app's run on this host has held /run/lock/ops-pipeline-$1.lock for ${"$"}{2:-45}s (its $1 change); try again when it is done" >&2
+    exit 1
+  fi
+  printf -v "HOST_LOCK_$1" %s "$fd"
+}
+host_unlock() { local v="HOST_LOCK_$1"; [ -z "${"$"}{!v:-}" ] || flock -u "${"$"}{!v}"; }`;
 
 // core/steps/nginx.ts
 var HEADER = "# Managed by ops-pipeline: local changes are overwritten.";
 function upstreams(env, slot) {
-  const app = env.config.app;
+  const L = layout(env);
   const blocks = Object.keys(env.config.programs).map(
-    (p) => `upstream ${app}_${p} {
+    (p) => `upstream ${L.nginxUpstream(p)} {
     server 127.0.0.1:${slotPort(env, p, slot)};
     keepalive 16;
 }`
   );
   return `${HEADER}
-# Live slot of ${app}: ${slot}. Rewritten by each deploy.
+# Live slot of ${env.config.app}: ${slot}. Rewritten by each deploy.
 ${blocks.join("\n")}
-map "" $ops_slot_${varName(app)} {
+map "" $${L.nginxSlotVariable} {
     default "${slot}";
 }
 `;
-}
-function varName(app) {
-  return app.replace(/-/g, "_");
 }
 var TLS_SETTINGS = `ssl_session_timeout 1d;
     ssl_session_cache shared:MozSSL:10m;
@@ -50754,9 +50914,12 @@ var PROXY = `proxy_http_version 1.1;
         proxy_set_header X-Real-IP $remote_addr;
         proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
         proxy_set_header X-Forwarded-Proto $scheme;`;
+function certbotCertificate(domain) {
+  return { cert: `/etc/letsencrypt/live/${domain}/fullchain.pem`, key: `/etc/letsencrypt/live/${domain}/privkey.pem` };
+}
 function certificatePaths(env) {
   const domain = env.config.domain ?? env.config.app;
-  if (env.config.tls.mode === "letsencrypt") return { cert: `/etc/letsencrypt/live/${domain}/fullchain.pem`, key: `/etc/letsencrypt/live/${domain}/privkey.pem` };
+  if (env.config.tls.mode === "letsencrypt") return certbotCertificate(domain);
   if (env.config.tls.mode === "self-signed") {
     const dir = layout(env).selfSignedDir;
     return { cert: `${dir}/${domain}.crt`, key: `${dir}/${domain}.key` };
@@ -50768,21 +50931,25 @@ function siteVariables(env) {
   const app = env.config.app;
   const certs = certificatePaths(env);
   const locations = Object.entries(env.config.routes).sort(([a], [b]) => b.length - a.length).map(([prefix, program]) => {
-    const target = prefix === "/" ? `http://${app}_${program}` : `http://${app}_${program}/`;
+    const target = prefix === "/" ? `http://${L.nginxUpstream(program)}` : `http://${L.nginxUpstream(program)}/`;
     return `location ${prefix} {
         proxy_pass ${target};
         ${PROXY}
     }`;
   });
-  const favicon = env.config.routes["/"] ? `location = /favicon.ico {
+  const root = env.config.routes["/"];
+  const favicon = root ? `location = /favicon.ico {
         access_log off;
         log_not_found off;
-        proxy_pass http://${app}_${env.config.routes["/"]};
+        proxy_pass http://${L.nginxUpstream(root)};
     }` : "";
   return {
     app,
     domain: env.config.domain ?? "",
     server_name: env.config.domain ?? "_",
+    default_server: isDefaultServer(env) ? " default_server" : "",
+    logs: `access_log ${L.nginxAccessLog};
+    error_log ${L.nginxErrorLog};`,
     upstreams_include: `include ${L.nginxUpstreams};`,
     acme_location: `location ^~ /.well-known/acme-challenge/ {
         root ${L.acmeWebroot};
@@ -50793,7 +50960,7 @@ function siteVariables(env) {
         allow ::1;
         deny all;
         default_type text/plain;
-        return 200 $ops_slot_${varName(app)};
+        return 200 $${L.nginxSlotVariable};
     }`,
     security_headers: SECURITY_HEADERS,
     tls_settings: TLS_SETTINGS,
@@ -50804,9 +50971,10 @@ function siteVariables(env) {
   };
 }
 var port80 = (body) => `server {
-    listen 80 default_server;
-    listen [::]:80 default_server;
+    listen 80{{default_server}};
+    listen [::]:80{{default_server}};
     server_name {{server_name}};
+    {{logs}}
 ${body}}
 `;
 var PLAIN_SITE = `${HEADER}
@@ -50830,9 +50998,10 @@ ${port80(`
     }
 `)}
 server {
-    listen 443 ssl http2 default_server;
-    listen [::]:443 ssl http2 default_server;
+    listen 443 ssl http2{{default_server}};
+    listen [::]:443 ssl http2{{default_server}};
     server_name {{server_name}};
+    {{logs}}
     ssl_certificate {{ssl_certificate}};
     ssl_certificate_key {{ssl_certificate_key}};
     {{tls_settings}}
@@ -50881,7 +51050,7 @@ function site(env, certificateReady) {
   return renderTemplate(tls ? TLS_SITE : PLAIN_SITE, vars, "built-in site");
 }
 function applyNginx(change) {
-  const lines = [SYSTEM_FUNCTIONS, "backup=$(mktemp -d /etc/.ops-nginx.XXXXXX)", `trap 'rm -rf "$backup"' EXIT`, 'cp -a /etc/nginx "$backup/nginx"'];
+  const lines = [SYSTEM_FUNCTIONS, HOST_LOCK_FUNCTIONS, "host_lock nginx", "backup=$(mktemp -d /etc/.ops-nginx.XXXXXX)", `trap 'rm -rf "$backup"' EXIT`, 'cp -a /etc/nginx "$backup/nginx"'];
   for (const f of change.files) lines.push(putFile(f.path, f.content));
   for (const f of change.initialFiles ?? []) lines.push(`[ -e ${quote(f.path)} ] || ${putFile(f.path, f.content)}`);
   for (const [target, link] of change.links ?? []) lines.push(`[ "$(readlink ${quote(link)} || true)" = ${quote(target)} ] || { ln -sfn ${quote(target)} ${quote(link)}; CHANGED=1; }`);
@@ -50900,7 +51069,7 @@ else
 fi`);
   if (change.ensureService) lines.push('svc_up nginx\nif [ "$nginx_changed" = 1 ]; then svc nginx reload >/dev/null; CHANGED=1; fi');
   else lines.push('if [ "$nginx_changed" = 1 ]; then nginx -s reload 2>/dev/null || svc nginx start; CHANGED=1; fi');
-  lines.push(`item ${quote(change.item)}`);
+  lines.push("host_unlock nginx", `item ${quote(change.item)}`);
   if (change.then) lines.push(change.then);
   return { name: change.item, as: "root", timeout: 60, script: lines.join("\n") };
 }
@@ -50938,7 +51107,7 @@ function supervisorEnv(vars) {
   return Object.entries(vars).map(([k, v]) => `${k}="${v.replace(/%/g, "%%").replace(/\\/g, "\\\\").replace(/"/g, '\\"')}"`).join(",");
 }
 function programName(env, slot, program) {
-  return `${env.config.app}-${slot}-${program}`;
+  return layout(env).supervisorProgram(slot, program);
 }
 function slotConfig(env, slot, release, releaseId2) {
   const L = layout(env);
@@ -51433,7 +51602,7 @@ async function withLock(ctx, session, operation, fn, options = {}) {
 
 // core/ops/secrets.ts
 import { existsSync as existsSync7 } from "node:fs";
-import { join as join6 } from "node:path";
+import { join as join7 } from "node:path";
 
 // core/secrets/sops.ts
 import { randomBytes as randomBytes8 } from "node:crypto";
@@ -51442,11 +51611,11 @@ import { readFile as readFile2 } from "node:fs/promises";
 // core/secrets/atomic.ts
 import { randomBytes } from "node:crypto";
 import { open as open2, rename as rename2, rm as rm2, stat as stat2 } from "node:fs/promises";
-import { basename, dirname, join as join3 } from "node:path";
+import { basename, dirname, join as join4 } from "node:path";
 async function writeFileAtomic(file, content, mode) {
   const dir = dirname(file);
   const keep = mode ?? await stat2(file).then((s) => s.mode & 511, () => 420);
-  const tmp = join3(dir, `.${basename(file)}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`);
+  const tmp = join4(dir, `.${basename(file)}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`);
   const fh = await open2(tmp, "wx", keep);
   try {
     try {
@@ -51822,7 +51991,7 @@ var MacBuilder = class {
 import { execFileSync } from "node:child_process";
 import { existsSync as existsSync5, readFileSync as readFileSync4 } from "node:fs";
 import { homedir as homedir2 } from "node:os";
-import { join as join4 } from "node:path";
+import { join as join5 } from "node:path";
 
 // node_modules/@noble/hashes/utils.js
 function isBytes(a) {
@@ -60832,8 +61001,8 @@ function isCryptoKey3(key) {
 
 // core/secrets/keys.ts
 function defaultKeyFile(env = process.env) {
-  const base = env.XDG_CONFIG_HOME || join4(env.HOME || homedir2(), ".config");
-  return join4(base, "sops", "age", "keys.txt");
+  const base = env.XDG_CONFIG_HOME || join5(env.HOME || homedir2(), ".config");
+  return join5(base, "sops", "age", "keys.txt");
 }
 var IDENTITY_RE = /^AGE-SECRET-KEY-(PQ-)?1[0-9A-Z]+$/;
 var RECIPIENT_RE = /^age1[0-9a-z]+$/;
@@ -61385,13 +61554,13 @@ var CONFIG_HEADER = [
 // core/secrets/env.ts
 var import_yaml4 = __toESM(require_dist(), 1);
 import { existsSync as existsSync6, readFileSync as readFileSync5, readdirSync as readdirSync2 } from "node:fs";
-import { isAbsolute as isAbsolute2, join as join5, resolve as resolve2 } from "node:path";
+import { isAbsolute as isAbsolute2, join as join6, resolve as resolve2 } from "node:path";
 function envDir(root, env) {
-  return join5(root, "environments", validate("environment", env));
+  return join6(root, "environments", validate("environment", env));
 }
 async function loadEnvIdentities(root, env, processEnv = process.env) {
   const ids = await loadIdentities(processEnv);
-  const configFile = join5(envDir(root, env), "environment.yml");
+  const configFile = join6(envDir(root, env), "environment.yml");
   if (!existsSync6(configFile)) return ids;
   let keyFile;
   try {
@@ -61427,7 +61596,7 @@ function findPlaceholders(tree) {
 // core/ops/secrets.ts
 var EXAMPLE_RECIPIENT = "age1f9x385mzgqsghjdrlet2vxtx88vnhpxareft4gqkddfsw5fp4gmscx330v";
 async function environmentSecrets(ctx, env) {
-  const file = join6(env.dir, SECRETS_FILE);
+  const file = join7(env.dir, SECRETS_FILE);
   const label = `environments/${env.name}/${SECRETS_FILE}`;
   const needed = Object.values(env.config.env).some((v) => typeof v !== "string");
   if (!existsSync7(file)) {
@@ -61576,7 +61745,7 @@ ${p.id} is live on ${remote.name}; an after_switch hook failed`, `fix the hook, 
   audit({ result: "success" });
   return result;
 }
-function summaryPlan(env, p) {
+function summaryPlan(env, p, sharing) {
   const steps = ["lock", "state", "code (pack of missing objects)", ".env", "release", "dependencies (reused when lockfiles unchanged)"];
   if (env.config.release.build) steps.push(`build: ${env.config.release.build}`);
   if (env.config.release.migrate) steps.push(`migrate (first host): ${env.config.release.migrate}`);
@@ -61591,10 +61760,12 @@ function summaryPlan(env, p) {
     `environment ${env.name}: ${p.resolved.ref} (${p.resolved.matched}) = ${p.resolved.sha}`,
     `release ${p.id}`,
     `hosts (batches of ${env.config.switch.batch_size}): ${env.hosts.map((h) => `${h.name} (${h.address})`).join(", ")}`,
+    ...sharingPlan(env, sharing).map((l) => `  ${l}`),
     ...steps.map((s, i) => `  ${i + 1}. ${s}`)
   ];
 }
 async function deploy(ctx, env, options = {}) {
+  const sharing = refuseCollisions(env, ctx.reporter);
   const p = await plan(ctx, env, options);
   const base = {
     environment: env.name,
@@ -61608,7 +61779,7 @@ async function deploy(ctx, env, options = {}) {
     dryRun: Boolean(options.dryRun),
     hosts: []
   };
-  if (options.dryRun) return { ...base, plan: summaryPlan(env, p) };
+  if (options.dryRun) return { ...base, plan: summaryPlan(env, p, sharing) };
   const hosts = await withSession(
     ctx,
     env,

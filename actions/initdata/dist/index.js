@@ -49188,7 +49188,12 @@ var environmentSchema = object({
   nginx: opt(
     object({
       site_template: opt(relPath, "your own site template instead of the built-in one, relative to the environment folder"),
-      client_max_body_size: opt(string({ pattern: /^\d+[kKmMgG]?$/, form: 'a size ("10m")' }), "largest request body", "10m")
+      client_max_body_size: opt(string({ pattern: /^\d+[kKmMgG]?$/, form: 'a size ("10m")' }), "largest request body", "10m"),
+      default_server: opt(
+        boolean(),
+        "the site also answers requests for names no site on the host serves (and by IP address); at most one app per host. An app without a domain always does, and must be alone on its hosts",
+        false
+      )
     }),
     "nginx site",
     {}
@@ -49234,18 +49239,39 @@ function listEnvironments(root) {
 function relativeTo(base, p) {
   return isAbsolute(p) ? p : resolve(base, p);
 }
+function machineId(h) {
+  return `${h.address.toLowerCase().replace(/\.$/, "")}:${h.port ?? 22}`;
+}
+var RESERVED_APPS = {
+  default: "nginx's default site",
+  nginx: "/var/log/nginx",
+  supervisor: "/var/log/supervisor",
+  letsencrypt: "/var/log/letsencrypt",
+  apt: "/var/log/apt",
+  journal: "/var/log/journal",
+  private: "/etc/ssl/private",
+  certs: "/etc/ssl/certs"
+};
 function crossCheck(config, problems) {
   const seen = /* @__PURE__ */ new Set();
+  const machines = /* @__PURE__ */ new Map();
   config.hosts.forEach((h, i) => {
     if (seen.has(h.name)) problems.push({ path: `hosts[${i}].name`, message: `duplicate host name "${h.name}"` });
     seen.add(h.name);
+    const other = machines.get(machineId(h));
+    if (other) problems.push({ path: `hosts[${i}].address`, message: `${h.address} port ${h.port} is also host ${other}: one machine listed twice would run the app twice on the same ports` });
+    machines.set(machineId(h), h.name);
     if (!h.host_key === !h.host_key_file)
       problems.push({ path: `hosts[${i}]`, message: "give exactly one of host_key or host_key_file (the host key is always pinned)" });
   });
   for (const [prefix, program] of Object.entries(config.routes)) {
     if (!config.programs[program]) problems.push({ path: `routes.${prefix}`, message: `no program named "${program}" (programs: ${Object.keys(config.programs).join(", ")})` });
   }
-  const ports = /* @__PURE__ */ new Map();
+  const ports = /* @__PURE__ */ new Map([
+    [80, "nginx (http)"],
+    [443, "nginx (https)"]
+  ]);
+  for (const h of config.hosts) if (!ports.has(h.port)) ports.set(h.port, `sshd (hosts[].port of ${h.name})`);
   for (const [pname, p] of Object.entries(config.programs)) {
     for (const port2 of [p.port, p.port + config.switch.port_offset]) {
       const other = ports.get(port2);
@@ -49253,6 +49279,15 @@ function crossCheck(config, problems) {
       ports.set(port2, pname);
     }
   }
+  const reserved = RESERVED_APPS[config.app];
+  if (reserved) problems.push({ path: "app", message: `"${config.app}" would take ${reserved}, which belongs to the system: pick another app name` });
+  const appUser = config.app_user ?? config.app;
+  const login = config.hosts.find((h) => h.user === appUser);
+  if (appUser === "root" || login)
+    problems.push({
+      path: config.app_user ? "app_user" : "app",
+      message: `the app would run as "${appUser}", ${login ? `the SSH login of host ${login.name} (with its sudo rights)` : "root"}: set app_user to a user of its own`
+    });
   const { python, node } = config.runtimes;
   if (python.strategy === "pyenv" && !/^\d+\.\d+\.\d+$/.test(python.version))
     problems.push({ path: "runtimes.python.version", message: `pyenv needs a full version ("3.8.9"), got "${python.version}"` });
@@ -49313,10 +49348,13 @@ function loadEnvironment(envName, root) {
     return { name: h.name, address: h.address, port: h.port, user: h.user, hostKey: key };
   });
   if (problems.length) throw new ConfigError(label, problems);
+  return resolveEnvironment(envName, root, config, hosts);
+}
+function resolveEnvironment(envName, root, config, hosts) {
   const appUser = config.app_user ?? config.app;
   const scheme = config.tls.mode === "off" ? "http" : "https";
   const url = config.url ?? `${scheme}://${config.domain ?? hosts[0].address}`;
-  return { name: envName, dir, root, config, hosts, appUser, baseDir: config.base_dir ?? `/srv/${config.app}`, url };
+  return { name: envName, dir: join(environmentsDir(root), envName), root, config, hosts, appUser, baseDir: config.base_dir ?? `/srv/${config.app}`, url };
 }
 function envPath(env, p) {
   return relativeTo(env.dir, p);
@@ -50483,8 +50521,14 @@ function layout(env) {
     nginxSite: `/etc/nginx/sites-available/${app}`,
     nginxSiteEnabled: `/etc/nginx/sites-enabled/${app}`,
     nginxUpstreams: `/etc/nginx/ops-upstreams/${app}.conf`,
+    nginxUpstream: (program) => `${app}_${program}`,
+    nginxSlotVariable: `ops_slot_${app.replace(/-/g, "_")}`,
+    nginxAccessLog: `/var/log/nginx/${app}.access.log`,
+    nginxErrorLog: `/var/log/nginx/${app}.error.log`,
     supervisorConf: (slot) => `/etc/supervisor/conf.d/${app}-${slot}.conf`,
     supervisorGroup: (slot) => `${app}-${slot}`,
+    supervisorProgram: (slot, program) => `${app}-${slot}-${program}`,
+    // Shared by every app on the host: challenge tokens are unique, and certbot only adds and removes its own.
     acmeWebroot: "/var/www/letsencrypt",
     selfSignedDir: `/etc/ssl/${app}`
   };
@@ -60492,11 +60536,27 @@ function runtimePaths(env) {
   return { python: py, node: `${nodeBin}/node`, npm: `${nodeBin}/npm` };
 }
 
+// core/steps/script.ts
+var HOST_LOCK_FUNCTIONS = String.raw`host_lock() { # NAME [WAIT]
+  local fd
+  mkdir -p /run/lock
+  exec {fd}>>"/run/lock/ops-pipeline-$1.lock"
+  if ! flock -w "${"$"}{2:-45}" "$fd"; then
+    echo "another app's run on this host has held /run/lock/ops-pipeline-$1.lock for ${"$"}{2:-45}s (its $1 change); try again when it is done" >&2
+    exit 1
+  fi
+  printf -v "HOST_LOCK_$1" %s "$fd"
+}
+host_unlock() { local v="HOST_LOCK_$1"; [ -z "${"$"}{!v:-}" ] || flock -u "${"$"}{!v}"; }`;
+
 // core/steps/nginx.ts
 var HEADER = "# Managed by ops-pipeline: local changes are overwritten.";
+function certbotCertificate(domain) {
+  return { cert: `/etc/letsencrypt/live/${domain}/fullchain.pem`, key: `/etc/letsencrypt/live/${domain}/privkey.pem` };
+}
 function certificatePaths(env) {
   const domain = env.config.domain ?? env.config.app;
-  if (env.config.tls.mode === "letsencrypt") return { cert: `/etc/letsencrypt/live/${domain}/fullchain.pem`, key: `/etc/letsencrypt/live/${domain}/privkey.pem` };
+  if (env.config.tls.mode === "letsencrypt") return certbotCertificate(domain);
   if (env.config.tls.mode === "self-signed") {
     const dir = layout(env).selfSignedDir;
     return { cert: `${dir}/${domain}.crt`, key: `${dir}/${domain}.key` };
@@ -60504,9 +60564,10 @@ function certificatePaths(env) {
   return void 0;
 }
 var port80 = (body) => `server {
-    listen 80 default_server;
-    listen [::]:80 default_server;
+    listen 80{{default_server}};
+    listen [::]:80{{default_server}};
     server_name {{server_name}};
+    {{logs}}
 ${body}}
 `;
 var PLAIN_SITE = `${HEADER}
@@ -60530,9 +60591,10 @@ ${port80(`
     }
 `)}
 server {
-    listen 443 ssl http2 default_server;
-    listen [::]:443 ssl http2 default_server;
+    listen 443 ssl http2{{default_server}};
+    listen [::]:443 ssl http2{{default_server}};
     server_name {{server_name}};
+    {{logs}}
     ssl_certificate {{ssl_certificate}};
     ssl_certificate_key {{ssl_certificate_key}};
     {{tls_settings}}

@@ -49181,7 +49181,12 @@ var environmentSchema = object({
   nginx: opt(
     object({
       site_template: opt(relPath, "your own site template instead of the built-in one, relative to the environment folder"),
-      client_max_body_size: opt(string({ pattern: /^\d+[kKmMgG]?$/, form: 'a size ("10m")' }), "largest request body", "10m")
+      client_max_body_size: opt(string({ pattern: /^\d+[kKmMgG]?$/, form: 'a size ("10m")' }), "largest request body", "10m"),
+      default_server: opt(
+        boolean(),
+        "the site also answers requests for names no site on the host serves (and by IP address); at most one app per host. An app without a domain always does, and must be alone on its hosts",
+        false
+      )
     }),
     "nginx site",
     {}
@@ -49227,18 +49232,39 @@ function listEnvironments(root) {
 function relativeTo(base, p) {
   return isAbsolute(p) ? p : resolve(base, p);
 }
+function machineId(h) {
+  return `${h.address.toLowerCase().replace(/\.$/, "")}:${h.port ?? 22}`;
+}
+var RESERVED_APPS = {
+  default: "nginx's default site",
+  nginx: "/var/log/nginx",
+  supervisor: "/var/log/supervisor",
+  letsencrypt: "/var/log/letsencrypt",
+  apt: "/var/log/apt",
+  journal: "/var/log/journal",
+  private: "/etc/ssl/private",
+  certs: "/etc/ssl/certs"
+};
 function crossCheck(config, problems) {
   const seen = /* @__PURE__ */ new Set();
+  const machines = /* @__PURE__ */ new Map();
   config.hosts.forEach((h, i) => {
     if (seen.has(h.name)) problems.push({ path: `hosts[${i}].name`, message: `duplicate host name "${h.name}"` });
     seen.add(h.name);
+    const other = machines.get(machineId(h));
+    if (other) problems.push({ path: `hosts[${i}].address`, message: `${h.address} port ${h.port} is also host ${other}: one machine listed twice would run the app twice on the same ports` });
+    machines.set(machineId(h), h.name);
     if (!h.host_key === !h.host_key_file)
       problems.push({ path: `hosts[${i}]`, message: "give exactly one of host_key or host_key_file (the host key is always pinned)" });
   });
   for (const [prefix, program] of Object.entries(config.routes)) {
     if (!config.programs[program]) problems.push({ path: `routes.${prefix}`, message: `no program named "${program}" (programs: ${Object.keys(config.programs).join(", ")})` });
   }
-  const ports = /* @__PURE__ */ new Map();
+  const ports = /* @__PURE__ */ new Map([
+    [80, "nginx (http)"],
+    [443, "nginx (https)"]
+  ]);
+  for (const h of config.hosts) if (!ports.has(h.port)) ports.set(h.port, `sshd (hosts[].port of ${h.name})`);
   for (const [pname, p] of Object.entries(config.programs)) {
     for (const port2 of [p.port, p.port + config.switch.port_offset]) {
       const other = ports.get(port2);
@@ -49246,6 +49272,15 @@ function crossCheck(config, problems) {
       ports.set(port2, pname);
     }
   }
+  const reserved = RESERVED_APPS[config.app];
+  if (reserved) problems.push({ path: "app", message: `"${config.app}" would take ${reserved}, which belongs to the system: pick another app name` });
+  const appUser = config.app_user ?? config.app;
+  const login = config.hosts.find((h) => h.user === appUser);
+  if (appUser === "root" || login)
+    problems.push({
+      path: config.app_user ? "app_user" : "app",
+      message: `the app would run as "${appUser}", ${login ? `the SSH login of host ${login.name} (with its sudo rights)` : "root"}: set app_user to a user of its own`
+    });
   const { python, node } = config.runtimes;
   if (python.strategy === "pyenv" && !/^\d+\.\d+\.\d+$/.test(python.version))
     problems.push({ path: "runtimes.python.version", message: `pyenv needs a full version ("3.8.9"), got "${python.version}"` });
@@ -49306,10 +49341,13 @@ function loadEnvironment(envName, root) {
     return { name: h.name, address: h.address, port: h.port, user: h.user, hostKey: key };
   });
   if (problems.length) throw new ConfigError(label, problems);
+  return resolveEnvironment(envName, root, config, hosts);
+}
+function resolveEnvironment(envName, root, config, hosts) {
   const appUser = config.app_user ?? config.app;
   const scheme = config.tls.mode === "off" ? "http" : "https";
   const url = config.url ?? `${scheme}://${config.domain ?? hosts[0].address}`;
-  return { name: envName, dir, root, config, hosts, appUser, baseDir: config.base_dir ?? `/srv/${config.app}`, url };
+  return { name: envName, dir: join(environmentsDir(root), envName), root, config, hosts, appUser, baseDir: config.base_dir ?? `/srv/${config.app}`, url };
 }
 function envPath(env, p) {
   return relativeTo(env.dir, p);
@@ -50481,8 +50519,14 @@ function layout(env) {
     nginxSite: `/etc/nginx/sites-available/${app}`,
     nginxSiteEnabled: `/etc/nginx/sites-enabled/${app}`,
     nginxUpstreams: `/etc/nginx/ops-upstreams/${app}.conf`,
+    nginxUpstream: (program) => `${app}_${program}`,
+    nginxSlotVariable: `ops_slot_${app.replace(/-/g, "_")}`,
+    nginxAccessLog: `/var/log/nginx/${app}.access.log`,
+    nginxErrorLog: `/var/log/nginx/${app}.error.log`,
     supervisorConf: (slot) => `/etc/supervisor/conf.d/${app}-${slot}.conf`,
     supervisorGroup: (slot) => `${app}-${slot}`,
+    supervisorProgram: (slot, program) => `${app}-${slot}-${program}`,
+    // Shared by every app on the host: challenge tokens are unique, and certbot only adds and removes its own.
     acmeWebroot: "/var/www/letsencrypt",
     selfSignedDir: `/etc/ssl/${app}`
   };
@@ -50530,6 +50574,11 @@ function runtimePaths(env) {
 // core/steps/nginx.ts
 import { readFileSync as readFileSync3 } from "node:fs";
 
+// core/config/siblings.ts
+function isDefaultServer(env) {
+  return !env.config.domain || env.config.nginx.default_server;
+}
+
 // core/steps/script.ts
 function b64(content) {
   return Buffer.from(content).toString("base64");
@@ -50573,27 +50622,35 @@ ensure_dir() {
 function putFile(path, content, mode = "0644", owner = "root:root") {
   return `put_file ${quote(path)} ${mode} ${owner} ${b64(content)}`;
 }
+var HOST_LOCK_FUNCTIONS = String.raw`host_lock() { # NAME [WAIT]
+  local fd
+  mkdir -p /run/lock
+  exec {fd}>>"/run/lock/ops-pipeline-$1.lock"
+  if ! flock -w "${"$"}{2:-45}" "$fd"; then
+    echo "another app's run on this host has held /run/lock/ops-pipeline-$1.lock for ${"$"}{2:-45}s (its $1 change); try again when it is done" >&2
+    exit 1
+  fi
+  printf -v "HOST_LOCK_$1" %s "$fd"
+}
+host_unlock() { local v="HOST_LOCK_$1"; [ -z "${"$"}{!v:-}" ] || flock -u "${"$"}{!v}"; }`;
 
 // core/steps/nginx.ts
 var HEADER = "# Managed by ops-pipeline: local changes are overwritten.";
 function upstreams(env, slot) {
-  const app = env.config.app;
+  const L = layout(env);
   const blocks = Object.keys(env.config.programs).map(
-    (p) => `upstream ${app}_${p} {
+    (p) => `upstream ${L.nginxUpstream(p)} {
     server 127.0.0.1:${slotPort(env, p, slot)};
     keepalive 16;
 }`
   );
   return `${HEADER}
-# Live slot of ${app}: ${slot}. Rewritten by each deploy.
+# Live slot of ${env.config.app}: ${slot}. Rewritten by each deploy.
 ${blocks.join("\n")}
-map "" $ops_slot_${varName(app)} {
+map "" $${L.nginxSlotVariable} {
     default "${slot}";
 }
 `;
-}
-function varName(app) {
-  return app.replace(/-/g, "_");
 }
 var TLS_SETTINGS = `ssl_session_timeout 1d;
     ssl_session_cache shared:MozSSL:10m;
@@ -50613,9 +50670,12 @@ var PROXY = `proxy_http_version 1.1;
         proxy_set_header X-Real-IP $remote_addr;
         proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
         proxy_set_header X-Forwarded-Proto $scheme;`;
+function certbotCertificate(domain) {
+  return { cert: `/etc/letsencrypt/live/${domain}/fullchain.pem`, key: `/etc/letsencrypt/live/${domain}/privkey.pem` };
+}
 function certificatePaths(env) {
   const domain = env.config.domain ?? env.config.app;
-  if (env.config.tls.mode === "letsencrypt") return { cert: `/etc/letsencrypt/live/${domain}/fullchain.pem`, key: `/etc/letsencrypt/live/${domain}/privkey.pem` };
+  if (env.config.tls.mode === "letsencrypt") return certbotCertificate(domain);
   if (env.config.tls.mode === "self-signed") {
     const dir = layout(env).selfSignedDir;
     return { cert: `${dir}/${domain}.crt`, key: `${dir}/${domain}.key` };
@@ -50627,21 +50687,25 @@ function siteVariables(env) {
   const app = env.config.app;
   const certs = certificatePaths(env);
   const locations = Object.entries(env.config.routes).sort(([a], [b]) => b.length - a.length).map(([prefix, program]) => {
-    const target = prefix === "/" ? `http://${app}_${program}` : `http://${app}_${program}/`;
+    const target = prefix === "/" ? `http://${L.nginxUpstream(program)}` : `http://${L.nginxUpstream(program)}/`;
     return `location ${prefix} {
         proxy_pass ${target};
         ${PROXY}
     }`;
   });
-  const favicon = env.config.routes["/"] ? `location = /favicon.ico {
+  const root = env.config.routes["/"];
+  const favicon = root ? `location = /favicon.ico {
         access_log off;
         log_not_found off;
-        proxy_pass http://${app}_${env.config.routes["/"]};
+        proxy_pass http://${L.nginxUpstream(root)};
     }` : "";
   return {
     app,
     domain: env.config.domain ?? "",
     server_name: env.config.domain ?? "_",
+    default_server: isDefaultServer(env) ? " default_server" : "",
+    logs: `access_log ${L.nginxAccessLog};
+    error_log ${L.nginxErrorLog};`,
     upstreams_include: `include ${L.nginxUpstreams};`,
     acme_location: `location ^~ /.well-known/acme-challenge/ {
         root ${L.acmeWebroot};
@@ -50652,7 +50716,7 @@ function siteVariables(env) {
         allow ::1;
         deny all;
         default_type text/plain;
-        return 200 $ops_slot_${varName(app)};
+        return 200 $${L.nginxSlotVariable};
     }`,
     security_headers: SECURITY_HEADERS,
     tls_settings: TLS_SETTINGS,
@@ -50663,9 +50727,10 @@ function siteVariables(env) {
   };
 }
 var port80 = (body) => `server {
-    listen 80 default_server;
-    listen [::]:80 default_server;
+    listen 80{{default_server}};
+    listen [::]:80{{default_server}};
     server_name {{server_name}};
+    {{logs}}
 ${body}}
 `;
 var PLAIN_SITE = `${HEADER}
@@ -50689,9 +50754,10 @@ ${port80(`
     }
 `)}
 server {
-    listen 443 ssl http2 default_server;
-    listen [::]:443 ssl http2 default_server;
+    listen 443 ssl http2{{default_server}};
+    listen [::]:443 ssl http2{{default_server}};
     server_name {{server_name}};
+    {{logs}}
     ssl_certificate {{ssl_certificate}};
     ssl_certificate_key {{ssl_certificate_key}};
     {{tls_settings}}
@@ -50740,7 +50806,7 @@ function site(env, certificateReady) {
   return renderTemplate(tls ? TLS_SITE : PLAIN_SITE, vars, "built-in site");
 }
 function applyNginx(change) {
-  const lines = [SYSTEM_FUNCTIONS, "backup=$(mktemp -d /etc/.ops-nginx.XXXXXX)", `trap 'rm -rf "$backup"' EXIT`, 'cp -a /etc/nginx "$backup/nginx"'];
+  const lines = [SYSTEM_FUNCTIONS, HOST_LOCK_FUNCTIONS, "host_lock nginx", "backup=$(mktemp -d /etc/.ops-nginx.XXXXXX)", `trap 'rm -rf "$backup"' EXIT`, 'cp -a /etc/nginx "$backup/nginx"'];
   for (const f of change.files) lines.push(putFile(f.path, f.content));
   for (const f of change.initialFiles ?? []) lines.push(`[ -e ${quote(f.path)} ] || ${putFile(f.path, f.content)}`);
   for (const [target, link] of change.links ?? []) lines.push(`[ "$(readlink ${quote(link)} || true)" = ${quote(target)} ] || { ln -sfn ${quote(target)} ${quote(link)}; CHANGED=1; }`);
@@ -50759,7 +50825,7 @@ else
 fi`);
   if (change.ensureService) lines.push('svc_up nginx\nif [ "$nginx_changed" = 1 ]; then svc nginx reload >/dev/null; CHANGED=1; fi');
   else lines.push('if [ "$nginx_changed" = 1 ]; then nginx -s reload 2>/dev/null || svc nginx start; CHANGED=1; fi');
-  lines.push(`item ${quote(change.item)}`);
+  lines.push("host_unlock nginx", `item ${quote(change.item)}`);
   if (change.then) lines.push(change.then);
   return { name: change.item, as: "root", timeout: 60, script: lines.join("\n") };
 }
@@ -50784,7 +50850,7 @@ function supervisorEnv(vars) {
   return Object.entries(vars).map(([k, v]) => `${k}="${v.replace(/%/g, "%%").replace(/\\/g, "\\\\").replace(/"/g, '\\"')}"`).join(",");
 }
 function programName(env, slot, program) {
-  return `${env.config.app}-${slot}-${program}`;
+  return layout(env).supervisorProgram(slot, program);
 }
 function slotConfig(env, slot, release, releaseId2) {
   const L = layout(env);

@@ -49181,7 +49181,12 @@ var environmentSchema = object({
   nginx: opt(
     object({
       site_template: opt(relPath, "your own site template instead of the built-in one, relative to the environment folder"),
-      client_max_body_size: opt(string({ pattern: /^\d+[kKmMgG]?$/, form: 'a size ("10m")' }), "largest request body", "10m")
+      client_max_body_size: opt(string({ pattern: /^\d+[kKmMgG]?$/, form: 'a size ("10m")' }), "largest request body", "10m"),
+      default_server: opt(
+        boolean(),
+        "the site also answers requests for names no site on the host serves (and by IP address); at most one app per host. An app without a domain always does, and must be alone on its hosts",
+        false
+      )
     }),
     "nginx site",
     {}
@@ -49227,18 +49232,39 @@ function listEnvironments(root) {
 function relativeTo(base, p) {
   return isAbsolute(p) ? p : resolve(base, p);
 }
+function machineId(h) {
+  return `${h.address.toLowerCase().replace(/\.$/, "")}:${h.port ?? 22}`;
+}
+var RESERVED_APPS = {
+  default: "nginx's default site",
+  nginx: "/var/log/nginx",
+  supervisor: "/var/log/supervisor",
+  letsencrypt: "/var/log/letsencrypt",
+  apt: "/var/log/apt",
+  journal: "/var/log/journal",
+  private: "/etc/ssl/private",
+  certs: "/etc/ssl/certs"
+};
 function crossCheck(config, problems) {
   const seen = /* @__PURE__ */ new Set();
+  const machines = /* @__PURE__ */ new Map();
   config.hosts.forEach((h, i) => {
     if (seen.has(h.name)) problems.push({ path: `hosts[${i}].name`, message: `duplicate host name "${h.name}"` });
     seen.add(h.name);
+    const other = machines.get(machineId(h));
+    if (other) problems.push({ path: `hosts[${i}].address`, message: `${h.address} port ${h.port} is also host ${other}: one machine listed twice would run the app twice on the same ports` });
+    machines.set(machineId(h), h.name);
     if (!h.host_key === !h.host_key_file)
       problems.push({ path: `hosts[${i}]`, message: "give exactly one of host_key or host_key_file (the host key is always pinned)" });
   });
   for (const [prefix, program] of Object.entries(config.routes)) {
     if (!config.programs[program]) problems.push({ path: `routes.${prefix}`, message: `no program named "${program}" (programs: ${Object.keys(config.programs).join(", ")})` });
   }
-  const ports = /* @__PURE__ */ new Map();
+  const ports = /* @__PURE__ */ new Map([
+    [80, "nginx (http)"],
+    [443, "nginx (https)"]
+  ]);
+  for (const h of config.hosts) if (!ports.has(h.port)) ports.set(h.port, `sshd (hosts[].port of ${h.name})`);
   for (const [pname, p] of Object.entries(config.programs)) {
     for (const port2 of [p.port, p.port + config.switch.port_offset]) {
       const other = ports.get(port2);
@@ -49246,6 +49272,15 @@ function crossCheck(config, problems) {
       ports.set(port2, pname);
     }
   }
+  const reserved = RESERVED_APPS[config.app];
+  if (reserved) problems.push({ path: "app", message: `"${config.app}" would take ${reserved}, which belongs to the system: pick another app name` });
+  const appUser = config.app_user ?? config.app;
+  const login = config.hosts.find((h) => h.user === appUser);
+  if (appUser === "root" || login)
+    problems.push({
+      path: config.app_user ? "app_user" : "app",
+      message: `the app would run as "${appUser}", ${login ? `the SSH login of host ${login.name} (with its sudo rights)` : "root"}: set app_user to a user of its own`
+    });
   const { python, node } = config.runtimes;
   if (python.strategy === "pyenv" && !/^\d+\.\d+\.\d+$/.test(python.version))
     problems.push({ path: "runtimes.python.version", message: `pyenv needs a full version ("3.8.9"), got "${python.version}"` });
@@ -49306,19 +49341,150 @@ function loadEnvironment(envName, root) {
     return { name: h.name, address: h.address, port: h.port, user: h.user, hostKey: key };
   });
   if (problems.length) throw new ConfigError(label, problems);
+  return resolveEnvironment(envName, root, config, hosts);
+}
+function resolveEnvironment(envName, root, config, hosts) {
   const appUser = config.app_user ?? config.app;
   const scheme = config.tls.mode === "off" ? "http" : "https";
   const url = config.url ?? `${scheme}://${config.domain ?? hosts[0].address}`;
-  return { name: envName, dir, root, config, hosts, appUser, baseDir: config.base_dir ?? `/srv/${config.app}`, url };
+  return { name: envName, dir: join(environmentsDir(root), envName), root, config, hosts, appUser, baseDir: config.base_dir ?? `/srv/${config.app}`, url };
 }
 function envPath(env, p) {
   return relativeTo(env.dir, p);
 }
 
+// core/config/siblings.ts
+import { join as join2 } from "node:path";
+
+// core/layout.ts
+function layout(env) {
+  const base = env.baseDir;
+  const app = env.config.app;
+  return {
+    base,
+    mirror: `${base}/repo.git`,
+    releases: `${base}/releases`,
+    shared: `${base}/shared`,
+    envFile: `${base}/shared/.env`,
+    deps: `${base}/shared/deps`,
+    current: `${base}/current`,
+    state: `${base}/.ops`,
+    lock: `${base}/.ops/lock`,
+    audit: `${base}/.ops/audit.log`,
+    slotFile: `${base}/.ops/slot`,
+    uploads: `${base}/.ops/uploads`,
+    logDir: `/var/log/${app}`,
+    nginxSite: `/etc/nginx/sites-available/${app}`,
+    nginxSiteEnabled: `/etc/nginx/sites-enabled/${app}`,
+    nginxUpstreams: `/etc/nginx/ops-upstreams/${app}.conf`,
+    nginxUpstream: (program) => `${app}_${program}`,
+    nginxSlotVariable: `ops_slot_${app.replace(/-/g, "_")}`,
+    nginxAccessLog: `/var/log/nginx/${app}.access.log`,
+    nginxErrorLog: `/var/log/nginx/${app}.error.log`,
+    supervisorConf: (slot) => `/etc/supervisor/conf.d/${app}-${slot}.conf`,
+    supervisorGroup: (slot) => `${app}-${slot}`,
+    supervisorProgram: (slot, program) => `${app}-${slot}-${program}`,
+    // Shared by every app on the host: challenge tokens are unique, and certbot only adds and removes its own.
+    acmeWebroot: "/var/www/letsencrypt",
+    selfSignedDir: `/etc/ssl/${app}`
+  };
+}
+function slotPort(env, program, slot) {
+  const p = env.config.programs[program];
+  if (!p) throw new Error(`no program ${program}`);
+  return slot === "blue" ? p.port : p.port + env.config.switch.port_offset;
+}
+
+// core/config/siblings.ts
+function rawMachines(doc) {
+  const hosts = doc?.hosts;
+  if (!Array.isArray(hosts)) return void 0;
+  return hosts.flatMap((h) => {
+    const { address, port: port2 } = h ?? {};
+    return typeof address === "string" ? [machineId({ address, port: typeof port2 === "number" ? port2 : 22 })] : [];
+  });
+}
+function findSiblings(env) {
+  const mine = new Map(env.hosts.map((h) => [machineId(h), h]));
+  const siblings = [];
+  const unreadable = [];
+  for (const name2 of listEnvironments(env.root)) {
+    if (name2 === env.name) continue;
+    const label = `environments/${name2}/${ENVIRONMENT_FILE}`;
+    let doc;
+    try {
+      doc = readYamlFile(join2(environmentsDir(env.root), name2, ENVIRONMENT_FILE), label);
+      const config = parseEnvironment(doc, label);
+      const theirs = config.hosts.map((h) => ({ name: h.name, address: h.address, port: h.port, user: h.user, hostKey: "" }));
+      const shared = theirs.filter((h) => mine.has(machineId(h))).map((h) => ({ mine: mine.get(machineId(h)), theirs: h }));
+      if (shared.length) siblings.push({ env: resolveEnvironment(name2, env.root, config, theirs), hosts: shared });
+    } catch (e) {
+      const machines = rawMachines(doc);
+      if (!machines || machines.some((m) => mine.has(m)))
+        unreadable.push(`${label} cannot be read (${formatError(e).split("\n")[0]}): whether ${name2} shares a host with ${env.name}, and collides with it, is not checked`);
+    }
+  }
+  return { siblings, unreadable };
+}
+function hostClaims(env) {
+  const c = env.config;
+  const L = layout(env);
+  const claims = [];
+  for (const program of Object.keys(c.programs)) {
+    for (const slot of ["blue", "green"]) {
+      claims.push({ key: `port ${slotPort(env, program, slot)}`, source: `programs.${program}.port${slot === "green" ? " + switch.port_offset" : ""}, ${slot} slot` });
+      claims.push({ key: `supervisor program ${L.supervisorProgram(slot, program)}`, source: `app + programs.${program}`, derived: true });
+    }
+    claims.push({ key: `nginx upstream ${L.nginxUpstream(program)}`, source: `app + programs.${program}`, derived: true });
+  }
+  claims.push({ key: `app name "${c.app}"`, source: "app: nginx site, supervisor groups, /var/log/<app>" });
+  claims.push({ key: `nginx variable $${L.nginxSlotVariable}`, source: "app", derived: true });
+  claims.push({ key: `app user "${env.appUser}"`, source: c.app_user ? "app_user" : "app_user, default: the app name" });
+  if (c.domain) claims.push({ key: `domain ${c.domain.toLowerCase().replace(/\.$/, "")}`, source: "domain" });
+  if (c.domain && c.nginx.default_server) claims.push({ key: "the default server", source: "nginx.default_server" });
+  return claims;
+}
+function overlaps(a, b) {
+  const [x, y] = [a.replace(/\/+$/, ""), b.replace(/\/+$/, "")];
+  return x === y || x.startsWith(`${y}/`) || y.startsWith(`${x}/`);
+}
+function collisions(env, sibling) {
+  const other = sibling.env;
+  const where = sibling.hosts.map(({ mine, theirs: theirs2 }) => `${mine.address}${mine.port !== 22 ? ` port ${mine.port}` : ""} (${env.name}: ${mine.name}, ${other.name}: ${theirs2.name})`).join(", ");
+  const both = `environments ${env.name} and ${other.name} share ${where}`;
+  const out = [];
+  for (const e of [env, other].filter((x) => !x.config.domain)) {
+    const o = e === env ? other : env;
+    out.push(`${both}, but ${e.name} has no domain: its site answers every name on the host, ${o.name}'s too; on a shared host each app needs its own domain (set domain in environments/${e.name}/${ENVIRONMENT_FILE}; nginx.default_server: true keeps it answering by address)`);
+  }
+  const byKey = (claims) => {
+    const m = /* @__PURE__ */ new Map();
+    for (const c of claims) m.set(c.key, [...m.get(c.key) ?? [], c]);
+    return m;
+  };
+  const theirs = byKey(hostClaims(other));
+  const sameApp = env.config.app === other.config.app;
+  for (const [key, mine] of byKey(hostClaims(env))) {
+    const clash = theirs.get(key);
+    if (!clash || mine[0].derived && sameApp) continue;
+    out.push(`${both}, but both take ${key} (${env.name}: ${mine.map((x) => x.source).join("; ")} \u2014 ${other.name}: ${clash.map((x) => x.source).join("; ")})`);
+  }
+  if (overlaps(env.baseDir, other.baseDir))
+    out.push(`${both}, but their base directories overlap: ${env.name} ${env.baseDir}, ${other.name} ${other.baseDir} (releases, shared files, the lock and the audit log live there; set base_dir, default /srv/<app>)`);
+  const [n1, n2] = [env.config.runtimes.node, other.config.runtimes.node];
+  if (n1.strategy === "debian" && n2.strategy === "debian" && n1.version.split(".")[0] !== n2.version.split(".")[0])
+    out.push(`${both}, but ${env.name} pins Debian's Node.js ${n1.version} and ${other.name} ${n2.version}: a host has one Debian nodejs package (pin the same version, or use strategy nvm)`);
+  return out;
+}
+function hostSharing(env) {
+  const { siblings, unreadable } = findSiblings(env);
+  return { siblings, unreadable, collisions: siblings.flatMap((s) => collisions(env, s)) };
+}
+
 // core/remote/identity.ts
 import { existsSync as existsSync3, readFileSync as readFileSync2 } from "node:fs";
 import { homedir } from "node:os";
-import { join as join2 } from "node:path";
+import { join as join3 } from "node:path";
 function readKey(file, label) {
   try {
     return readFileSync2(file, "utf8");
@@ -49347,7 +49513,7 @@ function resolveCredentials(sources, reporter) {
   if (env.SSH_AUTH_SOCK && existsSync3(env.SSH_AUTH_SOCK)) return { agent: env.SSH_AUTH_SOCK, describe: `SSH agent at ${env.SSH_AUTH_SOCK}` };
   const home = sources.home ?? homedir();
   for (const f of ["id_ed25519", "id_ecdsa", "id_rsa"]) {
-    const p = join2(home, ".ssh", f);
+    const p = join3(home, ".ssh", f);
     if (existsSync3(p)) return fromText(readKey(p, "default key"), `key file ${p}`);
   }
   throw new OpsError(
@@ -50407,39 +50573,6 @@ function sshConnector(ctx) {
   };
 }
 
-// core/layout.ts
-function layout(env) {
-  const base = env.baseDir;
-  const app = env.config.app;
-  return {
-    base,
-    mirror: `${base}/repo.git`,
-    releases: `${base}/releases`,
-    shared: `${base}/shared`,
-    envFile: `${base}/shared/.env`,
-    deps: `${base}/shared/deps`,
-    current: `${base}/current`,
-    state: `${base}/.ops`,
-    lock: `${base}/.ops/lock`,
-    audit: `${base}/.ops/audit.log`,
-    slotFile: `${base}/.ops/slot`,
-    uploads: `${base}/.ops/uploads`,
-    logDir: `/var/log/${app}`,
-    nginxSite: `/etc/nginx/sites-available/${app}`,
-    nginxSiteEnabled: `/etc/nginx/sites-enabled/${app}`,
-    nginxUpstreams: `/etc/nginx/ops-upstreams/${app}.conf`,
-    supervisorConf: (slot) => `/etc/supervisor/conf.d/${app}-${slot}.conf`,
-    supervisorGroup: (slot) => `${app}-${slot}`,
-    acmeWebroot: "/var/www/letsencrypt",
-    selfSignedDir: `/etc/ssl/${app}`
-  };
-}
-function slotPort(env, program, slot) {
-  const p = env.config.programs[program];
-  if (!p) throw new Error(`no program ${program}`);
-  return slot === "blue" ? p.port : p.port + env.config.switch.port_offset;
-}
-
 // core/steps/lock.ts
 var LOCK_STATE = String.raw`lock_state=free
 if [ -d "$lock" ]; then
@@ -50469,11 +50602,27 @@ function parseLock(result) {
   return { state: reported(result, "lock") ?? "free", holder };
 }
 
+// core/steps/script.ts
+var HOST_LOCK_FUNCTIONS = String.raw`host_lock() { # NAME [WAIT]
+  local fd
+  mkdir -p /run/lock
+  exec {fd}>>"/run/lock/ops-pipeline-$1.lock"
+  if ! flock -w "${"$"}{2:-45}" "$fd"; then
+    echo "another app's run on this host has held /run/lock/ops-pipeline-$1.lock for ${"$"}{2:-45}s (its $1 change); try again when it is done" >&2
+    exit 1
+  fi
+  printf -v "HOST_LOCK_$1" %s "$fd"
+}
+host_unlock() { local v="HOST_LOCK_$1"; [ -z "${"$"}{!v:-}" ] || flock -u "${"$"}{!v}"; }`;
+
 // core/steps/nginx.ts
 var HEADER = "# Managed by ops-pipeline: local changes are overwritten.";
+function certbotCertificate(domain) {
+  return { cert: `/etc/letsencrypt/live/${domain}/fullchain.pem`, key: `/etc/letsencrypt/live/${domain}/privkey.pem` };
+}
 function certificatePaths(env) {
   const domain = env.config.domain ?? env.config.app;
-  if (env.config.tls.mode === "letsencrypt") return { cert: `/etc/letsencrypt/live/${domain}/fullchain.pem`, key: `/etc/letsencrypt/live/${domain}/privkey.pem` };
+  if (env.config.tls.mode === "letsencrypt") return certbotCertificate(domain);
   if (env.config.tls.mode === "self-signed") {
     const dir = layout(env).selfSignedDir;
     return { cert: `${dir}/${domain}.crt`, key: `${dir}/${domain}.key` };
@@ -50481,9 +50630,10 @@ function certificatePaths(env) {
   return void 0;
 }
 var port80 = (body) => `server {
-    listen 80 default_server;
-    listen [::]:80 default_server;
+    listen 80{{default_server}};
+    listen [::]:80{{default_server}};
     server_name {{server_name}};
+    {{logs}}
 ${body}}
 `;
 var PLAIN_SITE = `${HEADER}
@@ -50507,9 +50657,10 @@ ${port80(`
     }
 `)}
 server {
-    listen 443 ssl http2 default_server;
-    listen [::]:443 ssl http2 default_server;
+    listen 443 ssl http2{{default_server}};
+    listen [::]:443 ssl http2{{default_server}};
     server_name {{server_name}};
+    {{logs}}
     ssl_certificate {{ssl_certificate}};
     ssl_certificate_key {{ssl_certificate_key}};
     {{tls_settings}}
@@ -50589,6 +50740,10 @@ function releaseSummary(id, json) {
   return { id, sha: meta.sha ?? "", ref: meta.ref ?? "", time: meta.time ?? "", actor: meta.actor ?? "", run: meta.run ?? "", ...unreadable && { unreadable } };
 }
 
+// core/steps/tls.ts
+var CA_DIR = "/usr/local/share/ops-pipeline";
+var CA_BUNDLE = `${CA_DIR}/acme-ca-bundle.pem`;
+
 // core/steps/status.ts
 var CERT_FUNCTIONS = String.raw`cert_info() {
   local f=$1 out line
@@ -50659,6 +50814,7 @@ pid=$(cat /run/nginx.pid 2>/dev/null || true)
 if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then ops_report nginx running; else ops_report nginx stopped; fi
 if out=$(nginx -t 2>&1); then ops_report nginx_config ok; else ops_report nginx_config invalid; fi
 while IFS= read -r line; do [ -z "$line" ] || ops_report nginx_test "$line"; done <<< "$out"
+ops_report site_enabled "$([ -e ${quote(L.nginxSiteEnabled)} ] && echo yes || echo no)"
 ops_report site "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 ${siteProbe(env).args.map(quote).join(" ")} 2>/dev/null || true)"
 # supervisor over its XML-RPC socket (supervisorctl exits non-zero when a program is down: not used here).
 if xml=$(rpc supervisor.getAllProcessInfo 2>&1) && [[ "$xml" == *"<methodResponse>"* ]]; then
@@ -50752,9 +50908,10 @@ function parseHostStatus(env, host, r) {
     problem(`nginx configuration is invalid (nginx -t): ${first.replace(/^nginx: /, "")} \u2014 ${s.nginx.running ? "nginx keeps serving its last valid configuration, but a reload or restart will fail" : "nginx cannot start until it is fixed"}`);
   } else for (const m of s.nginx.messages) warn(`nginx -t: ${m}`);
   const code = Number(reported(r, "site") || "0");
-  s.site = { url: siteProbe(env).url, status: Number.isFinite(code) ? code : 0 };
+  s.site = { url: siteProbe(env).url, status: Number.isFinite(code) ? code : 0, enabled: reported(r, "site_enabled") !== "no" };
   if (current || s.provisioned) {
-    if (s.site.status === 0) problem(`the site does not answer through nginx (${s.site.url})`);
+    if (!s.site.enabled) problem(`the nginx site of ${env.config.app} is not enabled (${layout(env).nginxSiteEnabled} is missing): ${s.site.url} is answered by another site, if any (run: ops provision ${env.name})`);
+    else if (s.site.status === 0) problem(`the site does not answer through nginx (${s.site.url})`);
     else if (s.site.status >= 500) problem(`the site answers ${s.site.status} through nginx (${s.site.url})`);
   }
   const sup = reported(r, "supervisor") ?? "";
@@ -50848,7 +51005,9 @@ async function status(ctx, env) {
     })
   );
   const problems = hosts.flatMap((h) => h.problems.map((p) => `${h.host}: ${p}`));
-  return { environment: env.name, url: env.url, healthy: problems.length === 0, hosts, problems, warnings: hosts.flatMap((h) => h.warnings.map((w) => `${h.host}: ${w}`)) };
+  const sharing = hostSharing(env);
+  const warnings = [...hosts.flatMap((h) => h.warnings.map((w) => `${h.host}: ${w}`)), ...sharing.collisions.map((c) => `configuration: ${c}`), ...sharing.unreadable];
+  return { environment: env.name, url: env.url, healthy: problems.length === 0, hosts, problems, warnings };
 }
 function statusSummary(r) {
   const lines = [`### Status of ${r.environment}: ${r.healthy ? "healthy" : "UNHEALTHY"}`, "", "| host | release | nginx | programs (live) | health | certificate | lock |", "|---|---|---|---|---|---|---|"];

@@ -238,7 +238,7 @@ ls -1 | grep -E '^[0-9]{8}T[0-9]{6}Z-[0-9a-f]+$' | sort -r | tail -n +${keep + 1
   ops_report pruned "$r"
 done
 rm -rf .new-* 2>/dev/null || true
-used=$(for r in */; do for l in "$r"venv "$r"*/node_modules; do [ -L "$l" ] && readlink "$l"; done; done 2>/dev/null | sed 's#/node_modules$##' | sort -u)
+used=$(for r in */; do for l in "$r"venv "$r"*/node_modules; do if [ -L "$l" ]; then readlink "$l"; fi; done; done 2>/dev/null | sed 's#/node_modules$##' | sort -u)
 for d in ${quote(L.deps)}/*; do
   [ -d "$d" ] || continue
   grep -qxF "$d" <<< "$used" || { rm -rf -- "$d"; ops_report pruned_deps "${'$'}{d##*/}"; }

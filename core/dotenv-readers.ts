@@ -42,7 +42,7 @@ export const READER_DOCS: Record<Reader, { what: string; cannot: string }> = {
   },
   'dotenv-expand': {
     what: 'Node\'s `dotenv` then `dotenv-expand` 12 (`expand(config())`); `$` is written `\\$`',
-    cannot: 'what node-dotenv cannot; with python-dotenv or shell also declared: a `$` before a letter, `_` or `{`, and a `\\$` (python-dotenv and bash do not read `\\$` as `$`)',
+    cannot: 'what node-dotenv cannot; with python-dotenv or shell also declared: a `$` before a letter, `_` or `{` (they do not read its `\\$` escape)',
   },
   vite: {
     what: 'vite 6-8 `loadEnv` (and so SvelteKit\'s `$env`): dotenv\'s parser (vite 6, 7) or Node\'s (vite 8), then dotenv-expand',
@@ -50,7 +50,7 @@ export const READER_DOCS: Record<Reader, { what: string; cannot: string }> = {
   },
   shell: {
     what: 'bash/sh `set -a; . ./.env` (Makefiles, shell scripts, Docker entrypoints)',
-    cannot: 'a `\'` together with a `$`, `` ` ``, `"` or `\\`; with python-dotenv: a `\'` together with a backslash',
+    cannot: 'a `\'` together with a `$`, `` ` ``, `"` or `\\`',
   },
 };
 

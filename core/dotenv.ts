@@ -131,9 +131,16 @@ export interface RenderedEnv {
   forms: Record<string, string>;
 }
 
-/** The .env readers of an environment (`dotenv.readers`). */
-export function dotenvReaders(env: Environment): Reader[] {
-  return env.config.dotenv.readers as Reader[];
+/** The .env readers of an environment (`dotenv.readers`): each with the variable name prefix it is limited to ("" = all). */
+export function dotenvReaders(env: Environment): { reader: Reader; only: string }[] {
+  return env.config.dotenv.readers.map((r) => (typeof r === 'string' ? { reader: r, only: '' } : { reader: r.reader, only: r.only }));
+}
+
+/** The readers that read variable `key`. */
+function readersOf(env: Environment, key: string): Reader[] {
+  return dotenvReaders(env)
+    .filter((r) => key.startsWith(r.only))
+    .map((r) => r.reader);
 }
 
 /**
@@ -142,11 +149,11 @@ export function dotenvReaders(env: Environment): Reader[] {
  * reaches a host. Throws OpsError.
  */
 export function renderDotenv(env: Environment, secrets: unknown): RenderedEnv {
-  const readers = dotenvReaders(env);
+  const declared = dotenvReaders(env).map((r) => (r.only ? `${r.reader} (${r.only}*)` : r.reader));
   const missing: string[] = [];
   const refused: string[] = [];
   const culprits = new Set<Reader>();
-  const lines = [`# Rendered by ops-pipeline for ${env.name} (readers: ${readers.join(', ')}): do not edit on the host, change environments/${env.name}/ instead.`];
+  const lines = [`# Rendered by ops-pipeline for ${env.name} (readers: ${declared.join(', ')}): do not edit on the host, change environments/${env.name}/ instead.`];
   const records: string[] = [];
   const forms: Record<string, string> = {};
   for (const [key, spec] of Object.entries(env.config.env)) {
@@ -160,10 +167,11 @@ export function renderDotenv(env: Environment, secrets: unknown): RenderedEnv {
       }
       value = asString(found);
     }
+    const readers = readersOf(env, key);
     const encoded = encodeValue(value, readers);
     if ('refused' in encoded) {
       encoded.refused.readers.forEach((r) => culprits.add(r));
-      refused.push(`${key} (${typeof spec === 'string' ? 'a plain value in environment.yml' : `secret "${spec.secret}"`}): ${encoded.refused.reason}`);
+      refused.push(`${key} (${typeof spec === 'string' ? 'a plain value in environment.yml' : `secret "${spec.secret}"`}; read by ${readers.join(', ')}): ${encoded.refused.reason}`);
       continue;
     }
     lines.push(`${key}=${encoded.text}`);
@@ -177,7 +185,7 @@ export function renderDotenv(env: Environment, secrets: unknown): RenderedEnv {
     );
   if (refused.length)
     throw new OpsError(
-      `${refused.length} .env value${refused.length > 1 ? 's' : ''} of ${env.name} cannot be written so that ${readers.join(', ')} all read ${refused.length > 1 ? 'them' : 'it'} back exactly (nothing was sent to any host):\n${refused.map((m) => `  - ${m}`).join('\n')}`,
+      `${refused.length} .env value${refused.length > 1 ? 's' : ''} of ${env.name} cannot be written so that ${refused.length > 1 ? 'their readers read them' : 'its readers read it'} back exactly (nothing was sent to any host):\n${refused.map((m) => `  - ${m}`).join('\n')}`,
       `change the value (printf '%s' NEW | ops secrets set ${env.name} <key>), or, if your app does not read .env with it, drop ${[...culprits].join(' / ')} from dotenv.readers in environments/${env.name}/environment.yml (README: "Which values each .env reader can carry")`,
     );
   return { dotenv: lines.join('\n') + '\n', environ: records.join(''), forms };

@@ -137,9 +137,9 @@ describe.sequential('.env fidelity on a real host', () => {
     for (const argv of [['deploy', 'e2e', '--ref', 'v2', '--dry-run'], ['deploy', 'e2e', '--ref', 'v2'], ['config', 'e2e']]) {
       const r = await cli(argv);
       expect(r.code, argv.join(' ')).toBe(1);
-      expect(r.err).toContain('2 .env values of e2e cannot be written so that python-dotenv, node-dotenv all read them back exactly (nothing was sent to any host)');
-      expect(r.err).toContain('BAD_INTERPOLATED (secret "refused.interpolated"): python-dotenv replaces "${...}"');
-      expect(r.err).toContain('BAD_MIXED (secret "refused.mixed"): no quoting is read the same by python-dotenv and node-dotenv');
+      expect(r.err).toContain('2 .env values of e2e cannot be written so that their readers read them back exactly (nothing was sent to any host)');
+      expect(r.err).toContain('BAD_INTERPOLATED (secret "refused.interpolated"; read by python-dotenv, node-dotenv): python-dotenv replaces "${...}"');
+      expect(r.err).toContain('BAD_MIXED (secret "refused.mixed"; read by python-dotenv, node-dotenv): no quoting is read the same by python-dotenv and node-dotenv');
       expect(r.err).toContain('change the value');
       for (const s of [r.out, r.err]) expect(s).not.toMatch(/Sekr[12]t/);
     }

@@ -170,13 +170,21 @@ describe('.env', () => {
       refused();
     } catch (e) {
       const err = e as OpsError;
-      expect(err.message).toContain('1 .env value of test cannot be written so that python-dotenv, node-dotenv all read it back exactly');
-      expect(err.message).toContain('DB (secret "database_url"): python-dotenv replaces "${...}"');
+      expect(err.message).toContain('1 .env value of test cannot be written so that its readers read it back exactly (nothing was sent to any host)');
+      expect(err.message).toContain('DB (secret "database_url"; read by python-dotenv, node-dotenv): python-dotenv replaces "${...}"');
       expect(err.message + err.hint).not.toContain('Sekr1t');
       expect(err.hint).toContain('drop python-dotenv from dotenv.readers');
     }
     // Without python-dotenv among the readers the same value is written, and node-dotenv reads it as is.
     expect(render({ dotenv: { readers: ['node-dotenv'] } }, { database_url: secret, passwords: 'ok' }).dotenv).toContain(`DB='${secret}'`);
+  });
+
+  it('a reader limited to a prefix (vite exposes only VITE_*) constrains only those variables', () => {
+    const readers = { dotenv: { readers: ['python-dotenv', 'node-dotenv', { reader: 'vite', only: 'VITE_' }] } };
+    const ok = render({ ...readers, env: { VITE_MODE: 'live', DB: { secret: 'database_url' } } }, { database_url: 'pa$HOME' });
+    expect(ok.dotenv.split('\n')[0]).toContain('(readers: python-dotenv, node-dotenv, vite (VITE_*))');
+    expect(ok.dotenv).toContain("DB='pa$HOME'");
+    expect(() => render({ ...readers, env: { VITE_KEY: 'pa$HOME' } })).toThrow(/VITE_KEY \(a plain value in environment.yml; read by python-dotenv, node-dotenv, vite\): no quoting is read the same by python-dotenv and vite/);
   });
 
   it('lists every missing secret at once', () => {

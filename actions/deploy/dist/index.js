@@ -49300,7 +49300,19 @@ var environmentSchema = object({
   dotenv: opt(
     object({
       readers: opt(
-        list(oneOf(READERS), { min: 1 }),
+        list(
+          either(
+            oneOf(READERS),
+            object(
+              {
+                reader: req(oneOf(READERS), "the parser"),
+                only: req(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name prefix" }), "it reads only the variables whose names start with this (vite exposes only `VITE_*`)")
+              },
+              "{ reader: <name>, only: <prefix> }"
+            )
+          ),
+          { min: 1 }
+        ),
         "the parsers that read the `.env` (see the table below): each value is written so that every one of them reads it back exactly, or the deploy refuses it by name",
         DEFAULT_READERS
       )
@@ -50690,14 +50702,17 @@ function encodeValue(value, readers) {
   return { refused: { readers: [...readers], reason: "no quoting is read back exactly by all the declared readers together" } };
 }
 function dotenvReaders(env) {
-  return env.config.dotenv.readers;
+  return env.config.dotenv.readers.map((r) => typeof r === "string" ? { reader: r, only: "" } : { reader: r.reader, only: r.only });
+}
+function readersOf(env, key) {
+  return dotenvReaders(env).filter((r) => key.startsWith(r.only)).map((r) => r.reader);
 }
 function renderDotenv(env, secrets) {
-  const readers = dotenvReaders(env);
+  const declared = dotenvReaders(env).map((r) => r.only ? `${r.reader} (${r.only}*)` : r.reader);
   const missing = [];
   const refused = [];
   const culprits = /* @__PURE__ */ new Set();
-  const lines = [`# Rendered by ops-pipeline for ${env.name} (readers: ${readers.join(", ")}): do not edit on the host, change environments/${env.name}/ instead.`];
+  const lines = [`# Rendered by ops-pipeline for ${env.name} (readers: ${declared.join(", ")}): do not edit on the host, change environments/${env.name}/ instead.`];
   const records = [];
   const forms = {};
   for (const [key, spec] of Object.entries(env.config.env)) {
@@ -50711,10 +50726,11 @@ function renderDotenv(env, secrets) {
       }
       value = asString(found);
     }
+    const readers = readersOf(env, key);
     const encoded = encodeValue(value, readers);
     if ("refused" in encoded) {
       encoded.refused.readers.forEach((r) => culprits.add(r));
-      refused.push(`${key} (${typeof spec === "string" ? "a plain value in environment.yml" : `secret "${spec.secret}"`}): ${encoded.refused.reason}`);
+      refused.push(`${key} (${typeof spec === "string" ? "a plain value in environment.yml" : `secret "${spec.secret}"`}; read by ${readers.join(", ")}): ${encoded.refused.reason}`);
       continue;
     }
     lines.push(`${key}=${encoded.text}`);
@@ -50729,7 +50745,7 @@ ${missing.map((m) => `  - ${m}`).join("\n")}`,
     );
   if (refused.length)
     throw new OpsError(
-      `${refused.length} .env value${refused.length > 1 ? "s" : ""} of ${env.name} cannot be written so that ${readers.join(", ")} all read ${refused.length > 1 ? "them" : "it"} back exactly (nothing was sent to any host):
+      `${refused.length} .env value${refused.length > 1 ? "s" : ""} of ${env.name} cannot be written so that ${refused.length > 1 ? "their readers read them" : "its readers read it"} back exactly (nothing was sent to any host):
 ${refused.map((m) => `  - ${m}`).join("\n")}`,
       `change the value (printf '%s' NEW | ops secrets set ${env.name} <key>), or, if your app does not read .env with it, drop ${[...culprits].join(" / ")} from dotenv.readers in environments/${env.name}/environment.yml (README: "Which values each .env reader can carry")`
     );

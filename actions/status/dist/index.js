@@ -49223,7 +49223,19 @@ var environmentSchema = object({
   dotenv: opt(
     object({
       readers: opt(
-        list(oneOf(READERS), { min: 1 }),
+        list(
+          either(
+            oneOf(READERS),
+            object(
+              {
+                reader: req(oneOf(READERS), "the parser"),
+                only: req(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name prefix" }), "it reads only the variables whose names start with this (vite exposes only `VITE_*`)")
+              },
+              "{ reader: <name>, only: <prefix> }"
+            )
+          ),
+          { min: 1 }
+        ),
         "the parsers that read the `.env` (see the table below): each value is written so that every one of them reads it back exactly, or the deploy refuses it by name",
         DEFAULT_READERS
       )

@@ -34,11 +34,11 @@ export const READER_DOCS: Record<Reader, { what: string; cannot: string }> = {
   },
   'node-dotenv': {
     what: 'Node\'s `dotenv` 16-18 (`require(\'dotenv\').config()`, `dotenv.parse`)',
-    cannot: 'a value holding `\'`, `"` and `` ` `` together with a line break, a `#` or spaces at its ends (no escapes: only `\\n` and `\\r` in double quotes); a carriage return together with a `"`',
+    cannot: 'a value holding `\'`, `"` and `` ` `` together with a line break, a `#` or spaces at its ends (no escapes: only `\\n` and `\\r` in double quotes); a carriage return together with a `"`; a value ending in a backslash that needs quotes (read on past the closing quote)',
   },
   'node-env-file': {
     what: 'Node\'s built-in parser: `node --env-file`, `process.loadEnvFile`, `util.parseEnv` (Node 20.19+)',
-    cannot: 'a value holding `\'`, `"` and `` ` `` together with a line break, a `#` or spaces at its ends; a carriage return; a backslash together with a line break',
+    cannot: 'a value holding `\'`, `"` and `` ` `` together with a line break, a `#` or spaces at its ends; a carriage return; a backslash together with a line break; a value ending in a backslash that needs quotes',
   },
   'dotenv-expand': {
     what: 'Node\'s `dotenv` then `dotenv-expand` 12 (`expand(config())`); `$` is written `\\$`',
@@ -113,31 +113,35 @@ const pythonDotenv: Decode = (text) => {
   return PYTHON_INTERPOLATION.test(value) ? undefined : value;
 };
 
-/** dotenv (Node) 16-18 `parse` (the regular and the `fast` parser agree on these forms). */
-const nodeDotenv: Decode = (text) => {
-  if (text.includes('\r')) return undefined;
-  const q = text[0];
-  if (q === "'" || q === '`') return quotedWithout(text, q);
-  if (q === '"') {
-    const content = quotedWithout(text, q);
-    return content === undefined ? undefined : content.replace(/\\n/g, '\n').replace(/\\r/g, '\r');
-  }
-  return plainUnquoted(text) ? text : undefined;
-};
+/**
+ * Node's parsers share a shape: \r\n and \r become \n; a quoted value ends at its first matching quote
+ * (held here to values without that quote) not preceded by a backslash (dotenv's `\\'` alternative: a value
+ * ending in a backslash runs on to the next quote in the file); only double quotes decode escapes, with `double`.
+ */
+function nodeStyle(double: (content: string) => string | undefined, unquoted: (text: string) => boolean): Decode {
+  return (text) => {
+    if (text.includes('\r')) return undefined;
+    const q = text[0];
+    if (q === "'" || q === '`' || q === '"') {
+      const content = quotedWithout(text, q);
+      if (content === undefined || content.endsWith('\\')) return undefined;
+      return q === '"' ? double(content) : content;
+    }
+    return unquoted(text) ? text : undefined;
+  };
+}
 
-/** Node's built-in parser (node_dotenv.cc), held to what Node 20.19 to 24 read alike. */
-const nodeEnvFile: Decode = (text) => {
-  if (text.includes('\r')) return undefined;
-  const q = text[0];
-  if (q === "'" || q === '`') return quotedWithout(text, q);
-  if (q === '"') {
-    const content = quotedWithout(text, q);
-    // Only \n is decoded; any other backslash is left to versions that differ.
-    if (content === undefined || content.replace(/\\n/g, '').includes('\\')) return undefined;
-    return content.replace(/\\n/g, '\n');
-  }
-  return plainUnquoted(text) && !/['"`]/.test(text) ? text : undefined;
-};
+/** dotenv (Node) 16-18 `parse` (the regular and the `fast` parser agree on these forms): \n and \r decoded. */
+const nodeDotenv = nodeStyle((c) => c.replace(/\\n/g, '\n').replace(/\\r/g, '\r'), plainUnquoted);
+
+/**
+ * Node's built-in parser (node_dotenv.cc), held to what Node 20.19 to 24 read alike: only \n is decoded in
+ * double quotes (any other backslash is left to versions that differ); unquoted values without quotes.
+ */
+const nodeEnvFile = nodeStyle(
+  (c) => (c.replace(/\\n/g, '').includes('\\') ? undefined : c.replace(/\\n/g, '\n')),
+  (t) => plainUnquoted(t) && !/['"`]/.test(t),
+);
 
 /** dotenv-expand 12 on a parsed value: refuse anything it would expand; `\$` becomes `$`. */
 function expand(parsed: string | undefined): string | undefined {

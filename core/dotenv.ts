@@ -91,10 +91,12 @@ function aloneReason(reader: Reader, value: string): string {
       return 'it ends with a backslash and needs quotes: python-dotenv 0.21 reads a quoted value ending in a backslash past its closing quote';
     case 'node-dotenv':
     case 'dotenv-expand':
+      if (value.endsWith('\\')) return `it ends with a backslash and needs quotes: ${reader} reads a quoted value ending in a backslash past its closing quote`;
       if (value.includes('\r') && value.includes('"')) return `${reader} keeps a carriage return only as \\r inside double quotes, and the value holds a double quote`;
       return `${reader} decodes no escapes (only \\n and \\r in double quotes), and the value ${quotes}`;
     case 'node-env-file':
     case 'vite':
+      if (value.endsWith('\\')) return `it ends with a backslash and needs quotes, which ${reader} may read past its closing quote`;
       if (value.includes('\r')) return `${reader === 'vite' ? 'vite 8 (Node\'s parser)' : 'Node\'s parser'} does not keep carriage returns`;
       return `${reader === 'vite' ? 'vite' : 'Node\'s parser'} decodes no escapes but \\n in double quotes, and the value ${quotes}, or a backslash next to a line break`;
     case 'shell':

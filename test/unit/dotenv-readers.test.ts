@@ -36,6 +36,9 @@ export const CORPUS: string[] = [
   'C:\\path\\new',
   'C:\\path\\n',
   'ends with \\',
+  ' needs quotes and ends with \\',
+  "'quoted then \\",
+  ' ',
   '\\',
   '\\\\',
   '\\n literally',
@@ -112,9 +115,9 @@ describe('.env values read back by the real parsers', () => {
       expect(mismatches).toEqual([]);
     });
 
-  it('the default readers (python-dotenv + node-dotenv) carry every corpus value but those holding "${...}"', async () => {
+  it('the default readers (python-dotenv + node-dotenv) carry every corpus value but those holding "${...}", or ending in a backslash and needing quotes', async () => {
     const { accepted } = await roundTrip(CORPUS, DEFAULT_READERS);
-    expect(CORPUS.filter((_, i) => !accepted[i])).toEqual(['x${HOME}y', '${HOME:-fallback}', '${}']);
+    expect(CORPUS.filter((_, i) => !accepted[i])).toEqual(['x${HOME}y', '${HOME:-fallback}', '${}', ' needs quotes and ends with \\', "'quoted then \\"]);
   });
 
   it('names the readers a value defeats, and why, without the value', () => {
@@ -162,7 +165,7 @@ describe('.env values read back by the real parsers', () => {
           const { mismatches } = await roundTrip(values, readers);
           expect(mismatches).toEqual([]);
         }),
-        { numRuns: 15 },
+        { numRuns: 25 },
       );
     });
 });

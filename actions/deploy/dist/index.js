@@ -48937,27 +48937,23 @@ var pythonDotenv = (text) => {
   }
   return PYTHON_INTERPOLATION.test(value) ? void 0 : value;
 };
-var nodeDotenv = (text) => {
-  if (text.includes("\r")) return void 0;
-  const q = text[0];
-  if (q === "'" || q === "`") return quotedWithout(text, q);
-  if (q === '"') {
-    const content = quotedWithout(text, q);
-    return content === void 0 ? void 0 : content.replace(/\\n/g, "\n").replace(/\\r/g, "\r");
-  }
-  return plainUnquoted(text) ? text : void 0;
-};
-var nodeEnvFile = (text) => {
-  if (text.includes("\r")) return void 0;
-  const q = text[0];
-  if (q === "'" || q === "`") return quotedWithout(text, q);
-  if (q === '"') {
-    const content = quotedWithout(text, q);
-    if (content === void 0 || content.replace(/\\n/g, "").includes("\\")) return void 0;
-    return content.replace(/\\n/g, "\n");
-  }
-  return plainUnquoted(text) && !/['"`]/.test(text) ? text : void 0;
-};
+function nodeStyle(double, unquoted) {
+  return (text) => {
+    if (text.includes("\r")) return void 0;
+    const q = text[0];
+    if (q === "'" || q === "`" || q === '"') {
+      const content = quotedWithout(text, q);
+      if (content === void 0 || content.endsWith("\\")) return void 0;
+      return q === '"' ? double(content) : content;
+    }
+    return unquoted(text) ? text : void 0;
+  };
+}
+var nodeDotenv = nodeStyle((c) => c.replace(/\\n/g, "\n").replace(/\\r/g, "\r"), plainUnquoted);
+var nodeEnvFile = nodeStyle(
+  (c) => c.replace(/\\n/g, "").includes("\\") ? void 0 : c.replace(/\\n/g, "\n"),
+  (t) => plainUnquoted(t) && !/['"`]/.test(t)
+);
 function expand(parsed) {
   if (parsed === void 0 || /(?<!\\)\$(?:\{[^{}]+\}|[A-Za-z_])/.test(parsed)) return void 0;
   return parsed.replace(/\\\$/g, "$");
@@ -50676,10 +50672,12 @@ function aloneReason(reader, value) {
       return "it ends with a backslash and needs quotes: python-dotenv 0.21 reads a quoted value ending in a backslash past its closing quote";
     case "node-dotenv":
     case "dotenv-expand":
+      if (value.endsWith("\\")) return `it ends with a backslash and needs quotes: ${reader} reads a quoted value ending in a backslash past its closing quote`;
       if (value.includes("\r") && value.includes('"')) return `${reader} keeps a carriage return only as \\r inside double quotes, and the value holds a double quote`;
       return `${reader} decodes no escapes (only \\n and \\r in double quotes), and the value ${quotes}`;
     case "node-env-file":
     case "vite":
+      if (value.endsWith("\\")) return `it ends with a backslash and needs quotes, which ${reader} may read past its closing quote`;
       if (value.includes("\r")) return `${reader === "vite" ? "vite 8 (Node's parser)" : "Node's parser"} does not keep carriage returns`;
       return `${reader === "vite" ? "vite" : "Node's parser"} decodes no escapes but \\n in double quotes, and the value ${quotes}, or a backslash next to a line break`;
     case "shell":

@@ -30,7 +30,7 @@ export function urlPassword(value: string): string[] {
   return password ? [password, percentDecode(password)] : [];
 }
 
-/** Every string and number inside a JSON document (not its keys), at any depth; [] when `value` is not JSON. */
+/** Every string inside a JSON document (not its keys, numbers or booleans), at any depth; [] when `value` is not JSON. */
 export function jsonStrings(value: string): string[] {
   const t = value.trim();
   if (!/^[[{]/.test(t)) return [];
@@ -43,7 +43,6 @@ export function jsonStrings(value: string): string[] {
   const out: string[] = [];
   const walk = (node: unknown): void => {
     if (typeof node === 'string') out.push(node);
-    else if (typeof node === 'number') out.push(String(node));
     else if (Array.isArray(node)) node.forEach(walk);
     else if (node && typeof node === 'object') Object.values(node).forEach(walk);
   };

@@ -20,8 +20,8 @@ describe('secret parts', () => {
     expect(percentDecode('%C3%A9t%C3%A9 100% %zz %41')).toBe('été 100% %zz A');
   });
 
-  it('lists the strings and numbers inside JSON, at any depth, not its keys', () => {
-    expect(jsonStrings('{"admin@example.org": "pw-1", "nested": {"list": ["pw-2", 123456, true]}}')).toEqual(['pw-1', 'pw-2', '123456']);
+  it('lists the strings inside JSON, at any depth, not its keys (nor numbers and booleans, which would shred logs)', () => {
+    expect(jsonStrings('{"admin@example.org": "pw-1", "nested": {"list": ["pw-2", 5432, true]}}')).toEqual(['pw-1', 'pw-2']);
     expect(jsonStrings('{not json')).toEqual([]);
     expect(jsonStrings('plain')).toEqual([]);
   });

@@ -48687,7 +48687,6 @@ function jsonStrings(value) {
   const out = [];
   const walk = (node) => {
     if (typeof node === "string") out.push(node);
-    else if (typeof node === "number") out.push(String(node));
     else if (Array.isArray(node)) node.forEach(walk);
     else if (node && typeof node === "object") Object.values(node).forEach(walk);
   };

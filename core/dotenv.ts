@@ -5,7 +5,7 @@
 //
 // Beside it, the pipeline's own commands (build, migrate, hooks, initdata) get the same values from an
 // unambiguous file, `environ`: NUL-separated NAME=VALUE records (like /proc/<pid>/environ), loaded by a bash
-// loop that parses nothing (ENVIRON_LOADER).
+// loop that parses nothing (environLoader).
 import type { Environment } from './config/environment.ts';
 import { OpsError } from './errors.ts';
 import { PYTHON_INTERPOLATION, readsAs, type Reader } from './dotenv-readers.ts';
@@ -13,6 +13,7 @@ import { quote } from './shell.ts';
 
 export { DEFAULT_READERS, READERS, type Reader } from './dotenv-readers.ts';
 
+/** The node at a dotted key path ("a.b") of a decrypted secrets tree; undefined when any step is missing. */
 export function lookup(tree: unknown, path: string): unknown {
   let node: unknown = tree;
   for (const key of path.split('.')) {
@@ -188,7 +189,7 @@ export function renderDotenv(env: Environment, secrets: unknown): RenderedEnv {
   if (refused.length)
     throw new OpsError(
       `${refused.length} .env value${refused.length > 1 ? 's' : ''} of ${env.name} cannot be written so that ${refused.length > 1 ? 'their readers read them' : 'its readers read it'} back exactly (nothing was sent to any host):\n${refused.map((m) => `  - ${m}`).join('\n')}`,
-      `change the value (printf '%s' NEW | ops secrets set ${env.name} <key>), or, if your app does not read .env with it, drop ${[...culprits].join(' / ')} from dotenv.readers in environments/${env.name}/environment.yml (README: "Which values each .env reader can carry")`,
+      `change the value (printf '%s' NEW | ops secrets set ${env.name} <key>), or, if your app does not read .env with it, drop ${[...culprits].join(' / ')} from dotenv.readers in environments/${env.name}/environment.yml (README: "The .env: which values each reader can carry")`,
     );
   return { dotenv: lines.join('\n') + '\n', environ: records.join(''), forms };
 }

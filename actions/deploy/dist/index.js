@@ -50744,7 +50744,7 @@ ${missing.map((m) => `  - ${m}`).join("\n")}`,
     throw new OpsError(
       `${refused.length} .env value${refused.length > 1 ? "s" : ""} of ${env.name} cannot be written so that ${refused.length > 1 ? "their readers read them" : "its readers read it"} back exactly (nothing was sent to any host):
 ${refused.map((m) => `  - ${m}`).join("\n")}`,
-      `change the value (printf '%s' NEW | ops secrets set ${env.name} <key>), or, if your app does not read .env with it, drop ${[...culprits].join(" / ")} from dotenv.readers in environments/${env.name}/environment.yml (README: "Which values each .env reader can carry")`
+      `change the value (printf '%s' NEW | ops secrets set ${env.name} <key>), or, if your app does not read .env with it, drop ${[...culprits].join(" / ")} from dotenv.readers in environments/${env.name}/environment.yml (README: "The .env: which values each reader can carry")`
     );
   return { dotenv: lines.join("\n") + "\n", environ: records.join(""), forms };
 }

@@ -161,7 +161,7 @@ describe('ops config checks the .env values against dotenv.readers', () => {
 
     // The app reads its .env with Node's dotenv only: the same value is fine.
     const file = join(e.root, 'environments', 'qa', 'environment.yml');
-    writeFileSync(file, `${readFileSync(file, 'utf8')}\ndotenv:\n  readers: [node-dotenv]\n`);
+    writeFileSync(file, readFileSync(file, 'utf8').replace(/^  readers: \[.*\]$/m, '  readers: [node-dotenv]'));
     const ok = await config(e.env);
     expect(ok.code, ok.err).toBe(0);
     expect(ok.out).toContain('APP_DATABASE_URL: single-quoted');

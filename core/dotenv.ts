@@ -1,9 +1,19 @@
-// The release's .env, rendered from the environment's `env` map: plain values and references to secrets.
-// Values are double-quoted with \ " $ ` escaped and newlines as \n: valid for `set -a; . ./.env` (the
-// pipeline's app commands) and for dotenv parsers (python-dotenv, Node's dotenv), which the app uses.
+// The release's .env, rendered from the environment's `env` map (plain values and references to secrets) for
+// the parsers declared in `dotenv.readers`: each value gets the first quoting that every declared reader
+// decodes to exactly that value (core/dotenv-readers.ts models them from their sources). When no quoting does,
+// the value is refused by name, never printed, before any host is touched.
+//
+// Beside it, the pipeline's own commands (build, migrate, hooks, initdata) get the same values from an
+// unambiguous file, `environ`: NUL-separated NAME=VALUE records (like /proc/<pid>/environ), loaded by a bash
+// loop that parses nothing (environLoader).
 import type { Environment } from './config/environment.ts';
 import { OpsError } from './errors.ts';
+import { PYTHON_INTERPOLATION, readsAs, type Reader } from './dotenv-readers.ts';
+import { quote } from './shell.ts';
 
+export { DEFAULT_READERS, READERS, type Reader } from './dotenv-readers.ts';
+
+/** The node at a dotted key path ("a.b") of a decrypted secrets tree; undefined when any step is missing. */
 export function lookup(tree: unknown, path: string): unknown {
   let node: unknown = tree;
   for (const key of path.split('.')) {
@@ -13,36 +23,181 @@ export function lookup(tree: unknown, path: string): unknown {
   return node;
 }
 
-function asString(value: unknown): string {
+/** A secret as the string the .env carries: scalars as written, mappings and lists as JSON. */
+export function asString(value: unknown): string {
   if (typeof value === 'string') return value;
   if (typeof value === 'number' || typeof value === 'boolean') return String(value);
   return JSON.stringify(value);
 }
 
-export function quoteDotenv(value: string): string {
-  return `"${value.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\$/g, '\\$').replace(/`/g, '\\`').replace(/\r?\n/g, '\\n')}"`;
+/** One way of writing a value after `KEY=`. */
+interface Form {
+  name: string;
+  quote: '' | "'" | '"' | '`';
+  /** `\` → `\\` and the quote → `\` + quote (python-dotenv's escapes). */
+  backslashes?: boolean;
+  /** `$` → `\$` (dotenv-expand's escape). */
+  dollars?: boolean;
+  /** line feed → `\n`, carriage return → `\r` (double quotes). */
+  newlines?: boolean;
 }
 
-/** Render .env; every missing secret is reported at once, before anything reaches a host. */
-export function renderDotenv(env: Environment, secrets: unknown): string {
+/** Tried in this order: the first that every declared reader reads back exactly is written. */
+const FORMS: Form[] = [
+  { name: 'single-quoted', quote: "'" },
+  { name: 'double-quoted with \\n for line breaks', quote: '"', newlines: true },
+  { name: 'double-quoted', quote: '"' },
+  { name: 'double-quoted with backslash escapes', quote: '"', backslashes: true, newlines: true },
+  { name: 'single-quoted with backslash escapes', quote: "'", backslashes: true },
+  { name: 'backtick-quoted', quote: '`' },
+  { name: 'unquoted', quote: '' },
+  { name: 'single-quoted with \\$', quote: "'", dollars: true },
+  { name: 'double-quoted with \\n and \\$', quote: '"', newlines: true, dollars: true },
+  { name: 'double-quoted with \\$', quote: '"', dollars: true },
+  { name: 'backtick-quoted with \\$', quote: '`', dollars: true },
+  { name: 'unquoted with \\$', quote: '', dollars: true },
+];
+
+function write(value: string, form: Form): string {
+  let s = value;
+  if (form.backslashes) {
+    s = s.replace(/\\/g, '\\\\');
+    if (form.quote) s = s.split(form.quote).join(`\\${form.quote}`);
+  }
+  if (form.dollars) s = s.replace(/\$/g, '\\$');
+  if (form.newlines) s = s.replace(/\n/g, '\\n').replace(/\r/g, '\\r');
+  return `${form.quote}${s}${form.quote}`;
+}
+
+/** Why a value cannot be written for the declared readers (never the value itself). */
+export interface Refusal {
+  /** The readers that would corrupt it (each alone, or as a set that shares no form). */
+  readers: Reader[];
+  reason: string;
+}
+
+/** Lone UTF-16 surrogates: not Unicode, so not writable as UTF-8. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+function formsFor(value: string, readers: readonly Reader[]): Form[] {
+  return FORMS.filter((f) => readers.every((r) => readsAs(r, write(value, f), value)));
+}
+
+/** Why `reader` alone cannot carry `value`, in words that do not give the value away. */
+function aloneReason(reader: Reader, value: string): string {
+  const quotes = "holds ', \" and ` together with a line break, a #, or spaces at its ends";
+  switch (reader) {
+    case 'python-dotenv':
+      if (PYTHON_INTERPOLATION.test(value)) return 'python-dotenv replaces "${...}" with the value of another variable (interpolation), in every quoting, and has no escape for it';
+      return 'it ends with a backslash and needs quotes: python-dotenv 0.21 reads a quoted value ending in a backslash past its closing quote';
+    case 'node-dotenv':
+    case 'dotenv-expand':
+      if (value.endsWith('\\')) return `it ends with a backslash and needs quotes: ${reader} reads a quoted value ending in a backslash past its closing quote`;
+      if (value.includes('\r') && value.includes('"')) return `${reader} keeps a carriage return only as \\r inside double quotes, and the value holds a double quote`;
+      return `${reader} decodes no escapes (only \\n and \\r in double quotes), and the value ${quotes}`;
+    case 'node-env-file':
+    case 'vite':
+      if (value.endsWith('\\')) return `it ends with a backslash and needs quotes, which ${reader} may read past its closing quote`;
+      if (value.includes('\r')) return `${reader === 'vite' ? 'vite 8 (Node\'s parser)' : 'Node\'s parser'} does not keep carriage returns`;
+      return `${reader === 'vite' ? 'vite' : 'Node\'s parser'} decodes no escapes but \\n in double quotes, and the value ${quotes}, or a backslash next to a line break`;
+    case 'shell':
+      return 'bash reads $, `, " and \\ specially unless in single quotes, and the value holds a single quote together with one of them';
+  }
+}
+
+/**
+ * The text to write after `KEY=` so that every reader in `readers` reads back exactly `value`, or why not.
+ * Pure; the reasons never contain the value.
+ */
+export function encodeValue(value: string, readers: readonly Reader[]): { text: string; form: string } | { refused: Refusal } {
+  if (value.includes('\0')) return { refused: { readers: [...readers], reason: 'it holds a NUL character, which no process environment can carry' } };
+  if (LONE_SURROGATE.test(value)) return { refused: { readers: [...readers], reason: 'it is not valid Unicode (a lone surrogate), so it cannot be written as UTF-8' } };
+  const [form] = formsFor(value, readers);
+  if (form) return { text: write(value, form), form: form.name };
+  const alone = readers.filter((r) => formsFor(value, [r]).length === 0);
+  if (alone.length) return { refused: { readers: alone, reason: alone.map((r) => aloneReason(r, value)).join('; ') } };
+  // Each reader can carry it alone, but not all with one quoting: name the first pair that shares none.
+  for (const [i, a] of readers.entries())
+    for (const b of readers.slice(i + 1))
+      if (formsFor(value, [a, b]).length === 0) {
+        const list = (r: Reader) => formsFor(value, [r]).map((f) => f.name).join(', ');
+        return { refused: { readers: [a, b], reason: `no quoting is read the same by ${a} and ${b}: ${a} reads it back only ${list(a)}; ${b} only ${list(b)}` } };
+      }
+  return { refused: { readers: [...readers], reason: 'no quoting is read back exactly by all the declared readers together' } };
+}
+
+/** The rendered files: `.env` for the app, `environ` (NUL-separated NAME=VALUE) for the pipeline's own commands. */
+export interface RenderedEnv {
+  dotenv: string;
+  environ: string;
+  /** variable → the quoting chosen for it (what `ops config` shows). */
+  forms: Record<string, string>;
+}
+
+/** The .env readers of an environment (`dotenv.readers`): each with the variable name prefix it is limited to ("" = all). */
+export function dotenvReaders(env: Environment): { reader: Reader; only: string }[] {
+  return env.config.dotenv.readers.map((r) => (typeof r === 'string' ? { reader: r, only: '' } : { reader: r.reader, only: r.only }));
+}
+
+/** The readers that read variable `key`. */
+function readersOf(env: Environment, key: string): Reader[] {
+  return dotenvReaders(env)
+    .filter((r) => key.startsWith(r.only))
+    .map((r) => r.reader);
+}
+
+/**
+ * Render the .env and the environ file. Every missing secret, then every value that cannot be written for
+ * the declared readers, is reported at once (by variable and source, never by value), before anything
+ * reaches a host. Throws OpsError.
+ */
+export function renderDotenv(env: Environment, secrets: unknown): RenderedEnv {
+  const declared = dotenvReaders(env).map((r) => (r.only ? `${r.reader} (${r.only}*)` : r.reader));
   const missing: string[] = [];
-  const lines = [`# Rendered by ops-pipeline for ${env.name}: do not edit on the host, change environments/${env.name}/ instead.`];
+  const refused: string[] = [];
+  const culprits = new Set<Reader>();
+  const lines = [`# Rendered by ops-pipeline for ${env.name} (readers: ${declared.join(', ')}): do not edit on the host, change environments/${env.name}/ instead.`];
+  const records: string[] = [];
+  const forms: Record<string, string> = {};
   for (const [key, spec] of Object.entries(env.config.env)) {
-    if (typeof spec === 'string') {
-      lines.push(`${key}=${quoteDotenv(spec)}`);
+    let value: string;
+    if (typeof spec === 'string') value = spec;
+    else {
+      const found = lookup(secrets, spec.secret);
+      if (found === undefined || found === null) {
+        missing.push(`${key} needs the secret "${spec.secret}"`);
+        continue;
+      }
+      value = asString(found);
+    }
+    const readers = readersOf(env, key);
+    const encoded = encodeValue(value, readers);
+    if ('refused' in encoded) {
+      encoded.refused.readers.forEach((r) => culprits.add(r));
+      refused.push(`${key} (${typeof spec === 'string' ? 'a plain value in environment.yml' : `secret "${spec.secret}"`}; read by ${readers.join(', ')}): ${encoded.refused.reason}`);
       continue;
     }
-    const value = lookup(secrets, spec.secret);
-    if (value === undefined || value === null) {
-      missing.push(`${key} needs the secret "${spec.secret}"`);
-      continue;
-    }
-    lines.push(`${key}=${quoteDotenv(asString(value))}`);
+    lines.push(`${key}=${encoded.text}`);
+    records.push(`${key}=${value}\0`);
+    forms[key] = encoded.form;
   }
   if (missing.length)
     throw new OpsError(
       `environments/${env.name}/secrets.sops.yaml lacks ${missing.length} secret${missing.length > 1 ? 's' : ''} the .env needs:\n${missing.map((m) => `  - ${m}`).join('\n')}`,
-      `add them: echo -n VALUE | ops secrets set ${env.name} <key>`,
+      `add them: printf '%s' VALUE | ops secrets set ${env.name} <key>`,
     );
-  return lines.join('\n') + '\n';
+  if (refused.length)
+    throw new OpsError(
+      `${refused.length} .env value${refused.length > 1 ? 's' : ''} of ${env.name} cannot be written so that ${refused.length > 1 ? 'their readers read them' : 'its readers read it'} back exactly (nothing was sent to any host):\n${refused.map((m) => `  - ${m}`).join('\n')}`,
+      `change the value (printf '%s' NEW | ops secrets set ${env.name} <key>), or, if your app does not read .env with it, drop ${[...culprits].join(' / ')} from dotenv.readers in environments/${env.name}/environment.yml (README: "The .env: which values each reader can carry")`,
+    );
+  return { dotenv: lines.join('\n') + '\n', environ: records.join(''), forms };
+}
+
+/**
+ * Bash that exports every record of an environ file (NUL-separated NAME=VALUE) as it is: `read -d ''` splits
+ * on NUL only, and `export "NAME=VALUE"` assigns without any further expansion.
+ */
+export function environLoader(file: string): string {
+  return `if [ -f ${quote(file)} ]; then while IFS= read -r -d '' kv; do export -- "$kv"; done < ${quote(file)}; fi`;
 }

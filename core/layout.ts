@@ -3,7 +3,8 @@
 //   <base>/                 root:root 0755   the app user cannot flip `current` or rewrite history
 //     repo.git/             root             bare mirror; the runner sends git bundles into it
 //     releases/<id>/        app              code (git archive), .env link, release.json, REVISION
-//     shared/.env           app 0600         rendered per deploy, shared by releases
+//     shared/.env           app 0600         rendered per deploy for the app's .env parsers, shared by releases
+//     shared/environ        app 0600         the same values, NUL-separated NAME=VALUE: for the pipeline's own commands
 //     shared/deps/<hash>/   app              installed dependencies (venv, node_modules), reused by hash
 //     current -> releases/<id>               flipped by rename(2)
 //     .ops/lock/            root             mkdir lock: owner, run, time, holder pid
@@ -23,6 +24,7 @@ export interface Layout {
   releases: string;
   shared: string;
   envFile: string;
+  environFile: string;
   deps: string;
   current: string;
   state: string;
@@ -57,6 +59,7 @@ export function layout(env: Environment): Layout {
     releases: `${base}/releases`,
     shared: `${base}/shared`,
     envFile: `${base}/shared/.env`,
+    environFile: `${base}/shared/environ`,
     deps: `${base}/shared/deps`,
     current: `${base}/current`,
     state: `${base}/.ops`,

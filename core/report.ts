@@ -2,11 +2,16 @@
 // (aligned, optionally coloured lines). Everything printed goes through `redact`, so a secret registered
 // with `mask` never reaches a log, even where the runner's own masking does not apply (local runs).
 import * as core from '@actions/core';
+import { secretParts } from './secrets/parts.ts';
 
 export type Stream = 'stdout' | 'stderr';
 
 export interface Reporter {
-  /** Register a secret value: every later print replaces it (and each of its lines) with ***. */
+  /**
+   * Register a secret value: every later print replaces it with ***, and each of its lines, and its parts that
+   * may be printed alone: a URL's password (as written and percent-decoded), the strings of a JSON document,
+   * and those as JSON escapes them (core/secrets/parts.ts).
+   */
   mask(value: string): void;
   redact(text: string): string;
   info(message: string): void;
@@ -27,9 +32,10 @@ const MIN_SECRET_LENGTH = 3; // masking "a" or "1" would shred every log line
 /** Holds the registered secrets and redacts them; shared by both reporters. */
 export class Masker {
   private readonly secrets = new Set<string>();
+  /** Register a value and its parts; returns what was new (each part and each of its lines, trimmed). */
   add(value: string): string[] {
     const added: string[] = [];
-    for (const v of [value, ...value.split(/\r?\n/)]) {
+    for (const v of secretParts(value).flatMap((p) => [p, ...p.split(/\r?\n/)])) {
       const t = v.trim();
       if (t.length >= MIN_SECRET_LENGTH && !this.secrets.has(t)) {
         this.secrets.add(t);

@@ -34,4 +34,19 @@ fi
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund
 fi
+# python-dotenv, the real parser the .env tests read back with: pinned versions (test/support/python-dotenv.txt)
+# in venvs outside the clone, made once per machine (built aside, then renamed into place).
+py_cache=/var/cache/ops-pipeline/py
+mapfile -t py_versions < <(grep -v '^\s*#' test/support/python-dotenv.txt | awk 'NF {print $1}')
+for v in "${py_versions[@]}"; do
+  venv="$py_cache/python-dotenv-$v"
+  if ! "$venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('python-dotenv') != sys.argv[1])" "$v" 2>/dev/null; then
+    echo "installing python-dotenv $v into $venv"
+    mkdir -p "$py_cache"
+    rm -rf "$venv.new" "$venv"
+    /usr/bin/python3 -m venv "$venv.new"
+    timeout 600 "$venv.new/bin/pip" install -q --disable-pip-version-check "python-dotenv==$v"
+    mv "$venv.new" "$venv"   # the tests use only bin/python, which finds its venv from where it is
+  fi
+done
 echo "machine ready"

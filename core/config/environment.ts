@@ -5,6 +5,7 @@ import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { OpsError } from '../errors.ts';
 import { isValid, validate } from '../shell.ts';
 import { parseHostKey } from './hostkey.ts';
+import { DEFAULT_READERS, READERS, readersTable } from '../dotenv-readers.ts';
 import { boolean, either, integer, list, number, object, oneOf, opt, record, req, renderDocs, string, type Infer, type Problem } from './schema.ts';
 
 const name = string({ pattern: /^[a-z][a-z0-9_-]{0,39}$/, form: 'a name (lower-case letters, digits, "_", "-")' });
@@ -112,6 +113,29 @@ export const environmentSchema = object({
     {},
   ),
   env: opt(record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: 'a variable name' }), envValue), 'the release\'s `.env` (mode 0600): plain values and references to secrets', {}),
+  dotenv: opt(
+    object({
+      readers: opt(
+        list(
+          either(
+            oneOf(READERS),
+            object(
+              {
+                reader: req(oneOf(READERS), 'the parser'),
+                only: req(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: 'a variable name prefix' }), 'it reads only the variables whose names start with this (vite exposes only `VITE_*`)'),
+              },
+              '{ reader: <name>, only: <prefix> }',
+            ),
+          ),
+          { min: 1 },
+        ),
+        'the parsers that read the `.env` (see the table below): each value is written so that every one of them reads it back exactly, or the deploy refuses it by name',
+        DEFAULT_READERS,
+      ),
+    }),
+    'how the `.env` is written',
+    {},
+  ),
   initdata: opt(
     object({
       file: opt(relPath, 'initial data file, relative to the environment folder (may be sops-encrypted)', 'assets/initdata.yml'),
@@ -370,5 +394,5 @@ export function findRoot(from = process.cwd()): string {
 
 /** The environment reference, in Markdown, straight from the schema. */
 export function environmentReference(): string {
-  return renderDocs(environmentSchema);
+  return `${renderDocs(environmentSchema)}\n\n${readersTable()}`;
 }

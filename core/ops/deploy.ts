@@ -9,7 +9,7 @@ import { isAbsolute, resolve } from 'node:path';
 import type { Environment } from '../config/environment.ts';
 import { refuseCollisions, sharingPlan, type HostSharing } from '../config/siblings.ts';
 import { inBatches, withSession, type OpsContext, type Session } from '../context.ts';
-import { renderDotenv } from '../dotenv.ts';
+import { renderDotenv, type RenderedEnv } from '../dotenv.ts';
 import { OpsError, StepError } from '../errors.ts';
 import { layout, otherSlot, type Slot } from '../layout.ts';
 import { runInfo } from '../runinfo.ts';
@@ -119,7 +119,7 @@ interface Plan {
   resolved: ResolvedRef;
   repo: string;
   id: string;
-  dotenv: string;
+  dotenv: RenderedEnv;
   hashes: { python: string; node: string };
   meta: ReleaseMeta;
 }
@@ -172,9 +172,10 @@ async function deployHost(ctx: OpsContext, env: Environment, remote: Remote, ins
     await h.run(receivePack(env, path, p.resolved.sha));
     result.notes.push(`sent ${(pack.length / 1024).toFixed(1)} KiB of git objects${haves.length ? ' (delta)' : ''}`);
   }
-  const envPath = `${L.uploads}/${tag}.env`;
-  await remote.upload(p.dotenv, envPath, { mode: 0o600 });
-  await h.run(installDotenv(env, envPath));
+  const uploads = { dotenv: `${L.uploads}/${tag}.env`, environ: `${L.uploads}/${tag}.environ` };
+  await remote.upload(p.dotenv.dotenv, uploads.dotenv, { mode: 0o600 });
+  await remote.upload(p.dotenv.environ, uploads.environ, { mode: 0o600 });
+  await h.run(installDotenv(env, uploads));
 
   await h.run(createRelease(env, p.meta));
   const dir = `${L.releases}/${p.id}`;

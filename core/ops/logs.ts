@@ -7,7 +7,6 @@ import { join } from 'node:path';
 import { SECRETS_FILE, type Environment } from '../config/environment.ts';
 import { withSession, type OpsContext } from '../context.ts';
 import { OpsError } from '../errors.ts';
-import type { Reporter } from '../report.ts';
 import { decryptFile, loadEnvIdentities } from '../secrets/index.ts';
 import { logsStep, type LogSlots, type LogsRequest } from '../steps/status.ts';
 
@@ -37,21 +36,6 @@ export function logsRequest(env: Environment, options: LogsOptions): Omit<LogsRe
   return { programs: [p], nginx: [], slots, lines };
 }
 
-/** Register a secret value with the reporter, and the password of a URL too (it may be logged alone, decoded or not). */
-export function maskSecret(reporter: Reporter, value: string): void {
-  reporter.mask(value);
-  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(value)) return;
-  try {
-    const password = new URL(value).password;
-    if (password) {
-      reporter.mask(password);
-      reporter.mask(decodeURIComponent(password));
-    }
-  } catch {
-    // not a URL after all
-  }
-}
-
 /**
  * Mask every secret value of the environment (when a key opens its secrets file). Returns what could not be
  * masked, for a warning: without a key, logs are still shown, with masking limited.
@@ -60,7 +44,7 @@ export async function maskEnvironmentSecrets(ctx: OpsContext, env: Environment):
   const file = join(env.dir, SECRETS_FILE);
   if (!existsSync(file)) return undefined;
   try {
-    await decryptFile(file, { identities: await loadEnvIdentities(env.root, env.name, ctx.env), mask: (v) => maskSecret(ctx.reporter, v) });
+    await decryptFile(file, { identities: await loadEnvIdentities(env.root, env.name, ctx.env), mask: (v) => ctx.reporter.mask(v) });
     return undefined;
   } catch (e) {
     const why = e instanceof Error ? e.message.split('\n')[0] : String(e);

@@ -4,12 +4,14 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { SECRETS_FILE, type Environment } from '../config/environment.ts';
 import type { OpsContext } from '../context.ts';
+import { renderDotenv, type RenderedEnv } from '../dotenv.ts';
 import { OpsError } from '../errors.ts';
 import { decryptFile, findPlaceholders, loadEnvIdentities } from '../secrets/index.ts';
 
 /** Public key of environments/example-age-key.txt, committed so the shipped examples can be read. */
 export const EXAMPLE_RECIPIENT = 'age1f9x385mzgqsghjdrlet2vxtx88vnhpxareft4gqkddfsw5fp4gmscx330v';
 
+/** Decrypted secrets for a deploy: MAC verified, masked; refused while encrypted to the example key or holding placeholders. */
 export async function environmentSecrets(ctx: OpsContext, env: Environment): Promise<Record<string, unknown>> {
   const file = join(env.dir, SECRETS_FILE);
   const label = `environments/${env.name}/${SECRETS_FILE}`;
@@ -29,4 +31,27 @@ export async function environmentSecrets(ctx: OpsContext, env: Environment): Pro
   if (placeholders.length)
     throw new OpsError(`${label} still holds placeholder values (CHANGE-ME): ${placeholders.join(', ')}`, `set them: printf '%s' VALUE | ops secrets set ${env.name} <key>`);
   return decrypted.data;
+}
+
+/**
+ * The .env a deploy would render, for `ops config`: plain values always; secrets too when a key opens the
+ * secrets file (masked; placeholders and the example key are allowed here). Throws the deploy's OpsError for a
+ * missing secret or a value the declared readers cannot carry. `unchecked` says why secrets were left out.
+ */
+export async function dotenvPreview(ctx: OpsContext, env: Environment): Promise<RenderedEnv & { unchecked?: string }> {
+  const file = join(env.dir, SECRETS_FILE);
+  const refs = Object.entries(env.config.env).filter(([, v]) => typeof v !== 'string');
+  if (!refs.length) return renderDotenv(env, {});
+  let why: string;
+  if (existsSync(file)) {
+    try {
+      const decrypted = await decryptFile(file, { identities: await loadEnvIdentities(env.root, env.name, ctx.env), mask: (v) => ctx.reporter.mask(v) });
+      return renderDotenv(env, decrypted.data);
+    } catch (e) {
+      if (!(e instanceof OpsError) || /\.env/.test(e.message)) throw e;
+      why = e.message.split('\n')[0]!;
+    }
+  } else why = `environments/${env.name}/${SECRETS_FILE} does not exist`;
+  const plainOnly: Environment = { ...env, config: { ...env.config, env: Object.fromEntries(Object.entries(env.config.env).filter(([, v]) => typeof v === 'string')) } };
+  return { ...renderDotenv(plainOnly, {}), unchecked: `${refs.length} secret value(s) not checked against dotenv.readers: ${why}` };
 }

@@ -89,6 +89,11 @@ env:
   VITE_SERVER_MODE: live
   VITE_API_BROWSER_URL: /api
   VITE_API_SSR_URL: http://127.0.0.1:3579
+
+# Who reads the .env: each value is written so that they all read it back exactly, or refused by name
+# (README: "The .env: which values each reader can carry").
+dotenv:
+  readers: [python-dotenv, node-dotenv, { reader: vite, only: VITE_ }]
 `;
 }
 

@@ -2,6 +2,7 @@
 // (fed by packs from the runner), each release is a new directory, dependencies are shared by content hash,
 // and the build, migrations and hooks run as the unprivileged app user while the old release still serves.
 import type { Environment } from '../config/environment.ts';
+import { environLoader } from '../dotenv.ts';
 import { layout } from '../layout.ts';
 import { runtimePaths } from '../runtimes.ts';
 import type { Step } from '../remote/types.ts';
@@ -97,24 +98,35 @@ git --git-dir=${quote(L.mirror)} cat-file -e ${quote(`${sha}^{commit}`)}`,
   };
 }
 
-/** Put the uploaded .env in place (0600, app user), replacing the shared one atomically if it changed. */
-export function installDotenv(env: Environment, uploaded: string): Step {
+/**
+ * Put the uploaded .env and environ files in place (0600, app user), each replacing the shared one by
+ * rename(2) if it changed: a reader sees the old file or the new one, never a partial one. The uploads are
+ * removed whatever happens.
+ */
+export function installDotenv(env: Environment, uploaded: { dotenv: string; environ: string }): Step {
   const L = layout(env);
   const u = quote(env.appUser);
+  const files: [string, string][] = [
+    [uploaded.environ, L.environFile],
+    [uploaded.dotenv, L.envFile],
+  ];
   return {
     name: '.env',
     as: 'root',
     timeout: 30,
     quiet: true,
-    script: String.raw`if cmp -s ${quote(uploaded)} ${quote(L.envFile)}; then
-  rm -f ${quote(uploaded)}
-  ops_report dotenv unchanged
-else
-  install -m 0600 -o ${u} -g ${u} ${quote(uploaded)} ${quote(`${L.envFile}.new`)}
-  rm -f ${quote(uploaded)}
-  mv -f ${quote(`${L.envFile}.new`)} ${quote(L.envFile)}
-  ops_report dotenv updated
+    script: String.raw`trap 'rm -f ${files.map(([from]) => quote(from)).join(' ')}' EXIT
+changed=no
+${files
+  .map(
+    ([from, to]) => String.raw`if ! cmp -s ${quote(from)} ${quote(to)}; then
+  install -m 0600 -o ${u} -g ${u} ${quote(from)} ${quote(`${to}.new`)}
+  mv -f ${quote(`${to}.new`)} ${quote(to)}
+  changed=yes
 fi`,
+  )
+  .join('\n')}
+ops_report dotenv "$([ "$changed" = yes ] && echo updated || echo unchanged)"`,
   };
 }
 
@@ -150,8 +162,6 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 npm_config_update_notifier
 cd ${quote(release)}`;
 }
 
-/** Load the release's .env into the environment of app commands (it is written quoted for this). */
-const LOAD_DOTENV = 'if [ -f .env ]; then set -a; . ./.env; set +a; fi';
 
 /**
  * Dependencies, reused when unchanged: a venv and node_modules live in shared/deps/<kind>-<hash>, where the
@@ -195,9 +205,12 @@ ln -sfn "$nm/node_modules" ${quote(`${nodeDir}/node_modules`)}`);
   return { name: 'dependencies', as: 'app', timeout: 1800, script: lines.join('\n') };
 }
 
-/** An app command (build, migrate, hook) in the release, as the app user, with its .env loaded. */
+/**
+ * An app command (build, migrate, hook, initdata) in the release, as the app user, with the .env's values
+ * exported exactly as rendered (from shared/environ: no .env parsing by bash).
+ */
 export function appCommand(env: Environment, release: string, name: string, command: string, timeout = 1800): Step {
-  return { name, as: 'app', timeout, script: `${appEnvironment(env, release)}\n${LOAD_DOTENV}\n${command}` };
+  return { name, as: 'app', timeout, script: `${appEnvironment(env, release)}\n${environLoader(layout(env).environFile)}\n${command}` };
 }
 
 /** Mark a release that failed before going live (kept for inspection, skipped by rollback). */
@@ -225,7 +238,7 @@ ls -1 | grep -E '^[0-9]{8}T[0-9]{6}Z-[0-9a-f]+$' | sort -r | tail -n +${keep + 1
   ops_report pruned "$r"
 done
 rm -rf .new-* 2>/dev/null || true
-used=$(for r in */; do for l in "$r"venv "$r"*/node_modules; do [ -L "$l" ] && readlink "$l"; done; done 2>/dev/null | sed 's#/node_modules$##' | sort -u)
+used=$(for r in */; do for l in "$r"venv "$r"*/node_modules; do if [ -L "$l" ]; then readlink "$l"; fi; done; done 2>/dev/null | sed 's#/node_modules$##' | sort -u)
 for d in ${quote(L.deps)}/*; do
   [ -d "$d" ] || continue
   grep -qxF "$d" <<< "$used" || { rm -rf -- "$d"; ops_report pruned_deps "${'$'}{d##*/}"; }

@@ -3,6 +3,7 @@ import { stringify } from 'yaml';
 import { loadEnvironment } from '../../core/config/environment.ts';
 import { fingerprint, parseHostKey } from '../../core/config/hostkey.ts';
 import { formatPing, ping } from '../../core/ops/ping.ts';
+import { dotenvPreview } from '../../core/ops/secrets.ts';
 import { provision, provisionSummary } from '../../core/ops/provision.ts';
 import type { Command } from '../cli.ts';
 
@@ -24,11 +25,14 @@ export const commands: Command[] = [
   },
   {
     name: 'config',
-    summary: 'print the resolved configuration of an environment (defaults filled in, secrets not shown)',
+    summary: 'print the resolved configuration of an environment (defaults filled in, secrets not shown); fails on a .env value the declared readers cannot carry',
     args: ['<env>'],
     options: { json },
     async run({ args, ops, values, stdout }) {
       const env = loadEnvironment(args[0]!, ops.root);
+      // The deploy's own .env check: a value the readers would corrupt fails here too, by name.
+      const dotenv = await dotenvPreview(ops, env);
+      if (dotenv.unchecked) ops.reporter.warn(dotenv.unchecked);
       const resolved = {
         environment: env.name,
         url: env.url,
@@ -40,6 +44,7 @@ export const commands: Command[] = [
           return { ...h, host_key: typeof key === 'string' ? key : `${key.type} ${fingerprint(key.blob)}` };
         }),
         env: Object.fromEntries(Object.entries(env.config.env).map(([k, v]) => [k, typeof v === 'string' ? v : `<secret ${v.secret}>`])),
+        dotenv: { ...env.config.dotenv, forms: dotenv.forms },
       };
       stdout.write(values.json ? JSON.stringify(resolved, null, 2) + '\n' : stringify(resolved, { lineWidth: 0 }));
       return 0;

@@ -65,13 +65,15 @@ describe('deploy operation', () => {
     expect(h.remote.stepNames()).toEqual(['lock', 'receive code', '.env', 'release', 'dependencies', 'build', 'migrate', 'start blue', 'switch', 'prune', 'unlock']);
     expect(r.sha).toBe(v1);
     expect(r.release).toMatch(new RegExp(`^\\d{8}T\\d{6}Z-${v1.slice(0, 12)}$`));
-    // Code as a pack and .env through SFTP, both private; the .env never on a command line.
+    // Code as a pack, .env and environ (the pipeline commands' copy) through SFTP, all private; never on a command line.
     expect(h.remote.uploads.map((u) => [u.path.replace(/[^/]+$/, ''), u.mode])).toEqual([
+      ['/srv/sample/.ops/uploads/', 0o600],
       ['/srv/sample/.ops/uploads/', 0o600],
       ['/srv/sample/.ops/uploads/', 0o600],
     ]);
     expect(h.remote.uploads[0]!.content.subarray(0, 4).toString()).toBe('PACK');
-    expect(h.remote.uploads[1]!.content.toString()).toContain('DB="postgresql://u:s3cret-db-pass@db/x"');
+    expect(h.remote.uploads[1]!.content.toString()).toContain("DB='postgresql://u:s3cret-db-pass@db/x'");
+    expect(h.remote.uploads[2]!.content.toString()).toContain('DB=postgresql://u:s3cret-db-pass@db/x\0');
     for (const run of h.remote.runs) expect(run.stdin + run.commandLine).not.toContain('s3cret-db-pass');
     // The previous release is kept warm: no stop step. The audit line is written with the unlock.
     const audit = /printf '%s\\n' '(\{.*\})' >> \/srv\/sample\/\.ops\/audit\.log/.exec(h.remote.runs.at(-1)!.stdin);
@@ -139,7 +141,7 @@ describe('deploy operation', () => {
       expect(names.slice(names.indexOf('migrate'))).toEqual(['migrate', 'before_switch[0]', 'start green', 'switch', 'after_switch[0]', 'prune', 'unlock']);
       const hook = h.remote.runs.find((r) => r.step.name === 'before_switch[0]')!;
       expect(hook.step.as).toBe('app');
-      expect(hook.stdin).toMatch(/cd \/srv\/sample\/releases\/\d{8}T\d{6}Z-[0-9a-f]{12}\n.*set -a; \. \.\/\.env; set \+a.*\nmake warm-cache/);
+      expect(hook.stdin).toMatch(/cd \/srv\/sample\/releases\/\d{8}T\d{6}Z-[0-9a-f]{12}\n.*read -r -d '' kv; do export -- "\$kv"; done < \/srv\/sample\/shared\/environ.*\nmake warm-cache/);
     } finally {
       writeFileSync(file, original);
     }

@@ -10,6 +10,7 @@ import { findPlaceholders } from '../../core/secrets/env.ts';
 import { identitiesFromText } from '../../core/secrets/keys.ts';
 import { SecretsFile } from '../../core/secrets/sops.ts';
 import { fromPlain, type MapNode } from '../../core/secrets/tree.ts';
+import { runOps } from '../support/cli.ts';
 import { cli, tempDir, tempRoot, vector } from './secrets.helpers.ts';
 
 interface Env {
@@ -143,6 +144,32 @@ describe('ops secrets set / show / decrypt', () => {
     const nokey = await cli(root, ['secrets', 'decrypt', vector('secret.enc.json')]);
     expect(nokey.code).toBe(1);
     expect(nokey.err).toContain('looked in SOPS_AGE_KEY (not set), SOPS_AGE_KEY_FILE (not set)');
+  });
+});
+
+describe('ops config checks the .env values against dotenv.readers', () => {
+  it('fails naming the variable and the reader, without the value; passes once the value or the readers change', async () => {
+    const e = await newEnv();
+    const secret = 'pw-${HOME}-Sekr1t';
+    expect((await cli(e.root, ['secrets', 'set', 'qa', 'database_url'], e.env, secret)).code).toBe(0);
+    const config = (env: NodeJS.ProcessEnv) => runOps(['config', 'qa'], { root: e.root, env: { PATH: process.env.PATH, HOME: e.root, ...env } });
+    const refused = await config(e.env);
+    expect(refused).toMatchObject({ code: 1, out: '' });
+    expect(refused.err).toMatch(/APP_DATABASE_URL \(secret "database_url"; read by python-dotenv, node-dotenv\): python-dotenv replaces "\$\{\.\.\.\}"/);
+    expect(refused.err).toContain('drop python-dotenv from dotenv.readers');
+    expect(refused.err).not.toContain('Sekr1t');
+
+    // The app reads its .env with Node's dotenv only: the same value is fine.
+    const file = join(e.root, 'environments', 'qa', 'environment.yml');
+    writeFileSync(file, readFileSync(file, 'utf8').replace(/^  readers: \[.*\]$/m, '  readers: [node-dotenv]'));
+    const ok = await config(e.env);
+    expect(ok.code, ok.err).toBe(0);
+    expect(ok.out).toContain('APP_DATABASE_URL: single-quoted');
+
+    // Without a key, plain values are still checked and the output says secrets were not.
+    const nokey = await config({});
+    expect(nokey.code).toBe(0);
+    expect(nokey.err).toMatch(/warning: \d+ secret value\(s\) not checked against dotenv.readers: no age identity/);
   });
 });
 

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Connector } from '../../core/context.ts';
 import { certificates, formatCerts, renewCertificates } from '../../core/ops/certs.ts';
-import { logsRequest, maskSecret } from '../../core/ops/logs.ts';
+import { logsRequest } from '../../core/ops/logs.ts';
 import { listReleases } from '../../core/ops/inspect.ts';
 import { formatStatus, status, statusSummary } from '../../core/ops/status.ts';
 import { RecordingRemote, type Responder } from '../../core/remote/recording.ts';
@@ -257,7 +257,7 @@ describe('logs step, run here on a copy of the layout', () => {
 describe('masking', () => {
   it('masks a URL secret and its password alone, encoded or not', () => {
     const r = new MemoryReporter();
-    maskSecret(r, 'postgresql://app:p%40ss-w0rd@db.example.org:5432/app');
+    r.mask('postgresql://app:p%40ss-w0rd@db.example.org:5432/app');
     r.info('url postgresql://app:p%40ss-w0rd@db.example.org:5432/app, raw p@ss-w0rd, encoded p%40ss-w0rd');
     expect(r.text()).toBe('url ***, raw ***, encoded ***');
   });

@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseEnvironment, type Environment } from '../../core/config/environment.ts';
-import { quoteDotenv, renderDotenv } from '../../core/dotenv.ts';
+import { environLoader, renderDotenv } from '../../core/dotenv.ts';
+import { OpsError } from '../../core/errors.ts';
 import { acquireLock, releaseLock } from '../../core/steps/lock.ts';
 import { applyNginx, renderTemplate, site, upstreams } from '../../core/steps/nginx.ts';
 import { appCommand, createRelease, dependencies, deployState, pruneReleases, releaseId } from '../../core/steps/release.ts';
@@ -146,19 +147,51 @@ describe('release ids', () => {
 });
 
 describe('.env', () => {
-  it('reads back exactly through bash (set -a; . ./.env)', () => {
-    const values = { MODE: 'live', DB: 'postgresql://u:p%40ss@h/db', PASSWORDS: { 'a@b.c': 'pa$$ "w0rd" `x` \\ end' } };
-    const e = env();
-    const text = renderDotenv(e, { database_url: values.DB, passwords: values.PASSWORDS });
-    const dir = mkdtempSync(join(tmpdir(), 'ops-dotenv-'));
-    writeFileSync(join(dir, '.env'), text);
-    const out = execFileSync('bash', ['-c', 'set -a; . ./.env; set +a; printf "%s\\n" "$MODE" "$DB" "$PASSWORDS"'], { cwd: dir, encoding: 'utf8' });
-    expect(out).toBe(`live\n${values.DB}\n${JSON.stringify(values.PASSWORDS)}\n`);
+  const hard = { DB: 'postgresql://u:pa$$%40w"rd\'@h/db', PASSWORDS: { 'a@b.c': 'pa$$ "w0rd" `x` \\ end\n-n\r\n=' } };
+  const render = (extra: Record<string, unknown> = {}, secrets: unknown = { database_url: hard.DB, passwords: hard.PASSWORDS }) => renderDotenv(env(extra), secrets);
+
+  it("gives the pipeline's own commands the exact values: NUL-separated records, exported by a loop that parses nothing", () => {
+    const { environ } = render();
+    const dir = mkdtempSync(join(tmpdir(), 'ops-environ-'));
+    writeFileSync(join(dir, 'environ'), environ);
+    const script = `${environLoader(join(dir, 'environ'))}\nprintf '%s\\0' "$MODE" "$DB" "$PASSWORDS"`;
+    const out = execFileSync('bash', ['--norc', '-c', script], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    expect(out).toBe(['live', hard.DB, JSON.stringify(hard.PASSWORDS), ''].join('\0'));
   });
+
+  it('writes each value in a quoting every declared reader reads back (the real parsers: dotenv-readers.test.ts)', () => {
+    const { dotenv, forms } = render({}, { database_url: 'pa$$w0rd', passwords: "it's" });
+    expect(dotenv.split('\n').slice(1)).toEqual(["MODE='live'", "DB='pa$$w0rd'", 'PASSWORDS="it\'s"', '']);
+    expect(forms).toEqual({ MODE: 'single-quoted', DB: 'single-quoted', PASSWORDS: 'double-quoted with \\n for line breaks' });
+    expect(dotenv.split('\n')[0]).toMatch(/^# Rendered by ops-pipeline for test \(readers: python-dotenv, node-dotenv\)/);
+  });
+
+  it('refuses, by variable and reader, never printing the value, a value no quoting carries for the readers', () => {
+    const secret = 'x${HOME}y-Sekr1t';
+    const refused = () => render({}, { database_url: secret, passwords: 'ok' });
+    expect(refused).toThrow(OpsError);
+    try {
+      refused();
+    } catch (e) {
+      const err = e as OpsError;
+      expect(err.message).toContain('1 .env value of test cannot be written so that its readers read it back exactly (nothing was sent to any host)');
+      expect(err.message).toContain('DB (secret "database_url"; read by python-dotenv, node-dotenv): python-dotenv replaces "${...}"');
+      expect(err.message + err.hint).not.toContain('Sekr1t');
+      expect(err.hint).toContain('drop python-dotenv from dotenv.readers');
+    }
+    // Without python-dotenv among the readers the same value is written, and node-dotenv reads it as is.
+    expect(render({ dotenv: { readers: ['node-dotenv'] } }, { database_url: secret, passwords: 'ok' }).dotenv).toContain(`DB='${secret}'`);
+  });
+
+  it('a reader limited to a prefix (vite exposes only VITE_*) constrains only those variables', () => {
+    const readers = { dotenv: { readers: ['python-dotenv', 'node-dotenv', { reader: 'vite', only: 'VITE_' }] } };
+    const ok = render({ ...readers, env: { VITE_MODE: 'live', DB: { secret: 'database_url' } } }, { database_url: 'pa$HOME' });
+    expect(ok.dotenv.split('\n')[0]).toContain('(readers: python-dotenv, node-dotenv, vite (VITE_*))');
+    expect(ok.dotenv).toContain("DB='pa$HOME'");
+    expect(() => render({ ...readers, env: { VITE_KEY: 'pa$HOME' } })).toThrow(/VITE_KEY \(a plain value in environment.yml; read by python-dotenv, node-dotenv, vite\): no quoting is read the same by python-dotenv and vite/);
+  });
+
   it('lists every missing secret at once', () => {
     expect(() => renderDotenv(env(), {})).toThrow(/lacks 2 secrets the .env needs:\n  - DB needs the secret "database_url"\n  - PASSWORDS needs the secret "passwords"/);
-  });
-  it('escapes what a shell would expand', () => {
-    expect(quoteDotenv('$(id) `id` "q" \\')).toBe('"\\$(id) \\`id\\` \\"q\\" \\\\"');
   });
 });

@@ -3384,7 +3384,7 @@ var require_data_url = __commonJS({
     }
     function stringPercentDecode(input) {
       const bytes = encoder.encode(input);
-      return percentDecode(bytes);
+      return percentDecode2(bytes);
     }
     function isHexCharByte(byte) {
       return byte >= 48 && byte <= 57 || byte >= 65 && byte <= 70 || byte >= 97 && byte <= 102;
@@ -3395,7 +3395,7 @@ var require_data_url = __commonJS({
         byte >= 48 && byte <= 57 ? byte - 48 : (byte & 223) - 55
       );
     }
-    function percentDecode(input) {
+    function percentDecode2(input) {
       const length = input.length;
       const output = new Uint8Array(length);
       let j = 0;
@@ -48655,13 +48655,68 @@ function formatError(err) {
   return String(err);
 }
 
+// core/secrets/parts.ts
+var URL_AUTHORITY = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/([^/?#]*)/;
+function percentDecode(text) {
+  return text.replace(/(?:%[0-9A-Fa-f]{2})+/g, (run) => Buffer.from(run.replace(/%/g, ""), "hex").toString("utf8"));
+}
+function urlPassword(value) {
+  const m = URL_AUTHORITY.exec(value.trim());
+  if (!m) return [];
+  const authority = m[1];
+  const at = authority.lastIndexOf("@");
+  if (at < 0) return [];
+  const userinfo = authority.slice(0, at);
+  const colon = userinfo.indexOf(":");
+  if (colon < 0) return [];
+  const password = userinfo.slice(colon + 1);
+  return password ? [password, percentDecode(password)] : [];
+}
+function jsonStrings(value) {
+  const t = value.trim();
+  if (!/^[[{]/.test(t)) return [];
+  let doc;
+  try {
+    doc = JSON.parse(t);
+  } catch {
+    return [];
+  }
+  const out = [];
+  const walk = (node) => {
+    if (typeof node === "string") out.push(node);
+    else if (Array.isArray(node)) node.forEach(walk);
+    else if (node && typeof node === "object") Object.values(node).forEach(walk);
+  };
+  walk(doc);
+  return out;
+}
+function jsonEscaped(text) {
+  const js = JSON.stringify(text).slice(1, -1);
+  const ascii = js.replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+  return [js, ascii];
+}
+function secretParts(value) {
+  const parts = /* @__PURE__ */ new Set([value]);
+  const visit2 = (v, depth) => {
+    for (const p of [...urlPassword(v), ...jsonStrings(v)]) {
+      if (parts.has(p)) continue;
+      parts.add(p);
+      if (depth < 4) visit2(p, depth + 1);
+    }
+  };
+  visit2(value, 0);
+  for (const p of [...parts]) for (const e of jsonEscaped(p)) parts.add(e);
+  return [...parts];
+}
+
 // core/report.ts
 var MIN_SECRET_LENGTH = 3;
 var Masker = class {
   secrets = /* @__PURE__ */ new Set();
+  /** Register a value and its parts; returns what was new (each part and each of its lines, trimmed). */
   add(value) {
     const added = [];
-    for (const v of [value, ...value.split(/\r?\n/)]) {
+    for (const v of secretParts(value).flatMap((p) => [p, ...p.split(/\r?\n/)])) {
       const t = v.trim();
       if (t.length >= MIN_SECRET_LENGTH && !this.secrets.has(t)) {
         this.secrets.add(t);
@@ -48847,6 +48902,79 @@ function fingerprint(blob) {
 function blobType(blob) {
   if (blob.length < 4) return "unknown";
   return blob.subarray(4, 4 + blob.readUInt32BE(0)).toString("latin1");
+}
+
+// core/dotenv-readers.ts
+var READERS = ["python-dotenv", "node-dotenv", "node-env-file", "dotenv-expand", "vite", "shell"];
+var DEFAULT_READERS = ["python-dotenv", "node-dotenv"];
+var EDGE_SPACE = /[\s\x1c-\x1f\x85]/;
+function plainUnquoted(text) {
+  if (text === "" || /[\n\r#\u2028\u2029\x85]/.test(text) || /^['"`]/.test(text)) return false;
+  return !EDGE_SPACE.test(text[0]) && !EDGE_SPACE.test(text[text.length - 1]);
+}
+function quotedWithout(text, quote2) {
+  if (text.length < 2 || text[0] !== quote2 || text[text.length - 1] !== quote2) return void 0;
+  const content = text.slice(1, -1);
+  return content.includes(quote2) ? void 0 : content;
+}
+var PY_ESCAPES = { "\\": "\\", "'": "'", '"': '"', a: "\x07", b: "\b", f: "\f", n: "\n", r: "\r", t: "	", v: "\v" };
+var PYTHON_INTERPOLATION = /\$\{[^}:]*(?::-[^}]*)?\}/;
+var pythonDotenv = (text) => {
+  if (text.includes("\r")) return void 0;
+  let value;
+  const q = text[0];
+  if (q === "'" || q === '"') {
+    const m = (q === "'" ? /^'((?:\\[\s\S]|[^'\\])*)'$/ : /^"((?:\\[\s\S]|[^"\\])*)"$/).exec(text);
+    if (!m) return void 0;
+    if (m[1].endsWith("\\")) return void 0;
+    value = m[1].replace(q === "'" ? /\\[\\']/g : /\\[\\'"abfnrtv]/g, (e) => PY_ESCAPES[e[1]]);
+  } else if (text === "") {
+    value = "";
+  } else {
+    if (!plainUnquoted(text)) return void 0;
+    value = text;
+  }
+  return PYTHON_INTERPOLATION.test(value) ? void 0 : value;
+};
+function nodeStyle(double, unquoted) {
+  return (text) => {
+    if (text.includes("\r")) return void 0;
+    const q = text[0];
+    if (q === "'" || q === "`" || q === '"') {
+      const content = quotedWithout(text, q);
+      if (content === void 0 || content.endsWith("\\")) return void 0;
+      return q === '"' ? double(content) : content;
+    }
+    return unquoted(text) ? text : void 0;
+  };
+}
+var nodeDotenv = nodeStyle((c) => c.replace(/\\n/g, "\n").replace(/\\r/g, "\r"), plainUnquoted);
+var nodeEnvFile = nodeStyle(
+  (c) => c.replace(/\\n/g, "").includes("\\") ? void 0 : c.replace(/\\n/g, "\n"),
+  (t) => plainUnquoted(t) && !/['"`]/.test(t)
+);
+function expand(parsed) {
+  if (parsed === void 0 || /(?<!\\)\$(?:\{[^{}]+\}|[A-Za-z_])/.test(parsed)) return void 0;
+  return parsed.replace(/\\\$/g, "$");
+}
+var shell = (text) => {
+  if (text[0] === "'") return quotedWithout(text, "'");
+  if (text[0] === '"') {
+    const content = quotedWithout(text, '"');
+    return content === void 0 || /[$`\\]/.test(content) ? void 0 : content;
+  }
+  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(text) ? text : void 0;
+};
+var MODELS = {
+  "python-dotenv": [pythonDotenv],
+  "node-dotenv": [nodeDotenv],
+  "node-env-file": [nodeEnvFile],
+  "dotenv-expand": [(t) => expand(nodeDotenv(t))],
+  vite: [(t) => expand(nodeDotenv(t)), (t) => expand(nodeEnvFile(t))],
+  shell: [shell]
+};
+function readsAs(reader, text, value) {
+  return MODELS[reader].every((decode2) => decode2(text) === value);
 }
 
 // core/config/schema.ts
@@ -49164,6 +49292,29 @@ var environmentSchema = object({
     {}
   ),
   env: opt(record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name" }), envValue), "the release's `.env` (mode 0600): plain values and references to secrets", {}),
+  dotenv: opt(
+    object({
+      readers: opt(
+        list(
+          either(
+            oneOf(READERS),
+            object(
+              {
+                reader: req(oneOf(READERS), "the parser"),
+                only: req(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name prefix" }), "it reads only the variables whose names start with this (vite exposes only `VITE_*`)")
+              },
+              "{ reader: <name>, only: <prefix> }"
+            )
+          ),
+          { min: 1 }
+        ),
+        "the parsers that read the `.env` (see the table below): each value is written so that every one of them reads it back exactly, or the deploy refuses it by name",
+        DEFAULT_READERS
+      )
+    }),
+    "how the `.env` is written",
+    {}
+  ),
   initdata: opt(
     object({
       file: opt(relPath, "initial data file, relative to the environment folder (may be sops-encrypted)", "assets/initdata.yml"),
@@ -49376,6 +49527,7 @@ function layout(env) {
     releases: `${base}/releases`,
     shared: `${base}/shared`,
     envFile: `${base}/shared/.env`,
+    environFile: `${base}/shared/environ`,
     deps: `${base}/shared/deps`,
     current: `${base}/current`,
     state: `${base}/.ops`,
@@ -49896,11 +50048,11 @@ var NodeSSH = class {
   }
   async withShell(callback, options) {
     invariant2(typeof callback === "function", "callback must be a valid function");
-    const shell = await this.requestShell(options);
+    const shell2 = await this.requestShell(options);
     try {
-      await callback(shell);
+      await callback(shell2);
     } finally {
-      shell.destroy();
+      shell2.destroy();
     }
   }
   async requestSFTP() {
@@ -50672,31 +50824,121 @@ function asString(value) {
   if (typeof value === "number" || typeof value === "boolean") return String(value);
   return JSON.stringify(value);
 }
-function quoteDotenv(value) {
-  return `"${value.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\$/g, "\\$").replace(/`/g, "\\`").replace(/\r?\n/g, "\\n")}"`;
+var FORMS = [
+  { name: "single-quoted", quote: "'" },
+  { name: "double-quoted with \\n for line breaks", quote: '"', newlines: true },
+  { name: "double-quoted", quote: '"' },
+  { name: "double-quoted with backslash escapes", quote: '"', backslashes: true, newlines: true },
+  { name: "single-quoted with backslash escapes", quote: "'", backslashes: true },
+  { name: "backtick-quoted", quote: "`" },
+  { name: "unquoted", quote: "" },
+  { name: "single-quoted with \\$", quote: "'", dollars: true },
+  { name: "double-quoted with \\n and \\$", quote: '"', newlines: true, dollars: true },
+  { name: "double-quoted with \\$", quote: '"', dollars: true },
+  { name: "backtick-quoted with \\$", quote: "`", dollars: true },
+  { name: "unquoted with \\$", quote: "", dollars: true }
+];
+function write(value, form) {
+  let s = value;
+  if (form.backslashes) {
+    s = s.replace(/\\/g, "\\\\");
+    if (form.quote) s = s.split(form.quote).join(`\\${form.quote}`);
+  }
+  if (form.dollars) s = s.replace(/\$/g, "\\$");
+  if (form.newlines) s = s.replace(/\n/g, "\\n").replace(/\r/g, "\\r");
+  return `${form.quote}${s}${form.quote}`;
+}
+var LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+function formsFor(value, readers) {
+  return FORMS.filter((f) => readers.every((r) => readsAs(r, write(value, f), value)));
+}
+function aloneReason(reader, value) {
+  const quotes = "holds ', \" and ` together with a line break, a #, or spaces at its ends";
+  switch (reader) {
+    case "python-dotenv":
+      if (PYTHON_INTERPOLATION.test(value)) return 'python-dotenv replaces "${...}" with the value of another variable (interpolation), in every quoting, and has no escape for it';
+      return "it ends with a backslash and needs quotes: python-dotenv 0.21 reads a quoted value ending in a backslash past its closing quote";
+    case "node-dotenv":
+    case "dotenv-expand":
+      if (value.endsWith("\\")) return `it ends with a backslash and needs quotes: ${reader} reads a quoted value ending in a backslash past its closing quote`;
+      if (value.includes("\r") && value.includes('"')) return `${reader} keeps a carriage return only as \\r inside double quotes, and the value holds a double quote`;
+      return `${reader} decodes no escapes (only \\n and \\r in double quotes), and the value ${quotes}`;
+    case "node-env-file":
+    case "vite":
+      if (value.endsWith("\\")) return `it ends with a backslash and needs quotes, which ${reader} may read past its closing quote`;
+      if (value.includes("\r")) return `${reader === "vite" ? "vite 8 (Node's parser)" : "Node's parser"} does not keep carriage returns`;
+      return `${reader === "vite" ? "vite" : "Node's parser"} decodes no escapes but \\n in double quotes, and the value ${quotes}, or a backslash next to a line break`;
+    case "shell":
+      return 'bash reads $, `, " and \\ specially unless in single quotes, and the value holds a single quote together with one of them';
+  }
+}
+function encodeValue(value, readers) {
+  if (value.includes("\0")) return { refused: { readers: [...readers], reason: "it holds a NUL character, which no process environment can carry" } };
+  if (LONE_SURROGATE.test(value)) return { refused: { readers: [...readers], reason: "it is not valid Unicode (a lone surrogate), so it cannot be written as UTF-8" } };
+  const [form] = formsFor(value, readers);
+  if (form) return { text: write(value, form), form: form.name };
+  const alone = readers.filter((r) => formsFor(value, [r]).length === 0);
+  if (alone.length) return { refused: { readers: alone, reason: alone.map((r) => aloneReason(r, value)).join("; ") } };
+  for (const [i, a] of readers.entries())
+    for (const b of readers.slice(i + 1))
+      if (formsFor(value, [a, b]).length === 0) {
+        const list2 = (r) => formsFor(value, [r]).map((f) => f.name).join(", ");
+        return { refused: { readers: [a, b], reason: `no quoting is read the same by ${a} and ${b}: ${a} reads it back only ${list2(a)}; ${b} only ${list2(b)}` } };
+      }
+  return { refused: { readers: [...readers], reason: "no quoting is read back exactly by all the declared readers together" } };
+}
+function dotenvReaders(env) {
+  return env.config.dotenv.readers.map((r) => typeof r === "string" ? { reader: r, only: "" } : { reader: r.reader, only: r.only });
+}
+function readersOf(env, key) {
+  return dotenvReaders(env).filter((r) => key.startsWith(r.only)).map((r) => r.reader);
 }
 function renderDotenv(env, secrets) {
+  const declared = dotenvReaders(env).map((r) => r.only ? `${r.reader} (${r.only}*)` : r.reader);
   const missing = [];
-  const lines = [`# Rendered by ops-pipeline for ${env.name}: do not edit on the host, change environments/${env.name}/ instead.`];
+  const refused = [];
+  const culprits = /* @__PURE__ */ new Set();
+  const lines = [`# Rendered by ops-pipeline for ${env.name} (readers: ${declared.join(", ")}): do not edit on the host, change environments/${env.name}/ instead.`];
+  const records = [];
+  const forms = {};
   for (const [key, spec] of Object.entries(env.config.env)) {
-    if (typeof spec === "string") {
-      lines.push(`${key}=${quoteDotenv(spec)}`);
+    let value;
+    if (typeof spec === "string") value = spec;
+    else {
+      const found = lookup(secrets, spec.secret);
+      if (found === void 0 || found === null) {
+        missing.push(`${key} needs the secret "${spec.secret}"`);
+        continue;
+      }
+      value = asString(found);
+    }
+    const readers = readersOf(env, key);
+    const encoded = encodeValue(value, readers);
+    if ("refused" in encoded) {
+      encoded.refused.readers.forEach((r) => culprits.add(r));
+      refused.push(`${key} (${typeof spec === "string" ? "a plain value in environment.yml" : `secret "${spec.secret}"`}; read by ${readers.join(", ")}): ${encoded.refused.reason}`);
       continue;
     }
-    const value = lookup(secrets, spec.secret);
-    if (value === void 0 || value === null) {
-      missing.push(`${key} needs the secret "${spec.secret}"`);
-      continue;
-    }
-    lines.push(`${key}=${quoteDotenv(asString(value))}`);
+    lines.push(`${key}=${encoded.text}`);
+    records.push(`${key}=${value}\0`);
+    forms[key] = encoded.form;
   }
   if (missing.length)
     throw new OpsError(
       `environments/${env.name}/secrets.sops.yaml lacks ${missing.length} secret${missing.length > 1 ? "s" : ""} the .env needs:
 ${missing.map((m) => `  - ${m}`).join("\n")}`,
-      `add them: echo -n VALUE | ops secrets set ${env.name} <key>`
+      `add them: printf '%s' VALUE | ops secrets set ${env.name} <key>`
     );
-  return lines.join("\n") + "\n";
+  if (refused.length)
+    throw new OpsError(
+      `${refused.length} .env value${refused.length > 1 ? "s" : ""} of ${env.name} cannot be written so that ${refused.length > 1 ? "their readers read them" : "its readers read it"} back exactly (nothing was sent to any host):
+${refused.map((m) => `  - ${m}`).join("\n")}`,
+      `change the value (printf '%s' NEW | ops secrets set ${env.name} <key>), or, if your app does not read .env with it, drop ${[...culprits].join(" / ")} from dotenv.readers in environments/${env.name}/environment.yml (README: "The .env: which values each reader can carry")`
+    );
+  return { dotenv: lines.join("\n") + "\n", environ: records.join(""), forms };
+}
+function environLoader(file) {
+  return `if [ -f ${quote(file)} ]; then while IFS= read -r -d '' kv; do export -- "$kv"; done < ${quote(file)}; fi`;
 }
 
 // core/runinfo.ts
@@ -51088,7 +51330,7 @@ function runtimePaths(env) {
 }
 
 // core/steps/switch.ts
-function expand(env, text, release, program, slot) {
+function expand2(env, text, release, program, slot) {
   const paths = runtimePaths(env);
   return text.replace(/\{([a-z_]+)(?::([a-z][a-z0-9_-]*))?\}/g, (whole, name2, arg) => {
     if (name2 === "release" && !arg) return release;
@@ -51123,11 +51365,11 @@ function slotConfig(env, slot, release, releaseId2) {
       OPS_RELEASE: releaseId2,
       OPS_SLOT: slot
     };
-    for (const [k, v] of Object.entries(p.env)) vars[k] = expand(env, v, release, name2, slot);
+    for (const [k, v] of Object.entries(p.env)) vars[k] = expand2(env, v, release, name2, slot);
     const log = `${L.logDir}/${name2}-${slot}`;
     return [
       `[program:${programName(env, slot, name2)}]`,
-      `command=${expand(env, p.command, release, name2, slot)}`,
+      `command=${expand2(env, p.command, release, name2, slot)}`,
       `directory=${dir}`,
       `user=${env.appUser}`,
       `environment=${supervisorEnv(vars)}`,
@@ -51343,20 +51585,25 @@ git --git-dir=${quote(L.mirror)} cat-file -e ${quote(`${sha}^{commit}`)}`
 function installDotenv(env, uploaded) {
   const L = layout(env);
   const u = quote(env.appUser);
+  const files = [
+    [uploaded.environ, L.environFile],
+    [uploaded.dotenv, L.envFile]
+  ];
   return {
     name: ".env",
     as: "root",
     timeout: 30,
     quiet: true,
-    script: String.raw`if cmp -s ${quote(uploaded)} ${quote(L.envFile)}; then
-  rm -f ${quote(uploaded)}
-  ops_report dotenv unchanged
-else
-  install -m 0600 -o ${u} -g ${u} ${quote(uploaded)} ${quote(`${L.envFile}.new`)}
-  rm -f ${quote(uploaded)}
-  mv -f ${quote(`${L.envFile}.new`)} ${quote(L.envFile)}
-  ops_report dotenv updated
+    script: String.raw`trap 'rm -f ${files.map(([from]) => quote(from)).join(" ")}' EXIT
+changed=no
+${files.map(
+      ([from, to]) => String.raw`if ! cmp -s ${quote(from)} ${quote(to)}; then
+  install -m 0600 -o ${u} -g ${u} ${quote(from)} ${quote(`${to}.new`)}
+  mv -f ${quote(`${to}.new`)} ${quote(to)}
+  changed=yes
 fi`
+    ).join("\n")}
+ops_report dotenv "$([ "$changed" = yes ] && echo updated || echo unchanged)"`
   };
 }
 function createRelease(env, meta) {
@@ -51387,7 +51634,6 @@ function appEnvironment(env, release) {
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false
 cd ${quote(release)}`;
 }
-var LOAD_DOTENV = "if [ -f .env ]; then set -a; . ./.env; set +a; fi";
 function dependencies(env, release, hashes) {
   const L = layout(env);
   const paths = runtimePaths(env);
@@ -51426,7 +51672,7 @@ ln -sfn "$nm/node_modules" ${quote(`${nodeDir}/node_modules`)}`);
 }
 function appCommand(env, release, name2, command2, timeout = 1800) {
   return { name: name2, as: "app", timeout, script: `${appEnvironment(env, release)}
-${LOAD_DOTENV}
+${environLoader(layout(env).environFile)}
 ${command2}` };
 }
 function markRelease(env, id, mark, why) {
@@ -51448,7 +51694,7 @@ ls -1 | grep -E '^[0-9]{8}T[0-9]{6}Z-[0-9a-f]+$' | sort -r | tail -n +${keep + 1
   ops_report pruned "$r"
 done
 rm -rf .new-* 2>/dev/null || true
-used=$(for r in */; do for l in "$r"venv "$r"*/node_modules; do [ -L "$l" ] && readlink "$l"; done; done 2>/dev/null | sed 's#/node_modules$##' | sort -u)
+used=$(for r in */; do for l in "$r"venv "$r"*/node_modules; do if [ -L "$l" ]; then readlink "$l"; fi; done; done 2>/dev/null | sed 's#/node_modules$##' | sort -u)
 for d in ${quote(L.deps)}/*; do
   [ -d "$d" ] || continue
   grep -qxF "$d" <<< "$used" || { rm -rf -- "$d"; ops_report pruned_deps "${"$"}{d##*/}"; }
@@ -52276,7 +52522,7 @@ function extract(hash, ikm, salt) {
 }
 var HKDF_COUNTER = /* @__PURE__ */ Uint8Array.of(0);
 var EMPTY_BUFFER = /* @__PURE__ */ Uint8Array.of();
-function expand2(hash, prk, info2, length = 32, _recycled) {
+function expand3(hash, prk, info2, length = 32, _recycled) {
   ahash(hash);
   anumber(length, "length");
   abytes(prk, void 0, "prk");
@@ -52331,7 +52577,7 @@ var hkdf = (hash, ikm, salt, info2, length) => {
   if (salt === void 0)
     salt = new Uint8Array(hash.outputLen);
   const HMAC = hmac.create(hash, salt).update(ikm);
-  return expand2(hash, HMAC.digest(), info2, length, HMAC);
+  return expand3(hash, HMAC.digest(), info2, length, HMAC);
 };
 
 // node_modules/@noble/hashes/_u64.js
@@ -56529,7 +56775,7 @@ function extract2(hash, ikm, salt) {
 }
 var HKDF_COUNTER2 = /* @__PURE__ */ Uint8Array.of(0);
 var EMPTY_BUFFER2 = /* @__PURE__ */ Uint8Array.of();
-function expand3(hash, prk, info2, length = 32) {
+function expand4(hash, prk, info2, length = 32) {
   ahash2(hash);
   anumber4(length, "length");
   const olen = hash.outputLen;
@@ -57433,7 +57679,7 @@ function createKitchenSink(label, pqc, curveKEM, xof, hash) {
     const ikm = concatBytes2(asciiToBytes("hybrid_prk"), preimage);
     const prk = extract2(hash, ikm);
     const info2 = concatBytes2(numberToBytesBE(len, 2), asciiToBytes("shared_secret"), asciiToBytes(""));
-    const res = expand3(hash, prk, info2, len);
+    const res = expand4(hash, prk, info2, len);
     cleanBytes(prk, info2, ikm, preimage);
     return res;
   }, pqc, curveKEM);
@@ -60442,7 +60688,7 @@ function hpkeLabeledExpand(suiteID, prk, label, info2, length) {
   labeledInfo.set(new TextEncoder().encode(label), offset);
   offset += label.length;
   labeledInfo.set(info2, offset);
-  return expand2(sha256, prk, labeledInfo, length);
+  return expand3(sha256, prk, labeledInfo, length);
 }
 function hpkeDHKEMP256Encapsulate(recipient) {
   if (recipient.length !== p2562.lengths.publicKeyUncompressed) {
@@ -61705,9 +61951,10 @@ async function deployHost(ctx, env, remote, inspected, p, primary, options, reco
     await h.run(receivePack(env, path, p.resolved.sha));
     result.notes.push(`sent ${(pack.length / 1024).toFixed(1)} KiB of git objects${haves.length ? " (delta)" : ""}`);
   }
-  const envPath2 = `${L.uploads}/${tag}.env`;
-  await remote.upload(p.dotenv, envPath2, { mode: 384 });
-  await h.run(installDotenv(env, envPath2));
+  const uploads = { dotenv: `${L.uploads}/${tag}.env`, environ: `${L.uploads}/${tag}.environ` };
+  await remote.upload(p.dotenv.dotenv, uploads.dotenv, { mode: 384 });
+  await remote.upload(p.dotenv.environ, uploads.environ, { mode: 384 });
+  await h.run(installDotenv(env, uploads));
   await h.run(createRelease(env, p.meta));
   const dir = `${L.releases}/${p.id}`;
   const newSlot = state.slot ? otherSlot(state.slot) : "blue";

@@ -3461,7 +3461,7 @@ var require_data_url = __commonJS({
     }
     function stringPercentDecode(input) {
       const bytes = encoder.encode(input);
-      return percentDecode(bytes);
+      return percentDecode2(bytes);
     }
     function isHexCharByte(byte) {
       return byte >= 48 && byte <= 57 || byte >= 65 && byte <= 70 || byte >= 97 && byte <= 102;
@@ -3472,7 +3472,7 @@ var require_data_url = __commonJS({
         byte >= 48 && byte <= 57 ? byte - 48 : (byte & 223) - 55
       );
     }
-    function percentDecode(input) {
+    function percentDecode2(input) {
       const length = input.length;
       const output = new Uint8Array(length);
       let j = 0;
@@ -24618,13 +24618,68 @@ function endGroup() {
   issue("endgroup");
 }
 
+// core/secrets/parts.ts
+var URL_AUTHORITY = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/([^/?#]*)/;
+function percentDecode(text) {
+  return text.replace(/(?:%[0-9A-Fa-f]{2})+/g, (run) => Buffer.from(run.replace(/%/g, ""), "hex").toString("utf8"));
+}
+function urlPassword(value) {
+  const m = URL_AUTHORITY.exec(value.trim());
+  if (!m) return [];
+  const authority = m[1];
+  const at = authority.lastIndexOf("@");
+  if (at < 0) return [];
+  const userinfo = authority.slice(0, at);
+  const colon = userinfo.indexOf(":");
+  if (colon < 0) return [];
+  const password = userinfo.slice(colon + 1);
+  return password ? [password, percentDecode(password)] : [];
+}
+function jsonStrings(value) {
+  const t = value.trim();
+  if (!/^[[{]/.test(t)) return [];
+  let doc;
+  try {
+    doc = JSON.parse(t);
+  } catch {
+    return [];
+  }
+  const out = [];
+  const walk = (node) => {
+    if (typeof node === "string") out.push(node);
+    else if (Array.isArray(node)) node.forEach(walk);
+    else if (node && typeof node === "object") Object.values(node).forEach(walk);
+  };
+  walk(doc);
+  return out;
+}
+function jsonEscaped(text) {
+  const js = JSON.stringify(text).slice(1, -1);
+  const ascii = js.replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+  return [js, ascii];
+}
+function secretParts(value) {
+  const parts = /* @__PURE__ */ new Set([value]);
+  const visit = (v, depth) => {
+    for (const p of [...urlPassword(v), ...jsonStrings(v)]) {
+      if (parts.has(p)) continue;
+      parts.add(p);
+      if (depth < 4) visit(p, depth + 1);
+    }
+  };
+  visit(value, 0);
+  for (const p of [...parts]) for (const e of jsonEscaped(p)) parts.add(e);
+  return [...parts];
+}
+
 // core/report.ts
 var MIN_SECRET_LENGTH = 3;
 var Masker = class {
   secrets = /* @__PURE__ */ new Set();
+  /** Register a value and its parts; returns what was new (each part and each of its lines, trimmed). */
   add(value) {
     const added = [];
-    for (const v of [value, ...value.split(/\r?\n/)]) {
+    for (const v of secretParts(value).flatMap((p) => [p, ...p.split(/\r?\n/)])) {
       const t = v.trim();
       if (t.length >= MIN_SECRET_LENGTH && !this.secrets.has(t)) {
         this.secrets.add(t);

@@ -3380,7 +3380,7 @@ var require_data_url = __commonJS({
     }
     function stringPercentDecode(input) {
       const bytes = encoder.encode(input);
-      return percentDecode(bytes);
+      return percentDecode2(bytes);
     }
     function isHexCharByte(byte) {
       return byte >= 48 && byte <= 57 || byte >= 65 && byte <= 70 || byte >= 97 && byte <= 102;
@@ -3391,7 +3391,7 @@ var require_data_url = __commonJS({
         byte >= 48 && byte <= 57 ? byte - 48 : (byte & 223) - 55
       );
     }
-    function percentDecode(input) {
+    function percentDecode2(input) {
       const length = input.length;
       const output = new Uint8Array(length);
       let j = 0;
@@ -48651,13 +48651,68 @@ function formatError(err) {
   return String(err);
 }
 
+// core/secrets/parts.ts
+var URL_AUTHORITY = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/([^/?#]*)/;
+function percentDecode(text) {
+  return text.replace(/(?:%[0-9A-Fa-f]{2})+/g, (run) => Buffer.from(run.replace(/%/g, ""), "hex").toString("utf8"));
+}
+function urlPassword(value) {
+  const m = URL_AUTHORITY.exec(value.trim());
+  if (!m) return [];
+  const authority = m[1];
+  const at = authority.lastIndexOf("@");
+  if (at < 0) return [];
+  const userinfo = authority.slice(0, at);
+  const colon = userinfo.indexOf(":");
+  if (colon < 0) return [];
+  const password = userinfo.slice(colon + 1);
+  return password ? [password, percentDecode(password)] : [];
+}
+function jsonStrings(value) {
+  const t = value.trim();
+  if (!/^[[{]/.test(t)) return [];
+  let doc;
+  try {
+    doc = JSON.parse(t);
+  } catch {
+    return [];
+  }
+  const out = [];
+  const walk = (node) => {
+    if (typeof node === "string") out.push(node);
+    else if (Array.isArray(node)) node.forEach(walk);
+    else if (node && typeof node === "object") Object.values(node).forEach(walk);
+  };
+  walk(doc);
+  return out;
+}
+function jsonEscaped(text) {
+  const js = JSON.stringify(text).slice(1, -1);
+  const ascii = js.replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+  return [js, ascii];
+}
+function secretParts(value) {
+  const parts = /* @__PURE__ */ new Set([value]);
+  const visit = (v, depth) => {
+    for (const p of [...urlPassword(v), ...jsonStrings(v)]) {
+      if (parts.has(p)) continue;
+      parts.add(p);
+      if (depth < 4) visit(p, depth + 1);
+    }
+  };
+  visit(value, 0);
+  for (const p of [...parts]) for (const e of jsonEscaped(p)) parts.add(e);
+  return [...parts];
+}
+
 // core/report.ts
 var MIN_SECRET_LENGTH = 3;
 var Masker = class {
   secrets = /* @__PURE__ */ new Set();
+  /** Register a value and its parts; returns what was new (each part and each of its lines, trimmed). */
   add(value) {
     const added = [];
-    for (const v of [value, ...value.split(/\r?\n/)]) {
+    for (const v of secretParts(value).flatMap((p) => [p, ...p.split(/\r?\n/)])) {
       const t = v.trim();
       if (t.length >= MIN_SECRET_LENGTH && !this.secrets.has(t)) {
         this.secrets.add(t);
@@ -48844,6 +48899,37 @@ function blobType(blob) {
   if (blob.length < 4) return "unknown";
   return blob.subarray(4, 4 + blob.readUInt32BE(0)).toString("latin1");
 }
+
+// core/dotenv-readers.ts
+var READERS = ["python-dotenv", "node-dotenv", "node-env-file", "dotenv-expand", "vite", "shell"];
+var DEFAULT_READERS = ["python-dotenv", "node-dotenv"];
+var EDGE_SPACE = /[\s\x1c-\x1f\x85]/;
+function plainUnquoted(text) {
+  if (text === "" || /[\n\r#\u2028\u2029\x85]/.test(text) || /^['"`]/.test(text)) return false;
+  return !EDGE_SPACE.test(text[0]) && !EDGE_SPACE.test(text[text.length - 1]);
+}
+function quotedWithout(text, quote2) {
+  if (text.length < 2 || text[0] !== quote2 || text[text.length - 1] !== quote2) return void 0;
+  const content = text.slice(1, -1);
+  return content.includes(quote2) ? void 0 : content;
+}
+function nodeStyle(double, unquoted) {
+  return (text) => {
+    if (text.includes("\r")) return void 0;
+    const q = text[0];
+    if (q === "'" || q === "`" || q === '"') {
+      const content = quotedWithout(text, q);
+      if (content === void 0 || content.endsWith("\\")) return void 0;
+      return q === '"' ? double(content) : content;
+    }
+    return unquoted(text) ? text : void 0;
+  };
+}
+var nodeDotenv = nodeStyle((c) => c.replace(/\\n/g, "\n").replace(/\\r/g, "\r"), plainUnquoted);
+var nodeEnvFile = nodeStyle(
+  (c) => c.replace(/\\n/g, "").includes("\\") ? void 0 : c.replace(/\\n/g, "\n"),
+  (t) => plainUnquoted(t) && !/['"`]/.test(t)
+);
 
 // core/config/schema.ts
 function describe(value) {
@@ -49160,6 +49246,29 @@ var environmentSchema = object({
     {}
   ),
   env: opt(record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name" }), envValue), "the release's `.env` (mode 0600): plain values and references to secrets", {}),
+  dotenv: opt(
+    object({
+      readers: opt(
+        list(
+          either(
+            oneOf(READERS),
+            object(
+              {
+                reader: req(oneOf(READERS), "the parser"),
+                only: req(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name prefix" }), "it reads only the variables whose names start with this (vite exposes only `VITE_*`)")
+              },
+              "{ reader: <name>, only: <prefix> }"
+            )
+          ),
+          { min: 1 }
+        ),
+        "the parsers that read the `.env` (see the table below): each value is written so that every one of them reads it back exactly, or the deploy refuses it by name",
+        DEFAULT_READERS
+      )
+    }),
+    "how the `.env` is written",
+    {}
+  ),
   initdata: opt(
     object({
       file: opt(relPath, "initial data file, relative to the environment folder (may be sops-encrypted)", "assets/initdata.yml"),
@@ -49366,6 +49475,7 @@ function layout(env) {
     releases: `${base}/releases`,
     shared: `${base}/shared`,
     envFile: `${base}/shared/.env`,
+    environFile: `${base}/shared/environ`,
     deps: `${base}/shared/deps`,
     current: `${base}/current`,
     state: `${base}/.ops`,

@@ -1,0 +1,175 @@
+// Models of the parsers that read a release's .env, written from their sources, so the writer (core/dotenv.ts)
+// can pick for each value a quoting that every declared reader decodes to the exact value, or refuse it.
+//
+// A model gets the text after `KEY=` (up to the end of the binding; it may span lines) and returns the value
+// the reader ends up with, or undefined when the reader would read something else or when the model is not
+// sure (a model may be stricter than its reader, never looser: test/unit/dotenv-readers.test.ts checks every
+// accepted form against the real parsers).
+//
+// Sources:
+// - python-dotenv 0.21-1.2, src/dotenv/parser.py (quoted values, escapes) and main.py + variables.py
+//   (`${VAR}` / `${VAR:-default}` interpolation, on by default in dotenv_values, load_dotenv and
+//   pydantic-settings, whatever the quoting). Files are opened in text mode: \r\n and \r become \n.
+// - dotenv (Node) 16-18, lib/main.js `parse`: \r\n and \r become \n first; quoted values end at the first
+//   matching quote; in double quotes only \n and \r are decoded, nothing else (no \\, no \").
+// - Node's own parser (node --env-file, process.loadEnvFile, util.parseEnv, Node 20.19+), src/node_dotenv.cc:
+//   quoted values end at the first matching quote; only \n is decoded in double quotes.
+// - dotenv-expand 12 (vite 6-8 bundle it), lib/main.js: after parsing, `${NAME}`, `${NAME:-x}`... and
+//   `$NAME` not preceded by a backslash are replaced, then every `\$` becomes `$`.
+// - vite 6-8 `loadEnv`: dotenv's parser (vite 6, 7) or Node's util.parseEnv (vite 8), then dotenv-expand.
+// - bash/sh `set -a; . ./.env`: POSIX quoting.
+
+/** The parsers a .env can be declared to be read by (`dotenv.readers` in environment.yml). */
+export const READERS = ['python-dotenv', 'node-dotenv', 'node-env-file', 'dotenv-expand', 'vite', 'shell'] as const;
+export type Reader = (typeof READERS)[number];
+
+/** The seed's app: pydantic-settings (python-dotenv) on the API, dotenv on the Node client. */
+export const DEFAULT_READERS: Reader[] = ['python-dotenv', 'node-dotenv'];
+
+/** What each reader is, who uses it, and what it cannot carry: the README's table (`npm run docs`). */
+export const READER_DOCS: Record<Reader, { what: string; cannot: string }> = {
+  'python-dotenv': {
+    what: 'python-dotenv 0.21-1.2 with interpolation on (the default of `load_dotenv`, `dotenv_values`, and so of pydantic-settings `BaseSettings`)',
+    cannot: 'a `${...}` (`${NAME}`, `${NAME:-default}`): replaced by another variable\'s value in every quoting, with no escape; a value ending in a backslash that needs quotes (spaces at its ends, a line break, a `#`, a leading quote): 0.21 reads it past the closing quote',
+  },
+  'node-dotenv': {
+    what: 'Node\'s `dotenv` 16-18 (`require(\'dotenv\').config()`, `dotenv.parse`)',
+    cannot: 'a value holding `\'`, `"` and `` ` `` together with a line break, a `#` or spaces at its ends (no escapes: only `\\n` and `\\r` in double quotes); a carriage return together with a `"`; a value ending in a backslash that needs quotes (read on past the closing quote)',
+  },
+  'node-env-file': {
+    what: 'Node\'s built-in parser: `node --env-file`, `process.loadEnvFile`, `util.parseEnv` (Node 20.19+)',
+    cannot: 'a value holding `\'`, `"` and `` ` `` together with a line break, a `#` or spaces at its ends; a carriage return; a backslash together with a line break; a value ending in a backslash that needs quotes',
+  },
+  'dotenv-expand': {
+    what: 'Node\'s `dotenv` then `dotenv-expand` 12 (`expand(config())`); `$` is written `\\$`',
+    cannot: 'what node-dotenv cannot; with python-dotenv or shell also declared: a `$` before a letter, `_` or `{` (they do not read its `\\$` escape)',
+  },
+  vite: {
+    what: 'vite 6-8 `loadEnv` (and so SvelteKit\'s `$env`): dotenv\'s parser (vite 6, 7) or Node\'s (vite 8), then dotenv-expand',
+    cannot: 'what node-dotenv, node-env-file and dotenv-expand cannot',
+  },
+  shell: {
+    what: 'bash/sh `set -a; . ./.env` (Makefiles, shell scripts, Docker entrypoints)',
+    cannot: 'a `\'` together with a `$`, `` ` ``, `"` or `\\`',
+  },
+};
+
+
+/** The README table of readers (appended to the environment reference by `npm run docs`). */
+export function readersTable(): string {
+  return [
+    '`dotenv.readers` names the parsers that read the release\'s `.env`. Each value is written in the first quoting that every declared reader decodes to exactly that value; a value no quoting can carry is refused before any host is touched.',
+    '',
+    '| reader | what it is | cannot carry |',
+    '|---|---|---|',
+    ...READERS.map((r) => `| \`${r}\` | ${READER_DOCS[r].what} | ${READER_DOCS[r].cannot} |`),
+  ].join('\n');
+}
+
+type Decode = (text: string) => string | undefined;
+
+/** Whitespace by either JavaScript's `\s` or Python's str.isspace (\x1c-\x1f, \x85): trimmed by one reader or another. */
+const EDGE_SPACE = /[\s\x1c-\x1f\x85]/;
+
+/**
+ * An unquoted value every parser reads as written: one line, no `#` (a comment for Node's dotenv), not starting
+ * with a quote (a quoted value for every parser), no whitespace at its ends (trimmed), no Unicode line separators
+ * (line ends for dotenv 18's fast parser).
+ */
+function plainUnquoted(text: string): boolean {
+  if (text === '' || /[\n\r#\u2028\u2029\x85]/.test(text) || /^['"`]/.test(text)) return false;
+  return !EDGE_SPACE.test(text[0]!) && !EDGE_SPACE.test(text[text.length - 1]!);
+}
+
+/** `'...'` / `"..."` / `` `...` `` with `quote` nowhere inside: its content, else undefined. */
+function quotedWithout(text: string, quote: string): string | undefined {
+  if (text.length < 2 || text[0] !== quote || text[text.length - 1] !== quote) return undefined;
+  const content = text.slice(1, -1);
+  return content.includes(quote) ? undefined : content;
+}
+
+const PY_ESCAPES: Record<string, string> = { '\\': '\\', "'": "'", '"': '"', a: '\x07', b: '\b', f: '\f', n: '\n', r: '\r', t: '\t', v: '\v' };
+/** python-dotenv variables.py `_posix_variable`: `${name}` or `${name:-default}`. */
+export const PYTHON_INTERPOLATION = /\$\{[^}:]*(?::-[^}]*)?\}/;
+
+/** python-dotenv 0.21-1.2 (parser.py parse_value, then main.py resolve_variables). */
+const pythonDotenv: Decode = (text) => {
+  if (text.includes('\r')) return undefined; // read in text mode: a raw \r never survives
+  let value: string;
+  const q = text[0];
+  if (q === "'" || q === '"') {
+    // 1.x: a backslash always pairs with the next character; a quote not in a pair closes the value.
+    const m = (q === "'" ? /^'((?:\\[\s\S]|[^'\\])*)'$/ : /^"((?:\\[\s\S]|[^"\\])*)"$/).exec(text);
+    if (!m) return undefined;
+    // 0.21 pairs a backslash only with the quote: a value ending in "\\" would run past its closing quote.
+    if (m[1]!.endsWith('\\')) return undefined;
+    value = m[1]!.replace(q === "'" ? /\\[\\']/g : /\\[\\'"abfnrtv]/g, (e) => PY_ESCAPES[e[1]!]!);
+  } else if (text === '') {
+    value = '';
+  } else {
+    if (!plainUnquoted(text)) return undefined;
+    value = text;
+  }
+  return PYTHON_INTERPOLATION.test(value) ? undefined : value;
+};
+
+/**
+ * Node's parsers share a shape: \r\n and \r become \n; a quoted value ends at its first matching quote
+ * (held here to values without that quote) not preceded by a backslash (dotenv's `\\'` alternative: a value
+ * ending in a backslash runs on to the next quote in the file); only double quotes decode escapes, with `double`.
+ */
+function nodeStyle(double: (content: string) => string | undefined, unquoted: (text: string) => boolean): Decode {
+  return (text) => {
+    if (text.includes('\r')) return undefined;
+    const q = text[0];
+    if (q === "'" || q === '`' || q === '"') {
+      const content = quotedWithout(text, q);
+      if (content === undefined || content.endsWith('\\')) return undefined;
+      return q === '"' ? double(content) : content;
+    }
+    return unquoted(text) ? text : undefined;
+  };
+}
+
+/** dotenv (Node) 16-18 `parse` (the regular and the `fast` parser agree on these forms): \n and \r decoded. */
+const nodeDotenv = nodeStyle((c) => c.replace(/\\n/g, '\n').replace(/\\r/g, '\r'), plainUnquoted);
+
+/**
+ * Node's built-in parser (node_dotenv.cc), held to what Node 20.19 to 24 read alike: only \n is decoded in
+ * double quotes (any other backslash is left to versions that differ); unquoted values without quotes.
+ */
+const nodeEnvFile = nodeStyle(
+  (c) => (c.replace(/\\n/g, '').includes('\\') ? undefined : c.replace(/\\n/g, '\n')),
+  (t) => plainUnquoted(t) && !/['"`]/.test(t),
+);
+
+/** dotenv-expand 12 on a parsed value: refuse anything it would expand; `\$` becomes `$`. */
+function expand(parsed: string | undefined): string | undefined {
+  if (parsed === undefined || /(?<!\\)\$(?:\{[^{}]+\}|[A-Za-z_])/.test(parsed)) return undefined;
+  return parsed.replace(/\\\$/g, '$');
+}
+
+/** bash/sh `set -a; . ./.env`, held to quoting that leaves nothing to expand. */
+const shell: Decode = (text) => {
+  if (text[0] === "'") return quotedWithout(text, "'");
+  if (text[0] === '"') {
+    const content = quotedWithout(text, '"');
+    return content === undefined || /[$`\\]/.test(content) ? undefined : content;
+  }
+  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(text) ? text : undefined;
+};
+
+/** Each reader as the decoders that must all give the value back (vite: both parsers it may use). */
+export const MODELS: Record<Reader, Decode[]> = {
+  'python-dotenv': [pythonDotenv],
+  'node-dotenv': [nodeDotenv],
+  'node-env-file': [nodeEnvFile],
+  'dotenv-expand': [(t) => expand(nodeDotenv(t))],
+  vite: [(t) => expand(nodeDotenv(t)), (t) => expand(nodeEnvFile(t))],
+  shell: [shell],
+};
+
+/** True when `reader` reads `text` (what follows `KEY=`) as exactly `value`. */
+export function readsAs(reader: Reader, text: string, value: string): boolean {
+  return MODELS[reader].every((decode) => decode(text) === value);
+}

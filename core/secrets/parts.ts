@@ -1,0 +1,77 @@
+// The parts of a secret that can show up in a log on their own: a URL's password (a hook printing
+// `urlparse(DATABASE_URL).password`), the strings inside a JSON document (`json.loads(TOOLS_PASSWORDS)[email]`),
+// and the forms those take once printed again as JSON. Masking registers all of them (core/report.ts).
+
+/** A URL with an authority: scheme://[userinfo@]host... (RFC 3986; Python's urllib.parse.urlsplit reads it the same). */
+const URL_AUTHORITY = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/([^/?#]*)/;
+
+/**
+ * Percent-decoding as Python's urllib.parse.unquote does it: each run of %XX escapes is decoded as UTF-8
+ * (invalid sequences become U+FFFD); a % not followed by two hex digits stays as it is.
+ */
+export function percentDecode(text: string): string {
+  return text.replace(/(?:%[0-9A-Fa-f]{2})+/g, (run) => Buffer.from(run.replace(/%/g, ''), 'hex').toString('utf8'));
+}
+
+/**
+ * The password of a URL-shaped value, as written and percent-decoded, the way urllib.parse.urlsplit finds it:
+ * the userinfo is what precedes the LAST "@" of the authority, the password what follows its FIRST ":".
+ */
+export function urlPassword(value: string): string[] {
+  const m = URL_AUTHORITY.exec(value.trim());
+  if (!m) return [];
+  const authority = m[1]!;
+  const at = authority.lastIndexOf('@');
+  if (at < 0) return [];
+  const userinfo = authority.slice(0, at);
+  const colon = userinfo.indexOf(':');
+  if (colon < 0) return [];
+  const password = userinfo.slice(colon + 1);
+  return password ? [password, percentDecode(password)] : [];
+}
+
+/** Every string inside a JSON document (not its keys, numbers or booleans), at any depth; [] when `value` is not JSON. */
+export function jsonStrings(value: string): string[] {
+  const t = value.trim();
+  if (!/^[[{]/.test(t)) return [];
+  let doc: unknown;
+  try {
+    doc = JSON.parse(t);
+  } catch {
+    return [];
+  }
+  const out: string[] = [];
+  const walk = (node: unknown): void => {
+    if (typeof node === 'string') out.push(node);
+    else if (Array.isArray(node)) node.forEach(walk);
+    else if (node && typeof node === 'object') Object.values(node).forEach(walk);
+  };
+  walk(doc);
+  return out;
+}
+
+/** A string as JSON writes it inside quotes: JavaScript's escapes, and Python's json.dumps (ensure_ascii) ones. */
+function jsonEscaped(text: string): string[] {
+  const js = JSON.stringify(text).slice(1, -1);
+  const ascii = js.replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return [js, ascii];
+}
+
+/**
+ * Everything to mask for one secret value: the value, the password of a URL (as written and decoded), the
+ * strings of a JSON document (recursively: a URL inside JSON gives its password too), and each of them as
+ * JSON escapes it. Duplicates and the value itself may be returned; callers drop short ones.
+ */
+export function secretParts(value: string): string[] {
+  const parts = new Set<string>([value]);
+  const visit = (v: string, depth: number): void => {
+    for (const p of [...urlPassword(v), ...jsonStrings(v)]) {
+      if (parts.has(p)) continue;
+      parts.add(p);
+      if (depth < 4) visit(p, depth + 1);
+    }
+  };
+  visit(value, 0);
+  for (const p of [...parts]) for (const e of jsonEscaped(p)) parts.add(e);
+  return [...parts];
+}

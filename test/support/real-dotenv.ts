@@ -1,0 +1,89 @@
+// The real .env parsers, run on a real file, in batches (one python or bash process per file, not per value):
+// how the tests check that what core/dotenv.ts writes is read back exactly. python-dotenv runs from the pinned
+// venvs scripts/setup-machine.sh makes; Node's dotenv (18 and 16), dotenv-expand 12, Node's util.parseEnv and
+// vite's loadEnv are the devDependencies, called as an app calls them.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseEnv } from 'node:util';
+import type { Reader } from '../../core/dotenv.ts';
+
+const require = createRequire(import.meta.url);
+const dotenv18 = require('dotenv') as { parse(src: string, options?: { fast?: boolean }): Record<string, string> };
+const dotenv16 = require('dotenv-16') as { parse(src: string): Record<string, string> };
+const { expand } = require('dotenv-expand') as { expand(o: { parsed: Record<string, string>; processEnv: Record<string, string> }): { parsed: Record<string, string> } };
+
+/** The pinned python-dotenv versions (test/support/python-dotenv.txt), first = the sample app's. */
+export const PYTHON_DOTENV_VERSIONS = readFileSync(join(import.meta.dirname, 'python-dotenv.txt'), 'utf8')
+  .split('\n')
+  .map((l) => l.trim())
+  .filter((l) => l && !l.startsWith('#'));
+
+export function pythonDotenv(version: string): string {
+  return `/var/cache/ops-pipeline/py/python-dotenv-${version}/bin/python`;
+}
+
+/** A clean process environment: nothing for `${HOME}` or `$PATH` to pick up by chance. */
+const CLEAN_ENV = { PATH: '/usr/bin:/bin', LANG: 'C.UTF-8' };
+
+/** python-dotenv's dotenv_values (interpolation on, as load_dotenv and pydantic-settings use it). */
+export function readPython(file: string, version: string): Record<string, string | null> {
+  const code = 'import json, sys\nfrom dotenv import dotenv_values\nsys.stdout.write(json.dumps(dotenv_values(sys.argv[1])))';
+  return JSON.parse(execFileSync(pythonDotenv(version), ['-c', code, file], { env: CLEAN_ENV, encoding: 'utf8', maxBuffer: 1 << 28 }));
+}
+
+/** bash: `set -a; . ./.env`, then each variable's value as bash has it, NUL-separated. */
+export function readShell(file: string, keys: string[]): Record<string, string> {
+  const script = 'set -a; . "$1"; set +a; shift; for k in "$@"; do printf "%s\\0%s\\0" "$k" "${!k-}"; done';
+  const out = execFileSync('bash', ['--norc', '--noprofile', '-c', script, 'bash', file, ...keys], { env: CLEAN_ENV, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', maxBuffer: 1 << 28 });
+  const parts = out.split('\0');
+  const result: Record<string, string> = {};
+  for (let i = 0; i + 1 < parts.length; i += 2) result[parts[i]!] = parts[i + 1]!;
+  return result;
+}
+
+/** vite's loadEnv (vite 8: Node's util.parseEnv, then dotenv-expand), reading `dir/.env`: the values of `keys`. */
+async function readVite(dir: string, keys: string[]): Promise<Record<string, string | undefined>> {
+  const { loadEnv } = await import('vite');
+  const all = loadEnv('production', dir, '');
+  return Object.fromEntries(keys.map((k) => [k, all[k]]));
+}
+
+/**
+ * Every way a reader is run for real: a name ("python-dotenv 1.2.4", "vite 8 loadEnv"...) and the values it
+ * read from `dir/.env` (`keys` for the readers that need to be asked by name).
+ */
+export async function readReal(reader: Reader, dir: string, keys: string[]): Promise<{ how: string; values: Record<string, string | null | undefined> }[]> {
+  const file = join(dir, '.env');
+  const text = readFileSync(file, 'utf8');
+  switch (reader) {
+    case 'python-dotenv':
+      return PYTHON_DOTENV_VERSIONS.map((v) => ({ how: `python-dotenv ${v}`, values: readPython(file, v) }));
+    case 'node-dotenv':
+      return [
+        { how: 'dotenv 18 parse', values: dotenv18.parse(text) },
+        { how: 'dotenv 18 parse (fast)', values: dotenv18.parse(text, { fast: true }) },
+        { how: 'dotenv 16 parse', values: dotenv16.parse(text) },
+      ];
+    case 'node-env-file':
+      return [{ how: `Node ${process.version} util.parseEnv`, values: parseEnv(text) }];
+    case 'dotenv-expand':
+      return [{ how: 'dotenv 18 + dotenv-expand 12', values: expand({ parsed: dotenv18.parse(text), processEnv: {} }).parsed }];
+    case 'vite':
+      return [
+        { how: 'dotenv 16 + dotenv-expand 12 (vite 6, 7)', values: expand({ parsed: dotenv16.parse(text), processEnv: {} }).parsed },
+        { how: 'vite 8 loadEnv', values: await readVite(dir, keys) },
+      ];
+    case 'shell':
+      return [{ how: 'bash set -a; . ./.env', values: readShell(file, keys) }];
+  }
+}
+
+/** A private directory holding `.env` with `text`; removed by the returned function. */
+export function dotenvDir(text: string): { dir: string; remove: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), 'ops-dotenv-'));
+  writeFileSync(join(dir, '.env'), text);
+  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}

@@ -1,0 +1,171 @@
+// What core/dotenv.ts writes, read back by the REAL parsers (python-dotenv 1.2 and 0.21 from their pinned
+// venvs, Node's dotenv 18 and 16, dotenv-expand 12, Node's util.parseEnv, vite 8's loadEnv, bash): every value
+// is either read back exactly by every declared reader, or refused. A fixed corpus of hard values, then
+// generated ones (fast-check).
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_READERS, encodeValue, READERS, type Reader } from '../../core/dotenv.ts';
+import { dotenvDir, readReal } from '../support/real-dotenv.ts';
+
+/** Hard values: every quote kind, `$` forms, backslashes, `#`, `=`, spaces, tabs, line breaks, Unicode, long. */
+export const CORPUS: string[] = [
+  '',
+  'plain',
+  'pa$$w0rd',
+  '$HOME',
+  'x$HOMEy',
+  '$1$2',
+  'a$',
+  '$',
+  '\\$HOME',
+  'x${HOME}y',
+  '${HOME:-fallback}',
+  '${',
+  '${}',
+  'a}b{c',
+  "it's",
+  'say "hi"',
+  'back`tick`',
+  `all three ' " \``,
+  `'single quoted'`,
+  `"double quoted"`,
+  '`backticked`',
+  "'",
+  '"',
+  '`',
+  'C:\\path\\new',
+  'C:\\path\\n',
+  'ends with \\',
+  ' needs quotes and ends with \\',
+  "'quoted then \\",
+  ' ',
+  '\\',
+  '\\\\',
+  '\\n literally',
+  '\\r\\t\\a\\b\\f\\v',
+  "\\'",
+  '\\"',
+  'a#b',
+  'a #b',
+  '#start',
+  '# comment-like',
+  'key=value=x',
+  '=',
+  '==start',
+  ' leading',
+  'trailing ',
+  '  both  ',
+  '\ttab\tinside\t',
+  'two\nlines',
+  'trailing newline\n',
+  '\nleading newline',
+  'crlf\r\nline',
+  'lone\rcr',
+  '-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7\n-----END PRIVATE KEY-----\n',
+  'unicode: é ü ß 漢字 😀',
+  'nbsp\u00a0inside',
+  '\u00a0edge nbsp\u00a0',
+  'line\u2028separator',
+  'next\x85line',
+  'vt\x0bff\x0c',
+  'fs\x1cgs\x1d',
+  'bom\ufeffinside',
+  'postgresql+asyncpg://user:p%40ss$word@db.example.org:5432/app?sslmode=require',
+  '{"admin@example.org": "s3cr\\"et", "b": "x$y"}',
+  '$(id) `id` ;|&<>*?~!',
+  'x'.repeat(20_000),
+  'ab$'.repeat(3000) + "'\"".repeat(10),
+];
+
+const READER_SETS: Reader[][] = [DEFAULT_READERS, ...READERS.map((r) => [r]), [...READERS], ['python-dotenv', 'node-dotenv', 'vite'], ['python-dotenv', 'shell'], ['node-dotenv', 'dotenv-expand'], ['node-env-file', 'vite']];
+
+/**
+ * Encode `values` for `readers`, write one .env of the accepted ones, read it with every real parser of every
+ * declared reader; returns the mismatches ("how: index") and which values were accepted.
+ */
+async function roundTrip(values: string[], readers: readonly Reader[]): Promise<{ mismatches: string[]; accepted: boolean[] }> {
+  const keys: string[] = [];
+  const lines = ['# test'];
+  const accepted = values.map((v, i) => {
+    const e = encodeValue(v, readers);
+    if ('refused' in e) return false;
+    keys.push(`OPSX_${i}`);
+    lines.push(`OPSX_${i}=${e.text}`);
+    return true;
+  });
+  const { dir, remove } = dotenvDir(lines.join('\n') + '\n');
+  const mismatches: string[] = [];
+  try {
+    for (const reader of readers)
+      for (const { how, values: read } of await readReal(reader, dir, keys))
+        for (const key of keys) {
+          const want = values[Number(key.slice(5))];
+          if (read[key] !== want) mismatches.push(`${how}: value #${key.slice(5)} ${JSON.stringify(want).slice(0, 80)} read as ${JSON.stringify(read[key])?.slice(0, 80)}`);
+        }
+  } finally {
+    remove();
+  }
+  return { mismatches, accepted };
+}
+
+describe('.env values read back by the real parsers', () => {
+  for (const readers of READER_SETS)
+    it(`corpus, readers ${readers.join(' + ')}: read back exactly, or refused`, async () => {
+      const { mismatches } = await roundTrip(CORPUS, readers);
+      expect(mismatches).toEqual([]);
+    });
+
+  it('the default readers (python-dotenv + node-dotenv) carry every corpus value but those holding "${...}", or ending in a backslash and needing quotes', async () => {
+    const { accepted } = await roundTrip(CORPUS, DEFAULT_READERS);
+    expect(CORPUS.filter((_, i) => !accepted[i])).toEqual(['x${HOME}y', '${HOME:-fallback}', '${}', ' needs quotes and ends with \\', "'quoted then \\"]);
+  });
+
+  it('names the readers a value defeats, and why, without the value', () => {
+    const refusal = (v: string, readers: Reader[]) => {
+      const e = encodeValue(v, readers);
+      if (!('refused' in e)) throw new Error('accepted');
+      expect(e.refused.reason).not.toContain(v);
+      return e.refused;
+    };
+    expect(refusal('a${B}c', DEFAULT_READERS)).toEqual({ readers: ['python-dotenv'], reason: expect.stringContaining('python-dotenv replaces "${...}"') });
+    expect(refusal(`it's "q"\nx`, DEFAULT_READERS)).toEqual({
+      readers: ['python-dotenv', 'node-dotenv'],
+      reason: expect.stringMatching(/^no quoting is read the same by python-dotenv and node-dotenv: python-dotenv reads it back only double-quoted with backslash escapes, single-quoted with backslash escapes; node-dotenv only backtick-quoted/),
+    });
+    expect(refusal('pa$HOME', ['python-dotenv', 'vite'])).toEqual({ readers: ['python-dotenv', 'vite'], reason: expect.stringContaining('no quoting is read the same by python-dotenv and vite') });
+    expect(refusal('nul\0', DEFAULT_READERS).reason).toContain('NUL');
+    expect(refusal('\r"', ['node-dotenv']).reason).toContain('carriage return only as \\r inside double quotes');
+  });
+
+  // What the default readers cannot share: python-dotenv decodes backslash escapes in quotes, Node's dotenv
+  // decodes none, so a value needing quotes with both quote kinds, or with a backslash in some places, is refused.
+  it('with the default readers, printable-ASCII values without "${" are accepted unless they hold a backslash or both quote kinds; >= 99% overall', () => {
+    let refused = 0;
+    let total = 0;
+    fc.assert(
+      fc.property(fc.string({ unit: fc.constantFrom(...Array.from({ length: 95 }, (_, i) => String.fromCharCode(32 + i))), maxLength: 30 }), (v) => {
+        fc.pre(!v.includes('${'));
+        total++;
+        if (!('refused' in encodeValue(v, DEFAULT_READERS))) return;
+        refused++;
+        expect(v.includes('\\') || (v.includes("'") && v.includes('"')), JSON.stringify(v)).toBe(true);
+      }),
+      { numRuns: 5000 },
+    );
+    expect(refused / total).toBeLessThan(0.01);
+  });
+
+  // Generated values, biased towards what parsers treat specially.
+  const special = fc.constantFrom('$', '{', '}', '${', "'", '"', '`', '\\', '#', '=', ' ', '\t', '\n', '\r', '\r\n', 'n', 'r', 'a', 'HOME', ':-', '\u00a0', '\u2028', '\x85', '\x0b', 'é', '😀', '\0', '\ud800');
+  const value = fc.string({ unit: fc.oneof({ arbitrary: special, weight: 3 }, { arbitrary: fc.string({ unit: 'binary', minLength: 1, maxLength: 1 }), weight: 1 }), maxLength: 40 });
+  for (const readers of READER_SETS)
+    it(`generated values, readers ${readers.join(' + ')}: read back exactly, or refused`, async () => {
+      await fc.assert(
+        fc.asyncProperty(fc.array(value, { minLength: 1, maxLength: 60 }), async (values) => {
+          const { mismatches } = await roundTrip(values, readers);
+          expect(mismatches).toEqual([]);
+        }),
+        { numRuns: 25 },
+      );
+    });
+});

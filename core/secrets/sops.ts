@@ -12,6 +12,7 @@ import { readFile } from 'node:fs/promises';
 import { OpsError } from '../errors.ts';
 import { writeFileAtomic } from './atomic.ts';
 import { DATA_KEY_BYTES, MacBuilder, MalformedValue, aadOf, decryptScalar, encryptScalar, openText, parseEnc, sealText } from './cipher.ts';
+import { type GoRegexp, goRegexp } from './goregex.ts';
 import { type Identities, type Identity, checkRecipient, defaultKeyFile, loadIdentities, unwrapDataKey, wrapDataKey } from './keys.ts';
 import {
   type Format,
@@ -150,15 +151,15 @@ export function isSopsText(text: string, format: Format): boolean {
   }
 }
 
-function compileRegex(file: string, name: string, source: string): RegExp {
+function compileRegex(file: string, name: string, source: string): GoRegexp {
   try {
-    return new RegExp(source);
-  } catch {
-    throw new OpsError(`${file}: sops.${name} /${source}/ is not a regular expression this tool can use`, 'use a plain regular expression (no inline flags)');
+    return goRegexp(source);
+  } catch (e) {
+    throw new OpsError(`${file}: sops.${name} /${source}/ is not a valid Go regular expression: ${(e as Error).message}`, 'restore the file from git history; sops itself could not use it either');
   }
 }
 
-/** sops's rule for whether the value at a key path is encrypted (suffixes and regexes look at every key of the path). */
+/** sops's rule for whether the value at a key path is encrypted (suffixes and regexes look at every key of the path; sops.go shouldBeEncrypted). */
 export function encryptionRule(file: string, meta: SopsMetadata): (keys: string[]) => boolean {
   const { unencryptedSuffix: us, encryptedSuffix: es } = meta;
   const ur = meta.unencryptedRegex ? compileRegex(file, 'unencrypted_regex', meta.unencryptedRegex) : undefined;
@@ -420,8 +421,7 @@ export class SecretsFile {
   setTree(tree: MapNode): void {
     if (tree.kind !== 'map') throw new OpsError(`${this.file}: the top level must be a map`);
     if (getEntry(tree, 'sops')) throw new OpsError(`${this.file}: "sops" is reserved for sops's own metadata`, 'rename that top-level key');
-    // JSON has one number type, which sops reads as float: keep the labels consistent with what an edit reads back
-    this.plain = this.format === 'json' ? mapLeaves(tree, (l) => (l.type === 'int' ? { ...l, type: 'float' } : l)) : tree;
+    this.plain = tree;
   }
 
   /** Set the value at a key path, creating the maps on the way. */

@@ -3,14 +3,18 @@
 // document order. Parsing and printing of YAML and JSON live here; nothing here knows about encryption.
 import { Document, Pair, Scalar, YAMLMap, YAMLSeq, isAlias, isMap, isScalar, isSeq, parseAllDocuments, visit, type Node as YamlNode } from 'yaml';
 import { OpsError } from '../errors.ts';
+import { type GoScalar, intValue, parseRfc3339, plainChangesMeaning, resolveScalar } from './goyaml.ts';
 
-/** sops's value types (`type:` in `ENC[...]`). JSON numbers are always `float`, as sops reads them. */
-export type ScalarType = 'str' | 'int' | 'float' | 'bool';
+/**
+ * sops's value types (`type:` in `ENC[...]`). `int` is Go's int64 (a bigint beyond 2^53, so it stays exact);
+ * `time` is a YAML timestamp, held as Go's MarshalText writes it ("2024-01-15T00:00:00Z").
+ */
+export type ScalarType = 'str' | 'int' | 'float' | 'bool' | 'time';
 
 export interface ScalarNode {
   kind: 'scalar';
   type: ScalarType;
-  value: string | number | boolean;
+  value: string | number | bigint | boolean;
 }
 export interface NullNode {
   kind: 'null';
@@ -28,7 +32,7 @@ export type TreeNode = ScalarNode | NullNode | MapNode | ListNode;
 export type Format = 'yaml' | 'json';
 
 /** What a plain JS value of a decrypted file looks like. */
-export type PlainValue = string | number | boolean | null | PlainValue[] | { [key: string]: PlainValue };
+export type PlainValue = string | number | bigint | boolean | null | PlainValue[] | { [key: string]: PlainValue };
 
 export const str = (value: string): ScalarNode => ({ kind: 'scalar', type: 'str', value });
 
@@ -79,6 +83,8 @@ export function scalarText(node: ScalarNode): string {
       return goFormatFloat(node.value as number);
     case 'bool':
       return node.value ? 'True' : 'False';
+    case 'time':
+      return node.value as string;
   }
 }
 
@@ -90,10 +96,16 @@ export function parseScalarText(text: string, type: string): ScalarNode {
       return str(text);
     case 'int':
     case 'int64': {
+      // strconv.Atoi: base 10, an optional sign, within int64
       if (!/^[+-]?\d+$/.test(text)) throw new Error(`"int" value is not an integer`);
-      const n = Number(text);
-      if (!Number.isSafeInteger(n)) throw new Error('integer is too large for this tool (above 2^53)');
-      return { kind: 'scalar', type: 'int', value: n };
+      const n = BigInt(text);
+      if (n < -(2n ** 63n) || n >= 2n ** 63n) throw new Error('"int" value is out of the 64-bit range');
+      return { kind: 'scalar', type: 'int', value: intValue(n) };
+    }
+    case 'time': {
+      const t = parseRfc3339(text);
+      if (!t) throw new Error('"time" value is not an RFC 3339 time');
+      return { kind: 'scalar', type: 'time', value: t };
     }
     case 'float': {
       let n: number;
@@ -108,7 +120,7 @@ export function parseScalarText(text: string, type: string): ScalarNode {
       if (['0', 'f', 'F', 'FALSE', 'false', 'False'].includes(text)) return { kind: 'scalar', type: 'bool', value: false };
       throw new Error(`"bool" value is neither true nor false`);
     default:
-      throw new Error(`unknown value type "${type}" (this tool reads str, int, float, bool)`);
+      throw new Error(`unknown value type "${type}" (this tool reads str, int, float, bool, time)`);
   }
 }
 
@@ -158,7 +170,7 @@ export function treeEquals(a: TreeNode, b: TreeNode): boolean {
       return true;
     case 'scalar': {
       const s = b as ScalarNode;
-      return a.type === s.type && (a.value === s.value || (Number.isNaN(a.value) && Number.isNaN(s.value)));
+      return a.type === s.type && (a.value === s.value || (typeof a.value === 'number' && Number.isNaN(a.value) && Number.isNaN(s.value)));
     }
     case 'list': {
       const l = b as ListNode;
@@ -199,13 +211,17 @@ export function toPlain(node: TreeNode): PlainValue {
   }
 }
 
-/** A tree from plain JS values: whole numbers become `int`, others `float`. */
+/** A tree from plain JS values: whole numbers (and bigints in the 64-bit range) become `int`, others `float`. */
 export function fromPlain(value: unknown, path: (string | number)[] = []): TreeNode {
   if (value === null || value === undefined) return { kind: 'null' };
   if (typeof value === 'string') return str(value);
   if (typeof value === 'boolean') return { kind: 'scalar', type: 'bool', value };
   if (typeof value === 'number') {
     return { kind: 'scalar', type: Number.isSafeInteger(value) ? 'int' : 'float', value };
+  }
+  if (typeof value === 'bigint') {
+    if (value < -(2n ** 63n) || value >= 2n ** 63n) throw new OpsError(`${showPath(path)}: the integer ${value} is out of the 64-bit range sops holds`);
+    return { kind: 'scalar', type: 'int', value: intValue(value) };
   }
   if (Array.isArray(value)) return { kind: 'list', items: value.map((v, i) => fromPlain(v, [...path, i])) };
   if (typeof value === 'object') {
@@ -234,14 +250,26 @@ function lineCol(text: string, offset: number): string {
   return `line ${line}, column ${col}`;
 }
 
-/** Parse YAML or JSON into a tree whose top level is a map. Errors name the file and the place, never the text. */
+/** A Go scalar as a tree node; a uint64 (which sops cannot encrypt either) is an error naming where. */
+function goNode(v: GoScalar, where: () => string): ScalarNode | NullNode {
+  if (v.type === 'null') return { kind: 'null' };
+  if (v.type === 'uint64') throw new OpsError(`${where()}: the integer ${v.value} is above the 64-bit signed range sops accepts`, 'quote it to store it as a string');
+  return { kind: 'scalar', type: v.type, value: v.value } as ScalarNode;
+}
+
+/**
+ * Parse YAML or JSON into a tree whose top level is a map, reading values as sops does: YAML scalars with
+ * go-yaml v3's rules (goyaml.ts), JSON numbers as Go's json.Number normalised by sops (an integer in the
+ * 64-bit range is an `int`, anything else a `float`). Errors name the file and the place, never the text.
+ */
 export function parseTree(text: string, format: Format, options: ParseOptions): MapNode {
   const { file } = options;
   const docs = parseAllDocuments(text, {
     intAsBigInt: true,
     uniqueKeys: true,
     prettyErrors: false,
-    schema: format === 'json' ? 'json' : 'core',
+    // YAML: every scalar as its source text, resolved below as Go does; JSON: the JSON schema
+    schema: format === 'json' ? 'json' : 'failsafe',
     merge: false,
     keepSourceTokens: false,
   });
@@ -256,8 +284,26 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
     // err.message is the parser's message only: no excerpt of the text (it may hold secrets)
     throw new OpsError(`${file} is not valid ${format === 'json' ? 'JSON' : 'YAML'}${where}: ${err.message.split('\n')[0]}`, 'fix the syntax and try again');
   }
+  const scalar = (node: Scalar, path: (string | number)[]): ScalarNode | NullNode => {
+    const v = node.value;
+    const where = () => `${file}: ${showPath(path)}`;
+    if (format === 'json') {
+      if (v === null || v === undefined) return { kind: 'null' };
+      if (typeof v === 'string') return str(v);
+      if (typeof v === 'boolean') return { kind: 'scalar', type: 'bool', value: v };
+      if (typeof v === 'bigint') return v >= -(2n ** 63n) && v < 2n ** 63n ? { kind: 'scalar', type: 'int', value: intValue(v) } : { kind: 'scalar', type: 'float', value: Number(v) };
+      if (typeof v === 'number') return { kind: 'scalar', type: 'float', value: v };
+      throw new OpsError(`${where()}: unsupported value`, 'use strings, numbers, booleans, lists and maps only');
+    }
+    try {
+      return goNode(resolveScalar(String(v ?? ''), node.type === 'PLAIN' || node.type === undefined, node.tag), where);
+    } catch (e) {
+      if (e instanceof OpsError) throw e;
+      throw new OpsError(`${where()}: ${(e as Error).message}`, 'remove the tag, or give a value of that type');
+    }
+  };
   const root = doc.contents;
-  if (root === null || (isScalar(root) && root.value === null)) return { kind: 'map', entries: [] };
+  if (root === null || (isScalar(root) && scalar(root, []).kind === 'null')) return { kind: 'map', entries: [] };
   if (!isMap(root)) {
     throw new OpsError(`${file}: the top level must be a map of keys to values`, 'write it as `key: value` lines');
   }
@@ -279,32 +325,19 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
     }
     if (isSeq(node)) return { kind: 'list', items: node.items.map((v, i) => convert(v, [...path, i])) };
     if (node === null || node === undefined) return { kind: 'null' };
-    if (isScalar(node)) {
-      const v = node.value;
-      if (v === null || v === undefined) return { kind: 'null' };
-      if (typeof v === 'string') return str(v);
-      if (typeof v === 'boolean') return { kind: 'scalar', type: 'bool', value: v };
-      if (typeof v === 'bigint') {
-        const n = Number(v);
-        if (!Number.isSafeInteger(n)) {
-          throw new OpsError(`${file}: ${showPath(path)}: the integer ${v} is too large`, 'quote it to store it as a string');
-        }
-        return format === 'json' ? { kind: 'scalar', type: 'float', value: n } : { kind: 'scalar', type: 'int', value: n };
-      }
-      if (typeof v === 'number') return { kind: 'scalar', type: 'float', value: v };
-    }
+    if (isScalar(node)) return scalar(node, path);
     throw new OpsError(`${file}: ${showPath(path)}: unsupported value`, 'use strings, numbers, booleans, lists and maps only');
   };
   const keyOf = (key: unknown, path: (string | number)[]): string => {
     const k = isAlias(key) ? key.resolve(doc) : key;
     if (isScalar(k)) {
-      if (typeof k.value === 'string') return k.value;
-      if (options.keys === 'lenient' && k.value !== null && ['number', 'bigint', 'boolean'].includes(typeof k.value)) {
-        return typeof k.source === 'string' ? k.source : String(k.value);
-      }
+      const v = scalar(k, path);
+      if (v.kind === 'scalar' && v.type === 'str') return v.value as string;
+      const source = String(k.value ?? '');
+      if (options.keys === 'lenient' && v.kind === 'scalar') return typeof k.source === 'string' ? k.source : source;
       throw new OpsError(
-        `${file}: ${showPath(path)}: the key ${String(k.value)} is not a string (sops accepts string keys only)`,
-        `quote it: "${String(k.value)}":`,
+        `${file}: ${showPath(path)}: the key ${source || 'null'} is not a string (sops accepts string keys only)`,
+        `quote it: "${source}":`,
       );
     }
     throw new OpsError(`${file}: ${showPath(path)}: a map or list used as a key`, 'use string keys only');
@@ -316,19 +349,13 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
 // Printing
 
 /**
- * Would Go's YAML (what sops reads with) take this plain string as something else than a string? Such
- * strings are double-quoted, as go-yaml does when it writes them (e.g. `lastmodified: "2024-…Z"`).
+ * Would this string, written plain, be read back as something else? By go-yaml (sops: goyaml.ts) or by a
+ * YAML 1.1 reader (yes/no/on/off, which PyYAML still reads as booleans). Such strings are double-quoted, as
+ * go-yaml does when it writes them (e.g. `lastmodified: "2024-…Z"`).
  */
 export function needsQuotesForGo(s: string): boolean {
-  if (s === '') return true;
-  if (/^(~|null|Null|NULL)$/.test(s)) return true;
-  if (/^(y|Y|yes|Yes|YES|n|N|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF)$/.test(s)) return true;
-  if (/^([-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN))$/.test(s)) return true;
-  const p = s.replace(/_/g, '');
-  if (/^[-+]?(0b[01]+|0o?[0-7]+|0x[0-9a-fA-F]+|\d+)$/.test(p)) return true;
-  if (/^[-+]?(\.\d+|\d+(\.\d*)?)([eE][-+]?\d+)?$/.test(p)) return true;
-  if (/^\d{4}-\d\d?-\d\d?([Tt ]|$)/.test(s)) return true;
-  return false;
+  if (s === '' || plainChangesMeaning(s)) return true;
+  return /^(y|Y|yes|Yes|YES|n|N|no|No|NO|on|On|ON|off|Off|OFF)$/.test(s);
 }
 
 function yamlScalar(node: ScalarNode | NullNode): Scalar {
@@ -337,6 +364,8 @@ function yamlScalar(node: ScalarNode | NullNode): Scalar {
   if (node.type === 'str' && needsQuotesForGo(node.value as string)) s.type = Scalar.QUOTE_DOUBLE;
   // A float that happens to be whole keeps a ".0", so that it is read back as a float (and keeps its type)
   if (node.type === 'float' && Number.isInteger(node.value)) s.minFractionDigits = 1;
+  // A time is written plain, as go-yaml writes it, so that it is read back as a time
+  if (node.type === 'time') s.type = Scalar.PLAIN;
   return s;
 }
 
@@ -378,6 +407,8 @@ function jsonValue(node: TreeNode, indent: string): string {
     case 'scalar':
       if (node.type === 'str') return goJsonString(node.value as string);
       if (node.type === 'bool') return node.value ? 'true' : 'false';
+      if (node.type === 'time') return goJsonString(node.value as string);
+      if (typeof node.value === 'bigint') return String(node.value);
       if (!Number.isFinite(node.value)) throw new OpsError(`${node.value} cannot be written in JSON`);
       return JSON.stringify(node.value);
     case 'list':

@@ -82,9 +82,8 @@ describe('encrypting', () => {
       const file = `/x/s.${format}`;
       const { text } = await SecretsFile.create(file, tree, { recipients: [k.recipient] }).render();
       const back = await SecretsFile.fromText(text, file, { identities: k.ids });
-      // JSON has one number type: sops reads every JSON number as a float, and so does this tool
-      const expected = format === 'json' ? mapLeaves(tree, (l) => (l.type === 'int' ? { ...l, type: 'float' as const } : l)) : tree;
-      expect(back.tree).toEqual(expected);
+      // an integer stays an int in JSON too, as sops (3.10 and later) reads JSON numbers
+      expect(back.tree).toEqual(tree);
       // values are encrypted, except empty strings and _unencrypted ones; keys stay readable
       expect(text).not.toContain('hello');
       expect(text).not.toContain('ten');

@@ -295,6 +295,8 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
       if (typeof v === 'number') return { kind: 'scalar', type: 'float', value: v };
       throw new OpsError(`${where()}: unsupported value`, 'use strings, numbers, booleans, lists and maps only');
     }
+    // !!binary: the parser has decoded it already; sops holds the bytes as text
+    if (v instanceof Uint8Array) return str(Buffer.from(v).toString('utf8'));
     try {
       return goNode(resolveScalar(String(v ?? ''), node.type === 'PLAIN' || node.type === undefined, node.tag), where);
     } catch (e) {

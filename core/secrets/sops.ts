@@ -30,6 +30,7 @@ import {
   str,
   toPlain,
   treeEquals,
+  yamlHasComments,
 } from './tree.ts';
 
 /** The sops version written in files this tool writes (the format of that release is what we write). */
@@ -411,6 +412,13 @@ export class SecretsFile {
   }
   get lastModified(): string | undefined {
     return this.original?.meta.lastModified;
+  }
+  /**
+   * Whether the file as read holds YAML comments. sops keeps them (encrypted, `#ENC[...]`); this tool reads
+   * around them but does not keep them when it rewrites the file, so callers say so.
+   */
+  get hasComments(): boolean {
+    return this.original !== undefined && this.format === 'yaml' && yamlHasComments(this.original.text);
   }
   /** The plaintext, in the file's format (YAML or JSON). */
   plaintext(): string {

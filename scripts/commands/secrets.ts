@@ -46,6 +46,17 @@ async function openOrCreateSecrets(ctx: CommandContext, env: string): Promise<{ 
   return { secrets: SecretsFile.create(file, { kind: 'map', entries: [] }, { recipients: recipientsFor(ctx.root, file) }), created: true };
 }
 
+/** Write a sops file if it changed; says so when comments it held (sops keeps them, encrypted) are dropped. */
+async function save(ctx: CommandContext, secrets: SecretsFile): Promise<boolean> {
+  const written = await secrets.save();
+  if (written && secrets.hasComments) warnComments(ctx, secrets);
+  return written;
+}
+
+function warnComments(ctx: CommandContext, secrets: SecretsFile): void {
+  ctx.reporter.warn(`${show(ctx.root, secrets.file)} held comments (sops encrypts and keeps them): ops does not keep comments, they were dropped; find them in git history`);
+}
+
 function readAll(stream: NodeJS.ReadableStream): Promise<string> {
   return new Promise((res, rej) => {
     const chunks: Buffer[] = [];
@@ -175,7 +186,10 @@ Text that is not valid YAML is offered back to the editor (answer n to drop the 
         const result = await editSecrets(secrets, io);
         const file = show(ctx.root, secrets.file);
         if (result.status === 'unchanged') ctx.reporter.info(`${file}: no changes${created ? ' (nothing written)' : ''}`);
-        else if (result.status === 'saved') ctx.reporter.info(`${file}: ${created ? 'created' : 'updated'} (${changeSummary(result.changes)})`);
+        else if (result.status === 'saved') {
+          ctx.reporter.info(`${file}: ${created ? 'created' : 'updated'} (${changeSummary(result.changes)})`);
+          if (secrets.hasComments) warnComments(ctx, secrets);
+        }
         else {
           ctx.reporter.error(`${file}: ${result.reason}`);
           return abort.signal.aborted ? (SIGNAL_EXIT[String(abort.signal.reason)] ?? 130) : 1;
@@ -203,7 +217,7 @@ Text that is not valid YAML is offered back to the editor (answer n to drop the 
       if (already) throw new OpsError(`${show(ctx.root, file)} is already a sops file`, 'edit it with ops secrets edit, or decrypt it first');
       const tree = parseTree(text, format, { file: show(ctx.root, file) });
       const secrets = SecretsFile.create(file, tree, { recipients: recipientsFor(ctx.root, file) });
-      await secrets.save();
+      await save(ctx, secrets);
       ctx.reporter.info(`${show(ctx.root, file)}: encrypted to ${secrets.recipients.length} recipient(s)`);
       return 0;
     },
@@ -224,7 +238,7 @@ Text that is not valid YAML is offered back to the editor (answer n to drop the 
       ctx.reporter.mask(value);
       const { secrets, created } = await openOrCreateSecrets(ctx, env);
       secrets.set(path, str(value));
-      const written = await secrets.save();
+      const written = await save(ctx, secrets);
       ctx.reporter.info(`${show(ctx.root, secrets.file)}: ${written ? (created ? 'created with' : 'set') : 'unchanged,'} ${path.join('.')}`);
       return 0;
     },
@@ -241,7 +255,7 @@ Text that is not valid YAML is offered back to the editor (answer n to drop the 
       for (const f of files) opened.push(await openEnvFile(ctx, env, f)); // all decrypt before any is written
       for (const s of opened) {
         s.rotate();
-        await s.save();
+        await save(ctx, s);
         ctx.reporter.info(`${show(ctx.root, s.file)}: new data key, for ${s.recipients.length} recipient${s.recipients.length > 1 ? 's' : ''}`);
       }
       return 0;
@@ -286,7 +300,7 @@ Files: environments/<env>/secrets.sops.yaml and sops-encrypted files in environm
         const wanted = recipientsFor(ctx.root, probe);
         for (const s of opened) {
           const { added, removed } = s.setRecipients(wanted);
-          const written = await s.save();
+          const written = await save(ctx, s);
           const what = [added.length ? `added ${added.join(', ')}` : '', removed.length ? `removed ${removed.join(', ')} (new data key)` : ''].filter(Boolean).join('; ');
           ctx.reporter.info(`${show(ctx.root, s.file)}: ${written ? what : 'already in sync'}`);
         }
@@ -297,7 +311,7 @@ Files: environments/<env>/secrets.sops.yaml and sops-encrypted files in environm
       const base = rule?.pathRegex !== undefined && rule.age.length ? rule.age : (opened[0]?.recipients ?? []);
       if (action === 'add') {
         for (const s of opened) s.addRecipient(recipient);
-        for (const s of opened) ctx.reporter.info(`${show(ctx.root, s.file)}: ${(await s.save()) ? `added ${recipient}` : `${recipient} was already a recipient`}`);
+        for (const s of opened) ctx.reporter.info(`${show(ctx.root, s.file)}: ${(await save(ctx, s)) ? `added ${recipient}` : `${recipient} was already a recipient`}`);
         await setEnvRule(ctx.root, env, [...base, recipient]);
         ctx.reporter.info(`.sops.yaml: ${env}'s rule lists ${recipient}`);
         return 0;
@@ -309,7 +323,7 @@ Files: environments/<env>/secrets.sops.yaml and sops-encrypted files in environm
       if (inRule && remaining.length === 0) throw new OpsError(`${recipient} is the only recipient of ${env}`, 'add the new recipient first, then remove this one');
       for (const s of inFiles) s.removeRecipient(recipient);
       for (const s of inFiles) {
-        await s.save();
+        await save(ctx, s);
         ctx.reporter.info(`${show(ctx.root, s.file)}: removed ${recipient}; new data key for ${s.recipients.join(', ')}`);
       }
       if (inRule) {

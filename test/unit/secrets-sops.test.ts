@@ -366,3 +366,20 @@ describe('ops secrets commands on sops-written files', () => {
     expect(plainOf(ours.out, 'yaml')).toEqual(plainOf(theirs.out, 'yaml'));
   });
 });
+
+describe('comments sops keeps', () => {
+  it('ops reads a commented sops file, and says so when a rewrite drops the comments', async () => {
+    const e = await newEnv();
+    const plainFile = join(dir, 'commented.yaml');
+    writeFileSync(plainFile, '# database of the catalogue\ndatabase_url: postgres://x\n# rotated yearly\nsecret_key: k\n');
+    const recipient = readFileSync(join(e.root, '.sops.yaml'), 'utf8').match(/age: (\S+)/)![1]!;
+    writeFileSync(e.secrets, sops(['encrypt', '--age', recipient, plainFile], k1).out);
+    expect(readFileSync(e.secrets, 'utf8')).toContain('#ENC[AES256_GCM');
+    const shown = await cli(e.root, ['secrets', 'show', 'qa', '--key', 'secret_key'], e.env);
+    expect(shown.out).toBe('k\n');
+    const set = await cli(e.root, ['secrets', 'set', 'qa', 'secret_key'], e.env, 'k2');
+    expect(set.code).toBe(0);
+    expect(set.err).toContain('held comments (sops encrypts and keeps them): ops does not keep comments');
+    expect(plainOf(sops(['decrypt', e.secrets], { file: e.keyFile }).out, 'yaml')).toEqual({ database_url: 'postgres://x', secret_key: 'k2' });
+  });
+});

@@ -57,9 +57,9 @@ export function string(opts: { pattern?: RegExp; form?: string; check?: (v: stri
     json: () => (opts.pattern ? { type: 'string', pattern: opts.pattern.source } : { type: 'string' }),
     check(value, path, problems) {
       if (typeof value !== 'string') return fail(problems, path, form, value);
-      if (opts.pattern && !opts.pattern.test(value)) return fail(problems, path, form, value);
+      // the refinement's reason is the most precise one, even when the pattern also fails
       const why = opts.check?.(value);
-      if (why) return fail(problems, path, form, value, ` (${why})`);
+      if (why || (opts.pattern && !opts.pattern.test(value))) return fail(problems, path, form, value, why ? ` (${why})` : '');
       return value;
     },
   };
@@ -246,8 +246,8 @@ function showDefault(value: unknown): string | undefined {
 
 /**
  * A rule across the keys of one mapping, which the loader checks and the JSON Schema expresses
- * (`oneOf`, `if`/`then`). Key paths are relative to the mapping; values are compared after defaults
- * are filled in, so a condition must not name a key's default value.
+ * (`oneOf`, `if`/`then`). Key paths are relative to the mapping; rules look at the document as written
+ * (before defaults are filled in), as JSON Schema does, so a condition must not name a key's default value.
  */
 export type Rule =
   /** Exactly one of these keys is given (and not null). Reported at the mapping's own path. */
@@ -271,14 +271,14 @@ function at(value: unknown, path: string[]): unknown {
 function nested(path: string[], leaf: JsonSchema, required: boolean): JsonSchema {
   const [k, ...rest] = path;
   if (k === undefined) return leaf;
-  return { ...(required ? { required: [k] } : {}), properties: { [k]: nested(rest, leaf, required) } };
+  return { type: 'object', ...(required ? { required: [k] } : {}), properties: { [k]: nested(rest, leaf, required) } };
 }
 
 const NOT_NULL: JsonSchema = { not: { type: 'null' } };
 
 function ruleJson(rule: Rule): JsonSchema {
   if ('exactlyOne' in rule) return { oneOf: rule.exactlyOne.map((k) => nested([k], NOT_NULL, true)) };
-  const then = rule.then.map((r) => ('require' in r ? nested(r.require, NOT_NULL, true) : nested(r.path, { pattern: r.pattern.source }, false)));
+  const then = rule.then.map((r) => ('require' in r ? nested(r.require, NOT_NULL, true) : nested(r.path, { type: ['string', 'null', 'number', 'boolean', 'array', 'object'], pattern: r.pattern.source }, false)));
   return { if: nested(rule.when.path, { const: rule.when.equals }, true), then: then.length === 1 ? then[0]! : { allOf: then } };
 }
 
@@ -313,8 +313,8 @@ function nullable(schema: JsonSchema): JsonSchema {
 
 /**
  * A mapping with known keys: unknown keys, missing required keys and wrong types are all reported.
- * `rules` are checked once the keys are (their problems are reported; the value is still returned, so
- * that checks across the whole document still run).
+ * `rules` are checked on the mapping as written (their problems are reported; the value is still
+ * returned, so that checks across the whole document still run).
  */
 export function object<F extends Fields>(fields: F, options: string | { form?: string; rules?: Rule[] } = {}): Schema<ObjectOf<F>> {
   const { form = 'a mapping', rules = [] } = typeof options === 'string' ? { form: options } : options;
@@ -353,7 +353,7 @@ export function object<F extends Fields>(fields: F, options: string | { form?: s
         if (r === undefined) ok = false;
         else out[k] = r;
       }
-      for (const rule of rules) checkRule(rule, out, path, problems);
+      for (const rule of rules) checkRule(rule, value, path, problems);
       return ok ? (out as ObjectOf<F>) : undefined;
     },
     rows(path) {
@@ -377,7 +377,7 @@ export function object<F extends Fields>(fields: F, options: string | { form?: s
         const own = field.schema.json();
         properties[k] = {
           ...(field.presence === 'required' ? own : nullable(own)),
-          description: `${field.doc} (${field.schema.form})`,
+          description: `${field.doc}. Expected: ${field.schema.form}.`,
           ...(field.default !== undefined ? { default: field.default } : {}),
         };
       }
@@ -410,6 +410,6 @@ export function renderDocs(schema: Schema<unknown>): string {
  * what it cannot say (a `string({ check })` refinement, checks done in code after the schema) the loader
  * still refuses when a command runs.
  */
-export function renderJsonSchema(schema: Schema<unknown>, meta: { id: string; title: string; description: string }): JsonSchema {
-  return { $schema: 'http://json-schema.org/draft-07/schema#', $id: meta.id, title: meta.title, description: meta.description, ...schema.json() };
+export function renderJsonSchema(schema: Schema<unknown>, meta: { title: string; description: string }): JsonSchema {
+  return { $schema: 'http://json-schema.org/draft-07/schema#', title: meta.title, description: meta.description, ...schema.json() };
 }

@@ -103,6 +103,11 @@ export const environmentSchema = object(
       build: opt(command, 'build command, run in the release as the app user', 'make build'),
       migrate: opt(command, 'migration command, run before the switch while the old release still serves', 'make migrate'),
       keep: opt(integer(1, 100), 'releases kept on each host (the current one is never removed)', 5),
+      migration_paths: opt(
+        list(string({ pattern: /^(?!\/)[^\n]+$/, form: 'a git glob relative to the repository ("db/versions/**")' })),
+        'where migrations live, for the plan and `ops diff` (files added there are listed); [] = detect: **/migrations/**, **/alembic/versions/**, **/db/migrate/** and the versions/ of each alembic.ini\'s script_location',
+        [],
+      ),
       before_switch: opt(list(command), 'commands run in the new release before traffic moves to it', []),
       after_switch: opt(list(command), 'commands run in the new release after traffic moved to it', []),
     }),

@@ -2,16 +2,16 @@
 // pull requests are labelled one after the other while a staging run is busy, the first add never runs. Every
 // add therefore also brings in the open labelled pull requests staging lacks. Real git (a bare remote, clones),
 // GitHub's API faked at the HTTP level (the real Octokit client talks to it).
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryReporter } from '../../core/report.ts';
 import { runStaging, stagingSettings } from '../../core/staging.ts';
 import { StagingRefusal } from '../../core/staging-plan.ts';
-import { Scratch, fresh as copyOf, line2, startFakeGitHub, type FakeGitHub, type FakePull } from './staging.support.ts';
+import { Scratch, line2, perTest, type FakeGitHub, type FakePull } from './staging.support.ts';
 
 let template: Scratch;
 const sha: Record<string, string> = {};
-let scratch: Scratch | undefined;
-let api: FakeGitHub | undefined;
+const each = perTest();
+const scene = () => each.scene(template);
 
 beforeAll(() => {
   template = Scratch.create();
@@ -25,18 +25,6 @@ beforeAll(() => {
   sha.master = template.sha('master')!;
 }, 60_000);
 afterAll(() => template.cleanup());
-afterEach(async () => {
-  scratch?.cleanup();
-  scratch = undefined;
-  await api?.close();
-  api = undefined;
-});
-
-function scene() {
-  const s = copyOf(template);
-  scratch = s.s;
-  return s;
-}
 
 const pr = (number: number, branch: string, head: string, created: string, labels = ['staging']): FakePull => ({
   number,
@@ -64,7 +52,7 @@ function addRun(dir: string, gh: FakeGitHub | undefined, number: number, branch:
 describe('staging converges', () => {
   it('two pull requests labelled one after the other, the first run never executed: the second run adds both', async () => {
     const { s, runner } = scene();
-    api = await startFakeGitHub();
+    const api = await each.github();
     // #1 labelled first (its run queued, then cancelled by GitHub when #2's run queued), #2 labelled a minute later
     api.pulls.push(pr(1, 'feature/one', sha.one!, '2026-03-01T10:00:00Z'), pr(2, 'feature/two', sha.two!, '2026-03-01T10:01:00Z'), pr(3, 'feature/unlabelled', sha.b!, '2026-03-01T09:00:00Z', []));
     const reporter = new MemoryReporter();
@@ -89,7 +77,7 @@ describe('staging converges', () => {
 
   it('a labelled pull request that no longer applies is skipped and listed; the run still succeeds', async () => {
     const { s, runner } = scene();
-    api = await startFakeGitHub();
+    const api = await each.github();
     api.pulls.push(pr(5, 'feature/b', sha.b!, '2026-03-01T10:00:00Z'), pr(6, 'feature/c', sha.c!, '2026-03-01T10:01:00Z'), pr(7, 'feature/one', sha.one!, '2026-03-01T10:02:00Z'));
     const reporter = new MemoryReporter();
     const r = await addRun(runner.dir, api, 7, 'feature/one', reporter);
@@ -103,7 +91,7 @@ describe('staging converges', () => {
 
   it('when the pull request of the run itself does not apply, the other labelled ones still go in, and the run fails saying so', async () => {
     const { s, runner } = scene();
-    api = await startFakeGitHub();
+    const api = await each.github();
     api.pulls.push(pr(5, 'feature/b', sha.b!, '2026-03-01T10:00:00Z'), pr(8, 'feature/two', sha.two!, '2026-03-01T10:01:00Z'), pr(6, 'feature/c', sha.c!, '2026-03-01T10:02:00Z'));
     // staging already holds #5 (b); #6 (c) conflicts with it; #8 was labelled meanwhile, its run cancelled
     await addRun(runner.dir, undefined, 5, 'feature/b');

@@ -368,6 +368,16 @@ describe('ops secrets commands on sops-written files', () => {
 });
 
 describe('comments sops keeps', () => {
+  for (const rule of ['encrypted_comment_regex', 'unencrypted_comment_regex']) {
+    it(`a file encrypted with ${rule} (not supported) is refused with a clear error, not misread`, async () => {
+      const plainFile = join(dir, `${rule}.yaml`);
+      writeFileSync(plainFile, '# sops:enc\npassword: s3cret\nuser: bob\n');
+      const r = sopsEncrypt(plainFile, [k1], { name: rule, config: { [rule]: 'sops:enc' }, plain: [], encrypted: [] }, k1);
+      expect(r.err).toBe('');
+      await expect(SecretsFile.fromText(r.out, 'f.yaml', { identities: k1.ids })).rejects.toThrow(`f.yaml: sops.${rule} is not supported by this tool`);
+    });
+  }
+
   it('ops reads a commented sops file, and says so when a rewrite drops the comments', async () => {
     const e = await newEnv();
     const plainFile = join(dir, 'commented.yaml');

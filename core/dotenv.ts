@@ -15,7 +15,7 @@ export function lookup(tree: unknown, path: string): unknown {
 
 function asString(value: unknown): string {
   if (typeof value === 'string') return value;
-  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+  if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean') return String(value);
   return JSON.stringify(value);
 }
 

@@ -151,6 +151,9 @@ describe('.env', () => {
     const out = execFileSync('bash', ['-c', 'set -a; . ./.env; set +a; printf "%s\\n" "$MODE" "$DB" "$PASSWORDS"'], { cwd: dir, encoding: 'utf8' });
     expect(out).toBe(`live\n${values.DB}\n${JSON.stringify(values.PASSWORDS)}\n`);
   });
+  it('writes a 64-bit integer secret (held exactly, as sops does) digit for digit', () => {
+    expect(renderDotenv(env(), { database_url: 9007199254740993n, passwords: 'x' })).toContain('DB="9007199254740993"');
+  });
   it('lists every missing secret at once', () => {
     expect(() => renderDotenv(env(), {})).toThrow(/lacks 2 secrets the .env needs:\n  - DB needs the secret "database_url"\n  - PASSWORDS needs the secret "passwords"/);
   });

@@ -50579,7 +50579,7 @@ function lookup(tree, path) {
 }
 function asString(value) {
   if (typeof value === "string") return value;
-  if (typeof value === "number" || typeof value === "boolean") return String(value);
+  if (typeof value === "number" || typeof value === "bigint" || typeof value === "boolean") return String(value);
   return JSON.stringify(value);
 }
 function quoteDotenv(value) {

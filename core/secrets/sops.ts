@@ -30,7 +30,9 @@ import {
   str,
   toPlain,
   treeEquals,
-  yamlHasComments,
+  mapComments,
+  type CommentNode,
+  type ListNode,
 } from './tree.ts';
 
 /** The sops version written in files this tool writes (the format of that release is what we write). */
@@ -134,11 +136,34 @@ function parseMetadata(file: string, node: TreeNode | undefined): SopsMetadata {
   return meta;
 }
 
+/**
+ * sops writes an encrypted comment of a list as an item of that list (a string `ENC[...,type:comment]`), and
+ * reads it back as a comment, outside the MAC: hold it as the comment it is.
+ */
+function listCommentsAsComments<T extends TreeNode>(node: T): T {
+  if (node.kind === 'map') return { ...node, entries: node.entries.map(([k, v]) => [k, listCommentsAsComments(v)]) };
+  if (node.kind !== 'list') return node;
+  const items: TreeNode[] = [];
+  const comments = [...(node.comments ?? [])];
+  node.items.forEach((item, i) => {
+    if (item.kind === 'scalar' && item.type === 'str' && /^ENC\[AES256_GCM,.*,type:comment\]$/.test(item.value as string)) {
+      comments.push({ before: items.length, text: item.value as string });
+    } else {
+      for (const c of node.comments ?? []) if (c.before === i) c.before = items.length;
+      items.push(listCommentsAsComments(item));
+    }
+  });
+  return { ...node, items, ...(comments.length ? { comments: comments.sort((a, b) => a.before - b.before) } : {}) };
+}
+
 /** Parse an encrypted sops document (YAML or JSON) without decrypting anything. */
 export function parseSops(text: string, file: string, format: Format = formatOf(file)): EncryptedDocument {
   const tree = parseTree(text, format, { file, keys: 'strict' });
   const meta = parseMetadata(file, getEntry(tree, 'sops'));
-  return { file, format, data: { kind: 'map', entries: tree.entries.filter(([k]) => k !== 'sops') }, meta, text };
+  const at = tree.entries.findIndex(([k]) => k === 'sops');
+  const comments = tree.comments?.map((c) => (c.before > at ? { ...c, before: c.before - 1 } : c));
+  const data: MapNode = { kind: 'map', entries: tree.entries.filter(([k]) => k !== 'sops'), ...(comments ? { comments } : {}) };
+  return { file, format, data: listCommentsAsComments(data), meta, text };
 }
 
 /** True when the text is a sops-encrypted document (a top-level `sops` map with `mac` and `lastmodified`). */
@@ -301,6 +326,28 @@ function decryptTree(doc: EncryptedDocument, key: Buffer): Decrypted {
     if (!meta.macOnlyEncrypted || encrypted) mac.add(value);
     return value;
   });
+  // Comments: encrypted with the path of the map sops placed them in, not in the MAC. One that does not decrypt
+  // stays as it is (sops: "possibly unencrypted comment").
+  const withComments = mapComments(plain, (c, keys, branch) => {
+    if (!shouldEncrypt(keys) || !c.text.startsWith('ENC[')) return c;
+    let enc;
+    try {
+      enc = parseEnc(c.text);
+    } catch {
+      return c;
+    }
+    for (const path of commentPaths(keys, branch)) {
+      const aad = aadOf(path);
+      try {
+        const text = openText(enc, key, aad);
+        stash.put(`#${aad}`, text, enc.iv);
+        return { ...c, text };
+      } catch {
+        // not this level
+      }
+    }
+    return c;
+  });
   // The MAC: stored encrypted under the data key, with lastmodified as associated data
   if (!meta.mac) throw new OpsError(`${file} has no MAC (sops.mac is empty)`, 'a sops file always has one: restore the file from git history');
   let stored: string;
@@ -317,7 +364,41 @@ function decryptTree(doc: EncryptedDocument, key: Buffer): Decrypted {
       `the file was changed without sops or ops: restore it from git history (\`git checkout -- ${file}\`, or \`git log -p ${file}\` to find the change)`,
     );
   }
-  return { plain, stash, secrets };
+  return { plain: withComments, stash, secrets };
+}
+
+/** The key paths of the last item of a map or list, of that item's last item, and so on (maps and lists only). */
+function lastChain(keys: string[], branch: MapNode | ListNode): string[][] {
+  const out: string[][] = [];
+  let node: TreeNode = branch;
+  let path = keys;
+  for (;;) {
+    if (node.kind === 'map' && node.entries.length) {
+      const [k, v]: [string, TreeNode] = node.entries.at(-1)!;
+      path = [...path, k];
+      node = v;
+    } else if (node.kind === 'list' && node.items.length) node = node.items.at(-1)!;
+    else break;
+    if (node.kind !== 'map' && node.kind !== 'list') break;
+    out.push(path);
+  }
+  return out;
+}
+
+/**
+ * The key path sops uses as a comment's associated data: the map or list holding it, except for comments after
+ * the last item when that item is itself a map or list: go-yaml reads those as the foot comment of the
+ * innermost last item, so sops places them there.
+ */
+function commentPath(c: CommentNode, keys: string[], branch: MapNode | ListNode): string[] {
+  const size = branch.kind === 'map' ? branch.entries.length : branch.items.length;
+  return c.before === size ? (lastChain(keys, branch).at(-1) ?? keys) : keys;
+}
+
+/** Where to look for a comment's associated data when reading: its own map, the maps inside before it, the maps above. */
+function commentPaths(keys: string[], branch: MapNode | ListNode): string[][] {
+  const all = [keys, ...lastChain(keys, branch).reverse(), ...keys.map((_, i) => keys.slice(0, keys.length - 1 - i))];
+  return all.filter((p, i) => all.findIndex((q) => q.join('\0') === p.join('\0')) === i);
 }
 
 function maskAll(secrets: ScalarNode[], mask?: (value: string) => void): void {
@@ -413,13 +494,7 @@ export class SecretsFile {
   get lastModified(): string | undefined {
     return this.original?.meta.lastModified;
   }
-  /**
-   * Whether the file as read holds YAML comments. sops keeps them (encrypted, `#ENC[...]`); this tool reads
-   * around them but does not keep them when it rewrites the file, so callers say so.
-   */
-  get hasComments(): boolean {
-    return this.original !== undefined && this.format === 'yaml' && yamlHasComments(this.original.text);
-  }
+
   /** The plaintext, in the file's format (YAML or JSON). */
   plaintext(): string {
     return printTree(this.plain, this.format);
@@ -451,7 +526,7 @@ export class SecretsFile {
       const entries = [...map.entries];
       if (idx >= 0) entries[idx] = [key, next];
       else entries.push([key, next]);
-      return { kind: 'map', entries };
+      return { ...map, entries };
     };
     this.plain = setIn(this.plain, 0);
   }
@@ -508,13 +583,19 @@ export class SecretsFile {
     const shouldEncrypt = encryptionRule(this.file, this.meta);
     const mac = new MacBuilder(this.meta.macOnlyEncrypted);
     const stash = this.stash.copy();
-    const data = mapLeaves(this.plain, (leaf, keys) => {
+    const values = mapLeaves(this.plain, (leaf, keys) => {
       const encrypted = shouldEncrypt(keys);
       if (!this.meta.macOnlyEncrypted || encrypted) mac.add(leaf);
       if (!encrypted) return leaf;
       if (leaf.type === 'str' && leaf.value === '') return leaf; // sops leaves empty strings as they are
       const aad = aadOf(keys);
       return str(encryptScalar(leaf, key, aad, stash.take(aad, scalarText(leaf))));
+    });
+    // comments as sops encrypts them: type `comment`, the path of their map as associated data, no MAC
+    const data = mapComments(values, (c, keys, branch) => {
+      if (!shouldEncrypt(keys) || c.text === '') return c;
+      const aad = aadOf(commentPath(c, keys, branch));
+      return { ...c, text: sealText(c.text, 'comment', key, aad, stash.take(`#${aad}`, c.text)) };
     });
     const old = this.original;
     const sameKey = old !== undefined && !this.rotated;
@@ -529,7 +610,7 @@ export class SecretsFile {
     const lastModified = opts.lastModified ?? (opts.now ?? new Date()).toISOString().replace(/\.\d{3}Z$/, 'Z');
     const sealedMac = sealText(mac.hex(), 'str', key, canonicalLastModified(this.file, lastModified), opts.macIv);
     const meta = this.metadataTree(age, lastModified, sealedMac);
-    const tree: MapNode = { kind: 'map', entries: [...data.entries, ['sops', meta]] };
+    const tree: MapNode = { ...data, entries: [...data.entries, ['sops', meta]] };
     return { text: printTree(tree, this.format), changed: true };
   }
 

@@ -3,6 +3,7 @@
 // document order. Parsing and printing of YAML and JSON live here; nothing here knows about encryption.
 import { Document, Pair, Scalar, YAMLMap, YAMLSeq, isAlias, isMap, isScalar, isSeq, parseAllDocuments, visit, type Node as YamlNode } from 'yaml';
 import { OpsError } from '../errors.ts';
+import { type Anchor, type Branch, commentTokens, placeComments, positions } from './comments.ts';
 import { type GoScalar, intValue, parseRfc3339, plainChangesMeaning, resolveScalar } from './goyaml.ts';
 
 /**
@@ -19,13 +20,26 @@ export interface ScalarNode {
 export interface NullNode {
   kind: 'null';
 }
+/**
+ * A YAML comment, kept as sops keeps it (stores/yaml): its text after "#", and where it stands in its map or
+ * list: before item `before` (the item count for one after the last item). `inline` when it followed a value
+ * on that value's line. sops encrypts comments (type `comment`) with the path of their map as associated
+ * data, and leaves them out of the MAC.
+ */
+export interface CommentNode {
+  before: number;
+  text: string;
+  inline?: boolean;
+}
 export interface MapNode {
   kind: 'map';
   entries: [string, TreeNode][];
+  comments?: CommentNode[];
 }
 export interface ListNode {
   kind: 'list';
   items: TreeNode[];
+  comments?: CommentNode[];
 }
 export type TreeNode = ScalarNode | NullNode | MapNode | ListNode;
 
@@ -146,9 +160,9 @@ export function mapLeaves<T extends TreeNode>(
 ): T {
   switch (node.kind) {
     case 'map':
-      return { kind: 'map', entries: node.entries.map(([k, v]) => [k, mapLeaves(v, fn, [...keys, k], [...path, k])]) } as T;
+      return { ...node, entries: node.entries.map(([k, v]) => [k, mapLeaves(v, fn, [...keys, k], [...path, k])]) } as T;
     case 'list':
-      return { kind: 'list', items: node.items.map((v, i) => mapLeaves(v, fn, keys, [...path, i])) } as T;
+      return { ...node, items: node.items.map((v, i) => mapLeaves(v, fn, keys, [...path, i])) } as T;
     case 'null':
       return node;
     case 'scalar':
@@ -156,11 +170,35 @@ export function mapLeaves<T extends TreeNode>(
   }
 }
 
+/** Rebuild a tree, passing every comment to `fn` with the map keys of the map or list holding it, and that map or list. */
+export function mapComments<T extends TreeNode>(node: T, fn: (comment: CommentNode, keys: string[], branch: MapNode | ListNode) => CommentNode, keys: string[] = []): T {
+  const own = (n: MapNode | ListNode) => (n.comments?.length ? { comments: n.comments.map((c) => fn(c, keys, n)) } : {});
+  switch (node.kind) {
+    case 'map':
+      return { ...node, entries: node.entries.map(([k, v]) => [k, mapComments(v, fn, [...keys, k])]), ...own(node) } as T;
+    case 'list':
+      return { ...node, items: node.items.map((v) => mapComments(v, fn, keys)), ...own(node) } as T;
+    default:
+      return node;
+  }
+}
+
+/** The comments standing before item `i` of a map or list, in order. */
+export function commentsAt(node: MapNode | ListNode, i: number): CommentNode[] {
+  return (node.comments ?? []).filter((c) => c.before === i);
+}
+
 export function forEachLeaf(node: TreeNode, fn: (leaf: ScalarNode, keys: string[], path: (string | number)[]) => void): void {
   mapLeaves(node, (leaf, keys, path) => {
     fn(leaf, keys, path);
     return leaf;
   });
+}
+
+function sameComments(a: MapNode | ListNode, b: MapNode | ListNode): boolean {
+  const x = a.comments ?? [];
+  const y = b.comments ?? [];
+  return x.length === y.length && x.every((c, i) => c.before === y[i]!.before && c.text === y[i]!.text && Boolean(c.inline) === Boolean(y[i]!.inline));
 }
 
 export function treeEquals(a: TreeNode, b: TreeNode): boolean {
@@ -174,11 +212,12 @@ export function treeEquals(a: TreeNode, b: TreeNode): boolean {
     }
     case 'list': {
       const l = b as ListNode;
-      return a.items.length === l.items.length && a.items.every((v, i) => treeEquals(v, l.items[i]!));
+      return sameComments(a, l) && a.items.length === l.items.length && a.items.every((v, i) => treeEquals(v, l.items[i]!));
     }
     case 'map': {
       const m = b as MapNode;
       return (
+        sameComments(a, m) &&
         a.entries.length === m.entries.length &&
         a.entries.every(([k, v], i) => m.entries[i]![0] === k && treeEquals(v, m.entries[i]![1]))
       );
@@ -310,26 +349,62 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
     throw new OpsError(`${file}: the top level must be a map of keys to values`, 'write it as `key: value` lines');
   }
   let aliases = 0;
-  const convert = (node: unknown, path: (string | number)[]): TreeNode => {
+  // Where each map key and list item stands (YAML), to place the comments afterwards
+  const at = positions(text);
+  const anchors: Anchor[] = [];
+  const anchor = (offset: number | undefined, branch: Branch, index: number, value: unknown): Anchor | undefined => {
+    if (format !== 'yaml' || offset === undefined || aliases) return undefined;
+    const { line, col } = at(offset);
+    const v = isAlias(value) ? undefined : (value as { range?: number[]; flow?: boolean } | null);
+    const scalarOnLine = !(isMap(v) || isSeq(v)) || Boolean(v?.flow) || (v?.range ? at(v.range[0]!).line === line : true);
+    const a: Anchor = { offset, line, col, branch, index, scalarOnLine };
+    anchors.push(a);
+    return a;
+  };
+  const offsetOf = (node: unknown): number | undefined => (node as { range?: number[] } | null)?.range?.[0];
+  const convert = (node: unknown, path: (string | number)[], parent?: Anchor): TreeNode => {
     if (isAlias(node)) {
       if (++aliases > 1000) throw new OpsError(`${file}: too many YAML aliases`, 'expand the aliases (*name) by hand');
       if (path.length > 100) throw new OpsError(`${file}: ${showPath(path)}: nesting is too deep (recursive alias?)`);
-      return convert(node.resolve(doc), path);
+      const resolved = convert(node.resolve(doc), path);
+      aliases--;
+      return resolved;
     }
     if (path.length > 100) throw new OpsError(`${file}: ${showPath(path)}: nesting is too deep`);
     if (isMap(node)) {
-      const entries: [string, TreeNode][] = [];
-      for (const pair of node.items) {
+      const out: MapNode = { kind: 'map', entries: [] };
+      const branch: Branch = { node: out, col: 0, parent };
+      node.items.forEach((pair, i) => {
         const key = keyOf(pair.key, path);
-        entries.push([key, convert(pair.value, [...path, key])]);
-      }
-      return { kind: 'map', entries };
+        const a = anchor(offsetOf(pair.key), branch, i, pair.value);
+        if (a && i === 0) branch.col = a.col;
+        out.entries.push([key, convert(pair.value, [...path, key], a)]);
+      });
+      if (!parent && path.length === 0) rootBranch = branch;
+      return out;
     }
-    if (isSeq(node)) return { kind: 'list', items: node.items.map((v, i) => convert(v, [...path, i])) };
+    if (isSeq(node)) {
+      const out: ListNode = { kind: 'list', items: [] };
+      const branch: Branch = { node: out, col: 0, parent };
+      node.items.forEach((item, i) => {
+        // a block item's position is its "-"
+        let o = offsetOf(item);
+        if (o !== undefined && !node.flow) {
+          let d = o - 1;
+          while (d >= 0 && (text[d] === ' ' || text[d] === '\t')) d--;
+          if (text[d] === '-') o = d;
+        }
+        const a = anchor(o, branch, i, item);
+        if (a && i === 0) branch.col = a.col;
+        out.items.push(convert(item, [...path, i], a));
+      });
+      return out;
+    }
     if (node === null || node === undefined) return { kind: 'null' };
     if (isScalar(node)) return scalar(node, path);
     throw new OpsError(`${file}: ${showPath(path)}: unsupported value`, 'use strings, numbers, booleans, lists and maps only');
   };
+  let rootBranch: Branch | undefined;
   const keyOf = (key: unknown, path: (string | number)[]): string => {
     const k = isAlias(key) ? key.resolve(doc) : key;
     if (isScalar(k)) {
@@ -344,7 +419,9 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
     }
     throw new OpsError(`${file}: ${showPath(path)}: a map or list used as a key`, 'use string keys only');
   };
-  return convert(root, []) as MapNode;
+  const tree = convert(root, []) as MapNode;
+  if (format === 'yaml' && rootBranch) placeComments(commentTokens(text), anchors, rootBranch);
+  return tree;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -371,16 +448,43 @@ function yamlScalar(node: ScalarNode | NullNode): Scalar {
   return s;
 }
 
+/** The comments before item `i`: those for the line above it, and an inline one for after its value (scalars only). */
+function split(node: MapNode | ListNode, i: number, value: TreeNode | undefined): { head: string[]; inline: string[] } {
+  const here = commentsAt(node, i);
+  const scalar = value !== undefined && value.kind !== 'map' && value.kind !== 'list';
+  return { head: here.filter((c) => !(c.inline && scalar)).map((c) => c.text), inline: here.filter((c) => c.inline && scalar).map((c) => c.text) };
+}
+
+const joinComment = (lines: string[]) => (lines.length ? lines.join('\n') : undefined);
+
 function toYamlNode(node: TreeNode): YamlNode {
   switch (node.kind) {
     case 'map': {
       const m = new YAMLMap();
-      for (const [k, v] of node.entries) m.items.push(new Pair(yamlScalar(str(k)), toYamlNode(v)));
+      node.entries.forEach(([k, v], i) => {
+        const key = yamlScalar(str(k));
+        const value = toYamlNode(v);
+        const { head, inline } = split(node, i, v);
+        if (head.length) key.commentBefore = joinComment(head);
+        // one line comment per value: further ones go above the next line... of this value, as sops does
+        if (inline.length) value.comment = inline.join(' #');
+        m.items.push(new Pair(key, value));
+      });
+      const tail = commentsAt(node, node.entries.length).map((c) => c.text);
+      if (tail.length) m.comment = joinComment(tail);
       return m;
     }
     case 'list': {
       const s = new YAMLSeq();
-      for (const v of node.items) s.items.push(toYamlNode(v));
+      node.items.forEach((v, i) => {
+        const item = toYamlNode(v);
+        const { head, inline } = split(node, i, v);
+        if (head.length) item.commentBefore = joinComment(head);
+        if (inline.length) item.comment = inline.join(' #');
+        s.items.push(item);
+      });
+      const tail = commentsAt(node, node.items.length).map((c) => c.text);
+      if (tail.length) s.comment = joinComment(tail);
       return s;
     }
     default:
@@ -388,11 +492,20 @@ function toYamlNode(node: TreeNode): YamlNode {
   }
 }
 
-/** YAML the way sops 3.8 writes it: 2-space indent, lists indented under their key, no line folding. */
+/** YAML the way sops 3.8 writes it: 2-space indent, lists indented under their key, no line folding; comments where they stood. */
 export function toYaml(tree: MapNode): string {
-  if (tree.entries.length === 0) return '{}\n';
+  if (tree.entries.length === 0) {
+    const only = (tree.comments ?? []).map((c) => `#${c.text}\n`).join('');
+    return `${only}{}\n`;
+  }
   const doc = new Document();
-  doc.contents = toYamlNode(tree) as YAMLMap;
+  const root = toYamlNode(tree) as YAMLMap;
+  // the top level's trailing comments belong to the document (after everything)
+  if (root.comment) {
+    doc.comment = root.comment;
+    root.comment = undefined;
+  }
+  doc.contents = root;
   return doc.toString({ lineWidth: 0, minContentWidth: 0, indent: 2, indentSeq: true });
 }
 
@@ -429,25 +542,6 @@ export function toJson(tree: TreeNode): string {
 
 export function printTree(tree: MapNode, format: Format): string {
   return format === 'json' ? toJson(tree) : toYaml(tree);
-}
-
-/** Does YAML text hold comments? (They are not kept: sops would encrypt them, this tool drops them.) */
-export function yamlHasComments(text: string): boolean {
-  const docs = parseAllDocuments(text);
-  if (!Array.isArray(docs)) return false;
-  let found = false;
-  for (const doc of docs) {
-    if (doc.commentBefore || doc.comment) found = true;
-    visit(doc, (_key, node) => {
-      const n = node as { comment?: string | null; commentBefore?: string | null };
-      if (n.comment || n.commentBefore) {
-        found = true;
-        return visit.BREAK;
-      }
-      return undefined;
-    });
-  }
-  return found;
 }
 
 export interface TreeChanges {

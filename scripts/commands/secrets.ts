@@ -46,17 +46,6 @@ async function openOrCreateSecrets(ctx: CommandContext, env: string): Promise<{ 
   return { secrets: SecretsFile.create(file, { kind: 'map', entries: [] }, { recipients: recipientsFor(ctx.root, file) }), created: true };
 }
 
-/** Write a sops file if it changed; says so when comments it held (sops keeps them, encrypted) are dropped. */
-async function save(ctx: CommandContext, secrets: SecretsFile): Promise<boolean> {
-  const written = await secrets.save();
-  if (written && secrets.hasComments) warnComments(ctx, secrets);
-  return written;
-}
-
-function warnComments(ctx: CommandContext, secrets: SecretsFile): void {
-  ctx.reporter.warn(`${show(ctx.root, secrets.file)} held comments (sops encrypts and keeps them): ops does not keep comments, they were dropped; find them in git history`);
-}
-
 function readAll(stream: NodeJS.ReadableStream): Promise<string> {
   return new Promise((res, rej) => {
     const chunks: Buffer[] = [];
@@ -186,10 +175,7 @@ Text that is not valid YAML is offered back to the editor (answer n to drop the 
         const result = await editSecrets(secrets, io);
         const file = show(ctx.root, secrets.file);
         if (result.status === 'unchanged') ctx.reporter.info(`${file}: no changes${created ? ' (nothing written)' : ''}`);
-        else if (result.status === 'saved') {
-          ctx.reporter.info(`${file}: ${created ? 'created' : 'updated'} (${changeSummary(result.changes)})`);
-          if (secrets.hasComments) warnComments(ctx, secrets);
-        }
+        else if (result.status === 'saved') ctx.reporter.info(`${file}: ${created ? 'created' : 'updated'} (${changeSummary(result.changes)})`);
         else {
           ctx.reporter.error(`${file}: ${result.reason}`);
           return abort.signal.aborted ? (SIGNAL_EXIT[String(abort.signal.reason)] ?? 130) : 1;
@@ -217,7 +203,7 @@ Text that is not valid YAML is offered back to the editor (answer n to drop the 
       if (already) throw new OpsError(`${show(ctx.root, file)} is already a sops file`, 'edit it with ops secrets edit, or decrypt it first');
       const tree = parseTree(text, format, { file: show(ctx.root, file) });
       const secrets = SecretsFile.create(file, tree, { recipients: recipientsFor(ctx.root, file) });
-      await save(ctx, secrets);
+      await secrets.save();
       ctx.reporter.info(`${show(ctx.root, file)}: encrypted to ${secrets.recipients.length} recipient(s)`);
       return 0;
     },
@@ -238,7 +224,7 @@ Text that is not valid YAML is offered back to the editor (answer n to drop the 
       ctx.reporter.mask(value);
       const { secrets, created } = await openOrCreateSecrets(ctx, env);
       secrets.set(path, str(value));
-      const written = await save(ctx, secrets);
+      const written = await secrets.save();
       ctx.reporter.info(`${show(ctx.root, secrets.file)}: ${written ? (created ? 'created with' : 'set') : 'unchanged,'} ${path.join('.')}`);
       return 0;
     },
@@ -255,7 +241,7 @@ Text that is not valid YAML is offered back to the editor (answer n to drop the 
       for (const f of files) opened.push(await openEnvFile(ctx, env, f)); // all decrypt before any is written
       for (const s of opened) {
         s.rotate();
-        await save(ctx, s);
+        await s.save();
         ctx.reporter.info(`${show(ctx.root, s.file)}: new data key, for ${s.recipients.length} recipient${s.recipients.length > 1 ? 's' : ''}`);
       }
       return 0;
@@ -300,7 +286,7 @@ Files: environments/<env>/secrets.sops.yaml and sops-encrypted files in environm
         const wanted = recipientsFor(ctx.root, probe);
         for (const s of opened) {
           const { added, removed } = s.setRecipients(wanted);
-          const written = await save(ctx, s);
+          const written = await s.save();
           const what = [added.length ? `added ${added.join(', ')}` : '', removed.length ? `removed ${removed.join(', ')} (new data key)` : ''].filter(Boolean).join('; ');
           ctx.reporter.info(`${show(ctx.root, s.file)}: ${written ? what : 'already in sync'}`);
         }
@@ -311,7 +297,7 @@ Files: environments/<env>/secrets.sops.yaml and sops-encrypted files in environm
       const base = rule?.pathRegex !== undefined && rule.age.length ? rule.age : (opened[0]?.recipients ?? []);
       if (action === 'add') {
         for (const s of opened) s.addRecipient(recipient);
-        for (const s of opened) ctx.reporter.info(`${show(ctx.root, s.file)}: ${(await save(ctx, s)) ? `added ${recipient}` : `${recipient} was already a recipient`}`);
+        for (const s of opened) ctx.reporter.info(`${show(ctx.root, s.file)}: ${(await s.save()) ? `added ${recipient}` : `${recipient} was already a recipient`}`);
         await setEnvRule(ctx.root, env, [...base, recipient]);
         ctx.reporter.info(`.sops.yaml: ${env}'s rule lists ${recipient}`);
         return 0;
@@ -323,7 +309,7 @@ Files: environments/<env>/secrets.sops.yaml and sops-encrypted files in environm
       if (inRule && remaining.length === 0) throw new OpsError(`${recipient} is the only recipient of ${env}`, 'add the new recipient first, then remove this one');
       for (const s of inFiles) s.removeRecipient(recipient);
       for (const s of inFiles) {
-        await save(ctx, s);
+        await s.save();
         ctx.reporter.info(`${show(ctx.root, s.file)}: removed ${recipient}; new data key for ${s.recipients.join(', ')}`);
       }
       if (inRule) {

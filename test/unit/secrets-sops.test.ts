@@ -378,18 +378,71 @@ describe('comments sops keeps', () => {
     });
   }
 
-  it('ops reads a commented sops file, and says so when a rewrite drops the comments', async () => {
+  const COMMENTED = `# top comment
+str: hello # inline str
+# before list
+list:
+  # inside list first
+  - a # inline a
+  - b
+  # trailing list
+# before nested
+nested: # on parent key
+  # inside nested
+  k: v
+  deeper:
+    # deep
+    x: 1
+  # trailing nested
+public_unencrypted:
+  # stays readable
+  y: 2
+# between
+last: x
+# trailing top
+`;
+  /** The comment lines of a YAML text, in order, without their indentation. */
+  const commentLines = (text: string) => text.split('\n').flatMap((l) => /(^|\s)#.*$/.exec(l)?.[0].trim() ?? []);
+
+  it('ops shows the comments of a sops file where sops shows them, and keeps them when it rewrites the file', async () => {
     const e = await newEnv();
     const plainFile = join(dir, 'commented.yaml');
-    writeFileSync(plainFile, '# database of the catalogue\ndatabase_url: postgres://x\n# rotated yearly\nsecret_key: k\n');
+    writeFileSync(plainFile, COMMENTED);
     const recipient = readFileSync(join(e.root, '.sops.yaml'), 'utf8').match(/age: (\S+)/)![1]!;
     writeFileSync(e.secrets, sops(['encrypt', '--age', recipient, plainFile], k1).out);
     expect(readFileSync(e.secrets, 'utf8')).toContain('#ENC[AES256_GCM');
-    const shown = await cli(e.root, ['secrets', 'show', 'qa', '--key', 'secret_key'], e.env);
-    expect(shown.out).toBe('k\n');
-    const set = await cli(e.root, ['secrets', 'set', 'qa', 'secret_key'], e.env, 'k2');
-    expect(set.code).toBe(0);
-    expect(set.err).toContain('held comments (sops encrypts and keeps them): ops does not keep comments');
-    expect(plainOf(sops(['decrypt', e.secrets], { file: e.keyFile }).out, 'yaml')).toEqual({ database_url: 'postgres://x', secret_key: 'k2' });
+    expect(readFileSync(e.secrets, 'utf8')).toContain('# stays readable');
+    const theirs = sops(['decrypt', e.secrets], { file: e.keyFile }).out;
+    const ours = await cli(e.root, ['secrets', 'decrypt', e.secrets], e.env);
+    expect(ours.code).toBe(0);
+    expect(commentLines(ours.out)).toEqual(commentLines(COMMENTED));
+    expect(commentLines(theirs)).toEqual(commentLines(COMMENTED));
+    expect(plainOf(ours.out, 'yaml')).toEqual(plainOf(theirs, 'yaml'));
+
+    // ops rewrites the file: the comments are still there for sops, and for ops
+    const set = await cli(e.root, ['secrets', 'set', 'qa', 'last'], e.env, 'y');
+    expect(set.code, set.err).toBe(0);
+    expect(set.err).toBe('');
+    const after = sops(['decrypt', e.secrets], { file: e.keyFile });
+    expect(after.err).toBe('');
+    expect(commentLines(after.out).sort()).toEqual(commentLines(COMMENTED).sort());
+    expect(commentLines((await cli(e.root, ['secrets', 'decrypt', e.secrets], e.env)).out)).toEqual(commentLines(COMMENTED));
+    expect(readFileSync(e.secrets, 'utf8')).toContain('# stays readable'); // under an _unencrypted key, as sops leaves it
+  });
+
+  it('sops reads the comments ops writes; an unchanged commented file is rewritten byte for byte', async () => {
+    const file = join(dir, 'ops-commented.yaml');
+    await SecretsFile.create(file, parseTree(COMMENTED, 'yaml', { file: 'corpus' }), { recipients: [k1.recipient] }).save();
+    const text = readFileSync(file, 'utf8');
+    expect(text).not.toContain('# top comment');
+    expect(commentLines(text).filter((c) => c.startsWith('#ENC[')).length).toBe(commentLines(COMMENTED).length - 1);
+    const r = sops(['decrypt', file], k1);
+    expect(r.err).toBe('');
+    expect(commentLines(r.out).sort()).toEqual(commentLines(COMMENTED).sort());
+    const opened = await SecretsFile.open(file, { identities: k1.ids });
+    expect((await opened.render({ force: false })).changed).toBe(false);
+    // re-encrypted on purpose, unchanged comments keep their ciphertext (their IVs are kept, as sops does)
+    const comments = (t: string) => t.split('\n').filter((l) => l.includes('type:comment'));
+    expect(comments((await opened.render({ force: true })).text)).toEqual(comments(text));
   });
 });

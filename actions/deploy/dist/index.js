@@ -5860,7 +5860,7 @@ var require_client_h1 = __commonJS({
     var TIMEOUT_HEADERS = 2 | USE_FAST_TIMER;
     var TIMEOUT_BODY = 4 | USE_FAST_TIMER;
     var TIMEOUT_KEEP_ALIVE = 8 | USE_NATIVE_TIMER;
-    var Parser3 = class {
+    var Parser4 = class {
       constructor(client, socket, { exports: exports2 }) {
         assert(Number.isFinite(client[kMaxHeadersSize]) && client[kMaxHeadersSize] > 0);
         this.llhttp = exports2;
@@ -6287,7 +6287,7 @@ var require_client_h1 = __commonJS({
       socket[kIdleSocketValidation] = 0;
       socket[kIdleSocketValidationTimeout] = null;
       socket[kSocketUsed] = false;
-      socket[kParser] = new Parser3(client, socket, llhttpInstance);
+      socket[kParser] = new Parser4(client, socket, llhttpInstance);
       addListener(socket, "error", function(err) {
         const parser = this[kParser];
         if (err.code === "ECONNRESET" && parser.statusCode && !parser.shouldKeepAlive) {
@@ -8294,8 +8294,8 @@ var require_pool_base = __commonJS({
       }
       get [kSize]() {
         let ret = this[kQueued];
-        for (const { [kSize]: size } of this[kClients]) {
-          ret += size;
+        for (const { [kSize]: size2 } of this[kClients]) {
+          ret += size2;
         }
         return ret;
       }
@@ -9286,7 +9286,7 @@ var require_retry_handler = __commonJS({
             this.abort(contentLengthError);
             return false;
           }
-          const { start, size, end = size - 1 } = contentRange;
+          const { start, size: size2, end = size2 - 1 } = contentRange;
           if (this.start !== start || this.end != null && this.end !== end) {
             this.abort(
               new RequestRetryError("Content-Range mismatch", statusCode, {
@@ -9316,7 +9316,7 @@ var require_retry_handler = __commonJS({
               this.abort(contentLengthError);
               return false;
             }
-            const { start, size, end = size - 1 } = range;
+            const { start, size: size2, end = size2 - 1 } = range;
             assert(
               start != null && Number.isFinite(start),
               "content-range mismatch"
@@ -12122,17 +12122,17 @@ var require_headers = __commonJS({
       }
       // https://fetch.spec.whatwg.org/#convert-header-names-to-a-sorted-lowercase-set
       toSortedArray() {
-        const size = this[kHeadersMap].size;
-        const array = new Array(size);
-        if (size <= 32) {
-          if (size === 0) {
+        const size2 = this[kHeadersMap].size;
+        const array = new Array(size2);
+        if (size2 <= 32) {
+          if (size2 === 0) {
             return array;
           }
           const iterator = this[kHeadersMap][Symbol.iterator]();
           const firstValue = iterator.next().value;
           array[0] = [firstValue[0], firstValue[1].value];
           assert(firstValue[1].value !== null);
-          for (let i = 1, j = 0, right = 0, left = 0, pivot = 0, x, value; i < size; ++i) {
+          for (let i = 1, j = 0, right = 0, left = 0, pivot = 0, x, value; i < size2; ++i) {
             value = iterator.next().value;
             x = array[i] = [value[0], value[1].value];
             assert(x[1] !== null);
@@ -15110,7 +15110,7 @@ var require_util4 = __commonJS({
       return null;
     }
     function combineByteSequences(sequences) {
-      const size = sequences.reduce((a, b) => {
+      const size2 = sequences.reduce((a, b) => {
         return a + b.byteLength;
       }, 0);
       let offset = 0;
@@ -15118,7 +15118,7 @@ var require_util4 = __commonJS({
         a.set(b, offset);
         offset += b.byteLength;
         return a;
-      }, new Uint8Array(size));
+      }, new Uint8Array(size2));
     }
     module.exports = {
       staticPropertyDescriptors,
@@ -18551,13 +18551,13 @@ ${value}`;
           }
         }
       }
-      setEventFieldSize(field, size) {
-        const eventSize = this.eventSize - this.eventFieldSizes[field] + size;
+      setEventFieldSize(field, size2) {
+        const eventSize = this.eventSize - this.eventFieldSizes[field] + size2;
         if (this.maxEventSize > 0 && eventSize > this.maxEventSize) {
           throw createMaxEventSizeExceededError();
         }
         this.eventSize = eventSize;
-        this.eventFieldSizes[field] = size;
+        this.eventFieldSizes[field] = size2;
       }
       /**
        * @param {EventSourceStreamEvent} event
@@ -20137,7 +20137,7 @@ var require_foldFlowLines = __commonJS({
         else
           end = lineWidth - indentAtStart;
       }
-      let split2 = void 0;
+      let split3 = void 0;
       let prev = void 0;
       let overflow = false;
       let i = -1;
@@ -20170,18 +20170,18 @@ var require_foldFlowLines = __commonJS({
           if (mode === FOLD_BLOCK)
             i = consumeMoreIndentedLines(text, i, indent2.length);
           end = i + indent2.length + endStep;
-          split2 = void 0;
+          split3 = void 0;
         } else {
           if (ch === " " && prev && prev !== " " && prev !== "\n" && prev !== "	") {
             const next = text[i + 1];
             if (next && next !== " " && next !== "\n" && next !== "	")
-              split2 = i;
+              split3 = i;
           }
           if (i >= end) {
-            if (split2) {
-              folds.push(split2);
-              end = split2 + endStep;
-              split2 = void 0;
+            if (split3) {
+              folds.push(split3);
+              end = split3 + endStep;
+              split3 = void 0;
             } else if (mode === FOLD_QUOTED) {
               while (prev === " " || prev === "	") {
                 prev = ch;
@@ -20194,7 +20194,7 @@ var require_foldFlowLines = __commonJS({
               folds.push(j);
               escapedFolds[j] = true;
               end = j + endStep;
-              split2 = void 0;
+              split3 = void 0;
             } else {
               overflow = true;
             }
@@ -23728,13 +23728,13 @@ var require_resolve_block_scalar = __commonJS({
       return { mode, indent: indent2, chomp, comment, length };
     }
     function splitLines(source) {
-      const split2 = source.split(/\n( *)/);
-      const first = split2[0];
+      const split3 = source.split(/\n( *)/);
+      const first = split3[0];
       const m = first.match(/^( *)/);
       const line0 = m?.[1] ? [m[1], first.slice(m[1].length)] : ["", first];
       const lines = [line0];
-      for (let i = 1; i < split2.length; i += 2)
-        lines.push([split2[i], split2[i + 1]]);
+      for (let i = 1; i < split3.length; i += 2)
+        lines.push([split3[i], split3[i + 1]]);
       return lines;
     }
     exports.resolveBlockScalar = resolveBlockScalar;
@@ -25557,7 +25557,7 @@ var require_parser = __commonJS({
         }
       }
     }
-    var Parser3 = class {
+    var Parser4 = class {
       /**
        * @param onNewLine - If defined, called separately with the start position of
        *   each new line (in `parse()`, including the start of input).
@@ -26330,7 +26330,7 @@ var require_parser = __commonJS({
         }
       }
     };
-    exports.Parser = Parser3;
+    exports.Parser = Parser4;
   }
 });
 
@@ -28061,14 +28061,14 @@ var require_safer = __commonJS({
       };
     }
     if (!Safer.alloc) {
-      Safer.alloc = function(size, fill, encoding) {
-        if (typeof size !== "number") {
-          throw new TypeError('The "size" argument must be of type number. Received type ' + typeof size);
+      Safer.alloc = function(size2, fill, encoding) {
+        if (typeof size2 !== "number") {
+          throw new TypeError('The "size" argument must be of type number. Received type ' + typeof size2);
         }
-        if (size < 0 || size >= 2 * (1 << 30)) {
-          throw new RangeError('The value "' + size + '" is invalid for option "size"');
+        if (size2 < 0 || size2 >= 2 * (1 << 30)) {
+          throw new RangeError('The value "' + size2 + '" is invalid for option "size"');
         }
-        var buf = Buffer2(size);
+        var buf = Buffer2(size2);
         if (!fill || fill.length === 0) {
           buf.fill(0);
         } else if (typeof encoding === "string") {
@@ -41468,7 +41468,7 @@ var require_SFTP = __commonJS({
         const encoding = options.encoding;
         if (encoding && !Buffer.isEncoding(encoding))
           throw new Error(`Unknown encoding: ${encoding}`);
-        let size;
+        let size2;
         let buffer;
         let buffers;
         let pos = 0;
@@ -41476,11 +41476,11 @@ var require_SFTP = __commonJS({
         let bytesRead = 0;
         const flag = options.flag || "r";
         const read2 = () => {
-          if (size === 0) {
+          if (size2 === 0) {
             buffer = Buffer.allocUnsafe(8192);
             this.read(handle, buffer, 0, 8192, bytesRead, afterRead);
           } else {
-            this.read(handle, buffer, pos, size - pos, bytesRead, afterRead);
+            this.read(handle, buffer, pos, size2 - pos, bytesRead, afterRead);
           }
         };
         const afterRead = (er, nbytes) => {
@@ -41495,12 +41495,12 @@ var require_SFTP = __commonJS({
           } else {
             eof = false;
           }
-          if (eof || size === 0 && nbytes === 0)
+          if (eof || size2 === 0 && nbytes === 0)
             return close();
           bytesRead += nbytes;
           pos += nbytes;
-          if (size !== 0) {
-            if (pos === size)
+          if (size2 !== 0) {
+            if (pos === size2)
               close();
             else
               read2();
@@ -41512,9 +41512,9 @@ var require_SFTP = __commonJS({
         afterRead._wantEOFError = true;
         const close = () => {
           this.close(handle, (er) => {
-            if (size === 0) {
+            if (size2 === 0) {
               buffer = Buffer.concat(buffers, pos);
-            } else if (pos < size) {
+            } else if (pos < size2) {
               buffer = bufferSlice(buffer, 0, pos);
             }
             if (encoding)
@@ -41538,12 +41538,12 @@ var require_SFTP = __commonJS({
               });
               return;
             }
-            size = st.size || 0;
-            if (size === 0) {
+            size2 = st.size || 0;
+            if (size2 === 0) {
               buffers = [];
               return read2();
             }
-            buffer = Buffer.allocUnsafe(size);
+            buffer = Buffer.allocUnsafe(size2);
             read2();
           };
           this.fstat(handle, tryStat);
@@ -42596,9 +42596,9 @@ var require_SFTP = __commonJS({
         );
       }
     };
-    function tryCreateBuffer(size) {
+    function tryCreateBuffer(size2) {
       try {
-        return Buffer.allocUnsafe(size);
+        return Buffer.allocUnsafe(size2);
       } catch (ex) {
         return ex;
       }
@@ -42993,10 +42993,10 @@ var require_SFTP = __commonJS({
         return;
       const attrs = new Stats();
       if (flags & ATTR.SIZE) {
-        const size = bufferParser.readUInt64BE(biOpt);
-        if (size === void 0)
+        const size2 = bufferParser.readUInt64BE(biOpt);
+        if (size2 === void 0)
           return;
-        attrs.size = size;
+        attrs.size = size2;
       }
       if (flags & ATTR.UIDGID) {
         const uid = bufferParser.readUInt32BE();
@@ -50556,10 +50556,10 @@ async function withSession(ctx, env, fn, hosts) {
     await session.close();
   }
 }
-async function inBatches(items, size, fn) {
+async function inBatches(items, size2, fn) {
   const results = [];
-  for (let i = 0; i < items.length; i += size) {
-    const batch = items.slice(i, i + size);
+  for (let i = 0; i < items.length; i += size2) {
+    const batch = items.slice(i, i + size2);
     const settled = await Promise.allSettled(batch.map(fn));
     const failed = settled.find((s) => s.status === "rejected");
     if (failed) throw failed.reason;
@@ -51710,7 +51710,74 @@ async function writeFileAtomic(file, content, mode) {
 import { createCipheriv, createDecipheriv, createHash as createHash3, randomBytes as randomBytes2 } from "node:crypto";
 
 // core/secrets/tree.ts
+var import_yaml3 = __toESM(require_dist(), 1);
+
+// core/secrets/comments.ts
 var import_yaml2 = __toESM(require_dist(), 1);
+function positions(text) {
+  const starts = [0];
+  for (let i = 0; i < text.length; i++) if (text[i] === "\n") starts.push(i + 1);
+  return (offset) => {
+    let lo = 0;
+    let hi = starts.length - 1;
+    while (lo < hi) {
+      const mid = lo + hi + 1 >> 1;
+      if (starts[mid] <= offset) lo = mid;
+      else hi = mid - 1;
+    }
+    return { line: lo, col: offset - starts[lo] };
+  };
+}
+function commentTokens(text) {
+  const at2 = positions(text);
+  const found = [];
+  const scan = (x) => {
+    if (!x || typeof x !== "object") return;
+    if (Array.isArray(x)) {
+      for (const y of x) scan(y);
+      return;
+    }
+    const t = x;
+    if (t.type === "comment" && typeof t.offset === "number" && typeof t.source === "string") found.push({ offset: t.offset, source: t.source });
+    for (const v of Object.values(x)) if (typeof v === "object") scan(v);
+  };
+  for (const doc of new import_yaml2.Parser().parse(text)) scan(doc);
+  const seen = /* @__PURE__ */ new Set();
+  return found.filter((c) => !seen.has(c.offset) && seen.add(c.offset)).sort((a, b) => a.offset - b.offset).map((c) => {
+    const { line, col } = at2(c.offset);
+    const lineStart = c.offset - col;
+    return { offset: c.offset, line, col, text: c.source.replace(/^#/, "").replace(/\r$/, ""), fullLine: text.slice(lineStart, c.offset).trim() === "" };
+  });
+}
+function attach(branch, before, token, inline = false) {
+  const c = { before, text: token.text, ...inline ? { inline: true } : {} };
+  (branch.node.comments ??= []).push(c);
+}
+var size = (b) => b.node.kind === "map" ? b.node.entries.length : b.node.items.length;
+function placeComments(tokens, anchors, root) {
+  for (const t of tokens) {
+    if (!t.fullLine) {
+      const onLine = anchors.filter((a) => a.line === t.line && a.offset < t.offset).at(-1);
+      if (onLine) {
+        attach(onLine.branch, onLine.index, t, onLine.scalarOnLine);
+        continue;
+      }
+    }
+    const next = anchors.find((a) => a.offset > t.offset);
+    const prev = anchors.filter((a) => a.offset < t.offset).at(-1);
+    if (next && (t.col <= next.col || !prev)) {
+      attach(next.branch, next.index, t);
+      continue;
+    }
+    if (!prev) {
+      attach(root, size(root), t);
+      continue;
+    }
+    let b = prev.branch;
+    while (b.col > t.col && b.parent) b = b.parent.branch;
+    attach(b, size(b), t);
+  }
+}
 
 // core/secrets/goyaml.ts
 var INT64_MIN = -(2n ** 63n);
@@ -51917,20 +51984,39 @@ function showPath(path) {
 function mapLeaves(node, fn, keys = [], path = []) {
   switch (node.kind) {
     case "map":
-      return { kind: "map", entries: node.entries.map(([k, v]) => [k, mapLeaves(v, fn, [...keys, k], [...path, k])]) };
+      return { ...node, entries: node.entries.map(([k, v]) => [k, mapLeaves(v, fn, [...keys, k], [...path, k])]) };
     case "list":
-      return { kind: "list", items: node.items.map((v, i) => mapLeaves(v, fn, keys, [...path, i])) };
+      return { ...node, items: node.items.map((v, i) => mapLeaves(v, fn, keys, [...path, i])) };
     case "null":
       return node;
     case "scalar":
       return fn(node, keys, path);
   }
 }
+function mapComments(node, fn, keys = []) {
+  const own = (n) => n.comments?.length ? { comments: n.comments.map((c) => fn(c, keys, n)) } : {};
+  switch (node.kind) {
+    case "map":
+      return { ...node, entries: node.entries.map(([k, v]) => [k, mapComments(v, fn, [...keys, k])]), ...own(node) };
+    case "list":
+      return { ...node, items: node.items.map((v) => mapComments(v, fn, keys)), ...own(node) };
+    default:
+      return node;
+  }
+}
+function commentsAt(node, i) {
+  return (node.comments ?? []).filter((c) => c.before === i);
+}
 function forEachLeaf(node, fn) {
   mapLeaves(node, (leaf, keys, path) => {
     fn(leaf, keys, path);
     return leaf;
   });
+}
+function sameComments(a, b) {
+  const x = a.comments ?? [];
+  const y = b.comments ?? [];
+  return x.length === y.length && x.every((c, i) => c.before === y[i].before && c.text === y[i].text && Boolean(c.inline) === Boolean(y[i].inline));
 }
 function treeEquals(a, b) {
   if (a.kind !== b.kind) return false;
@@ -51943,11 +52029,11 @@ function treeEquals(a, b) {
     }
     case "list": {
       const l = b;
-      return a.items.length === l.items.length && a.items.every((v, i) => treeEquals(v, l.items[i]));
+      return sameComments(a, l) && a.items.length === l.items.length && a.items.every((v, i) => treeEquals(v, l.items[i]));
     }
     case "map": {
       const m = b;
-      return a.entries.length === m.entries.length && a.entries.every(([k, v], i) => m.entries[i][0] === k && treeEquals(v, m.entries[i][1]));
+      return sameComments(a, m) && a.entries.length === m.entries.length && a.entries.every(([k, v], i) => m.entries[i][0] === k && treeEquals(v, m.entries[i][1]));
     }
   }
 }
@@ -51982,7 +52068,7 @@ function goNode(v, where) {
 }
 function parseTree(text, format, options) {
   const { file } = options;
-  const docs = (0, import_yaml2.parseAllDocuments)(text, {
+  const docs = (0, import_yaml3.parseAllDocuments)(text, {
     intAsBigInt: true,
     uniqueKeys: true,
     prettyErrors: false,
@@ -52021,34 +52107,68 @@ function parseTree(text, format, options) {
     }
   };
   const root = doc.contents;
-  if (root === null || (0, import_yaml2.isScalar)(root) && scalar(root, []).kind === "null") return { kind: "map", entries: [] };
-  if (!(0, import_yaml2.isMap)(root)) {
+  if (root === null || (0, import_yaml3.isScalar)(root) && scalar(root, []).kind === "null") return { kind: "map", entries: [] };
+  if (!(0, import_yaml3.isMap)(root)) {
     throw new OpsError(`${file}: the top level must be a map of keys to values`, "write it as `key: value` lines");
   }
   let aliases = 0;
-  const convert = (node, path) => {
-    if ((0, import_yaml2.isAlias)(node)) {
+  const at2 = positions(text);
+  const anchors = [];
+  const anchor = (offset, branch, index, value) => {
+    if (format !== "yaml" || offset === void 0 || aliases) return void 0;
+    const { line, col } = at2(offset);
+    const v = (0, import_yaml3.isAlias)(value) ? void 0 : value;
+    const scalarOnLine = !((0, import_yaml3.isMap)(v) || (0, import_yaml3.isSeq)(v)) || Boolean(v?.flow) || (v?.range ? at2(v.range[0]).line === line : true);
+    const a = { offset, line, col, branch, index, scalarOnLine };
+    anchors.push(a);
+    return a;
+  };
+  const offsetOf2 = (node) => node?.range?.[0];
+  const convert = (node, path, parent) => {
+    if ((0, import_yaml3.isAlias)(node)) {
       if (++aliases > 1e3) throw new OpsError(`${file}: too many YAML aliases`, "expand the aliases (*name) by hand");
       if (path.length > 100) throw new OpsError(`${file}: ${showPath(path)}: nesting is too deep (recursive alias?)`);
-      return convert(node.resolve(doc), path);
+      const resolved = convert(node.resolve(doc), path);
+      aliases--;
+      return resolved;
     }
     if (path.length > 100) throw new OpsError(`${file}: ${showPath(path)}: nesting is too deep`);
-    if ((0, import_yaml2.isMap)(node)) {
-      const entries = [];
-      for (const pair of node.items) {
+    if ((0, import_yaml3.isMap)(node)) {
+      const out = { kind: "map", entries: [] };
+      const branch = { node: out, col: 0, parent };
+      node.items.forEach((pair, i) => {
         const key = keyOf(pair.key, path);
-        entries.push([key, convert(pair.value, [...path, key])]);
-      }
-      return { kind: "map", entries };
+        const a = anchor(offsetOf2(pair.key), branch, i, pair.value);
+        if (a && i === 0) branch.col = a.col;
+        out.entries.push([key, convert(pair.value, [...path, key], a)]);
+      });
+      if (!parent && path.length === 0) rootBranch = branch;
+      return out;
     }
-    if ((0, import_yaml2.isSeq)(node)) return { kind: "list", items: node.items.map((v, i) => convert(v, [...path, i])) };
+    if ((0, import_yaml3.isSeq)(node)) {
+      const out = { kind: "list", items: [] };
+      const branch = { node: out, col: 0, parent };
+      node.items.forEach((item, i) => {
+        let o = offsetOf2(item);
+        if (o !== void 0 && !node.flow) {
+          let d = o - 1;
+          while (d >= 0 && (text[d] === " " || text[d] === "	")) d--;
+          if (text[d] === "-") o = d;
+        }
+        const a = anchor(o, branch, i, item);
+        if (a && i === 0) branch.col = a.col;
+        out.items.push(convert(item, [...path, i], a));
+      });
+      return out;
+    }
     if (node === null || node === void 0) return { kind: "null" };
-    if ((0, import_yaml2.isScalar)(node)) return scalar(node, path);
+    if ((0, import_yaml3.isScalar)(node)) return scalar(node, path);
     throw new OpsError(`${file}: ${showPath(path)}: unsupported value`, "use strings, numbers, booleans, lists and maps only");
   };
+  let rootBranch;
   const keyOf = (key, path) => {
-    const k = (0, import_yaml2.isAlias)(key) ? key.resolve(doc) : key;
-    if ((0, import_yaml2.isScalar)(k)) {
+    const k = (0, import_yaml3.isAlias)(key) ? key.resolve(doc) : key;
+    if ((0, import_yaml3.isScalar)(k)) {
       const v = scalar(k, path);
       if (v.kind === "scalar" && v.type === "str") return v.value;
       const source = String(k.value ?? "");
@@ -52060,30 +52180,55 @@ function parseTree(text, format, options) {
     }
     throw new OpsError(`${file}: ${showPath(path)}: a map or list used as a key`, "use string keys only");
   };
-  return convert(root, []);
+  const tree = convert(root, []);
+  if (format === "yaml" && rootBranch) placeComments(commentTokens(text), anchors, rootBranch);
+  return tree;
 }
 function needsQuotesForGo(s) {
   if (s === "" || plainChangesMeaning(s)) return true;
   return /^(y|Y|yes|Yes|YES|n|N|no|No|NO|on|On|ON|off|Off|OFF)$/.test(s);
 }
 function yamlScalar(node) {
-  if (node.kind === "null") return new import_yaml2.Scalar(null);
-  const s = new import_yaml2.Scalar(node.value);
-  if (node.type === "str" && needsQuotesForGo(node.value)) s.type = import_yaml2.Scalar.QUOTE_DOUBLE;
+  if (node.kind === "null") return new import_yaml3.Scalar(null);
+  const s = new import_yaml3.Scalar(node.value);
+  if (node.type === "str" && needsQuotesForGo(node.value)) s.type = import_yaml3.Scalar.QUOTE_DOUBLE;
   if (node.type === "float" && Number.isInteger(node.value)) s.minFractionDigits = 1;
-  if (node.type === "time") s.type = import_yaml2.Scalar.PLAIN;
+  if (node.type === "time") s.type = import_yaml3.Scalar.PLAIN;
   return s;
 }
+function split(node, i, value) {
+  const here = commentsAt(node, i);
+  const scalar = value !== void 0 && value.kind !== "map" && value.kind !== "list";
+  return { head: here.filter((c) => !(c.inline && scalar)).map((c) => c.text), inline: here.filter((c) => c.inline && scalar).map((c) => c.text) };
+}
+var joinComment = (lines) => lines.length ? lines.join("\n") : void 0;
 function toYamlNode(node) {
   switch (node.kind) {
     case "map": {
-      const m = new import_yaml2.YAMLMap();
-      for (const [k, v] of node.entries) m.items.push(new import_yaml2.Pair(yamlScalar(str(k)), toYamlNode(v)));
+      const m = new import_yaml3.YAMLMap();
+      node.entries.forEach(([k, v], i) => {
+        const key = yamlScalar(str(k));
+        const value = toYamlNode(v);
+        const { head, inline } = split(node, i, v);
+        if (head.length) key.commentBefore = joinComment(head);
+        if (inline.length) value.comment = inline.join(" #");
+        m.items.push(new import_yaml3.Pair(key, value));
+      });
+      const tail2 = commentsAt(node, node.entries.length).map((c) => c.text);
+      if (tail2.length) m.comment = joinComment(tail2);
       return m;
     }
     case "list": {
-      const s = new import_yaml2.YAMLSeq();
-      for (const v of node.items) s.items.push(toYamlNode(v));
+      const s = new import_yaml3.YAMLSeq();
+      node.items.forEach((v, i) => {
+        const item = toYamlNode(v);
+        const { head, inline } = split(node, i, v);
+        if (head.length) item.commentBefore = joinComment(head);
+        if (inline.length) item.comment = inline.join(" #");
+        s.items.push(item);
+      });
+      const tail2 = commentsAt(node, node.items.length).map((c) => c.text);
+      if (tail2.length) s.comment = joinComment(tail2);
       return s;
     }
     default:
@@ -52091,9 +52236,19 @@ function toYamlNode(node) {
   }
 }
 function toYaml(tree) {
-  if (tree.entries.length === 0) return "{}\n";
-  const doc = new import_yaml2.Document();
-  doc.contents = toYamlNode(tree);
+  if (tree.entries.length === 0) {
+    const only = (tree.comments ?? []).map((c) => `#${c.text}
+`).join("");
+    return `${only}{}
+`;
+  }
+  const doc = new import_yaml3.Document();
+  const root = toYamlNode(tree);
+  if (root.comment) {
+    doc.comment = root.comment;
+    root.comment = void 0;
+  }
+  doc.contents = root;
   return doc.toString({ lineWidth: 0, minContentWidth: 0, indent: 2, indentSeq: true });
 }
 function goJsonString(s) {
@@ -52128,23 +52283,6 @@ function toJson(tree) {
 }
 function printTree(tree, format) {
   return format === "json" ? toJson(tree) : toYaml(tree);
-}
-function yamlHasComments(text) {
-  const docs = (0, import_yaml2.parseAllDocuments)(text);
-  if (!Array.isArray(docs)) return false;
-  let found = false;
-  for (const doc of docs) {
-    if (doc.commentBefore || doc.comment) found = true;
-    (0, import_yaml2.visit)(doc, (_key, node) => {
-      const n = node;
-      if (n.comment || n.commentBefore) {
-        found = true;
-        return import_yaml2.visit.BREAK;
-      }
-      return void 0;
-    });
-  }
-  return found;
 }
 
 // core/secrets/cipher.ts
@@ -53172,39 +53310,39 @@ var MachineUTF8Input = class MachineUTF8Input2 extends MachineInputBase {
     if (pos >= this.end) return MachineInputBase.EOF();
     const c = this.bytes[pos] & 255;
     if (c < 128) return c << 3 | 1;
-    let size;
+    let size2;
     let rune;
     let lo = 128;
     let hi = 191;
     if (c >= 194 && c <= 223) {
-      size = 2;
+      size2 = 2;
       rune = c & 31;
     } else if (c >= 224 && c <= 239) {
-      size = 3;
+      size2 = 3;
       rune = c & 15;
       if (c === 224) lo = 160;
       else if (c === 237) hi = 159;
     } else if (c >= 240 && c <= 244) {
-      size = 4;
+      size2 = 4;
       rune = c & 7;
       if (c === 240) lo = 144;
       else if (c === 244) hi = 143;
     } else return MachineUTF8Input2.RUNE_ERROR_STEP;
-    if (pos + size > this.end) return MachineUTF8Input2.RUNE_ERROR_STEP;
+    if (pos + size2 > this.end) return MachineUTF8Input2.RUNE_ERROR_STEP;
     const c1 = this.bytes[pos + 1] & 255;
     if (c1 < lo || c1 > hi) return MachineUTF8Input2.RUNE_ERROR_STEP;
     rune = rune << 6 | c1 & 63;
-    if (size > 2) {
+    if (size2 > 2) {
       const c2 = this.bytes[pos + 2] & 255;
       if ((c2 & 192) !== 128) return MachineUTF8Input2.RUNE_ERROR_STEP;
       rune = rune << 6 | c2 & 63;
-      if (size > 3) {
+      if (size2 > 3) {
         const c3 = this.bytes[pos + 3] & 255;
         if ((c3 & 192) !== 128) return MachineUTF8Input2.RUNE_ERROR_STEP;
         rune = rune << 6 | c3 & 63;
       }
     }
-    return rune << 3 | size;
+    return rune << 3 | size2;
   }
   index(re2, pos) {
     pos += this.start;
@@ -54245,12 +54383,12 @@ var Machine = class Machine2 {
     for (let j = 0; j < lbState.size; j++) this.add(q, lbState.pcs[j], lbState.pos, this.matchcap, 0, flag);
   }
   saveLookbehinds(lbState, q, pos) {
-    let size = 0;
+    let size2 = 0;
     for (let j = 0; j < q.size; j++) {
       const pc = q.densePcs[j];
-      if (this.prog.lbInst[pc] === 1 && Inst.isRuneOp(this.prog.inst[pc].op)) lbState.pcs[size++] = pc;
+      if (this.prog.lbInst[pc] === 1 && Inst.isRuneOp(this.prog.inst[pc].op)) lbState.pcs[size2++] = pc;
     }
-    lbState.size = size;
+    lbState.size = size2;
     lbState.pos = pos;
     lbState.lbTable.set(this.lbTable);
   }
@@ -54494,11 +54632,11 @@ var DFA = class DFA2 {
     return this.getState(closure.pcs, stateFlag, ids);
   }
   allocTable(state, anchor) {
-    const size = this.numClasses + 1;
-    const cost = DFA2.TABLE_OVERHEAD + DFA2.ELEMENT_SIZE * size;
+    const size2 = this.numClasses + 1;
+    const cost = DFA2.TABLE_OVERHEAD + DFA2.ELEMENT_SIZE * size2;
     if (this.memBudget < cost) return null;
     this.memBudget -= cost;
-    const table = new Array(size).fill(null);
+    const table = new Array(size2).fill(null);
     if (anchor === RE2Flags.UNANCHORED) state.next = table;
     else state.nextAnchored = table;
     return table;
@@ -54856,9 +54994,9 @@ var Backtracker = class Backtracker2 {
   }
 };
 var QueueOnePass = class {
-  constructor(size) {
-    this.sparse = new Uint32Array(size);
-    this.dense = new Uint32Array(size);
+  constructor(size2) {
+    this.sparse = new Uint32Array(size2);
+    this.dense = new Uint32Array(size2);
     this.size = 0;
     this.nextIndex = 0;
   }
@@ -56694,7 +56832,7 @@ var StringIterator = class {
     return this.rest();
   }
 };
-var Parser = class Parser2 {
+var Parser2 = class Parser3 {
   static ERR_INTERNAL_ERROR = "regexp/syntax: internal error";
   static ERR_INVALID_CHAR_RANGE = "invalid character class range";
   static ERR_INVALID_ESCAPE = "invalid escape sequence";
@@ -56737,13 +56875,13 @@ var Parser = class Parser2 {
   ]));
   static unicodeTable(name2) {
     if (name2 === "Any") return {
-      tab: Parser2.ANY_TABLE,
-      fold: Parser2.ANY_TABLE,
+      tab: Parser3.ANY_TABLE,
+      fold: Parser3.ANY_TABLE,
       sign: 1
     };
     if (name2 === "Ascii") return {
-      tab: Parser2.ASCII_TABLE,
-      fold: Parser2.ASCII_FOLD_TABLE,
+      tab: Parser3.ASCII_TABLE,
+      fold: Parser3.ASCII_FOLD_TABLE,
       sign: 1
     };
     if (name2 === "Assigned") return {
@@ -56796,13 +56934,13 @@ var Parser = class Parser2 {
   * @param {number} flags
   */
   static parse(pattern, flags) {
-    return new Parser2(pattern, flags).parseInternal();
+    return new Parser3(pattern, flags).parseInternal();
   }
   static parseRepeat(t) {
     const start = t.pos();
     if (!t.more() || !t.lookingAt("{")) return -1;
     t.skip(1);
-    const min = Parser2.parseInt(t);
+    const min = Parser3.parseInt(t);
     if (min === -1) return -1;
     if (!t.more()) return -1;
     let max;
@@ -56811,11 +56949,11 @@ var Parser = class Parser2 {
       t.skip(1);
       if (!t.more()) return -1;
       if (t.lookingAt("}")) max = -1;
-      else if ((max = Parser2.parseInt(t)) === -1) return -1;
+      else if ((max = Parser3.parseInt(t)) === -1) return -1;
     }
     if (!t.more() || !t.lookingAt("}")) return -1;
     t.skip(1);
-    if (min < 0 || min > 1e3 || max === -2 || max > 1e3 || max >= 0 && min > max) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_REPEAT_SIZE, t.from(start));
+    if (min < 0 || min > 1e3 || max === -2 || max > 1e3 || max >= 0 && min > max) throw new RE2JSSyntaxException(Parser3.ERR_INVALID_REPEAT_SIZE, t.from(start));
     return min << 16 | max & Unicode.MAX_BMP;
   }
   static isValidCaptureName(name2) {
@@ -56856,7 +56994,7 @@ var Parser = class Parser2 {
       case Regexp.Op.ANY_CHAR:
         break;
       case Regexp.Op.ANY_CHAR_NOT_NL:
-        if (Parser2.matchRune(src, Codepoint.CODES["\n"])) dst.op = Regexp.Op.ANY_CHAR;
+        if (Parser3.matchRune(src, Codepoint.CODES["\n"])) dst.op = Regexp.Op.ANY_CHAR;
         break;
       case Regexp.Op.CHAR_CLASS: {
         const cc = new CharClass(Array.isArray(dst.runes) ? dst.runes : Array.from(dst.runes));
@@ -56874,7 +57012,7 @@ var Parser = class Parser2 {
   static parseEscape(t) {
     const startPos = t.pos();
     t.skip(1);
-    if (!t.more()) throw new RE2JSSyntaxException(Parser2.ERR_TRAILING_BACKSLASH);
+    if (!t.more()) throw new RE2JSSyntaxException(Parser3.ERR_TRAILING_BACKSLASH);
     let c = t.pop();
     bigswitch: switch (c) {
       case Codepoint.CODES["1"]:
@@ -56935,18 +57073,18 @@ var Parser = class Parser2 {
       default:
         if (c <= Unicode.MAX_ASCII && !Utils.isalnum(c)) return c;
     }
-    throw new RE2JSSyntaxException(Parser2.ERR_INVALID_ESCAPE, t.from(startPos));
+    throw new RE2JSSyntaxException(Parser3.ERR_INVALID_ESCAPE, t.from(startPos));
   }
   static parseClassChar(t, wholeClassPos) {
-    if (!t.more()) throw new RE2JSSyntaxException(Parser2.ERR_MISSING_BRACKET, t.from(wholeClassPos));
-    if (t.lookingAt("\\")) return Parser2.parseEscape(t);
+    if (!t.more()) throw new RE2JSSyntaxException(Parser3.ERR_MISSING_BRACKET, t.from(wholeClassPos));
+    if (t.lookingAt("\\")) return Parser3.parseEscape(t);
     return t.pop();
   }
   static hasCapture(re) {
     if (re === null) return false;
     if (re.op === Regexp.Op.CAPTURE) return true;
     if (re.subs) {
-      for (let sub of re.subs) if (Parser2.hasCapture(sub)) return true;
+      for (let sub of re.subs) if (Parser3.hasCapture(sub)) return true;
     }
     return false;
   }
@@ -56982,7 +57120,7 @@ var Parser = class Parser2 {
     this.free = re;
   }
   checkLimits(re) {
-    if (this.numRunes > Parser2.MAX_RUNES) throw new RE2JSSyntaxException(Parser2.ERR_LARGE);
+    if (this.numRunes > Parser3.MAX_RUNES) throw new RE2JSSyntaxException(Parser3.ERR_LARGE);
     this.checkSize(re);
     this.checkHeight(re);
   }
@@ -56993,64 +57131,64 @@ var Parser = class Parser2 {
         let n = re.max;
         if (n === -1) n = re.min;
         if (n <= 0) n = 1;
-        if (n > Math.floor(Parser2.MAX_SIZE / this.repeats)) this.repeats = Parser2.MAX_SIZE;
+        if (n > Math.floor(Parser3.MAX_SIZE / this.repeats)) this.repeats = Parser3.MAX_SIZE;
         else this.repeats *= n;
       }
-      if (this.numRegexp < Math.floor(Parser2.MAX_SIZE / this.repeats)) return;
+      if (this.numRegexp < Math.floor(Parser3.MAX_SIZE / this.repeats)) return;
       this.size = /* @__PURE__ */ new Map();
       for (let reEx of this.stack) this.checkSize(reEx);
     }
-    if (this.calcSize(re, true) > Parser2.MAX_SIZE) throw new RE2JSSyntaxException(Parser2.ERR_LARGE);
+    if (this.calcSize(re, true) > Parser3.MAX_SIZE) throw new RE2JSSyntaxException(Parser3.ERR_LARGE);
   }
   calcSize(re, force = false) {
     if (!force && this.size !== null) {
       if (this.size.has(re)) return this.size.get(re);
     }
-    let size = 0;
+    let size2 = 0;
     switch (re.op) {
       case Regexp.Op.LITERAL:
-        size = re.runes.length;
+        size2 = re.runes.length;
         break;
       case Regexp.Op.PLB:
       case Regexp.Op.NLB:
       case Regexp.Op.CAPTURE:
       case Regexp.Op.STAR:
-        size = 2 + this.calcSize(re.subs[0]);
+        size2 = 2 + this.calcSize(re.subs[0]);
         break;
       case Regexp.Op.PLUS:
       case Regexp.Op.QUEST:
-        size = 1 + this.calcSize(re.subs[0]);
+        size2 = 1 + this.calcSize(re.subs[0]);
         break;
       case Regexp.Op.CONCAT:
-        for (let sub of re.subs) size = size + this.calcSize(sub);
+        for (let sub of re.subs) size2 = size2 + this.calcSize(sub);
         break;
       case Regexp.Op.ALTERNATE:
-        for (let sub of re.subs) size = size + this.calcSize(sub);
-        if (re.subs.length > 1) size = size + re.subs.length - 1;
+        for (let sub of re.subs) size2 = size2 + this.calcSize(sub);
+        if (re.subs.length > 1) size2 = size2 + re.subs.length - 1;
         break;
       case Regexp.Op.REPEAT: {
         let sub = this.calcSize(re.subs[0]);
         if (re.max === -1) {
-          if (re.min === 0) size = 2 + sub;
-          else size = 1 + re.min * sub;
+          if (re.min === 0) size2 = 2 + sub;
+          else size2 = 1 + re.min * sub;
           break;
         }
-        size = re.max * sub + (re.max - re.min);
+        size2 = re.max * sub + (re.max - re.min);
         break;
       }
     }
-    size = Math.max(1, size);
+    size2 = Math.max(1, size2);
     if (this.size === null) this.size = /* @__PURE__ */ new Map();
-    this.size.set(re, size);
-    return size;
+    this.size.set(re, size2);
+    return size2;
   }
   checkHeight(re) {
-    if (this.numRegexp < Parser2.MAX_HEIGHT) return;
+    if (this.numRegexp < Parser3.MAX_HEIGHT) return;
     if (this.height === null) {
       this.height = /* @__PURE__ */ new Map();
       for (let reEx of this.stack) this.checkHeight(reEx);
     }
-    if (this.calcHeight(re, true) > Parser2.MAX_HEIGHT) throw new RE2JSSyntaxException(Parser2.ERR_NESTING_DEPTH);
+    if (this.calcHeight(re, true) > Parser3.MAX_HEIGHT) throw new RE2JSSyntaxException(Parser3.ERR_NESTING_DEPTH);
   }
   calcHeight(re, force = false) {
     if (!force && this.height !== null) {
@@ -57111,7 +57249,7 @@ var Parser = class Parser2 {
   newLiteral(r, flags) {
     const re = this.newRegexp(Regexp.Op.LITERAL);
     re.flags = flags;
-    if ((flags & RE2Flags.FOLD_CASE) !== 0) r = Parser2.minFoldRune(r);
+    if ((flags & RE2Flags.FOLD_CASE) !== 0) r = Parser3.minFoldRune(r);
     re.runes = [r];
     return re;
   }
@@ -57130,12 +57268,12 @@ var Parser = class Parser2 {
         t.skip(1);
         flags ^= RE2Flags.NON_GREEDY;
       }
-      if (lastRepeatPos !== -1) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_REPEAT_OP, t.from(lastRepeatPos));
+      if (lastRepeatPos !== -1) throw new RE2JSSyntaxException(Parser3.ERR_INVALID_REPEAT_OP, t.from(lastRepeatPos));
     }
     const n = this.stack.length;
-    if (n === 0) throw new RE2JSSyntaxException(Parser2.ERR_MISSING_REPEAT_ARGUMENT, t.from(beforePos));
+    if (n === 0) throw new RE2JSSyntaxException(Parser3.ERR_MISSING_REPEAT_ARGUMENT, t.from(beforePos));
     const sub = this.stack[n - 1];
-    if (Regexp.isPseudoOp(sub.op)) throw new RE2JSSyntaxException(Parser2.ERR_MISSING_REPEAT_ARGUMENT, t.from(beforePos));
+    if (Regexp.isPseudoOp(sub.op)) throw new RE2JSSyntaxException(Parser3.ERR_MISSING_REPEAT_ARGUMENT, t.from(beforePos));
     const re = this.newRegexp(op);
     re.min = min;
     re.max = max;
@@ -57143,7 +57281,7 @@ var Parser = class Parser2 {
     re.subs = [sub];
     this.stack[n - 1] = re;
     this.checkLimits(re);
-    if (op === Regexp.Op.REPEAT && (min >= 2 || max >= 2) && !this.repeatIsValid(re, 1e3)) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_REPEAT_SIZE, t.from(beforePos));
+    if (op === Regexp.Op.REPEAT && (min >= 2 || max >= 2) && !this.repeatIsValid(re, 1e3)) throw new RE2JSSyntaxException(Parser3.ERR_INVALID_REPEAT_SIZE, t.from(beforePos));
   }
   repeatIsValid(re, n) {
     if (re.op === Regexp.Op.REPEAT) {
@@ -57260,8 +57398,8 @@ var Parser = class Parser2 {
     for (let i = 0; i <= lensub; i++) {
       let ifirst = null;
       if (i < lensub) {
-        ifirst = Parser2.leadingRegexp(array[s + i]);
-        if (first !== null && first.equals(ifirst) && (Parser2.isCharClass(first) || first.op === Regexp.Op.REPEAT && first.min === first.max && Parser2.isCharClass(first.subs[0]))) continue;
+        ifirst = Parser3.leadingRegexp(array[s + i]);
+        if (first !== null && first.equals(ifirst) && (Parser3.isCharClass(first) || first.op === Regexp.Op.REPEAT && first.min === first.max && Parser3.isCharClass(first.subs[0]))) continue;
       }
       if (i === start) {
       } else if (i === start + 1) array[lenout++] = array[s + start];
@@ -57285,7 +57423,7 @@ var Parser = class Parser2 {
     start = 0;
     lenout = 0;
     for (let i = 0; i <= lensub; i++) {
-      if (i < lensub && Parser2.isCharClass(array[s + i])) continue;
+      if (i < lensub && Parser3.isCharClass(array[s + i])) continue;
       if (i === start) {
       } else if (i === start + 1) array[lenout++] = array[s + start];
       else {
@@ -57299,7 +57437,7 @@ var Parser = class Parser2 {
         array[s + start] = array[s + max];
         array[s + max] = tmp;
         for (let j = start + 1; j < i; j++) {
-          Parser2.mergeCharClass(array[s + start], array[s + j]);
+          Parser3.mergeCharClass(array[s + start], array[s + j]);
           this.reuse(array[s + j]);
         }
         this.cleanAlt(array[s + start]);
@@ -57372,7 +57510,7 @@ var Parser = class Parser2 {
     return this.newRegexp(Regexp.Op.EMPTY_MATCH);
   }
   parseInternal() {
-    if ((this.flags & RE2Flags.LITERAL) !== 0) return Parser2.literalRegexp(this.wholeRegexp, this.flags);
+    if ((this.flags & RE2Flags.LITERAL) !== 0) return Parser3.literalRegexp(this.wholeRegexp, this.flags);
     let lastRepeatPos = -1;
     let min = -1;
     let max = -1;
@@ -57446,7 +57584,7 @@ var Parser = class Parser2 {
         }
         case Codepoint.CODES["{"]: {
           const before = t.pos();
-          const minMax = Parser2.parseRepeat(t);
+          const minMax = Parser3.parseRepeat(t);
           if (minMax < 0) {
             t.rewindTo(before);
             this.literal(t.pop());
@@ -57472,7 +57610,7 @@ var Parser = class Parser2 {
               this.op(Regexp.Op.NO_WORD_BOUNDARY);
               break bigswitch;
             case Codepoint.CODES["C"]:
-              throw new RE2JSSyntaxException(Parser2.ERR_INVALID_ESCAPE, "\\C");
+              throw new RE2JSSyntaxException(Parser3.ERR_INVALID_ESCAPE, "\\C");
             case Codepoint.CODES["Q"]: {
               let lit = t.rest();
               const i = lit.indexOf("\\E");
@@ -57514,7 +57652,7 @@ var Parser = class Parser2 {
           }
           t.rewindTo(savedPos);
           this.reuse(re);
-          this.literal(Parser2.parseEscape(t));
+          this.literal(Parser3.parseEscape(t));
           break;
         }
         default:
@@ -57525,7 +57663,7 @@ var Parser = class Parser2 {
     this.concat();
     if (this.swapVerticalBar()) this.pop();
     this.alternate();
-    if (this.stack.length !== 1) throw new RE2JSSyntaxException(Parser2.ERR_MISSING_PAREN, this.wholeRegexp);
+    if (this.stack.length !== 1) throw new RE2JSSyntaxException(Parser3.ERR_MISSING_PAREN, this.wholeRegexp);
     this.stack[0].namedGroups = this.namedGroups;
     return this.stack[0];
   }
@@ -57535,14 +57673,14 @@ var Parser = class Parser2 {
     if (s.startsWith("(?P<") || s.startsWith("(?<")) {
       const begin = s.charAt(2) === "P" ? 4 : 3;
       const end = s.indexOf(">");
-      if (end < 0) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_NAMED_CAPTURE, s);
+      if (end < 0) throw new RE2JSSyntaxException(Parser3.ERR_INVALID_NAMED_CAPTURE, s);
       const name2 = s.substring(begin, end);
       t.skipString(name2);
       t.skip(begin + 1);
-      if (!Parser2.isValidCaptureName(name2)) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_NAMED_CAPTURE, s.substring(0, end + 1));
+      if (!Parser3.isValidCaptureName(name2)) throw new RE2JSSyntaxException(Parser3.ERR_INVALID_NAMED_CAPTURE, s.substring(0, end + 1));
       const re = this.op(Regexp.Op.LEFT_PAREN);
       re.cap = ++this.numCap;
-      if (this.namedGroups[name2]) throw new RE2JSSyntaxException(Parser2.ERR_DUPLICATE_NAMED_CAPTURE, name2);
+      if (this.namedGroups[name2]) throw new RE2JSSyntaxException(Parser3.ERR_DUPLICATE_NAMED_CAPTURE, name2);
       this.namedGroups[name2] = this.numCap;
       re.name = name2;
       return;
@@ -57589,7 +57727,7 @@ var Parser = class Parser2 {
           break loop;
       }
     }
-    throw new RE2JSSyntaxException(Parser2.ERR_INVALID_PERL_OP, t.from(startPos));
+    throw new RE2JSSyntaxException(Parser3.ERR_INVALID_PERL_OP, t.from(startPos));
   }
   parsePosLookBehind() {
     const re = this.newRegexp(Regexp.Op.LEFT_PAREN);
@@ -57609,7 +57747,7 @@ var Parser = class Parser2 {
   }
   swapVerticalBar() {
     const n = this.stack.length;
-    if (n >= 3 && this.stack[n - 2].op === Regexp.Op.VERTICAL_BAR && Parser2.isCharClass(this.stack[n - 1]) && Parser2.isCharClass(this.stack[n - 3])) {
+    if (n >= 3 && this.stack[n - 2].op === Regexp.Op.VERTICAL_BAR && Parser3.isCharClass(this.stack[n - 1]) && Parser3.isCharClass(this.stack[n - 3])) {
       let re1 = this.stack[n - 1];
       let re3 = this.stack[n - 3];
       if (re1.op > re3.op) {
@@ -57618,7 +57756,7 @@ var Parser = class Parser2 {
         re1 = tmp;
         this.stack[n - 3] = re3;
       }
-      Parser2.mergeCharClass(re3, re1);
+      Parser3.mergeCharClass(re3, re1);
       this.reuse(re1);
       this.pop();
       return true;
@@ -57639,13 +57777,13 @@ var Parser = class Parser2 {
     this.concat();
     if (this.swapVerticalBar()) this.pop();
     this.alternate();
-    if (this.stack.length < 2) throw new RE2JSSyntaxException(Parser2.ERR_UNEXPECTED_PAREN, this.wholeRegexp);
+    if (this.stack.length < 2) throw new RE2JSSyntaxException(Parser3.ERR_UNEXPECTED_PAREN, this.wholeRegexp);
     const re1 = this.pop();
     const re2 = this.pop();
-    if (re2.op !== Regexp.Op.LEFT_PAREN) throw new RE2JSSyntaxException(Parser2.ERR_UNEXPECTED_PAREN, this.wholeRegexp);
+    if (re2.op !== Regexp.Op.LEFT_PAREN) throw new RE2JSSyntaxException(Parser3.ERR_UNEXPECTED_PAREN, this.wholeRegexp);
     this.flags = re2.flags;
     if (re2.lb !== 0) {
-      if (Parser2.hasCapture(re1)) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_CAPTURE_IN_LOOKBEHIND, this.wholeRegexp);
+      if (Parser3.hasCapture(re1)) throw new RE2JSSyntaxException(Parser3.ERR_INVALID_CAPTURE_IN_LOOKBEHIND, this.wholeRegexp);
       if (re2.lb > 0) re2.op = Regexp.Op.PLB;
       else re2.op = Regexp.Op.NLB;
       re2.subs = [re1];
@@ -57676,7 +57814,7 @@ var Parser = class Parser2 {
     const name2 = cls.substring(0, i + 2);
     t.skipString(name2);
     const g = POSIX_GROUPS.has(name2) ? POSIX_GROUPS.get(name2) : null;
-    if (g === null) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_CHAR_RANGE, name2);
+    if (g === null) throw new RE2JSSyntaxException(Parser3.ERR_INVALID_CHAR_RANGE, name2);
     cc.appendGroup(g, (this.flags & RE2Flags.FOLD_CASE) !== 0);
     return true;
   }
@@ -57689,7 +57827,7 @@ var Parser = class Parser2 {
     if (c === Codepoint.CODES["P"]) sign = -1;
     if (!t.more()) {
       t.rewindTo(startPos);
-      throw new RE2JSSyntaxException(Parser2.ERR_INVALID_CHAR_RANGE, t.rest());
+      throw new RE2JSSyntaxException(Parser3.ERR_INVALID_CHAR_RANGE, t.rest());
     }
     c = t.pop();
     let name2;
@@ -57699,7 +57837,7 @@ var Parser = class Parser2 {
       const end = rest.indexOf("}");
       if (end < 0) {
         t.rewindTo(startPos);
-        throw new RE2JSSyntaxException(Parser2.ERR_INVALID_CHAR_RANGE, t.rest());
+        throw new RE2JSSyntaxException(Parser3.ERR_INVALID_CHAR_RANGE, t.rest());
       }
       name2 = rest.substring(0, end);
       t.skipString(name2);
@@ -57709,8 +57847,8 @@ var Parser = class Parser2 {
       sign = 0 - sign;
       name2 = name2.substring(1);
     }
-    const pair = Parser2.unicodeTable(name2);
-    if (pair === null) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_CHAR_RANGE, t.from(startPos));
+    const pair = Parser3.unicodeTable(name2);
+    if (pair === null) throw new RE2JSSyntaxException(Parser3.ERR_INVALID_CHAR_RANGE, t.from(startPos));
     if (pair.sign < 0) sign = 0 - sign;
     const tab = pair.tab;
     const fold = pair.fold;
@@ -57739,7 +57877,7 @@ var Parser = class Parser2 {
         const s = t.rest();
         if (s === "-" || !s.startsWith("-]")) {
           t.rewindTo(startPos);
-          throw new RE2JSSyntaxException(Parser2.ERR_INVALID_CHAR_RANGE, t.rest());
+          throw new RE2JSSyntaxException(Parser3.ERR_INVALID_CHAR_RANGE, t.rest());
         }
       }
       first = false;
@@ -57751,14 +57889,14 @@ var Parser = class Parser2 {
       if (this.parseUnicodeClass(t, cc)) continue;
       if (this.parsePerlClassEscape(t, cc)) continue;
       t.rewindTo(beforePos);
-      const lo = Parser2.parseClassChar(t, startPos);
+      const lo = Parser3.parseClassChar(t, startPos);
       let hi = lo;
       if (t.more() && t.lookingAt("-")) {
         t.skip(1);
         if (t.more() && t.lookingAt("]")) t.skip(-1);
         else {
-          hi = Parser2.parseClassChar(t, startPos);
-          if (hi < lo) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_CHAR_RANGE, t.from(beforePos));
+          hi = Parser3.parseClassChar(t, startPos);
+          if (hi < lo) throw new RE2JSSyntaxException(Parser3.ERR_INVALID_CHAR_RANGE, t.from(beforePos));
         }
       }
       if ((this.flags & RE2Flags.FOLD_CASE) === 0) cc.appendRange(lo, hi);
@@ -57817,7 +57955,7 @@ var RE2 = class RE22 {
     return RE22.compileImpl(expr, RE2Flags.POSIX, true);
   }
   static compileImpl(expr, mode, longest) {
-    let re = Parser.parse(expr, mode);
+    let re = Parser2.parse(expr, mode);
     const maxCap = re.maxCap();
     const namedGroups = re.namedGroups;
     re = Simplify.simplify(re);
@@ -58311,7 +58449,7 @@ var RE2Set = class RE2Set2 {
     if ((this.jsFlags & PublicFlags.CASE_INSENSITIVE) !== 0) fregex = `(?i)${fregex}`;
     if ((this.jsFlags & PublicFlags.DOTALL) !== 0) fregex = `(?s)${fregex}`;
     if ((this.jsFlags & PublicFlags.MULTILINE) !== 0) fregex = `(?m)${fregex}`;
-    const re = Parser.parse(fregex, this.re2Flags);
+    const re = Parser2.parse(fregex, this.re2Flags);
     this.regexps.push(Simplify.simplify(re));
     return this.regexps.length - 1;
   }
@@ -58323,7 +58461,7 @@ var RE2Set = class RE2Set2 {
   compile() {
     if (this.prog) return;
     const prog = Compiler.compileSet(this.regexps);
-    if (prog.numInst() > Parser.MAX_SIZE) throw new RE2JSCompileException(`${Parser.ERR_LARGE}: the set compiles to ${prog.numInst()} instructions, more than ${Parser.MAX_SIZE}`);
+    if (prog.numInst() > Parser2.MAX_SIZE) throw new RE2JSCompileException(`${Parser2.ERR_LARGE}: the set compiles to ${prog.numInst()} instructions, more than ${Parser2.MAX_SIZE}`);
     this.prog = prog;
     this.dfa = new DFA(this.prog, this.maxMem);
     this.dummyRe2 = {
@@ -58367,17 +58505,17 @@ var TranslateRegExpString = class TranslateRegExpString2 {
     if (typeof data !== "string") return data;
     let result = "";
     let changed = false;
-    let size = data.length;
-    if (size === 0) {
+    let size2 = data.length;
+    if (size2 === 0) {
       result = "(?:)";
       changed = true;
     }
     let inCharClass = false;
     let i = 0;
-    while (i < size) {
+    while (i < size2) {
       let ch = data[i];
       if (ch === "\\") {
-        if (i + 1 < size) {
+        if (i + 1 < size2) {
           ch = data[i + 1];
           switch (ch) {
             case "\\":
@@ -58385,7 +58523,7 @@ var TranslateRegExpString = class TranslateRegExpString2 {
               i += 2;
               continue;
             case "c":
-              if (i + 2 < size) {
+              if (i + 2 < size2) {
                 let code = data[i + 2].charCodeAt(0);
                 if (code >= 65 && code <= 90 || code >= 97 && code <= 122) {
                   let val = code % 32;
@@ -58402,12 +58540,12 @@ var TranslateRegExpString = class TranslateRegExpString2 {
               changed = true;
               continue;
             case "u":
-              if (i + 2 < size) {
+              if (i + 2 < size2) {
                 if (data[i + 2] === "{") {
                   let j = i + 3;
                   let hasHex = false;
                   let closed = false;
-                  while (j < size) {
+                  while (j < size2) {
                     const hexChar = data[j];
                     if (hexChar === "}") {
                       closed = true;
@@ -58423,7 +58561,7 @@ var TranslateRegExpString = class TranslateRegExpString2 {
                     changed = true;
                     continue;
                   }
-                } else if (i + 5 < size) {
+                } else if (i + 5 < size2) {
                   let isHex4 = true;
                   for (let j = 0; j < 4; j++) if (!TranslateRegExpString2.isHexadecimal(data[i + 2 + j])) {
                     isHex4 = false;
@@ -58443,11 +58581,11 @@ var TranslateRegExpString = class TranslateRegExpString2 {
               continue;
             case "x": {
               let isValidHex = false;
-              if (i + 2 < size && data[i + 2] === "{") {
+              if (i + 2 < size2 && data[i + 2] === "{") {
                 let j = i + 3;
                 let hasHex = false;
                 let closed = false;
-                while (j < size) {
+                while (j < size2) {
                   const hexChar = data[j];
                   if (hexChar === "}") {
                     closed = true;
@@ -58458,7 +58596,7 @@ var TranslateRegExpString = class TranslateRegExpString2 {
                   j++;
                 }
                 if (closed && hasHex) isValidHex = true;
-              } else if (i + 3 < size && TranslateRegExpString2.isHexadecimal(data[i + 2]) && TranslateRegExpString2.isHexadecimal(data[i + 3])) isValidHex = true;
+              } else if (i + 3 < size2 && TranslateRegExpString2.isHexadecimal(data[i + 2]) && TranslateRegExpString2.isHexadecimal(data[i + 3])) isValidHex = true;
               if (isValidHex) {
                 result += "\\x";
                 i += 2;
@@ -58537,8 +58675,8 @@ var TranslateRegExpString = class TranslateRegExpString2 {
         }
         inCharClass = true;
       } else if (ch === "]") inCharClass = false;
-      else if (!inCharClass && ch === "(" && i + 2 < size && data[i + 1] === "?" && data[i + 2] === "<") {
-        if (i + 3 < size && !"=!>)".includes(data[i + 3])) {
+      else if (!inCharClass && ch === "(" && i + 2 < size2 && data[i + 1] === "?" && data[i + 2] === "<") {
+        if (i + 3 < size2 && !"=!>)".includes(data[i + 3])) {
           result += "(?P<";
           i += 3;
           changed = true;
@@ -62620,8 +62758,8 @@ function ecdsa(Point, hash, ecdsaOpts = {}) {
   }
   function validateSigLength(bytes, format) {
     validateSigFormat(format);
-    const size = lengths.signature;
-    const sizer = format === "compact" ? size : format === "recovered" ? size + 1 : void 0;
+    const size2 = lengths.signature;
+    const sizer = format === "compact" ? size2 : format === "recovered" ? size2 + 1 : void 0;
     return abytes4(bytes, sizer);
   }
   class Signature {
@@ -62955,7 +63093,7 @@ function fromBig(n, le = false) {
     return { h: Number(n & U32_MASK64), l: Number(n >> _32n & U32_MASK64) };
   return { h: Number(n >> _32n & U32_MASK64) | 0, l: Number(n & U32_MASK64) | 0 };
 }
-function split(lst, le = false) {
+function split2(lst, le = false) {
   const len = lst.length;
   let Ah = new Uint32Array(len);
   let Al = new Uint32Array(len);
@@ -63131,7 +63269,7 @@ var _SHA2562 = class extends SHA2_32B2 {
     super(32);
   }
 };
-var K512 = /* @__PURE__ */ (() => split([
+var K512 = /* @__PURE__ */ (() => split2([
   "0x428a2f98d728ae22",
   "0x7137449123ef65cd",
   "0xb5c0fbcfec4d3b2f",
@@ -63467,7 +63605,7 @@ for (let round = 0, R = _1n7, x = 1, y = 0; round < 24; round++) {
   }
   _SHA3_IOTA.push(t);
 }
-var IOTAS = split(_SHA3_IOTA, true);
+var IOTAS = split2(_SHA3_IOTA, true);
 var SHA3_IOTA_H = IOTAS[0];
 var SHA3_IOTA_L = IOTAS[1];
 var rotlH = (h, l, s) => s > 32 ? rotlBH(h, l, s) : rotlSH(h, l, s);
@@ -65116,24 +65254,24 @@ var pointWindowSizes2 = /* @__PURE__ */ new WeakMap();
 function getWindowSize(P) {
   return pointWindowSizes2.get(P) || 1;
 }
-function oddMultiples(p, size) {
+function oddMultiples(p, size2) {
   const dbl = p.double();
   const t = [p];
-  for (let j = 1; j < size; j++)
+  for (let j = 1; j < size2; j++)
     t.push(t[j - 1].add(dbl));
   return t;
 }
 function wnafDigits(n, W) {
-  const size = 2 ** W;
-  const half = size / 2;
-  const mask = BigInt(size - 1);
+  const size2 = 2 ** W;
+  const half = size2 / 2;
+  const mask = BigInt(size2 - 1);
   const d = [];
   while (n > _0n9) {
     let w = 0;
     if (n & _1n10) {
       w = Number(n & mask);
       if (w >= half)
-        w -= size;
+        w -= size2;
       n -= BigInt(w);
     }
     d.push(w);
@@ -65142,16 +65280,16 @@ function wnafDigits(n, W) {
   return d;
 }
 function signedWindowDigits(n, W, windows) {
-  const size = 2 ** W;
-  const half = size / 2;
-  const mask = BigInt(size - 1);
+  const size2 = 2 ** W;
+  const half = size2 / 2;
+  const mask = BigInt(size2 - 1);
   const shiftBy = BigInt(W);
   const d = [];
   for (let w = 0; w < windows; w++) {
     let v = Number(n & mask);
     n >>= shiftBy;
     if (v > half) {
-      v -= size;
+      v -= size2;
       n += _1n10;
     }
     d.push(v);
@@ -65322,11 +65460,11 @@ var ScalarMultiplier = class {
    */
   fixedWindowCT(point, n, bits) {
     const W = FW_WINDOW;
-    const size = 1 << W;
+    const size2 = 1 << W;
     const mask = bitMask2(W);
-    const table = new Array(size);
+    const table = new Array(size2);
     table[0] = this.ZERO;
-    for (let i = 1; i < size; i++)
+    for (let i = 1; i < size2; i++)
       table[i] = table[i - 1].add(point);
     const windows = Math.ceil(bits / W);
     let acc = this.ZERO;
@@ -65336,7 +65474,7 @@ var ScalarMultiplier = class {
           acc = acc.double();
       const digit = Number(n >> BigInt(window2 * W) & mask);
       let sel = table[0];
-      for (let i = 1; i < size; i++)
+      for (let i = 1; i < size2; i++)
         sel = i === digit ? table[i] : sel;
       acc = acc.add(sel);
     }
@@ -66176,8 +66314,8 @@ function ecdsa2(Point, hash, ecdsaOpts = {}) {
   }
   function validateSigLength(bytes, format) {
     validateSigFormat2(format);
-    const size = lengths.signature;
-    const sizer = format === "compact" ? size : format === "recovered" ? size + 1 : void 0;
+    const size2 = lengths.signature;
+    const sizer = format === "compact" ? size2 : format === "recovered" ? size2 + 1 : void 0;
     return abytes5(bytes, sizer);
   }
   class Signature {
@@ -67592,10 +67730,10 @@ function plaintextSize(ciphertextSize2) {
   if (0 < lastChunk && lastChunk <= chacha20poly1305Overhead) {
     throw Error("ciphertext size is invalid");
   }
-  let size = ciphertextSize2;
-  size -= fullChunks * chacha20poly1305Overhead;
-  size -= lastChunk > 0 ? chacha20poly1305Overhead : 0;
-  return size;
+  let size2 = ciphertextSize2;
+  size2 -= fullChunks * chacha20poly1305Overhead;
+  size2 -= lastChunk > 0 ? chacha20poly1305Overhead : 0;
+  return size2;
 }
 function encryptSTREAM(key) {
   const streamNonce = new Uint8Array(12);
@@ -67768,7 +67906,7 @@ var Encrypter = class {
       return await readAll(prepend(stream(file).pipeThrough(encrypter), header, nonce));
     }
     return Object.assign(prepend(file.pipeThrough(encrypter), header, nonce), {
-      size: (size) => ciphertextSize(size) + header.length + nonce.length
+      size: (size2) => ciphertextSize(size2) + header.length + nonce.length
     });
   }
 };
@@ -67829,7 +67967,7 @@ var Decrypter = class {
     const decrypter = decryptSTREAM(streamKey);
     const out = payload.pipeThrough(decrypter);
     const outWithSize = Object.assign(out, {
-      size: (size) => plaintextSize(size - headerSize - nonce.length)
+      size: (size2) => plaintextSize(size2 - headerSize - nonce.length)
     });
     if (file instanceof ReadableStream)
       return outWithSize;
@@ -68063,10 +68201,28 @@ function parseMetadata(file, node) {
   canonicalLastModified(file, meta.lastModified);
   return meta;
 }
+function listCommentsAsComments(node) {
+  if (node.kind === "map") return { ...node, entries: node.entries.map(([k, v]) => [k, listCommentsAsComments(v)]) };
+  if (node.kind !== "list") return node;
+  const items = [];
+  const comments = [...node.comments ?? []];
+  node.items.forEach((item, i) => {
+    if (item.kind === "scalar" && item.type === "str" && /^ENC\[AES256_GCM,.*,type:comment\]$/.test(item.value)) {
+      comments.push({ before: items.length, text: item.value });
+    } else {
+      for (const c of node.comments ?? []) if (c.before === i) c.before = items.length;
+      items.push(listCommentsAsComments(item));
+    }
+  });
+  return { ...node, items, ...comments.length ? { comments: comments.sort((a, b) => a.before - b.before) } : {} };
+}
 function parseSops(text, file, format = formatOf(file)) {
   const tree = parseTree(text, format, { file, keys: "strict" });
   const meta = parseMetadata(file, getEntry(tree, "sops"));
-  return { file, format, data: { kind: "map", entries: tree.entries.filter(([k]) => k !== "sops") }, meta, text };
+  const at2 = tree.entries.findIndex(([k]) => k === "sops");
+  const comments = tree.comments?.map((c) => c.before > at2 ? { ...c, before: c.before - 1 } : c);
+  const data = { kind: "map", entries: tree.entries.filter(([k]) => k !== "sops"), ...comments ? { comments } : {} };
+  return { file, format, data: listCommentsAsComments(data), meta, text };
 }
 function compileRegex(file, name2, source) {
   try {
@@ -68191,6 +68347,25 @@ function decryptTree(doc, key) {
     if (!meta.macOnlyEncrypted || encrypted) mac.add(value);
     return value;
   });
+  const withComments = mapComments(plain, (c, keys, branch) => {
+    if (!shouldEncrypt(keys) || !c.text.startsWith("ENC[")) return c;
+    let enc;
+    try {
+      enc = parseEnc(c.text);
+    } catch {
+      return c;
+    }
+    for (const path of commentPaths(keys, branch)) {
+      const aad = aadOf(path);
+      try {
+        const text = openText(enc, key, aad);
+        stash.put(`#${aad}`, text, enc.iv);
+        return { ...c, text };
+      } catch {
+      }
+    }
+    return c;
+  });
   if (!meta.mac) throw new OpsError(`${file} has no MAC (sops.mac is empty)`, "a sops file always has one: restore the file from git history");
   let stored;
   try {
@@ -68206,7 +68381,31 @@ function decryptTree(doc, key) {
       `the file was changed without sops or ops: restore it from git history (\`git checkout -- ${file}\`, or \`git log -p ${file}\` to find the change)`
     );
   }
-  return { plain, stash, secrets };
+  return { plain: withComments, stash, secrets };
+}
+function lastChain(keys, branch) {
+  const out = [];
+  let node = branch;
+  let path = keys;
+  for (; ; ) {
+    if (node.kind === "map" && node.entries.length) {
+      const [k, v] = node.entries.at(-1);
+      path = [...path, k];
+      node = v;
+    } else if (node.kind === "list" && node.items.length) node = node.items.at(-1);
+    else break;
+    if (node.kind !== "map" && node.kind !== "list") break;
+    out.push(path);
+  }
+  return out;
+}
+function commentPath(c, keys, branch) {
+  const size2 = branch.kind === "map" ? branch.entries.length : branch.items.length;
+  return c.before === size2 ? lastChain(keys, branch).at(-1) ?? keys : keys;
+}
+function commentPaths(keys, branch) {
+  const all = [keys, ...lastChain(keys, branch).reverse(), ...keys.map((_, i) => keys.slice(0, keys.length - 1 - i))];
+  return all.filter((p, i) => all.findIndex((q) => q.join("\0") === p.join("\0")) === i);
 }
 function maskAll(secrets, mask) {
   if (!mask) return;
@@ -68289,13 +68488,6 @@ var SecretsFile = class _SecretsFile {
   get lastModified() {
     return this.original?.meta.lastModified;
   }
-  /**
-   * Whether the file as read holds YAML comments. sops keeps them (encrypted, `#ENC[...]`); this tool reads
-   * around them but does not keep them when it rewrites the file, so callers say so.
-   */
-  get hasComments() {
-    return this.original !== void 0 && this.format === "yaml" && yamlHasComments(this.original.text);
-  }
   /** The plaintext, in the file's format (YAML or JSON). */
   plaintext() {
     return printTree(this.plain, this.format);
@@ -68325,7 +68517,7 @@ var SecretsFile = class _SecretsFile {
       const entries = [...map.entries];
       if (idx >= 0) entries[idx] = [key, next];
       else entries.push([key, next]);
-      return { kind: "map", entries };
+      return { ...map, entries };
     };
     this.plain = setIn(this.plain, 0);
   }
@@ -68377,13 +68569,18 @@ var SecretsFile = class _SecretsFile {
     const shouldEncrypt = encryptionRule(this.file, this.meta);
     const mac = new MacBuilder(this.meta.macOnlyEncrypted);
     const stash = this.stash.copy();
-    const data = mapLeaves(this.plain, (leaf, keys) => {
+    const values = mapLeaves(this.plain, (leaf, keys) => {
       const encrypted = shouldEncrypt(keys);
       if (!this.meta.macOnlyEncrypted || encrypted) mac.add(leaf);
       if (!encrypted) return leaf;
       if (leaf.type === "str" && leaf.value === "") return leaf;
       const aad = aadOf(keys);
       return str(encryptScalar(leaf, key, aad, stash.take(aad, scalarText(leaf))));
+    });
+    const data = mapComments(values, (c, keys, branch) => {
+      if (!shouldEncrypt(keys) || c.text === "") return c;
+      const aad = aadOf(commentPath(c, keys, branch));
+      return { ...c, text: sealText(c.text, "comment", key, aad, stash.take(`#${aad}`, c.text)) };
     });
     const old = this.original;
     const sameKey = old !== void 0 && !this.rotated;
@@ -68397,7 +68594,7 @@ var SecretsFile = class _SecretsFile {
     const lastModified = opts2.lastModified ?? (opts2.now ?? /* @__PURE__ */ new Date()).toISOString().replace(/\.\d{3}Z$/, "Z");
     const sealedMac = sealText(mac.hex(), "str", key, canonicalLastModified(this.file, lastModified), opts2.macIv);
     const meta = this.metadataTree(age, lastModified, sealedMac);
-    const tree = { kind: "map", entries: [...data.entries, ["sops", meta]] };
+    const tree = { ...data, entries: [...data.entries, ["sops", meta]] };
     return { text: printTree(tree, this.format), changed: true };
   }
   /** The `sops` section in the field order sops 3.8.1 writes; empty key lists are `[]` in YAML, `null` in JSON. */
@@ -68440,7 +68637,7 @@ async function decryptFile(file, opts2 = {}) {
 }
 
 // core/secrets/sops-config.ts
-var import_yaml3 = __toESM(require_dist(), 1);
+var import_yaml4 = __toESM(require_dist(), 1);
 var CONFIG_HEADER = [
   " Which age public keys (recipients) each sops file is encrypted to; sops and `ops` both read it.",
   " The first rule whose path_regex matches a file wins. `ops env new` adds a rule per environment;",
@@ -68448,7 +68645,7 @@ var CONFIG_HEADER = [
 ].join("\n");
 
 // core/secrets/env.ts
-var import_yaml4 = __toESM(require_dist(), 1);
+var import_yaml5 = __toESM(require_dist(), 1);
 import { existsSync as existsSync6, readFileSync as readFileSync5, readdirSync as readdirSync2 } from "node:fs";
 import { isAbsolute as isAbsolute2, join as join5, resolve as resolve2 } from "node:path";
 function envDir(root, env) {
@@ -68460,7 +68657,7 @@ async function loadEnvIdentities(root, env, processEnv = process.env) {
   if (!existsSync6(configFile)) return ids;
   let keyFile;
   try {
-    keyFile = (0, import_yaml4.parse)(readFileSync5(configFile, "utf8"))?.secrets?.age_key_file;
+    keyFile = (0, import_yaml5.parse)(readFileSync5(configFile, "utf8"))?.secrets?.age_key_file;
   } catch {
     return ids;
   }

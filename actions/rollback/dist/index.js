@@ -5856,7 +5856,7 @@ var require_client_h1 = __commonJS({
     var TIMEOUT_HEADERS = 2 | USE_FAST_TIMER;
     var TIMEOUT_BODY = 4 | USE_FAST_TIMER;
     var TIMEOUT_KEEP_ALIVE = 8 | USE_NATIVE_TIMER;
-    var Parser = class {
+    var Parser2 = class {
       constructor(client, socket, { exports: exports2 }) {
         assert(Number.isFinite(client[kMaxHeadersSize]) && client[kMaxHeadersSize] > 0);
         this.llhttp = exports2;
@@ -6283,7 +6283,7 @@ var require_client_h1 = __commonJS({
       socket[kIdleSocketValidation] = 0;
       socket[kIdleSocketValidationTimeout] = null;
       socket[kSocketUsed] = false;
-      socket[kParser] = new Parser(client, socket, llhttpInstance);
+      socket[kParser] = new Parser2(client, socket, llhttpInstance);
       addListener(socket, "error", function(err) {
         const parser = this[kParser];
         if (err.code === "ECONNRESET" && parser.statusCode && !parser.shouldKeepAlive) {
@@ -25553,7 +25553,7 @@ var require_parser = __commonJS({
         }
       }
     }
-    var Parser = class {
+    var Parser2 = class {
       /**
        * @param onNewLine - If defined, called separately with the start position of
        *   each new line (in `parse()`, including the start of input).
@@ -26326,7 +26326,7 @@ var require_parser = __commonJS({
         }
       }
     };
-    exports.Parser = Parser;
+    exports.Parser = Parser2;
   }
 });
 
@@ -51252,6 +51252,9 @@ async function withLock(ctx, session, operation, fn, options = {}) {
 import { createCipheriv, createDecipheriv, createHash as createHash2, randomBytes } from "node:crypto";
 
 // core/secrets/tree.ts
+var import_yaml3 = __toESM(require_dist(), 1);
+
+// core/secrets/comments.ts
 var import_yaml2 = __toESM(require_dist(), 1);
 
 // core/secrets/goyaml.ts
@@ -51263,7 +51266,7 @@ var UINT64_MAX = 2n ** 64n - 1n;
 var MAC_ONLY_ENCRYPTED_INIT = createHash2("sha256").update("sops").digest();
 
 // core/secrets/sops-config.ts
-var import_yaml3 = __toESM(require_dist(), 1);
+var import_yaml4 = __toESM(require_dist(), 1);
 var CONFIG_HEADER = [
   " Which age public keys (recipients) each sops file is encrypted to; sops and `ops` both read it.",
   " The first rule whose path_regex matches a file wins. `ops env new` adds a rule per environment;",
@@ -51271,7 +51274,7 @@ var CONFIG_HEADER = [
 ].join("\n");
 
 // core/secrets/env.ts
-var import_yaml4 = __toESM(require_dist(), 1);
+var import_yaml5 = __toESM(require_dist(), 1);
 
 // core/ops/deploy.ts
 function parseState(r) {

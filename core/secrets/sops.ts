@@ -30,8 +30,9 @@ import {
   str,
   toPlain,
   treeEquals,
-  mapComments,
+  walkTree,
   type CommentNode,
+  type CommentStack,
   type ListNode,
 } from './tree.ts';
 
@@ -54,6 +55,8 @@ export interface SopsMetadata {
   encryptedSuffix?: string;
   unencryptedRegex?: string;
   encryptedRegex?: string;
+  unencryptedCommentRegex?: string;
+  encryptedCommentRegex?: string;
   macOnlyEncrypted: boolean;
   /** Key kinds present that this tool cannot use (pgp, kms, key_groups...): readable, not rewritable. */
   foreign: string[];
@@ -123,14 +126,13 @@ function parseMetadata(file: string, node: TreeNode | undefined): SopsMetadata {
     encryptedSuffix: metaString(file, node, 'encrypted_suffix', false) || undefined,
     unencryptedRegex: metaString(file, node, 'unencrypted_regex', false) || undefined,
     encryptedRegex: metaString(file, node, 'encrypted_regex', false) || undefined,
+    unencryptedCommentRegex: metaString(file, node, 'unencrypted_comment_regex', false) || undefined,
+    encryptedCommentRegex: metaString(file, node, 'encrypted_comment_regex', false) || undefined,
     macOnlyEncrypted: macOnly?.kind === 'scalar' && macOnly.value === true,
     foreign,
   };
-  for (const k of ['unencrypted_comment_regex', 'encrypted_comment_regex']) {
-    if (metaString(file, node, k, false)) throw new OpsError(`${file}: sops.${k} is not supported by this tool`, 'decrypt and re-encrypt it with the sops binary, without comment rules');
-  }
-  const rules = [meta.unencryptedSuffix, meta.encryptedSuffix, meta.unencryptedRegex, meta.encryptedRegex].filter(Boolean).length;
-  if (rules > 1) throw metaError(file, 'more than one of unencrypted_suffix, encrypted_suffix, unencrypted_regex, encrypted_regex');
+  const rules = [meta.unencryptedSuffix, meta.encryptedSuffix, meta.unencryptedRegex, meta.encryptedRegex, meta.unencryptedCommentRegex, meta.encryptedCommentRegex].filter(Boolean).length;
+  if (rules > 1) throw metaError(file, 'more than one of unencrypted_suffix, encrypted_suffix, unencrypted_regex, encrypted_regex, unencrypted_comment_regex, encrypted_comment_regex');
   if (rules === 0) meta.unencryptedSuffix = DEFAULT_UNENCRYPTED_SUFFIX; // as sops does
   canonicalLastModified(file, meta.lastModified);
   return meta;
@@ -185,17 +187,27 @@ function compileRegex(file: string, name: string, source: string): GoRegexp {
   }
 }
 
-/** sops's rule for whether the value at a key path is encrypted (suffixes and regexes look at every key of the path; sops.go shouldBeEncrypted). */
-export function encryptionRule(file: string, meta: SopsMetadata): (keys: string[]) => boolean {
+/**
+ * sops's rule for whether a value (or a comment) is encrypted, sops.go shouldBeEncrypted: suffixes and key
+ * regexes look at every key of the path; comment regexes at the comments standing before it at every level
+ * (for a comment, the encrypted-comment rule skips the comment itself).
+ */
+export function encryptionRule(file: string, meta: SopsMetadata): (keys: string[], stack?: CommentStack, isComment?: boolean) => boolean {
   const { unencryptedSuffix: us, encryptedSuffix: es } = meta;
   const ur = meta.unencryptedRegex ? compileRegex(file, 'unencrypted_regex', meta.unencryptedRegex) : undefined;
   const er = meta.encryptedRegex ? compileRegex(file, 'encrypted_regex', meta.encryptedRegex) : undefined;
-  return (keys) => {
+  const ucr = meta.unencryptedCommentRegex ? compileRegex(file, 'unencrypted_comment_regex', meta.unencryptedCommentRegex) : undefined;
+  const ecr = meta.encryptedCommentRegex ? compileRegex(file, 'encrypted_comment_regex', meta.encryptedCommentRegex) : undefined;
+  return (keys, stack = [], isComment = false) => {
     let encrypted = true;
     if (us && keys.some((k) => k.endsWith(us))) encrypted = false;
     if (es) encrypted = keys.some((k) => k.endsWith(es));
     if (ur && keys.some((k) => ur.test(k))) encrypted = false;
     if (er) encrypted = keys.some((k) => er.test(k));
+    if (ucr && stack.some((level) => level.some((c) => ucr.test(c)))) encrypted = false;
+    if (ecr) {
+      encrypted = stack.some((level, i) => level.some((c, j) => !(isComment && i === stack.length - 1 && j === level.length - 1) && ecr.test(c)));
+    }
     return encrypted;
   };
 }
@@ -295,58 +307,60 @@ function decryptTree(doc: EncryptedDocument, key: Buffer): Decrypted {
   const stash = new IvStash();
   const secrets: ScalarNode[] = [];
   const restore = `restore ${file} from git history (\`git checkout -- ${file}\`), or set the value again with \`ops secrets set\``;
-  const plain = mapLeaves(doc.data, (leaf, keys, path) => {
-    const encrypted = shouldEncrypt(keys);
-    let value: ScalarNode = leaf;
-    if (encrypted) {
-      if (leaf.type !== 'str') {
-        throw new OpsError(`${file}: ${showPath(path)} is a plain ${leaf.type} where an encrypted value belongs (the file was edited by hand)`, restore);
-      }
-      if (leaf.value !== '') {
-        const aad = aadOf(keys);
-        let enc;
-        try {
-          enc = parseEnc(leaf.value as string);
-        } catch (e) {
-          if (e instanceof MalformedValue) throw new OpsError(`${file}: ${showPath(path)}: malformed encrypted value: ${e.message}`, restore);
-          throw e;
+  const plain = walkTree(doc.data, {
+    leaf: (leaf, keys, path, stack) => {
+      const encrypted = shouldEncrypt(keys, stack);
+      let value: ScalarNode = leaf;
+      if (encrypted) {
+        if (leaf.type !== 'str') {
+          throw new OpsError(`${file}: ${showPath(path)} is a plain ${leaf.type} where an encrypted value belongs (the file was edited by hand)`, restore);
         }
-        try {
-          value = decryptScalar(enc, key, aad);
-        } catch (e) {
-          const why = /unable to authenticate|Unsupported state/i.test((e as Error).message)
-            ? 'its ciphertext was changed, or it was moved from another key'
-            : (e as Error).message;
-          throw new OpsError(`${file}: ${showPath(path)} does not decrypt: ${why}`, restore);
+        if (leaf.value !== '') {
+          const aad = aadOf(keys);
+          let enc;
+          try {
+            enc = parseEnc(leaf.value as string);
+          } catch (e) {
+            if (e instanceof MalformedValue) throw new OpsError(`${file}: ${showPath(path)}: malformed encrypted value: ${e.message}`, restore);
+            throw e;
+          }
+          try {
+            value = decryptScalar(enc, key, aad);
+          } catch (e) {
+            const why = /unable to authenticate|Unsupported state/i.test((e as Error).message)
+              ? 'its ciphertext was changed, or it was moved from another key'
+              : (e as Error).message;
+            throw new OpsError(`${file}: ${showPath(path)} does not decrypt: ${why}`, restore);
+          }
+          stash.put(aad, scalarText(value), enc.iv);
+          secrets.push(value);
         }
-        stash.put(aad, scalarText(value), enc.iv);
-        secrets.push(value);
       }
-    }
-    if (!meta.macOnlyEncrypted || encrypted) mac.add(value);
-    return value;
-  });
-  // Comments: encrypted with the path of the map sops placed them in, not in the MAC. One that does not decrypt
-  // stays as it is (sops: "possibly unencrypted comment").
-  const withComments = mapComments(plain, (c, keys, branch) => {
-    if (!shouldEncrypt(keys) || !c.text.startsWith('ENC[')) return c;
-    let enc;
-    try {
-      enc = parseEnc(c.text);
-    } catch {
-      return c;
-    }
-    for (const path of commentPaths(keys, branch)) {
-      const aad = aadOf(path);
+      if (!meta.macOnlyEncrypted || encrypted) mac.add(value);
+      return value;
+    },
+    // Comments: encrypted with the path of the map sops placed them in, not in the MAC. One that does not decrypt
+    // stays as it is (sops: "possibly unencrypted comment").
+    comment: (c, keys, stack, branch) => {
+      if (!shouldEncrypt(keys, stack, true) || !c.text.startsWith('ENC[')) return c;
+      let enc;
       try {
-        const text = openText(enc, key, aad);
-        stash.put(`#${aad}`, text, enc.iv);
-        return { ...c, text };
+        enc = parseEnc(c.text);
       } catch {
-        // not this level
+        return c;
       }
-    }
-    return c;
+      for (const path of commentPaths(keys, branch)) {
+        const aad = aadOf(path);
+        try {
+          const text = openText(enc, key, aad);
+          stash.put(`#${aad}`, text, enc.iv);
+          return { ...c, text };
+        } catch {
+          // not this level
+        }
+      }
+      return c;
+    },
   });
   // The MAC: stored encrypted under the data key, with lastmodified as associated data
   if (!meta.mac) throw new OpsError(`${file} has no MAC (sops.mac is empty)`, 'a sops file always has one: restore the file from git history');
@@ -364,7 +378,7 @@ function decryptTree(doc: EncryptedDocument, key: Buffer): Decrypted {
       `the file was changed without sops or ops: restore it from git history (\`git checkout -- ${file}\`, or \`git log -p ${file}\` to find the change)`,
     );
   }
-  return { plain: withComments, stash, secrets };
+  return { plain, stash, secrets };
 }
 
 /** The key paths of the last item of a map or list, of that item's last item, and so on (maps and lists only). */
@@ -583,19 +597,24 @@ export class SecretsFile {
     const shouldEncrypt = encryptionRule(this.file, this.meta);
     const mac = new MacBuilder(this.meta.macOnlyEncrypted);
     const stash = this.stash.copy();
-    const values = mapLeaves(this.plain, (leaf, keys) => {
-      const encrypted = shouldEncrypt(keys);
-      if (!this.meta.macOnlyEncrypted || encrypted) mac.add(leaf);
-      if (!encrypted) return leaf;
-      if (leaf.type === 'str' && leaf.value === '') return leaf; // sops leaves empty strings as they are
-      const aad = aadOf(keys);
-      return str(encryptScalar(leaf, key, aad, stash.take(aad, scalarText(leaf))));
-    });
-    // comments as sops encrypts them: type `comment`, the path of their map as associated data, no MAC
-    const data = mapComments(values, (c, keys, branch) => {
-      if (!shouldEncrypt(keys) || c.text === '') return c;
-      const aad = aadOf(commentPath(c, keys, branch));
-      return { ...c, text: sealText(c.text, 'comment', key, aad, stash.take(`#${aad}`, c.text)) };
+    const ucr = this.meta.unencryptedCommentRegex ? goRegexp(this.meta.unencryptedCommentRegex) : undefined;
+    const data = walkTree(this.plain, {
+      leaf: (leaf, keys, _path, stack) => {
+        const encrypted = shouldEncrypt(keys, stack);
+        if (!this.meta.macOnlyEncrypted || encrypted) mac.add(leaf);
+        if (!encrypted) return leaf;
+        if (leaf.type === 'str' && leaf.value === '') return leaf; // sops leaves empty strings as they are
+        const aad = aadOf(keys);
+        return str(encryptScalar(leaf, key, aad, stash.take(aad, scalarText(leaf))));
+      },
+      // comments as sops encrypts them: type `comment`, the path of their map as associated data, no MAC
+      comment: (c, keys, stack, branch) => {
+        if (!shouldEncrypt(keys, stack, true) || c.text === '') return c;
+        const aad = aadOf(commentPath(c, keys, branch));
+        const text = sealText(c.text, 'comment', key, aad, stash.take(`#${aad}`, c.text));
+        if (ucr?.test(text)) throw new OpsError(`${this.file}: an encrypted comment matches unencrypted_comment_regex`, 'choose an unencrypted_comment_regex that cannot match "ENC[AES256_GCM,...]" (as sops requires)');
+        return { ...c, text };
+      },
     });
     const old = this.original;
     const sameKey = old !== undefined && !this.rotated;
@@ -632,6 +651,8 @@ export class SecretsFile {
     if (m.encryptedSuffix) entries.push(['encrypted_suffix', str(m.encryptedSuffix)]);
     if (m.unencryptedRegex) entries.push(['unencrypted_regex', str(m.unencryptedRegex)]);
     if (m.encryptedRegex) entries.push(['encrypted_regex', str(m.encryptedRegex)]);
+    if (m.unencryptedCommentRegex) entries.push(['unencrypted_comment_regex', str(m.unencryptedCommentRegex)]);
+    if (m.encryptedCommentRegex) entries.push(['encrypted_comment_regex', str(m.encryptedCommentRegex)]);
     if (m.macOnlyEncrypted) entries.push(['mac_only_encrypted', { kind: 'scalar', type: 'bool', value: true }]);
     entries.push(['version', str(SOPS_VERSION)]);
     return { kind: 'map', entries };

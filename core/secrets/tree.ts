@@ -183,6 +183,49 @@ export function mapComments<T extends TreeNode>(node: T, fn: (comment: CommentNo
   }
 }
 
+/**
+ * The comments before a value or comment, one list per enclosing map or list (outermost first): those since
+ * the previous item at that level, as they read in the tree. sops matches its comment rules against it.
+ */
+export type CommentStack = string[][];
+
+export interface Walker {
+  leaf(leaf: ScalarNode, keys: string[], path: (string | number)[], stack: CommentStack): ScalarNode;
+  comment(comment: CommentNode, keys: string[], stack: CommentStack, branch: MapNode | ListNode): CommentNode;
+}
+
+/**
+ * Rebuild a tree visiting values and comments in document order with their comment stack, as sops walks a
+ * tree (sops.go walkBranch/walkSlice): a comment joins the stack of its level before it is visited; a value
+ * clears its level after it.
+ */
+export function walkTree<T extends TreeNode>(node: T, walker: Walker, keys: string[] = [], path: (string | number)[] = [], stack: CommentStack = []): T {
+  if (node.kind === 'scalar') return walker.leaf(node, keys, path, stack) as T;
+  if (node.kind === 'null') return node;
+  const level: string[] = [];
+  const snapshot = (): CommentStack => [...stack.map((l) => [...l]), [...level]];
+  const comments: CommentNode[] = [];
+  const size = node.kind === 'map' ? node.entries.length : node.items.length;
+  const visitComments = (i: number) => {
+    for (const c of commentsAt(node, i)) {
+      level.push(c.text);
+      comments.push(walker.comment(c, keys, snapshot(), node));
+    }
+  };
+  const walkItem = <V extends TreeNode>(i: number, value: V, k: string[], p: (string | number)[]): V => {
+    visitComments(i);
+    const out = walkTree(value, walker, k, p, snapshot());
+    level.length = 0;
+    return out;
+  };
+  let out: MapNode | ListNode;
+  if (node.kind === 'map') out = { ...node, entries: node.entries.map(([k, v], i) => [k, walkItem(i, v, [...keys, k], [...path, k])]) };
+  else out = { ...node, items: node.items.map((v, i) => walkItem(i, v, keys, [...path, i])) };
+  visitComments(size);
+  if (comments.length) out.comments = comments;
+  return out as T;
+}
+
 /** The comments standing before item `i` of a map or list, in order. */
 export function commentsAt(node: MapNode | ListNode, i: number): CommentNode[] {
   return (node.comments ?? []).filter((c) => c.before === i);

@@ -50,7 +50,7 @@ function sops(args: string[], key: { file: string }, extra: NodeJS.ProcessEnv = 
 const plainOf = (text: string, format: Format): PlainValue => toPlain(parseTree(text, format, { file: 'plaintext' }));
 
 /** Every kind of YAML value sops has a type for, in the spellings people write (go-yaml reads them). */
-const YAML_CORPUS = `# a comment (sops encrypts it; ops reads around it)
+const YAML_CORPUS = `# a comment (sops encrypts it, and ops too)
 str: hello
 with_colon: "a: b # not a comment"
 dollar: p$ss'w"rd \\ $(x) \`y\`
@@ -160,6 +160,9 @@ const RULES: Rule[] = [
   { name: 'mac_only_encrypted (.sops.yaml)', config: { mac_only_encrypted: true }, plain: [], encrypted: ['password'] },
   { name: 'mac_only_encrypted + encrypted_regex ^pass (.sops.yaml)', config: { mac_only_encrypted: true, encrypted_regex: '^pass' }, plain: ['str', 'token'], encrypted: ['password', 'pass_inner'] },
   { name: 'mac_only_encrypted + unencrypted_suffix _pub (.sops.yaml)', config: { mac_only_encrypted: true, unencrypted_suffix: '_pub' }, plain: ['db_pub'], encrypted: ['password'] },
+  // no comment of the corpus matches: nothing encrypted, everything encrypted (marked comments: see "comments")
+  { name: 'encrypted_comment_regex (.sops.yaml)', config: { encrypted_comment_regex: '(?i)^\\s*SOPS:ENC$' }, plain: ['str', 'password'], encrypted: [] },
+  { name: 'unencrypted_comment_regex (.sops.yaml)', config: { unencrypted_comment_regex: '^ sops:plain$' }, plain: [], encrypted: ['str', 'password'] },
 ];
 
 /** `sops encrypt` of a plaintext file to `recipients` under `rule`. */
@@ -288,7 +291,7 @@ describe('tampering: ops refuses exactly what sops refuses', () => {
     return out;
   }
 
-  for (const rule of [RULES[0]!, RULES[1]!, RULES[7]!, RULES[8]!]) {
+  for (const rule of [RULES[0]!, RULES[1]!, RULES[7]!, RULES[8]!, RULES[9]!]) {
     it(`every value of a sops file, one at a time (${rule.name})`, async () => {
       const plainFile = join(dir, `tamper-${RULES.indexOf(rule)}.yaml`);
       writeFileSync(plainFile, 'a: one\nn: 5\nb_pub: plain\nlist:\n  - x\n  - y_pub: z\npassword: pw\nnested:\n  ok: true\n  pass_deep: d\n');
@@ -368,13 +371,32 @@ describe('ops secrets commands on sops-written files', () => {
 });
 
 describe('comments sops keeps', () => {
-  for (const rule of ['encrypted_comment_regex', 'unencrypted_comment_regex']) {
-    it(`a file encrypted with ${rule} (not supported) is refused with a clear error, not misread`, async () => {
+  for (const [rule, marker, marked, unmarked] of [
+    ['encrypted_comment_regex', 'sops:enc', 'ENC', 'plain'],
+    ['unencrypted_comment_regex', 'sops:plain', 'plain', 'ENC'],
+  ] as const) {
+    it(`${rule}: ops reads what sops writes, and sops reads what ops rewrites, with the same values encrypted`, async () => {
       const plainFile = join(dir, `${rule}.yaml`);
-      writeFileSync(plainFile, '# sops:enc\npassword: s3cret\nuser: bob\n');
-      const r = sopsEncrypt(plainFile, [k1], { name: rule, config: { [rule]: 'sops:enc' }, plain: [], encrypted: [] }, k1);
+      writeFileSync(plainFile, `# ${marker}\npassword: s3cret\nuser: bob\nnested:\n  # ${marker}\n  token: t\n  other: o\n# a note\nlast: l\n`);
+      const r = sopsEncrypt(plainFile, [k1], { name: rule, config: { [rule]: marker }, plain: [], encrypted: [] }, k1);
       expect(r.err).toBe('');
-      await expect(SecretsFile.fromText(r.out, 'f.yaml', { identities: k1.ids })).rejects.toThrow(`f.yaml: sops.${rule} is not supported by this tool`);
+      const pattern = (text: string) => ['password', 'user', 'token', 'other', 'last'].map((k) => `${k}:${/^"?ENC\[/.test(stored(text, k) ?? '') ? 'ENC' : 'plain'}`);
+      const expected = [`password:${marked}`, `user:${unmarked}`, `token:${marked}`, `other:${unmarked}`, `last:${unmarked}`];
+      expect(pattern(r.out)).toEqual(expected);
+      const file = join(dir, `${rule}.enc.yaml`);
+      writeFileSync(file, r.out);
+      const ours = await SecretsFile.open(file, { identities: k1.ids });
+      expect(toPlain(ours.tree)).toEqual(plainOf(sops(['decrypt', file], k1).out, 'yaml'));
+      expect(ours.plaintext()).toContain(`# ${marker}\npassword: s3cret`);
+      ours.set(['user'], { kind: 'scalar', type: 'str', value: 'alice' });
+      ours.set(['nested', 'token'], { kind: 'scalar', type: 'str', value: 't2' });
+      await ours.save();
+      const after = readFileSync(file, 'utf8');
+      expect(pattern(after)).toEqual(expected);
+      expect(after).toContain(`# ${marker}`);
+      const back = sops(['decrypt', file], k1);
+      expect(back.err).toBe('');
+      expect(plainOf(back.out, 'yaml')).toMatchObject({ user: 'alice', nested: { token: 't2', other: 'o' }, password: 's3cret' });
     });
   }
 

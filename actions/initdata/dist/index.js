@@ -50905,28 +50905,31 @@ function showPath(path) {
   for (const p of path) out += typeof p === "number" ? `[${p}]` : out ? `.${p}` : p;
   return out || "(top level)";
 }
-function mapLeaves(node, fn, keys = [], path = []) {
-  switch (node.kind) {
-    case "map":
-      return { ...node, entries: node.entries.map(([k, v]) => [k, mapLeaves(v, fn, [...keys, k], [...path, k])]) };
-    case "list":
-      return { ...node, items: node.items.map((v, i) => mapLeaves(v, fn, keys, [...path, i])) };
-    case "null":
-      return node;
-    case "scalar":
-      return fn(node, keys, path);
-  }
-}
-function mapComments(node, fn, keys = []) {
-  const own = (n) => n.comments?.length ? { comments: n.comments.map((c) => fn(c, keys, n)) } : {};
-  switch (node.kind) {
-    case "map":
-      return { ...node, entries: node.entries.map(([k, v]) => [k, mapComments(v, fn, [...keys, k])]), ...own(node) };
-    case "list":
-      return { ...node, items: node.items.map((v) => mapComments(v, fn, keys)), ...own(node) };
-    default:
-      return node;
-  }
+function walkTree(node, walker, keys = [], path = [], stack = []) {
+  if (node.kind === "scalar") return walker.leaf(node, keys, path, stack);
+  if (node.kind === "null") return node;
+  const level = [];
+  const snapshot = () => [...stack.map((l) => [...l]), [...level]];
+  const comments = [];
+  const size2 = node.kind === "map" ? node.entries.length : node.items.length;
+  const visitComments = (i) => {
+    for (const c of commentsAt(node, i)) {
+      level.push(c.text);
+      comments.push(walker.comment(c, keys, snapshot(), node));
+    }
+  };
+  const walkItem = (i, value, k, p) => {
+    visitComments(i);
+    const out2 = walkTree(value, walker, k, p, snapshot());
+    level.length = 0;
+    return out2;
+  };
+  let out;
+  if (node.kind === "map") out = { ...node, entries: node.entries.map(([k, v], i) => [k, walkItem(i, v, [...keys, k], [...path, k])]) };
+  else out = { ...node, items: node.items.map((v, i) => walkItem(i, v, keys, [...path, i])) };
+  visitComments(size2);
+  if (comments.length) out.comments = comments;
+  return out;
 }
 function commentsAt(node, i) {
   return (node.comments ?? []).filter((c) => c.before === i);
@@ -67107,14 +67110,13 @@ function parseMetadata(file, node) {
     encryptedSuffix: metaString(file, node, "encrypted_suffix", false) || void 0,
     unencryptedRegex: metaString(file, node, "unencrypted_regex", false) || void 0,
     encryptedRegex: metaString(file, node, "encrypted_regex", false) || void 0,
+    unencryptedCommentRegex: metaString(file, node, "unencrypted_comment_regex", false) || void 0,
+    encryptedCommentRegex: metaString(file, node, "encrypted_comment_regex", false) || void 0,
     macOnlyEncrypted: macOnly?.kind === "scalar" && macOnly.value === true,
     foreign
   };
-  for (const k of ["unencrypted_comment_regex", "encrypted_comment_regex"]) {
-    if (metaString(file, node, k, false)) throw new OpsError(`${file}: sops.${k} is not supported by this tool`, "decrypt and re-encrypt it with the sops binary, without comment rules");
-  }
-  const rules = [meta.unencryptedSuffix, meta.encryptedSuffix, meta.unencryptedRegex, meta.encryptedRegex].filter(Boolean).length;
-  if (rules > 1) throw metaError(file, "more than one of unencrypted_suffix, encrypted_suffix, unencrypted_regex, encrypted_regex");
+  const rules = [meta.unencryptedSuffix, meta.encryptedSuffix, meta.unencryptedRegex, meta.encryptedRegex, meta.unencryptedCommentRegex, meta.encryptedCommentRegex].filter(Boolean).length;
+  if (rules > 1) throw metaError(file, "more than one of unencrypted_suffix, encrypted_suffix, unencrypted_regex, encrypted_regex, unencrypted_comment_regex, encrypted_comment_regex");
   if (rules === 0) meta.unencryptedSuffix = DEFAULT_UNENCRYPTED_SUFFIX;
   canonicalLastModified(file, meta.lastModified);
   return meta;
@@ -67162,12 +67164,18 @@ function encryptionRule(file, meta) {
   const { unencryptedSuffix: us, encryptedSuffix: es } = meta;
   const ur = meta.unencryptedRegex ? compileRegex(file, "unencrypted_regex", meta.unencryptedRegex) : void 0;
   const er = meta.encryptedRegex ? compileRegex(file, "encrypted_regex", meta.encryptedRegex) : void 0;
-  return (keys) => {
+  const ucr = meta.unencryptedCommentRegex ? compileRegex(file, "unencrypted_comment_regex", meta.unencryptedCommentRegex) : void 0;
+  const ecr = meta.encryptedCommentRegex ? compileRegex(file, "encrypted_comment_regex", meta.encryptedCommentRegex) : void 0;
+  return (keys, stack = [], isComment = false) => {
     let encrypted = true;
     if (us && keys.some((k) => k.endsWith(us))) encrypted = false;
     if (es) encrypted = keys.some((k) => k.endsWith(es));
     if (ur && keys.some((k) => ur.test(k))) encrypted = false;
     if (er) encrypted = keys.some((k) => er.test(k));
+    if (ucr && stack.some((level) => level.some((c) => ucr.test(c)))) encrypted = false;
+    if (ecr) {
+      encrypted = stack.some((level, i) => level.some((c, j) => !(isComment && i === stack.length - 1 && j === level.length - 1) && ecr.test(c)));
+    }
     return encrypted;
   };
 }
@@ -67245,53 +67253,57 @@ function decryptTree(doc, key) {
   const stash = new IvStash();
   const secrets = [];
   const restore = `restore ${file} from git history (\`git checkout -- ${file}\`), or set the value again with \`ops secrets set\``;
-  const plain = mapLeaves(doc.data, (leaf, keys, path) => {
-    const encrypted = shouldEncrypt(keys);
-    let value = leaf;
-    if (encrypted) {
-      if (leaf.type !== "str") {
-        throw new OpsError(`${file}: ${showPath(path)} is a plain ${leaf.type} where an encrypted value belongs (the file was edited by hand)`, restore);
-      }
-      if (leaf.value !== "") {
-        const aad = aadOf(keys);
-        let enc;
-        try {
-          enc = parseEnc(leaf.value);
-        } catch (e) {
-          if (e instanceof MalformedValue) throw new OpsError(`${file}: ${showPath(path)}: malformed encrypted value: ${e.message}`, restore);
-          throw e;
+  const plain = walkTree(doc.data, {
+    leaf: (leaf, keys, path, stack) => {
+      const encrypted = shouldEncrypt(keys, stack);
+      let value = leaf;
+      if (encrypted) {
+        if (leaf.type !== "str") {
+          throw new OpsError(`${file}: ${showPath(path)} is a plain ${leaf.type} where an encrypted value belongs (the file was edited by hand)`, restore);
         }
-        try {
-          value = decryptScalar(enc, key, aad);
-        } catch (e) {
-          const why = /unable to authenticate|Unsupported state/i.test(e.message) ? "its ciphertext was changed, or it was moved from another key" : e.message;
-          throw new OpsError(`${file}: ${showPath(path)} does not decrypt: ${why}`, restore);
+        if (leaf.value !== "") {
+          const aad = aadOf(keys);
+          let enc;
+          try {
+            enc = parseEnc(leaf.value);
+          } catch (e) {
+            if (e instanceof MalformedValue) throw new OpsError(`${file}: ${showPath(path)}: malformed encrypted value: ${e.message}`, restore);
+            throw e;
+          }
+          try {
+            value = decryptScalar(enc, key, aad);
+          } catch (e) {
+            const why = /unable to authenticate|Unsupported state/i.test(e.message) ? "its ciphertext was changed, or it was moved from another key" : e.message;
+            throw new OpsError(`${file}: ${showPath(path)} does not decrypt: ${why}`, restore);
+          }
+          stash.put(aad, scalarText(value), enc.iv);
+          secrets.push(value);
         }
-        stash.put(aad, scalarText(value), enc.iv);
-        secrets.push(value);
       }
-    }
-    if (!meta.macOnlyEncrypted || encrypted) mac.add(value);
-    return value;
-  });
-  const withComments = mapComments(plain, (c, keys, branch) => {
-    if (!shouldEncrypt(keys) || !c.text.startsWith("ENC[")) return c;
-    let enc;
-    try {
-      enc = parseEnc(c.text);
-    } catch {
+      if (!meta.macOnlyEncrypted || encrypted) mac.add(value);
+      return value;
+    },
+    // Comments: encrypted with the path of the map sops placed them in, not in the MAC. One that does not decrypt
+    // stays as it is (sops: "possibly unencrypted comment").
+    comment: (c, keys, stack, branch) => {
+      if (!shouldEncrypt(keys, stack, true) || !c.text.startsWith("ENC[")) return c;
+      let enc;
+      try {
+        enc = parseEnc(c.text);
+      } catch {
+        return c;
+      }
+      for (const path of commentPaths(keys, branch)) {
+        const aad = aadOf(path);
+        try {
+          const text = openText(enc, key, aad);
+          stash.put(`#${aad}`, text, enc.iv);
+          return { ...c, text };
+        } catch {
+        }
+      }
       return c;
     }
-    for (const path of commentPaths(keys, branch)) {
-      const aad = aadOf(path);
-      try {
-        const text = openText(enc, key, aad);
-        stash.put(`#${aad}`, text, enc.iv);
-        return { ...c, text };
-      } catch {
-      }
-    }
-    return c;
   });
   if (!meta.mac) throw new OpsError(`${file} has no MAC (sops.mac is empty)`, "a sops file always has one: restore the file from git history");
   let stored;
@@ -67308,7 +67320,7 @@ function decryptTree(doc, key) {
       `the file was changed without sops or ops: restore it from git history (\`git checkout -- ${file}\`, or \`git log -p ${file}\` to find the change)`
     );
   }
-  return { plain: withComments, stash, secrets };
+  return { plain, stash, secrets };
 }
 function lastChain(keys, branch) {
   const out = [];
@@ -67496,18 +67508,24 @@ var SecretsFile = class _SecretsFile {
     const shouldEncrypt = encryptionRule(this.file, this.meta);
     const mac = new MacBuilder(this.meta.macOnlyEncrypted);
     const stash = this.stash.copy();
-    const values = mapLeaves(this.plain, (leaf, keys) => {
-      const encrypted = shouldEncrypt(keys);
-      if (!this.meta.macOnlyEncrypted || encrypted) mac.add(leaf);
-      if (!encrypted) return leaf;
-      if (leaf.type === "str" && leaf.value === "") return leaf;
-      const aad = aadOf(keys);
-      return str(encryptScalar(leaf, key, aad, stash.take(aad, scalarText(leaf))));
-    });
-    const data = mapComments(values, (c, keys, branch) => {
-      if (!shouldEncrypt(keys) || c.text === "") return c;
-      const aad = aadOf(commentPath(c, keys, branch));
-      return { ...c, text: sealText(c.text, "comment", key, aad, stash.take(`#${aad}`, c.text)) };
+    const ucr = this.meta.unencryptedCommentRegex ? goRegexp(this.meta.unencryptedCommentRegex) : void 0;
+    const data = walkTree(this.plain, {
+      leaf: (leaf, keys, _path, stack) => {
+        const encrypted = shouldEncrypt(keys, stack);
+        if (!this.meta.macOnlyEncrypted || encrypted) mac.add(leaf);
+        if (!encrypted) return leaf;
+        if (leaf.type === "str" && leaf.value === "") return leaf;
+        const aad = aadOf(keys);
+        return str(encryptScalar(leaf, key, aad, stash.take(aad, scalarText(leaf))));
+      },
+      // comments as sops encrypts them: type `comment`, the path of their map as associated data, no MAC
+      comment: (c, keys, stack, branch) => {
+        if (!shouldEncrypt(keys, stack, true) || c.text === "") return c;
+        const aad = aadOf(commentPath(c, keys, branch));
+        const text = sealText(c.text, "comment", key, aad, stash.take(`#${aad}`, c.text));
+        if (ucr?.test(text)) throw new OpsError(`${this.file}: an encrypted comment matches unencrypted_comment_regex`, 'choose an unencrypted_comment_regex that cannot match "ENC[AES256_GCM,...]" (as sops requires)');
+        return { ...c, text };
+      }
     });
     const old = this.original;
     const sameKey = old !== void 0 && !this.rotated;
@@ -67542,6 +67560,8 @@ var SecretsFile = class _SecretsFile {
     if (m.encryptedSuffix) entries.push(["encrypted_suffix", str(m.encryptedSuffix)]);
     if (m.unencryptedRegex) entries.push(["unencrypted_regex", str(m.unencryptedRegex)]);
     if (m.encryptedRegex) entries.push(["encrypted_regex", str(m.encryptedRegex)]);
+    if (m.unencryptedCommentRegex) entries.push(["unencrypted_comment_regex", str(m.unencryptedCommentRegex)]);
+    if (m.encryptedCommentRegex) entries.push(["encrypted_comment_regex", str(m.encryptedCommentRegex)]);
     if (m.macOnlyEncrypted) entries.push(["mac_only_encrypted", { kind: "scalar", type: "bool", value: true }]);
     entries.push(["version", str(SOPS_VERSION)]);
     return { kind: "map", entries };

@@ -13,6 +13,7 @@ import { OpsError } from '../errors.ts';
 import { writeFileAtomic } from './atomic.ts';
 import { DATA_KEY_BYTES, MacBuilder, MalformedValue, aadOf, decryptScalar, encryptScalar, openText, parseEnc, sealText } from './cipher.ts';
 import { type GoRegexp, goRegexp } from './goregex.ts';
+import { combineShares } from './shamir.ts';
 import { type Identities, type Identity, checkRecipient, defaultKeyFile, loadIdentities, unwrapDataKey, wrapDataKey } from './keys.ts';
 import {
   type Format,
@@ -48,6 +49,10 @@ export interface AgeStanza {
 
 export interface SopsMetadata {
   age: AgeStanza[];
+  /** With several key groups: the age stanzas of each (each holds a Shamir share of the data key). */
+  keyGroups?: AgeStanza[][];
+  /** How many key groups' shares are needed (default: all). */
+  shamirThreshold?: number;
   lastModified: string;
   mac: string;
   version: string;
@@ -103,22 +108,32 @@ function parseMetadata(file: string, node: TreeNode | undefined): SopsMetadata {
     const v = getEntry(node, kind);
     if (v && !(v.kind === 'null' || (v.kind === 'list' && v.items.length === 0))) foreign.push(kind);
   }
-  const age: AgeStanza[] = [];
-  const ageNode = getEntry(node, 'age');
-  if (ageNode && ageNode.kind !== 'null') {
-    if (ageNode.kind !== 'list') throw metaError(file, 'sops.age is not a list');
+  const ageList = (ageNode: TreeNode | undefined, where: string): AgeStanza[] => {
+    const age: AgeStanza[] = [];
+    if (!ageNode || ageNode.kind === 'null') return age;
+    if (ageNode.kind !== 'list') throw metaError(file, `${where} is not a list`);
     ageNode.items.forEach((item, i) => {
       const r = item.kind === 'map' ? getEntry(item, 'recipient') : undefined;
       const e = item.kind === 'map' ? getEntry(item, 'enc') : undefined;
       if (r?.kind !== 'scalar' || r.type !== 'str' || e?.kind !== 'scalar' || e.type !== 'str') {
-        throw metaError(file, `sops.age[${i}] needs a "recipient" and an "enc" string`);
+        throw metaError(file, `${where}[${i}] needs a "recipient" and an "enc" string`);
       }
       age.push({ recipient: r.value as string, enc: e.value as string });
     });
+    return age;
+  };
+  // Key groups (several, with a Shamir threshold): each holds a share of the data key
+  const groupsNode = getEntry(node, 'key_groups');
+  let keyGroups: AgeStanza[][] | undefined;
+  if (groupsNode?.kind === 'list' && groupsNode.items.length) {
+    keyGroups = groupsNode.items.map((g, i) => ageList(g.kind === 'map' ? getEntry(g, 'age') : undefined, `sops.key_groups[${i}].age`));
   }
+  const threshold = getEntry(node, 'shamir_threshold');
   const macOnly = getEntry(node, 'mac_only_encrypted');
   const meta: SopsMetadata = {
-    age,
+    age: ageList(getEntry(node, 'age'), 'sops.age'),
+    keyGroups,
+    shamirThreshold: threshold?.kind === 'scalar' && threshold.type === 'int' ? Number(threshold.value) : undefined,
     lastModified: metaString(file, node, 'lastmodified', true)!,
     mac: metaString(file, node, 'mac', false) ?? '',
     version: metaString(file, node, 'version', false) ?? '',
@@ -238,9 +253,30 @@ class IvStash {
   }
 }
 
+/** The first of these stanzas that one of the identities opens (the user's own first), and what went wrong with the others. */
+async function unwrapAny(stanzas: AgeStanza[], ids: Identities): Promise<{ key?: Buffer; problems: string[] }> {
+  const mine = new Set(ids.identities.map((i) => i.recipient));
+  const ordered = [...stanzas.filter((s) => mine.has(s.recipient)), ...stanzas.filter((s) => !mine.has(s.recipient))];
+  const problems: string[] = [];
+  for (const stanza of ordered) {
+    try {
+      const key = await unwrapDataKey(stanza.enc, ids.identities);
+      if (key) return { key: Buffer.from(key), problems };
+    } catch (e) {
+      problems.push(`the data key for ${stanza.recipient}: ${(e as Error).message}`);
+    }
+  }
+  return { problems };
+}
+
+/**
+ * The data key, from the stanzas of `sops.age`, or with key groups from `shamir_threshold` groups' shares
+ * (sops.go GetDataKeyWithKeyServices). Throws OpsError saying which keys were tried and what is missing.
+ */
 async function recoverDataKey(doc: EncryptedDocument, ids: Identities): Promise<Buffer> {
   const { file, meta } = doc;
-  if (meta.age.length === 0) {
+  const stanzas = meta.keyGroups ? meta.keyGroups.flat() : meta.age;
+  if (stanzas.length === 0) {
     const others = meta.foreign.length ? ` (it has ${meta.foreign.join(', ')} keys, which this tool cannot use)` : '';
     throw new OpsError(`${file} has no age recipients${others}`, 'decrypt it with the sops binary, or re-encrypt it to age recipients');
   }
@@ -250,19 +286,36 @@ async function recoverDataKey(doc: EncryptedDocument, ids: Identities): Promise<
       `set SOPS_AGE_KEY_FILE to your age key file (or SOPS_AGE_KEY to the key itself), or put the key in ${ids.defaultFile ?? defaultKeyFile()}; \`ops keygen\` makes a new one`,
     );
   }
-  const mine = new Set(ids.identities.map((i) => i.recipient));
-  const ordered = [...meta.age.filter((s) => mine.has(s.recipient)), ...meta.age.filter((s) => !mine.has(s.recipient))];
-  const problems: string[] = [];
-  for (const stanza of ordered) {
-    try {
-      const key = await unwrapDataKey(stanza.enc, ids.identities);
-      if (key && key.length === DATA_KEY_BYTES) return Buffer.from(key);
-      if (key) problems.push(`the data key for ${stanza.recipient} is ${key.length} bytes, not ${DATA_KEY_BYTES}`);
-    } catch (e) {
-      problems.push(`the data key for ${stanza.recipient}: ${(e as Error).message}`);
+  if (meta.keyGroups && meta.keyGroups.length > 1) {
+    const threshold = meta.shamirThreshold || meta.keyGroups.length;
+    const shares: Buffer[] = [];
+    const opened: number[] = [];
+    for (const [i, group] of meta.keyGroups.entries()) {
+      const { key } = await unwrapAny(group, ids);
+      if (key) {
+        shares.push(key);
+        opened.push(i + 1);
+      }
     }
+    if (shares.length < threshold) {
+      throw new OpsError(
+        `${file} is split into ${meta.keyGroups.length} key groups (Shamir), ${threshold} of which are needed; your age identities open ${shares.length}${opened.length ? ` (group ${opened.join(', ')})` : ''}`,
+        'give SOPS_AGE_KEY (one key per line) or SOPS_AGE_KEY_FILE the keys of enough groups',
+      );
+    }
+    let key: Buffer;
+    try {
+      key = combineShares(shares);
+    } catch (e) {
+      throw new OpsError(`${file}: the key groups' shares do not combine: ${(e as Error).message}`, 'restore the file from git history');
+    }
+    if (key.length !== DATA_KEY_BYTES) throw new OpsError(`${file}: the data key from the key groups is ${key.length} bytes, not ${DATA_KEY_BYTES}`, 'restore the file from git history');
+    return key;
   }
-  const listed = ids.identities.find((i) => meta.age.some((s) => s.recipient === i.recipient));
+  const { key, problems } = await unwrapAny(stanzas, ids);
+  if (key?.length === DATA_KEY_BYTES) return key;
+  if (key) problems.push(`the data key is ${key.length} bytes, not ${DATA_KEY_BYTES}`);
+  const listed = ids.identities.find((i) => stanzas.some((s) => s.recipient === i.recipient));
   if (listed) {
     throw new OpsError(
       `${file}: the data key stored for ${listed.recipient} (your key from ${listed.source}) does not decrypt with that key${problems.length ? ` (${problems.join('; ')})` : ''}`,
@@ -271,7 +324,7 @@ async function recoverDataKey(doc: EncryptedDocument, ids: Identities): Promise<
   }
   const yours = ids.identities.map((i) => i.recipient).join(', ');
   throw new OpsError(
-    `none of your age identities (${yours}) is a recipient of ${file}; its recipients are: ${meta.age.map((s) => s.recipient).join(', ')}`,
+    `none of your age identities (${yours}) is a recipient of ${file}; its recipients are: ${stanzas.map((s) => s.recipient).join(', ')}`,
     `ask someone who can decrypt it to add your public key (\`ops secrets recipients <env> add <age1...>\`), or point SOPS_AGE_KEY_FILE at the right key (looked in: ${ids.tried.join(', ')})`,
   );
 }
@@ -461,7 +514,8 @@ export class SecretsFile {
     const key = await recoverDataKey(doc, await resolveIdentities(opts));
     const { plain, stash, secrets } = decryptTree(doc, key);
     maskAll(secrets, opts.mask);
-    return new SecretsFile(file, doc.format, key, plain, doc.meta.age.map((s) => s.recipient), doc.meta, doc, stash);
+    const recipients = (doc.meta.keyGroups ? doc.meta.keyGroups.flat() : doc.meta.age).map((s) => s.recipient);
+    return new SecretsFile(file, doc.format, key, plain, [...new Set(recipients)], doc.meta, doc, stash);
   }
 
   /** Read, decrypt and verify a sops file. */

@@ -273,6 +273,31 @@ function sopsDecryptText(text: string, format: Format, key: Key): string {
   return r.out;
 }
 
+describe('key groups (Shamir)', () => {
+  it('ops reads a file whose data key is split over three groups, two needed, with the keys of any two; one key is refused clearly', async () => {
+    const plainFile = join(dir, 'shamir.yaml');
+    writeFileSync(plainFile, YAML_CORPUS);
+    const config = join(tempDir('ops-sops-config-'), '.sops.yaml');
+    writeFileSync(config, JSON.stringify({ creation_rules: [{ shamir_threshold: 2, key_groups: [k1, k2, k3].map((k) => ({ age: [k.recipient] })) }] }));
+    const r = sops(['--config', config, 'encrypt', plainFile], k1);
+    expect(r.err).toBe('');
+    expect(r.out).toContain('shamir_threshold: 2');
+    const expected = plainOf(CORPUS.yaml, 'yaml');
+    for (const pair of [[k1, k2], [k2, k3], [k1, k3]]) {
+      const ids = await identitiesFromText(pair.map((k) => readFileSync(k.file, 'utf8')).join('\n'));
+      expect(toPlain((await SecretsFile.fromText(r.out, 'shamir.yaml', { identities: ids })).tree)).toEqual(expected);
+    }
+    await expect(SecretsFile.fromText(r.out, 'shamir.yaml', { identities: k2.ids })).rejects.toThrow(
+      'shamir.yaml is split into 3 key groups (Shamir), 2 of which are needed; your age identities open 1 (group 2)',
+    );
+    // rewriting it needs sops: refused, nothing written
+    const both = await identitiesFromText([k1, k2].map((k) => readFileSync(k.file, 'utf8')).join('\n'));
+    const opened = await SecretsFile.fromText(r.out, join(dir, 'shamir-copy.yaml'), { identities: both });
+    opened.set(['str'], { kind: 'scalar', type: 'str', value: 'x' });
+    await expect(opened.save()).rejects.toThrow(/key_groups keys, which this tool cannot re-encrypt to/);
+  });
+});
+
 describe('tampering: ops refuses exactly what sops refuses', () => {
   /** Each line of the data part of a YAML file holding a scalar, changed: ciphertext flipped, or plaintext altered. */
   function tamperings(text: string): { line: string; text: string }[] {

@@ -57935,6 +57935,43 @@ function goRegexp(source) {
   return { test: (text) => re.matcher(text).find() };
 }
 
+// core/secrets/shamir.ts
+function mult(a, b) {
+  let acc = 0;
+  for (let i = 7; i >= 0; i--) {
+    const bit = b >> i & 1;
+    acc = (acc << 1 ^ (acc & 128 ? 27 : 0)) & 255;
+    if (bit) acc ^= a;
+  }
+  return acc;
+}
+function inverse(a) {
+  let r = 1;
+  for (let i = 0; i < 254; i++) r = mult(r, a);
+  return r;
+}
+function combineShares(shares) {
+  if (shares.length < 2) throw new Error("less than two shares cannot give the secret back");
+  const len = shares[0].length;
+  if (len < 2 || shares.some((s) => s.length !== len)) throw new Error("the shares are not all of the same length");
+  const xs = shares.map((s) => s[len - 1]);
+  if (new Set(xs).size !== xs.length) throw new Error("two shares are the same share");
+  const secret = Buffer.alloc(len - 1);
+  for (let idx = 0; idx < len - 1; idx++) {
+    let result = 0;
+    for (let i = 0; i < shares.length; i++) {
+      let basis = 1;
+      for (let j = 0; j < shares.length; j++) {
+        if (i === j) continue;
+        basis = mult(basis, mult(xs[j], inverse(xs[i] ^ xs[j])));
+      }
+      result ^= mult(shares[i][idx], basis);
+    }
+    secret[idx] = result;
+  }
+  return secret;
+}
+
 // core/secrets/keys.ts
 import { execFileSync } from "node:child_process";
 import { existsSync as existsSync4, readFileSync as readFileSync3 } from "node:fs";
@@ -63746,10 +63783,10 @@ function invertCt(a, prime) {
   const an = mod3(a, prime);
   if (an === _0n8)
     throw new Error("invertCt: expected non-zero number");
-  const inverse = pow(an, prime - _2n6, prime);
-  if (mod3(an * inverse, prime) !== _1n9)
+  const inverse2 = pow(an, prime - _2n6, prime);
+  if (mod3(an * inverse2, prime) !== _1n9)
     throw new Error("invertCt: does not exist");
-  return inverse;
+  return inverse2;
 }
 function assertIsSquare2(Fp, root, n) {
   const F2 = Fp;
@@ -67087,22 +67124,31 @@ function parseMetadata(file, node) {
     const v = getEntry(node, kind);
     if (v && !(v.kind === "null" || v.kind === "list" && v.items.length === 0)) foreign.push(kind);
   }
-  const age = [];
-  const ageNode = getEntry(node, "age");
-  if (ageNode && ageNode.kind !== "null") {
-    if (ageNode.kind !== "list") throw metaError(file, "sops.age is not a list");
+  const ageList = (ageNode, where) => {
+    const age = [];
+    if (!ageNode || ageNode.kind === "null") return age;
+    if (ageNode.kind !== "list") throw metaError(file, `${where} is not a list`);
     ageNode.items.forEach((item, i) => {
       const r = item.kind === "map" ? getEntry(item, "recipient") : void 0;
       const e = item.kind === "map" ? getEntry(item, "enc") : void 0;
       if (r?.kind !== "scalar" || r.type !== "str" || e?.kind !== "scalar" || e.type !== "str") {
-        throw metaError(file, `sops.age[${i}] needs a "recipient" and an "enc" string`);
+        throw metaError(file, `${where}[${i}] needs a "recipient" and an "enc" string`);
       }
       age.push({ recipient: r.value, enc: e.value });
     });
+    return age;
+  };
+  const groupsNode = getEntry(node, "key_groups");
+  let keyGroups;
+  if (groupsNode?.kind === "list" && groupsNode.items.length) {
+    keyGroups = groupsNode.items.map((g, i) => ageList(g.kind === "map" ? getEntry(g, "age") : void 0, `sops.key_groups[${i}].age`));
   }
+  const threshold = getEntry(node, "shamir_threshold");
   const macOnly = getEntry(node, "mac_only_encrypted");
   const meta = {
-    age,
+    age: ageList(getEntry(node, "age"), "sops.age"),
+    keyGroups,
+    shamirThreshold: threshold?.kind === "scalar" && threshold.type === "int" ? Number(threshold.value) : void 0,
     lastModified: metaString(file, node, "lastmodified", true),
     mac: metaString(file, node, "mac", false) ?? "",
     version: metaString(file, node, "version", false) ?? "",
@@ -67203,9 +67249,24 @@ var IvStash = class _IvStash {
     this.ivs.clear();
   }
 };
+async function unwrapAny(stanzas, ids) {
+  const mine = new Set(ids.identities.map((i) => i.recipient));
+  const ordered = [...stanzas.filter((s) => mine.has(s.recipient)), ...stanzas.filter((s) => !mine.has(s.recipient))];
+  const problems = [];
+  for (const stanza of ordered) {
+    try {
+      const key = await unwrapDataKey(stanza.enc, ids.identities);
+      if (key) return { key: Buffer.from(key), problems };
+    } catch (e) {
+      problems.push(`the data key for ${stanza.recipient}: ${e.message}`);
+    }
+  }
+  return { problems };
+}
 async function recoverDataKey(doc, ids) {
   const { file, meta } = doc;
-  if (meta.age.length === 0) {
+  const stanzas = meta.keyGroups ? meta.keyGroups.flat() : meta.age;
+  if (stanzas.length === 0) {
     const others = meta.foreign.length ? ` (it has ${meta.foreign.join(", ")} keys, which this tool cannot use)` : "";
     throw new OpsError(`${file} has no age recipients${others}`, "decrypt it with the sops binary, or re-encrypt it to age recipients");
   }
@@ -67215,19 +67276,36 @@ async function recoverDataKey(doc, ids) {
       `set SOPS_AGE_KEY_FILE to your age key file (or SOPS_AGE_KEY to the key itself), or put the key in ${ids.defaultFile ?? defaultKeyFile()}; \`ops keygen\` makes a new one`
     );
   }
-  const mine = new Set(ids.identities.map((i) => i.recipient));
-  const ordered = [...meta.age.filter((s) => mine.has(s.recipient)), ...meta.age.filter((s) => !mine.has(s.recipient))];
-  const problems = [];
-  for (const stanza of ordered) {
-    try {
-      const key = await unwrapDataKey(stanza.enc, ids.identities);
-      if (key && key.length === DATA_KEY_BYTES) return Buffer.from(key);
-      if (key) problems.push(`the data key for ${stanza.recipient} is ${key.length} bytes, not ${DATA_KEY_BYTES}`);
-    } catch (e) {
-      problems.push(`the data key for ${stanza.recipient}: ${e.message}`);
+  if (meta.keyGroups && meta.keyGroups.length > 1) {
+    const threshold = meta.shamirThreshold || meta.keyGroups.length;
+    const shares = [];
+    const opened = [];
+    for (const [i, group] of meta.keyGroups.entries()) {
+      const { key: key3 } = await unwrapAny(group, ids);
+      if (key3) {
+        shares.push(key3);
+        opened.push(i + 1);
+      }
     }
+    if (shares.length < threshold) {
+      throw new OpsError(
+        `${file} is split into ${meta.keyGroups.length} key groups (Shamir), ${threshold} of which are needed; your age identities open ${shares.length}${opened.length ? ` (group ${opened.join(", ")})` : ""}`,
+        "give SOPS_AGE_KEY (one key per line) or SOPS_AGE_KEY_FILE the keys of enough groups"
+      );
+    }
+    let key2;
+    try {
+      key2 = combineShares(shares);
+    } catch (e) {
+      throw new OpsError(`${file}: the key groups' shares do not combine: ${e.message}`, "restore the file from git history");
+    }
+    if (key2.length !== DATA_KEY_BYTES) throw new OpsError(`${file}: the data key from the key groups is ${key2.length} bytes, not ${DATA_KEY_BYTES}`, "restore the file from git history");
+    return key2;
   }
-  const listed = ids.identities.find((i) => meta.age.some((s) => s.recipient === i.recipient));
+  const { key, problems } = await unwrapAny(stanzas, ids);
+  if (key?.length === DATA_KEY_BYTES) return key;
+  if (key) problems.push(`the data key is ${key.length} bytes, not ${DATA_KEY_BYTES}`);
+  const listed = ids.identities.find((i) => stanzas.some((s) => s.recipient === i.recipient));
   if (listed) {
     throw new OpsError(
       `${file}: the data key stored for ${listed.recipient} (your key from ${listed.source}) does not decrypt with that key${problems.length ? ` (${problems.join("; ")})` : ""}`,
@@ -67236,7 +67314,7 @@ async function recoverDataKey(doc, ids) {
   }
   const yours = ids.identities.map((i) => i.recipient).join(", ");
   throw new OpsError(
-    `none of your age identities (${yours}) is a recipient of ${file}; its recipients are: ${meta.age.map((s) => s.recipient).join(", ")}`,
+    `none of your age identities (${yours}) is a recipient of ${file}; its recipients are: ${stanzas.map((s) => s.recipient).join(", ")}`,
     `ask someone who can decrypt it to add your public key (\`ops secrets recipients <env> add <age1...>\`), or point SOPS_AGE_KEY_FILE at the right key (looked in: ${ids.tried.join(", ")})`
   );
 }
@@ -67383,7 +67461,8 @@ var SecretsFile = class _SecretsFile {
     const key = await recoverDataKey(doc, await resolveIdentities(opts2));
     const { plain, stash, secrets } = decryptTree(doc, key);
     maskAll(secrets, opts2.mask);
-    return new _SecretsFile(file, doc.format, key, plain, doc.meta.age.map((s) => s.recipient), doc.meta, doc, stash);
+    const recipients = (doc.meta.keyGroups ? doc.meta.keyGroups.flat() : doc.meta.age).map((s) => s.recipient);
+    return new _SecretsFile(file, doc.format, key, plain, [...new Set(recipients)], doc.meta, doc, stash);
   }
   /** Read, decrypt and verify a sops file. */
   static async open(file, opts2 = {}) {

@@ -32,13 +32,21 @@ import {
   toPlain,
   treeEquals,
   walkTree,
+  detectLayout,
+  CURRENT_LAYOUT,
+  type Layout,
   type CommentNode,
   type CommentStack,
   type ListNode,
 } from './tree.ts';
 
-/** The sops version written in files this tool writes (the format of that release is what we write). */
-export const SOPS_VERSION = '3.8.1';
+/**
+ * The sops version written in new files and files in its layout: the pinned sops (scripts/setup-machine.sh;
+ * a test keeps them equal), whose layout this tool writes.
+ */
+export const SOPS_VERSION = '3.13.3';
+/** Files in sops 3.8's layout keep it, and say so. */
+export const LEGACY_SOPS_VERSION = '3.8.1';
 export const DEFAULT_UNENCRYPTED_SUFFIX = '_unencrypted';
 
 export interface AgeStanza {
@@ -63,6 +71,8 @@ export interface SopsMetadata {
   unencryptedCommentRegex?: string;
   encryptedCommentRegex?: string;
   macOnlyEncrypted: boolean;
+  /** How the file is laid out (kept when it is rewritten). */
+  layout: Layout;
   /** Key kinds present that this tool cannot use (pgp, kms, key_groups...): readable, not rewritable. */
   foreign: string[];
 }
@@ -144,6 +154,7 @@ function parseMetadata(file: string, node: TreeNode | undefined): SopsMetadata {
     unencryptedCommentRegex: metaString(file, node, 'unencrypted_comment_regex', false) || undefined,
     encryptedCommentRegex: metaString(file, node, 'encrypted_comment_regex', false) || undefined,
     macOnlyEncrypted: macOnly?.kind === 'scalar' && macOnly.value === true,
+    layout: CURRENT_LAYOUT,
     foreign,
   };
   const rules = [meta.unencryptedSuffix, meta.encryptedSuffix, meta.unencryptedRegex, meta.encryptedRegex, meta.unencryptedCommentRegex, meta.encryptedCommentRegex].filter(Boolean).length;
@@ -176,7 +187,9 @@ function listCommentsAsComments<T extends TreeNode>(node: T): T {
 /** Parse an encrypted sops document (YAML or JSON) without decrypting anything. */
 export function parseSops(text: string, file: string, format: Format = formatOf(file)): EncryptedDocument {
   const tree = parseTree(text, format, { file, keys: 'strict' });
-  const meta = parseMetadata(file, getEntry(tree, 'sops'));
+  const sops = getEntry(tree, 'sops');
+  const meta = parseMetadata(file, sops);
+  meta.layout = detectLayout(text, format, sops?.kind === 'map' ? sops : undefined);
   const at = tree.entries.findIndex(([k]) => k === 'sops');
   const comments = tree.comments?.map((c) => (c.before > at ? { ...c, before: c.before - 1 } : c));
   const data: MapNode = { kind: 'map', entries: tree.entries.filter(([k]) => k !== 'sops'), ...(comments ? { comments } : {}) };
@@ -539,7 +552,7 @@ export class SecretsFile {
       randomBytes(DATA_KEY_BYTES),
       { kind: 'map', entries: [] },
       [],
-      { age: [], lastModified: '', mac: '', version: SOPS_VERSION, unencryptedSuffix: opts.unencryptedSuffix ?? DEFAULT_UNENCRYPTED_SUFFIX, macOnlyEncrypted: false, foreign: [] },
+      { age: [], lastModified: '', mac: '', version: SOPS_VERSION, unencryptedSuffix: opts.unencryptedSuffix ?? DEFAULT_UNENCRYPTED_SUFFIX, macOnlyEncrypted: false, layout: CURRENT_LAYOUT, foreign: [] },
       undefined,
       new IvStash(),
     );
@@ -565,7 +578,7 @@ export class SecretsFile {
 
   /** The plaintext, in the file's format (YAML or JSON). */
   plaintext(): string {
-    return printTree(this.plain, this.format);
+    return printTree(this.plain, this.format, this.meta.layout);
   }
 
   /** Replace the whole document. */
@@ -684,11 +697,34 @@ export class SecretsFile {
     const sealedMac = sealText(mac.hex(), 'str', key, canonicalLastModified(this.file, lastModified), opts.macIv);
     const meta = this.metadataTree(age, lastModified, sealedMac);
     const tree: MapNode = { ...data, entries: [...data.entries, ['sops', meta]] };
-    return { text: printTree(tree, this.format), changed: true };
+    return { text: printTree(tree, this.format, this.meta.layout), changed: true };
   }
 
-  /** The `sops` section in the field order sops 3.8.1 writes; empty key lists are `[]` in YAML, `null` in JSON. */
+  /**
+   * The `sops` section as the file's layout has it: sops 3.13 sorts its keys and leaves empty key lists out;
+   * sops 3.8.1 wrote a fixed order with empty key lists (`[]` in YAML, `null` in JSON).
+   */
   private metadataTree(age: AgeStanza[], lastModified: string, mac: string): MapNode {
+    const m = this.meta;
+    const rules: [string, string | undefined][] = [
+      ['unencrypted_suffix', m.unencryptedSuffix],
+      ['encrypted_suffix', m.encryptedSuffix],
+      ['unencrypted_regex', m.unencryptedRegex],
+      ['encrypted_regex', m.encryptedRegex],
+      ['unencrypted_comment_regex', m.unencryptedCommentRegex],
+      ['encrypted_comment_regex', m.encryptedCommentRegex],
+    ];
+    if (!m.layout.legacyMetadata) {
+      const entries: [string, TreeNode][] = [
+        ['age', { kind: 'list', items: age.map((s) => ({ kind: 'map', entries: [['enc', str(s.enc)], ['recipient', str(s.recipient)]] }) as MapNode) }],
+        ['lastmodified', str(lastModified)],
+        ['mac', str(mac)],
+        ...rules.filter((r): r is [string, string] => Boolean(r[1])).map(([k, v]) => [k, str(v)] as [string, TreeNode]),
+        ...(m.macOnlyEncrypted ? [['mac_only_encrypted', { kind: 'scalar', type: 'bool', value: true }] as [string, TreeNode]] : []),
+        ['version', str(SOPS_VERSION)],
+      ];
+      return { kind: 'map', entries: entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)) };
+    }
     const empty: TreeNode = this.format === 'json' ? { kind: 'null' } : { kind: 'list', items: [] };
     const entries: [string, TreeNode][] = [
       ['kms', empty],
@@ -700,15 +736,9 @@ export class SecretsFile {
       ['mac', str(mac)],
       ['pgp', empty],
     ];
-    const m = this.meta;
-    if (m.unencryptedSuffix) entries.push(['unencrypted_suffix', str(m.unencryptedSuffix)]);
-    if (m.encryptedSuffix) entries.push(['encrypted_suffix', str(m.encryptedSuffix)]);
-    if (m.unencryptedRegex) entries.push(['unencrypted_regex', str(m.unencryptedRegex)]);
-    if (m.encryptedRegex) entries.push(['encrypted_regex', str(m.encryptedRegex)]);
-    if (m.unencryptedCommentRegex) entries.push(['unencrypted_comment_regex', str(m.unencryptedCommentRegex)]);
-    if (m.encryptedCommentRegex) entries.push(['encrypted_comment_regex', str(m.encryptedCommentRegex)]);
+    for (const [k, v] of rules) if (v) entries.push([k, str(v)]);
     if (m.macOnlyEncrypted) entries.push(['mac_only_encrypted', { kind: 'scalar', type: 'bool', value: true }]);
-    entries.push(['version', str(SOPS_VERSION)]);
+    entries.push(['version', str(LEGACY_SOPS_VERSION)]);
     return { kind: 'map', entries };
   }
 

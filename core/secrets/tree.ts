@@ -535,8 +535,37 @@ function toYamlNode(node: TreeNode): YamlNode {
   }
 }
 
-/** YAML the way sops 3.8 writes it: 2-space indent, lists indented under their key, no line folding; comments where they stood. */
-export function toYaml(tree: MapNode): string {
+/**
+ * How a file is laid out: YAML indentation (sops 3.13 writes 4 spaces, 3.8 wrote 2), JSON indentation (a tab,
+ * or spaces), and the sops section (3.8: a fixed order with empty key lists; 3.13: sorted, empties left out).
+ * A file is rewritten in the layout it has, so that a rewrite changes only what changed.
+ */
+export interface Layout {
+  yamlIndent: number;
+  jsonIndent: string;
+  legacyMetadata: boolean;
+}
+
+/** What the pinned sops (scripts/setup-machine.sh) writes: new files get this layout. */
+export const CURRENT_LAYOUT: Layout = { yamlIndent: 4, jsonIndent: '\t', legacyMetadata: false };
+/** What sops 3.8 wrote (the vectors in test/fixtures/sops). */
+export const LEGACY_LAYOUT: Layout = { yamlIndent: 2, jsonIndent: '  ', legacyMetadata: true };
+
+/** The layout of an encrypted file's text (its first indented line; its sops section's style). */
+export function detectLayout(text: string, format: Format, sops: MapNode | undefined): Layout {
+  const legacyMetadata = sops !== undefined && getEntry(sops, 'kms') !== undefined;
+  const base = legacyMetadata ? LEGACY_LAYOUT : CURRENT_LAYOUT;
+  if (format === 'json') {
+    const m = /^([ \t]+)"/m.exec(text);
+    return { ...base, jsonIndent: m ? m[1]! : base.jsonIndent };
+  }
+  const m = /^( +)\S/m.exec(text);
+  const n = m ? m[1]!.length : 0;
+  return { ...base, yamlIndent: n >= 1 && n <= 8 ? n : base.yamlIndent };
+}
+
+/** YAML the way sops writes it: `indent` spaces, lists indented under their key, no line folding; comments where they stood. */
+export function toYaml(tree: MapNode, indent = 2): string {
   if (tree.entries.length === 0) {
     const only = (tree.comments ?? []).map((c) => `#${c.text}\n`).join('');
     return `${only}{}\n`;
@@ -549,7 +578,7 @@ export function toYaml(tree: MapNode): string {
     root.comment = undefined;
   }
   doc.contents = root;
-  return doc.toString({ lineWidth: 0, minContentWidth: 0, indent: 2, indentSeq: true });
+  return doc.toString({ lineWidth: 0, minContentWidth: 0, indent, indentSeq: true });
 }
 
 /** A JSON string as Go's encoding/json writes it (HTML-safe escapes included). */
@@ -557,8 +586,8 @@ function goJsonString(s: string): string {
   return JSON.stringify(s).replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
-function jsonValue(node: TreeNode, indent: string): string {
-  const inner = indent + '  ';
+function jsonValue(node: TreeNode, indent: string, step: string): string {
+  const inner = indent + step;
   switch (node.kind) {
     case 'null':
       return 'null';
@@ -571,20 +600,20 @@ function jsonValue(node: TreeNode, indent: string): string {
       return JSON.stringify(node.value);
     case 'list':
       if (node.items.length === 0) return '[]';
-      return `[\n${node.items.map((v) => inner + jsonValue(v, inner)).join(',\n')}\n${indent}]`;
+      return `[\n${node.items.map((v) => inner + jsonValue(v, inner, step)).join(',\n')}\n${indent}]`;
     case 'map':
       if (node.entries.length === 0) return '{}';
-      return `{\n${node.entries.map(([k, v]) => `${inner}${goJsonString(k)}: ${jsonValue(v, inner)}`).join(',\n')}\n${indent}}`;
+      return `{\n${node.entries.map(([k, v]) => `${inner}${goJsonString(k)}: ${jsonValue(v, inner, step)}`).join(',\n')}\n${indent}}`;
   }
 }
 
-/** JSON the way sops 3.8 writes it: 2-space indent, final newline. */
-export function toJson(tree: TreeNode): string {
-  return jsonValue(tree, '') + '\n';
+/** JSON the way sops writes it: `indent` per level, final newline. */
+export function toJson(tree: TreeNode, indent = '  '): string {
+  return jsonValue(tree, '', indent) + '\n';
 }
 
-export function printTree(tree: MapNode, format: Format): string {
-  return format === 'json' ? toJson(tree) : toYaml(tree);
+export function printTree(tree: MapNode, format: Format, layout: Layout = LEGACY_LAYOUT): string {
+  return format === 'json' ? toJson(tree, layout.jsonIndent) : toYaml(tree, layout.yamlIndent);
 }
 
 export interface TreeChanges {

@@ -78,7 +78,7 @@ describe('ops secrets set / show / decrypt', () => {
     const show = await cli(e.root, ['secrets', 'show', 'qa'], e.env);
     expect(show.code).toBe(0);
     expect(show.out).toContain(`database_url: ${url}\n`);
-    expect(show.out).toContain('datapass:\n  client_id: abc-123\n');
+    expect(show.out).toContain('datapass:\n    client_id: abc-123\n');
     expect((await cli(e.root, ['secrets', 'show', 'qa', '--key', 'database_url'], e.env)).out).toBe(`${url}\n`);
     expect((await cli(e.root, ['secrets', 'show', 'qa', '--key', 'datapass.client_id'], e.env)).out).toBe('abc-123\n');
     const missing = await cli(e.root, ['secrets', 'show', 'qa', '--key', 'nope'], e.env);

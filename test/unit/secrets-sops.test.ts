@@ -7,7 +7,7 @@ import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { type Identities, identitiesFromText } from '../../core/secrets/keys.ts';
-import { SecretsFile } from '../../core/secrets/sops.ts';
+import { SOPS_VERSION, SecretsFile } from '../../core/secrets/sops.ts';
 import { type Format, type PlainValue, parseTree, toPlain } from '../../core/secrets/tree.ts';
 import { cli, newEnv, tempDir } from './secrets.helpers.ts';
 
@@ -194,10 +194,26 @@ describe('the real sops', () => {
   it(`is the pinned build (${PINNED}), on PATH`, () => {
     const r = sops(['--version', '--disable-version-check'], k1);
     expect(r.out).toMatch(new RegExp(`^sops ${PINNED.replace(/\./g, '\\.')}\\b`));
+    // and the version (and layout) ops writes new files in is that one's
+    expect(SOPS_VERSION).toBe(PINNED);
   });
 });
 
 describe('sops reads what ops writes', () => {
+  it('in the layout sops itself writes: the same lines but for ciphertexts (and the armored keys\' indentation)', async () => {
+    const plainFile = join(dir, 'layout.yaml');
+    writeFileSync(plainFile, 'a: x\nlist:\n  - y\n  - {k: v}\nn: 1\n');
+    const theirs = sops(['encrypt', '--age', k1.recipient, plainFile], k1).out;
+    const ours = (await SecretsFile.create(join(dir, 'layout-ops.yaml'), parseTree(readFileSync(plainFile, 'utf8'), 'yaml', { file: 'p' }), { recipients: [k1.recipient] }).render()).text;
+    const shape = (t: string) =>
+      t
+        .replace(/ENC\[[^\]]+\]/g, 'ENC[...]')
+        .replace(/"\d{4}-[^"]+Z"/g, '"TIME"')
+        .split('\n')
+        .filter((l) => !/^\s+[A-Za-z0-9+/=-]{20,}$|BEGIN AGE|END AGE/.test(l));
+    expect(shape(ours)).toEqual(shape(theirs));
+  });
+
   for (const format of ['yaml', 'json'] as const) {
     it(`every value type, to several recipients (${format})`, async () => {
       const file = join(dir, `ops-written.${format}`);

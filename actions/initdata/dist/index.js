@@ -51156,7 +51156,20 @@ function toYamlNode(node) {
       return yamlScalar(node);
   }
 }
-function toYaml(tree) {
+var CURRENT_LAYOUT = { yamlIndent: 4, jsonIndent: "	", legacyMetadata: false };
+var LEGACY_LAYOUT = { yamlIndent: 2, jsonIndent: "  ", legacyMetadata: true };
+function detectLayout(text, format, sops) {
+  const legacyMetadata = sops !== void 0 && getEntry(sops, "kms") !== void 0;
+  const base = legacyMetadata ? LEGACY_LAYOUT : CURRENT_LAYOUT;
+  if (format === "json") {
+    const m2 = /^([ \t]+)"/m.exec(text);
+    return { ...base, jsonIndent: m2 ? m2[1] : base.jsonIndent };
+  }
+  const m = /^( +)\S/m.exec(text);
+  const n = m ? m[1].length : 0;
+  return { ...base, yamlIndent: n >= 1 && n <= 8 ? n : base.yamlIndent };
+}
+function toYaml(tree, indent2 = 2) {
   if (tree.entries.length === 0) {
     const only = (tree.comments ?? []).map((c) => `#${c.text}
 `).join("");
@@ -51170,13 +51183,13 @@ function toYaml(tree) {
     root.comment = void 0;
   }
   doc.contents = root;
-  return doc.toString({ lineWidth: 0, minContentWidth: 0, indent: 2, indentSeq: true });
+  return doc.toString({ lineWidth: 0, minContentWidth: 0, indent: indent2, indentSeq: true });
 }
 function goJsonString(s) {
   return JSON.stringify(s).replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
 }
-function jsonValue(node, indent2) {
-  const inner = indent2 + "  ";
+function jsonValue(node, indent2, step) {
+  const inner = indent2 + step;
   switch (node.kind) {
     case "null":
       return "null";
@@ -51190,20 +51203,20 @@ function jsonValue(node, indent2) {
     case "list":
       if (node.items.length === 0) return "[]";
       return `[
-${node.items.map((v) => inner + jsonValue(v, inner)).join(",\n")}
+${node.items.map((v) => inner + jsonValue(v, inner, step)).join(",\n")}
 ${indent2}]`;
     case "map":
       if (node.entries.length === 0) return "{}";
       return `{
-${node.entries.map(([k, v]) => `${inner}${goJsonString(k)}: ${jsonValue(v, inner)}`).join(",\n")}
+${node.entries.map(([k, v]) => `${inner}${goJsonString(k)}: ${jsonValue(v, inner, step)}`).join(",\n")}
 ${indent2}}`;
   }
 }
-function toJson(tree) {
-  return jsonValue(tree, "") + "\n";
+function toJson(tree, indent2 = "  ") {
+  return jsonValue(tree, "", indent2) + "\n";
 }
-function printTree(tree, format) {
-  return format === "json" ? toJson(tree) : toYaml(tree);
+function printTree(tree, format, layout2 = LEGACY_LAYOUT) {
+  return format === "json" ? toJson(tree, layout2.jsonIndent) : toYaml(tree, layout2.yamlIndent);
 }
 
 // core/secrets/cipher.ts
@@ -67096,7 +67109,8 @@ async function unwrapDataKey(enc, identities) {
 }
 
 // core/secrets/sops.ts
-var SOPS_VERSION = "3.8.1";
+var SOPS_VERSION = "3.13.3";
+var LEGACY_SOPS_VERSION = "3.8.1";
 var DEFAULT_UNENCRYPTED_SUFFIX = "_unencrypted";
 var NOT_SOPS_HINT = "give the path of a file encrypted with sops (it ends with a `sops:` section), or create one with `ops secrets set`";
 function metaError(file, what) {
@@ -67159,6 +67173,7 @@ function parseMetadata(file, node) {
     unencryptedCommentRegex: metaString(file, node, "unencrypted_comment_regex", false) || void 0,
     encryptedCommentRegex: metaString(file, node, "encrypted_comment_regex", false) || void 0,
     macOnlyEncrypted: macOnly?.kind === "scalar" && macOnly.value === true,
+    layout: CURRENT_LAYOUT,
     foreign
   };
   const rules = [meta.unencryptedSuffix, meta.encryptedSuffix, meta.unencryptedRegex, meta.encryptedRegex, meta.unencryptedCommentRegex, meta.encryptedCommentRegex].filter(Boolean).length;
@@ -67184,7 +67199,9 @@ function listCommentsAsComments(node) {
 }
 function parseSops(text, file, format = formatOf(file)) {
   const tree = parseTree(text, format, { file, keys: "strict" });
-  const meta = parseMetadata(file, getEntry(tree, "sops"));
+  const sops = getEntry(tree, "sops");
+  const meta = parseMetadata(file, sops);
+  meta.layout = detectLayout(text, format, sops?.kind === "map" ? sops : void 0);
   const at2 = tree.entries.findIndex(([k]) => k === "sops");
   const comments = tree.comments?.map((c) => c.before > at2 ? { ...c, before: c.before - 1 } : c);
   const data = { kind: "map", entries: tree.entries.filter(([k]) => k !== "sops"), ...comments ? { comments } : {} };
@@ -67484,7 +67501,7 @@ var SecretsFile = class _SecretsFile {
       randomBytes8(DATA_KEY_BYTES),
       { kind: "map", entries: [] },
       [],
-      { age: [], lastModified: "", mac: "", version: SOPS_VERSION, unencryptedSuffix: opts2.unencryptedSuffix ?? DEFAULT_UNENCRYPTED_SUFFIX, macOnlyEncrypted: false, foreign: [] },
+      { age: [], lastModified: "", mac: "", version: SOPS_VERSION, unencryptedSuffix: opts2.unencryptedSuffix ?? DEFAULT_UNENCRYPTED_SUFFIX, macOnlyEncrypted: false, layout: CURRENT_LAYOUT, foreign: [] },
       void 0,
       new IvStash()
     );
@@ -67508,7 +67525,7 @@ var SecretsFile = class _SecretsFile {
   }
   /** The plaintext, in the file's format (YAML or JSON). */
   plaintext() {
-    return printTree(this.plain, this.format);
+    return printTree(this.plain, this.format, this.meta.layout);
   }
   /** Replace the whole document. */
   setTree(tree) {
@@ -67619,10 +67636,33 @@ var SecretsFile = class _SecretsFile {
     const sealedMac = sealText(mac.hex(), "str", key, canonicalLastModified(this.file, lastModified), opts2.macIv);
     const meta = this.metadataTree(age, lastModified, sealedMac);
     const tree = { ...data, entries: [...data.entries, ["sops", meta]] };
-    return { text: printTree(tree, this.format), changed: true };
+    return { text: printTree(tree, this.format, this.meta.layout), changed: true };
   }
-  /** The `sops` section in the field order sops 3.8.1 writes; empty key lists are `[]` in YAML, `null` in JSON. */
+  /**
+   * The `sops` section as the file's layout has it: sops 3.13 sorts its keys and leaves empty key lists out;
+   * sops 3.8.1 wrote a fixed order with empty key lists (`[]` in YAML, `null` in JSON).
+   */
   metadataTree(age, lastModified, mac) {
+    const m = this.meta;
+    const rules = [
+      ["unencrypted_suffix", m.unencryptedSuffix],
+      ["encrypted_suffix", m.encryptedSuffix],
+      ["unencrypted_regex", m.unencryptedRegex],
+      ["encrypted_regex", m.encryptedRegex],
+      ["unencrypted_comment_regex", m.unencryptedCommentRegex],
+      ["encrypted_comment_regex", m.encryptedCommentRegex]
+    ];
+    if (!m.layout.legacyMetadata) {
+      const entries2 = [
+        ["age", { kind: "list", items: age.map((s) => ({ kind: "map", entries: [["enc", str(s.enc)], ["recipient", str(s.recipient)]] })) }],
+        ["lastmodified", str(lastModified)],
+        ["mac", str(mac)],
+        ...rules.filter((r) => Boolean(r[1])).map(([k, v]) => [k, str(v)]),
+        ...m.macOnlyEncrypted ? [["mac_only_encrypted", { kind: "scalar", type: "bool", value: true }]] : [],
+        ["version", str(SOPS_VERSION)]
+      ];
+      return { kind: "map", entries: entries2.sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0) };
+    }
     const empty = this.format === "json" ? { kind: "null" } : { kind: "list", items: [] };
     const entries = [
       ["kms", empty],
@@ -67634,15 +67674,9 @@ var SecretsFile = class _SecretsFile {
       ["mac", str(mac)],
       ["pgp", empty]
     ];
-    const m = this.meta;
-    if (m.unencryptedSuffix) entries.push(["unencrypted_suffix", str(m.unencryptedSuffix)]);
-    if (m.encryptedSuffix) entries.push(["encrypted_suffix", str(m.encryptedSuffix)]);
-    if (m.unencryptedRegex) entries.push(["unencrypted_regex", str(m.unencryptedRegex)]);
-    if (m.encryptedRegex) entries.push(["encrypted_regex", str(m.encryptedRegex)]);
-    if (m.unencryptedCommentRegex) entries.push(["unencrypted_comment_regex", str(m.unencryptedCommentRegex)]);
-    if (m.encryptedCommentRegex) entries.push(["encrypted_comment_regex", str(m.encryptedCommentRegex)]);
+    for (const [k, v] of rules) if (v) entries.push([k, str(v)]);
     if (m.macOnlyEncrypted) entries.push(["mac_only_encrypted", { kind: "scalar", type: "bool", value: true }]);
-    entries.push(["version", str(SOPS_VERSION)]);
+    entries.push(["version", str(LEGACY_SOPS_VERSION)]);
     return { kind: "map", entries };
   }
   /** Write the file atomically if anything changed. Returns whether it was written. */

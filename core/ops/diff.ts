@@ -20,6 +20,7 @@ export async function diff(ctx: OpsContext, env: Environment, ref?: string): Pro
   return { environment: env.name, target, changes: await describeChanges(repo, env, await readLive(ctx, env), target.sha) };
 }
 
+/** The change as text: the target, then per group of hosts what deploying it changes (formatChanges). */
 export function formatDiff(r: DiffResult): string {
   return [`${r.environment}: ${r.target.ref} (${r.target.matched}) = ${r.target.sha}`, ...formatChanges(r.changes, r.target.sha)].join('\n');
 }

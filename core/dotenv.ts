@@ -26,7 +26,7 @@ export function lookup(tree: unknown, path: string): unknown {
 /** A secret as the string the .env carries: scalars as written, mappings and lists as JSON. */
 export function asString(value: unknown): string {
   if (typeof value === 'string') return value;
-  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+  if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean') return String(value);
   return JSON.stringify(value);
 }
 

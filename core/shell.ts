@@ -52,6 +52,11 @@ export function validate(kind: ValueKind, value: string, label?: string): string
   return value;
 }
 
+/** The pattern a kind of value must match (for schemas that check the same rule). */
+export function patternOf(kind: ValueKind): RegExp {
+  return CHECKS[kind].pattern;
+}
+
 export function isValid(kind: ValueKind, value: string): boolean {
   return CHECKS[kind].pattern.test(value);
 }

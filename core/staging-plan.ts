@@ -270,6 +270,12 @@ export interface AddResult extends Applied {
   created: boolean;
   attempts: number;
   dryRun: boolean;
+  /** Open labelled pull requests staging lacked, brought in by the same run (a cancelled run's work). */
+  alsoAdded: Applied[];
+  /** Labelled pull requests that do not apply (left for the rebuild, which comments on them). */
+  skipped: Skipped[];
+  /** Why the labelled pull requests were not checked (no token, API down); undefined when they were. */
+  pullsUnavailable?: string;
 }
 
 export interface RebuildResult {
@@ -309,8 +315,16 @@ export function describeAdd(r: AddResult, staging: string): string {
   return `${r.source.display} (${short(r.source.sha)}) ${would}added to ${staging} by ${OUTCOME[r.outcome]}: ${short(r.before)} → ${short(r.sha)}${created}`;
 }
 
-export function addSummary(r: AddResult, staging: string): string {
-  return [`### ${r.dryRun ? 'Dry run: ' : ''}staging sync: add ${cell(r.source.display)}`, '', describeAdd(r, staging).replace(/\b([0-9a-f]{7})\b/g, '`$1`'), ''].join('\n');
+export function addSummary(r: AddResult, names: { staging: string; label: string }): string {
+  const lines = [`### ${r.dryRun ? 'Dry run: ' : ''}staging sync: add ${cell(r.source.display)}`, '', describeAdd(r, names.staging).replace(/\b([0-9a-f]{7})\b/g, '`$1`'), ''];
+  if (r.alsoAdded.length || r.skipped.length) {
+    lines.push(`Open pull requests labelled \`${cell(names.label)}\` that ${names.staging} lacked (a cancelled run's work):`, '', '| Source | Head | Result |', '| --- | --- | --- |');
+    for (const a of r.alsoAdded) lines.push(`| ${sourceCell(a.source)} | \`${short(a.source.sha)}\` | ${OUTCOME[a.outcome]} |`);
+    for (const s of r.skipped) lines.push(`| ${sourceCell(s.source)} | \`${short(s.source.sha)}\` | **skipped** (${s.reason}) |`);
+    lines.push('');
+  }
+  if (r.pullsUnavailable) lines.push(`> **Warning**: other pull requests labelled \`${cell(names.label)}\` were **not checked**: ${cell(r.pullsUnavailable)}.`, '');
+  return lines.join('\n');
 }
 
 function sourceCell(s: Source): string {

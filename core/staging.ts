@@ -364,12 +364,42 @@ async function backoff(ctx: StagingContext, attempt: number): Promise<void> {
 // ---------------------------------------------------------------------------------------------------------
 // add
 
-/** Add one ref to staging: fast-forward, merge, or nothing when already contained. Refusals throw StagingRefusal. */
-export async function addToStaging(ctx: StagingContext, ref: string, pull?: PullInfo): Promise<AddResult> {
+export interface AddOptions {
+  /**
+   * Also bring in every open pull request carrying this label that staging lacks. GitHub keeps one pending
+   * run per concurrency group and cancels the older one: with this, the run that does execute adds what the
+   * cancelled ones would have, so staging converges. Without API access the add still happens, and says so.
+   */
+  labelled?: { github: GitHubAccess; label: string };
+}
+
+/** The open pull requests carrying the label, or why they could not be listed. */
+async function listLabelled(ctx: StagingContext, labelled: AddOptions['labelled']): Promise<{ pulls: PullRequest[]; unavailable?: string }> {
+  if (!labelled) return { pulls: [] };
+  if (!labelled.github.api) return { pulls: [], unavailable: labelled.github.unavailable };
+  try {
+    const pulls = await labelled.github.api.labelledPulls(labelled.label);
+    ctx.reporter.info(`${pulls.length} open pull request${pulls.length === 1 ? '' : 's'} labelled "${labelled.label}"${pulls.length ? `: ${pulls.map((p) => `#${p.number}`).join(', ')}` : ''}`);
+    return { pulls };
+  } catch (e) {
+    return { pulls: [], unavailable: formatError(e).replace(/\n\s*hint: /, ' — ') };
+  }
+}
+
+/**
+ * Add one ref to staging: fast-forward, merge, or nothing when already contained; then (with
+ * `options.labelled`) every open labelled pull request staging lacks, oldest first, in the same push. A
+ * refusal of the ref itself throws StagingRefusal (after the others were pushed); a labelled pull request
+ * that does not apply is skipped and listed.
+ */
+export async function addToStaging(ctx: StagingContext, ref: string, pull?: PullInfo, options: AddOptions = {}): Promise<AddResult> {
   const { staging, main, retries, remote } = ctx.settings;
   const { reporter } = ctx;
   const request = parseRef(ref);
-  const wanted = request.kind === 'pull' || request.kind === 'ref' ? [request.remoteRef] : request.kind === 'name' ? request.candidates : [];
+  const listed = await listLabelled(ctx, options.labelled);
+  if (listed.unavailable) reporter.warn(`other pull requests labelled "${options.labelled!.label}" were not checked: ${listed.unavailable}`);
+  const others: Wanted[] = listed.pulls.map((p) => ({ request: pullRequestRef(p), pull: p }));
+  const wanted = [...(request.kind === 'pull' || request.kind === 'ref' ? [request.remoteRef] : request.kind === 'name' ? request.candidates : []), ...requestedRefs(others)];
   try {
     for (let attempt = 1; ; attempt++) {
       const state = await readRemote(ctx, wanted);
@@ -377,18 +407,74 @@ export async function addToStaging(ctx: StagingContext, ref: string, pull?: Pull
       const base = state.staging ?? state.main;
       const records = state.staging ? await recordsAt(ctx, state.staging, state.main, state.tracking) : [];
       reporter.info(`${remote}: ${staging} at ${short(state.staging)}, ${main} at ${short(state.main)}, ${source.display} at ${short(source.sha)}`);
-      const local = await applyLocally(ctx, base, state.main, source, records);
-      const created = state.staging === undefined;
-      const result: AddResult = { source, outcome: local.outcome, sha: local.sha, before: state.staging, changed: local.sha !== state.staging, created, attempts: attempt, dryRun: ctx.settings.dryRun };
-      if (local.outcome === 'already-contained' && !created) return { ...result, changed: false };
-      if (ctx.settings.dryRun) return result;
-
-      const updates: RefUpdate[] = [{ ref: `refs/heads/${staging}`, sha: local.sha }];
-      if (source.key && local.outcome !== 'already-contained') {
-        updates.push({ ref: trackingRef(source.key), sha: source.sha, lease: state.tracking.get(source.key) ?? '' });
+      let refused: StagingRefusal | undefined;
+      let local: LocalResult = { outcome: 'already-contained', sha: base };
+      try {
+        local = await applyLocally(ctx, base, state.main, source, records);
+      } catch (e) {
+        if (!(e instanceof StagingRefusal) || !others.length) throw e;
+        refused = e;
       }
-      const pushed = await pushAtomic(ctx, updates);
-      if (pushed.ok) return result;
+      const updates: RefUpdate[] = [];
+      const track = (s: Source, outcome: AddOutcome) => {
+        if (!s.key || outcome === 'already-contained') return;
+        updates.push({ ref: trackingRef(s.key), sha: s.sha, lease: state.tracking.get(s.key) ?? '' });
+        records.push({ key: s.key, head: s.sha, via: 'tracking-ref' });
+      };
+      if (!refused) track(source, local.outcome);
+
+      // The other labelled pull requests staging lacks (what a cancelled run would have added)
+      let tip = local.sha;
+      const alsoAdded: Applied[] = [];
+      const skipped: Skipped[] = [];
+      for (const o of others) {
+        let s: Source;
+        try {
+          s = await resolveSource(ctx, o.request, state, o.pull && pullInfo(o.pull));
+        } catch (e) {
+          if (!(e instanceof OpsError)) throw e;
+          skipped.push({ source: { display: `#${o.pull!.number} (${o.pull!.headRef})`, sha: o.pull!.headSha, pull: o.pull && pullInfo(o.pull) }, reason: 'missing', message: e.message });
+          continue;
+        }
+        if ((s.key && s.key === source.key) || s.sha === source.sha) continue;
+        try {
+          const r = await applyLocally(ctx, tip, state.main, s, records);
+          if (r.outcome === 'already-contained') continue;
+          tip = r.sha;
+          alsoAdded.push({ source: s, outcome: r.outcome, sha: r.sha });
+          track(s, r.outcome);
+          reporter.info(`${s.display} (${short(s.sha)}), labelled and missing from ${staging}: ${r.outcome}`);
+        } catch (e) {
+          if (!(e instanceof StagingRefusal)) throw e;
+          skipped.push({ source: s, reason: e.reason, message: e.message, files: e.files });
+          reporter.warn(`${s.display} (${short(s.sha)}), labelled, does not apply: ${e.message.split('\n')[0]}`);
+        }
+      }
+
+      const created = state.staging === undefined;
+      const result: AddResult = {
+        source,
+        outcome: local.outcome,
+        sha: tip,
+        before: state.staging,
+        changed: tip !== state.staging,
+        created,
+        attempts: attempt,
+        dryRun: ctx.settings.dryRun,
+        alsoAdded,
+        skipped,
+        pullsUnavailable: listed.unavailable,
+      };
+      const done = (): AddResult => {
+        if (!refused) return result;
+        const kept = alsoAdded.length ? `\n${ctx.settings.dryRun ? 'would still be added' : 'still added'}, as labelled pull requests missing from ${staging}: ${alsoAdded.map((a) => a.source.display).join(', ')}` : '';
+        throw new StagingRefusal(refused.reason, `${refused.message}${kept}`, refused.hint ?? '', refused.files);
+      };
+      if (tip === state.staging && !created) return done();
+      if (ctx.settings.dryRun) return done();
+
+      const pushed = await pushAtomic(ctx, [{ ref: `refs/heads/${staging}`, sha: tip }, ...updates]);
+      if (pushed.ok) return done();
       const moved = await movedSince(ctx, state);
       if (!moved) throw pushed.error;
       if (attempt > retries) {
@@ -615,22 +701,22 @@ export async function runStaging(run: StagingRun): Promise<AddResult | RebuildRe
   const { settings, reporter } = run;
   const git = await openRepository(run.repo, { identity: run.identity, env: run.env, interactive: run.interactive, remote: settings.remote });
   const ctx: StagingContext = { git, reporter, settings };
-  if (run.mode === 'add') {
-    if (!run.ref) throw new OpsError('nothing to add: no ref given', 'give the branch, tag, pull request (pull/12) or sha to add (input ref, or `ops staging add <ref>`)');
-    const what = run.pull ? `pull request #${run.pull.number}` : run.ref;
-    const result = await reporter.group(`add ${what} to ${settings.staging}`, () => addToStaging(ctx, run.ref!, run.pull));
-    reporter.output('sha', result.sha);
-    reporter.output('previous-sha', result.before ?? '');
-    reporter.output('changed', String(result.changed));
-    reporter.output('added', result.outcome === 'already-contained' ? '' : id(result.source));
-    reporter.output('skipped', '');
-    await reporter.summary(addSummary(result, settings.staging));
-    return result;
-  }
+  if (run.mode === 'add' && !run.ref) throw new OpsError('nothing to add: no ref given', 'give the branch, tag, pull request (pull/12) or sha to add (input ref, or `ops staging add <ref>`)');
   const label = checkLabel(run.label ?? STAGING_DEFAULTS.label);
   const remoteUrl = (await git.run(['remote', 'get-url', '--', settings.remote])).stdout.trim();
   if (run.token) reporter.mask(run.token);
   const github = githubAccess({ token: run.token, env: run.env, remoteUrl });
+  if (run.mode === 'add') {
+    const what = run.pull ? `pull request #${run.pull.number}` : run.ref;
+    const result = await reporter.group(`add ${what} to ${settings.staging}`, () => addToStaging(ctx, run.ref!, run.pull, { labelled: { github, label } }));
+    reporter.output('sha', result.sha);
+    reporter.output('previous-sha', result.before ?? '');
+    reporter.output('changed', String(result.changed));
+    reporter.output('added', [...(result.outcome === 'already-contained' ? [] : [result.source]), ...result.alsoAdded.map((a) => a.source)].map(id).join(','));
+    reporter.output('skipped', result.skipped.map((s) => id(s.source)).join(','));
+    await reporter.summary(addSummary(result, { staging: settings.staging, label }));
+    return result;
+  }
   const result = await reporter.group(`rebuild ${settings.staging} from ${settings.main}`, () =>
     rebuildStaging(ctx, { github, label, comment: run.comment ?? true, runUrl: run.runUrl }),
   );

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prepares this machine (Debian 12, as root) for the sandbox (npm start), the tests and the benchmarks:
-# the Debian packages listed in test/hosts/debian-packages.txt, then the npm dependencies.
+# the Debian packages listed in test/hosts/debian-packages.txt, the pinned sops, then the npm dependencies.
 # Idempotent: a second run installs nothing and takes a few seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +29,30 @@ fi
 if [ -d /run/systemd/system ] && systemctl list-unit-files apt-cacher-ng.service >/dev/null 2>&1; then
   systemctl disable --now apt-cacher-ng.service >/dev/null 2>&1 || true
 fi
+
+# The real sops (the reference implementation of the secrets format; the interoperability tests run it both
+# ways), built from the Go module proxy at a pinned version. GOPATH, the module and build caches and the binary
+# live in /var/cache/ops-pipeline/go, outside the clone, so a second run (or another clone) builds nothing;
+# /usr/local/bin/sops points at the pinned build. A lock keeps two setups at once from building it twice.
+SOPS_VERSION=v3.13.3
+GO_CACHE=/var/cache/ops-pipeline/go
+sops_bin="$GO_CACHE/bin/sops-$SOPS_VERSION/sops"
+if [ ! -x "$sops_bin" ]; then
+  if ! command -v go >/dev/null; then
+    echo "error: Go is needed to build sops $SOPS_VERSION (the machine image ships it in /usr/local/go): put go on PATH" >&2
+    exit 1
+  fi
+  mkdir -p "$GO_CACHE"
+  exec 9>"$GO_CACHE/.lock"
+  flock 9
+  if [ ! -x "$sops_bin" ]; then
+    echo "building sops $SOPS_VERSION from the Go module proxy (once per machine; a few minutes)"
+    GOPATH="$GO_CACHE" GOMODCACHE="$GO_CACHE/pkg/mod" GOCACHE="$GO_CACHE/build" GOFLAGS=-modcacherw \
+      GOBIN="$(dirname "$sops_bin")" timeout 1800 go install "github.com/getsops/sops/v3/cmd/sops@$SOPS_VERSION"
+  fi
+  exec 9>&-
+fi
+[ "$(readlink /usr/local/bin/sops 2>/dev/null)" = "$sops_bin" ] || ln -sfn "$sops_bin" /usr/local/bin/sops
 
 # npm ci only when the lockfile changed since the last install (node_modules/.package-lock.json mirrors it).
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then

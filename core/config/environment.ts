@@ -3,16 +3,18 @@ import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { OpsError } from '../errors.ts';
-import { isValid, validate } from '../shell.ts';
-import { parseHostKey } from './hostkey.ts';
+import { isValid, patternOf, validate } from '../shell.ts';
+import { HOST_KEY_TYPES, parseHostKey } from './hostkey.ts';
 import { DEFAULT_READERS, READERS, readersTable } from '../dotenv-readers.ts';
-import { boolean, either, integer, list, number, object, oneOf, opt, record, req, renderDocs, string, type Infer, type Problem } from './schema.ts';
+import { boolean, either, integer, list, number, object, oneOf, opt, record, renderDocs, renderJsonSchema, req, string, type Infer, type JsonSchema, type Problem } from './schema.ts';
 
 const name = string({ pattern: /^[a-z][a-z0-9_-]{0,39}$/, form: 'a name (lower-case letters, digits, "_", "-")' });
 const port = integer(1, 65535);
 const command = string({ pattern: /^[^\n]+$/, form: 'a shell command on one line' });
 const hostKey = string({
   form: 'an SSH public key line ("ssh-ed25519 AAAA...")',
+  // the line's shape (an editor can check it); the key blob itself is decoded by parseHostKey
+  pattern: new RegExp(`^\\s*(?:\\S+\\s+)?(?:${HOST_KEY_TYPES.join('|')})\\s+[A-Za-z0-9+/]+={0,2}(?:\\s[\\s\\S]*)?$`),
   check: (v) => {
     const k = parseHostKey(v);
     return typeof k === 'string' ? k : undefined;
@@ -21,24 +23,38 @@ const hostKey = string({
 const relPath = string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\n]*$/, form: 'a relative path without ".."' });
 const absPath = string({ pattern: /^\/[^\n]*$/, form: 'an absolute path' });
 const anyPath = string({ pattern: /^[^\n]+$/, form: 'a path' });
-const gitRef = string({ form: 'a git branch, tag or sha', check: (v) => (isValid('gitRef', v) ? undefined : 'not a valid git ref') });
+const gitRef = string({ form: 'a git branch, tag or sha', pattern: patternOf('gitRef') });
 const urlPath = string({ pattern: /^\/[A-Za-z0-9._~\/-]*$/, form: 'a URL path starting with "/"' });
 const version = string({ pattern: /^\d+(\.\d+){0,2}$/, form: 'a version number ("18", "3.11", "3.8.9")' });
 
-const hostSchema = object({
+const hostSchema = object(
+  {
   name: req(name, 'short host name, used in logs and reports'),
   address: req(string({ pattern: /^[A-Za-z0-9.:-]+$/, form: 'an IP address or DNS name' }), 'where to connect'),
   port: opt(port, 'SSH port', 22),
   user: opt(string({ pattern: /^[a-z_][a-z0-9_-]{0,31}$/, form: 'a Unix user name' }), 'SSH login (needs passwordless sudo for provisioning)', 'deploy'),
   host_key: opt(hostKey, 'the host\'s SSH public key, pinned: a different or unknown key is refused (get it out of band, e.g. from the VM console or `ssh-keygen -y -f /etc/ssh/ssh_host_ed25519_key`)'),
   host_key_file: opt(anyPath, 'instead of `host_key`: a file holding it (relative to the environment folder, or absolute)'),
-});
+  },
+  { rules: [{ exactlyOne: ['host_key', 'host_key_file'], message: 'give exactly one of host_key or host_key_file (the host key is always pinned)' }] },
+);
 
-const runtime = (what: string, strategies: readonly string[]) =>
-  object({
-    strategy: req(oneOf(strategies as readonly [string, ...string[]]), `how ${what} is installed: Debian's package (works offline) or a version manager (needs internet on the host)`),
-    version: req(version, `pinned ${what} version; provision fails if the host's differs`),
-  });
+/** A runtime: Debian's package, or `manager` (which needs a full version, e.g. "3.8.9"). */
+const runtime = (what: string, manager: string, example: string) =>
+  object(
+    {
+      strategy: req(oneOf(['debian', manager]), `how ${what} is installed: Debian's package (works offline) or a version manager (needs internet on the host)`),
+      version: req(version, `pinned ${what} version; provision fails if the host's differs`),
+    },
+    {
+      rules: [
+        {
+          when: { path: ['strategy'], equals: manager },
+          then: [{ path: ['version'], pattern: /^\d+\.\d+\.\d+$/, message: (v) => `${manager} needs a full version ("${example}"), got "${v}"` }],
+        },
+      ],
+    },
+  );
 
 const programSchema = object({
   command: req(command, 'how to start it, run in `directory` with the release `.env` loaded; placeholders: {release} (the release directory), {python} {node} {npm} (pinned runtimes, absolute paths), {port} (the port of this program in the slot being started), {port:<program>}'),
@@ -54,7 +70,8 @@ const envValue = either(
   'a string, or { secret: <key path> }',
 );
 
-export const environmentSchema = object({
+export const environmentSchema = object(
+  {
   app: req(name, 'application name: the app user, /srv/<app>, supervisor programs and nginx site are named after it'),
   repository: opt(anyPath, 'git repository to deploy from (relative to the project root or absolute); default: the repository the command runs in (the workflow\'s checkout)'),
   ref: opt(gitRef, 'git ref deployed when none is given', 'master'),
@@ -74,8 +91,8 @@ export const environmentSchema = object({
   base_dir: opt(absPath, 'where releases live on the host; default: /srv/<app>'),
   runtimes: opt(
     object({
-      python: opt(runtime('Python', ['debian', 'pyenv']), 'Python for the API', { strategy: 'debian', version: '3.11' }),
-      node: opt(runtime('Node.js', ['debian', 'nvm']), 'Node.js for the client', { strategy: 'debian', version: '18' }),
+      python: opt(runtime('Python', 'pyenv', '3.8.9'), 'Python for the API', { strategy: 'debian', version: '3.11' }),
+      node: opt(runtime('Node.js', 'nvm', '16.13.2'), 'Node.js for the client', { strategy: 'debian', version: '18' }),
     }),
     'pinned runtime versions',
     { python: { strategy: 'debian', version: '3.11' }, node: { strategy: 'debian', version: '18' } },
@@ -87,6 +104,11 @@ export const environmentSchema = object({
       build: opt(command, 'build command, run in the release as the app user', 'make build'),
       migrate: opt(command, 'migration command, run before the switch while the old release still serves', 'make migrate'),
       keep: opt(integer(1, 100), 'releases kept on each host (the current one is never removed)', 5),
+      migration_paths: opt(
+        list(string({ pattern: /^(?!\/)[^\n]+$/, form: 'a git glob relative to the repository ("db/versions/**")' })),
+        'where migrations live, for the plan and `ops diff` (files added there are listed); [] = detect: **/migrations/**, **/alembic/versions/**, **/db/migrate/** and the versions/ of each alembic.ini\'s script_location',
+        [],
+      ),
       before_switch: opt(list(command), 'commands run in the new release before traffic moves to it', []),
       after_switch: opt(list(command), 'commands run in the new release after traffic moved to it', []),
     }),
@@ -181,7 +203,19 @@ export const environmentSchema = object({
     'secrets decryption',
     {},
   ),
-});
+  },
+  {
+    rules: [
+      {
+        when: { path: ['tls', 'mode'], equals: 'letsencrypt' },
+        then: [
+          { require: ['domain'], message: 'required when tls.mode is letsencrypt' },
+          { require: ['tls', 'email'], message: 'required when tls.mode is letsencrypt (the ACME account contact)' },
+        ],
+      },
+    ],
+  },
+);
 
 export type EnvironmentConfig = Infer<typeof environmentSchema>;
 export type HostConfig = Infer<typeof hostSchema> & { port: number; user: string };
@@ -262,7 +296,7 @@ const RESERVED_APPS: Record<string, string> = {
   certs: '/etc/ssl/certs',
 };
 
-/** Cross-field rules the per-key schema cannot express. */
+/** Rules across keys that neither the schema language nor JSON Schema can express (so editors do not check them). */
 function crossCheck(config: EnvironmentConfig, problems: Problem[]): void {
   const seen = new Set<string>();
   const machines = new Map<string, string>();
@@ -272,8 +306,6 @@ function crossCheck(config: EnvironmentConfig, problems: Problem[]): void {
     const other = machines.get(machineId(h));
     if (other) problems.push({ path: `hosts[${i}].address`, message: `${h.address} port ${h.port} is also host ${other}: one machine listed twice would run the app twice on the same ports` });
     machines.set(machineId(h), h.name);
-    if (!h.host_key === !h.host_key_file)
-      problems.push({ path: `hosts[${i}]`, message: 'give exactly one of host_key or host_key_file (the host key is always pinned)' });
   });
   for (const [prefix, program] of Object.entries(config.routes)) {
     if (!config.programs[program]) problems.push({ path: `routes.${prefix}`, message: `no program named "${program}" (programs: ${Object.keys(config.programs).join(', ')})` });
@@ -300,15 +332,6 @@ function crossCheck(config: EnvironmentConfig, problems: Problem[]): void {
       path: config.app_user ? 'app_user' : 'app',
       message: `the app would run as "${appUser}", ${login ? `the SSH login of host ${login.name} (with its sudo rights)` : 'root'}: set app_user to a user of its own`,
     });
-  const { python, node } = config.runtimes;
-  if (python.strategy === 'pyenv' && !/^\d+\.\d+\.\d+$/.test(python.version))
-    problems.push({ path: 'runtimes.python.version', message: `pyenv needs a full version ("3.8.9"), got "${python.version}"` });
-  if (node.strategy === 'nvm' && !/^\d+\.\d+\.\d+$/.test(node.version))
-    problems.push({ path: 'runtimes.node.version', message: `nvm needs a full version ("16.13.2"), got "${node.version}"` });
-  if (config.tls.mode === 'letsencrypt') {
-    if (!config.domain) problems.push({ path: 'domain', message: 'required when tls.mode is letsencrypt' });
-    if (!config.tls.email) problems.push({ path: 'tls.email', message: 'required when tls.mode is letsencrypt (the ACME account contact)' });
-  }
 }
 
 /** Validate a parsed environment document; throws ConfigError listing every problem. */
@@ -395,4 +418,18 @@ export function findRoot(from = process.cwd()): string {
 /** The environment reference, in Markdown, straight from the schema. */
 export function environmentReference(): string {
   return `${renderDocs(environmentSchema)}\n\n${readersTable()}`;
+}
+
+/** Where the JSON Schema of environment.yml is committed, relative to the project root (`npm run docs` writes it). */
+export const JSON_SCHEMA_FILE = 'schema/environment.schema.json';
+
+/** The line that points YAML language servers (VS Code, JetBrains, Neovim) at the schema, from environments/<env>/environment.yml. */
+export const SCHEMA_COMMENT = `# yaml-language-server: $schema=../../${JSON_SCHEMA_FILE}`;
+
+/** The JSON Schema (draft-07) of environment.yml, from the same schema the loader uses. */
+export function environmentJsonSchema(): JsonSchema {
+  return renderJsonSchema(environmentSchema, {
+    title: 'ops-pipeline environment (environments/<env>/environment.yml)',
+    description: 'Generated by `npm run docs` from core/config/environment.ts; the loader checks the same rules, plus a few editors cannot (duplicate host names, routes naming programs, port collisions, host key contents).',
+  });
 }

@@ -1,6 +1,7 @@
-// A small schema language for YAML configuration. One definition does two jobs: it validates a parsed
-// document (collecting every problem, each with its key path and the expected form) and it renders the
-// reference documentation, so the README cannot drift from what the loader accepts.
+// A small schema language for YAML configuration. One definition does three jobs: it validates a parsed
+// document (collecting every problem, each with its key path and the expected form), it renders the
+// reference documentation, and it renders a JSON Schema (draft-07, what YAML language servers read) for
+// editors, so neither the README nor the editor can drift from what the loader accepts.
 
 export interface Problem {
   path: string;
@@ -15,12 +16,17 @@ export interface DocRow {
   doc: string;
 }
 
+/** A JSON Schema (draft-07) node, as plain JSON. */
+export type JsonSchema = { [keyword: string]: unknown };
+
 export interface Schema<T> {
   /** Short human description of the accepted form, used in errors and docs ("integer 1-65535"). */
   readonly form: string;
   check(value: unknown, path: string, problems: Problem[]): T | undefined;
   /** Documentation rows for this schema and its children, under `path`. */
   rows?(path: string): DocRow[];
+  /** The same rules as JSON Schema (draft-07). Only `string({ check })` refinements have no equivalent (see there). */
+  json(): JsonSchema;
 }
 
 export type Infer<S> = S extends Schema<infer T> ? T : never;
@@ -38,15 +44,22 @@ function fail<T>(problems: Problem[], path: string, form: string, value: unknown
   return undefined;
 }
 
+/**
+ * A string matching `pattern` (JavaScript syntax without flags, which is also what JSON Schema's `pattern`
+ * means). `check` is a further refinement the JSON Schema cannot carry (e.g. decoding a host key's
+ * base64): the editor accepts what the pattern accepts, the loader also runs `check`.
+ */
 export function string(opts: { pattern?: RegExp; form?: string; check?: (v: string) => string | undefined } = {}): Schema<string> {
   const form = opts.form ?? 'a string';
+  if (opts.pattern?.flags) throw new Error(`schema pattern /${opts.pattern.source}/${opts.pattern.flags}: flags have no JSON Schema equivalent`);
   return {
     form,
+    json: () => (opts.pattern ? { type: 'string', pattern: opts.pattern.source } : { type: 'string' }),
     check(value, path, problems) {
       if (typeof value !== 'string') return fail(problems, path, form, value);
-      if (opts.pattern && !opts.pattern.test(value)) return fail(problems, path, form, value);
+      // the refinement's reason is the most precise one, even when the pattern also fails
       const why = opts.check?.(value);
-      if (why) return fail(problems, path, form, value, ` (${why})`);
+      if (why || (opts.pattern && !opts.pattern.test(value))) return fail(problems, path, form, value, why ? ` (${why})` : '');
       return value;
     },
   };
@@ -56,6 +69,7 @@ export function integer(min: number, max: number, form?: string): Schema<number>
   const f = form ?? `an integer ${min}-${max}`;
   return {
     form: f,
+    json: () => ({ type: 'integer', minimum: min, maximum: max }),
     check(value, path, problems) {
       if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) return fail(problems, path, f, value);
       return value;
@@ -67,6 +81,7 @@ export function number(min: number, max: number, form?: string): Schema<number> 
   const f = form ?? `a number ${min}-${max}`;
   return {
     form: f,
+    json: () => ({ type: 'number', minimum: min, maximum: max }),
     check(value, path, problems) {
       if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max) return fail(problems, path, f, value);
       return value;
@@ -77,6 +92,7 @@ export function number(min: number, max: number, form?: string): Schema<number> 
 export function boolean(): Schema<boolean> {
   return {
     form: 'true or false',
+    json: () => ({ type: 'boolean' }),
     check(value, path, problems) {
       if (typeof value !== 'boolean') return fail(problems, path, 'true or false', value);
       return value;
@@ -88,6 +104,7 @@ export function oneOf<const V extends string>(values: readonly V[]): Schema<V> {
   const form = `one of ${values.map((v) => JSON.stringify(v)).join(', ')}`;
   return {
     form,
+    json: () => ({ type: 'string', enum: [...values] }),
     check(value, path, problems) {
       if (typeof value !== 'string' || !(values as readonly string[]).includes(value)) return fail(problems, path, form, value);
       return value as V;
@@ -99,6 +116,7 @@ export function list<T>(item: Schema<T>, opts: { min?: number; form?: string } =
   const form = opts.form ?? `a list of ${item.form}`;
   return {
     form,
+    json: () => ({ type: 'array', items: item.json(), ...(opts.min ? { minItems: opts.min } : {}) }),
     check(value, path, problems) {
       if (!Array.isArray(value)) return fail(problems, path, form, value);
       if (opts.min && value.length < opts.min) {
@@ -123,6 +141,7 @@ export function record<T>(key: Schema<string>, item: Schema<T>, form?: string): 
   const f = form ?? `a mapping of ${key.form} to ${item.form}`;
   return {
     form: f,
+    json: () => ({ type: 'object', propertyNames: key.json(), additionalProperties: item.json() }),
     check(value, path, problems) {
       if (!isMapping(value)) return fail(problems, path, f, value);
       const out: Record<string, T> = {};
@@ -148,6 +167,7 @@ export function either<A, B>(a: Schema<A>, b: Schema<B>, form?: string): Schema<
   const f = form ?? `${a.form}, or ${b.form}`;
   return {
     form: f,
+    json: () => ({ anyOf: [a.json(), b.json()] }),
     check(value, path, problems) {
       const pa: Problem[] = [];
       const ra = a.check(value, path, pa);
@@ -224,8 +244,80 @@ function showDefault(value: unknown): string | undefined {
   return JSON.stringify(value);
 }
 
-/** A mapping with known keys: unknown keys, missing required keys and wrong types are all reported. */
-export function object<F extends Fields>(fields: F, form = 'a mapping'): Schema<ObjectOf<F>> {
+/**
+ * A rule across the keys of one mapping, which the loader checks and the JSON Schema expresses
+ * (`oneOf`, `if`/`then`). Key paths are relative to the mapping; rules look at the document as written
+ * (before defaults are filled in), as JSON Schema does, so a condition must not name a key's default value.
+ */
+export type Rule =
+  /** Exactly one of these keys is given (and not null). Reported at the mapping's own path. */
+  | { exactlyOne: string[]; message: string }
+  /** When the value at `path` equals `equals`, every requirement holds. */
+  | { when: { path: string[]; equals: string }; then: Requirement[] };
+
+export type Requirement =
+  /** The key at `path` is given (and not null). */
+  | { require: string[]; message: string }
+  /** The string at `path` also matches `pattern`. */
+  | { path: string[]; pattern: RegExp; message: (value: string) => string };
+
+function at(value: unknown, path: string[]): unknown {
+  let v = value;
+  for (const k of path) v = isMapping(v) ? v[k] : undefined;
+  return v;
+}
+
+/** JSON Schema: `leaf` applies to the value at `path` inside a mapping (which must hold the keys when `required`). */
+function nested(path: string[], leaf: JsonSchema, required: boolean): JsonSchema {
+  const [k, ...rest] = path;
+  if (k === undefined) return leaf;
+  return { type: 'object', ...(required ? { required: [k] } : {}), properties: { [k]: nested(rest, leaf, required) } };
+}
+
+const NOT_NULL: JsonSchema = { not: { type: 'null' } };
+
+function ruleJson(rule: Rule): JsonSchema {
+  if ('exactlyOne' in rule) return { oneOf: rule.exactlyOne.map((k) => nested([k], NOT_NULL, true)) };
+  const then = rule.then.map((r) => ('require' in r ? nested(r.require, NOT_NULL, true) : nested(r.path, { type: ['string', 'null', 'number', 'boolean', 'array', 'object'], pattern: r.pattern.source }, false)));
+  return { if: nested(rule.when.path, { const: rule.when.equals }, true), then: then.length === 1 ? then[0]! : { allOf: then } };
+}
+
+function checkRule(rule: Rule, value: Record<string, unknown>, path: string, problems: Problem[]): void {
+  const join = (keys: string[]) => [path, ...keys].filter(Boolean).join('.');
+  if ('exactlyOne' in rule) {
+    const given = rule.exactlyOne.filter((k) => value[k] !== undefined && value[k] !== null);
+    if (given.length !== 1) problems.push({ path, message: rule.message });
+    return;
+  }
+  if (at(value, rule.when.path) !== rule.when.equals) return;
+  for (const r of rule.then) {
+    if ('require' in r) {
+      const v = at(value, r.require);
+      if (v === undefined || v === null) problems.push({ path: join(r.require), message: r.message });
+    } else {
+      const v = at(value, r.path);
+      if (typeof v === 'string' && !r.pattern.test(v)) problems.push({ path: join(r.path), message: r.message(v) });
+    }
+  }
+}
+
+/** `schema`'s JSON Schema, also accepting null (an optional key left empty, `key:`, means "not given"). */
+function nullable(schema: JsonSchema): JsonSchema {
+  const out = { ...schema };
+  if (Array.isArray(out.enum)) out.enum = [...out.enum, null];
+  if (typeof out.type === 'string') out.type = [out.type, 'null'];
+  else if (Array.isArray(out.anyOf)) out.anyOf = [...out.anyOf, { type: 'null' }];
+  else if (out.type === undefined) return { anyOf: [schema, { type: 'null' }] };
+  return out;
+}
+
+/**
+ * A mapping with known keys: unknown keys, missing required keys and wrong types are all reported.
+ * `rules` are checked on the mapping as written (their problems are reported; the value is still
+ * returned, so that checks across the whole document still run).
+ */
+export function object<F extends Fields>(fields: F, options: string | { form?: string; rules?: Rule[] } = {}): Schema<ObjectOf<F>> {
+  const { form = 'a mapping', rules = [] } = typeof options === 'string' ? { form: options } : options;
   const known = Object.keys(fields);
   return {
     form,
@@ -261,6 +353,7 @@ export function object<F extends Fields>(fields: F, form = 'a mapping'): Schema<
         if (r === undefined) ok = false;
         else out[k] = r;
       }
+      for (const rule of rules) checkRule(rule, value, path, problems);
       return ok ? (out as ObjectOf<F>) : undefined;
     },
     rows(path) {
@@ -278,6 +371,25 @@ export function object<F extends Fields>(fields: F, form = 'a mapping'): Schema<
       }
       return rows;
     },
+    json() {
+      const properties: Record<string, JsonSchema> = {};
+      for (const [k, field] of Object.entries(fields)) {
+        const own = field.schema.json();
+        properties[k] = {
+          ...(field.presence === 'required' ? own : nullable(own)),
+          description: `${field.doc}. Expected: ${field.schema.form}.`,
+          ...(field.default !== undefined ? { default: field.default } : {}),
+        };
+      }
+      const required = Object.entries(fields).filter(([, f]) => f.presence === 'required').map(([k]) => k);
+      return {
+        type: 'object',
+        properties,
+        ...(required.length ? { required } : {}),
+        additionalProperties: false,
+        ...(rules.length === 1 ? ruleJson(rules[0]!) : rules.length ? { allOf: rules.map(ruleJson) } : {}),
+      };
+    },
   };
 }
 
@@ -290,4 +402,14 @@ export function renderDocs(schema: Schema<unknown>): string {
     lines.push(`| \`${r.path}\` | ${esc(r.form)} | ${def} | ${esc(r.doc)} |`);
   }
   return lines.join('\n');
+}
+
+/**
+ * The JSON Schema (draft-07) of a whole document, for YAML language servers (`# yaml-language-server:
+ * $schema=...`) and JSON Schema validators. Same keys, forms, defaults and cross-key rules as the loader;
+ * what it cannot say (a `string({ check })` refinement, checks done in code after the schema) the loader
+ * still refuses when a command runs.
+ */
+export function renderJsonSchema(schema: Schema<unknown>, meta: { title: string; description: string }): JsonSchema {
+  return { $schema: 'http://json-schema.org/draft-07/schema#', title: meta.title, description: meta.description, ...schema.json() };
 }

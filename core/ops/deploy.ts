@@ -15,7 +15,8 @@ import { layout, otherSlot, type Slot } from '../layout.ts';
 import { runInfo } from '../runinfo.ts';
 import { reported, reportedAll, type Remote, type Step, type StepResult } from '../remote/types.ts';
 import { validate } from '../shell.ts';
-import { blobId, depsHash, knownCommits, nodeDependencyInput, packFor, resolveRef, type ResolvedRef } from '../source.ts';
+import { type HostLive, type HostsChange, dependencyHashes, describeChanges, formatChanges } from '../changes.ts';
+import { knownCommits, packFor, resolveRef, type ResolvedRef } from '../source.ts';
 import type { AuditEntry } from '../steps/audit.ts';
 import { site } from '../steps/nginx.ts';
 import { appCommand, createRelease, dependencies, deployState, installDotenv, markRelease, pruneReleases, receivePack, releaseId, type ReleaseMeta } from '../steps/release.ts';
@@ -51,6 +52,8 @@ export interface DeployResult {
   dryRun: boolean;
   hosts: HostDeploy[];
   plan?: string[];
+  /** What the deploy changes on each group of hosts serving the same commit (read before anything changed). */
+  changes: HostsChange[];
 }
 
 /** Parsed `deployState`. */
@@ -128,12 +131,7 @@ async function plan(ctx: OpsContext, env: Environment, options: DeployOptions): 
   const ref = validate('gitRef', options.ref || env.config.ref);
   const repo = sourceRepository(ctx, env);
   const resolved = await resolveRef(repo, ref);
-  const { python, node } = env.config.runtimes;
-  const { python_requirements: req, node_dir: nodeDir } = env.config.release;
-  const hashes = {
-    python: depsHash([`python ${python.strategy} ${python.version}`, await blobId(repo, resolved.sha, req)]),
-    node: depsHash([`node ${node.strategy} ${node.version}`, nodeDir ? await nodeDependencyInput(repo, resolved.sha, nodeDir) : '']),
-  };
+  const hashes = await dependencyHashes(repo, resolved.sha, env);
   const secrets = await environmentSecrets(ctx, env);
   const dotenv = renderDotenv(env, secrets);
   const id = releaseId(resolved.sha);
@@ -234,6 +232,33 @@ function summaryPlan(env: Environment, p: Plan, sharing: HostSharing): string[] 
   ];
 }
 
+/** A host's live commit from its state (the `deployState` step). */
+function liveOf(host: string, state: HostState): HostLive {
+  return { host, sha: state.releases.find((r) => r.id === state.current)?.sha ?? '', release: state.current };
+}
+
+/**
+ * Each host's live commit, read without the lock: one read-only round trip per host (the state step, without
+ * its health probes). A host that cannot be read is reported as such, so that a plan still prints.
+ */
+export async function readLive(ctx: OpsContext, env: Environment): Promise<HostLive[]> {
+  try {
+    return await withSession(ctx, env, (session) =>
+      Promise.all(
+        env.hosts.map(async (h) => {
+          try {
+            return liveOf(h.name, parseState(await session.remote(h.name).run(deployState(env, undefined, { liveHealth: false }))));
+          } catch (e) {
+            return { host: h.name, sha: '', release: '', error: (e as Error).message.split('\n')[0]! };
+          }
+        }),
+      ),
+    );
+  } catch (e) {
+    return env.hosts.map((h) => ({ host: h.name, sha: '', release: '', error: (e as Error).message.split('\n')[0]! }));
+  }
+}
+
 export async function deploy(ctx: OpsContext, env: Environment, options: DeployOptions = {}): Promise<DeployResult> {
   // Apps sharing a host: refused before anything else (a dry run too: it is the plan) when they collide.
   const sharing = refuseCollisions(env, ctx.reporter);
@@ -249,10 +274,17 @@ export async function deploy(ctx: OpsContext, env: Environment, options: DeployO
     noop: false,
     dryRun: Boolean(options.dryRun),
     hosts: [],
+    changes: [],
   };
-  if (options.dryRun) return { ...base, plan: summaryPlan(env, p, sharing) };
+  if (options.dryRun) {
+    const changes = await describeChanges(p.repo, env, await readLive(ctx, env), p.resolved.sha);
+    return { ...base, changes, plan: [...summaryPlan(env, p, sharing), '', 'changes (live → target):', ...formatChanges(changes, p.resolved.sha).map((l) => `  ${l}`)] };
+  }
   const hosts = await withSession(ctx, env, (session: Session) =>
     withLock(ctx, session, 'deploy', async (locked) => {
+      const lives = env.hosts.map((h) => liveOf(h.name, parseState(locked.inspected.get(h.name)!)));
+      base.changes = await describeChanges(p.repo, env, lives, p.resolved.sha);
+      for (const line of formatChanges(base.changes, p.resolved.sha)) ctx.reporter.info(line);
       const done: HostDeploy[] = [];
       try {
         await inBatches(
@@ -302,6 +334,7 @@ export function deploySummary(r: DeployResult): string {
     `| hosts | ${r.hosts.map((h) => h.host).join(', ')} |`,
     '',
   ];
+  if (r.changes.length) lines.push('**Changes** (live → target):', '', '```', ...formatChanges(r.changes, r.sha), '```', '');
   for (const h of r.hosts) {
     lines.push(`**${h.host}**: ${h.noop ? 'no-op' : `${h.previous || '(none)'} → ${h.release}`}${h.notes.length ? ` — ${h.notes.join('; ')}` : ''}`, '');
     lines.push('| step | duration |', '|---|---|', ...h.steps.map((s) => `| ${s.name} | ${(s.ms / 1000).toFixed(2)}s |`), '');

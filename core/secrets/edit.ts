@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { OpsError } from '../errors.ts';
 import type { SecretsFile } from './sops.ts';
-import { type TreeChanges, diffTrees, parseTree, yamlHasComments } from './tree.ts';
+import { type TreeChanges, diffTrees, parseTree } from './tree.ts';
 
 export interface EditorExit {
   code: number | null;
@@ -66,9 +66,6 @@ export async function editSecrets(secrets: SecretsFile, io: EditIo): Promise<Edi
           continue;
         }
         return aborted() ?? { status: 'aborted', reason: 'the edited text was not valid; nothing was changed' };
-      }
-      if (secrets.format === 'yaml' && yamlHasComments(text)) {
-        io.warn('comments are not kept in encrypted files (sops would encrypt them; this tool drops them)');
       }
       const changes = diffTrees(before, secrets.tree);
       const stop3 = aborted();

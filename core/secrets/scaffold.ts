@@ -5,6 +5,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
+import { SCHEMA_COMMENT } from '../config/environment.ts';
 import { OpsError } from '../errors.ts';
 import { validate } from '../shell.ts';
 import { APP_SECRETS, PLACEHOLDER, envDir, generateApiKey, generateSecretKey, secretsPath } from './env.ts';
@@ -27,7 +28,8 @@ function placeholderHostKey(): string {
 
 /** environment.yml for a new environment: the catalogue app, every value to replace marked PLACEHOLDER. */
 export function environmentTemplate(name: string): string {
-  return `# The ${name} environment (see the README, "Environment reference"). Written by \`ops env new ${name}\`.
+  return `${SCHEMA_COMMENT}
+# The ${name} environment (see the README, "Environment reference"). Written by \`ops env new ${name}\`.
 # PLACEHOLDER values are marked: replace them before the first real run.
 app: catalogage
 ref: master

@@ -1,5 +1,5 @@
 // .sops.yaml at the project root: creation rules mapping file paths (path_regex) to age recipients, read
-// as sops reads them (first matching rule wins; a rule without path_regex matches every file; `age` is a
+// as sops reads them (path_regex is a Go regexp; first matching rule wins; a rule without path_regex matches every file; `age` is a
 // comma-separated string or a list) and edited in place, keeping comments and the other rules.
 import { existsSync, readFileSync } from 'node:fs';
 import { isAbsolute, join, relative, sep } from 'node:path';
@@ -7,6 +7,7 @@ import { Document, isMap, isScalar, isSeq, parseDocument, Scalar, YAMLMap, YAMLS
 import { OpsError } from '../errors.ts';
 import { validate } from '../shell.ts';
 import { writeFileAtomic } from './atomic.ts';
+import { goRegexp } from './goregex.ts';
 import { checkRecipient } from './keys.ts';
 
 export const SOPS_CONFIG_FILE = '.sops.yaml';
@@ -73,9 +74,9 @@ function load(root: string, required: boolean): Loaded | undefined {
     if (re !== undefined && re !== null && typeof re !== 'string') throw configError(SOPS_CONFIG_FILE, `creation_rules[${index}].path_regex must be a string`);
     if (typeof re === 'string') {
       try {
-        new RegExp(re);
-      } catch {
-        throw configError(SOPS_CONFIG_FILE, `creation_rules[${index}].path_regex /${re}/ is not a valid regular expression`);
+        goRegexp(re);
+      } catch (e) {
+        throw configError(SOPS_CONFIG_FILE, `creation_rules[${index}].path_regex /${re}/ is not a valid Go regular expression (${(e as Error).message})`);
       }
     }
     rules.push({ index, pathRegex: typeof re === 'string' && re !== '' ? re : undefined, age: parseAge(SOPS_CONFIG_FILE, index, item.get('age', true)) });
@@ -91,7 +92,7 @@ export function readCreationRules(root: string): CreationRule[] {
 /** The rule sops would use for `file` (first match), or undefined. */
 export function ruleFor(root: string, file: string): CreationRule | undefined {
   const rel = rulePath(root, file);
-  return readCreationRules(root).find((r) => r.pathRegex === undefined || new RegExp(r.pathRegex).test(rel));
+  return readCreationRules(root).find((r) => r.pathRegex === undefined || goRegexp(r.pathRegex).test(rel));
 }
 
 /** The age recipients `.sops.yaml` gives to `file`; a clear error when no rule matches or the rule has none. */
@@ -147,7 +148,7 @@ export async function setEnvRule(root: string, env: string, recipients: string[]
     rule.set('age', ageValue);
     // Before the first rule that would catch this environment's files (sops takes the first match)
     const probe = `environments/${env}/secrets.sops.yaml`;
-    const at = (loaded?.rules ?? []).find((r) => r.pathRegex === undefined || new RegExp(r.pathRegex).test(probe));
+    const at = (loaded?.rules ?? []).find((r) => r.pathRegex === undefined || goRegexp(r.pathRegex).test(probe));
     if (at) items.splice(at.index, 0, rule);
     else items.push(rule);
   }

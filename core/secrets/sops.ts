@@ -12,6 +12,8 @@ import { readFile } from 'node:fs/promises';
 import { OpsError } from '../errors.ts';
 import { writeFileAtomic } from './atomic.ts';
 import { DATA_KEY_BYTES, MacBuilder, MalformedValue, aadOf, decryptScalar, encryptScalar, openText, parseEnc, sealText } from './cipher.ts';
+import { type GoRegexp, goRegexp } from './goregex.ts';
+import { combineShares } from './shamir.ts';
 import { type Identities, type Identity, checkRecipient, defaultKeyFile, loadIdentities, unwrapDataKey, wrapDataKey } from './keys.ts';
 import {
   type Format,
@@ -29,10 +31,22 @@ import {
   str,
   toPlain,
   treeEquals,
+  walkTree,
+  detectLayout,
+  CURRENT_LAYOUT,
+  type Layout,
+  type CommentNode,
+  type CommentStack,
+  type ListNode,
 } from './tree.ts';
 
-/** The sops version written in files this tool writes (the format of that release is what we write). */
-export const SOPS_VERSION = '3.8.1';
+/**
+ * The sops version written in new files and files in its layout: the pinned sops (scripts/setup-machine.sh;
+ * a test keeps them equal), whose layout this tool writes.
+ */
+export const SOPS_VERSION = '3.13.3';
+/** Files in sops 3.8's layout keep it, and say so. */
+export const LEGACY_SOPS_VERSION = '3.8.1';
 export const DEFAULT_UNENCRYPTED_SUFFIX = '_unencrypted';
 
 export interface AgeStanza {
@@ -43,6 +57,10 @@ export interface AgeStanza {
 
 export interface SopsMetadata {
   age: AgeStanza[];
+  /** With several key groups: the age stanzas of each (each holds a Shamir share of the data key). */
+  keyGroups?: AgeStanza[][];
+  /** How many key groups' shares are needed (default: all). */
+  shamirThreshold?: number;
   lastModified: string;
   mac: string;
   version: string;
@@ -50,7 +68,11 @@ export interface SopsMetadata {
   encryptedSuffix?: string;
   unencryptedRegex?: string;
   encryptedRegex?: string;
+  unencryptedCommentRegex?: string;
+  encryptedCommentRegex?: string;
   macOnlyEncrypted: boolean;
+  /** How the file is laid out (kept when it is rewritten). */
+  layout: Layout;
   /** Key kinds present that this tool cannot use (pgp, kms, key_groups...): readable, not rewritable. */
   foreign: string[];
 }
@@ -96,22 +118,32 @@ function parseMetadata(file: string, node: TreeNode | undefined): SopsMetadata {
     const v = getEntry(node, kind);
     if (v && !(v.kind === 'null' || (v.kind === 'list' && v.items.length === 0))) foreign.push(kind);
   }
-  const age: AgeStanza[] = [];
-  const ageNode = getEntry(node, 'age');
-  if (ageNode && ageNode.kind !== 'null') {
-    if (ageNode.kind !== 'list') throw metaError(file, 'sops.age is not a list');
+  const ageList = (ageNode: TreeNode | undefined, where: string): AgeStanza[] => {
+    const age: AgeStanza[] = [];
+    if (!ageNode || ageNode.kind === 'null') return age;
+    if (ageNode.kind !== 'list') throw metaError(file, `${where} is not a list`);
     ageNode.items.forEach((item, i) => {
       const r = item.kind === 'map' ? getEntry(item, 'recipient') : undefined;
       const e = item.kind === 'map' ? getEntry(item, 'enc') : undefined;
       if (r?.kind !== 'scalar' || r.type !== 'str' || e?.kind !== 'scalar' || e.type !== 'str') {
-        throw metaError(file, `sops.age[${i}] needs a "recipient" and an "enc" string`);
+        throw metaError(file, `${where}[${i}] needs a "recipient" and an "enc" string`);
       }
       age.push({ recipient: r.value as string, enc: e.value as string });
     });
+    return age;
+  };
+  // Key groups (several, with a Shamir threshold): each holds a share of the data key
+  const groupsNode = getEntry(node, 'key_groups');
+  let keyGroups: AgeStanza[][] | undefined;
+  if (groupsNode?.kind === 'list' && groupsNode.items.length) {
+    keyGroups = groupsNode.items.map((g, i) => ageList(g.kind === 'map' ? getEntry(g, 'age') : undefined, `sops.key_groups[${i}].age`));
   }
+  const threshold = getEntry(node, 'shamir_threshold');
   const macOnly = getEntry(node, 'mac_only_encrypted');
   const meta: SopsMetadata = {
-    age,
+    age: ageList(getEntry(node, 'age'), 'sops.age'),
+    keyGroups,
+    shamirThreshold: threshold?.kind === 'scalar' && threshold.type === 'int' ? Number(threshold.value) : undefined,
     lastModified: metaString(file, node, 'lastmodified', true)!,
     mac: metaString(file, node, 'mac', false) ?? '',
     version: metaString(file, node, 'version', false) ?? '',
@@ -119,24 +151,49 @@ function parseMetadata(file: string, node: TreeNode | undefined): SopsMetadata {
     encryptedSuffix: metaString(file, node, 'encrypted_suffix', false) || undefined,
     unencryptedRegex: metaString(file, node, 'unencrypted_regex', false) || undefined,
     encryptedRegex: metaString(file, node, 'encrypted_regex', false) || undefined,
+    unencryptedCommentRegex: metaString(file, node, 'unencrypted_comment_regex', false) || undefined,
+    encryptedCommentRegex: metaString(file, node, 'encrypted_comment_regex', false) || undefined,
     macOnlyEncrypted: macOnly?.kind === 'scalar' && macOnly.value === true,
+    layout: CURRENT_LAYOUT,
     foreign,
   };
-  for (const k of ['unencrypted_comment_regex', 'encrypted_comment_regex']) {
-    if (metaString(file, node, k, false)) throw new OpsError(`${file}: sops.${k} is not supported by this tool`, 'decrypt and re-encrypt it with the sops binary, without comment rules');
-  }
-  const rules = [meta.unencryptedSuffix, meta.encryptedSuffix, meta.unencryptedRegex, meta.encryptedRegex].filter(Boolean).length;
-  if (rules > 1) throw metaError(file, 'more than one of unencrypted_suffix, encrypted_suffix, unencrypted_regex, encrypted_regex');
+  const rules = [meta.unencryptedSuffix, meta.encryptedSuffix, meta.unencryptedRegex, meta.encryptedRegex, meta.unencryptedCommentRegex, meta.encryptedCommentRegex].filter(Boolean).length;
+  if (rules > 1) throw metaError(file, 'more than one of unencrypted_suffix, encrypted_suffix, unencrypted_regex, encrypted_regex, unencrypted_comment_regex, encrypted_comment_regex');
   if (rules === 0) meta.unencryptedSuffix = DEFAULT_UNENCRYPTED_SUFFIX; // as sops does
   canonicalLastModified(file, meta.lastModified);
   return meta;
 }
 
+/**
+ * sops writes an encrypted comment of a list as an item of that list (a string `ENC[...,type:comment]`), and
+ * reads it back as a comment, outside the MAC: hold it as the comment it is.
+ */
+function listCommentsAsComments<T extends TreeNode>(node: T): T {
+  if (node.kind === 'map') return { ...node, entries: node.entries.map(([k, v]) => [k, listCommentsAsComments(v)]) };
+  if (node.kind !== 'list') return node;
+  const items: TreeNode[] = [];
+  const comments = [...(node.comments ?? [])];
+  node.items.forEach((item, i) => {
+    if (item.kind === 'scalar' && item.type === 'str' && /^ENC\[AES256_GCM,.*,type:comment\]$/.test(item.value as string)) {
+      comments.push({ before: items.length, text: item.value as string });
+    } else {
+      for (const c of node.comments ?? []) if (c.before === i) c.before = items.length;
+      items.push(listCommentsAsComments(item));
+    }
+  });
+  return { ...node, items, ...(comments.length ? { comments: comments.sort((a, b) => a.before - b.before) } : {}) };
+}
+
 /** Parse an encrypted sops document (YAML or JSON) without decrypting anything. */
 export function parseSops(text: string, file: string, format: Format = formatOf(file)): EncryptedDocument {
   const tree = parseTree(text, format, { file, keys: 'strict' });
-  const meta = parseMetadata(file, getEntry(tree, 'sops'));
-  return { file, format, data: { kind: 'map', entries: tree.entries.filter(([k]) => k !== 'sops') }, meta, text };
+  const sops = getEntry(tree, 'sops');
+  const meta = parseMetadata(file, sops);
+  meta.layout = detectLayout(text, format, sops?.kind === 'map' ? sops : undefined);
+  const at = tree.entries.findIndex(([k]) => k === 'sops');
+  const comments = tree.comments?.map((c) => (c.before > at ? { ...c, before: c.before - 1 } : c));
+  const data: MapNode = { kind: 'map', entries: tree.entries.filter(([k]) => k !== 'sops'), ...(comments ? { comments } : {}) };
+  return { file, format, data: listCommentsAsComments(data), meta, text };
 }
 
 /** True when the text is a sops-encrypted document (a top-level `sops` map with `mac` and `lastmodified`). */
@@ -150,25 +207,35 @@ export function isSopsText(text: string, format: Format): boolean {
   }
 }
 
-function compileRegex(file: string, name: string, source: string): RegExp {
+function compileRegex(file: string, name: string, source: string): GoRegexp {
   try {
-    return new RegExp(source);
-  } catch {
-    throw new OpsError(`${file}: sops.${name} /${source}/ is not a regular expression this tool can use`, 'use a plain regular expression (no inline flags)');
+    return goRegexp(source);
+  } catch (e) {
+    throw new OpsError(`${file}: sops.${name} /${source}/ is not a valid Go regular expression: ${(e as Error).message}`, 'restore the file from git history; sops itself could not use it either');
   }
 }
 
-/** sops's rule for whether the value at a key path is encrypted (suffixes and regexes look at every key of the path). */
-export function encryptionRule(file: string, meta: SopsMetadata): (keys: string[]) => boolean {
+/**
+ * sops's rule for whether a value (or a comment) is encrypted, sops.go shouldBeEncrypted: suffixes and key
+ * regexes look at every key of the path; comment regexes at the comments standing before it at every level
+ * (for a comment, the encrypted-comment rule skips the comment itself).
+ */
+export function encryptionRule(file: string, meta: SopsMetadata): (keys: string[], stack?: CommentStack, isComment?: boolean) => boolean {
   const { unencryptedSuffix: us, encryptedSuffix: es } = meta;
   const ur = meta.unencryptedRegex ? compileRegex(file, 'unencrypted_regex', meta.unencryptedRegex) : undefined;
   const er = meta.encryptedRegex ? compileRegex(file, 'encrypted_regex', meta.encryptedRegex) : undefined;
-  return (keys) => {
+  const ucr = meta.unencryptedCommentRegex ? compileRegex(file, 'unencrypted_comment_regex', meta.unencryptedCommentRegex) : undefined;
+  const ecr = meta.encryptedCommentRegex ? compileRegex(file, 'encrypted_comment_regex', meta.encryptedCommentRegex) : undefined;
+  return (keys, stack = [], isComment = false) => {
     let encrypted = true;
     if (us && keys.some((k) => k.endsWith(us))) encrypted = false;
     if (es) encrypted = keys.some((k) => k.endsWith(es));
     if (ur && keys.some((k) => ur.test(k))) encrypted = false;
     if (er) encrypted = keys.some((k) => er.test(k));
+    if (ucr && stack.some((level) => level.some((c) => ucr.test(c)))) encrypted = false;
+    if (ecr) {
+      encrypted = stack.some((level, i) => level.some((c, j) => !(isComment && i === stack.length - 1 && j === level.length - 1) && ecr.test(c)));
+    }
     return encrypted;
   };
 }
@@ -199,9 +266,30 @@ class IvStash {
   }
 }
 
+/** The first of these stanzas that one of the identities opens (the user's own first), and what went wrong with the others. */
+async function unwrapAny(stanzas: AgeStanza[], ids: Identities): Promise<{ key?: Buffer; problems: string[] }> {
+  const mine = new Set(ids.identities.map((i) => i.recipient));
+  const ordered = [...stanzas.filter((s) => mine.has(s.recipient)), ...stanzas.filter((s) => !mine.has(s.recipient))];
+  const problems: string[] = [];
+  for (const stanza of ordered) {
+    try {
+      const key = await unwrapDataKey(stanza.enc, ids.identities);
+      if (key) return { key: Buffer.from(key), problems };
+    } catch (e) {
+      problems.push(`the data key for ${stanza.recipient}: ${(e as Error).message}`);
+    }
+  }
+  return { problems };
+}
+
+/**
+ * The data key, from the stanzas of `sops.age`, or with key groups from `shamir_threshold` groups' shares
+ * (sops.go GetDataKeyWithKeyServices). Throws OpsError saying which keys were tried and what is missing.
+ */
 async function recoverDataKey(doc: EncryptedDocument, ids: Identities): Promise<Buffer> {
   const { file, meta } = doc;
-  if (meta.age.length === 0) {
+  const stanzas = meta.keyGroups ? meta.keyGroups.flat() : meta.age;
+  if (stanzas.length === 0) {
     const others = meta.foreign.length ? ` (it has ${meta.foreign.join(', ')} keys, which this tool cannot use)` : '';
     throw new OpsError(`${file} has no age recipients${others}`, 'decrypt it with the sops binary, or re-encrypt it to age recipients');
   }
@@ -211,19 +299,36 @@ async function recoverDataKey(doc: EncryptedDocument, ids: Identities): Promise<
       `set SOPS_AGE_KEY_FILE to your age key file (or SOPS_AGE_KEY to the key itself), or put the key in ${ids.defaultFile ?? defaultKeyFile()}; \`ops keygen\` makes a new one`,
     );
   }
-  const mine = new Set(ids.identities.map((i) => i.recipient));
-  const ordered = [...meta.age.filter((s) => mine.has(s.recipient)), ...meta.age.filter((s) => !mine.has(s.recipient))];
-  const problems: string[] = [];
-  for (const stanza of ordered) {
-    try {
-      const key = await unwrapDataKey(stanza.enc, ids.identities);
-      if (key && key.length === DATA_KEY_BYTES) return Buffer.from(key);
-      if (key) problems.push(`the data key for ${stanza.recipient} is ${key.length} bytes, not ${DATA_KEY_BYTES}`);
-    } catch (e) {
-      problems.push(`the data key for ${stanza.recipient}: ${(e as Error).message}`);
+  if (meta.keyGroups && meta.keyGroups.length > 1) {
+    const threshold = meta.shamirThreshold || meta.keyGroups.length;
+    const shares: Buffer[] = [];
+    const opened: number[] = [];
+    for (const [i, group] of meta.keyGroups.entries()) {
+      const { key } = await unwrapAny(group, ids);
+      if (key) {
+        shares.push(key);
+        opened.push(i + 1);
+      }
     }
+    if (shares.length < threshold) {
+      throw new OpsError(
+        `${file} is split into ${meta.keyGroups.length} key groups (Shamir), ${threshold} of which are needed; your age identities open ${shares.length}${opened.length ? ` (group ${opened.join(', ')})` : ''}`,
+        'give SOPS_AGE_KEY (one key per line) or SOPS_AGE_KEY_FILE the keys of enough groups',
+      );
+    }
+    let key: Buffer;
+    try {
+      key = combineShares(shares);
+    } catch (e) {
+      throw new OpsError(`${file}: the key groups' shares do not combine: ${(e as Error).message}`, 'restore the file from git history');
+    }
+    if (key.length !== DATA_KEY_BYTES) throw new OpsError(`${file}: the data key from the key groups is ${key.length} bytes, not ${DATA_KEY_BYTES}`, 'restore the file from git history');
+    return key;
   }
-  const listed = ids.identities.find((i) => meta.age.some((s) => s.recipient === i.recipient));
+  const { key, problems } = await unwrapAny(stanzas, ids);
+  if (key?.length === DATA_KEY_BYTES) return key;
+  if (key) problems.push(`the data key is ${key.length} bytes, not ${DATA_KEY_BYTES}`);
+  const listed = ids.identities.find((i) => stanzas.some((s) => s.recipient === i.recipient));
   if (listed) {
     throw new OpsError(
       `${file}: the data key stored for ${listed.recipient} (your key from ${listed.source}) does not decrypt with that key${problems.length ? ` (${problems.join('; ')})` : ''}`,
@@ -232,7 +337,7 @@ async function recoverDataKey(doc: EncryptedDocument, ids: Identities): Promise<
   }
   const yours = ids.identities.map((i) => i.recipient).join(', ');
   throw new OpsError(
-    `none of your age identities (${yours}) is a recipient of ${file}; its recipients are: ${meta.age.map((s) => s.recipient).join(', ')}`,
+    `none of your age identities (${yours}) is a recipient of ${file}; its recipients are: ${stanzas.map((s) => s.recipient).join(', ')}`,
     `ask someone who can decrypt it to add your public key (\`ops secrets recipients <env> add <age1...>\`), or point SOPS_AGE_KEY_FILE at the right key (looked in: ${ids.tried.join(', ')})`,
   );
 }
@@ -268,36 +373,60 @@ function decryptTree(doc: EncryptedDocument, key: Buffer): Decrypted {
   const stash = new IvStash();
   const secrets: ScalarNode[] = [];
   const restore = `restore ${file} from git history (\`git checkout -- ${file}\`), or set the value again with \`ops secrets set\``;
-  const plain = mapLeaves(doc.data, (leaf, keys, path) => {
-    const encrypted = shouldEncrypt(keys);
-    let value: ScalarNode = leaf;
-    if (encrypted) {
-      if (leaf.type !== 'str') {
-        throw new OpsError(`${file}: ${showPath(path)} is a plain ${leaf.type} where an encrypted value belongs (the file was edited by hand)`, restore);
-      }
-      if (leaf.value !== '') {
-        const aad = aadOf(keys);
-        let enc;
-        try {
-          enc = parseEnc(leaf.value as string);
-        } catch (e) {
-          if (e instanceof MalformedValue) throw new OpsError(`${file}: ${showPath(path)}: malformed encrypted value: ${e.message}`, restore);
-          throw e;
+  const plain = walkTree(doc.data, {
+    leaf: (leaf, keys, path, stack) => {
+      const encrypted = shouldEncrypt(keys, stack);
+      let value: ScalarNode = leaf;
+      if (encrypted) {
+        if (leaf.type !== 'str') {
+          throw new OpsError(`${file}: ${showPath(path)} is a plain ${leaf.type} where an encrypted value belongs (the file was edited by hand)`, restore);
         }
-        try {
-          value = decryptScalar(enc, key, aad);
-        } catch (e) {
-          const why = /unable to authenticate|Unsupported state/i.test((e as Error).message)
-            ? 'its ciphertext was changed, or it was moved from another key'
-            : (e as Error).message;
-          throw new OpsError(`${file}: ${showPath(path)} does not decrypt: ${why}`, restore);
+        if (leaf.value !== '') {
+          const aad = aadOf(keys);
+          let enc;
+          try {
+            enc = parseEnc(leaf.value as string);
+          } catch (e) {
+            if (e instanceof MalformedValue) throw new OpsError(`${file}: ${showPath(path)}: malformed encrypted value: ${e.message}`, restore);
+            throw e;
+          }
+          try {
+            value = decryptScalar(enc, key, aad);
+          } catch (e) {
+            const why = /unable to authenticate|Unsupported state/i.test((e as Error).message)
+              ? 'its ciphertext was changed, or it was moved from another key'
+              : (e as Error).message;
+            throw new OpsError(`${file}: ${showPath(path)} does not decrypt: ${why}`, restore);
+          }
+          stash.put(aad, scalarText(value), enc.iv);
+          secrets.push(value);
         }
-        stash.put(aad, scalarText(value), enc.iv);
-        secrets.push(value);
       }
-    }
-    if (!meta.macOnlyEncrypted || encrypted) mac.add(value);
-    return value;
+      if (!meta.macOnlyEncrypted || encrypted) mac.add(value);
+      return value;
+    },
+    // Comments: encrypted with the path of the map sops placed them in, not in the MAC. One that does not decrypt
+    // stays as it is (sops: "possibly unencrypted comment").
+    comment: (c, keys, stack, branch) => {
+      if (!shouldEncrypt(keys, stack, true) || !c.text.startsWith('ENC[')) return c;
+      let enc;
+      try {
+        enc = parseEnc(c.text);
+      } catch {
+        return c;
+      }
+      for (const path of commentPaths(keys, branch)) {
+        const aad = aadOf(path);
+        try {
+          const text = openText(enc, key, aad);
+          stash.put(`#${aad}`, text, enc.iv);
+          return { ...c, text };
+        } catch {
+          // not this level
+        }
+      }
+      return c;
+    },
   });
   // The MAC: stored encrypted under the data key, with lastmodified as associated data
   if (!meta.mac) throw new OpsError(`${file} has no MAC (sops.mac is empty)`, 'a sops file always has one: restore the file from git history');
@@ -316,6 +445,40 @@ function decryptTree(doc: EncryptedDocument, key: Buffer): Decrypted {
     );
   }
   return { plain, stash, secrets };
+}
+
+/** The key paths of the last item of a map or list, of that item's last item, and so on (maps and lists only). */
+function lastChain(keys: string[], branch: MapNode | ListNode): string[][] {
+  const out: string[][] = [];
+  let node: TreeNode = branch;
+  let path = keys;
+  for (;;) {
+    if (node.kind === 'map' && node.entries.length) {
+      const [k, v]: [string, TreeNode] = node.entries.at(-1)!;
+      path = [...path, k];
+      node = v;
+    } else if (node.kind === 'list' && node.items.length) node = node.items.at(-1)!;
+    else break;
+    if (node.kind !== 'map' && node.kind !== 'list') break;
+    out.push(path);
+  }
+  return out;
+}
+
+/**
+ * The key path sops uses as a comment's associated data: the map or list holding it, except for comments after
+ * the last item when that item is itself a map or list: go-yaml reads those as the foot comment of the
+ * innermost last item, so sops places them there.
+ */
+function commentPath(c: CommentNode, keys: string[], branch: MapNode | ListNode): string[] {
+  const size = branch.kind === 'map' ? branch.entries.length : branch.items.length;
+  return c.before === size ? (lastChain(keys, branch).at(-1) ?? keys) : keys;
+}
+
+/** Where to look for a comment's associated data when reading: its own map, the maps inside before it, the maps above. */
+function commentPaths(keys: string[], branch: MapNode | ListNode): string[][] {
+  const all = [keys, ...lastChain(keys, branch).reverse(), ...keys.map((_, i) => keys.slice(0, keys.length - 1 - i))];
+  return all.filter((p, i) => all.findIndex((q) => q.join('\0') === p.join('\0')) === i);
 }
 
 function maskAll(secrets: ScalarNode[], mask?: (value: string) => void): void {
@@ -364,7 +527,8 @@ export class SecretsFile {
     const key = await recoverDataKey(doc, await resolveIdentities(opts));
     const { plain, stash, secrets } = decryptTree(doc, key);
     maskAll(secrets, opts.mask);
-    return new SecretsFile(file, doc.format, key, plain, doc.meta.age.map((s) => s.recipient), doc.meta, doc, stash);
+    const recipients = (doc.meta.keyGroups ? doc.meta.keyGroups.flat() : doc.meta.age).map((s) => s.recipient);
+    return new SecretsFile(file, doc.format, key, plain, [...new Set(recipients)], doc.meta, doc, stash);
   }
 
   /** Read, decrypt and verify a sops file. */
@@ -388,7 +552,7 @@ export class SecretsFile {
       randomBytes(DATA_KEY_BYTES),
       { kind: 'map', entries: [] },
       [],
-      { age: [], lastModified: '', mac: '', version: SOPS_VERSION, unencryptedSuffix: opts.unencryptedSuffix ?? DEFAULT_UNENCRYPTED_SUFFIX, macOnlyEncrypted: false, foreign: [] },
+      { age: [], lastModified: '', mac: '', version: SOPS_VERSION, unencryptedSuffix: opts.unencryptedSuffix ?? DEFAULT_UNENCRYPTED_SUFFIX, macOnlyEncrypted: false, layout: CURRENT_LAYOUT, foreign: [] },
       undefined,
       new IvStash(),
     );
@@ -411,17 +575,17 @@ export class SecretsFile {
   get lastModified(): string | undefined {
     return this.original?.meta.lastModified;
   }
+
   /** The plaintext, in the file's format (YAML or JSON). */
   plaintext(): string {
-    return printTree(this.plain, this.format);
+    return printTree(this.plain, this.format, this.meta.layout);
   }
 
   /** Replace the whole document. */
   setTree(tree: MapNode): void {
     if (tree.kind !== 'map') throw new OpsError(`${this.file}: the top level must be a map`);
     if (getEntry(tree, 'sops')) throw new OpsError(`${this.file}: "sops" is reserved for sops's own metadata`, 'rename that top-level key');
-    // JSON has one number type, which sops reads as float: keep the labels consistent with what an edit reads back
-    this.plain = this.format === 'json' ? mapLeaves(tree, (l) => (l.type === 'int' ? { ...l, type: 'float' } : l)) : tree;
+    this.plain = tree;
   }
 
   /** Set the value at a key path, creating the maps on the way. */
@@ -443,7 +607,7 @@ export class SecretsFile {
       const entries = [...map.entries];
       if (idx >= 0) entries[idx] = [key, next];
       else entries.push([key, next]);
-      return { kind: 'map', entries };
+      return { ...map, entries };
     };
     this.plain = setIn(this.plain, 0);
   }
@@ -500,13 +664,24 @@ export class SecretsFile {
     const shouldEncrypt = encryptionRule(this.file, this.meta);
     const mac = new MacBuilder(this.meta.macOnlyEncrypted);
     const stash = this.stash.copy();
-    const data = mapLeaves(this.plain, (leaf, keys) => {
-      const encrypted = shouldEncrypt(keys);
-      if (!this.meta.macOnlyEncrypted || encrypted) mac.add(leaf);
-      if (!encrypted) return leaf;
-      if (leaf.type === 'str' && leaf.value === '') return leaf; // sops leaves empty strings as they are
-      const aad = aadOf(keys);
-      return str(encryptScalar(leaf, key, aad, stash.take(aad, scalarText(leaf))));
+    const ucr = this.meta.unencryptedCommentRegex ? goRegexp(this.meta.unencryptedCommentRegex) : undefined;
+    const data = walkTree(this.plain, {
+      leaf: (leaf, keys, _path, stack) => {
+        const encrypted = shouldEncrypt(keys, stack);
+        if (!this.meta.macOnlyEncrypted || encrypted) mac.add(leaf);
+        if (!encrypted) return leaf;
+        if (leaf.type === 'str' && leaf.value === '') return leaf; // sops leaves empty strings as they are
+        const aad = aadOf(keys);
+        return str(encryptScalar(leaf, key, aad, stash.take(aad, scalarText(leaf))));
+      },
+      // comments as sops encrypts them: type `comment`, the path of their map as associated data, no MAC
+      comment: (c, keys, stack, branch) => {
+        if (!shouldEncrypt(keys, stack, true) || c.text === '') return c;
+        const aad = aadOf(commentPath(c, keys, branch));
+        const text = sealText(c.text, 'comment', key, aad, stash.take(`#${aad}`, c.text));
+        if (ucr?.test(text)) throw new OpsError(`${this.file}: an encrypted comment matches unencrypted_comment_regex`, 'choose an unencrypted_comment_regex that cannot match "ENC[AES256_GCM,...]" (as sops requires)');
+        return { ...c, text };
+      },
     });
     const old = this.original;
     const sameKey = old !== undefined && !this.rotated;
@@ -521,12 +696,35 @@ export class SecretsFile {
     const lastModified = opts.lastModified ?? (opts.now ?? new Date()).toISOString().replace(/\.\d{3}Z$/, 'Z');
     const sealedMac = sealText(mac.hex(), 'str', key, canonicalLastModified(this.file, lastModified), opts.macIv);
     const meta = this.metadataTree(age, lastModified, sealedMac);
-    const tree: MapNode = { kind: 'map', entries: [...data.entries, ['sops', meta]] };
-    return { text: printTree(tree, this.format), changed: true };
+    const tree: MapNode = { ...data, entries: [...data.entries, ['sops', meta]] };
+    return { text: printTree(tree, this.format, this.meta.layout), changed: true };
   }
 
-  /** The `sops` section in the field order sops 3.8.1 writes; empty key lists are `[]` in YAML, `null` in JSON. */
+  /**
+   * The `sops` section as the file's layout has it: sops 3.13 sorts its keys and leaves empty key lists out;
+   * sops 3.8.1 wrote a fixed order with empty key lists (`[]` in YAML, `null` in JSON).
+   */
   private metadataTree(age: AgeStanza[], lastModified: string, mac: string): MapNode {
+    const m = this.meta;
+    const rules: [string, string | undefined][] = [
+      ['unencrypted_suffix', m.unencryptedSuffix],
+      ['encrypted_suffix', m.encryptedSuffix],
+      ['unencrypted_regex', m.unencryptedRegex],
+      ['encrypted_regex', m.encryptedRegex],
+      ['unencrypted_comment_regex', m.unencryptedCommentRegex],
+      ['encrypted_comment_regex', m.encryptedCommentRegex],
+    ];
+    if (!m.layout.legacyMetadata) {
+      const entries: [string, TreeNode][] = [
+        ['age', { kind: 'list', items: age.map((s) => ({ kind: 'map', entries: [['enc', str(s.enc)], ['recipient', str(s.recipient)]] }) as MapNode) }],
+        ['lastmodified', str(lastModified)],
+        ['mac', str(mac)],
+        ...rules.filter((r): r is [string, string] => Boolean(r[1])).map(([k, v]) => [k, str(v)] as [string, TreeNode]),
+        ...(m.macOnlyEncrypted ? [['mac_only_encrypted', { kind: 'scalar', type: 'bool', value: true }] as [string, TreeNode]] : []),
+        ['version', str(SOPS_VERSION)],
+      ];
+      return { kind: 'map', entries: entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)) };
+    }
     const empty: TreeNode = this.format === 'json' ? { kind: 'null' } : { kind: 'list', items: [] };
     const entries: [string, TreeNode][] = [
       ['kms', empty],
@@ -538,13 +736,9 @@ export class SecretsFile {
       ['mac', str(mac)],
       ['pgp', empty],
     ];
-    const m = this.meta;
-    if (m.unencryptedSuffix) entries.push(['unencrypted_suffix', str(m.unencryptedSuffix)]);
-    if (m.encryptedSuffix) entries.push(['encrypted_suffix', str(m.encryptedSuffix)]);
-    if (m.unencryptedRegex) entries.push(['unencrypted_regex', str(m.unencryptedRegex)]);
-    if (m.encryptedRegex) entries.push(['encrypted_regex', str(m.encryptedRegex)]);
+    for (const [k, v] of rules) if (v) entries.push([k, str(v)]);
     if (m.macOnlyEncrypted) entries.push(['mac_only_encrypted', { kind: 'scalar', type: 'bool', value: true }]);
-    entries.push(['version', str(SOPS_VERSION)]);
+    entries.push(['version', str(LEGACY_SOPS_VERSION)]);
     return { kind: 'map', entries };
   }
 

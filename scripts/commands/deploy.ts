@@ -1,6 +1,7 @@
 // Commands that change or show what runs: deploy, rollback, releases, lock, audit.
 import { loadEnvironment } from '../../core/config/environment.ts';
 import { deploy, deploySummary } from '../../core/ops/deploy.ts';
+import { diff, formatDiff } from '../../core/ops/diff.ts';
 import { auditLog, breakLock, formatAudit, formatLock, formatReleases, getLockStatus, listReleases } from '../../core/ops/inspect.ts';
 import { rollback, rollbackSummary } from '../../core/ops/rollback.ts';
 import { initdata, initdataSummary } from '../../core/ops/initdata.ts';
@@ -16,7 +17,7 @@ export const commands: Command[] = [
     options: {
       ref: { type: 'string', value: 'REF', description: "branch, tag or sha (default: the environment's ref)" },
       force: { type: 'boolean', description: 'deploy even when that sha is already live' },
-      'dry-run': { type: 'boolean', description: 'print the plan (hosts, sha, steps) and change nothing' },
+      'dry-run': { type: 'boolean', description: 'print the plan (hosts, sha, steps, and what changes: commits, migrations, dependency sets) and change nothing' },
       json,
     },
     async run({ args, ops, values, stdout }) {
@@ -24,6 +25,17 @@ export const commands: Command[] = [
       const r = await deploy(ops, env, { ref: values.ref as string | undefined, force: Boolean(values.force), dryRun: Boolean(values['dry-run']) });
       if (values.json) stdout.write(JSON.stringify(r, null, 2) + '\n');
       else await ops.reporter.summary(deploySummary(r));
+      return 0;
+    },
+  },
+  {
+    name: 'diff',
+    summary: 'what deploying a ref would change on each host: commits (or a rollback in disguise), new migrations, dependency sets; changes nothing',
+    args: ['<env>'],
+    options: { ref: { type: 'string', value: 'REF', description: "branch, tag or sha (default: the environment's ref)" }, json },
+    async run({ args, ops, values, stdout }) {
+      const r = await diff(ops, loadEnvironment(args[0]!, ops.root), values.ref as string | undefined);
+      stdout.write((values.json ? JSON.stringify(r, null, 2) : formatDiff(r)) + '\n');
       return 0;
     },
   },

@@ -24,6 +24,8 @@ function request(ctx: CommandContext, mode: StagingRun['mode']): StagingRun {
     mode,
     repo: str('repo') ?? process.cwd(),
     settings: stagingSettings({ remote: str('remote'), main: str('main'), staging: str('staging'), retries: str('retries'), dryRun: v['dry-run'] === true }),
+    label: str('label'),
+    token: ctx.env.GITHUB_TOKEN || ctx.env.GH_TOKEN || undefined,
     identity: { name: str('committer-name') ?? DEFAULT_IDENTITY.name, email: str('committer-email') ?? DEFAULT_IDENTITY.email },
     env: ctx.env,
     // With --json, stdout carries the JSON alone: progress and summary go to stderr.
@@ -43,11 +45,16 @@ export const commands: Command[] = [
     name: 'staging add',
     summary: 'bring a branch, pull request (pull/12) or sha into staging: fast-forward, else a merge commit; never forced',
     args: ['<ref>'],
-    options: common,
+    options: {
+      ...common,
+      label: { type: 'string', value: 'LABEL', description: `also bring in the open pull requests with this label that staging lacks (default: ${STAGING_DEFAULTS.label})` },
+    },
     help: `
 Refuses, leaving staging untouched: a merge with conflicts (the files are listed), and a branch rewritten
 since it was added (its earlier head is no longer part of it; the rewritten commits are listed).
-If staging moves on the remote meanwhile, fetches again and retries.`,
+If staging moves on the remote meanwhile, fetches again and retries.
+With GitHub API access ($GITHUB_TOKEN or $GH_TOKEN), the open pull requests carrying the label that staging
+lacks come in too, in the same push (so staging converges even when a workflow run was cancelled).`,
     run: (ctx) => run(ctx, { ...request(ctx, 'add'), ref: ctx.args[0] }),
   },
   {
@@ -66,9 +73,7 @@ without it staging is still reset, and the output says the labelled pull request
     run: (ctx) =>
       run(ctx, {
         ...request(ctx, 'rebuild'),
-        label: typeof ctx.values.label === 'string' ? ctx.values.label : undefined,
         comment: ctx.values['no-comment'] !== true,
-        token: ctx.env.GITHUB_TOKEN || ctx.env.GH_TOKEN || undefined,
       }),
   },
 ];

@@ -112,6 +112,7 @@ describe.sequential('action bundles, run as the runner runs them', () => {
     expect(r.outputs.noop).toBe('false');
     expect(r.summary).toContain(`| sha | \`${sha}\` |`);
     expect(r.summary).toMatch(/\| step \| duration \|/);
+    expect(r.summary).toContain('first deploy, nothing live yet');
     expect(r.stdout).toMatch(/::group::act\d+ · build/);
     expect((await get(host)).body).toContain('Version 1.0.0');
     const audit = await sshRun(host, 'sudo tail -n1 /srv/sample/.ops/audit.log');
@@ -121,6 +122,10 @@ describe.sequential('action bundles, run as the runner runs them', () => {
   it('rollback: back to the previous release, named in the outputs', async () => {
     const v2 = await runBundle('deploy', { ...common(), ref: 'v2' }, project.root);
     expect(v2.code, v2.stdout).toBe(0);
+    // the job summary says what changed: v2's commits and the migration it adds
+    expect(v2.summary).toContain('**Changes** (live → target)');
+    expect(v2.summary).toMatch(/→ target [0-9a-f]{12}: \d+ new commits?\n/);
+    expect(v2.summary).toMatch(/migrations added: (?!none)\S/);
     const r = await runBundle('rollback', common(), project.root);
     expect(r.code, r.stdout).toBe(0);
     expect(r.outputs.release).toBe(v2.outputs['previous-release']);

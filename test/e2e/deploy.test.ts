@@ -1,7 +1,7 @@
 // Issue 5's checks on a real provisioned Debian host: v1 → v2 without a failed request, rollback in
 // seconds, every failure leaving v1 serving byte for byte, locks (concurrent, killed runner), no-op
 // redeploys over one SSH connection, dependencies reused on code-only changes.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deploy } from '../../core/ops/deploy.ts';
@@ -9,6 +9,7 @@ import { auditLog, breakLock, getLockStatus, listReleases } from '../../core/ops
 import { rollback } from '../../core/ops/rollback.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { downHost, type Host } from '../hosts/index.ts';
+import { runOps } from '../support/cli.ts';
 import { startLoad } from '../support/load.ts';
 import { appRepo, get, makeProject, readyHost, sshLogins, testConfig, testDatabase, type TestProject } from './support.ts';
 
@@ -73,6 +74,37 @@ describe.sequential('deploy on a provisioned host', () => {
     const statuses = Object.fromEntries(list[0]!.releases.map((r) => [r.ref, r.status]));
     expect(statuses).toMatchObject({ v1: 'current', v2: 'abandoned' });
   }, 60_000);
+
+  it('a dry run of v2 with v1 live lists v2\'s commits and its new migration, and ops diff says the same; nothing changes', async () => {
+    const repo = await appRepo();
+    const git = (...args: string[]) => execFileSync('git', ['-C', repo, ...args], { encoding: 'utf8' }).trim();
+    const [v1, v2] = [git('rev-parse', 'v1^{commit}'), git('rev-parse', 'v2^{commit}')];
+    const subjects = git('log', '--format=%s', 'v1..v2').split('\n');
+    const releasesBefore = await listReleases(project.ctx(), project.env());
+    const auditBefore = await auditLog(project.ctx(), project.env(), 100);
+    const cli = (...argv: string[]) => runOps(argv, { root: project.root, env: { PATH: process.env.PATH, HOME: process.env.HOME, USER: 'e2e', NO_COLOR: '1' } });
+
+    const plan = await cli('deploy', 'e2e', '--ref', 'v2', '--dry-run');
+    expect(plan.code, plan.err).toBe(0);
+    expect(plan.out).toContain(`${host.name}: live ${v1.slice(0, 12)}`);
+    expect(plan.out).toContain(`→ target ${v2.slice(0, 12)}: ${subjects.length} new commit`);
+    for (const s of subjects) expect(plan.out).toContain(s);
+    // the migration v2 adds (SQL file or alembic revision: found either way)
+    const migrations = /migrations added: (.+)/.exec(plan.out)?.[1] ?? '';
+    expect(migrations).not.toBe('none');
+    expect(migrations.split(', ').every((m) => /(migrations|versions)\//.test(m))).toBe(true);
+    expect(git('diff', '--name-only', '--diff-filter=A', 'v1', 'v2').split('\n')).toEqual(expect.arrayContaining(migrations.split(', ')));
+
+    const diff = await cli('diff', 'e2e', '--ref', 'v2');
+    expect(diff.code, diff.err).toBe(0);
+    expect(diff.out).toContain(`migrations added: ${migrations}`);
+    expect(diff.out).not.toContain('release ');
+    const json = JSON.parse((await cli('diff', 'e2e', '--ref', 'v2', '--json')).out) as { changes: { change: { relation: string; live: string } }[] };
+    expect(json.changes[0]!.change).toMatchObject({ relation: 'ahead', live: v1 });
+
+    expect(await listReleases(project.ctx(), project.env())).toEqual(releasesBefore);
+    expect(await auditLog(project.ctx(), project.env(), 100)).toEqual(auditBefore);
+  }, 120_000);
 
   it('redeploys the live sha as a no-op (health verified, nothing run), over one SSH connection', async () => {
     const before = await sshLogins(host);

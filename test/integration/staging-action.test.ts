@@ -1,12 +1,12 @@
 // The committed staging-sync bundle, run the way the runner runs it: `node actions/staging-sync/dist/index.js`
 // in a clean environment with INPUT_* variables and the GITHUB_OUTPUT / GITHUB_STEP_SUMMARY / GITHUB_EVENT_PATH
 // files, against a scratch remote (a bare repository; the runner's checkout is a clone) and the fake API.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { Scratch, fresh, line2, startFakeGitHub, type FakeGitHub } from './staging.support.ts';
+import { Scratch, line2, perTest } from './staging.support.ts';
 
 const SCENE_TIMEOUT = 60_000; // building a scene runs dozens of git processes
 
@@ -75,20 +75,8 @@ beforeAll(() => {
 }, SCENE_TIMEOUT);
 afterAll(() => template.cleanup());
 
-let scratch: Scratch | undefined;
-let api: FakeGitHub | undefined;
-afterEach(async () => {
-  scratch?.cleanup();
-  scratch = undefined;
-  await api?.close();
-  api = undefined;
-});
-
-function scene() {
-  const s = fresh(template);
-  scratch = s.s;
-  return s;
-}
+const each = perTest();
+const scene = () => each.scene(template);
 
 const pullEvent = (number: number, branch: string) => ({
   action: 'labeled',
@@ -120,7 +108,7 @@ describe('the staging-sync bundle, as the runner runs it', () => {
   it('mode rebuild: resets to master, re-applies labelled pull requests through the API, comments on the skipped one', async () => {
     const { s, runner } = scene();
     await runAction(runner.dir, { mode: 'add', ref: 'feature/d' }, { GITHUB_REPOSITORY: 'acme/webapp' }); // unlabelled: will be dropped
-    api = await startFakeGitHub();
+    const api = await each.github();
     api.pulls.push(
       { number: 5, title: 'B', created_at: '2026-01-01T00:00:00Z', head: { ref: 'feature/b', sha: sha.b!, repo: { full_name: 'acme/webapp' } }, labels: ['staging'] },
       { number: 3, title: 'C', created_at: '2026-01-02T00:00:00Z', head: { ref: 'feature/c', sha: sha.c!, repo: { full_name: 'acme/webapp' } }, labels: ['staging'] },
@@ -178,7 +166,7 @@ describe('the staging-sync bundle, as the runner runs it', () => {
     expect(again.stdout).toMatch(/::error::feature\/d was rewritten since it was added to staging.*%0AIn staging, but no longer in feature\/d:%0A {2}[0-9a-f]{7} d work%0AIn feature\/d now instead:%0A {2}[0-9a-f]{7} d work, rebased/);
     expect(s.sha('staging')).toBe(addB.outputs.sha);
 
-    api = await startFakeGitHub();
+    const api = await each.github();
     const pr = (number: number, branch: string, head: string, day: number) => ({
       number,
       created_at: `2026-01-0${day}T00:00:00Z`,

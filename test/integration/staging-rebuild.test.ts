@@ -1,28 +1,17 @@
 // staging rebuild against real git (a bare repository as the remote, clones as the runner and as people
 // pushing meanwhile) and GitHub's pull-request API faked at the HTTP level (the real Octokit client talks to it).
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { githubAccess } from '../../core/github.ts';
 import { addToStaging, rebuildStaging, runStaging, stagingSettings } from '../../core/staging.ts';
 import { COMMENT_MARKER } from '../../core/staging-plan.ts';
 import { MemoryReporter } from '../../core/report.ts';
-import { RacingGit, Scratch, context, deadUrl, failure, fresh as copyOf, line2, refusal, startFakeGitHub, type FakeGitHub } from './staging.support.ts';
+import { RacingGit, Scratch, context, deadUrl, failure, line2, perTest, refusal, type FakeGitHub } from './staging.support.ts';
 
 const SCENE_TIMEOUT = 60_000; // building a scene runs dozens of git processes
 
 // The scene is built once (dozens of git processes); every test works on a copy of it.
-let scratch: Scratch | undefined;
-let api: FakeGitHub | undefined;
-afterEach(async () => {
-  scratch?.cleanup();
-  scratch = undefined;
-  await api?.close();
-  api = undefined;
-});
-function fresh(template: Scratch) {
-  const scene = copyOf(template);
-  scratch = scene.s;
-  return scene;
-}
+const each = perTest();
+const fresh = (template: Scratch) => each.scene(template);
 
 describe('staging rebuild', () => {
   let template: Scratch;
@@ -52,7 +41,7 @@ describe('staging rebuild', () => {
 
   /** The fake API with four open pull requests (three labelled, in a creation order unlike their numbers) and a closed one. */
   async function github(): Promise<FakeGitHub> {
-    api = await startFakeGitHub();
+    const api = await each.github();
     api.pulls.push(
       { number: 3, title: 'C | conflicting', created_at: '2026-01-02T00:00:00Z', head: { ref: 'feature/c', sha: sha.c!, repo: { full_name: 'acme/webapp' } }, labels: ['Staging'] },
       { number: 4, created_at: '2026-01-01T12:00:00Z', head: { ref: 'feature/d', sha: sha.d!, repo: { full_name: 'acme/webapp' } }, labels: ['enhancement'] },
@@ -152,7 +141,7 @@ describe('staging rebuild', () => {
 
   it('skips a labelled pull request whose branch is gone, and says so on it', async () => {
     const { s, runner } = fresh(template);
-    api = await startFakeGitHub();
+    const api = await each.github();
     api.pulls.push({ number: 9, created_at: '2026-01-01T00:00:00Z', head: { ref: 'feature/deleted', sha: 'a'.repeat(40), repo: { full_name: 'acme/webapp' } }, labels: ['staging'] });
     const r = await rebuildStaging(context(runner.dir), { github: access(api), label: 'staging', comment: true });
     expect(r.skipped).toMatchObject([{ reason: 'missing', source: { display: '#9 (feature/deleted)' } }]);

@@ -7,7 +7,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { AddressInfo } from 'node:net';
-import { expect } from 'vitest';
+import { afterEach, expect } from 'vitest';
 import { OpsError } from '../../core/errors.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { Git, type GitResult } from '../../core/staging-git.ts';
@@ -315,6 +315,29 @@ export interface Scene {
 export function fresh(template: Scratch): Scene {
   const s = template.copy();
   return { s, dev: s.person('dev'), runner: s.person('runner'), other: s.person('other') };
+}
+
+/**
+ * Scenes and fake APIs for the tests of one file, cleaned up after each test (call it at the file's top level):
+ * `scene(template)` is a fresh copy of a prepared scene, `github()` a fake API.
+ */
+export function perTest(): { scene(template: Scratch): Scene; github(options?: Parameters<typeof startFakeGitHub>[0]): Promise<FakeGitHub> } {
+  let scratch: Scratch | undefined;
+  let api: FakeGitHub | undefined;
+  afterEach(async () => {
+    scratch?.cleanup();
+    scratch = undefined;
+    await api?.close();
+    api = undefined;
+  });
+  return {
+    scene: (template) => {
+      const s = fresh(template);
+      scratch = s.s;
+      return s;
+    },
+    github: async (options) => (api = await startFakeGitHub(options)),
+  };
 }
 
 async function rejection(p: Promise<unknown>): Promise<unknown> {

@@ -116,11 +116,28 @@ describe('deploy operation', () => {
     expect(h.remote.uploads).toEqual([]);
   });
 
-  it('a dry run prints the plan and connects to nothing', async () => {
-    const h = harness('');
+  it('a dry run reads the live commit (one read-only step, no lock), prints the plan and the change, changes nothing', async () => {
+    const live = `20240101T000000Z-${v1.slice(0, 12)}`;
+    const h = harness('', (step) => (step.name === 'state' ? { stdout: `@ops provisioned yes\n@ops current ${live}\n@ops release ${live} ${v1} ok\n` } : undefined));
     const r = await deploy(h.ctx, loadEnvironment('x', root), { dryRun: true, ref: 'v2' });
-    expect(h.connections()).toBe(0);
-    expect(r.plan!.join('\n')).toMatch(/environment x: v2 \(tag v2\) = [0-9a-f]{40}[\s\S]*migrate \(first host\): make migrate/);
+    expect(h.connections()).toBe(1);
+    expect(h.remote.stepNames()).toEqual(['state']);
+    expect(h.remote.uploads).toEqual([]);
+    const plan = r.plan!.join('\n');
+    expect(plan).toMatch(/environment x: v2 \(tag v2\) = [0-9a-f]{40}[\s\S]*migrate \(first host\): make migrate/);
+    expect(plan).toContain(`web1: live ${v1.slice(0, 12)} (${live}) → target`);
+    expect(plan).toMatch(/1 new commit\n\s+commits added:\n\s+[0-9a-f]{10}  Sample catalogue 2\.0\.0: datasets \(new migration\), shown on the page  \(Sample App\)/);
+    expect(plan).toContain('migrations added: migrations/0003_datasets.sql');
+    expect(r.changes[0]!.change!.relation).toBe('ahead');
+  });
+
+  it('a dry run still prints the plan when a host cannot be read', async () => {
+    const h = harness('');
+    h.ctx.connector = async () => {
+      throw new Error('connect ECONNREFUSED 192.0.2.1:22');
+    };
+    const r = await deploy(h.ctx, loadEnvironment('x', root), { dryRun: true, ref: 'v2' });
+    expect(r.plan!.join('\n')).toContain('web1: live commit unknown (connect ECONNREFUSED 192.0.2.1:22)');
   });
 
   it.each(['$(id)', 'v1;reboot', '--exec=x', 'a..b', 'with space'])('refuses the ref %j before any connection', async (ref) => {

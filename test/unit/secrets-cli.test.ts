@@ -11,42 +11,7 @@ import { identitiesFromText } from '../../core/secrets/keys.ts';
 import { SecretsFile } from '../../core/secrets/sops.ts';
 import { fromPlain, type MapNode } from '../../core/secrets/tree.ts';
 import { runOps } from '../support/cli.ts';
-import { cli, tempDir, tempRoot, vector } from './secrets.helpers.ts';
-
-interface Env {
-  root: string;
-  key: string;
-  keyFile: string;
-  env: NodeJS.ProcessEnv;
-  secrets: string;
-}
-
-/** `ops env new <name>` in a fresh root; the printed key saved to a key file. */
-async function newEnv(name = 'qa'): Promise<Env & { out: string }> {
-  const root = tempRoot();
-  const r = await cli(root, ['env', 'new', name]);
-  expect(r.err).toBe('');
-  expect(r.code).toBe(0);
-  const keys = r.out.match(/AGE-SECRET-KEY-1[0-9A-Z]+/g) ?? [];
-  expect(keys.length).toBe(1);
-  const keyFile = join(tempDir(), 'keys.txt');
-  writeFileSync(keyFile, `${keys[0]}\n`, { mode: 0o600 });
-  return { root, key: keys[0]!, keyFile, env: { SOPS_AGE_KEY_FILE: keyFile }, secrets: join(root, 'environments', name, 'secrets.sops.yaml'), out: r.out };
-}
-
-async function open(e: Env, keyText = e.key): Promise<SecretsFile> {
-  return SecretsFile.open(e.secrets, { identities: await identitiesFromText(keyText) });
-}
-
-/** A scripted $EDITOR: records the file it was given (and its modes), then runs `body` on it ($1). */
-function editor(body: string): { cmd: string; record: string } {
-  const dir = tempDir('ops-editor-');
-  const record = join(dir, 'record');
-  const script = join(dir, 'editor.sh');
-  writeFileSync(script, `#!/bin/sh\nprintf '%s %s %s\\n' "$1" "$(stat -c %a "$1")" "$(stat -c %a "$(dirname "$1")")" >> '${record}'\n${body}\n`);
-  chmodSync(script, 0o755);
-  return { cmd: script, record };
-}
+import { type Env, cli, editor, newEnv, open, tempDir, tempRoot, vector } from './secrets.helpers.ts';
 
 function recorded(record: string): { file: string; mode: string; dirMode: string }[] {
   return readFileSync(record, 'utf8')
@@ -114,7 +79,7 @@ describe('ops secrets set / show / decrypt', () => {
     const show = await cli(e.root, ['secrets', 'show', 'qa'], e.env);
     expect(show.code).toBe(0);
     expect(show.out).toContain(`database_url: ${url}\n`);
-    expect(show.out).toContain('datapass:\n  client_id: abc-123\n');
+    expect(show.out).toContain('datapass:\n    client_id: abc-123\n');
     expect((await cli(e.root, ['secrets', 'show', 'qa', '--key', 'database_url'], e.env)).out).toBe(`${url}\n`);
     expect((await cli(e.root, ['secrets', 'show', 'qa', '--key', 'datapass.client_id'], e.env)).out).toBe('abc-123\n');
     const missing = await cli(e.root, ['secrets', 'show', 'qa', '--key', 'nope'], e.env);

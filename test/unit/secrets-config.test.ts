@@ -59,7 +59,13 @@ describe('.sops.yaml', () => {
     writeFileSync(join(root, '.sops.yaml'), 'creation_rules:\n  - path_regex: x\n    age: age1nope\n');
     expect(() => recipientsFor(root, 'x')).toThrow('.sops.yaml creation_rules[0].age[0]: "age1nope" is not a valid age recipient');
     writeFileSync(join(root, '.sops.yaml'), 'creation_rules:\n  - path_regex: "(unclosed"\n');
-    expect(() => readCreationRules(root)).toThrow('creation_rules[0].path_regex /(unclosed/ is not a valid regular expression');
+    expect(() => readCreationRules(root)).toThrow('creation_rules[0].path_regex /(unclosed/ is not a valid Go regular expression');
+    // path_regex is a Go regexp, as sops reads it: RE2 syntax JavaScript lacks works, syntax RE2 lacks is refused
+    writeFileSync(join(root, '.sops.yaml'), `creation_rules:\n  - path_regex: '(?i)\\Aenvironments/PROD/'\n    age: ${(await recipients())[0]}\n`);
+    expect(ruleFor(root, 'environments/prod/secrets.sops.yaml')?.index).toBe(0);
+    expect(ruleFor(root, 'x/environments/prod/secrets.sops.yaml')).toBeUndefined();
+    writeFileSync(join(root, '.sops.yaml'), "creation_rules:\n  - path_regex: '(?<=x)y'\n");
+    expect(() => readCreationRules(root)).toThrow(/is not a valid Go regular expression/);
   });
 
   it('setEnvRule creates the file, adds a rule before a catch-all, updates in place and keeps comments', async () => {

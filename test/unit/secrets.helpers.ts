@@ -1,11 +1,13 @@
 // Shared by the secrets tests: the real-sops vectors, temporary project roots, and the CLI run in-process.
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runOps, type CliResult } from '../support/cli.ts';
 import { commands } from '../../scripts/commands/secrets.ts';
 import { type Identities, identitiesFromText } from '../../core/secrets/keys.ts';
+import { SecretsFile } from '../../core/secrets/sops.ts';
+import { expect } from 'vitest';
 
 /** Files written by the real sops 3.8.1 (test/fixtures/sops/README.md), copied from ../shared/vectors/sops. */
 export const VECTORS = fileURLToPath(new URL('../fixtures/sops', import.meta.url));
@@ -39,3 +41,39 @@ export function tempRoot(): string {
 export function cli(root: string, argv: string[], env: NodeJS.ProcessEnv = {}, input = ''): Promise<CliResult> {
   return runOps(argv, { root, env: { PATH: process.env.PATH, HOME: root, ...env }, input, commands });
 }
+
+export interface Env {
+  root: string;
+  key: string;
+  keyFile: string;
+  env: NodeJS.ProcessEnv;
+  secrets: string;
+}
+
+/** `ops env new <name>` in a fresh root; the printed key saved to a key file. */
+export async function newEnv(name = 'qa'): Promise<Env & { out: string }> {
+  const root = tempRoot();
+  const r = await cli(root, ['env', 'new', name]);
+  expect(r.err).toBe('');
+  expect(r.code).toBe(0);
+  const keys = r.out.match(/AGE-SECRET-KEY-1[0-9A-Z]+/g) ?? [];
+  expect(keys.length).toBe(1);
+  const keyFile = join(tempDir(), 'keys.txt');
+  writeFileSync(keyFile, `${keys[0]}\n`, { mode: 0o600 });
+  return { root, key: keys[0]!, keyFile, env: { SOPS_AGE_KEY_FILE: keyFile }, secrets: join(root, 'environments', name, 'secrets.sops.yaml'), out: r.out };
+}
+
+export async function open(e: Env, keyText = e.key): Promise<SecretsFile> {
+  return SecretsFile.open(e.secrets, { identities: await identitiesFromText(keyText) });
+}
+
+/** A scripted $EDITOR: records the file it was given (and its modes), then runs `body` on it ($1). */
+export function editor(body: string): { cmd: string; record: string } {
+  const dir = tempDir('ops-editor-');
+  const record = join(dir, 'record');
+  const script = join(dir, 'editor.sh');
+  writeFileSync(script, `#!/bin/sh\nprintf '%s %s %s\\n' "$1" "$(stat -c %a "$1")" "$(stat -c %a "$(dirname "$1")")" >> '${record}'\n${body}\n`);
+  chmodSync(script, 0o755);
+  return { cmd: script, record };
+}
+

@@ -28,6 +28,37 @@ async function refused(text: string, file: string, opts: Parameters<typeof Secre
   throw new Error('expected the file to be refused');
 }
 
+describe('comments', () => {
+  it('are placed where they stand (before an item, after a value, at the end of a map or list) and printed back there', () => {
+    const text = `# top
+a: 1 # after a
+# before list
+list:
+  # first item
+  - x # after x
+  - z
+  # end of list
+nested:
+  # first key
+  k: v
+  # end of nested
+# end
+`;
+    const tree = parseTree(text, 'yaml', { file: 'f' });
+    expect(tree.comments).toEqual([
+      { before: 0, text: ' top' },
+      { before: 0, text: ' after a', inline: true },
+      { before: 1, text: ' before list' },
+      { before: 3, text: ' end' },
+    ]);
+    expect(getEntry(tree, 'list')).toMatchObject({ comments: [{ before: 0, text: ' first item' }, { before: 0, text: ' after x', inline: true }, { before: 2, text: ' end of list' }] });
+    expect(getEntry(tree, 'nested')).toMatchObject({ comments: [{ before: 0, text: ' first key' }, { before: 1, text: ' end of nested' }] });
+    expect(toYaml(tree).replace(/\n\n# end\n$/, '\n# end\n')).toBe(text);
+    // a "#" inside a value or a block scalar is text, not a comment
+    expect(parseTree('a: "x # y"\nb: |\n  # not a comment\n', 'yaml', { file: 'f' }).comments).toBeUndefined();
+  });
+});
+
 describe('files written by the real sops 3.8.1', () => {
   it('decrypt, with their MAC verified (YAML)', async () => {
     const r = await decryptFile(vector('secret.enc.yaml'), { identities: await vectorIdentities() });

@@ -236,8 +236,16 @@ describe('telling', () => {
     expect(rebuildSummary({ ...base, changed: false, dryRun: true }, names)).toMatch(/^### Dry run: [\s\S]*unchanged/);
   });
   it('summarises an add', () => {
-    const md = addSummary({ source: { display: 'feature/x', sha: A }, outcome: 'fast-forward', sha: A, before: M, changed: true, created: false, attempts: 1, dryRun: false }, 'staging');
+    const add = { source: { display: 'feature/x', sha: A }, outcome: 'fast-forward' as const, sha: A, before: M, changed: true, created: false, attempts: 1, dryRun: false, alsoAdded: [], skipped: [] };
+    const md = addSummary(add, { staging: 'staging', label: 'staging' });
     expect(md).toContain('feature/x (`aaaaaaa`) added to staging by fast-forward: `1111111` → `aaaaaaa`');
+    expect(md).not.toContain('lacked');
+    const pr = (n: number) => ({ display: `#${n} (b${n})`, sha: A, pull: { number: n, title: `PR ${n}`, url: `https://x/${n}`, branch: `b${n}` } });
+    const more = addSummary({ ...add, alsoAdded: [{ source: pr(3), outcome: 'merge', sha: A }], skipped: [{ source: pr(4), reason: 'conflict', message: 'm' }] }, { staging: 'staging', label: 'staging' });
+    expect(more).toContain("Open pull requests labelled `staging` that staging lacked (a cancelled run's work):");
+    expect(more).toContain('| [#3](https://x/3) PR 3 | `aaaaaaa` | merge commit |');
+    expect(more).toContain('| [#4](https://x/4) PR 4 | `aaaaaaa` | **skipped** (conflict) |');
+    expect(addSummary({ ...add, pullsUnavailable: 'no GitHub token' }, { staging: 'staging', label: 'staging' })).toContain('were **not checked**: no GitHub token');
   });
   it('writes a pull-request comment that says why and what to do, with the marker', () => {
     const body = skippedComment({ source, reason: 'conflict', message: 'conflicts in a.txt', files: ['a.txt'] }, names, 'https://run');

@@ -191,6 +191,9 @@ describe('.env', () => {
     expect(() => render({ ...readers, env: { VITE_KEY: 'pa$HOME' } })).toThrow(/VITE_KEY \(a plain value in environment.yml; read by python-dotenv, node-dotenv, vite\): no quoting is read the same by python-dotenv and vite/);
   });
 
+  it('writes a 64-bit integer secret (held exactly, as sops does) digit for digit', () => {
+    expect(render({}, { database_url: 9007199254740993n, passwords: 'x' }).dotenv).toContain("DB='9007199254740993'");
+  });
   it('lists every missing secret at once', () => {
     expect(() => renderDotenv(env(), {})).toThrow(/lacks 2 secrets the .env needs:\n  - DB needs the secret "database_url"\n  - PASSWORDS needs the secret "passwords"/);
   });

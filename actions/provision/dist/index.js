@@ -5805,35 +5805,35 @@ var require_client_h1 = __commonJS({
       return await WebAssembly.instantiate(mod, {
         env: {
           /* eslint-disable camelcase */
-          wasm_on_url: (p, at, len) => {
+          wasm_on_url: (p, at2, len) => {
             return 0;
           },
-          wasm_on_status: (p, at, len) => {
+          wasm_on_status: (p, at2, len) => {
             assert(currentParser.ptr === p);
-            const start = at - currentBufferPtr + currentBufferRef.byteOffset;
+            const start = at2 - currentBufferPtr + currentBufferRef.byteOffset;
             return currentParser.onStatus(new FastBuffer(currentBufferRef.buffer, start, len)) || 0;
           },
           wasm_on_message_begin: (p) => {
             assert(currentParser.ptr === p);
             return currentParser.onMessageBegin() || 0;
           },
-          wasm_on_header_field: (p, at, len) => {
+          wasm_on_header_field: (p, at2, len) => {
             assert(currentParser.ptr === p);
-            const start = at - currentBufferPtr + currentBufferRef.byteOffset;
+            const start = at2 - currentBufferPtr + currentBufferRef.byteOffset;
             return currentParser.onHeaderField(new FastBuffer(currentBufferRef.buffer, start, len)) || 0;
           },
-          wasm_on_header_value: (p, at, len) => {
+          wasm_on_header_value: (p, at2, len) => {
             assert(currentParser.ptr === p);
-            const start = at - currentBufferPtr + currentBufferRef.byteOffset;
+            const start = at2 - currentBufferPtr + currentBufferRef.byteOffset;
             return currentParser.onHeaderValue(new FastBuffer(currentBufferRef.buffer, start, len)) || 0;
           },
           wasm_on_headers_complete: (p, statusCode, upgrade, shouldKeepAlive) => {
             assert(currentParser.ptr === p);
             return currentParser.onHeadersComplete(statusCode, Boolean(upgrade), Boolean(shouldKeepAlive)) || 0;
           },
-          wasm_on_body: (p, at, len) => {
+          wasm_on_body: (p, at2, len) => {
             assert(currentParser.ptr === p);
-            const start = at - currentBufferPtr + currentBufferRef.byteOffset;
+            const start = at2 - currentBufferPtr + currentBufferRef.byteOffset;
             return currentParser.onBody(new FastBuffer(currentBufferRef.buffer, start, len)) || 0;
           },
           wasm_on_message_complete: (p) => {
@@ -48660,9 +48660,9 @@ function urlPassword(value) {
   const m = URL_AUTHORITY.exec(value.trim());
   if (!m) return [];
   const authority = m[1];
-  const at = authority.lastIndexOf("@");
-  if (at < 0) return [];
-  const userinfo = authority.slice(0, at);
+  const at2 = authority.lastIndexOf("@");
+  if (at2 < 0) return [];
+  const userinfo = authority.slice(0, at2);
   const colon = userinfo.indexOf(":");
   if (colon < 0) return [];
   const password = userinfo.slice(colon + 1);
@@ -48861,6 +48861,9 @@ function validate(kind, value, label) {
   }
   return value;
 }
+function patternOf(kind) {
+  return CHECKS[kind].pattern;
+}
 function isValid(kind, value) {
   return CHECKS[kind].pattern.test(value);
 }
@@ -48945,13 +48948,14 @@ function fail(problems, path, form, value, extra = "") {
 }
 function string(opts = {}) {
   const form = opts.form ?? "a string";
+  if (opts.pattern?.flags) throw new Error(`schema pattern /${opts.pattern.source}/${opts.pattern.flags}: flags have no JSON Schema equivalent`);
   return {
     form,
+    json: () => opts.pattern ? { type: "string", pattern: opts.pattern.source } : { type: "string" },
     check(value, path, problems) {
       if (typeof value !== "string") return fail(problems, path, form, value);
-      if (opts.pattern && !opts.pattern.test(value)) return fail(problems, path, form, value);
       const why = opts.check?.(value);
-      if (why) return fail(problems, path, form, value, ` (${why})`);
+      if (why || opts.pattern && !opts.pattern.test(value)) return fail(problems, path, form, value, why ? ` (${why})` : "");
       return value;
     }
   };
@@ -48960,6 +48964,7 @@ function integer(min, max, form) {
   const f = form ?? `an integer ${min}-${max}`;
   return {
     form: f,
+    json: () => ({ type: "integer", minimum: min, maximum: max }),
     check(value, path, problems) {
       if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) return fail(problems, path, f, value);
       return value;
@@ -48970,6 +48975,7 @@ function number(min, max, form) {
   const f = form ?? `a number ${min}-${max}`;
   return {
     form: f,
+    json: () => ({ type: "number", minimum: min, maximum: max }),
     check(value, path, problems) {
       if (typeof value !== "number" || !Number.isFinite(value) || value < min || value > max) return fail(problems, path, f, value);
       return value;
@@ -48979,6 +48985,7 @@ function number(min, max, form) {
 function boolean() {
   return {
     form: "true or false",
+    json: () => ({ type: "boolean" }),
     check(value, path, problems) {
       if (typeof value !== "boolean") return fail(problems, path, "true or false", value);
       return value;
@@ -48989,6 +48996,7 @@ function oneOf(values) {
   const form = `one of ${values.map((v) => JSON.stringify(v)).join(", ")}`;
   return {
     form,
+    json: () => ({ type: "string", enum: [...values] }),
     check(value, path, problems) {
       if (typeof value !== "string" || !values.includes(value)) return fail(problems, path, form, value);
       return value;
@@ -48999,6 +49007,7 @@ function list(item, opts = {}) {
   const form = opts.form ?? `a list of ${item.form}`;
   return {
     form,
+    json: () => ({ type: "array", items: item.json(), ...opts.min ? { minItems: opts.min } : {} }),
     check(value, path, problems) {
       if (!Array.isArray(value)) return fail(problems, path, form, value);
       if (opts.min && value.length < opts.min) {
@@ -49021,6 +49030,7 @@ function record(key, item, form) {
   const f = form ?? `a mapping of ${key.form} to ${item.form}`;
   return {
     form: f,
+    json: () => ({ type: "object", propertyNames: key.json(), additionalProperties: item.json() }),
     check(value, path, problems) {
       if (!isMapping(value)) return fail(problems, path, f, value);
       const out = {};
@@ -49044,6 +49054,7 @@ function either(a, b, form) {
   const f = form ?? `${a.form}, or ${b.form}`;
   return {
     form: f,
+    json: () => ({ anyOf: [a.json(), b.json()] }),
     check(value, path, problems) {
       const pa = [];
       const ra = a.check(value, path, pa);
@@ -49090,7 +49101,50 @@ function showDefault(value) {
   if (isMapping(value) && (Object.keys(value).length === 0 || Object.values(value).some((v) => isMapping(v)))) return void 0;
   return JSON.stringify(value);
 }
-function object(fields, form = "a mapping") {
+function at(value, path) {
+  let v = value;
+  for (const k of path) v = isMapping(v) ? v[k] : void 0;
+  return v;
+}
+function nested(path, leaf, required) {
+  const [k, ...rest] = path;
+  if (k === void 0) return leaf;
+  return { type: "object", ...required ? { required: [k] } : {}, properties: { [k]: nested(rest, leaf, required) } };
+}
+var NOT_NULL = { not: { type: "null" } };
+function ruleJson(rule) {
+  if ("exactlyOne" in rule) return { oneOf: rule.exactlyOne.map((k) => nested([k], NOT_NULL, true)) };
+  const then = rule.then.map((r) => "require" in r ? nested(r.require, NOT_NULL, true) : nested(r.path, { type: ["string", "null", "number", "boolean", "array", "object"], pattern: r.pattern.source }, false));
+  return { if: nested(rule.when.path, { const: rule.when.equals }, true), then: then.length === 1 ? then[0] : { allOf: then } };
+}
+function checkRule(rule, value, path, problems) {
+  const join4 = (keys) => [path, ...keys].filter(Boolean).join(".");
+  if ("exactlyOne" in rule) {
+    const given = rule.exactlyOne.filter((k) => value[k] !== void 0 && value[k] !== null);
+    if (given.length !== 1) problems.push({ path, message: rule.message });
+    return;
+  }
+  if (at(value, rule.when.path) !== rule.when.equals) return;
+  for (const r of rule.then) {
+    if ("require" in r) {
+      const v = at(value, r.require);
+      if (v === void 0 || v === null) problems.push({ path: join4(r.require), message: r.message });
+    } else {
+      const v = at(value, r.path);
+      if (typeof v === "string" && !r.pattern.test(v)) problems.push({ path: join4(r.path), message: r.message(v) });
+    }
+  }
+}
+function nullable(schema) {
+  const out = { ...schema };
+  if (Array.isArray(out.enum)) out.enum = [...out.enum, null];
+  if (typeof out.type === "string") out.type = [out.type, "null"];
+  else if (Array.isArray(out.anyOf)) out.anyOf = [...out.anyOf, { type: "null" }];
+  else if (out.type === void 0) return { anyOf: [schema, { type: "null" }] };
+  return out;
+}
+function object(fields, options = {}) {
+  const { form = "a mapping", rules = [] } = typeof options === "string" ? { form: options } : options;
   const known = Object.keys(fields);
   return {
     form,
@@ -49126,6 +49180,7 @@ function object(fields, form = "a mapping") {
         if (r === void 0) ok = false;
         else out[k] = r;
       }
+      for (const rule of rules) checkRule(rule, value, path, problems);
       return ok ? out : void 0;
     },
     rows(path) {
@@ -49142,6 +49197,25 @@ function object(fields, form = "a mapping") {
         if (field.schema.rows) rows.push(...field.schema.rows(p));
       }
       return rows;
+    },
+    json() {
+      const properties = {};
+      for (const [k, field] of Object.entries(fields)) {
+        const own = field.schema.json();
+        properties[k] = {
+          ...field.presence === "required" ? own : nullable(own),
+          description: `${field.doc}. Expected: ${field.schema.form}.`,
+          ...field.default !== void 0 ? { default: field.default } : {}
+        };
+      }
+      const required = Object.entries(fields).filter(([, f]) => f.presence === "required").map(([k]) => k);
+      return {
+        type: "object",
+        properties,
+        ...required.length ? { required } : {},
+        additionalProperties: false,
+        ...rules.length === 1 ? ruleJson(rules[0]) : rules.length ? { allOf: rules.map(ruleJson) } : {}
+      };
     }
   };
 }
@@ -49152,6 +49226,8 @@ var port = integer(1, 65535);
 var command = string({ pattern: /^[^\n]+$/, form: "a shell command on one line" });
 var hostKey = string({
   form: 'an SSH public key line ("ssh-ed25519 AAAA...")',
+  // the line's shape (an editor can check it); the key blob itself is decoded by parseHostKey
+  pattern: new RegExp(`^\\s*(?:\\S+\\s+)?(?:${HOST_KEY_TYPES.join("|")})\\s+[A-Za-z0-9+/]+={0,2}(?:\\s[\\s\\S]*)?$`),
   check: (v) => {
     const k = parseHostKey(v);
     return typeof k === "string" ? k : void 0;
@@ -49160,21 +49236,34 @@ var hostKey = string({
 var relPath = string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\n]*$/, form: 'a relative path without ".."' });
 var absPath = string({ pattern: /^\/[^\n]*$/, form: "an absolute path" });
 var anyPath = string({ pattern: /^[^\n]+$/, form: "a path" });
-var gitRef = string({ form: "a git branch, tag or sha", check: (v) => isValid("gitRef", v) ? void 0 : "not a valid git ref" });
+var gitRef = string({ form: "a git branch, tag or sha", pattern: patternOf("gitRef") });
 var urlPath = string({ pattern: /^\/[A-Za-z0-9._~\/-]*$/, form: 'a URL path starting with "/"' });
 var version = string({ pattern: /^\d+(\.\d+){0,2}$/, form: 'a version number ("18", "3.11", "3.8.9")' });
-var hostSchema = object({
-  name: req(name, "short host name, used in logs and reports"),
-  address: req(string({ pattern: /^[A-Za-z0-9.:-]+$/, form: "an IP address or DNS name" }), "where to connect"),
-  port: opt(port, "SSH port", 22),
-  user: opt(string({ pattern: /^[a-z_][a-z0-9_-]{0,31}$/, form: "a Unix user name" }), "SSH login (needs passwordless sudo for provisioning)", "deploy"),
-  host_key: opt(hostKey, "the host's SSH public key, pinned: a different or unknown key is refused (get it out of band, e.g. from the VM console or `ssh-keygen -y -f /etc/ssh/ssh_host_ed25519_key`)"),
-  host_key_file: opt(anyPath, "instead of `host_key`: a file holding it (relative to the environment folder, or absolute)")
-});
-var runtime = (what, strategies) => object({
-  strategy: req(oneOf(strategies), `how ${what} is installed: Debian's package (works offline) or a version manager (needs internet on the host)`),
-  version: req(version, `pinned ${what} version; provision fails if the host's differs`)
-});
+var hostSchema = object(
+  {
+    name: req(name, "short host name, used in logs and reports"),
+    address: req(string({ pattern: /^[A-Za-z0-9.:-]+$/, form: "an IP address or DNS name" }), "where to connect"),
+    port: opt(port, "SSH port", 22),
+    user: opt(string({ pattern: /^[a-z_][a-z0-9_-]{0,31}$/, form: "a Unix user name" }), "SSH login (needs passwordless sudo for provisioning)", "deploy"),
+    host_key: opt(hostKey, "the host's SSH public key, pinned: a different or unknown key is refused (get it out of band, e.g. from the VM console or `ssh-keygen -y -f /etc/ssh/ssh_host_ed25519_key`)"),
+    host_key_file: opt(anyPath, "instead of `host_key`: a file holding it (relative to the environment folder, or absolute)")
+  },
+  { rules: [{ exactlyOne: ["host_key", "host_key_file"], message: "give exactly one of host_key or host_key_file (the host key is always pinned)" }] }
+);
+var runtime = (what, manager, example) => object(
+  {
+    strategy: req(oneOf(["debian", manager]), `how ${what} is installed: Debian's package (works offline) or a version manager (needs internet on the host)`),
+    version: req(version, `pinned ${what} version; provision fails if the host's differs`)
+  },
+  {
+    rules: [
+      {
+        when: { path: ["strategy"], equals: manager },
+        then: [{ path: ["version"], pattern: /^\d+\.\d+\.\d+$/, message: (v) => `${manager} needs a full version ("${example}"), got "${v}"` }]
+      }
+    ]
+  }
+);
 var programSchema = object({
   command: req(command, "how to start it, run in `directory` with the release `.env` loaded; placeholders: {release} (the release directory), {python} {node} {npm} (pinned runtimes, absolute paths), {port} (the port of this program in the slot being started), {port:<program>}"),
   directory: opt(relPath, "working directory, relative to the release", "."),
@@ -49187,134 +49276,152 @@ var envValue = either(
   object({ secret: req(string({ pattern: /^[A-Za-z0-9_.-]+$/, form: 'a key path in the secrets file ("a.b")' }), "the secret whose value is used") }, "{ secret: <key path> }"),
   "a string, or { secret: <key path> }"
 );
-var environmentSchema = object({
-  app: req(name, "application name: the app user, /srv/<app>, supervisor programs and nginx site are named after it"),
-  repository: opt(anyPath, "git repository to deploy from (relative to the project root or absolute); default: the repository the command runs in (the workflow's checkout)"),
-  ref: opt(gitRef, "git ref deployed when none is given", "master"),
-  domain: opt(string({ pattern: /^[A-Za-z0-9.-]+$/, form: "a DNS name" }), "public name of the site (nginx server_name, TLS certificate)"),
-  url: opt(string({ pattern: /^https?:\/\/[^\s]+$/, form: "an http(s) URL" }), "public URL shown in reports; default: from domain and TLS mode, else the first host's address"),
-  hosts: req(list(hostSchema, { min: 1 }), "the machines of this environment"),
-  ssh: opt(
-    object({
-      identity_file: opt(anyPath, "private key to log in with (else $OPS_SSH_KEY, $SSH_AUTH_SOCK, ~/.ssh/id_ed25519, ~/.ssh/id_rsa)"),
-      connect_timeout: opt(integer(1, 300), "seconds to wait for a connection", 20),
-      connect_retries: opt(integer(0, 10), "extra connection attempts (with backoff) before giving up", 2)
-    }),
-    "SSH settings",
-    { connect_timeout: 20, connect_retries: 2 }
-  ),
-  app_user: opt(name, "Unix user the app runs as (created by provision, never root); default: the app name"),
-  base_dir: opt(absPath, "where releases live on the host; default: /srv/<app>"),
-  runtimes: opt(
-    object({
-      python: opt(runtime("Python", ["debian", "pyenv"]), "Python for the API", { strategy: "debian", version: "3.11" }),
-      node: opt(runtime("Node.js", ["debian", "nvm"]), "Node.js for the client", { strategy: "debian", version: "18" })
-    }),
-    "pinned runtime versions",
-    { python: { strategy: "debian", version: "3.11" }, node: { strategy: "debian", version: "18" } }
-  ),
-  release: opt(
-    object({
-      python_requirements: opt(string({ pattern: /^[^\n]*$/, form: 'a relative path, or "" to skip' }), 'pip requirements file; a venv is made at <release>/venv ("" = no Python)', "requirements.txt"),
-      node_dir: opt(string({ pattern: /^[^\n]*$/, form: 'a relative path, or "" to skip' }), 'directory holding package.json/package-lock.json for `npm ci` ("" = no Node)', "client"),
-      build: opt(command, "build command, run in the release as the app user", "make build"),
-      migrate: opt(command, "migration command, run before the switch while the old release still serves", "make migrate"),
-      keep: opt(integer(1, 100), "releases kept on each host (the current one is never removed)", 5),
-      before_switch: opt(list(command), "commands run in the new release before traffic moves to it", []),
-      after_switch: opt(list(command), "commands run in the new release after traffic moved to it", [])
-    }),
-    "how a release is built",
-    {}
-  ),
-  programs: req(record(name, programSchema), "long-running processes of a release, kept alive by supervisor"),
-  routes: opt(record(urlPath, name), 'nginx locations: URL prefix -> program; the prefix is stripped for everything but "/"', { "/": "client", "/api/": "server" }),
-  switch: opt(
-    object({
-      health_timeout: opt(integer(1, 900), "seconds the new processes get to pass their health checks", 60),
-      health_interval: opt(number(0.1, 60), "seconds between health probes", 0.2),
-      keep_previous: opt(
-        boolean(),
-        "keep the previous release running on the idle slot after a switch, so a rollback only moves traffic (instant); set false if your processes run background jobs that must not run twice",
-        true
-      ),
-      drain: opt(integer(0, 3600), "with keep_previous false: at most this many seconds for requests in flight to the old release to finish before its processes stop (long polls, uploads)", 30),
-      port_offset: opt(integer(1, 1e4), 'the "green" slot listens on port + offset', 1),
-      batch_size: opt(integer(1, 100), "hosts deployed at once (rolling); a failure stops before the next batch", 1),
-      lock_wait: opt(integer(0, 3600), "seconds to wait for another run's lock before failing", 0)
-    }),
-    "the gapless switch",
-    {}
-  ),
-  env: opt(record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name" }), envValue), "the release's `.env` (mode 0600): plain values and references to secrets", {}),
-  dotenv: opt(
-    object({
-      readers: opt(
-        list(
-          either(
-            oneOf(READERS),
-            object(
-              {
-                reader: req(oneOf(READERS), "the parser"),
-                only: req(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name prefix" }), "it reads only the variables whose names start with this (vite exposes only `VITE_*`)")
-              },
-              "{ reader: <name>, only: <prefix> }"
-            )
-          ),
-          { min: 1 }
+var environmentSchema = object(
+  {
+    app: req(name, "application name: the app user, /srv/<app>, supervisor programs and nginx site are named after it"),
+    repository: opt(anyPath, "git repository to deploy from (relative to the project root or absolute); default: the repository the command runs in (the workflow's checkout)"),
+    ref: opt(gitRef, "git ref deployed when none is given", "master"),
+    domain: opt(string({ pattern: /^[A-Za-z0-9.-]+$/, form: "a DNS name" }), "public name of the site (nginx server_name, TLS certificate)"),
+    url: opt(string({ pattern: /^https?:\/\/[^\s]+$/, form: "an http(s) URL" }), "public URL shown in reports; default: from domain and TLS mode, else the first host's address"),
+    hosts: req(list(hostSchema, { min: 1 }), "the machines of this environment"),
+    ssh: opt(
+      object({
+        identity_file: opt(anyPath, "private key to log in with (else $OPS_SSH_KEY, $SSH_AUTH_SOCK, ~/.ssh/id_ed25519, ~/.ssh/id_rsa)"),
+        connect_timeout: opt(integer(1, 300), "seconds to wait for a connection", 20),
+        connect_retries: opt(integer(0, 10), "extra connection attempts (with backoff) before giving up", 2)
+      }),
+      "SSH settings",
+      { connect_timeout: 20, connect_retries: 2 }
+    ),
+    app_user: opt(name, "Unix user the app runs as (created by provision, never root); default: the app name"),
+    base_dir: opt(absPath, "where releases live on the host; default: /srv/<app>"),
+    runtimes: opt(
+      object({
+        python: opt(runtime("Python", "pyenv", "3.8.9"), "Python for the API", { strategy: "debian", version: "3.11" }),
+        node: opt(runtime("Node.js", "nvm", "16.13.2"), "Node.js for the client", { strategy: "debian", version: "18" })
+      }),
+      "pinned runtime versions",
+      { python: { strategy: "debian", version: "3.11" }, node: { strategy: "debian", version: "18" } }
+    ),
+    release: opt(
+      object({
+        python_requirements: opt(string({ pattern: /^[^\n]*$/, form: 'a relative path, or "" to skip' }), 'pip requirements file; a venv is made at <release>/venv ("" = no Python)', "requirements.txt"),
+        node_dir: opt(string({ pattern: /^[^\n]*$/, form: 'a relative path, or "" to skip' }), 'directory holding package.json/package-lock.json for `npm ci` ("" = no Node)', "client"),
+        build: opt(command, "build command, run in the release as the app user", "make build"),
+        migrate: opt(command, "migration command, run before the switch while the old release still serves", "make migrate"),
+        keep: opt(integer(1, 100), "releases kept on each host (the current one is never removed)", 5),
+        migration_paths: opt(
+          list(string({ pattern: /^(?!\/)[^\n]+$/, form: 'a git glob relative to the repository ("db/versions/**")' })),
+          "where migrations live, for the plan and `ops diff` (files added there are listed); [] = detect: **/migrations/**, **/alembic/versions/**, **/db/migrate/** and the versions/ of each alembic.ini's script_location",
+          []
         ),
-        "the parsers that read the `.env` (see the table below): each value is written so that every one of them reads it back exactly, or the deploy refuses it by name",
-        DEFAULT_READERS
-      )
-    }),
-    "how the `.env` is written",
-    {}
-  ),
-  initdata: opt(
-    object({
-      file: opt(relPath, "initial data file, relative to the environment folder (may be sops-encrypted)", "assets/initdata.yml"),
-      command: opt(command, "loader, run in the current release; {file} is the uploaded file", "venv/bin/python -m tools.initdata --no-input {file}")
-    }),
-    "initial data loading",
-    {}
-  ),
-  tls: opt(
-    object({
-      mode: req(oneOf(["off", "letsencrypt", "self-signed"]), "off: plain http; letsencrypt: certificate from an ACME server (HTTP-01, webroot); self-signed: for names without public DNS"),
-      email: opt(string({ pattern: /^[^\s@]+@[^\s@]+$/, form: "an e-mail address" }), "ACME account contact (letsencrypt)"),
-      acme_server: opt(string({ pattern: /^https:\/\/[^\s]+$/, form: "an https URL" }), "ACME directory URL; default: Let's Encrypt production"),
-      acme_ca_file: opt(anyPath, "CA bundle that signs the ACME server's API certificate (test servers only), relative to the environment folder")
-    }),
-    "HTTPS",
-    { mode: "off" }
-  ),
-  nginx: opt(
-    object({
-      site_template: opt(relPath, "your own site template instead of the built-in one, relative to the environment folder"),
-      client_max_body_size: opt(string({ pattern: /^\d+[kKmMgG]?$/, form: 'a size ("10m")' }), "largest request body", "10m"),
-      default_server: opt(
-        boolean(),
-        "the site also answers requests for names no site on the host serves (and by IP address); at most one app per host. An app without a domain always does, and must be alone on its hosts",
-        false
-      )
-    }),
-    "nginx site",
-    {}
-  ),
-  provision: opt(
-    object({
-      packages: opt(list(string({ pattern: /^[a-z0-9][a-z0-9.+-]*$/, form: "a Debian package name" })), "extra Debian packages to install", [])
-    }),
-    "host preparation",
-    {}
-  ),
-  secrets: opt(
-    object({
-      age_key_file: opt(anyPath, "age identity file for this environment, relative to its folder. Only for throwaway environments (local sandbox): real keys live in $SOPS_AGE_KEY / $SOPS_AGE_KEY_FILE")
-    }),
-    "secrets decryption",
-    {}
-  )
-});
+        before_switch: opt(list(command), "commands run in the new release before traffic moves to it", []),
+        after_switch: opt(list(command), "commands run in the new release after traffic moved to it", [])
+      }),
+      "how a release is built",
+      {}
+    ),
+    programs: req(record(name, programSchema), "long-running processes of a release, kept alive by supervisor"),
+    routes: opt(record(urlPath, name), 'nginx locations: URL prefix -> program; the prefix is stripped for everything but "/"', { "/": "client", "/api/": "server" }),
+    switch: opt(
+      object({
+        health_timeout: opt(integer(1, 900), "seconds the new processes get to pass their health checks", 60),
+        health_interval: opt(number(0.1, 60), "seconds between health probes", 0.2),
+        keep_previous: opt(
+          boolean(),
+          "keep the previous release running on the idle slot after a switch, so a rollback only moves traffic (instant); set false if your processes run background jobs that must not run twice",
+          true
+        ),
+        drain: opt(integer(0, 3600), "with keep_previous false: at most this many seconds for requests in flight to the old release to finish before its processes stop (long polls, uploads)", 30),
+        port_offset: opt(integer(1, 1e4), 'the "green" slot listens on port + offset', 1),
+        batch_size: opt(integer(1, 100), "hosts deployed at once (rolling); a failure stops before the next batch", 1),
+        lock_wait: opt(integer(0, 3600), "seconds to wait for another run's lock before failing", 0)
+      }),
+      "the gapless switch",
+      {}
+    ),
+    env: opt(record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name" }), envValue), "the release's `.env` (mode 0600): plain values and references to secrets", {}),
+    dotenv: opt(
+      object({
+        readers: opt(
+          list(
+            either(
+              oneOf(READERS),
+              object(
+                {
+                  reader: req(oneOf(READERS), "the parser"),
+                  only: req(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name prefix" }), "it reads only the variables whose names start with this (vite exposes only `VITE_*`)")
+                },
+                "{ reader: <name>, only: <prefix> }"
+              )
+            ),
+            { min: 1 }
+          ),
+          "the parsers that read the `.env` (see the table below): each value is written so that every one of them reads it back exactly, or the deploy refuses it by name",
+          DEFAULT_READERS
+        )
+      }),
+      "how the `.env` is written",
+      {}
+    ),
+    initdata: opt(
+      object({
+        file: opt(relPath, "initial data file, relative to the environment folder (may be sops-encrypted)", "assets/initdata.yml"),
+        command: opt(command, "loader, run in the current release; {file} is the uploaded file", "venv/bin/python -m tools.initdata --no-input {file}")
+      }),
+      "initial data loading",
+      {}
+    ),
+    tls: opt(
+      object({
+        mode: req(oneOf(["off", "letsencrypt", "self-signed"]), "off: plain http; letsencrypt: certificate from an ACME server (HTTP-01, webroot); self-signed: for names without public DNS"),
+        email: opt(string({ pattern: /^[^\s@]+@[^\s@]+$/, form: "an e-mail address" }), "ACME account contact (letsencrypt)"),
+        acme_server: opt(string({ pattern: /^https:\/\/[^\s]+$/, form: "an https URL" }), "ACME directory URL; default: Let's Encrypt production"),
+        acme_ca_file: opt(anyPath, "CA bundle that signs the ACME server's API certificate (test servers only), relative to the environment folder")
+      }),
+      "HTTPS",
+      { mode: "off" }
+    ),
+    nginx: opt(
+      object({
+        site_template: opt(relPath, "your own site template instead of the built-in one, relative to the environment folder"),
+        client_max_body_size: opt(string({ pattern: /^\d+[kKmMgG]?$/, form: 'a size ("10m")' }), "largest request body", "10m"),
+        default_server: opt(
+          boolean(),
+          "the site also answers requests for names no site on the host serves (and by IP address); at most one app per host. An app without a domain always does, and must be alone on its hosts",
+          false
+        )
+      }),
+      "nginx site",
+      {}
+    ),
+    provision: opt(
+      object({
+        packages: opt(list(string({ pattern: /^[a-z0-9][a-z0-9.+-]*$/, form: "a Debian package name" })), "extra Debian packages to install", [])
+      }),
+      "host preparation",
+      {}
+    ),
+    secrets: opt(
+      object({
+        age_key_file: opt(anyPath, "age identity file for this environment, relative to its folder. Only for throwaway environments (local sandbox): real keys live in $SOPS_AGE_KEY / $SOPS_AGE_KEY_FILE")
+      }),
+      "secrets decryption",
+      {}
+    )
+  },
+  {
+    rules: [
+      {
+        when: { path: ["tls", "mode"], equals: "letsencrypt" },
+        then: [
+          { require: ["domain"], message: "required when tls.mode is letsencrypt" },
+          { require: ["tls", "email"], message: "required when tls.mode is letsencrypt (the ACME account contact)" }
+        ]
+      }
+    ]
+  }
+);
 var ENVIRONMENT_FILE = "environment.yml";
 var ConfigError = class extends OpsError {
   constructor(file, problems) {
@@ -49363,8 +49470,6 @@ function crossCheck(config, problems) {
     const other = machines.get(machineId(h));
     if (other) problems.push({ path: `hosts[${i}].address`, message: `${h.address} port ${h.port} is also host ${other}: one machine listed twice would run the app twice on the same ports` });
     machines.set(machineId(h), h.name);
-    if (!h.host_key === !h.host_key_file)
-      problems.push({ path: `hosts[${i}]`, message: "give exactly one of host_key or host_key_file (the host key is always pinned)" });
   });
   for (const [prefix, program] of Object.entries(config.routes)) {
     if (!config.programs[program]) problems.push({ path: `routes.${prefix}`, message: `no program named "${program}" (programs: ${Object.keys(config.programs).join(", ")})` });
@@ -49390,15 +49495,6 @@ function crossCheck(config, problems) {
       path: config.app_user ? "app_user" : "app",
       message: `the app would run as "${appUser2}", ${login ? `the SSH login of host ${login.name} (with its sudo rights)` : "root"}: set app_user to a user of its own`
     });
-  const { python, node } = config.runtimes;
-  if (python.strategy === "pyenv" && !/^\d+\.\d+\.\d+$/.test(python.version))
-    problems.push({ path: "runtimes.python.version", message: `pyenv needs a full version ("3.8.9"), got "${python.version}"` });
-  if (node.strategy === "nvm" && !/^\d+\.\d+\.\d+$/.test(node.version))
-    problems.push({ path: "runtimes.node.version", message: `nvm needs a full version ("16.13.2"), got "${node.version}"` });
-  if (config.tls.mode === "letsencrypt") {
-    if (!config.domain) problems.push({ path: "domain", message: "required when tls.mode is letsencrypt" });
-    if (!config.tls.email) problems.push({ path: "tls.email", message: "required when tls.mode is letsencrypt (the ACME account contact)" });
-  }
 }
 function parseEnvironment(doc, file) {
   const problems = [];
@@ -49461,6 +49557,8 @@ function resolveEnvironment(envName, root, config, hosts) {
 function envPath(env, p) {
   return relativeTo(env.dir, p);
 }
+var JSON_SCHEMA_FILE = "schema/environment.schema.json";
+var SCHEMA_COMMENT = `# yaml-language-server: $schema=../../${JSON_SCHEMA_FILE}`;
 
 // core/ops/provision.ts
 import { readFileSync as readFileSync4 } from "node:fs";

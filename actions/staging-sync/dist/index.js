@@ -24956,8 +24956,16 @@ function describeAdd(r, staging) {
   const created = r.created ? ` (${staging} did not exist: ${would || ""}created from the main branch)` : "";
   return `${r.source.display} (${short(r.source.sha)}) ${would}added to ${staging} by ${OUTCOME[r.outcome]}: ${short(r.before)} \u2192 ${short(r.sha)}${created}`;
 }
-function addSummary(r, staging) {
-  return [`### ${r.dryRun ? "Dry run: " : ""}staging sync: add ${cell(r.source.display)}`, "", describeAdd(r, staging).replace(/\b([0-9a-f]{7})\b/g, "`$1`"), ""].join("\n");
+function addSummary(r, names) {
+  const lines = [`### ${r.dryRun ? "Dry run: " : ""}staging sync: add ${cell(r.source.display)}`, "", describeAdd(r, names.staging).replace(/\b([0-9a-f]{7})\b/g, "`$1`"), ""];
+  if (r.alsoAdded.length || r.skipped.length) {
+    lines.push(`Open pull requests labelled \`${cell(names.label)}\` that ${names.staging} lacked (a cancelled run's work):`, "", "| Source | Head | Result |", "| --- | --- | --- |");
+    for (const a of r.alsoAdded) lines.push(`| ${sourceCell(a.source)} | \`${short(a.source.sha)}\` | ${OUTCOME[a.outcome]} |`);
+    for (const s of r.skipped) lines.push(`| ${sourceCell(s.source)} | \`${short(s.source.sha)}\` | **skipped** (${s.reason}) |`);
+    lines.push("");
+  }
+  if (r.pullsUnavailable) lines.push(`> **Warning**: other pull requests labelled \`${cell(names.label)}\` were **not checked**: ${cell(r.pullsUnavailable)}.`, "");
+  return lines.join("\n");
 }
 function sourceCell(s) {
   return s.pull ? `[#${s.pull.number}](${s.pull.url}) ${cell(s.pull.title)}` : `\`${cell(s.display)}\``;
@@ -25421,11 +25429,25 @@ async function backoff(ctx, attempt) {
   const ms = ctx.settings.retryDelayMs * attempt * (0.5 + Math.random());
   if (ms > 0) await new Promise((r) => setTimeout(r, ms));
 }
-async function addToStaging(ctx, ref, pull) {
+async function listLabelled(ctx, labelled) {
+  if (!labelled) return { pulls: [] };
+  if (!labelled.github.api) return { pulls: [], unavailable: labelled.github.unavailable };
+  try {
+    const pulls = await labelled.github.api.labelledPulls(labelled.label);
+    ctx.reporter.info(`${pulls.length} open pull request${pulls.length === 1 ? "" : "s"} labelled "${labelled.label}"${pulls.length ? `: ${pulls.map((p) => `#${p.number}`).join(", ")}` : ""}`);
+    return { pulls };
+  } catch (e) {
+    return { pulls: [], unavailable: formatError(e).replace(/\n\s*hint: /, " \u2014 ") };
+  }
+}
+async function addToStaging(ctx, ref, pull, options = {}) {
   const { staging, main, retries, remote } = ctx.settings;
   const { reporter } = ctx;
   const request2 = parseRef(ref);
-  const wanted = request2.kind === "pull" || request2.kind === "ref" ? [request2.remoteRef] : request2.kind === "name" ? request2.candidates : [];
+  const listed = await listLabelled(ctx, options.labelled);
+  if (listed.unavailable) reporter.warn(`other pull requests labelled "${options.labelled.label}" were not checked: ${listed.unavailable}`);
+  const others = listed.pulls.map((p) => ({ request: pullRequestRef(p), pull: p }));
+  const wanted = [...request2.kind === "pull" || request2.kind === "ref" ? [request2.remoteRef] : request2.kind === "name" ? request2.candidates : [], ...requestedRefs(others)];
   try {
     for (let attempt = 1; ; attempt++) {
       const state = await readRemote(ctx, wanted);
@@ -25433,17 +25455,71 @@ async function addToStaging(ctx, ref, pull) {
       const base = state.staging ?? state.main;
       const records = state.staging ? await recordsAt(ctx, state.staging, state.main, state.tracking) : [];
       reporter.info(`${remote}: ${staging} at ${short(state.staging)}, ${main} at ${short(state.main)}, ${source.display} at ${short(source.sha)}`);
-      const local = await applyLocally(ctx, base, state.main, source, records);
-      const created = state.staging === void 0;
-      const result = { source, outcome: local.outcome, sha: local.sha, before: state.staging, changed: local.sha !== state.staging, created, attempts: attempt, dryRun: ctx.settings.dryRun };
-      if (local.outcome === "already-contained" && !created) return { ...result, changed: false };
-      if (ctx.settings.dryRun) return result;
-      const updates = [{ ref: `refs/heads/${staging}`, sha: local.sha }];
-      if (source.key && local.outcome !== "already-contained") {
-        updates.push({ ref: trackingRef(source.key), sha: source.sha, lease: state.tracking.get(source.key) ?? "" });
+      let refused;
+      let local = { outcome: "already-contained", sha: base };
+      try {
+        local = await applyLocally(ctx, base, state.main, source, records);
+      } catch (e) {
+        if (!(e instanceof StagingRefusal) || !others.length) throw e;
+        refused = e;
       }
-      const pushed = await pushAtomic(ctx, updates);
-      if (pushed.ok) return result;
+      const updates = [];
+      const track = (s, outcome) => {
+        if (!s.key || outcome === "already-contained") return;
+        updates.push({ ref: trackingRef(s.key), sha: s.sha, lease: state.tracking.get(s.key) ?? "" });
+        records.push({ key: s.key, head: s.sha, via: "tracking-ref" });
+      };
+      if (!refused) track(source, local.outcome);
+      let tip = local.sha;
+      const alsoAdded = [];
+      const skipped = [];
+      for (const o of others) {
+        let s;
+        try {
+          s = await resolveSource(ctx, o.request, state, o.pull && pullInfo(o.pull));
+        } catch (e) {
+          if (!(e instanceof OpsError)) throw e;
+          skipped.push({ source: { display: `#${o.pull.number} (${o.pull.headRef})`, sha: o.pull.headSha, pull: o.pull && pullInfo(o.pull) }, reason: "missing", message: e.message });
+          continue;
+        }
+        if (s.key && s.key === source.key || s.sha === source.sha) continue;
+        try {
+          const r = await applyLocally(ctx, tip, state.main, s, records);
+          if (r.outcome === "already-contained") continue;
+          tip = r.sha;
+          alsoAdded.push({ source: s, outcome: r.outcome, sha: r.sha });
+          track(s, r.outcome);
+          reporter.info(`${s.display} (${short(s.sha)}), labelled and missing from ${staging}: ${r.outcome}`);
+        } catch (e) {
+          if (!(e instanceof StagingRefusal)) throw e;
+          skipped.push({ source: s, reason: e.reason, message: e.message, files: e.files });
+          reporter.warn(`${s.display} (${short(s.sha)}), labelled, does not apply: ${e.message.split("\n")[0]}`);
+        }
+      }
+      const created = state.staging === void 0;
+      const result = {
+        source,
+        outcome: local.outcome,
+        sha: tip,
+        before: state.staging,
+        changed: tip !== state.staging,
+        created,
+        attempts: attempt,
+        dryRun: ctx.settings.dryRun,
+        alsoAdded,
+        skipped,
+        pullsUnavailable: listed.unavailable
+      };
+      const done = () => {
+        if (!refused) return result;
+        const kept = alsoAdded.length ? `
+${ctx.settings.dryRun ? "would still be added" : "still added"}, as labelled pull requests missing from ${staging}: ${alsoAdded.map((a) => a.source.display).join(", ")}` : "";
+        throw new StagingRefusal(refused.reason, `${refused.message}${kept}`, refused.hint ?? "", refused.files);
+      };
+      if (tip === state.staging && !created) return done();
+      if (ctx.settings.dryRun) return done();
+      const pushed = await pushAtomic(ctx, [{ ref: `refs/heads/${staging}`, sha: tip }, ...updates]);
+      if (pushed.ok) return done();
       const moved = await movedSince(ctx, state);
       if (!moved) throw pushed.error;
       if (attempt > retries) {
@@ -25600,22 +25676,22 @@ async function runStaging(run) {
   const { settings, reporter } = run;
   const git = await openRepository(run.repo, { identity: run.identity, env: run.env, interactive: run.interactive, remote: settings.remote });
   const ctx = { git, reporter, settings };
-  if (run.mode === "add") {
-    if (!run.ref) throw new OpsError("nothing to add: no ref given", "give the branch, tag, pull request (pull/12) or sha to add (input ref, or `ops staging add <ref>`)");
-    const what = run.pull ? `pull request #${run.pull.number}` : run.ref;
-    const result2 = await reporter.group(`add ${what} to ${settings.staging}`, () => addToStaging(ctx, run.ref, run.pull));
-    reporter.output("sha", result2.sha);
-    reporter.output("previous-sha", result2.before ?? "");
-    reporter.output("changed", String(result2.changed));
-    reporter.output("added", result2.outcome === "already-contained" ? "" : id(result2.source));
-    reporter.output("skipped", "");
-    await reporter.summary(addSummary(result2, settings.staging));
-    return result2;
-  }
+  if (run.mode === "add" && !run.ref) throw new OpsError("nothing to add: no ref given", "give the branch, tag, pull request (pull/12) or sha to add (input ref, or `ops staging add <ref>`)");
   const label = checkLabel(run.label ?? STAGING_DEFAULTS.label);
   const remoteUrl = (await git.run(["remote", "get-url", "--", settings.remote])).stdout.trim();
   if (run.token) reporter.mask(run.token);
   const github = githubAccess({ token: run.token, env: run.env, remoteUrl });
+  if (run.mode === "add") {
+    const what = run.pull ? `pull request #${run.pull.number}` : run.ref;
+    const result2 = await reporter.group(`add ${what} to ${settings.staging}`, () => addToStaging(ctx, run.ref, run.pull, { labelled: { github, label } }));
+    reporter.output("sha", result2.sha);
+    reporter.output("previous-sha", result2.before ?? "");
+    reporter.output("changed", String(result2.changed));
+    reporter.output("added", [...result2.outcome === "already-contained" ? [] : [result2.source], ...result2.alsoAdded.map((a) => a.source)].map(id).join(","));
+    reporter.output("skipped", result2.skipped.map((s) => id(s.source)).join(","));
+    await reporter.summary(addSummary(result2, { staging: settings.staging, label }));
+    return result2;
+  }
   const result = await reporter.group(
     `rebuild ${settings.staging} from ${settings.main}`,
     () => rebuildStaging(ctx, { github, label, comment: run.comment ?? true, runUrl: run.runUrl })

@@ -1,0 +1,228 @@
+// What a deploy changes, from the runner's git: the commits between what a host serves and the target, whether
+// the target is behind (a rollback in disguise), the migrations the target adds, and which dependency sets
+// change. Capistrano's `deploy:pending` answers the same question; here it is part of every plan and summary.
+import type { Environment } from './config/environment.ts';
+import { blobId, depsHash, git, nodeDependencyInput } from './source.ts';
+
+/** Commits listed before "N more". */
+export const COMMIT_LIMIT = 20;
+
+/**
+ * Where migrations live when `release.migration_paths` is not set: Django/Knex/Flyway-style `migrations/` dirs,
+ * alembic's `versions/` (also wherever an alembic.ini's script_location points), Rails' db/migrate.
+ */
+export const DEFAULT_MIGRATION_PATHS = ['**/migrations/**', '**/alembic/versions/**', '**/db/migrate/**'];
+
+/** Files in migration directories that are not migrations. */
+const NOT_MIGRATIONS = /(^|\/)(__init__\.py|env\.py|script\.py\.mako|README[^/]*|alembic\.ini|\.gitkeep)$|(^|\/)__pycache__\//;
+
+export interface Commit {
+  sha: string;
+  subject: string;
+  author: string;
+}
+
+export type Relation =
+  /** nothing is live: a first deploy */
+  | 'first'
+  /** the target is live already */
+  | 'same'
+  /** the target contains the live commit: a normal deploy */
+  | 'ahead'
+  /** the live commit contains the target: a rollback in disguise */
+  | 'behind'
+  /** neither contains the other */
+  | 'diverged'
+  /** the live commit is not in the runner's repository (fetch, or a commit pushed elsewhere) */
+  | 'unknown';
+
+export interface Change {
+  live: string;
+  target: string;
+  relation: Relation;
+  /** Commits the target adds (live..target), newest first, at most COMMIT_LIMIT; `added` counts them all. */
+  commits: Commit[];
+  added: number;
+  /** Commits live now that the target lacks (target..live): what a behind or diverged deploy takes away. */
+  removedCommits: Commit[];
+  removed: number;
+  /** Migration files the target adds; and those live now that the target lacks (a deploy does not undo them). */
+  migrations: string[];
+  migrationsLiveOnly: string[];
+  /** Dependency sets (by the hash that names an installed set): python, node. */
+  dependencies: { name: string; files: string; changed: boolean }[];
+}
+
+/** The two dependency sets of a commit, as named on the hosts (shared/deps/<kind>-<hash>). */
+export async function dependencyHashes(repo: string, sha: string, env: Environment): Promise<{ python: string; node: string }> {
+  const { python, node } = env.config.runtimes;
+  const { python_requirements: req, node_dir: nodeDir } = env.config.release;
+  return {
+    python: depsHash([`python ${python.strategy} ${python.version}`, await blobId(repo, sha, req)]),
+    node: depsHash([`node ${node.strategy} ${node.version}`, nodeDir ? await nodeDependencyInput(repo, sha, nodeDir) : '']),
+  };
+}
+
+async function isAncestor(repo: string, a: string, b: string): Promise<boolean> {
+  try {
+    await git(repo, ['merge-base', '--is-ancestor', a, b]);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function hasCommit(repo: string, sha: string): Promise<boolean> {
+  if (!/^[0-9a-f]{40}$/.test(sha)) return false;
+  try {
+    await git(repo, ['cat-file', '-e', `${sha}^{commit}`]);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function commitsBetween(repo: string, from: string, to: string): Promise<{ commits: Commit[]; count: number }> {
+  const count = Number((await git(repo, ['rev-list', '--count', `${from}..${to}`])).trim());
+  const out = await git(repo, ['log', `--max-count=${COMMIT_LIMIT}`, '--format=%H%x1f%an%x1f%s%x1e', `${from}..${to}`]);
+  const commits = out
+    .split('\x1e')
+    .map((l) => l.trim())
+    .filter(Boolean)
+    .map((l) => {
+      const [sha = '', author = '', subject = ''] = l.split('\x1f');
+      return { sha, author, subject };
+    });
+  return { commits, count };
+}
+
+/** The migration pathspecs for a commit: the environment's, else the defaults plus each alembic.ini's script_location. */
+export async function migrationPaths(repo: string, sha: string, env: Environment): Promise<string[]> {
+  const configured = env.config.release.migration_paths;
+  if (configured.length) return configured;
+  const paths = [...DEFAULT_MIGRATION_PATHS];
+  const files = (await git(repo, ['ls-tree', '-r', '--name-only', sha])).split('\n').filter((f) => f === 'alembic.ini' || f.endsWith('/alembic.ini'));
+  for (const ini of files) {
+    const text = await git(repo, ['cat-file', 'blob', `${sha}:${ini}`]);
+    const loc = /^\s*script_location\s*[=:]\s*(.+?)\s*$/m.exec(text)?.[1];
+    if (!loc || loc.includes(':')) continue; // a package resource ("pkg:dir") is not a path in the tree
+    const dir = ini.slice(0, -'alembic.ini'.length);
+    const rel = loc.replace(/^%\(here\)s\/?/, '').replace(/^\.\//, '').replace(/\/$/, '');
+    paths.push(`${dir}${rel}/versions/**`);
+  }
+  return [...new Set(paths)];
+}
+
+/** Migration files present in `to` and not in `from` (added, or renamed into place). */
+async function addedMigrations(repo: string, from: string, to: string, paths: string[]): Promise<string[]> {
+  const out = await git(repo, ['diff', '--name-only', '--no-renames', '--diff-filter=A', from, to, '--', ...paths.map((p) => `:(glob)${p}`)]);
+  return out
+    .split('\n')
+    .filter((f) => f && !NOT_MIGRATIONS.test(f))
+    .sort();
+}
+
+/**
+ * What deploying `target` changes on a host serving `live` ("" when nothing is live). Reads only the runner's
+ * repository; throws OpsError when git fails on it.
+ */
+export async function describeChange(repo: string, env: Environment, live: string, target: string): Promise<Change> {
+  const change: Change = { live, target, relation: 'first', commits: [], added: 0, removedCommits: [], removed: 0, migrations: [], migrationsLiveOnly: [], dependencies: [] };
+  if (!live) return change;
+  if (live === target) return { ...change, relation: 'same' };
+  if (!(await hasCommit(repo, live))) return { ...change, relation: 'unknown' };
+  const [ahead, behind] = [await isAncestor(repo, live, target), await isAncestor(repo, target, live)];
+  change.relation = ahead ? 'ahead' : behind ? 'behind' : 'diverged';
+  const add = await commitsBetween(repo, live, target);
+  const rm = await commitsBetween(repo, target, live);
+  Object.assign(change, { commits: add.commits, added: add.count, removedCommits: rm.commits, removed: rm.count });
+  const paths = [...new Set([...(await migrationPaths(repo, target, env)), ...(await migrationPaths(repo, live, env))])];
+  change.migrations = await addedMigrations(repo, live, target, paths);
+  change.migrationsLiveOnly = await addedMigrations(repo, target, live, paths);
+  const [before, after] = [await dependencyHashes(repo, live, env), await dependencyHashes(repo, target, env)];
+  const { python_requirements: req, node_dir: nodeDir } = env.config.release;
+  change.dependencies = [
+    ...(req ? [{ name: 'python', files: req, changed: before.python !== after.python }] : []),
+    ...(nodeDir ? [{ name: 'node', files: `${nodeDir}/package-lock.json`, changed: before.node !== after.node }] : []),
+  ];
+  return change;
+}
+
+/** A host's live commit, or why it is not known. */
+export interface HostLive {
+  host: string;
+  /** The live sha, "" when nothing is live. */
+  sha: string;
+  release: string;
+  /** Set when the host could not be read (the plan still prints). */
+  error?: string;
+}
+
+export interface HostsChange {
+  hosts: string[];
+  live: HostLive;
+  change?: Change;
+}
+
+/** Group hosts serving the same commit and describe the change for each group. */
+export async function describeChanges(repo: string, env: Environment, lives: HostLive[], target: string): Promise<HostsChange[]> {
+  const groups = new Map<string, HostsChange>();
+  for (const l of lives) {
+    const key = l.error ? `error ${l.host}` : `${l.sha} ${l.release}`;
+    const g = groups.get(key);
+    if (g) g.hosts.push(l.host);
+    else groups.set(key, { hosts: [l.host], live: l });
+  }
+  for (const g of groups.values()) if (!g.live.error) g.change = await describeChange(repo, env, g.live.sha, target);
+  return [...groups.values()];
+}
+
+const short = (sha: string) => sha.slice(0, 12);
+
+function commitLines(commits: Commit[], count: number, indent: string): string[] {
+  const lines = commits.map((c) => `${indent}${c.sha.slice(0, 10)}  ${c.subject}  (${c.author})`);
+  if (count > commits.length) lines.push(`${indent}... and ${count - commits.length} more`);
+  return lines;
+}
+
+/** The change as plain text lines, per group of hosts (for the terminal, the dry-run plan and `ops diff`). */
+export function formatChanges(groups: HostsChange[], target: string): string[] {
+  const out: string[] = [];
+  for (const { hosts, live, change } of groups) {
+    const who = hosts.join(', ');
+    if (live.error || !change) {
+      out.push(`${who}: live commit unknown (${live.error ?? 'not read'})`);
+      continue;
+    }
+    const head = `${who}: live ${live.sha ? `${short(live.sha)}${live.release ? ` (${live.release})` : ''}` : '(nothing)'} → target ${short(target)}`;
+    switch (change.relation) {
+      case 'first':
+        out.push(`${head}: first deploy, nothing live yet`);
+        continue;
+      case 'same':
+        out.push(`${head}: already live, nothing changes`);
+        continue;
+      case 'unknown':
+        out.push(`${head}: the live commit is not in this repository; fetch (git fetch --all --tags) to see the change`);
+        continue;
+      case 'ahead':
+        out.push(`${head}: ${change.added} new commit${change.added === 1 ? '' : 's'}`);
+        break;
+      case 'behind':
+        out.push(`${head}`, `  !!! ROLLBACK IN DISGUISE: the target is BEHIND the live commit: ${change.removed} live commit${change.removed === 1 ? '' : 's'} would be taken away !!!`);
+        break;
+      case 'diverged':
+        out.push(`${head}`, `  !!! the target does not contain the live commit: ${change.removed} live commit${change.removed === 1 ? '' : 's'} would be taken away, ${change.added} added !!!`);
+        break;
+    }
+    if (change.added) out.push('  commits added:', ...commitLines(change.commits, change.added, '    '));
+    if (change.removed) out.push('  commits taken away:', ...commitLines(change.removedCommits, change.removed, '    '));
+    out.push(change.migrations.length ? `  migrations added: ${change.migrations.join(', ')}` : '  migrations added: none');
+    if (change.migrationsLiveOnly.length) {
+      out.push(`  !!! migrations live now that the target lacks (a deploy does not undo them; the target must work with them): ${change.migrationsLiveOnly.join(', ')}`);
+    }
+    const deps = change.dependencies.map((d) => `${d.name} ${d.changed ? `CHANGED (${d.files}): a new set is installed` : 'unchanged (reused)'}`);
+    if (deps.length) out.push(`  dependencies: ${deps.join('; ')}`);
+  }
+  return out;
+}

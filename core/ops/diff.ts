@@ -1,0 +1,26 @@
+// ops diff <env> [--ref REF]: what a deploy of REF would change on each host (the change part of the deploy plan,
+// without the plan): one read-only round trip per host to read the live commit, no lock, nothing changed.
+import type { Environment } from '../config/environment.ts';
+import type { OpsContext } from '../context.ts';
+import { type HostsChange, describeChanges, formatChanges } from '../changes.ts';
+import { validate } from '../shell.ts';
+import { resolveRef, type ResolvedRef } from '../source.ts';
+import { readLive, sourceRepository } from './deploy.ts';
+
+export interface DiffResult {
+  environment: string;
+  target: ResolvedRef;
+  changes: HostsChange[];
+}
+
+/** The change per group of hosts serving the same commit. Errors: a bad ref (before any connection). */
+export async function diff(ctx: OpsContext, env: Environment, ref?: string): Promise<DiffResult> {
+  const repo = sourceRepository(ctx, env);
+  const target = await resolveRef(repo, validate('gitRef', ref || env.config.ref));
+  return { environment: env.name, target, changes: await describeChanges(repo, env, await readLive(ctx, env), target.sha) };
+}
+
+/** The change as text: the target, then per group of hosts what deploying it changes (formatChanges). */
+export function formatDiff(r: DiffResult): string {
+  return [`${r.environment}: ${r.target.ref} (${r.target.matched}) = ${r.target.sha}`, ...formatChanges(r.changes, r.target.sha)].join('\n');
+}

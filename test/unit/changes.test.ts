@@ -1,0 +1,137 @@
+// What a deploy changes (core/changes.ts), on the sample app's real repository and on small repositories made
+// here: commits added or taken away (a rollback in disguise), "N more" past the limit, migrations found by
+// default (migrations/ dirs, alembic versions/ wherever alembic.ini points) or where configured, dependency sets.
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { parseEnvironment, type Environment } from '../../core/config/environment.ts';
+import { COMMIT_LIMIT, describeChange, describeChanges, formatChanges } from '../../core/changes.ts';
+import { makeAppRepo } from '../fixtures/app/make-repo.ts';
+
+const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
+
+function env(release: Record<string, unknown> = {}): Environment {
+  const config = parseEnvironment(
+    { app: 'sample', hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }], programs: { server: { command: 'run', port: 3579 } }, routes: { '/': 'server' }, release },
+    'environments/x/environment.yml',
+  );
+  return { name: 'x', dir: '/x', root: '/x', config, hosts: [], appUser: 'sample', baseDir: '/srv/sample', url: 'http://x' };
+}
+
+const git = (cwd: string, ...args: string[]) =>
+  execFileSync('git', args, { cwd, encoding: 'utf8', env: { PATH: process.env.PATH, HOME: cwd, GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: '/dev/null', GIT_AUTHOR_NAME: 'Ada', GIT_AUTHOR_EMAIL: 'a@x', GIT_COMMITTER_NAME: 'Ada', GIT_COMMITTER_EMAIL: 'a@x' } }).trim();
+
+/** A repository with one commit per entry: files written, then committed with the message. */
+function repoWith(commits: { message: string; files: Record<string, string> }[]): { dir: string; shas: string[] } {
+  const dir = mkdtempSync(join(tmpdir(), 'ops-changes-'));
+  git(dir, 'init', '-q', '-b', 'main');
+  const shas: string[] = [];
+  for (const c of commits) {
+    for (const [f, text] of Object.entries(c.files)) {
+      mkdirSync(dirname(join(dir, f)), { recursive: true });
+      writeFileSync(join(dir, f), text);
+    }
+    git(dir, 'add', '-A');
+    git(dir, 'commit', '-q', '--allow-empty', '-m', c.message);
+    shas.push(git(dir, 'rev-parse', 'HEAD'));
+  }
+  return { dir, shas };
+}
+
+let app: string;
+const sha = (ref: string) => git(app, 'rev-parse', `${ref}^{commit}`);
+
+beforeAll(async () => {
+  app = join(mkdtempSync(join(tmpdir(), 'ops-changes-app-')), 'app');
+  await makeAppRepo(app);
+}, 60_000);
+
+describe('the change a deploy makes', () => {
+  it('ahead: the commits, the migration the target adds, dependency sets unchanged', async () => {
+    const c = await describeChange(app, env(), sha('v1'), sha('v2'));
+    expect(c.relation).toBe('ahead');
+    expect(c.added).toBe(1);
+    expect(c.commits[0]).toEqual({ sha: sha('v2'), author: 'Sample App', subject: expect.stringContaining('datasets') });
+    expect(c.migrations.length).toBeGreaterThan(0);
+    expect(c.migrations.every((m) => /migrations|versions/.test(m))).toBe(true);
+    expect(c.dependencies.map((d) => d.changed)).toEqual([false, false]);
+  });
+
+  it('dependency sets that change are named; a release version bump in the lockfile is no change', async () => {
+    const lock = (version: string, dep: string) => JSON.stringify({ name: 'client', version, lockfileVersion: 3, packages: { '': { version }, 'node_modules/x': { version: dep } } });
+    const r = repoWith([
+      { message: 'app', files: { 'requirements.txt': 'fastapi==0.115.0\n', 'client/package-lock.json': lock('1.0.0', '1.0.0') } },
+      { message: 'bump x', files: { 'client/package-lock.json': lock('1.0.0', '1.1.0') } },
+      { message: 'release 1.1.0', files: { 'client/package-lock.json': lock('1.1.0', '1.1.0') } },
+      { message: 'bump fastapi', files: { 'requirements.txt': 'fastapi==0.116.0\n' } },
+    ]);
+    const deps = async (i: number) => (await describeChange(r.dir, env(), r.shas[i - 1]!, r.shas[i]!)).dependencies.map((d) => `${d.name} ${d.files} ${d.changed}`);
+    expect(await deps(1)).toEqual(['python requirements.txt false', 'node client/package-lock.json true']);
+    expect(await deps(2)).toEqual(['python requirements.txt false', 'node client/package-lock.json false']);
+    expect(await deps(3)).toEqual(['python requirements.txt true', 'node client/package-lock.json false']);
+    const c = await describeChange(r.dir, env(), r.shas[0]!, r.shas[3]!);
+    expect(formatChanges([{ hosts: ['web1'], live: { host: 'web1', sha: r.shas[0]!, release: 'r1' }, change: c }], r.shas[3]!).join('\n')).toContain(
+      'dependencies: python CHANGED (requirements.txt): a new set is installed; node CHANGED (client/package-lock.json): a new set is installed',
+    );
+  });
+
+  it('behind: a rollback in disguise, said loudly, with the migrations it cannot undo', async () => {
+    const c = await describeChange(app, env(), sha('v2'), sha('v1'));
+    expect(c.relation).toBe('behind');
+    expect(c.removed).toBe(1);
+    expect(c.migrations).toEqual([]);
+    expect(c.migrationsLiveOnly.length).toBeGreaterThan(0);
+    const text = formatChanges([{ hosts: ['web1', 'web2'], live: { host: 'web1', sha: sha('v2'), release: 'r2' }, change: c }], sha('v1')).join('\n');
+    expect(text).toMatch(/^web1, web2: live [0-9a-f]{12} \(r2\) → target [0-9a-f]{12}\n {2}!!! ROLLBACK IN DISGUISE: the target is BEHIND the live commit: 1 live commit would be taken away !!!/);
+    expect(text).toContain('commits taken away:');
+    expect(text).toContain('!!! migrations live now that the target lacks');
+  });
+
+  it('diverged, first deploy, same commit, and a live commit this repository lacks', async () => {
+    expect((await describeChange(app, env(), sha('v2'), sha('broken-migration'))).relation).toBe('diverged');
+    expect((await describeChange(app, env(), '', sha('v1'))).relation).toBe('first');
+    expect((await describeChange(app, env(), sha('v1'), sha('v1'))).relation).toBe('same');
+    const unknown = await describeChange(app, env(), 'f'.repeat(40), sha('v1'));
+    expect(unknown.relation).toBe('unknown');
+    expect(formatChanges([{ hosts: ['web1'], live: { host: 'web1', sha: 'f'.repeat(40), release: '' }, change: unknown }], sha('v1')).join('\n')).toContain('fetch');
+  });
+
+  it(`lists at most ${COMMIT_LIMIT} commits, then "N more"`, async () => {
+    const r = repoWith(Array.from({ length: COMMIT_LIMIT + 6 }, (_, i) => ({ message: `change ${i}`, files: { [`f${i}`]: `${i}` } })));
+    const c = await describeChange(r.dir, env({ python_requirements: '', node_dir: '' }), r.shas[0]!, r.shas.at(-1)!);
+    expect(c.added).toBe(COMMIT_LIMIT + 5);
+    expect(c.commits).toHaveLength(COMMIT_LIMIT);
+    expect(c.commits[0]!.subject).toBe(`change ${COMMIT_LIMIT + 5}`);
+    const text = formatChanges([{ hosts: ['web1'], live: { host: 'web1', sha: r.shas[0]!, release: '' }, change: c }], r.shas.at(-1)!).join('\n');
+    expect(text).toContain('... and 5 more');
+    expect(text).toContain('(Ada)');
+  });
+
+  it('finds migrations where alembic.ini points, in migrations/ dirs, or where the environment says', async () => {
+    const r = repoWith([
+      { message: 'app', files: { 'server/alembic.ini': '[alembic]\nscript_location = %(here)s/db\n', 'server/db/env.py': '', 'server/db/versions/001_init.py': '', 'other/x.py': '' } },
+      { message: 'two migrations', files: { 'server/db/versions/002_tags.py': '', 'server/db/versions/__init__.py': '', 'web/migrations/0002_b.sql': '', 'schema/changes/7.sql': '', 'other/y.py': '' } },
+    ]);
+    const c = await describeChange(r.dir, env({ python_requirements: '', node_dir: '' }), r.shas[0]!, r.shas[1]!);
+    expect(c.migrations).toEqual(['server/db/versions/002_tags.py', 'web/migrations/0002_b.sql']);
+    const configured = await describeChange(r.dir, env({ python_requirements: '', node_dir: '', migration_paths: ['schema/changes/*.sql'] }), r.shas[0]!, r.shas[1]!);
+    expect(configured.migrations).toEqual(['schema/changes/7.sql']);
+  });
+
+  it('groups hosts serving the same commit; a host that could not be read is said so', async () => {
+    const groups = await describeChanges(
+      app,
+      env(),
+      [
+        { host: 'a', sha: sha('v1'), release: 'r1' },
+        { host: 'b', sha: sha('v1'), release: 'r1' },
+        { host: 'c', sha: '', release: '', error: 'connection refused' },
+      ],
+      sha('v2'),
+    );
+    expect(groups.map((g) => g.hosts)).toEqual([['a', 'b'], ['c']]);
+    expect(formatChanges(groups, sha('v2')).at(-1)).toBe('c: live commit unknown (connection refused)');
+  });
+});

@@ -1,0 +1,511 @@
+// Interoperability with the real sops: the pinned build that scripts/setup-machine.sh installs from the Go
+// module proxy. sops reads every file ops writes (after set, rotate, recipients add/remove, encrypt); ops reads
+// every file sops writes, with every value type, every encryption rule and several recipients, and agrees with
+// sops on which tampering is refused; `sops edit` on a file ops wrote keeps it readable by ops.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { type Identities, identitiesFromText } from '../../core/secrets/keys.ts';
+import { SOPS_VERSION, SecretsFile } from '../../core/secrets/sops.ts';
+import { type Format, type PlainValue, parseTree, toPlain } from '../../core/secrets/tree.ts';
+import { cli, newEnv, tempDir } from './secrets.helpers.ts';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+const PINNED = /^SOPS_VERSION=v(\S+)$/m.exec(readFileSync(join(ROOT, 'scripts/setup-machine.sh'), 'utf8'))![1]!;
+
+interface Key {
+  file: string;
+  recipient: string;
+  ids: Identities;
+}
+
+/** An age key made by age-keygen (Debian's age), as a user would make one. */
+async function ageKey(dir: string, name: string): Promise<Key> {
+  const file = join(dir, `${name}.txt`);
+  execFileSync('age-keygen', ['-o', file], { stdio: 'ignore' });
+  const recipient = execFileSync('age-keygen', ['-y', file], { encoding: 'utf8' }).trim();
+  return { file, recipient, ids: await identitiesFromText(readFileSync(file, 'utf8'), file) };
+}
+
+interface Run {
+  code: number;
+  out: string;
+  err: string;
+}
+
+/** Run the sops on PATH with one key file and nothing else from this environment. */
+function sops(args: string[], key: { file: string }, extra: NodeJS.ProcessEnv = {}): Run {
+  const r = spawnSync('sops', args, {
+    encoding: 'utf8',
+    env: { PATH: process.env.PATH, HOME: tempDir('ops-sops-home-'), SOPS_AGE_KEY_FILE: key.file, ...extra },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    cwd: tempDir('ops-sops-cwd-'), // away from this project's .sops.yaml
+    timeout: 30_000,
+  });
+  if (r.error) throw new Error(`cannot run sops (${r.error.message}): run ./scripts/setup-machine.sh, which installs sops ${PINNED}`);
+  return { code: r.status ?? 1, out: r.stdout, err: r.stderr };
+}
+
+const plainOf = (text: string, format: Format): PlainValue => toPlain(parseTree(text, format, { file: 'plaintext' }));
+
+/** Every kind of YAML value sops has a type for, in the spellings people write (go-yaml reads them). */
+const YAML_CORPUS = `# a comment (sops encrypts it, and ops too)
+str: hello
+with_colon: "a: b # not a comment"
+dollar: p$ss'w"rd \\ $(x) \`y\`
+bool_t: true
+bool_f: False
+int: 42
+neg: -7
+plus: +12
+octal_11: 0777
+octal_12: 0o17
+hex: 0x1F
+underscored: 1_000
+big: 9007199254740993
+int64_max: 9223372036854775807
+int64_min: -9223372036854775808
+beyond_int64: 123456789012345678901234
+float: 3.14
+float_whole: 2.0
+float_exp: 1.5e10
+float_exp_small: 1e-7
+float_neg_exp: -2.5E-3
+float_dot: .5
+float_trailing_dot: 1.
+float_leading_zero: 08
+too_big_float: 1e400
+inf: .inf
+pinf: +.Inf
+ninf: -.inf
+nan: .nan
+null_word: null
+null_tilde: ~
+null_empty:
+empty: ""
+yes_word: yes
+quoted_int: "42"
+multi: |
+  line one
+  line two
+folded: >
+  folded
+  text
+keep: |+
+  kept
+
+strip: |-
+  stripped
+unicode_ключ: "värde ✓ 日本"
+emoji_🔑: "🔐"
+list: [a, 1, 2.5, true, null, ""]
+list_of_maps:
+  - name: a
+    port: 1
+  - name: b
+    nested: {deep: [x, {y: z}]}
+date: 2024-01-15
+ts: 2024-01-15T10:20:30Z
+ts_frac_tz: 2024-01-15T10:20:30.123456789+02:00
+ts_zero_offset: 2024-01-15T10:20:30+00:00
+ts_space: 2024-01-15 10:20:30
+ts_short: 2024-1-5
+quoted_date: "2024-01-15"
+tagged_str: !!str 123
+tagged_float: !!float 3
+binary: !!binary aGVsbG8=
+password: s3cret
+Password_db: other
+token: tok
+public_name: visible
+desc: a description
+db_pub: public too
+api_secret: hidden
+creds:
+  pass_inner: inner
+  user: bob
+`;
+
+const JSON_CORPUS = `{
+  "str": "hello", "dollar": "p$ss'w\\"rd", "int": 42, "big": 9007199254740993, "int64_max": 9223372036854775807,
+  "beyond": 123456789012345678901234, "float": 3.14, "whole": 2.0, "exp": 1e3, "neg": -0.5, "negzero": -0,
+  "t": true, "f": false, "n": null, "empty": "", "unicode_ключ": "värde ✓", "html": "<a>&</a>", "multi": "a\\nb",
+  "list": [1, "a", {"b": [true, null]}], "password": "s3cret", "Password_db": "other", "token": "tok", "public_name": "visible",
+  "desc": "d", "db_pub": "p", "api_secret": "s", "creds": {"pass_inner": "inner", "user": "bob"}
+}
+`;
+
+const CORPUS: Record<Format, string> = { yaml: YAML_CORPUS, json: JSON_CORPUS };
+
+interface Rule {
+  name: string;
+  /** Command-line flags of `sops encrypt`... */
+  args?: string[];
+  /** ...or a creation rule of a .sops.yaml (mac_only_encrypted exists only there). */
+  config?: Record<string, unknown>;
+  /** keys left readable in the file, and keys encrypted */
+  plain: string[];
+  encrypted: string[];
+}
+
+/** The encryption rules sops has, including Go-only regexp syntax ((?i), \A); one per file, as sops allows. */
+const RULES: Rule[] = [
+  { name: 'default (_unencrypted suffix)', args: [], plain: [], encrypted: ['str', 'password', 'public_name'] },
+  { name: '--unencrypted-suffix _pub', args: ['--unencrypted-suffix', '_pub'], plain: ['db_pub'], encrypted: ['password', 'public_name'] },
+  { name: '--encrypted-suffix _secret', args: ['--encrypted-suffix', '_secret'], plain: ['password', 'str'], encrypted: ['api_secret'] },
+  { name: '--encrypted-regex (?i)^(pass|token)', args: ['--encrypted-regex', '(?i)^(pass|token)'], plain: ['str', 'public_name'], encrypted: ['password', 'Password_db', 'token', 'pass_inner'] },
+  { name: '--encrypted-regex \\Apass (Go-only \\A)', args: ['--encrypted-regex', '\\Apass'], plain: ['token', 'str'], encrypted: ['password', 'pass_inner'] },
+  { name: '--unencrypted-regex ^(public|desc)', args: ['--unencrypted-regex', '^(public|desc)'], plain: ['public_name', 'desc'], encrypted: ['password', 'str'] },
+  { name: 'mac_only_encrypted (.sops.yaml)', config: { mac_only_encrypted: true }, plain: [], encrypted: ['password'] },
+  { name: 'mac_only_encrypted + encrypted_regex ^pass (.sops.yaml)', config: { mac_only_encrypted: true, encrypted_regex: '^pass' }, plain: ['str', 'token'], encrypted: ['password', 'pass_inner'] },
+  { name: 'mac_only_encrypted + unencrypted_suffix _pub (.sops.yaml)', config: { mac_only_encrypted: true, unencrypted_suffix: '_pub' }, plain: ['db_pub'], encrypted: ['password'] },
+  // no comment of the corpus matches: nothing encrypted, everything encrypted (marked comments: see "comments")
+  { name: 'encrypted_comment_regex (.sops.yaml)', config: { encrypted_comment_regex: '(?i)^\\s*SOPS:ENC$' }, plain: ['str', 'password'], encrypted: [] },
+  { name: 'unencrypted_comment_regex (.sops.yaml)', config: { unencrypted_comment_regex: '^ sops:plain$' }, plain: [], encrypted: ['str', 'password'] },
+];
+
+/** `sops encrypt` of a plaintext file to `recipients` under `rule`. */
+function sopsEncrypt(plainFile: string, recipients: Key[], rule: Rule, key: Key): Run {
+  const age = recipients.map((k) => k.recipient).join(',');
+  if (!rule.config) return sops(['encrypt', '--age', age, ...(rule.args ?? []), plainFile], key);
+  const config = join(tempDir('ops-sops-config-'), '.sops.yaml');
+  writeFileSync(config, JSON.stringify({ creation_rules: [{ age, ...rule.config }] }));
+  return sops(['--config', config, 'encrypt', plainFile], key);
+}
+
+/** The value text of `key` in an encrypted file (YAML `key: v` or JSON `"key": v`), or undefined. */
+function stored(text: string, key: string): string | undefined {
+  const m = new RegExp(`^\\s*"?${key}"?: (.*?),?$`, 'm').exec(text);
+  return m?.[1];
+}
+
+let dir: string;
+let k1: Key;
+let k2: Key;
+let k3: Key;
+
+beforeAll(async () => {
+  dir = tempDir('ops-sops-interop-');
+  [k1, k2, k3] = [await ageKey(dir, 'k1'), await ageKey(dir, 'k2'), await ageKey(dir, 'k3')];
+});
+
+describe('the real sops', () => {
+  it(`is the pinned build (${PINNED}), on PATH`, () => {
+    const r = sops(['--version', '--disable-version-check'], k1);
+    expect(r.out).toMatch(new RegExp(`^sops ${PINNED.replace(/\./g, '\\.')}\\b`));
+    // and the version (and layout) ops writes new files in is that one's
+    expect(SOPS_VERSION).toBe(PINNED);
+  });
+});
+
+describe('sops reads what ops writes', () => {
+  it('in the layout sops itself writes: the same lines but for ciphertexts (and the armored keys\' indentation)', async () => {
+    const plainFile = join(dir, 'layout.yaml');
+    writeFileSync(plainFile, 'a: x\nlist:\n  - y\n  - {k: v}\nn: 1\n');
+    const theirs = sops(['encrypt', '--age', k1.recipient, plainFile], k1).out;
+    const ours = (await SecretsFile.create(join(dir, 'layout-ops.yaml'), parseTree(readFileSync(plainFile, 'utf8'), 'yaml', { file: 'p' }), { recipients: [k1.recipient] }).render()).text;
+    const shape = (t: string) =>
+      t
+        .replace(/ENC\[[^\]]+\]/g, 'ENC[...]')
+        .replace(/"\d{4}-[^"]+Z"/g, '"TIME"')
+        .split('\n')
+        .filter((l) => !/^\s+[A-Za-z0-9+/=-]{20,}$|BEGIN AGE|END AGE/.test(l));
+    expect(shape(ours)).toEqual(shape(theirs));
+  });
+
+  for (const format of ['yaml', 'json'] as const) {
+    it(`every value type, to several recipients (${format})`, async () => {
+      const file = join(dir, `ops-written.${format}`);
+      const tree = parseTree(CORPUS[format], format, { file: 'corpus' });
+      await SecretsFile.create(file, tree, { recipients: [k1.recipient, k2.recipient] }).save();
+      for (const key of [k1, k2]) {
+        const r = sops(['decrypt', file], key);
+        expect(r.err).toBe('');
+        expect(plainOf(r.out, format)).toEqual(toPlain(tree));
+      }
+      expect(sops(['decrypt', file], k3).code).not.toBe(0);
+    });
+  }
+
+  it('after ops secrets set, rotate, recipients add and remove, and encrypt', async () => {
+    const e = await newEnv();
+    const decrypt = (file: string, key: { file: string } = { file: e.keyFile }) => sops(['decrypt', file], key);
+    const value = "p$ss'word \\ \"q\"\nsecond line";
+    expect((await cli(e.root, ['secrets', 'set', 'qa', 'database.password'], e.env, value)).code).toBe(0);
+    const afterSet = decrypt(e.secrets);
+    expect(afterSet.err).toBe('');
+    expect((plainOf(afterSet.out, 'yaml') as { database: { password: string } }).database.password).toBe(value);
+    const before = plainOf(afterSet.out, 'yaml');
+
+    expect((await cli(e.root, ['secrets', 'rotate', 'qa'], e.env)).code).toBe(0);
+    expect(plainOf(decrypt(e.secrets).out, 'yaml')).toEqual(before);
+
+    expect((await cli(e.root, ['secrets', 'recipients', 'qa', 'add', k2.recipient], e.env)).code).toBe(0);
+    expect(plainOf(decrypt(e.secrets, k2).out, 'yaml')).toEqual(before);
+    expect((await cli(e.root, ['secrets', 'recipients', 'qa', 'remove', k2.recipient], e.env)).code).toBe(0);
+    expect(decrypt(e.secrets, k2).code).not.toBe(0);
+    expect(plainOf(decrypt(e.secrets).out, 'yaml')).toEqual(before);
+
+    const assets = join(e.root, 'environments/qa/assets');
+    mkdirSync(assets, { recursive: true });
+    for (const format of ['yaml', 'json'] as const) {
+      const asset = join(assets, `data.${format}`);
+      writeFileSync(asset, CORPUS[format]);
+      const r = await cli(e.root, ['secrets', 'encrypt', asset], e.env);
+      expect(r.code).toBe(0);
+      expect(plainOf(decrypt(asset).out, format)).toEqual(plainOf(CORPUS[format], format));
+    }
+  });
+});
+
+describe('ops reads what sops writes', () => {
+  for (const format of ['yaml', 'json'] as const) {
+    for (const rule of RULES) {
+      it(`${rule.name} (${format}), two recipients`, async () => {
+        const plainFile = join(dir, `plain-${RULES.indexOf(rule)}.${format}`);
+        writeFileSync(plainFile, CORPUS[format]);
+        const r = sopsEncrypt(plainFile, [k1, k2], rule, k1);
+        expect(r.err).toBe('');
+        for (const k of rule.plain) expect(stored(r.out, k), k).not.toMatch(/^"?ENC\[/);
+        for (const k of rule.encrypted) expect(stored(r.out, k), k).toMatch(/^"?ENC\[/);
+        const theirs = plainOf(sopsDecryptText(r.out, format, k2), format);
+        for (const key of [k1, k2]) {
+          const ours = await SecretsFile.fromText(r.out, `sops-written.${format}`, { identities: key.ids });
+          expect(toPlain(ours.tree)).toEqual(theirs);
+        }
+        expect(theirs).toEqual(plainOf(CORPUS[format], format));
+      });
+    }
+  }
+});
+
+/** `sops decrypt` of an encrypted text (written to a file first: sops names formats by extension). */
+function sopsDecryptText(text: string, format: Format, key: Key): string {
+  const file = join(tempDir('ops-sops-text-'), `f.${format}`);
+  writeFileSync(file, text);
+  const r = sops(['decrypt', file], key);
+  if (r.code !== 0) throw new Error(`sops decrypt failed: ${r.err}`);
+  return r.out;
+}
+
+describe('key groups (Shamir)', () => {
+  it('ops reads a file whose data key is split over three groups, two needed, with the keys of any two; one key is refused clearly', async () => {
+    const plainFile = join(dir, 'shamir.yaml');
+    writeFileSync(plainFile, YAML_CORPUS);
+    const config = join(tempDir('ops-sops-config-'), '.sops.yaml');
+    writeFileSync(config, JSON.stringify({ creation_rules: [{ shamir_threshold: 2, key_groups: [k1, k2, k3].map((k) => ({ age: [k.recipient] })) }] }));
+    const r = sops(['--config', config, 'encrypt', plainFile], k1);
+    expect(r.err).toBe('');
+    expect(r.out).toContain('shamir_threshold: 2');
+    const expected = plainOf(CORPUS.yaml, 'yaml');
+    for (const pair of [[k1, k2], [k2, k3], [k1, k3]]) {
+      const ids = await identitiesFromText(pair.map((k) => readFileSync(k.file, 'utf8')).join('\n'));
+      expect(toPlain((await SecretsFile.fromText(r.out, 'shamir.yaml', { identities: ids })).tree)).toEqual(expected);
+    }
+    await expect(SecretsFile.fromText(r.out, 'shamir.yaml', { identities: k2.ids })).rejects.toThrow(
+      'shamir.yaml is split into 3 key groups (Shamir), 2 of which are needed; your age identities open 1 (group 2)',
+    );
+    // rewriting it needs sops: refused, nothing written
+    const both = await identitiesFromText([k1, k2].map((k) => readFileSync(k.file, 'utf8')).join('\n'));
+    const opened = await SecretsFile.fromText(r.out, join(dir, 'shamir-copy.yaml'), { identities: both });
+    opened.set(['str'], { kind: 'scalar', type: 'str', value: 'x' });
+    await expect(opened.save()).rejects.toThrow(/key_groups keys, which this tool cannot re-encrypt to/);
+  });
+});
+
+describe('tampering: ops refuses exactly what sops refuses', () => {
+  /** Each line of the data part of a YAML file holding a scalar, changed: ciphertext flipped, or plaintext altered. */
+  function tamperings(text: string): { line: string; text: string }[] {
+    const lines = text.split('\n');
+    const end = lines.indexOf('sops:');
+    const out: { line: string; text: string }[] = [];
+    lines.slice(0, end).forEach((l, i) => {
+      const m = /^(\s*(?:- )?[^\s#][^:]*: )(.+)$/.exec(l);
+      if (!m || m[2] === '|' || m[2] === '|-' || m[2] === '>') return;
+      const v = m[2]!;
+      const changed = v.startsWith('ENC[') ? v.replace(/data:(.)/, (_, c: string) => `data:${c === 'A' ? 'B' : 'A'}`) : /^-?\d+$/.test(v) ? String(Number(v) + 1) : v === 'true' ? 'false' : `${v}x`;
+      const copy = [...lines];
+      copy[i] = m[1] + changed;
+      out.push({ line: l.trim().slice(0, 40), text: copy.join('\n') });
+    });
+    return out;
+  }
+
+  for (const rule of [RULES[0]!, RULES[1]!, RULES[7]!, RULES[8]!, RULES[9]!]) {
+    it(`every value of a sops file, one at a time (${rule.name})`, async () => {
+      const plainFile = join(dir, `tamper-${RULES.indexOf(rule)}.yaml`);
+      writeFileSync(plainFile, 'a: one\nn: 5\nb_pub: plain\nlist:\n  - x\n  - y_pub: z\npassword: pw\nnested:\n  ok: true\n  pass_deep: d\n');
+      const r = sopsEncrypt(plainFile, [k1], rule, k1);
+      expect(r.err).toBe('');
+      const cases = tamperings(r.out);
+      expect(cases.length).toBeGreaterThanOrEqual(7);
+      let refused = 0;
+      for (const c of cases) {
+        const file = join(tempDir('ops-tamper-'), 'f.yaml');
+        writeFileSync(file, c.text);
+        const theirs = sops(['decrypt', file], k1).code === 0;
+        const ours = await SecretsFile.fromText(c.text, file, { identities: k1.ids }).then(
+          () => true,
+          () => false,
+        );
+        expect(ours, `${c.line}: ops ${ours ? 'accepts' : 'refuses'}, sops ${theirs ? 'accepts' : 'refuses'}`).toBe(theirs);
+        if (!ours) refused++;
+      }
+      // without --mac-only-encrypted every value is covered by the MAC or by its own tag
+      if (!rule.config?.mac_only_encrypted) expect(refused).toBe(cases.length);
+      else expect(refused).toBeGreaterThan(0);
+    });
+  }
+
+  it('a deleted value and reordered list items are refused by both', async () => {
+    const plainFile = join(dir, 'reorder.yaml');
+    writeFileSync(plainFile, 'a: one\nlist:\n  - x\n  - y\nb_unencrypted: keep\nc_unencrypted: gone\n');
+    const r = sops(['encrypt', '--age', k1.recipient, plainFile], k1);
+    const swapped = r.out.replace(/(\n {4}- )(ENC\[[^\n]+)(\n {4}- )(ENC\[[^\n]+)/, '$1$4$3$2');
+    const deleted = r.out.replace(/\nc_unencrypted: gone/, '');
+    for (const text of [swapped, deleted]) {
+      expect(text).not.toBe(r.out);
+      const file = join(tempDir('ops-tamper-'), 'f.yaml');
+      writeFileSync(file, text);
+      expect(sops(['decrypt', file], k1).code).not.toBe(0);
+      await expect(SecretsFile.fromText(text, file, { identities: k1.ids })).rejects.toThrow(/MAC mismatch|does not decrypt/);
+    }
+  });
+});
+
+describe('sops edit on a file ops wrote', () => {
+  it('keeps it readable by ops, with the edit and every other value as they were', async () => {
+    const file = join(dir, 'edited.yaml');
+    const tree = parseTree(YAML_CORPUS, 'yaml', { file: 'corpus' });
+    await SecretsFile.create(file, tree, { recipients: [k1.recipient, k2.recipient] }).save();
+    const script = join(dir, 'editor.sh');
+    writeFileSync(script, `#!/bin/sh\nsed -i 's/^str: .*/str: edited by sops/' "$1"\nprintf 'added_by_sops:\\n  - when: 2025-02-03\\n    n: 7\\n' >> "$1"\n`);
+    chmodSync(script, 0o755);
+    const r = sops(['edit', file], k1, { EDITOR: script });
+    expect(r.code, r.err).toBe(0);
+    const back = await SecretsFile.open(file, { identities: k2.ids });
+    const expected = toPlain(tree) as Record<string, PlainValue>;
+    expect(toPlain(back.tree)).toEqual({ ...expected, str: 'edited by sops', added_by_sops: [{ when: '2025-02-03T00:00:00Z', n: 7 }] });
+    // and ops writes it back so that sops still reads it
+    back.set(['str'], { kind: 'scalar', type: 'str', value: 'set by ops' });
+    await back.save();
+    expect((plainOf(sops(['decrypt', file], k1).out, 'yaml') as Record<string, PlainValue>).str).toBe('set by ops');
+  });
+});
+
+describe('ops secrets commands on sops-written files', () => {
+  it('decrypt prints what sops decrypt prints (same values)', async () => {
+    const e = await newEnv();
+    const file = join(e.root, 'environments/qa/secrets.sops.yaml');
+    const plainFile = join(dir, 'for-cli.yaml');
+    writeFileSync(plainFile, YAML_CORPUS);
+    const recipient = readFileSync(join(e.root, '.sops.yaml'), 'utf8').match(/age: (\S+)/)![1]!;
+    const enc = sops(['encrypt', '--age', recipient, plainFile], k1);
+    writeFileSync(file, enc.out);
+    const ours = await cli(e.root, ['secrets', 'decrypt', file], e.env);
+    expect(ours.code).toBe(0);
+    const theirs = sops(['decrypt', file], { file: e.keyFile });
+    expect(theirs.code).toBe(0);
+    expect(plainOf(ours.out, 'yaml')).toEqual(plainOf(theirs.out, 'yaml'));
+  });
+});
+
+describe('comments sops keeps', () => {
+  for (const [rule, marker, marked, unmarked] of [
+    ['encrypted_comment_regex', 'sops:enc', 'ENC', 'plain'],
+    ['unencrypted_comment_regex', 'sops:plain', 'plain', 'ENC'],
+  ] as const) {
+    it(`${rule}: ops reads what sops writes, and sops reads what ops rewrites, with the same values encrypted`, async () => {
+      const plainFile = join(dir, `${rule}.yaml`);
+      writeFileSync(plainFile, `# ${marker}\npassword: s3cret\nuser: bob\nnested:\n  # ${marker}\n  token: t\n  other: o\n# a note\nlast: l\n`);
+      const r = sopsEncrypt(plainFile, [k1], { name: rule, config: { [rule]: marker }, plain: [], encrypted: [] }, k1);
+      expect(r.err).toBe('');
+      const pattern = (text: string) => ['password', 'user', 'token', 'other', 'last'].map((k) => `${k}:${/^"?ENC\[/.test(stored(text, k) ?? '') ? 'ENC' : 'plain'}`);
+      const expected = [`password:${marked}`, `user:${unmarked}`, `token:${marked}`, `other:${unmarked}`, `last:${unmarked}`];
+      expect(pattern(r.out)).toEqual(expected);
+      const file = join(dir, `${rule}.enc.yaml`);
+      writeFileSync(file, r.out);
+      const ours = await SecretsFile.open(file, { identities: k1.ids });
+      expect(toPlain(ours.tree)).toEqual(plainOf(sops(['decrypt', file], k1).out, 'yaml'));
+      expect(ours.plaintext()).toContain(`# ${marker}\npassword: s3cret`);
+      ours.set(['user'], { kind: 'scalar', type: 'str', value: 'alice' });
+      ours.set(['nested', 'token'], { kind: 'scalar', type: 'str', value: 't2' });
+      await ours.save();
+      const after = readFileSync(file, 'utf8');
+      expect(pattern(after)).toEqual(expected);
+      expect(after).toContain(`# ${marker}`);
+      const back = sops(['decrypt', file], k1);
+      expect(back.err).toBe('');
+      expect(plainOf(back.out, 'yaml')).toMatchObject({ user: 'alice', nested: { token: 't2', other: 'o' }, password: 's3cret' });
+    });
+  }
+
+  const COMMENTED = `# top comment
+str: hello # inline str
+# before list
+list:
+  # inside list first
+  - a # inline a
+  - b
+  # trailing list
+# before nested
+nested: # on parent key
+  # inside nested
+  k: v
+  deeper:
+    # deep
+    x: 1
+  # trailing nested
+public_unencrypted:
+  # stays readable
+  y: 2
+# between
+last: x
+# trailing top
+`;
+  /** The comment lines of a YAML text, in order, without their indentation. */
+  const commentLines = (text: string) => text.split('\n').flatMap((l) => /(^|\s)#.*$/.exec(l)?.[0].trim() ?? []);
+
+  it('ops shows the comments of a sops file where sops shows them, and keeps them when it rewrites the file', async () => {
+    const e = await newEnv();
+    const plainFile = join(dir, 'commented.yaml');
+    writeFileSync(plainFile, COMMENTED);
+    const recipient = readFileSync(join(e.root, '.sops.yaml'), 'utf8').match(/age: (\S+)/)![1]!;
+    writeFileSync(e.secrets, sops(['encrypt', '--age', recipient, plainFile], k1).out);
+    expect(readFileSync(e.secrets, 'utf8')).toContain('#ENC[AES256_GCM');
+    expect(readFileSync(e.secrets, 'utf8')).toContain('# stays readable');
+    const theirs = sops(['decrypt', e.secrets], { file: e.keyFile }).out;
+    const ours = await cli(e.root, ['secrets', 'decrypt', e.secrets], e.env);
+    expect(ours.code).toBe(0);
+    expect(commentLines(ours.out)).toEqual(commentLines(COMMENTED));
+    expect(commentLines(theirs)).toEqual(commentLines(COMMENTED));
+    expect(plainOf(ours.out, 'yaml')).toEqual(plainOf(theirs, 'yaml'));
+
+    // ops rewrites the file: the comments are still there for sops, and for ops
+    const set = await cli(e.root, ['secrets', 'set', 'qa', 'last'], e.env, 'y');
+    expect(set.code, set.err).toBe(0);
+    expect(set.err).toBe('');
+    const after = sops(['decrypt', e.secrets], { file: e.keyFile });
+    expect(after.err).toBe('');
+    expect(commentLines(after.out).sort()).toEqual(commentLines(COMMENTED).sort());
+    expect(commentLines((await cli(e.root, ['secrets', 'decrypt', e.secrets], e.env)).out)).toEqual(commentLines(COMMENTED));
+    expect(readFileSync(e.secrets, 'utf8')).toContain('# stays readable'); // under an _unencrypted key, as sops leaves it
+  });
+
+  it('sops reads the comments ops writes; an unchanged commented file is rewritten byte for byte', async () => {
+    const file = join(dir, 'ops-commented.yaml');
+    await SecretsFile.create(file, parseTree(COMMENTED, 'yaml', { file: 'corpus' }), { recipients: [k1.recipient] }).save();
+    const text = readFileSync(file, 'utf8');
+    expect(text).not.toContain('# top comment');
+    expect(commentLines(text).filter((c) => c.startsWith('#ENC[')).length).toBe(commentLines(COMMENTED).length - 1);
+    const r = sops(['decrypt', file], k1);
+    expect(r.err).toBe('');
+    expect(commentLines(r.out).sort()).toEqual(commentLines(COMMENTED).sort());
+    const opened = await SecretsFile.open(file, { identities: k1.ids });
+    expect((await opened.render({ force: false })).changed).toBe(false);
+    // re-encrypted on purpose, unchanged comments keep their ciphertext (their IVs are kept, as sops does)
+    const comments = (t: string) => t.split('\n').filter((l) => l.includes('type:comment'));
+    expect(comments((await opened.render({ force: true })).text)).toEqual(comments(text));
+  });
+});

@@ -8,6 +8,7 @@
 //     current -> releases/<id>               flipped by rename(2)
 //     .ops/lock/            root             mkdir lock: owner, run, time, holder pid
 //     .ops/audit.log        root 0644        append-only record of every run
+//     .ops/history          root 0644        append-only order in which releases went live (sequence numbers)
 //     .ops/slot             root             live blue/green slot
 import type { Environment } from './config/environment.ts';
 
@@ -24,6 +25,7 @@ export interface Layout {
   state: string;
   lock: string;
   audit: string;
+  history: string;
   slotFile: string;
   uploads: string;
   logDir: string;
@@ -50,6 +52,7 @@ export function layout(env: Environment): Layout {
     state: `${base}/.ops`,
     lock: `${base}/.ops/lock`,
     audit: `${base}/.ops/audit.log`,
+    history: `${base}/.ops/history`,
     slotFile: `${base}/.ops/slot`,
     uploads: `${base}/.ops/uploads`,
     logDir: `/var/log/${app}`,

@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { isAbsolute, resolve } from 'node:path';
 import type { Environment } from '../config/environment.ts';
-import { inBatches, withSession, type OpsContext, type Session } from '../context.ts';
+import { clockSkewWarning, inBatches, runnerNow, withSession, type OpsContext, type Session } from '../context.ts';
 import { renderDotenv } from '../dotenv.ts';
 import { OpsError, StepError } from '../errors.ts';
 import { layout, otherSlot, type Slot } from '../layout.ts';
@@ -16,6 +16,7 @@ import { reported, reportedAll, type Remote, type Step, type StepResult } from '
 import { validate } from '../shell.ts';
 import { blobId, depsHash, knownCommits, nodeDependencyInput, packFor, resolveRef, type ResolvedRef } from '../source.ts';
 import type { AuditEntry } from '../steps/audit.ts';
+import { parseReleaseRecord, retention, type ReleaseRecord } from '../steps/history.ts';
 import { site } from '../steps/nginx.ts';
 import { appCommand, createRelease, dependencies, deployState, installDotenv, markRelease, pruneReleases, receivePack, releaseId, type ReleaseMeta } from '../steps/release.ts';
 import { slotConfig, startSlot, stopSlot, switchTo } from '../steps/switch.ts';
@@ -57,29 +58,52 @@ export interface HostState {
   provisioned: boolean;
   current: string;
   slot: Slot | undefined;
-  releases: { id: string; sha: string; status: string }[];
+  /** Every release directory with its place in the host's history. */
+  releases: ReleaseRecord[];
   known: string[];
-  hasSha: boolean;
+  /** Which of the commits asked about the host's mirror already has. */
+  has: string[];
   certificate: boolean;
   /** "ok", or what failed, for the live slot; "" when nothing is live. */
   liveHealth: string;
+  /** The host's clock (`date +%s`), read with the lock. */
+  hostTime?: string;
+  /** The release each slot's supervisor file runs. */
+  slotReleases: Partial<Record<Slot, string>>;
 }
 
 export function parseState(r: StepResult): HostState {
   const slot = reported(r, 'slot');
+  const slotReleases: Partial<Record<Slot, string>> = {};
+  for (const line of reportedAll(r, 'slot_release')) {
+    const [s, id] = line.split(' ');
+    if ((s === 'blue' || s === 'green') && id) slotReleases[s] = id;
+  }
   return {
     provisioned: (reported(r, 'provisioned') ?? 'no') !== 'no',
     current: reported(r, 'current') ?? '',
     slot: slot === 'blue' || slot === 'green' ? slot : undefined,
-    releases: reportedAll(r, 'release').map((v) => {
-      const [id, sha, status] = v.split(' ');
-      return { id: id!, sha: sha ?? '', status: status ?? 'ok' };
-    }),
+    releases: reportedAll(r, 'release').map(parseReleaseRecord),
     known: reportedAll(r, 'known'),
-    hasSha: reported(r, 'has_sha') === 'yes',
+    has: reportedAll(r, 'has'),
     certificate: reported(r, 'certificate') === 'yes',
     liveHealth: reported(r, 'live_health') ?? '',
+    hostTime: reported(r, 'now'),
+    slotReleases,
   };
+}
+
+/**
+ * What pruning removes after `id` went live on a host in `state` (the state read before the deploy): the
+ * new release is live (the latest in the history), the one live before stays warm on its slot unless
+ * `switch.keep_previous` is off.
+ */
+export function pruneAfterSwitch(env: Environment, state: HostState, id: string, newSlot: Slot): string[] {
+  const top = Math.max(0, ...state.releases.map((r) => Math.max(r.liveSeq ?? 0, r.eventSeq ?? 0)));
+  const releases = [...state.releases.filter((r) => r.id !== id), { id, sha: '', status: 'ok' as const, liveSeq: top + 1, eventSeq: top + 1 }];
+  const warm = env.config.switch.keep_previous && state.current && state.slot ? [{ id: state.current, slot: state.slot }] : [];
+  const kept = retention(releases, { keep: env.config.release.keep, keepFailed: env.config.release.keep_failed, current: id, warm: [...warm, { id, slot: newSlot }] });
+  return [...kept].filter(([, why]) => why === undefined).map(([r]) => r);
 }
 
 /** The repository deployed from: the environment's `repository`, else the git repository holding the project. */
@@ -135,12 +159,13 @@ async function plan(ctx: OpsContext, env: Environment, options: DeployOptions): 
   };
   const secrets = await environmentSecrets(ctx, env);
   const dotenv = renderDotenv(env, secrets);
-  const id = releaseId(resolved.sha);
+  const now = runnerNow(ctx);
+  const id = releaseId(resolved.sha, now);
   // Configuration mistakes surface now, before any host is touched.
   for (const slot of ['blue', 'green'] as const) slotConfig(env, slot, `${layout(env).releases}/${id}`, id);
   if (env.config.tls.mode === 'off' || env.config.nginx.site_template) site(env, true);
   const info = runInfo(ctx.env);
-  const meta: ReleaseMeta = { id, sha: resolved.sha, ref, environment: env.name, actor: info.actor, time: new Date().toISOString(), run: info.runUrl, deps: hashes };
+  const meta: ReleaseMeta = { id, sha: resolved.sha, ref, environment: env.name, actor: info.actor, time: now.toISOString(), run: info.runUrl, deps: hashes };
   return { resolved, repo, id, dotenv, hashes, meta };
 }
 
@@ -154,16 +179,21 @@ async function deployHost(ctx: OpsContext, env: Environment, remote: Remote, ins
   if (!state.provisioned) throw new OpsError(`${remote.name} is not provisioned for ${env.name}`, `run: ops provision ${env.name}`);
   const live = state.releases.find((r) => r.id === state.current);
   const result: HostDeploy = { host: remote.name, release: p.id, previous: state.current, noop: false, steps: h.steps, notes: [] };
+  const skew = clockSkewWarning(ctx, remote.name, state.hostTime);
+  if (skew) {
+    ctx.reporter.warn(skew);
+    result.notes.push(`warning: ${skew}`);
+  }
 
   if (live && live.sha === p.resolved.sha && !options.force) {
     if (state.liveHealth !== 'ok')
       throw new OpsError(`${p.resolved.sha.slice(0, 12)} is already live on ${remote.name} but not healthy: ${state.liveHealth || 'no health result'}`, `check ops status ${env.name}; redeploy with --force to start it again`);
     audit({ result: 'no-op', release: state.current, message: 'already live' });
-    return { ...result, release: state.current, noop: true, notes: [`${p.resolved.sha.slice(0, 12)} already live (${state.current})`] };
+    return { ...result, release: state.current, noop: true, notes: [`${p.resolved.sha.slice(0, 12)} already live (${state.current})`, ...result.notes] };
   }
 
   const tag = `${p.id}-${randomBytes(4).toString('hex')}`;
-  if (!state.hasSha) {
+  if (!state.has.includes(p.resolved.sha)) {
     const haves = await knownCommits(p.repo, state.known);
     const pack = await packFor(p.repo, p.resolved.sha, haves);
     const path = `${L.uploads}/${tag}.pack`;
@@ -187,7 +217,7 @@ async function deployHost(ctx: OpsContext, env: Environment, remote: Remote, ins
     for (const [i, hook] of env.config.release.before_switch.entries()) await h.run(appCommand(env, dir, `before_switch[${i}]`, hook));
     started = true;
     await h.run(startSlot(env, newSlot, dir, p.id));
-    await h.run(switchTo(env, newSlot, p.id, state.certificate));
+    await h.run(switchTo(env, newSlot, p.id, state.certificate, 'deploy'));
   } catch (e) {
     if (started) await h.tryRun(stopSlot(env, newSlot));
     await h.tryRun(markRelease(env, p.id, 'failed', e instanceof Error ? e.message.split('\n')[0]! : String(e)));
@@ -205,9 +235,10 @@ async function deployHost(ctx: OpsContext, env: Environment, remote: Remote, ins
   }
   // The previous release stays up on the idle slot (instant rollback), unless configured otherwise.
   if ((state.slot || state.current) && !env.config.switch.keep_previous) await h.run(stopSlot(env, state.slot ?? 'blue', env.config.switch.drain));
-  const pruned = await h.run(pruneReleases(env, env.config.release.keep));
+  const pruned = await h.run(pruneReleases(env, pruneAfterSwitch(env, state, p.id, newSlot)));
   const gone = reportedAll(pruned, 'pruned');
   if (gone.length) result.notes.push(`pruned ${gone.length} old release(s)`);
+  for (const r of reportedAll(pruned, 'kept_running')) result.notes.push(`kept ${r}: a process still runs from it`);
   audit({ result: 'success' });
   return result;
 }
@@ -220,7 +251,7 @@ function summaryPlan(env: Environment, p: Plan): string[] {
   steps.push(
     ...env.config.release.after_switch.map((c) => `after_switch: ${c}`),
     env.config.switch.keep_previous ? 'keep the previous release warm on the idle slot' : `drain (at most ${env.config.switch.drain}s), stop the old slot`,
-    `prune (keep ${env.config.release.keep})`,
+    `prune (keep the latest ${env.config.release.keep} good releases in the order they went live, ${env.config.release.keep_failed} failed/abandoned; never what a slot runs)`,
     'audit, unlock',
   );
   return [
@@ -270,7 +301,7 @@ export async function deploy(ctx: OpsContext, env: Environment, options: DeployO
         throw e;
       }
       return done;
-    }, { inspect: deployState(env, p.resolved.sha) }),
+    }, { inspect: deployState(env, [p.resolved.sha]) }),
   );
   return {
     ...base,

@@ -2,12 +2,13 @@
 // (fed by packs from the runner), each release is a new directory, dependencies are shared by content hash,
 // and the build, migrations and hooks run as the unprivileged app user while the old release still serves.
 import type { Environment } from '../config/environment.ts';
-import { layout } from '../layout.ts';
+import { layout, type Slot } from '../layout.ts';
 import { runtimePaths } from '../runtimes.ts';
 import type { Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { certificatePaths } from './nginx.ts';
-import { PROBE_FUNCTIONS, probes } from './switch.ts';
+import { historyFunctions } from './history.ts';
+import { IDENTITY_FUNCTIONS, PROBE_FUNCTIONS, SUPERVISOR_FUNCTIONS, programPorts, probes } from './switch.ts';
 import { b64 } from './script.ts';
 
 export interface ReleaseMeta {
@@ -47,38 +48,49 @@ export function releaseId(sha: string, now = new Date()): string {
 
 /**
  * One look at the host before a deploy or rollback (run with the lock, in the same step): provisioned?,
- * what is live and is it healthy, which releases exist, does the mirror have the sha?
+ * the host's clock, what is live and is it healthy (its health checks answer, and what answers is the
+ * process supervisor started for the release `current` names), which releases exist and where each stands
+ * in the history (written once, derived, on a host that has none), what each slot runs, which of `shas`
+ * the mirror has.
  */
-export function deployState(env: Environment, sha?: string, options: { liveHealth?: boolean } = {}): Step {
+export function deployState(env: Environment, shas: string[] = [], options: { liveHealth?: boolean } = {}): Step {
   const L = layout(env);
   const cert = certificatePaths(env);
+  const live = (slot: Slot) =>
+    `if ! wait_healthy 3 0.2 ${probes(env, slot).map(quote).join(' ')}; then ops_report live_health "$UNHEALTHY"
+  elif ! check_identity "${'$'}{cur##*/}" "$cur" ${quote(L.supervisorGroup(slot))} ${programPorts(env, slot).map(quote).join(' ')}; then ops_report live_health "$IDENTITY"
+  else ops_report live_health ok; fi`;
   return {
     name: 'state',
     as: 'root',
     timeout: 30,
     quiet: true,
-    script: String.raw`ops_report provisioned "$(cat ${quote(`${L.state}/provisioned`)} 2>/dev/null || echo no)"
+    script: String.raw`${historyFunctions(env)}
+ops_report now "$(date +%s)"
+ops_report provisioned "$(cat ${quote(`${L.state}/provisioned`)} 2>/dev/null || echo no)"
 cur=$(readlink ${quote(L.current)} 2>/dev/null || true)
 ops_report current "${'$'}{cur##*/}"
 ops_report slot "$(cat ${quote(L.slotFile)} 2>/dev/null || true)"
 ${cert ? `ops_report certificate "$([ -s ${quote(cert.cert)} ] && echo yes || echo no)"` : ''}
-if [ -d ${quote(L.releases)} ]; then
-  for r in $(ls -1 ${quote(L.releases)} | grep -E '^[0-9]{8}T[0-9]{6}Z-[0-9a-f]+$' | sort); do
-    d=${quote(L.releases)}/$r
-    status=ok; [ -e "$d/.ops-failed" ] && status=failed; [ -e "$d/.ops-abandoned" ] && status=abandoned
-    ops_report release "$r $(cat "$d/REVISION" 2>/dev/null || echo unknown) $status"
-  done
-fi
+if [ -d ${quote(L.state)} ]; then history_init; fi
+release_reports
+slot_releases
 if [ -d ${quote(L.mirror)} ]; then
   git --git-dir=${quote(L.mirror)} for-each-ref --format='%(objectname)' refs/ops/ | sort -u | while read -r s; do ops_report known "$s"; done
-  ${sha ? `git --git-dir=${quote(L.mirror)} cat-file -e ${quote(`${sha}^{commit}`)} 2>/dev/null && ops_report has_sha yes || ops_report has_sha no` : 'true'}
+  for s in ${shas.map(quote).join(' ')}; do git --git-dir=${quote(L.mirror)} cat-file -e "$s^{commit}" 2>/dev/null && ops_report has "$s"; done
+  true
 fi
-${options.liveHealth === false ? ': no live health check' : PROBE_FUNCTIONS}
-live_slot=${options.liveHealth === false ? '' : `$(cat ${quote(L.slotFile)} 2>/dev/null || true)`}
-case "$live_slot" in
-  blue) wait_healthy 3 0.2 ${probes(env, 'blue').map(quote).join(' ')} && ops_report live_health ok || ops_report live_health "$UNHEALTHY" ;;
-  green) wait_healthy 3 0.2 ${probes(env, 'green').map(quote).join(' ')} && ops_report live_health ok || ops_report live_health "$UNHEALTHY" ;;
-esac`,
+${
+  options.liveHealth === false
+    ? ': no live health check'
+    : String.raw`${PROBE_FUNCTIONS}
+${SUPERVISOR_FUNCTIONS}
+${IDENTITY_FUNCTIONS}
+case "$(cat ${quote(L.slotFile)} 2>/dev/null || true)" in
+  blue) ${live('blue')} ;;
+  green) ${live('green')} ;;
+esac`
+}`,
   };
 }
 
@@ -200,17 +212,32 @@ export function appCommand(env: Environment, release: string, name: string, comm
   return { name, as: 'app', timeout, script: `${appEnvironment(env, release)}\n${LOAD_DOTENV}\n${command}` };
 }
 
-/** Mark a release that failed before going live (kept for inspection, skipped by rollback). */
+/**
+ * Mark a release that failed before going live, or that was rolled back from (abandoned): a marker file in
+ * its directory (skipped by rollback, kept apart by pruning) and an event in the host's history.
+ */
 export function markRelease(env: Environment, id: string, mark: 'failed' | 'abandoned', why: string): Step {
-  const f = `${layout(env).releases}/${id}/.ops-${mark}`;
-  return { name: `mark ${mark}`, as: 'root', timeout: 30, quiet: true, script: `[ -d ${quote(`${layout(env).releases}/${id}`)} ] && printf '%s\\n' ${quote(why)} > ${quote(f)} || true` };
+  const dir = `${layout(env).releases}/${id}`;
+  return {
+    name: `mark ${mark}`,
+    as: 'root',
+    timeout: 30,
+    quiet: true,
+    script: `${historyFunctions(env)}
+if [ -d ${quote(dir)} ]; then
+  printf '%s\\n' ${quote(why)} > ${quote(`${dir}/.ops-${mark}`)}
+  history_add ${mark} ${quote(id)} ${quote(mark === 'failed' ? 'deploy' : 'rollback')}
+fi`,
+  };
 }
 
 /**
- * Keep the newest `keep` releases plus the live one; remove the rest, the dependency sets no kept release
- * uses, and the mirror refs of removed shas.
+ * Remove the releases `remove` (chosen by `retention`, core/steps/history.ts), except — whatever the list says —
+ * the live one and any release a supervisor file of this app names or a process runs from (reported as
+ * `kept_running`); then the dependency sets no kept release uses, and the mirror refs of commits no kept release
+ * needs (its REVISION, and the submodule commits in its release.json).
  */
-export function pruneReleases(env: Environment, keep: number): Step {
+export function pruneReleases(env: Environment, remove: string[]): Step {
   const L = layout(env);
   return {
     name: 'prune',
@@ -218,9 +245,13 @@ export function pruneReleases(env: Environment, keep: number): Step {
     timeout: 300,
     quiet: true,
     script: String.raw`cd ${quote(L.releases)}
-live=$(readlink ${quote(L.current)} 2>/dev/null || true); live=${'$'}{live##*/}
-ls -1 | grep -E '^[0-9]{8}T[0-9]{6}Z-[0-9a-f]+$' | sort -r | tail -n +${keep + 1} | while read -r r; do
-  [ "$r" = "$live" ] && continue
+protected=$({ readlink ${quote(L.current)}
+  sed -n 's/^directory=//p' ${quote(L.supervisorConf('blue'))} ${quote(L.supervisorConf('green'))}
+  for p in /proc/[0-9]*; do readlink "$p/cwd"; done
+} 2>/dev/null | sed -n "s#^"${quote(L.releases)}"/\([^/ ]*\).*#\1#p" | sort -u)
+for r in ${remove.map(quote).join(' ')}; do
+  [ -d "$r" ] || continue
+  if grep -qxF -- "$r" <<< "$protected"; then ops_report kept_running "$r"; continue; fi
   rm -rf -- "$r"
   ops_report pruned "$r"
 done
@@ -230,7 +261,7 @@ for d in ${quote(L.deps)}/*; do
   [ -d "$d" ] || continue
   grep -qxF "$d" <<< "$used" || { rm -rf -- "$d"; ops_report pruned_deps "${'$'}{d##*/}"; }
 done
-keep_shas=$(cat */REVISION 2>/dev/null | sort -u)
+keep_shas=$({ cat */REVISION; cat */release.json | grep -oE '[0-9a-f]{40}'; } 2>/dev/null | sort -u)
 git --git-dir=${quote(L.mirror)} for-each-ref --format='%(refname)' refs/ops/sha/ | while read -r ref; do
   grep -qxF "${'$'}{ref##*/}" <<< "$keep_shas" || git --git-dir=${quote(L.mirror)} update-ref -d "$ref"
 done`,

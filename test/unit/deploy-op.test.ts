@@ -59,7 +59,7 @@ function harness(state: string, respond: Responder = () => undefined) {
 
 describe('deploy operation', () => {
   it('first deploy: code, .env, release, dependencies, build, migrate, start, switch, prune — over one connection', async () => {
-    const h = harness('@ops provisioned 2026-11-25\n@ops current \n@ops has_sha no\n');
+    const h = harness('@ops provisioned 2026-11-25\n@ops current \n');
     const r = await deploy(h.ctx, loadEnvironment('x', root), {});
     expect(h.connections()).toBe(1);
     expect(h.remote.stepNames()).toEqual(['lock', 'receive code', '.env', 'release', 'dependencies', 'build', 'migrate', 'start blue', 'switch', 'prune', 'unlock']);
@@ -93,7 +93,7 @@ describe('deploy operation', () => {
   });
 
   it('a failed build: nothing started or switched, the release marked failed, the failure audited', async () => {
-    const h = harness('@ops provisioned yes\n@ops current 20261101T000000Z-aaaaaaaaaaaa\n@ops slot green\n@ops has_sha yes\n', (step) =>
+    const h = harness(`@ops provisioned yes\n@ops current 20261101T000000Z-aaaaaaaaaaaa\n@ops slot green\n@ops has ${v1}\n`, (step) =>
       step.name === 'build' ? { code: 2, stderr: 'SyntaxError: Unexpected token' } : undefined,
     );
     await expect(deploy(h.ctx, loadEnvironment('x', root), {})).rejects.toThrow(/step "build" on web1 failed with exit code 2\n[\s\S]*SyntaxError[\s\S]*web1 still serves 20261101T000000Z-aaaaaaaaaaaa; nothing was switched/);
@@ -102,7 +102,7 @@ describe('deploy operation', () => {
   });
 
   it('a failed health check stops the new slot again', async () => {
-    const h = harness('@ops provisioned yes\n@ops current 20261101T000000Z-aaaaaaaaaaaa\n@ops slot blue\n@ops has_sha yes\n', (step) => (step.name === 'start green' ? { code: 1, stderr: 'did not become healthy' } : undefined));
+    const h = harness(`@ops provisioned yes\n@ops current 20261101T000000Z-aaaaaaaaaaaa\n@ops slot blue\n@ops has ${v1}\n`, (step) => (step.name === 'start green' ? { code: 1, stderr: 'did not become healthy' } : undefined));
     await expect(deploy(h.ctx, loadEnvironment('x', root), {})).rejects.toThrow(/did not become healthy/);
     expect(h.remote.stepNames().slice(-4)).toEqual(['start green', 'stop green', 'mark failed', 'unlock']);
   });
@@ -133,7 +133,7 @@ describe('deploy operation', () => {
     const original = readFileSync(file, 'utf8');
     writeFileSync(file, original + 'release:\n  before_switch: ["make warm-cache"]\n  after_switch: ["make notify"]\n');
     try {
-      const h = harness('@ops provisioned yes\n@ops current 20261101T000000Z-aaaaaaaaaaaa\n@ops slot blue\n@ops has_sha yes\n');
+      const h = harness(`@ops provisioned yes\n@ops current 20261101T000000Z-aaaaaaaaaaaa\n@ops slot blue\n@ops has ${v1}\n`);
       await deploy(h.ctx, loadEnvironment('x', root), {});
       const names = h.remote.stepNames();
       expect(names.slice(names.indexOf('migrate'))).toEqual(['migrate', 'before_switch[0]', 'start green', 'switch', 'after_switch[0]', 'prune', 'unlock']);

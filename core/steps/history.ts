@@ -90,8 +90,9 @@ export function parseReleaseRecord(line: string): ReleaseRecord {
  * skipping failed and abandoned (rolled back from) ones. Undefined when there is none.
  */
 export function previousRelease(releases: ReleaseRecord[], current: string): ReleaseRecord | undefined {
+  const since = releases.find((r) => r.id === current)?.liveSeq ?? Infinity;
   return releases
-    .filter((r) => r.id !== current && r.status === 'ok' && r.liveSeq !== undefined)
+    .filter((r) => r.id !== current && r.status === 'ok' && r.liveSeq !== undefined && r.liveSeq < since)
     .sort((a, b) => b.liveSeq! - a.liveSeq!)[0];
 }
 

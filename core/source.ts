@@ -55,26 +55,70 @@ export async function checkRepository(repo: string): Promise<void> {
   }
 }
 
+/** One thing a short ref name may mean: a tag, a branch, or a commit whose sha starts with it. */
+export interface RefMatch {
+  kind: 'tag' | 'branch' | 'commit';
+  /** How to name it without ambiguity: refs/tags/X, refs/heads/X, or the full sha. */
+  fullName: string;
+  sha: string;
+}
+
 /**
- * One commit for a ref, resolved once on the runner: tags first, then the remote's branch (what the team
- * pushed), then a local branch, then a full or abbreviated sha.
+ * The error for a short name that means several things (git itself only warns "refname is ambiguous" and
+ * picks one): says what each means and how to name the one wanted. Used wherever a ref is resolved.
+ */
+export function ambiguousRef(ref: string, matches: RefMatch[]): OpsError {
+  return new OpsError(
+    `ref "${ref}" is ambiguous: it names ${matches.map((m) => `${m.kind === 'commit' ? 'a commit' : `a ${m.kind}`} (${m.sha.slice(0, 12)})`).join(' and ')}`,
+    `say which one: ${matches.map((m) => m.fullName).join(' or ')}`,
+  );
+}
+
+/** Commits whose sha starts with `prefix` (4-40 hex digits), by git's own disambiguation. */
+async function commitsWithPrefix(repo: string, prefix: string): Promise<string[]> {
+  if (!/^[0-9a-f]{4,40}$/.test(prefix)) return [];
+  const objects = (await git(repo, ['rev-parse', `--disambiguate=${prefix}`]).catch(() => '')).split('\n').filter(Boolean);
+  const out: string[] = [];
+  for (const o of objects) if ((await git(repo, ['cat-file', '-t', o]).catch(() => '')).trim() === 'commit') out.push(o);
+  return out;
+}
+
+/**
+ * One commit for a ref, resolved once on the runner. A full ref is taken as written: refs/tags/X (the tag),
+ * refs/heads/X (the branch: the remote's, origin/X, what the team pushed, else the local one), any other
+ * refs/... that exists. A short name must mean exactly one of: a tag, a branch (origin/X, else local X), a
+ * commit (a sha or its prefix); a name that means several is refused as ambiguous, with the full names.
  */
 export async function resolveRef(repo: string, ref: string): Promise<ResolvedRef> {
   validate('gitRef', ref);
   await checkRepository(repo);
-  const candidates: [string, string][] = [
-    [`refs/tags/${ref}`, `tag ${ref}`],
-    [`refs/remotes/origin/${ref}`, `branch origin/${ref}`],
-    [`refs/heads/${ref}`, `branch ${ref}`],
-  ];
-  for (const [rev, matched] of candidates) {
-    const sha = await tryRev(repo, rev);
-    if (sha) return { ref, sha, matched };
+  const full = /^refs\/(tags|heads)\/(.+)$/.exec(ref);
+  if (full || ref.startsWith('refs/')) {
+    const candidates: [string, string][] = !full
+      ? [[ref, `ref ${ref}`]]
+      : full[1] === 'tags'
+        ? [[ref, `tag ${full[2]}`]]
+        : [
+            [`refs/remotes/origin/${full[2]}`, `branch origin/${full[2]}`],
+            [ref, `branch ${full[2]}`],
+          ];
+    for (const [rev, matched] of candidates) {
+      const sha = await tryRev(repo, rev);
+      if (sha) return { ref, sha, matched };
+    }
+    throw new OpsError(`${ref} does not exist in ${repo}`, 'check the name; in a workflow, check out with fetch-depth: 0 so branches and tags are present; on a laptop, git fetch first');
   }
-  if (/^[0-9a-f]{7,40}$/.test(ref)) {
-    const sha = await tryRev(repo, ref);
-    if (sha) return { ref, sha, matched: 'commit' };
-  }
+  const matches: (RefMatch & { matched: string })[] = [];
+  const tag = await tryRev(repo, `refs/tags/${ref}`);
+  if (tag) matches.push({ kind: 'tag', fullName: `refs/tags/${ref}`, sha: tag, matched: `tag ${ref}` });
+  const remoteBranch = await tryRev(repo, `refs/remotes/origin/${ref}`);
+  const branch = remoteBranch ?? (await tryRev(repo, `refs/heads/${ref}`));
+  if (branch) matches.push({ kind: 'branch', fullName: `refs/heads/${ref}`, sha: branch, matched: remoteBranch ? `branch origin/${ref}` : `branch ${ref}` });
+  const commits = /^[0-9a-f]{7,40}$/.test(ref) ? await commitsWithPrefix(repo, ref) : [];
+  if (commits.length > 1) throw new OpsError(`sha prefix "${ref}" matches ${commits.length} commits`, 'give more digits of the sha');
+  if (commits[0]) matches.push({ kind: 'commit', fullName: commits[0], sha: commits[0], matched: 'commit' });
+  if (matches.length > 1) throw ambiguousRef(ref, matches);
+  if (matches[0]) return { ref, sha: matches[0].sha, matched: matches[0].matched };
   throw new OpsError(
     `ref "${ref}" is not a tag, branch or commit of ${repo}`,
     'check the name; in a workflow, check out with fetch-depth: 0 so branches and tags are present; on a laptop, git fetch first',

@@ -1,7 +1,8 @@
 // Where everything lives on a host, derived from the environment in one place.
 //
 //   <base>/                 root:root 0755   the app user cannot flip `current` or rewrite history
-//     repo.git/             root             bare mirror; the runner sends git bundles into it
+//     repo.git/             root             bare mirror; the runner sends git packs into it (submodule commits too)
+//     repo.git/lfs/objects/ root             Git LFS contents by oid, sent by the runner
 //     releases/<id>/        app              code (git archive), .env link, release.json, REVISION
 //     shared/.env           app 0600         rendered per deploy, shared by releases
 //     shared/deps/<hash>/   app              installed dependencies (venv, node_modules), reused by hash
@@ -17,6 +18,8 @@ export type Slot = 'blue' | 'green';
 export interface Layout {
   base: string;
   mirror: string;
+  /** Git LFS contents by oid (aa/bb/<oid>), beside the mirror: what releases copy in place of pointers. */
+  lfsStore: string;
   releases: string;
   shared: string;
   envFile: string;
@@ -44,6 +47,7 @@ export function layout(env: Environment): Layout {
   return {
     base,
     mirror: `${base}/repo.git`,
+    lfsStore: `${base}/repo.git/lfs/objects`,
     releases: `${base}/releases`,
     shared: `${base}/shared`,
     envFile: `${base}/shared/.env`,

@@ -4,6 +4,7 @@
 // (nginx, then `current`) → prune; the previous release stays warm on the idle slot. Anything failing before
 // the switch leaves the live release serving, untouched.
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { isAbsolute, resolve } from 'node:path';
 import type { Environment } from '../config/environment.ts';
@@ -14,7 +15,7 @@ import { layout, otherSlot, type Slot } from '../layout.ts';
 import { runInfo } from '../runinfo.ts';
 import { reported, reportedAll, type Remote, type Step, type StepResult } from '../remote/types.ts';
 import { validate } from '../shell.ts';
-import { blobId, depsHash, knownCommits, nodeDependencyInput, packFor, resolveRef, type ResolvedRef } from '../source.ts';
+import { blobId, depsHash, knownCommits, nodeDependencyInput, packFor, resolveRef, treeContent, type ResolvedRef, type TreeContent } from '../source.ts';
 import type { AuditEntry } from '../steps/audit.ts';
 import { parseReleaseRecord, retention, type ReleaseRecord } from '../steps/history.ts';
 import { site } from '../steps/nginx.ts';
@@ -63,6 +64,8 @@ export interface HostState {
   known: string[];
   /** Which of the commits asked about the host's mirror already has. */
   has: string[];
+  /** Which of the Git LFS oids asked about the host has stored. */
+  lfsHas: string[];
   certificate: boolean;
   /** "ok", or what failed, for the live slot; "" when nothing is live. */
   liveHealth: string;
@@ -86,6 +89,7 @@ export function parseState(r: StepResult): HostState {
     releases: reportedAll(r, 'release').map(parseReleaseRecord),
     known: reportedAll(r, 'known'),
     has: reportedAll(r, 'has'),
+    lfsHas: reportedAll(r, 'lfs_has'),
     certificate: reported(r, 'certificate') === 'yes',
     liveHealth: reported(r, 'live_health') ?? '',
     hostTime: reported(r, 'now'),
@@ -141,6 +145,8 @@ export class HostRun {
 interface Plan {
   resolved: ResolvedRef;
   repo: string;
+  /** Submodules, Git LFS contents and export-ignored paths of the commit (what `git archive` alone leaves out). */
+  tree: TreeContent;
   id: string;
   dotenv: string;
   hashes: { python: string; node: string };
@@ -151,6 +157,8 @@ async function plan(ctx: OpsContext, env: Environment, options: DeployOptions): 
   const ref = validate('gitRef', options.ref || env.config.ref);
   const repo = sourceRepository(ctx, env);
   const resolved = await resolveRef(repo, ref);
+  // A release missing its submodules or LFS contents is refused here, before any host is touched.
+  const tree = await treeContent(repo, resolved.sha);
   const { python, node } = env.config.runtimes;
   const { python_requirements: req, node_dir: nodeDir } = env.config.release;
   const hashes = {
@@ -165,8 +173,19 @@ async function plan(ctx: OpsContext, env: Environment, options: DeployOptions): 
   for (const slot of ['blue', 'green'] as const) slotConfig(env, slot, `${layout(env).releases}/${id}`, id);
   if (env.config.tls.mode === 'off' || env.config.nginx.site_template) site(env, true);
   const info = runInfo(ctx.env);
-  const meta: ReleaseMeta = { id, sha: resolved.sha, ref, environment: env.name, actor: info.actor, time: now.toISOString(), run: info.runUrl, deps: hashes };
-  return { resolved, repo, id, dotenv, hashes, meta };
+  const meta: ReleaseMeta = {
+    id,
+    sha: resolved.sha,
+    ref,
+    environment: env.name,
+    actor: info.actor,
+    time: now.toISOString(),
+    run: info.runUrl,
+    deps: hashes,
+    ...(tree.submodules.length && { submodules: tree.submodules.map(({ path, sha }) => ({ path, sha })) }),
+    ...(tree.lfs.length && { lfs: tree.lfs.map(({ path, oid }) => ({ path, oid })) }),
+  };
+  return { resolved, repo, tree, id, dotenv, hashes, meta };
 }
 
 type Audit = (entry: { result: AuditEntry['result'] } & Partial<AuditEntry>) => void;
@@ -193,14 +212,31 @@ async function deployHost(ctx: OpsContext, env: Environment, remote: Remote, ins
   }
 
   const tag = `${p.id}-${randomBytes(4).toString('hex')}`;
-  if (!state.has.includes(p.resolved.sha)) {
-    const haves = await knownCommits(p.repo, state.known);
-    const pack = await packFor(p.repo, p.resolved.sha, haves);
-    const path = `${L.uploads}/${tag}.pack`;
+  // Code: a pack of what the host lacks, for the commit and for each submodule commit (one object store);
+  // Git LFS contents the host has not stored yet. All over this connection.
+  const packs: string[] = [];
+  const commits: string[] = [];
+  const sources = [{ gitDir: p.repo, sha: p.resolved.sha, path: '' }, ...p.tree.submodules];
+  for (const [i, src] of sources.entries()) {
+    if (state.has.includes(src.sha) || commits.includes(src.sha)) continue;
+    const haves = await knownCommits(src.gitDir, state.known);
+    const pack = await packFor(src.gitDir, src.sha, haves);
+    const path = `${L.uploads}/${tag}-${i}.pack`;
     await remote.upload(pack, path, { mode: 0o600 });
-    await h.run(receivePack(env, path, p.resolved.sha));
-    result.notes.push(`sent ${(pack.length / 1024).toFixed(1)} KiB of git objects${haves.length ? ' (delta)' : ''}`);
+    packs.push(path);
+    commits.push(src.sha);
+    result.notes.push(`sent ${(pack.length / 1024).toFixed(1)} KiB of git objects${src.path ? ` for submodule ${src.path}` : ''}${haves.length ? ' (delta)' : ''}`);
   }
+  const lfs: { upload: string; oid: string }[] = [];
+  for (const f of p.tree.lfs) {
+    if (state.lfsHas.includes(f.oid) || lfs.some((l) => l.oid === f.oid)) continue;
+    const upload = `${L.uploads}/${tag}.lfs-${f.oid}`;
+    await remote.upload(readFileSync(f.file), upload, { mode: 0o600 });
+    lfs.push({ upload, oid: f.oid });
+  }
+  if (lfs.length) result.notes.push(`sent ${lfs.length} Git LFS file(s)`);
+  if (packs.length || lfs.length) await h.run(receivePack(env, packs, commits, lfs));
+  result.notes.push(...treeNotes(p.tree));
   const envPath = `${L.uploads}/${tag}.env`;
   await remote.upload(p.dotenv, envPath, { mode: 0o600 });
   await h.run(installDotenv(env, envPath));
@@ -243,6 +279,16 @@ async function deployHost(ctx: OpsContext, env: Environment, remote: Remote, ins
   return result;
 }
 
+/** What the release holds beyond `git archive`, and what it leaves out, in words (plan and deploy notes). */
+export function treeNotes(tree: TreeContent): string[] {
+  const notes: string[] = [];
+  if (tree.submodules.length) notes.push(`submodules included: ${tree.submodules.map((m) => `${m.path} (${m.sha.slice(0, 12)})`).join(', ')}`);
+  if (tree.lfs.length) notes.push(`Git LFS contents included: ${tree.lfs.length} file(s), ${(tree.lfs.reduce((a, f) => a + f.size, 0) / 1024).toFixed(1)} KiB`);
+  if (tree.exportIgnored.length)
+    notes.push(`left out by export-ignore (.gitattributes): ${tree.exportIgnored.slice(0, 10).join(', ')}${tree.exportIgnored.length > 10 ? ` and ${tree.exportIgnored.length - 10} more` : ''}`);
+  return notes;
+}
+
 function summaryPlan(env: Environment, p: Plan): string[] {
   const steps = ['lock', 'state', 'code (pack of missing objects)', '.env', 'release', 'dependencies (reused when lockfiles unchanged)'];
   if (env.config.release.build) steps.push(`build: ${env.config.release.build}`);
@@ -257,6 +303,7 @@ function summaryPlan(env: Environment, p: Plan): string[] {
   return [
     `environment ${env.name}: ${p.resolved.ref} (${p.resolved.matched}) = ${p.resolved.sha}`,
     `release ${p.id}`,
+    ...treeNotes(p.tree),
     `hosts (batches of ${env.config.switch.batch_size}): ${env.hosts.map((h) => `${h.name} (${h.address})`).join(', ')}`,
     ...steps.map((s, i) => `  ${i + 1}. ${s}`),
   ];
@@ -301,7 +348,7 @@ export async function deploy(ctx: OpsContext, env: Environment, options: DeployO
         throw e;
       }
       return done;
-    }, { inspect: deployState(env, [p.resolved.sha]) }),
+    }, { inspect: deployState(env, [p.resolved.sha, ...p.tree.submodules.map((m) => m.sha)], { lfs: [...new Set(p.tree.lfs.map((f) => f.oid))] }) }),
   );
   return {
     ...base,

@@ -20,6 +20,10 @@ export interface ReleaseMeta {
   time: string;
   run: string;
   deps: { python: string; node: string };
+  /** Submodules put in the release (path, commit): what `git archive` leaves out. */
+  submodules?: { path: string; sha: string }[];
+  /** Git LFS files whose content replaced their pointer (path, sha256 oid). */
+  lfs?: { path: string; oid: string }[];
 }
 
 /** What `ops releases` and `ops status` show of a release. */
@@ -53,7 +57,7 @@ export function releaseId(sha: string, now = new Date()): string {
  * in the history (written once, derived, on a host that has none), what each slot runs, which of `shas`
  * the mirror has.
  */
-export function deployState(env: Environment, shas: string[] = [], options: { liveHealth?: boolean } = {}): Step {
+export function deployState(env: Environment, shas: string[] = [], options: { liveHealth?: boolean; lfs?: string[] } = {}): Step {
   const L = layout(env);
   const cert = certificatePaths(env);
   const live = (slot: Slot) =>
@@ -78,6 +82,7 @@ slot_releases
 if [ -d ${quote(L.mirror)} ]; then
   git --git-dir=${quote(L.mirror)} for-each-ref --format='%(objectname)' refs/ops/ | sort -u | while read -r s; do ops_report known "$s"; done
   for s in ${shas.map(quote).join(' ')}; do git --git-dir=${quote(L.mirror)} cat-file -e "$s^{commit}" 2>/dev/null && ops_report has "$s"; done
+  for o in ${(options.lfs ?? []).map(quote).join(' ')}; do [ -f ${quote(L.lfsStore)}/"${'$'}{o:0:2}/${'$'}{o:2:2}/$o" ] && ops_report lfs_has "$o"; done
   true
 fi
 ${
@@ -94,19 +99,26 @@ esac`
   };
 }
 
-/** Index an uploaded pack into the mirror and pin the sha with a ref (so pruning git objects keeps it). */
-export function receivePack(env: Environment, packPath: string, sha: string): Step {
+/**
+ * Index uploaded packs into the mirror (the app's commit, and its submodules' commits: one object store) and
+ * pin each commit with a ref (so pruning git objects keeps it); move uploaded Git LFS contents into the store
+ * after checking each one's sha256 against its oid.
+ */
+export function receivePack(env: Environment, packs: string[], commits: string[], lfs: { upload: string; oid: string }[] = []): Step {
   const L = layout(env);
-  return {
-    name: 'receive code',
-    as: 'root',
-    timeout: 600,
-    quiet: true,
-    script: String.raw`git --git-dir=${quote(L.mirror)} index-pack --stdin --fix-thin < ${quote(packPath)} >/dev/null
-rm -f ${quote(packPath)}
-git --git-dir=${quote(L.mirror)} update-ref ${quote(`refs/ops/sha/${sha}`)} ${quote(sha)}
-git --git-dir=${quote(L.mirror)} cat-file -e ${quote(`${sha}^{commit}`)}`,
-  };
+  const lines = [
+    ...packs.map((pack) => `git --git-dir=${quote(L.mirror)} index-pack --stdin --fix-thin < ${quote(pack)} >/dev/null\nrm -f ${quote(pack)}`),
+    ...commits.map(
+      (sha) => `git --git-dir=${quote(L.mirror)} update-ref ${quote(`refs/ops/sha/${sha}`)} ${quote(sha)}\ngit --git-dir=${quote(L.mirror)} cat-file -e ${quote(`${sha}^{commit}`)}`,
+    ),
+    ...lfs.map(({ upload, oid }) => {
+      const target = `${L.lfsStore}/${oid.slice(0, 2)}/${oid.slice(2, 4)}/${oid}`;
+      return String.raw`[ "$(sha256sum < ${quote(upload)} | cut -d' ' -f1)" = ${quote(oid)} ] || { echo "Git LFS content ${oid} arrived damaged" >&2; exit 1; }
+install -d -m 0755 ${quote(target.replace(/\/[^/]+$/, ''))}
+mv -f ${quote(upload)} ${quote(target)}; chmod 0644 ${quote(target)}`;
+    }),
+  ];
+  return { name: 'receive code', as: 'root', timeout: 600, quiet: true, script: lines.join('\n') || 'true' };
 }
 
 /** Put the uploaded .env in place (0600, app user), replacing the shared one atomically if it changed. */
@@ -130,12 +142,22 @@ fi`,
   };
 }
 
-/** A new release directory: the commit's files (no .git), REVISION, release.json, the shared .env linked in. */
+/**
+ * A new release directory: the commit's files (no .git; export-ignore respected, as `git archive` does), each
+ * submodule's files at its path, Git LFS contents in place of their pointers, REVISION, release.json, the
+ * shared .env linked in. Built beside the releases and renamed into place: never half there.
+ */
 export function createRelease(env: Environment, meta: ReleaseMeta): Step {
   const L = layout(env);
   const dir = `${L.releases}/${meta.id}`;
   const tmp = `${L.releases}/.new-${meta.id}`;
   const owner = `${env.appUser}:${env.appUser}`;
+  const archive = (sha: string, into: string) => `git --git-dir=${quote(L.mirror)} archive --format=tar ${quote(sha)} | tar -x -C ${quote(into)}`;
+  const extra = [
+    ...(meta.submodules ?? []).map((s) => `rm -rf ${quote(`${tmp}/${s.path}`)}\nmkdir -p ${quote(`${tmp}/${s.path}`)}\n${archive(s.sha, `${tmp}/${s.path}`)}`),
+    // `cat >` keeps the mode git archive gave the file.
+    ...(meta.lfs ?? []).map((f) => `cat ${quote(`${L.lfsStore}/${f.oid.slice(0, 2)}/${f.oid.slice(2, 4)}/${f.oid}`)} > ${quote(`${tmp}/${f.path}`)}`),
+  ];
   return {
     name: 'release',
     as: 'root',
@@ -143,13 +165,13 @@ export function createRelease(env: Environment, meta: ReleaseMeta): Step {
     script: String.raw`[ ! -e ${quote(dir)} ] || { echo "release ${meta.id} already exists" >&2; exit 1; }
 rm -rf ${quote(tmp)}
 mkdir -m 0750 ${quote(tmp)}
-git --git-dir=${quote(L.mirror)} archive --format=tar ${quote(meta.sha)} | tar -x -C ${quote(tmp)}
-printf '%s\n' ${quote(meta.sha)} > ${quote(`${tmp}/REVISION`)}
+${archive(meta.sha, tmp)}
+${extra.length ? `${extra.join('\n')}\n` : ''}printf '%s\n' ${quote(meta.sha)} > ${quote(`${tmp}/REVISION`)}
 printf %s ${b64(JSON.stringify(meta, null, 2) + '\n')} | base64 -d > ${quote(`${tmp}/release.json`)}
 ln -sfn ../../shared/.env ${quote(`${tmp}/.env`)}
 chown -R ${owner} ${quote(tmp)}
 mv -T ${quote(tmp)} ${quote(dir)}
-echo "release ${meta.id} (${meta.sha.slice(0, 12)}, ${meta.ref})"`,
+echo "release ${meta.id} (${meta.sha.slice(0, 12)}, ${meta.ref}${meta.submodules?.length ? `, ${meta.submodules.length} submodule(s)` : ''}${meta.lfs?.length ? `, ${meta.lfs.length} Git LFS file(s)` : ''})"`,
   };
 }
 
@@ -234,8 +256,8 @@ fi`,
 /**
  * Remove the releases `remove` (chosen by `retention`, core/steps/history.ts), except — whatever the list says —
  * the live one and any release a supervisor file of this app names or a process runs from (reported as
- * `kept_running`); then the dependency sets no kept release uses, and the mirror refs of commits no kept release
- * needs (its REVISION, and the submodule commits in its release.json).
+ * `kept_running`); then the dependency sets no kept release uses, the Git LFS contents and the mirror refs of
+ * commits no kept release needs (its REVISION, and the submodule commits and LFS oids in its release.json).
  */
 export function pruneReleases(env: Environment, remove: string[]): Step {
   const L = layout(env);
@@ -261,7 +283,12 @@ for d in ${quote(L.deps)}/*; do
   [ -d "$d" ] || continue
   grep -qxF "$d" <<< "$used" || { rm -rf -- "$d"; ops_report pruned_deps "${'$'}{d##*/}"; }
 done
-keep_shas=$({ cat */REVISION; cat */release.json | grep -oE '[0-9a-f]{40}'; } 2>/dev/null | sort -u)
+keep_oids=$(cat */release.json 2>/dev/null | grep -oE '[0-9a-f]{64}' | sort -u || true)
+for f in ${quote(L.lfsStore)}/*/*/*; do
+  [ -f "$f" ] || continue
+  grep -qxF "${'$'}{f##*/}" <<< "$keep_oids" || rm -f -- "$f"
+done
+keep_shas=$({ cat */REVISION; cat */release.json | grep -oE '[0-9a-f]{40}' || true; } 2>/dev/null | sort -u)
 git --git-dir=${quote(L.mirror)} for-each-ref --format='%(refname)' refs/ops/sha/ | while read -r ref; do
   grep -qxF "${'$'}{ref##*/}" <<< "$keep_shas" || git --git-dir=${quote(L.mirror)} update-ref -d "$ref"
 done`,

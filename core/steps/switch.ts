@@ -250,8 +250,6 @@ if [ -f "$conf" ] && [ "$(cat "$conf")" = "$new_conf" ] && wait_healthy 2 0.1 ${
   echo "slot ${slot} already runs ${releaseId} and is healthy: reused"
   exit 0
 fi
-# A configuration supervisor already refuses is not this deploy's to hide: say so before changing anything.
-if ! msg=$(reread); then echo "supervisor refuses its configuration before this deploy changed anything: $msg" >&2; exit 1; fi
 # The new file goes in beside a copy of the previous one, which comes back if supervisor refuses the new one.
 prev=$(mktemp /etc/supervisor/.ops-prev.XXXXXX); trap 'rm -f "$prev"' EXIT
 had_prev=0; if [ -f "$conf" ]; then cp -a "$conf" "$prev"; had_prev=1; fi
@@ -259,7 +257,8 @@ restore() { if [ "$had_prev" = 1 ]; then cp -a "$prev" "$conf"; else rm -f "$con
 ${putFile(L.supervisorConf(slot), slotConfig(env, slot, release, releaseId))}
 if ! msg=$(reread); then
   restore
-  echo "supervisor refused the configuration of slot ${slot} (${L.supervisorConf(slot)}): $msg" >&2
+  if reread >/dev/null; then echo "supervisor refused the new configuration of slot ${slot} (${L.supervisorConf(slot)}): $msg" >&2
+  else echo "supervisor refuses its configuration, with or without this deploy's change (fix the file it names): $msg" >&2; fi
   echo "the previous file is back in place; the live release keeps serving" >&2
   exit 1
 fi

@@ -150,4 +150,32 @@ describe('deploy operation', () => {
     await expect(deploy(h.ctx, loadEnvironment('x', root), { ref: 'no-such-branch' })).rejects.toThrow(/ref "no-such-branch" is not a tag, branch or commit/);
     expect(h.connections()).toBe(0);
   });
+
+  it('prunes by history: the list sent to the host comes from the order releases went live, never the live or warm one', async () => {
+    const old = (n: number) => `2026110${n}T000000Z-${String(n).repeat(12)}`;
+    const state = [
+      '@ops provisioned yes',
+      `@ops current ${old(1)}`, // live, made by a runner whose clock was behind: its id sorts first
+      '@ops slot blue',
+      `@ops has ${v1}`,
+      `@ops release ${old(1)} x ok 9 9`,
+      ...[2, 3, 4, 5, 6].map((n) => `@ops release ${old(n)} x ok ${n} ${n}`),
+      `@ops release ${old(7)} x failed - 7`,
+      `@ops release ${old(8)} x failed - 8`,
+      `@ops release ${old(9)} x failed - 10`,
+    ].join('\n');
+    const h = harness(`${state}\n`);
+    await deploy(h.ctx, loadEnvironment('x', root), {});
+    const prune = h.remote.runs.find((r) => r.step.name === 'prune')!.stdin;
+    // keep 5 (the new one, old(1) warm, old(6), old(5), old(4)); keep_failed 2 (old(9), old(8)).
+    expect(/for r in (.*); do/.exec(prune)![1]!.split(' ').sort()).toEqual([old(2), old(3), old(7)]);
+  });
+
+  it('a runner clock far from the host\'s: a warning, and the deploy goes on', async () => {
+    const hostNow = Math.floor(Date.now() / 1000);
+    const h = harness(`@ops now ${hostNow}\n@ops provisioned yes\n@ops current 20261101T000000Z-aaaaaaaaaaaa\n@ops slot blue\n@ops has ${v1}\n`);
+    const r = await deploy({ ...h.ctx, now: () => new Date(Date.now() - 90 * 86_400_000) }, loadEnvironment('x', root), {});
+    expect(r.release.startsWith(new Date(Date.now() - 90 * 86_400_000).toISOString().slice(0, 10).replace(/-/g, ''))).toBe(true);
+    expect(h.reporter.lines.join('\n')).toMatch(/warning: this runner's clock is 90 days behind web1's/);
+  });
 });

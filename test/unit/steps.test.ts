@@ -1,7 +1,7 @@
 // Steps are data: their scripts are checked by exact text (snapshots in __snapshots__/, reviewed like code)
 // and by the properties that matter — who runs them, what is quoted, what is validated — without a host.
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -12,7 +12,8 @@ import { applyNginx, renderTemplate, site, upstreams } from '../../core/steps/ng
 import { appCommand, createRelease, dependencies, deployState, pruneReleases, releaseId } from '../../core/steps/release.ts';
 import { expand, slotConfig, startSlot, stopSlot, switchTo } from '../../core/steps/switch.ts';
 import { installPackages, packageList, runtimes } from '../../core/steps/system.ts';
-import { scriptText } from '../../core/remote/wrap.ts';
+import { scriptPrelude, scriptText } from '../../core/remote/wrap.ts';
+import { SYSTEM_FUNCTIONS, putChecked } from '../../core/steps/script.ts';
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
 

@@ -68,7 +68,7 @@ function config(extra: { command?: string; env?: Record<string, string>; reposit
     ref: 'good1',
     hosts: [{ name: host.name, address: host.address, user: host.user, host_key: host.hostKey }],
     ssh: { identity_file: host.identityFile, connect_timeout: 10 },
-    release: { python_requirements: '', node_dir: '', build: 'sh build.sh', migrate: '', keep: 3, keep_failed: 2, ...extra.release },
+    release: { python_requirements: '', node_dir: '', build: 'sh build.sh', migrate: 'true', keep: 3, keep_failed: 2, ...extra.release },
     switch: { drain: 5, health_timeout: 30 },
     programs: { web: { command: extra.command ?? '{python} server.py {port} 2', port: 5100, health: '/health', env: extra.env ?? {} } },
     routes: { '/': 'web' },

@@ -270,7 +270,7 @@ export function pruneReleases(env: Environment, remove: string[]): Step {
 protected=$({ readlink ${quote(L.current)}
   sed -n 's/^directory=//p' ${quote(L.supervisorConf('blue'))} ${quote(L.supervisorConf('green'))}
   for p in /proc/[0-9]*; do readlink "$p/cwd"; done
-} 2>/dev/null | sed -n "s#^"${quote(L.releases)}"/\([^/ ]*\).*#\1#p" | sort -u)
+} 2>/dev/null | sed -n "s#^"${quote(L.releases)}"/\([^/ ]*\).*#\1#p" | sort -u || true)
 for r in ${remove.map(quote).join(' ')}; do
   [ -d "$r" ] || continue
   if grep -qxF -- "$r" <<< "$protected"; then ops_report kept_running "$r"; continue; fi
@@ -278,7 +278,7 @@ for r in ${remove.map(quote).join(' ')}; do
   ops_report pruned "$r"
 done
 rm -rf .new-* 2>/dev/null || true
-used=$(for r in */; do for l in "$r"venv "$r"*/node_modules; do [ -L "$l" ] && readlink "$l"; done; done 2>/dev/null | sed 's#/node_modules$##' | sort -u)
+used=$(for r in */; do for l in "$r"venv "$r"*/node_modules; do if [ -L "$l" ]; then readlink "$l"; fi; done; done 2>/dev/null | sed 's#/node_modules$##' | sort -u || true)
 for d in ${quote(L.deps)}/*; do
   [ -d "$d" ] || continue
   grep -qxF "$d" <<< "$used" || { rm -rf -- "$d"; ops_report pruned_deps "${'$'}{d##*/}"; }

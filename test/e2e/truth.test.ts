@@ -148,10 +148,10 @@ describe.sequential('what ops reports live is what serves', () => {
 
   it('a value supervisor cannot carry is refused at plan time, by name, without the value; the host is untouched', async () => {
     const before = await page();
-    project.write(config({ env: { BOTH: `it's "x"` } }));
+    project.write(config({ env: { BOTH: `it's "x" y` } }));
     const err = (await run('good1', { force: true }).catch((e: Error) => e)) as Error;
     expect(err.message).toMatch(/^programs\.web\.env\.BOTH: supervisor cannot carry this value: it holds both kinds of quotes/);
-    expect(err.message).not.toContain(`it's "x"`);
+    expect(err.message).not.toContain(`it's "x" y`);
     project.write(config());
     expect(await page()).toEqual(before);
     // Then a normal deploy works.

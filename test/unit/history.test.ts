@@ -2,7 +2,7 @@
 // scratch release tree (derive once for a host without history, append, report), and the pure decisions
 // built on them (the previous release, what pruning keeps and why), including release ids made by a runner
 // whose clock was months behind.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +13,7 @@ import { pruneAfterSwitch, parseState } from '../../core/ops/deploy.ts';
 import { parseReports, reportedAll, type StepResult } from '../../core/remote/types.ts';
 import { scriptPrelude } from '../../core/remote/wrap.ts';
 import { historyFunctions, parseReleaseRecord, previousRelease, retention, type ReleaseRecord } from '../../core/steps/history.ts';
+import { pruneReleases } from '../../core/steps/release.ts';
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
 
@@ -139,5 +140,27 @@ describe('previous release and retention', () => {
     expect(clockSkewWarning({ now: () => new Date('2026-08-25T12:00:00Z') }, 'web1', String(hostNow))).toMatch(/^this runner's clock is 92 days behind web1's: release ids and audit times carry the runner's time \(release order does not depend on it/);
     expect(clockSkewWarning({ now: () => new Date('2026-11-25T15:00:00Z') }, 'web1', String(hostNow))).toMatch(/3 hours ahead of web1's/);
     expect(clockSkewWarning({}, 'web1', undefined)).toBeUndefined();
+  });
+});
+
+describe('prune on a host (bash)', () => {
+  it('removes the releases it is given, except the live one and any a process runs from; keeps what kept releases use', () => {
+    const base = host({ [A]: '', [B]: '', [C]: 'failed', [D]: '' }, D);
+    mkdirSync(join(base, 'shared', 'deps'), { recursive: true });
+    execFileSync('git', ['init', '-q', '--bare', join(base, 'repo.git')]);
+    const e = env(base);
+    // A process still running from B (a warm slot): never pruned, whatever the list says.
+    const child = spawn('sleep', ['30'], { cwd: join(base, 'releases', B), stdio: 'ignore' });
+    try {
+      const script = `${scriptPrelude}\n${pruneReleases(e, [A, B, C, D]).script}`;
+      const out = execFileSync('bash', ['-c', script], { encoding: 'utf8' });
+      const reports = parseReports(out);
+      expect(reports.filter(([k]) => k === 'pruned').map(([, v]) => v).sort()).toEqual([A, C]);
+      expect(reports.filter(([k]) => k === 'kept_running').map(([, v]) => v).sort()).toEqual([B, D]);
+      expect(existsSync(join(base, 'releases', B))).toBe(true);
+      expect(existsSync(join(base, 'releases', D))).toBe(true);
+    } finally {
+      child.kill();
+    }
   });
 });

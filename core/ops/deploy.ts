@@ -20,7 +20,7 @@ import type { AuditEntry } from '../steps/audit.ts';
 import { parseReleaseRecord, retention, type ReleaseRecord } from '../steps/history.ts';
 import { site } from '../steps/nginx.ts';
 import { appCommand, createRelease, dependencies, deployState, installDotenv, markRelease, pruneReleases, receivePack, releaseId, type ReleaseMeta } from '../steps/release.ts';
-import { slotConfig, startSlot, stopSlot, switchTo } from '../steps/switch.ts';
+import { START_FAILED_CLEAN, slotConfig, startSlot, stopSlot, switchTo } from '../steps/switch.ts';
 import { withLock } from './locked.ts';
 import { environmentSecrets } from './secrets.ts';
 
@@ -255,7 +255,8 @@ async function deployHost(ctx: OpsContext, env: Environment, remote: Remote, ins
     await h.run(startSlot(env, newSlot, dir, p.id));
     await h.run(switchTo(env, newSlot, p.id, state.certificate, 'deploy'));
   } catch (e) {
-    if (started) await h.tryRun(stopSlot(env, newSlot));
+    // A start that failed cleanly has already put the slot back (and may have kept the warm release running).
+    if (started && !(e instanceof StepError && e.exitCode === START_FAILED_CLEAN)) await h.tryRun(stopSlot(env, newSlot));
     await h.tryRun(markRelease(env, p.id, 'failed', e instanceof Error ? e.message.split('\n')[0]! : String(e)));
     audit({ result: 'failed', message: e instanceof Error ? e.message.split('\n')[0] : String(e) });
     if (e instanceof StepError) {

@@ -2,14 +2,14 @@
 // the same gapless switch as a deploy. The abandoned release is marked so it is not picked again.
 import type { Environment } from '../config/environment.ts';
 import { clockSkewWarning, inBatches, runnerNow, withSession, type OpsContext } from '../context.ts';
-import { OpsError } from '../errors.ts';
+import { OpsError, StepError } from '../errors.ts';
 import { layout, otherSlot } from '../layout.ts';
 import { runInfo } from '../runinfo.ts';
 import type { Remote, StepResult } from '../remote/types.ts';
 import { validate } from '../shell.ts';
 import { previousRelease } from '../steps/history.ts';
 import { deployState, markRelease } from '../steps/release.ts';
-import { startSlot, stopSlot, switchTo } from '../steps/switch.ts';
+import { START_FAILED_CLEAN, startSlot, stopSlot, switchTo } from '../steps/switch.ts';
 import { HostRun, parseState, type HostDeploy } from './deploy.ts';
 import { withLock, type LockedRun } from './locked.ts';
 
@@ -48,7 +48,7 @@ async function rollbackHost(ctx: OpsContext, env: Environment, remote: Remote, i
     await h.run(startSlot(env, slot, `${layout(env).releases}/${target}`, target));
     await h.run(switchTo(env, slot, target, state.certificate, 'rollback'));
   } catch (e) {
-    await h.tryRun(stopSlot(env, slot));
+    if (!(e instanceof StepError && e.exitCode === START_FAILED_CLEAN)) await h.tryRun(stopSlot(env, slot));
     throw new OpsError(`${(e as Error).message}\n${remote.name} still serves ${state.current}`, (e as OpsError).hint);
   }
   await h.tryRun(markRelease(env, state.current, 'abandoned', `rolled back to ${target} by ${info.actor} at ${runnerNow(ctx).toISOString()}`));

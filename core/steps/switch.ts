@@ -216,6 +216,13 @@ wait_healthy() {
   done
 }`;
 
+/**
+ * startSlot's exit code when it failed and already left the slot as it should be (new programs stopped, or
+ * supervisor's previous file put back with the warm release still running): the operation must not stop
+ * the slot again. Any other failure (a timeout, a lost connection) leaves the slot to the operation.
+ */
+export const START_FAILED_CLEAN = 3;
+
 /** `name:port` of each program in a slot: what the identity check and status look at. */
 export function programPorts(env: Environment, slot: Slot): string[] {
   return Object.keys(env.config.programs).map((name) => `${name}:${slotPort(env, name, slot)}`);
@@ -260,13 +267,13 @@ if ! msg=$(reread); then
   if reread >/dev/null; then echo "supervisor refused the new configuration of slot ${slot} (${L.supervisorConf(slot)}): $msg" >&2
   else echo "supervisor refuses its configuration, with or without this deploy's change (fix the file it names): $msg" >&2; fi
   echo "the previous file is back in place; the live release keeps serving" >&2
-  exit 1
+  exit ${START_FAILED_CLEAN}
 fi
 # Anything left on this slot (the release before, a failed start) goes first, so the ports are ours.
 group_down ${quote(group)}
 for p in ${probeList}; do
   IFS=: read -r name port path <<< "$p"
-  if probe "$port" /; then restore; echo "port $port (slot ${slot}, program $name) is already in use by another process: $(for l in $(listeners "$port"); do describe_proc "$l"; echo; done)" >&2; exit 1; fi
+  if probe "$port" /; then restore; echo "port $port (slot ${slot}, program $name) is already in use by another process: $(for l in $(listeners "$port"); do describe_proc "$l"; echo; done)" >&2; exit ${START_FAILED_CLEAN}; fi
 done
 # Remember where each log ends, to show only what the new processes write.
 declare -A log_start
@@ -275,7 +282,7 @@ if ! msg=$(group_add ${quote(group)}); then
   restore
   echo "supervisor refused to start ${group}: $msg" >&2
   echo "the previous file is back in place; the live release keeps serving" >&2
-  exit 1
+  exit ${START_FAILED_CLEAN}
 fi
 verdict=""
 if ! FATAL_GROUP=${quote(group)} wait_healthy ${sw.health_timeout} ${sw.health_interval} ${probeList}; then
@@ -293,7 +300,7 @@ if [ -n "$verdict" ]; then
   group_down ${quote(group)}
   rm -f "$conf"
   reread >/dev/null || true
-  exit 1
+  exit ${START_FAILED_CLEAN}
 fi >&2
 echo "slot ${slot} healthy: ${Object.keys(env.config.programs).join(', ')} (each answered by the process supervisor started for ${releaseId})"`,
   };

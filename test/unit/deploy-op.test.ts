@@ -107,6 +107,12 @@ describe('deploy operation', () => {
     expect(h.remote.stepNames().slice(-4)).toEqual(['start green', 'stop green', 'mark failed', 'unlock']);
   });
 
+  it('a start that failed cleanly (supervisor refused the file: the previous one is back, the warm release runs) is not stopped again', async () => {
+    const h = harness(`@ops provisioned yes\n@ops current 20261101T000000Z-aaaaaaaaaaaa\n@ops slot blue\n@ops has ${v1}\n`, (step) => (step.name === 'start green' ? { code: 3, stderr: 'supervisor refused the new configuration of slot green' } : undefined));
+    await expect(deploy(h.ctx, loadEnvironment('x', root), {})).rejects.toThrow(/supervisor refused the new configuration/);
+    expect(h.remote.stepNames().slice(-3)).toEqual(['start green', 'mark failed', 'unlock']);
+  });
+
   it('an unprovisioned host: a clear error before anything is sent', async () => {
     const h = harness('@ops provisioned no\n');
     await expect(deploy(h.ctx, loadEnvironment('x', root), {})).rejects.toThrow(/web1 is not provisioned for x/);

@@ -51399,6 +51399,7 @@ wait_healthy() {
     sleep "$interval"
   done
 }`;
+var START_FAILED_CLEAN = 3;
 function programPorts(env, slot) {
   return Object.keys(env.config.programs).map((name2) => `${name2}:${slotPort(env, name2, slot)}`);
 }
@@ -51434,13 +51435,13 @@ if ! msg=$(reread); then
   if reread >/dev/null; then echo "supervisor refused the new configuration of slot ${slot} (${L.supervisorConf(slot)}): $msg" >&2
   else echo "supervisor refuses its configuration, with or without this deploy's change (fix the file it names): $msg" >&2; fi
   echo "the previous file is back in place; the live release keeps serving" >&2
-  exit 1
+  exit ${START_FAILED_CLEAN}
 fi
 # Anything left on this slot (the release before, a failed start) goes first, so the ports are ours.
 group_down ${quote(group)}
 for p in ${probeList}; do
   IFS=: read -r name port path <<< "$p"
-  if probe "$port" /; then restore; echo "port $port (slot ${slot}, program $name) is already in use by another process: $(for l in $(listeners "$port"); do describe_proc "$l"; echo; done)" >&2; exit 1; fi
+  if probe "$port" /; then restore; echo "port $port (slot ${slot}, program $name) is already in use by another process: $(for l in $(listeners "$port"); do describe_proc "$l"; echo; done)" >&2; exit ${START_FAILED_CLEAN}; fi
 done
 # Remember where each log ends, to show only what the new processes write.
 declare -A log_start
@@ -51449,7 +51450,7 @@ if ! msg=$(group_add ${quote(group)}); then
   restore
   echo "supervisor refused to start ${group}: $msg" >&2
   echo "the previous file is back in place; the live release keeps serving" >&2
-  exit 1
+  exit ${START_FAILED_CLEAN}
 fi
 verdict=""
 if ! FATAL_GROUP=${quote(group)} wait_healthy ${sw.health_timeout} ${sw.health_interval} ${probeList}; then
@@ -51467,7 +51468,7 @@ if [ -n "$verdict" ]; then
   group_down ${quote(group)}
   rm -f "$conf"
   reread >/dev/null || true
-  exit 1
+  exit ${START_FAILED_CLEAN}
 fi >&2
 echo "slot ${slot} healthy: ${Object.keys(env.config.programs).join(", ")} (each answered by the process supervisor started for ${releaseId2})"`
   };
@@ -51702,7 +51703,7 @@ function pruneReleases(env, remove) {
 protected=$({ readlink ${quote(L.current)}
   sed -n 's/^directory=//p' ${quote(L.supervisorConf("blue"))} ${quote(L.supervisorConf("green"))}
   for p in /proc/[0-9]*; do readlink "$p/cwd"; done
-} 2>/dev/null | sed -n "s#^"${quote(L.releases)}"/\([^/ ]*\).*#\1#p" | sort -u)
+} 2>/dev/null | sed -n "s#^"${quote(L.releases)}"/\([^/ ]*\).*#\1#p" | sort -u || true)
 for r in ${remove.map(quote).join(" ")}; do
   [ -d "$r" ] || continue
   if grep -qxF -- "$r" <<< "$protected"; then ops_report kept_running "$r"; continue; fi
@@ -51710,7 +51711,7 @@ for r in ${remove.map(quote).join(" ")}; do
   ops_report pruned "$r"
 done
 rm -rf .new-* 2>/dev/null || true
-used=$(for r in */; do for l in "$r"venv "$r"*/node_modules; do [ -L "$l" ] && readlink "$l"; done; done 2>/dev/null | sed 's#/node_modules$##' | sort -u)
+used=$(for r in */; do for l in "$r"venv "$r"*/node_modules; do if [ -L "$l" ]; then readlink "$l"; fi; done; done 2>/dev/null | sed 's#/node_modules$##' | sort -u || true)
 for d in ${quote(L.deps)}/*; do
   [ -d "$d" ] || continue
   grep -qxF "$d" <<< "$used" || { rm -rf -- "$d"; ops_report pruned_deps "${"$"}{d##*/}"; }
@@ -62034,7 +62035,7 @@ async function deployHost(ctx, env, remote, inspected, p, primary, options, reco
     await h.run(startSlot(env, newSlot, dir, p.id));
     await h.run(switchTo(env, newSlot, p.id, state.certificate, "deploy"));
   } catch (e) {
-    if (started) await h.tryRun(stopSlot(env, newSlot));
+    if (started && !(e instanceof StepError && e.exitCode === START_FAILED_CLEAN)) await h.tryRun(stopSlot(env, newSlot));
     await h.tryRun(markRelease(env, p.id, "failed", e instanceof Error ? e.message.split("\n")[0] : String(e)));
     audit({ result: "failed", message: e instanceof Error ? e.message.split("\n")[0] : String(e) });
     if (e instanceof StepError) {

@@ -51051,6 +51051,7 @@ wait_healthy() {
     sleep "$interval"
   done
 }`;
+var START_FAILED_CLEAN = 3;
 function programPorts(env, slot) {
   return Object.keys(env.config.programs).map((name2) => `${name2}:${slotPort(env, name2, slot)}`);
 }
@@ -51086,13 +51087,13 @@ if ! msg=$(reread); then
   if reread >/dev/null; then echo "supervisor refused the new configuration of slot ${slot} (${L.supervisorConf(slot)}): $msg" >&2
   else echo "supervisor refuses its configuration, with or without this deploy's change (fix the file it names): $msg" >&2; fi
   echo "the previous file is back in place; the live release keeps serving" >&2
-  exit 1
+  exit ${START_FAILED_CLEAN}
 fi
 # Anything left on this slot (the release before, a failed start) goes first, so the ports are ours.
 group_down ${quote(group)}
 for p in ${probeList}; do
   IFS=: read -r name port path <<< "$p"
-  if probe "$port" /; then restore; echo "port $port (slot ${slot}, program $name) is already in use by another process: $(for l in $(listeners "$port"); do describe_proc "$l"; echo; done)" >&2; exit 1; fi
+  if probe "$port" /; then restore; echo "port $port (slot ${slot}, program $name) is already in use by another process: $(for l in $(listeners "$port"); do describe_proc "$l"; echo; done)" >&2; exit ${START_FAILED_CLEAN}; fi
 done
 # Remember where each log ends, to show only what the new processes write.
 declare -A log_start
@@ -51101,7 +51102,7 @@ if ! msg=$(group_add ${quote(group)}); then
   restore
   echo "supervisor refused to start ${group}: $msg" >&2
   echo "the previous file is back in place; the live release keeps serving" >&2
-  exit 1
+  exit ${START_FAILED_CLEAN}
 fi
 verdict=""
 if ! FATAL_GROUP=${quote(group)} wait_healthy ${sw.health_timeout} ${sw.health_interval} ${probeList}; then
@@ -51119,7 +51120,7 @@ if [ -n "$verdict" ]; then
   group_down ${quote(group)}
   rm -f "$conf"
   reread >/dev/null || true
-  exit 1
+  exit ${START_FAILED_CLEAN}
 fi >&2
 echo "slot ${slot} healthy: ${Object.keys(env.config.programs).join(", ")} (each answered by the process supervisor started for ${releaseId2})"`
   };
@@ -51461,7 +51462,7 @@ async function rollbackHost(ctx, env, remote, inspected, to, audit) {
     await h.run(startSlot(env, slot, `${layout(env).releases}/${target}`, target));
     await h.run(switchTo(env, slot, target, state.certificate, "rollback"));
   } catch (e) {
-    await h.tryRun(stopSlot(env, slot));
+    if (!(e instanceof StepError && e.exitCode === START_FAILED_CLEAN)) await h.tryRun(stopSlot(env, slot));
     throw new OpsError(`${e.message}
 ${remote.name} still serves ${state.current}`, e.hint);
   }

@@ -50970,7 +50970,7 @@ function statusSummary(r) {
       lines.push(`| ${h.host} | ${h.reachable ? "status check failed" : "unreachable"} | | | | | |`);
       continue;
     }
-    const programs = h.supervisor?.programs.filter((p) => p.live).map((p) => `${p.program} ${p.state}`).join(", ") ?? "";
+    const programs = h.supervisor?.programs.filter((p) => p.live).map((p) => `${p.program} ${p.state}${p.pid ? ` pid ${p.pid}` : ""}${p.release ? ` runs \`${p.release}\`` : ""}`).join(", ") ?? "";
     lines.push(
       `| ${h.host} | ${h.release ? `\`${h.release.id}\` ${h.release.ref}` : "none"} | ${h.nginx?.running ? "running" : "stopped"}, ${h.nginx?.configOk ? "valid" : "invalid"} | ${programs} | ${h.health?.map((x) => `${x.program} ${x.ok ? "ok" : "failing"}`).join(", ") ?? ""} | ${h.certificate?.notAfter ? `${h.certificate.notAfter.slice(0, 10)} (${h.certificate.daysLeft} d)` : ""} | ${h.lock?.state ?? ""} |`
     );

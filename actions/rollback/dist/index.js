@@ -50537,7 +50537,10 @@ function historyFunctions(env) {
 releases_dir=${quote(L.releases)}
 history_now() { date -u +%Y-%m-%dT%H:%M:%SZ; }
 history_last() { if [ -f "$history_file" ]; then awk -F'\t' '$1 ~ /^[0-9]+$/ { n = $1 } END { print n + 0 }' "$history_file"; else echo 0; fi; }
-history_add() { printf '%s\t%s\t%s\t%s\t%s\n' "$(( $(history_last) + 1 ))" "$(history_now)" "$1" "$2" "${"$"}{3:-}" >> "$history_file"; chmod 0644 "$history_file"; }
+history_add() {
+  [ -f "$history_file" ] || history_init >/dev/null # removed by hand since the state step: derive it again first
+  printf '%s\t%s\t%s\t%s\t%s\n' "$(( $(history_last) + 1 ))" "$(history_now)" "$1" "$2" "${"$"}{3:-}" >> "$history_file"; chmod 0644 "$history_file"
+}
 release_ids() { if [ -d "$releases_dir" ]; then ls -1 "$releases_dir" | grep -E '${RELEASE_DIR_PATTERN}' | sort || true; fi; }
 history_derive() {
   local cur n=0 r now

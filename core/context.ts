@@ -19,6 +19,30 @@ export interface OpsContext {
   identityFile?: string;
   /** How to open a host connection; tests inject a recording fake. */
   connector?: Connector;
+  /** The runner's clock (release ids, release.json, audit times); tests inject a skewed one. Default: the system clock. */
+  now?: () => Date;
+}
+
+/** The runner's time now, from the context's clock. */
+export function runnerNow(ctx: Pick<OpsContext, 'now'>): Date {
+  return ctx.now ? ctx.now() : new Date();
+}
+
+/** Seconds between the runner's clock and a host's beyond which the difference is reported. */
+export const CLOCK_SKEW_WARN_SECONDS = 120;
+
+/**
+ * A warning when the runner's clock is far from a host's (`hostEpoch`: the host's `date +%s`, read in the
+ * step that took the lock), else undefined. Nothing depends on it (release order comes from the host's
+ * history), but release ids and audit times carry the runner's time.
+ */
+export function clockSkewWarning(ctx: Pick<OpsContext, 'now'>, host: string, hostEpoch: string | undefined): string | undefined {
+  const hostSeconds = Number(hostEpoch);
+  if (!hostEpoch || !Number.isFinite(hostSeconds)) return undefined;
+  const skew = Math.round(runnerNow(ctx).getTime() / 1000 - hostSeconds);
+  if (Math.abs(skew) <= CLOCK_SKEW_WARN_SECONDS) return undefined;
+  const amount = Math.abs(skew) >= 172800 ? `${Math.round(Math.abs(skew) / 86400)} days` : Math.abs(skew) >= 7200 ? `${Math.round(Math.abs(skew) / 3600)} hours` : `${Math.abs(skew)} s`;
+  return `this runner's clock is ${amount} ${skew < 0 ? 'behind' : 'ahead of'} ${host}'s: release ids and audit times carry the runner's time (release order does not depend on it: it comes from the host's history); fix the clock (NTP)`;
 }
 
 /** The real connector: node-ssh with the pinned key and the resolved credentials. */

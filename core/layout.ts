@@ -1,7 +1,8 @@
 // Where everything lives on a host, derived from the environment in one place.
 //
 //   <base>/                 root:root 0755   the app user cannot flip `current` or rewrite history
-//     repo.git/             root             bare mirror; the runner sends git bundles into it
+//     repo.git/             root             bare mirror; the runner sends git packs into it (submodule commits too)
+//     repo.git/lfs/objects/ root             Git LFS contents by oid, sent by the runner
 //     releases/<id>/        app              code (git archive), .env link, release.json, REVISION
 //     shared/.env           app 0600         rendered per deploy for the app's .env parsers, shared by releases
 //     shared/environ        app 0600         the same values, NUL-separated NAME=VALUE: for the pipeline's own commands
@@ -9,6 +10,7 @@
 //     current -> releases/<id>               flipped by rename(2)
 //     .ops/lock/            root             mkdir lock: owner, run, time, holder pid
 //     .ops/audit.log        root 0644        append-only record of every run
+//     .ops/history          root 0644        append-only order in which releases went live (sequence numbers)
 //     .ops/slot             root             live blue/green slot
 //
 // Outside <base>, every name an app takes on a host is derived from its app name (nginx site, upstreams and
@@ -21,6 +23,8 @@ export type Slot = 'blue' | 'green';
 export interface Layout {
   base: string;
   mirror: string;
+  /** Git LFS contents by oid (aa/bb/<oid>), beside the mirror: what releases copy in place of pointers. */
+  lfsStore: string;
   releases: string;
   shared: string;
   envFile: string;
@@ -30,6 +34,7 @@ export interface Layout {
   state: string;
   lock: string;
   audit: string;
+  history: string;
   slotFile: string;
   uploads: string;
   logDir: string;
@@ -56,6 +61,7 @@ export function layout(env: Environment): Layout {
   return {
     base,
     mirror: `${base}/repo.git`,
+    lfsStore: `${base}/repo.git/lfs/objects`,
     releases: `${base}/releases`,
     shared: `${base}/shared`,
     envFile: `${base}/shared/.env`,
@@ -65,6 +71,7 @@ export function layout(env: Environment): Layout {
     state: `${base}/.ops`,
     lock: `${base}/.ops/lock`,
     audit: `${base}/.ops/audit.log`,
+    history: `${base}/.ops/history`,
     slotFile: `${base}/.ops/slot`,
     uploads: `${base}/.ops/uploads`,
     logDir: `/var/log/${app}`,

@@ -3,6 +3,7 @@
 // on plain values; core/staging.ts gathers the facts with git and acts on the decisions.
 import { OpsError } from './errors.ts';
 import { isValid, validate } from './shell.ts';
+import { ambiguousRef } from './source.ts';
 
 /** Where staging remembers which head of each ref it took in: refs/staging-heads/<ref without "refs/">. */
 export const TRACKING_PREFIX = 'refs/staging-heads/';
@@ -19,7 +20,7 @@ const FULL_SHA = /^[0-9a-f]{40}$/;
 export type RefRequest =
   | { kind: 'pull'; input: string; number: number; remoteRef: string }
   | { kind: 'ref'; input: string; remoteRef: string } // refs/heads/x or refs/tags/x, spelled in full
-  | { kind: 'name'; input: string; candidates: string[] } // "x": a branch, else a tag, else (if hex) a commit
+  | { kind: 'name'; input: string; candidates: string[] } // "x": a branch or a tag (both: ambiguous), else (if hex) a commit
   | { kind: 'sha'; input: string };
 
 /** Parse the `ref` input: a branch, tag, pull request (pull/12, refs/pull/12/head, #12) or commit sha. */
@@ -55,7 +56,8 @@ export interface PullInfo {
 
 /**
  * Pick the remote ref a request means, given the refs the remote has (name → commit sha).
- * A bare name is a branch first, then a tag; a hex string that is neither is a commit.
+ * A bare name is a branch or a tag (a name that is both is refused as ambiguous: say refs/heads/x or
+ * refs/tags/x); a hex string that is neither is a commit.
  */
 export function pickRemoteRef(request: RefRequest, remoteRefs: Map<string, string>, remote: string): string | 'sha' {
   switch (request.kind) {
@@ -69,8 +71,13 @@ export function pickRemoteRef(request: RefRequest, remoteRefs: Map<string, strin
     case 'sha':
       return 'sha';
     case 'name': {
-      const found = request.candidates.find((c) => remoteRefs.has(c));
-      if (found) return found;
+      const found = request.candidates.filter((c) => remoteRefs.has(c));
+      if (found.length > 1)
+        throw ambiguousRef(
+          request.input,
+          found.map((c) => ({ kind: c.startsWith('refs/tags/') ? 'tag' : 'branch', fullName: c, sha: remoteRefs.get(c)! })),
+        );
+      if (found[0]) return found[0];
       if (SHA.test(request.input)) return 'sha';
       const remotePrefix = `${remote}/`;
       const hint = request.input.startsWith(remotePrefix)

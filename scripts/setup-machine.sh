@@ -53,6 +53,14 @@ if [ ! -x "$sops_bin" ]; then
   exec 9>&-
 fi
 [ "$(readlink /usr/local/bin/sops 2>/dev/null)" = "$sops_bin" ] || ln -sfn "$sops_bin" /usr/local/bin/sops
+# supervisor's own configuration parser, at the versions Debian ships (4.2.x) and the latest release, for the
+# unit tests of what deploys write into supervisor files (test/unit/supervisor.test.ts). Installed once.
+for v in 4.2.5 4.3.0; do
+  venv="${OPS_TESTHOSTS_CACHE:-/var/cache/ops-testhosts}/python/supervisor-$v"
+  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import supervisor.options' 2>/dev/null; then
+    rm -rf "$venv" && python3 -m venv "$venv" && timeout 300 "$venv/bin/pip" install -q --disable-pip-version-check "supervisor==$v"
+  fi
+done
 
 # npm ci only when the lockfile changed since the last install (node_modules/.package-lock.json mirrors it).
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then

@@ -103,7 +103,8 @@ export const environmentSchema = object(
       node_dir: opt(string({ pattern: /^[^\n]*$/, form: 'a relative path, or "" to skip' }), 'directory holding package.json/package-lock.json for `npm ci` ("" = no Node)', 'client'),
       build: opt(command, 'build command, run in the release as the app user', 'make build'),
       migrate: opt(command, 'migration command, run before the switch while the old release still serves', 'make migrate'),
-      keep: opt(integer(1, 100), 'releases kept on each host (the current one is never removed)', 5),
+      keep: opt(integer(1, 100), 'good releases kept on each host: the latest ones that went live, in the order they went live on that host (the live one among them); the live release and the one kept warm on the idle slot are never removed', 5),
+      keep_failed: opt(integer(0, 100), 'failed and rolled-back (abandoned) releases kept on each host for inspection, the latest ones; counted apart from `keep`', 2),
       migration_paths: opt(
         list(string({ pattern: /^(?!\/)[^\n]+$/, form: 'a git glob relative to the repository ("db/versions/**")' })),
         'where migrations live, for the plan and `ops diff` (files added there are listed); [] = detect: **/migrations/**, **/alembic/versions/**, **/db/migrate/** and the versions/ of each alembic.ini\'s script_location',

@@ -4,11 +4,12 @@
 // (nginx, then `current`) → prune; the previous release stays warm on the idle slot. Anything failing before
 // the switch leaves the live release serving, untouched.
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { isAbsolute, resolve } from 'node:path';
 import type { Environment } from '../config/environment.ts';
 import { refuseCollisions, sharingPlan, type HostSharing } from '../config/siblings.ts';
-import { inBatches, withSession, type OpsContext, type Session } from '../context.ts';
+import { clockSkewWarning, inBatches, runnerNow, withSession, type OpsContext, type Session } from '../context.ts';
 import { renderDotenv, type RenderedEnv } from '../dotenv.ts';
 import { OpsError, StepError } from '../errors.ts';
 import { layout, otherSlot, type Slot } from '../layout.ts';
@@ -16,11 +17,12 @@ import { runInfo } from '../runinfo.ts';
 import { reported, reportedAll, type Remote, type Step, type StepResult } from '../remote/types.ts';
 import { validate } from '../shell.ts';
 import { type HostLive, type HostsChange, dependencyHashes, describeChanges, formatChanges } from '../changes.ts';
-import { knownCommits, packFor, resolveRef, type ResolvedRef } from '../source.ts';
+import { knownCommits, packFor, resolveRef, treeContent, type ResolvedRef, type TreeContent } from '../source.ts';
 import type { AuditEntry } from '../steps/audit.ts';
+import { parseReleaseRecord, retention, type ReleaseRecord } from '../steps/history.ts';
 import { site } from '../steps/nginx.ts';
 import { appCommand, createRelease, dependencies, deployState, installDotenv, markRelease, pruneReleases, receivePack, releaseId, type ReleaseMeta } from '../steps/release.ts';
-import { slotConfig, startSlot, stopSlot, switchTo } from '../steps/switch.ts';
+import { START_FAILED_CLEAN, slotConfig, startSlot, stopSlot, switchTo } from '../steps/switch.ts';
 import { withLock } from './locked.ts';
 import { environmentSecrets } from './secrets.ts';
 
@@ -61,29 +63,55 @@ export interface HostState {
   provisioned: boolean;
   current: string;
   slot: Slot | undefined;
-  releases: { id: string; sha: string; status: string }[];
+  /** Every release directory with its place in the host's history. */
+  releases: ReleaseRecord[];
   known: string[];
-  hasSha: boolean;
+  /** Which of the commits asked about the host's mirror already has. */
+  has: string[];
+  /** Which of the Git LFS oids asked about the host has stored. */
+  lfsHas: string[];
   certificate: boolean;
   /** "ok", or what failed, for the live slot; "" when nothing is live. */
   liveHealth: string;
+  /** The host's clock (`date +%s`), read with the lock. */
+  hostTime?: string;
+  /** The release each slot's supervisor file runs. */
+  slotReleases: Partial<Record<Slot, string>>;
 }
 
 export function parseState(r: StepResult): HostState {
   const slot = reported(r, 'slot');
+  const slotReleases: Partial<Record<Slot, string>> = {};
+  for (const line of reportedAll(r, 'slot_release')) {
+    const [s, id] = line.split(' ');
+    if ((s === 'blue' || s === 'green') && id) slotReleases[s] = id;
+  }
   return {
     provisioned: (reported(r, 'provisioned') ?? 'no') !== 'no',
     current: reported(r, 'current') ?? '',
     slot: slot === 'blue' || slot === 'green' ? slot : undefined,
-    releases: reportedAll(r, 'release').map((v) => {
-      const [id, sha, status] = v.split(' ');
-      return { id: id!, sha: sha ?? '', status: status ?? 'ok' };
-    }),
+    releases: reportedAll(r, 'release').map(parseReleaseRecord),
     known: reportedAll(r, 'known'),
-    hasSha: reported(r, 'has_sha') === 'yes',
+    has: reportedAll(r, 'has'),
+    lfsHas: reportedAll(r, 'lfs_has'),
     certificate: reported(r, 'certificate') === 'yes',
     liveHealth: reported(r, 'live_health') ?? '',
+    hostTime: reported(r, 'now'),
+    slotReleases,
   };
+}
+
+/**
+ * What pruning removes after `id` went live on a host in `state` (the state read before the deploy): the
+ * new release is live (the latest in the history), the one live before stays warm on its slot unless
+ * `switch.keep_previous` is off.
+ */
+export function pruneAfterSwitch(env: Environment, state: HostState, id: string, newSlot: Slot): string[] {
+  const top = Math.max(0, ...state.releases.map((r) => Math.max(r.liveSeq ?? 0, r.eventSeq ?? 0)));
+  const releases = [...state.releases.filter((r) => r.id !== id), { id, sha: '', status: 'ok' as const, liveSeq: top + 1, eventSeq: top + 1 }];
+  const warm = env.config.switch.keep_previous && state.current && state.slot ? [{ id: state.current, slot: state.slot }] : [];
+  const kept = retention(releases, { keep: env.config.release.keep, keepFailed: env.config.release.keep_failed, current: id, warm: [...warm, { id, slot: newSlot }] });
+  return [...kept].filter(([, why]) => why === undefined).map(([r]) => r);
 }
 
 /** The repository deployed from: the environment's `repository`, else the git repository holding the project. */
@@ -121,6 +149,8 @@ export class HostRun {
 interface Plan {
   resolved: ResolvedRef;
   repo: string;
+  /** Submodules, Git LFS contents and export-ignored paths of the commit (what `git archive` alone leaves out). */
+  tree: TreeContent;
   id: string;
   dotenv: RenderedEnv;
   hashes: { python: string; node: string };
@@ -131,16 +161,30 @@ async function plan(ctx: OpsContext, env: Environment, options: DeployOptions): 
   const ref = validate('gitRef', options.ref || env.config.ref);
   const repo = sourceRepository(ctx, env);
   const resolved = await resolveRef(repo, ref);
+  // A release missing its submodules or LFS contents is refused here, before any host is touched.
+  const tree = await treeContent(repo, resolved.sha);
   const hashes = await dependencyHashes(repo, resolved.sha, env);
   const secrets = await environmentSecrets(ctx, env);
   const dotenv = renderDotenv(env, secrets);
-  const id = releaseId(resolved.sha);
+  const now = runnerNow(ctx);
+  const id = releaseId(resolved.sha, now);
   // Configuration mistakes surface now, before any host is touched.
   for (const slot of ['blue', 'green'] as const) slotConfig(env, slot, `${layout(env).releases}/${id}`, id);
   if (env.config.tls.mode === 'off' || env.config.nginx.site_template) site(env, true);
   const info = runInfo(ctx.env);
-  const meta: ReleaseMeta = { id, sha: resolved.sha, ref, environment: env.name, actor: info.actor, time: new Date().toISOString(), run: info.runUrl, deps: hashes };
-  return { resolved, repo, id, dotenv, hashes, meta };
+  const meta: ReleaseMeta = {
+    id,
+    sha: resolved.sha,
+    ref,
+    environment: env.name,
+    actor: info.actor,
+    time: now.toISOString(),
+    run: info.runUrl,
+    deps: hashes,
+    ...(tree.submodules.length && { submodules: tree.submodules.map(({ path, sha }) => ({ path, sha })) }),
+    ...(tree.lfs.length && { lfs: tree.lfs.map(({ path, oid }) => ({ path, oid })) }),
+  };
+  return { resolved, repo, tree, id, dotenv, hashes, meta };
 }
 
 type Audit = (entry: { result: AuditEntry['result'] } & Partial<AuditEntry>) => void;
@@ -153,23 +197,45 @@ async function deployHost(ctx: OpsContext, env: Environment, remote: Remote, ins
   if (!state.provisioned) throw new OpsError(`${remote.name} is not provisioned for ${env.name}`, `run: ops provision ${env.name}`);
   const live = state.releases.find((r) => r.id === state.current);
   const result: HostDeploy = { host: remote.name, release: p.id, previous: state.current, noop: false, steps: h.steps, notes: [] };
+  const skew = clockSkewWarning(ctx, remote.name, state.hostTime);
+  if (skew) {
+    ctx.reporter.warn(skew);
+    result.notes.push(`warning: ${skew}`);
+  }
 
   if (live && live.sha === p.resolved.sha && !options.force) {
     if (state.liveHealth !== 'ok')
       throw new OpsError(`${p.resolved.sha.slice(0, 12)} is already live on ${remote.name} but not healthy: ${state.liveHealth || 'no health result'}`, `check ops status ${env.name}; redeploy with --force to start it again`);
     audit({ result: 'no-op', release: state.current, message: 'already live' });
-    return { ...result, release: state.current, noop: true, notes: [`${p.resolved.sha.slice(0, 12)} already live (${state.current})`] };
+    return { ...result, release: state.current, noop: true, notes: [`${p.resolved.sha.slice(0, 12)} already live (${state.current})`, ...result.notes] };
   }
 
   const tag = `${p.id}-${randomBytes(4).toString('hex')}`;
-  if (!state.hasSha) {
-    const haves = await knownCommits(p.repo, state.known);
-    const pack = await packFor(p.repo, p.resolved.sha, haves);
-    const path = `${L.uploads}/${tag}.pack`;
+  // Code: a pack of what the host lacks, for the commit and for each submodule commit (one object store);
+  // Git LFS contents the host has not stored yet. All over this connection.
+  const packs: string[] = [];
+  const commits: string[] = [];
+  const sources = [{ gitDir: p.repo, sha: p.resolved.sha, path: '' }, ...p.tree.submodules];
+  for (const [i, src] of sources.entries()) {
+    if (state.has.includes(src.sha) || commits.includes(src.sha)) continue;
+    const haves = await knownCommits(src.gitDir, state.known);
+    const pack = await packFor(src.gitDir, src.sha, haves);
+    const path = `${L.uploads}/${tag}-${i}.pack`;
     await remote.upload(pack, path, { mode: 0o600 });
-    await h.run(receivePack(env, path, p.resolved.sha));
-    result.notes.push(`sent ${(pack.length / 1024).toFixed(1)} KiB of git objects${haves.length ? ' (delta)' : ''}`);
+    packs.push(path);
+    commits.push(src.sha);
+    result.notes.push(`sent ${(pack.length / 1024).toFixed(1)} KiB of git objects${src.path ? ` for submodule ${src.path}` : ''}${haves.length ? ' (delta)' : ''}`);
   }
+  const lfs: { upload: string; oid: string }[] = [];
+  for (const f of p.tree.lfs) {
+    if (state.lfsHas.includes(f.oid) || lfs.some((l) => l.oid === f.oid)) continue;
+    const upload = `${L.uploads}/${tag}.lfs-${f.oid}`;
+    await remote.upload(readFileSync(f.file), upload, { mode: 0o600 });
+    lfs.push({ upload, oid: f.oid });
+  }
+  if (lfs.length) result.notes.push(`sent ${lfs.length} Git LFS file(s)`);
+  if (packs.length || lfs.length) await h.run(receivePack(env, packs, commits, lfs));
+  result.notes.push(...treeNotes(p.tree));
   const uploads = { dotenv: `${L.uploads}/${tag}.env`, environ: `${L.uploads}/${tag}.environ` };
   await remote.upload(p.dotenv.dotenv, uploads.dotenv, { mode: 0o600 });
   await remote.upload(p.dotenv.environ, uploads.environ, { mode: 0o600 });
@@ -187,9 +253,10 @@ async function deployHost(ctx: OpsContext, env: Environment, remote: Remote, ins
     for (const [i, hook] of env.config.release.before_switch.entries()) await h.run(appCommand(env, dir, `before_switch[${i}]`, hook));
     started = true;
     await h.run(startSlot(env, newSlot, dir, p.id));
-    await h.run(switchTo(env, newSlot, p.id, state.certificate));
+    await h.run(switchTo(env, newSlot, p.id, state.certificate, 'deploy'));
   } catch (e) {
-    if (started) await h.tryRun(stopSlot(env, newSlot));
+    // A start that failed cleanly has already put the slot back (and may have kept the warm release running).
+    if (started && !(e instanceof StepError && e.exitCode === START_FAILED_CLEAN)) await h.tryRun(stopSlot(env, newSlot));
     await h.tryRun(markRelease(env, p.id, 'failed', e instanceof Error ? e.message.split('\n')[0]! : String(e)));
     audit({ result: 'failed', message: e instanceof Error ? e.message.split('\n')[0] : String(e) });
     if (e instanceof StepError) {
@@ -205,11 +272,22 @@ async function deployHost(ctx: OpsContext, env: Environment, remote: Remote, ins
   }
   // The previous release stays up on the idle slot (instant rollback), unless configured otherwise.
   if ((state.slot || state.current) && !env.config.switch.keep_previous) await h.run(stopSlot(env, state.slot ?? 'blue', env.config.switch.drain));
-  const pruned = await h.run(pruneReleases(env, env.config.release.keep));
+  const pruned = await h.run(pruneReleases(env, pruneAfterSwitch(env, state, p.id, newSlot)));
   const gone = reportedAll(pruned, 'pruned');
   if (gone.length) result.notes.push(`pruned ${gone.length} old release(s)`);
+  for (const r of reportedAll(pruned, 'kept_running')) result.notes.push(`kept ${r}: a process still runs from it`);
   audit({ result: 'success' });
   return result;
+}
+
+/** What the release holds beyond `git archive`, and what it leaves out, in words (plan and deploy notes). */
+export function treeNotes(tree: TreeContent): string[] {
+  const notes: string[] = [];
+  if (tree.submodules.length) notes.push(`submodules included: ${tree.submodules.map((m) => `${m.path} (${m.sha.slice(0, 12)})`).join(', ')}`);
+  if (tree.lfs.length) notes.push(`Git LFS contents included: ${tree.lfs.length} file(s), ${(tree.lfs.reduce((a, f) => a + f.size, 0) / 1024).toFixed(1)} KiB`);
+  if (tree.exportIgnored.length)
+    notes.push(`left out by export-ignore (.gitattributes): ${tree.exportIgnored.slice(0, 10).join(', ')}${tree.exportIgnored.length > 10 ? ` and ${tree.exportIgnored.length - 10} more` : ''}`);
+  return notes;
 }
 
 function summaryPlan(env: Environment, p: Plan, sharing: HostSharing): string[] {
@@ -220,12 +298,13 @@ function summaryPlan(env: Environment, p: Plan, sharing: HostSharing): string[] 
   steps.push(
     ...env.config.release.after_switch.map((c) => `after_switch: ${c}`),
     env.config.switch.keep_previous ? 'keep the previous release warm on the idle slot' : `drain (at most ${env.config.switch.drain}s), stop the old slot`,
-    `prune (keep ${env.config.release.keep})`,
+    `prune (keep the latest ${env.config.release.keep} good releases in the order they went live, ${env.config.release.keep_failed} failed/abandoned; never what a slot runs)`,
     'audit, unlock',
   );
   return [
     `environment ${env.name}: ${p.resolved.ref} (${p.resolved.matched}) = ${p.resolved.sha}`,
     `release ${p.id}`,
+    ...treeNotes(p.tree),
     `hosts (batches of ${env.config.switch.batch_size}): ${env.hosts.map((h) => `${h.name} (${h.address})`).join(', ')}`,
     ...sharingPlan(env, sharing).map((l) => `  ${l}`),
     ...steps.map((s, i) => `  ${i + 1}. ${s}`),
@@ -307,7 +386,7 @@ export async function deploy(ctx: OpsContext, env: Environment, options: DeployO
         throw e;
       }
       return done;
-    }, { inspect: deployState(env, p.resolved.sha) }),
+    }, { inspect: deployState(env, [p.resolved.sha, ...p.tree.submodules.map((m) => m.sha)], { lfs: [...new Set(p.tree.lfs.map((f) => f.oid))] }) }),
   );
   return {
     ...base,

@@ -4,7 +4,7 @@
 // To save round trips, the lock step also runs the operation's first look at the host (`inspect`), and
 // the unlock step writes the run's audit lines.
 import type { Environment } from '../config/environment.ts';
-import type { OpsContext, Session } from '../context.ts';
+import { runnerNow, type OpsContext, type Session } from '../context.ts';
 import { OpsError, StepError } from '../errors.ts';
 import { runInfo } from '../runinfo.ts';
 import { auditLine, type AuditEntry } from '../steps/audit.ts';
@@ -56,7 +56,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
   };
   const onSignal = (signal: NodeJS.Signals) => {
     ctx.reporter.error(`${signal} received: releasing the lock and stopping`);
-    for (const { remote } of held.values()) pending.set(remote.name, [...(pending.get(remote.name) ?? []), auditLine({ time: new Date().toISOString(), environment: env.name, operation, result: 'failed', actor: info.actor, run: info.runUrl || undefined, message: `interrupted by ${signal}` })]);
+    for (const { remote } of held.values()) pending.set(remote.name, [...(pending.get(remote.name) ?? []), auditLine({ time: runnerNow(ctx).toISOString(), environment: env.name, operation, result: 'failed', actor: info.actor, run: info.runUrl || undefined, message: `interrupted by ${signal}` })]);
     void releaseAll()
       .then(() => session.close())
       .finally(() => process.exit(130));
@@ -78,7 +78,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
   const run: LockedRun = {
     inspected,
     audit(host, entry) {
-      const line = auditLine({ time: new Date().toISOString(), environment: env.name, operation, actor: info.actor, run: info.runUrl || undefined, ...entry } as AuditEntry);
+      const line = auditLine({ time: runnerNow(ctx).toISOString(), environment: env.name, operation, actor: info.actor, run: info.runUrl || undefined, ...entry } as AuditEntry);
       pending.set(host, [...(pending.get(host) ?? []), line]);
     },
   };

@@ -1,14 +1,15 @@
 // ops rollback <env> [--to <release>]: back to a kept release in seconds — no build, no migration — through
 // the same gapless switch as a deploy. The abandoned release is marked so it is not picked again.
 import type { Environment } from '../config/environment.ts';
-import { inBatches, withSession, type OpsContext } from '../context.ts';
-import { OpsError } from '../errors.ts';
+import { clockSkewWarning, inBatches, runnerNow, withSession, type OpsContext } from '../context.ts';
+import { OpsError, StepError } from '../errors.ts';
 import { layout, otherSlot } from '../layout.ts';
 import { runInfo } from '../runinfo.ts';
 import type { Remote, StepResult } from '../remote/types.ts';
 import { validate } from '../shell.ts';
+import { previousRelease } from '../steps/history.ts';
 import { deployState, markRelease } from '../steps/release.ts';
-import { startSlot, stopSlot, switchTo } from '../steps/switch.ts';
+import { START_FAILED_CLEAN, startSlot, stopSlot, switchTo } from '../steps/switch.ts';
 import { HostRun, parseState, type HostDeploy } from './deploy.ts';
 import { withLock, type LockedRun } from './locked.ts';
 
@@ -25,25 +26,32 @@ async function rollbackHost(ctx: OpsContext, env: Environment, remote: Remote, i
   const kept = state.releases.map((r) => r.id);
   let target = to;
   if (!target) {
-    target = state.releases.filter((r) => r.id < state.current && r.status === 'ok').at(-1)?.id;
+    // The release live before the current one, in the order releases went live on this host (its history),
+    // whatever the release ids (the runners' clocks) say.
+    target = previousRelease(state.releases, state.current)?.id;
     if (!target)
       throw new OpsError(`${remote.name} has no earlier healthy release to roll back to (kept: ${kept.join(', ') || 'none'})`, `pick one with --to (see ops releases ${env.name})`);
   } else if (!kept.includes(target)) {
     throw new OpsError(`release ${target} is not on ${remote.name} (kept: ${kept.join(', ')})`, `see ops releases ${env.name}`);
   }
   const result: HostDeploy = { host: remote.name, release: target, previous: state.current, noop: target === state.current, steps: h.steps, notes: [] };
+  const skew = clockSkewWarning(ctx, remote.name, state.hostTime);
+  if (skew) {
+    ctx.reporter.warn(skew);
+    result.notes.push(`warning: ${skew}`);
+  }
   if (result.noop) return { ...result, notes: [`${target} is already live`] };
   const live = state.slot ?? 'blue';
   const slot = otherSlot(live);
   const info = runInfo(ctx.env);
   try {
     await h.run(startSlot(env, slot, `${layout(env).releases}/${target}`, target));
-    await h.run(switchTo(env, slot, target, state.certificate));
+    await h.run(switchTo(env, slot, target, state.certificate, 'rollback'));
   } catch (e) {
-    await h.tryRun(stopSlot(env, slot));
+    if (!(e instanceof StepError && e.exitCode === START_FAILED_CLEAN)) await h.tryRun(stopSlot(env, slot));
     throw new OpsError(`${(e as Error).message}\n${remote.name} still serves ${state.current}`, (e as OpsError).hint);
   }
-  await h.tryRun(markRelease(env, state.current, 'abandoned', `rolled back to ${target} by ${info.actor} at ${new Date().toISOString()}`));
+  await h.tryRun(markRelease(env, state.current, 'abandoned', `rolled back to ${target} by ${info.actor} at ${runnerNow(ctx).toISOString()}`));
   if (!env.config.switch.keep_previous) await h.run(stopSlot(env, live, env.config.switch.drain));
   audit(remote.name, { result: 'success', release: target, previous: state.current });
   return result;
@@ -63,7 +71,7 @@ export async function rollback(ctx: OpsContext, env: Environment, to?: string): 
           (remote) => rollbackHost(ctx, env, remote, locked.inspected.get(remote.name)!, to, locked.audit),
         ),
       // The live release is being left: no need to probe it first.
-      { inspect: deployState(env, undefined, { liveHealth: false }) },
+      { inspect: deployState(env, [], { liveHealth: false }) },
     ),
   );
   return { environment: env.name, url: env.url, hosts };

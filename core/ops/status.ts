@@ -94,7 +94,8 @@ export function formatStatus(r: StatusResult, now = new Date()): string {
         h.supervisor.programs.forEach((p, i) => {
           const when = p.seconds !== undefined ? (p.state === 'RUNNING' ? `up ${duration(p.seconds)}` : `for ${duration(p.seconds)}`) : '';
           const ok = p.state === 'RUNNING';
-          out.push(`    ${i === 0 ? 'supervisor ' : '           '} ${p.live ? mark(ok) : ' '} ${p.program.padEnd(10)} ${p.state.padEnd(8)} ${when.padEnd(12)} ${p.slot}${p.live ? ' (live)' : ' (previous)'}${!ok && p.description ? `  ${p.description}` : ''}`);
+          const runs = p.pid ? `  pid ${p.pid}${p.release !== undefined ? ` runs ${p.release || '?'}${p.deleted ? ' (DELETED directory)' : ''}` : ''}` : '';
+          out.push(`    ${i === 0 ? 'supervisor ' : '           '} ${p.live ? mark(ok) : ' '} ${p.program.padEnd(10)} ${p.state.padEnd(8)} ${when.padEnd(12)} ${(p.slot + (p.live ? ' (live)' : ' (previous)')).padEnd(16)}${runs}${!ok && p.description ? `  ${p.description}` : ''}`);
         });
     }
     if (h.health?.length) out.push(`    health      ${h.health.map((x) => `${mark(x.ok)} ${x.program}${x.ok ? '' : ` (${x.detail})`}`).join(', ')}`);
@@ -118,7 +119,7 @@ export function statusSummary(r: StatusResult): string {
       lines.push(`| ${h.host} | ${h.reachable ? 'status check failed' : 'unreachable'} | | | | | |`);
       continue;
     }
-    const programs = h.supervisor?.programs.filter((p) => p.live).map((p) => `${p.program} ${p.state}`).join(', ') ?? '';
+    const programs = h.supervisor?.programs.filter((p) => p.live).map((p) => `${p.program} ${p.state}${p.pid ? ` pid ${p.pid}` : ''}${p.release ? ` runs \`${p.release}\`` : ''}`).join(', ') ?? '';
     lines.push(
       `| ${h.host} | ${h.release ? `\`${h.release.id}\` ${h.release.ref}` : 'none'} | ${h.nginx?.running ? 'running' : 'stopped'}, ${h.nginx?.configOk ? 'valid' : 'invalid'} | ${programs} | ${h.health?.map((x) => `${x.program} ${x.ok ? 'ok' : 'failing'}`).join(', ') ?? ''} | ${h.certificate?.notAfter ? `${h.certificate.notAfter.slice(0, 10)} (${h.certificate.daysLeft} d)` : ''} | ${h.lock?.state ?? ''} |`,
     );

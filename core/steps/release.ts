@@ -3,12 +3,13 @@
 // and the build, migrations and hooks run as the unprivileged app user while the old release still serves.
 import type { Environment } from '../config/environment.ts';
 import { environLoader } from '../dotenv.ts';
-import { layout } from '../layout.ts';
+import { layout, type Slot } from '../layout.ts';
 import { runtimePaths } from '../runtimes.ts';
 import type { Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { certificatePaths } from './nginx.ts';
-import { PROBE_FUNCTIONS, probes } from './switch.ts';
+import { historyFunctions } from './history.ts';
+import { IDENTITY_FUNCTIONS, PROBE_FUNCTIONS, SUPERVISOR_FUNCTIONS, programPorts, probes } from './switch.ts';
 import { b64 } from './script.ts';
 
 export interface ReleaseMeta {
@@ -20,6 +21,10 @@ export interface ReleaseMeta {
   time: string;
   run: string;
   deps: { python: string; node: string };
+  /** Submodules put in the release (path, commit): what `git archive` leaves out. */
+  submodules?: { path: string; sha: string }[];
+  /** Git LFS files whose content replaced their pointer (path, sha256 oid). */
+  lfs?: { path: string; oid: string }[];
 }
 
 /** What `ops releases` and `ops status` show of a release. */
@@ -48,54 +53,73 @@ export function releaseId(sha: string, now = new Date()): string {
 
 /**
  * One look at the host before a deploy or rollback (run with the lock, in the same step): provisioned?,
- * what is live and is it healthy, which releases exist, does the mirror have the sha?
+ * the host's clock, what is live and is it healthy (its health checks answer, and what answers is the
+ * process supervisor started for the release `current` names), which releases exist and where each stands
+ * in the history (written once, derived, on a host that has none), what each slot runs, which of `shas`
+ * the mirror has.
  */
-export function deployState(env: Environment, sha?: string, options: { liveHealth?: boolean } = {}): Step {
+export function deployState(env: Environment, shas: string[] = [], options: { liveHealth?: boolean; lfs?: string[] } = {}): Step {
   const L = layout(env);
   const cert = certificatePaths(env);
+  const live = (slot: Slot) =>
+    `if ! wait_healthy 3 0.2 ${probes(env, slot).map(quote).join(' ')}; then ops_report live_health "$UNHEALTHY"
+  elif ! check_identity "${'$'}{cur##*/}" "$cur" ${quote(L.supervisorGroup(slot))} ${programPorts(env, slot).map(quote).join(' ')}; then ops_report live_health "$IDENTITY"
+  else ops_report live_health ok; fi`;
   return {
     name: 'state',
     as: 'root',
     timeout: 30,
     quiet: true,
-    script: String.raw`ops_report provisioned "$(cat ${quote(`${L.state}/provisioned`)} 2>/dev/null || echo no)"
+    script: String.raw`${historyFunctions(env)}
+ops_report now "$(date +%s)"
+ops_report provisioned "$(cat ${quote(`${L.state}/provisioned`)} 2>/dev/null || echo no)"
 cur=$(readlink ${quote(L.current)} 2>/dev/null || true)
 ops_report current "${'$'}{cur##*/}"
 ops_report slot "$(cat ${quote(L.slotFile)} 2>/dev/null || true)"
 ${cert ? `ops_report certificate "$([ -s ${quote(cert.cert)} ] && echo yes || echo no)"` : ''}
-if [ -d ${quote(L.releases)} ]; then
-  for r in $(ls -1 ${quote(L.releases)} | grep -E '^[0-9]{8}T[0-9]{6}Z-[0-9a-f]+$' | sort); do
-    d=${quote(L.releases)}/$r
-    status=ok; [ -e "$d/.ops-failed" ] && status=failed; [ -e "$d/.ops-abandoned" ] && status=abandoned
-    ops_report release "$r $(cat "$d/REVISION" 2>/dev/null || echo unknown) $status"
-  done
-fi
+if [ -d ${quote(L.state)} ]; then history_init; fi
+release_reports
+slot_releases
 if [ -d ${quote(L.mirror)} ]; then
   git --git-dir=${quote(L.mirror)} for-each-ref --format='%(objectname)' refs/ops/ | sort -u | while read -r s; do ops_report known "$s"; done
-  ${sha ? `git --git-dir=${quote(L.mirror)} cat-file -e ${quote(`${sha}^{commit}`)} 2>/dev/null && ops_report has_sha yes || ops_report has_sha no` : 'true'}
+  for s in ${shas.map(quote).join(' ')}; do git --git-dir=${quote(L.mirror)} cat-file -e "$s^{commit}" 2>/dev/null && ops_report has "$s"; done
+  for o in ${(options.lfs ?? []).map(quote).join(' ')}; do [ -f ${quote(L.lfsStore)}/"${'$'}{o:0:2}/${'$'}{o:2:2}/$o" ] && ops_report lfs_has "$o"; done
+  true
 fi
-${options.liveHealth === false ? ': no live health check' : PROBE_FUNCTIONS}
-live_slot=${options.liveHealth === false ? '' : `$(cat ${quote(L.slotFile)} 2>/dev/null || true)`}
-case "$live_slot" in
-  blue) wait_healthy 3 0.2 ${probes(env, 'blue').map(quote).join(' ')} && ops_report live_health ok || ops_report live_health "$UNHEALTHY" ;;
-  green) wait_healthy 3 0.2 ${probes(env, 'green').map(quote).join(' ')} && ops_report live_health ok || ops_report live_health "$UNHEALTHY" ;;
-esac`,
+${
+  options.liveHealth === false
+    ? ': no live health check'
+    : String.raw`${PROBE_FUNCTIONS}
+${SUPERVISOR_FUNCTIONS}
+${IDENTITY_FUNCTIONS}
+case "$(cat ${quote(L.slotFile)} 2>/dev/null || true)" in
+  blue) ${live('blue')} ;;
+  green) ${live('green')} ;;
+esac`
+}`,
   };
 }
 
-/** Index an uploaded pack into the mirror and pin the sha with a ref (so pruning git objects keeps it). */
-export function receivePack(env: Environment, packPath: string, sha: string): Step {
+/**
+ * Index uploaded packs into the mirror (the app's commit, and its submodules' commits: one object store) and
+ * pin each commit with a ref (so pruning git objects keeps it); move uploaded Git LFS contents into the store
+ * after checking each one's sha256 against its oid.
+ */
+export function receivePack(env: Environment, packs: string[], commits: string[], lfs: { upload: string; oid: string }[] = []): Step {
   const L = layout(env);
-  return {
-    name: 'receive code',
-    as: 'root',
-    timeout: 600,
-    quiet: true,
-    script: String.raw`git --git-dir=${quote(L.mirror)} index-pack --stdin --fix-thin < ${quote(packPath)} >/dev/null
-rm -f ${quote(packPath)}
-git --git-dir=${quote(L.mirror)} update-ref ${quote(`refs/ops/sha/${sha}`)} ${quote(sha)}
-git --git-dir=${quote(L.mirror)} cat-file -e ${quote(`${sha}^{commit}`)}`,
-  };
+  const lines = [
+    ...packs.map((pack) => `git --git-dir=${quote(L.mirror)} index-pack --stdin --fix-thin < ${quote(pack)} >/dev/null\nrm -f ${quote(pack)}`),
+    ...commits.map(
+      (sha) => `git --git-dir=${quote(L.mirror)} update-ref ${quote(`refs/ops/sha/${sha}`)} ${quote(sha)}\ngit --git-dir=${quote(L.mirror)} cat-file -e ${quote(`${sha}^{commit}`)}`,
+    ),
+    ...lfs.map(({ upload, oid }) => {
+      const target = `${L.lfsStore}/${oid.slice(0, 2)}/${oid.slice(2, 4)}/${oid}`;
+      return String.raw`[ "$(sha256sum < ${quote(upload)} | cut -d' ' -f1)" = ${quote(oid)} ] || { echo "Git LFS content ${oid} arrived damaged" >&2; exit 1; }
+install -d -m 0755 ${quote(target.replace(/\/[^/]+$/, ''))}
+mv -f ${quote(upload)} ${quote(target)}; chmod 0644 ${quote(target)}`;
+    }),
+  ];
+  return { name: 'receive code', as: 'root', timeout: 600, quiet: true, script: lines.join('\n') || 'true' };
 }
 
 /**
@@ -130,12 +154,22 @@ ops_report dotenv "$([ "$changed" = yes ] && echo updated || echo unchanged)"`,
   };
 }
 
-/** A new release directory: the commit's files (no .git), REVISION, release.json, the shared .env linked in. */
+/**
+ * A new release directory: the commit's files (no .git; export-ignore respected, as `git archive` does), each
+ * submodule's files at its path, Git LFS contents in place of their pointers, REVISION, release.json, the
+ * shared .env linked in. Built beside the releases and renamed into place: never half there.
+ */
 export function createRelease(env: Environment, meta: ReleaseMeta): Step {
   const L = layout(env);
   const dir = `${L.releases}/${meta.id}`;
   const tmp = `${L.releases}/.new-${meta.id}`;
   const owner = `${env.appUser}:${env.appUser}`;
+  const archive = (sha: string, into: string) => `git --git-dir=${quote(L.mirror)} archive --format=tar ${quote(sha)} | tar -x -C ${quote(into)}`;
+  const extra = [
+    ...(meta.submodules ?? []).map((s) => `rm -rf ${quote(`${tmp}/${s.path}`)}\nmkdir -p ${quote(`${tmp}/${s.path}`)}\n${archive(s.sha, `${tmp}/${s.path}`)}`),
+    // `cat >` keeps the mode git archive gave the file.
+    ...(meta.lfs ?? []).map((f) => `cat ${quote(`${L.lfsStore}/${f.oid.slice(0, 2)}/${f.oid.slice(2, 4)}/${f.oid}`)} > ${quote(`${tmp}/${f.path}`)}`),
+  ];
   return {
     name: 'release',
     as: 'root',
@@ -143,13 +177,13 @@ export function createRelease(env: Environment, meta: ReleaseMeta): Step {
     script: String.raw`[ ! -e ${quote(dir)} ] || { echo "release ${meta.id} already exists" >&2; exit 1; }
 rm -rf ${quote(tmp)}
 mkdir -m 0750 ${quote(tmp)}
-git --git-dir=${quote(L.mirror)} archive --format=tar ${quote(meta.sha)} | tar -x -C ${quote(tmp)}
-printf '%s\n' ${quote(meta.sha)} > ${quote(`${tmp}/REVISION`)}
+${archive(meta.sha, tmp)}
+${extra.length ? `${extra.join('\n')}\n` : ''}printf '%s\n' ${quote(meta.sha)} > ${quote(`${tmp}/REVISION`)}
 printf %s ${b64(JSON.stringify(meta, null, 2) + '\n')} | base64 -d > ${quote(`${tmp}/release.json`)}
 ln -sfn ../../shared/.env ${quote(`${tmp}/.env`)}
 chown -R ${owner} ${quote(tmp)}
 mv -T ${quote(tmp)} ${quote(dir)}
-echo "release ${meta.id} (${meta.sha.slice(0, 12)}, ${meta.ref})"`,
+echo "release ${meta.id} (${meta.sha.slice(0, 12)}, ${meta.ref}${meta.submodules?.length ? `, ${meta.submodules.length} submodule(s)` : ''}${meta.lfs?.length ? `, ${meta.lfs.length} Git LFS file(s)` : ''})"`,
   };
 }
 
@@ -213,17 +247,32 @@ export function appCommand(env: Environment, release: string, name: string, comm
   return { name, as: 'app', timeout, script: `${appEnvironment(env, release)}\n${environLoader(layout(env).environFile)}\n${command}` };
 }
 
-/** Mark a release that failed before going live (kept for inspection, skipped by rollback). */
+/**
+ * Mark a release that failed before going live, or that was rolled back from (abandoned): a marker file in
+ * its directory (skipped by rollback, kept apart by pruning) and an event in the host's history.
+ */
 export function markRelease(env: Environment, id: string, mark: 'failed' | 'abandoned', why: string): Step {
-  const f = `${layout(env).releases}/${id}/.ops-${mark}`;
-  return { name: `mark ${mark}`, as: 'root', timeout: 30, quiet: true, script: `[ -d ${quote(`${layout(env).releases}/${id}`)} ] && printf '%s\\n' ${quote(why)} > ${quote(f)} || true` };
+  const dir = `${layout(env).releases}/${id}`;
+  return {
+    name: `mark ${mark}`,
+    as: 'root',
+    timeout: 30,
+    quiet: true,
+    script: `${historyFunctions(env)}
+if [ -d ${quote(dir)} ]; then
+  printf '%s\\n' ${quote(why)} > ${quote(`${dir}/.ops-${mark}`)}
+  history_add ${mark} ${quote(id)} ${quote(mark === 'failed' ? 'deploy' : 'rollback')}
+fi`,
+  };
 }
 
 /**
- * Keep the newest `keep` releases plus the live one; remove the rest, the dependency sets no kept release
- * uses, and the mirror refs of removed shas.
+ * Remove the releases `remove` (chosen by `retention`, core/steps/history.ts), except — whatever the list says —
+ * the live one and any release a supervisor file of this app names or a process runs from (reported as
+ * `kept_running`); then the dependency sets no kept release uses, the Git LFS contents and the mirror refs of
+ * commits no kept release needs (its REVISION, and the submodule commits and LFS oids in its release.json).
  */
-export function pruneReleases(env: Environment, keep: number): Step {
+export function pruneReleases(env: Environment, remove: string[]): Step {
   const L = layout(env);
   return {
     name: 'prune',
@@ -231,19 +280,28 @@ export function pruneReleases(env: Environment, keep: number): Step {
     timeout: 300,
     quiet: true,
     script: String.raw`cd ${quote(L.releases)}
-live=$(readlink ${quote(L.current)} 2>/dev/null || true); live=${'$'}{live##*/}
-ls -1 | grep -E '^[0-9]{8}T[0-9]{6}Z-[0-9a-f]+$' | sort -r | tail -n +${keep + 1} | while read -r r; do
-  [ "$r" = "$live" ] && continue
+protected=$({ readlink ${quote(L.current)}
+  sed -n 's/^directory=//p' ${quote(L.supervisorConf('blue'))} ${quote(L.supervisorConf('green'))}
+  for p in /proc/[0-9]*; do readlink "$p/cwd"; done
+} 2>/dev/null | sed -n "s#^"${quote(L.releases)}"/\([^/ ]*\).*#\1#p" | sort -u || true)
+for r in ${remove.map(quote).join(' ')}; do
+  [ -d "$r" ] || continue
+  if grep -qxF -- "$r" <<< "$protected"; then ops_report kept_running "$r"; continue; fi
   rm -rf -- "$r"
   ops_report pruned "$r"
 done
 rm -rf .new-* 2>/dev/null || true
-used=$(for r in */; do for l in "$r"venv "$r"*/node_modules; do if [ -L "$l" ]; then readlink "$l"; fi; done; done 2>/dev/null | sed 's#/node_modules$##' | sort -u)
+used=$(for r in */; do for l in "$r"venv "$r"*/node_modules; do if [ -L "$l" ]; then readlink "$l"; fi; done; done 2>/dev/null | sed 's#/node_modules$##' | sort -u || true)
 for d in ${quote(L.deps)}/*; do
   [ -d "$d" ] || continue
   grep -qxF "$d" <<< "$used" || { rm -rf -- "$d"; ops_report pruned_deps "${'$'}{d##*/}"; }
 done
-keep_shas=$(cat */REVISION 2>/dev/null | sort -u)
+keep_oids=$(cat */release.json 2>/dev/null | grep -oE '[0-9a-f]{64}' | sort -u || true)
+for f in ${quote(L.lfsStore)}/*/*/*; do
+  [ -f "$f" ] || continue
+  grep -qxF "${'$'}{f##*/}" <<< "$keep_oids" || rm -f -- "$f"
+done
+keep_shas=$({ cat */REVISION; cat */release.json | grep -oE '[0-9a-f]{40}' || true; } 2>/dev/null | sort -u)
 git --git-dir=${quote(L.mirror)} for-each-ref --format='%(refname)' refs/ops/sha/ | while read -r ref; do
   grep -qxF "${'$'}{ref##*/}" <<< "$keep_shas" || git --git-dir=${quote(L.mirror)} update-ref -d "$ref"
 done`,

@@ -65,3 +65,16 @@ export const HOST_LOCK_FUNCTIONS = String.raw`host_lock() { # NAME [WAIT]
   printf -v "HOST_LOCK_$1" %s "$fd"
 }
 host_unlock() { local v="HOST_LOCK_$1"; [ -z "${'$'}{!v:-}" ] || flock -u "${'$'}{!v}"; }`;
+
+/**
+ * put_file once the file's own validator (`check`, given the path of a copy) accepts the content: a file it
+ * refuses never replaces the one in place, and the step fails with the validator's message. (nginx files
+ * have applyNginx; supervisor files, startSlot.) Needs SYSTEM_FUNCTIONS.
+ */
+export function putChecked(path: string, content: string, check: string, what: string, mode = '0644'): string {
+  return String.raw`new=$(mktemp); printf %s ${b64(content)} | base64 -d > "$new"
+if ! out=$(${check} "$new" 2>&1); then rm -f "$new"; echo "${what} is refused by \`${check}\`; ${path} was left as it was: $out" >&2; exit 1; fi
+rm -f "$new"
+${putFile(path, content, mode)}`;
+}
+

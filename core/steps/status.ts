@@ -2,14 +2,14 @@
 // report. Status is ONE read-only step per host (one round trip): release, nginx, supervisor, health
 // (the deploys' probes), certificate, disk and lock, each as `ops_report` lines parsed here.
 import type { Environment } from '../config/environment.ts';
-import { layout, type Slot } from '../layout.ts';
+import { layout, slotPort, type Slot } from '../layout.ts';
 import { reported, reportedAll, type Step, type StepResult } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { lockStatus, parseLock, type LockInfo } from './lock.ts';
 import { releaseSummary, type ReleaseSummary } from './release.ts';
 import { certbotCertificate, certificatePaths } from './nginx.ts';
 import { HOST_LOCK_FUNCTIONS, SYSTEM_FUNCTIONS } from './script.ts';
-import { PROBE_FUNCTIONS, SUPERVISOR_FUNCTIONS, probes } from './switch.ts';
+import { IDENTITY_FUNCTIONS, PROBE_FUNCTIONS, SUPERVISOR_FUNCTIONS, programPorts, probes } from './switch.ts';
 import { acmeCaPath, selfSignedCertificate } from './tls.ts';
 
 // ---------------------------------------------------------------------------------------------------
@@ -100,6 +100,7 @@ export function hostStatus(env: Environment): Step {
     quiet: true,
     script: String.raw`${PROBE_FUNCTIONS}
 ${SUPERVISOR_FUNCTIONS}
+${IDENTITY_FUNCTIONS}
 ${CERT_FUNCTIONS}
 ops_report now "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 ops_report provisioned "$(cat ${quote(`${L.state}/provisioned`)} 2>/dev/null || echo no)"
@@ -119,6 +120,9 @@ ops_report site "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 ${sitePro
 if xml=$(rpc supervisor.getAllProcessInfo 2>&1) && [[ "$xml" == *"<methodResponse>"* ]]; then
   ops_report supervisor running
   ops_report supervisor_xml "$(printf '%s' "$xml" | tr -d '\n')"
+  # What each slot's processes run, read from the processes themselves, and who listens on the ports.
+  report_slot blue ${quote(L.supervisorGroup('blue'))} ${programPorts(env, 'blue').map(quote).join(' ')}
+  report_slot green ${quote(L.supervisorGroup('green'))} ${programPorts(env, 'green').map(quote).join(' ')}
 else
   ops_report supervisor "$(printf '%s' "$xml" | tr '\n' ' ')"
 fi
@@ -143,6 +147,47 @@ export interface ProgramState {
   /** Seconds since it started (RUNNING), or since it stopped. */
   seconds?: number;
   description: string;
+  /** The release the process runs, read from the process (OPS_RELEASE, else its working directory), not from `current`. */
+  release?: string;
+  /** Its working directory; `deleted` when that directory no longer exists. */
+  cwd?: string;
+  deleted?: boolean;
+  /** The processes listening on its port: pid, whether supervisor's process for it is their ancestor, their release. */
+  listeners?: { pid: number; supervised: boolean; release: string; command: string }[];
+}
+
+/** One `proc` or `listener` report of `report_slot` (tab-separated). */
+interface ProcReport {
+  slot: string;
+  program: string;
+  pid: number;
+  supervised?: boolean;
+  release: string;
+  cwd: string;
+  command: string;
+}
+
+/** The release a process runs: its OPS_RELEASE, else the release directory its working directory is in. */
+function processRelease(env: Environment, envRelease: string, cwd: string): string {
+  if (envRelease) return envRelease;
+  const prefix = `${layout(env).releases}/`;
+  return cwd.startsWith(prefix) ? cwd.slice(prefix.length).split(/[/ ]/)[0]! : '';
+}
+
+function parseProcReports(env: Environment, r: StepResult): { procs: ProcReport[]; listeners: ProcReport[] } {
+  const parse = (line: string, withTree: boolean): ProcReport => {
+    const f = line.split('\t');
+    const [slot = '', program = '', pid = '0'] = f;
+    const rest = withTree ? f.slice(4) : f.slice(3);
+    const [envRelease = '', cwd = '', ...command] = rest;
+    return { slot, program, pid: Number(pid), ...(withTree && { supervised: f[3] === 'tree' }), release: processRelease(env, envRelease, cwd), cwd, command: command.join(' ') };
+  };
+  return { procs: reportedAll(r, 'proc').map((l) => parse(l, false)), listeners: reportedAll(r, 'listener').map((l) => parse(l, true)) };
+}
+
+/** A process in a message: "pid 123 (python -m server.main) running 2026...-abc". */
+function describeProcess(p: { pid: number; command: string; release: string }): string {
+  return `pid ${p.pid}${p.command ? ` (${p.command})` : ''} running ${p.release || 'an unknown release'}`;
 }
 
 export interface HostStatus {
@@ -281,14 +326,30 @@ export function parseHostStatus(env: Environment, host: { name: string; address:
     s.supervisor = { running: false, error: sup.trim() || 'no answer', programs: [] };
     problem(`supervisor does not answer on its socket: ${s.supervisor.error}`);
   }
-  if (s.supervisor.running && current && s.slot) {
-    for (const program of Object.keys(env.config.programs)) {
-      const p = s.supervisor.programs.find((x) => x.live && x.program === program);
-      if (!p) problem(`program ${program} of the live slot (${s.slot}) is not loaded in supervisor`);
-      else if (p.state !== 'RUNNING') problem(`program ${program} (live slot ${s.slot}) is ${p.state}${p.description ? `: ${p.description}` : ''}`);
+  if (s.supervisor.running) {
+    // What actually runs, read from the processes: never trust `current` for it.
+    const { procs, listeners } = parseProcReports(env, r);
+    for (const p of s.supervisor.programs) {
+      const proc = procs.find((x) => x.slot === p.slot && x.program === p.program && x.pid === p.pid);
+      if (proc) Object.assign(p, { release: proc.release, cwd: proc.cwd.replace(/ \(deleted\)$/, ''), deleted: proc.cwd.endsWith(' (deleted)') });
+      p.listeners = listeners.filter((x) => x.slot === p.slot && x.program === p.program).map((x) => ({ pid: x.pid, supervised: Boolean(x.supervised), release: x.release, command: x.command }));
+      if (p.deleted) (p.live ? problem : warn)(`program ${p.program} (${p.live ? 'live' : 'previous'} slot ${p.slot}, pid ${p.pid}) runs from a directory that no longer exists: ${p.cwd}${p.live ? '' : ' (a rollback would serve deleted code)'}`);
     }
-    for (const p of s.supervisor.programs.filter((x) => !x.live && ['FATAL', 'BACKOFF', 'EXITED', 'UNKNOWN'].includes(x.state)))
-      warn(`program ${p.program} of the previous release (slot ${p.slot}) is ${p.state}: a rollback would restart it`);
+    if (current && s.slot) {
+      for (const program of Object.keys(env.config.programs)) {
+        const p = s.supervisor.programs.find((x) => x.live && x.program === program);
+        if (!p) problem(`program ${program} of the live slot (${s.slot}) is not loaded in supervisor`);
+        else if (p.state !== 'RUNNING') problem(`program ${program} (live slot ${s.slot}) is ${p.state}${p.description ? `: ${p.description}` : ''}`);
+        else if (p.release !== undefined && p.release !== current)
+          problem(`program ${program} (live slot ${s.slot}, pid ${p.pid}) runs release ${p.release || 'unknown'}, but current is ${current}: what serves is not what was deployed (redeploy with --force, or ops rollback)`);
+        for (const l of p?.listeners ?? []) {
+          if (!l.supervised) problem(`port ${slotPort(env, program, s.slot)} of ${program} (live slot ${s.slot}) is answered by ${describeProcess(l)}, which supervisor did not start for it`);
+          else if (l.release !== current) problem(`port ${slotPort(env, program, s.slot)} of ${program} (live slot ${s.slot}) is answered by ${describeProcess(l)}, not by current (${current})`);
+        }
+      }
+      for (const p of s.supervisor.programs.filter((x) => !x.live && ['FATAL', 'BACKOFF', 'EXITED', 'UNKNOWN'].includes(x.state)))
+        warn(`program ${p.program} of the previous release (slot ${p.slot}) is ${p.state}: a rollback would restart it`);
+    }
   }
 
   const health = reported(r, 'health');

@@ -28,7 +28,8 @@ ops_report provisioned "$([ -f ${quote(`${L.state}/provisioned`)} ] && cat ${quo
 
 export function packageList(env: Environment): string[] {
   const { python, node } = env.config.runtimes;
-  const list = ['nginx', 'supervisor', 'git', 'curl', 'ca-certificates', 'openssl', 'make', 'postgresql-client', 'sudo', 'procps'];
+  // iproute2: ss, for the health gate's check of who listens on a port.
+  const list = ['nginx', 'supervisor', 'git', 'curl', 'ca-certificates', 'openssl', 'make', 'postgresql-client', 'sudo', 'procps', 'iproute2'];
   if (python.strategy === 'debian') list.push(`python${minor(python.version)}`, `python${minor(python.version)}-venv`);
   else list.push('build-essential', 'libssl-dev', 'zlib1g-dev', 'libbz2-dev', 'libreadline-dev', 'libsqlite3-dev', 'libffi-dev', 'liblzma-dev', 'libncursesw5-dev', 'xz-utils', 'tk-dev', 'uuid-dev');
   if (node.strategy === 'debian') list.push('nodejs', 'npm');

@@ -5,7 +5,7 @@ import { layout } from '../layout.ts';
 import type { Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { certificatePaths } from './nginx.ts';
-import { HOST_LOCK_FUNCTIONS, SYSTEM_FUNCTIONS, putFile } from './script.ts';
+import { HOST_LOCK_FUNCTIONS, SYSTEM_FUNCTIONS, putChecked, putFile } from './script.ts';
 
 const RENEW_HOOK = '/etc/letsencrypt/renewal-hooks/deploy/ops-pipeline-reload-nginx';
 const CA_DIR = '/usr/local/share/ops-pipeline';
@@ -37,14 +37,16 @@ export function prepareTls(env: Environment, acmeCa?: string): Step {
 fi`);
   if (env.config.tls.mode === 'letsencrypt') {
     lines.push(
-      putFile(
+      putChecked(
         RENEW_HOOK,
         '#!/bin/sh\n# Installed by ops-pipeline: after a renewal, reload nginx so it serves the new certificate (only with a valid config).\nset -e\nnginx -t -q\nif [ -d /run/systemd/system ]; then systemctl reload nginx; else service nginx reload; fi\n',
+        'sh -n',
+        'the certbot renewal hook',
         '0755',
       ),
     );
     if (acmeCa) {
-      lines.push(putFile(acmeCaPath(env), acmeCa));
+      lines.push(putChecked(acmeCaPath(env), acmeCa, 'openssl x509 -noout -in', `tls.acme_ca_file (environments/${env.name}/${env.config.tls.acme_ca_file})`));
       // The renewal timer must trust the test ACME server too, and still the public CAs: it renews every app's
       // certificates on the host, some maybe from Let's Encrypt. One bundle, the same drop-in for every app.
       lines.push(String.raw`bundle=$(mktemp ${quote(`${CA_BUNDLE}.XXXXXX`)})

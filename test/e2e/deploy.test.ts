@@ -233,9 +233,12 @@ describe.sequential('deploy on a provisioned host', () => {
     const reporter = new MemoryReporter();
     const back = await deploy(project.ctx(reporter), project.env(), { ref: 'v1' });
     expect(back.hosts[0]!.notes).toEqual(expect.arrayContaining(['dependencies: python reused', 'dependencies: node reused']));
-    // Many deploys later, the host keeps `release.keep` (5) releases, the live one among them.
+    // Many deploys later, the host keeps `release.keep` (5) good releases, the live one among them, and at most
+    // `release.keep_failed` (2) failed or abandoned ones; each says why it is kept.
     const list = await listReleases(project.ctx(), project.env());
-    expect(list[0]!.releases.length).toBeLessThanOrEqual(5);
+    expect(list[0]!.releases.every((r) => r.kept)).toBe(true);
+    expect(list[0]!.releases.filter((r) => /^(live|good)/.test(r.kept!)).length).toBeLessThanOrEqual(5);
+    expect(list[0]!.releases.filter((r) => /keep_failed/.test(r.kept!)).length).toBeLessThanOrEqual(2);
     expect(list[0]!.releases.filter((r) => r.status === 'current')).toHaveLength(1);
   }, 180_000);
 });

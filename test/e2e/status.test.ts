@@ -62,6 +62,8 @@ describe.sequential('day-2 operations on a live host', () => {
     expect(h.nginx).toMatchObject({ running: true, configOk: true });
     expect(h.site!.status).toBe(200);
     expect(h.supervisor!.programs.filter((p) => p.live).map((p) => `${p.program} ${p.state}`)).toEqual(['server RUNNING', 'client RUNNING']);
+    // What runs is read from the processes: the live slot's run the release `current` names.
+    expect(h.supervisor!.programs.filter((p) => p.live).map((p) => p.release)).toEqual([h.release!.id, h.release!.id]);
     expect(h.supervisor!.programs.every((p) => (p.seconds ?? -1) >= 0)).toBe(true);
     expect(h.health!.map((x) => x.ok)).toEqual([true, true]);
     expect(h.lock!.state).toBe('free');

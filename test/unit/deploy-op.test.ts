@@ -59,7 +59,7 @@ function harness(state: string, respond: Responder = () => undefined) {
 
 describe('deploy operation', () => {
   it('first deploy: code, .env, release, dependencies, build, migrate, start, switch, prune — over one connection', async () => {
-    const h = harness('@ops provisioned 2026-11-25\n@ops current \n@ops has_sha no\n');
+    const h = harness('@ops provisioned 2026-11-25\n@ops current \n');
     const r = await deploy(h.ctx, loadEnvironment('x', root), {});
     expect(h.connections()).toBe(1);
     expect(h.remote.stepNames()).toEqual(['lock', 'receive code', '.env', 'release', 'dependencies', 'build', 'migrate', 'start blue', 'switch', 'prune', 'unlock']);
@@ -95,7 +95,7 @@ describe('deploy operation', () => {
   });
 
   it('a failed build: nothing started or switched, the release marked failed, the failure audited', async () => {
-    const h = harness('@ops provisioned yes\n@ops current 20261101T000000Z-aaaaaaaaaaaa\n@ops slot green\n@ops has_sha yes\n', (step) =>
+    const h = harness(`@ops provisioned yes\n@ops current 20261101T000000Z-aaaaaaaaaaaa\n@ops slot green\n@ops has ${v1}\n`, (step) =>
       step.name === 'build' ? { code: 2, stderr: 'SyntaxError: Unexpected token' } : undefined,
     );
     await expect(deploy(h.ctx, loadEnvironment('x', root), {})).rejects.toThrow(/step "build" on web1 failed with exit code 2\n[\s\S]*SyntaxError[\s\S]*web1 still serves 20261101T000000Z-aaaaaaaaaaaa; nothing was switched/);
@@ -104,9 +104,15 @@ describe('deploy operation', () => {
   });
 
   it('a failed health check stops the new slot again', async () => {
-    const h = harness('@ops provisioned yes\n@ops current 20261101T000000Z-aaaaaaaaaaaa\n@ops slot blue\n@ops has_sha yes\n', (step) => (step.name === 'start green' ? { code: 1, stderr: 'did not become healthy' } : undefined));
+    const h = harness(`@ops provisioned yes\n@ops current 20261101T000000Z-aaaaaaaaaaaa\n@ops slot blue\n@ops has ${v1}\n`, (step) => (step.name === 'start green' ? { code: 1, stderr: 'did not become healthy' } : undefined));
     await expect(deploy(h.ctx, loadEnvironment('x', root), {})).rejects.toThrow(/did not become healthy/);
     expect(h.remote.stepNames().slice(-4)).toEqual(['start green', 'stop green', 'mark failed', 'unlock']);
+  });
+
+  it('a start that failed cleanly (supervisor refused the file: the previous one is back, the warm release runs) is not stopped again', async () => {
+    const h = harness(`@ops provisioned yes\n@ops current 20261101T000000Z-aaaaaaaaaaaa\n@ops slot blue\n@ops has ${v1}\n`, (step) => (step.name === 'start green' ? { code: 3, stderr: 'supervisor refused the new configuration of slot green' } : undefined));
+    await expect(deploy(h.ctx, loadEnvironment('x', root), {})).rejects.toThrow(/supervisor refused the new configuration/);
+    expect(h.remote.stepNames().slice(-3)).toEqual(['start green', 'mark failed', 'unlock']);
   });
 
   it('an unprovisioned host: a clear error before anything is sent', async () => {
@@ -152,7 +158,7 @@ describe('deploy operation', () => {
     const original = readFileSync(file, 'utf8');
     writeFileSync(file, original + 'release:\n  before_switch: ["make warm-cache"]\n  after_switch: ["make notify"]\n');
     try {
-      const h = harness('@ops provisioned yes\n@ops current 20261101T000000Z-aaaaaaaaaaaa\n@ops slot blue\n@ops has_sha yes\n');
+      const h = harness(`@ops provisioned yes\n@ops current 20261101T000000Z-aaaaaaaaaaaa\n@ops slot blue\n@ops has ${v1}\n`);
       await deploy(h.ctx, loadEnvironment('x', root), {});
       const names = h.remote.stepNames();
       expect(names.slice(names.indexOf('migrate'))).toEqual(['migrate', 'before_switch[0]', 'start green', 'switch', 'after_switch[0]', 'prune', 'unlock']);
@@ -168,5 +174,33 @@ describe('deploy operation', () => {
     const h = harness('');
     await expect(deploy(h.ctx, loadEnvironment('x', root), { ref: 'no-such-branch' })).rejects.toThrow(/ref "no-such-branch" is not a tag, branch or commit/);
     expect(h.connections()).toBe(0);
+  });
+
+  it('prunes by history: the list sent to the host comes from the order releases went live, never the live or warm one', async () => {
+    const old = (n: number) => `2026110${n}T000000Z-${String(n).repeat(12)}`;
+    const state = [
+      '@ops provisioned yes',
+      `@ops current ${old(1)}`, // live, made by a runner whose clock was behind: its id sorts first
+      '@ops slot blue',
+      `@ops has ${v1}`,
+      `@ops release ${old(1)} x ok 9 9`,
+      ...[2, 3, 4, 5, 6].map((n) => `@ops release ${old(n)} x ok ${n} ${n}`),
+      `@ops release ${old(7)} x failed - 7`,
+      `@ops release ${old(8)} x failed - 8`,
+      `@ops release ${old(9)} x failed - 10`,
+    ].join('\n');
+    const h = harness(`${state}\n`);
+    await deploy(h.ctx, loadEnvironment('x', root), {});
+    const prune = h.remote.runs.find((r) => r.step.name === 'prune')!.stdin;
+    // keep 5 (the new one, old(1) warm, old(6), old(5), old(4)); keep_failed 2 (old(9), old(8)).
+    expect(/for r in (.*); do/.exec(prune)![1]!.split(' ').sort()).toEqual([old(2), old(3), old(7)]);
+  });
+
+  it('a runner clock far from the host\'s: a warning, and the deploy goes on', async () => {
+    const hostNow = Math.floor(Date.now() / 1000);
+    const h = harness(`@ops now ${hostNow}\n@ops provisioned yes\n@ops current 20261101T000000Z-aaaaaaaaaaaa\n@ops slot blue\n@ops has ${v1}\n`);
+    const r = await deploy({ ...h.ctx, now: () => new Date(Date.now() - 90 * 86_400_000) }, loadEnvironment('x', root), {});
+    expect(r.release.startsWith(new Date(Date.now() - 90 * 86_400_000).toISOString().slice(0, 10).replace(/-/g, ''))).toBe(true);
+    expect(h.reporter.lines.join('\n')).toMatch(/warning: this runner's clock is 90 days behind web1's/);
   });
 });

@@ -58,10 +58,11 @@ describe('pickRemoteRef', () => {
     ['refs/tags/both', B],
     ['refs/pull/3/head', C],
   ]);
-  it('prefers a branch, then a tag, then a commit for a bare name', () => {
+  it('a bare name is a branch or a tag (both: ambiguous, say which), else a commit', () => {
     expect(pickRemoteRef(parseRef('feature/x'), refs, 'origin')).toBe('refs/heads/feature/x');
     expect(pickRemoteRef(parseRef('v1'), refs, 'origin')).toBe('refs/tags/v1');
-    expect(pickRemoteRef(parseRef('both'), refs, 'origin')).toBe('refs/heads/both');
+    expect(() => pickRemoteRef(parseRef('both'), refs, 'origin')).toThrow(/ref "both" is ambiguous/);
+    expect(pickRemoteRef(parseRef('refs/heads/both'), refs, 'origin')).toBe('refs/heads/both');
     expect(pickRemoteRef(parseRef('abc1234'), refs, 'origin')).toBe('sha');
     expect(pickRemoteRef(parseRef(A), refs, 'origin')).toBe('sha');
     expect(pickRemoteRef(parseRef('pull/3'), refs, 'origin')).toBe('refs/pull/3/head');

@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import type { Connector } from '../../core/context.ts';
 import { certificates, formatCerts, renewCertificates } from '../../core/ops/certs.ts';
 import { logsRequest } from '../../core/ops/logs.ts';
-import { listReleases } from '../../core/ops/inspect.ts';
+import { formatReleases, listReleases } from '../../core/ops/inspect.ts';
 import { formatStatus, status, statusSummary } from '../../core/ops/status.ts';
 import { RecordingRemote, type Responder } from '../../core/remote/recording.ts';
 import { scriptPrelude, scriptText } from '../../core/remote/wrap.ts';
@@ -145,20 +145,39 @@ describe('status parser', () => {
     expect(r.problems).toEqual([]);
   });
 
-  it('ops releases lists every release by its directory, one with an unreadable release.json too', async () => {
-    const env = testEnv();
-    const lines = [
-      `ok 20261125T130000Z-aaaaaaaaaaaa ${JSON.stringify({ id: 'x', sha: 'a'.repeat(40), ref: 'v1', time: 't1', actor: 'alice', run: '' })}`,
-      'failed 20261125T133000Z-bbbbbbbbbbbb {"sha": "bb',
-      `current 20261125T140000Z-cccccccccccc ${JSON.stringify({ sha: 'c'.repeat(40), ref: 'v2 with spaces', time: 't2', actor: 'bob', run: 'https://ci/1' })}`,
+  it('ops releases lists every release by its directory, most recently live first, and says why each is kept', async () => {
+    const env = testEnv({ release: { keep: 2, keep_failed: 1 } });
+    const a = '20261125T130000Z-aaaaaaaaaaaa';
+    const b = '20261125T133000Z-bbbbbbbbbbbb';
+    const c = '20261125T140000Z-cccccccccccc';
+    const d = '20250101T000000Z-dddddddddddd'; // made by a runner whose clock was far behind: live last all the same
+    const e = '20261125T150000Z-eeeeeeeeeeee';
+    const stdout = [
+      `current ${d}`,
+      'slot green',
+      `release ${a} ${'a'.repeat(40)} ok 1 1`,
+      `release ${b} ${'b'.repeat(40)} failed - 2`,
+      `release ${c} ${'c'.repeat(40)} ok 3 3`,
+      `release ${d} ${'d'.repeat(40)} ok 5 5`,
+      `release ${e} ${'e'.repeat(40)} failed - 4`,
+      `slot_release blue ${a}`,
+      `slot_release green ${d}`,
+      `release_json ${a} ${JSON.stringify({ id: 'x', sha: 'a'.repeat(40), ref: 'v1', time: 't1', actor: 'alice', run: '' })}`,
+      `release_json ${b} {"sha": "bb`,
+      `release_json ${d} ${JSON.stringify({ sha: 'd'.repeat(40), ref: 'v2 with spaces', time: 't2', actor: 'bob', run: 'https://ci/1' })}`,
     ];
-    const connector: Connector = async (_e, host) => new RecordingRemote(host.name, 'deploy', 'shop', (step) => (step.name === 'releases' ? { stdout: lines.map((l) => `@ops release ${l}\n`).join('') } : {}));
+    const connector: Connector = async (_e, host) => new RecordingRemote(host.name, 'deploy', 'shop', (step) => (step.name === 'releases' ? { stdout: stdout.map((l) => `@ops ${l}\n`).join('') } : {}));
     const [host] = await listReleases({ root: env.root, reporter: new MemoryReporter(), env: {}, connector }, env);
-    expect(host!.releases).toEqual([
-      { id: '20261125T130000Z-aaaaaaaaaaaa', sha: 'a'.repeat(40), ref: 'v1', time: 't1', actor: 'alice', run: '', status: 'ok' },
-      { id: '20261125T133000Z-bbbbbbbbbbbb', sha: '', ref: '', time: '', actor: '', run: '', unreadable: true, status: 'failed' },
-      { id: '20261125T140000Z-cccccccccccc', sha: 'c'.repeat(40), ref: 'v2 with spaces', time: 't2', actor: 'bob', run: 'https://ci/1', status: 'current' },
+    expect(host!.releases.map((r) => [r.id, r.status, r.kept])).toEqual([
+      [d, 'current', 'live (1 of keep 2)'],
+      [c, 'ok', 'good: 2 of keep 2'],
+      [a, 'ok', 'warm on slot blue'],
+      [e, 'failed', 'failed: 1 of keep_failed 1, for inspection'],
+      [b, 'failed', undefined],
     ]);
+    expect(host!.releases[0]).toMatchObject({ sha: 'd'.repeat(40), ref: 'v2 with spaces', actor: 'bob', run: 'https://ci/1', liveSeq: 5 });
+    expect(host!.releases[4]).toMatchObject({ sha: '', unreadable: true });
+    expect(formatReleases([{ host: 'web1', releases: host!.releases }])).toMatch(/\* 20250101T000000Z-dddddddddddd .* — kept: live[\s\S]*20261125T133000Z-bbbbbbbbbbbb .*\[failed\]  — pruned by the next deploy/);
   });
 
   it('certificates: expired or about to fail; late renewals and a stale nginx only warn', () => {

@@ -1,7 +1,7 @@
 // Steps are data: their scripts are checked by exact text (snapshots in __snapshots__/, reviewed like code)
 // and by the properties that matter — who runs them, what is quoted, what is validated — without a host.
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -13,7 +13,8 @@ import { applyNginx, renderTemplate, site, upstreams } from '../../core/steps/ng
 import { appCommand, createRelease, dependencies, deployState, pruneReleases, releaseId } from '../../core/steps/release.ts';
 import { expand, slotConfig, startSlot, stopSlot, switchTo } from '../../core/steps/switch.ts';
 import { installPackages, packageList, runtimes } from '../../core/steps/system.ts';
-import { scriptText } from '../../core/remote/wrap.ts';
+import { scriptPrelude, scriptText } from '../../core/remote/wrap.ts';
+import { SYSTEM_FUNCTIONS, putChecked } from '../../core/steps/script.ts';
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
 
@@ -46,14 +47,14 @@ describe('step scripts, by exact text', () => {
   const steps = {
     lock: acquireLock(e, { operation: 'deploy', actor: "o'brien@laptop", runUrl: 'https://github.com/o/r/actions/runs/1', holderPid: 4242, wait: 0 }, 'ops_report extra 1'),
     unlock: releaseLock(e, 4242, ['{"a":1}']),
-    state: deployState(e, '0123456789abcdef0123456789abcdef01234567'),
+    state: deployState(e, ['0123456789abcdef0123456789abcdef01234567']),
     release: createRelease(e, { id: '20261125T120000Z-0123456789ab', sha: '0123456789abcdef0123456789abcdef01234567', ref: 'v1', environment: 'test', actor: 'me', time: 't', run: '', deps: { python: 'p', node: 'n' } }),
     dependencies: dependencies(e, release, { python: 'aaaa', node: 'bbbb' }),
     build: appCommand(e, release, 'build', 'make build'),
     start: startSlot(e, 'green', release, '20261125T120000Z-0123456789ab'),
     switch: switchTo(e, 'green', '20261125T120000Z-0123456789ab', true),
     stop: stopSlot(e, 'blue', 5),
-    prune: pruneReleases(e, 5),
+    prune: pruneReleases(e, ['20261120T120000Z-0123456789ab', '20261121T120000Z-0123456789ab']),
     packages: installPackages(e),
     runtimes: runtimes(e),
   };
@@ -83,9 +84,11 @@ describe('slots and programs', () => {
     expect(() => expand(e, '{nope}', '/r', 'client', 'blue')).toThrow(/unknown placeholder \{nope\}/);
     expect(() => expand(e, '{port:db}', '/r', 'client', 'blue')).toThrow(/names no program/);
   });
-  it('writes supervisor environment values escaped (% doubled, quotes escaped)', () => {
-    const conf = slotConfig(env({ programs: { server: { command: 'run', port: 3579, env: { X: '100% "ok"' } }, client: { command: 'run', port: 3000 } } }), 'blue', '/r', 'id');
-    expect(conf).toContain('X="100%% \\"ok\\""');
+  it('writes supervisor values encoded for supervisor (% doubled, quoted for both shlex modes; see supervisor.test.ts)', () => {
+    const conf = slotConfig(env({ programs: { server: { command: 'run --fmt %(h)s', port: 3579, env: { X: '100% "ok" now', Y: "it's" } }, client: { command: 'run', port: 3000 } } }), 'blue', '/r', 'id');
+    expect(conf).toContain(`X='100%% "ok" now',Y="it's"`);
+    expect(conf).toContain('command=run --fmt %%(h)s');
+    expect(conf).toMatch(/OPS_RELEASE='id',OPS_SLOT='blue'/);
     expect(conf).toContain('[group:shop-blue]\nprograms=shop-blue-server,shop-blue-client');
     expect(conf).toContain('user=shop');
   });

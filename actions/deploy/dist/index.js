@@ -2164,9 +2164,9 @@ var require_dispatcher_base = __commonJS({
       }
       close(callback) {
         if (callback === void 0) {
-          return new Promise((resolve4, reject) => {
+          return new Promise((resolve5, reject) => {
             this.close((err, data) => {
-              return err ? reject(err) : resolve4(data);
+              return err ? reject(err) : resolve5(data);
             });
           });
         }
@@ -2204,12 +2204,12 @@ var require_dispatcher_base = __commonJS({
           err = null;
         }
         if (callback === void 0) {
-          return new Promise((resolve4, reject) => {
+          return new Promise((resolve5, reject) => {
             this.destroy(err, (err2, data) => {
               return err2 ? (
                 /* istanbul ignore next: should never error */
                 reject(err2)
-              ) : resolve4(data);
+              ) : resolve5(data);
             });
           });
         }
@@ -4476,8 +4476,8 @@ var require_util2 = __commonJS({
     function createDeferredPromise() {
       let res;
       let rej;
-      const promise = new Promise((resolve4, reject) => {
-        res = resolve4;
+      const promise = new Promise((resolve5, reject) => {
+        res = resolve5;
         rej = reject;
       });
       return { promise, resolve: res, reject: rej };
@@ -6728,12 +6728,12 @@ upgrade: ${upgrade}\r
           cb();
         }
       }
-      const waitForDrain = () => new Promise((resolve4, reject) => {
+      const waitForDrain = () => new Promise((resolve5, reject) => {
         assert(callback === null);
         if (socket[kError]) {
           reject(socket[kError]);
         } else {
-          callback = resolve4;
+          callback = resolve5;
         }
       });
       socket.on("close", onDrain).on("drain", onDrain);
@@ -7403,12 +7403,12 @@ var require_client_h2 = __commonJS({
           cb();
         }
       }
-      const waitForDrain = () => new Promise((resolve4, reject) => {
+      const waitForDrain = () => new Promise((resolve5, reject) => {
         assert(callback === null);
         if (socket[kError]) {
           reject(socket[kError]);
         } else {
-          callback = resolve4;
+          callback = resolve5;
         }
       });
       h2stream.on("close", onDrain).on("drain", onDrain);
@@ -7887,16 +7887,16 @@ var require_client = __commonJS({
         return this[kNeedDrain] < 2;
       }
       async [kClose]() {
-        return new Promise((resolve4) => {
+        return new Promise((resolve5) => {
           if (this[kSize]) {
-            this[kClosedResolve] = resolve4;
+            this[kClosedResolve] = resolve5;
           } else {
-            resolve4(null);
+            resolve5(null);
           }
         });
       }
       async [kDestroy](err) {
-        return new Promise((resolve4) => {
+        return new Promise((resolve5) => {
           const requests = this[kQueue].splice(this[kPendingIdx]);
           for (let i = 0; i < requests.length; i++) {
             const request = requests[i];
@@ -7907,7 +7907,7 @@ var require_client = __commonJS({
               this[kClosedResolve]();
               this[kClosedResolve] = null;
             }
-            resolve4(null);
+            resolve5(null);
           };
           if (this[kHTTPContext]) {
             this[kHTTPContext].destroy(err, callback);
@@ -7958,7 +7958,7 @@ var require_client = __commonJS({
         });
       }
       try {
-        const socket = await new Promise((resolve4, reject) => {
+        const socket = await new Promise((resolve5, reject) => {
           client[kConnector]({
             host,
             hostname: hostname2,
@@ -7970,7 +7970,7 @@ var require_client = __commonJS({
             if (err) {
               reject(err);
             } else {
-              resolve4(socket2);
+              resolve5(socket2);
             }
           });
         });
@@ -8306,8 +8306,8 @@ var require_pool_base = __commonJS({
         if (this[kQueue].isEmpty()) {
           await Promise.all(this[kClients].map((c) => c.close()));
         } else {
-          await new Promise((resolve4) => {
-            this[kClosedResolve] = resolve4;
+          await new Promise((resolve5) => {
+            this[kClosedResolve] = resolve5;
           });
         }
       }
@@ -9576,7 +9576,7 @@ var require_readable = __commonJS({
         if (this._readableState.closeEmitted) {
           return null;
         }
-        return await new Promise((resolve4, reject) => {
+        return await new Promise((resolve5, reject) => {
           if (this[kContentLength] > limit) {
             this.destroy(new AbortError());
           }
@@ -9589,7 +9589,7 @@ var require_readable = __commonJS({
             if (signal?.aborted) {
               reject(signal.reason ?? new AbortError());
             } else {
-              resolve4(null);
+              resolve5(null);
             }
           }).on("error", noop).on("data", function(chunk) {
             limit -= chunk.length;
@@ -9608,7 +9608,7 @@ var require_readable = __commonJS({
     }
     async function consume(stream2, type) {
       assert(!stream2[kConsume]);
-      return new Promise((resolve4, reject) => {
+      return new Promise((resolve5, reject) => {
         if (isUnusable(stream2)) {
           const rState = stream2._readableState;
           if (rState.destroyed && rState.closeEmitted === false) {
@@ -9625,7 +9625,7 @@ var require_readable = __commonJS({
             stream2[kConsume] = {
               type,
               stream: stream2,
-              resolve: resolve4,
+              resolve: resolve5,
               reject,
               length: 0,
               body: []
@@ -9695,18 +9695,18 @@ var require_readable = __commonJS({
       return buffer;
     }
     function consumeEnd(consume2) {
-      const { type, body, resolve: resolve4, stream: stream2, length } = consume2;
+      const { type, body, resolve: resolve5, stream: stream2, length } = consume2;
       try {
         if (type === "text") {
-          resolve4(chunksDecode(body, length));
+          resolve5(chunksDecode(body, length));
         } else if (type === "json") {
-          resolve4(JSON.parse(chunksDecode(body, length)));
+          resolve5(JSON.parse(chunksDecode(body, length)));
         } else if (type === "arrayBuffer") {
-          resolve4(chunksConcat(body, length).buffer);
+          resolve5(chunksConcat(body, length).buffer);
         } else if (type === "blob") {
-          resolve4(new Blob(body, { type: stream2[kContentType] }));
+          resolve5(new Blob(body, { type: stream2[kContentType] }));
         } else if (type === "bytes") {
-          resolve4(chunksConcat(body, length));
+          resolve5(chunksConcat(body, length));
         }
         consumeFinish(consume2);
       } catch (err) {
@@ -9963,9 +9963,9 @@ var require_api_request = __commonJS({
     };
     function request(opts2, callback) {
       if (callback === void 0) {
-        return new Promise((resolve4, reject) => {
+        return new Promise((resolve5, reject) => {
           request.call(this, opts2, (err, data) => {
-            return err ? reject(err) : resolve4(data);
+            return err ? reject(err) : resolve5(data);
           });
         });
       }
@@ -10188,9 +10188,9 @@ var require_api_stream = __commonJS({
     };
     function stream2(opts2, factory, callback) {
       if (callback === void 0) {
-        return new Promise((resolve4, reject) => {
+        return new Promise((resolve5, reject) => {
           stream2.call(this, opts2, factory, (err, data) => {
-            return err ? reject(err) : resolve4(data);
+            return err ? reject(err) : resolve5(data);
           });
         });
       }
@@ -10475,9 +10475,9 @@ var require_api_upgrade = __commonJS({
     };
     function upgrade(opts2, callback) {
       if (callback === void 0) {
-        return new Promise((resolve4, reject) => {
+        return new Promise((resolve5, reject) => {
           upgrade.call(this, opts2, (err, data) => {
-            return err ? reject(err) : resolve4(data);
+            return err ? reject(err) : resolve5(data);
           });
         });
       }
@@ -10569,9 +10569,9 @@ var require_api_connect = __commonJS({
     };
     function connect2(opts2, callback) {
       if (callback === void 0) {
-        return new Promise((resolve4, reject) => {
+        return new Promise((resolve5, reject) => {
           connect2.call(this, opts2, (err, data) => {
-            return err ? reject(err) : resolve4(data);
+            return err ? reject(err) : resolve5(data);
           });
         });
       }
@@ -14434,7 +14434,7 @@ var require_fetch = __commonJS({
       function dispatch({ body }) {
         const url = requestCurrentURL(request);
         const agent = fetchParams.controller.dispatcher;
-        return new Promise((resolve4, reject) => agent.dispatch(
+        return new Promise((resolve5, reject) => agent.dispatch(
           {
             path: url.pathname + url.search,
             origin: url.origin,
@@ -14510,7 +14510,7 @@ var require_fetch = __commonJS({
               }
               this.body = new Readable({ read: resume });
               const onError = this.onError.bind(this);
-              resolve4({
+              resolve5({
                 status,
                 statusText,
                 headersList,
@@ -14553,7 +14553,7 @@ var require_fetch = __commonJS({
               for (let i = 0; i < rawHeaders.length; i += 2) {
                 headersList.append(bufferToLowerCasedHeaderName(rawHeaders[i]), rawHeaders[i + 1].toString("latin1"), true);
               }
-              resolve4({
+              resolve5({
                 status,
                 statusText: STATUS_CODES[status],
                 headersList,
@@ -16461,17 +16461,17 @@ var require_cookies = __commonJS({
       }
       return out;
     }
-    function deleteCookie(headers, name2, attributes) {
+    function deleteCookie(headers, name2, attributes2) {
       webidl.brandCheck(headers, Headers2, { strict: false });
       const prefix = "deleteCookie";
       webidl.argumentLengthCheck(arguments, 2, prefix);
       name2 = webidl.converters.DOMString(name2, prefix, "name");
-      attributes = webidl.converters.DeleteCookieAttributes(attributes);
+      attributes2 = webidl.converters.DeleteCookieAttributes(attributes2);
       setCookie(headers, {
         name: name2,
         value: "",
         expires: /* @__PURE__ */ new Date(0),
-        ...attributes
+        ...attributes2
       });
     }
     function getSetCookies(headers) {
@@ -18294,8 +18294,8 @@ var require_util8 = __commonJS({
       return true;
     }
     function delay(ms) {
-      return new Promise((resolve4) => {
-        setTimeout(resolve4, ms).unref();
+      return new Promise((resolve5) => {
+        setTimeout(resolve5, ms).unref();
       });
     }
     module.exports = {
@@ -34461,7 +34461,7 @@ var require_crypto = __commonJS({
       MAC_INFO,
       bindingAvailable: !!binding,
       init: (() => {
-        return new Promise(async (resolve4, reject) => {
+        return new Promise(async (resolve5, reject) => {
           try {
             POLY1305_WASM_MODULE = await require_poly1305()();
             POLY1305_RESULT_MALLOC = POLY1305_WASM_MODULE._malloc(16);
@@ -34473,7 +34473,7 @@ var require_crypto = __commonJS({
           } catch (ex) {
             return reject(ex);
           }
-          resolve4();
+          resolve5();
         });
       })(),
       NullCipher,
@@ -35731,7 +35731,7 @@ var require_agent2 = __commonJS({
     "use strict";
     var { Socket } = __require("net");
     var { Duplex } = __require("stream");
-    var { resolve: resolve4 } = __require("path");
+    var { resolve: resolve5 } = __require("path");
     var { readFile: readFile3 } = __require("fs");
     var { execFile: execFile2, spawn: spawn2 } = __require("child_process");
     var { isParsedKey, parseKey } = require_keyParser();
@@ -35867,7 +35867,7 @@ var require_agent2 = __commonJS({
       const RET_ERR_BINSTDIN = 13;
       const RET_ERR_BINSTDOUT = 14;
       const RET_ERR_BADLEN = 15;
-      const EXEPATH = resolve4(__dirname, "..", "util/pagent.exe");
+      const EXEPATH = resolve5(__dirname, "..", "util/pagent.exe");
       const ERROR = {
         [RET_ERR_BADARGS]: new Error("Invalid pagent.exe arguments"),
         [RET_ERR_UNAVAILABLE]: new Error("Pageant is not running"),
@@ -48269,11 +48269,11 @@ import { EOL as EOL3 } from "os";
 import { constants, promises } from "fs";
 var __awaiter = function(thisArg, _arguments, P, generator) {
   function adopt(value) {
-    return value instanceof P ? value : new P(function(resolve4) {
-      resolve4(value);
+    return value instanceof P ? value : new P(function(resolve5) {
+      resolve5(value);
     });
   }
-  return new (P || (P = Promise))(function(resolve4, reject) {
+  return new (P || (P = Promise))(function(resolve5, reject) {
     function fulfilled(value) {
       try {
         step(generator.next(value));
@@ -48289,7 +48289,7 @@ var __awaiter = function(thisArg, _arguments, P, generator) {
       }
     }
     function step(result) {
-      result.done ? resolve4(result.value) : adopt(result.value).then(fulfilled, rejected);
+      result.done ? resolve5(result.value) : adopt(result.value).then(fulfilled, rejected);
     }
     step((generator = generator.apply(thisArg, _arguments || [])).next());
   });
@@ -49164,7 +49164,7 @@ function ruleJson(rule) {
   return { if: nested(rule.when.path, { const: rule.when.equals }, true), then: then.length === 1 ? then[0] : { allOf: then } };
 }
 function checkRule(rule, value, path, problems) {
-  const join8 = (keys) => [path, ...keys].filter(Boolean).join(".");
+  const join9 = (keys) => [path, ...keys].filter(Boolean).join(".");
   if ("exactlyOne" in rule) {
     const given = rule.exactlyOne.filter((k) => value[k] !== void 0 && value[k] !== null);
     if (given.length !== 1) problems.push({ path, message: rule.message });
@@ -49174,10 +49174,10 @@ function checkRule(rule, value, path, problems) {
   for (const r of rule.then) {
     if ("require" in r) {
       const v = at(value, r.require);
-      if (v === void 0 || v === null) problems.push({ path: join8(r.require), message: r.message });
+      if (v === void 0 || v === null) problems.push({ path: join9(r.require), message: r.message });
     } else {
       const v = at(value, r.path);
-      if (typeof v === "string" && !r.pattern.test(v)) problems.push({ path: join8(r.path), message: r.message(v) });
+      if (typeof v === "string" && !r.pattern.test(v)) problems.push({ path: join9(r.path), message: r.message(v) });
     }
   }
 }
@@ -49355,7 +49355,8 @@ var environmentSchema = object(
         node_dir: opt(string({ pattern: /^[^\n]*$/, form: 'a relative path, or "" to skip' }), 'directory holding package.json/package-lock.json for `npm ci` ("" = no Node)', "client"),
         build: opt(command, "build command, run in the release as the app user", "make build"),
         migrate: opt(command, "migration command, run before the switch while the old release still serves", "make migrate"),
-        keep: opt(integer(1, 100), "releases kept on each host (the current one is never removed)", 5),
+        keep: opt(integer(1, 100), "good releases kept on each host: the latest ones that went live, in the order they went live on that host (the live one among them); the live release and the one kept warm on the idle slot are never removed", 5),
+        keep_failed: opt(integer(0, 100), "failed and rolled-back (abandoned) releases kept on each host for inspection, the latest ones; counted apart from `keep`", 2),
         migration_paths: opt(
           list(string({ pattern: /^(?!\/)[^\n]+$/, form: 'a git glob relative to the repository ("db/versions/**")' })),
           "where migrations live, for the plan and `ops diff` (files added there are listed); [] = detect: **/migrations/**, **/alembic/versions/**, **/db/migrate/** and the versions/ of each alembic.ini's script_location",
@@ -49609,8 +49610,9 @@ var SCHEMA_COMMENT = `# yaml-language-server: $schema=../../${JSON_SCHEMA_FILE}`
 
 // core/ops/deploy.ts
 import { execFileSync as execFileSync2 } from "node:child_process";
+import { readFileSync as readFileSync6 } from "node:fs";
 import { randomBytes as randomBytes9 } from "node:crypto";
-import { isAbsolute as isAbsolute3, resolve as resolve3 } from "node:path";
+import { isAbsolute as isAbsolute3, resolve as resolve4 } from "node:path";
 
 // core/config/siblings.ts
 import { join as join2 } from "node:path";
@@ -49622,6 +49624,7 @@ function layout(env) {
   return {
     base,
     mirror: `${base}/repo.git`,
+    lfsStore: `${base}/repo.git/lfs/objects`,
     releases: `${base}/releases`,
     shared: `${base}/shared`,
     envFile: `${base}/shared/.env`,
@@ -49631,6 +49634,7 @@ function layout(env) {
     state: `${base}/.ops`,
     lock: `${base}/.ops/lock`,
     audit: `${base}/.ops/audit.log`,
+    history: `${base}/.ops/history`,
     slotFile: `${base}/.ops/slot`,
     uploads: `${base}/.ops/uploads`,
     logDir: `/var/log/${app}`,
@@ -49832,24 +49836,24 @@ var PromiseQueue = class {
     };
   }
   waitTillIdle() {
-    return new Promise((resolve4) => {
+    return new Promise((resolve5) => {
       if (this.running === 0) {
-        resolve4();
+        resolve5();
         return;
       }
       const dispose = this.onIdle(() => {
         dispose();
-        resolve4();
+        resolve5();
       });
     });
   }
   add(callback) {
-    return new Promise((resolve4, reject) => {
+    return new Promise((resolve5, reject) => {
       const runCallback = () => {
         this.running += 1;
         try {
           Promise.resolve(callback()).then((val) => {
-            resolve4(val);
+            resolve5(val);
             this.processNext();
           }, (err) => {
             reject(err);
@@ -49891,23 +49895,23 @@ var defaultFilesystem = {
     return fsPath.basename(path);
   },
   stat(path) {
-    return new Promise((resolve4, reject) => {
+    return new Promise((resolve5, reject) => {
       fs3.stat(path, (err, res) => {
         if (err) {
           reject(err);
         } else {
-          resolve4(res);
+          resolve5(res);
         }
       });
     });
   },
   readdir(path) {
-    return new Promise((resolve4, reject) => {
+    return new Promise((resolve5, reject) => {
       fs3.readdir(path, (err, res) => {
         if (err) {
           reject(err);
         } else {
-          resolve4(res);
+          resolve5(res);
         }
       });
     });
@@ -49951,7 +49955,7 @@ async function scanDirectory(path, { recursive = true, validate: validate2 = nul
   });
   const result = { files: [], directories: [] };
   const mergedFileSystem = { ...defaultFilesystem, ...fileSystem };
-  await new Promise((resolve4, reject) => {
+  await new Promise((resolve5, reject) => {
     scanDirectoryInternal({
       path,
       recursive: recursive ? "deep" : "shallow",
@@ -49960,7 +49964,7 @@ async function scanDirectory(path, { recursive = true, validate: validate2 = nul
       fileSystem: mergedFileSystem,
       queue,
       reject
-    }).then(() => queue.waitTillIdle()).then(resolve4, reject);
+    }).then(() => queue.waitTillIdle()).then(resolve5, reject);
   });
   return result;
 }
@@ -49986,12 +49990,12 @@ function unixifyPath(path) {
   return path;
 }
 async function readFile(filePath) {
-  return new Promise((resolve4, reject) => {
+  return new Promise((resolve5, reject) => {
     fs4.readFile(filePath, "utf8", (err, res) => {
       if (err) {
         reject(err);
       } else {
-        resolve4(res);
+        resolve5(res);
       }
     });
   });
@@ -50000,12 +50004,12 @@ var SFTP_MKDIR_ERR_CODE_REGEXP = /Error: (E[\S]+): /;
 async function makeDirectoryWithSftp(path, sftp) {
   let stats = null;
   try {
-    stats = await new Promise((resolve4, reject) => {
+    stats = await new Promise((resolve5, reject) => {
       sftp.stat(path, (err, res) => {
         if (err) {
           reject(err);
         } else {
-          resolve4(res);
+          resolve5(res);
         }
       });
     });
@@ -50018,12 +50022,12 @@ async function makeDirectoryWithSftp(path, sftp) {
     throw new Error("mkdir() failed, target already exists and is not a directory");
   }
   try {
-    await new Promise((resolve4, reject) => {
+    await new Promise((resolve5, reject) => {
       sftp.mkdir(path, (err) => {
         if (err) {
           reject(err);
         } else {
-          resolve4();
+          resolve5();
         }
       });
     });
@@ -50098,14 +50102,14 @@ var NodeSSH = class {
     }
     const connection = new import_ssh2.default.Client();
     this.connection = connection;
-    await new Promise((resolve4, reject) => {
+    await new Promise((resolve5, reject) => {
       connection.on("error", reject);
       if (config.onKeyboardInteractive) {
         connection.on("keyboard-interactive", config.onKeyboardInteractive);
       }
       connection.on("ready", () => {
         connection.removeListener("error", reject);
-        resolve4();
+        resolve5();
       });
       connection.on("end", () => {
         if (this.connection === connection) {
@@ -50127,14 +50131,14 @@ var NodeSSH = class {
   }
   async requestShell(options) {
     const connection = this.getConnection();
-    return new Promise((resolve4, reject) => {
+    return new Promise((resolve5, reject) => {
       connection.on("error", reject);
       const callback = (err, res) => {
         connection.removeListener("error", reject);
         if (err) {
           reject(err);
         } else {
-          resolve4(res);
+          resolve5(res);
         }
       };
       if (options == null) {
@@ -50155,14 +50159,14 @@ var NodeSSH = class {
   }
   async requestSFTP() {
     const connection = this.getConnection();
-    return new Promise((resolve4, reject) => {
+    return new Promise((resolve5, reject) => {
       connection.on("error", reject);
       connection.sftp((err, res) => {
         connection.removeListener("error", reject);
         if (err) {
           reject(err);
         } else {
-          resolve4(res);
+          resolve5(res);
         }
       });
     });
@@ -50193,7 +50197,7 @@ var NodeSSH = class {
     }
     const connection = this.getConnection();
     const output = { stdout: [], stderr: [] };
-    return new Promise((resolve4, reject) => {
+    return new Promise((resolve5, reject) => {
       connection.on("error", reject);
       connection.exec(command2, options.execOptions != null ? options.execOptions : {}, (err, channel) => {
         connection.removeListener("error", reject);
@@ -50239,7 +50243,7 @@ var NodeSSH = class {
             stdout = stdout.trim();
             stderr = stderr.trim();
           }
-          resolve4({
+          resolve5({
             code: code != null ? code : null,
             signal: signal != null ? signal : null,
             stdout,
@@ -50301,12 +50305,12 @@ var NodeSSH = class {
     invariant2(transferOptions == null || typeof transferOptions === "object", "transferOptions must be a valid object");
     const sftp = givenSftp || await this.requestSFTP();
     try {
-      await new Promise((resolve4, reject) => {
+      await new Promise((resolve5, reject) => {
         sftp.fastGet(unixifyPath(remoteFile), localFile, transferOptions || {}, (err) => {
           if (err) {
             reject(err);
           } else {
-            resolve4();
+            resolve5();
           }
         });
       });
@@ -50321,21 +50325,21 @@ var NodeSSH = class {
     invariant2(typeof remoteFile === "string", "remoteFile must be a valid string");
     invariant2(givenSftp == null || typeof givenSftp === "object", "sftp must be a valid object");
     invariant2(transferOptions == null || typeof transferOptions === "object", "transferOptions must be a valid object");
-    invariant2(await new Promise((resolve4) => {
+    invariant2(await new Promise((resolve5) => {
       fs4.access(localFile, fs4.constants.R_OK, (err) => {
-        resolve4(err === null);
+        resolve5(err === null);
       });
     }), `localFile does not exist at ${localFile}`);
     const sftp = givenSftp || await this.requestSFTP();
     const putFile2 = (retry) => {
-      return new Promise((resolve4, reject) => {
+      return new Promise((resolve5, reject) => {
         sftp.fastPut(localFile, unixifyPath(remoteFile), transferOptions || {}, (err) => {
           if (err == null) {
-            resolve4();
+            resolve5();
             return;
           }
           if (err.message === "No such file" && retry) {
-            resolve4(this.mkdir(fsPath2.dirname(remoteFile), "sftp", sftp).then(() => putFile2(false)));
+            resolve5(this.mkdir(fsPath2.dirname(remoteFile), "sftp", sftp).then(() => putFile2(false)));
           } else {
             reject(err);
           }
@@ -50362,14 +50366,14 @@ var NodeSSH = class {
     const sftp = givenSftp || await this.requestSFTP();
     const queue = new PromiseQueue({ concurrency });
     try {
-      await new Promise((resolve4, reject) => {
+      await new Promise((resolve5, reject) => {
         files.forEach((file) => {
           queue.add(async () => {
             await this.putFile(file.local, file.remote, sftp, transferOptions);
             transferred.push(file);
           }).catch(reject);
         });
-        queue.waitTillIdle().then(resolve4);
+        queue.waitTillIdle().then(resolve5);
       });
     } catch (error2) {
       if (error2 != null) {
@@ -50385,9 +50389,9 @@ var NodeSSH = class {
   async putDirectory(localDirectory, remoteDirectory, { concurrency = DEFAULT_CONCURRENCY, sftp: givenSftp = null, transferOptions = {}, recursive = true, tick = DEFAULT_TICK, validate: validate2 = DEFAULT_VALIDATE } = {}) {
     invariant2(typeof localDirectory === "string" && localDirectory, "localDirectory must be a string");
     invariant2(typeof remoteDirectory === "string" && remoteDirectory, "remoteDirectory must be a string");
-    const localDirectoryStat = await new Promise((resolve4) => {
+    const localDirectoryStat = await new Promise((resolve5) => {
       fs4.stat(localDirectory, (err, stat3) => {
-        resolve4(stat3 || null);
+        resolve5(stat3 || null);
       });
     });
     invariant2(localDirectoryStat != null, `localDirectory does not exist at ${localDirectory}`);
@@ -50402,16 +50406,16 @@ var NodeSSH = class {
     directories.sort((a, b) => a.length - b.length);
     let failed = false;
     try {
-      await new Promise((resolve4, reject) => {
+      await new Promise((resolve5, reject) => {
         const queue = new PromiseQueue({ concurrency });
         directories.forEach((directory) => {
           queue.add(async () => {
             await this.mkdir(fsPath2.join(remoteDirectory, directory), "sftp", sftp);
           }).catch(reject);
         });
-        resolve4(queue.waitTillIdle());
+        resolve5(queue.waitTillIdle());
       });
-      await new Promise((resolve4, reject) => {
+      await new Promise((resolve5, reject) => {
         const queue = new PromiseQueue({ concurrency });
         files.forEach((file) => {
           queue.add(async () => {
@@ -50426,7 +50430,7 @@ var NodeSSH = class {
             }
           }).catch(reject);
         });
-        resolve4(queue.waitTillIdle());
+        resolve5(queue.waitTillIdle());
       });
     } finally {
       if (!givenSftp) {
@@ -50438,9 +50442,9 @@ var NodeSSH = class {
   async getDirectory(localDirectory, remoteDirectory, { concurrency = DEFAULT_CONCURRENCY, sftp: givenSftp = null, transferOptions = {}, recursive = true, tick = DEFAULT_TICK, validate: validate2 = DEFAULT_VALIDATE } = {}) {
     invariant2(typeof localDirectory === "string" && localDirectory, "localDirectory must be a string");
     invariant2(typeof remoteDirectory === "string" && remoteDirectory, "remoteDirectory must be a string");
-    const localDirectoryStat = await new Promise((resolve4) => {
+    const localDirectoryStat = await new Promise((resolve5) => {
       fs4.stat(localDirectory, (err, stat3) => {
-        resolve4(stat3 || null);
+        resolve5(stat3 || null);
       });
     });
     invariant2(localDirectoryStat != null, `localDirectory does not exist at ${localDirectory}`);
@@ -50458,23 +50462,23 @@ var NodeSSH = class {
           return fsPath2.posix.join(pathA, pathB);
         },
         readdir(path) {
-          return new Promise((resolve4, reject) => {
+          return new Promise((resolve5, reject) => {
             sftp.readdir(path, (err, res) => {
               if (err) {
                 reject(err);
               } else {
-                resolve4(res.map((item) => item.filename));
+                resolve5(res.map((item) => item.filename));
               }
             });
           });
         },
         stat(path) {
-          return new Promise((resolve4, reject) => {
+          return new Promise((resolve5, reject) => {
             sftp.stat(path, (err, res) => {
               if (err) {
                 reject(err);
               } else {
-                resolve4(res);
+                resolve5(res);
               }
             });
           });
@@ -50486,16 +50490,16 @@ var NodeSSH = class {
     directories.sort((a, b) => a.length - b.length);
     let failed = false;
     try {
-      await new Promise((resolve4, reject) => {
+      await new Promise((resolve5, reject) => {
         const queue = new PromiseQueue({ concurrency });
         directories.forEach((directory) => {
           queue.add(async () => {
             await (0, import_make_dir.default)(fsPath2.join(localDirectory, directory));
           }).catch(reject);
         });
-        resolve4(queue.waitTillIdle());
+        resolve5(queue.waitTillIdle());
       });
-      await new Promise((resolve4, reject) => {
+      await new Promise((resolve5, reject) => {
         const queue = new PromiseQueue({ concurrency });
         files.forEach((file) => {
           queue.add(async () => {
@@ -50510,7 +50514,7 @@ var NodeSSH = class {
             }
           }).catch(reject);
         });
-        resolve4(queue.waitTillIdle());
+        resolve5(queue.waitTillIdle());
       });
     } finally {
       if (!givenSftp) {
@@ -50521,7 +50525,7 @@ var NodeSSH = class {
   }
   forwardIn(remoteAddr, remotePort, onConnection) {
     const connection = this.getConnection();
-    return new Promise((resolve4, reject) => {
+    return new Promise((resolve5, reject) => {
       connection.forwardIn(remoteAddr, remotePort, (error2, port2) => {
         if (error2) {
           reject(error2);
@@ -50546,25 +50550,25 @@ var NodeSSH = class {
             });
           });
         };
-        resolve4({ port: port2, dispose });
+        resolve5({ port: port2, dispose });
       });
     });
   }
   forwardOut(srcIP, srcPort, dstIP, dstPort) {
     const connection = this.getConnection();
-    return new Promise((resolve4, reject) => {
+    return new Promise((resolve5, reject) => {
       connection.forwardOut(srcIP, srcPort, dstIP, dstPort, (error2, channel) => {
         if (error2) {
           reject(error2);
           return;
         }
-        resolve4(channel);
+        resolve5(channel);
       });
     });
   }
   forwardInStreamLocal(socketPath, onConnection) {
     const connection = this.getConnection();
-    return new Promise((resolve4, reject) => {
+    return new Promise((resolve5, reject) => {
       connection.openssh_forwardInStreamLocal(socketPath, (error2) => {
         if (error2) {
           reject(error2);
@@ -50589,19 +50593,19 @@ var NodeSSH = class {
             });
           });
         };
-        resolve4({ dispose });
+        resolve5({ dispose });
       });
     });
   }
   forwardOutStreamLocal(socketPath) {
     const connection = this.getConnection();
-    return new Promise((resolve4, reject) => {
+    return new Promise((resolve5, reject) => {
       connection.openssh_forwardOutStreamLocal(socketPath, (error2, channel) => {
         if (error2) {
           reject(error2);
           return;
         }
-        resolve4(channel);
+        resolve5(channel);
       });
     });
   }
@@ -50815,7 +50819,7 @@ var SshRemote = class {
     const conn = this.ssh.connection;
     if (!conn) throw new OpsError(`${this.name}: not connected`);
     const command2 = `sh -c 'echo $$; exec cat >/dev/null'`;
-    return new Promise((resolve4, reject) => {
+    return new Promise((resolve5, reject) => {
       conn.exec(command2, (e, channel) => {
         if (e) return reject(e);
         this.held.push(channel);
@@ -50823,7 +50827,7 @@ var SshRemote = class {
         channel.on("data", (d) => {
           first += d.toString();
           const nl = first.indexOf("\n");
-          if (nl >= 0) resolve4(Number(first.slice(0, nl)));
+          if (nl >= 0) resolve5(Number(first.slice(0, nl)));
         });
         channel.on("close", () => reject(new OpsError(`${this.name}: holder process ended early`)));
       });
@@ -50836,6 +50840,18 @@ var SshRemote = class {
 };
 
 // core/context.ts
+function runnerNow(ctx) {
+  return ctx.now ? ctx.now() : /* @__PURE__ */ new Date();
+}
+var CLOCK_SKEW_WARN_SECONDS = 120;
+function clockSkewWarning(ctx, host, hostEpoch) {
+  const hostSeconds = Number(hostEpoch);
+  if (!hostEpoch || !Number.isFinite(hostSeconds)) return void 0;
+  const skew = Math.round(runnerNow(ctx).getTime() / 1e3 - hostSeconds);
+  if (Math.abs(skew) <= CLOCK_SKEW_WARN_SECONDS) return void 0;
+  const amount = Math.abs(skew) >= 172800 ? `${Math.round(Math.abs(skew) / 86400)} days` : Math.abs(skew) >= 7200 ? `${Math.round(Math.abs(skew) / 3600)} hours` : `${Math.abs(skew)} s`;
+  return `this runner's clock is ${amount} ${skew < 0 ? "behind" : "ahead of"} ${host}'s: release ids and audit times carry the runner's time (release order does not depend on it: it comes from the host's history); fix the clock (NTP)`;
+}
 function sshConnector(ctx) {
   return (env, host) => {
     const ssh = env.config.ssh;
@@ -51060,18 +51076,20 @@ function runInfo(env = process.env) {
 // core/source.ts
 import { execFile, spawn } from "node:child_process";
 import { createHash as createHash2 } from "node:crypto";
-import { existsSync as existsSync4 } from "node:fs";
+import { existsSync as existsSync4, mkdtempSync, rmSync, statSync as statSync2 } from "node:fs";
+import { tmpdir } from "node:os";
+import { join as join4, resolve as resolve2 } from "node:path";
 import { promisify } from "node:util";
 var exec = promisify(execFile);
 async function git(repo, args, options = {}) {
   if (options.input !== void 0) {
-    return new Promise((resolve4, reject) => {
+    return new Promise((resolve5, reject) => {
       const child = spawn("git", ["-C", repo, ...args], { stdio: ["pipe", "pipe", "pipe"] });
       let out = "";
       let err = "";
       child.stdout.on("data", (d) => out += d);
       child.stderr.on("data", (d) => err += d);
-      child.on("close", (code) => code === 0 ? resolve4(out) : reject(new OpsError(`git ${args[0]} failed: ${err.trim()}`)));
+      child.on("close", (code) => code === 0 ? resolve5(out) : reject(new OpsError(`git ${args[0]} failed: ${err.trim()}`)));
       child.stdin.end(options.input);
     });
   }
@@ -51098,22 +51116,45 @@ async function checkRepository(repo) {
     throw new OpsError(`${repo} is not a git repository`, "set `repository` in the environment, or run from the app's checkout");
   }
 }
+function ambiguousRef(ref, matches) {
+  return new OpsError(
+    `ref "${ref}" is ambiguous: it names ${matches.map((m) => `${m.kind === "commit" ? "a commit" : `a ${m.kind}`} (${m.sha.slice(0, 12)})`).join(" and ")}`,
+    `say which one: ${matches.map((m) => m.fullName).join(" or ")}`
+  );
+}
+async function commitsWithPrefix(repo, prefix) {
+  if (!/^[0-9a-f]{4,40}$/.test(prefix)) return [];
+  const objects = (await git(repo, ["rev-parse", `--disambiguate=${prefix}`]).catch(() => "")).split("\n").filter(Boolean);
+  const out = [];
+  for (const o of objects) if ((await git(repo, ["cat-file", "-t", o]).catch(() => "")).trim() === "commit") out.push(o);
+  return out;
+}
 async function resolveRef(repo, ref) {
   validate("gitRef", ref);
   await checkRepository(repo);
-  const candidates = [
-    [`refs/tags/${ref}`, `tag ${ref}`],
-    [`refs/remotes/origin/${ref}`, `branch origin/${ref}`],
-    [`refs/heads/${ref}`, `branch ${ref}`]
-  ];
-  for (const [rev, matched] of candidates) {
-    const sha = await tryRev(repo, rev);
-    if (sha) return { ref, sha, matched };
+  const full = /^refs\/(tags|heads)\/(.+)$/.exec(ref);
+  if (full || ref.startsWith("refs/")) {
+    const candidates = !full ? [[ref, `ref ${ref}`]] : full[1] === "tags" ? [[ref, `tag ${full[2]}`]] : [
+      [`refs/remotes/origin/${full[2]}`, `branch origin/${full[2]}`],
+      [ref, `branch ${full[2]}`]
+    ];
+    for (const [rev, matched] of candidates) {
+      const sha = await tryRev(repo, rev);
+      if (sha) return { ref, sha, matched };
+    }
+    throw new OpsError(`${ref} does not exist in ${repo}`, "check the name; in a workflow, check out with fetch-depth: 0 so branches and tags are present; on a laptop, git fetch first");
   }
-  if (/^[0-9a-f]{7,40}$/.test(ref)) {
-    const sha = await tryRev(repo, ref);
-    if (sha) return { ref, sha, matched: "commit" };
-  }
+  const matches = [];
+  const tag = await tryRev(repo, `refs/tags/${ref}`);
+  if (tag) matches.push({ kind: "tag", fullName: `refs/tags/${ref}`, sha: tag, matched: `tag ${ref}` });
+  const remoteBranch = await tryRev(repo, `refs/remotes/origin/${ref}`);
+  const branch = remoteBranch ?? await tryRev(repo, `refs/heads/${ref}`);
+  if (branch) matches.push({ kind: "branch", fullName: `refs/heads/${ref}`, sha: branch, matched: remoteBranch ? `branch origin/${ref}` : `branch ${ref}` });
+  const commits = /^[0-9a-f]{7,40}$/.test(ref) ? await commitsWithPrefix(repo, ref) : [];
+  if (commits.length > 1) throw new OpsError(`sha prefix "${ref}" matches ${commits.length} commits`, "give more digits of the sha");
+  if (commits[0]) matches.push({ kind: "commit", fullName: commits[0], sha: commits[0], matched: "commit" });
+  if (matches.length > 1) throw ambiguousRef(ref, matches);
+  if (matches[0]) return { ref, sha: matches[0].sha, matched: matches[0].matched };
   throw new OpsError(
     `ref "${ref}" is not a tag, branch or commit of ${repo}`,
     "check the name; in a workflow, check out with fetch-depth: 0 so branches and tags are present; on a laptop, git fetch first"
@@ -51149,15 +51190,165 @@ async function knownCommits(repo, shas) {
 }
 async function packFor(repo, sha, haves) {
   const input = [sha, ...haves.map((h) => `^${h}`)].join("\n") + "\n";
-  return new Promise((resolve4, reject) => {
+  return new Promise((resolve5, reject) => {
     const child = spawn("git", ["-C", repo, "pack-objects", "--revs", "--thin", "--stdout", "-q"], { stdio: ["pipe", "pipe", "pipe"] });
     const chunks = [];
     let err = "";
     child.stdout.on("data", (d) => chunks.push(d));
     child.stderr.on("data", (d) => err += d);
-    child.on("close", (code) => code === 0 ? resolve4(Buffer.concat(chunks)) : reject(new OpsError(`git pack-objects failed: ${err.trim()}`)));
+    child.on("close", (code) => code === 0 ? resolve5(Buffer.concat(chunks)) : reject(new OpsError(`git pack-objects failed: ${err.trim()}`)));
     child.stdin.end(input);
   });
+}
+async function lsTree(repo, sha) {
+  const out = await git(repo, ["ls-tree", "-r", "-z", "-l", "--full-tree", sha]);
+  return out.split("\0").filter(Boolean).map((line) => {
+    const tab = line.indexOf("	");
+    const [mode = "", type = "", object2 = "", size2 = ""] = line.slice(0, tab).split(/\s+/);
+    return { mode, type, object: object2, size: Number(size2) || 0, path: line.slice(tab + 1) };
+  });
+}
+function parseLfsPointer(text) {
+  if (!text.startsWith("version https://git-lfs.github.com/spec/v1\n") && !text.startsWith("version https://hawser.github.com/spec/v1\n")) return void 0;
+  const oid = /^oid sha256:([0-9a-f]{64})$/m.exec(text)?.[1];
+  const size2 = /^size (\d+)$/m.exec(text)?.[1];
+  return oid && size2 ? { oid, size: Number(size2) } : void 0;
+}
+async function blobs(repo, ids) {
+  const out = /* @__PURE__ */ new Map();
+  if (!ids.length) return out;
+  const raw = await new Promise((resolvePromise, reject) => {
+    const child = spawn("git", ["-C", repo, "cat-file", "--batch"], { stdio: ["pipe", "pipe", "pipe"] });
+    const chunks = [];
+    child.stdout.on("data", (d) => chunks.push(d));
+    child.on("close", (code) => code === 0 ? resolvePromise(Buffer.concat(chunks)) : reject(new OpsError(`git cat-file failed in ${repo}`)));
+    child.stdin.end(ids.join("\n") + "\n");
+  });
+  let pos = 0;
+  for (const id of ids) {
+    const nl = raw.indexOf(10, pos);
+    const size2 = Number(raw.subarray(pos, nl).toString().split(" ")[2] ?? 0);
+    out.set(id, raw.subarray(nl + 1, nl + 1 + size2).toString("utf8"));
+    pos = nl + 1 + size2 + 1;
+  }
+  return out;
+}
+async function attributes(repo, sha, attr, paths) {
+  const out = /* @__PURE__ */ new Map();
+  if (!paths.length) return out;
+  const dir = mkdtempSync(join4(tmpdir(), "ops-attr-"));
+  try {
+    const env = { ...process.env, GIT_INDEX_FILE: join4(dir, "index") };
+    await exec("git", ["-C", repo, "read-tree", sha], { env });
+    const raw = await new Promise((resolve5, reject) => {
+      const child = spawn("git", ["-C", repo, "check-attr", "-z", "--cached", "--stdin", attr], { env, stdio: ["pipe", "pipe", "pipe"] });
+      let o = "";
+      child.stdout.on("data", (d) => o += d);
+      child.on("close", (code) => code === 0 ? resolve5(o) : reject(new OpsError(`git check-attr failed in ${repo}`)));
+      child.stdin.end(paths.join("\0") + "\0");
+    });
+    const f = raw.split("\0");
+    for (let i = 0; i + 2 < f.length; i += 3) out.set(f[i], f[i + 2]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return out;
+}
+async function archiveListing(repo, sha) {
+  const { stdout } = await exec("bash", ["-c", 'set -o pipefail; git -C "$1" archive --format=tar "$2" | tar -t', "archive", repo, sha], { maxBuffer: 256 * 1024 * 1024 });
+  return new Set(stdout.split("\n").filter(Boolean));
+}
+async function absoluteGitDir(repo, which2) {
+  return (await git(repo, ["rev-parse", ...which2 === "--git-common-dir" ? ["--path-format=absolute"] : [], which2])).trim();
+}
+async function lfsObjects(gitDir) {
+  const storage = (await git(gitDir, ["config", "--get", "lfs.storage"]).catch(() => "")).trim();
+  return join4(storage ? resolve2(gitDir, storage) : join4(gitDir, "lfs"), "objects");
+}
+async function treeContent(repo, sha) {
+  const content = { submodules: [], lfs: [], exportIgnored: [] };
+  const missingSubmodules = [];
+  const missingLfs = [];
+  const visit2 = async (dir, gitDir, commit, prefix, worktree) => {
+    const entries = await lsTree(dir, commit);
+    const attrFiles = entries.filter((e) => e.type === "blob" && (e.path === ".gitattributes" || e.path.endsWith("/.gitattributes")));
+    const attrText = [...(await blobs(dir, attrFiles.map((e) => e.object))).values()].join("\n");
+    const links = entries.filter((e) => e.type === "commit");
+    if (links.length) {
+      const names = /* @__PURE__ */ new Map();
+      const list2 = entries.some((e) => e.path === ".gitmodules") ? await git(dir, ["config", "--blob", `${commit}:.gitmodules`, "--null", "--list"]).catch(() => "") : "";
+      for (const item of list2.split("\0")) {
+        const m = /^submodule\.(.+)\.path\n([\s\S]*)$/.exec(item);
+        if (m) names.set(m[2], m[1]);
+      }
+      for (const link of links) {
+        const name2 = names.get(link.path) ?? link.path;
+        const candidates = [join4(gitDir, "modules", name2), ...worktree ? [join4(worktree, link.path)] : []];
+        let found;
+        for (const c of candidates) {
+          if (!existsSync4(c)) continue;
+          const subGitDir = await absoluteGitDir(c, "--absolute-git-dir").catch(() => void 0);
+          if (!subGitDir || subGitDir === gitDir) continue;
+          if (await tryRev(subGitDir, link.object)) {
+            found = subGitDir;
+            break;
+          }
+        }
+        const path = `${prefix}${link.path}`;
+        if (!found) {
+          missingSubmodules.push(`${path} (commit ${link.object.slice(0, 12)})`);
+          continue;
+        }
+        content.submodules.push({ path, sha: link.object, gitDir: found });
+        await visit2(found, found, link.object, `${path}/`, worktree ? join4(worktree, link.path) : void 0);
+      }
+    }
+    if (/filter=lfs/.test(attrText)) {
+      const small = entries.filter((e) => e.type === "blob" && e.size < 1024);
+      const text = await blobs(dir, small.map((e) => e.object));
+      const pointers = small.map((e) => ({ e, p: parseLfsPointer(text.get(e.object) ?? "") })).filter((x) => x.p);
+      const filters = await attributes(dir, commit, "filter", pointers.map((x) => x.e.path));
+      const store = await lfsObjects(gitDir);
+      for (const { e, p } of pointers) {
+        if (filters.get(e.path) !== "lfs") continue;
+        const file = join4(store, p.oid.slice(0, 2), p.oid.slice(2, 4), p.oid);
+        const path = `${prefix}${e.path}`;
+        if (existsSync4(file) && statSync2(file).size === p.size) content.lfs.push({ path, oid: p.oid, size: p.size, file });
+        else missingLfs.push(path);
+      }
+    }
+    if (/export-ignore/.test(attrText)) {
+      const listed = await archiveListing(dir, commit);
+      const gone = entries.filter((e) => e.type === "blob" && !listed.has(e.path)).map((e) => e.path);
+      const dirs = /* @__PURE__ */ new Set();
+      for (const p of gone) {
+        const parts = p.split("/");
+        for (let i = 1; i < parts.length; i++) {
+          const d = parts.slice(0, i).join("/");
+          if (!listed.has(`${d}/`)) {
+            dirs.add(`${d}/`);
+            break;
+          }
+        }
+      }
+      content.exportIgnored.push(...[...dirs].map((d) => `${prefix}${d}`), ...gone.filter((p) => ![...dirs].some((d) => p.startsWith(d))).map((p) => `${prefix}${p}`));
+    }
+  };
+  const root = await absoluteGitDir(repo, "--git-common-dir");
+  const top = (await git(repo, ["rev-parse", "--show-toplevel"]).catch(() => "")).trim() || void 0;
+  await visit2(repo, root, sha, "", top);
+  const problems = [];
+  if (missingSubmodules.length) problems.push(`submodule${missingSubmodules.length > 1 ? "s" : ""} not checked out on this runner: ${missingSubmodules.join(", ")}`);
+  if (missingLfs.length) problems.push(`Git LFS file${missingLfs.length > 1 ? "s" : ""} without content on this runner (only the pointer): ${missingLfs.slice(0, 10).join(", ")}${missingLfs.length > 10 ? ` and ${missingLfs.length - 10} more` : ""}`);
+  if (problems.length)
+    throw new OpsError(
+      `${sha.slice(0, 12)} cannot be deployed complete: ${problems.join("; ")}; nothing was changed`,
+      [
+        missingSubmodules.length ? "check out with submodules (actions/checkout with `submodules: recursive`; on a laptop: git submodule update --init --recursive)" : "",
+        missingLfs.length ? "fetch the LFS content (actions/checkout with `lfs: true`; on a laptop: git lfs pull)" : ""
+      ].filter(Boolean).join("; ")
+    );
+  return content;
 }
 
 // core/changes.ts
@@ -51292,6 +51483,82 @@ function formatChanges(groups, target) {
     }
     const deps = change.dependencies.map((d) => `${d.name} ${d.changed ? `CHANGED (${d.files}): a new set is installed` : "unchanged (reused)"}`);
     if (deps.length) out.push(`  dependencies: ${deps.join("; ")}`);
+  }
+  return out;
+}
+
+// core/steps/history.ts
+var RELEASE_DIR_PATTERN = "^[0-9]{8}T[0-9]{6}Z-[0-9a-f]+$";
+function historyFunctions(env) {
+  const L = layout(env);
+  return String.raw`history_file=${quote(L.history)}
+releases_dir=${quote(L.releases)}
+history_now() { date -u +%Y-%m-%dT%H:%M:%SZ; }
+history_last() { if [ -f "$history_file" ]; then awk -F'\t' '$1 ~ /^[0-9]+$/ { n = $1 } END { print n + 0 }' "$history_file"; else echo 0; fi; }
+history_add() {
+  [ -f "$history_file" ] || history_init >/dev/null # removed by hand since the state step: derive it again first
+  printf '%s\t%s\t%s\t%s\t%s\n' "$(( $(history_last) + 1 ))" "$(history_now)" "$1" "$2" "${"$"}{3:-}" >> "$history_file"; chmod 0644 "$history_file"
+}
+release_ids() { if [ -d "$releases_dir" ]; then ls -1 "$releases_dir" | grep -E '${RELEASE_DIR_PATTERN}' | sort || true; fi; }
+history_derive() {
+  local cur n=0 r now
+  cur=$(readlink ${quote(L.current)} 2>/dev/null || true); cur=${"$"}{cur##*/}; now=$(history_now)
+  for r in $(release_ids); do
+    [ "$r" != "$cur" ] || continue
+    n=$(( n + 1 ))
+    if [ -e "$releases_dir/$r/.ops-failed" ]; then printf '%s\t%s\tfailed\t%s\tderived\n' "$n" "$now" "$r"; continue; fi
+    printf '%s\t%s\tlive\t%s\tderived\n' "$n" "$now" "$r"
+    if [ -e "$releases_dir/$r/.ops-abandoned" ]; then n=$(( n + 1 )); printf '%s\t%s\tabandoned\t%s\tderived\n' "$n" "$now" "$r"; fi
+  done
+  if [ -n "$cur" ] && [ -d "$releases_dir/$cur" ]; then printf '%s\t%s\tlive\t%s\tderived\n' "$(( n + 1 ))" "$now" "$cur"; fi
+}
+history_init() { if [ ! -f "$history_file" ]; then history_derive > "$history_file.new"; chmod 0644 "$history_file.new"; mv -f "$history_file.new" "$history_file"; ops_report history derived; fi; }
+history_lines() { if [ -f "$history_file" ]; then cat "$history_file"; else history_derive; fi; }
+release_reports() {
+  local r d status live last
+  declare -A live_seq last_seq
+  while IFS=' ' read -r r live last; do live_seq[$r]=$live; last_seq[$r]=$last; done < <(history_lines | awk -F'\t' '$1 ~ /^[0-9]+$/ && $4 != "" { if ($3 == "live") live[$4] = $1; last[$4] = $1 } END { for (r in last) print r, (r in live ? live[r] : "-"), last[r] }')
+  for r in $(release_ids); do
+    d=$releases_dir/$r
+    status=ok; [ -e "$d/.ops-failed" ] && status=failed; [ -e "$d/.ops-abandoned" ] && status=abandoned
+    ops_report release "$r $(head -c 64 "$d/REVISION" 2>/dev/null | tr -dc '0-9a-f' || true) $status ${"$"}{live_seq[$r]:--} ${"$"}{last_seq[$r]:--}"
+  done
+  ops_report history_seq "$(history_last)"
+}
+# slot_releases: the release each slot's supervisor file runs ("slot_release SLOT ID"), from its header.
+slot_releases() {
+  local s f
+  for s in blue green; do
+    case $s in blue) f=${quote(L.supervisorConf("blue"))} ;; green) f=${quote(L.supervisorConf("green"))} ;; esac
+    [ -f "$f" ] && ops_report slot_release "$s $(sed -n 's/^; Managed by ops-pipeline: slot [a-z]* of .*, release \([0-9A-Za-z-]*\)\. .*/\1/p' "$f" | head -n 1)"
+  done
+  true
+}`;
+}
+function parseReleaseRecord(line) {
+  const [id = "", sha = "", status = "ok", live = "-", last = "-"] = line.split(" ");
+  const num = (v) => /^\d+$/.test(v) ? Number(v) : void 0;
+  return { id, sha, status: status === "failed" || status === "abandoned" ? status : "ok", liveSeq: num(live), eventSeq: num(last) };
+}
+function historyOrder(releases) {
+  const key = (r) => [r.liveSeq ?? -1, r.eventSeq ?? -1];
+  return [...releases].sort((a, b) => key(b)[0] - key(a)[0] || key(b)[1] - key(a)[1] || b.id.localeCompare(a.id));
+}
+function retention(releases, r) {
+  const out = /* @__PURE__ */ new Map();
+  let good = 0;
+  let bad = 0;
+  for (const rel of historyOrder(releases)) {
+    const warm = r.warm.find((w) => w.id === rel.id);
+    const isGood = rel.status === "ok" && rel.liveSeq !== void 0;
+    let reason;
+    if (isGood && good < r.keep) reason = rel.id === r.current ? `live (1 of keep ${r.keep})` : `good: ${good + 1} of keep ${r.keep}`;
+    else if (!isGood && bad < r.keepFailed) reason = `${rel.status === "ok" ? "never went live" : rel.status}: ${bad + 1} of keep_failed ${r.keepFailed}, for inspection`;
+    if (isGood) good++;
+    else bad++;
+    if (rel.id === r.current) reason ??= "live";
+    else if (warm) reason = `${reason ? `${reason}; ` : ""}warm on slot ${warm.slot}`;
+    out.set(rel.id, reason);
   }
   return out;
 }
@@ -51563,6 +51830,42 @@ function runtimePaths(env) {
   return { python: py, node: `${nodeBin}/node`, npm: `${nodeBin}/npm` };
 }
 
+// core/supervisor.ts
+var CONTROL = /[\u0000-\u0008\u000a-\u001f\u007f]/;
+var INLINE_COMMENT = /[\s\u001c-\u001f\u0085][;#]/u;
+function refuse(key, why, hint) {
+  throw new OpsError(`${key}: supervisor cannot carry this value: ${why}`, hint);
+}
+function checkLine(key, value) {
+  if (CONTROL.test(value)) refuse(key, "it contains a line break or another control character", "put it on one line, without control characters");
+  if (INLINE_COMMENT.test(value))
+    refuse(key, `it holds a ";" or "#" after a space, which supervisor's config parser reads as the start of a comment (quotes do not protect it)`, 'remove the space before ";" or "#" (e.g. "a;b"), or move that part into a script the command runs');
+  if (value.includes("%(here)s")) refuse(key, 'it holds the text "%(here)s", which supervisor replaces with the directory of the file before reading it', "write it differently (e.g. from a script the command runs)");
+}
+function supervisorValue(key, value, expansions = 1) {
+  checkLine(key, value);
+  if (value !== value.trim()) refuse(key, "it starts or ends with whitespace, which supervisor strips", "remove the leading/trailing spaces");
+  return value.replace(/%/g, "%".repeat(2 ** expansions));
+}
+function supervisorEnvValue(key, value) {
+  checkLine(key, value);
+  if (/^['"]|['"]$/.test(value))
+    refuse(key, "it starts or ends with a quote character, which supervisor 4.2 strips from environment values", "move the quote inside the value, or pass it another way (e.g. the .env file)");
+  if (!value.includes("'")) return `'${value}'`;
+  if (!value.includes('"') && !value.includes("\\\\") && !value.endsWith("\\")) return `"${value}"`;
+  refuse(
+    key,
+    value.includes('"') ? `it holds both kinds of quotes (' and ")` : 'it holds a single quote together with "\\\\" or a trailing backslash',
+    "supervisor's environment= cannot quote it: change the value, or pass it another way (e.g. the .env file)"
+  );
+}
+function supervisorEnvironment(vars, keyOf) {
+  return Object.entries(vars).map(([k, v]) => {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) refuse(keyOf(k), "the variable name is not a shell variable name", 'use letters, digits and "_"');
+    return `${k}=${supervisorEnvValue(keyOf(k), v)}`;
+  }).join(",").replace(/%/g, "%%");
+}
+
 // core/steps/switch.ts
 function expand2(env, text, release, program, slot) {
   const paths = runtimePaths(env);
@@ -51578,9 +51881,6 @@ function expand2(env, text, release, program, slot) {
     }
     throw new OpsError(`programs.${program}: unknown placeholder ${whole}`, "placeholders: {release} {python} {node} {npm} {port} {port:<program>}");
   });
-}
-function supervisorEnv(vars) {
-  return Object.entries(vars).map(([k, v]) => `${k}="${v.replace(/%/g, "%%").replace(/\\/g, "\\\\").replace(/"/g, '\\"')}"`).join(",");
 }
 function programName(env, slot, program) {
   return layout(env).supervisorProgram(slot, program);
@@ -51601,12 +51901,13 @@ function slotConfig(env, slot, release, releaseId2) {
     };
     for (const [k, v] of Object.entries(p.env)) vars[k] = expand2(env, v, release, name2, slot);
     const log = `${L.logDir}/${name2}-${slot}`;
+    const key = (k) => `programs.${name2}.${k}`;
     return [
       `[program:${programName(env, slot, name2)}]`,
-      `command=${expand2(env, p.command, release, name2, slot)}`,
-      `directory=${dir}`,
-      `user=${env.appUser}`,
-      `environment=${supervisorEnv(vars)}`,
+      `command=${supervisorValue(key("command"), expand2(env, p.command, release, name2, slot))}`,
+      `directory=${supervisorValue(key("directory"), dir)}`,
+      `user=${supervisorValue("app_user", env.appUser)}`,
+      `environment=${supervisorEnvironment(vars, (k) => k in p.env ? key(`env.${k}`) : `the ${k} given to programs (from base_dir or the runtimes)`)}`,
       "autostart=true",
       "autorestart=true",
       "startsecs=1",
@@ -51615,10 +51916,10 @@ function slotConfig(env, slot, release, releaseId2) {
       "stopwaitsecs=15",
       "stopasgroup=true",
       "killasgroup=true",
-      `stdout_logfile=${log}.out.log`,
+      `stdout_logfile=${supervisorValue(key("log"), `${log}.out.log`, 2)}`,
       "stdout_logfile_maxbytes=20MB",
       "stdout_logfile_backups=5",
-      `stderr_logfile=${log}.err.log`,
+      `stderr_logfile=${supervisorValue(key("log"), `${log}.err.log`, 2)}`,
       "stderr_logfile_maxbytes=20MB",
       "stderr_logfile_backups=5"
     ].join("\n");
@@ -51626,7 +51927,7 @@ function slotConfig(env, slot, release, releaseId2) {
   return [
     `; Managed by ops-pipeline: slot ${slot} of ${env.config.app}, release ${releaseId2}. Rewritten by deploys.`,
     `[group:${layout(env).supervisorGroup(slot)}]`,
-    `programs=${names.map((n) => programName(env, slot, n)).join(",")}`,
+    `programs=${supervisorValue("programs", names.map((n) => programName(env, slot, n)).join(","))}`,
     "",
     ...blocks.map((b) => `${b}
 `)
@@ -51638,17 +51939,87 @@ function probes(env, slot) {
 var SUPERVISOR_FUNCTIONS = String.raw`rpc() { # method [string-arg...]: prints the response
   local params="" a
   for a in "${"$"}{@:2}"; do params+="<param><value><string>$a</string></value></param>"; done
-  curl -sS --max-time 120 --unix-socket /var/run/supervisor.sock -H 'Content-Type: text/xml'     --data-binary "<?xml version='1.0'?><methodCall><methodName>$1</methodName><params>$params</params></methodCall>" http://localhost/RPC2
+  curl -sS --max-time 120 --unix-socket /var/run/supervisor.sock -H 'Content-Type: text/xml' \
+    --data-binary "<?xml version='1.0'?><methodCall><methodName>$1</methodName><params>$params</params></methodCall>" http://localhost/RPC2 2>&1 \
+    || echo "<fault>supervisor does not answer on /var/run/supervisor.sock (is it running?)</fault>"
 }
+# rpc_fault ANSWER: supervisor's message when ANSWER is a fault (status 0), else status 1.
+rpc_fault() {
+  case "$1" in *"<fault>"*) ;; *) return 1 ;; esac
+  local m
+  m=$(printf '%s' "$1" | tr -d '\n' | sed -n 's/.*<name>faultString<\/name><value><string>\(.*\)<\/string><\/value>.*/\1/p')
+  [ -n "$m" ] || m=$(printf '%s' "$1" | tr -d '\n' | sed 's/.*<fault>\(.*\)<\/fault>.*/\1/')
+  printf '%s' "$m" | sed "s/&lt;/</g; s/&gt;/>/g; s/&quot;/\"/g; s/&apos;/'/g; s/&amp;/\&/g"
+}
+# reread: supervisor reads every configuration file again (reloadConfig: running processes are not touched);
+# prints supervisor's own message and fails when it refuses one (CANT_REREAD).
+reread() { local out; out=$(rpc supervisor.reloadConfig); ! rpc_fault "$out"; }
 # group_down GROUP: stop and forget a process group (absent is fine)
 group_down() { rpc supervisor.stopProcessGroup "$1" >/dev/null; rpc supervisor.removeProcessGroup "$1" >/dev/null; }
-# group_up GROUP: (re)load its configuration and start it
-group_up() {
-  local out
-  rpc supervisor.reloadConfig >/dev/null
-  group_down "$1"
-  out=$(rpc supervisor.addProcessGroup "$1")
-  case "$out" in *"<fault>"*) echo "supervisor refused to start $1: $(printf '%s' "$out" | tr -d '\n' | sed 's/.*faultString<\/name><value><string>\([^<]*\).*/\1/')" >&2; return 1 ;; esac
+# group_add GROUP: start a group supervisor has read; prints supervisor's message and fails on a fault.
+group_add() { local out; out=$(rpc supervisor.addProcessGroup "$1"); ! rpc_fault "$out"; }
+# sup_pid GROUP:PROGRAM: the pid supervisor reports for a program (getProcessInfo), 0 or nothing when none.
+sup_pid() { rpc supervisor.getProcessInfo "$1" | tr -d '\n' | sed -n 's/.*<name>pid<\/name><value><int>\([0-9]*\)<\/int>.*/\1/p'; }`;
+var IDENTITY_FUNCTIONS = String.raw`proc_env_release() { tr '\0' '\n' < "/proc/$1/environ" 2>/dev/null | sed -n 's/^OPS_RELEASE=//p' | head -n 1; }
+proc_cwd() { readlink "/proc/$1/cwd" 2>/dev/null || true; }
+proc_cmd() { tr '\0\n\t' '   ' < "/proc/$1/cmdline" 2>/dev/null | cut -c 1-160 | sed 's/ *$//'; }
+listeners() { ss -Htlnp "sport = :$1" 2>/dev/null | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -un; }
+# in_tree PID ROOT: ROOT is PID or one of its ancestors.
+in_tree() {
+  local p=$1 n=0
+  while [ -n "$p" ] && [ "$p" -gt 0 ] && [ "$n" -lt 64 ]; do
+    [ "$p" = "$2" ] && return 0
+    p=$(awk '/^PPid:/ { print $2 }' "/proc/$p/status" 2>/dev/null); n=$(( n + 1 ))
+  done
+  return 1
+}
+# same_release PID ID DIR: the process runs release ID: OPS_RELEASE=ID, or its working directory is inside DIR.
+same_release() {
+  [ "$(proc_env_release "$1")" = "$2" ] && return 0
+  case "$(proc_cwd "$1")" in "$3" | "$3"/*) return 0 ;; esac
+  return 1
+}
+# describe_proc PID: "pid N (command) running RELEASE-or-directory"
+describe_proc() {
+  local r c
+  r=$(proc_env_release "$1"); c=$(proc_cwd "$1")
+  printf 'pid %s (%s) running %s' "$1" "$(proc_cmd "$1")" "${"$"}{r:-an unknown release}${"$"}{c:+, in $c}"
+}
+# check_identity ID DIR GROUP name:port...: every process listening on each program's port is in the tree of
+# the pid supervisor reports for that program of GROUP and runs release ID (directory DIR). On failure,
+# IDENTITY says what answers instead.
+check_identity() {
+  local id=$1 dir group=$3 p name port sp l ls; dir=$(readlink -f "$2"); shift 3
+  IDENTITY=""
+  command -v ss >/dev/null || { IDENTITY="cannot tell who listens on the ports: ss (iproute2) is not installed; run ops provision"; return 1; }
+  for p in "$@"; do
+    IFS=: read -r name port _ <<< "$p"
+    sp=$(sup_pid "$group:$group-$name"); sp=${"$"}{sp:-0}
+    ls=$(listeners "$port")
+    if [ -z "$ls" ]; then IDENTITY+="nothing listens on port $port of program $name (it answered the health check: another network namespace?); "; continue; fi
+    for l in $ls; do
+      if [ "$sp" != 0 ] && in_tree "$l" "$sp" && same_release "$l" "$id" "$dir"; then continue; fi
+      IDENTITY+="port $port of program $name is answered by $(describe_proc "$l"), "
+      if [ "$sp" = 0 ]; then IDENTITY+="while supervisor runs no process for $group:$group-$name; "
+      elif ! in_tree "$l" "$sp"; then IDENTITY+="which supervisor did not start (its process for $name is pid $sp); "
+      else IDENTITY+="not release $id; "; fi
+    done
+  done
+  IDENTITY=${"$"}{IDENTITY%; }
+  [ -z "$IDENTITY" ]
+}
+# report_slot SLOT GROUP name:port...: "proc" and "listener" reports (tab-separated) for ops status.
+report_slot() {
+  local slot=$1 group=$2 p name port sp l tree; shift 2
+  for p in "$@"; do
+    IFS=: read -r name port _ <<< "$p"
+    sp=$(sup_pid "$group:$group-$name"); sp=${"$"}{sp:-0}
+    if [ "$sp" != 0 ]; then ops_report proc "$slot	$name	$sp	$(proc_env_release "$sp")	$(proc_cwd "$sp")	$(proc_cmd "$sp")"; fi
+    for l in $(listeners "$port"); do
+      tree=other; if [ "$sp" != 0 ] && in_tree "$l" "$sp"; then tree=tree; fi
+      ops_report listener "$slot	$name	$l	$tree	$(proc_env_release "$l")	$(proc_cwd "$l")	$(proc_cmd "$l")"
+    done
+  done
 }`;
 var PROBE_FUNCTIONS = String.raw`# A first request may be slow (cold caches, a busy host): 5 s per probe, the deadline bounds the whole wait.
 probe() { curl -fsS -o /dev/null --max-time 5 "http://127.0.0.1:$1$2" 2>/dev/null; }
@@ -51676,48 +52047,78 @@ wait_healthy() {
     sleep "$interval"
   done
 }`;
+var START_FAILED_CLEAN = 3;
+function programPorts(env, slot) {
+  return Object.keys(env.config.programs).map((name2) => `${name2}:${slotPort(env, name2, slot)}`);
+}
 function startSlot(env, slot, release, releaseId2) {
   const L = layout(env);
   const sw = env.config.switch;
   const group = L.supervisorGroup(slot);
   const logFiles = Object.keys(env.config.programs).flatMap((n) => [`${L.logDir}/${n}-${slot}.err.log`, `${L.logDir}/${n}-${slot}.out.log`]);
+  const probeList = probes(env, slot).map(quote).join(" ");
+  const identity = `check_identity ${quote(releaseId2)} ${quote(release)} ${quote(group)} ${programPorts(env, slot).map(quote).join(" ")}`;
   return {
     name: `start ${slot}`,
     as: "root",
     timeout: sw.health_timeout + 120,
     script: String.raw`${SYSTEM_FUNCTIONS}
 ${PROBE_FUNCTIONS}
-conf=${quote(L.supervisorConf(slot))}
 ${SUPERVISOR_FUNCTIONS}
+${IDENTITY_FUNCTIONS}
+conf=${quote(L.supervisorConf(slot))}
 new_conf=$(printf %s ${b64(slotConfig(env, slot, release, releaseId2))} | base64 -d)
-# The slot may still run exactly this (the previous release, kept warm): then a health check is enough.
-if [ -f "$conf" ] && [ "$(cat "$conf")" = "$new_conf" ] && wait_healthy 2 0.1 ${probes(env, slot).map(quote).join(" ")}; then
+# The slot may still run exactly this (the previous release, kept warm): then health and identity are enough.
+if [ -f "$conf" ] && [ "$(cat "$conf")" = "$new_conf" ] && wait_healthy 2 0.1 ${probeList} && ${identity}; then
   echo "slot ${slot} already runs ${releaseId2} and is healthy: reused"
   exit 0
 fi
-# Anything else left on this slot (the release before, a failed start) goes first, so the ports are ours.
+# The new file goes in beside a copy of the previous one, which comes back if supervisor refuses the new one.
+prev=$(mktemp /etc/supervisor/.ops-prev.XXXXXX); trap 'rm -f "$prev"' EXIT
+had_prev=0; if [ -f "$conf" ]; then cp -a "$conf" "$prev"; had_prev=1; fi
+restore() { if [ "$had_prev" = 1 ]; then cp -a "$prev" "$conf"; else rm -f "$conf"; fi; reread >/dev/null || true; }
+${putFile(L.supervisorConf(slot), slotConfig(env, slot, release, releaseId2))}
+if ! msg=$(reread); then
+  restore
+  if reread >/dev/null; then echo "supervisor refused the new configuration of slot ${slot} (${L.supervisorConf(slot)}): $msg" >&2
+  else echo "supervisor refuses its configuration, with or without this deploy's change (fix the file it names): $msg" >&2; fi
+  echo "the previous file is back in place; the live release keeps serving" >&2
+  exit ${START_FAILED_CLEAN}
+fi
+# Anything left on this slot (the release before, a failed start) goes first, so the ports are ours.
 group_down ${quote(group)}
-for p in ${probes(env, slot).map(quote).join(" ")}; do
+for p in ${probeList}; do
   IFS=: read -r name port path <<< "$p"
-  if probe "$port" /; then echo "port $port (slot ${slot}, program $name) is already in use by another process" >&2; exit 1; fi
+  if probe "$port" /; then restore; echo "port $port (slot ${slot}, program $name) is already in use by another process: $(for l in $(listeners "$port"); do describe_proc "$l"; echo; done)" >&2; exit ${START_FAILED_CLEAN}; fi
 done
 # Remember where each log ends, to show only what the new processes write.
 declare -A log_start
 for f in ${logFiles.map(quote).join(" ")}; do log_start[$f]=$(stat -c %s "$f" 2>/dev/null || echo 0); done
-${putFile(L.supervisorConf(slot), slotConfig(env, slot, release, releaseId2))}
-group_up ${quote(group)}
-if ! FATAL_GROUP=${quote(group)} wait_healthy ${sw.health_timeout} ${sw.health_interval} ${probes(env, slot).map(quote).join(" ")}; then
+if ! msg=$(group_add ${quote(group)}); then
+  restore
+  echo "supervisor refused to start ${group}: $msg" >&2
+  echo "the previous file is back in place; the live release keeps serving" >&2
+  exit ${START_FAILED_CLEAN}
+fi
+verdict=""
+if ! FATAL_GROUP=${quote(group)} wait_healthy ${sw.health_timeout} ${sw.health_interval} ${probeList}; then
+  verdict="release ${releaseId2} did not become healthy on slot ${slot}: $UNHEALTHY"
+elif ! ${identity}; then
+  verdict="release ${releaseId2} is not what answers on slot ${slot}: $IDENTITY"
+fi
+if [ -n "$verdict" ]; then
   for f in "${"$"}{!log_start[@]}"; do
     new=$(tail -c +$(( ${"$"}{log_start[$f]} + 1 )) "$f" 2>/dev/null | tail -n 8)
     [ -z "$new" ] || printf -- '--- %s\n%s\n' "$f" "$new"
   done
   supervisorctl status ${quote(`${group}:*`)} || true
-  echo "release ${releaseId2} did not become healthy on slot ${slot}: $UNHEALTHY; the live release keeps serving"
+  echo "$verdict; the live release keeps serving"
   group_down ${quote(group)}
   rm -f "$conf"
-  exit 1
+  reread >/dev/null || true
+  exit ${START_FAILED_CLEAN}
 fi >&2
-echo "slot ${slot} healthy: ${Object.keys(env.config.programs).join(", ")}"`
+echo "slot ${slot} healthy: ${Object.keys(env.config.programs).join(", ")} (each answered by the process supervisor started for ${releaseId2})"`
   };
 }
 function stopSlot(env, slot, drainSeconds = 0) {
@@ -51734,12 +52135,12 @@ ${drain}conf=${quote(L.supervisorConf(slot))}
 if [ -f "$conf" ]; then
   group_down ${quote(L.supervisorGroup(slot))}
   rm -f "$conf"
-  rpc supervisor.reloadConfig >/dev/null
+  reread >/dev/null || true
   echo "slot ${slot} stopped"
 fi`
   };
 }
-function switchTo(env, slot, releaseId2, certificateReady) {
+function switchTo(env, slot, releaseId2, certificateReady, operation = "deploy") {
   const L = layout(env);
   const target = `${L.releases}/${releaseId2}`;
   const host = env.config.domain ? ` -H ${quote(`Host: ${env.config.domain}`)}` : "";
@@ -51760,6 +52161,8 @@ done
 ln -sfn ${quote(target)} ${quote(`${L.base}/.current.new`)}
 mv -T ${quote(`${L.base}/.current.new`)} ${quote(L.current)}
 printf '%s\n' ${quote(slot)} > ${quote(L.slotFile)}
+${historyFunctions(env)}
+history_add live ${quote(releaseId2)} ${operation}
 echo "live: ${releaseId2} on slot ${slot}"`
     }),
     name: "switch"
@@ -51771,50 +52174,59 @@ function releaseId(sha, now = /* @__PURE__ */ new Date()) {
   const t = now.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
   return `${t}-${sha.slice(0, 12)}`;
 }
-function deployState(env, sha, options = {}) {
+function deployState(env, shas = [], options = {}) {
   const L = layout(env);
   const cert = certificatePaths(env);
+  const live = (slot) => `if ! wait_healthy 3 0.2 ${probes(env, slot).map(quote).join(" ")}; then ops_report live_health "$UNHEALTHY"
+  elif ! check_identity "${"$"}{cur##*/}" "$cur" ${quote(L.supervisorGroup(slot))} ${programPorts(env, slot).map(quote).join(" ")}; then ops_report live_health "$IDENTITY"
+  else ops_report live_health ok; fi`;
   return {
     name: "state",
     as: "root",
     timeout: 30,
     quiet: true,
-    script: String.raw`ops_report provisioned "$(cat ${quote(`${L.state}/provisioned`)} 2>/dev/null || echo no)"
+    script: String.raw`${historyFunctions(env)}
+ops_report now "$(date +%s)"
+ops_report provisioned "$(cat ${quote(`${L.state}/provisioned`)} 2>/dev/null || echo no)"
 cur=$(readlink ${quote(L.current)} 2>/dev/null || true)
 ops_report current "${"$"}{cur##*/}"
 ops_report slot "$(cat ${quote(L.slotFile)} 2>/dev/null || true)"
 ${cert ? `ops_report certificate "$([ -s ${quote(cert.cert)} ] && echo yes || echo no)"` : ""}
-if [ -d ${quote(L.releases)} ]; then
-  for r in $(ls -1 ${quote(L.releases)} | grep -E '^[0-9]{8}T[0-9]{6}Z-[0-9a-f]+$' | sort); do
-    d=${quote(L.releases)}/$r
-    status=ok; [ -e "$d/.ops-failed" ] && status=failed; [ -e "$d/.ops-abandoned" ] && status=abandoned
-    ops_report release "$r $(cat "$d/REVISION" 2>/dev/null || echo unknown) $status"
-  done
-fi
+if [ -d ${quote(L.state)} ]; then history_init; fi
+release_reports
+slot_releases
 if [ -d ${quote(L.mirror)} ]; then
   git --git-dir=${quote(L.mirror)} for-each-ref --format='%(objectname)' refs/ops/ | sort -u | while read -r s; do ops_report known "$s"; done
-  ${sha ? `git --git-dir=${quote(L.mirror)} cat-file -e ${quote(`${sha}^{commit}`)} 2>/dev/null && ops_report has_sha yes || ops_report has_sha no` : "true"}
+  for s in ${shas.map(quote).join(" ")}; do git --git-dir=${quote(L.mirror)} cat-file -e "$s^{commit}" 2>/dev/null && ops_report has "$s"; done
+  for o in ${(options.lfs ?? []).map(quote).join(" ")}; do [ -f ${quote(L.lfsStore)}/"${"$"}{o:0:2}/${"$"}{o:2:2}/$o" ] && ops_report lfs_has "$o"; done
+  true
 fi
-${options.liveHealth === false ? ": no live health check" : PROBE_FUNCTIONS}
-live_slot=${options.liveHealth === false ? "" : `$(cat ${quote(L.slotFile)} 2>/dev/null || true)`}
-case "$live_slot" in
-  blue) wait_healthy 3 0.2 ${probes(env, "blue").map(quote).join(" ")} && ops_report live_health ok || ops_report live_health "$UNHEALTHY" ;;
-  green) wait_healthy 3 0.2 ${probes(env, "green").map(quote).join(" ")} && ops_report live_health ok || ops_report live_health "$UNHEALTHY" ;;
-esac`
+${options.liveHealth === false ? ": no live health check" : String.raw`${PROBE_FUNCTIONS}
+${SUPERVISOR_FUNCTIONS}
+${IDENTITY_FUNCTIONS}
+case "$(cat ${quote(L.slotFile)} 2>/dev/null || true)" in
+  blue) ${live("blue")} ;;
+  green) ${live("green")} ;;
+esac`}`
   };
 }
-function receivePack(env, packPath, sha) {
+function receivePack(env, packs, commits, lfs = []) {
   const L = layout(env);
-  return {
-    name: "receive code",
-    as: "root",
-    timeout: 600,
-    quiet: true,
-    script: String.raw`git --git-dir=${quote(L.mirror)} index-pack --stdin --fix-thin < ${quote(packPath)} >/dev/null
-rm -f ${quote(packPath)}
-git --git-dir=${quote(L.mirror)} update-ref ${quote(`refs/ops/sha/${sha}`)} ${quote(sha)}
+  const lines = [
+    ...packs.map((pack) => `git --git-dir=${quote(L.mirror)} index-pack --stdin --fix-thin < ${quote(pack)} >/dev/null
+rm -f ${quote(pack)}`),
+    ...commits.map(
+      (sha) => `git --git-dir=${quote(L.mirror)} update-ref ${quote(`refs/ops/sha/${sha}`)} ${quote(sha)}
 git --git-dir=${quote(L.mirror)} cat-file -e ${quote(`${sha}^{commit}`)}`
-  };
+    ),
+    ...lfs.map(({ upload, oid }) => {
+      const target = `${L.lfsStore}/${oid.slice(0, 2)}/${oid.slice(2, 4)}/${oid}`;
+      return String.raw`[ "$(sha256sum < ${quote(upload)} | cut -d' ' -f1)" = ${quote(oid)} ] || { echo "Git LFS content ${oid} arrived damaged" >&2; exit 1; }
+install -d -m 0755 ${quote(target.replace(/\/[^/]+$/, ""))}
+mv -f ${quote(upload)} ${quote(target)}; chmod 0644 ${quote(target)}`;
+    })
+  ];
+  return { name: "receive code", as: "root", timeout: 600, quiet: true, script: lines.join("\n") || "true" };
 }
 function installDotenv(env, uploaded) {
   const L = layout(env);
@@ -51845,6 +52257,14 @@ function createRelease(env, meta) {
   const dir = `${L.releases}/${meta.id}`;
   const tmp = `${L.releases}/.new-${meta.id}`;
   const owner = `${env.appUser}:${env.appUser}`;
+  const archive = (sha, into) => `git --git-dir=${quote(L.mirror)} archive --format=tar ${quote(sha)} | tar -x -C ${quote(into)}`;
+  const extra = [
+    ...(meta.submodules ?? []).map((s) => `rm -rf ${quote(`${tmp}/${s.path}`)}
+mkdir -p ${quote(`${tmp}/${s.path}`)}
+${archive(s.sha, `${tmp}/${s.path}`)}`),
+    // `cat >` keeps the mode git archive gave the file.
+    ...(meta.lfs ?? []).map((f) => `cat ${quote(`${L.lfsStore}/${f.oid.slice(0, 2)}/${f.oid.slice(2, 4)}/${f.oid}`)} > ${quote(`${tmp}/${f.path}`)}`)
+  ];
   return {
     name: "release",
     as: "root",
@@ -51852,13 +52272,14 @@ function createRelease(env, meta) {
     script: String.raw`[ ! -e ${quote(dir)} ] || { echo "release ${meta.id} already exists" >&2; exit 1; }
 rm -rf ${quote(tmp)}
 mkdir -m 0750 ${quote(tmp)}
-git --git-dir=${quote(L.mirror)} archive --format=tar ${quote(meta.sha)} | tar -x -C ${quote(tmp)}
-printf '%s\n' ${quote(meta.sha)} > ${quote(`${tmp}/REVISION`)}
+${archive(meta.sha, tmp)}
+${extra.length ? `${extra.join("\n")}
+` : ""}printf '%s\n' ${quote(meta.sha)} > ${quote(`${tmp}/REVISION`)}
 printf %s ${b64(JSON.stringify(meta, null, 2) + "\n")} | base64 -d > ${quote(`${tmp}/release.json`)}
 ln -sfn ../../shared/.env ${quote(`${tmp}/.env`)}
 chown -R ${owner} ${quote(tmp)}
 mv -T ${quote(tmp)} ${quote(dir)}
-echo "release ${meta.id} (${meta.sha.slice(0, 12)}, ${meta.ref})"`
+echo "release ${meta.id} (${meta.sha.slice(0, 12)}, ${meta.ref}${meta.submodules?.length ? `, ${meta.submodules.length} submodule(s)` : ""}${meta.lfs?.length ? `, ${meta.lfs.length} Git LFS file(s)` : ""})"`
   };
 }
 function appEnvironment(env, release) {
@@ -51910,10 +52331,20 @@ ${environLoader(layout(env).environFile)}
 ${command2}` };
 }
 function markRelease(env, id, mark, why) {
-  const f = `${layout(env).releases}/${id}/.ops-${mark}`;
-  return { name: `mark ${mark}`, as: "root", timeout: 30, quiet: true, script: `[ -d ${quote(`${layout(env).releases}/${id}`)} ] && printf '%s\\n' ${quote(why)} > ${quote(f)} || true` };
+  const dir = `${layout(env).releases}/${id}`;
+  return {
+    name: `mark ${mark}`,
+    as: "root",
+    timeout: 30,
+    quiet: true,
+    script: `${historyFunctions(env)}
+if [ -d ${quote(dir)} ]; then
+  printf '%s\\n' ${quote(why)} > ${quote(`${dir}/.ops-${mark}`)}
+  history_add ${mark} ${quote(id)} ${quote(mark === "failed" ? "deploy" : "rollback")}
+fi`
+  };
 }
-function pruneReleases(env, keep) {
+function pruneReleases(env, remove) {
   const L = layout(env);
   return {
     name: "prune",
@@ -51921,19 +52352,28 @@ function pruneReleases(env, keep) {
     timeout: 300,
     quiet: true,
     script: String.raw`cd ${quote(L.releases)}
-live=$(readlink ${quote(L.current)} 2>/dev/null || true); live=${"$"}{live##*/}
-ls -1 | grep -E '^[0-9]{8}T[0-9]{6}Z-[0-9a-f]+$' | sort -r | tail -n +${keep + 1} | while read -r r; do
-  [ "$r" = "$live" ] && continue
+protected=$({ readlink ${quote(L.current)}
+  sed -n 's/^directory=//p' ${quote(L.supervisorConf("blue"))} ${quote(L.supervisorConf("green"))}
+  for p in /proc/[0-9]*; do readlink "$p/cwd"; done
+} 2>/dev/null | sed -n "s#^"${quote(L.releases)}"/\([^/ ]*\).*#\1#p" | sort -u || true)
+for r in ${remove.map(quote).join(" ")}; do
+  [ -d "$r" ] || continue
+  if grep -qxF -- "$r" <<< "$protected"; then ops_report kept_running "$r"; continue; fi
   rm -rf -- "$r"
   ops_report pruned "$r"
 done
 rm -rf .new-* 2>/dev/null || true
-used=$(for r in */; do for l in "$r"venv "$r"*/node_modules; do if [ -L "$l" ]; then readlink "$l"; fi; done; done 2>/dev/null | sed 's#/node_modules$##' | sort -u)
+used=$(for r in */; do for l in "$r"venv "$r"*/node_modules; do if [ -L "$l" ]; then readlink "$l"; fi; done; done 2>/dev/null | sed 's#/node_modules$##' | sort -u || true)
 for d in ${quote(L.deps)}/*; do
   [ -d "$d" ] || continue
   grep -qxF "$d" <<< "$used" || { rm -rf -- "$d"; ops_report pruned_deps "${"$"}{d##*/}"; }
 done
-keep_shas=$(cat */REVISION 2>/dev/null | sort -u)
+keep_oids=$(cat */release.json 2>/dev/null | grep -oE '[0-9a-f]{64}' | sort -u || true)
+for f in ${quote(L.lfsStore)}/*/*/*; do
+  [ -f "$f" ] || continue
+  grep -qxF "${"$"}{f##*/}" <<< "$keep_oids" || rm -f -- "$f"
+done
+keep_shas=$({ cat */REVISION; cat */release.json | grep -oE '[0-9a-f]{40}' || true; } 2>/dev/null | sort -u)
 git --git-dir=${quote(L.mirror)} for-each-ref --format='%(refname)' refs/ops/sha/ | while read -r ref; do
   grep -qxF "${"$"}{ref##*/}" <<< "$keep_shas" || git --git-dir=${quote(L.mirror)} update-ref -d "$ref"
 done`
@@ -52047,7 +52487,7 @@ async function withLock(ctx, session, operation, fn, options = {}) {
   };
   const onSignal = (signal) => {
     ctx.reporter.error(`${signal} received: releasing the lock and stopping`);
-    for (const { remote } of held.values()) pending.set(remote.name, [...pending.get(remote.name) ?? [], auditLine({ time: (/* @__PURE__ */ new Date()).toISOString(), environment: env.name, operation, result: "failed", actor: info2.actor, run: info2.runUrl || void 0, message: `interrupted by ${signal}` })]);
+    for (const { remote } of held.values()) pending.set(remote.name, [...pending.get(remote.name) ?? [], auditLine({ time: runnerNow(ctx).toISOString(), environment: env.name, operation, result: "failed", actor: info2.actor, run: info2.runUrl || void 0, message: `interrupted by ${signal}` })]);
     void releaseAll().then(() => session.close()).finally(() => process.exit(130));
   };
   const settled = await Promise.allSettled(
@@ -52067,7 +52507,7 @@ async function withLock(ctx, session, operation, fn, options = {}) {
   const run = {
     inspected,
     audit(host, entry) {
-      const line = auditLine({ time: (/* @__PURE__ */ new Date()).toISOString(), environment: env.name, operation, actor: info2.actor, run: info2.runUrl || void 0, ...entry });
+      const line = auditLine({ time: runnerNow(ctx).toISOString(), environment: env.name, operation, actor: info2.actor, run: info2.runUrl || void 0, ...entry });
       pending.set(host, [...pending.get(host) ?? [], line]);
     }
   };
@@ -52082,7 +52522,7 @@ async function withLock(ctx, session, operation, fn, options = {}) {
 
 // core/ops/secrets.ts
 import { existsSync as existsSync7 } from "node:fs";
-import { join as join7 } from "node:path";
+import { join as join8 } from "node:path";
 
 // core/secrets/sops.ts
 import { randomBytes as randomBytes8 } from "node:crypto";
@@ -52091,11 +52531,11 @@ import { readFile as readFile2 } from "node:fs/promises";
 // core/secrets/atomic.ts
 import { randomBytes } from "node:crypto";
 import { open as open2, rename as rename2, rm as rm2, stat as stat2 } from "node:fs/promises";
-import { basename, dirname, join as join4 } from "node:path";
+import { basename, dirname, join as join5 } from "node:path";
 async function writeFileAtomic(file, content, mode) {
   const dir = dirname(file);
   const keep = mode ?? await stat2(file).then((s) => s.mode & 511, () => 420);
-  const tmp = join4(dir, `.${basename(file)}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`);
+  const tmp = join5(dir, `.${basename(file)}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`);
   const fh = await open2(tmp, "wx", keep);
   try {
     try {
@@ -59498,7 +59938,7 @@ function combineShares(shares) {
 import { execFileSync } from "node:child_process";
 import { existsSync as existsSync5, readFileSync as readFileSync4 } from "node:fs";
 import { homedir as homedir2 } from "node:os";
-import { join as join5 } from "node:path";
+import { join as join6 } from "node:path";
 
 // node_modules/@noble/hashes/utils.js
 function isBytes(a) {
@@ -68508,8 +68948,8 @@ function isCryptoKey3(key) {
 
 // core/secrets/keys.ts
 function defaultKeyFile(env = process.env) {
-  const base = env.XDG_CONFIG_HOME || join5(env.HOME || homedir2(), ".config");
-  return join5(base, "sops", "age", "keys.txt");
+  const base = env.XDG_CONFIG_HOME || join6(env.HOME || homedir2(), ".config");
+  return join6(base, "sops", "age", "keys.txt");
 }
 var IDENTITY_RE = /^AGE-SECRET-KEY-(PQ-)?1[0-9A-Z]+$/;
 var RECIPIENT_RE = /^age1[0-9a-z]+$/;
@@ -69207,13 +69647,13 @@ var CONFIG_HEADER = [
 // core/secrets/env.ts
 var import_yaml5 = __toESM(require_dist(), 1);
 import { existsSync as existsSync6, readFileSync as readFileSync5, readdirSync as readdirSync2 } from "node:fs";
-import { isAbsolute as isAbsolute2, join as join6, resolve as resolve2 } from "node:path";
+import { isAbsolute as isAbsolute2, join as join7, resolve as resolve3 } from "node:path";
 function envDir(root, env) {
-  return join6(root, "environments", validate("environment", env));
+  return join7(root, "environments", validate("environment", env));
 }
 async function loadEnvIdentities(root, env, processEnv = process.env) {
   const ids = await loadIdentities(processEnv);
-  const configFile = join6(envDir(root, env), "environment.yml");
+  const configFile = join7(envDir(root, env), "environment.yml");
   if (!existsSync6(configFile)) return ids;
   let keyFile;
   try {
@@ -69222,7 +69662,7 @@ async function loadEnvIdentities(root, env, processEnv = process.env) {
     return ids;
   }
   if (typeof keyFile !== "string" || !keyFile) return ids;
-  const path = isAbsolute2(keyFile) ? keyFile : resolve2(envDir(root, env), keyFile);
+  const path = isAbsolute2(keyFile) ? keyFile : resolve3(envDir(root, env), keyFile);
   let text;
   try {
     text = readFileSync5(path, "utf8");
@@ -69249,7 +69689,7 @@ function findPlaceholders(tree) {
 // core/ops/secrets.ts
 var EXAMPLE_RECIPIENT = "age1f9x385mzgqsghjdrlet2vxtx88vnhpxareft4gqkddfsw5fp4gmscx330v";
 async function environmentSecrets(ctx, env) {
-  const file = join7(env.dir, SECRETS_FILE);
+  const file = join8(env.dir, SECRETS_FILE);
   const label = `environments/${env.name}/${SECRETS_FILE}`;
   const needed = Object.values(env.config.env).some((v) => typeof v !== "string");
   if (!existsSync7(file)) {
@@ -69272,23 +69712,35 @@ async function environmentSecrets(ctx, env) {
 // core/ops/deploy.ts
 function parseState(r) {
   const slot = reported(r, "slot");
+  const slotReleases = {};
+  for (const line of reportedAll(r, "slot_release")) {
+    const [s, id] = line.split(" ");
+    if ((s === "blue" || s === "green") && id) slotReleases[s] = id;
+  }
   return {
     provisioned: (reported(r, "provisioned") ?? "no") !== "no",
     current: reported(r, "current") ?? "",
     slot: slot === "blue" || slot === "green" ? slot : void 0,
-    releases: reportedAll(r, "release").map((v) => {
-      const [id, sha, status] = v.split(" ");
-      return { id, sha: sha ?? "", status: status ?? "ok" };
-    }),
+    releases: reportedAll(r, "release").map(parseReleaseRecord),
     known: reportedAll(r, "known"),
-    hasSha: reported(r, "has_sha") === "yes",
+    has: reportedAll(r, "has"),
+    lfsHas: reportedAll(r, "lfs_has"),
     certificate: reported(r, "certificate") === "yes",
-    liveHealth: reported(r, "live_health") ?? ""
+    liveHealth: reported(r, "live_health") ?? "",
+    hostTime: reported(r, "now"),
+    slotReleases
   };
+}
+function pruneAfterSwitch(env, state, id, newSlot) {
+  const top = Math.max(0, ...state.releases.map((r) => Math.max(r.liveSeq ?? 0, r.eventSeq ?? 0)));
+  const releases = [...state.releases.filter((r) => r.id !== id), { id, sha: "", status: "ok", liveSeq: top + 1, eventSeq: top + 1 }];
+  const warm = env.config.switch.keep_previous && state.current && state.slot ? [{ id: state.current, slot: state.slot }] : [];
+  const kept = retention(releases, { keep: env.config.release.keep, keepFailed: env.config.release.keep_failed, current: id, warm: [...warm, { id, slot: newSlot }] });
+  return [...kept].filter(([, why]) => why === void 0).map(([r]) => r);
 }
 function sourceRepository(ctx, env) {
   const configured = env.config.repository;
-  if (configured) return isAbsolute3(configured) ? configured : resolve3(ctx.root, configured);
+  if (configured) return isAbsolute3(configured) ? configured : resolve4(ctx.root, configured);
   try {
     return execFileSync2("git", ["-C", ctx.root, "rev-parse", "--show-toplevel"], { encoding: "utf8" }).trim();
   } catch {
@@ -69320,15 +69772,28 @@ async function plan(ctx, env, options) {
   const ref = validate("gitRef", options.ref || env.config.ref);
   const repo = sourceRepository(ctx, env);
   const resolved = await resolveRef(repo, ref);
+  const tree = await treeContent(repo, resolved.sha);
   const hashes = await dependencyHashes(repo, resolved.sha, env);
   const secrets = await environmentSecrets(ctx, env);
   const dotenv = renderDotenv(env, secrets);
-  const id = releaseId(resolved.sha);
+  const now = runnerNow(ctx);
+  const id = releaseId(resolved.sha, now);
   for (const slot of ["blue", "green"]) slotConfig(env, slot, `${layout(env).releases}/${id}`, id);
   if (env.config.tls.mode === "off" || env.config.nginx.site_template) site(env, true);
   const info2 = runInfo(ctx.env);
-  const meta = { id, sha: resolved.sha, ref, environment: env.name, actor: info2.actor, time: (/* @__PURE__ */ new Date()).toISOString(), run: info2.runUrl, deps: hashes };
-  return { resolved, repo, id, dotenv, hashes, meta };
+  const meta = {
+    id,
+    sha: resolved.sha,
+    ref,
+    environment: env.name,
+    actor: info2.actor,
+    time: now.toISOString(),
+    run: info2.runUrl,
+    deps: hashes,
+    ...tree.submodules.length && { submodules: tree.submodules.map(({ path, sha }) => ({ path, sha })) },
+    ...tree.lfs.length && { lfs: tree.lfs.map(({ path, oid }) => ({ path, oid })) }
+  };
+  return { resolved, repo, tree, id, dotenv, hashes, meta };
 }
 async function deployHost(ctx, env, remote, inspected, p, primary, options, record2) {
   const L = layout(env);
@@ -69338,21 +69803,41 @@ async function deployHost(ctx, env, remote, inspected, p, primary, options, reco
   if (!state.provisioned) throw new OpsError(`${remote.name} is not provisioned for ${env.name}`, `run: ops provision ${env.name}`);
   const live = state.releases.find((r) => r.id === state.current);
   const result = { host: remote.name, release: p.id, previous: state.current, noop: false, steps: h.steps, notes: [] };
+  const skew = clockSkewWarning(ctx, remote.name, state.hostTime);
+  if (skew) {
+    ctx.reporter.warn(skew);
+    result.notes.push(`warning: ${skew}`);
+  }
   if (live && live.sha === p.resolved.sha && !options.force) {
     if (state.liveHealth !== "ok")
       throw new OpsError(`${p.resolved.sha.slice(0, 12)} is already live on ${remote.name} but not healthy: ${state.liveHealth || "no health result"}`, `check ops status ${env.name}; redeploy with --force to start it again`);
     audit({ result: "no-op", release: state.current, message: "already live" });
-    return { ...result, release: state.current, noop: true, notes: [`${p.resolved.sha.slice(0, 12)} already live (${state.current})`] };
+    return { ...result, release: state.current, noop: true, notes: [`${p.resolved.sha.slice(0, 12)} already live (${state.current})`, ...result.notes] };
   }
   const tag = `${p.id}-${randomBytes9(4).toString("hex")}`;
-  if (!state.hasSha) {
-    const haves = await knownCommits(p.repo, state.known);
-    const pack = await packFor(p.repo, p.resolved.sha, haves);
-    const path = `${L.uploads}/${tag}.pack`;
+  const packs = [];
+  const commits = [];
+  const sources = [{ gitDir: p.repo, sha: p.resolved.sha, path: "" }, ...p.tree.submodules];
+  for (const [i, src] of sources.entries()) {
+    if (state.has.includes(src.sha) || commits.includes(src.sha)) continue;
+    const haves = await knownCommits(src.gitDir, state.known);
+    const pack = await packFor(src.gitDir, src.sha, haves);
+    const path = `${L.uploads}/${tag}-${i}.pack`;
     await remote.upload(pack, path, { mode: 384 });
-    await h.run(receivePack(env, path, p.resolved.sha));
-    result.notes.push(`sent ${(pack.length / 1024).toFixed(1)} KiB of git objects${haves.length ? " (delta)" : ""}`);
+    packs.push(path);
+    commits.push(src.sha);
+    result.notes.push(`sent ${(pack.length / 1024).toFixed(1)} KiB of git objects${src.path ? ` for submodule ${src.path}` : ""}${haves.length ? " (delta)" : ""}`);
   }
+  const lfs = [];
+  for (const f of p.tree.lfs) {
+    if (state.lfsHas.includes(f.oid) || lfs.some((l) => l.oid === f.oid)) continue;
+    const upload = `${L.uploads}/${tag}.lfs-${f.oid}`;
+    await remote.upload(readFileSync6(f.file), upload, { mode: 384 });
+    lfs.push({ upload, oid: f.oid });
+  }
+  if (lfs.length) result.notes.push(`sent ${lfs.length} Git LFS file(s)`);
+  if (packs.length || lfs.length) await h.run(receivePack(env, packs, commits, lfs));
+  result.notes.push(...treeNotes(p.tree));
   const uploads = { dotenv: `${L.uploads}/${tag}.env`, environ: `${L.uploads}/${tag}.environ` };
   await remote.upload(p.dotenv.dotenv, uploads.dotenv, { mode: 384 });
   await remote.upload(p.dotenv.environ, uploads.environ, { mode: 384 });
@@ -69369,9 +69854,9 @@ async function deployHost(ctx, env, remote, inspected, p, primary, options, reco
     for (const [i, hook] of env.config.release.before_switch.entries()) await h.run(appCommand(env, dir, `before_switch[${i}]`, hook));
     started = true;
     await h.run(startSlot(env, newSlot, dir, p.id));
-    await h.run(switchTo(env, newSlot, p.id, state.certificate));
+    await h.run(switchTo(env, newSlot, p.id, state.certificate, "deploy"));
   } catch (e) {
-    if (started) await h.tryRun(stopSlot(env, newSlot));
+    if (started && !(e instanceof StepError && e.exitCode === START_FAILED_CLEAN)) await h.tryRun(stopSlot(env, newSlot));
     await h.tryRun(markRelease(env, p.id, "failed", e instanceof Error ? e.message.split("\n")[0] : String(e)));
     audit({ result: "failed", message: e instanceof Error ? e.message.split("\n")[0] : String(e) });
     if (e instanceof StepError) {
@@ -69388,11 +69873,20 @@ ${state.current ? `${remote.name} still serves ${state.current}` : `${remote.nam
 ${p.id} is live on ${remote.name}; an after_switch hook failed`, `fix the hook, or roll back: ops rollback ${env.name}`);
   }
   if ((state.slot || state.current) && !env.config.switch.keep_previous) await h.run(stopSlot(env, state.slot ?? "blue", env.config.switch.drain));
-  const pruned = await h.run(pruneReleases(env, env.config.release.keep));
+  const pruned = await h.run(pruneReleases(env, pruneAfterSwitch(env, state, p.id, newSlot)));
   const gone = reportedAll(pruned, "pruned");
   if (gone.length) result.notes.push(`pruned ${gone.length} old release(s)`);
+  for (const r of reportedAll(pruned, "kept_running")) result.notes.push(`kept ${r}: a process still runs from it`);
   audit({ result: "success" });
   return result;
+}
+function treeNotes(tree) {
+  const notes = [];
+  if (tree.submodules.length) notes.push(`submodules included: ${tree.submodules.map((m) => `${m.path} (${m.sha.slice(0, 12)})`).join(", ")}`);
+  if (tree.lfs.length) notes.push(`Git LFS contents included: ${tree.lfs.length} file(s), ${(tree.lfs.reduce((a, f) => a + f.size, 0) / 1024).toFixed(1)} KiB`);
+  if (tree.exportIgnored.length)
+    notes.push(`left out by export-ignore (.gitattributes): ${tree.exportIgnored.slice(0, 10).join(", ")}${tree.exportIgnored.length > 10 ? ` and ${tree.exportIgnored.length - 10} more` : ""}`);
+  return notes;
 }
 function summaryPlan(env, p, sharing) {
   const steps = ["lock", "state", "code (pack of missing objects)", ".env", "release", "dependencies (reused when lockfiles unchanged)"];
@@ -69402,12 +69896,13 @@ function summaryPlan(env, p, sharing) {
   steps.push(
     ...env.config.release.after_switch.map((c) => `after_switch: ${c}`),
     env.config.switch.keep_previous ? "keep the previous release warm on the idle slot" : `drain (at most ${env.config.switch.drain}s), stop the old slot`,
-    `prune (keep ${env.config.release.keep})`,
+    `prune (keep the latest ${env.config.release.keep} good releases in the order they went live, ${env.config.release.keep_failed} failed/abandoned; never what a slot runs)`,
     "audit, unlock"
   );
   return [
     `environment ${env.name}: ${p.resolved.ref} (${p.resolved.matched}) = ${p.resolved.sha}`,
     `release ${p.id}`,
+    ...treeNotes(p.tree),
     `hosts (batches of ${env.config.switch.batch_size}): ${env.hosts.map((h) => `${h.name} (${h.address})`).join(", ")}`,
     ...sharingPlan(env, sharing).map((l) => `  ${l}`),
     ...steps.map((s, i) => `  ${i + 1}. ${s}`)
@@ -69486,7 +69981,7 @@ rollout stopped; hosts now run:
         throw e;
       }
       return done;
-    }, { inspect: deployState(env, p.resolved.sha) })
+    }, { inspect: deployState(env, [p.resolved.sha, ...p.tree.submodules.map((m) => m.sha)], { lfs: [...new Set(p.tree.lfs.map((f) => f.oid))] }) })
   );
   return {
     ...base,

@@ -49309,7 +49309,8 @@ var environmentSchema = object(
         node_dir: opt(string({ pattern: /^[^\n]*$/, form: 'a relative path, or "" to skip' }), 'directory holding package.json/package-lock.json for `npm ci` ("" = no Node)', "client"),
         build: opt(command, "build command, run in the release as the app user", "make build"),
         migrate: opt(command, "migration command, run before the switch while the old release still serves", "make migrate"),
-        keep: opt(integer(1, 100), "releases kept on each host (the current one is never removed)", 5),
+        keep: opt(integer(1, 100), "good releases kept on each host: the latest ones that went live, in the order they went live on that host (the live one among them); the live release and the one kept warm on the idle slot are never removed", 5),
+        keep_failed: opt(integer(0, 100), "failed and rolled-back (abandoned) releases kept on each host for inspection, the latest ones; counted apart from `keep`", 2),
         migration_paths: opt(
           list(string({ pattern: /^(?!\/)[^\n]+$/, form: 'a git glob relative to the repository ("db/versions/**")' })),
           "where migrations live, for the plan and `ops diff` (files added there are listed); [] = detect: **/migrations/**, **/alembic/versions/**, **/db/migrate/** and the versions/ of each alembic.ini's script_location",
@@ -49573,6 +49574,7 @@ function layout(env) {
   return {
     base,
     mirror: `${base}/repo.git`,
+    lfsStore: `${base}/repo.git/lfs/objects`,
     releases: `${base}/releases`,
     shared: `${base}/shared`,
     envFile: `${base}/shared/.env`,
@@ -49582,6 +49584,7 @@ function layout(env) {
     state: `${base}/.ops`,
     lock: `${base}/.ops/lock`,
     audit: `${base}/.ops/audit.log`,
+    history: `${base}/.ops/history`,
     slotFile: `${base}/.ops/slot`,
     uploads: `${base}/.ops/uploads`,
     logDir: `/var/log/${app}`,
@@ -50777,6 +50780,9 @@ var SshRemote = class {
 };
 
 // core/context.ts
+function runnerNow(ctx) {
+  return ctx.now ? ctx.now() : /* @__PURE__ */ new Date();
+}
 function sshConnector(ctx) {
   return (env, host) => {
     const ssh = env.config.ssh;
@@ -50906,6 +50912,12 @@ var HOST_LOCK_FUNCTIONS = String.raw`host_lock() { # NAME [WAIT]
   printf -v "HOST_LOCK_$1" %s "$fd"
 }
 host_unlock() { local v="HOST_LOCK_$1"; [ -z "${"$"}{!v:-}" ] || flock -u "${"$"}{!v}"; }`;
+function putChecked(path, content, check, what, mode = "0644") {
+  return String.raw`new=$(mktemp); printf %s ${b64(content)} | base64 -d > "$new"
+if ! out=$(${check} "$new" 2>&1); then rm -f "$new"; echo "${what} is refused by \`${check}\`; ${path} was left as it was: $out" >&2; exit 1; fi
+rm -f "$new"
+${putFile(path, content, mode)}`;
+}
 
 // core/steps/nginx.ts
 var HEADER = "# Managed by ops-pipeline: local changes are overwritten.";
@@ -51186,7 +51198,7 @@ ops_report provisioned "$([ -f ${quote(`${L.state}/provisioned`)} ] && cat ${quo
 }
 function packageList(env) {
   const { python, node } = env.config.runtimes;
-  const list2 = ["nginx", "supervisor", "git", "curl", "ca-certificates", "openssl", "make", "postgresql-client", "sudo", "procps"];
+  const list2 = ["nginx", "supervisor", "git", "curl", "ca-certificates", "openssl", "make", "postgresql-client", "sudo", "procps", "iproute2"];
   if (python.strategy === "debian") list2.push(`python${minor(python.version)}`, `python${minor(python.version)}-venv`);
   else list2.push("build-essential", "libssl-dev", "zlib1g-dev", "libbz2-dev", "libreadline-dev", "libsqlite3-dev", "libffi-dev", "liblzma-dev", "libncursesw5-dev", "xz-utils", "tk-dev", "uuid-dev");
   if (node.strategy === "debian") list2.push("nodejs", "npm");
@@ -51321,14 +51333,16 @@ function prepareTls(env, acmeCa) {
 fi`);
   if (env.config.tls.mode === "letsencrypt") {
     lines.push(
-      putFile(
+      putChecked(
         RENEW_HOOK,
         "#!/bin/sh\n# Installed by ops-pipeline: after a renewal, reload nginx so it serves the new certificate (only with a valid config).\nset -e\nnginx -t -q\nif [ -d /run/systemd/system ]; then systemctl reload nginx; else service nginx reload; fi\n",
+        "sh -n",
+        "the certbot renewal hook",
         "0755"
       )
     );
     if (acmeCa) {
-      lines.push(putFile(acmeCaPath(env), acmeCa));
+      lines.push(putChecked(acmeCaPath(env), acmeCa, "openssl x509 -noout -in", `tls.acme_ca_file (environments/${env.name}/${env.config.tls.acme_ca_file})`));
       lines.push(String.raw`bundle=$(mktemp ${quote(`${CA_BUNDLE}.XXXXXX`)})
 cat /etc/ssl/certs/ca-certificates.crt ${quote(CA_DIR)}/*-acme-ca.pem > "$bundle"
 if cmp -s "$bundle" ${quote(CA_BUNDLE)}; then rm -f "$bundle"; else chmod 0644 "$bundle"; mv -f "$bundle" ${quote(CA_BUNDLE)}; CHANGED=1; fi
@@ -51524,7 +51538,7 @@ async function withLock(ctx, session, operation, fn, options = {}) {
   };
   const onSignal = (signal) => {
     ctx.reporter.error(`${signal} received: releasing the lock and stopping`);
-    for (const { remote } of held.values()) pending.set(remote.name, [...pending.get(remote.name) ?? [], auditLine({ time: (/* @__PURE__ */ new Date()).toISOString(), environment: env.name, operation, result: "failed", actor: info2.actor, run: info2.runUrl || void 0, message: `interrupted by ${signal}` })]);
+    for (const { remote } of held.values()) pending.set(remote.name, [...pending.get(remote.name) ?? [], auditLine({ time: runnerNow(ctx).toISOString(), environment: env.name, operation, result: "failed", actor: info2.actor, run: info2.runUrl || void 0, message: `interrupted by ${signal}` })]);
     void releaseAll().then(() => session.close()).finally(() => process.exit(130));
   };
   const settled = await Promise.allSettled(
@@ -51544,7 +51558,7 @@ async function withLock(ctx, session, operation, fn, options = {}) {
   const run = {
     inspected,
     audit(host, entry) {
-      const line = auditLine({ time: (/* @__PURE__ */ new Date()).toISOString(), environment: env.name, operation, actor: info2.actor, run: info2.runUrl || void 0, ...entry });
+      const line = auditLine({ time: runnerNow(ctx).toISOString(), environment: env.name, operation, actor: info2.actor, run: info2.runUrl || void 0, ...entry });
       pending.set(host, [...pending.get(host) ?? [], line]);
     }
   };

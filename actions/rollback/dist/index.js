@@ -49309,7 +49309,8 @@ var environmentSchema = object(
         node_dir: opt(string({ pattern: /^[^\n]*$/, form: 'a relative path, or "" to skip' }), 'directory holding package.json/package-lock.json for `npm ci` ("" = no Node)', "client"),
         build: opt(command, "build command, run in the release as the app user", "make build"),
         migrate: opt(command, "migration command, run before the switch while the old release still serves", "make migrate"),
-        keep: opt(integer(1, 100), "releases kept on each host (the current one is never removed)", 5),
+        keep: opt(integer(1, 100), "good releases kept on each host: the latest ones that went live, in the order they went live on that host (the live one among them); the live release and the one kept warm on the idle slot are never removed", 5),
+        keep_failed: opt(integer(0, 100), "failed and rolled-back (abandoned) releases kept on each host for inspection, the latest ones; counted apart from `keep`", 2),
         migration_paths: opt(
           list(string({ pattern: /^(?!\/)[^\n]+$/, form: 'a git glob relative to the repository ("db/versions/**")' })),
           "where migrations live, for the plan and `ops diff` (files added there are listed); [] = detect: **/migrations/**, **/alembic/versions/**, **/db/migrate/** and the versions/ of each alembic.ini's script_location",
@@ -50633,6 +50634,18 @@ var SshRemote = class {
 };
 
 // core/context.ts
+function runnerNow(ctx) {
+  return ctx.now ? ctx.now() : /* @__PURE__ */ new Date();
+}
+var CLOCK_SKEW_WARN_SECONDS = 120;
+function clockSkewWarning(ctx, host, hostEpoch) {
+  const hostSeconds = Number(hostEpoch);
+  if (!hostEpoch || !Number.isFinite(hostSeconds)) return void 0;
+  const skew = Math.round(runnerNow(ctx).getTime() / 1e3 - hostSeconds);
+  if (Math.abs(skew) <= CLOCK_SKEW_WARN_SECONDS) return void 0;
+  const amount = Math.abs(skew) >= 172800 ? `${Math.round(Math.abs(skew) / 86400)} days` : Math.abs(skew) >= 7200 ? `${Math.round(Math.abs(skew) / 3600)} hours` : `${Math.abs(skew)} s`;
+  return `this runner's clock is ${amount} ${skew < 0 ? "behind" : "ahead of"} ${host}'s: release ids and audit times carry the runner's time (release order does not depend on it: it comes from the host's history); fix the clock (NTP)`;
+}
 function sshConnector(ctx) {
   return (env, host) => {
     const ssh = env.config.ssh;
@@ -50712,6 +50725,7 @@ function layout(env) {
   return {
     base,
     mirror: `${base}/repo.git`,
+    lfsStore: `${base}/repo.git/lfs/objects`,
     releases: `${base}/releases`,
     shared: `${base}/shared`,
     envFile: `${base}/shared/.env`,
@@ -50721,6 +50735,7 @@ function layout(env) {
     state: `${base}/.ops`,
     lock: `${base}/.ops/lock`,
     audit: `${base}/.ops/audit.log`,
+    history: `${base}/.ops/history`,
     slotFile: `${base}/.ops/slot`,
     uploads: `${base}/.ops/uploads`,
     logDir: `/var/log/${app}`,
@@ -50764,6 +50779,64 @@ function runInfo(env = process.env) {
   } catch {
   }
   return { actor: clean(`${user || "unknown"}@${hostname()}`), runUrl: "", via: "cli" };
+}
+
+// core/steps/history.ts
+var RELEASE_DIR_PATTERN = "^[0-9]{8}T[0-9]{6}Z-[0-9a-f]+$";
+function historyFunctions(env) {
+  const L = layout(env);
+  return String.raw`history_file=${quote(L.history)}
+releases_dir=${quote(L.releases)}
+history_now() { date -u +%Y-%m-%dT%H:%M:%SZ; }
+history_last() { if [ -f "$history_file" ]; then awk -F'\t' '$1 ~ /^[0-9]+$/ { n = $1 } END { print n + 0 }' "$history_file"; else echo 0; fi; }
+history_add() {
+  [ -f "$history_file" ] || history_init >/dev/null # removed by hand since the state step: derive it again first
+  printf '%s\t%s\t%s\t%s\t%s\n' "$(( $(history_last) + 1 ))" "$(history_now)" "$1" "$2" "${"$"}{3:-}" >> "$history_file"; chmod 0644 "$history_file"
+}
+release_ids() { if [ -d "$releases_dir" ]; then ls -1 "$releases_dir" | grep -E '${RELEASE_DIR_PATTERN}' | sort || true; fi; }
+history_derive() {
+  local cur n=0 r now
+  cur=$(readlink ${quote(L.current)} 2>/dev/null || true); cur=${"$"}{cur##*/}; now=$(history_now)
+  for r in $(release_ids); do
+    [ "$r" != "$cur" ] || continue
+    n=$(( n + 1 ))
+    if [ -e "$releases_dir/$r/.ops-failed" ]; then printf '%s\t%s\tfailed\t%s\tderived\n' "$n" "$now" "$r"; continue; fi
+    printf '%s\t%s\tlive\t%s\tderived\n' "$n" "$now" "$r"
+    if [ -e "$releases_dir/$r/.ops-abandoned" ]; then n=$(( n + 1 )); printf '%s\t%s\tabandoned\t%s\tderived\n' "$n" "$now" "$r"; fi
+  done
+  if [ -n "$cur" ] && [ -d "$releases_dir/$cur" ]; then printf '%s\t%s\tlive\t%s\tderived\n' "$(( n + 1 ))" "$now" "$cur"; fi
+}
+history_init() { if [ ! -f "$history_file" ]; then history_derive > "$history_file.new"; chmod 0644 "$history_file.new"; mv -f "$history_file.new" "$history_file"; ops_report history derived; fi; }
+history_lines() { if [ -f "$history_file" ]; then cat "$history_file"; else history_derive; fi; }
+release_reports() {
+  local r d status live last
+  declare -A live_seq last_seq
+  while IFS=' ' read -r r live last; do live_seq[$r]=$live; last_seq[$r]=$last; done < <(history_lines | awk -F'\t' '$1 ~ /^[0-9]+$/ && $4 != "" { if ($3 == "live") live[$4] = $1; last[$4] = $1 } END { for (r in last) print r, (r in live ? live[r] : "-"), last[r] }')
+  for r in $(release_ids); do
+    d=$releases_dir/$r
+    status=ok; [ -e "$d/.ops-failed" ] && status=failed; [ -e "$d/.ops-abandoned" ] && status=abandoned
+    ops_report release "$r $(head -c 64 "$d/REVISION" 2>/dev/null | tr -dc '0-9a-f' || true) $status ${"$"}{live_seq[$r]:--} ${"$"}{last_seq[$r]:--}"
+  done
+  ops_report history_seq "$(history_last)"
+}
+# slot_releases: the release each slot's supervisor file runs ("slot_release SLOT ID"), from its header.
+slot_releases() {
+  local s f
+  for s in blue green; do
+    case $s in blue) f=${quote(L.supervisorConf("blue"))} ;; green) f=${quote(L.supervisorConf("green"))} ;; esac
+    [ -f "$f" ] && ops_report slot_release "$s $(sed -n 's/^; Managed by ops-pipeline: slot [a-z]* of .*, release \([0-9A-Za-z-]*\)\. .*/\1/p' "$f" | head -n 1)"
+  done
+  true
+}`;
+}
+function parseReleaseRecord(line) {
+  const [id = "", sha = "", status = "ok", live = "-", last = "-"] = line.split(" ");
+  const num = (v) => /^\d+$/.test(v) ? Number(v) : void 0;
+  return { id, sha, status: status === "failed" || status === "abandoned" ? status : "ok", liveSeq: num(live), eventSeq: num(last) };
+}
+function previousRelease(releases, current) {
+  const since = releases.find((r) => r.id === current)?.liveSeq ?? Infinity;
+  return releases.filter((r) => r.id !== current && r.status === "ok" && r.liveSeq !== void 0 && r.liveSeq < since).sort((a, b) => b.liveSeq - a.liveSeq)[0];
 }
 
 // core/runtimes.ts
@@ -51038,6 +51111,42 @@ fi`);
   return { name: change.item, as: "root", timeout: 60, script: lines.join("\n") };
 }
 
+// core/supervisor.ts
+var CONTROL = /[\u0000-\u0008\u000a-\u001f\u007f]/;
+var INLINE_COMMENT = /[\s\u001c-\u001f\u0085][;#]/u;
+function refuse(key, why, hint) {
+  throw new OpsError(`${key}: supervisor cannot carry this value: ${why}`, hint);
+}
+function checkLine(key, value) {
+  if (CONTROL.test(value)) refuse(key, "it contains a line break or another control character", "put it on one line, without control characters");
+  if (INLINE_COMMENT.test(value))
+    refuse(key, `it holds a ";" or "#" after a space, which supervisor's config parser reads as the start of a comment (quotes do not protect it)`, 'remove the space before ";" or "#" (e.g. "a;b"), or move that part into a script the command runs');
+  if (value.includes("%(here)s")) refuse(key, 'it holds the text "%(here)s", which supervisor replaces with the directory of the file before reading it', "write it differently (e.g. from a script the command runs)");
+}
+function supervisorValue(key, value, expansions = 1) {
+  checkLine(key, value);
+  if (value !== value.trim()) refuse(key, "it starts or ends with whitespace, which supervisor strips", "remove the leading/trailing spaces");
+  return value.replace(/%/g, "%".repeat(2 ** expansions));
+}
+function supervisorEnvValue(key, value) {
+  checkLine(key, value);
+  if (/^['"]|['"]$/.test(value))
+    refuse(key, "it starts or ends with a quote character, which supervisor 4.2 strips from environment values", "move the quote inside the value, or pass it another way (e.g. the .env file)");
+  if (!value.includes("'")) return `'${value}'`;
+  if (!value.includes('"') && !value.includes("\\\\") && !value.endsWith("\\")) return `"${value}"`;
+  refuse(
+    key,
+    value.includes('"') ? `it holds both kinds of quotes (' and ")` : 'it holds a single quote together with "\\\\" or a trailing backslash',
+    "supervisor's environment= cannot quote it: change the value, or pass it another way (e.g. the .env file)"
+  );
+}
+function supervisorEnvironment(vars, keyOf) {
+  return Object.entries(vars).map(([k, v]) => {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) refuse(keyOf(k), "the variable name is not a shell variable name", 'use letters, digits and "_"');
+    return `${k}=${supervisorEnvValue(keyOf(k), v)}`;
+  }).join(",").replace(/%/g, "%%");
+}
+
 // core/steps/switch.ts
 function expand(env, text, release, program, slot) {
   const paths = runtimePaths(env);
@@ -51053,9 +51162,6 @@ function expand(env, text, release, program, slot) {
     }
     throw new OpsError(`programs.${program}: unknown placeholder ${whole}`, "placeholders: {release} {python} {node} {npm} {port} {port:<program>}");
   });
-}
-function supervisorEnv(vars) {
-  return Object.entries(vars).map(([k, v]) => `${k}="${v.replace(/%/g, "%%").replace(/\\/g, "\\\\").replace(/"/g, '\\"')}"`).join(",");
 }
 function programName(env, slot, program) {
   return layout(env).supervisorProgram(slot, program);
@@ -51076,12 +51182,13 @@ function slotConfig(env, slot, release, releaseId2) {
     };
     for (const [k, v] of Object.entries(p.env)) vars[k] = expand(env, v, release, name2, slot);
     const log = `${L.logDir}/${name2}-${slot}`;
+    const key = (k) => `programs.${name2}.${k}`;
     return [
       `[program:${programName(env, slot, name2)}]`,
-      `command=${expand(env, p.command, release, name2, slot)}`,
-      `directory=${dir}`,
-      `user=${env.appUser}`,
-      `environment=${supervisorEnv(vars)}`,
+      `command=${supervisorValue(key("command"), expand(env, p.command, release, name2, slot))}`,
+      `directory=${supervisorValue(key("directory"), dir)}`,
+      `user=${supervisorValue("app_user", env.appUser)}`,
+      `environment=${supervisorEnvironment(vars, (k) => k in p.env ? key(`env.${k}`) : `the ${k} given to programs (from base_dir or the runtimes)`)}`,
       "autostart=true",
       "autorestart=true",
       "startsecs=1",
@@ -51090,10 +51197,10 @@ function slotConfig(env, slot, release, releaseId2) {
       "stopwaitsecs=15",
       "stopasgroup=true",
       "killasgroup=true",
-      `stdout_logfile=${log}.out.log`,
+      `stdout_logfile=${supervisorValue(key("log"), `${log}.out.log`, 2)}`,
       "stdout_logfile_maxbytes=20MB",
       "stdout_logfile_backups=5",
-      `stderr_logfile=${log}.err.log`,
+      `stderr_logfile=${supervisorValue(key("log"), `${log}.err.log`, 2)}`,
       "stderr_logfile_maxbytes=20MB",
       "stderr_logfile_backups=5"
     ].join("\n");
@@ -51101,7 +51208,7 @@ function slotConfig(env, slot, release, releaseId2) {
   return [
     `; Managed by ops-pipeline: slot ${slot} of ${env.config.app}, release ${releaseId2}. Rewritten by deploys.`,
     `[group:${layout(env).supervisorGroup(slot)}]`,
-    `programs=${names.map((n) => programName(env, slot, n)).join(",")}`,
+    `programs=${supervisorValue("programs", names.map((n) => programName(env, slot, n)).join(","))}`,
     "",
     ...blocks.map((b) => `${b}
 `)
@@ -51113,17 +51220,87 @@ function probes(env, slot) {
 var SUPERVISOR_FUNCTIONS = String.raw`rpc() { # method [string-arg...]: prints the response
   local params="" a
   for a in "${"$"}{@:2}"; do params+="<param><value><string>$a</string></value></param>"; done
-  curl -sS --max-time 120 --unix-socket /var/run/supervisor.sock -H 'Content-Type: text/xml'     --data-binary "<?xml version='1.0'?><methodCall><methodName>$1</methodName><params>$params</params></methodCall>" http://localhost/RPC2
+  curl -sS --max-time 120 --unix-socket /var/run/supervisor.sock -H 'Content-Type: text/xml' \
+    --data-binary "<?xml version='1.0'?><methodCall><methodName>$1</methodName><params>$params</params></methodCall>" http://localhost/RPC2 2>&1 \
+    || echo "<fault>supervisor does not answer on /var/run/supervisor.sock (is it running?)</fault>"
 }
+# rpc_fault ANSWER: supervisor's message when ANSWER is a fault (status 0), else status 1.
+rpc_fault() {
+  case "$1" in *"<fault>"*) ;; *) return 1 ;; esac
+  local m
+  m=$(printf '%s' "$1" | tr -d '\n' | sed -n 's/.*<name>faultString<\/name><value><string>\(.*\)<\/string><\/value>.*/\1/p')
+  [ -n "$m" ] || m=$(printf '%s' "$1" | tr -d '\n' | sed 's/.*<fault>\(.*\)<\/fault>.*/\1/')
+  printf '%s' "$m" | sed "s/&lt;/</g; s/&gt;/>/g; s/&quot;/\"/g; s/&apos;/'/g; s/&amp;/\&/g"
+}
+# reread: supervisor reads every configuration file again (reloadConfig: running processes are not touched);
+# prints supervisor's own message and fails when it refuses one (CANT_REREAD).
+reread() { local out; out=$(rpc supervisor.reloadConfig); ! rpc_fault "$out"; }
 # group_down GROUP: stop and forget a process group (absent is fine)
 group_down() { rpc supervisor.stopProcessGroup "$1" >/dev/null; rpc supervisor.removeProcessGroup "$1" >/dev/null; }
-# group_up GROUP: (re)load its configuration and start it
-group_up() {
-  local out
-  rpc supervisor.reloadConfig >/dev/null
-  group_down "$1"
-  out=$(rpc supervisor.addProcessGroup "$1")
-  case "$out" in *"<fault>"*) echo "supervisor refused to start $1: $(printf '%s' "$out" | tr -d '\n' | sed 's/.*faultString<\/name><value><string>\([^<]*\).*/\1/')" >&2; return 1 ;; esac
+# group_add GROUP: start a group supervisor has read; prints supervisor's message and fails on a fault.
+group_add() { local out; out=$(rpc supervisor.addProcessGroup "$1"); ! rpc_fault "$out"; }
+# sup_pid GROUP:PROGRAM: the pid supervisor reports for a program (getProcessInfo), 0 or nothing when none.
+sup_pid() { rpc supervisor.getProcessInfo "$1" | tr -d '\n' | sed -n 's/.*<name>pid<\/name><value><int>\([0-9]*\)<\/int>.*/\1/p'; }`;
+var IDENTITY_FUNCTIONS = String.raw`proc_env_release() { tr '\0' '\n' < "/proc/$1/environ" 2>/dev/null | sed -n 's/^OPS_RELEASE=//p' | head -n 1; }
+proc_cwd() { readlink "/proc/$1/cwd" 2>/dev/null || true; }
+proc_cmd() { tr '\0\n\t' '   ' < "/proc/$1/cmdline" 2>/dev/null | cut -c 1-160 | sed 's/ *$//'; }
+listeners() { ss -Htlnp "sport = :$1" 2>/dev/null | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -un; }
+# in_tree PID ROOT: ROOT is PID or one of its ancestors.
+in_tree() {
+  local p=$1 n=0
+  while [ -n "$p" ] && [ "$p" -gt 0 ] && [ "$n" -lt 64 ]; do
+    [ "$p" = "$2" ] && return 0
+    p=$(awk '/^PPid:/ { print $2 }' "/proc/$p/status" 2>/dev/null); n=$(( n + 1 ))
+  done
+  return 1
+}
+# same_release PID ID DIR: the process runs release ID: OPS_RELEASE=ID, or its working directory is inside DIR.
+same_release() {
+  [ "$(proc_env_release "$1")" = "$2" ] && return 0
+  case "$(proc_cwd "$1")" in "$3" | "$3"/*) return 0 ;; esac
+  return 1
+}
+# describe_proc PID: "pid N (command) running RELEASE-or-directory"
+describe_proc() {
+  local r c
+  r=$(proc_env_release "$1"); c=$(proc_cwd "$1")
+  printf 'pid %s (%s) running %s' "$1" "$(proc_cmd "$1")" "${"$"}{r:-an unknown release}${"$"}{c:+, in $c}"
+}
+# check_identity ID DIR GROUP name:port...: every process listening on each program's port is in the tree of
+# the pid supervisor reports for that program of GROUP and runs release ID (directory DIR). On failure,
+# IDENTITY says what answers instead.
+check_identity() {
+  local id=$1 dir group=$3 p name port sp l ls; dir=$(readlink -f "$2"); shift 3
+  IDENTITY=""
+  command -v ss >/dev/null || { IDENTITY="cannot tell who listens on the ports: ss (iproute2) is not installed; run ops provision"; return 1; }
+  for p in "$@"; do
+    IFS=: read -r name port _ <<< "$p"
+    sp=$(sup_pid "$group:$group-$name"); sp=${"$"}{sp:-0}
+    ls=$(listeners "$port")
+    if [ -z "$ls" ]; then IDENTITY+="nothing listens on port $port of program $name (it answered the health check: another network namespace?); "; continue; fi
+    for l in $ls; do
+      if [ "$sp" != 0 ] && in_tree "$l" "$sp" && same_release "$l" "$id" "$dir"; then continue; fi
+      IDENTITY+="port $port of program $name is answered by $(describe_proc "$l"), "
+      if [ "$sp" = 0 ]; then IDENTITY+="while supervisor runs no process for $group:$group-$name; "
+      elif ! in_tree "$l" "$sp"; then IDENTITY+="which supervisor did not start (its process for $name is pid $sp); "
+      else IDENTITY+="not release $id; "; fi
+    done
+  done
+  IDENTITY=${"$"}{IDENTITY%; }
+  [ -z "$IDENTITY" ]
+}
+# report_slot SLOT GROUP name:port...: "proc" and "listener" reports (tab-separated) for ops status.
+report_slot() {
+  local slot=$1 group=$2 p name port sp l tree; shift 2
+  for p in "$@"; do
+    IFS=: read -r name port _ <<< "$p"
+    sp=$(sup_pid "$group:$group-$name"); sp=${"$"}{sp:-0}
+    if [ "$sp" != 0 ]; then ops_report proc "$slot	$name	$sp	$(proc_env_release "$sp")	$(proc_cwd "$sp")	$(proc_cmd "$sp")"; fi
+    for l in $(listeners "$port"); do
+      tree=other; if [ "$sp" != 0 ] && in_tree "$l" "$sp"; then tree=tree; fi
+      ops_report listener "$slot	$name	$l	$tree	$(proc_env_release "$l")	$(proc_cwd "$l")	$(proc_cmd "$l")"
+    done
+  done
 }`;
 var PROBE_FUNCTIONS = String.raw`# A first request may be slow (cold caches, a busy host): 5 s per probe, the deadline bounds the whole wait.
 probe() { curl -fsS -o /dev/null --max-time 5 "http://127.0.0.1:$1$2" 2>/dev/null; }
@@ -51151,48 +51328,78 @@ wait_healthy() {
     sleep "$interval"
   done
 }`;
+var START_FAILED_CLEAN = 3;
+function programPorts(env, slot) {
+  return Object.keys(env.config.programs).map((name2) => `${name2}:${slotPort(env, name2, slot)}`);
+}
 function startSlot(env, slot, release, releaseId2) {
   const L = layout(env);
   const sw = env.config.switch;
   const group = L.supervisorGroup(slot);
   const logFiles = Object.keys(env.config.programs).flatMap((n) => [`${L.logDir}/${n}-${slot}.err.log`, `${L.logDir}/${n}-${slot}.out.log`]);
+  const probeList = probes(env, slot).map(quote).join(" ");
+  const identity = `check_identity ${quote(releaseId2)} ${quote(release)} ${quote(group)} ${programPorts(env, slot).map(quote).join(" ")}`;
   return {
     name: `start ${slot}`,
     as: "root",
     timeout: sw.health_timeout + 120,
     script: String.raw`${SYSTEM_FUNCTIONS}
 ${PROBE_FUNCTIONS}
-conf=${quote(L.supervisorConf(slot))}
 ${SUPERVISOR_FUNCTIONS}
+${IDENTITY_FUNCTIONS}
+conf=${quote(L.supervisorConf(slot))}
 new_conf=$(printf %s ${b64(slotConfig(env, slot, release, releaseId2))} | base64 -d)
-# The slot may still run exactly this (the previous release, kept warm): then a health check is enough.
-if [ -f "$conf" ] && [ "$(cat "$conf")" = "$new_conf" ] && wait_healthy 2 0.1 ${probes(env, slot).map(quote).join(" ")}; then
+# The slot may still run exactly this (the previous release, kept warm): then health and identity are enough.
+if [ -f "$conf" ] && [ "$(cat "$conf")" = "$new_conf" ] && wait_healthy 2 0.1 ${probeList} && ${identity}; then
   echo "slot ${slot} already runs ${releaseId2} and is healthy: reused"
   exit 0
 fi
-# Anything else left on this slot (the release before, a failed start) goes first, so the ports are ours.
+# The new file goes in beside a copy of the previous one, which comes back if supervisor refuses the new one.
+prev=$(mktemp /etc/supervisor/.ops-prev.XXXXXX); trap 'rm -f "$prev"' EXIT
+had_prev=0; if [ -f "$conf" ]; then cp -a "$conf" "$prev"; had_prev=1; fi
+restore() { if [ "$had_prev" = 1 ]; then cp -a "$prev" "$conf"; else rm -f "$conf"; fi; reread >/dev/null || true; }
+${putFile(L.supervisorConf(slot), slotConfig(env, slot, release, releaseId2))}
+if ! msg=$(reread); then
+  restore
+  if reread >/dev/null; then echo "supervisor refused the new configuration of slot ${slot} (${L.supervisorConf(slot)}): $msg" >&2
+  else echo "supervisor refuses its configuration, with or without this deploy's change (fix the file it names): $msg" >&2; fi
+  echo "the previous file is back in place; the live release keeps serving" >&2
+  exit ${START_FAILED_CLEAN}
+fi
+# Anything left on this slot (the release before, a failed start) goes first, so the ports are ours.
 group_down ${quote(group)}
-for p in ${probes(env, slot).map(quote).join(" ")}; do
+for p in ${probeList}; do
   IFS=: read -r name port path <<< "$p"
-  if probe "$port" /; then echo "port $port (slot ${slot}, program $name) is already in use by another process" >&2; exit 1; fi
+  if probe "$port" /; then restore; echo "port $port (slot ${slot}, program $name) is already in use by another process: $(for l in $(listeners "$port"); do describe_proc "$l"; echo; done)" >&2; exit ${START_FAILED_CLEAN}; fi
 done
 # Remember where each log ends, to show only what the new processes write.
 declare -A log_start
 for f in ${logFiles.map(quote).join(" ")}; do log_start[$f]=$(stat -c %s "$f" 2>/dev/null || echo 0); done
-${putFile(L.supervisorConf(slot), slotConfig(env, slot, release, releaseId2))}
-group_up ${quote(group)}
-if ! FATAL_GROUP=${quote(group)} wait_healthy ${sw.health_timeout} ${sw.health_interval} ${probes(env, slot).map(quote).join(" ")}; then
+if ! msg=$(group_add ${quote(group)}); then
+  restore
+  echo "supervisor refused to start ${group}: $msg" >&2
+  echo "the previous file is back in place; the live release keeps serving" >&2
+  exit ${START_FAILED_CLEAN}
+fi
+verdict=""
+if ! FATAL_GROUP=${quote(group)} wait_healthy ${sw.health_timeout} ${sw.health_interval} ${probeList}; then
+  verdict="release ${releaseId2} did not become healthy on slot ${slot}: $UNHEALTHY"
+elif ! ${identity}; then
+  verdict="release ${releaseId2} is not what answers on slot ${slot}: $IDENTITY"
+fi
+if [ -n "$verdict" ]; then
   for f in "${"$"}{!log_start[@]}"; do
     new=$(tail -c +$(( ${"$"}{log_start[$f]} + 1 )) "$f" 2>/dev/null | tail -n 8)
     [ -z "$new" ] || printf -- '--- %s\n%s\n' "$f" "$new"
   done
   supervisorctl status ${quote(`${group}:*`)} || true
-  echo "release ${releaseId2} did not become healthy on slot ${slot}: $UNHEALTHY; the live release keeps serving"
+  echo "$verdict; the live release keeps serving"
   group_down ${quote(group)}
   rm -f "$conf"
-  exit 1
+  reread >/dev/null || true
+  exit ${START_FAILED_CLEAN}
 fi >&2
-echo "slot ${slot} healthy: ${Object.keys(env.config.programs).join(", ")}"`
+echo "slot ${slot} healthy: ${Object.keys(env.config.programs).join(", ")} (each answered by the process supervisor started for ${releaseId2})"`
   };
 }
 function stopSlot(env, slot, drainSeconds = 0) {
@@ -51209,12 +51416,12 @@ ${drain}conf=${quote(L.supervisorConf(slot))}
 if [ -f "$conf" ]; then
   group_down ${quote(L.supervisorGroup(slot))}
   rm -f "$conf"
-  rpc supervisor.reloadConfig >/dev/null
+  reread >/dev/null || true
   echo "slot ${slot} stopped"
 fi`
   };
 }
-function switchTo(env, slot, releaseId2, certificateReady) {
+function switchTo(env, slot, releaseId2, certificateReady, operation = "deploy") {
   const L = layout(env);
   const target = `${L.releases}/${releaseId2}`;
   const host = env.config.domain ? ` -H ${quote(`Host: ${env.config.domain}`)}` : "";
@@ -51235,6 +51442,8 @@ done
 ln -sfn ${quote(target)} ${quote(`${L.base}/.current.new`)}
 mv -T ${quote(`${L.base}/.current.new`)} ${quote(L.current)}
 printf '%s\n' ${quote(slot)} > ${quote(L.slotFile)}
+${historyFunctions(env)}
+history_add live ${quote(releaseId2)} ${operation}
 echo "live: ${releaseId2} on slot ${slot}"`
     }),
     name: "switch"
@@ -51242,41 +51451,55 @@ echo "live: ${releaseId2} on slot ${slot}"`
 }
 
 // core/steps/release.ts
-function deployState(env, sha, options = {}) {
+function deployState(env, shas = [], options = {}) {
   const L = layout(env);
   const cert = certificatePaths(env);
+  const live = (slot) => `if ! wait_healthy 3 0.2 ${probes(env, slot).map(quote).join(" ")}; then ops_report live_health "$UNHEALTHY"
+  elif ! check_identity "${"$"}{cur##*/}" "$cur" ${quote(L.supervisorGroup(slot))} ${programPorts(env, slot).map(quote).join(" ")}; then ops_report live_health "$IDENTITY"
+  else ops_report live_health ok; fi`;
   return {
     name: "state",
     as: "root",
     timeout: 30,
     quiet: true,
-    script: String.raw`ops_report provisioned "$(cat ${quote(`${L.state}/provisioned`)} 2>/dev/null || echo no)"
+    script: String.raw`${historyFunctions(env)}
+ops_report now "$(date +%s)"
+ops_report provisioned "$(cat ${quote(`${L.state}/provisioned`)} 2>/dev/null || echo no)"
 cur=$(readlink ${quote(L.current)} 2>/dev/null || true)
 ops_report current "${"$"}{cur##*/}"
 ops_report slot "$(cat ${quote(L.slotFile)} 2>/dev/null || true)"
 ${cert ? `ops_report certificate "$([ -s ${quote(cert.cert)} ] && echo yes || echo no)"` : ""}
-if [ -d ${quote(L.releases)} ]; then
-  for r in $(ls -1 ${quote(L.releases)} | grep -E '^[0-9]{8}T[0-9]{6}Z-[0-9a-f]+$' | sort); do
-    d=${quote(L.releases)}/$r
-    status=ok; [ -e "$d/.ops-failed" ] && status=failed; [ -e "$d/.ops-abandoned" ] && status=abandoned
-    ops_report release "$r $(cat "$d/REVISION" 2>/dev/null || echo unknown) $status"
-  done
-fi
+if [ -d ${quote(L.state)} ]; then history_init; fi
+release_reports
+slot_releases
 if [ -d ${quote(L.mirror)} ]; then
   git --git-dir=${quote(L.mirror)} for-each-ref --format='%(objectname)' refs/ops/ | sort -u | while read -r s; do ops_report known "$s"; done
-  ${sha ? `git --git-dir=${quote(L.mirror)} cat-file -e ${quote(`${sha}^{commit}`)} 2>/dev/null && ops_report has_sha yes || ops_report has_sha no` : "true"}
+  for s in ${shas.map(quote).join(" ")}; do git --git-dir=${quote(L.mirror)} cat-file -e "$s^{commit}" 2>/dev/null && ops_report has "$s"; done
+  for o in ${(options.lfs ?? []).map(quote).join(" ")}; do [ -f ${quote(L.lfsStore)}/"${"$"}{o:0:2}/${"$"}{o:2:2}/$o" ] && ops_report lfs_has "$o"; done
+  true
 fi
-${options.liveHealth === false ? ": no live health check" : PROBE_FUNCTIONS}
-live_slot=${options.liveHealth === false ? "" : `$(cat ${quote(L.slotFile)} 2>/dev/null || true)`}
-case "$live_slot" in
-  blue) wait_healthy 3 0.2 ${probes(env, "blue").map(quote).join(" ")} && ops_report live_health ok || ops_report live_health "$UNHEALTHY" ;;
-  green) wait_healthy 3 0.2 ${probes(env, "green").map(quote).join(" ")} && ops_report live_health ok || ops_report live_health "$UNHEALTHY" ;;
-esac`
+${options.liveHealth === false ? ": no live health check" : String.raw`${PROBE_FUNCTIONS}
+${SUPERVISOR_FUNCTIONS}
+${IDENTITY_FUNCTIONS}
+case "$(cat ${quote(L.slotFile)} 2>/dev/null || true)" in
+  blue) ${live("blue")} ;;
+  green) ${live("green")} ;;
+esac`}`
   };
 }
 function markRelease(env, id, mark, why) {
-  const f = `${layout(env).releases}/${id}/.ops-${mark}`;
-  return { name: `mark ${mark}`, as: "root", timeout: 30, quiet: true, script: `[ -d ${quote(`${layout(env).releases}/${id}`)} ] && printf '%s\\n' ${quote(why)} > ${quote(f)} || true` };
+  const dir = `${layout(env).releases}/${id}`;
+  return {
+    name: `mark ${mark}`,
+    as: "root",
+    timeout: 30,
+    quiet: true,
+    script: `${historyFunctions(env)}
+if [ -d ${quote(dir)} ]; then
+  printf '%s\\n' ${quote(why)} > ${quote(`${dir}/.ops-${mark}`)}
+  history_add ${mark} ${quote(id)} ${quote(mark === "failed" ? "deploy" : "rollback")}
+fi`
+  };
 }
 
 // core/source.ts
@@ -51391,7 +51614,7 @@ async function withLock(ctx, session, operation, fn, options = {}) {
   };
   const onSignal = (signal) => {
     ctx.reporter.error(`${signal} received: releasing the lock and stopping`);
-    for (const { remote } of held.values()) pending.set(remote.name, [...pending.get(remote.name) ?? [], auditLine({ time: (/* @__PURE__ */ new Date()).toISOString(), environment: env.name, operation, result: "failed", actor: info2.actor, run: info2.runUrl || void 0, message: `interrupted by ${signal}` })]);
+    for (const { remote } of held.values()) pending.set(remote.name, [...pending.get(remote.name) ?? [], auditLine({ time: runnerNow(ctx).toISOString(), environment: env.name, operation, result: "failed", actor: info2.actor, run: info2.runUrl || void 0, message: `interrupted by ${signal}` })]);
     void releaseAll().then(() => session.close()).finally(() => process.exit(130));
   };
   const settled = await Promise.allSettled(
@@ -51411,7 +51634,7 @@ async function withLock(ctx, session, operation, fn, options = {}) {
   const run = {
     inspected,
     audit(host, entry) {
-      const line = auditLine({ time: (/* @__PURE__ */ new Date()).toISOString(), environment: env.name, operation, actor: info2.actor, run: info2.runUrl || void 0, ...entry });
+      const line = auditLine({ time: runnerNow(ctx).toISOString(), environment: env.name, operation, actor: info2.actor, run: info2.runUrl || void 0, ...entry });
       pending.set(host, [...pending.get(host) ?? [], line]);
     }
   };
@@ -51455,18 +51678,23 @@ var import_yaml5 = __toESM(require_dist(), 1);
 // core/ops/deploy.ts
 function parseState(r) {
   const slot = reported(r, "slot");
+  const slotReleases = {};
+  for (const line of reportedAll(r, "slot_release")) {
+    const [s, id] = line.split(" ");
+    if ((s === "blue" || s === "green") && id) slotReleases[s] = id;
+  }
   return {
     provisioned: (reported(r, "provisioned") ?? "no") !== "no",
     current: reported(r, "current") ?? "",
     slot: slot === "blue" || slot === "green" ? slot : void 0,
-    releases: reportedAll(r, "release").map((v) => {
-      const [id, sha, status] = v.split(" ");
-      return { id, sha: sha ?? "", status: status ?? "ok" };
-    }),
+    releases: reportedAll(r, "release").map(parseReleaseRecord),
     known: reportedAll(r, "known"),
-    hasSha: reported(r, "has_sha") === "yes",
+    has: reportedAll(r, "has"),
+    lfsHas: reportedAll(r, "lfs_has"),
     certificate: reported(r, "certificate") === "yes",
-    liveHealth: reported(r, "live_health") ?? ""
+    liveHealth: reported(r, "live_health") ?? "",
+    hostTime: reported(r, "now"),
+    slotReleases
   };
 }
 var HostRun = class {
@@ -51499,26 +51727,31 @@ async function rollbackHost(ctx, env, remote, inspected, to, audit) {
   const kept = state.releases.map((r) => r.id);
   let target = to;
   if (!target) {
-    target = state.releases.filter((r) => r.id < state.current && r.status === "ok").at(-1)?.id;
+    target = previousRelease(state.releases, state.current)?.id;
     if (!target)
       throw new OpsError(`${remote.name} has no earlier healthy release to roll back to (kept: ${kept.join(", ") || "none"})`, `pick one with --to (see ops releases ${env.name})`);
   } else if (!kept.includes(target)) {
     throw new OpsError(`release ${target} is not on ${remote.name} (kept: ${kept.join(", ")})`, `see ops releases ${env.name}`);
   }
   const result = { host: remote.name, release: target, previous: state.current, noop: target === state.current, steps: h.steps, notes: [] };
+  const skew = clockSkewWarning(ctx, remote.name, state.hostTime);
+  if (skew) {
+    ctx.reporter.warn(skew);
+    result.notes.push(`warning: ${skew}`);
+  }
   if (result.noop) return { ...result, notes: [`${target} is already live`] };
   const live = state.slot ?? "blue";
   const slot = otherSlot(live);
   const info2 = runInfo(ctx.env);
   try {
     await h.run(startSlot(env, slot, `${layout(env).releases}/${target}`, target));
-    await h.run(switchTo(env, slot, target, state.certificate));
+    await h.run(switchTo(env, slot, target, state.certificate, "rollback"));
   } catch (e) {
-    await h.tryRun(stopSlot(env, slot));
+    if (!(e instanceof StepError && e.exitCode === START_FAILED_CLEAN)) await h.tryRun(stopSlot(env, slot));
     throw new OpsError(`${e.message}
 ${remote.name} still serves ${state.current}`, e.hint);
   }
-  await h.tryRun(markRelease(env, state.current, "abandoned", `rolled back to ${target} by ${info2.actor} at ${(/* @__PURE__ */ new Date()).toISOString()}`));
+  await h.tryRun(markRelease(env, state.current, "abandoned", `rolled back to ${target} by ${info2.actor} at ${runnerNow(ctx).toISOString()}`));
   if (!env.config.switch.keep_previous) await h.run(stopSlot(env, live, env.config.switch.drain));
   audit(remote.name, { result: "success", release: target, previous: state.current });
   return result;
@@ -51538,7 +51771,7 @@ async function rollback(ctx, env, to) {
         (remote) => rollbackHost(ctx, env, remote, locked.inspected.get(remote.name), to, locked.audit)
       ),
       // The live release is being left: no need to probe it first.
-      { inspect: deployState(env, void 0, { liveHealth: false }) }
+      { inspect: deployState(env, [], { liveHealth: false }) }
     )
   );
   return { environment: env.name, url: env.url, hosts };

@@ -11194,7 +11194,7 @@ var require_mock_interceptor = __commonJS({
 var require_mock_client = __commonJS({
   "node_modules/undici/lib/mock/mock-client.js"(exports, module) {
     "use strict";
-    var { promisify } = __require("node:util");
+    var { promisify: promisify2 } = __require("node:util");
     var Client = require_client();
     var { buildMockDispatch } = require_mock_utils();
     var {
@@ -11234,7 +11234,7 @@ var require_mock_client = __commonJS({
         return new MockInterceptor(opts, this[kDispatches]);
       }
       async [kClose]() {
-        await promisify(this[kOriginalClose])();
+        await promisify2(this[kOriginalClose])();
         this[kConnected] = 0;
         this[kMockAgent][Symbols.kClients].delete(this[kOrigin]);
       }
@@ -11247,7 +11247,7 @@ var require_mock_client = __commonJS({
 var require_mock_pool = __commonJS({
   "node_modules/undici/lib/mock/mock-pool.js"(exports, module) {
     "use strict";
-    var { promisify } = __require("node:util");
+    var { promisify: promisify2 } = __require("node:util");
     var Pool = require_pool();
     var { buildMockDispatch } = require_mock_utils();
     var {
@@ -11287,7 +11287,7 @@ var require_mock_pool = __commonJS({
         return new MockInterceptor(opts, this[kDispatches]);
       }
       async [kClose]() {
-        await promisify(this[kOriginalClose])();
+        await promisify2(this[kOriginalClose])();
         this[kConnected] = 0;
         this[kMockAgent][Symbols.kClients].delete(this[kOrigin]);
       }
@@ -24819,6 +24819,17 @@ function isValid(kind, value) {
   return CHECKS[kind].pattern.test(value);
 }
 
+// core/source.ts
+import { execFile, spawn } from "node:child_process";
+import { promisify } from "node:util";
+var exec = promisify(execFile);
+function ambiguousRef(ref, matches) {
+  return new OpsError(
+    `ref "${ref}" is ambiguous: it names ${matches.map((m) => `${m.kind === "commit" ? "a commit" : `a ${m.kind}`} (${m.sha.slice(0, 12)})`).join(" and ")}`,
+    `say which one: ${matches.map((m) => m.fullName).join(" or ")}`
+  );
+}
+
 // core/staging-plan.ts
 var TRACKING_PREFIX = "refs/staging-heads/";
 var REF_TRAILER = "Staging-Ref";
@@ -24849,8 +24860,13 @@ function pickRemoteRef(request2, remoteRefs, remote) {
     case "sha":
       return "sha";
     case "name": {
-      const found = request2.candidates.find((c) => remoteRefs.has(c));
-      if (found) return found;
+      const found = request2.candidates.filter((c) => remoteRefs.has(c));
+      if (found.length > 1)
+        throw ambiguousRef(
+          request2.input,
+          found.map((c) => ({ kind: c.startsWith("refs/tags/") ? "tag" : "branch", fullName: c, sha: remoteRefs.get(c) }))
+        );
+      if (found[0]) return found[0];
       if (SHA.test(request2.input)) return "sha";
       const remotePrefix = `${remote}/`;
       const hint = request2.input.startsWith(remotePrefix) ? `name the branch without the remote: ${request2.input.slice(remotePrefix.length)}` : `push the branch first (git push ${remote} ${request2.input}), or check its spelling`;
@@ -25029,7 +25045,7 @@ var StagingRefusal = class extends OpsError {
 };
 
 // core/staging-git.ts
-import { execFile } from "node:child_process";
+import { execFile as execFile2 } from "node:child_process";
 var DEFAULT_IDENTITY = { name: "ops-pipeline", email: "ops-pipeline@users.noreply.github.com" };
 var GitError = class extends OpsError {
   constructor(args, result, hint) {
@@ -25077,7 +25093,7 @@ var Git = class {
     const env = options.env ? { ...this.env, ...options.env } : this.env;
     const input = options.input;
     return new Promise((resolve, reject) => {
-      const child = execFile("git", args, { cwd: this.dir, env, maxBuffer: 64 * 1024 * 1024, encoding: "utf8" }, (err, stdout, stderr) => {
+      const child = execFile2("git", args, { cwd: this.dir, env, maxBuffer: 64 * 1024 * 1024, encoding: "utf8" }, (err, stdout, stderr) => {
         if (err && typeof err.code !== "number") {
           if (err.code === "ENOENT") reject(new OpsError("git is not installed (or not on PATH)", "install git 2.38 or later"));
           else reject(new OpsError(`cannot run git ${args.join(" ")}: ${err.message}`));

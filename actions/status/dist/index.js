@@ -49309,7 +49309,8 @@ var environmentSchema = object(
         node_dir: opt(string({ pattern: /^[^\n]*$/, form: 'a relative path, or "" to skip' }), 'directory holding package.json/package-lock.json for `npm ci` ("" = no Node)', "client"),
         build: opt(command, "build command, run in the release as the app user", "make build"),
         migrate: opt(command, "migration command, run before the switch while the old release still serves", "make migrate"),
-        keep: opt(integer(1, 100), "releases kept on each host (the current one is never removed)", 5),
+        keep: opt(integer(1, 100), "good releases kept on each host: the latest ones that went live, in the order they went live on that host (the live one among them); the live release and the one kept warm on the idle slot are never removed", 5),
+        keep_failed: opt(integer(0, 100), "failed and rolled-back (abandoned) releases kept on each host for inspection, the latest ones; counted apart from `keep`", 2),
         migration_paths: opt(
           list(string({ pattern: /^(?!\/)[^\n]+$/, form: 'a git glob relative to the repository ("db/versions/**")' })),
           "where migrations live, for the plan and `ops diff` (files added there are listed); [] = detect: **/migrations/**, **/alembic/versions/**, **/db/migrate/** and the versions/ of each alembic.ini's script_location",
@@ -49570,6 +49571,7 @@ function layout(env) {
   return {
     base,
     mirror: `${base}/repo.git`,
+    lfsStore: `${base}/repo.git/lfs/objects`,
     releases: `${base}/releases`,
     shared: `${base}/shared`,
     envFile: `${base}/shared/.env`,
@@ -49579,6 +49581,7 @@ function layout(env) {
     state: `${base}/.ops`,
     lock: `${base}/.ops/lock`,
     audit: `${base}/.ops/audit.log`,
+    history: `${base}/.ops/history`,
     slotFile: `${base}/.ops/slot`,
     uploads: `${base}/.ops/uploads`,
     logDir: `/var/log/${app}`,
@@ -50897,17 +50900,87 @@ function probes(env, slot) {
 var SUPERVISOR_FUNCTIONS = String.raw`rpc() { # method [string-arg...]: prints the response
   local params="" a
   for a in "${"$"}{@:2}"; do params+="<param><value><string>$a</string></value></param>"; done
-  curl -sS --max-time 120 --unix-socket /var/run/supervisor.sock -H 'Content-Type: text/xml'     --data-binary "<?xml version='1.0'?><methodCall><methodName>$1</methodName><params>$params</params></methodCall>" http://localhost/RPC2
+  curl -sS --max-time 120 --unix-socket /var/run/supervisor.sock -H 'Content-Type: text/xml' \
+    --data-binary "<?xml version='1.0'?><methodCall><methodName>$1</methodName><params>$params</params></methodCall>" http://localhost/RPC2 2>&1 \
+    || echo "<fault>supervisor does not answer on /var/run/supervisor.sock (is it running?)</fault>"
 }
+# rpc_fault ANSWER: supervisor's message when ANSWER is a fault (status 0), else status 1.
+rpc_fault() {
+  case "$1" in *"<fault>"*) ;; *) return 1 ;; esac
+  local m
+  m=$(printf '%s' "$1" | tr -d '\n' | sed -n 's/.*<name>faultString<\/name><value><string>\(.*\)<\/string><\/value>.*/\1/p')
+  [ -n "$m" ] || m=$(printf '%s' "$1" | tr -d '\n' | sed 's/.*<fault>\(.*\)<\/fault>.*/\1/')
+  printf '%s' "$m" | sed "s/&lt;/</g; s/&gt;/>/g; s/&quot;/\"/g; s/&apos;/'/g; s/&amp;/\&/g"
+}
+# reread: supervisor reads every configuration file again (reloadConfig: running processes are not touched);
+# prints supervisor's own message and fails when it refuses one (CANT_REREAD).
+reread() { local out; out=$(rpc supervisor.reloadConfig); ! rpc_fault "$out"; }
 # group_down GROUP: stop and forget a process group (absent is fine)
 group_down() { rpc supervisor.stopProcessGroup "$1" >/dev/null; rpc supervisor.removeProcessGroup "$1" >/dev/null; }
-# group_up GROUP: (re)load its configuration and start it
-group_up() {
-  local out
-  rpc supervisor.reloadConfig >/dev/null
-  group_down "$1"
-  out=$(rpc supervisor.addProcessGroup "$1")
-  case "$out" in *"<fault>"*) echo "supervisor refused to start $1: $(printf '%s' "$out" | tr -d '\n' | sed 's/.*faultString<\/name><value><string>\([^<]*\).*/\1/')" >&2; return 1 ;; esac
+# group_add GROUP: start a group supervisor has read; prints supervisor's message and fails on a fault.
+group_add() { local out; out=$(rpc supervisor.addProcessGroup "$1"); ! rpc_fault "$out"; }
+# sup_pid GROUP:PROGRAM: the pid supervisor reports for a program (getProcessInfo), 0 or nothing when none.
+sup_pid() { rpc supervisor.getProcessInfo "$1" | tr -d '\n' | sed -n 's/.*<name>pid<\/name><value><int>\([0-9]*\)<\/int>.*/\1/p'; }`;
+var IDENTITY_FUNCTIONS = String.raw`proc_env_release() { tr '\0' '\n' < "/proc/$1/environ" 2>/dev/null | sed -n 's/^OPS_RELEASE=//p' | head -n 1; }
+proc_cwd() { readlink "/proc/$1/cwd" 2>/dev/null || true; }
+proc_cmd() { tr '\0\n\t' '   ' < "/proc/$1/cmdline" 2>/dev/null | cut -c 1-160 | sed 's/ *$//'; }
+listeners() { ss -Htlnp "sport = :$1" 2>/dev/null | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -un; }
+# in_tree PID ROOT: ROOT is PID or one of its ancestors.
+in_tree() {
+  local p=$1 n=0
+  while [ -n "$p" ] && [ "$p" -gt 0 ] && [ "$n" -lt 64 ]; do
+    [ "$p" = "$2" ] && return 0
+    p=$(awk '/^PPid:/ { print $2 }' "/proc/$p/status" 2>/dev/null); n=$(( n + 1 ))
+  done
+  return 1
+}
+# same_release PID ID DIR: the process runs release ID: OPS_RELEASE=ID, or its working directory is inside DIR.
+same_release() {
+  [ "$(proc_env_release "$1")" = "$2" ] && return 0
+  case "$(proc_cwd "$1")" in "$3" | "$3"/*) return 0 ;; esac
+  return 1
+}
+# describe_proc PID: "pid N (command) running RELEASE-or-directory"
+describe_proc() {
+  local r c
+  r=$(proc_env_release "$1"); c=$(proc_cwd "$1")
+  printf 'pid %s (%s) running %s' "$1" "$(proc_cmd "$1")" "${"$"}{r:-an unknown release}${"$"}{c:+, in $c}"
+}
+# check_identity ID DIR GROUP name:port...: every process listening on each program's port is in the tree of
+# the pid supervisor reports for that program of GROUP and runs release ID (directory DIR). On failure,
+# IDENTITY says what answers instead.
+check_identity() {
+  local id=$1 dir group=$3 p name port sp l ls; dir=$(readlink -f "$2"); shift 3
+  IDENTITY=""
+  command -v ss >/dev/null || { IDENTITY="cannot tell who listens on the ports: ss (iproute2) is not installed; run ops provision"; return 1; }
+  for p in "$@"; do
+    IFS=: read -r name port _ <<< "$p"
+    sp=$(sup_pid "$group:$group-$name"); sp=${"$"}{sp:-0}
+    ls=$(listeners "$port")
+    if [ -z "$ls" ]; then IDENTITY+="nothing listens on port $port of program $name (it answered the health check: another network namespace?); "; continue; fi
+    for l in $ls; do
+      if [ "$sp" != 0 ] && in_tree "$l" "$sp" && same_release "$l" "$id" "$dir"; then continue; fi
+      IDENTITY+="port $port of program $name is answered by $(describe_proc "$l"), "
+      if [ "$sp" = 0 ]; then IDENTITY+="while supervisor runs no process for $group:$group-$name; "
+      elif ! in_tree "$l" "$sp"; then IDENTITY+="which supervisor did not start (its process for $name is pid $sp); "
+      else IDENTITY+="not release $id; "; fi
+    done
+  done
+  IDENTITY=${"$"}{IDENTITY%; }
+  [ -z "$IDENTITY" ]
+}
+# report_slot SLOT GROUP name:port...: "proc" and "listener" reports (tab-separated) for ops status.
+report_slot() {
+  local slot=$1 group=$2 p name port sp l tree; shift 2
+  for p in "$@"; do
+    IFS=: read -r name port _ <<< "$p"
+    sp=$(sup_pid "$group:$group-$name"); sp=${"$"}{sp:-0}
+    if [ "$sp" != 0 ]; then ops_report proc "$slot	$name	$sp	$(proc_env_release "$sp")	$(proc_cwd "$sp")	$(proc_cmd "$sp")"; fi
+    for l in $(listeners "$port"); do
+      tree=other; if [ "$sp" != 0 ] && in_tree "$l" "$sp"; then tree=tree; fi
+      ops_report listener "$slot	$name	$l	$tree	$(proc_env_release "$l")	$(proc_cwd "$l")	$(proc_cmd "$l")"
+    done
+  done
 }`;
 var PROBE_FUNCTIONS = String.raw`# A first request may be slow (cold caches, a busy host): 5 s per probe, the deadline bounds the whole wait.
 probe() { curl -fsS -o /dev/null --max-time 5 "http://127.0.0.1:$1$2" 2>/dev/null; }
@@ -50935,6 +51008,9 @@ wait_healthy() {
     sleep "$interval"
   done
 }`;
+function programPorts(env, slot) {
+  return Object.keys(env.config.programs).map((name2) => `${name2}:${slotPort(env, name2, slot)}`);
+}
 
 // core/steps/release.ts
 function releaseSummary(id, json) {
@@ -51009,6 +51085,7 @@ function hostStatus(env) {
     quiet: true,
     script: String.raw`${PROBE_FUNCTIONS}
 ${SUPERVISOR_FUNCTIONS}
+${IDENTITY_FUNCTIONS}
 ${CERT_FUNCTIONS}
 ops_report now "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 ops_report provisioned "$(cat ${quote(`${L.state}/provisioned`)} 2>/dev/null || echo no)"
@@ -51028,6 +51105,9 @@ ops_report site "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 ${sitePro
 if xml=$(rpc supervisor.getAllProcessInfo 2>&1) && [[ "$xml" == *"<methodResponse>"* ]]; then
   ops_report supervisor running
   ops_report supervisor_xml "$(printf '%s' "$xml" | tr -d '\n')"
+  # What each slot's processes run, read from the processes themselves, and who listens on the ports.
+  report_slot blue ${quote(L.supervisorGroup("blue"))} ${programPorts(env, "blue").map(quote).join(" ")}
+  report_slot green ${quote(L.supervisorGroup("green"))} ${programPorts(env, "green").map(quote).join(" ")}
 else
   ops_report supervisor "$(printf '%s' "$xml" | tr '\n' ' ')"
 fi
@@ -51041,6 +51121,24 @@ ops_report served_serial "$(served_serial ${quote(siteName(env))})"` : ": no TLS
 { df -Pk / ${quote(L.base)} 2>/dev/null || true; } | awk 'NR > 1 { print $6, $4, $2 }' | sort -u | while read -r m avail size; do ops_report disk "$m $avail $size"; done
 ${lockStatus(env).script}`
   };
+}
+function processRelease(env, envRelease, cwd) {
+  if (envRelease) return envRelease;
+  const prefix = `${layout(env).releases}/`;
+  return cwd.startsWith(prefix) ? cwd.slice(prefix.length).split(/[/ ]/)[0] : "";
+}
+function parseProcReports(env, r) {
+  const parse = (line, withTree) => {
+    const f = line.split("	");
+    const [slot = "", program = "", pid = "0"] = f;
+    const rest = withTree ? f.slice(4) : f.slice(3);
+    const [envRelease = "", cwd = "", ...command2] = rest;
+    return { slot, program, pid: Number(pid), ...withTree && { supervised: f[3] === "tree" }, release: processRelease(env, envRelease, cwd), cwd, command: command2.join(" ") };
+  };
+  return { procs: reportedAll(r, "proc").map((l) => parse(l, false)), listeners: reportedAll(r, "listener").map((l) => parse(l, true)) };
+}
+function describeProcess(p) {
+  return `pid ${p.pid}${p.command ? ` (${p.command})` : ""} running ${p.release || "an unknown release"}`;
 }
 var XML_ENTITIES = { "&lt;": "<", "&gt;": ">", "&amp;": "&", "&quot;": '"', "&apos;": "'" };
 function unescapeXml(s) {
@@ -51129,14 +51227,29 @@ function parseHostStatus(env, host, r) {
     s.supervisor = { running: false, error: sup.trim() || "no answer", programs: [] };
     problem(`supervisor does not answer on its socket: ${s.supervisor.error}`);
   }
-  if (s.supervisor.running && current && s.slot) {
-    for (const program of Object.keys(env.config.programs)) {
-      const p = s.supervisor.programs.find((x) => x.live && x.program === program);
-      if (!p) problem(`program ${program} of the live slot (${s.slot}) is not loaded in supervisor`);
-      else if (p.state !== "RUNNING") problem(`program ${program} (live slot ${s.slot}) is ${p.state}${p.description ? `: ${p.description}` : ""}`);
+  if (s.supervisor.running) {
+    const { procs, listeners } = parseProcReports(env, r);
+    for (const p of s.supervisor.programs) {
+      const proc = procs.find((x) => x.slot === p.slot && x.program === p.program && x.pid === p.pid);
+      if (proc) Object.assign(p, { release: proc.release, cwd: proc.cwd.replace(/ \(deleted\)$/, ""), deleted: proc.cwd.endsWith(" (deleted)") });
+      p.listeners = listeners.filter((x) => x.slot === p.slot && x.program === p.program).map((x) => ({ pid: x.pid, supervised: Boolean(x.supervised), release: x.release, command: x.command }));
+      if (p.deleted) (p.live ? problem : warn)(`program ${p.program} (${p.live ? "live" : "previous"} slot ${p.slot}, pid ${p.pid}) runs from a directory that no longer exists: ${p.cwd}${p.live ? "" : " (a rollback would serve deleted code)"}`);
     }
-    for (const p of s.supervisor.programs.filter((x) => !x.live && ["FATAL", "BACKOFF", "EXITED", "UNKNOWN"].includes(x.state)))
-      warn(`program ${p.program} of the previous release (slot ${p.slot}) is ${p.state}: a rollback would restart it`);
+    if (current && s.slot) {
+      for (const program of Object.keys(env.config.programs)) {
+        const p = s.supervisor.programs.find((x) => x.live && x.program === program);
+        if (!p) problem(`program ${program} of the live slot (${s.slot}) is not loaded in supervisor`);
+        else if (p.state !== "RUNNING") problem(`program ${program} (live slot ${s.slot}) is ${p.state}${p.description ? `: ${p.description}` : ""}`);
+        else if (p.release !== void 0 && p.release !== current)
+          problem(`program ${program} (live slot ${s.slot}, pid ${p.pid}) runs release ${p.release || "unknown"}, but current is ${current}: what serves is not what was deployed (redeploy with --force, or ops rollback)`);
+        for (const l of p?.listeners ?? []) {
+          if (!l.supervised) problem(`port ${slotPort(env, program, s.slot)} of ${program} (live slot ${s.slot}) is answered by ${describeProcess(l)}, which supervisor did not start for it`);
+          else if (l.release !== current) problem(`port ${slotPort(env, program, s.slot)} of ${program} (live slot ${s.slot}) is answered by ${describeProcess(l)}, not by current (${current})`);
+        }
+      }
+      for (const p of s.supervisor.programs.filter((x) => !x.live && ["FATAL", "BACKOFF", "EXITED", "UNKNOWN"].includes(x.state)))
+        warn(`program ${p.program} of the previous release (slot ${p.slot}) is ${p.state}: a rollback would restart it`);
+    }
   }
   const health = reported(r, "health");
   if (health !== void 0 && s.slot) {
@@ -51224,7 +51337,7 @@ function statusSummary(r) {
       lines.push(`| ${h.host} | ${h.reachable ? "status check failed" : "unreachable"} | | | | | |`);
       continue;
     }
-    const programs = h.supervisor?.programs.filter((p) => p.live).map((p) => `${p.program} ${p.state}`).join(", ") ?? "";
+    const programs = h.supervisor?.programs.filter((p) => p.live).map((p) => `${p.program} ${p.state}${p.pid ? ` pid ${p.pid}` : ""}${p.release ? ` runs \`${p.release}\`` : ""}`).join(", ") ?? "";
     lines.push(
       `| ${h.host} | ${h.release ? `\`${h.release.id}\` ${h.release.ref}` : "none"} | ${h.nginx?.running ? "running" : "stopped"}, ${h.nginx?.configOk ? "valid" : "invalid"} | ${programs} | ${h.health?.map((x) => `${x.program} ${x.ok ? "ok" : "failing"}`).join(", ") ?? ""} | ${h.certificate?.notAfter ? `${h.certificate.notAfter.slice(0, 10)} (${h.certificate.daysLeft} d)` : ""} | ${h.lock?.state ?? ""} |`
     );

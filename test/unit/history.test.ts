@@ -1,0 +1,166 @@
+// Release order from the host's history, not from clocks: the history shell functions run by bash on a
+// scratch release tree (derive once for a host without history, append, report), and the pure decisions
+// built on them (the previous release, what pruning keeps and why), including release ids made by a runner
+// whose clock was months behind.
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parseEnvironment, type Environment } from '../../core/config/environment.ts';
+import { clockSkewWarning } from '../../core/context.ts';
+import { pruneAfterSwitch, parseState } from '../../core/ops/deploy.ts';
+import { parseReports, reportedAll, type StepResult } from '../../core/remote/types.ts';
+import { scriptPrelude } from '../../core/remote/wrap.ts';
+import { historyFunctions, parseReleaseRecord, previousRelease, retention, type ReleaseRecord } from '../../core/steps/history.ts';
+import { pruneReleases } from '../../core/steps/release.ts';
+
+const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
+
+function env(base: string, release: Record<string, unknown> = {}): Environment {
+  const config = parseEnvironment({ app: 'shop', hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }], programs: { web: { command: 'run', port: 4000 } }, routes: { '/': 'web' }, release }, 'test');
+  return { name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: [], appUser: 'shop', baseDir: base, url: 'http://x' };
+}
+
+/** A scratch /srv/<app> with releases (id → marker) and `current`. */
+function host(releases: Record<string, '' | 'failed' | 'abandoned'>, current: string): string {
+  const base = mkdtempSync(join(tmpdir(), 'ops-history-'));
+  mkdirSync(join(base, '.ops'));
+  for (const [id, mark] of Object.entries(releases)) {
+    mkdirSync(join(base, 'releases', id), { recursive: true });
+    writeFileSync(join(base, 'releases', id, 'REVISION'), `${id.slice(-12).padEnd(40, '0')}\n`);
+    if (mark) writeFileSync(join(base, 'releases', id, `.ops-${mark}`), 'why\n');
+  }
+  if (current) symlinkSync(join(base, 'releases', current), join(base, 'current'));
+  return base;
+}
+
+function bash(e: Environment, body: string): StepResult {
+  const stdout = execFileSync('bash', ['-c', `${scriptPrelude}\n${historyFunctions(e)}\n${body}`], { encoding: 'utf8' });
+  return { stdout, stderr: '', code: 0, durationMs: 0, reports: parseReports(stdout) };
+}
+
+const A = '20261101T100000Z-aaaaaaaaaaaa';
+const B = '20261102T100000Z-bbbbbbbbbbbb';
+const C = '20261103T100000Z-cccccccccccc';
+const D = '20261104T100000Z-dddddddddddd';
+/** Made by a runner whose clock was months behind: sorts first, went live last. */
+const SKEWED = '20260301T100000Z-eeeeeeeeeeee';
+
+describe('history on a host (bash)', () => {
+  it('a host deployed before the history existed: the order is derived once from the ids, `current` last, then appended to', () => {
+    // D was rolled back to B: D abandoned, C failed, B current.
+    const base = host({ [A]: '', [B]: '', [C]: 'failed', [D]: 'abandoned' }, B);
+    const e = env(base);
+    const first = bash(e, 'history_init; release_reports');
+    expect(reportedAll(first, 'history')).toEqual(['derived']);
+    expect(reportedAll(first, 'release').map(parseReleaseRecord)).toEqual([
+      { id: A, sha: 'aaaaaaaaaaaa'.padEnd(40, '0'), status: 'ok', liveSeq: 1, eventSeq: 1 },
+      { id: B, sha: 'bbbbbbbbbbbb'.padEnd(40, '0'), status: 'ok', liveSeq: 5, eventSeq: 5 },
+      { id: C, sha: 'cccccccccccc'.padEnd(40, '0'), status: 'failed', liveSeq: undefined, eventSeq: 2 },
+      { id: D, sha: 'dddddddddddd'.padEnd(40, '0'), status: 'abandoned', liveSeq: 3, eventSeq: 4 },
+    ]);
+    // Written once: a second look does not derive again.
+    expect(reportedAll(bash(e, 'history_init; release_reports'), 'history')).toEqual([]);
+    // A release made with a clock months behind goes live: it is the latest, whatever its id says.
+    mkdirSync(join(base, 'releases', SKEWED));
+    const after = bash(e, `history_add live ${SKEWED} deploy; release_reports`);
+    const records = reportedAll(after, 'release').map(parseReleaseRecord);
+    expect(records.find((r) => r.id === SKEWED)!.liveSeq).toBe(6);
+    expect(reportedAll(after, 'history_seq')).toEqual(['6']);
+    expect(previousRelease(records, SKEWED)!.id).toBe(B);
+    const lines = readFileSync(join(base, '.ops', 'history'), 'utf8').trim().split('\n');
+    expect(lines.at(-1)).toMatch(new RegExp(`^6\\t\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\dZ\\tlive\\t${SKEWED}\\tdeploy$`));
+  });
+
+  it('read-only views derive without writing (no lock held)', () => {
+    const base = host({ [A]: '', [B]: '' }, B);
+    const r = bash(env(base), 'release_reports');
+    expect(reportedAll(r, 'release').map((l) => parseReleaseRecord(l).liveSeq)).toEqual([1, 2]);
+    expect(existsSync(join(base, '.ops', 'history'))).toBe(false);
+  });
+});
+
+const rec = (id: string, status: ReleaseRecord['status'], liveSeq?: number, eventSeq = liveSeq): ReleaseRecord => ({ id, sha: '', status, liveSeq, eventSeq });
+
+describe('previous release and retention', () => {
+  it('rollback goes to the release live before the current one, skipping failed and abandoned ones, whatever the ids', () => {
+    const releases = [rec(A, 'ok', 1), rec(B, 'ok', 2), rec(C, 'abandoned', 3, 5), rec(D, 'failed', undefined, 6), rec(SKEWED, 'ok', 7)];
+    expect(previousRelease(releases, SKEWED)!.id).toBe(B);
+    expect(previousRelease(releases, B)!.id).toBe(A);
+    expect(previousRelease([rec(A, 'ok', 1)], A)).toBeUndefined();
+  });
+
+  it('keep 3: one good, four failed, one good → the first good one is kept (and is the rollback target); failed ones are kept apart, fewer', () => {
+    const failed = ['20261110T000000Z-f1f1f1f1f1f1', '20261111T000000Z-f2f2f2f2f2f2', '20261112T000000Z-f3f3f3f3f3f3', '20261113T000000Z-f4f4f4f4f4f4'];
+    const releases = [rec(A, 'ok', 1), ...failed.map((id, i) => rec(id, 'failed', undefined, i + 2)), rec(B, 'ok', 6)];
+    const kept = retention(releases, { keep: 3, keepFailed: 2, current: B, warm: [{ id: A, slot: 'blue' }] });
+    expect(Object.fromEntries(kept)).toEqual({
+      [B]: 'live (1 of keep 3)',
+      [A]: 'good: 2 of keep 3; warm on slot blue',
+      [failed[3]!]: 'failed: 1 of keep_failed 2, for inspection',
+      [failed[2]!]: 'failed: 2 of keep_failed 2, for inspection',
+      [failed[1]!]: undefined,
+      [failed[0]!]: undefined,
+    });
+    expect(previousRelease(releases, B)!.id).toBe(A);
+  });
+
+  it('good releases beyond keep are pruned, oldest to go live first; never the live or a warm one', () => {
+    const releases = [rec(A, 'ok', 1), rec(B, 'ok', 2), rec(C, 'ok', 3), rec(D, 'ok', 4)];
+    const kept = retention(releases, { keep: 2, keepFailed: 0, current: D, warm: [{ id: A, slot: 'green' }] });
+    expect([...kept].filter(([, why]) => !why).map(([id]) => id)).toEqual([B]);
+    expect(kept.get(A)).toBe('warm on slot green');
+  });
+
+  it('after a switch: the new release is the latest live, the one before stays warm (not with keep_previous off)', () => {
+    const base = env('/srv/shop', { keep: 1, keep_failed: 0 });
+    const state = parseState({
+      stdout: '',
+      stderr: '',
+      code: 0,
+      durationMs: 0,
+      reports: [
+        ['current', B],
+        ['slot', 'blue'],
+        ['release', `${A} x ok 1 1`],
+        ['release', `${B} x ok 2 2`],
+        ['release', `${C} x failed - 3`],
+      ],
+    });
+    expect(pruneAfterSwitch(base, state, SKEWED, 'green').sort()).toEqual([A, C]);
+    const cold = env('/srv/shop', { keep: 1, keep_failed: 0 });
+    cold.config.switch.keep_previous = false;
+    expect(pruneAfterSwitch(cold, state, SKEWED, 'green').sort()).toEqual([A, B, C]);
+  });
+
+  it('a runner clock far from the host\'s is a warning; a few seconds are not', () => {
+    const hostNow = Date.parse('2026-11-25T12:00:00Z') / 1000;
+    expect(clockSkewWarning({ now: () => new Date('2026-11-25T12:00:30Z') }, 'web1', String(hostNow))).toBeUndefined();
+    expect(clockSkewWarning({ now: () => new Date('2026-08-25T12:00:00Z') }, 'web1', String(hostNow))).toMatch(/^this runner's clock is 92 days behind web1's: release ids and audit times carry the runner's time \(release order does not depend on it/);
+    expect(clockSkewWarning({ now: () => new Date('2026-11-25T15:00:00Z') }, 'web1', String(hostNow))).toMatch(/3 hours ahead of web1's/);
+    expect(clockSkewWarning({}, 'web1', undefined)).toBeUndefined();
+  });
+});
+
+describe('prune on a host (bash)', () => {
+  it('removes the releases it is given, except the live one and any a process runs from; keeps what kept releases use', () => {
+    const base = host({ [A]: '', [B]: '', [C]: 'failed', [D]: '' }, D);
+    mkdirSync(join(base, 'shared', 'deps'), { recursive: true });
+    execFileSync('git', ['init', '-q', '--bare', join(base, 'repo.git')]);
+    const e = env(base);
+    // A process still running from B (a warm slot): never pruned, whatever the list says.
+    const child = spawn('sleep', ['30'], { cwd: join(base, 'releases', B), stdio: 'ignore' });
+    try {
+      const script = `${scriptPrelude}\n${pruneReleases(e, [A, B, C, D]).script}`;
+      const out = execFileSync('bash', ['-c', script], { encoding: 'utf8' });
+      const reports = parseReports(out);
+      expect(reports.filter(([k]) => k === 'pruned').map(([, v]) => v).sort()).toEqual([A, C]);
+      expect(reports.filter(([k]) => k === 'kept_running').map(([, v]) => v).sort()).toEqual([B, D]);
+      expect(existsSync(join(base, 'releases', B))).toBe(true);
+      expect(existsSync(join(base, 'releases', D))).toBe(true);
+    } finally {
+      child.kill();
+    }
+  });
+});

@@ -1,0 +1,144 @@
+// The health gate's identity check (check_identity) and status's process view (report_slot), run by bash on
+// this machine against real processes and real listening sockets (ss from iproute2): a program listening
+// itself, through a child (a shell wrapper, npm start), as a pre-forking master with workers (gunicorn,
+// uvicorn --workers, node cluster) passes; a daemon that left supervisor's tree, or a process of another
+// release, fails, named by pid, command and release. supervisor's pid is given (sup_pid is replaced).
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterEach, describe, expect, it } from 'vitest';
+import { parseReports } from '../../core/remote/types.ts';
+import { scriptPrelude } from '../../core/remote/wrap.ts';
+import { IDENTITY_FUNCTIONS } from '../../core/steps/switch.ts';
+
+const run = promisify(execFile);
+const root = mkdtempSync(join(tmpdir(), 'ops-identity-'));
+const release = (id: string) => {
+  const dir = join(root, 'releases', id);
+  mkdirSync(dir, { recursive: true });
+  return dir;
+};
+
+/** A small server: listens on PORT; with WORKERS=n, a master binds and n forked workers accept (like gunicorn). */
+const SERVER = String.raw`
+import os, socket, sys, time
+port, workers = int(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else 0
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', port)); s.listen(8)
+for _ in range(workers):
+    if os.fork() == 0:
+        break
+while True: time.sleep(1)
+`;
+writeFileSync(join(root, 'server.py'), SERVER);
+
+const children: ChildProcess[] = [];
+afterEach(async () => {
+  for (const c of children.splice(0)) {
+    try {
+      process.kill(-c.pid!, 'SIGKILL');
+    } catch {}
+  }
+  await run('pkill', ['-KILL', '-f', `^/usr/bin/python3 ${join(root, 'server.py')}`]).catch(() => undefined);
+});
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const srv = createServer().listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** Start `command` (bash) in `cwd` with OPS_RELEASE=`id`, in its own process group; its pid is "supervisor's". */
+function start(command: string, cwd: string, id: string): ChildProcess {
+  const c = spawn('bash', ['-c', command], { cwd, env: { PATH: process.env.PATH, OPS_RELEASE: id }, detached: true, stdio: 'ignore' });
+  children.push(c);
+  return c;
+}
+
+async function listening(port: number): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    const { stdout } = await run('ss', ['-Htln', `sport = :${port}`]);
+    if (stdout.trim()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`nothing listens on ${port}`);
+}
+
+async function check(supPid: number, id: string, dir: string, port: number): Promise<{ ok: boolean; identity: string; reports: [string, string][] }> {
+  const script = `${scriptPrelude}
+${IDENTITY_FUNCTIONS}
+sup_pid() { echo ${supPid}; }
+if check_identity ${id} ${dir} grp web:${port}; then echo OK; else echo "FAIL $IDENTITY"; fi
+report_slot blue grp web:${port}`;
+  const { stdout } = await run('bash', ['-c', script]);
+  const line = stdout.split('\n').find((l) => l.startsWith('OK') || l.startsWith('FAIL '))!;
+  return { ok: line === 'OK', identity: line === 'OK' ? '' : line.replace(/^FAIL /, ''), reports: parseReports(stdout) };
+}
+
+describe('who answers on a port (check_identity, report_slot)', () => {
+  it('the program listening itself, from the release: accepted, reported with pid and release', async () => {
+    const dir = release('r1');
+    const port = await freePort();
+    const p = start(`exec /usr/bin/python3 ${root}/server.py ${port}`, dir, 'r1');
+    await listening(port);
+    const r = await check(p.pid!, 'r1', dir, port);
+    expect(r.identity).toBe('');
+    expect(r.ok).toBe(true);
+    expect(r.reports.filter(([k]) => k === 'proc')).toEqual([['proc', `blue\tweb\t${p.pid}\tr1\t${dir}\t/usr/bin/python3 ${root}/server.py ${port}`]]);
+    expect(r.reports.filter(([k]) => k === 'listener')).toEqual([['listener', `blue\tweb\t${p.pid}\ttree\tr1\t${dir}\t/usr/bin/python3 ${root}/server.py ${port}`]]);
+  });
+
+  it('a listener that is a child (a shell wrapper, npm start), and a pre-forking master with workers: accepted', async () => {
+    const dir = release('r2');
+    const port = await freePort();
+    const wrapper = start(`/usr/bin/python3 ${root}/server.py ${port}; true`, dir, 'r2');
+    await listening(port);
+    expect((await check(wrapper.pid!, 'r2', dir, port)).ok).toBe(true);
+    const port2 = await freePort();
+    const master = start(`exec /usr/bin/python3 ${root}/server.py ${port2} 2`, dir, 'r2');
+    await listening(port2);
+    await new Promise((r) => setTimeout(r, 300));
+    const r = await check(master.pid!, 'r2', dir, port2);
+    expect(r.ok).toBe(true);
+    expect(r.reports.filter(([k]) => k === 'listener')).toHaveLength(3); // the master and its two workers hold the socket
+  });
+
+  it('a daemon that left supervisor\'s tree answers: refused, naming its pid, command and release', async () => {
+    const dir = release('r3');
+    const port = await freePort();
+    // Double fork + setsid, as a program that daemonizes itself does: the listener is re-parented away.
+    const p = start(`(setsid /usr/bin/python3 ${root}/server.py ${port} &); exec sleep 60`, dir, 'r3');
+    await listening(port);
+    const r = await check(p.pid!, 'r3', dir, port);
+    expect(r.ok).toBe(false);
+    expect(r.identity).toMatch(new RegExp(`^port ${port} of program web is answered by pid \\d+ \\(/usr/bin/python3 .*server\\.py ${port}\\) running r3, in ${dir}, which supervisor did not start \\(its process for web is pid ${p.pid}\\)$`));
+    expect(r.reports.find(([k]) => k === 'listener')![1]).toMatch(/\tother\tr3\t/);
+  });
+
+  it('the process supervisor runs is an older release (supervisor kept its old config): refused, naming the release', async () => {
+    const old = release('r0');
+    const dir = release('r4');
+    const port = await freePort();
+    const p = start(`exec /usr/bin/python3 ${root}/server.py ${port}`, old, 'r0');
+    await listening(port);
+    const r = await check(p.pid!, 'r4', dir, port);
+    expect(r.ok).toBe(false);
+    expect(r.identity).toMatch(new RegExp(`answered by pid ${p.pid} \\(/usr/bin/python3 .*\\) running r0, in ${old}, not release r4$`));
+  });
+
+  it('nothing running for the program, or nothing listening: refused', async () => {
+    const dir = release('r5');
+    const port = await freePort();
+    const r = await check(0, 'r5', dir, port);
+    expect(r.identity).toBe(`nothing listens on port ${port} of program web (it answered the health check: another network namespace?)`);
+    const p = start(`exec /usr/bin/python3 ${root}/server.py ${port}`, dir, 'r5');
+    await listening(port);
+    expect((await check(0, 'r5', dir, port)).identity).toMatch(/while supervisor runs no process for grp:grp-web$/);
+    void p;
+  });
+});

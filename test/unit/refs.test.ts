@@ -1,0 +1,79 @@
+// Refs that mean two things are refused, wherever a ref is resolved: a branch and a tag of one name (git
+// itself only warns and takes the tag), a sha prefix that is also a name. refs/tags/X and refs/heads/X say
+// which, and are accepted (the deploy's resolver, the environment's `ref`, staging's remote refs).
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { parseEnvironment } from '../../core/config/environment.ts';
+import { OpsError } from '../../core/errors.ts';
+import { resolveRef } from '../../core/source.ts';
+import { parseRef, pickRemoteRef } from '../../core/staging-plan.ts';
+
+const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
+let repo: string;
+const sha: Record<string, string> = {};
+
+function git(...args: string[]): string {
+  return execFileSync('git', args, { cwd: repo, encoding: 'utf8', env: { PATH: process.env.PATH, HOME: repo, GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: '/dev/null', GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@x', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@x' } }).trim();
+}
+
+beforeAll(() => {
+  // A repository shaped like a team's: a tag "release" on one commit and a branch "release" further on,
+  // the branch pushed (origin/release, as actions/checkout with fetch-depth: 0 leaves it).
+  repo = mkdtempSync(join(tmpdir(), 'ops-refs-'));
+  git('init', '-q', '-b', 'main');
+  for (const n of ['one', 'two', 'three']) {
+    writeFileSync(join(repo, 'f'), n);
+    git('add', 'f');
+    git('commit', '-qm', n);
+    sha[n] = git('rev-parse', 'HEAD');
+  }
+  git('tag', 'release', sha.one!);
+  git('branch', 'release', sha.two!);
+  git('update-ref', 'refs/remotes/origin/release', sha.three!);
+  git('tag', 'v1', sha.one!);
+  // A branch named like the start of a commit's sha.
+  git('branch', sha.two!.slice(0, 8), sha.three!);
+});
+
+describe('ambiguous refs', () => {
+  it('a branch and a tag of one name: refused, naming both and how to say which', async () => {
+    const err = (await resolveRef(repo, 'release').catch((e: unknown) => e)) as OpsError;
+    expect(err).toBeInstanceOf(OpsError);
+    expect(err.message).toBe(`ref "release" is ambiguous: it names a tag (${sha.one!.slice(0, 12)}) and a branch (${sha.three!.slice(0, 12)})`);
+    expect(err.hint).toBe('say which one: refs/tags/release or refs/heads/release');
+  });
+
+  it('refs/tags/X and refs/heads/X are accepted: the tag, and the pushed branch (origin first)', async () => {
+    expect(await resolveRef(repo, 'refs/tags/release')).toEqual({ ref: 'refs/tags/release', sha: sha.one, matched: 'tag release' });
+    expect(await resolveRef(repo, 'refs/heads/release')).toEqual({ ref: 'refs/heads/release', sha: sha.three, matched: 'branch origin/release' });
+    await expect(resolveRef(repo, 'refs/tags/nope')).rejects.toThrow(/refs\/tags\/nope does not exist/);
+  });
+
+  it('one meaning only: accepted as before', async () => {
+    expect(await resolveRef(repo, 'v1')).toMatchObject({ sha: sha.one, matched: 'tag v1' });
+    expect(await resolveRef(repo, 'main')).toMatchObject({ sha: sha.three, matched: 'branch main' });
+    expect(await resolveRef(repo, sha.two!.slice(0, 10))).toMatchObject({ sha: sha.two, matched: 'commit' });
+  });
+
+  it('a sha prefix that is also a branch name: ambiguous too', async () => {
+    await expect(resolveRef(repo, sha.two!.slice(0, 8))).rejects.toThrow(/is ambiguous: it names a branch .* and a commit/);
+  });
+
+  it('the environment\'s default ref may be spelled in full', () => {
+    const config = parseEnvironment({ app: 'shop', ref: 'refs/tags/release', hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }], programs: { web: { command: 'run', port: 4000 } }, routes: { '/': 'web' } }, 'test');
+    expect(config.ref).toBe('refs/tags/release');
+  });
+
+  it('staging: a name that is a branch and a tag on the remote is refused; the full names pick one', () => {
+    const refs = new Map([
+      ['refs/heads/release', 'b'.repeat(40)],
+      ['refs/tags/release', 'a'.repeat(40)],
+    ]);
+    expect(() => pickRemoteRef(parseRef('release'), refs, 'origin')).toThrow(/ref "release" is ambiguous: it names a branch \(bbbbbbbbbbbb\) and a tag \(aaaaaaaaaaaa\)/);
+    expect(pickRemoteRef(parseRef('refs/tags/release'), refs, 'origin')).toBe('refs/tags/release');
+    expect(pickRemoteRef(parseRef('refs/heads/release'), refs, 'origin')).toBe('refs/heads/release');
+  });
+});

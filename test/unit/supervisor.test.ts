@@ -1,0 +1,183 @@
+// What deploys write into supervisor files, read back by supervisor's own code (the PyPI package at the
+// version Debian ships, 4.2.5, and the latest release, 4.3.0; installed by scripts/setup-machine.sh), plus
+// the POSIX-mode environment reading of supervisor's development branch: every value either reaches the
+// program exactly (command argv, environment, directory, log file) or is refused at plan time, naming the
+// program and key and never showing the value.
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parseEnvironment, type Environment } from '../../core/config/environment.ts';
+import { OpsError } from '../../core/errors.ts';
+import { slotConfig } from '../../core/steps/switch.ts';
+import { supervisorEnvValue, supervisorValue } from '../../core/supervisor.ts';
+
+const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
+const CACHE = process.env.OPS_TESTHOSTS_CACHE || '/var/cache/ops-testhosts';
+const VERSIONS = ['4.2.5', '4.3.0'];
+const PARSER = join(import.meta.dirname, '..', 'support', 'supervisor_parse.py');
+
+interface Parsed {
+  error?: string;
+  programs?: Record<string, { command: string; argv: string[]; environment: Record<string, string>; environment_posix: Record<string, string>; directory: string; stdout_logfile: string }>;
+}
+
+function env(programs: Record<string, unknown>): Environment {
+  const config = parseEnvironment({ app: 'shop', hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }], programs, routes: { '/': Object.keys(programs)[0] } }, 'test');
+  return { name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: [{ name: 'web1', address: '192.0.2.1', port: 22, user: 'deploy', hostKey: KEY }], appUser: 'root', baseDir: '/srv/shop', url: 'http://x' };
+}
+
+/** Parse one slot file with supervisor `version`, as supervisord would (main file including conf.d/*.conf). */
+function parse(version: string, conf: string): Parsed {
+  const dir = mkdtempSync(join(tmpdir(), 'ops-supervisor-'));
+  mkdirSync(join(dir, 'conf.d'));
+  writeFileSync(join(dir, 'main.conf'), `[supervisord]\nlogfile=${dir}/supervisord.log\npidfile=${dir}/supervisord.pid\n[include]\nfiles = conf.d/*.conf\n`);
+  // supervisor refuses a log file whose directory does not exist: logs go to the scratch directory here.
+  writeFileSync(join(dir, 'conf.d', 'shop-blue.conf'), conf.replaceAll('_logfile=/var/log/shop/', `_logfile=${dir}/`));
+  try {
+    return JSON.parse(execFileSync(join(CACHE, 'python', `supervisor-${version}`, 'bin', 'python'), [PARSER, join(dir, 'main.conf')], { encoding: 'utf8', env: { PATH: '/usr/bin:/bin' }, stdio: ['ignore', 'pipe', 'pipe'] })) as Parsed;
+  } catch (e) {
+    return { error: String((e as { stderr?: string }).stderr ?? e) };
+  }
+}
+
+const installed = VERSIONS.every((v) => existsSync(join(CACHE, 'python', `supervisor-${v}`, 'bin', 'python')));
+
+/** Hard values: either carried exactly or refused. */
+const HARD = [
+  '100%',
+  '%(h)s %(r)s %(s)s',
+  '%(program_name)s',
+  '%%',
+  'say "hi"',
+  'say "hi" twice',
+  "it's",
+  'a,b,c',
+  'k=v,k2=v2',
+  'C:\\path\\new',
+  'trailing\\',
+  'two\\\\backslashes',
+  "it's C:\\path",
+  'spaces  inside  ',
+  '  leading and trailing  ',
+  'x=y=z',
+  'ünïcödé ✓ 日本語 🚀',
+  '#hash',
+  'a#b',
+  'a;b',
+  'a ;b',
+  'a #b',
+  '',
+  '"quoted"',
+  "'single'",
+  'both \' and "',
+  'line\nbreak',
+  'tab\there',
+  '%(here)s',
+  '$HOME ${PATH} `id`',
+  'postgresql://u:p%40ss@db/x?sslmode=require',
+];
+
+describe('supervisor files, read back by supervisor itself', () => {
+  it('supervisor\'s parser is installed (scripts/setup-machine.sh)', () => expect(installed).toBe(true));
+  it('a % in a command (gunicorn access log format, env VAR=...) reaches the program exactly, argv and all', () => {
+    const commands = {
+      gunicorn: "{python} -m gunicorn --access-logformat '%(h)s %(l)s \"%(r)s\" %(s)s' app:app",
+      env: 'env LOG_FORMAT=%(h)s {python} -m http.server {port}',
+      percent: 'sh -c "echo 100%; exec sleep 1000"',
+      names: 'echo %(program_name)s %(ENV_HOME)s',
+    };
+    const e = env(Object.fromEntries(Object.entries(commands).map(([name, command], i) => [name, { command, port: 4000 + i * 10 }])));
+    const conf = slotConfig(e, 'blue', '/srv/shop/releases/r1', 'r1');
+    for (const v of VERSIONS) {
+      const got = parse(v, conf);
+      expect(got.error, `supervisor ${v}`).toBeUndefined();
+      expect(got.programs!['shop-blue-gunicorn']!.argv).toEqual(['/usr/bin/python3.11', '-m', 'gunicorn', '--access-logformat', '%(h)s %(l)s "%(r)s" %(s)s', 'app:app']);
+      expect(got.programs!['shop-blue-env']!.argv).toEqual(['env', 'LOG_FORMAT=%(h)s', '/usr/bin/python3.11', '-m', 'http.server', '4010']);
+      expect(got.programs!['shop-blue-percent']!.argv).toEqual(['sh', '-c', 'echo 100%; exec sleep 1000']);
+      expect(got.programs!['shop-blue-names']!.argv).toEqual(['echo', '%(program_name)s', '%(ENV_HOME)s']);
+      expect(got.programs!['shop-blue-env']!.environment).toMatchObject({ OPS_RELEASE: 'r1', OPS_SLOT: 'blue' });
+    }
+  });
+
+  /** Each hard value in a program of its own: accepted ones parsed together, refused ones checked by their error. */
+  function sort(make: (value: string) => { command: string; env?: Record<string, string> }, key: RegExp): { conf: string; accepted: Map<string, string> } {
+    const programs: Record<string, unknown> = {};
+    const accepted = new Map<string, string>();
+    HARD.forEach((value, i) => {
+      const program = { port: 4000 + i * 10, ...make(value) };
+      try {
+        slotConfig(env({ [`p${i}`]: program }), 'blue', '/srv/shop/releases/r1', 'r1');
+      } catch (e) {
+        expect(e, JSON.stringify(value)).toBeInstanceOf(OpsError);
+        expect((e as OpsError).message, JSON.stringify(value)).toMatch(key);
+        if (value.length > 2 && value !== '%(here)s') expect((e as OpsError).message).not.toContain(value);
+        return;
+      }
+      programs[`p${i}`] = program;
+      accepted.set(`shop-blue-p${i}`, value);
+    });
+    return { conf: slotConfig(env(programs), 'blue', '/srv/shop/releases/r1', 'r1'), accepted };
+  }
+
+  it('hard environment values: read back exactly by every version, or refused by name without the value', () => {
+    const { conf, accepted } = sort((value) => ({ command: 'run', env: { HARD: value } }), /^programs\.p\d+\.env\.HARD: supervisor cannot carry this value: /);
+    expect([...accepted.values()]).toEqual(expect.arrayContaining(['100%', '%(h)s %(r)s %(s)s', 'say "hi" twice', "it's", 'a,b,c', 'C:\\path\\new', 'x=y=z', 'ünïcödé ✓ 日本語 🚀', 'a;b', '', '$HOME ${PATH} `id`']));
+    for (const v of VERSIONS) {
+      const got = parse(v, conf);
+      expect(got.error, `supervisor ${v}`).toBeUndefined();
+      for (const [program, value] of accepted) {
+        expect(got.programs![program]!.environment.HARD, `supervisor ${v}: ${JSON.stringify(value)}`).toBe(value);
+        expect(got.programs![program]!.environment_posix.HARD, `POSIX mode: ${JSON.stringify(value)}`).toBe(value);
+      }
+    }
+  });
+
+  it('hard command arguments: the argv supervisor runs is exactly the command\'s, or refused', () => {
+    // The command's own syntax is shlex's (POSIX): an argument is written in single quotes, as in a shell.
+    const { conf, accepted } = sort((value) => ({ command: `echo '${value.replace(/'/g, "'\\''")}'` }), /programs\.p\d+\.command: (supervisor cannot carry this value: |expected a shell command on one line)/);
+    expect(accepted.size).toBeGreaterThan(HARD.length - 6);
+    for (const v of VERSIONS) {
+      const got = parse(v, conf);
+      expect(got.error, `supervisor ${v}`).toBeUndefined();
+      for (const [program, value] of accepted) expect(got.programs![program]!.argv, `supervisor ${v}`).toEqual(['echo', value]);
+    }
+  });
+
+  it('most values get through; generated ones are exact or refused (property, fixed seed)', () => {
+    let seed = 20261125;
+    const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const pool = ['%', '(', ')', 's', '"', "'", '\\', ',', '=', ' ', ';', '#', 'a', 'Z', '0', 'é', '日', '🚀', '$', '{', '}', '\t', '\n'];
+    const values = Array.from({ length: 300 }, () => Array.from({ length: 1 + Math.floor(rnd() * 12) }, () => pool[Math.floor(rnd() * pool.length)]).join(''));
+    const accepted: Record<string, string> = {};
+    values.forEach((value, i) => {
+      try {
+        supervisorEnvValue('x', value);
+        accepted[`V${i}`] = value;
+      } catch (e) {
+        expect(e).toBeInstanceOf(OpsError);
+      }
+    });
+    expect(Object.keys(accepted).length).toBeGreaterThan(100);
+    const conf = slotConfig(env({ web: { command: 'run', port: 4000, env: accepted } }), 'blue', '/srv/shop/releases/r1', 'r1');
+    for (const v of VERSIONS) {
+      const got = parse(v, conf).programs!['shop-blue-web']!;
+      for (const [k, value] of Object.entries(accepted)) {
+        expect(got.environment[k], `${v} ${JSON.stringify(value)}`).toBe(value);
+        expect(got.environment_posix[k], `posix ${JSON.stringify(value)}`).toBe(value);
+      }
+    }
+  });
+
+  it('paths are encoded too: a % in base_dir reaches directory and log files as written', () => {
+    const e = { ...env({ web: { command: 'run', port: 4000, directory: 'sub' } }), baseDir: '/srv/100%shop' };
+    const conf = slotConfig(e, 'blue', '/srv/100%shop/releases/r1', 'r1');
+    for (const v of VERSIONS) {
+      const got = parse(v, conf).programs!['shop-blue-web']!;
+      expect(got.directory).toBe('/srv/100%shop/releases/r1/sub');
+      expect(got.environment.PATH).toMatch(/^\/srv\/100%shop\/releases\/r1\/venv\/bin:/);
+    }
+    expect(supervisorValue('k', '/var/log/a%b.log', 2)).toBe('/var/log/a%%%%b.log');
+  });
+});

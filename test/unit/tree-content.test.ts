@@ -1,0 +1,66 @@
+// What `git archive` leaves out, found on the runner (treeContent): submodules (nested too) with their commits
+// from the runner's checkout, Git LFS contents (made by the real git-lfs), export-ignore paths; and, when the
+// runner's checkout lacks submodules or LFS content, a refusal naming paths and the checkout fix.
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { OpsError } from '../../core/errors.ts';
+import { parseLfsPointer, treeContent } from '../../core/source.ts';
+import { commit, gitIn, initRepo, lfsTrack } from '../support/gitrepo.ts';
+
+let root: string;
+let app: string;
+let head: string;
+const blob = randomBytes(3000);
+
+beforeAll(() => {
+  root = mkdtempSync(join(tmpdir(), 'ops-tree-'));
+  // A library with a submodule of its own, used by the app as vendor/lib.
+  initRepo(join(root, 'inner'), { 'INNER.txt': 'inner\n' });
+  const lib = join(root, 'lib');
+  initRepo(lib, { 'VERSION': 'lib 1\n' });
+  gitIn(lib, ['submodule', 'add', '-q', '../inner', 'deps/inner']);
+  commit(lib, {}, 'lib with inner');
+  app = join(root, 'app');
+  initRepo(app, { 'app.py': 'print(1)\n', '.gitattributes': 'docs/ export-ignore\ndocs export-ignore\n*.secret export-ignore\n', 'docs/guide.md': 'x\n', 'notes.secret': 's\n' });
+  lfsTrack(app, '*.bin');
+  gitIn(app, ['submodule', 'add', '-q', '../lib', 'vendor/lib']);
+  gitIn(app, ['submodule', 'update', '--init', '--recursive', '-q']);
+  head = commit(app, { 'assets/model.bin': blob, 'small.txt': 'version https://git-lfs.github.com/spec/v1\nnot a pointer\n' }, 'app with a submodule and LFS');
+});
+
+describe('what git archive leaves out', () => {
+  it('finds submodules (nested too) in the checkout, LFS contents in its store, and export-ignored paths', async () => {
+    const t = await treeContent(app, head);
+    const lib = gitIn(app, ['rev-parse', `${head}:vendor/lib`]);
+    expect(t.submodules.map((s) => [s.path, s.sha])).toEqual([
+      ['vendor/lib', lib],
+      ['vendor/lib/deps/inner', gitIn(join(app, 'vendor/lib'), ['rev-parse', 'HEAD:deps/inner'])],
+    ]);
+    expect(t.lfs).toEqual([{ path: 'assets/model.bin', oid: createHash('sha256').update(blob).digest('hex'), size: 3000, file: expect.stringMatching(/\.git\/lfs\/objects\/..\/..\/[0-9a-f]{64}$/) }]);
+    expect(t.exportIgnored.sort()).toEqual(['docs/', 'notes.secret']);
+  });
+
+  it('a checkout without its submodules or LFS contents: refused before anything is sent, naming paths and the fix', async () => {
+    const clone = join(root, 'clone');
+    // Like actions/checkout without `submodules:` and `lfs:` (pointers only, no smudge).
+    gitIn(root, ['clone', '-q', app, clone], { GIT_LFS_SKIP_SMUDGE: '1' });
+    const err = (await treeContent(clone, head).catch((e: unknown) => e)) as OpsError;
+    expect(err).toBeInstanceOf(OpsError);
+    expect(err.message).toMatch(/cannot be deployed complete: submodule not checked out on this runner: vendor\/lib \(commit [0-9a-f]{12}\); Git LFS file without content on this runner \(only the pointer\): assets\/model\.bin; nothing was changed/);
+    expect(err.hint).toMatch(/actions\/checkout with `submodules: recursive`.*actions\/checkout with `lfs: true`/);
+  });
+
+  it('a plain repository costs one tree listing and finds nothing', async () => {
+    const plain = join(root, 'plain');
+    const sha = initRepo(plain, { 'a.txt': 'a\n' });
+    expect(await treeContent(plain, sha)).toEqual({ submodules: [], lfs: [], exportIgnored: [] });
+  });
+
+  it('LFS pointers by the spec; anything else is content', () => {
+    expect(parseLfsPointer(`version https://git-lfs.github.com/spec/v1\noid sha256:${'a'.repeat(64)}\nsize 12\n`)).toEqual({ oid: 'a'.repeat(64), size: 12 });
+    expect(parseLfsPointer('version https://git-lfs.github.com/spec/v1\nnot a pointer\n')).toBeUndefined();
+  });
+});

@@ -1,7 +1,7 @@
 // What every operation receives: where the project is, how to report, and how to reach hosts.
 import type { Environment, Host } from './config/environment.ts';
 import { envPath } from './config/environment.ts';
-import { OpsError } from './errors.ts';
+import { OpsError, translateError } from './errors.ts';
 import type { Reporter } from './report.ts';
 import { resolveCredentials } from './remote/identity.ts';
 import { connect } from './remote/ssh.ts';
@@ -41,16 +41,47 @@ export function sshConnector(ctx: OpsContext): Connector {
   };
 }
 
+/**
+ * A remote whose every failure is an OpsError naming the host and what was being done: an error of the SSH
+ * library or the network never leaves an operation raw (no stack trace reaches a user).
+ */
+function guarded(remote: Remote): Remote {
+  const translated = <T>(what: string, run: () => Promise<T>) =>
+    run().catch((e: unknown) => {
+      throw translateError(e, remote.name, what);
+    });
+  return {
+    name: remote.name,
+    login: remote.login,
+    run: (step, options) => translated(`step "${step.name}"`, () => remote.run(step, options)),
+    upload: (content, path, options) => translated(`upload of ${path}`, () => remote.upload(content, path, options)),
+    close: () => remote.close().catch(() => undefined),
+  };
+}
+
+/** How operations reach hosts: the injected connector (tests) or SSH, with every low-level error translated. */
+export function hostConnector(ctx: OpsContext): Connector {
+  const base = ctx.connector ?? sshConnector(ctx);
+  return async (env, host) => {
+    try {
+      return guarded(await base(env, host));
+    } catch (e) {
+      throw translateError(e, host.name, 'connecting');
+    }
+  };
+}
+
 /** One open connection per host of an environment, closed together. */
 export class Session {
   private constructor(
     readonly env: Environment,
     readonly remotes: Map<string, Remote>,
+    private readonly connector: Connector,
   ) {}
 
   /** Connect to every host in parallel; if any fails, close the others and throw (nothing has run yet). */
   static async open(ctx: OpsContext, env: Environment, hosts: Host[] = env.hosts): Promise<Session> {
-    const connector = ctx.connector ?? sshConnector(ctx);
+    const connector = hostConnector(ctx);
     const settled = await Promise.allSettled(hosts.map((h) => connector(env, h)));
     const remotes = new Map<string, Remote>();
     const failures: string[] = [];
@@ -63,7 +94,20 @@ export class Session {
       if (failures.length === 1 && settled.length === 1) throw (settled[0] as PromiseRejectedResult).reason;
       throw new OpsError(`cannot reach ${failures.length} of ${hosts.length} hosts; nothing was changed:\n${failures.map((f) => `  - ${f}`).join('\n')}`);
     }
-    return new Session(env, remotes);
+    return new Session(env, remotes, connector);
+  }
+
+  /**
+   * Replace a host's connection by a new one (the old one is closed): for cleanup after a failure, e.g.
+   * releasing a lock when the first connection broke. Never on a path that succeeds.
+   */
+  async reconnect(name: string): Promise<Remote> {
+    const host = this.env.hosts.find((h) => h.name === name);
+    if (!host) throw new OpsError(`no host ${name} in ${this.env.name}`);
+    await this.remotes.get(name)?.close();
+    const remote = await this.connector(this.env, host);
+    this.remotes.set(name, remote);
+    return remote;
   }
 
   remote(host: string): Remote {

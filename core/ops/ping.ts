@@ -1,6 +1,6 @@
 // ops ping <env>: per host, can we reach it with the pinned key, and what is it.
 import type { Environment } from '../config/environment.ts';
-import { sshConnector, type OpsContext } from '../context.ts';
+import { hostConnector, type OpsContext } from '../context.ts';
 import { hostFacts } from '../steps/facts.ts';
 import { reported } from '../remote/types.ts';
 
@@ -19,7 +19,7 @@ export interface PingResult {
 
 /** Every host is tried (a failure on one does not hide the others); ok only if all answered. */
 export async function ping(ctx: OpsContext, env: Environment): Promise<PingResult[]> {
-  const connector = ctx.connector ?? sshConnector(ctx);
+  const connector = hostConnector(ctx);
   return Promise.all(
     env.hosts.map(async (host): Promise<PingResult> => {
       const start = Date.now();

@@ -1,6 +1,7 @@
-// One run at a time per environment: an atomic `mkdir` lock on each host, holding who/what/when and the
-// PID (plus start time) of a process that lives exactly as long as the holder's SSH connection. A lock
-// whose holder process is gone was left by a run that died: it is reported as stale, never silently taken.
+// One run at a time per environment: an atomic `mkdir` lock on each host, holding who/what/when, the run's
+// id, and the holder: the PID (plus start time) of the SSH server process of the holder's connection, which
+// lives exactly as long as that connection and needs no channel of its own. A lock whose holder process is
+// gone was left by a run that died: it is reported as stale, never silently taken.
 import type { Environment } from '../config/environment.ts';
 import { layout } from '../layout.ts';
 import type { Step, StepResult } from '../remote/types.ts';
@@ -11,18 +12,38 @@ export interface LockRequest {
   operation: string;
   actor: string;
   runUrl: string;
-  /** PID of this run's holder process on the host (Remote.hold). */
-  holderPid: number;
+  /** Random id of this run: only the run that took a lock releases it (from any connection). */
+  runId: string;
   /** Seconds to wait for a live holder before giving up. */
   wait: number;
 }
+
+/**
+ * Shell functions: a process's start time, and the SSH server process of the connection a script runs on.
+ * OpenSSH (checked on Debian 11's 8.4 and 12's 9.2) runs every session of a connection under one
+ * per-connection process, `sshd: <user>@notty` (`sshd-session` from 9.8), whatever sudo or timeout sit between:
+ * the first ancestor of that name. It ends when the connection ends (closed, or dropped and noticed by sshd).
+ */
+export const CONNECTION_FUNCTIONS = String.raw`# proc_start PID: start time (field 22 of /proc/PID/stat, counted after the command name): tells a reused PID apart
+proc_start() { local s; s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1; s=${'$'}{s##*) }; set -- $s; printf '%s\n' "${'$'}{20}"; }
+# conn_pid: the SSH server process of this connection
+conn_pid() {
+  local p=$$ s c
+  while [ "$p" -gt 1 ]; do
+    s=$(cat "/proc/$p/stat" 2>/dev/null) || return 1
+    c=${'$'}{s#*(}; c=${'$'}{c%)*}
+    case "$c" in sshd|sshd-session|dropbear) printf '%s\n' "$p"; return 0 ;; esac
+    s=${'$'}{s##*) }; set -- $s; p=$2
+  done
+  return 1
+}`;
 
 /** Shell that sets `lock_state` to free, held or stale for the lock at $lock. */
 const LOCK_STATE = String.raw`lock_state=free
 if [ -d "$lock" ]; then
   pid=$(sed -n 's/^holder_pid=//p' "$lock/info" 2>/dev/null || true)
   start=$(sed -n 's/^holder_start=//p' "$lock/info" 2>/dev/null || true)
-  if [ -n "$pid" ] && [ -r "/proc/$pid/stat" ] && [ "$(cut -d' ' -f22 "/proc/$pid/stat")" = "$start" ]; then lock_state=held; else lock_state=stale; fi
+  if [ -n "$pid" ] && [ "$(proc_start "$pid" || true)" = "$start" ]; then lock_state=held; else lock_state=stale; fi
 fi`;
 
 const REPORT_HOLDER = String.raw`ops_report lock "$lock_state"
@@ -38,17 +59,26 @@ export function acquireLock(env: Environment, req: LockRequest, then = ''): Step
     as: 'root',
     timeout: req.wait + 30,
     quiet: true,
-    script: String.raw`lock=${quote(L.lock)}
+    script: String.raw`${CONNECTION_FUNCTIONS}
+lock=${quote(L.lock)}
+holder=$(conn_pid) || { echo "cannot find the SSH server process of this connection (no sshd ancestor of process $$): the lock needs OpenSSH or dropbear" >&2; exit 1; }
 install -d -m 0755 -o root -g root ${quote(L.base)} ${quote(L.state)}
 deadline=$(( $(date +%s) + ${req.wait} ))
 while :; do
-  if mkdir "$lock" 2>/dev/null; then
-    printf '%s\n' ${quote(`operation=${req.operation}`)} ${quote(`actor=${req.actor}`)} ${quote(`run=${req.runUrl}`)} "since=$(date -u +%Y-%m-%dT%H:%M:%SZ)" "holder_pid=${req.holderPid}" "holder_start=$(cut -d' ' -f22 /proc/${req.holderPid}/stat)" > "$lock/info"
+  if made=$(mkdir "$lock" 2>&1); then
+    # The details are the lock's meaning: a lock without them (disk full) is given back at once.
+    if ! printf '%s\n' ${quote(`operation=${req.operation}`)} ${quote(`actor=${req.actor}`)} ${quote(`run=${req.runUrl}`)} ${quote(`run_id=${req.runId}`)} "since=$(date -u +%Y-%m-%dT%H:%M:%SZ)" "holder_pid=$holder" "holder_start=$(proc_start "$holder")" > "$lock/info"; then
+      rm -rf "$lock"
+      echo "cannot write the lock's details in $lock: no space left under ${L.base}?" >&2
+      exit 1
+    fi
     ops_report lock acquired
+    ops_report holder_pid "$holder"
     # Uploads left by an interrupted run (.env, initdata) are ours to remove now.
     find ${quote(L.uploads)} -mindepth 1 -delete 2>/dev/null || true
     break
   fi
+  [ -d "$lock" ] || { echo "cannot take the lock: $made" >&2; exit 1; }
   ${LOCK_STATE.replace(/\n/g, '\n  ')}
   if [ "$lock_state" = stale ] || [ "$(date +%s)" -ge "$deadline" ]; then
     ${REPORT_HOLDER.replace(/\n/g, '\n    ')}
@@ -61,21 +91,25 @@ ${then}`,
 }
 
 /**
- * Release our own lock only (a lock taken over by someone else after a forced release is left alone),
- * appending the run's audit lines first, in the same step.
+ * Release our own lock only (the run id matches: a lock taken over by someone else after a forced release is
+ * left alone), from this connection or a new one, appending the run's audit lines first. A failed append (a
+ * full disk) is reported (`audit_failed`) and never keeps the lock.
  */
-export function releaseLock(env: Environment, holderPid: number, auditLines: string[] = []): Step {
+export function releaseLock(env: Environment, runId: string, auditLines: string[] = []): Step {
   const L = layout(env);
-  const audit = auditLines.length ? `printf '%s\\n' ${auditLines.map(quote).join(' ')} >> ${quote(L.audit)}
-chmod 0644 ${quote(L.audit)}
-` : '';
+  const audit = auditLines.length
+    ? `if ! audit_err=$({ printf '%s\\n' ${auditLines.map(quote).join(' ')} >> ${quote(L.audit)} && chmod 0644 ${quote(L.audit)}; } 2>&1); then
+  ops_report audit_failed "$(printf '%s' "$audit_err" | tr '\\n' ' ')"
+fi
+`
+    : '';
   return {
     name: 'unlock',
     as: 'root',
     timeout: 30,
     quiet: true,
     script: String.raw`${audit}lock=${quote(L.lock)}
-if [ "$(sed -n 's/^holder_pid=//p' "$lock/info" 2>/dev/null || true)" = "${holderPid}" ]; then rm -rf "$lock"; ops_report lock released; fi`,
+if [ "$(sed -n 's/^run_id=//p' "$lock/info" 2>/dev/null || true)" = ${quote(runId)} ]; then rm -rf "$lock"; ops_report lock released; fi`,
   };
 }
 
@@ -85,7 +119,7 @@ export function lockStatus(env: Environment): Step {
     as: 'login',
     timeout: 30,
     quiet: true,
-    script: `lock=${quote(layout(env).lock)}\n${LOCK_STATE}\n${REPORT_HOLDER}`,
+    script: `${CONNECTION_FUNCTIONS}\nlock=${quote(layout(env).lock)}\n${LOCK_STATE}\n${REPORT_HOLDER}`,
   };
 }
 
@@ -96,7 +130,7 @@ export function forceReleaseLock(env: Environment): Step {
     as: 'root',
     timeout: 30,
     quiet: true,
-    script: `lock=${quote(layout(env).lock)}\n${LOCK_STATE}\n${REPORT_HOLDER}\nrm -rf "$lock"`,
+    script: `${CONNECTION_FUNCTIONS}\nlock=${quote(layout(env).lock)}\n${LOCK_STATE}\n${REPORT_HOLDER}\nrm -rf "$lock"`,
   };
 }
 

@@ -12,7 +12,7 @@ import { logsRequest, maskSecret } from '../../core/ops/logs.ts';
 import { listReleases } from '../../core/ops/inspect.ts';
 import { formatStatus, status, statusSummary } from '../../core/ops/status.ts';
 import { RecordingRemote, type Responder } from '../../core/remote/recording.ts';
-import { scriptPrelude, scriptText } from '../../core/remote/wrap.ts';
+import { START_MARKER, scriptPrelude, scriptText } from '../../core/remote/wrap.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { KEY, processXml, report, result, RUNNING, testEnv } from './status.helpers.ts';
 import { lockStatus } from '../../core/steps/lock.ts';
@@ -214,7 +214,8 @@ describe('logs step, run here on a copy of the layout', () => {
   writeFileSync(join(dir, 'nginx', 'access.log'), 'GET /\n');
   /** The real script, with the host's paths pointed at the scratch copy. */
   const local = (text: string) => text.replaceAll('/var/log/shop', join(dir, 'app')).replaceAll('/srv/shop/.ops/slot', join(dir, 'slot')).replaceAll('/var/log/nginx', join(dir, 'nginx'));
-  const run = (req: Parameters<typeof logsRequest>[1]) => execFileSync('bash', ['-s'], { input: local(scriptText(logsStep(env, logsRequest(env, req)))), encoding: 'utf8' });
+  const run = (req: Parameters<typeof logsRequest>[1]) =>
+    execFileSync('bash', ['-s'], { input: local(scriptText(logsStep(env, logsRequest(env, req)))), encoding: 'utf8' }).replace(`\n${START_MARKER}\n`, '');
 
   it("prints the live slot's programs and nginx's error log, each line labelled with its log", () => {
     expect(run({ lines: 1 }).trim().split('\n')).toEqual(['server-green.out | server green line 2', 'server-green.err | server green error', 'client-green.out | client green line', 'nginx.error | nginx error 2']);
@@ -351,7 +352,9 @@ describe('logs step text', () => {
     const follow = logsStep(env, { ...logsRequest(env, {}), follow: { holderPid: 4242 } });
     expect(bashSyntax(scriptText(follow))).toBe('ok');
     expect(follow.script).toContain('tail -n 50 -F -- "$f" | sed -u');
-    expect(follow.script).toContain('while kill -0 4242 2>/dev/null; do sleep 1; done\nkill 0');
+    expect(follow.script).toContain('holder=4242\nwhile kill -0 "$holder" 2>/dev/null; do sleep 1; done\nkill 0');
+    // By default, the SSH server process of the step's own connection.
+    expect(logsStep(env, { ...logsRequest(env, {}), follow: {} }).script).toContain('holder=$(conn_pid)\nwhile kill -0');
     expect(follow.timeout).toBe(7 * 86400);
     expect(follow.quiet).toBeFalsy(); // lines stream to the reporter (host prefix, masking) as they come
   });

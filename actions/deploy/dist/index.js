@@ -14958,7 +14958,7 @@ var require_util4 = __commonJS({
     var { getEncoding } = require_encoding();
     var { serializeAMimeType, parseMIMEType } = require_data_url();
     var { types } = __require("node:util");
-    var { StringDecoder } = __require("string_decoder");
+    var { StringDecoder: StringDecoder2 } = __require("string_decoder");
     var { btoa: btoa2 } = __require("node:buffer");
     var staticPropertyDescriptors = {
       enumerable: true,
@@ -15049,7 +15049,7 @@ var require_util4 = __commonJS({
             dataURL += serializeAMimeType(parsed);
           }
           dataURL += ";base64,";
-          const decoder = new StringDecoder("latin1");
+          const decoder = new StringDecoder2("latin1");
           for (const chunk of bytes) {
             dataURL += btoa2(decoder.write(chunk));
           }
@@ -15078,7 +15078,7 @@ var require_util4 = __commonJS({
         }
         case "BinaryString": {
           let binaryString = "";
-          const decoder = new StringDecoder("latin1");
+          const decoder = new StringDecoder2("latin1");
           for (const chunk of bytes) {
             binaryString += decoder.write(chunk);
           }
@@ -47643,7 +47643,7 @@ var require_keygen = __commonJS({
       generateKeyPair: generateKeyPair_,
       generateKeyPairSync: generateKeyPairSync_,
       getCurves,
-      randomBytes: randomBytes10
+      randomBytes: randomBytes11
     } = __require("crypto");
     var { Ber } = require_lib();
     var bcrypt_pbkdf = require_bcrypt_pbkdf().pbkdf;
@@ -47907,7 +47907,7 @@ var require_keygen = __commonJS({
                 rounds = opts2.rounds;
             }
             const gen = Buffer.allocUnsafe(cipher.keyLen + cipher.ivLen);
-            const salt = randomBytes10(SALT_LEN);
+            const salt = randomBytes11(SALT_LEN);
             const r = bcrypt_pbkdf(
               passphrase,
               passphrase.length,
@@ -47946,7 +47946,7 @@ var require_keygen = __commonJS({
           const kdfOptions = encrypted ? encrypted.kdfOptions : Buffer.alloc(0);
           const blockLen = encrypted ? encrypted.cipher.blockLen : 8;
           const parsed = parseDERs(keyType, pub, priv);
-          const checkInt = randomBytes10(4);
+          const checkInt = randomBytes11(4);
           const commentBin = Buffer.from(comment);
           const privBlobLen = 4 + 4 + parsed.priv.length + 4 + commentBin.length;
           let padding2 = [];
@@ -48648,11 +48648,54 @@ function tail(text, n = 20) {
   while (lines.length && lines[lines.length - 1].trim() === "") lines.pop();
   return lines.slice(-n).join("\n");
 }
-function formatError(err) {
-  if (err instanceof OpsError) return err.hint ? `${err.message}
-  hint: ${err.hint}` : err.message;
-  if (err instanceof Error) return err.stack ?? err.message;
-  return String(err);
+function describeLowLevel(err) {
+  if (!(err instanceof Error)) return void 0;
+  const e = err;
+  const code = typeof e.code === "string" ? e.code : "";
+  const m = e.message;
+  const network = "check the address and port, that sshd runs, and that a firewall lets this machine in";
+  if (/Channel open failure/.test(m)) {
+    if (/administratively prohibited|open failed|resource shortage/i.test(m) || e.reason === 1 || e.reason === 4)
+      return { what: `sshd refused to open a session on the connection (${m.replace(/^\(SSH\) /, "")})`, hint: "ops needs 1 session per connection: check MaxSessions in the host's /etc/ssh/sshd_config (at least 1), then reload sshd" };
+    return { what: m.replace(/^\(SSH\) /, "") };
+  }
+  if (/Packet length \d+ exceeds max length/.test(m))
+    return { what: "the SSH stream was corrupted: text printed by the login shell (~/.bashrc, /etc/bash.bashrc) got mixed into a binary protocol", hint: "move what prints text under the interactive guard of ~/.bashrc (`case $- in *i*) ;; *) return;; esac` comes first)" };
+  if (code === "ECONNREFUSED") return { what: "connection refused (nothing listens on that port, or a firewall rejects it)", hint: network };
+  if (code === "ETIMEDOUT" || /Timed out while waiting for handshake/.test(m)) return { what: "no answer before the timeout", hint: network };
+  if (code === "EHOSTUNREACH" || code === "ENETUNREACH") return { what: "no route to the host", hint: network };
+  if (code === "ENOTFOUND" || code === "EAI_AGAIN" || e.level === "client-dns") return { what: "the name does not resolve (DNS)", hint: "check the address in the environment, and this machine's DNS" };
+  if (code === "ECONNRESET" || code === "EPIPE" || /Connection lost before handshake/.test(m)) return { what: "the connection was closed by the other end", hint: "the host may have rebooted, or sshd or a firewall dropped the connection: try again" };
+  if (e.level === "client-timeout" || /Keepalive timeout|No response from server/.test(m)) return { what: "the host stopped answering (no reply to SSH keepalives)", hint: "check the host and the network between; then try again" };
+  if (/^Not connected/.test(m)) return { what: "the SSH connection was already closed" };
+  if (e.level === "handshake" || /^Handshake failed/.test(m)) return { what: `the SSH handshake failed: ${m}`, hint: "the host's sshd and ops have no algorithm in common, or it is not an SSH server" };
+  if (e.level === "protocol" || e.level === "client-socket") return { what: `SSH protocol error: ${m}` };
+  if (code === "ENOSPC" || code === "EDQUOT") return { what: `no space left on this machine (${m})`, hint: "free disk space here (not on the hosts) and try again" };
+  if (code === "EACCES" || code === "EPERM") return { what: `permission denied on this machine (${m})` };
+  if (code === "ENOENT") return { what: `a file is missing on this machine (${m})` };
+  return void 0;
+}
+var TransportError = class extends OpsError {
+  name = "TransportError";
+};
+function translateError(err, host, during) {
+  if (err instanceof OpsError) return err;
+  const known = describeLowLevel(err);
+  if (known) return new TransportError(`${during} on ${host}: ${known.what}`, known.hint);
+  const message = err instanceof Error ? err.message : String(err);
+  if (message.includes(host)) return new TransportError(message);
+  return new TransportError(`${during} on ${host} failed: ${message}`, "if this keeps happening, run with OPS_DEBUG=1 and report it");
+}
+function formatError(err, env = process.env) {
+  const withHint = (message2, hint) => hint ? `${message2}
+  hint: ${hint}` : message2;
+  if (err instanceof OpsError) return withHint(err.message, err.hint);
+  const debug2 = env.OPS_DEBUG && err instanceof Error && err.stack ? `
+${err.stack}` : "";
+  const known = describeLowLevel(err);
+  if (known) return withHint(known.what, known.hint) + debug2;
+  const message = err instanceof Error ? err.message || err.name : String(err);
+  return withHint(`internal error: ${message}`, "this is a bug in ops-pipeline: run again with OPS_DEBUG=1 to see where it happened, and report it") + debug2;
 }
 
 // core/report.ts
@@ -49322,7 +49365,7 @@ function envPath(env, p) {
 
 // core/ops/deploy.ts
 import { execFileSync as execFileSync2 } from "node:child_process";
-import { randomBytes as randomBytes9 } from "node:crypto";
+import { randomBytes as randomBytes10 } from "node:crypto";
 import { isAbsolute as isAbsolute3, resolve as resolve3 } from "node:path";
 
 // core/remote/identity.ts
@@ -50177,6 +50220,7 @@ var NodeSSH = class {
 
 // core/remote/ssh.ts
 import { timingSafeEqual } from "node:crypto";
+import { StringDecoder } from "node:string_decoder";
 
 // core/remote/types.ts
 var REPORT_PREFIX = "@ops ";
@@ -50201,7 +50245,10 @@ function reportedAll(result, key) {
 var DEFAULT_STEP_TIMEOUT = 600;
 
 // core/remote/wrap.ts
+var START_MARKER = "@ops-start";
 var scriptPrelude = [
+  // The leading newline ends whatever line the login shell left unfinished.
+  `printf '\\n${START_MARKER}\\n'; printf '\\n${START_MARKER}\\n' >&2`,
   "set -euo pipefail",
   "umask 022",
   // files that must stay private (.env, keys) are created with explicit modes
@@ -50209,11 +50256,11 @@ var scriptPrelude = [
   `ops_report() { printf '${REPORT_PREFIX}%s %s\\n' "$1" "\${2:-}"; }`,
   "cd /"
 ].join("\n");
-function commandLine(step, login, appUser) {
+function commandLine(step, login2, appUser) {
   const seconds2 = step.timeout ?? DEFAULT_STEP_TIMEOUT;
   const run = ["timeout", "-k", "10", String(seconds2), "bash", "-s"];
   if (step.as === "app") return cmd("sudo", "-n", "-H", "-u", appUser, "--", ...run);
-  if (step.as === "root" && login !== "root") return cmd("sudo", "-n", "-H", "--", ...run);
+  if (step.as === "root" && login2 !== "root") return cmd("sudo", "-n", "-H", "--", ...run);
   return cmd(...run);
 }
 function scriptText(step) {
@@ -50221,26 +50268,55 @@ function scriptText(step) {
 ${step.script.trimEnd()}
 `;
 }
+function uploadStep(remotePath, size, mode) {
+  const dir = remotePath.replace(/\/[^/]*$/, "") || "/";
+  return {
+    name: `upload ${remotePath.split("/").pop()}`,
+    as: "login",
+    timeout: 600 + Math.ceil(size / 1e5),
+    // at least 100 kB/s
+    quiet: true,
+    // One line to end with: bash has parsed and run the whole function before the content starts.
+    script: String.raw`ops_upload() {
+  local tmp got
+  tmp=$(mktemp ${quote(`${dir}/.ops-upload.XXXXXX`)})
+  trap 'rm -f "$tmp"' EXIT
+  head -c ${size} > "$tmp"
+  got=$(stat -c %s "$tmp")
+  if [ "$got" != ${size} ]; then echo "the upload of ${quote(remotePath)} was cut short: $got of ${size} bytes arrived" >&2; exit 1; fi
+  chmod ${mode.toString(8).padStart(4, "0")} "$tmp"
+  mv -f "$tmp" ${quote(remotePath)}
+  trap - EXIT
+}
+ops_upload; exit $?`
+  };
+}
 
 // core/remote/ssh.ts
 function hostKeyAlgorithms(type) {
   return type === "ssh-rsa" ? ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"] : [type];
 }
-var RETRYABLE = /ECONNREFUSED|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ECONNRESET|EAI_AGAIN|Timed out while waiting for handshake/;
+var RETRYABLE = /ECONNREFUSED|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ECONNRESET|EAI_AGAIN|Timed out while waiting for handshake|Connection lost before handshake/;
 var sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-async function connect(options) {
-  const { host, reporter } = options;
-  const pinned = parseHostKey(host.hostKey);
-  if (typeof pinned === "string") throw new OpsError(`host ${host.name}: pinned host key is malformed (${pinned})`, `fix hosts[].host_key in ${options.configFile}`);
-  let attempt = 0;
+function pinnedKey(ep, role, configFile) {
+  const pinned = parseHostKey(ep.hostKey);
+  if (typeof pinned === "string") throw new OpsError(`${role} ${ep.name}: pinned host key is malformed (${pinned})`, `fix its host_key in ${configFile}`);
+  return pinned;
+}
+async function login(ep, attempt, options) {
+  const pinned = pinnedKey(ep, attempt.keyField.startsWith("bastion") ? "bastion" : "host", options.configFile);
+  const { where } = attempt;
+  let tries = 0;
   for (; ; ) {
     let presented;
     const ssh = new NodeSSH();
     try {
+      const sock = attempt.sock ? await attempt.sock() : void 0;
       await ssh.connect({
-        host: host.address,
-        port: host.port,
-        username: host.user,
+        host: ep.address,
+        port: ep.port,
+        username: ep.user,
+        ...sock ? { sock } : {},
         readyTimeout: options.connectTimeout * 1e3,
         keepaliveInterval: 1e4,
         keepaliveCountMax: 3,
@@ -50251,43 +50327,89 @@ async function connect(options) {
           return key.length === pinned.blob.length && timingSafeEqual(key, pinned.blob);
         }
       });
-      return new SshRemote(ssh, host, options.appUser, reporter);
+      return ssh;
     } catch (e) {
       ssh.dispose();
+      if (e instanceof OpsError && !(e instanceof TransportError)) throw e;
       const message = e instanceof Error ? e.message : String(e);
-      const where = `${host.name} (${host.user}@${host.address}:${host.port})`;
       if (presented && !presented.equals(pinned.blob)) {
         throw new OpsError(
           `host key of ${where} does not match the pinned key: refusing to connect
   presented: ${blobType(presented)} ${fingerprint(presented)}
   pinned:    ${pinned.type} ${fingerprint(pinned.blob)}`,
-          `if the host was rebuilt, read its new key out of band (VM console: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), compare the fingerprint, then put the key line in hosts[].host_key of ${options.configFile}`
+          `if the machine was rebuilt, read its new key out of band (VM console: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), compare the fingerprint, then put the key line in ${attempt.keyField} of ${options.configFile}`
         );
       }
       if (/no matching host key format|Handshake failed: no matching/i.test(message)) {
-        throw new OpsError(`${where} offers no ${pinned.type} host key, which is the type pinned`, `pin the host's key of a type it offers, in ${options.configFile}`);
+        throw new OpsError(`${where} offers no ${pinned.type} host key, which is the type pinned`, `pin the key of a type it offers, in ${attempt.keyField} of ${options.configFile}`);
       }
       if (/All configured authentication methods failed/i.test(message)) {
-        throw new OpsError(`${where} refused our SSH key (${options.credentials.describe})`, `authorise its public key for ${host.user} on the host, or give another key (--identity, $OPS_SSH_KEY, ssh.identity_file)`);
+        throw new OpsError(`${where} refused our SSH key (${options.credentials.describe})`, `authorise its public key for ${ep.user} there, or give another key (--identity, $OPS_SSH_KEY, ssh.identity_file)`);
       }
-      if (attempt >= options.retries || !RETRYABLE.test(message)) {
-        throw new OpsError(`cannot connect to ${where}: ${message}${attempt ? ` (after ${attempt + 1} attempts)` : ""}`, "check the address and port, that sshd runs, and that a firewall lets this machine in");
+      if (tries >= options.retries || !RETRYABLE.test(`${message} ${e.code ?? ""}`)) {
+        if (e instanceof OpsError) throw e;
+        const known = describeLowLevel(e);
+        throw new TransportError(
+          `cannot connect to ${where}: ${known?.what ?? message}${tries ? ` (after ${tries + 1} attempts)` : ""}`,
+          known?.hint ?? "check the address and port, that sshd runs, and that a firewall lets this machine in"
+        );
       }
-      attempt++;
-      reporter.warn(`${host.name}: ${message}; retrying (${attempt}/${options.retries})`);
-      await sleep(1e3 * 2 ** (attempt - 1));
+      tries++;
+      options.reporter.warn(`${where}: ${e instanceof OpsError ? e.message : describeLowLevel(e)?.what ?? message}; retrying (${tries}/${options.retries})`);
+      await sleep(1e3 * 2 ** (tries - 1));
     }
   }
 }
+function describeEndpoint(ep) {
+  return `${ep.name} (${ep.user}@${ep.address}:${ep.port})`;
+}
+async function connect(options) {
+  const { host, via } = options;
+  const where = via ? `${describeEndpoint(host)}, through bastion ${via.endpoint.name}` : describeEndpoint(host);
+  const ssh = await login(host, { where, keyField: "hosts[].host_key", sock: via ? () => via.forward(host) : void 0 }, options);
+  return new SshRemote(ssh, host, options.appUser, options.reporter, options.onClose);
+}
+var AfterMarker = class _AfterMarker {
+  constructor(emit) {
+    this.emit = emit;
+  }
+  emit;
+  static MARK = `
+${START_MARKER}
+`;
+  head = "";
+  decoder = new StringDecoder("utf8");
+  started = false;
+  preamble = "";
+  push(chunk) {
+    this.feed(this.decoder.write(chunk));
+  }
+  end() {
+    this.feed(this.decoder.end());
+    if (!this.started && this.head) this.emit(this.head);
+    this.head = "";
+  }
+  feed(text) {
+    if (!text) return;
+    if (this.started) return this.emit(text);
+    this.head += text;
+    const i = this.head.indexOf(_AfterMarker.MARK);
+    if (i < 0) return;
+    this.started = true;
+    this.preamble = this.head.slice(0, i);
+    const rest = this.head.slice(i + _AfterMarker.MARK.length);
+    this.head = "";
+    if (rest) this.emit(rest);
+  }
+};
 var LineSplitter = class {
   constructor(emit) {
     this.emit = emit;
   }
   emit;
   rest = "";
-  push(chunk) {
-    const text = this.rest + chunk.toString("utf8");
-    const lines = text.split("\n");
+  push(text) {
+    const lines = (this.rest + text).split("\n");
     this.rest = lines.pop() ?? "";
     for (const l of lines) this.emit(l);
   }
@@ -50296,104 +50418,144 @@ var LineSplitter = class {
     this.rest = "";
   }
 };
+function sessionRefused(e) {
+  const err = e;
+  return /Channel open failure/.test(err?.message ?? "") && (err.reason === 1 || err.reason === 4 || /open failed|prohibited|shortage/i.test(err.message ?? ""));
+}
 var SshRemote = class {
-  constructor(ssh, host, appUser, reporter) {
+  constructor(ssh, host, appUser, reporter, onClose) {
     this.ssh = ssh;
     this.appUser = appUser;
     this.reporter = reporter;
+    this.onClose = onClose;
     this.name = host.name;
     this.login = host.user;
+    const conn = ssh.connection;
+    conn.on("error", (e) => this.gone(e));
+    conn.on("close", () => this.gone(new Error("Not connected")));
   }
   ssh;
   appUser;
   reporter;
+  onClose;
   name;
   login;
-  sftp;
-  held = [];
-  async run(step, options = {}) {
+  lost;
+  closed = false;
+  /** Rejects the step in flight when the connection goes away under it. */
+  abort;
+  gone(e) {
+    this.lost ??= e;
+    this.abort?.(e);
+    const done = this.onClose;
+    this.onClose = void 0;
+    done?.();
+  }
+  /** Open an exec channel; a refused one is retried briefly: sshd frees a closed session asynchronously. */
+  async channel(command2, what) {
+    for (let attempt = 0; ; attempt++) {
+      const conn = this.ssh.connection;
+      if (this.closed) throw new TransportError(`${what} on ${this.name}: the connection was closed`);
+      if (this.lost || !conn) throw translateError(this.lost ?? new Error("Not connected"), this.name, what);
+      try {
+        return await new Promise((resolve4, reject) => conn.exec(command2, (e, c) => e ? reject(e) : resolve4(c)));
+      } catch (e) {
+        if (sessionRefused(e) && attempt < 8) {
+          await sleep(25 * 2 ** attempt);
+          continue;
+        }
+        if (sessionRefused(e))
+          throw new TransportError(
+            `sshd on ${this.name} refused to open a session for ${what}: its session limit is reached`,
+            `ops uses 1 session at a time per connection; MaxSessions in ${this.name}'s /etc/ssh/sshd_config (or a Match block) must be at least 1: set it, then reload sshd (systemctl reload ssh)`
+          );
+        throw translateError(e, this.name, what);
+      }
+    }
+  }
+  /** Run `command` with `input` on stdin; output before the start marker is the login shell's, not ours. */
+  async exec(step, command2, input, options) {
     const started = Date.now();
+    const what = `step "${step.name}"`;
     const show = (stream2) => new LineSplitter((line) => {
       if (!step.quiet && !line.startsWith(REPORT_PREFIX)) this.reporter.line(this.name, line, stream2);
     });
-    const out = show("stdout");
-    const err = show("stderr");
+    const outLines = show("stdout");
+    const errLines = show("stderr");
+    let stdout = "";
+    let stderr = "";
+    const out = new AfterMarker((t) => {
+      stdout += t;
+      outLines.push(t);
+    });
+    const err = new AfterMarker((t) => {
+      stderr += t;
+      errLines.push(t);
+    });
+    const channel = await this.channel(command2, what);
     const limit = ((step.timeout ?? DEFAULT_STEP_TIMEOUT) + 30) * 1e3;
-    let channel;
     let guard;
-    const result = await Promise.race([
-      this.ssh.execCommand(commandLine(step, this.login, this.appUser), {
-        stdin: scriptText(step),
-        noTrim: true,
-        onChannel: (c) => channel = c,
-        onStdout: (c) => out.push(c),
-        onStderr: (c) => err.push(c)
-      }),
-      new Promise((_, reject) => {
-        guard = setTimeout(() => {
-          channel?.close();
-          reject(new StepError(step.name, this.name, null, "no answer from the host before the step timeout", "timeout"));
-        }, limit);
-      })
-    ]).finally(() => clearTimeout(guard));
-    out.flush();
-    err.flush();
-    const code = result.code ?? (result.signal ? 128 : 255);
-    const stepResult = {
-      stdout: result.stdout,
-      stderr: result.stderr,
-      code,
-      durationMs: Date.now() - started,
-      reports: parseReports(result.stdout)
-    };
+    const status = await new Promise((resolve4, reject) => {
+      let code2 = null;
+      let signal;
+      this.abort = (e) => reject(translateError(e, this.name, `${what} (connection lost)`));
+      guard = setTimeout(() => {
+        channel.close();
+        reject(new StepError(step.name, this.name, null, "no answer from the host before the step timeout", "timeout"));
+      }, limit);
+      channel.on("data", (d) => out.push(d));
+      channel.stderr.on("data", (d) => err.push(d));
+      channel.on("exit", (c, sig) => {
+        if (typeof c === "number") code2 = c;
+        else if (sig) signal = `SIG${sig}`.replace(/^SIGSIG/, "SIG");
+      });
+      channel.on("error", () => void 0);
+      channel.on("close", () => resolve4({ code: code2, signal }));
+      channel.end(input);
+    }).finally(() => {
+      clearTimeout(guard);
+      this.abort = void 0;
+    });
+    out.end();
+    err.end();
+    outLines.flush();
+    errLines.flush();
+    const preamble = (out.preamble + err.preamble).trim();
+    const code = status.code ?? (status.signal ? 128 : 255);
+    if (code === 0 && !out.started) {
+      throw new OpsError(
+        `${what} on ${this.name} did not run: the login shell of ${this.login} exited 0 before starting it${preamble ? `, after printing: ${JSON.stringify(tail(preamble, 3))}` : ""}`,
+        `look at ${this.login}'s ~/.bashrc and /etc/bash.bashrc on ${this.name}: nothing may exit or exec for non-interactive shells`
+      );
+    }
+    const result = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble };
     if (code !== 0 && !options.allowFailure) {
-      const detail = tail(result.stderr.trim() ? result.stderr : result.stdout.split("\n").filter((l) => !l.startsWith(REPORT_PREFIX)).join("\n"));
-      const noSudo = /sudo: (a password is required|a terminal is required)|is not in the sudoers/.test(result.stderr);
+      const detail = tail(stderr.trim() ? stderr : stdout.split("\n").filter((l) => !l.startsWith(REPORT_PREFIX)).join("\n"));
+      const noSudo = /sudo: (a password is required|a terminal is required)|is not in the sudoers/.test(stderr);
       throw new StepError(
         step.name,
         this.name,
         code,
         detail,
-        result.signal ?? void 0,
-        noSudo ? `the login ${this.login} needs passwordless sudo on ${this.name} (e.g. /etc/sudoers.d/${this.login}: "${this.login} ALL=(ALL) NOPASSWD:ALL")` : void 0
+        status.signal,
+        noSudo ? `the login ${this.login} needs passwordless sudo on ${this.name}: add the line "${this.login} ALL=(ALL) NOPASSWD: ALL" to /etc/sudoers.d/${this.login} (visudo -f /etc/sudoers.d/${this.login})` : void 0
       );
     }
-    return stepResult;
+    return result;
   }
-  session() {
-    this.sftp ??= this.ssh.requestSFTP();
-    return this.sftp;
+  run(step, options = {}) {
+    return this.exec(step, commandLine(step, this.login, this.appUser), Buffer.from(scriptText(step)), options);
   }
   async upload(content, remotePath, options = {}) {
-    const sftp = await this.session();
     const data = typeof content === "string" ? Buffer.from(content) : content;
-    const mode = options.mode ?? 384;
-    await new Promise((res) => sftp.unlink(remotePath, () => res()));
-    await new Promise(
-      (res, rej) => sftp.writeFile(remotePath, data, { mode, flag: "wx" }, (e) => e ? rej(new OpsError(`upload to ${this.name}:${remotePath} failed: ${e.message}`)) : res())
-    );
-  }
-  async hold() {
-    const conn = this.ssh.connection;
-    if (!conn) throw new OpsError(`${this.name}: not connected`);
-    const command2 = `sh -c 'echo $$; exec cat >/dev/null'`;
-    return new Promise((resolve4, reject) => {
-      conn.exec(command2, (e, channel) => {
-        if (e) return reject(e);
-        this.held.push(channel);
-        let first = "";
-        channel.on("data", (d) => {
-          first += d.toString();
-          const nl = first.indexOf("\n");
-          if (nl >= 0) resolve4(Number(first.slice(0, nl)));
-        });
-        channel.on("close", () => reject(new OpsError(`${this.name}: holder process ended early`)));
-      });
-    });
+    const step = uploadStep(remotePath, data.length, options.mode ?? 384);
+    await this.exec(step, commandLine(step, this.login, this.appUser), Buffer.concat([Buffer.from(scriptText(step)), data]), {});
   }
   async close() {
-    for (const c of this.held) c.end();
+    if (this.closed) return;
+    this.closed = true;
     this.ssh.dispose();
+    this.gone(new Error("Not connected"));
   }
 };
 
@@ -50416,16 +50578,40 @@ function sshConnector(ctx) {
     });
   };
 }
+function guarded(remote) {
+  const translated = (what, run) => run().catch((e) => {
+    throw translateError(e, remote.name, what);
+  });
+  return {
+    name: remote.name,
+    login: remote.login,
+    run: (step, options) => translated(`step "${step.name}"`, () => remote.run(step, options)),
+    upload: (content, path, options) => translated(`upload of ${path}`, () => remote.upload(content, path, options)),
+    close: () => remote.close().catch(() => void 0)
+  };
+}
+function hostConnector(ctx) {
+  const base = ctx.connector ?? sshConnector(ctx);
+  return async (env, host) => {
+    try {
+      return guarded(await base(env, host));
+    } catch (e) {
+      throw translateError(e, host.name, "connecting");
+    }
+  };
+}
 var Session = class _Session {
-  constructor(env, remotes) {
+  constructor(env, remotes, connector) {
     this.env = env;
     this.remotes = remotes;
+    this.connector = connector;
   }
   env;
   remotes;
+  connector;
   /** Connect to every host in parallel; if any fails, close the others and throw (nothing has run yet). */
   static async open(ctx, env, hosts = env.hosts) {
-    const connector = ctx.connector ?? sshConnector(ctx);
+    const connector = hostConnector(ctx);
     const settled = await Promise.allSettled(hosts.map((h) => connector(env, h)));
     const remotes = /* @__PURE__ */ new Map();
     const failures = [];
@@ -50439,7 +50625,19 @@ var Session = class _Session {
       throw new OpsError(`cannot reach ${failures.length} of ${hosts.length} hosts; nothing was changed:
 ${failures.map((f) => `  - ${f}`).join("\n")}`);
     }
-    return new _Session(env, remotes);
+    return new _Session(env, remotes, connector);
+  }
+  /**
+   * Replace a host's connection by a new one (the old one is closed): for cleanup after a failure, e.g.
+   * releasing a lock when the first connection broke. Never on a path that succeeds.
+   */
+  async reconnect(name2) {
+    const host = this.env.hosts.find((h) => h.name === name2);
+    if (!host) throw new OpsError(`no host ${name2} in ${this.env.name}`);
+    await this.remotes.get(name2)?.close();
+    const remote = await this.connector(this.env, host);
+    this.remotes.set(name2, remote);
+    return remote;
   }
   remote(host) {
     const r = this.remotes.get(host);
@@ -51291,17 +51489,33 @@ done`
   };
 }
 
+// core/ops/locked.ts
+import { randomBytes } from "node:crypto";
+
 // core/steps/audit.ts
 function auditLine(entry) {
   return JSON.stringify(entry).replace(/\n/g, " ");
 }
 
 // core/steps/lock.ts
+var CONNECTION_FUNCTIONS = String.raw`# proc_start PID: start time (field 22 of /proc/PID/stat, counted after the command name): tells a reused PID apart
+proc_start() { local s; s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1; s=${"$"}{s##*) }; set -- $s; printf '%s\n' "${"$"}{20}"; }
+# conn_pid: the SSH server process of this connection
+conn_pid() {
+  local p=$$ s c
+  while [ "$p" -gt 1 ]; do
+    s=$(cat "/proc/$p/stat" 2>/dev/null) || return 1
+    c=${"$"}{s#*(}; c=${"$"}{c%)*}
+    case "$c" in sshd|sshd-session|dropbear) printf '%s\n' "$p"; return 0 ;; esac
+    s=${"$"}{s##*) }; set -- $s; p=$2
+  done
+  return 1
+}`;
 var LOCK_STATE = String.raw`lock_state=free
 if [ -d "$lock" ]; then
   pid=$(sed -n 's/^holder_pid=//p' "$lock/info" 2>/dev/null || true)
   start=$(sed -n 's/^holder_start=//p' "$lock/info" 2>/dev/null || true)
-  if [ -n "$pid" ] && [ -r "/proc/$pid/stat" ] && [ "$(cut -d' ' -f22 "/proc/$pid/stat")" = "$start" ]; then lock_state=held; else lock_state=stale; fi
+  if [ -n "$pid" ] && [ "$(proc_start "$pid" || true)" = "$start" ]; then lock_state=held; else lock_state=stale; fi
 fi`;
 var REPORT_HOLDER = String.raw`ops_report lock "$lock_state"
 if [ -f "$lock/info" ]; then while IFS= read -r line; do ops_report holder "$line"; done < "$lock/info"; fi`;
@@ -51313,17 +51527,26 @@ function acquireLock(env, req2, then = "") {
     as: "root",
     timeout: req2.wait + 30,
     quiet: true,
-    script: String.raw`lock=${quote(L.lock)}
+    script: String.raw`${CONNECTION_FUNCTIONS}
+lock=${quote(L.lock)}
+holder=$(conn_pid) || { echo "cannot find the SSH server process of this connection (no sshd ancestor of process $$): the lock needs OpenSSH or dropbear" >&2; exit 1; }
 install -d -m 0755 -o root -g root ${quote(L.base)} ${quote(L.state)}
 deadline=$(( $(date +%s) + ${req2.wait} ))
 while :; do
-  if mkdir "$lock" 2>/dev/null; then
-    printf '%s\n' ${quote(`operation=${req2.operation}`)} ${quote(`actor=${req2.actor}`)} ${quote(`run=${req2.runUrl}`)} "since=$(date -u +%Y-%m-%dT%H:%M:%SZ)" "holder_pid=${req2.holderPid}" "holder_start=$(cut -d' ' -f22 /proc/${req2.holderPid}/stat)" > "$lock/info"
+  if made=$(mkdir "$lock" 2>&1); then
+    # The details are the lock's meaning: a lock without them (disk full) is given back at once.
+    if ! printf '%s\n' ${quote(`operation=${req2.operation}`)} ${quote(`actor=${req2.actor}`)} ${quote(`run=${req2.runUrl}`)} ${quote(`run_id=${req2.runId}`)} "since=$(date -u +%Y-%m-%dT%H:%M:%SZ)" "holder_pid=$holder" "holder_start=$(proc_start "$holder")" > "$lock/info"; then
+      rm -rf "$lock"
+      echo "cannot write the lock's details in $lock: no space left under ${L.base}?" >&2
+      exit 1
+    fi
     ops_report lock acquired
+    ops_report holder_pid "$holder"
     # Uploads left by an interrupted run (.env, initdata) are ours to remove now.
     find ${quote(L.uploads)} -mindepth 1 -delete 2>/dev/null || true
     break
   fi
+  [ -d "$lock" ] || { echo "cannot take the lock: $made" >&2; exit 1; }
   ${LOCK_STATE.replace(/\n/g, "\n  ")}
   if [ "$lock_state" = stale ] || [ "$(date +%s)" -ge "$deadline" ]; then
     ${REPORT_HOLDER.replace(/\n/g, "\n    ")}
@@ -51334,10 +51557,11 @@ done
 ${then}`
   };
 }
-function releaseLock(env, holderPid, auditLines = []) {
+function releaseLock(env, runId, auditLines = []) {
   const L = layout(env);
-  const audit = auditLines.length ? `printf '%s\\n' ${auditLines.map(quote).join(" ")} >> ${quote(L.audit)}
-chmod 0644 ${quote(L.audit)}
+  const audit = auditLines.length ? `if ! audit_err=$({ printf '%s\\n' ${auditLines.map(quote).join(" ")} >> ${quote(L.audit)} && chmod 0644 ${quote(L.audit)}; } 2>&1); then
+  ops_report audit_failed "$(printf '%s' "$audit_err" | tr '\\n' ' ')"
+fi
 ` : "";
   return {
     name: "unlock",
@@ -51345,7 +51569,7 @@ chmod 0644 ${quote(L.audit)}
     timeout: 30,
     quiet: true,
     script: String.raw`${audit}lock=${quote(L.lock)}
-if [ "$(sed -n 's/^holder_pid=//p' "$lock/info" 2>/dev/null || true)" = "${holderPid}" ]; then rm -rf "$lock"; ops_report lock released; fi`
+if [ "$(sed -n 's/^run_id=//p' "$lock/info" 2>/dev/null || true)" = ${quote(runId)} ]; then rm -rf "$lock"; ops_report lock released; fi`
   };
 }
 function parseLock(result) {
@@ -51364,16 +51588,10 @@ function describeHolder(h) {
 // core/ops/locked.ts
 var LockError = class extends OpsError {
 };
-async function acquire(remote, env, operation, ctx, inspect) {
-  const info2 = runInfo(ctx.env);
-  const holderPid = await remote.hold();
-  const step = acquireLock(env, { operation, actor: info2.actor, runUrl: info2.runUrl, holderPid, wait: env.config.switch.lock_wait }, inspect?.script);
-  const result = await remote.run(step, { allowFailure: true });
-  if (result.code === 0) return { pid: holderPid, result };
-  if (parseLock(result).state === "acquired") {
-    await remote.run(releaseLock(env, holderPid), { allowFailure: true });
-  }
-  if (result.code !== LOCK_BUSY_EXIT) throw new StepError(inspect ? `lock, ${inspect.name}` : "lock", remote.name, result.code, result.stderr);
+async function acquire(remote, env, request, inspect) {
+  const result = await remote.run(acquireLock(env, request, inspect?.script), { allowFailure: true });
+  if (result.code === 0) return result;
+  if (result.code !== LOCK_BUSY_EXIT) throw new StepError(inspect ? `lock, ${inspect.name}` : "lock", remote.name, result.code, tail(result.stderr));
   const lock = parseLock(result);
   if (lock.state === "stale")
     throw new LockError(
@@ -51385,33 +51603,66 @@ async function acquire(remote, env, operation, ctx, inspect) {
     env.config.switch.lock_wait ? `waited ${env.config.switch.lock_wait}s; try again when it is done` : "wait until it is done (or set switch.lock_wait to queue behind it)"
   );
 }
+function lockLeft(env, failures, cause) {
+  const left = `the lock of ${env.name} could not be released on ${failures.length === 1 ? "host " : "hosts:\n  "}${failures.join("\n  ")}`;
+  const release = `once nothing runs there any more, release it: ops lock release ${env.name}`;
+  if (cause === void 0) return new LockError(`the operation itself succeeded, but ${left}`, release);
+  const message = cause instanceof Error ? cause.message : String(cause);
+  const hint = cause instanceof OpsError && cause.hint ? `${cause.hint}; then ${release}` : release;
+  return new LockError(`${message}
+${left}`, hint);
+}
 async function withLock(ctx, session, operation, fn, options = {}) {
   const env = session.env;
   const info2 = runInfo(ctx.env);
-  const held = /* @__PURE__ */ new Map();
+  const request = { operation, actor: info2.actor, runUrl: info2.runUrl, runId: randomBytes(8).toString("hex"), wait: env.config.switch.lock_wait };
+  const mine = /* @__PURE__ */ new Set();
   const pending = /* @__PURE__ */ new Map();
   const inspected = /* @__PURE__ */ new Map();
-  const releaseAll = async () => {
-    const all = [...held.values()];
-    held.clear();
-    await Promise.allSettled(all.map(({ remote, pid }) => remote.run(releaseLock(env, pid, pending.get(remote.name) ?? []), { allowFailure: true })));
+  const releaseOn = async (host) => {
+    const step = releaseLock(env, request.runId, pending.get(host) ?? []);
+    let why = "";
+    for (const fresh of [false, true]) {
+      try {
+        const remote = fresh ? await session.reconnect(host) : session.remote(host);
+        const r = await remote.run(step, { allowFailure: true });
+        if (r.code === 0) {
+          const audit = reported(r, "audit_failed");
+          if (audit !== void 0) ctx.reporter.warn(`${host}: the audit log could not be written (${audit.trim() || "no reason given"})`);
+          return void 0;
+        }
+        why = `the unlock step failed with exit code ${r.code}${r.stderr.trim() ? `: ${tail(r.stderr, 1)}` : ""}`;
+      } catch (e) {
+        why = (e instanceof Error ? e.message : String(e)).split("\n")[0];
+      }
+      if (!fresh) ctx.reporter.warn(`${host}: could not release the lock (${why}); trying again over a new connection`);
+    }
+    return `${host} (${why})`;
   };
+  let releasing;
+  const releaseAll = () => releasing ??= Promise.all([...mine].map(releaseOn)).then((failures) => failures.filter((f) => f !== void 0));
   const onSignal = (signal) => {
     ctx.reporter.error(`${signal} received: releasing the lock and stopping`);
-    for (const { remote } of held.values()) pending.set(remote.name, [...pending.get(remote.name) ?? [], auditLine({ time: (/* @__PURE__ */ new Date()).toISOString(), environment: env.name, operation, result: "failed", actor: info2.actor, run: info2.runUrl || void 0, message: `interrupted by ${signal}` })]);
-    void releaseAll().then(() => session.close()).finally(() => process.exit(130));
+    for (const host of mine) pending.set(host, [...pending.get(host) ?? [], auditLine({ time: (/* @__PURE__ */ new Date()).toISOString(), environment: env.name, operation, result: "failed", actor: info2.actor, run: info2.runUrl || void 0, message: `interrupted by ${signal}` })]);
+    void releaseAll().then((failures) => {
+      if (failures.length) ctx.reporter.error(ctx.reporter.redact(lockLeft(env, failures, new OpsError(`interrupted by ${signal}`)).message));
+    }).then(() => session.close()).finally(() => process.exit(130));
   };
   const settled = await Promise.allSettled(
     [...session.remotes.values()].map(async (r) => {
-      const { pid, result } = await acquire(r, env, operation, ctx, options.inspect);
-      held.set(r.name, { remote: r, pid });
-      inspected.set(r.name, result);
+      mine.add(r.name);
+      try {
+        inspected.set(r.name, await acquire(r, env, request, options.inspect));
+      } catch (e) {
+        if (e instanceof LockError) mine.delete(r.name);
+        throw e;
+      }
     })
   );
   const failed = settled.find((s) => s.status === "rejected");
   if (failed) {
-    await releaseAll();
-    throw failed.reason;
+    const left2 = await releaseAll();
+    throw left2.length ? lockLeft(env, left2, failed.reason) : failed.reason;
   }
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
@@ -51422,13 +51673,20 @@ async function withLock(ctx, session, operation, fn, options = {}) {
       pending.set(host, [...pending.get(host) ?? [], line]);
     }
   };
+  let result;
   try {
-    return await fn(run);
+    result = await fn(run);
+  } catch (e) {
+    const left2 = await releaseAll();
+    throw left2.length ? lockLeft(env, left2, e) : e;
   } finally {
+    await releaseAll();
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
-    await releaseAll();
   }
+  const left = await releaseAll();
+  if (left.length) throw lockLeft(env, left);
+  return result;
 }
 
 // core/ops/secrets.ts
@@ -51436,17 +51694,17 @@ import { existsSync as existsSync7 } from "node:fs";
 import { join as join6 } from "node:path";
 
 // core/secrets/sops.ts
-import { randomBytes as randomBytes8 } from "node:crypto";
+import { randomBytes as randomBytes9 } from "node:crypto";
 import { readFile as readFile2 } from "node:fs/promises";
 
 // core/secrets/atomic.ts
-import { randomBytes } from "node:crypto";
+import { randomBytes as randomBytes2 } from "node:crypto";
 import { open as open2, rename as rename2, rm as rm2, stat as stat2 } from "node:fs/promises";
 import { basename, dirname, join as join3 } from "node:path";
 async function writeFileAtomic(file, content, mode) {
   const dir = dirname(file);
   const keep = mode ?? await stat2(file).then((s) => s.mode & 511, () => 420);
-  const tmp = join3(dir, `.${basename(file)}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`);
+  const tmp = join3(dir, `.${basename(file)}.${process.pid}.${randomBytes2(6).toString("hex")}.tmp`);
   const fh = await open2(tmp, "wx", keep);
   try {
     try {
@@ -51473,7 +51731,7 @@ async function writeFileAtomic(file, content, mode) {
 }
 
 // core/secrets/cipher.ts
-import { createCipheriv, createDecipheriv, createHash as createHash3, randomBytes as randomBytes2 } from "node:crypto";
+import { createCipheriv, createDecipheriv, createHash as createHash3, randomBytes as randomBytes3 } from "node:crypto";
 
 // core/secrets/tree.ts
 var import_yaml2 = __toESM(require_dist(), 1);
@@ -51780,7 +52038,7 @@ function parseEnc(value) {
 function formatEnc(enc) {
   return `ENC[AES256_GCM,data:${enc.data.toString("base64")},iv:${enc.iv.toString("base64")},tag:${enc.tag.toString("base64")},type:${enc.type}]`;
 }
-function sealText(plaintext, type, key, aad, iv = randomBytes2(IV_BYTES)) {
+function sealText(plaintext, type, key, aad, iv = randomBytes3(IV_BYTES)) {
   const c = createCipheriv("aes-256-gcm", key, iv);
   c.setAAD(Buffer.from(aad, "utf8"));
   const data = Buffer.concat([c.update(plaintext, "utf8"), c.final()]);
@@ -52006,7 +52264,7 @@ function createHasher(hashCons, info2 = {}) {
   Object.assign(hashC, info2);
   return Object.freeze(hashC);
 }
-function randomBytes3(bytesLength = 32) {
+function randomBytes4(bytesLength = 32) {
   anumber(bytesLength, "bytesLength");
   const cr = typeof globalThis === "object" ? globalThis.crypto : null;
   if (typeof cr?.getRandomValues !== "function")
@@ -53922,7 +54180,7 @@ function createHasher2(hashCons, info2 = {}) {
   Object.assign(hashC, info2);
   return Object.freeze(hashC);
 }
-function randomBytes5(bytesLength = 32) {
+function randomBytes6(bytesLength = 32) {
   const cr = typeof globalThis === "object" ? globalThis.crypto : null;
   if (typeof cr?.getRandomValues !== "function")
     throw new Error("crypto.getRandomValues must be defined");
@@ -54717,7 +54975,7 @@ function montgomery(curveDef) {
   const is25519 = type === "x25519";
   if (!is25519 && type !== "x448")
     throw new Error("invalid type");
-  const randomBytes_ = rand || randomBytes5;
+  const randomBytes_ = rand || randomBytes6;
   const montgomeryBits = is25519 ? 255 : 448;
   const fieldLen = is25519 ? 32 : 56;
   const Gu = is25519 ? BigInt(9) : BigInt(5);
@@ -55470,7 +55728,7 @@ function getWLengths(Fp, Fn) {
 }
 function ecdh(Point, ecdhOpts = {}) {
   const { Fn } = Point;
-  const randomBytes_ = ecdhOpts.randomBytes || randomBytes5;
+  const randomBytes_ = ecdhOpts.randomBytes || randomBytes6;
   const lengths = Object.assign(getWLengths(Point.Fp, Fn), { seed: getMinHashLength(Fn.ORDER) });
   function isValidSecretKey(secretKey) {
     try {
@@ -55535,7 +55793,7 @@ function ecdsa(Point, hash, ecdsaOpts = {}) {
     bits2int_modN: "function"
   });
   ecdsaOpts = Object.assign({}, ecdsaOpts);
-  const randomBytes10 = ecdsaOpts.randomBytes || randomBytes5;
+  const randomBytes11 = ecdsaOpts.randomBytes || randomBytes6;
   const hmac3 = ecdsaOpts.hmac || ((key, msg) => hmac2(hash, key, msg));
   const { Fp, Fn } = Point;
   const { ORDER: CURVE_ORDER, BITS: fnBits } = Fn;
@@ -55677,7 +55935,7 @@ function ecdsa(Point, hash, ecdsaOpts = {}) {
       throw new Error("invalid private key");
     const seedArgs = [int2octets(d), int2octets(h1int)];
     if (extraEntropy != null && extraEntropy !== false) {
-      const e = extraEntropy === true ? randomBytes10(lengths.secretKey) : extraEntropy;
+      const e = extraEntropy === true ? randomBytes11(lengths.secretKey) : extraEntropy;
       seedArgs.push(abytes4(e, void 0, "extraEntropy"));
     }
     const seed = concatBytes2(...seedArgs);
@@ -56668,7 +56926,7 @@ var FFTCore = (F2, coreOpts) => {
 };
 
 // node_modules/@noble/post-quantum/utils.js
-var randomBytes6 = randomBytes5;
+var randomBytes7 = randomBytes6;
 function equalBytes2(a, b) {
   if (a.length !== b.length)
     return false;
@@ -57057,7 +57315,7 @@ function createKyber(opts2) {
       msgRand: msgLen,
       secretKey: secretCoder.bytesLen
     },
-    keygen: (seed = randomBytes6(seedLen)) => {
+    keygen: (seed = randomBytes7(seedLen)) => {
       abytes4(seed, seedLen, "seed");
       const { publicKey, secretKey: sk } = KPKE.keygen(seed.subarray(0, 32));
       const publicKeyHash = HASH256(publicKey);
@@ -57069,7 +57327,7 @@ function createKyber(opts2) {
       const [_sk, publicKey, _publicKeyHash, _z] = secretCoder.decode(secretKey);
       return Uint8Array.from(publicKey);
     },
-    encapsulate: (publicKey, msg = randomBytes6(msgLen)) => {
+    encapsulate: (publicKey, msg = randomBytes7(msgLen)) => {
       abytes4(publicKey, lengths.publicKey, "publicKey");
       abytes4(msg, msgLen, "message");
       const eke = publicKey.subarray(0, 384 * opts2.K);
@@ -57136,7 +57394,7 @@ function ecKeygen(curve, allowZeroKey = false) {
     const Fn = wCurve.Point.Fn;
     if (!Fn)
       throw new Error("No Point.Fn");
-    keygen = (seed = randomBytes6(lengths.seed)) => {
+    keygen = (seed = randomBytes7(lengths.seed)) => {
       abytes4(seed, lengths.seed, "seed");
       const seedScalar = Fn.isLE ? bytesToNumberLE(seed) : bytesToNumberBE(seed);
       const secretKey = Fn.toBytes(Fn.create(seedScalar));
@@ -57157,7 +57415,7 @@ function ecdhKem(curve, allowZeroKey = false) {
     lengths: { ...kg.lengths, msg: kg.lengths.seed, cipherText: kg.lengths.publicKey },
     keygen: kg.keygen,
     getPublicKey: kg.getPublicKey,
-    encapsulate(publicKey, rand = randomBytes6(curve.lengths.seed)) {
+    encapsulate(publicKey, rand = randomBytes7(curve.lengths.seed)) {
       const ek = this.keygen(rand).secretKey;
       const sharedSecret = this.decapsulate(publicKey, ek);
       const cipherText = curve.getPublicKey(ek);
@@ -57199,7 +57457,7 @@ function combineKeys(realSeedLen, expandSeed, ...ck) {
     getPublicKey(secretKey) {
       return this.keygen(secretKey).publicKey;
     },
-    keygen(seed = randomBytes6(realSeedLen)) {
+    keygen(seed = randomBytes7(realSeedLen)) {
       const { publicKey: pk, secretKey } = expandDecapsulationKey(seed);
       const publicKey = pkCoder.encode(pk);
       cleanBytes(pk);
@@ -57227,7 +57485,7 @@ function combineKEMS(realSeedLen, realMsgLen, expandSeed, combiner, ...kems) {
     },
     getPublicKey: keys.getPublicKey,
     keygen: keys.keygen,
-    encapsulate(pk, randomness = randomBytes6(msgCoder.bytesLen)) {
+    encapsulate(pk, randomness = randomBytes7(msgCoder.bytesLen)) {
       const pks = pkCoder.decode(pk);
       const rand = msgCoder.decode(randomness);
       const enc = kems.map((i, j) => i.encapsulate(pks[j], rand[j]));
@@ -57305,14 +57563,14 @@ function nistCurveKem(curve, scalarLen, elemLen, nseed) {
       msg: nseed,
       cipherText: elemLen
     },
-    keygen(seed = randomBytes6(nseed)) {
+    keygen(seed = randomBytes7(nseed)) {
       abytes4(seed, nseed, "seed");
       return rejectionSampling(seed);
     },
     getPublicKey(secretKey) {
       return curve.getPublicKey(secretKey, false);
     },
-    encapsulate(publicKey, rand = randomBytes6(nseed)) {
+    encapsulate(publicKey, rand = randomBytes7(nseed)) {
       abytes4(rand, nseed, "rand");
       const { secretKey: ek } = rejectionSampling(rand);
       const sharedSecret = this.decapsulate(publicKey, ek);
@@ -57377,7 +57635,7 @@ var bytesToHex3 = bytesToHex;
 var concatBytes3 = (...arrays) => concatBytes(...arrays);
 var hexToBytes3 = (hex) => hexToBytes(hex);
 var isBytes5 = isBytes;
-var randomBytes7 = (bytesLength) => randomBytes3(bytesLength);
+var randomBytes8 = (bytesLength) => randomBytes4(bytesLength);
 var _0n7 = /* @__PURE__ */ BigInt(0);
 var _1n8 = /* @__PURE__ */ BigInt(1);
 var atitle3 = (title) => title ? `"${title}" ` : "";
@@ -58025,18 +58283,18 @@ function validateTableBytes(numPoints, fpBytes) {
   if (bytes > TABLE_BYTES_MAX)
     throw new Error("invalid window size: table would need ~" + Math.ceil(bytes / 2 ** 20) + " MiB, max " + TABLE_BYTES_MAX / 2 ** 20 + " MiB");
 }
-function probeRandomBytes(randomBytes10, length) {
-  if (randomBytes10 === void 0)
+function probeRandomBytes(randomBytes11, length) {
+  if (randomBytes11 === void 0)
     return void 0;
-  afunction(randomBytes10, "randomBytes");
+  afunction(randomBytes11, "randomBytes");
   try {
-    const probe = randomBytes10(length);
+    const probe = randomBytes11(length);
     if (!isBytes5(probe) || probe.length !== length)
       return void 0;
   } catch {
     return void 0;
   }
-  return randomBytes10;
+  return randomBytes11;
 }
 function validateMSMPoints(points, c) {
   aarray(points, "points");
@@ -58129,9 +58387,9 @@ var ScalarMultiplier = class {
   baseCanBeBlinded;
   bits;
   // Parametrized with a given Point class (not individual point)
-  constructor(Point, randomBytes10) {
+  constructor(Point, randomBytes11) {
     validatePointCons(Point);
-    this.randomBytes = probeRandomBytes(randomBytes10, BLIND_BYTES);
+    this.randomBytes = probeRandomBytes(randomBytes11, BLIND_BYTES);
     this.Point = Point;
     this.BASE = Point.BASE;
     this.ZERO = Point.ZERO;
@@ -58563,7 +58821,7 @@ function weierstrass2(params, extraOpts = {}) {
     randomBytes: "function"
   });
   const { endo: endoOpts, allowInfinityPoint, clearCofactor, isTorsionFree, fromBytes, toBytes } = extraOpts;
-  const randomBytes10 = extraOpts.randomBytes === void 0 ? randomBytes7 : extraOpts.randomBytes;
+  const randomBytes11 = extraOpts.randomBytes === void 0 ? randomBytes8 : extraOpts.randomBytes;
   if (endoOpts) {
     if (!Fp.is0(CURVE.a) || typeof endoOpts.beta !== "bigint" || !Array.isArray(endoOpts.basises)) {
       throw new Error('invalid endo: expected "beta": bigint and "basises": array');
@@ -58980,7 +59238,7 @@ function weierstrass2(params, extraOpts = {}) {
     }
   }
   const normalize = (points) => normalizeZ2(Point, points);
-  const wnaf = new ScalarMultiplier(Point, randomBytes10);
+  const wnaf = new ScalarMultiplier(Point, randomBytes11);
   if (wnaf.bits >= 6)
     Point.BASE.precompute(6);
   Object.freeze(Point.prototype);
@@ -59004,7 +59262,7 @@ function getWLengths2(Fp, Fn) {
 function ecdh2(Point, ecdhOpts = {}) {
   validatePointCons(Point);
   const { Fn } = Point;
-  const randomBytes_ = ecdhOpts.randomBytes === void 0 ? randomBytes7 : ecdhOpts.randomBytes;
+  const randomBytes_ = ecdhOpts.randomBytes === void 0 ? randomBytes8 : ecdhOpts.randomBytes;
   const lengths = Object.assign(getWLengths2(Point.Fp, Fn), {
     seed: Math.max(getMinHashLength2(Fn.ORDER), 16)
   });
@@ -59081,12 +59339,12 @@ function ecdsa2(Point, hash, ecdsaOpts = {}) {
     bits2int_modN: "function"
   });
   const opts2 = Object.assign({}, ecdsaOpts);
-  const randomBytes10 = opts2.randomBytes === void 0 ? randomBytes7 : opts2.randomBytes;
+  const randomBytes11 = opts2.randomBytes === void 0 ? randomBytes8 : opts2.randomBytes;
   const hmac3 = opts2.hmac === void 0 ? (key, msg) => hmac(hash_, key, msg) : opts2.hmac;
   const { Fp, Fn } = Point;
   const { ORDER: CURVE_ORDER, BITS: fnBits } = Fn;
   const blindLength = getMinHashLength2(CURVE_ORDER);
-  const csprng = probeRandomBytes(randomBytes10, blindLength);
+  const csprng = probeRandomBytes(randomBytes11, blindLength);
   const { keygen, getPublicKey, getSharedSecret, utils, lengths } = ecdh2(Point, opts2);
   const defaultSigOpts = {
     prehash: true,
@@ -59239,7 +59497,7 @@ function ecdsa2(Point, hash, ecdsaOpts = {}) {
       throw new Error("invalid private key");
     const seedArgs = [int2octets(d), int2octets(h1int)];
     if (extraEntropy != null && extraEntropy !== false) {
-      const e = extraEntropy === true ? randomBytes10(lengths.secretKey) : extraEntropy;
+      const e = extraEntropy === true ? randomBytes11(lengths.secretKey) : extraEntropy;
       seedArgs.push(abytes5(e, void 0, "extraEntropy"));
     }
     const seed = concatBytes3(...seedArgs);
@@ -59374,7 +59632,7 @@ function edwards(params, extraOpts = {}) {
   if (FpLegendre2(Fp, CURVE.d) !== -1)
     throw new Error("edwards: CURVE.d must be a non-square in Fp for complete addition formulas");
   validateObject2(opts2, {}, { uvRatio: "function", randomBytes: "function" });
-  const randomBytes10 = opts2.randomBytes === void 0 ? randomBytes7 : opts2.randomBytes;
+  const randomBytes11 = opts2.randomBytes === void 0 ? randomBytes8 : opts2.randomBytes;
   const MASK = _2n8 << BigInt(Fp.BYTES * 8) - _1n12;
   function isOdd(n) {
     if (!Fp.isOdd)
@@ -59635,7 +59893,7 @@ function edwards(params, extraOpts = {}) {
     }
   }
   const normalize = (points) => normalizeZ2(Point, points);
-  const wnaf = new ScalarMultiplier(Point, randomBytes10);
+  const wnaf = new ScalarMultiplier(Point, randomBytes11);
   if (wnaf.bits >= 6)
     Point.BASE.precompute(6);
   Object.freeze(Point.prototype);
@@ -59678,7 +59936,7 @@ function montgomery2(curveDef) {
   const is25519 = type === "x25519";
   if (!is25519 && type !== "x448")
     throw new Error("invalid type");
-  const randomBytes_ = rand === void 0 ? randomBytes7 : rand;
+  const randomBytes_ = rand === void 0 ? randomBytes8 : rand;
   const montgomeryBits = is25519 ? 255 : 448;
   const swap = cswap(P);
   const fieldLen = is25519 ? 32 : 56;
@@ -60352,7 +60610,7 @@ var X25519Recipient = class {
     this.recipient = res.bytes;
   }
   async wrapFileKey(fileKey) {
-    const ephemeral = randomBytes3(32);
+    const ephemeral = randomBytes4(32);
     const share = await scalarMultBase(ephemeral);
     const secret = await scalarMult(ephemeral, this.recipient);
     const salt = new Uint8Array(share.length + this.recipient.length);
@@ -60413,7 +60671,7 @@ var ScryptRecipient = class {
     this.logN = logN;
   }
   wrapFileKey(fileKey) {
-    const salt = randomBytes3(16);
+    const salt = randomBytes4(16);
     const label = "age-encryption.org/v1/scrypt";
     const labelAndSalt = new Uint8Array(label.length + 16);
     labelAndSalt.set(new TextEncoder().encode(label));
@@ -60687,7 +60945,7 @@ var Encrypter = class {
     }
   }
   async encrypt(file) {
-    const fileKey = randomBytes3(16);
+    const fileKey = randomBytes4(16);
     const stanzas = [];
     let recipients = this.recipients;
     if (this.passphrase !== null) {
@@ -60700,7 +60958,7 @@ var Encrypter = class {
     const hmacKey = hkdf(sha256, fileKey, void 0, labelHeader, 32);
     const mac = hmac(sha256, hmacKey, encodeHeaderNoMAC(stanzas));
     const header = encodeHeader(stanzas, mac);
-    const nonce = randomBytes3(16);
+    const nonce = randomBytes4(16);
     const labelPayload = new TextEncoder().encode("payload");
     const streamKey = hkdf(sha256, fileKey, nonce, labelPayload, 32);
     const encrypter = encryptSTREAM(streamKey);
@@ -61206,7 +61464,7 @@ var SecretsFile = class _SecretsFile {
     const f = new _SecretsFile(
       file,
       format,
-      randomBytes8(DATA_KEY_BYTES),
+      randomBytes9(DATA_KEY_BYTES),
       { kind: "map", entries: [] },
       [],
       { age: [], lastModified: "", mac: "", version: SOPS_VERSION, unencryptedSuffix: opts2.unencryptedSuffix ?? DEFAULT_UNENCRYPTED_SUFFIX, macOnlyEncrypted: false, foreign: [] },
@@ -61298,7 +61556,7 @@ var SecretsFile = class _SecretsFile {
   }
   /** A new data key: every value, the MAC and every recipient's copy of the key are encrypted anew. */
   rotate() {
-    this.dataKey = randomBytes8(DATA_KEY_BYTES);
+    this.dataKey = randomBytes9(DATA_KEY_BYTES);
     this.stash.clear();
     this.rotated = true;
   }
@@ -61527,7 +61785,7 @@ async function deployHost(ctx, env, remote, inspected, p, primary, options, reco
     audit({ result: "no-op", release: state.current, message: "already live" });
     return { ...result, release: state.current, noop: true, notes: [`${p.resolved.sha.slice(0, 12)} already live (${state.current})`] };
   }
-  const tag = `${p.id}-${randomBytes9(4).toString("hex")}`;
+  const tag = `${p.id}-${randomBytes10(4).toString("hex")}`;
   if (!state.hasSha) {
     const haves = await knownCommits(p.repo, state.known);
     const pack = await packFor(p.repo, p.resolved.sha, haves);

@@ -14954,7 +14954,7 @@ var require_util4 = __commonJS({
     var { getEncoding } = require_encoding();
     var { serializeAMimeType, parseMIMEType } = require_data_url();
     var { types } = __require("node:util");
-    var { StringDecoder } = __require("string_decoder");
+    var { StringDecoder: StringDecoder2 } = __require("string_decoder");
     var { btoa: btoa2 } = __require("node:buffer");
     var staticPropertyDescriptors = {
       enumerable: true,
@@ -15045,7 +15045,7 @@ var require_util4 = __commonJS({
             dataURL += serializeAMimeType(parsed);
           }
           dataURL += ";base64,";
-          const decoder = new StringDecoder("latin1");
+          const decoder = new StringDecoder2("latin1");
           for (const chunk of bytes) {
             dataURL += btoa2(decoder.write(chunk));
           }
@@ -15074,7 +15074,7 @@ var require_util4 = __commonJS({
         }
         case "BinaryString": {
           let binaryString = "";
-          const decoder = new StringDecoder("latin1");
+          const decoder = new StringDecoder2("latin1");
           for (const chunk of bytes) {
             binaryString += decoder.write(chunk);
           }
@@ -47639,7 +47639,7 @@ var require_keygen = __commonJS({
       generateKeyPair: generateKeyPair_,
       generateKeyPairSync: generateKeyPairSync_,
       getCurves,
-      randomBytes
+      randomBytes: randomBytes2
     } = __require("crypto");
     var { Ber } = require_lib();
     var bcrypt_pbkdf = require_bcrypt_pbkdf().pbkdf;
@@ -47903,7 +47903,7 @@ var require_keygen = __commonJS({
                 rounds = opts.rounds;
             }
             const gen = Buffer.allocUnsafe(cipher.keyLen + cipher.ivLen);
-            const salt = randomBytes(SALT_LEN);
+            const salt = randomBytes2(SALT_LEN);
             const r = bcrypt_pbkdf(
               passphrase,
               passphrase.length,
@@ -47942,7 +47942,7 @@ var require_keygen = __commonJS({
           const kdfOptions = encrypted ? encrypted.kdfOptions : Buffer.alloc(0);
           const blockLen = encrypted ? encrypted.cipher.blockLen : 8;
           const parsed = parseDERs(keyType, pub, priv);
-          const checkInt = randomBytes(4);
+          const checkInt = randomBytes2(4);
           const commentBin = Buffer.from(comment);
           const privBlobLen = 4 + 4 + parsed.priv.length + 4 + commentBin.length;
           let padding = [];
@@ -48644,11 +48644,54 @@ function tail(text, n = 20) {
   while (lines.length && lines[lines.length - 1].trim() === "") lines.pop();
   return lines.slice(-n).join("\n");
 }
-function formatError(err) {
-  if (err instanceof OpsError) return err.hint ? `${err.message}
-  hint: ${err.hint}` : err.message;
-  if (err instanceof Error) return err.stack ?? err.message;
-  return String(err);
+function describeLowLevel(err) {
+  if (!(err instanceof Error)) return void 0;
+  const e = err;
+  const code = typeof e.code === "string" ? e.code : "";
+  const m = e.message;
+  const network = "check the address and port, that sshd runs, and that a firewall lets this machine in";
+  if (/Channel open failure/.test(m)) {
+    if (/administratively prohibited|open failed|resource shortage/i.test(m) || e.reason === 1 || e.reason === 4)
+      return { what: `sshd refused to open a session on the connection (${m.replace(/^\(SSH\) /, "")})`, hint: "ops needs 1 session per connection: check MaxSessions in the host's /etc/ssh/sshd_config (at least 1), then reload sshd" };
+    return { what: m.replace(/^\(SSH\) /, "") };
+  }
+  if (/Packet length \d+ exceeds max length/.test(m))
+    return { what: "the SSH stream was corrupted: text printed by the login shell (~/.bashrc, /etc/bash.bashrc) got mixed into a binary protocol", hint: "move what prints text under the interactive guard of ~/.bashrc (`case $- in *i*) ;; *) return;; esac` comes first)" };
+  if (code === "ECONNREFUSED") return { what: "connection refused (nothing listens on that port, or a firewall rejects it)", hint: network };
+  if (code === "ETIMEDOUT" || /Timed out while waiting for handshake/.test(m)) return { what: "no answer before the timeout", hint: network };
+  if (code === "EHOSTUNREACH" || code === "ENETUNREACH") return { what: "no route to the host", hint: network };
+  if (code === "ENOTFOUND" || code === "EAI_AGAIN" || e.level === "client-dns") return { what: "the name does not resolve (DNS)", hint: "check the address in the environment, and this machine's DNS" };
+  if (code === "ECONNRESET" || code === "EPIPE" || /Connection lost before handshake/.test(m)) return { what: "the connection was closed by the other end", hint: "the host may have rebooted, or sshd or a firewall dropped the connection: try again" };
+  if (e.level === "client-timeout" || /Keepalive timeout|No response from server/.test(m)) return { what: "the host stopped answering (no reply to SSH keepalives)", hint: "check the host and the network between; then try again" };
+  if (/^Not connected/.test(m)) return { what: "the SSH connection was already closed" };
+  if (e.level === "handshake" || /^Handshake failed/.test(m)) return { what: `the SSH handshake failed: ${m}`, hint: "the host's sshd and ops have no algorithm in common, or it is not an SSH server" };
+  if (e.level === "protocol" || e.level === "client-socket") return { what: `SSH protocol error: ${m}` };
+  if (code === "ENOSPC" || code === "EDQUOT") return { what: `no space left on this machine (${m})`, hint: "free disk space here (not on the hosts) and try again" };
+  if (code === "EACCES" || code === "EPERM") return { what: `permission denied on this machine (${m})` };
+  if (code === "ENOENT") return { what: `a file is missing on this machine (${m})` };
+  return void 0;
+}
+var TransportError = class extends OpsError {
+  name = "TransportError";
+};
+function translateError(err, host, during) {
+  if (err instanceof OpsError) return err;
+  const known = describeLowLevel(err);
+  if (known) return new TransportError(`${during} on ${host}: ${known.what}`, known.hint);
+  const message = err instanceof Error ? err.message : String(err);
+  if (message.includes(host)) return new TransportError(message);
+  return new TransportError(`${during} on ${host} failed: ${message}`, "if this keeps happening, run with OPS_DEBUG=1 and report it");
+}
+function formatError(err, env = process.env) {
+  const withHint = (message2, hint) => hint ? `${message2}
+  hint: ${hint}` : message2;
+  if (err instanceof OpsError) return withHint(err.message, err.hint);
+  const debug2 = env.OPS_DEBUG && err instanceof Error && err.stack ? `
+${err.stack}` : "";
+  const known = describeLowLevel(err);
+  if (known) return withHint(known.what, known.hint) + debug2;
+  const message = err instanceof Error ? err.message || err.name : String(err);
+  return withHint(`internal error: ${message}`, "this is a bug in ops-pipeline: run again with OPS_DEBUG=1 to see where it happened, and report it") + debug2;
 }
 
 // core/report.ts
@@ -50170,6 +50213,7 @@ var NodeSSH = class {
 
 // core/remote/ssh.ts
 import { timingSafeEqual } from "node:crypto";
+import { StringDecoder } from "node:string_decoder";
 
 // core/remote/types.ts
 var REPORT_PREFIX = "@ops ";
@@ -50194,7 +50238,10 @@ function reportedAll(result, key) {
 var DEFAULT_STEP_TIMEOUT = 600;
 
 // core/remote/wrap.ts
+var START_MARKER = "@ops-start";
 var scriptPrelude = [
+  // The leading newline ends whatever line the login shell left unfinished.
+  `printf '\\n${START_MARKER}\\n'; printf '\\n${START_MARKER}\\n' >&2`,
   "set -euo pipefail",
   "umask 022",
   // files that must stay private (.env, keys) are created with explicit modes
@@ -50202,11 +50249,11 @@ var scriptPrelude = [
   `ops_report() { printf '${REPORT_PREFIX}%s %s\\n' "$1" "\${2:-}"; }`,
   "cd /"
 ].join("\n");
-function commandLine(step, login, appUser2) {
+function commandLine(step, login2, appUser2) {
   const seconds2 = step.timeout ?? DEFAULT_STEP_TIMEOUT;
   const run = ["timeout", "-k", "10", String(seconds2), "bash", "-s"];
   if (step.as === "app") return cmd("sudo", "-n", "-H", "-u", appUser2, "--", ...run);
-  if (step.as === "root" && login !== "root") return cmd("sudo", "-n", "-H", "--", ...run);
+  if (step.as === "root" && login2 !== "root") return cmd("sudo", "-n", "-H", "--", ...run);
   return cmd(...run);
 }
 function scriptText(step) {
@@ -50214,26 +50261,55 @@ function scriptText(step) {
 ${step.script.trimEnd()}
 `;
 }
+function uploadStep(remotePath, size, mode) {
+  const dir = remotePath.replace(/\/[^/]*$/, "") || "/";
+  return {
+    name: `upload ${remotePath.split("/").pop()}`,
+    as: "login",
+    timeout: 600 + Math.ceil(size / 1e5),
+    // at least 100 kB/s
+    quiet: true,
+    // One line to end with: bash has parsed and run the whole function before the content starts.
+    script: String.raw`ops_upload() {
+  local tmp got
+  tmp=$(mktemp ${quote(`${dir}/.ops-upload.XXXXXX`)})
+  trap 'rm -f "$tmp"' EXIT
+  head -c ${size} > "$tmp"
+  got=$(stat -c %s "$tmp")
+  if [ "$got" != ${size} ]; then echo "the upload of ${quote(remotePath)} was cut short: $got of ${size} bytes arrived" >&2; exit 1; fi
+  chmod ${mode.toString(8).padStart(4, "0")} "$tmp"
+  mv -f "$tmp" ${quote(remotePath)}
+  trap - EXIT
+}
+ops_upload; exit $?`
+  };
+}
 
 // core/remote/ssh.ts
 function hostKeyAlgorithms(type) {
   return type === "ssh-rsa" ? ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"] : [type];
 }
-var RETRYABLE = /ECONNREFUSED|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ECONNRESET|EAI_AGAIN|Timed out while waiting for handshake/;
+var RETRYABLE = /ECONNREFUSED|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ECONNRESET|EAI_AGAIN|Timed out while waiting for handshake|Connection lost before handshake/;
 var sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-async function connect(options) {
-  const { host, reporter } = options;
-  const pinned = parseHostKey(host.hostKey);
-  if (typeof pinned === "string") throw new OpsError(`host ${host.name}: pinned host key is malformed (${pinned})`, `fix hosts[].host_key in ${options.configFile}`);
-  let attempt = 0;
+function pinnedKey(ep, role, configFile) {
+  const pinned = parseHostKey(ep.hostKey);
+  if (typeof pinned === "string") throw new OpsError(`${role} ${ep.name}: pinned host key is malformed (${pinned})`, `fix its host_key in ${configFile}`);
+  return pinned;
+}
+async function login(ep, attempt, options) {
+  const pinned = pinnedKey(ep, attempt.keyField.startsWith("bastion") ? "bastion" : "host", options.configFile);
+  const { where } = attempt;
+  let tries = 0;
   for (; ; ) {
     let presented;
     const ssh = new NodeSSH();
     try {
+      const sock = attempt.sock ? await attempt.sock() : void 0;
       await ssh.connect({
-        host: host.address,
-        port: host.port,
-        username: host.user,
+        host: ep.address,
+        port: ep.port,
+        username: ep.user,
+        ...sock ? { sock } : {},
         readyTimeout: options.connectTimeout * 1e3,
         keepaliveInterval: 1e4,
         keepaliveCountMax: 3,
@@ -50244,43 +50320,89 @@ async function connect(options) {
           return key.length === pinned.blob.length && timingSafeEqual(key, pinned.blob);
         }
       });
-      return new SshRemote(ssh, host, options.appUser, reporter);
+      return ssh;
     } catch (e) {
       ssh.dispose();
+      if (e instanceof OpsError && !(e instanceof TransportError)) throw e;
       const message = e instanceof Error ? e.message : String(e);
-      const where = `${host.name} (${host.user}@${host.address}:${host.port})`;
       if (presented && !presented.equals(pinned.blob)) {
         throw new OpsError(
           `host key of ${where} does not match the pinned key: refusing to connect
   presented: ${blobType(presented)} ${fingerprint(presented)}
   pinned:    ${pinned.type} ${fingerprint(pinned.blob)}`,
-          `if the host was rebuilt, read its new key out of band (VM console: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), compare the fingerprint, then put the key line in hosts[].host_key of ${options.configFile}`
+          `if the machine was rebuilt, read its new key out of band (VM console: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), compare the fingerprint, then put the key line in ${attempt.keyField} of ${options.configFile}`
         );
       }
       if (/no matching host key format|Handshake failed: no matching/i.test(message)) {
-        throw new OpsError(`${where} offers no ${pinned.type} host key, which is the type pinned`, `pin the host's key of a type it offers, in ${options.configFile}`);
+        throw new OpsError(`${where} offers no ${pinned.type} host key, which is the type pinned`, `pin the key of a type it offers, in ${attempt.keyField} of ${options.configFile}`);
       }
       if (/All configured authentication methods failed/i.test(message)) {
-        throw new OpsError(`${where} refused our SSH key (${options.credentials.describe})`, `authorise its public key for ${host.user} on the host, or give another key (--identity, $OPS_SSH_KEY, ssh.identity_file)`);
+        throw new OpsError(`${where} refused our SSH key (${options.credentials.describe})`, `authorise its public key for ${ep.user} there, or give another key (--identity, $OPS_SSH_KEY, ssh.identity_file)`);
       }
-      if (attempt >= options.retries || !RETRYABLE.test(message)) {
-        throw new OpsError(`cannot connect to ${where}: ${message}${attempt ? ` (after ${attempt + 1} attempts)` : ""}`, "check the address and port, that sshd runs, and that a firewall lets this machine in");
+      if (tries >= options.retries || !RETRYABLE.test(`${message} ${e.code ?? ""}`)) {
+        if (e instanceof OpsError) throw e;
+        const known = describeLowLevel(e);
+        throw new TransportError(
+          `cannot connect to ${where}: ${known?.what ?? message}${tries ? ` (after ${tries + 1} attempts)` : ""}`,
+          known?.hint ?? "check the address and port, that sshd runs, and that a firewall lets this machine in"
+        );
       }
-      attempt++;
-      reporter.warn(`${host.name}: ${message}; retrying (${attempt}/${options.retries})`);
-      await sleep(1e3 * 2 ** (attempt - 1));
+      tries++;
+      options.reporter.warn(`${where}: ${e instanceof OpsError ? e.message : describeLowLevel(e)?.what ?? message}; retrying (${tries}/${options.retries})`);
+      await sleep(1e3 * 2 ** (tries - 1));
     }
   }
 }
+function describeEndpoint(ep) {
+  return `${ep.name} (${ep.user}@${ep.address}:${ep.port})`;
+}
+async function connect(options) {
+  const { host, via } = options;
+  const where = via ? `${describeEndpoint(host)}, through bastion ${via.endpoint.name}` : describeEndpoint(host);
+  const ssh = await login(host, { where, keyField: "hosts[].host_key", sock: via ? () => via.forward(host) : void 0 }, options);
+  return new SshRemote(ssh, host, options.appUser, options.reporter, options.onClose);
+}
+var AfterMarker = class _AfterMarker {
+  constructor(emit) {
+    this.emit = emit;
+  }
+  emit;
+  static MARK = `
+${START_MARKER}
+`;
+  head = "";
+  decoder = new StringDecoder("utf8");
+  started = false;
+  preamble = "";
+  push(chunk) {
+    this.feed(this.decoder.write(chunk));
+  }
+  end() {
+    this.feed(this.decoder.end());
+    if (!this.started && this.head) this.emit(this.head);
+    this.head = "";
+  }
+  feed(text) {
+    if (!text) return;
+    if (this.started) return this.emit(text);
+    this.head += text;
+    const i = this.head.indexOf(_AfterMarker.MARK);
+    if (i < 0) return;
+    this.started = true;
+    this.preamble = this.head.slice(0, i);
+    const rest = this.head.slice(i + _AfterMarker.MARK.length);
+    this.head = "";
+    if (rest) this.emit(rest);
+  }
+};
 var LineSplitter = class {
   constructor(emit) {
     this.emit = emit;
   }
   emit;
   rest = "";
-  push(chunk) {
-    const text = this.rest + chunk.toString("utf8");
-    const lines = text.split("\n");
+  push(text) {
+    const lines = (this.rest + text).split("\n");
     this.rest = lines.pop() ?? "";
     for (const l of lines) this.emit(l);
   }
@@ -50289,104 +50411,144 @@ var LineSplitter = class {
     this.rest = "";
   }
 };
+function sessionRefused(e) {
+  const err = e;
+  return /Channel open failure/.test(err?.message ?? "") && (err.reason === 1 || err.reason === 4 || /open failed|prohibited|shortage/i.test(err.message ?? ""));
+}
 var SshRemote = class {
-  constructor(ssh, host, appUser2, reporter) {
+  constructor(ssh, host, appUser2, reporter, onClose) {
     this.ssh = ssh;
     this.appUser = appUser2;
     this.reporter = reporter;
+    this.onClose = onClose;
     this.name = host.name;
     this.login = host.user;
+    const conn = ssh.connection;
+    conn.on("error", (e) => this.gone(e));
+    conn.on("close", () => this.gone(new Error("Not connected")));
   }
   ssh;
   appUser;
   reporter;
+  onClose;
   name;
   login;
-  sftp;
-  held = [];
-  async run(step, options = {}) {
+  lost;
+  closed = false;
+  /** Rejects the step in flight when the connection goes away under it. */
+  abort;
+  gone(e) {
+    this.lost ??= e;
+    this.abort?.(e);
+    const done = this.onClose;
+    this.onClose = void 0;
+    done?.();
+  }
+  /** Open an exec channel; a refused one is retried briefly: sshd frees a closed session asynchronously. */
+  async channel(command2, what) {
+    for (let attempt = 0; ; attempt++) {
+      const conn = this.ssh.connection;
+      if (this.closed) throw new TransportError(`${what} on ${this.name}: the connection was closed`);
+      if (this.lost || !conn) throw translateError(this.lost ?? new Error("Not connected"), this.name, what);
+      try {
+        return await new Promise((resolve2, reject) => conn.exec(command2, (e, c) => e ? reject(e) : resolve2(c)));
+      } catch (e) {
+        if (sessionRefused(e) && attempt < 8) {
+          await sleep(25 * 2 ** attempt);
+          continue;
+        }
+        if (sessionRefused(e))
+          throw new TransportError(
+            `sshd on ${this.name} refused to open a session for ${what}: its session limit is reached`,
+            `ops uses 1 session at a time per connection; MaxSessions in ${this.name}'s /etc/ssh/sshd_config (or a Match block) must be at least 1: set it, then reload sshd (systemctl reload ssh)`
+          );
+        throw translateError(e, this.name, what);
+      }
+    }
+  }
+  /** Run `command` with `input` on stdin; output before the start marker is the login shell's, not ours. */
+  async exec(step, command2, input, options) {
     const started = Date.now();
+    const what = `step "${step.name}"`;
     const show = (stream) => new LineSplitter((line) => {
       if (!step.quiet && !line.startsWith(REPORT_PREFIX)) this.reporter.line(this.name, line, stream);
     });
-    const out = show("stdout");
-    const err = show("stderr");
+    const outLines = show("stdout");
+    const errLines = show("stderr");
+    let stdout = "";
+    let stderr = "";
+    const out = new AfterMarker((t) => {
+      stdout += t;
+      outLines.push(t);
+    });
+    const err = new AfterMarker((t) => {
+      stderr += t;
+      errLines.push(t);
+    });
+    const channel = await this.channel(command2, what);
     const limit = ((step.timeout ?? DEFAULT_STEP_TIMEOUT) + 30) * 1e3;
-    let channel;
     let guard;
-    const result = await Promise.race([
-      this.ssh.execCommand(commandLine(step, this.login, this.appUser), {
-        stdin: scriptText(step),
-        noTrim: true,
-        onChannel: (c) => channel = c,
-        onStdout: (c) => out.push(c),
-        onStderr: (c) => err.push(c)
-      }),
-      new Promise((_, reject) => {
-        guard = setTimeout(() => {
-          channel?.close();
-          reject(new StepError(step.name, this.name, null, "no answer from the host before the step timeout", "timeout"));
-        }, limit);
-      })
-    ]).finally(() => clearTimeout(guard));
-    out.flush();
-    err.flush();
-    const code = result.code ?? (result.signal ? 128 : 255);
-    const stepResult = {
-      stdout: result.stdout,
-      stderr: result.stderr,
-      code,
-      durationMs: Date.now() - started,
-      reports: parseReports(result.stdout)
-    };
+    const status = await new Promise((resolve2, reject) => {
+      let code2 = null;
+      let signal;
+      this.abort = (e) => reject(translateError(e, this.name, `${what} (connection lost)`));
+      guard = setTimeout(() => {
+        channel.close();
+        reject(new StepError(step.name, this.name, null, "no answer from the host before the step timeout", "timeout"));
+      }, limit);
+      channel.on("data", (d) => out.push(d));
+      channel.stderr.on("data", (d) => err.push(d));
+      channel.on("exit", (c, sig) => {
+        if (typeof c === "number") code2 = c;
+        else if (sig) signal = `SIG${sig}`.replace(/^SIGSIG/, "SIG");
+      });
+      channel.on("error", () => void 0);
+      channel.on("close", () => resolve2({ code: code2, signal }));
+      channel.end(input);
+    }).finally(() => {
+      clearTimeout(guard);
+      this.abort = void 0;
+    });
+    out.end();
+    err.end();
+    outLines.flush();
+    errLines.flush();
+    const preamble = (out.preamble + err.preamble).trim();
+    const code = status.code ?? (status.signal ? 128 : 255);
+    if (code === 0 && !out.started) {
+      throw new OpsError(
+        `${what} on ${this.name} did not run: the login shell of ${this.login} exited 0 before starting it${preamble ? `, after printing: ${JSON.stringify(tail(preamble, 3))}` : ""}`,
+        `look at ${this.login}'s ~/.bashrc and /etc/bash.bashrc on ${this.name}: nothing may exit or exec for non-interactive shells`
+      );
+    }
+    const result = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble };
     if (code !== 0 && !options.allowFailure) {
-      const detail = tail(result.stderr.trim() ? result.stderr : result.stdout.split("\n").filter((l) => !l.startsWith(REPORT_PREFIX)).join("\n"));
-      const noSudo = /sudo: (a password is required|a terminal is required)|is not in the sudoers/.test(result.stderr);
+      const detail = tail(stderr.trim() ? stderr : stdout.split("\n").filter((l) => !l.startsWith(REPORT_PREFIX)).join("\n"));
+      const noSudo = /sudo: (a password is required|a terminal is required)|is not in the sudoers/.test(stderr);
       throw new StepError(
         step.name,
         this.name,
         code,
         detail,
-        result.signal ?? void 0,
-        noSudo ? `the login ${this.login} needs passwordless sudo on ${this.name} (e.g. /etc/sudoers.d/${this.login}: "${this.login} ALL=(ALL) NOPASSWD:ALL")` : void 0
+        status.signal,
+        noSudo ? `the login ${this.login} needs passwordless sudo on ${this.name}: add the line "${this.login} ALL=(ALL) NOPASSWD: ALL" to /etc/sudoers.d/${this.login} (visudo -f /etc/sudoers.d/${this.login})` : void 0
       );
     }
-    return stepResult;
+    return result;
   }
-  session() {
-    this.sftp ??= this.ssh.requestSFTP();
-    return this.sftp;
+  run(step, options = {}) {
+    return this.exec(step, commandLine(step, this.login, this.appUser), Buffer.from(scriptText(step)), options);
   }
   async upload(content, remotePath, options = {}) {
-    const sftp = await this.session();
     const data = typeof content === "string" ? Buffer.from(content) : content;
-    const mode = options.mode ?? 384;
-    await new Promise((res) => sftp.unlink(remotePath, () => res()));
-    await new Promise(
-      (res, rej) => sftp.writeFile(remotePath, data, { mode, flag: "wx" }, (e) => e ? rej(new OpsError(`upload to ${this.name}:${remotePath} failed: ${e.message}`)) : res())
-    );
-  }
-  async hold() {
-    const conn = this.ssh.connection;
-    if (!conn) throw new OpsError(`${this.name}: not connected`);
-    const command2 = `sh -c 'echo $$; exec cat >/dev/null'`;
-    return new Promise((resolve2, reject) => {
-      conn.exec(command2, (e, channel) => {
-        if (e) return reject(e);
-        this.held.push(channel);
-        let first = "";
-        channel.on("data", (d) => {
-          first += d.toString();
-          const nl = first.indexOf("\n");
-          if (nl >= 0) resolve2(Number(first.slice(0, nl)));
-        });
-        channel.on("close", () => reject(new OpsError(`${this.name}: holder process ended early`)));
-      });
-    });
+    const step = uploadStep(remotePath, data.length, options.mode ?? 384);
+    await this.exec(step, commandLine(step, this.login, this.appUser), Buffer.concat([Buffer.from(scriptText(step)), data]), {});
   }
   async close() {
-    for (const c of this.held) c.end();
+    if (this.closed) return;
+    this.closed = true;
     this.ssh.dispose();
+    this.gone(new Error("Not connected"));
   }
 };
 
@@ -50409,16 +50571,40 @@ function sshConnector(ctx) {
     });
   };
 }
+function guarded(remote) {
+  const translated = (what, run) => run().catch((e) => {
+    throw translateError(e, remote.name, what);
+  });
+  return {
+    name: remote.name,
+    login: remote.login,
+    run: (step, options) => translated(`step "${step.name}"`, () => remote.run(step, options)),
+    upload: (content, path, options) => translated(`upload of ${path}`, () => remote.upload(content, path, options)),
+    close: () => remote.close().catch(() => void 0)
+  };
+}
+function hostConnector(ctx) {
+  const base = ctx.connector ?? sshConnector(ctx);
+  return async (env, host) => {
+    try {
+      return guarded(await base(env, host));
+    } catch (e) {
+      throw translateError(e, host.name, "connecting");
+    }
+  };
+}
 var Session = class _Session {
-  constructor(env, remotes) {
+  constructor(env, remotes, connector) {
     this.env = env;
     this.remotes = remotes;
+    this.connector = connector;
   }
   env;
   remotes;
+  connector;
   /** Connect to every host in parallel; if any fails, close the others and throw (nothing has run yet). */
   static async open(ctx, env, hosts = env.hosts) {
-    const connector = ctx.connector ?? sshConnector(ctx);
+    const connector = hostConnector(ctx);
     const settled = await Promise.allSettled(hosts.map((h) => connector(env, h)));
     const remotes = /* @__PURE__ */ new Map();
     const failures = [];
@@ -50432,7 +50618,19 @@ var Session = class _Session {
       throw new OpsError(`cannot reach ${failures.length} of ${hosts.length} hosts; nothing was changed:
 ${failures.map((f) => `  - ${f}`).join("\n")}`);
     }
-    return new _Session(env, remotes);
+    return new _Session(env, remotes, connector);
+  }
+  /**
+   * Replace a host's connection by a new one (the old one is closed): for cleanup after a failure, e.g.
+   * releasing a lock when the first connection broke. Never on a path that succeeds.
+   */
+  async reconnect(name2) {
+    const host = this.env.hosts.find((h) => h.name === name2);
+    if (!host) throw new OpsError(`no host ${name2} in ${this.env.name}`);
+    await this.remotes.get(name2)?.close();
+    const remote = await this.connector(this.env, host);
+    this.remotes.set(name2, remote);
+    return remote;
   }
   remote(host) {
     const r = this.remotes.get(host);
@@ -50887,7 +51085,7 @@ ops_report runtime "npm ${quote(paths.npm)} $(${quote(paths.npm)} --version)"
 item runtimes`);
   return { name: "runtimes", as: "root", timeout: 3600, script: lines.join("\n") };
 }
-function appUser(env, login) {
+function appUser(env, login2) {
   const L = layout(env);
   const u = quote(env.appUser);
   const owner = `${env.appUser}:${env.appUser}`;
@@ -50905,7 +51103,7 @@ ensure_dir ${quote(L.releases)} 0750 ${owner}
 ensure_dir ${quote(L.shared)} 0750 ${owner}
 ensure_dir ${quote(L.deps)} 0750 ${owner}
 ensure_dir ${quote(L.state)} 0755 root:root
-ensure_dir ${quote(L.uploads)} 0700 ${quote(`${login}:${login === "root" ? "root" : login}`)}
+ensure_dir ${quote(L.uploads)} 0700 ${quote(`${login2}:${login2 === "root" ? "root" : login2}`)}
 ensure_dir ${quote(L.logDir)} 0750 root:adm
 if [ ! -d ${quote(L.mirror)} ]; then git init -q --bare ${quote(L.mirror)}; chmod -R go+rX ${quote(L.mirror)}; CHANGED=1; fi
 item 'app user and directories'`
@@ -51015,6 +51213,9 @@ item certificate`
   };
 }
 
+// core/ops/locked.ts
+import { randomBytes } from "node:crypto";
+
 // core/runinfo.ts
 import { hostname, userInfo } from "node:os";
 function clean(s) {
@@ -51039,11 +51240,24 @@ function auditLine(entry) {
 }
 
 // core/steps/lock.ts
+var CONNECTION_FUNCTIONS = String.raw`# proc_start PID: start time (field 22 of /proc/PID/stat, counted after the command name): tells a reused PID apart
+proc_start() { local s; s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1; s=${"$"}{s##*) }; set -- $s; printf '%s\n' "${"$"}{20}"; }
+# conn_pid: the SSH server process of this connection
+conn_pid() {
+  local p=$$ s c
+  while [ "$p" -gt 1 ]; do
+    s=$(cat "/proc/$p/stat" 2>/dev/null) || return 1
+    c=${"$"}{s#*(}; c=${"$"}{c%)*}
+    case "$c" in sshd|sshd-session|dropbear) printf '%s\n' "$p"; return 0 ;; esac
+    s=${"$"}{s##*) }; set -- $s; p=$2
+  done
+  return 1
+}`;
 var LOCK_STATE = String.raw`lock_state=free
 if [ -d "$lock" ]; then
   pid=$(sed -n 's/^holder_pid=//p' "$lock/info" 2>/dev/null || true)
   start=$(sed -n 's/^holder_start=//p' "$lock/info" 2>/dev/null || true)
-  if [ -n "$pid" ] && [ -r "/proc/$pid/stat" ] && [ "$(cut -d' ' -f22 "/proc/$pid/stat")" = "$start" ]; then lock_state=held; else lock_state=stale; fi
+  if [ -n "$pid" ] && [ "$(proc_start "$pid" || true)" = "$start" ]; then lock_state=held; else lock_state=stale; fi
 fi`;
 var REPORT_HOLDER = String.raw`ops_report lock "$lock_state"
 if [ -f "$lock/info" ]; then while IFS= read -r line; do ops_report holder "$line"; done < "$lock/info"; fi`;
@@ -51055,17 +51269,26 @@ function acquireLock(env, req2, then = "") {
     as: "root",
     timeout: req2.wait + 30,
     quiet: true,
-    script: String.raw`lock=${quote(L.lock)}
+    script: String.raw`${CONNECTION_FUNCTIONS}
+lock=${quote(L.lock)}
+holder=$(conn_pid) || { echo "cannot find the SSH server process of this connection (no sshd ancestor of process $$): the lock needs OpenSSH or dropbear" >&2; exit 1; }
 install -d -m 0755 -o root -g root ${quote(L.base)} ${quote(L.state)}
 deadline=$(( $(date +%s) + ${req2.wait} ))
 while :; do
-  if mkdir "$lock" 2>/dev/null; then
-    printf '%s\n' ${quote(`operation=${req2.operation}`)} ${quote(`actor=${req2.actor}`)} ${quote(`run=${req2.runUrl}`)} "since=$(date -u +%Y-%m-%dT%H:%M:%SZ)" "holder_pid=${req2.holderPid}" "holder_start=$(cut -d' ' -f22 /proc/${req2.holderPid}/stat)" > "$lock/info"
+  if made=$(mkdir "$lock" 2>&1); then
+    # The details are the lock's meaning: a lock without them (disk full) is given back at once.
+    if ! printf '%s\n' ${quote(`operation=${req2.operation}`)} ${quote(`actor=${req2.actor}`)} ${quote(`run=${req2.runUrl}`)} ${quote(`run_id=${req2.runId}`)} "since=$(date -u +%Y-%m-%dT%H:%M:%SZ)" "holder_pid=$holder" "holder_start=$(proc_start "$holder")" > "$lock/info"; then
+      rm -rf "$lock"
+      echo "cannot write the lock's details in $lock: no space left under ${L.base}?" >&2
+      exit 1
+    fi
     ops_report lock acquired
+    ops_report holder_pid "$holder"
     # Uploads left by an interrupted run (.env, initdata) are ours to remove now.
     find ${quote(L.uploads)} -mindepth 1 -delete 2>/dev/null || true
     break
   fi
+  [ -d "$lock" ] || { echo "cannot take the lock: $made" >&2; exit 1; }
   ${LOCK_STATE.replace(/\n/g, "\n  ")}
   if [ "$lock_state" = stale ] || [ "$(date +%s)" -ge "$deadline" ]; then
     ${REPORT_HOLDER.replace(/\n/g, "\n    ")}
@@ -51076,10 +51299,11 @@ done
 ${then}`
   };
 }
-function releaseLock(env, holderPid, auditLines = []) {
+function releaseLock(env, runId, auditLines = []) {
   const L = layout(env);
-  const audit = auditLines.length ? `printf '%s\\n' ${auditLines.map(quote).join(" ")} >> ${quote(L.audit)}
-chmod 0644 ${quote(L.audit)}
+  const audit = auditLines.length ? `if ! audit_err=$({ printf '%s\\n' ${auditLines.map(quote).join(" ")} >> ${quote(L.audit)} && chmod 0644 ${quote(L.audit)}; } 2>&1); then
+  ops_report audit_failed "$(printf '%s' "$audit_err" | tr '\\n' ' ')"
+fi
 ` : "";
   return {
     name: "unlock",
@@ -51087,7 +51311,7 @@ chmod 0644 ${quote(L.audit)}
     timeout: 30,
     quiet: true,
     script: String.raw`${audit}lock=${quote(L.lock)}
-if [ "$(sed -n 's/^holder_pid=//p' "$lock/info" 2>/dev/null || true)" = "${holderPid}" ]; then rm -rf "$lock"; ops_report lock released; fi`
+if [ "$(sed -n 's/^run_id=//p' "$lock/info" 2>/dev/null || true)" = ${quote(runId)} ]; then rm -rf "$lock"; ops_report lock released; fi`
   };
 }
 function parseLock(result) {
@@ -51106,16 +51330,10 @@ function describeHolder(h) {
 // core/ops/locked.ts
 var LockError = class extends OpsError {
 };
-async function acquire(remote, env, operation, ctx, inspect) {
-  const info2 = runInfo(ctx.env);
-  const holderPid = await remote.hold();
-  const step = acquireLock(env, { operation, actor: info2.actor, runUrl: info2.runUrl, holderPid, wait: env.config.switch.lock_wait }, inspect?.script);
-  const result = await remote.run(step, { allowFailure: true });
-  if (result.code === 0) return { pid: holderPid, result };
-  if (parseLock(result).state === "acquired") {
-    await remote.run(releaseLock(env, holderPid), { allowFailure: true });
-  }
-  if (result.code !== LOCK_BUSY_EXIT) throw new StepError(inspect ? `lock, ${inspect.name}` : "lock", remote.name, result.code, result.stderr);
+async function acquire(remote, env, request, inspect) {
+  const result = await remote.run(acquireLock(env, request, inspect?.script), { allowFailure: true });
+  if (result.code === 0) return result;
+  if (result.code !== LOCK_BUSY_EXIT) throw new StepError(inspect ? `lock, ${inspect.name}` : "lock", remote.name, result.code, tail(result.stderr));
   const lock = parseLock(result);
   if (lock.state === "stale")
     throw new LockError(
@@ -51127,33 +51345,66 @@ async function acquire(remote, env, operation, ctx, inspect) {
     env.config.switch.lock_wait ? `waited ${env.config.switch.lock_wait}s; try again when it is done` : "wait until it is done (or set switch.lock_wait to queue behind it)"
   );
 }
+function lockLeft(env, failures, cause) {
+  const left = `the lock of ${env.name} could not be released on ${failures.length === 1 ? "host " : "hosts:\n  "}${failures.join("\n  ")}`;
+  const release = `once nothing runs there any more, release it: ops lock release ${env.name}`;
+  if (cause === void 0) return new LockError(`the operation itself succeeded, but ${left}`, release);
+  const message = cause instanceof Error ? cause.message : String(cause);
+  const hint = cause instanceof OpsError && cause.hint ? `${cause.hint}; then ${release}` : release;
+  return new LockError(`${message}
+${left}`, hint);
+}
 async function withLock(ctx, session, operation, fn, options = {}) {
   const env = session.env;
   const info2 = runInfo(ctx.env);
-  const held = /* @__PURE__ */ new Map();
+  const request = { operation, actor: info2.actor, runUrl: info2.runUrl, runId: randomBytes(8).toString("hex"), wait: env.config.switch.lock_wait };
+  const mine = /* @__PURE__ */ new Set();
   const pending = /* @__PURE__ */ new Map();
   const inspected = /* @__PURE__ */ new Map();
-  const releaseAll = async () => {
-    const all = [...held.values()];
-    held.clear();
-    await Promise.allSettled(all.map(({ remote, pid }) => remote.run(releaseLock(env, pid, pending.get(remote.name) ?? []), { allowFailure: true })));
+  const releaseOn = async (host) => {
+    const step = releaseLock(env, request.runId, pending.get(host) ?? []);
+    let why = "";
+    for (const fresh of [false, true]) {
+      try {
+        const remote = fresh ? await session.reconnect(host) : session.remote(host);
+        const r = await remote.run(step, { allowFailure: true });
+        if (r.code === 0) {
+          const audit = reported(r, "audit_failed");
+          if (audit !== void 0) ctx.reporter.warn(`${host}: the audit log could not be written (${audit.trim() || "no reason given"})`);
+          return void 0;
+        }
+        why = `the unlock step failed with exit code ${r.code}${r.stderr.trim() ? `: ${tail(r.stderr, 1)}` : ""}`;
+      } catch (e) {
+        why = (e instanceof Error ? e.message : String(e)).split("\n")[0];
+      }
+      if (!fresh) ctx.reporter.warn(`${host}: could not release the lock (${why}); trying again over a new connection`);
+    }
+    return `${host} (${why})`;
   };
+  let releasing;
+  const releaseAll = () => releasing ??= Promise.all([...mine].map(releaseOn)).then((failures) => failures.filter((f) => f !== void 0));
   const onSignal = (signal) => {
     ctx.reporter.error(`${signal} received: releasing the lock and stopping`);
-    for (const { remote } of held.values()) pending.set(remote.name, [...pending.get(remote.name) ?? [], auditLine({ time: (/* @__PURE__ */ new Date()).toISOString(), environment: env.name, operation, result: "failed", actor: info2.actor, run: info2.runUrl || void 0, message: `interrupted by ${signal}` })]);
-    void releaseAll().then(() => session.close()).finally(() => process.exit(130));
+    for (const host of mine) pending.set(host, [...pending.get(host) ?? [], auditLine({ time: (/* @__PURE__ */ new Date()).toISOString(), environment: env.name, operation, result: "failed", actor: info2.actor, run: info2.runUrl || void 0, message: `interrupted by ${signal}` })]);
+    void releaseAll().then((failures) => {
+      if (failures.length) ctx.reporter.error(ctx.reporter.redact(lockLeft(env, failures, new OpsError(`interrupted by ${signal}`)).message));
+    }).then(() => session.close()).finally(() => process.exit(130));
   };
   const settled = await Promise.allSettled(
     [...session.remotes.values()].map(async (r) => {
-      const { pid, result } = await acquire(r, env, operation, ctx, options.inspect);
-      held.set(r.name, { remote: r, pid });
-      inspected.set(r.name, result);
+      mine.add(r.name);
+      try {
+        inspected.set(r.name, await acquire(r, env, request, options.inspect));
+      } catch (e) {
+        if (e instanceof LockError) mine.delete(r.name);
+        throw e;
+      }
     })
   );
   const failed = settled.find((s) => s.status === "rejected");
   if (failed) {
-    await releaseAll();
-    throw failed.reason;
+    const left2 = await releaseAll();
+    throw left2.length ? lockLeft(env, left2, failed.reason) : failed.reason;
   }
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
@@ -51164,13 +51415,20 @@ async function withLock(ctx, session, operation, fn, options = {}) {
       pending.set(host, [...pending.get(host) ?? [], line]);
     }
   };
+  let result;
   try {
-    return await fn(run);
+    result = await fn(run);
+  } catch (e) {
+    const left2 = await releaseAll();
+    throw left2.length ? lockLeft(env, left2, e) : e;
   } finally {
+    await releaseAll();
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
-    await releaseAll();
   }
+  const left = await releaseAll();
+  if (left.length) throw lockLeft(env, left);
+  return result;
 }
 
 // core/ops/provision.ts

@@ -14954,7 +14954,7 @@ var require_util4 = __commonJS({
     var { getEncoding } = require_encoding();
     var { serializeAMimeType, parseMIMEType } = require_data_url();
     var { types } = __require("node:util");
-    var { StringDecoder } = __require("string_decoder");
+    var { StringDecoder: StringDecoder2 } = __require("string_decoder");
     var { btoa: btoa2 } = __require("node:buffer");
     var staticPropertyDescriptors = {
       enumerable: true,
@@ -15045,7 +15045,7 @@ var require_util4 = __commonJS({
             dataURL += serializeAMimeType(parsed);
           }
           dataURL += ";base64,";
-          const decoder = new StringDecoder("latin1");
+          const decoder = new StringDecoder2("latin1");
           for (const chunk of bytes) {
             dataURL += btoa2(decoder.write(chunk));
           }
@@ -15074,7 +15074,7 @@ var require_util4 = __commonJS({
         }
         case "BinaryString": {
           let binaryString = "";
-          const decoder = new StringDecoder("latin1");
+          const decoder = new StringDecoder2("latin1");
           for (const chunk of bytes) {
             binaryString += decoder.write(chunk);
           }
@@ -48644,11 +48644,54 @@ function tail(text, n = 20) {
   while (lines.length && lines[lines.length - 1].trim() === "") lines.pop();
   return lines.slice(-n).join("\n");
 }
-function formatError(err) {
-  if (err instanceof OpsError) return err.hint ? `${err.message}
-  hint: ${err.hint}` : err.message;
-  if (err instanceof Error) return err.stack ?? err.message;
-  return String(err);
+function describeLowLevel(err) {
+  if (!(err instanceof Error)) return void 0;
+  const e = err;
+  const code = typeof e.code === "string" ? e.code : "";
+  const m = e.message;
+  const network = "check the address and port, that sshd runs, and that a firewall lets this machine in";
+  if (/Channel open failure/.test(m)) {
+    if (/administratively prohibited|open failed|resource shortage/i.test(m) || e.reason === 1 || e.reason === 4)
+      return { what: `sshd refused to open a session on the connection (${m.replace(/^\(SSH\) /, "")})`, hint: "ops needs 1 session per connection: check MaxSessions in the host's /etc/ssh/sshd_config (at least 1), then reload sshd" };
+    return { what: m.replace(/^\(SSH\) /, "") };
+  }
+  if (/Packet length \d+ exceeds max length/.test(m))
+    return { what: "the SSH stream was corrupted: text printed by the login shell (~/.bashrc, /etc/bash.bashrc) got mixed into a binary protocol", hint: "move what prints text under the interactive guard of ~/.bashrc (`case $- in *i*) ;; *) return;; esac` comes first)" };
+  if (code === "ECONNREFUSED") return { what: "connection refused (nothing listens on that port, or a firewall rejects it)", hint: network };
+  if (code === "ETIMEDOUT" || /Timed out while waiting for handshake/.test(m)) return { what: "no answer before the timeout", hint: network };
+  if (code === "EHOSTUNREACH" || code === "ENETUNREACH") return { what: "no route to the host", hint: network };
+  if (code === "ENOTFOUND" || code === "EAI_AGAIN" || e.level === "client-dns") return { what: "the name does not resolve (DNS)", hint: "check the address in the environment, and this machine's DNS" };
+  if (code === "ECONNRESET" || code === "EPIPE" || /Connection lost before handshake/.test(m)) return { what: "the connection was closed by the other end", hint: "the host may have rebooted, or sshd or a firewall dropped the connection: try again" };
+  if (e.level === "client-timeout" || /Keepalive timeout|No response from server/.test(m)) return { what: "the host stopped answering (no reply to SSH keepalives)", hint: "check the host and the network between; then try again" };
+  if (/^Not connected/.test(m)) return { what: "the SSH connection was already closed" };
+  if (e.level === "handshake" || /^Handshake failed/.test(m)) return { what: `the SSH handshake failed: ${m}`, hint: "the host's sshd and ops have no algorithm in common, or it is not an SSH server" };
+  if (e.level === "protocol" || e.level === "client-socket") return { what: `SSH protocol error: ${m}` };
+  if (code === "ENOSPC" || code === "EDQUOT") return { what: `no space left on this machine (${m})`, hint: "free disk space here (not on the hosts) and try again" };
+  if (code === "EACCES" || code === "EPERM") return { what: `permission denied on this machine (${m})` };
+  if (code === "ENOENT") return { what: `a file is missing on this machine (${m})` };
+  return void 0;
+}
+var TransportError = class extends OpsError {
+  name = "TransportError";
+};
+function translateError(err, host, during) {
+  if (err instanceof OpsError) return err;
+  const known = describeLowLevel(err);
+  if (known) return new TransportError(`${during} on ${host}: ${known.what}`, known.hint);
+  const message = err instanceof Error ? err.message : String(err);
+  if (message.includes(host)) return new TransportError(message);
+  return new TransportError(`${during} on ${host} failed: ${message}`, "if this keeps happening, run with OPS_DEBUG=1 and report it");
+}
+function formatError(err, env = process.env) {
+  const withHint = (message2, hint) => hint ? `${message2}
+  hint: ${hint}` : message2;
+  if (err instanceof OpsError) return withHint(err.message, err.hint);
+  const debug2 = env.OPS_DEBUG && err instanceof Error && err.stack ? `
+${err.stack}` : "";
+  const known = describeLowLevel(err);
+  if (known) return withHint(known.what, known.hint) + debug2;
+  const message = err instanceof Error ? err.message || err.name : String(err);
+  return withHint(`internal error: ${message}`, "this is a bug in ops-pipeline: run again with OPS_DEBUG=1 to see where it happened, and report it") + debug2;
 }
 
 // core/report.ts
@@ -50167,6 +50210,7 @@ var NodeSSH = class {
 
 // core/remote/ssh.ts
 import { timingSafeEqual } from "node:crypto";
+import { StringDecoder } from "node:string_decoder";
 
 // core/remote/types.ts
 var REPORT_PREFIX = "@ops ";
@@ -50191,7 +50235,10 @@ function reportedAll(result, key) {
 var DEFAULT_STEP_TIMEOUT = 600;
 
 // core/remote/wrap.ts
+var START_MARKER = "@ops-start";
 var scriptPrelude = [
+  // The leading newline ends whatever line the login shell left unfinished.
+  `printf '\\n${START_MARKER}\\n'; printf '\\n${START_MARKER}\\n' >&2`,
   "set -euo pipefail",
   "umask 022",
   // files that must stay private (.env, keys) are created with explicit modes
@@ -50199,11 +50246,11 @@ var scriptPrelude = [
   `ops_report() { printf '${REPORT_PREFIX}%s %s\\n' "$1" "\${2:-}"; }`,
   "cd /"
 ].join("\n");
-function commandLine(step, login, appUser) {
+function commandLine(step, login2, appUser) {
   const seconds2 = step.timeout ?? DEFAULT_STEP_TIMEOUT;
   const run = ["timeout", "-k", "10", String(seconds2), "bash", "-s"];
   if (step.as === "app") return cmd("sudo", "-n", "-H", "-u", appUser, "--", ...run);
-  if (step.as === "root" && login !== "root") return cmd("sudo", "-n", "-H", "--", ...run);
+  if (step.as === "root" && login2 !== "root") return cmd("sudo", "-n", "-H", "--", ...run);
   return cmd(...run);
 }
 function scriptText(step) {
@@ -50211,26 +50258,55 @@ function scriptText(step) {
 ${step.script.trimEnd()}
 `;
 }
+function uploadStep(remotePath, size, mode) {
+  const dir = remotePath.replace(/\/[^/]*$/, "") || "/";
+  return {
+    name: `upload ${remotePath.split("/").pop()}`,
+    as: "login",
+    timeout: 600 + Math.ceil(size / 1e5),
+    // at least 100 kB/s
+    quiet: true,
+    // One line to end with: bash has parsed and run the whole function before the content starts.
+    script: String.raw`ops_upload() {
+  local tmp got
+  tmp=$(mktemp ${quote(`${dir}/.ops-upload.XXXXXX`)})
+  trap 'rm -f "$tmp"' EXIT
+  head -c ${size} > "$tmp"
+  got=$(stat -c %s "$tmp")
+  if [ "$got" != ${size} ]; then echo "the upload of ${quote(remotePath)} was cut short: $got of ${size} bytes arrived" >&2; exit 1; fi
+  chmod ${mode.toString(8).padStart(4, "0")} "$tmp"
+  mv -f "$tmp" ${quote(remotePath)}
+  trap - EXIT
+}
+ops_upload; exit $?`
+  };
+}
 
 // core/remote/ssh.ts
 function hostKeyAlgorithms(type) {
   return type === "ssh-rsa" ? ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"] : [type];
 }
-var RETRYABLE = /ECONNREFUSED|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ECONNRESET|EAI_AGAIN|Timed out while waiting for handshake/;
+var RETRYABLE = /ECONNREFUSED|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ECONNRESET|EAI_AGAIN|Timed out while waiting for handshake|Connection lost before handshake/;
 var sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-async function connect(options) {
-  const { host, reporter } = options;
-  const pinned = parseHostKey(host.hostKey);
-  if (typeof pinned === "string") throw new OpsError(`host ${host.name}: pinned host key is malformed (${pinned})`, `fix hosts[].host_key in ${options.configFile}`);
-  let attempt = 0;
+function pinnedKey(ep, role, configFile) {
+  const pinned = parseHostKey(ep.hostKey);
+  if (typeof pinned === "string") throw new OpsError(`${role} ${ep.name}: pinned host key is malformed (${pinned})`, `fix its host_key in ${configFile}`);
+  return pinned;
+}
+async function login(ep, attempt, options) {
+  const pinned = pinnedKey(ep, attempt.keyField.startsWith("bastion") ? "bastion" : "host", options.configFile);
+  const { where } = attempt;
+  let tries = 0;
   for (; ; ) {
     let presented;
     const ssh = new NodeSSH();
     try {
+      const sock = attempt.sock ? await attempt.sock() : void 0;
       await ssh.connect({
-        host: host.address,
-        port: host.port,
-        username: host.user,
+        host: ep.address,
+        port: ep.port,
+        username: ep.user,
+        ...sock ? { sock } : {},
         readyTimeout: options.connectTimeout * 1e3,
         keepaliveInterval: 1e4,
         keepaliveCountMax: 3,
@@ -50241,43 +50317,89 @@ async function connect(options) {
           return key.length === pinned.blob.length && timingSafeEqual(key, pinned.blob);
         }
       });
-      return new SshRemote(ssh, host, options.appUser, reporter);
+      return ssh;
     } catch (e) {
       ssh.dispose();
+      if (e instanceof OpsError && !(e instanceof TransportError)) throw e;
       const message = e instanceof Error ? e.message : String(e);
-      const where = `${host.name} (${host.user}@${host.address}:${host.port})`;
       if (presented && !presented.equals(pinned.blob)) {
         throw new OpsError(
           `host key of ${where} does not match the pinned key: refusing to connect
   presented: ${blobType(presented)} ${fingerprint(presented)}
   pinned:    ${pinned.type} ${fingerprint(pinned.blob)}`,
-          `if the host was rebuilt, read its new key out of band (VM console: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), compare the fingerprint, then put the key line in hosts[].host_key of ${options.configFile}`
+          `if the machine was rebuilt, read its new key out of band (VM console: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), compare the fingerprint, then put the key line in ${attempt.keyField} of ${options.configFile}`
         );
       }
       if (/no matching host key format|Handshake failed: no matching/i.test(message)) {
-        throw new OpsError(`${where} offers no ${pinned.type} host key, which is the type pinned`, `pin the host's key of a type it offers, in ${options.configFile}`);
+        throw new OpsError(`${where} offers no ${pinned.type} host key, which is the type pinned`, `pin the key of a type it offers, in ${attempt.keyField} of ${options.configFile}`);
       }
       if (/All configured authentication methods failed/i.test(message)) {
-        throw new OpsError(`${where} refused our SSH key (${options.credentials.describe})`, `authorise its public key for ${host.user} on the host, or give another key (--identity, $OPS_SSH_KEY, ssh.identity_file)`);
+        throw new OpsError(`${where} refused our SSH key (${options.credentials.describe})`, `authorise its public key for ${ep.user} there, or give another key (--identity, $OPS_SSH_KEY, ssh.identity_file)`);
       }
-      if (attempt >= options.retries || !RETRYABLE.test(message)) {
-        throw new OpsError(`cannot connect to ${where}: ${message}${attempt ? ` (after ${attempt + 1} attempts)` : ""}`, "check the address and port, that sshd runs, and that a firewall lets this machine in");
+      if (tries >= options.retries || !RETRYABLE.test(`${message} ${e.code ?? ""}`)) {
+        if (e instanceof OpsError) throw e;
+        const known = describeLowLevel(e);
+        throw new TransportError(
+          `cannot connect to ${where}: ${known?.what ?? message}${tries ? ` (after ${tries + 1} attempts)` : ""}`,
+          known?.hint ?? "check the address and port, that sshd runs, and that a firewall lets this machine in"
+        );
       }
-      attempt++;
-      reporter.warn(`${host.name}: ${message}; retrying (${attempt}/${options.retries})`);
-      await sleep(1e3 * 2 ** (attempt - 1));
+      tries++;
+      options.reporter.warn(`${where}: ${e instanceof OpsError ? e.message : describeLowLevel(e)?.what ?? message}; retrying (${tries}/${options.retries})`);
+      await sleep(1e3 * 2 ** (tries - 1));
     }
   }
 }
+function describeEndpoint(ep) {
+  return `${ep.name} (${ep.user}@${ep.address}:${ep.port})`;
+}
+async function connect(options) {
+  const { host, via } = options;
+  const where = via ? `${describeEndpoint(host)}, through bastion ${via.endpoint.name}` : describeEndpoint(host);
+  const ssh = await login(host, { where, keyField: "hosts[].host_key", sock: via ? () => via.forward(host) : void 0 }, options);
+  return new SshRemote(ssh, host, options.appUser, options.reporter, options.onClose);
+}
+var AfterMarker = class _AfterMarker {
+  constructor(emit) {
+    this.emit = emit;
+  }
+  emit;
+  static MARK = `
+${START_MARKER}
+`;
+  head = "";
+  decoder = new StringDecoder("utf8");
+  started = false;
+  preamble = "";
+  push(chunk) {
+    this.feed(this.decoder.write(chunk));
+  }
+  end() {
+    this.feed(this.decoder.end());
+    if (!this.started && this.head) this.emit(this.head);
+    this.head = "";
+  }
+  feed(text) {
+    if (!text) return;
+    if (this.started) return this.emit(text);
+    this.head += text;
+    const i = this.head.indexOf(_AfterMarker.MARK);
+    if (i < 0) return;
+    this.started = true;
+    this.preamble = this.head.slice(0, i);
+    const rest = this.head.slice(i + _AfterMarker.MARK.length);
+    this.head = "";
+    if (rest) this.emit(rest);
+  }
+};
 var LineSplitter = class {
   constructor(emit) {
     this.emit = emit;
   }
   emit;
   rest = "";
-  push(chunk) {
-    const text = this.rest + chunk.toString("utf8");
-    const lines = text.split("\n");
+  push(text) {
+    const lines = (this.rest + text).split("\n");
     this.rest = lines.pop() ?? "";
     for (const l of lines) this.emit(l);
   }
@@ -50286,104 +50408,144 @@ var LineSplitter = class {
     this.rest = "";
   }
 };
+function sessionRefused(e) {
+  const err = e;
+  return /Channel open failure/.test(err?.message ?? "") && (err.reason === 1 || err.reason === 4 || /open failed|prohibited|shortage/i.test(err.message ?? ""));
+}
 var SshRemote = class {
-  constructor(ssh, host, appUser, reporter) {
+  constructor(ssh, host, appUser, reporter, onClose) {
     this.ssh = ssh;
     this.appUser = appUser;
     this.reporter = reporter;
+    this.onClose = onClose;
     this.name = host.name;
     this.login = host.user;
+    const conn = ssh.connection;
+    conn.on("error", (e) => this.gone(e));
+    conn.on("close", () => this.gone(new Error("Not connected")));
   }
   ssh;
   appUser;
   reporter;
+  onClose;
   name;
   login;
-  sftp;
-  held = [];
-  async run(step, options = {}) {
+  lost;
+  closed = false;
+  /** Rejects the step in flight when the connection goes away under it. */
+  abort;
+  gone(e) {
+    this.lost ??= e;
+    this.abort?.(e);
+    const done = this.onClose;
+    this.onClose = void 0;
+    done?.();
+  }
+  /** Open an exec channel; a refused one is retried briefly: sshd frees a closed session asynchronously. */
+  async channel(command2, what) {
+    for (let attempt = 0; ; attempt++) {
+      const conn = this.ssh.connection;
+      if (this.closed) throw new TransportError(`${what} on ${this.name}: the connection was closed`);
+      if (this.lost || !conn) throw translateError(this.lost ?? new Error("Not connected"), this.name, what);
+      try {
+        return await new Promise((resolve2, reject) => conn.exec(command2, (e, c) => e ? reject(e) : resolve2(c)));
+      } catch (e) {
+        if (sessionRefused(e) && attempt < 8) {
+          await sleep(25 * 2 ** attempt);
+          continue;
+        }
+        if (sessionRefused(e))
+          throw new TransportError(
+            `sshd on ${this.name} refused to open a session for ${what}: its session limit is reached`,
+            `ops uses 1 session at a time per connection; MaxSessions in ${this.name}'s /etc/ssh/sshd_config (or a Match block) must be at least 1: set it, then reload sshd (systemctl reload ssh)`
+          );
+        throw translateError(e, this.name, what);
+      }
+    }
+  }
+  /** Run `command` with `input` on stdin; output before the start marker is the login shell's, not ours. */
+  async exec(step, command2, input, options) {
     const started = Date.now();
+    const what = `step "${step.name}"`;
     const show = (stream) => new LineSplitter((line) => {
       if (!step.quiet && !line.startsWith(REPORT_PREFIX)) this.reporter.line(this.name, line, stream);
     });
-    const out = show("stdout");
-    const err = show("stderr");
+    const outLines = show("stdout");
+    const errLines = show("stderr");
+    let stdout = "";
+    let stderr = "";
+    const out = new AfterMarker((t) => {
+      stdout += t;
+      outLines.push(t);
+    });
+    const err = new AfterMarker((t) => {
+      stderr += t;
+      errLines.push(t);
+    });
+    const channel = await this.channel(command2, what);
     const limit = ((step.timeout ?? DEFAULT_STEP_TIMEOUT) + 30) * 1e3;
-    let channel;
     let guard;
-    const result = await Promise.race([
-      this.ssh.execCommand(commandLine(step, this.login, this.appUser), {
-        stdin: scriptText(step),
-        noTrim: true,
-        onChannel: (c) => channel = c,
-        onStdout: (c) => out.push(c),
-        onStderr: (c) => err.push(c)
-      }),
-      new Promise((_, reject) => {
-        guard = setTimeout(() => {
-          channel?.close();
-          reject(new StepError(step.name, this.name, null, "no answer from the host before the step timeout", "timeout"));
-        }, limit);
-      })
-    ]).finally(() => clearTimeout(guard));
-    out.flush();
-    err.flush();
-    const code = result.code ?? (result.signal ? 128 : 255);
-    const stepResult = {
-      stdout: result.stdout,
-      stderr: result.stderr,
-      code,
-      durationMs: Date.now() - started,
-      reports: parseReports(result.stdout)
-    };
+    const status2 = await new Promise((resolve2, reject) => {
+      let code2 = null;
+      let signal;
+      this.abort = (e) => reject(translateError(e, this.name, `${what} (connection lost)`));
+      guard = setTimeout(() => {
+        channel.close();
+        reject(new StepError(step.name, this.name, null, "no answer from the host before the step timeout", "timeout"));
+      }, limit);
+      channel.on("data", (d) => out.push(d));
+      channel.stderr.on("data", (d) => err.push(d));
+      channel.on("exit", (c, sig) => {
+        if (typeof c === "number") code2 = c;
+        else if (sig) signal = `SIG${sig}`.replace(/^SIGSIG/, "SIG");
+      });
+      channel.on("error", () => void 0);
+      channel.on("close", () => resolve2({ code: code2, signal }));
+      channel.end(input);
+    }).finally(() => {
+      clearTimeout(guard);
+      this.abort = void 0;
+    });
+    out.end();
+    err.end();
+    outLines.flush();
+    errLines.flush();
+    const preamble = (out.preamble + err.preamble).trim();
+    const code = status2.code ?? (status2.signal ? 128 : 255);
+    if (code === 0 && !out.started) {
+      throw new OpsError(
+        `${what} on ${this.name} did not run: the login shell of ${this.login} exited 0 before starting it${preamble ? `, after printing: ${JSON.stringify(tail(preamble, 3))}` : ""}`,
+        `look at ${this.login}'s ~/.bashrc and /etc/bash.bashrc on ${this.name}: nothing may exit or exec for non-interactive shells`
+      );
+    }
+    const result = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble };
     if (code !== 0 && !options.allowFailure) {
-      const detail = tail(result.stderr.trim() ? result.stderr : result.stdout.split("\n").filter((l) => !l.startsWith(REPORT_PREFIX)).join("\n"));
-      const noSudo = /sudo: (a password is required|a terminal is required)|is not in the sudoers/.test(result.stderr);
+      const detail = tail(stderr.trim() ? stderr : stdout.split("\n").filter((l) => !l.startsWith(REPORT_PREFIX)).join("\n"));
+      const noSudo = /sudo: (a password is required|a terminal is required)|is not in the sudoers/.test(stderr);
       throw new StepError(
         step.name,
         this.name,
         code,
         detail,
-        result.signal ?? void 0,
-        noSudo ? `the login ${this.login} needs passwordless sudo on ${this.name} (e.g. /etc/sudoers.d/${this.login}: "${this.login} ALL=(ALL) NOPASSWD:ALL")` : void 0
+        status2.signal,
+        noSudo ? `the login ${this.login} needs passwordless sudo on ${this.name}: add the line "${this.login} ALL=(ALL) NOPASSWD: ALL" to /etc/sudoers.d/${this.login} (visudo -f /etc/sudoers.d/${this.login})` : void 0
       );
     }
-    return stepResult;
+    return result;
   }
-  session() {
-    this.sftp ??= this.ssh.requestSFTP();
-    return this.sftp;
+  run(step, options = {}) {
+    return this.exec(step, commandLine(step, this.login, this.appUser), Buffer.from(scriptText(step)), options);
   }
   async upload(content, remotePath, options = {}) {
-    const sftp = await this.session();
     const data = typeof content === "string" ? Buffer.from(content) : content;
-    const mode = options.mode ?? 384;
-    await new Promise((res) => sftp.unlink(remotePath, () => res()));
-    await new Promise(
-      (res, rej) => sftp.writeFile(remotePath, data, { mode, flag: "wx" }, (e) => e ? rej(new OpsError(`upload to ${this.name}:${remotePath} failed: ${e.message}`)) : res())
-    );
-  }
-  async hold() {
-    const conn = this.ssh.connection;
-    if (!conn) throw new OpsError(`${this.name}: not connected`);
-    const command2 = `sh -c 'echo $$; exec cat >/dev/null'`;
-    return new Promise((resolve2, reject) => {
-      conn.exec(command2, (e, channel) => {
-        if (e) return reject(e);
-        this.held.push(channel);
-        let first = "";
-        channel.on("data", (d) => {
-          first += d.toString();
-          const nl = first.indexOf("\n");
-          if (nl >= 0) resolve2(Number(first.slice(0, nl)));
-        });
-        channel.on("close", () => reject(new OpsError(`${this.name}: holder process ended early`)));
-      });
-    });
+    const step = uploadStep(remotePath, data.length, options.mode ?? 384);
+    await this.exec(step, commandLine(step, this.login, this.appUser), Buffer.concat([Buffer.from(scriptText(step)), data]), {});
   }
   async close() {
-    for (const c of this.held) c.end();
+    if (this.closed) return;
+    this.closed = true;
     this.ssh.dispose();
+    this.gone(new Error("Not connected"));
   }
 };
 
@@ -50404,6 +50566,28 @@ function sshConnector(ctx) {
       retries: ssh.connect_retries,
       configFile: `environments/${env.name}/environment.yml`
     });
+  };
+}
+function guarded(remote) {
+  const translated = (what, run) => run().catch((e) => {
+    throw translateError(e, remote.name, what);
+  });
+  return {
+    name: remote.name,
+    login: remote.login,
+    run: (step, options) => translated(`step "${step.name}"`, () => remote.run(step, options)),
+    upload: (content, path, options) => translated(`upload of ${path}`, () => remote.upload(content, path, options)),
+    close: () => remote.close().catch(() => void 0)
+  };
+}
+function hostConnector(ctx) {
+  const base = ctx.connector ?? sshConnector(ctx);
+  return async (env, host) => {
+    try {
+      return guarded(await base(env, host));
+    } catch (e) {
+      throw translateError(e, host.name, "connecting");
+    }
   };
 }
 
@@ -50441,11 +50625,24 @@ function slotPort(env, program, slot) {
 }
 
 // core/steps/lock.ts
+var CONNECTION_FUNCTIONS = String.raw`# proc_start PID: start time (field 22 of /proc/PID/stat, counted after the command name): tells a reused PID apart
+proc_start() { local s; s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1; s=${"$"}{s##*) }; set -- $s; printf '%s\n' "${"$"}{20}"; }
+# conn_pid: the SSH server process of this connection
+conn_pid() {
+  local p=$$ s c
+  while [ "$p" -gt 1 ]; do
+    s=$(cat "/proc/$p/stat" 2>/dev/null) || return 1
+    c=${"$"}{s#*(}; c=${"$"}{c%)*}
+    case "$c" in sshd|sshd-session|dropbear) printf '%s\n' "$p"; return 0 ;; esac
+    s=${"$"}{s##*) }; set -- $s; p=$2
+  done
+  return 1
+}`;
 var LOCK_STATE = String.raw`lock_state=free
 if [ -d "$lock" ]; then
   pid=$(sed -n 's/^holder_pid=//p' "$lock/info" 2>/dev/null || true)
   start=$(sed -n 's/^holder_start=//p' "$lock/info" 2>/dev/null || true)
-  if [ -n "$pid" ] && [ -r "/proc/$pid/stat" ] && [ "$(cut -d' ' -f22 "/proc/$pid/stat")" = "$start" ]; then lock_state=held; else lock_state=stale; fi
+  if [ -n "$pid" ] && [ "$(proc_start "$pid" || true)" = "$start" ]; then lock_state=held; else lock_state=stale; fi
 fi`;
 var REPORT_HOLDER = String.raw`ops_report lock "$lock_state"
 if [ -f "$lock/info" ]; then while IFS= read -r line; do ops_report holder "$line"; done < "$lock/info"; fi`;
@@ -50455,7 +50652,8 @@ function lockStatus(env) {
     as: "login",
     timeout: 30,
     quiet: true,
-    script: `lock=${quote(layout(env).lock)}
+    script: `${CONNECTION_FUNCTIONS}
+lock=${quote(layout(env).lock)}
 ${LOCK_STATE}
 ${REPORT_HOLDER}`
   };
@@ -50818,7 +51016,7 @@ function describeRun(h) {
 
 // core/ops/status.ts
 async function eachHost(ctx, env, fn, onError) {
-  const connector = ctx.connector ?? sshConnector(ctx);
+  const connector = hostConnector(ctx);
   return Promise.all(
     env.hosts.map(async (host) => {
       let remote;

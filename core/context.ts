@@ -48,7 +48,7 @@ export function sshConnector(ctx: OpsContext): Connector {
 function guarded(remote: Remote): Remote {
   const translated = <T>(what: string, run: () => Promise<T>) =>
     run().catch((e: unknown) => {
-      throw translateError(e, remote.name, what);
+      throw translateError(e, remote.name, `${what} on ${remote.name}`);
     });
   return {
     name: remote.name,
@@ -66,7 +66,7 @@ export function hostConnector(ctx: OpsContext): Connector {
     try {
       return guarded(await base(env, host));
     } catch (e) {
-      throw translateError(e, host.name, 'connecting');
+      throw translateError(e, host.name, `connecting to ${host.name}`);
     }
   };
 }

@@ -80,15 +80,18 @@ export class TransportError extends OpsError {
   override name = 'TransportError';
 }
 
-/** `err` as an OpsError saying what happened `during` what on `host`; OpsErrors pass through unchanged. */
-export function translateError(err: unknown, host: string, during: string): OpsError {
+/**
+ * `err` as an OpsError saying what happened `where` ("step \"build\" on web1", "connecting to web1"), which
+ * names `host`; OpsErrors pass through unchanged.
+ */
+export function translateError(err: unknown, host: string, where: string): OpsError {
   if (err instanceof OpsError) return err;
   const known = describeLowLevel(err);
-  if (known) return new TransportError(`${during} on ${host}: ${known.what}`, known.hint);
+  if (known) return new TransportError(`${where}: ${known.what}`, known.hint);
   const message = err instanceof Error ? err.message : String(err);
   // A message that already names the host says what happened where.
   if (message.includes(host)) return new TransportError(message);
-  return new TransportError(`${during} on ${host} failed: ${message}`, 'if this keeps happening, run with OPS_DEBUG=1 and report it');
+  return new TransportError(`${where} failed: ${message}`, 'if this keeps happening, run with OPS_DEBUG=1 and report it');
 }
 
 /**

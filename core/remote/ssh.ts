@@ -181,7 +181,7 @@ export class Bastion {
           reject(err);
         });
       } catch (e) {
-        reject(translateError(e, `bastion ${this.endpoint.name}`, 'forwarding'));
+        reject(translateError(e, this.endpoint.name, `forwarding through bastion ${this.endpoint.name}`));
       }
     });
   }
@@ -300,7 +300,7 @@ class SshRemote implements Remote {
     for (let attempt = 0; ; attempt++) {
       const conn = this.ssh.connection;
       if (this.closed) throw new TransportError(`${what} on ${this.name}: the connection was closed`);
-      if (this.lost || !conn) throw translateError(this.lost ?? new Error('Not connected'), this.name, what);
+      if (this.lost || !conn) throw translateError(this.lost ?? new Error('Not connected'), this.name, `${what} on ${this.name}`);
       try {
         return await new Promise<ClientChannel>((resolve, reject) => conn.exec(command, (e, c) => (e ? reject(e) : resolve(c))));
       } catch (e) {
@@ -313,7 +313,7 @@ class SshRemote implements Remote {
             `sshd on ${this.name} refused to open a session for ${what}: its session limit is reached`,
             `ops uses 1 session at a time per connection; MaxSessions in ${this.name}'s /etc/ssh/sshd_config (or a Match block) must be at least 1: set it, then reload sshd (systemctl reload ssh)`,
           );
-        throw translateError(e, this.name, what);
+        throw translateError(e, this.name, `${what} on ${this.name}`);
       }
     }
   }
@@ -345,7 +345,7 @@ class SshRemote implements Remote {
     const status = await new Promise<{ code: number | null; signal?: string }>((resolve, reject) => {
       let code: number | null = null;
       let signal: string | undefined;
-      this.abort = (e) => reject(translateError(e, this.name, `${what} (connection lost)`));
+      this.abort = (e) => reject(translateError(e, this.name, `${what} on ${this.name} (connection lost)`));
       guard = setTimeout(() => {
         channel.close();
         reject(new StepError(step.name, this.name, null, 'no answer from the host before the step timeout', 'timeout'));

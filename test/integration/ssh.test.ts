@@ -130,7 +130,7 @@ describe('SSH transport on a real sshd', () => {
       const pid = Number(reported(r, 'holder'));
       const err = await remote.run({ name: 'long', as: 'login', script: `kill ${pid}; sleep 5` }).catch((e) => e);
       expect(err).toBeInstanceOf(OpsError);
-      expect(err.message).toMatch(/^step "long" \(connection lost\) on lo: /);
+      expect(err.message).toMatch(/^step "long" on lo \(connection lost\): /);
       expect(formatError(err)).not.toMatch(/\n\s+at /);
       const next = await remote.run({ name: 'after', as: 'login', script: 'true' }).catch((e) => e);
       expect(next.message).toMatch(/step "after" on lo: the SSH connection was already closed/);

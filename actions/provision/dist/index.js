@@ -48674,13 +48674,13 @@ function describeLowLevel(err) {
 var TransportError = class extends OpsError {
   name = "TransportError";
 };
-function translateError(err, host, during) {
+function translateError(err, host, where) {
   if (err instanceof OpsError) return err;
   const known = describeLowLevel(err);
-  if (known) return new TransportError(`${during} on ${host}: ${known.what}`, known.hint);
+  if (known) return new TransportError(`${where}: ${known.what}`, known.hint);
   const message = err instanceof Error ? err.message : String(err);
   if (message.includes(host)) return new TransportError(message);
-  return new TransportError(`${during} on ${host} failed: ${message}`, "if this keeps happening, run with OPS_DEBUG=1 and report it");
+  return new TransportError(`${where} failed: ${message}`, "if this keeps happening, run with OPS_DEBUG=1 and report it");
 }
 function formatError(err, env = process.env) {
   const withHint = (message2, hint) => hint ? `${message2}
@@ -48692,6 +48692,14 @@ ${err.stack}` : "";
   if (known) return withHint(known.what, known.hint) + debug2;
   const message = err instanceof Error ? err.message || err.name : String(err);
   return withHint(`internal error: ${message}`, "this is a bug in ops-pipeline: run again with OPS_DEBUG=1 to see where it happened, and report it") + debug2;
+}
+function onUncaught(print) {
+  const handle = (err) => {
+    print(formatError(err));
+    process.exit(1);
+  };
+  process.on("uncaughtException", handle);
+  process.on("unhandledRejection", handle);
 }
 
 // core/report.ts
@@ -48777,6 +48785,7 @@ function booleanInput(name2, value, fallback) {
 async function runAction(body) {
   const reporter = new ActionsReporter();
   const env = { ...process.env };
+  onUncaught((message) => setFailed(reporter.redact(message)));
   try {
     const sshKey = getInput("ssh-key");
     if (sshKey) {
@@ -50449,7 +50458,7 @@ var SshRemote = class {
     for (let attempt = 0; ; attempt++) {
       const conn = this.ssh.connection;
       if (this.closed) throw new TransportError(`${what} on ${this.name}: the connection was closed`);
-      if (this.lost || !conn) throw translateError(this.lost ?? new Error("Not connected"), this.name, what);
+      if (this.lost || !conn) throw translateError(this.lost ?? new Error("Not connected"), this.name, `${what} on ${this.name}`);
       try {
         return await new Promise((resolve2, reject) => conn.exec(command2, (e, c) => e ? reject(e) : resolve2(c)));
       } catch (e) {
@@ -50462,7 +50471,7 @@ var SshRemote = class {
             `sshd on ${this.name} refused to open a session for ${what}: its session limit is reached`,
             `ops uses 1 session at a time per connection; MaxSessions in ${this.name}'s /etc/ssh/sshd_config (or a Match block) must be at least 1: set it, then reload sshd (systemctl reload ssh)`
           );
-        throw translateError(e, this.name, what);
+        throw translateError(e, this.name, `${what} on ${this.name}`);
       }
     }
   }
@@ -50491,7 +50500,7 @@ var SshRemote = class {
     const status = await new Promise((resolve2, reject) => {
       let code2 = null;
       let signal;
-      this.abort = (e) => reject(translateError(e, this.name, `${what} (connection lost)`));
+      this.abort = (e) => reject(translateError(e, this.name, `${what} on ${this.name} (connection lost)`));
       guard = setTimeout(() => {
         channel.close();
         reject(new StepError(step.name, this.name, null, "no answer from the host before the step timeout", "timeout"));
@@ -50573,7 +50582,7 @@ function sshConnector(ctx) {
 }
 function guarded(remote) {
   const translated = (what, run) => run().catch((e) => {
-    throw translateError(e, remote.name, what);
+    throw translateError(e, remote.name, `${what} on ${remote.name}`);
   });
   return {
     name: remote.name,
@@ -50589,7 +50598,7 @@ function hostConnector(ctx) {
     try {
       return guarded(await base(env, host));
     } catch (e) {
-      throw translateError(e, host.name, "connecting");
+      throw translateError(e, host.name, `connecting to ${host.name}`);
     }
   };
 }

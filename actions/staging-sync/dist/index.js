@@ -24141,6 +24141,14 @@ ${err.stack}` : "";
   const message = err instanceof Error ? err.message || err.name : String(err);
   return withHint(`internal error: ${message}`, "this is a bug in ops-pipeline: run again with OPS_DEBUG=1 to see where it happened, and report it") + debug2;
 }
+function onUncaught(print) {
+  const handle = (err) => {
+    print(formatError(err));
+    process.exit(1);
+  };
+  process.on("uncaughtException", handle);
+  process.on("unhandledRejection", handle);
+}
 
 // node_modules/@actions/core/lib/command.js
 import * as os from "os";
@@ -24733,6 +24741,7 @@ function booleanInput(name, value, fallback) {
 async function runAction(body) {
   const reporter = new ActionsReporter();
   const env = { ...process.env };
+  onUncaught((message) => setFailed(reporter.redact(message)));
   try {
     const sshKey = getInput("ssh-key");
     if (sshKey) {

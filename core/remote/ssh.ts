@@ -270,6 +270,7 @@ class SshRemote implements Remote {
   readonly login: string;
   private lost?: Error;
   private closed = false;
+  private warnedPreamble = false;
   /** Rejects the step in flight when the connection goes away under it. */
   private abort?: (e: Error) => void;
   constructor(
@@ -367,7 +368,11 @@ class SshRemote implements Remote {
     err.end();
     outLines.flush();
     errLines.flush();
-    const preamble = (out.preamble + err.preamble).trim();
+    const preamble = [out.preamble, err.preamble].map((p) => p.trim()).filter(Boolean).join('\n');
+    if (preamble && !this.warnedPreamble) {
+      this.warnedPreamble = true;
+      this.reporter.warn(`${this.name}: the login shell of ${this.login} prints text for non-interactive sessions (${JSON.stringify(tail(preamble, 2))}); ops ignores it, but scp, rsync and sftp break: move it below the interactive guard of ~/.bashrc`);
+    }
     // ssh2 reports no exit status when the channel closed without one: a failure, never a success.
     const code = status.code ?? (status.signal ? 128 : 255);
     if (code === 0 && !out.started) {

@@ -50444,6 +50444,7 @@ var SshRemote = class {
   login;
   lost;
   closed = false;
+  warnedPreamble = false;
   /** Rejects the step in flight when the connection goes away under it. */
   abort;
   gone(e) {
@@ -50522,7 +50523,11 @@ var SshRemote = class {
     err.end();
     outLines.flush();
     errLines.flush();
-    const preamble = (out.preamble + err.preamble).trim();
+    const preamble = [out.preamble, err.preamble].map((p) => p.trim()).filter(Boolean).join("\n");
+    if (preamble && !this.warnedPreamble) {
+      this.warnedPreamble = true;
+      this.reporter.warn(`${this.name}: the login shell of ${this.login} prints text for non-interactive sessions (${JSON.stringify(tail(preamble, 2))}); ops ignores it, but scp, rsync and sftp break: move it below the interactive guard of ~/.bashrc`);
+    }
     const code = status.code ?? (status.signal ? 128 : 255);
     if (code === 0 && !out.started) {
       throw new OpsError(

@@ -50441,6 +50441,7 @@ var SshRemote = class {
   login;
   lost;
   closed = false;
+  warnedPreamble = false;
   /** Rejects the step in flight when the connection goes away under it. */
   abort;
   gone(e) {
@@ -50519,7 +50520,11 @@ var SshRemote = class {
     err.end();
     outLines.flush();
     errLines.flush();
-    const preamble = (out.preamble + err.preamble).trim();
+    const preamble = [out.preamble, err.preamble].map((p) => p.trim()).filter(Boolean).join("\n");
+    if (preamble && !this.warnedPreamble) {
+      this.warnedPreamble = true;
+      this.reporter.warn(`${this.name}: the login shell of ${this.login} prints text for non-interactive sessions (${JSON.stringify(tail(preamble, 2))}); ops ignores it, but scp, rsync and sftp break: move it below the interactive guard of ~/.bashrc`);
+    }
     const code = status2.code ?? (status2.signal ? 128 : 255);
     if (code === 0 && !out.started) {
       throw new OpsError(

@@ -28,6 +28,18 @@ export class StepError extends OpsError {
   }
 }
 
+/** A step that failed because the host's disk (or its inodes) ran out: the step's error, then what is free. */
+export class DiskFullError extends StepError {
+  override name = 'DiskFullError';
+  constructor(cause: StepError, summary: string, hint: string) {
+    super(cause.step, cause.host, cause.exitCode, cause.stderrTail, cause.signal, hint);
+    this.message = `${cause.message}\n${summary}`;
+  }
+}
+
+/** The text of an error that says a disk or quota is full (ENOSPC, EDQUOT, as tools print them). */
+export const DISK_FULL = /No space left on device|Disk quota exceeded/i;
+
 export function indent(text: string, prefix = '  | '): string {
   return text
     .split('\n')

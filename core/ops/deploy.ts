@@ -9,12 +9,13 @@ import { isAbsolute, resolve } from 'node:path';
 import type { Environment } from '../config/environment.ts';
 import { inBatches, withSession, type OpsContext, type Session } from '../context.ts';
 import { renderDotenv } from '../dotenv.ts';
-import { OpsError, StepError } from '../errors.ts';
+import { DISK_FULL, DiskFullError, OpsError, StepError } from '../errors.ts';
 import { layout, otherSlot, type Slot } from '../layout.ts';
 import { runInfo } from '../runinfo.ts';
 import { reported, reportedAll, type Remote, type Step, type StepResult } from '../remote/types.ts';
 import { validate } from '../shell.ts';
-import { blobId, depsHash, knownCommits, nodeDependencyInput, packFor, resolveRef, type ResolvedRef } from '../source.ts';
+import { blobId, depsHash, knownCommits, nodeDependencyInput, packFor, resolveRef, treeSize, type ResolvedRef } from '../source.ts';
+import { describeDisk, diskSpace, parseDisk, type DiskSpace } from '../steps/facts.ts';
 import type { AuditEntry } from '../steps/audit.ts';
 import { site } from '../steps/nginx.ts';
 import { appCommand, createRelease, dependencies, deployState, installDotenv, markRelease, pruneReleases, receivePack, releaseId, type ReleaseMeta } from '../steps/release.ts';
@@ -63,6 +64,8 @@ export interface HostState {
   certificate: boolean;
   /** "ok", or what failed, for the live slot; "" when nothing is live. */
   liveHealth: string;
+  /** Free space and inodes under the app's directory. */
+  disk?: DiskSpace;
 }
 
 export function parseState(r: StepResult): HostState {
@@ -79,6 +82,7 @@ export function parseState(r: StepResult): HostState {
     hasSha: reported(r, 'has_sha') === 'yes',
     certificate: reported(r, 'certificate') === 'yes',
     liveHealth: reported(r, 'live_health') ?? '',
+    disk: parseDisk(reported(r, 'disk')),
   };
 }
 
@@ -93,29 +97,54 @@ export function sourceRepository(ctx: OpsContext, env: Environment): string {
   }
 }
 
-/** Timed step runner for one host: groups in the log, durations for the summary. */
+/**
+ * Timed step runner for one host: groups in the log, durations for the summary. A step or upload that runs
+ * out of disk space or inodes fails saying so, with what is left under the app's directory (one more round
+ * trip, on that failure only).
+ */
 export class HostRun {
   readonly steps: { name: string; ms: number }[] = [];
   constructor(
     private readonly ctx: OpsContext,
     readonly remote: Remote,
+    private readonly env: Environment,
   ) {}
   async run(step: Step): Promise<StepResult> {
     const started = Date.now();
     try {
       return await (step.quiet ? this.remote.run(step) : this.ctx.reporter.group(`${this.remote.name} · ${step.name}`, () => this.remote.run(step)));
+    } catch (e) {
+      throw await this.diskFull(e);
     } finally {
       this.steps.push({ name: step.name, ms: Date.now() - started });
     }
+  }
+  async upload(content: Buffer | string, path: string, mode: number): Promise<void> {
+    await this.remote.upload(content, path, { mode }).catch(async (e: unknown) => {
+      throw await this.diskFull(e);
+    });
   }
   /** A cleanup step whose own failure must not hide the original error. */
   async tryRun(step: Step): Promise<void> {
     await this.remote.run(step, { allowFailure: true }).catch(() => undefined);
   }
+  private async diskFull(e: unknown): Promise<unknown> {
+    if (!(e instanceof StepError) || !DISK_FULL.test(e.message)) return e;
+    const r = await this.remote.run(diskSpace(this.env), { allowFailure: true }).catch(() => undefined);
+    const disk = r && parseDisk(reported(r, 'disk'));
+    const what = disk?.freeInodes === 0 ? 'free inodes' : 'disk space';
+    return new DiskFullError(
+      e,
+      `${this.remote.name} ran out of ${what}${disk ? `: ${describeDisk(disk)}` : ` under ${this.env.baseDir}`}`,
+      `free space on ${this.remote.name} under ${disk?.path ?? this.env.baseDir} (failed releases, old dependency sets under shared/deps, logs; or lower release.keep), then deploy again`,
+    );
+  }
 }
 
 interface Plan {
   resolved: ResolvedRef;
+  /** What the release's files take once written (git ls-tree). */
+  tree: { bytes: number; entries: number };
   repo: string;
   id: string;
   dotenv: string;
@@ -141,14 +170,35 @@ async function plan(ctx: OpsContext, env: Environment, options: DeployOptions): 
   if (env.config.tls.mode === 'off' || env.config.nginx.site_template) site(env, true);
   const info = runInfo(ctx.env);
   const meta: ReleaseMeta = { id, sha: resolved.sha, ref, environment: env.name, actor: info.actor, time: new Date().toISOString(), run: info.runUrl, deps: hashes };
-  return { resolved, repo, id, dotenv, hashes, meta };
+  return { resolved, repo, id, dotenv, hashes, meta, tree: await treeSize(repo, resolved.sha) };
+}
+
+/**
+ * Refuse, before anything is written, a release whose code alone does not fit under the app's directory
+ * (the pack, then its files: known on the runner). Dependencies and builds are not known in advance: running
+ * out during them fails the step, saying so (HostRun).
+ */
+function checkSpace(env: Environment, host: string, state: HostState, p: Plan, packBytes: number): void {
+  const disk = state.disk;
+  if (!disk) return;
+  const MB = 1024 * 1024;
+  // Files take whole blocks: a margin of 10% and 4 KiB per entry, and 1 MB for the release's own files.
+  const needMb = Math.ceil((packBytes + p.tree.bytes * 1.1 + p.tree.entries * 4096) / MB) + 1;
+  const needInodes = p.tree.entries + 50;
+  const short = disk.freeMb < needMb || (disk.freeInodes !== undefined && disk.freeInodes < needInodes);
+  if (!short) return;
+  throw new OpsError(
+    `not enough space on ${host} for release ${p.id}: ${describeDisk(disk)}, and its code alone needs about ${needMb} MB and ${needInodes} inodes (its dependencies and build more)\n` +
+      `${state.current ? `${host} still serves ${state.current}` : `${host} had no live release`}; nothing was changed`,
+    `free space on ${host} under ${disk.path} (failed releases, old dependency sets under shared/deps, logs; or lower release.keep), then deploy again`,
+  );
 }
 
 type Audit = (entry: { result: AuditEntry['result'] } & Partial<AuditEntry>) => void;
 
 async function deployHost(ctx: OpsContext, env: Environment, remote: Remote, inspected: StepResult, p: Plan, primary: boolean, options: DeployOptions, record: Audit): Promise<HostDeploy> {
   const L = layout(env);
-  const h = new HostRun(ctx, remote);
+  const h = new HostRun(ctx, remote, env);
   const state = parseState(inspected);
   const audit: Audit = (entry) => record({ ref: p.resolved.ref, sha: p.resolved.sha, release: p.id, previous: state.current || undefined, ...entry });
   if (!state.provisioned) throw new OpsError(`${remote.name} is not provisioned for ${env.name}`, `run: ops provision ${env.name}`);
@@ -163,16 +213,17 @@ async function deployHost(ctx: OpsContext, env: Environment, remote: Remote, ins
   }
 
   const tag = `${p.id}-${randomBytes(4).toString('hex')}`;
-  if (!state.hasSha) {
-    const haves = await knownCommits(p.repo, state.known);
-    const pack = await packFor(p.repo, p.resolved.sha, haves);
+  const haves = state.hasSha ? [] : await knownCommits(p.repo, state.known);
+  const pack = state.hasSha ? undefined : await packFor(p.repo, p.resolved.sha, haves);
+  checkSpace(env, remote.name, state, p, pack?.length ?? 0);
+  if (pack) {
     const path = `${L.uploads}/${tag}.pack`;
-    await remote.upload(pack, path, { mode: 0o600 });
+    await h.upload(pack, path, 0o600);
     await h.run(receivePack(env, path, p.resolved.sha));
     result.notes.push(`sent ${(pack.length / 1024).toFixed(1)} KiB of git objects${haves.length ? ' (delta)' : ''}`);
   }
   const envPath = `${L.uploads}/${tag}.env`;
-  await remote.upload(p.dotenv, envPath, { mode: 0o600 });
+  await h.upload(p.dotenv, envPath, 0o600);
   await h.run(installDotenv(env, envPath));
 
   await h.run(createRelease(env, p.meta));

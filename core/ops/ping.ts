@@ -5,7 +5,7 @@
 import type { Environment } from '../config/environment.ts';
 import { hostConnector, type OpsContext } from '../context.ts';
 import { formatError } from '../errors.ts';
-import { hostFacts } from '../steps/facts.ts';
+import { describeDisk, hostFacts, parseDisk, type DiskSpace } from '../steps/facts.ts';
 import { reported, type StepResult } from '../remote/types.ts';
 
 /** Sessions ops opens at once on a connection (one step or upload at a time). */
@@ -30,7 +30,7 @@ export interface PingResult {
   os?: string;
   uptimeSeconds?: number;
   /** Free space and inodes where releases go (`path`: the app's directory or its nearest existing parent). */
-  disk?: { path: string; freeMb: number; freeInodes?: number; needMb: number; needInodes: number };
+  disk?: DiskSpace & { needMb: number; needInodes: number };
   sudo?: boolean;
   /** sshd's MaxSessions for this connection, when sudo can read it. */
   maxSessions?: number;
@@ -66,19 +66,10 @@ export function readFacts(host: { name: string; user: string }, r: StepResult): 
   const maxSessions = Number.isInteger(sessions) && reported(r, 'max_sessions') ? sessions : undefined;
   if (maxSessions !== undefined && maxSessions < SESSIONS_NEEDED)
     problems.push({ problem: `sshd allows ${maxSessions} session(s) per connection; ops needs ${SESSIONS_NEEDED}`, fix: `set MaxSessions ${SESSIONS_NEEDED} or more in /etc/ssh/sshd_config (and Match blocks), then: systemctl reload ssh` });
-  const [freeKb, totalInodes, freeInodes, ...where] = (reported(r, 'disk') ?? '').split(' ');
   const [footKb, footInodes] = (reported(r, 'footprint') ?? '').split(' ').map(Number);
-  let disk: PingResult['disk'];
-  if (freeKb && Number.isFinite(Number(freeKb))) {
-    // A filesystem without an inode count (btrfs: 0) has no inode limit.
-    const inodes = Number(totalInodes) > 0 ? Number(freeInodes) : undefined;
-    disk = {
-      path: where.join(' '),
-      freeMb: Math.floor(Number(freeKb) / 1024),
-      ...(inodes !== undefined && { freeInodes: inodes }),
-      needMb: Math.max(MIN_FREE_MB, Math.ceil((footKb || 0) / 1024)),
-      needInodes: Math.max(MIN_FREE_INODES, footInodes || 0),
-    };
+  const free = parseDisk(reported(r, 'disk'));
+  const disk = free && { ...free, needMb: Math.max(MIN_FREE_MB, Math.ceil((footKb || 0) / 1024)), needInodes: Math.max(MIN_FREE_INODES, footInodes || 0) };
+  if (disk) {
     const fix = `free space under ${disk.path} on ${host.name} (old releases: lower release.keep; logs), or grow its filesystem`;
     if (disk.freeMb < disk.needMb) problems.push({ problem: `only ${disk.freeMb} MB free under ${disk.path}; a deploy may need ${disk.needMb} MB (a release with new dependencies)`, fix });
     if (disk.freeInodes !== undefined && disk.freeInodes < disk.needInodes)
@@ -127,7 +118,7 @@ export function formatPing(results: PingResult[]): string {
   return results
     .map((r) => {
       if (r.error) return `✗ ${r.host} (${r.address}): ${r.error.replace(/\n/g, '\n    ')}`;
-      const disk = r.disk ? `, ${r.disk.freeMb} MB${r.disk.freeInodes !== undefined ? ` and ${r.disk.freeInodes} inodes` : ''} free under ${r.disk.path}` : '';
+      const disk = r.disk ? `, ${describeDisk(r.disk)}` : '';
       const facts = `key verified, ${r.hostname}, ${r.os}, up ${duration(r.uptimeSeconds ?? 0)}${disk}${r.sudo ? ', sudo ok' : ''}${r.maxSessions !== undefined ? `, MaxSessions ${r.maxSessions}` : ''} [${r.latencyMs} ms]`;
       if (r.ok) return `✓ ${r.host} (${r.address}): ${facts}`;
       return [`✗ ${r.host} (${r.address}): ${facts}`, ...r.problems.map((p) => `    ✗ ${r.host}: ${p.problem}; fix: ${p.fix}`)].join('\n');

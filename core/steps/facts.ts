@@ -5,6 +5,40 @@ import type { Environment } from '../config/environment.ts';
 import type { Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 
+/**
+ * Shell reporting free space and inodes of the filesystem holding `dir` (or its nearest existing parent):
+ * `@ops disk <free KiB> <total inodes> <free inodes> <path>`. Read with `parseDisk`.
+ */
+export function diskReport(dir: string): string {
+  return String.raw`d=${quote(dir)}
+while [ ! -d "$d" ]; do d=$(dirname "$d"); done
+ops_report disk "$(df -Pk "$d" | awk 'NR == 2 { print $4 }') $(df -Pi "$d" | awk 'NR == 2 { print $2, $4 }') $d"`;
+}
+
+export interface DiskSpace {
+  path: string;
+  freeMb: number;
+  /** Undefined on a filesystem without an inode limit (btrfs reports 0 inodes in all). */
+  freeInodes?: number;
+}
+
+/** The value of a `disk` report (diskReport), or undefined when there is none. */
+export function parseDisk(value: string | undefined): DiskSpace | undefined {
+  const [freeKb, totalInodes, freeInodes, ...where] = (value ?? '').split(' ');
+  if (!freeKb || !Number.isFinite(Number(freeKb))) return undefined;
+  return { path: where.join(' '), freeMb: Math.floor(Number(freeKb) / 1024), ...(Number(totalInodes) > 0 && { freeInodes: Number(freeInodes) }) };
+}
+
+/** "12 MB and 340 inodes free under /srv/app". */
+export function describeDisk(d: DiskSpace): string {
+  return `${d.freeMb} MB${d.freeInodes !== undefined ? ` and ${d.freeInodes} inodes` : ''} free under ${d.path}`;
+}
+
+/** Free space and inodes under the app's directory (after a step ran out of space). */
+export function diskSpace(env: Environment): Step {
+  return { name: 'disk space', as: 'login', timeout: 30, quiet: true, script: diskReport(env.baseDir) };
+}
+
 export function hostFacts(env: Environment): Step {
   const base = env.baseDir;
   return {
@@ -25,9 +59,7 @@ if [ "$sudo" = yes ]; then
   ops_report max_sessions "$(sudo -n "$sshd" -T -C "user=$(id -un),host=$(hostname),addr=$1,laddr=$3,lport=$4" 2>/dev/null | awk '$1 == "maxsessions" { print $2 }' || true)"
 fi
 # Free space and inodes where releases go (the nearest directory that exists, before the first provision).
-d=${quote(base)}
-while [ ! -d "$d" ]; do d=$(dirname "$d"); done
-ops_report disk "$(df -Pk "$d" | awk 'NR == 2 { print $4 }') $(df -Pi "$d" | awk 'NR == 2 { print $2, $4 }') $d"
+${diskReport(base)}
 # What the live release takes with its dependency sets: about what a deploy that changes them all needs.
 cur=$(readlink -f ${quote(`${base}/current`)} 2>/dev/null || true)
 if [ "$sudo" = yes ] && [ -n "$cur" ] && sudo -n test -d "$cur"; then

@@ -9,6 +9,7 @@ import { quote } from '../shell.ts';
 import { certificatePaths } from './nginx.ts';
 import { PROBE_FUNCTIONS, probes } from './switch.ts';
 import { b64 } from './script.ts';
+import { diskReport } from './facts.ts';
 
 export interface ReleaseMeta {
   id: string;
@@ -58,6 +59,7 @@ export function deployState(env: Environment, sha?: string, options: { liveHealt
     timeout: 30,
     quiet: true,
     script: String.raw`ops_report provisioned "$(cat ${quote(`${L.state}/provisioned`)} 2>/dev/null || echo no)"
+${diskReport(L.base)}
 cur=$(readlink ${quote(L.current)} 2>/dev/null || true)
 ops_report current "${'$'}{cur##*/}"
 ops_report slot "$(cat ${quote(L.slotFile)} 2>/dev/null || true)"
@@ -90,7 +92,9 @@ export function receivePack(env: Environment, packPath: string, sha: string): St
     as: 'root',
     timeout: 600,
     quiet: true,
-    script: String.raw`git --git-dir=${quote(L.mirror)} index-pack --stdin --fix-thin < ${quote(packPath)} >/dev/null
+    // index-pack leaves its temporary pack behind when it fails (a full disk): removed, not left to fill it.
+    script: String.raw`trap 'find ${quote(`${L.mirror}/objects/pack`)} -maxdepth 1 -name "tmp_*" -delete 2>/dev/null || true' EXIT
+git --git-dir=${quote(L.mirror)} index-pack --stdin --fix-thin < ${quote(packPath)} >/dev/null
 rm -f ${quote(packPath)}
 git --git-dir=${quote(L.mirror)} update-ref ${quote(`refs/ops/sha/${sha}`)} ${quote(sha)}
 git --git-dir=${quote(L.mirror)} cat-file -e ${quote(`${sha}^{commit}`)}`,
@@ -110,7 +114,8 @@ export function installDotenv(env: Environment, uploaded: string): Step {
   rm -f ${quote(uploaded)}
   ops_report dotenv unchanged
 else
-  install -m 0600 -o ${u} -g ${u} ${quote(uploaded)} ${quote(`${L.envFile}.new`)}
+  # The live file is replaced only by a complete new one (rename); a failed copy (full disk) is removed.
+  install -m 0600 -o ${u} -g ${u} ${quote(uploaded)} ${quote(`${L.envFile}.new`)} || { rm -f ${quote(`${L.envFile}.new`)}; exit 1; }
   rm -f ${quote(uploaded)}
   mv -f ${quote(`${L.envFile}.new`)} ${quote(L.envFile)}
   ops_report dotenv updated
@@ -130,6 +135,7 @@ export function createRelease(env: Environment, meta: ReleaseMeta): Step {
     timeout: 300,
     script: String.raw`[ ! -e ${quote(dir)} ] || { echo "release ${meta.id} already exists" >&2; exit 1; }
 rm -rf ${quote(tmp)}
+trap 'rm -rf ${quote(tmp)}' EXIT # a release cut short (full disk) never stays half-written
 mkdir -m 0750 ${quote(tmp)}
 git --git-dir=${quote(L.mirror)} archive --format=tar ${quote(meta.sha)} | tar -x -C ${quote(tmp)}
 printf '%s\n' ${quote(meta.sha)} > ${quote(`${tmp}/REVISION`)}
@@ -137,6 +143,7 @@ printf %s ${b64(JSON.stringify(meta, null, 2) + '\n')} | base64 -d > ${quote(`${
 ln -sfn ../../shared/.env ${quote(`${tmp}/.env`)}
 chown -R ${owner} ${quote(tmp)}
 mv -T ${quote(tmp)} ${quote(dir)}
+trap - EXIT
 echo "release ${meta.id} (${meta.sha.slice(0, 12)}, ${meta.ref})"`,
   };
 }
@@ -232,7 +239,7 @@ for d in ${quote(L.deps)}/*; do
 done
 keep_shas=$(cat */REVISION 2>/dev/null | sort -u)
 git --git-dir=${quote(L.mirror)} for-each-ref --format='%(refname)' refs/ops/sha/ | while read -r ref; do
-  grep -qxF "${'$'}{ref##*/}" <<< "$keep_shas" || git --git-dir=${quote(L.mirror)} update-ref -d "$ref"
+  grep -qxF "${'$'}{ref##*/}" <<< "$keep_shas" || git --git-dir=${quote(L.mirror)} update-ref -d "$ref" || echo "could not drop $ref (next prune will)" >&2
 done`,
   };
 }

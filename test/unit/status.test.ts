@@ -335,7 +335,7 @@ describe('certificates over recording remotes', () => {
     expect(le.indexOf('certbot renew')).toBeLessThan(le.indexOf('nginx -t'));
     expect(le).not.toContain('REQUESTS_CA_BUNDLE');
     const self = renewCertificate(testEnv({ domain: 'shop.test', tls: { mode: 'self-signed' } }), false).script;
-    expect(self).toContain('if true; then\n  install -d -m 0755 /etc/ssl/shop\n  openssl req -x509');
+    expect(self).toContain('if true; then\n  install -d -m 0755 /etc/ssl/shop\n  if ! (umask 077; openssl req -x509');
     for (const s of [renewCertificate(env, true), renewCertificate(testEnv({ tls: { mode: 'self-signed' } }), false), listCertificates(env)]) expect(bashSyntax(scriptText(s))).toBe('ok');
   });
 

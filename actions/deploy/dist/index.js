@@ -48640,6 +48640,15 @@ ${indent(stderrTail.trim())}` : "";
   signal;
   name = "StepError";
 };
+var DiskFullError = class extends StepError {
+  name = "DiskFullError";
+  constructor(cause, summary2, hint) {
+    super(cause.step, cause.host, cause.exitCode, cause.stderrTail, cause.signal, hint);
+    this.message = `${cause.message}
+${summary2}`;
+  }
+};
+var DISK_FULL = /No space left on device|Disk quota exceeded/i;
 function indent(text, prefix = "  | ") {
   return text.split("\n").map((line) => prefix + line).join("\n");
 }
@@ -50859,6 +50868,18 @@ async function nodeDependencyInput(repo, sha, dir) {
     return `lock ${await blobId(repo, sha, `${dir}/package-lock.json`)}`;
   }
 }
+async function treeSize(repo, sha) {
+  const out = await git(repo, ["ls-tree", "-r", "-t", "-l", "-z", sha]);
+  let bytes = 0;
+  let entries = 0;
+  for (const entry of out.split("\0")) {
+    if (!entry) continue;
+    entries++;
+    const size = Number(entry.split("	")[0].trim().split(/\s+/)[3]);
+    if (Number.isFinite(size)) bytes += size;
+  }
+  return { bytes, entries };
+}
 function depsHash(parts) {
   return createHash2("sha256").update(parts.join("\n")).digest("hex").slice(0, 16);
 }
@@ -50878,6 +50899,24 @@ async function packFor(repo, sha, haves) {
     child.on("close", (code) => code === 0 ? resolve4(Buffer.concat(chunks)) : reject(new OpsError(`git pack-objects failed: ${err.trim()}`)));
     child.stdin.end(input);
   });
+}
+
+// core/steps/facts.ts
+function diskReport(dir) {
+  return String.raw`d=${quote(dir)}
+while [ ! -d "$d" ]; do d=$(dirname "$d"); done
+ops_report disk "$(df -Pk "$d" | awk 'NR == 2 { print $4 }') $(df -Pi "$d" | awk 'NR == 2 { print $2, $4 }') $d"`;
+}
+function parseDisk(value) {
+  const [freeKb, totalInodes, freeInodes, ...where] = (value ?? "").split(" ");
+  if (!freeKb || !Number.isFinite(Number(freeKb))) return void 0;
+  return { path: where.join(" "), freeMb: Math.floor(Number(freeKb) / 1024), ...Number(totalInodes) > 0 && { freeInodes: Number(freeInodes) } };
+}
+function describeDisk(d) {
+  return `${d.freeMb} MB${d.freeInodes !== void 0 ? ` and ${d.freeInodes} inodes` : ""} free under ${d.path}`;
+}
+function diskSpace(env) {
+  return { name: "disk space", as: "login", timeout: 30, quiet: true, script: diskReport(env.baseDir) };
 }
 
 // core/steps/nginx.ts
@@ -50907,7 +50946,8 @@ put_file() {
   local path=$1 mode=$2 owner=$3 tmp
   mkdir -p "$(dirname "$path")"
   tmp=$(mktemp "$(dirname "$path")/.ops-new.XXXXXX")
-  printf %s "$4" | base64 -d > "$tmp"
+  # Written whole, then renamed over the file: a full disk leaves the old file and no temporary one.
+  printf %s "$4" | base64 -d > "$tmp" || { rm -f "$tmp"; return 1; }
   if [ -f "$path" ] && cmp -s "$tmp" "$path" && [ "$(stat -c '%a %U:%G' "$path")" = "\${mode#0} $owner" ]; then
     rm -f "$tmp"
     return 0
@@ -51093,7 +51133,7 @@ function site(env, certificateReady) {
   return renderTemplate(tls ? TLS_SITE : PLAIN_SITE, vars, "built-in site");
 }
 function applyNginx(change) {
-  const lines = [SYSTEM_FUNCTIONS, "backup=$(mktemp -d /etc/.ops-nginx.XXXXXX)", `trap 'rm -rf "$backup"' EXIT`, 'cp -a /etc/nginx "$backup/nginx"'];
+  const lines = [SYSTEM_FUNCTIONS, ...change.before ? [change.before] : [], "backup=$(mktemp -d /etc/.ops-nginx.XXXXXX)", `trap 'rm -rf "$backup"' EXIT`, 'cp -a /etc/nginx "$backup/nginx"'];
   for (const f of change.files) lines.push(putFile(f.path, f.content));
   for (const f of change.initialFiles ?? []) lines.push(`[ -e ${quote(f.path)} ] || ${putFile(f.path, f.content)}`);
   for (const [target, link] of change.links ?? []) lines.push(`[ "$(readlink ${quote(link)} || true)" = ${quote(target)} ] || { ln -sfn ${quote(target)} ${quote(link)}; CHANGED=1; }`);
@@ -51318,15 +51358,18 @@ function switchTo(env, slot, releaseId2, certificateReady) {
         { path: L.nginxUpstreams, content: upstreams(env, slot) }
       ],
       links: [[L.nginxSite, L.nginxSiteEnabled]],
+      // The new `current` link and slot record exist before nginx changes (they need space and inodes under
+      // the app's directory, which may be full): after the reload, two renames make them live.
+      before: String.raw`ln -sfn ${quote(target)} ${quote(`${L.base}/.current.new`)}
+printf '%s\n' ${quote(slot)} > ${quote(`${L.slotFile}.new`)}`,
       then: String.raw`for i in $(seq 100); do
   got=$(curl -s --max-time 1${host} http://127.0.0.1/.ops/slot 2>/dev/null || true)
   [ "$got" = ${quote(slot)} ] && break
   if [ "$i" = 100 ]; then echo "nginx does not report slot ${slot} at /.ops/slot (a custom site template without {{slot_location}}?); continuing" >&2; fi
   sleep 0.05
 done
-ln -sfn ${quote(target)} ${quote(`${L.base}/.current.new`)}
 mv -T ${quote(`${L.base}/.current.new`)} ${quote(L.current)}
-printf '%s\n' ${quote(slot)} > ${quote(L.slotFile)}
+mv -f ${quote(`${L.slotFile}.new`)} ${quote(L.slotFile)}
 echo "live: ${releaseId2} on slot ${slot}"`
     }),
     name: "switch"
@@ -51347,6 +51390,7 @@ function deployState(env, sha, options = {}) {
     timeout: 30,
     quiet: true,
     script: String.raw`ops_report provisioned "$(cat ${quote(`${L.state}/provisioned`)} 2>/dev/null || echo no)"
+${diskReport(L.base)}
 cur=$(readlink ${quote(L.current)} 2>/dev/null || true)
 ops_report current "${"$"}{cur##*/}"
 ops_report slot "$(cat ${quote(L.slotFile)} 2>/dev/null || true)"
@@ -51377,7 +51421,9 @@ function receivePack(env, packPath, sha) {
     as: "root",
     timeout: 600,
     quiet: true,
-    script: String.raw`git --git-dir=${quote(L.mirror)} index-pack --stdin --fix-thin < ${quote(packPath)} >/dev/null
+    // index-pack leaves its temporary pack behind when it fails (a full disk): removed, not left to fill it.
+    script: String.raw`trap 'find ${quote(`${L.mirror}/objects/pack`)} -maxdepth 1 -name "tmp_*" -delete 2>/dev/null || true' EXIT
+git --git-dir=${quote(L.mirror)} index-pack --stdin --fix-thin < ${quote(packPath)} >/dev/null
 rm -f ${quote(packPath)}
 git --git-dir=${quote(L.mirror)} update-ref ${quote(`refs/ops/sha/${sha}`)} ${quote(sha)}
 git --git-dir=${quote(L.mirror)} cat-file -e ${quote(`${sha}^{commit}`)}`
@@ -51395,7 +51441,8 @@ function installDotenv(env, uploaded) {
   rm -f ${quote(uploaded)}
   ops_report dotenv unchanged
 else
-  install -m 0600 -o ${u} -g ${u} ${quote(uploaded)} ${quote(`${L.envFile}.new`)}
+  # The live file is replaced only by a complete new one (rename); a failed copy (full disk) is removed.
+  install -m 0600 -o ${u} -g ${u} ${quote(uploaded)} ${quote(`${L.envFile}.new`)} || { rm -f ${quote(`${L.envFile}.new`)}; exit 1; }
   rm -f ${quote(uploaded)}
   mv -f ${quote(`${L.envFile}.new`)} ${quote(L.envFile)}
   ops_report dotenv updated
@@ -51413,6 +51460,7 @@ function createRelease(env, meta) {
     timeout: 300,
     script: String.raw`[ ! -e ${quote(dir)} ] || { echo "release ${meta.id} already exists" >&2; exit 1; }
 rm -rf ${quote(tmp)}
+trap 'rm -rf ${quote(tmp)}' EXIT # a release cut short (full disk) never stays half-written
 mkdir -m 0750 ${quote(tmp)}
 git --git-dir=${quote(L.mirror)} archive --format=tar ${quote(meta.sha)} | tar -x -C ${quote(tmp)}
 printf '%s\n' ${quote(meta.sha)} > ${quote(`${tmp}/REVISION`)}
@@ -51420,6 +51468,7 @@ printf %s ${b64(JSON.stringify(meta, null, 2) + "\n")} | base64 -d > ${quote(`${
 ln -sfn ../../shared/.env ${quote(`${tmp}/.env`)}
 chown -R ${owner} ${quote(tmp)}
 mv -T ${quote(tmp)} ${quote(dir)}
+trap - EXIT
 echo "release ${meta.id} (${meta.sha.slice(0, 12)}, ${meta.ref})"`
   };
 }
@@ -51498,7 +51547,7 @@ for d in ${quote(L.deps)}/*; do
 done
 keep_shas=$(cat */REVISION 2>/dev/null | sort -u)
 git --git-dir=${quote(L.mirror)} for-each-ref --format='%(refname)' refs/ops/sha/ | while read -r ref; do
-  grep -qxF "${"$"}{ref##*/}" <<< "$keep_shas" || git --git-dir=${quote(L.mirror)} update-ref -d "$ref"
+  grep -qxF "${"$"}{ref##*/}" <<< "$keep_shas" || git --git-dir=${quote(L.mirror)} update-ref -d "$ref" || echo "could not drop $ref (next prune will)" >&2
 done`
   };
 }
@@ -61733,7 +61782,8 @@ function parseState(r) {
     known: reportedAll(r, "known"),
     hasSha: reported(r, "has_sha") === "yes",
     certificate: reported(r, "certificate") === "yes",
-    liveHealth: reported(r, "live_health") ?? ""
+    liveHealth: reported(r, "live_health") ?? "",
+    disk: parseDisk(reported(r, "disk"))
   };
 }
 function sourceRepository(ctx, env) {
@@ -61746,24 +61796,44 @@ function sourceRepository(ctx, env) {
   }
 }
 var HostRun = class {
-  constructor(ctx, remote) {
+  constructor(ctx, remote, env) {
     this.ctx = ctx;
     this.remote = remote;
+    this.env = env;
   }
   ctx;
   remote;
+  env;
   steps = [];
   async run(step) {
     const started = Date.now();
     try {
       return await (step.quiet ? this.remote.run(step) : this.ctx.reporter.group(`${this.remote.name} \xB7 ${step.name}`, () => this.remote.run(step)));
+    } catch (e) {
+      throw await this.diskFull(e);
     } finally {
       this.steps.push({ name: step.name, ms: Date.now() - started });
     }
   }
+  async upload(content, path, mode) {
+    await this.remote.upload(content, path, { mode }).catch(async (e) => {
+      throw await this.diskFull(e);
+    });
+  }
   /** A cleanup step whose own failure must not hide the original error. */
   async tryRun(step) {
     await this.remote.run(step, { allowFailure: true }).catch(() => void 0);
+  }
+  async diskFull(e) {
+    if (!(e instanceof StepError) || !DISK_FULL.test(e.message)) return e;
+    const r = await this.remote.run(diskSpace(this.env), { allowFailure: true }).catch(() => void 0);
+    const disk = r && parseDisk(reported(r, "disk"));
+    const what = disk?.freeInodes === 0 ? "free inodes" : "disk space";
+    return new DiskFullError(
+      e,
+      `${this.remote.name} ran out of ${what}${disk ? `: ${describeDisk(disk)}` : ` under ${this.env.baseDir}`}`,
+      `free space on ${this.remote.name} under ${disk?.path ?? this.env.baseDir} (failed releases, old dependency sets under shared/deps, logs; or lower release.keep), then deploy again`
+    );
   }
 };
 async function plan(ctx, env, options) {
@@ -61783,11 +61853,25 @@ async function plan(ctx, env, options) {
   if (env.config.tls.mode === "off" || env.config.nginx.site_template) site(env, true);
   const info2 = runInfo(ctx.env);
   const meta = { id, sha: resolved.sha, ref, environment: env.name, actor: info2.actor, time: (/* @__PURE__ */ new Date()).toISOString(), run: info2.runUrl, deps: hashes };
-  return { resolved, repo, id, dotenv, hashes, meta };
+  return { resolved, repo, id, dotenv, hashes, meta, tree: await treeSize(repo, resolved.sha) };
+}
+function checkSpace(env, host, state, p, packBytes) {
+  const disk = state.disk;
+  if (!disk) return;
+  const MB = 1024 * 1024;
+  const needMb = Math.ceil((packBytes + p.tree.bytes * 1.1 + p.tree.entries * 4096) / MB) + 1;
+  const needInodes = p.tree.entries + 50;
+  const short = disk.freeMb < needMb || disk.freeInodes !== void 0 && disk.freeInodes < needInodes;
+  if (!short) return;
+  throw new OpsError(
+    `not enough space on ${host} for release ${p.id}: ${describeDisk(disk)}, and its code alone needs about ${needMb} MB and ${needInodes} inodes (its dependencies and build more)
+${state.current ? `${host} still serves ${state.current}` : `${host} had no live release`}; nothing was changed`,
+    `free space on ${host} under ${disk.path} (failed releases, old dependency sets under shared/deps, logs; or lower release.keep), then deploy again`
+  );
 }
 async function deployHost(ctx, env, remote, inspected, p, primary, options, record2) {
   const L = layout(env);
-  const h = new HostRun(ctx, remote);
+  const h = new HostRun(ctx, remote, env);
   const state = parseState(inspected);
   const audit = (entry) => record2({ ref: p.resolved.ref, sha: p.resolved.sha, release: p.id, previous: state.current || void 0, ...entry });
   if (!state.provisioned) throw new OpsError(`${remote.name} is not provisioned for ${env.name}`, `run: ops provision ${env.name}`);
@@ -61800,16 +61884,17 @@ async function deployHost(ctx, env, remote, inspected, p, primary, options, reco
     return { ...result, release: state.current, noop: true, notes: [`${p.resolved.sha.slice(0, 12)} already live (${state.current})`] };
   }
   const tag = `${p.id}-${randomBytes10(4).toString("hex")}`;
-  if (!state.hasSha) {
-    const haves = await knownCommits(p.repo, state.known);
-    const pack = await packFor(p.repo, p.resolved.sha, haves);
+  const haves = state.hasSha ? [] : await knownCommits(p.repo, state.known);
+  const pack = state.hasSha ? void 0 : await packFor(p.repo, p.resolved.sha, haves);
+  checkSpace(env, remote.name, state, p, pack?.length ?? 0);
+  if (pack) {
     const path = `${L.uploads}/${tag}.pack`;
-    await remote.upload(pack, path, { mode: 384 });
+    await h.upload(pack, path, 384);
     await h.run(receivePack(env, path, p.resolved.sha));
     result.notes.push(`sent ${(pack.length / 1024).toFixed(1)} KiB of git objects${haves.length ? " (delta)" : ""}`);
   }
   const envPath2 = `${L.uploads}/${tag}.env`;
-  await remote.upload(p.dotenv, envPath2, { mode: 384 });
+  await h.upload(p.dotenv, envPath2, 384);
   await h.run(installDotenv(env, envPath2));
   await h.run(createRelease(env, p.meta));
   const dir = `${L.releases}/${p.id}`;

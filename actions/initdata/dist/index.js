@@ -60812,6 +60812,18 @@ wait_healthy() {
   done
 }`;
 
+// core/steps/facts.ts
+function diskReport(dir) {
+  return String.raw`d=${quote(dir)}
+while [ ! -d "$d" ]; do d=$(dirname "$d"); done
+ops_report disk "$(df -Pk "$d" | awk 'NR == 2 { print $4 }') $(df -Pi "$d" | awk 'NR == 2 { print $2, $4 }') $d"`;
+}
+function parseDisk(value) {
+  const [freeKb, totalInodes, freeInodes, ...where] = (value ?? "").split(" ");
+  if (!freeKb || !Number.isFinite(Number(freeKb))) return void 0;
+  return { path: where.join(" "), freeMb: Math.floor(Number(freeKb) / 1024), ...Number(totalInodes) > 0 && { freeInodes: Number(freeInodes) } };
+}
+
 // core/steps/release.ts
 function deployState(env, sha, options = {}) {
   const L = layout(env);
@@ -60822,6 +60834,7 @@ function deployState(env, sha, options = {}) {
     timeout: 30,
     quiet: true,
     script: String.raw`ops_report provisioned "$(cat ${quote(`${L.state}/provisioned`)} 2>/dev/null || echo no)"
+${diskReport(L.base)}
 cur=$(readlink ${quote(L.current)} 2>/dev/null || true)
 ops_report current "${"$"}{cur##*/}"
 ops_report slot "$(cat ${quote(L.slotFile)} 2>/dev/null || true)"
@@ -61118,7 +61131,8 @@ function parseState(r) {
     known: reportedAll(r, "known"),
     hasSha: reported(r, "has_sha") === "yes",
     certificate: reported(r, "certificate") === "yes",
-    liveHealth: reported(r, "live_health") ?? ""
+    liveHealth: reported(r, "live_health") ?? "",
+    disk: parseDisk(reported(r, "disk"))
   };
 }
 

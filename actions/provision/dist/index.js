@@ -50735,7 +50735,8 @@ put_file() {
   local path=$1 mode=$2 owner=$3 tmp
   mkdir -p "$(dirname "$path")"
   tmp=$(mktemp "$(dirname "$path")/.ops-new.XXXXXX")
-  printf %s "$4" | base64 -d > "$tmp"
+  # Written whole, then renamed over the file: a full disk leaves the old file and no temporary one.
+  printf %s "$4" | base64 -d > "$tmp" || { rm -f "$tmp"; return 1; }
   if [ -f "$path" ] && cmp -s "$tmp" "$path" && [ "$(stat -c '%a %U:%G' "$path")" = "\${mode#0} $owner" ]; then
     rm -f "$tmp"
     return 0
@@ -50956,7 +50957,7 @@ function site(env, certificateReady) {
   return renderTemplate(tls ? TLS_SITE : PLAIN_SITE, vars, "built-in site");
 }
 function applyNginx(change) {
-  const lines = [SYSTEM_FUNCTIONS, "backup=$(mktemp -d /etc/.ops-nginx.XXXXXX)", `trap 'rm -rf "$backup"' EXIT`, 'cp -a /etc/nginx "$backup/nginx"'];
+  const lines = [SYSTEM_FUNCTIONS, ...change.before ? [change.before] : [], "backup=$(mktemp -d /etc/.ops-nginx.XXXXXX)", `trap 'rm -rf "$backup"' EXIT`, 'cp -a /etc/nginx "$backup/nginx"'];
   for (const f of change.files) lines.push(putFile(f.path, f.content));
   for (const f of change.initialFiles ?? []) lines.push(`[ -e ${quote(f.path)} ] || ${putFile(f.path, f.content)}`);
   for (const [target, link] of change.links ?? []) lines.push(`[ "$(readlink ${quote(link)} || true)" = ${quote(target)} ] || { ln -sfn ${quote(target)} ${quote(link)}; CHANGED=1; }`);
@@ -51136,7 +51137,8 @@ item supervisor`
 }
 function markProvisioned(env) {
   const f = `${layout(env).state}/provisioned`;
-  return { name: "mark provisioned", as: "root", timeout: 30, quiet: true, script: `date -u +%Y-%m-%dT%H:%M:%SZ > ${quote(f)}` };
+  return { name: "mark provisioned", as: "root", timeout: 30, quiet: true, script: `date -u +%Y-%m-%dT%H:%M:%SZ > ${quote(`${f}.new`)}
+mv -f ${quote(`${f}.new`)} ${quote(f)}` };
 }
 
 // core/steps/tls.ts
@@ -51149,10 +51151,12 @@ function prepareTls(env, acmeCa) {
   const certs = certificatePaths(env);
   const lines = [SYSTEM_FUNCTIONS, `ensure_dir ${quote(L.acmeWebroot)} 0755 root:root`];
   lines.push(String.raw`if [ ! -s /etc/nginx/dhparams.pem ]; then
-  openssl genpkey -genparam -algorithm DH -pkeyopt group:ffdhe2048 -out /etc/nginx/dhparams.pem 2>/dev/null \
-    || openssl genpkey -genparam -algorithm DH -pkeyopt dh_param:ffdhe2048 -out /etc/nginx/dhparams.pem 2>/dev/null \
-    || openssl dhparam -out /etc/nginx/dhparams.pem 2048 2>/dev/null
-  chmod 0644 /etc/nginx/dhparams.pem
+  openssl genpkey -genparam -algorithm DH -pkeyopt group:ffdhe2048 -out /etc/nginx/.dhparams.new 2>/dev/null \
+    || openssl genpkey -genparam -algorithm DH -pkeyopt dh_param:ffdhe2048 -out /etc/nginx/.dhparams.new 2>/dev/null \
+    || openssl dhparam -out /etc/nginx/.dhparams.new 2048 2>/dev/null \
+    || { rm -f /etc/nginx/.dhparams.new; exit 1; }
+  chmod 0644 /etc/nginx/.dhparams.new
+  mv -f /etc/nginx/.dhparams.new /etc/nginx/dhparams.pem
   CHANGED=1
 fi`);
   if (env.config.tls.mode === "letsencrypt") {
@@ -51186,9 +51190,15 @@ function selfSignedCertificate(env, force = false) {
   const when = force ? "true" : `[ ! -s ${quote(certs.cert)} ] || ! openssl x509 -in ${quote(certs.cert)} -noout -checkend 2592000 >/dev/null`;
   return String.raw`if ${when}; then
   install -d -m 0755 ${quote(L.selfSignedDir)}
-  openssl req -x509 -newkey rsa:2048 -nodes -days 825 -subj ${quote(`/CN=${domain}`)} -addext ${quote(`subjectAltName=DNS:${domain}`)} \
-    -keyout ${quote(certs.key)} -out ${quote(certs.cert)} 2>/dev/null
-  chmod 0600 ${quote(certs.key)}
+  if ! (umask 077; openssl req -x509 -newkey rsa:2048 -nodes -days 825 -subj ${quote(`/CN=${domain}`)} -addext ${quote(`subjectAltName=DNS:${domain}`)} \
+    -keyout ${quote(`${certs.key}.new`)} -out ${quote(`${certs.cert}.new`)} 2>/dev/null); then
+    rm -f ${quote(`${certs.key}.new`)} ${quote(`${certs.cert}.new`)}
+    echo "could not make a self-signed certificate (full disk?)" >&2
+    exit 1
+  fi
+  chmod 0644 ${quote(`${certs.cert}.new`)}
+  mv -f ${quote(`${certs.key}.new`)} ${quote(certs.key)}
+  mv -f ${quote(`${certs.cert}.new`)} ${quote(certs.cert)}
   CHANGED=1
 fi`;
 }

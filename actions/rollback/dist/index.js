@@ -48636,6 +48636,15 @@ ${indent(stderrTail.trim())}` : "";
   signal;
   name = "StepError";
 };
+var DiskFullError = class extends StepError {
+  name = "DiskFullError";
+  constructor(cause, summary2, hint) {
+    super(cause.step, cause.host, cause.exitCode, cause.stderrTail, cause.signal, hint);
+    this.message = `${cause.message}
+${summary2}`;
+  }
+};
+var DISK_FULL = /No space left on device|Disk quota exceeded/i;
 function indent(text, prefix = "  | ") {
   return text.split("\n").map((line) => prefix + line).join("\n");
 }
@@ -50766,7 +50775,8 @@ put_file() {
   local path=$1 mode=$2 owner=$3 tmp
   mkdir -p "$(dirname "$path")"
   tmp=$(mktemp "$(dirname "$path")/.ops-new.XXXXXX")
-  printf %s "$4" | base64 -d > "$tmp"
+  # Written whole, then renamed over the file: a full disk leaves the old file and no temporary one.
+  printf %s "$4" | base64 -d > "$tmp" || { rm -f "$tmp"; return 1; }
   if [ -f "$path" ] && cmp -s "$tmp" "$path" && [ "$(stat -c '%a %U:%G' "$path")" = "\${mode#0} $owner" ]; then
     rm -f "$tmp"
     return 0
@@ -50952,7 +50962,7 @@ function site(env, certificateReady) {
   return renderTemplate(tls ? TLS_SITE : PLAIN_SITE, vars, "built-in site");
 }
 function applyNginx(change) {
-  const lines = [SYSTEM_FUNCTIONS, "backup=$(mktemp -d /etc/.ops-nginx.XXXXXX)", `trap 'rm -rf "$backup"' EXIT`, 'cp -a /etc/nginx "$backup/nginx"'];
+  const lines = [SYSTEM_FUNCTIONS, ...change.before ? [change.before] : [], "backup=$(mktemp -d /etc/.ops-nginx.XXXXXX)", `trap 'rm -rf "$backup"' EXIT`, 'cp -a /etc/nginx "$backup/nginx"'];
   for (const f of change.files) lines.push(putFile(f.path, f.content));
   for (const f of change.initialFiles ?? []) lines.push(`[ -e ${quote(f.path)} ] || ${putFile(f.path, f.content)}`);
   for (const [target, link] of change.links ?? []) lines.push(`[ "$(readlink ${quote(link)} || true)" = ${quote(target)} ] || { ln -sfn ${quote(target)} ${quote(link)}; CHANGED=1; }`);
@@ -51164,19 +51174,40 @@ function switchTo(env, slot, releaseId2, certificateReady) {
         { path: L.nginxUpstreams, content: upstreams(env, slot) }
       ],
       links: [[L.nginxSite, L.nginxSiteEnabled]],
+      // The new `current` link and slot record exist before nginx changes (they need space and inodes under
+      // the app's directory, which may be full): after the reload, two renames make them live.
+      before: String.raw`ln -sfn ${quote(target)} ${quote(`${L.base}/.current.new`)}
+printf '%s\n' ${quote(slot)} > ${quote(`${L.slotFile}.new`)}`,
       then: String.raw`for i in $(seq 100); do
   got=$(curl -s --max-time 1${host} http://127.0.0.1/.ops/slot 2>/dev/null || true)
   [ "$got" = ${quote(slot)} ] && break
   if [ "$i" = 100 ]; then echo "nginx does not report slot ${slot} at /.ops/slot (a custom site template without {{slot_location}}?); continuing" >&2; fi
   sleep 0.05
 done
-ln -sfn ${quote(target)} ${quote(`${L.base}/.current.new`)}
 mv -T ${quote(`${L.base}/.current.new`)} ${quote(L.current)}
-printf '%s\n' ${quote(slot)} > ${quote(L.slotFile)}
+mv -f ${quote(`${L.slotFile}.new`)} ${quote(L.slotFile)}
 echo "live: ${releaseId2} on slot ${slot}"`
     }),
     name: "switch"
   };
+}
+
+// core/steps/facts.ts
+function diskReport(dir) {
+  return String.raw`d=${quote(dir)}
+while [ ! -d "$d" ]; do d=$(dirname "$d"); done
+ops_report disk "$(df -Pk "$d" | awk 'NR == 2 { print $4 }') $(df -Pi "$d" | awk 'NR == 2 { print $2, $4 }') $d"`;
+}
+function parseDisk(value) {
+  const [freeKb, totalInodes, freeInodes, ...where] = (value ?? "").split(" ");
+  if (!freeKb || !Number.isFinite(Number(freeKb))) return void 0;
+  return { path: where.join(" "), freeMb: Math.floor(Number(freeKb) / 1024), ...Number(totalInodes) > 0 && { freeInodes: Number(freeInodes) } };
+}
+function describeDisk(d) {
+  return `${d.freeMb} MB${d.freeInodes !== void 0 ? ` and ${d.freeInodes} inodes` : ""} free under ${d.path}`;
+}
+function diskSpace(env) {
+  return { name: "disk space", as: "login", timeout: 30, quiet: true, script: diskReport(env.baseDir) };
 }
 
 // core/steps/release.ts
@@ -51189,6 +51220,7 @@ function deployState(env, sha, options = {}) {
     timeout: 30,
     quiet: true,
     script: String.raw`ops_report provisioned "$(cat ${quote(`${L.state}/provisioned`)} 2>/dev/null || echo no)"
+${diskReport(L.base)}
 cur=$(readlink ${quote(L.current)} 2>/dev/null || true)
 ops_report current "${"$"}{cur##*/}"
 ops_report slot "$(cat ${quote(L.slotFile)} 2>/dev/null || true)"
@@ -51456,34 +51488,55 @@ function parseState(r) {
     known: reportedAll(r, "known"),
     hasSha: reported(r, "has_sha") === "yes",
     certificate: reported(r, "certificate") === "yes",
-    liveHealth: reported(r, "live_health") ?? ""
+    liveHealth: reported(r, "live_health") ?? "",
+    disk: parseDisk(reported(r, "disk"))
   };
 }
 var HostRun = class {
-  constructor(ctx, remote) {
+  constructor(ctx, remote, env) {
     this.ctx = ctx;
     this.remote = remote;
+    this.env = env;
   }
   ctx;
   remote;
+  env;
   steps = [];
   async run(step) {
     const started = Date.now();
     try {
       return await (step.quiet ? this.remote.run(step) : this.ctx.reporter.group(`${this.remote.name} \xB7 ${step.name}`, () => this.remote.run(step)));
+    } catch (e) {
+      throw await this.diskFull(e);
     } finally {
       this.steps.push({ name: step.name, ms: Date.now() - started });
     }
+  }
+  async upload(content, path, mode) {
+    await this.remote.upload(content, path, { mode }).catch(async (e) => {
+      throw await this.diskFull(e);
+    });
   }
   /** A cleanup step whose own failure must not hide the original error. */
   async tryRun(step) {
     await this.remote.run(step, { allowFailure: true }).catch(() => void 0);
   }
+  async diskFull(e) {
+    if (!(e instanceof StepError) || !DISK_FULL.test(e.message)) return e;
+    const r = await this.remote.run(diskSpace(this.env), { allowFailure: true }).catch(() => void 0);
+    const disk = r && parseDisk(reported(r, "disk"));
+    const what = disk?.freeInodes === 0 ? "free inodes" : "disk space";
+    return new DiskFullError(
+      e,
+      `${this.remote.name} ran out of ${what}${disk ? `: ${describeDisk(disk)}` : ` under ${this.env.baseDir}`}`,
+      `free space on ${this.remote.name} under ${disk?.path ?? this.env.baseDir} (failed releases, old dependency sets under shared/deps, logs; or lower release.keep), then deploy again`
+    );
+  }
 };
 
 // core/ops/rollback.ts
 async function rollbackHost(ctx, env, remote, inspected, to, audit) {
-  const h = new HostRun(ctx, remote);
+  const h = new HostRun(ctx, remote, env);
   const state = parseState(inspected);
   if (!state.current) throw new OpsError(`${remote.name} has no live release to roll back from`);
   const kept = state.releases.map((r) => r.id);

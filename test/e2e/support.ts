@@ -1,7 +1,7 @@
 // Shared by the end-to-end tests: a scratch project with an environment pointing at lab hosts, the sample
 // app's repository, a provisioned host snapshot built once per machine, and small probes.
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
@@ -13,7 +13,7 @@ import { provisionNginx } from '../../core/steps/nginx.ts';
 import { appUser, installPackages, runtimes, supervisorService } from '../../core/steps/system.ts';
 import { makeAppRepo } from '../fixtures/app/make-repo.ts';
 import { rootfsTarball } from '../hosts/lab.ts';
-import { createDatabase, downHost, listSnapshots, paths, snapshotHost, sshRun, upHost, type Host } from '../hosts/index.ts';
+import { createDatabase, downHost, listSnapshots, paths, snapshotHost, sshRun, upHost, withLabLock, type Host } from '../hosts/index.ts';
 
 export const APP = 'sample';
 
@@ -92,36 +92,25 @@ export async function provisionedSnapshot(): Promise<string> {
   const scripts = [installPackages(env), runtimes(env), appUser(env, 'deploy'), supervisorService(), provisionNginx(env, false)].map((s) => s.script).join('\n');
   const key = createHash('sha256').update(rootfsTarball('bookworm')).update(scripts).digest('hex').slice(0, 12);
   const name = `provisioned-${key}`;
-  const lock = join(paths.run, `build-${name}.lock`);
-  mkdirSync(paths.run, { recursive: true });
-  for (;;) {
-    if (listSnapshots().some((s) => s.name === name)) return name;
-    try {
-      mkdirSync(lock);
-      break;
-    } catch {
-      // Another test file is building it; a lock older than 15 minutes belongs to a dead run.
+  if (listSnapshots().some((s) => s.name === name)) return name;
+  // One builder per machine; the others wait (saying for whom), and take over from a builder that died.
+  return withLabLock(
+    `snapshot-${name}`,
+    async () => {
+      if (listSnapshots().some((s) => s.name === name)) return name; // built by the holder before us
+      const host = await upHost({ name: `snap${key.slice(0, 4)}`, fresh: true, owner: process.env.OPS_TESTHOSTS_OWNER });
       try {
-        if (Date.now() - statSync(lock).mtimeMs > 15 * 60_000) rmdirSync(lock);
-      } catch {}
-      await new Promise((r) => setTimeout(r, 2000));
-    }
-  }
-  try {
-    if (listSnapshots().some((s) => s.name === name)) return name;
-    const host = await upHost({ name: `snap${key.slice(0, 4)}`, fresh: true, owner: process.env.OPS_TESTHOSTS_OWNER });
-    try {
-      const project = makeProject('snap', testConfig([host], '/nonexistent', 'postgresql://x'));
-      await provision(project.ctx(), project.env());
-      project.cleanup();
-      await snapshotHost(host.name, name);
-    } finally {
-      await downHost(host.name, { purge: true });
-    }
-    return name;
-  } finally {
-    rmdirSync(lock);
-  }
+        const project = makeProject('snap', testConfig([host], '/nonexistent', 'postgresql://x'));
+        await provision(project.ctx(), project.env());
+        project.cleanup();
+        await snapshotHost(host.name, name);
+      } finally {
+        await downHost(host.name, { purge: true });
+      }
+      return name;
+    },
+    { purpose: `building the provisioned snapshot ${name} (a host provisioned once, a few minutes)` },
+  );
 }
 
 /** A host started from the provisioned snapshot, named uniquely for this test run. */

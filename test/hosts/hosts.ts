@@ -484,7 +484,7 @@ export async function upHost(options: UpHostOptions): Promise<Host> {
       throw e;
     }
     return info;
-  });
+  }, { purpose: `starting test host ${name}` });
 }
 
 async function waitUntilReady(host: Host): Promise<void> {
@@ -523,7 +523,7 @@ export async function downHost(name: string, options: { purge?: boolean } = {}):
       rmSync(knownHostsFile(name), { force: true });
       rmSync(hostLog(name), { force: true });
     }
-  });
+  }, { purpose: `stopping test host ${name}` });
 }
 
 export interface HostStatus {

@@ -15,6 +15,7 @@ export { ensureDatabase, createDatabase, dropDatabase, querySql, type Database, 
 export { ensurePebble, type Pebble } from './pebble.ts';
 export { acquireLab, releaseLab, leases, stopServices } from './services.ts';
 export { paths, SERVICES_ADDRESS, SANDBOX_OCTET, NETWORKS_DIR } from './paths.ts';
+export { withLock as withLabLock, type LabLockOptions } from './proc.ts';
 
 /** Everything down: all hosts, all services, leftover namespaces/links/addresses this lab named. Caches stay. */
 export async function downAll(options: { purge?: boolean } = {}): Promise<string[]> {

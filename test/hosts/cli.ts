@@ -23,6 +23,7 @@ import {
   upHost,
   type Host,
   type Init,
+  type SmallFilesystem,
   type Suite,
 } from './index.ts';
 
@@ -30,8 +31,9 @@ const USAGE = `usage: npm run hosts -- <command> [options]
 
   check                         root and every program the lab needs (prints the apt command if not)
   build [--suite S] [--force]   build the cached root filesystem (bookworm default; bullseye)
-  up NAME... [--suite S] [--init systemd|chroot] [--from SNAPSHOT] [--fresh] [--octet N]
-                                bring hosts up (kept root filesystems are reused unless --fresh)
+  up NAME... [--suite S] [--init systemd|chroot] [--from SNAPSHOT] [--fresh] [--octet N] [--fs PATH:MB[:INODES]]...
+                                bring hosts up (kept root filesystems are reused unless --fresh);
+                                --fs gives PATH a small filesystem of its own (tmpfs: size, inodes)
   down NAME... [--purge]        stop hosts (--purge also deletes their root filesystems)
   down --all [--purge]          everything: hosts, services, namespaces, addresses (caches stay)
   status [--json]               hosts, services, cached root filesystems, snapshots
@@ -43,6 +45,12 @@ const USAGE = `usage: npm run hosts -- <command> [options]
 `;
 
 const CLI_LEASE = 'cli';
+
+/** --fs /srv:200:20000 → { path: '/srv', sizeMb: 200, inodes: 20000 } (checked by upHost). */
+function parseFilesystem(spec: string): SmallFilesystem {
+  const [path = '', size = '', inodes] = spec.split(':');
+  return { path, sizeMb: Number(size), ...(inodes !== undefined && { inodes: Number(inodes) }) };
+}
 
 function printHost(h: Host): void {
   console.log(`${h.name.padEnd(12)} ${h.address.padEnd(12)} ${h.init.padEnd(8)} ${h.suite.padEnd(9)} ${h.hostKey.slice(0, 40)}...`);
@@ -69,6 +77,7 @@ async function main(argv: string[]): Promise<number> {
       from: { type: 'string' },
       fresh: { type: 'boolean' },
       octet: { type: 'string' },
+      fs: { type: 'string', multiple: true },
       purge: { type: 'boolean' },
       all: { type: 'boolean' },
       force: { type: 'boolean' },
@@ -104,6 +113,7 @@ async function main(argv: string[]): Promise<number> {
           from: values.from,
           fresh: values.fresh,
           octet: values.octet === undefined ? undefined : Number(values.octet),
+          ...(values.fs && { filesystems: values.fs.map(parseFilesystem) }),
         });
         printHost(host);
         console.log(`  up in ${((Date.now() - started) / 1000).toFixed(1)} s; log in: npm run hosts -- ssh ${host.name}`);

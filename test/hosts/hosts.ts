@@ -28,6 +28,21 @@ export interface UpHostOptions {
   fresh?: boolean;
   /** Recorded with the host; `downAll({ owner })` removes only that owner's hosts (a test run's safety net). */
   owner?: string;
+  /**
+   * Directories of the host that get a small filesystem of their own (a tmpfs limited in size and inodes),
+   * e.g. `[{ path: '/srv', sizeMb: 200, inodes: 20000 }]`: to fill a disk in a test without filling the
+   * machine's. Seeded with what the root filesystem holds there; kept while the host is stopped, like a disk;
+   * removed by `downHost(name, { purge: true })`.
+   */
+  filesystems?: SmallFilesystem[];
+}
+
+export interface SmallFilesystem {
+  /** Absolute path inside the host ("/srv"). */
+  path: string;
+  sizeMb: number;
+  /** Inode limit (default: the kernel's, about one per 4 KiB page of memory). */
+  inodes?: number;
 }
 
 export interface Host {
@@ -51,6 +66,7 @@ export interface Host {
   /** Its network namespace (`ip netns exec <netns> ...` runs a command inside its network). */
   netns: string;
   owner?: string;
+  filesystems: SmallFilesystem[];
 }
 
 interface HostMeta {
@@ -61,6 +77,7 @@ interface HostMeta {
   /** What the root filesystem was made from: `rootfs:<tarball>` or `snapshot:<name>`. */
   origin: string;
   owner?: string;
+  filesystems?: SmallFilesystem[];
 }
 
 const NAME = /^[a-z](?:[a-z0-9-]{0,30}[a-z0-9])?$/;
@@ -88,6 +105,8 @@ const knownHostsFile = (name: string) => join(paths.hostsDir, `${name}.known_hos
 const pidFile = (name: string) => join(paths.run, 'hosts', `${name}.pid`);
 const hostLog = (name: string) => join(paths.logsDir, `host-${name}.log`);
 const octetDir = (octet: number) => join(NETWORKS_DIR, String(octet));
+/** Where a host's small filesystem for `path` is mounted on the machine (outside its root: a purge of the root never crosses it). */
+const filesystemDir = (name: string, path: string) => join(paths.hostsDir, `${name}.fs`, path.replace(/^\/+/, '').replace(/\//g, '_'));
 /** Machine-wide name of a host for network reservations: its root filesystem's path (unique across labs). */
 const reservationOwner = (name: string) => rootDir(name);
 /** Namespaces this lab created, so a sweep after a crash removes its own and never another lab's. */
@@ -120,6 +139,7 @@ function hostInfo(meta: HostMeta): Host {
     root,
     netns: netnsName(meta.name),
     owner: meta.owner,
+    filesystems: meta.filesystems ?? [],
   };
 }
 
@@ -305,6 +325,53 @@ async function tearDownNetwork(name: string, octet: number | undefined): Promise
   rmSync(netnsRecord(ns), { force: true });
 }
 
+// ---- small filesystems ------------------------------------------------------------------------------
+
+function isMountPoint(dir: string): boolean {
+  return readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .some((l) => l.split(' ')[4]?.replace(/\\040/g, ' ') === dir);
+}
+
+export function checkFilesystems(list: SmallFilesystem[]): SmallFilesystem[] {
+  for (const f of list) {
+    if (!/^\/[a-z0-9_][a-z0-9_./-]*$/i.test(f.path) || f.path.includes('..') || f.path === '/')
+      throw new OpsError(`invalid filesystem path ${JSON.stringify(f.path)}`, 'an absolute directory of the host other than /, e.g. /srv');
+    if (!Number.isInteger(f.sizeMb) || f.sizeMb < 1 || f.sizeMb > 65536) throw new OpsError(`invalid size for ${f.path}: ${f.sizeMb} MB`, 'a whole number of MB, 1-65536');
+    if (f.inodes !== undefined && !(Number.isInteger(f.inodes) && f.inodes >= 16)) throw new OpsError(`invalid inode limit for ${f.path}: ${f.inodes}`, 'a whole number, 16 or more');
+  }
+  return list;
+}
+
+/**
+ * Mount each small filesystem on the machine (a tmpfs with its size and inode limits), seeded with the root
+ * filesystem's content there, unless it is mounted already (a restarted host keeps its content).
+ */
+async function mountFilesystems(meta: HostMeta, root: string): Promise<void> {
+  for (const f of meta.filesystems ?? []) {
+    const dir = filesystemDir(meta.name, f.path);
+    if (isMountPoint(dir)) continue;
+    mkdirSync(dir, { recursive: true });
+    mkdirSync(join(root, f.path), { recursive: true });
+    await run('mount', ['-t', 'tmpfs', '-o', `size=${f.sizeMb}m${f.inodes ? `,nr_inodes=${f.inodes}` : ''},mode=0755`, `ops-${meta.name}`, dir]);
+    await run('cp', ['-a', '--', `${join(root, f.path)}/.`, `${dir}/`], { timeoutMs: 5 * 60_000 });
+  }
+}
+
+async function unmountFilesystems(name: string): Promise<void> {
+  const base = join(paths.hostsDir, `${name}.fs`);
+  if (!existsSync(base)) return;
+  for (const d of readdirSync(base)) {
+    const dir = join(base, d);
+    if (isMountPoint(dir)) await run('umount', ['-l', dir], { allowFailure: true });
+  }
+  rmSync(base, { recursive: true, force: true });
+}
+
+/** systemd-nspawn arguments (or chroot mounts) that put each small filesystem at its path in the host. */
+const bindArgs = (meta: HostMeta) => (meta.filesystems ?? []).map((f) => `--bind=${filesystemDir(meta.name, f.path)}:${f.path}`);
+const bindMounts = (meta: HostMeta, root: string) => (meta.filesystems ?? []).map((f) => `mount --bind ${quote(filesystemDir(meta.name, f.path))} ${quote(join(root, f.path))}`);
+
 // ---- starting and stopping -----------------------------------------------------------------------
 
 function startHost(meta: HostMeta): void {
@@ -330,6 +397,7 @@ function startHost(meta: HostMeta): void {
         '--resolv-conf=off',
         '--timezone=off',
         '--link-journal=no',
+        ...bindArgs(meta),
       ],
       log,
     );
@@ -344,6 +412,7 @@ function startHost(meta: HostMeta): void {
       `mount -t tmpfs -o mode=1777 tmpfs ${r}/dev/shm`,
       `mount -t tmpfs -o mode=755 tmpfs ${r}/run`,
       `mkdir -p ${r}/run/sshd ${r}/run/lock`,
+      ...bindMounts(meta, root),
       `hostname ${quote(meta.name)}`,
       `exec chroot ${r} /usr/sbin/sshd -D -e`,
     ].join('\n');
@@ -447,10 +516,12 @@ export async function upHost(options: UpHostOptions): Promise<Host> {
   }
   await ensureLab({ suites: options.from ? [] : [suite] });
 
+  const filesystems = options.filesystems && checkFilesystems(options.filesystems);
   return withLock(`host-${name}`, async () => {
     const old = readMeta(name);
+    const otherFilesystems = filesystems !== undefined && JSON.stringify(filesystems) !== JSON.stringify(old?.filesystems ?? []);
     if (isHostRunning(name) && old) {
-      if (options.fresh || old.init !== init || old.origin !== origin || (options.octet !== undefined && options.octet !== old.octet)) {
+      if (options.fresh || old.init !== init || old.origin !== origin || (options.octet !== undefined && options.octet !== old.octet) || otherFilesystems) {
         throw new OpsError(`test host "${name}" is already up with other settings (${old.init}, ${old.origin}, 10.${old.octet}.0.2)`, `take it down first: npm run hosts -- down ${name}`);
       }
       return hostInfo(old);
@@ -459,6 +530,8 @@ export async function upHost(options: UpHostOptions): Promise<Host> {
     await stopHost(name, old);
     const root = rootDir(name);
     const reuse = !options.fresh && old && old.origin === origin && existsSync(join(root, 'etc/ssh/ssh_host_ed25519_key.pub'));
+    // Small filesystems hold what the root held there: a new root, or other limits, start them again.
+    if (!reuse || otherFilesystems) await unmountFilesystems(name);
     if (!reuse) {
       await removeTree(root);
       rmSync(metaFile(name), { force: true });
@@ -469,13 +542,15 @@ export async function upHost(options: UpHostOptions): Promise<Host> {
       if (options.octet === undefined && reuse) return reserveOctet(name); // its old network is gone: take another
       throw e;
     });
-    const meta: HostMeta = { name, octet, suite, init, origin, owner: options.owner ?? process.env.OPS_TESTHOSTS_OWNER ?? old?.owner };
+    const meta: HostMeta = { name, octet, suite, init, origin, owner: options.owner ?? process.env.OPS_TESTHOSTS_OWNER ?? old?.owner, filesystems: filesystems ?? (reuse ? old?.filesystems : undefined) };
     if (!meta.owner) delete meta.owner;
+    if (!meta.filesystems?.length) delete meta.filesystems;
     writeFileSync(metaFile(name), `${JSON.stringify(meta, null, 2)}\n`);
     await configure(meta, root);
     const info = hostInfo(meta);
     writeFileSync(info.knownHostsFile, `${info.address} ${info.hostKey}\n`);
     try {
+      await mountFilesystems(meta, root);
       await setUpNetwork(name, octet);
       startHost(meta);
       await waitUntilReady(info);
@@ -518,6 +593,7 @@ export async function downHost(name: string, options: { purge?: boolean } = {}):
     await stopHost(name, meta);
     if (meta) releaseOctet(name, meta.octet);
     if (options.purge) {
+      await unmountFilesystems(name);
       await removeTree(rootDir(name));
       rmSync(metaFile(name), { force: true });
       rmSync(knownHostsFile(name), { force: true });

@@ -53,6 +53,7 @@ function guarded(remote: Remote): Remote {
   return {
     name: remote.name,
     login: remote.login,
+    connection: remote.connection,
     run: (step, options) => translated(`step "${step.name}"`, () => remote.run(step, options)),
     upload: (content, path, options) => translated(`upload of ${path}`, () => remote.upload(content, path, options)),
     close: () => remote.close().catch(() => undefined),

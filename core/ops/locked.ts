@@ -59,36 +59,42 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
   const pending = new Map<string, string[]>();
   const inspected = new Map<string, StepResult>();
 
-  /** Release on one host: on its connection, else on a new one. Returns why it failed, or undefined. */
-  const releaseOn = async (host: string): Promise<string | undefined> => {
-    const step = releaseLock(env, request.runId, pending.get(host) ?? []);
+  /**
+   * Release on one host: on its connection, else (or `fresh`: after a signal, a step may still run on it) on
+   * a new one, which first stops what the old connection left running. Returns why it failed, or undefined.
+   */
+  const releaseOn = async (host: string, fresh = false): Promise<string | undefined> => {
+    const old = session.remote(host).connection;
     let why = '';
-    for (const fresh of [false, true]) {
+    for (const again of fresh ? [true] : [false, true]) {
       try {
-        const remote = fresh ? await session.reconnect(host) : session.remote(host);
-        const r = await remote.run(step, { allowFailure: true });
+        const remote = again ? await session.reconnect(host) : session.remote(host);
+        const r = await remote.run(releaseLock(env, request.runId, pending.get(host) ?? [], again ? [old] : []), { allowFailure: true });
         if (r.code === 0) {
           const audit = reported(r, 'audit_failed');
           if (audit !== undefined) ctx.reporter.warn(`${host}: the audit log could not be written (${audit.trim() || 'no reason given'})`);
+          const stopped = reported(r, 'stopped');
+          if (stopped) ctx.reporter.warn(`${host}: stopped what the run had left running there (processes ${stopped.trim()})`);
           return undefined;
         }
         why = `the unlock step failed with exit code ${r.code}${r.stderr.trim() ? `: ${tail(r.stderr, 1)}` : ''}`;
       } catch (e) {
         why = (e instanceof Error ? e.message : String(e)).split('\n')[0]!;
       }
-      if (!fresh) ctx.reporter.warn(`${host}: could not release the lock (${why}); trying again over a new connection`);
+      if (!again) ctx.reporter.warn(`${host}: could not release the lock (${why}); trying again over a new connection`);
     }
     return `${host} (${why})`;
   };
   // Once: a signal arriving while the release runs waits for that release instead of starting another.
   let releasing: Promise<string[]> | undefined;
-  const releaseAll = (): Promise<string[]> =>
-    (releasing ??= Promise.all([...mine].map(releaseOn)).then((failures) => failures.filter((f): f is string => f !== undefined)));
+  const releaseAll = (fresh = false): Promise<string[]> =>
+    (releasing ??= Promise.all([...mine].map((h) => releaseOn(h, fresh))).then((failures) => failures.filter((f): f is string => f !== undefined)));
 
   const onSignal = (signal: NodeJS.Signals) => {
     ctx.reporter.error(`${signal} received: releasing the lock and stopping`);
     for (const host of mine) pending.set(host, [...(pending.get(host) ?? []), auditLine({ time: new Date().toISOString(), environment: env.name, operation, result: 'failed', actor: info.actor, run: info.runUrl || undefined, message: `interrupted by ${signal}` })]);
-    void releaseAll()
+    // Over new connections: a step may still run on the old ones (and MaxSessions 1 leaves no room beside it).
+    void releaseAll(true)
       .then((failures) => {
         if (failures.length) ctx.reporter.error(ctx.reporter.redact(lockLeft(env, failures, new OpsError(`interrupted by ${signal}`)).message));
       })

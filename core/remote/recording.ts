@@ -14,6 +14,7 @@ export type Responder = (step: Step) => Partial<Pick<StepResult, 'stdout' | 'std
 export class RecordingRemote implements Remote {
   readonly runs: Recorded[] = [];
   readonly uploads: { path: string; content: Buffer; mode: number }[] = [];
+  readonly connection = 'recorded';
   closed = false;
   constructor(
     readonly name = 'test-host',

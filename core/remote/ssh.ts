@@ -5,7 +5,7 @@
 // (core/steps/lock.ts). The host key is pinned: anything else is refused before login.
 import type { ClientChannel } from 'ssh2';
 import { NodeSSH } from 'node-ssh';
-import { timingSafeEqual } from 'node:crypto';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import { OpsError, StepError, TransportError, describeLowLevel, tail, translateError } from '../errors.ts';
@@ -268,6 +268,7 @@ function sessionRefused(e: unknown): boolean {
 class SshRemote implements Remote {
   readonly name: string;
   readonly login: string;
+  readonly connection = randomBytes(6).toString('hex');
   private lost?: Error;
   private closed = false;
   private warnedPreamble = false;
@@ -399,13 +400,13 @@ class SshRemote implements Remote {
   }
 
   run(step: Step, options: RunOptions = {}): Promise<StepResult> {
-    return this.exec(step, commandLine(step, this.login, this.appUser), Buffer.from(scriptText(step)), options);
+    return this.exec(step, commandLine(step, this.login, this.appUser), Buffer.from(scriptText(step, this.connection)), options);
   }
 
   async upload(content: string | Buffer, remotePath: string, options: UploadOptions = {}): Promise<void> {
     const data = typeof content === 'string' ? Buffer.from(content) : content;
     const step = uploadStep(remotePath, data.length, options.mode ?? 0o600);
-    await this.exec(step, commandLine(step, this.login, this.appUser), Buffer.concat([Buffer.from(scriptText(step)), data]), {});
+    await this.exec(step, commandLine(step, this.login, this.appUser), Buffer.concat([Buffer.from(scriptText(step, this.connection)), data]), {});
   }
 
   async close(): Promise<void> {

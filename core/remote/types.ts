@@ -46,6 +46,8 @@ export interface Remote {
   readonly name: string;
   /** The SSH login; steps with `as: 'root'` use sudo unless this is root. */
   readonly login: string;
+  /** Random id of this connection, exported to every step it runs as OPS_CONNECTION (scriptText). */
+  readonly connection: string;
   run(step: Step, options?: RunOptions): Promise<StepResult>;
   /**
    * Write bytes to a path in a directory the login can write, over the same connection (an exec channel,

@@ -34,9 +34,14 @@ export function commandLine(step: Pick<Step, 'as' | 'timeout'>, login: string, a
   return cmd(...run);
 }
 
-/** The text sent on stdin: prelude, then the step's own script. */
-export function scriptText(step: Step): string {
-  return `${scriptPrelude}\n${step.script.trimEnd()}\n`;
+/**
+ * The text sent on stdin: prelude, then the step's own script. `connection` (the transport's id of the
+ * connection) is exported as OPS_CONNECTION to the step and everything it starts: whatever a lost
+ * connection left running on the host can be found and stopped before its lock is released.
+ */
+export function scriptText(step: Step, connection?: string): string {
+  const mark = connection ? `\nexport OPS_CONNECTION=${quote(connection)}` : '';
+  return `${scriptPrelude}${mark}\n${step.script.trimEnd()}\n`;
 }
 
 /**

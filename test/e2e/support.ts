@@ -13,7 +13,8 @@ import { provisionNginx } from '../../core/steps/nginx.ts';
 import { appUser, installPackages, runtimes, supervisorService } from '../../core/steps/system.ts';
 import { makeAppRepo } from '../fixtures/app/make-repo.ts';
 import { rootfsTarball } from '../hosts/lab.ts';
-import { createDatabase, downHost, listSnapshots, paths, snapshotHost, sshRun, upHost, withLabLock, type Host } from '../hosts/index.ts';
+import { createDatabase, downHost, listSnapshots, paths, snapshotHost, sshRun, upHost, withLabLock, type Host, type UpHostOptions } from '../hosts/index.ts';
+import { quote } from '../../core/shell.ts';
 
 export const APP = 'sample';
 
@@ -113,10 +114,29 @@ export async function provisionedSnapshot(): Promise<string> {
   );
 }
 
-/** A host started from the provisioned snapshot, named uniquely for this test run. */
-export async function readyHost(prefix: string): Promise<Host> {
+/** A host started from the provisioned snapshot, named uniquely for this test run; `options`: more of upHost's. */
+export async function readyHost(prefix: string, options: Pick<UpHostOptions, 'filesystems'> = {}): Promise<Host> {
   const from = await provisionedSnapshot();
-  return upHost({ name: `${prefix}${process.pid % 1000}`, from, fresh: true, owner: process.env.OPS_TESTHOSTS_OWNER });
+  return upHost({ name: `${prefix}${process.pid % 1000}`, from, fresh: true, owner: process.env.OPS_TESTHOSTS_OWNER, ...options });
+}
+
+/** Replace sshd's drop-in configuration of the test (sshd_config.d/60-test.conf; none when `lines` is empty), then reload sshd. */
+export async function configureSshd(host: Host, lines: string[]): Promise<void> {
+  await sshRun(host, `printf '%s\\n' ${lines.map(quote).join(' ') || "''"} | sudo tee /etc/ssh/sshd_config.d/60-test.conf >/dev/null && sudo sshd -t && sudo systemctl reload ssh`);
+}
+
+/**
+ * Make the deploy login's shell chatty, as real servers are: ~/.bashrc printing to stdout and stderr before
+ * its interactive guard (a greeting, a line without a newline), a MOTD and an sshd Banner. `false` undoes it.
+ */
+export async function chattyLogin(host: Host, on: boolean): Promise<void> {
+  const greeting = ['echo "Welcome to $(hostname), $(date +%A)!"', 'echo "[bashrc] loading profile..." >&2', "printf 'no newline here'"].join('\n');
+  await sshRun(
+    host,
+    on
+      ? `cp -n ~/.bashrc ~/.bashrc.orig && { printf '%s\\n' ${quote(greeting)}; cat ~/.bashrc.orig; } > ~/.bashrc.new && mv ~/.bashrc.new ~/.bashrc && echo 'Authorised use only (motd)' | sudo tee /etc/motd >/dev/null && echo 'Authorised use only (banner)' | sudo tee /etc/ssh/ops-test-banner >/dev/null`
+      : 'if [ -f ~/.bashrc.orig ]; then mv ~/.bashrc.orig ~/.bashrc; fi',
+  );
 }
 
 /** GET through nginx on the host: status and body. */

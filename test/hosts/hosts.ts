@@ -368,6 +368,25 @@ async function unmountFilesystems(name: string): Promise<void> {
   rmSync(base, { recursive: true, force: true });
 }
 
+/**
+ * Leave only `free` space and inodes on a host's small filesystem (a disk nearly full, without writing a
+ * filler: tmpfs is resized in place to what it holds plus `free`); `free` undefined puts its limits back.
+ * Works on a running host: the next write past the limit fails with ENOSPC, as on a full disk.
+ */
+export async function setFreeSpace(name: string, path: string, free?: { mb?: number; inodes?: number }): Promise<void> {
+  const meta = readMeta(checkHostName(name));
+  const fs = meta?.filesystems?.find((f) => f.path === path);
+  const dir = filesystemDir(name, path);
+  if (!fs || !isMountPoint(dir)) throw new OpsError(`test host ${name} has no small filesystem at ${path}`, 'give it one: upHost({ filesystems: [{ path, sizeMb }] })');
+  let options = `size=${fs.sizeMb}m${fs.inodes ? `,nr_inodes=${fs.inodes}` : ''}`;
+  if (free) {
+    const usedKb = Number((await run('df', ['-Pk', dir])).stdout.split('\n')[1]!.split(/\s+/)[2]);
+    const usedInodes = Number((await run('df', ['-Pi', dir])).stdout.split('\n')[1]!.split(/\s+/)[2]);
+    options = [free.mb !== undefined && `size=${usedKb + Math.round(free.mb * 1024)}k`, free.inodes !== undefined && `nr_inodes=${usedInodes + free.inodes}`].filter(Boolean).join(',');
+  }
+  if (options) await run('mount', ['-o', `remount,${options}`, dir]);
+}
+
 /** systemd-nspawn arguments (or chroot mounts) that put each small filesystem at its path in the host. */
 const bindArgs = (meta: HostMeta) => (meta.filesystems ?? []).map((f) => `--bind=${filesystemDir(meta.name, f.path)}:${f.path}`);
 const bindMounts = (meta: HostMeta, root: string) => (meta.filesystems ?? []).map((f) => `mount --bind ${quote(filesystemDir(meta.name, f.path))} ${quote(join(root, f.path))}`);

@@ -150,4 +150,89 @@ describe('deploy operation', () => {
     await expect(deploy(h.ctx, loadEnvironment('x', root), { ref: 'no-such-branch' })).rejects.toThrow(/ref "no-such-branch" is not a tag, branch or commit/);
     expect(h.connections()).toBe(0);
   });
+
+  it('not enough space for the code: refused before anything is sent, saying what is free and what is needed', async () => {
+    const h = harness('@ops provisioned yes\n@ops current 20261101T000000Z-aaaaaaaaaaaa\n@ops slot blue\n@ops has_sha no\n@ops disk 900 50000 40000 /srv\n');
+    const err = await deploy(h.ctx, loadEnvironment('x', root), {}).catch((e) => e);
+    expect(err.message).toMatch(/^not enough space on web1 for release \S+: 0 MB and 40000 inodes free under \/srv, and its code alone needs about \d+ MB and \d+ inodes \(its dependencies and build more\)\nweb1 still serves 20261101T000000Z-aaaaaaaaaaaa; nothing was changed$/);
+    expect(err.hint).toMatch(/^free space on web1 under \/srv/);
+    expect(h.remote.stepNames()).toEqual(['lock', 'unlock']);
+    expect(h.remote.uploads).toEqual([]);
+  });
+
+  it('a step that runs out of space or inodes says so, with what is free (one more round trip, on that failure only)', async () => {
+    for (const [disk, what] of [['@ops disk 0 50000 40000 /srv', 'disk space: 0 MB and 40000 inodes free under /srv'], ['@ops disk 800000 50000 0 /srv', 'free inodes: 781 MB and 0 inodes free under /srv']]) {
+      const h = harness('@ops provisioned yes\n@ops current 20261101T000000Z-aaaaaaaaaaaa\n@ops slot blue\n@ops has_sha yes\n', (step) =>
+        step.name === 'dependencies' ? { code: 1, stderr: "OSError: [Errno 28] No space left on device: '/srv/sample/shared/deps/venv-1/lib'" } : step.name === 'disk space' ? { stdout: disk } : undefined,
+      );
+      const err = await deploy(h.ctx, loadEnvironment('x', root), {}).catch((e) => e);
+      expect(err.message).toContain(`step "dependencies" on web1 failed with exit code 1\n  | OSError: [Errno 28] No space left on device`);
+      expect(err.message).toContain(`\nweb1 ran out of ${what}\nweb1 still serves 20261101T000000Z-aaaaaaaaaaaa; nothing was switched`);
+      expect(err.hint).toMatch(/^free space on web1 under \/srv \(failed releases, old dependency sets under shared\/deps, logs; or lower release.keep\), then deploy again$/);
+      expect(h.remote.stepNames()).toEqual(['lock', '.env', 'release', 'dependencies', 'disk space', 'mark failed', 'unlock']);
+    }
+  });
+});
+
+describe('the lock is never leaked by a run that ends', () => {
+  const state = '@ops provisioned yes\n@ops current 20261101T000000Z-aaaaaaaaaaaa\n@ops slot blue\n@ops has_sha yes\n';
+  /** Connections in order; the first one's unlock fails `times` times (a broken channel or connection). */
+  function flaky(times: number) {
+    const remotes: RecordingRemote[] = [];
+    let failures = 0;
+    const ctx: OpsContext = {
+      root,
+      reporter: new MemoryReporter(),
+      env: { PATH: process.env.PATH },
+      connector: async () => {
+        const r = new RecordingRemote('web1', 'deploy', 'sample', (step) => (step.name === 'lock' ? { stdout: `@ops lock acquired\n${state}` } : undefined));
+        const run = r.run.bind(r);
+        r.run = async (step, options) => {
+          if (step.name === 'unlock' && failures++ < times) {
+            await run(step, options);
+            throw Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' });
+          }
+          return run(step, options);
+        };
+        remotes.push(r);
+        return r;
+      },
+    };
+    return { ctx, remotes, reporter: ctx.reporter as MemoryReporter };
+  }
+
+  it('the unlock fails on its connection: a new connection stops what the old one left running, releases the lock, and the run succeeds', async () => {
+    const f = flaky(1);
+    const r = await deploy(f.ctx, loadEnvironment('x', root), {});
+    expect(r.hosts[0]!.release).toMatch(/Z-/);
+    expect(f.remotes).toHaveLength(2);
+    expect(f.remotes[1]!.stepNames()).toEqual(['unlock']);
+    const unlock = f.remotes[1]!.runs[0]!.stdin;
+    expect(unlock).toContain("grep -qxE 'OPS_CONNECTION=(recorded)'"); // the old connection's processes
+    expect(unlock).toMatch(/"result":"success"/); // the audit line is still written
+    expect(f.reporter.text()).toMatch(/web1: could not release the lock \(step "unlock" on web1: the connection was closed by the other end\); trying again over a new connection/);
+  });
+
+  it('it cannot be released at all: the run fails (even though the deploy went through), naming the host and the command that releases it', async () => {
+    const f = flaky(2);
+    const err = await deploy(f.ctx, loadEnvironment('x', root), {}).catch((e) => e);
+    expect(err.message).toMatch(/^the operation itself succeeded, but the lock of x could not be released on host web1 \(step "unlock" on web1: the connection was closed by the other end\)$/);
+    expect(err.hint).toBe('once nothing runs there any more, release it: ops lock release x');
+  });
+
+  it('a failed run whose lock cannot be released either: both said, the first cause first', async () => {
+    const f = flaky(2);
+    const ctx = { ...f.ctx };
+    const env = loadEnvironment('x', root);
+    const connector = ctx.connector!;
+    ctx.connector = async (e, host) => {
+      const r = (await connector(e, host)) as RecordingRemote;
+      const run = r.run.bind(r);
+      r.run = async (step, options) => (step.name === 'build' ? Promise.reject(new Error('build broke')) : run(step, options));
+      return r;
+    };
+    const err = await deploy(ctx, env, {}).catch((e) => e);
+    expect(err.message).toMatch(/^step "build" on web1 failed: build broke[\s\S]*\nthe lock of x could not be released on host web1 \(/);
+    expect(err.hint).toBe('once nothing runs there any more, release it: ops lock release x');
+  });
 });

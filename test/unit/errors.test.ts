@@ -65,6 +65,7 @@ function failing(phase: Phase, error: () => unknown): Connector {
     const remote: Remote = {
       name: fake.name,
       login: fake.login,
+      connection: fake.connection,
       run: (step: Step, options?: RunOptions): Promise<StepResult> => once('step', () => fake.run(step, options)),
       upload: (content: string | Buffer, path: string, options?: UploadOptions) => once('upload', () => fake.upload(content, path, options)),
       close: () => Promise.reject(new Error('close failed too')), // never hides the first error

@@ -47639,7 +47639,7 @@ var require_keygen = __commonJS({
       generateKeyPair: generateKeyPair_,
       generateKeyPairSync: generateKeyPairSync_,
       getCurves,
-      randomBytes
+      randomBytes: randomBytes2
     } = __require("crypto");
     var { Ber } = require_lib();
     var bcrypt_pbkdf = require_bcrypt_pbkdf().pbkdf;
@@ -47903,7 +47903,7 @@ var require_keygen = __commonJS({
                 rounds = opts.rounds;
             }
             const gen = Buffer.allocUnsafe(cipher.keyLen + cipher.ivLen);
-            const salt = randomBytes(SALT_LEN);
+            const salt = randomBytes2(SALT_LEN);
             const r = bcrypt_pbkdf(
               passphrase,
               passphrase.length,
@@ -47942,7 +47942,7 @@ var require_keygen = __commonJS({
           const kdfOptions = encrypted ? encrypted.kdfOptions : Buffer.alloc(0);
           const blockLen = encrypted ? encrypted.cipher.blockLen : 8;
           const parsed = parseDERs(keyType, pub, priv);
-          const checkInt = randomBytes(4);
+          const checkInt = randomBytes2(4);
           const commentBin = Buffer.from(comment);
           const privBlobLen = 4 + 4 + parsed.priv.length + 4 + commentBin.length;
           let padding = [];
@@ -50218,7 +50218,7 @@ var NodeSSH = class {
 };
 
 // core/remote/ssh.ts
-import { timingSafeEqual } from "node:crypto";
+import { randomBytes, timingSafeEqual } from "node:crypto";
 import { StringDecoder } from "node:string_decoder";
 
 // core/remote/types.ts
@@ -50262,8 +50262,10 @@ function commandLine(step, login2, appUser) {
   if (step.as === "root" && login2 !== "root") return cmd("sudo", "-n", "-H", "--", ...run);
   return cmd(...run);
 }
-function scriptText(step) {
-  return `${scriptPrelude}
+function scriptText(step, connection) {
+  const mark = connection ? `
+export OPS_CONNECTION=${quote(connection)}` : "";
+  return `${scriptPrelude}${mark}
 ${step.script.trimEnd()}
 `;
 }
@@ -50439,6 +50441,7 @@ var SshRemote = class {
   onClose;
   name;
   login;
+  connection = randomBytes(6).toString("hex");
   lost;
   closed = false;
   warnedPreamble = false;
@@ -50548,12 +50551,12 @@ var SshRemote = class {
     return result;
   }
   run(step, options = {}) {
-    return this.exec(step, commandLine(step, this.login, this.appUser), Buffer.from(scriptText(step)), options);
+    return this.exec(step, commandLine(step, this.login, this.appUser), Buffer.from(scriptText(step, this.connection)), options);
   }
   async upload(content, remotePath, options = {}) {
     const data = typeof content === "string" ? Buffer.from(content) : content;
     const step = uploadStep(remotePath, data.length, options.mode ?? 384);
-    await this.exec(step, commandLine(step, this.login, this.appUser), Buffer.concat([Buffer.from(scriptText(step)), data]), {});
+    await this.exec(step, commandLine(step, this.login, this.appUser), Buffer.concat([Buffer.from(scriptText(step, this.connection)), data]), {});
   }
   async close() {
     if (this.closed) return;
@@ -50589,6 +50592,7 @@ function guarded(remote) {
   return {
     name: remote.name,
     login: remote.login,
+    connection: remote.connection,
     run: (step, options) => translated(`step "${step.name}"`, () => remote.run(step, options)),
     upload: (content, path, options) => translated(`upload of ${path}`, () => remote.upload(content, path, options)),
     close: () => remote.close().catch(() => void 0)

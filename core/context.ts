@@ -4,7 +4,7 @@ import { envPath } from './config/environment.ts';
 import { OpsError, translateError } from './errors.ts';
 import type { Reporter } from './report.ts';
 import { resolveCredentials } from './remote/identity.ts';
-import { connect } from './remote/ssh.ts';
+import { Bastion, connect } from './remote/ssh.ts';
 import type { Remote } from './remote/types.ts';
 
 export type Connector = (env: Environment, host: Host) => Promise<Remote>;
@@ -21,23 +21,40 @@ export interface OpsContext {
   connector?: Connector;
 }
 
-/** The real connector: node-ssh with the pinned key and the resolved credentials. */
+/**
+ * The real connector: node-ssh with the pinned key and the resolved credentials. Hosts behind a bastion are
+ * reached through one connection to it per connector (one per run), opened on first use, closed with the last
+ * host connection through it, and opened again if it was lost (a reconnect after a failure).
+ */
 export function sshConnector(ctx: OpsContext): Connector {
-  return (env, host) => {
+  const bastions = new Map<string, Promise<Bastion>>();
+  return async (env, host) => {
     const ssh = env.config.ssh;
     const credentials = resolveCredentials(
       { identityFile: ctx.identityFile, configFile: ssh.identity_file ? envPath(env, ssh.identity_file) : undefined, env: ctx.env },
       ctx.reporter,
     );
-    return connect({
-      host,
-      credentials,
-      appUser: env.appUser,
-      reporter: ctx.reporter,
-      connectTimeout: ssh.connect_timeout,
-      retries: ssh.connect_retries,
-      configFile: `environments/${env.name}/environment.yml`,
-    });
+    const common = { reporter: ctx.reporter, connectTimeout: ssh.connect_timeout, retries: ssh.connect_retries, configFile: `environments/${env.name}/environment.yml` };
+    let via: Bastion | undefined;
+    if (host.bastion) {
+      const b = host.bastion;
+      const key = `${b.user}@${b.address}:${b.port}`;
+      let open = bastions.get(key);
+      if (open && !(await open.catch(() => undefined))?.alive) open = undefined;
+      if (!open) {
+        const bastionCredentials = b.identityFile ? resolveCredentials({ configFile: b.identityFile, env: {} }, ctx.reporter) : credentials;
+        open = Bastion.open(b, { ...common, credentials: bastionCredentials });
+        bastions.set(key, open);
+      }
+      via = await open;
+      via.use();
+    }
+    try {
+      return await connect({ ...common, host, credentials, appUser: env.appUser, via, onClose: () => via?.release() });
+    } catch (e) {
+      via?.release();
+      throw e;
+    }
   };
 }
 

@@ -47,6 +47,12 @@ export function indent(text: string, prefix = '  | '): string {
     .join('\n');
 }
 
+/** Text on one line ("a / b"), cut to `max` characters: what a host printed, quoted in a message. */
+export function oneLine(text: string, max = 80): string {
+  const one = text.trim().replace(/\s*\n\s*/g, ' / ');
+  return one.length > max ? `${one.slice(0, max - 1)}…` : one;
+}
+
 /** The last `n` non-empty lines of a text. */
 export function tail(text: string, n = 20): string {
   const lines = text.split('\n');

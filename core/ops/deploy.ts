@@ -128,10 +128,16 @@ export class HostRun {
   async tryRun(step: Step): Promise<void> {
     await this.remote.run(step, { allowFailure: true }).catch(() => undefined);
   }
+  /**
+   * A failed step: was the disk full? Said in its error (ENOSPC), or not (a tool that hides its cause, like
+   * venv's ensurepip): the space and inodes left after it tell.
+   */
   private async diskFull(e: unknown): Promise<unknown> {
-    if (!(e instanceof StepError) || !DISK_FULL.test(e.message)) return e;
+    if (!(e instanceof StepError) || e.exitCode === null) return e;
     const r = await this.remote.run(diskSpace(this.env), { allowFailure: true }).catch(() => undefined);
     const disk = r && parseDisk(reported(r, 'disk'));
+    const exhausted = disk && (disk.freeMb < 1 || (disk.freeInodes !== undefined && disk.freeInodes < 10));
+    if (!DISK_FULL.test(e.message) && !exhausted) return e;
     const what = disk?.freeInodes === 0 ? 'free inodes' : 'disk space';
     return new DiskFullError(
       e,

@@ -23,10 +23,14 @@ export interface LockedRun {
   audit(host: string, entry: Omit<AuditEntry, 'time' | 'environment' | 'operation' | 'actor' | 'run'> & Partial<AuditEntry>): void;
 }
 
-/** Take the lock on one host; throws LockError when another run holds it (or left it stale). */
-async function acquire(remote: Remote, env: Environment, request: LockRequest, inspect?: Step): Promise<StepResult> {
+/**
+ * Take the lock on one host; throws LockError when another run holds it (or left it stale). `notOurs` is
+ * called when the step answered without taking it (no release needed there).
+ */
+async function acquire(remote: Remote, env: Environment, request: LockRequest, inspect: Step | undefined, notOurs: () => void): Promise<StepResult> {
   const result = await remote.run(acquireLock(env, request, inspect?.script), { allowFailure: true });
   if (result.code === 0) return result;
+  if (parseLock(result).state !== 'acquired') notOurs();
   if (result.code !== LOCK_BUSY_EXIT) throw new StepError(inspect ? `lock, ${inspect.name}` : 'lock', remote.name, result.code, tail(result.stderr));
   const lock = parseLock(result);
   if (lock.state === 'stale')
@@ -103,14 +107,9 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
   };
   const settled = await Promise.allSettled(
     [...session.remotes.values()].map(async (r) => {
+      // From here the lock may be ours (a lost answer): released by run id unless the step said it is not.
       mine.add(r.name);
-      try {
-        inspected.set(r.name, await acquire(r, env, request, options.inspect));
-      } catch (e) {
-        // Another run's lock is not ours to release: no round trip for it.
-        if (e instanceof LockError) mine.delete(r.name);
-        throw e;
-      }
+      inspected.set(r.name, await acquire(r, env, request, options.inspect, () => mine.delete(r.name)));
     }),
   );
   const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');

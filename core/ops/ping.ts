@@ -4,7 +4,7 @@
 // disk or inodes under the app's directory.
 import type { Environment } from '../config/environment.ts';
 import { hostConnector, type OpsContext } from '../context.ts';
-import { formatError } from '../errors.ts';
+import { formatError, oneLine } from '../errors.ts';
 import { describeDisk, hostFacts, parseDisk, type DiskSpace } from '../steps/facts.ts';
 import { reported, type StepResult } from '../remote/types.ts';
 
@@ -40,11 +40,6 @@ export interface PingResult {
   latencyMs?: number;
 }
 
-const shorten = (text: string, max = 80) => {
-  const one = text.replace(/\s*\n\s*/g, ' / ');
-  return one.length > max ? `${one.slice(0, max - 1)}…` : one;
-};
-
 /** The facts step's report, read: facts and problems (each with its fix). */
 export function readFacts(host: { name: string; user: string }, r: StepResult): Omit<PingResult, 'host' | 'address' | 'ok' | 'latencyMs'> {
   const problems: PingProblem[] = [];
@@ -59,7 +54,7 @@ export function readFacts(host: { name: string; user: string }, r: StepResult): 
   const preamble = r.preamble?.trim() ?? '';
   if (preamble)
     problems.push({
-      problem: `the login shell of ${login} prints text for non-interactive sessions: "${shorten(preamble)}" (ops copes; scp, rsync and sftp break)`,
+      problem: `the login shell of ${login} prints text for non-interactive sessions: "${oneLine(preamble)}" (ops copes; scp, rsync and sftp break)`,
       fix: `move it below the interactive guard at the top of ~${login}/.bashrc (case $- in *i*) ;; *) return;; esac), or out of /etc/bash.bashrc`,
     });
   const sessions = Number(reported(r, 'max_sessions'));

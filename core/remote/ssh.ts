@@ -8,7 +8,7 @@ import { NodeSSH } from 'node-ssh';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
-import { OpsError, StepError, TransportError, describeLowLevel, tail, translateError } from '../errors.ts';
+import { OpsError, StepError, TransportError, describeLowLevel, oneLine, tail, translateError } from '../errors.ts';
 import type { Reporter } from '../report.ts';
 import { blobType, fingerprint, parseHostKey, type HostKey } from '../config/hostkey.ts';
 import type { Host } from '../config/environment.ts';
@@ -152,7 +152,7 @@ export class Bastion {
 
   /** Log in to the bastion (retries like a host). */
   static async open(endpoint: Endpoint, options: Pick<ConnectOptions, 'credentials' | 'reporter' | 'connectTimeout' | 'retries' | 'configFile'>): Promise<Bastion> {
-    const ssh = await login(endpoint, { where: `bastion ${describeEndpoint(endpoint)}`, keyField: 'bastion.host_key' }, options);
+    const ssh = await login(endpoint, { where: `bastion ${endpoint.user}@${endpoint.address}:${endpoint.port}`, keyField: 'bastion.host_key (or hosts[].bastion.host_key)' }, options);
     return new Bastion(ssh, endpoint);
   }
 
@@ -164,7 +164,7 @@ export class Bastion {
   forward(target: Endpoint): Promise<Duplex> {
     const conn = this.ssh.connection;
     const label = `${target.name} (${target.address}:${target.port})`;
-    const via = `bastion ${this.endpoint.name} (${this.endpoint.address})`;
+    const via = `bastion ${this.endpoint.address}`;
     if (!conn || this.lost) return Promise.reject(new TransportError(`${via} is no longer connected, so ${label} cannot be reached`, 'try again'));
     return new Promise((resolve, reject) => {
       try {
@@ -175,13 +175,13 @@ export class Bastion {
           // Marked retryable like a refused TCP connection when the bastion could not connect (the host booting).
           const err = new TransportError(
             `${via} cannot reach ${label}: ${denied ? 'the bastion refuses TCP forwarding' : why}`,
-            denied ? 'the bastion\'s sshd must allow forwarding for this login (AllowTcpForwarding yes, no restrict/no-port-forwarding on the key), as for `ssh -J`' : `check from the bastion that ${target.address}:${target.port} answers (e.g. ssh -J ${this.endpoint.user}@${this.endpoint.address} ${target.address})`,
+            denied ? 'the bastion\'s sshd must allow forwarding for this login (AllowTcpForwarding yes, no restrict/no-port-forwarding on the key), as for `ssh -J`' : `check from the bastion that ${target.address}:${target.port} answers (e.g. ssh -J ${this.endpoint.user}@${this.endpoint.address}:${this.endpoint.port} -p ${target.port} ${target.address})`,
           );
           if (!denied) (err as { code?: string }).code = 'ECONNREFUSED';
           reject(err);
         });
       } catch (e) {
-        reject(translateError(e, this.endpoint.name, `forwarding through bastion ${this.endpoint.name}`));
+        reject(translateError(e, this.endpoint.address, `forwarding through bastion ${this.endpoint.address}`));
       }
     });
   }
@@ -205,7 +205,7 @@ export class Bastion {
 /** Connect to a host (directly, or through `options.via`), with the pinned key and the given credentials. */
 export async function connect(options: ConnectOptions): Promise<Remote> {
   const { host, via } = options;
-  const where = via ? `${describeEndpoint(host)}, through bastion ${via.endpoint.name}` : describeEndpoint(host);
+  const where = via ? `${describeEndpoint(host)} through bastion ${via.endpoint.address}` : describeEndpoint(host);
   const ssh = await login(host, { where, keyField: 'hosts[].host_key', sock: via ? () => via.forward(host) : undefined }, options);
   return new SshRemote(ssh, host, options.appUser, options.reporter, options.onClose);
 }
@@ -372,7 +372,7 @@ class SshRemote implements Remote {
     const preamble = [out.preamble, err.preamble].map((p) => p.trim()).filter(Boolean).join('\n');
     if (preamble && !this.warnedPreamble) {
       this.warnedPreamble = true;
-      this.reporter.warn(`${this.name}: the login shell of ${this.login} prints text for non-interactive sessions (${JSON.stringify(tail(preamble, 2))}); ops ignores it, but scp, rsync and sftp break: move it below the interactive guard of ~/.bashrc`);
+      this.reporter.warn(`${this.name}: the login shell of ${this.login} prints text for non-interactive sessions ("${oneLine(preamble)}"); ops ignores it, but scp, rsync and sftp break: move it below the interactive guard of ~/.bashrc`);
     }
     // ssh2 reports no exit status when the channel closed without one: a failure, never a success.
     const code = status.code ?? (status.signal ? 128 : 255);

@@ -128,7 +128,7 @@ describe.sequential('hostile hosts, through the CLI', () => {
       await following;
       expect(reporter.text()).toMatch(/server-(blue|green)\.(out|err) \|/);
       // The follow step ended with the connection: nothing of it left on the host.
-      const left = await sshRun(host, "pgrep -fc 'tail -n 50 -F' || true");
+      const left = await sshRun(host, "pgrep -fc '[t]ail -n 50 -F' || true");
       expect(left.stdout.trim().split('\n').at(-1)).toBe('0');
     } finally {
       await chattyLogin(host, false);

@@ -31,9 +31,10 @@ const USAGE = `usage: npm run hosts -- <command> [options]
 
   check                         root and every program the lab needs (prints the apt command if not)
   build [--suite S] [--force]   build the cached root filesystem (bookworm default; bullseye)
-  up NAME... [--suite S] [--init systemd|chroot] [--from SNAPSHOT] [--fresh] [--octet N] [--fs PATH:MB[:INODES]]...
+  up NAME... [--suite S] [--init systemd|chroot] [--from SNAPSHOT] [--fresh] [--octet N] [--fs PATH:MB[:INODES]]... [--lan NAME]...
                                 bring hosts up (kept root filesystems are reused unless --fresh);
-                                --fs gives PATH a small filesystem of its own (tmpfs: size, inodes)
+                                --fs gives PATH a small filesystem of its own (tmpfs: size, inodes);
+                                --lan joins a private network (hosts on it reach each other; the machine does not)
   down NAME... [--purge]        stop hosts (--purge also deletes their root filesystems)
   down --all [--purge]          everything: hosts, services, namespaces, addresses (caches stay)
   status [--json]               hosts, services, cached root filesystems, snapshots
@@ -54,6 +55,7 @@ function parseFilesystem(spec: string): SmallFilesystem {
 
 function printHost(h: Host): void {
   console.log(`${h.name.padEnd(12)} ${h.address.padEnd(12)} ${h.init.padEnd(8)} ${h.suite.padEnd(9)} ${h.hostKey.slice(0, 40)}...`);
+  for (const [lan, address] of Object.entries(h.lans)) console.log(`  on private network ${lan}: ${address}`);
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -78,6 +80,7 @@ async function main(argv: string[]): Promise<number> {
       fresh: { type: 'boolean' },
       octet: { type: 'string' },
       fs: { type: 'string', multiple: true },
+      lan: { type: 'string', multiple: true },
       purge: { type: 'boolean' },
       all: { type: 'boolean' },
       force: { type: 'boolean' },
@@ -114,6 +117,7 @@ async function main(argv: string[]): Promise<number> {
           fresh: values.fresh,
           octet: values.octet === undefined ? undefined : Number(values.octet),
           ...(values.fs && { filesystems: values.fs.map(parseFilesystem) }),
+          ...(values.lan && { lans: values.lan }),
         });
         printHost(host);
         console.log(`  up in ${((Date.now() - started) / 1000).toFixed(1)} s; log in: npm run hosts -- ssh ${host.name}`);

@@ -35,6 +35,12 @@ export interface UpHostOptions {
    * removed by `downHost(name, { purge: true })`.
    */
   filesystems?: SmallFilesystem[];
+  /**
+   * Private networks ("LANs") the host joins, beside its link to the machine: each is a bridge in a network
+   * namespace of its own, that the machine has no address or route in. Hosts on the same LAN reach each other
+   * there (e.g. a bastion and a host only it can reach); the host's address on it is in `Host.lans`.
+   */
+  lans?: string[];
 }
 
 export interface SmallFilesystem {
@@ -67,6 +73,8 @@ export interface Host {
   netns: string;
   owner?: string;
   filesystems: SmallFilesystem[];
+  /** LAN name → the host's address on it (interface eth1, eth2... in the order given). */
+  lans: Record<string, string>;
 }
 
 interface HostMeta {
@@ -78,6 +86,8 @@ interface HostMeta {
   origin: string;
   owner?: string;
   filesystems?: SmallFilesystem[];
+  /** Each LAN joined, with the 10.N.0.0/24 network it had when the host started. */
+  lans?: { name: string; octet: number }[];
 }
 
 const NAME = /^[a-z](?:[a-z0-9-]{0,30}[a-z0-9])?$/;
@@ -109,6 +119,11 @@ const octetDir = (octet: number) => join(NETWORKS_DIR, String(octet));
 const filesystemDir = (name: string, path: string) => join(paths.hostsDir, `${name}.fs`, path.replace(/^\/+/, '').replace(/\//g, '_'));
 /** Machine-wide name of a host for network reservations: its root filesystem's path (unique across labs). */
 const reservationOwner = (name: string) => rootDir(name);
+const lanNs = (lan: string) => `opsth-${labTag()}lan-${lan}`;
+/** A LAN's network reservation names it, so a host never takes it over while the LAN's namespace exists. */
+const lanOwner = (lan: string) => `lan ${lanNs(lan)} ${join(paths.state, 'lans', lan)}`;
+/** Host N's address on a LAN of network 10.L.0.0/24: 10.L.0.N. */
+const lanAddress = (lanOctet: number, hostOctet: number) => `10.${lanOctet}.0.${hostOctet}`;
 /** Namespaces this lab created, so a sweep after a crash removes its own and never another lab's. */
 const netnsRecord = (ns: string) => join(paths.run, 'netns', ns);
 
@@ -140,6 +155,7 @@ function hostInfo(meta: HostMeta): Host {
     netns: netnsName(meta.name),
     owner: meta.owner,
     filesystems: meta.filesystems ?? [],
+    lans: Object.fromEntries((meta.lans ?? []).map((l) => [l.name, lanAddress(l.octet, meta.octet)])),
   };
 }
 
@@ -229,11 +245,10 @@ async function foreignOctets(): Promise<Set<number>> {
  * (or two labs) never get the same network. A reservation of a crashed run (no link, older than a minute) is
  * taken over.
  */
-async function reserveOctet(name: string, wanted?: number): Promise<number> {
+async function reserveOctet(name: string, wanted?: number, me = reservationOwner(name)): Promise<number> {
   mkdirSync(NETWORKS_DIR, { recursive: true });
   const foreign = await foreignOctets();
   foreign.add(Number(SERVICES_ADDRESS.split('.')[1]));
-  const me = reservationOwner(name);
   const candidates = wanted !== undefined ? [wanted] : Array.from({ length: LAST_OCTET - FIRST_AUTO_OCTET + 1 }, (_, i) => FIRST_AUTO_OCTET + i);
   for (const octet of candidates) {
     if (foreign.has(octet)) {
@@ -265,7 +280,7 @@ async function reserveOctet(name: string, wanted?: number): Promise<number> {
     } catch {
       continue;
     }
-    if (age > 60_000 && !(await linkExists(vethName(octet)))) {
+    if (age > 60_000 && !(await reservationInUse(octet, owner))) {
       writeFileSync(join(dir, 'owner'), me);
       return octet;
     }
@@ -276,14 +291,78 @@ async function reserveOctet(name: string, wanted?: number): Promise<number> {
   throw new OpsError(`no free test network left (10.${FIRST_AUTO_OCTET}-${LAST_OCTET}.0.0/24 all taken)`, 'take hosts down: npm run hosts -- status; npm run hosts -- down --all');
 }
 
-function releaseOctet(name: string, octet: number): void {
+/** A reservation is alive while its host's link (or its LAN's namespace) exists. */
+async function reservationInUse(octet: number, owner: string): Promise<boolean> {
+  if (owner.startsWith('lan ')) return netnsExists(owner.split(' ')[1]!);
+  return linkExists(vethName(octet));
+}
+
+function releaseOctet(name: string, octet: number, me = reservationOwner(name)): void {
   const dir = octetDir(octet);
   try {
-    if (readFileSync(join(dir, 'owner'), 'utf8').trim() !== reservationOwner(name)) return;
+    if (readFileSync(join(dir, 'owner'), 'utf8').trim() !== me) return;
   } catch {
     return;
   }
   rmSync(dir, { recursive: true, force: true });
+}
+
+/** The network octet reserved for a LAN, if any. */
+function lanReservation(lan: string): number | undefined {
+  for (const o of existsSync(NETWORKS_DIR) ? readdirSync(NETWORKS_DIR) : []) {
+    try {
+      if (readFileSync(join(NETWORKS_DIR, o, 'owner'), 'utf8').trim() === lanOwner(lan)) return Number(o);
+    } catch {
+      /* being written */
+    }
+  }
+  return undefined;
+}
+
+/** The LAN's bridge, in a namespace of its own (made on first use): its network octet. */
+async function ensureLan(lan: string): Promise<number> {
+  checkHostName(lan);
+  return withLock(
+    `lan-${lan}`,
+    async () => {
+      const ns = lanNs(lan);
+      const octet = lanReservation(lan) ?? (await reserveOctet(lan, undefined, lanOwner(lan)));
+      if (await netnsExists(ns)) return octet;
+      mkdirSync(dirname(netnsRecord(ns)), { recursive: true });
+      writeFileSync(netnsRecord(ns), `lan ${lan} ${octet}\n`);
+      await run('ip', ['netns', 'add', ns]);
+      await run('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+      await run('ip', ['-n', ns, 'link', 'add', 'br0', 'type', 'bridge']);
+      await run('ip', ['-n', ns, 'link', 'set', 'br0', 'up']);
+      return octet;
+    },
+    { purpose: `making private network ${lan}` },
+  );
+}
+
+/** Remove a LAN nobody is on any more (its last host's link went with that host's namespace). */
+async function dropLanIfUnused(lan: string, octet: number): Promise<void> {
+  const ns = lanNs(lan);
+  if (await netnsExists(ns)) {
+    const links = await run('ip', ['-n', ns, '-o', 'link', 'show', 'type', 'veth'], { allowFailure: true });
+    if (links.stdout.trim()) return;
+    await run('ip', ['netns', 'del', ns], { allowFailure: true });
+  }
+  rmSync(netnsRecord(ns), { force: true });
+  releaseOctet(lan, octet, lanOwner(lan));
+}
+
+/** Join the host's namespace to each LAN: a veth from the LAN's bridge, eth1, eth2... inside, address 10.L.0.N. */
+async function joinLans(name: string, octet: number, lans: { name: string; octet: number }[]): Promise<void> {
+  for (const [i, lan] of lans.entries()) {
+    const ns = lanNs(lan.name);
+    const dev = `eth${i + 1}`;
+    await run('ip', ['-n', ns, 'link', 'add', `h${octet}`, 'type', 'veth', 'peer', 'name', dev, 'netns', netnsName(name)]);
+    await run('ip', ['-n', ns, 'link', 'set', `h${octet}`, 'master', 'br0']);
+    await run('ip', ['-n', ns, 'link', 'set', `h${octet}`, 'up']);
+    await run('ip', ['-n', netnsName(name), 'addr', 'add', `${lanAddress(lan.octet, octet)}/24`, 'dev', dev]);
+    await run('ip', ['-n', netnsName(name), 'link', 'set', dev, 'up']);
+  }
 }
 
 async function setUpNetwork(name: string, octet: number): Promise<void> {
@@ -452,6 +531,7 @@ async function stopHost(name: string, meta: HostMeta | undefined): Promise<void>
   // systemd-nspawn's image lock next to the root dir; it stays behind when nspawn was killed.
   rmSync(join(paths.hostsDir, `.#${name}.lck`), { force: true });
   await tearDownNetwork(name, meta?.octet);
+  for (const lan of meta?.lans ?? []) await dropLanIfUnused(lan.name, lan.octet);
 }
 
 function tcpOpen(address: string, port: number, timeoutMs = 1000): Promise<boolean> {
@@ -539,8 +619,9 @@ export async function upHost(options: UpHostOptions): Promise<Host> {
   return withLock(`host-${name}`, async () => {
     const old = readMeta(name);
     const otherFilesystems = filesystems !== undefined && JSON.stringify(filesystems) !== JSON.stringify(old?.filesystems ?? []);
+    const otherLans = options.lans !== undefined && JSON.stringify(options.lans) !== JSON.stringify((old?.lans ?? []).map((l) => l.name));
     if (isHostRunning(name) && old) {
-      if (options.fresh || old.init !== init || old.origin !== origin || (options.octet !== undefined && options.octet !== old.octet) || otherFilesystems) {
+      if (options.fresh || old.init !== init || old.origin !== origin || (options.octet !== undefined && options.octet !== old.octet) || otherFilesystems || otherLans) {
         throw new OpsError(`test host "${name}" is already up with other settings (${old.init}, ${old.origin}, 10.${old.octet}.0.2)`, `take it down first: npm run hosts -- down ${name}`);
       }
       return hostInfo(old);
@@ -561,9 +642,13 @@ export async function upHost(options: UpHostOptions): Promise<Host> {
       if (options.octet === undefined && reuse) return reserveOctet(name); // its old network is gone: take another
       throw e;
     });
-    const meta: HostMeta = { name, octet, suite, init, origin, owner: options.owner ?? process.env.OPS_TESTHOSTS_OWNER ?? old?.owner, filesystems: filesystems ?? (reuse ? old?.filesystems : undefined) };
+    const lanNames = options.lans ?? (reuse ? old?.lans?.map((l) => l.name) : undefined) ?? [];
+    const lans: { name: string; octet: number }[] = [];
+    for (const lan of lanNames) lans.push({ name: lan, octet: await ensureLan(lan) });
+    const meta: HostMeta = { name, octet, suite, init, origin, owner: options.owner ?? process.env.OPS_TESTHOSTS_OWNER ?? old?.owner, filesystems: filesystems ?? (reuse ? old?.filesystems : undefined), lans };
     if (!meta.owner) delete meta.owner;
     if (!meta.filesystems?.length) delete meta.filesystems;
+    if (!meta.lans?.length) delete meta.lans;
     writeFileSync(metaFile(name), `${JSON.stringify(meta, null, 2)}\n`);
     await configure(meta, root);
     const info = hostInfo(meta);
@@ -571,6 +656,7 @@ export async function upHost(options: UpHostOptions): Promise<Host> {
     try {
       await mountFilesystems(meta, root);
       await setUpNetwork(name, octet);
+      await joinLans(name, octet, lans);
       startHost(meta);
       await waitUntilReady(info);
     } catch (e) {
@@ -655,7 +741,12 @@ export async function downHosts(options: { purge?: boolean; owner?: string } = {
   if (options.owner !== undefined) return hosts.map((h) => h.name);
   const records = join(paths.run, 'netns');
   for (const ns of existsSync(records) ? readdirSync(records) : []) {
-    const [name, octet] = readFileSync(join(records, ns), 'utf8').trim().split(' ');
+    const fields = readFileSync(join(records, ns), 'utf8').trim().split(' ');
+    if (fields[0] === 'lan') {
+      await dropLanIfUnused(fields[1]!, Number(fields[2]));
+      continue;
+    }
+    const [name, octet] = fields;
     if (name && !isHostRunning(name)) await tearDownNetwork(name, octet ? Number(octet) : undefined);
     else if (!name) rmSync(join(records, ns), { force: true });
   }

@@ -1620,9 +1620,9 @@ var require_diagnostics = __commonJS({
       }
       diagnosticsChannel.channel("undici:websocket:open").subscribe((evt) => {
         const {
-          address: { address, port: port2 }
+          address: { address: address2, port: port2 }
         } = evt;
-        websocketDebuglog("connection opened %s%s", address, port2 ? `:${port2}` : "");
+        websocketDebuglog("connection opened %s%s", address2, port2 ? `:${port2}` : "");
       });
       diagnosticsChannel.channel("undici:websocket:close").subscribe((evt) => {
         const { websocket, code, reason } = evt;
@@ -45567,7 +45567,7 @@ var require_client2 = __commonJS({
           if (!forceIPv4 && !forceIPv6 || forceIPv4 && forceIPv6) {
             doConnect();
           } else {
-            dnsLookup(host, forceIPv4 ? 4 : 6, (err, address, family) => {
+            dnsLookup(host, forceIPv4 ? 4 : 6, (err, address2, family) => {
               if (err) {
                 const type = forceIPv4 ? "IPv4" : "IPv6";
                 const error2 = new Error(
@@ -45579,7 +45579,7 @@ var require_client2 = __commonJS({
                 this.emit("close");
                 return;
               }
-              host = address;
+              host = address2;
               doConnect();
             });
           }
@@ -48639,6 +48639,10 @@ ${indent(stderrTail.trim())}` : "";
 function indent(text, prefix = "  | ") {
   return text.split("\n").map((line) => prefix + line).join("\n");
 }
+function oneLine(text, max = 80) {
+  const one = text.trim().replace(/\s*\n\s*/g, " / ");
+  return one.length > max ? `${one.slice(0, max - 1)}\u2026` : one;
+}
 function tail(text, n = 20) {
   const lines = text.split("\n");
   while (lines.length && lines[lines.length - 1].trim() === "") lines.pop();
@@ -49129,13 +49133,24 @@ var anyPath = string({ pattern: /^[^\n]+$/, form: "a path" });
 var gitRef = string({ form: "a git branch, tag or sha", check: (v) => isValid("gitRef", v) ? void 0 : "not a valid git ref" });
 var urlPath = string({ pattern: /^\/[A-Za-z0-9._~\/-]*$/, form: 'a URL path starting with "/"' });
 var version = string({ pattern: /^\d+(\.\d+){0,2}$/, form: 'a version number ("18", "3.11", "3.8.9")' });
+var address = string({ pattern: /^[A-Za-z0-9.:-]+$/, form: "an IP address or DNS name" });
+var loginName = string({ pattern: /^[a-z_][a-z0-9_-]{0,31}$/, form: "a Unix user name" });
+var bastionSchema = object({
+  address: req(address, "where the bastion (jump host) listens"),
+  port: opt(port, "its SSH port", 22),
+  user: opt(loginName, "login on the bastion (needs TCP forwarding allowed, like `ssh -J`; no shell, no sudo)", "deploy"),
+  host_key: opt(hostKey, "the bastion's SSH public key, pinned like a host's: a different or unknown key is refused"),
+  host_key_file: opt(anyPath, "instead of `host_key`: a file holding it (relative to the environment folder, or absolute)"),
+  identity_file: opt(anyPath, "private key for the bastion login, if not the one used for the hosts (relative to the environment folder, or absolute)")
+});
 var hostSchema = object({
   name: req(name, "short host name, used in logs and reports"),
-  address: req(string({ pattern: /^[A-Za-z0-9.:-]+$/, form: "an IP address or DNS name" }), "where to connect"),
+  address: req(address, "where to connect (as seen from the bastion, when there is one)"),
   port: opt(port, "SSH port", 22),
-  user: opt(string({ pattern: /^[a-z_][a-z0-9_-]{0,31}$/, form: "a Unix user name" }), "SSH login (needs passwordless sudo for provisioning)", "deploy"),
+  user: opt(loginName, "SSH login (needs passwordless sudo for provisioning)", "deploy"),
   host_key: opt(hostKey, "the host's SSH public key, pinned: a different or unknown key is refused (get it out of band, e.g. from the VM console or `ssh-keygen -y -f /etc/ssh/ssh_host_ed25519_key`)"),
-  host_key_file: opt(anyPath, "instead of `host_key`: a file holding it (relative to the environment folder, or absolute)")
+  host_key_file: opt(anyPath, "instead of `host_key`: a file holding it (relative to the environment folder, or absolute)"),
+  bastion: opt(bastionSchema, "reach this host through a jump host (overrides the environment's `bastion`)")
 });
 var runtime = (what, strategies) => object({
   strategy: req(oneOf(strategies), `how ${what} is installed: Debian's package (works offline) or a version manager (needs internet on the host)`),
@@ -49160,6 +49175,7 @@ var environmentSchema = object({
   domain: opt(string({ pattern: /^[A-Za-z0-9.-]+$/, form: "a DNS name" }), "public name of the site (nginx server_name, TLS certificate)"),
   url: opt(string({ pattern: /^https?:\/\/[^\s]+$/, form: "an http(s) URL" }), "public URL shown in reports; default: from domain and TLS mode, else the first host's address"),
   hosts: req(list(hostSchema, { min: 1 }), "the machines of this environment"),
+  bastion: opt(bastionSchema, "a jump host every host is reached through (one SSH connection to it per run, each host's connection tunnelled inside it)"),
   ssh: opt(
     object({
       identity_file: opt(anyPath, "private key to log in with (else $OPS_SSH_KEY, $SSH_AUTH_SOCK, ~/.ssh/id_ed25519, ~/.ssh/id_rsa)"),
@@ -49286,7 +49302,11 @@ function crossCheck(config, problems) {
     seen.add(h.name);
     if (!h.host_key === !h.host_key_file)
       problems.push({ path: `hosts[${i}]`, message: "give exactly one of host_key or host_key_file (the host key is always pinned)" });
+    if (h.bastion && !h.bastion.host_key === !h.bastion.host_key_file)
+      problems.push({ path: `hosts[${i}].bastion`, message: "give exactly one of host_key or host_key_file (the bastion's key is pinned too)" });
   });
+  if (config.bastion && !config.bastion.host_key === !config.bastion.host_key_file)
+    problems.push({ path: "bastion", message: "give exactly one of host_key or host_key_file (the bastion's key is pinned too)" });
   for (const [prefix, program] of Object.entries(config.routes)) {
     if (!config.programs[program]) problems.push({ path: `routes.${prefix}`, message: `no program named "${program}" (programs: ${Object.keys(config.programs).join(", ")})` });
   }
@@ -49343,19 +49363,24 @@ function loadEnvironment(envName, root) {
   const label = `environments/${envName}/${ENVIRONMENT_FILE}`;
   const config = parseEnvironment(readYamlFile(file, label), label);
   const problems = [];
-  const hosts = config.hosts.map((h, i) => {
-    let key = h.host_key ?? "";
-    if (h.host_key_file) {
-      const keyFile = relativeTo(dir, h.host_key_file);
-      try {
-        key = readFileSync(keyFile, "utf8").trim();
-        const parsed = parseHostKey(key);
-        if (typeof parsed === "string") problems.push({ path: `hosts[${i}].host_key_file`, message: `${keyFile}: ${parsed}` });
-      } catch {
-        problems.push({ path: `hosts[${i}].host_key_file`, message: `cannot read ${keyFile} (is the host created? for the local sandbox: npm start)` });
-      }
+  const pinnedKey2 = (key, file2, path) => {
+    if (!file2) return key ?? "";
+    const keyFile = relativeTo(dir, file2);
+    try {
+      const text = readFileSync(keyFile, "utf8").trim();
+      const parsed = parseHostKey(text);
+      if (typeof parsed === "string") problems.push({ path: `${path}.host_key_file`, message: `${keyFile}: ${parsed}` });
+      return text;
+    } catch {
+      problems.push({ path: `${path}.host_key_file`, message: `cannot read ${keyFile} (is the host created? for the local sandbox: npm start)` });
+      return "";
     }
-    return { name: h.name, address: h.address, port: h.port, user: h.user, hostKey: key };
+  };
+  const bastion = (b, path) => b && { name: "bastion", address: b.address, port: b.port, user: b.user, hostKey: pinnedKey2(b.host_key, b.host_key_file, path), ...b.identity_file && { identityFile: relativeTo(dir, b.identity_file) } };
+  const shared = bastion(config.bastion, "bastion");
+  const hosts = config.hosts.map((h, i) => {
+    const via = h.bastion ? bastion(h.bastion, `hosts[${i}].bastion`) : shared;
+    return { name: h.name, address: h.address, port: h.port, user: h.user, hostKey: pinnedKey2(h.host_key, h.host_key_file, `hosts[${i}]`), ...via && { bastion: via } };
   });
   if (problems.length) throw new ConfigError(label, problems);
   const appUser = config.app_user ?? config.app;
@@ -50364,9 +50389,66 @@ async function login(ep, attempt, options) {
 function describeEndpoint(ep) {
   return `${ep.name} (${ep.user}@${ep.address}:${ep.port})`;
 }
+var Bastion = class _Bastion {
+  constructor(ssh, endpoint) {
+    this.ssh = ssh;
+    this.endpoint = endpoint;
+    const conn = ssh.connection;
+    conn.on("error", (e) => this.lost ??= e);
+    conn.on("close", () => this.lost ??= new Error("Not connected"));
+  }
+  ssh;
+  endpoint;
+  users = 0;
+  lost;
+  /** Log in to the bastion (retries like a host). */
+  static async open(endpoint, options) {
+    const ssh = await login(endpoint, { where: `bastion ${endpoint.user}@${endpoint.address}:${endpoint.port}`, keyField: "bastion.host_key (or hosts[].bastion.host_key)" }, options);
+    return new _Bastion(ssh, endpoint);
+  }
+  get alive() {
+    return !this.lost && !!this.ssh.connection;
+  }
+  /** A TCP stream from the bastion to `address:port`; fails saying the bastion cannot reach it. */
+  forward(target) {
+    const conn = this.ssh.connection;
+    const label = `${target.name} (${target.address}:${target.port})`;
+    const via = `bastion ${this.endpoint.address}`;
+    if (!conn || this.lost) return Promise.reject(new TransportError(`${via} is no longer connected, so ${label} cannot be reached`, "try again"));
+    return new Promise((resolve2, reject) => {
+      try {
+        conn.forwardOut("127.0.0.1", 0, target.address, target.port, (e, stream) => {
+          if (!e) return resolve2(stream);
+          const why = e.message.replace(/^\(SSH\) Channel open failure: /, "");
+          const denied = /prohibited/i.test(why);
+          const err = new TransportError(
+            `${via} cannot reach ${label}: ${denied ? "the bastion refuses TCP forwarding" : why}`,
+            denied ? "the bastion's sshd must allow forwarding for this login (AllowTcpForwarding yes, no restrict/no-port-forwarding on the key), as for `ssh -J`" : `check from the bastion that ${target.address}:${target.port} answers (e.g. ssh -J ${this.endpoint.user}@${this.endpoint.address}:${this.endpoint.port} -p ${target.port} ${target.address})`
+          );
+          if (!denied) err.code = "ECONNREFUSED";
+          reject(err);
+        });
+      } catch (e) {
+        reject(translateError(e, this.endpoint.address, `forwarding through bastion ${this.endpoint.address}`));
+      }
+    });
+  }
+  /** Count a connection through it. */
+  use() {
+    this.users++;
+  }
+  /** A connection through it ended: the last one closes the bastion's. */
+  release() {
+    if (--this.users <= 0) this.close();
+  }
+  close() {
+    this.lost ??= new Error("Not connected");
+    this.ssh.dispose();
+  }
+};
 async function connect(options) {
   const { host, via } = options;
-  const where = via ? `${describeEndpoint(host)}, through bastion ${via.endpoint.name}` : describeEndpoint(host);
+  const where = via ? `${describeEndpoint(host)} through bastion ${via.endpoint.address}` : describeEndpoint(host);
   const ssh = await login(host, { where, keyField: "hosts[].host_key", sock: via ? () => via.forward(host) : void 0 }, options);
   return new SshRemote(ssh, host, options.appUser, options.reporter, options.onClose);
 }
@@ -50526,7 +50608,7 @@ var SshRemote = class {
     const preamble = [out.preamble, err.preamble].map((p) => p.trim()).filter(Boolean).join("\n");
     if (preamble && !this.warnedPreamble) {
       this.warnedPreamble = true;
-      this.reporter.warn(`${this.name}: the login shell of ${this.login} prints text for non-interactive sessions (${JSON.stringify(tail(preamble, 2))}); ops ignores it, but scp, rsync and sftp break: move it below the interactive guard of ~/.bashrc`);
+      this.reporter.warn(`${this.name}: the login shell of ${this.login} prints text for non-interactive sessions ("${oneLine(preamble)}"); ops ignores it, but scp, rsync and sftp break: move it below the interactive guard of ~/.bashrc`);
     }
     const code = status2.code ?? (status2.signal ? 128 : 255);
     if (code === 0 && !out.started) {
@@ -50568,21 +50650,34 @@ var SshRemote = class {
 
 // core/context.ts
 function sshConnector(ctx) {
-  return (env, host) => {
+  const bastions = /* @__PURE__ */ new Map();
+  return async (env, host) => {
     const ssh = env.config.ssh;
     const credentials = resolveCredentials(
       { identityFile: ctx.identityFile, configFile: ssh.identity_file ? envPath(env, ssh.identity_file) : void 0, env: ctx.env },
       ctx.reporter
     );
-    return connect({
-      host,
-      credentials,
-      appUser: env.appUser,
-      reporter: ctx.reporter,
-      connectTimeout: ssh.connect_timeout,
-      retries: ssh.connect_retries,
-      configFile: `environments/${env.name}/environment.yml`
-    });
+    const common = { reporter: ctx.reporter, connectTimeout: ssh.connect_timeout, retries: ssh.connect_retries, configFile: `environments/${env.name}/environment.yml` };
+    let via;
+    if (host.bastion) {
+      const b = host.bastion;
+      const key = `${b.user}@${b.address}:${b.port}`;
+      let open2 = bastions.get(key);
+      if (open2 && !(await open2.catch(() => void 0))?.alive) open2 = void 0;
+      if (!open2) {
+        const bastionCredentials = b.identityFile ? resolveCredentials({ configFile: b.identityFile, env: {} }, ctx.reporter) : credentials;
+        open2 = Bastion.open(b, { ...common, credentials: bastionCredentials });
+        bastions.set(key, open2);
+      }
+      via = await open2;
+      via.use();
+    }
+    try {
+      return await connect({ ...common, host, credentials, appUser: env.appUser, via, onClose: () => via?.release() });
+    } catch (e) {
+      via?.release();
+      throw e;
+    }
   };
 }
 function guarded(remote) {

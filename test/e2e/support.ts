@@ -115,7 +115,7 @@ export async function provisionedSnapshot(): Promise<string> {
 }
 
 /** A host started from the provisioned snapshot, named uniquely for this test run; `options`: more of upHost's. */
-export async function readyHost(prefix: string, options: Pick<UpHostOptions, 'filesystems'> = {}): Promise<Host> {
+export async function readyHost(prefix: string, options: Pick<UpHostOptions, 'filesystems' | 'lans'> = {}): Promise<Host> {
   const from = await provisionedSnapshot();
   return upHost({ name: `${prefix}${process.pid % 1000}`, from, fresh: true, owner: process.env.OPS_TESTHOSTS_OWNER, ...options });
 }

@@ -270,7 +270,7 @@ export async function withLock<T>(name: string, fn: () => Promise<T>, options: L
     }
     if (Date.now() - lastSaid >= 30_000) {
       lastSaid = Date.now();
-      log(`waiting for lock "${name}" (${options.purpose ?? name}), held by ${describeOwner(owner)}`);
+      log(`waiting for lock "${name}", held by ${describeOwner(owner)}`);
     }
     await sleep(200);
   }

@@ -49,7 +49,7 @@ describe('lab lock', () => {
     const started = Date.now();
     await withLock('busy', async () => undefined, { log: (l) => said.push(l) });
     expect(Date.now() - started).toBeGreaterThan(500);
-    expect(said[0]).toMatch(new RegExp(`^waiting for lock "busy" \\(busy\\), held by pid ${child.pid} \\(.*node.*\\), building something slow, since \\d{4}-`));
+    expect(said[0]).toMatch(new RegExp(`^waiting for lock "busy", held by pid ${child.pid} \\(.*node.*\\), building something slow, since \\d{4}-`));
   }, 30_000);
 
   it('a holder killed with SIGKILL does not make the next one wait: its lock is taken over at once', async () => {

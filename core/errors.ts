@@ -28,6 +28,12 @@ export class StepError extends OpsError {
   }
 }
 
+/** The hint for a step that failed because sudo wants a password (or a terminal), from its stderr. */
+export function sudoHint(stderr: string, login: string, host: string): string | undefined {
+  if (!/sudo: (a password is required|a terminal is required)|is not in the sudoers/.test(stderr)) return undefined;
+  return `the login ${login} needs passwordless sudo on ${host}: add the line "${login} ALL=(ALL) NOPASSWD: ALL" to /etc/sudoers.d/${login} (visudo -f /etc/sudoers.d/${login})`;
+}
+
 /** A step that failed because the host's disk (or its inodes) ran out: the step's error, then what is free. */
 export class DiskFullError extends StepError {
   override name = 'DiskFullError';

@@ -8,7 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Environment } from '../config/environment.ts';
 import type { OpsContext, Session } from '../context.ts';
-import { OpsError, StepError, tail } from '../errors.ts';
+import { OpsError, StepError, sudoHint, tail } from '../errors.ts';
 import { runInfo } from '../runinfo.ts';
 import { auditLine, type AuditEntry } from '../steps/audit.ts';
 import { LOCK_BUSY_EXIT, acquireLock, describeHolder, parseLock, releaseLock, type LockRequest } from '../steps/lock.ts';
@@ -31,7 +31,7 @@ async function acquire(remote: Remote, env: Environment, request: LockRequest, i
   const result = await remote.run(acquireLock(env, request, inspect?.script), { allowFailure: true });
   if (result.code === 0) return result;
   if (parseLock(result).state !== 'acquired') notOurs();
-  if (result.code !== LOCK_BUSY_EXIT) throw new StepError(inspect ? `lock, ${inspect.name}` : 'lock', remote.name, result.code, tail(result.stderr));
+  if (result.code !== LOCK_BUSY_EXIT) throw new StepError(inspect ? `lock, ${inspect.name}` : 'lock', remote.name, result.code, tail(result.stderr), undefined, sudoHint(result.stderr, remote.login, remote.name));
   const lock = parseLock(result);
   if (lock.state === 'stale')
     throw new LockError(

@@ -8,7 +8,7 @@ import { NodeSSH } from 'node-ssh';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
-import { OpsError, StepError, TransportError, describeLowLevel, oneLine, tail, translateError } from '../errors.ts';
+import { OpsError, StepError, TransportError, describeLowLevel, oneLine, sudoHint, tail, translateError } from '../errors.ts';
 import type { Reporter } from '../report.ts';
 import { blobType, fingerprint, parseHostKey, type HostKey } from '../config/hostkey.ts';
 import type { Host } from '../config/environment.ts';
@@ -386,15 +386,7 @@ class SshRemote implements Remote {
     const result: StepResult = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble };
     if (code !== 0 && !options.allowFailure) {
       const detail = tail(stderr.trim() ? stderr : stdout.split('\n').filter((l) => !l.startsWith(REPORT_PREFIX)).join('\n'));
-      const noSudo = /sudo: (a password is required|a terminal is required)|is not in the sudoers/.test(stderr);
-      throw new StepError(
-        step.name,
-        this.name,
-        code,
-        detail,
-        status.signal,
-        noSudo ? `the login ${this.login} needs passwordless sudo on ${this.name}: add the line "${this.login} ALL=(ALL) NOPASSWD: ALL" to /etc/sudoers.d/${this.login} (visudo -f /etc/sudoers.d/${this.login})` : undefined,
-      );
+      throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name));
     }
     return result;
   }

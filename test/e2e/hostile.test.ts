@@ -85,7 +85,7 @@ describe.sequential('hostile hosts, through the CLI', () => {
       const out = readable(ping);
       expect(ping.code).toBe(1);
       const line = out.split('\n').find((l) => l.includes('login shell'));
-      expect(line).toMatch(new RegExp(`^ +✗ ${host.name}: the login shell of deploy prints text for non-interactive sessions: "Welcome to ${host.name}, \\w+! / \\[bashrc\\] loading profile\\.\\.\\.[^"]*" .*; fix: move it below the interactive guard at the top of ~deploy/\\.bashrc`));
+      expect(line).toMatch(new RegExp(`^ +✗ ${host.name}: the login shell of deploy prints text for non-interactive sessions: "Welcome to ${host.name}, \\w+! / no newline here / \\[bashrc\\] loading profile\\.\\.\\." .*; fix: move it below the interactive guard at the top of ~deploy/\\.bashrc`));
     } finally {
       await chattyLogin(host, false);
       await configureSshd(host, []);
@@ -127,8 +127,8 @@ describe.sequential('hostile hosts, through the CLI', () => {
       await following;
       expect(reporter.text()).toMatch(/server-(blue|green)\.(out|err) \|/);
       // The follow step ended with the connection: nothing of it left on the host.
-      const left = await sshRun(host, "pgrep -fc '[t]ail -n 50 -F' || true");
-      expect(left.stdout.trim().split('\n').at(-1)).toBe('0');
+      const left = await sshRun(host, "echo \"following=$(pgrep -fc '[t]ail -n 50 -F' || true)\"");
+      expect(left.stdout).toMatch(/following=0$/m);
     } finally {
       await chattyLogin(host, false);
       await configureSshd(host, []);
@@ -170,7 +170,7 @@ describe.sequential('hostile hosts, through the CLI', () => {
       const deploy = await ops('deploy', 'e2e', '--ref', live === 'v1' ? 'v2' : 'v1');
       const text = readable(deploy);
       expect(deploy.code).toBe(1);
-      expect(text).toMatch(/^error: step "lock" on .* failed with exit code 1\n[\s\S]*sudo: a password is required[\s\S]*hint: the login deploy needs passwordless sudo on .*: add the line "deploy ALL=\(ALL\) NOPASSWD: ALL" to \/etc\/sudoers.d\/deploy/);
+      expect(text).toMatch(/^error: step "lock[^"]*" on .* failed with exit code 1\n[\s\S]*sudo: a password is required[\s\S]*hint: the login deploy needs passwordless sudo on .*: add the line "deploy ALL=\(ALL\) NOPASSWD: ALL" to \/etc\/sudoers.d\/deploy/);
     } finally {
       writeFileSync(sudoers, before);
     }

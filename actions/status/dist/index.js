@@ -48636,6 +48636,10 @@ ${indent(stderrTail.trim())}` : "";
   signal;
   name = "StepError";
 };
+function sudoHint(stderr, login2, host) {
+  if (!/sudo: (a password is required|a terminal is required)|is not in the sudoers/.test(stderr)) return void 0;
+  return `the login ${login2} needs passwordless sudo on ${host}: add the line "${login2} ALL=(ALL) NOPASSWD: ALL" to /etc/sudoers.d/${login2} (visudo -f /etc/sudoers.d/${login2})`;
+}
 function indent(text, prefix = "  | ") {
   return text.split("\n").map((line) => prefix + line).join("\n");
 }
@@ -50620,15 +50624,7 @@ var SshRemote = class {
     const result = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble };
     if (code !== 0 && !options.allowFailure) {
       const detail = tail(stderr.trim() ? stderr : stdout.split("\n").filter((l) => !l.startsWith(REPORT_PREFIX)).join("\n"));
-      const noSudo = /sudo: (a password is required|a terminal is required)|is not in the sudoers/.test(stderr);
-      throw new StepError(
-        step.name,
-        this.name,
-        code,
-        detail,
-        status2.signal,
-        noSudo ? `the login ${this.login} needs passwordless sudo on ${this.name}: add the line "${this.login} ALL=(ALL) NOPASSWD: ALL" to /etc/sudoers.d/${this.login} (visudo -f /etc/sudoers.d/${this.login})` : void 0
-      );
+      throw new StepError(step.name, this.name, code, detail, status2.signal, sudoHint(stderr, this.login, this.name));
     }
     return result;
   }

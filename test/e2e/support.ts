@@ -122,7 +122,11 @@ export async function readyHost(prefix: string, options: Pick<UpHostOptions, 'fi
 
 /** Replace sshd's drop-in configuration of the test (sshd_config.d/60-test.conf; none when `lines` is empty), then reload sshd. */
 export async function configureSshd(host: Host, lines: string[]): Promise<void> {
-  await sshRun(host, `printf '%s\\n' ${lines.map(quote).join(' ') || "''"} | sudo tee /etc/ssh/sshd_config.d/60-test.conf >/dev/null && sudo sshd -t && sudo systemctl reload ssh`);
+  // A reload re-executes sshd: wait until it listens again, so the next login is not refused.
+  await sshRun(
+    host,
+    `printf '%s\\n' ${lines.map(quote).join(' ') || "''"} | sudo tee /etc/ssh/sshd_config.d/60-test.conf >/dev/null && sudo sshd -t && sudo systemctl reload ssh && sleep 0.5 && for i in $(seq 50); do ss -Hltn 'sport = :22' | grep -q . && break; sleep 0.1; done`,
+  );
 }
 
 /**

@@ -150,7 +150,7 @@ describe.sequential('hostile hosts, through the CLI', () => {
     const r = await running;
     const text = readable(r);
     expect(r.code).toBe(1);
-    expect(text).toMatch(new RegExp(`^error: .*on ${host.name}.*(connection|closed)`, 'm'));
+    expect(text).toMatch(new RegExp(`^error: step "[^"]+" on ${host.name}( \\(connection lost\\))?: the (connection|SSH connection) (was closed|closed|was already closed)`, 'm'));
     expect(text).toContain(`${host.name}: could not release the lock`); // the first connection is gone...
     await lockIsFree(); // ...the second one released it
     await serves(live);

@@ -122,8 +122,14 @@ const reservationOwner = (name: string) => rootDir(name);
 const lanNs = (lan: string) => `opsth-${labTag()}lan-${lan}`;
 /** A LAN's network reservation names it, so a host never takes it over while the LAN's namespace exists. */
 const lanOwner = (lan: string) => `lan ${lanNs(lan)} ${join(paths.state, 'lans', lan)}`;
-/** Host N's address on a LAN of network 10.L.0.0/24: 10.L.0.N. */
-const lanAddress = (lanOctet: number, hostOctet: number) => `10.${lanOctet}.0.${hostOctet}`;
+/**
+ * LANs use 10.228.L.0/24, apart from the hosts' 10.N.0.0/24 (the machine routes those to their hosts: a LAN
+ * there would be reachable). Host N's address on LAN L: 10.228.L.N.
+ */
+const LAN_PREFIX = '10.228';
+const lanAddress = (lanOctet: number, hostOctet: number) => `${LAN_PREFIX}.${lanOctet}.${hostOctet}`;
+/** LAN reservations sit beside the hosts' networks, named lan-L (machine-wide, like them). */
+const lanDir = (octet: number) => join(NETWORKS_DIR, `lan-${octet}`);
 /** Namespaces this lab created, so a sweep after a crash removes its own and never another lab's. */
 const netnsRecord = (ns: string) => join(paths.run, 'netns', ns);
 
@@ -245,10 +251,11 @@ async function foreignOctets(): Promise<Set<number>> {
  * (or two labs) never get the same network. A reservation of a crashed run (no link, older than a minute) is
  * taken over.
  */
-async function reserveOctet(name: string, wanted?: number, me = reservationOwner(name)): Promise<number> {
+async function reserveOctet(name: string, wanted?: number): Promise<number> {
   mkdirSync(NETWORKS_DIR, { recursive: true });
   const foreign = await foreignOctets();
   foreign.add(Number(SERVICES_ADDRESS.split('.')[1]));
+  const me = reservationOwner(name);
   const candidates = wanted !== undefined ? [wanted] : Array.from({ length: LAST_OCTET - FIRST_AUTO_OCTET + 1 }, (_, i) => FIRST_AUTO_OCTET + i);
   for (const octet of candidates) {
     if (foreign.has(octet)) {
@@ -280,7 +287,7 @@ async function reserveOctet(name: string, wanted?: number, me = reservationOwner
     } catch {
       continue;
     }
-    if (age > 60_000 && !(await reservationInUse(octet, owner))) {
+    if (age > 60_000 && !(await linkExists(vethName(octet)))) {
       writeFileSync(join(dir, 'owner'), me);
       return octet;
     }
@@ -291,42 +298,51 @@ async function reserveOctet(name: string, wanted?: number, me = reservationOwner
   throw new OpsError(`no free test network left (10.${FIRST_AUTO_OCTET}-${LAST_OCTET}.0.0/24 all taken)`, 'take hosts down: npm run hosts -- status; npm run hosts -- down --all');
 }
 
-/** A reservation is alive while its host's link (or its LAN's namespace) exists. */
-async function reservationInUse(octet: number, owner: string): Promise<boolean> {
-  if (owner.startsWith('lan ')) return netnsExists(owner.split(' ')[1]!);
-  return linkExists(vethName(octet));
-}
-
-function releaseOctet(name: string, octet: number, me = reservationOwner(name)): void {
+function releaseOctet(name: string, octet: number): void {
   const dir = octetDir(octet);
   try {
-    if (readFileSync(join(dir, 'owner'), 'utf8').trim() !== me) return;
+    if (readFileSync(join(dir, 'owner'), 'utf8').trim() !== reservationOwner(name)) return;
   } catch {
     return;
   }
   rmSync(dir, { recursive: true, force: true });
 }
 
-/** The network octet reserved for a LAN, if any. */
-function lanReservation(lan: string): number | undefined {
-  for (const o of existsSync(NETWORKS_DIR) ? readdirSync(NETWORKS_DIR) : []) {
-    try {
-      if (readFileSync(join(NETWORKS_DIR, o, 'owner'), 'utf8').trim() === lanOwner(lan)) return Number(o);
-    } catch {
-      /* being written */
-    }
-  }
-  return undefined;
-}
-
-/** The LAN's bridge, in a namespace of its own (made on first use): its network octet. */
+/**
+ * The LAN's bridge, in a namespace of its own (made on first use): its octet L (10.228.L.0/24), reserved by
+ * atomic mkdir; a reservation whose namespace is gone (a crash) is taken over.
+ */
 async function ensureLan(lan: string): Promise<number> {
   checkHostName(lan);
   return withLock(
     `lan-${lan}`,
     async () => {
       const ns = lanNs(lan);
-      const octet = lanReservation(lan) ?? (await reserveOctet(lan, undefined, lanOwner(lan)));
+      const me = lanOwner(lan);
+      mkdirSync(NETWORKS_DIR, { recursive: true });
+      let octet: number | undefined;
+      for (let o = 1; o <= 254 && octet === undefined; o++) {
+        const dir = lanDir(o);
+        try {
+          mkdirSync(dir);
+          writeFileSync(join(dir, 'owner'), me);
+          octet = o;
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+          let owner = '';
+          try {
+            owner = readFileSync(join(dir, 'owner'), 'utf8').trim();
+          } catch {
+            continue; // being written
+          }
+          if (owner === me) octet = o;
+          else if (owner.startsWith('lan ') && !(await netnsExists(owner.split(' ')[1]!)) && Date.now() - lstatSync(dir).mtimeMs > 60_000) {
+            writeFileSync(join(dir, 'owner'), me);
+            octet = o;
+          }
+        }
+      }
+      if (octet === undefined) throw new OpsError('no free private network left (10.228.1-254.0/24 all taken)', 'take hosts down: npm run hosts -- down --all');
       if (await netnsExists(ns)) return octet;
       mkdirSync(dirname(netnsRecord(ns)), { recursive: true });
       writeFileSync(netnsRecord(ns), `lan ${lan} ${octet}\n`);
@@ -349,7 +365,11 @@ async function dropLanIfUnused(lan: string, octet: number): Promise<void> {
     await run('ip', ['netns', 'del', ns], { allowFailure: true });
   }
   rmSync(netnsRecord(ns), { force: true });
-  releaseOctet(lan, octet, lanOwner(lan));
+  try {
+    if (readFileSync(join(lanDir(octet), 'owner'), 'utf8').trim() === lanOwner(lan)) rmSync(lanDir(octet), { recursive: true, force: true });
+  } catch {
+    /* not reserved any more */
+  }
 }
 
 /** Join the host's namespace to each LAN: a veth from the LAN's bridge, eth1, eth2... inside, address 10.L.0.N. */
@@ -755,6 +775,12 @@ export async function downHosts(options: { purge?: boolean; owner?: string } = {
     try {
       owner = readFileSync(join(NETWORKS_DIR, o, 'owner'), 'utf8').trim();
     } catch {
+      continue;
+    }
+    if (o.startsWith('lan-')) {
+      // A LAN of this lab whose namespace is gone (a crash): its reservation goes too.
+      const [, ns = '', path = ''] = owner.split(' ');
+      if (dirname(path) === join(paths.state, 'lans') && !(await netnsExists(ns))) rmSync(join(NETWORKS_DIR, o), { recursive: true, force: true });
       continue;
     }
     if (dirname(owner) !== paths.hostsDir) continue; // another lab's

@@ -43,6 +43,7 @@ const KINDS: [string, () => unknown, RegExp][] = [
   ['handshake failure', () => ssh2('Handshake failed: no matching key exchange algorithm', { level: 'handshake' }), /handshake failed/],
   ['protocol error', () => ssh2('Bad packet length', { level: 'protocol' }), /SSH protocol error: Bad packet length/],
   ['closed connection', () => new Error('Not connected'), /already closed/],
+  ['closed with a request pending', () => new Error('No response from server'), /closed before the host answered/],
   ['a bug', () => new TypeError("Cannot read properties of undefined (reading 'x')"), /Cannot read properties of undefined/],
   ['not even an Error', () => 'a string', /a string/],
 ];

@@ -48,7 +48,7 @@ describe.sequential('hosts behind a bastion', () => {
     write(undefined);
     const r = await ops('ping', 'e2e');
     expect(r.code).toBe(1);
-    expect(r.out + r.err).toMatch(new RegExp(`✗ ${target.name} \\(${target.lans[lan]!.replace(/\./g, '\\.')}\\): cannot connect to ${target.name} \\(deploy@${target.lans[lan]!.replace(/\./g, '\\.')}:22\\): (no route to the host|no answer before the timeout|connection refused)`));
+    expect(r.out + r.err).toMatch(new RegExp(`✗ ${target.name} \\(${target.lans[lan]!.replace(/\./g, '\\.')}\\): cannot connect to ${target.name} \\(deploy@${target.lans[lan]!.replace(/\./g, '\\.')}:22\\): no route to the host`));
   }, 120_000);
 
   it('a deploy through the bastion succeeds: one connection to the bastion, the target tunnelled inside it', async () => {

@@ -343,6 +343,9 @@ async function ensureLan(lan: string): Promise<number> {
         }
       }
       if (octet === undefined) throw new OpsError('no free private network left (10.228.1-254.0/24 all taken)', 'take hosts down: npm run hosts -- down --all');
+      // The machine must never send anything towards a LAN (its default route would take it off the machine):
+      // an unreachable route makes a connection from here fail at once, as from outside a private network.
+      await run('ip', ['route', 'replace', 'unreachable', `${LAN_PREFIX}.0.0/16`]);
       if (await netnsExists(ns)) return octet;
       mkdirSync(dirname(netnsRecord(ns)), { recursive: true });
       writeFileSync(netnsRecord(ns), `lan ${lan} ${octet}\n`);
@@ -370,6 +373,8 @@ async function dropLanIfUnused(lan: string, octet: number): Promise<void> {
   } catch {
     /* not reserved any more */
   }
+  // The last LAN on the machine (of any lab): its unreachable route goes too.
+  if (!readdirSync(NETWORKS_DIR).some((d) => d.startsWith('lan-'))) await run('ip', ['route', 'del', 'unreachable', `${LAN_PREFIX}.0.0/16`], { allowFailure: true });
 }
 
 /** Join the host's namespace to each LAN: a veth from the LAN's bridge, eth1, eth2... inside, address 10.L.0.N. */

@@ -247,6 +247,25 @@ async function foreignOctets(): Promise<Set<number>> {
 }
 
 /**
+ * Claim a reservation (an atomic mkdir, then its owner file): true when claimed now, else who holds it ('' while
+ * its owner file is being written, or left empty by a crash).
+ */
+function claim(dir: string, me: string): true | string {
+  try {
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'owner'), me);
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+  }
+  try {
+    return readFileSync(join(dir, 'owner'), 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
+
+/**
  * Reserve 10.<octet>.0.0/24 for `name`: an atomic mkdir in the machine-wide networks dir, so two test processes
  * (or two labs) never get the same network. A reservation of a crashed run (no link, older than a minute) is
  * taken over.
@@ -263,22 +282,13 @@ async function reserveOctet(name: string, wanted?: number): Promise<number> {
       continue;
     }
     const dir = octetDir(octet);
-    try {
-      mkdirSync(dir);
-      writeFileSync(join(dir, 'owner'), me);
+    const owner = claim(dir, me);
+    if (owner === true) {
       if (!(await linkExists(vethName(octet)))) return octet;
       // Its link exists without a reservation (left by a crash before the reservation was made): not free.
       rmSync(dir, { recursive: true, force: true });
       if (wanted !== undefined) throw new OpsError(`10.${octet}.0.0/24 is in use (link ${vethName(octet)} exists)`, 'npm run hosts -- status; npm run hosts -- down --all removes leftovers');
       continue;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-    }
-    let owner = '';
-    try {
-      owner = readFileSync(join(dir, 'owner'), 'utf8').trim();
-    } catch {
-      /* being written, or left empty by a crash */
     }
     if (owner === me) return octet;
     let age = 0;
@@ -323,23 +333,11 @@ async function ensureLan(lan: string): Promise<number> {
       let octet: number | undefined;
       for (let o = 1; o <= 254 && octet === undefined; o++) {
         const dir = lanDir(o);
-        try {
-          mkdirSync(dir);
+        const owner = claim(dir, me);
+        if (owner === true || owner === me) octet = o;
+        else if (owner.startsWith('lan ') && !(await netnsExists(owner.split(' ')[1]!)) && Date.now() - lstatSync(dir).mtimeMs > 60_000) {
           writeFileSync(join(dir, 'owner'), me);
           octet = o;
-        } catch (e) {
-          if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-          let owner = '';
-          try {
-            owner = readFileSync(join(dir, 'owner'), 'utf8').trim();
-          } catch {
-            continue; // being written
-          }
-          if (owner === me) octet = o;
-          else if (owner.startsWith('lan ') && !(await netnsExists(owner.split(' ')[1]!)) && Date.now() - lstatSync(dir).mtimeMs > 60_000) {
-            writeFileSync(join(dir, 'owner'), me);
-            octet = o;
-          }
         }
       }
       if (octet === undefined) throw new OpsError('no free private network left (10.228.1-254.0/24 all taken)', 'take hosts down: npm run hosts -- down --all');

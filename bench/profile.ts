@@ -1,5 +1,5 @@
 // Where an in-process ops-pipeline operation spends its time: a connector that wraps the real one and records
-// the connection and every remote call (step scripts, the lock holder, uploads) with start and duration.
+// the connection and every remote call (step scripts, uploads) with start and duration.
 import type { OpsContext } from '../core/context.ts';
 import { sshConnector } from '../core/context.ts';
 import type { Remote } from '../core/remote/types.ts';
@@ -30,11 +30,9 @@ export function profiled(ctx: OpsContext): { ctx: OpsContext; phases: Phase[]; s
     // Wrap in place: a Remote is a class instance whose methods use `this`.
     const run = remote.run.bind(remote);
     const upload = remote.upload.bind(remote);
-    const hold = remote.hold.bind(remote);
     const close = remote.close.bind(remote);
     remote.run = (step, options) => time(host, `run: ${step.name}`, () => run(step, options));
     remote.upload = (content, path, options) => time(host, `upload ${path.split('/').pop()}`, () => upload(content, path, options));
-    remote.hold = () => time(host, 'hold (lock holder channel)', () => hold());
     remote.close = () => time(host, 'close', () => close());
     return remote;
   };

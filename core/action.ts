@@ -1,7 +1,7 @@
 // What every action entry point shares: inputs → OpsContext → operation → outputs, summary and failure.
 // Keeps actions/<name>/main.ts to a few lines: read inputs, call one core operation, write outputs.
 import * as core from '@actions/core';
-import { OpsError, formatError } from './errors.ts';
+import { OpsError, formatError, onUncaught } from './errors.ts';
 import { ActionsReporter } from './report.ts';
 import type { OpsContext } from './context.ts';
 
@@ -30,6 +30,7 @@ export function booleanInput(name: string, value: string, fallback: boolean): bo
 export async function runAction(body: (ctx: ActionContext) => Promise<void>): Promise<void> {
   const reporter = new ActionsReporter();
   const env: NodeJS.ProcessEnv = { ...process.env };
+  onUncaught((message) => core.setFailed(reporter.redact(message)));
   try {
     const sshKey = core.getInput('ssh-key');
     if (sshKey) {

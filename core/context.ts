@@ -1,10 +1,10 @@
 // What every operation receives: where the project is, how to report, and how to reach hosts.
 import type { Environment, Host } from './config/environment.ts';
 import { envPath } from './config/environment.ts';
-import { OpsError } from './errors.ts';
+import { OpsError, translateError } from './errors.ts';
 import type { Reporter } from './report.ts';
 import { resolveCredentials } from './remote/identity.ts';
-import { connect } from './remote/ssh.ts';
+import { Bastion, connect } from './remote/ssh.ts';
 import type { Remote } from './remote/types.ts';
 
 export type Connector = (env: Environment, host: Host) => Promise<Remote>;
@@ -45,23 +45,71 @@ export function clockSkewWarning(ctx: Pick<OpsContext, 'now'>, host: string, hos
   return `this runner's clock is ${amount} ${skew < 0 ? 'behind' : 'ahead of'} ${host}'s: release ids and audit times carry the runner's time (release order does not depend on it: it comes from the host's history); fix the clock (NTP)`;
 }
 
-/** The real connector: node-ssh with the pinned key and the resolved credentials. */
+/**
+ * The real connector: node-ssh with the pinned key and the resolved credentials. Hosts behind a bastion are
+ * reached through one connection to it per connector (one per run), opened on first use, closed with the last
+ * host connection through it, and opened again if it was lost (a reconnect after a failure).
+ */
 export function sshConnector(ctx: OpsContext): Connector {
-  return (env, host) => {
+  const bastions = new Map<string, Promise<Bastion>>();
+  return async (env, host) => {
     const ssh = env.config.ssh;
     const credentials = resolveCredentials(
       { identityFile: ctx.identityFile, configFile: ssh.identity_file ? envPath(env, ssh.identity_file) : undefined, env: ctx.env },
       ctx.reporter,
     );
-    return connect({
-      host,
-      credentials,
-      appUser: env.appUser,
-      reporter: ctx.reporter,
-      connectTimeout: ssh.connect_timeout,
-      retries: ssh.connect_retries,
-      configFile: `environments/${env.name}/environment.yml`,
+    const common = { reporter: ctx.reporter, connectTimeout: ssh.connect_timeout, retries: ssh.connect_retries, configFile: `environments/${env.name}/environment.yml` };
+    let via: Bastion | undefined;
+    if (host.bastion) {
+      const b = host.bastion;
+      const key = `${b.user}@${b.address}:${b.port}`;
+      let open = bastions.get(key);
+      if (open && !(await open.catch(() => undefined))?.alive) open = undefined;
+      if (!open) {
+        const bastionCredentials = b.identityFile ? resolveCredentials({ configFile: b.identityFile, env: {} }, ctx.reporter) : credentials;
+        open = Bastion.open(b, { ...common, credentials: bastionCredentials });
+        bastions.set(key, open);
+      }
+      via = await open;
+      via.use();
+    }
+    try {
+      return await connect({ ...common, host, credentials, appUser: env.appUser, via, onClose: () => via?.release() });
+    } catch (e) {
+      via?.release();
+      throw e;
+    }
+  };
+}
+
+/**
+ * A remote whose every failure is an OpsError naming the host and what was being done: an error of the SSH
+ * library or the network never leaves an operation raw (no stack trace reaches a user).
+ */
+function guarded(remote: Remote): Remote {
+  const translated = <T>(what: string, run: () => Promise<T>) =>
+    run().catch((e: unknown) => {
+      throw translateError(e, remote.name, `${what} on ${remote.name}`);
     });
+  return {
+    name: remote.name,
+    login: remote.login,
+    connection: remote.connection,
+    run: (step, options) => translated(`step "${step.name}"`, () => remote.run(step, options)),
+    upload: (content, path, options) => translated(`upload of ${path}`, () => remote.upload(content, path, options)),
+    close: () => remote.close().catch(() => undefined),
+  };
+}
+
+/** How operations reach hosts: the injected connector (tests) or SSH, with every low-level error translated. */
+export function hostConnector(ctx: OpsContext): Connector {
+  const base = ctx.connector ?? sshConnector(ctx);
+  return async (env, host) => {
+    try {
+      return guarded(await base(env, host));
+    } catch (e) {
+      throw translateError(e, host.name, `connecting to ${host.name}`);
+    }
   };
 }
 
@@ -70,11 +118,12 @@ export class Session {
   private constructor(
     readonly env: Environment,
     readonly remotes: Map<string, Remote>,
+    private readonly connector: Connector,
   ) {}
 
   /** Connect to every host in parallel; if any fails, close the others and throw (nothing has run yet). */
   static async open(ctx: OpsContext, env: Environment, hosts: Host[] = env.hosts): Promise<Session> {
-    const connector = ctx.connector ?? sshConnector(ctx);
+    const connector = hostConnector(ctx);
     const settled = await Promise.allSettled(hosts.map((h) => connector(env, h)));
     const remotes = new Map<string, Remote>();
     const failures: string[] = [];
@@ -87,7 +136,20 @@ export class Session {
       if (failures.length === 1 && settled.length === 1) throw (settled[0] as PromiseRejectedResult).reason;
       throw new OpsError(`cannot reach ${failures.length} of ${hosts.length} hosts; nothing was changed:\n${failures.map((f) => `  - ${f}`).join('\n')}`);
     }
-    return new Session(env, remotes);
+    return new Session(env, remotes, connector);
+  }
+
+  /**
+   * Replace a host's connection by a new one (the old one is closed): for cleanup after a failure, e.g.
+   * releasing a lock when the first connection broke. Never on a path that succeeds.
+   */
+  async reconnect(name: string): Promise<Remote> {
+    const host = this.env.hosts.find((h) => h.name === name);
+    if (!host) throw new OpsError(`no host ${name} in ${this.env.name}`);
+    await this.remotes.get(name)?.close();
+    const remote = await this.connector(this.env, host);
+    this.remotes.set(name, remote);
+    return remote;
   }
 
   remote(host: string): Remote {

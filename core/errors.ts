@@ -28,11 +28,35 @@ export class StepError extends OpsError {
   }
 }
 
+/** The hint for a step that failed because sudo wants a password (or a terminal), from its stderr. */
+export function sudoHint(stderr: string, login: string, host: string): string | undefined {
+  if (!/sudo: (a password is required|a terminal is required)|is not in the sudoers/.test(stderr)) return undefined;
+  return `the login ${login} needs passwordless sudo on ${host}: add the line "${login} ALL=(ALL) NOPASSWD: ALL" to /etc/sudoers.d/${login} (visudo -f /etc/sudoers.d/${login})`;
+}
+
+/** A step that failed because the host's disk (or its inodes) ran out: the step's error, then what is free. */
+export class DiskFullError extends StepError {
+  override name = 'DiskFullError';
+  constructor(cause: StepError, summary: string, hint: string) {
+    super(cause.step, cause.host, cause.exitCode, cause.stderrTail, cause.signal, hint);
+    this.message = `${cause.message}\n${summary}`;
+  }
+}
+
+/** The text of an error that says a disk or quota is full (ENOSPC, EDQUOT, as tools print them). */
+export const DISK_FULL = /No space left on device|Disk quota exceeded/i;
+
 export function indent(text: string, prefix = '  | '): string {
   return text
     .split('\n')
     .map((line) => prefix + line)
     .join('\n');
+}
+
+/** Text on one line ("a / b"), cut to `max` characters: what a host printed, quoted in a message. */
+export function oneLine(text: string, max = 80): string {
+  const one = text.trim().replace(/\s*\n\s*/g, ' / ');
+  return one.length > max ? `${one.slice(0, max - 1)}…` : one;
 }
 
 /** The last `n` non-empty lines of a text. */
@@ -42,9 +66,83 @@ export function tail(text: string, n = 20): string {
   return lines.slice(-n).join('\n');
 }
 
-/** Render an error for a terminal or a job log: OpsErrors as message + hint, anything else with its stack. */
-export function formatError(err: unknown): string {
-  if (err instanceof OpsError) return err.hint ? `${err.message}\n  hint: ${err.hint}` : err.message;
-  if (err instanceof Error) return err.stack ?? err.message;
-  return String(err);
+/**
+ * What a low-level failure (ssh2, Node's sockets and DNS, the file system) means, in words, with what to do;
+ * undefined for an error that is none of these (a bug). The codes are Node's (`err.code`: ECONNRESET...)
+ * and ssh2's (`err.level`: client-socket, client-timeout, handshake, protocol; channel open failures).
+ */
+export function describeLowLevel(err: unknown): { what: string; hint?: string } | undefined {
+  if (!(err instanceof Error)) return undefined;
+  const e = err as Error & { code?: unknown; level?: unknown; reason?: unknown };
+  const code = typeof e.code === 'string' ? e.code : '';
+  const m = e.message;
+  const network = 'check the address and port, that sshd runs, and that a firewall lets this machine in';
+  if (/Channel open failure/.test(m)) {
+    if (/administratively prohibited|open failed|resource shortage/i.test(m) || e.reason === 1 || e.reason === 4)
+      return { what: `sshd refused to open a session on the connection (${m.replace(/^\(SSH\) /, '')})`, hint: 'ops needs 1 session per connection: check MaxSessions in the host\'s /etc/ssh/sshd_config (at least 1), then reload sshd' };
+    return { what: m.replace(/^\(SSH\) /, '') };
+  }
+  if (/Packet length \d+ exceeds max length/.test(m))
+    return { what: 'the SSH stream was corrupted: text printed by the login shell (~/.bashrc, /etc/bash.bashrc) got mixed into a binary protocol', hint: 'move what prints text under the interactive guard of ~/.bashrc (`case $- in *i*) ;; *) return;; esac` comes first)' };
+  if (code === 'ECONNREFUSED') return { what: 'connection refused (nothing listens on that port, or a firewall rejects it)', hint: network };
+  if (code === 'ETIMEDOUT' || /Timed out while waiting for handshake/.test(m)) return { what: 'no answer before the timeout', hint: network };
+  if (code === 'EHOSTUNREACH' || code === 'ENETUNREACH') return { what: 'no route to the host', hint: network };
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN' || e.level === 'client-dns') return { what: 'the name does not resolve (DNS)', hint: 'check the address in the environment, and this machine\'s DNS' };
+  if (code === 'ECONNRESET' || code === 'EPIPE' || /Connection lost before handshake/.test(m)) return { what: 'the connection was closed by the other end', hint: 'the host may have rebooted, or sshd or a firewall dropped the connection: try again' };
+  if (/^No response from server/.test(m)) return { what: 'the connection closed before the host answered', hint: 'the host may have rebooted, or sshd or a firewall dropped the connection: try again' };
+  if (e.level === 'client-timeout' || /Keepalive timeout/.test(m)) return { what: 'the host stopped answering (no reply to SSH keepalives)', hint: 'check the host and the network between; then try again' };
+  if (/^Not connected/.test(m)) return { what: 'the SSH connection was already closed' };
+  if (e.level === 'handshake' || /^Handshake failed/.test(m)) return { what: `the SSH handshake failed: ${m}`, hint: 'the host\'s sshd and ops have no algorithm in common, or it is not an SSH server' };
+  if (e.level === 'protocol' || e.level === 'client-socket') return { what: `SSH protocol error: ${m}` };
+  if (code === 'ENOSPC' || code === 'EDQUOT') return { what: `no space left on this machine (${m})`, hint: 'free disk space here (not on the hosts) and try again' };
+  if (code === 'EACCES' || code === 'EPERM') return { what: `permission denied on this machine (${m})` };
+  if (code === 'ENOENT') return { what: `a file is missing on this machine (${m})` };
+  return undefined;
+}
+
+/** An error out of the SSH library, a socket or the network, translated: what happened on which host. */
+export class TransportError extends OpsError {
+  override name = 'TransportError';
+}
+
+/**
+ * `err` as an OpsError saying what happened `where` ("step \"build\" on web1", "connecting to web1"), which
+ * names `host`; OpsErrors pass through unchanged.
+ */
+export function translateError(err: unknown, host: string, where: string): OpsError {
+  if (err instanceof OpsError) return err;
+  const known = describeLowLevel(err);
+  if (known) return new TransportError(`${where}: ${known.what}`, known.hint);
+  const message = err instanceof Error ? err.message : String(err);
+  // A message that already names the host says what happened where.
+  if (message.includes(host)) return new TransportError(message);
+  return new TransportError(`${where} failed: ${message}`, 'if this keeps happening, run with OPS_DEBUG=1 and report it');
+}
+
+/**
+ * Render an error for a terminal or a job log: one message and a hint, never a stack trace. OpsErrors as
+ * they are; low-level errors (sockets, SSH) in words; anything else is a bug, said so, with its stack only
+ * when OPS_DEBUG is set.
+ */
+export function formatError(err: unknown, env: NodeJS.ProcessEnv = process.env): string {
+  const withHint = (message: string, hint?: string) => (hint ? `${message}\n  hint: ${hint}` : message);
+  if (err instanceof OpsError) return withHint(err.message, err.hint);
+  const debug = env.OPS_DEBUG && err instanceof Error && err.stack ? `\n${err.stack}` : '';
+  const known = describeLowLevel(err);
+  if (known) return withHint(known.what, known.hint) + debug;
+  const message = err instanceof Error ? err.message || err.name : String(err);
+  return withHint(`internal error: ${message}`, 'this is a bug in ops-pipeline: run again with OPS_DEBUG=1 to see where it happened, and report it') + debug;
+}
+
+/**
+ * Last line of defence for entry points: an exception or rejection nobody caught (an ssh2 socket error
+ * emitted between two steps) is printed as one message, and the process exits non-zero.
+ */
+export function onUncaught(print: (message: string) => void): void {
+  const handle = (err: unknown) => {
+    print(formatError(err));
+    process.exit(1);
+  };
+  process.on('uncaughtException', handle);
+  process.on('unhandledRejection', handle);
 }

@@ -156,6 +156,21 @@ export async function nodeDependencyInput(repo: string, sha: string, dir: string
   }
 }
 
+/** What a commit's files take once written out (a release): bytes, and entries (files, links, directories). */
+export async function treeSize(repo: string, sha: string): Promise<{ bytes: number; entries: number }> {
+  // "<mode> <type> <object> <size>\t<path>", NUL-separated; -t lists the directories too (size "-").
+  const out = await git(repo, ['ls-tree', '-r', '-t', '-l', '-z', sha]);
+  let bytes = 0;
+  let entries = 0;
+  for (const entry of out.split('\0')) {
+    if (!entry) continue;
+    entries++;
+    const size = Number(entry.split('\t')[0]!.trim().split(/\s+/)[3]);
+    if (Number.isFinite(size)) bytes += size;
+  }
+  return { bytes, entries };
+}
+
 /** Short stable hash naming an installed dependency set (inputs: runtime, files' blob ids). */
 export function depsHash(parts: string[]): string {
   return createHash('sha256').update(parts.join('\n')).digest('hex').slice(0, 16);

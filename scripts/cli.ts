@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import { OpsError, formatError } from '../core/errors.ts';
 import { ConsoleReporter, type Reporter } from '../core/report.ts';
 import { findRoot } from '../core/config/environment.ts';
-import type { OpsContext } from '../core/context.ts';
+import type { Connector, OpsContext } from '../core/context.ts';
 
 export interface OptionSpec {
   type: 'string' | 'boolean';
@@ -107,6 +107,8 @@ export interface RunIo {
   stderr?: NodeJS.WritableStream;
   reporter?: Reporter;
   root?: string;
+  /** How commands reach hosts (tests inject one); default SSH. */
+  connector?: Connector;
 }
 
 /** Run the CLI; returns the exit code (0 ok, 1 failure, 2 usage error). */
@@ -158,10 +160,10 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
     checkArgs(command, parsed.positionals);
     const root = io.root ?? env.OPS_ROOT ?? findRoot();
     const values = parsed.values as CommandContext['values'];
-    const ops: OpsContext = { root, reporter, env, identityFile: values.identity as string | undefined };
+    const ops: OpsContext = { root, reporter, env, identityFile: values.identity as string | undefined, ...(io.connector ? { connector: io.connector } : {}) };
     return await command.run({ args: parsed.positionals, values, reporter, root, env, stdin: io.stdin ?? process.stdin, stdout, stderr, ops });
   } catch (e) {
-    stderr.write(`error: ${reporter.redact(formatError(e))}\n`);
+    stderr.write(`error: ${reporter.redact(formatError(e, env))}\n`);
     return e instanceof UsageError ? 2 : 1;
   }
 }

@@ -44,7 +44,8 @@ async function ensureBundle() {
   return true;
 }
 
-if (await ensureBundle()) {
+// A failed bundle build (a broken cache) is no reason to fail: tsx runs the sources.
+if (await ensureBundle().catch(() => false)) {
   await import(pathToFileURL(bundle).href);
 } else {
   const { register } = await import('tsx/esm/api');

@@ -27,14 +27,30 @@ const gitRef = string({ form: 'a git branch, tag or sha', pattern: patternOf('gi
 const urlPath = string({ pattern: /^\/[A-Za-z0-9._~\/-]*$/, form: 'a URL path starting with "/"' });
 const version = string({ pattern: /^\d+(\.\d+){0,2}$/, form: 'a version number ("18", "3.11", "3.8.9")' });
 
+const address = string({ pattern: /^[A-Za-z0-9.:-]+$/, form: 'an IP address or DNS name' });
+const loginName = string({ pattern: /^[a-z_][a-z0-9_-]{0,31}$/, form: 'a Unix user name' });
+
+const bastionSchema = object(
+  {
+    address: req(address, 'where the bastion (jump host) listens'),
+    port: opt(port, 'its SSH port', 22),
+    user: opt(loginName, 'login on the bastion (needs TCP forwarding allowed, like `ssh -J`; no shell, no sudo)', 'deploy'),
+    host_key: opt(hostKey, 'the bastion\'s SSH public key, pinned like a host\'s: a different or unknown key is refused'),
+    host_key_file: opt(anyPath, 'instead of `host_key`: a file holding it (relative to the environment folder, or absolute)'),
+    identity_file: opt(anyPath, 'private key for the bastion login, if not the one used for the hosts (relative to the environment folder, or absolute)'),
+  },
+  { rules: [{ exactlyOne: ['host_key', 'host_key_file'], message: "give exactly one of host_key or host_key_file (the bastion's key is pinned too)" }] },
+);
+
 const hostSchema = object(
   {
-  name: req(name, 'short host name, used in logs and reports'),
-  address: req(string({ pattern: /^[A-Za-z0-9.:-]+$/, form: 'an IP address or DNS name' }), 'where to connect'),
-  port: opt(port, 'SSH port', 22),
-  user: opt(string({ pattern: /^[a-z_][a-z0-9_-]{0,31}$/, form: 'a Unix user name' }), 'SSH login (needs passwordless sudo for provisioning)', 'deploy'),
-  host_key: opt(hostKey, 'the host\'s SSH public key, pinned: a different or unknown key is refused (get it out of band, e.g. from the VM console or `ssh-keygen -y -f /etc/ssh/ssh_host_ed25519_key`)'),
-  host_key_file: opt(anyPath, 'instead of `host_key`: a file holding it (relative to the environment folder, or absolute)'),
+    name: req(name, 'short host name, used in logs and reports'),
+    address: req(address, 'where to connect (as seen from the bastion, when there is one)'),
+    port: opt(port, 'SSH port', 22),
+    user: opt(loginName, 'SSH login (needs passwordless sudo for provisioning)', 'deploy'),
+    host_key: opt(hostKey, 'the host\'s SSH public key, pinned: a different or unknown key is refused (get it out of band, e.g. from the VM console or `ssh-keygen -y -f /etc/ssh/ssh_host_ed25519_key`)'),
+    host_key_file: opt(anyPath, 'instead of `host_key`: a file holding it (relative to the environment folder, or absolute)'),
+    bastion: opt(bastionSchema, 'reach this host through a jump host (overrides the environment\'s `bastion`)'),
   },
   { rules: [{ exactlyOne: ['host_key', 'host_key_file'], message: 'give exactly one of host_key or host_key_file (the host key is always pinned)' }] },
 );
@@ -78,6 +94,7 @@ export const environmentSchema = object(
   domain: opt(string({ pattern: /^[A-Za-z0-9.-]+$/, form: 'a DNS name' }), 'public name of the site (nginx server_name, TLS certificate)'),
   url: opt(string({ pattern: /^https?:\/\/[^\s]+$/, form: 'an http(s) URL' }), 'public URL shown in reports; default: from domain and TLS mode, else the first host\'s address'),
   hosts: req(list(hostSchema, { min: 1 }), 'the machines of this environment'),
+  bastion: opt(bastionSchema, 'a jump host every host is reached through (one SSH connection to it per run, each host\'s connection tunnelled inside it)'),
   ssh: opt(
     object({
       identity_file: opt(anyPath, 'private key to log in with (else $OPS_SSH_KEY, $SSH_AUTH_SOCK, ~/.ssh/id_ed25519, ~/.ssh/id_rsa)'),
@@ -229,6 +246,18 @@ export interface Host {
   user: string;
   /** The pinned public key line ("ssh-ed25519 AAAA..."). */
   hostKey: string;
+  /** The jump host to reach it through, if any. */
+  bastion?: Bastion;
+}
+
+/** A jump host, resolved (key read, identity file made absolute). */
+export interface Bastion {
+  name: 'bastion';
+  address: string;
+  port: number;
+  user: string;
+  hostKey: string;
+  identityFile?: string;
 }
 
 export interface Environment {
@@ -374,19 +403,26 @@ export function loadEnvironment(envName: string, root: string): Environment {
   const label = `environments/${envName}/${ENVIRONMENT_FILE}`;
   const config = parseEnvironment(readYamlFile(file, label), label);
   const problems: Problem[] = [];
-  const hosts: Host[] = config.hosts.map((h, i) => {
-    let key = h.host_key ?? '';
-    if (h.host_key_file) {
-      const keyFile = relativeTo(dir, h.host_key_file);
-      try {
-        key = readFileSync(keyFile, 'utf8').trim();
-        const parsed = parseHostKey(key);
-        if (typeof parsed === 'string') problems.push({ path: `hosts[${i}].host_key_file`, message: `${keyFile}: ${parsed}` });
-      } catch {
-        problems.push({ path: `hosts[${i}].host_key_file`, message: `cannot read ${keyFile} (is the host created? for the local sandbox: npm start)` });
-      }
+  /** A pinned key, from the file when one is named (problems recorded at `path`). */
+  const pinnedKey = (key: string | undefined, file: string | undefined, path: string): string => {
+    if (!file) return key ?? '';
+    const keyFile = relativeTo(dir, file);
+    try {
+      const text = readFileSync(keyFile, 'utf8').trim();
+      const parsed = parseHostKey(text);
+      if (typeof parsed === 'string') problems.push({ path: `${path}.host_key_file`, message: `${keyFile}: ${parsed}` });
+      return text;
+    } catch {
+      problems.push({ path: `${path}.host_key_file`, message: `cannot read ${keyFile} (is the host created? for the local sandbox: npm start)` });
+      return '';
     }
-    return { name: h.name, address: h.address, port: h.port, user: h.user, hostKey: key };
+  };
+  const bastion = (b: NonNullable<EnvironmentConfig['bastion']> | undefined, path: string): Bastion | undefined =>
+    b && { name: 'bastion', address: b.address, port: b.port, user: b.user, hostKey: pinnedKey(b.host_key, b.host_key_file, path), ...(b.identity_file && { identityFile: relativeTo(dir, b.identity_file) }) };
+  const shared = bastion(config.bastion, 'bastion');
+  const hosts: Host[] = config.hosts.map((h, i) => {
+    const via = h.bastion ? bastion(h.bastion, `hosts[${i}].bastion`) : shared;
+    return { name: h.name, address: h.address, port: h.port, user: h.user, hostKey: pinnedKey(h.host_key, h.host_key_file, `hosts[${i}]`), ...(via && { bastion: via }) };
   });
   if (problems.length) throw new ConfigError(label, problems);
   return resolveEnvironment(envName, root, config, hosts);

@@ -11,13 +11,14 @@ import type { Environment } from '../config/environment.ts';
 import { refuseCollisions, sharingPlan, type HostSharing } from '../config/siblings.ts';
 import { clockSkewWarning, inBatches, runnerNow, withSession, type OpsContext, type Session } from '../context.ts';
 import { renderDotenv, type RenderedEnv } from '../dotenv.ts';
-import { OpsError, StepError } from '../errors.ts';
+import { DISK_FULL, DiskFullError, OpsError, StepError } from '../errors.ts';
 import { layout, otherSlot, type Slot } from '../layout.ts';
 import { runInfo } from '../runinfo.ts';
 import { reported, reportedAll, type Remote, type Step, type StepResult } from '../remote/types.ts';
 import { validate } from '../shell.ts';
 import { type HostLive, type HostsChange, dependencyHashes, describeChanges, formatChanges } from '../changes.ts';
-import { knownCommits, packFor, resolveRef, treeContent, type ResolvedRef, type TreeContent } from '../source.ts';
+import { knownCommits, packFor, resolveRef, treeContent, treeSize, type ResolvedRef, type TreeContent } from '../source.ts';
+import { describeDisk, diskSpace, parseDisk, type DiskSpace } from '../steps/facts.ts';
 import type { AuditEntry } from '../steps/audit.ts';
 import { parseReleaseRecord, retention, type ReleaseRecord } from '../steps/history.ts';
 import { site } from '../steps/nginx.ts';
@@ -77,6 +78,8 @@ export interface HostState {
   hostTime?: string;
   /** The release each slot's supervisor file runs. */
   slotReleases: Partial<Record<Slot, string>>;
+  /** Free space and inodes under the app's directory. */
+  disk?: DiskSpace;
 }
 
 export function parseState(r: StepResult): HostState {
@@ -98,6 +101,7 @@ export function parseState(r: StepResult): HostState {
     liveHealth: reported(r, 'live_health') ?? '',
     hostTime: reported(r, 'now'),
     slotReleases,
+    disk: parseDisk(reported(r, 'disk')),
   };
 }
 
@@ -125,24 +129,53 @@ export function sourceRepository(ctx: OpsContext, env: Environment): string {
   }
 }
 
-/** Timed step runner for one host: groups in the log, durations for the summary. */
+/**
+ * Timed step runner for one host: groups in the log, durations for the summary. A step or upload that runs
+ * out of disk space or inodes fails saying so, with what is left under the app's directory (one more round
+ * trip, on that failure only).
+ */
 export class HostRun {
   readonly steps: { name: string; ms: number }[] = [];
   constructor(
     private readonly ctx: OpsContext,
     readonly remote: Remote,
+    private readonly env: Environment,
   ) {}
   async run(step: Step): Promise<StepResult> {
     const started = Date.now();
     try {
       return await (step.quiet ? this.remote.run(step) : this.ctx.reporter.group(`${this.remote.name} · ${step.name}`, () => this.remote.run(step)));
+    } catch (e) {
+      throw await this.diskFull(e);
     } finally {
       this.steps.push({ name: step.name, ms: Date.now() - started });
     }
   }
+  async upload(content: Buffer | string, path: string, mode: number): Promise<void> {
+    await this.remote.upload(content, path, { mode }).catch(async (e: unknown) => {
+      throw await this.diskFull(e);
+    });
+  }
   /** A cleanup step whose own failure must not hide the original error. */
   async tryRun(step: Step): Promise<void> {
     await this.remote.run(step, { allowFailure: true }).catch(() => undefined);
+  }
+  /**
+   * A failed step: was the disk full? Said in its error (ENOSPC), or not (a tool that hides its cause, like
+   * venv's ensurepip): the space and inodes left after it tell.
+   */
+  private async diskFull(e: unknown): Promise<unknown> {
+    if (!(e instanceof StepError) || e.exitCode === null) return e;
+    const r = await this.remote.run(diskSpace(this.env), { allowFailure: true }).catch(() => undefined);
+    const disk = r && parseDisk(reported(r, 'disk'));
+    const exhausted = disk && (disk.freeMb < 1 || (disk.freeInodes !== undefined && disk.freeInodes < 10));
+    if (!DISK_FULL.test(e.message) && !exhausted) return e;
+    const what = disk?.freeInodes === 0 ? 'free inodes' : 'disk space';
+    return new DiskFullError(
+      e,
+      `${this.remote.name} ran out of ${what}${disk ? `: ${describeDisk(disk)}` : ` under ${this.env.baseDir}`}`,
+      `free space on ${this.remote.name} under ${disk?.path ?? this.env.baseDir} (failed releases, old dependency sets under shared/deps, logs; or lower release.keep), then deploy again`,
+    );
   }
 }
 
@@ -151,6 +184,8 @@ interface Plan {
   repo: string;
   /** Submodules, Git LFS contents and export-ignored paths of the commit (what `git archive` alone leaves out). */
   tree: TreeContent;
+  /** What the release's files take once written (git ls-tree). */
+  size: { bytes: number; entries: number };
   id: string;
   dotenv: RenderedEnv;
   hashes: { python: string; node: string };
@@ -184,14 +219,35 @@ async function plan(ctx: OpsContext, env: Environment, options: DeployOptions): 
     ...(tree.submodules.length && { submodules: tree.submodules.map(({ path, sha }) => ({ path, sha })) }),
     ...(tree.lfs.length && { lfs: tree.lfs.map(({ path, oid }) => ({ path, oid })) }),
   };
-  return { resolved, repo, tree, id, dotenv, hashes, meta };
+  return { resolved, repo, tree, size: await treeSize(repo, resolved.sha), id, dotenv, hashes, meta };
+}
+
+/**
+ * Refuse, before anything is written, a release whose code alone does not fit under the app's directory
+ * (the pack, then its files: known on the runner). Dependencies and builds are not known in advance: running
+ * out during them fails the step, saying so (HostRun).
+ */
+function checkSpace(env: Environment, host: string, state: HostState, p: Plan, packBytes: number): void {
+  const disk = state.disk;
+  if (!disk) return;
+  const MB = 1024 * 1024;
+  // Files take whole blocks: a margin of 10% and 4 KiB per entry, and 1 MB for the release's own files.
+  const needMb = Math.ceil((packBytes + p.size.bytes * 1.1 + p.size.entries * 4096) / MB) + 1;
+  const needInodes = p.size.entries + 50;
+  const short = disk.freeMb < needMb || (disk.freeInodes !== undefined && disk.freeInodes < needInodes);
+  if (!short) return;
+  throw new OpsError(
+    `not enough space on ${host} for release ${p.id}: ${describeDisk(disk)}, and its code alone needs about ${needMb} MB and ${needInodes} inodes (its dependencies and build more)\n` +
+      `${state.current ? `${host} still serves ${state.current}` : `${host} had no live release`}; nothing was changed`,
+    `free space on ${host} under ${disk.path} (failed releases, old dependency sets under shared/deps, logs; or lower release.keep), then deploy again`,
+  );
 }
 
 type Audit = (entry: { result: AuditEntry['result'] } & Partial<AuditEntry>) => void;
 
 async function deployHost(ctx: OpsContext, env: Environment, remote: Remote, inspected: StepResult, p: Plan, primary: boolean, options: DeployOptions, record: Audit): Promise<HostDeploy> {
   const L = layout(env);
-  const h = new HostRun(ctx, remote);
+  const h = new HostRun(ctx, remote, env);
   const state = parseState(inspected);
   const audit: Audit = (entry) => record({ ref: p.resolved.ref, sha: p.resolved.sha, release: p.id, previous: state.current || undefined, ...entry });
   if (!state.provisioned) throw new OpsError(`${remote.name} is not provisioned for ${env.name}`, `run: ops provision ${env.name}`);
@@ -212,33 +268,34 @@ async function deployHost(ctx: OpsContext, env: Environment, remote: Remote, ins
 
   const tag = `${p.id}-${randomBytes(4).toString('hex')}`;
   // Code: a pack of what the host lacks, for the commit and for each submodule commit (one object store);
-  // Git LFS contents the host has not stored yet. All over this connection.
-  const packs: string[] = [];
-  const commits: string[] = [];
+  // Git LFS contents the host has not stored yet. All over this connection, once the space is known to suffice.
+  const packs: { path: string; bytes: Buffer; sha: string; note: string }[] = [];
   const sources = [{ gitDir: p.repo, sha: p.resolved.sha, path: '' }, ...p.tree.submodules];
   for (const [i, src] of sources.entries()) {
-    if (state.has.includes(src.sha) || commits.includes(src.sha)) continue;
+    if (state.has.includes(src.sha) || packs.some((x) => x.sha === src.sha)) continue;
     const haves = await knownCommits(src.gitDir, state.known);
-    const pack = await packFor(src.gitDir, src.sha, haves);
-    const path = `${L.uploads}/${tag}-${i}.pack`;
-    await remote.upload(pack, path, { mode: 0o600 });
-    packs.push(path);
-    commits.push(src.sha);
-    result.notes.push(`sent ${(pack.length / 1024).toFixed(1)} KiB of git objects${src.path ? ` for submodule ${src.path}` : ''}${haves.length ? ' (delta)' : ''}`);
+    const bytes = await packFor(src.gitDir, src.sha, haves);
+    const note = `sent ${(bytes.length / 1024).toFixed(1)} KiB of git objects${src.path ? ` for submodule ${src.path}` : ''}${haves.length ? ' (delta)' : ''}`;
+    packs.push({ path: `${L.uploads}/${tag}-${i}.pack`, bytes, sha: src.sha, note });
+  }
+  checkSpace(env, remote.name, state, p, packs.reduce((sum, x) => sum + x.bytes.length, 0));
+  for (const x of packs) {
+    await h.upload(x.bytes, x.path, 0o600);
+    result.notes.push(x.note);
   }
   const lfs: { upload: string; oid: string }[] = [];
   for (const f of p.tree.lfs) {
     if (state.lfsHas.includes(f.oid) || lfs.some((l) => l.oid === f.oid)) continue;
     const upload = `${L.uploads}/${tag}.lfs-${f.oid}`;
-    await remote.upload(readFileSync(f.file), upload, { mode: 0o600 });
+    await h.upload(readFileSync(f.file), upload, 0o600);
     lfs.push({ upload, oid: f.oid });
   }
   if (lfs.length) result.notes.push(`sent ${lfs.length} Git LFS file(s)`);
-  if (packs.length || lfs.length) await h.run(receivePack(env, packs, commits, lfs));
+  if (packs.length || lfs.length) await h.run(receivePack(env, packs.map((x) => x.path), packs.map((x) => x.sha), lfs));
   result.notes.push(...treeNotes(p.tree));
   const uploads = { dotenv: `${L.uploads}/${tag}.env`, environ: `${L.uploads}/${tag}.environ` };
-  await remote.upload(p.dotenv.dotenv, uploads.dotenv, { mode: 0o600 });
-  await remote.upload(p.dotenv.environ, uploads.environ, { mode: 0o600 });
+  await h.upload(p.dotenv.dotenv, uploads.dotenv, 0o600);
+  await h.upload(p.dotenv.environ, uploads.environ, 0o600);
   await h.run(installDotenv(env, uploads));
 
   await h.run(createRelease(env, p.meta));

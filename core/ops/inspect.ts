@@ -5,7 +5,7 @@ import { layout, type Slot } from '../layout.ts';
 import { runInfo } from '../runinfo.ts';
 import { reported, reportedAll, type Step, type StepResult } from '../remote/types.ts';
 import { quote } from '../shell.ts';
-import { appendAudit, readAudit, type AuditEntry } from '../steps/audit.ts';
+import { appendAudit, parseAuditLine, readAudit, type AuditEntry } from '../steps/audit.ts';
 import { historyFunctions, historyOrder, parseReleaseRecord, retention } from '../steps/history.ts';
 import { releaseSummary, type ReleaseSummary } from '../steps/release.ts';
 import { describeHolder, forceReleaseLock, lockStatus, parseLock, type LockInfo } from '../steps/lock.ts';
@@ -114,7 +114,7 @@ export async function auditLog(ctx: OpsContext, env: Environment, lines: number)
     Promise.all(
       env.hosts.map(async (h) => {
         const r = await session.remote(h.name).run(readAudit(env, lines));
-        return { host: h.name, entries: reportedAll(r, 'entry').map((l) => JSON.parse(l) as AuditEntry) };
+        return { host: h.name, entries: reportedAll(r, 'entry').map(parseAuditLine) };
       }),
     ),
   );

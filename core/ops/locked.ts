@@ -1,15 +1,18 @@
 // Runs an operation under the environment's lock on every host: all locks or none, released on success,
-// failure and interruption (SIGINT/SIGTERM, e.g. a cancelled workflow). A run killed outright (SIGKILL)
-// leaves a lock whose holder process died with the connection: the next run reports it as stale.
+// failure and interruption (SIGINT/SIGTERM, e.g. a cancelled workflow). The release is by run id, so when
+// the connection that took a lock broke, a new connection releases it; a lock that truly cannot be released
+// makes the run fail, naming the host and the command that releases it. A run killed outright (SIGKILL)
+// leaves a lock whose holder (its connection's sshd process) died with it: the next run reports it as stale.
 // To save round trips, the lock step also runs the operation's first look at the host (`inspect`), and
 // the unlock step writes the run's audit lines.
+import { randomBytes } from 'node:crypto';
 import type { Environment } from '../config/environment.ts';
 import { runnerNow, type OpsContext, type Session } from '../context.ts';
-import { OpsError, StepError } from '../errors.ts';
+import { OpsError, StepError, sudoHint, tail } from '../errors.ts';
 import { runInfo } from '../runinfo.ts';
 import { auditLine, type AuditEntry } from '../steps/audit.ts';
-import { LOCK_BUSY_EXIT, acquireLock, describeHolder, parseLock, releaseLock } from '../steps/lock.ts';
-import type { Remote, Step, StepResult } from '../remote/types.ts';
+import { LOCK_BUSY_EXIT, acquireLock, describeHolder, parseLock, releaseLock, type LockRequest } from '../steps/lock.ts';
+import { reported, type Remote, type Step, type StepResult } from '../remote/types.ts';
 
 export class LockError extends OpsError {}
 
@@ -20,17 +23,15 @@ export interface LockedRun {
   audit(host: string, entry: Omit<AuditEntry, 'time' | 'environment' | 'operation' | 'actor' | 'run'> & Partial<AuditEntry>): void;
 }
 
-async function acquire(remote: Remote, env: Environment, operation: string, ctx: OpsContext, inspect?: Step): Promise<{ pid: number; result: StepResult }> {
-  const info = runInfo(ctx.env);
-  const holderPid = await remote.hold();
-  const step = acquireLock(env, { operation, actor: info.actor, runUrl: info.runUrl, holderPid, wait: env.config.switch.lock_wait }, inspect?.script);
-  const result = await remote.run(step, { allowFailure: true });
-  if (result.code === 0) return { pid: holderPid, result };
-  if (parseLock(result).state === 'acquired') {
-    // The lock is ours but the inspection after it failed: give the lock back before reporting.
-    await remote.run(releaseLock(env, holderPid), { allowFailure: true });
-  }
-  if (result.code !== LOCK_BUSY_EXIT) throw new StepError(inspect ? `lock, ${inspect.name}` : 'lock', remote.name, result.code, result.stderr);
+/**
+ * Take the lock on one host; throws LockError when another run holds it (or left it stale). `notOurs` is
+ * called when the step answered without taking it (no release needed there).
+ */
+async function acquire(remote: Remote, env: Environment, request: LockRequest, inspect: Step | undefined, notOurs: () => void): Promise<StepResult> {
+  const result = await remote.run(acquireLock(env, request, inspect?.script), { allowFailure: true });
+  if (result.code === 0) return result;
+  if (parseLock(result).state !== 'acquired') notOurs();
+  if (result.code !== LOCK_BUSY_EXIT) throw new StepError(inspect ? `lock, ${inspect.name}` : 'lock', remote.name, result.code, tail(result.stderr), undefined, sudoHint(result.stderr, remote.login, remote.name));
   const lock = parseLock(result);
   if (lock.state === 'stale')
     throw new LockError(
@@ -43,35 +44,78 @@ async function acquire(remote: Remote, env: Environment, operation: string, ctx:
   );
 }
 
+/** The error that says a lock stays behind: which hosts, why, and the command that releases it. */
+function lockLeft(env: Environment, failures: string[], cause?: unknown): OpsError {
+  const left = `the lock of ${env.name} could not be released on ${failures.length === 1 ? 'host ' : 'hosts:\n  '}${failures.join('\n  ')}`;
+  const release = `once nothing runs there any more, release it: ops lock release ${env.name}`;
+  if (cause === undefined) return new LockError(`the operation itself succeeded, but ${left}`, release);
+  const message = cause instanceof Error ? cause.message : String(cause);
+  const hint = cause instanceof OpsError && cause.hint ? `${cause.hint}; then ${release}` : release;
+  return new LockError(`${message}\n${left}`, hint);
+}
+
 export async function withLock<T>(ctx: OpsContext, session: Session, operation: string, fn: (run: LockedRun) => Promise<T>, options: { inspect?: Step } = {}): Promise<T> {
   const env = session.env;
   const info = runInfo(ctx.env);
-  const held = new Map<string, { remote: Remote; pid: number }>();
+  const request: LockRequest = { operation, actor: info.actor, runUrl: info.runUrl, runId: randomBytes(8).toString('hex'), wait: env.config.switch.lock_wait };
+  // Hosts where the lock may be ours: taken, or its step did not answer. Released by run id whatever happened.
+  const mine = new Set<string>();
   const pending = new Map<string, string[]>();
   const inspected = new Map<string, StepResult>();
-  const releaseAll = async () => {
-    const all = [...held.values()];
-    held.clear();
-    await Promise.allSettled(all.map(({ remote, pid }) => remote.run(releaseLock(env, pid, pending.get(remote.name) ?? []), { allowFailure: true })));
+
+  /**
+   * Release on one host: on its connection, else (or `fresh`: after a signal, a step may still run on it) on
+   * a new one, which first stops what the old connection left running. Returns why it failed, or undefined.
+   */
+  const releaseOn = async (host: string, fresh = false): Promise<string | undefined> => {
+    const old = session.remote(host).connection;
+    let why = '';
+    for (const again of fresh ? [true] : [false, true]) {
+      try {
+        const remote = again ? await session.reconnect(host) : session.remote(host);
+        const r = await remote.run(releaseLock(env, request.runId, pending.get(host) ?? [], again ? [old] : []), { allowFailure: true });
+        if (r.code === 0) {
+          const audit = reported(r, 'audit_failed');
+          if (audit !== undefined) ctx.reporter.warn(`${host}: the audit log could not be written (${audit.trim() || 'no reason given'})`);
+          const stopped = reported(r, 'stopped');
+          if (stopped) ctx.reporter.warn(`${host}: stopped what the run had left running there (processes ${stopped.trim()})`);
+          return undefined;
+        }
+        why = `the unlock step failed with exit code ${r.code}${r.stderr.trim() ? `: ${tail(r.stderr, 1)}` : ''}`;
+      } catch (e) {
+        why = (e instanceof Error ? e.message : String(e)).split('\n')[0]!;
+      }
+      if (!again) ctx.reporter.warn(`${host}: could not release the lock (${why}); trying again over a new connection`);
+    }
+    return `${host} (${why})`;
   };
+  // Once: a signal arriving while the release runs waits for that release instead of starting another.
+  let releasing: Promise<string[]> | undefined;
+  const releaseAll = (fresh = false): Promise<string[]> =>
+    (releasing ??= Promise.all([...mine].map((h) => releaseOn(h, fresh))).then((failures) => failures.filter((f): f is string => f !== undefined)));
+
   const onSignal = (signal: NodeJS.Signals) => {
     ctx.reporter.error(`${signal} received: releasing the lock and stopping`);
-    for (const { remote } of held.values()) pending.set(remote.name, [...(pending.get(remote.name) ?? []), auditLine({ time: runnerNow(ctx).toISOString(), environment: env.name, operation, result: 'failed', actor: info.actor, run: info.runUrl || undefined, message: `interrupted by ${signal}` })]);
-    void releaseAll()
+    for (const host of mine) pending.set(host, [...(pending.get(host) ?? []), auditLine({ time: runnerNow(ctx).toISOString(), environment: env.name, operation, result: 'failed', actor: info.actor, run: info.runUrl || undefined, message: `interrupted by ${signal}` })]);
+    // Over new connections: a step may still run on the old ones (and MaxSessions 1 leaves no room beside it).
+    void releaseAll(true)
+      .then((failures) => {
+        if (failures.length) ctx.reporter.error(ctx.reporter.redact(lockLeft(env, failures, new OpsError(`interrupted by ${signal}`)).message));
+      })
       .then(() => session.close())
       .finally(() => process.exit(130));
   };
   const settled = await Promise.allSettled(
     [...session.remotes.values()].map(async (r) => {
-      const { pid, result } = await acquire(r, env, operation, ctx, options.inspect);
-      held.set(r.name, { remote: r, pid });
-      inspected.set(r.name, result);
+      // From here the lock may be ours (a lost answer): released by run id unless the step said it is not.
+      mine.add(r.name);
+      inspected.set(r.name, await acquire(r, env, request, options.inspect, () => mine.delete(r.name)));
     }),
   );
   const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
   if (failed) {
-    await releaseAll();
-    throw failed.reason;
+    const left = await releaseAll();
+    throw left.length ? lockLeft(env, left, failed.reason) : failed.reason;
   }
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
@@ -82,11 +126,19 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
       pending.set(host, [...(pending.get(host) ?? []), line]);
     },
   };
+  let result: T;
   try {
-    return await fn(run);
+    result = await fn(run);
+  } catch (e) {
+    const left = await releaseAll();
+    throw left.length ? lockLeft(env, left, e) : e;
   } finally {
+    // After the release: a signal during it waits for it (above) rather than killing the run half-way.
+    await releaseAll();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
-    await releaseAll();
   }
+  const left = await releaseAll();
+  if (left.length) throw lockLeft(env, left);
+  return result;
 }

@@ -66,7 +66,7 @@ export async function logs(ctx: OpsContext, env: Environment, options: LogsOptio
     let stopped = options.signal?.aborted ?? false;
     const stop = () => {
       stopped = true;
-      // Closing the connections ends the holder processes, which ends tail -F on each host.
+      // Closing the connections ends their sshd processes, which ends tail -F on each host.
       void session.close();
     };
     options.signal?.addEventListener('abort', stop, { once: true });
@@ -74,9 +74,9 @@ export async function logs(ctx: OpsContext, env: Environment, options: LogsOptio
       await Promise.all(
         remotes.map(async (remote) => {
           try {
-            const holderPid = await remote.hold();
             if (stopped) return;
-            const r = await remote.run(logsStep(env, { ...request, follow: { holderPid } }), { allowFailure: true });
+            // The step follows until this connection ends (its sshd process is the holder): Ctrl-C closes it.
+            const r = await remote.run(logsStep(env, { ...request, follow: {} }), { allowFailure: true });
             if (r.code !== 0 && !stopped) throw new OpsError(`following the logs on ${remote.name} stopped (exit code ${r.code})${r.stderr.trim() ? `: ${r.stderr.trim().split('\n').at(-1)}` : ''}`);
           } catch (e) {
             // Once stopped, the connections closing under the steps is the expected end.

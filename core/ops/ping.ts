@@ -1,48 +1,103 @@
-// ops ping <env>: per host, can we reach it with the pinned key, and what is it.
+// ops ping <env>: per host, can we reach it with the pinned key, what is it, and will a deploy work there.
+// A preflight: besides the facts it fails (with the exact fix) on what makes a deploy fail or other tools
+// break: sudo asking for a password, a login shell that prints text, sshd's session limit, too little free
+// disk or inodes under the app's directory.
 import type { Environment } from '../config/environment.ts';
-import { sshConnector, type OpsContext } from '../context.ts';
-import { hostFacts } from '../steps/facts.ts';
-import { reported } from '../remote/types.ts';
+import { hostConnector, type OpsContext } from '../context.ts';
+import { formatError, oneLine } from '../errors.ts';
+import { describeDisk, hostFacts, parseDisk, type DiskSpace } from '../steps/facts.ts';
+import { reported, type StepResult } from '../remote/types.ts';
+
+/** Sessions ops opens at once on a connection (one step or upload at a time). */
+export const SESSIONS_NEEDED = 1;
+/** Free space and inodes under the app's directory below which a deploy is refused by ping, at the least. */
+export const MIN_FREE_MB = 256;
+export const MIN_FREE_INODES = 10_000;
+
+export interface PingProblem {
+  problem: string;
+  fix: string;
+}
 
 export interface PingResult {
   host: string;
   address: string;
+  /** Reachable, and no problem. */
   ok: boolean;
+  /** The connection failed: nothing else is known. */
   error?: string;
   hostname?: string;
   os?: string;
   uptimeSeconds?: number;
-  diskFreeMb?: number;
+  /** Free space and inodes where releases go (`path`: the app's directory or its nearest existing parent). */
+  disk?: DiskSpace & { needMb: number; needInodes: number };
   sudo?: boolean;
+  /** sshd's MaxSessions for this connection, when sudo can read it. */
+  maxSessions?: number;
+  /** What the login shell printed before our command ran (it should print nothing). */
+  loginShellOutput?: string;
+  problems: PingProblem[];
   latencyMs?: number;
 }
 
-/** Every host is tried (a failure on one does not hide the others); ok only if all answered. */
+/** The facts step's report, read: facts and problems (each with its fix). */
+export function readFacts(host: { name: string; user: string }, r: StepResult): Omit<PingResult, 'host' | 'address' | 'ok' | 'latencyMs'> {
+  const problems: PingProblem[] = [];
+  const login = reported(r, 'login') || host.user;
+  const [sudoState = 'no', ...why] = (reported(r, 'sudo') ?? 'no').split(' ');
+  const sudo = sudoState === 'yes';
+  if (!sudo)
+    problems.push({
+      problem: `sudo does not work without a password for ${login}${why.length ? ` (${why.join(' ')})` : ''}: provision and every deploy need it`,
+      fix: `on ${host.name}, as root: echo '${login} ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/${login} && chmod 0440 /etc/sudoers.d/${login} (or visudo -f /etc/sudoers.d/${login})`,
+    });
+  const preamble = r.preamble?.trim() ?? '';
+  if (preamble)
+    problems.push({
+      problem: `the login shell of ${login} prints text for non-interactive sessions: "${oneLine(preamble)}" (ops copes; scp, rsync and sftp break)`,
+      fix: `move it below the interactive guard at the top of ~${login}/.bashrc (case $- in *i*) ;; *) return;; esac), or out of /etc/bash.bashrc`,
+    });
+  const sessions = Number(reported(r, 'max_sessions'));
+  const maxSessions = Number.isInteger(sessions) && reported(r, 'max_sessions') ? sessions : undefined;
+  if (maxSessions !== undefined && maxSessions < SESSIONS_NEEDED)
+    problems.push({ problem: `sshd allows ${maxSessions} session(s) per connection; ops needs ${SESSIONS_NEEDED}`, fix: `set MaxSessions ${SESSIONS_NEEDED} or more in /etc/ssh/sshd_config (and Match blocks), then: systemctl reload ssh` });
+  const [footKb, footInodes] = (reported(r, 'footprint') ?? '').split(' ').map(Number);
+  const free = parseDisk(reported(r, 'disk'));
+  const disk = free && { ...free, needMb: Math.max(MIN_FREE_MB, Math.ceil((footKb || 0) / 1024)), needInodes: Math.max(MIN_FREE_INODES, footInodes || 0) };
+  if (disk) {
+    const fix = `free space under ${disk.path} on ${host.name} (old releases: lower release.keep; logs), or grow its filesystem`;
+    if (disk.freeMb < disk.needMb) problems.push({ problem: `only ${disk.freeMb} MB free under ${disk.path}; a deploy may need ${disk.needMb} MB (a release with new dependencies)`, fix });
+    if (disk.freeInodes !== undefined && disk.freeInodes < disk.needInodes)
+      problems.push({ problem: `only ${disk.freeInodes} free inodes under ${disk.path}; a deploy may need ${disk.needInodes}`, fix });
+  }
+  return {
+    hostname: reported(r, 'hostname'),
+    os: reported(r, 'os'),
+    uptimeSeconds: Math.round(Number(reported(r, 'uptime'))),
+    disk,
+    sudo,
+    ...(maxSessions !== undefined && { maxSessions }),
+    ...(preamble && { loginShellOutput: preamble }),
+    problems,
+  };
+}
+
+/** Every host is tried (a failure on one does not hide the others); ok only if all answered without a problem. */
 export async function ping(ctx: OpsContext, env: Environment): Promise<PingResult[]> {
-  const connector = ctx.connector ?? sshConnector(ctx);
+  const connector = hostConnector(ctx);
   return Promise.all(
     env.hosts.map(async (host): Promise<PingResult> => {
       const start = Date.now();
       try {
         const remote = await connector(env, host);
         try {
-          const r = await remote.run(hostFacts());
-          return {
-            host: host.name,
-            address: host.address,
-            ok: true,
-            hostname: reported(r, 'hostname'),
-            os: reported(r, 'os'),
-            uptimeSeconds: Math.round(Number(reported(r, 'uptime'))),
-            diskFreeMb: Math.round(Number(reported(r, 'disk_free_kb')) / 1024),
-            sudo: reported(r, 'sudo') === 'yes',
-            latencyMs: Date.now() - start,
-          };
+          const facts = readFacts(host, await remote.run(hostFacts(env)));
+          return { host: host.name, address: host.address, ok: facts.problems.length === 0, ...facts, latencyMs: Date.now() - start };
         } finally {
           await remote.close();
         }
       } catch (e) {
-        return { host: host.name, address: host.address, ok: false, error: e instanceof Error ? e.message : String(e) };
+        return { host: host.name, address: host.address, ok: false, error: formatError(e), problems: [] };
       }
     }),
   );
@@ -56,10 +111,12 @@ function duration(s: number): string {
 
 export function formatPing(results: PingResult[]): string {
   return results
-    .map((r) =>
-      r.ok
-        ? `✓ ${r.host} (${r.address}): key verified, ${r.hostname}, ${r.os}, up ${duration(r.uptimeSeconds ?? 0)}, ${r.diskFreeMb} MB free${r.sudo ? '' : ', NO passwordless sudo'} [${r.latencyMs} ms]`
-        : `✗ ${r.host} (${r.address}): ${r.error}`,
-    )
+    .map((r) => {
+      if (r.error) return `✗ ${r.host} (${r.address}): ${r.error.replace(/\n/g, '\n    ')}`;
+      const disk = r.disk ? `, ${describeDisk(r.disk)}` : '';
+      const facts = `key verified, ${r.hostname}, ${r.os}, up ${duration(r.uptimeSeconds ?? 0)}${disk}${r.sudo ? ', sudo ok' : ''}${r.maxSessions !== undefined ? `, MaxSessions ${r.maxSessions}` : ''} [${r.latencyMs} ms]`;
+      if (r.ok) return `✓ ${r.host} (${r.address}): ${facts}`;
+      return [`✗ ${r.host} (${r.address}): ${facts}`, ...r.problems.map((p) => `    ✗ ${r.host}: ${p.problem}; fix: ${p.fix}`)].join('\n');
+    })
     .join('\n');
 }

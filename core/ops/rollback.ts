@@ -20,7 +20,7 @@ export interface RollbackResult {
 }
 
 async function rollbackHost(ctx: OpsContext, env: Environment, remote: Remote, inspected: StepResult, to: string | undefined, audit: LockedRun['audit']): Promise<HostDeploy> {
-  const h = new HostRun(ctx, remote);
+  const h = new HostRun(ctx, remote, env);
   const state = parseState(inspected);
   if (!state.current) throw new OpsError(`${remote.name} has no live release to roll back from`);
   const kept = state.releases.map((r) => r.id);

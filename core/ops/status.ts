@@ -3,7 +3,7 @@
 // tried even when another is down. Unhealthy (any problem on any host) gates a workflow: exit 1.
 import type { Environment, Host } from '../config/environment.ts';
 import { hostSharing } from '../config/siblings.ts';
-import { sshConnector, type OpsContext } from '../context.ts';
+import { hostConnector, type OpsContext } from '../context.ts';
 import { OpsError, formatError } from '../errors.ts';
 import type { Remote } from '../remote/types.ts';
 import { CERT_FAIL_DAYS, duration, hostStatus, parseHostStatus, type HostStatus } from '../steps/status.ts';
@@ -24,7 +24,7 @@ export interface StatusResult {
  * false) or whose step fails gives `onError`'s value instead of hiding the others.
  */
 export async function eachHost<T>(ctx: OpsContext, env: Environment, fn: (remote: Remote, host: Host) => Promise<T>, onError: (host: Host, message: string, connected: boolean) => T): Promise<T[]> {
-  const connector = ctx.connector ?? sshConnector(ctx);
+  const connector = hostConnector(ctx);
   return Promise.all(
     env.hosts.map(async (host) => {
       let remote: Remote | undefined;

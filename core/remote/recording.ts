@@ -14,6 +14,7 @@ export type Responder = (step: Step) => Partial<Pick<StepResult, 'stdout' | 'std
 export class RecordingRemote implements Remote {
   readonly runs: Recorded[] = [];
   readonly uploads: { path: string; content: Buffer; mode: number }[] = [];
+  readonly connection = 'recorded';
   closed = false;
   constructor(
     readonly name = 'test-host',
@@ -30,9 +31,6 @@ export class RecordingRemote implements Remote {
   }
   async upload(content: string | Buffer, path: string, options: UploadOptions = {}): Promise<void> {
     this.uploads.push({ path, content: Buffer.from(content), mode: options.mode ?? 0o600 });
-  }
-  async hold(): Promise<number> {
-    return 4242;
   }
   async close(): Promise<void> {
     this.closed = true;

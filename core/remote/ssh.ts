@@ -1,15 +1,29 @@
-// The real transport: one node-ssh connection per host per run, shared by every step (exec channels)
-// and every upload (one SFTP session). The host key is pinned: anything else is refused before login.
-import type { ClientChannel, SFTPWrapper } from 'ssh2';
+// The real transport: one SSH connection per host per run (node-ssh over ssh2), shared by every step and
+// every upload, each on its own exec channel, ONE channel at a time: it works with sshd's `MaxSessions 1`.
+// No SFTP (sshd runs its subsystem through the login shell, whose startup files may print text into the
+// binary stream) and no long-lived channel: a lock's holder is the connection's own sshd process
+// (core/steps/lock.ts). The host key is pinned: anything else is refused before login.
+import type { ClientChannel } from 'ssh2';
 import { NodeSSH } from 'node-ssh';
-import { timingSafeEqual } from 'node:crypto';
-import { OpsError, StepError, tail } from '../errors.ts';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import type { Duplex } from 'node:stream';
+import { StringDecoder } from 'node:string_decoder';
+import { OpsError, StepError, TransportError, describeLowLevel, oneLine, sudoHint, tail, translateError } from '../errors.ts';
 import type { Reporter } from '../report.ts';
-import { blobType, fingerprint, parseHostKey } from '../config/hostkey.ts';
+import { blobType, fingerprint, parseHostKey, type HostKey } from '../config/hostkey.ts';
 import type { Host } from '../config/environment.ts';
-import { commandLine, scriptText } from './wrap.ts';
+import { START_MARKER, commandLine, scriptText, uploadStep } from './wrap.ts';
 import { DEFAULT_STEP_TIMEOUT, REPORT_PREFIX, parseReports, type Remote, type RunOptions, type Step, type StepResult, type UploadOptions } from './types.ts';
 import type { Credentials } from './identity.ts';
+
+/** Where an SSH server is, and the key it must present. A host of an environment, or its bastion. */
+export interface Endpoint {
+  name: string;
+  address: string;
+  port: number;
+  user: string;
+  hostKey: string;
+}
 
 export interface ConnectOptions {
   host: Host;
@@ -22,6 +36,10 @@ export interface ConnectOptions {
   retries: number;
   /** Where to tell the user to pin a key ("environments/prod/environment.yml"). */
   configFile: string;
+  /** Reach the host through this bastion's connection (a forwarded TCP stream) instead of directly. */
+  via?: Bastion;
+  /** Called once when this connection ends (closed by us or lost). */
+  onClose?: () => void;
 }
 
 /** Handshake algorithms that make the server present a key of the pinned type. */
@@ -29,23 +47,43 @@ function hostKeyAlgorithms(type: string): string[] {
   return type === 'ssh-rsa' ? ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'] : [type];
 }
 
-const RETRYABLE = /ECONNREFUSED|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ECONNRESET|EAI_AGAIN|Timed out while waiting for handshake/;
+const RETRYABLE = /ECONNREFUSED|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ECONNRESET|EAI_AGAIN|Timed out while waiting for handshake|Connection lost before handshake/;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export async function connect(options: ConnectOptions): Promise<Remote> {
-  const { host, reporter } = options;
-  const pinned = parseHostKey(host.hostKey);
-  if (typeof pinned === 'string') throw new OpsError(`host ${host.name}: pinned host key is malformed (${pinned})`, `fix hosts[].host_key in ${options.configFile}`);
-  let attempt = 0;
+function pinnedKey(ep: Endpoint, role: string, configFile: string): HostKey {
+  const pinned = parseHostKey(ep.hostKey);
+  if (typeof pinned === 'string') throw new OpsError(`${role} ${ep.name}: pinned host key is malformed (${pinned})`, `fix its host_key in ${configFile}`);
+  return pinned;
+}
+
+interface Attempt {
+  /** How to reach the server: a TCP connection (undefined) or a stream tunnelled through a bastion. */
+  sock?: () => Promise<Duplex>;
+  /** "web1 (deploy@10.0.0.5:22)", "bastion jump (ops@203.0.113.9:22)": used in every error. */
+  where: string;
+  /** Key section to fix in the config, for the hint ("hosts[].host_key", "bastion.host_key"). */
+  keyField: string;
+}
+
+/**
+ * One SSH login with the pinned key, retried with backoff on network errors. Errors say which server (and
+ * through which bastion) failed and how: refused key, different host key, unreachable.
+ */
+async function login(ep: Endpoint, attempt: Attempt, options: Pick<ConnectOptions, 'credentials' | 'reporter' | 'connectTimeout' | 'retries' | 'configFile'>): Promise<NodeSSH> {
+  const pinned = pinnedKey(ep, attempt.keyField.startsWith('bastion') ? 'bastion' : 'host', options.configFile);
+  const { where } = attempt;
+  let tries = 0;
   for (;;) {
     let presented: Buffer | undefined;
     const ssh = new NodeSSH();
     try {
+      const sock = attempt.sock ? await attempt.sock() : undefined;
       await ssh.connect({
-        host: host.address,
-        port: host.port,
-        username: host.user,
+        host: ep.address,
+        port: ep.port,
+        username: ep.user,
+        ...(sock ? { sock } : {}),
         readyTimeout: options.connectTimeout * 1000,
         keepaliveInterval: 10_000,
         keepaliveCountMax: 3,
@@ -56,42 +94,162 @@ export async function connect(options: ConnectOptions): Promise<Remote> {
           return key.length === pinned.blob.length && timingSafeEqual(key, pinned.blob);
         },
       });
-      return new SshRemote(ssh, host, options.appUser, reporter);
+      return ssh;
     } catch (e) {
       ssh.dispose();
+      if (e instanceof OpsError && !(e instanceof TransportError)) throw e;
       const message = e instanceof Error ? e.message : String(e);
-      const where = `${host.name} (${host.user}@${host.address}:${host.port})`;
       if (presented && !presented.equals(pinned.blob)) {
         throw new OpsError(
           `host key of ${where} does not match the pinned key: refusing to connect\n` +
             `  presented: ${blobType(presented)} ${fingerprint(presented)}\n` +
             `  pinned:    ${pinned.type} ${fingerprint(pinned.blob)}`,
-          `if the host was rebuilt, read its new key out of band (VM console: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), compare the fingerprint, then put the key line in hosts[].host_key of ${options.configFile}`,
+          `if the machine was rebuilt, read its new key out of band (VM console: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), compare the fingerprint, then put the key line in ${attempt.keyField} of ${options.configFile}`,
         );
       }
       if (/no matching host key format|Handshake failed: no matching/i.test(message)) {
-        throw new OpsError(`${where} offers no ${pinned.type} host key, which is the type pinned`, `pin the host's key of a type it offers, in ${options.configFile}`);
+        throw new OpsError(`${where} offers no ${pinned.type} host key, which is the type pinned`, `pin the key of a type it offers, in ${attempt.keyField} of ${options.configFile}`);
       }
       if (/All configured authentication methods failed/i.test(message)) {
-        throw new OpsError(`${where} refused our SSH key (${options.credentials.describe})`, `authorise its public key for ${host.user} on the host, or give another key (--identity, $OPS_SSH_KEY, ssh.identity_file)`);
+        throw new OpsError(`${where} refused our SSH key (${options.credentials.describe})`, `authorise its public key for ${ep.user} there, or give another key (--identity, $OPS_SSH_KEY, ssh.identity_file)`);
       }
-      if (attempt >= options.retries || !RETRYABLE.test(message)) {
-        throw new OpsError(`cannot connect to ${where}: ${message}${attempt ? ` (after ${attempt + 1} attempts)` : ''}`, 'check the address and port, that sshd runs, and that a firewall lets this machine in');
+      if (tries >= options.retries || !RETRYABLE.test(`${message} ${(e as { code?: string }).code ?? ''}`)) {
+        if (e instanceof OpsError) throw e;
+        const known = describeLowLevel(e);
+        throw new TransportError(
+          `cannot connect to ${where}: ${known?.what ?? message}${tries ? ` (after ${tries + 1} attempts)` : ''}`,
+          known?.hint ?? 'check the address and port, that sshd runs, and that a firewall lets this machine in',
+        );
       }
-      attempt++;
-      reporter.warn(`${host.name}: ${message}; retrying (${attempt}/${options.retries})`);
-      await sleep(1000 * 2 ** (attempt - 1));
+      tries++;
+      options.reporter.warn(`${where}: ${e instanceof OpsError ? e.message : (describeLowLevel(e)?.what ?? message)}; retrying (${tries}/${options.retries})`);
+      await sleep(1000 * 2 ** (tries - 1));
     }
   }
 }
 
-/** Splits a byte stream into lines for the live log, keeping the unfinished end for the next chunk. */
+/** The live-log label of an endpoint: "web1 (deploy@10.0.0.5:22)". */
+function describeEndpoint(ep: Endpoint): string {
+  return `${ep.name} (${ep.user}@${ep.address}:${ep.port})`;
+}
+
+/**
+ * A connection to a jump host, through which hosts are reached: each host's SSH connection runs inside a
+ * forwarded TCP stream of this one (ssh2 `forwardOut`, a `direct-tcpip` channel, like `ssh -J`). Pinned
+ * like a host. Closed when the last connection through it closes.
+ */
+export class Bastion {
+  private users = 0;
+  private lost?: Error;
+  private constructor(
+    private readonly ssh: NodeSSH,
+    readonly endpoint: Endpoint,
+  ) {
+    const conn = ssh.connection!;
+    conn.on('error', (e: Error) => (this.lost ??= e));
+    conn.on('close', () => (this.lost ??= new Error('Not connected')));
+  }
+
+  /** Log in to the bastion (retries like a host). */
+  static async open(endpoint: Endpoint, options: Pick<ConnectOptions, 'credentials' | 'reporter' | 'connectTimeout' | 'retries' | 'configFile'>): Promise<Bastion> {
+    const ssh = await login(endpoint, { where: `bastion ${endpoint.user}@${endpoint.address}:${endpoint.port}`, keyField: 'bastion.host_key (or hosts[].bastion.host_key)' }, options);
+    return new Bastion(ssh, endpoint);
+  }
+
+  get alive(): boolean {
+    return !this.lost && !!this.ssh.connection;
+  }
+
+  /** A TCP stream from the bastion to `address:port`; fails saying the bastion cannot reach it. */
+  forward(target: Endpoint): Promise<Duplex> {
+    const conn = this.ssh.connection;
+    const label = `${target.name} (${target.address}:${target.port})`;
+    const via = `bastion ${this.endpoint.address}`;
+    if (!conn || this.lost) return Promise.reject(new TransportError(`${via} is no longer connected, so ${label} cannot be reached`, 'try again'));
+    return new Promise((resolve, reject) => {
+      try {
+        conn.forwardOut('127.0.0.1', 0, target.address, target.port, (e, stream) => {
+          if (!e) return resolve(stream);
+          const why = e.message.replace(/^\(SSH\) Channel open failure: /, '');
+          const denied = /prohibited/i.test(why);
+          // Marked retryable like a refused TCP connection when the bastion could not connect (the host booting).
+          const err = new TransportError(
+            `${via} cannot reach ${label}: ${denied ? 'the bastion refuses TCP forwarding' : why}`,
+            denied ? 'the bastion\'s sshd must allow forwarding for this login (AllowTcpForwarding yes, no restrict/no-port-forwarding on the key), as for `ssh -J`' : `check from the bastion that ${target.address}:${target.port} answers (e.g. ssh -J ${this.endpoint.user}@${this.endpoint.address}:${this.endpoint.port} -p ${target.port} ${target.address})`,
+          );
+          if (!denied) (err as { code?: string }).code = 'ECONNREFUSED';
+          reject(err);
+        });
+      } catch (e) {
+        reject(translateError(e, this.endpoint.address, `forwarding through bastion ${this.endpoint.address}`));
+      }
+    });
+  }
+
+  /** Count a connection through it. */
+  use(): void {
+    this.users++;
+  }
+
+  /** A connection through it ended: the last one closes the bastion's. */
+  release(): void {
+    if (--this.users <= 0) this.close();
+  }
+
+  close(): void {
+    this.lost ??= new Error('Not connected');
+    this.ssh.dispose();
+  }
+}
+
+/** Connect to a host (directly, or through `options.via`), with the pinned key and the given credentials. */
+export async function connect(options: ConnectOptions): Promise<Remote> {
+  const { host, via } = options;
+  const where = via ? `${describeEndpoint(host)} through bastion ${via.endpoint.address}` : describeEndpoint(host);
+  const ssh = await login(host, { where, keyField: 'hosts[].host_key', sock: via ? () => via.forward(host) : undefined }, options);
+  return new SshRemote(ssh, host, options.appUser, options.reporter, options.onClose);
+}
+
+/**
+ * Splits a stream into what the login shell printed before the script's start marker (kept as `preamble`)
+ * and the script's own output (passed on as text). A stream that never shows the marker is all output: the
+ * script did not start (sudo refused, the shell failed), and what was printed is the error.
+ */
+class AfterMarker {
+  private static readonly MARK = `\n${START_MARKER}\n`;
+  private head = '';
+  private readonly decoder = new StringDecoder('utf8');
+  started = false;
+  preamble = '';
+  constructor(private readonly emit: (text: string) => void) {}
+  push(chunk: Buffer): void {
+    this.feed(this.decoder.write(chunk));
+  }
+  end(): void {
+    this.feed(this.decoder.end());
+    if (!this.started && this.head) this.emit(this.head);
+    this.head = '';
+  }
+  private feed(text: string): void {
+    if (!text) return;
+    if (this.started) return this.emit(text);
+    this.head += text;
+    const i = this.head.indexOf(AfterMarker.MARK);
+    if (i < 0) return;
+    this.started = true;
+    this.preamble = this.head.slice(0, i);
+    const rest = this.head.slice(i + AfterMarker.MARK.length);
+    this.head = '';
+    if (rest) this.emit(rest);
+  }
+}
+
+/** Splits text into lines for the live log, keeping the unfinished end for the next chunk. */
 class LineSplitter {
   private rest = '';
   constructor(private readonly emit: (line: string) => void) {}
-  push(chunk: Buffer): void {
-    const text = this.rest + chunk.toString('utf8');
-    const lines = text.split('\n');
+  push(text: string): void {
+    const lines = (this.rest + text).split('\n');
     this.rest = lines.pop() ?? '';
     for (const l of lines) this.emit(l);
   }
@@ -101,112 +259,152 @@ class LineSplitter {
   }
 }
 
+/** sshd answered a channel open with "open failed" (MaxSessions reached, or a session still closing). */
+function sessionRefused(e: unknown): boolean {
+  const err = e as { message?: string; reason?: unknown };
+  return /Channel open failure/.test(err?.message ?? '') && (err.reason === 1 || err.reason === 4 || /open failed|prohibited|shortage/i.test(err.message ?? ''));
+}
+
 class SshRemote implements Remote {
   readonly name: string;
   readonly login: string;
-  private sftp?: Promise<SFTPWrapper>;
-  private readonly held: ClientChannel[] = [];
+  readonly connection = randomBytes(6).toString('hex');
+  private lost?: Error;
+  private closed = false;
+  private warnedPreamble = false;
+  /** Rejects the step in flight when the connection goes away under it. */
+  private abort?: (e: Error) => void;
   constructor(
     private readonly ssh: NodeSSH,
     host: Host,
     private readonly appUser: string,
     private readonly reporter: Reporter,
+    private onClose?: () => void,
   ) {
     this.name = host.name;
     this.login = host.user;
+    const conn = ssh.connection!;
+    // ssh2 emits socket errors on the client at any time (between two steps too): never unhandled.
+    conn.on('error', (e: Error) => this.gone(e));
+    conn.on('close', () => this.gone(new Error('Not connected')));
   }
 
-  async run(step: Step, options: RunOptions = {}): Promise<StepResult> {
+  private gone(e: Error): void {
+    this.lost ??= e;
+    this.abort?.(e);
+    const done = this.onClose;
+    this.onClose = undefined;
+    done?.();
+  }
+
+  /** Open an exec channel; a refused one is retried briefly: sshd frees a closed session asynchronously. */
+  private async channel(command: string, what: string): Promise<ClientChannel> {
+    for (let attempt = 0; ; attempt++) {
+      const conn = this.ssh.connection;
+      if (this.closed) throw new TransportError(`${what} on ${this.name}: the connection was closed`);
+      if (this.lost || !conn) throw translateError(this.lost ?? new Error('Not connected'), this.name, `${what} on ${this.name}`);
+      try {
+        return await new Promise<ClientChannel>((resolve, reject) => conn.exec(command, (e, c) => (e ? reject(e) : resolve(c))));
+      } catch (e) {
+        if (sessionRefused(e) && attempt < 8) {
+          await sleep(25 * 2 ** attempt); // 25 ms … 3.2 s: about 6 s in all
+          continue;
+        }
+        if (sessionRefused(e))
+          throw new TransportError(
+            `sshd on ${this.name} refused to open a session for ${what}: its session limit is reached`,
+            `ops uses 1 session at a time per connection; MaxSessions in ${this.name}'s /etc/ssh/sshd_config (or a Match block) must be at least 1: set it, then reload sshd (systemctl reload ssh)`,
+          );
+        throw translateError(e, this.name, `${what} on ${this.name}`);
+      }
+    }
+  }
+
+  /** Run `command` with `input` on stdin; output before the start marker is the login shell's, not ours. */
+  private async exec(step: Step, command: string, input: Buffer, options: RunOptions): Promise<StepResult> {
     const started = Date.now();
+    const what = `step "${step.name}"`;
     const show = (stream: 'stdout' | 'stderr') =>
       new LineSplitter((line) => {
         if (!step.quiet && !line.startsWith(REPORT_PREFIX)) this.reporter.line(this.name, line, stream);
       });
-    const out = show('stdout');
-    const err = show('stderr');
+    const outLines = show('stdout');
+    const errLines = show('stderr');
+    let stdout = '';
+    let stderr = '';
+    const out = new AfterMarker((t) => {
+      stdout += t;
+      outLines.push(t);
+    });
+    const err = new AfterMarker((t) => {
+      stderr += t;
+      errLines.push(t);
+    });
+    const channel = await this.channel(command, what);
     // Guard against a channel that never closes (the remote `timeout` should always end it first).
     const limit = ((step.timeout ?? DEFAULT_STEP_TIMEOUT) + 30) * 1000;
-    let channel: ClientChannel | undefined;
     let guard: NodeJS.Timeout | undefined;
-    const result = await Promise.race([
-      this.ssh.execCommand(commandLine(step, this.login, this.appUser), {
-        stdin: scriptText(step),
-        noTrim: true,
-        onChannel: (c) => (channel = c),
-        onStdout: (c) => out.push(c),
-        onStderr: (c) => err.push(c),
-      }),
-      new Promise<never>((_, reject) => {
-        guard = setTimeout(() => {
-          channel?.close();
-          reject(new StepError(step.name, this.name, null, 'no answer from the host before the step timeout', 'timeout'));
-        }, limit);
-      }),
-    ]).finally(() => clearTimeout(guard));
-    out.flush();
-    err.flush();
-    // node-ssh reports null when the channel closed without an exit status: treat as failure, never success.
-    const code = result.code ?? (result.signal ? 128 : 255);
-    const stepResult: StepResult = {
-      stdout: result.stdout,
-      stderr: result.stderr,
-      code,
-      durationMs: Date.now() - started,
-      reports: parseReports(result.stdout),
-    };
-    if (code !== 0 && !options.allowFailure) {
-      const detail = tail(result.stderr.trim() ? result.stderr : result.stdout.split('\n').filter((l) => !l.startsWith(REPORT_PREFIX)).join('\n'));
-      const noSudo = /sudo: (a password is required|a terminal is required)|is not in the sudoers/.test(result.stderr);
-      throw new StepError(
-        step.name,
-        this.name,
-        code,
-        detail,
-        result.signal ?? undefined,
-        noSudo ? `the login ${this.login} needs passwordless sudo on ${this.name} (e.g. /etc/sudoers.d/${this.login}: "${this.login} ALL=(ALL) NOPASSWD:ALL")` : undefined,
+    const status = await new Promise<{ code: number | null; signal?: string }>((resolve, reject) => {
+      let code: number | null = null;
+      let signal: string | undefined;
+      this.abort = (e) => reject(translateError(e, this.name, `${what} on ${this.name} (connection lost)`));
+      guard = setTimeout(() => {
+        channel.close();
+        reject(new StepError(step.name, this.name, null, 'no answer from the host before the step timeout', 'timeout'));
+      }, limit);
+      channel.on('data', (d: Buffer) => out.push(d));
+      channel.stderr.on('data', (d: Buffer) => err.push(d));
+      channel.on('exit', (c: number | null, sig?: string) => {
+        if (typeof c === 'number') code = c;
+        else if (sig) signal = `SIG${sig}`.replace(/^SIGSIG/, 'SIG');
+      });
+      channel.on('error', () => undefined); // writes after the remote end closed: the exit status tells
+      channel.on('close', () => resolve({ code, signal }));
+      channel.end(input);
+    }).finally(() => {
+      clearTimeout(guard);
+      this.abort = undefined;
+    });
+    out.end();
+    err.end();
+    outLines.flush();
+    errLines.flush();
+    const preamble = [out.preamble, err.preamble].map((p) => p.trim()).filter(Boolean).join('\n');
+    if (preamble && !this.warnedPreamble) {
+      this.warnedPreamble = true;
+      this.reporter.warn(`${this.name}: the login shell of ${this.login} prints text for non-interactive sessions ("${oneLine(preamble)}"); ops ignores it, but scp, rsync and sftp break: move it below the interactive guard of ~/.bashrc`);
+    }
+    // ssh2 reports no exit status when the channel closed without one: a failure, never a success.
+    const code = status.code ?? (status.signal ? 128 : 255);
+    if (code === 0 && !out.started) {
+      // Exit 0 without our first line: the login shell ended before the script ran (an `exit` in ~/.bashrc?).
+      throw new OpsError(
+        `${what} on ${this.name} did not run: the login shell of ${this.login} exited 0 before starting it${preamble ? `, after printing: ${JSON.stringify(tail(preamble, 3))}` : ''}`,
+        `look at ${this.login}'s ~/.bashrc and /etc/bash.bashrc on ${this.name}: nothing may exit or exec for non-interactive shells`,
       );
     }
-    return stepResult;
+    const result: StepResult = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble };
+    if (code !== 0 && !options.allowFailure) {
+      const detail = tail(stderr.trim() ? stderr : stdout.split('\n').filter((l) => !l.startsWith(REPORT_PREFIX)).join('\n'));
+      throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name));
+    }
+    return result;
   }
 
-  private session(): Promise<SFTPWrapper> {
-    this.sftp ??= this.ssh.requestSFTP();
-    return this.sftp;
+  run(step: Step, options: RunOptions = {}): Promise<StepResult> {
+    return this.exec(step, commandLine(step, this.login, this.appUser), Buffer.from(scriptText(step, this.connection)), options);
   }
 
   async upload(content: string | Buffer, remotePath: string, options: UploadOptions = {}): Promise<void> {
-    const sftp = await this.session();
     const data = typeof content === 'string' ? Buffer.from(content) : content;
-    const mode = options.mode ?? 0o600;
-    // Remove first so the mode applies at creation: an existing file would keep its old mode.
-    await new Promise<void>((res) => sftp.unlink(remotePath, () => res()));
-    await new Promise<void>((res, rej) =>
-      sftp.writeFile(remotePath, data, { mode, flag: 'wx' }, (e) => (e ? rej(new OpsError(`upload to ${this.name}:${remotePath} failed: ${e.message}`)) : res())),
-    );
-  }
-
-  async hold(): Promise<number> {
-    const conn = this.ssh.connection;
-    if (!conn) throw new OpsError(`${this.name}: not connected`);
-    // `cat` waits on the channel's stdin: it ends when we close the channel or the connection drops.
-    const command = `sh -c 'echo $$; exec cat >/dev/null'`;
-    return new Promise((resolve, reject) => {
-      conn.exec(command, (e, channel) => {
-        if (e) return reject(e);
-        this.held.push(channel);
-        let first = '';
-        channel.on('data', (d: Buffer) => {
-          first += d.toString();
-          const nl = first.indexOf('\n');
-          if (nl >= 0) resolve(Number(first.slice(0, nl)));
-        });
-        channel.on('close', () => reject(new OpsError(`${this.name}: holder process ended early`)));
-      });
-    });
+    const step = uploadStep(remotePath, data.length, options.mode ?? 0o600);
+    await this.exec(step, commandLine(step, this.login, this.appUser), Buffer.concat([Buffer.from(scriptText(step, this.connection)), data]), {});
   }
 
   async close(): Promise<void> {
-    for (const c of this.held) c.end();
+    if (this.closed) return;
+    this.closed = true;
     this.ssh.dispose();
+    this.gone(new Error('Not connected'));
   }
 }

@@ -24,6 +24,11 @@ export interface StepResult {
   durationMs: number;
   /** `@ops key value` lines the script printed with `ops_report`, in order (values may repeat per key). */
   reports: [string, string][];
+  /**
+   * What the login's shell printed (stdout, then stderr) before the script started: ~/.bashrc or
+   * /etc/bash.bashrc writing text for non-interactive sessions. Not part of stdout/stderr. '' when quiet.
+   */
+  preamble?: string;
 }
 
 export interface RunOptions {
@@ -41,14 +46,16 @@ export interface Remote {
   readonly name: string;
   /** The SSH login; steps with `as: 'root'` use sudo unless this is root. */
   readonly login: string;
+  /** Random id of this connection, exported to every step it runs as OPS_CONNECTION (scriptText). */
+  readonly connection: string;
   run(step: Step, options?: RunOptions): Promise<StepResult>;
-  /** Write bytes to a path owned by the login, over the same connection (SFTP). Never via a command line. */
-  upload(content: string | Buffer, remotePath: string, options?: UploadOptions): Promise<void>;
   /**
-   * Start a process that lives exactly as long as this connection and return its remote PID: a lock
-   * records it, so another run can tell a live holder from one whose runner died.
+   * Write bytes to a path in a directory the login can write, over the same connection (an exec channel,
+   * content on stdin, never on a command line): temporary file then rename, so the path is either the old
+   * file or the whole new one. Throws a StepError named `upload <file>` (e.g. disk full).
    */
-  hold(): Promise<number>;
+  upload(content: string | Buffer, remotePath: string, options?: UploadOptions): Promise<void>;
+  /** End the connection (idempotent). Whatever runs on the host for it ends with it. */
   close(): Promise<void>;
 }
 

@@ -1,10 +1,20 @@
 // How a step becomes one remote command: the command line (sudo, timeout) and the script fed on stdin.
 // Both transports use this, so what the recording fake records is exactly what a host would run.
-import { cmd } from '../shell.ts';
+//
+// OpenSSH runs every command through the login's shell (`$SHELL -c COMMAND`), and bash reads ~/.bashrc
+// (and /etc/bash.bashrc) when sshd starts it, interactive or not: whatever those print before their
+// interactive guard lands in our stdout and stderr, ahead of the script. So the script's first act is to
+// print START_MARKER on both streams, and the transport drops everything before it (keeping it, to say so).
+import { cmd, quote } from '../shell.ts';
 import { DEFAULT_STEP_TIMEOUT, REPORT_PREFIX, type Step } from './types.ts';
+
+/** The line a script prints first on stdout and stderr: what comes before it is the login shell's. */
+export const START_MARKER = '@ops-start';
 
 /** Functions every step script may use. Kept small: they are sent with every step. */
 export const scriptPrelude = [
+  // The leading newline ends whatever line the login shell left unfinished.
+  `printf '\\n${START_MARKER}\\n'; printf '\\n${START_MARKER}\\n' >&2`,
   'set -euo pipefail',
   'umask 022', // files that must stay private (.env, keys) are created with explicit modes
   'export LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive',
@@ -16,7 +26,7 @@ export const scriptPrelude = [
  * The remote command line for a step. `timeout` runs the script in its own process group and, when
  * the time is up, signals the whole group (children included), then SIGKILLs it 10 s later.
  */
-export function commandLine(step: Step, login: string, appUser: string): string {
+export function commandLine(step: Pick<Step, 'as' | 'timeout'>, login: string, appUser: string): string {
   const seconds = step.timeout ?? DEFAULT_STEP_TIMEOUT;
   const run = ['timeout', '-k', '10', String(seconds), 'bash', '-s'];
   if (step.as === 'app') return cmd('sudo', '-n', '-H', '-u', appUser, '--', ...run);
@@ -24,7 +34,42 @@ export function commandLine(step: Step, login: string, appUser: string): string 
   return cmd(...run);
 }
 
-/** The text sent on stdin: prelude, then the step's own script. */
-export function scriptText(step: Step): string {
-  return `${scriptPrelude}\n${step.script.trimEnd()}\n`;
+/**
+ * The text sent on stdin: prelude, then the step's own script. `connection` (the transport's id of the
+ * connection) is exported as OPS_CONNECTION to the step and everything it starts: whatever a lost
+ * connection left running on the host can be found and stopped before its lock is released.
+ */
+export function scriptText(step: Step, connection?: string): string {
+  const mark = connection ? `\nexport OPS_CONNECTION=${quote(connection)}` : '';
+  return `${scriptPrelude}${mark}\n${step.script.trimEnd()}\n`;
+}
+
+/**
+ * An upload as a step whose stdin carries the script, then the file's bytes: bash reads a script from a
+ * pipe one byte at a time (it must not swallow what its commands read), so `head -c` gets exactly the
+ * content. Written to a private temporary file in the target's directory (mode 0600 from creation), checked
+ * for size, given its mode, then renamed over the target: a reader never sees a partial file, a failure
+ * (cut connection, full disk) leaves no file behind. The content never appears on a command line.
+ */
+export function uploadStep(remotePath: string, size: number, mode: number): Step {
+  const dir = remotePath.replace(/\/[^/]*$/, '') || '/';
+  return {
+    name: `upload ${remotePath.split('/').pop()}`,
+    as: 'login',
+    timeout: 600 + Math.ceil(size / 100_000), // at least 100 kB/s
+    quiet: true,
+    // One line to end with: bash has parsed and run the whole function before the content starts.
+    script: String.raw`ops_upload() {
+  local tmp got
+  tmp=$(mktemp ${quote(`${dir}/.ops-upload.XXXXXX`)})
+  trap 'rm -f "$tmp"' EXIT
+  head -c ${size} > "$tmp"
+  got=$(stat -c %s "$tmp")
+  if [ "$got" != ${size} ]; then echo "the upload of ${quote(remotePath)} was cut short: $got of ${size} bytes arrived" >&2; exit 1; fi
+  chmod ${mode.toString(8).padStart(4, '0')} "$tmp"
+  mv -f "$tmp" ${quote(remotePath)}
+  trap - EXIT
+}
+ops_upload; exit $?`,
+  };
 }

@@ -23,6 +23,20 @@ export function auditLine(entry: AuditEntry): string {
   return JSON.stringify(entry).replace(/\n/g, ' ');
 }
 
+/**
+ * One line of the audit log read back. A line that is not an entry (cut short by a full disk, edited by
+ * hand) is shown as such instead of hiding the others.
+ */
+export function parseAuditLine(line: string): AuditEntry {
+  try {
+    const entry = JSON.parse(line) as AuditEntry;
+    if (entry && typeof entry === 'object' && typeof entry.time === 'string') return entry;
+  } catch {
+    // below
+  }
+  return { time: '', environment: '', operation: '?', result: 'failed', actor: '?', message: `unreadable line: ${line.slice(0, 120)}` };
+}
+
 export function appendAudit(env: Environment, entry: AuditEntry): Step {
   const L = layout(env);
   const line = auditLine(entry);

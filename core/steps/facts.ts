@@ -1,16 +1,71 @@
-// What `ops ping` reads from a host: one step, no privileges.
+// What `ops ping` reads from a host, in one step run as the login (so it works before sudo does): who and
+// what the host is, and what would make a deploy fail there: sudo asking for a password, sshd's session
+// limit, free space and inodes under the app's directory against what its live release takes.
+import type { Environment } from '../config/environment.ts';
 import type { Step } from '../remote/types.ts';
+import { quote } from '../shell.ts';
 
-export function hostFacts(): Step {
+/**
+ * Shell reporting free space and inodes of the filesystem holding `dir` (or its nearest existing parent):
+ * `@ops disk <free KiB> <total inodes> <free inodes> <path>`. Read with `parseDisk`.
+ */
+export function diskReport(dir: string): string {
+  return String.raw`d=${quote(dir)}
+while [ ! -d "$d" ]; do d=$(dirname "$d"); done
+ops_report disk "$(df -Pk "$d" | awk 'NR == 2 { print $4 }') $(df -Pi "$d" | awk 'NR == 2 { print $2, $4 }') $d"`;
+}
+
+export interface DiskSpace {
+  path: string;
+  freeMb: number;
+  /** Undefined on a filesystem without an inode limit (btrfs reports 0 inodes in all). */
+  freeInodes?: number;
+}
+
+/** The value of a `disk` report (diskReport), or undefined when there is none. */
+export function parseDisk(value: string | undefined): DiskSpace | undefined {
+  const [freeKb, totalInodes, freeInodes, ...where] = (value ?? '').split(' ');
+  if (!freeKb || !Number.isFinite(Number(freeKb))) return undefined;
+  return { path: where.join(' '), freeMb: Math.floor(Number(freeKb) / 1024), ...(Number(totalInodes) > 0 && { freeInodes: Number(freeInodes) }) };
+}
+
+/** "12 MB and 340 inodes free under /srv/app". */
+export function describeDisk(d: DiskSpace): string {
+  return `${d.freeMb} MB${d.freeInodes !== undefined ? ` and ${d.freeInodes} inodes` : ''} free under ${d.path}`;
+}
+
+/** Free space and inodes under the app's directory (after a step ran out of space). */
+export function diskSpace(env: Environment): Step {
+  return { name: 'disk space', as: 'login', timeout: 30, quiet: true, script: diskReport(env.baseDir) };
+}
+
+export function hostFacts(env: Environment): Step {
+  const base = env.baseDir;
   return {
     name: 'host facts',
     as: 'login',
-    timeout: 30,
+    timeout: 60,
     quiet: true,
-    script: `ops_report hostname "$(hostname)"
+    script: String.raw`ops_report hostname "$(hostname)"
 ops_report os "$(. /etc/os-release && echo "$PRETTY_NAME")"
 ops_report uptime "$(cut -d' ' -f1 /proc/uptime)"
-ops_report disk_free_kb "$(df -Pk / | awk 'NR==2 {print $4}')"
-ops_report sudo "$(sudo -n true 2>/dev/null && echo yes || echo no)"`,
+ops_report login "$(id -un)"
+if sudo_err=$(sudo -n true 2>&1 </dev/null); then sudo=yes; else sudo=no; fi
+ops_report sudo "$sudo $(printf '%s' "$sudo_err" | head -n 1)"
+if [ "$sudo" = yes ]; then
+  # sshd's settings for this very connection (Match blocks applied): client address and port from SSH_CONNECTION.
+  set -- ${'$'}{SSH_CONNECTION:-127.0.0.1 0 127.0.0.1 22}
+  sshd=$(command -v sshd || echo /usr/sbin/sshd)
+  ops_report max_sessions "$(sudo -n "$sshd" -T -C "user=$(id -un),host=$(hostname),addr=$1,laddr=$3,lport=$4" 2>/dev/null | awk '$1 == "maxsessions" { print $2 }' || true)"
+fi
+# Free space and inodes where releases go (the nearest directory that exists, before the first provision).
+${diskReport(base)}
+# What the live release takes with its dependency sets: about what a deploy that changes them all needs.
+cur=$(readlink -f ${quote(`${base}/current`)} 2>/dev/null || true)
+if [ "$sudo" = yes ] && [ -n "$cur" ] && sudo -n test -d "$cur"; then
+  set -- "$cur"
+  for l in $(sudo -n find "$cur" -maxdepth 2 \( -name venv -o -name node_modules \) -type l 2>/dev/null); do set -- "$@" "$(sudo -n readlink -f "$l")"; done
+  ops_report footprint "$(sudo -n du -sck "$@" 2>/dev/null | tail -n 1 | cut -f1) $(sudo -n du -sc --inodes "$@" 2>/dev/null | tail -n 1 | cut -f1)"
+fi`,
   };
 }

@@ -241,6 +241,11 @@ export interface NginxChange {
   item: string;
   /** Provision: make sure nginx is enabled at boot and running. Deploys only reload the running server. */
   ensureService?: boolean;
+  /**
+   * Shell run before nginx's files are touched, in the same step: what `then` needs prepared (a failure here,
+   * a full disk say, changes nothing that serves).
+   */
+  before?: string;
   /** Shell run after a successful reload, in the same step (a deploy's activation). */
   then?: string;
 }
@@ -253,7 +258,7 @@ export interface NginxChange {
 export function applyNginx(change: NginxChange): Step {
   // Under the host's nginx lock: another app's change never interleaves with this one, so the snapshot put
   // back on failure holds exactly the other apps' files as they are.
-  const lines: string[] = [SYSTEM_FUNCTIONS, HOST_LOCK_FUNCTIONS, 'host_lock nginx', 'backup=$(mktemp -d /etc/.ops-nginx.XXXXXX)', 'trap \'rm -rf "$backup"\' EXIT', 'cp -a /etc/nginx "$backup/nginx"'];
+  const lines: string[] = [SYSTEM_FUNCTIONS, HOST_LOCK_FUNCTIONS, 'host_lock nginx', ...(change.before ? [change.before] : []), 'backup=$(mktemp -d /etc/.ops-nginx.XXXXXX)', 'trap \'rm -rf "$backup"\' EXIT', 'cp -a /etc/nginx "$backup/nginx"'];
   for (const f of change.files) lines.push(putFile(f.path, f.content));
   for (const f of change.initialFiles ?? []) lines.push(`[ -e ${quote(f.path)} ] || ${putFile(f.path, f.content)}`);
   for (const [target, link] of change.links ?? []) lines.push(`[ "$(readlink ${quote(link)} || true)" = ${quote(target)} ] || { ln -sfn ${quote(target)} ${quote(link)}; CHANGED=1; }`);

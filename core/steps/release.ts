@@ -11,6 +11,7 @@ import { certificatePaths } from './nginx.ts';
 import { historyFunctions } from './history.ts';
 import { IDENTITY_FUNCTIONS, PROBE_FUNCTIONS, SUPERVISOR_FUNCTIONS, programPorts, probes } from './switch.ts';
 import { b64 } from './script.ts';
+import { diskReport } from './facts.ts';
 
 export interface ReleaseMeta {
   id: string;
@@ -73,6 +74,7 @@ export function deployState(env: Environment, shas: string[] = [], options: { li
     script: String.raw`${historyFunctions(env)}
 ops_report now "$(date +%s)"
 ops_report provisioned "$(cat ${quote(`${L.state}/provisioned`)} 2>/dev/null || echo no)"
+${diskReport(L.base)}
 cur=$(readlink ${quote(L.current)} 2>/dev/null || true)
 ops_report current "${'$'}{cur##*/}"
 ops_report slot "$(cat ${quote(L.slotFile)} 2>/dev/null || true)"
@@ -108,6 +110,8 @@ esac`
 export function receivePack(env: Environment, packs: string[], commits: string[], lfs: { upload: string; oid: string }[] = []): Step {
   const L = layout(env);
   const lines = [
+    // index-pack leaves its temporary pack behind when it fails (a full disk): removed, not left to fill it.
+    `trap 'find ${quote(`${L.mirror}/objects/pack`)} -maxdepth 1 -name "tmp_*" -delete 2>/dev/null || true' EXIT`,
     ...packs.map((pack) => `git --git-dir=${quote(L.mirror)} index-pack --stdin --fix-thin < ${quote(pack)} >/dev/null\nrm -f ${quote(pack)}`),
     ...commits.map(
       (sha) => `git --git-dir=${quote(L.mirror)} update-ref ${quote(`refs/ops/sha/${sha}`)} ${quote(sha)}\ngit --git-dir=${quote(L.mirror)} cat-file -e ${quote(`${sha}^{commit}`)}`,
@@ -119,7 +123,7 @@ install -d -m 0755 ${quote(target.replace(/\/[^/]+$/, ''))}
 mv -f ${quote(upload)} ${quote(target)}; chmod 0644 ${quote(target)}`;
     }),
   ];
-  return { name: 'receive code', as: 'root', timeout: 600, quiet: true, script: lines.join('\n') || 'true' };
+  return { name: 'receive code', as: 'root', timeout: 600, quiet: true, script: lines.join('\n') };
 }
 
 /**
@@ -144,7 +148,8 @@ changed=no
 ${files
   .map(
     ([from, to]) => String.raw`if ! cmp -s ${quote(from)} ${quote(to)}; then
-  install -m 0600 -o ${u} -g ${u} ${quote(from)} ${quote(`${to}.new`)}
+  # The live file is replaced only by a complete new one (rename); a failed copy (full disk) is removed.
+  install -m 0600 -o ${u} -g ${u} ${quote(from)} ${quote(`${to}.new`)} || { rm -f ${quote(`${to}.new`)}; exit 1; }
   mv -f ${quote(`${to}.new`)} ${quote(to)}
   changed=yes
 fi`,
@@ -176,6 +181,7 @@ export function createRelease(env: Environment, meta: ReleaseMeta): Step {
     timeout: 300,
     script: String.raw`[ ! -e ${quote(dir)} ] || { echo "release ${meta.id} already exists" >&2; exit 1; }
 rm -rf ${quote(tmp)}
+trap 'rm -rf ${quote(tmp)}' EXIT # a release cut short (full disk) never stays half-written
 mkdir -m 0750 ${quote(tmp)}
 ${archive(meta.sha, tmp)}
 ${extra.length ? `${extra.join('\n')}\n` : ''}printf '%s\n' ${quote(meta.sha)} > ${quote(`${tmp}/REVISION`)}
@@ -183,6 +189,7 @@ printf %s ${b64(JSON.stringify(meta, null, 2) + '\n')} | base64 -d > ${quote(`${
 ln -sfn ../../shared/.env ${quote(`${tmp}/.env`)}
 chown -R ${owner} ${quote(tmp)}
 mv -T ${quote(tmp)} ${quote(dir)}
+trap - EXIT
 echo "release ${meta.id} (${meta.sha.slice(0, 12)}, ${meta.ref}${meta.submodules?.length ? `, ${meta.submodules.length} submodule(s)` : ''}${meta.lfs?.length ? `, ${meta.lfs.length} Git LFS file(s)` : ''})"`,
   };
 }
@@ -303,7 +310,7 @@ for f in ${quote(L.lfsStore)}/*/*/*; do
 done
 keep_shas=$({ cat */REVISION; cat */release.json | grep -oE '[0-9a-f]{40}' || true; } 2>/dev/null | sort -u)
 git --git-dir=${quote(L.mirror)} for-each-ref --format='%(refname)' refs/ops/sha/ | while read -r ref; do
-  grep -qxF "${'$'}{ref##*/}" <<< "$keep_shas" || git --git-dir=${quote(L.mirror)} update-ref -d "$ref"
+  grep -qxF "${'$'}{ref##*/}" <<< "$keep_shas" || git --git-dir=${quote(L.mirror)} update-ref -d "$ref" || echo "could not drop $ref (next prune will)" >&2
 done`,
   };
 }

@@ -27,7 +27,8 @@ put_file() {
   local path=$1 mode=$2 owner=$3 tmp
   mkdir -p "$(dirname "$path")"
   tmp=$(mktemp "$(dirname "$path")/.ops-new.XXXXXX")
-  printf %s "$4" | base64 -d > "$tmp"
+  # Written whole, then renamed over the file: a full disk leaves the old file and no temporary one.
+  printf %s "$4" | base64 -d > "$tmp" || { rm -f "$tmp"; return 1; }
   if [ -f "$path" ] && cmp -s "$tmp" "$path" && [ "$(stat -c '%a %U:%G' "$path")" = "\${mode#0} $owner" ]; then
     rm -f "$tmp"
     return 0

@@ -5,7 +5,7 @@ import type { Environment } from '../config/environment.ts';
 import { layout, slotPort, type Slot } from '../layout.ts';
 import { reported, reportedAll, type Step, type StepResult } from '../remote/types.ts';
 import { quote } from '../shell.ts';
-import { lockStatus, parseLock, type LockInfo } from './lock.ts';
+import { CONNECTION_FUNCTIONS, lockStatus, parseLock, type LockInfo } from './lock.ts';
 import { releaseSummary, type ReleaseSummary } from './release.ts';
 import { certbotCertificate, certificatePaths } from './nginx.ts';
 import { HOST_LOCK_FUNCTIONS, SYSTEM_FUNCTIONS } from './script.ts';
@@ -412,8 +412,11 @@ export interface LogsRequest {
   /** Which slot's programs: the live one (default), the previous release's (idle slot), or both. */
   slots: LogSlots;
   lines: number;
-  /** Keep streaming new lines until the process `holderPid` (Remote.hold: lives as long as our connection) is gone. */
-  follow?: { holderPid: number };
+  /**
+   * Keep streaming new lines until the process `holderPid` is gone; by default the SSH server process of the
+   * connection the step runs on (it lives exactly as long as our connection: closing it stops the step).
+   */
+  follow?: { holderPid?: number };
 }
 
 /** The last lines of the chosen logs, each prefixed with its log's name; with `follow`, then every new line. */
@@ -453,7 +456,8 @@ done
 ${
   req.follow
     ? String.raw`# The SSH channel closing does not stop tail -F; the holder process ending with our connection does.
-while kill -0 ${req.follow.holderPid} 2>/dev/null; do sleep 1; done
+${req.follow.holderPid === undefined ? `${CONNECTION_FUNCTIONS}\nholder=$(conn_pid)` : `holder=${req.follow.holderPid}`}
+while kill -0 "$holder" 2>/dev/null; do sleep 1; done
 kill 0`
     : ''
 }`,

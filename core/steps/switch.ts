@@ -351,15 +351,18 @@ export function switchTo(env: Environment, slot: Slot, releaseId: string, certif
         { path: L.nginxUpstreams, content: upstreams(env, slot) },
       ],
       links: [[L.nginxSite, L.nginxSiteEnabled]],
+      // The new `current` link and slot record exist before nginx changes (they need space and inodes under
+      // the app's directory, which may be full): after the reload, two renames make them live.
+      before: String.raw`ln -sfn ${quote(target)} ${quote(`${L.base}/.current.new`)}
+printf '%s\n' ${quote(slot)} > ${quote(`${L.slotFile}.new`)}`,
       then: String.raw`for i in $(seq 100); do
   got=$(curl -s --max-time 1${host} http://127.0.0.1/.ops/slot 2>/dev/null || true)
   [ "$got" = ${quote(slot)} ] && break
   if [ "$i" = 100 ]; then echo "nginx does not report slot ${slot} at /.ops/slot (a custom site template without {{slot_location}}?); continuing" >&2; fi
   sleep 0.05
 done
-ln -sfn ${quote(target)} ${quote(`${L.base}/.current.new`)}
 mv -T ${quote(`${L.base}/.current.new`)} ${quote(L.current)}
-printf '%s\n' ${quote(slot)} > ${quote(L.slotFile)}
+mv -f ${quote(`${L.slotFile}.new`)} ${quote(L.slotFile)}
 ${historyFunctions(env)}
 history_add live ${quote(releaseId)} ${operation}
 echo "live: ${releaseId} on slot ${slot}"`,

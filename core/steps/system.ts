@@ -148,5 +148,5 @@ export function supervisorService(): Step {
 /** Record that provision completed (deploys check it to give a clear "provision first" error). */
 export function markProvisioned(env: Environment): Step {
   const f = `${layout(env).state}/provisioned`;
-  return { name: 'mark provisioned', as: 'root', timeout: 30, quiet: true, script: `date -u +%Y-%m-%dT%H:%M:%SZ > ${quote(f)}` };
+  return { name: 'mark provisioned', as: 'root', timeout: 30, quiet: true, script: `date -u +%Y-%m-%dT%H:%M:%SZ > ${quote(`${f}.new`)}\nmv -f ${quote(`${f}.new`)} ${quote(f)}` };
 }

@@ -25,12 +25,14 @@ export function prepareTls(env: Environment, acmeCa?: string): Step {
   const certs = certificatePaths(env)!;
   const lines = [SYSTEM_FUNCTIONS, `ensure_dir ${quote(L.acmeWebroot)} 0755 root:root`];
   // RFC 7919 ffdhe2048, as Mozilla recommends: named group output by OpenSSL itself, nothing downloaded.
-  // Shared by every app's site; made once, beside the file then renamed, so a concurrent provision never reads half of it.
+  // Shared by every app's site; made beside the file then renamed, so a concurrent provision never reads half
+  // of it, and a file cut short (full disk) never reaches nginx.
   lines.push(String.raw`if [ ! -s /etc/nginx/dhparams.pem ]; then
   dh=$(mktemp /etc/nginx/.dhparams.XXXXXX)
   openssl genpkey -genparam -algorithm DH -pkeyopt group:ffdhe2048 -out "$dh" 2>/dev/null \
     || openssl genpkey -genparam -algorithm DH -pkeyopt dh_param:ffdhe2048 -out "$dh" 2>/dev/null \
-    || openssl dhparam -out "$dh" 2048 2>/dev/null
+    || openssl dhparam -out "$dh" 2048 2>/dev/null \
+    || { rm -f "$dh"; exit 1; }
   chmod 0644 "$dh"
   mv -f "$dh" /etc/nginx/dhparams.pem
   CHANGED=1
@@ -76,11 +78,18 @@ export function selfSignedCertificate(env: Environment, force = false): string {
   const certs = certificatePaths(env)!;
   const domain = env.config.domain ?? env.config.app;
   const when = force ? 'true' : `[ ! -s ${quote(certs.cert)} ] || ! openssl x509 -in ${quote(certs.cert)} -noout -checkend 2592000 >/dev/null`;
+  // Key and certificate made beside the live ones (the key private from creation), then renamed over them.
   return String.raw`if ${when}; then
   install -d -m 0755 ${quote(L.selfSignedDir)}
-  openssl req -x509 -newkey rsa:2048 -nodes -days 825 -subj ${quote(`/CN=${domain}`)} -addext ${quote(`subjectAltName=DNS:${domain}`)} \
-    -keyout ${quote(certs.key)} -out ${quote(certs.cert)} 2>/dev/null
-  chmod 0600 ${quote(certs.key)}
+  if ! (umask 077; openssl req -x509 -newkey rsa:2048 -nodes -days 825 -subj ${quote(`/CN=${domain}`)} -addext ${quote(`subjectAltName=DNS:${domain}`)} \
+    -keyout ${quote(`${certs.key}.new`)} -out ${quote(`${certs.cert}.new`)} 2>/dev/null); then
+    rm -f ${quote(`${certs.key}.new`)} ${quote(`${certs.cert}.new`)}
+    echo "could not make a self-signed certificate (full disk?)" >&2
+    exit 1
+  fi
+  chmod 0644 ${quote(`${certs.cert}.new`)}
+  mv -f ${quote(`${certs.key}.new`)} ${quote(certs.key)}
+  mv -f ${quote(`${certs.cert}.new`)} ${quote(certs.cert)}
   CHANGED=1
 fi`;
 }

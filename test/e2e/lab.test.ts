@@ -21,6 +21,7 @@ import {
   NETWORKS_DIR,
   paths,
   querySql,
+  setFreeSpace,
   snapshotHost,
   sshArgs,
   sshRun,
@@ -497,4 +498,44 @@ describe('sample app, run on this machine against the lab database', () => {
     expect(page.body).toContain('<p id="error">The API is unavailable: /version unreachable (ECONNREFUSED).</p>');
     web.proc.kill('SIGTERM');
   });
+});
+
+// ---- a private network and a small filesystem ------------------------------------------------------
+
+describe('a private network between two hosts, and a small filesystem', () => {
+  const lan = `l${id}`.slice(0, 12);
+  let a: Host | undefined;
+  let b: Host | undefined;
+  afterAll(async () => {
+    await remove(a, b);
+  });
+
+  it('hosts on a LAN reach each other there, the machine does not; a small filesystem fills up like a disk; nothing is left afterwards', async () => {
+    [a, b] = await Promise.all([
+      upHost({ name: `lab-la-${id}`, fresh: true, lans: [lan], filesystems: [{ path: '/srv', sizeMb: 8, inodes: 1000 }] }),
+      upHost({ name: `lab-lb-${id}`, fresh: true, lans: [lan] }),
+    ]);
+    const there = b!.lans[lan]!;
+    expect(there).toMatch(/^10\.228\.\d+\.\d+$/);
+    expect(a!.lans[lan]!.split('.').slice(0, 3)).toEqual(there.split('.').slice(0, 3));
+    // b's sshd answers a on the LAN; the machine has no route there.
+    expect((await sshRun(a!, `timeout 5 bash -c 'exec 3<>/dev/tcp/${there}/22 && head -c 7 <&3'`)).stdout).toBe('SSH-2.0');
+    // From the machine: no route (the lab's unreachable route; nothing leaves the machine).
+    expect((await run('ip', ['route', 'get', there], { allowFailure: true })).stderr).toMatch(/No route to host|unreachable/i);
+    const df = await sshRun(a!, 'df -Pk /srv | tail -1; df -Pi /srv | tail -1');
+    expect(df.stdout).toMatch(/^\S+\s+8192\s/m);
+    expect(df.stdout).toMatch(/^\S+\s+1000\s/m);
+    await setFreeSpace(a!.name, '/srv', { mb: 1 });
+    const full = await sshRun(a!, 'sudo dd if=/dev/zero of=/srv/fill bs=1M count=4 2>&1', { allowFailure: true });
+    expect(full.code).not.toBe(0);
+    expect(full.stdout).toContain('No space left on device');
+    await setFreeSpace(a!.name, '/srv');
+    expect((await sshRun(a!, 'sudo rm -f /srv/fill && sudo dd if=/dev/zero of=/srv/fill bs=1M count=4 2>&1', { allowFailure: true })).code).toBe(0);
+    const lanNetns = `/run/netns/opsth-lan-${lan}`;
+    expect(existsSync(lanNetns)).toBe(true);
+    await remove(a, b);
+    expect(existsSync(lanNetns)).toBe(false); // went with its last host
+    expect(readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain(`${a!.name}.fs`);
+    a = b = undefined;
+  }, 300_000);
 });

@@ -1,7 +1,7 @@
 // Shared by the end-to-end tests: a scratch project with an environment pointing at lab hosts, the sample
 // app's repository, a provisioned host snapshot built once per machine, and small probes.
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
@@ -13,7 +13,8 @@ import { provisionNginx } from '../../core/steps/nginx.ts';
 import { appUser, installPackages, runtimes, supervisorService } from '../../core/steps/system.ts';
 import { makeAppRepo } from '../fixtures/app/make-repo.ts';
 import { rootfsTarball } from '../hosts/lab.ts';
-import { createDatabase, downHost, listSnapshots, paths, snapshotHost, sshRun, upHost, type Host } from '../hosts/index.ts';
+import { createDatabase, downHost, listSnapshots, paths, snapshotHost, sshRun, upHost, withLabLock, type Host, type UpHostOptions } from '../hosts/index.ts';
+import { quote } from '../../core/shell.ts';
 
 export const APP = 'sample';
 
@@ -92,42 +93,54 @@ export async function provisionedSnapshot(): Promise<string> {
   const scripts = [installPackages(env), runtimes(env), appUser(env, 'deploy'), supervisorService(), provisionNginx(env, false)].map((s) => s.script).join('\n');
   const key = createHash('sha256').update(rootfsTarball('bookworm')).update(scripts).digest('hex').slice(0, 12);
   const name = `provisioned-${key}`;
-  const lock = join(paths.run, `build-${name}.lock`);
-  mkdirSync(paths.run, { recursive: true });
-  for (;;) {
-    if (listSnapshots().some((s) => s.name === name)) return name;
-    try {
-      mkdirSync(lock);
-      break;
-    } catch {
-      // Another test file is building it; a lock older than 15 minutes belongs to a dead run.
+  if (listSnapshots().some((s) => s.name === name)) return name;
+  // One builder per machine; the others wait (saying for whom), and take over from a builder that died.
+  return withLabLock(
+    `snapshot-${name}`,
+    async () => {
+      if (listSnapshots().some((s) => s.name === name)) return name; // built by the holder before us
+      const host = await upHost({ name: `snap${key.slice(0, 4)}`, fresh: true, owner: process.env.OPS_TESTHOSTS_OWNER });
       try {
-        if (Date.now() - statSync(lock).mtimeMs > 15 * 60_000) rmdirSync(lock);
-      } catch {}
-      await new Promise((r) => setTimeout(r, 2000));
-    }
-  }
-  try {
-    if (listSnapshots().some((s) => s.name === name)) return name;
-    const host = await upHost({ name: `snap${key.slice(0, 4)}`, fresh: true, owner: process.env.OPS_TESTHOSTS_OWNER });
-    try {
-      const project = makeProject('snap', testConfig([host], '/nonexistent', 'postgresql://x'));
-      await provision(project.ctx(), project.env());
-      project.cleanup();
-      await snapshotHost(host.name, name);
-    } finally {
-      await downHost(host.name, { purge: true });
-    }
-    return name;
-  } finally {
-    rmdirSync(lock);
-  }
+        const project = makeProject('snap', testConfig([host], '/nonexistent', 'postgresql://x'));
+        await provision(project.ctx(), project.env());
+        project.cleanup();
+        await snapshotHost(host.name, name);
+      } finally {
+        await downHost(host.name, { purge: true });
+      }
+      return name;
+    },
+    { purpose: `building the provisioned snapshot ${name} (a host provisioned once, a few minutes)` },
+  );
 }
 
-/** A host started from the provisioned snapshot, named uniquely for this test run. */
-export async function readyHost(prefix: string): Promise<Host> {
+/** A host started from the provisioned snapshot, named uniquely for this test run; `options`: more of upHost's. */
+export async function readyHost(prefix: string, options: Pick<UpHostOptions, 'filesystems' | 'lans'> = {}): Promise<Host> {
   const from = await provisionedSnapshot();
-  return upHost({ name: `${prefix}${process.pid % 1000}`, from, fresh: true, owner: process.env.OPS_TESTHOSTS_OWNER });
+  return upHost({ name: `${prefix}${process.pid % 1000}`, from, fresh: true, owner: process.env.OPS_TESTHOSTS_OWNER, ...options });
+}
+
+/** Replace sshd's drop-in configuration of the test (sshd_config.d/60-test.conf; none when `lines` is empty), then reload sshd. */
+export async function configureSshd(host: Host, lines: string[]): Promise<void> {
+  // A reload re-executes sshd: wait until it listens again, so the next login is not refused.
+  await sshRun(
+    host,
+    `printf '%s\\n' ${lines.map(quote).join(' ') || "''"} | sudo tee /etc/ssh/sshd_config.d/60-test.conf >/dev/null && sudo sshd -t && sudo systemctl reload ssh && sleep 0.5 && for i in $(seq 50); do ss -Hltn 'sport = :22' | grep -q . && break; sleep 0.1; done`,
+  );
+}
+
+/**
+ * Make the deploy login's shell chatty, as real servers are: ~/.bashrc printing to stdout and stderr before
+ * its interactive guard (a greeting, a line without a newline), a MOTD and an sshd Banner. `false` undoes it.
+ */
+export async function chattyLogin(host: Host, on: boolean): Promise<void> {
+  const greeting = ['echo "Welcome to $(hostname), $(date +%A)!"', 'echo "[bashrc] loading profile..." >&2', "printf 'no newline here'"].join('\n');
+  await sshRun(
+    host,
+    on
+      ? `cp -n ~/.bashrc ~/.bashrc.orig && { printf '%s\\n' ${quote(greeting)}; cat ~/.bashrc.orig; } > ~/.bashrc.new && mv ~/.bashrc.new ~/.bashrc && echo 'Authorised use only (motd)' | sudo tee /etc/motd >/dev/null && echo 'Authorised use only (banner)' | sudo tee /etc/ssh/ops-test-banner >/dev/null`
+      : 'if [ -f ~/.bashrc.orig ]; then mv ~/.bashrc.orig ~/.bashrc; fi',
+  );
 }
 
 /** GET through nginx on the host: status and body. */

@@ -23,6 +23,7 @@ import {
   upHost,
   type Host,
   type Init,
+  type SmallFilesystem,
   type Suite,
 } from './index.ts';
 
@@ -30,8 +31,10 @@ const USAGE = `usage: npm run hosts -- <command> [options]
 
   check                         root and every program the lab needs (prints the apt command if not)
   build [--suite S] [--force]   build the cached root filesystem (bookworm default; bullseye)
-  up NAME... [--suite S] [--init systemd|chroot] [--from SNAPSHOT] [--fresh] [--octet N]
-                                bring hosts up (kept root filesystems are reused unless --fresh)
+  up NAME... [--suite S] [--init systemd|chroot] [--from SNAPSHOT] [--fresh] [--octet N] [--fs PATH:MB[:INODES]]... [--lan NAME]...
+                                bring hosts up (kept root filesystems are reused unless --fresh);
+                                --fs gives PATH a small filesystem of its own (tmpfs: size, inodes);
+                                --lan joins a private network (hosts on it reach each other; the machine does not)
   down NAME... [--purge]        stop hosts (--purge also deletes their root filesystems)
   down --all [--purge]          everything: hosts, services, namespaces, addresses (caches stay)
   status [--json]               hosts, services, cached root filesystems, snapshots
@@ -44,8 +47,15 @@ const USAGE = `usage: npm run hosts -- <command> [options]
 
 const CLI_LEASE = 'cli';
 
+/** --fs /srv:200:20000 → { path: '/srv', sizeMb: 200, inodes: 20000 } (checked by upHost). */
+function parseFilesystem(spec: string): SmallFilesystem {
+  const [path = '', size = '', inodes] = spec.split(':');
+  return { path, sizeMb: Number(size), ...(inodes !== undefined && { inodes: Number(inodes) }) };
+}
+
 function printHost(h: Host): void {
   console.log(`${h.name.padEnd(12)} ${h.address.padEnd(12)} ${h.init.padEnd(8)} ${h.suite.padEnd(9)} ${h.hostKey.slice(0, 40)}...`);
+  for (const [lan, address] of Object.entries(h.lans)) console.log(`  on private network ${lan}: ${address}`);
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -69,6 +79,8 @@ async function main(argv: string[]): Promise<number> {
       from: { type: 'string' },
       fresh: { type: 'boolean' },
       octet: { type: 'string' },
+      fs: { type: 'string', multiple: true },
+      lan: { type: 'string', multiple: true },
       purge: { type: 'boolean' },
       all: { type: 'boolean' },
       force: { type: 'boolean' },
@@ -104,6 +116,8 @@ async function main(argv: string[]): Promise<number> {
           from: values.from,
           fresh: values.fresh,
           octet: values.octet === undefined ? undefined : Number(values.octet),
+          ...(values.fs && { filesystems: values.fs.map(parseFilesystem) }),
+          ...(values.lan && { lans: values.lan }),
         });
         printHost(host);
         console.log(`  up in ${((Date.now() - started) / 1000).toFixed(1)} s; log in: npm run hosts -- ssh ${host.name}`);

@@ -120,7 +120,7 @@ export async function ensureDatabase(): Promise<DatabaseServer> {
       );
     }
     writePidFile(pidFile(), record);
-  });
+  }, { purpose: 'starting PostgreSQL' });
   return { host: SERVICES_ADDRESS, port: POSTGRES_PORT, version };
 }
 

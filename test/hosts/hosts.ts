@@ -28,6 +28,27 @@ export interface UpHostOptions {
   fresh?: boolean;
   /** Recorded with the host; `downAll({ owner })` removes only that owner's hosts (a test run's safety net). */
   owner?: string;
+  /**
+   * Directories of the host that get a small filesystem of their own (a tmpfs limited in size and inodes),
+   * e.g. `[{ path: '/srv', sizeMb: 200, inodes: 20000 }]`: to fill a disk in a test without filling the
+   * machine's. Seeded with what the root filesystem holds there; kept while the host is stopped, like a disk;
+   * removed by `downHost(name, { purge: true })`.
+   */
+  filesystems?: SmallFilesystem[];
+  /**
+   * Private networks ("LANs") the host joins, beside its link to the machine: each is a bridge in a network
+   * namespace of its own, that the machine has no address or route in. Hosts on the same LAN reach each other
+   * there (e.g. a bastion and a host only it can reach); the host's address on it is in `Host.lans`.
+   */
+  lans?: string[];
+}
+
+export interface SmallFilesystem {
+  /** Absolute path inside the host ("/srv"). */
+  path: string;
+  sizeMb: number;
+  /** Inode limit (default: the kernel's, about one per 4 KiB page of memory). */
+  inodes?: number;
 }
 
 export interface Host {
@@ -51,6 +72,9 @@ export interface Host {
   /** Its network namespace (`ip netns exec <netns> ...` runs a command inside its network). */
   netns: string;
   owner?: string;
+  filesystems: SmallFilesystem[];
+  /** LAN name → the host's address on it (interface eth1, eth2... in the order given). */
+  lans: Record<string, string>;
 }
 
 interface HostMeta {
@@ -61,6 +85,9 @@ interface HostMeta {
   /** What the root filesystem was made from: `rootfs:<tarball>` or `snapshot:<name>`. */
   origin: string;
   owner?: string;
+  filesystems?: SmallFilesystem[];
+  /** Each LAN joined, with the 10.N.0.0/24 network it had when the host started. */
+  lans?: { name: string; octet: number }[];
 }
 
 const NAME = /^[a-z](?:[a-z0-9-]{0,30}[a-z0-9])?$/;
@@ -88,8 +115,21 @@ const knownHostsFile = (name: string) => join(paths.hostsDir, `${name}.known_hos
 const pidFile = (name: string) => join(paths.run, 'hosts', `${name}.pid`);
 const hostLog = (name: string) => join(paths.logsDir, `host-${name}.log`);
 const octetDir = (octet: number) => join(NETWORKS_DIR, String(octet));
+/** Where a host's small filesystem for `path` is mounted on the machine (outside its root: a purge of the root never crosses it). */
+const filesystemDir = (name: string, path: string) => join(paths.hostsDir, `${name}.fs`, path.replace(/^\/+/, '').replace(/\//g, '_'));
 /** Machine-wide name of a host for network reservations: its root filesystem's path (unique across labs). */
 const reservationOwner = (name: string) => rootDir(name);
+const lanNs = (lan: string) => `opsth-${labTag()}lan-${lan}`;
+/** A LAN's network reservation names it, so a host never takes it over while the LAN's namespace exists. */
+const lanOwner = (lan: string) => `lan ${lanNs(lan)} ${join(paths.state, 'lans', lan)}`;
+/**
+ * LANs use 10.228.L.0/24, apart from the hosts' 10.N.0.0/24 (the machine routes those to their hosts: a LAN
+ * there would be reachable). Host N's address on LAN L: 10.228.L.N.
+ */
+const LAN_PREFIX = '10.228';
+const lanAddress = (lanOctet: number, hostOctet: number) => `${LAN_PREFIX}.${lanOctet}.${hostOctet}`;
+/** LAN reservations sit beside the hosts' networks, named lan-L (machine-wide, like them). */
+const lanDir = (octet: number) => join(NETWORKS_DIR, `lan-${octet}`);
 /** Namespaces this lab created, so a sweep after a crash removes its own and never another lab's. */
 const netnsRecord = (ns: string) => join(paths.run, 'netns', ns);
 
@@ -120,6 +160,8 @@ function hostInfo(meta: HostMeta): Host {
     root,
     netns: netnsName(meta.name),
     owner: meta.owner,
+    filesystems: meta.filesystems ?? [],
+    lans: Object.fromEntries((meta.lans ?? []).map((l) => [l.name, lanAddress(l.octet, meta.octet)])),
   };
 }
 
@@ -205,6 +247,25 @@ async function foreignOctets(): Promise<Set<number>> {
 }
 
 /**
+ * Claim a reservation (an atomic mkdir, then its owner file): true when claimed now, else who holds it ('' while
+ * its owner file is being written, or left empty by a crash).
+ */
+function claim(dir: string, me: string): true | string {
+  try {
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'owner'), me);
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+  }
+  try {
+    return readFileSync(join(dir, 'owner'), 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
+
+/**
  * Reserve 10.<octet>.0.0/24 for `name`: an atomic mkdir in the machine-wide networks dir, so two test processes
  * (or two labs) never get the same network. A reservation of a crashed run (no link, older than a minute) is
  * taken over.
@@ -221,22 +282,13 @@ async function reserveOctet(name: string, wanted?: number): Promise<number> {
       continue;
     }
     const dir = octetDir(octet);
-    try {
-      mkdirSync(dir);
-      writeFileSync(join(dir, 'owner'), me);
+    const owner = claim(dir, me);
+    if (owner === true) {
       if (!(await linkExists(vethName(octet)))) return octet;
       // Its link exists without a reservation (left by a crash before the reservation was made): not free.
       rmSync(dir, { recursive: true, force: true });
       if (wanted !== undefined) throw new OpsError(`10.${octet}.0.0/24 is in use (link ${vethName(octet)} exists)`, 'npm run hosts -- status; npm run hosts -- down --all removes leftovers');
       continue;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-    }
-    let owner = '';
-    try {
-      owner = readFileSync(join(dir, 'owner'), 'utf8').trim();
-    } catch {
-      /* being written, or left empty by a crash */
     }
     if (owner === me) return octet;
     let age = 0;
@@ -264,6 +316,76 @@ function releaseOctet(name: string, octet: number): void {
     return;
   }
   rmSync(dir, { recursive: true, force: true });
+}
+
+/**
+ * The LAN's bridge, in a namespace of its own (made on first use): its octet L (10.228.L.0/24), reserved by
+ * atomic mkdir; a reservation whose namespace is gone (a crash) is taken over.
+ */
+async function ensureLan(lan: string): Promise<number> {
+  checkHostName(lan);
+  return withLock(
+    `lan-${lan}`,
+    async () => {
+      const ns = lanNs(lan);
+      const me = lanOwner(lan);
+      mkdirSync(NETWORKS_DIR, { recursive: true });
+      let octet: number | undefined;
+      for (let o = 1; o <= 254 && octet === undefined; o++) {
+        const dir = lanDir(o);
+        const owner = claim(dir, me);
+        if (owner === true || owner === me) octet = o;
+        else if (owner.startsWith('lan ') && !(await netnsExists(owner.split(' ')[1]!)) && Date.now() - lstatSync(dir).mtimeMs > 60_000) {
+          writeFileSync(join(dir, 'owner'), me);
+          octet = o;
+        }
+      }
+      if (octet === undefined) throw new OpsError('no free private network left (10.228.1-254.0/24 all taken)', 'take hosts down: npm run hosts -- down --all');
+      // The machine must never send anything towards a LAN (its default route would take it off the machine):
+      // an unreachable route makes a connection from here fail at once, as from outside a private network.
+      await run('ip', ['route', 'replace', 'unreachable', `${LAN_PREFIX}.0.0/16`]);
+      if (await netnsExists(ns)) return octet;
+      mkdirSync(dirname(netnsRecord(ns)), { recursive: true });
+      writeFileSync(netnsRecord(ns), `lan ${lan} ${octet}\n`);
+      await run('ip', ['netns', 'add', ns]);
+      await run('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+      await run('ip', ['-n', ns, 'link', 'add', 'br0', 'type', 'bridge']);
+      await run('ip', ['-n', ns, 'link', 'set', 'br0', 'up']);
+      return octet;
+    },
+    { purpose: `making private network ${lan}` },
+  );
+}
+
+/** Remove a LAN nobody is on any more (its last host's link went with that host's namespace). */
+async function dropLanIfUnused(lan: string, octet: number): Promise<void> {
+  const ns = lanNs(lan);
+  if (await netnsExists(ns)) {
+    const links = await run('ip', ['-n', ns, '-o', 'link', 'show', 'type', 'veth'], { allowFailure: true });
+    if (links.stdout.trim()) return;
+    await run('ip', ['netns', 'del', ns], { allowFailure: true });
+  }
+  rmSync(netnsRecord(ns), { force: true });
+  try {
+    if (readFileSync(join(lanDir(octet), 'owner'), 'utf8').trim() === lanOwner(lan)) rmSync(lanDir(octet), { recursive: true, force: true });
+  } catch {
+    /* not reserved any more */
+  }
+  // The last LAN on the machine (of any lab): its unreachable route goes too.
+  if (!readdirSync(NETWORKS_DIR).some((d) => d.startsWith('lan-'))) await run('ip', ['route', 'del', 'unreachable', `${LAN_PREFIX}.0.0/16`], { allowFailure: true });
+}
+
+/** Join the host's namespace to each LAN: a veth from the LAN's bridge, eth1, eth2... inside, address 10.L.0.N. */
+async function joinLans(name: string, octet: number, lans: { name: string; octet: number }[]): Promise<void> {
+  for (const [i, lan] of lans.entries()) {
+    const ns = lanNs(lan.name);
+    const dev = `eth${i + 1}`;
+    await run('ip', ['-n', ns, 'link', 'add', `h${octet}`, 'type', 'veth', 'peer', 'name', dev, 'netns', netnsName(name)]);
+    await run('ip', ['-n', ns, 'link', 'set', `h${octet}`, 'master', 'br0']);
+    await run('ip', ['-n', ns, 'link', 'set', `h${octet}`, 'up']);
+    await run('ip', ['-n', netnsName(name), 'addr', 'add', `${lanAddress(lan.octet, octet)}/24`, 'dev', dev]);
+    await run('ip', ['-n', netnsName(name), 'link', 'set', dev, 'up']);
+  }
 }
 
 async function setUpNetwork(name: string, octet: number): Promise<void> {
@@ -305,6 +427,72 @@ async function tearDownNetwork(name: string, octet: number | undefined): Promise
   rmSync(netnsRecord(ns), { force: true });
 }
 
+// ---- small filesystems ------------------------------------------------------------------------------
+
+function isMountPoint(dir: string): boolean {
+  return readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .some((l) => l.split(' ')[4]?.replace(/\\040/g, ' ') === dir);
+}
+
+export function checkFilesystems(list: SmallFilesystem[]): SmallFilesystem[] {
+  for (const f of list) {
+    if (!/^\/[a-z0-9_][a-z0-9_./-]*$/i.test(f.path) || f.path.includes('..') || f.path === '/')
+      throw new OpsError(`invalid filesystem path ${JSON.stringify(f.path)}`, 'an absolute directory of the host other than /, e.g. /srv');
+    if (!Number.isInteger(f.sizeMb) || f.sizeMb < 1 || f.sizeMb > 65536) throw new OpsError(`invalid size for ${f.path}: ${f.sizeMb} MB`, 'a whole number of MB, 1-65536');
+    if (f.inodes !== undefined && !(Number.isInteger(f.inodes) && f.inodes >= 16)) throw new OpsError(`invalid inode limit for ${f.path}: ${f.inodes}`, 'a whole number, 16 or more');
+  }
+  return list;
+}
+
+/**
+ * Mount each small filesystem on the machine (a tmpfs with its size and inode limits), seeded with the root
+ * filesystem's content there, unless it is mounted already (a restarted host keeps its content).
+ */
+async function mountFilesystems(meta: HostMeta, root: string): Promise<void> {
+  for (const f of meta.filesystems ?? []) {
+    const dir = filesystemDir(meta.name, f.path);
+    if (isMountPoint(dir)) continue;
+    mkdirSync(dir, { recursive: true });
+    mkdirSync(join(root, f.path), { recursive: true });
+    await run('mount', ['-t', 'tmpfs', '-o', `size=${f.sizeMb}m${f.inodes ? `,nr_inodes=${f.inodes}` : ''},mode=0755`, `ops-${meta.name}`, dir]);
+    await run('cp', ['-a', '--', `${join(root, f.path)}/.`, `${dir}/`], { timeoutMs: 5 * 60_000 });
+  }
+}
+
+async function unmountFilesystems(name: string): Promise<void> {
+  const base = join(paths.hostsDir, `${name}.fs`);
+  if (!existsSync(base)) return;
+  for (const d of readdirSync(base)) {
+    const dir = join(base, d);
+    if (isMountPoint(dir)) await run('umount', ['-l', dir], { allowFailure: true });
+  }
+  rmSync(base, { recursive: true, force: true });
+}
+
+/**
+ * Leave only `free` space and inodes on a host's small filesystem (a disk nearly full, without writing a
+ * filler: tmpfs is resized in place to what it holds plus `free`); `free` undefined puts its limits back.
+ * Works on a running host: the next write past the limit fails with ENOSPC, as on a full disk.
+ */
+export async function setFreeSpace(name: string, path: string, free?: { mb?: number; inodes?: number }): Promise<void> {
+  const meta = readMeta(checkHostName(name));
+  const fs = meta?.filesystems?.find((f) => f.path === path);
+  const dir = filesystemDir(name, path);
+  if (!fs || !isMountPoint(dir)) throw new OpsError(`test host ${name} has no small filesystem at ${path}`, 'give it one: upHost({ filesystems: [{ path, sizeMb }] })');
+  let options = `size=${fs.sizeMb}m${fs.inodes ? `,nr_inodes=${fs.inodes}` : ''}`;
+  if (free) {
+    const usedKb = Number((await run('df', ['-Pk', dir])).stdout.split('\n')[1]!.split(/\s+/)[2]);
+    const usedInodes = Number((await run('df', ['-Pi', dir])).stdout.split('\n')[1]!.split(/\s+/)[2]);
+    options = [free.mb !== undefined && `size=${usedKb + Math.round(free.mb * 1024)}k`, free.inodes !== undefined && `nr_inodes=${usedInodes + free.inodes}`].filter(Boolean).join(',');
+  }
+  if (options) await run('mount', ['-o', `remount,${options}`, dir]);
+}
+
+/** systemd-nspawn arguments (or chroot mounts) that put each small filesystem at its path in the host. */
+const bindArgs = (meta: HostMeta) => (meta.filesystems ?? []).map((f) => `--bind=${filesystemDir(meta.name, f.path)}:${f.path}`);
+const bindMounts = (meta: HostMeta, root: string) => (meta.filesystems ?? []).map((f) => `mount --bind ${quote(filesystemDir(meta.name, f.path))} ${quote(join(root, f.path))}`);
+
 // ---- starting and stopping -----------------------------------------------------------------------
 
 function startHost(meta: HostMeta): void {
@@ -330,6 +518,7 @@ function startHost(meta: HostMeta): void {
         '--resolv-conf=off',
         '--timezone=off',
         '--link-journal=no',
+        ...bindArgs(meta),
       ],
       log,
     );
@@ -344,6 +533,7 @@ function startHost(meta: HostMeta): void {
       `mount -t tmpfs -o mode=1777 tmpfs ${r}/dev/shm`,
       `mount -t tmpfs -o mode=755 tmpfs ${r}/run`,
       `mkdir -p ${r}/run/sshd ${r}/run/lock`,
+      ...bindMounts(meta, root),
       `hostname ${quote(meta.name)}`,
       `exec chroot ${r} /usr/sbin/sshd -D -e`,
     ].join('\n');
@@ -364,6 +554,7 @@ async function stopHost(name: string, meta: HostMeta | undefined): Promise<void>
   // systemd-nspawn's image lock next to the root dir; it stays behind when nspawn was killed.
   rmSync(join(paths.hostsDir, `.#${name}.lck`), { force: true });
   await tearDownNetwork(name, meta?.octet);
+  for (const lan of meta?.lans ?? []) await dropLanIfUnused(lan.name, lan.octet);
 }
 
 function tcpOpen(address: string, port: number, timeoutMs = 1000): Promise<boolean> {
@@ -447,10 +638,13 @@ export async function upHost(options: UpHostOptions): Promise<Host> {
   }
   await ensureLab({ suites: options.from ? [] : [suite] });
 
+  const filesystems = options.filesystems && checkFilesystems(options.filesystems);
   return withLock(`host-${name}`, async () => {
     const old = readMeta(name);
+    const otherFilesystems = filesystems !== undefined && JSON.stringify(filesystems) !== JSON.stringify(old?.filesystems ?? []);
+    const otherLans = options.lans !== undefined && JSON.stringify(options.lans) !== JSON.stringify((old?.lans ?? []).map((l) => l.name));
     if (isHostRunning(name) && old) {
-      if (options.fresh || old.init !== init || old.origin !== origin || (options.octet !== undefined && options.octet !== old.octet)) {
+      if (options.fresh || old.init !== init || old.origin !== origin || (options.octet !== undefined && options.octet !== old.octet) || otherFilesystems || otherLans) {
         throw new OpsError(`test host "${name}" is already up with other settings (${old.init}, ${old.origin}, 10.${old.octet}.0.2)`, `take it down first: npm run hosts -- down ${name}`);
       }
       return hostInfo(old);
@@ -459,6 +653,8 @@ export async function upHost(options: UpHostOptions): Promise<Host> {
     await stopHost(name, old);
     const root = rootDir(name);
     const reuse = !options.fresh && old && old.origin === origin && existsSync(join(root, 'etc/ssh/ssh_host_ed25519_key.pub'));
+    // Small filesystems hold what the root held there: a new root, or other limits, start them again.
+    if (!reuse || otherFilesystems) await unmountFilesystems(name);
     if (!reuse) {
       await removeTree(root);
       rmSync(metaFile(name), { force: true });
@@ -469,14 +665,21 @@ export async function upHost(options: UpHostOptions): Promise<Host> {
       if (options.octet === undefined && reuse) return reserveOctet(name); // its old network is gone: take another
       throw e;
     });
-    const meta: HostMeta = { name, octet, suite, init, origin, owner: options.owner ?? process.env.OPS_TESTHOSTS_OWNER ?? old?.owner };
+    const lanNames = options.lans ?? (reuse ? old?.lans?.map((l) => l.name) : undefined) ?? [];
+    const lans: { name: string; octet: number }[] = [];
+    for (const lan of lanNames) lans.push({ name: lan, octet: await ensureLan(lan) });
+    const meta: HostMeta = { name, octet, suite, init, origin, owner: options.owner ?? process.env.OPS_TESTHOSTS_OWNER ?? old?.owner, filesystems: filesystems ?? (reuse ? old?.filesystems : undefined), lans };
     if (!meta.owner) delete meta.owner;
+    if (!meta.filesystems?.length) delete meta.filesystems;
+    if (!meta.lans?.length) delete meta.lans;
     writeFileSync(metaFile(name), `${JSON.stringify(meta, null, 2)}\n`);
     await configure(meta, root);
     const info = hostInfo(meta);
     writeFileSync(info.knownHostsFile, `${info.address} ${info.hostKey}\n`);
     try {
+      await mountFilesystems(meta, root);
       await setUpNetwork(name, octet);
+      await joinLans(name, octet, lans);
       startHost(meta);
       await waitUntilReady(info);
     } catch (e) {
@@ -484,7 +687,7 @@ export async function upHost(options: UpHostOptions): Promise<Host> {
       throw e;
     }
     return info;
-  });
+  }, { purpose: `starting test host ${name}` });
 }
 
 async function waitUntilReady(host: Host): Promise<void> {
@@ -518,12 +721,13 @@ export async function downHost(name: string, options: { purge?: boolean } = {}):
     await stopHost(name, meta);
     if (meta) releaseOctet(name, meta.octet);
     if (options.purge) {
+      await unmountFilesystems(name);
       await removeTree(rootDir(name));
       rmSync(metaFile(name), { force: true });
       rmSync(knownHostsFile(name), { force: true });
       rmSync(hostLog(name), { force: true });
     }
-  });
+  }, { purpose: `stopping test host ${name}` });
 }
 
 export interface HostStatus {
@@ -560,7 +764,12 @@ export async function downHosts(options: { purge?: boolean; owner?: string } = {
   if (options.owner !== undefined) return hosts.map((h) => h.name);
   const records = join(paths.run, 'netns');
   for (const ns of existsSync(records) ? readdirSync(records) : []) {
-    const [name, octet] = readFileSync(join(records, ns), 'utf8').trim().split(' ');
+    const fields = readFileSync(join(records, ns), 'utf8').trim().split(' ');
+    if (fields[0] === 'lan') {
+      await dropLanIfUnused(fields[1]!, Number(fields[2]));
+      continue;
+    }
+    const [name, octet] = fields;
     if (name && !isHostRunning(name)) await tearDownNetwork(name, octet ? Number(octet) : undefined);
     else if (!name) rmSync(join(records, ns), { force: true });
   }
@@ -569,6 +778,12 @@ export async function downHosts(options: { purge?: boolean; owner?: string } = {
     try {
       owner = readFileSync(join(NETWORKS_DIR, o, 'owner'), 'utf8').trim();
     } catch {
+      continue;
+    }
+    if (o.startsWith('lan-')) {
+      // A LAN of this lab whose namespace is gone (a crash): its reservation goes too.
+      const [, ns = '', path = ''] = owner.split(' ');
+      if (dirname(path) === join(paths.state, 'lans') && !(await netnsExists(ns))) rmSync(join(NETWORKS_DIR, o), { recursive: true, force: true });
       continue;
     }
     if (dirname(owner) !== paths.hostsDir) continue; // another lab's

@@ -10,11 +10,12 @@ import { pebbleStatus } from './pebble.ts';
 import { clearLeases, leases, stopServices } from './services.ts';
 
 export { ensureLab, ensureRootfs, requireRoot, requireTools, SUITES, ROOTFS_PACKAGES, type Lab, type Suite } from './lab.ts';
-export { upHost, downHost, downHosts, getHost, listHosts, snapshotHost, listSnapshots, deleteSnapshot, sshArgs, sshRun, type Host, type HostStatus, type Init, type UpHostOptions } from './hosts.ts';
+export { upHost, downHost, setFreeSpace, downHosts, getHost, listHosts, snapshotHost, listSnapshots, deleteSnapshot, sshArgs, sshRun, type Host, type HostStatus, type Init, type SmallFilesystem, type UpHostOptions } from './hosts.ts';
 export { ensureDatabase, createDatabase, dropDatabase, querySql, type Database, type DatabaseServer } from './database.ts';
 export { ensurePebble, type Pebble } from './pebble.ts';
 export { acquireLab, releaseLab, leases, stopServices } from './services.ts';
 export { paths, SERVICES_ADDRESS, SANDBOX_OCTET, NETWORKS_DIR } from './paths.ts';
+export { withLock as withLabLock, type LabLockOptions } from './proc.ts';
 
 /** Everything down: all hosts, all services, leftover namespaces/links/addresses this lab named. Caches stay. */
 export async function downAll(options: { purge?: boolean } = {}): Promise<string[]> {

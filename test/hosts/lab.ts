@@ -176,7 +176,7 @@ export async function ensureRootfs(suite: Suite, options: { force?: boolean; log
     }
     options.log?.(`built ${tarball} in ${((Date.now() - started) / 1000).toFixed(0)} s`);
     return tarball;
-  });
+  }, { purpose: `building the ${suite} root filesystem (mmdebstrap, about 90 s)`, log: options.log });
 }
 
 // ---- services address and apt proxy --------------------------------------------------------------
@@ -198,7 +198,7 @@ export async function ensureServicesAddress(): Promise<void> {
     await run('ip', ['addr', 'add', `${SERVICES_ADDRESS}/32`, 'dev', 'lo']);
     mkdirSync(paths.run, { recursive: true });
     writeFileSync(addressMarker(), `${SERVICES_ADDRESS}/32 dev lo\n`);
-  });
+  }, { purpose: `adding the services address ${SERVICES_ADDRESS}` });
 }
 
 /** Remove the services address, only if this lab added it. */
@@ -260,7 +260,7 @@ export async function ensureAptProxy(): Promise<string> {
       );
     }
     writePidFile(aptPidFile(), record);
-  });
+  }, { purpose: 'starting the apt proxy' });
   return aptProxyUrl;
 }
 

@@ -133,7 +133,7 @@ export async function ensurePebble(): Promise<Pebble> {
       throw new OpsError(`pebble did not start on ${SERVICES_ADDRESS}:${PEBBLE_PORT}\n${logTail(pLog)}\n${logTail(chLog)}`, `logs: ${pLog}, ${chLog}`);
     }
     writeFileSync(rootCaFile, root);
-  });
+  }, { purpose: 'starting pebble (the ACME test server)' });
   return {
     directoryUrl: `https://${SERVICES_ADDRESS}:${PEBBLE_PORT}/dir`,
     apiCaFile,

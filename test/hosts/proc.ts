@@ -189,43 +189,97 @@ export function logTail(log: string, lines = 15): string {
 
 // ---- cross-process lock -------------------------------------------------------------------------
 
+export interface LabLockOptions {
+  /** What the holder does with it, recorded in the lock and shown to whoever waits ("building the bookworm root filesystem"). */
+  purpose?: string;
+  /** Where a waiter says what it waits for (default: stderr, "[lab] ..."). */
+  log?: (line: string) => void;
+  /** Give up waiting for a live holder after this long (default 30 min), naming it. */
+  timeoutMs?: number;
+}
+
+interface LockOwner extends ProcessRecord {
+  purpose: string;
+  since: string;
+  command: string;
+}
+
+function readOwner(file: string): LockOwner | undefined {
+  const record = readPidFile(file);
+  if (!record) return undefined;
+  try {
+    const [, ...rest] = readFileSync(file, 'utf8').split('\n');
+    const fields = Object.fromEntries(rest.filter((l) => l.includes('=')).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+    return { ...record, purpose: fields.purpose ?? '', since: fields.since ?? '', command: fields.command ?? '' };
+  } catch {
+    return { ...record, purpose: '', since: '', command: '' };
+  }
+}
+
+function commandOf(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean).join(' ').slice(0, 200);
+  } catch {
+    return '';
+  }
+}
+
+const describeOwner = (o: LockOwner) => `pid ${o.pid}${o.command ? ` (${o.command})` : ''}${o.purpose ? `, ${o.purpose}` : ''}${o.since ? `, since ${o.since}` : ''}`;
+
 /**
- * Run `fn` holding the lab-wide lock `name`: an atomic mkdir under the run dir, with the holder's pid inside.
- * A lock whose holder died (crash, kill -9) is taken over; two processes never both hold it.
+ * The lab's one cross-process lock (rootfs and snapshot builds, services, hosts, bench): run `fn` holding
+ * `name`, an atomic mkdir under the run dir. The holder is recorded (pid + start time, so a reused pid is
+ * never taken for it, its command line, what it does, since when); a waiter says what it waits for, then
+ * every 30 s; a lock whose holder died (crash, kill -9, a cancelled CI job) is taken over at once. Two
+ * processes never both hold it.
  */
-export async function withLock<T>(name: string, fn: () => Promise<T>, timeoutMs = 15 * 60_000): Promise<T> {
+export async function withLock<T>(name: string, fn: () => Promise<T>, options: LabLockOptions = {}): Promise<T> {
   const dir = join(paths.run, 'locks', `${name}.lock`);
+  const ownerFile = join(dir, 'owner');
   mkdirSync(dirname(dir), { recursive: true });
   const me = recordOf(process.pid)!;
-  const deadline = Date.now() + timeoutMs;
+  const log = options.log ?? ((line: string) => process.stderr.write(`[lab] ${line}\n`));
+  const timeoutMs = options.timeoutMs ?? 30 * 60_000;
+  const started = Date.now();
+  let lastSaid = 0;
   for (;;) {
     try {
       mkdirSync(dir);
-      writePidFile(join(dir, 'owner'), me);
+      writeFileSync(ownerFile, `${me.pid} ${me.start}\npurpose=${options.purpose ?? name}\nsince=${new Date().toISOString()}\ncommand=${commandOf(process.pid)}\n`);
       break;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
     }
-    const owner = readPidFile(join(dir, 'owner'));
+    const owner = readOwner(ownerFile);
     if (!owner) {
       // Just created by someone else, owner file not written yet; or left empty by a crash. Give it a moment.
       await sleep(200);
-      if (!readPidFile(join(dir, 'owner')) && existsSync(dir)) breakLock(dir, undefined);
+      if (!readPidFile(ownerFile) && existsSync(dir)) {
+        log(`lock "${name}" has no owner (left by a crash): taking it over`);
+        breakLock(dir, undefined);
+      }
       continue;
     }
     if (!isAlive(owner)) {
+      log(`lock "${name}" was held by ${describeOwner(owner)}, which is gone: taking it over`);
       breakLock(dir, owner);
       continue;
     }
-    if (Date.now() > deadline) {
-      throw new OpsError(`lock "${name}" is held by pid ${owner.pid} for too long`, `if that process is stuck, stop it (kill ${owner.pid})`);
+    if (Date.now() - started > timeoutMs) {
+      throw new OpsError(`gave up waiting ${Math.round(timeoutMs / 60_000)} min for lock "${name}", held by ${describeOwner(owner)}`, `if that process is stuck, stop it (kill ${owner.pid}); its lock is then taken over`);
+    }
+    if (Date.now() - lastSaid >= 30_000) {
+      lastSaid = Date.now();
+      log(`waiting for lock "${name}", held by ${describeOwner(owner)}`);
     }
     await sleep(200);
   }
   try {
     return await fn();
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    // Only our own: a lock broken by mistake and re-taken by someone else stays theirs.
+    const owner = readPidFile(ownerFile);
+    if (owner && owner.pid === me.pid && owner.start === me.start) rmSync(dir, { recursive: true, force: true });
   }
 }
 

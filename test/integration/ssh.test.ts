@@ -4,7 +4,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { connect, type ConnectOptions } from '../../core/remote/ssh.ts';
 import { MemoryReporter } from '../../core/report.ts';
-import { StepError } from '../../core/errors.ts';
+import { OpsError, StepError, formatError } from '../../core/errors.ts';
+import { CONNECTION_FUNCTIONS } from '../../core/steps/lock.ts';
 import { reported, type Remote } from '../../core/remote/types.ts';
 import { startSshd, type TestSshd } from '../support/sshd.ts';
 
@@ -109,13 +110,33 @@ describe('SSH transport on a real sshd', () => {
     }
   });
 
-  it('holds a process for exactly as long as the connection', async () => {
+  it("a lock's holder is the connection's own sshd process: alive while connected, gone after close", async () => {
     const remote = await connect(options());
-    const pid = await remote.hold();
-    expect(alive(pid)).toBe(true);
+    const r = await remote.run({ name: 'holder', as: 'root', script: `${CONNECTION_FUNCTIONS}\nops_report holder "$(conn_pid)"` });
+    const pid = Number(reported(r, 'holder'));
+    expect(readFileSync(`/proc/${pid}/cmdline`, 'utf8')).toMatch(/^sshd: root@notty/);
+    // The same process for every session of the connection, and no channel kept open for it.
+    const again = await remote.run({ name: 'holder', as: 'login', script: `${CONNECTION_FUNCTIONS}\nops_report holder "$(conn_pid)"` });
+    expect(Number(reported(again, 'holder'))).toBe(pid);
     await remote.close();
     for (let i = 0; i < 50 && alive(pid); i++) await new Promise((r) => setTimeout(r, 100));
     expect(alive(pid)).toBe(false);
+  });
+
+  it('a connection lost during a step is one error naming the host and the step, not a stack trace', async () => {
+    const remote = await connect(options());
+    try {
+      const r = await remote.run({ name: 'holder', as: 'login', script: `${CONNECTION_FUNCTIONS}\nops_report holder "$(conn_pid)"` });
+      const pid = Number(reported(r, 'holder'));
+      const err = await remote.run({ name: 'long', as: 'login', script: `kill ${pid}; sleep 5` }).catch((e) => e);
+      expect(err).toBeInstanceOf(OpsError);
+      expect(err.message).toMatch(/^step "long" on lo \(connection lost\): /);
+      expect(formatError(err)).not.toMatch(/\n\s+at /);
+      const next = await remote.run({ name: 'after', as: 'login', script: 'true' }).catch((e) => e);
+      expect(next.message).toMatch(/step "after" on lo: the SSH connection was already closed/);
+    } finally {
+      await remote.close();
+    }
   });
 
   it('refuses a host whose key differs from the pinned one, showing both fingerprints and how to pin', async () => {
@@ -140,14 +161,14 @@ describe('SSH transport on a real sshd', () => {
     const err = await connect(
       options({ host: { name: 'gone', address: '127.0.0.1', port: 1, user: 'root', hostKey: sshd.hostKey }, retries: 1 }, reporter),
     ).catch((e) => e);
-    expect(err.message).toMatch(/cannot connect to gone \(root@127.0.0.1:1\): .*ECONNREFUSED.*after 2 attempts/);
+    expect(err.message).toMatch(/cannot connect to gone \(root@127.0.0.1:1\): connection refused .*\(after 2 attempts\)$/);
     expect(reporter.text()).toMatch(/retrying \(1\/1\)/);
     expect(Date.now() - started).toBeGreaterThanOrEqual(900);
   });
 });
 
 describe('uploads never use the command line', () => {
-  it('puts bytes through SFTP with the mode set at creation', async () => {
+  it('puts bytes through an exec channel (stdin) with the mode set at creation', async () => {
     const remote: Remote = await connect(options());
     try {
       await remote.upload(Buffer.from([0, 1, 2, 255]), '/tmp/ops-upload-bin', { mode: 0o640 });
@@ -158,5 +179,66 @@ describe('uploads never use the command line', () => {
     }
     const log = readFileSync(`${sshd.dir}/sshd.log`, 'utf8');
     expect(log).not.toContain('ops-upload-bin'); // sshd logs commands only at DEBUG; a path here would mean exec
+  });
+});
+
+describe('channel budget: one session at a time per connection', () => {
+  for (const max of [1, 2]) {
+    it(`MaxSessions ${max}: many steps and uploads back to back, over one connection`, async () => {
+      const limited = await startSshd([`MaxSessions ${max}`]);
+      try {
+        const remote = await connect(options({ host: { name: 'lo', address: '127.0.0.1', port: limited.port, user: 'root', hostKey: limited.hostKey }, credentials: { privateKey: limited.clientKey, describe: 'test key' } }));
+        try {
+          for (let i = 0; i < 15; i++) {
+            const r = await remote.run({ name: `n${i}`, as: 'login', script: `ops_report i ${i}` });
+            expect(reported(r, 'i')).toBe(String(i));
+            await remote.upload(`content ${i}\n`, `/tmp/ops-budget-${max}`, { mode: 0o644 });
+          }
+          expect(readFileSync(`/tmp/ops-budget-${max}`, 'utf8')).toBe('content 14\n');
+        } finally {
+          await remote.close();
+        }
+        expect(limited.logins()).toBe(1);
+      } finally {
+        await limited.stop();
+      }
+    });
+  }
+
+  it('MaxSessions 0: one message naming MaxSessions, after a short retry', async () => {
+    const none = await startSshd(['MaxSessions 0']);
+    try {
+      const remote = await connect(options({ host: { name: 'lo', address: '127.0.0.1', port: none.port, user: 'root', hostKey: none.hostKey }, credentials: { privateKey: none.clientKey, describe: 'test key' } }));
+      try {
+        const err = await remote.run({ name: 'facts', as: 'login', script: 'true' }).catch((e) => e);
+        expect(err).toBeInstanceOf(OpsError);
+        expect(err.message).toBe('sshd on lo refused to open a session for step "facts": its session limit is reached');
+        expect(err.hint).toMatch(/MaxSessions .* must be at least 1/);
+      } finally {
+        await remote.close();
+      }
+    } finally {
+      await none.stop();
+    }
+  });
+});
+
+describe('uploads, exactly', () => {
+  it('binary content of any size arrives byte for byte; the mode applies; nothing is left on failure', async () => {
+    const remote = await connect(options());
+    try {
+      const big = Buffer.alloc(3 * 1024 * 1024 + 7);
+      for (let i = 0; i < big.length; i++) big[i] = (i * 7919) % 256;
+      await remote.upload(big, '/tmp/ops-upload-big', { mode: 0o640 });
+      expect(readFileSync('/tmp/ops-upload-big').equals(big)).toBe(true);
+      expect(execFileSync('stat', ['-c', '%a', '/tmp/ops-upload-big']).toString().trim()).toBe('640');
+      await remote.upload('', '/tmp/ops-upload-empty');
+      expect(readFileSync('/tmp/ops-upload-empty', 'utf8')).toBe('');
+      const err = await remote.upload('x', '/nonexistent-dir/f').catch((e) => e);
+      expect(err).toBeInstanceOf(StepError);
+      expect(err.message).toMatch(/step "upload f" on lo failed[\s\S]*nonexistent-dir/);
+    } finally {
+      await remote.close();
+    }
   });
 });

@@ -32,7 +32,8 @@ function keygen(file: string): void {
   execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'test', '-f', file]);
 }
 
-export async function startSshd(): Promise<TestSshd> {
+/** `extra`: more sshd_config lines ("MaxSessions 1", "Banner /path"). */
+export async function startSshd(extra: string[] = []): Promise<TestSshd> {
   const dir = mkdtempSync(join(tmpdir(), 'ops-sshd-'));
   keygen(join(dir, 'host_key'));
   keygen(join(dir, 'client_key'));
@@ -54,6 +55,7 @@ export async function startSshd(): Promise<TestSshd> {
       'UsePAM no',
       'LogLevel VERBOSE',
       'Subsystem sftp internal-sftp',
+      ...extra,
     ].join('\n') + '\n',
   );
   mkdirSync('/run/sshd', { recursive: true });

@@ -91,6 +91,37 @@ describe('environment schema', () => {
   });
 });
 
+describe('bastion', () => {
+  const dir = () => {
+    const root = mkdtempSync(join(tmpdir(), 'ops-bastion-'));
+    mkdirSync(join(root, 'environments', 'x'), { recursive: true });
+    return root;
+  };
+  it('environment-wide, or per host; pinned like a host, with an optional identity of its own', () => {
+    const root = dir();
+    const other = KEY.replace('AAAAIGMl', 'AAAAIGMm');
+    writeFileSync(join(root, 'environments', 'x', 'bastion.pub'), `${other} root@jump\n`);
+    const doc = minimal() as Record<string, any>;
+    doc.bastion = { address: 'jump.example.org', user: 'ops', host_key_file: 'bastion.pub', identity_file: 'jump_key' };
+    doc.hosts.push({ name: 'web2', address: '10.0.0.6', host_key: KEY, bastion: { address: '203.0.113.9', port: 2222, host_key: KEY } });
+    writeFileSync(join(root, 'environments', 'x', 'environment.yml'), JSON.stringify(doc));
+    const env = loadEnvironment('x', root);
+    expect(env.hosts[0]!.bastion).toEqual({ name: 'bastion', address: 'jump.example.org', port: 22, user: 'ops', hostKey: `${other} root@jump`, identityFile: join(root, 'environments', 'x', 'jump_key') });
+    expect(env.hosts[1]!.bastion).toEqual({ name: 'bastion', address: '203.0.113.9', port: 2222, user: 'deploy', hostKey: KEY });
+  });
+  it('a bastion without a pinned key, or with a bad one, is refused with its path', () => {
+    const doc = minimal() as Record<string, any>;
+    doc.hosts[0].bastion = { address: 'x y', host_key: 'ssh-ed25519 nope!' };
+    expect(problems(doc)).toEqual([
+      expect.stringMatching(/^hosts\[0\]\.bastion\.address: expected an IP address or DNS name/),
+      expect.stringMatching(/^hosts\[0\]\.bastion\.host_key: .*not base64/),
+    ]);
+    const unpinned = minimal() as Record<string, any>;
+    unpinned.bastion = { address: 'jump.example.org' };
+    expect(problems(unpinned)).toEqual(['bastion: give exactly one of host_key or host_key_file (the bastion\'s key is pinned too)']);
+  });
+});
+
 describe('shipped environments', () => {
   const root = join(import.meta.dirname, '..', '..');
   it('prod, staging and demo load and validate', () => {

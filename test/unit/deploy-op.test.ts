@@ -99,20 +99,21 @@ describe('deploy operation', () => {
       step.name === 'build' ? { code: 2, stderr: 'SyntaxError: Unexpected token' } : undefined,
     );
     await expect(deploy(h.ctx, loadEnvironment('x', root), {})).rejects.toThrow(/step "build" on web1 failed with exit code 2\n[\s\S]*SyntaxError[\s\S]*web1 still serves 20261101T000000Z-aaaaaaaaaaaa; nothing was switched/);
-    expect(h.remote.stepNames()).toEqual(['lock', '.env', 'release', 'dependencies', 'build', 'mark failed', 'unlock']);
+    // One look at the disk after a failed step (was it full?), on the failure path only.
+    expect(h.remote.stepNames()).toEqual(['lock', '.env', 'release', 'dependencies', 'build', 'disk space', 'mark failed', 'unlock']);
     expect(h.remote.runs.at(-1)!.stdin).toContain('"result":"failed"');
   });
 
   it('a failed health check stops the new slot again', async () => {
     const h = harness(`@ops provisioned yes\n@ops current 20261101T000000Z-aaaaaaaaaaaa\n@ops slot blue\n@ops has ${v1}\n`, (step) => (step.name === 'start green' ? { code: 1, stderr: 'did not become healthy' } : undefined));
     await expect(deploy(h.ctx, loadEnvironment('x', root), {})).rejects.toThrow(/did not become healthy/);
-    expect(h.remote.stepNames().slice(-4)).toEqual(['start green', 'stop green', 'mark failed', 'unlock']);
+    expect(h.remote.stepNames().slice(-5)).toEqual(['start green', 'disk space', 'stop green', 'mark failed', 'unlock']);
   });
 
   it('a start that failed cleanly (supervisor refused the file: the previous one is back, the warm release runs) is not stopped again', async () => {
     const h = harness(`@ops provisioned yes\n@ops current 20261101T000000Z-aaaaaaaaaaaa\n@ops slot blue\n@ops has ${v1}\n`, (step) => (step.name === 'start green' ? { code: 3, stderr: 'supervisor refused the new configuration of slot green' } : undefined));
     await expect(deploy(h.ctx, loadEnvironment('x', root), {})).rejects.toThrow(/supervisor refused the new configuration/);
-    expect(h.remote.stepNames().slice(-3)).toEqual(['start green', 'mark failed', 'unlock']);
+    expect(h.remote.stepNames().slice(-4)).toEqual(['start green', 'disk space', 'mark failed', 'unlock']);
   });
 
   it('an unprovisioned host: a clear error before anything is sent', async () => {
@@ -143,7 +144,7 @@ describe('deploy operation', () => {
       throw new Error('connect ECONNREFUSED 192.0.2.1:22');
     };
     const r = await deploy(h.ctx, loadEnvironment('x', root), { dryRun: true, ref: 'v2' });
-    expect(r.plan!.join('\n')).toContain('web1: live commit unknown (connect ECONNREFUSED 192.0.2.1:22)');
+    expect(r.plan!.join('\n')).toContain('web1: live commit unknown (connecting to web1 failed: connect ECONNREFUSED 192.0.2.1:22)');
   });
 
   it.each(['$(id)', 'v1;reboot', '--exec=x', 'a..b', 'with space'])('refuses the ref %j before any connection', async (ref) => {
@@ -202,5 +203,90 @@ describe('deploy operation', () => {
     const r = await deploy({ ...h.ctx, now: () => new Date(Date.now() - 90 * 86_400_000) }, loadEnvironment('x', root), {});
     expect(r.release.startsWith(new Date(Date.now() - 90 * 86_400_000).toISOString().slice(0, 10).replace(/-/g, ''))).toBe(true);
     expect(h.reporter.lines.join('\n')).toMatch(/warning: this runner's clock is 90 days behind web1's/);
+  });
+
+  it('not enough space for the code: refused before anything is sent, saying what is free and what is needed', async () => {
+    const h = harness('@ops provisioned yes\n@ops current 20261101T000000Z-aaaaaaaaaaaa\n@ops slot blue\n@ops disk 900 50000 40000 /srv\n');
+    const err = await deploy(h.ctx, loadEnvironment('x', root), {}).catch((e) => e);
+    expect(err.message).toMatch(/^not enough space on web1 for release \S+: 0 MB and 40000 inodes free under \/srv, and its code alone needs about \d+ MB and \d+ inodes \(its dependencies and build more\)\nweb1 still serves 20261101T000000Z-aaaaaaaaaaaa; nothing was changed$/);
+    expect(err.hint).toMatch(/^free space on web1 under \/srv/);
+    expect(h.remote.stepNames()).toEqual(['lock', 'unlock']);
+    expect(h.remote.uploads).toEqual([]);
+  });
+
+  it('a step that runs out of space or inodes says so, with what is free (one more round trip, on that failure only)', async () => {
+    for (const [disk, what] of [['@ops disk 0 50000 40000 /srv', 'disk space: 0 MB and 40000 inodes free under /srv'], ['@ops disk 800000 50000 0 /srv', 'free inodes: 781 MB and 0 inodes free under /srv']]) {
+      const h = harness(`@ops provisioned yes\n@ops current 20261101T000000Z-aaaaaaaaaaaa\n@ops slot blue\n@ops has ${v1}\n`, (step) =>
+        step.name === 'dependencies' ? { code: 1, stderr: "OSError: [Errno 28] No space left on device: '/srv/sample/shared/deps/venv-1/lib'" } : step.name === 'disk space' ? { stdout: disk } : undefined,
+      );
+      const err = await deploy(h.ctx, loadEnvironment('x', root), {}).catch((e) => e);
+      expect(err.message).toContain(`step "dependencies" on web1 failed with exit code 1\n  | OSError: [Errno 28] No space left on device`);
+      expect(err.message).toContain(`\nweb1 ran out of ${what}\nweb1 still serves 20261101T000000Z-aaaaaaaaaaaa; nothing was switched`);
+      expect(err.hint).toMatch(/^free space on web1 under \/srv \(failed releases, old dependency sets under shared\/deps, logs; or lower release.keep\), then deploy again$/);
+      expect(h.remote.stepNames()).toEqual(['lock', '.env', 'release', 'dependencies', 'disk space', 'mark failed', 'unlock']);
+    }
+  });
+});
+
+describe('the lock is never leaked by a run that ends', () => {
+  const state = () => `@ops provisioned yes\n@ops current 20261101T000000Z-aaaaaaaaaaaa\n@ops slot blue\n@ops has ${v1}\n`;
+  /** Connections in order; the first one's unlock fails `times` times (a broken channel or connection). */
+  function flaky(times: number) {
+    const remotes: RecordingRemote[] = [];
+    let failures = 0;
+    const ctx: OpsContext = {
+      root,
+      reporter: new MemoryReporter(),
+      env: { PATH: process.env.PATH },
+      connector: async () => {
+        const r = new RecordingRemote('web1', 'deploy', 'sample', (step) => (step.name === 'lock' ? { stdout: `@ops lock acquired\n${state()}` } : undefined));
+        const run = r.run.bind(r);
+        r.run = async (step, options) => {
+          if (step.name === 'unlock' && failures++ < times) {
+            await run(step, options);
+            throw Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' });
+          }
+          return run(step, options);
+        };
+        remotes.push(r);
+        return r;
+      },
+    };
+    return { ctx, remotes, reporter: ctx.reporter as MemoryReporter };
+  }
+
+  it('the unlock fails on its connection: a new connection stops what the old one left running, releases the lock, and the run succeeds', async () => {
+    const f = flaky(1);
+    const r = await deploy(f.ctx, loadEnvironment('x', root), {});
+    expect(r.hosts[0]!.release).toMatch(/Z-/);
+    expect(f.remotes).toHaveLength(2);
+    expect(f.remotes[1]!.stepNames()).toEqual(['unlock']);
+    const unlock = f.remotes[1]!.runs[0]!.stdin;
+    expect(unlock).toContain("grep -qxE 'OPS_CONNECTION=(recorded)'"); // the old connection's processes
+    expect(unlock).toMatch(/"result":"success"/); // the audit line is still written
+    expect(f.reporter.text()).toMatch(/web1: could not release the lock \(step "unlock" on web1: the connection was closed by the other end\); trying again over a new connection/);
+  });
+
+  it('it cannot be released at all: the run fails (even though the deploy went through), naming the host and the command that releases it', async () => {
+    const f = flaky(2);
+    const err = await deploy(f.ctx, loadEnvironment('x', root), {}).catch((e) => e);
+    expect(err.message).toMatch(/^the operation itself succeeded, but the lock of x could not be released on host web1 \(step "unlock" on web1: the connection was closed by the other end\)$/);
+    expect(err.hint).toBe('once nothing runs there any more, release it: ops lock release x');
+  });
+
+  it('a failed run whose lock cannot be released either: both said, the first cause first', async () => {
+    const f = flaky(2);
+    const ctx = { ...f.ctx };
+    const env = loadEnvironment('x', root);
+    const connector = ctx.connector!;
+    ctx.connector = async (e, host) => {
+      const r = (await connector(e, host)) as RecordingRemote;
+      const run = r.run.bind(r);
+      r.run = async (step, options) => (step.name === 'build' ? Promise.reject(new Error('build broke')) : run(step, options));
+      return r;
+    };
+    const err = await deploy(ctx, env, {}).catch((e) => e);
+    expect(err.message).toMatch(/^step "build" on web1 failed: build broke[\s\S]*\nthe lock of x could not be released on host web1 \(/);
+    expect(err.hint).toMatch(/; then once nothing runs there any more, release it: ops lock release x$/);
   });
 });

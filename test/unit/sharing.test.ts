@@ -17,7 +17,7 @@ import { servingHosts } from '../../core/ops/decommission.ts';
 import { status } from '../../core/ops/status.ts';
 import { RecordingRemote } from '../../core/remote/recording.ts';
 import { parseReports } from '../../core/remote/types.ts';
-import { scriptText } from '../../core/remote/wrap.ts';
+import { START_MARKER, scriptText } from '../../core/remote/wrap.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { site, upstreams } from '../../core/steps/nginx.ts';
 import { listCertificates, logsStep, parseCerts, parseHostStatus } from '../../core/steps/status.ts';
@@ -284,10 +284,10 @@ describe('day-2 commands of one app on a shared host', () => {
     writeFileSync(join(dir, 'error.log'), 'host-wide error\n');
     writeFileSync(join(dir, 'access.log'), 'GET / demo.example.org\n');
     const run = () => execFileSync('bash', ['-s'], { input: scriptText(logsStep(staging, { programs: [], nginx: ['error', 'access'], slots: 'live', lines: 5 })).replaceAll('/var/log/nginx', dir), encoding: 'utf8' });
-    expect(run().trim().split('\n')).toEqual(['nginx.error | host-wide error', 'nginx.access | GET / demo.example.org']);
+    expect(run().trim().split('\n').filter((l) => l !== START_MARKER)).toEqual(['nginx.error | host-wide error', 'nginx.access | GET / demo.example.org']);
     writeFileSync(join(dir, 'catalogage-staging.error.log'), 'staging error\n');
     writeFileSync(join(dir, 'catalogage-staging.access.log'), 'GET / staging.example.org\n');
-    expect(run().trim().split('\n')).toEqual(['nginx.error | staging error', 'nginx.access | GET / staging.example.org']);
+    expect(run().trim().split('\n').filter((l) => l !== START_MARKER)).toEqual(['nginx.error | staging error', 'nginx.access | GET / staging.example.org']);
   });
 
   it("certs: the sibling's certificate is not listed as this environment's; a forgotten one still is", () => {

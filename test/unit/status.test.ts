@@ -12,7 +12,8 @@ import { logsRequest } from '../../core/ops/logs.ts';
 import { formatReleases, listReleases } from '../../core/ops/inspect.ts';
 import { formatStatus, status, statusSummary } from '../../core/ops/status.ts';
 import { RecordingRemote, type Responder } from '../../core/remote/recording.ts';
-import { scriptPrelude, scriptText } from '../../core/remote/wrap.ts';
+import { START_MARKER, scriptPrelude, scriptText } from '../../core/remote/wrap.ts';
+import { formatPing, readFacts } from '../../core/ops/ping.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { KEY, processXml, report, result, RUNNING, testEnv } from './status.helpers.ts';
 import { lockStatus } from '../../core/steps/lock.ts';
@@ -233,7 +234,8 @@ describe('logs step, run here on a copy of the layout', () => {
   writeFileSync(join(dir, 'nginx', 'access.log'), 'GET /\n');
   /** The real script, with the host's paths pointed at the scratch copy. */
   const local = (text: string) => text.replaceAll('/var/log/shop', join(dir, 'app')).replaceAll('/srv/shop/.ops/slot', join(dir, 'slot')).replaceAll('/var/log/nginx', join(dir, 'nginx'));
-  const run = (req: Parameters<typeof logsRequest>[1]) => execFileSync('bash', ['-s'], { input: local(scriptText(logsStep(env, logsRequest(env, req)))), encoding: 'utf8' });
+  const run = (req: Parameters<typeof logsRequest>[1]) =>
+    execFileSync('bash', ['-s'], { input: local(scriptText(logsStep(env, logsRequest(env, req)))), encoding: 'utf8' }).replace(`\n${START_MARKER}\n`, '');
 
   it("prints the live slot's programs and nginx's error log, each line labelled with its log", () => {
     expect(run({ lines: 1 }).trim().split('\n')).toEqual(['server-green.out | server green line 2', 'server-green.err | server green error', 'client-green.out | client green line', 'nginx.error | nginx error 2']);
@@ -353,7 +355,7 @@ describe('certificates over recording remotes', () => {
     expect(le.indexOf('certbot renew')).toBeLessThan(le.indexOf('nginx -t'));
     expect(le).not.toContain('REQUESTS_CA_BUNDLE');
     const self = renewCertificate(testEnv({ domain: 'shop.test', tls: { mode: 'self-signed' } }), false).script;
-    expect(self).toContain('if true; then\n  install -d -m 0755 /etc/ssl/shop\n  openssl req -x509');
+    expect(self).toContain('if true; then\n  install -d -m 0755 /etc/ssl/shop\n  if ! (umask 077; openssl req -x509');
     for (const s of [renewCertificate(env, true), renewCertificate(testEnv({ tls: { mode: 'self-signed' } }), false), listCertificates(env)]) expect(bashSyntax(scriptText(s))).toBe('ok');
   });
 
@@ -370,8 +372,44 @@ describe('logs step text', () => {
     const follow = logsStep(env, { ...logsRequest(env, {}), follow: { holderPid: 4242 } });
     expect(bashSyntax(scriptText(follow))).toBe('ok');
     expect(follow.script).toContain('tail -n 50 -F -- "$f" | sed -u');
-    expect(follow.script).toContain('while kill -0 4242 2>/dev/null; do sleep 1; done\nkill 0');
+    expect(follow.script).toContain('holder=4242\nwhile kill -0 "$holder" 2>/dev/null; do sleep 1; done\nkill 0');
+    // By default, the SSH server process of the step's own connection.
+    expect(logsStep(env, { ...logsRequest(env, {}), follow: {} }).script).toContain('holder=$(conn_pid)\nwhile kill -0');
     expect(follow.timeout).toBe(7 * 86400);
     expect(follow.quiet).toBeFalsy(); // lines stream to the reporter (host prefix, masking) as they come
+  });
+});
+
+describe('ops ping, a preflight', () => {
+  const facts = (lines: string[], preamble = '') => readFacts({ name: 'web1', user: 'deploy' }, { stdout: '', stderr: '', code: 0, durationMs: 1, reports: lines.map((l) => [l.split(' ')[0]!, l.slice(l.indexOf(' ') + 1)] as [string, string]), preamble });
+  const healthy = ['hostname web1', 'os Debian GNU/Linux 12 (bookworm)', 'uptime 100.5', 'login deploy', 'sudo yes ', 'max_sessions 10', 'disk 2097152 1000000 900000 /srv/shop', 'footprint 300000 20000'];
+
+  it('a healthy host: facts, no problem; the need is the live release with its dependency sets, at least 256 MB and 10000 inodes', () => {
+    const r = facts(healthy);
+    expect(r.problems).toEqual([]);
+    expect(r.disk).toEqual({ path: '/srv/shop', freeMb: 2048, freeInodes: 900000, needMb: 293, needInodes: 20000 });
+    expect(facts(healthy.filter((l) => !l.startsWith('footprint'))).disk).toMatchObject({ needMb: 256, needInodes: 10000 });
+  });
+
+  it('each thing that makes a deploy fail is a problem with its exact fix', () => {
+    const r = facts(['login deploy', 'sudo no sudo: a password is required', 'max_sessions 0', 'disk 1024 500 20 /srv'], 'Welcome!\nhave a nice day');
+    expect(r.problems.map((p) => p.problem)).toEqual([
+      'sudo does not work without a password for deploy (sudo: a password is required): provision and every deploy need it',
+      'the login shell of deploy prints text for non-interactive sessions: "Welcome! / have a nice day" (ops copes; scp, rsync and sftp break)',
+      'sshd allows 0 session(s) per connection; ops needs 1',
+      'only 1 MB free under /srv; a deploy may need 256 MB (a release with new dependencies)',
+      'only 20 free inodes under /srv; a deploy may need 10000',
+    ]);
+    expect(r.problems[0]!.fix).toBe("on web1, as root: echo 'deploy ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/deploy && chmod 0440 /etc/sudoers.d/deploy (or visudo -f /etc/sudoers.d/deploy)");
+    expect(r.problems[2]!.fix).toMatch(/^set MaxSessions 1 or more in \/etc\/ssh\/sshd_config/);
+    const text = formatPing([{ host: 'web1', address: '192.0.2.1', ok: false, latencyMs: 5, ...r }]);
+    // One line per problem, naming the host, what is wrong and the fix.
+    expect(text.split('\n').slice(1)).toHaveLength(5);
+    expect(text.split('\n')[2]).toMatch(/^ {4}✗ web1: the login shell of deploy prints text .*; fix: move it below the interactive guard/);
+  });
+
+  it('a filesystem without inode counts (btrfs) has no inode limit', () => {
+    expect(facts(['sudo yes', 'disk 2097152 0 0 /srv']).disk).toEqual({ path: '/srv', freeMb: 2048, needMb: 256, needInodes: 10000 });
+    expect(facts(['sudo yes', 'disk 2097152 0 0 /srv']).problems).toEqual([]);
   });
 });

@@ -1,5 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { commandLine, scriptText } from '../../core/remote/wrap.ts';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { START_MARKER, commandLine, scriptText, uploadStep } from '../../core/remote/wrap.ts';
 import { parseReports } from '../../core/remote/types.ts';
 
 describe('step wrapping', () => {
@@ -10,10 +14,27 @@ describe('step wrapping', () => {
     expect(commandLine({ ...step, as: 'root' }, 'root', 'shop')).toBe('timeout -k 10 30 bash -s');
     expect(commandLine({ ...step, as: 'app' }, 'root', 'shop')).toBe('sudo -n -H -u shop -- timeout -k 10 30 bash -s');
   });
-  it('sends the script on stdin after the strict prelude', () => {
+  it('sends the script on stdin after the start marker (on both streams) and the strict prelude', () => {
     const text = scriptText({ ...step, as: 'login' });
-    expect(text.startsWith('set -euo pipefail\n')).toBe(true);
+    expect(text.startsWith(`printf '\\n${START_MARKER}\\n'; printf '\\n${START_MARKER}\\n' >&2\nset -euo pipefail\n`)).toBe(true);
     expect(text.endsWith('echo hi\n')).toBe(true);
+    const out = spawnSync('bash', ['-s'], { input: text, encoding: 'utf8' });
+    expect([out.stdout, out.stderr]).toEqual([`\n${START_MARKER}\nhi\n`, `\n${START_MARKER}\n`]);
+  });
+  it('uploads: bash reads the script, then head takes exactly the bytes that follow, into a temp file renamed at the end', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ops-wrap-'));
+    const content = Buffer.from([0x23, 0x21, 10, 0, 255, 0x65, 0x78, 0x69, 0x74, 10, 1, 2]); // '#!\n' ... 'exit\n': never run as script
+    const step = uploadStep(`${dir}/f.env`, content.length, 0o640);
+    const out = spawnSync('bash', ['-s'], { input: Buffer.concat([Buffer.from(scriptText(step)), content]) });
+    expect(out.status).toBe(0);
+    expect(readFileSync(`${dir}/f.env`).equals(content)).toBe(true);
+    expect((statSync(`${dir}/f.env`).mode & 0o777).toString(8)).toBe('640');
+    // Cut short (fewer bytes than announced): fails, and leaves neither the file nor a temporary one.
+    const cut = spawnSync('bash', ['-s'], { input: Buffer.concat([Buffer.from(scriptText(uploadStep(`${dir}/g`, 100, 0o600))), content]) });
+    expect(cut.status).toBe(1);
+    expect(cut.stderr.toString()).toContain(`the upload of ${dir}/g was cut short: 12 of 100 bytes arrived`);
+    expect(readdirSync(dir)).toEqual(['f.env']);
+    expect(step.script).not.toContain(content.toString('latin1'));
   });
   it('parses @ops report lines only', () => {
     expect(parseReports('x\n@ops a 1\n@ops b two words\n@opsx no\n@ops flag')).toEqual([

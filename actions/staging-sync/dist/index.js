@@ -24103,11 +24103,52 @@ function tail(text, n = 20) {
   while (lines.length && lines[lines.length - 1].trim() === "") lines.pop();
   return lines.slice(-n).join("\n");
 }
-function formatError(err) {
-  if (err instanceof OpsError) return err.hint ? `${err.message}
-  hint: ${err.hint}` : err.message;
-  if (err instanceof Error) return err.stack ?? err.message;
-  return String(err);
+function describeLowLevel(err) {
+  if (!(err instanceof Error)) return void 0;
+  const e = err;
+  const code = typeof e.code === "string" ? e.code : "";
+  const m = e.message;
+  const network = "check the address and port, that sshd runs, and that a firewall lets this machine in";
+  if (/Channel open failure/.test(m)) {
+    if (/administratively prohibited|open failed|resource shortage/i.test(m) || e.reason === 1 || e.reason === 4)
+      return { what: `sshd refused to open a session on the connection (${m.replace(/^\(SSH\) /, "")})`, hint: "ops needs 1 session per connection: check MaxSessions in the host's /etc/ssh/sshd_config (at least 1), then reload sshd" };
+    return { what: m.replace(/^\(SSH\) /, "") };
+  }
+  if (/Packet length \d+ exceeds max length/.test(m))
+    return { what: "the SSH stream was corrupted: text printed by the login shell (~/.bashrc, /etc/bash.bashrc) got mixed into a binary protocol", hint: "move what prints text under the interactive guard of ~/.bashrc (`case $- in *i*) ;; *) return;; esac` comes first)" };
+  if (code === "ECONNREFUSED") return { what: "connection refused (nothing listens on that port, or a firewall rejects it)", hint: network };
+  if (code === "ETIMEDOUT" || /Timed out while waiting for handshake/.test(m)) return { what: "no answer before the timeout", hint: network };
+  if (code === "EHOSTUNREACH" || code === "ENETUNREACH") return { what: "no route to the host", hint: network };
+  if (code === "ENOTFOUND" || code === "EAI_AGAIN" || e.level === "client-dns") return { what: "the name does not resolve (DNS)", hint: "check the address in the environment, and this machine's DNS" };
+  if (code === "ECONNRESET" || code === "EPIPE" || /Connection lost before handshake/.test(m)) return { what: "the connection was closed by the other end", hint: "the host may have rebooted, or sshd or a firewall dropped the connection: try again" };
+  if (/^No response from server/.test(m)) return { what: "the connection closed before the host answered", hint: "the host may have rebooted, or sshd or a firewall dropped the connection: try again" };
+  if (e.level === "client-timeout" || /Keepalive timeout/.test(m)) return { what: "the host stopped answering (no reply to SSH keepalives)", hint: "check the host and the network between; then try again" };
+  if (/^Not connected/.test(m)) return { what: "the SSH connection was already closed" };
+  if (e.level === "handshake" || /^Handshake failed/.test(m)) return { what: `the SSH handshake failed: ${m}`, hint: "the host's sshd and ops have no algorithm in common, or it is not an SSH server" };
+  if (e.level === "protocol" || e.level === "client-socket") return { what: `SSH protocol error: ${m}` };
+  if (code === "ENOSPC" || code === "EDQUOT") return { what: `no space left on this machine (${m})`, hint: "free disk space here (not on the hosts) and try again" };
+  if (code === "EACCES" || code === "EPERM") return { what: `permission denied on this machine (${m})` };
+  if (code === "ENOENT") return { what: `a file is missing on this machine (${m})` };
+  return void 0;
+}
+function formatError(err, env = process.env) {
+  const withHint = (message2, hint) => hint ? `${message2}
+  hint: ${hint}` : message2;
+  if (err instanceof OpsError) return withHint(err.message, err.hint);
+  const debug2 = env.OPS_DEBUG && err instanceof Error && err.stack ? `
+${err.stack}` : "";
+  const known = describeLowLevel(err);
+  if (known) return withHint(known.what, known.hint) + debug2;
+  const message = err instanceof Error ? err.message || err.name : String(err);
+  return withHint(`internal error: ${message}`, "this is a bug in ops-pipeline: run again with OPS_DEBUG=1 to see where it happened, and report it") + debug2;
+}
+function onUncaught(print) {
+  const handle = (err) => {
+    print(formatError(err));
+    process.exit(1);
+  };
+  process.on("uncaughtException", handle);
+  process.on("unhandledRejection", handle);
 }
 
 // node_modules/@actions/core/lib/command.js
@@ -24756,6 +24797,7 @@ function booleanInput(name, value, fallback) {
 async function runAction(body) {
   const reporter = new ActionsReporter();
   const env = { ...process.env };
+  onUncaught((message) => setFailed(reporter.redact(message)));
   try {
     const sshKey = getInput("ssh-key");
     if (sshKey) {

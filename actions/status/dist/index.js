@@ -1620,9 +1620,9 @@ var require_diagnostics = __commonJS({
       }
       diagnosticsChannel.channel("undici:websocket:open").subscribe((evt) => {
         const {
-          address: { address, port: port2 }
+          address: { address: address2, port: port2 }
         } = evt;
-        websocketDebuglog("connection opened %s%s", address, port2 ? `:${port2}` : "");
+        websocketDebuglog("connection opened %s%s", address2, port2 ? `:${port2}` : "");
       });
       diagnosticsChannel.channel("undici:websocket:close").subscribe((evt) => {
         const { websocket, code, reason } = evt;
@@ -14954,7 +14954,7 @@ var require_util4 = __commonJS({
     var { getEncoding } = require_encoding();
     var { serializeAMimeType, parseMIMEType } = require_data_url();
     var { types } = __require("node:util");
-    var { StringDecoder } = __require("string_decoder");
+    var { StringDecoder: StringDecoder2 } = __require("string_decoder");
     var { btoa: btoa2 } = __require("node:buffer");
     var staticPropertyDescriptors = {
       enumerable: true,
@@ -15045,7 +15045,7 @@ var require_util4 = __commonJS({
             dataURL += serializeAMimeType(parsed);
           }
           dataURL += ";base64,";
-          const decoder = new StringDecoder("latin1");
+          const decoder = new StringDecoder2("latin1");
           for (const chunk of bytes) {
             dataURL += btoa2(decoder.write(chunk));
           }
@@ -15074,7 +15074,7 @@ var require_util4 = __commonJS({
         }
         case "BinaryString": {
           let binaryString = "";
-          const decoder = new StringDecoder("latin1");
+          const decoder = new StringDecoder2("latin1");
           for (const chunk of bytes) {
             binaryString += decoder.write(chunk);
           }
@@ -45567,7 +45567,7 @@ var require_client2 = __commonJS({
           if (!forceIPv4 && !forceIPv6 || forceIPv4 && forceIPv6) {
             doConnect();
           } else {
-            dnsLookup(host, forceIPv4 ? 4 : 6, (err, address, family) => {
+            dnsLookup(host, forceIPv4 ? 4 : 6, (err, address2, family) => {
               if (err) {
                 const type = forceIPv4 ? "IPv4" : "IPv6";
                 const error2 = new Error(
@@ -45579,7 +45579,7 @@ var require_client2 = __commonJS({
                 this.emit("close");
                 return;
               }
-              host = address;
+              host = address2;
               doConnect();
             });
           }
@@ -47639,7 +47639,7 @@ var require_keygen = __commonJS({
       generateKeyPair: generateKeyPair_,
       generateKeyPairSync: generateKeyPairSync_,
       getCurves,
-      randomBytes
+      randomBytes: randomBytes2
     } = __require("crypto");
     var { Ber } = require_lib();
     var bcrypt_pbkdf = require_bcrypt_pbkdf().pbkdf;
@@ -47903,7 +47903,7 @@ var require_keygen = __commonJS({
                 rounds = opts.rounds;
             }
             const gen = Buffer.allocUnsafe(cipher.keyLen + cipher.ivLen);
-            const salt = randomBytes(SALT_LEN);
+            const salt = randomBytes2(SALT_LEN);
             const r = bcrypt_pbkdf(
               passphrase,
               passphrase.length,
@@ -47942,7 +47942,7 @@ var require_keygen = __commonJS({
           const kdfOptions = encrypted ? encrypted.kdfOptions : Buffer.alloc(0);
           const blockLen = encrypted ? encrypted.cipher.blockLen : 8;
           const parsed = parseDERs(keyType, pub, priv);
-          const checkInt = randomBytes(4);
+          const checkInt = randomBytes2(4);
           const commentBin = Buffer.from(comment);
           const privBlobLen = 4 + 4 + parsed.priv.length + 4 + commentBin.length;
           let padding = [];
@@ -48636,19 +48636,79 @@ ${indent(stderrTail.trim())}` : "";
   signal;
   name = "StepError";
 };
+function sudoHint(stderr, login2, host) {
+  if (!/sudo: (a password is required|a terminal is required)|is not in the sudoers/.test(stderr)) return void 0;
+  return `the login ${login2} needs passwordless sudo on ${host}: add the line "${login2} ALL=(ALL) NOPASSWD: ALL" to /etc/sudoers.d/${login2} (visudo -f /etc/sudoers.d/${login2})`;
+}
 function indent(text, prefix = "  | ") {
   return text.split("\n").map((line) => prefix + line).join("\n");
+}
+function oneLine(text, max = 80) {
+  const one = text.trim().replace(/\s*\n\s*/g, " / ");
+  return one.length > max ? `${one.slice(0, max - 1)}\u2026` : one;
 }
 function tail(text, n = 20) {
   const lines = text.split("\n");
   while (lines.length && lines[lines.length - 1].trim() === "") lines.pop();
   return lines.slice(-n).join("\n");
 }
-function formatError(err) {
-  if (err instanceof OpsError) return err.hint ? `${err.message}
-  hint: ${err.hint}` : err.message;
-  if (err instanceof Error) return err.stack ?? err.message;
-  return String(err);
+function describeLowLevel(err) {
+  if (!(err instanceof Error)) return void 0;
+  const e = err;
+  const code = typeof e.code === "string" ? e.code : "";
+  const m = e.message;
+  const network = "check the address and port, that sshd runs, and that a firewall lets this machine in";
+  if (/Channel open failure/.test(m)) {
+    if (/administratively prohibited|open failed|resource shortage/i.test(m) || e.reason === 1 || e.reason === 4)
+      return { what: `sshd refused to open a session on the connection (${m.replace(/^\(SSH\) /, "")})`, hint: "ops needs 1 session per connection: check MaxSessions in the host's /etc/ssh/sshd_config (at least 1), then reload sshd" };
+    return { what: m.replace(/^\(SSH\) /, "") };
+  }
+  if (/Packet length \d+ exceeds max length/.test(m))
+    return { what: "the SSH stream was corrupted: text printed by the login shell (~/.bashrc, /etc/bash.bashrc) got mixed into a binary protocol", hint: "move what prints text under the interactive guard of ~/.bashrc (`case $- in *i*) ;; *) return;; esac` comes first)" };
+  if (code === "ECONNREFUSED") return { what: "connection refused (nothing listens on that port, or a firewall rejects it)", hint: network };
+  if (code === "ETIMEDOUT" || /Timed out while waiting for handshake/.test(m)) return { what: "no answer before the timeout", hint: network };
+  if (code === "EHOSTUNREACH" || code === "ENETUNREACH") return { what: "no route to the host", hint: network };
+  if (code === "ENOTFOUND" || code === "EAI_AGAIN" || e.level === "client-dns") return { what: "the name does not resolve (DNS)", hint: "check the address in the environment, and this machine's DNS" };
+  if (code === "ECONNRESET" || code === "EPIPE" || /Connection lost before handshake/.test(m)) return { what: "the connection was closed by the other end", hint: "the host may have rebooted, or sshd or a firewall dropped the connection: try again" };
+  if (/^No response from server/.test(m)) return { what: "the connection closed before the host answered", hint: "the host may have rebooted, or sshd or a firewall dropped the connection: try again" };
+  if (e.level === "client-timeout" || /Keepalive timeout/.test(m)) return { what: "the host stopped answering (no reply to SSH keepalives)", hint: "check the host and the network between; then try again" };
+  if (/^Not connected/.test(m)) return { what: "the SSH connection was already closed" };
+  if (e.level === "handshake" || /^Handshake failed/.test(m)) return { what: `the SSH handshake failed: ${m}`, hint: "the host's sshd and ops have no algorithm in common, or it is not an SSH server" };
+  if (e.level === "protocol" || e.level === "client-socket") return { what: `SSH protocol error: ${m}` };
+  if (code === "ENOSPC" || code === "EDQUOT") return { what: `no space left on this machine (${m})`, hint: "free disk space here (not on the hosts) and try again" };
+  if (code === "EACCES" || code === "EPERM") return { what: `permission denied on this machine (${m})` };
+  if (code === "ENOENT") return { what: `a file is missing on this machine (${m})` };
+  return void 0;
+}
+var TransportError = class extends OpsError {
+  name = "TransportError";
+};
+function translateError(err, host, where) {
+  if (err instanceof OpsError) return err;
+  const known = describeLowLevel(err);
+  if (known) return new TransportError(`${where}: ${known.what}`, known.hint);
+  const message = err instanceof Error ? err.message : String(err);
+  if (message.includes(host)) return new TransportError(message);
+  return new TransportError(`${where} failed: ${message}`, "if this keeps happening, run with OPS_DEBUG=1 and report it");
+}
+function formatError(err, env = process.env) {
+  const withHint = (message2, hint) => hint ? `${message2}
+  hint: ${hint}` : message2;
+  if (err instanceof OpsError) return withHint(err.message, err.hint);
+  const debug2 = env.OPS_DEBUG && err instanceof Error && err.stack ? `
+${err.stack}` : "";
+  const known = describeLowLevel(err);
+  if (known) return withHint(known.what, known.hint) + debug2;
+  const message = err instanceof Error ? err.message || err.name : String(err);
+  return withHint(`internal error: ${message}`, "this is a bug in ops-pipeline: run again with OPS_DEBUG=1 to see where it happened, and report it") + debug2;
+}
+function onUncaught(print) {
+  const handle = (err) => {
+    print(formatError(err));
+    process.exit(1);
+  };
+  process.on("uncaughtException", handle);
+  process.on("unhandledRejection", handle);
 }
 
 // core/secrets/parts.ts
@@ -48789,6 +48849,7 @@ function booleanInput(name2, value, fallback) {
 async function runAction(body) {
   const reporter = new ActionsReporter();
   const env = { ...process.env };
+  onUncaught((message) => setFailed(reporter.redact(message)));
   try {
     const sshKey = getInput("ssh-key");
     if (sshKey) {
@@ -49239,14 +49300,28 @@ var anyPath = string({ pattern: /^[^\n]+$/, form: "a path" });
 var gitRef = string({ form: "a git branch, tag or sha", pattern: patternOf("gitRef") });
 var urlPath = string({ pattern: /^\/[A-Za-z0-9._~\/-]*$/, form: 'a URL path starting with "/"' });
 var version = string({ pattern: /^\d+(\.\d+){0,2}$/, form: 'a version number ("18", "3.11", "3.8.9")' });
+var address = string({ pattern: /^[A-Za-z0-9.:-]+$/, form: "an IP address or DNS name" });
+var loginName = string({ pattern: /^[a-z_][a-z0-9_-]{0,31}$/, form: "a Unix user name" });
+var bastionSchema = object(
+  {
+    address: req(address, "where the bastion (jump host) listens"),
+    port: opt(port, "its SSH port", 22),
+    user: opt(loginName, "login on the bastion (needs TCP forwarding allowed, like `ssh -J`; no shell, no sudo)", "deploy"),
+    host_key: opt(hostKey, "the bastion's SSH public key, pinned like a host's: a different or unknown key is refused"),
+    host_key_file: opt(anyPath, "instead of `host_key`: a file holding it (relative to the environment folder, or absolute)"),
+    identity_file: opt(anyPath, "private key for the bastion login, if not the one used for the hosts (relative to the environment folder, or absolute)")
+  },
+  { rules: [{ exactlyOne: ["host_key", "host_key_file"], message: "give exactly one of host_key or host_key_file (the bastion's key is pinned too)" }] }
+);
 var hostSchema = object(
   {
     name: req(name, "short host name, used in logs and reports"),
-    address: req(string({ pattern: /^[A-Za-z0-9.:-]+$/, form: "an IP address or DNS name" }), "where to connect"),
+    address: req(address, "where to connect (as seen from the bastion, when there is one)"),
     port: opt(port, "SSH port", 22),
-    user: opt(string({ pattern: /^[a-z_][a-z0-9_-]{0,31}$/, form: "a Unix user name" }), "SSH login (needs passwordless sudo for provisioning)", "deploy"),
+    user: opt(loginName, "SSH login (needs passwordless sudo for provisioning)", "deploy"),
     host_key: opt(hostKey, "the host's SSH public key, pinned: a different or unknown key is refused (get it out of band, e.g. from the VM console or `ssh-keygen -y -f /etc/ssh/ssh_host_ed25519_key`)"),
-    host_key_file: opt(anyPath, "instead of `host_key`: a file holding it (relative to the environment folder, or absolute)")
+    host_key_file: opt(anyPath, "instead of `host_key`: a file holding it (relative to the environment folder, or absolute)"),
+    bastion: opt(bastionSchema, "reach this host through a jump host (overrides the environment's `bastion`)")
   },
   { rules: [{ exactlyOne: ["host_key", "host_key_file"], message: "give exactly one of host_key or host_key_file (the host key is always pinned)" }] }
 );
@@ -49284,6 +49359,7 @@ var environmentSchema = object(
     domain: opt(string({ pattern: /^[A-Za-z0-9.-]+$/, form: "a DNS name" }), "public name of the site (nginx server_name, TLS certificate)"),
     url: opt(string({ pattern: /^https?:\/\/[^\s]+$/, form: "an http(s) URL" }), "public URL shown in reports; default: from domain and TLS mode, else the first host's address"),
     hosts: req(list(hostSchema, { min: 1 }), "the machines of this environment"),
+    bastion: opt(bastionSchema, "a jump host every host is reached through (one SSH connection to it per run, each host's connection tunnelled inside it)"),
     ssh: opt(
       object({
         identity_file: opt(anyPath, "private key to log in with (else $OPS_SSH_KEY, $SSH_AUTH_SOCK, ~/.ssh/id_ed25519, ~/.ssh/id_rsa)"),
@@ -49490,11 +49566,11 @@ function crossCheck(config, problems) {
   const reserved = RESERVED_APPS[config.app];
   if (reserved) problems.push({ path: "app", message: `"${config.app}" would take ${reserved}, which belongs to the system: pick another app name` });
   const appUser = config.app_user ?? config.app;
-  const login = config.hosts.find((h) => h.user === appUser);
-  if (appUser === "root" || login)
+  const login2 = config.hosts.find((h) => h.user === appUser);
+  if (appUser === "root" || login2)
     problems.push({
       path: config.app_user ? "app_user" : "app",
-      message: `the app would run as "${appUser}", ${login ? `the SSH login of host ${login.name} (with its sudo rights)` : "root"}: set app_user to a user of its own`
+      message: `the app would run as "${appUser}", ${login2 ? `the SSH login of host ${login2.name} (with its sudo rights)` : "root"}: set app_user to a user of its own`
     });
 }
 function parseEnvironment(doc, file) {
@@ -49532,19 +49608,24 @@ function loadEnvironment(envName, root) {
   const label = `environments/${envName}/${ENVIRONMENT_FILE}`;
   const config = parseEnvironment(readYamlFile(file, label), label);
   const problems = [];
-  const hosts = config.hosts.map((h, i) => {
-    let key = h.host_key ?? "";
-    if (h.host_key_file) {
-      const keyFile = relativeTo(dir, h.host_key_file);
-      try {
-        key = readFileSync(keyFile, "utf8").trim();
-        const parsed = parseHostKey(key);
-        if (typeof parsed === "string") problems.push({ path: `hosts[${i}].host_key_file`, message: `${keyFile}: ${parsed}` });
-      } catch {
-        problems.push({ path: `hosts[${i}].host_key_file`, message: `cannot read ${keyFile} (is the host created? for the local sandbox: npm start)` });
-      }
+  const pinnedKey2 = (key, file2, path) => {
+    if (!file2) return key ?? "";
+    const keyFile = relativeTo(dir, file2);
+    try {
+      const text = readFileSync(keyFile, "utf8").trim();
+      const parsed = parseHostKey(text);
+      if (typeof parsed === "string") problems.push({ path: `${path}.host_key_file`, message: `${keyFile}: ${parsed}` });
+      return text;
+    } catch {
+      problems.push({ path: `${path}.host_key_file`, message: `cannot read ${keyFile} (is the host created? for the local sandbox: npm start)` });
+      return "";
     }
-    return { name: h.name, address: h.address, port: h.port, user: h.user, hostKey: key };
+  };
+  const bastion = (b, path) => b && { name: "bastion", address: b.address, port: b.port, user: b.user, hostKey: pinnedKey2(b.host_key, b.host_key_file, path), ...b.identity_file && { identityFile: relativeTo(dir, b.identity_file) } };
+  const shared = bastion(config.bastion, "bastion");
+  const hosts = config.hosts.map((h, i) => {
+    const via = h.bastion ? bastion(h.bastion, `hosts[${i}].bastion`) : shared;
+    return { name: h.name, address: h.address, port: h.port, user: h.user, hostKey: pinnedKey2(h.host_key, h.host_key_file, `hosts[${i}]`), ...via && { bastion: via } };
   });
   if (problems.length) throw new ConfigError(label, problems);
   return resolveEnvironment(envName, root, config, hosts);
@@ -49611,8 +49692,8 @@ function rawMachines(doc) {
   const hosts = doc?.hosts;
   if (!Array.isArray(hosts)) return void 0;
   return hosts.flatMap((h) => {
-    const { address, port: port2 } = h ?? {};
-    return typeof address === "string" ? [machineId({ address, port: typeof port2 === "number" ? port2 : 22 })] : [];
+    const { address: address2, port: port2 } = h ?? {};
+    return typeof address2 === "string" ? [machineId({ address: address2, port: typeof port2 === "number" ? port2 : 22 })] : [];
   });
 }
 function findSiblings(env) {
@@ -50543,7 +50624,8 @@ var NodeSSH = class {
 };
 
 // core/remote/ssh.ts
-import { timingSafeEqual } from "node:crypto";
+import { randomBytes, timingSafeEqual } from "node:crypto";
+import { StringDecoder } from "node:string_decoder";
 
 // core/remote/types.ts
 var REPORT_PREFIX = "@ops ";
@@ -50568,7 +50650,10 @@ function reportedAll(result, key) {
 var DEFAULT_STEP_TIMEOUT = 600;
 
 // core/remote/wrap.ts
+var START_MARKER = "@ops-start";
 var scriptPrelude = [
+  // The leading newline ends whatever line the login shell left unfinished.
+  `printf '\\n${START_MARKER}\\n'; printf '\\n${START_MARKER}\\n' >&2`,
   "set -euo pipefail",
   "umask 022",
   // files that must stay private (.env, keys) are created with explicit modes
@@ -50576,38 +50661,69 @@ var scriptPrelude = [
   `ops_report() { printf '${REPORT_PREFIX}%s %s\\n' "$1" "\${2:-}"; }`,
   "cd /"
 ].join("\n");
-function commandLine(step, login, appUser) {
+function commandLine(step, login2, appUser) {
   const seconds2 = step.timeout ?? DEFAULT_STEP_TIMEOUT;
   const run = ["timeout", "-k", "10", String(seconds2), "bash", "-s"];
   if (step.as === "app") return cmd("sudo", "-n", "-H", "-u", appUser, "--", ...run);
-  if (step.as === "root" && login !== "root") return cmd("sudo", "-n", "-H", "--", ...run);
+  if (step.as === "root" && login2 !== "root") return cmd("sudo", "-n", "-H", "--", ...run);
   return cmd(...run);
 }
-function scriptText(step) {
-  return `${scriptPrelude}
+function scriptText(step, connection) {
+  const mark = connection ? `
+export OPS_CONNECTION=${quote(connection)}` : "";
+  return `${scriptPrelude}${mark}
 ${step.script.trimEnd()}
 `;
+}
+function uploadStep(remotePath, size, mode) {
+  const dir = remotePath.replace(/\/[^/]*$/, "") || "/";
+  return {
+    name: `upload ${remotePath.split("/").pop()}`,
+    as: "login",
+    timeout: 600 + Math.ceil(size / 1e5),
+    // at least 100 kB/s
+    quiet: true,
+    // One line to end with: bash has parsed and run the whole function before the content starts.
+    script: String.raw`ops_upload() {
+  local tmp got
+  tmp=$(mktemp ${quote(`${dir}/.ops-upload.XXXXXX`)})
+  trap 'rm -f "$tmp"' EXIT
+  head -c ${size} > "$tmp"
+  got=$(stat -c %s "$tmp")
+  if [ "$got" != ${size} ]; then echo "the upload of ${quote(remotePath)} was cut short: $got of ${size} bytes arrived" >&2; exit 1; fi
+  chmod ${mode.toString(8).padStart(4, "0")} "$tmp"
+  mv -f "$tmp" ${quote(remotePath)}
+  trap - EXIT
+}
+ops_upload; exit $?`
+  };
 }
 
 // core/remote/ssh.ts
 function hostKeyAlgorithms(type) {
   return type === "ssh-rsa" ? ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"] : [type];
 }
-var RETRYABLE = /ECONNREFUSED|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ECONNRESET|EAI_AGAIN|Timed out while waiting for handshake/;
+var RETRYABLE = /ECONNREFUSED|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ECONNRESET|EAI_AGAIN|Timed out while waiting for handshake|Connection lost before handshake/;
 var sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-async function connect(options) {
-  const { host, reporter } = options;
-  const pinned = parseHostKey(host.hostKey);
-  if (typeof pinned === "string") throw new OpsError(`host ${host.name}: pinned host key is malformed (${pinned})`, `fix hosts[].host_key in ${options.configFile}`);
-  let attempt = 0;
+function pinnedKey(ep, role, configFile) {
+  const pinned = parseHostKey(ep.hostKey);
+  if (typeof pinned === "string") throw new OpsError(`${role} ${ep.name}: pinned host key is malformed (${pinned})`, `fix its host_key in ${configFile}`);
+  return pinned;
+}
+async function login(ep, attempt, options) {
+  const pinned = pinnedKey(ep, attempt.keyField.startsWith("bastion") ? "bastion" : "host", options.configFile);
+  const { where } = attempt;
+  let tries = 0;
   for (; ; ) {
     let presented;
     const ssh = new NodeSSH();
     try {
+      const sock = attempt.sock ? await attempt.sock() : void 0;
       await ssh.connect({
-        host: host.address,
-        port: host.port,
-        username: host.user,
+        host: ep.address,
+        port: ep.port,
+        username: ep.user,
+        ...sock ? { sock } : {},
         readyTimeout: options.connectTimeout * 1e3,
         keepaliveInterval: 1e4,
         keepaliveCountMax: 3,
@@ -50618,43 +50734,146 @@ async function connect(options) {
           return key.length === pinned.blob.length && timingSafeEqual(key, pinned.blob);
         }
       });
-      return new SshRemote(ssh, host, options.appUser, reporter);
+      return ssh;
     } catch (e) {
       ssh.dispose();
+      if (e instanceof OpsError && !(e instanceof TransportError)) throw e;
       const message = e instanceof Error ? e.message : String(e);
-      const where = `${host.name} (${host.user}@${host.address}:${host.port})`;
       if (presented && !presented.equals(pinned.blob)) {
         throw new OpsError(
           `host key of ${where} does not match the pinned key: refusing to connect
   presented: ${blobType(presented)} ${fingerprint(presented)}
   pinned:    ${pinned.type} ${fingerprint(pinned.blob)}`,
-          `if the host was rebuilt, read its new key out of band (VM console: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), compare the fingerprint, then put the key line in hosts[].host_key of ${options.configFile}`
+          `if the machine was rebuilt, read its new key out of band (VM console: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), compare the fingerprint, then put the key line in ${attempt.keyField} of ${options.configFile}`
         );
       }
       if (/no matching host key format|Handshake failed: no matching/i.test(message)) {
-        throw new OpsError(`${where} offers no ${pinned.type} host key, which is the type pinned`, `pin the host's key of a type it offers, in ${options.configFile}`);
+        throw new OpsError(`${where} offers no ${pinned.type} host key, which is the type pinned`, `pin the key of a type it offers, in ${attempt.keyField} of ${options.configFile}`);
       }
       if (/All configured authentication methods failed/i.test(message)) {
-        throw new OpsError(`${where} refused our SSH key (${options.credentials.describe})`, `authorise its public key for ${host.user} on the host, or give another key (--identity, $OPS_SSH_KEY, ssh.identity_file)`);
+        throw new OpsError(`${where} refused our SSH key (${options.credentials.describe})`, `authorise its public key for ${ep.user} there, or give another key (--identity, $OPS_SSH_KEY, ssh.identity_file)`);
       }
-      if (attempt >= options.retries || !RETRYABLE.test(message)) {
-        throw new OpsError(`cannot connect to ${where}: ${message}${attempt ? ` (after ${attempt + 1} attempts)` : ""}`, "check the address and port, that sshd runs, and that a firewall lets this machine in");
+      if (tries >= options.retries || !RETRYABLE.test(`${message} ${e.code ?? ""}`)) {
+        if (e instanceof OpsError) throw e;
+        const known = describeLowLevel(e);
+        throw new TransportError(
+          `cannot connect to ${where}: ${known?.what ?? message}${tries ? ` (after ${tries + 1} attempts)` : ""}`,
+          known?.hint ?? "check the address and port, that sshd runs, and that a firewall lets this machine in"
+        );
       }
-      attempt++;
-      reporter.warn(`${host.name}: ${message}; retrying (${attempt}/${options.retries})`);
-      await sleep(1e3 * 2 ** (attempt - 1));
+      tries++;
+      options.reporter.warn(`${where}: ${e instanceof OpsError ? e.message : describeLowLevel(e)?.what ?? message}; retrying (${tries}/${options.retries})`);
+      await sleep(1e3 * 2 ** (tries - 1));
     }
   }
 }
+function describeEndpoint(ep) {
+  return `${ep.name} (${ep.user}@${ep.address}:${ep.port})`;
+}
+var Bastion = class _Bastion {
+  constructor(ssh, endpoint) {
+    this.ssh = ssh;
+    this.endpoint = endpoint;
+    const conn = ssh.connection;
+    conn.on("error", (e) => this.lost ??= e);
+    conn.on("close", () => this.lost ??= new Error("Not connected"));
+  }
+  ssh;
+  endpoint;
+  users = 0;
+  lost;
+  /** Log in to the bastion (retries like a host). */
+  static async open(endpoint, options) {
+    const ssh = await login(endpoint, { where: `bastion ${endpoint.user}@${endpoint.address}:${endpoint.port}`, keyField: "bastion.host_key (or hosts[].bastion.host_key)" }, options);
+    return new _Bastion(ssh, endpoint);
+  }
+  get alive() {
+    return !this.lost && !!this.ssh.connection;
+  }
+  /** A TCP stream from the bastion to `address:port`; fails saying the bastion cannot reach it. */
+  forward(target) {
+    const conn = this.ssh.connection;
+    const label = `${target.name} (${target.address}:${target.port})`;
+    const via = `bastion ${this.endpoint.address}`;
+    if (!conn || this.lost) return Promise.reject(new TransportError(`${via} is no longer connected, so ${label} cannot be reached`, "try again"));
+    return new Promise((resolve2, reject) => {
+      try {
+        conn.forwardOut("127.0.0.1", 0, target.address, target.port, (e, stream) => {
+          if (!e) return resolve2(stream);
+          const why = e.message.replace(/^\(SSH\) Channel open failure: /, "");
+          const denied = /prohibited/i.test(why);
+          const err = new TransportError(
+            `${via} cannot reach ${label}: ${denied ? "the bastion refuses TCP forwarding" : why}`,
+            denied ? "the bastion's sshd must allow forwarding for this login (AllowTcpForwarding yes, no restrict/no-port-forwarding on the key), as for `ssh -J`" : `check from the bastion that ${target.address}:${target.port} answers (e.g. ssh -J ${this.endpoint.user}@${this.endpoint.address}:${this.endpoint.port} -p ${target.port} ${target.address})`
+          );
+          if (!denied) err.code = "ECONNREFUSED";
+          reject(err);
+        });
+      } catch (e) {
+        reject(translateError(e, this.endpoint.address, `forwarding through bastion ${this.endpoint.address}`));
+      }
+    });
+  }
+  /** Count a connection through it. */
+  use() {
+    this.users++;
+  }
+  /** A connection through it ended: the last one closes the bastion's. */
+  release() {
+    if (--this.users <= 0) this.close();
+  }
+  close() {
+    this.lost ??= new Error("Not connected");
+    this.ssh.dispose();
+  }
+};
+async function connect(options) {
+  const { host, via } = options;
+  const where = via ? `${describeEndpoint(host)} through bastion ${via.endpoint.address}` : describeEndpoint(host);
+  const ssh = await login(host, { where, keyField: "hosts[].host_key", sock: via ? () => via.forward(host) : void 0 }, options);
+  return new SshRemote(ssh, host, options.appUser, options.reporter, options.onClose);
+}
+var AfterMarker = class _AfterMarker {
+  constructor(emit) {
+    this.emit = emit;
+  }
+  emit;
+  static MARK = `
+${START_MARKER}
+`;
+  head = "";
+  decoder = new StringDecoder("utf8");
+  started = false;
+  preamble = "";
+  push(chunk) {
+    this.feed(this.decoder.write(chunk));
+  }
+  end() {
+    this.feed(this.decoder.end());
+    if (!this.started && this.head) this.emit(this.head);
+    this.head = "";
+  }
+  feed(text) {
+    if (!text) return;
+    if (this.started) return this.emit(text);
+    this.head += text;
+    const i = this.head.indexOf(_AfterMarker.MARK);
+    if (i < 0) return;
+    this.started = true;
+    this.preamble = this.head.slice(0, i);
+    const rest = this.head.slice(i + _AfterMarker.MARK.length);
+    this.head = "";
+    if (rest) this.emit(rest);
+  }
+};
 var LineSplitter = class {
   constructor(emit) {
     this.emit = emit;
   }
   emit;
   rest = "";
-  push(chunk) {
-    const text = this.rest + chunk.toString("utf8");
-    const lines = text.split("\n");
+  push(text) {
+    const lines = (this.rest + text).split("\n");
     this.rest = lines.pop() ?? "";
     for (const l of lines) this.emit(l);
   }
@@ -50663,133 +50882,220 @@ var LineSplitter = class {
     this.rest = "";
   }
 };
+function sessionRefused(e) {
+  const err = e;
+  return /Channel open failure/.test(err?.message ?? "") && (err.reason === 1 || err.reason === 4 || /open failed|prohibited|shortage/i.test(err.message ?? ""));
+}
 var SshRemote = class {
-  constructor(ssh, host, appUser, reporter) {
+  constructor(ssh, host, appUser, reporter, onClose) {
     this.ssh = ssh;
     this.appUser = appUser;
     this.reporter = reporter;
+    this.onClose = onClose;
     this.name = host.name;
     this.login = host.user;
+    const conn = ssh.connection;
+    conn.on("error", (e) => this.gone(e));
+    conn.on("close", () => this.gone(new Error("Not connected")));
   }
   ssh;
   appUser;
   reporter;
+  onClose;
   name;
   login;
-  sftp;
-  held = [];
-  async run(step, options = {}) {
+  connection = randomBytes(6).toString("hex");
+  lost;
+  closed = false;
+  warnedPreamble = false;
+  /** Rejects the step in flight when the connection goes away under it. */
+  abort;
+  gone(e) {
+    this.lost ??= e;
+    this.abort?.(e);
+    const done = this.onClose;
+    this.onClose = void 0;
+    done?.();
+  }
+  /** Open an exec channel; a refused one is retried briefly: sshd frees a closed session asynchronously. */
+  async channel(command2, what) {
+    for (let attempt = 0; ; attempt++) {
+      const conn = this.ssh.connection;
+      if (this.closed) throw new TransportError(`${what} on ${this.name}: the connection was closed`);
+      if (this.lost || !conn) throw translateError(this.lost ?? new Error("Not connected"), this.name, `${what} on ${this.name}`);
+      try {
+        return await new Promise((resolve2, reject) => conn.exec(command2, (e, c) => e ? reject(e) : resolve2(c)));
+      } catch (e) {
+        if (sessionRefused(e) && attempt < 8) {
+          await sleep(25 * 2 ** attempt);
+          continue;
+        }
+        if (sessionRefused(e))
+          throw new TransportError(
+            `sshd on ${this.name} refused to open a session for ${what}: its session limit is reached`,
+            `ops uses 1 session at a time per connection; MaxSessions in ${this.name}'s /etc/ssh/sshd_config (or a Match block) must be at least 1: set it, then reload sshd (systemctl reload ssh)`
+          );
+        throw translateError(e, this.name, `${what} on ${this.name}`);
+      }
+    }
+  }
+  /** Run `command` with `input` on stdin; output before the start marker is the login shell's, not ours. */
+  async exec(step, command2, input, options) {
     const started = Date.now();
+    const what = `step "${step.name}"`;
     const show = (stream) => new LineSplitter((line) => {
       if (!step.quiet && !line.startsWith(REPORT_PREFIX)) this.reporter.line(this.name, line, stream);
     });
-    const out = show("stdout");
-    const err = show("stderr");
+    const outLines = show("stdout");
+    const errLines = show("stderr");
+    let stdout = "";
+    let stderr = "";
+    const out = new AfterMarker((t) => {
+      stdout += t;
+      outLines.push(t);
+    });
+    const err = new AfterMarker((t) => {
+      stderr += t;
+      errLines.push(t);
+    });
+    const channel = await this.channel(command2, what);
     const limit = ((step.timeout ?? DEFAULT_STEP_TIMEOUT) + 30) * 1e3;
-    let channel;
     let guard;
-    const result = await Promise.race([
-      this.ssh.execCommand(commandLine(step, this.login, this.appUser), {
-        stdin: scriptText(step),
-        noTrim: true,
-        onChannel: (c) => channel = c,
-        onStdout: (c) => out.push(c),
-        onStderr: (c) => err.push(c)
-      }),
-      new Promise((_, reject) => {
-        guard = setTimeout(() => {
-          channel?.close();
-          reject(new StepError(step.name, this.name, null, "no answer from the host before the step timeout", "timeout"));
-        }, limit);
-      })
-    ]).finally(() => clearTimeout(guard));
-    out.flush();
-    err.flush();
-    const code = result.code ?? (result.signal ? 128 : 255);
-    const stepResult = {
-      stdout: result.stdout,
-      stderr: result.stderr,
-      code,
-      durationMs: Date.now() - started,
-      reports: parseReports(result.stdout)
-    };
-    if (code !== 0 && !options.allowFailure) {
-      const detail = tail(result.stderr.trim() ? result.stderr : result.stdout.split("\n").filter((l) => !l.startsWith(REPORT_PREFIX)).join("\n"));
-      const noSudo = /sudo: (a password is required|a terminal is required)|is not in the sudoers/.test(result.stderr);
-      throw new StepError(
-        step.name,
-        this.name,
-        code,
-        detail,
-        result.signal ?? void 0,
-        noSudo ? `the login ${this.login} needs passwordless sudo on ${this.name} (e.g. /etc/sudoers.d/${this.login}: "${this.login} ALL=(ALL) NOPASSWD:ALL")` : void 0
+    const status2 = await new Promise((resolve2, reject) => {
+      let code2 = null;
+      let signal;
+      this.abort = (e) => reject(translateError(e, this.name, `${what} on ${this.name} (connection lost)`));
+      guard = setTimeout(() => {
+        channel.close();
+        reject(new StepError(step.name, this.name, null, "no answer from the host before the step timeout", "timeout"));
+      }, limit);
+      channel.on("data", (d) => out.push(d));
+      channel.stderr.on("data", (d) => err.push(d));
+      channel.on("exit", (c, sig) => {
+        if (typeof c === "number") code2 = c;
+        else if (sig) signal = `SIG${sig}`.replace(/^SIGSIG/, "SIG");
+      });
+      channel.on("error", () => void 0);
+      channel.on("close", () => resolve2({ code: code2, signal }));
+      channel.end(input);
+    }).finally(() => {
+      clearTimeout(guard);
+      this.abort = void 0;
+    });
+    out.end();
+    err.end();
+    outLines.flush();
+    errLines.flush();
+    const preamble = [out.preamble, err.preamble].map((p) => p.trim()).filter(Boolean).join("\n");
+    if (preamble && !this.warnedPreamble) {
+      this.warnedPreamble = true;
+      this.reporter.warn(`${this.name}: the login shell of ${this.login} prints text for non-interactive sessions ("${oneLine(preamble)}"); ops ignores it, but scp, rsync and sftp break: move it below the interactive guard of ~/.bashrc`);
+    }
+    const code = status2.code ?? (status2.signal ? 128 : 255);
+    if (code === 0 && !out.started) {
+      throw new OpsError(
+        `${what} on ${this.name} did not run: the login shell of ${this.login} exited 0 before starting it${preamble ? `, after printing: ${JSON.stringify(tail(preamble, 3))}` : ""}`,
+        `look at ${this.login}'s ~/.bashrc and /etc/bash.bashrc on ${this.name}: nothing may exit or exec for non-interactive shells`
       );
     }
-    return stepResult;
+    const result = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble };
+    if (code !== 0 && !options.allowFailure) {
+      const detail = tail(stderr.trim() ? stderr : stdout.split("\n").filter((l) => !l.startsWith(REPORT_PREFIX)).join("\n"));
+      throw new StepError(step.name, this.name, code, detail, status2.signal, sudoHint(stderr, this.login, this.name));
+    }
+    return result;
   }
-  session() {
-    this.sftp ??= this.ssh.requestSFTP();
-    return this.sftp;
+  run(step, options = {}) {
+    return this.exec(step, commandLine(step, this.login, this.appUser), Buffer.from(scriptText(step, this.connection)), options);
   }
   async upload(content, remotePath, options = {}) {
-    const sftp = await this.session();
     const data = typeof content === "string" ? Buffer.from(content) : content;
-    const mode = options.mode ?? 384;
-    await new Promise((res) => sftp.unlink(remotePath, () => res()));
-    await new Promise(
-      (res, rej) => sftp.writeFile(remotePath, data, { mode, flag: "wx" }, (e) => e ? rej(new OpsError(`upload to ${this.name}:${remotePath} failed: ${e.message}`)) : res())
-    );
-  }
-  async hold() {
-    const conn = this.ssh.connection;
-    if (!conn) throw new OpsError(`${this.name}: not connected`);
-    const command2 = `sh -c 'echo $$; exec cat >/dev/null'`;
-    return new Promise((resolve2, reject) => {
-      conn.exec(command2, (e, channel) => {
-        if (e) return reject(e);
-        this.held.push(channel);
-        let first = "";
-        channel.on("data", (d) => {
-          first += d.toString();
-          const nl = first.indexOf("\n");
-          if (nl >= 0) resolve2(Number(first.slice(0, nl)));
-        });
-        channel.on("close", () => reject(new OpsError(`${this.name}: holder process ended early`)));
-      });
-    });
+    const step = uploadStep(remotePath, data.length, options.mode ?? 384);
+    await this.exec(step, commandLine(step, this.login, this.appUser), Buffer.concat([Buffer.from(scriptText(step, this.connection)), data]), {});
   }
   async close() {
-    for (const c of this.held) c.end();
+    if (this.closed) return;
+    this.closed = true;
     this.ssh.dispose();
+    this.gone(new Error("Not connected"));
   }
 };
 
 // core/context.ts
 function sshConnector(ctx) {
-  return (env, host) => {
+  const bastions = /* @__PURE__ */ new Map();
+  return async (env, host) => {
     const ssh = env.config.ssh;
     const credentials = resolveCredentials(
       { identityFile: ctx.identityFile, configFile: ssh.identity_file ? envPath(env, ssh.identity_file) : void 0, env: ctx.env },
       ctx.reporter
     );
-    return connect({
-      host,
-      credentials,
-      appUser: env.appUser,
-      reporter: ctx.reporter,
-      connectTimeout: ssh.connect_timeout,
-      retries: ssh.connect_retries,
-      configFile: `environments/${env.name}/environment.yml`
-    });
+    const common = { reporter: ctx.reporter, connectTimeout: ssh.connect_timeout, retries: ssh.connect_retries, configFile: `environments/${env.name}/environment.yml` };
+    let via;
+    if (host.bastion) {
+      const b = host.bastion;
+      const key = `${b.user}@${b.address}:${b.port}`;
+      let open2 = bastions.get(key);
+      if (open2 && !(await open2.catch(() => void 0))?.alive) open2 = void 0;
+      if (!open2) {
+        const bastionCredentials = b.identityFile ? resolveCredentials({ configFile: b.identityFile, env: {} }, ctx.reporter) : credentials;
+        open2 = Bastion.open(b, { ...common, credentials: bastionCredentials });
+        bastions.set(key, open2);
+      }
+      via = await open2;
+      via.use();
+    }
+    try {
+      return await connect({ ...common, host, credentials, appUser: env.appUser, via, onClose: () => via?.release() });
+    } catch (e) {
+      via?.release();
+      throw e;
+    }
+  };
+}
+function guarded(remote) {
+  const translated = (what, run) => run().catch((e) => {
+    throw translateError(e, remote.name, `${what} on ${remote.name}`);
+  });
+  return {
+    name: remote.name,
+    login: remote.login,
+    connection: remote.connection,
+    run: (step, options) => translated(`step "${step.name}"`, () => remote.run(step, options)),
+    upload: (content, path, options) => translated(`upload of ${path}`, () => remote.upload(content, path, options)),
+    close: () => remote.close().catch(() => void 0)
+  };
+}
+function hostConnector(ctx) {
+  const base = ctx.connector ?? sshConnector(ctx);
+  return async (env, host) => {
+    try {
+      return guarded(await base(env, host));
+    } catch (e) {
+      throw translateError(e, host.name, `connecting to ${host.name}`);
+    }
   };
 }
 
 // core/steps/lock.ts
+var CONNECTION_FUNCTIONS = String.raw`# proc_start PID: start time (field 22 of /proc/PID/stat, counted after the command name): tells a reused PID apart
+proc_start() { local s; s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1; s=${"$"}{s##*) }; set -- $s; printf '%s\n' "${"$"}{20}"; }
+# conn_pid: the SSH server process of this connection
+conn_pid() {
+  local p=$$ s c
+  while [ "$p" -gt 1 ]; do
+    s=$(cat "/proc/$p/stat" 2>/dev/null) || return 1
+    c=${"$"}{s#*(}; c=${"$"}{c%)*}
+    case "$c" in sshd|sshd-session|dropbear) printf '%s\n' "$p"; return 0 ;; esac
+    s=${"$"}{s##*) }; set -- $s; p=$2
+  done
+  return 1
+}`;
 var LOCK_STATE = String.raw`lock_state=free
 if [ -d "$lock" ]; then
   pid=$(sed -n 's/^holder_pid=//p' "$lock/info" 2>/dev/null || true)
   start=$(sed -n 's/^holder_start=//p' "$lock/info" 2>/dev/null || true)
-  if [ -n "$pid" ] && [ -r "/proc/$pid/stat" ] && [ "$(cut -d' ' -f22 "/proc/$pid/stat")" = "$start" ]; then lock_state=held; else lock_state=stale; fi
+  if [ -n "$pid" ] && [ "$(proc_start "$pid" || true)" = "$start" ]; then lock_state=held; else lock_state=stale; fi
 fi`;
 var REPORT_HOLDER = String.raw`ops_report lock "$lock_state"
 if [ -f "$lock/info" ]; then while IFS= read -r line; do ops_report holder "$line"; done < "$lock/info"; fi`;
@@ -50799,7 +51105,8 @@ function lockStatus(env) {
     as: "login",
     timeout: 30,
     quiet: true,
-    script: `lock=${quote(layout(env).lock)}
+    script: `${CONNECTION_FUNCTIONS}
+lock=${quote(layout(env).lock)}
 ${LOCK_STATE}
 ${REPORT_HOLDER}`
   };
@@ -51296,7 +51603,7 @@ function describeRun(h) {
 
 // core/ops/status.ts
 async function eachHost(ctx, env, fn, onError) {
-  const connector = ctx.connector ?? sshConnector(ctx);
+  const connector = hostConnector(ctx);
   return Promise.all(
     env.hosts.map(async (host) => {
       let remote;

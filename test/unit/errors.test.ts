@@ -1,0 +1,133 @@
+// No stack trace ever reaches a user: every kind of low-level failure (the SSH library, sockets, DNS, a
+// bug) is fed through the top level of the CLI and of an action, at each place it can happen (connecting,
+// a step, an upload), and what comes out is one message naming the host, and a hint.
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { stringify } from 'yaml';
+import type { Connector } from '../../core/context.ts';
+import { runAction } from '../../core/action.ts';
+import { formatError, OpsError } from '../../core/errors.ts';
+import { RecordingRemote } from '../../core/remote/recording.ts';
+import type { Remote, RunOptions, Step, StepResult, UploadOptions } from '../../core/remote/types.ts';
+import { runOps } from '../support/cli.ts';
+
+const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
+let root: string;
+
+beforeAll(() => {
+  root = mkdtempSync(join(tmpdir(), 'ops-errors-'));
+  writeFileSync(join(root, 'package.json'), '{}');
+  mkdirSync(join(root, 'environments', 'x'), { recursive: true });
+  writeFileSync(
+    join(root, 'environments', 'x', 'environment.yml'),
+    stringify({ app: 'sample', hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }], programs: { server: { command: 'run', port: 3579 } }, routes: { '/': 'server' } }),
+  );
+  writeFileSync(join(root, 'data.yml'), 'users: []\n');
+});
+
+const ssh2 = (message: string, extra: Record<string, unknown>) => Object.assign(new Error(message), extra);
+
+/** What ssh2, Node's sockets and DNS throw, as they throw it; and what a user must read instead. */
+const KINDS: [string, () => unknown, RegExp][] = [
+  ['connection refused', () => ssh2('connect ECONNREFUSED 192.0.2.1:22', { code: 'ECONNREFUSED', level: 'client-socket' }), /connection refused/],
+  ['no route', () => ssh2('connect EHOSTUNREACH 192.0.2.1:22', { code: 'EHOSTUNREACH', level: 'client-socket' }), /no route to the host/],
+  ['DNS', () => ssh2('getaddrinfo ENOTFOUND web1.example', { code: 'ENOTFOUND', level: 'client-dns' }), /does not resolve/],
+  ['connection reset', () => ssh2('read ECONNRESET', { code: 'ECONNRESET', level: 'client-socket' }), /closed by the other end/],
+  ['broken pipe', () => ssh2('write EPIPE', { code: 'EPIPE' }), /closed by the other end/],
+  ['keepalive timeout', () => ssh2('Keepalive timeout', { level: 'client-timeout' }), /stopped answering/],
+  ['handshake timeout', () => ssh2('Timed out while waiting for handshake', { level: 'client-timeout' }), /no answer before the timeout/],
+  ['channel refused', () => ssh2('(SSH) Channel open failure: open failed', { reason: 1 }), /refused to open a session/],
+  ['SFTP stream corrupted by a chatty shell', () => ssh2('Packet length 1466264675 exceeds max length of 262144', { level: 'protocol' }), /login shell/],
+  ['handshake failure', () => ssh2('Handshake failed: no matching key exchange algorithm', { level: 'handshake' }), /handshake failed/],
+  ['protocol error', () => ssh2('Bad packet length', { level: 'protocol' }), /SSH protocol error: Bad packet length/],
+  ['closed connection', () => new Error('Not connected'), /already closed/],
+  ['closed with a request pending', () => new Error('No response from server'), /closed before the host answered/],
+  ['a bug', () => new TypeError("Cannot read properties of undefined (reading 'x')"), /Cannot read properties of undefined/],
+  ['not even an Error', () => 'a string', /a string/],
+];
+
+type Phase = 'connect' | 'step' | 'upload';
+
+/** A host whose connection, first step or first upload fails with `error`; everything else answers. */
+function failing(phase: Phase, error: () => unknown): Connector {
+  return async () => {
+    if (phase === 'connect') throw error();
+    const fake = new RecordingRemote('web1', 'deploy', 'sample', (step) => (step.name === 'lock' ? { stdout: '@ops lock acquired\n@ops current 20261125T120000Z-0123456789ab\n' } : undefined));
+    let thrown = false;
+    const once = <T>(p: Phase, fn: () => Promise<T>): Promise<T> => {
+      if (p === phase && !thrown) {
+        thrown = true;
+        return Promise.reject(error());
+      }
+      return fn();
+    };
+    const remote: Remote = {
+      name: fake.name,
+      login: fake.login,
+      connection: fake.connection,
+      run: (step: Step, options?: RunOptions): Promise<StepResult> => once('step', () => fake.run(step, options)),
+      upload: (content: string | Buffer, path: string, options?: UploadOptions) => once('upload', () => fake.upload(content, path, options)),
+      close: () => Promise.reject(new Error('close failed too')), // never hides the first error
+    };
+    return remote;
+  };
+}
+
+function expectOneMessage(text: string, kind: RegExp): void {
+  expect(text).toMatch(kind);
+  expect(text).not.toMatch(/^\s+at /m); // no stack frame
+  expect(text).not.toMatch(/\b(TypeError|Error): /);
+}
+
+describe('the CLI: one message naming the host, never a stack trace', () => {
+  for (const phase of ['connect', 'step', 'upload'] as const) {
+    it.each(KINDS)(`${phase}: %s`, async (_name, error, kind) => {
+      const r = await runOps(['initdata', 'x', '--file', join(root, 'data.yml')], { root, env: { PATH: process.env.PATH }, connector: failing(phase, error) });
+      expect(r.code).toBe(1);
+      expect(r.err.startsWith('error: ')).toBe(true);
+      expect(r.err).toContain('web1');
+      expect(r.err).toContain(phase === 'connect' ? 'connecting to web1' : phase === 'step' ? 'step "lock"' : 'upload of /srv/sample/.ops/uploads/');
+      expectOneMessage(r.err, kind);
+    });
+  }
+
+  it('a bug says so and how to see more; OPS_DEBUG=1 shows the stack', async () => {
+    const r = await runOps(['lock', 'status', 'x'], { root, env: {}, connector: failing('step', () => new TypeError('boom')) });
+    expect(r.err).toMatch(/^error: step "lock status" on web1 failed: boom\n {2}hint: if this keeps happening, run with OPS_DEBUG=1 and report it\n$/);
+    expect(formatError(new TypeError('boom'), {})).toBe('internal error: boom\n  hint: this is a bug in ops-pipeline: run again with OPS_DEBUG=1 to see where it happened, and report it');
+    expect(formatError(new TypeError('boom'), { OPS_DEBUG: '1' })).toMatch(/\n {4}at /);
+  });
+});
+
+describe('an action: one failure line (::error::), never a stack trace', () => {
+  const writes: string[] = [];
+  afterEach(() => {
+    vi.restoreAllMocks();
+    process.exitCode = 0;
+    writes.length = 0;
+  });
+  it.each(KINDS)('%s', async (_name, error, kind) => {
+    vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+      writes.push(String(chunk));
+      return true;
+    });
+    await runAction(async (ctx) => {
+      const { initdata } = await import('../../core/ops/initdata.ts');
+      const { loadEnvironment } = await import('../../core/config/environment.ts');
+      await initdata({ ...ctx.ops, root, connector: failing('step', error) }, loadEnvironment('x', root), { file: join(root, 'data.yml') });
+    });
+    vi.restoreAllMocks();
+    const failure = writes.filter((w) => w.startsWith('::error::'));
+    expect(failure).toHaveLength(1);
+    expect(process.exitCode).toBe(1);
+    // @actions/core escapes newlines as %0A in workflow commands.
+    const text = decodeURIComponent(failure[0]!.replace(/^::error::/, '').trim());
+    expect(text).toContain('web1');
+    expectOneMessage(text, kind);
+  });
+  it('an OpsError keeps its message and hint', () => {
+    expect(formatError(new OpsError('x on web1 failed', 'do y'))).toBe('x on web1 failed\n  hint: do y');
+  });
+});

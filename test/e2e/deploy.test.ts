@@ -2,13 +2,14 @@
 // seconds, every failure leaving v1 serving byte for byte, locks (concurrent, killed runner), no-op
 // redeploys over one SSH connection, dependencies reused on code-only changes.
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deploy } from '../../core/ops/deploy.ts';
 import { auditLog, breakLock, getLockStatus, listReleases } from '../../core/ops/inspect.ts';
 import { rollback } from '../../core/ops/rollback.ts';
 import { MemoryReporter } from '../../core/report.ts';
-import { downHost, type Host } from '../hosts/index.ts';
+import { downHost, sshRun, type Host } from '../hosts/index.ts';
 import { startLoad } from '../support/load.ts';
 import { appRepo, get, makeProject, readyHost, sshLogins, testConfig, testDatabase, type TestProject } from './support.ts';
 
@@ -53,6 +54,32 @@ describe.sequential('deploy on a provisioned host', () => {
     // v1 → v2 bumps only the app's own version in the lockfile: a code-only change, nothing reinstalled.
     expect(second.hosts[0]!.notes).toEqual(expect.arrayContaining(['dependencies: python reused', 'dependencies: node reused']));
   }, 180_000);
+
+  it('the settings reach the running API and client unchanged: sha256 on their debug sockets, reachable only from the host', async () => {
+    const r = await sshRun(
+      host,
+      [
+        'slot=$(cat /srv/sample/.ops/slot)',
+        'if [ "$slot" = blue ]; then api=3579; web=3000; else api=3580; web=3001; fi',
+        'sudo curl -sf --unix-socket /srv/sample/current/.debug/api-$api.sock http://localhost/settings',
+        'sudo curl -sf --unix-socket /srv/sample/current/.debug/client-$web.sock http://localhost/settings',
+        'sudo stat -c "%a %U" /srv/sample/current/.debug',
+      ].join('\n'),
+    );
+    const [api, web, perms] = r.stdout.trim().split('\n');
+    const sha = (v: string) => createHash('sha256').update(v, 'utf8').digest('hex');
+    const env = project.env().config.env as Record<string, string>;
+    const apiSeen = JSON.parse(api!).sha256 as Record<string, string>;
+    const webSeen = JSON.parse(web!).sha256.runtime as Record<string, string>;
+    for (const name of ['APP_SERVER_MODE', 'APP_DATABASE_URL', 'TOOLS_PASSWORDS']) expect(apiSeen[name], name).toBe(sha(env[name]!));
+    // TOOLS_PASSWORDS holds double quotes, which the .env writer escapes in a form Node's dotenv keeps as is
+    // (issue 17: readers declared, a form per value): the client side is checked on the other values.
+    for (const name of ['APP_SERVER_MODE', 'APP_DATABASE_URL']) expect(webSeen[name], name).toBe(sha(env[name]!));
+    expect(perms).toBe('700 sample');
+    // nginx serves no such thing: the debug endpoints are not part of the site.
+    expect((await get(host, '/settings')).status).toBe(404);
+    expect((await get(host, '/api/settings')).status).toBe(404);
+  }, 60_000);
 
   // Timings are measured by the benchmark (npm run bench); tests only guard against gross regressions.
   it('rolls back to v1 in seconds, through the warm previous slot', async () => {

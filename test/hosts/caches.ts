@@ -31,8 +31,11 @@ function requireInstalled(bin: string, what: string): void {
   if (!existsSync(bin)) throw new OpsError(`${what} is not installed (${bin} is missing)`, 'run ./scripts/setup-machine.sh (it installs the lab\'s package caches, pinned)');
 }
 
-/** Start `what` unless its pid file names a live process; wait until `url` answers HTTP. */
-async function ensureDaemon(what: string, pidFile: string, url: string, start: () => Promise<{ record: ReturnType<typeof spawnDaemon>; log: string }>): Promise<void> {
+/**
+ * Start `what` unless its pid file names a live process; wait until `url` answers HTTP, then until `warmUrl`
+ * (a real package page) answers 200: a first answer can take a while (devpi's first upstream fetch).
+ */
+async function ensureDaemon(what: string, pidFile: string, url: string, warmUrl: string, start: () => Promise<{ record: ReturnType<typeof spawnDaemon>; log: string }>): Promise<void> {
   await withLock(what, async () => {
     if (livePid(pidFile)) return;
     await ensureServicesAddress();
@@ -45,13 +48,18 @@ async function ensureDaemon(what: string, pidFile: string, url: string, start: (
       await stopProcess(record, 'SIGKILL');
       throw new OpsError(`${what} did not start on ${url}\n${logTail(log)}`, `is the port taken? (log: ${log})`);
     }
+    const warm = await waitFor(async () => ((await httpAnswers(warmUrl, 30_000)) === 200 ? 'ok' : undefined), 240_000, 2000);
+    if (warm !== 'ok') {
+      await stopProcess(record, 'SIGTERM');
+      throw new OpsError(`${what} started but cannot serve ${warmUrl}\n${logTail(log)}`, `does this machine reach the package index? (log: ${log})`);
+    }
     writePidFile(pidFile, record);
   });
 }
 
 /** devpi-server on 10.230.0.1:3141; its `root/pypi` index mirrors PyPI on demand. Returns the simple index URL. */
 export async function ensurePypiCache(): Promise<string> {
-  await ensureDaemon('devpi-server', devpiPid(), `http://${SERVICES_ADDRESS}:${PYPI_CACHE_PORT}/+api`, async () => {
+  await ensureDaemon('devpi-server', devpiPid(), `http://${SERVICES_ADDRESS}:${PYPI_CACHE_PORT}/+api`, `${pypiIndexUrl}pip/`, async () => {
     requireInstalled(devpiBin('devpi-server'), 'devpi-server');
     const dir = devpiDir();
     if (!existsSync(join(dir, '.serverversion'))) {
@@ -69,7 +77,7 @@ export async function ensurePypiCache(): Promise<string> {
 
 /** verdaccio on 10.230.0.1:4873, proxying the npm registry the machine uses. Returns the registry URL. */
 export async function ensureNpmCache(): Promise<string> {
-  await ensureDaemon('verdaccio', verdaccioPid(), `${npmRegistryUrl}-/ping`, async () => {
+  await ensureDaemon('verdaccio', verdaccioPid(), `${npmRegistryUrl}-/ping`, `${npmRegistryUrl}npm`, async () => {
     requireInstalled(verdaccioBin(), 'verdaccio');
     const conf = join(paths.state, 'verdaccio');
     mkdirSync(conf, { recursive: true });

@@ -432,6 +432,15 @@ describe('sample app, run on this machine against the lab database', () => {
     expect(r.code, r.stderr).toBe(0);
   }
 
+  /** A built, migrated release of `tag` (the one an earlier test made, else a new one): tests can run alone. */
+  async function built(tag: string): Promise<string> {
+    const dir = existsSync(join(base, tag, 'client/build')) ? join(base, tag) : await release(tag);
+    if (!existsSync(join(dir, 'client/build'))) await build(dir);
+    const m = await sh(dir, 'make migrate');
+    expect(m.code, m.stderr).toBe(0);
+    return dir;
+  }
+
   /** The page's text without Svelte's hydration markers (<!--[-->, <!---->...). */
   const text = (html: string) => html.replace(/<!--[\s\S]*?-->/g, '');
 
@@ -562,7 +571,7 @@ describe('sample app, run on this machine against the lab database', () => {
   });
 
   it('the page reports an unreachable API with a 502 and a stable message', async () => {
-    const dir = join(base, 'v1');
+    const dir = await built('v1');
     const webPort = await freePort();
     const deadPort = await freePort();
     const web = start('node', ['build'], join(dir, 'client'), { HOST: '127.0.0.1', PORT: String(webPort), VITE_API_SSR_URL: `http://127.0.0.1:${deadPort}` });
@@ -574,14 +583,14 @@ describe('sample app, run on this machine against the lab database', () => {
   });
 
   it('SIGTERM lets the pages being rendered finish, then the client exits; the API stops on SIGTERM too', async () => {
-    const dir = join(base, 'v1');
+    const dir = await built('v1');
     const app = await serve(dir);
     const calls = () => app.apiOutput().split('\n').filter((l) => l.includes('"GET /version HTTP/1.1" 200')).length;
     const before = calls();
     // Pages in flight: the client has asked the API for /version for each (the API's access log says so) and
     // still has /users to fetch when it gets SIGTERM. Every one must finish with 200.
     const pages = Array.from({ length: 4 }, () => get(`${app.web}/`));
-    for (let i = 0; i < 200 && calls() < before + 4; i++) await new Promise((r) => setTimeout(r, 10));
+    for (let i = 0; i < 3000 && calls() < before + 4; i++) await new Promise((r) => setTimeout(r, 10));
     expect(calls()).toBe(before + 4);
     await app.terminate(app.procs.web);
     const statuses = (await Promise.allSettled(pages)).map((r) => (r.status === 'fulfilled' ? r.value.status : String(r.reason)));

@@ -7,7 +7,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { quote } from '../core/shell.ts';
 import { APP, makeProject, readyHost, testConfig, testDatabase, type TestProject } from '../test/e2e/support.ts';
-import { acquireLab, downHost, dropDatabase, ensureDatabase, ensureLab, releaseLab, sshRun, type Host } from '../test/hosts/index.ts';
+import { acquireLab, downHost, dropDatabase, ensureDatabase, ensureLab, npmRegistryUrl, pypiIndexUrl, releaseLab, sshRun, type Host } from '../test/hosts/index.ts';
 import { exec } from './repo.ts';
 
 export interface OursEnv {
@@ -154,7 +154,13 @@ export async function setUpLab(options: { work: string; repo: string; cleanup: C
     await pushToSeedHosts(repo, a);
     mkdirSync(work, { recursive: true });
     const vars = join(work, 'ansible-vars.yml');
-    writeFileSync(vars, `git_repo: ${JSON.stringify(SEED_REPOSITORY)}\ndatabase_url: ${JSON.stringify(seedUrl)}\ndomain_name: bench.invalid\n`, { mode: 0o600 });
+    writeFileSync(
+      vars,
+      `git_repo: ${JSON.stringify(SEED_REPOSITORY)}\ndatabase_url: ${JSON.stringify(seedUrl)}\ndomain_name: bench.invalid\n` +
+        // The hosts reach no Internet: the playbook's pip and npm use the lab's caches, as ops-pipeline's hosts do.
+        `pip_index_url: ${JSON.stringify(pypiIndexUrl)}\npip_trusted_host: ${JSON.stringify(new URL(pypiIndexUrl).host)}\nnpm_registry: ${JSON.stringify(npmRegistryUrl)}\n`,
+      { mode: 0o600 },
+    );
     lab.ansible = {
       one: { hosts: [a[0]!], inventory: inventory(join(work, 'inventory-1'), [a[0]!]) },
       three: { hosts: a.slice(1), inventory: inventory(join(work, 'inventory-3'), a.slice(1)) },

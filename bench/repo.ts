@@ -1,7 +1,7 @@
 // The sample app's repository for the benchmark: the fixture's tags (v1, v2...) plus "full deploy" commits made
 // here. A full deploy must change the lockfiles to a set the host never installed (else ops-pipeline rightly
 // reuses the installed set), so each run gets its own commit: requirements.txt gains a comment and the client
-// gains a vendored dependency (a tarball in client/vendor/, installed by `npm ci` offline) of a new version.
+// gains a vendored dependency (a tarball in client/vendor/, installed by `npm ci` with the rest) of a new version.
 // The client's version becomes "<base>-full.<n>", so the page footer tells which commit is served.
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { OpsError, tail } from '../core/errors.ts';
 import { makeAppRepo } from '../test/fixtures/app/make-repo.ts';
+import { npmRegistryUrl } from '../test/hosts/index.ts';
 
 const IDENTITY = { GIT_AUTHOR_NAME: 'Benchmark', GIT_AUTHOR_EMAIL: 'bench@ops-pipeline.invalid', GIT_COMMITTER_NAME: 'Benchmark', GIT_COMMITTER_EMAIL: 'bench@ops-pipeline.invalid' };
 
@@ -62,7 +63,7 @@ export async function benchRepo(dir: string): Promise<BenchRepo> {
         manifest.version = version;
         manifest.dependencies = { ...manifest.dependencies, 'bench-dep': `file:vendor/bench-dep-${depVersion}.tgz` };
         writeFileSync(pj, JSON.stringify(manifest, null, 2) + '\n');
-        await exec('npm', ['install', '--package-lock-only', '--offline', '--ignore-scripts', '--no-audit', '--no-fund', '--silent'], { cwd: join(tree, 'client') });
+        await exec('npm', ['install', '--package-lock-only', '--prefer-offline', '--ignore-scripts', '--no-audit', '--no-fund', '--silent', '--registry', npmRegistryUrl], { cwd: join(tree, 'client') });
         writeFileSync(join(tree, 'requirements.txt'), `${readFileSync(join(tree, 'requirements.txt'), 'utf8')}# benchmark full deploy ${base} ${n}\n`);
         await git(tree, 'add', '-A');
         await git(tree, 'commit', '-q', '--no-verify', '-m', `Benchmark: lockfiles changed (${base}, run ${n})`);

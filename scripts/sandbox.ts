@@ -43,7 +43,7 @@ function ops(...args: string[]): void {
 async function up(): Promise<void> {
   const start = Date.now();
   const log = (line: string) => console.log(`  ${line}`);
-  console.log('sandbox: lab (root filesystem, apt proxy)...');
+  console.log('sandbox: lab (root filesystem, apt proxy, PyPI and npm caches)...');
   await ensureLab({ log });
   acquireLab(LEASE, { persistent: true });
   console.log('sandbox: database...');
@@ -130,7 +130,7 @@ function showStatus(): void {
   const s = status();
   const sandbox = s.hosts.find((h) => h.name === HOST);
   console.log(`sandbox host: ${sandbox ? `${sandbox.running ? 'up' : 'down'} at ${sandbox.address}` : 'not created'}`);
-  console.log(`services: apt proxy ${s.aptProxy.running ? 'up' : 'down'}, postgresql ${s.database.running ? 'up' : 'down'}, pebble ${s.pebble.running ? 'up' : 'down'}`);
+  console.log(`services: apt proxy ${s.aptProxy.running ? 'up' : 'down'}, pypi cache ${s.pypiCache.running ? 'up' : 'down'}, npm cache ${s.npmCache.running ? 'up' : 'down'}, postgresql ${s.database.running ? 'up' : 'down'}, pebble ${s.pebble.running ? 'up' : 'down'}`);
   console.log(`other hosts: ${s.hosts.filter((h) => h.name !== HOST).map((h) => h.name).join(', ') || 'none'}; leases: ${s.leases.join(', ') || 'none'}`);
 }
 

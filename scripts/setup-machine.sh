@@ -61,6 +61,27 @@ for v in 4.2.5 4.3.0; do
     rm -rf "$venv" && python3 -m venv "$venv" && timeout 300 "$venv/bin/pip" install -q --disable-pip-version-check "supervisor==$v"
   fi
 done
+# The lab's package index caches (test/hosts/caches.ts), pinned by test/hosts/caches/, installed outside the
+# clone under the lab's cache dir, and reinstalled only when a pin changes (the stamp holds the pins' hash).
+tools="${OPS_TESTHOSTS_CACHE:-/var/cache/ops-testhosts}/tools"
+mkdir -p "$tools"
+pins=test/hosts/caches
+stamp() { cat "$@" | sha256sum | cut -c1-16; }
+if [ "$(cat "$tools/devpi/.installed" 2>/dev/null)" != "$(stamp "$pins/devpi.txt")" ]; then
+  echo "installing devpi-server (PyPI cache) into $tools/devpi"
+  rm -rf "$tools/devpi"
+  /usr/bin/python3 -m venv "$tools/devpi"
+  timeout 600 "$tools/devpi/bin/pip" install -q --disable-pip-version-check --no-deps --require-hashes -r "$pins/devpi.txt"
+  stamp "$pins/devpi.txt" > "$tools/devpi/.installed"
+fi
+if [ "$(cat "$tools/verdaccio/.installed" 2>/dev/null)" != "$(stamp "$pins/verdaccio/package.json" "$pins/verdaccio/package-lock.json")" ]; then
+  echo "installing verdaccio (npm cache) into $tools/verdaccio"
+  rm -rf "$tools/verdaccio"
+  mkdir -p "$tools/verdaccio"
+  cp "$pins/verdaccio/package.json" "$pins/verdaccio/package-lock.json" "$tools/verdaccio/"
+  (cd "$tools/verdaccio" && timeout 900 npm ci --omit=dev --no-audit --no-fund --loglevel=error)
+  stamp "$pins/verdaccio/package.json" "$pins/verdaccio/package-lock.json" > "$tools/verdaccio/.installed"
+fi
 
 # npm ci only when the lockfile changed since the last install (node_modules/.package-lock.json mirrors it).
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then

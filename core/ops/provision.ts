@@ -1,16 +1,21 @@
 // ops provision <env>: a bare Debian VM to a host ready for deploys, idempotently (a re-run changes nothing
-// and says so per item). Order: facts, packages, runtimes, app user, supervisor, TLS, nginx, certificate.
+// and says so per item). Order: facts, packages, app user, package indexes, runtimes, supervisor, TLS, nginx,
+// certificate.
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Environment } from '../config/environment.ts';
 import { envPath } from '../config/environment.ts';
 import { refuseCollisions } from '../config/siblings.ts';
 import { inBatches, withSession, type OpsContext } from '../context.ts';
 import { OpsError } from '../errors.ts';
+import { layout } from '../layout.ts';
+import { packageIndexFiles, packagesNeedSecrets, type PackageIndexFiles } from '../packages.ts';
 import { reported, reportedAll, type Remote, type Step, type StepResult } from '../remote/types.ts';
 import { provisionNginx } from '../steps/nginx.ts';
-import { SUPPORTED_RELEASES, appUser, inspectHost, installPackages, markProvisioned, runtimes, supervisorService } from '../steps/system.ts';
+import { SUPPORTED_RELEASES, appUser, inspectHost, installPackages, markProvisioned, packageIndexes, runtimes, supervisorService } from '../steps/system.ts';
 import { issueCertificate, prepareTls } from '../steps/tls.ts';
 import { withLock } from './locked.ts';
+import { environmentSecrets } from './secrets.ts';
 
 export interface ProvisionItem {
   name: string;
@@ -39,7 +44,7 @@ function items(results: StepResult[]): ProvisionItem[] {
   );
 }
 
-async function provisionHost(ctx: OpsContext, env: Environment, remote: Remote, facts: StepResult, acmeCa: string | undefined): Promise<ProvisionHostResult> {
+async function provisionHost(ctx: OpsContext, env: Environment, remote: Remote, facts: StepResult, acmeCa: string | undefined, files: PackageIndexFiles): Promise<ProvisionHostResult> {
   const started = Date.now();
   const run = stepRunner(ctx, remote);
   const codename = reported(facts, 'codename') ?? '';
@@ -47,8 +52,18 @@ async function provisionHost(ctx: OpsContext, env: Environment, remote: Remote, 
     throw new OpsError(`${remote.name} runs ${reported(facts, 'os_id')} ${codename}: provision supports Debian ${SUPPORTED_RELEASES.join(', ')}`);
   const results: StepResult[] = [];
   results.push(await run(installPackages(env)));
-  results.push(await run(runtimes(env)));
   results.push(await run(appUser(env, remote.login)));
+  // pip.conf / .npmrc may hold tokens: they travel on an exec channel's stdin into the login's private uploads dir, never in a script.
+  const tag = randomBytes(4).toString('hex');
+  const uploaded: { pipConf?: string; npmrc?: string } = {};
+  for (const kind of ['pipConf', 'npmrc'] as const) {
+    const content = files[kind];
+    if (content === undefined) continue;
+    uploaded[kind] = `${layout(env).uploads}/${tag}.${kind}`;
+    await remote.upload(content, uploaded[kind], { mode: 0o600 });
+  }
+  results.push(await run(packageIndexes(env, uploaded)));
+  results.push(await run(runtimes(env, files)));
   results.push(await run(supervisorService()));
   let certificate = false;
   if (env.config.tls.mode !== 'off') {
@@ -86,6 +101,8 @@ export async function provision(ctx: OpsContext, env: Environment): Promise<Prov
       throw new OpsError(`cannot read tls.acme_ca_file ${envPath(env, caFile)}`);
     }
   }
+  // Secrets are decrypted (and masked) only when a package index setting refers to them.
+  const files = packageIndexFiles(env, packagesNeedSecrets(env) ? await environmentSecrets(ctx, env) : {});
   return withSession(ctx, env, (session) =>
     withLock(
       ctx,
@@ -95,7 +112,7 @@ export async function provision(ctx: OpsContext, env: Environment): Promise<Prov
         const remotes = env.hosts.map((h) => session.remote(h.name));
         return inBatches(remotes, env.config.switch.batch_size, async (remote) => {
           try {
-            const result = await provisionHost(ctx, env, remote, locked.inspected.get(remote.name)!, acmeCa);
+            const result = await provisionHost(ctx, env, remote, locked.inspected.get(remote.name)!, acmeCa, files);
             const changed = result.items.filter((i) => i.state === 'changed').map((i) => i.name);
             locked.audit(remote.name, { result: 'success', message: changed.length ? `changed: ${changed.join(', ')}` : 'no change' });
             return result;

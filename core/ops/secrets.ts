@@ -6,6 +6,7 @@ import { SECRETS_FILE, type Environment } from '../config/environment.ts';
 import type { OpsContext } from '../context.ts';
 import { renderDotenv, type RenderedEnv } from '../dotenv.ts';
 import { OpsError } from '../errors.ts';
+import { packagesNeedSecrets } from '../packages.ts';
 import { decryptFile, findPlaceholders, loadEnvIdentities } from '../secrets/index.ts';
 
 /** Public key of environments/example-age-key.txt, committed so the shipped examples can be read. */
@@ -15,9 +16,9 @@ export const EXAMPLE_RECIPIENT = 'age1f9x385mzgqsghjdrlet2vxtx88vnhpxareft4gqkdd
 export async function environmentSecrets(ctx: OpsContext, env: Environment): Promise<Record<string, unknown>> {
   const file = join(env.dir, SECRETS_FILE);
   const label = `environments/${env.name}/${SECRETS_FILE}`;
-  const needed = Object.values(env.config.env).some((v) => typeof v !== 'string');
+  const needed = Object.values(env.config.env).some((v) => typeof v !== 'string') || packagesNeedSecrets(env);
   if (!existsSync(file)) {
-    if (needed) throw new OpsError(`${label} does not exist, but the environment's env refers to secrets`, `create it: printf '%s' VALUE | ops secrets set ${env.name} <key>`);
+    if (needed) throw new OpsError(`${label} does not exist, but the environment's env or packages refer to secrets`, `create it: printf '%s' VALUE | ops secrets set ${env.name} <key>`);
     return {};
   }
   const identities = await loadEnvIdentities(env.root, env.name, ctx.env);

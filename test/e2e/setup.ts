@@ -1,5 +1,5 @@
 // vitest globalSetup for the end-to-end tests: makes the lab ready once per run (cached root filesystem, apt
-// proxy, PostgreSQL, pebble) and hands its coordinates to the test files through provide/inject.
+// proxy, PyPI and npm caches, PostgreSQL, pebble) and hands its coordinates to the test files through provide/inject.
 // Teardown: takes down any host this run left behind (a crashed test file), then releases the run's lease;
 // the shared services stop only if nobody else (the sandbox, another run) still uses them.
 import type { TestProject } from 'vitest/node';
@@ -10,6 +10,9 @@ export interface LabContext {
   owner: string;
   servicesAddress: string;
   aptProxyUrl: string;
+  /** The lab's package caches: pip's index URL (devpi) and npm's registry (verdaccio). */
+  pypiIndexUrl: string;
+  npmRegistryUrl: string;
   identityFile: string;
   database: { host: string; port: number };
   pebble: { directoryUrl: string; apiCaFile: string; rootCaFile: string };
@@ -35,6 +38,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
     owner,
     servicesAddress: lab.servicesAddress,
     aptProxyUrl: lab.aptProxyUrl,
+    pypiIndexUrl: lab.pypiIndexUrl,
+    npmRegistryUrl: lab.npmRegistryUrl,
     identityFile: lab.identityFile,
     database: { host: db.host, port: db.port },
     pebble: { directoryUrl: pebble.directoryUrl, apiCaFile: pebble.apiCaFile, rootCaFile: pebble.rootCaFile },

@@ -10,10 +10,11 @@ import type { OpsContext } from '../../core/context.ts';
 import { provision } from '../../core/ops/provision.ts';
 import { MemoryReporter, type Reporter } from '../../core/report.ts';
 import { provisionNginx } from '../../core/steps/nginx.ts';
-import { appUser, installPackages, runtimes, supervisorService } from '../../core/steps/system.ts';
+import { packageIndexFiles } from '../../core/packages.ts';
+import { appUser, installPackages, packageIndexes, runtimes, supervisorService } from '../../core/steps/system.ts';
 import { makeAppRepo } from '../fixtures/app/make-repo.ts';
 import { rootfsTarball } from '../hosts/lab.ts';
-import { createDatabase, downHost, listSnapshots, paths, snapshotHost, sshRun, upHost, withLabLock, type Host, type UpHostOptions } from '../hosts/index.ts';
+import { createDatabase, downHost, listSnapshots, npmRegistryUrl, paths, pypiIndexUrl, snapshotHost, sshRun, upHost, withLabLock, type Host, type UpHostOptions } from '../hosts/index.ts';
 import { quote } from '../../core/shell.ts';
 
 export const APP = 'sample';
@@ -29,7 +30,10 @@ export function appRepo(): Promise<string> {
   return repo;
 }
 
-/** The environment.yml of a test environment: the sample app on `hosts`, its database given in plain env. */
+/**
+ * The environment.yml of a test environment: the sample app on `hosts`, its database given in plain env, its
+ * dependencies from the lab's PyPI and npm caches (hosts reach nothing else).
+ */
 export function testConfig(hosts: Host[], repository: string, databaseUrl: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
   return {
     app: APP,
@@ -44,6 +48,7 @@ export function testConfig(hosts: Host[], repository: string, databaseUrl: strin
       client: { command: '{node} ./build', directory: 'client', port: 3000, health: '/', env: { HOST: '127.0.0.1', PORT: '{port}', VITE_API_SSR_URL: 'http://127.0.0.1:{port:server}' } },
     },
     env: { APP_SERVER_MODE: 'live', APP_DATABASE_URL: databaseUrl, TOOLS_PASSWORDS: '{"admin@example.org": "test-admin-password"}' },
+    packages: { pip_index_url: pypiIndexUrl, npm_registry: npmRegistryUrl },
     ...extra,
   };
 }
@@ -90,8 +95,9 @@ export async function provisionedSnapshot(): Promise<string> {
   const probe = makeProject('snap', testConfig([{ name: 'x', address: '10.0.0.1', user: 'deploy', hostKey: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P' } as Host], '/nonexistent', 'postgresql://x'));
   const env = probe.env();
   probe.cleanup();
-  const scripts = [installPackages(env), runtimes(env), appUser(env, 'deploy'), supervisorService(), provisionNginx(env, false)].map((s) => s.script).join('\n');
-  const key = createHash('sha256').update(rootfsTarball('bookworm')).update(scripts).digest('hex').slice(0, 12);
+  const files = packageIndexFiles(env, {});
+  const scripts = [installPackages(env), appUser(env, 'deploy'), packageIndexes(env, {}), runtimes(env, files), supervisorService(), provisionNginx(env, false)].map((s) => s.script).join('\n');
+  const key = createHash('sha256').update(rootfsTarball('bookworm')).update(scripts).update(JSON.stringify(files)).digest('hex').slice(0, 12);
   const name = `provisioned-${key}`;
   if (listSnapshots().some((s) => s.name === name)) return name;
   // One builder per machine; the others wait (saying for whom), and take over from a builder that died.

@@ -41,7 +41,7 @@ const USAGE = `usage: npm run hosts -- <command> [options]
   ssh NAME [COMMAND...]         log in to a host as deploy (pinned host key)
   snapshot NAME SNAPSHOT        save a host's root filesystem; later: up NEW --from SNAPSHOT
   snapshot --delete SNAPSHOT
-  services                      start the apt proxy, PostgreSQL and pebble on 10.230.0.1
+  services                      start the apt proxy, PyPI and npm caches, PostgreSQL and pebble on 10.230.0.1
   db NAME [--drop]              create database + login NAME (password from $OPS_DB_PASSWORD or random), or drop them
 `;
 
@@ -144,6 +144,8 @@ async function main(argv: string[]): Promise<number> {
       const onOff = (r: boolean, pid?: number) => (r ? `running (pid ${pid})` : 'stopped');
       console.log(`services on ${s.servicesAddress}:`);
       console.log(`  apt proxy   ${onOff(s.aptProxy.running, s.aptProxy.pid)}  ${s.aptProxy.url}`);
+      console.log(`  pypi cache  ${onOff(s.pypiCache.running, s.pypiCache.pid)}  ${s.pypiCache.url}`);
+      console.log(`  npm cache   ${onOff(s.npmCache.running, s.npmCache.pid)}  ${s.npmCache.url}`);
       console.log(`  postgresql  ${onOff(s.database.running, s.database.pid)}  ${s.database.address}`);
       console.log(`  pebble      ${onOff(s.pebble.running, s.pebble.pid)}  ${s.pebble.directoryUrl}`);
       console.log(`hosts:${s.hosts.length ? '' : ' none'}`);
@@ -172,6 +174,8 @@ async function main(argv: string[]): Promise<number> {
       const db = await ensureDatabase();
       const pebble = await ensurePebble();
       console.log(`apt proxy   ${lab.aptProxyUrl}`);
+      console.log(`pypi cache  ${lab.pypiIndexUrl}`);
+      console.log(`npm cache   ${lab.npmRegistryUrl}`);
       console.log(`postgresql  ${db.host}:${db.port} (PostgreSQL ${db.version})`);
       console.log(`pebble      ${pebble.directoryUrl} (API CA ${pebble.apiCaFile}, issuing root ${pebble.rootCaFile})`);
       return 0;

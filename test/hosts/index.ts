@@ -2,6 +2,7 @@
 // the sandbox (scripts/sandbox.ts), benchmarks and the CLI (test/hosts/cli.ts). See test/hosts/README.md.
 import { existsSync, rmdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { packageCachesStatus } from './caches.ts';
 import { databaseStatus } from './database.ts';
 import { downHosts, listHosts, listSnapshots, type HostStatus } from './hosts.ts';
 import { aptProxyStatus, requireRoot, SUITES, rootfsTarball, type Suite } from './lab.ts';
@@ -13,6 +14,7 @@ export { ensureLab, ensureRootfs, requireRoot, requireTools, SUITES, ROOTFS_PACK
 export { upHost, downHost, setFreeSpace, downHosts, getHost, listHosts, snapshotHost, listSnapshots, deleteSnapshot, sshArgs, sshRun, type Host, type HostStatus, type Init, type SmallFilesystem, type UpHostOptions } from './hosts.ts';
 export { ensureDatabase, createDatabase, dropDatabase, querySql, type Database, type DatabaseServer } from './database.ts';
 export { ensurePebble, type Pebble } from './pebble.ts';
+export { ensureNpmCache, ensurePypiCache, npmRegistryUrl, pypiIndexUrl } from './caches.ts';
 export { acquireLab, releaseLab, leases, stopServices } from './services.ts';
 export { paths, SERVICES_ADDRESS, SANDBOX_OCTET, NETWORKS_DIR } from './paths.ts';
 export { withLock as withLabLock, type LabLockOptions } from './proc.ts';
@@ -41,6 +43,8 @@ function rmEmptyDir(dir: string): void {
 export interface LabStatus {
   servicesAddress: string;
   aptProxy: { running: boolean; pid?: number; url: string };
+  pypiCache: { running: boolean; pid?: number; url: string };
+  npmCache: { running: boolean; pid?: number; url: string };
   database: { running: boolean; pid?: number; address: string };
   pebble: { running: boolean; pid?: number; directoryUrl: string };
   hosts: HostStatus[];
@@ -54,6 +58,8 @@ export function status(): LabStatus {
   return {
     servicesAddress: SERVICES_ADDRESS,
     aptProxy: aptProxyStatus(),
+    pypiCache: packageCachesStatus().pypi,
+    npmCache: packageCachesStatus().npm,
     database: databaseStatus(),
     pebble: pebbleStatus(),
     hosts: listHosts(),

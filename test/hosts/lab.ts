@@ -5,6 +5,7 @@ import { accessSync, constants, existsSync, mkdirSync, readdirSync, readFileSync
 import { request } from 'node:http';
 import { delimiter, join } from 'node:path';
 import { OpsError } from '../../core/errors.ts';
+import { ensureNpmCache, ensurePypiCache } from './caches.ts';
 import { APT_PROXY_PORT, paths, SERVICES_ADDRESS } from './paths.ts';
 import { isAlive, livePid, logTail, readPidFile, run, spawnDaemon, stopProcess, waitFor, withLock, writePidFile, type ProcessRecord } from './proc.ts';
 
@@ -276,6 +277,10 @@ export async function stopAptProxy(options: { purge?: boolean } = {}): Promise<v
 export interface Lab {
   servicesAddress: string;
   aptProxyUrl: string;
+  /** PyPI cache (devpi-server): the simple index URL for pip's index-url. */
+  pypiIndexUrl: string;
+  /** npm cache (verdaccio): the registry URL for npm's registry. */
+  npmRegistryUrl: string;
   identityFile: string;
   publicKey: string;
   rootfs: Partial<Record<Suite, string>>;
@@ -283,7 +288,8 @@ export interface Lab {
 
 /**
  * Make the machine ready for hosts: root and tools checked, client key, cached root filesystem(s),
- * services address, apt proxy. Idempotent and quick once done (about 0.1 s).
+ * services address, apt proxy, PyPI and npm caches (each started if absent, even when the others already run:
+ * the lab is shared by every test run). Idempotent and quick once done (about 0.1 s).
  */
 export async function ensureLab(options: { suites?: Suite[]; log?: (line: string) => void } = {}): Promise<Lab> {
   requireRoot();
@@ -294,7 +300,8 @@ export async function ensureLab(options: { suites?: Suite[]; log?: (line: string
   for (const suite of options.suites ?? ['bookworm']) rootfs[suite] = await ensureRootfs(checkSuite(suite), { log: options.log });
   await ensureServicesAddress();
   const url = await ensureAptProxy();
-  return { servicesAddress: SERVICES_ADDRESS, aptProxyUrl: url, identityFile: key.identityFile, publicKey: key.publicKey, rootfs };
+  const [pypiIndexUrl, npmRegistryUrl] = await Promise.all([ensurePypiCache(), ensureNpmCache()]);
+  return { servicesAddress: SERVICES_ADDRESS, aptProxyUrl: url, pypiIndexUrl, npmRegistryUrl, identityFile: key.identityFile, publicKey: key.publicKey, rootfs };
 }
 
 export function aptProxyStatus(): { running: boolean; pid?: number; url: string } {

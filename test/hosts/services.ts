@@ -1,8 +1,9 @@
-// The shared services (apt proxy, database, pebble) outlive any one process: test runs, the sandbox and the
+// The shared services (apt proxy, PyPI and npm caches, database, pebble) outlive any one process: test runs, the sandbox and the
 // CLI hold a lease while they use them, and whoever releases the last lease stops them.
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { OpsError } from '../../core/errors.ts';
+import { stopPackageCaches } from './caches.ts';
 import { stopDatabase } from './database.ts';
 import { removeServicesAddress, stopAptProxy } from './lab.ts';
 import { paths } from './paths.ts';
@@ -55,6 +56,7 @@ export async function stopServices(options: { purge?: boolean } = {}): Promise<v
   await stopPebble(options);
   await stopDatabase(options);
   await stopAptProxy(options);
+  await stopPackageCaches(options);
   await removeServicesAddress();
 }
 

@@ -90,7 +90,7 @@ describe('the change a deploy makes', () => {
   });
 
   it('diverged, first deploy, same commit, and a live commit this repository lacks', async () => {
-    expect((await describeChange(app, env(), sha('v2'), sha('broken-migration'))).relation).toBe('diverged');
+    expect((await describeChange(app, env(), sha('v2'), sha('broken-build'))).relation).toBe('diverged');
     expect((await describeChange(app, env(), '', sha('v1'))).relation).toBe('first');
     expect((await describeChange(app, env(), sha('v1'), sha('v1'))).relation).toBe('same');
     const unknown = await describeChange(app, env(), 'f'.repeat(40), sha('v1'));

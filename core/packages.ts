@@ -1,0 +1,70 @@
+// Package indexes (`packages` in environment.yml): where the hosts' pip and npm install dependencies from.
+// Rendered here into the app user's pip.conf and .npmrc (provision uploads them, 0600), so a deploy's installs
+// (run as the app user, HOME set) use them without anything on a command line.
+import type { Environment } from './config/environment.ts';
+import { lookup } from './dotenv.ts';
+import { OpsError } from './errors.ts';
+
+export interface PackageIndexFiles {
+  /** pip's configuration file text (pip.conf, INI), or undefined when pip keeps its own default index. */
+  pipConf?: string;
+  /** npm's user configuration text (.npmrc), or undefined when npm keeps its own default registry. */
+  npmrc?: string;
+  /** The start of the .npmrc line holding the token ("//host/path/:_authToken="), when there is one. */
+  npmTokenKey?: string;
+}
+
+/** True when rendering needs the decrypted secrets (a URL or token given as `{ secret: ... }`). */
+export function packagesNeedSecrets(env: Environment): boolean {
+  const p = env.config.packages;
+  return typeof p.pip_index_url === 'object' || p.npm_token !== undefined;
+}
+
+function secret(env: Environment, secrets: unknown, setting: string, path: string): string {
+  const value = lookup(secrets, path);
+  if (typeof value !== 'string' || !value)
+    throw new OpsError(`environments/${env.name}/secrets.sops.yaml lacks the secret "${path}" that ${setting} needs (a non-empty string)`, `set it: printf '%s' VALUE | ops secrets set ${env.name} ${path}`);
+  return value;
+}
+
+/** One line of an INI/npmrc value: a value with a line break or NUL would inject other settings. */
+function oneLine(env: Environment, setting: string, value: string): string {
+  if (/[\r\n\0]/.test(value)) throw new OpsError(`${setting} of ${env.name} holds a line break`, 'a URL or token is one line: fix the value (it was not printed)');
+  return value;
+}
+
+/**
+ * The files for the environment's `packages` settings, secrets resolved. `secrets` is the decrypted tree (only
+ * read when packagesNeedSecrets). Errors name the setting and the secret, never the value.
+ * Formats: pip's configuration file (https://pip.pypa.io/en/stable/topics/configuration/), npm's .npmrc
+ * (https://docs.npmjs.com/cli/configuring-npm/npmrc: per-registry `//host/path/:_authToken`).
+ */
+export function packageIndexFiles(env: Environment, secrets: unknown): PackageIndexFiles {
+  const p = env.config.packages;
+  const out: PackageIndexFiles = {};
+  if (p.pip_index_url !== undefined) {
+    const url = oneLine(env, 'packages.pip_index_url', typeof p.pip_index_url === 'string' ? p.pip_index_url : secret(env, secrets, 'packages.pip_index_url', p.pip_index_url.secret));
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      throw new OpsError(`packages.pip_index_url of ${env.name} is not a URL`, 'expected https://host/simple/ (the value was not printed)');
+    }
+    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new OpsError(`packages.pip_index_url of ${env.name} must be an http(s) URL`);
+    const lines = ['# Written by ops-pipeline provision (packages.pip_index_url): do not edit on the host.', '[global]', `index-url = ${url}`];
+    // pip ignores a plain-http index unless its host is trusted (a cache on a private network).
+    if (parsed.protocol === 'http:') lines.push(`trusted-host = ${parsed.host}`);
+    out.pipConf = lines.join('\n') + '\n';
+  }
+  if (p.npm_registry !== undefined) {
+    const registry = p.npm_registry.endsWith('/') ? p.npm_registry : `${p.npm_registry}/`;
+    const lines = ['# Written by ops-pipeline provision (packages.npm_registry): do not edit on the host.', `registry=${registry}`];
+    if (p.npm_token) {
+      const token = oneLine(env, 'packages.npm_token', secret(env, secrets, 'packages.npm_token', p.npm_token.secret));
+      out.npmTokenKey = `${registry.replace(/^https?:/, '')}:_authToken=`;
+      lines.push(`${out.npmTokenKey}${token}`);
+    }
+    out.npmrc = lines.join('\n') + '\n';
+  }
+  return out;
+}

@@ -8,7 +8,8 @@ import { isDefaultServer } from '../config/siblings.ts';
 import { layout, slotPort, type Slot } from '../layout.ts';
 import type { Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
-import { HOST_LOCK_FUNCTIONS, SYSTEM_FUNCTIONS, putFile } from './script.ts';
+import { putFile } from './script.ts';
+import { HOST_LOCK_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
 
 export interface NginxFile {
   path: string;

@@ -9,9 +9,10 @@ import type { Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { certificatePaths } from './nginx.ts';
 import { historyFunctions } from './history.ts';
-import { IDENTITY_FUNCTIONS, PROBE_FUNCTIONS, SUPERVISOR_FUNCTIONS, programPorts, probes } from './switch.ts';
+import { programPorts, probes } from './switch.ts';
 import { b64 } from './script.ts';
 import { diskReport } from './facts.ts';
+import { IDENTITY_FUNCTIONS, PROBE_FUNCTIONS, SUPERVISOR_FUNCTIONS } from './libraries.ts';
 
 export interface ReleaseMeta {
   id: string;

@@ -5,32 +5,15 @@ import type { Environment } from '../config/environment.ts';
 import { layout, slotPort, type Slot } from '../layout.ts';
 import { reported, reportedAll, type Step, type StepResult } from '../remote/types.ts';
 import { quote } from '../shell.ts';
-import { CONNECTION_FUNCTIONS, lockStatus, parseLock, type LockInfo } from './lock.ts';
+import { lockStatus, parseLock, type LockInfo } from './lock.ts';
 import { releaseSummary, type ReleaseSummary } from './release.ts';
 import { certbotCertificate, certificatePaths } from './nginx.ts';
-import { HOST_LOCK_FUNCTIONS, SYSTEM_FUNCTIONS } from './script.ts';
-import { IDENTITY_FUNCTIONS, PROBE_FUNCTIONS, SUPERVISOR_FUNCTIONS, programPorts, probes } from './switch.ts';
+import { programPorts, probes } from './switch.ts';
 import { acmeCaPath, selfSignedCertificate } from './tls.ts';
+import { CERT_FUNCTIONS, CONNECTION_FUNCTIONS, HOST_LOCK_FUNCTIONS, IDENTITY_FUNCTIONS, PROBE_FUNCTIONS, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
 
 // ---------------------------------------------------------------------------------------------------
 // Certificates: one shell function for status and certs, one parser.
-
-/**
- * cert_info PATH: `cert` report lines "PATH<TAB>field" (notAfter=, serial=, subject=, issuer=, DNS names),
- * or "PATH<TAB>missing" / "PATH<TAB>unreadable". served_serial NAME: the serial nginx hands out on :443.
- */
-export const CERT_FUNCTIONS = String.raw`cert_info() {
-  local f=$1 out line
-  if [ ! -s "$f" ]; then ops_report cert "$f	missing"; return 0; fi
-  if ! out=$(openssl x509 -in "$f" -noout -enddate -serial -subject -issuer 2>/dev/null); then ops_report cert "$f	unreadable"; return 0; fi
-  out+=$'\n'$(openssl x509 -in "$f" -noout -ext subjectAltName 2>/dev/null | grep -o 'DNS:[^, ]*' || true)
-  while IFS= read -r line; do [ -z "$line" ] || ops_report cert "$f	$line"; done <<< "$out"
-}
-served_serial() {
-  local s
-  s=$(echo | timeout 5 openssl s_client -connect 127.0.0.1:443 -servername "$1" 2>/dev/null | openssl x509 -noout -serial 2>/dev/null) || true
-  printf '%s' "${'$'}{s#serial=}"
-}`;
 
 export interface CertInfo {
   path: string;
@@ -463,7 +446,6 @@ kill 0`
 }`,
   };
 }
-
 
 // ---------------------------------------------------------------------------------------------------
 // Certificates

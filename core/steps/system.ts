@@ -6,7 +6,7 @@ import type { PackageIndexFiles } from '../packages.ts';
 import { minor, NODE_BINARY_PACKAGE, NODE_FROM_NPM_DIR, npmVersionFor, NVM_DIR, PYENV_ROOT, runtimePaths } from '../runtimes.ts';
 import type { Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
-import { SYSTEM_FUNCTIONS } from './script.ts';
+import { SYSTEM_FUNCTIONS } from './libraries.ts';
 
 export const SUPPORTED_RELEASES = ['bullseye', 'bookworm', 'trixie'];
 

@@ -5,7 +5,8 @@ import { layout } from '../layout.ts';
 import type { Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { certificatePaths } from './nginx.ts';
-import { HOST_LOCK_FUNCTIONS, SYSTEM_FUNCTIONS, putChecked, putFile } from './script.ts';
+import { putChecked, putFile } from './script.ts';
+import { HOST_LOCK_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
 
 const RENEW_HOOK = '/etc/letsencrypt/renewal-hooks/deploy/ops-pipeline-reload-nginx';
 const CA_DIR = '/usr/local/share/ops-pipeline';

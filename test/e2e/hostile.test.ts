@@ -11,10 +11,11 @@ import { getLockStatus } from '../../core/ops/inspect.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { connect } from '../../core/remote/ssh.ts';
 import { reported } from '../../core/remote/types.ts';
-import { CONNECTION_FUNCTIONS, acquireLock, lockStatus, parseLock, releaseLock } from '../../core/steps/lock.ts';
+import { acquireLock, lockStatus, parseLock, releaseLock } from '../../core/steps/lock.ts';
 import { downHost, sshRun, upHost, type Host } from '../hosts/index.ts';
 import { runOps, type CliResult } from '../support/cli.ts';
 import { appRepo, chattyLogin, configureSshd, get, makeProject, readyHost, testConfig, testDatabase, type TestProject } from './support.ts';
+import { CONNECTION_FUNCTIONS } from '../../core/steps/libraries.ts';
 
 let host: Host;
 let project: TestProject;

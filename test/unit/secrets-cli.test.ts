@@ -222,7 +222,7 @@ if [ "$n" = 0 ]; then printf 'host: [unclosed\\n' >> "$1"; else grep -q unclosed
       // the editor changes the file, then the ops process is signalled; the editor is stopped by ops
       const ed = editor(`echo 'host: changed' > "$1"; kill -${signal.slice(3)} $PPID; sleep 30`);
       const entry = fileURLToPath(new URL('./secrets-cli.entry.ts', import.meta.url));
-      const child = spawn(process.execPath, ['--import', 'tsx', entry, 'secrets', 'edit', 'qa'], {
+      const child = spawn(process.execPath, ['--import', 'tsx', '--import', fileURLToPath(new URL('../../scripts/register-text-modules.js', import.meta.url)), entry, 'secrets', 'edit', 'qa'], {
         env: { PATH: process.env.PATH, HOME: e.root, OPS_ROOT: e.root, EDITOR: ed.cmd, ...e.env },
         stdio: ['ignore', 'pipe', 'pipe'],
       });

@@ -17,19 +17,9 @@ import { formatPing, readFacts } from '../../core/ops/ping.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { KEY, processXml, report, result, RUNNING, testEnv } from './status.helpers.ts';
 import { lockStatus } from '../../core/steps/lock.ts';
-import { PROBE_FUNCTIONS, probes } from '../../core/steps/switch.ts';
-import {
-  CERT_FUNCTIONS,
-  hostStatus,
-  listCertificates,
-  logsStep,
-  nginxMessages,
-  parseCerts,
-  parseHostStatus,
-  parseProcessInfo,
-  programStates,
-  renewCertificate,
-} from '../../core/steps/status.ts';
+import { probes } from '../../core/steps/switch.ts';
+import { hostStatus, listCertificates, logsStep, nginxMessages, parseCerts, parseHostStatus, parseProcessInfo, programStates, renewCertificate } from '../../core/steps/status.ts';
+import { CERT_FUNCTIONS, PROBE_FUNCTIONS } from '../../core/steps/libraries.ts';
 
 function bashSyntax(script: string): string {
   const r = spawnSync('bash', ['-n'], { input: script, encoding: 'utf8' });

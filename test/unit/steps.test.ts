@@ -15,7 +15,8 @@ import { expand, slotConfig, startSlot, stopSlot, switchTo } from '../../core/st
 import { installPackages, packageIndexes, packageList, runtimes } from '../../core/steps/system.ts';
 import { packageIndexFiles } from '../../core/packages.ts';
 import { scriptPrelude, scriptText } from '../../core/remote/wrap.ts';
-import { SYSTEM_FUNCTIONS, putChecked } from '../../core/steps/script.ts';
+import { putChecked } from '../../core/steps/script.ts';
+import { SYSTEM_FUNCTIONS } from '../../core/steps/libraries.ts';
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
 

@@ -20,7 +20,7 @@ import { OpsError, formatError } from './errors.ts';
 import { githubAccess, type GitHubAccess, type PullRequest } from './github.ts';
 import type { Reporter } from './report.ts';
 import { validate } from './shell.ts';
-import { DEFAULT_IDENTITY, Git, GitError, type Identity } from './staging-git.ts';
+import { DEFAULT_IDENTITY, Git, GitError, type Identity } from './git.ts';
 import {
   LOG_FORMAT,
   StagingRefusal,
@@ -106,7 +106,7 @@ const MIN_GIT: [number, number] = [2, 38]; // merge-tree --write-tree
 
 /** A Git runner on the repository that holds `dir` (a working tree or a bare repository), checked for use. */
 export async function openRepository(dir: string, options: { identity?: Identity; env?: NodeJS.ProcessEnv; interactive?: boolean; remote: string }): Promise<Git> {
-  const probe = new Git(dir, { env: options.env, identity: options.identity ?? DEFAULT_IDENTITY, interactive: options.interactive });
+  const probe = new Git(dir, { processEnv: options.env, identity: options.identity ?? DEFAULT_IDENTITY, interactive: options.interactive });
   const [major, minor] = await probe.version();
   if (major < MIN_GIT[0] || (major === MIN_GIT[0] && minor < MIN_GIT[1])) {
     throw new OpsError(`git ${major}.${minor} is too old for staging sync (it needs ${MIN_GIT.join('.')} or later, for merge-tree --write-tree)`, 'install a newer git (Debian 12 has 2.39)');

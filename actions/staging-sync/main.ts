@@ -3,7 +3,7 @@ import { context } from '@actions/github';
 import { OpsError } from '../../core/errors.ts';
 import { runAction } from '../../core/action.ts';
 import { refFromEvent } from '../../core/staging-plan.ts';
-import { DEFAULT_IDENTITY } from '../../core/staging-git.ts';
+import { DEFAULT_IDENTITY } from '../../core/git.ts';
 import { runStaging, runUrlFrom, stagingSettings } from '../../core/staging.ts';
 
 await runAction(async ({ ops, reporter, input, flag }) => {

@@ -9,7 +9,7 @@ import { findSiblings } from '../config/siblings.ts';
 import { withSession, type OpsContext } from '../context.ts';
 import { OpsError } from '../errors.ts';
 import { reported } from '../remote/types.ts';
-import { listCertificates, parseCerts, renewCertificate, type CertInfo } from '../steps/status.ts';
+import { listCertificates, parseCerts, renewCertificate, type CertInfo } from '../steps/certs.ts';
 import { withLock } from './locked.ts';
 import { eachHost } from './status.ts';
 

@@ -3,10 +3,8 @@
 // (reused by hash) → build → migrate (first host) → hooks → start the other slot → health gate → switch
 // (nginx, then `current`) → prune; the previous release stays warm on the idle slot. Anything failing before
 // the switch leaves the live release serving, untouched.
-import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { isAbsolute, resolve } from 'node:path';
 import type { Environment } from '../config/environment.ts';
 import { refuseCollisions, sharingPlan, type HostSharing } from '../config/siblings.ts';
 import { clockSkewWarning, inBatches, runnerNow, withSession, type OpsContext, type Session } from '../context.ts';
@@ -17,7 +15,8 @@ import { runInfo } from '../runinfo.ts';
 import { reported, reportedAll, type Remote, type Step, type StepResult } from '../remote/types.ts';
 import { validate } from '../shell.ts';
 import { type HostLive, type HostsChange, dependencyHashes, describeChanges, formatChanges } from '../changes.ts';
-import { knownCommits, packFor, resolveRef, treeContent, treeSize, type ResolvedRef, type TreeContent } from '../source.ts';
+import { knownCommits, packFor, resolveRef, sourceRepository, treeSize, type ResolvedRef } from '../source.ts';
+import { treeContent, type TreeContent } from '../tree-content.ts';
 import { describeDisk, diskSpace, parseDisk, type DiskSpace } from '../steps/facts.ts';
 import type { AuditEntry } from '../steps/audit.ts';
 import { parseReleaseRecord, retention, type ReleaseRecord } from '../steps/history.ts';
@@ -118,17 +117,6 @@ export function pruneAfterSwitch(env: Environment, state: HostState, id: string,
   return [...kept].filter(([, why]) => why === undefined).map(([r]) => r);
 }
 
-/** The repository deployed from: the environment's `repository`, else the git repository holding the project. */
-export function sourceRepository(ctx: OpsContext, env: Environment): string {
-  const configured = env.config.repository;
-  if (configured) return isAbsolute(configured) ? configured : resolve(ctx.root, configured);
-  try {
-    return execFileSync('git', ['-C', ctx.root, 'rev-parse', '--show-toplevel'], { encoding: 'utf8' }).trim();
-  } catch {
-    return ctx.root;
-  }
-}
-
 /**
  * Timed step runner for one host: groups in the log, durations for the summary. A step or upload that runs
  * out of disk space or inodes fails saying so, with what is left under the app's directory (one more round
@@ -194,7 +182,7 @@ interface Plan {
 
 async function plan(ctx: OpsContext, env: Environment, options: DeployOptions): Promise<Plan> {
   const ref = validate('gitRef', options.ref || env.config.ref);
-  const repo = sourceRepository(ctx, env);
+  const repo = await sourceRepository(ctx.root, env.config.repository);
   const resolved = await resolveRef(repo, ref);
   // A release missing its submodules or LFS contents is refused here, before any host is touched.
   const tree = await treeContent(repo, resolved.sha);

@@ -8,7 +8,7 @@ import { SECRETS_FILE, type Environment } from '../config/environment.ts';
 import { withSession, type OpsContext } from '../context.ts';
 import { OpsError } from '../errors.ts';
 import { decryptFile, loadEnvIdentities } from '../secrets/index.ts';
-import { logsStep, type LogSlots, type LogsRequest } from '../steps/status.ts';
+import { logsStep, type LogSlots, type LogsRequest } from '../steps/logs.ts';
 
 export interface LogsOptions {
   /** A program of the environment, or "nginx"; default: every program, and nginx's error log. */

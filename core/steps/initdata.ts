@@ -18,11 +18,12 @@ export function runInitdata(env: Environment, uploaded: string): Step {
     as: 'root',
     timeout: 1800,
     script: String.raw`tmp=$(mktemp -d /tmp/ops-initdata.XXXXXX)
-trap 'rm -rf "$tmp"; rm -f ${quote(uploaded)}' EXIT INT TERM HUP
+trap ${quote(`rm -rf "$tmp"; rm -f ${quote(uploaded)}`)} EXIT INT TERM HUP
 chown ${u}:${u} "$tmp"
 chmod 0700 "$tmp"
 install -m 0600 -o ${u} -g ${u} ${quote(uploaded)} "$tmp/initdata.yml"
 rm -f ${quote(uploaded)}
+# shellcheck disable=SC2016 # the quoted text is the app user's script, expanded by its own bash
 OPS_INITDATA_FILE="$tmp/initdata.yml" runuser -u ${u} -- env HOME=${quote(`/home/${env.appUser}`)} OPS_INITDATA_FILE="$tmp/initdata.yml" bash -c ${quote(`set -euo pipefail\n${inner}`)}`,
   };
 }

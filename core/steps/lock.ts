@@ -89,12 +89,13 @@ fi
     : '';
   const stop = ended.length
     ? String.raw`${CONNECTION_FUNCTIONS}
-pids=$(connection_pids ${ended.map(quote).join(' ')})
-if [ -n "$pids" ]; then
-  ops_report stopped "$pids"
-  kill -TERM $pids 2>/dev/null || true
-  for i in $(seq 50); do pids=$(connection_pids ${ended.map(quote).join(' ')}); [ -n "$pids" ] || break; sleep 0.2; done
-  if [ -n "$pids" ]; then kill -KILL $pids 2>/dev/null || true; fi
+ended=(${ended.map(quote).join(' ')})
+read -r -a pids <<< "$(connection_pids "${'$'}{ended[@]}")"
+if [ ${'$'}{#pids[@]} -gt 0 ]; then
+  ops_report stopped "${'$'}{pids[*]}"
+  kill -TERM "${'$'}{pids[@]}" 2>/dev/null || true
+  for _ in $(seq 50); do read -r -a pids <<< "$(connection_pids "${'$'}{ended[@]}")"; [ ${'$'}{#pids[@]} -gt 0 ] || break; sleep 0.2; done
+  if [ ${'$'}{#pids[@]} -gt 0 ]; then kill -KILL "${'$'}{pids[@]}" 2>/dev/null || true; fi
 fi
 `
     : '';

@@ -277,8 +277,7 @@ else
   nginx_changed=0
 fi`);
   if (change.ensureService) lines.push('svc_up nginx\nif [ "$nginx_changed" = 1 ]; then svc nginx reload >/dev/null; CHANGED=1; fi');
-  // A signal to the running master is a graceful reload without a round trip through systemd.
-  else lines.push('if [ "$nginx_changed" = 1 ]; then nginx -s reload 2>/dev/null || svc nginx start; CHANGED=1; fi');
+  else lines.push('if [ "$nginx_changed" = 1 ]; then nginx_reload; CHANGED=1; fi');
   lines.push('host_unlock nginx', `item ${quote(change.item)}`);
   if (change.then) lines.push(change.then);
   return { name: change.item, as: 'root', timeout: 60, script: lines.join('\n') };

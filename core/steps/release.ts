@@ -85,8 +85,10 @@ release_reports
 slot_releases
 if [ -d ${quote(L.mirror)} ]; then
   git --git-dir=${quote(L.mirror)} for-each-ref --format='%(objectname)' refs/ops/ | sort -u | while read -r s; do ops_report known "$s"; done
-  for s in ${shas.map(quote).join(' ')}; do git --git-dir=${quote(L.mirror)} cat-file -e "$s^{commit}" 2>/dev/null && ops_report has "$s"; done
-  for o in ${(options.lfs ?? []).map(quote).join(' ')}; do [ -f ${quote(L.lfsStore)}/"${'$'}{o:0:2}/${'$'}{o:2:2}/$o" ] && ops_report lfs_has "$o"; done
+  wanted_shas=(${shas.map(quote).join(' ')})
+  for s in "${'$'}{wanted_shas[@]}"; do git --git-dir=${quote(L.mirror)} cat-file -e "$s^{commit}" 2>/dev/null && ops_report has "$s"; done
+  wanted_oids=(${(options.lfs ?? []).map(quote).join(' ')})
+  for o in "${'$'}{wanted_oids[@]}"; do [ -f ${quote(L.lfsStore)}/"${'$'}{o:0:2}/${'$'}{o:2:2}/$o" ] && ops_report lfs_has "$o"; done
   true
 fi
 ${
@@ -287,12 +289,17 @@ export function pruneReleases(env: Environment, remove: string[]): Step {
     as: 'root',
     timeout: 300,
     quiet: true,
-    script: String.raw`cd ${quote(L.releases)}
+    script: String.raw`releases_dir=${quote(L.releases)}
+cd "$releases_dir"
+# The release directories that current, a slot's supervisor file or a running process point into.
 protected=$({ readlink ${quote(L.current)}
   sed -n 's/^directory=//p' ${quote(L.supervisorConf('blue'))} ${quote(L.supervisorConf('green'))}
   for p in /proc/[0-9]*; do readlink "$p/cwd"; done
-} 2>/dev/null | sed -n "s#^"${quote(L.releases)}"/\([^/ ]*\).*#\1#p" | sort -u || true)
-for r in ${remove.map(quote).join(' ')}; do
+} 2>/dev/null | while IFS= read -r d; do
+  case "$d" in "$releases_dir"/*) d=${'$'}{d#"$releases_dir"/}; d=${'$'}{d%%/*}; printf '%s\n' "${'$'}{d%% *}" ;; esac
+done | sort -u || true)
+remove=(${remove.map(quote).join(' ')})
+for r in "${'$'}{remove[@]}"; do
   [ -d "$r" ] || continue
   if grep -qxF -- "$r" <<< "$protected"; then ops_report kept_running "$r"; continue; fi
   rm -rf -- "$r"
@@ -304,12 +311,12 @@ for d in ${quote(L.deps)}/*; do
   [ -d "$d" ] || continue
   grep -qxF "$d" <<< "$used" || { rm -rf -- "$d"; ops_report pruned_deps "${'$'}{d##*/}"; }
 done
-keep_oids=$(cat */release.json 2>/dev/null | grep -oE '[0-9a-f]{64}' | sort -u || true)
+keep_oids=$(cat ./*/release.json 2>/dev/null | grep -oE '[0-9a-f]{64}' | sort -u || true)
 for f in ${quote(L.lfsStore)}/*/*/*; do
   [ -f "$f" ] || continue
   grep -qxF "${'$'}{f##*/}" <<< "$keep_oids" || rm -f -- "$f"
 done
-keep_shas=$({ cat */REVISION; cat */release.json | grep -oE '[0-9a-f]{40}' || true; } 2>/dev/null | sort -u)
+keep_shas=$({ cat ./*/REVISION; cat ./*/release.json | grep -oE '[0-9a-f]{40}' || true; } 2>/dev/null | sort -u)
 git --git-dir=${quote(L.mirror)} for-each-ref --format='%(refname)' refs/ops/sha/ | while read -r ref; do
   grep -qxF "${'$'}{ref##*/}" <<< "$keep_shas" || git --git-dir=${quote(L.mirror)} update-ref -d "$ref" || echo "could not drop $ref (next prune will)" >&2
 done`,

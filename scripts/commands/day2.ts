@@ -5,7 +5,7 @@ import { certificates, formatCerts, renewCertificates } from '../../core/ops/cer
 import { formatRemove, removeEnvironment } from '../../core/ops/decommission.ts';
 import { logs } from '../../core/ops/logs.ts';
 import { formatStatus, status } from '../../core/ops/status.ts';
-import type { LogSlots } from '../../core/steps/status.ts';
+import type { LogSlots } from '../../core/steps/logs.ts';
 import { UsageError, type Command } from '../cli.ts';
 
 const json = { type: 'boolean', description: 'print JSON for scripts' } as const;

@@ -1,7 +1,7 @@
 // `ops staging add <ref>` and `ops staging rebuild`: the staging-sync action, from a laptop. Acts on the git
 // repository of the current directory (or --repo) and its remote, with the user's own git credentials.
 import { ConsoleReporter } from '../../core/report.ts';
-import { DEFAULT_IDENTITY } from '../../core/staging-git.ts';
+import { DEFAULT_IDENTITY } from '../../core/git.ts';
 import { STAGING_DEFAULTS, runStaging, stagingSettings, type StagingRun } from '../../core/staging.ts';
 import type { Command, CommandContext, OptionSpec } from '../cli.ts';
 

@@ -3,7 +3,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Git } from '../../core/staging-git.ts';
+import { Git } from '../../core/git.ts';
 import { addToStaging, rebuildStaging, runStaging, stagingSettings } from '../../core/staging.ts';
 import { ConsoleReporter, MemoryReporter } from '../../core/report.ts';
 import { Writable } from 'node:stream';

@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { afterEach, expect } from 'vitest';
 import { OpsError } from '../../core/errors.ts';
 import { MemoryReporter } from '../../core/report.ts';
-import { Git, type GitResult } from '../../core/staging-git.ts';
+import { Git, type GitResult } from '../../core/git.ts';
 import { stagingSettings, type StagingContext, type StagingSettings } from '../../core/staging.ts';
 import { StagingRefusal } from '../../core/staging-plan.ts';
 

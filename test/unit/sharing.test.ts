@@ -20,7 +20,9 @@ import { parseReports } from '../../core/remote/types.ts';
 import { START_MARKER, scriptText } from '../../core/remote/wrap.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { site, upstreams } from '../../core/steps/nginx.ts';
-import { listCertificates, logsStep, parseCerts, parseHostStatus } from '../../core/steps/status.ts';
+import { listCertificates, parseCerts } from '../../core/steps/certs.ts';
+import { logsStep } from '../../core/steps/logs.ts';
+import { parseHostStatus } from '../../core/steps/status.ts';
 import { report, result } from './status.helpers.ts';
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';

@@ -1,7 +1,7 @@
 // The pure half of staging sync (core/staging-plan.ts) and the GitHub access decisions (core/github.ts).
 import { describe, expect, it } from 'vitest';
 import { apiUrlFor, githubAccess, repositoryFromUrl } from '../../core/github.ts';
-import { checkIdentity } from '../../core/staging-git.ts';
+import { checkIdentity } from '../../core/git.ts';
 import { checkLabel, runUrlFrom, stagingSettings } from '../../core/staging.ts';
 import {
   COMMENT_MARKER,

@@ -18,7 +18,10 @@ import { MemoryReporter } from '../../core/report.ts';
 import { KEY, processXml, report, result, RUNNING, testEnv } from './status.helpers.ts';
 import { lockStatus } from '../../core/steps/lock.ts';
 import { probes } from '../../core/steps/switch.ts';
-import { hostStatus, listCertificates, logsStep, nginxMessages, parseCerts, parseHostStatus, parseProcessInfo, programStates, renewCertificate } from '../../core/steps/status.ts';
+import { listCertificates, parseCerts, renewCertificate } from '../../core/steps/certs.ts';
+import { logsStep } from '../../core/steps/logs.ts';
+import { parseProcessInfo, programStates } from '../../core/steps/programs.ts';
+import { hostStatus, nginxMessages, parseHostStatus } from '../../core/steps/status.ts';
 import { CERT_FUNCTIONS, PROBE_FUNCTIONS } from '../../core/steps/libraries.ts';
 
 function bashSyntax(script: string): string {
@@ -114,9 +117,9 @@ describe('status parser', () => {
 
   it('a held or stale lock fails, naming the run', () => {
     const held = parse({ lock: 'held', holder: ['operation=deploy', 'actor=bob@ci', 'since=2026-11-25T14:59:00Z', 'holder_pid=12'] } as never);
-    expect(held.problems).toEqual(['locked by a deploy run by bob@ci since 2026-11-25T14:59:00Z: an operation is running']);
+    expect(held.problems).toEqual(['locked by a deploy run by bob@ci, started 2026-11-25T14:59:00Z: an operation is running']);
     const stale = parse({ lock: 'stale', holder: ['operation=deploy', 'actor=bob@ci', 'since=x'] } as never);
-    expect(stale.problems[0]).toMatch(/^stale lock left by a deploy run by bob@ci since x, which is gone \(check, then: ops lock release demo\)$/);
+    expect(stale.problems[0]).toMatch(/^stale lock left by a deploy run by bob@ci, started x, which is gone \(check, then: ops lock release demo\)$/);
   });
 
   it('502 through nginx, supervisor down, nothing deployed, not provisioned, a full disk', () => {
@@ -341,8 +344,8 @@ describe('certificates over recording remotes', () => {
 
   it('renewal reloads nginx only after nginx -t; self-signed mode makes a new certificate', () => {
     const le = renewCertificate(env, false).script;
-    expect(le.indexOf('if ! out=$(nginx -t 2>&1); then')).toBeLessThan(le.indexOf('nginx -s reload'));
-    expect(le.indexOf('certbot renew')).toBeLessThan(le.indexOf('nginx -t'));
+    expect(le.indexOf('if ! out=$(nginx -t 2>&1); then')).toBeLessThan(le.indexOf('\nnginx_reload\n'));
+    expect(le.indexOf('certbot renew')).toBeLessThan(le.indexOf('if ! out=$(nginx -t'));
     expect(le).not.toContain('REQUESTS_CA_BUNDLE');
     const self = renewCertificate(testEnv({ domain: 'shop.test', tls: { mode: 'self-signed' } }), false).script;
     expect(self).toContain('if true; then\n  install -d -m 0755 /etc/ssl/shop\n  if ! (umask 077; openssl req -x509');

@@ -1,7 +1,7 @@
 // Steps are data: their scripts are checked by exact text (snapshots in __snapshots__/, reviewed like code)
 // and by the properties that matter — who runs them, what is quoted, what is validated — without a host.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -16,6 +16,7 @@ import { installPackages, packageIndexes, packageList, runtimes } from '../../co
 import { packageIndexFiles } from '../../core/packages.ts';
 import { scriptPrelude, scriptText } from '../../core/remote/wrap.ts';
 import { putChecked } from '../../core/steps/script.ts';
+import { runInitdata } from '../../core/steps/initdata.ts';
 import { SYSTEM_FUNCTIONS } from '../../core/steps/libraries.ts';
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
@@ -206,5 +207,20 @@ describe('.env', () => {
   });
   it('lists every missing secret at once', () => {
     expect(() => renderDotenv(env(), {})).toThrow(/lacks 2 secrets the .env needs:\n  - DB needs the secret "database_url"\n  - PASSWORDS needs the secret "passwords"/);
+  });
+});
+
+describe('initdata', () => {
+  it('removes the uploaded file whatever happens, also under a base_dir that needs quoting', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ops initdata '));
+    const uploaded = join(dir, 'initdata-0123.yml');
+    writeFileSync(uploaded, 'users: []\n');
+    const script = runInitdata(env({ base_dir: dir }), uploaded).script;
+    // The step's first two lines (private directory, cleanup trap), then a failure: the trap must still run.
+    const head = script.split('\n').slice(0, 2).join('\n');
+    const r = spawnSync('bash', ['-c', `set -e\n${head}\nexit 3`], { encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(3);
+    expect(readdirSync(dir)).toEqual([]);
   });
 });

@@ -5789,7 +5789,7 @@ var require_client_h1 = __commonJS({
       kResume,
       kHTTPContext
     } = require_symbols();
-    var constants3 = require_constants2();
+    var constants4 = require_constants2();
     var EMPTY_BUF = Buffer.alloc(0);
     var FastBuffer = Buffer[Symbol.species];
     var addListener = util.addListener;
@@ -5864,7 +5864,7 @@ var require_client_h1 = __commonJS({
       constructor(client, socket, { exports: exports2 }) {
         assert(Number.isFinite(client[kMaxHeadersSize]) && client[kMaxHeadersSize] > 0);
         this.llhttp = exports2;
-        this.ptr = this.llhttp.llhttp_alloc(constants3.TYPE.RESPONSE);
+        this.ptr = this.llhttp.llhttp_alloc(constants4.TYPE.RESPONSE);
         this.client = client;
         this.socket = socket;
         this.timeout = null;
@@ -5959,11 +5959,11 @@ var require_client_h1 = __commonJS({
             currentBufferRef = null;
           }
           const offset = llhttp.llhttp_get_error_pos(this.ptr) - currentBufferPtr;
-          if (ret !== constants3.ERROR.OK) {
+          if (ret !== constants4.ERROR.OK) {
             const body = data.subarray(offset);
-            if (ret === constants3.ERROR.PAUSED_UPGRADE) {
+            if (ret === constants4.ERROR.PAUSED_UPGRADE) {
               this.onUpgrade(body);
-            } else if (ret === constants3.ERROR.PAUSED) {
+            } else if (ret === constants4.ERROR.PAUSED) {
               this.paused = true;
               socket.unshift(body);
             } else {
@@ -5986,10 +5986,10 @@ var require_client_h1 = __commonJS({
         } finally {
           currentParser = null;
         }
-        if (ret === constants3.ERROR.OK) {
+        if (ret === constants4.ERROR.OK) {
           return null;
         }
-        if (ret === constants3.ERROR.PAUSED || ret === constants3.ERROR.PAUSED_UPGRADE) {
+        if (ret === constants4.ERROR.PAUSED || ret === constants4.ERROR.PAUSED_UPGRADE) {
           this.paused = true;
           return null;
         }
@@ -6006,7 +6006,7 @@ var require_client_h1 = __commonJS({
           const len = new Uint8Array(llhttp.memory.buffer, ptr).indexOf(0);
           message = "Response does not match the HTTP/1.1 protocol (" + Buffer.from(llhttp.memory.buffer, ptr, len).toString() + ")";
         }
-        return new HTTPParserError(message, constants3.ERROR[ret], data);
+        return new HTTPParserError(message, constants4.ERROR[ret], data);
       }
       destroy() {
         assert(this.ptr != null);
@@ -6186,7 +6186,7 @@ var require_client_h1 = __commonJS({
           socket[kBlocking] = false;
           client[kResume]();
         }
-        return pause ? constants3.ERROR.PAUSED : 0;
+        return pause ? constants4.ERROR.PAUSED : 0;
       }
       onBody(buf) {
         const { client, socket, statusCode, maxResponseSize } = this;
@@ -6208,7 +6208,7 @@ var require_client_h1 = __commonJS({
         }
         this.bytesRead += buf.length;
         if (request.onData(buf) === false) {
-          return constants3.ERROR.PAUSED;
+          return constants4.ERROR.PAUSED;
         }
       }
       onMessageComplete() {
@@ -6244,13 +6244,13 @@ var require_client_h1 = __commonJS({
         if (socket[kWriting]) {
           assert(client[kRunning] === 0);
           util.destroy(socket, new InformationalError("reset"));
-          return constants3.ERROR.PAUSED;
+          return constants4.ERROR.PAUSED;
         } else if (!shouldKeepAlive) {
           util.destroy(socket, new InformationalError("reset"));
-          return constants3.ERROR.PAUSED;
+          return constants4.ERROR.PAUSED;
         } else if (socket[kReset] && client[kRunning] === 0) {
           util.destroy(socket, new InformationalError("reset"));
-          return constants3.ERROR.PAUSED;
+          return constants4.ERROR.PAUSED;
         } else if (client[kPipelining] == null || client[kPipelining] === 1) {
           setImmediate(() => client[kResume]());
         } else {
@@ -41013,7 +41013,7 @@ var require_SFTP = __commonJS({
     "use strict";
     var EventEmitter = __require("events");
     var fs5 = __require("fs");
-    var { constants: constants3 } = fs5;
+    var { constants: constants4 } = fs5;
     var {
       Readable: ReadableStream2,
       Writable: WritableStream
@@ -42868,25 +42868,25 @@ var require_SFTP = __commonJS({
         this.extended = initial && initial.extended;
       }
       isDirectory() {
-        return (this.mode & constants3.S_IFMT) === constants3.S_IFDIR;
+        return (this.mode & constants4.S_IFMT) === constants4.S_IFDIR;
       }
       isFile() {
-        return (this.mode & constants3.S_IFMT) === constants3.S_IFREG;
+        return (this.mode & constants4.S_IFMT) === constants4.S_IFREG;
       }
       isBlockDevice() {
-        return (this.mode & constants3.S_IFMT) === constants3.S_IFBLK;
+        return (this.mode & constants4.S_IFMT) === constants4.S_IFBLK;
       }
       isCharacterDevice() {
-        return (this.mode & constants3.S_IFMT) === constants3.S_IFCHR;
+        return (this.mode & constants4.S_IFMT) === constants4.S_IFCHR;
       }
       isSymbolicLink() {
-        return (this.mode & constants3.S_IFMT) === constants3.S_IFLNK;
+        return (this.mode & constants4.S_IFMT) === constants4.S_IFLNK;
       }
       isFIFO() {
-        return (this.mode & constants3.S_IFMT) === constants3.S_IFIFO;
+        return (this.mode & constants4.S_IFMT) === constants4.S_IFIFO;
       }
       isSocket() {
-        return (this.mode & constants3.S_IFMT) === constants3.S_IFSOCK;
+        return (this.mode & constants4.S_IFMT) === constants4.S_IFSOCK;
       }
     };
     function attrsToBytes(attrs) {
@@ -49715,10 +49715,8 @@ var JSON_SCHEMA_FILE = "schema/environment.schema.json";
 var SCHEMA_COMMENT = `# yaml-language-server: $schema=../../${JSON_SCHEMA_FILE}`;
 
 // core/ops/deploy.ts
-import { execFileSync as execFileSync2 } from "node:child_process";
 import { readFileSync as readFileSync6 } from "node:fs";
 import { randomBytes as randomBytes11 } from "node:crypto";
-import { isAbsolute as isAbsolute3, resolve as resolve4 } from "node:path";
 
 // core/config/siblings.ts
 import { join as join2 } from "node:path";
@@ -50758,6 +50756,7 @@ var scriptPrelude = [
   "umask 022",
   // files that must stay private (.env, keys) are created with explicit modes
   "export LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive",
+  "# shellcheck disable=SC2317 # for the step's own lines: some report nothing",
   `ops_report() { printf '${REPORT_PREFIX}%s %s\\n' "$1" "\${2:-}"; }`,
   "cd /"
 ].join("\n");
@@ -51384,7 +51383,8 @@ ${refused.map((m) => `  - ${m}`).join("\n")}`,
   return { dotenv: lines.join("\n") + "\n", environ: records.join(""), forms };
 }
 function environLoader(file) {
-  return `if [ -f ${quote(file)} ]; then while IFS= read -r -d '' kv; do export -- "$kv"; done < ${quote(file)}; fi`;
+  return `# shellcheck disable=SC2163 # each record is NAME=VALUE, exported as it is
+if [ -f ${quote(file)} ]; then while IFS= read -r -d '' kv; do export -- "$kv"; done < ${quote(file)}; fi`;
 }
 
 // core/runinfo.ts
@@ -51405,34 +51405,127 @@ function runInfo(env = process.env) {
   return { actor: clean(`${user || "unknown"}@${hostname()}`), runUrl: "", via: "cli" };
 }
 
-// core/source.ts
-import { execFile, spawn } from "node:child_process";
-import { createHash as createHash2 } from "node:crypto";
-import { existsSync as existsSync4, mkdtempSync, rmSync, statSync as statSync2 } from "node:fs";
-import { tmpdir } from "node:os";
-import { join as join4, resolve as resolve2 } from "node:path";
-import { promisify } from "node:util";
-var exec = promisify(execFile);
-async function git(repo, args, options = {}) {
-  if (options.input !== void 0) {
+// core/git.ts
+import { spawn } from "node:child_process";
+import { constants as constants3 } from "node:os";
+var DEFAULT_IDENTITY = { name: "ops-pipeline", email: "ops-pipeline@users.noreply.github.com" };
+var GitError = class extends OpsError {
+  constructor(args, result, hint) {
+    const stderr = tail(result.stderr.trim() || result.stdout.trim(), 15);
+    super(`git ${args.join(" ")} failed (exit code ${result.code})${stderr ? `
+${indent(stderr)}` : ""}`, hint);
+    this.args = args;
+    this.result = result;
+  }
+  args;
+  result;
+  name = "GitError";
+};
+function checkIdentity(identity) {
+  if (!identity.name.trim() || /[<>\n\r\0]/.test(identity.name)) {
+    throw new OpsError(`invalid committer name ${JSON.stringify(identity.name)}`, "a non-empty name without < > or line breaks");
+  }
+  if (!/^[^\s<>@]+@[^\s<>@]+$/.test(identity.email)) {
+    throw new OpsError(`invalid committer email ${JSON.stringify(identity.email)}`, "an address like ops-pipeline@users.noreply.github.com");
+  }
+  return identity;
+}
+var KEPT = /^GIT_(SSH|SSH_COMMAND|SSH_VARIANT|ASKPASS|PROXY_COMMAND|SSL_[A-Z_]+|HTTP_[A-Z_]+|CONFIG_(GLOBAL|SYSTEM|NOSYSTEM|COUNT|KEY_\d+|VALUE_\d+))$/;
+function gitEnvironment(processEnv, options = {}) {
+  const identity = checkIdentity(options.identity ?? DEFAULT_IDENTITY);
+  const out = {};
+  for (const [k, v] of Object.entries(processEnv)) if (v !== void 0 && (!k.startsWith("GIT_") || KEPT.test(k))) out[k] = v;
+  return {
+    ...out,
+    LC_ALL: "C",
+    LANGUAGE: "C",
+    GIT_PAGER: "cat",
+    PAGER: "cat",
+    GIT_AUTHOR_NAME: identity.name,
+    GIT_AUTHOR_EMAIL: identity.email,
+    GIT_COMMITTER_NAME: identity.name,
+    GIT_COMMITTER_EMAIL: identity.email,
+    ...options.interactive ? {} : { GIT_TERMINAL_PROMPT: "0", GCM_INTERACTIVE: "never" }
+  };
+}
+var Git = class {
+  /** `dir`: the working tree or git directory every call runs in (`git -C dir`). @throws OpsError for a bad identity. */
+  constructor(dir, options = {}) {
+    this.dir = dir;
+    this.env = gitEnvironment(options.processEnv ?? process.env, options);
+  }
+  dir;
+  env;
+  /**
+   * Run git; stdout as bytes (packs, blobs), whatever the exit code.
+   * @throws OpsError only when git cannot be started (not installed, `dir` missing).
+   */
+  async runBytes(args, options = {}) {
+    const env = options.env ? { ...this.env, ...options.env } : this.env;
     return new Promise((resolve5, reject) => {
-      const child = spawn("git", ["-C", repo, ...args], { stdio: ["pipe", "pipe", "pipe"] });
-      let out = "";
-      let err = "";
-      child.stdout.on("data", (d) => out += d);
-      child.stderr.on("data", (d) => err += d);
-      child.on("close", (code) => code === 0 ? resolve5(out) : reject(new OpsError(`git ${args[0]} failed: ${err.trim()}`)));
-      child.stdin.end(options.input);
+      const child = spawn("git", ["-C", this.dir, ...args], { env, stdio: ["pipe", "pipe", "pipe"] });
+      const out = [];
+      const err = [];
+      child.stdout.on("data", (d) => out.push(d));
+      child.stderr.on("data", (d) => err.push(d));
+      child.on(
+        "error",
+        (e) => reject(e.code === "ENOENT" ? new OpsError("git is not installed (or not on PATH)", "install git 2.38 or later") : new OpsError(`cannot run git ${args.join(" ")} in ${this.dir}: ${e.message}`))
+      );
+      child.on("close", (code, signal) => resolve5({ code: code ?? 128 + (signal ? constants3.signals[signal] : 0), stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString("utf8") }));
+      child.stdin.on("error", () => {
+      });
+      child.stdin.end(options.input ?? "");
     });
   }
-  try {
-    const { stdout } = await exec("git", ["-C", repo, ...args], { maxBuffer: 64 * 1024 * 1024 });
-    return stdout;
-  } catch (e) {
-    const err = e;
-    throw new OpsError(`git ${args[0]} failed in ${repo}: ${(err.stderr || err.message).trim()}`);
+  /** Run git; its exit code and output as text, whatever the code. @throws OpsError only when git cannot start. */
+  async run(args, options = {}) {
+    const r = await this.runBytes(args, options);
+    return { code: r.code, stdout: r.stdout.toString("utf8"), stderr: r.stderr };
   }
+  /** Run git; stdout without its final newline. @throws GitError (command, exit code, stderr) unless it exits 0. */
+  async out(args, options = {}) {
+    const r = await this.run(args, options);
+    if (r.code !== 0) throw new GitError(args, r, options.hint);
+    return r.stdout.replace(/\n$/, "");
+  }
+  /** Run git; stdout as bytes. @throws GitError unless it exits 0. */
+  async bytes(args, options = {}) {
+    const r = await this.runBytes(args, options);
+    if (r.code !== 0) throw new GitError(args, { code: r.code, stdout: "", stderr: r.stderr }, options.hint);
+    return r.stdout;
+  }
+  /** The full sha of a commit-ish, or undefined when it does not resolve to a commit here. */
+  async commit(rev) {
+    const r = await this.run(["rev-parse", "--verify", "--quiet", "--end-of-options", `${rev}^{commit}`]);
+    return r.code === 0 ? r.stdout.trim() : void 0;
+  }
+  /** Is `ancestor` reachable from `descendant` (a commit is its own ancestor)? @throws GitError when either is unknown. */
+  async isAncestor(ancestor, descendant) {
+    const args = ["merge-base", "--is-ancestor", ancestor, descendant];
+    const r = await this.run(args);
+    if (r.code === 0) return true;
+    if (r.code === 1) return false;
+    throw new GitError(args, r);
+  }
+  /** [major, minor] of the git on PATH. @throws OpsError when its version line cannot be read. */
+  async version() {
+    const v = await this.out(["version"]);
+    const m = /(\d+)\.(\d+)/.exec(v);
+    if (!m) throw new OpsError(`cannot read the git version from "${v}"`);
+    return [Number(m[1]), Number(m[2])];
+  }
+};
+async function git(dir, args, options = {}) {
+  const r = await new Git(dir).run(args, options);
+  if (r.code !== 0) throw new GitError(args, r);
+  return r.stdout;
 }
+
+// core/source.ts
+import { createHash as createHash2 } from "node:crypto";
+import { existsSync as existsSync4 } from "node:fs";
+import { isAbsolute as isAbsolute2, resolve as resolve2 } from "node:path";
 async function tryRev(repo, rev, peel = "^{commit}") {
   try {
     return (await git(repo, ["rev-parse", "--verify", "--quiet", `${rev}${peel}`])).trim() || void 0;
@@ -51533,166 +51626,12 @@ async function knownCommits(repo, shas) {
   return out;
 }
 async function packFor(repo, sha, haves) {
-  const input = [sha, ...haves.map((h) => `^${h}`)].join("\n") + "\n";
-  return new Promise((resolve5, reject) => {
-    const child = spawn("git", ["-C", repo, "pack-objects", "--revs", "--thin", "--stdout", "-q"], { stdio: ["pipe", "pipe", "pipe"] });
-    const chunks = [];
-    let err = "";
-    child.stdout.on("data", (d) => chunks.push(d));
-    child.stderr.on("data", (d) => err += d);
-    child.on("close", (code) => code === 0 ? resolve5(Buffer.concat(chunks)) : reject(new OpsError(`git pack-objects failed: ${err.trim()}`)));
-    child.stdin.end(input);
-  });
+  return new Git(repo).bytes(["pack-objects", "--revs", "--thin", "--stdout", "-q"], { input: [sha, ...haves.map((h) => `^${h}`)].join("\n") + "\n" });
 }
-async function lsTree(repo, sha) {
-  const out = await git(repo, ["ls-tree", "-r", "-z", "-l", "--full-tree", sha]);
-  return out.split("\0").filter(Boolean).map((line) => {
-    const tab = line.indexOf("	");
-    const [mode = "", type = "", object2 = "", size2 = ""] = line.slice(0, tab).split(/\s+/);
-    return { mode, type, object: object2, size: Number(size2) || 0, path: line.slice(tab + 1) };
-  });
-}
-function parseLfsPointer(text) {
-  if (!text.startsWith("version https://git-lfs.github.com/spec/v1\n") && !text.startsWith("version https://hawser.github.com/spec/v1\n")) return void 0;
-  const oid = /^oid sha256:([0-9a-f]{64})$/m.exec(text)?.[1];
-  const size2 = /^size (\d+)$/m.exec(text)?.[1];
-  return oid && size2 ? { oid, size: Number(size2) } : void 0;
-}
-async function blobs(repo, ids) {
-  const out = /* @__PURE__ */ new Map();
-  if (!ids.length) return out;
-  const raw = await new Promise((resolvePromise, reject) => {
-    const child = spawn("git", ["-C", repo, "cat-file", "--batch"], { stdio: ["pipe", "pipe", "pipe"] });
-    const chunks = [];
-    child.stdout.on("data", (d) => chunks.push(d));
-    child.on("close", (code) => code === 0 ? resolvePromise(Buffer.concat(chunks)) : reject(new OpsError(`git cat-file failed in ${repo}`)));
-    child.stdin.end(ids.join("\n") + "\n");
-  });
-  let pos = 0;
-  for (const id of ids) {
-    const nl = raw.indexOf(10, pos);
-    const size2 = Number(raw.subarray(pos, nl).toString().split(" ")[2] ?? 0);
-    out.set(id, raw.subarray(nl + 1, nl + 1 + size2).toString("utf8"));
-    pos = nl + 1 + size2 + 1;
-  }
-  return out;
-}
-async function attributes(repo, sha, attr, paths) {
-  const out = /* @__PURE__ */ new Map();
-  if (!paths.length) return out;
-  const dir = mkdtempSync(join4(tmpdir(), "ops-attr-"));
-  try {
-    const env = { ...process.env, GIT_INDEX_FILE: join4(dir, "index") };
-    await exec("git", ["-C", repo, "read-tree", sha], { env });
-    const raw = await new Promise((resolve5, reject) => {
-      const child = spawn("git", ["-C", repo, "check-attr", "-z", "--cached", "--stdin", attr], { env, stdio: ["pipe", "pipe", "pipe"] });
-      let o = "";
-      child.stdout.on("data", (d) => o += d);
-      child.on("close", (code) => code === 0 ? resolve5(o) : reject(new OpsError(`git check-attr failed in ${repo}`)));
-      child.stdin.end(paths.join("\0") + "\0");
-    });
-    const f = raw.split("\0");
-    for (let i = 0; i + 2 < f.length; i += 3) out.set(f[i], f[i + 2]);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-  return out;
-}
-async function archiveListing(repo, sha) {
-  const { stdout } = await exec("bash", ["-c", 'set -o pipefail; git -C "$1" archive --format=tar "$2" | tar -t', "archive", repo, sha], { maxBuffer: 256 * 1024 * 1024 });
-  return new Set(stdout.split("\n").filter(Boolean));
-}
-async function absoluteGitDir(repo, which2) {
-  return (await git(repo, ["rev-parse", ...which2 === "--git-common-dir" ? ["--path-format=absolute"] : [], which2])).trim();
-}
-async function lfsObjects(gitDir) {
-  const storage = (await git(gitDir, ["config", "--get", "lfs.storage"]).catch(() => "")).trim();
-  return join4(storage ? resolve2(gitDir, storage) : join4(gitDir, "lfs"), "objects");
-}
-async function treeContent(repo, sha) {
-  const content = { submodules: [], lfs: [], exportIgnored: [] };
-  const missingSubmodules = [];
-  const missingLfs = [];
-  const visit2 = async (dir, gitDir, commit, prefix, worktree) => {
-    const entries = await lsTree(dir, commit);
-    const attrFiles = entries.filter((e) => e.type === "blob" && (e.path === ".gitattributes" || e.path.endsWith("/.gitattributes")));
-    const attrText = [...(await blobs(dir, attrFiles.map((e) => e.object))).values()].join("\n");
-    const links = entries.filter((e) => e.type === "commit");
-    if (links.length) {
-      const names = /* @__PURE__ */ new Map();
-      const list2 = entries.some((e) => e.path === ".gitmodules") ? await git(dir, ["config", "--blob", `${commit}:.gitmodules`, "--null", "--list"]).catch(() => "") : "";
-      for (const item of list2.split("\0")) {
-        const m = /^submodule\.(.+)\.path\n([\s\S]*)$/.exec(item);
-        if (m) names.set(m[2], m[1]);
-      }
-      for (const link of links) {
-        const name2 = names.get(link.path) ?? link.path;
-        const candidates = [join4(gitDir, "modules", name2), ...worktree ? [join4(worktree, link.path)] : []];
-        let found;
-        for (const c of candidates) {
-          if (!existsSync4(c)) continue;
-          const subGitDir = await absoluteGitDir(c, "--absolute-git-dir").catch(() => void 0);
-          if (!subGitDir || subGitDir === gitDir) continue;
-          if (await tryRev(subGitDir, link.object)) {
-            found = subGitDir;
-            break;
-          }
-        }
-        const path = `${prefix}${link.path}`;
-        if (!found) {
-          missingSubmodules.push(`${path} (commit ${link.object.slice(0, 12)})`);
-          continue;
-        }
-        content.submodules.push({ path, sha: link.object, gitDir: found });
-        await visit2(found, found, link.object, `${path}/`, worktree ? join4(worktree, link.path) : void 0);
-      }
-    }
-    if (/filter=lfs/.test(attrText)) {
-      const small = entries.filter((e) => e.type === "blob" && e.size < 1024);
-      const text = await blobs(dir, small.map((e) => e.object));
-      const pointers = small.map((e) => ({ e, p: parseLfsPointer(text.get(e.object) ?? "") })).filter((x) => x.p);
-      const filters = await attributes(dir, commit, "filter", pointers.map((x) => x.e.path));
-      const store = await lfsObjects(gitDir);
-      for (const { e, p } of pointers) {
-        if (filters.get(e.path) !== "lfs") continue;
-        const file = join4(store, p.oid.slice(0, 2), p.oid.slice(2, 4), p.oid);
-        const path = `${prefix}${e.path}`;
-        if (existsSync4(file) && statSync2(file).size === p.size) content.lfs.push({ path, oid: p.oid, size: p.size, file });
-        else missingLfs.push(path);
-      }
-    }
-    if (/export-ignore/.test(attrText)) {
-      const listed = await archiveListing(dir, commit);
-      const gone = entries.filter((e) => e.type === "blob" && !listed.has(e.path)).map((e) => e.path);
-      const dirs = /* @__PURE__ */ new Set();
-      for (const p of gone) {
-        const parts = p.split("/");
-        for (let i = 1; i < parts.length; i++) {
-          const d = parts.slice(0, i).join("/");
-          if (!listed.has(`${d}/`)) {
-            dirs.add(`${d}/`);
-            break;
-          }
-        }
-      }
-      content.exportIgnored.push(...[...dirs].map((d) => `${prefix}${d}`), ...gone.filter((p) => ![...dirs].some((d) => p.startsWith(d))).map((p) => `${prefix}${p}`));
-    }
-  };
-  const root = await absoluteGitDir(repo, "--git-common-dir");
-  const top = (await git(repo, ["rev-parse", "--show-toplevel"]).catch(() => "")).trim() || void 0;
-  await visit2(repo, root, sha, "", top);
-  const problems = [];
-  if (missingSubmodules.length) problems.push(`submodule${missingSubmodules.length > 1 ? "s" : ""} not checked out on this runner: ${missingSubmodules.join(", ")}`);
-  if (missingLfs.length) problems.push(`Git LFS file${missingLfs.length > 1 ? "s" : ""} without content on this runner (only the pointer): ${missingLfs.slice(0, 10).join(", ")}${missingLfs.length > 10 ? ` and ${missingLfs.length - 10} more` : ""}`);
-  if (problems.length)
-    throw new OpsError(
-      `${sha.slice(0, 12)} cannot be deployed complete: ${problems.join("; ")}; nothing was changed`,
-      [
-        missingSubmodules.length ? "check out with submodules (actions/checkout with `submodules: recursive`; on a laptop: git submodule update --init --recursive)" : "",
-        missingLfs.length ? "fetch the LFS content (actions/checkout with `lfs: true`; on a laptop: git lfs pull)" : ""
-      ].filter(Boolean).join("; ")
-    );
-  return content;
+async function sourceRepository(projectRoot, configured) {
+  if (configured) return isAbsolute2(configured) ? configured : resolve2(projectRoot, configured);
+  const top = await new Git(projectRoot).run(["rev-parse", "--show-toplevel"]).catch(() => void 0);
+  return top?.code === 0 ? top.stdout.trim() : projectRoot;
 }
 
 // core/changes.ts
@@ -51706,23 +51645,6 @@ async function dependencyHashes(repo, sha, env) {
     python: depsHash([`python ${python.strategy} ${python.version}`, await blobId(repo, sha, req2)]),
     node: depsHash([`node ${node.strategy} ${node.version}`, nodeDir ? await nodeDependencyInput(repo, sha, nodeDir) : ""])
   };
-}
-async function isAncestor(repo, a, b) {
-  try {
-    await git(repo, ["merge-base", "--is-ancestor", a, b]);
-    return true;
-  } catch {
-    return false;
-  }
-}
-async function hasCommit(repo, sha) {
-  if (!/^[0-9a-f]{40}$/.test(sha)) return false;
-  try {
-    await git(repo, ["cat-file", "-e", `${sha}^{commit}`]);
-    return true;
-  } catch {
-    return false;
-  }
 }
 async function commitsBetween(repo, from, to) {
   const count = Number((await git(repo, ["rev-list", "--count", `${from}..${to}`])).trim());
@@ -51756,8 +51678,9 @@ async function describeChange(repo, env, live, target) {
   const change = { live, target, relation: "first", commits: [], added: 0, removedCommits: [], removed: 0, migrations: [], migrationsLiveOnly: [], dependencies: [] };
   if (!live) return change;
   if (live === target) return { ...change, relation: "same" };
-  if (!await hasCommit(repo, live)) return { ...change, relation: "unknown" };
-  const [ahead, behind] = [await isAncestor(repo, live, target), await isAncestor(repo, target, live)];
+  const g = new Git(repo);
+  if (!/^[0-9a-f]{40}$/.test(live) || !await g.commit(live)) return { ...change, relation: "unknown" };
+  const [ahead, behind] = [await g.isAncestor(live, target), await g.isAncestor(target, live)];
   change.relation = ahead ? "ahead" : behind ? "behind" : "diverged";
   const add2 = await commitsBetween(repo, live, target);
   const rm3 = await commitsBetween(repo, target, live);
@@ -51829,6 +51752,157 @@ function formatChanges(groups, target) {
     if (deps.length) out.push(`  dependencies: ${deps.join("; ")}`);
   }
   return out;
+}
+
+// core/tree-content.ts
+import { execFile } from "node:child_process";
+import { existsSync as existsSync5, mkdtempSync, rmSync, statSync as statSync2 } from "node:fs";
+import { tmpdir } from "node:os";
+import { join as join4, resolve as resolve3 } from "node:path";
+import { promisify } from "node:util";
+async function lsTree(repo, sha) {
+  const out = await git(repo, ["ls-tree", "-r", "-z", "-l", "--full-tree", sha]);
+  return out.split("\0").filter(Boolean).map((line) => {
+    const tab = line.indexOf("	");
+    const [mode = "", type = "", object2 = "", size2 = ""] = line.slice(0, tab).split(/\s+/);
+    return { mode, type, object: object2, size: Number(size2) || 0, path: line.slice(tab + 1) };
+  });
+}
+function parseLfsPointer(text) {
+  if (!text.startsWith("version https://git-lfs.github.com/spec/v1\n") && !text.startsWith("version https://hawser.github.com/spec/v1\n")) return void 0;
+  const oid = /^oid sha256:([0-9a-f]{64})$/m.exec(text)?.[1];
+  const size2 = /^size (\d+)$/m.exec(text)?.[1];
+  return oid && size2 ? { oid, size: Number(size2) } : void 0;
+}
+async function blobs(repo, ids) {
+  const out = /* @__PURE__ */ new Map();
+  if (!ids.length) return out;
+  const raw = await new Git(repo).bytes(["cat-file", "--batch"], { input: ids.join("\n") + "\n" });
+  let pos = 0;
+  for (const id of ids) {
+    const nl = raw.indexOf(10, pos);
+    const size2 = Number(raw.subarray(pos, nl).toString().split(" ")[2] ?? 0);
+    out.set(id, raw.subarray(nl + 1, nl + 1 + size2).toString("utf8"));
+    pos = nl + 1 + size2 + 1;
+  }
+  return out;
+}
+async function attributes(repo, sha, attr, paths) {
+  const out = /* @__PURE__ */ new Map();
+  if (!paths.length) return out;
+  const dir = mkdtempSync(join4(tmpdir(), "ops-attr-"));
+  try {
+    const env = { GIT_INDEX_FILE: join4(dir, "index") };
+    await git(repo, ["read-tree", sha], { env });
+    const f = (await git(repo, ["check-attr", "-z", "--cached", "--stdin", attr], { env, input: paths.join("\0") + "\0" })).split("\0");
+    for (let i = 0; i + 2 < f.length; i += 3) out.set(f[i], f[i + 2]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return out;
+}
+async function archiveListing(repo, sha) {
+  const dir = mkdtempSync(join4(tmpdir(), "ops-archive-"));
+  try {
+    const file = join4(dir, "release.tar");
+    await git(repo, ["archive", "--format=tar", "-o", file, sha]);
+    const { stdout } = await promisify(execFile)("tar", ["-tf", file], { maxBuffer: 256 * 1024 * 1024 });
+    return new Set(stdout.split("\n").filter(Boolean));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+async function absoluteGitDir(repo, which2) {
+  return (await git(repo, ["rev-parse", ...which2 === "--git-common-dir" ? ["--path-format=absolute"] : [], which2])).trim();
+}
+async function lfsObjects(gitDir) {
+  const storage = (await git(gitDir, ["config", "--get", "lfs.storage"]).catch(() => "")).trim();
+  return join4(storage ? resolve3(gitDir, storage) : join4(gitDir, "lfs"), "objects");
+}
+async function treeContent(repo, sha) {
+  const content = { submodules: [], lfs: [], exportIgnored: [] };
+  const missingSubmodules = [];
+  const missingLfs = [];
+  const visit2 = async (dir, gitDir, commit, prefix, worktree) => {
+    const entries = await lsTree(dir, commit);
+    const attrFiles = entries.filter((e) => e.type === "blob" && (e.path === ".gitattributes" || e.path.endsWith("/.gitattributes")));
+    const attrText = [...(await blobs(dir, attrFiles.map((e) => e.object))).values()].join("\n");
+    const links = entries.filter((e) => e.type === "commit");
+    if (links.length) {
+      const names = /* @__PURE__ */ new Map();
+      const list2 = entries.some((e) => e.path === ".gitmodules") ? await git(dir, ["config", "--blob", `${commit}:.gitmodules`, "--null", "--list"]).catch(() => "") : "";
+      for (const item of list2.split("\0")) {
+        const m = /^submodule\.(.+)\.path\n([\s\S]*)$/.exec(item);
+        if (m) names.set(m[2], m[1]);
+      }
+      for (const link of links) {
+        const name2 = names.get(link.path) ?? link.path;
+        const candidates = [join4(gitDir, "modules", name2), ...worktree ? [join4(worktree, link.path)] : []];
+        let found;
+        for (const c of candidates) {
+          if (!existsSync5(c)) continue;
+          const subGitDir = await absoluteGitDir(c, "--absolute-git-dir").catch(() => void 0);
+          if (!subGitDir || subGitDir === gitDir) continue;
+          if (await new Git(subGitDir).commit(link.object)) {
+            found = subGitDir;
+            break;
+          }
+        }
+        const path = `${prefix}${link.path}`;
+        if (!found) {
+          missingSubmodules.push(`${path} (commit ${link.object.slice(0, 12)})`);
+          continue;
+        }
+        content.submodules.push({ path, sha: link.object, gitDir: found });
+        await visit2(found, found, link.object, `${path}/`, worktree ? join4(worktree, link.path) : void 0);
+      }
+    }
+    if (/filter=lfs/.test(attrText)) {
+      const small = entries.filter((e) => e.type === "blob" && e.size < 1024);
+      const text = await blobs(dir, small.map((e) => e.object));
+      const pointers = small.map((e) => ({ e, p: parseLfsPointer(text.get(e.object) ?? "") })).filter((x) => x.p);
+      const filters = await attributes(dir, commit, "filter", pointers.map((x) => x.e.path));
+      const store = await lfsObjects(gitDir);
+      for (const { e, p } of pointers) {
+        if (filters.get(e.path) !== "lfs") continue;
+        const file = join4(store, p.oid.slice(0, 2), p.oid.slice(2, 4), p.oid);
+        const path = `${prefix}${e.path}`;
+        if (existsSync5(file) && statSync2(file).size === p.size) content.lfs.push({ path, oid: p.oid, size: p.size, file });
+        else missingLfs.push(path);
+      }
+    }
+    if (/export-ignore/.test(attrText)) {
+      const listed = await archiveListing(dir, commit);
+      const gone = entries.filter((e) => e.type === "blob" && !listed.has(e.path)).map((e) => e.path);
+      const dirs = /* @__PURE__ */ new Set();
+      for (const p of gone) {
+        const parts = p.split("/");
+        for (let i = 1; i < parts.length; i++) {
+          const d = parts.slice(0, i).join("/");
+          if (!listed.has(`${d}/`)) {
+            dirs.add(`${d}/`);
+            break;
+          }
+        }
+      }
+      content.exportIgnored.push(...[...dirs].map((d) => `${prefix}${d}`), ...gone.filter((p) => ![...dirs].some((d) => p.startsWith(d))).map((p) => `${prefix}${p}`));
+    }
+  };
+  const root = await absoluteGitDir(repo, "--git-common-dir");
+  const top = (await git(repo, ["rev-parse", "--show-toplevel"]).catch(() => "")).trim() || void 0;
+  await visit2(repo, root, sha, "", top);
+  const problems = [];
+  if (missingSubmodules.length) problems.push(`submodule${missingSubmodules.length > 1 ? "s" : ""} not checked out on this runner: ${missingSubmodules.join(", ")}`);
+  if (missingLfs.length) problems.push(`Git LFS file${missingLfs.length > 1 ? "s" : ""} without content on this runner (only the pointer): ${missingLfs.slice(0, 10).join(", ")}${missingLfs.length > 10 ? ` and ${missingLfs.length - 10} more` : ""}`);
+  if (problems.length)
+    throw new OpsError(
+      `${sha.slice(0, 12)} cannot be deployed complete: ${problems.join("; ")}; nothing was changed`,
+      [
+        missingSubmodules.length ? "check out with submodules (actions/checkout with `submodules: recursive`; on a laptop: git submodule update --init --recursive)" : "",
+        missingLfs.length ? "fetch the LFS content (actions/checkout with `lfs: true`; on a laptop: git lfs pull)" : ""
+      ].filter(Boolean).join("; ")
+    );
+  return content;
 }
 
 // core/steps/facts.ts
@@ -52081,6 +52155,9 @@ ensure_dir() {
   if [ ! -d "$1" ]; then install -d -m "$2" -o "\${3%%:*}" -g "\${3##*:}" "$1"; CHANGED=1; return 0; fi
   if [ "$(stat -c '%a %U:%G' "$1")" != "\${2#0} $3" ]; then chmod "$2" "$1"; chown "$3" "$1"; CHANGED=1; fi
 }
+# nginx_reload: a graceful reload of the running nginx (a signal to its master, no round trip through systemd;
+# requests in flight finish), or a start when it is not running. Call once nginx -t has accepted the files.
+nginx_reload() { nginx -s reload 2>/dev/null || svc nginx start; }
 `;
 
 // core/steps/libraries.ts
@@ -52336,7 +52413,7 @@ else
   nginx_changed=0
 fi`);
   if (change.ensureService) lines.push('svc_up nginx\nif [ "$nginx_changed" = 1 ]; then svc nginx reload >/dev/null; CHANGED=1; fi');
-  else lines.push('if [ "$nginx_changed" = 1 ]; then nginx -s reload 2>/dev/null || svc nginx start; CHANGED=1; fi');
+  else lines.push('if [ "$nginx_changed" = 1 ]; then nginx_reload; CHANGED=1; fi');
   lines.push("host_unlock nginx", `item ${quote(change.item)}`);
   if (change.then) lines.push(change.then);
   return { name: change.item, as: "root", timeout: 60, script: lines.join("\n") };
@@ -52616,8 +52693,10 @@ release_reports
 slot_releases
 if [ -d ${quote(L.mirror)} ]; then
   git --git-dir=${quote(L.mirror)} for-each-ref --format='%(objectname)' refs/ops/ | sort -u | while read -r s; do ops_report known "$s"; done
-  for s in ${shas.map(quote).join(" ")}; do git --git-dir=${quote(L.mirror)} cat-file -e "$s^{commit}" 2>/dev/null && ops_report has "$s"; done
-  for o in ${(options.lfs ?? []).map(quote).join(" ")}; do [ -f ${quote(L.lfsStore)}/"${"$"}{o:0:2}/${"$"}{o:2:2}/$o" ] && ops_report lfs_has "$o"; done
+  wanted_shas=(${shas.map(quote).join(" ")})
+  for s in "${"$"}{wanted_shas[@]}"; do git --git-dir=${quote(L.mirror)} cat-file -e "$s^{commit}" 2>/dev/null && ops_report has "$s"; done
+  wanted_oids=(${(options.lfs ?? []).map(quote).join(" ")})
+  for o in "${"$"}{wanted_oids[@]}"; do [ -f ${quote(L.lfsStore)}/"${"$"}{o:0:2}/${"$"}{o:2:2}/$o" ] && ops_report lfs_has "$o"; done
   true
 fi
 ${options.liveHealth === false ? ": no live health check" : String.raw`${PROBE_FUNCTIONS}
@@ -52775,12 +52854,17 @@ function pruneReleases(env, remove) {
     as: "root",
     timeout: 300,
     quiet: true,
-    script: String.raw`cd ${quote(L.releases)}
+    script: String.raw`releases_dir=${quote(L.releases)}
+cd "$releases_dir"
+# The release directories that current, a slot's supervisor file or a running process point into.
 protected=$({ readlink ${quote(L.current)}
   sed -n 's/^directory=//p' ${quote(L.supervisorConf("blue"))} ${quote(L.supervisorConf("green"))}
   for p in /proc/[0-9]*; do readlink "$p/cwd"; done
-} 2>/dev/null | sed -n "s#^"${quote(L.releases)}"/\([^/ ]*\).*#\1#p" | sort -u || true)
-for r in ${remove.map(quote).join(" ")}; do
+} 2>/dev/null | while IFS= read -r d; do
+  case "$d" in "$releases_dir"/*) d=${"$"}{d#"$releases_dir"/}; d=${"$"}{d%%/*}; printf '%s\n' "${"$"}{d%% *}" ;; esac
+done | sort -u || true)
+remove=(${remove.map(quote).join(" ")})
+for r in "${"$"}{remove[@]}"; do
   [ -d "$r" ] || continue
   if grep -qxF -- "$r" <<< "$protected"; then ops_report kept_running "$r"; continue; fi
   rm -rf -- "$r"
@@ -52792,12 +52876,12 @@ for d in ${quote(L.deps)}/*; do
   [ -d "$d" ] || continue
   grep -qxF "$d" <<< "$used" || { rm -rf -- "$d"; ops_report pruned_deps "${"$"}{d##*/}"; }
 done
-keep_oids=$(cat */release.json 2>/dev/null | grep -oE '[0-9a-f]{64}' | sort -u || true)
+keep_oids=$(cat ./*/release.json 2>/dev/null | grep -oE '[0-9a-f]{64}' | sort -u || true)
 for f in ${quote(L.lfsStore)}/*/*/*; do
   [ -f "$f" ] || continue
   grep -qxF "${"$"}{f##*/}" <<< "$keep_oids" || rm -f -- "$f"
 done
-keep_shas=$({ cat */REVISION; cat */release.json | grep -oE '[0-9a-f]{40}' || true; } 2>/dev/null | sort -u)
+keep_shas=$({ cat ./*/REVISION; cat ./*/release.json | grep -oE '[0-9a-f]{40}' || true; } 2>/dev/null | sort -u)
 git --git-dir=${quote(L.mirror)} for-each-ref --format='%(refname)' refs/ops/sha/ | while read -r ref; do
   grep -qxF "${"$"}{ref##*/}" <<< "$keep_shas" || git --git-dir=${quote(L.mirror)} update-ref -d "$ref" || echo "could not drop $ref (next prune will)" >&2
 done`
@@ -52866,12 +52950,13 @@ function releaseLock(env, runId, auditLines = [], ended = []) {
 fi
 ` : "";
   const stop = ended.length ? String.raw`${CONNECTION_FUNCTIONS}
-pids=$(connection_pids ${ended.map(quote).join(" ")})
-if [ -n "$pids" ]; then
-  ops_report stopped "$pids"
-  kill -TERM $pids 2>/dev/null || true
-  for i in $(seq 50); do pids=$(connection_pids ${ended.map(quote).join(" ")}); [ -n "$pids" ] || break; sleep 0.2; done
-  if [ -n "$pids" ]; then kill -KILL $pids 2>/dev/null || true; fi
+ended=(${ended.map(quote).join(" ")})
+read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"
+if [ ${"$"}{#pids[@]} -gt 0 ]; then
+  ops_report stopped "${"$"}{pids[*]}"
+  kill -TERM "${"$"}{pids[@]}" 2>/dev/null || true
+  for _ in $(seq 50); do read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"; [ ${"$"}{#pids[@]} -gt 0 ] || break; sleep 0.2; done
+  if [ ${"$"}{#pids[@]} -gt 0 ]; then kill -KILL "${"$"}{pids[@]}" 2>/dev/null || true; fi
 fi
 ` : "";
   return {
@@ -52999,7 +53084,7 @@ async function withLock(ctx, session, operation, fn, options = {}) {
 }
 
 // core/ops/secrets.ts
-import { existsSync as existsSync7 } from "node:fs";
+import { existsSync as existsSync8 } from "node:fs";
 import { join as join8 } from "node:path";
 
 // core/packages.ts
@@ -60420,7 +60505,7 @@ function combineShares(shares) {
 
 // core/secrets/keys.ts
 import { execFileSync } from "node:child_process";
-import { existsSync as existsSync5, readFileSync as readFileSync4 } from "node:fs";
+import { existsSync as existsSync6, readFileSync as readFileSync4 } from "node:fs";
 import { homedir as homedir2 } from "node:os";
 import { join as join6 } from "node:path";
 
@@ -69498,7 +69583,7 @@ async function loadIdentities(env = process.env) {
     tried.push(`SOPS_AGE_KEY_CMD (${found.length} key${found.length === 1 ? "" : "s"})`);
   }
   const file = defaultKeyFile(env);
-  if (existsSync5(file)) {
+  if (existsSync6(file)) {
     const found = await parseIdentities(readFileSync4(file, "utf8"), file);
     identities.push(...found);
     tried.push(`${file} (${found.length} key${found.length === 1 ? "" : "s"})`);
@@ -70130,15 +70215,15 @@ var CONFIG_HEADER = [
 
 // core/secrets/env.ts
 var import_yaml5 = __toESM(require_dist(), 1);
-import { existsSync as existsSync6, readFileSync as readFileSync5, readdirSync as readdirSync2 } from "node:fs";
-import { isAbsolute as isAbsolute2, join as join7, resolve as resolve3 } from "node:path";
+import { existsSync as existsSync7, readFileSync as readFileSync5, readdirSync as readdirSync2 } from "node:fs";
+import { isAbsolute as isAbsolute3, join as join7, resolve as resolve4 } from "node:path";
 function envDir(root, env) {
   return join7(root, "environments", validate("environment", env));
 }
 async function loadEnvIdentities(root, env, processEnv = process.env) {
   const ids = await loadIdentities(processEnv);
   const configFile = join7(envDir(root, env), "environment.yml");
-  if (!existsSync6(configFile)) return ids;
+  if (!existsSync7(configFile)) return ids;
   let keyFile;
   try {
     keyFile = (0, import_yaml5.parse)(readFileSync5(configFile, "utf8"))?.secrets?.age_key_file;
@@ -70146,7 +70231,7 @@ async function loadEnvIdentities(root, env, processEnv = process.env) {
     return ids;
   }
   if (typeof keyFile !== "string" || !keyFile) return ids;
-  const path = isAbsolute2(keyFile) ? keyFile : resolve3(envDir(root, env), keyFile);
+  const path = isAbsolute3(keyFile) ? keyFile : resolve4(envDir(root, env), keyFile);
   let text;
   try {
     text = readFileSync5(path, "utf8");
@@ -70176,7 +70261,7 @@ async function environmentSecrets(ctx, env) {
   const file = join8(env.dir, SECRETS_FILE);
   const label = `environments/${env.name}/${SECRETS_FILE}`;
   const needed = Object.values(env.config.env).some((v) => typeof v !== "string") || packagesNeedSecrets(env);
-  if (!existsSync7(file)) {
+  if (!existsSync8(file)) {
     if (needed) throw new OpsError(`${label} does not exist, but the environment's env or packages refer to secrets`, `create it: printf '%s' VALUE | ops secrets set ${env.name} <key>`);
     return {};
   }
@@ -70222,15 +70307,6 @@ function pruneAfterSwitch(env, state, id, newSlot) {
   const warm = env.config.switch.keep_previous && state.current && state.slot ? [{ id: state.current, slot: state.slot }] : [];
   const kept = retention(releases, { keep: env.config.release.keep, keepFailed: env.config.release.keep_failed, current: id, warm: [...warm, { id, slot: newSlot }] });
   return [...kept].filter(([, why]) => why === void 0).map(([r]) => r);
-}
-function sourceRepository(ctx, env) {
-  const configured = env.config.repository;
-  if (configured) return isAbsolute3(configured) ? configured : resolve4(ctx.root, configured);
-  try {
-    return execFileSync2("git", ["-C", ctx.root, "rev-parse", "--show-toplevel"], { encoding: "utf8" }).trim();
-  } catch {
-    return ctx.root;
-  }
 }
 var HostRun = class {
   constructor(ctx, remote, env) {
@@ -70281,7 +70357,7 @@ var HostRun = class {
 };
 async function plan(ctx, env, options) {
   const ref = validate("gitRef", options.ref || env.config.ref);
-  const repo = sourceRepository(ctx, env);
+  const repo = await sourceRepository(ctx.root, env.config.repository);
   const resolved = await resolveRef(repo, ref);
   const tree = await treeContent(repo, resolved.sha);
   const hashes = await dependencyHashes(repo, resolved.sha, env);

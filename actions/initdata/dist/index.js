@@ -11117,7 +11117,7 @@ var require_mock_interceptor = __commonJS({
 var require_mock_client = __commonJS({
   "node_modules/undici/lib/mock/mock-client.js"(exports, module) {
     "use strict";
-    var { promisify: promisify2 } = __require("node:util");
+    var { promisify } = __require("node:util");
     var Client = require_client();
     var { buildMockDispatch } = require_mock_utils();
     var {
@@ -11157,7 +11157,7 @@ var require_mock_client = __commonJS({
         return new MockInterceptor(opts2, this[kDispatches]);
       }
       async [kClose]() {
-        await promisify2(this[kOriginalClose])();
+        await promisify(this[kOriginalClose])();
         this[kConnected] = 0;
         this[kMockAgent][Symbols.kClients].delete(this[kOrigin]);
       }
@@ -11170,7 +11170,7 @@ var require_mock_client = __commonJS({
 var require_mock_pool = __commonJS({
   "node_modules/undici/lib/mock/mock-pool.js"(exports, module) {
     "use strict";
-    var { promisify: promisify2 } = __require("node:util");
+    var { promisify } = __require("node:util");
     var Pool = require_pool();
     var { buildMockDispatch } = require_mock_utils();
     var {
@@ -11210,7 +11210,7 @@ var require_mock_pool = __commonJS({
         return new MockInterceptor(opts2, this[kDispatches]);
       }
       async [kClose]() {
-        await promisify2(this[kOriginalClose])();
+        await promisify(this[kOriginalClose])();
         this[kConnected] = 0;
         this[kMockAgent][Symbols.kClients].delete(this[kOrigin]);
       }
@@ -27838,7 +27838,7 @@ var require_make_dir = __commonJS({
     "use strict";
     var fs5 = __require("fs");
     var path = __require("path");
-    var { promisify: promisify2 } = __require("util");
+    var { promisify } = __require("util");
     var semver = require_semver();
     var useNativeRecursiveOption = semver.satisfies(process.version, ">=10.12.0");
     var checkPath = (pth) => {
@@ -27872,8 +27872,8 @@ var require_make_dir = __commonJS({
     var makeDir2 = async (input, options) => {
       checkPath(input);
       options = processOptions(options);
-      const mkdir2 = promisify2(options.fs.mkdir);
-      const stat3 = promisify2(options.fs.stat);
+      const mkdir2 = promisify(options.fs.mkdir);
+      const stat3 = promisify(options.fs.stat);
       if (useNativeRecursiveOption && options.fs.mkdir === fs5.mkdir) {
         const pth = path.resolve(input);
         await mkdir2(pth, {
@@ -35733,7 +35733,7 @@ var require_agent2 = __commonJS({
     var { Duplex } = __require("stream");
     var { resolve: resolve4 } = __require("path");
     var { readFile: readFile3 } = __require("fs");
-    var { execFile: execFile2, spawn: spawn2 } = __require("child_process");
+    var { execFile, spawn } = __require("child_process");
     var { isParsedKey, parseKey } = require_keyParser();
     var {
       makeBufferParser,
@@ -35910,7 +35910,7 @@ var require_agent2 = __commonJS({
             return cb(new Error("Unexpected multiple agent requests"));
           this.buffer = null;
           let error2;
-          const proc = this.proc = spawn2(EXEPATH, [data.length]);
+          const proc = this.proc = spawn(EXEPATH, [data.length]);
           proc.stdout.on("data", (data2) => {
             this.push(data2);
           });
@@ -35954,7 +35954,7 @@ var require_agent2 = __commonJS({
             if (err) {
               if (triedCygpath)
                 return cb(new Error("Invalid cygwin unix socket path"));
-              execFile2("cygpath", ["-w", socketPath], (err2, stdout, stderr) => {
+              execFile("cygpath", ["-w", socketPath], (err2, stdout, stderr) => {
                 if (err2 || stdout.length === 0)
                   return cb(new Error("Invalid cygwin unix socket path"));
                 triedCygpath = true;
@@ -50556,6 +50556,7 @@ var scriptPrelude = [
   "umask 022",
   // files that must stay private (.env, keys) are created with explicit modes
   "export LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive",
+  "# shellcheck disable=SC2317 # for the step's own lines: some report nothing",
   `ops_report() { printf '${REPORT_PREFIX}%s %s\\n' "$1" "\${2:-}"; }`,
   "cd /"
 ].join("\n");
@@ -68223,7 +68224,8 @@ async function loadEnvIdentities(root, env, processEnv = process.env) {
 
 // core/dotenv.ts
 function environLoader(file) {
-  return `if [ -f ${quote(file)} ]; then while IFS= read -r -d '' kv; do export -- "$kv"; done < ${quote(file)}; fi`;
+  return `# shellcheck disable=SC2163 # each record is NAME=VALUE, exported as it is
+if [ -f ${quote(file)} ]; then while IFS= read -r -d '' kv; do export -- "$kv"; done < ${quote(file)}; fi`;
 }
 
 // core/runtimes.ts
@@ -68569,8 +68571,10 @@ release_reports
 slot_releases
 if [ -d ${quote(L.mirror)} ]; then
   git --git-dir=${quote(L.mirror)} for-each-ref --format='%(objectname)' refs/ops/ | sort -u | while read -r s; do ops_report known "$s"; done
-  for s in ${shas.map(quote).join(" ")}; do git --git-dir=${quote(L.mirror)} cat-file -e "$s^{commit}" 2>/dev/null && ops_report has "$s"; done
-  for o in ${(options.lfs ?? []).map(quote).join(" ")}; do [ -f ${quote(L.lfsStore)}/"${"$"}{o:0:2}/${"$"}{o:2:2}/$o" ] && ops_report lfs_has "$o"; done
+  wanted_shas=(${shas.map(quote).join(" ")})
+  for s in "${"$"}{wanted_shas[@]}"; do git --git-dir=${quote(L.mirror)} cat-file -e "$s^{commit}" 2>/dev/null && ops_report has "$s"; done
+  wanted_oids=(${(options.lfs ?? []).map(quote).join(" ")})
+  for o in "${"$"}{wanted_oids[@]}"; do [ -f ${quote(L.lfsStore)}/"${"$"}{o:0:2}/${"$"}{o:2:2}/$o" ] && ops_report lfs_has "$o"; done
   true
 fi
 ${options.liveHealth === false ? ": no live health check" : String.raw`${PROBE_FUNCTIONS}
@@ -68607,11 +68611,12 @@ function runInitdata(env, uploaded) {
     as: "root",
     timeout: 1800,
     script: String.raw`tmp=$(mktemp -d /tmp/ops-initdata.XXXXXX)
-trap 'rm -rf "$tmp"; rm -f ${quote(uploaded)}' EXIT INT TERM HUP
+trap ${quote(`rm -rf "$tmp"; rm -f ${quote(uploaded)}`)} EXIT INT TERM HUP
 chown ${u}:${u} "$tmp"
 chmod 0700 "$tmp"
 install -m 0600 -o ${u} -g ${u} ${quote(uploaded)} "$tmp/initdata.yml"
 rm -f ${quote(uploaded)}
+# shellcheck disable=SC2016 # the quoted text is the app user's script, expanded by its own bash
 OPS_INITDATA_FILE="$tmp/initdata.yml" runuser -u ${u} -- env HOME=${quote(`/home/${env.appUser}`)} OPS_INITDATA_FILE="$tmp/initdata.yml" bash -c ${quote(`set -euo pipefail
 ${inner}`)}`
   };
@@ -68634,11 +68639,6 @@ function runInfo(env = process.env) {
   }
   return { actor: clean4(`${user || "unknown"}@${hostname()}`), runUrl: "", via: "cli" };
 }
-
-// core/source.ts
-import { execFile, spawn } from "node:child_process";
-import { promisify } from "node:util";
-var exec = promisify(execFile);
 
 // core/ops/locked.ts
 import { randomBytes as randomBytes10 } from "node:crypto";
@@ -68702,12 +68702,13 @@ function releaseLock(env, runId, auditLines = [], ended = []) {
 fi
 ` : "";
   const stop = ended.length ? String.raw`${CONNECTION_FUNCTIONS}
-pids=$(connection_pids ${ended.map(quote).join(" ")})
-if [ -n "$pids" ]; then
-  ops_report stopped "$pids"
-  kill -TERM $pids 2>/dev/null || true
-  for i in $(seq 50); do pids=$(connection_pids ${ended.map(quote).join(" ")}); [ -n "$pids" ] || break; sleep 0.2; done
-  if [ -n "$pids" ]; then kill -KILL $pids 2>/dev/null || true; fi
+ended=(${ended.map(quote).join(" ")})
+read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"
+if [ ${"$"}{#pids[@]} -gt 0 ]; then
+  ops_report stopped "${"$"}{pids[*]}"
+  kill -TERM "${"$"}{pids[@]}" 2>/dev/null || true
+  for _ in $(seq 50); do read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"; [ ${"$"}{#pids[@]} -gt 0 ] || break; sleep 0.2; done
+  if [ ${"$"}{#pids[@]} -gt 0 ]; then kill -KILL "${"$"}{pids[@]}" 2>/dev/null || true; fi
 fi
 ` : "";
   return {

@@ -50695,6 +50695,7 @@ var scriptPrelude = [
   "umask 022",
   // files that must stay private (.env, keys) are created with explicit modes
   "export LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive",
+  "# shellcheck disable=SC2317 # for the step's own lines: some report nothing",
   `ops_report() { printf '${REPORT_PREFIX}%s %s\\n' "$1" "\${2:-}"; }`,
   "cd /"
 ].join("\n");
@@ -51331,6 +51332,9 @@ ensure_dir() {
   if [ ! -d "$1" ]; then install -d -m "$2" -o "\${3%%:*}" -g "\${3##*:}" "$1"; CHANGED=1; return 0; fi
   if [ "$(stat -c '%a %U:%G' "$1")" != "\${2#0} $3" ]; then chmod "$2" "$1"; chown "$3" "$1"; CHANGED=1; fi
 }
+# nginx_reload: a graceful reload of the running nginx (a signal to its master, no round trip through systemd;
+# requests in flight finish), or a start when it is not running. Call once nginx -t has accepted the files.
+nginx_reload() { nginx -s reload 2>/dev/null || svc nginx start; }
 `;
 
 // core/steps/libraries.ts
@@ -51565,7 +51569,7 @@ else
   nginx_changed=0
 fi`);
   if (change.ensureService) lines.push('svc_up nginx\nif [ "$nginx_changed" = 1 ]; then svc nginx reload >/dev/null; CHANGED=1; fi');
-  else lines.push('if [ "$nginx_changed" = 1 ]; then nginx -s reload 2>/dev/null || svc nginx start; CHANGED=1; fi');
+  else lines.push('if [ "$nginx_changed" = 1 ]; then nginx_reload; CHANGED=1; fi');
   lines.push("host_unlock nginx", `item ${quote(change.item)}`);
   if (change.then) lines.push(change.then);
   return { name: change.item, as: "root", timeout: 60, script: lines.join("\n") };
@@ -51613,7 +51617,8 @@ function inspectHost(env) {
     as: "root",
     timeout: 30,
     quiet: true,
-    script: String.raw`. /etc/os-release
+    script: String.raw`# shellcheck source=/dev/null # the host's own file, not ours to follow
+. /etc/os-release
 ops_report os_id "$ID"
 ops_report codename "$VERSION_CODENAME"
 ops_report init "$([ -d /run/systemd/system ] && echo systemd || echo none)"
@@ -51648,8 +51653,10 @@ if [ ${"$"}{#missing[@]} -gt 0 ]; then
   fresh=$(find /var/lib/apt/lists -maxdepth 1 -name '*_Packages*' -mmin -360 2>/dev/null | head -n1)
   [ -n "$fresh" ] || apt_get update -qq
   if ! apt_get install -y -qq --no-install-recommends "${"$"}{missing[@]}" >/tmp/ops-apt.log 2>&1; then
-    if [ -n "$fresh" ]; then apt_get update -qq && apt_get install -y -qq --no-install-recommends "${"$"}{missing[@]}" >/tmp/ops-apt.log 2>&1 || { tail -n 30 /tmp/ops-apt.log >&2; exit 1; }
-    else tail -n 30 /tmp/ops-apt.log >&2; exit 1; fi
+    # Lists that looked fresh may still lack a package's new version: update once, then try again.
+    if [ -z "$fresh" ] || ! { apt_get update -qq && apt_get install -y -qq --no-install-recommends "${"$"}{missing[@]}" >/tmp/ops-apt.log 2>&1; }; then
+      tail -n 30 /tmp/ops-apt.log >&2; exit 1
+    fi
   fi
   CHANGED=1
 fi
@@ -51749,6 +51756,7 @@ fi`);
   }
   if (node.strategy === "npm") lines.push(nodeFromRegistry(env, files, paths.python));
   lines.push(String.raw`check() { # label path pattern actual pinned
+  # shellcheck disable=SC2254 # $3 is a glob on purpose: "3.11.*" matches any 3.11 release
   case "$4" in $3) ops_report runtime "$1 $2 $4" ;; *) echo "runtimes pin $1 $5 but $2 is version $4: change runtimes in the environment, or the host" >&2; exit 1 ;; esac
 }
 for bin in ${quote(paths.python)} ${quote(paths.node)} ${quote(paths.npm)}; do
@@ -51792,7 +51800,7 @@ function supervisorService() {
     timeout: 60,
     script: `${SYSTEM_FUNCTIONS}
 svc_up supervisor
-for i in $(seq 50); do [ -S /var/run/supervisor.sock ] && break; sleep 0.1; done
+for _ in $(seq 50); do [ -S /var/run/supervisor.sock ] && break; sleep 0.1; done
 item supervisor`
   };
 }
@@ -51991,12 +51999,13 @@ function releaseLock(env, runId, auditLines = [], ended = []) {
 fi
 ` : "";
   const stop = ended.length ? String.raw`${CONNECTION_FUNCTIONS}
-pids=$(connection_pids ${ended.map(quote).join(" ")})
-if [ -n "$pids" ]; then
-  ops_report stopped "$pids"
-  kill -TERM $pids 2>/dev/null || true
-  for i in $(seq 50); do pids=$(connection_pids ${ended.map(quote).join(" ")}); [ -n "$pids" ] || break; sleep 0.2; done
-  if [ -n "$pids" ]; then kill -KILL $pids 2>/dev/null || true; fi
+ended=(${ended.map(quote).join(" ")})
+read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"
+if [ ${"$"}{#pids[@]} -gt 0 ]; then
+  ops_report stopped "${"$"}{pids[*]}"
+  kill -TERM "${"$"}{pids[@]}" 2>/dev/null || true
+  for _ in $(seq 50); do read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"; [ ${"$"}{#pids[@]} -gt 0 ] || break; sleep 0.2; done
+  if [ ${"$"}{#pids[@]} -gt 0 ]; then kill -KILL "${"$"}{pids[@]}" 2>/dev/null || true; fi
 fi
 ` : "";
   return {

@@ -5866,7 +5866,7 @@ var require_client_h1 = __commonJS({
       kResume,
       kHTTPContext
     } = require_symbols();
-    var constants3 = require_constants2();
+    var constants4 = require_constants2();
     var EMPTY_BUF = Buffer.alloc(0);
     var FastBuffer = Buffer[Symbol.species];
     var addListener = util.addListener;
@@ -5941,7 +5941,7 @@ var require_client_h1 = __commonJS({
       constructor(client, socket, { exports: exports2 }) {
         assert(Number.isFinite(client[kMaxHeadersSize]) && client[kMaxHeadersSize] > 0);
         this.llhttp = exports2;
-        this.ptr = this.llhttp.llhttp_alloc(constants3.TYPE.RESPONSE);
+        this.ptr = this.llhttp.llhttp_alloc(constants4.TYPE.RESPONSE);
         this.client = client;
         this.socket = socket;
         this.timeout = null;
@@ -6036,11 +6036,11 @@ var require_client_h1 = __commonJS({
             currentBufferRef = null;
           }
           const offset = llhttp.llhttp_get_error_pos(this.ptr) - currentBufferPtr;
-          if (ret !== constants3.ERROR.OK) {
+          if (ret !== constants4.ERROR.OK) {
             const body = data.subarray(offset);
-            if (ret === constants3.ERROR.PAUSED_UPGRADE) {
+            if (ret === constants4.ERROR.PAUSED_UPGRADE) {
               this.onUpgrade(body);
-            } else if (ret === constants3.ERROR.PAUSED) {
+            } else if (ret === constants4.ERROR.PAUSED) {
               this.paused = true;
               socket.unshift(body);
             } else {
@@ -6063,10 +6063,10 @@ var require_client_h1 = __commonJS({
         } finally {
           currentParser = null;
         }
-        if (ret === constants3.ERROR.OK) {
+        if (ret === constants4.ERROR.OK) {
           return null;
         }
-        if (ret === constants3.ERROR.PAUSED || ret === constants3.ERROR.PAUSED_UPGRADE) {
+        if (ret === constants4.ERROR.PAUSED || ret === constants4.ERROR.PAUSED_UPGRADE) {
           this.paused = true;
           return null;
         }
@@ -6083,7 +6083,7 @@ var require_client_h1 = __commonJS({
           const len = new Uint8Array(llhttp.memory.buffer, ptr).indexOf(0);
           message = "Response does not match the HTTP/1.1 protocol (" + Buffer.from(llhttp.memory.buffer, ptr, len).toString() + ")";
         }
-        return new HTTPParserError(message, constants3.ERROR[ret], data);
+        return new HTTPParserError(message, constants4.ERROR[ret], data);
       }
       destroy() {
         assert(this.ptr != null);
@@ -6263,7 +6263,7 @@ var require_client_h1 = __commonJS({
           socket[kBlocking] = false;
           client[kResume]();
         }
-        return pause ? constants3.ERROR.PAUSED : 0;
+        return pause ? constants4.ERROR.PAUSED : 0;
       }
       onBody(buf) {
         const { client, socket, statusCode, maxResponseSize } = this;
@@ -6285,7 +6285,7 @@ var require_client_h1 = __commonJS({
         }
         this.bytesRead += buf.length;
         if (request2.onData(buf) === false) {
-          return constants3.ERROR.PAUSED;
+          return constants4.ERROR.PAUSED;
         }
       }
       onMessageComplete() {
@@ -6321,13 +6321,13 @@ var require_client_h1 = __commonJS({
         if (socket[kWriting]) {
           assert(client[kRunning] === 0);
           util.destroy(socket, new InformationalError("reset"));
-          return constants3.ERROR.PAUSED;
+          return constants4.ERROR.PAUSED;
         } else if (!shouldKeepAlive) {
           util.destroy(socket, new InformationalError("reset"));
-          return constants3.ERROR.PAUSED;
+          return constants4.ERROR.PAUSED;
         } else if (socket[kReset] && client[kRunning] === 0) {
           util.destroy(socket, new InformationalError("reset"));
-          return constants3.ERROR.PAUSED;
+          return constants4.ERROR.PAUSED;
         } else if (client[kPipelining] == null || client[kPipelining] === 1) {
           setImmediate(() => client[kResume]());
         } else {
@@ -11194,7 +11194,7 @@ var require_mock_interceptor = __commonJS({
 var require_mock_client = __commonJS({
   "node_modules/undici/lib/mock/mock-client.js"(exports, module) {
     "use strict";
-    var { promisify: promisify2 } = __require("node:util");
+    var { promisify } = __require("node:util");
     var Client = require_client();
     var { buildMockDispatch } = require_mock_utils();
     var {
@@ -11234,7 +11234,7 @@ var require_mock_client = __commonJS({
         return new MockInterceptor(opts, this[kDispatches]);
       }
       async [kClose]() {
-        await promisify2(this[kOriginalClose])();
+        await promisify(this[kOriginalClose])();
         this[kConnected] = 0;
         this[kMockAgent][Symbols.kClients].delete(this[kOrigin]);
       }
@@ -11247,7 +11247,7 @@ var require_mock_client = __commonJS({
 var require_mock_pool = __commonJS({
   "node_modules/undici/lib/mock/mock-pool.js"(exports, module) {
     "use strict";
-    var { promisify: promisify2 } = __require("node:util");
+    var { promisify } = __require("node:util");
     var Pool = require_pool();
     var { buildMockDispatch } = require_mock_utils();
     var {
@@ -11287,7 +11287,7 @@ var require_mock_pool = __commonJS({
         return new MockInterceptor(opts, this[kDispatches]);
       }
       async [kClose]() {
-        await promisify2(this[kOriginalClose])();
+        await promisify(this[kOriginalClose])();
         this[kConnected] = 0;
         this[kMockAgent][Symbols.kClients].delete(this[kOrigin]);
       }
@@ -24861,10 +24861,119 @@ function isValid(kind, value) {
   return CHECKS[kind].pattern.test(value);
 }
 
+// core/git.ts
+import { spawn } from "node:child_process";
+import { constants as constants3 } from "node:os";
+var DEFAULT_IDENTITY = { name: "ops-pipeline", email: "ops-pipeline@users.noreply.github.com" };
+var GitError = class extends OpsError {
+  constructor(args, result, hint) {
+    const stderr = tail(result.stderr.trim() || result.stdout.trim(), 15);
+    super(`git ${args.join(" ")} failed (exit code ${result.code})${stderr ? `
+${indent(stderr)}` : ""}`, hint);
+    this.args = args;
+    this.result = result;
+  }
+  args;
+  result;
+  name = "GitError";
+};
+function checkIdentity(identity) {
+  if (!identity.name.trim() || /[<>\n\r\0]/.test(identity.name)) {
+    throw new OpsError(`invalid committer name ${JSON.stringify(identity.name)}`, "a non-empty name without < > or line breaks");
+  }
+  if (!/^[^\s<>@]+@[^\s<>@]+$/.test(identity.email)) {
+    throw new OpsError(`invalid committer email ${JSON.stringify(identity.email)}`, "an address like ops-pipeline@users.noreply.github.com");
+  }
+  return identity;
+}
+var KEPT = /^GIT_(SSH|SSH_COMMAND|SSH_VARIANT|ASKPASS|PROXY_COMMAND|SSL_[A-Z_]+|HTTP_[A-Z_]+|CONFIG_(GLOBAL|SYSTEM|NOSYSTEM|COUNT|KEY_\d+|VALUE_\d+))$/;
+function gitEnvironment(processEnv, options = {}) {
+  const identity = checkIdentity(options.identity ?? DEFAULT_IDENTITY);
+  const out = {};
+  for (const [k, v] of Object.entries(processEnv)) if (v !== void 0 && (!k.startsWith("GIT_") || KEPT.test(k))) out[k] = v;
+  return {
+    ...out,
+    LC_ALL: "C",
+    LANGUAGE: "C",
+    GIT_PAGER: "cat",
+    PAGER: "cat",
+    GIT_AUTHOR_NAME: identity.name,
+    GIT_AUTHOR_EMAIL: identity.email,
+    GIT_COMMITTER_NAME: identity.name,
+    GIT_COMMITTER_EMAIL: identity.email,
+    ...options.interactive ? {} : { GIT_TERMINAL_PROMPT: "0", GCM_INTERACTIVE: "never" }
+  };
+}
+var Git = class {
+  /** `dir`: the working tree or git directory every call runs in (`git -C dir`). @throws OpsError for a bad identity. */
+  constructor(dir, options = {}) {
+    this.dir = dir;
+    this.env = gitEnvironment(options.processEnv ?? process.env, options);
+  }
+  dir;
+  env;
+  /**
+   * Run git; stdout as bytes (packs, blobs), whatever the exit code.
+   * @throws OpsError only when git cannot be started (not installed, `dir` missing).
+   */
+  async runBytes(args, options = {}) {
+    const env = options.env ? { ...this.env, ...options.env } : this.env;
+    return new Promise((resolve, reject) => {
+      const child = spawn("git", ["-C", this.dir, ...args], { env, stdio: ["pipe", "pipe", "pipe"] });
+      const out = [];
+      const err = [];
+      child.stdout.on("data", (d) => out.push(d));
+      child.stderr.on("data", (d) => err.push(d));
+      child.on(
+        "error",
+        (e) => reject(e.code === "ENOENT" ? new OpsError("git is not installed (or not on PATH)", "install git 2.38 or later") : new OpsError(`cannot run git ${args.join(" ")} in ${this.dir}: ${e.message}`))
+      );
+      child.on("close", (code, signal) => resolve({ code: code ?? 128 + (signal ? constants3.signals[signal] : 0), stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString("utf8") }));
+      child.stdin.on("error", () => {
+      });
+      child.stdin.end(options.input ?? "");
+    });
+  }
+  /** Run git; its exit code and output as text, whatever the code. @throws OpsError only when git cannot start. */
+  async run(args, options = {}) {
+    const r = await this.runBytes(args, options);
+    return { code: r.code, stdout: r.stdout.toString("utf8"), stderr: r.stderr };
+  }
+  /** Run git; stdout without its final newline. @throws GitError (command, exit code, stderr) unless it exits 0. */
+  async out(args, options = {}) {
+    const r = await this.run(args, options);
+    if (r.code !== 0) throw new GitError(args, r, options.hint);
+    return r.stdout.replace(/\n$/, "");
+  }
+  /** Run git; stdout as bytes. @throws GitError unless it exits 0. */
+  async bytes(args, options = {}) {
+    const r = await this.runBytes(args, options);
+    if (r.code !== 0) throw new GitError(args, { code: r.code, stdout: "", stderr: r.stderr }, options.hint);
+    return r.stdout;
+  }
+  /** The full sha of a commit-ish, or undefined when it does not resolve to a commit here. */
+  async commit(rev) {
+    const r = await this.run(["rev-parse", "--verify", "--quiet", "--end-of-options", `${rev}^{commit}`]);
+    return r.code === 0 ? r.stdout.trim() : void 0;
+  }
+  /** Is `ancestor` reachable from `descendant` (a commit is its own ancestor)? @throws GitError when either is unknown. */
+  async isAncestor(ancestor, descendant) {
+    const args = ["merge-base", "--is-ancestor", ancestor, descendant];
+    const r = await this.run(args);
+    if (r.code === 0) return true;
+    if (r.code === 1) return false;
+    throw new GitError(args, r);
+  }
+  /** [major, minor] of the git on PATH. @throws OpsError when its version line cannot be read. */
+  async version() {
+    const v = await this.out(["version"]);
+    const m = /(\d+)\.(\d+)/.exec(v);
+    if (!m) throw new OpsError(`cannot read the git version from "${v}"`);
+    return [Number(m[1]), Number(m[2])];
+  }
+};
+
 // core/source.ts
-import { execFile, spawn } from "node:child_process";
-import { promisify } from "node:util";
-var exec = promisify(execFile);
 function ambiguousRef(ref, matches) {
   return new OpsError(
     `ref "${ref}" is ambiguous: it names ${matches.map((m) => `${m.kind === "commit" ? "a commit" : `a ${m.kind}`} (${m.sha.slice(0, 12)})`).join(" and ")}`,
@@ -25086,96 +25195,6 @@ var StagingRefusal = class extends OpsError {
   name = "StagingRefusal";
 };
 
-// core/staging-git.ts
-import { execFile as execFile2 } from "node:child_process";
-var DEFAULT_IDENTITY = { name: "ops-pipeline", email: "ops-pipeline@users.noreply.github.com" };
-var GitError = class extends OpsError {
-  constructor(args, result, hint) {
-    const stderr = tail(result.stderr.trim() || result.stdout.trim(), 15);
-    super(`git ${args.join(" ")} failed (exit code ${result.code})${stderr ? `
-${indent(stderr)}` : ""}`, hint);
-    this.args = args;
-    this.result = result;
-  }
-  args;
-  result;
-  name = "GitError";
-};
-function checkIdentity(identity) {
-  if (!identity.name.trim() || /[<>\n\r\0]/.test(identity.name)) {
-    throw new OpsError(`invalid committer name ${JSON.stringify(identity.name)}`, "a non-empty name without < > or line breaks");
-  }
-  if (!/^[^\s<>@]+@[^\s<>@]+$/.test(identity.email)) {
-    throw new OpsError(`invalid committer email ${JSON.stringify(identity.email)}`, "an address like ops-pipeline@users.noreply.github.com");
-  }
-  return identity;
-}
-var DROPPED = ["GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_NAMESPACE", "GIT_CEILING_DIRECTORIES", "GIT_PREFIX"];
-var Git = class {
-  constructor(dir, options = {}) {
-    this.dir = dir;
-    const identity = checkIdentity(options.identity ?? DEFAULT_IDENTITY);
-    const env = { ...options.env ?? process.env };
-    for (const k of DROPPED) delete env[k];
-    this.env = {
-      ...env,
-      LC_ALL: "C",
-      LANGUAGE: "C",
-      GIT_AUTHOR_NAME: identity.name,
-      GIT_AUTHOR_EMAIL: identity.email,
-      GIT_COMMITTER_NAME: identity.name,
-      GIT_COMMITTER_EMAIL: identity.email,
-      ...options.interactive ? {} : { GIT_TERMINAL_PROMPT: "0", GCM_INTERACTIVE: "never" }
-    };
-  }
-  dir;
-  env;
-  /** Run git (with `input` on its stdin, `env` added) and return its exit code and output, whatever the code. */
-  run(args, options = {}) {
-    const env = options.env ? { ...this.env, ...options.env } : this.env;
-    const input = options.input;
-    return new Promise((resolve, reject) => {
-      const child = execFile2("git", args, { cwd: this.dir, env, maxBuffer: 64 * 1024 * 1024, encoding: "utf8" }, (err, stdout, stderr) => {
-        if (err && typeof err.code !== "number") {
-          if (err.code === "ENOENT") reject(new OpsError("git is not installed (or not on PATH)", "install git 2.38 or later"));
-          else reject(new OpsError(`cannot run git ${args.join(" ")}: ${err.message}`));
-          return;
-        }
-        resolve({ code: err ? err.code : 0, stdout, stderr });
-      });
-      child.stdin?.on("error", () => {
-      });
-      child.stdin?.end(input ?? "");
-    });
-  }
-  /** Run git; throw a GitError unless it exits 0; return stdout without its final newline. */
-  async out(args, options = {}) {
-    const r = await this.run(args, options);
-    if (r.code !== 0) throw new GitError(args, r, options.hint);
-    return r.stdout.replace(/\n$/, "");
-  }
-  /** The full sha of a commit-ish, or undefined when it does not resolve to a commit here. */
-  async commit(rev) {
-    const r = await this.run(["rev-parse", "--verify", "--quiet", "--end-of-options", `${rev}^{commit}`]);
-    return r.code === 0 ? r.stdout.trim() : void 0;
-  }
-  /** Is `ancestor` reachable from `descendant` (a commit is its own ancestor)? */
-  async isAncestor(ancestor, descendant) {
-    const args = ["merge-base", "--is-ancestor", ancestor, descendant];
-    const r = await this.run(args);
-    if (r.code === 0) return true;
-    if (r.code === 1) return false;
-    throw new GitError(args, r);
-  }
-  /** [major, minor] of the git on PATH. */
-  async version() {
-    const v = await this.out(["version"]);
-    const m = /(\d+)\.(\d+)/.exec(v);
-    if (!m) throw new OpsError(`cannot read the git version from "${v}"`);
-    return [Number(m[1]), Number(m[2])];
-  }
-};
-
 // core/github.ts
 var REPOSITORY = /^[A-Za-z0-9_.-]{1,100}\/[A-Za-z0-9_.-]{1,100}$/;
 function repositoryFromUrl(url) {
@@ -25304,7 +25323,7 @@ function checkLabel(label) {
 var LOCAL = "refs/ops-staging/";
 var MIN_GIT = [2, 38];
 async function openRepository(dir, options) {
-  const probe = new Git(dir, { env: options.env, identity: options.identity ?? DEFAULT_IDENTITY, interactive: options.interactive });
+  const probe = new Git(dir, { processEnv: options.env, identity: options.identity ?? DEFAULT_IDENTITY, interactive: options.interactive });
   const [major, minor] = await probe.version();
   if (major < MIN_GIT[0] || major === MIN_GIT[0] && minor < MIN_GIT[1]) {
     throw new OpsError(`git ${major}.${minor} is too old for staging sync (it needs ${MIN_GIT.join(".")} or later, for merge-tree --write-tree)`, "install a newer git (Debian 12 has 2.39)");
@@ -25335,9 +25354,9 @@ async function lsRemote(ctx, names) {
   const all = parseLsRemote(out);
   return new Map([...all].filter(([name]) => names.includes(name) || name.startsWith(TRACKING_PREFIX)));
 }
-async function clearLocal(git) {
-  const refs = (await git.out(["for-each-ref", "--format=%(refname)", LOCAL])).split("\n").filter(Boolean);
-  if (refs.length) await git.out(["update-ref", "--stdin"], { input: refs.map((r) => `delete ${r}
+async function clearLocal(git2) {
+  const refs = (await git2.out(["for-each-ref", "--format=%(refname)", LOCAL])).split("\n").filter(Boolean);
+  if (refs.length) await git2.out(["update-ref", "--stdin"], { input: refs.map((r) => `delete ${r}
 `).join("") });
 }
 var shallowChecked = /* @__PURE__ */ new WeakSet();
@@ -25407,8 +25426,8 @@ async function recordsAt(ctx, tip, main, tracking) {
   }
   return uniqueRecords(records);
 }
-async function oneline(git, revs, paths = [], max = 20) {
-  const out = await git.out(["--literal-pathspecs", "log", "--no-merges", `--max-count=${max}`, "--format=%h %s", ...revs, "--", ...paths]);
+async function oneline(git2, revs, paths = [], max = 20) {
+  const out = await git2.out(["--literal-pathspecs", "log", "--no-merges", `--max-count=${max}`, "--format=%h %s", ...revs, "--", ...paths]);
   return out.split("\n").filter(Boolean);
 }
 var bullet = (lines) => lines.map((l) => `  ${l}`).join("\n");
@@ -25438,12 +25457,12 @@ async function conflictRefusal(ctx, source, base, main, files) {
   return new StagingRefusal("conflict", message, hint, files);
 }
 async function applyLocally(ctx, base, main, source, records) {
-  const { git } = ctx;
+  const { git: git2 } = ctx;
   const mine = source.key ? records.filter((r) => r.key === source.key) : [];
   const rewritten = [];
-  for (const r of mine) if (!await git.isAncestor(r.head, source.sha)) rewritten.push(r);
-  const contained = await git.isAncestor(source.sha, base);
-  const stagingIsAncestor = !contained && await git.isAncestor(base, source.sha);
+  for (const r of mine) if (!await git2.isAncestor(r.head, source.sha)) rewritten.push(r);
+  const contained = await git2.isAncestor(source.sha, base);
+  const stagingIsAncestor = !contained && await git2.isAncestor(base, source.sha);
   switch (decideAdd({ rewritten, contained, stagingIsAncestor })) {
     case "refuse-rewritten":
       throw await rewrittenRefusal(ctx, source, rewritten[0], main);
@@ -25453,13 +25472,13 @@ async function applyLocally(ctx, base, main, source, records) {
       return { outcome: "fast-forward", sha: source.sha };
     case "merge": {
       const args = ["merge-tree", "--write-tree", "-z", "--name-only", "--no-messages", base, source.sha];
-      const r = await git.run(args);
+      const r = await git2.run(args);
       const [tree = "", ...rest] = r.stdout.split("\0");
       if (r.code === 1) throw await conflictRefusal(ctx, source, base, main, [...new Set(rest.filter(Boolean))]);
       if (r.code !== 0) throw new GitError(args, r, /unrelated/.test(r.stderr) ? `${source.display} shares no history with ${ctx.settings.staging}` : void 0);
       const message = mergeMessage(source, ctx.settings.staging);
-      const date = `${await git.out(["log", "--no-walk=sorted", "-1", "--format=%ct", base, source.sha])} +0000`;
-      const sha = await git.out(["commit-tree", "--no-gpg-sign", tree.trim(), "-p", base, "-p", source.sha, ...message.flatMap((m) => ["-m", m])], {
+      const date = `${await git2.out(["log", "--no-walk=sorted", "-1", "--format=%ct", base, source.sha])} +0000`;
+      const sha = await git2.out(["commit-tree", "--no-gpg-sign", tree.trim(), "-p", base, "-p", source.sha, ...message.flatMap((m) => ["-m", m])], {
         env: { GIT_AUTHOR_DATE: date, GIT_COMMITTER_DATE: date }
       });
       return { outcome: "merge", sha };
@@ -25732,11 +25751,11 @@ async function finish(ctx, options, result) {
 var id = (s) => s.pull ? `#${s.pull.number}` : s.display;
 async function runStaging(run) {
   const { settings, reporter } = run;
-  const git = await openRepository(run.repo, { identity: run.identity, env: run.env, interactive: run.interactive, remote: settings.remote });
-  const ctx = { git, reporter, settings };
+  const git2 = await openRepository(run.repo, { identity: run.identity, env: run.env, interactive: run.interactive, remote: settings.remote });
+  const ctx = { git: git2, reporter, settings };
   if (run.mode === "add" && !run.ref) throw new OpsError("nothing to add: no ref given", "give the branch, tag, pull request (pull/12) or sha to add (input ref, or `ops staging add <ref>`)");
   const label = checkLabel(run.label ?? STAGING_DEFAULTS.label);
-  const remoteUrl = (await git.run(["remote", "get-url", "--", settings.remote])).stdout.trim();
+  const remoteUrl = (await git2.run(["remote", "get-url", "--", settings.remote])).stdout.trim();
   if (run.token) reporter.mask(run.token);
   const github = githubAccess({ token: run.token, env: run.env, remoteUrl });
   if (run.mode === "add") {

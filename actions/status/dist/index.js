@@ -50674,6 +50674,7 @@ var scriptPrelude = [
   "umask 022",
   // files that must stay private (.env, keys) are created with explicit modes
   "export LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive",
+  "# shellcheck disable=SC2317 # for the step's own lines: some report nothing",
   `ops_report() { printf '${REPORT_PREFIX}%s %s\\n' "$1" "\${2:-}"; }`,
   "cd /"
 ].join("\n");
@@ -51257,36 +51258,6 @@ var PROBE_FUNCTIONS = probe_default;
 var CERT_FUNCTIONS = cert_default;
 var CONNECTION_FUNCTIONS = connection_default;
 
-// core/steps/lock.ts
-var LOCK_STATE = String.raw`lock_state=free
-if [ -d "$lock" ]; then
-  pid=$(sed -n 's/^holder_pid=//p' "$lock/info" 2>/dev/null || true)
-  start=$(sed -n 's/^holder_start=//p' "$lock/info" 2>/dev/null || true)
-  if [ -n "$pid" ] && [ "$(proc_start "$pid" || true)" = "$start" ]; then lock_state=held; else lock_state=stale; fi
-fi`;
-var REPORT_HOLDER = String.raw`ops_report lock "$lock_state"
-if [ -f "$lock/info" ]; then while IFS= read -r line; do ops_report holder "$line"; done < "$lock/info"; fi`;
-function lockStatus(env) {
-  return {
-    name: "lock status",
-    as: "login",
-    timeout: 30,
-    quiet: true,
-    script: `${CONNECTION_FUNCTIONS}
-lock=${quote(layout(env).lock)}
-${LOCK_STATE}
-${REPORT_HOLDER}`
-  };
-}
-function parseLock(result) {
-  const holder = {};
-  for (const line of reportedAll(result, "holder")) {
-    const eq = line.indexOf("=");
-    if (eq > 0) holder[line.slice(0, eq)] = line.slice(eq + 1);
-  }
-  return { state: reported(result, "lock") ?? "free", holder };
-}
-
 // core/steps/nginx.ts
 var HEADER = "# Managed by ops-pipeline: local changes are overwritten.";
 function certbotCertificate(domain) {
@@ -51354,31 +51325,11 @@ ${port80(`
     }
 `)}`;
 
-// core/steps/switch.ts
-function probes(env, slot) {
-  return Object.entries(env.config.programs).map(([name2, p]) => `${name2}:${slotPort(env, name2, slot)}:${p.health}`);
-}
-function programPorts(env, slot) {
-  return Object.keys(env.config.programs).map((name2) => `${name2}:${slotPort(env, name2, slot)}`);
-}
-
-// core/steps/release.ts
-function releaseSummary(id, json) {
-  let meta = {};
-  let unreadable;
-  try {
-    meta = JSON.parse(json || "{}");
-  } catch {
-    unreadable = true;
-  }
-  return { id, sha: meta.sha ?? "", ref: meta.ref ?? "", time: meta.time ?? "", actor: meta.actor ?? "", run: meta.run ?? "", ...unreadable && { unreadable } };
-}
-
 // core/steps/tls.ts
 var CA_DIR = "/usr/local/share/ops-pipeline";
 var CA_BUNDLE = `${CA_DIR}/acme-ca-bundle.pem`;
 
-// core/steps/status.ts
+// core/steps/certs.ts
 function parseCerts(result, now) {
   const byPath = /* @__PURE__ */ new Map();
   for (const line of reportedAll(result, "cert")) {
@@ -51405,61 +51356,42 @@ function parseCerts(result, now) {
 function siteName(env) {
   return env.config.domain ?? "localhost";
 }
-function siteProbe(env) {
-  const name2 = siteName(env);
-  if (env.config.tls.mode === "off") {
-    return { url: "http://127.0.0.1/", args: [...env.config.domain ? ["-H", `Host: ${env.config.domain}`] : [], "http://127.0.0.1/"] };
-  }
-  return { url: `https://${name2}/`, args: ["-k", "--resolve", `${name2}:443:127.0.0.1`, `https://${name2}/`] };
-}
-function hostStatus(env) {
-  const L = layout(env);
-  const cert = certificatePaths(env);
-  const health = (slot) => `if wait_healthy 3 0.3 ${probes(env, slot).map(quote).join(" ")}; then ops_report health ok; else ops_report health "$UNHEALTHY"; fi`;
+
+// core/steps/lock.ts
+var LOCK_STATE = String.raw`lock_state=free
+if [ -d "$lock" ]; then
+  pid=$(sed -n 's/^holder_pid=//p' "$lock/info" 2>/dev/null || true)
+  start=$(sed -n 's/^holder_start=//p' "$lock/info" 2>/dev/null || true)
+  if [ -n "$pid" ] && [ "$(proc_start "$pid" || true)" = "$start" ]; then lock_state=held; else lock_state=stale; fi
+fi`;
+var REPORT_HOLDER = String.raw`ops_report lock "$lock_state"
+if [ -f "$lock/info" ]; then while IFS= read -r line; do ops_report holder "$line"; done < "$lock/info"; fi`;
+function lockStatus(env) {
   return {
-    name: "status",
-    as: "root",
-    timeout: 90,
+    name: "lock status",
+    as: "login",
+    timeout: 30,
     quiet: true,
-    script: String.raw`${PROBE_FUNCTIONS}
-${SUPERVISOR_FUNCTIONS}
-${IDENTITY_FUNCTIONS}
-${CERT_FUNCTIONS}
-ops_report now "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-ops_report provisioned "$(cat ${quote(`${L.state}/provisioned`)} 2>/dev/null || echo no)"
-cur=$(readlink ${quote(L.current)} 2>/dev/null || true)
-ops_report current "${"$"}{cur##*/}"
-if [ -n "$cur" ] && [ -f "$cur/release.json" ]; then ops_report release_json "$(tr -d '\n' < "$cur/release.json")"; fi
-live_slot=$(cat ${quote(L.slotFile)} 2>/dev/null || true)
-ops_report slot "$live_slot"
-# nginx: running (its master's pid), its configuration as nginx -t sees it, and "/" through it.
-pid=$(cat /run/nginx.pid 2>/dev/null || true)
-if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then ops_report nginx running; else ops_report nginx stopped; fi
-if out=$(nginx -t 2>&1); then ops_report nginx_config ok; else ops_report nginx_config invalid; fi
-while IFS= read -r line; do [ -z "$line" ] || ops_report nginx_test "$line"; done <<< "$out"
-ops_report site_enabled "$([ -e ${quote(L.nginxSiteEnabled)} ] && echo yes || echo no)"
-ops_report site "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 ${siteProbe(env).args.map(quote).join(" ")} 2>/dev/null || true)"
-# supervisor over its XML-RPC socket (supervisorctl exits non-zero when a program is down: not used here).
-if xml=$(rpc supervisor.getAllProcessInfo 2>&1) && [[ "$xml" == *"<methodResponse>"* ]]; then
-  ops_report supervisor running
-  ops_report supervisor_xml "$(printf '%s' "$xml" | tr -d '\n')"
-  # What each slot's processes run, read from the processes themselves, and who listens on the ports.
-  report_slot blue ${quote(L.supervisorGroup("blue"))} ${programPorts(env, "blue").map(quote).join(" ")}
-  report_slot green ${quote(L.supervisorGroup("green"))} ${programPorts(env, "green").map(quote).join(" ")}
-else
-  ops_report supervisor "$(printf '%s' "$xml" | tr '\n' ' ')"
-fi
-# The deploys' health probes, on the live slot, one verdict per program.
-case "$live_slot" in
-  blue) ${health("blue")} ;;
-  green) ${health("green")} ;;
-esac
-${cert ? `cert_info ${quote(cert.cert)}
-ops_report served_serial "$(served_serial ${quote(siteName(env))})"` : ": no TLS"}
-{ df -Pk / ${quote(L.base)} 2>/dev/null || true; } | awk 'NR > 1 { print $6, $4, $2 }' | sort -u | while read -r m avail size; do ops_report disk "$m $avail $size"; done
-${lockStatus(env).script}`
+    script: `${CONNECTION_FUNCTIONS}
+lock=${quote(layout(env).lock)}
+${LOCK_STATE}
+${REPORT_HOLDER}`
   };
 }
+function parseLock(result) {
+  const holder = {};
+  for (const line of reportedAll(result, "holder")) {
+    const eq = line.indexOf("=");
+    if (eq > 0) holder[line.slice(0, eq)] = line.slice(eq + 1);
+  }
+  return { state: reported(result, "lock") ?? "free", holder };
+}
+function describeHolder(h) {
+  if (!h.operation) return "an unknown run (the lock has no details)";
+  return `a ${h.operation} run by ${h.actor || "unknown"}, started ${h.since || "?"}${h.run ? ` (${h.run})` : ""}`;
+}
+
+// core/steps/programs.ts
 function processRelease(env, envRelease, cwd) {
   if (envRelease) return envRelease;
   const prefix = `${layout(env).releases}/`;
@@ -51520,6 +51452,83 @@ function programStates(env, records, liveSlot) {
   }
   const order = Object.keys(env.config.programs);
   return states.sort((a, b) => Number(b.live) - Number(a.live) || a.slot.localeCompare(b.slot) || order.indexOf(a.program) - order.indexOf(b.program));
+}
+
+// core/steps/switch.ts
+function probes(env, slot) {
+  return Object.entries(env.config.programs).map(([name2, p]) => `${name2}:${slotPort(env, name2, slot)}:${p.health}`);
+}
+function programPorts(env, slot) {
+  return Object.keys(env.config.programs).map((name2) => `${name2}:${slotPort(env, name2, slot)}`);
+}
+
+// core/steps/release.ts
+function releaseSummary(id, json) {
+  let meta = {};
+  let unreadable;
+  try {
+    meta = JSON.parse(json || "{}");
+  } catch {
+    unreadable = true;
+  }
+  return { id, sha: meta.sha ?? "", ref: meta.ref ?? "", time: meta.time ?? "", actor: meta.actor ?? "", run: meta.run ?? "", ...unreadable && { unreadable } };
+}
+
+// core/steps/status.ts
+function siteProbe(env) {
+  const name2 = siteName(env);
+  if (env.config.tls.mode === "off") {
+    return { url: "http://127.0.0.1/", args: [...env.config.domain ? ["-H", `Host: ${env.config.domain}`] : [], "http://127.0.0.1/"] };
+  }
+  return { url: `https://${name2}/`, args: ["-k", "--resolve", `${name2}:443:127.0.0.1`, `https://${name2}/`] };
+}
+function hostStatus(env) {
+  const L = layout(env);
+  const cert = certificatePaths(env);
+  const health = (slot) => `if wait_healthy 3 0.3 ${probes(env, slot).map(quote).join(" ")}; then ops_report health ok; else ops_report health "$UNHEALTHY"; fi`;
+  return {
+    name: "status",
+    as: "root",
+    timeout: 90,
+    quiet: true,
+    script: String.raw`${PROBE_FUNCTIONS}
+${SUPERVISOR_FUNCTIONS}
+${IDENTITY_FUNCTIONS}
+${CERT_FUNCTIONS}
+ops_report now "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+ops_report provisioned "$(cat ${quote(`${L.state}/provisioned`)} 2>/dev/null || echo no)"
+cur=$(readlink ${quote(L.current)} 2>/dev/null || true)
+ops_report current "${"$"}{cur##*/}"
+if [ -n "$cur" ] && [ -f "$cur/release.json" ]; then ops_report release_json "$(tr -d '\n' < "$cur/release.json")"; fi
+live_slot=$(cat ${quote(L.slotFile)} 2>/dev/null || true)
+ops_report slot "$live_slot"
+# nginx: running (its master's pid), its configuration as nginx -t sees it, and "/" through it.
+pid=$(cat /run/nginx.pid 2>/dev/null || true)
+if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then ops_report nginx running; else ops_report nginx stopped; fi
+if out=$(nginx -t 2>&1); then ops_report nginx_config ok; else ops_report nginx_config invalid; fi
+while IFS= read -r line; do [ -z "$line" ] || ops_report nginx_test "$line"; done <<< "$out"
+ops_report site_enabled "$([ -e ${quote(L.nginxSiteEnabled)} ] && echo yes || echo no)"
+ops_report site "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 ${siteProbe(env).args.map(quote).join(" ")} 2>/dev/null || true)"
+# supervisor over its XML-RPC socket (supervisorctl exits non-zero when a program is down: not used here).
+if xml=$(rpc supervisor.getAllProcessInfo 2>&1) && [[ "$xml" == *"<methodResponse>"* ]]; then
+  ops_report supervisor running
+  ops_report supervisor_xml "$(printf '%s' "$xml" | tr -d '\n')"
+  # What each slot's processes run, read from the processes themselves, and who listens on the ports.
+  report_slot blue ${quote(L.supervisorGroup("blue"))} ${programPorts(env, "blue").map(quote).join(" ")}
+  report_slot green ${quote(L.supervisorGroup("green"))} ${programPorts(env, "green").map(quote).join(" ")}
+else
+  ops_report supervisor "$(printf '%s' "$xml" | tr '\n' ' ')"
+fi
+# The deploys' health probes, on the live slot, one verdict per program.
+case "$live_slot" in
+  blue) ${health("blue")} ;;
+  green) ${health("green")} ;;
+esac
+${cert ? `cert_info ${quote(cert.cert)}
+ops_report served_serial "$(served_serial ${quote(siteName(env))})"` : ": no TLS"}
+{ df -Pk / ${quote(L.base)} 2>/dev/null || true; } | awk 'NR > 1 { print $6, $4, $2 }' | sort -u | while read -r m avail size; do ops_report disk "$m $avail $size"; done
+${lockStatus(env).script}`
+  };
 }
 var CERT_FAIL_DAYS = 7;
 var CERT_WARN_DAYS = 21;
@@ -51623,13 +51632,9 @@ function parseHostStatus(env, host, r) {
     else if (freePercent < DISK_WARN_PERCENT) warn(`disk ${d.mount} is ${d.usedPercent}% used (${d.freeMb} MB free)`);
   }
   s.lock = parseLock(r);
-  if (s.lock.state === "held") problem(`locked by ${describeRun(s.lock.holder)}: an operation is running`);
-  else if (s.lock.state === "stale") problem(`stale lock left by ${describeRun(s.lock.holder)}, which is gone (check, then: ops lock release ${env.name})`);
+  if (s.lock.state === "held") problem(`locked by ${describeHolder(s.lock.holder)}: an operation is running`);
+  else if (s.lock.state === "stale") problem(`stale lock left by ${describeHolder(s.lock.holder)}, which is gone (check, then: ops lock release ${env.name})`);
   return s;
-}
-function describeRun(h) {
-  if (!h.operation) return "an unknown run";
-  return `a ${h.operation} run by ${h.actor || "unknown"} since ${h.since || "?"}`;
 }
 
 // core/ops/status.ts

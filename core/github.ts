@@ -47,7 +47,7 @@ export function apiUrlFor(host: string): string {
 export interface AccessOptions {
   /** The `github-token` input or --token; falls back to $GITHUB_TOKEN, then $GH_TOKEN. */
   token?: string;
-  env: NodeJS.ProcessEnv;
+  processEnv: NodeJS.ProcessEnv;
   /** URL of the git remote, used when $GITHUB_REPOSITORY is not set (a laptop). */
   remoteUrl?: string;
   timeoutMs?: number;
@@ -55,7 +55,7 @@ export interface AccessOptions {
 
 /** Decide whether the API can be used, and with what; never throws for missing access. */
 export function githubAccess(options: AccessOptions): GitHubAccess {
-  const { env } = options;
+  const env = options.processEnv;
   const token = options.token || env.GITHUB_TOKEN || env.GH_TOKEN || '';
   const fromUrl = options.remoteUrl ? repositoryFromUrl(options.remoteUrl) : undefined;
   const repository = env.GITHUB_REPOSITORY || fromUrl?.repository;

@@ -97,7 +97,7 @@ export const environmentSchema = object(
   bastion: opt(bastionSchema, 'a jump host every host is reached through (one SSH connection to it per run, each host\'s connection tunnelled inside it)'),
   ssh: opt(
     object({
-      identity_file: opt(anyPath, 'private key to log in with (else $OPS_SSH_KEY, $SSH_AUTH_SOCK, ~/.ssh/id_ed25519, ~/.ssh/id_rsa)'),
+      identity_file: opt(anyPath, 'private key to log in with when neither --identity nor $OPS_SSH_KEY gives one (after it: the SSH agent, ~/.ssh/id_ed25519, id_ecdsa, id_rsa)'),
       connect_timeout: opt(integer(1, 300), 'seconds to wait for a connection', 20),
       connect_retries: opt(integer(0, 10), 'extra connection attempts (with backoff) before giving up', 2),
     }),

@@ -194,7 +194,7 @@ async function plan(ctx: OpsContext, env: Environment, options: DeployOptions): 
   // Configuration mistakes surface now, before any host is touched.
   for (const slot of ['blue', 'green'] as const) slotConfig(env, slot, `${layout(env).releases}/${id}`, id);
   if (env.config.tls.mode === 'off' || env.config.nginx.site_template) site(env, true);
-  const info = runInfo(ctx.env);
+  const info = runInfo(ctx.processEnv);
   const meta: ReleaseMeta = {
     id,
     sha: resolved.sha,

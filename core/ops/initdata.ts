@@ -35,7 +35,7 @@ async function readInitdata(ctx: OpsContext, env: Environment, file?: string): P
   let encrypted = false;
   if (isSopsText(raw, format)) {
     encrypted = true;
-    const decrypted = await decryptFile(path, { identities: await loadEnvIdentities(env.root, env.name, ctx.env), mask: (v) => ctx.reporter.mask(v) });
+    const decrypted = await decryptFile(path, { identities: await loadEnvIdentities(env.root, env.name, ctx.processEnv), mask: (v) => ctx.reporter.mask(v) });
     text = decrypted.plaintext;
   }
   try {

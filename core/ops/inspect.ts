@@ -42,7 +42,7 @@ export function formatLock(list: { host: string; lock: LockInfo }[]): string {
 
 /** Break the lock on every host, recording who did it in the audit log. */
 export async function breakLock(ctx: OpsContext, env: Environment): Promise<{ host: string; lock: LockInfo }[]> {
-  const info = runInfo(ctx.env);
+  const info = runInfo(ctx.processEnv);
   return withSession(ctx, env, (session) =>
     Promise.all(
       env.hosts.map(async (h) => {

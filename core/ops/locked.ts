@@ -56,7 +56,7 @@ function lockLeft(env: Environment, failures: string[], cause?: unknown): OpsErr
 
 export async function withLock<T>(ctx: OpsContext, session: Session, operation: string, fn: (run: LockedRun) => Promise<T>, options: { inspect?: Step } = {}): Promise<T> {
   const env = session.env;
-  const info = runInfo(ctx.env);
+  const info = runInfo(ctx.processEnv);
   const request: LockRequest = { operation, actor: info.actor, runUrl: info.runUrl, runId: randomBytes(8).toString('hex'), wait: env.config.switch.lock_wait };
   // Hosts where the lock may be ours: taken, or its step did not answer. Released by run id whatever happened.
   const mine = new Set<string>();

@@ -43,7 +43,7 @@ async function rollbackHost(ctx: OpsContext, env: Environment, remote: Remote, i
   if (result.noop) return { ...result, notes: [`${target} is already live`] };
   const live = state.slot ?? 'blue';
   const slot = otherSlot(live);
-  const info = runInfo(ctx.env);
+  const info = runInfo(ctx.processEnv);
   try {
     await h.run(startSlot(env, slot, `${layout(env).releases}/${target}`, target));
     await h.run(switchTo(env, slot, target, state.certificate, 'rollback'));

@@ -345,7 +345,7 @@ async function recoverDataKey(doc: EncryptedDocument, ids: Identities): Promise<
 export interface DecryptOptions {
   /** Identities to try; default: loadIdentities(env). */
   identities?: Identities | Identity[];
-  env?: NodeJS.ProcessEnv;
+  processEnv?: NodeJS.ProcessEnv;
   /**
    * Called with every decrypted value (strings, numbers), and each line of a multi-line one, after the
    * MAC verified and before anything is returned. Pass `reporter.mask`.
@@ -355,7 +355,7 @@ export interface DecryptOptions {
 
 async function resolveIdentities(opts: DecryptOptions): Promise<Identities> {
   const ids = opts.identities;
-  if (!ids) return loadIdentities(opts.env ?? process.env);
+  if (!ids) return loadIdentities(opts.processEnv ?? process.env);
   if (Array.isArray(ids)) return { identities: ids, tried: ids.map((i) => i.source) };
   return ids;
 }

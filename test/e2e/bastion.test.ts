@@ -15,7 +15,7 @@ let project: TestProject;
 let config: Record<string, unknown>;
 const lan = `bl${process.pid % 10000}`;
 
-const ops = (...argv: string[]) => runOps(argv, { root: project.root, env: { PATH: process.env.PATH, HOME: process.env.HOME, USER: 'e2e', NO_COLOR: '1' } });
+const ops = (...argv: string[]) => runOps(argv, { root: project.root, processEnv: { PATH: process.env.PATH, HOME: process.env.HOME, USER: 'e2e', NO_COLOR: '1' } });
 
 /** The environment with the target at its private address, behind `via` (or with no bastion). */
 function write(via: Record<string, unknown> | undefined, target_: Record<string, unknown> = {}): void {

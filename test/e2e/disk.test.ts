@@ -12,7 +12,7 @@ import { appRepo, get, makeProject, readyHost, testConfig, testDatabase, type Te
 let host: Host;
 let project: TestProject;
 
-const ops = (...argv: string[]) => runOps(argv, { root: project.root, env: { PATH: process.env.PATH, HOME: process.env.HOME, USER: 'e2e', NO_COLOR: '1' } });
+const ops = (...argv: string[]) => runOps(argv, { root: project.root, processEnv: { PATH: process.env.PATH, HOME: process.env.HOME, USER: 'e2e', NO_COLOR: '1' } });
 
 /** What the live site stands on: `current`, the shared .env (hashed, never printed), and the page. */
 async function liveState(): Promise<{ current: string; env: string; page: string }> {

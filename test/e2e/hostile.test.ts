@@ -22,7 +22,7 @@ let project: TestProject;
 let live = 'v1';
 
 const env = () => ({ PATH: process.env.PATH, HOME: process.env.HOME, USER: 'e2e', NO_COLOR: '1' });
-const ops = (...argv: string[]) => runOps(argv, { root: project.root, env: env() });
+const ops = (...argv: string[]) => runOps(argv, { root: project.root, processEnv: env() });
 
 /** What a user reads: the command's output, never a stack trace. */
 function readable(r: CliResult): string {

@@ -47,7 +47,7 @@ afterAll(async () => {
 });
 
 /** The real CLI, in process, against the test project. */
-const cli = (...argv: string[]) => runOps(argv, { root: project.root, env: { PATH: process.env.PATH, HOME: process.env.HOME, USER: 'e2e', NO_COLOR: '1' } });
+const cli = (...argv: string[]) => runOps(argv, { root: project.root, processEnv: { PATH: process.env.PATH, HOME: process.env.HOME, USER: 'e2e', NO_COLOR: '1' } });
 
 const root = (command: string) => sshRun(host, `sudo sh -c ${JSON.stringify(command)}`);
 

@@ -11,8 +11,8 @@ import { afterEach, expect } from 'vitest';
 import { OpsError } from '../../core/errors.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { Git, type GitResult } from '../../core/git.ts';
-import { stagingSettings, type StagingContext, type StagingSettings } from '../../core/staging.ts';
-import { StagingRefusal } from '../../core/staging-plan.ts';
+import { stagingSettings, type StagingContext, type StagingSettings } from '../../core/staging/settings.ts';
+import { StagingRefusal } from '../../core/staging/messages.ts';
 
 // People's commits: a fixed identity, a fixed clock that each commit advances (shas differ, runs are stable).
 let clock = 1_780_000_000;

@@ -48,7 +48,7 @@ function harness(state: string, respond: Responder = () => undefined) {
   const ctx: OpsContext = {
     root,
     reporter,
-    env: { PATH: process.env.PATH },
+    processEnv: { PATH: process.env.PATH },
     connector: async () => {
       connections++;
       return remote;
@@ -237,7 +237,7 @@ describe('the lock is never leaked by a run that ends', () => {
     const ctx: OpsContext = {
       root,
       reporter: new MemoryReporter(),
-      env: { PATH: process.env.PATH },
+      processEnv: { PATH: process.env.PATH },
       connector: async () => {
         const r = new RecordingRemote('web1', 'deploy', 'sample', (step) => (step.name === 'lock' ? { stdout: `@ops lock acquired\n${state()}` } : undefined));
         const run = r.run.bind(r);

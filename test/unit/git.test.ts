@@ -10,7 +10,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseEnvironment, type Environment } from '../../core/config/environment.ts';
 import { describeChange } from '../../core/changes.ts';
 import { Git, GitError, gitEnvironment } from '../../core/git.ts';
-import { openRepository } from '../../core/staging.ts';
+import { openRepository } from '../../core/staging/remote.ts';
 import { packFor, resolveRef, sourceRepository } from '../../core/source.ts';
 import { treeContent } from '../../core/tree-content.ts';
 import { commit, gitIn, initRepo } from '../support/gitrepo.ts';

@@ -117,7 +117,7 @@ describe('ops config checks the .env values against dotenv.readers', () => {
     const e = await newEnv();
     const secret = 'pw-${HOME}-Sekr1t';
     expect((await cli(e.root, ['secrets', 'set', 'qa', 'database_url'], e.env, secret)).code).toBe(0);
-    const config = (env: NodeJS.ProcessEnv) => runOps(['config', 'qa'], { root: e.root, env: { PATH: process.env.PATH, HOME: e.root, ...env } });
+    const config = (env: NodeJS.ProcessEnv) => runOps(['config', 'qa'], { root: e.root, processEnv: { PATH: process.env.PATH, HOME: e.root, ...env } });
     const refused = await config(e.env);
     expect(refused).toMatchObject({ code: 1, out: '' });
     expect(refused.err).toMatch(/APP_DATABASE_URL \(secret "database_url"; read by python-dotenv, node-dotenv\): python-dotenv replaces "\$\{\.\.\.\}"/);

@@ -155,7 +155,7 @@ describe('refused before anything runs', () => {
       (ctx: OpsContext) => deploy(ctx, loadEnvironment('demo', root), { ref: 'v1' }),
       (ctx: OpsContext) => deploy(ctx, loadEnvironment('demo', root), { ref: 'v1', dryRun: true }),
     ]) {
-      const err = await run({ root, reporter: new MemoryReporter(), env: {}, connector: never }).catch((e: unknown) => e);
+      const err = await run({ root, reporter: new MemoryReporter(), processEnv: {}, connector: never }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(OpsError);
       expect((err as OpsError).message).toBe(
         'demo cannot share its hosts as configured; nothing was changed:\n  - environments demo and staging share 203.0.113.20 (demo: web1, staging: web1), but both take port 3579 (demo: programs.server.port, blue slot — staging: programs.server.port, blue slot)\n  - environments demo and staging share 203.0.113.20 (demo: web1, staging: web1), but both take port 3580 (demo: programs.server.port + switch.port_offset, green slot — staging: programs.server.port + switch.port_offset, green slot)',
@@ -277,7 +277,7 @@ describe('day-2 commands of one app on a shared host', () => {
     const r = project({ staging: STAGING, demo: { ...DEMO, domain: 'staging.example.org' } });
     const env = loadEnvironment('staging', r);
     const connector: OpsContext['connector'] = async (_e, host) => new RecordingRemote(host.name, 'deploy', 'x', () => ({ stdout: report() }));
-    const st = await status({ root: r, reporter: new MemoryReporter(), env: {}, connector }, env);
+    const st = await status({ root: r, reporter: new MemoryReporter(), processEnv: {}, connector }, env);
     expect(st.warnings).toContainEqual(expect.stringMatching(/^configuration: environments staging and demo share 203\.0\.113\.20 .*both take domain staging\.example\.org/));
   });
 

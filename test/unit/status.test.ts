@@ -161,7 +161,7 @@ describe('status parser', () => {
       `release_json ${d} ${JSON.stringify({ sha: 'd'.repeat(40), ref: 'v2 with spaces', time: 't2', actor: 'bob', run: 'https://ci/1' })}`,
     ];
     const connector: Connector = async (_e, host) => new RecordingRemote(host.name, 'deploy', 'shop', (step) => (step.name === 'releases' ? { stdout: stdout.map((l) => `@ops ${l}\n`).join('') } : {}));
-    const [host] = await listReleases({ root: env.root, reporter: new MemoryReporter(), env: {}, connector }, env);
+    const [host] = await listReleases({ root: env.root, reporter: new MemoryReporter(), processEnv: {}, connector }, env);
     expect(host!.releases.map((r) => [r.id, r.status, r.kept])).toEqual([
       [d, 'current', 'live (1 of keep 2)'],
       [c, 'ok', 'good: 2 of keep 2'],
@@ -290,7 +290,7 @@ describe('status over recording remotes', () => {
       remotes.push(r);
       return r;
     };
-    const r = await status({ root: env.root, reporter: new MemoryReporter(), env: {}, connector }, env);
+    const r = await status({ root: env.root, reporter: new MemoryReporter(), processEnv: {}, connector }, env);
     expect(remotes[0]!.stepNames()).toEqual(['status']);
     expect(remotes[0]!.closed).toBe(true);
     expect(r.healthy).toBe(false);
@@ -307,7 +307,7 @@ describe('status over recording remotes', () => {
     const env = testEnv();
     const connector: Connector = async (_e, host) =>
       new RecordingRemote(host.name, 'deploy', 'shop', () => ({ code: 1, stderr: 'sudo: a password is required' }));
-    const r = await status({ root: env.root, reporter: new MemoryReporter(), env: {}, connector }, env);
+    const r = await status({ root: env.root, reporter: new MemoryReporter(), processEnv: {}, connector }, env);
     expect(r.hosts[0]).toMatchObject({ reachable: true });
     expect(r.problems).toEqual(['web1: the status check itself failed: step "status" on web1 failed with exit code 1 sudo: a password is required']);
     expect(formatStatus(r)).toContain('    status check failed: step "status" on web1 failed with exit code 1');
@@ -324,7 +324,7 @@ describe('certificates over recording remotes', () => {
 
   it('lists with expiry, the served serial and the renewal schedule', async () => {
     const remote = new RecordingRemote('web1', 'deploy', 'shop', () => ({ stdout: listing }));
-    const r = await certificates({ root: env.root, reporter: new MemoryReporter(), env: {}, connector: async () => remote }, env);
+    const r = await certificates({ root: env.root, reporter: new MemoryReporter(), processEnv: {}, connector: async () => remote }, env);
     expect(remote.stepNames()).toEqual(['certificates']);
     expect(r.ok).toBe(true);
     const text = formatCerts(r);
@@ -335,7 +335,7 @@ describe('certificates over recording remotes', () => {
 
   it('renews under the lock, trusting the test ACME CA, and records it in the audit log', async () => {
     const remote = new RecordingRemote('web1', 'deploy', 'shop', (step) => (step.name === 'lock' ? { stdout: '@ops lock acquired' } : step.name === 'renew certificate' ? { stdout: listing } : undefined));
-    const r = await renewCertificates({ root: env.root, reporter: new MemoryReporter(), env: {}, connector: async () => remote }, env);
+    const r = await renewCertificates({ root: env.root, reporter: new MemoryReporter(), processEnv: {}, connector: async () => remote }, env);
     expect(remote.stepNames()).toEqual(['lock', 'renew certificate', 'unlock']);
     expect(remote.runs[1]!.step.script).toContain('REQUESTS_CA_BUNDLE=/usr/local/share/ops-pipeline/shop-acme-ca.pem timeout 240 certbot renew -n --force-renewal --cert-name shop.example.org --no-random-sleep-on-renew --no-directory-hooks');
     expect(remote.runs[2]!.step.script).toMatch(/"operation":"certs renew","actor":.*"result":"success".*certificate renewed, expires 2027-02-20/);
@@ -354,8 +354,8 @@ describe('certificates over recording remotes', () => {
 
   it('an environment without TLS has no certificates: a clear error', async () => {
     const plain = testEnv();
-    await expect(certificates({ root: plain.root, reporter: new MemoryReporter(), env: {} }, plain)).rejects.toThrow(/serves plain http \(tls.mode is off\): it has no certificates/);
-    await expect(renewCertificates({ root: plain.root, reporter: new MemoryReporter(), env: {} }, plain)).rejects.toThrow(/tls.mode is off/);
+    await expect(certificates({ root: plain.root, reporter: new MemoryReporter(), processEnv: {} }, plain)).rejects.toThrow(/serves plain http \(tls.mode is off\): it has no certificates/);
+    await expect(renewCertificates({ root: plain.root, reporter: new MemoryReporter(), processEnv: {} }, plain)).rejects.toThrow(/tls.mode is off/);
   });
 });
 

@@ -24131,11 +24131,11 @@ function describeLowLevel(err) {
   if (code === "ENOENT") return { what: `a file is missing on this machine (${m})` };
   return void 0;
 }
-function formatError(err, env = process.env) {
+function formatError(err, processEnv = process.env) {
   const withHint = (message2, hint) => hint ? `${message2}
   hint: ${hint}` : message2;
   if (err instanceof OpsError) return withHint(err.message, err.hint);
-  const debug2 = env.OPS_DEBUG && err instanceof Error && err.stack ? `
+  const debug2 = processEnv.OPS_DEBUG && err instanceof Error && err.stack ? `
 ${err.stack}` : "";
   const known = describeLowLevel(err);
   if (known) return withHint(known.what, known.hint) + debug2;
@@ -24796,22 +24796,22 @@ function booleanInput(name, value, fallback) {
 }
 async function runAction(body) {
   const reporter = new ActionsReporter();
-  const env = { ...process.env };
+  const processEnv = { ...process.env };
   onUncaught((message) => setFailed(reporter.redact(message)));
   try {
     const sshKey = getInput("ssh-key");
     if (sshKey) {
       reporter.mask(sshKey);
-      env.OPS_SSH_KEY = sshKey;
+      processEnv.OPS_SSH_KEY = sshKey;
     }
     const ageKey = getInput("age-key");
     if (ageKey) {
       reporter.mask(ageKey);
-      env.SOPS_AGE_KEY = ageKey;
+      processEnv.SOPS_AGE_KEY = ageKey;
     }
     const root = getInput("working-directory") || process.env.GITHUB_WORKSPACE || process.cwd();
     await body({
-      ops: { root, reporter, env },
+      ops: { root, reporter, processEnv },
       reporter,
       input: (name, options) => {
         const value = getInput(name).trim();
@@ -24859,6 +24859,14 @@ function validate(kind, value, label) {
 }
 function isValid(kind, value) {
   return CHECKS[kind].pattern.test(value);
+}
+function wholeNumber(text, what, range = {}) {
+  const min = range.min ?? 0;
+  const max = range.max ?? 2 ** 31 - 1;
+  const t = text.trim();
+  const n = /^\d{1,10}$/.test(t) ? Number(t) : NaN;
+  if (!Number.isSafeInteger(n) || n < min || n > max) throw new OpsError(`${what} needs a whole number from ${min} to ${max}, got ${JSON.stringify(text)}`);
+  return n;
 }
 
 // core/git.ts
@@ -24981,11 +24989,8 @@ function ambiguousRef(ref, matches) {
   );
 }
 
-// core/staging-plan.ts
+// core/staging/refs.ts
 var TRACKING_PREFIX = "refs/staging-heads/";
-var REF_TRAILER = "Staging-Ref";
-var HEAD_TRAILER = "Staging-Head";
-var COMMENT_MARKER = "<!-- ops-pipeline:staging-sync -->";
 var SHA = /^[0-9a-f]{7,40}$/;
 var FULL_SHA = /^[0-9a-f]{40}$/;
 function parseRef(input) {
@@ -25051,149 +25056,28 @@ function refFromEvent(payload, repository) {
   const ref = same && branch ? `refs/heads/${branch}` : `pull/${pr.number}`;
   return { ref, pull: { number: pr.number, title: pr.title ?? "", url: pr.html_url ?? "", branch: branch || `pull/${pr.number}` } };
 }
-function decideAdd(facts) {
-  if (facts.rewritten.length > 0) return "refuse-rewritten";
-  if (facts.contained) return "already-contained";
-  if (facts.stagingIsAncestor) return "fast-forward";
-  return "merge";
-}
-function mergeMessage(source, staging) {
-  const short2 = source.sha.slice(0, 12);
-  const what = source.pull ? `pull request #${source.pull.number} (${source.pull.branch})` : source.display;
-  const subject = `Merge ${what} at ${short2} into ${staging}`;
-  const body = source.pull ? [`${source.pull.title}
-${source.pull.url}`] : [];
-  const trailers = [...source.key ? [`${REF_TRAILER}: ${source.key}`] : [], `${HEAD_TRAILER}: ${source.sha}`].join("\n");
-  return [subject, ...body, trailers];
-}
-var LOG_FORMAT = `%H%x1f%P%x1f%(trailers:key=${REF_TRAILER},valueonly,separator=%x1d)%x1f%(trailers:key=${HEAD_TRAILER},valueonly,separator=%x1d)%x1e`;
-function parseLog(output) {
-  return output.split("").map((e) => e.replace(/^\n+/, "")).filter((e) => e.trim() !== "").map((e) => {
-    const [sha = "", parents = "", refs = "", heads = ""] = e.split("");
-    const list = (s) => s.split("").map((v) => v.trim()).filter(Boolean);
-    return { sha: sha.trim(), parents: parents.trim().split(/\s+/).filter(Boolean), refs: list(refs), heads: list(heads) };
-  });
-}
-function trailerRecords(commits) {
-  const out = [];
-  for (const c of commits) {
-    if (c.parents.length < 2) continue;
-    const key = c.refs[0];
-    const head = c.heads[0];
-    if (key && head && FULL_SHA.test(head) && c.parents.slice(1).includes(head) && isTrackable(key)) out.push({ key, head, via: "trailer" });
-  }
-  return out;
-}
-function uniqueRecords(records) {
-  const seen = /* @__PURE__ */ new Set();
-  return records.filter((r) => {
-    const id2 = `${r.key} ${r.head}`;
-    if (seen.has(id2)) return false;
-    seen.add(id2);
-    return true;
-  });
-}
-function uncoveredCommits(arrived, carriedHeads) {
-  return arrived.filter((c) => !(c.parents.length > 1 && c.heads.some((h) => carriedHeads.has(h))));
-}
-function pushHint(stderr, branch) {
-  if (/without `?workflows`? permission/i.test(stderr)) {
-    return 'the change touches .github/workflows, which the workflow GITHUB_TOKEN may not push: use a GitHub App or fine-grained token with the "workflows" permission as github-token (and in actions/checkout)';
-  }
-  if (/protected branch|GH006|pre-receive hook declined/i.test(stderr)) {
-    return `${branch} is protected against this push: allow the pipeline's token to push to ${branch} (branch protection or rulesets)`;
-  }
-  if (/authentication|permission denied|403|could not read username/i.test(stderr)) {
-    return "the push was not authorised: on a runner, give the job `permissions: contents: write` and keep actions/checkout's persisted credentials; on a laptop, check your git credentials for the remote";
-  }
-  return void 0;
-}
-var short = (sha) => sha ? sha.slice(0, 7) : "(none)";
-function cell(text) {
-  return text.replace(/\|/g, "\\|").replace(/[\r\n]+/g, " ");
-}
-var OUTCOME = {
-  "fast-forward": "fast-forward",
-  merge: "merge commit",
-  "already-contained": "already contained"
-};
-function describeAdd(r, staging) {
-  const would = r.dryRun ? "would be " : "";
-  if (r.outcome === "already-contained") return `${r.source.display} (${short(r.source.sha)}) is already contained in ${staging} (${short(r.sha)}): nothing to do`;
-  const created = r.created ? ` (${staging} did not exist: ${would || ""}created from the main branch)` : "";
-  return `${r.source.display} (${short(r.source.sha)}) ${would}added to ${staging} by ${OUTCOME[r.outcome]}: ${short(r.before)} \u2192 ${short(r.sha)}${created}`;
-}
-function addSummary(r, names) {
-  const lines = [`### ${r.dryRun ? "Dry run: " : ""}staging sync: add ${cell(r.source.display)}`, "", describeAdd(r, names.staging).replace(/\b([0-9a-f]{7})\b/g, "`$1`"), ""];
-  if (r.alsoAdded.length || r.skipped.length) {
-    lines.push(`Open pull requests labelled \`${cell(names.label)}\` that ${names.staging} lacked (a cancelled run's work):`, "", "| Source | Head | Result |", "| --- | --- | --- |");
-    for (const a of r.alsoAdded) lines.push(`| ${sourceCell(a.source)} | \`${short(a.source.sha)}\` | ${OUTCOME[a.outcome]} |`);
-    for (const s of r.skipped) lines.push(`| ${sourceCell(s.source)} | \`${short(s.source.sha)}\` | **skipped** (${s.reason}) |`);
-    lines.push("");
-  }
-  if (r.pullsUnavailable) lines.push(`> **Warning**: other pull requests labelled \`${cell(names.label)}\` were **not checked**: ${cell(r.pullsUnavailable)}.`, "");
-  return lines.join("\n");
-}
-function sourceCell(s) {
-  return s.pull ? `[#${s.pull.number}](${s.pull.url}) ${cell(s.pull.title)}` : `\`${cell(s.display)}\``;
-}
-function rebuildSummary(r, names) {
-  const lines = [
-    `### ${r.dryRun ? "Dry run: " : ""}staging sync: rebuild ${names.staging} from ${names.main}`,
-    "",
-    `\`${names.staging}\`: \`${short(r.before)}\` \u2192 \`${short(r.after)}\` (${names.main} at \`${short(r.main)}\`)${r.changed ? "" : " \u2014 unchanged"}`,
-    ""
-  ];
-  if (r.pullsUnavailable) {
-    lines.push(`> **Warning**: pull requests labelled \`${cell(names.label)}\` were **not re-applied**: ${cell(r.pullsUnavailable)}.`, `> ${names.staging} is now ${names.main}${r.carried.length ? " plus what was carried over (below)" : ""}; add them back with \`ops staging add pull/<number>\` or re-run with API access.`, "");
-  }
-  if (r.added.length || r.skipped.length) {
-    lines.push("| Source | Head | Result |", "| --- | --- | --- |");
-    for (const a of r.added) lines.push(`| ${sourceCell(a.source)} | \`${short(a.source.sha)}\` | ${OUTCOME[a.outcome]} |`);
-    for (const s of r.skipped) {
-      const files = s.files?.length ? `: ${s.files.slice(0, 10).map((f) => `\`${cell(f)}\``).join(", ")}${s.files.length > 10 ? ", \u2026" : ""}` : "";
-      lines.push(`| ${sourceCell(s.source)} | \`${short(s.source.sha)}\` | **skipped** (${s.reason}${files}) |`);
+var pullInfo = (pr) => ({ number: pr.number, title: pr.title, url: pr.url, branch: pr.headRef });
+function pullRequestRef(pr) {
+  if (pr.sameRepository) {
+    try {
+      return parseRef(`refs/heads/${pr.headRef}`);
+    } catch {
     }
-    lines.push("");
-  } else if (!r.pullsUnavailable) {
-    lines.push(`No open pull request carries the label \`${cell(names.label)}\`.`, "");
   }
-  if (r.carried.length) lines.push(`Pushed to ${names.staging} while the rebuild ran, and carried over: ${r.carried.map((c) => `\`${cell(c)}\``).join(", ")}.`, "");
-  if (r.dropped.length) lines.push(`No longer in ${names.staging}: ${r.dropped.map((d) => `\`${cell(d)}\``).join(", ")}.`, "");
-  if (r.comments.length) lines.push(`Comments: ${r.comments.map((c) => `#${c.number} ${c.result}`).join(", ")}.`, "");
-  return lines.join("\n");
+  return parseRef(`pull/${pr.number}`);
 }
-function skippedComment(s, names, runUrl) {
-  const when = runUrl ? `[the rebuild of \`${names.staging}\`](${runUrl})` : `the rebuild of \`${names.staging}\``;
-  const lines = [
-    COMMENT_MARKER,
-    `**Not in \`${names.staging}\`**: ${when} (${(/* @__PURE__ */ new Date()).toISOString().slice(0, 16).replace("T", " ")} UTC) could not re-apply this pull request at \`${short(s.source.sha)}\`.`,
-    "",
-    "```",
-    s.message,
-    "```",
-    ""
-  ];
-  if (s.reason === "conflict") {
-    lines.push(`It conflicts with \`${names.main}\` or with another pull request labelled \`${names.label}\` that was applied before it (oldest first). Resolve the conflict on this branch (merge or rebase \`${names.main}\`), or coordinate with the other pull request; the next rebuild tries again.`);
-  } else if (s.reason === "missing") {
-    lines.push("Its head could not be fetched. Check that the branch still exists.");
-  } else {
-    lines.push("Push new commits instead of rewriting the branch, or wait for the next rebuild.");
-  }
-  lines.push("", `<sub>Written by ops-pipeline staging-sync; remove the \`${names.label}\` label to stop re-applying this pull request.</sub>`);
-  return lines.join("\n");
+function requestedRefs(wanted) {
+  return wanted.flatMap((w) => w.request.kind === "pull" || w.request.kind === "ref" ? [w.request.remoteRef] : []);
 }
-var StagingRefusal = class extends OpsError {
-  constructor(reason, message, hint, files = []) {
-    super(message, hint);
-    this.reason = reason;
-    this.files = files;
-  }
-  reason;
-  files;
-  name = "StagingRefusal";
-};
+
+// core/runinfo.ts
+function clean(s) {
+  return s.replace(/[^\x20-\x7e]/g, "?").slice(0, 200);
+}
+function runUrl(processEnv = process.env) {
+  const { GITHUB_SERVER_URL: server, GITHUB_REPOSITORY: repo, GITHUB_RUN_ID: id2 } = processEnv;
+  return server && repo && id2 ? clean(`${server}/${repo}/actions/runs/${id2}`) : "";
+}
 
 // core/github.ts
 var REPOSITORY = /^[A-Za-z0-9_.-]{1,100}\/[A-Za-z0-9_.-]{1,100}$/;
@@ -25206,7 +25090,7 @@ function apiUrlFor(host) {
   return host === "github.com" || host === "www.github.com" ? "https://api.github.com" : `https://${host}/api/v3`;
 }
 function githubAccess(options) {
-  const { env } = options;
+  const env = options.processEnv;
   const token = options.token || env.GITHUB_TOKEN || env.GH_TOKEN || "";
   const fromUrl = options.remoteUrl ? repositoryFromUrl(options.remoteUrl) : void 0;
   const repository = env.GITHUB_REPOSITORY || fromUrl?.repository;
@@ -25295,35 +25179,222 @@ ${body}`;
   };
 }
 
-// core/staging.ts
-var STAGING_DEFAULTS = {
-  remote: "origin",
-  main: "master",
-  staging: "staging",
-  label: "staging",
-  retries: 3,
-  retryDelayMs: 2e3
+// core/staging/messages.ts
+var COMMENT_MARKER = "<!-- ops-pipeline:staging-sync -->";
+var short = (sha) => sha ? sha.slice(0, 7) : "(none)";
+function cell(text) {
+  return text.replace(/\|/g, "\\|").replace(/[\r\n]+/g, " ");
+}
+var OUTCOME = {
+  "fast-forward": "fast-forward",
+  merge: "merge commit",
+  "already-contained": "already contained"
 };
-function stagingSettings(raw) {
-  const remote = raw.remote || STAGING_DEFAULTS.remote;
-  const main = raw.main || STAGING_DEFAULTS.main;
-  const staging = raw.staging || STAGING_DEFAULTS.staging;
-  validate("gitRef", remote, "remote name");
-  validate("gitRef", main, "main branch");
-  validate("gitRef", staging, "staging branch");
-  if (main === staging) throw new OpsError(`the main branch and the staging branch are both "${main}"`, "staging must be a branch of its own (default: staging)");
-  const retriesText = String(raw.retries ?? STAGING_DEFAULTS.retries).trim();
-  if (!/^\d{1,2}$/.test(retriesText)) throw new OpsError(`invalid retries ${JSON.stringify(retriesText)}: expected a whole number from 0 to 99`);
-  return { remote, main, staging, retries: Number(retriesText), retryDelayMs: raw.retryDelayMs ?? STAGING_DEFAULTS.retryDelayMs, dryRun: raw.dryRun ?? false };
+function describeAdd(r, staging) {
+  const would = r.dryRun ? "would be " : "";
+  if (r.outcome === "already-contained") return `${r.source.display} (${short(r.source.sha)}) is already contained in ${staging} (${short(r.sha)}): nothing to do`;
+  const created = r.created ? ` (${staging} did not exist: ${would || ""}created from the main branch)` : "";
+  return `${r.source.display} (${short(r.source.sha)}) ${would}added to ${staging} by ${OUTCOME[r.outcome]}: ${short(r.before)} \u2192 ${short(r.sha)}${created}`;
 }
-function checkLabel(label) {
-  if (!label.trim() || label.length > 50 || /[\r\n,]/.test(label)) throw new OpsError(`invalid label ${JSON.stringify(label)}`, "a GitHub label name: up to 50 characters, no commas or line breaks");
-  return label.trim();
+function addSummary(r, names) {
+  const lines = [`### ${r.dryRun ? "Dry run: " : ""}staging sync: add ${cell(r.source.display)}`, "", describeAdd(r, names.staging).replace(/\b([0-9a-f]{7})\b/g, "`$1`"), ""];
+  if (r.alsoAdded.length || r.skipped.length) {
+    lines.push(`Open pull requests labelled \`${cell(names.label)}\` that ${names.staging} lacked (a cancelled run's work):`, "", "| Source | Head | Result |", "| --- | --- | --- |");
+    for (const a of r.alsoAdded) lines.push(`| ${sourceCell(a.source)} | \`${short(a.source.sha)}\` | ${OUTCOME[a.outcome]} |`);
+    for (const s of r.skipped) lines.push(`| ${sourceCell(s.source)} | \`${short(s.source.sha)}\` | **skipped** (${s.reason}) |`);
+    lines.push("");
+  }
+  if (r.pullsUnavailable) lines.push(`> **Warning**: other pull requests labelled \`${cell(names.label)}\` were **not checked**: ${cell(r.pullsUnavailable)}.`, "");
+  return lines.join("\n");
 }
+function sourceCell(s) {
+  return s.pull ? `[#${s.pull.number}](${s.pull.url}) ${cell(s.pull.title)}` : `\`${cell(s.display)}\``;
+}
+function rebuildSummary(r, names) {
+  const lines = [
+    `### ${r.dryRun ? "Dry run: " : ""}staging sync: rebuild ${names.staging} from ${names.main}`,
+    "",
+    `\`${names.staging}\`: \`${short(r.before)}\` \u2192 \`${short(r.after)}\` (${names.main} at \`${short(r.main)}\`)${r.changed ? "" : " \u2014 unchanged"}`,
+    ""
+  ];
+  if (r.pullsUnavailable) {
+    lines.push(`> **Warning**: pull requests labelled \`${cell(names.label)}\` were **not re-applied**: ${cell(r.pullsUnavailable)}.`, `> ${names.staging} is now ${names.main}${r.carried.length ? " plus what was carried over (below)" : ""}; add them back with \`ops staging add pull/<number>\` or re-run with API access.`, "");
+  }
+  if (r.added.length || r.skipped.length) {
+    lines.push("| Source | Head | Result |", "| --- | --- | --- |");
+    for (const a of r.added) lines.push(`| ${sourceCell(a.source)} | \`${short(a.source.sha)}\` | ${OUTCOME[a.outcome]} |`);
+    for (const s of r.skipped) {
+      const files = s.files?.length ? `: ${s.files.slice(0, 10).map((f) => `\`${cell(f)}\``).join(", ")}${s.files.length > 10 ? ", \u2026" : ""}` : "";
+      lines.push(`| ${sourceCell(s.source)} | \`${short(s.source.sha)}\` | **skipped** (${s.reason}${files}) |`);
+    }
+    lines.push("");
+  } else if (!r.pullsUnavailable) {
+    lines.push(`No open pull request carries the label \`${cell(names.label)}\`.`, "");
+  }
+  if (r.carried.length) lines.push(`Pushed to ${names.staging} while the rebuild ran, and carried over: ${r.carried.map((c) => `\`${cell(c)}\``).join(", ")}.`, "");
+  if (r.dropped.length) lines.push(`No longer in ${names.staging}: ${r.dropped.map((d) => `\`${cell(d)}\``).join(", ")}.`, "");
+  if (r.comments.length) lines.push(`Comments: ${r.comments.map((c) => `#${c.number} ${c.result}`).join(", ")}.`, "");
+  return lines.join("\n");
+}
+function skippedComment(s, names, runUrl2) {
+  const when = runUrl2 ? `[the rebuild of \`${names.staging}\`](${runUrl2})` : `the rebuild of \`${names.staging}\``;
+  const lines = [
+    COMMENT_MARKER,
+    `**Not in \`${names.staging}\`**: ${when} (${(/* @__PURE__ */ new Date()).toISOString().slice(0, 16).replace("T", " ")} UTC) could not re-apply this pull request at \`${short(s.source.sha)}\`.`,
+    "",
+    "```",
+    s.message,
+    "```",
+    ""
+  ];
+  if (s.reason === "conflict") {
+    lines.push(`It conflicts with \`${names.main}\` or with another pull request labelled \`${names.label}\` that was applied before it (oldest first). Resolve the conflict on this branch (merge or rebase \`${names.main}\`), or coordinate with the other pull request; the next rebuild tries again.`);
+  } else if (s.reason === "missing") {
+    lines.push("Its head could not be fetched. Check that the branch still exists.");
+  } else {
+    lines.push("Push new commits instead of rewriting the branch, or wait for the next rebuild.");
+  }
+  lines.push("", `<sub>Written by ops-pipeline staging-sync; remove the \`${names.label}\` label to stop re-applying this pull request.</sub>`);
+  return lines.join("\n");
+}
+var StagingRefusal = class extends OpsError {
+  constructor(reason, message, hint, files = []) {
+    super(message, hint);
+    this.reason = reason;
+    this.files = files;
+  }
+  reason;
+  files;
+  name = "StagingRefusal";
+};
+
+// core/staging/plan.ts
+var REF_TRAILER = "Staging-Ref";
+var HEAD_TRAILER = "Staging-Head";
+function decideAdd(facts) {
+  if (facts.rewritten.length > 0) return "refuse-rewritten";
+  if (facts.contained) return "already-contained";
+  if (facts.stagingIsAncestor) return "fast-forward";
+  return "merge";
+}
+function mergeMessage(source, staging) {
+  const short2 = source.sha.slice(0, 12);
+  const what = source.pull ? `pull request #${source.pull.number} (${source.pull.branch})` : source.display;
+  const subject = `Merge ${what} at ${short2} into ${staging}`;
+  const body = source.pull ? [`${source.pull.title}
+${source.pull.url}`] : [];
+  const trailers = [...source.key ? [`${REF_TRAILER}: ${source.key}`] : [], `${HEAD_TRAILER}: ${source.sha}`].join("\n");
+  return [subject, ...body, trailers];
+}
+var LOG_FORMAT = `%H%x1f%P%x1f%(trailers:key=${REF_TRAILER},valueonly,separator=%x1d)%x1f%(trailers:key=${HEAD_TRAILER},valueonly,separator=%x1d)%x1e`;
+function parseLog(output) {
+  return output.split("").map((e) => e.replace(/^\n+/, "")).filter((e) => e.trim() !== "").map((e) => {
+    const [sha = "", parents = "", refs = "", heads = ""] = e.split("");
+    const list = (s) => s.split("").map((v) => v.trim()).filter(Boolean);
+    return { sha: sha.trim(), parents: parents.trim().split(/\s+/).filter(Boolean), refs: list(refs), heads: list(heads) };
+  });
+}
+function trailerRecords(commits) {
+  const out = [];
+  for (const c of commits) {
+    if (c.parents.length < 2) continue;
+    const key = c.refs[0];
+    const head = c.heads[0];
+    if (key && head && FULL_SHA.test(head) && c.parents.slice(1).includes(head) && isTrackable(key)) out.push({ key, head, via: "trailer" });
+  }
+  return out;
+}
+function uniqueRecords(records) {
+  const seen = /* @__PURE__ */ new Set();
+  return records.filter((r) => {
+    const id2 = `${r.key} ${r.head}`;
+    if (seen.has(id2)) return false;
+    seen.add(id2);
+    return true;
+  });
+}
+function uncoveredCommits(arrived, carriedHeads) {
+  return arrived.filter((c) => !(c.parents.length > 1 && c.heads.some((h) => carriedHeads.has(h))));
+}
+function pushHint(stderr, branch) {
+  if (/without `?workflows`? permission/i.test(stderr)) {
+    return 'the change touches .github/workflows, which the workflow GITHUB_TOKEN may not push: use a GitHub App or fine-grained token with the "workflows" permission as github-token (and in actions/checkout)';
+  }
+  if (/protected branch|GH006|pre-receive hook declined/i.test(stderr)) {
+    return `${branch} is protected against this push: allow the pipeline's token to push to ${branch} (branch protection or rulesets)`;
+  }
+  if (/authentication|permission denied|403|could not read username/i.test(stderr)) {
+    return "the push was not authorised: on a runner, give the job `permissions: contents: write` and keep actions/checkout's persisted credentials; on a laptop, check your git credentials for the remote";
+  }
+  return void 0;
+}
+
+// core/staging/apply.ts
+async function oneline(git2, revs, paths = [], max = 20) {
+  const out = await git2.out(["--literal-pathspecs", "log", "--no-merges", `--max-count=${max}`, "--format=%h %s", ...revs, "--", ...paths]);
+  return out.split("\n").filter(Boolean);
+}
+var bullet = (lines) => lines.map((l) => `  ${l}`).join("\n");
+async function rewrittenRefusal(ctx, source, earlier, main) {
+  const { staging } = ctx.settings;
+  const gone = await oneline(ctx.git, [earlier.head, `^${source.sha}`, `^${main}`]);
+  const instead = await oneline(ctx.git, [source.sha, `^${earlier.head}`, `^${main}`]);
+  const message = [
+    `${source.display} was rewritten since it was added to ${staging}: the head added then, ${short(earlier.head)}, is no longer part of it (rebased, amended, reset or force-pushed). ${staging} was not changed.`,
+    `In ${staging}, but no longer in ${source.display}:`,
+    bullet(gone.length ? gone : [`(${short(earlier.head)} itself)`]),
+    ...instead.length ? [`In ${source.display} now instead:`, bullet(instead)] : []
+  ].join("\n");
+  const hint = `${staging} keeps what was added. Either bring the branch back to ${short(earlier.head)} and push new commits on top (revert or fix-up commits instead of rewriting), or rebuild ${staging} (\`ops staging rebuild\`, or wait for the scheduled rebuild): it starts again from ${ctx.settings.main} and re-applies the labelled pull requests.`;
+  return new StagingRefusal("rewritten", message, hint);
+}
+async function conflictRefusal(ctx, source, base, main, files) {
+  const { staging } = ctx.settings;
+  const withMain = await ctx.git.run(["merge-tree", "--write-tree", "--name-only", "--no-messages", main, source.sha]);
+  const touching = await oneline(ctx.git, [base, `^${main}`, `^${source.sha}`], files, 10);
+  const message = [
+    `${source.display} (${short(source.sha)}) conflicts with ${staging} (${short(base)}) in ${files.length} file${files.length === 1 ? "" : "s"}; ${staging} was not changed:`,
+    bullet(files),
+    ...touching.length ? [`Commits in ${staging} (not in ${ctx.settings.main}) that change ${files.length === 1 ? "it" : "them"}:`, bullet(touching)] : []
+  ].join("\n");
+  const hint = withMain.code === 1 ? `it conflicts with ${ctx.settings.main} itself: merge or rebase ${ctx.settings.main} into ${source.display} and resolve, then add it again` : `the conflict is with work already in ${staging}, not with ${ctx.settings.main}: coordinate with the branch that made the commits above, or rebuild ${staging} once it is gone`;
+  return new StagingRefusal("conflict", message, hint, files);
+}
+async function applyLocally(ctx, base, main, source, records) {
+  const { git: git2 } = ctx;
+  const mine = source.key ? records.filter((r) => r.key === source.key) : [];
+  const rewritten = [];
+  for (const r of mine) if (!await git2.isAncestor(r.head, source.sha)) rewritten.push(r);
+  const contained = await git2.isAncestor(source.sha, base);
+  const stagingIsAncestor = !contained && await git2.isAncestor(base, source.sha);
+  switch (decideAdd({ rewritten, contained, stagingIsAncestor })) {
+    case "refuse-rewritten":
+      throw await rewrittenRefusal(ctx, source, rewritten[0], main);
+    case "already-contained":
+      return { outcome: "already-contained", sha: base };
+    case "fast-forward":
+      return { outcome: "fast-forward", sha: source.sha };
+    case "merge": {
+      const args = ["merge-tree", "--write-tree", "-z", "--name-only", "--no-messages", base, source.sha];
+      const r = await git2.run(args);
+      const [tree = "", ...rest] = r.stdout.split("\0");
+      if (r.code === 1) throw await conflictRefusal(ctx, source, base, main, [...new Set(rest.filter(Boolean))]);
+      if (r.code !== 0) throw new GitError(args, r, /unrelated/.test(r.stderr) ? `${source.display} shares no history with ${ctx.settings.staging}` : void 0);
+      const message = mergeMessage(source, ctx.settings.staging);
+      const date = `${await git2.out(["log", "--no-walk=sorted", "-1", "--format=%ct", base, source.sha])} +0000`;
+      const sha = await git2.out(["commit-tree", "--no-gpg-sign", tree.trim(), "-p", base, "-p", source.sha, ...message.flatMap((m) => ["-m", m])], {
+        env: { GIT_AUTHOR_DATE: date, GIT_COMMITTER_DATE: date }
+      });
+      return { outcome: "merge", sha };
+    }
+  }
+}
+
+// core/staging/remote.ts
 var LOCAL = "refs/ops-staging/";
 var MIN_GIT = [2, 38];
 async function openRepository(dir, options) {
-  const probe = new Git(dir, { processEnv: options.env, identity: options.identity ?? DEFAULT_IDENTITY, interactive: options.interactive });
+  const probe = new Git(dir, { processEnv: options.processEnv, identity: options.identity ?? DEFAULT_IDENTITY, interactive: options.interactive });
   const [major, minor] = await probe.version();
   if (major < MIN_GIT[0] || major === MIN_GIT[0] && minor < MIN_GIT[1]) {
     throw new OpsError(`git ${major}.${minor} is too old for staging sync (it needs ${MIN_GIT.join(".")} or later, for merge-tree --write-tree)`, "install a newer git (Debian 12 has 2.39)");
@@ -25426,65 +25497,6 @@ async function recordsAt(ctx, tip, main, tracking) {
   }
   return uniqueRecords(records);
 }
-async function oneline(git2, revs, paths = [], max = 20) {
-  const out = await git2.out(["--literal-pathspecs", "log", "--no-merges", `--max-count=${max}`, "--format=%h %s", ...revs, "--", ...paths]);
-  return out.split("\n").filter(Boolean);
-}
-var bullet = (lines) => lines.map((l) => `  ${l}`).join("\n");
-async function rewrittenRefusal(ctx, source, earlier, main) {
-  const { staging } = ctx.settings;
-  const gone = await oneline(ctx.git, [earlier.head, `^${source.sha}`, `^${main}`]);
-  const instead = await oneline(ctx.git, [source.sha, `^${earlier.head}`, `^${main}`]);
-  const message = [
-    `${source.display} was rewritten since it was added to ${staging}: the head added then, ${short(earlier.head)}, is no longer part of it (rebased, amended, reset or force-pushed). ${staging} was not changed.`,
-    `In ${staging}, but no longer in ${source.display}:`,
-    bullet(gone.length ? gone : [`(${short(earlier.head)} itself)`]),
-    ...instead.length ? [`In ${source.display} now instead:`, bullet(instead)] : []
-  ].join("\n");
-  const hint = `${staging} keeps what was added. Either bring the branch back to ${short(earlier.head)} and push new commits on top (revert or fix-up commits instead of rewriting), or rebuild ${staging} (\`ops staging rebuild\`, or wait for the scheduled rebuild): it starts again from ${ctx.settings.main} and re-applies the labelled pull requests.`;
-  return new StagingRefusal("rewritten", message, hint);
-}
-async function conflictRefusal(ctx, source, base, main, files) {
-  const { staging } = ctx.settings;
-  const withMain = await ctx.git.run(["merge-tree", "--write-tree", "--name-only", "--no-messages", main, source.sha]);
-  const touching = await oneline(ctx.git, [base, `^${main}`, `^${source.sha}`], files, 10);
-  const message = [
-    `${source.display} (${short(source.sha)}) conflicts with ${staging} (${short(base)}) in ${files.length} file${files.length === 1 ? "" : "s"}; ${staging} was not changed:`,
-    bullet(files),
-    ...touching.length ? [`Commits in ${staging} (not in ${ctx.settings.main}) that change ${files.length === 1 ? "it" : "them"}:`, bullet(touching)] : []
-  ].join("\n");
-  const hint = withMain.code === 1 ? `it conflicts with ${ctx.settings.main} itself: merge or rebase ${ctx.settings.main} into ${source.display} and resolve, then add it again` : `the conflict is with work already in ${staging}, not with ${ctx.settings.main}: coordinate with the branch that made the commits above, or rebuild ${staging} once it is gone`;
-  return new StagingRefusal("conflict", message, hint, files);
-}
-async function applyLocally(ctx, base, main, source, records) {
-  const { git: git2 } = ctx;
-  const mine = source.key ? records.filter((r) => r.key === source.key) : [];
-  const rewritten = [];
-  for (const r of mine) if (!await git2.isAncestor(r.head, source.sha)) rewritten.push(r);
-  const contained = await git2.isAncestor(source.sha, base);
-  const stagingIsAncestor = !contained && await git2.isAncestor(base, source.sha);
-  switch (decideAdd({ rewritten, contained, stagingIsAncestor })) {
-    case "refuse-rewritten":
-      throw await rewrittenRefusal(ctx, source, rewritten[0], main);
-    case "already-contained":
-      return { outcome: "already-contained", sha: base };
-    case "fast-forward":
-      return { outcome: "fast-forward", sha: source.sha };
-    case "merge": {
-      const args = ["merge-tree", "--write-tree", "-z", "--name-only", "--no-messages", base, source.sha];
-      const r = await git2.run(args);
-      const [tree = "", ...rest] = r.stdout.split("\0");
-      if (r.code === 1) throw await conflictRefusal(ctx, source, base, main, [...new Set(rest.filter(Boolean))]);
-      if (r.code !== 0) throw new GitError(args, r, /unrelated/.test(r.stderr) ? `${source.display} shares no history with ${ctx.settings.staging}` : void 0);
-      const message = mergeMessage(source, ctx.settings.staging);
-      const date = `${await git2.out(["log", "--no-walk=sorted", "-1", "--format=%ct", base, source.sha])} +0000`;
-      const sha = await git2.out(["commit-tree", "--no-gpg-sign", tree.trim(), "-p", base, "-p", source.sha, ...message.flatMap((m) => ["-m", m])], {
-        env: { GIT_AUTHOR_DATE: date, GIT_COMMITTER_DATE: date }
-      });
-      return { outcome: "merge", sha };
-    }
-  }
-}
 async function pushAtomic(ctx, updates) {
   const args = ["push", "--atomic", "--porcelain", ctx.settings.remote];
   for (const u of updates) if (u.lease !== void 0) args.push(`--force-with-lease=${u.ref}:${u.lease}`);
@@ -25506,6 +25518,8 @@ async function backoff(ctx, attempt) {
   const ms = ctx.settings.retryDelayMs * attempt * (0.5 + Math.random());
   if (ms > 0) await new Promise((r) => setTimeout(r, ms));
 }
+
+// core/staging/add.ts
 async function listLabelled(ctx, labelled) {
   if (!labelled) return { pulls: [] };
   if (!labelled.github.api) return { pulls: [], unavailable: labelled.github.unavailable };
@@ -25610,19 +25624,8 @@ ${ctx.settings.dryRun ? "would still be added" : "still added"}, as labelled pul
     });
   }
 }
-var pullInfo = (pr) => ({ number: pr.number, title: pr.title, url: pr.url, branch: pr.headRef });
-function pullRequestRef(pr) {
-  if (pr.sameRepository) {
-    try {
-      return parseRef(`refs/heads/${pr.headRef}`);
-    } catch {
-    }
-  }
-  return parseRef(`pull/${pr.number}`);
-}
-function requestedRefs(wanted) {
-  return wanted.flatMap((w) => w.request.kind === "pull" || w.request.kind === "ref" ? [w.request.remoteRef] : []);
-}
+
+// core/staging/rebuild.ts
 async function rebuildStaging(ctx, options) {
   const { staging, retries, remote } = ctx.settings;
   const { reporter } = ctx;
@@ -25748,16 +25751,43 @@ async function finish(ctx, options, result) {
   }
   return result;
 }
+
+// core/staging/settings.ts
+var STAGING_DEFAULTS = {
+  remote: "origin",
+  main: "master",
+  staging: "staging",
+  label: "staging",
+  retries: 3,
+  retryDelayMs: 2e3
+};
+function stagingSettings(raw) {
+  const remote = raw.remote || STAGING_DEFAULTS.remote;
+  const main = raw.main || STAGING_DEFAULTS.main;
+  const staging = raw.staging || STAGING_DEFAULTS.staging;
+  validate("gitRef", remote, "remote name");
+  validate("gitRef", main, "main branch");
+  validate("gitRef", staging, "staging branch");
+  if (main === staging) throw new OpsError(`the main branch and the staging branch are both "${main}"`, "staging must be a branch of its own (default: staging)");
+  const retries = wholeNumber(String(raw.retries ?? STAGING_DEFAULTS.retries), "retries", { max: 99 });
+  return { remote, main, staging, retries, retryDelayMs: raw.retryDelayMs ?? STAGING_DEFAULTS.retryDelayMs, dryRun: raw.dryRun ?? false };
+}
+function checkLabel(label) {
+  if (!label.trim() || label.length > 50 || /[\r\n,]/.test(label)) throw new OpsError(`invalid label ${JSON.stringify(label)}`, "a GitHub label name: up to 50 characters, no commas or line breaks");
+  return label.trim();
+}
+
+// core/staging/run.ts
 var id = (s) => s.pull ? `#${s.pull.number}` : s.display;
 async function runStaging(run) {
   const { settings, reporter } = run;
-  const git2 = await openRepository(run.repo, { identity: run.identity, env: run.env, interactive: run.interactive, remote: settings.remote });
+  const git2 = await openRepository(run.repo, { identity: run.identity, processEnv: run.processEnv, interactive: run.interactive, remote: settings.remote });
   const ctx = { git: git2, reporter, settings };
   if (run.mode === "add" && !run.ref) throw new OpsError("nothing to add: no ref given", "give the branch, tag, pull request (pull/12) or sha to add (input ref, or `ops staging add <ref>`)");
   const label = checkLabel(run.label ?? STAGING_DEFAULTS.label);
   const remoteUrl = (await git2.run(["remote", "get-url", "--", settings.remote])).stdout.trim();
   if (run.token) reporter.mask(run.token);
-  const github = githubAccess({ token: run.token, env: run.env, remoteUrl });
+  const github = githubAccess({ token: run.token, processEnv: run.processEnv, remoteUrl });
   if (run.mode === "add") {
     const what = run.pull ? `pull request #${run.pull.number}` : run.ref;
     const result2 = await reporter.group(`add ${what} to ${settings.staging}`, () => addToStaging(ctx, run.ref, run.pull, { labelled: { github, label } }));
@@ -25785,16 +25815,12 @@ async function runStaging(run) {
   await reporter.summary(rebuildSummary(result, names));
   return result;
 }
-function runUrlFrom(env) {
-  const { GITHUB_SERVER_URL: server, GITHUB_REPOSITORY: repo, GITHUB_RUN_ID: id2 } = env;
-  return server && repo && id2 ? `${server}/${repo}/actions/runs/${id2}` : void 0;
-}
 
 // actions/staging-sync/main.ts
 await runAction(async ({ ops, reporter, input, flag }) => {
   const mode = input("mode");
   if (mode !== "add" && mode !== "rebuild") throw new OpsError(mode ? `invalid mode "${mode}"` : "the mode input is missing", 'mode is "add" or "rebuild"');
-  const event = mode === "add" && !input("ref") ? refFromEvent(context2.payload, ops.env.GITHUB_REPOSITORY) : void 0;
+  const event = mode === "add" && !input("ref") ? refFromEvent(context2.payload, ops.processEnv.GITHUB_REPOSITORY) : void 0;
   await runStaging({
     mode,
     ref: input("ref") || event?.ref,
@@ -25811,9 +25837,9 @@ await runAction(async ({ ops, reporter, input, flag }) => {
     label: input("label") || void 0,
     comment: flag("comment", true),
     token: input("github-token") || void 0,
-    env: ops.env,
+    processEnv: ops.processEnv,
     reporter,
-    runUrl: runUrlFrom(ops.env)
+    runUrl: runUrl(ops.processEnv) || void 0
   });
 });
 /*! Bundled license information:

@@ -117,7 +117,8 @@ describe.sequential('deploy on a provisioned host', () => {
     const repo = await appRepo();
     const git = (...args: string[]) => execFileSync('git', ['-C', repo, ...args], { encoding: 'utf8' }).trim();
     const [v1, v2] = [git('rev-parse', 'v1^{commit}'), git('rev-parse', 'v2^{commit}')];
-    const subjects = git('log', '--format=%s', 'v1..v2').split('\n');
+    const subjects = git('log', '--format=%s', 'v1..v2').split('\n').filter(Boolean);
+    expect(subjects.length).toBeGreaterThan(0);
     const releasesBefore = await listReleases(project.ctx(), project.env());
     const auditBefore = await auditLog(project.ctx(), project.env(), 100);
     const cli = (...argv: string[]) => runOps(argv, { root: project.root, processEnv: { PATH: process.env.PATH, HOME: process.env.HOME, USER: 'e2e', NO_COLOR: '1' } });

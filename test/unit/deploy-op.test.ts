@@ -74,6 +74,7 @@ describe('deploy operation', () => {
     expect(h.remote.uploads[0]!.content.subarray(0, 4).toString()).toBe('PACK');
     expect(h.remote.uploads[1]!.content.toString()).toContain("DB='postgresql://u:s3cret-db-pass@db/x'");
     expect(h.remote.uploads[2]!.content.toString()).toContain('DB=postgresql://u:s3cret-db-pass@db/x\0');
+    expect(h.remote.runs.length).toBeGreaterThan(5);
     for (const run of h.remote.runs) expect(run.stdin + run.commandLine).not.toContain('s3cret-db-pass');
     // The previous release is kept warm: no stop step. The audit line is written with the unlock.
     const audit = /printf '%s\\n' '(\{.*\})' >> \/srv\/sample\/\.ops\/audit\.log/.exec(h.remote.runs.at(-1)!.stdin);

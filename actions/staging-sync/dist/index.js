@@ -13688,7 +13688,7 @@ var require_fetch = __commonJS({
     function handleFetchDone(response) {
       finalizeAndReportTiming(response, "fetch");
     }
-    function fetch2(input, init = void 0) {
+    function fetch3(input, init = void 0) {
       webidl.argumentLengthCheck(arguments, 1, "globalThis.fetch");
       let p = createDeferredPromise();
       let requestObject;
@@ -14643,7 +14643,7 @@ var require_fetch = __commonJS({
       }
     }
     module.exports = {
-      fetch: fetch2,
+      fetch: fetch3,
       Fetch,
       fetching,
       finalizeAndReportTiming
@@ -19181,7 +19181,7 @@ var require_undici = __commonJS({
     module.exports.setGlobalDispatcher = setGlobalDispatcher;
     module.exports.getGlobalDispatcher = getGlobalDispatcher;
     var fetchImpl = require_fetch().fetch;
-    module.exports.fetch = async function fetch2(init, options = void 0) {
+    module.exports.fetch = async function fetch3(init, options = void 0) {
       try {
         return await fetchImpl(init, options);
       } catch (err) {
@@ -21047,8 +21047,8 @@ function isPlainObject2(value) {
 }
 var noop = () => "";
 async function fetchWrapper(requestOptions) {
-  const fetch2 = requestOptions.request?.fetch || globalThis.fetch;
-  if (!fetch2) {
+  const fetch3 = requestOptions.request?.fetch || globalThis.fetch;
+  if (!fetch3) {
     throw new Error(
       "fetch is not set. Please pass a fetch implementation as new Octokit({ request: { fetch }}). Learn more at https://github.com/octokit/octokit.js/#fetch-missing"
     );
@@ -21064,7 +21064,7 @@ async function fetchWrapper(requestOptions) {
   );
   let fetchResponse;
   try {
-    fetchResponse = await fetch2(requestOptions.url, {
+    fetchResponse = await fetch3(requestOptions.url, {
       method: requestOptions.method,
       body,
       redirect: requestOptions.request?.redirect,
@@ -25102,17 +25102,21 @@ function githubAccess(options) {
   const apiUrl = (env.GITHUB_API_URL || (fromUrl && !env.GITHUB_REPOSITORY ? apiUrlFor(fromUrl.host) : "https://api.github.com")).replace(/\/+$/, "");
   return { api: restApi({ token, repository, apiUrl, timeoutMs: options.timeoutMs ?? 15e3 }) };
 }
-function apiError(what, apiUrl, e) {
+function fetchWithDeadline(ms) {
+  return (input, init = {}) => fetch(input, { ...init, signal: init.signal ? AbortSignal.any([init.signal, AbortSignal.timeout(ms)]) : AbortSignal.timeout(ms) });
+}
+function apiError(what, options, e) {
+  const { apiUrl, timeoutMs } = options;
   const status = e.status;
-  const message = e instanceof Error ? e.message : String(e);
+  const timedOut = (x) => x instanceof Error && (x.name === "TimeoutError" || timedOut(x.cause));
+  const message = timedOut(e) ? `no answer within ${timeoutMs / 1e3} s` : e instanceof Error ? e.message : String(e);
   const hint = status === 401 ? "the token is invalid or expired" : status === 403 || status === 404 ? "the token needs read access to pull requests (and pull-requests: write or issues: write to comment), and the repository must exist" : `is ${apiUrl} reachable? ($GITHUB_API_URL sets it)`;
-  return new OpsError(`GitHub API: cannot ${what}: ${status ? `HTTP ${status} ` : ""}${message}`, hint);
+  return new OpsError(`GitHub API: cannot ${what}: ${status && !timedOut(e) ? `HTTP ${status} ` : ""}${message}`, hint);
 }
 var MAX_PULLS = 1e3;
 function restApi(options) {
-  const octokit = getOctokit(options.token, { baseUrl: options.apiUrl });
+  const octokit = getOctokit(options.token, { baseUrl: options.apiUrl, request: { fetch: fetchWithDeadline(options.timeoutMs) } });
   const [owner, repo] = options.repository.split("/");
-  const request2 = () => ({ signal: AbortSignal.timeout(options.timeoutMs) });
   return {
     repository: options.repository,
     async labelledPulls(label) {
@@ -25125,8 +25129,7 @@ function restApi(options) {
           state: "open",
           sort: "created",
           direction: "asc",
-          per_page: 100,
-          request: request2()
+          per_page: 100
         });
         let seen = 0;
         for await (const page of pages) {
@@ -25147,7 +25150,7 @@ function restApi(options) {
           if (seen >= MAX_PULLS) break;
         }
       } catch (e) {
-        throw apiError(`list the open pull requests of ${options.repository}`, options.apiUrl, e);
+        throw apiError(`list the open pull requests of ${options.repository}`, options, e);
       }
       return found.sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.number - b.number);
     },
@@ -25160,20 +25163,19 @@ ${body}`;
           owner,
           repo,
           issue_number: number,
-          per_page: 100,
-          request: request2()
+          per_page: 100
         })) {
           const mine = page.data.find((c) => c.body?.includes(marker));
           if (mine) existing = mine.id;
         }
         if (existing !== void 0) {
-          await octokit.rest.issues.updateComment({ owner, repo, comment_id: existing, body: text, request: request2() });
+          await octokit.rest.issues.updateComment({ owner, repo, comment_id: existing, body: text });
           return "updated";
         }
-        await octokit.rest.issues.createComment({ owner, repo, issue_number: number, body: text, request: request2() });
+        await octokit.rest.issues.createComment({ owner, repo, issue_number: number, body: text });
         return "created";
       } catch (e) {
-        throw apiError(`comment on pull request #${number}`, options.apiUrl, e);
+        throw apiError(`comment on pull request #${number}`, options, e);
       }
     }
   };

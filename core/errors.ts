@@ -46,6 +46,7 @@ export class DiskFullError extends StepError {
 /** The text of an error that says a disk or quota is full (ENOSPC, EDQUOT, as tools print them). */
 export const DISK_FULL = /No space left on device|Disk quota exceeded/i;
 
+/** `text` with `prefix` before each line (quoted tool output inside a message). */
 export function indent(text: string, prefix = '  | '): string {
   return text
     .split('\n')

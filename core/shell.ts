@@ -57,6 +57,7 @@ export function patternOf(kind: ValueKind): RegExp {
   return CHECKS[kind].pattern;
 }
 
+/** Whether `value` matches the pattern for `kind` (no throw; `validate` throws with the form expected). */
 export function isValid(kind: ValueKind, value: string): boolean {
   return CHECKS[kind].pattern.test(value);
 }

@@ -23,6 +23,7 @@ async function tryRev(repo: string, rev: string, peel = '^{commit}'): Promise<st
   }
 }
 
+/** @throws OpsError when `repo` does not exist or is not a git repository (with where to set it). */
 export async function checkRepository(repo: string): Promise<void> {
   if (!existsSync(repo)) throw new OpsError(`the repository to deploy, ${repo}, does not exist`, 'set `repository` in the environment, or run from the app\'s checkout');
   try {

@@ -301,6 +301,7 @@ export class ConfigError extends OpsError {
   }
 }
 
+/** <root>/environments: where the environment folders are. */
 export function environmentsDir(root: string): string {
   return join(root, 'environments');
 }
@@ -390,6 +391,10 @@ export function parseEnvironment(doc: unknown, file: string): EnvironmentConfig 
   return config;
 }
 
+/**
+ * A YAML file's content (any shape), `label` naming it in errors.
+ * @throws OpsError when it cannot be read or parsed (with the line and column).
+ */
 export function readYamlFile(file: string, label = file): unknown {
   let text: string;
   try {

@@ -65,6 +65,7 @@ export function string(opts: { pattern?: RegExp; form?: string; check?: (v: stri
   };
 }
 
+/** An integer from `min` to `max` (inclusive); `form` says it in messages and docs. */
 export function integer(min: number, max: number, form?: string): Schema<number> {
   const f = form ?? `an integer ${min}-${max}`;
   return {
@@ -77,6 +78,7 @@ export function integer(min: number, max: number, form?: string): Schema<number>
   };
 }
 
+/** A number from `min` to `max` (inclusive); `form` says it in messages and docs. */
 export function number(min: number, max: number, form?: string): Schema<number> {
   const f = form ?? `a number ${min}-${max}`;
   return {
@@ -89,6 +91,7 @@ export function number(min: number, max: number, form?: string): Schema<number> 
   };
 }
 
+/** true or false (YAML booleans only). */
 export function boolean(): Schema<boolean> {
   return {
     form: 'true or false',
@@ -100,6 +103,7 @@ export function boolean(): Schema<boolean> {
   };
 }
 
+/** One of the given strings. */
 export function oneOf<const V extends string>(values: readonly V[]): Schema<V> {
   const form = `one of ${values.map((v) => JSON.stringify(v)).join(', ')}`;
   return {
@@ -112,6 +116,7 @@ export function oneOf<const V extends string>(values: readonly V[]): Schema<V> {
   };
 }
 
+/** A list of `item`, at least `opts.min` long. */
 export function list<T>(item: Schema<T>, opts: { min?: number; form?: string } = {}): Schema<T[]> {
   const form = opts.form ?? `a list of ${item.form}`;
   return {
@@ -193,10 +198,12 @@ export interface Field<T, P extends Presence = Presence> {
   default?: unknown;
 }
 
+/** A required key: absent is a problem. */
 export function req<T>(schema: Schema<T>, doc: string): Field<T, 'required'> {
   return { schema, doc, presence: 'required' };
 }
 
+/** An optional key; with `defaultValue`, the value when absent (shown in the reference). */
 export function opt<T>(schema: Schema<T>, doc: string): Field<T, 'optional'>;
 export function opt<T>(schema: Schema<T>, doc: string, defaultValue: unknown): Field<T, 'defaulted'>;
 export function opt<T>(schema: Schema<T>, doc: string, defaultValue?: unknown): Field<T> {

@@ -81,6 +81,10 @@ export interface HostState {
   disk?: DiskSpace;
 }
 
+/**
+ * The host's state as the deploy-state step reports it (what is live, slot, releases and history, known
+ * commits, disk). Pure; missing reports give empty values.
+ */
 export function parseState(r: StepResult): HostState {
   const slot = reported(r, 'slot');
   const slotReleases: Partial<Record<Slot, string>> = {};
@@ -383,6 +387,14 @@ export async function readLive(ctx: OpsContext, env: Environment): Promise<HostL
   }
 }
 
+/**
+ * Put a ref live on every host of the environment (README: "How a deploy works"): resolve it once, then per
+ * batch of hosts, under the lock, send what each host lacks, build, migrate (first host), start, check and
+ * switch. `options.dryRun` prints the plan and changes nothing; the live sha is a no-op unless `force`.
+ * @returns per host: release, previous release, steps with durations. @throws OpsError (refused input,
+ * collisions, a failed step naming host, step and output); a failure before the switch leaves the live
+ * release serving, and a failed rollout says which hosts run which release.
+ */
 export async function deploy(ctx: OpsContext, env: Environment, options: DeployOptions = {}): Promise<DeployResult> {
   // Apps sharing a host: refused before anything else (a dry run too: it is the plan) when they collide.
   const sharing = refuseCollisions(env, ctx.reporter);
@@ -442,6 +454,7 @@ export async function deploy(ctx: OpsContext, env: Environment, options: DeployO
   };
 }
 
+/** The job summary (Markdown) of a deploy or its dry run. */
 export function deploySummary(r: DeployResult): string {
   if (r.dryRun) return ['### Deploy plan (dry run: nothing changed)', '', '```', ...(r.plan ?? []), '```'].join('\n');
   const lines = [

@@ -47,6 +47,11 @@ async function readInitdata(ctx: OpsContext, env: Environment, file?: string): P
   return { path, text, encrypted };
 }
 
+/**
+ * Load initial data with the app's loader on the first host, in the live release, as the app user: the file
+ * (decrypted if sops) travels on stdin to a private temporary file, removed whatever happens.
+ * @throws OpsError when nothing is live, the file is missing, or the loader fails (its output, masked).
+ */
 export async function initdata(ctx: OpsContext, env: Environment, options: { file?: string } = {}): Promise<InitdataResult> {
   const data = await readInitdata(ctx, env, options.file);
   const L = layout(env);
@@ -78,6 +83,7 @@ export async function initdata(ctx: OpsContext, env: Environment, options: { fil
   return { environment: env.name, file: data.path, encrypted: data.encrypted, hosts };
 }
 
+/** The job summary (Markdown) of an initdata run. */
 export function initdataSummary(r: InitdataResult): string {
   return [
     `### Initial data loaded into ${r.environment}`,

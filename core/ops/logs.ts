@@ -52,6 +52,10 @@ export async function maskEnvironmentSecrets(ctx: OpsContext, env: Environment):
   }
 }
 
+/**
+ * `ops logs`: the chosen logs of every host, each line prefixed `<host> <log> |` and masked, printed through
+ * the reporter; with `follow`, until `signal` aborts. @throws OpsError for bad options or a host that fails.
+ */
 export async function logs(ctx: OpsContext, env: Environment, options: LogsOptions = {}): Promise<void> {
   const request = logsRequest(env, options);
   const limited = await maskEnvironmentSecrets(ctx, env);

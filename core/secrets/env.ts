@@ -12,6 +12,7 @@ import { isSopsText } from './sops.ts';
 import { type MapNode, forEachLeaf, formatOf, showPath } from './tree.ts';
 
 
+/** <root>/environments/<env>. @throws OpsError for an invalid environment name. */
 export function envDir(root: string, env: string): string {
   return join(root, 'environments', validate('environment', env));
 }

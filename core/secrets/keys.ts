@@ -116,6 +116,7 @@ export async function identitiesFromText(text: string, source = 'given key'): Pr
   return { identities: await parseIdentities(text, source), tried: [source] };
 }
 
+/** Whether `s` is an age recipient (age1..., Bech32). */
 export function isRecipient(s: string): boolean {
   return RECIPIENT_RE.test(s);
 }

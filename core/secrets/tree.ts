@@ -48,11 +48,13 @@ export type Format = 'yaml' | 'json';
 /** What a plain JS value of a decrypted file looks like. */
 export type PlainValue = string | number | bigint | boolean | null | PlainValue[] | { [key: string]: PlainValue };
 
+/** A string scalar node. */
 export const str = (value: string): ScalarNode => ({ kind: 'scalar', type: 'str', value });
 
 // ---------------------------------------------------------------------------------------------------
 // Format detection
 
+/** The format of a sops file by its name: .json is JSON, anything else YAML. */
 export function formatOf(file: string): Format {
   const lower = file.toLowerCase();
   if (lower.endsWith('.json')) return 'json';
@@ -231,6 +233,7 @@ export function commentsAt(node: MapNode | ListNode, i: number): CommentNode[] {
   return (node.comments ?? []).filter((c) => c.before === i);
 }
 
+/** Call `fn` on every scalar of the tree, with its key path (map keys) and full path (keys and list indexes). */
 export function forEachLeaf(node: TreeNode, fn: (leaf: ScalarNode, keys: string[], path: (string | number)[]) => void): void {
   mapLeaves(node, (leaf, keys, path) => {
     fn(leaf, keys, path);
@@ -244,6 +247,7 @@ function sameComments(a: MapNode | ListNode, b: MapNode | ListNode): boolean {
   return x.length === y.length && x.every((c, i) => c.before === y[i]!.before && c.text === y[i]!.text && Boolean(c.inline) === Boolean(y[i]!.inline));
 }
 
+/** Whether two trees hold the same keys, order and values (types included). */
 export function treeEquals(a: TreeNode, b: TreeNode): boolean {
   if (a.kind !== b.kind) return false;
   switch (a.kind) {
@@ -268,6 +272,7 @@ export function treeEquals(a: TreeNode, b: TreeNode): boolean {
   }
 }
 
+/** The value of `key` in a map node, or undefined. */
 export function getEntry(map: MapNode, key: string): TreeNode | undefined {
   return map.entries.find(([k]) => k === key)?.[1];
 }
@@ -612,6 +617,7 @@ export function toJson(tree: TreeNode, indent = '  '): string {
   return jsonValue(tree, '', indent) + '\n';
 }
 
+/** A tree as YAML or JSON text, in the given layout (indentation of the sops version that wrote the file). */
 export function printTree(tree: MapNode, format: Format, layout: Layout = LEGACY_LAYOUT): string {
   return format === 'json' ? toJson(tree, layout.jsonIndent) : toYaml(tree, layout.yamlIndent);
 }

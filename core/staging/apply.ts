@@ -7,11 +7,13 @@ import { type AddedRecord, decideAdd, mergeMessage } from './plan.ts';
 import type { Source } from './refs.ts';
 import type { StagingContext } from './settings.ts';
 
+/** `git log --oneline` of `revs` (limited to `paths`), at most `max` lines, merges left out. */
 export async function oneline(git: Git, revs: string[], paths: string[] = [], max = 20): Promise<string[]> {
   const out = await git.out(['--literal-pathspecs', 'log', '--no-merges', `--max-count=${max}`, '--format=%h %s', ...revs, '--', ...paths]);
   return out.split('\n').filter(Boolean);
 }
 
+/** Lines indented under a message. */
 export const bullet = (lines: string[]) => lines.map((l) => `  ${l}`).join('\n');
 
 async function rewrittenRefusal(ctx: StagingContext, source: Source, earlier: AddedRecord, main: string): Promise<StagingRefusal> {

@@ -57,6 +57,7 @@ export interface RebuildResult {
   comments: { number: number; result: string }[];
 }
 
+/** A sha in messages (7 characters), or "(none)". */
 export const short = (sha: string | undefined): string => (sha ? sha.slice(0, 7) : '(none)');
 
 function cell(text: string): string {
@@ -69,6 +70,7 @@ const OUTCOME: Record<AddOutcome, string> = {
   'already-contained': 'already contained',
 };
 
+/** One log line for an add: what happened to staging (fast-forward, merge, already in). */
 export function describeAdd(r: AddResult, staging: string): string {
   const would = r.dryRun ? 'would be ' : '';
   if (r.outcome === 'already-contained') return `${r.source.display} (${short(r.source.sha)}) is already contained in ${staging} (${short(r.sha)}): nothing to do`;
@@ -76,6 +78,7 @@ export function describeAdd(r: AddResult, staging: string): string {
   return `${r.source.display} (${short(r.source.sha)}) ${would}added to ${staging} by ${OUTCOME[r.outcome]}: ${short(r.before)} → ${short(r.sha)}${created}`;
 }
 
+/** The job summary (Markdown) of an add, with the pull requests also added or skipped. */
 export function addSummary(r: AddResult, names: { staging: string; label: string }): string {
   const lines = [`### ${r.dryRun ? 'Dry run: ' : ''}staging sync: add ${cell(r.source.display)}`, '', describeAdd(r, names.staging).replace(/\b([0-9a-f]{7})\b/g, '`$1`'), ''];
   if (r.alsoAdded.length || r.skipped.length) {
@@ -92,6 +95,7 @@ function sourceCell(s: Source): string {
   return s.pull ? `[#${s.pull.number}](${s.pull.url}) ${cell(s.pull.title)}` : `\`${cell(s.display)}\``;
 }
 
+/** The job summary (Markdown) of a rebuild: before and after, what was re-applied, what was skipped and why. */
 export function rebuildSummary(r: RebuildResult, names: { main: string; staging: string; label: string }): string {
   const lines = [
     `### ${r.dryRun ? 'Dry run: ' : ''}staging sync: rebuild ${names.staging} from ${names.main}`,
@@ -119,6 +123,10 @@ export function rebuildSummary(r: RebuildResult, names: { main: string; staging:
   return lines.join('\n');
 }
 
+/**
+ * The comment on a pull request a rebuild could not re-apply (why, how to fix it), marked so the next run
+ * updates it.
+ */
 export function skippedComment(s: Skipped, names: { main: string; staging: string; label: string }, runUrl?: string): string {
   const when = runUrl ? `[the rebuild of \`${names.staging}\`](${runUrl})` : `the rebuild of \`${names.staging}\``;
   const lines = [

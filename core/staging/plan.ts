@@ -57,6 +57,10 @@ export interface LoggedCommit {
 
 export const LOG_FORMAT = `%H%x1f%P%x1f%(trailers:key=${REF_TRAILER},valueonly,separator=%x1d)%x1f%(trailers:key=${HEAD_TRAILER},valueonly,separator=%x1d)%x1e`;
 
+/**
+ * Commits as `git log --format=${LOG_FORMAT}` prints them: sha, parents, and the Staging-Ref/Staging-Head
+ * trailers.
+ */
 export function parseLog(output: string): LoggedCommit[] {
   return output
     .split('\x1e')

@@ -99,6 +99,7 @@ export function isTrackable(key: string): boolean {
   return Boolean(m && isValid('gitRef', m[1]!));
 }
 
+/** The ref that remembers what staging took of `key` (refs/heads/x → refs/staging-heads/heads/x). */
 export function trackingRef(key: string): string {
   return TRACKING_PREFIX + key.replace(/^refs\//, '');
 }
@@ -135,8 +136,10 @@ export interface Wanted {
   pull?: PullRequest;
 }
 
+/** What messages and outputs say of a pull request. */
 export const pullInfo = (pr: PullRequest): PullInfo => ({ number: pr.number, title: pr.title, url: pr.url, branch: pr.headRef });
 
+/** How to fetch a pull request: its branch when it lives in this repository, else refs/pull/N/head. */
 export function pullRequestRef(pr: PullRequest): RefRequest {
   if (pr.sameRepository) {
     try {
@@ -148,6 +151,7 @@ export function pullRequestRef(pr: PullRequest): RefRequest {
   return parseRef(`pull/${pr.number}`);
 }
 
+/** The remote refs to ask for, for these pull requests. */
 export function requestedRefs(wanted: Wanted[]): string[] {
   return wanted.flatMap((w) => (w.request.kind === 'pull' || w.request.kind === 'ref' ? [w.request.remoteRef] : []));
 }

@@ -62,6 +62,7 @@ async function lsRemote(ctx: StagingContext, names: string[]): Promise<Map<strin
   return new Map([...all].filter(([name]) => names.includes(name) || name.startsWith(TRACKING_PREFIX)));
 }
 
+/** Delete our scratch refs (refs/ops-staging/) in the local repository. */
 export async function clearLocal(git: Git): Promise<void> {
   const refs = (await git.out(['for-each-ref', '--format=%(refname)', LOCAL])).split('\n').filter(Boolean);
   if (refs.length) await git.out(['update-ref', '--stdin'], { input: refs.map((r) => `delete ${r}\n`).join('') });
@@ -158,6 +159,10 @@ export interface RefUpdate {
   lease?: string;
 }
 
+/**
+ * Push all updates at once (`git push --atomic`; leases where given). @returns ok, or the push's error with a
+ * hint (protected branch, workflow permission, credentials). Never throws for a refused push.
+ */
 export async function pushAtomic(ctx: StagingContext, updates: RefUpdate[]): Promise<{ ok: true } | { ok: false; error: GitError }> {
   const args = ['push', '--atomic', '--porcelain', ctx.settings.remote];
   for (const u of updates) if (u.lease !== undefined) args.push(`--force-with-lease=${u.ref}:${u.lease}`);
@@ -178,6 +183,7 @@ export async function movedSince(ctx: StagingContext, state: RemoteState): Promi
   return undefined;
 }
 
+/** Wait before retry `attempt` (1, 2...): retryDelayMs × attempt, with jitter (0.5-1.5×). */
 export async function backoff(ctx: StagingContext, attempt: number): Promise<void> {
   const ms = ctx.settings.retryDelayMs * attempt * (0.5 + Math.random());
   if (ms > 0) await new Promise((r) => setTimeout(r, ms));

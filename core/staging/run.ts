@@ -34,6 +34,12 @@ export interface StagingRun {
 /** How outputs name a source: "#12" for a pull request, else its name. */
 const id = (s: Source) => (s.pull ? `#${s.pull.number}` : s.display);
 
+/**
+ * The staging-sync action and `ops staging`: open the repository, add or rebuild, then report (log lines,
+ * outputs sha, previous-sha, changed, added, skipped, and the job summary).
+ * @returns the add's or rebuild's result. @throws OpsError (no ref, not a repository, no remote, a bad label)
+ * or StagingRefusal (the ref itself does not apply: staging untouched).
+ */
 export async function runStaging(run: StagingRun): Promise<AddResult | RebuildResult> {
   const { settings, reporter } = run;
   const git = await openRepository(run.repo, { identity: run.identity, processEnv: run.processEnv, interactive: run.interactive, remote: settings.remote });

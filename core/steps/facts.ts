@@ -39,6 +39,10 @@ export function diskSpace(env: Environment): Step {
   return { name: 'disk space', as: 'login', timeout: 30, quiet: true, script: diskReport(env.baseDir) };
 }
 
+/**
+ * What `ops ping` reads on a host as the SSH login: hostname, OS, uptime, sudo without a password, sshd's
+ * MaxSessions for this connection, free space and inodes under base_dir. Read only.
+ */
 export function hostFacts(env: Environment): Step {
   const base = env.baseDir;
   return {

@@ -6,6 +6,10 @@ import type { Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { appCommand } from './release.ts';
 
+/**
+ * Run the app's initdata command on an uploaded file, in the live release, as the app user (the file moves
+ * to a private directory first; both are removed whatever happens).
+ */
 export function runInitdata(env: Environment, uploaded: string): Step {
   const L = layout(env);
   const u = quote(env.appUser);

@@ -109,6 +109,7 @@ if [ "$(sed -n 's/^run_id=//p' "$lock/info" 2>/dev/null || true)" = ${quote(runI
   };
 }
 
+/** Report the environment's lock (free, held or stale) and its holder's details, read only. */
 export function lockStatus(env: Environment): Step {
   return {
     name: 'lock status',
@@ -135,6 +136,7 @@ export interface LockInfo {
   holder: Record<string, string>;
 }
 
+/** The lock as lockStatus (or acquireLock) reported it. */
 export function parseLock(result: StepResult): LockInfo {
   const holder: Record<string, string> = {};
   for (const line of reportedAll(result, 'holder')) {
@@ -144,6 +146,7 @@ export function parseLock(result: StepResult): LockInfo {
   return { state: (reported(result, 'lock') ?? 'free') as LockInfo['state'], holder };
 }
 
+/** A lock holder in a message: "a deploy run by alice, started <time> (<run URL>)". */
 export function describeHolder(h: Record<string, string>): string {
   if (!h.operation) return 'an unknown run (the lock has no details)';
   return `a ${h.operation} run by ${h.actor || 'unknown'}, started ${h.since || '?'}${h.run ? ` (${h.run})` : ''}`;

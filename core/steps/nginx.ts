@@ -18,6 +18,7 @@ export interface NginxFile {
 
 const HEADER = '# Managed by ops-pipeline: local changes are overwritten.';
 
+/** The base /etc/nginx/nginx.conf (the same for every app on a host). */
 export function baseConfig(): string {
   return `${HEADER}
 user www-data;
@@ -198,6 +199,10 @@ ${port80(`
     }
 `)}`;
 
+/**
+ * Fill `{{name}}` placeholders of an nginx template from `vars`.
+ * @throws OpsError naming the unknown placeholders and `source`.
+ */
 export function renderTemplate(template: string, vars: Record<string, string>, source: string): string {
   const unknown = new Set<string>();
   const out = template.replace(/\{\{\s*([a-z_]+)\s*\}\}/g, (_, name: string) => {

@@ -41,6 +41,10 @@ function processRelease(env: Environment, envRelease: string, cwd: string): stri
   return cwd.startsWith(prefix) ? cwd.slice(prefix.length).split(/[/ ]/)[0]! : '';
 }
 
+/**
+ * report_slot's `proc` (supervisor's process of each program) and `listener` (who listens on its port) lines,
+ * each with the release it runs (OPS_RELEASE, else its working directory).
+ */
 export function parseProcReports(env: Environment, r: StepResult): { procs: ProcReport[]; listeners: ProcReport[] } {
   const parse = (line: string, withTree: boolean): ProcReport => {
     const f = line.split('\t');

@@ -2,10 +2,15 @@
 // delimiter can be forged by the content, no quoting pitfalls); values go through `quote`.
 import { quote } from '../shell.ts';
 
+/** Base64 of `content` (how file contents travel inside a script). */
 export function b64(content: string | Buffer): string {
   return Buffer.from(content).toString('base64');
 }
 
+/**
+ * Shell that writes `content` to `path` with `mode` and `owner` only when one of them differs (put_file in
+ * sh/system.sh: atomic rename, CHANGED=1). Needs SYSTEM_FUNCTIONS.
+ */
 export function putFile(path: string, content: string, mode = '0644', owner = 'root:root'): string {
   return `put_file ${quote(path)} ${mode} ${owner} ${b64(content)}`;
 }

@@ -30,6 +30,7 @@ export function expand(env: Environment, text: string, release: string, program:
   });
 }
 
+/** supervisor's name of a program on a slot (`<app>-<slot>-<program>`). */
 export function programName(env: Environment, slot: Slot, program: string): string {
   return layout(env).supervisorProgram(slot, program);
 }

@@ -28,6 +28,10 @@ ops_report provisioned "$([ -f ${quote(`${L.state}/provisioned`)} ] && cat ${quo
   };
 }
 
+/**
+ * The Debian packages provision installs: the base set, the runtimes' (strategy debian), certbot when TLS is
+ * letsencrypt, and provision.packages.
+ */
 export function packageList(env: Environment): string[] {
   const { python, node } = env.config.runtimes;
   // iproute2: ss, for the health gate's check of who listens on a port.

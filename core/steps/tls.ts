@@ -13,6 +13,7 @@ const CA_DIR = '/usr/local/share/ops-pipeline';
 /** What certbot's renewal timer trusts: Debian's CAs plus every app's test ACME CA (the timer renews them all). */
 const CA_BUNDLE = `${CA_DIR}/acme-ca-bundle.pem`;
 
+/** Where the environment's test ACME CA (tls.acme_ca_file) is installed on a host. */
 export function acmeCaPath(env: Environment): string {
   return `${CA_DIR}/${env.config.app}-acme-ca.pem`;
 }

@@ -2,7 +2,7 @@
 import { loadEnvironment } from '../../core/config/environment.ts';
 import { deploy, deploySummary } from '../../core/ops/deploy.ts';
 import { diff, formatDiff } from '../../core/ops/diff.ts';
-import { auditLog, breakLock, formatAudit, formatLock, formatReleases, getLockStatus, listReleases } from '../../core/ops/inspect.ts';
+import { auditLog, breakLock, formatAudit, formatLock, formatReleases, getLockStatus, listReleases } from '../../core/ops/records.ts';
 import { rollback, rollbackSummary } from '../../core/ops/rollback.ts';
 import { initdata, initdataSummary } from '../../core/ops/initdata.ts';
 import { command, type Command } from '../cli.ts';

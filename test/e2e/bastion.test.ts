@@ -4,7 +4,7 @@
 // cannot reach the target; each hop's failure is said as such: bastion unreachable, bastion key mismatch,
 // target unreachable from the bastion, target key mismatch.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { getLockStatus } from '../../core/ops/inspect.ts';
+import { getLockStatus } from '../../core/ops/records.ts';
 import { downHost, sshRun, upHost, type Host } from '../hosts/index.ts';
 import { runOps } from '../support/cli.ts';
 import { appRepo, configureSshd, get, makeProject, readyHost, sshLogins, testConfig, testDatabase, type TestProject } from './support.ts';

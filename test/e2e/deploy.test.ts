@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deploy } from '../../core/ops/deploy.ts';
-import { auditLog, breakLock, getLockStatus, listReleases } from '../../core/ops/inspect.ts';
+import { auditLog, breakLock, getLockStatus, listReleases } from '../../core/ops/records.ts';
 import { rollback } from '../../core/ops/rollback.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { downHost, sshRun, type Host } from '../hosts/index.ts';

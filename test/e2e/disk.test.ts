@@ -4,7 +4,7 @@
 // and shared/.env stay byte for byte, the lock is free, v1 keeps serving; a no-op still works; and once space
 // is freed, the next deploy succeeds.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { getLockStatus } from '../../core/ops/inspect.ts';
+import { getLockStatus } from '../../core/ops/records.ts';
 import { downHost, setFreeSpace, sshRun, type Host } from '../hosts/index.ts';
 import { runOps, type CliResult } from '../support/cli.ts';
 import { appRepo, get, makeProject, readyHost, testConfig, testDatabase, type TestProject } from './support.ts';

@@ -7,7 +7,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { getLockStatus } from '../../core/ops/inspect.ts';
+import { getLockStatus } from '../../core/ops/records.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { connect } from '../../core/remote/ssh.ts';
 import { reported } from '../../core/remote/types.ts';

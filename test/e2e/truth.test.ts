@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deploy } from '../../core/ops/deploy.ts';
-import { listReleases } from '../../core/ops/inspect.ts';
+import { listReleases } from '../../core/ops/records.ts';
 import { rollback } from '../../core/ops/rollback.ts';
 import { status } from '../../core/ops/status.ts';
 import { quote } from '../../core/shell.ts';

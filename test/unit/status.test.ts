@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import type { Connector } from '../../core/context.ts';
 import { certificates, formatCerts, renewCertificates } from '../../core/ops/certs.ts';
 import { logsRequest } from '../../core/ops/logs.ts';
-import { formatReleases, listReleases } from '../../core/ops/inspect.ts';
+import { formatReleases, listReleases } from '../../core/ops/records.ts';
 import { formatStatus, status, statusSummary } from '../../core/ops/status.ts';
 import { RecordingRemote, type Responder } from '../../core/remote/recording.ts';
 import { START_MARKER, scriptPrelude, scriptText } from '../../core/remote/wrap.ts';

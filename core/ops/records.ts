@@ -1,4 +1,5 @@
-// Read-only views of an environment's hosts: releases, lock, audit log; and breaking a lock on purpose.
+// The records an environment keeps on its hosts, for people: the releases kept (and why), the lock (and
+// breaking it on purpose), the audit log. Everything here reads, except breakLock.
 import type { Environment } from '../config/environment.ts';
 import { runnerNow, withSession, type OpsContext } from '../context.ts';
 import { runInfo } from '../runinfo.ts';
@@ -7,6 +8,7 @@ import { appendAudit, parseAuditLine, readAudit, type AuditEntry } from '../step
 import { keptReleases, parseReleases, type ReleaseInfo } from '../steps/release-list.ts';
 import { describeHolder, forceReleaseLock, lockStatus, parseLock, type LockInfo } from '../steps/lock.ts';
 
+/** `ops releases`: per host, the releases kept, most recently live first, with why each is kept. Read only. */
 export async function listReleases(ctx: OpsContext, env: Environment): Promise<{ host: string; releases: ReleaseInfo[] }[]> {
   return withSession(ctx, env, (session) =>
     Promise.all(env.hosts.map(async (host) => ({ host: host.name, releases: parseReleases(env, await session.remote(host.name).run(keptReleases(env))) }))),
@@ -30,10 +32,12 @@ export function formatReleases(list: { host: string; releases: ReleaseInfo[] }[]
     .join('\n');
 }
 
+/** `ops lock status`: per host, whether the environment's lock is free, held or stale, and by whom. Read only. */
 export async function getLockStatus(ctx: OpsContext, env: Environment): Promise<{ host: string; lock: LockInfo }[]> {
   return withSession(ctx, env, (session) => Promise.all(env.hosts.map(async (h) => ({ host: h.name, lock: parseLock(await session.remote(h.name).run(lockStatus(env))) }))));
 }
 
+/** Lock states for a terminal, one line per host. */
 export function formatLock(list: { host: string; lock: LockInfo }[]): string {
   return list
     .map(({ host, lock }) => `${host}: ${lock.state === 'free' ? 'free' : `${lock.state === 'stale' ? 'STALE lock (its run is gone)' : 'locked'}: ${describeHolder(lock.holder)}`}`)
@@ -56,6 +60,7 @@ export async function breakLock(ctx: OpsContext, env: Environment): Promise<{ ho
   );
 }
 
+/** `ops audit`: per host, the last `lines` entries of its audit log (oldest first). Read only. */
 export async function auditLog(ctx: OpsContext, env: Environment, lines: number): Promise<{ host: string; entries: AuditEntry[] }[]> {
   return withSession(ctx, env, (session) =>
     Promise.all(
@@ -67,6 +72,7 @@ export async function auditLog(ctx: OpsContext, env: Environment, lines: number)
   );
 }
 
+/** Audit entries for a terminal: one line each (time, actor, operation, ref, sha, result), per host. */
 export function formatAudit(list: { host: string; entries: AuditEntry[] }[]): string {
   return list
     .map(({ host, entries }) =>

@@ -2,7 +2,8 @@
 // value's key path as associated data, written `ENC[AES256_GCM,data:…,iv:…,tag:…,type:…]`; and the MAC,
 // a SHA-512 over every value in document order, stored encrypted under the data key.
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
-import { type ScalarNode, parseScalarText, scalarText } from './tree.ts';
+import { parseScalarText, scalarText } from './tree-scalars.ts';
+import { type ScalarNode } from './tree.ts';
 
 export const IV_BYTES = 32;
 export const DATA_KEY_BYTES = 32;

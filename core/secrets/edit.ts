@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { OpsError } from '../errors.ts';
 import type { SecretsFile } from './sops.ts';
-import { type TreeChanges, diffTrees, parseTree } from './tree.ts';
+import { parseTree } from './tree-parse.ts';
+import { type TreeChanges, diffTrees } from './tree.ts';
 
 export interface EditorExit {
   code: number | null;

@@ -8,7 +8,7 @@ import { SECRETS_FILE } from '../config/environment.ts';
 import { OpsError } from '../errors.ts';
 import { validate } from '../shell.ts';
 import { type Identities, loadIdentities, parseIdentities } from './keys.ts';
-import { isSopsText } from './sops.ts';
+import { isSopsText } from './sops-metadata.ts';
 import { type MapNode, forEachLeaf, formatOf, showPath } from './tree.ts';
 
 

@@ -7,8 +7,10 @@ import { validate } from '../shell.ts';
 import { secretsPath } from './env.ts';
 import type { OpenWith } from './recipients.ts';
 import { recipientsFor } from './sops-config.ts';
-import { SecretsFile, isSopsText } from './sops.ts';
-import { formatOf, parseTree } from './tree.ts';
+import { isSopsText } from './sops-metadata.ts';
+import { SecretsFile } from './sops.ts';
+import { parseTree } from './tree-parse.ts';
+import { formatOf } from './tree.ts';
 
 /**
  * The secrets file of environment `env` under project `root`, opened (MAC verified, values masked); or, when

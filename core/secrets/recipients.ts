@@ -8,7 +8,8 @@ import { OpsError } from '../errors.ts';
 import { envSopsFiles, secretsPath } from './env.ts';
 import { checkRecipient, type Identities } from './keys.ts';
 import { recipientsFor, ruleFor, setEnvRule } from './sops-config.ts';
-import { SecretsFile, parseSops } from './sops.ts';
+import { parseSops } from './sops-metadata.ts';
+import { SecretsFile } from './sops.ts';
 
 /** How to open the files: the identities that decrypt them, and where each decrypted value is masked. */
 export interface OpenWith {

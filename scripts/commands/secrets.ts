@@ -12,7 +12,8 @@ import { encryptInPlace, openEnvSecrets } from '../../core/secrets/files.ts';
 import { type Identities, defaultKeyFile, generateIdentity, loadIdentities } from '../../core/secrets/keys.ts';
 import { type OpenWith, addRecipient, listRecipients, removeRecipient, rotateDataKeys, syncRecipients } from '../../core/secrets/recipients.ts';
 import { SecretsFile } from '../../core/secrets/sops.ts';
-import { getEntry, printTree, str, toYaml, type TreeNode } from '../../core/secrets/tree.ts';
+import { printTree, toYaml } from '../../core/secrets/tree-print.ts';
+import { getEntry, str, type TreeNode } from '../../core/secrets/tree.ts';
 import { validate } from '../../core/shell.ts';
 import { command, type Command, type CommandContext } from '../cli.ts';
 

@@ -6,7 +6,10 @@ import { describe, expect, it } from 'vitest';
 import { OpsError } from '../../core/errors.ts';
 import { generateIdentity, identitiesFromText, loadIdentities } from '../../core/secrets/keys.ts';
 import { SecretsFile, decryptFile } from '../../core/secrets/sops.ts';
-import { type MapNode, fromPlain, getEntry, goFormatFloat, needsQuotesForGo, parseTree, toJson, toYaml } from '../../core/secrets/tree.ts';
+import { parseTree } from '../../core/secrets/tree-parse.ts';
+import { needsQuotesForGo, toJson, toYaml } from '../../core/secrets/tree-print.ts';
+import { goFormatFloat } from '../../core/secrets/tree-scalars.ts';
+import { type MapNode, fromPlain, getEntry } from '../../core/secrets/tree.ts';
 import { readVector, tempDir, vector, vectorIdentities, vectorPlaintext } from './secrets.helpers.ts';
 
 const RECIPIENTS = [

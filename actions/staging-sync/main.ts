@@ -1,4 +1,4 @@
-// The staging-sync action: inputs → core/staging.ts → outputs and job summary. All logic lives in the core.
+// The staging-sync action: inputs → core/staging/run.ts → outputs and job summary. All logic lives in the core.
 import { context } from '@actions/github';
 import { OpsError } from '../../core/errors.ts';
 import { runAction } from '../../core/action.ts';

@@ -1,4 +1,4 @@
-// The pure half of staging sync (core/staging-plan.ts) and the GitHub access decisions (core/github.ts).
+// The pure half of staging sync (core/staging/: refs, plan, messages, settings) and the GitHub access decisions (core/github.ts).
 import { describe, expect, it } from 'vitest';
 import { apiUrlFor, githubAccess, repositoryFromUrl } from '../../core/github.ts';
 import { checkIdentity } from '../../core/git.ts';

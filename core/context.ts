@@ -4,7 +4,8 @@ import { envPath } from './config/environment.ts';
 import { OpsError, translateError } from './errors.ts';
 import type { Reporter } from './report.ts';
 import { resolveCredentials } from './remote/identity.ts';
-import { Bastion, connect } from './remote/ssh.ts';
+import { connect } from './remote/ssh.ts';
+import { Bastion } from './remote/ssh-login.ts';
 import type { Remote } from './remote/types.ts';
 
 export type Connector = (env: Environment, host: Host) => Promise<Remote>;

@@ -5,7 +5,7 @@ import type { OpsContext } from '../context.ts';
 import { type HostsChange, describeChanges, formatChanges } from '../changes.ts';
 import { validate } from '../shell.ts';
 import { resolveRef, type ResolvedRef } from '../source.ts';
-import { readLive } from './deploy.ts';
+import { readLive } from './host-state.ts';
 import { sourceRepository } from '../source.ts';
 
 export interface DiffResult {

@@ -11,7 +11,7 @@ import { layout } from '../layout.ts';
 import { decryptFile, isSopsText, loadEnvIdentities } from '../secrets/index.ts';
 import { deployState } from '../steps/release.ts';
 import { runInitdata } from '../steps/initdata.ts';
-import { parseState } from './deploy.ts';
+import { parseState } from './host-state.ts';
 import { withLock } from './locked.ts';
 
 export interface InitdataResult {

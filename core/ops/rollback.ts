@@ -10,7 +10,9 @@ import { validate } from '../shell.ts';
 import { previousRelease } from '../steps/history.ts';
 import { deployState, markRelease } from '../steps/release.ts';
 import { START_FAILED_CLEAN, startSlot, stopSlot, switchTo } from '../steps/switch.ts';
-import { HostRun, parseState, type HostDeploy } from './deploy.ts';
+import { type HostDeploy } from './deploy.ts';
+import { HostRun } from './host-run.ts';
+import { parseState } from './host-state.ts';
 import { withLock, type LockedRun } from './locked.ts';
 
 export interface RollbackResult {

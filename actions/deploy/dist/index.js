@@ -19218,7 +19218,7 @@ var require_visit = __commonJS({
     var BREAK = /* @__PURE__ */ Symbol("break visit");
     var SKIP = /* @__PURE__ */ Symbol("skip children");
     var REMOVE = /* @__PURE__ */ Symbol("remove node");
-    function visit2(node, visitor) {
+    function visit(node, visitor) {
       const visitor_ = initVisitor(visitor);
       if (identity.isDocument(node)) {
         const cd = visit_(null, node.contents, visitor_, Object.freeze([node]));
@@ -19227,9 +19227,9 @@ var require_visit = __commonJS({
       } else
         visit_(null, node, visitor_, Object.freeze([]));
     }
-    visit2.BREAK = BREAK;
-    visit2.SKIP = SKIP;
-    visit2.REMOVE = REMOVE;
+    visit.BREAK = BREAK;
+    visit.SKIP = SKIP;
+    visit.REMOVE = REMOVE;
     function visit_(key, node, visitor, path) {
       const ctrl = callVisitor(key, node, visitor, path);
       if (identity.isNode(ctrl) || identity.isPair(ctrl)) {
@@ -19363,7 +19363,7 @@ var require_visit = __commonJS({
         throw new Error(`Cannot replace node with ${pt} parent`);
       }
     }
-    exports.visit = visit2;
+    exports.visit = visit;
     exports.visitAsync = visitAsync;
   }
 });
@@ -19373,7 +19373,7 @@ var require_directives = __commonJS({
   "node_modules/yaml/dist/doc/directives.js"(exports) {
     "use strict";
     var identity = require_identity();
-    var visit2 = require_visit();
+    var visit = require_visit();
     var escapeChars = {
       "!": "%21",
       ",": "%2C",
@@ -19517,7 +19517,7 @@ var require_directives = __commonJS({
         let tagNames;
         if (doc && tagEntries.length > 0 && identity.isNode(doc.contents)) {
           const tags = {};
-          visit2.visit(doc.contents, (_key, node) => {
+          visit.visit(doc.contents, (_key, node) => {
             if (identity.isNode(node) && node.tag)
               tags[node.tag] = true;
           });
@@ -19544,7 +19544,7 @@ var require_anchors = __commonJS({
   "node_modules/yaml/dist/doc/anchors.js"(exports) {
     "use strict";
     var identity = require_identity();
-    var visit2 = require_visit();
+    var visit = require_visit();
     function anchorIsValid(anchor) {
       if (/[\x00-\x19\s,[\]{}]/.test(anchor)) {
         const sa = JSON.stringify(anchor);
@@ -19555,7 +19555,7 @@ var require_anchors = __commonJS({
     }
     function anchorNames(root) {
       const anchors = /* @__PURE__ */ new Set();
-      visit2.visit(root, {
+      visit.visit(root, {
         Value(_key, node) {
           if (node.anchor)
             anchors.add(node.anchor);
@@ -19735,7 +19735,7 @@ var require_Alias = __commonJS({
   "node_modules/yaml/dist/nodes/Alias.js"(exports) {
     "use strict";
     var anchors = require_anchors();
-    var visit2 = require_visit();
+    var visit = require_visit();
     var identity = require_identity();
     var Node = require_Node();
     var toJS = require_toJS();
@@ -19761,7 +19761,7 @@ var require_Alias = __commonJS({
           nodes = ctx.aliasResolveCache;
         } else {
           nodes = [];
-          visit2.visit(doc, {
+          visit.visit(doc, {
             Node: (_key, node) => {
               if (identity.isAlias(node) || identity.hasAnchor(node))
                 nodes.push(node);
@@ -19856,7 +19856,7 @@ var require_Scalar = __commonJS({
     var Node = require_Node();
     var toJS = require_toJS();
     var isScalarValue = (value) => !value || typeof value !== "function" && typeof value !== "object";
-    var Scalar3 = class extends Node.NodeBase {
+    var Scalar4 = class extends Node.NodeBase {
       constructor(value) {
         super(identity.SCALAR);
         this.value = value;
@@ -19868,12 +19868,12 @@ var require_Scalar = __commonJS({
         return String(this.value);
       }
     };
-    Scalar3.BLOCK_FOLDED = "BLOCK_FOLDED";
-    Scalar3.BLOCK_LITERAL = "BLOCK_LITERAL";
-    Scalar3.PLAIN = "PLAIN";
-    Scalar3.QUOTE_DOUBLE = "QUOTE_DOUBLE";
-    Scalar3.QUOTE_SINGLE = "QUOTE_SINGLE";
-    exports.Scalar = Scalar3;
+    Scalar4.BLOCK_FOLDED = "BLOCK_FOLDED";
+    Scalar4.BLOCK_LITERAL = "BLOCK_LITERAL";
+    Scalar4.PLAIN = "PLAIN";
+    Scalar4.QUOTE_DOUBLE = "QUOTE_DOUBLE";
+    Scalar4.QUOTE_SINGLE = "QUOTE_SINGLE";
+    exports.Scalar = Scalar4;
     exports.isScalarValue = isScalarValue;
   }
 });
@@ -19884,7 +19884,7 @@ var require_createNode = __commonJS({
     "use strict";
     var Alias = require_Alias();
     var identity = require_identity();
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var defaultTagPrefix = "tag:yaml.org,2002:";
     function findTagObject(value, tagName, tags) {
       if (tagName) {
@@ -19929,7 +19929,7 @@ var require_createNode = __commonJS({
           value = value.toJSON();
         }
         if (!value || typeof value !== "object") {
-          const node2 = new Scalar3.Scalar(value);
+          const node2 = new Scalar4.Scalar(value);
           if (ref)
             ref.node = node2;
           return node2;
@@ -19940,7 +19940,7 @@ var require_createNode = __commonJS({
         onTagObj(tagObj);
         delete ctx.onTagObj;
       }
-      const node = tagObj?.createNode ? tagObj.createNode(ctx.schema, value, ctx) : typeof tagObj?.nodeClass?.from === "function" ? tagObj.nodeClass.from(ctx.schema, value, ctx) : new Scalar3.Scalar(value);
+      const node = tagObj?.createNode ? tagObj.createNode(ctx.schema, value, ctx) : typeof tagObj?.nodeClass?.from === "function" ? tagObj.nodeClass.from(ctx.schema, value, ctx) : new Scalar4.Scalar(value);
       if (tagName)
         node.tag = tagName;
       else if (!tagObj.default)
@@ -20253,7 +20253,7 @@ ${indent2}${text.slice(fold + 1, end2)}`;
 var require_stringifyString = __commonJS({
   "node_modules/yaml/dist/stringify/stringifyString.js"(exports) {
     "use strict";
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var foldFlowLines = require_foldFlowLines();
     var getFoldOptions = (ctx, isBlock) => ({
       indentAtStart: isBlock ? ctx.indent.length : ctx.indentAtStart,
@@ -20396,7 +20396,7 @@ ${indent2}`) + "'";
         return quotedString(value, ctx);
       }
       const indent2 = ctx.indent || (ctx.forceBlockIndent || containsDocumentMarker(value) ? "  " : "");
-      const literal = blockQuote === "literal" ? true : blockQuote === "folded" || type === Scalar3.Scalar.BLOCK_FOLDED ? false : type === Scalar3.Scalar.BLOCK_LITERAL ? true : !lineLengthOverLimit(value, lineWidth, indent2.length);
+      const literal = blockQuote === "literal" ? true : blockQuote === "folded" || type === Scalar4.Scalar.BLOCK_FOLDED ? false : type === Scalar4.Scalar.BLOCK_LITERAL ? true : !lineLengthOverLimit(value, lineWidth, indent2.length);
       if (!value)
         return literal ? "|\n" : ">\n";
       let chomp;
@@ -20451,7 +20451,7 @@ ${indent2}`) + "'";
         const foldedValue = value.replace(/\n+/g, "\n$&").replace(/(?:^|\n)([\t ].*)(?:([\n\t ]*)\n(?![\n\t ]))?/g, "$1$2").replace(/\n+/g, `$&${indent2}`);
         let literalFallback = false;
         const foldOptions = getFoldOptions(ctx, true);
-        if (blockQuote !== "folded" && type !== Scalar3.Scalar.BLOCK_FOLDED) {
+        if (blockQuote !== "folded" && type !== Scalar4.Scalar.BLOCK_FOLDED) {
           foldOptions.onOverflow = () => {
             literalFallback = true;
           };
@@ -20474,7 +20474,7 @@ ${indent2}${start}${value}${end}`;
       if (/^[\n\t ,[\]{}#&*!|>'"%@`]|^[?-]$|^[?-][ \t]|[\n:][ \t]|[ \t]\n|[\n\t ]#|[\n\t :]$/.test(value)) {
         return implicitKey || inFlow || !value.includes("\n") ? quotedString(value, ctx) : blockString(item, ctx, onComment, onChompKeep);
       }
-      if (!implicitKey && !inFlow && type !== Scalar3.Scalar.PLAIN && value.includes("\n")) {
+      if (!implicitKey && !inFlow && type !== Scalar4.Scalar.PLAIN && value.includes("\n")) {
         return blockString(item, ctx, onComment, onChompKeep);
       }
       if (containsDocumentMarker(value)) {
@@ -20499,20 +20499,20 @@ ${indent2}`);
       const { implicitKey, inFlow } = ctx;
       const ss = typeof item.value === "string" ? item : Object.assign({}, item, { value: String(item.value) });
       let { type } = item;
-      if (type !== Scalar3.Scalar.QUOTE_DOUBLE) {
+      if (type !== Scalar4.Scalar.QUOTE_DOUBLE) {
         if (/[\x00-\x08\x0b-\x1f\x7f-\x9f\u{D800}-\u{DFFF}]/u.test(ss.value))
-          type = Scalar3.Scalar.QUOTE_DOUBLE;
+          type = Scalar4.Scalar.QUOTE_DOUBLE;
       }
       const _stringify = (_type) => {
         switch (_type) {
-          case Scalar3.Scalar.BLOCK_FOLDED:
-          case Scalar3.Scalar.BLOCK_LITERAL:
+          case Scalar4.Scalar.BLOCK_FOLDED:
+          case Scalar4.Scalar.BLOCK_LITERAL:
             return implicitKey || inFlow ? quotedString(ss.value, ctx) : blockString(ss, ctx, onComment, onChompKeep);
-          case Scalar3.Scalar.QUOTE_DOUBLE:
+          case Scalar4.Scalar.QUOTE_DOUBLE:
             return doubleQuotedString(ss.value, ctx);
-          case Scalar3.Scalar.QUOTE_SINGLE:
+          case Scalar4.Scalar.QUOTE_SINGLE:
             return singleQuotedString(ss.value, ctx);
-          case Scalar3.Scalar.PLAIN:
+          case Scalar4.Scalar.PLAIN:
             return plainString(ss, ctx, onComment, onChompKeep);
           default:
             return null;
@@ -20661,7 +20661,7 @@ var require_stringifyPair = __commonJS({
   "node_modules/yaml/dist/stringify/stringifyPair.js"(exports) {
     "use strict";
     var identity = require_identity();
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var stringify = require_stringify();
     var stringifyComment = require_stringifyComment();
     function stringifyPair({ key, value }, ctx, onComment, onChompKeep) {
@@ -20676,7 +20676,7 @@ var require_stringifyPair = __commonJS({
           throw new Error(msg);
         }
       }
-      let explicitKey = !simpleKeys && (!key || keyComment && value == null && !ctx.inFlow || identity.isCollection(key) || (identity.isScalar(key) ? key.type === Scalar3.Scalar.BLOCK_FOLDED || key.type === Scalar3.Scalar.BLOCK_LITERAL : typeof key === "object"));
+      let explicitKey = !simpleKeys && (!key || keyComment && value == null && !ctx.inFlow || identity.isCollection(key) || (identity.isScalar(key) ? key.type === Scalar4.Scalar.BLOCK_FOLDED || key.type === Scalar4.Scalar.BLOCK_LITERAL : typeof key === "object"));
       ctx = Object.assign({}, ctx, {
         allNullValues: false,
         implicitKey: !explicitKey && (simpleKeys || !allNullValues),
@@ -20816,19 +20816,19 @@ var require_merge = __commonJS({
   "node_modules/yaml/dist/schema/yaml-1.1/merge.js"(exports) {
     "use strict";
     var identity = require_identity();
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var MERGE_KEY = "<<";
     var merge = {
       identify: (value) => value === MERGE_KEY || typeof value === "symbol" && value.description === MERGE_KEY,
       default: "key",
       tag: "tag:yaml.org,2002:merge",
       test: /^<<$/,
-      resolve: () => Object.assign(new Scalar3.Scalar(Symbol(MERGE_KEY)), {
+      resolve: () => Object.assign(new Scalar4.Scalar(Symbol(MERGE_KEY)), {
         addToJSMap: addMergeToJSMap
       }),
       stringify: () => MERGE_KEY
     };
-    var isMergeKey = (ctx, key) => (merge.identify(key) || identity.isScalar(key) && (!key.type || key.type === Scalar3.Scalar.PLAIN) && merge.identify(key.value)) && ctx?.doc.schema.tags.some((tag) => tag.tag === merge.tag && tag.default);
+    var isMergeKey = (ctx, key) => (merge.identify(key) || identity.isScalar(key) && (!key.type || key.type === Scalar4.Scalar.PLAIN) && merge.identify(key.value)) && ctx?.doc.schema.tags.some((tag) => tag.tag === merge.tag && tag.default);
     function addMergeToJSMap(ctx, map, value) {
       const source = resolveAliasValue(ctx, value);
       if (identity.isSeq(source))
@@ -21135,7 +21135,7 @@ var require_YAMLMap = __commonJS({
     var Collection = require_Collection();
     var identity = require_identity();
     var Pair2 = require_Pair();
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     function findPair(items, key) {
       const k = identity.isScalar(key) ? key.value : key;
       for (const it of items) {
@@ -21202,7 +21202,7 @@ var require_YAMLMap = __commonJS({
         if (prev) {
           if (!overwrite)
             throw new Error(`Key ${_pair.key} already set`);
-          if (identity.isScalar(prev.value) && Scalar3.isScalarValue(_pair.value))
+          if (identity.isScalar(prev.value) && Scalar4.isScalarValue(_pair.value))
             prev.value.value = _pair.value;
           else
             prev.value = _pair.value;
@@ -21300,7 +21300,7 @@ var require_YAMLSeq = __commonJS({
     var stringifyCollection = require_stringifyCollection();
     var Collection = require_Collection();
     var identity = require_identity();
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var toJS = require_toJS();
     var YAMLSeq3 = class extends Collection.Collection {
       static get tagName() {
@@ -21357,7 +21357,7 @@ var require_YAMLSeq = __commonJS({
         if (typeof idx !== "number")
           throw new Error(`Expected a valid index, not ${key}.`);
         const prev = this.items[idx];
-        if (identity.isScalar(prev) && Scalar3.isScalarValue(value))
+        if (identity.isScalar(prev) && Scalar4.isScalarValue(value))
           prev.value = value;
         else
           this.items[idx] = value;
@@ -21453,14 +21453,14 @@ var require_string = __commonJS({
 var require_null = __commonJS({
   "node_modules/yaml/dist/schema/common/null.js"(exports) {
     "use strict";
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var nullTag = {
       identify: (value) => value == null,
-      createNode: () => new Scalar3.Scalar(null),
+      createNode: () => new Scalar4.Scalar(null),
       default: true,
       tag: "tag:yaml.org,2002:null",
       test: /^(?:~|[Nn]ull|NULL)?$/,
-      resolve: () => new Scalar3.Scalar(null),
+      resolve: () => new Scalar4.Scalar(null),
       stringify: ({ source }, ctx) => typeof source === "string" && nullTag.test.test(source) ? source : ctx.options.nullStr
     };
     exports.nullTag = nullTag;
@@ -21471,13 +21471,13 @@ var require_null = __commonJS({
 var require_bool = __commonJS({
   "node_modules/yaml/dist/schema/core/bool.js"(exports) {
     "use strict";
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var boolTag = {
       identify: (value) => typeof value === "boolean",
       default: true,
       tag: "tag:yaml.org,2002:bool",
       test: /^(?:[Tt]rue|TRUE|[Ff]alse|FALSE)$/,
-      resolve: (str2) => new Scalar3.Scalar(str2[0] === "t" || str2[0] === "T"),
+      resolve: (str2) => new Scalar4.Scalar(str2[0] === "t" || str2[0] === "T"),
       stringify({ source, value }, ctx) {
         if (source && boolTag.test.test(source)) {
           const sv = source[0] === "t" || source[0] === "T";
@@ -21522,7 +21522,7 @@ var require_stringifyNumber = __commonJS({
 var require_float = __commonJS({
   "node_modules/yaml/dist/schema/core/float.js"(exports) {
     "use strict";
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var stringifyNumber = require_stringifyNumber();
     var floatNaN = {
       identify: (value) => typeof value === "number",
@@ -21550,7 +21550,7 @@ var require_float = __commonJS({
       tag: "tag:yaml.org,2002:float",
       test: /^[-+]?(?:\.[0-9]+|[0-9]+\.[0-9]*)$/,
       resolve(str2) {
-        const node = new Scalar3.Scalar(parseFloat(str2));
+        const node = new Scalar4.Scalar(parseFloat(str2));
         const dot = str2.indexOf(".");
         if (dot !== -1 && str2[str2.length - 1] === "0")
           node.minFractionDigits = str2.length - dot - 1;
@@ -21641,7 +21641,7 @@ var require_schema = __commonJS({
 var require_schema2 = __commonJS({
   "node_modules/yaml/dist/schema/json/schema.js"(exports) {
     "use strict";
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var map = require_map();
     var seq = require_seq();
     function intIdentify(value) {
@@ -21658,7 +21658,7 @@ var require_schema2 = __commonJS({
       },
       {
         identify: (value) => value == null,
-        createNode: () => new Scalar3.Scalar(null),
+        createNode: () => new Scalar4.Scalar(null),
         default: true,
         tag: "tag:yaml.org,2002:null",
         test: /^null$/,
@@ -21709,7 +21709,7 @@ var require_binary = __commonJS({
   "node_modules/yaml/dist/schema/yaml-1.1/binary.js"(exports) {
     "use strict";
     var node_buffer = __require("buffer");
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var stringifyString = require_stringifyString();
     var binary = {
       identify: (value) => value instanceof Uint8Array,
@@ -21753,15 +21753,15 @@ var require_binary = __commonJS({
         } else {
           throw new Error("This environment does not support writing binary tags; either Buffer or btoa is required");
         }
-        type ?? (type = Scalar3.Scalar.BLOCK_LITERAL);
-        if (type !== Scalar3.Scalar.QUOTE_DOUBLE) {
+        type ?? (type = Scalar4.Scalar.BLOCK_LITERAL);
+        if (type !== Scalar4.Scalar.QUOTE_DOUBLE) {
           const lineWidth = Math.max(ctx.options.lineWidth - ctx.indent.length, ctx.options.minContentWidth);
           const n = Math.ceil(str2.length / lineWidth);
           const lines = new Array(n);
           for (let i = 0, o = 0; i < n; ++i, o += lineWidth) {
             lines[i] = str2.substr(o, lineWidth);
           }
-          str2 = lines.join(type === Scalar3.Scalar.BLOCK_LITERAL ? "\n" : " ");
+          str2 = lines.join(type === Scalar4.Scalar.BLOCK_LITERAL ? "\n" : " ");
         }
         return stringifyString.stringifyString({ comment, type, value: str2 }, ctx, onComment, onChompKeep);
       }
@@ -21776,7 +21776,7 @@ var require_pairs = __commonJS({
     "use strict";
     var identity = require_identity();
     var Pair2 = require_Pair();
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var YAMLSeq3 = require_YAMLSeq();
     function resolvePairs(seq, onError) {
       if (identity.isSeq(seq)) {
@@ -21787,7 +21787,7 @@ var require_pairs = __commonJS({
           else if (identity.isMap(item)) {
             if (item.items.length > 1)
               onError("Each pair must have its own sequence indicator");
-            const pair = item.items[0] || new Pair2.Pair(new Scalar3.Scalar(null));
+            const pair = item.items[0] || new Pair2.Pair(new Scalar4.Scalar(null));
             if (item.commentBefore)
               pair.key.commentBefore = pair.key.commentBefore ? `${item.commentBefore}
 ${pair.key.commentBefore}` : item.commentBefore;
@@ -21930,7 +21930,7 @@ var require_omap = __commonJS({
 var require_bool2 = __commonJS({
   "node_modules/yaml/dist/schema/yaml-1.1/bool.js"(exports) {
     "use strict";
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     function boolStringify({ value, source }, ctx) {
       const boolObj = value ? trueTag : falseTag;
       if (source && boolObj.test.test(source))
@@ -21942,7 +21942,7 @@ var require_bool2 = __commonJS({
       default: true,
       tag: "tag:yaml.org,2002:bool",
       test: /^(?:Y|y|[Yy]es|YES|[Tt]rue|TRUE|[Oo]n|ON)$/,
-      resolve: () => new Scalar3.Scalar(true),
+      resolve: () => new Scalar4.Scalar(true),
       stringify: boolStringify
     };
     var falseTag = {
@@ -21950,7 +21950,7 @@ var require_bool2 = __commonJS({
       default: true,
       tag: "tag:yaml.org,2002:bool",
       test: /^(?:N|n|[Nn]o|NO|[Ff]alse|FALSE|[Oo]ff|OFF)$/,
-      resolve: () => new Scalar3.Scalar(false),
+      resolve: () => new Scalar4.Scalar(false),
       stringify: boolStringify
     };
     exports.falseTag = falseTag;
@@ -21962,7 +21962,7 @@ var require_bool2 = __commonJS({
 var require_float2 = __commonJS({
   "node_modules/yaml/dist/schema/yaml-1.1/float.js"(exports) {
     "use strict";
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var stringifyNumber = require_stringifyNumber();
     var floatNaN = {
       identify: (value) => typeof value === "number",
@@ -21990,7 +21990,7 @@ var require_float2 = __commonJS({
       tag: "tag:yaml.org,2002:float",
       test: /^[-+]?(?:[0-9][0-9_]*)?\.[0-9_]*$/,
       resolve(str2) {
-        const node = new Scalar3.Scalar(parseFloat(str2.replace(/_/g, "")));
+        const node = new Scalar4.Scalar(parseFloat(str2.replace(/_/g, "")));
         const dot = str2.indexOf(".");
         if (dot !== -1) {
           const f = str2.substring(dot + 1).replace(/_/g, "");
@@ -23498,7 +23498,7 @@ var require_compose_collection = __commonJS({
   "node_modules/yaml/dist/compose/compose-collection.js"(exports) {
     "use strict";
     var identity = require_identity();
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var YAMLMap3 = require_YAMLMap();
     var YAMLSeq3 = require_YAMLSeq();
     var resolveBlockMap = require_resolve_block_map();
@@ -23547,7 +23547,7 @@ var require_compose_collection = __commonJS({
       }
       const coll = resolveCollection(CN, ctx, token, onError, tagName, tag);
       const res = tag.resolve?.(coll, (msg) => onError(tagToken, "TAG_RESOLVE_FAILED", msg), ctx.options) ?? coll;
-      const node = identity.isNode(res) ? res : new Scalar3.Scalar(res);
+      const node = identity.isNode(res) ? res : new Scalar4.Scalar(res);
       node.range = coll.range;
       node.tag = tagName;
       if (tag?.format)
@@ -23562,13 +23562,13 @@ var require_compose_collection = __commonJS({
 var require_resolve_block_scalar = __commonJS({
   "node_modules/yaml/dist/compose/resolve-block-scalar.js"(exports) {
     "use strict";
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     function resolveBlockScalar(ctx, scalar, onError) {
       const start = scalar.offset;
       const header = parseBlockScalarHeader(scalar, ctx.options.strict, onError);
       if (!header)
         return { value: "", type: null, comment: "", range: [start, start, start] };
-      const type = header.mode === ">" ? Scalar3.Scalar.BLOCK_FOLDED : Scalar3.Scalar.BLOCK_LITERAL;
+      const type = header.mode === ">" ? Scalar4.Scalar.BLOCK_FOLDED : Scalar4.Scalar.BLOCK_LITERAL;
       const lines = scalar.source ? splitLines(scalar.source) : [];
       let chompStart = lines.length;
       for (let i = lines.length - 1; i >= 0; --i) {
@@ -23630,7 +23630,7 @@ var require_resolve_block_scalar = __commonJS({
           onError(offset - content.length - (crlf ? 2 : 1), "BAD_INDENT", message);
           indent2 = "";
         }
-        if (type === Scalar3.Scalar.BLOCK_LITERAL) {
+        if (type === Scalar4.Scalar.BLOCK_LITERAL) {
           value += sep + indent2.slice(trimIndent) + content;
           sep = "\n";
         } else if (indent2.length > trimIndent || content[0] === "	") {
@@ -23745,7 +23745,7 @@ var require_resolve_block_scalar = __commonJS({
 var require_resolve_flow_scalar = __commonJS({
   "node_modules/yaml/dist/compose/resolve-flow-scalar.js"(exports) {
     "use strict";
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var resolveEnd = require_resolve_end();
     function resolveFlowScalar(scalar, strict, onError) {
       const { offset, type, source, end } = scalar;
@@ -23754,15 +23754,15 @@ var require_resolve_flow_scalar = __commonJS({
       const _onError = (rel, code, msg) => onError(offset + rel, code, msg);
       switch (type) {
         case "scalar":
-          _type = Scalar3.Scalar.PLAIN;
+          _type = Scalar4.Scalar.PLAIN;
           value = plainValue(source, _onError);
           break;
         case "single-quoted-scalar":
-          _type = Scalar3.Scalar.QUOTE_SINGLE;
+          _type = Scalar4.Scalar.QUOTE_SINGLE;
           value = singleQuotedValue(source, _onError);
           break;
         case "double-quoted-scalar":
-          _type = Scalar3.Scalar.QUOTE_DOUBLE;
+          _type = Scalar4.Scalar.QUOTE_DOUBLE;
           value = doubleQuotedValue(source, _onError);
           break;
         /* istanbul ignore next should not happen */
@@ -23967,7 +23967,7 @@ var require_compose_scalar = __commonJS({
   "node_modules/yaml/dist/compose/compose-scalar.js"(exports) {
     "use strict";
     var identity = require_identity();
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var resolveBlockScalar = require_resolve_block_scalar();
     var resolveFlowScalar = require_resolve_flow_scalar();
     function composeScalar(ctx, token, tagToken, onError) {
@@ -23985,11 +23985,11 @@ var require_compose_scalar = __commonJS({
       let scalar;
       try {
         const res = tag.resolve(value, (msg) => onError(tagToken ?? token, "TAG_RESOLVE_FAILED", msg), ctx.options);
-        scalar = identity.isScalar(res) ? res : new Scalar3.Scalar(res);
+        scalar = identity.isScalar(res) ? res : new Scalar4.Scalar(res);
       } catch (error2) {
         const msg = error2 instanceof Error ? error2.message : String(error2);
         onError(tagToken ?? token, "TAG_RESOLVE_FAILED", msg);
-        scalar = new Scalar3.Scalar(value);
+        scalar = new Scalar4.Scalar(value);
       }
       scalar.range = range;
       scalar.source = value;
@@ -24683,15 +24683,15 @@ var require_cst_visit = __commonJS({
     var BREAK = /* @__PURE__ */ Symbol("break visit");
     var SKIP = /* @__PURE__ */ Symbol("skip children");
     var REMOVE = /* @__PURE__ */ Symbol("remove item");
-    function visit2(cst, visitor) {
+    function visit(cst, visitor) {
       if ("type" in cst && cst.type === "document")
         cst = { start: cst.start, value: cst.value };
       _visit(Object.freeze([]), cst, visitor);
     }
-    visit2.BREAK = BREAK;
-    visit2.SKIP = SKIP;
-    visit2.REMOVE = REMOVE;
-    visit2.itemAtPath = (cst, path) => {
+    visit.BREAK = BREAK;
+    visit.SKIP = SKIP;
+    visit.REMOVE = REMOVE;
+    visit.itemAtPath = (cst, path) => {
       let item = cst;
       for (const [field, index] of path) {
         const tok = item?.[field];
@@ -24702,8 +24702,8 @@ var require_cst_visit = __commonJS({
       }
       return item;
     };
-    visit2.parentCollection = (cst, path) => {
-      const parent = visit2.itemAtPath(cst, path.slice(0, -1));
+    visit.parentCollection = (cst, path) => {
+      const parent = visit.itemAtPath(cst, path.slice(0, -1));
       const field = path[path.length - 1][0];
       const coll = parent?.[field];
       if (coll && "items" in coll)
@@ -24734,7 +24734,7 @@ var require_cst_visit = __commonJS({
       }
       return typeof ctrl === "function" ? ctrl(item, path) : ctrl;
     }
-    exports.visit = visit2;
+    exports.visit = visit;
   }
 });
 
@@ -26442,7 +26442,7 @@ var require_dist = __commonJS({
     var Alias = require_Alias();
     var identity = require_identity();
     var Pair2 = require_Pair();
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var YAMLMap3 = require_YAMLMap();
     var YAMLSeq3 = require_YAMLSeq();
     var cst = require_cst();
@@ -26450,7 +26450,7 @@ var require_dist = __commonJS({
     var lineCounter = require_line_counter();
     var parser = require_parser();
     var publicApi = require_public_api();
-    var visit2 = require_visit();
+    var visit = require_visit();
     exports.Composer = composer.Composer;
     exports.Document = Document3.Document;
     exports.Schema = Schema.Schema;
@@ -26467,7 +26467,7 @@ var require_dist = __commonJS({
     exports.isScalar = identity.isScalar;
     exports.isSeq = identity.isSeq;
     exports.Pair = Pair2.Pair;
-    exports.Scalar = Scalar3.Scalar;
+    exports.Scalar = Scalar4.Scalar;
     exports.YAMLMap = YAMLMap3.YAMLMap;
     exports.YAMLSeq = YAMLSeq3.YAMLSeq;
     exports.CST = cst;
@@ -26478,8 +26478,8 @@ var require_dist = __commonJS({
     exports.parseAllDocuments = publicApi.parseAllDocuments;
     exports.parseDocument = publicApi.parseDocument;
     exports.stringify = publicApi.stringify;
-    exports.visit = visit2.visit;
-    exports.visitAsync = visit2.visitAsync;
+    exports.visit = visit.visit;
+    exports.visitAsync = visit.visitAsync;
   }
 });
 
@@ -48766,14 +48766,14 @@ function jsonEscaped(text) {
 }
 function secretParts(value) {
   const parts = /* @__PURE__ */ new Set([value]);
-  const visit2 = (v, depth) => {
+  const visit = (v, depth) => {
     for (const p of [...urlPassword(v), ...jsonStrings(v)]) {
       if (parts.has(p)) continue;
       parts.add(p);
-      if (depth < 4) visit2(p, depth + 1);
+      if (depth < 4) visit(p, depth + 1);
     }
   };
-  visit2(value, 0);
+  visit(value, 0);
   for (const p of [...parts]) for (const e of jsonEscaped(p)) parts.add(e);
   return [...parts];
 }
@@ -48895,6 +48895,79 @@ var import_yaml = __toESM(require_dist(), 1);
 import { existsSync as existsSync2, readFileSync, readdirSync, statSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
 
+// core/dotenv-readers.ts
+var READERS = ["python-dotenv", "node-dotenv", "node-env-file", "dotenv-expand", "vite", "shell"];
+var DEFAULT_READERS = ["python-dotenv", "node-dotenv"];
+var EDGE_SPACE = /[\s\x1c-\x1f\x85]/;
+function plainUnquoted(text) {
+  if (text === "" || /[\n\r#\u2028\u2029\x85]/.test(text) || /^['"`]/.test(text)) return false;
+  return !EDGE_SPACE.test(text[0]) && !EDGE_SPACE.test(text[text.length - 1]);
+}
+function quotedWithout(text, quote2) {
+  if (text.length < 2 || text[0] !== quote2 || text[text.length - 1] !== quote2) return void 0;
+  const content = text.slice(1, -1);
+  return content.includes(quote2) ? void 0 : content;
+}
+var PY_ESCAPES = { "\\": "\\", "'": "'", '"': '"', a: "\x07", b: "\b", f: "\f", n: "\n", r: "\r", t: "	", v: "\v" };
+var PYTHON_INTERPOLATION = /\$\{[^}:]*(?::-[^}]*)?\}/;
+var pythonDotenv = (text) => {
+  if (text.includes("\r")) return void 0;
+  let value;
+  const q = text[0];
+  if (q === "'" || q === '"') {
+    const m = (q === "'" ? /^'((?:\\[\s\S]|[^'\\])*)'$/ : /^"((?:\\[\s\S]|[^"\\])*)"$/).exec(text);
+    if (!m) return void 0;
+    if (m[1].endsWith("\\")) return void 0;
+    value = m[1].replace(q === "'" ? /\\[\\']/g : /\\[\\'"abfnrtv]/g, (e) => PY_ESCAPES[e[1]]);
+  } else if (text === "") {
+    value = "";
+  } else {
+    if (!plainUnquoted(text)) return void 0;
+    value = text;
+  }
+  return PYTHON_INTERPOLATION.test(value) ? void 0 : value;
+};
+function nodeStyle(double, unquoted) {
+  return (text) => {
+    if (text.includes("\r")) return void 0;
+    const q = text[0];
+    if (q === "'" || q === "`" || q === '"') {
+      const content = quotedWithout(text, q);
+      if (content === void 0 || content.endsWith("\\")) return void 0;
+      return q === '"' ? double(content) : content;
+    }
+    return unquoted(text) ? text : void 0;
+  };
+}
+var nodeDotenv = nodeStyle((c) => c.replace(/\\n/g, "\n").replace(/\\r/g, "\r"), plainUnquoted);
+var nodeEnvFile = nodeStyle(
+  (c) => c.replace(/\\n/g, "").includes("\\") ? void 0 : c.replace(/\\n/g, "\n"),
+  (t) => plainUnquoted(t) && !/['"`]/.test(t)
+);
+function expand(parsed) {
+  if (parsed === void 0 || /(?<!\\)\$(?:\{[^{}]+\}|[A-Za-z_])/.test(parsed)) return void 0;
+  return parsed.replace(/\\\$/g, "$");
+}
+var shell = (text) => {
+  if (text[0] === "'") return quotedWithout(text, "'");
+  if (text[0] === '"') {
+    const content = quotedWithout(text, '"');
+    return content === void 0 || /[$`\\]/.test(content) ? void 0 : content;
+  }
+  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(text) ? text : void 0;
+};
+var MODELS = {
+  "python-dotenv": [pythonDotenv],
+  "node-dotenv": [nodeDotenv],
+  "node-env-file": [nodeEnvFile],
+  "dotenv-expand": [(t) => expand(nodeDotenv(t))],
+  vite: [(t) => expand(nodeDotenv(t)), (t) => expand(nodeEnvFile(t))],
+  shell: [shell]
+};
+function readsAs(reader, text, value) {
+  return MODELS[reader].every((decode2) => decode2(text) === value);
+}
+
 // core/shell.ts
 function quote(value) {
   const s = String(value);
@@ -48977,79 +49050,6 @@ function blobType(blob) {
   return blob.subarray(4, 4 + blob.readUInt32BE(0)).toString("latin1");
 }
 
-// core/dotenv-readers.ts
-var READERS = ["python-dotenv", "node-dotenv", "node-env-file", "dotenv-expand", "vite", "shell"];
-var DEFAULT_READERS = ["python-dotenv", "node-dotenv"];
-var EDGE_SPACE = /[\s\x1c-\x1f\x85]/;
-function plainUnquoted(text) {
-  if (text === "" || /[\n\r#\u2028\u2029\x85]/.test(text) || /^['"`]/.test(text)) return false;
-  return !EDGE_SPACE.test(text[0]) && !EDGE_SPACE.test(text[text.length - 1]);
-}
-function quotedWithout(text, quote2) {
-  if (text.length < 2 || text[0] !== quote2 || text[text.length - 1] !== quote2) return void 0;
-  const content = text.slice(1, -1);
-  return content.includes(quote2) ? void 0 : content;
-}
-var PY_ESCAPES = { "\\": "\\", "'": "'", '"': '"', a: "\x07", b: "\b", f: "\f", n: "\n", r: "\r", t: "	", v: "\v" };
-var PYTHON_INTERPOLATION = /\$\{[^}:]*(?::-[^}]*)?\}/;
-var pythonDotenv = (text) => {
-  if (text.includes("\r")) return void 0;
-  let value;
-  const q = text[0];
-  if (q === "'" || q === '"') {
-    const m = (q === "'" ? /^'((?:\\[\s\S]|[^'\\])*)'$/ : /^"((?:\\[\s\S]|[^"\\])*)"$/).exec(text);
-    if (!m) return void 0;
-    if (m[1].endsWith("\\")) return void 0;
-    value = m[1].replace(q === "'" ? /\\[\\']/g : /\\[\\'"abfnrtv]/g, (e) => PY_ESCAPES[e[1]]);
-  } else if (text === "") {
-    value = "";
-  } else {
-    if (!plainUnquoted(text)) return void 0;
-    value = text;
-  }
-  return PYTHON_INTERPOLATION.test(value) ? void 0 : value;
-};
-function nodeStyle(double, unquoted) {
-  return (text) => {
-    if (text.includes("\r")) return void 0;
-    const q = text[0];
-    if (q === "'" || q === "`" || q === '"') {
-      const content = quotedWithout(text, q);
-      if (content === void 0 || content.endsWith("\\")) return void 0;
-      return q === '"' ? double(content) : content;
-    }
-    return unquoted(text) ? text : void 0;
-  };
-}
-var nodeDotenv = nodeStyle((c) => c.replace(/\\n/g, "\n").replace(/\\r/g, "\r"), plainUnquoted);
-var nodeEnvFile = nodeStyle(
-  (c) => c.replace(/\\n/g, "").includes("\\") ? void 0 : c.replace(/\\n/g, "\n"),
-  (t) => plainUnquoted(t) && !/['"`]/.test(t)
-);
-function expand(parsed) {
-  if (parsed === void 0 || /(?<!\\)\$(?:\{[^{}]+\}|[A-Za-z_])/.test(parsed)) return void 0;
-  return parsed.replace(/\\\$/g, "$");
-}
-var shell = (text) => {
-  if (text[0] === "'") return quotedWithout(text, "'");
-  if (text[0] === '"') {
-    const content = quotedWithout(text, '"');
-    return content === void 0 || /[$`\\]/.test(content) ? void 0 : content;
-  }
-  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(text) ? text : void 0;
-};
-var MODELS = {
-  "python-dotenv": [pythonDotenv],
-  "node-dotenv": [nodeDotenv],
-  "node-env-file": [nodeEnvFile],
-  "dotenv-expand": [(t) => expand(nodeDotenv(t))],
-  vite: [(t) => expand(nodeDotenv(t)), (t) => expand(nodeEnvFile(t))],
-  shell: [shell]
-};
-function readsAs(reader, text, value) {
-  return MODELS[reader].every((decode2) => decode2(text) === value);
-}
-
 // core/config/schema.ts
 function describe(value) {
   if (value === null) return "null";
@@ -49061,6 +49061,9 @@ function describe(value) {
 function fail(problems, path, form, value, extra = "") {
   problems.push({ path, message: `expected ${form}, got ${describe(value)}${extra}` });
   return void 0;
+}
+function isMapping(value) {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 function string(opts2 = {}) {
   const form = opts2.form ?? "a string";
@@ -49076,27 +49079,22 @@ function string(opts2 = {}) {
     }
   };
 }
-function integer(min, max, form) {
-  const f = form ?? `an integer ${min}-${max}`;
+function bounded(kind, min, max, form) {
+  const whole = kind === "integer";
   return {
-    form: f,
-    json: () => ({ type: "integer", minimum: min, maximum: max }),
+    form,
+    json: () => ({ type: kind, minimum: min, maximum: max }),
     check(value, path, problems) {
-      if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) return fail(problems, path, f, value);
+      if (typeof value !== "number" || !(whole ? Number.isInteger(value) : Number.isFinite(value)) || value < min || value > max) return fail(problems, path, form, value);
       return value;
     }
   };
 }
+function integer(min, max, form) {
+  return bounded("integer", min, max, form ?? `an integer ${min}-${max}`);
+}
 function number(min, max, form) {
-  const f = form ?? `a number ${min}-${max}`;
-  return {
-    form: f,
-    json: () => ({ type: "number", minimum: min, maximum: max }),
-    check(value, path, problems) {
-      if (typeof value !== "number" || !Number.isFinite(value) || value < min || value > max) return fail(problems, path, f, value);
-      return value;
-    }
-  };
+  return bounded("number", min, max, form ?? `a number ${min}-${max}`);
 }
 function boolean() {
   return {
@@ -49190,6 +49188,8 @@ function req(schema, doc) {
 function opt(schema, doc, defaultValue) {
   return defaultValue === void 0 ? { schema, doc, presence: "optional" } : { schema, doc, presence: "defaulted", default: defaultValue };
 }
+
+// core/config/schema-object.ts
 function distance(a, b) {
   const row = Array.from({ length: b.length + 1 }, (_, i) => i);
   for (let i = 1; i <= a.length; i++) {
@@ -49207,9 +49207,6 @@ function closest(key, known) {
   const norm = key.toLowerCase().replace(/-/g, "_");
   const best = known.map((k) => [k, distance(norm, k)]).sort((x, y) => x[1] - y[1])[0];
   return best && best[1] <= Math.max(1, Math.floor(key.length / 4)) ? best[0] : void 0;
-}
-function isMapping(value) {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 function showDefault(value) {
   if (value === void 0) return void 0;
@@ -49336,7 +49333,7 @@ function object(fields, options = {}) {
   };
 }
 
-// core/config/environment.ts
+// core/config/environment-schema.ts
 var name = string({ pattern: /^[a-z][a-z0-9_-]{0,39}$/, form: 'a name (lower-case letters, digits, "_", "-")' });
 var port = integer(1, 65535);
 var command = string({ pattern: /^[^\n]+$/, form: "a shell command on one line" });
@@ -49565,6 +49562,8 @@ var environmentSchema = object(
     ]
   }
 );
+
+// core/config/environment.ts
 var ENVIRONMENT_FILE = "environment.yml";
 var SECRETS_FILE = "secrets.sops.yaml";
 var ConfigError = class extends OpsError {
@@ -49911,6 +49910,11 @@ function resolveCredentials(sources, reporter) {
     "tried --identity, $OPS_SSH_KEY, ssh.identity_file in the environment, $SSH_AUTH_SOCK and ~/.ssh/id_{ed25519,ecdsa,rsa}: give one of them"
   );
 }
+
+// core/remote/ssh.ts
+import { randomBytes } from "node:crypto";
+import { StringDecoder } from "node:string_decoder";
+import { setTimeout as sleep2 } from "node:timers/promises";
 
 // node_modules/node-ssh/lib/esm/index.mjs
 var import_is_stream = __toESM(require_is_stream(), 1);
@@ -50721,89 +50725,13 @@ var NodeSSH = class {
   }
 };
 
-// core/remote/ssh.ts
-import { randomBytes, timingSafeEqual } from "node:crypto";
-import { StringDecoder } from "node:string_decoder";
-
-// core/remote/types.ts
-var REPORT_PREFIX = "@ops ";
-function parseReports(stdout) {
-  const out = [];
-  for (const line of stdout.split("\n")) {
-    if (!line.startsWith(REPORT_PREFIX)) continue;
-    const rest = line.slice(REPORT_PREFIX.length);
-    const sp = rest.indexOf(" ");
-    out.push(sp < 0 ? [rest, ""] : [rest.slice(0, sp), rest.slice(sp + 1)]);
-  }
-  return out;
-}
-function reported(result, key) {
-  let v;
-  for (const [k, val] of result.reports) if (k === key) v = val;
-  return v;
-}
-function reportedAll(result, key) {
-  return result.reports.filter(([k]) => k === key).map(([, v]) => v);
-}
-var DEFAULT_STEP_TIMEOUT = 600;
-
-// core/remote/wrap.ts
-var START_MARKER = "@ops-start";
-var scriptPrelude = [
-  // The leading newline ends whatever line the login shell left unfinished.
-  `printf '\\n${START_MARKER}\\n'; printf '\\n${START_MARKER}\\n' >&2`,
-  "set -euo pipefail",
-  "umask 022",
-  // files that must stay private (.env, keys) are created with explicit modes
-  "export LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive",
-  "# shellcheck disable=SC2317 # for the step's own lines: some report nothing",
-  `ops_report() { printf '${REPORT_PREFIX}%s %s\\n' "$1" "\${2:-}"; }`,
-  "cd /"
-].join("\n");
-function commandLine(step, login2, appUser) {
-  const seconds2 = step.timeout ?? DEFAULT_STEP_TIMEOUT;
-  const run = ["timeout", "-k", "10", String(seconds2), "bash", "-s"];
-  if (step.as === "app") return cmd("sudo", "-n", "-H", "-u", appUser, "--", ...run);
-  if (step.as === "root" && login2 !== "root") return cmd("sudo", "-n", "-H", "--", ...run);
-  return cmd(...run);
-}
-function scriptText(step, connection) {
-  const mark = connection ? `
-export OPS_CONNECTION=${quote(connection)}` : "";
-  return `${scriptPrelude}${mark}
-${step.script.trimEnd()}
-`;
-}
-function uploadStep(remotePath, size2, mode) {
-  const dir = remotePath.replace(/\/[^/]*$/, "") || "/";
-  return {
-    name: `upload ${remotePath.split("/").pop()}`,
-    as: "login",
-    timeout: 600 + Math.ceil(size2 / 1e5),
-    // at least 100 kB/s
-    quiet: true,
-    // One line to end with: bash has parsed and run the whole function before the content starts.
-    script: String.raw`ops_upload() {
-  local tmp got
-  tmp=$(mktemp ${quote(`${dir}/.ops-upload.XXXXXX`)})
-  trap 'rm -f "$tmp"' EXIT
-  head -c ${size2} > "$tmp"
-  got=$(stat -c %s "$tmp")
-  if [ "$got" != ${size2} ]; then echo "the upload of ${quote(remotePath)} was cut short: $got of ${size2} bytes arrived" >&2; exit 1; fi
-  chmod ${mode.toString(8).padStart(4, "0")} "$tmp"
-  mv -f "$tmp" ${quote(remotePath)}
-  trap - EXIT
-}
-ops_upload; exit $?`
-  };
-}
-
-// core/remote/ssh.ts
+// core/remote/ssh-login.ts
+import { timingSafeEqual } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
 function hostKeyAlgorithms(type) {
   return type === "ssh-rsa" ? ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"] : [type];
 }
 var RETRYABLE = /ECONNREFUSED|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ECONNRESET|EAI_AGAIN|Timed out while waiting for handshake|Connection lost before handshake/;
-var sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 function pinnedKey(ep, role, configFile) {
   const pinned = parseHostKey(ep.hostKey);
   if (typeof pinned === "string") throw new OpsError(`${role} ${ep.name}: pinned host key is malformed (${pinned})`, `fix its host_key in ${configFile}`);
@@ -50926,6 +50854,81 @@ var Bastion = class _Bastion {
     this.ssh.dispose();
   }
 };
+
+// core/remote/types.ts
+var REPORT_PREFIX = "@ops ";
+function parseReports(stdout) {
+  const out = [];
+  for (const line of stdout.split("\n")) {
+    if (!line.startsWith(REPORT_PREFIX)) continue;
+    const rest = line.slice(REPORT_PREFIX.length);
+    const sp = rest.indexOf(" ");
+    out.push(sp < 0 ? [rest, ""] : [rest.slice(0, sp), rest.slice(sp + 1)]);
+  }
+  return out;
+}
+function reported(result, key) {
+  let v;
+  for (const [k, val] of result.reports) if (k === key) v = val;
+  return v;
+}
+function reportedAll(result, key) {
+  return result.reports.filter(([k]) => k === key).map(([, v]) => v);
+}
+var DEFAULT_STEP_TIMEOUT = 600;
+
+// core/remote/wrap.ts
+var START_MARKER = "@ops-start";
+var scriptPrelude = [
+  // The leading newline ends whatever line the login shell left unfinished.
+  `printf '\\n${START_MARKER}\\n'; printf '\\n${START_MARKER}\\n' >&2`,
+  "set -euo pipefail",
+  "umask 022",
+  // files that must stay private (.env, keys) are created with explicit modes
+  "export LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive",
+  "# shellcheck disable=SC2317 # for the step's own lines: some report nothing",
+  `ops_report() { printf '${REPORT_PREFIX}%s %s\\n' "$1" "\${2:-}"; }`,
+  "cd /"
+].join("\n");
+function commandLine(step, login2, appUser) {
+  const seconds2 = step.timeout ?? DEFAULT_STEP_TIMEOUT;
+  const run = ["timeout", "-k", "10", String(seconds2), "bash", "-s"];
+  if (step.as === "app") return cmd("sudo", "-n", "-H", "-u", appUser, "--", ...run);
+  if (step.as === "root" && login2 !== "root") return cmd("sudo", "-n", "-H", "--", ...run);
+  return cmd(...run);
+}
+function scriptText(step, connection) {
+  const mark = connection ? `
+export OPS_CONNECTION=${quote(connection)}` : "";
+  return `${scriptPrelude}${mark}
+${step.script.trimEnd()}
+`;
+}
+function uploadStep(remotePath, size2, mode) {
+  const dir = remotePath.replace(/\/[^/]*$/, "") || "/";
+  return {
+    name: `upload ${remotePath.split("/").pop()}`,
+    as: "login",
+    timeout: 600 + Math.ceil(size2 / 1e5),
+    // at least 100 kB/s
+    quiet: true,
+    // One line to end with: bash has parsed and run the whole function before the content starts.
+    script: String.raw`ops_upload() {
+  local tmp got
+  tmp=$(mktemp ${quote(`${dir}/.ops-upload.XXXXXX`)})
+  trap 'rm -f "$tmp"' EXIT
+  head -c ${size2} > "$tmp"
+  got=$(stat -c %s "$tmp")
+  if [ "$got" != ${size2} ]; then echo "the upload of ${quote(remotePath)} was cut short: $got of ${size2} bytes arrived" >&2; exit 1; fi
+  chmod ${mode.toString(8).padStart(4, "0")} "$tmp"
+  mv -f "$tmp" ${quote(remotePath)}
+  trap - EXIT
+}
+ops_upload; exit $?`
+  };
+}
+
+// core/remote/ssh.ts
 async function connect(options) {
   const { host, via } = options;
   const where = via ? `${describeEndpoint(host)} through bastion ${via.endpoint.address}` : describeEndpoint(host);
@@ -51026,7 +51029,7 @@ var SshRemote = class {
         return await new Promise((resolve5, reject) => conn.exec(command2, (e, c) => e ? reject(e) : resolve5(c)));
       } catch (e) {
         if (sessionRefused(e) && attempt < 8) {
-          await sleep(25 * 2 ** attempt);
+          await sleep2(25 * 2 ** attempt);
           continue;
         }
         if (sessionRefused(e))
@@ -51253,159 +51256,6 @@ async function inBatches(items, size2, fn) {
     for (const s of settled) results.push(s.value);
   }
   return results;
-}
-
-// core/dotenv.ts
-function lookup(tree, path) {
-  let node = tree;
-  for (const key of path.split(".")) {
-    if (node === null || typeof node !== "object" || !(key in node)) return void 0;
-    node = node[key];
-  }
-  return node;
-}
-function asString(value) {
-  if (typeof value === "string") return value;
-  if (typeof value === "number" || typeof value === "bigint" || typeof value === "boolean") return String(value);
-  return JSON.stringify(value);
-}
-var FORMS = [
-  { name: "single-quoted", quote: "'" },
-  { name: "double-quoted with \\n for line breaks", quote: '"', newlines: true },
-  { name: "double-quoted", quote: '"' },
-  { name: "double-quoted with backslash escapes", quote: '"', backslashes: true, newlines: true },
-  { name: "single-quoted with backslash escapes", quote: "'", backslashes: true },
-  { name: "backtick-quoted", quote: "`" },
-  { name: "unquoted", quote: "" },
-  { name: "single-quoted with \\$", quote: "'", dollars: true },
-  { name: "double-quoted with \\n and \\$", quote: '"', newlines: true, dollars: true },
-  { name: "double-quoted with \\$", quote: '"', dollars: true },
-  { name: "backtick-quoted with \\$", quote: "`", dollars: true },
-  { name: "unquoted with \\$", quote: "", dollars: true }
-];
-function write(value, form) {
-  let s = value;
-  if (form.backslashes) {
-    s = s.replace(/\\/g, "\\\\");
-    if (form.quote) s = s.split(form.quote).join(`\\${form.quote}`);
-  }
-  if (form.dollars) s = s.replace(/\$/g, "\\$");
-  if (form.newlines) s = s.replace(/\n/g, "\\n").replace(/\r/g, "\\r");
-  return `${form.quote}${s}${form.quote}`;
-}
-var LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-function formsFor(value, readers) {
-  return FORMS.filter((f) => readers.every((r) => readsAs(r, write(value, f), value)));
-}
-function aloneReason(reader, value) {
-  const quotes = "holds ', \" and ` together with a line break, a #, or spaces at its ends";
-  switch (reader) {
-    case "python-dotenv":
-      if (PYTHON_INTERPOLATION.test(value)) return 'python-dotenv replaces "${...}" with the value of another variable (interpolation), in every quoting, and has no escape for it';
-      return "it ends with a backslash and needs quotes: python-dotenv 0.21 reads a quoted value ending in a backslash past its closing quote";
-    case "node-dotenv":
-    case "dotenv-expand":
-      if (value.endsWith("\\")) return `it ends with a backslash and needs quotes: ${reader} reads a quoted value ending in a backslash past its closing quote`;
-      if (value.includes("\r") && value.includes('"')) return `${reader} keeps a carriage return only as \\r inside double quotes, and the value holds a double quote`;
-      return `${reader} decodes no escapes (only \\n and \\r in double quotes), and the value ${quotes}`;
-    case "node-env-file":
-    case "vite":
-      if (value.endsWith("\\")) return `it ends with a backslash and needs quotes, which ${reader} may read past its closing quote`;
-      if (value.includes("\r")) return `${reader === "vite" ? "vite 8 (Node's parser)" : "Node's parser"} does not keep carriage returns`;
-      return `${reader === "vite" ? "vite" : "Node's parser"} decodes no escapes but \\n in double quotes, and the value ${quotes}, or a backslash next to a line break`;
-    case "shell":
-      return 'bash reads $, `, " and \\ specially unless in single quotes, and the value holds a single quote together with one of them';
-  }
-}
-function encodeValue(value, readers) {
-  if (value.includes("\0")) return { refused: { readers: [...readers], reason: "it holds a NUL character, which no process environment can carry" } };
-  if (LONE_SURROGATE.test(value)) return { refused: { readers: [...readers], reason: "it is not valid Unicode (a lone surrogate), so it cannot be written as UTF-8" } };
-  const [form] = formsFor(value, readers);
-  if (form) return { text: write(value, form), form: form.name };
-  const alone = readers.filter((r) => formsFor(value, [r]).length === 0);
-  if (alone.length) return { refused: { readers: alone, reason: alone.map((r) => aloneReason(r, value)).join("; ") } };
-  for (const [i, a] of readers.entries())
-    for (const b of readers.slice(i + 1))
-      if (formsFor(value, [a, b]).length === 0) {
-        const list2 = (r) => formsFor(value, [r]).map((f) => f.name).join(", ");
-        return { refused: { readers: [a, b], reason: `no quoting is read the same by ${a} and ${b}: ${a} reads it back only ${list2(a)}; ${b} only ${list2(b)}` } };
-      }
-  return { refused: { readers: [...readers], reason: "no quoting is read back exactly by all the declared readers together" } };
-}
-function dotenvReaders(env) {
-  return env.config.dotenv.readers.map((r) => typeof r === "string" ? { reader: r, only: "" } : { reader: r.reader, only: r.only });
-}
-function readersOf(env, key) {
-  return dotenvReaders(env).filter((r) => key.startsWith(r.only)).map((r) => r.reader);
-}
-function renderDotenv(env, secrets) {
-  const declared = dotenvReaders(env).map((r) => r.only ? `${r.reader} (${r.only}*)` : r.reader);
-  const missing = [];
-  const refused = [];
-  const culprits = /* @__PURE__ */ new Set();
-  const lines = [`# Rendered by ops-pipeline for ${env.name} (readers: ${declared.join(", ")}): do not edit on the host, change environments/${env.name}/ instead.`];
-  const records = [];
-  const forms = {};
-  for (const [key, spec] of Object.entries(env.config.env)) {
-    let value;
-    if (typeof spec === "string") value = spec;
-    else {
-      const found = lookup(secrets, spec.secret);
-      if (found === void 0 || found === null) {
-        missing.push(`${key} needs the secret "${spec.secret}"`);
-        continue;
-      }
-      value = asString(found);
-    }
-    const readers = readersOf(env, key);
-    const encoded = encodeValue(value, readers);
-    if ("refused" in encoded) {
-      encoded.refused.readers.forEach((r) => culprits.add(r));
-      refused.push(`${key} (${typeof spec === "string" ? "a plain value in environment.yml" : `secret "${spec.secret}"`}; read by ${readers.join(", ")}): ${encoded.refused.reason}`);
-      continue;
-    }
-    lines.push(`${key}=${encoded.text}`);
-    records.push(`${key}=${value}\0`);
-    forms[key] = encoded.form;
-  }
-  if (missing.length)
-    throw new OpsError(
-      `environments/${env.name}/secrets.sops.yaml lacks ${missing.length} secret${missing.length > 1 ? "s" : ""} the .env needs:
-${missing.map((m) => `  - ${m}`).join("\n")}`,
-      `add them: printf '%s' VALUE | ops secrets set ${env.name} <key>`
-    );
-  if (refused.length)
-    throw new OpsError(
-      `${refused.length} .env value${refused.length > 1 ? "s" : ""} of ${env.name} cannot be written so that ${refused.length > 1 ? "their readers read them" : "its readers read it"} back exactly (nothing was sent to any host):
-${refused.map((m) => `  - ${m}`).join("\n")}`,
-      `change the value (printf '%s' NEW | ops secrets set ${env.name} <key>), or, if your app does not read .env with it, drop ${[...culprits].join(" / ")} from dotenv.readers in environments/${env.name}/environment.yml (README: "The .env: which values each reader can carry")`
-    );
-  return { dotenv: lines.join("\n") + "\n", environ: records.join(""), forms };
-}
-function environLoader(file) {
-  return `# shellcheck disable=SC2163 # each record is NAME=VALUE, exported as it is
-if [ -f ${quote(file)} ]; then while IFS= read -r -d '' kv; do export -- "$kv"; done < ${quote(file)}; fi`;
-}
-
-// core/runinfo.ts
-import { hostname, userInfo } from "node:os";
-function clean(s) {
-  return s.replace(/[^\x20-\x7e]/g, "?").slice(0, 200);
-}
-function runUrl(processEnv = process.env) {
-  const { GITHUB_SERVER_URL: server, GITHUB_REPOSITORY: repo, GITHUB_RUN_ID: id } = processEnv;
-  return server && repo && id ? clean(`${server}/${repo}/actions/runs/${id}`) : "";
-}
-function runInfo(processEnv = process.env) {
-  if (processEnv.GITHUB_ACTIONS === "true" || processEnv.GITHUB_RUN_ID) {
-    return { actor: clean(processEnv.GITHUB_ACTOR ?? "github-actions"), runUrl: runUrl(processEnv), via: "github-actions" };
-  }
-  let user = processEnv.USER ?? "";
-  try {
-    user ||= userInfo().username;
-  } catch {
-  }
-  return { actor: clean(`${user || "unknown"}@${hostname()}`), runUrl: "", via: "cli" };
 }
 
 // core/git.ts
@@ -51757,157 +51607,6 @@ function formatChanges(groups, target) {
   return out;
 }
 
-// core/tree-content.ts
-import { execFile } from "node:child_process";
-import { existsSync as existsSync5, mkdtempSync, rmSync, statSync as statSync2 } from "node:fs";
-import { tmpdir } from "node:os";
-import { join as join4, resolve as resolve3 } from "node:path";
-import { promisify } from "node:util";
-async function lsTree(repo, sha) {
-  const out = await git(repo, ["ls-tree", "-r", "-z", "-l", "--full-tree", sha]);
-  return out.split("\0").filter(Boolean).map((line) => {
-    const tab = line.indexOf("	");
-    const [mode = "", type = "", object2 = "", size2 = ""] = line.slice(0, tab).split(/\s+/);
-    return { mode, type, object: object2, size: Number(size2) || 0, path: line.slice(tab + 1) };
-  });
-}
-function parseLfsPointer(text) {
-  if (!text.startsWith("version https://git-lfs.github.com/spec/v1\n") && !text.startsWith("version https://hawser.github.com/spec/v1\n")) return void 0;
-  const oid = /^oid sha256:([0-9a-f]{64})$/m.exec(text)?.[1];
-  const size2 = /^size (\d+)$/m.exec(text)?.[1];
-  return oid && size2 ? { oid, size: Number(size2) } : void 0;
-}
-async function blobs(repo, ids) {
-  const out = /* @__PURE__ */ new Map();
-  if (!ids.length) return out;
-  const raw = await new Git(repo).bytes(["cat-file", "--batch"], { input: ids.join("\n") + "\n" });
-  let pos = 0;
-  for (const id of ids) {
-    const nl = raw.indexOf(10, pos);
-    const size2 = Number(raw.subarray(pos, nl).toString().split(" ")[2] ?? 0);
-    out.set(id, raw.subarray(nl + 1, nl + 1 + size2).toString("utf8"));
-    pos = nl + 1 + size2 + 1;
-  }
-  return out;
-}
-async function attributes(repo, sha, attr, paths) {
-  const out = /* @__PURE__ */ new Map();
-  if (!paths.length) return out;
-  const dir = mkdtempSync(join4(tmpdir(), "ops-attr-"));
-  try {
-    const env = { GIT_INDEX_FILE: join4(dir, "index") };
-    await git(repo, ["read-tree", sha], { env });
-    const f = (await git(repo, ["check-attr", "-z", "--cached", "--stdin", attr], { env, input: paths.join("\0") + "\0" })).split("\0");
-    for (let i = 0; i + 2 < f.length; i += 3) out.set(f[i], f[i + 2]);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-  return out;
-}
-async function archiveListing(repo, sha) {
-  const dir = mkdtempSync(join4(tmpdir(), "ops-archive-"));
-  try {
-    const file = join4(dir, "release.tar");
-    await git(repo, ["archive", "--format=tar", "-o", file, sha]);
-    const { stdout } = await promisify(execFile)("tar", ["-tf", file], { maxBuffer: 256 * 1024 * 1024 });
-    return new Set(stdout.split("\n").filter(Boolean));
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-async function absoluteGitDir(repo, which2) {
-  return (await git(repo, ["rev-parse", ...which2 === "--git-common-dir" ? ["--path-format=absolute"] : [], which2])).trim();
-}
-async function lfsObjects(gitDir) {
-  const storage = (await git(gitDir, ["config", "--get", "lfs.storage"]).catch(() => "")).trim();
-  return join4(storage ? resolve3(gitDir, storage) : join4(gitDir, "lfs"), "objects");
-}
-async function treeContent(repo, sha) {
-  const content = { submodules: [], lfs: [], exportIgnored: [] };
-  const missingSubmodules = [];
-  const missingLfs = [];
-  const visit2 = async (dir, gitDir, commit, prefix, worktree) => {
-    const entries = await lsTree(dir, commit);
-    const attrFiles = entries.filter((e) => e.type === "blob" && (e.path === ".gitattributes" || e.path.endsWith("/.gitattributes")));
-    const attrText = [...(await blobs(dir, attrFiles.map((e) => e.object))).values()].join("\n");
-    const links = entries.filter((e) => e.type === "commit");
-    if (links.length) {
-      const names = /* @__PURE__ */ new Map();
-      const list2 = entries.some((e) => e.path === ".gitmodules") ? await git(dir, ["config", "--blob", `${commit}:.gitmodules`, "--null", "--list"]).catch(() => "") : "";
-      for (const item of list2.split("\0")) {
-        const m = /^submodule\.(.+)\.path\n([\s\S]*)$/.exec(item);
-        if (m) names.set(m[2], m[1]);
-      }
-      for (const link of links) {
-        const name2 = names.get(link.path) ?? link.path;
-        const candidates = [join4(gitDir, "modules", name2), ...worktree ? [join4(worktree, link.path)] : []];
-        let found;
-        for (const c of candidates) {
-          if (!existsSync5(c)) continue;
-          const subGitDir = await absoluteGitDir(c, "--absolute-git-dir").catch(() => void 0);
-          if (!subGitDir || subGitDir === gitDir) continue;
-          if (await new Git(subGitDir).commit(link.object)) {
-            found = subGitDir;
-            break;
-          }
-        }
-        const path = `${prefix}${link.path}`;
-        if (!found) {
-          missingSubmodules.push(`${path} (commit ${link.object.slice(0, 12)})`);
-          continue;
-        }
-        content.submodules.push({ path, sha: link.object, gitDir: found });
-        await visit2(found, found, link.object, `${path}/`, worktree ? join4(worktree, link.path) : void 0);
-      }
-    }
-    if (/filter=lfs/.test(attrText)) {
-      const small = entries.filter((e) => e.type === "blob" && e.size < 1024);
-      const text = await blobs(dir, small.map((e) => e.object));
-      const pointers = small.map((e) => ({ e, p: parseLfsPointer(text.get(e.object) ?? "") })).filter((x) => x.p);
-      const filters = await attributes(dir, commit, "filter", pointers.map((x) => x.e.path));
-      const store = await lfsObjects(gitDir);
-      for (const { e, p } of pointers) {
-        if (filters.get(e.path) !== "lfs") continue;
-        const file = join4(store, p.oid.slice(0, 2), p.oid.slice(2, 4), p.oid);
-        const path = `${prefix}${e.path}`;
-        if (existsSync5(file) && statSync2(file).size === p.size) content.lfs.push({ path, oid: p.oid, size: p.size, file });
-        else missingLfs.push(path);
-      }
-    }
-    if (/export-ignore/.test(attrText)) {
-      const listed = await archiveListing(dir, commit);
-      const gone = entries.filter((e) => e.type === "blob" && !listed.has(e.path)).map((e) => e.path);
-      const dirs = /* @__PURE__ */ new Set();
-      for (const p of gone) {
-        const parts = p.split("/");
-        for (let i = 1; i < parts.length; i++) {
-          const d = parts.slice(0, i).join("/");
-          if (!listed.has(`${d}/`)) {
-            dirs.add(`${d}/`);
-            break;
-          }
-        }
-      }
-      content.exportIgnored.push(...[...dirs].map((d) => `${prefix}${d}`), ...gone.filter((p) => ![...dirs].some((d) => p.startsWith(d))).map((p) => `${prefix}${p}`));
-    }
-  };
-  const root = await absoluteGitDir(repo, "--git-common-dir");
-  const top = (await git(repo, ["rev-parse", "--show-toplevel"]).catch(() => "")).trim() || void 0;
-  await visit2(repo, root, sha, "", top);
-  const problems = [];
-  if (missingSubmodules.length) problems.push(`submodule${missingSubmodules.length > 1 ? "s" : ""} not checked out on this runner: ${missingSubmodules.join(", ")}`);
-  if (missingLfs.length) problems.push(`Git LFS file${missingLfs.length > 1 ? "s" : ""} without content on this runner (only the pointer): ${missingLfs.slice(0, 10).join(", ")}${missingLfs.length > 10 ? ` and ${missingLfs.length - 10} more` : ""}`);
-  if (problems.length)
-    throw new OpsError(
-      `${sha.slice(0, 12)} cannot be deployed complete: ${problems.join("; ")}; nothing was changed`,
-      [
-        missingSubmodules.length ? "check out with submodules (actions/checkout with `submodules: recursive`; on a laptop: git submodule update --init --recursive)" : "",
-        missingLfs.length ? "fetch the LFS content (actions/checkout with `lfs: true`; on a laptop: git lfs pull)" : ""
-      ].filter(Boolean).join("; ")
-    );
-  return content;
-}
-
 // core/steps/facts.ts
 function diskReport(dir) {
   return String.raw`d=${quote(dir)}
@@ -51924,6 +51623,163 @@ function describeDisk(d) {
 }
 function diskSpace(env) {
   return { name: "disk space", as: "login", timeout: 30, quiet: true, script: diskReport(env.baseDir) };
+}
+
+// core/dotenv.ts
+function lookup(tree, path) {
+  let node = tree;
+  for (const key of path.split(".")) {
+    if (node === null || typeof node !== "object" || !(key in node)) return void 0;
+    node = node[key];
+  }
+  return node;
+}
+function asString(value) {
+  if (typeof value === "string") return value;
+  if (typeof value === "number" || typeof value === "bigint" || typeof value === "boolean") return String(value);
+  return JSON.stringify(value);
+}
+var FORMS = [
+  { name: "single-quoted", quote: "'" },
+  { name: "double-quoted with \\n for line breaks", quote: '"', newlines: true },
+  { name: "double-quoted", quote: '"' },
+  { name: "double-quoted with backslash escapes", quote: '"', backslashes: true, newlines: true },
+  { name: "single-quoted with backslash escapes", quote: "'", backslashes: true },
+  { name: "backtick-quoted", quote: "`" },
+  { name: "unquoted", quote: "" },
+  { name: "single-quoted with \\$", quote: "'", dollars: true },
+  { name: "double-quoted with \\n and \\$", quote: '"', newlines: true, dollars: true },
+  { name: "double-quoted with \\$", quote: '"', dollars: true },
+  { name: "backtick-quoted with \\$", quote: "`", dollars: true },
+  { name: "unquoted with \\$", quote: "", dollars: true }
+];
+function write(value, form) {
+  let s = value;
+  if (form.backslashes) {
+    s = s.replace(/\\/g, "\\\\");
+    if (form.quote) s = s.split(form.quote).join(`\\${form.quote}`);
+  }
+  if (form.dollars) s = s.replace(/\$/g, "\\$");
+  if (form.newlines) s = s.replace(/\n/g, "\\n").replace(/\r/g, "\\r");
+  return `${form.quote}${s}${form.quote}`;
+}
+var LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+function formsFor(value, readers) {
+  return FORMS.filter((f) => readers.every((r) => readsAs(r, write(value, f), value)));
+}
+function aloneReason(reader, value) {
+  const quotes = "holds ', \" and ` together with a line break, a #, or spaces at its ends";
+  switch (reader) {
+    case "python-dotenv":
+      if (PYTHON_INTERPOLATION.test(value)) return 'python-dotenv replaces "${...}" with the value of another variable (interpolation), in every quoting, and has no escape for it';
+      return "it ends with a backslash and needs quotes: python-dotenv 0.21 reads a quoted value ending in a backslash past its closing quote";
+    case "node-dotenv":
+    case "dotenv-expand":
+      if (value.endsWith("\\")) return `it ends with a backslash and needs quotes: ${reader} reads a quoted value ending in a backslash past its closing quote`;
+      if (value.includes("\r") && value.includes('"')) return `${reader} keeps a carriage return only as \\r inside double quotes, and the value holds a double quote`;
+      return `${reader} decodes no escapes (only \\n and \\r in double quotes), and the value ${quotes}`;
+    case "node-env-file":
+    case "vite":
+      if (value.endsWith("\\")) return `it ends with a backslash and needs quotes, which ${reader} may read past its closing quote`;
+      if (value.includes("\r")) return `${reader === "vite" ? "vite 8 (Node's parser)" : "Node's parser"} does not keep carriage returns`;
+      return `${reader === "vite" ? "vite" : "Node's parser"} decodes no escapes but \\n in double quotes, and the value ${quotes}, or a backslash next to a line break`;
+    case "shell":
+      return 'bash reads $, `, " and \\ specially unless in single quotes, and the value holds a single quote together with one of them';
+  }
+}
+function encodeValue(value, readers) {
+  if (value.includes("\0")) return { refused: { readers: [...readers], reason: "it holds a NUL character, which no process environment can carry" } };
+  if (LONE_SURROGATE.test(value)) return { refused: { readers: [...readers], reason: "it is not valid Unicode (a lone surrogate), so it cannot be written as UTF-8" } };
+  const [form] = formsFor(value, readers);
+  if (form) return { text: write(value, form), form: form.name };
+  const alone = readers.filter((r) => formsFor(value, [r]).length === 0);
+  if (alone.length) return { refused: { readers: alone, reason: alone.map((r) => aloneReason(r, value)).join("; ") } };
+  for (const [i, a] of readers.entries())
+    for (const b of readers.slice(i + 1))
+      if (formsFor(value, [a, b]).length === 0) {
+        const list2 = (r) => formsFor(value, [r]).map((f) => f.name).join(", ");
+        return { refused: { readers: [a, b], reason: `no quoting is read the same by ${a} and ${b}: ${a} reads it back only ${list2(a)}; ${b} only ${list2(b)}` } };
+      }
+  return { refused: { readers: [...readers], reason: "no quoting is read back exactly by all the declared readers together" } };
+}
+function dotenvReaders(env) {
+  return env.config.dotenv.readers.map((r) => typeof r === "string" ? { reader: r, only: "" } : { reader: r.reader, only: r.only });
+}
+function readersOf(env, key) {
+  return dotenvReaders(env).filter((r) => key.startsWith(r.only)).map((r) => r.reader);
+}
+function renderDotenv(env, secrets) {
+  const declared = dotenvReaders(env).map((r) => r.only ? `${r.reader} (${r.only}*)` : r.reader);
+  const missing = [];
+  const refused = [];
+  const culprits = /* @__PURE__ */ new Set();
+  const lines = [`# Rendered by ops-pipeline for ${env.name} (readers: ${declared.join(", ")}): do not edit on the host, change environments/${env.name}/ instead.`];
+  const records = [];
+  const forms = {};
+  for (const [key, spec] of Object.entries(env.config.env)) {
+    let value;
+    if (typeof spec === "string") value = spec;
+    else {
+      const found = lookup(secrets, spec.secret);
+      if (found === void 0 || found === null) {
+        missing.push(`${key} needs the secret "${spec.secret}"`);
+        continue;
+      }
+      value = asString(found);
+    }
+    const readers = readersOf(env, key);
+    const encoded = encodeValue(value, readers);
+    if ("refused" in encoded) {
+      encoded.refused.readers.forEach((r) => culprits.add(r));
+      refused.push(`${key} (${typeof spec === "string" ? "a plain value in environment.yml" : `secret "${spec.secret}"`}; read by ${readers.join(", ")}): ${encoded.refused.reason}`);
+      continue;
+    }
+    lines.push(`${key}=${encoded.text}`);
+    records.push(`${key}=${value}\0`);
+    forms[key] = encoded.form;
+  }
+  if (missing.length)
+    throw new OpsError(
+      `environments/${env.name}/secrets.sops.yaml lacks ${missing.length} secret${missing.length > 1 ? "s" : ""} the .env needs:
+${missing.map((m) => `  - ${m}`).join("\n")}`,
+      `add them: printf '%s' VALUE | ops secrets set ${env.name} <key>`
+    );
+  if (refused.length)
+    throw new OpsError(
+      `${refused.length} .env value${refused.length > 1 ? "s" : ""} of ${env.name} cannot be written so that ${refused.length > 1 ? "their readers read them" : "its readers read it"} back exactly (nothing was sent to any host):
+${refused.map((m) => `  - ${m}`).join("\n")}`,
+      `change the value (printf '%s' NEW | ops secrets set ${env.name} <key>), or, if your app does not read .env with it, drop ${[...culprits].join(" / ")} from dotenv.readers in environments/${env.name}/environment.yml (README: "The .env: which values each reader can carry")`
+    );
+  return { dotenv: lines.join("\n") + "\n", environ: records.join(""), forms };
+}
+function environLoader(file) {
+  return `# shellcheck disable=SC2163 # each record is NAME=VALUE, exported as it is
+if [ -f ${quote(file)} ]; then while IFS= read -r -d '' kv; do export -- "$kv"; done < ${quote(file)}; fi`;
+}
+
+// core/runtimes.ts
+var PYENV_ROOT = "/opt/pyenv";
+var NVM_DIR = "/opt/nvm";
+var NODE_FROM_NPM_DIR = "/opt/ops-node";
+function minor(version2) {
+  return version2.split(".").slice(0, 2).join(".");
+}
+function runtimePaths(env) {
+  const { python, node } = env.config.runtimes;
+  const py = python.strategy === "pyenv" ? `${PYENV_ROOT}/versions/${python.version}/bin/python3` : `/usr/bin/python${minor(python.version)}`;
+  const nodeBin = node.strategy === "nvm" ? `${NVM_DIR}/versions/node/v${node.version}/bin` : node.strategy === "npm" ? `${NODE_FROM_NPM_DIR}/v${node.version}/bin` : "/usr/bin";
+  return { python: py, node: `${nodeBin}/node`, npm: `${nodeBin}/npm` };
+}
+
+// core/steps/nginx.ts
+import { readFileSync as readFileSync3 } from "node:fs";
+
+// core/steps/script.ts
+function b64(content) {
+  return Buffer.from(content).toString("base64");
+}
+function putFile(path, content, mode = "0644", owner = "root:root") {
+  return `put_file ${quote(path)} ${mode} ${owner} ${b64(content)}`;
 }
 
 // core/steps/sh/connection.sh
@@ -52172,60 +52028,6 @@ var PROBE_FUNCTIONS = probe_default;
 var CONNECTION_FUNCTIONS = connection_default;
 var HISTORY_FUNCTIONS = history_default;
 
-// core/steps/history.ts
-var RELEASE_DIR_PATTERN = "^[0-9]{8}T[0-9]{6}Z-[0-9a-f]+$";
-function historyFunctions(env) {
-  const L = layout(env);
-  const settings = {
-    history_file: L.history,
-    releases_dir: L.releases,
-    current_link: L.current,
-    supervisor_conf_blue: L.supervisorConf("blue"),
-    supervisor_conf_green: L.supervisorConf("green"),
-    release_dir_pattern: RELEASE_DIR_PATTERN
-  };
-  return `${Object.entries(settings).map(([k, v]) => `${k}=${quote(v)}`).join("\n")}
-${HISTORY_FUNCTIONS}`;
-}
-function parseReleaseRecord(line) {
-  const [id = "", sha = "", status = "ok", live = "-", last = "-"] = line.split(" ");
-  const num = (v) => /^\d+$/.test(v) ? Number(v) : void 0;
-  return { id, sha, status: status === "failed" || status === "abandoned" ? status : "ok", liveSeq: num(live), eventSeq: num(last) };
-}
-function historyOrder(releases) {
-  const key = (r) => [r.liveSeq ?? -1, r.eventSeq ?? -1];
-  return [...releases].sort((a, b) => key(b)[0] - key(a)[0] || key(b)[1] - key(a)[1] || b.id.localeCompare(a.id));
-}
-function retention(releases, r) {
-  const out = /* @__PURE__ */ new Map();
-  let good = 0;
-  let bad = 0;
-  for (const rel of historyOrder(releases)) {
-    const warm = r.warm.find((w) => w.id === rel.id);
-    const isGood = rel.status === "ok" && rel.liveSeq !== void 0;
-    let reason;
-    if (isGood && good < r.keep) reason = rel.id === r.current ? `live (1 of keep ${r.keep})` : `good: ${good + 1} of keep ${r.keep}`;
-    else if (!isGood && bad < r.keepFailed) reason = `${rel.status === "ok" ? "never went live" : rel.status}: ${bad + 1} of keep_failed ${r.keepFailed}, for inspection`;
-    if (isGood) good++;
-    else bad++;
-    if (rel.id === r.current) reason ??= "live";
-    else if (warm) reason = `${reason ? `${reason}; ` : ""}warm on slot ${warm.slot}`;
-    out.set(rel.id, reason);
-  }
-  return out;
-}
-
-// core/steps/nginx.ts
-import { readFileSync as readFileSync3 } from "node:fs";
-
-// core/steps/script.ts
-function b64(content) {
-  return Buffer.from(content).toString("base64");
-}
-function putFile(path, content, mode = "0644", owner = "root:root") {
-  return `put_file ${quote(path)} ${mode} ${owner} ${b64(content)}`;
-}
-
 // core/steps/nginx.ts
 var HEADER = "# Managed by ops-pipeline: local changes are overwritten.";
 function upstreams(env, slot) {
@@ -52422,18 +52224,47 @@ fi`);
   return { name: change.item, as: "root", timeout: 60, script: lines.join("\n") };
 }
 
-// core/runtimes.ts
-var PYENV_ROOT = "/opt/pyenv";
-var NVM_DIR = "/opt/nvm";
-var NODE_FROM_NPM_DIR = "/opt/ops-node";
-function minor(version2) {
-  return version2.split(".").slice(0, 2).join(".");
+// core/steps/history.ts
+var RELEASE_DIR_PATTERN = "^[0-9]{8}T[0-9]{6}Z-[0-9a-f]+$";
+function historyFunctions(env) {
+  const L = layout(env);
+  const settings = {
+    history_file: L.history,
+    releases_dir: L.releases,
+    current_link: L.current,
+    supervisor_conf_blue: L.supervisorConf("blue"),
+    supervisor_conf_green: L.supervisorConf("green"),
+    release_dir_pattern: RELEASE_DIR_PATTERN
+  };
+  return `${Object.entries(settings).map(([k, v]) => `${k}=${quote(v)}`).join("\n")}
+${HISTORY_FUNCTIONS}`;
 }
-function runtimePaths(env) {
-  const { python, node } = env.config.runtimes;
-  const py = python.strategy === "pyenv" ? `${PYENV_ROOT}/versions/${python.version}/bin/python3` : `/usr/bin/python${minor(python.version)}`;
-  const nodeBin = node.strategy === "nvm" ? `${NVM_DIR}/versions/node/v${node.version}/bin` : node.strategy === "npm" ? `${NODE_FROM_NPM_DIR}/v${node.version}/bin` : "/usr/bin";
-  return { python: py, node: `${nodeBin}/node`, npm: `${nodeBin}/npm` };
+function parseReleaseRecord(line) {
+  const [id = "", sha = "", status = "ok", live = "-", last = "-"] = line.split(" ");
+  const num = (v) => /^\d+$/.test(v) ? Number(v) : void 0;
+  return { id, sha, status: status === "failed" || status === "abandoned" ? status : "ok", liveSeq: num(live), eventSeq: num(last) };
+}
+function historyOrder(releases) {
+  const key = (r) => [r.liveSeq ?? -1, r.eventSeq ?? -1];
+  return [...releases].sort((a, b) => key(b)[0] - key(a)[0] || key(b)[1] - key(a)[1] || b.id.localeCompare(a.id));
+}
+function retention(releases, r) {
+  const out = /* @__PURE__ */ new Map();
+  let good = 0;
+  let bad = 0;
+  for (const rel of historyOrder(releases)) {
+    const warm = r.warm.find((w) => w.id === rel.id);
+    const isGood = rel.status === "ok" && rel.liveSeq !== void 0;
+    let reason;
+    if (isGood && good < r.keep) reason = rel.id === r.current ? `live (1 of keep ${r.keep})` : `good: ${good + 1} of keep ${r.keep}`;
+    else if (!isGood && bad < r.keepFailed) reason = `${rel.status === "ok" ? "never went live" : rel.status}: ${bad + 1} of keep_failed ${r.keepFailed}, for inspection`;
+    if (isGood) good++;
+    else bad++;
+    if (rel.id === r.current) reason ??= "live";
+    else if (warm) reason = `${reason ? `${reason}; ` : ""}warm on slot ${warm.slot}`;
+    out.set(rel.id, reason);
+  }
+  return out;
 }
 
 // core/supervisor.ts
@@ -52891,199 +52722,278 @@ done`
   };
 }
 
-// core/ops/locked.ts
-import { randomBytes as randomBytes2 } from "node:crypto";
-
-// core/steps/audit.ts
-function auditLine(entry) {
-  return JSON.stringify(entry).replace(/\n/g, " ");
-}
-
-// core/steps/lock.ts
-var LOCK_STATE = String.raw`lock_state=free
-if [ -d "$lock" ]; then
-  pid=$(sed -n 's/^holder_pid=//p' "$lock/info" 2>/dev/null || true)
-  start=$(sed -n 's/^holder_start=//p' "$lock/info" 2>/dev/null || true)
-  if [ -n "$pid" ] && [ "$(proc_start "$pid" || true)" = "$start" ]; then lock_state=held; else lock_state=stale; fi
-fi`;
-var REPORT_HOLDER = String.raw`ops_report lock "$lock_state"
-if [ -f "$lock/info" ]; then while IFS= read -r line; do ops_report holder "$line"; done < "$lock/info"; fi`;
-var LOCK_BUSY_EXIT = 3;
-function acquireLock(env, req2, then = "") {
-  const L = layout(env);
-  return {
-    name: "lock",
-    as: "root",
-    timeout: req2.wait + 30,
-    quiet: true,
-    script: String.raw`${CONNECTION_FUNCTIONS}
-lock=${quote(L.lock)}
-holder=$(conn_pid) || { echo "cannot find the SSH server process of this connection (no sshd ancestor of process $$): the lock needs OpenSSH or dropbear" >&2; exit 1; }
-install -d -m 0755 -o root -g root ${quote(L.base)} ${quote(L.state)}
-deadline=$(( $(date +%s) + ${req2.wait} ))
-while :; do
-  if made=$(mkdir "$lock" 2>&1); then
-    # The details are the lock's meaning: a lock without them (disk full) is given back at once.
-    if ! printf '%s\n' ${quote(`operation=${req2.operation}`)} ${quote(`actor=${req2.actor}`)} ${quote(`run=${req2.runUrl}`)} ${quote(`run_id=${req2.runId}`)} "since=$(date -u +%Y-%m-%dT%H:%M:%SZ)" "holder_pid=$holder" "holder_start=$(proc_start "$holder")" > "$lock/info"; then
-      rm -rf "$lock"
-      echo "cannot write the lock's details in $lock: no space left under ${L.base}?" >&2
-      exit 1
-    fi
-    ops_report lock acquired
-    ops_report holder_pid "$holder"
-    # Uploads left by an interrupted run (.env, initdata) are ours to remove now.
-    find ${quote(L.uploads)} -mindepth 1 -delete 2>/dev/null || true
-    break
-  fi
-  [ -d "$lock" ] || { echo "cannot take the lock: $made" >&2; exit 1; }
-  ${LOCK_STATE.replace(/\n/g, "\n  ")}
-  if [ "$lock_state" = stale ] || [ "$(date +%s)" -ge "$deadline" ]; then
-    ${REPORT_HOLDER.replace(/\n/g, "\n    ")}
-    exit ${LOCK_BUSY_EXIT}
-  fi
-  sleep 1
-done
-${then}`
-  };
-}
-function releaseLock(env, runId, auditLines = [], ended = []) {
-  const L = layout(env);
-  const audit = auditLines.length ? `if ! audit_err=$({ printf '%s\\n' ${auditLines.map(quote).join(" ")} >> ${quote(L.audit)} && chmod 0644 ${quote(L.audit)}; } 2>&1); then
-  ops_report audit_failed "$(printf '%s' "$audit_err" | tr '\\n' ' ')"
-fi
-` : "";
-  const stop = ended.length ? String.raw`${CONNECTION_FUNCTIONS}
-ended=(${ended.map(quote).join(" ")})
-read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"
-if [ ${"$"}{#pids[@]} -gt 0 ]; then
-  ops_report stopped "${"$"}{pids[*]}"
-  kill -TERM "${"$"}{pids[@]}" 2>/dev/null || true
-  for _ in $(seq 50); do read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"; [ ${"$"}{#pids[@]} -gt 0 ] || break; sleep 0.2; done
-  if [ ${"$"}{#pids[@]} -gt 0 ]; then kill -KILL "${"$"}{pids[@]}" 2>/dev/null || true; fi
-fi
-` : "";
-  return {
-    name: "unlock",
-    as: "root",
-    timeout: 30,
-    quiet: true,
-    script: String.raw`${stop}${audit}lock=${quote(L.lock)}
-if [ "$(sed -n 's/^run_id=//p' "$lock/info" 2>/dev/null || true)" = ${quote(runId)} ]; then rm -rf "$lock"; ops_report lock released; fi`
-  };
-}
-function parseLock(result) {
-  const holder = {};
-  for (const line of reportedAll(result, "holder")) {
-    const eq = line.indexOf("=");
-    if (eq > 0) holder[line.slice(0, eq)] = line.slice(eq + 1);
+// core/ops/host-run.ts
+var HostRun = class {
+  constructor(ctx, remote, env) {
+    this.ctx = ctx;
+    this.remote = remote;
+    this.env = env;
   }
-  return { state: reported(result, "lock") ?? "free", holder };
-}
-function describeHolder(h) {
-  if (!h.operation) return "an unknown run (the lock has no details)";
-  return `a ${h.operation} run by ${h.actor || "unknown"}, started ${h.since || "?"}${h.run ? ` (${h.run})` : ""}`;
-}
-
-// core/ops/locked.ts
-var LockError = class extends OpsError {
-};
-async function acquire(remote, env, request, inspect, notOurs) {
-  const result = await remote.run(acquireLock(env, request, inspect?.script), { allowFailure: true });
-  if (result.code === 0) return result;
-  if (parseLock(result).state !== "acquired") notOurs();
-  if (result.code !== LOCK_BUSY_EXIT) throw new StepError(inspect ? `lock, ${inspect.name}` : "lock", remote.name, result.code, tail(result.stderr), void 0, sudoHint(result.stderr, remote.login, remote.name));
-  const lock = parseLock(result);
-  if (lock.state === "stale")
-    throw new LockError(
-      `environment ${env.name} has a stale lock on ${remote.name}, left by ${describeHolder(lock.holder)}, which is no longer connected`,
-      `check that nothing is still running on the host (e.g. a half-done deploy), then release it: ops lock release ${env.name}`
+  ctx;
+  remote;
+  env;
+  steps = [];
+  async run(step) {
+    const started = Date.now();
+    try {
+      return await (step.quiet ? this.remote.run(step) : this.ctx.reporter.group(`${this.remote.name} \xB7 ${step.name}`, () => this.remote.run(step)));
+    } catch (e) {
+      throw await this.diskFull(e);
+    } finally {
+      this.steps.push({ name: step.name, ms: Date.now() - started });
+    }
+  }
+  async upload(content, path, mode) {
+    await this.remote.upload(content, path, { mode }).catch(async (e) => {
+      throw await this.diskFull(e);
+    });
+  }
+  /** A cleanup step whose own failure must not hide the original error. */
+  async tryRun(step) {
+    await this.remote.run(step, { allowFailure: true }).catch(() => void 0);
+  }
+  /**
+   * A failed step: was the disk full? Said in its error (ENOSPC), or not (a tool that hides its cause, like
+   * venv's ensurepip): the space and inodes left after it tell.
+   */
+  async diskFull(e) {
+    if (!(e instanceof StepError) || e.exitCode === null) return e;
+    const r = await this.remote.run(diskSpace(this.env), { allowFailure: true }).catch(() => void 0);
+    const disk = r && parseDisk(reported(r, "disk"));
+    const exhausted = disk && (disk.freeMb < 1 || disk.freeInodes !== void 0 && disk.freeInodes < 10);
+    if (!DISK_FULL.test(e.message) && !exhausted) return e;
+    const what = disk?.freeInodes === 0 ? "free inodes" : "disk space";
+    return new DiskFullError(
+      e,
+      `${this.remote.name} ran out of ${what}${disk ? `: ${describeDisk(disk)}` : ` under ${this.env.baseDir}`}`,
+      `free space on ${this.remote.name} under ${disk?.path ?? this.env.baseDir} (failed releases, old dependency sets under shared/deps, logs; or lower release.keep), then deploy again`
     );
-  throw new LockError(
-    `environment ${env.name} is locked on ${remote.name} by ${describeHolder(lock.holder)}`,
-    env.config.switch.lock_wait ? `waited ${env.config.switch.lock_wait}s; try again when it is done` : "wait until it is done (or set switch.lock_wait to queue behind it)"
-  );
-}
-function lockLeft(env, failures, cause) {
-  const left = `the lock of ${env.name} could not be released on ${failures.length === 1 ? "host " : "hosts:\n  "}${failures.join("\n  ")}`;
-  const release = `once nothing runs there any more, release it: ops lock release ${env.name}`;
-  if (cause === void 0) return new LockError(`the operation itself succeeded, but ${left}`, release);
-  const message = cause instanceof Error ? cause.message : String(cause);
-  const hint = cause instanceof OpsError && cause.hint ? `${cause.hint}; then ${release}` : release;
-  return new LockError(`${message}
-${left}`, hint);
-}
-async function withLock(ctx, session, operation, fn, options = {}) {
-  const env = session.env;
-  const info2 = runInfo(ctx.processEnv);
-  const request = { operation, actor: info2.actor, runUrl: info2.runUrl, runId: randomBytes2(8).toString("hex"), wait: env.config.switch.lock_wait };
-  const mine = /* @__PURE__ */ new Set();
-  const pending = /* @__PURE__ */ new Map();
-  const inspected = /* @__PURE__ */ new Map();
-  const releaseOn = async (host, fresh = false) => {
-    const old = session.remote(host).connection;
-    let why = "";
-    for (const again of fresh ? [true] : [false, true]) {
-      try {
-        const remote = again ? await session.reconnect(host) : session.remote(host);
-        const r = await remote.run(releaseLock(env, request.runId, pending.get(host) ?? [], again ? [old] : []), { allowFailure: true });
-        if (r.code === 0) {
-          const audit = reported(r, "audit_failed");
-          if (audit !== void 0) ctx.reporter.warn(`${host}: the audit log could not be written (${audit.trim() || "no reason given"})`);
-          const stopped = reported(r, "stopped");
-          if (stopped) ctx.reporter.warn(`${host}: stopped what the run had left running there (processes ${stopped.trim()})`);
-          return void 0;
-        }
-        why = `the unlock step failed with exit code ${r.code}${r.stderr.trim() ? `: ${tail(r.stderr, 1)}` : ""}`;
-      } catch (e) {
-        why = (e instanceof Error ? e.message : String(e)).split("\n")[0];
-      }
-      if (!again) ctx.reporter.warn(`${host}: could not release the lock (${why}); trying again over a new connection`);
-    }
-    return `${host} (${why})`;
-  };
-  let releasing;
-  const releaseAll = (fresh = false) => releasing ??= Promise.all([...mine].map((h) => releaseOn(h, fresh))).then((failures) => failures.filter((f) => f !== void 0));
-  const onSignal = (signal) => {
-    ctx.reporter.error(`${signal} received: releasing the lock and stopping`);
-    for (const host of mine) pending.set(host, [...pending.get(host) ?? [], auditLine({ time: runnerNow(ctx).toISOString(), environment: env.name, operation, result: "failed", actor: info2.actor, run: info2.runUrl || void 0, message: `interrupted by ${signal}` })]);
-    void releaseAll(true).then((failures) => {
-      if (failures.length) ctx.reporter.error(ctx.reporter.redact(lockLeft(env, failures, new OpsError(`interrupted by ${signal}`)).message));
-    }).then(() => session.close()).finally(() => process.exit(130));
-  };
-  const settled = await Promise.allSettled(
-    [...session.remotes.values()].map(async (r) => {
-      mine.add(r.name);
-      inspected.set(r.name, await acquire(r, env, request, options.inspect, () => mine.delete(r.name)));
-    })
-  );
-  const failed = settled.find((s) => s.status === "rejected");
-  if (failed) {
-    const left2 = await releaseAll();
-    throw left2.length ? lockLeft(env, left2, failed.reason) : failed.reason;
   }
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
-  const run = {
-    inspected,
-    audit(host, entry) {
-      const line = auditLine({ time: runnerNow(ctx).toISOString(), environment: env.name, operation, actor: info2.actor, run: info2.runUrl || void 0, ...entry });
-      pending.set(host, [...pending.get(host) ?? [], line]);
-    }
+};
+
+// core/ops/host-state.ts
+function parseState(r) {
+  const slot = reported(r, "slot");
+  const slotReleases = {};
+  for (const line of reportedAll(r, "slot_release")) {
+    const [s, id] = line.split(" ");
+    if ((s === "blue" || s === "green") && id) slotReleases[s] = id;
+  }
+  return {
+    provisioned: (reported(r, "provisioned") ?? "no") !== "no",
+    current: reported(r, "current") ?? "",
+    slot: slot === "blue" || slot === "green" ? slot : void 0,
+    releases: reportedAll(r, "release").map(parseReleaseRecord),
+    known: reportedAll(r, "known"),
+    has: reportedAll(r, "has"),
+    lfsHas: reportedAll(r, "lfs_has"),
+    certificate: reported(r, "certificate") === "yes",
+    liveHealth: reported(r, "live_health") ?? "",
+    hostTime: reported(r, "now"),
+    slotReleases,
+    disk: parseDisk(reported(r, "disk"))
   };
-  let result;
+}
+function pruneAfterSwitch(env, state, id, newSlot) {
+  const top = Math.max(0, ...state.releases.map((r) => Math.max(r.liveSeq ?? 0, r.eventSeq ?? 0)));
+  const releases = [...state.releases.filter((r) => r.id !== id), { id, sha: "", status: "ok", liveSeq: top + 1, eventSeq: top + 1 }];
+  const warm = env.config.switch.keep_previous && state.current && state.slot ? [{ id: state.current, slot: state.slot }] : [];
+  const kept = retention(releases, { keep: env.config.release.keep, keepFailed: env.config.release.keep_failed, current: id, warm: [...warm, { id, slot: newSlot }] });
+  return [...kept].filter(([, why]) => why === void 0).map(([r]) => r);
+}
+function liveOf(host, state) {
+  return { host, sha: state.releases.find((r) => r.id === state.current)?.sha ?? "", release: state.current };
+}
+async function readLive(ctx, env) {
   try {
-    result = await fn(run);
+    return await withSession(
+      ctx,
+      env,
+      (session) => Promise.all(
+        env.hosts.map(async (h) => {
+          try {
+            return liveOf(h.name, parseState(await session.remote(h.name).run(deployState(env, void 0, { liveHealth: false }))));
+          } catch (e) {
+            return { host: h.name, sha: "", release: "", error: e.message.split("\n")[0] };
+          }
+        })
+      )
+    );
   } catch (e) {
-    const left2 = await releaseAll();
-    throw left2.length ? lockLeft(env, left2, e) : e;
-  } finally {
-    await releaseAll();
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
+    return env.hosts.map((h) => ({ host: h.name, sha: "", release: "", error: e.message.split("\n")[0] }));
   }
-  const left = await releaseAll();
-  if (left.length) throw lockLeft(env, left);
-  return result;
+}
+
+// core/runinfo.ts
+import { hostname, userInfo } from "node:os";
+function clean(s) {
+  return s.replace(/[^\x20-\x7e]/g, "?").slice(0, 200);
+}
+function runUrl(processEnv = process.env) {
+  const { GITHUB_SERVER_URL: server, GITHUB_REPOSITORY: repo, GITHUB_RUN_ID: id } = processEnv;
+  return server && repo && id ? clean(`${server}/${repo}/actions/runs/${id}`) : "";
+}
+function runInfo(processEnv = process.env) {
+  if (processEnv.GITHUB_ACTIONS === "true" || processEnv.GITHUB_RUN_ID) {
+    return { actor: clean(processEnv.GITHUB_ACTOR ?? "github-actions"), runUrl: runUrl(processEnv), via: "github-actions" };
+  }
+  let user = processEnv.USER ?? "";
+  try {
+    user ||= userInfo().username;
+  } catch {
+  }
+  return { actor: clean(`${user || "unknown"}@${hostname()}`), runUrl: "", via: "cli" };
+}
+
+// core/tree-content.ts
+import { execFile } from "node:child_process";
+import { existsSync as existsSync5, mkdtempSync, rmSync, statSync as statSync2 } from "node:fs";
+import { tmpdir } from "node:os";
+import { join as join4, resolve as resolve3 } from "node:path";
+import { promisify } from "node:util";
+async function lsTree(repo, sha) {
+  const out = await git(repo, ["ls-tree", "-r", "-z", "-l", "--full-tree", sha]);
+  return out.split("\0").filter(Boolean).map((line) => {
+    const tab = line.indexOf("	");
+    const [mode = "", type = "", object2 = "", size2 = ""] = line.slice(0, tab).split(/\s+/);
+    return { mode, type, object: object2, size: Number(size2) || 0, path: line.slice(tab + 1) };
+  });
+}
+function parseLfsPointer(text) {
+  if (!text.startsWith("version https://git-lfs.github.com/spec/v1\n") && !text.startsWith("version https://hawser.github.com/spec/v1\n")) return void 0;
+  const oid = /^oid sha256:([0-9a-f]{64})$/m.exec(text)?.[1];
+  const size2 = /^size (\d+)$/m.exec(text)?.[1];
+  return oid && size2 ? { oid, size: Number(size2) } : void 0;
+}
+async function blobs(repo, ids) {
+  const out = /* @__PURE__ */ new Map();
+  if (!ids.length) return out;
+  const raw = await new Git(repo).bytes(["cat-file", "--batch"], { input: ids.join("\n") + "\n" });
+  let pos = 0;
+  for (const id of ids) {
+    const nl = raw.indexOf(10, pos);
+    const size2 = Number(raw.subarray(pos, nl).toString().split(" ")[2] ?? 0);
+    out.set(id, raw.subarray(nl + 1, nl + 1 + size2).toString("utf8"));
+    pos = nl + 1 + size2 + 1;
+  }
+  return out;
+}
+async function attributes(repo, sha, attr, paths) {
+  const out = /* @__PURE__ */ new Map();
+  if (!paths.length) return out;
+  const dir = mkdtempSync(join4(tmpdir(), "ops-attr-"));
+  try {
+    const env = { GIT_INDEX_FILE: join4(dir, "index") };
+    await git(repo, ["read-tree", sha], { env });
+    const f = (await git(repo, ["check-attr", "-z", "--cached", "--stdin", attr], { env, input: paths.join("\0") + "\0" })).split("\0");
+    for (let i = 0; i + 2 < f.length; i += 3) out.set(f[i], f[i + 2]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return out;
+}
+async function archiveListing(repo, sha) {
+  const dir = mkdtempSync(join4(tmpdir(), "ops-archive-"));
+  try {
+    const file = join4(dir, "release.tar");
+    await git(repo, ["archive", "--format=tar", "-o", file, sha]);
+    const { stdout } = await promisify(execFile)("tar", ["-tf", file], { maxBuffer: 256 * 1024 * 1024 });
+    return new Set(stdout.split("\n").filter(Boolean));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+async function absoluteGitDir(repo, which2) {
+  return (await git(repo, ["rev-parse", ...which2 === "--git-common-dir" ? ["--path-format=absolute"] : [], which2])).trim();
+}
+async function lfsObjects(gitDir) {
+  const storage = (await git(gitDir, ["config", "--get", "lfs.storage"]).catch(() => "")).trim();
+  return join4(storage ? resolve3(gitDir, storage) : join4(gitDir, "lfs"), "objects");
+}
+async function treeContent(repo, sha) {
+  const content = { submodules: [], lfs: [], exportIgnored: [] };
+  const missingSubmodules = [];
+  const missingLfs = [];
+  const visit = async (dir, gitDir, commit, prefix, worktree) => {
+    const entries = await lsTree(dir, commit);
+    const attrFiles = entries.filter((e) => e.type === "blob" && (e.path === ".gitattributes" || e.path.endsWith("/.gitattributes")));
+    const attrText = [...(await blobs(dir, attrFiles.map((e) => e.object))).values()].join("\n");
+    const links = entries.filter((e) => e.type === "commit");
+    if (links.length) {
+      const names = /* @__PURE__ */ new Map();
+      const list2 = entries.some((e) => e.path === ".gitmodules") ? await git(dir, ["config", "--blob", `${commit}:.gitmodules`, "--null", "--list"]).catch(() => "") : "";
+      for (const item of list2.split("\0")) {
+        const m = /^submodule\.(.+)\.path\n([\s\S]*)$/.exec(item);
+        if (m) names.set(m[2], m[1]);
+      }
+      for (const link of links) {
+        const name2 = names.get(link.path) ?? link.path;
+        const candidates = [join4(gitDir, "modules", name2), ...worktree ? [join4(worktree, link.path)] : []];
+        let found;
+        for (const c of candidates) {
+          if (!existsSync5(c)) continue;
+          const subGitDir = await absoluteGitDir(c, "--absolute-git-dir").catch(() => void 0);
+          if (!subGitDir || subGitDir === gitDir) continue;
+          if (await new Git(subGitDir).commit(link.object)) {
+            found = subGitDir;
+            break;
+          }
+        }
+        const path = `${prefix}${link.path}`;
+        if (!found) {
+          missingSubmodules.push(`${path} (commit ${link.object.slice(0, 12)})`);
+          continue;
+        }
+        content.submodules.push({ path, sha: link.object, gitDir: found });
+        await visit(found, found, link.object, `${path}/`, worktree ? join4(worktree, link.path) : void 0);
+      }
+    }
+    if (/filter=lfs/.test(attrText)) {
+      const small = entries.filter((e) => e.type === "blob" && e.size < 1024);
+      const text = await blobs(dir, small.map((e) => e.object));
+      const pointers = small.map((e) => ({ e, p: parseLfsPointer(text.get(e.object) ?? "") })).filter((x) => x.p);
+      const filters = await attributes(dir, commit, "filter", pointers.map((x) => x.e.path));
+      const store = await lfsObjects(gitDir);
+      for (const { e, p } of pointers) {
+        if (filters.get(e.path) !== "lfs") continue;
+        const file = join4(store, p.oid.slice(0, 2), p.oid.slice(2, 4), p.oid);
+        const path = `${prefix}${e.path}`;
+        if (existsSync5(file) && statSync2(file).size === p.size) content.lfs.push({ path, oid: p.oid, size: p.size, file });
+        else missingLfs.push(path);
+      }
+    }
+    if (/export-ignore/.test(attrText)) {
+      const listed = await archiveListing(dir, commit);
+      const gone = entries.filter((e) => e.type === "blob" && !listed.has(e.path)).map((e) => e.path);
+      const dirs = /* @__PURE__ */ new Set();
+      for (const p of gone) {
+        const parts = p.split("/");
+        for (let i = 1; i < parts.length; i++) {
+          const d = parts.slice(0, i).join("/");
+          if (!listed.has(`${d}/`)) {
+            dirs.add(`${d}/`);
+            break;
+          }
+        }
+      }
+      content.exportIgnored.push(...[...dirs].map((d) => `${prefix}${d}`), ...gone.filter((p) => ![...dirs].some((d) => p.startsWith(d))).map((p) => `${prefix}${p}`));
+    }
+  };
+  const root = await absoluteGitDir(repo, "--git-common-dir");
+  const top = (await git(repo, ["rev-parse", "--show-toplevel"]).catch(() => "")).trim() || void 0;
+  await visit(repo, root, sha, "", top);
+  const problems = [];
+  if (missingSubmodules.length) problems.push(`submodule${missingSubmodules.length > 1 ? "s" : ""} not checked out on this runner: ${missingSubmodules.join(", ")}`);
+  if (missingLfs.length) problems.push(`Git LFS file${missingLfs.length > 1 ? "s" : ""} without content on this runner (only the pointer): ${missingLfs.slice(0, 10).join(", ")}${missingLfs.length > 10 ? ` and ${missingLfs.length - 10} more` : ""}`);
+  if (problems.length)
+    throw new OpsError(
+      `${sha.slice(0, 12)} cannot be deployed complete: ${problems.join("; ")}; nothing was changed`,
+      [
+        missingSubmodules.length ? "check out with submodules (actions/checkout with `submodules: recursive`; on a laptop: git submodule update --init --recursive)" : "",
+        missingLfs.length ? "fetch the LFS content (actions/checkout with `lfs: true`; on a laptop: git lfs pull)" : ""
+      ].filter(Boolean).join("; ")
+    );
+  return content;
 }
 
 // core/ops/secrets.ts
@@ -53097,17 +53007,17 @@ function packagesNeedSecrets(env) {
 }
 
 // core/secrets/sops.ts
-import { randomBytes as randomBytes10 } from "node:crypto";
+import { randomBytes as randomBytes9 } from "node:crypto";
 import { readFile as readFile2 } from "node:fs/promises";
 
 // core/secrets/atomic.ts
-import { randomBytes as randomBytes3 } from "node:crypto";
+import { randomBytes as randomBytes2 } from "node:crypto";
 import { open as open2, rename as rename2, rm as rm2, stat as stat2 } from "node:fs/promises";
 import { basename, dirname, join as join5 } from "node:path";
 async function writeFileAtomic(file, content, mode) {
   const dir = dirname(file);
   const keep = mode ?? await stat2(file).then((s) => s.mode & 511, () => 420);
-  const tmp = join5(dir, `.${basename(file)}.${process.pid}.${randomBytes3(6).toString("hex")}.tmp`);
+  const tmp = join5(dir, `.${basename(file)}.${process.pid}.${randomBytes2(6).toString("hex")}.tmp`);
   const fh = await open2(tmp, "wx", keep);
   try {
     try {
@@ -53134,77 +53044,7 @@ async function writeFileAtomic(file, content, mode) {
 }
 
 // core/secrets/cipher.ts
-import { createCipheriv, createDecipheriv, createHash as createHash3, randomBytes as randomBytes4 } from "node:crypto";
-
-// core/secrets/tree.ts
-var import_yaml3 = __toESM(require_dist(), 1);
-
-// core/secrets/comments.ts
-var import_yaml2 = __toESM(require_dist(), 1);
-function positions(text) {
-  const starts = [0];
-  for (let i = 0; i < text.length; i++) if (text[i] === "\n") starts.push(i + 1);
-  return (offset) => {
-    let lo = 0;
-    let hi = starts.length - 1;
-    while (lo < hi) {
-      const mid = lo + hi + 1 >> 1;
-      if (starts[mid] <= offset) lo = mid;
-      else hi = mid - 1;
-    }
-    return { line: lo, col: offset - starts[lo] };
-  };
-}
-function commentTokens(text) {
-  const at2 = positions(text);
-  const found = [];
-  const scan = (x) => {
-    if (!x || typeof x !== "object") return;
-    if (Array.isArray(x)) {
-      for (const y of x) scan(y);
-      return;
-    }
-    const t = x;
-    if (t.type === "comment" && typeof t.offset === "number" && typeof t.source === "string") found.push({ offset: t.offset, source: t.source });
-    for (const v of Object.values(x)) if (typeof v === "object") scan(v);
-  };
-  for (const doc of new import_yaml2.Parser().parse(text)) scan(doc);
-  const seen = /* @__PURE__ */ new Set();
-  return found.filter((c) => !seen.has(c.offset) && seen.add(c.offset)).sort((a, b) => a.offset - b.offset).map((c) => {
-    const { line, col } = at2(c.offset);
-    const lineStart = c.offset - col;
-    return { offset: c.offset, line, col, text: c.source.replace(/^#/, "").replace(/\r$/, ""), fullLine: text.slice(lineStart, c.offset).trim() === "" };
-  });
-}
-function attach(branch, before, token, inline = false) {
-  const c = { before, text: token.text, ...inline ? { inline: true } : {} };
-  (branch.node.comments ??= []).push(c);
-}
-var size = (b) => b.node.kind === "map" ? b.node.entries.length : b.node.items.length;
-function placeComments(tokens, anchors, root) {
-  for (const t of tokens) {
-    if (!t.fullLine) {
-      const onLine = anchors.filter((a) => a.line === t.line && a.offset < t.offset).at(-1);
-      if (onLine) {
-        attach(onLine.branch, onLine.index, t, onLine.scalarOnLine);
-        continue;
-      }
-    }
-    const next = anchors.find((a) => a.offset > t.offset);
-    const prev = anchors.filter((a) => a.offset < t.offset).at(-1);
-    if (next && (t.col <= next.col || !prev)) {
-      attach(next.branch, next.index, t);
-      continue;
-    }
-    if (!prev) {
-      attach(root, size(root), t);
-      continue;
-    }
-    let b = prev.branch;
-    while (b.col > t.col && b.parent) b = b.parent.branch;
-    attach(b, size(b), t);
-  }
-}
+import { createCipheriv, createDecipheriv, createHash as createHash3, randomBytes as randomBytes3 } from "node:crypto";
 
 // core/secrets/goyaml.ts
 var INT64_MIN = -(2n ** 63n);
@@ -53341,68 +53181,6 @@ function formatOf(file) {
   }
   throw new OpsError(`${file}: cannot tell its format from its name`, "name it *.yaml, *.yml or *.json");
 }
-function goFormatFloat(v) {
-  if (Number.isNaN(v)) return "NaN";
-  if (v === Infinity) return "+Inf";
-  if (v === -Infinity) return "-Inf";
-  if (v === 0) return Object.is(v, -0) ? "-0" : "0";
-  const s = String(v);
-  const m = /^(-?)(\d)(?:\.(\d+))?e([+-]\d+)$/.exec(s);
-  if (!m) return s;
-  const [, sign, lead, frac = "", expText] = m;
-  const digits = lead + frac;
-  const point = 1 + Number(expText);
-  if (point <= 0) return `${sign}0.${"0".repeat(-point)}${digits}`;
-  if (point >= digits.length) return sign + digits + "0".repeat(point - digits.length);
-  return `${sign}${digits.slice(0, point)}.${digits.slice(point)}`;
-}
-function scalarText(node) {
-  switch (node.type) {
-    case "str":
-      return node.value;
-    case "int":
-      return String(node.value);
-    case "float":
-      return goFormatFloat(node.value);
-    case "bool":
-      return node.value ? "True" : "False";
-    case "time":
-      return node.value;
-  }
-}
-function parseScalarText(text, type) {
-  switch (type) {
-    case "str":
-    case "bytes":
-      return str(text);
-    case "int":
-    case "int64": {
-      if (!/^[+-]?\d+$/.test(text)) throw new Error(`"int" value is not an integer`);
-      const n = BigInt(text);
-      if (n < -(2n ** 63n) || n >= 2n ** 63n) throw new Error('"int" value is out of the 64-bit range');
-      return { kind: "scalar", type: "int", value: intValue(n) };
-    }
-    case "time": {
-      const t = parseRfc3339(text);
-      if (!t) throw new Error('"time" value is not an RFC 3339 time');
-      return { kind: "scalar", type: "time", value: t };
-    }
-    case "float": {
-      let n;
-      if (/^[+-]?(inf|infinity)$/i.test(text)) n = text.startsWith("-") ? -Infinity : Infinity;
-      else if (/^nan$/i.test(text)) n = NaN;
-      else if (/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(text)) n = Number(text);
-      else throw new Error(`"float" value is not a number`);
-      return { kind: "scalar", type: "float", value: n };
-    }
-    case "bool":
-      if (["1", "t", "T", "TRUE", "true", "True"].includes(text)) return { kind: "scalar", type: "bool", value: true };
-      if (["0", "f", "F", "FALSE", "false", "False"].includes(text)) return { kind: "scalar", type: "bool", value: false };
-      throw new Error(`"bool" value is neither true nor false`);
-    default:
-      throw new Error(`unknown value type "${type}" (this tool reads str, int, float, bool, time)`);
-  }
-}
 function showPath(path) {
   let out = "";
   for (const p of path) out += typeof p === "number" ? `[${p}]` : out ? `.${p}` : p;
@@ -53497,247 +53275,69 @@ function toPlain(node) {
     }
   }
 }
-function lineCol(text, offset) {
-  const before = text.slice(0, offset);
-  const line = before.split("\n").length;
-  const col = offset - before.lastIndexOf("\n");
-  return `line ${line}, column ${col}`;
+
+// core/secrets/tree-scalars.ts
+function goFormatFloat(v) {
+  if (Number.isNaN(v)) return "NaN";
+  if (v === Infinity) return "+Inf";
+  if (v === -Infinity) return "-Inf";
+  if (v === 0) return Object.is(v, -0) ? "-0" : "0";
+  const s = String(v);
+  const m = /^(-?)(\d)(?:\.(\d+))?e([+-]\d+)$/.exec(s);
+  if (!m) return s;
+  const [, sign, lead, frac = "", expText] = m;
+  const digits = lead + frac;
+  const point = 1 + Number(expText);
+  if (point <= 0) return `${sign}0.${"0".repeat(-point)}${digits}`;
+  if (point >= digits.length) return sign + digits + "0".repeat(point - digits.length);
+  return `${sign}${digits.slice(0, point)}.${digits.slice(point)}`;
 }
-function goNode(v, where) {
-  if (v.type === "null") return { kind: "null" };
-  if (v.type === "uint64") throw new OpsError(`${where()}: the integer ${v.value} is above the 64-bit signed range sops accepts`, "quote it to store it as a string");
-  return { kind: "scalar", type: v.type, value: v.value };
-}
-function parseTree(text, format, options) {
-  const { file } = options;
-  const docs = (0, import_yaml3.parseAllDocuments)(text, {
-    intAsBigInt: true,
-    uniqueKeys: true,
-    prettyErrors: false,
-    // YAML: every scalar as its source text, resolved below as Go does; JSON: the JSON schema
-    schema: format === "json" ? "json" : "failsafe",
-    merge: false,
-    keepSourceTokens: false
-  });
-  if (!Array.isArray(docs) || docs.length === 0) return { kind: "map", entries: [] };
-  if (docs.length > 1) {
-    throw new OpsError(`${file} holds ${docs.length} YAML documents`, "keep one document (no `---` separators) per secrets file");
+function scalarText(node) {
+  switch (node.type) {
+    case "str":
+      return node.value;
+    case "int":
+      return String(node.value);
+    case "float":
+      return goFormatFloat(node.value);
+    case "bool":
+      return node.value ? "True" : "False";
+    case "time":
+      return node.value;
   }
-  const doc = docs[0];
-  const err = doc.errors[0];
-  if (err) {
-    const where = err.pos ? ` at ${lineCol(text, err.pos[0])}` : "";
-    throw new OpsError(`${file} is not valid ${format === "json" ? "JSON" : "YAML"}${where}: ${err.message.split("\n")[0]}`, "fix the syntax and try again");
-  }
-  const scalar = (node, path) => {
-    const v = node.value;
-    const where = () => `${file}: ${showPath(path)}`;
-    if (format === "json") {
-      if (v === null || v === void 0) return { kind: "null" };
-      if (typeof v === "string") return str(v);
-      if (typeof v === "boolean") return { kind: "scalar", type: "bool", value: v };
-      if (typeof v === "bigint") return v >= -(2n ** 63n) && v < 2n ** 63n ? { kind: "scalar", type: "int", value: intValue(v) } : { kind: "scalar", type: "float", value: Number(v) };
-      if (typeof v === "number") return { kind: "scalar", type: "float", value: v };
-      throw new OpsError(`${where()}: unsupported value`, "use strings, numbers, booleans, lists and maps only");
-    }
-    if (v instanceof Uint8Array) return str(Buffer.from(v).toString("utf8"));
-    try {
-      return goNode(resolveScalar(String(v ?? ""), node.type === "PLAIN" || node.type === void 0, node.tag), where);
-    } catch (e) {
-      if (e instanceof OpsError) throw e;
-      throw new OpsError(`${where()}: ${e.message}`, "remove the tag, or give a value of that type");
-    }
-  };
-  const root = doc.contents;
-  if (root === null || (0, import_yaml3.isScalar)(root) && scalar(root, []).kind === "null") return { kind: "map", entries: [] };
-  if (!(0, import_yaml3.isMap)(root)) {
-    throw new OpsError(`${file}: the top level must be a map of keys to values`, "write it as `key: value` lines");
-  }
-  let aliases = 0;
-  const at2 = positions(text);
-  const anchors = [];
-  const anchor = (offset, branch, index, value) => {
-    if (format !== "yaml" || offset === void 0 || aliases) return void 0;
-    const { line, col } = at2(offset);
-    const v = (0, import_yaml3.isAlias)(value) ? void 0 : value;
-    const scalarOnLine = !((0, import_yaml3.isMap)(v) || (0, import_yaml3.isSeq)(v)) || Boolean(v?.flow) || (v?.range ? at2(v.range[0]).line === line : true);
-    const a = { offset, line, col, branch, index, scalarOnLine };
-    anchors.push(a);
-    return a;
-  };
-  const offsetOf2 = (node) => node?.range?.[0];
-  const convert = (node, path, parent) => {
-    if ((0, import_yaml3.isAlias)(node)) {
-      if (++aliases > 1e3) throw new OpsError(`${file}: too many YAML aliases`, "expand the aliases (*name) by hand");
-      if (path.length > 100) throw new OpsError(`${file}: ${showPath(path)}: nesting is too deep (recursive alias?)`);
-      const resolved = convert(node.resolve(doc), path);
-      aliases--;
-      return resolved;
-    }
-    if (path.length > 100) throw new OpsError(`${file}: ${showPath(path)}: nesting is too deep`);
-    if ((0, import_yaml3.isMap)(node)) {
-      const out = { kind: "map", entries: [] };
-      const branch = { node: out, col: 0, parent };
-      node.items.forEach((pair, i) => {
-        const key = keyOf(pair.key, path);
-        const a = anchor(offsetOf2(pair.key), branch, i, pair.value);
-        if (a && i === 0) branch.col = a.col;
-        out.entries.push([key, convert(pair.value, [...path, key], a)]);
-      });
-      if (!parent && path.length === 0) rootBranch = branch;
-      return out;
-    }
-    if ((0, import_yaml3.isSeq)(node)) {
-      const out = { kind: "list", items: [] };
-      const branch = { node: out, col: 0, parent };
-      node.items.forEach((item, i) => {
-        let o = offsetOf2(item);
-        if (o !== void 0 && !node.flow) {
-          let d = o - 1;
-          while (d >= 0 && (text[d] === " " || text[d] === "	")) d--;
-          if (text[d] === "-") o = d;
-        }
-        const a = anchor(o, branch, i, item);
-        if (a && i === 0) branch.col = a.col;
-        out.items.push(convert(item, [...path, i], a));
-      });
-      return out;
-    }
-    if (node === null || node === void 0) return { kind: "null" };
-    if ((0, import_yaml3.isScalar)(node)) return scalar(node, path);
-    throw new OpsError(`${file}: ${showPath(path)}: unsupported value`, "use strings, numbers, booleans, lists and maps only");
-  };
-  let rootBranch;
-  const keyOf = (key, path) => {
-    const k = (0, import_yaml3.isAlias)(key) ? key.resolve(doc) : key;
-    if ((0, import_yaml3.isScalar)(k)) {
-      const v = scalar(k, path);
-      if (v.kind === "scalar" && v.type === "str") return v.value;
-      const source = String(k.value ?? "");
-      if (options.keys === "lenient" && v.kind === "scalar") return typeof k.source === "string" ? k.source : source;
-      throw new OpsError(
-        `${file}: ${showPath(path)}: the key ${source || "null"} is not a string (sops accepts string keys only)`,
-        `quote it: "${source}":`
-      );
-    }
-    throw new OpsError(`${file}: ${showPath(path)}: a map or list used as a key`, "use string keys only");
-  };
-  const tree = convert(root, []);
-  if (format === "yaml" && rootBranch) placeComments(commentTokens(text), anchors, rootBranch);
-  return tree;
 }
-function needsQuotesForGo(s) {
-  if (s === "" || plainChangesMeaning(s)) return true;
-  return /^(y|Y|yes|Yes|YES|n|N|no|No|NO|on|On|ON|off|Off|OFF)$/.test(s);
-}
-function yamlScalar(node) {
-  if (node.kind === "null") return new import_yaml3.Scalar(null);
-  const s = new import_yaml3.Scalar(node.value);
-  if (node.type === "str" && needsQuotesForGo(node.value)) s.type = import_yaml3.Scalar.QUOTE_DOUBLE;
-  if (node.type === "float" && Number.isInteger(node.value)) s.minFractionDigits = 1;
-  if (node.type === "time") s.type = import_yaml3.Scalar.PLAIN;
-  return s;
-}
-function split(node, i, value) {
-  const here = commentsAt(node, i);
-  const scalar = value !== void 0 && value.kind !== "map" && value.kind !== "list";
-  return { head: here.filter((c) => !(c.inline && scalar)).map((c) => c.text), inline: here.filter((c) => c.inline && scalar).map((c) => c.text) };
-}
-var joinComment = (lines) => lines.length ? lines.join("\n") : void 0;
-function toYamlNode(node) {
-  switch (node.kind) {
-    case "map": {
-      const m = new import_yaml3.YAMLMap();
-      node.entries.forEach(([k, v], i) => {
-        const key = yamlScalar(str(k));
-        const value = toYamlNode(v);
-        const { head, inline } = split(node, i, v);
-        if (head.length) key.commentBefore = joinComment(head);
-        if (inline.length) value.comment = inline.join(" #");
-        m.items.push(new import_yaml3.Pair(key, value));
-      });
-      const tail2 = commentsAt(node, node.entries.length).map((c) => c.text);
-      if (tail2.length) m.comment = joinComment(tail2);
-      return m;
+function parseScalarText(text, type) {
+  switch (type) {
+    case "str":
+    case "bytes":
+      return str(text);
+    case "int":
+    case "int64": {
+      if (!/^[+-]?\d+$/.test(text)) throw new Error(`"int" value is not an integer`);
+      const n = BigInt(text);
+      if (n < -(2n ** 63n) || n >= 2n ** 63n) throw new Error('"int" value is out of the 64-bit range');
+      return { kind: "scalar", type: "int", value: intValue(n) };
     }
-    case "list": {
-      const s = new import_yaml3.YAMLSeq();
-      node.items.forEach((v, i) => {
-        const item = toYamlNode(v);
-        const { head, inline } = split(node, i, v);
-        if (head.length) item.commentBefore = joinComment(head);
-        if (inline.length) item.comment = inline.join(" #");
-        s.items.push(item);
-      });
-      const tail2 = commentsAt(node, node.items.length).map((c) => c.text);
-      if (tail2.length) s.comment = joinComment(tail2);
-      return s;
+    case "time": {
+      const t = parseRfc3339(text);
+      if (!t) throw new Error('"time" value is not an RFC 3339 time');
+      return { kind: "scalar", type: "time", value: t };
     }
+    case "float": {
+      let n;
+      if (/^[+-]?(inf|infinity)$/i.test(text)) n = text.startsWith("-") ? -Infinity : Infinity;
+      else if (/^nan$/i.test(text)) n = NaN;
+      else if (/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(text)) n = Number(text);
+      else throw new Error(`"float" value is not a number`);
+      return { kind: "scalar", type: "float", value: n };
+    }
+    case "bool":
+      if (["1", "t", "T", "TRUE", "true", "True"].includes(text)) return { kind: "scalar", type: "bool", value: true };
+      if (["0", "f", "F", "FALSE", "false", "False"].includes(text)) return { kind: "scalar", type: "bool", value: false };
+      throw new Error(`"bool" value is neither true nor false`);
     default:
-      return yamlScalar(node);
+      throw new Error(`unknown value type "${type}" (this tool reads str, int, float, bool, time)`);
   }
-}
-var CURRENT_LAYOUT = { yamlIndent: 4, jsonIndent: "	", legacyMetadata: false };
-var LEGACY_LAYOUT = { yamlIndent: 2, jsonIndent: "  ", legacyMetadata: true };
-function detectLayout(text, format, sops) {
-  const legacyMetadata = sops !== void 0 && getEntry(sops, "kms") !== void 0;
-  const base = legacyMetadata ? LEGACY_LAYOUT : CURRENT_LAYOUT;
-  if (format === "json") {
-    const m2 = /^([ \t]+)"/m.exec(text);
-    return { ...base, jsonIndent: m2 ? m2[1] : base.jsonIndent };
-  }
-  const m = /^( +)\S/m.exec(text);
-  const n = m ? m[1].length : 0;
-  return { ...base, yamlIndent: n >= 1 && n <= 8 ? n : base.yamlIndent };
-}
-function toYaml(tree, indent2 = 2) {
-  if (tree.entries.length === 0) {
-    const only = (tree.comments ?? []).map((c) => `#${c.text}
-`).join("");
-    return `${only}{}
-`;
-  }
-  const doc = new import_yaml3.Document();
-  const root = toYamlNode(tree);
-  if (root.comment) {
-    doc.comment = root.comment;
-    root.comment = void 0;
-  }
-  doc.contents = root;
-  return doc.toString({ lineWidth: 0, minContentWidth: 0, indent: indent2, indentSeq: true });
-}
-function goJsonString(s) {
-  return JSON.stringify(s).replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
-}
-function jsonValue(node, indent2, step) {
-  const inner = indent2 + step;
-  switch (node.kind) {
-    case "null":
-      return "null";
-    case "scalar":
-      if (node.type === "str") return goJsonString(node.value);
-      if (node.type === "bool") return node.value ? "true" : "false";
-      if (node.type === "time") return goJsonString(node.value);
-      if (typeof node.value === "bigint") return String(node.value);
-      if (!Number.isFinite(node.value)) throw new OpsError(`${node.value} cannot be written in JSON`);
-      return JSON.stringify(node.value);
-    case "list":
-      if (node.items.length === 0) return "[]";
-      return `[
-${node.items.map((v) => inner + jsonValue(v, inner, step)).join(",\n")}
-${indent2}]`;
-    case "map":
-      if (node.entries.length === 0) return "{}";
-      return `{
-${node.entries.map(([k, v]) => `${inner}${goJsonString(k)}: ${jsonValue(v, inner, step)}`).join(",\n")}
-${indent2}}`;
-  }
-}
-function toJson(tree, indent2 = "  ") {
-  return jsonValue(tree, "", indent2) + "\n";
-}
-function printTree(tree, format, layout2 = LEGACY_LAYOUT) {
-  return format === "json" ? toJson(tree, layout2.jsonIndent) : toYaml(tree, layout2.yamlIndent);
 }
 
 // core/secrets/cipher.ts
@@ -53762,7 +53362,7 @@ function parseEnc(value) {
 function formatEnc(enc) {
   return `ENC[AES256_GCM,data:${enc.data.toString("base64")},iv:${enc.iv.toString("base64")},tag:${enc.tag.toString("base64")},type:${enc.type}]`;
 }
-function sealText(plaintext, type, key, aad, iv = randomBytes4(IV_BYTES)) {
+function sealText(plaintext, type, key, aad, iv = randomBytes3(IV_BYTES)) {
   const c = createCipheriv("aes-256-gcm", key, iv);
   c.setAAD(Buffer.from(aad, "utf8"));
   const data = Buffer.concat([c.update(plaintext, "utf8"), c.final()]);
@@ -58287,7 +57887,7 @@ var StringIterator = class {
     return this.rest();
   }
 };
-var Parser2 = class Parser3 {
+var Parser = class Parser2 {
   static ERR_INTERNAL_ERROR = "regexp/syntax: internal error";
   static ERR_INVALID_CHAR_RANGE = "invalid character class range";
   static ERR_INVALID_ESCAPE = "invalid escape sequence";
@@ -58330,13 +57930,13 @@ var Parser2 = class Parser3 {
   ]));
   static unicodeTable(name2) {
     if (name2 === "Any") return {
-      tab: Parser3.ANY_TABLE,
-      fold: Parser3.ANY_TABLE,
+      tab: Parser2.ANY_TABLE,
+      fold: Parser2.ANY_TABLE,
       sign: 1
     };
     if (name2 === "Ascii") return {
-      tab: Parser3.ASCII_TABLE,
-      fold: Parser3.ASCII_FOLD_TABLE,
+      tab: Parser2.ASCII_TABLE,
+      fold: Parser2.ASCII_FOLD_TABLE,
       sign: 1
     };
     if (name2 === "Assigned") return {
@@ -58389,13 +57989,13 @@ var Parser2 = class Parser3 {
   * @param {number} flags
   */
   static parse(pattern, flags) {
-    return new Parser3(pattern, flags).parseInternal();
+    return new Parser2(pattern, flags).parseInternal();
   }
   static parseRepeat(t) {
     const start = t.pos();
     if (!t.more() || !t.lookingAt("{")) return -1;
     t.skip(1);
-    const min = Parser3.parseInt(t);
+    const min = Parser2.parseInt(t);
     if (min === -1) return -1;
     if (!t.more()) return -1;
     let max;
@@ -58404,11 +58004,11 @@ var Parser2 = class Parser3 {
       t.skip(1);
       if (!t.more()) return -1;
       if (t.lookingAt("}")) max = -1;
-      else if ((max = Parser3.parseInt(t)) === -1) return -1;
+      else if ((max = Parser2.parseInt(t)) === -1) return -1;
     }
     if (!t.more() || !t.lookingAt("}")) return -1;
     t.skip(1);
-    if (min < 0 || min > 1e3 || max === -2 || max > 1e3 || max >= 0 && min > max) throw new RE2JSSyntaxException(Parser3.ERR_INVALID_REPEAT_SIZE, t.from(start));
+    if (min < 0 || min > 1e3 || max === -2 || max > 1e3 || max >= 0 && min > max) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_REPEAT_SIZE, t.from(start));
     return min << 16 | max & Unicode.MAX_BMP;
   }
   static isValidCaptureName(name2) {
@@ -58449,7 +58049,7 @@ var Parser2 = class Parser3 {
       case Regexp.Op.ANY_CHAR:
         break;
       case Regexp.Op.ANY_CHAR_NOT_NL:
-        if (Parser3.matchRune(src, Codepoint.CODES["\n"])) dst.op = Regexp.Op.ANY_CHAR;
+        if (Parser2.matchRune(src, Codepoint.CODES["\n"])) dst.op = Regexp.Op.ANY_CHAR;
         break;
       case Regexp.Op.CHAR_CLASS: {
         const cc = new CharClass(Array.isArray(dst.runes) ? dst.runes : Array.from(dst.runes));
@@ -58467,7 +58067,7 @@ var Parser2 = class Parser3 {
   static parseEscape(t) {
     const startPos = t.pos();
     t.skip(1);
-    if (!t.more()) throw new RE2JSSyntaxException(Parser3.ERR_TRAILING_BACKSLASH);
+    if (!t.more()) throw new RE2JSSyntaxException(Parser2.ERR_TRAILING_BACKSLASH);
     let c = t.pop();
     bigswitch: switch (c) {
       case Codepoint.CODES["1"]:
@@ -58528,18 +58128,18 @@ var Parser2 = class Parser3 {
       default:
         if (c <= Unicode.MAX_ASCII && !Utils.isalnum(c)) return c;
     }
-    throw new RE2JSSyntaxException(Parser3.ERR_INVALID_ESCAPE, t.from(startPos));
+    throw new RE2JSSyntaxException(Parser2.ERR_INVALID_ESCAPE, t.from(startPos));
   }
   static parseClassChar(t, wholeClassPos) {
-    if (!t.more()) throw new RE2JSSyntaxException(Parser3.ERR_MISSING_BRACKET, t.from(wholeClassPos));
-    if (t.lookingAt("\\")) return Parser3.parseEscape(t);
+    if (!t.more()) throw new RE2JSSyntaxException(Parser2.ERR_MISSING_BRACKET, t.from(wholeClassPos));
+    if (t.lookingAt("\\")) return Parser2.parseEscape(t);
     return t.pop();
   }
   static hasCapture(re) {
     if (re === null) return false;
     if (re.op === Regexp.Op.CAPTURE) return true;
     if (re.subs) {
-      for (let sub of re.subs) if (Parser3.hasCapture(sub)) return true;
+      for (let sub of re.subs) if (Parser2.hasCapture(sub)) return true;
     }
     return false;
   }
@@ -58575,7 +58175,7 @@ var Parser2 = class Parser3 {
     this.free = re;
   }
   checkLimits(re) {
-    if (this.numRunes > Parser3.MAX_RUNES) throw new RE2JSSyntaxException(Parser3.ERR_LARGE);
+    if (this.numRunes > Parser2.MAX_RUNES) throw new RE2JSSyntaxException(Parser2.ERR_LARGE);
     this.checkSize(re);
     this.checkHeight(re);
   }
@@ -58586,14 +58186,14 @@ var Parser2 = class Parser3 {
         let n = re.max;
         if (n === -1) n = re.min;
         if (n <= 0) n = 1;
-        if (n > Math.floor(Parser3.MAX_SIZE / this.repeats)) this.repeats = Parser3.MAX_SIZE;
+        if (n > Math.floor(Parser2.MAX_SIZE / this.repeats)) this.repeats = Parser2.MAX_SIZE;
         else this.repeats *= n;
       }
-      if (this.numRegexp < Math.floor(Parser3.MAX_SIZE / this.repeats)) return;
+      if (this.numRegexp < Math.floor(Parser2.MAX_SIZE / this.repeats)) return;
       this.size = /* @__PURE__ */ new Map();
       for (let reEx of this.stack) this.checkSize(reEx);
     }
-    if (this.calcSize(re, true) > Parser3.MAX_SIZE) throw new RE2JSSyntaxException(Parser3.ERR_LARGE);
+    if (this.calcSize(re, true) > Parser2.MAX_SIZE) throw new RE2JSSyntaxException(Parser2.ERR_LARGE);
   }
   calcSize(re, force = false) {
     if (!force && this.size !== null) {
@@ -58638,12 +58238,12 @@ var Parser2 = class Parser3 {
     return size2;
   }
   checkHeight(re) {
-    if (this.numRegexp < Parser3.MAX_HEIGHT) return;
+    if (this.numRegexp < Parser2.MAX_HEIGHT) return;
     if (this.height === null) {
       this.height = /* @__PURE__ */ new Map();
       for (let reEx of this.stack) this.checkHeight(reEx);
     }
-    if (this.calcHeight(re, true) > Parser3.MAX_HEIGHT) throw new RE2JSSyntaxException(Parser3.ERR_NESTING_DEPTH);
+    if (this.calcHeight(re, true) > Parser2.MAX_HEIGHT) throw new RE2JSSyntaxException(Parser2.ERR_NESTING_DEPTH);
   }
   calcHeight(re, force = false) {
     if (!force && this.height !== null) {
@@ -58704,7 +58304,7 @@ var Parser2 = class Parser3 {
   newLiteral(r, flags) {
     const re = this.newRegexp(Regexp.Op.LITERAL);
     re.flags = flags;
-    if ((flags & RE2Flags.FOLD_CASE) !== 0) r = Parser3.minFoldRune(r);
+    if ((flags & RE2Flags.FOLD_CASE) !== 0) r = Parser2.minFoldRune(r);
     re.runes = [r];
     return re;
   }
@@ -58723,12 +58323,12 @@ var Parser2 = class Parser3 {
         t.skip(1);
         flags ^= RE2Flags.NON_GREEDY;
       }
-      if (lastRepeatPos !== -1) throw new RE2JSSyntaxException(Parser3.ERR_INVALID_REPEAT_OP, t.from(lastRepeatPos));
+      if (lastRepeatPos !== -1) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_REPEAT_OP, t.from(lastRepeatPos));
     }
     const n = this.stack.length;
-    if (n === 0) throw new RE2JSSyntaxException(Parser3.ERR_MISSING_REPEAT_ARGUMENT, t.from(beforePos));
+    if (n === 0) throw new RE2JSSyntaxException(Parser2.ERR_MISSING_REPEAT_ARGUMENT, t.from(beforePos));
     const sub = this.stack[n - 1];
-    if (Regexp.isPseudoOp(sub.op)) throw new RE2JSSyntaxException(Parser3.ERR_MISSING_REPEAT_ARGUMENT, t.from(beforePos));
+    if (Regexp.isPseudoOp(sub.op)) throw new RE2JSSyntaxException(Parser2.ERR_MISSING_REPEAT_ARGUMENT, t.from(beforePos));
     const re = this.newRegexp(op);
     re.min = min;
     re.max = max;
@@ -58736,7 +58336,7 @@ var Parser2 = class Parser3 {
     re.subs = [sub];
     this.stack[n - 1] = re;
     this.checkLimits(re);
-    if (op === Regexp.Op.REPEAT && (min >= 2 || max >= 2) && !this.repeatIsValid(re, 1e3)) throw new RE2JSSyntaxException(Parser3.ERR_INVALID_REPEAT_SIZE, t.from(beforePos));
+    if (op === Regexp.Op.REPEAT && (min >= 2 || max >= 2) && !this.repeatIsValid(re, 1e3)) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_REPEAT_SIZE, t.from(beforePos));
   }
   repeatIsValid(re, n) {
     if (re.op === Regexp.Op.REPEAT) {
@@ -58853,8 +58453,8 @@ var Parser2 = class Parser3 {
     for (let i = 0; i <= lensub; i++) {
       let ifirst = null;
       if (i < lensub) {
-        ifirst = Parser3.leadingRegexp(array[s + i]);
-        if (first !== null && first.equals(ifirst) && (Parser3.isCharClass(first) || first.op === Regexp.Op.REPEAT && first.min === first.max && Parser3.isCharClass(first.subs[0]))) continue;
+        ifirst = Parser2.leadingRegexp(array[s + i]);
+        if (first !== null && first.equals(ifirst) && (Parser2.isCharClass(first) || first.op === Regexp.Op.REPEAT && first.min === first.max && Parser2.isCharClass(first.subs[0]))) continue;
       }
       if (i === start) {
       } else if (i === start + 1) array[lenout++] = array[s + start];
@@ -58878,7 +58478,7 @@ var Parser2 = class Parser3 {
     start = 0;
     lenout = 0;
     for (let i = 0; i <= lensub; i++) {
-      if (i < lensub && Parser3.isCharClass(array[s + i])) continue;
+      if (i < lensub && Parser2.isCharClass(array[s + i])) continue;
       if (i === start) {
       } else if (i === start + 1) array[lenout++] = array[s + start];
       else {
@@ -58892,7 +58492,7 @@ var Parser2 = class Parser3 {
         array[s + start] = array[s + max];
         array[s + max] = tmp;
         for (let j = start + 1; j < i; j++) {
-          Parser3.mergeCharClass(array[s + start], array[s + j]);
+          Parser2.mergeCharClass(array[s + start], array[s + j]);
           this.reuse(array[s + j]);
         }
         this.cleanAlt(array[s + start]);
@@ -58965,7 +58565,7 @@ var Parser2 = class Parser3 {
     return this.newRegexp(Regexp.Op.EMPTY_MATCH);
   }
   parseInternal() {
-    if ((this.flags & RE2Flags.LITERAL) !== 0) return Parser3.literalRegexp(this.wholeRegexp, this.flags);
+    if ((this.flags & RE2Flags.LITERAL) !== 0) return Parser2.literalRegexp(this.wholeRegexp, this.flags);
     let lastRepeatPos = -1;
     let min = -1;
     let max = -1;
@@ -59039,7 +58639,7 @@ var Parser2 = class Parser3 {
         }
         case Codepoint.CODES["{"]: {
           const before = t.pos();
-          const minMax = Parser3.parseRepeat(t);
+          const minMax = Parser2.parseRepeat(t);
           if (minMax < 0) {
             t.rewindTo(before);
             this.literal(t.pop());
@@ -59065,7 +58665,7 @@ var Parser2 = class Parser3 {
               this.op(Regexp.Op.NO_WORD_BOUNDARY);
               break bigswitch;
             case Codepoint.CODES["C"]:
-              throw new RE2JSSyntaxException(Parser3.ERR_INVALID_ESCAPE, "\\C");
+              throw new RE2JSSyntaxException(Parser2.ERR_INVALID_ESCAPE, "\\C");
             case Codepoint.CODES["Q"]: {
               let lit = t.rest();
               const i = lit.indexOf("\\E");
@@ -59107,7 +58707,7 @@ var Parser2 = class Parser3 {
           }
           t.rewindTo(savedPos);
           this.reuse(re);
-          this.literal(Parser3.parseEscape(t));
+          this.literal(Parser2.parseEscape(t));
           break;
         }
         default:
@@ -59118,7 +58718,7 @@ var Parser2 = class Parser3 {
     this.concat();
     if (this.swapVerticalBar()) this.pop();
     this.alternate();
-    if (this.stack.length !== 1) throw new RE2JSSyntaxException(Parser3.ERR_MISSING_PAREN, this.wholeRegexp);
+    if (this.stack.length !== 1) throw new RE2JSSyntaxException(Parser2.ERR_MISSING_PAREN, this.wholeRegexp);
     this.stack[0].namedGroups = this.namedGroups;
     return this.stack[0];
   }
@@ -59128,14 +58728,14 @@ var Parser2 = class Parser3 {
     if (s.startsWith("(?P<") || s.startsWith("(?<")) {
       const begin = s.charAt(2) === "P" ? 4 : 3;
       const end = s.indexOf(">");
-      if (end < 0) throw new RE2JSSyntaxException(Parser3.ERR_INVALID_NAMED_CAPTURE, s);
+      if (end < 0) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_NAMED_CAPTURE, s);
       const name2 = s.substring(begin, end);
       t.skipString(name2);
       t.skip(begin + 1);
-      if (!Parser3.isValidCaptureName(name2)) throw new RE2JSSyntaxException(Parser3.ERR_INVALID_NAMED_CAPTURE, s.substring(0, end + 1));
+      if (!Parser2.isValidCaptureName(name2)) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_NAMED_CAPTURE, s.substring(0, end + 1));
       const re = this.op(Regexp.Op.LEFT_PAREN);
       re.cap = ++this.numCap;
-      if (this.namedGroups[name2]) throw new RE2JSSyntaxException(Parser3.ERR_DUPLICATE_NAMED_CAPTURE, name2);
+      if (this.namedGroups[name2]) throw new RE2JSSyntaxException(Parser2.ERR_DUPLICATE_NAMED_CAPTURE, name2);
       this.namedGroups[name2] = this.numCap;
       re.name = name2;
       return;
@@ -59182,7 +58782,7 @@ var Parser2 = class Parser3 {
           break loop;
       }
     }
-    throw new RE2JSSyntaxException(Parser3.ERR_INVALID_PERL_OP, t.from(startPos));
+    throw new RE2JSSyntaxException(Parser2.ERR_INVALID_PERL_OP, t.from(startPos));
   }
   parsePosLookBehind() {
     const re = this.newRegexp(Regexp.Op.LEFT_PAREN);
@@ -59202,7 +58802,7 @@ var Parser2 = class Parser3 {
   }
   swapVerticalBar() {
     const n = this.stack.length;
-    if (n >= 3 && this.stack[n - 2].op === Regexp.Op.VERTICAL_BAR && Parser3.isCharClass(this.stack[n - 1]) && Parser3.isCharClass(this.stack[n - 3])) {
+    if (n >= 3 && this.stack[n - 2].op === Regexp.Op.VERTICAL_BAR && Parser2.isCharClass(this.stack[n - 1]) && Parser2.isCharClass(this.stack[n - 3])) {
       let re1 = this.stack[n - 1];
       let re3 = this.stack[n - 3];
       if (re1.op > re3.op) {
@@ -59211,7 +58811,7 @@ var Parser2 = class Parser3 {
         re1 = tmp;
         this.stack[n - 3] = re3;
       }
-      Parser3.mergeCharClass(re3, re1);
+      Parser2.mergeCharClass(re3, re1);
       this.reuse(re1);
       this.pop();
       return true;
@@ -59232,13 +58832,13 @@ var Parser2 = class Parser3 {
     this.concat();
     if (this.swapVerticalBar()) this.pop();
     this.alternate();
-    if (this.stack.length < 2) throw new RE2JSSyntaxException(Parser3.ERR_UNEXPECTED_PAREN, this.wholeRegexp);
+    if (this.stack.length < 2) throw new RE2JSSyntaxException(Parser2.ERR_UNEXPECTED_PAREN, this.wholeRegexp);
     const re1 = this.pop();
     const re2 = this.pop();
-    if (re2.op !== Regexp.Op.LEFT_PAREN) throw new RE2JSSyntaxException(Parser3.ERR_UNEXPECTED_PAREN, this.wholeRegexp);
+    if (re2.op !== Regexp.Op.LEFT_PAREN) throw new RE2JSSyntaxException(Parser2.ERR_UNEXPECTED_PAREN, this.wholeRegexp);
     this.flags = re2.flags;
     if (re2.lb !== 0) {
-      if (Parser3.hasCapture(re1)) throw new RE2JSSyntaxException(Parser3.ERR_INVALID_CAPTURE_IN_LOOKBEHIND, this.wholeRegexp);
+      if (Parser2.hasCapture(re1)) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_CAPTURE_IN_LOOKBEHIND, this.wholeRegexp);
       if (re2.lb > 0) re2.op = Regexp.Op.PLB;
       else re2.op = Regexp.Op.NLB;
       re2.subs = [re1];
@@ -59269,7 +58869,7 @@ var Parser2 = class Parser3 {
     const name2 = cls.substring(0, i + 2);
     t.skipString(name2);
     const g = POSIX_GROUPS.has(name2) ? POSIX_GROUPS.get(name2) : null;
-    if (g === null) throw new RE2JSSyntaxException(Parser3.ERR_INVALID_CHAR_RANGE, name2);
+    if (g === null) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_CHAR_RANGE, name2);
     cc.appendGroup(g, (this.flags & RE2Flags.FOLD_CASE) !== 0);
     return true;
   }
@@ -59282,7 +58882,7 @@ var Parser2 = class Parser3 {
     if (c === Codepoint.CODES["P"]) sign = -1;
     if (!t.more()) {
       t.rewindTo(startPos);
-      throw new RE2JSSyntaxException(Parser3.ERR_INVALID_CHAR_RANGE, t.rest());
+      throw new RE2JSSyntaxException(Parser2.ERR_INVALID_CHAR_RANGE, t.rest());
     }
     c = t.pop();
     let name2;
@@ -59292,7 +58892,7 @@ var Parser2 = class Parser3 {
       const end = rest.indexOf("}");
       if (end < 0) {
         t.rewindTo(startPos);
-        throw new RE2JSSyntaxException(Parser3.ERR_INVALID_CHAR_RANGE, t.rest());
+        throw new RE2JSSyntaxException(Parser2.ERR_INVALID_CHAR_RANGE, t.rest());
       }
       name2 = rest.substring(0, end);
       t.skipString(name2);
@@ -59302,8 +58902,8 @@ var Parser2 = class Parser3 {
       sign = 0 - sign;
       name2 = name2.substring(1);
     }
-    const pair = Parser3.unicodeTable(name2);
-    if (pair === null) throw new RE2JSSyntaxException(Parser3.ERR_INVALID_CHAR_RANGE, t.from(startPos));
+    const pair = Parser2.unicodeTable(name2);
+    if (pair === null) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_CHAR_RANGE, t.from(startPos));
     if (pair.sign < 0) sign = 0 - sign;
     const tab = pair.tab;
     const fold = pair.fold;
@@ -59332,7 +58932,7 @@ var Parser2 = class Parser3 {
         const s = t.rest();
         if (s === "-" || !s.startsWith("-]")) {
           t.rewindTo(startPos);
-          throw new RE2JSSyntaxException(Parser3.ERR_INVALID_CHAR_RANGE, t.rest());
+          throw new RE2JSSyntaxException(Parser2.ERR_INVALID_CHAR_RANGE, t.rest());
         }
       }
       first = false;
@@ -59344,14 +58944,14 @@ var Parser2 = class Parser3 {
       if (this.parseUnicodeClass(t, cc)) continue;
       if (this.parsePerlClassEscape(t, cc)) continue;
       t.rewindTo(beforePos);
-      const lo = Parser3.parseClassChar(t, startPos);
+      const lo = Parser2.parseClassChar(t, startPos);
       let hi = lo;
       if (t.more() && t.lookingAt("-")) {
         t.skip(1);
         if (t.more() && t.lookingAt("]")) t.skip(-1);
         else {
-          hi = Parser3.parseClassChar(t, startPos);
-          if (hi < lo) throw new RE2JSSyntaxException(Parser3.ERR_INVALID_CHAR_RANGE, t.from(beforePos));
+          hi = Parser2.parseClassChar(t, startPos);
+          if (hi < lo) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_CHAR_RANGE, t.from(beforePos));
         }
       }
       if ((this.flags & RE2Flags.FOLD_CASE) === 0) cc.appendRange(lo, hi);
@@ -59410,7 +59010,7 @@ var RE2 = class RE22 {
     return RE22.compileImpl(expr, RE2Flags.POSIX, true);
   }
   static compileImpl(expr, mode, longest) {
-    let re = Parser2.parse(expr, mode);
+    let re = Parser.parse(expr, mode);
     const maxCap = re.maxCap();
     const namedGroups = re.namedGroups;
     re = Simplify.simplify(re);
@@ -59904,7 +59504,7 @@ var RE2Set = class RE2Set2 {
     if ((this.jsFlags & PublicFlags.CASE_INSENSITIVE) !== 0) fregex = `(?i)${fregex}`;
     if ((this.jsFlags & PublicFlags.DOTALL) !== 0) fregex = `(?s)${fregex}`;
     if ((this.jsFlags & PublicFlags.MULTILINE) !== 0) fregex = `(?m)${fregex}`;
-    const re = Parser2.parse(fregex, this.re2Flags);
+    const re = Parser.parse(fregex, this.re2Flags);
     this.regexps.push(Simplify.simplify(re));
     return this.regexps.length - 1;
   }
@@ -59916,7 +59516,7 @@ var RE2Set = class RE2Set2 {
   compile() {
     if (this.prog) return;
     const prog = Compiler.compileSet(this.regexps);
-    if (prog.numInst() > Parser2.MAX_SIZE) throw new RE2JSCompileException(`${Parser2.ERR_LARGE}: the set compiles to ${prog.numInst()} instructions, more than ${Parser2.MAX_SIZE}`);
+    if (prog.numInst() > Parser.MAX_SIZE) throw new RE2JSCompileException(`${Parser.ERR_LARGE}: the set compiles to ${prog.numInst()} instructions, more than ${Parser.MAX_SIZE}`);
     this.prog = prog;
     this.dfa = new DFA(this.prog, this.maxMem);
     this.dummyRe2 = {
@@ -60469,43 +60069,6 @@ function goRegexp(source) {
   return { test: (text) => re.matcher(text).find() };
 }
 
-// core/secrets/shamir.ts
-function mult(a, b) {
-  let acc = 0;
-  for (let i = 7; i >= 0; i--) {
-    const bit = b >> i & 1;
-    acc = (acc << 1 ^ (acc & 128 ? 27 : 0)) & 255;
-    if (bit) acc ^= a;
-  }
-  return acc;
-}
-function inverse(a) {
-  let r = 1;
-  for (let i = 0; i < 254; i++) r = mult(r, a);
-  return r;
-}
-function combineShares(shares) {
-  if (shares.length < 2) throw new Error("less than two shares cannot give the secret back");
-  const len = shares[0].length;
-  if (len < 2 || shares.some((s) => s.length !== len)) throw new Error("the shares are not all of the same length");
-  const xs = shares.map((s) => s[len - 1]);
-  if (new Set(xs).size !== xs.length) throw new Error("two shares are the same share");
-  const secret = Buffer.alloc(len - 1);
-  for (let idx = 0; idx < len - 1; idx++) {
-    let result = 0;
-    for (let i = 0; i < shares.length; i++) {
-      let basis = 1;
-      for (let j = 0; j < shares.length; j++) {
-        if (i === j) continue;
-        basis = mult(basis, mult(xs[j], inverse(xs[i] ^ xs[j])));
-      }
-      result ^= mult(shares[i][idx], basis);
-    }
-    secret[idx] = result;
-  }
-  return secret;
-}
-
 // core/secrets/keys.ts
 import { execFileSync } from "node:child_process";
 import { existsSync as existsSync6, readFileSync as readFileSync4 } from "node:fs";
@@ -60694,7 +60257,7 @@ function createHasher(hashCons, info2 = {}) {
   Object.assign(hashC, info2);
   return Object.freeze(hashC);
 }
-function randomBytes5(bytesLength = 32) {
+function randomBytes4(bytesLength = 32) {
   anumber(bytesLength, "bytesLength");
   const cr = typeof globalThis === "object" ? globalThis.crypto : null;
   if (typeof cr?.getRandomValues !== "function")
@@ -62610,7 +62173,7 @@ function createHasher2(hashCons, info2 = {}) {
   Object.assign(hashC, info2);
   return Object.freeze(hashC);
 }
-function randomBytes7(bytesLength = 32) {
+function randomBytes6(bytesLength = 32) {
   const cr = typeof globalThis === "object" ? globalThis.crypto : null;
   if (typeof cr?.getRandomValues !== "function")
     throw new Error("crypto.getRandomValues must be defined");
@@ -63405,7 +62968,7 @@ function montgomery(curveDef) {
   const is25519 = type === "x25519";
   if (!is25519 && type !== "x448")
     throw new Error("invalid type");
-  const randomBytes_ = rand || randomBytes7;
+  const randomBytes_ = rand || randomBytes6;
   const montgomeryBits = is25519 ? 255 : 448;
   const fieldLen = is25519 ? 32 : 56;
   const Gu = is25519 ? BigInt(9) : BigInt(5);
@@ -64158,7 +63721,7 @@ function getWLengths(Fp, Fn) {
 }
 function ecdh(Point, ecdhOpts = {}) {
   const { Fn } = Point;
-  const randomBytes_ = ecdhOpts.randomBytes || randomBytes7;
+  const randomBytes_ = ecdhOpts.randomBytes || randomBytes6;
   const lengths = Object.assign(getWLengths(Point.Fp, Fn), { seed: getMinHashLength(Fn.ORDER) });
   function isValidSecretKey(secretKey) {
     try {
@@ -64223,7 +63786,7 @@ function ecdsa(Point, hash, ecdsaOpts = {}) {
     bits2int_modN: "function"
   });
   ecdsaOpts = Object.assign({}, ecdsaOpts);
-  const randomBytes12 = ecdsaOpts.randomBytes || randomBytes7;
+  const randomBytes12 = ecdsaOpts.randomBytes || randomBytes6;
   const hmac3 = ecdsaOpts.hmac || ((key, msg) => hmac2(hash, key, msg));
   const { Fp, Fn } = Point;
   const { ORDER: CURVE_ORDER, BITS: fnBits } = Fn;
@@ -64585,7 +64148,7 @@ function fromBig(n, le = false) {
     return { h: Number(n & U32_MASK64), l: Number(n >> _32n & U32_MASK64) };
   return { h: Number(n >> _32n & U32_MASK64) | 0, l: Number(n & U32_MASK64) | 0 };
 }
-function split2(lst, le = false) {
+function split(lst, le = false) {
   const len = lst.length;
   let Ah = new Uint32Array(len);
   let Al = new Uint32Array(len);
@@ -64761,7 +64324,7 @@ var _SHA2562 = class extends SHA2_32B2 {
     super(32);
   }
 };
-var K512 = /* @__PURE__ */ (() => split2([
+var K512 = /* @__PURE__ */ (() => split([
   "0x428a2f98d728ae22",
   "0x7137449123ef65cd",
   "0xb5c0fbcfec4d3b2f",
@@ -65097,7 +64660,7 @@ for (let round = 0, R = _1n7, x = 1, y = 0; round < 24; round++) {
   }
   _SHA3_IOTA.push(t);
 }
-var IOTAS = split2(_SHA3_IOTA, true);
+var IOTAS = split(_SHA3_IOTA, true);
 var SHA3_IOTA_H = IOTAS[0];
 var SHA3_IOTA_L = IOTAS[1];
 var rotlH = (h, l, s) => s > 32 ? rotlBH(h, l, s) : rotlSH(h, l, s);
@@ -65356,7 +64919,7 @@ var FFTCore = (F2, coreOpts) => {
 };
 
 // node_modules/@noble/post-quantum/utils.js
-var randomBytes8 = randomBytes7;
+var randomBytes7 = randomBytes6;
 function equalBytes2(a, b) {
   if (a.length !== b.length)
     return false;
@@ -65745,7 +65308,7 @@ function createKyber(opts2) {
       msgRand: msgLen,
       secretKey: secretCoder.bytesLen
     },
-    keygen: (seed = randomBytes8(seedLen)) => {
+    keygen: (seed = randomBytes7(seedLen)) => {
       abytes4(seed, seedLen, "seed");
       const { publicKey, secretKey: sk } = KPKE.keygen(seed.subarray(0, 32));
       const publicKeyHash = HASH256(publicKey);
@@ -65757,7 +65320,7 @@ function createKyber(opts2) {
       const [_sk, publicKey, _publicKeyHash, _z] = secretCoder.decode(secretKey);
       return Uint8Array.from(publicKey);
     },
-    encapsulate: (publicKey, msg = randomBytes8(msgLen)) => {
+    encapsulate: (publicKey, msg = randomBytes7(msgLen)) => {
       abytes4(publicKey, lengths.publicKey, "publicKey");
       abytes4(msg, msgLen, "message");
       const eke = publicKey.subarray(0, 384 * opts2.K);
@@ -65824,7 +65387,7 @@ function ecKeygen(curve, allowZeroKey = false) {
     const Fn = wCurve.Point.Fn;
     if (!Fn)
       throw new Error("No Point.Fn");
-    keygen = (seed = randomBytes8(lengths.seed)) => {
+    keygen = (seed = randomBytes7(lengths.seed)) => {
       abytes4(seed, lengths.seed, "seed");
       const seedScalar = Fn.isLE ? bytesToNumberLE(seed) : bytesToNumberBE(seed);
       const secretKey = Fn.toBytes(Fn.create(seedScalar));
@@ -65845,7 +65408,7 @@ function ecdhKem(curve, allowZeroKey = false) {
     lengths: { ...kg.lengths, msg: kg.lengths.seed, cipherText: kg.lengths.publicKey },
     keygen: kg.keygen,
     getPublicKey: kg.getPublicKey,
-    encapsulate(publicKey, rand = randomBytes8(curve.lengths.seed)) {
+    encapsulate(publicKey, rand = randomBytes7(curve.lengths.seed)) {
       const ek = this.keygen(rand).secretKey;
       const sharedSecret = this.decapsulate(publicKey, ek);
       const cipherText = curve.getPublicKey(ek);
@@ -65887,7 +65450,7 @@ function combineKeys(realSeedLen, expandSeed, ...ck) {
     getPublicKey(secretKey) {
       return this.keygen(secretKey).publicKey;
     },
-    keygen(seed = randomBytes8(realSeedLen)) {
+    keygen(seed = randomBytes7(realSeedLen)) {
       const { publicKey: pk, secretKey } = expandDecapsulationKey(seed);
       const publicKey = pkCoder.encode(pk);
       cleanBytes(pk);
@@ -65915,7 +65478,7 @@ function combineKEMS(realSeedLen, realMsgLen, expandSeed, combiner, ...kems) {
     },
     getPublicKey: keys.getPublicKey,
     keygen: keys.keygen,
-    encapsulate(pk, randomness = randomBytes8(msgCoder.bytesLen)) {
+    encapsulate(pk, randomness = randomBytes7(msgCoder.bytesLen)) {
       const pks = pkCoder.decode(pk);
       const rand = msgCoder.decode(randomness);
       const enc = kems.map((i, j) => i.encapsulate(pks[j], rand[j]));
@@ -65993,14 +65556,14 @@ function nistCurveKem(curve, scalarLen, elemLen, nseed) {
       msg: nseed,
       cipherText: elemLen
     },
-    keygen(seed = randomBytes8(nseed)) {
+    keygen(seed = randomBytes7(nseed)) {
       abytes4(seed, nseed, "seed");
       return rejectionSampling(seed);
     },
     getPublicKey(secretKey) {
       return curve.getPublicKey(secretKey, false);
     },
-    encapsulate(publicKey, rand = randomBytes8(nseed)) {
+    encapsulate(publicKey, rand = randomBytes7(nseed)) {
       abytes4(rand, nseed, "rand");
       const { secretKey: ek } = rejectionSampling(rand);
       const sharedSecret = this.decapsulate(publicKey, ek);
@@ -66065,7 +65628,7 @@ var bytesToHex3 = bytesToHex;
 var concatBytes3 = (...arrays) => concatBytes(...arrays);
 var hexToBytes3 = (hex) => hexToBytes(hex);
 var isBytes5 = isBytes;
-var randomBytes9 = (bytesLength) => randomBytes5(bytesLength);
+var randomBytes8 = (bytesLength) => randomBytes4(bytesLength);
 var _0n7 = /* @__PURE__ */ BigInt(0);
 var _1n8 = /* @__PURE__ */ BigInt(1);
 var atitle3 = (title) => title ? `"${title}" ` : "";
@@ -67251,7 +66814,7 @@ function weierstrass2(params, extraOpts = {}) {
     randomBytes: "function"
   });
   const { endo: endoOpts, allowInfinityPoint, clearCofactor, isTorsionFree, fromBytes, toBytes } = extraOpts;
-  const randomBytes12 = extraOpts.randomBytes === void 0 ? randomBytes9 : extraOpts.randomBytes;
+  const randomBytes12 = extraOpts.randomBytes === void 0 ? randomBytes8 : extraOpts.randomBytes;
   if (endoOpts) {
     if (!Fp.is0(CURVE.a) || typeof endoOpts.beta !== "bigint" || !Array.isArray(endoOpts.basises)) {
       throw new Error('invalid endo: expected "beta": bigint and "basises": array');
@@ -67692,7 +67255,7 @@ function getWLengths2(Fp, Fn) {
 function ecdh2(Point, ecdhOpts = {}) {
   validatePointCons(Point);
   const { Fn } = Point;
-  const randomBytes_ = ecdhOpts.randomBytes === void 0 ? randomBytes9 : ecdhOpts.randomBytes;
+  const randomBytes_ = ecdhOpts.randomBytes === void 0 ? randomBytes8 : ecdhOpts.randomBytes;
   const lengths = Object.assign(getWLengths2(Point.Fp, Fn), {
     seed: Math.max(getMinHashLength2(Fn.ORDER), 16)
   });
@@ -67769,7 +67332,7 @@ function ecdsa2(Point, hash, ecdsaOpts = {}) {
     bits2int_modN: "function"
   });
   const opts2 = Object.assign({}, ecdsaOpts);
-  const randomBytes12 = opts2.randomBytes === void 0 ? randomBytes9 : opts2.randomBytes;
+  const randomBytes12 = opts2.randomBytes === void 0 ? randomBytes8 : opts2.randomBytes;
   const hmac3 = opts2.hmac === void 0 ? (key, msg) => hmac(hash_, key, msg) : opts2.hmac;
   const { Fp, Fn } = Point;
   const { ORDER: CURVE_ORDER, BITS: fnBits } = Fn;
@@ -68062,7 +67625,7 @@ function edwards(params, extraOpts = {}) {
   if (FpLegendre2(Fp, CURVE.d) !== -1)
     throw new Error("edwards: CURVE.d must be a non-square in Fp for complete addition formulas");
   validateObject2(opts2, {}, { uvRatio: "function", randomBytes: "function" });
-  const randomBytes12 = opts2.randomBytes === void 0 ? randomBytes9 : opts2.randomBytes;
+  const randomBytes12 = opts2.randomBytes === void 0 ? randomBytes8 : opts2.randomBytes;
   const MASK = _2n8 << BigInt(Fp.BYTES * 8) - _1n12;
   function isOdd(n) {
     if (!Fp.isOdd)
@@ -68366,7 +67929,7 @@ function montgomery2(curveDef) {
   const is25519 = type === "x25519";
   if (!is25519 && type !== "x448")
     throw new Error("invalid type");
-  const randomBytes_ = rand === void 0 ? randomBytes9 : rand;
+  const randomBytes_ = rand === void 0 ? randomBytes8 : rand;
   const montgomeryBits = is25519 ? 255 : 448;
   const swap = cswap(P);
   const fieldLen = is25519 ? 32 : 56;
@@ -69040,7 +68603,7 @@ var X25519Recipient = class {
     this.recipient = res.bytes;
   }
   async wrapFileKey(fileKey) {
-    const ephemeral = randomBytes5(32);
+    const ephemeral = randomBytes4(32);
     const share = await scalarMultBase(ephemeral);
     const secret = await scalarMult(ephemeral, this.recipient);
     const salt = new Uint8Array(share.length + this.recipient.length);
@@ -69101,7 +68664,7 @@ var ScryptRecipient = class {
     this.logN = logN;
   }
   wrapFileKey(fileKey) {
-    const salt = randomBytes5(16);
+    const salt = randomBytes4(16);
     const label = "age-encryption.org/v1/scrypt";
     const labelAndSalt = new Uint8Array(label.length + 16);
     labelAndSalt.set(new TextEncoder().encode(label));
@@ -69375,7 +68938,7 @@ var Encrypter = class {
     }
   }
   async encrypt(file) {
-    const fileKey = randomBytes5(16);
+    const fileKey = randomBytes4(16);
     const stanzas = [];
     let recipients = this.recipients;
     if (this.passphrase !== null) {
@@ -69388,7 +68951,7 @@ var Encrypter = class {
     const hmacKey = hkdf(sha256, fileKey, void 0, labelHeader, 32);
     const mac = hmac(sha256, hmacKey, encodeHeaderNoMAC(stanzas));
     const header = encodeHeader(stanzas, mac);
-    const nonce = randomBytes5(16);
+    const nonce = randomBytes4(16);
     const labelPayload = new TextEncoder().encode("payload");
     const streamKey = hkdf(sha256, fileKey, nonce, labelPayload, 32);
     const encrypter = encryptSTREAM(streamKey);
@@ -69629,7 +69192,361 @@ async function unwrapDataKey(enc, identities) {
   }
 }
 
-// core/secrets/sops.ts
+// core/secrets/shamir.ts
+function mult(a, b) {
+  let acc = 0;
+  for (let i = 7; i >= 0; i--) {
+    const bit = b >> i & 1;
+    acc = (acc << 1 ^ (acc & 128 ? 27 : 0)) & 255;
+    if (bit) acc ^= a;
+  }
+  return acc;
+}
+function inverse(a) {
+  let r = 1;
+  for (let i = 0; i < 254; i++) r = mult(r, a);
+  return r;
+}
+function combineShares(shares) {
+  if (shares.length < 2) throw new Error("less than two shares cannot give the secret back");
+  const len = shares[0].length;
+  if (len < 2 || shares.some((s) => s.length !== len)) throw new Error("the shares are not all of the same length");
+  const xs = shares.map((s) => s[len - 1]);
+  if (new Set(xs).size !== xs.length) throw new Error("two shares are the same share");
+  const secret = Buffer.alloc(len - 1);
+  for (let idx = 0; idx < len - 1; idx++) {
+    let result = 0;
+    for (let i = 0; i < shares.length; i++) {
+      let basis = 1;
+      for (let j = 0; j < shares.length; j++) {
+        if (i === j) continue;
+        basis = mult(basis, mult(xs[j], inverse(xs[i] ^ xs[j])));
+      }
+      result ^= mult(shares[i][idx], basis);
+    }
+    secret[idx] = result;
+  }
+  return secret;
+}
+
+// core/secrets/tree-parse.ts
+var import_yaml3 = __toESM(require_dist(), 1);
+
+// core/secrets/comments.ts
+var import_yaml2 = __toESM(require_dist(), 1);
+function positions(text) {
+  const starts = [0];
+  for (let i = 0; i < text.length; i++) if (text[i] === "\n") starts.push(i + 1);
+  return (offset) => {
+    let lo = 0;
+    let hi = starts.length - 1;
+    while (lo < hi) {
+      const mid = lo + hi + 1 >> 1;
+      if (starts[mid] <= offset) lo = mid;
+      else hi = mid - 1;
+    }
+    return { line: lo, col: offset - starts[lo] };
+  };
+}
+function commentTokens(text) {
+  const at2 = positions(text);
+  const found = [];
+  const scan = (x) => {
+    if (!x || typeof x !== "object") return;
+    if (Array.isArray(x)) {
+      for (const y of x) scan(y);
+      return;
+    }
+    const t = x;
+    if (t.type === "comment" && typeof t.offset === "number" && typeof t.source === "string") found.push({ offset: t.offset, source: t.source });
+    for (const v of Object.values(x)) if (typeof v === "object") scan(v);
+  };
+  for (const doc of new import_yaml2.Parser().parse(text)) scan(doc);
+  const seen = /* @__PURE__ */ new Set();
+  return found.filter((c) => !seen.has(c.offset) && seen.add(c.offset)).sort((a, b) => a.offset - b.offset).map((c) => {
+    const { line, col } = at2(c.offset);
+    const lineStart = c.offset - col;
+    return { offset: c.offset, line, col, text: c.source.replace(/^#/, "").replace(/\r$/, ""), fullLine: text.slice(lineStart, c.offset).trim() === "" };
+  });
+}
+function attach(branch, before, token, inline = false) {
+  const c = { before, text: token.text, ...inline ? { inline: true } : {} };
+  (branch.node.comments ??= []).push(c);
+}
+var size = (b) => b.node.kind === "map" ? b.node.entries.length : b.node.items.length;
+function placeComments(tokens, anchors, root) {
+  for (const t of tokens) {
+    if (!t.fullLine) {
+      const onLine = anchors.filter((a) => a.line === t.line && a.offset < t.offset).at(-1);
+      if (onLine) {
+        attach(onLine.branch, onLine.index, t, onLine.scalarOnLine);
+        continue;
+      }
+    }
+    const next = anchors.find((a) => a.offset > t.offset);
+    const prev = anchors.filter((a) => a.offset < t.offset).at(-1);
+    if (next && (t.col <= next.col || !prev)) {
+      attach(next.branch, next.index, t);
+      continue;
+    }
+    if (!prev) {
+      attach(root, size(root), t);
+      continue;
+    }
+    let b = prev.branch;
+    while (b.col > t.col && b.parent) b = b.parent.branch;
+    attach(b, size(b), t);
+  }
+}
+
+// core/secrets/tree-parse.ts
+function lineCol(text, offset) {
+  const before = text.slice(0, offset);
+  const line = before.split("\n").length;
+  const col = offset - before.lastIndexOf("\n");
+  return `line ${line}, column ${col}`;
+}
+function goNode(v, where) {
+  if (v.type === "null") return { kind: "null" };
+  if (v.type === "uint64") throw new OpsError(`${where()}: the integer ${v.value} is above the 64-bit signed range sops accepts`, "quote it to store it as a string");
+  return { kind: "scalar", type: v.type, value: v.value };
+}
+function parseTree(text, format, options) {
+  const { file } = options;
+  const docs = (0, import_yaml3.parseAllDocuments)(text, {
+    intAsBigInt: true,
+    uniqueKeys: true,
+    prettyErrors: false,
+    // YAML: every scalar as its source text, resolved below as Go does; JSON: the JSON schema
+    schema: format === "json" ? "json" : "failsafe",
+    merge: false,
+    keepSourceTokens: false
+  });
+  if (!Array.isArray(docs) || docs.length === 0) return { kind: "map", entries: [] };
+  if (docs.length > 1) {
+    throw new OpsError(`${file} holds ${docs.length} YAML documents`, "keep one document (no `---` separators) per secrets file");
+  }
+  const doc = docs[0];
+  const err = doc.errors[0];
+  if (err) {
+    const where = err.pos ? ` at ${lineCol(text, err.pos[0])}` : "";
+    throw new OpsError(`${file} is not valid ${format === "json" ? "JSON" : "YAML"}${where}: ${err.message.split("\n")[0]}`, "fix the syntax and try again");
+  }
+  const scalar = (node, path) => {
+    const v = node.value;
+    const where = () => `${file}: ${showPath(path)}`;
+    if (format === "json") {
+      if (v === null || v === void 0) return { kind: "null" };
+      if (typeof v === "string") return str(v);
+      if (typeof v === "boolean") return { kind: "scalar", type: "bool", value: v };
+      if (typeof v === "bigint") return v >= -(2n ** 63n) && v < 2n ** 63n ? { kind: "scalar", type: "int", value: intValue(v) } : { kind: "scalar", type: "float", value: Number(v) };
+      if (typeof v === "number") return { kind: "scalar", type: "float", value: v };
+      throw new OpsError(`${where()}: unsupported value`, "use strings, numbers, booleans, lists and maps only");
+    }
+    if (v instanceof Uint8Array) return str(Buffer.from(v).toString("utf8"));
+    try {
+      return goNode(resolveScalar(String(v ?? ""), node.type === "PLAIN" || node.type === void 0, node.tag), where);
+    } catch (e) {
+      if (e instanceof OpsError) throw e;
+      throw new OpsError(`${where()}: ${e.message}`, "remove the tag, or give a value of that type");
+    }
+  };
+  const root = doc.contents;
+  if (root === null || (0, import_yaml3.isScalar)(root) && scalar(root, []).kind === "null") return { kind: "map", entries: [] };
+  if (!(0, import_yaml3.isMap)(root)) {
+    throw new OpsError(`${file}: the top level must be a map of keys to values`, "write it as `key: value` lines");
+  }
+  let aliases = 0;
+  const at2 = positions(text);
+  const anchors = [];
+  const anchor = (offset, branch, index, value) => {
+    if (format !== "yaml" || offset === void 0 || aliases) return void 0;
+    const { line, col } = at2(offset);
+    const v = (0, import_yaml3.isAlias)(value) ? void 0 : value;
+    const scalarOnLine = !((0, import_yaml3.isMap)(v) || (0, import_yaml3.isSeq)(v)) || Boolean(v?.flow) || (v?.range ? at2(v.range[0]).line === line : true);
+    const a = { offset, line, col, branch, index, scalarOnLine };
+    anchors.push(a);
+    return a;
+  };
+  const offsetOf2 = (node) => node?.range?.[0];
+  const convert = (node, path, parent) => {
+    if ((0, import_yaml3.isAlias)(node)) {
+      if (++aliases > 1e3) throw new OpsError(`${file}: too many YAML aliases`, "expand the aliases (*name) by hand");
+      if (path.length > 100) throw new OpsError(`${file}: ${showPath(path)}: nesting is too deep (recursive alias?)`);
+      const resolved = convert(node.resolve(doc), path);
+      aliases--;
+      return resolved;
+    }
+    if (path.length > 100) throw new OpsError(`${file}: ${showPath(path)}: nesting is too deep`);
+    if ((0, import_yaml3.isMap)(node)) {
+      const out = { kind: "map", entries: [] };
+      const branch = { node: out, col: 0, parent };
+      node.items.forEach((pair, i) => {
+        const key = keyOf(pair.key, path);
+        const a = anchor(offsetOf2(pair.key), branch, i, pair.value);
+        if (a && i === 0) branch.col = a.col;
+        out.entries.push([key, convert(pair.value, [...path, key], a)]);
+      });
+      if (!parent && path.length === 0) rootBranch = branch;
+      return out;
+    }
+    if ((0, import_yaml3.isSeq)(node)) {
+      const out = { kind: "list", items: [] };
+      const branch = { node: out, col: 0, parent };
+      node.items.forEach((item, i) => {
+        let o = offsetOf2(item);
+        if (o !== void 0 && !node.flow) {
+          let d = o - 1;
+          while (d >= 0 && (text[d] === " " || text[d] === "	")) d--;
+          if (text[d] === "-") o = d;
+        }
+        const a = anchor(o, branch, i, item);
+        if (a && i === 0) branch.col = a.col;
+        out.items.push(convert(item, [...path, i], a));
+      });
+      return out;
+    }
+    if (node === null || node === void 0) return { kind: "null" };
+    if ((0, import_yaml3.isScalar)(node)) return scalar(node, path);
+    throw new OpsError(`${file}: ${showPath(path)}: unsupported value`, "use strings, numbers, booleans, lists and maps only");
+  };
+  let rootBranch;
+  const keyOf = (key, path) => {
+    const k = (0, import_yaml3.isAlias)(key) ? key.resolve(doc) : key;
+    if ((0, import_yaml3.isScalar)(k)) {
+      const v = scalar(k, path);
+      if (v.kind === "scalar" && v.type === "str") return v.value;
+      const source = String(k.value ?? "");
+      if (options.keys === "lenient" && v.kind === "scalar") return typeof k.source === "string" ? k.source : source;
+      throw new OpsError(
+        `${file}: ${showPath(path)}: the key ${source || "null"} is not a string (sops accepts string keys only)`,
+        `quote it: "${source}":`
+      );
+    }
+    throw new OpsError(`${file}: ${showPath(path)}: a map or list used as a key`, "use string keys only");
+  };
+  const tree = convert(root, []);
+  if (format === "yaml" && rootBranch) placeComments(commentTokens(text), anchors, rootBranch);
+  return tree;
+}
+
+// core/secrets/tree-print.ts
+var import_yaml4 = __toESM(require_dist(), 1);
+function needsQuotesForGo(s) {
+  if (s === "" || plainChangesMeaning(s)) return true;
+  return /^(y|Y|yes|Yes|YES|n|N|no|No|NO|on|On|ON|off|Off|OFF)$/.test(s);
+}
+function yamlScalar(node) {
+  if (node.kind === "null") return new import_yaml4.Scalar(null);
+  const s = new import_yaml4.Scalar(node.value);
+  if (node.type === "str" && needsQuotesForGo(node.value)) s.type = import_yaml4.Scalar.QUOTE_DOUBLE;
+  if (node.type === "float" && Number.isInteger(node.value)) s.minFractionDigits = 1;
+  if (node.type === "time") s.type = import_yaml4.Scalar.PLAIN;
+  return s;
+}
+function split2(node, i, value) {
+  const here = commentsAt(node, i);
+  const scalar = value !== void 0 && value.kind !== "map" && value.kind !== "list";
+  return { head: here.filter((c) => !(c.inline && scalar)).map((c) => c.text), inline: here.filter((c) => c.inline && scalar).map((c) => c.text) };
+}
+var joinComment = (lines) => lines.length ? lines.join("\n") : void 0;
+function toYamlNode(node) {
+  switch (node.kind) {
+    case "map": {
+      const m = new import_yaml4.YAMLMap();
+      node.entries.forEach(([k, v], i) => {
+        const key = yamlScalar(str(k));
+        const value = toYamlNode(v);
+        const { head, inline } = split2(node, i, v);
+        if (head.length) key.commentBefore = joinComment(head);
+        if (inline.length) value.comment = inline.join(" #");
+        m.items.push(new import_yaml4.Pair(key, value));
+      });
+      const tail2 = commentsAt(node, node.entries.length).map((c) => c.text);
+      if (tail2.length) m.comment = joinComment(tail2);
+      return m;
+    }
+    case "list": {
+      const s = new import_yaml4.YAMLSeq();
+      node.items.forEach((v, i) => {
+        const item = toYamlNode(v);
+        const { head, inline } = split2(node, i, v);
+        if (head.length) item.commentBefore = joinComment(head);
+        if (inline.length) item.comment = inline.join(" #");
+        s.items.push(item);
+      });
+      const tail2 = commentsAt(node, node.items.length).map((c) => c.text);
+      if (tail2.length) s.comment = joinComment(tail2);
+      return s;
+    }
+    default:
+      return yamlScalar(node);
+  }
+}
+var CURRENT_LAYOUT = { yamlIndent: 4, jsonIndent: "	", legacyMetadata: false };
+var LEGACY_LAYOUT = { yamlIndent: 2, jsonIndent: "  ", legacyMetadata: true };
+function detectLayout(text, format, sops) {
+  const legacyMetadata = sops !== void 0 && getEntry(sops, "kms") !== void 0;
+  const base = legacyMetadata ? LEGACY_LAYOUT : CURRENT_LAYOUT;
+  if (format === "json") {
+    const m2 = /^([ \t]+)"/m.exec(text);
+    return { ...base, jsonIndent: m2 ? m2[1] : base.jsonIndent };
+  }
+  const m = /^( +)\S/m.exec(text);
+  const n = m ? m[1].length : 0;
+  return { ...base, yamlIndent: n >= 1 && n <= 8 ? n : base.yamlIndent };
+}
+function toYaml(tree, indent2 = 2) {
+  if (tree.entries.length === 0) {
+    const only = (tree.comments ?? []).map((c) => `#${c.text}
+`).join("");
+    return `${only}{}
+`;
+  }
+  const doc = new import_yaml4.Document();
+  const root = toYamlNode(tree);
+  if (root.comment) {
+    doc.comment = root.comment;
+    root.comment = void 0;
+  }
+  doc.contents = root;
+  return doc.toString({ lineWidth: 0, minContentWidth: 0, indent: indent2, indentSeq: true });
+}
+function goJsonString(s) {
+  return JSON.stringify(s).replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+function jsonValue(node, indent2, step) {
+  const inner = indent2 + step;
+  switch (node.kind) {
+    case "null":
+      return "null";
+    case "scalar":
+      if (node.type === "str") return goJsonString(node.value);
+      if (node.type === "bool") return node.value ? "true" : "false";
+      if (node.type === "time") return goJsonString(node.value);
+      if (typeof node.value === "bigint") return String(node.value);
+      if (!Number.isFinite(node.value)) throw new OpsError(`${node.value} cannot be written in JSON`);
+      return JSON.stringify(node.value);
+    case "list":
+      if (node.items.length === 0) return "[]";
+      return `[
+${node.items.map((v) => inner + jsonValue(v, inner, step)).join(",\n")}
+${indent2}]`;
+    case "map":
+      if (node.entries.length === 0) return "{}";
+      return `{
+${node.entries.map(([k, v]) => `${inner}${goJsonString(k)}: ${jsonValue(v, inner, step)}`).join(",\n")}
+${indent2}}`;
+  }
+}
+function toJson(tree, indent2 = "  ") {
+  return jsonValue(tree, "", indent2) + "\n";
+}
+function printTree(tree, format, layout2 = LEGACY_LAYOUT) {
+  return format === "json" ? toJson(tree, layout2.jsonIndent) : toYaml(tree, layout2.yamlIndent);
+}
+
+// core/secrets/sops-metadata.ts
 var SOPS_VERSION = "3.13.3";
 var LEGACY_SOPS_VERSION = "3.8.1";
 var DEFAULT_UNENCRYPTED_SUFFIX = "_unencrypted";
@@ -69754,6 +69671,8 @@ function encryptionRule(file, meta) {
     return encrypted;
   };
 }
+
+// core/secrets/sops-decrypt.ts
 var IvStash = class _IvStash {
   ivs = /* @__PURE__ */ new Map();
   static key(aad, text) {
@@ -69964,6 +69883,8 @@ function maskAll(secrets, mask) {
     }
   }
 }
+
+// core/secrets/sops.ts
 var SecretsFile = class _SecretsFile {
   constructor(file, format, dataKey, plain, recipientList, meta, original, stash) {
     this.file = file;
@@ -70010,7 +69931,7 @@ var SecretsFile = class _SecretsFile {
     const f = new _SecretsFile(
       file,
       format,
-      randomBytes10(DATA_KEY_BYTES),
+      randomBytes9(DATA_KEY_BYTES),
       { kind: "map", entries: [] },
       [],
       { age: [], lastModified: "", mac: "", version: SOPS_VERSION, unencryptedSuffix: opts2.unencryptedSuffix ?? DEFAULT_UNENCRYPTED_SUFFIX, macOnlyEncrypted: false, layout: CURRENT_LAYOUT, foreign: [] },
@@ -70102,7 +70023,7 @@ var SecretsFile = class _SecretsFile {
   }
   /** A new data key: every value, the MAC and every recipient's copy of the key are encrypted anew. */
   rotate() {
-    this.dataKey = randomBytes10(DATA_KEY_BYTES);
+    this.dataKey = randomBytes9(DATA_KEY_BYTES);
     this.stash.clear();
     this.rotated = true;
   }
@@ -70209,7 +70130,7 @@ async function decryptFile(file, opts2 = {}) {
 }
 
 // core/secrets/sops-config.ts
-var import_yaml4 = __toESM(require_dist(), 1);
+var import_yaml5 = __toESM(require_dist(), 1);
 var CONFIG_HEADER = [
   " Which age public keys (recipients) each sops file is encrypted to; sops and `ops` both read it.",
   " The first rule whose path_regex matches a file wins. `ops env new` adds a rule per environment;",
@@ -70217,7 +70138,7 @@ var CONFIG_HEADER = [
 ].join("\n");
 
 // core/secrets/env.ts
-var import_yaml5 = __toESM(require_dist(), 1);
+var import_yaml6 = __toESM(require_dist(), 1);
 import { existsSync as existsSync7, readFileSync as readFileSync5, readdirSync as readdirSync2 } from "node:fs";
 import { isAbsolute as isAbsolute3, join as join7, resolve as resolve4 } from "node:path";
 function envDir(root, env) {
@@ -70229,7 +70150,7 @@ async function loadEnvIdentities(root, env, processEnv = process.env) {
   if (!existsSync7(configFile)) return ids;
   let keyFile;
   try {
-    keyFile = (0, import_yaml5.parse)(readFileSync5(configFile, "utf8"))?.secrets?.age_key_file;
+    keyFile = (0, import_yaml6.parse)(readFileSync5(configFile, "utf8"))?.secrets?.age_key_file;
   } catch {
     return ids;
   }
@@ -70281,85 +70202,9 @@ async function environmentSecrets(ctx, env) {
   return decrypted.data;
 }
 
-// core/ops/deploy.ts
-function parseState(r) {
-  const slot = reported(r, "slot");
-  const slotReleases = {};
-  for (const line of reportedAll(r, "slot_release")) {
-    const [s, id] = line.split(" ");
-    if ((s === "blue" || s === "green") && id) slotReleases[s] = id;
-  }
-  return {
-    provisioned: (reported(r, "provisioned") ?? "no") !== "no",
-    current: reported(r, "current") ?? "",
-    slot: slot === "blue" || slot === "green" ? slot : void 0,
-    releases: reportedAll(r, "release").map(parseReleaseRecord),
-    known: reportedAll(r, "known"),
-    has: reportedAll(r, "has"),
-    lfsHas: reportedAll(r, "lfs_has"),
-    certificate: reported(r, "certificate") === "yes",
-    liveHealth: reported(r, "live_health") ?? "",
-    hostTime: reported(r, "now"),
-    slotReleases,
-    disk: parseDisk(reported(r, "disk"))
-  };
-}
-function pruneAfterSwitch(env, state, id, newSlot) {
-  const top = Math.max(0, ...state.releases.map((r) => Math.max(r.liveSeq ?? 0, r.eventSeq ?? 0)));
-  const releases = [...state.releases.filter((r) => r.id !== id), { id, sha: "", status: "ok", liveSeq: top + 1, eventSeq: top + 1 }];
-  const warm = env.config.switch.keep_previous && state.current && state.slot ? [{ id: state.current, slot: state.slot }] : [];
-  const kept = retention(releases, { keep: env.config.release.keep, keepFailed: env.config.release.keep_failed, current: id, warm: [...warm, { id, slot: newSlot }] });
-  return [...kept].filter(([, why]) => why === void 0).map(([r]) => r);
-}
-var HostRun = class {
-  constructor(ctx, remote, env) {
-    this.ctx = ctx;
-    this.remote = remote;
-    this.env = env;
-  }
-  ctx;
-  remote;
-  env;
-  steps = [];
-  async run(step) {
-    const started = Date.now();
-    try {
-      return await (step.quiet ? this.remote.run(step) : this.ctx.reporter.group(`${this.remote.name} \xB7 ${step.name}`, () => this.remote.run(step)));
-    } catch (e) {
-      throw await this.diskFull(e);
-    } finally {
-      this.steps.push({ name: step.name, ms: Date.now() - started });
-    }
-  }
-  async upload(content, path, mode) {
-    await this.remote.upload(content, path, { mode }).catch(async (e) => {
-      throw await this.diskFull(e);
-    });
-  }
-  /** A cleanup step whose own failure must not hide the original error. */
-  async tryRun(step) {
-    await this.remote.run(step, { allowFailure: true }).catch(() => void 0);
-  }
-  /**
-   * A failed step: was the disk full? Said in its error (ENOSPC), or not (a tool that hides its cause, like
-   * venv's ensurepip): the space and inodes left after it tell.
-   */
-  async diskFull(e) {
-    if (!(e instanceof StepError) || e.exitCode === null) return e;
-    const r = await this.remote.run(diskSpace(this.env), { allowFailure: true }).catch(() => void 0);
-    const disk = r && parseDisk(reported(r, "disk"));
-    const exhausted = disk && (disk.freeMb < 1 || disk.freeInodes !== void 0 && disk.freeInodes < 10);
-    if (!DISK_FULL.test(e.message) && !exhausted) return e;
-    const what = disk?.freeInodes === 0 ? "free inodes" : "disk space";
-    return new DiskFullError(
-      e,
-      `${this.remote.name} ran out of ${what}${disk ? `: ${describeDisk(disk)}` : ` under ${this.env.baseDir}`}`,
-      `free space on ${this.remote.name} under ${disk?.path ?? this.env.baseDir} (failed releases, old dependency sets under shared/deps, logs; or lower release.keep), then deploy again`
-    );
-  }
-};
-async function plan(ctx, env, options) {
-  const ref = validate("gitRef", options.ref || env.config.ref);
+// core/ops/deploy-plan.ts
+async function planDeploy(ctx, env, refOption) {
+  const ref = validate("gitRef", refOption || env.config.ref);
   const repo = await sourceRepository(ctx.root, env.config.repository);
   const resolved = await resolveRef(repo, ref);
   const tree = await treeContent(repo, resolved.sha);
@@ -70385,6 +70230,231 @@ async function plan(ctx, env, options) {
   };
   return { resolved, repo, tree, size: await treeSize(repo, resolved.sha), id, dotenv, hashes, meta };
 }
+function treeNotes(tree) {
+  const notes = [];
+  if (tree.submodules.length) notes.push(`submodules included: ${tree.submodules.map((m) => `${m.path} (${m.sha.slice(0, 12)})`).join(", ")}`);
+  if (tree.lfs.length) notes.push(`Git LFS contents included: ${tree.lfs.length} file(s), ${(tree.lfs.reduce((a, f) => a + f.size, 0) / 1024).toFixed(1)} KiB`);
+  if (tree.exportIgnored.length)
+    notes.push(`left out by export-ignore (.gitattributes): ${tree.exportIgnored.slice(0, 10).join(", ")}${tree.exportIgnored.length > 10 ? ` and ${tree.exportIgnored.length - 10} more` : ""}`);
+  return notes;
+}
+function planText(env, p, sharing) {
+  const steps = ["lock", "state", "code (pack of missing objects)", ".env", "release", "dependencies (reused when lockfiles unchanged)"];
+  if (env.config.release.build) steps.push(`build: ${env.config.release.build}`);
+  if (env.config.release.migrate) steps.push(`migrate (first host): ${env.config.release.migrate}`);
+  steps.push(...env.config.release.before_switch.map((c) => `before_switch: ${c}`), "start the other slot + health checks", "switch: nginx -t, graceful reload, current \u2192 release");
+  steps.push(
+    ...env.config.release.after_switch.map((c) => `after_switch: ${c}`),
+    env.config.switch.keep_previous ? "keep the previous release warm on the idle slot" : `drain (at most ${env.config.switch.drain}s), stop the old slot`,
+    `prune (keep the latest ${env.config.release.keep} good releases in the order they went live, ${env.config.release.keep_failed} failed/abandoned; never what a slot runs)`,
+    "audit, unlock"
+  );
+  return [
+    `environment ${env.name}: ${p.resolved.ref} (${p.resolved.matched}) = ${p.resolved.sha}`,
+    `release ${p.id}`,
+    ...treeNotes(p.tree),
+    `hosts (batches of ${env.config.switch.batch_size}): ${env.hosts.map((h) => `${h.name} (${h.address})`).join(", ")}`,
+    ...sharingPlan(env, sharing).map((l) => `  ${l}`),
+    ...steps.map((s, i) => `  ${i + 1}. ${s}`)
+  ];
+}
+
+// core/ops/locked.ts
+import { randomBytes as randomBytes10 } from "node:crypto";
+
+// core/steps/audit.ts
+function auditLine(entry) {
+  return JSON.stringify(entry).replace(/\n/g, " ");
+}
+
+// core/steps/lock.ts
+var LOCK_STATE = String.raw`lock_state=free
+if [ -d "$lock" ]; then
+  pid=$(sed -n 's/^holder_pid=//p' "$lock/info" 2>/dev/null || true)
+  start=$(sed -n 's/^holder_start=//p' "$lock/info" 2>/dev/null || true)
+  if [ -n "$pid" ] && [ "$(proc_start "$pid" || true)" = "$start" ]; then lock_state=held; else lock_state=stale; fi
+fi`;
+var REPORT_HOLDER = String.raw`ops_report lock "$lock_state"
+if [ -f "$lock/info" ]; then while IFS= read -r line; do ops_report holder "$line"; done < "$lock/info"; fi`;
+var LOCK_BUSY_EXIT = 3;
+function acquireLock(env, req2, then = "") {
+  const L = layout(env);
+  return {
+    name: "lock",
+    as: "root",
+    timeout: req2.wait + 30,
+    quiet: true,
+    script: String.raw`${CONNECTION_FUNCTIONS}
+lock=${quote(L.lock)}
+holder=$(conn_pid) || { echo "cannot find the SSH server process of this connection (no sshd ancestor of process $$): the lock needs OpenSSH or dropbear" >&2; exit 1; }
+install -d -m 0755 -o root -g root ${quote(L.base)} ${quote(L.state)}
+deadline=$(( $(date +%s) + ${req2.wait} ))
+while :; do
+  if made=$(mkdir "$lock" 2>&1); then
+    # The details are the lock's meaning: a lock without them (disk full) is given back at once.
+    if ! printf '%s\n' ${quote(`operation=${req2.operation}`)} ${quote(`actor=${req2.actor}`)} ${quote(`run=${req2.runUrl}`)} ${quote(`run_id=${req2.runId}`)} "since=$(date -u +%Y-%m-%dT%H:%M:%SZ)" "holder_pid=$holder" "holder_start=$(proc_start "$holder")" > "$lock/info"; then
+      rm -rf "$lock"
+      echo "cannot write the lock's details in $lock: no space left under ${L.base}?" >&2
+      exit 1
+    fi
+    ops_report lock acquired
+    ops_report holder_pid "$holder"
+    # Uploads left by an interrupted run (.env, initdata) are ours to remove now.
+    find ${quote(L.uploads)} -mindepth 1 -delete 2>/dev/null || true
+    break
+  fi
+  [ -d "$lock" ] || { echo "cannot take the lock: $made" >&2; exit 1; }
+  ${LOCK_STATE.replace(/\n/g, "\n  ")}
+  if [ "$lock_state" = stale ] || [ "$(date +%s)" -ge "$deadline" ]; then
+    ${REPORT_HOLDER.replace(/\n/g, "\n    ")}
+    exit ${LOCK_BUSY_EXIT}
+  fi
+  sleep 1
+done
+${then}`
+  };
+}
+function releaseLock(env, runId, auditLines = [], ended = []) {
+  const L = layout(env);
+  const audit = auditLines.length ? `if ! audit_err=$({ printf '%s\\n' ${auditLines.map(quote).join(" ")} >> ${quote(L.audit)} && chmod 0644 ${quote(L.audit)}; } 2>&1); then
+  ops_report audit_failed "$(printf '%s' "$audit_err" | tr '\\n' ' ')"
+fi
+` : "";
+  const stop = ended.length ? String.raw`${CONNECTION_FUNCTIONS}
+ended=(${ended.map(quote).join(" ")})
+read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"
+if [ ${"$"}{#pids[@]} -gt 0 ]; then
+  ops_report stopped "${"$"}{pids[*]}"
+  kill -TERM "${"$"}{pids[@]}" 2>/dev/null || true
+  for _ in $(seq 50); do read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"; [ ${"$"}{#pids[@]} -gt 0 ] || break; sleep 0.2; done
+  if [ ${"$"}{#pids[@]} -gt 0 ]; then kill -KILL "${"$"}{pids[@]}" 2>/dev/null || true; fi
+fi
+` : "";
+  return {
+    name: "unlock",
+    as: "root",
+    timeout: 30,
+    quiet: true,
+    script: String.raw`${stop}${audit}lock=${quote(L.lock)}
+if [ "$(sed -n 's/^run_id=//p' "$lock/info" 2>/dev/null || true)" = ${quote(runId)} ]; then rm -rf "$lock"; ops_report lock released; fi`
+  };
+}
+function parseLock(result) {
+  const holder = {};
+  for (const line of reportedAll(result, "holder")) {
+    const eq = line.indexOf("=");
+    if (eq > 0) holder[line.slice(0, eq)] = line.slice(eq + 1);
+  }
+  return { state: reported(result, "lock") ?? "free", holder };
+}
+function describeHolder(h) {
+  if (!h.operation) return "an unknown run (the lock has no details)";
+  return `a ${h.operation} run by ${h.actor || "unknown"}, started ${h.since || "?"}${h.run ? ` (${h.run})` : ""}`;
+}
+
+// core/ops/locked.ts
+var LockError = class extends OpsError {
+};
+async function acquire(remote, env, request, inspect, notOurs) {
+  const result = await remote.run(acquireLock(env, request, inspect?.script), { allowFailure: true });
+  if (result.code === 0) return result;
+  if (parseLock(result).state !== "acquired") notOurs();
+  if (result.code !== LOCK_BUSY_EXIT) throw new StepError(inspect ? `lock, ${inspect.name}` : "lock", remote.name, result.code, tail(result.stderr), void 0, sudoHint(result.stderr, remote.login, remote.name));
+  const lock = parseLock(result);
+  if (lock.state === "stale")
+    throw new LockError(
+      `environment ${env.name} has a stale lock on ${remote.name}, left by ${describeHolder(lock.holder)}, which is no longer connected`,
+      `check that nothing is still running on the host (e.g. a half-done deploy), then release it: ops lock release ${env.name}`
+    );
+  throw new LockError(
+    `environment ${env.name} is locked on ${remote.name} by ${describeHolder(lock.holder)}`,
+    env.config.switch.lock_wait ? `waited ${env.config.switch.lock_wait}s; try again when it is done` : "wait until it is done (or set switch.lock_wait to queue behind it)"
+  );
+}
+function lockLeft(env, failures, cause) {
+  const left = `the lock of ${env.name} could not be released on ${failures.length === 1 ? "host " : "hosts:\n  "}${failures.join("\n  ")}`;
+  const release = `once nothing runs there any more, release it: ops lock release ${env.name}`;
+  if (cause === void 0) return new LockError(`the operation itself succeeded, but ${left}`, release);
+  const message = cause instanceof Error ? cause.message : String(cause);
+  const hint = cause instanceof OpsError && cause.hint ? `${cause.hint}; then ${release}` : release;
+  return new LockError(`${message}
+${left}`, hint);
+}
+async function withLock(ctx, session, operation, fn, options = {}) {
+  const env = session.env;
+  const info2 = runInfo(ctx.processEnv);
+  const request = { operation, actor: info2.actor, runUrl: info2.runUrl, runId: randomBytes10(8).toString("hex"), wait: env.config.switch.lock_wait };
+  const mine = /* @__PURE__ */ new Set();
+  const pending = /* @__PURE__ */ new Map();
+  const inspected = /* @__PURE__ */ new Map();
+  const releaseOn = async (host, fresh = false) => {
+    const old = session.remote(host).connection;
+    let why = "";
+    for (const again of fresh ? [true] : [false, true]) {
+      try {
+        const remote = again ? await session.reconnect(host) : session.remote(host);
+        const r = await remote.run(releaseLock(env, request.runId, pending.get(host) ?? [], again ? [old] : []), { allowFailure: true });
+        if (r.code === 0) {
+          const audit = reported(r, "audit_failed");
+          if (audit !== void 0) ctx.reporter.warn(`${host}: the audit log could not be written (${audit.trim() || "no reason given"})`);
+          const stopped = reported(r, "stopped");
+          if (stopped) ctx.reporter.warn(`${host}: stopped what the run had left running there (processes ${stopped.trim()})`);
+          return void 0;
+        }
+        why = `the unlock step failed with exit code ${r.code}${r.stderr.trim() ? `: ${tail(r.stderr, 1)}` : ""}`;
+      } catch (e) {
+        why = (e instanceof Error ? e.message : String(e)).split("\n")[0];
+      }
+      if (!again) ctx.reporter.warn(`${host}: could not release the lock (${why}); trying again over a new connection`);
+    }
+    return `${host} (${why})`;
+  };
+  let releasing;
+  const releaseAll = (fresh = false) => releasing ??= Promise.all([...mine].map((h) => releaseOn(h, fresh))).then((failures) => failures.filter((f) => f !== void 0));
+  const onSignal = (signal) => {
+    ctx.reporter.error(`${signal} received: releasing the lock and stopping`);
+    for (const host of mine) pending.set(host, [...pending.get(host) ?? [], auditLine({ time: runnerNow(ctx).toISOString(), environment: env.name, operation, result: "failed", actor: info2.actor, run: info2.runUrl || void 0, message: `interrupted by ${signal}` })]);
+    void releaseAll(true).then((failures) => {
+      if (failures.length) ctx.reporter.error(ctx.reporter.redact(lockLeft(env, failures, new OpsError(`interrupted by ${signal}`)).message));
+    }).then(() => session.close()).finally(() => process.exit(130));
+  };
+  const settled = await Promise.allSettled(
+    [...session.remotes.values()].map(async (r) => {
+      mine.add(r.name);
+      inspected.set(r.name, await acquire(r, env, request, options.inspect, () => mine.delete(r.name)));
+    })
+  );
+  const failed = settled.find((s) => s.status === "rejected");
+  if (failed) {
+    const left2 = await releaseAll();
+    throw left2.length ? lockLeft(env, left2, failed.reason) : failed.reason;
+  }
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  const run = {
+    inspected,
+    audit(host, entry) {
+      const line = auditLine({ time: runnerNow(ctx).toISOString(), environment: env.name, operation, actor: info2.actor, run: info2.runUrl || void 0, ...entry });
+      pending.set(host, [...pending.get(host) ?? [], line]);
+    }
+  };
+  let result;
+  try {
+    result = await fn(run);
+  } catch (e) {
+    const left2 = await releaseAll();
+    throw left2.length ? lockLeft(env, left2, e) : e;
+  } finally {
+    await releaseAll();
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
+  const left = await releaseAll();
+  if (left.length) throw lockLeft(env, left);
+  return result;
+}
+
+// core/ops/deploy.ts
 function checkSpace(env, host, state, p, packBytes) {
   const disk = state.disk;
   if (!disk) return;
@@ -70485,59 +70555,9 @@ ${p.id} is live on ${remote.name}; an after_switch hook failed`, `fix the hook, 
   audit({ result: "success" });
   return result;
 }
-function treeNotes(tree) {
-  const notes = [];
-  if (tree.submodules.length) notes.push(`submodules included: ${tree.submodules.map((m) => `${m.path} (${m.sha.slice(0, 12)})`).join(", ")}`);
-  if (tree.lfs.length) notes.push(`Git LFS contents included: ${tree.lfs.length} file(s), ${(tree.lfs.reduce((a, f) => a + f.size, 0) / 1024).toFixed(1)} KiB`);
-  if (tree.exportIgnored.length)
-    notes.push(`left out by export-ignore (.gitattributes): ${tree.exportIgnored.slice(0, 10).join(", ")}${tree.exportIgnored.length > 10 ? ` and ${tree.exportIgnored.length - 10} more` : ""}`);
-  return notes;
-}
-function summaryPlan(env, p, sharing) {
-  const steps = ["lock", "state", "code (pack of missing objects)", ".env", "release", "dependencies (reused when lockfiles unchanged)"];
-  if (env.config.release.build) steps.push(`build: ${env.config.release.build}`);
-  if (env.config.release.migrate) steps.push(`migrate (first host): ${env.config.release.migrate}`);
-  steps.push(...env.config.release.before_switch.map((c) => `before_switch: ${c}`), "start the other slot + health checks", "switch: nginx -t, graceful reload, current \u2192 release");
-  steps.push(
-    ...env.config.release.after_switch.map((c) => `after_switch: ${c}`),
-    env.config.switch.keep_previous ? "keep the previous release warm on the idle slot" : `drain (at most ${env.config.switch.drain}s), stop the old slot`,
-    `prune (keep the latest ${env.config.release.keep} good releases in the order they went live, ${env.config.release.keep_failed} failed/abandoned; never what a slot runs)`,
-    "audit, unlock"
-  );
-  return [
-    `environment ${env.name}: ${p.resolved.ref} (${p.resolved.matched}) = ${p.resolved.sha}`,
-    `release ${p.id}`,
-    ...treeNotes(p.tree),
-    `hosts (batches of ${env.config.switch.batch_size}): ${env.hosts.map((h) => `${h.name} (${h.address})`).join(", ")}`,
-    ...sharingPlan(env, sharing).map((l) => `  ${l}`),
-    ...steps.map((s, i) => `  ${i + 1}. ${s}`)
-  ];
-}
-function liveOf(host, state) {
-  return { host, sha: state.releases.find((r) => r.id === state.current)?.sha ?? "", release: state.current };
-}
-async function readLive(ctx, env) {
-  try {
-    return await withSession(
-      ctx,
-      env,
-      (session) => Promise.all(
-        env.hosts.map(async (h) => {
-          try {
-            return liveOf(h.name, parseState(await session.remote(h.name).run(deployState(env, void 0, { liveHealth: false }))));
-          } catch (e) {
-            return { host: h.name, sha: "", release: "", error: e.message.split("\n")[0] };
-          }
-        })
-      )
-    );
-  } catch (e) {
-    return env.hosts.map((h) => ({ host: h.name, sha: "", release: "", error: e.message.split("\n")[0] }));
-  }
-}
 async function deploy(ctx, env, options = {}) {
   const sharing = refuseCollisions(env, ctx.reporter);
-  const p = await plan(ctx, env, options);
+  const p = await planDeploy(ctx, env, options.ref);
   const base = {
     environment: env.name,
     ref: p.resolved.ref,
@@ -70553,7 +70573,7 @@ async function deploy(ctx, env, options = {}) {
   };
   if (options.dryRun) {
     const changes = await describeChanges(p.repo, env, await readLive(ctx, env), p.resolved.sha);
-    return { ...base, changes, plan: [...summaryPlan(env, p, sharing), "", "changes (live \u2192 target):", ...formatChanges(changes, p.resolved.sha).map((l) => `  ${l}`)] };
+    return { ...base, changes, plan: [...planText(env, p, sharing), "", "changes (live \u2192 target):", ...formatChanges(changes, p.resolved.sha).map((l) => `  ${l}`)] };
   }
   const hosts = await withSession(
     ctx,

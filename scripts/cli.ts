@@ -54,6 +54,9 @@ export function command<const O extends Options = Record<never, OptionSpec>>(c: 
   return c as unknown as Command;
 }
 
+/** The `--json` option every command that prints a result has. */
+export const JSON_OPTION = { type: 'boolean', description: 'print JSON for scripts' } as const;
+
 export class UsageError extends OpsError {}
 
 const GLOBAL_OPTIONS: Record<string, OptionSpec> = {

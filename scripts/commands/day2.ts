@@ -5,9 +5,9 @@ import { certificates, formatCerts, renewCertificates } from '../../core/ops/cer
 import { MAX_LOG_LINES, logs } from '../../core/ops/logs.ts';
 import { formatStatus, status } from '../../core/ops/status.ts';
 import type { LogSlots } from '../../core/steps/logs.ts';
-import { command, type Command } from '../cli.ts';
+import { JSON_OPTION, command, type Command } from '../cli.ts';
 
-const json = { type: 'boolean', description: 'print JSON for scripts' } as const;
+const json = JSON_OPTION;
 
 export const commands: Command[] = [
   command({

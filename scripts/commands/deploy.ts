@@ -5,9 +5,9 @@ import { diff, formatDiff } from '../../core/ops/diff.ts';
 import { auditLog, breakLock, formatAudit, formatLock, formatReleases, getLockStatus, listReleases } from '../../core/ops/records.ts';
 import { rollback, rollbackSummary } from '../../core/ops/rollback.ts';
 import { initdata, initdataSummary } from '../../core/ops/initdata.ts';
-import { command, type Command } from '../cli.ts';
+import { JSON_OPTION, command, type Command } from '../cli.ts';
 
-const json = { type: 'boolean', description: 'print JSON for scripts' } as const;
+const json = JSON_OPTION;
 
 export const commands: Command[] = [
   command({

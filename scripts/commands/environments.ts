@@ -5,9 +5,9 @@ import { formatRemove, removeEnvironment } from '../../core/ops/decommission.ts'
 import { defaultKeyFile } from '../../core/secrets/keys.ts';
 import { newEnvironment } from '../../core/secrets/scaffold.ts';
 import { validate } from '../../core/shell.ts';
-import { command, type Command } from '../cli.ts';
+import { JSON_OPTION, command, type Command } from '../cli.ts';
 
-const json = { type: 'boolean', description: 'print JSON for scripts' } as const;
+const json = JSON_OPTION;
 
 export const commands: Command[] = [
   command({

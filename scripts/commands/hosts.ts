@@ -5,9 +5,9 @@ import { fingerprint, parseHostKey } from '../../core/config/hostkey.ts';
 import { formatPing, ping } from '../../core/ops/ping.ts';
 import { dotenvPreview } from '../../core/ops/secrets.ts';
 import { provision, provisionSummary } from '../../core/ops/provision.ts';
-import { command, type Command } from '../cli.ts';
+import { JSON_OPTION, command, type Command } from '../cli.ts';
 
-const json = { type: 'boolean', description: 'print JSON for scripts' } as const;
+const json = JSON_OPTION;
 
 export const commands: Command[] = [
   command({

@@ -15,7 +15,8 @@ import { type HostsChange, describeChanges, formatChanges } from '../changes.ts'
 import { knownCommits, packFor } from '../source.ts';
 import { describeDisk } from '../steps/facts.ts';
 import type { AuditEntry } from '../steps/audit.ts';
-import { appCommand, createRelease, dependencies, deployState, installDotenv, markRelease, pruneReleases, receivePack } from '../steps/release.ts';
+import { appCommand, dependencies } from '../steps/app.ts';
+import { createRelease, deployState, installDotenv, markRelease, pruneReleases, receivePack } from '../steps/release.ts';
 import { START_FAILED_CLEAN, startSlot, stopSlot, switchTo } from '../steps/switch.ts';
 import { HostRun } from './host-run.ts';
 import { liveOf, parseState, pruneAfterSwitch, readLive, type HostState } from './host-state.ts';

@@ -4,7 +4,7 @@ import type { Environment } from '../config/environment.ts';
 import { layout } from '../layout.ts';
 import type { Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
-import { appCommand } from './release.ts';
+import { appCommand } from './app.ts';
 
 /**
  * Run the app's initdata command on an uploaded file, in the live release, as the app user (the file moves

@@ -51771,6 +51771,56 @@ function runtimePaths(env) {
   return { python: py, node: `${nodeBin}/node`, npm: `${nodeBin}/npm` };
 }
 
+// core/steps/app.ts
+function appEnvironment(env, release) {
+  const paths = runtimePaths(env);
+  const nodeBin = paths.node.replace(/\/node$/, "");
+  return String.raw`export PATH=${quote(`${release}/venv/bin:${nodeBin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`)}
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false
+cd ${quote(release)}`;
+}
+function dependencies(env, release, hashes) {
+  const L = layout(env);
+  const paths = runtimePaths(env);
+  const { python_requirements: req2, node_dir: nodeDir } = env.config.release;
+  const lines = [appEnvironment(env, release)];
+  if (req2) {
+    const venv = `${L.deps}/venv-${hashes.python}`;
+    lines.push(String.raw`venv=${quote(venv)}
+if [ -f "$venv/.complete" ]; then
+  ops_report deps "python reused"
+else
+  rm -rf "$venv"
+  ${quote(paths.python)} -m venv "$venv"
+  if [ -f ${quote(req2)} ]; then "$venv/bin/pip" install -q -r ${quote(req2)}; fi
+  touch "$venv/.complete"
+  ops_report deps "python installed"
+fi
+ln -sfn "$venv" venv`);
+  }
+  if (nodeDir) {
+    const modules = `${L.deps}/node-${hashes.node}`;
+    lines.push(String.raw`nm=${quote(modules)}
+if [ -f "$nm/.complete" ]; then
+  ops_report deps "node reused"
+else
+  rm -rf "$nm" ${quote(`${nodeDir}/node_modules`)}
+  (cd ${quote(nodeDir)} && ${quote(paths.npm)} ci --no-audit --no-fund --loglevel=error)
+  mkdir -p "$nm"
+  if [ -d ${quote(`${nodeDir}/node_modules`)} ]; then mv ${quote(`${nodeDir}/node_modules`)} "$nm/node_modules"; else mkdir "$nm/node_modules"; fi
+  touch "$nm/.complete"
+  ops_report deps "node installed"
+fi
+ln -sfn "$nm/node_modules" ${quote(`${nodeDir}/node_modules`)}`);
+  }
+  return { name: "dependencies", as: "app", timeout: 1800, script: lines.join("\n") };
+}
+function appCommand(env, release, name2, command2, timeout = 1800) {
+  return { name: name2, as: "app", timeout, script: `${appEnvironment(env, release)}
+${environLoader(layout(env).environFile)}
+${command2}` };
+}
+
 // core/steps/nginx.ts
 import { readFileSync as readFileSync3 } from "node:fs";
 
@@ -52618,54 +52668,6 @@ mv -T ${quote(tmp)} ${quote(dir)}
 trap - EXIT
 echo "release ${meta.id} (${meta.sha.slice(0, 12)}, ${meta.ref}${meta.submodules?.length ? `, ${meta.submodules.length} submodule(s)` : ""}${meta.lfs?.length ? `, ${meta.lfs.length} Git LFS file(s)` : ""})"`
   };
-}
-function appEnvironment(env, release) {
-  const paths = runtimePaths(env);
-  const nodeBin = paths.node.replace(/\/node$/, "");
-  return String.raw`export PATH=${quote(`${release}/venv/bin:${nodeBin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`)}
-export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false
-cd ${quote(release)}`;
-}
-function dependencies(env, release, hashes) {
-  const L = layout(env);
-  const paths = runtimePaths(env);
-  const { python_requirements: req2, node_dir: nodeDir } = env.config.release;
-  const lines = [appEnvironment(env, release)];
-  if (req2) {
-    const venv = `${L.deps}/venv-${hashes.python}`;
-    lines.push(String.raw`venv=${quote(venv)}
-if [ -f "$venv/.complete" ]; then
-  ops_report deps "python reused"
-else
-  rm -rf "$venv"
-  ${quote(paths.python)} -m venv "$venv"
-  if [ -f ${quote(req2)} ]; then "$venv/bin/pip" install -q -r ${quote(req2)}; fi
-  touch "$venv/.complete"
-  ops_report deps "python installed"
-fi
-ln -sfn "$venv" venv`);
-  }
-  if (nodeDir) {
-    const modules = `${L.deps}/node-${hashes.node}`;
-    lines.push(String.raw`nm=${quote(modules)}
-if [ -f "$nm/.complete" ]; then
-  ops_report deps "node reused"
-else
-  rm -rf "$nm" ${quote(`${nodeDir}/node_modules`)}
-  (cd ${quote(nodeDir)} && ${quote(paths.npm)} ci --no-audit --no-fund --loglevel=error)
-  mkdir -p "$nm"
-  if [ -d ${quote(`${nodeDir}/node_modules`)} ]; then mv ${quote(`${nodeDir}/node_modules`)} "$nm/node_modules"; else mkdir "$nm/node_modules"; fi
-  touch "$nm/.complete"
-  ops_report deps "node installed"
-fi
-ln -sfn "$nm/node_modules" ${quote(`${nodeDir}/node_modules`)}`);
-  }
-  return { name: "dependencies", as: "app", timeout: 1800, script: lines.join("\n") };
-}
-function appCommand(env, release, name2, command2, timeout = 1800) {
-  return { name: name2, as: "app", timeout, script: `${appEnvironment(env, release)}
-${environLoader(layout(env).environFile)}
-${command2}` };
 }
 function markRelease(env, id, mark, why) {
   const dir = `${layout(env).releases}/${id}`;

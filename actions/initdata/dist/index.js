@@ -68236,26 +68236,6 @@ async function loadEnvIdentities(root, env, processEnv = process.env) {
   };
 }
 
-// core/dotenv.ts
-function environLoader(file) {
-  return `# shellcheck disable=SC2163 # each record is NAME=VALUE, exported as it is
-if [ -f ${quote(file)} ]; then while IFS= read -r -d '' kv; do export -- "$kv"; done < ${quote(file)}; fi`;
-}
-
-// core/runtimes.ts
-var PYENV_ROOT = "/opt/pyenv";
-var NVM_DIR = "/opt/nvm";
-var NODE_FROM_NPM_DIR = "/opt/ops-node";
-function minor(version2) {
-  return version2.split(".").slice(0, 2).join(".");
-}
-function runtimePaths(env) {
-  const { python, node } = env.config.runtimes;
-  const py = python.strategy === "pyenv" ? `${PYENV_ROOT}/versions/${python.version}/bin/python3` : `/usr/bin/python${minor(python.version)}`;
-  const nodeBin = node.strategy === "nvm" ? `${NVM_DIR}/versions/node/v${node.version}/bin` : node.strategy === "npm" ? `${NODE_FROM_NPM_DIR}/v${node.version}/bin` : "/usr/bin";
-  return { python: py, node: `${nodeBin}/node`, npm: `${nodeBin}/npm` };
-}
-
 // core/steps/sh/connection.sh
 var connection_default = `# shellcheck shell=bash
 # A process's start time, and the SSH server process of the connection a script runs on.
@@ -68540,6 +68520,20 @@ function parseReleaseRecord(line) {
   return { id, sha, status: status === "failed" || status === "abandoned" ? status : "ok", liveSeq: num(live), eventSeq: num(last) };
 }
 
+// core/runtimes.ts
+var PYENV_ROOT = "/opt/pyenv";
+var NVM_DIR = "/opt/nvm";
+var NODE_FROM_NPM_DIR = "/opt/ops-node";
+function minor(version2) {
+  return version2.split(".").slice(0, 2).join(".");
+}
+function runtimePaths(env) {
+  const { python, node } = env.config.runtimes;
+  const py = python.strategy === "pyenv" ? `${PYENV_ROOT}/versions/${python.version}/bin/python3` : `/usr/bin/python${minor(python.version)}`;
+  const nodeBin = node.strategy === "nvm" ? `${NVM_DIR}/versions/node/v${node.version}/bin` : node.strategy === "npm" ? `${NODE_FROM_NPM_DIR}/v${node.version}/bin` : "/usr/bin";
+  return { python: py, node: `${nodeBin}/node`, npm: `${nodeBin}/npm` };
+}
+
 // core/steps/switch.ts
 function probes(env, slot) {
   return Object.entries(env.config.programs).map(([name2, p]) => `${name2}:${slotPort(env, name2, slot)}:${p.health}`);
@@ -68600,6 +68594,14 @@ case "$(cat ${quote(L.slotFile)} 2>/dev/null || true)" in
 esac`}`
   };
 }
+
+// core/dotenv.ts
+function environLoader(file) {
+  return `# shellcheck disable=SC2163 # each record is NAME=VALUE, exported as it is
+if [ -f ${quote(file)} ]; then while IFS= read -r -d '' kv; do export -- "$kv"; done < ${quote(file)}; fi`;
+}
+
+// core/steps/app.ts
 function appEnvironment(env, release) {
   const paths = runtimePaths(env);
   const nodeBin = paths.node.replace(/\/node$/, "");

@@ -10,7 +10,9 @@ import { validate } from '../shell.ts';
 import { previousRelease } from '../steps/history.ts';
 import { deployState, markRelease } from '../steps/release.ts';
 import { START_FAILED_CLEAN, startSlot, stopSlot, switchTo } from '../steps/switch.ts';
-import { HostRun, parseState, type HostDeploy } from './deploy.ts';
+import { type HostDeploy } from './deploy.ts';
+import { HostRun } from './host-run.ts';
+import { parseState } from './host-state.ts';
 import { withLock, type LockedRun } from './locked.ts';
 
 export interface RollbackResult {
@@ -43,7 +45,7 @@ async function rollbackHost(ctx: OpsContext, env: Environment, remote: Remote, i
   if (result.noop) return { ...result, notes: [`${target} is already live`] };
   const live = state.slot ?? 'blue';
   const slot = otherSlot(live);
-  const info = runInfo(ctx.env);
+  const info = runInfo(ctx.processEnv);
   try {
     await h.run(startSlot(env, slot, `${layout(env).releases}/${target}`, target));
     await h.run(switchTo(env, slot, target, state.certificate, 'rollback'));
@@ -57,6 +59,12 @@ async function rollbackHost(ctx: OpsContext, env: Environment, remote: Remote, i
   return result;
 }
 
+/**
+ * Put back the release that was live before the current one on each host (its history), or release `to`,
+ * by moving traffic to the warm slot (starting it if needed), under the lock.
+ * @returns per host the release now live and the one before. @throws OpsError for an invalid id or a host
+ * with nothing to go back to; a failure leaves that host serving what it served.
+ */
 export async function rollback(ctx: OpsContext, env: Environment, to?: string): Promise<RollbackResult> {
   if (to) validate('release', to);
   const hosts = await withSession(ctx, env, (session) =>
@@ -77,6 +85,7 @@ export async function rollback(ctx: OpsContext, env: Environment, to?: string): 
   return { environment: env.name, url: env.url, hosts };
 }
 
+/** The job summary (Markdown) of a rollback: one row per host. */
 export function rollbackSummary(r: RollbackResult): string {
   const lines = [`### Rollback of ${r.environment}`, '', '| host | from | to | |', '|---|---|---|---|'];
   for (const h of r.hosts) lines.push(`| ${h.host} | \`${h.previous}\` | \`${h.release}\` | ${h.noop ? 'already live' : `${(h.steps.reduce((a, s) => a + s.ms, 0) / 1000).toFixed(1)}s`} |`);

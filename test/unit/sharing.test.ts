@@ -20,7 +20,9 @@ import { parseReports } from '../../core/remote/types.ts';
 import { START_MARKER, scriptText } from '../../core/remote/wrap.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { site, upstreams } from '../../core/steps/nginx.ts';
-import { listCertificates, logsStep, parseCerts, parseHostStatus } from '../../core/steps/status.ts';
+import { listCertificates, parseCerts } from '../../core/steps/certs.ts';
+import { logsStep } from '../../core/steps/logs.ts';
+import { parseHostStatus } from '../../core/steps/status.ts';
 import { report, result } from './status.helpers.ts';
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
@@ -153,7 +155,7 @@ describe('refused before anything runs', () => {
       (ctx: OpsContext) => deploy(ctx, loadEnvironment('demo', root), { ref: 'v1' }),
       (ctx: OpsContext) => deploy(ctx, loadEnvironment('demo', root), { ref: 'v1', dryRun: true }),
     ]) {
-      const err = await run({ root, reporter: new MemoryReporter(), env: {}, connector: never }).catch((e: unknown) => e);
+      const err = await run({ root, reporter: new MemoryReporter(), processEnv: {}, connector: never }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(OpsError);
       expect((err as OpsError).message).toBe(
         'demo cannot share its hosts as configured; nothing was changed:\n  - environments demo and staging share 203.0.113.20 (demo: web1, staging: web1), but both take port 3579 (demo: programs.server.port, blue slot — staging: programs.server.port, blue slot)\n  - environments demo and staging share 203.0.113.20 (demo: web1, staging: web1), but both take port 3580 (demo: programs.server.port + switch.port_offset, green slot — staging: programs.server.port + switch.port_offset, green slot)',
@@ -275,7 +277,7 @@ describe('day-2 commands of one app on a shared host', () => {
     const r = project({ staging: STAGING, demo: { ...DEMO, domain: 'staging.example.org' } });
     const env = loadEnvironment('staging', r);
     const connector: OpsContext['connector'] = async (_e, host) => new RecordingRemote(host.name, 'deploy', 'x', () => ({ stdout: report() }));
-    const st = await status({ root: r, reporter: new MemoryReporter(), env: {}, connector }, env);
+    const st = await status({ root: r, reporter: new MemoryReporter(), processEnv: {}, connector }, env);
     expect(st.warnings).toContainEqual(expect.stringMatching(/^configuration: environments staging and demo share 203\.0\.113\.20 .*both take domain staging\.example\.org/));
   });
 

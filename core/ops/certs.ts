@@ -9,7 +9,7 @@ import { findSiblings } from '../config/siblings.ts';
 import { withSession, type OpsContext } from '../context.ts';
 import { OpsError } from '../errors.ts';
 import { reported } from '../remote/types.ts';
-import { listCertificates, parseCerts, renewCertificate, type CertInfo } from '../steps/certs.ts';
+import { listCertificates, parseCerts, renewCertificate, type CertInfo, CERTS_KEYS } from '../steps/certs.ts';
 import { withLock } from './locked.ts';
 import { eachHost } from './status.ts';
 
@@ -38,13 +38,13 @@ function noTls(env: Environment): OpsError {
 }
 
 function hostResult(host: string, r: Parameters<typeof parseCerts>[0], renewed?: boolean): HostCertificates {
-  const served = reported(r, 'served_serial');
+  const served = reported(r, CERTS_KEYS.served_serial);
   return {
     host,
-    configured: reported(r, 'configured'),
+    configured: reported(r, CERTS_KEYS.configured),
     certificates: parseCerts(r, new Date()),
     servedSerial: served ? served.toUpperCase() : '',
-    renewal: reported(r, 'renewal'),
+    renewal: reported(r, CERTS_KEYS.renewal),
     ...(renewed === undefined ? {} : { renewed }),
   };
 }

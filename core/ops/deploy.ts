@@ -15,8 +15,8 @@ import { type HostsChange, describeChanges, formatChanges } from '../changes.ts'
 import { knownCommits, packFor } from '../source.ts';
 import { describeDisk } from '../steps/facts.ts';
 import type { AuditEntry } from '../steps/audit.ts';
-import { appCommand, dependencies } from '../steps/app.ts';
-import { createRelease, deployState, installDotenv, markRelease, pruneReleases, receivePack } from '../steps/release.ts';
+import { appCommand, dependencies, APP_KEYS } from '../steps/app.ts';
+import { createRelease, deployState, installDotenv, markRelease, pruneReleases, receivePack, RELEASE_KEYS } from '../steps/release.ts';
 import { START_FAILED_CLEAN, startSlot, stopSlot, switchTo } from '../steps/switch.ts';
 import { HostRun } from './host-run.ts';
 import { liveOf, parseState, pruneAfterSwitch, readLive, type HostState } from './host-state.ts';
@@ -137,7 +137,7 @@ async function deployHost(ctx: OpsContext, env: Environment, remote: Remote, ins
   let started = false;
   try {
     const deps = await h.run(dependencies(env, dir, p.hashes));
-    result.notes.push(...reportedAll(deps, 'deps').map((d) => `dependencies: ${d}`));
+    result.notes.push(...reportedAll(deps, APP_KEYS.deps).map((d) => `dependencies: ${d}`));
     if (env.config.release.build) await h.run(appCommand(env, dir, 'build', env.config.release.build));
     if (primary && env.config.release.migrate) await h.run(appCommand(env, dir, 'migrate', env.config.release.migrate));
     for (const [i, hook] of env.config.release.before_switch.entries()) await h.run(appCommand(env, dir, `before_switch[${i}]`, hook));
@@ -163,9 +163,9 @@ async function deployHost(ctx: OpsContext, env: Environment, remote: Remote, ins
   // The previous release stays up on the idle slot (instant rollback), unless configured otherwise.
   if ((state.slot || state.current) && !env.config.switch.keep_previous) await h.run(stopSlot(env, state.slot ?? 'blue', env.config.switch.drain));
   const pruned = await h.run(pruneReleases(env, pruneAfterSwitch(env, state, p.id, newSlot)));
-  const gone = reportedAll(pruned, 'pruned');
+  const gone = reportedAll(pruned, RELEASE_KEYS.pruned);
   if (gone.length) result.notes.push(`pruned ${gone.length} old release(s)`);
-  for (const r of reportedAll(pruned, 'kept_running')) result.notes.push(`kept ${r}: a process still runs from it`);
+  for (const r of reportedAll(pruned, RELEASE_KEYS.kept_running)) result.notes.push(`kept ${r}: a process still runs from it`);
   audit({ result: 'success' });
   return result;
 }

@@ -4,7 +4,7 @@ import type { Environment } from '../config/environment.ts';
 import type { OpsContext } from '../context.ts';
 import { DISK_FULL, DiskFullError, StepError } from '../errors.ts';
 import { reported, type Remote, type Step, type StepResult } from '../remote/types.ts';
-import { describeDisk, diskSpace, parseDisk } from '../steps/facts.ts';
+import { describeDisk, diskSpace, parseDisk, FACTS_KEYS } from '../steps/facts.ts';
 
 /**
  * Timed step runner for one host: groups in the log, durations for the summary. A step or upload that runs
@@ -44,7 +44,7 @@ export class HostRun {
   private async diskFull(e: unknown): Promise<unknown> {
     if (!(e instanceof StepError) || e.exitCode === null) return e;
     const r = await this.remote.run(diskSpace(this.env), { allowFailure: true }).catch(() => undefined);
-    const disk = r && parseDisk(reported(r, 'disk'));
+    const disk = r && parseDisk(reported(r, FACTS_KEYS.disk));
     const exhausted = disk && (disk.freeMb < 1 || (disk.freeInodes !== undefined && disk.freeInodes < 10));
     if (!DISK_FULL.test(e.message) && !exhausted) return e;
     const what = disk?.freeInodes === 0 ? 'free inodes' : 'disk space';

@@ -11,7 +11,7 @@ import { runnerNow, type OpsContext, type Session } from '../context.ts';
 import { OpsError, StepError, sudoHint, tail } from '../errors.ts';
 import { runInfo } from '../runinfo.ts';
 import { auditLine, type AuditEntry } from '../steps/audit.ts';
-import { LOCK_BUSY_EXIT, acquireLock, describeHolder, parseLock, releaseLock, type LockRequest } from '../steps/lock.ts';
+import { LOCK_BUSY_EXIT, acquireLock, describeHolder, parseLock, releaseLock, type LockRequest, LOCK_KEYS } from '../steps/lock.ts';
 import { reported, type Remote, type Step, type StepResult } from '../remote/types.ts';
 
 export class LockError extends OpsError {}
@@ -82,9 +82,9 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
         const remote = again ? await session.reconnect(host) : session.remote(host);
         const r = await remote.run(releaseLock(env, request.runId, pending.get(host) ?? [], again ? [old] : []), { allowFailure: true });
         if (r.code === 0) {
-          const audit = reported(r, 'audit_failed');
+          const audit = reported(r, LOCK_KEYS.audit_failed);
           if (audit !== undefined) ctx.reporter.warn(`${host}: the audit log could not be written (${audit.trim() || 'no reason given'})`);
-          const stopped = reported(r, 'stopped');
+          const stopped = reported(r, LOCK_KEYS.stopped);
           if (stopped) ctx.reporter.warn(`${host}: stopped what the run had left running there (processes ${stopped.trim()})`);
           return undefined;
         }

@@ -12,10 +12,11 @@ import { layout } from '../layout.ts';
 import { packageIndexFiles, packagesNeedSecrets, type PackageIndexFiles } from '../packages.ts';
 import { reported, reportedAll, type Remote, type Step, type StepResult } from '../remote/types.ts';
 import { provisionNginx } from '../steps/nginx.ts';
-import { SUPPORTED_RELEASES, appUser, inspectHost, installPackages, markProvisioned, packageIndexes, runtimes, supervisorService } from '../steps/system.ts';
-import { issueCertificate, prepareTls } from '../steps/tls.ts';
+import { SUPPORTED_RELEASES, appUser, inspectHost, installPackages, markProvisioned, packageIndexes, runtimes, supervisorService, SYSTEM_KEYS } from '../steps/system.ts';
+import { issueCertificate, prepareTls, TLS_KEYS } from '../steps/tls.ts';
 import { withLock } from './locked.ts';
 import { environmentSecrets } from './secrets.ts';
+import { LIBRARY_KEYS } from '../steps/libraries.ts';
 
 export interface ProvisionItem {
   name: string;
@@ -37,7 +38,7 @@ export function stepRunner(ctx: OpsContext, remote: Remote) {
 
 function items(results: StepResult[]): ProvisionItem[] {
   return results.flatMap((r) =>
-    reportedAll(r, 'item').map((v) => {
+    reportedAll(r, LIBRARY_KEYS.item).map((v) => {
       const sp = v.lastIndexOf(' ');
       return { name: v.slice(0, sp), state: v.slice(sp + 1) as ProvisionItem['state'] };
     }),
@@ -47,9 +48,9 @@ function items(results: StepResult[]): ProvisionItem[] {
 async function provisionHost(ctx: OpsContext, env: Environment, remote: Remote, facts: StepResult, acmeCa: string | undefined, files: PackageIndexFiles): Promise<ProvisionHostResult> {
   const started = Date.now();
   const run = stepRunner(ctx, remote);
-  const codename = reported(facts, 'codename') ?? '';
-  if (reported(facts, 'os_id') !== 'debian' || !SUPPORTED_RELEASES.includes(codename))
-    throw new OpsError(`${remote.name} runs ${reported(facts, 'os_id')} ${codename}: provision supports Debian ${SUPPORTED_RELEASES.join(', ')}`);
+  const codename = reported(facts, SYSTEM_KEYS.codename) ?? '';
+  if (reported(facts, SYSTEM_KEYS.os_id) !== 'debian' || !SUPPORTED_RELEASES.includes(codename))
+    throw new OpsError(`${remote.name} runs ${reported(facts, SYSTEM_KEYS.os_id)} ${codename}: provision supports Debian ${SUPPORTED_RELEASES.join(', ')}`);
   const results: StepResult[] = [];
   results.push(await run(installPackages(env)));
   results.push(await run(appUser(env, remote.login)));
@@ -69,7 +70,7 @@ async function provisionHost(ctx: OpsContext, env: Environment, remote: Remote, 
   if (env.config.tls.mode !== 'off') {
     const tls = await run(prepareTls(env, acmeCa));
     results.push(tls);
-    certificate = reported(tls, 'certificate') === 'yes';
+    certificate = reported(tls, TLS_KEYS.certificate) === 'yes';
   }
   results.push(await run(provisionNginx(env, certificate)));
   if (env.config.tls.mode === 'letsencrypt' && !certificate) {
@@ -84,7 +85,7 @@ async function provisionHost(ctx: OpsContext, env: Environment, remote: Remote, 
     host: remote.name,
     os: `Debian ${codename}`,
     items: [...merged].map(([name, state]) => ({ name, state })),
-    runtimes: results.flatMap((r) => reportedAll(r, 'runtime')),
+    runtimes: results.flatMap((r) => reportedAll(r, SYSTEM_KEYS.runtime)),
     durationMs: Date.now() - started,
   };
 }

@@ -4,7 +4,7 @@ import type { Environment } from '../config/environment.ts';
 import { runnerNow, withSession, type OpsContext } from '../context.ts';
 import { runInfo } from '../runinfo.ts';
 import { reportedAll } from '../remote/types.ts';
-import { appendAudit, parseAuditLine, readAudit, type AuditEntry } from '../steps/audit.ts';
+import { appendAudit, parseAuditLine, readAudit, type AuditEntry, AUDIT_KEYS } from '../steps/audit.ts';
 import { keptReleases, parseReleases, type ReleaseInfo } from '../steps/release-list.ts';
 import { describeHolder, forceReleaseLock, lockStatus, parseLock, type LockInfo } from '../steps/lock.ts';
 
@@ -66,7 +66,7 @@ export async function auditLog(ctx: OpsContext, env: Environment, lines: number)
     Promise.all(
       env.hosts.map(async (h) => {
         const r = await session.remote(h.name).run(readAudit(env, lines));
-        return { host: h.name, entries: reportedAll(r, 'entry').map(parseAuditLine) };
+        return { host: h.name, entries: reportedAll(r, AUDIT_KEYS.entry).map(parseAuditLine) };
       }),
     ),
   );

@@ -3,7 +3,7 @@
 // switch. Dependencies, the build, migrations and hooks run as the app user: app.ts.
 import type { Environment } from '../config/environment.ts';
 import { layout, type Slot } from '../layout.ts';
-import type { Step } from '../remote/types.ts';
+import { reportKeys, type Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { certificatePaths } from './nginx.ts';
 import { historyFunctions } from './history.ts';
@@ -11,6 +11,9 @@ import { programPorts, probes } from './switch.ts';
 import { b64 } from './script.ts';
 import { diskReport } from './facts.ts';
 import { IDENTITY_FUNCTIONS, PROBE_FUNCTIONS, SUPERVISOR_FUNCTIONS } from './libraries.ts';
+
+/** What the release steps report. `deployState`: `now` (host clock, Unix seconds), `provisioned` (date or `no`), `current`, `slot`, `certificate` (yes|no), `known`/`has` (commits the mirror has), `lfs_has` (LFS objects stored), `live_health` (`ok` or why not), with FACTS_KEYS.disk and the history's LIBRARY_KEYS. `installDotenv`: `dotenv` (updated|unchanged). `pruneReleases`: `pruned`, `kept_running` (release ids), `pruned_deps` (dependency set names). */
+export const RELEASE_KEYS = reportKeys('now', 'provisioned', 'current', 'slot', 'certificate', 'known', 'has', 'lfs_has', 'live_health', 'dotenv', 'pruned', 'kept_running', 'pruned_deps');
 
 export interface ReleaseMeta {
   id: string;
@@ -62,31 +65,31 @@ export function deployState(env: Environment, shas: string[] = [], options: { li
   const L = layout(env);
   const cert = certificatePaths(env);
   const live = (slot: Slot) =>
-    `if ! wait_healthy 3 0.2 ${probes(env, slot).map(quote).join(' ')}; then ops_report live_health "$UNHEALTHY"
-  elif ! check_identity "${'$'}{cur##*/}" "$cur" ${quote(L.supervisorGroup(slot))} ${programPorts(env, slot).map(quote).join(' ')}; then ops_report live_health "$IDENTITY"
-  else ops_report live_health ok; fi`;
+    `if ! wait_healthy 3 0.2 ${probes(env, slot).map(quote).join(' ')}; then ops_report ${RELEASE_KEYS.live_health} "$UNHEALTHY"
+  elif ! check_identity "${'$'}{cur##*/}" "$cur" ${quote(L.supervisorGroup(slot))} ${programPorts(env, slot).map(quote).join(' ')}; then ops_report ${RELEASE_KEYS.live_health} "$IDENTITY"
+  else ops_report ${RELEASE_KEYS.live_health} ok; fi`;
   return {
     name: 'state',
     as: 'root',
     timeout: 30,
     quiet: true,
     script: String.raw`${historyFunctions(env)}
-ops_report now "$(date +%s)"
-ops_report provisioned "$(cat ${quote(`${L.state}/provisioned`)} 2>/dev/null || echo no)"
+ops_report ${RELEASE_KEYS.now} "$(date +%s)"
+ops_report ${RELEASE_KEYS.provisioned} "$(cat ${quote(`${L.state}/provisioned`)} 2>/dev/null || echo no)"
 ${diskReport(L.base)}
 cur=$(readlink ${quote(L.current)} 2>/dev/null || true)
-ops_report current "${'$'}{cur##*/}"
-ops_report slot "$(cat ${quote(L.slotFile)} 2>/dev/null || true)"
-${cert ? `ops_report certificate "$([ -s ${quote(cert.cert)} ] && echo yes || echo no)"` : ''}
+ops_report ${RELEASE_KEYS.current} "${'$'}{cur##*/}"
+ops_report ${RELEASE_KEYS.slot} "$(cat ${quote(L.slotFile)} 2>/dev/null || true)"
+${cert ? `ops_report ${RELEASE_KEYS.certificate} "$([ -s ${quote(cert.cert)} ] && echo yes || echo no)"` : ''}
 if [ -d ${quote(L.state)} ]; then history_init; fi
 release_reports
 slot_releases
 if [ -d ${quote(L.mirror)} ]; then
-  git --git-dir=${quote(L.mirror)} for-each-ref --format='%(objectname)' refs/ops/ | sort -u | while read -r s; do ops_report known "$s"; done
+  git --git-dir=${quote(L.mirror)} for-each-ref --format='%(objectname)' refs/ops/ | sort -u | while read -r s; do ops_report ${RELEASE_KEYS.known} "$s"; done
   wanted_shas=(${shas.map(quote).join(' ')})
-  for s in "${'$'}{wanted_shas[@]}"; do git --git-dir=${quote(L.mirror)} cat-file -e "$s^{commit}" 2>/dev/null && ops_report has "$s"; done
+  for s in "${'$'}{wanted_shas[@]}"; do git --git-dir=${quote(L.mirror)} cat-file -e "$s^{commit}" 2>/dev/null && ops_report ${RELEASE_KEYS.has} "$s"; done
   wanted_oids=(${(options.lfs ?? []).map(quote).join(' ')})
-  for o in "${'$'}{wanted_oids[@]}"; do [ -f ${quote(L.lfsStore)}/"${'$'}{o:0:2}/${'$'}{o:2:2}/$o" ] && ops_report lfs_has "$o"; done
+  for o in "${'$'}{wanted_oids[@]}"; do [ -f ${quote(L.lfsStore)}/"${'$'}{o:0:2}/${'$'}{o:2:2}/$o" ] && ops_report ${RELEASE_KEYS.lfs_has} "$o"; done
   true
 fi
 ${
@@ -156,7 +159,7 @@ ${files
 fi`,
   )
   .join('\n')}
-ops_report dotenv "$([ "$changed" = yes ] && echo updated || echo unchanged)"`,
+ops_report ${RELEASE_KEYS.dotenv} "$([ "$changed" = yes ] && echo updated || echo unchanged)"`,
   };
 }
 
@@ -239,15 +242,15 @@ done | sort -u || true)
 remove=(${remove.map(quote).join(' ')})
 for r in "${'$'}{remove[@]}"; do
   [ -d "$r" ] || continue
-  if grep -qxF -- "$r" <<< "$protected"; then ops_report kept_running "$r"; continue; fi
+  if grep -qxF -- "$r" <<< "$protected"; then ops_report ${RELEASE_KEYS.kept_running} "$r"; continue; fi
   rm -rf -- "$r"
-  ops_report pruned "$r"
+  ops_report ${RELEASE_KEYS.pruned} "$r"
 done
 rm -rf .new-* 2>/dev/null || true
 used=$(for r in */; do for l in "$r"venv "$r"*/node_modules; do if [ -L "$l" ]; then readlink "$l"; fi; done; done 2>/dev/null | sed 's#/node_modules$##' | sort -u || true)
 for d in ${quote(L.deps)}/*; do
   [ -d "$d" ] || continue
-  grep -qxF "$d" <<< "$used" || { rm -rf -- "$d"; ops_report pruned_deps "${'$'}{d##*/}"; }
+  grep -qxF "$d" <<< "$used" || { rm -rf -- "$d"; ops_report ${RELEASE_KEYS.pruned_deps} "${'$'}{d##*/}"; }
 done
 keep_oids=$(cat ./*/release.json 2>/dev/null | grep -oE '[0-9a-f]{64}' | sort -u || true)
 for f in ${quote(L.lfsStore)}/*/*/*; do

@@ -50867,6 +50867,14 @@ function parseReports(stdout) {
   }
   return out;
 }
+function reportKeys(...keys) {
+  const record2 = {};
+  for (const key of keys) {
+    if (!/^[a-z_]+$/.test(key)) throw new Error(`report key ${JSON.stringify(key)}: use lower-case letters and _`);
+    record2[key] = key;
+  }
+  return Object.freeze(record2);
+}
 function reported(result, key) {
   let v;
   for (const [k, val] of result.reports) if (k === key) v = val;
@@ -51608,10 +51616,11 @@ function formatChanges(groups, target) {
 }
 
 // core/steps/facts.ts
+var FACTS_KEYS = reportKeys("disk", "hostname", "os", "uptime", "login", "sudo", "max_sessions", "footprint");
 function diskReport(dir) {
   return String.raw`d=${quote(dir)}
 while [ ! -d "$d" ]; do d=$(dirname "$d"); done
-ops_report disk "$(df -Pk "$d" | awk 'NR == 2 { print $4 }') $(df -Pi "$d" | awk 'NR == 2 { print $2, $4 }') $d"`;
+ops_report ${FACTS_KEYS.disk} "$(df -Pk "$d" | awk 'NR == 2 { print $4 }') $(df -Pi "$d" | awk 'NR == 2 { print $2, $4 }') $d"`;
 }
 function parseDisk(value) {
   const [freeKb, totalInodes, freeInodes, ...where] = (value ?? "").split(" ");
@@ -51772,6 +51781,7 @@ function runtimePaths(env) {
 }
 
 // core/steps/app.ts
+var APP_KEYS = reportKeys("deps");
 function appEnvironment(env, release) {
   const paths = runtimePaths(env);
   const nodeBin = paths.node.replace(/\/node$/, "");
@@ -51788,13 +51798,13 @@ function dependencies(env, release, hashes) {
     const venv = `${L.deps}/venv-${hashes.python}`;
     lines.push(String.raw`venv=${quote(venv)}
 if [ -f "$venv/.complete" ]; then
-  ops_report deps "python reused"
+  ops_report ${APP_KEYS.deps} "python reused"
 else
   rm -rf "$venv"
   ${quote(paths.python)} -m venv "$venv"
   if [ -f ${quote(req2)} ]; then "$venv/bin/pip" install -q -r ${quote(req2)}; fi
   touch "$venv/.complete"
-  ops_report deps "python installed"
+  ops_report ${APP_KEYS.deps} "python installed"
 fi
 ln -sfn "$venv" venv`);
   }
@@ -51802,14 +51812,14 @@ ln -sfn "$venv" venv`);
     const modules = `${L.deps}/node-${hashes.node}`;
     lines.push(String.raw`nm=${quote(modules)}
 if [ -f "$nm/.complete" ]; then
-  ops_report deps "node reused"
+  ops_report ${APP_KEYS.deps} "node reused"
 else
   rm -rf "$nm" ${quote(`${nodeDir}/node_modules`)}
   (cd ${quote(nodeDir)} && ${quote(paths.npm)} ci --no-audit --no-fund --loglevel=error)
   mkdir -p "$nm"
   if [ -d ${quote(`${nodeDir}/node_modules`)} ]; then mv ${quote(`${nodeDir}/node_modules`)} "$nm/node_modules"; else mkdir "$nm/node_modules"; fi
   touch "$nm/.complete"
-  ops_report deps "node installed"
+  ops_report ${APP_KEYS.deps} "node installed"
 fi
 ln -sfn "$nm/node_modules" ${quote(`${nodeDir}/node_modules`)}`);
   }
@@ -52077,6 +52087,7 @@ var IDENTITY_FUNCTIONS = identity_default;
 var PROBE_FUNCTIONS = probe_default;
 var CONNECTION_FUNCTIONS = connection_default;
 var HISTORY_FUNCTIONS = history_default;
+var LIBRARY_KEYS = reportKeys("item", "cert", "proc", "listener", "history", "release", "history_seq", "slot_release");
 
 // core/steps/nginx.ts
 var HEADER = "# Managed by ops-pipeline: local changes are overwritten.";
@@ -52549,6 +52560,7 @@ echo "live: ${releaseId2} on slot ${slot}"`
 }
 
 // core/steps/release.ts
+var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "certificate", "known", "has", "lfs_has", "live_health", "dotenv", "pruned", "kept_running", "pruned_deps");
 function releaseId(sha, now = /* @__PURE__ */ new Date()) {
   const t = now.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
   return `${t}-${sha.slice(0, 12)}`;
@@ -52556,31 +52568,31 @@ function releaseId(sha, now = /* @__PURE__ */ new Date()) {
 function deployState(env, shas = [], options = {}) {
   const L = layout(env);
   const cert = certificatePaths(env);
-  const live = (slot) => `if ! wait_healthy 3 0.2 ${probes(env, slot).map(quote).join(" ")}; then ops_report live_health "$UNHEALTHY"
-  elif ! check_identity "${"$"}{cur##*/}" "$cur" ${quote(L.supervisorGroup(slot))} ${programPorts(env, slot).map(quote).join(" ")}; then ops_report live_health "$IDENTITY"
-  else ops_report live_health ok; fi`;
+  const live = (slot) => `if ! wait_healthy 3 0.2 ${probes(env, slot).map(quote).join(" ")}; then ops_report ${RELEASE_KEYS.live_health} "$UNHEALTHY"
+  elif ! check_identity "${"$"}{cur##*/}" "$cur" ${quote(L.supervisorGroup(slot))} ${programPorts(env, slot).map(quote).join(" ")}; then ops_report ${RELEASE_KEYS.live_health} "$IDENTITY"
+  else ops_report ${RELEASE_KEYS.live_health} ok; fi`;
   return {
     name: "state",
     as: "root",
     timeout: 30,
     quiet: true,
     script: String.raw`${historyFunctions(env)}
-ops_report now "$(date +%s)"
-ops_report provisioned "$(cat ${quote(`${L.state}/provisioned`)} 2>/dev/null || echo no)"
+ops_report ${RELEASE_KEYS.now} "$(date +%s)"
+ops_report ${RELEASE_KEYS.provisioned} "$(cat ${quote(`${L.state}/provisioned`)} 2>/dev/null || echo no)"
 ${diskReport(L.base)}
 cur=$(readlink ${quote(L.current)} 2>/dev/null || true)
-ops_report current "${"$"}{cur##*/}"
-ops_report slot "$(cat ${quote(L.slotFile)} 2>/dev/null || true)"
-${cert ? `ops_report certificate "$([ -s ${quote(cert.cert)} ] && echo yes || echo no)"` : ""}
+ops_report ${RELEASE_KEYS.current} "${"$"}{cur##*/}"
+ops_report ${RELEASE_KEYS.slot} "$(cat ${quote(L.slotFile)} 2>/dev/null || true)"
+${cert ? `ops_report ${RELEASE_KEYS.certificate} "$([ -s ${quote(cert.cert)} ] && echo yes || echo no)"` : ""}
 if [ -d ${quote(L.state)} ]; then history_init; fi
 release_reports
 slot_releases
 if [ -d ${quote(L.mirror)} ]; then
-  git --git-dir=${quote(L.mirror)} for-each-ref --format='%(objectname)' refs/ops/ | sort -u | while read -r s; do ops_report known "$s"; done
+  git --git-dir=${quote(L.mirror)} for-each-ref --format='%(objectname)' refs/ops/ | sort -u | while read -r s; do ops_report ${RELEASE_KEYS.known} "$s"; done
   wanted_shas=(${shas.map(quote).join(" ")})
-  for s in "${"$"}{wanted_shas[@]}"; do git --git-dir=${quote(L.mirror)} cat-file -e "$s^{commit}" 2>/dev/null && ops_report has "$s"; done
+  for s in "${"$"}{wanted_shas[@]}"; do git --git-dir=${quote(L.mirror)} cat-file -e "$s^{commit}" 2>/dev/null && ops_report ${RELEASE_KEYS.has} "$s"; done
   wanted_oids=(${(options.lfs ?? []).map(quote).join(" ")})
-  for o in "${"$"}{wanted_oids[@]}"; do [ -f ${quote(L.lfsStore)}/"${"$"}{o:0:2}/${"$"}{o:2:2}/$o" ] && ops_report lfs_has "$o"; done
+  for o in "${"$"}{wanted_oids[@]}"; do [ -f ${quote(L.lfsStore)}/"${"$"}{o:0:2}/${"$"}{o:2:2}/$o" ] && ops_report ${RELEASE_KEYS.lfs_has} "$o"; done
   true
 fi
 ${options.liveHealth === false ? ": no live health check" : String.raw`${PROBE_FUNCTIONS}
@@ -52634,7 +52646,7 @@ ${files.map(
   changed=yes
 fi`
     ).join("\n")}
-ops_report dotenv "$([ "$changed" = yes ] && echo updated || echo unchanged)"`
+ops_report ${RELEASE_KEYS.dotenv} "$([ "$changed" = yes ] && echo updated || echo unchanged)"`
   };
 }
 function createRelease(env, meta) {
@@ -52702,15 +52714,15 @@ done | sort -u || true)
 remove=(${remove.map(quote).join(" ")})
 for r in "${"$"}{remove[@]}"; do
   [ -d "$r" ] || continue
-  if grep -qxF -- "$r" <<< "$protected"; then ops_report kept_running "$r"; continue; fi
+  if grep -qxF -- "$r" <<< "$protected"; then ops_report ${RELEASE_KEYS.kept_running} "$r"; continue; fi
   rm -rf -- "$r"
-  ops_report pruned "$r"
+  ops_report ${RELEASE_KEYS.pruned} "$r"
 done
 rm -rf .new-* 2>/dev/null || true
 used=$(for r in */; do for l in "$r"venv "$r"*/node_modules; do if [ -L "$l" ]; then readlink "$l"; fi; done; done 2>/dev/null | sed 's#/node_modules$##' | sort -u || true)
 for d in ${quote(L.deps)}/*; do
   [ -d "$d" ] || continue
-  grep -qxF "$d" <<< "$used" || { rm -rf -- "$d"; ops_report pruned_deps "${"$"}{d##*/}"; }
+  grep -qxF "$d" <<< "$used" || { rm -rf -- "$d"; ops_report ${RELEASE_KEYS.pruned_deps} "${"$"}{d##*/}"; }
 done
 keep_oids=$(cat ./*/release.json 2>/dev/null | grep -oE '[0-9a-f]{64}' | sort -u || true)
 for f in ${quote(L.lfsStore)}/*/*/*; do
@@ -52761,7 +52773,7 @@ var HostRun = class {
   async diskFull(e) {
     if (!(e instanceof StepError) || e.exitCode === null) return e;
     const r = await this.remote.run(diskSpace(this.env), { allowFailure: true }).catch(() => void 0);
-    const disk = r && parseDisk(reported(r, "disk"));
+    const disk = r && parseDisk(reported(r, FACTS_KEYS.disk));
     const exhausted = disk && (disk.freeMb < 1 || disk.freeInodes !== void 0 && disk.freeInodes < 10);
     if (!DISK_FULL.test(e.message) && !exhausted) return e;
     const what = disk?.freeInodes === 0 ? "free inodes" : "disk space";
@@ -52775,25 +52787,25 @@ var HostRun = class {
 
 // core/ops/host-state.ts
 function parseState(r) {
-  const slot = reported(r, "slot");
+  const slot = reported(r, RELEASE_KEYS.slot);
   const slotReleases = {};
-  for (const line of reportedAll(r, "slot_release")) {
+  for (const line of reportedAll(r, LIBRARY_KEYS.slot_release)) {
     const [s, id] = line.split(" ");
     if ((s === "blue" || s === "green") && id) slotReleases[s] = id;
   }
   return {
-    provisioned: (reported(r, "provisioned") ?? "no") !== "no",
-    current: reported(r, "current") ?? "",
+    provisioned: (reported(r, RELEASE_KEYS.provisioned) ?? "no") !== "no",
+    current: reported(r, RELEASE_KEYS.current) ?? "",
     slot: slot === "blue" || slot === "green" ? slot : void 0,
-    releases: reportedAll(r, "release").map(parseReleaseRecord),
-    known: reportedAll(r, "known"),
-    has: reportedAll(r, "has"),
-    lfsHas: reportedAll(r, "lfs_has"),
-    certificate: reported(r, "certificate") === "yes",
-    liveHealth: reported(r, "live_health") ?? "",
-    hostTime: reported(r, "now"),
+    releases: reportedAll(r, LIBRARY_KEYS.release).map(parseReleaseRecord),
+    known: reportedAll(r, RELEASE_KEYS.known),
+    has: reportedAll(r, RELEASE_KEYS.has),
+    lfsHas: reportedAll(r, RELEASE_KEYS.lfs_has),
+    certificate: reported(r, RELEASE_KEYS.certificate) === "yes",
+    liveHealth: reported(r, RELEASE_KEYS.live_health) ?? "",
+    hostTime: reported(r, RELEASE_KEYS.now),
     slotReleases,
-    disk: parseDisk(reported(r, "disk"))
+    disk: parseDisk(reported(r, FACTS_KEYS.disk))
   };
 }
 function pruneAfterSwitch(env, state, id, newSlot) {
@@ -70265,19 +70277,21 @@ function planText(env, p, sharing) {
 import { randomBytes as randomBytes10 } from "node:crypto";
 
 // core/steps/audit.ts
+var AUDIT_KEYS = reportKeys("entry");
 function auditLine(entry) {
   return JSON.stringify(entry).replace(/\n/g, " ");
 }
 
 // core/steps/lock.ts
+var LOCK_KEYS = reportKeys("lock", "holder", "holder_pid", "audit_failed", "stopped");
 var LOCK_STATE = String.raw`lock_state=free
 if [ -d "$lock" ]; then
   pid=$(sed -n 's/^holder_pid=//p' "$lock/info" 2>/dev/null || true)
   start=$(sed -n 's/^holder_start=//p' "$lock/info" 2>/dev/null || true)
   if [ -n "$pid" ] && [ "$(proc_start "$pid" || true)" = "$start" ]; then lock_state=held; else lock_state=stale; fi
 fi`;
-var REPORT_HOLDER = String.raw`ops_report lock "$lock_state"
-if [ -f "$lock/info" ]; then while IFS= read -r line; do ops_report holder "$line"; done < "$lock/info"; fi`;
+var REPORT_HOLDER = String.raw`ops_report ${LOCK_KEYS.lock} "$lock_state"
+if [ -f "$lock/info" ]; then while IFS= read -r line; do ops_report ${LOCK_KEYS.holder} "$line"; done < "$lock/info"; fi`;
 var LOCK_BUSY_EXIT = 3;
 function acquireLock(env, req2, then = "") {
   const L = layout(env);
@@ -70299,8 +70313,8 @@ while :; do
       echo "cannot write the lock's details in $lock: no space left under ${L.base}?" >&2
       exit 1
     fi
-    ops_report lock acquired
-    ops_report holder_pid "$holder"
+    ops_report ${LOCK_KEYS.lock} acquired
+    ops_report ${LOCK_KEYS.holder_pid} "$holder"
     # Uploads left by an interrupted run (.env, initdata) are ours to remove now.
     find ${quote(L.uploads)} -mindepth 1 -delete 2>/dev/null || true
     break
@@ -70319,14 +70333,14 @@ ${then}`
 function releaseLock(env, runId, auditLines = [], ended = []) {
   const L = layout(env);
   const audit = auditLines.length ? `if ! audit_err=$({ printf '%s\\n' ${auditLines.map(quote).join(" ")} >> ${quote(L.audit)} && chmod 0644 ${quote(L.audit)}; } 2>&1); then
-  ops_report audit_failed "$(printf '%s' "$audit_err" | tr '\\n' ' ')"
+  ops_report ${LOCK_KEYS.audit_failed} "$(printf '%s' "$audit_err" | tr '\\n' ' ')"
 fi
 ` : "";
   const stop = ended.length ? String.raw`${CONNECTION_FUNCTIONS}
 ended=(${ended.map(quote).join(" ")})
 read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"
 if [ ${"$"}{#pids[@]} -gt 0 ]; then
-  ops_report stopped "${"$"}{pids[*]}"
+  ops_report ${LOCK_KEYS.stopped} "${"$"}{pids[*]}"
   kill -TERM "${"$"}{pids[@]}" 2>/dev/null || true
   for _ in $(seq 50); do read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"; [ ${"$"}{#pids[@]} -gt 0 ] || break; sleep 0.2; done
   if [ ${"$"}{#pids[@]} -gt 0 ]; then kill -KILL "${"$"}{pids[@]}" 2>/dev/null || true; fi
@@ -70338,16 +70352,16 @@ fi
     timeout: 30,
     quiet: true,
     script: String.raw`${stop}${audit}lock=${quote(L.lock)}
-if [ "$(sed -n 's/^run_id=//p' "$lock/info" 2>/dev/null || true)" = ${quote(runId)} ]; then rm -rf "$lock"; ops_report lock released; fi`
+if [ "$(sed -n 's/^run_id=//p' "$lock/info" 2>/dev/null || true)" = ${quote(runId)} ]; then rm -rf "$lock"; ops_report ${LOCK_KEYS.lock} released; fi`
   };
 }
 function parseLock(result) {
   const holder = {};
-  for (const line of reportedAll(result, "holder")) {
+  for (const line of reportedAll(result, LOCK_KEYS.holder)) {
     const eq = line.indexOf("=");
     if (eq > 0) holder[line.slice(0, eq)] = line.slice(eq + 1);
   }
-  return { state: reported(result, "lock") ?? "free", holder };
+  return { state: reported(result, LOCK_KEYS.lock) ?? "free", holder };
 }
 function describeHolder(h) {
   if (!h.operation) return "an unknown run (the lock has no details)";
@@ -70397,9 +70411,9 @@ async function withLock(ctx, session, operation, fn, options = {}) {
         const remote = again ? await session.reconnect(host) : session.remote(host);
         const r = await remote.run(releaseLock(env, request.runId, pending.get(host) ?? [], again ? [old] : []), { allowFailure: true });
         if (r.code === 0) {
-          const audit = reported(r, "audit_failed");
+          const audit = reported(r, LOCK_KEYS.audit_failed);
           if (audit !== void 0) ctx.reporter.warn(`${host}: the audit log could not be written (${audit.trim() || "no reason given"})`);
-          const stopped = reported(r, "stopped");
+          const stopped = reported(r, LOCK_KEYS.stopped);
           if (stopped) ctx.reporter.warn(`${host}: stopped what the run had left running there (processes ${stopped.trim()})`);
           return void 0;
         }
@@ -70525,7 +70539,7 @@ async function deployHost(ctx, env, remote, inspected, p, primary, options, reco
   let started = false;
   try {
     const deps = await h.run(dependencies(env, dir, p.hashes));
-    result.notes.push(...reportedAll(deps, "deps").map((d) => `dependencies: ${d}`));
+    result.notes.push(...reportedAll(deps, APP_KEYS.deps).map((d) => `dependencies: ${d}`));
     if (env.config.release.build) await h.run(appCommand(env, dir, "build", env.config.release.build));
     if (primary && env.config.release.migrate) await h.run(appCommand(env, dir, "migrate", env.config.release.migrate));
     for (const [i, hook] of env.config.release.before_switch.entries()) await h.run(appCommand(env, dir, `before_switch[${i}]`, hook));
@@ -70551,9 +70565,9 @@ ${p.id} is live on ${remote.name}; an after_switch hook failed`, `fix the hook, 
   }
   if ((state.slot || state.current) && !env.config.switch.keep_previous) await h.run(stopSlot(env, state.slot ?? "blue", env.config.switch.drain));
   const pruned = await h.run(pruneReleases(env, pruneAfterSwitch(env, state, p.id, newSlot)));
-  const gone = reportedAll(pruned, "pruned");
+  const gone = reportedAll(pruned, RELEASE_KEYS.pruned);
   if (gone.length) result.notes.push(`pruned ${gone.length} old release(s)`);
-  for (const r of reportedAll(pruned, "kept_running")) result.notes.push(`kept ${r}: a process still runs from it`);
+  for (const r of reportedAll(pruned, RELEASE_KEYS.kept_running)) result.notes.push(`kept ${r}: a process still runs from it`);
   audit({ result: "success" });
   return result;
 }

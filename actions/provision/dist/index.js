@@ -50806,6 +50806,14 @@ function parseReports(stdout) {
   }
   return out;
 }
+function reportKeys(...keys) {
+  const record2 = {};
+  for (const key of keys) {
+    if (!/^[a-z_]+$/.test(key)) throw new Error(`report key ${JSON.stringify(key)}: use lower-case letters and _`);
+    record2[key] = key;
+  }
+  return Object.freeze(record2);
+}
 function reported(result, key) {
   let v;
   for (const [k, val] of result.reports) if (k === key) v = val;
@@ -51344,6 +51352,7 @@ nginx_reload() { nginx -s reload 2>/dev/null || svc nginx start; }
 var SYSTEM_FUNCTIONS = system_default;
 var HOST_LOCK_FUNCTIONS = host_lock_default;
 var CONNECTION_FUNCTIONS = connection_default;
+var LIBRARY_KEYS = reportKeys("item", "cert", "proc", "listener", "history", "release", "history_seq", "slot_release");
 
 // core/steps/nginx.ts
 var HEADER = "# Managed by ops-pipeline: local changes are overwritten.";
@@ -51612,6 +51621,7 @@ function runtimePaths(env) {
 }
 
 // core/steps/system.ts
+var SYSTEM_KEYS = reportKeys("os_id", "codename", "init", "app_user", "provisioned", "runtime");
 var SUPPORTED_RELEASES = ["bullseye", "bookworm", "trixie"];
 function inspectHost(env) {
   const L = layout(env);
@@ -51622,11 +51632,11 @@ function inspectHost(env) {
     quiet: true,
     script: String.raw`# shellcheck source=/dev/null # the host's own file, not ours to follow
 . /etc/os-release
-ops_report os_id "$ID"
-ops_report codename "$VERSION_CODENAME"
-ops_report init "$([ -d /run/systemd/system ] && echo systemd || echo none)"
-ops_report app_user "$(id -u ${quote(env.appUser)} >/dev/null 2>&1 && echo yes || echo no)"
-ops_report provisioned "$([ -f ${quote(`${L.state}/provisioned`)} ] && cat ${quote(`${L.state}/provisioned`)} || echo no)"`
+ops_report ${SYSTEM_KEYS.os_id} "$ID"
+ops_report ${SYSTEM_KEYS.codename} "$VERSION_CODENAME"
+ops_report ${SYSTEM_KEYS.init} "$([ -d /run/systemd/system ] && echo systemd || echo none)"
+ops_report ${SYSTEM_KEYS.app_user} "$(id -u ${quote(env.appUser)} >/dev/null 2>&1 && echo yes || echo no)"
+ops_report ${SYSTEM_KEYS.provisioned} "$([ -f ${quote(`${L.state}/provisioned`)} ] && cat ${quote(`${L.state}/provisioned`)} || echo no)"`
   };
 }
 function packageList(env) {
@@ -51760,7 +51770,7 @@ fi`);
   if (node.strategy === "npm") lines.push(nodeFromRegistry(env, files, paths.python));
   lines.push(String.raw`check() { # label path pattern actual pinned
   # shellcheck disable=SC2254 # $3 is a glob on purpose: "3.11.*" matches any 3.11 release
-  case "$4" in $3) ops_report runtime "$1 $2 $4" ;; *) echo "runtimes pin $1 $5 but $2 is version $4: change runtimes in the environment, or the host" >&2; exit 1 ;; esac
+  case "$4" in $3) ops_report ${SYSTEM_KEYS.runtime} "$1 $2 $4" ;; *) echo "runtimes pin $1 $5 but $2 is version $4: change runtimes in the environment, or the host" >&2; exit 1 ;; esac
 }
 for bin in ${quote(paths.python)} ${quote(paths.node)} ${quote(paths.npm)}; do
   [ -x "$bin" ] || { echo "runtime missing: $bin (runtimes in the environment name a version this host does not have)" >&2; exit 1; }
@@ -51768,7 +51778,7 @@ done
 check python ${quote(paths.python)} ${quote(versionPattern(python.version))} "$(${quote(paths.python)} -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')" ${quote(python.version)}
 ${quote(paths.python)} -c 'import venv, ensurepip' 2>/dev/null || { echo "${quote(paths.python)} lacks the venv module (Debian: python${minor(python.version)}-venv)" >&2; exit 1; }
 check node ${quote(paths.node)} ${quote(versionPattern(node.version))} "$(${quote(paths.node)} --version | sed 's/^v//')" ${quote(node.version)}
-ops_report runtime "npm ${quote(paths.npm)} $(${quote(paths.npm)} --version)"
+ops_report ${SYSTEM_KEYS.runtime} "npm ${quote(paths.npm)} $(${quote(paths.npm)} --version)"
 item runtimes`);
   return { name: "runtimes", as: "root", timeout: 3600, script: lines.join("\n") };
 }
@@ -51814,6 +51824,7 @@ mv -f ${quote(`${f}.new`)} ${quote(f)}` };
 }
 
 // core/steps/tls.ts
+var TLS_KEYS = reportKeys("certificate");
 var RENEW_HOOK = "/etc/letsencrypt/renewal-hooks/deploy/ops-pipeline-reload-nginx";
 var CA_DIR = "/usr/local/share/ops-pipeline";
 var CA_BUNDLE = `${CA_DIR}/acme-ca-bundle.pem`;
@@ -51862,7 +51873,7 @@ fi`);
   } else {
     lines.push(selfSignedCertificate(env));
   }
-  lines.push(`ops_report certificate "$([ -s ${quote(certs.cert)} ] && echo yes || echo no)"`, "item tls");
+  lines.push(`ops_report ${TLS_KEYS.certificate} "$([ -s ${quote(certs.cert)} ] && echo yes || echo no)"`, "item tls");
   return { name: "tls", as: "root", timeout: 120, script: lines.join("\n") };
 }
 function selfSignedCertificate(env, force = false) {
@@ -51947,19 +51958,21 @@ function runInfo(processEnv = process.env) {
 }
 
 // core/steps/audit.ts
+var AUDIT_KEYS = reportKeys("entry");
 function auditLine(entry) {
   return JSON.stringify(entry).replace(/\n/g, " ");
 }
 
 // core/steps/lock.ts
+var LOCK_KEYS = reportKeys("lock", "holder", "holder_pid", "audit_failed", "stopped");
 var LOCK_STATE = String.raw`lock_state=free
 if [ -d "$lock" ]; then
   pid=$(sed -n 's/^holder_pid=//p' "$lock/info" 2>/dev/null || true)
   start=$(sed -n 's/^holder_start=//p' "$lock/info" 2>/dev/null || true)
   if [ -n "$pid" ] && [ "$(proc_start "$pid" || true)" = "$start" ]; then lock_state=held; else lock_state=stale; fi
 fi`;
-var REPORT_HOLDER = String.raw`ops_report lock "$lock_state"
-if [ -f "$lock/info" ]; then while IFS= read -r line; do ops_report holder "$line"; done < "$lock/info"; fi`;
+var REPORT_HOLDER = String.raw`ops_report ${LOCK_KEYS.lock} "$lock_state"
+if [ -f "$lock/info" ]; then while IFS= read -r line; do ops_report ${LOCK_KEYS.holder} "$line"; done < "$lock/info"; fi`;
 var LOCK_BUSY_EXIT = 3;
 function acquireLock(env, req2, then = "") {
   const L = layout(env);
@@ -51981,8 +51994,8 @@ while :; do
       echo "cannot write the lock's details in $lock: no space left under ${L.base}?" >&2
       exit 1
     fi
-    ops_report lock acquired
-    ops_report holder_pid "$holder"
+    ops_report ${LOCK_KEYS.lock} acquired
+    ops_report ${LOCK_KEYS.holder_pid} "$holder"
     # Uploads left by an interrupted run (.env, initdata) are ours to remove now.
     find ${quote(L.uploads)} -mindepth 1 -delete 2>/dev/null || true
     break
@@ -52001,14 +52014,14 @@ ${then}`
 function releaseLock(env, runId, auditLines = [], ended = []) {
   const L = layout(env);
   const audit = auditLines.length ? `if ! audit_err=$({ printf '%s\\n' ${auditLines.map(quote).join(" ")} >> ${quote(L.audit)} && chmod 0644 ${quote(L.audit)}; } 2>&1); then
-  ops_report audit_failed "$(printf '%s' "$audit_err" | tr '\\n' ' ')"
+  ops_report ${LOCK_KEYS.audit_failed} "$(printf '%s' "$audit_err" | tr '\\n' ' ')"
 fi
 ` : "";
   const stop = ended.length ? String.raw`${CONNECTION_FUNCTIONS}
 ended=(${ended.map(quote).join(" ")})
 read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"
 if [ ${"$"}{#pids[@]} -gt 0 ]; then
-  ops_report stopped "${"$"}{pids[*]}"
+  ops_report ${LOCK_KEYS.stopped} "${"$"}{pids[*]}"
   kill -TERM "${"$"}{pids[@]}" 2>/dev/null || true
   for _ in $(seq 50); do read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"; [ ${"$"}{#pids[@]} -gt 0 ] || break; sleep 0.2; done
   if [ ${"$"}{#pids[@]} -gt 0 ]; then kill -KILL "${"$"}{pids[@]}" 2>/dev/null || true; fi
@@ -52020,16 +52033,16 @@ fi
     timeout: 30,
     quiet: true,
     script: String.raw`${stop}${audit}lock=${quote(L.lock)}
-if [ "$(sed -n 's/^run_id=//p' "$lock/info" 2>/dev/null || true)" = ${quote(runId)} ]; then rm -rf "$lock"; ops_report lock released; fi`
+if [ "$(sed -n 's/^run_id=//p' "$lock/info" 2>/dev/null || true)" = ${quote(runId)} ]; then rm -rf "$lock"; ops_report ${LOCK_KEYS.lock} released; fi`
   };
 }
 function parseLock(result) {
   const holder = {};
-  for (const line of reportedAll(result, "holder")) {
+  for (const line of reportedAll(result, LOCK_KEYS.holder)) {
     const eq = line.indexOf("=");
     if (eq > 0) holder[line.slice(0, eq)] = line.slice(eq + 1);
   }
-  return { state: reported(result, "lock") ?? "free", holder };
+  return { state: reported(result, LOCK_KEYS.lock) ?? "free", holder };
 }
 function describeHolder(h) {
   if (!h.operation) return "an unknown run (the lock has no details)";
@@ -52079,9 +52092,9 @@ async function withLock(ctx, session, operation, fn, options = {}) {
         const remote = again ? await session.reconnect(host) : session.remote(host);
         const r = await remote.run(releaseLock(env, request.runId, pending.get(host) ?? [], again ? [old] : []), { allowFailure: true });
         if (r.code === 0) {
-          const audit = reported(r, "audit_failed");
+          const audit = reported(r, LOCK_KEYS.audit_failed);
           if (audit !== void 0) ctx.reporter.warn(`${host}: the audit log could not be written (${audit.trim() || "no reason given"})`);
-          const stopped = reported(r, "stopped");
+          const stopped = reported(r, LOCK_KEYS.stopped);
           if (stopped) ctx.reporter.warn(`${host}: stopped what the run had left running there (processes ${stopped.trim()})`);
           return void 0;
         }
@@ -69344,7 +69357,7 @@ function stepRunner(ctx, remote) {
 }
 function items(results) {
   return results.flatMap(
-    (r) => reportedAll(r, "item").map((v) => {
+    (r) => reportedAll(r, LIBRARY_KEYS.item).map((v) => {
       const sp = v.lastIndexOf(" ");
       return { name: v.slice(0, sp), state: v.slice(sp + 1) };
     })
@@ -69353,9 +69366,9 @@ function items(results) {
 async function provisionHost(ctx, env, remote, facts, acmeCa, files) {
   const started = Date.now();
   const run = stepRunner(ctx, remote);
-  const codename = reported(facts, "codename") ?? "";
-  if (reported(facts, "os_id") !== "debian" || !SUPPORTED_RELEASES.includes(codename))
-    throw new OpsError(`${remote.name} runs ${reported(facts, "os_id")} ${codename}: provision supports Debian ${SUPPORTED_RELEASES.join(", ")}`);
+  const codename = reported(facts, SYSTEM_KEYS.codename) ?? "";
+  if (reported(facts, SYSTEM_KEYS.os_id) !== "debian" || !SUPPORTED_RELEASES.includes(codename))
+    throw new OpsError(`${remote.name} runs ${reported(facts, SYSTEM_KEYS.os_id)} ${codename}: provision supports Debian ${SUPPORTED_RELEASES.join(", ")}`);
   const results = [];
   results.push(await run(installPackages(env)));
   results.push(await run(appUser(env, remote.login)));
@@ -69374,7 +69387,7 @@ async function provisionHost(ctx, env, remote, facts, acmeCa, files) {
   if (env.config.tls.mode !== "off") {
     const tls = await run(prepareTls(env, acmeCa));
     results.push(tls);
-    certificate = reported(tls, "certificate") === "yes";
+    certificate = reported(tls, TLS_KEYS.certificate) === "yes";
   }
   results.push(await run(provisionNginx(env, certificate)));
   if (env.config.tls.mode === "letsencrypt" && !certificate) {
@@ -69388,7 +69401,7 @@ async function provisionHost(ctx, env, remote, facts, acmeCa, files) {
     host: remote.name,
     os: `Debian ${codename}`,
     items: [...merged].map(([name2, state]) => ({ name: name2, state })),
-    runtimes: results.flatMap((r) => reportedAll(r, "runtime")),
+    runtimes: results.flatMap((r) => reportedAll(r, SYSTEM_KEYS.runtime)),
     durationMs: Date.now() - started
   };
 }

@@ -50785,6 +50785,14 @@ function parseReports(stdout) {
   }
   return out;
 }
+function reportKeys(...keys) {
+  const record2 = {};
+  for (const key of keys) {
+    if (!/^[a-z_]+$/.test(key)) throw new Error(`report key ${JSON.stringify(key)}: use lower-case letters and _`);
+    record2[key] = key;
+  }
+  return Object.freeze(record2);
+}
 function reported(result, key) {
   let v;
   for (const [k, val] of result.reports) if (k === key) v = val;
@@ -51260,6 +51268,7 @@ var IDENTITY_FUNCTIONS = identity_default;
 var PROBE_FUNCTIONS = probe_default;
 var CERT_FUNCTIONS = cert_default;
 var CONNECTION_FUNCTIONS = connection_default;
+var LIBRARY_KEYS = reportKeys("item", "cert", "proc", "listener", "history", "release", "history_seq", "slot_release");
 
 // core/steps/nginx.ts
 var HEADER = "# Managed by ops-pipeline: local changes are overwritten.";
@@ -51329,13 +51338,15 @@ ${port80(`
 `)}`;
 
 // core/steps/tls.ts
+var TLS_KEYS = reportKeys("certificate");
 var CA_DIR = "/usr/local/share/ops-pipeline";
 var CA_BUNDLE = `${CA_DIR}/acme-ca-bundle.pem`;
 
 // core/steps/certs.ts
+var CERTS_KEYS = reportKeys("configured", "served_serial", "renewal");
 function parseCerts(result, now) {
   const byPath = /* @__PURE__ */ new Map();
-  for (const line of reportedAll(result, "cert")) {
+  for (const line of reportedAll(result, LIBRARY_KEYS.cert)) {
     const tab = line.indexOf("	");
     if (tab < 0) continue;
     const path = line.slice(0, tab);
@@ -51361,14 +51372,15 @@ function siteName(env) {
 }
 
 // core/steps/lock.ts
+var LOCK_KEYS = reportKeys("lock", "holder", "holder_pid", "audit_failed", "stopped");
 var LOCK_STATE = String.raw`lock_state=free
 if [ -d "$lock" ]; then
   pid=$(sed -n 's/^holder_pid=//p' "$lock/info" 2>/dev/null || true)
   start=$(sed -n 's/^holder_start=//p' "$lock/info" 2>/dev/null || true)
   if [ -n "$pid" ] && [ "$(proc_start "$pid" || true)" = "$start" ]; then lock_state=held; else lock_state=stale; fi
 fi`;
-var REPORT_HOLDER = String.raw`ops_report lock "$lock_state"
-if [ -f "$lock/info" ]; then while IFS= read -r line; do ops_report holder "$line"; done < "$lock/info"; fi`;
+var REPORT_HOLDER = String.raw`ops_report ${LOCK_KEYS.lock} "$lock_state"
+if [ -f "$lock/info" ]; then while IFS= read -r line; do ops_report ${LOCK_KEYS.holder} "$line"; done < "$lock/info"; fi`;
 function lockStatus(env) {
   return {
     name: "lock status",
@@ -51383,11 +51395,11 @@ ${REPORT_HOLDER}`
 }
 function parseLock(result) {
   const holder = {};
-  for (const line of reportedAll(result, "holder")) {
+  for (const line of reportedAll(result, LOCK_KEYS.holder)) {
     const eq = line.indexOf("=");
     if (eq > 0) holder[line.slice(0, eq)] = line.slice(eq + 1);
   }
-  return { state: reported(result, "lock") ?? "free", holder };
+  return { state: reported(result, LOCK_KEYS.lock) ?? "free", holder };
 }
 function describeHolder(h) {
   if (!h.operation) return "an unknown run (the lock has no details)";
@@ -51408,7 +51420,7 @@ function parseProcReports(env, r) {
     const [envRelease = "", cwd = "", ...command2] = rest;
     return { slot, program, pid: Number(pid), ...withTree && { supervised: f[3] === "tree" }, release: processRelease(env, envRelease, cwd), cwd, command: command2.join(" ") };
   };
-  return { procs: reportedAll(r, "proc").map((l) => parse(l, false)), listeners: reportedAll(r, "listener").map((l) => parse(l, true)) };
+  return { procs: reportedAll(r, LIBRARY_KEYS.proc).map((l) => parse(l, false)), listeners: reportedAll(r, LIBRARY_KEYS.listener).map((l) => parse(l, true)) };
 }
 function describeProcess(p) {
   return `pid ${p.pid}${p.command ? ` (${p.command})` : ""} running ${p.release || "an unknown release"}`;
@@ -51465,7 +51477,11 @@ function programPorts(env, slot) {
   return Object.keys(env.config.programs).map((name2) => `${name2}:${slotPort(env, name2, slot)}`);
 }
 
+// core/steps/facts.ts
+var FACTS_KEYS = reportKeys("disk", "hostname", "os", "uptime", "login", "sudo", "max_sessions", "footprint");
+
 // core/steps/release.ts
+var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "certificate", "known", "has", "lfs_has", "live_health", "dotenv", "pruned", "kept_running", "pruned_deps");
 function releaseSummary(id, json) {
   let meta = {};
   let unreadable;
@@ -51478,6 +51494,7 @@ function releaseSummary(id, json) {
 }
 
 // core/steps/status.ts
+var STATUS_KEYS = reportKeys("now", "provisioned", "current", "release_json", "slot", "nginx", "nginx_config", "nginx_test", "site_enabled", "site", "supervisor", "supervisor_xml", "health", "served_serial", "disk");
 function siteProbe(env) {
   const name2 = siteName(env);
   if (env.config.tls.mode === "off") {
@@ -51488,7 +51505,7 @@ function siteProbe(env) {
 function hostStatus(env) {
   const L = layout(env);
   const cert = certificatePaths(env);
-  const health = (slot) => `if wait_healthy 3 0.3 ${probes(env, slot).map(quote).join(" ")}; then ops_report health ok; else ops_report health "$UNHEALTHY"; fi`;
+  const health = (slot) => `if wait_healthy 3 0.3 ${probes(env, slot).map(quote).join(" ")}; then ops_report ${STATUS_KEYS.health} ok; else ops_report ${STATUS_KEYS.health} "$UNHEALTHY"; fi`;
   return {
     name: "status",
     as: "root",
@@ -51498,29 +51515,29 @@ function hostStatus(env) {
 ${SUPERVISOR_FUNCTIONS}
 ${IDENTITY_FUNCTIONS}
 ${CERT_FUNCTIONS}
-ops_report now "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-ops_report provisioned "$(cat ${quote(`${L.state}/provisioned`)} 2>/dev/null || echo no)"
+ops_report ${STATUS_KEYS.now} "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+ops_report ${STATUS_KEYS.provisioned} "$(cat ${quote(`${L.state}/provisioned`)} 2>/dev/null || echo no)"
 cur=$(readlink ${quote(L.current)} 2>/dev/null || true)
-ops_report current "${"$"}{cur##*/}"
-if [ -n "$cur" ] && [ -f "$cur/release.json" ]; then ops_report release_json "$(tr -d '\n' < "$cur/release.json")"; fi
+ops_report ${STATUS_KEYS.current} "${"$"}{cur##*/}"
+if [ -n "$cur" ] && [ -f "$cur/release.json" ]; then ops_report ${STATUS_KEYS.release_json} "$(tr -d '\n' < "$cur/release.json")"; fi
 live_slot=$(cat ${quote(L.slotFile)} 2>/dev/null || true)
-ops_report slot "$live_slot"
+ops_report ${STATUS_KEYS.slot} "$live_slot"
 # nginx: running (its master's pid), its configuration as nginx -t sees it, and "/" through it.
 pid=$(cat /run/nginx.pid 2>/dev/null || true)
-if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then ops_report nginx running; else ops_report nginx stopped; fi
-if out=$(nginx -t 2>&1); then ops_report nginx_config ok; else ops_report nginx_config invalid; fi
-while IFS= read -r line; do [ -z "$line" ] || ops_report nginx_test "$line"; done <<< "$out"
-ops_report site_enabled "$([ -e ${quote(L.nginxSiteEnabled)} ] && echo yes || echo no)"
-ops_report site "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 ${siteProbe(env).args.map(quote).join(" ")} 2>/dev/null || true)"
+if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then ops_report ${STATUS_KEYS.nginx} running; else ops_report ${STATUS_KEYS.nginx} stopped; fi
+if out=$(nginx -t 2>&1); then ops_report ${STATUS_KEYS.nginx_config} ok; else ops_report ${STATUS_KEYS.nginx_config} invalid; fi
+while IFS= read -r line; do [ -z "$line" ] || ops_report ${STATUS_KEYS.nginx_test} "$line"; done <<< "$out"
+ops_report ${STATUS_KEYS.site_enabled} "$([ -e ${quote(L.nginxSiteEnabled)} ] && echo yes || echo no)"
+ops_report ${STATUS_KEYS.site} "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 ${siteProbe(env).args.map(quote).join(" ")} 2>/dev/null || true)"
 # supervisor over its XML-RPC socket (supervisorctl exits non-zero when a program is down: not used here).
 if xml=$(rpc supervisor.getAllProcessInfo 2>&1) && [[ "$xml" == *"<methodResponse>"* ]]; then
-  ops_report supervisor running
-  ops_report supervisor_xml "$(printf '%s' "$xml" | tr -d '\n')"
+  ops_report ${STATUS_KEYS.supervisor} running
+  ops_report ${STATUS_KEYS.supervisor_xml} "$(printf '%s' "$xml" | tr -d '\n')"
   # What each slot's processes run, read from the processes themselves, and who listens on the ports.
   report_slot blue ${quote(L.supervisorGroup("blue"))} ${programPorts(env, "blue").map(quote).join(" ")}
   report_slot green ${quote(L.supervisorGroup("green"))} ${programPorts(env, "green").map(quote).join(" ")}
 else
-  ops_report supervisor "$(printf '%s' "$xml" | tr '\n' ' ')"
+  ops_report ${STATUS_KEYS.supervisor} "$(printf '%s' "$xml" | tr '\n' ' ')"
 fi
 # The deploys' health probes, on the live slot, one verdict per program.
 case "$live_slot" in
@@ -51528,8 +51545,8 @@ case "$live_slot" in
   green) ${health("green")} ;;
 esac
 ${cert ? `cert_info ${quote(cert.cert)}
-ops_report served_serial "$(served_serial ${quote(siteName(env))})"` : ": no TLS"}
-{ df -Pk / ${quote(L.base)} 2>/dev/null || true; } | awk 'NR > 1 { print $6, $4, $2 }' | sort -u | while read -r m avail size; do ops_report disk "$m $avail $size"; done
+ops_report ${STATUS_KEYS.served_serial} "$(served_serial ${quote(siteName(env))})"` : ": no TLS"}
+{ df -Pk / ${quote(L.base)} 2>/dev/null || true; } | awk 'NR > 1 { print $6, $4, $2 }' | sort -u | while read -r m avail size; do ops_report ${STATUS_KEYS.disk} "$m $avail $size"; done
 ${lockStatus(env).script}`
   };
 }
@@ -51542,37 +51559,37 @@ function nginxMessages(lines) {
   return lines.filter((l) => /\[(emerg|alert|crit|error|warn)\]/.test(l)).map((l) => l.replace(/^nginx: /, "").replace(/^\d{4}\/\d\d\/\d\d \d\d:\d\d:\d\d /, "").replace(/^(\[\w+\]) \d+#\d+: /, "$1 "));
 }
 function parseHostStatus(env, host, r) {
-  const now = new Date(reported(r, "now") ?? Date.now());
+  const now = new Date(reported(r, STATUS_KEYS.now) ?? Date.now());
   const s = { host: host.name, address: host.address, reachable: true, problems: [], warnings: [] };
   const problem = (p) => s.problems.push(p);
   const warn = (w) => s.warnings.push(w);
-  s.provisioned = (reported(r, "provisioned") ?? "no") !== "no";
+  s.provisioned = (reported(r, STATUS_KEYS.provisioned) ?? "no") !== "no";
   if (!s.provisioned) problem(`not provisioned for ${env.name} (run: ops provision ${env.name})`);
-  const current = reported(r, "current") ?? "";
-  const slot = reported(r, "slot");
+  const current = reported(r, STATUS_KEYS.current) ?? "";
+  const slot = reported(r, STATUS_KEYS.slot);
   s.slot = slot === "blue" || slot === "green" ? slot : void 0;
   if (current) {
-    const { unreadable, ...release } = releaseSummary(current, reported(r, "release_json") ?? "");
+    const { unreadable, ...release } = releaseSummary(current, reported(r, STATUS_KEYS.release_json) ?? "");
     if (unreadable) warn(`release ${current} has an unreadable release.json`);
     s.release = release;
   } else if (s.provisioned) problem(`no release is live (run: ops deploy ${env.name})`);
-  const nginxTest = reportedAll(r, "nginx_test");
-  s.nginx = { running: reported(r, "nginx") === "running", configOk: reported(r, "nginx_config") === "ok", messages: nginxMessages(nginxTest) };
+  const nginxTest = reportedAll(r, STATUS_KEYS.nginx_test);
+  s.nginx = { running: reported(r, STATUS_KEYS.nginx) === "running", configOk: reported(r, STATUS_KEYS.nginx_config) === "ok", messages: nginxMessages(nginxTest) };
   if (!s.nginx.running) problem("nginx is not running");
   if (!s.nginx.configOk) {
     const first = s.nginx.messages.find((m) => /\[(emerg|alert|crit)\]/.test(m)) ?? nginxTest.find((l) => !/test failed/.test(l)) ?? "nginx -t failed";
     problem(`nginx configuration is invalid (nginx -t): ${first.replace(/^nginx: /, "")} \u2014 ${s.nginx.running ? "nginx keeps serving its last valid configuration, but a reload or restart will fail" : "nginx cannot start until it is fixed"}`);
   } else for (const m of s.nginx.messages) warn(`nginx -t: ${m}`);
-  const code = Number(reported(r, "site") || "0");
-  s.site = { url: siteProbe(env).url, status: Number.isFinite(code) ? code : 0, enabled: reported(r, "site_enabled") !== "no" };
+  const code = Number(reported(r, STATUS_KEYS.site) || "0");
+  s.site = { url: siteProbe(env).url, status: Number.isFinite(code) ? code : 0, enabled: reported(r, STATUS_KEYS.site_enabled) !== "no" };
   if (current || s.provisioned) {
     if (!s.site.enabled) problem(`the nginx site of ${env.config.app} is not enabled (${layout(env).nginxSiteEnabled} is missing): ${s.site.url} is answered by another site, if any (run: ops provision ${env.name})`);
     else if (s.site.status === 0) problem(`the site does not answer through nginx (${s.site.url})`);
     else if (s.site.status >= 500) problem(`the site answers ${s.site.status} through nginx (${s.site.url})`);
   }
-  const sup = reported(r, "supervisor") ?? "";
+  const sup = reported(r, STATUS_KEYS.supervisor) ?? "";
   if (sup === "running") {
-    s.supervisor = { running: true, programs: programStates(env, parseProcessInfo(reported(r, "supervisor_xml") ?? ""), s.slot) };
+    s.supervisor = { running: true, programs: programStates(env, parseProcessInfo(reported(r, STATUS_KEYS.supervisor_xml) ?? ""), s.slot) };
   } else {
     s.supervisor = { running: false, error: sup.trim() || "no answer", programs: [] };
     problem(`supervisor does not answer on its socket: ${s.supervisor.error}`);
@@ -51601,7 +51618,7 @@ function parseHostStatus(env, host, r) {
         warn(`program ${p.program} of the previous release (slot ${p.slot}) is ${p.state}: a rollback would restart it`);
     }
   }
-  const health = reported(r, "health");
+  const health = reported(r, STATUS_KEYS.health);
   if (health !== void 0 && s.slot) {
     s.health = probes(env, s.slot).map((probe) => {
       const [program, port2, path] = probe.split(":");
@@ -51613,7 +51630,7 @@ function parseHostStatus(env, host, r) {
   }
   const cert = parseCerts(r, now)[0];
   if (cert) {
-    const served = reported(r, "served_serial");
+    const served = reported(r, STATUS_KEYS.served_serial);
     s.certificate = { ...cert, servedSerial: served ? served.toUpperCase() : void 0 };
     if (cert.state !== "ok") problem(`TLS certificate ${cert.path} is ${cert.state}`);
     else if (cert.daysLeft !== void 0) {
@@ -51623,7 +51640,7 @@ function parseHostStatus(env, host, r) {
       if (served && cert.serial && served.toUpperCase() !== cert.serial) warn(`nginx serves another certificate (serial ${served}) than ${cert.path} (serial ${cert.serial}): reload nginx`);
     }
   }
-  s.disk = reportedAll(r, "disk").map((v) => {
+  s.disk = reportedAll(r, STATUS_KEYS.disk).map((v) => {
     const [mount, avail, size] = v.split(" ");
     const freeKb = Number(avail);
     const sizeKb = Number(size);

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import type { Environment } from '../config/environment.ts';
 import { refuseCollisions } from '../config/siblings.ts';
-import { clockSkewWarning, inBatches, withSession, type OpsContext, type Session } from '../context.ts';
+import { clockSkewWarning, type OpsContext } from '../context.ts';
 import { OpsError, StepError } from '../errors.ts';
 import { layout, otherSlot, type Slot } from '../layout.ts';
 import { reportedAll, type Remote, type StepResult } from '../remote/types.ts';
@@ -19,6 +19,7 @@ import { appCommand, dependencies, APP_KEYS } from '../steps/app.ts';
 import { createRelease, deployState, installDotenv, markRelease, pruneReleases, receivePack, RELEASE_KEYS } from '../steps/release.ts';
 import { START_FAILED_CLEAN, startSlot, stopSlot, switchTo } from '../steps/switch.ts';
 import { HostRun } from './host-run.ts';
+import { withSession, type Session } from './hosts.ts';
 import { liveOf, parseState, pruneAfterSwitch, readLive, type HostState } from './host-state.ts';
 import { planDeploy, planText, treeNotes, type Plan } from './deploy-plan.ts';
 import { withLock } from './locked.ts';
@@ -207,14 +208,13 @@ export async function deploy(ctx: OpsContext, env: Environment, options: DeployO
       for (const line of formatChanges(base.changes, p.resolved.sha)) ctx.reporter.info(line);
       const done: HostDeploy[] = [];
       try {
-        await inBatches(
-          env.hosts.map((h, i) => ({ remote: session.remote(h.name), primary: i === 0 })),
-          env.config.switch.batch_size,
-          async ({ remote, primary }) => {
-            const r = await deployHost(ctx, env, remote, locked.inspected.get(remote.name)!, p, primary, options, (entry) => locked.audit(remote.name, entry));
+        await session.each(
+          async (remote, host) => {
+            const r = await deployHost(ctx, env, remote, locked.inspected.get(remote.name)!, p, host === session.hosts[0], options, (entry) => locked.audit(remote.name, entry));
             done.push(r);
             return r;
           },
+          { batch: env.config.switch.batch_size },
         );
       } catch (e) {
         if (env.hosts.length > 1) {

@@ -1,5 +1,5 @@
-// The timed step runner of one host during an operation: log groups, step durations for the summary, and a
-// failure that ran out of disk space or inodes said as such.
+// The one step runner of operations, for one host: log groups, step durations for the summary, and a failure
+// that ran out of disk space or inodes said as such.
 import type { Environment } from '../config/environment.ts';
 import type { OpsContext } from '../context.ts';
 import { DISK_FULL, DiskFullError, StepError } from '../errors.ts';
@@ -7,9 +7,9 @@ import { reported, type Remote, type Step, type StepResult } from '../remote/typ
 import { describeDisk, diskSpace, parseDisk, FACTS_KEYS } from '../steps/facts.ts';
 
 /**
- * Timed step runner for one host: groups in the log, durations for the summary. A step or upload that runs
- * out of disk space or inodes fails saying so, with what is left under the app's directory (one more round
- * trip, on that failure only).
+ * Timed step runner for one host: a group in the log per step (quiet steps stay out of it), durations for the
+ * summary. A step or upload that runs out of disk space or inodes fails saying so, with what is left under the
+ * app's directory (one more round trip, on that failure only), and a hint ending "then <operation> again".
  */
 export class HostRun {
   readonly steps: { name: string; ms: number }[] = [];
@@ -17,6 +17,8 @@ export class HostRun {
     private readonly ctx: OpsContext,
     readonly remote: Remote,
     private readonly env: Environment,
+    /** What to do again once space is freed, in the hint: 'deploy' (default), 'provision', … */
+    private readonly operation = 'deploy',
   ) {}
   async run(step: Step): Promise<StepResult> {
     const started = Date.now();
@@ -51,7 +53,7 @@ export class HostRun {
     return new DiskFullError(
       e,
       `${this.remote.name} ran out of ${what}${disk ? `: ${describeDisk(disk)}` : ` under ${this.env.baseDir}`}`,
-      `free space on ${this.remote.name} under ${disk?.path ?? this.env.baseDir} (failed releases, old dependency sets under shared/deps, logs; or lower release.keep), then deploy again`,
+      `free space on ${this.remote.name} under ${disk?.path ?? this.env.baseDir} (failed releases, old dependency sets under shared/deps, logs; or lower release.keep), then ${this.operation} again`,
     );
   }
 }

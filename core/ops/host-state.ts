@@ -2,7 +2,8 @@
 // which slot, the releases and their history, known commits, disk; read by deploy, rollback, initdata and
 // `ops diff`. Also what pruning removes after a switch.
 import type { Environment } from '../config/environment.ts';
-import { withSession, type OpsContext } from '../context.ts';
+import type { OpsContext } from '../context.ts';
+import { withSession } from './hosts.ts';
 import type { HostLive } from '../changes.ts';
 import type { Slot } from '../layout.ts';
 import { reported, reportedAll, type StepResult } from '../remote/types.ts';
@@ -86,15 +87,13 @@ export function liveOf(host: string, state: HostState): HostLive {
 export async function readLive(ctx: OpsContext, env: Environment): Promise<HostLive[]> {
   try {
     return await withSession(ctx, env, (session) =>
-      Promise.all(
-        env.hosts.map(async (h) => {
-          try {
-            return liveOf(h.name, parseState(await session.remote(h.name).run(deployState(env, undefined, { liveHealth: false }))));
-          } catch (e) {
-            return { host: h.name, sha: '', release: '', error: (e as Error).message.split('\n')[0]! };
-          }
-        }),
-      ),
+      session.each(async (remote, h) => {
+        try {
+          return liveOf(h.name, parseState(await remote.run(deployState(env, undefined, { liveHealth: false }))));
+        } catch (e) {
+          return { host: h.name, sha: '', release: '', error: (e as Error).message.split('\n')[0]! };
+        }
+      }),
     );
   } catch (e) {
     return env.hosts.map((h) => ({ host: h.name, sha: '', release: '', error: (e as Error).message.split('\n')[0]! }));

@@ -7,7 +7,8 @@
 // the unlock step writes the run's audit lines.
 import { randomBytes } from 'node:crypto';
 import type { Environment } from '../config/environment.ts';
-import { runnerNow, type OpsContext, type Session } from '../context.ts';
+import { runnerNow, type OpsContext } from '../context.ts';
+import type { Session } from './hosts.ts';
 import { OpsError, StepError, sudoHint, tail } from '../errors.ts';
 import { runInfo } from '../runinfo.ts';
 import { auditLine, type AuditEntry } from '../steps/audit.ts';

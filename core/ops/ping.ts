@@ -3,10 +3,11 @@
 // break: sudo asking for a password, a login shell that prints text, sshd's session limit, too little free
 // disk or inodes under the app's directory.
 import type { Environment } from '../config/environment.ts';
-import { hostConnector, type OpsContext } from '../context.ts';
-import { formatError, oneLine } from '../errors.ts';
+import type { OpsContext } from '../context.ts';
+import { oneLine } from '../errors.ts';
 import { describeDisk, hostFacts, parseDisk, type DiskSpace, FACTS_KEYS } from '../steps/facts.ts';
 import { reported, type StepResult } from '../remote/types.ts';
+import { eachHost } from './hosts.ts';
 
 /** Sessions ops opens at once on a connection (one step or upload at a time). */
 export const SESSIONS_NEEDED = 1;
@@ -84,22 +85,14 @@ export function readFacts(host: { name: string; user: string }, r: StepResult): 
 
 /** Every host is tried (a failure on one does not hide the others); ok only if all answered without a problem. */
 export async function ping(ctx: OpsContext, env: Environment): Promise<PingResult[]> {
-  const connector = hostConnector(ctx);
-  return Promise.all(
-    env.hosts.map(async (host): Promise<PingResult> => {
-      const start = Date.now();
-      try {
-        const remote = await connector(env, host);
-        try {
-          const facts = readFacts(host, await remote.run(hostFacts(env)));
-          return { host: host.name, address: host.address, ok: facts.problems.length === 0, ...facts, latencyMs: Date.now() - start };
-        } finally {
-          await remote.close();
-        }
-      } catch (e) {
-        return { host: host.name, address: host.address, ok: false, error: formatError(e), problems: [] };
-      }
-    }),
+  return eachHost(
+    ctx,
+    env,
+    async (remote, host, started): Promise<PingResult> => {
+      const facts = readFacts(host, await remote.run(hostFacts(env)));
+      return { host: host.name, address: host.address, ok: facts.problems.length === 0, ...facts, latencyMs: Date.now() - started };
+    },
+    (host, error): PingResult => ({ host: host.name, address: host.address, ok: false, error, problems: [] }),
   );
 }
 

@@ -1,7 +1,7 @@
 // ops rollback <env> [--to <release>]: back to a kept release in seconds — no build, no migration — through
 // the same gapless switch as a deploy. The abandoned release is marked so it is not picked again.
 import type { Environment } from '../config/environment.ts';
-import { clockSkewWarning, inBatches, runnerNow, withSession, type OpsContext } from '../context.ts';
+import { clockSkewWarning, runnerNow, type OpsContext } from '../context.ts';
 import { OpsError, StepError } from '../errors.ts';
 import { layout, otherSlot } from '../layout.ts';
 import { runInfo } from '../runinfo.ts';
@@ -12,6 +12,7 @@ import { deployState, markRelease } from '../steps/release.ts';
 import { START_FAILED_CLEAN, startSlot, stopSlot, switchTo } from '../steps/switch.ts';
 import { type HostDeploy } from './deploy.ts';
 import { HostRun } from './host-run.ts';
+import { withSession } from './hosts.ts';
 import { parseState } from './host-state.ts';
 import { withLock, type LockedRun } from './locked.ts';
 
@@ -72,12 +73,7 @@ export async function rollback(ctx: OpsContext, env: Environment, to?: string): 
       ctx,
       session,
       'rollback',
-      (locked) =>
-        inBatches(
-          env.hosts.map((h) => session.remote(h.name)),
-          env.config.switch.batch_size,
-          (remote) => rollbackHost(ctx, env, remote, locked.inspected.get(remote.name)!, to, locked.audit),
-        ),
+      (locked) => session.each((remote) => rollbackHost(ctx, env, remote, locked.inspected.get(remote.name)!, to, locked.audit), { batch: env.config.switch.batch_size }),
       // The live release is being left: no need to probe it first.
       { inspect: deployState(env, [], { liveHealth: false }) },
     ),

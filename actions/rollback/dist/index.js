@@ -50994,73 +50994,6 @@ function hostConnector(ctx) {
     }
   };
 }
-var Session = class _Session {
-  constructor(env, remotes, connector) {
-    this.env = env;
-    this.remotes = remotes;
-    this.connector = connector;
-  }
-  env;
-  remotes;
-  connector;
-  /** Connect to every host in parallel; if any fails, close the others and throw (nothing has run yet). */
-  static async open(ctx, env, hosts = env.hosts) {
-    const connector = hostConnector(ctx);
-    const settled = await Promise.allSettled(hosts.map((h) => connector(env, h)));
-    const remotes = /* @__PURE__ */ new Map();
-    const failures = [];
-    settled.forEach((s, i) => {
-      if (s.status === "fulfilled") remotes.set(hosts[i].name, s.value);
-      else failures.push(s.reason instanceof Error ? s.reason.message : String(s.reason));
-    });
-    if (failures.length) {
-      await Promise.all([...remotes.values()].map((r) => r.close()));
-      if (failures.length === 1 && settled.length === 1) throw settled[0].reason;
-      throw new OpsError(`cannot reach ${failures.length} of ${hosts.length} hosts; nothing was changed:
-${failures.map((f) => `  - ${f}`).join("\n")}`);
-    }
-    return new _Session(env, remotes, connector);
-  }
-  /**
-   * Replace a host's connection by a new one (the old one is closed): for cleanup after a failure, e.g.
-   * releasing a lock when the first connection broke. Never on a path that succeeds.
-   */
-  async reconnect(name2) {
-    const host = this.env.hosts.find((h) => h.name === name2);
-    if (!host) throw new OpsError(`no host ${name2} in ${this.env.name}`);
-    await this.remotes.get(name2)?.close();
-    const remote = await this.connector(this.env, host);
-    this.remotes.set(name2, remote);
-    return remote;
-  }
-  remote(host) {
-    const r = this.remotes.get(host);
-    if (!r) throw new OpsError(`no connection to host ${host}`);
-    return r;
-  }
-  async close() {
-    await Promise.all([...this.remotes.values()].map((r) => r.close()));
-  }
-};
-async function withSession(ctx, env, fn, hosts) {
-  const session = await Session.open(ctx, env, hosts);
-  try {
-    return await fn(session);
-  } finally {
-    await session.close();
-  }
-}
-async function inBatches(items, size, fn) {
-  const results = [];
-  for (let i = 0; i < items.length; i += size) {
-    const batch = items.slice(i, i + size);
-    const settled = await Promise.allSettled(batch.map(fn));
-    const failed = settled.find((s) => s.status === "rejected");
-    if (failed) throw failed.reason;
-    for (const s of settled) results.push(s.value);
-  }
-  return results;
-}
 
 // core/layout.ts
 function layout(env) {
@@ -51937,14 +51870,16 @@ var APP_KEYS = reportKeys("deps");
 
 // core/ops/host-run.ts
 var HostRun = class {
-  constructor(ctx, remote, env) {
+  constructor(ctx, remote, env, operation = "deploy") {
     this.ctx = ctx;
     this.remote = remote;
     this.env = env;
+    this.operation = operation;
   }
   ctx;
   remote;
   env;
+  operation;
   steps = [];
   async run(step) {
     const started = Date.now();
@@ -51979,10 +51914,94 @@ var HostRun = class {
     return new DiskFullError(
       e,
       `${this.remote.name} ran out of ${what}${disk ? `: ${describeDisk(disk)}` : ` under ${this.env.baseDir}`}`,
-      `free space on ${this.remote.name} under ${disk?.path ?? this.env.baseDir} (failed releases, old dependency sets under shared/deps, logs; or lower release.keep), then deploy again`
+      `free space on ${this.remote.name} under ${disk?.path ?? this.env.baseDir} (failed releases, old dependency sets under shared/deps, logs; or lower release.keep), then ${this.operation} again`
     );
   }
 };
+
+// core/ops/hosts.ts
+async function inBatches(items, size, fn) {
+  const results = [];
+  const step = Math.max(1, Math.floor(size));
+  for (let i = 0; i < items.length; i += step) {
+    const settled = await Promise.allSettled(items.slice(i, i + step).map(fn));
+    const failed = settled.find((s) => s.status === "rejected");
+    if (failed) throw failed.reason;
+    for (const s of settled) results.push(s.value);
+  }
+  return results;
+}
+var Session = class _Session {
+  constructor(env, hosts, remotes, connector) {
+    this.env = env;
+    this.hosts = hosts;
+    this.remotes = remotes;
+    this.connector = connector;
+  }
+  env;
+  hosts;
+  remotes;
+  connector;
+  /**
+   * Connect to every host in parallel. @throws OpsError (one line per unreachable host, or that host's own
+   * error when there is one host) after closing the connections that did open: nothing has run yet.
+   */
+  static async open(ctx, env, hosts = env.hosts) {
+    const connector = hostConnector(ctx);
+    const settled = await Promise.allSettled(hosts.map((h) => connector(env, h)));
+    const remotes = /* @__PURE__ */ new Map();
+    const failures = [];
+    settled.forEach((s, i) => {
+      if (s.status === "fulfilled") remotes.set(hosts[i].name, s.value);
+      else failures.push(s.reason instanceof Error ? s.reason.message : String(s.reason));
+    });
+    if (failures.length) {
+      await Promise.all([...remotes.values()].map((r) => r.close()));
+      if (failures.length === 1 && settled.length === 1) throw settled[0].reason;
+      throw new OpsError(`cannot reach ${failures.length} of ${hosts.length} hosts; nothing was changed:
+${failures.map((f) => `  - ${f}`).join("\n")}`);
+    }
+    return new _Session(env, hosts, remotes, connector);
+  }
+  /**
+   * `fn` on every host of the session over its connection: all at once, or `options.batch` at a time.
+   * @returns `fn`'s values in host order. @throws the first failure of the first batch that had one, once that
+   * batch has settled; later batches do not start (what they would change stays as it was).
+   */
+  each(fn, options = {}) {
+    return inBatches(this.hosts, options.batch ?? this.hosts.length, (host) => fn(this.remote(host.name), host));
+  }
+  /**
+   * Replace a host's connection by a new one (the old one is closed): for cleanup after a failure, e.g.
+   * releasing a lock when the first connection broke. Never on a path that succeeds.
+   */
+  async reconnect(name2) {
+    const host = this.env.hosts.find((h) => h.name === name2);
+    if (!host) throw new OpsError(`no host ${name2} in ${this.env.name}`);
+    await this.remotes.get(name2)?.close();
+    const remote = await this.connector(this.env, host);
+    this.remotes.set(name2, remote);
+    return remote;
+  }
+  /** The open connection to `host`. @throws OpsError when the session has none. */
+  remote(host) {
+    const r = this.remotes.get(host);
+    if (!r) throw new OpsError(`no connection to host ${host}`);
+    return r;
+  }
+  /** Close every connection (idempotent; what runs on a host for it ends with it). */
+  async close() {
+    await Promise.all([...this.remotes.values()].map((r) => r.close()));
+  }
+};
+async function withSession(ctx, env, fn, hosts) {
+  const session = await Session.open(ctx, env, hosts);
+  try {
+    return await fn(session);
+  } finally {
+    await session.close();
+  }
+}
 
 // core/ops/host-state.ts
 function parseState(r) {
@@ -52282,11 +52301,7 @@ async function rollback(ctx, env, to) {
       ctx,
       session,
       "rollback",
-      (locked) => inBatches(
-        env.hosts.map((h) => session.remote(h.name)),
-        env.config.switch.batch_size,
-        (remote) => rollbackHost(ctx, env, remote, locked.inspected.get(remote.name), to, locked.audit)
-      ),
+      (locked) => session.each((remote) => rollbackHost(ctx, env, remote, locked.inspected.get(remote.name), to, locked.audit), { batch: env.config.switch.batch_size }),
       // The live release is being left: no need to probe it first.
       { inspect: deployState(env, [], { liveHealth: false }) }
     )

@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { envPath, type Environment } from '../config/environment.ts';
+import { refuseCollisions } from '../config/siblings.ts';
 import type { OpsContext } from '../context.ts';
 import { OpsError } from '../errors.ts';
 import { layout } from '../layout.ts';
@@ -54,6 +55,8 @@ async function readInitdata(ctx: OpsContext, env: Environment, file?: string): P
  * @throws OpsError when nothing is live, the file is missing, or the loader fails (its output, masked).
  */
 export async function initdata(ctx: OpsContext, env: Environment, options: { file?: string } = {}): Promise<InitdataResult> {
+  // Apps sharing a host: refused before anything runs when they collide (the loader runs as this app's user).
+  refuseCollisions(env, ctx.reporter);
   const data = await readInitdata(ctx, env, options.file);
   const L = layout(env);
   const hosts = await withSession(ctx, env, (session) =>

@@ -1,6 +1,7 @@
 // ops rollback <env> [--to <release>]: back to a kept release in seconds — no build, no migration — through
 // the same gapless switch as a deploy. The abandoned release is marked so it is not picked again.
 import type { Environment } from '../config/environment.ts';
+import { refuseCollisions } from '../config/siblings.ts';
 import { clockSkewWarning, runnerNow, type OpsContext } from '../context.ts';
 import { OpsError, StepError } from '../errors.ts';
 import { layout, otherSlot } from '../layout.ts';
@@ -68,6 +69,8 @@ async function rollbackHost(ctx: OpsContext, env: Environment, remote: Remote, i
  */
 export async function rollback(ctx: OpsContext, env: Environment, to?: string): Promise<RollbackResult> {
   if (to) validate('release', to);
+  // Apps sharing a host: a rollback writes this app's site and starts its programs, so a collision is refused first.
+  refuseCollisions(env, ctx.reporter);
   const hosts = await withSession(ctx, env, (session) =>
     withLock(
       ctx,

@@ -12,7 +12,9 @@ import { hostSharing, refuseCollisions, sharingPlan } from '../../core/config/si
 import type { OpsContext } from '../../core/context.ts';
 import { OpsError } from '../../core/errors.ts';
 import { deploy } from '../../core/ops/deploy.ts';
+import { initdata } from '../../core/ops/initdata.ts';
 import { provision } from '../../core/ops/provision.ts';
+import { rollback } from '../../core/ops/rollback.ts';
 import { servingHosts } from '../../core/ops/decommission.ts';
 import { status } from '../../core/ops/status.ts';
 import { RecordingRemote } from '../../core/remote/recording.ts';
@@ -149,11 +151,13 @@ describe('refused before anything runs', () => {
   };
   const root = project({ staging: STAGING, demo: config('catalogage-demo', [3579, 4000], { domain: 'demo.example.org' }) });
 
-  it('provision and deploy (a dry run too) refuse a collision, naming both environments, without connecting', async () => {
+  it('provision, deploy (a dry run too), rollback and initdata refuse a collision, naming both environments, without connecting', async () => {
     for (const run of [
       (ctx: OpsContext) => provision(ctx, loadEnvironment('demo', root)),
       (ctx: OpsContext) => deploy(ctx, loadEnvironment('demo', root), { ref: 'v1' }),
       (ctx: OpsContext) => deploy(ctx, loadEnvironment('demo', root), { ref: 'v1', dryRun: true }),
+      (ctx: OpsContext) => rollback(ctx, loadEnvironment('demo', root)),
+      (ctx: OpsContext) => initdata(ctx, loadEnvironment('demo', root)),
     ]) {
       const err = await run({ root, reporter: new MemoryReporter(), processEnv: {}, connector: never }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(OpsError);

@@ -48105,7 +48105,7 @@ var require_lib3 = __commonJS({
 });
 
 // actions/initdata/main.ts
-import { join as join6 } from "node:path";
+import { join as join7 } from "node:path";
 
 // node_modules/@actions/core/lib/command.js
 import * as os from "os";
@@ -49183,7 +49183,7 @@ function ruleJson(rule) {
   return { if: nested(rule.when.path, { const: rule.when.equals }, true), then: then.length === 1 ? then[0] : { allOf: then } };
 }
 function checkRule(rule, value, path, problems) {
-  const join7 = (keys) => [path, ...keys].filter(Boolean).join(".");
+  const join8 = (keys) => [path, ...keys].filter(Boolean).join(".");
   if ("exactlyOne" in rule) {
     const given = rule.exactlyOne.filter((k) => value[k] !== void 0 && value[k] !== null);
     if (given.length !== 1) problems.push({ path, message: rule.message });
@@ -49193,10 +49193,10 @@ function checkRule(rule, value, path, problems) {
   for (const r of rule.then) {
     if ("require" in r) {
       const v = at(value, r.require);
-      if (v === void 0 || v === null) problems.push({ path: join7(r.require), message: r.message });
+      if (v === void 0 || v === null) problems.push({ path: join8(r.require), message: r.message });
     } else {
       const v = at(value, r.path);
-      if (typeof v === "string" && !r.pattern.test(v)) problems.push({ path: join7(r.path), message: r.message(v) });
+      if (typeof v === "string" && !r.pattern.test(v)) problems.push({ path: join8(r.path), message: r.message(v) });
     }
   }
 }
@@ -49670,6 +49670,9 @@ import { existsSync as existsSync6, readFileSync as readFileSync5 } from "node:f
 import { randomBytes as randomBytes11 } from "node:crypto";
 import { resolve as resolve3 } from "node:path";
 
+// core/config/siblings.ts
+import { join as join2 } from "node:path";
+
 // core/layout.ts
 function layout(env) {
   const base = env.baseDir;
@@ -49712,6 +49715,101 @@ function slotPort(env, program, slot) {
   return slot === "blue" ? p.port : p.port + env.config.switch.port_offset;
 }
 
+// core/config/siblings.ts
+function rawMachines(doc) {
+  const hosts = doc?.hosts;
+  if (!Array.isArray(hosts)) return void 0;
+  return hosts.flatMap((h) => {
+    const { address: address2, port: port2 } = h ?? {};
+    return typeof address2 === "string" ? [machineId({ address: address2, port: typeof port2 === "number" ? port2 : 22 })] : [];
+  });
+}
+function findSiblings(env) {
+  const mine = new Map(env.hosts.map((h) => [machineId(h), h]));
+  const siblings = [];
+  const unreadable = [];
+  for (const name2 of listEnvironments(env.root)) {
+    if (name2 === env.name) continue;
+    const label = `environments/${name2}/${ENVIRONMENT_FILE}`;
+    let doc;
+    try {
+      doc = readYamlFile(join2(environmentsDir(env.root), name2, ENVIRONMENT_FILE), label);
+      const config = parseEnvironment(doc, label);
+      const theirs = config.hosts.map((h) => ({ name: h.name, address: h.address, port: h.port, user: h.user, hostKey: "" }));
+      const shared = theirs.filter((h) => mine.has(machineId(h))).map((h) => ({ mine: mine.get(machineId(h)), theirs: h }));
+      if (shared.length) siblings.push({ env: resolveEnvironment(name2, env.root, config, theirs), hosts: shared });
+    } catch (e) {
+      const machines = rawMachines(doc);
+      if (!machines || machines.some((m) => mine.has(m)))
+        unreadable.push(`${label} cannot be read (${formatError(e).split("\n")[0]}): whether ${name2} shares a host with ${env.name}, and collides with it, is not checked`);
+    }
+  }
+  return { siblings, unreadable };
+}
+function hostClaims(env) {
+  const c = env.config;
+  const L = layout(env);
+  const claims = [];
+  for (const program of Object.keys(c.programs)) {
+    for (const slot of ["blue", "green"]) {
+      claims.push({ key: `port ${slotPort(env, program, slot)}`, source: `programs.${program}.port${slot === "green" ? " + switch.port_offset" : ""}, ${slot} slot` });
+      claims.push({ key: `supervisor program ${L.supervisorProgram(slot, program)}`, source: `app + programs.${program}`, derived: true });
+    }
+    claims.push({ key: `nginx upstream ${L.nginxUpstream(program)}`, source: `app + programs.${program}`, derived: true });
+  }
+  claims.push({ key: `app name "${c.app}"`, source: "app: nginx site, supervisor groups, /var/log/<app>" });
+  claims.push({ key: `nginx variable $${L.nginxSlotVariable}`, source: "app", derived: true });
+  claims.push({ key: `app user "${env.appUser}"`, source: c.app_user ? "app_user" : "app_user, default: the app name" });
+  if (c.domain) claims.push({ key: `domain ${c.domain.toLowerCase().replace(/\.$/, "")}`, source: "domain" });
+  if (c.domain && c.nginx.default_server) claims.push({ key: "the default server", source: "nginx.default_server" });
+  return claims;
+}
+function overlaps(a, b) {
+  const [x, y] = [a.replace(/\/+$/, ""), b.replace(/\/+$/, "")];
+  return x === y || x.startsWith(`${y}/`) || y.startsWith(`${x}/`);
+}
+function collisions(env, sibling) {
+  const other = sibling.env;
+  const where = sibling.hosts.map(({ mine, theirs: theirs2 }) => `${mine.address}${mine.port !== 22 ? ` port ${mine.port}` : ""} (${env.name}: ${mine.name}, ${other.name}: ${theirs2.name})`).join(", ");
+  const both = `environments ${env.name} and ${other.name} share ${where}`;
+  const out = [];
+  for (const e of [env, other].filter((x) => !x.config.domain)) {
+    const o = e === env ? other : env;
+    out.push(`${both}, but ${e.name} has no domain: its site answers every name on the host, ${o.name}'s too; on a shared host each app needs its own domain (set domain in environments/${e.name}/${ENVIRONMENT_FILE}; nginx.default_server: true keeps it answering by address)`);
+  }
+  const byKey = (claims) => {
+    const m = /* @__PURE__ */ new Map();
+    for (const c of claims) m.set(c.key, [...m.get(c.key) ?? [], c]);
+    return m;
+  };
+  const theirs = byKey(hostClaims(other));
+  const sameApp = env.config.app === other.config.app;
+  for (const [key, mine] of byKey(hostClaims(env))) {
+    const clash = theirs.get(key);
+    if (!clash || mine[0].derived && sameApp) continue;
+    out.push(`${both}, but both take ${key} (${env.name}: ${mine.map((x) => x.source).join("; ")} \u2014 ${other.name}: ${clash.map((x) => x.source).join("; ")})`);
+  }
+  if (overlaps(env.baseDir, other.baseDir))
+    out.push(`${both}, but their base directories overlap: ${env.name} ${env.baseDir}, ${other.name} ${other.baseDir} (releases, shared files, the lock and the audit log live there; set base_dir, default /srv/<app>)`);
+  const [n1, n2] = [env.config.runtimes.node, other.config.runtimes.node];
+  if (n1.strategy === "debian" && n2.strategy === "debian" && n1.version.split(".")[0] !== n2.version.split(".")[0])
+    out.push(`${both}, but ${env.name} pins Debian's Node.js ${n1.version} and ${other.name} ${n2.version}: a host has one Debian nodejs package (pin the same version, or use strategy nvm)`);
+  return out;
+}
+function hostSharing(env) {
+  const { siblings, unreadable } = findSiblings(env);
+  return { siblings, unreadable, collisions: siblings.flatMap((s) => collisions(env, s)) };
+}
+var SHARING_HINT = 'each environment on a host needs its own app name, app user, base_dir, domain and ports (port and port + switch.port_offset); see the README, "Several environments on one host"';
+function refuseCollisions(env, reporter) {
+  const sharing = hostSharing(env);
+  for (const u of sharing.unreadable) reporter.warn(u);
+  if (sharing.collisions.length)
+    throw new OpsError(`${env.name} cannot share its hosts as configured; nothing was changed:
+${sharing.collisions.map((c) => `  - ${c}`).join("\n")}`, SHARING_HINT);
+  return sharing;
+}
+
 // core/secrets/sops.ts
 import { randomBytes as randomBytes8 } from "node:crypto";
 import { readFile } from "node:fs/promises";
@@ -49719,11 +49817,11 @@ import { readFile } from "node:fs/promises";
 // core/secrets/atomic.ts
 import { randomBytes } from "node:crypto";
 import { open as open2, rename as rename2, rm as rm2, stat as stat2 } from "node:fs/promises";
-import { basename, dirname, join as join2 } from "node:path";
+import { basename, dirname, join as join3 } from "node:path";
 async function writeFileAtomic(file, content, mode) {
   const dir = dirname(file);
   const keep = mode ?? await stat2(file).then((s) => s.mode & 511, () => 420);
-  const tmp = join2(dir, `.${basename(file)}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`);
+  const tmp = join3(dir, `.${basename(file)}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`);
   const fh = await open2(tmp, "wx", keep);
   try {
     try {
@@ -56761,7 +56859,7 @@ function goRegexp(source) {
 import { execFileSync } from "node:child_process";
 import { existsSync as existsSync3, readFileSync as readFileSync2 } from "node:fs";
 import { homedir } from "node:os";
-import { join as join3 } from "node:path";
+import { join as join4 } from "node:path";
 
 // node_modules/@noble/hashes/utils.js
 function isBytes(a) {
@@ -65771,8 +65869,8 @@ function isCryptoKey3(key) {
 
 // core/secrets/keys.ts
 function defaultKeyFile(processEnv = process.env) {
-  const base = processEnv.XDG_CONFIG_HOME || join3(processEnv.HOME || homedir(), ".config");
-  return join3(base, "sops", "age", "keys.txt");
+  const base = processEnv.XDG_CONFIG_HOME || join4(processEnv.HOME || homedir(), ".config");
+  return join4(base, "sops", "age", "keys.txt");
 }
 var IDENTITY_RE = /^AGE-SECRET-KEY-(PQ-)?1[0-9A-Z]+$/;
 var RECIPIENT_RE = /^age1[0-9a-z]+$/;
@@ -66837,13 +66935,13 @@ var CONFIG_HEADER = [
 // core/secrets/env.ts
 var import_yaml6 = __toESM(require_dist(), 1);
 import { existsSync as existsSync4, readFileSync as readFileSync3, readdirSync as readdirSync2 } from "node:fs";
-import { isAbsolute as isAbsolute2, join as join4, resolve as resolve2 } from "node:path";
+import { isAbsolute as isAbsolute2, join as join5, resolve as resolve2 } from "node:path";
 function envDir(root, env) {
-  return join4(root, "environments", validate("environment", env));
+  return join5(root, "environments", validate("environment", env));
 }
 async function loadEnvIdentities(root, env, processEnv = process.env) {
   const ids = await loadIdentities(processEnv);
-  const configFile = join4(envDir(root, env), "environment.yml");
+  const configFile = join5(envDir(root, env), "environment.yml");
   if (!existsSync4(configFile)) return ids;
   let keyFile;
   try {
@@ -67307,7 +67405,7 @@ ${inner}`)}`
 // core/remote/identity.ts
 import { existsSync as existsSync5, readFileSync as readFileSync4 } from "node:fs";
 import { homedir as homedir2 } from "node:os";
-import { join as join5 } from "node:path";
+import { join as join6 } from "node:path";
 function readKey(file, label) {
   try {
     return readFileSync4(file, "utf8");
@@ -67336,7 +67434,7 @@ function resolveCredentials(sources, reporter) {
   if (processEnv.SSH_AUTH_SOCK && existsSync5(processEnv.SSH_AUTH_SOCK)) return { agent: processEnv.SSH_AUTH_SOCK, describe: `SSH agent at ${processEnv.SSH_AUTH_SOCK}` };
   const home = sources.home ?? homedir2();
   for (const f of ["id_ed25519", "id_ecdsa", "id_rsa"]) {
-    const p = join5(home, ".ssh", f);
+    const p = join6(home, ".ssh", f);
     if (existsSync5(p)) return fromText(readKey(p, "default key"), `key file ${p}`);
   }
   throw new OpsError(
@@ -68946,6 +69044,7 @@ async function readInitdata(ctx, env, file) {
   return { path, text, encrypted };
 }
 async function initdata(ctx, env, options = {}) {
+  refuseCollisions(env, ctx.reporter);
   const data = await readInitdata(ctx, env, options.file);
   const L = layout(env);
   const hosts = await withSession(
@@ -68991,7 +69090,7 @@ function initdataSummary(r) {
 await runAction(async ({ ops, reporter, input }) => {
   const env = loadEnvironment(input("environment", { required: true }), ops.root);
   const file = input("file");
-  const result = await initdata(ops, env, { file: file ? join6(ops.root, file) : void 0 });
+  const result = await initdata(ops, env, { file: file ? join7(ops.root, file) : void 0 });
   await reporter.summary(initdataSummary(result));
 });
 /*! Bundled license information:

@@ -49185,7 +49185,7 @@ function ruleJson(rule) {
   return { if: nested(rule.when.path, { const: rule.when.equals }, true), then: then.length === 1 ? then[0] : { allOf: then } };
 }
 function checkRule(rule, value, path, problems) {
-  const join3 = (keys) => [path, ...keys].filter(Boolean).join(".");
+  const join4 = (keys) => [path, ...keys].filter(Boolean).join(".");
   if ("exactlyOne" in rule) {
     const given = rule.exactlyOne.filter((k) => value[k] !== void 0 && value[k] !== null);
     if (given.length !== 1) problems.push({ path, message: rule.message });
@@ -49195,10 +49195,10 @@ function checkRule(rule, value, path, problems) {
   for (const r of rule.then) {
     if ("require" in r) {
       const v = at(value, r.require);
-      if (v === void 0 || v === null) problems.push({ path: join3(r.require), message: r.message });
+      if (v === void 0 || v === null) problems.push({ path: join4(r.require), message: r.message });
     } else {
       const v = at(value, r.path);
-      if (typeof v === "string" && !r.pattern.test(v)) problems.push({ path: join3(r.path), message: r.message(v) });
+      if (typeof v === "string" && !r.pattern.test(v)) problems.push({ path: join4(r.path), message: r.message(v) });
     }
   }
 }
@@ -49666,10 +49666,156 @@ function envPath(env, p) {
 var JSON_SCHEMA_FILE = "schema/environment.schema.json";
 var SCHEMA_COMMENT = `# yaml-language-server: $schema=../../${JSON_SCHEMA_FILE}`;
 
+// core/config/siblings.ts
+import { join as join2 } from "node:path";
+
+// core/layout.ts
+function layout(env) {
+  const base = env.baseDir;
+  const app = env.config.app;
+  return {
+    base,
+    mirror: `${base}/repo.git`,
+    lfsStore: `${base}/repo.git/lfs/objects`,
+    releases: `${base}/releases`,
+    shared: `${base}/shared`,
+    envFile: `${base}/shared/.env`,
+    environFile: `${base}/shared/environ`,
+    deps: `${base}/shared/deps`,
+    current: `${base}/current`,
+    state: `${base}/.ops`,
+    lock: `${base}/.ops/lock`,
+    audit: `${base}/.ops/audit.log`,
+    history: `${base}/.ops/history`,
+    slotFile: `${base}/.ops/slot`,
+    uploads: `${base}/.ops/uploads`,
+    logDir: `/var/log/${app}`,
+    nginxSite: `/etc/nginx/sites-available/${app}`,
+    nginxSiteEnabled: `/etc/nginx/sites-enabled/${app}`,
+    nginxUpstreams: `/etc/nginx/ops-upstreams/${app}.conf`,
+    nginxUpstream: (program) => `${app}_${program}`,
+    nginxSlotVariable: `ops_slot_${app.replace(/-/g, "_")}`,
+    nginxAccessLog: `/var/log/nginx/${app}.access.log`,
+    nginxErrorLog: `/var/log/nginx/${app}.error.log`,
+    supervisorConf: (slot) => `/etc/supervisor/conf.d/${app}-${slot}.conf`,
+    supervisorGroup: (slot) => `${app}-${slot}`,
+    supervisorProgram: (slot, program) => `${app}-${slot}-${program}`,
+    // Shared by every app on the host: challenge tokens are unique, and certbot only adds and removes its own.
+    acmeWebroot: "/var/www/letsencrypt",
+    selfSignedDir: `/etc/ssl/${app}`
+  };
+}
+function slotPort(env, program, slot) {
+  const p = env.config.programs[program];
+  if (!p) throw new Error(`no program ${program}`);
+  return slot === "blue" ? p.port : p.port + env.config.switch.port_offset;
+}
+function otherSlot(slot) {
+  return slot === "blue" ? "green" : "blue";
+}
+
+// core/config/siblings.ts
+function isDefaultServer(env) {
+  return !env.config.domain || env.config.nginx.default_server;
+}
+function rawMachines(doc) {
+  const hosts = doc?.hosts;
+  if (!Array.isArray(hosts)) return void 0;
+  return hosts.flatMap((h) => {
+    const { address: address2, port: port2 } = h ?? {};
+    return typeof address2 === "string" ? [machineId({ address: address2, port: typeof port2 === "number" ? port2 : 22 })] : [];
+  });
+}
+function findSiblings(env) {
+  const mine = new Map(env.hosts.map((h) => [machineId(h), h]));
+  const siblings = [];
+  const unreadable = [];
+  for (const name2 of listEnvironments(env.root)) {
+    if (name2 === env.name) continue;
+    const label = `environments/${name2}/${ENVIRONMENT_FILE}`;
+    let doc;
+    try {
+      doc = readYamlFile(join2(environmentsDir(env.root), name2, ENVIRONMENT_FILE), label);
+      const config = parseEnvironment(doc, label);
+      const theirs = config.hosts.map((h) => ({ name: h.name, address: h.address, port: h.port, user: h.user, hostKey: "" }));
+      const shared = theirs.filter((h) => mine.has(machineId(h))).map((h) => ({ mine: mine.get(machineId(h)), theirs: h }));
+      if (shared.length) siblings.push({ env: resolveEnvironment(name2, env.root, config, theirs), hosts: shared });
+    } catch (e) {
+      const machines = rawMachines(doc);
+      if (!machines || machines.some((m) => mine.has(m)))
+        unreadable.push(`${label} cannot be read (${formatError(e).split("\n")[0]}): whether ${name2} shares a host with ${env.name}, and collides with it, is not checked`);
+    }
+  }
+  return { siblings, unreadable };
+}
+function hostClaims(env) {
+  const c = env.config;
+  const L = layout(env);
+  const claims = [];
+  for (const program of Object.keys(c.programs)) {
+    for (const slot of ["blue", "green"]) {
+      claims.push({ key: `port ${slotPort(env, program, slot)}`, source: `programs.${program}.port${slot === "green" ? " + switch.port_offset" : ""}, ${slot} slot` });
+      claims.push({ key: `supervisor program ${L.supervisorProgram(slot, program)}`, source: `app + programs.${program}`, derived: true });
+    }
+    claims.push({ key: `nginx upstream ${L.nginxUpstream(program)}`, source: `app + programs.${program}`, derived: true });
+  }
+  claims.push({ key: `app name "${c.app}"`, source: "app: nginx site, supervisor groups, /var/log/<app>" });
+  claims.push({ key: `nginx variable $${L.nginxSlotVariable}`, source: "app", derived: true });
+  claims.push({ key: `app user "${env.appUser}"`, source: c.app_user ? "app_user" : "app_user, default: the app name" });
+  if (c.domain) claims.push({ key: `domain ${c.domain.toLowerCase().replace(/\.$/, "")}`, source: "domain" });
+  if (c.domain && c.nginx.default_server) claims.push({ key: "the default server", source: "nginx.default_server" });
+  return claims;
+}
+function overlaps(a, b) {
+  const [x, y] = [a.replace(/\/+$/, ""), b.replace(/\/+$/, "")];
+  return x === y || x.startsWith(`${y}/`) || y.startsWith(`${x}/`);
+}
+function collisions(env, sibling) {
+  const other = sibling.env;
+  const where = sibling.hosts.map(({ mine, theirs: theirs2 }) => `${mine.address}${mine.port !== 22 ? ` port ${mine.port}` : ""} (${env.name}: ${mine.name}, ${other.name}: ${theirs2.name})`).join(", ");
+  const both = `environments ${env.name} and ${other.name} share ${where}`;
+  const out = [];
+  for (const e of [env, other].filter((x) => !x.config.domain)) {
+    const o = e === env ? other : env;
+    out.push(`${both}, but ${e.name} has no domain: its site answers every name on the host, ${o.name}'s too; on a shared host each app needs its own domain (set domain in environments/${e.name}/${ENVIRONMENT_FILE}; nginx.default_server: true keeps it answering by address)`);
+  }
+  const byKey = (claims) => {
+    const m = /* @__PURE__ */ new Map();
+    for (const c of claims) m.set(c.key, [...m.get(c.key) ?? [], c]);
+    return m;
+  };
+  const theirs = byKey(hostClaims(other));
+  const sameApp = env.config.app === other.config.app;
+  for (const [key, mine] of byKey(hostClaims(env))) {
+    const clash = theirs.get(key);
+    if (!clash || mine[0].derived && sameApp) continue;
+    out.push(`${both}, but both take ${key} (${env.name}: ${mine.map((x) => x.source).join("; ")} \u2014 ${other.name}: ${clash.map((x) => x.source).join("; ")})`);
+  }
+  if (overlaps(env.baseDir, other.baseDir))
+    out.push(`${both}, but their base directories overlap: ${env.name} ${env.baseDir}, ${other.name} ${other.baseDir} (releases, shared files, the lock and the audit log live there; set base_dir, default /srv/<app>)`);
+  const [n1, n2] = [env.config.runtimes.node, other.config.runtimes.node];
+  if (n1.strategy === "debian" && n2.strategy === "debian" && n1.version.split(".")[0] !== n2.version.split(".")[0])
+    out.push(`${both}, but ${env.name} pins Debian's Node.js ${n1.version} and ${other.name} ${n2.version}: a host has one Debian nodejs package (pin the same version, or use strategy nvm)`);
+  return out;
+}
+function hostSharing(env) {
+  const { siblings, unreadable } = findSiblings(env);
+  return { siblings, unreadable, collisions: siblings.flatMap((s) => collisions(env, s)) };
+}
+var SHARING_HINT = 'each environment on a host needs its own app name, app user, base_dir, domain and ports (port and port + switch.port_offset); see the README, "Several environments on one host"';
+function refuseCollisions(env, reporter) {
+  const sharing = hostSharing(env);
+  for (const u of sharing.unreadable) reporter.warn(u);
+  if (sharing.collisions.length)
+    throw new OpsError(`${env.name} cannot share its hosts as configured; nothing was changed:
+${sharing.collisions.map((c) => `  - ${c}`).join("\n")}`, SHARING_HINT);
+  return sharing;
+}
+
 // core/remote/identity.ts
 import { existsSync as existsSync3, readFileSync as readFileSync2 } from "node:fs";
 import { homedir } from "node:os";
-import { join as join2 } from "node:path";
+import { join as join3 } from "node:path";
 function readKey(file, label) {
   try {
     return readFileSync2(file, "utf8");
@@ -49698,7 +49844,7 @@ function resolveCredentials(sources, reporter) {
   if (processEnv.SSH_AUTH_SOCK && existsSync3(processEnv.SSH_AUTH_SOCK)) return { agent: processEnv.SSH_AUTH_SOCK, describe: `SSH agent at ${processEnv.SSH_AUTH_SOCK}` };
   const home = sources.home ?? homedir();
   for (const f of ["id_ed25519", "id_ecdsa", "id_rsa"]) {
-    const p = join2(home, ".ssh", f);
+    const p = join3(home, ".ssh", f);
     if (existsSync3(p)) return fromText(readKey(p, "default key"), `key file ${p}`);
   }
   throw new OpsError(
@@ -50995,51 +51141,6 @@ function hostConnector(ctx) {
   };
 }
 
-// core/layout.ts
-function layout(env) {
-  const base = env.baseDir;
-  const app = env.config.app;
-  return {
-    base,
-    mirror: `${base}/repo.git`,
-    lfsStore: `${base}/repo.git/lfs/objects`,
-    releases: `${base}/releases`,
-    shared: `${base}/shared`,
-    envFile: `${base}/shared/.env`,
-    environFile: `${base}/shared/environ`,
-    deps: `${base}/shared/deps`,
-    current: `${base}/current`,
-    state: `${base}/.ops`,
-    lock: `${base}/.ops/lock`,
-    audit: `${base}/.ops/audit.log`,
-    history: `${base}/.ops/history`,
-    slotFile: `${base}/.ops/slot`,
-    uploads: `${base}/.ops/uploads`,
-    logDir: `/var/log/${app}`,
-    nginxSite: `/etc/nginx/sites-available/${app}`,
-    nginxSiteEnabled: `/etc/nginx/sites-enabled/${app}`,
-    nginxUpstreams: `/etc/nginx/ops-upstreams/${app}.conf`,
-    nginxUpstream: (program) => `${app}_${program}`,
-    nginxSlotVariable: `ops_slot_${app.replace(/-/g, "_")}`,
-    nginxAccessLog: `/var/log/nginx/${app}.access.log`,
-    nginxErrorLog: `/var/log/nginx/${app}.error.log`,
-    supervisorConf: (slot) => `/etc/supervisor/conf.d/${app}-${slot}.conf`,
-    supervisorGroup: (slot) => `${app}-${slot}`,
-    supervisorProgram: (slot, program) => `${app}-${slot}-${program}`,
-    // Shared by every app on the host: challenge tokens are unique, and certbot only adds and removes its own.
-    acmeWebroot: "/var/www/letsencrypt",
-    selfSignedDir: `/etc/ssl/${app}`
-  };
-}
-function slotPort(env, program, slot) {
-  const p = env.config.programs[program];
-  if (!p) throw new Error(`no program ${program}`);
-  return slot === "blue" ? p.port : p.port + env.config.switch.port_offset;
-}
-function otherSlot(slot) {
-  return slot === "blue" ? "green" : "blue";
-}
-
 // core/runinfo.ts
 import { hostname, userInfo } from "node:os";
 function clean(s) {
@@ -51335,11 +51436,6 @@ function previousRelease(releases, current) {
 
 // core/steps/nginx.ts
 import { readFileSync as readFileSync3 } from "node:fs";
-
-// core/config/siblings.ts
-function isDefaultServer(env) {
-  return !env.config.domain || env.config.nginx.default_server;
-}
 
 // core/steps/script.ts
 function b64(content) {
@@ -52294,6 +52390,7 @@ ${remote.name} still serves ${state.current}`, e.hint);
 }
 async function rollback(ctx, env, to) {
   if (to) validate("release", to);
+  refuseCollisions(env, ctx.reporter);
   const hosts = await withSession(
     ctx,
     env,

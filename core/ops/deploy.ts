@@ -18,7 +18,7 @@ import type { AuditEntry } from '../steps/audit.ts';
 import { appCommand, dependencies, APP_KEYS } from '../steps/app.ts';
 import { createRelease, deployState, installDotenv, markRelease, pruneReleases, receivePack, RELEASE_KEYS } from '../steps/release.ts';
 import { START_FAILED_CLEAN, startSlot, stopSlot, switchTo } from '../steps/switch.ts';
-import { HostRun } from './host-run.ts';
+import { HostRun, type HostSwitch } from './host-run.ts';
 import { withSession, type Session } from './hosts.ts';
 import { liveOf, parseState, pruneAfterSwitch, readLive, type HostState } from './host-state.ts';
 import { planDeploy, planText, treeNotes, type Plan } from './deploy-plan.ts';
@@ -31,15 +31,6 @@ export interface DeployOptions {
   dryRun?: boolean;
 }
 
-export interface HostDeploy {
-  host: string;
-  release: string;
-  previous: string;
-  noop: boolean;
-  steps: { name: string; ms: number }[];
-  notes: string[];
-}
-
 export interface DeployResult {
   environment: string;
   ref: string;
@@ -50,7 +41,7 @@ export interface DeployResult {
   url: string;
   noop: boolean;
   dryRun: boolean;
-  hosts: HostDeploy[];
+  hosts: HostSwitch[];
   plan?: string[];
   /** What the deploy changes on each group of hosts serving the same commit (read before anything changed). */
   changes: HostsChange[];
@@ -79,14 +70,14 @@ function checkSpace(env: Environment, host: string, state: HostState, p: Plan, p
 
 type Audit = (entry: { result: AuditEntry['result'] } & Partial<AuditEntry>) => void;
 
-async function deployHost(ctx: OpsContext, env: Environment, remote: Remote, inspected: StepResult, p: Plan, primary: boolean, options: DeployOptions, record: Audit): Promise<HostDeploy> {
+async function deployHost(ctx: OpsContext, env: Environment, remote: Remote, inspected: StepResult, p: Plan, primary: boolean, options: DeployOptions, record: Audit): Promise<HostSwitch> {
   const L = layout(env);
   const h = new HostRun(ctx, remote, env);
   const state = parseState(inspected);
   const audit: Audit = (entry) => record({ ref: p.resolved.ref, sha: p.resolved.sha, release: p.id, previous: state.current || undefined, ...entry });
   if (!state.provisioned) throw new OpsError(`${remote.name} is not provisioned for ${env.name}`, `run: ops provision ${env.name}`);
   const live = state.releases.find((r) => r.id === state.current);
-  const result: HostDeploy = { host: remote.name, release: p.id, previous: state.current, noop: false, steps: h.steps, notes: [] };
+  const result: HostSwitch = { host: remote.name, release: p.id, previous: state.current, noop: false, steps: h.steps, notes: [] };
   const skew = clockSkewWarning(ctx, remote.name, state.hostTime);
   if (skew) {
     ctx.reporter.warn(skew);
@@ -206,7 +197,7 @@ export async function deploy(ctx: OpsContext, env: Environment, options: DeployO
       const lives = env.hosts.map((h) => liveOf(h.name, parseState(locked.inspected.get(h.name)!)));
       base.changes = await describeChanges(p.repo, env, lives, p.resolved.sha);
       for (const line of formatChanges(base.changes, p.resolved.sha)) ctx.reporter.info(line);
-      const done: HostDeploy[] = [];
+      const done: HostSwitch[] = [];
       try {
         await session.each(
           async (remote, host) => {

@@ -6,6 +6,19 @@ import { DISK_FULL, DiskFullError, StepError } from '../errors.ts';
 import { reported, type Remote, type Step, type StepResult } from '../remote/types.ts';
 import { describeDisk, diskSpace, parseDisk, FACTS_KEYS } from '../steps/facts.ts';
 
+/** What a deploy or a rollback did on one host: the release it made live, the one before, its steps' durations. */
+export interface HostSwitch {
+  host: string;
+  /** The release live after it. */
+  release: string;
+  /** The release live before it ('' on a first deploy). */
+  previous: string;
+  /** Nothing to do: `release` was already live. */
+  noop: boolean;
+  steps: { name: string; ms: number }[];
+  notes: string[];
+}
+
 /**
  * Timed step runner for one host: a group in the log per step (quiet steps stay out of it), durations for the
  * summary. A step or upload that runs out of disk space or inodes fails saying so, with what is left under the

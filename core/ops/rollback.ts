@@ -11,8 +11,7 @@ import { validate } from '../shell.ts';
 import { previousRelease } from '../steps/history.ts';
 import { deployState, markRelease } from '../steps/release.ts';
 import { START_FAILED_CLEAN, startSlot, stopSlot, switchTo } from '../steps/switch.ts';
-import { type HostDeploy } from './deploy.ts';
-import { HostRun } from './host-run.ts';
+import { HostRun, type HostSwitch } from './host-run.ts';
 import { withSession } from './hosts.ts';
 import { parseState } from './host-state.ts';
 import { withLock, type LockedRun } from './locked.ts';
@@ -20,10 +19,10 @@ import { withLock, type LockedRun } from './locked.ts';
 export interface RollbackResult {
   environment: string;
   url: string;
-  hosts: HostDeploy[];
+  hosts: HostSwitch[];
 }
 
-async function rollbackHost(ctx: OpsContext, env: Environment, remote: Remote, inspected: StepResult, to: string | undefined, audit: LockedRun['audit']): Promise<HostDeploy> {
+async function rollbackHost(ctx: OpsContext, env: Environment, remote: Remote, inspected: StepResult, to: string | undefined, audit: LockedRun['audit']): Promise<HostSwitch> {
   const h = new HostRun(ctx, remote, env);
   const state = parseState(inspected);
   if (!state.current) throw new OpsError(`${remote.name} has no live release to roll back from`);
@@ -38,7 +37,7 @@ async function rollbackHost(ctx: OpsContext, env: Environment, remote: Remote, i
   } else if (!kept.includes(target)) {
     throw new OpsError(`release ${target} is not on ${remote.name} (kept: ${kept.join(', ')})`, `see ops releases ${env.name}`);
   }
-  const result: HostDeploy = { host: remote.name, release: target, previous: state.current, noop: target === state.current, steps: h.steps, notes: [] };
+  const result: HostSwitch = { host: remote.name, release: target, previous: state.current, noop: target === state.current, steps: h.steps, notes: [] };
   const skew = clockSkewWarning(ctx, remote.name, state.hostTime);
   if (skew) {
     ctx.reporter.warn(skew);

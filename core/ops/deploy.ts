@@ -9,22 +9,22 @@ import { randomBytes } from 'node:crypto';
 import { isAbsolute, resolve } from 'node:path';
 import type { Environment } from '../config/environment.ts';
 import { refuseCollisions, sharingPlan, type HostSharing } from '../config/siblings.ts';
-import { clockSkewWarning, inBatches, runnerNow, withSession, type OpsContext, type Session } from '../context.ts';
+import { clockSkewWarning, inBatches, runnerNow, Session, withOpenSession, withSession, type OpsContext } from '../context.ts';
 import { renderDotenv, type RenderedEnv } from '../dotenv.ts';
 import { DISK_FULL, DiskFullError, OpsError, StepError } from '../errors.ts';
 import { layout, otherSlot, type Slot } from '../layout.ts';
 import { runInfo } from '../runinfo.ts';
 import { reported, reportedAll, type Remote, type Step, type StepResult } from '../remote/types.ts';
-import { validate } from '../shell.ts';
+import { quote, validate } from '../shell.ts';
 import { type HostLive, type HostsChange, dependencyHashes, describeChanges, formatChanges } from '../changes.ts';
 import { knownCommits, packFor, resolveRef, treeContent, treeSize, type ResolvedRef, type TreeContent } from '../source.ts';
 import { describeDisk, diskSpace, parseDisk, type DiskSpace } from '../steps/facts.ts';
 import type { AuditEntry } from '../steps/audit.ts';
-import { parseReleaseRecord, retention, type ReleaseRecord } from '../steps/history.ts';
+import { RELEASE_DIR_PATTERN, parseReleaseRecord, retention, type ReleaseRecord } from '../steps/history.ts';
 import { site } from '../steps/nginx.ts';
 import { appCommand, createRelease, dependencies, deployState, installDotenv, markRelease, pruneReleases, receivePack, releaseId, type ReleaseMeta } from '../steps/release.ts';
 import { START_FAILED_CLEAN, slotConfig, startSlot, stopSlot, switchTo } from '../steps/switch.ts';
-import { withLock } from './locked.ts';
+import { withLock, type AuditEntryFields, type LockedRun, type LockOptions } from './locked.ts';
 import { environmentSecrets } from './secrets.ts';
 
 export interface DeployOptions {
@@ -192,10 +192,15 @@ interface Plan {
   meta: ReleaseMeta;
 }
 
-async function plan(ctx: OpsContext, env: Environment, options: DeployOptions): Promise<Plan> {
+/** The commit to deploy: the ref validated and resolved in the runner's repository (before any connection). */
+async function target(ctx: OpsContext, env: Environment, options: DeployOptions): Promise<{ repo: string; resolved: ResolvedRef }> {
   const ref = validate('gitRef', options.ref || env.config.ref);
   const repo = sourceRepository(ctx, env);
-  const resolved = await resolveRef(repo, ref);
+  return { repo, resolved: await resolveRef(repo, ref) };
+}
+
+async function plan(ctx: OpsContext, env: Environment, { repo, resolved }: { repo: string; resolved: ResolvedRef }): Promise<Plan> {
+  const ref = resolved.ref;
   // A release missing its submodules or LFS contents is refused here, before any host is touched.
   const tree = await treeContent(repo, resolved.sha);
   const hashes = await dependencyHashes(repo, resolved.sha, env);
@@ -245,11 +250,12 @@ function checkSpace(env: Environment, host: string, state: HostState, p: Plan, p
 
 type Audit = (entry: { result: AuditEntry['result'] } & Partial<AuditEntry>) => void;
 
-async function deployHost(ctx: OpsContext, env: Environment, remote: Remote, inspected: StepResult, p: Plan, primary: boolean, options: DeployOptions, record: Audit): Promise<HostDeploy> {
+async function deployHost(ctx: OpsContext, env: Environment, remote: Remote, locked: LockedRun, p: Plan, primary: boolean, options: DeployOptions): Promise<HostDeploy> {
   const L = layout(env);
   const h = new HostRun(ctx, remote, env);
-  const state = parseState(inspected);
-  const audit: Audit = (entry) => record({ ref: p.resolved.ref, sha: p.resolved.sha, release: p.id, previous: state.current || undefined, ...entry });
+  const state = parseState(locked.inspected.get(remote.name)!);
+  const fields = (entry: Parameters<Audit>[0]): AuditEntryFields => ({ ref: p.resolved.ref, sha: p.resolved.sha, release: p.id, previous: state.current || undefined, ...entry });
+  const audit: Audit = (entry) => locked.audit(remote.name, fields(entry));
   if (!state.provisioned) throw new OpsError(`${remote.name} is not provisioned for ${env.name}`, `run: ops provision ${env.name}`);
   const live = state.releases.find((r) => r.id === state.current);
   const result: HostDeploy = { host: remote.name, release: p.id, previous: state.current, noop: false, steps: h.steps, notes: [] };
@@ -262,7 +268,8 @@ async function deployHost(ctx: OpsContext, env: Environment, remote: Remote, ins
   if (live && live.sha === p.resolved.sha && !options.force) {
     if (state.liveHealth !== 'ok')
       throw new OpsError(`${p.resolved.sha.slice(0, 12)} is already live on ${remote.name} but not healthy: ${state.liveHealth || 'no health result'}`, `check ops status ${env.name}; redeploy with --force to start it again`);
-    audit({ result: 'no-op', release: state.current, message: 'already live' });
+    // Usually the lock step has already written this and let go (noopFinish): one round trip in all.
+    if (!locked.finished(remote.name)) audit({ result: 'no-op', release: state.current, message: 'already live' });
     return { ...result, release: state.current, noop: true, notes: [`${p.resolved.sha.slice(0, 12)} already live (${state.current})`, ...result.notes] };
   }
 
@@ -329,11 +336,13 @@ async function deployHost(ctx: OpsContext, env: Environment, remote: Remote, ins
   }
   // The previous release stays up on the idle slot (instant rollback), unless configured otherwise.
   if ((state.slot || state.current) && !env.config.switch.keep_previous) await h.run(stopSlot(env, state.slot ?? 'blue', env.config.switch.drain));
-  const pruned = await h.run(pruneReleases(env, pruneAfterSwitch(env, state, p.id, newSlot)));
+  // Pruning is the last step: it writes the audit line and lets go of the lock in the same round trip.
+  const prune = pruneReleases(env, pruneAfterSwitch(env, state, p.id, newSlot));
+  const pruned = await h.run({ ...prune, script: `${prune.script}\n${locked.closing(remote.name, fields({ result: 'success' }))}` });
+  locked.closed(remote.name, pruned);
   const gone = reportedAll(pruned, 'pruned');
   if (gone.length) result.notes.push(`pruned ${gone.length} old release(s)`);
   for (const r of reportedAll(pruned, 'kept_running')) result.notes.push(`kept ${r}: a process still runs from it`);
-  audit({ result: 'success' });
   return result;
 }
 
@@ -368,6 +377,19 @@ function summaryPlan(env: Environment, p: Plan, sharing: HostSharing): string[] 
   ];
 }
 
+/**
+ * The end of the lock step of a deploy on a host where `target` is live and healthy already (the state step
+ * set live_sha and live_health): the no-op's audit line is written and the lock let go in the same round trip.
+ * deployHost then sees the same state and reports the no-op without another round trip.
+ */
+function noopFinish(target: ResolvedRef, unlock: Parameters<NonNullable<LockOptions['finish']>>[0]): string {
+  const line = unlock({ ref: target.ref, sha: target.sha, release: '', previous: '', result: 'no-op', message: 'already live' }, { release: 'cur_id', previous: 'cur_id' });
+  return String.raw`cur_id=${'$'}{cur##*/}
+if [ -n "$live_sha" ] && [ "$live_sha" = ${quote(target.sha)} ] && [ "$live_health" = ok ] && [[ $cur_id =~ ${RELEASE_DIR_PATTERN} ]]; then
+${line}
+fi`;
+}
+
 /** A host's live commit from its state (the `deployState` step). */
 function liveOf(host: string, state: HostState): HostLive {
   return { host, sha: state.releases.find((r) => r.id === state.current)?.sha ?? '', release: state.current };
@@ -398,7 +420,18 @@ export async function readLive(ctx: OpsContext, env: Environment): Promise<HostL
 export async function deploy(ctx: OpsContext, env: Environment, options: DeployOptions = {}): Promise<DeployResult> {
   // Apps sharing a host: refused before anything else (a dry run too: it is the plan) when they collide.
   const sharing = refuseCollisions(env, ctx.reporter);
-  const p = await plan(ctx, env, options);
+  // The connections open while the runner plans (git, secrets, .env): neither waits for the other. A plan
+  // that fails closes them; nothing has run on any host yet.
+  const commit = await target(ctx, env, options);
+  const opening = options.dryRun ? undefined : Session.open(ctx, env);
+  opening?.catch(() => undefined);
+  let p: Plan;
+  try {
+    p = await plan(ctx, env, commit);
+  } catch (e) {
+    await opening?.then((s) => s.close(), () => undefined);
+    throw e;
+  }
   const base: DeployResult = {
     environment: env.name,
     ref: p.resolved.ref,
@@ -416,7 +449,8 @@ export async function deploy(ctx: OpsContext, env: Environment, options: DeployO
     const changes = await describeChanges(p.repo, env, await readLive(ctx, env), p.resolved.sha);
     return { ...base, changes, plan: [...summaryPlan(env, p, sharing), '', 'changes (live → target):', ...formatChanges(changes, p.resolved.sha).map((l) => `  ${l}`)] };
   }
-  const hosts = await withSession(ctx, env, (session: Session) =>
+  const session = await opening!;
+  const hosts = await withOpenSession(session, () =>
     withLock(ctx, session, 'deploy', async (locked) => {
       const lives = env.hosts.map((h) => liveOf(h.name, parseState(locked.inspected.get(h.name)!)));
       base.changes = await describeChanges(p.repo, env, lives, p.resolved.sha);
@@ -427,7 +461,7 @@ export async function deploy(ctx: OpsContext, env: Environment, options: DeployO
           env.hosts.map((h, i) => ({ remote: session.remote(h.name), primary: i === 0 })),
           env.config.switch.batch_size,
           async ({ remote, primary }) => {
-            const r = await deployHost(ctx, env, remote, locked.inspected.get(remote.name)!, p, primary, options, (entry) => locked.audit(remote.name, entry));
+            const r = await deployHost(ctx, env, remote, locked, p, primary, options);
             done.push(r);
             return r;
           },
@@ -443,7 +477,10 @@ export async function deploy(ctx: OpsContext, env: Environment, options: DeployO
         throw e;
       }
       return done;
-    }, { inspect: deployState(env, [p.resolved.sha, ...p.tree.submodules.map((m) => m.sha)], { lfs: [...new Set(p.tree.lfs.map((f) => f.oid))] }) }),
+    }, {
+      inspect: deployState(env, [p.resolved.sha, ...p.tree.submodules.map((m) => m.sha)], { lfs: [...new Set(p.tree.lfs.map((f) => f.oid))], target: p.resolved.sha }),
+      finish: options.force ? undefined : (unlock) => noopFinish(p.resolved, unlock),
+    }),
   );
   return {
     ...base,

@@ -51244,16 +51244,26 @@ group_down() { rpc supervisor.stopProcessGroup "$1" >/dev/null; rpc supervisor.r
 group_add() { local out; out=$(rpc supervisor.addProcessGroup "$1"); ! rpc_fault "$out"; }
 # sup_pid GROUP:PROGRAM: the pid supervisor reports for a program (getProcessInfo), 0 or nothing when none.
 sup_pid() { rpc supervisor.getProcessInfo "$1" | tr -d '\n' | sed -n 's/.*<name>pid<\/name><value><int>\([0-9]*\)<\/int>.*/\1/p'; }`;
-var IDENTITY_FUNCTIONS = String.raw`proc_env_release() { tr '\0' '\n' < "/proc/$1/environ" 2>/dev/null | sed -n 's/^OPS_RELEASE=//p' | head -n 1; }
+var IDENTITY_FUNCTIONS = String.raw`# Builtins where they do (no process per call: these run on every no-op deploy and rollback).
+proc_env_release() { local v; while IFS= read -r -d '' v; do case $v in OPS_RELEASE=*) printf '%s\n' "${"$"}{v#OPS_RELEASE=}"; return 0 ;; esac; done < "/proc/$1/environ" 2>/dev/null; return 0; }
 proc_cwd() { readlink "/proc/$1/cwd" 2>/dev/null || true; }
 proc_cmd() { tr '\0\n\t' '   ' < "/proc/$1/cmdline" 2>/dev/null | cut -c 1-160 | sed 's/ *$//'; }
-listeners() { ss -Htlnp "sport = :$1" 2>/dev/null | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -un; }
-# in_tree PID ROOT: ROOT is PID or one of its ancestors.
+# listeners PORT: pids listening on it, from LISTEN_TABLE (one \`ss -Htlnp\` for every port) when set.
+listeners() {
+  local table l rest
+  table=${"$"}{LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}
+  while read -r _ _ _ l _ rest; do
+    [ "${"$"}{l##*:}" = "$1" ] || continue
+    while [[ $rest =~ pid=([0-9]+) ]]; do printf '%s\n' "${"$"}{BASH_REMATCH[1]}"; rest=${"$"}{rest#*pid=${"$"}{BASH_REMATCH[1]}}; done
+  done <<< "$table" | sort -un
+}
+# in_tree PID ROOT: ROOT is PID or one of its ancestors (parents read from /proc/PID/stat, after the command name).
 in_tree() {
-  local p=$1 n=0
+  local p=$1 n=0 s f
   while [ -n "$p" ] && [ "$p" -gt 0 ] && [ "$n" -lt 64 ]; do
     [ "$p" = "$2" ] && return 0
-    p=$(awk '/^PPid:/ { print $2 }' "/proc/$p/status" 2>/dev/null); n=$(( n + 1 ))
+    read -r s < "/proc/$p/stat" 2>/dev/null || return 1
+    read -r -a f <<< "${"$"}{s##*) }"; p=${"$"}{f[1]:-0}; n=$(( n + 1 ))
   done
   return 1
 }
@@ -51273,9 +51283,10 @@ describe_proc() {
 # the pid supervisor reports for that program of GROUP and runs release ID (directory DIR). On failure,
 # IDENTITY says what answers instead.
 check_identity() {
-  local id=$1 dir group=$3 p name port sp l ls; dir=$(readlink -f "$2"); shift 3
+  local id=$1 dir group=$3 p name port sp l ls LISTEN_TABLE; dir=$(readlink -f "$2"); shift 3
   IDENTITY=""
   command -v ss >/dev/null || { IDENTITY="cannot tell who listens on the ports: ss (iproute2) is not installed; run ops provision"; return 1; }
+  LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)
   for p in "$@"; do
     IFS=: read -r name port _ <<< "$p"
     sp=$(sup_pid "$group:$group-$name"); sp=${"$"}{sp:-0}

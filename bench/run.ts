@@ -134,7 +134,7 @@ class Bench {
         if (expectDeps) {
           for (const h of r.hosts) {
             const want = ['python', 'node'].map((k) => `dependencies: ${k} ${expectDeps}`);
-            if (!want.every((w) => h.notes.includes(w))) throw new OpsError(`${scenario} on ${h.host} is not what it measures: expected ${want.join(' and ')}, the deploy reported: ${h.notes.join('; ')}`);
+            if (!want.every((w) => h.notes.some((n) => n === w || n.startsWith(`${w} (`)))) throw new OpsError(`${scenario} on ${h.host} is not what it measures: expected ${want.join(' and ')}, the deploy reported: ${h.notes.join('; ')}`);
           }
         }
         return r.hosts.map((h) => ({ host: h.host, steps: h.steps }));

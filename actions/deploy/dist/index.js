@@ -49437,6 +49437,11 @@ var environmentSchema = object(
       object({
         python_requirements: opt(string({ pattern: /^[^\n]*$/, form: 'a relative path, or "" to skip' }), 'pip requirements file; a venv is made at <release>/venv ("" = no Python)', "requirements.txt"),
         node_dir: opt(string({ pattern: /^[^\n]*$/, form: 'a relative path, or "" to skip' }), 'directory holding package.json/package-lock.json for `npm ci` ("" = no Node)', "client"),
+        python_installer: opt(
+          oneOf(["uv", "pip"]),
+          "what builds a new Python dependency set: uv (pinned, installed by provision from the package index; its cache on the host is shared by every set, so a set of cached packages takes seconds; the venv is seeded with pip) or pip (`python -m venv`, then `pip install`: slower, for requirements uv does not read)",
+          "uv"
+        ),
         build: opt(command, "build command, run in the release as the app user", "make build"),
         migrate: opt(command, "migration command, run before the switch while the old release still serves", "make migrate"),
         keep: opt(integer(1, 100), "good releases kept on each host: the latest ones that went live, in the order they went live on that host (the live one among them); the live release and the one kept warm on the idle slot are never removed", 5),
@@ -52185,6 +52190,8 @@ fi`);
 }
 
 // core/runtimes.ts
+var UV_VERSION = "0.13.9";
+var UV_DIR = "/opt/ops-uv";
 var PYENV_ROOT = "/opt/pyenv";
 var NVM_DIR = "/opt/nvm";
 var NODE_FROM_NPM_DIR = "/opt/ops-node";
@@ -52195,7 +52202,7 @@ function runtimePaths(env) {
   const { python, node } = env.config.runtimes;
   const py = python.strategy === "pyenv" ? `${PYENV_ROOT}/versions/${python.version}/bin/python3` : `/usr/bin/python${minor(python.version)}`;
   const nodeBin = node.strategy === "nvm" ? `${NVM_DIR}/versions/node/v${node.version}/bin` : node.strategy === "npm" ? `${NODE_FROM_NPM_DIR}/v${node.version}/bin` : "/usr/bin";
-  return { python: py, node: `${nodeBin}/node`, npm: `${nodeBin}/npm` };
+  return { python: py, node: `${nodeBin}/node`, npm: `${nodeBin}/npm`, uv: `${UV_DIR}/v${UV_VERSION}/bin/uv` };
 }
 
 // core/supervisor.ts
@@ -52704,19 +52711,28 @@ cd ${quote(release)}`;
 function dependencies(env, release, hashes) {
   const L = layout(env);
   const paths = runtimePaths(env);
-  const { python_requirements: req2, node_dir: nodeDir } = env.config.release;
+  const { python_requirements: req2, node_dir: nodeDir, python_installer: installer } = env.config.release;
   const lines = [appEnvironment(env, release)];
   if (req2) {
     const venv = `${L.deps}/venv-${hashes.python}`;
+    const install = installer === "pip" ? String.raw`  ${quote(paths.python)} -m venv "$venv"
+  if [ -f ${quote(req2)} ]; then "$venv/bin/pip" install -q -r ${quote(req2)}; fi` : String.raw`  export UV_NO_PROGRESS=1 UV_PYTHON_DOWNLOADS=never UV_CACHE_DIR="$HOME/.cache/uv"
+  mkdir -p "$UV_CACHE_DIR"
+  # Hard links from the cache need one filesystem; across two, uv copies (said once here, not warned per file).
+  if [ "$(stat -c %d "$UV_CACHE_DIR")" != "$(stat -c %d ${quote(L.deps)})" ]; then export UV_LINK_MODE=copy; fi
+  ${quote(paths.uv)} venv -q --seed --python ${quote(paths.python)} "$venv"
+  if [ -f ${quote(req2)} ]; then
+    hashes=(); if grep -q -- '--hash=' ${quote(req2)}; then hashes=(--require-hashes); fi
+    ${quote(paths.uv)} pip install -q --python "$venv/bin/python" "${"$"}{hashes[@]}" -r ${quote(req2)}
+  fi`;
     lines.push(String.raw`venv=${quote(venv)}
 if [ -f "$venv/.complete" ]; then
   ops_report deps "python reused"
 else
   rm -rf "$venv"
-  ${quote(paths.python)} -m venv "$venv"
-  if [ -f ${quote(req2)} ]; then "$venv/bin/pip" install -q -r ${quote(req2)}; fi
+${install}
   touch "$venv/.complete"
-  ops_report deps "python installed"
+  ops_report deps "python installed (${installer})"
 fi
 ln -sfn "$venv" venv`);
   }
@@ -52727,7 +52743,7 @@ if [ -f "$nm/.complete" ]; then
   ops_report deps "node reused"
 else
   rm -rf "$nm" ${quote(`${nodeDir}/node_modules`)}
-  (cd ${quote(nodeDir)} && ${quote(paths.npm)} ci --no-audit --no-fund --loglevel=error)
+  (cd ${quote(nodeDir)} && ${quote(paths.npm)} ci --prefer-offline --no-audit --no-fund --loglevel=error)
   mkdir -p "$nm"
   if [ -d ${quote(`${nodeDir}/node_modules`)} ]; then mv ${quote(`${nodeDir}/node_modules`)} "$nm/node_modules"; else mkdir "$nm/node_modules"; fi
   touch "$nm/.complete"

@@ -49386,6 +49386,11 @@ var environmentSchema = object(
       object({
         python_requirements: opt(string({ pattern: /^[^\n]*$/, form: 'a relative path, or "" to skip' }), 'pip requirements file; a venv is made at <release>/venv ("" = no Python)', "requirements.txt"),
         node_dir: opt(string({ pattern: /^[^\n]*$/, form: 'a relative path, or "" to skip' }), 'directory holding package.json/package-lock.json for `npm ci` ("" = no Node)', "client"),
+        python_installer: opt(
+          oneOf(["uv", "pip"]),
+          "what builds a new Python dependency set: uv (pinned, installed by provision from the package index; its cache on the host is shared by every set, so a set of cached packages takes seconds; the venv is seeded with pip) or pip (`python -m venv`, then `pip install`: slower, for requirements uv does not read)",
+          "uv"
+        ),
         build: opt(command, "build command, run in the release as the app user", "make build"),
         migrate: opt(command, "migration command, run before the switch while the old release still serves", "make migrate"),
         keep: opt(integer(1, 100), "good releases kept on each host: the latest ones that went live, in the order they went live on that host (the live one among them); the live release and the one kept warm on the idle slot are never removed", 5),
@@ -51227,6 +51232,7 @@ function packageIndexFiles(env, secrets) {
     const lines = ["# Written by ops-pipeline provision (packages.pip_index_url): do not edit on the host.", "[global]", `index-url = ${url}`];
     if (parsed.protocol === "http:") lines.push(`trusted-host = ${parsed.host}`);
     out.pipConf = lines.join("\n") + "\n";
+    out.uvToml = ["# Written by ops-pipeline provision (packages.pip_index_url): do not edit on the host.", "[[index]]", `url = ${JSON.stringify(url)}`, "default = true", ""].join("\n");
   }
   if (p.npm_registry !== void 0) {
     const registry = p.npm_registry.endsWith("/") ? p.npm_registry : `${p.npm_registry}/`;
@@ -51554,6 +51560,34 @@ function provisionNginx(env, certificateReady) {
 }
 
 // core/runtimes.ts
+var UV_VERSION = "0.13.9";
+var UV_WHEEL_SHA256 = [
+  "d7f459fe4fd247d830351c75686d3996ace3c6f3f728eb0e85a30b7ada0cef19",
+  // manylinux_2_17_x86_64
+  "2c45530751517d6c3bbc69a19473f6effe47cce047bede01ffd8af7ea7b36b25",
+  // musllinux_1_1_x86_64
+  "5435c5ce14a56431208ca0996416d310f1598e8c2c8ba707688985a16bb82dbe",
+  // manylinux_2_17_aarch64
+  "ecb6028d79dc96fbeafffe5c8af62a7099487ebc05a701e76714eebcffd06375",
+  // manylinux_2_28_aarch64
+  "7ec1e1dd9b6cb335c301afdf877989df384227313981850755a59561f75e4ab8",
+  // manylinux_2_17_armv7l (musl)
+  "16963d19594e18d746a70c7fce82237bde4f2cac4cfcf0ca2b84796fe9d0c6e9",
+  // manylinux_2_17_armv7l
+  "db5c8df7145c21ffea9c0f74e38823bac3af60cbadf0e26b8633f08627b17bab",
+  // manylinux_2_17_i686
+  "a2ee66fe8b6608e1482ab1bde5799da04705c1cb40324c7f66054ecf46ae6e40",
+  // musllinux_1_1_i686
+  "c5dbdb7c8737cd183a9dce95b39cfd1f3d54ec2a27a1bb58f160293f9ba2c805",
+  // manylinux_2_17_ppc64le
+  "a6e845f387e4ed55bb59342957a9179e24a631fcc7668bda3426ae1cef8ed4b9",
+  // manylinux_2_17_s390x
+  "6b0c7b9f47a5d011939d61e324d3fe18a8bc155d8dd53add738709a92f290a7c",
+  // manylinux_2_31_riscv64
+  "6d5114bba238adddacb32fb11904f2b3ff4e988f8e9ff0d8d3b5e9822cf836b8"
+  // manylinux_2_31_riscv64 (musl)
+];
+var UV_DIR = "/opt/ops-uv";
 var PYENV_ROOT = "/opt/pyenv";
 var NVM_DIR = "/opt/nvm";
 var NODE_FROM_NPM_DIR = "/opt/ops-node";
@@ -51569,7 +51603,7 @@ function runtimePaths(env) {
   const { python, node } = env.config.runtimes;
   const py = python.strategy === "pyenv" ? `${PYENV_ROOT}/versions/${python.version}/bin/python3` : `/usr/bin/python${minor(python.version)}`;
   const nodeBin = node.strategy === "nvm" ? `${NVM_DIR}/versions/node/v${node.version}/bin` : node.strategy === "npm" ? `${NODE_FROM_NPM_DIR}/v${node.version}/bin` : "/usr/bin";
-  return { python: py, node: `${nodeBin}/node`, npm: `${nodeBin}/npm` };
+  return { python: py, node: `${nodeBin}/node`, npm: `${nodeBin}/npm`, uv: `${UV_DIR}/v${UV_VERSION}/bin/uv` };
 }
 
 // core/steps/system.ts
@@ -51629,14 +51663,14 @@ function versionPattern(version2) {
 }
 function packageIndexPaths(env) {
   const home = `/home/${env.appUser}`;
-  return { pipConf: `${home}/.config/pip/pip.conf`, npmrc: `${home}/.npmrc` };
+  return { pipConf: `${home}/.config/pip/pip.conf`, uvToml: `${home}/.config/uv/uv.toml`, npmrc: `${home}/.npmrc` };
 }
 function packageIndexes(env, uploaded) {
   const paths = packageIndexPaths(env);
   const u = quote(env.appUser);
   const home = quote(`/home/${env.appUser}`);
-  const lines = [SYSTEM_FUNCTIONS, `trap 'rm -f ${[uploaded.pipConf, uploaded.npmrc].filter(Boolean).map((f) => quote(f)).join(" ")}' EXIT`];
-  for (const kind of ["pipConf", "npmrc"]) {
+  const lines = [SYSTEM_FUNCTIONS, `trap 'rm -f ${[uploaded.pipConf, uploaded.uvToml, uploaded.npmrc].filter(Boolean).map((f) => quote(f)).join(" ")}' EXIT`];
+  for (const kind of ["pipConf", "uvToml", "npmrc"]) {
     const dest = quote(paths[kind]);
     const from = uploaded[kind];
     if (from) {
@@ -51691,6 +51725,31 @@ if [ ! -x "$node_dir/bin/node" ] || [ ! -x "$node_dir/bin/npm" ]; then
   CHANGED=1
 fi`;
 }
+function uvFromIndex(env, python) {
+  const uv = runtimePaths(env).uv;
+  const dir = uv.replace(/\/bin\/uv$/, "");
+  const requirement = [`uv==${UV_VERSION}`, ...UV_WHEEL_SHA256.map((h) => `--hash=sha256:${h}`)].join(" ");
+  return String.raw`uv_dir=${quote(dir)}
+if [ "$(${quote(uv)} --version 2>/dev/null | cut -d' ' -f2)" != ${quote(UV_VERSION)} ]; then
+  uv_tmp=$(mktemp -d)
+  trap 'rm -rf "$uv_tmp"' EXIT
+  ${quote(python)} -m venv "$uv_tmp/venv"
+  printf '%s
+' ${quote(requirement)} > "$uv_tmp/requirements.txt"
+  pip_conf=${quote(packageIndexPaths(env).pipConf)}; [ -f "$pip_conf" ] || pip_conf=/dev/null
+  if ! PIP_CONFIG_FILE=$pip_conf PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 timeout 600 "$uv_tmp/venv/bin/pip" install -q --only-binary :all: --require-hashes -r "$uv_tmp/requirements.txt" > "$uv_tmp/pip.log" 2>&1; then
+    tail -n 20 "$uv_tmp/pip.log" >&2
+    echo "cannot install uv ${UV_VERSION} from the package index (packages.pip_index_url, else PyPI); or set release.python_installer: pip" >&2
+    exit 1
+  fi
+  rm -rf "$uv_dir.partial"; install -d -m 0755 "$uv_dir.partial/bin"
+  install -m 0755 "$uv_tmp/venv/bin/uv" "$uv_dir.partial/bin/uv"
+  rm -rf "$uv_dir"; mv "$uv_dir.partial" "$uv_dir"
+  rm -rf "$uv_tmp"; trap - EXIT
+  CHANGED=1
+fi
+ops_report runtime "uv ${quote(uv)} $(${quote(uv)} --version | cut -d' ' -f2)"`;
+}
 function runtimes(env, files = {}) {
   const { python, node } = env.config.runtimes;
   const paths = runtimePaths(env);
@@ -51725,8 +51784,9 @@ done
 check python ${quote(paths.python)} ${quote(versionPattern(python.version))} "$(${quote(paths.python)} -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')" ${quote(python.version)}
 ${quote(paths.python)} -c 'import venv, ensurepip' 2>/dev/null || { echo "${quote(paths.python)} lacks the venv module (Debian: python${minor(python.version)}-venv)" >&2; exit 1; }
 check node ${quote(paths.node)} ${quote(versionPattern(node.version))} "$(${quote(paths.node)} --version | sed 's/^v//')" ${quote(node.version)}
-ops_report runtime "npm ${quote(paths.npm)} $(${quote(paths.npm)} --version)"
-item runtimes`);
+ops_report runtime "npm ${quote(paths.npm)} $(${quote(paths.npm)} --version)"`);
+  if (env.config.release.python_requirements && env.config.release.python_installer === "uv") lines.push(uvFromIndex(env, paths.python));
+  lines.push("item runtimes");
   return { name: "runtimes", as: "root", timeout: 3600, script: lines.join("\n") };
 }
 function appUser(env, login2) {
@@ -69355,7 +69415,7 @@ async function provisionHost(ctx, env, remote, facts, acmeCa, files) {
   results.push(await run(appUser(env, remote.login)));
   const tag = randomBytes11(4).toString("hex");
   const uploaded = {};
-  for (const kind of ["pipConf", "npmrc"]) {
+  for (const kind of ["pipConf", "uvToml", "npmrc"]) {
     const content = files[kind];
     if (content === void 0) continue;
     uploaded[kind] = `${layout(env).uploads}/${tag}.${kind}`;

@@ -49391,6 +49391,11 @@ var environmentSchema = object(
       object({
         python_requirements: opt(string({ pattern: /^[^\n]*$/, form: 'a relative path, or "" to skip' }), 'pip requirements file; a venv is made at <release>/venv ("" = no Python)', "requirements.txt"),
         node_dir: opt(string({ pattern: /^[^\n]*$/, form: 'a relative path, or "" to skip' }), 'directory holding package.json/package-lock.json for `npm ci` ("" = no Node)', "client"),
+        python_installer: opt(
+          oneOf(["uv", "pip"]),
+          "what builds a new Python dependency set: uv (pinned, installed by provision from the package index; its cache on the host is shared by every set, so a set of cached packages takes seconds; the venv is seeded with pip) or pip (`python -m venv`, then `pip install`: slower, for requirements uv does not read)",
+          "uv"
+        ),
         build: opt(command, "build command, run in the release as the app user", "make build"),
         migrate: opt(command, "migration command, run before the switch while the old release still serves", "make migrate"),
         keep: opt(integer(1, 100), "good releases kept on each host: the latest ones that went live, in the order they went live on that host (the live one among them); the live release and the one kept warm on the idle slot are never removed", 5),
@@ -51176,6 +51181,8 @@ function previousRelease(releases, current) {
 }
 
 // core/runtimes.ts
+var UV_VERSION = "0.13.9";
+var UV_DIR = "/opt/ops-uv";
 var PYENV_ROOT = "/opt/pyenv";
 var NVM_DIR = "/opt/nvm";
 var NODE_FROM_NPM_DIR = "/opt/ops-node";
@@ -51186,7 +51193,7 @@ function runtimePaths(env) {
   const { python, node } = env.config.runtimes;
   const py = python.strategy === "pyenv" ? `${PYENV_ROOT}/versions/${python.version}/bin/python3` : `/usr/bin/python${minor(python.version)}`;
   const nodeBin = node.strategy === "nvm" ? `${NVM_DIR}/versions/node/v${node.version}/bin` : node.strategy === "npm" ? `${NODE_FROM_NPM_DIR}/v${node.version}/bin` : "/usr/bin";
-  return { python: py, node: `${nodeBin}/node`, npm: `${nodeBin}/npm` };
+  return { python: py, node: `${nodeBin}/node`, npm: `${nodeBin}/npm`, uv: `${UV_DIR}/v${UV_VERSION}/bin/uv` };
 }
 
 // core/steps/nginx.ts

@@ -109,6 +109,7 @@ if [ -d ${quote(L.mirror)} ]; then
   for o in ${(options.lfs ?? []).map(quote).join(' ')}; do [ -f ${quote(L.lfsStore)}/"${'$'}{o:0:2}/${'$'}{o:2:2}/$o" ] && ops_report lfs_has "$o"; done
   true
 fi
+for d in ${quote(L.deps)}/*/; do if [ -f "$d.complete" ]; then d=${'$'}{d%/}; ops_report deps_has "${'$'}{d##*/}"; fi; done
 ${options.platform ? platformReport(env) : ''}
 live_health=""
 if [ -n "$live_pid" ]; then

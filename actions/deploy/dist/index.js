@@ -34491,7 +34491,7 @@ var require_keyParser = __commonJS({
     var {
       createDecipheriv: createDecipheriv2,
       createECDH,
-      createHash: createHash4,
+      createHash: createHash5,
       createHmac,
       createSign,
       createVerify,
@@ -35179,11 +35179,11 @@ ${formatted}-----END ${type} KEY-----`;
                 );
               }
               const ivSlice = bufferSlice(cipherIV, 0, 8);
-              let cipherKey = createHash4("md5").update(passphrase).update(ivSlice).digest();
+              let cipherKey = createHash5("md5").update(passphrase).update(ivSlice).digest();
               while (cipherKey.length < encInfo.keyLen) {
                 cipherKey = combineBuffers(
                   cipherKey,
-                  createHash4("md5").update(cipherKey).update(passphrase).update(ivSlice).digest()
+                  createHash5("md5").update(cipherKey).update(passphrase).update(ivSlice).digest()
                 );
               }
               if (cipherKey.length > encInfo.keyLen)
@@ -35348,8 +35348,8 @@ ${formatted}-----END ${type} KEY-----`;
         if (encrypted) {
           const encInfo = CIPHER_INFO[cipherName];
           let cipherKey = combineBuffers(
-            createHash4("sha1").update(PPK_PP1).update(passphrase).digest(),
-            createHash4("sha1").update(PPK_PP2).update(passphrase).digest()
+            createHash5("sha1").update(PPK_PP1).update(passphrase).digest(),
+            createHash5("sha1").update(PPK_PP2).update(passphrase).digest()
           );
           if (cipherKey.length > encInfo.keyLen)
             cipherKey = bufferSlice(cipherKey, 0, encInfo.keyLen);
@@ -35389,7 +35389,7 @@ ${formatted}-----END ${type} KEY-----`;
           passphrase = EMPTY_PASSPHRASE;
         const calcMAC = createHmac(
           "sha1",
-          createHash4("sha1").update("putty-private-key-file-mac-key").update(passphrase).digest()
+          createHash5("sha1").update("putty-private-key-file-mac-key").update(passphrase).digest()
         ).update(macData).digest("hex");
         if (calcMAC !== mac) {
           if (encrypted) {
@@ -37711,7 +37711,7 @@ var require_kex = __commonJS({
       createDiffieHellman,
       createDiffieHellmanGroup,
       createECDH,
-      createHash: createHash4,
+      createHash: createHash5,
       createPublicKey,
       diffieHellman,
       generateKeyPairSync,
@@ -38137,7 +38137,7 @@ var require_kex = __commonJS({
               DISCONNECT_REASON.KEY_EXCHANGE_FAILED
             );
           }
-          const hash = createHash4(this.hashName);
+          const hash = createHash5(this.hashName);
           hashString(hash, isServer ? this._remoteIdentRaw : this._identRaw);
           hashString(hash, isServer ? this._identRaw : this._remoteIdentRaw);
           hashString(hash, isServer ? this._remoteKexinit : this._kexinit);
@@ -39145,9 +39145,9 @@ var require_kex = __commonJS({
     function generateKEXVal(len, hashName, secret, exchangeHash, sessionID, char) {
       let ret;
       if (len) {
-        let digest = createHash4(hashName).update(secret).update(exchangeHash).update(char).update(sessionID).digest();
+        let digest = createHash5(hashName).update(secret).update(exchangeHash).update(char).update(sessionID).digest();
         while (digest.length < len) {
-          const chunk = createHash4(hashName).update(secret).update(exchangeHash).update(digest).digest();
+          const chunk = createHash5(hashName).update(secret).update(exchangeHash).update(digest).digest();
           const extended = Buffer.allocUnsafe(digest.length + chunk.length);
           extended.set(digest, 0);
           extended.set(chunk, digest.length);
@@ -44582,7 +44582,7 @@ var require_client2 = __commonJS({
   "node_modules/ssh2/lib/client.js"(exports, module) {
     "use strict";
     var {
-      createHash: createHash4,
+      createHash: createHash5,
       getHashes,
       randomFillSync
     } = __require("crypto");
@@ -44804,7 +44804,7 @@ var require_client2 = __commonJS({
           }
           hostVerifier = (key, verify) => {
             if (hashAlgo)
-              key = createHash4(hashAlgo).update(key).digest("hex");
+              key = createHash5(hashAlgo).update(key).digest("hex");
             const ret = hashCb(key, verify);
             if (ret !== void 0)
               verify(ret);
@@ -51048,8 +51048,8 @@ var SshRemote = class {
   async exec(step, command2, input, options) {
     const started = Date.now();
     const what = `step "${step.name}"`;
-    const show = (stream2) => new LineSplitter((line) => {
-      if (!step.quiet && !line.startsWith(REPORT_PREFIX)) this.reporter.line(this.name, line, stream2);
+    const show = (stream2) => step.quiet ? { push: () => void 0, flush: () => void 0 } : new LineSplitter((line) => {
+      if (!line.startsWith(REPORT_PREFIX)) this.reporter.line(this.name, line, stream2);
     });
     const outLines = show("stdout");
     const errLines = show("stderr");
@@ -51395,6 +51395,70 @@ function environLoader(file) {
   return `if [ -f ${quote(file)} ]; then while IFS= read -r -d '' kv; do export -- "$kv"; done < ${quote(file)}; fi`;
 }
 
+// core/steps/artifact.ts
+import { createHash as createHash2 } from "node:crypto";
+var PART_NAME = /^(release|venv-[0-9a-f]+|node-[0-9a-f]+)$/;
+function packArtifacts(env, id, sets) {
+  const L = layout(env);
+  const parts = [["release", L.releases, id], ...sets.map((s) => [s, L.deps, s])];
+  for (const [name2] of parts) if (!PART_NAME.test(name2)) throw new OpsError(`not a part of a release: ${name2}`);
+  return {
+    name: "pack build",
+    as: "root",
+    timeout: 900,
+    quiet: true,
+    script: String.raw`tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+pack() { # NAME DIR ENTRY
+  [ -d "$2/$3" ] || { echo "nothing to pack: $2/$3 is missing" >&2; exit 1; }
+  case "$1" in release) ;; *) [ -f "$2/$3/.complete" ] || { echo "dependency set $3 is not complete" >&2; exit 1; } ;; esac
+  tar -C "$2" -cf - "$3" | gzip -1 > "$tmp/part"
+  ops_report part "$1 $(sha256sum < "$tmp/part" | cut -d' ' -f1) $(stat -c %s "$tmp/part")"
+  printf '@ops part_data '; base64 -w0 < "$tmp/part"; printf '\n'
+}
+${parts.map(([name2, dir, entry]) => `pack ${quote(name2)} ${quote(dir)} ${quote(entry)}`).join("\n")}`
+  };
+}
+function parseParts(result, builder) {
+  const heads = reportedAll(result, "part");
+  const data = reportedAll(result, "part_data");
+  if (heads.length !== data.length) throw new OpsError(`the build packed on ${builder} arrived incomplete (${data.length} of ${heads.length} parts)`);
+  return heads.map((head, i) => {
+    const [name2 = "", sha2563 = "", size2 = ""] = head.split(" ");
+    const bytes = Buffer.from(data[i], "base64");
+    const got = createHash2("sha256").update(bytes).digest("hex");
+    if (!PART_NAME.test(name2) || got !== sha2563 || bytes.length !== Number(size2))
+      throw new OpsError(`the ${name2 || "?"} part of the build packed on ${builder} arrived damaged on the runner (sha256 ${got}, ${bytes.length} bytes; ${builder} sent ${sha2563}, ${size2} bytes); nothing was changed`, "deploy again; if it happens again, check the connection to that host");
+    return { name: name2, sha256: sha2563, bytes };
+  });
+}
+function unpackArtifacts(env, id, parts, builder) {
+  const L = layout(env);
+  const owner = `${env.appUser}:${env.appUser}`;
+  for (const p of parts) if (!PART_NAME.test(p.name)) throw new OpsError(`not a part of a release: ${p.name}`);
+  const place = (p) => p.name === "release" ? [L.releases, id] : [L.deps, p.name];
+  return {
+    name: "receive build",
+    as: "root",
+    timeout: 900,
+    script: String.raw`trap 'rm -f ${parts.map((p) => quote(p.upload)).join(" ")}; rm -rf ${quote(`${L.releases}/.new-${id}`)} ${quote(L.deps)}/.new-*' EXIT
+${parts.map(
+      (p) => String.raw`got=$(sha256sum < ${quote(p.upload)} | cut -d' ' -f1)
+if [ "$got" != ${quote(p.sha256)} ]; then echo "the ${p.name} part of the build from ${builder} arrived damaged: sha256 $got, expected ${p.sha256}; nothing was unpacked" >&2; exit 1; fi`
+    ).join("\n")}
+unpack() { # FILE DIR ENTRY
+  local new="$2/.new-$3"
+  if [ -f "$2/$3/.complete" ]; then echo "$3: already here"; return 0; fi
+  rm -rf "$new"; mkdir -p "$new"
+  gzip -dc < "$1" | tar -C "$new" -xf - --no-same-owner
+  chown -R ${quote(owner)} "$new/$3"
+  rm -rf "$2/$3"; mv -T "$new/$3" "$2/$3"; rmdir "$new"
+  echo "$3: unpacked"
+}
+${parts.map((p) => `unpack ${quote(p.upload)} ${place(p).map(quote).join(" ")}`).join("\n")}
+ops_report received ${quote(parts.map((p) => p.name).join(" "))}`
+  };
+}
+
 // core/runinfo.ts
 import { hostname, userInfo } from "node:os";
 function clean(s) {
@@ -51415,7 +51479,7 @@ function runInfo(env = process.env) {
 
 // core/source.ts
 import { execFile, spawn } from "node:child_process";
-import { createHash as createHash2 } from "node:crypto";
+import { createHash as createHash3 } from "node:crypto";
 import { existsSync as existsSync4, mkdtempSync, rmSync, statSync as statSync2 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join as join4, resolve as resolve2 } from "node:path";
@@ -51533,7 +51597,7 @@ async function treeSize(repo, sha) {
   return { bytes, entries };
 }
 function depsHash(parts) {
-  return createHash2("sha256").update(parts.join("\n")).digest("hex").slice(0, 16);
+  return createHash3("sha256").update(parts.join("\n")).digest("hex").slice(0, 16);
 }
 async function knownCommits(repo, shas) {
   const out = [];
@@ -52609,6 +52673,7 @@ if [ -d ${quote(L.mirror)} ]; then
   for o in ${(options.lfs ?? []).map(quote).join(" ")}; do [ -f ${quote(L.lfsStore)}/"${"$"}{o:0:2}/${"$"}{o:2:2}/$o" ] && ops_report lfs_has "$o"; done
   true
 fi
+for d in ${quote(L.deps)}/*/; do if [ -f "$d.complete" ]; then d=${"$"}{d%/}; ops_report deps_has "${"$"}{d##*/}"; fi; done
 ${options.platform ? platformReport(env) : ""}
 live_health=""
 if [ -n "$live_pid" ]; then
@@ -53102,7 +53167,7 @@ async function writeFileAtomic(file, content, mode) {
 }
 
 // core/secrets/cipher.ts
-import { createCipheriv, createDecipheriv, createHash as createHash3, randomBytes as randomBytes4 } from "node:crypto";
+import { createCipheriv, createDecipheriv, createHash as createHash4, randomBytes as randomBytes4 } from "node:crypto";
 
 // core/secrets/tree.ts
 var import_yaml3 = __toESM(require_dist(), 1);
@@ -53754,9 +53819,9 @@ function encryptScalar(leaf, key, aad, iv) {
 function decryptScalar(enc, key, aad) {
   return parseScalarText(openText(enc, key, aad), enc.type);
 }
-var MAC_ONLY_ENCRYPTED_INIT = createHash3("sha256").update("sops").digest();
+var MAC_ONLY_ENCRYPTED_INIT = createHash4("sha256").update("sops").digest();
 var MacBuilder = class {
-  hash = createHash3("sha512");
+  hash = createHash4("sha512");
   constructor(macOnlyEncrypted = false) {
     if (macOnlyEncrypted) this.hash.update(MAC_ONLY_ENCRYPTED_INIT);
   }
@@ -70269,7 +70334,9 @@ function parseState(r) {
     liveHealth: reported(r, "live_health") ?? "",
     hostTime: reported(r, "now"),
     slotReleases,
-    disk: parseDisk(reported(r, "disk"))
+    disk: parseDisk(reported(r, "disk")),
+    depsHas: reportedAll(r, "deps_has"),
+    platform: reported(r, "platform")
   };
 }
 function pruneAfterSwitch(env, state, id, newSlot) {
@@ -70379,8 +70446,7 @@ ${state.current ? `${host} still serves ${state.current}` : `${host} had no live
     `free space on ${host} under ${disk.path} (failed releases, old dependency sets under shared/deps, logs; or lower release.keep), then deploy again`
   );
 }
-async function deployHost(ctx, env, remote, locked, p, primary, options) {
-  const L = layout(env);
+function beginHost(ctx, env, remote, locked, p, options) {
   const h = new HostRun(ctx, remote, env);
   const state = parseState(locked.inspected.get(remote.name));
   const fields = (entry) => ({ ref: p.resolved.ref, sha: p.resolved.sha, release: p.id, previous: state.current || void 0, ...entry });
@@ -70399,6 +70465,18 @@ async function deployHost(ctx, env, remote, locked, p, primary, options) {
     if (!locked.finished(remote.name)) audit({ result: "no-op", release: state.current, message: "already live" });
     return { ...result, release: state.current, noop: true, notes: [`${p.resolved.sha.slice(0, 12)} already live (${state.current})`, ...result.notes] };
   }
+  return { name: remote.name, h, state, result, newSlot: state.slot ? otherSlot(state.slot) : "blue", audit, fields, created: false, started: false };
+}
+async function sendDotenv(env, hp, p, tag) {
+  const L = layout(env);
+  const uploads = { dotenv: `${L.uploads}/${tag}.env`, environ: `${L.uploads}/${tag}.environ` };
+  await hp.h.upload(p.dotenv.dotenv, uploads.dotenv, 384);
+  await hp.h.upload(p.dotenv.environ, uploads.environ, 384);
+  await hp.h.run(installDotenv(env, uploads));
+}
+async function buildOn(env, hp, p, primary) {
+  const L = layout(env);
+  const { h, state, result } = hp;
   const tag = `${p.id}-${randomBytes11(4).toString("hex")}`;
   const packs = [];
   const sources = [{ gitDir: p.repo, sha: p.resolved.sha, path: "" }, ...p.tree.submodules];
@@ -70409,7 +70487,7 @@ async function deployHost(ctx, env, remote, locked, p, primary, options) {
     const note = `sent ${(bytes.length / 1024).toFixed(1)} KiB of git objects${src.path ? ` for submodule ${src.path}` : ""}${haves.length ? " (delta)" : ""}`;
     packs.push({ path: `${L.uploads}/${tag}-${i}.pack`, bytes, sha: src.sha, note });
   }
-  checkSpace(env, remote.name, state, p, packs.reduce((sum, x) => sum + x.bytes.length, 0));
+  checkSpace(env, hp.name, state, p, packs.reduce((sum, x) => sum + x.bytes.length, 0));
   for (const x of packs) {
     await h.upload(x.bytes, x.path, 384);
     result.notes.push(x.note);
@@ -70424,49 +70502,166 @@ async function deployHost(ctx, env, remote, locked, p, primary, options) {
   if (lfs.length) result.notes.push(`sent ${lfs.length} Git LFS file(s)`);
   if (packs.length || lfs.length) await h.run(receivePack(env, packs.map((x) => x.path), packs.map((x) => x.sha), lfs));
   result.notes.push(...treeNotes(p.tree));
-  const uploads = { dotenv: `${L.uploads}/${tag}.env`, environ: `${L.uploads}/${tag}.environ` };
-  await h.upload(p.dotenv.dotenv, uploads.dotenv, 384);
-  await h.upload(p.dotenv.environ, uploads.environ, 384);
-  await h.run(installDotenv(env, uploads));
+  await sendDotenv(env, hp, p, tag);
   await h.run(createRelease(env, p.meta));
+  hp.created = true;
   const dir = `${L.releases}/${p.id}`;
-  const newSlot = state.slot ? otherSlot(state.slot) : "blue";
-  let started = false;
+  const deps = await h.run(dependencies(env, dir, p.hashes));
+  result.notes.push(...reportedAll(deps, "deps").map((d) => `dependencies: ${d}`));
+  if (env.config.release.build) await h.run(appCommand(env, dir, "build", env.config.release.build));
+  if (primary && env.config.release.migrate) await h.run(appCommand(env, dir, "migrate", env.config.release.migrate));
+}
+function targetSets(env, p) {
+  return [...env.config.release.python_requirements ? [`venv-${p.hashes.python}`] : [], ...env.config.release.node_dir ? [`node-${p.hashes.node}`] : []];
+}
+async function receiveBuild(env, hp, p, builder, parts) {
+  const L = layout(env);
+  const tag = `${p.id}-${randomBytes11(4).toString("hex")}`;
+  await sendDotenv(env, hp, p, tag);
+  const wanted = parts.filter((x) => x.name === "release" || !hp.state.depsHas.includes(x.name));
+  const sent = [];
+  for (const x of wanted) {
+    const upload = `${L.uploads}/${tag}.${x.name}.tar.gz`;
+    await hp.h.upload(x.bytes, upload, 384);
+    sent.push({ name: x.name, upload, sha256: x.sha256 });
+  }
+  hp.created = true;
+  await hp.h.run(unpackArtifacts(env, p.id, sent, builder));
+  const kib = wanted.reduce((n, x) => n + x.bytes.length, 0) / 1024;
+  hp.result.notes.push(`received the build of ${builder} (${wanted.map((x) => x.name).join(", ")}: ${kib >= 1024 ? `${(kib / 1024).toFixed(1)} MiB` : `${kib.toFixed(0)} KiB`}, sha256-checked)`);
+  for (const set of targetSets(env, p)) hp.result.notes.push(`dependencies: ${set.split("-")[0] === "venv" ? "python" : "node"} ${hp.state.depsHas.includes(set) ? "reused" : `received from ${builder}`}`);
+}
+async function beforeSwitch(env, hp, p) {
+  const dir = `${layout(env).releases}/${p.id}`;
+  for (const [i, hook] of env.config.release.before_switch.entries()) await hp.h.run(appCommand(env, dir, `before_switch[${i}]`, hook));
+}
+async function failBeforeSwitch(env, hp, p, e) {
+  const why = e instanceof Error ? e.message.split("\n")[0] : String(e);
+  if (hp.started && !(e instanceof StepError && e.exitCode === START_FAILED_CLEAN)) await hp.h.tryRun(stopSlot(env, hp.newSlot));
+  if (hp.created) await hp.h.tryRun(markRelease(env, p.id, "failed", why));
+  hp.audit({ result: "failed", message: why });
+  if (e instanceof StepError || e instanceof DiskFullError)
+    return new OpsError(`${e.message}
+${hp.state.current ? `${hp.name} still serves ${hp.state.current}` : `${hp.name} had no live release`}; nothing was switched`, e.hint);
+  return e;
+}
+async function switchHost(env, hp, p, locked) {
+  const { h, state, result, newSlot } = hp;
+  const dir = `${layout(env).releases}/${p.id}`;
   try {
-    const deps = await h.run(dependencies(env, dir, p.hashes));
-    result.notes.push(...reportedAll(deps, "deps").map((d) => `dependencies: ${d}`));
-    if (env.config.release.build) await h.run(appCommand(env, dir, "build", env.config.release.build));
-    if (primary && env.config.release.migrate) await h.run(appCommand(env, dir, "migrate", env.config.release.migrate));
-    for (const [i, hook] of env.config.release.before_switch.entries()) await h.run(appCommand(env, dir, `before_switch[${i}]`, hook));
-    started = true;
+    hp.started = true;
     await h.run(startSlot(env, newSlot, dir, p.id));
     await h.run(switchTo(env, newSlot, p.id, state.certificate, "deploy"));
   } catch (e) {
-    if (started && !(e instanceof StepError && e.exitCode === START_FAILED_CLEAN)) await h.tryRun(stopSlot(env, newSlot));
-    await h.tryRun(markRelease(env, p.id, "failed", e instanceof Error ? e.message.split("\n")[0] : String(e)));
-    audit({ result: "failed", message: e instanceof Error ? e.message.split("\n")[0] : String(e) });
-    if (e instanceof StepError) {
-      throw new OpsError(`${e.message}
-${state.current ? `${remote.name} still serves ${state.current}` : `${remote.name} had no live release`}; nothing was switched`, e.hint);
-    }
-    throw e;
+    throw await failBeforeSwitch(env, hp, p, e);
   }
   try {
     for (const [i, hook] of env.config.release.after_switch.entries()) await h.run(appCommand(env, dir, `after_switch[${i}]`, hook));
   } catch (e) {
-    audit({ result: "failed", message: "live, but an after_switch hook failed" });
+    hp.audit({ result: "failed", message: "live, but an after_switch hook failed" });
     throw new OpsError(`${e.message}
-${p.id} is live on ${remote.name}; an after_switch hook failed`, `fix the hook, or roll back: ops rollback ${env.name}`);
+${p.id} is live on ${hp.name}; an after_switch hook failed`, `fix the hook, or roll back: ops rollback ${env.name}`);
   }
   if ((state.slot || state.current) && !env.config.switch.keep_previous) await h.run(stopSlot(env, state.slot ?? "blue", env.config.switch.drain));
   const prune = pruneReleases(env, pruneAfterSwitch(env, state, p.id, newSlot));
   const pruned = await h.run({ ...prune, script: `${prune.script}
-${locked.closing(remote.name, fields({ result: "success" }))}` });
-  locked.closed(remote.name, pruned);
+${locked.closing(hp.name, hp.fields({ result: "success" }))}` });
+  locked.closed(hp.name, pruned);
   const gone = reportedAll(pruned, "pruned");
   if (gone.length) result.notes.push(`pruned ${gone.length} old release(s)`);
   for (const r of reportedAll(pruned, "kept_running")) result.notes.push(`kept ${r}: a process still runs from it`);
   return result;
+}
+function buildGroups(hosts) {
+  const groups = /* @__PURE__ */ new Map();
+  for (const hst of hosts) {
+    const key = hst.platform ? `p ${hst.platform}` : `h ${hst.name}`;
+    groups.set(key, [...groups.get(key) ?? [], hst]);
+  }
+  return [...groups.values()].map(([builder, ...receivers]) => ({ builder, receivers, platform: builder.platform }));
+}
+var RECEIVE_CONCURRENCY = 8;
+async function pooled(items, limit, fn) {
+  let next = 0;
+  const errors = [];
+  const worker = async () => {
+    while (next < items.length && !errors.length) {
+      const item = items[next++];
+      await fn(item).catch((e) => void errors.push(e));
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  if (errors.length) throw errors[0];
+}
+async function rollout(ctx, env, session, locked, p, options) {
+  const done = [];
+  const plans = [];
+  for (const host of env.hosts) {
+    const b = beginHost(ctx, env, session.remote(host.name), locked, p, options);
+    if ("h" in b) plans.push(b);
+    else done.push(b);
+  }
+  const groups = buildGroups(plans.map((hp) => ({ name: hp.name, platform: env.hosts.length > 1 ? hp.state.platform : void 0, hp })));
+  if (plans.length > 1) for (const line of describeBuilds(groups)) ctx.reporter.info(line);
+  const where = (failed) => env.hosts.map((hst) => {
+    const d = done.find((x) => x.host === hst.name);
+    return `${hst.name}: ${d ? d.noop ? `${d.release} (already live)` : d.release : hst.name === failed ? "unchanged (failed)" : "unchanged (previous release)"}`;
+  });
+  const stopped = (e, failed) => env.hosts.length > 1 && e instanceof OpsError ? new OpsError(`${e.message}
+rollout stopped; hosts now run:
+  ${where(failed).join("\n  ")}`, e.hint) : e;
+  const prepared = /* @__PURE__ */ new Set();
+  let failedHost = "";
+  try {
+    await Promise.all(
+      groups.map(async ({ builder: { hp: b }, receivers }) => {
+        const step = async (hp, work) => {
+          try {
+            await work();
+            prepared.add(hp);
+          } catch (e) {
+            failedHost ||= hp.name;
+            throw await failBeforeSwitch(env, hp, p, e);
+          }
+        };
+        await step(b, async () => {
+          await buildOn(env, b, p, b === plans[0]);
+          await beforeSwitch(env, b, p);
+        });
+        if (!receivers.length) return;
+        const parts = parseParts(await b.h.run(packArtifacts(env, p.id, targetSets(env, p).filter((set) => receivers.some((r) => !r.hp.state.depsHas.includes(set))))), b.name);
+        await pooled(
+          receivers,
+          RECEIVE_CONCURRENCY,
+          (r) => step(r.hp, async () => {
+            await receiveBuild(env, r.hp, p, b.name, parts);
+            await beforeSwitch(env, r.hp, p);
+          })
+        );
+      })
+    );
+  } catch (e) {
+    await Promise.all([...prepared].map((hp) => hp.h.tryRun(markRelease(env, p.id, "failed", `rollout stopped before the switch (${failedHost || "another host"} failed)`))));
+    throw stopped(e, failedHost);
+  }
+  let current = "";
+  try {
+    await inBatches(plans, env.config.switch.batch_size, async (hp) => {
+      current = hp.name;
+      const r = await switchHost(env, hp, p, locked);
+      done.push(r);
+      return r;
+    });
+  } catch (e) {
+    throw stopped(e, current);
+  }
+  return env.hosts.map((hst) => done.find((d) => d.host === hst.name));
+}
+function describeBuilds(groups) {
+  if (groups.length === 1 && !groups[0].receivers.length) return [];
+  return groups.map(
+    ({ builder, receivers, platform: platform2 }) => receivers.length ? `build once: ${builder.name} builds, ${receivers.map((r) => r.name).join(", ")} receive${receivers.length === 1 ? "s" : ""} its build (sha256-checked)${platform2 ? ` \u2014 same platform: ${platform2}` : ""}` : `${builder.name} builds for itself: ${platform2 ? `its platform differs (${platform2})` : "its platform is unknown"}`
+  );
 }
 function treeNotes(tree) {
   const notes = [];
@@ -70480,6 +70675,7 @@ function summaryPlan(env, p, sharing) {
   const steps = ["lock", "state", "code (pack of missing objects)", ".env", "release", "dependencies (reused when lockfiles unchanged)"];
   if (env.config.release.build) steps.push(`build: ${env.config.release.build}`);
   if (env.config.release.migrate) steps.push(`migrate (first host): ${env.config.release.migrate}`);
+  if (env.hosts.length > 1) steps.push("build once per platform: the other hosts receive the release and its new dependency sets (sha256-checked), before any switch");
   steps.push(...env.config.release.before_switch.map((c) => `before_switch: ${c}`), "start the other slot + health checks", "switch: nginx -t, graceful reload, current \u2192 release");
   steps.push(
     ...env.config.release.after_switch.map((c) => `after_switch: ${c}`),
@@ -70514,7 +70710,8 @@ async function readLive(ctx, env) {
       (session) => Promise.all(
         env.hosts.map(async (h) => {
           try {
-            return liveOf(h.name, parseState(await session.remote(h.name).run(deployState(env, void 0, { liveHealth: false }))));
+            const state = parseState(await session.remote(h.name).run(deployState(env, void 0, { liveHealth: false, platform: env.hosts.length > 1 })));
+            return { ...liveOf(h.name, state), ...state.platform && { platform: state.platform } };
           } catch (e) {
             return { host: h.name, sha: "", release: "", error: e.message.split("\n")[0] };
           }
@@ -70551,8 +70748,14 @@ async function deploy(ctx, env, options = {}) {
     changes: []
   };
   if (options.dryRun) {
-    const changes = await describeChanges(p.repo, env, await readLive(ctx, env), p.resolved.sha);
-    return { ...base, changes, plan: [...summaryPlan(env, p, sharing), "", "changes (live \u2192 target):", ...formatChanges(changes, p.resolved.sha).map((l) => `  ${l}`)] };
+    const lives = await readLive(ctx, env);
+    const changes = await describeChanges(p.repo, env, lives, p.resolved.sha);
+    const builds = describeBuilds(buildGroups(lives.filter((l) => l.sha !== p.resolved.sha || options.force).map((l) => ({ name: l.host, platform: l.platform }))));
+    return {
+      ...base,
+      changes,
+      plan: [...summaryPlan(env, p, sharing), ...builds.map((l) => `  ${l}`), "", "changes (live \u2192 target):", ...formatChanges(changes, p.resolved.sha).map((l) => `  ${l}`)]
+    };
   }
   const session = await opening;
   const hosts = await withOpenSession(
@@ -70561,32 +70764,9 @@ async function deploy(ctx, env, options = {}) {
       const lives = env.hosts.map((h) => liveOf(h.name, parseState(locked.inspected.get(h.name))));
       base.changes = await describeChanges(p.repo, env, lives, p.resolved.sha);
       for (const line of formatChanges(base.changes, p.resolved.sha)) ctx.reporter.info(line);
-      const done = [];
-      try {
-        await inBatches(
-          env.hosts.map((h, i) => ({ remote: session.remote(h.name), primary: i === 0 })),
-          env.config.switch.batch_size,
-          async ({ remote, primary }) => {
-            const r = await deployHost(ctx, env, remote, locked, p, primary, options);
-            done.push(r);
-            return r;
-          }
-        );
-      } catch (e) {
-        if (env.hosts.length > 1) {
-          const where = env.hosts.map((h) => {
-            const d = done.find((x) => x.host === h.name);
-            return `${h.name}: ${d ? d.release : "unchanged (previous release)"}`;
-          });
-          if (e instanceof OpsError) throw new OpsError(`${e.message}
-rollout stopped; hosts now run:
-  ${where.join("\n  ")}`, e.hint);
-        }
-        throw e;
-      }
-      return done;
+      return rollout(ctx, env, session, locked, p, options);
     }, {
-      inspect: deployState(env, [p.resolved.sha, ...p.tree.submodules.map((m) => m.sha)], { lfs: [...new Set(p.tree.lfs.map((f) => f.oid))], target: p.resolved.sha }),
+      inspect: deployState(env, [p.resolved.sha, ...p.tree.submodules.map((m) => m.sha)], { lfs: [...new Set(p.tree.lfs.map((f) => f.oid))], target: p.resolved.sha, platform: env.hosts.length > 1 }),
       finish: options.force ? void 0 : (unlock) => noopFinish(p.resolved, unlock)
     })
   );

@@ -50846,8 +50846,8 @@ var SshRemote = class {
   async exec(step, command2, input, options) {
     const started = Date.now();
     const what = `step "${step.name}"`;
-    const show = (stream2) => new LineSplitter((line) => {
-      if (!step.quiet && !line.startsWith(REPORT_PREFIX)) this.reporter.line(this.name, line, stream2);
+    const show = (stream2) => step.quiet ? { push: () => void 0, flush: () => void 0 } : new LineSplitter((line) => {
+      if (!line.startsWith(REPORT_PREFIX)) this.reporter.line(this.name, line, stream2);
     });
     const outLines = show("stdout");
     const errLines = show("stderr");
@@ -68574,6 +68574,7 @@ if [ -d ${quote(L.mirror)} ]; then
   for o in ${(options.lfs ?? []).map(quote).join(" ")}; do [ -f ${quote(L.lfsStore)}/"${"$"}{o:0:2}/${"$"}{o:2:2}/$o" ] && ops_report lfs_has "$o"; done
   true
 fi
+for d in ${quote(L.deps)}/*/; do if [ -f "$d.complete" ]; then d=${"$"}{d%/}; ops_report deps_has "${"$"}{d##*/}"; fi; done
 ${options.platform ? platformReport(env) : ""}
 live_health=""
 if [ -n "$live_pid" ]; then
@@ -68913,7 +68914,9 @@ function parseState(r) {
     liveHealth: reported(r, "live_health") ?? "",
     hostTime: reported(r, "now"),
     slotReleases,
-    disk: parseDisk(reported(r, "disk"))
+    disk: parseDisk(reported(r, "disk")),
+    depsHas: reportedAll(r, "deps_has"),
+    platform: reported(r, "platform")
   };
 }
 

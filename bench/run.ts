@@ -11,7 +11,7 @@ import { formatError, OpsError } from '../core/errors.ts';
 import { deploy } from '../core/ops/deploy.ts';
 import { profiled } from './profile.ts';
 import { findProgram, requireRoot } from '../test/hosts/lab.ts';
-import type { Host } from '../test/hosts/index.ts';
+import { sshArgs, type Host } from '../test/hosts/index.ts';
 import { Cleanup, setUpLab, type AnsibleGroup, type Lab, type OursEnv } from './lab.ts';
 import { analyse, type StreamStats } from './load.ts';
 import { startStream } from '../test/support/load.ts';
@@ -48,6 +48,8 @@ interface Options {
 
 /** Full-deploy commits of the pipelining runs are numbered from here (the seed's runs use 1..runs). */
 const PIPELINING_FULL = 100;
+/** ... and those of ops-pipeline's full deploy with pip. */
+const PIP_FULL = 200;
 const DEFAULT_OUT = join(ROOT, 'bench', 'results');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const log = (line: string) => console.error(`[bench] ${line}`);
@@ -65,6 +67,8 @@ interface Measure {
   run: (label: string, onStart: (t0: number) => void) => Promise<Timed>;
   /** Check that the run did what the scenario claims to measure (ops-pipeline's --json result). */
   expect?: (out: Timed) => RunRecord['steps'];
+  /** Time one bare OpenSSH session to this host (`ssh host true`) just before the run, to compare with. */
+  bareSsh?: Host;
 }
 
 class Bench {
@@ -80,6 +84,7 @@ class Bench {
     if (stream) await sleep(500);
     const label = `r${m.round} ${SIDE_NAMES[m.side]} ${m.scenario}${m.to ? ` ${m.from ?? '?'}→${m.to}` : ''}`;
     let t0 = 0;
+    const bareSsh = m.bareSsh ? (await timed('ssh', [...sshArgs(m.bareSsh), 'true'], { label: `bare ssh ${m.bareSsh.name}` })).ms : undefined;
     const before = await Promise.all(m.hosts.map(sshLogins));
     let out: Timed;
     try {
@@ -99,13 +104,13 @@ class Bench {
       while (performance.now() < tailEnd || (analyse(stream.peek(), t0, done, m.target).servedMs === undefined && performance.now() < limit)) await sleep(100);
       stats = analyse(await stream.stop(), t0, done, m.target);
     }
-    const rec: RunRecord = { scenario: m.scenario, side: m.side, round: m.round, ms: out.ms, logins: after.map((n, i) => n - before[i]! - 1), from: m.from, to: m.to, stream: stats };
+    const rec: RunRecord = { scenario: m.scenario, side: m.side, round: m.round, ms: out.ms, logins: after.map((n, i) => n - before[i]! - 1), from: m.from, to: m.to, stream: stats, ...(bareSsh !== undefined && { bareSsh }) };
     rec.steps = m.expect?.(out);
     this.records.push(rec);
     const load = stats
       ? `, ${stats.failed}/${stats.sent} failed${stats.failedAfterDone ? ` (${stats.failedAfterDone} after it reported success)` : ''}${stats.failed ? ` ${JSON.stringify(stats.failures)}` : ''}, worst ${stats.worstMs} ms, served after ${stats.servedMs === undefined ? 'never' : secs(stats.servedMs)}`
       : '';
-    log(`${label}: ${secs(out.ms)}, SSH logins per host ${rec.logins!.join('/')}${load}`);
+    log(`${label}: ${secs(out.ms)}${bareSsh !== undefined ? ` (one bare ssh session: ${secs(bareSsh)})` : ''}, SSH logins per host ${rec.logins!.join('/')}${load}`);
     return rec;
   }
 
@@ -123,6 +128,7 @@ class Bench {
       side: 'ours',
       round,
       hosts: env.hosts,
+      bareSsh: scenario === 'noop' ? env.hosts[0] : undefined,
       from,
       to,
       target: load ? this.version(to) : undefined,
@@ -133,8 +139,9 @@ class Bench {
         if (scenario !== 'noop' && r.hosts.some((h) => h.noop)) throw new OpsError(`${scenario}: a host was already at ${to}: ${JSON.stringify(r.hosts)}`);
         if (expectDeps) {
           for (const h of r.hosts) {
-            const want = ['python', 'node'].map((k) => `dependencies: ${k} ${expectDeps}`);
-            if (!want.every((w) => h.notes.some((n) => n === w || n.startsWith(`${w} (`)))) throw new OpsError(`${scenario} on ${h.host} is not what it measures: expected ${want.join(' and ')}, the deploy reported: ${h.notes.join('; ')}`);
+            // A host that received the build from another says so ("received from <host>") when the set was new.
+            const want = ['python', 'node'].map((k) => `dependencies: ${k} ${expectDeps === 'installed' && h !== r.hosts[0] ? 'received' : expectDeps}`);
+            if (!want.every((w) => h.notes.some((n) => n.startsWith(w)))) throw new OpsError(`${scenario} on ${h.host} is not what it measures: expected ${want.join(' and ')}, the deploy reported: ${h.notes.join('; ')}`);
           }
         }
         return r.hosts.map((h) => ({ host: h.host, steps: h.steps }));
@@ -167,6 +174,7 @@ class Bench {
       from,
       to,
       target: this.version(to),
+      bareSsh: env.hosts[0],
       run: (label, s) => ops(env, ['rollback', env.name, '--json'], label, s),
       expect: (out) => (parseJson(out) as { hosts: { host: string; steps: { name: string; ms: number }[] }[] }).hosts.map((h) => ({ host: h.host, steps: h.steps })),
     });
@@ -258,6 +266,7 @@ async function main(): Promise<number> {
     for (let r = 1; r <= o.runs; r++) {
       for (const base of ['v1', 'v2']) await repo.full(base, r);
       await repo.full('v1', PIPELINING_FULL + r);
+      for (const base of ['v1', 'v2']) await repo.full(base, PIP_FULL + r);
     }
     const lab: Lab = await setUpLab({ work, repo: repo.dir, cleanup, log, ours: o.ours, ansible: o.ansible });
     const b = new Bench(o, repo);
@@ -268,7 +277,7 @@ async function main(): Promise<number> {
 
     log('initial state: v1 everywhere (first deploys)');
     if (o.ours) await b.deployOurs('first', 0, ours.one, '', 'v1', undefined, false);
-    if (o.ours) await ops(ours.three, ['deploy', ours.three.name, '--ref', 'v1'], 'setup: ops deploy bench3 v1');
+    if (o.ours) await ops(ours.ten, ['deploy', ours.ten.name, '--ref', 'v1'], 'setup: ops deploy bench10 v1 (built on one host, received by nine)');
     // The seed hosts get the seed's provision once (what a re-run then finds in place), then their first deploy.
     if (o.ansible) await ansible('pipelining', ans.all.inventory, seedVars, 'provision', undefined, 'setup: ansible provision (4 hosts)');
     if (o.ansible) await b.deployAnsible('first', 'seed', 0, ans.one, seedVars, '', 'v1', false);
@@ -307,6 +316,11 @@ async function main(): Promise<number> {
 
       // Ansible's rollback is the playbook run with an earlier ref (the seed has nothing else).
       if (o.ours) await b.rollbackOurs(round, ours.one, oursFull, M);
+      // The same full deploy with pip making the Python set (a set of its own, never installed), then back.
+      if (o.ours) {
+        await b.deployOurs('full_pip', round, ours.onePip, M, await repo.full(M, PIP_FULL + round), 'installed');
+        await ops(ours.one, ['rollback', ours.one.name], `r${round} setup: back to ${M}`);
+      }
       if (o.ansible && extra) await b.deployAnsible('rollback', 'seed', round, a1, seedVars, pipeFull, seedFull);
       if (o.ansible && extra) await b.deployAnsible('rollback', 'pipelining', round, a1, seedVars, seedFull, 'v1');
       oursLive = M;
@@ -315,6 +329,9 @@ async function main(): Promise<number> {
       if (o.ansible && extra) await b.deployAnsible('code3', 'seed', round, ans.three, seedVars, 'v1', 'v2');
       if (o.ours) await b.deployOurs('code3rolling', round, ours.threeRolling, 'v2', 'v1', 'reused');
       if (o.ansible && extra) await b.deployAnsible('code3', 'pipelining', round, ans.three, seedVars, 'v2', 'v1');
+      // Ten hosts (the three among them): built once, received by nine.
+      if (o.ours) await b.deployOurs('code10', round, ours.ten, 'v1', 'v2', 'reused');
+      if (o.ours) await b.deployOurs('code10rolling', round, ours.tenRolling, 'v2', 'v1', 'reused');
       for (const side of o.ansible ? (['seed', 'pipelining'] as const) : []) {
         b.records.push({ scenario: 'startup', side, round, ms: (await timed('ansible-playbook', ['--version'], { label: 'ansible-playbook --version' })).ms });
       }

@@ -101,7 +101,7 @@ describe.sequential('deploy on a provisioned host', () => {
     const result = await done;
     expect(servedAfter).toBeGreaterThan(0);
     expect(servedAfter).toBeLessThan(8000);
-    expect(result.hosts[0]!.steps.map((s) => s.name)).toEqual(['start blue', 'switch']);
+    expect(result.hosts[0]!.steps.map((s) => s.name)).toEqual(['start blue + switch']); // one step after the lock: start (reused), switch, mark, audit, unlock
     expect(result.hosts[0]!.previous).not.toBe(result.hosts[0]!.release);
     expect((await get(host)).body).toBe(v1Page);
     const list = await listReleases(project.ctx(), project.env());

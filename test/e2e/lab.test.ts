@@ -4,7 +4,7 @@
 // machine and (bullseye: the API on Python 3.9, pip 20.3) inside a host. Needs root; every host is removed in afterAll.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -251,6 +251,26 @@ describe('chroot flavour', () => {
     await downHost(h.name, { purge: true });
     expect(await leftovers(h, processes)).toEqual([]);
     h = undefined;
+  });
+
+  it("takes over the network a killed run left behind (its host's processes gone, namespace and link still there)", async () => {
+    const old = await upHost({ name: `lab-k1-${id}`, init: 'chroot', fresh: true });
+    let taker: Host | undefined;
+    try {
+      const processes = await hostProcesses(old);
+      for (const p of processes) process.kill(p.pid, 'SIGKILL');
+      // What a killed run leaves: the namespace, the link and the reservation, older than a minute.
+      const reservation = join(NETWORKS_DIR, String(old.octet));
+      const past = new Date(Date.now() - 120_000);
+      utimesSync(reservation, past, past);
+      expect(await leftovers(old, processes)).toEqual(expect.arrayContaining([`netns ${old.netns}`, `link ops${old.octet}h`, `octet reservation ${old.octet}`]));
+      taker = await upHost({ name: `lab-k2-${id}`, init: 'chroot', fresh: true, octet: old.octet });
+      expect(taker.octet).toBe(old.octet);
+      expect(existsSync(`/run/netns/${old.netns}`)).toBe(false);
+      expect((await sshRun(taker, 'hostname')).stdout.trim()).toBe(taker.name);
+    } finally {
+      await remove(taker, old);
+    }
   });
 });
 

@@ -10,7 +10,7 @@ import { OpsError } from '../../core/errors.ts';
 import { quote } from '../../core/shell.ts';
 import { checkSuite, ensureLab, requireRoot, rootfsTarball, type Suite } from './lab.ts';
 import { APT_PROXY_PORT, FIRST_AUTO_OCTET, gatewayAddress, hostAddress, labTag, LAST_OCTET, NETWORKS_DIR, paths, SERVICES_ADDRESS } from './paths.ts';
-import { isAlive, livePid, logTail, readPidFile, run, sleep, spawnDaemon, stopProcess, waitFor, withLock, writePidFile, type RunResult } from './proc.ts';
+import { isAlive, livePid, lockHolder, logTail, readPidFile, run, sleep, spawnDaemon, stopProcess, waitFor, withLock, writePidFile, type RunResult } from './proc.ts';
 
 export type Init = 'systemd' | 'chroot';
 
@@ -267,8 +267,9 @@ function claim(dir: string, me: string): true | string {
 
 /**
  * Reserve 10.<octet>.0.0/24 for `name`: an atomic mkdir in the machine-wide networks dir, so two test processes
- * (or two labs) never get the same network. A reservation of a crashed run (no link, older than a minute) is
- * taken over.
+ * (or two labs) never get the same network. A reservation older than a minute is taken over when it is left
+ * over: no link (a crash before the network was set up), or a host of this lab that is not running and whose
+ * host lock nobody holds (a killed test run, a restarted machine); its namespace and link are removed first.
  */
 async function reserveOctet(name: string, wanted?: number): Promise<number> {
   mkdirSync(NETWORKS_DIR, { recursive: true });
@@ -300,6 +301,16 @@ async function reserveOctet(name: string, wanted?: number): Promise<number> {
     if (age > 60_000 && !(await linkExists(vethName(octet)))) {
       writeFileSync(join(dir, 'owner'), me);
       return octet;
+    }
+    // A host of this lab that is not running and that nobody is starting or stopping (its processes died with
+    // a killed test run, or the machine restarted): its network is left over. Clear it and take the network.
+    if (age > 60_000 && dirname(owner) === paths.hostsDir) {
+      const holder = basename(owner);
+      if (!isHostRunning(holder) && !lockHolder(`host-${holder}`)) {
+        await tearDownNetwork(holder, octet);
+        writeFileSync(join(dir, 'owner'), me);
+        return octet;
+      }
     }
     if (wanted !== undefined) {
       throw new OpsError(`10.${octet}.0.0/24 is taken by test host ${owner || '?'}`, `take it down first (npm run hosts -- down NAME), or pick another octet`);

@@ -226,6 +226,12 @@ function commandOf(pid: number): string {
 
 const describeOwner = (o: LockOwner) => `pid ${o.pid}${o.command ? ` (${o.command})` : ''}${o.purpose ? `, ${o.purpose}` : ''}${o.since ? `, since ${o.since}` : ''}`;
 
+/** Who holds the lab lock `name` now (a live process), or undefined when nobody does. */
+export function lockHolder(name: string): ProcessRecord | undefined {
+  const owner = readPidFile(join(paths.run, 'locks', `${name}.lock`, 'owner'));
+  return isAlive(owner) ? owner : undefined;
+}
+
 /**
  * The lab's one cross-process lock (rootfs and snapshot builds, services, hosts, bench): run `fn` holding
  * `name`, an atomic mkdir under the run dir. The holder is recorded (pid + start time, so a reused pid is

@@ -36,8 +36,9 @@ export interface OursLab {
 
 export interface AnsibleLab {
   one: AnsibleGroup;
-  three: AnsibleGroup;
-  /** The four Ansible hosts (their first provision is one run). */
+  /** Undefined when Ansible's 3-host scenario is left out (--ansible-scenarios). */
+  three?: AnsibleGroup;
+  /** All the Ansible hosts (their first provision is one run). */
   all: AnsibleGroup;
   /** Extra vars file for ansible-playbook (-e @file): repository, database URL. */
   vars: string;
@@ -108,7 +109,11 @@ function inventory(file: string, hosts: Host[]): string {
   return file;
 }
 
-export async function setUpLab(options: { work: string; repo: string; cleanup: Cleanup; log: (line: string) => void; ours: boolean; ansible: boolean }): Promise<Lab> {
+/**
+ * Start the benchmark's hosts and scratch projects (see the top of this file), every one recorded in `options.cleanup`
+ * as soon as it exists. `ansibleThree: false` leaves out Ansible's three-host group (one seed host only).
+ */
+export async function setUpLab(options: { work: string; repo: string; cleanup: Cleanup; log: (line: string) => void; ours: boolean; ansible: boolean; ansibleThree: boolean }): Promise<Lab> {
   const { work, repo, cleanup, log } = options;
   process.env.OPS_TESTHOSTS_OWNER = cleanup.owner; // readyHost records it: hosts left by a crash can be found
   await ensureLab({ log });
@@ -136,7 +141,6 @@ export async function setUpLab(options: { work: string; repo: string; cleanup: C
     for (let i = 0; i < rest.length; i += 2) made.push(...(await Promise.all(rest.slice(i, i + 2).map(up))));
     return made;
   };
-  const four = (prefix: string) => some(prefix, 4);
   const lab: Lab = {};
   if (options.ours) {
     const o = await some('bo', 11);
@@ -159,7 +163,7 @@ export async function setUpLab(options: { work: string; repo: string; cleanup: C
     };
   }
   if (options.ansible) {
-    const a = await four('ba');
+    const a = await some('ba', options.ansibleThree ? 4 : 1);
     const seedUrl = await db('bench_seed');
     for (const h of a) await prepareSeedHost(h, APP);
     await pushToSeedHosts(repo, a);
@@ -174,7 +178,7 @@ export async function setUpLab(options: { work: string; repo: string; cleanup: C
     );
     lab.ansible = {
       one: { hosts: [a[0]!], inventory: inventory(join(work, 'inventory-1'), [a[0]!]) },
-      three: { hosts: a.slice(1), inventory: inventory(join(work, 'inventory-3'), a.slice(1)) },
+      three: options.ansibleThree ? { hosts: a.slice(1), inventory: inventory(join(work, 'inventory-3'), a.slice(1)) } : undefined,
       all: { hosts: a, inventory: inventory(join(work, 'inventory-all'), a) },
       vars,
     };

@@ -388,7 +388,7 @@ async function main(): Promise<number> {
       files.push(readme);
     }
     console.log(`\n${textTable(rows)}\n`);
-    for (const c of list) console.log(`${c.ok ? 'ok  ' : 'FAIL'}  ${c.what}: ${c.detail}`);
+    for (const c of list) console.log(`${c.ok === undefined ? 'n/a ' : c.ok ? 'ok  ' : 'FAIL'}  ${c.what}: ${c.detail}`);
     console.log(`\nmedians of ${o.runs} run(s); ${meta.machine.cpus} CPUs, load average ${loadBefore[0]!.toFixed(1)} → ${meta.machine.loadAfter[0]!.toFixed(1)} (a shared machine makes timings noisy)`);
     console.log(`written: ${files.map((f) => f.replace(`${ROOT}/`, '')).join(', ')}; took ${(meta.benchSeconds / 60).toFixed(1)} min`);
     rmSync(work, { recursive: true, force: true });

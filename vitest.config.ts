@@ -1,13 +1,17 @@
 import { defineConfig } from 'vitest/config';
+import { textModulesPlugin } from './scripts/text-modules.js';
 
 // Two projects: `unit` (test/unit, test/integration) needs nothing but Node and a loopback sshd;
 // `e2e` (test/e2e) runs against local Debian test hosts (test/hosts), which need root: its global
 // setup builds or reuses the cached root filesystem and starts the lab's services once per run.
 export default defineConfig({
+  // .sh files import as their text (core/steps/libraries.ts), as in the bundles.
+  plugins: [textModulesPlugin],
   test: {
     pool: 'forks',
     projects: [
       {
+        extends: true,
         test: {
           name: 'unit',
           include: ['test/unit/**/*.test.ts', 'test/integration/**/*.test.ts'],
@@ -17,6 +21,7 @@ export default defineConfig({
         },
       },
       {
+        extends: true,
         test: {
           name: 'e2e',
           include: ['test/e2e/**/*.test.ts'],

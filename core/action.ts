@@ -29,22 +29,22 @@ export function booleanInput(name: string, value: string, fallback: boolean): bo
  */
 export async function runAction(body: (ctx: ActionContext) => Promise<void>): Promise<void> {
   const reporter = new ActionsReporter();
-  const env: NodeJS.ProcessEnv = { ...process.env };
+  const processEnv: NodeJS.ProcessEnv = { ...process.env };
   onUncaught((message) => core.setFailed(reporter.redact(message)));
   try {
     const sshKey = core.getInput('ssh-key');
     if (sshKey) {
       reporter.mask(sshKey);
-      env.OPS_SSH_KEY = sshKey;
+      processEnv.OPS_SSH_KEY = sshKey;
     }
     const ageKey = core.getInput('age-key');
     if (ageKey) {
       reporter.mask(ageKey);
-      env.SOPS_AGE_KEY = ageKey;
+      processEnv.SOPS_AGE_KEY = ageKey;
     }
     const root = core.getInput('working-directory') || process.env.GITHUB_WORKSPACE || process.cwd();
     await body({
-      ops: { root, reporter, env },
+      ops: { root, reporter, processEnv },
       reporter,
       input: (name, options) => {
         const value = core.getInput(name).trim();

@@ -2,7 +2,8 @@
 // the target is behind (a rollback in disguise), the migrations the target adds, and which dependency sets
 // change. Capistrano's `deploy:pending` answers the same question; here it is part of every plan and summary.
 import type { Environment } from './config/environment.ts';
-import { blobId, depsHash, git, nodeDependencyInput } from './source.ts';
+import { Git, git } from './git.ts';
+import { blobId, depsHash, nodeDependencyInput } from './source.ts';
 
 /** Commits listed before "N more". */
 export const COMMIT_LIMIT = 20;
@@ -63,25 +64,6 @@ export async function dependencyHashes(repo: string, sha: string, env: Environme
   };
 }
 
-async function isAncestor(repo: string, a: string, b: string): Promise<boolean> {
-  try {
-    await git(repo, ['merge-base', '--is-ancestor', a, b]);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function hasCommit(repo: string, sha: string): Promise<boolean> {
-  if (!/^[0-9a-f]{40}$/.test(sha)) return false;
-  try {
-    await git(repo, ['cat-file', '-e', `${sha}^{commit}`]);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 async function commitsBetween(repo: string, from: string, to: string): Promise<{ commits: Commit[]; count: number }> {
   const count = Number((await git(repo, ['rev-list', '--count', `${from}..${to}`])).trim());
   const out = await git(repo, ['log', `--max-count=${COMMIT_LIMIT}`, '--format=%H%x1f%an%x1f%s%x1e', `${from}..${to}`]);
@@ -130,8 +112,9 @@ export async function describeChange(repo: string, env: Environment, live: strin
   const change: Change = { live, target, relation: 'first', commits: [], added: 0, removedCommits: [], removed: 0, migrations: [], migrationsLiveOnly: [], dependencies: [] };
   if (!live) return change;
   if (live === target) return { ...change, relation: 'same' };
-  if (!(await hasCommit(repo, live))) return { ...change, relation: 'unknown' };
-  const [ahead, behind] = [await isAncestor(repo, live, target), await isAncestor(repo, target, live)];
+  const g = new Git(repo);
+  if (!/^[0-9a-f]{40}$/.test(live) || !(await g.commit(live))) return { ...change, relation: 'unknown' };
+  const [ahead, behind] = [await g.isAncestor(live, target), await g.isAncestor(target, live)];
   change.relation = ahead ? 'ahead' : behind ? 'behind' : 'diverged';
   const add = await commitsBetween(repo, live, target);
   const rm = await commitsBetween(repo, target, live);

@@ -4,7 +4,8 @@ import { envPath } from './config/environment.ts';
 import { OpsError, translateError } from './errors.ts';
 import type { Reporter } from './report.ts';
 import { resolveCredentials } from './remote/identity.ts';
-import { Bastion, connect } from './remote/ssh.ts';
+import { connect } from './remote/ssh.ts';
+import { Bastion } from './remote/ssh-login.ts';
 import type { Remote } from './remote/types.ts';
 
 export type Connector = (env: Environment, host: Host) => Promise<Remote>;
@@ -14,7 +15,7 @@ export interface OpsContext {
   root: string;
   reporter: Reporter;
   /** Process environment (SOPS_AGE_KEY, OPS_SSH_KEY, GITHUB_*...); injectable for tests. */
-  env: NodeJS.ProcessEnv;
+  processEnv: NodeJS.ProcessEnv;
   /** --identity from the command line. */
   identityFile?: string;
   /** How to open a host connection; tests inject a recording fake. */
@@ -55,7 +56,7 @@ export function sshConnector(ctx: OpsContext): Connector {
   return async (env, host) => {
     const ssh = env.config.ssh;
     const credentials = resolveCredentials(
-      { identityFile: ctx.identityFile, configFile: ssh.identity_file ? envPath(env, ssh.identity_file) : undefined, env: ctx.env },
+      { identityFile: ctx.identityFile, configFile: ssh.identity_file ? envPath(env, ssh.identity_file) : undefined, processEnv: ctx.processEnv },
       ctx.reporter,
     );
     const common = { reporter: ctx.reporter, connectTimeout: ssh.connect_timeout, retries: ssh.connect_retries, configFile: `environments/${env.name}/environment.yml` };
@@ -66,7 +67,7 @@ export function sshConnector(ctx: OpsContext): Connector {
       let open = bastions.get(key);
       if (open && !(await open.catch(() => undefined))?.alive) open = undefined;
       if (!open) {
-        const bastionCredentials = b.identityFile ? resolveCredentials({ configFile: b.identityFile, env: {} }, ctx.reporter) : credentials;
+        const bastionCredentials = b.identityFile ? resolveCredentials({ configFile: b.identityFile, processEnv: {} }, ctx.reporter) : credentials;
         open = Bastion.open(b, { ...common, credentials: bastionCredentials });
         bastions.set(key, open);
       }

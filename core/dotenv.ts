@@ -199,5 +199,6 @@ export function renderDotenv(env: Environment, secrets: unknown): RenderedEnv {
  * on NUL only, and `export "NAME=VALUE"` assigns without any further expansion.
  */
 export function environLoader(file: string): string {
-  return `if [ -f ${quote(file)} ]; then while IFS= read -r -d '' kv; do export -- "$kv"; done < ${quote(file)}; fi`;
+  // shellcheck reads `export "$kv"` as a mistake for `export kv`: here each record is NAME=VALUE on purpose.
+  return `# shellcheck disable=SC2163 # each record is NAME=VALUE, exported as it is\nif [ -f ${quote(file)} ]; then while IFS= read -r -d '' kv; do export -- "$kv"; done < ${quote(file)}; fi`;
 }

@@ -46,6 +46,7 @@ export class DiskFullError extends StepError {
 /** The text of an error that says a disk or quota is full (ENOSPC, EDQUOT, as tools print them). */
 export const DISK_FULL = /No space left on device|Disk quota exceeded/i;
 
+/** `text` with `prefix` before each line (quoted tool output inside a message). */
 export function indent(text: string, prefix = '  | '): string {
   return text
     .split('\n')
@@ -124,10 +125,10 @@ export function translateError(err: unknown, host: string, where: string): OpsEr
  * they are; low-level errors (sockets, SSH) in words; anything else is a bug, said so, with its stack only
  * when OPS_DEBUG is set.
  */
-export function formatError(err: unknown, env: NodeJS.ProcessEnv = process.env): string {
+export function formatError(err: unknown, processEnv: NodeJS.ProcessEnv = process.env): string {
   const withHint = (message: string, hint?: string) => (hint ? `${message}\n  hint: ${hint}` : message);
   if (err instanceof OpsError) return withHint(err.message, err.hint);
-  const debug = env.OPS_DEBUG && err instanceof Error && err.stack ? `\n${err.stack}` : '';
+  const debug = processEnv.OPS_DEBUG && err instanceof Error && err.stack ? `\n${err.stack}` : '';
   const known = describeLowLevel(err);
   if (known) return withHint(known.what, known.hint) + debug;
   const message = err instanceof Error ? err.message || err.name : String(err);

@@ -1,6 +1,9 @@
 // GitHub's REST API, only as much as staging needs: open pull requests carrying a label (oldest first) and
 // one comment per pull request (created once, then updated, so a nightly job does not pile up comments).
 // Access is optional: without a token or a known repository the caller gets `unavailable` with the reason.
+// Every HTTP request has a deadline (timeoutMs, 15 s by default), set on the fetch octokit uses, so it holds
+// for every page of a paginated listing too (octokit's paginate iterator does not pass a request's own signal
+// on to the pages after the first).
 import { getOctokit } from '@actions/github';
 import { OpsError } from './errors.ts';
 
@@ -47,15 +50,20 @@ export function apiUrlFor(host: string): string {
 export interface AccessOptions {
   /** The `github-token` input or --token; falls back to $GITHUB_TOKEN, then $GH_TOKEN. */
   token?: string;
-  env: NodeJS.ProcessEnv;
+  processEnv: NodeJS.ProcessEnv;
   /** URL of the git remote, used when $GITHUB_REPOSITORY is not set (a laptop). */
   remoteUrl?: string;
+  /** Deadline of each HTTP request, in milliseconds (default 15 000). */
   timeoutMs?: number;
 }
 
-/** Decide whether the API can be used, and with what; never throws for missing access. */
+/**
+ * Decide whether the API can be used, and with what: a token (option, $GITHUB_TOKEN, $GH_TOKEN), the
+ * repository ($GITHUB_REPOSITORY, else from the remote URL) and the API base ($GITHUB_API_URL, else from the
+ * remote's host). Never throws: missing access is `unavailable`, with the reason.
+ */
 export function githubAccess(options: AccessOptions): GitHubAccess {
-  const { env } = options;
+  const env = options.processEnv;
   const token = options.token || env.GITHUB_TOKEN || env.GH_TOKEN || '';
   const fromUrl = options.remoteUrl ? repositoryFromUrl(options.remoteUrl) : undefined;
   const repository = env.GITHUB_REPOSITORY || fromUrl?.repository;
@@ -75,24 +83,30 @@ interface RestOptions {
   timeoutMs: number;
 }
 
-function apiError(what: string, apiUrl: string, e: unknown): OpsError {
+/** fetch with a deadline on every request (and its body), on top of the caller's own signal if any. */
+function fetchWithDeadline(ms: number): typeof fetch {
+  return (input, init = {}) => fetch(input, { ...init, signal: init.signal ? AbortSignal.any([init.signal, AbortSignal.timeout(ms)]) : AbortSignal.timeout(ms) });
+}
+
+function apiError(what: string, options: RestOptions, e: unknown): OpsError {
+  const { apiUrl, timeoutMs } = options;
   const status = (e as { status?: number }).status;
-  const message = e instanceof Error ? e.message : String(e);
+  const timedOut = (x: unknown): boolean => x instanceof Error && (x.name === 'TimeoutError' || timedOut(x.cause));
+  const message = timedOut(e) ? `no answer within ${timeoutMs / 1000} s` : e instanceof Error ? e.message : String(e);
   const hint =
     status === 401
       ? 'the token is invalid or expired'
       : status === 403 || status === 404
         ? 'the token needs read access to pull requests (and pull-requests: write or issues: write to comment), and the repository must exist'
         : `is ${apiUrl} reachable? ($GITHUB_API_URL sets it)`;
-  return new OpsError(`GitHub API: cannot ${what}: ${status ? `HTTP ${status} ` : ''}${message}`, hint);
+  return new OpsError(`GitHub API: cannot ${what}: ${status && !timedOut(e) ? `HTTP ${status} ` : ''}${message}`, hint);
 }
 
 const MAX_PULLS = 1000;
 
 function restApi(options: RestOptions): GitHubApi {
-  const octokit = getOctokit(options.token, { baseUrl: options.apiUrl });
+  const octokit = getOctokit(options.token, { baseUrl: options.apiUrl, request: { fetch: fetchWithDeadline(options.timeoutMs) } });
   const [owner, repo] = options.repository.split('/') as [string, string];
-  const request = () => ({ signal: AbortSignal.timeout(options.timeoutMs) });
   return {
     repository: options.repository,
     async labelledPulls(label) {
@@ -106,7 +120,6 @@ function restApi(options: RestOptions): GitHubApi {
           sort: 'created',
           direction: 'asc',
           per_page: 100,
-          request: request(),
         });
         let seen = 0;
         for await (const page of pages) {
@@ -127,7 +140,7 @@ function restApi(options: RestOptions): GitHubApi {
           if (seen >= MAX_PULLS) break;
         }
       } catch (e) {
-        throw apiError(`list the open pull requests of ${options.repository}`, options.apiUrl, e);
+        throw apiError(`list the open pull requests of ${options.repository}`, options, e);
       }
       // The API sorts by creation already; sort again so the order never depends on the server.
       return found.sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.number - b.number);
@@ -141,19 +154,18 @@ function restApi(options: RestOptions): GitHubApi {
           repo,
           issue_number: number,
           per_page: 100,
-          request: request(),
         })) {
           const mine = page.data.find((c) => c.body?.includes(marker));
           if (mine) existing = mine.id;
         }
         if (existing !== undefined) {
-          await octokit.rest.issues.updateComment({ owner, repo, comment_id: existing, body: text, request: request() });
+          await octokit.rest.issues.updateComment({ owner, repo, comment_id: existing, body: text });
           return 'updated';
         }
-        await octokit.rest.issues.createComment({ owner, repo, issue_number: number, body: text, request: request() });
+        await octokit.rest.issues.createComment({ owner, repo, issue_number: number, body: text });
         return 'created';
       } catch (e) {
-        throw apiError(`comment on pull request #${number}`, options.apiUrl, e);
+        throw apiError(`comment on pull request #${number}`, options, e);
       }
     },
   };

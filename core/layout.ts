@@ -55,6 +55,10 @@ export interface Layout {
   selfSignedDir: string;
 }
 
+/**
+ * Every path and name an environment uses on a host (base_dir, releases, shared, .ops, nginx, supervisor,
+ * logs, TLS), from its settings. Pure: the one place these are spelt.
+ */
 export function layout(env: Environment): Layout {
   const base = env.baseDir;
   const app = env.config.app;
@@ -98,6 +102,7 @@ export function slotPort(env: Environment, program: string, slot: Slot): number 
   return slot === 'blue' ? p.port : p.port + env.config.switch.port_offset;
 }
 
+/** The slot that is not `slot` (blue ↔ green). */
 export function otherSlot(slot: Slot): Slot {
   return slot === 'blue' ? 'green' : 'blue';
 }

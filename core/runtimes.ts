@@ -57,6 +57,10 @@ export function npmVersionFor(nodeVersion: string, pinned?: string): string {
   return Number(nodeVersion.split('.')[0]) >= 18 ? '10.9.4' : '9.9.4';
 }
 
+/**
+ * Absolute paths of the runtimes the environment pins on a host (python, node, npm), by strategy: Debian's
+ * /usr/bin/pythonX.Y and /usr/bin/node, pyenv and nvm under /opt, or /opt/ops-node/v<version> (npm). Pure.
+ */
 export function runtimePaths(env: Environment): RuntimePaths {
   const { python, node } = env.config.runtimes;
   const py = python.strategy === 'pyenv' ? `${PYENV_ROOT}/versions/${python.version}/bin/python3` : `/usr/bin/python${minor(python.version)}`;

@@ -57,6 +57,21 @@ export function patternOf(kind: ValueKind): RegExp {
   return CHECKS[kind].pattern;
 }
 
+/** Whether `value` matches the pattern for `kind` (no throw; `validate` throws with the form expected). */
 export function isValid(kind: ValueKind, value: string): boolean {
   return CHECKS[kind].pattern.test(value);
+}
+
+/**
+ * A whole number from text given by a person or a workflow (an option, an action input): decimal digits only
+ * (no sign, no exponent, no spaces inside), within [min, max] (default 0 to 2^31-1).
+ * @returns the number. @throws OpsError naming `what`, what was given, and the range.
+ */
+export function wholeNumber(text: string, what: string, range: { min?: number; max?: number } = {}): number {
+  const min = range.min ?? 0;
+  const max = range.max ?? 2 ** 31 - 1;
+  const t = text.trim();
+  const n = /^\d{1,10}$/.test(t) ? Number(t) : NaN;
+  if (!Number.isSafeInteger(n) || n < min || n > max) throw new OpsError(`${what} needs a whole number from ${min} to ${max}, got ${JSON.stringify(text)}`);
+  return n;
 }

@@ -19,5 +19,7 @@ export const bundleOptions = {
   // esbuild cannot load native addons; ssh2 then uses its pure-JS crypto.
   external: ['*.node'],
   banner: { js: banner },
+  // The shell libraries (core/steps/sh/*.sh) are imported as their text (scripts/text-modules.js).
+  loader: { '.sh': 'text' },
   logLevel: 'warning',
 };

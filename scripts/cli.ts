@@ -2,28 +2,34 @@
 // argv, prints help, and turns errors into messages for people (exit 1) instead of stack traces.
 import { parseArgs } from 'node:util';
 import { OpsError, formatError } from '../core/errors.ts';
+import { wholeNumber } from '../core/shell.ts';
 import { ConsoleReporter, type Reporter } from '../core/report.ts';
 import { findRoot } from '../core/config/environment.ts';
 import type { Connector, OpsContext } from '../core/context.ts';
 
-export interface OptionSpec {
-  type: 'string' | 'boolean';
-  short?: string;
-  multiple?: boolean;
-  description: string;
-  /** Shown in help as the value's name ("--lines N"). */
-  value?: string;
-}
+/** A command-line option: a string (repeatable with `multiple`), a flag, or a whole number (checked by wholeNumber). */
+export type OptionSpec =
+  | { type: 'string'; short?: string; multiple?: boolean; description: string; /** Shown in help as the value's name ("--ref REF"). */ value?: string }
+  | { type: 'boolean'; short?: string; description: string }
+  | { type: 'number'; short?: string; description: string; value?: string; min?: number; max?: number };
 
-export interface CommandContext {
+export type Options = Record<string, OptionSpec>;
+
+/** The parsed value of one option: string (string[] when repeatable), boolean, or number; undefined when not given. */
+type ValueOf<S extends OptionSpec> = S extends { type: 'boolean' } ? boolean : S extends { type: 'number' } ? number : S extends { multiple: true } ? string[] : string;
+
+/** Parsed options, typed by the command's own option specs (plus the global ones). */
+export type OptionValues<O extends Options> = { [K in keyof O]?: ValueOf<O[K]> } & { help?: boolean; identity?: string };
+
+export interface CommandContext<O extends Options = Options> {
   /** Positional arguments after the command name. */
   args: string[];
   /** Parsed options. */
-  values: Record<string, string | boolean | string[] | undefined>;
+  values: OptionValues<O>;
   reporter: Reporter;
   /** Project root (holds environments/). */
   root: string;
-  env: NodeJS.ProcessEnv;
+  processEnv: NodeJS.ProcessEnv;
   stdin: NodeJS.ReadableStream;
   stdout: NodeJS.WritableStream;
   stderr: NodeJS.WritableStream;
@@ -31,17 +37,25 @@ export interface CommandContext {
   ops: OpsContext;
 }
 
-export interface Command {
+export interface Command<O extends Options = Options> {
   /** One or two words: "ping", "secrets show". */
   name: string;
   summary: string;
   /** Positional arguments: "<env>" required, "[program]" optional, "<file...>" one or more. */
   args?: string[];
-  options?: Record<string, OptionSpec>;
+  options?: O;
   /** Longer help text shown by `ops <command> --help`. */
   help?: string;
-  run(ctx: CommandContext): Promise<number>;
+  run(ctx: CommandContext<O>): Promise<number>;
 }
+
+/** A command with its option values typed from its own options (`values.lines` is a number when `lines` is one). */
+export function command<const O extends Options = Record<never, OptionSpec>>(c: Command<O>): Command {
+  return c as unknown as Command;
+}
+
+/** The `--json` option every command that prints a result has. */
+export const JSON_OPTION = { type: 'boolean', description: 'print JSON for scripts' } as const;
 
 export class UsageError extends OpsError {}
 
@@ -57,7 +71,7 @@ function usageLine(c: Command): string {
 
 function optionLines(options: Record<string, OptionSpec>): string[] {
   return Object.entries(options).map(([k, o]) => {
-    const flag = `${o.short ? `-${o.short}, ` : '    '}--${k}${o.type === 'string' ? ` ${o.value ?? 'VALUE'}` : ''}`;
+    const flag = `${o.short ? `-${o.short}, ` : '    '}--${k}${o.type !== 'boolean' ? ` ${o.value ?? 'VALUE'}` : ''}`;
     return `  ${flag.padEnd(28)} ${o.description}`;
   });
 }
@@ -99,9 +113,25 @@ function checkArgs(c: Command, args: string[]): void {
   if (!variadic && args.length > spec.length) throw new UsageError(`unexpected argument "${args[spec.length]}" for "ops ${c.name}"`, `usage: ${usageLine(c)}`);
 }
 
+/** Option values as the command's specs say: numbers parsed (one parser for every number: wholeNumber). */
+function typedValues(specs: Options, raw: Record<string, string | boolean | string[] | undefined>): OptionValues<Options> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(raw)) {
+    const spec = specs[k];
+    if (spec?.type === 'number' && typeof v === 'string') {
+      try {
+        out[k] = wholeNumber(v, `--${k}`, spec);
+      } catch (e) {
+        throw new UsageError((e as OpsError).message, (e as OpsError).hint);
+      }
+    } else out[k] = v;
+  }
+  return out as OptionValues<Options>;
+}
+
 export interface RunIo {
   argv: string[];
-  env?: NodeJS.ProcessEnv;
+  processEnv?: NodeJS.ProcessEnv;
   stdin?: NodeJS.ReadableStream;
   stdout?: NodeJS.WritableStream;
   stderr?: NodeJS.WritableStream;
@@ -115,7 +145,7 @@ export interface RunIo {
 export async function runCli(commands: Command[], io: RunIo): Promise<number> {
   const stdout = io.stdout ?? process.stdout;
   const stderr = io.stderr ?? process.stderr;
-  const env = io.env ?? process.env;
+  const processEnv = io.processEnv ?? process.env;
   const argv = io.argv;
   if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
     stdout.write(mainHelp(commands) + '\n');
@@ -147,7 +177,7 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
         allowPositionals: true,
         strict: true,
         options: Object.fromEntries(
-          Object.entries(specs).map(([k, o]) => [k, { type: o.type, ...(o.short ? { short: o.short } : {}), ...(o.multiple ? { multiple: true } : {}) }]),
+          Object.entries(specs).map(([k, o]) => [k, { type: o.type === 'boolean' ? 'boolean' : 'string', ...(o.short ? { short: o.short } : {}), ...('multiple' in o && o.multiple ? { multiple: true } : {}) }]),
         ),
       });
     } catch (e) {
@@ -158,12 +188,12 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
       return 0;
     }
     checkArgs(command, parsed.positionals);
-    const root = io.root ?? env.OPS_ROOT ?? findRoot();
-    const values = parsed.values as CommandContext['values'];
-    const ops: OpsContext = { root, reporter, env, identityFile: values.identity as string | undefined, ...(io.connector ? { connector: io.connector } : {}) };
-    return await command.run({ args: parsed.positionals, values, reporter, root, env, stdin: io.stdin ?? process.stdin, stdout, stderr, ops });
+    const root = io.root ?? processEnv.OPS_ROOT ?? findRoot();
+    const values = typedValues(specs, parsed.values as Record<string, string | boolean | string[] | undefined>);
+    const ops: OpsContext = { root, reporter, processEnv, identityFile: values.identity, ...(io.connector ? { connector: io.connector } : {}) };
+    return await command.run({ args: parsed.positionals, values, reporter, root, processEnv, stdin: io.stdin ?? process.stdin, stdout, stderr, ops });
   } catch (e) {
-    stderr.write(`error: ${reporter.redact(formatError(e, env))}\n`);
+    stderr.write(`error: ${reporter.redact(formatError(e, processEnv))}\n`);
     return e instanceof UsageError ? 2 : 1;
   }
 }

@@ -25,7 +25,7 @@ function newest(dir) {
     if (e.name === 'node_modules' || e.name === 'dist') continue;
     const p = join(dir, e.name);
     if (e.isDirectory()) t = Math.max(t, newest(p));
-    else if (e.name.endsWith('.ts')) t = Math.max(t, statSync(p).mtimeMs);
+    else if (e.name.endsWith('.ts') || e.name.endsWith('.sh')) t = Math.max(t, statSync(p).mtimeMs);
   }
   return t;
 }
@@ -92,6 +92,7 @@ if (await ensureBundle().catch(() => false)) {
 } else {
   const { register } = await import('tsx/esm/api');
   register();
+  await import(pathToFileURL(join(root, 'scripts', 'register-text-modules.js')).href);
   const { main } = await import(pathToFileURL(join(root, 'scripts', 'ops.ts')).href);
   process.exitCode = await main(process.argv.slice(2));
 }

@@ -1,16 +1,18 @@
-// The staging-sync action: inputs → core/staging.ts → outputs and job summary. All logic lives in the core.
+// The staging-sync action: inputs → core/staging/run.ts → outputs and job summary. All logic lives in the core.
 import { context } from '@actions/github';
 import { OpsError } from '../../core/errors.ts';
 import { runAction } from '../../core/action.ts';
-import { refFromEvent } from '../../core/staging-plan.ts';
-import { DEFAULT_IDENTITY } from '../../core/staging-git.ts';
-import { runStaging, runUrlFrom, stagingSettings } from '../../core/staging.ts';
+import { refFromEvent } from '../../core/staging/refs.ts';
+import { DEFAULT_IDENTITY } from '../../core/git.ts';
+import { runUrl } from '../../core/runinfo.ts';
+import { runStaging } from '../../core/staging/run.ts';
+import { stagingSettings } from '../../core/staging/settings.ts';
 
 await runAction(async ({ ops, reporter, input, flag }) => {
   const mode = input('mode');
   if (mode !== 'add' && mode !== 'rebuild') throw new OpsError(mode ? `invalid mode "${mode}"` : 'the mode input is missing', 'mode is "add" or "rebuild"');
   // add without a ref, on a pull_request event: that pull request.
-  const event = mode === 'add' && !input('ref') ? refFromEvent(context.payload, ops.env.GITHUB_REPOSITORY) : undefined;
+  const event = mode === 'add' && !input('ref') ? refFromEvent(context.payload, ops.processEnv.GITHUB_REPOSITORY) : undefined;
   await runStaging({
     mode,
     ref: input('ref') || event?.ref,
@@ -27,8 +29,8 @@ await runAction(async ({ ops, reporter, input, flag }) => {
     label: input('label') || undefined,
     comment: flag('comment', true),
     token: input('github-token') || undefined,
-    env: ops.env,
+    processEnv: ops.processEnv,
     reporter,
-    runUrl: runUrlFrom(ops.env),
+    runUrl: runUrl(ops.processEnv) || undefined,
   });
 });

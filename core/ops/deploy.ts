@@ -3,30 +3,28 @@
 // (reused by hash) → build → migrate (first host) → hooks → start the other slot → health gate → switch
 // (nginx, then `current`) → prune; the previous release stays warm on the idle slot. Anything failing before
 // the switch leaves the live release serving, untouched.
-import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { isAbsolute, resolve } from 'node:path';
 import type { Environment } from '../config/environment.ts';
-import { refuseCollisions, sharingPlan, type HostSharing } from '../config/siblings.ts';
-import { clockSkewWarning, inBatches, runnerNow, Session, withOpenSession, withSession, type OpsContext } from '../context.ts';
-import { renderDotenv, type RenderedEnv } from '../dotenv.ts';
-import { DISK_FULL, DiskFullError, OpsError, StepError } from '../errors.ts';
+import { refuseCollisions } from '../config/siblings.ts';
+import { clockSkewWarning, inBatches, Session, withOpenSession, type OpsContext } from '../context.ts';
+import { DiskFullError, OpsError, StepError } from '../errors.ts';
 import { packArtifacts, parseParts, unpackArtifacts, type ArtifactPart } from '../steps/artifact.ts';
 import { layout, otherSlot, type Slot } from '../layout.ts';
-import { runInfo } from '../runinfo.ts';
-import { reported, reportedAll, type Remote, type Step, type StepResult } from '../remote/types.ts';
-import { quote, validate } from '../shell.ts';
-import { type HostLive, type HostsChange, dependencyHashes, describeChanges, formatChanges } from '../changes.ts';
-import { knownCommits, packFor, resolveRef, treeContent, treeSize, type ResolvedRef, type TreeContent } from '../source.ts';
-import { describeDisk, diskSpace, parseDisk, type DiskSpace } from '../steps/facts.ts';
+import { reportedAll, type Remote } from '../remote/types.ts';
+import { quote } from '../shell.ts';
+import { type HostsChange, describeChanges, formatChanges } from '../changes.ts';
+import { knownCommits, packFor, type ResolvedRef } from '../source.ts';
+import { describeDisk } from '../steps/facts.ts';
 import type { AuditEntry } from '../steps/audit.ts';
-import { RELEASE_DIR_PATTERN, parseReleaseRecord, retention, type ReleaseRecord } from '../steps/history.ts';
-import { site } from '../steps/nginx.ts';
-import { appCommand, createRelease, dependencies, deployState, installDotenv, markRelease, pruneReleases, receivePack, releaseId, type ReleaseMeta } from '../steps/release.ts';
-import { START_FAILED_CLEAN, slotConfig, startSlot, stopSlot, switchTo } from '../steps/switch.ts';
+import { RELEASE_DIR_PATTERN } from '../steps/history.ts';
+import { appCommand, dependencies } from '../steps/app.ts';
+import { createRelease, deployState, installDotenv, markRelease, pruneReleases, receivePack } from '../steps/release.ts';
+import { START_FAILED_CLEAN, startSlot, stopSlot, switchTo } from '../steps/switch.ts';
+import { HostRun } from './host-run.ts';
+import { liveOf, parseState, pruneAfterSwitch, readLive, type HostState } from './host-state.ts';
+import { deployTarget, planDeploy, planText, treeNotes, type Plan } from './deploy-plan.ts';
 import { withLock, type AuditEntryFields, type LockedRun, type LockOptions } from './locked.ts';
-import { environmentSecrets } from './secrets.ts';
 
 export interface DeployOptions {
   ref?: string;
@@ -58,180 +56,6 @@ export interface DeployResult {
   plan?: string[];
   /** What the deploy changes on each group of hosts serving the same commit (read before anything changed). */
   changes: HostsChange[];
-}
-
-/** Parsed `deployState`. */
-export interface HostState {
-  provisioned: boolean;
-  current: string;
-  slot: Slot | undefined;
-  /** Every release directory with its place in the host's history. */
-  releases: ReleaseRecord[];
-  known: string[];
-  /** Which of the commits asked about the host's mirror already has. */
-  has: string[];
-  /** Which of the Git LFS oids asked about the host has stored. */
-  lfsHas: string[];
-  certificate: boolean;
-  /** "ok", or what failed, for the live slot; "" when nothing is live. */
-  liveHealth: string;
-  /** The host's clock (`date +%s`), read with the lock. */
-  hostTime?: string;
-  /** The release each slot's supervisor file runs. */
-  slotReleases: Partial<Record<Slot, string>>;
-  /** Free space and inodes under the app's directory. */
-  disk?: DiskSpace;
-  /** Complete dependency sets on the host (names under shared/deps). */
-  depsHas: string[];
-  /** What builds run on (platformReport), when asked. */
-  platform?: string;
-}
-
-export function parseState(r: StepResult): HostState {
-  const slot = reported(r, 'slot');
-  const slotReleases: Partial<Record<Slot, string>> = {};
-  for (const line of reportedAll(r, 'slot_release')) {
-    const [s, id] = line.split(' ');
-    if ((s === 'blue' || s === 'green') && id) slotReleases[s] = id;
-  }
-  return {
-    provisioned: (reported(r, 'provisioned') ?? 'no') !== 'no',
-    current: reported(r, 'current') ?? '',
-    slot: slot === 'blue' || slot === 'green' ? slot : undefined,
-    releases: reportedAll(r, 'release').map(parseReleaseRecord),
-    known: reportedAll(r, 'known'),
-    has: reportedAll(r, 'has'),
-    lfsHas: reportedAll(r, 'lfs_has'),
-    certificate: reported(r, 'certificate') === 'yes',
-    liveHealth: reported(r, 'live_health') ?? '',
-    hostTime: reported(r, 'now'),
-    slotReleases,
-    disk: parseDisk(reported(r, 'disk')),
-    depsHas: reportedAll(r, 'deps_has'),
-    platform: reported(r, 'platform'),
-  };
-}
-
-/**
- * What pruning removes after `id` went live on a host in `state` (the state read before the deploy): the
- * new release is live (the latest in the history), the one live before stays warm on its slot unless
- * `switch.keep_previous` is off.
- */
-export function pruneAfterSwitch(env: Environment, state: HostState, id: string, newSlot: Slot): string[] {
-  const top = Math.max(0, ...state.releases.map((r) => Math.max(r.liveSeq ?? 0, r.eventSeq ?? 0)));
-  const releases = [...state.releases.filter((r) => r.id !== id), { id, sha: '', status: 'ok' as const, liveSeq: top + 1, eventSeq: top + 1 }];
-  const warm = env.config.switch.keep_previous && state.current && state.slot ? [{ id: state.current, slot: state.slot }] : [];
-  const kept = retention(releases, { keep: env.config.release.keep, keepFailed: env.config.release.keep_failed, current: id, warm: [...warm, { id, slot: newSlot }] });
-  return [...kept].filter(([, why]) => why === undefined).map(([r]) => r);
-}
-
-/** The repository deployed from: the environment's `repository`, else the git repository holding the project. */
-export function sourceRepository(ctx: OpsContext, env: Environment): string {
-  const configured = env.config.repository;
-  if (configured) return isAbsolute(configured) ? configured : resolve(ctx.root, configured);
-  try {
-    return execFileSync('git', ['-C', ctx.root, 'rev-parse', '--show-toplevel'], { encoding: 'utf8' }).trim();
-  } catch {
-    return ctx.root;
-  }
-}
-
-/**
- * Timed step runner for one host: groups in the log, durations for the summary. A step or upload that runs
- * out of disk space or inodes fails saying so, with what is left under the app's directory (one more round
- * trip, on that failure only).
- */
-export class HostRun {
-  readonly steps: { name: string; ms: number }[] = [];
-  constructor(
-    private readonly ctx: OpsContext,
-    readonly remote: Remote,
-    private readonly env: Environment,
-  ) {}
-  async run(step: Step): Promise<StepResult> {
-    const started = Date.now();
-    try {
-      return await (step.quiet ? this.remote.run(step) : this.ctx.reporter.group(`${this.remote.name} · ${step.name}`, () => this.remote.run(step)));
-    } catch (e) {
-      throw await this.diskFull(e);
-    } finally {
-      this.steps.push({ name: step.name, ms: Date.now() - started });
-    }
-  }
-  async upload(content: Buffer | string, path: string, mode: number): Promise<void> {
-    await this.remote.upload(content, path, { mode }).catch(async (e: unknown) => {
-      throw await this.diskFull(e);
-    });
-  }
-  /** A cleanup step whose own failure must not hide the original error. */
-  async tryRun(step: Step): Promise<void> {
-    await this.remote.run(step, { allowFailure: true }).catch(() => undefined);
-  }
-  /**
-   * A failed step: was the disk full? Said in its error (ENOSPC), or not (a tool that hides its cause, like
-   * venv's ensurepip): the space and inodes left after it tell.
-   */
-  private async diskFull(e: unknown): Promise<unknown> {
-    if (!(e instanceof StepError) || e.exitCode === null) return e;
-    const r = await this.remote.run(diskSpace(this.env), { allowFailure: true }).catch(() => undefined);
-    const disk = r && parseDisk(reported(r, 'disk'));
-    const exhausted = disk && (disk.freeMb < 1 || (disk.freeInodes !== undefined && disk.freeInodes < 10));
-    if (!DISK_FULL.test(e.message) && !exhausted) return e;
-    const what = disk?.freeInodes === 0 ? 'free inodes' : 'disk space';
-    return new DiskFullError(
-      e,
-      `${this.remote.name} ran out of ${what}${disk ? `: ${describeDisk(disk)}` : ` under ${this.env.baseDir}`}`,
-      `free space on ${this.remote.name} under ${disk?.path ?? this.env.baseDir} (failed releases, old dependency sets under shared/deps, logs; or lower release.keep), then deploy again`,
-    );
-  }
-}
-
-interface Plan {
-  resolved: ResolvedRef;
-  repo: string;
-  /** Submodules, Git LFS contents and export-ignored paths of the commit (what `git archive` alone leaves out). */
-  tree: TreeContent;
-  /** What the release's files take once written (git ls-tree). */
-  size: { bytes: number; entries: number };
-  id: string;
-  dotenv: RenderedEnv;
-  hashes: { python: string; node: string };
-  meta: ReleaseMeta;
-}
-
-/** The commit to deploy: the ref validated and resolved in the runner's repository (before any connection). */
-async function target(ctx: OpsContext, env: Environment, options: DeployOptions): Promise<{ repo: string; resolved: ResolvedRef }> {
-  const ref = validate('gitRef', options.ref || env.config.ref);
-  const repo = sourceRepository(ctx, env);
-  return { repo, resolved: await resolveRef(repo, ref) };
-}
-
-async function plan(ctx: OpsContext, env: Environment, { repo, resolved }: { repo: string; resolved: ResolvedRef }): Promise<Plan> {
-  const ref = resolved.ref;
-  // A release missing its submodules or LFS contents is refused here, before any host is touched.
-  const tree = await treeContent(repo, resolved.sha);
-  const hashes = await dependencyHashes(repo, resolved.sha, env);
-  const secrets = await environmentSecrets(ctx, env);
-  const dotenv = renderDotenv(env, secrets);
-  const now = runnerNow(ctx);
-  const id = releaseId(resolved.sha, now);
-  // Configuration mistakes surface now, before any host is touched.
-  for (const slot of ['blue', 'green'] as const) slotConfig(env, slot, `${layout(env).releases}/${id}`, id);
-  if (env.config.tls.mode === 'off' || env.config.nginx.site_template) site(env, true);
-  const info = runInfo(ctx.env);
-  const meta: ReleaseMeta = {
-    id,
-    sha: resolved.sha,
-    ref,
-    environment: env.name,
-    actor: info.actor,
-    time: now.toISOString(),
-    run: info.runUrl,
-    deps: hashes,
-    ...(tree.submodules.length && { submodules: tree.submodules.map(({ path, sha }) => ({ path, sha })) }),
-    ...(tree.lfs.length && { lfs: tree.lfs.map(({ path, oid }) => ({ path, oid })) }),
-  };
-  return { resolved, repo, tree, size: await treeSize(repo, resolved.sha), id, dotenv, hashes, meta };
 }
 
 /**
@@ -540,39 +364,6 @@ export function describeBuilds(groups: { builder: { name: string }; receivers: {
   );
 }
 
-/** What the release holds beyond `git archive`, and what it leaves out, in words (plan and deploy notes). */
-export function treeNotes(tree: TreeContent): string[] {
-  const notes: string[] = [];
-  if (tree.submodules.length) notes.push(`submodules included: ${tree.submodules.map((m) => `${m.path} (${m.sha.slice(0, 12)})`).join(', ')}`);
-  if (tree.lfs.length) notes.push(`Git LFS contents included: ${tree.lfs.length} file(s), ${(tree.lfs.reduce((a, f) => a + f.size, 0) / 1024).toFixed(1)} KiB`);
-  if (tree.exportIgnored.length)
-    notes.push(`left out by export-ignore (.gitattributes): ${tree.exportIgnored.slice(0, 10).join(', ')}${tree.exportIgnored.length > 10 ? ` and ${tree.exportIgnored.length - 10} more` : ''}`);
-  return notes;
-}
-
-function summaryPlan(env: Environment, p: Plan, sharing: HostSharing): string[] {
-  const steps = ['lock', 'state', 'code (pack of missing objects)', '.env', 'release', 'dependencies (reused when lockfiles unchanged)'];
-  if (env.config.release.build) steps.push(`build: ${env.config.release.build}`);
-  if (env.config.release.migrate) steps.push(`migrate (first host): ${env.config.release.migrate}`);
-  // With several hosts, one per platform builds; the others receive its build before any host switches.
-  if (env.hosts.length > 1) steps.push('build once per platform: the other hosts receive the release and its new dependency sets (sha256-checked), before any switch');
-  steps.push(...env.config.release.before_switch.map((c) => `before_switch: ${c}`), 'start the other slot + health checks', 'switch: nginx -t, graceful reload, current → release');
-  steps.push(
-    ...env.config.release.after_switch.map((c) => `after_switch: ${c}`),
-    env.config.switch.keep_previous ? 'keep the previous release warm on the idle slot' : `drain (at most ${env.config.switch.drain}s), stop the old slot`,
-    `prune (keep the latest ${env.config.release.keep} good releases in the order they went live, ${env.config.release.keep_failed} failed/abandoned; never what a slot runs)`,
-    'audit, unlock',
-  );
-  return [
-    `environment ${env.name}: ${p.resolved.ref} (${p.resolved.matched}) = ${p.resolved.sha}`,
-    `release ${p.id}`,
-    ...treeNotes(p.tree),
-    `hosts (batches of ${env.config.switch.batch_size}): ${env.hosts.map((h) => `${h.name} (${h.address})`).join(', ')}`,
-    ...sharingPlan(env, sharing).map((l) => `  ${l}`),
-    ...steps.map((s, i) => `  ${i + 1}. ${s}`),
-  ];
-}
-
 /**
  * The end of the lock step of a deploy on a host where `target` is live and healthy already (the state step
  * set live_sha and live_health): the no-op's audit line is written and the lock let go in the same round trip.
@@ -586,45 +377,26 @@ ${line}
 fi`;
 }
 
-/** A host's live commit from its state (the `deployState` step). */
-function liveOf(host: string, state: HostState): HostLive {
-  return { host, sha: state.releases.find((r) => r.id === state.current)?.sha ?? '', release: state.current };
-}
 
 /**
- * Each host's live commit, read without the lock: one read-only round trip per host (the state step, without
- * its health probes). A host that cannot be read is reported as such, so that a plan still prints.
+ * Put a ref live on every host of the environment (README: "How a deploy works"): resolve it once, then per
+ * batch of hosts, under the lock, send what each host lacks, build, migrate (first host), start, check and
+ * switch. `options.dryRun` prints the plan and changes nothing; the live sha is a no-op unless `force`.
+ * @returns per host: release, previous release, steps with durations. @throws OpsError (refused input,
+ * collisions, a failed step naming host, step and output); a failure before the switch leaves the live
+ * release serving, and a failed rollout says which hosts run which release.
  */
-export async function readLive(ctx: OpsContext, env: Environment): Promise<HostLive[]> {
-  try {
-    return await withSession(ctx, env, (session) =>
-      Promise.all(
-        env.hosts.map(async (h) => {
-          try {
-            const state = parseState(await session.remote(h.name).run(deployState(env, undefined, { liveHealth: false, platform: env.hosts.length > 1 })));
-            return { ...liveOf(h.name, state), ...(state.platform && { platform: state.platform }) };
-          } catch (e) {
-            return { host: h.name, sha: '', release: '', error: (e as Error).message.split('\n')[0]! };
-          }
-        }),
-      ),
-    );
-  } catch (e) {
-    return env.hosts.map((h) => ({ host: h.name, sha: '', release: '', error: (e as Error).message.split('\n')[0]! }));
-  }
-}
-
 export async function deploy(ctx: OpsContext, env: Environment, options: DeployOptions = {}): Promise<DeployResult> {
   // Apps sharing a host: refused before anything else (a dry run too: it is the plan) when they collide.
   const sharing = refuseCollisions(env, ctx.reporter);
   // The connections open while the runner plans (git, secrets, .env): neither waits for the other. A plan
   // that fails closes them; nothing has run on any host yet.
-  const commit = await target(ctx, env, options);
+  const commit = await deployTarget(ctx, env, options.ref);
   const opening = options.dryRun ? undefined : Session.open(ctx, env);
   opening?.catch(() => undefined);
   let p: Plan;
   try {
-    p = await plan(ctx, env, commit);
+    p = await planDeploy(ctx, env, commit);
   } catch (e) {
     await opening?.then((s) => s.close(), () => undefined);
     throw e;
@@ -650,7 +422,7 @@ export async function deploy(ctx: OpsContext, env: Environment, options: DeployO
     return {
       ...base,
       changes,
-      plan: [...summaryPlan(env, p, sharing), ...builds.map((l) => `  ${l}`), '', 'changes (live → target):', ...formatChanges(changes, p.resolved.sha).map((l) => `  ${l}`)],
+      plan: [...planText(env, p, sharing), ...builds.map((l) => `  ${l}`), '', 'changes (live → target):', ...formatChanges(changes, p.resolved.sha).map((l) => `  ${l}`)],
     };
   }
   const session = await opening!;
@@ -674,6 +446,7 @@ export async function deploy(ctx: OpsContext, env: Environment, options: DeployO
   };
 }
 
+/** The job summary (Markdown) of a deploy or its dry run. */
 export function deploySummary(r: DeployResult): string {
   if (r.dryRun) return ['### Deploy plan (dry run: nothing changed)', '', '```', ...(r.plan ?? []), '```'].join('\n');
   const lines = [

@@ -5,7 +5,8 @@ import type { OpsContext } from '../context.ts';
 import { type HostsChange, describeChanges, formatChanges } from '../changes.ts';
 import { validate } from '../shell.ts';
 import { resolveRef, type ResolvedRef } from '../source.ts';
-import { readLive, sourceRepository } from './deploy.ts';
+import { readLive } from './host-state.ts';
+import { sourceRepository } from '../source.ts';
 
 export interface DiffResult {
   environment: string;
@@ -15,7 +16,7 @@ export interface DiffResult {
 
 /** The change per group of hosts serving the same commit. Errors: a bad ref (before any connection). */
 export async function diff(ctx: OpsContext, env: Environment, ref?: string): Promise<DiffResult> {
-  const repo = sourceRepository(ctx, env);
+  const repo = await sourceRepository(ctx.root, env.config.repository);
   const target = await resolveRef(repo, validate('gitRef', ref || env.config.ref));
   return { environment: env.name, target, changes: await describeChanges(repo, env, await readLive(ctx, env), target.sha) };
 }

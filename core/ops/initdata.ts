@@ -5,13 +5,14 @@ import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { envPath, type Environment } from '../config/environment.ts';
+import { refuseCollisions } from '../config/siblings.ts';
 import { withSession, type OpsContext } from '../context.ts';
 import { OpsError } from '../errors.ts';
 import { layout } from '../layout.ts';
 import { decryptFile, isSopsText, loadEnvIdentities } from '../secrets/index.ts';
 import { deployState } from '../steps/release.ts';
 import { runInitdata } from '../steps/initdata.ts';
-import { parseState } from './deploy.ts';
+import { parseState } from './host-state.ts';
 import { withLock } from './locked.ts';
 
 export interface InitdataResult {
@@ -35,7 +36,7 @@ async function readInitdata(ctx: OpsContext, env: Environment, file?: string): P
   let encrypted = false;
   if (isSopsText(raw, format)) {
     encrypted = true;
-    const decrypted = await decryptFile(path, { identities: await loadEnvIdentities(env.root, env.name, ctx.env), mask: (v) => ctx.reporter.mask(v) });
+    const decrypted = await decryptFile(path, { identities: await loadEnvIdentities(env.root, env.name, ctx.processEnv), mask: (v) => ctx.reporter.mask(v) });
     text = decrypted.plaintext;
   }
   try {
@@ -47,7 +48,14 @@ async function readInitdata(ctx: OpsContext, env: Environment, file?: string): P
   return { path, text, encrypted };
 }
 
+/**
+ * Load initial data with the app's loader on the first host, in the live release, as the app user: the file
+ * (decrypted if sops) travels on stdin to a private temporary file, removed whatever happens.
+ * @throws OpsError when nothing is live, the file is missing, or the loader fails (its output, masked).
+ */
 export async function initdata(ctx: OpsContext, env: Environment, options: { file?: string } = {}): Promise<InitdataResult> {
+  // Apps sharing a host: refused before anything runs when they collide (the loader runs as this app's user).
+  refuseCollisions(env, ctx.reporter);
   const data = await readInitdata(ctx, env, options.file);
   const L = layout(env);
   const hosts = await withSession(ctx, env, (session) =>
@@ -78,6 +86,7 @@ export async function initdata(ctx: OpsContext, env: Environment, options: { fil
   return { environment: env.name, file: data.path, encrypted: data.encrypted, hosts };
 }
 
+/** The job summary (Markdown) of an initdata run. */
 export function initdataSummary(r: InitdataResult): string {
   return [
     `### Initial data loaded into ${r.environment}`,

@@ -85,14 +85,17 @@ function lockLeft(env: Environment, failures: string[], cause?: unknown): OpsErr
 }
 
 /**
- * Run `fn` with the environment's lock held on every host of `session` (taken in parallel: all or none).
- * Released on every host when `fn` ends, whatever happened, with the audit lines queued; on SIGINT/SIGTERM
- * over new connections. Throws LockError when a host is locked by another run, and an error naming the hosts
- * and `ops lock release` when a lock could not be released.
+ * Run `fn` holding the environment's lock on every host of `session` (taken at once; a holder is waited for
+ * switch.lock_wait seconds), then release it whatever happened, writing the run's audit line (unless the run's
+ * last step on a host already did both: `LockedRun.closing`, or `options.finish` in the lock step itself).
+ * `options.inspect` runs in the lock's own step (its result is in LockedRun). SIGINT/SIGTERM release the lock
+ * and exit 130.
+ * @returns what `fn` returns. @throws OpsError naming the holder when a host is locked; `fn`'s error (with
+ * the hosts whose lock could not be released, and `ops lock release`) otherwise. Leaves no lock of this run.
  */
 export async function withLock<T>(ctx: OpsContext, session: Session, operation: string, fn: (run: LockedRun) => Promise<T>, options: LockOptions = {}): Promise<T> {
   const env = session.env;
-  const info = runInfo(ctx.env);
+  const info = runInfo(ctx.processEnv);
   const request: LockRequest = { operation, actor: info.actor, runUrl: info.runUrl, runId: randomBytes(8).toString('hex'), wait: env.config.switch.lock_wait };
   // Hosts where the lock may be ours: taken, or its step did not answer. Released by run id whatever happened.
   const mine = new Set<string>();

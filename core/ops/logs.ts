@@ -8,7 +8,7 @@ import { SECRETS_FILE, type Environment } from '../config/environment.ts';
 import { withSession, type OpsContext } from '../context.ts';
 import { OpsError } from '../errors.ts';
 import { decryptFile, loadEnvIdentities } from '../secrets/index.ts';
-import { logsStep, type LogSlots, type LogsRequest } from '../steps/status.ts';
+import { logsStep, type LogSlots, type LogsRequest } from '../steps/logs.ts';
 
 export interface LogsOptions {
   /** A program of the environment, or "nginx"; default: every program, and nginx's error log. */
@@ -44,7 +44,7 @@ export async function maskEnvironmentSecrets(ctx: OpsContext, env: Environment):
   const file = join(env.dir, SECRETS_FILE);
   if (!existsSync(file)) return undefined;
   try {
-    await decryptFile(file, { identities: await loadEnvIdentities(env.root, env.name, ctx.env), mask: (v) => ctx.reporter.mask(v) });
+    await decryptFile(file, { identities: await loadEnvIdentities(env.root, env.name, ctx.processEnv), mask: (v) => ctx.reporter.mask(v) });
     return undefined;
   } catch (e) {
     const why = e instanceof Error ? e.message.split('\n')[0] : String(e);
@@ -52,6 +52,10 @@ export async function maskEnvironmentSecrets(ctx: OpsContext, env: Environment):
   }
 }
 
+/**
+ * `ops logs`: the chosen logs of every host, each line prefixed `<host> <log> |` and masked, printed through
+ * the reporter; with `follow`, until `signal` aborts. @throws OpsError for bad options or a host that fails.
+ */
 export async function logs(ctx: OpsContext, env: Environment, options: LogsOptions = {}): Promise<void> {
   const request = logsRequest(env, options);
   const limited = await maskEnvironmentSecrets(ctx, env);

@@ -109,6 +109,7 @@ function duration(s: number): string {
   return `${Math.floor(s / 60)}m ${s % 60}s`;
 }
 
+/** `ops ping` for a terminal: one block per host, with the fix for each problem on one line. */
 export function formatPing(results: PingResult[]): string {
   return results
     .map((r) => {

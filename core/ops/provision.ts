@@ -89,6 +89,12 @@ async function provisionHost(ctx: OpsContext, env: Environment, remote: Remote, 
   };
 }
 
+/**
+ * Make every host of the environment ready for deploys (README: "Provisioning"), idempotently: packages,
+ * runtimes, package indexes, app user, nginx, TLS, supervisor. @returns per host, each item `ok` or
+ * `changed`. @throws OpsError on the first failing item (naming host and step); what was done stays done,
+ * and nginx files nginx refuses are put back.
+ */
 export async function provision(ctx: OpsContext, env: Environment): Promise<ProvisionHostResult[]> {
   // Apps sharing a host: nothing of theirs may collide with what this one sets up.
   refuseCollisions(env, ctx.reporter);
@@ -127,6 +133,7 @@ export async function provision(ctx: OpsContext, env: Environment): Promise<Prov
   );
 }
 
+/** The job summary (Markdown) of a provision: one row per host and item. */
 export function provisionSummary(env: Environment, results: ProvisionHostResult[]): string {
   const lines = [`### Provision of ${env.name}`, '', '| host | item | state |', '|---|---|---|'];
   for (const r of results) for (const it of r.items) lines.push(`| ${r.host} | ${it.name} | ${it.state} |`);

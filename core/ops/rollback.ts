@@ -1,6 +1,7 @@
 // ops rollback <env> [--to <release>]: back to a kept release in seconds — no build, no migration — through
 // the same gapless switch as a deploy. The abandoned release is marked so it is not picked again.
 import type { Environment } from '../config/environment.ts';
+import { refuseCollisions } from '../config/siblings.ts';
 import { clockSkewWarning, inBatches, runnerNow, withSession, type OpsContext } from '../context.ts';
 import { OpsError, StepError } from '../errors.ts';
 import { otherSlot } from '../layout.ts';
@@ -10,7 +11,9 @@ import { validate } from '../shell.ts';
 import { previousRelease } from '../steps/history.ts';
 import { deployState, markRelease } from '../steps/release.ts';
 import { START_FAILED_CLEAN, rollbackStep, stopSlot } from '../steps/switch.ts';
-import { HostRun, parseState, type HostDeploy } from './deploy.ts';
+import { type HostDeploy } from './deploy.ts';
+import { HostRun } from './host-run.ts';
+import { parseState } from './host-state.ts';
 import { withLock, type LockedRun } from './locked.ts';
 
 export interface RollbackResult {
@@ -43,7 +46,7 @@ async function rollbackHost(ctx: OpsContext, env: Environment, remote: Remote, l
   if (result.noop) return { ...result, notes: [`${target} is already live`] };
   const live = state.slot ?? 'blue';
   const slot = otherSlot(live);
-  const info = runInfo(ctx.env);
+  const info = runInfo(ctx.processEnv);
   const fields = { result: 'success' as const, release: target, previous: state.current };
   // One round trip after the lock step: start (or reuse) the target on the other slot, switch, mark the
   // release left as abandoned, and (keeping the previous release warm) write the audit line and let go.
@@ -68,8 +71,16 @@ async function rollbackHost(ctx: OpsContext, env: Environment, remote: Remote, l
   return result;
 }
 
+/**
+ * Put back the release that was live before the current one on each host (its history), or release `to`,
+ * by moving traffic to the warm slot (starting it if needed), under the lock.
+ * @returns per host the release now live and the one before. @throws OpsError for an invalid id or a host
+ * with nothing to go back to; a failure leaves that host serving what it served.
+ */
 export async function rollback(ctx: OpsContext, env: Environment, to?: string): Promise<RollbackResult> {
   if (to) validate('release', to);
+  // Apps sharing a host: a rollback writes this app's site and starts its programs, so a collision is refused first.
+  refuseCollisions(env, ctx.reporter);
   const hosts = await withSession(ctx, env, (session) =>
     withLock(
       ctx,
@@ -88,6 +99,7 @@ export async function rollback(ctx: OpsContext, env: Environment, to?: string): 
   return { environment: env.name, url: env.url, hosts };
 }
 
+/** The job summary (Markdown) of a rollback: one row per host. */
 export function rollbackSummary(r: RollbackResult): string {
   const lines = [`### Rollback of ${r.environment}`, '', '| host | from | to | |', '|---|---|---|---|'];
   for (const h of r.hosts) lines.push(`| ${h.host} | \`${h.previous}\` | \`${h.release}\` | ${h.noop ? 'already live' : `${(h.steps.reduce((a, s) => a + s.ms, 0) / 1000).toFixed(1)}s`} |`);

@@ -21,7 +21,7 @@ export async function environmentSecrets(ctx: OpsContext, env: Environment): Pro
     if (needed) throw new OpsError(`${label} does not exist, but the environment's env or packages refer to secrets`, `create it: printf '%s' VALUE | ops secrets set ${env.name} <key>`);
     return {};
   }
-  const identities = await loadEnvIdentities(env.root, env.name, ctx.env);
+  const identities = await loadEnvIdentities(env.root, env.name, ctx.processEnv);
   const decrypted = await decryptFile(file, { identities, mask: (v) => ctx.reporter.mask(v) });
   if (decrypted.recipients.includes(EXAMPLE_RECIPIENT))
     throw new OpsError(
@@ -46,7 +46,7 @@ export async function dotenvPreview(ctx: OpsContext, env: Environment): Promise<
   let why: string;
   if (existsSync(file)) {
     try {
-      const decrypted = await decryptFile(file, { identities: await loadEnvIdentities(env.root, env.name, ctx.env), mask: (v) => ctx.reporter.mask(v) });
+      const decrypted = await decryptFile(file, { identities: await loadEnvIdentities(env.root, env.name, ctx.processEnv), mask: (v) => ctx.reporter.mask(v) });
       return renderDotenv(env, decrypted.data);
     } catch (e) {
       if (!(e instanceof OpsError) || /\.env/.test(e.message)) throw e;

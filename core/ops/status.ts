@@ -40,6 +40,11 @@ export async function eachHost<T>(ctx: OpsContext, env: Environment, fn: (remote
   );
 }
 
+/**
+ * `ops status`: every host's status in one read-only step each (README: "When something is wrong").
+ * @returns per host its status, problems and warnings; `healthy` when no host has a problem. Never throws for
+ * an unreachable host (it is a problem of the result).
+ */
 export async function status(ctx: OpsContext, env: Environment): Promise<StatusResult> {
   const hosts = await eachHost(
     ctx,

@@ -18,7 +18,7 @@ export interface IdentitySources {
   identityFile?: string;
   /** ssh.identity_file from the environment, already resolved to an absolute path. */
   configFile?: string;
-  env?: NodeJS.ProcessEnv;
+  processEnv?: NodeJS.ProcessEnv;
   home?: string;
 }
 
@@ -41,8 +41,8 @@ function checkKeyText(text: string, label: string): string {
  * then ~/.ssh/id_ed25519, id_ecdsa, id_rsa. Key text is masked before anything can print it.
  */
 export function resolveCredentials(sources: IdentitySources, reporter: Reporter): Credentials {
-  const env = sources.env ?? process.env;
-  const passphrase = env.OPS_SSH_KEY_PASSPHRASE || undefined;
+  const processEnv = sources.processEnv ?? process.env;
+  const passphrase = processEnv.OPS_SSH_KEY_PASSPHRASE || undefined;
   if (passphrase) reporter.mask(passphrase);
   const fromText = (text: string, describe: string): Credentials => {
     const key = checkKeyText(text, describe);
@@ -50,9 +50,9 @@ export function resolveCredentials(sources: IdentitySources, reporter: Reporter)
     return { privateKey: key, passphrase, describe };
   };
   if (sources.identityFile) return fromText(readKey(sources.identityFile, '--identity'), `key file ${sources.identityFile}`);
-  if (env.OPS_SSH_KEY) return fromText(env.OPS_SSH_KEY, '$OPS_SSH_KEY');
+  if (processEnv.OPS_SSH_KEY) return fromText(processEnv.OPS_SSH_KEY, '$OPS_SSH_KEY');
   if (sources.configFile) return fromText(readKey(sources.configFile, 'ssh.identity_file'), `key file ${sources.configFile}`);
-  if (env.SSH_AUTH_SOCK && existsSync(env.SSH_AUTH_SOCK)) return { agent: env.SSH_AUTH_SOCK, describe: `SSH agent at ${env.SSH_AUTH_SOCK}` };
+  if (processEnv.SSH_AUTH_SOCK && existsSync(processEnv.SSH_AUTH_SOCK)) return { agent: processEnv.SSH_AUTH_SOCK, describe: `SSH agent at ${processEnv.SSH_AUTH_SOCK}` };
   const home = sources.home ?? homedir();
   for (const f of ['id_ed25519', 'id_ecdsa', 'id_rsa']) {
     const p = join(home, '.ssh', f);

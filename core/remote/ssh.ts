@@ -2,204 +2,27 @@
 // every upload, each on its own exec channel, ONE channel at a time: it works with sshd's `MaxSessions 1`.
 // No SFTP (sshd runs its subsystem through the login shell, whose startup files may print text into the
 // binary stream) and no long-lived channel: a lock's holder is the connection's own sshd process
-// (core/steps/lock.ts). The host key is pinned: anything else is refused before login.
+// (core/steps/lock.ts). Logging in (pinned host keys, retries, bastions): ssh-login.ts.
 import type { ClientChannel } from 'ssh2';
-import { NodeSSH } from 'node-ssh';
-import { randomBytes, timingSafeEqual } from 'node:crypto';
-import type { Duplex } from 'node:stream';
+import type { NodeSSH } from 'node-ssh';
+import { randomBytes } from 'node:crypto';
 import { StringDecoder } from 'node:string_decoder';
-import { OpsError, StepError, TransportError, describeLowLevel, oneLine, sudoHint, tail, translateError } from '../errors.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { OpsError, StepError, TransportError, oneLine, sudoHint, tail, translateError } from '../errors.ts';
 import type { Reporter } from '../report.ts';
-import { blobType, fingerprint, parseHostKey, type HostKey } from '../config/hostkey.ts';
 import type { Host } from '../config/environment.ts';
+import { type Bastion, type LoginOptions, describeEndpoint, login } from './ssh-login.ts';
 import { START_MARKER, commandLine, scriptText, uploadStep } from './wrap.ts';
 import { DEFAULT_STEP_TIMEOUT, REPORT_PREFIX, parseReports, type Remote, type RunOptions, type Step, type StepResult, type UploadOptions } from './types.ts';
-import type { Credentials } from './identity.ts';
 
-/** Where an SSH server is, and the key it must present. A host of an environment, or its bastion. */
-export interface Endpoint {
-  name: string;
-  address: string;
-  port: number;
-  user: string;
-  hostKey: string;
-}
-
-export interface ConnectOptions {
+/** A host to connect to, how to log in, and what to run the app's steps as. */
+export interface ConnectOptions extends LoginOptions {
   host: Host;
-  credentials: Credentials;
   appUser: string;
-  reporter: Reporter;
-  /** Seconds per attempt. */
-  connectTimeout: number;
-  /** Extra attempts after the first, with backoff (1 s, 2 s, 4 s...). */
-  retries: number;
-  /** Where to tell the user to pin a key ("environments/prod/environment.yml"). */
-  configFile: string;
   /** Reach the host through this bastion's connection (a forwarded TCP stream) instead of directly. */
   via?: Bastion;
   /** Called once when this connection ends (closed by us or lost). */
   onClose?: () => void;
-}
-
-/** Handshake algorithms that make the server present a key of the pinned type. */
-function hostKeyAlgorithms(type: string): string[] {
-  return type === 'ssh-rsa' ? ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'] : [type];
-}
-
-const RETRYABLE = /ECONNREFUSED|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ECONNRESET|EAI_AGAIN|Timed out while waiting for handshake|Connection lost before handshake/;
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function pinnedKey(ep: Endpoint, role: string, configFile: string): HostKey {
-  const pinned = parseHostKey(ep.hostKey);
-  if (typeof pinned === 'string') throw new OpsError(`${role} ${ep.name}: pinned host key is malformed (${pinned})`, `fix its host_key in ${configFile}`);
-  return pinned;
-}
-
-interface Attempt {
-  /** How to reach the server: a TCP connection (undefined) or a stream tunnelled through a bastion. */
-  sock?: () => Promise<Duplex>;
-  /** "web1 (deploy@10.0.0.5:22)", "bastion jump (ops@203.0.113.9:22)": used in every error. */
-  where: string;
-  /** Key section to fix in the config, for the hint ("hosts[].host_key", "bastion.host_key"). */
-  keyField: string;
-}
-
-/**
- * One SSH login with the pinned key, retried with backoff on network errors. Errors say which server (and
- * through which bastion) failed and how: refused key, different host key, unreachable.
- */
-async function login(ep: Endpoint, attempt: Attempt, options: Pick<ConnectOptions, 'credentials' | 'reporter' | 'connectTimeout' | 'retries' | 'configFile'>): Promise<NodeSSH> {
-  const pinned = pinnedKey(ep, attempt.keyField.startsWith('bastion') ? 'bastion' : 'host', options.configFile);
-  const { where } = attempt;
-  let tries = 0;
-  for (;;) {
-    let presented: Buffer | undefined;
-    const ssh = new NodeSSH();
-    try {
-      const sock = attempt.sock ? await attempt.sock() : undefined;
-      await ssh.connect({
-        host: ep.address,
-        port: ep.port,
-        username: ep.user,
-        ...(sock ? { sock } : {}),
-        readyTimeout: options.connectTimeout * 1000,
-        keepaliveInterval: 10_000,
-        keepaliveCountMax: 3,
-        ...options.credentials,
-        algorithms: { serverHostKey: hostKeyAlgorithms(pinned.type) as never },
-        hostVerifier: (key: Buffer) => {
-          presented = key;
-          return key.length === pinned.blob.length && timingSafeEqual(key, pinned.blob);
-        },
-      });
-      return ssh;
-    } catch (e) {
-      ssh.dispose();
-      if (e instanceof OpsError && !(e instanceof TransportError)) throw e;
-      const message = e instanceof Error ? e.message : String(e);
-      if (presented && !presented.equals(pinned.blob)) {
-        throw new OpsError(
-          `host key of ${where} does not match the pinned key: refusing to connect\n` +
-            `  presented: ${blobType(presented)} ${fingerprint(presented)}\n` +
-            `  pinned:    ${pinned.type} ${fingerprint(pinned.blob)}`,
-          `if the machine was rebuilt, read its new key out of band (VM console: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), compare the fingerprint, then put the key line in ${attempt.keyField} of ${options.configFile}`,
-        );
-      }
-      if (/no matching host key format|Handshake failed: no matching/i.test(message)) {
-        throw new OpsError(`${where} offers no ${pinned.type} host key, which is the type pinned`, `pin the key of a type it offers, in ${attempt.keyField} of ${options.configFile}`);
-      }
-      if (/All configured authentication methods failed/i.test(message)) {
-        throw new OpsError(`${where} refused our SSH key (${options.credentials.describe})`, `authorise its public key for ${ep.user} there, or give another key (--identity, $OPS_SSH_KEY, ssh.identity_file)`);
-      }
-      if (tries >= options.retries || !RETRYABLE.test(`${message} ${(e as { code?: string }).code ?? ''}`)) {
-        if (e instanceof OpsError) throw e;
-        const known = describeLowLevel(e);
-        throw new TransportError(
-          `cannot connect to ${where}: ${known?.what ?? message}${tries ? ` (after ${tries + 1} attempts)` : ''}`,
-          known?.hint ?? 'check the address and port, that sshd runs, and that a firewall lets this machine in',
-        );
-      }
-      tries++;
-      options.reporter.warn(`${where}: ${e instanceof OpsError ? e.message : (describeLowLevel(e)?.what ?? message)}; retrying (${tries}/${options.retries})`);
-      await sleep(1000 * 2 ** (tries - 1));
-    }
-  }
-}
-
-/** The live-log label of an endpoint: "web1 (deploy@10.0.0.5:22)". */
-function describeEndpoint(ep: Endpoint): string {
-  return `${ep.name} (${ep.user}@${ep.address}:${ep.port})`;
-}
-
-/**
- * A connection to a jump host, through which hosts are reached: each host's SSH connection runs inside a
- * forwarded TCP stream of this one (ssh2 `forwardOut`, a `direct-tcpip` channel, like `ssh -J`). Pinned
- * like a host. Closed when the last connection through it closes.
- */
-export class Bastion {
-  private users = 0;
-  private lost?: Error;
-  private constructor(
-    private readonly ssh: NodeSSH,
-    readonly endpoint: Endpoint,
-  ) {
-    const conn = ssh.connection!;
-    conn.on('error', (e: Error) => (this.lost ??= e));
-    conn.on('close', () => (this.lost ??= new Error('Not connected')));
-  }
-
-  /** Log in to the bastion (retries like a host). */
-  static async open(endpoint: Endpoint, options: Pick<ConnectOptions, 'credentials' | 'reporter' | 'connectTimeout' | 'retries' | 'configFile'>): Promise<Bastion> {
-    const ssh = await login(endpoint, { where: `bastion ${endpoint.user}@${endpoint.address}:${endpoint.port}`, keyField: 'bastion.host_key (or hosts[].bastion.host_key)' }, options);
-    return new Bastion(ssh, endpoint);
-  }
-
-  get alive(): boolean {
-    return !this.lost && !!this.ssh.connection;
-  }
-
-  /** A TCP stream from the bastion to `address:port`; fails saying the bastion cannot reach it. */
-  forward(target: Endpoint): Promise<Duplex> {
-    const conn = this.ssh.connection;
-    const label = `${target.name} (${target.address}:${target.port})`;
-    const via = `bastion ${this.endpoint.address}`;
-    if (!conn || this.lost) return Promise.reject(new TransportError(`${via} is no longer connected, so ${label} cannot be reached`, 'try again'));
-    return new Promise((resolve, reject) => {
-      try {
-        conn.forwardOut('127.0.0.1', 0, target.address, target.port, (e, stream) => {
-          if (!e) return resolve(stream);
-          const why = e.message.replace(/^\(SSH\) Channel open failure: /, '');
-          const denied = /prohibited/i.test(why);
-          // Marked retryable like a refused TCP connection when the bastion could not connect (the host booting).
-          const err = new TransportError(
-            `${via} cannot reach ${label}: ${denied ? 'the bastion refuses TCP forwarding' : why}`,
-            denied ? 'the bastion\'s sshd must allow forwarding for this login (AllowTcpForwarding yes, no restrict/no-port-forwarding on the key), as for `ssh -J`' : `check from the bastion that ${target.address}:${target.port} answers (e.g. ssh -J ${this.endpoint.user}@${this.endpoint.address}:${this.endpoint.port} -p ${target.port} ${target.address})`,
-          );
-          if (!denied) (err as { code?: string }).code = 'ECONNREFUSED';
-          reject(err);
-        });
-      } catch (e) {
-        reject(translateError(e, this.endpoint.address, `forwarding through bastion ${this.endpoint.address}`));
-      }
-    });
-  }
-
-  /** Count a connection through it. */
-  use(): void {
-    this.users++;
-  }
-
-  /** A connection through it ended: the last one closes the bastion's. */
-  release(): void {
-    if (--this.users <= 0) this.close();
-  }
-
-  close(): void {
-    this.lost ??= new Error('Not connected');
-    this.ssh.dispose();
-  }
 }
 
 /** Connect to a host (directly, or through `options.via`), with the pinned key and the given credentials. */

@@ -18,6 +18,7 @@ export const scriptPrelude = [
   'set -euo pipefail',
   'umask 022', // files that must stay private (.env, keys) are created with explicit modes
   'export LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive',
+  '# shellcheck disable=SC2317 # for the step\'s own lines: some report nothing',
   `ops_report() { printf '${REPORT_PREFIX}%s %s\\n' "$1" "\${2:-}"; }`,
   'cd /',
 ].join('\n');

@@ -4,6 +4,10 @@ import { randomBytes } from 'node:crypto';
 import { open, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
+/**
+ * Write `content` to `file` whole: a temporary file beside it, then rename(2), keeping the file's mode (or
+ * `mode`). A crash or a full disk leaves the old file, never a truncated one. @throws the write's error.
+ */
 export async function writeFileAtomic(file: string, content: string | Buffer, mode?: number): Promise<void> {
   const dir = dirname(file);
   const keep = mode ?? (await stat(file).then((s) => s.mode & 0o777, () => 0o644));

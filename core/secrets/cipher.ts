@@ -2,7 +2,8 @@
 // value's key path as associated data, written `ENC[AES256_GCM,data:…,iv:…,tag:…,type:…]`; and the MAC,
 // a SHA-512 over every value in document order, stored encrypted under the data key.
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
-import { type ScalarNode, parseScalarText, scalarText } from './tree.ts';
+import { parseScalarText, scalarText } from './tree-scalars.ts';
+import { type ScalarNode } from './tree.ts';
 
 export const IV_BYTES = 32;
 export const DATA_KEY_BYTES = 32;
@@ -24,6 +25,7 @@ function b64(field: string, text: string): Buffer {
   return Buffer.from(text, 'base64');
 }
 
+/** Whether a value is a sops ciphertext (`ENC[AES256_GCM,...]`). */
 export function isEncValue(value: unknown): value is string {
   return typeof value === 'string' && value.startsWith('ENC[');
 }
@@ -38,10 +40,15 @@ export function parseEnc(value: string): EncValue {
   return enc;
 }
 
+/** The `ENC[AES256_GCM,data:...,iv:...,tag:...,type:...]` text of a ciphertext (sops' format). */
 export function formatEnc(enc: EncValue): string {
   return `ENC[AES256_GCM,data:${enc.data.toString('base64')},iv:${enc.iv.toString('base64')},tag:${enc.tag.toString('base64')},type:${enc.type}]`;
 }
 
+/**
+ * Encrypt `plaintext` with AES-256-GCM under `key` (32 bytes) and `aad` (the value's key path, as sops does),
+ * as an ENC[...] value of `type`. `iv`: 32 random bytes unless given (tests).
+ */
 export function sealText(plaintext: string, type: string, key: Buffer, aad: string, iv: Buffer = randomBytes(IV_BYTES)): string {
   const c = createCipheriv('aes-256-gcm', key, iv);
   c.setAAD(Buffer.from(aad, 'utf8'));
@@ -65,10 +72,12 @@ export function aadOf(keys: string[]): string {
   return keys.join(':') + ':';
 }
 
+/** A scalar's sops ciphertext (its text and type, see sealText). */
 export function encryptScalar(leaf: ScalarNode, key: Buffer, aad: string, iv?: Buffer): string {
   return sealText(scalarText(leaf), leaf.type, key, aad, iv);
 }
 
+/** The scalar an ENC[...] value holds. @throws when the key or the aad (key path) is wrong: the GCM tag fails. */
 export function decryptScalar(enc: EncValue, key: Buffer, aad: string): ScalarNode {
   return parseScalarText(openText(enc, key, aad), enc.type);
 }

@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { OpsError } from '../errors.ts';
 import type { SecretsFile } from './sops.ts';
-import { type TreeChanges, diffTrees, parseTree } from './tree.ts';
+import { parseTree } from './tree-parse.ts';
+import { type TreeChanges, diffTrees } from './tree.ts';
 
 export interface EditorExit {
   code: number | null;
@@ -32,6 +33,11 @@ export type EditResult =
   | { status: 'saved'; changes: TreeChanges }
   | { status: 'aborted'; reason: string };
 
+/**
+ * `ops secrets edit`: the plaintext to a private temporary file (0600), the editor (`io.edit`), then the values
+ * re-encrypted (unchanged ones keep their ciphertext); invalid YAML is offered back (`io.confirm`).
+ * @returns saved, unchanged, or aborted with the reason. The temporary file is removed whatever happens.
+ */
 export async function editSecrets(secrets: SecretsFile, io: EditIo): Promise<EditResult> {
   const dir = await mkdtemp(join(tmpdir(), 'ops-secrets-'));
   const cleanup = () => rmSync(dir, { recursive: true, force: true });

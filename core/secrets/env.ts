@@ -4,28 +4,29 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
+import { SECRETS_FILE } from '../config/environment.ts';
 import { OpsError } from '../errors.ts';
 import { validate } from '../shell.ts';
 import { type Identities, loadIdentities, parseIdentities } from './keys.ts';
-import { isSopsText } from './sops.ts';
+import { isSopsText } from './sops-metadata.ts';
 import { type MapNode, forEachLeaf, formatOf, showPath } from './tree.ts';
 
-export const SECRETS_FILE_NAME = 'secrets.sops.yaml';
 
+/** <root>/environments/<env>. @throws OpsError for an invalid environment name. */
 export function envDir(root: string, env: string): string {
   return join(root, 'environments', validate('environment', env));
 }
 
 /** environments/<env>/secrets.sops.yaml */
 export function secretsPath(root: string, env: string): string {
-  return join(envDir(root, env), SECRETS_FILE_NAME);
+  return join(envDir(root, env), SECRETS_FILE);
 }
 
 /** Every sops-encrypted file of an environment: its secrets file, and encrypted assets (assets/*.yml|yaml|json). */
 export function envSopsFiles(root: string, env: string): string[] {
   const dir = envDir(root, env);
   const files: string[] = [];
-  const secrets = join(dir, SECRETS_FILE_NAME);
+  const secrets = join(dir, SECRETS_FILE);
   if (existsSync(secrets)) files.push(secrets);
   const assets = join(dir, 'assets');
   if (existsSync(assets)) {

@@ -25,8 +25,8 @@ export interface Identities {
 }
 
 /** `$XDG_CONFIG_HOME/sops/age/keys.txt`, else `~/.config/sops/age/keys.txt` (sops's default on Linux). */
-export function defaultKeyFile(env: NodeJS.ProcessEnv = process.env): string {
-  const base = env.XDG_CONFIG_HOME || join(env.HOME || homedir(), '.config');
+export function defaultKeyFile(processEnv: NodeJS.ProcessEnv = process.env): string {
+  const base = processEnv.XDG_CONFIG_HOME || join(processEnv.HOME || homedir(), '.config');
   return join(base, 'sops', 'age', 'keys.txt');
 }
 
@@ -66,16 +66,16 @@ export async function parseIdentities(text: string, source: string): Promise<Ide
  * `SOPS_AGE_KEY_FILE`, `SOPS_AGE_KEY_CMD` (its output), and the default key file. An empty result is not
  * an error here: the caller says which file needed a key (`tried` lists where we looked).
  */
-export async function loadIdentities(env: NodeJS.ProcessEnv = process.env): Promise<Identities> {
+export async function loadIdentities(processEnv: NodeJS.ProcessEnv = process.env): Promise<Identities> {
   const identities: Identity[] = [];
   const tried: string[] = [];
-  if (env.SOPS_AGE_KEY?.trim()) {
-    const found = await parseIdentities(env.SOPS_AGE_KEY, 'SOPS_AGE_KEY');
+  if (processEnv.SOPS_AGE_KEY?.trim()) {
+    const found = await parseIdentities(processEnv.SOPS_AGE_KEY, 'SOPS_AGE_KEY');
     identities.push(...found);
     tried.push(`SOPS_AGE_KEY (${found.length} key${found.length === 1 ? '' : 's'})`);
   } else tried.push('SOPS_AGE_KEY (not set)');
-  if (env.SOPS_AGE_KEY_FILE) {
-    const file = env.SOPS_AGE_KEY_FILE;
+  if (processEnv.SOPS_AGE_KEY_FILE) {
+    const file = processEnv.SOPS_AGE_KEY_FILE;
     let text: string;
     try {
       text = readFileSync(file, 'utf8');
@@ -89,10 +89,10 @@ export async function loadIdentities(env: NodeJS.ProcessEnv = process.env): Prom
     identities.push(...found);
     tried.push(`SOPS_AGE_KEY_FILE=${file} (${found.length} key${found.length === 1 ? '' : 's'})`);
   } else tried.push('SOPS_AGE_KEY_FILE (not set)');
-  if (env.SOPS_AGE_KEY_CMD) {
+  if (processEnv.SOPS_AGE_KEY_CMD) {
     let text: string;
     try {
-      text = execFileSync('sh', ['-c', env.SOPS_AGE_KEY_CMD], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env });
+      text = execFileSync('sh', ['-c', processEnv.SOPS_AGE_KEY_CMD], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: processEnv });
     } catch (e) {
       throw new OpsError(`SOPS_AGE_KEY_CMD failed: ${(e as Error).message.split('\n')[0]}`, 'fix the command, or unset SOPS_AGE_KEY_CMD');
     }
@@ -100,13 +100,13 @@ export async function loadIdentities(env: NodeJS.ProcessEnv = process.env): Prom
     identities.push(...found);
     tried.push(`SOPS_AGE_KEY_CMD (${found.length} key${found.length === 1 ? '' : 's'})`);
   }
-  const file = defaultKeyFile(env);
+  const file = defaultKeyFile(processEnv);
   if (existsSync(file)) {
     const found = await parseIdentities(readFileSync(file, 'utf8'), file);
     identities.push(...found);
     tried.push(`${file} (${found.length} key${found.length === 1 ? '' : 's'})`);
   } else tried.push(`${file} (no such file)`);
-  // The same key found twice (env and file) is tried once
+  // The same key found twice (processEnv and file) is tried once
   const seen = new Set<string>();
   return { identities: identities.filter((i) => !seen.has(i.secret) && seen.add(i.secret)), tried, defaultFile: file };
 }
@@ -116,6 +116,7 @@ export async function identitiesFromText(text: string, source = 'given key'): Pr
   return { identities: await parseIdentities(text, source), tried: [source] };
 }
 
+/** Whether `s` is an age recipient (age1..., Bech32). */
 export function isRecipient(s: string): boolean {
   return RECIPIENT_RE.test(s);
 }

@@ -90,7 +90,7 @@ unpack() { # FILE DIR ENTRY
   rm -rf "$new"; mkdir -p "$new"
   gzip -dc < "$1" | tar -C "$new" -xf - --no-same-owner
   chown -R ${quote(owner)} "$new/$3"
-  rm -rf "$2/$3"; mv -T "$new/$3" "$2/$3"; rmdir "$new"
+  rm -rf "${'$'}{2:?}/${'$'}{3:?}"; mv -T "$new/$3" "$2/$3"; rmdir "$new"
   echo "$3: unpacked"
 }
 ${parts.map((p) => `unpack ${quote(p.upload)} ${place(p).map(quote).join(' ')}`).join('\n')}

@@ -56,6 +56,7 @@ export function parseAuditLine(line: string): AuditEntry {
   return { time: '', environment: '', operation: '?', result: 'failed', actor: '?', message: `unreadable line: ${line.slice(0, 120)}` };
 }
 
+/** Append one entry to the environment's audit log on the host (root; the log stays 0644). */
 export function appendAudit(env: Environment, entry: AuditEntry): Step {
   const L = layout(env);
   const line = auditLine(entry);
@@ -68,6 +69,7 @@ export function appendAudit(env: Environment, entry: AuditEntry): Step {
   };
 }
 
+/** The last `lines` lines of the audit log, as `audit` reports (read only). */
 export function readAudit(env: Environment, lines: number): Step {
   return {
     name: 'read audit log',

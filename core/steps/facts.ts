@@ -39,6 +39,10 @@ export function diskSpace(env: Environment): Step {
   return { name: 'disk space', as: 'login', timeout: 30, quiet: true, script: diskReport(env.baseDir) };
 }
 
+/**
+ * What `ops ping` reads on a host as the SSH login: hostname, OS, uptime, sudo without a password, sshd's
+ * MaxSessions for this connection, free space and inodes under base_dir. Read only.
+ */
 export function hostFacts(env: Environment): Step {
   const base = env.baseDir;
   return {
@@ -47,6 +51,7 @@ export function hostFacts(env: Environment): Step {
     timeout: 60,
     quiet: true,
     script: String.raw`ops_report hostname "$(hostname)"
+# shellcheck source=/dev/null # the host's own file, not ours to follow
 ops_report os "$(. /etc/os-release && echo "$PRETTY_NAME")"
 ops_report uptime "$(cut -d' ' -f1 /proc/uptime)"
 ops_report login "$(id -un)"
@@ -54,9 +59,9 @@ if sudo_err=$(sudo -n true 2>&1 </dev/null); then sudo=yes; else sudo=no; fi
 ops_report sudo "$sudo $(printf '%s' "$sudo_err" | head -n 1)"
 if [ "$sudo" = yes ]; then
   # sshd's settings for this very connection (Match blocks applied): client address and port from SSH_CONNECTION.
-  set -- ${'$'}{SSH_CONNECTION:-127.0.0.1 0 127.0.0.1 22}
+  read -r -a conn <<< "${'$'}{SSH_CONNECTION:-127.0.0.1 0 127.0.0.1 22}"
   sshd=$(command -v sshd || echo /usr/sbin/sshd)
-  ops_report max_sessions "$(sudo -n "$sshd" -T -C "user=$(id -un),host=$(hostname),addr=$1,laddr=$3,lport=$4" 2>/dev/null | awk '$1 == "maxsessions" { print $2 }' || true)"
+  ops_report max_sessions "$(sudo -n "$sshd" -T -C "user=$(id -un),host=$(hostname),addr=${'$'}{conn[0]},laddr=${'$'}{conn[2]},lport=${'$'}{conn[3]}" 2>/dev/null | awk '$1 == "maxsessions" { print $2 }' || true)"
 fi
 # Free space and inodes where releases go (the nearest directory that exists, before the first provision).
 ${diskReport(base)}

@@ -4,8 +4,12 @@ import type { Environment } from '../config/environment.ts';
 import { layout } from '../layout.ts';
 import type { Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
-import { appCommand } from './release.ts';
+import { appCommand } from './app.ts';
 
+/**
+ * Run the app's initdata command on an uploaded file, in the live release, as the app user (the file moves
+ * to a private directory first; both are removed whatever happens).
+ */
 export function runInitdata(env: Environment, uploaded: string): Step {
   const L = layout(env);
   const u = quote(env.appUser);
@@ -18,11 +22,12 @@ export function runInitdata(env: Environment, uploaded: string): Step {
     as: 'root',
     timeout: 1800,
     script: String.raw`tmp=$(mktemp -d /tmp/ops-initdata.XXXXXX)
-trap 'rm -rf "$tmp"; rm -f ${quote(uploaded)}' EXIT INT TERM HUP
+trap ${quote(`rm -rf "$tmp"; rm -f ${quote(uploaded)}`)} EXIT INT TERM HUP
 chown ${u}:${u} "$tmp"
 chmod 0700 "$tmp"
 install -m 0600 -o ${u} -g ${u} ${quote(uploaded)} "$tmp/initdata.yml"
 rm -f ${quote(uploaded)}
+# shellcheck disable=SC2016 # the quoted text is the app user's script, expanded by its own bash
 OPS_INITDATA_FILE="$tmp/initdata.yml" runuser -u ${u} -- env HOME=${quote(`/home/${env.appUser}`)} OPS_INITDATA_FILE="$tmp/initdata.yml" bash -c ${quote(`set -euo pipefail\n${inner}`)}`,
   };
 }

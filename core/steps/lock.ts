@@ -7,6 +7,7 @@ import { layout } from '../layout.ts';
 import type { Step, StepResult } from '../remote/types.ts';
 import { reported, reportedAll } from '../remote/types.ts';
 import { quote } from '../shell.ts';
+import { CONNECTION_FUNCTIONS } from './libraries.ts';
 
 export interface LockRequest {
   operation: string;
@@ -17,26 +18,6 @@ export interface LockRequest {
   /** Seconds to wait for a live holder before giving up. */
   wait: number;
 }
-
-/**
- * Shell functions: a process's start time, and the SSH server process of the connection a script runs on.
- * OpenSSH (checked on Debian 11's 8.4 and 12's 9.2) runs every session of a connection under one
- * per-connection process, `sshd: <user>@notty` (`sshd-session` from 9.8), whatever sudo or timeout sit between:
- * the first ancestor of that name. It ends when the connection ends (closed, or dropped and noticed by sshd).
- */
-export const CONNECTION_FUNCTIONS = String.raw`# proc_start PID: start time (field 22 of /proc/PID/stat, counted after the command name): tells a reused PID apart
-proc_start() { local s; s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1; s=${'$'}{s##*) }; set -- $s; printf '%s\n' "${'$'}{20}"; }
-# conn_pid: the SSH server process of this connection
-conn_pid() {
-  local p=$$ s c
-  while [ "$p" -gt 1 ]; do
-    s=$(cat "/proc/$p/stat" 2>/dev/null) || return 1
-    c=${'$'}{s#*(}; c=${'$'}{c%)*}
-    case "$c" in sshd|sshd-session|dropbear) printf '%s\n' "$p"; return 0 ;; esac
-    s=${'$'}{s##*) }; set -- $s; p=$2
-  done
-  return 1
-}`;
 
 /** Shell that sets `lock_state` to free, held or stale for the lock at $lock. */
 const LOCK_STATE = String.raw`lock_state=free
@@ -104,14 +85,14 @@ ${then}${finish ? `\n${finish}` : ''}`,
  */
 export function releaseLock(env: Environment, runId: string, auditLines: string[] = [], ended: string[] = []): Step {
   const stop = ended.length
-    ? String.raw`left() { local p; for p in /proc/[0-9]*; do tr ' ' '
-' < "$p/environ" 2>/dev/null | grep -qxE ${quote(`OPS_CONNECTION=(${ended.join('|')})`)} && printf '%s ' "${'$'}{p#/proc/}"; done; return 0; }
-pids=$(left)
-if [ -n "$pids" ]; then
-  ops_report stopped "$pids"
-  kill -TERM $pids 2>/dev/null || true
-  for i in $(seq 50); do pids=$(left); [ -n "$pids" ] || break; sleep 0.2; done
-  if [ -n "$pids" ]; then kill -KILL $pids 2>/dev/null || true; fi
+    ? String.raw`${CONNECTION_FUNCTIONS}
+ended=(${ended.map(quote).join(' ')})
+read -r -a pids <<< "$(connection_pids "${'$'}{ended[@]}")"
+if [ ${'$'}{#pids[@]} -gt 0 ]; then
+  ops_report stopped "${'$'}{pids[*]}"
+  kill -TERM "${'$'}{pids[@]}" 2>/dev/null || true
+  for _ in $(seq 50); do read -r -a pids <<< "$(connection_pids "${'$'}{ended[@]}")"; [ ${'$'}{#pids[@]} -gt 0 ] || break; sleep 0.2; done
+  if [ ${'$'}{#pids[@]} -gt 0 ]; then kill -KILL "${'$'}{pids[@]}" 2>/dev/null || true; fi
 fi
 `
     : '';
@@ -143,6 +124,7 @@ fi
 if [ "$(sed -n 's/^run_id=//p' "$lock/info" 2>/dev/null || true)" = ${quote(runId)} ]; then rm -rf "$lock"; ops_report lock released; fi`;
 }
 
+/** Report the environment's lock (free, held or stale) and its holder's details, read only. */
 export function lockStatus(env: Environment): Step {
   return {
     name: 'lock status',
@@ -169,6 +151,7 @@ export interface LockInfo {
   holder: Record<string, string>;
 }
 
+/** The lock as lockStatus (or acquireLock) reported it. */
 export function parseLock(result: StepResult): LockInfo {
   const holder: Record<string, string> = {};
   for (const line of reportedAll(result, 'holder')) {
@@ -178,6 +161,7 @@ export function parseLock(result: StepResult): LockInfo {
   return { state: (reported(result, 'lock') ?? 'free') as LockInfo['state'], holder };
 }
 
+/** A lock holder in a message: "a deploy run by alice, started <time> (<run URL>)". */
 export function describeHolder(h: Record<string, string>): string {
   if (!h.operation) return 'an unknown run (the lock has no details)';
   return `a ${h.operation} run by ${h.actor || 'unknown'}, started ${h.since || '?'}${h.run ? ` (${h.run})` : ''}`;

@@ -8,7 +8,8 @@ import { isDefaultServer } from '../config/siblings.ts';
 import { layout, slotPort, type Slot } from '../layout.ts';
 import type { Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
-import { HOST_LOCK_FUNCTIONS, SYSTEM_FUNCTIONS, putFile } from './script.ts';
+import { putFile } from './script.ts';
+import { HOST_LOCK_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
 
 export interface NginxFile {
   path: string;
@@ -17,6 +18,7 @@ export interface NginxFile {
 
 const HEADER = '# Managed by ops-pipeline: local changes are overwritten.';
 
+/** The base /etc/nginx/nginx.conf (the same for every app on a host). */
 export function baseConfig(): string {
   return `${HEADER}
 user www-data;
@@ -197,6 +199,10 @@ ${port80(`
     }
 `)}`;
 
+/**
+ * Fill `{{name}}` placeholders of an nginx template from `vars`.
+ * @throws OpsError naming the unknown placeholders and `source`.
+ */
 export function renderTemplate(template: string, vars: Record<string, string>, source: string): string {
   const unknown = new Set<string>();
   const out = template.replace(/\{\{\s*([a-z_]+)\s*\}\}/g, (_, name: string) => {
@@ -276,8 +282,7 @@ else
   nginx_changed=0
 fi`);
   if (change.ensureService) lines.push('svc_up nginx\nif [ "$nginx_changed" = 1 ]; then svc nginx reload >/dev/null; CHANGED=1; fi');
-  // A signal to the running master is a graceful reload without a round trip through systemd.
-  else lines.push('if [ "$nginx_changed" = 1 ]; then nginx -s reload 2>/dev/null || svc nginx start; CHANGED=1; fi');
+  else lines.push('if [ "$nginx_changed" = 1 ]; then nginx_reload; CHANGED=1; fi');
   lines.push('host_unlock nginx', `item ${quote(change.item)}`);
   if (change.then) lines.push(change.then);
   return { name: change.item, as: 'root', timeout: 60, script: lines.join('\n') };

@@ -1,17 +1,17 @@
 // Release steps: what a deploy runs on a host before the switch. Code comes from the host's bare mirror
-// (fed by packs from the runner), each release is a new directory, dependencies are shared by content hash,
-// and the build, migrations and hooks run as the unprivileged app user while the old release still serves.
+// (fed by packs from the runner), each release is a new directory, and the old release still serves until the
+// switch. Dependencies, the build, migrations and hooks run as the app user: app.ts.
 import type { Environment } from '../config/environment.ts';
-import { environLoader } from '../dotenv.ts';
 import { layout, type Slot } from '../layout.ts';
-import { runtimePaths } from '../runtimes.ts';
 import type { Step } from '../remote/types.ts';
+import { runtimePaths } from '../runtimes.ts';
 import { quote } from '../shell.ts';
 import { certificatePaths } from './nginx.ts';
 import { historyFunctions } from './history.ts';
-import { IDENTITY_FUNCTIONS, PROBE_FUNCTIONS, SUPERVISOR_FUNCTIONS, programPorts, probes } from './switch.ts';
+import { programPorts, probes } from './switch.ts';
 import { b64 } from './script.ts';
 import { diskReport } from './facts.ts';
+import { IDENTITY_FUNCTIONS, PROBE_FUNCTIONS, SUPERVISOR_FUNCTIONS } from './libraries.ts';
 
 export interface ReleaseMeta {
   id: string;
@@ -89,7 +89,8 @@ live_pid=$!`;
     script: String.raw`${historyFunctions(env)}
 cur=$(readlink ${quote(L.current)} 2>/dev/null || true)
 slot=$(cat ${quote(L.slotFile)} 2>/dev/null || true)
-live_sha=""; if [ -n "$cur" ] && [ -f "$cur/REVISION" ]; then read -r live_sha < "$cur/REVISION" || true; fi
+# shellcheck disable=SC2034 # live_sha is read by what runs after this script in the lock step (a no-op deploy's finish)
+{ live_sha=""; if [ -n "$cur" ] && [ -f "$cur/REVISION" ]; then read -r live_sha < "$cur/REVISION" || true; fi; }
 live_pid=""
 ${wantLive ? (options.target ? `if [ "$live_sha" = ${quote(options.target)} ]; then
 ${liveCheck}
@@ -105,8 +106,10 @@ release_reports
 slot_releases
 if [ -d ${quote(L.mirror)} ]; then
   git --git-dir=${quote(L.mirror)} for-each-ref --format='%(objectname)' refs/ops/ | sort -u | while read -r s; do ops_report known "$s"; done
-  for s in ${shas.map(quote).join(' ')}; do git --git-dir=${quote(L.mirror)} cat-file -e "$s^{commit}" 2>/dev/null && ops_report has "$s"; done
-  for o in ${(options.lfs ?? []).map(quote).join(' ')}; do [ -f ${quote(L.lfsStore)}/"${'$'}{o:0:2}/${'$'}{o:2:2}/$o" ] && ops_report lfs_has "$o"; done
+  wanted_shas=(${shas.map(quote).join(' ')})
+  for s in "${'$'}{wanted_shas[@]}"; do git --git-dir=${quote(L.mirror)} cat-file -e "$s^{commit}" 2>/dev/null && ops_report has "$s"; done
+  wanted_oids=(${(options.lfs ?? []).map(quote).join(' ')})
+  for o in "${'$'}{wanted_oids[@]}"; do [ -f ${quote(L.lfsStore)}/"${'$'}{o:0:2}/${'$'}{o:2:2}/$o" ] && ops_report lfs_has "$o"; done
   true
 fi
 for d in ${quote(L.deps)}/*/; do if [ -f "$d.complete" ]; then d=${'$'}{d%/}; ops_report deps_has "${'$'}{d##*/}"; fi; done
@@ -224,81 +227,6 @@ echo "release ${meta.id} (${meta.sha.slice(0, 12)}, ${meta.ref}${meta.submodules
   };
 }
 
-/** Environment for app commands: runtimes and the venv first on PATH, quiet package managers. */
-function appEnvironment(env: Environment, release: string): string {
-  const paths = runtimePaths(env);
-  const nodeBin = paths.node.replace(/\/node$/, '');
-  return String.raw`export PATH=${quote(`${release}/venv/bin:${nodeBin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`)}
-export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false
-cd ${quote(release)}`;
-}
-
-
-/**
- * Dependencies, reused when unchanged: a venv and node_modules live in shared/deps/<kind>-<hash>, where the
- * hash covers the runtime and the lockfiles; a release links to them. A directory without `.complete` was
- * interrupted and is rebuilt. A new Python set is made by uv (release.python_installer, default; from the
- * app user's cache, ~/.cache/uv, shared by every set: hard links when on the same filesystem as the sets,
- * copies otherwise) or by pip (`python -m venv` + `pip install`); `--require-hashes` when the requirements
- * carry hashes, as pip does by itself. npm ci reads the app user's npm cache (~/.npm) first (--prefer-offline).
- */
-export function dependencies(env: Environment, release: string, hashes: { python: string; node: string }): Step {
-  const L = layout(env);
-  const paths = runtimePaths(env);
-  const { python_requirements: req, node_dir: nodeDir, python_installer: installer } = env.config.release;
-  const lines = [appEnvironment(env, release)];
-  if (req) {
-    const venv = `${L.deps}/venv-${hashes.python}`;
-    const install =
-      installer === 'pip'
-        ? String.raw`  ${quote(paths.python)} -m venv "$venv"
-  if [ -f ${quote(req)} ]; then "$venv/bin/pip" install -q -r ${quote(req)}; fi`
-        : String.raw`  export UV_NO_PROGRESS=1 UV_PYTHON_DOWNLOADS=never UV_CACHE_DIR="$HOME/.cache/uv"
-  mkdir -p "$UV_CACHE_DIR"
-  # Hard links from the cache need one filesystem; across two, uv copies (said once here, not warned per file).
-  if [ "$(stat -c %d "$UV_CACHE_DIR")" != "$(stat -c %d ${quote(L.deps)})" ]; then export UV_LINK_MODE=copy; fi
-  ${quote(paths.uv)} venv -q --seed --python ${quote(paths.python)} "$venv"
-  if [ -f ${quote(req)} ]; then
-    hashes=(); if grep -q -- '--hash=' ${quote(req)}; then hashes=(--require-hashes); fi
-    ${quote(paths.uv)} pip install -q --python "$venv/bin/python" "${'$'}{hashes[@]}" -r ${quote(req)}
-  fi`;
-    lines.push(String.raw`venv=${quote(venv)}
-if [ -f "$venv/.complete" ]; then
-  ops_report deps "python reused"
-else
-  rm -rf "$venv"
-${install}
-  touch "$venv/.complete"
-  ops_report deps "python installed (${installer})"
-fi
-ln -sfn "$venv" venv`);
-  }
-  if (nodeDir) {
-    const modules = `${L.deps}/node-${hashes.node}`;
-    lines.push(String.raw`nm=${quote(modules)}
-if [ -f "$nm/.complete" ]; then
-  ops_report deps "node reused"
-else
-  rm -rf "$nm" ${quote(`${nodeDir}/node_modules`)}
-  (cd ${quote(nodeDir)} && ${quote(paths.npm)} ci --prefer-offline --no-audit --no-fund --loglevel=error)
-  mkdir -p "$nm"
-  if [ -d ${quote(`${nodeDir}/node_modules`)} ]; then mv ${quote(`${nodeDir}/node_modules`)} "$nm/node_modules"; else mkdir "$nm/node_modules"; fi
-  touch "$nm/.complete"
-  ops_report deps "node installed"
-fi
-ln -sfn "$nm/node_modules" ${quote(`${nodeDir}/node_modules`)}`);
-  }
-  return { name: 'dependencies', as: 'app', timeout: 1800, script: lines.join('\n') };
-}
-
-/**
- * An app command (build, migrate, hook, initdata) in the release, as the app user, with the .env's values
- * exported exactly as rendered (from shared/environ: no .env parsing by bash).
- */
-export function appCommand(env: Environment, release: string, name: string, command: string, timeout = 1800): Step {
-  return { name, as: 'app', timeout, script: `${appEnvironment(env, release)}\n${environLoader(layout(env).environFile)}\n${command}` };
-}
-
 /**
  * Mark a release that failed before going live, or that was rolled back from (abandoned): a marker file in
  * its directory (skipped by rollback, kept apart by pruning) and an event in the host's history.
@@ -331,12 +259,17 @@ export function pruneReleases(env: Environment, remove: string[]): Step {
     as: 'root',
     timeout: 300,
     quiet: true,
-    script: String.raw`cd ${quote(L.releases)}
+    script: String.raw`releases_dir=${quote(L.releases)}
+cd "$releases_dir"
+# The release directories that current, a slot's supervisor file or a running process point into.
 protected=$({ readlink ${quote(L.current)}
   sed -n 's/^directory=//p' ${quote(L.supervisorConf('blue'))} ${quote(L.supervisorConf('green'))}
   for p in /proc/[0-9]*; do readlink "$p/cwd"; done
-} 2>/dev/null | sed -n "s#^"${quote(L.releases)}"/\([^/ ]*\).*#\1#p" | sort -u || true)
-for r in ${remove.map(quote).join(' ')}; do
+} 2>/dev/null | while IFS= read -r d; do
+  case "$d" in "$releases_dir"/*) d=${'$'}{d#"$releases_dir"/}; d=${'$'}{d%%/*}; printf '%s\n' "${'$'}{d%% *}" ;; esac
+done | sort -u || true)
+remove=(${remove.map(quote).join(' ')})
+for r in "${'$'}{remove[@]}"; do
   [ -d "$r" ] || continue
   if grep -qxF -- "$r" <<< "$protected"; then ops_report kept_running "$r"; continue; fi
   rm -rf -- "$r"
@@ -348,12 +281,12 @@ for d in ${quote(L.deps)}/*; do
   [ -d "$d" ] || continue
   grep -qxF "$d" <<< "$used" || { rm -rf -- "$d"; ops_report pruned_deps "${'$'}{d##*/}"; }
 done
-keep_oids=$(cat */release.json 2>/dev/null | grep -oE '[0-9a-f]{64}' | sort -u || true)
+keep_oids=$(cat ./*/release.json 2>/dev/null | grep -oE '[0-9a-f]{64}' | sort -u || true)
 for f in ${quote(L.lfsStore)}/*/*/*; do
   [ -f "$f" ] || continue
   grep -qxF "${'$'}{f##*/}" <<< "$keep_oids" || rm -f -- "$f"
 done
-keep_shas=$({ cat */REVISION; cat */release.json | grep -oE '[0-9a-f]{40}' || true; } 2>/dev/null | sort -u)
+keep_shas=$({ cat ./*/REVISION; cat ./*/release.json | grep -oE '[0-9a-f]{40}' || true; } 2>/dev/null | sort -u)
 git --git-dir=${quote(L.mirror)} for-each-ref --format='%(refname)' refs/ops/sha/ | while read -r ref; do
   grep -qxF "${'$'}{ref##*/}" <<< "$keep_shas" || git --git-dir=${quote(L.mirror)} update-ref -d "$ref" || echo "could not drop $ref (next prune will)" >&2
 done`,

@@ -1,82 +1,18 @@
-// Day-2 steps: what `ops status`, `ops logs` and `ops certs` run on a host, and the parsers of what they
-// report. Status is ONE read-only step per host (one round trip): release, nginx, supervisor, health
-// (the deploys' probes), certificate, disk and lock, each as `ops_report` lines parsed here.
+// Status: what `ops status` runs on a host, and the parser of what it reports. ONE read-only step per host
+// (one round trip): release, nginx, supervisor, health (the deploys' probes), certificate, disk and lock, each
+// as `ops_report` lines parsed here into a HostStatus with its problems and warnings.
 import type { Environment } from '../config/environment.ts';
 import { layout, slotPort, type Slot } from '../layout.ts';
 import { reported, reportedAll, type Step, type StepResult } from '../remote/types.ts';
 import { quote } from '../shell.ts';
-import { CONNECTION_FUNCTIONS, lockStatus, parseLock, type LockInfo } from './lock.ts';
+import { parseCerts, siteName, type CertInfo } from './certs.ts';
+import { CERT_FUNCTIONS, IDENTITY_FUNCTIONS, PROBE_FUNCTIONS, SUPERVISOR_FUNCTIONS } from './libraries.ts';
+import { describeHolder, lockStatus, parseLock, type LockInfo } from './lock.ts';
+import { certificatePaths } from './nginx.ts';
+import { describeProcess, parseProcReports, parseProcessInfo, programStates, type ProgramState } from './programs.ts';
 import { releaseSummary, type ReleaseSummary } from './release.ts';
-import { certbotCertificate, certificatePaths } from './nginx.ts';
-import { HOST_LOCK_FUNCTIONS, SYSTEM_FUNCTIONS } from './script.ts';
-import { IDENTITY_FUNCTIONS, PROBE_FUNCTIONS, SUPERVISOR_FUNCTIONS, programPorts, probes } from './switch.ts';
-import { acmeCaPath, selfSignedCertificate } from './tls.ts';
+import { programPorts, probes } from './switch.ts';
 
-// ---------------------------------------------------------------------------------------------------
-// Certificates: one shell function for status and certs, one parser.
-
-/**
- * cert_info PATH: `cert` report lines "PATH<TAB>field" (notAfter=, serial=, subject=, issuer=, DNS names),
- * or "PATH<TAB>missing" / "PATH<TAB>unreadable". served_serial NAME: the serial nginx hands out on :443.
- */
-export const CERT_FUNCTIONS = String.raw`cert_info() {
-  local f=$1 out line
-  if [ ! -s "$f" ]; then ops_report cert "$f	missing"; return 0; fi
-  if ! out=$(openssl x509 -in "$f" -noout -enddate -serial -subject -issuer 2>/dev/null); then ops_report cert "$f	unreadable"; return 0; fi
-  out+=$'\n'$(openssl x509 -in "$f" -noout -ext subjectAltName 2>/dev/null | grep -o 'DNS:[^, ]*' || true)
-  while IFS= read -r line; do [ -z "$line" ] || ops_report cert "$f	$line"; done <<< "$out"
-}
-served_serial() {
-  local s
-  s=$(echo | timeout 5 openssl s_client -connect 127.0.0.1:443 -servername "$1" 2>/dev/null | openssl x509 -noout -serial 2>/dev/null) || true
-  printf '%s' "${'$'}{s#serial=}"
-}`;
-
-export interface CertInfo {
-  path: string;
-  /** "ok", "missing" or "unreadable". */
-  state: 'ok' | 'missing' | 'unreadable';
-  notAfter?: string;
-  /** Whole days left before expiry (negative: expired), relative to `now`. */
-  daysLeft?: number;
-  serial?: string;
-  subject?: string;
-  issuer?: string;
-  names: string[];
-}
-
-/** The certificates reported by `cert_info`, in order. */
-export function parseCerts(result: StepResult, now: Date): CertInfo[] {
-  const byPath = new Map<string, CertInfo>();
-  for (const line of reportedAll(result, 'cert')) {
-    const tab = line.indexOf('\t');
-    if (tab < 0) continue;
-    const path = line.slice(0, tab);
-    const field = line.slice(tab + 1);
-    let c = byPath.get(path);
-    if (!c) byPath.set(path, (c = { path, state: 'ok', names: [] }));
-    if (field === 'missing' || field === 'unreadable') c.state = field;
-    else if (field.startsWith('notAfter=')) {
-      const t = new Date(field.slice('notAfter='.length));
-      if (!Number.isNaN(t.getTime())) {
-        c.notAfter = t.toISOString();
-        c.daysLeft = Math.floor((t.getTime() - now.getTime()) / 86_400_000);
-      }
-    } else if (field.startsWith('serial=')) c.serial = field.slice('serial='.length).toUpperCase();
-    else if (field.startsWith('subject=')) c.subject = field.slice('subject='.length).trim();
-    else if (field.startsWith('issuer=')) c.issuer = field.slice('issuer='.length).trim();
-    else if (field.startsWith('DNS:')) c.names.push(field.slice(4));
-  }
-  return [...byPath.values()];
-}
-
-/** The name nginx is asked for on :443 (SNI) and the site is fetched as. */
-function siteName(env: Environment): string {
-  return env.config.domain ?? 'localhost';
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Status
 
 /** curl arguments that fetch the site's "/" through the local nginx, as a visitor would (TLS included). */
 export function siteProbe(env: Environment): { url: string; args: string[] } {
@@ -137,58 +73,6 @@ ${lockStatus(env).script}`,
   };
 }
 
-export interface ProgramState {
-  program: string;
-  slot: Slot;
-  live: boolean;
-  /** supervisor's state name: RUNNING, STOPPED, FATAL, BACKOFF, STARTING, EXITED... */
-  state: string;
-  pid?: number;
-  /** Seconds since it started (RUNNING), or since it stopped. */
-  seconds?: number;
-  description: string;
-  /** The release the process runs, read from the process (OPS_RELEASE, else its working directory), not from `current`. */
-  release?: string;
-  /** Its working directory; `deleted` when that directory no longer exists. */
-  cwd?: string;
-  deleted?: boolean;
-  /** The processes listening on its port: pid, whether supervisor's process for it is their ancestor, their release. */
-  listeners?: { pid: number; supervised: boolean; release: string; command: string }[];
-}
-
-/** One `proc` or `listener` report of `report_slot` (tab-separated). */
-interface ProcReport {
-  slot: string;
-  program: string;
-  pid: number;
-  supervised?: boolean;
-  release: string;
-  cwd: string;
-  command: string;
-}
-
-/** The release a process runs: its OPS_RELEASE, else the release directory its working directory is in. */
-function processRelease(env: Environment, envRelease: string, cwd: string): string {
-  if (envRelease) return envRelease;
-  const prefix = `${layout(env).releases}/`;
-  return cwd.startsWith(prefix) ? cwd.slice(prefix.length).split(/[/ ]/)[0]! : '';
-}
-
-function parseProcReports(env: Environment, r: StepResult): { procs: ProcReport[]; listeners: ProcReport[] } {
-  const parse = (line: string, withTree: boolean): ProcReport => {
-    const f = line.split('\t');
-    const [slot = '', program = '', pid = '0'] = f;
-    const rest = withTree ? f.slice(4) : f.slice(3);
-    const [envRelease = '', cwd = '', ...command] = rest;
-    return { slot, program, pid: Number(pid), ...(withTree && { supervised: f[3] === 'tree' }), release: processRelease(env, envRelease, cwd), cwd, command: command.join(' ') };
-  };
-  return { procs: reportedAll(r, 'proc').map((l) => parse(l, false)), listeners: reportedAll(r, 'listener').map((l) => parse(l, true)) };
-}
-
-/** A process in a message: "pid 123 (python -m server.main) running 2026...-abc". */
-function describeProcess(p: { pid: number; command: string; release: string }): string {
-  return `pid ${p.pid}${p.command ? ` (${p.command})` : ''} running ${p.release || 'an unknown release'}`;
-}
 
 export interface HostStatus {
   host: string;
@@ -210,54 +94,6 @@ export interface HostStatus {
   problems: string[];
   /** Worth knowing, not failing. */
   warnings: string[];
-}
-
-const XML_ENTITIES: Record<string, string> = { '&lt;': '<', '&gt;': '>', '&amp;': '&', '&quot;': '"', '&apos;': "'" };
-
-function unescapeXml(s: string): string {
-  return s.replace(/&(lt|gt|amp|quot|apos|#\d+|#x[0-9a-fA-F]+);/g, (m) =>
-    m.startsWith('&#x') ? String.fromCodePoint(parseInt(m.slice(3, -1), 16)) : m.startsWith('&#') ? String.fromCodePoint(Number(m.slice(2, -1))) : (XML_ENTITIES[m] ?? m),
-  );
-}
-
-/** supervisor.getAllProcessInfo's XML-RPC answer: one record per process, members as strings. */
-export function parseProcessInfo(xml: string): Record<string, string>[] {
-  const out: Record<string, string>[] = [];
-  for (const struct of xml.split('<struct>').slice(1)) {
-    const body = struct.split('</struct>')[0]!;
-    const rec: Record<string, string> = {};
-    for (const m of body.matchAll(/<member>\s*<name>([^<]*)<\/name>\s*<value>\s*(?:<(\w+)>([^<]*)<\/\2>|<(\w+)\s*\/>|([^<]*))\s*<\/value>\s*<\/member>/g)) {
-      rec[m[1]!] = unescapeXml(m[3] ?? m[5] ?? '');
-    }
-    out.push(rec);
-  }
-  return out;
-}
-
-/** The environment's programs in supervisor (both slots), from getAllProcessInfo records. */
-export function programStates(env: Environment, records: Record<string, string>[], liveSlot: Slot | undefined): ProgramState[] {
-  const app = env.config.app;
-  const states: ProgramState[] = [];
-  for (const r of records) {
-    const slot = r.group === `${app}-blue` ? 'blue' : r.group === `${app}-green` ? 'green' : undefined;
-    if (!slot) continue;
-    const program = (r.name ?? '').slice(`${app}-${slot}-`.length);
-    if (!env.config.programs[program]) continue;
-    const now = Number(r.now);
-    const since = r.statename === 'RUNNING' ? Number(r.start) : Number(r.stop);
-    states.push({
-      program,
-      slot,
-      live: slot === liveSlot,
-      state: r.statename ?? 'UNKNOWN',
-      pid: Number(r.pid) > 0 ? Number(r.pid) : undefined,
-      seconds: now > 0 && since > 0 && now >= since ? now - since : undefined,
-      // For RUNNING and STOPPED, supervisor's description is a pid/uptime or a date: shown as numbers instead.
-      description: r.spawnerr || (['RUNNING', 'STOPPED', 'STARTING', 'STOPPING'].includes(r.statename ?? '') ? '' : (r.description ?? '')),
-    });
-  }
-  const order = Object.keys(env.config.programs);
-  return states.sort((a, b) => Number(b.live) - Number(a.live) || a.slot.localeCompare(b.slot) || order.indexOf(a.program) - order.indexOf(b.program));
 }
 
 /** Days left under which a certificate fails status, and warns. Certbot renews at 30 days left. */
@@ -389,152 +225,7 @@ export function parseHostStatus(env: Environment, host: { name: string; address:
   }
 
   s.lock = parseLock(r);
-  if (s.lock.state === 'held') problem(`locked by ${describeRun(s.lock.holder)}: an operation is running`);
-  else if (s.lock.state === 'stale') problem(`stale lock left by ${describeRun(s.lock.holder)}, which is gone (check, then: ops lock release ${env.name})`);
+  if (s.lock.state === 'held') problem(`locked by ${describeHolder(s.lock.holder)}: an operation is running`);
+  else if (s.lock.state === 'stale') problem(`stale lock left by ${describeHolder(s.lock.holder)}, which is gone (check, then: ops lock release ${env.name})`);
   return s;
-}
-
-function describeRun(h: Record<string, string>): string {
-  if (!h.operation) return 'an unknown run';
-  return `a ${h.operation} run by ${h.actor || 'unknown'} since ${h.since || '?'}`;
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Logs
-
-export type LogSlots = 'live' | 'previous' | 'both';
-
-export interface LogsRequest {
-  /** Programs whose supervisor logs (stdout and stderr) to show. */
-  programs: string[];
-  /** The site's nginx logs to show (/var/log/nginx/<app>.<name>.log; the host-wide <name>.log if the site has none). */
-  nginx: ('error' | 'access')[];
-  /** Which slot's programs: the live one (default), the previous release's (idle slot), or both. */
-  slots: LogSlots;
-  lines: number;
-  /**
-   * Keep streaming new lines until the process `holderPid` is gone; by default the SSH server process of the
-   * connection the step runs on (it lives exactly as long as our connection: closing it stops the step).
-   */
-  follow?: { holderPid?: number };
-}
-
-/** The last lines of the chosen logs, each prefixed with its log's name; with `follow`, then every new line. */
-export function logsStep(env: Environment, req: LogsRequest): Step {
-  const L = layout(env);
-  const lines = Math.max(0, Math.floor(req.lines));
-  const wanted = req.slots === 'live' ? '"$live"' : req.slots === 'previous' ? '"$idle"' : '"$live" "$idle"';
-  // One tail per file, its lines labelled by an unbuffered sed ("server-blue.err | ..."): an awk reading a pipe
-  // (mawk) would hold lines back until its buffer fills. Files are shown one after the other, or followed together.
-  const show = `tail -n ${lines}${req.follow ? ' -F' : ''} -- "$f" | sed -u "/^$/d; s/^/$label | /"`;
-  return {
-    name: 'logs',
-    as: 'root',
-    // Following: until the connection ends (see below), a week at most.
-    timeout: req.follow ? 7 * 86400 : 60,
-    script: String.raw`live=$(cat ${quote(L.slotFile)} 2>/dev/null || true)
-case "$live" in
-  blue) idle=green ;;
-  green) idle=blue ;;
-  *) live=blue; idle=green ;; # nothing live yet: show both
-esac
-files=()
-for s in ${req.programs.length ? wanted : ''}; do
-  for p in ${req.programs.map(quote).join(' ')}; do
-    for k in out err; do f=${quote(L.logDir)}/$p-$s.$k.log; if [ -f "$f" ]; then files+=("$f"); fi; done
-  done
-done
-# The site's own nginx logs; a site written before it had them (or a custom template without {{logs}}) logs
-# to the host-wide files, shared with the other apps on the host.
-${req.nginx.map((n) => `f=${quote(n === 'error' ? L.nginxErrorLog : L.nginxAccessLog)}; [ -f "$f" ] || f=/var/log/nginx/${n}.log; if [ -f "$f" ]; then files+=("$f"); fi`).join('\n')}
-if [ ${'$'}{#files[@]} -eq 0 ]; then echo "no logs yet on $(hostname)" >&2; exit 0; fi
-for f in "${'$'}{files[@]}"; do
-  label=${'$'}{f##*/}; label=${'$'}{label%.log}
-  case "$f" in /var/log/nginx/*) label=nginx.${'$'}{label##*.} ;; esac
-  ${req.follow ? `${show} &` : show}
-done
-${
-  req.follow
-    ? String.raw`# The SSH channel closing does not stop tail -F; the holder process ending with our connection does.
-${req.follow.holderPid === undefined ? `${CONNECTION_FUNCTIONS}\nholder=$(conn_pid)` : `holder=${req.follow.holderPid}`}
-while kill -0 "$holder" 2>/dev/null; do sleep 1; done
-kill 0`
-    : ''
-}`,
-  };
-}
-
-
-// ---------------------------------------------------------------------------------------------------
-// Certificates
-
-/**
- * Every certificate on the host that the environment's TLS mode uses (certbot's live/ certificates, or the
- * self-signed one). `siblingDomains`: the domains of the other environments on the host, whose certificates
- * are theirs, not forgotten ones of this environment: left out.
- */
-export function listCertificates(env: Environment, siblingDomains: string[] = []): Step {
-  const cert = certificatePaths(env);
-  const script = !cert
-    ? ': no TLS'
-    : String.raw`${CERT_FUNCTIONS}
-ops_report configured ${quote(cert.cert)}
-cert_info ${quote(cert.cert)}
-${env.config.tls.mode === 'letsencrypt' ? otherLiveCertificates([cert.cert, ...siblingDomains.map((d) => certbotCertificate(d).cert)]) : ''}
-ops_report served_serial "$(served_serial ${quote(siteName(env))})"
-${env.config.tls.mode === 'letsencrypt' ? renewalCheck() : ''}`;
-  return { name: 'certificates', as: 'root', timeout: 60, quiet: true, script };
-}
-
-/** certbot's other certificates on the host (not the environment's, nor its siblings'): listed too, they may be forgotten ones. */
-function otherLiveCertificates(skip: string[]): string {
-  return String.raw`for f in /etc/letsencrypt/live/*/fullchain.pem; do
-  case "$f" in ${skip.map(quote).join('|')}) continue ;; esac
-  [ -f "$f" ] && cert_info "$f"
-done; true`;
-}
-
-/** How renewals are scheduled: certbot's systemd timer, or its cron file where there is no systemd. */
-function renewalCheck(): string {
-  return String.raw`if [ -d /run/systemd/system ]; then
-  ops_report renewal "certbot.timer $(systemctl is-active certbot.timer 2>/dev/null || true)"
-elif [ -f /etc/cron.d/certbot ]; then ops_report renewal "cron /etc/cron.d/certbot"
-else ops_report renewal "none"; fi`;
-}
-
-/**
- * Renew the environment's certificate now: certbot renew --force-renewal (letsencrypt), or a new self-signed
- * one. nginx reloads only once `nginx -t` accepts the result; then the served certificate is checked.
- */
-export function renewCertificate(env: Environment, withAcmeCa: boolean): Step {
-  const cert = certificatePaths(env)!;
-  const name = siteName(env);
-  // certbot refuses to run beside another certbot, and nginx changes are one at a time: apps sharing the host take turns.
-  const renew =
-    env.config.tls.mode === 'letsencrypt'
-      ? `host_lock certbot 300\n${withAcmeCa ? `REQUESTS_CA_BUNDLE=${quote(acmeCaPath(env))} ` : ''}timeout 240 certbot renew -n --force-renewal --cert-name ${quote(env.config.domain!)} --no-random-sleep-on-renew --no-directory-hooks\nhost_unlock certbot`
-      : selfSignedCertificate(env, true);
-  return {
-    name: 'renew certificate',
-    as: 'root',
-    timeout: 600,
-    quiet: true,
-    script: String.raw`${SYSTEM_FUNCTIONS}
-${HOST_LOCK_FUNCTIONS}
-${CERT_FUNCTIONS}
-${renew}
-host_lock nginx
-if ! out=$(nginx -t 2>&1); then
-  echo "the certificate was renewed, but nginx -t fails, so nginx was NOT reloaded (it keeps serving the old certificate):" >&2
-  echo "$out" >&2
-  exit 1
-fi
-nginx -s reload 2>/dev/null || svc nginx reload
-host_unlock nginx
-# A reload returns before the new workers serve: wait (5 s at most) until :443 hands out the new certificate.
-want=$(openssl x509 -in ${quote(cert.cert)} -noout -serial | sed 's/^serial=//')
-for i in $(seq 50); do [ "$(served_serial ${quote(name)})" = "$want" ] && break; sleep 0.1; done
-cert_info ${quote(cert.cert)}
-ops_report served_serial "$(served_serial ${quote(name)})"`,
-  };
 }

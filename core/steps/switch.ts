@@ -10,7 +10,8 @@ import { quote } from '../shell.ts';
 import { supervisorEnvironment, supervisorValue } from '../supervisor.ts';
 import { historyFunctions } from './history.ts';
 import { applyNginx, site, upstreams } from './nginx.ts';
-import { SYSTEM_FUNCTIONS, b64, putFile } from './script.ts';
+import { b64, putFile } from './script.ts';
+import { IDENTITY_FUNCTIONS, PROBE_FUNCTIONS, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
 
 /** Expand {release} {python} {node} {npm} {port} {port:<program>} in a program's command or environment. */
 export function expand(env: Environment, text: string, release: string, program: string, slot: Slot): string {
@@ -29,6 +30,7 @@ export function expand(env: Environment, text: string, release: string, program:
   });
 }
 
+/** supervisor's name of a program on a slot (`<app>-<slot>-<program>`). */
 export function programName(env: Environment, slot: Slot, program: string): string {
   return layout(env).supervisorProgram(slot, program);
 }
@@ -90,142 +92,6 @@ export function slotConfig(env: Environment, slot: Slot, release: string, releas
 export function probes(env: Environment, slot: Slot): string[] {
   return Object.entries(env.config.programs).map(([name, p]) => `${name}:${slotPort(env, name, slot)}:${p.health}`);
 }
-
-/**
- * supervisord's XML-RPC API on its unix socket, through curl: milliseconds per call, where each
- * supervisorctl run costs a Python start-up (up to a second on a busy host). Faults (supervisor/xmlrpc.py:
- * `<fault>` with faultCode/faultString) are turned into supervisor's own message.
- */
-export const SUPERVISOR_FUNCTIONS = String.raw`rpc() { # method [string-arg...]: prints the response
-  local params="" a
-  for a in "${'$'}{@:2}"; do params+="<param><value><string>$a</string></value></param>"; done
-  curl -sS --max-time 120 --unix-socket /var/run/supervisor.sock -H 'Content-Type: text/xml' \
-    --data-binary "<?xml version='1.0'?><methodCall><methodName>$1</methodName><params>$params</params></methodCall>" http://localhost/RPC2 2>&1 \
-    || echo "<fault>supervisor does not answer on /var/run/supervisor.sock (is it running?)</fault>"
-}
-# rpc_fault ANSWER: supervisor's message when ANSWER is a fault (status 0), else status 1.
-rpc_fault() {
-  case "$1" in *"<fault>"*) ;; *) return 1 ;; esac
-  local m
-  m=$(printf '%s' "$1" | tr -d '\n' | sed -n 's/.*<name>faultString<\/name><value><string>\(.*\)<\/string><\/value>.*/\1/p')
-  [ -n "$m" ] || m=$(printf '%s' "$1" | tr -d '\n' | sed 's/.*<fault>\(.*\)<\/fault>.*/\1/')
-  printf '%s' "$m" | sed "s/&lt;/</g; s/&gt;/>/g; s/&quot;/\"/g; s/&apos;/'/g; s/&amp;/\&/g"
-}
-# reread: supervisor reads every configuration file again (reloadConfig: running processes are not touched);
-# prints supervisor's own message and fails when it refuses one (CANT_REREAD).
-reread() { local out; out=$(rpc supervisor.reloadConfig); ! rpc_fault "$out"; }
-# group_down GROUP: stop and forget a process group (absent is fine)
-group_down() { rpc supervisor.stopProcessGroup "$1" >/dev/null; rpc supervisor.removeProcessGroup "$1" >/dev/null; }
-# group_add GROUP: start a group supervisor has read; prints supervisor's message and fails on a fault.
-group_add() { local out; out=$(rpc supervisor.addProcessGroup "$1"); ! rpc_fault "$out"; }
-# sup_pid GROUP:PROGRAM: the pid supervisor reports for a program (getProcessInfo), 0 or nothing when none.
-sup_pid() { rpc supervisor.getProcessInfo "$1" | tr -d '\n' | sed -n 's/.*<name>pid<\/name><value><int>\([0-9]*\)<\/int>.*/\1/p'; }`;
-
-/**
- * Who answers on a port: the processes listening on it (`ss -Htlnp` from iproute2, every process holding
- * the socket: a pre-forking server's master and workers alike), whether each is in the process tree of the
- * pid supervisor started, and which release each runs (OPS_RELEASE in /proc/<pid>/environ, else its working
- * directory). `check_identity` is the health gate's verdict; `report_slot` is what `ops status` shows.
- */
-export const IDENTITY_FUNCTIONS = String.raw`# Builtins where they do (no process per call: these run on every no-op deploy and rollback).
-proc_env_release() { local v; while IFS= read -r -d '' v; do case $v in OPS_RELEASE=*) printf '%s\n' "${'$'}{v#OPS_RELEASE=}"; return 0 ;; esac; done < "/proc/$1/environ" 2>/dev/null; return 0; }
-proc_cwd() { readlink "/proc/$1/cwd" 2>/dev/null || true; }
-proc_cmd() { tr '\0\n\t' '   ' < "/proc/$1/cmdline" 2>/dev/null | cut -c 1-160 | sed 's/ *$//'; }
-# listeners PORT: pids listening on it, from LISTEN_TABLE (one \`ss -Htlnp\` for every port) when set.
-listeners() {
-  local table l rest
-  table=${'$'}{LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}
-  while read -r _ _ _ l _ rest; do
-    [ "${'$'}{l##*:}" = "$1" ] || continue
-    while [[ $rest =~ pid=([0-9]+) ]]; do printf '%s\n' "${'$'}{BASH_REMATCH[1]}"; rest=${'$'}{rest#*pid=${'$'}{BASH_REMATCH[1]}}; done
-  done <<< "$table" | sort -un
-}
-# in_tree PID ROOT: ROOT is PID or one of its ancestors (parents read from /proc/PID/stat, after the command name).
-in_tree() {
-  local p=$1 n=0 s f
-  while [ -n "$p" ] && [ "$p" -gt 0 ] && [ "$n" -lt 64 ]; do
-    [ "$p" = "$2" ] && return 0
-    read -r s < "/proc/$p/stat" 2>/dev/null || return 1
-    read -r -a f <<< "${'$'}{s##*) }"; p=${'$'}{f[1]:-0}; n=$(( n + 1 ))
-  done
-  return 1
-}
-# same_release PID ID DIR: the process runs release ID: OPS_RELEASE=ID, or its working directory is inside DIR.
-same_release() {
-  [ "$(proc_env_release "$1")" = "$2" ] && return 0
-  case "$(proc_cwd "$1")" in "$3" | "$3"/*) return 0 ;; esac
-  return 1
-}
-# describe_proc PID: "pid N (command) running RELEASE-or-directory"
-describe_proc() {
-  local r c
-  r=$(proc_env_release "$1"); c=$(proc_cwd "$1")
-  printf 'pid %s (%s) running %s' "$1" "$(proc_cmd "$1")" "${'$'}{r:-an unknown release}${'$'}{c:+, in $c}"
-}
-# check_identity ID DIR GROUP name:port...: every process listening on each program's port is in the tree of
-# the pid supervisor reports for that program of GROUP and runs release ID (directory DIR). On failure,
-# IDENTITY says what answers instead.
-check_identity() {
-  local id=$1 dir group=$3 p name port sp l ls LISTEN_TABLE; dir=$(readlink -f "$2"); shift 3
-  IDENTITY=""
-  command -v ss >/dev/null || { IDENTITY="cannot tell who listens on the ports: ss (iproute2) is not installed; run ops provision"; return 1; }
-  LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)
-  for p in "$@"; do
-    IFS=: read -r name port _ <<< "$p"
-    sp=$(sup_pid "$group:$group-$name"); sp=${'$'}{sp:-0}
-    ls=$(listeners "$port")
-    if [ -z "$ls" ]; then IDENTITY+="nothing listens on port $port of program $name (it answered the health check: another network namespace?); "; continue; fi
-    for l in $ls; do
-      if [ "$sp" != 0 ] && in_tree "$l" "$sp" && same_release "$l" "$id" "$dir"; then continue; fi
-      IDENTITY+="port $port of program $name is answered by $(describe_proc "$l"), "
-      if [ "$sp" = 0 ]; then IDENTITY+="while supervisor runs no process for $group:$group-$name; "
-      elif ! in_tree "$l" "$sp"; then IDENTITY+="which supervisor did not start (its process for $name is pid $sp); "
-      else IDENTITY+="not release $id; "; fi
-    done
-  done
-  IDENTITY=${'$'}{IDENTITY%; }
-  [ -z "$IDENTITY" ]
-}
-# report_slot SLOT GROUP name:port...: "proc" and "listener" reports (tab-separated) for ops status.
-report_slot() {
-  local slot=$1 group=$2 p name port sp l tree; shift 2
-  for p in "$@"; do
-    IFS=: read -r name port _ <<< "$p"
-    sp=$(sup_pid "$group:$group-$name"); sp=${'$'}{sp:-0}
-    if [ "$sp" != 0 ]; then ops_report proc "$slot	$name	$sp	$(proc_env_release "$sp")	$(proc_cwd "$sp")	$(proc_cmd "$sp")"; fi
-    for l in $(listeners "$port"); do
-      tree=other; if [ "$sp" != 0 ] && in_tree "$l" "$sp"; then tree=tree; fi
-      ops_report listener "$slot	$name	$l	$tree	$(proc_env_release "$l")	$(proc_cwd "$l")	$(proc_cmd "$l")"
-    done
-  done
-}`;
-
-export const PROBE_FUNCTIONS = String.raw`# A first request may be slow (cold caches, a busy host): 5 s per probe, the deadline bounds the whole wait.
-probe() { curl -fsS -o /dev/null --max-time 5 "http://127.0.0.1:$1$2" 2>/dev/null; }
-# wait_healthy TIMEOUT INTERVAL name:port:path...: 0 when every probe answered 2xx in time.
-# With FATAL_GROUP set, gives up early once supervisor has given up on one of the group's programs.
-wait_healthy() {
-  local limit=$1 deadline=$(( $(date +%s) + $1 )) interval=$2 next_check=$(( $(date +%s) + 2 )); shift 2
-  local pending=("$@") left p name port path
-  while :; do
-    if [ -n "${'$'}{FATAL_GROUP:-}" ] && [ "$(date +%s)" -ge "$next_check" ]; then
-      next_check=$(( $(date +%s) + 2 ))
-      # supervisorctl exits non-zero when a program is down: read its output, not its status.
-      case "$(supervisorctl status "$FATAL_GROUP:*" 2>/dev/null || true)" in
-        *" FATAL "*) UNHEALTHY="supervisor gave up on a program that keeps exiting (waiting for ${'$'}{pending[*]})"; return 1 ;;
-      esac
-    fi
-    # Probe every pending program at once: a slow page should not delay the others' verdict.
-    local pids=() i=0
-    for p in "${'$'}{pending[@]}"; do IFS=: read -r name port path <<< "$p"; probe "$port" "$path" & pids+=($!); done
-    left=()
-    for p in "${'$'}{pending[@]}"; do wait "${'$'}{pids[$i]}" || left+=("$p"); i=$(( i + 1 )); done
-    [ ${'$'}{#left[@]} -eq 0 ] && return 0
-    pending=("${'$'}{left[@]}")
-    [ "$(date +%s)" -lt "$deadline" ] || { UNHEALTHY="no healthy answer within ${'$'}{limit}s from ${'$'}{left[*]}"; return 1; }
-    sleep "$interval"
-  done
-}`;
 
 /**
  * startSlot's exit code when it failed and already left the slot as it should be (new programs stopped, or
@@ -382,6 +248,8 @@ echo "live: ${releaseId} on slot ${slot}"`,
   };
 }
 
+const SUBSHELL_PART = '# shellcheck disable=SC2030,SC2031,SC2317 # a part of its own, in a subshell';
+
 /**
  * A rollback's work on a host in one step: start (or reuse, when it still runs warm) `releaseId` on `slot`,
  * switch to it, then `after` (marking the release left; its failure is ignored) and `closing` (the audit line
@@ -397,10 +265,11 @@ export function rollbackStep(env: Environment, slot: Slot, releaseId: string, ce
     as: 'root',
     timeout: (start.timeout ?? 600) + (sw.timeout ?? 600),
     script: [
-      // Each part in a subshell of its own: its `exit` and traps stay its own.
-      `(\n${start.script}\n)`,
-      `(\n${sw.script}\n) || { rc=$?; [ "$rc" != ${START_FAILED_CLEAN} ] || rc=1; exit "$rc"; }`,
-      `(\n${after}\n) || echo "could not mark the release left (it stays a rollback target)" >&2`,
+      // Each part in a subshell of its own: its `exit` and traps stay its own (so shellcheck, which reads the
+      // functions each part defines as unreachable after an earlier part's exit, is told so on each).
+      `${SUBSHELL_PART}\n(\n${start.script}\n)`,
+      `${SUBSHELL_PART}\n(\n${sw.script}\n) || { rc=$?; [ "$rc" != ${START_FAILED_CLEAN} ] || rc=1; exit "$rc"; }`,
+      `${SUBSHELL_PART}\n(\n${after}\n) || echo "could not mark the release left (it stays a rollback target)" >&2`,
       closing,
     ].join('\n'),
   };

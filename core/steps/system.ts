@@ -6,7 +6,7 @@ import type { PackageIndexFiles } from '../packages.ts';
 import { minor, NODE_BINARY_PACKAGE, NODE_FROM_NPM_DIR, npmVersionFor, NVM_DIR, PYENV_ROOT, runtimePaths, UV_VERSION, UV_WHEEL_SHA256 } from '../runtimes.ts';
 import type { Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
-import { SYSTEM_FUNCTIONS } from './script.ts';
+import { SYSTEM_FUNCTIONS } from './libraries.ts';
 
 export const SUPPORTED_RELEASES = ['bullseye', 'bookworm', 'trixie'];
 
@@ -18,7 +18,8 @@ export function inspectHost(env: Environment): Step {
     as: 'root',
     timeout: 30,
     quiet: true,
-    script: String.raw`. /etc/os-release
+    script: String.raw`# shellcheck source=/dev/null # the host's own file, not ours to follow
+. /etc/os-release
 ops_report os_id "$ID"
 ops_report codename "$VERSION_CODENAME"
 ops_report init "$([ -d /run/systemd/system ] && echo systemd || echo none)"
@@ -27,6 +28,10 @@ ops_report provisioned "$([ -f ${quote(`${L.state}/provisioned`)} ] && cat ${quo
   };
 }
 
+/**
+ * The Debian packages provision installs: the base set, the runtimes' (strategy debian), certbot when TLS is
+ * letsencrypt, and provision.packages.
+ */
 export function packageList(env: Environment): string[] {
   const { python, node } = env.config.runtimes;
   // iproute2: ss, for the health gate's check of who listens on a port.
@@ -57,8 +62,10 @@ if [ ${'$'}{#missing[@]} -gt 0 ]; then
   fresh=$(find /var/lib/apt/lists -maxdepth 1 -name '*_Packages*' -mmin -360 2>/dev/null | head -n1)
   [ -n "$fresh" ] || apt_get update -qq
   if ! apt_get install -y -qq --no-install-recommends "${'$'}{missing[@]}" >/tmp/ops-apt.log 2>&1; then
-    if [ -n "$fresh" ]; then apt_get update -qq && apt_get install -y -qq --no-install-recommends "${'$'}{missing[@]}" >/tmp/ops-apt.log 2>&1 || { tail -n 30 /tmp/ops-apt.log >&2; exit 1; }
-    else tail -n 30 /tmp/ops-apt.log >&2; exit 1; fi
+    # Lists that looked fresh may still lack a package's new version: update once, then try again.
+    if [ -z "$fresh" ] || ! { apt_get update -qq && apt_get install -y -qq --no-install-recommends "${'$'}{missing[@]}" >/tmp/ops-apt.log 2>&1; }; then
+      tail -n 30 /tmp/ops-apt.log >&2; exit 1
+    fi
   fi
   CHANGED=1
 fi
@@ -209,6 +216,7 @@ fi`);
   }
   if (node.strategy === 'npm') lines.push(nodeFromRegistry(env, files, paths.python));
   lines.push(String.raw`check() { # label path pattern actual pinned
+  # shellcheck disable=SC2254 # $3 is a glob on purpose: "3.11.*" matches any 3.11 release
   case "$4" in $3) ops_report runtime "$1 $2 $4" ;; *) echo "runtimes pin $1 $5 but $2 is version $4: change runtimes in the environment, or the host" >&2; exit 1 ;; esac
 }
 for bin in ${quote(paths.python)} ${quote(paths.node)} ${quote(paths.npm)}; do
@@ -255,7 +263,7 @@ export function supervisorService(): Step {
     name: 'supervisor',
     as: 'root',
     timeout: 60,
-    script: `${SYSTEM_FUNCTIONS}\nsvc_up supervisor\nfor i in $(seq 50); do [ -S /var/run/supervisor.sock ] && break; sleep 0.1; done\nitem supervisor`,
+    script: `${SYSTEM_FUNCTIONS}\nsvc_up supervisor\nfor _ in $(seq 50); do [ -S /var/run/supervisor.sock ] && break; sleep 0.1; done\nitem supervisor`,
   };
 }
 

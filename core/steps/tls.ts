@@ -5,13 +5,15 @@ import { layout } from '../layout.ts';
 import type { Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { certificatePaths } from './nginx.ts';
-import { HOST_LOCK_FUNCTIONS, SYSTEM_FUNCTIONS, putChecked, putFile } from './script.ts';
+import { putChecked, putFile } from './script.ts';
+import { HOST_LOCK_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
 
 const RENEW_HOOK = '/etc/letsencrypt/renewal-hooks/deploy/ops-pipeline-reload-nginx';
 const CA_DIR = '/usr/local/share/ops-pipeline';
 /** What certbot's renewal timer trusts: Debian's CAs plus every app's test ACME CA (the timer renews them all). */
 const CA_BUNDLE = `${CA_DIR}/acme-ca-bundle.pem`;
 
+/** Where the environment's test ACME CA (tls.acme_ca_file) is installed on a host. */
 export function acmeCaPath(env: Environment): string {
   return `${CA_DIR}/${env.config.app}-acme-ca.pem`;
 }

@@ -1,17 +1,16 @@
 // Day-2 commands: what the seed's troubleshooting sections had people do by hand over SSH — status (502s,
-// nginx not restarting, the deployed version), logs, certificates — and decommissioning an environment.
+// nginx not restarting, the deployed version), logs, certificates.
 import { loadEnvironment } from '../../core/config/environment.ts';
 import { certificates, formatCerts, renewCertificates } from '../../core/ops/certs.ts';
-import { formatRemove, removeEnvironment } from '../../core/ops/decommission.ts';
-import { logs } from '../../core/ops/logs.ts';
+import { MAX_LOG_LINES, logs } from '../../core/ops/logs.ts';
 import { formatStatus, status } from '../../core/ops/status.ts';
-import type { LogSlots } from '../../core/steps/status.ts';
-import { UsageError, type Command } from '../cli.ts';
+import type { LogSlots } from '../../core/steps/logs.ts';
+import { JSON_OPTION, command, type Command } from '../cli.ts';
 
-const json = { type: 'boolean', description: 'print JSON for scripts' } as const;
+const json = JSON_OPTION;
 
 export const commands: Command[] = [
-  {
+  command({
     name: 'status',
     summary: 'per host: release, nginx (+ nginx -t), supervisor programs, health, certificate, disk, lock; exit 1 if anything is unhealthy',
     args: ['<env>'],
@@ -24,13 +23,13 @@ renewal running late, a disk filling up, the previous release's programs down) d
       stdout.write(ops.reporter.redact(values.json ? JSON.stringify(r, null, 2) : formatStatus(r)) + '\n');
       return r.healthy ? 0 : 1;
     },
-  },
-  {
+  }),
+  command({
     name: 'logs',
     summary: "the programs' and nginx's logs from every host, each line prefixed with its host and log; secrets masked",
     args: ['<env>', '[program]'],
     options: {
-      lines: { type: 'string', short: 'n', value: 'N', description: 'lines per log file (default 50)' },
+      lines: { type: 'number', short: 'n', value: 'N', max: MAX_LOG_LINES, description: 'lines per log file (default 50)' },
       follow: { type: 'boolean', short: 'f', description: 'keep printing new lines until Ctrl-C' },
       slot: { type: 'string', value: 'WHICH', description: "live (default: the release serving), previous (the one kept warm for rollback) or both" },
     },
@@ -40,20 +39,18 @@ The environment's secret values are masked when a key opens its secrets file; wi
 still shown, with a warning that masking is limited.`,
     async run({ args, ops, values }) {
       const env = loadEnvironment(args[0]!, ops.root);
-      const raw = values.lines as string | undefined;
-      if (raw !== undefined && !/^\d+$/.test(raw)) throw new UsageError(`--lines needs a whole number, got "${raw}"`);
       const controller = new AbortController();
       const onSignal = () => controller.abort();
       if (values.follow) process.once('SIGINT', onSignal);
       try {
-        await logs(ops, env, { program: args[1], lines: raw === undefined ? undefined : Number(raw), slots: values.slot as LogSlots | undefined, follow: Boolean(values.follow), signal: controller.signal });
+        await logs(ops, env, { program: args[1], lines: values.lines, slots: values.slot as LogSlots | undefined /* checked by logs() */, follow: Boolean(values.follow), signal: controller.signal });
       } finally {
         process.off('SIGINT', onSignal);
       }
       return 0;
     },
-  },
-  {
+  }),
+  command({
     name: 'certs',
     summary: 'TLS certificates per host: names, expiry, the one nginx serves, renewal schedule; --renew forces a renewal',
     args: ['<env>'],
@@ -64,26 +61,6 @@ still shown, with a warning that masking is limited.`,
       stdout.write(ops.reporter.redact(values.json ? JSON.stringify(r, null, 2) : formatCerts(r)) + '\n');
       return r.ok ? 0 : 1;
     },
-  },
-  {
-    name: 'env remove',
-    summary: "decommission an environment: refuses while its hosts serve; removes its folder and .sops.yaml rule; lists what else to release",
-    args: ['<name>'],
-    options: {
-      force: { type: 'boolean', description: 'remove even though hosts still serve (or cannot be checked); contacts no host' },
-      'dry-run': { type: 'boolean', description: 'check the hosts and print what would be removed and the checklist; change nothing' },
-      json,
-    },
-    help: `The seed's decommissioning checklist: make sure the environment is no longer used, remove its folder,
-then release its resources. The command checks every host (as ops status does) and refuses while one still
-serves a release. It then deletes environments/<name>/ and its rule in .sops.yaml (review and commit the
-change), and prints what the repository cannot release: VMs, database, DNS, certificate, OpenID Connect
-(DataPass) callback URLs, the GitHub environment and its secrets, workflow options naming it, its age key.`,
-    async run({ args, ops, values, stdout }) {
-      const dryRun = Boolean(values['dry-run']);
-      const r = await removeEnvironment(ops, args[0]!, { force: Boolean(values.force), dryRun });
-      stdout.write(values.json ? JSON.stringify(r, null, 2) + '\n' : formatRemove(r, dryRun) + '\n');
-      return 0;
-    },
-  },
+  })
+
 ];

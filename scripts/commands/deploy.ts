@@ -2,15 +2,15 @@
 import { loadEnvironment } from '../../core/config/environment.ts';
 import { deploy, deploySummary } from '../../core/ops/deploy.ts';
 import { diff, formatDiff } from '../../core/ops/diff.ts';
-import { auditLog, breakLock, formatAudit, formatLock, formatReleases, getLockStatus, listReleases } from '../../core/ops/inspect.ts';
+import { auditLog, breakLock, formatAudit, formatLock, formatReleases, getLockStatus, listReleases } from '../../core/ops/records.ts';
 import { rollback, rollbackSummary } from '../../core/ops/rollback.ts';
 import { initdata, initdataSummary } from '../../core/ops/initdata.ts';
-import type { Command } from '../cli.ts';
+import { JSON_OPTION, command, type Command } from '../cli.ts';
 
-const json = { type: 'boolean', description: 'print JSON for scripts' } as const;
+const json = JSON_OPTION;
 
 export const commands: Command[] = [
-  {
+  command({
     name: 'deploy',
     summary: 'put a git ref live on every host: new release, health-gated gapless switch, old one kept for rollback',
     args: ['<env>'],
@@ -22,50 +22,50 @@ export const commands: Command[] = [
     },
     async run({ args, ops, values, stdout }) {
       const env = loadEnvironment(args[0]!, ops.root);
-      const r = await deploy(ops, env, { ref: values.ref as string | undefined, force: Boolean(values.force), dryRun: Boolean(values['dry-run']) });
+      const r = await deploy(ops, env, { ref: values.ref, force: Boolean(values.force), dryRun: Boolean(values['dry-run']) });
       if (values.json) stdout.write(JSON.stringify(r, null, 2) + '\n');
       else await ops.reporter.summary(deploySummary(r));
       return 0;
     },
-  },
-  {
+  }),
+  command({
     name: 'diff',
     summary: 'what deploying a ref would change on each host: commits (or a rollback in disguise), new migrations, dependency sets; changes nothing',
     args: ['<env>'],
     options: { ref: { type: 'string', value: 'REF', description: "branch, tag or sha (default: the environment's ref)" }, json },
     async run({ args, ops, values, stdout }) {
-      const r = await diff(ops, loadEnvironment(args[0]!, ops.root), values.ref as string | undefined);
+      const r = await diff(ops, loadEnvironment(args[0]!, ops.root), values.ref);
       stdout.write((values.json ? JSON.stringify(r, null, 2) : formatDiff(r)) + '\n');
       return 0;
     },
-  },
-  {
+  }),
+  command({
     name: 'rollback',
     summary: 'switch back to a kept release in seconds (default: the one before the live one)',
     args: ['<env>'],
     options: { to: { type: 'string', value: 'RELEASE', description: 'release id to go back to (see ops releases)' }, json },
     async run({ args, ops, values, stdout }) {
       const env = loadEnvironment(args[0]!, ops.root);
-      const r = await rollback(ops, env, values.to as string | undefined);
+      const r = await rollback(ops, env, values.to);
       if (values.json) stdout.write(JSON.stringify(r, null, 2) + '\n');
       else await ops.reporter.summary(rollbackSummary(r));
       return 0;
     },
-  },
-  {
+  }),
+  command({
     name: 'initdata',
     summary: "load the environment's initial data (assets/initdata.yml, may be sops-encrypted) with the app's loader",
     args: ['<env>'],
     options: { file: { type: 'string', value: 'FILE', description: 'another data file (YAML; sops-encrypted or not)' }, json },
     async run({ args, ops, values, stdout }) {
       const env = loadEnvironment(args[0]!, ops.root);
-      const r = await initdata(ops, env, { file: values.file as string | undefined });
+      const r = await initdata(ops, env, { file: values.file });
       if (values.json) stdout.write(JSON.stringify(r, null, 2) + '\n');
       else await ops.reporter.summary(initdataSummary(r));
       return 0;
     },
-  },
-  {
+  }),
+  command({
     name: 'releases',
     summary: 'list the releases kept on each host (id, sha, ref, when, who; * = live)',
     args: ['<env>'],
@@ -75,8 +75,8 @@ export const commands: Command[] = [
       stdout.write((values.json ? JSON.stringify(list, null, 2) : formatReleases(list)) + '\n');
       return 0;
     },
-  },
-  {
+  }),
+  command({
     name: 'lock status',
     summary: "show who holds the environment's lock on each host (stale = its run died)",
     args: ['<env>'],
@@ -86,8 +86,8 @@ export const commands: Command[] = [
       stdout.write((values.json ? JSON.stringify(list, null, 2) : formatLock(list)) + '\n');
       return list.some((l) => l.lock.state !== 'free') ? 1 : 0;
     },
-  },
-  {
+  }),
+  command({
     name: 'lock release',
     summary: 'break the lock on purpose (after checking that nothing still runs); recorded in the audit log',
     args: ['<env>'],
@@ -96,17 +96,16 @@ export const commands: Command[] = [
       stdout.write(list.map(({ host, lock }) => `${host}: ${lock.state === 'free' ? 'was not locked' : `released (${formatLock([{ host, lock }]).split(': ').slice(1).join(': ')})`}`).join('\n') + '\n');
       return 0;
     },
-  },
-  {
+  }),
+  command({
     name: 'audit',
     summary: 'the append-only log of runs on each host (who, what, sha, result)',
     args: ['<env>'],
-    options: { lines: { type: 'string', value: 'N', description: 'entries per host (default 20)' }, json },
+    options: { lines: { type: 'number', value: 'N', min: 1, description: 'entries per host (default 20)' }, json },
     async run({ args, ops, values, stdout }) {
-      const n = Number(values.lines ?? 20);
-      const list = await auditLog(ops, loadEnvironment(args[0]!, ops.root), Number.isInteger(n) && n > 0 ? n : 20);
+      const list = await auditLog(ops, loadEnvironment(args[0]!, ops.root), values.lines ?? 20);
       stdout.write((values.json ? JSON.stringify(list, null, 2) : formatAudit(list)) + '\n');
       return 0;
     },
-  },
+  }),
 ];

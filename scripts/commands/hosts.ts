@@ -5,12 +5,12 @@ import { fingerprint, parseHostKey } from '../../core/config/hostkey.ts';
 import { formatPing, ping } from '../../core/ops/ping.ts';
 import { dotenvPreview } from '../../core/ops/secrets.ts';
 import { provision, provisionSummary } from '../../core/ops/provision.ts';
-import type { Command } from '../cli.ts';
+import { JSON_OPTION, command, type Command } from '../cli.ts';
 
-const json = { type: 'boolean', description: 'print JSON for scripts' } as const;
+const json = JSON_OPTION;
 
 export const commands: Command[] = [
-  {
+  command({
     name: 'ping',
     summary: 'check every host: reachable, host key verified, hostname, OS, uptime, free disk',
     args: ['<env>'],
@@ -22,8 +22,8 @@ export const commands: Command[] = [
       else ops.reporter.info(formatPing(results));
       return results.every((r) => r.ok) ? 0 : 1;
     },
-  },
-  {
+  }),
+  command({
     name: 'config',
     summary: 'print the resolved configuration of an environment (defaults filled in, secrets not shown); fails on a .env value the declared readers cannot carry',
     args: ['<env>'],
@@ -49,9 +49,9 @@ export const commands: Command[] = [
       stdout.write(values.json ? JSON.stringify(resolved, null, 2) + '\n' : stringify(resolved, { lineWidth: 0 }));
       return 0;
     },
-  },
+  }),
 
-  {
+  command({
     name: 'provision',
     summary: 'prepare the hosts for deploys: packages, pinned runtimes, app user, nginx, supervisor, TLS (idempotent)',
     args: ['<env>'],
@@ -61,5 +61,5 @@ export const commands: Command[] = [
       await ops.reporter.summary(provisionSummary(env, results));
       return 0;
     },
-  },
+  }),
 ];

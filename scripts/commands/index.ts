@@ -2,8 +2,9 @@
 import type { Command } from '../cli.ts';
 import { commands as day2 } from './day2.ts';
 import { commands as deploy } from './deploy.ts';
+import { commands as environments } from './environments.ts';
 import { commands as hosts } from './hosts.ts';
 import { commands as secrets } from './secrets.ts';
 import { commands as staging } from './staging.ts';
 
-export const allCommands: Command[] = [...hosts, ...deploy, ...day2, ...staging, ...secrets];
+export const allCommands: Command[] = [...hosts, ...deploy, ...day2, ...environments, ...staging, ...secrets];

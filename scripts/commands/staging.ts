@@ -1,33 +1,34 @@
 // `ops staging add <ref>` and `ops staging rebuild`: the staging-sync action, from a laptop. Acts on the git
 // repository of the current directory (or --repo) and its remote, with the user's own git credentials.
 import { ConsoleReporter } from '../../core/report.ts';
-import { DEFAULT_IDENTITY } from '../../core/staging-git.ts';
-import { STAGING_DEFAULTS, runStaging, stagingSettings, type StagingRun } from '../../core/staging.ts';
-import type { Command, CommandContext, OptionSpec } from '../cli.ts';
+import { DEFAULT_IDENTITY } from '../../core/git.ts';
+import { runStaging, type StagingRun } from '../../core/staging/run.ts';
+import { STAGING_DEFAULTS, stagingSettings } from '../../core/staging/settings.ts';
+import { command, type Command, type CommandContext, type Options } from '../cli.ts';
 
-const common: Record<string, OptionSpec> = {
+const common = {
   repo: { type: 'string', value: 'PATH', description: 'the clone to act on (default: the git repository of the current directory)' },
   remote: { type: 'string', value: 'NAME', description: `the remote to fetch from and push to (default: ${STAGING_DEFAULTS.remote})` },
   main: { type: 'string', value: 'BRANCH', description: `the main branch (default: ${STAGING_DEFAULTS.main})` },
   staging: { type: 'string', value: 'BRANCH', description: `the staging branch (default: ${STAGING_DEFAULTS.staging})` },
-  retries: { type: 'string', value: 'N', description: `retries when staging moves on the remote meanwhile (default: ${STAGING_DEFAULTS.retries})` },
+  retries: { type: 'number', value: 'N', max: 99, description: `retries when staging moves on the remote meanwhile (default: ${STAGING_DEFAULTS.retries})` },
   'committer-name': { type: 'string', value: 'NAME', description: `author/committer of merge commits (default: ${DEFAULT_IDENTITY.name})` },
   'committer-email': { type: 'string', value: 'EMAIL', description: `its email (default: ${DEFAULT_IDENTITY.email})` },
   'dry-run': { type: 'boolean', description: 'say what would happen; push nothing, comment nothing' },
   json: { type: 'boolean', description: 'print the result as JSON' },
-};
+  label: { type: 'string', value: 'LABEL', description: `the label of the pull requests staging carries (default: ${STAGING_DEFAULTS.label})` },
+} as const satisfies Options;
 
-function request(ctx: CommandContext, mode: StagingRun['mode']): StagingRun {
+function request(ctx: CommandContext<typeof common>, mode: StagingRun['mode']): StagingRun {
   const v = ctx.values;
-  const str = (k: string) => (typeof v[k] === 'string' ? (v[k] as string) : undefined);
   return {
     mode,
-    repo: str('repo') ?? process.cwd(),
-    settings: stagingSettings({ remote: str('remote'), main: str('main'), staging: str('staging'), retries: str('retries'), dryRun: v['dry-run'] === true }),
-    label: str('label'),
-    token: ctx.env.GITHUB_TOKEN || ctx.env.GH_TOKEN || undefined,
-    identity: { name: str('committer-name') ?? DEFAULT_IDENTITY.name, email: str('committer-email') ?? DEFAULT_IDENTITY.email },
-    env: ctx.env,
+    repo: v.repo ?? process.cwd(),
+    settings: stagingSettings({ remote: v.remote, main: v.main, staging: v.staging, retries: v.retries, dryRun: v['dry-run'] === true }),
+    label: v.label,
+    token: ctx.processEnv.GITHUB_TOKEN || ctx.processEnv.GH_TOKEN || undefined,
+    identity: { name: v['committer-name'] ?? DEFAULT_IDENTITY.name, email: v['committer-email'] ?? DEFAULT_IDENTITY.email },
+    processEnv: ctx.processEnv,
     // With --json, stdout carries the JSON alone: progress and summary go to stderr.
     reporter: v.json ? new ConsoleReporter(ctx.stderr, ctx.stderr) : ctx.reporter,
     interactive: Boolean((ctx.stdin as NodeJS.ReadStream).isTTY),
@@ -41,7 +42,7 @@ async function run(ctx: CommandContext, req: StagingRun): Promise<number> {
 }
 
 export const commands: Command[] = [
-  {
+  command({
     name: 'staging add',
     summary: 'bring a branch, pull request (pull/12) or sha into staging: fast-forward, else a merge commit; never forced',
     args: ['<ref>'],
@@ -56,8 +57,8 @@ If staging moves on the remote meanwhile, fetches again and retries.
 With GitHub API access ($GITHUB_TOKEN or $GH_TOKEN), the open pull requests carrying the label that staging
 lacks come in too, in the same push (so staging converges even when a workflow run was cancelled).`,
     run: (ctx) => run(ctx, { ...request(ctx, 'add'), ref: ctx.args[0] }),
-  },
-  {
+  }),
+  command({
     name: 'staging rebuild',
     summary: 'reset staging to the main branch and re-apply the open pull requests labelled "staging", oldest first',
     options: {
@@ -75,5 +76,5 @@ without it staging is still reset, and the output says the labelled pull request
         ...request(ctx, 'rebuild'),
         comment: ctx.values['no-comment'] !== true,
       }),
-  },
+  }),
 ];

@@ -4,7 +4,7 @@
 // cannot reach the target; each hop's failure is said as such: bastion unreachable, bastion key mismatch,
 // target unreachable from the bastion, target key mismatch.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { getLockStatus } from '../../core/ops/inspect.ts';
+import { getLockStatus } from '../../core/ops/records.ts';
 import { downHost, sshRun, upHost, type Host } from '../hosts/index.ts';
 import { runOps } from '../support/cli.ts';
 import { appRepo, configureSshd, get, makeProject, readyHost, sshLogins, testConfig, testDatabase, type TestProject } from './support.ts';
@@ -15,7 +15,7 @@ let project: TestProject;
 let config: Record<string, unknown>;
 const lan = `bl${process.pid % 10000}`;
 
-const ops = (...argv: string[]) => runOps(argv, { root: project.root, env: { PATH: process.env.PATH, HOME: process.env.HOME, USER: 'e2e', NO_COLOR: '1' } });
+const ops = (...argv: string[]) => runOps(argv, { root: project.root, processEnv: { PATH: process.env.PATH, HOME: process.env.HOME, USER: 'e2e', NO_COLOR: '1' } });
 
 /** The environment with the target at its private address, behind `via` (or with no bastion). */
 function write(via: Record<string, unknown> | undefined, target_: Record<string, unknown> = {}): void {

@@ -4,7 +4,7 @@
 // and shared/.env stay byte for byte, the lock is free, v1 keeps serving; a no-op still works; and once space
 // is freed, the next deploy succeeds.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { getLockStatus } from '../../core/ops/inspect.ts';
+import { getLockStatus } from '../../core/ops/records.ts';
 import { downHost, setFreeSpace, sshRun, type Host } from '../hosts/index.ts';
 import { runOps, type CliResult } from '../support/cli.ts';
 import { appRepo, get, makeProject, readyHost, testConfig, testDatabase, type TestProject } from './support.ts';
@@ -12,7 +12,7 @@ import { appRepo, get, makeProject, readyHost, testConfig, testDatabase, type Te
 let host: Host;
 let project: TestProject;
 
-const ops = (...argv: string[]) => runOps(argv, { root: project.root, env: { PATH: process.env.PATH, HOME: process.env.HOME, USER: 'e2e', NO_COLOR: '1' } });
+const ops = (...argv: string[]) => runOps(argv, { root: project.root, processEnv: { PATH: process.env.PATH, HOME: process.env.HOME, USER: 'e2e', NO_COLOR: '1' } });
 
 /** What the live site stands on: `current`, the shared .env (hashed, never printed), and the page. */
 async function liveState(): Promise<{ current: string; env: string; page: string }> {

@@ -54,7 +54,7 @@ let host: Host;
 let project: TestProject;
 let config: Record<string, unknown>;
 
-const cli = (argv: string[], input = '') => runOps(argv, { root: project.root, env: { PATH: process.env.PATH, HOME: process.env.HOME, USER: 'e2e' }, input });
+const cli = (argv: string[], input = '') => runOps(argv, { root: project.root, processEnv: { PATH: process.env.PATH, HOME: process.env.HOME, USER: 'e2e' }, input });
 const sha256 = (b: string | Buffer) => createHash('sha256').update(b).digest('hex');
 /** A root-readable file of the host, byte for byte. */
 const fetchFile = async (path: string) => Buffer.from((await sshRun(host, `sudo base64 -w0 ${path}`)).stdout.trim(), 'base64');

@@ -7,21 +7,22 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { getLockStatus } from '../../core/ops/inspect.ts';
+import { getLockStatus } from '../../core/ops/records.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { connect } from '../../core/remote/ssh.ts';
 import { reported } from '../../core/remote/types.ts';
-import { CONNECTION_FUNCTIONS, acquireLock, lockStatus, parseLock, releaseLock } from '../../core/steps/lock.ts';
+import { acquireLock, lockStatus, parseLock, releaseLock } from '../../core/steps/lock.ts';
 import { downHost, sshRun, upHost, type Host } from '../hosts/index.ts';
 import { runOps, type CliResult } from '../support/cli.ts';
 import { appRepo, chattyLogin, configureSshd, get, makeProject, readyHost, testConfig, testDatabase, type TestProject } from './support.ts';
+import { CONNECTION_FUNCTIONS } from '../../core/steps/libraries.ts';
 
 let host: Host;
 let project: TestProject;
 let live = 'v1';
 
 const env = () => ({ PATH: process.env.PATH, HOME: process.env.HOME, USER: 'e2e', NO_COLOR: '1' });
-const ops = (...argv: string[]) => runOps(argv, { root: project.root, env: env() });
+const ops = (...argv: string[]) => runOps(argv, { root: project.root, processEnv: env() });
 
 /** What a user reads: the command's output, never a stack trace. */
 function readable(r: CliResult): string {

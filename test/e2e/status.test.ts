@@ -47,7 +47,7 @@ afterAll(async () => {
 });
 
 /** The real CLI, in process, against the test project. */
-const cli = (...argv: string[]) => runOps(argv, { root: project.root, env: { PATH: process.env.PATH, HOME: process.env.HOME, USER: 'e2e', NO_COLOR: '1' } });
+const cli = (...argv: string[]) => runOps(argv, { root: project.root, processEnv: { PATH: process.env.PATH, HOME: process.env.HOME, USER: 'e2e', NO_COLOR: '1' } });
 
 const root = (command: string) => sshRun(host, `sudo sh -c ${JSON.stringify(command)}`);
 
@@ -113,7 +113,7 @@ describe.sequential('day-2 operations on a live host', () => {
     const env = project.env();
     const seen = await withSession(ctx, env, (session) => withLock(ctx, session, 'maintenance', () => status(project.ctx(), env)));
     expect(seen.healthy).toBe(false);
-    expect(seen.problems).toEqual([expect.stringMatching(new RegExp(`^${host.name}: locked by a maintenance run by e2e@.* since \\d{4}-\\d\\d-\\d\\dT.*Z: an operation is running$`))]);
+    expect(seen.problems).toEqual([expect.stringMatching(new RegExp(`^${host.name}: locked by a maintenance run by e2e@.*, started \\d{4}-\\d\\d-\\d\\dT.*Z: an operation is running$`))]);
     expect((await status(ctx, env)).healthy).toBe(true); // released
   }, 60_000);
 

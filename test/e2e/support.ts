@@ -72,7 +72,7 @@ export function makeProject(name: string, config: Record<string, unknown>): Test
     root,
     name,
     env: () => loadEnvironment(name, root),
-    ctx: (reporter = new MemoryReporter()) => ({ root, reporter, env: { PATH: process.env.PATH, HOME: process.env.HOME, USER: 'e2e' } }),
+    ctx: (reporter = new MemoryReporter()) => ({ root, reporter, processEnv: { PATH: process.env.PATH, HOME: process.env.HOME, USER: 'e2e' } }),
     write: (c) => writeFileSync(join(dir, 'environment.yml'), stringify(c)),
     cleanup: () => rmSync(root, { recursive: true, force: true }),
   };

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deploy } from '../../core/ops/deploy.ts';
-import { listReleases } from '../../core/ops/inspect.ts';
+import { listReleases } from '../../core/ops/records.ts';
 import { rollback } from '../../core/ops/rollback.ts';
 import { status } from '../../core/ops/status.ts';
 import { quote } from '../../core/shell.ts';
@@ -226,7 +226,7 @@ describe.sequential('what ops reports live is what serves', () => {
       const s = await status(project.ctx(), project.env());
       expect(s.healthy).toBe(false);
       expect(s.problems).toContainEqual(expect.stringMatching(new RegExp(`program web \\(live slot \\w+, pid \\d+\\) runs release ${r.release}, but current is ${other.id}`)));
-      const cli = await runOps(['status', 'e2e'], { root: project.root, env: { PATH: process.env.PATH, HOME: process.env.HOME } });
+      const cli = await runOps(['status', 'e2e'], { root: project.root, processEnv: { PATH: process.env.PATH, HOME: process.env.HOME } });
       expect(cli.code).toBe(1);
       expect(cli.out).toMatch(new RegExp(`pid \\d+ runs ${r.release}`));
     } finally {
@@ -309,7 +309,7 @@ describe.sequential('what ops reports live is what serves', () => {
     const tagged = gitIn(repo, ['rev-parse', 'good2']);
     gitIn(repo, ['tag', 'release', tagged]);
     gitIn(repo, ['branch', 'release', 'with-sub']);
-    const cli = await runOps(['deploy', 'e2e', '--ref', 'release'], { root: project.root, env: { PATH: process.env.PATH, HOME: process.env.HOME } });
+    const cli = await runOps(['deploy', 'e2e', '--ref', 'release'], { root: project.root, processEnv: { PATH: process.env.PATH, HOME: process.env.HOME } });
     expect(cli.code).toBe(1);
     expect(cli.err).toMatch(/ref "release" is ambiguous: it names a tag \([0-9a-f]{12}\) and a branch \([0-9a-f]{12}\)/);
     expect(cli.err).toMatch(/say which one: refs\/tags\/release or refs\/heads\/release/);

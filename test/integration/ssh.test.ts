@@ -5,9 +5,9 @@ import { execFileSync } from 'node:child_process';
 import { connect, type ConnectOptions } from '../../core/remote/ssh.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { OpsError, StepError, formatError } from '../../core/errors.ts';
-import { CONNECTION_FUNCTIONS } from '../../core/steps/lock.ts';
 import { reported, type Remote } from '../../core/remote/types.ts';
 import { startSshd, type TestSshd } from '../support/sshd.ts';
+import { CONNECTION_FUNCTIONS } from '../../core/steps/libraries.ts';
 
 let sshd: TestSshd;
 beforeAll(async () => {

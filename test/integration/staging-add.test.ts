@@ -3,8 +3,11 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Git } from '../../core/staging-git.ts';
-import { addToStaging, rebuildStaging, runStaging, stagingSettings } from '../../core/staging.ts';
+import { Git } from '../../core/git.ts';
+import { addToStaging } from '../../core/staging/add.ts';
+import { rebuildStaging } from '../../core/staging/rebuild.ts';
+import { runStaging } from '../../core/staging/run.ts';
+import { stagingSettings } from '../../core/staging/settings.ts';
 import { ConsoleReporter, MemoryReporter } from '../../core/report.ts';
 import { Writable } from 'node:stream';
 import { runCli } from '../../scripts/cli.ts';
@@ -93,7 +96,7 @@ describe('staging add', () => {
     await addToStaging(context(runner.dir), 'feature/b');
     const before = s.refs();
     const reporter = new MemoryReporter();
-    const r = await runStaging({ mode: 'add', ref: 'feature/a', repo: runner.dir, settings: stagingSettings({ retryDelayMs: 0 }), env: process.env, reporter });
+    const r = await runStaging({ mode: 'add', ref: 'feature/a', repo: runner.dir, settings: stagingSettings({ retryDelayMs: 0 }), processEnv: process.env, reporter });
     expect(r).toMatchObject({ outcome: 'already-contained', changed: false });
     expect(s.refs()).toEqual(before);
     expect(reporter.outputs).toMatchObject({ changed: 'false', added: '', sha: before['refs/heads/staging'] });
@@ -287,7 +290,7 @@ describe('staging add', () => {
     await expect(addToStaging(ctx, 'pull/99')).rejects.toThrow(/refs\/pull\/99\/head does not exist on origin/);
     await expect(addToStaging(ctx, 'abcdef1')).rejects.toThrow(/commit abcdef1 is not in this repository/);
     await expect(addToStaging(context(runner.dir, { main: 'main' }), 'feature/a')).rejects.toThrow(/the main branch "main" does not exist on origin/);
-    const base = { mode: 'add' as const, ref: 'feature/a', env: process.env, reporter: new MemoryReporter() };
+    const base = { mode: 'add' as const, ref: 'feature/a', processEnv: process.env, reporter: new MemoryReporter() };
     await expect(runStaging({ ...base, repo: runner.dir, settings: stagingSettings({ remote: 'upstream' }) })).rejects.toThrow(/has no remote named "upstream"/);
     await expect(runStaging({ ...base, repo: s.root, settings: stagingSettings({}) })).rejects.toThrow(/is not a git repository/);
     await expect(runStaging({ ...base, repo: runner.dir, settings: stagingSettings({}), identity: { name: 'x', email: 'not an email' } })).rejects.toThrow(/invalid committer email/);
@@ -316,8 +319,8 @@ describe('ops staging (CLI)', () => {
     const sink = (write: (t: string) => void) => new Writable({ write: (chunk, _enc, done) => (write(String(chunk)), done()) });
     const stdout = sink((t) => (out += t));
     const stderr = sink((t) => (err += t));
-    const env = { ...process.env, GITHUB_TOKEN: '', GH_TOKEN: '', GITHUB_REPOSITORY: '' };
-    const code = await runCli(allCommands, { argv, stdout, stderr, env, root: cwd, reporter: new ConsoleReporter(stdout, stderr, { color: false }) });
+    const processEnv = { ...process.env, GITHUB_TOKEN: '', GH_TOKEN: '', GITHUB_REPOSITORY: '' };
+    const code = await runCli(allCommands, { argv, stdout, stderr, processEnv, root: cwd, reporter: new ConsoleReporter(stdout, stderr, { color: false }) });
     return { code, out, err };
   }
 

@@ -4,8 +4,9 @@
 // GitHub's API faked at the HTTP level (the real Octokit client talks to it).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryReporter } from '../../core/report.ts';
-import { runStaging, stagingSettings } from '../../core/staging.ts';
-import { StagingRefusal } from '../../core/staging-plan.ts';
+import { runStaging } from '../../core/staging/run.ts';
+import { stagingSettings } from '../../core/staging/settings.ts';
+import { StagingRefusal } from '../../core/staging/messages.ts';
 import { Scratch, line2, perTest, type FakeGitHub, type FakePull } from './staging.support.ts';
 
 let template: Scratch;
@@ -44,7 +45,7 @@ function addRun(dir: string, gh: FakeGitHub | undefined, number: number, branch:
     settings: stagingSettings({ retryDelayMs: 0 }),
     label: 'staging',
     token: gh?.token,
-    env: gh ? { GITHUB_REPOSITORY: gh.repository, GITHUB_API_URL: gh.url } : {},
+    processEnv: gh ? { GITHUB_REPOSITORY: gh.repository, GITHUB_API_URL: gh.url } : {},
     reporter,
   });
 }

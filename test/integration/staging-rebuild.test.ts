@@ -2,8 +2,11 @@
 // pushing meanwhile) and GitHub's pull-request API faked at the HTTP level (the real Octokit client talks to it).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { githubAccess } from '../../core/github.ts';
-import { addToStaging, rebuildStaging, runStaging, stagingSettings } from '../../core/staging.ts';
-import { COMMENT_MARKER } from '../../core/staging-plan.ts';
+import { addToStaging } from '../../core/staging/add.ts';
+import { rebuildStaging } from '../../core/staging/rebuild.ts';
+import { runStaging } from '../../core/staging/run.ts';
+import { stagingSettings } from '../../core/staging/settings.ts';
+import { COMMENT_MARKER } from '../../core/staging/messages.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { RacingGit, Scratch, context, deadUrl, failure, line2, perTest, refusal, type FakeGitHub } from './staging.support.ts';
 
@@ -51,7 +54,7 @@ describe('staging rebuild', () => {
     );
     return api;
   }
-  const access = (gh: FakeGitHub, token = gh.token) => githubAccess({ token, env: { GITHUB_REPOSITORY: gh.repository, GITHUB_API_URL: gh.url } });
+  const access = (gh: FakeGitHub, token = gh.token) => githubAccess({ token, processEnv: { GITHUB_REPOSITORY: gh.repository, GITHUB_API_URL: gh.url } });
 
   it('resets to master, re-applies labelled pull requests oldest first, skips and comments on the one that no longer applies', async () => {
     const { s, runner } = fresh(template);
@@ -91,7 +94,7 @@ describe('staging rebuild', () => {
     const { runner } = fresh(template);
     const gh = await github();
     const reporter = new MemoryReporter();
-    await runStaging({ mode: 'rebuild', repo: runner.dir, settings: stagingSettings({ retryDelayMs: 0 }), env: { GITHUB_REPOSITORY: gh.repository, GITHUB_API_URL: gh.url }, token: gh.token, reporter });
+    await runStaging({ mode: 'rebuild', repo: runner.dir, settings: stagingSettings({ retryDelayMs: 0 }), processEnv: { GITHUB_REPOSITORY: gh.repository, GITHUB_API_URL: gh.url }, token: gh.token, reporter });
     expect(reporter.outputs).toMatchObject({ added: '#5,#6', skipped: '#3', changed: 'true', 'previous-sha': sha.staging });
     const summary = reporter.summaries.join('\n');
     expect(summary).toContain('### staging sync: rebuild staging from master');
@@ -116,8 +119,8 @@ describe('staging rebuild', () => {
   it.each([
     ['no token', async (gh: FakeGitHub) => access(gh, ''), /no GitHub token/],
     ['a bad token', async (gh: FakeGitHub) => access(gh, 'wrong'), /HTTP 401.*token is invalid/],
-    ['an unreachable API', async (gh: FakeGitHub) => githubAccess({ token: gh.token, env: { GITHUB_REPOSITORY: gh.repository, GITHUB_API_URL: await deadUrl() } }), /cannot list the open pull requests/],
-    ['no known repository', async () => githubAccess({ token: 'x', env: {}, remoteUrl: '/srv/git/app.git' }), /repository is unknown/],
+    ['an unreachable API', async (gh: FakeGitHub) => githubAccess({ token: gh.token, processEnv: { GITHUB_REPOSITORY: gh.repository, GITHUB_API_URL: await deadUrl() } }), /cannot list the open pull requests/],
+    ['no known repository', async () => githubAccess({ token: 'x', processEnv: {}, remoteUrl: '/srv/git/app.git' }), /repository is unknown/],
   ])('without API access (%s) still resets staging and says labelled pull requests were not re-applied', async (_, make, reason) => {
     const { s, runner } = fresh(template);
     const gh = await github();

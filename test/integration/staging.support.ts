@@ -10,9 +10,9 @@ import type { AddressInfo } from 'node:net';
 import { afterEach, expect } from 'vitest';
 import { OpsError } from '../../core/errors.ts';
 import { MemoryReporter } from '../../core/report.ts';
-import { Git, type GitResult } from '../../core/staging-git.ts';
-import { stagingSettings, type StagingContext, type StagingSettings } from '../../core/staging.ts';
-import { StagingRefusal } from '../../core/staging-plan.ts';
+import { Git, type GitResult } from '../../core/git.ts';
+import { stagingSettings, type StagingContext, type StagingSettings } from '../../core/staging/settings.ts';
+import { StagingRefusal } from '../../core/staging/messages.ts';
 
 // People's commits: a fixed identity, a fixed clock that each commit advances (shas differ, runs are stable).
 let clock = 1_780_000_000;
@@ -209,7 +209,12 @@ export interface FakeGitHub {
   close(): Promise<void>;
 }
 
-export async function startFakeGitHub(options: { repository?: string; token?: string; pageSize?: number } = {}): Promise<FakeGitHub> {
+/**
+ * A fake of GitHub's REST API (the part staging uses), over HTTP on 127.0.0.1: pull requests and comments,
+ * paginated `pageSize` at a time with Link headers. `hang`: requests it picks are held, never answered (an
+ * API that stopped responding), until close().
+ */
+export async function startFakeGitHub(options: { repository?: string; token?: string; pageSize?: number; hang?: (request: { method: string; path: string }) => boolean } = {}): Promise<FakeGitHub> {
   const repository = options.repository ?? 'acme/webapp';
   const token = options.token ?? 'ghs_test_token_123';
   const pageSize = options.pageSize ?? 2;
@@ -252,6 +257,7 @@ export async function startFakeGitHub(options: { repository?: string; token?: st
     const url = new URL(req.url ?? '/', 'http://localhost');
     const authorized = req.headers.authorization === `token ${token}` || req.headers.authorization === `Bearer ${token}`;
     state.requests.push({ method: req.method ?? '', path: `${url.pathname}${url.search}`, authorized });
+    if (options.hang?.({ method: req.method ?? '', path: `${url.pathname}${url.search}` })) return;
     if (!authorized) return send(res, 401, { message: 'Bad credentials' });
     const repo = `/repos/${repository}`;
     const m = url.pathname.startsWith(`${repo}/`) ? url.pathname.slice(repo.length) : undefined;
@@ -288,7 +294,11 @@ export async function startFakeGitHub(options: { repository?: string; token?: st
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   state.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  state.close = () => new Promise<void>((resolve) => server.close(() => resolve()));
+  state.close = () =>
+    new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    });
   return state;
 }
 

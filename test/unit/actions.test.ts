@@ -2,7 +2,7 @@
 // its entry point reads (and the runtime GitHub runs), and each entry point stays thin.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 
@@ -10,6 +10,18 @@ const ROOT = join(import.meta.dirname, '..', '..');
 const actions = readdirSync(join(ROOT, 'actions'), { withFileTypes: true })
   .filter((d) => d.isDirectory())
   .map((d) => d.name);
+
+/** A module and every module of this repository it imports, transitively (relative imports only). */
+function reachable(entry: string): string[] {
+  const seen = new Set<string>();
+  const visit = (file: string) => {
+    if (seen.has(file) || !existsSync(file)) return;
+    seen.add(file);
+    for (const m of readFileSync(file, 'utf8').matchAll(/^(?:import|export)\s[^;]*?from '(\.[^']+\.ts)';/gms)) visit(resolve(dirname(file), m[1]!));
+  };
+  visit(entry);
+  return [...seen];
+}
 
 describe('action bundles', () => {
   it('are committed and equal a fresh build (run `npm run build` and commit actions/*/dist)', () => {
@@ -20,6 +32,7 @@ describe('action bundles', () => {
 
   it('are tracked by git', () => {
     const tracked = execFileSync('git', ['-C', ROOT, 'ls-files', 'actions'], { encoding: 'utf8' });
+    expect(actions.length).toBeGreaterThanOrEqual(6);
     for (const a of actions) expect(tracked).toContain(`actions/${a}/dist/index.js`);
   });
 });
@@ -47,14 +60,18 @@ describe.each(actions)('actions/%s', (name) => {
     // core/action.ts reads these for every action that declares them.
     for (const shared of ['ssh-key', 'age-key', 'working-directory']) if (meta.inputs?.[shared]) read.add(shared);
     const declared = Object.keys(meta.inputs ?? {});
+    expect(read.has('environment') || name === 'staging-sync', 'reads its environment').toBe(true);
+    expect(declared.length).toBeGreaterThan(0);
     for (const i of read) expect(declared, `input ${i} is read but not declared`).toContain(i);
     for (const [k, v] of Object.entries(meta.inputs ?? {})) expect(v.description, `input ${k}`).toBeTruthy();
     for (const k of declared) expect(k).toMatch(/^[a-z][a-z0-9-]*$/);
   });
 
-  it('writes only outputs it declares', () => {
-    const written = [...source.matchAll(/\boutput\(\s*'([a-z0-9-]+)'/g)].map((m) => m[1]!);
-    for (const o of written) expect(Object.keys(meta.outputs ?? {}), `output ${o}`).toContain(o);
+  it('writes exactly the outputs it declares (from its entry point or the core modules it runs)', () => {
+    const files = reachable(join(dir, 'main.ts'));
+    expect(files.some((f) => f.includes('/core/')), 'the entry point reaches core/').toBe(true);
+    const written = new Set(files.flatMap((f) => [...readFileSync(f, 'utf8').matchAll(/\boutput\(\s*'([a-z0-9-]+)'/g)].map((m) => m[1]!)));
+    expect([...written].sort()).toEqual(Object.keys(meta.outputs ?? {}).sort());
   });
 
   it('keeps its entry point thin (the logic lives in core/)', () => {

@@ -157,6 +157,7 @@ describe('JSON Schema of environment.yml', () => {
       const schema = schemaPaths(doc);
       expect(loader).not.toBe('valid');
       expect(schema).not.toBe('valid');
+      expect((loader as string[]).length).toBeGreaterThan(0);
       for (const p of loader as string[]) expect(schema, `the schema also names ${p || '(top level)'}`).toContain(p);
     });
   }

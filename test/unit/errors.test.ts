@@ -84,7 +84,7 @@ function expectOneMessage(text: string, kind: RegExp): void {
 describe('the CLI: one message naming the host, never a stack trace', () => {
   for (const phase of ['connect', 'step', 'upload'] as const) {
     it.each(KINDS)(`${phase}: %s`, async (_name, error, kind) => {
-      const r = await runOps(['initdata', 'x', '--file', join(root, 'data.yml')], { root, env: { PATH: process.env.PATH }, connector: failing(phase, error) });
+      const r = await runOps(['initdata', 'x', '--file', join(root, 'data.yml')], { root, processEnv: { PATH: process.env.PATH }, connector: failing(phase, error) });
       expect(r.code).toBe(1);
       expect(r.err.startsWith('error: ')).toBe(true);
       expect(r.err).toContain('web1');
@@ -94,10 +94,25 @@ describe('the CLI: one message naming the host, never a stack trace', () => {
   }
 
   it('a bug says so and how to see more; OPS_DEBUG=1 shows the stack', async () => {
-    const r = await runOps(['lock', 'status', 'x'], { root, env: {}, connector: failing('step', () => new TypeError('boom')) });
+    const r = await runOps(['lock', 'status', 'x'], { root, processEnv: {}, connector: failing('step', () => new TypeError('boom')) });
     expect(r.err).toMatch(/^error: step "lock status" on web1 failed: boom\n {2}hint: if this keeps happening, run with OPS_DEBUG=1 and report it\n$/);
     expect(formatError(new TypeError('boom'), {})).toBe('internal error: boom\n  hint: this is a bug in ops-pipeline: run again with OPS_DEBUG=1 to see where it happened, and report it');
     expect(formatError(new TypeError('boom'), { OPS_DEBUG: '1' })).toMatch(/\n {4}at /);
+  });
+
+  it('a number option takes digits in its range, parsed once (usage error, exit 2, before any host is reached)', async () => {
+    const usage = async (argv: string[]) => runOps(argv, { root, processEnv: {}, connector: failing('connect', () => new Error('never reached')) });
+    for (const [argv, message] of [
+      [['audit', 'x', '--lines', 'abc'], '--lines needs a whole number from 1 to 2147483647, got "abc"'],
+      [['audit', 'x', '--lines', '0'], '--lines needs a whole number from 1 to 2147483647, got "0"'],
+      [['logs', 'x', '--lines=-5'], '--lines needs a whole number from 0 to 10000, got "-5"'],
+      [['logs', 'x', '-n', '1e3'], '--lines needs a whole number from 0 to 10000, got "1e3"'],
+      [['staging', 'rebuild', '--retries', '100'], '--retries needs a whole number from 0 to 99, got "100"'],
+    ] as const) {
+      const r = await usage([...argv]);
+      expect(r.code, argv.join(' ')).toBe(2);
+      expect(r.err, argv.join(' ')).toBe(`error: ${message}\n`);
+    }
   });
 });
 

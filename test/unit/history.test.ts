@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseEnvironment, type Environment } from '../../core/config/environment.ts';
 import { clockSkewWarning } from '../../core/context.ts';
-import { pruneAfterSwitch, parseState } from '../../core/ops/deploy.ts';
+import { pruneAfterSwitch, parseState } from '../../core/ops/host-state.ts';
 import { parseReports, reportedAll, type StepResult } from '../../core/remote/types.ts';
 import { scriptPrelude } from '../../core/remote/wrap.ts';
 import { historyFunctions, parseReleaseRecord, previousRelease, retention, type ReleaseRecord } from '../../core/steps/history.ts';

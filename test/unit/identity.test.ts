@@ -12,7 +12,7 @@ import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseReports } from '../../core/remote/types.ts';
 import { scriptPrelude } from '../../core/remote/wrap.ts';
-import { IDENTITY_FUNCTIONS } from '../../core/steps/switch.ts';
+import { IDENTITY_FUNCTIONS } from '../../core/steps/libraries.ts';
 
 const run = promisify(execFile);
 const root = mkdtempSync(join(tmpdir(), 'ops-identity-'));

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { ConfigError, parseEnvironment, type Environment } from '../../core/config/environment.ts';
 import { packageIndexFiles, packagesNeedSecrets } from '../../core/packages.ts';
 import { npmVersionFor, runtimePaths, UV_VERSION } from '../../core/runtimes.ts';
-import { dependencies } from '../../core/steps/release.ts';
+import { dependencies } from '../../core/steps/app.ts';
 import { packageIndexes, runtimes } from '../../core/steps/system.ts';
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';

@@ -9,7 +9,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { parseEnvironment } from '../../core/config/environment.ts';
 import { OpsError } from '../../core/errors.ts';
 import { resolveRef } from '../../core/source.ts';
-import { parseRef, pickRemoteRef } from '../../core/staging-plan.ts';
+import { parseRef, pickRemoteRef } from '../../core/staging/refs.ts';
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
 let repo: string;

@@ -117,7 +117,7 @@ describe('ops config checks the .env values against dotenv.readers', () => {
     const e = await newEnv();
     const secret = 'pw-${HOME}-Sekr1t';
     expect((await cli(e.root, ['secrets', 'set', 'qa', 'database_url'], e.env, secret)).code).toBe(0);
-    const config = (env: NodeJS.ProcessEnv) => runOps(['config', 'qa'], { root: e.root, env: { PATH: process.env.PATH, HOME: e.root, ...env } });
+    const config = (env: NodeJS.ProcessEnv) => runOps(['config', 'qa'], { root: e.root, processEnv: { PATH: process.env.PATH, HOME: e.root, ...env } });
     const refused = await config(e.env);
     expect(refused).toMatchObject({ code: 1, out: '' });
     expect(refused.err).toMatch(/APP_DATABASE_URL \(secret "database_url"; read by python-dotenv, node-dotenv\): python-dotenv replaces "\$\{\.\.\.\}"/);
@@ -222,7 +222,7 @@ if [ "$n" = 0 ]; then printf 'host: [unclosed\\n' >> "$1"; else grep -q unclosed
       // the editor changes the file, then the ops process is signalled; the editor is stopped by ops
       const ed = editor(`echo 'host: changed' > "$1"; kill -${signal.slice(3)} $PPID; sleep 30`);
       const entry = fileURLToPath(new URL('./secrets-cli.entry.ts', import.meta.url));
-      const child = spawn(process.execPath, ['--import', 'tsx', entry, 'secrets', 'edit', 'qa'], {
+      const child = spawn(process.execPath, ['--import', 'tsx', '--import', fileURLToPath(new URL('../../scripts/register-text-modules.js', import.meta.url)), entry, 'secrets', 'edit', 'qa'], {
         env: { PATH: process.env.PATH, HOME: e.root, OPS_ROOT: e.root, EDITOR: ed.cmd, ...e.env },
         stdio: ['ignore', 'pipe', 'pipe'],
       });

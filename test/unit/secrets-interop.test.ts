@@ -7,8 +7,10 @@ import { join } from 'node:path';
 import { decryptSops } from 'sops-age';
 import { describe, expect, it } from 'vitest';
 import { generateIdentity, identitiesFromText } from '../../core/secrets/keys.ts';
-import { SecretsFile, parseSops } from '../../core/secrets/sops.ts';
-import { type MapNode, parseTree, toPlain } from '../../core/secrets/tree.ts';
+import { parseSops } from '../../core/secrets/sops-metadata.ts';
+import { SecretsFile } from '../../core/secrets/sops.ts';
+import { parseTree } from '../../core/secrets/tree-parse.ts';
+import { type MapNode, toPlain } from '../../core/secrets/tree.ts';
 import { readVector, tempDir, vectorPlaintext } from './secrets.helpers.ts';
 
 function ageCli(): string {

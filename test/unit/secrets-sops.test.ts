@@ -7,8 +7,10 @@ import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { type Identities, identitiesFromText } from '../../core/secrets/keys.ts';
-import { SOPS_VERSION, SecretsFile } from '../../core/secrets/sops.ts';
-import { type Format, type PlainValue, parseTree, toPlain } from '../../core/secrets/tree.ts';
+import { SOPS_VERSION } from '../../core/secrets/sops-metadata.ts';
+import { SecretsFile } from '../../core/secrets/sops.ts';
+import { parseTree } from '../../core/secrets/tree-parse.ts';
+import { type Format, type PlainValue, toPlain } from '../../core/secrets/tree.ts';
 import { cli, newEnv, tempDir } from './secrets.helpers.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');

@@ -6,8 +6,10 @@ import { describe, expect, it } from 'vitest';
 import { writeFileAtomic } from '../../core/secrets/atomic.ts';
 import { MacBuilder, aadOf, encryptScalar, openText, parseEnc } from '../../core/secrets/cipher.ts';
 import { generateIdentity, identitiesFromText } from '../../core/secrets/keys.ts';
-import { SOPS_VERSION, SecretsFile, parseSops } from '../../core/secrets/sops.ts';
-import { type MapNode, forEachLeaf, fromPlain, getEntry, mapLeaves, parseTree, str } from '../../core/secrets/tree.ts';
+import { SOPS_VERSION, parseSops } from '../../core/secrets/sops-metadata.ts';
+import { SecretsFile } from '../../core/secrets/sops.ts';
+import { parseTree } from '../../core/secrets/tree-parse.ts';
+import { type MapNode, forEachLeaf, fromPlain, getEntry, mapLeaves, str } from '../../core/secrets/tree.ts';
 import { readVector, tempDir, vectorIdentities } from './secrets.helpers.ts';
 
 const ENC_VALUE = /ENC\[AES256_GCM,data:[^\]]+\]/g;

@@ -4,7 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runOps, type CliResult } from '../support/cli.ts';
-import { commands } from '../../scripts/commands/secrets.ts';
+import { commands as environmentCommands } from '../../scripts/commands/environments.ts';
+import { commands as secretCommands } from '../../scripts/commands/secrets.ts';
+
+const commands = [...secretCommands, ...environmentCommands];
 import { type Identities, identitiesFromText } from '../../core/secrets/keys.ts';
 import { SecretsFile } from '../../core/secrets/sops.ts';
 import { expect } from 'vitest';
@@ -39,7 +42,7 @@ export function tempRoot(): string {
 
 /** Run `ops <argv>` with the secrets commands, a clean environment (HOME = root) and `input` on stdin. */
 export function cli(root: string, argv: string[], env: NodeJS.ProcessEnv = {}, input = ''): Promise<CliResult> {
-  return runOps(argv, { root, env: { PATH: process.env.PATH, HOME: root, ...env }, input, commands });
+  return runOps(argv, { root, processEnv: { PATH: process.env.PATH, HOME: root, ...env }, input, commands });
 }
 
 export interface Env {

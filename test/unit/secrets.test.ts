@@ -6,7 +6,10 @@ import { describe, expect, it } from 'vitest';
 import { OpsError } from '../../core/errors.ts';
 import { generateIdentity, identitiesFromText, loadIdentities } from '../../core/secrets/keys.ts';
 import { SecretsFile, decryptFile } from '../../core/secrets/sops.ts';
-import { type MapNode, fromPlain, getEntry, goFormatFloat, needsQuotesForGo, parseTree, toJson, toYaml } from '../../core/secrets/tree.ts';
+import { parseTree } from '../../core/secrets/tree-parse.ts';
+import { needsQuotesForGo, toJson, toYaml } from '../../core/secrets/tree-print.ts';
+import { goFormatFloat } from '../../core/secrets/tree-scalars.ts';
+import { type MapNode, fromPlain, getEntry } from '../../core/secrets/tree.ts';
 import { readVector, tempDir, vector, vectorIdentities, vectorPlaintext } from './secrets.helpers.ts';
 
 const RECIPIENTS = [
@@ -83,13 +86,13 @@ describe('files written by the real sops 3.8.1', () => {
     const home = tempDir();
     const file = join(home, 'k.txt');
     writeFileSync(file, key);
-    for (const env of [{ SOPS_AGE_KEY: key, HOME: home }, { SOPS_AGE_KEY_FILE: file, HOME: home }]) {
-      expect((await decryptFile(vector('secret.enc.yaml'), { env })).data.secret).toBe('this is a secret');
+    for (const processEnv of [{ SOPS_AGE_KEY: key, HOME: home }, { SOPS_AGE_KEY_FILE: file, HOME: home }]) {
+      expect((await decryptFile(vector('secret.enc.yaml'), { processEnv })).data.secret).toBe('this is a secret');
     }
     const xdg = join(home, 'xdg');
     mkdirSync(join(xdg, 'sops', 'age'), { recursive: true });
     writeFileSync(join(xdg, 'sops', 'age', 'keys.txt'), key);
-    expect((await decryptFile(vector('secret.enc.yaml'), { env: { HOME: home, XDG_CONFIG_HOME: xdg } })).data.string).toBe('string');
+    expect((await decryptFile(vector('secret.enc.yaml'), { processEnv: { HOME: home, XDG_CONFIG_HOME: xdg } })).data.string).toBe('string');
   });
 });
 
@@ -172,7 +175,7 @@ describe('keys', () => {
 
   it('no key at all: says where it looked', async () => {
     const home = tempDir();
-    const err = await SecretsFile.fromText(readVector('secret.enc.yaml'), '/x/s.yaml', { env: { HOME: home } }).catch((e: OpsError) => e);
+    const err = await SecretsFile.fromText(readVector('secret.enc.yaml'), '/x/s.yaml', { processEnv: { HOME: home } }).catch((e: OpsError) => e);
     expect(err).toBeInstanceOf(OpsError);
     const e = err as OpsError;
     expect(e.message).toBe(`no age identity to decrypt /x/s.yaml: looked in SOPS_AGE_KEY (not set), SOPS_AGE_KEY_FILE (not set), ${home}/.config/sops/age/keys.txt (no such file)`);

@@ -12,7 +12,9 @@ import { hostSharing, refuseCollisions, sharingPlan } from '../../core/config/si
 import type { OpsContext } from '../../core/context.ts';
 import { OpsError } from '../../core/errors.ts';
 import { deploy } from '../../core/ops/deploy.ts';
+import { initdata } from '../../core/ops/initdata.ts';
 import { provision } from '../../core/ops/provision.ts';
+import { rollback } from '../../core/ops/rollback.ts';
 import { servingHosts } from '../../core/ops/decommission.ts';
 import { status } from '../../core/ops/status.ts';
 import { RecordingRemote } from '../../core/remote/recording.ts';
@@ -20,7 +22,9 @@ import { parseReports } from '../../core/remote/types.ts';
 import { START_MARKER, scriptText } from '../../core/remote/wrap.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { site, upstreams } from '../../core/steps/nginx.ts';
-import { listCertificates, logsStep, parseCerts, parseHostStatus } from '../../core/steps/status.ts';
+import { listCertificates, parseCerts } from '../../core/steps/certs.ts';
+import { logsStep } from '../../core/steps/logs.ts';
+import { parseHostStatus } from '../../core/steps/status.ts';
 import { report, result } from './status.helpers.ts';
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
@@ -147,13 +151,15 @@ describe('refused before anything runs', () => {
   };
   const root = project({ staging: STAGING, demo: config('catalogage-demo', [3579, 4000], { domain: 'demo.example.org' }) });
 
-  it('provision and deploy (a dry run too) refuse a collision, naming both environments, without connecting', async () => {
+  it('provision, deploy (a dry run too), rollback and initdata refuse a collision, naming both environments, without connecting', async () => {
     for (const run of [
       (ctx: OpsContext) => provision(ctx, loadEnvironment('demo', root)),
       (ctx: OpsContext) => deploy(ctx, loadEnvironment('demo', root), { ref: 'v1' }),
       (ctx: OpsContext) => deploy(ctx, loadEnvironment('demo', root), { ref: 'v1', dryRun: true }),
+      (ctx: OpsContext) => rollback(ctx, loadEnvironment('demo', root)),
+      (ctx: OpsContext) => initdata(ctx, loadEnvironment('demo', root)),
     ]) {
-      const err = await run({ root, reporter: new MemoryReporter(), env: {}, connector: never }).catch((e: unknown) => e);
+      const err = await run({ root, reporter: new MemoryReporter(), processEnv: {}, connector: never }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(OpsError);
       expect((err as OpsError).message).toBe(
         'demo cannot share its hosts as configured; nothing was changed:\n  - environments demo and staging share 203.0.113.20 (demo: web1, staging: web1), but both take port 3579 (demo: programs.server.port, blue slot — staging: programs.server.port, blue slot)\n  - environments demo and staging share 203.0.113.20 (demo: web1, staging: web1), but both take port 3580 (demo: programs.server.port + switch.port_offset, green slot — staging: programs.server.port + switch.port_offset, green slot)',
@@ -275,7 +281,7 @@ describe('day-2 commands of one app on a shared host', () => {
     const r = project({ staging: STAGING, demo: { ...DEMO, domain: 'staging.example.org' } });
     const env = loadEnvironment('staging', r);
     const connector: OpsContext['connector'] = async (_e, host) => new RecordingRemote(host.name, 'deploy', 'x', () => ({ stdout: report() }));
-    const st = await status({ root: r, reporter: new MemoryReporter(), env: {}, connector }, env);
+    const st = await status({ root: r, reporter: new MemoryReporter(), processEnv: {}, connector }, env);
     expect(st.warnings).toContainEqual(expect.stringMatching(/^configuration: environments staging and demo share 203\.0\.113\.20 .*both take domain staging\.example\.org/));
   });
 

@@ -1,31 +1,12 @@
-// The pure half of staging sync (core/staging-plan.ts) and the GitHub access decisions (core/github.ts).
+// The pure half of staging sync (core/staging/: refs, plan, messages, settings) and the GitHub access decisions (core/github.ts).
 import { describe, expect, it } from 'vitest';
 import { apiUrlFor, githubAccess, repositoryFromUrl } from '../../core/github.ts';
-import { checkIdentity } from '../../core/staging-git.ts';
-import { checkLabel, runUrlFrom, stagingSettings } from '../../core/staging.ts';
-import {
-  COMMENT_MARKER,
-  LOG_FORMAT,
-  addSummary,
-  decideAdd,
-  displayName,
-  keyOfTrackingRef,
-  mergeMessage,
-  parseLog,
-  parseRef,
-  pickRemoteRef,
-  pushHint,
-  rebuildSummary,
-  refFromEvent,
-  skippedComment,
-  trackingRef,
-  trailerRecords,
-  uncoveredCommits,
-  uniqueRecords,
-  type AddedRecord,
-  type RebuildResult,
-  type Source,
-} from '../../core/staging-plan.ts';
+import { checkIdentity } from '../../core/git.ts';
+import { runUrl } from '../../core/runinfo.ts';
+import { checkLabel, stagingSettings } from '../../core/staging/settings.ts';
+import { COMMENT_MARKER, addSummary, rebuildSummary, skippedComment, type RebuildResult } from '../../core/staging/messages.ts';
+import { LOG_FORMAT, decideAdd, mergeMessage, parseLog, pushHint, trailerRecords, uncoveredCommits, uniqueRecords, type AddedRecord } from '../../core/staging/plan.ts';
+import { displayName, keyOfTrackingRef, parseRef, pickRemoteRef, refFromEvent, trackingRef, type Source } from '../../core/staging/refs.ts';
 
 const A = 'a'.repeat(40);
 const B = 'b'.repeat(40);
@@ -169,8 +150,9 @@ describe('settings and inputs', () => {
     expect(() => stagingSettings({ main: '-x' })).toThrow(/invalid main branch/);
     expect(() => stagingSettings({ remote: 'a b' })).toThrow(/invalid remote name/);
     expect(() => stagingSettings({ main: 'x', staging: 'x' })).toThrow(/both "x"/);
-    expect(() => stagingSettings({ retries: '-1' })).toThrow(/invalid retries/);
-    expect(() => stagingSettings({ retries: '1e3' })).toThrow(/invalid retries/);
+    expect(() => stagingSettings({ retries: '-1' })).toThrow(/^retries needs a whole number from 0 to 99, got "-1"$/);
+    expect(() => stagingSettings({ retries: '1e3' })).toThrow(/^retries needs a whole number from 0 to 99/);
+    expect(() => stagingSettings({ retries: '100' })).toThrow(/^retries needs a whole number from 0 to 99/);
   });
   it('checks labels and identities', () => {
     expect(checkLabel(' staging ')).toBe('staging');
@@ -183,8 +165,8 @@ describe('settings and inputs', () => {
     expect(() => checkIdentity({ name: 'Bot', email: 'a@b>\nauthor x' })).toThrow(/invalid committer email/);
   });
   it('links to the workflow run when there is one', () => {
-    expect(runUrlFrom({ GITHUB_SERVER_URL: 'https://github.com', GITHUB_REPOSITORY: 'acme/app', GITHUB_RUN_ID: '42' })).toBe('https://github.com/acme/app/actions/runs/42');
-    expect(runUrlFrom({})).toBeUndefined();
+    expect(runUrl({ GITHUB_SERVER_URL: 'https://github.com', GITHUB_REPOSITORY: 'acme/app', GITHUB_RUN_ID: '42' })).toBe('https://github.com/acme/app/actions/runs/42');
+    expect(runUrl({})).toBe('');
   });
 });
 
@@ -206,14 +188,14 @@ describe('GitHub access', () => {
     expect(apiUrlFor('ghe.example.com')).toBe('https://ghe.example.com/api/v3');
   });
   it('says why the API cannot be used', () => {
-    expect(githubAccess({ env: {}, remoteUrl: '/srv/app.git', token: 't' }).unavailable).toMatch(/repository is unknown/);
-    expect(githubAccess({ env: { GITHUB_REPOSITORY: 'acme/app' } }).unavailable).toMatch(/no GitHub token/);
-    expect(githubAccess({ env: { GITHUB_REPOSITORY: 'acme/../x', GITHUB_TOKEN: 't' } }).unavailable).toMatch(/invalid repository/);
+    expect(githubAccess({ processEnv: {}, remoteUrl: '/srv/app.git', token: 't' }).unavailable).toMatch(/repository is unknown/);
+    expect(githubAccess({ processEnv: { GITHUB_REPOSITORY: 'acme/app' } }).unavailable).toMatch(/no GitHub token/);
+    expect(githubAccess({ processEnv: { GITHUB_REPOSITORY: 'acme/../x', GITHUB_TOKEN: 't' } }).unavailable).toMatch(/invalid repository/);
   });
   it('takes the token from the input, then $GITHUB_TOKEN, then $GH_TOKEN, and the repository from the remote on a laptop', () => {
-    expect(githubAccess({ env: { GH_TOKEN: 't' }, remoteUrl: 'git@github.com:acme/app.git' }).api?.repository).toBe('acme/app');
-    expect(githubAccess({ env: { GITHUB_TOKEN: 't', GITHUB_REPOSITORY: 'acme/other' }, remoteUrl: 'git@github.com:acme/app.git' }).api?.repository).toBe('acme/other');
-    expect(githubAccess({ token: 'x', env: { GITHUB_REPOSITORY: 'acme/app' } }).api).toBeDefined();
+    expect(githubAccess({ processEnv: { GH_TOKEN: 't' }, remoteUrl: 'git@github.com:acme/app.git' }).api?.repository).toBe('acme/app');
+    expect(githubAccess({ processEnv: { GITHUB_TOKEN: 't', GITHUB_REPOSITORY: 'acme/other' }, remoteUrl: 'git@github.com:acme/app.git' }).api?.repository).toBe('acme/other');
+    expect(githubAccess({ token: 'x', processEnv: { GITHUB_REPOSITORY: 'acme/app' } }).api).toBeDefined();
   });
 });
 

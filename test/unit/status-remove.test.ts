@@ -42,7 +42,7 @@ const gone: Connector = async (_e, host) => {
 describe('ops env remove', () => {
   it('refuses while a host still serves, naming it and what it serves; changes nothing', async () => {
     const { root, env } = await project();
-    const err = await removeEnvironment({ root, reporter: new MemoryReporter(), env: {}, connector: serving }, 'old').catch((e: Error & { hint?: string }) => e);
+    const err = await removeEnvironment({ root, reporter: new MemoryReporter(), processEnv: {}, connector: serving }, 'old').catch((e: Error & { hint?: string }) => e);
     expect((err as Error).message).toBe('environment old still serves: refusing to remove it\n  web1 (192.0.2.1) serves 20261125T140000Z-0123456789ab (v2), http://127.0.0.1/ answers 200');
     expect((err as { hint?: string }).hint).toMatch(/--force/);
     expect(existsSync(env.dir)).toBe(true);
@@ -51,7 +51,7 @@ describe('ops env remove', () => {
 
   it('a host serving nothing (no release, or unreachable) does not block; the folder and only its rule go', async () => {
     const { root, env } = await project();
-    const r = await removeEnvironment({ root, reporter: new MemoryReporter(), env: {}, connector: gone }, 'old');
+    const r = await removeEnvironment({ root, reporter: new MemoryReporter(), processEnv: {}, connector: gone }, 'old');
     expect(r.removed).toBe(true);
     expect(r.hosts).toEqual([{ host: 'web1', address: '192.0.2.1', state: 'unreachable (cannot connect to web1: connect ETIMEDOUT)' }]);
     expect(existsSync(env.dir)).toBe(false);
@@ -61,13 +61,13 @@ describe('ops env remove', () => {
 
     const notLive: Connector = async (_e, host) => new RecordingRemote(host.name, 'deploy', 'shop', () => ({ stdout: report({ current: '', release_json: undefined, slot: '', health: undefined, site: '404' }) }));
     const second = await project();
-    expect((await removeEnvironment({ root: second.root, reporter: new MemoryReporter(), env: {}, connector: notLive }, 'old')).removed).toBe(true);
+    expect((await removeEnvironment({ root: second.root, reporter: new MemoryReporter(), processEnv: {}, connector: notLive }, 'old')).removed).toBe(true);
   });
 
   it('a reachable host whose status cannot be read blocks removal (it may still serve)', async () => {
     const { root, env } = await project();
     const noSudo: Connector = async (_e, host) => new RecordingRemote(host.name, 'deploy', 'shop', () => ({ code: 1, stderr: 'sudo: a password is required' }));
-    await expect(removeEnvironment({ root, reporter: new MemoryReporter(), env: {}, connector: noSudo }, 'old')).rejects.toThrow(
+    await expect(removeEnvironment({ root, reporter: new MemoryReporter(), processEnv: {}, connector: noSudo }, 'old')).rejects.toThrow(
       "cannot tell whether old's hosts still serve:\n  web1 (192.0.2.1) reachable, but its status cannot be read (step \"status\" on web1 failed with exit code 1)",
     );
     expect(existsSync(env.dir)).toBe(true);
@@ -78,17 +78,17 @@ describe('ops env remove', () => {
     const never: Connector = async () => {
       throw new Error('must not connect');
     };
-    const dry = await removeEnvironment({ root, reporter: new MemoryReporter(), env: {}, connector: serving }, 'old', { dryRun: true, force: true });
+    const dry = await removeEnvironment({ root, reporter: new MemoryReporter(), processEnv: {}, connector: serving }, 'old', { dryRun: true, force: true });
     expect(dry.removed).toBe(false);
     expect(existsSync(env.dir)).toBe(true);
-    const r = await removeEnvironment({ root, reporter: new MemoryReporter(), env: {}, connector: never }, 'old', { force: true });
+    const r = await removeEnvironment({ root, reporter: new MemoryReporter(), processEnv: {}, connector: never }, 'old', { force: true });
     expect(r.removed).toBe(true);
     expect(existsSync(env.dir)).toBe(false);
   });
 
   it('prints the checklist of what the repository cannot release', async () => {
     const { root } = await project();
-    const r = await removeEnvironment({ root, reporter: new MemoryReporter(), env: {}, connector: gone }, 'old', { dryRun: true });
+    const r = await removeEnvironment({ root, reporter: new MemoryReporter(), processEnv: {}, connector: gone }, 'old', { dryRun: true });
     const text = formatRemove(r, true);
     expect(text).toContain('would remove:\n  - environments/old/ (2 files)');
     for (const item of [
@@ -107,7 +107,7 @@ describe('ops env remove', () => {
 
   it('on a VM shared with another environment: keep the VM, and commands that take only this app off it', async () => {
     const { root } = await project(true);
-    const r = await removeEnvironment({ root, reporter: new MemoryReporter(), env: {}, connector: gone }, 'old', { dryRun: true });
+    const r = await removeEnvironment({ root, reporter: new MemoryReporter(), processEnv: {}, connector: gone }, 'old', { dryRun: true });
     const text = formatRemove(r, true);
     expect(text).not.toMatch(/delete it at the hosting provider/);
     expect(text).toContain(
@@ -125,7 +125,7 @@ describe('ops env remove', () => {
 
   it('refuses unknown and invalid names before anything else', async () => {
     const { root } = await project();
-    const ctx = { root, reporter: new MemoryReporter(), env: {}, connector: serving };
+    const ctx = { root, reporter: new MemoryReporter(), processEnv: {}, connector: serving };
     await expect(removeEnvironment(ctx, 'nope')).rejects.toThrow('no environment "nope": environments/nope/ does not exist');
     await expect(removeEnvironment(ctx, '../etc')).rejects.toThrow(/invalid environment name "..\/etc"/);
     await expect(removeEnvironment(ctx, 'Old')).rejects.toThrow(/invalid environment name/);
@@ -134,14 +134,14 @@ describe('ops env remove', () => {
   it('an unreadable environment.yml blocks the check unless forced', async () => {
     const { root, env } = await project();
     writeFileSync(join(env.dir, 'environment.yml'), 'app: [\n');
-    await expect(removeEnvironment({ root, reporter: new MemoryReporter(), env: {}, connector: serving }, 'old')).rejects.toThrow(/cannot tell whether old's hosts still serve/);
-    const r = await removeEnvironment({ root, reporter: new MemoryReporter(), env: {} }, 'old', { force: true });
+    await expect(removeEnvironment({ root, reporter: new MemoryReporter(), processEnv: {}, connector: serving }, 'old')).rejects.toThrow(/cannot tell whether old's hosts still serve/);
+    const r = await removeEnvironment({ root, reporter: new MemoryReporter(), processEnv: {} }, 'old', { force: true });
     expect(r.removed).toBe(true);
     expect(r.checklist[0]).toMatch(/environment.yml could not be read/);
   });
 });
 
-const cli = (root: string, ...argv: string[]) => runOps(argv, { root, env: { PATH: process.env.PATH, HOME: '/nonexistent' } });
+const cli = (root: string, ...argv: string[]) => runOps(argv, { root, processEnv: { PATH: process.env.PATH, HOME: '/nonexistent' } });
 
 describe('day-2 commands, argument errors', () => {
   it('env remove through the CLI: unknown name, then --force removes and lists the checklist', async () => {
@@ -156,7 +156,7 @@ describe('day-2 commands, argument errors', () => {
 
   it('logs, status and certs refuse bad input before connecting', async () => {
     const { root } = await project();
-    expect(await cli(root, 'logs', 'keep', '--lines', 'ten')).toMatchObject({ code: 2, err: expect.stringContaining('--lines needs a whole number, got "ten"') });
+    expect(await cli(root, 'logs', 'keep', '--lines', 'ten')).toMatchObject({ code: 2, err: expect.stringContaining('--lines needs a whole number from 0 to 10000, got "ten"') });
     expect(await cli(root, 'logs', 'keep', 'worker')).toMatchObject({ code: 1, err: expect.stringContaining('"worker" is not a program of keep') });
     expect(await cli(root, 'status', 'Nope')).toMatchObject({ code: 1, err: expect.stringContaining('invalid environment name "Nope"') });
     expect(await cli(root, 'certs', 'keep')).toMatchObject({ code: 1, err: expect.stringContaining('tls.mode is off') });

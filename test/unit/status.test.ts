@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import type { Connector } from '../../core/context.ts';
 import { certificates, formatCerts, renewCertificates } from '../../core/ops/certs.ts';
 import { logsRequest } from '../../core/ops/logs.ts';
-import { formatReleases, listReleases } from '../../core/ops/inspect.ts';
+import { formatReleases, listReleases } from '../../core/ops/records.ts';
 import { formatStatus, status, statusSummary } from '../../core/ops/status.ts';
 import { RecordingRemote, type Responder } from '../../core/remote/recording.ts';
 import { START_MARKER, scriptPrelude, scriptText } from '../../core/remote/wrap.ts';
@@ -17,19 +17,12 @@ import { formatPing, readFacts } from '../../core/ops/ping.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { KEY, processXml, report, result, RUNNING, testEnv } from './status.helpers.ts';
 import { lockStatus } from '../../core/steps/lock.ts';
-import { PROBE_FUNCTIONS, probes } from '../../core/steps/switch.ts';
-import {
-  CERT_FUNCTIONS,
-  hostStatus,
-  listCertificates,
-  logsStep,
-  nginxMessages,
-  parseCerts,
-  parseHostStatus,
-  parseProcessInfo,
-  programStates,
-  renewCertificate,
-} from '../../core/steps/status.ts';
+import { probes } from '../../core/steps/switch.ts';
+import { listCertificates, parseCerts, renewCertificate } from '../../core/steps/certs.ts';
+import { logsStep } from '../../core/steps/logs.ts';
+import { parseProcessInfo, programStates } from '../../core/steps/programs.ts';
+import { hostStatus, nginxMessages, parseHostStatus } from '../../core/steps/status.ts';
+import { CERT_FUNCTIONS, PROBE_FUNCTIONS } from '../../core/steps/libraries.ts';
 
 function bashSyntax(script: string): string {
   const r = spawnSync('bash', ['-n'], { input: script, encoding: 'utf8' });
@@ -124,9 +117,9 @@ describe('status parser', () => {
 
   it('a held or stale lock fails, naming the run', () => {
     const held = parse({ lock: 'held', holder: ['operation=deploy', 'actor=bob@ci', 'since=2026-11-25T14:59:00Z', 'holder_pid=12'] } as never);
-    expect(held.problems).toEqual(['locked by a deploy run by bob@ci since 2026-11-25T14:59:00Z: an operation is running']);
+    expect(held.problems).toEqual(['locked by a deploy run by bob@ci, started 2026-11-25T14:59:00Z: an operation is running']);
     const stale = parse({ lock: 'stale', holder: ['operation=deploy', 'actor=bob@ci', 'since=x'] } as never);
-    expect(stale.problems[0]).toMatch(/^stale lock left by a deploy run by bob@ci since x, which is gone \(check, then: ops lock release demo\)$/);
+    expect(stale.problems[0]).toMatch(/^stale lock left by a deploy run by bob@ci, started x, which is gone \(check, then: ops lock release demo\)$/);
   });
 
   it('502 through nginx, supervisor down, nothing deployed, not provisioned, a full disk', () => {
@@ -168,7 +161,7 @@ describe('status parser', () => {
       `release_json ${d} ${JSON.stringify({ sha: 'd'.repeat(40), ref: 'v2 with spaces', time: 't2', actor: 'bob', run: 'https://ci/1' })}`,
     ];
     const connector: Connector = async (_e, host) => new RecordingRemote(host.name, 'deploy', 'shop', (step) => (step.name === 'releases' ? { stdout: stdout.map((l) => `@ops ${l}\n`).join('') } : {}));
-    const [host] = await listReleases({ root: env.root, reporter: new MemoryReporter(), env: {}, connector }, env);
+    const [host] = await listReleases({ root: env.root, reporter: new MemoryReporter(), processEnv: {}, connector }, env);
     expect(host!.releases.map((r) => [r.id, r.status, r.kept])).toEqual([
       [d, 'current', 'live (1 of keep 2)'],
       [c, 'ok', 'good: 2 of keep 2'],
@@ -297,7 +290,7 @@ describe('status over recording remotes', () => {
       remotes.push(r);
       return r;
     };
-    const r = await status({ root: env.root, reporter: new MemoryReporter(), env: {}, connector }, env);
+    const r = await status({ root: env.root, reporter: new MemoryReporter(), processEnv: {}, connector }, env);
     expect(remotes[0]!.stepNames()).toEqual(['status']);
     expect(remotes[0]!.closed).toBe(true);
     expect(r.healthy).toBe(false);
@@ -314,7 +307,7 @@ describe('status over recording remotes', () => {
     const env = testEnv();
     const connector: Connector = async (_e, host) =>
       new RecordingRemote(host.name, 'deploy', 'shop', () => ({ code: 1, stderr: 'sudo: a password is required' }));
-    const r = await status({ root: env.root, reporter: new MemoryReporter(), env: {}, connector }, env);
+    const r = await status({ root: env.root, reporter: new MemoryReporter(), processEnv: {}, connector }, env);
     expect(r.hosts[0]).toMatchObject({ reachable: true });
     expect(r.problems).toEqual(['web1: the status check itself failed: step "status" on web1 failed with exit code 1 sudo: a password is required']);
     expect(formatStatus(r)).toContain('    status check failed: step "status" on web1 failed with exit code 1');
@@ -331,7 +324,7 @@ describe('certificates over recording remotes', () => {
 
   it('lists with expiry, the served serial and the renewal schedule', async () => {
     const remote = new RecordingRemote('web1', 'deploy', 'shop', () => ({ stdout: listing }));
-    const r = await certificates({ root: env.root, reporter: new MemoryReporter(), env: {}, connector: async () => remote }, env);
+    const r = await certificates({ root: env.root, reporter: new MemoryReporter(), processEnv: {}, connector: async () => remote }, env);
     expect(remote.stepNames()).toEqual(['certificates']);
     expect(r.ok).toBe(true);
     const text = formatCerts(r);
@@ -342,7 +335,7 @@ describe('certificates over recording remotes', () => {
 
   it('renews under the lock, trusting the test ACME CA, and records it in the audit log', async () => {
     const remote = new RecordingRemote('web1', 'deploy', 'shop', (step) => (step.name === 'lock' ? { stdout: '@ops lock acquired' } : step.name === 'renew certificate' ? { stdout: listing } : undefined));
-    const r = await renewCertificates({ root: env.root, reporter: new MemoryReporter(), env: {}, connector: async () => remote }, env);
+    const r = await renewCertificates({ root: env.root, reporter: new MemoryReporter(), processEnv: {}, connector: async () => remote }, env);
     expect(remote.stepNames()).toEqual(['lock', 'renew certificate', 'unlock']);
     expect(remote.runs[1]!.step.script).toContain('REQUESTS_CA_BUNDLE=/usr/local/share/ops-pipeline/shop-acme-ca.pem timeout 240 certbot renew -n --force-renewal --cert-name shop.example.org --no-random-sleep-on-renew --no-directory-hooks');
     expect(remote.runs[2]!.step.script).toMatch(/"operation":"certs renew","actor":.*"result":"success".*certificate renewed, expires 2027-02-20/);
@@ -351,8 +344,8 @@ describe('certificates over recording remotes', () => {
 
   it('renewal reloads nginx only after nginx -t; self-signed mode makes a new certificate', () => {
     const le = renewCertificate(env, false).script;
-    expect(le.indexOf('if ! out=$(nginx -t 2>&1); then')).toBeLessThan(le.indexOf('nginx -s reload'));
-    expect(le.indexOf('certbot renew')).toBeLessThan(le.indexOf('nginx -t'));
+    expect(le.indexOf('if ! out=$(nginx -t 2>&1); then')).toBeLessThan(le.indexOf('\nnginx_reload\n'));
+    expect(le.indexOf('certbot renew')).toBeLessThan(le.indexOf('if ! out=$(nginx -t'));
     expect(le).not.toContain('REQUESTS_CA_BUNDLE');
     const self = renewCertificate(testEnv({ domain: 'shop.test', tls: { mode: 'self-signed' } }), false).script;
     expect(self).toContain('if true; then\n  install -d -m 0755 /etc/ssl/shop\n  if ! (umask 077; openssl req -x509');
@@ -361,8 +354,8 @@ describe('certificates over recording remotes', () => {
 
   it('an environment without TLS has no certificates: a clear error', async () => {
     const plain = testEnv();
-    await expect(certificates({ root: plain.root, reporter: new MemoryReporter(), env: {} }, plain)).rejects.toThrow(/serves plain http \(tls.mode is off\): it has no certificates/);
-    await expect(renewCertificates({ root: plain.root, reporter: new MemoryReporter(), env: {} }, plain)).rejects.toThrow(/tls.mode is off/);
+    await expect(certificates({ root: plain.root, reporter: new MemoryReporter(), processEnv: {} }, plain)).rejects.toThrow(/serves plain http \(tls.mode is off\): it has no certificates/);
+    await expect(renewCertificates({ root: plain.root, reporter: new MemoryReporter(), processEnv: {} }, plain)).rejects.toThrow(/tls.mode is off/);
   });
 });
 

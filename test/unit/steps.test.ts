@@ -1,7 +1,7 @@
 // Steps are data: their scripts are checked by exact text (snapshots in __snapshots__/, reviewed like code)
 // and by the properties that matter — who runs them, what is quoted, what is validated — without a host.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -10,12 +10,15 @@ import { environLoader, renderDotenv } from '../../core/dotenv.ts';
 import { OpsError } from '../../core/errors.ts';
 import { acquireLock, releaseLock } from '../../core/steps/lock.ts';
 import { applyNginx, renderTemplate, site, upstreams } from '../../core/steps/nginx.ts';
-import { appCommand, createRelease, dependencies, deployState, pruneReleases, releaseId } from '../../core/steps/release.ts';
+import { appCommand, dependencies } from '../../core/steps/app.ts';
+import { createRelease, deployState, pruneReleases, releaseId } from '../../core/steps/release.ts';
 import { expand, slotConfig, startSlot, stopSlot, switchTo } from '../../core/steps/switch.ts';
 import { installPackages, packageIndexes, packageList, runtimes } from '../../core/steps/system.ts';
 import { packageIndexFiles } from '../../core/packages.ts';
 import { scriptPrelude, scriptText } from '../../core/remote/wrap.ts';
-import { SYSTEM_FUNCTIONS, putChecked } from '../../core/steps/script.ts';
+import { putChecked } from '../../core/steps/script.ts';
+import { runInitdata } from '../../core/steps/initdata.ts';
+import { SYSTEM_FUNCTIONS } from '../../core/steps/libraries.ts';
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
 
@@ -205,5 +208,20 @@ describe('.env', () => {
   });
   it('lists every missing secret at once', () => {
     expect(() => renderDotenv(env(), {})).toThrow(/lacks 2 secrets the .env needs:\n  - DB needs the secret "database_url"\n  - PASSWORDS needs the secret "passwords"/);
+  });
+});
+
+describe('initdata', () => {
+  it('removes the uploaded file whatever happens, also under a base_dir that needs quoting', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ops initdata '));
+    const uploaded = join(dir, 'initdata-0123.yml');
+    writeFileSync(uploaded, 'users: []\n');
+    const script = runInitdata(env({ base_dir: dir }), uploaded).script;
+    // The step's first two lines (private directory, cleanup trap), then a failure: the trap must still run.
+    const head = script.split('\n').slice(0, 2).join('\n');
+    const r = spawnSync('bash', ['-c', `set -e\n${head}\nexit 3`], { encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(3);
+    expect(readdirSync(dir)).toEqual([]);
   });
 });

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { OpsError } from '../../core/errors.ts';
-import { parseLfsPointer, treeContent } from '../../core/source.ts';
+import { parseLfsPointer, treeContent } from '../../core/tree-content.ts';
 import { commit, gitIn, initRepo, lfsTrack } from '../support/gitrepo.ts';
 
 let root: string;

@@ -56,7 +56,10 @@ describe('workflows', () => {
   }, 60_000);
 
   it('use only local actions that exist, with inputs they declare and every required one given', () => {
-    for (const { file, step } of allSteps.filter((s) => s.step.uses?.startsWith('./'))) {
+    const local = allSteps.filter((s) => s.step.uses?.startsWith('./'));
+    // deploy (deploy-prod, deploy, staging twice), rollback, provision, initdata, status, staging-sync at least.
+    expect(local.length).toBeGreaterThanOrEqual(8);
+    for (const { file, step } of local) {
       const name = step.uses!.replace(/^\.\/actions\//, '');
       expect(existsSync(join(ROOT, 'actions', name, 'action.yml')), `${file}: ${step.uses}`).toBe(true);
       const inputs = actionInputs(name);
@@ -66,17 +69,21 @@ describe('workflows', () => {
   });
 
   it('never put an expression inside a run: script (untrusted values go through env: or action inputs)', () => {
-    for (const { file, job, step } of allSteps) if (step.run) expect(step.run, `${file} ${job}`).not.toMatch(/\$\{\{/);
+    const scripts = allSteps.filter((s) => s.step.run);
+    expect(scripts.length).toBeGreaterThan(0);
+    for (const { file, job, step } of scripts) expect(step.run, `${file} ${job}`).not.toMatch(/\$\{\{/);
   });
 
   it('pin third-party actions by full commit sha', () => {
-    for (const { file, step } of allSteps) {
-      if (!step.uses || step.uses.startsWith('./')) continue;
+    const thirdParty = allSteps.filter((s) => s.step.uses && !s.step.uses.startsWith('./'));
+    expect(thirdParty.length).toBeGreaterThan(0); // actions/checkout at least
+    for (const { file, step } of thirdParty) {
       expect(step.uses, file).toMatch(/^[\w.-]+\/[\w.-]+(\/[\w./-]+)?@[0-9a-f]{40}$/);
     }
   });
 
   it('declare minimal permissions, read-only unless a job needs to push', () => {
+    expect(Object.keys(workflows).length).toBeGreaterThanOrEqual(8);
     for (const [file, wf] of Object.entries(workflows)) {
       expect(wf.permissions, file).toEqual({ contents: 'read' });
       for (const [name, job] of Object.entries(wf.jobs)) if (job.permissions) expect(`${file}:${name}`).toBe('staging.yml:sync');
@@ -85,10 +92,12 @@ describe('workflows', () => {
   });
 
   it('give every deploying job its GitHub environment (URL from the action) and a concurrency group that queues', () => {
+    const checked: string[] = [];
     for (const [file, wf] of Object.entries(workflows)) {
       for (const [name, job] of Object.entries(wf.jobs)) {
         const ours = (job.steps ?? []).filter((s) => /^\.\/actions\/(deploy|rollback|provision|initdata)$/.test(s.uses ?? ''));
         if (!ours.length) continue;
+        checked.push(...ours.map((s) => s.uses!));
         expect(job.environment, `${file}:${name}`).toBeTruthy();
         expect(job.concurrency?.['cancel-in-progress'], `${file}:${name}`).toBe(false);
         expect(job.concurrency?.group, `${file}:${name}`).toMatch(/^deploy-/);
@@ -98,15 +107,20 @@ describe('workflows', () => {
         }
       }
     }
+    // Every operation that changes hosts was found in some job.
+    expect([...new Set(checked)].sort()).toEqual(['./actions/deploy', './actions/initdata', './actions/provision', './actions/rollback']);
   });
 
   it('check out full history before a deploy (refs resolve on the runner, packs need the commits)', () => {
+    let checked = 0;
     for (const [file, wf] of Object.entries(workflows))
       for (const job of Object.values(wf.jobs)) {
         if (!(job.steps ?? []).some((s) => s.uses === './actions/deploy' || s.uses === './actions/staging-sync')) continue;
+        checked++;
         expect(job.steps![0]!.uses, file).toMatch(/^actions\/checkout@/);
         expect(job.steps![0]!.with?.['fetch-depth'], file).toBe(0);
       }
+    expect(checked).toBeGreaterThanOrEqual(4); // deploy-prod, deploy, staging (deploy and sync)
   });
 });
 

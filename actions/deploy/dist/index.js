@@ -18,9 +18,9 @@ var __commonJS = (cb, mod4) => function __require2() {
     throw mod4 = 0, e;
   }
 };
-var __export = (target2, all) => {
+var __export = (target, all) => {
   for (var name2 in all)
-    __defProp(target2, name2, { get: all[name2], enumerable: true });
+    __defProp(target, name2, { get: all[name2], enumerable: true });
 };
 var __copyProps = (to, from, except, desc) => {
   if (from && typeof from === "object" || typeof from === "function") {
@@ -30,12 +30,12 @@ var __copyProps = (to, from, except, desc) => {
   }
   return to;
 };
-var __toESM = (mod4, isNodeMode, target2) => (target2 = mod4 != null ? __create(__getProtoOf(mod4)) : {}, __copyProps(
+var __toESM = (mod4, isNodeMode, target) => (target = mod4 != null ? __create(__getProtoOf(mod4)) : {}, __copyProps(
   // If the importer is in node compatibility mode or this is not an ESM
   // file that has been converted to a CommonJS file using a Babel-
   // compatible transform (i.e. "__esModule" has not been set), then set
   // "default" to the CommonJS "module.exports" for node compatibility.
-  isNodeMode || !mod4 || !mod4.__esModule ? __defProp(target2, "default", { value: mod4, enumerable: true }) : target2,
+  isNodeMode || !mod4 || !mod4.__esModule ? __defProp(target, "default", { value: mod4, enumerable: true }) : target,
   mod4
 ));
 
@@ -235,7 +235,7 @@ var require_tunnel = __commonJS({
       }
       return host;
     }
-    function mergeOptions(target2) {
+    function mergeOptions(target) {
       for (var i = 1, len = arguments.length; i < len; ++i) {
         var overrides = arguments[i];
         if (typeof overrides === "object") {
@@ -243,12 +243,12 @@ var require_tunnel = __commonJS({
           for (var j = 0, keyLen = keys.length; j < keyLen; ++j) {
             var k = keys[j];
             if (overrides[k] !== void 0) {
-              target2[k] = overrides[k];
+              target[k] = overrides[k];
             }
           }
         }
       }
-      return target2;
+      return target;
     }
     var debug2;
     if (process.env.NODE_DEBUG && /\btunnel\b/.test(process.env.NODE_DEBUG)) {
@@ -4513,8 +4513,8 @@ var require_util2 = __commonJS({
          * @param {unknown} target
          * @param {'key' | 'value' | 'key+value'} kind
          */
-        constructor(target2, kind) {
-          this.#target = target2;
+        constructor(target, kind) {
+          this.#target = target;
           this.#kind = kind;
           this.#index = 0;
         }
@@ -4564,8 +4564,8 @@ var require_util2 = __commonJS({
         },
         next: { writable: true, enumerable: true, configurable: true }
       });
-      return function(target2, kind) {
-        return new FastIterableIterator(target2, kind);
+      return function(target, kind) {
+        return new FastIterableIterator(target, kind);
       };
     }
     function iteratorMixin(name2, object2, kInternalIterator, keyIndex = 0, valueIndex = 1) {
@@ -5789,7 +5789,7 @@ var require_client_h1 = __commonJS({
       kResume,
       kHTTPContext
     } = require_symbols();
-    var constants3 = require_constants2();
+    var constants4 = require_constants2();
     var EMPTY_BUF = Buffer.alloc(0);
     var FastBuffer = Buffer[Symbol.species];
     var addListener = util.addListener;
@@ -5864,7 +5864,7 @@ var require_client_h1 = __commonJS({
       constructor(client, socket, { exports: exports2 }) {
         assert(Number.isFinite(client[kMaxHeadersSize]) && client[kMaxHeadersSize] > 0);
         this.llhttp = exports2;
-        this.ptr = this.llhttp.llhttp_alloc(constants3.TYPE.RESPONSE);
+        this.ptr = this.llhttp.llhttp_alloc(constants4.TYPE.RESPONSE);
         this.client = client;
         this.socket = socket;
         this.timeout = null;
@@ -5959,11 +5959,11 @@ var require_client_h1 = __commonJS({
             currentBufferRef = null;
           }
           const offset = llhttp.llhttp_get_error_pos(this.ptr) - currentBufferPtr;
-          if (ret !== constants3.ERROR.OK) {
+          if (ret !== constants4.ERROR.OK) {
             const body = data.subarray(offset);
-            if (ret === constants3.ERROR.PAUSED_UPGRADE) {
+            if (ret === constants4.ERROR.PAUSED_UPGRADE) {
               this.onUpgrade(body);
-            } else if (ret === constants3.ERROR.PAUSED) {
+            } else if (ret === constants4.ERROR.PAUSED) {
               this.paused = true;
               socket.unshift(body);
             } else {
@@ -5986,10 +5986,10 @@ var require_client_h1 = __commonJS({
         } finally {
           currentParser = null;
         }
-        if (ret === constants3.ERROR.OK) {
+        if (ret === constants4.ERROR.OK) {
           return null;
         }
-        if (ret === constants3.ERROR.PAUSED || ret === constants3.ERROR.PAUSED_UPGRADE) {
+        if (ret === constants4.ERROR.PAUSED || ret === constants4.ERROR.PAUSED_UPGRADE) {
           this.paused = true;
           return null;
         }
@@ -6006,7 +6006,7 @@ var require_client_h1 = __commonJS({
           const len = new Uint8Array(llhttp.memory.buffer, ptr).indexOf(0);
           message = "Response does not match the HTTP/1.1 protocol (" + Buffer.from(llhttp.memory.buffer, ptr, len).toString() + ")";
         }
-        return new HTTPParserError(message, constants3.ERROR[ret], data);
+        return new HTTPParserError(message, constants4.ERROR[ret], data);
       }
       destroy() {
         assert(this.ptr != null);
@@ -6186,7 +6186,7 @@ var require_client_h1 = __commonJS({
           socket[kBlocking] = false;
           client[kResume]();
         }
-        return pause ? constants3.ERROR.PAUSED : 0;
+        return pause ? constants4.ERROR.PAUSED : 0;
       }
       onBody(buf) {
         const { client, socket, statusCode, maxResponseSize } = this;
@@ -6208,7 +6208,7 @@ var require_client_h1 = __commonJS({
         }
         this.bytesRead += buf.length;
         if (request.onData(buf) === false) {
-          return constants3.ERROR.PAUSED;
+          return constants4.ERROR.PAUSED;
         }
       }
       onMessageComplete() {
@@ -6244,13 +6244,13 @@ var require_client_h1 = __commonJS({
         if (socket[kWriting]) {
           assert(client[kRunning] === 0);
           util.destroy(socket, new InformationalError("reset"));
-          return constants3.ERROR.PAUSED;
+          return constants4.ERROR.PAUSED;
         } else if (!shouldKeepAlive) {
           util.destroy(socket, new InformationalError("reset"));
-          return constants3.ERROR.PAUSED;
+          return constants4.ERROR.PAUSED;
         } else if (socket[kReset] && client[kRunning] === 0) {
           util.destroy(socket, new InformationalError("reset"));
-          return constants3.ERROR.PAUSED;
+          return constants4.ERROR.PAUSED;
         } else if (client[kPipelining] == null || client[kPipelining] === 1) {
           setImmediate(() => client[kResume]());
         } else {
@@ -8432,8 +8432,8 @@ var require_pool = __commonJS({
         this[kOptions].interceptors = options.interceptors ? { ...options.interceptors } : void 0;
         this[kFactory] = factory;
         this.on("connectionError", (origin2, targets, error2) => {
-          for (const target2 of targets) {
-            const idx = this[kClients].indexOf(target2);
+          for (const target of targets) {
+            const idx = this[kClients].indexOf(target);
             if (idx !== -1) {
               this[kClients].splice(idx, 1);
             }
@@ -12620,12 +12620,12 @@ var require_response = __commonJS({
         ...state
       };
       return new Proxy(response, {
-        get(target2, p) {
-          return p in state ? state[p] : target2[p];
+        get(target, p) {
+          return p in state ? state[p] : target[p];
         },
-        set(target2, p, value) {
+        set(target, p, value) {
           assert(!(p in state));
-          target2[p] = value;
+          target[p] = value;
           return true;
         }
       });
@@ -16929,9 +16929,9 @@ var require_util7 = __commonJS({
     function isClosed(ws) {
       return ws[kReadyState] === states.CLOSED;
     }
-    function fireEvent(e, target2, eventFactory = (type, init) => new Event(type, init), eventInitDict = {}) {
+    function fireEvent(e, target, eventFactory = (type, init) => new Event(type, init), eventInitDict = {}) {
       const event = eventFactory(e, eventInitDict);
-      target2.dispatchEvent(event);
+      target.dispatchEvent(event);
     }
     function websocketMessageReceived(ws, type, data) {
       if (ws[kReadyState] !== states.OPEN) {
@@ -19218,7 +19218,7 @@ var require_visit = __commonJS({
     var BREAK = /* @__PURE__ */ Symbol("break visit");
     var SKIP = /* @__PURE__ */ Symbol("skip children");
     var REMOVE = /* @__PURE__ */ Symbol("remove node");
-    function visit2(node, visitor) {
+    function visit(node, visitor) {
       const visitor_ = initVisitor(visitor);
       if (identity.isDocument(node)) {
         const cd = visit_(null, node.contents, visitor_, Object.freeze([node]));
@@ -19227,9 +19227,9 @@ var require_visit = __commonJS({
       } else
         visit_(null, node, visitor_, Object.freeze([]));
     }
-    visit2.BREAK = BREAK;
-    visit2.SKIP = SKIP;
-    visit2.REMOVE = REMOVE;
+    visit.BREAK = BREAK;
+    visit.SKIP = SKIP;
+    visit.REMOVE = REMOVE;
     function visit_(key, node, visitor, path) {
       const ctrl = callVisitor(key, node, visitor, path);
       if (identity.isNode(ctrl) || identity.isPair(ctrl)) {
@@ -19363,7 +19363,7 @@ var require_visit = __commonJS({
         throw new Error(`Cannot replace node with ${pt} parent`);
       }
     }
-    exports.visit = visit2;
+    exports.visit = visit;
     exports.visitAsync = visitAsync;
   }
 });
@@ -19373,7 +19373,7 @@ var require_directives = __commonJS({
   "node_modules/yaml/dist/doc/directives.js"(exports) {
     "use strict";
     var identity = require_identity();
-    var visit2 = require_visit();
+    var visit = require_visit();
     var escapeChars = {
       "!": "%21",
       ",": "%2C",
@@ -19517,7 +19517,7 @@ var require_directives = __commonJS({
         let tagNames;
         if (doc && tagEntries.length > 0 && identity.isNode(doc.contents)) {
           const tags = {};
-          visit2.visit(doc.contents, (_key, node) => {
+          visit.visit(doc.contents, (_key, node) => {
             if (identity.isNode(node) && node.tag)
               tags[node.tag] = true;
           });
@@ -19544,7 +19544,7 @@ var require_anchors = __commonJS({
   "node_modules/yaml/dist/doc/anchors.js"(exports) {
     "use strict";
     var identity = require_identity();
-    var visit2 = require_visit();
+    var visit = require_visit();
     function anchorIsValid(anchor) {
       if (/[\x00-\x19\s,[\]{}]/.test(anchor)) {
         const sa = JSON.stringify(anchor);
@@ -19555,7 +19555,7 @@ var require_anchors = __commonJS({
     }
     function anchorNames(root) {
       const anchors = /* @__PURE__ */ new Set();
-      visit2.visit(root, {
+      visit.visit(root, {
         Value(_key, node) {
           if (node.anchor)
             anchors.add(node.anchor);
@@ -19735,7 +19735,7 @@ var require_Alias = __commonJS({
   "node_modules/yaml/dist/nodes/Alias.js"(exports) {
     "use strict";
     var anchors = require_anchors();
-    var visit2 = require_visit();
+    var visit = require_visit();
     var identity = require_identity();
     var Node = require_Node();
     var toJS = require_toJS();
@@ -19761,7 +19761,7 @@ var require_Alias = __commonJS({
           nodes = ctx.aliasResolveCache;
         } else {
           nodes = [];
-          visit2.visit(doc, {
+          visit.visit(doc, {
             Node: (_key, node) => {
               if (identity.isAlias(node) || identity.hasAnchor(node))
                 nodes.push(node);
@@ -19856,7 +19856,7 @@ var require_Scalar = __commonJS({
     var Node = require_Node();
     var toJS = require_toJS();
     var isScalarValue = (value) => !value || typeof value !== "function" && typeof value !== "object";
-    var Scalar3 = class extends Node.NodeBase {
+    var Scalar4 = class extends Node.NodeBase {
       constructor(value) {
         super(identity.SCALAR);
         this.value = value;
@@ -19868,12 +19868,12 @@ var require_Scalar = __commonJS({
         return String(this.value);
       }
     };
-    Scalar3.BLOCK_FOLDED = "BLOCK_FOLDED";
-    Scalar3.BLOCK_LITERAL = "BLOCK_LITERAL";
-    Scalar3.PLAIN = "PLAIN";
-    Scalar3.QUOTE_DOUBLE = "QUOTE_DOUBLE";
-    Scalar3.QUOTE_SINGLE = "QUOTE_SINGLE";
-    exports.Scalar = Scalar3;
+    Scalar4.BLOCK_FOLDED = "BLOCK_FOLDED";
+    Scalar4.BLOCK_LITERAL = "BLOCK_LITERAL";
+    Scalar4.PLAIN = "PLAIN";
+    Scalar4.QUOTE_DOUBLE = "QUOTE_DOUBLE";
+    Scalar4.QUOTE_SINGLE = "QUOTE_SINGLE";
+    exports.Scalar = Scalar4;
     exports.isScalarValue = isScalarValue;
   }
 });
@@ -19884,7 +19884,7 @@ var require_createNode = __commonJS({
     "use strict";
     var Alias = require_Alias();
     var identity = require_identity();
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var defaultTagPrefix = "tag:yaml.org,2002:";
     function findTagObject(value, tagName, tags) {
       if (tagName) {
@@ -19929,7 +19929,7 @@ var require_createNode = __commonJS({
           value = value.toJSON();
         }
         if (!value || typeof value !== "object") {
-          const node2 = new Scalar3.Scalar(value);
+          const node2 = new Scalar4.Scalar(value);
           if (ref)
             ref.node = node2;
           return node2;
@@ -19940,7 +19940,7 @@ var require_createNode = __commonJS({
         onTagObj(tagObj);
         delete ctx.onTagObj;
       }
-      const node = tagObj?.createNode ? tagObj.createNode(ctx.schema, value, ctx) : typeof tagObj?.nodeClass?.from === "function" ? tagObj.nodeClass.from(ctx.schema, value, ctx) : new Scalar3.Scalar(value);
+      const node = tagObj?.createNode ? tagObj.createNode(ctx.schema, value, ctx) : typeof tagObj?.nodeClass?.from === "function" ? tagObj.nodeClass.from(ctx.schema, value, ctx) : new Scalar4.Scalar(value);
       if (tagName)
         node.tag = tagName;
       else if (!tagObj.default)
@@ -20253,7 +20253,7 @@ ${indent2}${text.slice(fold + 1, end2)}`;
 var require_stringifyString = __commonJS({
   "node_modules/yaml/dist/stringify/stringifyString.js"(exports) {
     "use strict";
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var foldFlowLines = require_foldFlowLines();
     var getFoldOptions = (ctx, isBlock) => ({
       indentAtStart: isBlock ? ctx.indent.length : ctx.indentAtStart,
@@ -20396,7 +20396,7 @@ ${indent2}`) + "'";
         return quotedString(value, ctx);
       }
       const indent2 = ctx.indent || (ctx.forceBlockIndent || containsDocumentMarker(value) ? "  " : "");
-      const literal = blockQuote === "literal" ? true : blockQuote === "folded" || type === Scalar3.Scalar.BLOCK_FOLDED ? false : type === Scalar3.Scalar.BLOCK_LITERAL ? true : !lineLengthOverLimit(value, lineWidth, indent2.length);
+      const literal = blockQuote === "literal" ? true : blockQuote === "folded" || type === Scalar4.Scalar.BLOCK_FOLDED ? false : type === Scalar4.Scalar.BLOCK_LITERAL ? true : !lineLengthOverLimit(value, lineWidth, indent2.length);
       if (!value)
         return literal ? "|\n" : ">\n";
       let chomp;
@@ -20451,7 +20451,7 @@ ${indent2}`) + "'";
         const foldedValue = value.replace(/\n+/g, "\n$&").replace(/(?:^|\n)([\t ].*)(?:([\n\t ]*)\n(?![\n\t ]))?/g, "$1$2").replace(/\n+/g, `$&${indent2}`);
         let literalFallback = false;
         const foldOptions = getFoldOptions(ctx, true);
-        if (blockQuote !== "folded" && type !== Scalar3.Scalar.BLOCK_FOLDED) {
+        if (blockQuote !== "folded" && type !== Scalar4.Scalar.BLOCK_FOLDED) {
           foldOptions.onOverflow = () => {
             literalFallback = true;
           };
@@ -20474,7 +20474,7 @@ ${indent2}${start}${value}${end}`;
       if (/^[\n\t ,[\]{}#&*!|>'"%@`]|^[?-]$|^[?-][ \t]|[\n:][ \t]|[ \t]\n|[\n\t ]#|[\n\t :]$/.test(value)) {
         return implicitKey || inFlow || !value.includes("\n") ? quotedString(value, ctx) : blockString(item, ctx, onComment, onChompKeep);
       }
-      if (!implicitKey && !inFlow && type !== Scalar3.Scalar.PLAIN && value.includes("\n")) {
+      if (!implicitKey && !inFlow && type !== Scalar4.Scalar.PLAIN && value.includes("\n")) {
         return blockString(item, ctx, onComment, onChompKeep);
       }
       if (containsDocumentMarker(value)) {
@@ -20499,20 +20499,20 @@ ${indent2}`);
       const { implicitKey, inFlow } = ctx;
       const ss = typeof item.value === "string" ? item : Object.assign({}, item, { value: String(item.value) });
       let { type } = item;
-      if (type !== Scalar3.Scalar.QUOTE_DOUBLE) {
+      if (type !== Scalar4.Scalar.QUOTE_DOUBLE) {
         if (/[\x00-\x08\x0b-\x1f\x7f-\x9f\u{D800}-\u{DFFF}]/u.test(ss.value))
-          type = Scalar3.Scalar.QUOTE_DOUBLE;
+          type = Scalar4.Scalar.QUOTE_DOUBLE;
       }
       const _stringify = (_type) => {
         switch (_type) {
-          case Scalar3.Scalar.BLOCK_FOLDED:
-          case Scalar3.Scalar.BLOCK_LITERAL:
+          case Scalar4.Scalar.BLOCK_FOLDED:
+          case Scalar4.Scalar.BLOCK_LITERAL:
             return implicitKey || inFlow ? quotedString(ss.value, ctx) : blockString(ss, ctx, onComment, onChompKeep);
-          case Scalar3.Scalar.QUOTE_DOUBLE:
+          case Scalar4.Scalar.QUOTE_DOUBLE:
             return doubleQuotedString(ss.value, ctx);
-          case Scalar3.Scalar.QUOTE_SINGLE:
+          case Scalar4.Scalar.QUOTE_SINGLE:
             return singleQuotedString(ss.value, ctx);
-          case Scalar3.Scalar.PLAIN:
+          case Scalar4.Scalar.PLAIN:
             return plainString(ss, ctx, onComment, onChompKeep);
           default:
             return null;
@@ -20661,7 +20661,7 @@ var require_stringifyPair = __commonJS({
   "node_modules/yaml/dist/stringify/stringifyPair.js"(exports) {
     "use strict";
     var identity = require_identity();
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var stringify = require_stringify();
     var stringifyComment = require_stringifyComment();
     function stringifyPair({ key, value }, ctx, onComment, onChompKeep) {
@@ -20676,7 +20676,7 @@ var require_stringifyPair = __commonJS({
           throw new Error(msg);
         }
       }
-      let explicitKey = !simpleKeys && (!key || keyComment && value == null && !ctx.inFlow || identity.isCollection(key) || (identity.isScalar(key) ? key.type === Scalar3.Scalar.BLOCK_FOLDED || key.type === Scalar3.Scalar.BLOCK_LITERAL : typeof key === "object"));
+      let explicitKey = !simpleKeys && (!key || keyComment && value == null && !ctx.inFlow || identity.isCollection(key) || (identity.isScalar(key) ? key.type === Scalar4.Scalar.BLOCK_FOLDED || key.type === Scalar4.Scalar.BLOCK_LITERAL : typeof key === "object"));
       ctx = Object.assign({}, ctx, {
         allNullValues: false,
         implicitKey: !explicitKey && (simpleKeys || !allNullValues),
@@ -20816,19 +20816,19 @@ var require_merge = __commonJS({
   "node_modules/yaml/dist/schema/yaml-1.1/merge.js"(exports) {
     "use strict";
     var identity = require_identity();
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var MERGE_KEY = "<<";
     var merge = {
       identify: (value) => value === MERGE_KEY || typeof value === "symbol" && value.description === MERGE_KEY,
       default: "key",
       tag: "tag:yaml.org,2002:merge",
       test: /^<<$/,
-      resolve: () => Object.assign(new Scalar3.Scalar(Symbol(MERGE_KEY)), {
+      resolve: () => Object.assign(new Scalar4.Scalar(Symbol(MERGE_KEY)), {
         addToJSMap: addMergeToJSMap
       }),
       stringify: () => MERGE_KEY
     };
-    var isMergeKey = (ctx, key) => (merge.identify(key) || identity.isScalar(key) && (!key.type || key.type === Scalar3.Scalar.PLAIN) && merge.identify(key.value)) && ctx?.doc.schema.tags.some((tag) => tag.tag === merge.tag && tag.default);
+    var isMergeKey = (ctx, key) => (merge.identify(key) || identity.isScalar(key) && (!key.type || key.type === Scalar4.Scalar.PLAIN) && merge.identify(key.value)) && ctx?.doc.schema.tags.some((tag) => tag.tag === merge.tag && tag.default);
     function addMergeToJSMap(ctx, map, value) {
       const source = resolveAliasValue(ctx, value);
       if (identity.isSeq(source))
@@ -21135,7 +21135,7 @@ var require_YAMLMap = __commonJS({
     var Collection = require_Collection();
     var identity = require_identity();
     var Pair2 = require_Pair();
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     function findPair(items, key) {
       const k = identity.isScalar(key) ? key.value : key;
       for (const it of items) {
@@ -21202,7 +21202,7 @@ var require_YAMLMap = __commonJS({
         if (prev) {
           if (!overwrite)
             throw new Error(`Key ${_pair.key} already set`);
-          if (identity.isScalar(prev.value) && Scalar3.isScalarValue(_pair.value))
+          if (identity.isScalar(prev.value) && Scalar4.isScalarValue(_pair.value))
             prev.value.value = _pair.value;
           else
             prev.value = _pair.value;
@@ -21300,7 +21300,7 @@ var require_YAMLSeq = __commonJS({
     var stringifyCollection = require_stringifyCollection();
     var Collection = require_Collection();
     var identity = require_identity();
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var toJS = require_toJS();
     var YAMLSeq3 = class extends Collection.Collection {
       static get tagName() {
@@ -21357,7 +21357,7 @@ var require_YAMLSeq = __commonJS({
         if (typeof idx !== "number")
           throw new Error(`Expected a valid index, not ${key}.`);
         const prev = this.items[idx];
-        if (identity.isScalar(prev) && Scalar3.isScalarValue(value))
+        if (identity.isScalar(prev) && Scalar4.isScalarValue(value))
           prev.value = value;
         else
           this.items[idx] = value;
@@ -21453,14 +21453,14 @@ var require_string = __commonJS({
 var require_null = __commonJS({
   "node_modules/yaml/dist/schema/common/null.js"(exports) {
     "use strict";
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var nullTag = {
       identify: (value) => value == null,
-      createNode: () => new Scalar3.Scalar(null),
+      createNode: () => new Scalar4.Scalar(null),
       default: true,
       tag: "tag:yaml.org,2002:null",
       test: /^(?:~|[Nn]ull|NULL)?$/,
-      resolve: () => new Scalar3.Scalar(null),
+      resolve: () => new Scalar4.Scalar(null),
       stringify: ({ source }, ctx) => typeof source === "string" && nullTag.test.test(source) ? source : ctx.options.nullStr
     };
     exports.nullTag = nullTag;
@@ -21471,13 +21471,13 @@ var require_null = __commonJS({
 var require_bool = __commonJS({
   "node_modules/yaml/dist/schema/core/bool.js"(exports) {
     "use strict";
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var boolTag = {
       identify: (value) => typeof value === "boolean",
       default: true,
       tag: "tag:yaml.org,2002:bool",
       test: /^(?:[Tt]rue|TRUE|[Ff]alse|FALSE)$/,
-      resolve: (str2) => new Scalar3.Scalar(str2[0] === "t" || str2[0] === "T"),
+      resolve: (str2) => new Scalar4.Scalar(str2[0] === "t" || str2[0] === "T"),
       stringify({ source, value }, ctx) {
         if (source && boolTag.test.test(source)) {
           const sv = source[0] === "t" || source[0] === "T";
@@ -21522,7 +21522,7 @@ var require_stringifyNumber = __commonJS({
 var require_float = __commonJS({
   "node_modules/yaml/dist/schema/core/float.js"(exports) {
     "use strict";
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var stringifyNumber = require_stringifyNumber();
     var floatNaN = {
       identify: (value) => typeof value === "number",
@@ -21550,7 +21550,7 @@ var require_float = __commonJS({
       tag: "tag:yaml.org,2002:float",
       test: /^[-+]?(?:\.[0-9]+|[0-9]+\.[0-9]*)$/,
       resolve(str2) {
-        const node = new Scalar3.Scalar(parseFloat(str2));
+        const node = new Scalar4.Scalar(parseFloat(str2));
         const dot = str2.indexOf(".");
         if (dot !== -1 && str2[str2.length - 1] === "0")
           node.minFractionDigits = str2.length - dot - 1;
@@ -21641,7 +21641,7 @@ var require_schema = __commonJS({
 var require_schema2 = __commonJS({
   "node_modules/yaml/dist/schema/json/schema.js"(exports) {
     "use strict";
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var map = require_map();
     var seq = require_seq();
     function intIdentify(value) {
@@ -21658,7 +21658,7 @@ var require_schema2 = __commonJS({
       },
       {
         identify: (value) => value == null,
-        createNode: () => new Scalar3.Scalar(null),
+        createNode: () => new Scalar4.Scalar(null),
         default: true,
         tag: "tag:yaml.org,2002:null",
         test: /^null$/,
@@ -21709,7 +21709,7 @@ var require_binary = __commonJS({
   "node_modules/yaml/dist/schema/yaml-1.1/binary.js"(exports) {
     "use strict";
     var node_buffer = __require("buffer");
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var stringifyString = require_stringifyString();
     var binary = {
       identify: (value) => value instanceof Uint8Array,
@@ -21753,15 +21753,15 @@ var require_binary = __commonJS({
         } else {
           throw new Error("This environment does not support writing binary tags; either Buffer or btoa is required");
         }
-        type ?? (type = Scalar3.Scalar.BLOCK_LITERAL);
-        if (type !== Scalar3.Scalar.QUOTE_DOUBLE) {
+        type ?? (type = Scalar4.Scalar.BLOCK_LITERAL);
+        if (type !== Scalar4.Scalar.QUOTE_DOUBLE) {
           const lineWidth = Math.max(ctx.options.lineWidth - ctx.indent.length, ctx.options.minContentWidth);
           const n = Math.ceil(str2.length / lineWidth);
           const lines = new Array(n);
           for (let i = 0, o = 0; i < n; ++i, o += lineWidth) {
             lines[i] = str2.substr(o, lineWidth);
           }
-          str2 = lines.join(type === Scalar3.Scalar.BLOCK_LITERAL ? "\n" : " ");
+          str2 = lines.join(type === Scalar4.Scalar.BLOCK_LITERAL ? "\n" : " ");
         }
         return stringifyString.stringifyString({ comment, type, value: str2 }, ctx, onComment, onChompKeep);
       }
@@ -21776,7 +21776,7 @@ var require_pairs = __commonJS({
     "use strict";
     var identity = require_identity();
     var Pair2 = require_Pair();
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var YAMLSeq3 = require_YAMLSeq();
     function resolvePairs(seq, onError) {
       if (identity.isSeq(seq)) {
@@ -21787,7 +21787,7 @@ var require_pairs = __commonJS({
           else if (identity.isMap(item)) {
             if (item.items.length > 1)
               onError("Each pair must have its own sequence indicator");
-            const pair = item.items[0] || new Pair2.Pair(new Scalar3.Scalar(null));
+            const pair = item.items[0] || new Pair2.Pair(new Scalar4.Scalar(null));
             if (item.commentBefore)
               pair.key.commentBefore = pair.key.commentBefore ? `${item.commentBefore}
 ${pair.key.commentBefore}` : item.commentBefore;
@@ -21930,7 +21930,7 @@ var require_omap = __commonJS({
 var require_bool2 = __commonJS({
   "node_modules/yaml/dist/schema/yaml-1.1/bool.js"(exports) {
     "use strict";
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     function boolStringify({ value, source }, ctx) {
       const boolObj = value ? trueTag : falseTag;
       if (source && boolObj.test.test(source))
@@ -21942,7 +21942,7 @@ var require_bool2 = __commonJS({
       default: true,
       tag: "tag:yaml.org,2002:bool",
       test: /^(?:Y|y|[Yy]es|YES|[Tt]rue|TRUE|[Oo]n|ON)$/,
-      resolve: () => new Scalar3.Scalar(true),
+      resolve: () => new Scalar4.Scalar(true),
       stringify: boolStringify
     };
     var falseTag = {
@@ -21950,7 +21950,7 @@ var require_bool2 = __commonJS({
       default: true,
       tag: "tag:yaml.org,2002:bool",
       test: /^(?:N|n|[Nn]o|NO|[Ff]alse|FALSE|[Oo]ff|OFF)$/,
-      resolve: () => new Scalar3.Scalar(false),
+      resolve: () => new Scalar4.Scalar(false),
       stringify: boolStringify
     };
     exports.falseTag = falseTag;
@@ -21962,7 +21962,7 @@ var require_bool2 = __commonJS({
 var require_float2 = __commonJS({
   "node_modules/yaml/dist/schema/yaml-1.1/float.js"(exports) {
     "use strict";
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var stringifyNumber = require_stringifyNumber();
     var floatNaN = {
       identify: (value) => typeof value === "number",
@@ -21990,7 +21990,7 @@ var require_float2 = __commonJS({
       tag: "tag:yaml.org,2002:float",
       test: /^[-+]?(?:[0-9][0-9_]*)?\.[0-9_]*$/,
       resolve(str2) {
-        const node = new Scalar3.Scalar(parseFloat(str2.replace(/_/g, "")));
+        const node = new Scalar4.Scalar(parseFloat(str2.replace(/_/g, "")));
         const dot = str2.indexOf(".");
         if (dot !== -1) {
           const f = str2.substring(dot + 1).replace(/_/g, "");
@@ -23498,7 +23498,7 @@ var require_compose_collection = __commonJS({
   "node_modules/yaml/dist/compose/compose-collection.js"(exports) {
     "use strict";
     var identity = require_identity();
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var YAMLMap3 = require_YAMLMap();
     var YAMLSeq3 = require_YAMLSeq();
     var resolveBlockMap = require_resolve_block_map();
@@ -23547,7 +23547,7 @@ var require_compose_collection = __commonJS({
       }
       const coll = resolveCollection(CN, ctx, token, onError, tagName, tag);
       const res = tag.resolve?.(coll, (msg) => onError(tagToken, "TAG_RESOLVE_FAILED", msg), ctx.options) ?? coll;
-      const node = identity.isNode(res) ? res : new Scalar3.Scalar(res);
+      const node = identity.isNode(res) ? res : new Scalar4.Scalar(res);
       node.range = coll.range;
       node.tag = tagName;
       if (tag?.format)
@@ -23562,13 +23562,13 @@ var require_compose_collection = __commonJS({
 var require_resolve_block_scalar = __commonJS({
   "node_modules/yaml/dist/compose/resolve-block-scalar.js"(exports) {
     "use strict";
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     function resolveBlockScalar(ctx, scalar, onError) {
       const start = scalar.offset;
       const header = parseBlockScalarHeader(scalar, ctx.options.strict, onError);
       if (!header)
         return { value: "", type: null, comment: "", range: [start, start, start] };
-      const type = header.mode === ">" ? Scalar3.Scalar.BLOCK_FOLDED : Scalar3.Scalar.BLOCK_LITERAL;
+      const type = header.mode === ">" ? Scalar4.Scalar.BLOCK_FOLDED : Scalar4.Scalar.BLOCK_LITERAL;
       const lines = scalar.source ? splitLines(scalar.source) : [];
       let chompStart = lines.length;
       for (let i = lines.length - 1; i >= 0; --i) {
@@ -23630,7 +23630,7 @@ var require_resolve_block_scalar = __commonJS({
           onError(offset - content.length - (crlf ? 2 : 1), "BAD_INDENT", message);
           indent2 = "";
         }
-        if (type === Scalar3.Scalar.BLOCK_LITERAL) {
+        if (type === Scalar4.Scalar.BLOCK_LITERAL) {
           value += sep + indent2.slice(trimIndent) + content;
           sep = "\n";
         } else if (indent2.length > trimIndent || content[0] === "	") {
@@ -23745,7 +23745,7 @@ var require_resolve_block_scalar = __commonJS({
 var require_resolve_flow_scalar = __commonJS({
   "node_modules/yaml/dist/compose/resolve-flow-scalar.js"(exports) {
     "use strict";
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var resolveEnd = require_resolve_end();
     function resolveFlowScalar(scalar, strict, onError) {
       const { offset, type, source, end } = scalar;
@@ -23754,15 +23754,15 @@ var require_resolve_flow_scalar = __commonJS({
       const _onError = (rel, code, msg) => onError(offset + rel, code, msg);
       switch (type) {
         case "scalar":
-          _type = Scalar3.Scalar.PLAIN;
+          _type = Scalar4.Scalar.PLAIN;
           value = plainValue(source, _onError);
           break;
         case "single-quoted-scalar":
-          _type = Scalar3.Scalar.QUOTE_SINGLE;
+          _type = Scalar4.Scalar.QUOTE_SINGLE;
           value = singleQuotedValue(source, _onError);
           break;
         case "double-quoted-scalar":
-          _type = Scalar3.Scalar.QUOTE_DOUBLE;
+          _type = Scalar4.Scalar.QUOTE_DOUBLE;
           value = doubleQuotedValue(source, _onError);
           break;
         /* istanbul ignore next should not happen */
@@ -23967,7 +23967,7 @@ var require_compose_scalar = __commonJS({
   "node_modules/yaml/dist/compose/compose-scalar.js"(exports) {
     "use strict";
     var identity = require_identity();
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var resolveBlockScalar = require_resolve_block_scalar();
     var resolveFlowScalar = require_resolve_flow_scalar();
     function composeScalar(ctx, token, tagToken, onError) {
@@ -23985,11 +23985,11 @@ var require_compose_scalar = __commonJS({
       let scalar;
       try {
         const res = tag.resolve(value, (msg) => onError(tagToken ?? token, "TAG_RESOLVE_FAILED", msg), ctx.options);
-        scalar = identity.isScalar(res) ? res : new Scalar3.Scalar(res);
+        scalar = identity.isScalar(res) ? res : new Scalar4.Scalar(res);
       } catch (error2) {
         const msg = error2 instanceof Error ? error2.message : String(error2);
         onError(tagToken ?? token, "TAG_RESOLVE_FAILED", msg);
-        scalar = new Scalar3.Scalar(value);
+        scalar = new Scalar4.Scalar(value);
       }
       scalar.range = range;
       scalar.source = value;
@@ -24683,15 +24683,15 @@ var require_cst_visit = __commonJS({
     var BREAK = /* @__PURE__ */ Symbol("break visit");
     var SKIP = /* @__PURE__ */ Symbol("skip children");
     var REMOVE = /* @__PURE__ */ Symbol("remove item");
-    function visit2(cst, visitor) {
+    function visit(cst, visitor) {
       if ("type" in cst && cst.type === "document")
         cst = { start: cst.start, value: cst.value };
       _visit(Object.freeze([]), cst, visitor);
     }
-    visit2.BREAK = BREAK;
-    visit2.SKIP = SKIP;
-    visit2.REMOVE = REMOVE;
-    visit2.itemAtPath = (cst, path) => {
+    visit.BREAK = BREAK;
+    visit.SKIP = SKIP;
+    visit.REMOVE = REMOVE;
+    visit.itemAtPath = (cst, path) => {
       let item = cst;
       for (const [field, index] of path) {
         const tok = item?.[field];
@@ -24702,8 +24702,8 @@ var require_cst_visit = __commonJS({
       }
       return item;
     };
-    visit2.parentCollection = (cst, path) => {
-      const parent = visit2.itemAtPath(cst, path.slice(0, -1));
+    visit.parentCollection = (cst, path) => {
+      const parent = visit.itemAtPath(cst, path.slice(0, -1));
       const field = path[path.length - 1][0];
       const coll = parent?.[field];
       if (coll && "items" in coll)
@@ -24734,7 +24734,7 @@ var require_cst_visit = __commonJS({
       }
       return typeof ctrl === "function" ? ctrl(item, path) : ctrl;
     }
-    exports.visit = visit2;
+    exports.visit = visit;
   }
 });
 
@@ -25531,12 +25531,12 @@ var require_parser = __commonJS({
       }
       return prev.splice(i, prev.length);
     }
-    function arrayPushArray(target2, source) {
+    function arrayPushArray(target, source) {
       if (source.length < 1e5)
-        Array.prototype.push.apply(target2, source);
+        Array.prototype.push.apply(target, source);
       else
         for (let i = 0; i < source.length; ++i)
-          target2.push(source[i]);
+          target.push(source[i]);
     }
     function fixFlowSeqItems(fc) {
       if (fc.start.type === "flow-seq-start") {
@@ -26442,7 +26442,7 @@ var require_dist = __commonJS({
     var Alias = require_Alias();
     var identity = require_identity();
     var Pair2 = require_Pair();
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var YAMLMap3 = require_YAMLMap();
     var YAMLSeq3 = require_YAMLSeq();
     var cst = require_cst();
@@ -26450,7 +26450,7 @@ var require_dist = __commonJS({
     var lineCounter = require_line_counter();
     var parser = require_parser();
     var publicApi = require_public_api();
-    var visit2 = require_visit();
+    var visit = require_visit();
     exports.Composer = composer.Composer;
     exports.Document = Document3.Document;
     exports.Schema = Schema.Schema;
@@ -26467,7 +26467,7 @@ var require_dist = __commonJS({
     exports.isScalar = identity.isScalar;
     exports.isSeq = identity.isSeq;
     exports.Pair = Pair2.Pair;
-    exports.Scalar = Scalar3.Scalar;
+    exports.Scalar = Scalar4.Scalar;
     exports.YAMLMap = YAMLMap3.YAMLMap;
     exports.YAMLSeq = YAMLSeq3.YAMLSeq;
     exports.CST = cst;
@@ -26478,8 +26478,8 @@ var require_dist = __commonJS({
     exports.parseAllDocuments = publicApi.parseAllDocuments;
     exports.parseDocument = publicApi.parseDocument;
     exports.stringify = publicApi.stringify;
-    exports.visit = visit2.visit;
-    exports.visitAsync = visit2.visitAsync;
+    exports.visit = visit.visit;
+    exports.visitAsync = visit.visitAsync;
   }
 });
 
@@ -41013,7 +41013,7 @@ var require_SFTP = __commonJS({
     "use strict";
     var EventEmitter = __require("events");
     var fs5 = __require("fs");
-    var { constants: constants3 } = fs5;
+    var { constants: constants4 } = fs5;
     var {
       Readable: ReadableStream2,
       Writable: WritableStream
@@ -42868,25 +42868,25 @@ var require_SFTP = __commonJS({
         this.extended = initial && initial.extended;
       }
       isDirectory() {
-        return (this.mode & constants3.S_IFMT) === constants3.S_IFDIR;
+        return (this.mode & constants4.S_IFMT) === constants4.S_IFDIR;
       }
       isFile() {
-        return (this.mode & constants3.S_IFMT) === constants3.S_IFREG;
+        return (this.mode & constants4.S_IFMT) === constants4.S_IFREG;
       }
       isBlockDevice() {
-        return (this.mode & constants3.S_IFMT) === constants3.S_IFBLK;
+        return (this.mode & constants4.S_IFMT) === constants4.S_IFBLK;
       }
       isCharacterDevice() {
-        return (this.mode & constants3.S_IFMT) === constants3.S_IFCHR;
+        return (this.mode & constants4.S_IFMT) === constants4.S_IFCHR;
       }
       isSymbolicLink() {
-        return (this.mode & constants3.S_IFMT) === constants3.S_IFLNK;
+        return (this.mode & constants4.S_IFMT) === constants4.S_IFLNK;
       }
       isFIFO() {
-        return (this.mode & constants3.S_IFMT) === constants3.S_IFIFO;
+        return (this.mode & constants4.S_IFMT) === constants4.S_IFIFO;
       }
       isSocket() {
-        return (this.mode & constants3.S_IFMT) === constants3.S_IFSOCK;
+        return (this.mode & constants4.S_IFMT) === constants4.S_IFSOCK;
       }
     };
     function attrsToBytes(attrs) {
@@ -48704,11 +48704,11 @@ function translateError(err, host, where) {
   if (message.includes(host)) return new TransportError(message);
   return new TransportError(`${where} failed: ${message}`, "if this keeps happening, run with OPS_DEBUG=1 and report it");
 }
-function formatError(err, env = process.env) {
+function formatError(err, processEnv = process.env) {
   const withHint = (message2, hint) => hint ? `${message2}
   hint: ${hint}` : message2;
   if (err instanceof OpsError) return withHint(err.message, err.hint);
-  const debug2 = env.OPS_DEBUG && err instanceof Error && err.stack ? `
+  const debug2 = processEnv.OPS_DEBUG && err instanceof Error && err.stack ? `
 ${err.stack}` : "";
   const known = describeLowLevel(err);
   if (known) return withHint(known.what, known.hint) + debug2;
@@ -48766,14 +48766,14 @@ function jsonEscaped(text) {
 }
 function secretParts(value) {
   const parts = /* @__PURE__ */ new Set([value]);
-  const visit2 = (v, depth) => {
+  const visit = (v, depth) => {
     for (const p of [...urlPassword(v), ...jsonStrings(v)]) {
       if (parts.has(p)) continue;
       parts.add(p);
-      if (depth < 4) visit2(p, depth + 1);
+      if (depth < 4) visit(p, depth + 1);
     }
   };
-  visit2(value, 0);
+  visit(value, 0);
   for (const p of [...parts]) for (const e of jsonEscaped(p)) parts.add(e);
   return [...parts];
 }
@@ -48861,22 +48861,22 @@ function booleanInput(name2, value, fallback) {
 }
 async function runAction(body) {
   const reporter = new ActionsReporter();
-  const env = { ...process.env };
+  const processEnv = { ...process.env };
   onUncaught((message) => setFailed(reporter.redact(message)));
   try {
     const sshKey = getInput("ssh-key");
     if (sshKey) {
       reporter.mask(sshKey);
-      env.OPS_SSH_KEY = sshKey;
+      processEnv.OPS_SSH_KEY = sshKey;
     }
     const ageKey = getInput("age-key");
     if (ageKey) {
       reporter.mask(ageKey);
-      env.SOPS_AGE_KEY = ageKey;
+      processEnv.SOPS_AGE_KEY = ageKey;
     }
     const root = getInput("working-directory") || process.env.GITHUB_WORKSPACE || process.cwd();
     await body({
-      ops: { root, reporter, env },
+      ops: { root, reporter, processEnv },
       reporter,
       input: (name2, options) => {
         const value = getInput(name2).trim();
@@ -48894,6 +48894,79 @@ async function runAction(body) {
 var import_yaml = __toESM(require_dist(), 1);
 import { existsSync as existsSync2, readFileSync, readdirSync, statSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
+
+// core/dotenv-readers.ts
+var READERS = ["python-dotenv", "node-dotenv", "node-env-file", "dotenv-expand", "vite", "shell"];
+var DEFAULT_READERS = ["python-dotenv", "node-dotenv"];
+var EDGE_SPACE = /[\s\x1c-\x1f\x85]/;
+function plainUnquoted(text) {
+  if (text === "" || /[\n\r#\u2028\u2029\x85]/.test(text) || /^['"`]/.test(text)) return false;
+  return !EDGE_SPACE.test(text[0]) && !EDGE_SPACE.test(text[text.length - 1]);
+}
+function quotedWithout(text, quote2) {
+  if (text.length < 2 || text[0] !== quote2 || text[text.length - 1] !== quote2) return void 0;
+  const content = text.slice(1, -1);
+  return content.includes(quote2) ? void 0 : content;
+}
+var PY_ESCAPES = { "\\": "\\", "'": "'", '"': '"', a: "\x07", b: "\b", f: "\f", n: "\n", r: "\r", t: "	", v: "\v" };
+var PYTHON_INTERPOLATION = /\$\{[^}:]*(?::-[^}]*)?\}/;
+var pythonDotenv = (text) => {
+  if (text.includes("\r")) return void 0;
+  let value;
+  const q = text[0];
+  if (q === "'" || q === '"') {
+    const m = (q === "'" ? /^'((?:\\[\s\S]|[^'\\])*)'$/ : /^"((?:\\[\s\S]|[^"\\])*)"$/).exec(text);
+    if (!m) return void 0;
+    if (m[1].endsWith("\\")) return void 0;
+    value = m[1].replace(q === "'" ? /\\[\\']/g : /\\[\\'"abfnrtv]/g, (e) => PY_ESCAPES[e[1]]);
+  } else if (text === "") {
+    value = "";
+  } else {
+    if (!plainUnquoted(text)) return void 0;
+    value = text;
+  }
+  return PYTHON_INTERPOLATION.test(value) ? void 0 : value;
+};
+function nodeStyle(double, unquoted) {
+  return (text) => {
+    if (text.includes("\r")) return void 0;
+    const q = text[0];
+    if (q === "'" || q === "`" || q === '"') {
+      const content = quotedWithout(text, q);
+      if (content === void 0 || content.endsWith("\\")) return void 0;
+      return q === '"' ? double(content) : content;
+    }
+    return unquoted(text) ? text : void 0;
+  };
+}
+var nodeDotenv = nodeStyle((c) => c.replace(/\\n/g, "\n").replace(/\\r/g, "\r"), plainUnquoted);
+var nodeEnvFile = nodeStyle(
+  (c) => c.replace(/\\n/g, "").includes("\\") ? void 0 : c.replace(/\\n/g, "\n"),
+  (t) => plainUnquoted(t) && !/['"`]/.test(t)
+);
+function expand(parsed) {
+  if (parsed === void 0 || /(?<!\\)\$(?:\{[^{}]+\}|[A-Za-z_])/.test(parsed)) return void 0;
+  return parsed.replace(/\\\$/g, "$");
+}
+var shell = (text) => {
+  if (text[0] === "'") return quotedWithout(text, "'");
+  if (text[0] === '"') {
+    const content = quotedWithout(text, '"');
+    return content === void 0 || /[$`\\]/.test(content) ? void 0 : content;
+  }
+  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(text) ? text : void 0;
+};
+var MODELS = {
+  "python-dotenv": [pythonDotenv],
+  "node-dotenv": [nodeDotenv],
+  "node-env-file": [nodeEnvFile],
+  "dotenv-expand": [(t) => expand(nodeDotenv(t))],
+  vite: [(t) => expand(nodeDotenv(t)), (t) => expand(nodeEnvFile(t))],
+  shell: [shell]
+};
+function readsAs(reader, text, value) {
+  return MODELS[reader].every((decode2) => decode2(text) === value);
+}
 
 // core/shell.ts
 function quote(value) {
@@ -48977,79 +49050,6 @@ function blobType(blob) {
   return blob.subarray(4, 4 + blob.readUInt32BE(0)).toString("latin1");
 }
 
-// core/dotenv-readers.ts
-var READERS = ["python-dotenv", "node-dotenv", "node-env-file", "dotenv-expand", "vite", "shell"];
-var DEFAULT_READERS = ["python-dotenv", "node-dotenv"];
-var EDGE_SPACE = /[\s\x1c-\x1f\x85]/;
-function plainUnquoted(text) {
-  if (text === "" || /[\n\r#\u2028\u2029\x85]/.test(text) || /^['"`]/.test(text)) return false;
-  return !EDGE_SPACE.test(text[0]) && !EDGE_SPACE.test(text[text.length - 1]);
-}
-function quotedWithout(text, quote2) {
-  if (text.length < 2 || text[0] !== quote2 || text[text.length - 1] !== quote2) return void 0;
-  const content = text.slice(1, -1);
-  return content.includes(quote2) ? void 0 : content;
-}
-var PY_ESCAPES = { "\\": "\\", "'": "'", '"': '"', a: "\x07", b: "\b", f: "\f", n: "\n", r: "\r", t: "	", v: "\v" };
-var PYTHON_INTERPOLATION = /\$\{[^}:]*(?::-[^}]*)?\}/;
-var pythonDotenv = (text) => {
-  if (text.includes("\r")) return void 0;
-  let value;
-  const q = text[0];
-  if (q === "'" || q === '"') {
-    const m = (q === "'" ? /^'((?:\\[\s\S]|[^'\\])*)'$/ : /^"((?:\\[\s\S]|[^"\\])*)"$/).exec(text);
-    if (!m) return void 0;
-    if (m[1].endsWith("\\")) return void 0;
-    value = m[1].replace(q === "'" ? /\\[\\']/g : /\\[\\'"abfnrtv]/g, (e) => PY_ESCAPES[e[1]]);
-  } else if (text === "") {
-    value = "";
-  } else {
-    if (!plainUnquoted(text)) return void 0;
-    value = text;
-  }
-  return PYTHON_INTERPOLATION.test(value) ? void 0 : value;
-};
-function nodeStyle(double, unquoted) {
-  return (text) => {
-    if (text.includes("\r")) return void 0;
-    const q = text[0];
-    if (q === "'" || q === "`" || q === '"') {
-      const content = quotedWithout(text, q);
-      if (content === void 0 || content.endsWith("\\")) return void 0;
-      return q === '"' ? double(content) : content;
-    }
-    return unquoted(text) ? text : void 0;
-  };
-}
-var nodeDotenv = nodeStyle((c) => c.replace(/\\n/g, "\n").replace(/\\r/g, "\r"), plainUnquoted);
-var nodeEnvFile = nodeStyle(
-  (c) => c.replace(/\\n/g, "").includes("\\") ? void 0 : c.replace(/\\n/g, "\n"),
-  (t) => plainUnquoted(t) && !/['"`]/.test(t)
-);
-function expand(parsed) {
-  if (parsed === void 0 || /(?<!\\)\$(?:\{[^{}]+\}|[A-Za-z_])/.test(parsed)) return void 0;
-  return parsed.replace(/\\\$/g, "$");
-}
-var shell = (text) => {
-  if (text[0] === "'") return quotedWithout(text, "'");
-  if (text[0] === '"') {
-    const content = quotedWithout(text, '"');
-    return content === void 0 || /[$`\\]/.test(content) ? void 0 : content;
-  }
-  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(text) ? text : void 0;
-};
-var MODELS = {
-  "python-dotenv": [pythonDotenv],
-  "node-dotenv": [nodeDotenv],
-  "node-env-file": [nodeEnvFile],
-  "dotenv-expand": [(t) => expand(nodeDotenv(t))],
-  vite: [(t) => expand(nodeDotenv(t)), (t) => expand(nodeEnvFile(t))],
-  shell: [shell]
-};
-function readsAs(reader, text, value) {
-  return MODELS[reader].every((decode2) => decode2(text) === value);
-}
-
 // core/config/schema.ts
 function describe(value) {
   if (value === null) return "null";
@@ -49061,6 +49061,9 @@ function describe(value) {
 function fail(problems, path, form, value, extra = "") {
   problems.push({ path, message: `expected ${form}, got ${describe(value)}${extra}` });
   return void 0;
+}
+function isMapping(value) {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 function string(opts2 = {}) {
   const form = opts2.form ?? "a string";
@@ -49076,27 +49079,22 @@ function string(opts2 = {}) {
     }
   };
 }
-function integer(min, max, form) {
-  const f = form ?? `an integer ${min}-${max}`;
+function bounded(kind, min, max, form) {
+  const whole = kind === "integer";
   return {
-    form: f,
-    json: () => ({ type: "integer", minimum: min, maximum: max }),
+    form,
+    json: () => ({ type: kind, minimum: min, maximum: max }),
     check(value, path, problems) {
-      if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) return fail(problems, path, f, value);
+      if (typeof value !== "number" || !(whole ? Number.isInteger(value) : Number.isFinite(value)) || value < min || value > max) return fail(problems, path, form, value);
       return value;
     }
   };
 }
+function integer(min, max, form) {
+  return bounded("integer", min, max, form ?? `an integer ${min}-${max}`);
+}
 function number(min, max, form) {
-  const f = form ?? `a number ${min}-${max}`;
-  return {
-    form: f,
-    json: () => ({ type: "number", minimum: min, maximum: max }),
-    check(value, path, problems) {
-      if (typeof value !== "number" || !Number.isFinite(value) || value < min || value > max) return fail(problems, path, f, value);
-      return value;
-    }
-  };
+  return bounded("number", min, max, form ?? `a number ${min}-${max}`);
 }
 function boolean() {
   return {
@@ -49190,6 +49188,8 @@ function req(schema, doc) {
 function opt(schema, doc, defaultValue) {
   return defaultValue === void 0 ? { schema, doc, presence: "optional" } : { schema, doc, presence: "defaulted", default: defaultValue };
 }
+
+// core/config/schema-object.ts
 function distance(a, b) {
   const row = Array.from({ length: b.length + 1 }, (_, i) => i);
   for (let i = 1; i <= a.length; i++) {
@@ -49207,9 +49207,6 @@ function closest(key, known) {
   const norm = key.toLowerCase().replace(/-/g, "_");
   const best = known.map((k) => [k, distance(norm, k)]).sort((x, y) => x[1] - y[1])[0];
   return best && best[1] <= Math.max(1, Math.floor(key.length / 4)) ? best[0] : void 0;
-}
-function isMapping(value) {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 function showDefault(value) {
   if (value === void 0) return void 0;
@@ -49336,7 +49333,7 @@ function object(fields, options = {}) {
   };
 }
 
-// core/config/environment.ts
+// core/config/environment-schema.ts
 var name = string({ pattern: /^[a-z][a-z0-9_-]{0,39}$/, form: 'a name (lower-case letters, digits, "_", "-")' });
 var port = integer(1, 65535);
 var command = string({ pattern: /^[^\n]+$/, form: "a shell command on one line" });
@@ -49416,7 +49413,7 @@ var environmentSchema = object(
     bastion: opt(bastionSchema, "a jump host every host is reached through (one SSH connection to it per run, each host's connection tunnelled inside it)"),
     ssh: opt(
       object({
-        identity_file: opt(anyPath, "private key to log in with (else $OPS_SSH_KEY, $SSH_AUTH_SOCK, ~/.ssh/id_ed25519, ~/.ssh/id_rsa)"),
+        identity_file: opt(anyPath, "private key to log in with when neither --identity nor $OPS_SSH_KEY gives one (after it: the SSH agent, ~/.ssh/id_ed25519, id_ecdsa, id_rsa)"),
         connect_timeout: opt(integer(1, 300), "seconds to wait for a connection", 20),
         connect_retries: opt(integer(0, 10), "extra connection attempts (with backoff) before giving up", 2)
       }),
@@ -49570,6 +49567,8 @@ var environmentSchema = object(
     ]
   }
 );
+
+// core/config/environment.ts
 var ENVIRONMENT_FILE = "environment.yml";
 var SECRETS_FILE = "secrets.sops.yaml";
 var ConfigError = class extends OpsError {
@@ -49720,10 +49719,8 @@ var JSON_SCHEMA_FILE = "schema/environment.schema.json";
 var SCHEMA_COMMENT = `# yaml-language-server: $schema=../../${JSON_SCHEMA_FILE}`;
 
 // core/ops/deploy.ts
-import { execFileSync as execFileSync2 } from "node:child_process";
 import { readFileSync as readFileSync6 } from "node:fs";
 import { randomBytes as randomBytes11 } from "node:crypto";
-import { isAbsolute as isAbsolute3, resolve as resolve4 } from "node:path";
 
 // core/config/siblings.ts
 import { join as join2 } from "node:path";
@@ -49896,8 +49893,8 @@ function checkKeyText(text, label) {
 `;
 }
 function resolveCredentials(sources, reporter) {
-  const env = sources.env ?? process.env;
-  const passphrase = env.OPS_SSH_KEY_PASSPHRASE || void 0;
+  const processEnv = sources.processEnv ?? process.env;
+  const passphrase = processEnv.OPS_SSH_KEY_PASSPHRASE || void 0;
   if (passphrase) reporter.mask(passphrase);
   const fromText = (text, describe2) => {
     const key = checkKeyText(text, describe2);
@@ -49905,9 +49902,9 @@ function resolveCredentials(sources, reporter) {
     return { privateKey: key, passphrase, describe: describe2 };
   };
   if (sources.identityFile) return fromText(readKey(sources.identityFile, "--identity"), `key file ${sources.identityFile}`);
-  if (env.OPS_SSH_KEY) return fromText(env.OPS_SSH_KEY, "$OPS_SSH_KEY");
+  if (processEnv.OPS_SSH_KEY) return fromText(processEnv.OPS_SSH_KEY, "$OPS_SSH_KEY");
   if (sources.configFile) return fromText(readKey(sources.configFile, "ssh.identity_file"), `key file ${sources.configFile}`);
-  if (env.SSH_AUTH_SOCK && existsSync3(env.SSH_AUTH_SOCK)) return { agent: env.SSH_AUTH_SOCK, describe: `SSH agent at ${env.SSH_AUTH_SOCK}` };
+  if (processEnv.SSH_AUTH_SOCK && existsSync3(processEnv.SSH_AUTH_SOCK)) return { agent: processEnv.SSH_AUTH_SOCK, describe: `SSH agent at ${processEnv.SSH_AUTH_SOCK}` };
   const home = sources.home ?? homedir();
   for (const f of ["id_ed25519", "id_ecdsa", "id_rsa"]) {
     const p = join3(home, ".ssh", f);
@@ -49918,6 +49915,11 @@ function resolveCredentials(sources, reporter) {
     "tried --identity, $OPS_SSH_KEY, ssh.identity_file in the environment, $SSH_AUTH_SOCK and ~/.ssh/id_{ed25519,ecdsa,rsa}: give one of them"
   );
 }
+
+// core/remote/ssh.ts
+import { randomBytes } from "node:crypto";
+import { StringDecoder } from "node:string_decoder";
+import { setTimeout as sleep2 } from "node:timers/promises";
 
 // node_modules/node-ssh/lib/esm/index.mjs
 var import_is_stream = __toESM(require_is_stream(), 1);
@@ -50728,88 +50730,13 @@ var NodeSSH = class {
   }
 };
 
-// core/remote/ssh.ts
-import { randomBytes, timingSafeEqual } from "node:crypto";
-import { StringDecoder } from "node:string_decoder";
-
-// core/remote/types.ts
-var REPORT_PREFIX = "@ops ";
-function parseReports(stdout) {
-  const out = [];
-  for (const line of stdout.split("\n")) {
-    if (!line.startsWith(REPORT_PREFIX)) continue;
-    const rest = line.slice(REPORT_PREFIX.length);
-    const sp = rest.indexOf(" ");
-    out.push(sp < 0 ? [rest, ""] : [rest.slice(0, sp), rest.slice(sp + 1)]);
-  }
-  return out;
-}
-function reported(result, key) {
-  let v;
-  for (const [k, val] of result.reports) if (k === key) v = val;
-  return v;
-}
-function reportedAll(result, key) {
-  return result.reports.filter(([k]) => k === key).map(([, v]) => v);
-}
-var DEFAULT_STEP_TIMEOUT = 600;
-
-// core/remote/wrap.ts
-var START_MARKER = "@ops-start";
-var scriptPrelude = [
-  // The leading newline ends whatever line the login shell left unfinished.
-  `printf '\\n${START_MARKER}\\n'; printf '\\n${START_MARKER}\\n' >&2`,
-  "set -euo pipefail",
-  "umask 022",
-  // files that must stay private (.env, keys) are created with explicit modes
-  "export LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive",
-  `ops_report() { printf '${REPORT_PREFIX}%s %s\\n' "$1" "\${2:-}"; }`,
-  "cd /"
-].join("\n");
-function commandLine(step, login2, appUser) {
-  const seconds2 = step.timeout ?? DEFAULT_STEP_TIMEOUT;
-  const run = ["timeout", "-k", "10", String(seconds2), "bash", "-s"];
-  if (step.as === "app") return cmd("sudo", "-n", "-H", "-u", appUser, "--", ...run);
-  if (step.as === "root" && login2 !== "root") return cmd("sudo", "-n", "-H", "--", ...run);
-  return cmd(...run);
-}
-function scriptText(step, connection) {
-  const mark = connection ? `
-export OPS_CONNECTION=${quote(connection)}` : "";
-  return `${scriptPrelude}${mark}
-${step.script.trimEnd()}
-`;
-}
-function uploadStep(remotePath, size2, mode) {
-  const dir = remotePath.replace(/\/[^/]*$/, "") || "/";
-  return {
-    name: `upload ${remotePath.split("/").pop()}`,
-    as: "login",
-    timeout: 600 + Math.ceil(size2 / 1e5),
-    // at least 100 kB/s
-    quiet: true,
-    // One line to end with: bash has parsed and run the whole function before the content starts.
-    script: String.raw`ops_upload() {
-  local tmp got
-  tmp=$(mktemp ${quote(`${dir}/.ops-upload.XXXXXX`)})
-  trap 'rm -f "$tmp"' EXIT
-  head -c ${size2} > "$tmp"
-  got=$(stat -c %s "$tmp")
-  if [ "$got" != ${size2} ]; then echo "the upload of ${quote(remotePath)} was cut short: $got of ${size2} bytes arrived" >&2; exit 1; fi
-  chmod ${mode.toString(8).padStart(4, "0")} "$tmp"
-  mv -f "$tmp" ${quote(remotePath)}
-  trap - EXIT
-}
-ops_upload; exit $?`
-  };
-}
-
-// core/remote/ssh.ts
+// core/remote/ssh-login.ts
+import { timingSafeEqual } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
 function hostKeyAlgorithms(type) {
   return type === "ssh-rsa" ? ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"] : [type];
 }
 var RETRYABLE = /ECONNREFUSED|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ECONNRESET|EAI_AGAIN|Timed out while waiting for handshake|Connection lost before handshake/;
-var sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 function pinnedKey(ep, role, configFile) {
   const pinned = parseHostKey(ep.hostKey);
   if (typeof pinned === "string") throw new OpsError(`${role} ${ep.name}: pinned host key is malformed (${pinned})`, `fix its host_key in ${configFile}`);
@@ -50896,20 +50823,20 @@ var Bastion = class _Bastion {
     return !this.lost && !!this.ssh.connection;
   }
   /** A TCP stream from the bastion to `address:port`; fails saying the bastion cannot reach it. */
-  forward(target2) {
+  forward(target) {
     const conn = this.ssh.connection;
-    const label = `${target2.name} (${target2.address}:${target2.port})`;
+    const label = `${target.name} (${target.address}:${target.port})`;
     const via = `bastion ${this.endpoint.address}`;
     if (!conn || this.lost) return Promise.reject(new TransportError(`${via} is no longer connected, so ${label} cannot be reached`, "try again"));
     return new Promise((resolve5, reject) => {
       try {
-        conn.forwardOut("127.0.0.1", 0, target2.address, target2.port, (e, stream2) => {
+        conn.forwardOut("127.0.0.1", 0, target.address, target.port, (e, stream2) => {
           if (!e) return resolve5(stream2);
           const why = e.message.replace(/^\(SSH\) Channel open failure: /, "");
           const denied = /prohibited/i.test(why);
           const err = new TransportError(
             `${via} cannot reach ${label}: ${denied ? "the bastion refuses TCP forwarding" : why}`,
-            denied ? "the bastion's sshd must allow forwarding for this login (AllowTcpForwarding yes, no restrict/no-port-forwarding on the key), as for `ssh -J`" : `check from the bastion that ${target2.address}:${target2.port} answers (e.g. ssh -J ${this.endpoint.user}@${this.endpoint.address}:${this.endpoint.port} -p ${target2.port} ${target2.address})`
+            denied ? "the bastion's sshd must allow forwarding for this login (AllowTcpForwarding yes, no restrict/no-port-forwarding on the key), as for `ssh -J`" : `check from the bastion that ${target.address}:${target.port} answers (e.g. ssh -J ${this.endpoint.user}@${this.endpoint.address}:${this.endpoint.port} -p ${target.port} ${target.address})`
           );
           if (!denied) err.code = "ECONNREFUSED";
           reject(err);
@@ -50932,6 +50859,81 @@ var Bastion = class _Bastion {
     this.ssh.dispose();
   }
 };
+
+// core/remote/types.ts
+var REPORT_PREFIX = "@ops ";
+function parseReports(stdout) {
+  const out = [];
+  for (const line of stdout.split("\n")) {
+    if (!line.startsWith(REPORT_PREFIX)) continue;
+    const rest = line.slice(REPORT_PREFIX.length);
+    const sp = rest.indexOf(" ");
+    out.push(sp < 0 ? [rest, ""] : [rest.slice(0, sp), rest.slice(sp + 1)]);
+  }
+  return out;
+}
+function reported(result, key) {
+  let v;
+  for (const [k, val] of result.reports) if (k === key) v = val;
+  return v;
+}
+function reportedAll(result, key) {
+  return result.reports.filter(([k]) => k === key).map(([, v]) => v);
+}
+var DEFAULT_STEP_TIMEOUT = 600;
+
+// core/remote/wrap.ts
+var START_MARKER = "@ops-start";
+var scriptPrelude = [
+  // The leading newline ends whatever line the login shell left unfinished.
+  `printf '\\n${START_MARKER}\\n'; printf '\\n${START_MARKER}\\n' >&2`,
+  "set -euo pipefail",
+  "umask 022",
+  // files that must stay private (.env, keys) are created with explicit modes
+  "export LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive",
+  "# shellcheck disable=SC2317 # for the step's own lines: some report nothing",
+  `ops_report() { printf '${REPORT_PREFIX}%s %s\\n' "$1" "\${2:-}"; }`,
+  "cd /"
+].join("\n");
+function commandLine(step, login2, appUser) {
+  const seconds2 = step.timeout ?? DEFAULT_STEP_TIMEOUT;
+  const run = ["timeout", "-k", "10", String(seconds2), "bash", "-s"];
+  if (step.as === "app") return cmd("sudo", "-n", "-H", "-u", appUser, "--", ...run);
+  if (step.as === "root" && login2 !== "root") return cmd("sudo", "-n", "-H", "--", ...run);
+  return cmd(...run);
+}
+function scriptText(step, connection) {
+  const mark = connection ? `
+export OPS_CONNECTION=${quote(connection)}` : "";
+  return `${scriptPrelude}${mark}
+${step.script.trimEnd()}
+`;
+}
+function uploadStep(remotePath, size2, mode) {
+  const dir = remotePath.replace(/\/[^/]*$/, "") || "/";
+  return {
+    name: `upload ${remotePath.split("/").pop()}`,
+    as: "login",
+    timeout: 600 + Math.ceil(size2 / 1e5),
+    // at least 100 kB/s
+    quiet: true,
+    // One line to end with: bash has parsed and run the whole function before the content starts.
+    script: String.raw`ops_upload() {
+  local tmp got
+  tmp=$(mktemp ${quote(`${dir}/.ops-upload.XXXXXX`)})
+  trap 'rm -f "$tmp"' EXIT
+  head -c ${size2} > "$tmp"
+  got=$(stat -c %s "$tmp")
+  if [ "$got" != ${size2} ]; then echo "the upload of ${quote(remotePath)} was cut short: $got of ${size2} bytes arrived" >&2; exit 1; fi
+  chmod ${mode.toString(8).padStart(4, "0")} "$tmp"
+  mv -f "$tmp" ${quote(remotePath)}
+  trap - EXIT
+}
+ops_upload; exit $?`
+  };
+}
+
+// core/remote/ssh.ts
 async function connect(options) {
   const { host, via } = options;
   const where = via ? `${describeEndpoint(host)} through bastion ${via.endpoint.address}` : describeEndpoint(host);
@@ -51032,7 +51034,7 @@ var SshRemote = class {
         return await new Promise((resolve5, reject) => conn.exec(command2, (e, c) => e ? reject(e) : resolve5(c)));
       } catch (e) {
         if (sessionRefused(e) && attempt < 8) {
-          await sleep(25 * 2 ** attempt);
+          await sleep2(25 * 2 ** attempt);
           continue;
         }
         if (sessionRefused(e))
@@ -51144,7 +51146,7 @@ function sshConnector(ctx) {
   return async (env, host) => {
     const ssh = env.config.ssh;
     const credentials = resolveCredentials(
-      { identityFile: ctx.identityFile, configFile: ssh.identity_file ? envPath(env, ssh.identity_file) : void 0, env: ctx.env },
+      { identityFile: ctx.identityFile, configFile: ssh.identity_file ? envPath(env, ssh.identity_file) : void 0, processEnv: ctx.processEnv },
       ctx.reporter
     );
     const common = { reporter: ctx.reporter, connectTimeout: ssh.connect_timeout, retries: ssh.connect_retries, configFile: `environments/${env.name}/environment.yml` };
@@ -51155,7 +51157,7 @@ function sshConnector(ctx) {
       let open3 = bastions.get(key);
       if (open3 && !(await open3.catch(() => void 0))?.alive) open3 = void 0;
       if (!open3) {
-        const bastionCredentials = b.identityFile ? resolveCredentials({ configFile: b.identityFile, env: {} }, ctx.reporter) : credentials;
+        const bastionCredentials = b.identityFile ? resolveCredentials({ configFile: b.identityFile, processEnv: {} }, ctx.reporter) : credentials;
         open3 = Bastion.open(b, { ...common, credentials: bastionCredentials });
         bastions.set(key, open3);
       }
@@ -51262,6 +51264,738 @@ async function inBatches(items, size2, fn) {
     for (const s of settled) results.push(s.value);
   }
   return results;
+}
+
+// core/steps/artifact.ts
+import { createHash as createHash2 } from "node:crypto";
+var PART_NAME = /^(release|venv-[0-9a-f]+|node-[0-9a-f]+)$/;
+function packArtifacts(env, id, sets) {
+  const L = layout(env);
+  const parts = [["release", L.releases, id], ...sets.map((s) => [s, L.deps, s])];
+  for (const [name2] of parts) if (!PART_NAME.test(name2)) throw new OpsError(`not a part of a release: ${name2}`);
+  return {
+    name: "pack build",
+    as: "root",
+    timeout: 900,
+    quiet: true,
+    script: String.raw`tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+pack() { # NAME DIR ENTRY
+  [ -d "$2/$3" ] || { echo "nothing to pack: $2/$3 is missing" >&2; exit 1; }
+  case "$1" in release) ;; *) [ -f "$2/$3/.complete" ] || { echo "dependency set $3 is not complete" >&2; exit 1; } ;; esac
+  tar -C "$2" -cf - "$3" | gzip -1 > "$tmp/part"
+  ops_report part "$1 $(sha256sum < "$tmp/part" | cut -d' ' -f1) $(stat -c %s "$tmp/part")"
+  printf '@ops part_data '; base64 -w0 < "$tmp/part"; printf '\n'
+}
+${parts.map(([name2, dir, entry]) => `pack ${quote(name2)} ${quote(dir)} ${quote(entry)}`).join("\n")}`
+  };
+}
+function parseParts(result, builder) {
+  const heads = reportedAll(result, "part");
+  const data = reportedAll(result, "part_data");
+  if (heads.length !== data.length) throw new OpsError(`the build packed on ${builder} arrived incomplete (${data.length} of ${heads.length} parts)`);
+  return heads.map((head, i) => {
+    const [name2 = "", sha2563 = "", size2 = ""] = head.split(" ");
+    const bytes = Buffer.from(data[i], "base64");
+    const got = createHash2("sha256").update(bytes).digest("hex");
+    if (!PART_NAME.test(name2) || got !== sha2563 || bytes.length !== Number(size2))
+      throw new OpsError(`the ${name2 || "?"} part of the build packed on ${builder} arrived damaged on the runner (sha256 ${got}, ${bytes.length} bytes; ${builder} sent ${sha2563}, ${size2} bytes); nothing was changed`, "deploy again; if it happens again, check the connection to that host");
+    return { name: name2, sha256: sha2563, bytes };
+  });
+}
+function unpackArtifacts(env, id, parts, builder) {
+  const L = layout(env);
+  const owner = `${env.appUser}:${env.appUser}`;
+  for (const p of parts) if (!PART_NAME.test(p.name)) throw new OpsError(`not a part of a release: ${p.name}`);
+  const place = (p) => p.name === "release" ? [L.releases, id] : [L.deps, p.name];
+  return {
+    name: "receive build",
+    as: "root",
+    timeout: 900,
+    script: String.raw`trap 'rm -f ${parts.map((p) => quote(p.upload)).join(" ")}; rm -rf ${quote(`${L.releases}/.new-${id}`)} ${quote(L.deps)}/.new-*' EXIT
+${parts.map(
+      (p) => String.raw`got=$(sha256sum < ${quote(p.upload)} | cut -d' ' -f1)
+if [ "$got" != ${quote(p.sha256)} ]; then echo "the ${p.name} part of the build from ${builder} arrived damaged: sha256 $got, expected ${p.sha256}; nothing was unpacked" >&2; exit 1; fi`
+    ).join("\n")}
+unpack() { # FILE DIR ENTRY
+  local new="$2/.new-$3"
+  if [ -f "$2/$3/.complete" ]; then echo "$3: already here"; return 0; fi
+  rm -rf "$new"; mkdir -p "$new"
+  gzip -dc < "$1" | tar -C "$new" -xf - --no-same-owner
+  chown -R ${quote(owner)} "$new/$3"
+  rm -rf "${"$"}{2:?}/${"$"}{3:?}"; mv -T "$new/$3" "$2/$3"; rmdir "$new"
+  echo "$3: unpacked"
+}
+${parts.map((p) => `unpack ${quote(p.upload)} ${place(p).map(quote).join(" ")}`).join("\n")}
+ops_report received ${quote(parts.map((p) => p.name).join(" "))}`
+  };
+}
+
+// core/git.ts
+import { spawn } from "node:child_process";
+import { constants as constants3 } from "node:os";
+var DEFAULT_IDENTITY = { name: "ops-pipeline", email: "ops-pipeline@users.noreply.github.com" };
+var GitError = class extends OpsError {
+  constructor(args, result, hint) {
+    const stderr = tail(result.stderr.trim() || result.stdout.trim(), 15);
+    super(`git ${args.join(" ")} failed (exit code ${result.code})${stderr ? `
+${indent(stderr)}` : ""}`, hint);
+    this.args = args;
+    this.result = result;
+  }
+  args;
+  result;
+  name = "GitError";
+};
+function checkIdentity(identity) {
+  if (!identity.name.trim() || /[<>\n\r\0]/.test(identity.name)) {
+    throw new OpsError(`invalid committer name ${JSON.stringify(identity.name)}`, "a non-empty name without < > or line breaks");
+  }
+  if (!/^[^\s<>@]+@[^\s<>@]+$/.test(identity.email)) {
+    throw new OpsError(`invalid committer email ${JSON.stringify(identity.email)}`, "an address like ops-pipeline@users.noreply.github.com");
+  }
+  return identity;
+}
+var KEPT = /^GIT_(SSH|SSH_COMMAND|SSH_VARIANT|ASKPASS|PROXY_COMMAND|SSL_[A-Z_]+|HTTP_[A-Z_]+|CONFIG_(GLOBAL|SYSTEM|NOSYSTEM|COUNT|KEY_\d+|VALUE_\d+))$/;
+function gitEnvironment(processEnv, options = {}) {
+  const identity = checkIdentity(options.identity ?? DEFAULT_IDENTITY);
+  const out = {};
+  for (const [k, v] of Object.entries(processEnv)) if (v !== void 0 && (!k.startsWith("GIT_") || KEPT.test(k))) out[k] = v;
+  return {
+    ...out,
+    LC_ALL: "C",
+    LANGUAGE: "C",
+    GIT_PAGER: "cat",
+    PAGER: "cat",
+    GIT_AUTHOR_NAME: identity.name,
+    GIT_AUTHOR_EMAIL: identity.email,
+    GIT_COMMITTER_NAME: identity.name,
+    GIT_COMMITTER_EMAIL: identity.email,
+    ...options.interactive ? {} : { GIT_TERMINAL_PROMPT: "0", GCM_INTERACTIVE: "never" }
+  };
+}
+var Git = class {
+  /** `dir`: the working tree or git directory every call runs in (`git -C dir`). @throws OpsError for a bad identity. */
+  constructor(dir, options = {}) {
+    this.dir = dir;
+    this.env = gitEnvironment(options.processEnv ?? process.env, options);
+  }
+  dir;
+  env;
+  /**
+   * Run git; stdout as bytes (packs, blobs), whatever the exit code.
+   * @throws OpsError only when git cannot be started (not installed, `dir` missing).
+   */
+  async runBytes(args, options = {}) {
+    const env = options.env ? { ...this.env, ...options.env } : this.env;
+    return new Promise((resolve5, reject) => {
+      const child = spawn("git", ["-C", this.dir, ...args], { env, stdio: ["pipe", "pipe", "pipe"] });
+      const out = [];
+      const err = [];
+      child.stdout.on("data", (d) => out.push(d));
+      child.stderr.on("data", (d) => err.push(d));
+      child.on(
+        "error",
+        (e) => reject(e.code === "ENOENT" ? new OpsError("git is not installed (or not on PATH)", "install git 2.38 or later") : new OpsError(`cannot run git ${args.join(" ")} in ${this.dir}: ${e.message}`))
+      );
+      child.on("close", (code, signal) => resolve5({ code: code ?? 128 + (signal ? constants3.signals[signal] : 0), stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString("utf8") }));
+      child.stdin.on("error", () => {
+      });
+      child.stdin.end(options.input ?? "");
+    });
+  }
+  /** Run git; its exit code and output as text, whatever the code. @throws OpsError only when git cannot start. */
+  async run(args, options = {}) {
+    const r = await this.runBytes(args, options);
+    return { code: r.code, stdout: r.stdout.toString("utf8"), stderr: r.stderr };
+  }
+  /** Run git; stdout without its final newline. @throws GitError (command, exit code, stderr) unless it exits 0. */
+  async out(args, options = {}) {
+    const r = await this.run(args, options);
+    if (r.code !== 0) throw new GitError(args, r, options.hint);
+    return r.stdout.replace(/\n$/, "");
+  }
+  /** Run git; stdout as bytes. @throws GitError unless it exits 0. */
+  async bytes(args, options = {}) {
+    const r = await this.runBytes(args, options);
+    if (r.code !== 0) throw new GitError(args, { code: r.code, stdout: "", stderr: r.stderr }, options.hint);
+    return r.stdout;
+  }
+  /** The full sha of a commit-ish, or undefined when it does not resolve to a commit here. */
+  async commit(rev) {
+    const r = await this.run(["rev-parse", "--verify", "--quiet", "--end-of-options", `${rev}^{commit}`]);
+    return r.code === 0 ? r.stdout.trim() : void 0;
+  }
+  /** Is `ancestor` reachable from `descendant` (a commit is its own ancestor)? @throws GitError when either is unknown. */
+  async isAncestor(ancestor, descendant) {
+    const args = ["merge-base", "--is-ancestor", ancestor, descendant];
+    const r = await this.run(args);
+    if (r.code === 0) return true;
+    if (r.code === 1) return false;
+    throw new GitError(args, r);
+  }
+  /** [major, minor] of the git on PATH. @throws OpsError when its version line cannot be read. */
+  async version() {
+    const v = await this.out(["version"]);
+    const m = /(\d+)\.(\d+)/.exec(v);
+    if (!m) throw new OpsError(`cannot read the git version from "${v}"`);
+    return [Number(m[1]), Number(m[2])];
+  }
+};
+async function git(dir, args, options = {}) {
+  const r = await new Git(dir).run(args, options);
+  if (r.code !== 0) throw new GitError(args, r);
+  return r.stdout;
+}
+
+// core/source.ts
+import { createHash as createHash3 } from "node:crypto";
+import { existsSync as existsSync4 } from "node:fs";
+import { isAbsolute as isAbsolute2, resolve as resolve2 } from "node:path";
+async function tryRev(repo, rev, peel = "^{commit}") {
+  try {
+    return (await git(repo, ["rev-parse", "--verify", "--quiet", `${rev}${peel}`])).trim() || void 0;
+  } catch {
+    return void 0;
+  }
+}
+async function checkRepository(repo) {
+  if (!existsSync4(repo)) throw new OpsError(`the repository to deploy, ${repo}, does not exist`, "set `repository` in the environment, or run from the app's checkout");
+  try {
+    await git(repo, ["rev-parse", "--git-dir"]);
+  } catch {
+    throw new OpsError(`${repo} is not a git repository`, "set `repository` in the environment, or run from the app's checkout");
+  }
+}
+function ambiguousRef(ref, matches) {
+  return new OpsError(
+    `ref "${ref}" is ambiguous: it names ${matches.map((m) => `${m.kind === "commit" ? "a commit" : `a ${m.kind}`} (${m.sha.slice(0, 12)})`).join(" and ")}`,
+    `say which one: ${matches.map((m) => m.fullName).join(" or ")}`
+  );
+}
+async function commitsWithPrefix(repo, prefix) {
+  if (!/^[0-9a-f]{4,40}$/.test(prefix)) return [];
+  const objects = (await git(repo, ["rev-parse", `--disambiguate=${prefix}`]).catch(() => "")).split("\n").filter(Boolean);
+  const out = [];
+  for (const o of objects) if ((await git(repo, ["cat-file", "-t", o]).catch(() => "")).trim() === "commit") out.push(o);
+  return out;
+}
+async function resolveRef(repo, ref) {
+  validate("gitRef", ref);
+  await checkRepository(repo);
+  const full = /^refs\/(tags|heads)\/(.+)$/.exec(ref);
+  if (full || ref.startsWith("refs/")) {
+    const candidates = !full ? [[ref, `ref ${ref}`]] : full[1] === "tags" ? [[ref, `tag ${full[2]}`]] : [
+      [`refs/remotes/origin/${full[2]}`, `branch origin/${full[2]}`],
+      [ref, `branch ${full[2]}`]
+    ];
+    for (const [rev, matched] of candidates) {
+      const sha = await tryRev(repo, rev);
+      if (sha) return { ref, sha, matched };
+    }
+    throw new OpsError(`${ref} does not exist in ${repo}`, "check the name; in a workflow, check out with fetch-depth: 0 so branches and tags are present; on a laptop, git fetch first");
+  }
+  const matches = [];
+  const tag = await tryRev(repo, `refs/tags/${ref}`);
+  if (tag) matches.push({ kind: "tag", fullName: `refs/tags/${ref}`, sha: tag, matched: `tag ${ref}` });
+  const remoteBranch = await tryRev(repo, `refs/remotes/origin/${ref}`);
+  const branch = remoteBranch ?? await tryRev(repo, `refs/heads/${ref}`);
+  if (branch) matches.push({ kind: "branch", fullName: `refs/heads/${ref}`, sha: branch, matched: remoteBranch ? `branch origin/${ref}` : `branch ${ref}` });
+  const commits = /^[0-9a-f]{7,40}$/.test(ref) ? await commitsWithPrefix(repo, ref) : [];
+  if (commits.length > 1) throw new OpsError(`sha prefix "${ref}" matches ${commits.length} commits`, "give more digits of the sha");
+  if (commits[0]) matches.push({ kind: "commit", fullName: commits[0], sha: commits[0], matched: "commit" });
+  if (matches.length > 1) throw ambiguousRef(ref, matches);
+  if (matches[0]) return { ref, sha: matches[0].sha, matched: matches[0].matched };
+  throw new OpsError(
+    `ref "${ref}" is not a tag, branch or commit of ${repo}`,
+    "check the name; in a workflow, check out with fetch-depth: 0 so branches and tags are present; on a laptop, git fetch first"
+  );
+}
+async function blobId(repo, sha, path) {
+  if (!path) return "";
+  return await tryRev(repo, `${sha}:${path}`, "") ?? "";
+}
+async function fileAt(repo, sha, path) {
+  if (!await blobId(repo, sha, path)) return void 0;
+  return git(repo, ["cat-file", "blob", `${sha}:${path}`]);
+}
+async function nodeDependencyInput(repo, sha, dir) {
+  const lock = await fileAt(repo, sha, `${dir}/package-lock.json`);
+  if (lock === void 0) return `package.json ${await blobId(repo, sha, `${dir}/package.json`)}`;
+  try {
+    const parsed = JSON.parse(lock);
+    delete parsed.version;
+    if (parsed.packages?.[""]) delete parsed.packages[""].version;
+    return `lock ${JSON.stringify(parsed)}`;
+  } catch {
+    return `lock ${await blobId(repo, sha, `${dir}/package-lock.json`)}`;
+  }
+}
+async function treeSize(repo, sha) {
+  const out = await git(repo, ["ls-tree", "-r", "-t", "-l", "-z", sha]);
+  let bytes = 0;
+  let entries = 0;
+  for (const entry of out.split("\0")) {
+    if (!entry) continue;
+    entries++;
+    const size2 = Number(entry.split("	")[0].trim().split(/\s+/)[3]);
+    if (Number.isFinite(size2)) bytes += size2;
+  }
+  return { bytes, entries };
+}
+function depsHash(parts) {
+  return createHash3("sha256").update(parts.join("\n")).digest("hex").slice(0, 16);
+}
+async function knownCommits(repo, shas) {
+  const out = [];
+  for (const sha of shas) if (/^[0-9a-f]{40}$/.test(sha) && await tryRev(repo, sha)) out.push(sha);
+  return out;
+}
+async function packFor(repo, sha, haves) {
+  return new Git(repo).bytes(["pack-objects", "--revs", "--thin", "--stdout", "-q"], { input: [sha, ...haves.map((h) => `^${h}`)].join("\n") + "\n" });
+}
+async function sourceRepository(projectRoot, configured) {
+  if (configured) return isAbsolute2(configured) ? configured : resolve2(projectRoot, configured);
+  const top = await new Git(projectRoot).run(["rev-parse", "--show-toplevel"]).catch(() => void 0);
+  return top?.code === 0 ? top.stdout.trim() : projectRoot;
+}
+
+// core/changes.ts
+var COMMIT_LIMIT = 20;
+var DEFAULT_MIGRATION_PATHS = ["**/migrations/**", "**/alembic/versions/**", "**/db/migrate/**"];
+var NOT_MIGRATIONS = /(^|\/)(__init__\.py|env\.py|script\.py\.mako|README[^/]*|alembic\.ini|\.gitkeep)$|(^|\/)__pycache__\//;
+async function dependencyHashes(repo, sha, env) {
+  const { python, node } = env.config.runtimes;
+  const { python_requirements: req2, node_dir: nodeDir } = env.config.release;
+  return {
+    python: depsHash([`python ${python.strategy} ${python.version}`, await blobId(repo, sha, req2)]),
+    node: depsHash([`node ${node.strategy} ${node.version}`, nodeDir ? await nodeDependencyInput(repo, sha, nodeDir) : ""])
+  };
+}
+async function commitsBetween(repo, from, to) {
+  const count = Number((await git(repo, ["rev-list", "--count", `${from}..${to}`])).trim());
+  const out = await git(repo, ["log", `--max-count=${COMMIT_LIMIT}`, "--format=%H%x1f%an%x1f%s%x1e", `${from}..${to}`]);
+  const commits = out.split("").map((l) => l.trim()).filter(Boolean).map((l) => {
+    const [sha = "", author = "", subject = ""] = l.split("");
+    return { sha, author, subject };
+  });
+  return { commits, count };
+}
+async function migrationPaths(repo, sha, env) {
+  const configured = env.config.release.migration_paths;
+  if (configured.length) return configured;
+  const paths = [...DEFAULT_MIGRATION_PATHS];
+  const files = (await git(repo, ["ls-tree", "-r", "--name-only", sha])).split("\n").filter((f) => f === "alembic.ini" || f.endsWith("/alembic.ini"));
+  for (const ini of files) {
+    const text = await git(repo, ["cat-file", "blob", `${sha}:${ini}`]);
+    const loc = /^\s*script_location\s*[=:]\s*(.+?)\s*$/m.exec(text)?.[1];
+    if (!loc || loc.includes(":")) continue;
+    const dir = ini.slice(0, -"alembic.ini".length);
+    const rel = loc.replace(/^%\(here\)s\/?/, "").replace(/^\.\//, "").replace(/\/$/, "");
+    paths.push(`${dir}${rel}/versions/**`);
+  }
+  return [...new Set(paths)];
+}
+async function addedMigrations(repo, from, to, paths) {
+  const out = await git(repo, ["diff", "--name-only", "--no-renames", "--diff-filter=A", from, to, "--", ...paths.map((p) => `:(glob)${p}`)]);
+  return out.split("\n").filter((f) => f && !NOT_MIGRATIONS.test(f)).sort();
+}
+async function describeChange(repo, env, live, target) {
+  const change = { live, target, relation: "first", commits: [], added: 0, removedCommits: [], removed: 0, migrations: [], migrationsLiveOnly: [], dependencies: [] };
+  if (!live) return change;
+  if (live === target) return { ...change, relation: "same" };
+  const g = new Git(repo);
+  if (!/^[0-9a-f]{40}$/.test(live) || !await g.commit(live)) return { ...change, relation: "unknown" };
+  const [ahead, behind] = [await g.isAncestor(live, target), await g.isAncestor(target, live)];
+  change.relation = ahead ? "ahead" : behind ? "behind" : "diverged";
+  const add2 = await commitsBetween(repo, live, target);
+  const rm3 = await commitsBetween(repo, target, live);
+  Object.assign(change, { commits: add2.commits, added: add2.count, removedCommits: rm3.commits, removed: rm3.count });
+  const paths = [.../* @__PURE__ */ new Set([...await migrationPaths(repo, target, env), ...await migrationPaths(repo, live, env)])];
+  change.migrations = await addedMigrations(repo, live, target, paths);
+  change.migrationsLiveOnly = await addedMigrations(repo, target, live, paths);
+  const [before, after] = [await dependencyHashes(repo, live, env), await dependencyHashes(repo, target, env)];
+  const { python_requirements: req2, node_dir: nodeDir } = env.config.release;
+  change.dependencies = [
+    ...req2 ? [{ name: "python", files: req2, changed: before.python !== after.python }] : [],
+    ...nodeDir ? [{ name: "node", files: `${nodeDir}/package-lock.json`, changed: before.node !== after.node }] : []
+  ];
+  return change;
+}
+async function describeChanges(repo, env, lives, target) {
+  const groups = /* @__PURE__ */ new Map();
+  for (const l of lives) {
+    const key = l.error ? `error ${l.host}` : `${l.sha} ${l.release}`;
+    const g = groups.get(key);
+    if (g) g.hosts.push(l.host);
+    else groups.set(key, { hosts: [l.host], live: l });
+  }
+  for (const g of groups.values()) if (!g.live.error) g.change = await describeChange(repo, env, g.live.sha, target);
+  return [...groups.values()];
+}
+var short = (sha) => sha.slice(0, 12);
+function commitLines(commits, count, indent2) {
+  const lines = commits.map((c) => `${indent2}${c.sha.slice(0, 10)}  ${c.subject}  (${c.author})`);
+  if (count > commits.length) lines.push(`${indent2}... and ${count - commits.length} more`);
+  return lines;
+}
+function formatChanges(groups, target) {
+  const out = [];
+  for (const { hosts, live, change } of groups) {
+    const who = hosts.join(", ");
+    if (live.error || !change) {
+      out.push(`${who}: live commit unknown (${live.error ?? "not read"})`);
+      continue;
+    }
+    const head = `${who}: live ${live.sha ? `${short(live.sha)}${live.release ? ` (${live.release})` : ""}` : "(nothing)"} \u2192 target ${short(target)}`;
+    switch (change.relation) {
+      case "first":
+        out.push(`${head}: first deploy, nothing live yet`);
+        continue;
+      case "same":
+        out.push(`${head}: already live, nothing changes`);
+        continue;
+      case "unknown":
+        out.push(`${head}: the live commit is not in this repository; fetch (git fetch --all --tags) to see the change`);
+        continue;
+      case "ahead":
+        out.push(`${head}: ${change.added} new commit${change.added === 1 ? "" : "s"}`);
+        break;
+      case "behind":
+        out.push(`${head}`, `  !!! ROLLBACK IN DISGUISE: the target is BEHIND the live commit: ${change.removed} live commit${change.removed === 1 ? "" : "s"} would be taken away !!!`);
+        break;
+      case "diverged":
+        out.push(`${head}`, `  !!! the target does not contain the live commit: ${change.removed} live commit${change.removed === 1 ? "" : "s"} would be taken away, ${change.added} added !!!`);
+        break;
+    }
+    if (change.added) out.push("  commits added:", ...commitLines(change.commits, change.added, "    "));
+    if (change.removed) out.push("  commits taken away:", ...commitLines(change.removedCommits, change.removed, "    "));
+    out.push(change.migrations.length ? `  migrations added: ${change.migrations.join(", ")}` : "  migrations added: none");
+    if (change.migrationsLiveOnly.length) {
+      out.push(`  !!! migrations live now that the target lacks (a deploy does not undo them; the target must work with them): ${change.migrationsLiveOnly.join(", ")}`);
+    }
+    const deps = change.dependencies.map((d) => `${d.name} ${d.changed ? `CHANGED (${d.files}): a new set is installed` : "unchanged (reused)"}`);
+    if (deps.length) out.push(`  dependencies: ${deps.join("; ")}`);
+  }
+  return out;
+}
+
+// core/steps/facts.ts
+function diskReport(dir) {
+  return String.raw`d=${quote(dir)}
+while [ ! -d "$d" ]; do d=$(dirname "$d"); done
+ops_report disk "$(df -Pk "$d" | awk 'NR == 2 { print $4 }') $(df -Pi "$d" | awk 'NR == 2 { print $2, $4 }') $d"`;
+}
+function parseDisk(value) {
+  const [freeKb, totalInodes, freeInodes, ...where] = (value ?? "").split(" ");
+  if (!freeKb || !Number.isFinite(Number(freeKb))) return void 0;
+  return { path: where.join(" "), freeMb: Math.floor(Number(freeKb) / 1024), ...Number(totalInodes) > 0 && { freeInodes: Number(freeInodes) } };
+}
+function describeDisk(d) {
+  return `${d.freeMb} MB${d.freeInodes !== void 0 ? ` and ${d.freeInodes} inodes` : ""} free under ${d.path}`;
+}
+function diskSpace(env) {
+  return { name: "disk space", as: "login", timeout: 30, quiet: true, script: diskReport(env.baseDir) };
+}
+
+// core/steps/sh/connection.sh
+var connection_default = `# shellcheck shell=bash
+# A process's start time, and the SSH server process of the connection a script runs on.
+# OpenSSH (checked on Debian 11's 8.4 and 12's 9.2) runs every session of a connection under one
+# per-connection process, \`sshd: <user>@notty\` (\`sshd-session\` from 9.8), whatever sudo or timeout sit
+# between: the first ancestor of that name. It ends when the connection ends (closed, or dropped and noticed
+# by sshd).
+# proc_start PID: start time (field 22 of /proc/PID/stat, counted after the command name): tells a reused PID apart
+proc_start() { local s f; s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1; read -r -a f <<< "\${s##*) }"; printf '%s\\n' "\${f[19]}"; }
+# conn_pid: the SSH server process of this connection
+conn_pid() {
+  local p=$$ s c f
+  while [ "$p" -gt 1 ]; do
+    s=$(cat "/proc/$p/stat" 2>/dev/null) || return 1
+    c=\${s#*(}; c=\${c%)*}
+    case "$c" in sshd|sshd-session|dropbear) printf '%s\\n' "$p"; return 0 ;; esac
+    read -r -a f <<< "\${s##*) }"; p=\${f[1]}
+  done
+  return 1
+}
+# connection_pids ID...: the pids of the processes started for the connections with these ids (OPS_CONNECTION
+# in their environment, core/remote/wrap.ts), space-separated: what a lost connection left running.
+connection_pids() {
+  local p id patterns=()
+  for id in "$@"; do patterns+=(-e "OPS_CONNECTION=$id"); done
+  for p in /proc/[0-9]*; do
+    # Not a pipeline: under pipefail, grep -q leaving early would fail it.
+    if grep -qxF "\${patterns[@]}" < <(tr '\\0' '\\n' < "$p/environ" 2>/dev/null); then printf '%s ' "\${p#/proc/}"; fi
+  done
+  return 0
+}
+`;
+
+// core/steps/sh/history.sh
+var history_default = `# shellcheck shell=bash
+# The history of one environment on a host (core/steps/history.ts says the format). Set before this library:
+# history_file, releases_dir, current_link, supervisor_conf_blue, supervisor_conf_green, release_dir_pattern.
+# history_add EVENT RELEASE OPERATION appends (call under the lock); history_init derives and writes the
+# history of a host that has none; history_lines prints it (derived, not written, when absent: read-only
+# views); release_reports reports every release directory as
+# \`release <id> <sha> <status> <live seq|-> <last event seq|->\`. Needs ops_report.
+history_now() { date -u +%Y-%m-%dT%H:%M:%SZ; }
+history_last() { if [ -f "$history_file" ]; then awk -F'\\t' '$1 ~ /^[0-9]+$/ { n = $1 } END { print n + 0 }' "$history_file"; else echo 0; fi; }
+history_add() {
+  [ -f "$history_file" ] || history_init >/dev/null # removed by hand since the state step: derive it again first
+  printf '%s\\t%s\\t%s\\t%s\\t%s\\n' "$(( $(history_last) + 1 ))" "$(history_now)" "$1" "$2" "\${3:-}" >> "$history_file"; chmod 0644 "$history_file"
+}
+release_ids() { if [ -d "$releases_dir" ]; then find "$releases_dir" -mindepth 1 -maxdepth 1 -printf '%f\\n' | grep -E "$release_dir_pattern" | sort || true; fi; }
+history_derive() {
+  local cur n=0 r now
+  cur=$(readlink "$current_link" 2>/dev/null || true); cur=\${cur##*/}; now=$(history_now)
+  for r in $(release_ids); do
+    [ "$r" != "$cur" ] || continue
+    n=$(( n + 1 ))
+    if [ -e "$releases_dir/$r/.ops-failed" ]; then printf '%s\\t%s\\tfailed\\t%s\\tderived\\n' "$n" "$now" "$r"; continue; fi
+    printf '%s\\t%s\\tlive\\t%s\\tderived\\n' "$n" "$now" "$r"
+    if [ -e "$releases_dir/$r/.ops-abandoned" ]; then n=$(( n + 1 )); printf '%s\\t%s\\tabandoned\\t%s\\tderived\\n' "$n" "$now" "$r"; fi
+  done
+  if [ -n "$cur" ] && [ -d "$releases_dir/$cur" ]; then printf '%s\\t%s\\tlive\\t%s\\tderived\\n' "$(( n + 1 ))" "$now" "$cur"; fi
+}
+history_init() { if [ ! -f "$history_file" ]; then history_derive > "$history_file.new"; chmod 0644 "$history_file.new"; mv -f "$history_file.new" "$history_file"; ops_report history derived; fi; }
+history_lines() { if [ -f "$history_file" ]; then cat "$history_file"; else history_derive; fi; }
+release_reports() {
+  local r d status live last sha
+  declare -A live_seq last_seq
+  while IFS=' ' read -r r live last; do live_seq[$r]=$live; last_seq[$r]=$last; done < <(history_lines | awk -F'\\t' '$1 ~ /^[0-9]+$/ && $4 != "" { if ($3 == "live") live[$4] = $1; last[$4] = $1 } END { for (r in last) print r, (r in live ? live[r] : "-"), last[r] }')
+  for r in $(release_ids); do
+    d=$releases_dir/$r
+    status=ok; [ -e "$d/.ops-failed" ] && status=failed; [ -e "$d/.ops-abandoned" ] && status=abandoned
+    sha=""; if [ -f "$d/REVISION" ]; then read -r sha < "$d/REVISION" || true; fi; sha=\${sha//[^0-9a-f]/}
+    ops_report release "$r \${sha:0:64} $status \${live_seq[$r]:--} \${last_seq[$r]:--}"
+  done
+  ops_report history_seq "$(history_last)"
+}
+# slot_releases: the release each slot's supervisor file runs ("slot_release SLOT ID"), from its header.
+slot_releases() {
+  local s f
+  for s in blue green; do
+    case $s in blue) f=$supervisor_conf_blue ;; green) f=$supervisor_conf_green ;; esac
+    [ -f "$f" ] && ops_report slot_release "$s $(sed -n 's/^; Managed by ops-pipeline: slot [a-z]* of .*, release \\([0-9A-Za-z-]*\\)\\. .*/\\1/p' "$f" | head -n 1)"
+  done
+  true
+}
+`;
+
+// core/steps/sh/host-lock.sh
+var host_lock_default = '# shellcheck shell=bash\n# Apps sharing a host share its nginx configuration and certbot: host_lock NAME serializes the changes to\n# them across apps (each app\'s own lock, in its base directory, only serializes that app\'s runs). flock(1)\n# on /run/lock/ops-pipeline-NAME.lock, held until host_unlock NAME or the end of the script (the kernel\n# drops it with the process: a killed run leaves nothing behind). Waits at most WAIT seconds (default 45).\nhost_lock() { # NAME [WAIT]\n  local fd\n  mkdir -p /run/lock\n  exec {fd}>>"/run/lock/ops-pipeline-$1.lock"\n  if ! flock -w "${2:-45}" "$fd"; then\n    echo "another app\'s run on this host has held /run/lock/ops-pipeline-$1.lock for ${2:-45}s (its $1 change); try again when it is done" >&2\n    exit 1\n  fi\n  printf -v "HOST_LOCK_$1" %s "$fd"\n}\nhost_unlock() { local v="HOST_LOCK_$1"; [ -z "${!v:-}" ] || flock -u "${!v}"; }\n';
+
+// core/steps/sh/identity.sh
+var identity_default = `# shellcheck shell=bash
+# Who answers on a port: the processes listening on it (ss -Htlnp from iproute2, every process holding
+# the socket: a pre-forking server's master and workers alike), whether each is in the process tree of the
+# pid supervisor started, and which release each runs (OPS_RELEASE in /proc/<pid>/environ, else its working
+# directory). check_identity is the health gate's verdict; report_slot is what ops status shows.
+# Needs supervisor.sh (sup_pid) and ops_report.
+# Builtins where they do (no process per call: these run on every no-op deploy and rollback).
+proc_env_release() { local v; while IFS= read -r -d '' v; do case $v in OPS_RELEASE=*) printf '%s\\n' "\${v#OPS_RELEASE=}"; return 0 ;; esac; done < "/proc/$1/environ" 2>/dev/null; return 0; }
+proc_cwd() { readlink "/proc/$1/cwd" 2>/dev/null || true; }
+proc_cmd() { tr '\\0\\n\\t' '   ' < "/proc/$1/cmdline" 2>/dev/null | cut -c 1-160 | sed 's/ *$//'; }
+# listeners PORT: pids listening on it, from LISTEN_TABLE (one \`ss -Htlnp\` for every port) when set.
+listeners() {
+  local table l rest
+  table=\${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}
+  while read -r _ _ _ l _ rest; do
+    [ "\${l##*:}" = "$1" ] || continue
+    while [[ $rest =~ pid=([0-9]+) ]]; do printf '%s\\n' "\${BASH_REMATCH[1]}"; rest=\${rest#*pid="\${BASH_REMATCH[1]}"}; done
+  done <<< "$table" | sort -un
+}
+# in_tree PID ROOT: ROOT is PID or one of its ancestors (parents read from /proc/PID/stat, after the command name).
+in_tree() {
+  local p=$1 n=0 s stat_fields
+  while [ -n "$p" ] && [ "$p" -gt 0 ] && [ "$n" -lt 64 ]; do
+    [ "$p" = "$2" ] && return 0
+    read -r s < "/proc/$p/stat" 2>/dev/null || return 1
+    read -r -a stat_fields <<< "\${s##*) }"; p=\${stat_fields[1]:-0}; n=$(( n + 1 ))
+  done
+  return 1
+}
+# same_release PID ID DIR: the process runs release ID: OPS_RELEASE=ID, or its working directory is inside DIR.
+same_release() {
+  [ "$(proc_env_release "$1")" = "$2" ] && return 0
+  case "$(proc_cwd "$1")" in "$3" | "$3"/*) return 0 ;; esac
+  return 1
+}
+# describe_proc PID: "pid N (command) running RELEASE-or-directory"
+describe_proc() {
+  local r c
+  r=$(proc_env_release "$1"); c=$(proc_cwd "$1")
+  printf 'pid %s (%s) running %s' "$1" "$(proc_cmd "$1")" "\${r:-an unknown release}\${c:+, in $c}"
+}
+# check_identity ID DIR GROUP name:port...: every process listening on each program's port is in the tree of
+# the pid supervisor reports for that program of GROUP and runs release ID (directory DIR). On failure,
+# IDENTITY says what answers instead.
+# shellcheck disable=SC2034 # IDENTITY is this function's result, read by the step that calls it
+check_identity() {
+  local id=$1 dir group=$3 p name port sp l ls LISTEN_TABLE; dir=$(readlink -f "$2"); shift 3
+  IDENTITY=""
+  command -v ss >/dev/null || { IDENTITY="cannot tell who listens on the ports: ss (iproute2) is not installed; run ops provision"; return 1; }
+  LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)
+  for p in "$@"; do
+    IFS=: read -r name port _ <<< "$p"
+    sp=$(sup_pid "$group:$group-$name"); sp=\${sp:-0}
+    ls=$(listeners "$port")
+    if [ -z "$ls" ]; then IDENTITY+="nothing listens on port $port of program $name (it answered the health check: another network namespace?); "; continue; fi
+    for l in $ls; do
+      if [ "$sp" != 0 ] && in_tree "$l" "$sp" && same_release "$l" "$id" "$dir"; then continue; fi
+      IDENTITY+="port $port of program $name is answered by $(describe_proc "$l"), "
+      if [ "$sp" = 0 ]; then IDENTITY+="while supervisor runs no process for $group:$group-$name; "
+      elif ! in_tree "$l" "$sp"; then IDENTITY+="which supervisor did not start (its process for $name is pid $sp); "
+      else IDENTITY+="not release $id; "; fi
+    done
+  done
+  IDENTITY=\${IDENTITY%; }
+  [ -z "$IDENTITY" ]
+}
+# report_slot SLOT GROUP name:port...: "proc" and "listener" reports (tab-separated) for ops status.
+report_slot() {
+  local slot=$1 group=$2 p name port sp l tree; shift 2
+  for p in "$@"; do
+    IFS=: read -r name port _ <<< "$p"
+    sp=$(sup_pid "$group:$group-$name"); sp=\${sp:-0}
+    if [ "$sp" != 0 ]; then ops_report proc "$slot	$name	$sp	$(proc_env_release "$sp")	$(proc_cwd "$sp")	$(proc_cmd "$sp")"; fi
+    for l in $(listeners "$port"); do
+      tree=other; if [ "$sp" != 0 ] && in_tree "$l" "$sp"; then tree=tree; fi
+      ops_report listener "$slot	$name	$l	$tree	$(proc_env_release "$l")	$(proc_cwd "$l")	$(proc_cmd "$l")"
+    done
+  done
+}
+`;
+
+// core/steps/sh/probe.sh
+var probe_default = '# shellcheck shell=bash\n# Health probes: plain HTTP on 127.0.0.1, every pending program at once, until a deadline.\n# A first request may be slow (cold caches, a busy host): 5 s per probe, the deadline bounds the whole wait.\nprobe() { curl -fsS -o /dev/null --max-time 5 "http://127.0.0.1:$1$2" 2>/dev/null; }\n# wait_healthy TIMEOUT INTERVAL name:port:path...: 0 when every probe answered 2xx in time.\n# With FATAL_GROUP set, gives up early once supervisor has given up on one of the group\'s programs.\n# shellcheck disable=SC2034 # UNHEALTHY is this function\'s result, read by the step that calls it\nwait_healthy() {\n  local limit=$1 deadline=$(( $(date +%s) + $1 )) interval=$2 next_check=$(( $(date +%s) + 2 )); shift 2\n  local pending=("$@") left p port path\n  while :; do\n    if [ -n "${FATAL_GROUP:-}" ] && [ "$(date +%s)" -ge "$next_check" ]; then\n      next_check=$(( $(date +%s) + 2 ))\n      # supervisorctl exits non-zero when a program is down: read its output, not its status.\n      case "$(supervisorctl status "$FATAL_GROUP:*" 2>/dev/null || true)" in\n        *" FATAL "*) UNHEALTHY="supervisor gave up on a program that keeps exiting (waiting for ${pending[*]})"; return 1 ;;\n      esac\n    fi\n    # Probe every pending program at once: a slow page should not delay the others\' verdict.\n    local pids=() i=0\n    for p in "${pending[@]}"; do IFS=: read -r _ port path <<< "$p"; probe "$port" "$path" & pids+=($!); done\n    left=()\n    for p in "${pending[@]}"; do wait "${pids[$i]}" || left+=("$p"); i=$(( i + 1 )); done\n    [ ${#left[@]} -eq 0 ] && return 0\n    pending=("${left[@]}")\n    [ "$(date +%s)" -lt "$deadline" ] || { UNHEALTHY="no healthy answer within ${limit}s from ${left[*]}"; return 1; }\n    sleep "$interval"\n  done\n}\n';
+
+// core/steps/sh/supervisor.sh
+var supervisor_default = `# shellcheck shell=bash
+# supervisord's XML-RPC API on its unix socket, through curl: milliseconds per call, where each
+# supervisorctl run costs a Python start-up (up to a second on a busy host). Faults (supervisor/xmlrpc.py:
+# <fault> with faultCode/faultString) are turned into supervisor's own message.
+rpc() { # method [string-arg...]: prints the response
+  local params="" a
+  for a in "\${@:2}"; do params+="<param><value><string>$a</string></value></param>"; done
+  curl -sS --max-time 120 --unix-socket /var/run/supervisor.sock -H 'Content-Type: text/xml' \\
+    --data-binary "<?xml version='1.0'?><methodCall><methodName>$1</methodName><params>$params</params></methodCall>" http://localhost/RPC2 2>&1 \\
+    || echo "<fault>supervisor does not answer on /var/run/supervisor.sock (is it running?)</fault>"
+}
+# rpc_fault ANSWER: supervisor's message when ANSWER is a fault (status 0), else status 1.
+rpc_fault() {
+  case "$1" in *"<fault>"*) ;; *) return 1 ;; esac
+  local m
+  m=$(printf '%s' "$1" | tr -d '\\n' | sed -n 's/.*<name>faultString<\\/name><value><string>\\(.*\\)<\\/string><\\/value>.*/\\1/p')
+  [ -n "$m" ] || m=$(printf '%s' "$1" | tr -d '\\n' | sed 's/.*<fault>\\(.*\\)<\\/fault>.*/\\1/')
+  printf '%s' "$m" | sed "s/&lt;/</g; s/&gt;/>/g; s/&quot;/\\"/g; s/&apos;/'/g; s/&amp;/\\&/g"
+}
+# reread: supervisor reads every configuration file again (reloadConfig: running processes are not touched);
+# prints supervisor's own message and fails when it refuses one (CANT_REREAD).
+reread() { local out; out=$(rpc supervisor.reloadConfig); ! rpc_fault "$out"; }
+# group_down GROUP: stop and forget a process group (absent is fine)
+group_down() { rpc supervisor.stopProcessGroup "$1" >/dev/null; rpc supervisor.removeProcessGroup "$1" >/dev/null; }
+# group_add GROUP: start a group supervisor has read; prints supervisor's message and fails on a fault.
+group_add() { local out; out=$(rpc supervisor.addProcessGroup "$1"); ! rpc_fault "$out"; }
+# sup_pid GROUP:PROGRAM: the pid supervisor reports for a program (getProcessInfo), 0 or nothing when none.
+sup_pid() { rpc supervisor.getProcessInfo "$1" | tr -d '\\n' | sed -n 's/.*<name>pid<\\/name><value><int>\\([0-9]*\\)<\\/int>.*/\\1/p'; }
+`;
+
+// core/steps/sh/system.sh
+var system_default = `# shellcheck shell=bash
+# System functions for provision and deploy steps: services (systemd, or Debian's service wrapper where there
+# is none), change tracking per item (CHANGED, item), idempotent files and directories (put_file, ensure_dir).
+# Needs ops_report (the script prelude, core/remote/wrap.ts).
+# svc NAME ACTION: systemd on real VMs, Debian's service wrapper where there is no systemd.
+svc() { if [ -d /run/systemd/system ]; then systemctl "$2" "$1"; else service "$1" "$2"; fi; }
+# svc_up NAME: enabled at boot (systemd) and running now.
+svc_up() {
+  if [ -d /run/systemd/system ]; then
+    systemctl is-enabled --quiet "$1" 2>/dev/null || { systemctl enable --quiet "$1"; CHANGED=1; }
+    systemctl is-active --quiet "$1" || { systemctl start "$1"; CHANGED=1; }
+  else
+    service "$1" status >/dev/null 2>&1 || { service "$1" start >/dev/null; CHANGED=1; }
+  fi
+}
+# item NAME: report whether this item changed since the last mark (CHANGED=1), then reset.
+CHANGED=0
+item() { if [ "$CHANGED" = 1 ]; then ops_report item "$1 changed"; else ops_report item "$1 ok"; fi; CHANGED=0; }
+# put_file PATH MODE OWNER BASE64: write only when content, mode or owner differ (atomic rename); sets CHANGED=1.
+put_file() {
+  local path=$1 mode=$2 owner=$3 tmp
+  mkdir -p "$(dirname "$path")"
+  tmp=$(mktemp "$(dirname "$path")/.ops-new.XXXXXX")
+  # Written whole, then renamed over the file: a full disk leaves the old file and no temporary one.
+  printf %s "$4" | base64 -d > "$tmp" || { rm -f "$tmp"; return 1; }
+  if [ -f "$path" ] && cmp -s "$tmp" "$path" && [ "$(stat -c '%a %U:%G' "$path")" = "\${mode#0} $owner" ]; then
+    rm -f "$tmp"
+    return 0
+  fi
+  chmod "$mode" "$tmp"
+  chown "$owner" "$tmp"
+  mv -f "$tmp" "$path"
+  CHANGED=1
+}
+# ensure_dir PATH MODE OWNER
+ensure_dir() {
+  if [ ! -d "$1" ]; then install -d -m "$2" -o "\${3%%:*}" -g "\${3##*:}" "$1"; CHANGED=1; return 0; fi
+  if [ "$(stat -c '%a %U:%G' "$1")" != "\${2#0} $3" ]; then chmod "$2" "$1"; chown "$3" "$1"; CHANGED=1; fi
+}
+# nginx_reload: a graceful reload of the running nginx (a signal to its master, no round trip through systemd;
+# requests in flight finish), or a start when it is not running. Call once nginx -t has accepted the files.
+nginx_reload() { nginx -s reload 2>/dev/null || svc nginx start; }
+`;
+
+// core/steps/libraries.ts
+var SYSTEM_FUNCTIONS = system_default;
+var HOST_LOCK_FUNCTIONS = host_lock_default;
+var SUPERVISOR_FUNCTIONS = supervisor_default;
+var IDENTITY_FUNCTIONS = identity_default;
+var PROBE_FUNCTIONS = probe_default;
+var CONNECTION_FUNCTIONS = connection_default;
+var HISTORY_FUNCTIONS = history_default;
+
+// core/steps/history.ts
+var RELEASE_DIR_PATTERN = "^[0-9]{8}T[0-9]{6}Z-[0-9a-f]+$";
+function historyFunctions(env) {
+  const L = layout(env);
+  const settings = {
+    history_file: L.history,
+    releases_dir: L.releases,
+    current_link: L.current,
+    supervisor_conf_blue: L.supervisorConf("blue"),
+    supervisor_conf_green: L.supervisorConf("green"),
+    release_dir_pattern: RELEASE_DIR_PATTERN
+  };
+  return `${Object.entries(settings).map(([k, v]) => `${k}=${quote(v)}`).join("\n")}
+${HISTORY_FUNCTIONS}`;
+}
+function parseReleaseRecord(line) {
+  const [id = "", sha = "", status = "ok", live = "-", last = "-"] = line.split(" ");
+  const num = (v) => /^\d+$/.test(v) ? Number(v) : void 0;
+  return { id, sha, status: status === "failed" || status === "abandoned" ? status : "ok", liveSeq: num(live), eventSeq: num(last) };
+}
+function historyOrder(releases) {
+  const key = (r) => [r.liveSeq ?? -1, r.eventSeq ?? -1];
+  return [...releases].sort((a, b) => key(b)[0] - key(a)[0] || key(b)[1] - key(a)[1] || b.id.localeCompare(a.id));
+}
+function retention(releases, r) {
+  const out = /* @__PURE__ */ new Map();
+  let good = 0;
+  let bad = 0;
+  for (const rel of historyOrder(releases)) {
+    const warm = r.warm.find((w) => w.id === rel.id);
+    const isGood = rel.status === "ok" && rel.liveSeq !== void 0;
+    let reason;
+    if (isGood && good < r.keep) reason = rel.id === r.current ? `live (1 of keep ${r.keep})` : `good: ${good + 1} of keep ${r.keep}`;
+    else if (!isGood && bad < r.keepFailed) reason = `${rel.status === "ok" ? "never went live" : rel.status}: ${bad + 1} of keep_failed ${r.keepFailed}, for inspection`;
+    if (isGood) good++;
+    else bad++;
+    if (rel.id === r.current) reason ??= "live";
+    else if (warm) reason = `${reason ? `${reason}; ` : ""}warm on slot ${warm.slot}`;
+    out.set(rel.id, reason);
+  }
+  return out;
 }
 
 // core/dotenv.ts
@@ -51392,610 +52126,83 @@ ${refused.map((m) => `  - ${m}`).join("\n")}`,
   return { dotenv: lines.join("\n") + "\n", environ: records.join(""), forms };
 }
 function environLoader(file) {
-  return `if [ -f ${quote(file)} ]; then while IFS= read -r -d '' kv; do export -- "$kv"; done < ${quote(file)}; fi`;
+  return `# shellcheck disable=SC2163 # each record is NAME=VALUE, exported as it is
+if [ -f ${quote(file)} ]; then while IFS= read -r -d '' kv; do export -- "$kv"; done < ${quote(file)}; fi`;
 }
 
-// core/steps/artifact.ts
-import { createHash as createHash2 } from "node:crypto";
-var PART_NAME = /^(release|venv-[0-9a-f]+|node-[0-9a-f]+)$/;
-function packArtifacts(env, id, sets) {
-  const L = layout(env);
-  const parts = [["release", L.releases, id], ...sets.map((s) => [s, L.deps, s])];
-  for (const [name2] of parts) if (!PART_NAME.test(name2)) throw new OpsError(`not a part of a release: ${name2}`);
-  return {
-    name: "pack build",
-    as: "root",
-    timeout: 900,
-    quiet: true,
-    script: String.raw`tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-pack() { # NAME DIR ENTRY
-  [ -d "$2/$3" ] || { echo "nothing to pack: $2/$3 is missing" >&2; exit 1; }
-  case "$1" in release) ;; *) [ -f "$2/$3/.complete" ] || { echo "dependency set $3 is not complete" >&2; exit 1; } ;; esac
-  tar -C "$2" -cf - "$3" | gzip -1 > "$tmp/part"
-  ops_report part "$1 $(sha256sum < "$tmp/part" | cut -d' ' -f1) $(stat -c %s "$tmp/part")"
-  printf '@ops part_data '; base64 -w0 < "$tmp/part"; printf '\n'
+// core/runtimes.ts
+var UV_VERSION = "0.13.9";
+var UV_DIR = "/opt/ops-uv";
+var PYENV_ROOT = "/opt/pyenv";
+var NVM_DIR = "/opt/nvm";
+var NODE_FROM_NPM_DIR = "/opt/ops-node";
+function minor(version2) {
+  return version2.split(".").slice(0, 2).join(".");
 }
-${parts.map(([name2, dir, entry]) => `pack ${quote(name2)} ${quote(dir)} ${quote(entry)}`).join("\n")}`
-  };
-}
-function parseParts(result, builder) {
-  const heads = reportedAll(result, "part");
-  const data = reportedAll(result, "part_data");
-  if (heads.length !== data.length) throw new OpsError(`the build packed on ${builder} arrived incomplete (${data.length} of ${heads.length} parts)`);
-  return heads.map((head, i) => {
-    const [name2 = "", sha2563 = "", size2 = ""] = head.split(" ");
-    const bytes = Buffer.from(data[i], "base64");
-    const got = createHash2("sha256").update(bytes).digest("hex");
-    if (!PART_NAME.test(name2) || got !== sha2563 || bytes.length !== Number(size2))
-      throw new OpsError(`the ${name2 || "?"} part of the build packed on ${builder} arrived damaged on the runner (sha256 ${got}, ${bytes.length} bytes; ${builder} sent ${sha2563}, ${size2} bytes); nothing was changed`, "deploy again; if it happens again, check the connection to that host");
-    return { name: name2, sha256: sha2563, bytes };
-  });
-}
-function unpackArtifacts(env, id, parts, builder) {
-  const L = layout(env);
-  const owner = `${env.appUser}:${env.appUser}`;
-  for (const p of parts) if (!PART_NAME.test(p.name)) throw new OpsError(`not a part of a release: ${p.name}`);
-  const place = (p) => p.name === "release" ? [L.releases, id] : [L.deps, p.name];
-  return {
-    name: "receive build",
-    as: "root",
-    timeout: 900,
-    script: String.raw`trap 'rm -f ${parts.map((p) => quote(p.upload)).join(" ")}; rm -rf ${quote(`${L.releases}/.new-${id}`)} ${quote(L.deps)}/.new-*' EXIT
-${parts.map(
-      (p) => String.raw`got=$(sha256sum < ${quote(p.upload)} | cut -d' ' -f1)
-if [ "$got" != ${quote(p.sha256)} ]; then echo "the ${p.name} part of the build from ${builder} arrived damaged: sha256 $got, expected ${p.sha256}; nothing was unpacked" >&2; exit 1; fi`
-    ).join("\n")}
-unpack() { # FILE DIR ENTRY
-  local new="$2/.new-$3"
-  if [ -f "$2/$3/.complete" ]; then echo "$3: already here"; return 0; fi
-  rm -rf "$new"; mkdir -p "$new"
-  gzip -dc < "$1" | tar -C "$new" -xf - --no-same-owner
-  chown -R ${quote(owner)} "$new/$3"
-  rm -rf "$2/$3"; mv -T "$new/$3" "$2/$3"; rmdir "$new"
-  echo "$3: unpacked"
-}
-${parts.map((p) => `unpack ${quote(p.upload)} ${place(p).map(quote).join(" ")}`).join("\n")}
-ops_report received ${quote(parts.map((p) => p.name).join(" "))}`
-  };
-}
-
-// core/runinfo.ts
-import { hostname, userInfo } from "node:os";
-function clean(s) {
-  return s.replace(/[^\x20-\x7e]/g, "?").slice(0, 200);
-}
-function runInfo(env = process.env) {
-  if (env.GITHUB_ACTIONS === "true" || env.GITHUB_RUN_ID) {
-    const runUrl = env.GITHUB_SERVER_URL && env.GITHUB_REPOSITORY && env.GITHUB_RUN_ID ? `${env.GITHUB_SERVER_URL}/${env.GITHUB_REPOSITORY}/actions/runs/${env.GITHUB_RUN_ID}` : "";
-    return { actor: clean(env.GITHUB_ACTOR ?? "github-actions"), runUrl: clean(runUrl), via: "github-actions" };
-  }
-  let user = env.USER ?? "";
-  try {
-    user ||= userInfo().username;
-  } catch {
-  }
-  return { actor: clean(`${user || "unknown"}@${hostname()}`), runUrl: "", via: "cli" };
-}
-
-// core/source.ts
-import { execFile, spawn } from "node:child_process";
-import { createHash as createHash3 } from "node:crypto";
-import { existsSync as existsSync4, mkdtempSync, rmSync, statSync as statSync2 } from "node:fs";
-import { tmpdir } from "node:os";
-import { join as join4, resolve as resolve2 } from "node:path";
-import { promisify } from "node:util";
-var exec = promisify(execFile);
-async function git(repo, args, options = {}) {
-  if (options.input !== void 0) {
-    return new Promise((resolve5, reject) => {
-      const child = spawn("git", ["-C", repo, ...args], { stdio: ["pipe", "pipe", "pipe"] });
-      let out = "";
-      let err = "";
-      child.stdout.on("data", (d) => out += d);
-      child.stderr.on("data", (d) => err += d);
-      child.on("close", (code) => code === 0 ? resolve5(out) : reject(new OpsError(`git ${args[0]} failed: ${err.trim()}`)));
-      child.stdin.end(options.input);
-    });
-  }
-  try {
-    const { stdout } = await exec("git", ["-C", repo, ...args], { maxBuffer: 64 * 1024 * 1024 });
-    return stdout;
-  } catch (e) {
-    const err = e;
-    throw new OpsError(`git ${args[0]} failed in ${repo}: ${(err.stderr || err.message).trim()}`);
-  }
-}
-async function tryRev(repo, rev, peel = "^{commit}") {
-  try {
-    return (await git(repo, ["rev-parse", "--verify", "--quiet", `${rev}${peel}`])).trim() || void 0;
-  } catch {
-    return void 0;
-  }
-}
-async function checkRepository(repo) {
-  if (!existsSync4(repo)) throw new OpsError(`the repository to deploy, ${repo}, does not exist`, "set `repository` in the environment, or run from the app's checkout");
-  try {
-    await git(repo, ["rev-parse", "--git-dir"]);
-  } catch {
-    throw new OpsError(`${repo} is not a git repository`, "set `repository` in the environment, or run from the app's checkout");
-  }
-}
-function ambiguousRef(ref, matches) {
-  return new OpsError(
-    `ref "${ref}" is ambiguous: it names ${matches.map((m) => `${m.kind === "commit" ? "a commit" : `a ${m.kind}`} (${m.sha.slice(0, 12)})`).join(" and ")}`,
-    `say which one: ${matches.map((m) => m.fullName).join(" or ")}`
-  );
-}
-async function commitsWithPrefix(repo, prefix) {
-  if (!/^[0-9a-f]{4,40}$/.test(prefix)) return [];
-  const objects = (await git(repo, ["rev-parse", `--disambiguate=${prefix}`]).catch(() => "")).split("\n").filter(Boolean);
-  const out = [];
-  for (const o of objects) if ((await git(repo, ["cat-file", "-t", o]).catch(() => "")).trim() === "commit") out.push(o);
-  return out;
-}
-async function resolveRef(repo, ref) {
-  validate("gitRef", ref);
-  await checkRepository(repo);
-  const full = /^refs\/(tags|heads)\/(.+)$/.exec(ref);
-  if (full || ref.startsWith("refs/")) {
-    const candidates = !full ? [[ref, `ref ${ref}`]] : full[1] === "tags" ? [[ref, `tag ${full[2]}`]] : [
-      [`refs/remotes/origin/${full[2]}`, `branch origin/${full[2]}`],
-      [ref, `branch ${full[2]}`]
-    ];
-    for (const [rev, matched] of candidates) {
-      const sha = await tryRev(repo, rev);
-      if (sha) return { ref, sha, matched };
-    }
-    throw new OpsError(`${ref} does not exist in ${repo}`, "check the name; in a workflow, check out with fetch-depth: 0 so branches and tags are present; on a laptop, git fetch first");
-  }
-  const matches = [];
-  const tag = await tryRev(repo, `refs/tags/${ref}`);
-  if (tag) matches.push({ kind: "tag", fullName: `refs/tags/${ref}`, sha: tag, matched: `tag ${ref}` });
-  const remoteBranch = await tryRev(repo, `refs/remotes/origin/${ref}`);
-  const branch = remoteBranch ?? await tryRev(repo, `refs/heads/${ref}`);
-  if (branch) matches.push({ kind: "branch", fullName: `refs/heads/${ref}`, sha: branch, matched: remoteBranch ? `branch origin/${ref}` : `branch ${ref}` });
-  const commits = /^[0-9a-f]{7,40}$/.test(ref) ? await commitsWithPrefix(repo, ref) : [];
-  if (commits.length > 1) throw new OpsError(`sha prefix "${ref}" matches ${commits.length} commits`, "give more digits of the sha");
-  if (commits[0]) matches.push({ kind: "commit", fullName: commits[0], sha: commits[0], matched: "commit" });
-  if (matches.length > 1) throw ambiguousRef(ref, matches);
-  if (matches[0]) return { ref, sha: matches[0].sha, matched: matches[0].matched };
-  throw new OpsError(
-    `ref "${ref}" is not a tag, branch or commit of ${repo}`,
-    "check the name; in a workflow, check out with fetch-depth: 0 so branches and tags are present; on a laptop, git fetch first"
-  );
-}
-async function blobId(repo, sha, path) {
-  if (!path) return "";
-  return await tryRev(repo, `${sha}:${path}`, "") ?? "";
-}
-async function fileAt(repo, sha, path) {
-  if (!await blobId(repo, sha, path)) return void 0;
-  return git(repo, ["cat-file", "blob", `${sha}:${path}`]);
-}
-async function nodeDependencyInput(repo, sha, dir) {
-  const lock = await fileAt(repo, sha, `${dir}/package-lock.json`);
-  if (lock === void 0) return `package.json ${await blobId(repo, sha, `${dir}/package.json`)}`;
-  try {
-    const parsed = JSON.parse(lock);
-    delete parsed.version;
-    if (parsed.packages?.[""]) delete parsed.packages[""].version;
-    return `lock ${JSON.stringify(parsed)}`;
-  } catch {
-    return `lock ${await blobId(repo, sha, `${dir}/package-lock.json`)}`;
-  }
-}
-async function treeSize(repo, sha) {
-  const out = await git(repo, ["ls-tree", "-r", "-t", "-l", "-z", sha]);
-  let bytes = 0;
-  let entries = 0;
-  for (const entry of out.split("\0")) {
-    if (!entry) continue;
-    entries++;
-    const size2 = Number(entry.split("	")[0].trim().split(/\s+/)[3]);
-    if (Number.isFinite(size2)) bytes += size2;
-  }
-  return { bytes, entries };
-}
-function depsHash(parts) {
-  return createHash3("sha256").update(parts.join("\n")).digest("hex").slice(0, 16);
-}
-async function knownCommits(repo, shas) {
-  const out = [];
-  for (const sha of shas) if (/^[0-9a-f]{40}$/.test(sha) && await tryRev(repo, sha)) out.push(sha);
-  return out;
-}
-async function packFor(repo, sha, haves) {
-  const input = [sha, ...haves.map((h) => `^${h}`)].join("\n") + "\n";
-  return new Promise((resolve5, reject) => {
-    const child = spawn("git", ["-C", repo, "pack-objects", "--revs", "--thin", "--stdout", "-q"], { stdio: ["pipe", "pipe", "pipe"] });
-    const chunks = [];
-    let err = "";
-    child.stdout.on("data", (d) => chunks.push(d));
-    child.stderr.on("data", (d) => err += d);
-    child.on("close", (code) => code === 0 ? resolve5(Buffer.concat(chunks)) : reject(new OpsError(`git pack-objects failed: ${err.trim()}`)));
-    child.stdin.end(input);
-  });
-}
-async function lsTree(repo, sha) {
-  const out = await git(repo, ["ls-tree", "-r", "-z", "-l", "--full-tree", sha]);
-  return out.split("\0").filter(Boolean).map((line) => {
-    const tab = line.indexOf("	");
-    const [mode = "", type = "", object2 = "", size2 = ""] = line.slice(0, tab).split(/\s+/);
-    return { mode, type, object: object2, size: Number(size2) || 0, path: line.slice(tab + 1) };
-  });
-}
-function parseLfsPointer(text) {
-  if (!text.startsWith("version https://git-lfs.github.com/spec/v1\n") && !text.startsWith("version https://hawser.github.com/spec/v1\n")) return void 0;
-  const oid = /^oid sha256:([0-9a-f]{64})$/m.exec(text)?.[1];
-  const size2 = /^size (\d+)$/m.exec(text)?.[1];
-  return oid && size2 ? { oid, size: Number(size2) } : void 0;
-}
-async function blobs(repo, ids) {
-  const out = /* @__PURE__ */ new Map();
-  if (!ids.length) return out;
-  const raw = await new Promise((resolvePromise, reject) => {
-    const child = spawn("git", ["-C", repo, "cat-file", "--batch"], { stdio: ["pipe", "pipe", "pipe"] });
-    const chunks = [];
-    child.stdout.on("data", (d) => chunks.push(d));
-    child.on("close", (code) => code === 0 ? resolvePromise(Buffer.concat(chunks)) : reject(new OpsError(`git cat-file failed in ${repo}`)));
-    child.stdin.end(ids.join("\n") + "\n");
-  });
-  let pos = 0;
-  for (const id of ids) {
-    const nl = raw.indexOf(10, pos);
-    const size2 = Number(raw.subarray(pos, nl).toString().split(" ")[2] ?? 0);
-    out.set(id, raw.subarray(nl + 1, nl + 1 + size2).toString("utf8"));
-    pos = nl + 1 + size2 + 1;
-  }
-  return out;
-}
-async function attributes(repo, sha, attr, paths) {
-  const out = /* @__PURE__ */ new Map();
-  if (!paths.length) return out;
-  const dir = mkdtempSync(join4(tmpdir(), "ops-attr-"));
-  try {
-    const env = { ...process.env, GIT_INDEX_FILE: join4(dir, "index") };
-    await exec("git", ["-C", repo, "read-tree", sha], { env });
-    const raw = await new Promise((resolve5, reject) => {
-      const child = spawn("git", ["-C", repo, "check-attr", "-z", "--cached", "--stdin", attr], { env, stdio: ["pipe", "pipe", "pipe"] });
-      let o = "";
-      child.stdout.on("data", (d) => o += d);
-      child.on("close", (code) => code === 0 ? resolve5(o) : reject(new OpsError(`git check-attr failed in ${repo}`)));
-      child.stdin.end(paths.join("\0") + "\0");
-    });
-    const f = raw.split("\0");
-    for (let i = 0; i + 2 < f.length; i += 3) out.set(f[i], f[i + 2]);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-  return out;
-}
-async function archiveListing(repo, sha) {
-  const { stdout } = await exec("bash", ["-c", 'set -o pipefail; git -C "$1" archive --format=tar "$2" | tar -t', "archive", repo, sha], { maxBuffer: 256 * 1024 * 1024 });
-  return new Set(stdout.split("\n").filter(Boolean));
-}
-async function absoluteGitDir(repo, which2) {
-  return (await git(repo, ["rev-parse", ...which2 === "--git-common-dir" ? ["--path-format=absolute"] : [], which2])).trim();
-}
-async function lfsObjects(gitDir) {
-  const storage = (await git(gitDir, ["config", "--get", "lfs.storage"]).catch(() => "")).trim();
-  return join4(storage ? resolve2(gitDir, storage) : join4(gitDir, "lfs"), "objects");
-}
-async function treeContent(repo, sha) {
-  const content = { submodules: [], lfs: [], exportIgnored: [] };
-  const missingSubmodules = [];
-  const missingLfs = [];
-  const visit2 = async (dir, gitDir, commit, prefix, worktree) => {
-    const entries = await lsTree(dir, commit);
-    const attrFiles = entries.filter((e) => e.type === "blob" && (e.path === ".gitattributes" || e.path.endsWith("/.gitattributes")));
-    const attrText = [...(await blobs(dir, attrFiles.map((e) => e.object))).values()].join("\n");
-    const links = entries.filter((e) => e.type === "commit");
-    if (links.length) {
-      const names = /* @__PURE__ */ new Map();
-      const list2 = entries.some((e) => e.path === ".gitmodules") ? await git(dir, ["config", "--blob", `${commit}:.gitmodules`, "--null", "--list"]).catch(() => "") : "";
-      for (const item of list2.split("\0")) {
-        const m = /^submodule\.(.+)\.path\n([\s\S]*)$/.exec(item);
-        if (m) names.set(m[2], m[1]);
-      }
-      for (const link of links) {
-        const name2 = names.get(link.path) ?? link.path;
-        const candidates = [join4(gitDir, "modules", name2), ...worktree ? [join4(worktree, link.path)] : []];
-        let found;
-        for (const c of candidates) {
-          if (!existsSync4(c)) continue;
-          const subGitDir = await absoluteGitDir(c, "--absolute-git-dir").catch(() => void 0);
-          if (!subGitDir || subGitDir === gitDir) continue;
-          if (await tryRev(subGitDir, link.object)) {
-            found = subGitDir;
-            break;
-          }
-        }
-        const path = `${prefix}${link.path}`;
-        if (!found) {
-          missingSubmodules.push(`${path} (commit ${link.object.slice(0, 12)})`);
-          continue;
-        }
-        content.submodules.push({ path, sha: link.object, gitDir: found });
-        await visit2(found, found, link.object, `${path}/`, worktree ? join4(worktree, link.path) : void 0);
-      }
-    }
-    if (/filter=lfs/.test(attrText)) {
-      const small = entries.filter((e) => e.type === "blob" && e.size < 1024);
-      const text = await blobs(dir, small.map((e) => e.object));
-      const pointers = small.map((e) => ({ e, p: parseLfsPointer(text.get(e.object) ?? "") })).filter((x) => x.p);
-      const filters = await attributes(dir, commit, "filter", pointers.map((x) => x.e.path));
-      const store = await lfsObjects(gitDir);
-      for (const { e, p } of pointers) {
-        if (filters.get(e.path) !== "lfs") continue;
-        const file = join4(store, p.oid.slice(0, 2), p.oid.slice(2, 4), p.oid);
-        const path = `${prefix}${e.path}`;
-        if (existsSync4(file) && statSync2(file).size === p.size) content.lfs.push({ path, oid: p.oid, size: p.size, file });
-        else missingLfs.push(path);
-      }
-    }
-    if (/export-ignore/.test(attrText)) {
-      const listed = await archiveListing(dir, commit);
-      const gone = entries.filter((e) => e.type === "blob" && !listed.has(e.path)).map((e) => e.path);
-      const dirs = /* @__PURE__ */ new Set();
-      for (const p of gone) {
-        const parts = p.split("/");
-        for (let i = 1; i < parts.length; i++) {
-          const d = parts.slice(0, i).join("/");
-          if (!listed.has(`${d}/`)) {
-            dirs.add(`${d}/`);
-            break;
-          }
-        }
-      }
-      content.exportIgnored.push(...[...dirs].map((d) => `${prefix}${d}`), ...gone.filter((p) => ![...dirs].some((d) => p.startsWith(d))).map((p) => `${prefix}${p}`));
-    }
-  };
-  const root = await absoluteGitDir(repo, "--git-common-dir");
-  const top = (await git(repo, ["rev-parse", "--show-toplevel"]).catch(() => "")).trim() || void 0;
-  await visit2(repo, root, sha, "", top);
-  const problems = [];
-  if (missingSubmodules.length) problems.push(`submodule${missingSubmodules.length > 1 ? "s" : ""} not checked out on this runner: ${missingSubmodules.join(", ")}`);
-  if (missingLfs.length) problems.push(`Git LFS file${missingLfs.length > 1 ? "s" : ""} without content on this runner (only the pointer): ${missingLfs.slice(0, 10).join(", ")}${missingLfs.length > 10 ? ` and ${missingLfs.length - 10} more` : ""}`);
-  if (problems.length)
-    throw new OpsError(
-      `${sha.slice(0, 12)} cannot be deployed complete: ${problems.join("; ")}; nothing was changed`,
-      [
-        missingSubmodules.length ? "check out with submodules (actions/checkout with `submodules: recursive`; on a laptop: git submodule update --init --recursive)" : "",
-        missingLfs.length ? "fetch the LFS content (actions/checkout with `lfs: true`; on a laptop: git lfs pull)" : ""
-      ].filter(Boolean).join("; ")
-    );
-  return content;
-}
-
-// core/changes.ts
-var COMMIT_LIMIT = 20;
-var DEFAULT_MIGRATION_PATHS = ["**/migrations/**", "**/alembic/versions/**", "**/db/migrate/**"];
-var NOT_MIGRATIONS = /(^|\/)(__init__\.py|env\.py|script\.py\.mako|README[^/]*|alembic\.ini|\.gitkeep)$|(^|\/)__pycache__\//;
-async function dependencyHashes(repo, sha, env) {
+function runtimePaths(env) {
   const { python, node } = env.config.runtimes;
-  const { python_requirements: req2, node_dir: nodeDir } = env.config.release;
-  return {
-    python: depsHash([`python ${python.strategy} ${python.version}`, await blobId(repo, sha, req2)]),
-    node: depsHash([`node ${node.strategy} ${node.version}`, nodeDir ? await nodeDependencyInput(repo, sha, nodeDir) : ""])
-  };
-}
-async function isAncestor(repo, a, b) {
-  try {
-    await git(repo, ["merge-base", "--is-ancestor", a, b]);
-    return true;
-  } catch {
-    return false;
-  }
-}
-async function hasCommit(repo, sha) {
-  if (!/^[0-9a-f]{40}$/.test(sha)) return false;
-  try {
-    await git(repo, ["cat-file", "-e", `${sha}^{commit}`]);
-    return true;
-  } catch {
-    return false;
-  }
-}
-async function commitsBetween(repo, from, to) {
-  const count = Number((await git(repo, ["rev-list", "--count", `${from}..${to}`])).trim());
-  const out = await git(repo, ["log", `--max-count=${COMMIT_LIMIT}`, "--format=%H%x1f%an%x1f%s%x1e", `${from}..${to}`]);
-  const commits = out.split("").map((l) => l.trim()).filter(Boolean).map((l) => {
-    const [sha = "", author = "", subject = ""] = l.split("");
-    return { sha, author, subject };
-  });
-  return { commits, count };
-}
-async function migrationPaths(repo, sha, env) {
-  const configured = env.config.release.migration_paths;
-  if (configured.length) return configured;
-  const paths = [...DEFAULT_MIGRATION_PATHS];
-  const files = (await git(repo, ["ls-tree", "-r", "--name-only", sha])).split("\n").filter((f) => f === "alembic.ini" || f.endsWith("/alembic.ini"));
-  for (const ini of files) {
-    const text = await git(repo, ["cat-file", "blob", `${sha}:${ini}`]);
-    const loc = /^\s*script_location\s*[=:]\s*(.+?)\s*$/m.exec(text)?.[1];
-    if (!loc || loc.includes(":")) continue;
-    const dir = ini.slice(0, -"alembic.ini".length);
-    const rel = loc.replace(/^%\(here\)s\/?/, "").replace(/^\.\//, "").replace(/\/$/, "");
-    paths.push(`${dir}${rel}/versions/**`);
-  }
-  return [...new Set(paths)];
-}
-async function addedMigrations(repo, from, to, paths) {
-  const out = await git(repo, ["diff", "--name-only", "--no-renames", "--diff-filter=A", from, to, "--", ...paths.map((p) => `:(glob)${p}`)]);
-  return out.split("\n").filter((f) => f && !NOT_MIGRATIONS.test(f)).sort();
-}
-async function describeChange(repo, env, live, target2) {
-  const change = { live, target: target2, relation: "first", commits: [], added: 0, removedCommits: [], removed: 0, migrations: [], migrationsLiveOnly: [], dependencies: [] };
-  if (!live) return change;
-  if (live === target2) return { ...change, relation: "same" };
-  if (!await hasCommit(repo, live)) return { ...change, relation: "unknown" };
-  const [ahead, behind] = [await isAncestor(repo, live, target2), await isAncestor(repo, target2, live)];
-  change.relation = ahead ? "ahead" : behind ? "behind" : "diverged";
-  const add2 = await commitsBetween(repo, live, target2);
-  const rm3 = await commitsBetween(repo, target2, live);
-  Object.assign(change, { commits: add2.commits, added: add2.count, removedCommits: rm3.commits, removed: rm3.count });
-  const paths = [.../* @__PURE__ */ new Set([...await migrationPaths(repo, target2, env), ...await migrationPaths(repo, live, env)])];
-  change.migrations = await addedMigrations(repo, live, target2, paths);
-  change.migrationsLiveOnly = await addedMigrations(repo, target2, live, paths);
-  const [before, after] = [await dependencyHashes(repo, live, env), await dependencyHashes(repo, target2, env)];
-  const { python_requirements: req2, node_dir: nodeDir } = env.config.release;
-  change.dependencies = [
-    ...req2 ? [{ name: "python", files: req2, changed: before.python !== after.python }] : [],
-    ...nodeDir ? [{ name: "node", files: `${nodeDir}/package-lock.json`, changed: before.node !== after.node }] : []
-  ];
-  return change;
-}
-async function describeChanges(repo, env, lives, target2) {
-  const groups = /* @__PURE__ */ new Map();
-  for (const l of lives) {
-    const key = l.error ? `error ${l.host}` : `${l.sha} ${l.release}`;
-    const g = groups.get(key);
-    if (g) g.hosts.push(l.host);
-    else groups.set(key, { hosts: [l.host], live: l });
-  }
-  for (const g of groups.values()) if (!g.live.error) g.change = await describeChange(repo, env, g.live.sha, target2);
-  return [...groups.values()];
-}
-var short = (sha) => sha.slice(0, 12);
-function commitLines(commits, count, indent2) {
-  const lines = commits.map((c) => `${indent2}${c.sha.slice(0, 10)}  ${c.subject}  (${c.author})`);
-  if (count > commits.length) lines.push(`${indent2}... and ${count - commits.length} more`);
-  return lines;
-}
-function formatChanges(groups, target2) {
-  const out = [];
-  for (const { hosts, live, change } of groups) {
-    const who = hosts.join(", ");
-    if (live.error || !change) {
-      out.push(`${who}: live commit unknown (${live.error ?? "not read"})`);
-      continue;
-    }
-    const head = `${who}: live ${live.sha ? `${short(live.sha)}${live.release ? ` (${live.release})` : ""}` : "(nothing)"} \u2192 target ${short(target2)}`;
-    switch (change.relation) {
-      case "first":
-        out.push(`${head}: first deploy, nothing live yet`);
-        continue;
-      case "same":
-        out.push(`${head}: already live, nothing changes`);
-        continue;
-      case "unknown":
-        out.push(`${head}: the live commit is not in this repository; fetch (git fetch --all --tags) to see the change`);
-        continue;
-      case "ahead":
-        out.push(`${head}: ${change.added} new commit${change.added === 1 ? "" : "s"}`);
-        break;
-      case "behind":
-        out.push(`${head}`, `  !!! ROLLBACK IN DISGUISE: the target is BEHIND the live commit: ${change.removed} live commit${change.removed === 1 ? "" : "s"} would be taken away !!!`);
-        break;
-      case "diverged":
-        out.push(`${head}`, `  !!! the target does not contain the live commit: ${change.removed} live commit${change.removed === 1 ? "" : "s"} would be taken away, ${change.added} added !!!`);
-        break;
-    }
-    if (change.added) out.push("  commits added:", ...commitLines(change.commits, change.added, "    "));
-    if (change.removed) out.push("  commits taken away:", ...commitLines(change.removedCommits, change.removed, "    "));
-    out.push(change.migrations.length ? `  migrations added: ${change.migrations.join(", ")}` : "  migrations added: none");
-    if (change.migrationsLiveOnly.length) {
-      out.push(`  !!! migrations live now that the target lacks (a deploy does not undo them; the target must work with them): ${change.migrationsLiveOnly.join(", ")}`);
-    }
-    const deps = change.dependencies.map((d) => `${d.name} ${d.changed ? `CHANGED (${d.files}): a new set is installed` : "unchanged (reused)"}`);
-    if (deps.length) out.push(`  dependencies: ${deps.join("; ")}`);
-  }
-  return out;
+  const py = python.strategy === "pyenv" ? `${PYENV_ROOT}/versions/${python.version}/bin/python3` : `/usr/bin/python${minor(python.version)}`;
+  const nodeBin = node.strategy === "nvm" ? `${NVM_DIR}/versions/node/v${node.version}/bin` : node.strategy === "npm" ? `${NODE_FROM_NPM_DIR}/v${node.version}/bin` : "/usr/bin";
+  return { python: py, node: `${nodeBin}/node`, npm: `${nodeBin}/npm`, uv: `${UV_DIR}/v${UV_VERSION}/bin/uv` };
 }
 
-// core/steps/facts.ts
-function diskReport(dir) {
-  return String.raw`d=${quote(dir)}
-while [ ! -d "$d" ]; do d=$(dirname "$d"); done
-ops_report disk "$(df -Pk "$d" | awk 'NR == 2 { print $4 }') $(df -Pi "$d" | awk 'NR == 2 { print $2, $4 }') $d"`;
+// core/steps/app.ts
+function appEnvironment(env, release) {
+  const paths = runtimePaths(env);
+  const nodeBin = paths.node.replace(/\/node$/, "");
+  return String.raw`export PATH=${quote(`${release}/venv/bin:${nodeBin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`)}
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false
+cd ${quote(release)}`;
 }
-function parseDisk(value) {
-  const [freeKb, totalInodes, freeInodes, ...where] = (value ?? "").split(" ");
-  if (!freeKb || !Number.isFinite(Number(freeKb))) return void 0;
-  return { path: where.join(" "), freeMb: Math.floor(Number(freeKb) / 1024), ...Number(totalInodes) > 0 && { freeInodes: Number(freeInodes) } };
-}
-function describeDisk(d) {
-  return `${d.freeMb} MB${d.freeInodes !== void 0 ? ` and ${d.freeInodes} inodes` : ""} free under ${d.path}`;
-}
-function diskSpace(env) {
-  return { name: "disk space", as: "login", timeout: 30, quiet: true, script: diskReport(env.baseDir) };
-}
-
-// core/steps/history.ts
-var RELEASE_DIR_PATTERN = "^[0-9]{8}T[0-9]{6}Z-[0-9a-f]+$";
-function historyFunctions(env) {
+function dependencies(env, release, hashes) {
   const L = layout(env);
-  return String.raw`history_file=${quote(L.history)}
-releases_dir=${quote(L.releases)}
-history_now() { date -u +%Y-%m-%dT%H:%M:%SZ; }
-history_last() { if [ -f "$history_file" ]; then awk -F'\t' '$1 ~ /^[0-9]+$/ { n = $1 } END { print n + 0 }' "$history_file"; else echo 0; fi; }
-history_add() {
-  [ -f "$history_file" ] || history_init >/dev/null # removed by hand since the state step: derive it again first
-  printf '%s\t%s\t%s\t%s\t%s\n' "$(( $(history_last) + 1 ))" "$(history_now)" "$1" "$2" "${"$"}{3:-}" >> "$history_file"; chmod 0644 "$history_file"
-}
-release_ids() { if [ -d "$releases_dir" ]; then ls -1 "$releases_dir" | grep -E '${RELEASE_DIR_PATTERN}' | sort || true; fi; }
-history_derive() {
-  local cur n=0 r now
-  cur=$(readlink ${quote(L.current)} 2>/dev/null || true); cur=${"$"}{cur##*/}; now=$(history_now)
-  for r in $(release_ids); do
-    [ "$r" != "$cur" ] || continue
-    n=$(( n + 1 ))
-    if [ -e "$releases_dir/$r/.ops-failed" ]; then printf '%s\t%s\tfailed\t%s\tderived\n' "$n" "$now" "$r"; continue; fi
-    printf '%s\t%s\tlive\t%s\tderived\n' "$n" "$now" "$r"
-    if [ -e "$releases_dir/$r/.ops-abandoned" ]; then n=$(( n + 1 )); printf '%s\t%s\tabandoned\t%s\tderived\n' "$n" "$now" "$r"; fi
-  done
-  if [ -n "$cur" ] && [ -d "$releases_dir/$cur" ]; then printf '%s\t%s\tlive\t%s\tderived\n' "$(( n + 1 ))" "$now" "$cur"; fi
-}
-history_init() { if [ ! -f "$history_file" ]; then history_derive > "$history_file.new"; chmod 0644 "$history_file.new"; mv -f "$history_file.new" "$history_file"; ops_report history derived; fi; }
-history_lines() { if [ -f "$history_file" ]; then cat "$history_file"; else history_derive; fi; }
-release_reports() {
-  local r d status live last sha
-  declare -A live_seq last_seq
-  while IFS=' ' read -r r live last; do live_seq[$r]=$live; last_seq[$r]=$last; done < <(history_lines | awk -F'\t' '$1 ~ /^[0-9]+$/ && $4 != "" { if ($3 == "live") live[$4] = $1; last[$4] = $1 } END { for (r in last) print r, (r in live ? live[r] : "-"), last[r] }')
-  for r in $(release_ids); do
-    d=$releases_dir/$r
-    status=ok; [ -e "$d/.ops-failed" ] && status=failed; [ -e "$d/.ops-abandoned" ] && status=abandoned
-    sha=""; if [ -f "$d/REVISION" ]; then read -r sha < "$d/REVISION" || true; fi; sha=${"$"}{sha//[^0-9a-f]/}
-    ops_report release "$r ${"$"}{sha:0:64} $status ${"$"}{live_seq[$r]:--} ${"$"}{last_seq[$r]:--}"
-  done
-  ops_report history_seq "$(history_last)"
-}
-# slot_releases: the release each slot's supervisor file runs ("slot_release SLOT ID"), from its header.
-slot_releases() {
-  local s f
-  for s in blue green; do
-    case $s in blue) f=${quote(L.supervisorConf("blue"))} ;; green) f=${quote(L.supervisorConf("green"))} ;; esac
-    [ -f "$f" ] && ops_report slot_release "$s $(sed -n 's/^; Managed by ops-pipeline: slot [a-z]* of .*, release \([0-9A-Za-z-]*\)\. .*/\1/p' "$f" | head -n 1)"
-  done
-  true
-}`;
-}
-function parseReleaseRecord(line) {
-  const [id = "", sha = "", status = "ok", live = "-", last = "-"] = line.split(" ");
-  const num = (v) => /^\d+$/.test(v) ? Number(v) : void 0;
-  return { id, sha, status: status === "failed" || status === "abandoned" ? status : "ok", liveSeq: num(live), eventSeq: num(last) };
-}
-function historyOrder(releases) {
-  const key = (r) => [r.liveSeq ?? -1, r.eventSeq ?? -1];
-  return [...releases].sort((a, b) => key(b)[0] - key(a)[0] || key(b)[1] - key(a)[1] || b.id.localeCompare(a.id));
-}
-function retention(releases, r) {
-  const out = /* @__PURE__ */ new Map();
-  let good = 0;
-  let bad = 0;
-  for (const rel of historyOrder(releases)) {
-    const warm = r.warm.find((w) => w.id === rel.id);
-    const isGood = rel.status === "ok" && rel.liveSeq !== void 0;
-    let reason;
-    if (isGood && good < r.keep) reason = rel.id === r.current ? `live (1 of keep ${r.keep})` : `good: ${good + 1} of keep ${r.keep}`;
-    else if (!isGood && bad < r.keepFailed) reason = `${rel.status === "ok" ? "never went live" : rel.status}: ${bad + 1} of keep_failed ${r.keepFailed}, for inspection`;
-    if (isGood) good++;
-    else bad++;
-    if (rel.id === r.current) reason ??= "live";
-    else if (warm) reason = `${reason ? `${reason}; ` : ""}warm on slot ${warm.slot}`;
-    out.set(rel.id, reason);
+  const paths = runtimePaths(env);
+  const { python_requirements: req2, node_dir: nodeDir, python_installer: installer } = env.config.release;
+  const lines = [appEnvironment(env, release)];
+  if (req2) {
+    const venv = `${L.deps}/venv-${hashes.python}`;
+    const install = installer === "pip" ? String.raw`  ${quote(paths.python)} -m venv "$venv"
+  if [ -f ${quote(req2)} ]; then "$venv/bin/pip" install -q -r ${quote(req2)}; fi` : String.raw`  export UV_NO_PROGRESS=1 UV_PYTHON_DOWNLOADS=never UV_CACHE_DIR="$HOME/.cache/uv"
+  mkdir -p "$UV_CACHE_DIR"
+  # Hard links from the cache need one filesystem; across two, uv copies (said once here, not warned per file).
+  if [ "$(stat -c %d "$UV_CACHE_DIR")" != "$(stat -c %d ${quote(L.deps)})" ]; then export UV_LINK_MODE=copy; fi
+  ${quote(paths.uv)} venv -q --seed --python ${quote(paths.python)} "$venv"
+  if [ -f ${quote(req2)} ]; then
+    hashes=(); if grep -q -- '--hash=' ${quote(req2)}; then hashes=(--require-hashes); fi
+    ${quote(paths.uv)} pip install -q --python "$venv/bin/python" "${"$"}{hashes[@]}" -r ${quote(req2)}
+  fi`;
+    lines.push(String.raw`venv=${quote(venv)}
+if [ -f "$venv/.complete" ]; then
+  ops_report deps "python reused"
+else
+  rm -rf "$venv"
+${install}
+  touch "$venv/.complete"
+  ops_report deps "python installed (${installer})"
+fi
+ln -sfn "$venv" venv`);
   }
-  return out;
+  if (nodeDir) {
+    const modules = `${L.deps}/node-${hashes.node}`;
+    lines.push(String.raw`nm=${quote(modules)}
+if [ -f "$nm/.complete" ]; then
+  ops_report deps "node reused"
+else
+  rm -rf "$nm" ${quote(`${nodeDir}/node_modules`)}
+  (cd ${quote(nodeDir)} && ${quote(paths.npm)} ci --prefer-offline --no-audit --no-fund --loglevel=error)
+  mkdir -p "$nm"
+  if [ -d ${quote(`${nodeDir}/node_modules`)} ]; then mv ${quote(`${nodeDir}/node_modules`)} "$nm/node_modules"; else mkdir "$nm/node_modules"; fi
+  touch "$nm/.complete"
+  ops_report deps "node installed"
+fi
+ln -sfn "$nm/node_modules" ${quote(`${nodeDir}/node_modules`)}`);
+  }
+  return { name: "dependencies", as: "app", timeout: 1800, script: lines.join("\n") };
+}
+function appCommand(env, release, name2, command2, timeout = 1800) {
+  return { name: name2, as: "app", timeout, script: `${appEnvironment(env, release)}
+${environLoader(layout(env).environFile)}
+${command2}` };
 }
 
 // core/steps/nginx.ts
@@ -52005,57 +52212,9 @@ import { readFileSync as readFileSync3 } from "node:fs";
 function b64(content) {
   return Buffer.from(content).toString("base64");
 }
-var SYSTEM_FUNCTIONS = `
-# svc NAME ACTION: systemd on real VMs, Debian's service wrapper where there is no systemd.
-svc() { if [ -d /run/systemd/system ]; then systemctl "$2" "$1"; else service "$1" "$2"; fi; }
-# svc_up NAME: enabled at boot (systemd) and running now.
-svc_up() {
-  if [ -d /run/systemd/system ]; then
-    systemctl is-enabled --quiet "$1" 2>/dev/null || { systemctl enable --quiet "$1"; CHANGED=1; }
-    systemctl is-active --quiet "$1" || { systemctl start "$1"; CHANGED=1; }
-  else
-    service "$1" status >/dev/null 2>&1 || { service "$1" start >/dev/null; CHANGED=1; }
-  fi
-}
-# item NAME: report whether this item changed since the last mark (CHANGED=1), then reset.
-CHANGED=0
-item() { if [ "$CHANGED" = 1 ]; then ops_report item "$1 changed"; else ops_report item "$1 ok"; fi; CHANGED=0; }
-# put_file PATH MODE OWNER BASE64: write only when content, mode or owner differ (atomic rename); sets CHANGED=1.
-put_file() {
-  local path=$1 mode=$2 owner=$3 tmp
-  mkdir -p "$(dirname "$path")"
-  tmp=$(mktemp "$(dirname "$path")/.ops-new.XXXXXX")
-  # Written whole, then renamed over the file: a full disk leaves the old file and no temporary one.
-  printf %s "$4" | base64 -d > "$tmp" || { rm -f "$tmp"; return 1; }
-  if [ -f "$path" ] && cmp -s "$tmp" "$path" && [ "$(stat -c '%a %U:%G' "$path")" = "\${mode#0} $owner" ]; then
-    rm -f "$tmp"
-    return 0
-  fi
-  chmod "$mode" "$tmp"
-  chown "$owner" "$tmp"
-  mv -f "$tmp" "$path"
-  CHANGED=1
-}
-# ensure_dir PATH MODE OWNER
-ensure_dir() {
-  if [ ! -d "$1" ]; then install -d -m "$2" -o "\${3%%:*}" -g "\${3##*:}" "$1"; CHANGED=1; return 0; fi
-  if [ "$(stat -c '%a %U:%G' "$1")" != "\${2#0} $3" ]; then chmod "$2" "$1"; chown "$3" "$1"; CHANGED=1; fi
-}
-`;
 function putFile(path, content, mode = "0644", owner = "root:root") {
   return `put_file ${quote(path)} ${mode} ${owner} ${b64(content)}`;
 }
-var HOST_LOCK_FUNCTIONS = String.raw`host_lock() { # NAME [WAIT]
-  local fd
-  mkdir -p /run/lock
-  exec {fd}>>"/run/lock/ops-pipeline-$1.lock"
-  if ! flock -w "${"$"}{2:-45}" "$fd"; then
-    echo "another app's run on this host has held /run/lock/ops-pipeline-$1.lock for ${"$"}{2:-45}s (its $1 change); try again when it is done" >&2
-    exit 1
-  fi
-  printf -v "HOST_LOCK_$1" %s "$fd"
-}
-host_unlock() { local v="HOST_LOCK_$1"; [ -z "${"$"}{!v:-}" ] || flock -u "${"$"}{!v}"; }`;
 
 // core/steps/nginx.ts
 var HEADER = "# Managed by ops-pipeline: local changes are overwritten.";
@@ -52110,9 +52269,9 @@ function siteVariables(env) {
   const app = env.config.app;
   const certs = certificatePaths(env);
   const locations = Object.entries(env.config.routes).sort(([a], [b]) => b.length - a.length).map(([prefix, program]) => {
-    const target2 = prefix === "/" ? `http://${L.nginxUpstream(program)}` : `http://${L.nginxUpstream(program)}/`;
+    const target = prefix === "/" ? `http://${L.nginxUpstream(program)}` : `http://${L.nginxUpstream(program)}/`;
     return `location ${prefix} {
-        proxy_pass ${target2};
+        proxy_pass ${target};
         ${PROXY}
     }`;
   });
@@ -52232,7 +52391,7 @@ function applyNginx(change) {
   const lines = [SYSTEM_FUNCTIONS, HOST_LOCK_FUNCTIONS, "host_lock nginx", ...change.before ? [change.before] : [], "backup=$(mktemp -d /etc/.ops-nginx.XXXXXX)", `trap 'rm -rf "$backup"' EXIT`, 'cp -a /etc/nginx "$backup/nginx"'];
   for (const f of change.files) lines.push(putFile(f.path, f.content));
   for (const f of change.initialFiles ?? []) lines.push(`[ -e ${quote(f.path)} ] || ${putFile(f.path, f.content)}`);
-  for (const [target2, link] of change.links ?? []) lines.push(`[ "$(readlink ${quote(link)} || true)" = ${quote(target2)} ] || { ln -sfn ${quote(target2)} ${quote(link)}; CHANGED=1; }`);
+  for (const [target, link] of change.links ?? []) lines.push(`[ "$(readlink ${quote(link)} || true)" = ${quote(target)} ] || { ln -sfn ${quote(target)} ${quote(link)}; CHANGED=1; }`);
   for (const r of change.remove ?? []) lines.push(`if [ -e ${quote(r)} ] || [ -L ${quote(r)} ]; then rm -f ${quote(r)}; CHANGED=1; fi`);
   lines.push(String.raw`if [ "$CHANGED" = 1 ]; then
   if ! out=$(nginx -t 2>&1); then
@@ -52247,26 +52406,10 @@ else
   nginx_changed=0
 fi`);
   if (change.ensureService) lines.push('svc_up nginx\nif [ "$nginx_changed" = 1 ]; then svc nginx reload >/dev/null; CHANGED=1; fi');
-  else lines.push('if [ "$nginx_changed" = 1 ]; then nginx -s reload 2>/dev/null || svc nginx start; CHANGED=1; fi');
+  else lines.push('if [ "$nginx_changed" = 1 ]; then nginx_reload; CHANGED=1; fi');
   lines.push("host_unlock nginx", `item ${quote(change.item)}`);
   if (change.then) lines.push(change.then);
   return { name: change.item, as: "root", timeout: 60, script: lines.join("\n") };
-}
-
-// core/runtimes.ts
-var UV_VERSION = "0.13.9";
-var UV_DIR = "/opt/ops-uv";
-var PYENV_ROOT = "/opt/pyenv";
-var NVM_DIR = "/opt/nvm";
-var NODE_FROM_NPM_DIR = "/opt/ops-node";
-function minor(version2) {
-  return version2.split(".").slice(0, 2).join(".");
-}
-function runtimePaths(env) {
-  const { python, node } = env.config.runtimes;
-  const py = python.strategy === "pyenv" ? `${PYENV_ROOT}/versions/${python.version}/bin/python3` : `/usr/bin/python${minor(python.version)}`;
-  const nodeBin = node.strategy === "nvm" ? `${NVM_DIR}/versions/node/v${node.version}/bin` : node.strategy === "npm" ? `${NODE_FROM_NPM_DIR}/v${node.version}/bin` : "/usr/bin";
-  return { python: py, node: `${nodeBin}/node`, npm: `${nodeBin}/npm`, uv: `${UV_DIR}/v${UV_VERSION}/bin/uv` };
 }
 
 // core/supervisor.ts
@@ -52314,9 +52457,9 @@ function expand2(env, text, release, program, slot) {
     if (name2 === "node" && !arg) return paths.node;
     if (name2 === "npm" && !arg) return paths.npm;
     if (name2 === "port") {
-      const target2 = arg ?? program;
-      if (!env.config.programs[target2]) throw new OpsError(`programs.${program}: ${whole} names no program`, `programs: ${Object.keys(env.config.programs).join(", ")}`);
-      return String(slotPort(env, target2, slot));
+      const target = arg ?? program;
+      if (!env.config.programs[target]) throw new OpsError(`programs.${program}: ${whole} names no program`, `programs: ${Object.keys(env.config.programs).join(", ")}`);
+      return String(slotPort(env, target, slot));
     }
     throw new OpsError(`programs.${program}: unknown placeholder ${whole}`, "placeholders: {release} {python} {node} {npm} {port} {port:<program>}");
   });
@@ -52375,128 +52518,6 @@ function slotConfig(env, slot, release, releaseId2) {
 function probes(env, slot) {
   return Object.entries(env.config.programs).map(([name2, p]) => `${name2}:${slotPort(env, name2, slot)}:${p.health}`);
 }
-var SUPERVISOR_FUNCTIONS = String.raw`rpc() { # method [string-arg...]: prints the response
-  local params="" a
-  for a in "${"$"}{@:2}"; do params+="<param><value><string>$a</string></value></param>"; done
-  curl -sS --max-time 120 --unix-socket /var/run/supervisor.sock -H 'Content-Type: text/xml' \
-    --data-binary "<?xml version='1.0'?><methodCall><methodName>$1</methodName><params>$params</params></methodCall>" http://localhost/RPC2 2>&1 \
-    || echo "<fault>supervisor does not answer on /var/run/supervisor.sock (is it running?)</fault>"
-}
-# rpc_fault ANSWER: supervisor's message when ANSWER is a fault (status 0), else status 1.
-rpc_fault() {
-  case "$1" in *"<fault>"*) ;; *) return 1 ;; esac
-  local m
-  m=$(printf '%s' "$1" | tr -d '\n' | sed -n 's/.*<name>faultString<\/name><value><string>\(.*\)<\/string><\/value>.*/\1/p')
-  [ -n "$m" ] || m=$(printf '%s' "$1" | tr -d '\n' | sed 's/.*<fault>\(.*\)<\/fault>.*/\1/')
-  printf '%s' "$m" | sed "s/&lt;/</g; s/&gt;/>/g; s/&quot;/\"/g; s/&apos;/'/g; s/&amp;/\&/g"
-}
-# reread: supervisor reads every configuration file again (reloadConfig: running processes are not touched);
-# prints supervisor's own message and fails when it refuses one (CANT_REREAD).
-reread() { local out; out=$(rpc supervisor.reloadConfig); ! rpc_fault "$out"; }
-# group_down GROUP: stop and forget a process group (absent is fine)
-group_down() { rpc supervisor.stopProcessGroup "$1" >/dev/null; rpc supervisor.removeProcessGroup "$1" >/dev/null; }
-# group_add GROUP: start a group supervisor has read; prints supervisor's message and fails on a fault.
-group_add() { local out; out=$(rpc supervisor.addProcessGroup "$1"); ! rpc_fault "$out"; }
-# sup_pid GROUP:PROGRAM: the pid supervisor reports for a program (getProcessInfo), 0 or nothing when none.
-sup_pid() { rpc supervisor.getProcessInfo "$1" | tr -d '\n' | sed -n 's/.*<name>pid<\/name><value><int>\([0-9]*\)<\/int>.*/\1/p'; }`;
-var IDENTITY_FUNCTIONS = String.raw`# Builtins where they do (no process per call: these run on every no-op deploy and rollback).
-proc_env_release() { local v; while IFS= read -r -d '' v; do case $v in OPS_RELEASE=*) printf '%s\n' "${"$"}{v#OPS_RELEASE=}"; return 0 ;; esac; done < "/proc/$1/environ" 2>/dev/null; return 0; }
-proc_cwd() { readlink "/proc/$1/cwd" 2>/dev/null || true; }
-proc_cmd() { tr '\0\n\t' '   ' < "/proc/$1/cmdline" 2>/dev/null | cut -c 1-160 | sed 's/ *$//'; }
-# listeners PORT: pids listening on it, from LISTEN_TABLE (one \`ss -Htlnp\` for every port) when set.
-listeners() {
-  local table l rest
-  table=${"$"}{LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}
-  while read -r _ _ _ l _ rest; do
-    [ "${"$"}{l##*:}" = "$1" ] || continue
-    while [[ $rest =~ pid=([0-9]+) ]]; do printf '%s\n' "${"$"}{BASH_REMATCH[1]}"; rest=${"$"}{rest#*pid=${"$"}{BASH_REMATCH[1]}}; done
-  done <<< "$table" | sort -un
-}
-# in_tree PID ROOT: ROOT is PID or one of its ancestors (parents read from /proc/PID/stat, after the command name).
-in_tree() {
-  local p=$1 n=0 s f
-  while [ -n "$p" ] && [ "$p" -gt 0 ] && [ "$n" -lt 64 ]; do
-    [ "$p" = "$2" ] && return 0
-    read -r s < "/proc/$p/stat" 2>/dev/null || return 1
-    read -r -a f <<< "${"$"}{s##*) }"; p=${"$"}{f[1]:-0}; n=$(( n + 1 ))
-  done
-  return 1
-}
-# same_release PID ID DIR: the process runs release ID: OPS_RELEASE=ID, or its working directory is inside DIR.
-same_release() {
-  [ "$(proc_env_release "$1")" = "$2" ] && return 0
-  case "$(proc_cwd "$1")" in "$3" | "$3"/*) return 0 ;; esac
-  return 1
-}
-# describe_proc PID: "pid N (command) running RELEASE-or-directory"
-describe_proc() {
-  local r c
-  r=$(proc_env_release "$1"); c=$(proc_cwd "$1")
-  printf 'pid %s (%s) running %s' "$1" "$(proc_cmd "$1")" "${"$"}{r:-an unknown release}${"$"}{c:+, in $c}"
-}
-# check_identity ID DIR GROUP name:port...: every process listening on each program's port is in the tree of
-# the pid supervisor reports for that program of GROUP and runs release ID (directory DIR). On failure,
-# IDENTITY says what answers instead.
-check_identity() {
-  local id=$1 dir group=$3 p name port sp l ls LISTEN_TABLE; dir=$(readlink -f "$2"); shift 3
-  IDENTITY=""
-  command -v ss >/dev/null || { IDENTITY="cannot tell who listens on the ports: ss (iproute2) is not installed; run ops provision"; return 1; }
-  LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)
-  for p in "$@"; do
-    IFS=: read -r name port _ <<< "$p"
-    sp=$(sup_pid "$group:$group-$name"); sp=${"$"}{sp:-0}
-    ls=$(listeners "$port")
-    if [ -z "$ls" ]; then IDENTITY+="nothing listens on port $port of program $name (it answered the health check: another network namespace?); "; continue; fi
-    for l in $ls; do
-      if [ "$sp" != 0 ] && in_tree "$l" "$sp" && same_release "$l" "$id" "$dir"; then continue; fi
-      IDENTITY+="port $port of program $name is answered by $(describe_proc "$l"), "
-      if [ "$sp" = 0 ]; then IDENTITY+="while supervisor runs no process for $group:$group-$name; "
-      elif ! in_tree "$l" "$sp"; then IDENTITY+="which supervisor did not start (its process for $name is pid $sp); "
-      else IDENTITY+="not release $id; "; fi
-    done
-  done
-  IDENTITY=${"$"}{IDENTITY%; }
-  [ -z "$IDENTITY" ]
-}
-# report_slot SLOT GROUP name:port...: "proc" and "listener" reports (tab-separated) for ops status.
-report_slot() {
-  local slot=$1 group=$2 p name port sp l tree; shift 2
-  for p in "$@"; do
-    IFS=: read -r name port _ <<< "$p"
-    sp=$(sup_pid "$group:$group-$name"); sp=${"$"}{sp:-0}
-    if [ "$sp" != 0 ]; then ops_report proc "$slot	$name	$sp	$(proc_env_release "$sp")	$(proc_cwd "$sp")	$(proc_cmd "$sp")"; fi
-    for l in $(listeners "$port"); do
-      tree=other; if [ "$sp" != 0 ] && in_tree "$l" "$sp"; then tree=tree; fi
-      ops_report listener "$slot	$name	$l	$tree	$(proc_env_release "$l")	$(proc_cwd "$l")	$(proc_cmd "$l")"
-    done
-  done
-}`;
-var PROBE_FUNCTIONS = String.raw`# A first request may be slow (cold caches, a busy host): 5 s per probe, the deadline bounds the whole wait.
-probe() { curl -fsS -o /dev/null --max-time 5 "http://127.0.0.1:$1$2" 2>/dev/null; }
-# wait_healthy TIMEOUT INTERVAL name:port:path...: 0 when every probe answered 2xx in time.
-# With FATAL_GROUP set, gives up early once supervisor has given up on one of the group's programs.
-wait_healthy() {
-  local limit=$1 deadline=$(( $(date +%s) + $1 )) interval=$2 next_check=$(( $(date +%s) + 2 )); shift 2
-  local pending=("$@") left p name port path
-  while :; do
-    if [ -n "${"$"}{FATAL_GROUP:-}" ] && [ "$(date +%s)" -ge "$next_check" ]; then
-      next_check=$(( $(date +%s) + 2 ))
-      # supervisorctl exits non-zero when a program is down: read its output, not its status.
-      case "$(supervisorctl status "$FATAL_GROUP:*" 2>/dev/null || true)" in
-        *" FATAL "*) UNHEALTHY="supervisor gave up on a program that keeps exiting (waiting for ${"$"}{pending[*]})"; return 1 ;;
-      esac
-    fi
-    # Probe every pending program at once: a slow page should not delay the others' verdict.
-    local pids=() i=0
-    for p in "${"$"}{pending[@]}"; do IFS=: read -r name port path <<< "$p"; probe "$port" "$path" & pids+=($!); done
-    left=()
-    for p in "${"$"}{pending[@]}"; do wait "${"$"}{pids[$i]}" || left+=("$p"); i=$(( i + 1 )); done
-    [ ${"$"}{#left[@]} -eq 0 ] && return 0
-    pending=("${"$"}{left[@]}")
-    [ "$(date +%s)" -lt "$deadline" ] || { UNHEALTHY="no healthy answer within ${"$"}{limit}s from ${"$"}{left[*]}"; return 1; }
-    sleep "$interval"
-  done
-}`;
 var START_FAILED_CLEAN = 3;
 function programPorts(env, slot) {
   return Object.keys(env.config.programs).map((name2) => `${name2}:${slotPort(env, name2, slot)}`);
@@ -52592,7 +52613,7 @@ fi`
 }
 function switchTo(env, slot, releaseId2, certificateReady, operation = "deploy") {
   const L = layout(env);
-  const target2 = `${L.releases}/${releaseId2}`;
+  const target = `${L.releases}/${releaseId2}`;
   const host = env.config.domain ? ` -H ${quote(`Host: ${env.config.domain}`)}` : "";
   return {
     ...applyNginx({
@@ -52604,7 +52625,7 @@ function switchTo(env, slot, releaseId2, certificateReady, operation = "deploy")
       links: [[L.nginxSite, L.nginxSiteEnabled]],
       // The new `current` link and slot record exist before nginx changes (they need space and inodes under
       // the app's directory, which may be full): after the reload, two renames make them live.
-      before: String.raw`ln -sfn ${quote(target2)} ${quote(`${L.base}/.current.new`)}
+      before: String.raw`ln -sfn ${quote(target)} ${quote(`${L.base}/.current.new`)}
 printf '%s\n' ${quote(slot)} > ${quote(`${L.slotFile}.new`)}`,
       then: String.raw`for i in $(seq 100); do
   got=$(curl -s --max-time 1${host} http://127.0.0.1/.ops/slot 2>/dev/null || true)
@@ -52653,7 +52674,8 @@ live_pid=$!`;
     script: String.raw`${historyFunctions(env)}
 cur=$(readlink ${quote(L.current)} 2>/dev/null || true)
 slot=$(cat ${quote(L.slotFile)} 2>/dev/null || true)
-live_sha=""; if [ -n "$cur" ] && [ -f "$cur/REVISION" ]; then read -r live_sha < "$cur/REVISION" || true; fi
+# shellcheck disable=SC2034 # live_sha is read by what runs after this script in the lock step (a no-op deploy's finish)
+{ live_sha=""; if [ -n "$cur" ] && [ -f "$cur/REVISION" ]; then read -r live_sha < "$cur/REVISION" || true; fi; }
 live_pid=""
 ${wantLive ? options.target ? `if [ "$live_sha" = ${quote(options.target)} ]; then
 ${liveCheck}
@@ -52669,8 +52691,10 @@ release_reports
 slot_releases
 if [ -d ${quote(L.mirror)} ]; then
   git --git-dir=${quote(L.mirror)} for-each-ref --format='%(objectname)' refs/ops/ | sort -u | while read -r s; do ops_report known "$s"; done
-  for s in ${shas.map(quote).join(" ")}; do git --git-dir=${quote(L.mirror)} cat-file -e "$s^{commit}" 2>/dev/null && ops_report has "$s"; done
-  for o in ${(options.lfs ?? []).map(quote).join(" ")}; do [ -f ${quote(L.lfsStore)}/"${"$"}{o:0:2}/${"$"}{o:2:2}/$o" ] && ops_report lfs_has "$o"; done
+  wanted_shas=(${shas.map(quote).join(" ")})
+  for s in "${"$"}{wanted_shas[@]}"; do git --git-dir=${quote(L.mirror)} cat-file -e "$s^{commit}" 2>/dev/null && ops_report has "$s"; done
+  wanted_oids=(${(options.lfs ?? []).map(quote).join(" ")})
+  for o in "${"$"}{wanted_oids[@]}"; do [ -f ${quote(L.lfsStore)}/"${"$"}{o:0:2}/${"$"}{o:2:2}/$o" ] && ops_report lfs_has "$o"; done
   true
 fi
 for d in ${quote(L.deps)}/*/; do if [ -f "$d.complete" ]; then d=${"$"}{d%/}; ops_report deps_has "${"$"}{d##*/}"; fi; done
@@ -52701,10 +52725,10 @@ rm -f ${quote(pack)}`),
 git --git-dir=${quote(L.mirror)} cat-file -e ${quote(`${sha}^{commit}`)}`
     ),
     ...lfs.map(({ upload, oid }) => {
-      const target2 = `${L.lfsStore}/${oid.slice(0, 2)}/${oid.slice(2, 4)}/${oid}`;
+      const target = `${L.lfsStore}/${oid.slice(0, 2)}/${oid.slice(2, 4)}/${oid}`;
       return String.raw`[ "$(sha256sum < ${quote(upload)} | cut -d' ' -f1)" = ${quote(oid)} ] || { echo "Git LFS content ${oid} arrived damaged" >&2; exit 1; }
-install -d -m 0755 ${quote(target2.replace(/\/[^/]+$/, ""))}
-mv -f ${quote(upload)} ${quote(target2)}; chmod 0644 ${quote(target2)}`;
+install -d -m 0755 ${quote(target.replace(/\/[^/]+$/, ""))}
+mv -f ${quote(upload)} ${quote(target)}; chmod 0644 ${quote(target)}`;
     })
   ];
   return { name: "receive code", as: "root", timeout: 600, quiet: true, script: lines.join("\n") };
@@ -52766,63 +52790,6 @@ trap - EXIT
 echo "release ${meta.id} (${meta.sha.slice(0, 12)}, ${meta.ref}${meta.submodules?.length ? `, ${meta.submodules.length} submodule(s)` : ""}${meta.lfs?.length ? `, ${meta.lfs.length} Git LFS file(s)` : ""})"`
   };
 }
-function appEnvironment(env, release) {
-  const paths = runtimePaths(env);
-  const nodeBin = paths.node.replace(/\/node$/, "");
-  return String.raw`export PATH=${quote(`${release}/venv/bin:${nodeBin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`)}
-export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false
-cd ${quote(release)}`;
-}
-function dependencies(env, release, hashes) {
-  const L = layout(env);
-  const paths = runtimePaths(env);
-  const { python_requirements: req2, node_dir: nodeDir, python_installer: installer } = env.config.release;
-  const lines = [appEnvironment(env, release)];
-  if (req2) {
-    const venv = `${L.deps}/venv-${hashes.python}`;
-    const install = installer === "pip" ? String.raw`  ${quote(paths.python)} -m venv "$venv"
-  if [ -f ${quote(req2)} ]; then "$venv/bin/pip" install -q -r ${quote(req2)}; fi` : String.raw`  export UV_NO_PROGRESS=1 UV_PYTHON_DOWNLOADS=never UV_CACHE_DIR="$HOME/.cache/uv"
-  mkdir -p "$UV_CACHE_DIR"
-  # Hard links from the cache need one filesystem; across two, uv copies (said once here, not warned per file).
-  if [ "$(stat -c %d "$UV_CACHE_DIR")" != "$(stat -c %d ${quote(L.deps)})" ]; then export UV_LINK_MODE=copy; fi
-  ${quote(paths.uv)} venv -q --seed --python ${quote(paths.python)} "$venv"
-  if [ -f ${quote(req2)} ]; then
-    hashes=(); if grep -q -- '--hash=' ${quote(req2)}; then hashes=(--require-hashes); fi
-    ${quote(paths.uv)} pip install -q --python "$venv/bin/python" "${"$"}{hashes[@]}" -r ${quote(req2)}
-  fi`;
-    lines.push(String.raw`venv=${quote(venv)}
-if [ -f "$venv/.complete" ]; then
-  ops_report deps "python reused"
-else
-  rm -rf "$venv"
-${install}
-  touch "$venv/.complete"
-  ops_report deps "python installed (${installer})"
-fi
-ln -sfn "$venv" venv`);
-  }
-  if (nodeDir) {
-    const modules = `${L.deps}/node-${hashes.node}`;
-    lines.push(String.raw`nm=${quote(modules)}
-if [ -f "$nm/.complete" ]; then
-  ops_report deps "node reused"
-else
-  rm -rf "$nm" ${quote(`${nodeDir}/node_modules`)}
-  (cd ${quote(nodeDir)} && ${quote(paths.npm)} ci --prefer-offline --no-audit --no-fund --loglevel=error)
-  mkdir -p "$nm"
-  if [ -d ${quote(`${nodeDir}/node_modules`)} ]; then mv ${quote(`${nodeDir}/node_modules`)} "$nm/node_modules"; else mkdir "$nm/node_modules"; fi
-  touch "$nm/.complete"
-  ops_report deps "node installed"
-fi
-ln -sfn "$nm/node_modules" ${quote(`${nodeDir}/node_modules`)}`);
-  }
-  return { name: "dependencies", as: "app", timeout: 1800, script: lines.join("\n") };
-}
-function appCommand(env, release, name2, command2, timeout = 1800) {
-  return { name: name2, as: "app", timeout, script: `${appEnvironment(env, release)}
-${environLoader(layout(env).environFile)}
-${command2}` };
-}
 function markRelease(env, id, mark, why) {
   const dir = `${layout(env).releases}/${id}`;
   return {
@@ -52844,12 +52811,17 @@ function pruneReleases(env, remove) {
     as: "root",
     timeout: 300,
     quiet: true,
-    script: String.raw`cd ${quote(L.releases)}
+    script: String.raw`releases_dir=${quote(L.releases)}
+cd "$releases_dir"
+# The release directories that current, a slot's supervisor file or a running process point into.
 protected=$({ readlink ${quote(L.current)}
   sed -n 's/^directory=//p' ${quote(L.supervisorConf("blue"))} ${quote(L.supervisorConf("green"))}
   for p in /proc/[0-9]*; do readlink "$p/cwd"; done
-} 2>/dev/null | sed -n "s#^"${quote(L.releases)}"/\([^/ ]*\).*#\1#p" | sort -u || true)
-for r in ${remove.map(quote).join(" ")}; do
+} 2>/dev/null | while IFS= read -r d; do
+  case "$d" in "$releases_dir"/*) d=${"$"}{d#"$releases_dir"/}; d=${"$"}{d%%/*}; printf '%s\n' "${"$"}{d%% *}" ;; esac
+done | sort -u || true)
+remove=(${remove.map(quote).join(" ")})
+for r in "${"$"}{remove[@]}"; do
   [ -d "$r" ] || continue
   if grep -qxF -- "$r" <<< "$protected"; then ops_report kept_running "$r"; continue; fi
   rm -rf -- "$r"
@@ -52861,266 +52833,297 @@ for d in ${quote(L.deps)}/*; do
   [ -d "$d" ] || continue
   grep -qxF "$d" <<< "$used" || { rm -rf -- "$d"; ops_report pruned_deps "${"$"}{d##*/}"; }
 done
-keep_oids=$(cat */release.json 2>/dev/null | grep -oE '[0-9a-f]{64}' | sort -u || true)
+keep_oids=$(cat ./*/release.json 2>/dev/null | grep -oE '[0-9a-f]{64}' | sort -u || true)
 for f in ${quote(L.lfsStore)}/*/*/*; do
   [ -f "$f" ] || continue
   grep -qxF "${"$"}{f##*/}" <<< "$keep_oids" || rm -f -- "$f"
 done
-keep_shas=$({ cat */REVISION; cat */release.json | grep -oE '[0-9a-f]{40}' || true; } 2>/dev/null | sort -u)
+keep_shas=$({ cat ./*/REVISION; cat ./*/release.json | grep -oE '[0-9a-f]{40}' || true; } 2>/dev/null | sort -u)
 git --git-dir=${quote(L.mirror)} for-each-ref --format='%(refname)' refs/ops/sha/ | while read -r ref; do
   grep -qxF "${"$"}{ref##*/}" <<< "$keep_shas" || git --git-dir=${quote(L.mirror)} update-ref -d "$ref" || echo "could not drop $ref (next prune will)" >&2
 done`
   };
 }
 
-// core/ops/locked.ts
-import { randomBytes as randomBytes2 } from "node:crypto";
-
-// core/steps/audit.ts
-function auditLine(entry) {
-  return JSON.stringify(entry).replace(/\n/g, " ");
-}
-function auditTemplate(entry, vars) {
-  const marks = /* @__PURE__ */ new Map();
-  const withMarks = { ...entry };
-  for (const [field, variable] of Object.entries(vars)) {
-    if (!/^[a-z_][a-z0-9_]*$/.test(variable)) throw new Error(`not a shell variable name: ${variable}`);
-    const mark = `@@ops-${field}@@`;
-    marks.set(mark, variable);
-    withMarks[field] = mark;
+// core/ops/host-run.ts
+var HostRun = class {
+  constructor(ctx, remote, env) {
+    this.ctx = ctx;
+    this.remote = remote;
+    this.env = env;
   }
-  let word = quote(auditLine(withMarks));
-  for (const [mark, variable] of marks) word = word.split(mark).join(`'"\${${variable}}"'`);
-  return word;
-}
-
-// core/steps/lock.ts
-var CONNECTION_FUNCTIONS = String.raw`# proc_start PID: start time (field 22 of /proc/PID/stat, counted after the command name): tells a reused PID apart
-proc_start() { local s; s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1; s=${"$"}{s##*) }; set -- $s; printf '%s\n' "${"$"}{20}"; }
-# conn_pid: the SSH server process of this connection
-conn_pid() {
-  local p=$$ s c
-  while [ "$p" -gt 1 ]; do
-    s=$(cat "/proc/$p/stat" 2>/dev/null) || return 1
-    c=${"$"}{s#*(}; c=${"$"}{c%)*}
-    case "$c" in sshd|sshd-session|dropbear) printf '%s\n' "$p"; return 0 ;; esac
-    s=${"$"}{s##*) }; set -- $s; p=$2
-  done
-  return 1
-}`;
-var LOCK_STATE = String.raw`lock_state=free
-if [ -d "$lock" ]; then
-  pid=$(sed -n 's/^holder_pid=//p' "$lock/info" 2>/dev/null || true)
-  start=$(sed -n 's/^holder_start=//p' "$lock/info" 2>/dev/null || true)
-  if [ -n "$pid" ] && [ "$(proc_start "$pid" || true)" = "$start" ]; then lock_state=held; else lock_state=stale; fi
-fi`;
-var REPORT_HOLDER = String.raw`ops_report lock "$lock_state"
-if [ -f "$lock/info" ]; then while IFS= read -r line; do ops_report holder "$line"; done < "$lock/info"; fi`;
-var LOCK_BUSY_EXIT = 3;
-function acquireLock(env, req2, then = "", finish = "") {
-  const L = layout(env);
-  return {
-    name: "lock",
-    as: "root",
-    timeout: req2.wait + 30,
-    quiet: true,
-    script: String.raw`${CONNECTION_FUNCTIONS}
-lock=${quote(L.lock)}
-holder=$(conn_pid) || { echo "cannot find the SSH server process of this connection (no sshd ancestor of process $$): the lock needs OpenSSH or dropbear" >&2; exit 1; }
-install -d -m 0755 -o root -g root ${quote(L.base)} ${quote(L.state)}
-deadline=$(( $(date +%s) + ${req2.wait} ))
-while :; do
-  if made=$(mkdir "$lock" 2>&1); then
-    # The details are the lock's meaning: a lock without them (disk full) is given back at once.
-    if ! printf '%s\n' ${quote(`operation=${req2.operation}`)} ${quote(`actor=${req2.actor}`)} ${quote(`run=${req2.runUrl}`)} ${quote(`run_id=${req2.runId}`)} "since=$(date -u +%Y-%m-%dT%H:%M:%SZ)" "holder_pid=$holder" "holder_start=$(proc_start "$holder")" > "$lock/info"; then
-      rm -rf "$lock"
-      echo "cannot write the lock's details in $lock: no space left under ${L.base}?" >&2
-      exit 1
-    fi
-    ops_report lock acquired
-    ops_report holder_pid "$holder"
-    # Uploads left by an interrupted run (.env, initdata) are ours to remove now.
-    find ${quote(L.uploads)} -mindepth 1 -delete 2>/dev/null || true
-    break
-  fi
-  [ -d "$lock" ] || { echo "cannot take the lock: $made" >&2; exit 1; }
-  ${LOCK_STATE.replace(/\n/g, "\n  ")}
-  if [ "$lock_state" = stale ] || [ "$(date +%s)" -ge "$deadline" ]; then
-    ${REPORT_HOLDER.replace(/\n/g, "\n    ")}
-    exit ${LOCK_BUSY_EXIT}
-  fi
-  sleep 1
-done
-${then}${finish ? `
-${finish}` : ""}`
-  };
-}
-function releaseLock(env, runId, auditLines = [], ended = []) {
-  const stop = ended.length ? String.raw`left() { local p; for p in /proc/[0-9]*; do tr ' ' '
-' < "$p/environ" 2>/dev/null | grep -qxE ${quote(`OPS_CONNECTION=(${ended.join("|")})`)} && printf '%s ' "${"$"}{p#/proc/}"; done; return 0; }
-pids=$(left)
-if [ -n "$pids" ]; then
-  ops_report stopped "$pids"
-  kill -TERM $pids 2>/dev/null || true
-  for i in $(seq 50); do pids=$(left); [ -n "$pids" ] || break; sleep 0.2; done
-  if [ -n "$pids" ]; then kill -KILL $pids 2>/dev/null || true; fi
-fi
-` : "";
-  return {
-    name: "unlock",
-    as: "root",
-    timeout: 30,
-    quiet: true,
-    script: `${stop}${unlockScript(env, runId, auditLines.map(quote))}`
-  };
-}
-function unlockScript(env, runId, auditWords) {
-  const L = layout(env);
-  const audit = auditWords.length ? `if ! audit_err=$({ printf '%s\\n' ${auditWords.join(" ")} >> ${quote(L.audit)} && chmod 0644 ${quote(L.audit)}; } 2>&1); then
-  ops_report audit_failed "$(printf '%s' "$audit_err" | tr '\\n' ' ')"
-fi
-` : "";
-  return String.raw`${audit}lock=${quote(L.lock)}
-if [ "$(sed -n 's/^run_id=//p' "$lock/info" 2>/dev/null || true)" = ${quote(runId)} ]; then rm -rf "$lock"; ops_report lock released; fi`;
-}
-function parseLock(result) {
-  const holder = {};
-  for (const line of reportedAll(result, "holder")) {
-    const eq = line.indexOf("=");
-    if (eq > 0) holder[line.slice(0, eq)] = line.slice(eq + 1);
+  ctx;
+  remote;
+  env;
+  steps = [];
+  async run(step) {
+    const started = Date.now();
+    try {
+      return await (step.quiet ? this.remote.run(step) : this.ctx.reporter.group(`${this.remote.name} \xB7 ${step.name}`, () => this.remote.run(step)));
+    } catch (e) {
+      throw await this.diskFull(e);
+    } finally {
+      this.steps.push({ name: step.name, ms: Date.now() - started });
+    }
   }
-  return { state: reported(result, "lock") ?? "free", holder };
-}
-function describeHolder(h) {
-  if (!h.operation) return "an unknown run (the lock has no details)";
-  return `a ${h.operation} run by ${h.actor || "unknown"}, started ${h.since || "?"}${h.run ? ` (${h.run})` : ""}`;
-}
-
-// core/ops/locked.ts
-var LockError = class extends OpsError {
-};
-async function acquire(remote, env, request, inspect, finish, notOurs) {
-  const result = await remote.run(acquireLock(env, request, inspect?.script, finish), { allowFailure: true });
-  if (result.code === 0) return result;
-  if (parseLock(result).state !== "acquired") notOurs();
-  if (result.code !== LOCK_BUSY_EXIT) throw new StepError(inspect ? `lock, ${inspect.name}` : "lock", remote.name, result.code, tail(result.stderr), void 0, sudoHint(result.stderr, remote.login, remote.name));
-  const lock = parseLock(result);
-  if (lock.state === "stale")
-    throw new LockError(
-      `environment ${env.name} has a stale lock on ${remote.name}, left by ${describeHolder(lock.holder)}, which is no longer connected`,
-      `check that nothing is still running on the host (e.g. a half-done deploy), then release it: ops lock release ${env.name}`
+  async upload(content, path, mode) {
+    await this.remote.upload(content, path, { mode }).catch(async (e) => {
+      throw await this.diskFull(e);
+    });
+  }
+  /** A cleanup step whose own failure must not hide the original error. */
+  async tryRun(step) {
+    await this.remote.run(step, { allowFailure: true }).catch(() => void 0);
+  }
+  /**
+   * A failed step: was the disk full? Said in its error (ENOSPC), or not (a tool that hides its cause, like
+   * venv's ensurepip): the space and inodes left after it tell.
+   */
+  async diskFull(e) {
+    if (!(e instanceof StepError) || e.exitCode === null) return e;
+    const r = await this.remote.run(diskSpace(this.env), { allowFailure: true }).catch(() => void 0);
+    const disk = r && parseDisk(reported(r, "disk"));
+    const exhausted = disk && (disk.freeMb < 1 || disk.freeInodes !== void 0 && disk.freeInodes < 10);
+    if (!DISK_FULL.test(e.message) && !exhausted) return e;
+    const what = disk?.freeInodes === 0 ? "free inodes" : "disk space";
+    return new DiskFullError(
+      e,
+      `${this.remote.name} ran out of ${what}${disk ? `: ${describeDisk(disk)}` : ` under ${this.env.baseDir}`}`,
+      `free space on ${this.remote.name} under ${disk?.path ?? this.env.baseDir} (failed releases, old dependency sets under shared/deps, logs; or lower release.keep), then deploy again`
     );
-  throw new LockError(
-    `environment ${env.name} is locked on ${remote.name} by ${describeHolder(lock.holder)}`,
-    env.config.switch.lock_wait ? `waited ${env.config.switch.lock_wait}s; try again when it is done` : "wait until it is done (or set switch.lock_wait to queue behind it)"
-  );
-}
-function auditEntry(env, request, entry, now) {
-  return { time: now.toISOString(), environment: env.name, operation: request.operation, actor: request.actor, run: request.runUrl || void 0, ...entry };
-}
-function lockLeft(env, failures, cause) {
-  const left = `the lock of ${env.name} could not be released on ${failures.length === 1 ? "host " : "hosts:\n  "}${failures.join("\n  ")}`;
-  const release = `once nothing runs there any more, release it: ops lock release ${env.name}`;
-  if (cause === void 0) return new LockError(`the operation itself succeeded, but ${left}`, release);
-  const message = cause instanceof Error ? cause.message : String(cause);
-  const hint = cause instanceof OpsError && cause.hint ? `${cause.hint}; then ${release}` : release;
-  return new LockError(`${message}
-${left}`, hint);
-}
-async function withLock(ctx, session, operation, fn, options = {}) {
-  const env = session.env;
-  const info2 = runInfo(ctx.env);
-  const request = { operation, actor: info2.actor, runUrl: info2.runUrl, runId: randomBytes2(8).toString("hex"), wait: env.config.switch.lock_wait };
-  const mine = /* @__PURE__ */ new Set();
-  const pending = /* @__PURE__ */ new Map();
-  const inspected = /* @__PURE__ */ new Map();
-  const finished = /* @__PURE__ */ new Set();
-  const releaseOn = async (host, fresh = false) => {
-    const old = session.remote(host).connection;
-    let why = "";
-    for (const again of fresh ? [true] : [false, true]) {
-      try {
-        const remote = again ? await session.reconnect(host) : session.remote(host);
-        const r = await remote.run(releaseLock(env, request.runId, pending.get(host) ?? [], again ? [old] : []), { allowFailure: true });
-        if (r.code === 0) {
-          const audit = reported(r, "audit_failed");
-          if (audit !== void 0) ctx.reporter.warn(`${host}: the audit log could not be written (${audit.trim() || "no reason given"})`);
-          const stopped = reported(r, "stopped");
-          if (stopped) ctx.reporter.warn(`${host}: stopped what the run had left running there (processes ${stopped.trim()})`);
-          return void 0;
-        }
-        why = `the unlock step failed with exit code ${r.code}${r.stderr.trim() ? `: ${tail(r.stderr, 1)}` : ""}`;
-      } catch (e) {
-        why = (e instanceof Error ? e.message : String(e)).split("\n")[0];
-      }
-      if (!again) ctx.reporter.warn(`${host}: could not release the lock (${why}); trying again over a new connection`);
-    }
-    return `${host} (${why})`;
-  };
-  let releasing;
-  const releaseAll = (fresh = false) => releasing ??= Promise.all([...mine].map((h) => releaseOn(h, fresh))).then((failures) => failures.filter((f) => f !== void 0));
-  const onSignal = (signal) => {
-    ctx.reporter.error(`${signal} received: releasing the lock and stopping`);
-    for (const host of mine) pending.set(host, [...pending.get(host) ?? [], auditLine({ time: runnerNow(ctx).toISOString(), environment: env.name, operation, result: "failed", actor: info2.actor, run: info2.runUrl || void 0, message: `interrupted by ${signal}` })]);
-    void releaseAll(true).then((failures) => {
-      if (failures.length) ctx.reporter.error(ctx.reporter.redact(lockLeft(env, failures, new OpsError(`interrupted by ${signal}`)).message));
-    }).then(() => session.close()).finally(() => process.exit(130));
-  };
-  const finish = options.finish?.((entry, vars = {}) => unlockScript(env, request.runId, [auditTemplate(auditEntry(env, request, entry, runnerNow(ctx)), vars)]));
-  const settled = await Promise.allSettled(
-    [...session.remotes.values()].map(async (r) => {
-      mine.add(r.name);
-      const result2 = await acquire(r, env, request, options.inspect, finish, () => mine.delete(r.name));
-      inspected.set(r.name, result2);
-      if (parseLock(result2).state === "released") {
-        mine.delete(r.name);
-        finished.add(r.name);
-      }
-    })
-  );
-  const failed = settled.find((s) => s.status === "rejected");
-  if (failed) {
-    const left2 = await releaseAll();
-    throw left2.length ? lockLeft(env, left2, failed.reason) : failed.reason;
   }
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
-  const line = (entry) => auditLine(auditEntry(env, request, entry, runnerNow(ctx)));
-  const run = {
-    inspected,
-    audit(host, entry) {
-      pending.set(host, [...pending.get(host) ?? [], line(entry)]);
-    },
-    finished: (host) => finished.has(host),
-    closing(host, entry) {
-      run.audit(host, entry);
-      return unlockScript(env, request.runId, (pending.get(host) ?? []).map(quote));
-    },
-    closed(host, result2) {
-      if (parseLock(result2).state !== "released") return;
-      mine.delete(host);
-      finished.add(host);
-      pending.delete(host);
-    }
+};
+
+// core/ops/host-state.ts
+function parseState(r) {
+  const slot = reported(r, "slot");
+  const slotReleases = {};
+  for (const line of reportedAll(r, "slot_release")) {
+    const [s, id] = line.split(" ");
+    if ((s === "blue" || s === "green") && id) slotReleases[s] = id;
+  }
+  return {
+    provisioned: (reported(r, "provisioned") ?? "no") !== "no",
+    current: reported(r, "current") ?? "",
+    slot: slot === "blue" || slot === "green" ? slot : void 0,
+    releases: reportedAll(r, "release").map(parseReleaseRecord),
+    known: reportedAll(r, "known"),
+    has: reportedAll(r, "has"),
+    lfsHas: reportedAll(r, "lfs_has"),
+    certificate: reported(r, "certificate") === "yes",
+    liveHealth: reported(r, "live_health") ?? "",
+    hostTime: reported(r, "now"),
+    slotReleases,
+    disk: parseDisk(reported(r, "disk")),
+    depsHas: reportedAll(r, "deps_has"),
+    platform: reported(r, "platform")
   };
-  let result;
+}
+function pruneAfterSwitch(env, state, id, newSlot) {
+  const top = Math.max(0, ...state.releases.map((r) => Math.max(r.liveSeq ?? 0, r.eventSeq ?? 0)));
+  const releases = [...state.releases.filter((r) => r.id !== id), { id, sha: "", status: "ok", liveSeq: top + 1, eventSeq: top + 1 }];
+  const warm = env.config.switch.keep_previous && state.current && state.slot ? [{ id: state.current, slot: state.slot }] : [];
+  const kept = retention(releases, { keep: env.config.release.keep, keepFailed: env.config.release.keep_failed, current: id, warm: [...warm, { id, slot: newSlot }] });
+  return [...kept].filter(([, why]) => why === void 0).map(([r]) => r);
+}
+function liveOf(host, state) {
+  return { host, sha: state.releases.find((r) => r.id === state.current)?.sha ?? "", release: state.current };
+}
+async function readLive(ctx, env) {
   try {
-    result = await fn(run);
+    return await withSession(
+      ctx,
+      env,
+      (session) => Promise.all(
+        env.hosts.map(async (h) => {
+          try {
+            const state = parseState(await session.remote(h.name).run(deployState(env, void 0, { liveHealth: false, platform: env.hosts.length > 1 })));
+            return { ...liveOf(h.name, state), ...state.platform && { platform: state.platform } };
+          } catch (e) {
+            return { host: h.name, sha: "", release: "", error: e.message.split("\n")[0] };
+          }
+        })
+      )
+    );
   } catch (e) {
-    const left2 = await releaseAll();
-    throw left2.length ? lockLeft(env, left2, e) : e;
-  } finally {
-    await releaseAll();
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
+    return env.hosts.map((h) => ({ host: h.name, sha: "", release: "", error: e.message.split("\n")[0] }));
   }
-  const left = await releaseAll();
-  if (left.length) throw lockLeft(env, left);
-  return result;
+}
+
+// core/runinfo.ts
+import { hostname, userInfo } from "node:os";
+function clean(s) {
+  return s.replace(/[^\x20-\x7e]/g, "?").slice(0, 200);
+}
+function runUrl(processEnv = process.env) {
+  const { GITHUB_SERVER_URL: server, GITHUB_REPOSITORY: repo, GITHUB_RUN_ID: id } = processEnv;
+  return server && repo && id ? clean(`${server}/${repo}/actions/runs/${id}`) : "";
+}
+function runInfo(processEnv = process.env) {
+  if (processEnv.GITHUB_ACTIONS === "true" || processEnv.GITHUB_RUN_ID) {
+    return { actor: clean(processEnv.GITHUB_ACTOR ?? "github-actions"), runUrl: runUrl(processEnv), via: "github-actions" };
+  }
+  let user = processEnv.USER ?? "";
+  try {
+    user ||= userInfo().username;
+  } catch {
+  }
+  return { actor: clean(`${user || "unknown"}@${hostname()}`), runUrl: "", via: "cli" };
+}
+
+// core/tree-content.ts
+import { execFile } from "node:child_process";
+import { existsSync as existsSync5, mkdtempSync, rmSync, statSync as statSync2 } from "node:fs";
+import { tmpdir } from "node:os";
+import { join as join4, resolve as resolve3 } from "node:path";
+import { promisify } from "node:util";
+async function lsTree(repo, sha) {
+  const out = await git(repo, ["ls-tree", "-r", "-z", "-l", "--full-tree", sha]);
+  return out.split("\0").filter(Boolean).map((line) => {
+    const tab = line.indexOf("	");
+    const [mode = "", type = "", object2 = "", size2 = ""] = line.slice(0, tab).split(/\s+/);
+    return { mode, type, object: object2, size: Number(size2) || 0, path: line.slice(tab + 1) };
+  });
+}
+function parseLfsPointer(text) {
+  if (!text.startsWith("version https://git-lfs.github.com/spec/v1\n") && !text.startsWith("version https://hawser.github.com/spec/v1\n")) return void 0;
+  const oid = /^oid sha256:([0-9a-f]{64})$/m.exec(text)?.[1];
+  const size2 = /^size (\d+)$/m.exec(text)?.[1];
+  return oid && size2 ? { oid, size: Number(size2) } : void 0;
+}
+async function blobs(repo, ids) {
+  const out = /* @__PURE__ */ new Map();
+  if (!ids.length) return out;
+  const raw = await new Git(repo).bytes(["cat-file", "--batch"], { input: ids.join("\n") + "\n" });
+  let pos = 0;
+  for (const id of ids) {
+    const nl = raw.indexOf(10, pos);
+    const size2 = Number(raw.subarray(pos, nl).toString().split(" ")[2] ?? 0);
+    out.set(id, raw.subarray(nl + 1, nl + 1 + size2).toString("utf8"));
+    pos = nl + 1 + size2 + 1;
+  }
+  return out;
+}
+async function attributes(repo, sha, attr, paths) {
+  const out = /* @__PURE__ */ new Map();
+  if (!paths.length) return out;
+  const dir = mkdtempSync(join4(tmpdir(), "ops-attr-"));
+  try {
+    const env = { GIT_INDEX_FILE: join4(dir, "index") };
+    await git(repo, ["read-tree", sha], { env });
+    const f = (await git(repo, ["check-attr", "-z", "--cached", "--stdin", attr], { env, input: paths.join("\0") + "\0" })).split("\0");
+    for (let i = 0; i + 2 < f.length; i += 3) out.set(f[i], f[i + 2]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return out;
+}
+async function archiveListing(repo, sha) {
+  const dir = mkdtempSync(join4(tmpdir(), "ops-archive-"));
+  try {
+    const file = join4(dir, "release.tar");
+    await git(repo, ["archive", "--format=tar", "-o", file, sha]);
+    const { stdout } = await promisify(execFile)("tar", ["-tf", file], { maxBuffer: 256 * 1024 * 1024 });
+    return new Set(stdout.split("\n").filter(Boolean));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+async function absoluteGitDir(repo, which2) {
+  return (await git(repo, ["rev-parse", ...which2 === "--git-common-dir" ? ["--path-format=absolute"] : [], which2])).trim();
+}
+async function lfsObjects(gitDir) {
+  const storage = (await git(gitDir, ["config", "--get", "lfs.storage"]).catch(() => "")).trim();
+  return join4(storage ? resolve3(gitDir, storage) : join4(gitDir, "lfs"), "objects");
+}
+async function treeContent(repo, sha) {
+  const content = { submodules: [], lfs: [], exportIgnored: [] };
+  const missingSubmodules = [];
+  const missingLfs = [];
+  const visit = async (dir, gitDir, commit, prefix, worktree) => {
+    const entries = await lsTree(dir, commit);
+    const attrFiles = entries.filter((e) => e.type === "blob" && (e.path === ".gitattributes" || e.path.endsWith("/.gitattributes")));
+    const attrText = [...(await blobs(dir, attrFiles.map((e) => e.object))).values()].join("\n");
+    const links = entries.filter((e) => e.type === "commit");
+    if (links.length) {
+      const names = /* @__PURE__ */ new Map();
+      const list2 = entries.some((e) => e.path === ".gitmodules") ? await git(dir, ["config", "--blob", `${commit}:.gitmodules`, "--null", "--list"]).catch(() => "") : "";
+      for (const item of list2.split("\0")) {
+        const m = /^submodule\.(.+)\.path\n([\s\S]*)$/.exec(item);
+        if (m) names.set(m[2], m[1]);
+      }
+      for (const link of links) {
+        const name2 = names.get(link.path) ?? link.path;
+        const candidates = [join4(gitDir, "modules", name2), ...worktree ? [join4(worktree, link.path)] : []];
+        let found;
+        for (const c of candidates) {
+          if (!existsSync5(c)) continue;
+          const subGitDir = await absoluteGitDir(c, "--absolute-git-dir").catch(() => void 0);
+          if (!subGitDir || subGitDir === gitDir) continue;
+          if (await new Git(subGitDir).commit(link.object)) {
+            found = subGitDir;
+            break;
+          }
+        }
+        const path = `${prefix}${link.path}`;
+        if (!found) {
+          missingSubmodules.push(`${path} (commit ${link.object.slice(0, 12)})`);
+          continue;
+        }
+        content.submodules.push({ path, sha: link.object, gitDir: found });
+        await visit(found, found, link.object, `${path}/`, worktree ? join4(worktree, link.path) : void 0);
+      }
+    }
+    if (/filter=lfs/.test(attrText)) {
+      const small = entries.filter((e) => e.type === "blob" && e.size < 1024);
+      const text = await blobs(dir, small.map((e) => e.object));
+      const pointers = small.map((e) => ({ e, p: parseLfsPointer(text.get(e.object) ?? "") })).filter((x) => x.p);
+      const filters = await attributes(dir, commit, "filter", pointers.map((x) => x.e.path));
+      const store = await lfsObjects(gitDir);
+      for (const { e, p } of pointers) {
+        if (filters.get(e.path) !== "lfs") continue;
+        const file = join4(store, p.oid.slice(0, 2), p.oid.slice(2, 4), p.oid);
+        const path = `${prefix}${e.path}`;
+        if (existsSync5(file) && statSync2(file).size === p.size) content.lfs.push({ path, oid: p.oid, size: p.size, file });
+        else missingLfs.push(path);
+      }
+    }
+    if (/export-ignore/.test(attrText)) {
+      const listed = await archiveListing(dir, commit);
+      const gone = entries.filter((e) => e.type === "blob" && !listed.has(e.path)).map((e) => e.path);
+      const dirs = /* @__PURE__ */ new Set();
+      for (const p of gone) {
+        const parts = p.split("/");
+        for (let i = 1; i < parts.length; i++) {
+          const d = parts.slice(0, i).join("/");
+          if (!listed.has(`${d}/`)) {
+            dirs.add(`${d}/`);
+            break;
+          }
+        }
+      }
+      content.exportIgnored.push(...[...dirs].map((d) => `${prefix}${d}`), ...gone.filter((p) => ![...dirs].some((d) => p.startsWith(d))).map((p) => `${prefix}${p}`));
+    }
+  };
+  const root = await absoluteGitDir(repo, "--git-common-dir");
+  const top = (await git(repo, ["rev-parse", "--show-toplevel"]).catch(() => "")).trim() || void 0;
+  await visit(repo, root, sha, "", top);
+  const problems = [];
+  if (missingSubmodules.length) problems.push(`submodule${missingSubmodules.length > 1 ? "s" : ""} not checked out on this runner: ${missingSubmodules.join(", ")}`);
+  if (missingLfs.length) problems.push(`Git LFS file${missingLfs.length > 1 ? "s" : ""} without content on this runner (only the pointer): ${missingLfs.slice(0, 10).join(", ")}${missingLfs.length > 10 ? ` and ${missingLfs.length - 10} more` : ""}`);
+  if (problems.length)
+    throw new OpsError(
+      `${sha.slice(0, 12)} cannot be deployed complete: ${problems.join("; ")}; nothing was changed`,
+      [
+        missingSubmodules.length ? "check out with submodules (actions/checkout with `submodules: recursive`; on a laptop: git submodule update --init --recursive)" : "",
+        missingLfs.length ? "fetch the LFS content (actions/checkout with `lfs: true`; on a laptop: git lfs pull)" : ""
+      ].filter(Boolean).join("; ")
+    );
+  return content;
 }
 
 // core/ops/secrets.ts
-import { existsSync as existsSync7 } from "node:fs";
+import { existsSync as existsSync8 } from "node:fs";
 import { join as join8 } from "node:path";
 
 // core/packages.ts
@@ -53130,17 +53133,17 @@ function packagesNeedSecrets(env) {
 }
 
 // core/secrets/sops.ts
-import { randomBytes as randomBytes10 } from "node:crypto";
+import { randomBytes as randomBytes9 } from "node:crypto";
 import { readFile as readFile2 } from "node:fs/promises";
 
 // core/secrets/atomic.ts
-import { randomBytes as randomBytes3 } from "node:crypto";
+import { randomBytes as randomBytes2 } from "node:crypto";
 import { open as open2, rename as rename2, rm as rm2, stat as stat2 } from "node:fs/promises";
 import { basename, dirname, join as join5 } from "node:path";
 async function writeFileAtomic(file, content, mode) {
   const dir = dirname(file);
   const keep = mode ?? await stat2(file).then((s) => s.mode & 511, () => 420);
-  const tmp = join5(dir, `.${basename(file)}.${process.pid}.${randomBytes3(6).toString("hex")}.tmp`);
+  const tmp = join5(dir, `.${basename(file)}.${process.pid}.${randomBytes2(6).toString("hex")}.tmp`);
   const fh = await open2(tmp, "wx", keep);
   try {
     try {
@@ -53167,77 +53170,7 @@ async function writeFileAtomic(file, content, mode) {
 }
 
 // core/secrets/cipher.ts
-import { createCipheriv, createDecipheriv, createHash as createHash4, randomBytes as randomBytes4 } from "node:crypto";
-
-// core/secrets/tree.ts
-var import_yaml3 = __toESM(require_dist(), 1);
-
-// core/secrets/comments.ts
-var import_yaml2 = __toESM(require_dist(), 1);
-function positions(text) {
-  const starts = [0];
-  for (let i = 0; i < text.length; i++) if (text[i] === "\n") starts.push(i + 1);
-  return (offset) => {
-    let lo = 0;
-    let hi = starts.length - 1;
-    while (lo < hi) {
-      const mid = lo + hi + 1 >> 1;
-      if (starts[mid] <= offset) lo = mid;
-      else hi = mid - 1;
-    }
-    return { line: lo, col: offset - starts[lo] };
-  };
-}
-function commentTokens(text) {
-  const at2 = positions(text);
-  const found = [];
-  const scan = (x) => {
-    if (!x || typeof x !== "object") return;
-    if (Array.isArray(x)) {
-      for (const y of x) scan(y);
-      return;
-    }
-    const t = x;
-    if (t.type === "comment" && typeof t.offset === "number" && typeof t.source === "string") found.push({ offset: t.offset, source: t.source });
-    for (const v of Object.values(x)) if (typeof v === "object") scan(v);
-  };
-  for (const doc of new import_yaml2.Parser().parse(text)) scan(doc);
-  const seen = /* @__PURE__ */ new Set();
-  return found.filter((c) => !seen.has(c.offset) && seen.add(c.offset)).sort((a, b) => a.offset - b.offset).map((c) => {
-    const { line, col } = at2(c.offset);
-    const lineStart = c.offset - col;
-    return { offset: c.offset, line, col, text: c.source.replace(/^#/, "").replace(/\r$/, ""), fullLine: text.slice(lineStart, c.offset).trim() === "" };
-  });
-}
-function attach(branch, before, token, inline = false) {
-  const c = { before, text: token.text, ...inline ? { inline: true } : {} };
-  (branch.node.comments ??= []).push(c);
-}
-var size = (b) => b.node.kind === "map" ? b.node.entries.length : b.node.items.length;
-function placeComments(tokens, anchors, root) {
-  for (const t of tokens) {
-    if (!t.fullLine) {
-      const onLine = anchors.filter((a) => a.line === t.line && a.offset < t.offset).at(-1);
-      if (onLine) {
-        attach(onLine.branch, onLine.index, t, onLine.scalarOnLine);
-        continue;
-      }
-    }
-    const next = anchors.find((a) => a.offset > t.offset);
-    const prev = anchors.filter((a) => a.offset < t.offset).at(-1);
-    if (next && (t.col <= next.col || !prev)) {
-      attach(next.branch, next.index, t);
-      continue;
-    }
-    if (!prev) {
-      attach(root, size(root), t);
-      continue;
-    }
-    let b = prev.branch;
-    while (b.col > t.col && b.parent) b = b.parent.branch;
-    attach(b, size(b), t);
-  }
-}
+import { createCipheriv, createDecipheriv, createHash as createHash4, randomBytes as randomBytes3 } from "node:crypto";
 
 // core/secrets/goyaml.ts
 var INT64_MIN = -(2n ** 63n);
@@ -53374,68 +53307,6 @@ function formatOf(file) {
   }
   throw new OpsError(`${file}: cannot tell its format from its name`, "name it *.yaml, *.yml or *.json");
 }
-function goFormatFloat(v) {
-  if (Number.isNaN(v)) return "NaN";
-  if (v === Infinity) return "+Inf";
-  if (v === -Infinity) return "-Inf";
-  if (v === 0) return Object.is(v, -0) ? "-0" : "0";
-  const s = String(v);
-  const m = /^(-?)(\d)(?:\.(\d+))?e([+-]\d+)$/.exec(s);
-  if (!m) return s;
-  const [, sign, lead, frac = "", expText] = m;
-  const digits = lead + frac;
-  const point = 1 + Number(expText);
-  if (point <= 0) return `${sign}0.${"0".repeat(-point)}${digits}`;
-  if (point >= digits.length) return sign + digits + "0".repeat(point - digits.length);
-  return `${sign}${digits.slice(0, point)}.${digits.slice(point)}`;
-}
-function scalarText(node) {
-  switch (node.type) {
-    case "str":
-      return node.value;
-    case "int":
-      return String(node.value);
-    case "float":
-      return goFormatFloat(node.value);
-    case "bool":
-      return node.value ? "True" : "False";
-    case "time":
-      return node.value;
-  }
-}
-function parseScalarText(text, type) {
-  switch (type) {
-    case "str":
-    case "bytes":
-      return str(text);
-    case "int":
-    case "int64": {
-      if (!/^[+-]?\d+$/.test(text)) throw new Error(`"int" value is not an integer`);
-      const n = BigInt(text);
-      if (n < -(2n ** 63n) || n >= 2n ** 63n) throw new Error('"int" value is out of the 64-bit range');
-      return { kind: "scalar", type: "int", value: intValue(n) };
-    }
-    case "time": {
-      const t = parseRfc3339(text);
-      if (!t) throw new Error('"time" value is not an RFC 3339 time');
-      return { kind: "scalar", type: "time", value: t };
-    }
-    case "float": {
-      let n;
-      if (/^[+-]?(inf|infinity)$/i.test(text)) n = text.startsWith("-") ? -Infinity : Infinity;
-      else if (/^nan$/i.test(text)) n = NaN;
-      else if (/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(text)) n = Number(text);
-      else throw new Error(`"float" value is not a number`);
-      return { kind: "scalar", type: "float", value: n };
-    }
-    case "bool":
-      if (["1", "t", "T", "TRUE", "true", "True"].includes(text)) return { kind: "scalar", type: "bool", value: true };
-      if (["0", "f", "F", "FALSE", "false", "False"].includes(text)) return { kind: "scalar", type: "bool", value: false };
-      throw new Error(`"bool" value is neither true nor false`);
-    default:
-      throw new Error(`unknown value type "${type}" (this tool reads str, int, float, bool, time)`);
-  }
-}
 function showPath(path) {
   let out = "";
   for (const p of path) out += typeof p === "number" ? `[${p}]` : out ? `.${p}` : p;
@@ -53530,247 +53401,69 @@ function toPlain(node) {
     }
   }
 }
-function lineCol(text, offset) {
-  const before = text.slice(0, offset);
-  const line = before.split("\n").length;
-  const col = offset - before.lastIndexOf("\n");
-  return `line ${line}, column ${col}`;
+
+// core/secrets/tree-scalars.ts
+function goFormatFloat(v) {
+  if (Number.isNaN(v)) return "NaN";
+  if (v === Infinity) return "+Inf";
+  if (v === -Infinity) return "-Inf";
+  if (v === 0) return Object.is(v, -0) ? "-0" : "0";
+  const s = String(v);
+  const m = /^(-?)(\d)(?:\.(\d+))?e([+-]\d+)$/.exec(s);
+  if (!m) return s;
+  const [, sign, lead, frac = "", expText] = m;
+  const digits = lead + frac;
+  const point = 1 + Number(expText);
+  if (point <= 0) return `${sign}0.${"0".repeat(-point)}${digits}`;
+  if (point >= digits.length) return sign + digits + "0".repeat(point - digits.length);
+  return `${sign}${digits.slice(0, point)}.${digits.slice(point)}`;
 }
-function goNode(v, where) {
-  if (v.type === "null") return { kind: "null" };
-  if (v.type === "uint64") throw new OpsError(`${where()}: the integer ${v.value} is above the 64-bit signed range sops accepts`, "quote it to store it as a string");
-  return { kind: "scalar", type: v.type, value: v.value };
-}
-function parseTree(text, format, options) {
-  const { file } = options;
-  const docs = (0, import_yaml3.parseAllDocuments)(text, {
-    intAsBigInt: true,
-    uniqueKeys: true,
-    prettyErrors: false,
-    // YAML: every scalar as its source text, resolved below as Go does; JSON: the JSON schema
-    schema: format === "json" ? "json" : "failsafe",
-    merge: false,
-    keepSourceTokens: false
-  });
-  if (!Array.isArray(docs) || docs.length === 0) return { kind: "map", entries: [] };
-  if (docs.length > 1) {
-    throw new OpsError(`${file} holds ${docs.length} YAML documents`, "keep one document (no `---` separators) per secrets file");
+function scalarText(node) {
+  switch (node.type) {
+    case "str":
+      return node.value;
+    case "int":
+      return String(node.value);
+    case "float":
+      return goFormatFloat(node.value);
+    case "bool":
+      return node.value ? "True" : "False";
+    case "time":
+      return node.value;
   }
-  const doc = docs[0];
-  const err = doc.errors[0];
-  if (err) {
-    const where = err.pos ? ` at ${lineCol(text, err.pos[0])}` : "";
-    throw new OpsError(`${file} is not valid ${format === "json" ? "JSON" : "YAML"}${where}: ${err.message.split("\n")[0]}`, "fix the syntax and try again");
-  }
-  const scalar = (node, path) => {
-    const v = node.value;
-    const where = () => `${file}: ${showPath(path)}`;
-    if (format === "json") {
-      if (v === null || v === void 0) return { kind: "null" };
-      if (typeof v === "string") return str(v);
-      if (typeof v === "boolean") return { kind: "scalar", type: "bool", value: v };
-      if (typeof v === "bigint") return v >= -(2n ** 63n) && v < 2n ** 63n ? { kind: "scalar", type: "int", value: intValue(v) } : { kind: "scalar", type: "float", value: Number(v) };
-      if (typeof v === "number") return { kind: "scalar", type: "float", value: v };
-      throw new OpsError(`${where()}: unsupported value`, "use strings, numbers, booleans, lists and maps only");
-    }
-    if (v instanceof Uint8Array) return str(Buffer.from(v).toString("utf8"));
-    try {
-      return goNode(resolveScalar(String(v ?? ""), node.type === "PLAIN" || node.type === void 0, node.tag), where);
-    } catch (e) {
-      if (e instanceof OpsError) throw e;
-      throw new OpsError(`${where()}: ${e.message}`, "remove the tag, or give a value of that type");
-    }
-  };
-  const root = doc.contents;
-  if (root === null || (0, import_yaml3.isScalar)(root) && scalar(root, []).kind === "null") return { kind: "map", entries: [] };
-  if (!(0, import_yaml3.isMap)(root)) {
-    throw new OpsError(`${file}: the top level must be a map of keys to values`, "write it as `key: value` lines");
-  }
-  let aliases = 0;
-  const at2 = positions(text);
-  const anchors = [];
-  const anchor = (offset, branch, index, value) => {
-    if (format !== "yaml" || offset === void 0 || aliases) return void 0;
-    const { line, col } = at2(offset);
-    const v = (0, import_yaml3.isAlias)(value) ? void 0 : value;
-    const scalarOnLine = !((0, import_yaml3.isMap)(v) || (0, import_yaml3.isSeq)(v)) || Boolean(v?.flow) || (v?.range ? at2(v.range[0]).line === line : true);
-    const a = { offset, line, col, branch, index, scalarOnLine };
-    anchors.push(a);
-    return a;
-  };
-  const offsetOf2 = (node) => node?.range?.[0];
-  const convert = (node, path, parent) => {
-    if ((0, import_yaml3.isAlias)(node)) {
-      if (++aliases > 1e3) throw new OpsError(`${file}: too many YAML aliases`, "expand the aliases (*name) by hand");
-      if (path.length > 100) throw new OpsError(`${file}: ${showPath(path)}: nesting is too deep (recursive alias?)`);
-      const resolved = convert(node.resolve(doc), path);
-      aliases--;
-      return resolved;
-    }
-    if (path.length > 100) throw new OpsError(`${file}: ${showPath(path)}: nesting is too deep`);
-    if ((0, import_yaml3.isMap)(node)) {
-      const out = { kind: "map", entries: [] };
-      const branch = { node: out, col: 0, parent };
-      node.items.forEach((pair, i) => {
-        const key = keyOf(pair.key, path);
-        const a = anchor(offsetOf2(pair.key), branch, i, pair.value);
-        if (a && i === 0) branch.col = a.col;
-        out.entries.push([key, convert(pair.value, [...path, key], a)]);
-      });
-      if (!parent && path.length === 0) rootBranch = branch;
-      return out;
-    }
-    if ((0, import_yaml3.isSeq)(node)) {
-      const out = { kind: "list", items: [] };
-      const branch = { node: out, col: 0, parent };
-      node.items.forEach((item, i) => {
-        let o = offsetOf2(item);
-        if (o !== void 0 && !node.flow) {
-          let d = o - 1;
-          while (d >= 0 && (text[d] === " " || text[d] === "	")) d--;
-          if (text[d] === "-") o = d;
-        }
-        const a = anchor(o, branch, i, item);
-        if (a && i === 0) branch.col = a.col;
-        out.items.push(convert(item, [...path, i], a));
-      });
-      return out;
-    }
-    if (node === null || node === void 0) return { kind: "null" };
-    if ((0, import_yaml3.isScalar)(node)) return scalar(node, path);
-    throw new OpsError(`${file}: ${showPath(path)}: unsupported value`, "use strings, numbers, booleans, lists and maps only");
-  };
-  let rootBranch;
-  const keyOf = (key, path) => {
-    const k = (0, import_yaml3.isAlias)(key) ? key.resolve(doc) : key;
-    if ((0, import_yaml3.isScalar)(k)) {
-      const v = scalar(k, path);
-      if (v.kind === "scalar" && v.type === "str") return v.value;
-      const source = String(k.value ?? "");
-      if (options.keys === "lenient" && v.kind === "scalar") return typeof k.source === "string" ? k.source : source;
-      throw new OpsError(
-        `${file}: ${showPath(path)}: the key ${source || "null"} is not a string (sops accepts string keys only)`,
-        `quote it: "${source}":`
-      );
-    }
-    throw new OpsError(`${file}: ${showPath(path)}: a map or list used as a key`, "use string keys only");
-  };
-  const tree = convert(root, []);
-  if (format === "yaml" && rootBranch) placeComments(commentTokens(text), anchors, rootBranch);
-  return tree;
 }
-function needsQuotesForGo(s) {
-  if (s === "" || plainChangesMeaning(s)) return true;
-  return /^(y|Y|yes|Yes|YES|n|N|no|No|NO|on|On|ON|off|Off|OFF)$/.test(s);
-}
-function yamlScalar(node) {
-  if (node.kind === "null") return new import_yaml3.Scalar(null);
-  const s = new import_yaml3.Scalar(node.value);
-  if (node.type === "str" && needsQuotesForGo(node.value)) s.type = import_yaml3.Scalar.QUOTE_DOUBLE;
-  if (node.type === "float" && Number.isInteger(node.value)) s.minFractionDigits = 1;
-  if (node.type === "time") s.type = import_yaml3.Scalar.PLAIN;
-  return s;
-}
-function split(node, i, value) {
-  const here = commentsAt(node, i);
-  const scalar = value !== void 0 && value.kind !== "map" && value.kind !== "list";
-  return { head: here.filter((c) => !(c.inline && scalar)).map((c) => c.text), inline: here.filter((c) => c.inline && scalar).map((c) => c.text) };
-}
-var joinComment = (lines) => lines.length ? lines.join("\n") : void 0;
-function toYamlNode(node) {
-  switch (node.kind) {
-    case "map": {
-      const m = new import_yaml3.YAMLMap();
-      node.entries.forEach(([k, v], i) => {
-        const key = yamlScalar(str(k));
-        const value = toYamlNode(v);
-        const { head, inline } = split(node, i, v);
-        if (head.length) key.commentBefore = joinComment(head);
-        if (inline.length) value.comment = inline.join(" #");
-        m.items.push(new import_yaml3.Pair(key, value));
-      });
-      const tail2 = commentsAt(node, node.entries.length).map((c) => c.text);
-      if (tail2.length) m.comment = joinComment(tail2);
-      return m;
+function parseScalarText(text, type) {
+  switch (type) {
+    case "str":
+    case "bytes":
+      return str(text);
+    case "int":
+    case "int64": {
+      if (!/^[+-]?\d+$/.test(text)) throw new Error(`"int" value is not an integer`);
+      const n = BigInt(text);
+      if (n < -(2n ** 63n) || n >= 2n ** 63n) throw new Error('"int" value is out of the 64-bit range');
+      return { kind: "scalar", type: "int", value: intValue(n) };
     }
-    case "list": {
-      const s = new import_yaml3.YAMLSeq();
-      node.items.forEach((v, i) => {
-        const item = toYamlNode(v);
-        const { head, inline } = split(node, i, v);
-        if (head.length) item.commentBefore = joinComment(head);
-        if (inline.length) item.comment = inline.join(" #");
-        s.items.push(item);
-      });
-      const tail2 = commentsAt(node, node.items.length).map((c) => c.text);
-      if (tail2.length) s.comment = joinComment(tail2);
-      return s;
+    case "time": {
+      const t = parseRfc3339(text);
+      if (!t) throw new Error('"time" value is not an RFC 3339 time');
+      return { kind: "scalar", type: "time", value: t };
     }
+    case "float": {
+      let n;
+      if (/^[+-]?(inf|infinity)$/i.test(text)) n = text.startsWith("-") ? -Infinity : Infinity;
+      else if (/^nan$/i.test(text)) n = NaN;
+      else if (/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(text)) n = Number(text);
+      else throw new Error(`"float" value is not a number`);
+      return { kind: "scalar", type: "float", value: n };
+    }
+    case "bool":
+      if (["1", "t", "T", "TRUE", "true", "True"].includes(text)) return { kind: "scalar", type: "bool", value: true };
+      if (["0", "f", "F", "FALSE", "false", "False"].includes(text)) return { kind: "scalar", type: "bool", value: false };
+      throw new Error(`"bool" value is neither true nor false`);
     default:
-      return yamlScalar(node);
+      throw new Error(`unknown value type "${type}" (this tool reads str, int, float, bool, time)`);
   }
-}
-var CURRENT_LAYOUT = { yamlIndent: 4, jsonIndent: "	", legacyMetadata: false };
-var LEGACY_LAYOUT = { yamlIndent: 2, jsonIndent: "  ", legacyMetadata: true };
-function detectLayout(text, format, sops) {
-  const legacyMetadata = sops !== void 0 && getEntry(sops, "kms") !== void 0;
-  const base = legacyMetadata ? LEGACY_LAYOUT : CURRENT_LAYOUT;
-  if (format === "json") {
-    const m2 = /^([ \t]+)"/m.exec(text);
-    return { ...base, jsonIndent: m2 ? m2[1] : base.jsonIndent };
-  }
-  const m = /^( +)\S/m.exec(text);
-  const n = m ? m[1].length : 0;
-  return { ...base, yamlIndent: n >= 1 && n <= 8 ? n : base.yamlIndent };
-}
-function toYaml(tree, indent2 = 2) {
-  if (tree.entries.length === 0) {
-    const only = (tree.comments ?? []).map((c) => `#${c.text}
-`).join("");
-    return `${only}{}
-`;
-  }
-  const doc = new import_yaml3.Document();
-  const root = toYamlNode(tree);
-  if (root.comment) {
-    doc.comment = root.comment;
-    root.comment = void 0;
-  }
-  doc.contents = root;
-  return doc.toString({ lineWidth: 0, minContentWidth: 0, indent: indent2, indentSeq: true });
-}
-function goJsonString(s) {
-  return JSON.stringify(s).replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
-}
-function jsonValue(node, indent2, step) {
-  const inner = indent2 + step;
-  switch (node.kind) {
-    case "null":
-      return "null";
-    case "scalar":
-      if (node.type === "str") return goJsonString(node.value);
-      if (node.type === "bool") return node.value ? "true" : "false";
-      if (node.type === "time") return goJsonString(node.value);
-      if (typeof node.value === "bigint") return String(node.value);
-      if (!Number.isFinite(node.value)) throw new OpsError(`${node.value} cannot be written in JSON`);
-      return JSON.stringify(node.value);
-    case "list":
-      if (node.items.length === 0) return "[]";
-      return `[
-${node.items.map((v) => inner + jsonValue(v, inner, step)).join(",\n")}
-${indent2}]`;
-    case "map":
-      if (node.entries.length === 0) return "{}";
-      return `{
-${node.entries.map(([k, v]) => `${inner}${goJsonString(k)}: ${jsonValue(v, inner, step)}`).join(",\n")}
-${indent2}}`;
-  }
-}
-function toJson(tree, indent2 = "  ") {
-  return jsonValue(tree, "", indent2) + "\n";
-}
-function printTree(tree, format, layout2 = LEGACY_LAYOUT) {
-  return format === "json" ? toJson(tree, layout2.jsonIndent) : toYaml(tree, layout2.yamlIndent);
 }
 
 // core/secrets/cipher.ts
@@ -53795,7 +53488,7 @@ function parseEnc(value) {
 function formatEnc(enc) {
   return `ENC[AES256_GCM,data:${enc.data.toString("base64")},iv:${enc.iv.toString("base64")},tag:${enc.tag.toString("base64")},type:${enc.type}]`;
 }
-function sealText(plaintext, type, key, aad, iv = randomBytes4(IV_BYTES)) {
+function sealText(plaintext, type, key, aad, iv = randomBytes3(IV_BYTES)) {
   const c = createCipheriv("aes-256-gcm", key, iv);
   c.setAAD(Buffer.from(aad, "utf8"));
   const data = Buffer.concat([c.update(plaintext, "utf8"), c.final()]);
@@ -54785,10 +54478,10 @@ var MachineUTF8Input = class MachineUTF8Input2 extends MachineInputBase {
     this.end = end;
   }
   hasString(prefilter, pos) {
-    const target2 = prefilter.bytes;
-    if (target2.length === 0) return true;
-    const idx = this.indexOf(this.bytes, target2, this.start + pos);
-    return idx !== -1 && idx <= this.end - target2.length;
+    const target = prefilter.bytes;
+    if (target.length === 0) return true;
+    const idx = this.indexOf(this.bytes, target, this.start + pos);
+    return idx !== -1 && idx <= this.end - target.length;
   }
   hasAnyString(prefilter, pos) {
     return prefilter.automaton8().searchUTF8(this.bytes, this.start + pos, this.end);
@@ -54855,10 +54548,10 @@ var MachineUTF8Input = class MachineUTF8Input2 extends MachineInputBase {
     const r2 = pos < this.end ? this.step(pos - this.start) >> 3 : -1;
     return Utils.emptyOpContext(r1, r2);
   }
-  indexOf(source, target2, fromIndex = 0) {
-    let targetLength = target2.length;
+  indexOf(source, target, fromIndex = 0) {
+    let targetLength = target.length;
     if (targetLength === 0) return fromIndex <= this.end ? fromIndex : -1;
-    const firstByte = target2[0];
+    const firstByte = target[0];
     let limit = this.end - targetLength;
     const hasNativeIndexOf = typeof source.indexOf === "function";
     let i = fromIndex;
@@ -54871,7 +54564,7 @@ var MachineUTF8Input = class MachineUTF8Input2 extends MachineInputBase {
         if (i > limit) return -1;
       }
       let match = true;
-      for (let j = 1; j < targetLength; j++) if (source[i + j] !== target2[j]) {
+      for (let j = 1; j < targetLength; j++) if (source[i + j] !== target[j]) {
         match = false;
         break;
       }
@@ -58320,7 +58013,7 @@ var StringIterator = class {
     return this.rest();
   }
 };
-var Parser2 = class Parser3 {
+var Parser = class Parser2 {
   static ERR_INTERNAL_ERROR = "regexp/syntax: internal error";
   static ERR_INVALID_CHAR_RANGE = "invalid character class range";
   static ERR_INVALID_ESCAPE = "invalid escape sequence";
@@ -58363,13 +58056,13 @@ var Parser2 = class Parser3 {
   ]));
   static unicodeTable(name2) {
     if (name2 === "Any") return {
-      tab: Parser3.ANY_TABLE,
-      fold: Parser3.ANY_TABLE,
+      tab: Parser2.ANY_TABLE,
+      fold: Parser2.ANY_TABLE,
       sign: 1
     };
     if (name2 === "Ascii") return {
-      tab: Parser3.ASCII_TABLE,
-      fold: Parser3.ASCII_FOLD_TABLE,
+      tab: Parser2.ASCII_TABLE,
+      fold: Parser2.ASCII_FOLD_TABLE,
       sign: 1
     };
     if (name2 === "Assigned") return {
@@ -58422,13 +58115,13 @@ var Parser2 = class Parser3 {
   * @param {number} flags
   */
   static parse(pattern, flags) {
-    return new Parser3(pattern, flags).parseInternal();
+    return new Parser2(pattern, flags).parseInternal();
   }
   static parseRepeat(t) {
     const start = t.pos();
     if (!t.more() || !t.lookingAt("{")) return -1;
     t.skip(1);
-    const min = Parser3.parseInt(t);
+    const min = Parser2.parseInt(t);
     if (min === -1) return -1;
     if (!t.more()) return -1;
     let max;
@@ -58437,11 +58130,11 @@ var Parser2 = class Parser3 {
       t.skip(1);
       if (!t.more()) return -1;
       if (t.lookingAt("}")) max = -1;
-      else if ((max = Parser3.parseInt(t)) === -1) return -1;
+      else if ((max = Parser2.parseInt(t)) === -1) return -1;
     }
     if (!t.more() || !t.lookingAt("}")) return -1;
     t.skip(1);
-    if (min < 0 || min > 1e3 || max === -2 || max > 1e3 || max >= 0 && min > max) throw new RE2JSSyntaxException(Parser3.ERR_INVALID_REPEAT_SIZE, t.from(start));
+    if (min < 0 || min > 1e3 || max === -2 || max > 1e3 || max >= 0 && min > max) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_REPEAT_SIZE, t.from(start));
     return min << 16 | max & Unicode.MAX_BMP;
   }
   static isValidCaptureName(name2) {
@@ -58482,7 +58175,7 @@ var Parser2 = class Parser3 {
       case Regexp.Op.ANY_CHAR:
         break;
       case Regexp.Op.ANY_CHAR_NOT_NL:
-        if (Parser3.matchRune(src, Codepoint.CODES["\n"])) dst.op = Regexp.Op.ANY_CHAR;
+        if (Parser2.matchRune(src, Codepoint.CODES["\n"])) dst.op = Regexp.Op.ANY_CHAR;
         break;
       case Regexp.Op.CHAR_CLASS: {
         const cc = new CharClass(Array.isArray(dst.runes) ? dst.runes : Array.from(dst.runes));
@@ -58500,7 +58193,7 @@ var Parser2 = class Parser3 {
   static parseEscape(t) {
     const startPos = t.pos();
     t.skip(1);
-    if (!t.more()) throw new RE2JSSyntaxException(Parser3.ERR_TRAILING_BACKSLASH);
+    if (!t.more()) throw new RE2JSSyntaxException(Parser2.ERR_TRAILING_BACKSLASH);
     let c = t.pop();
     bigswitch: switch (c) {
       case Codepoint.CODES["1"]:
@@ -58561,18 +58254,18 @@ var Parser2 = class Parser3 {
       default:
         if (c <= Unicode.MAX_ASCII && !Utils.isalnum(c)) return c;
     }
-    throw new RE2JSSyntaxException(Parser3.ERR_INVALID_ESCAPE, t.from(startPos));
+    throw new RE2JSSyntaxException(Parser2.ERR_INVALID_ESCAPE, t.from(startPos));
   }
   static parseClassChar(t, wholeClassPos) {
-    if (!t.more()) throw new RE2JSSyntaxException(Parser3.ERR_MISSING_BRACKET, t.from(wholeClassPos));
-    if (t.lookingAt("\\")) return Parser3.parseEscape(t);
+    if (!t.more()) throw new RE2JSSyntaxException(Parser2.ERR_MISSING_BRACKET, t.from(wholeClassPos));
+    if (t.lookingAt("\\")) return Parser2.parseEscape(t);
     return t.pop();
   }
   static hasCapture(re) {
     if (re === null) return false;
     if (re.op === Regexp.Op.CAPTURE) return true;
     if (re.subs) {
-      for (let sub of re.subs) if (Parser3.hasCapture(sub)) return true;
+      for (let sub of re.subs) if (Parser2.hasCapture(sub)) return true;
     }
     return false;
   }
@@ -58608,7 +58301,7 @@ var Parser2 = class Parser3 {
     this.free = re;
   }
   checkLimits(re) {
-    if (this.numRunes > Parser3.MAX_RUNES) throw new RE2JSSyntaxException(Parser3.ERR_LARGE);
+    if (this.numRunes > Parser2.MAX_RUNES) throw new RE2JSSyntaxException(Parser2.ERR_LARGE);
     this.checkSize(re);
     this.checkHeight(re);
   }
@@ -58619,14 +58312,14 @@ var Parser2 = class Parser3 {
         let n = re.max;
         if (n === -1) n = re.min;
         if (n <= 0) n = 1;
-        if (n > Math.floor(Parser3.MAX_SIZE / this.repeats)) this.repeats = Parser3.MAX_SIZE;
+        if (n > Math.floor(Parser2.MAX_SIZE / this.repeats)) this.repeats = Parser2.MAX_SIZE;
         else this.repeats *= n;
       }
-      if (this.numRegexp < Math.floor(Parser3.MAX_SIZE / this.repeats)) return;
+      if (this.numRegexp < Math.floor(Parser2.MAX_SIZE / this.repeats)) return;
       this.size = /* @__PURE__ */ new Map();
       for (let reEx of this.stack) this.checkSize(reEx);
     }
-    if (this.calcSize(re, true) > Parser3.MAX_SIZE) throw new RE2JSSyntaxException(Parser3.ERR_LARGE);
+    if (this.calcSize(re, true) > Parser2.MAX_SIZE) throw new RE2JSSyntaxException(Parser2.ERR_LARGE);
   }
   calcSize(re, force = false) {
     if (!force && this.size !== null) {
@@ -58671,12 +58364,12 @@ var Parser2 = class Parser3 {
     return size2;
   }
   checkHeight(re) {
-    if (this.numRegexp < Parser3.MAX_HEIGHT) return;
+    if (this.numRegexp < Parser2.MAX_HEIGHT) return;
     if (this.height === null) {
       this.height = /* @__PURE__ */ new Map();
       for (let reEx of this.stack) this.checkHeight(reEx);
     }
-    if (this.calcHeight(re, true) > Parser3.MAX_HEIGHT) throw new RE2JSSyntaxException(Parser3.ERR_NESTING_DEPTH);
+    if (this.calcHeight(re, true) > Parser2.MAX_HEIGHT) throw new RE2JSSyntaxException(Parser2.ERR_NESTING_DEPTH);
   }
   calcHeight(re, force = false) {
     if (!force && this.height !== null) {
@@ -58737,7 +58430,7 @@ var Parser2 = class Parser3 {
   newLiteral(r, flags) {
     const re = this.newRegexp(Regexp.Op.LITERAL);
     re.flags = flags;
-    if ((flags & RE2Flags.FOLD_CASE) !== 0) r = Parser3.minFoldRune(r);
+    if ((flags & RE2Flags.FOLD_CASE) !== 0) r = Parser2.minFoldRune(r);
     re.runes = [r];
     return re;
   }
@@ -58756,12 +58449,12 @@ var Parser2 = class Parser3 {
         t.skip(1);
         flags ^= RE2Flags.NON_GREEDY;
       }
-      if (lastRepeatPos !== -1) throw new RE2JSSyntaxException(Parser3.ERR_INVALID_REPEAT_OP, t.from(lastRepeatPos));
+      if (lastRepeatPos !== -1) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_REPEAT_OP, t.from(lastRepeatPos));
     }
     const n = this.stack.length;
-    if (n === 0) throw new RE2JSSyntaxException(Parser3.ERR_MISSING_REPEAT_ARGUMENT, t.from(beforePos));
+    if (n === 0) throw new RE2JSSyntaxException(Parser2.ERR_MISSING_REPEAT_ARGUMENT, t.from(beforePos));
     const sub = this.stack[n - 1];
-    if (Regexp.isPseudoOp(sub.op)) throw new RE2JSSyntaxException(Parser3.ERR_MISSING_REPEAT_ARGUMENT, t.from(beforePos));
+    if (Regexp.isPseudoOp(sub.op)) throw new RE2JSSyntaxException(Parser2.ERR_MISSING_REPEAT_ARGUMENT, t.from(beforePos));
     const re = this.newRegexp(op);
     re.min = min;
     re.max = max;
@@ -58769,7 +58462,7 @@ var Parser2 = class Parser3 {
     re.subs = [sub];
     this.stack[n - 1] = re;
     this.checkLimits(re);
-    if (op === Regexp.Op.REPEAT && (min >= 2 || max >= 2) && !this.repeatIsValid(re, 1e3)) throw new RE2JSSyntaxException(Parser3.ERR_INVALID_REPEAT_SIZE, t.from(beforePos));
+    if (op === Regexp.Op.REPEAT && (min >= 2 || max >= 2) && !this.repeatIsValid(re, 1e3)) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_REPEAT_SIZE, t.from(beforePos));
   }
   repeatIsValid(re, n) {
     if (re.op === Regexp.Op.REPEAT) {
@@ -58886,8 +58579,8 @@ var Parser2 = class Parser3 {
     for (let i = 0; i <= lensub; i++) {
       let ifirst = null;
       if (i < lensub) {
-        ifirst = Parser3.leadingRegexp(array[s + i]);
-        if (first !== null && first.equals(ifirst) && (Parser3.isCharClass(first) || first.op === Regexp.Op.REPEAT && first.min === first.max && Parser3.isCharClass(first.subs[0]))) continue;
+        ifirst = Parser2.leadingRegexp(array[s + i]);
+        if (first !== null && first.equals(ifirst) && (Parser2.isCharClass(first) || first.op === Regexp.Op.REPEAT && first.min === first.max && Parser2.isCharClass(first.subs[0]))) continue;
       }
       if (i === start) {
       } else if (i === start + 1) array[lenout++] = array[s + start];
@@ -58911,7 +58604,7 @@ var Parser2 = class Parser3 {
     start = 0;
     lenout = 0;
     for (let i = 0; i <= lensub; i++) {
-      if (i < lensub && Parser3.isCharClass(array[s + i])) continue;
+      if (i < lensub && Parser2.isCharClass(array[s + i])) continue;
       if (i === start) {
       } else if (i === start + 1) array[lenout++] = array[s + start];
       else {
@@ -58925,7 +58618,7 @@ var Parser2 = class Parser3 {
         array[s + start] = array[s + max];
         array[s + max] = tmp;
         for (let j = start + 1; j < i; j++) {
-          Parser3.mergeCharClass(array[s + start], array[s + j]);
+          Parser2.mergeCharClass(array[s + start], array[s + j]);
           this.reuse(array[s + j]);
         }
         this.cleanAlt(array[s + start]);
@@ -58998,7 +58691,7 @@ var Parser2 = class Parser3 {
     return this.newRegexp(Regexp.Op.EMPTY_MATCH);
   }
   parseInternal() {
-    if ((this.flags & RE2Flags.LITERAL) !== 0) return Parser3.literalRegexp(this.wholeRegexp, this.flags);
+    if ((this.flags & RE2Flags.LITERAL) !== 0) return Parser2.literalRegexp(this.wholeRegexp, this.flags);
     let lastRepeatPos = -1;
     let min = -1;
     let max = -1;
@@ -59072,7 +58765,7 @@ var Parser2 = class Parser3 {
         }
         case Codepoint.CODES["{"]: {
           const before = t.pos();
-          const minMax = Parser3.parseRepeat(t);
+          const minMax = Parser2.parseRepeat(t);
           if (minMax < 0) {
             t.rewindTo(before);
             this.literal(t.pop());
@@ -59098,7 +58791,7 @@ var Parser2 = class Parser3 {
               this.op(Regexp.Op.NO_WORD_BOUNDARY);
               break bigswitch;
             case Codepoint.CODES["C"]:
-              throw new RE2JSSyntaxException(Parser3.ERR_INVALID_ESCAPE, "\\C");
+              throw new RE2JSSyntaxException(Parser2.ERR_INVALID_ESCAPE, "\\C");
             case Codepoint.CODES["Q"]: {
               let lit = t.rest();
               const i = lit.indexOf("\\E");
@@ -59140,7 +58833,7 @@ var Parser2 = class Parser3 {
           }
           t.rewindTo(savedPos);
           this.reuse(re);
-          this.literal(Parser3.parseEscape(t));
+          this.literal(Parser2.parseEscape(t));
           break;
         }
         default:
@@ -59151,7 +58844,7 @@ var Parser2 = class Parser3 {
     this.concat();
     if (this.swapVerticalBar()) this.pop();
     this.alternate();
-    if (this.stack.length !== 1) throw new RE2JSSyntaxException(Parser3.ERR_MISSING_PAREN, this.wholeRegexp);
+    if (this.stack.length !== 1) throw new RE2JSSyntaxException(Parser2.ERR_MISSING_PAREN, this.wholeRegexp);
     this.stack[0].namedGroups = this.namedGroups;
     return this.stack[0];
   }
@@ -59161,14 +58854,14 @@ var Parser2 = class Parser3 {
     if (s.startsWith("(?P<") || s.startsWith("(?<")) {
       const begin = s.charAt(2) === "P" ? 4 : 3;
       const end = s.indexOf(">");
-      if (end < 0) throw new RE2JSSyntaxException(Parser3.ERR_INVALID_NAMED_CAPTURE, s);
+      if (end < 0) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_NAMED_CAPTURE, s);
       const name2 = s.substring(begin, end);
       t.skipString(name2);
       t.skip(begin + 1);
-      if (!Parser3.isValidCaptureName(name2)) throw new RE2JSSyntaxException(Parser3.ERR_INVALID_NAMED_CAPTURE, s.substring(0, end + 1));
+      if (!Parser2.isValidCaptureName(name2)) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_NAMED_CAPTURE, s.substring(0, end + 1));
       const re = this.op(Regexp.Op.LEFT_PAREN);
       re.cap = ++this.numCap;
-      if (this.namedGroups[name2]) throw new RE2JSSyntaxException(Parser3.ERR_DUPLICATE_NAMED_CAPTURE, name2);
+      if (this.namedGroups[name2]) throw new RE2JSSyntaxException(Parser2.ERR_DUPLICATE_NAMED_CAPTURE, name2);
       this.namedGroups[name2] = this.numCap;
       re.name = name2;
       return;
@@ -59215,7 +58908,7 @@ var Parser2 = class Parser3 {
           break loop;
       }
     }
-    throw new RE2JSSyntaxException(Parser3.ERR_INVALID_PERL_OP, t.from(startPos));
+    throw new RE2JSSyntaxException(Parser2.ERR_INVALID_PERL_OP, t.from(startPos));
   }
   parsePosLookBehind() {
     const re = this.newRegexp(Regexp.Op.LEFT_PAREN);
@@ -59235,7 +58928,7 @@ var Parser2 = class Parser3 {
   }
   swapVerticalBar() {
     const n = this.stack.length;
-    if (n >= 3 && this.stack[n - 2].op === Regexp.Op.VERTICAL_BAR && Parser3.isCharClass(this.stack[n - 1]) && Parser3.isCharClass(this.stack[n - 3])) {
+    if (n >= 3 && this.stack[n - 2].op === Regexp.Op.VERTICAL_BAR && Parser2.isCharClass(this.stack[n - 1]) && Parser2.isCharClass(this.stack[n - 3])) {
       let re1 = this.stack[n - 1];
       let re3 = this.stack[n - 3];
       if (re1.op > re3.op) {
@@ -59244,7 +58937,7 @@ var Parser2 = class Parser3 {
         re1 = tmp;
         this.stack[n - 3] = re3;
       }
-      Parser3.mergeCharClass(re3, re1);
+      Parser2.mergeCharClass(re3, re1);
       this.reuse(re1);
       this.pop();
       return true;
@@ -59265,13 +58958,13 @@ var Parser2 = class Parser3 {
     this.concat();
     if (this.swapVerticalBar()) this.pop();
     this.alternate();
-    if (this.stack.length < 2) throw new RE2JSSyntaxException(Parser3.ERR_UNEXPECTED_PAREN, this.wholeRegexp);
+    if (this.stack.length < 2) throw new RE2JSSyntaxException(Parser2.ERR_UNEXPECTED_PAREN, this.wholeRegexp);
     const re1 = this.pop();
     const re2 = this.pop();
-    if (re2.op !== Regexp.Op.LEFT_PAREN) throw new RE2JSSyntaxException(Parser3.ERR_UNEXPECTED_PAREN, this.wholeRegexp);
+    if (re2.op !== Regexp.Op.LEFT_PAREN) throw new RE2JSSyntaxException(Parser2.ERR_UNEXPECTED_PAREN, this.wholeRegexp);
     this.flags = re2.flags;
     if (re2.lb !== 0) {
-      if (Parser3.hasCapture(re1)) throw new RE2JSSyntaxException(Parser3.ERR_INVALID_CAPTURE_IN_LOOKBEHIND, this.wholeRegexp);
+      if (Parser2.hasCapture(re1)) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_CAPTURE_IN_LOOKBEHIND, this.wholeRegexp);
       if (re2.lb > 0) re2.op = Regexp.Op.PLB;
       else re2.op = Regexp.Op.NLB;
       re2.subs = [re1];
@@ -59302,7 +58995,7 @@ var Parser2 = class Parser3 {
     const name2 = cls.substring(0, i + 2);
     t.skipString(name2);
     const g = POSIX_GROUPS.has(name2) ? POSIX_GROUPS.get(name2) : null;
-    if (g === null) throw new RE2JSSyntaxException(Parser3.ERR_INVALID_CHAR_RANGE, name2);
+    if (g === null) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_CHAR_RANGE, name2);
     cc.appendGroup(g, (this.flags & RE2Flags.FOLD_CASE) !== 0);
     return true;
   }
@@ -59315,7 +59008,7 @@ var Parser2 = class Parser3 {
     if (c === Codepoint.CODES["P"]) sign = -1;
     if (!t.more()) {
       t.rewindTo(startPos);
-      throw new RE2JSSyntaxException(Parser3.ERR_INVALID_CHAR_RANGE, t.rest());
+      throw new RE2JSSyntaxException(Parser2.ERR_INVALID_CHAR_RANGE, t.rest());
     }
     c = t.pop();
     let name2;
@@ -59325,7 +59018,7 @@ var Parser2 = class Parser3 {
       const end = rest.indexOf("}");
       if (end < 0) {
         t.rewindTo(startPos);
-        throw new RE2JSSyntaxException(Parser3.ERR_INVALID_CHAR_RANGE, t.rest());
+        throw new RE2JSSyntaxException(Parser2.ERR_INVALID_CHAR_RANGE, t.rest());
       }
       name2 = rest.substring(0, end);
       t.skipString(name2);
@@ -59335,8 +59028,8 @@ var Parser2 = class Parser3 {
       sign = 0 - sign;
       name2 = name2.substring(1);
     }
-    const pair = Parser3.unicodeTable(name2);
-    if (pair === null) throw new RE2JSSyntaxException(Parser3.ERR_INVALID_CHAR_RANGE, t.from(startPos));
+    const pair = Parser2.unicodeTable(name2);
+    if (pair === null) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_CHAR_RANGE, t.from(startPos));
     if (pair.sign < 0) sign = 0 - sign;
     const tab = pair.tab;
     const fold = pair.fold;
@@ -59365,7 +59058,7 @@ var Parser2 = class Parser3 {
         const s = t.rest();
         if (s === "-" || !s.startsWith("-]")) {
           t.rewindTo(startPos);
-          throw new RE2JSSyntaxException(Parser3.ERR_INVALID_CHAR_RANGE, t.rest());
+          throw new RE2JSSyntaxException(Parser2.ERR_INVALID_CHAR_RANGE, t.rest());
         }
       }
       first = false;
@@ -59377,14 +59070,14 @@ var Parser2 = class Parser3 {
       if (this.parseUnicodeClass(t, cc)) continue;
       if (this.parsePerlClassEscape(t, cc)) continue;
       t.rewindTo(beforePos);
-      const lo = Parser3.parseClassChar(t, startPos);
+      const lo = Parser2.parseClassChar(t, startPos);
       let hi = lo;
       if (t.more() && t.lookingAt("-")) {
         t.skip(1);
         if (t.more() && t.lookingAt("]")) t.skip(-1);
         else {
-          hi = Parser3.parseClassChar(t, startPos);
-          if (hi < lo) throw new RE2JSSyntaxException(Parser3.ERR_INVALID_CHAR_RANGE, t.from(beforePos));
+          hi = Parser2.parseClassChar(t, startPos);
+          if (hi < lo) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_CHAR_RANGE, t.from(beforePos));
         }
       }
       if ((this.flags & RE2Flags.FOLD_CASE) === 0) cc.appendRange(lo, hi);
@@ -59443,7 +59136,7 @@ var RE2 = class RE22 {
     return RE22.compileImpl(expr, RE2Flags.POSIX, true);
   }
   static compileImpl(expr, mode, longest) {
-    let re = Parser2.parse(expr, mode);
+    let re = Parser.parse(expr, mode);
     const maxCap = re.maxCap();
     const namedGroups = re.namedGroups;
     re = Simplify.simplify(re);
@@ -59937,7 +59630,7 @@ var RE2Set = class RE2Set2 {
     if ((this.jsFlags & PublicFlags.CASE_INSENSITIVE) !== 0) fregex = `(?i)${fregex}`;
     if ((this.jsFlags & PublicFlags.DOTALL) !== 0) fregex = `(?s)${fregex}`;
     if ((this.jsFlags & PublicFlags.MULTILINE) !== 0) fregex = `(?m)${fregex}`;
-    const re = Parser2.parse(fregex, this.re2Flags);
+    const re = Parser.parse(fregex, this.re2Flags);
     this.regexps.push(Simplify.simplify(re));
     return this.regexps.length - 1;
   }
@@ -59949,7 +59642,7 @@ var RE2Set = class RE2Set2 {
   compile() {
     if (this.prog) return;
     const prog = Compiler.compileSet(this.regexps);
-    if (prog.numInst() > Parser2.MAX_SIZE) throw new RE2JSCompileException(`${Parser2.ERR_LARGE}: the set compiles to ${prog.numInst()} instructions, more than ${Parser2.MAX_SIZE}`);
+    if (prog.numInst() > Parser.MAX_SIZE) throw new RE2JSCompileException(`${Parser.ERR_LARGE}: the set compiles to ${prog.numInst()} instructions, more than ${Parser.MAX_SIZE}`);
     this.prog = prog;
     this.dfa = new DFA(this.prog, this.maxMem);
     this.dummyRe2 = {
@@ -60502,46 +60195,9 @@ function goRegexp(source) {
   return { test: (text) => re.matcher(text).find() };
 }
 
-// core/secrets/shamir.ts
-function mult(a, b) {
-  let acc = 0;
-  for (let i = 7; i >= 0; i--) {
-    const bit = b >> i & 1;
-    acc = (acc << 1 ^ (acc & 128 ? 27 : 0)) & 255;
-    if (bit) acc ^= a;
-  }
-  return acc;
-}
-function inverse(a) {
-  let r = 1;
-  for (let i = 0; i < 254; i++) r = mult(r, a);
-  return r;
-}
-function combineShares(shares) {
-  if (shares.length < 2) throw new Error("less than two shares cannot give the secret back");
-  const len = shares[0].length;
-  if (len < 2 || shares.some((s) => s.length !== len)) throw new Error("the shares are not all of the same length");
-  const xs = shares.map((s) => s[len - 1]);
-  if (new Set(xs).size !== xs.length) throw new Error("two shares are the same share");
-  const secret = Buffer.alloc(len - 1);
-  for (let idx = 0; idx < len - 1; idx++) {
-    let result = 0;
-    for (let i = 0; i < shares.length; i++) {
-      let basis = 1;
-      for (let j = 0; j < shares.length; j++) {
-        if (i === j) continue;
-        basis = mult(basis, mult(xs[j], inverse(xs[i] ^ xs[j])));
-      }
-      result ^= mult(shares[i][idx], basis);
-    }
-    secret[idx] = result;
-  }
-  return secret;
-}
-
 // core/secrets/keys.ts
 import { execFileSync } from "node:child_process";
-import { existsSync as existsSync5, readFileSync as readFileSync4 } from "node:fs";
+import { existsSync as existsSync6, readFileSync as readFileSync4 } from "node:fs";
 import { homedir as homedir2 } from "node:os";
 import { join as join6 } from "node:path";
 
@@ -60727,7 +60383,7 @@ function createHasher(hashCons, info2 = {}) {
   Object.assign(hashC, info2);
   return Object.freeze(hashC);
 }
-function randomBytes5(bytesLength = 32) {
+function randomBytes4(bytesLength = 32) {
   anumber(bytesLength, "bytesLength");
   const cr = typeof globalThis === "object" ? globalThis.crypto : null;
   if (typeof cr?.getRandomValues !== "function")
@@ -61324,10 +60980,10 @@ function alphabet(letters, aliases) {
   if (aliases !== void 0) {
     for (const alias of Object.keys(aliases)) {
       const code = alias.charCodeAt(0);
-      const target2 = decTable[aliases[alias].charCodeAt(0)];
-      if (alias.length !== 1 || code > 127 || target2 === void 0 || target2 === -1)
+      const target = decTable[aliases[alias].charCodeAt(0)];
+      if (alias.length !== 1 || code > 127 || target === void 0 || target === -1)
         throw new Error(`alphabet: invalid alias ${alias}`);
-      decTable[code] = target2;
+      decTable[code] = target;
     }
   }
   return {
@@ -62643,7 +62299,7 @@ function createHasher2(hashCons, info2 = {}) {
   Object.assign(hashC, info2);
   return Object.freeze(hashC);
 }
-function randomBytes7(bytesLength = 32) {
+function randomBytes6(bytesLength = 32) {
   const cr = typeof globalThis === "object" ? globalThis.crypto : null;
   if (typeof cr?.getRandomValues !== "function")
     throw new Error("crypto.getRandomValues must be defined");
@@ -63438,7 +63094,7 @@ function montgomery(curveDef) {
   const is25519 = type === "x25519";
   if (!is25519 && type !== "x448")
     throw new Error("invalid type");
-  const randomBytes_ = rand || randomBytes7;
+  const randomBytes_ = rand || randomBytes6;
   const montgomeryBits = is25519 ? 255 : 448;
   const fieldLen = is25519 ? 32 : 56;
   const Gu = is25519 ? BigInt(9) : BigInt(5);
@@ -64191,7 +63847,7 @@ function getWLengths(Fp, Fn) {
 }
 function ecdh(Point, ecdhOpts = {}) {
   const { Fn } = Point;
-  const randomBytes_ = ecdhOpts.randomBytes || randomBytes7;
+  const randomBytes_ = ecdhOpts.randomBytes || randomBytes6;
   const lengths = Object.assign(getWLengths(Point.Fp, Fn), { seed: getMinHashLength(Fn.ORDER) });
   function isValidSecretKey(secretKey) {
     try {
@@ -64256,7 +63912,7 @@ function ecdsa(Point, hash, ecdsaOpts = {}) {
     bits2int_modN: "function"
   });
   ecdsaOpts = Object.assign({}, ecdsaOpts);
-  const randomBytes12 = ecdsaOpts.randomBytes || randomBytes7;
+  const randomBytes12 = ecdsaOpts.randomBytes || randomBytes6;
   const hmac3 = ecdsaOpts.hmac || ((key, msg) => hmac2(hash, key, msg));
   const { Fp, Fn } = Point;
   const { ORDER: CURVE_ORDER, BITS: fnBits } = Fn;
@@ -64618,7 +64274,7 @@ function fromBig(n, le = false) {
     return { h: Number(n & U32_MASK64), l: Number(n >> _32n & U32_MASK64) };
   return { h: Number(n >> _32n & U32_MASK64) | 0, l: Number(n & U32_MASK64) | 0 };
 }
-function split2(lst, le = false) {
+function split(lst, le = false) {
   const len = lst.length;
   let Ah = new Uint32Array(len);
   let Al = new Uint32Array(len);
@@ -64794,7 +64450,7 @@ var _SHA2562 = class extends SHA2_32B2 {
     super(32);
   }
 };
-var K512 = /* @__PURE__ */ (() => split2([
+var K512 = /* @__PURE__ */ (() => split([
   "0x428a2f98d728ae22",
   "0x7137449123ef65cd",
   "0xb5c0fbcfec4d3b2f",
@@ -65130,7 +64786,7 @@ for (let round = 0, R = _1n7, x = 1, y = 0; round < 24; round++) {
   }
   _SHA3_IOTA.push(t);
 }
-var IOTAS = split2(_SHA3_IOTA, true);
+var IOTAS = split(_SHA3_IOTA, true);
 var SHA3_IOTA_H = IOTAS[0];
 var SHA3_IOTA_L = IOTAS[1];
 var rotlH = (h, l, s) => s > 32 ? rotlBH(h, l, s) : rotlSH(h, l, s);
@@ -65389,7 +65045,7 @@ var FFTCore = (F2, coreOpts) => {
 };
 
 // node_modules/@noble/post-quantum/utils.js
-var randomBytes8 = randomBytes7;
+var randomBytes7 = randomBytes6;
 function equalBytes2(a, b) {
   if (a.length !== b.length)
     return false;
@@ -65778,7 +65434,7 @@ function createKyber(opts2) {
       msgRand: msgLen,
       secretKey: secretCoder.bytesLen
     },
-    keygen: (seed = randomBytes8(seedLen)) => {
+    keygen: (seed = randomBytes7(seedLen)) => {
       abytes4(seed, seedLen, "seed");
       const { publicKey, secretKey: sk } = KPKE.keygen(seed.subarray(0, 32));
       const publicKeyHash = HASH256(publicKey);
@@ -65790,7 +65446,7 @@ function createKyber(opts2) {
       const [_sk, publicKey, _publicKeyHash, _z] = secretCoder.decode(secretKey);
       return Uint8Array.from(publicKey);
     },
-    encapsulate: (publicKey, msg = randomBytes8(msgLen)) => {
+    encapsulate: (publicKey, msg = randomBytes7(msgLen)) => {
       abytes4(publicKey, lengths.publicKey, "publicKey");
       abytes4(msg, msgLen, "message");
       const eke = publicKey.subarray(0, 384 * opts2.K);
@@ -65857,7 +65513,7 @@ function ecKeygen(curve, allowZeroKey = false) {
     const Fn = wCurve.Point.Fn;
     if (!Fn)
       throw new Error("No Point.Fn");
-    keygen = (seed = randomBytes8(lengths.seed)) => {
+    keygen = (seed = randomBytes7(lengths.seed)) => {
       abytes4(seed, lengths.seed, "seed");
       const seedScalar = Fn.isLE ? bytesToNumberLE(seed) : bytesToNumberBE(seed);
       const secretKey = Fn.toBytes(Fn.create(seedScalar));
@@ -65878,7 +65534,7 @@ function ecdhKem(curve, allowZeroKey = false) {
     lengths: { ...kg.lengths, msg: kg.lengths.seed, cipherText: kg.lengths.publicKey },
     keygen: kg.keygen,
     getPublicKey: kg.getPublicKey,
-    encapsulate(publicKey, rand = randomBytes8(curve.lengths.seed)) {
+    encapsulate(publicKey, rand = randomBytes7(curve.lengths.seed)) {
       const ek = this.keygen(rand).secretKey;
       const sharedSecret = this.decapsulate(publicKey, ek);
       const cipherText = curve.getPublicKey(ek);
@@ -65920,7 +65576,7 @@ function combineKeys(realSeedLen, expandSeed, ...ck) {
     getPublicKey(secretKey) {
       return this.keygen(secretKey).publicKey;
     },
-    keygen(seed = randomBytes8(realSeedLen)) {
+    keygen(seed = randomBytes7(realSeedLen)) {
       const { publicKey: pk, secretKey } = expandDecapsulationKey(seed);
       const publicKey = pkCoder.encode(pk);
       cleanBytes(pk);
@@ -65948,7 +65604,7 @@ function combineKEMS(realSeedLen, realMsgLen, expandSeed, combiner, ...kems) {
     },
     getPublicKey: keys.getPublicKey,
     keygen: keys.keygen,
-    encapsulate(pk, randomness = randomBytes8(msgCoder.bytesLen)) {
+    encapsulate(pk, randomness = randomBytes7(msgCoder.bytesLen)) {
       const pks = pkCoder.decode(pk);
       const rand = msgCoder.decode(randomness);
       const enc = kems.map((i, j) => i.encapsulate(pks[j], rand[j]));
@@ -66026,14 +65682,14 @@ function nistCurveKem(curve, scalarLen, elemLen, nseed) {
       msg: nseed,
       cipherText: elemLen
     },
-    keygen(seed = randomBytes8(nseed)) {
+    keygen(seed = randomBytes7(nseed)) {
       abytes4(seed, nseed, "seed");
       return rejectionSampling(seed);
     },
     getPublicKey(secretKey) {
       return curve.getPublicKey(secretKey, false);
     },
-    encapsulate(publicKey, rand = randomBytes8(nseed)) {
+    encapsulate(publicKey, rand = randomBytes7(nseed)) {
       abytes4(rand, nseed, "rand");
       const { secretKey: ek } = rejectionSampling(rand);
       const sharedSecret = this.decapsulate(publicKey, ek);
@@ -66098,7 +65754,7 @@ var bytesToHex3 = bytesToHex;
 var concatBytes3 = (...arrays) => concatBytes(...arrays);
 var hexToBytes3 = (hex) => hexToBytes(hex);
 var isBytes5 = isBytes;
-var randomBytes9 = (bytesLength) => randomBytes5(bytesLength);
+var randomBytes8 = (bytesLength) => randomBytes4(bytesLength);
 var _0n7 = /* @__PURE__ */ BigInt(0);
 var _1n8 = /* @__PURE__ */ BigInt(1);
 var atitle3 = (title) => title ? `"${title}" ` : "";
@@ -67284,7 +66940,7 @@ function weierstrass2(params, extraOpts = {}) {
     randomBytes: "function"
   });
   const { endo: endoOpts, allowInfinityPoint, clearCofactor, isTorsionFree, fromBytes, toBytes } = extraOpts;
-  const randomBytes12 = extraOpts.randomBytes === void 0 ? randomBytes9 : extraOpts.randomBytes;
+  const randomBytes12 = extraOpts.randomBytes === void 0 ? randomBytes8 : extraOpts.randomBytes;
   if (endoOpts) {
     if (!Fp.is0(CURVE.a) || typeof endoOpts.beta !== "bigint" || !Array.isArray(endoOpts.basises)) {
       throw new Error('invalid endo: expected "beta": bigint and "basises": array');
@@ -67725,7 +67381,7 @@ function getWLengths2(Fp, Fn) {
 function ecdh2(Point, ecdhOpts = {}) {
   validatePointCons(Point);
   const { Fn } = Point;
-  const randomBytes_ = ecdhOpts.randomBytes === void 0 ? randomBytes9 : ecdhOpts.randomBytes;
+  const randomBytes_ = ecdhOpts.randomBytes === void 0 ? randomBytes8 : ecdhOpts.randomBytes;
   const lengths = Object.assign(getWLengths2(Point.Fp, Fn), {
     seed: Math.max(getMinHashLength2(Fn.ORDER), 16)
   });
@@ -67802,7 +67458,7 @@ function ecdsa2(Point, hash, ecdsaOpts = {}) {
     bits2int_modN: "function"
   });
   const opts2 = Object.assign({}, ecdsaOpts);
-  const randomBytes12 = opts2.randomBytes === void 0 ? randomBytes9 : opts2.randomBytes;
+  const randomBytes12 = opts2.randomBytes === void 0 ? randomBytes8 : opts2.randomBytes;
   const hmac3 = opts2.hmac === void 0 ? (key, msg) => hmac(hash_, key, msg) : opts2.hmac;
   const { Fp, Fn } = Point;
   const { ORDER: CURVE_ORDER, BITS: fnBits } = Fn;
@@ -68095,7 +67751,7 @@ function edwards(params, extraOpts = {}) {
   if (FpLegendre2(Fp, CURVE.d) !== -1)
     throw new Error("edwards: CURVE.d must be a non-square in Fp for complete addition formulas");
   validateObject2(opts2, {}, { uvRatio: "function", randomBytes: "function" });
-  const randomBytes12 = opts2.randomBytes === void 0 ? randomBytes9 : opts2.randomBytes;
+  const randomBytes12 = opts2.randomBytes === void 0 ? randomBytes8 : opts2.randomBytes;
   const MASK = _2n8 << BigInt(Fp.BYTES * 8) - _1n12;
   function isOdd(n) {
     if (!Fp.isOdd)
@@ -68399,7 +68055,7 @@ function montgomery2(curveDef) {
   const is25519 = type === "x25519";
   if (!is25519 && type !== "x448")
     throw new Error("invalid type");
-  const randomBytes_ = rand === void 0 ? randomBytes9 : rand;
+  const randomBytes_ = rand === void 0 ? randomBytes8 : rand;
   const montgomeryBits = is25519 ? 255 : 448;
   const swap = cswap(P);
   const fieldLen = is25519 ? 32 : 56;
@@ -69073,7 +68729,7 @@ var X25519Recipient = class {
     this.recipient = res.bytes;
   }
   async wrapFileKey(fileKey) {
-    const ephemeral = randomBytes5(32);
+    const ephemeral = randomBytes4(32);
     const share = await scalarMultBase(ephemeral);
     const secret = await scalarMult(ephemeral, this.recipient);
     const salt = new Uint8Array(share.length + this.recipient.length);
@@ -69134,7 +68790,7 @@ var ScryptRecipient = class {
     this.logN = logN;
   }
   wrapFileKey(fileKey) {
-    const salt = randomBytes5(16);
+    const salt = randomBytes4(16);
     const label = "age-encryption.org/v1/scrypt";
     const labelAndSalt = new Uint8Array(label.length + 16);
     labelAndSalt.set(new TextEncoder().encode(label));
@@ -69408,7 +69064,7 @@ var Encrypter = class {
     }
   }
   async encrypt(file) {
-    const fileKey = randomBytes5(16);
+    const fileKey = randomBytes4(16);
     const stanzas = [];
     let recipients = this.recipients;
     if (this.passphrase !== null) {
@@ -69421,7 +69077,7 @@ var Encrypter = class {
     const hmacKey = hkdf(sha256, fileKey, void 0, labelHeader, 32);
     const mac = hmac(sha256, hmacKey, encodeHeaderNoMAC(stanzas));
     const header = encodeHeader(stanzas, mac);
-    const nonce = randomBytes5(16);
+    const nonce = randomBytes4(16);
     const labelPayload = new TextEncoder().encode("payload");
     const streamKey = hkdf(sha256, fileKey, nonce, labelPayload, 32);
     const encrypter = encryptSTREAM(streamKey);
@@ -69552,8 +69208,8 @@ function isCryptoKey3(key) {
 }
 
 // core/secrets/keys.ts
-function defaultKeyFile(env = process.env) {
-  const base = env.XDG_CONFIG_HOME || join6(env.HOME || homedir2(), ".config");
+function defaultKeyFile(processEnv = process.env) {
+  const base = processEnv.XDG_CONFIG_HOME || join6(processEnv.HOME || homedir2(), ".config");
   return join6(base, "sops", "age", "keys.txt");
 }
 var IDENTITY_RE = /^AGE-SECRET-KEY-(PQ-)?1[0-9A-Z]+$/;
@@ -69584,16 +69240,16 @@ async function parseIdentities(text, source) {
   }
   return out;
 }
-async function loadIdentities(env = process.env) {
+async function loadIdentities(processEnv = process.env) {
   const identities = [];
   const tried = [];
-  if (env.SOPS_AGE_KEY?.trim()) {
-    const found = await parseIdentities(env.SOPS_AGE_KEY, "SOPS_AGE_KEY");
+  if (processEnv.SOPS_AGE_KEY?.trim()) {
+    const found = await parseIdentities(processEnv.SOPS_AGE_KEY, "SOPS_AGE_KEY");
     identities.push(...found);
     tried.push(`SOPS_AGE_KEY (${found.length} key${found.length === 1 ? "" : "s"})`);
   } else tried.push("SOPS_AGE_KEY (not set)");
-  if (env.SOPS_AGE_KEY_FILE) {
-    const file2 = env.SOPS_AGE_KEY_FILE;
+  if (processEnv.SOPS_AGE_KEY_FILE) {
+    const file2 = processEnv.SOPS_AGE_KEY_FILE;
     let text;
     try {
       text = readFileSync4(file2, "utf8");
@@ -69607,10 +69263,10 @@ async function loadIdentities(env = process.env) {
     identities.push(...found);
     tried.push(`SOPS_AGE_KEY_FILE=${file2} (${found.length} key${found.length === 1 ? "" : "s"})`);
   } else tried.push("SOPS_AGE_KEY_FILE (not set)");
-  if (env.SOPS_AGE_KEY_CMD) {
+  if (processEnv.SOPS_AGE_KEY_CMD) {
     let text;
     try {
-      text = execFileSync("sh", ["-c", env.SOPS_AGE_KEY_CMD], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], env });
+      text = execFileSync("sh", ["-c", processEnv.SOPS_AGE_KEY_CMD], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], env: processEnv });
     } catch (e) {
       throw new OpsError(`SOPS_AGE_KEY_CMD failed: ${e.message.split("\n")[0]}`, "fix the command, or unset SOPS_AGE_KEY_CMD");
     }
@@ -69618,8 +69274,8 @@ async function loadIdentities(env = process.env) {
     identities.push(...found);
     tried.push(`SOPS_AGE_KEY_CMD (${found.length} key${found.length === 1 ? "" : "s"})`);
   }
-  const file = defaultKeyFile(env);
-  if (existsSync5(file)) {
+  const file = defaultKeyFile(processEnv);
+  if (existsSync6(file)) {
     const found = await parseIdentities(readFileSync4(file, "utf8"), file);
     identities.push(...found);
     tried.push(`${file} (${found.length} key${found.length === 1 ? "" : "s"})`);
@@ -69662,7 +69318,361 @@ async function unwrapDataKey(enc, identities) {
   }
 }
 
-// core/secrets/sops.ts
+// core/secrets/shamir.ts
+function mult(a, b) {
+  let acc = 0;
+  for (let i = 7; i >= 0; i--) {
+    const bit = b >> i & 1;
+    acc = (acc << 1 ^ (acc & 128 ? 27 : 0)) & 255;
+    if (bit) acc ^= a;
+  }
+  return acc;
+}
+function inverse(a) {
+  let r = 1;
+  for (let i = 0; i < 254; i++) r = mult(r, a);
+  return r;
+}
+function combineShares(shares) {
+  if (shares.length < 2) throw new Error("less than two shares cannot give the secret back");
+  const len = shares[0].length;
+  if (len < 2 || shares.some((s) => s.length !== len)) throw new Error("the shares are not all of the same length");
+  const xs = shares.map((s) => s[len - 1]);
+  if (new Set(xs).size !== xs.length) throw new Error("two shares are the same share");
+  const secret = Buffer.alloc(len - 1);
+  for (let idx = 0; idx < len - 1; idx++) {
+    let result = 0;
+    for (let i = 0; i < shares.length; i++) {
+      let basis = 1;
+      for (let j = 0; j < shares.length; j++) {
+        if (i === j) continue;
+        basis = mult(basis, mult(xs[j], inverse(xs[i] ^ xs[j])));
+      }
+      result ^= mult(shares[i][idx], basis);
+    }
+    secret[idx] = result;
+  }
+  return secret;
+}
+
+// core/secrets/tree-parse.ts
+var import_yaml3 = __toESM(require_dist(), 1);
+
+// core/secrets/comments.ts
+var import_yaml2 = __toESM(require_dist(), 1);
+function positions(text) {
+  const starts = [0];
+  for (let i = 0; i < text.length; i++) if (text[i] === "\n") starts.push(i + 1);
+  return (offset) => {
+    let lo = 0;
+    let hi = starts.length - 1;
+    while (lo < hi) {
+      const mid = lo + hi + 1 >> 1;
+      if (starts[mid] <= offset) lo = mid;
+      else hi = mid - 1;
+    }
+    return { line: lo, col: offset - starts[lo] };
+  };
+}
+function commentTokens(text) {
+  const at2 = positions(text);
+  const found = [];
+  const scan = (x) => {
+    if (!x || typeof x !== "object") return;
+    if (Array.isArray(x)) {
+      for (const y of x) scan(y);
+      return;
+    }
+    const t = x;
+    if (t.type === "comment" && typeof t.offset === "number" && typeof t.source === "string") found.push({ offset: t.offset, source: t.source });
+    for (const v of Object.values(x)) if (typeof v === "object") scan(v);
+  };
+  for (const doc of new import_yaml2.Parser().parse(text)) scan(doc);
+  const seen = /* @__PURE__ */ new Set();
+  return found.filter((c) => !seen.has(c.offset) && seen.add(c.offset)).sort((a, b) => a.offset - b.offset).map((c) => {
+    const { line, col } = at2(c.offset);
+    const lineStart = c.offset - col;
+    return { offset: c.offset, line, col, text: c.source.replace(/^#/, "").replace(/\r$/, ""), fullLine: text.slice(lineStart, c.offset).trim() === "" };
+  });
+}
+function attach(branch, before, token, inline = false) {
+  const c = { before, text: token.text, ...inline ? { inline: true } : {} };
+  (branch.node.comments ??= []).push(c);
+}
+var size = (b) => b.node.kind === "map" ? b.node.entries.length : b.node.items.length;
+function placeComments(tokens, anchors, root) {
+  for (const t of tokens) {
+    if (!t.fullLine) {
+      const onLine = anchors.filter((a) => a.line === t.line && a.offset < t.offset).at(-1);
+      if (onLine) {
+        attach(onLine.branch, onLine.index, t, onLine.scalarOnLine);
+        continue;
+      }
+    }
+    const next = anchors.find((a) => a.offset > t.offset);
+    const prev = anchors.filter((a) => a.offset < t.offset).at(-1);
+    if (next && (t.col <= next.col || !prev)) {
+      attach(next.branch, next.index, t);
+      continue;
+    }
+    if (!prev) {
+      attach(root, size(root), t);
+      continue;
+    }
+    let b = prev.branch;
+    while (b.col > t.col && b.parent) b = b.parent.branch;
+    attach(b, size(b), t);
+  }
+}
+
+// core/secrets/tree-parse.ts
+function lineCol(text, offset) {
+  const before = text.slice(0, offset);
+  const line = before.split("\n").length;
+  const col = offset - before.lastIndexOf("\n");
+  return `line ${line}, column ${col}`;
+}
+function goNode(v, where) {
+  if (v.type === "null") return { kind: "null" };
+  if (v.type === "uint64") throw new OpsError(`${where()}: the integer ${v.value} is above the 64-bit signed range sops accepts`, "quote it to store it as a string");
+  return { kind: "scalar", type: v.type, value: v.value };
+}
+function parseTree(text, format, options) {
+  const { file } = options;
+  const docs = (0, import_yaml3.parseAllDocuments)(text, {
+    intAsBigInt: true,
+    uniqueKeys: true,
+    prettyErrors: false,
+    // YAML: every scalar as its source text, resolved below as Go does; JSON: the JSON schema
+    schema: format === "json" ? "json" : "failsafe",
+    merge: false,
+    keepSourceTokens: false
+  });
+  if (!Array.isArray(docs) || docs.length === 0) return { kind: "map", entries: [] };
+  if (docs.length > 1) {
+    throw new OpsError(`${file} holds ${docs.length} YAML documents`, "keep one document (no `---` separators) per secrets file");
+  }
+  const doc = docs[0];
+  const err = doc.errors[0];
+  if (err) {
+    const where = err.pos ? ` at ${lineCol(text, err.pos[0])}` : "";
+    throw new OpsError(`${file} is not valid ${format === "json" ? "JSON" : "YAML"}${where}: ${err.message.split("\n")[0]}`, "fix the syntax and try again");
+  }
+  const scalar = (node, path) => {
+    const v = node.value;
+    const where = () => `${file}: ${showPath(path)}`;
+    if (format === "json") {
+      if (v === null || v === void 0) return { kind: "null" };
+      if (typeof v === "string") return str(v);
+      if (typeof v === "boolean") return { kind: "scalar", type: "bool", value: v };
+      if (typeof v === "bigint") return v >= -(2n ** 63n) && v < 2n ** 63n ? { kind: "scalar", type: "int", value: intValue(v) } : { kind: "scalar", type: "float", value: Number(v) };
+      if (typeof v === "number") return { kind: "scalar", type: "float", value: v };
+      throw new OpsError(`${where()}: unsupported value`, "use strings, numbers, booleans, lists and maps only");
+    }
+    if (v instanceof Uint8Array) return str(Buffer.from(v).toString("utf8"));
+    try {
+      return goNode(resolveScalar(String(v ?? ""), node.type === "PLAIN" || node.type === void 0, node.tag), where);
+    } catch (e) {
+      if (e instanceof OpsError) throw e;
+      throw new OpsError(`${where()}: ${e.message}`, "remove the tag, or give a value of that type");
+    }
+  };
+  const root = doc.contents;
+  if (root === null || (0, import_yaml3.isScalar)(root) && scalar(root, []).kind === "null") return { kind: "map", entries: [] };
+  if (!(0, import_yaml3.isMap)(root)) {
+    throw new OpsError(`${file}: the top level must be a map of keys to values`, "write it as `key: value` lines");
+  }
+  let aliases = 0;
+  const at2 = positions(text);
+  const anchors = [];
+  const anchor = (offset, branch, index, value) => {
+    if (format !== "yaml" || offset === void 0 || aliases) return void 0;
+    const { line, col } = at2(offset);
+    const v = (0, import_yaml3.isAlias)(value) ? void 0 : value;
+    const scalarOnLine = !((0, import_yaml3.isMap)(v) || (0, import_yaml3.isSeq)(v)) || Boolean(v?.flow) || (v?.range ? at2(v.range[0]).line === line : true);
+    const a = { offset, line, col, branch, index, scalarOnLine };
+    anchors.push(a);
+    return a;
+  };
+  const offsetOf2 = (node) => node?.range?.[0];
+  const convert = (node, path, parent) => {
+    if ((0, import_yaml3.isAlias)(node)) {
+      if (++aliases > 1e3) throw new OpsError(`${file}: too many YAML aliases`, "expand the aliases (*name) by hand");
+      if (path.length > 100) throw new OpsError(`${file}: ${showPath(path)}: nesting is too deep (recursive alias?)`);
+      const resolved = convert(node.resolve(doc), path);
+      aliases--;
+      return resolved;
+    }
+    if (path.length > 100) throw new OpsError(`${file}: ${showPath(path)}: nesting is too deep`);
+    if ((0, import_yaml3.isMap)(node)) {
+      const out = { kind: "map", entries: [] };
+      const branch = { node: out, col: 0, parent };
+      node.items.forEach((pair, i) => {
+        const key = keyOf(pair.key, path);
+        const a = anchor(offsetOf2(pair.key), branch, i, pair.value);
+        if (a && i === 0) branch.col = a.col;
+        out.entries.push([key, convert(pair.value, [...path, key], a)]);
+      });
+      if (!parent && path.length === 0) rootBranch = branch;
+      return out;
+    }
+    if ((0, import_yaml3.isSeq)(node)) {
+      const out = { kind: "list", items: [] };
+      const branch = { node: out, col: 0, parent };
+      node.items.forEach((item, i) => {
+        let o = offsetOf2(item);
+        if (o !== void 0 && !node.flow) {
+          let d = o - 1;
+          while (d >= 0 && (text[d] === " " || text[d] === "	")) d--;
+          if (text[d] === "-") o = d;
+        }
+        const a = anchor(o, branch, i, item);
+        if (a && i === 0) branch.col = a.col;
+        out.items.push(convert(item, [...path, i], a));
+      });
+      return out;
+    }
+    if (node === null || node === void 0) return { kind: "null" };
+    if ((0, import_yaml3.isScalar)(node)) return scalar(node, path);
+    throw new OpsError(`${file}: ${showPath(path)}: unsupported value`, "use strings, numbers, booleans, lists and maps only");
+  };
+  let rootBranch;
+  const keyOf = (key, path) => {
+    const k = (0, import_yaml3.isAlias)(key) ? key.resolve(doc) : key;
+    if ((0, import_yaml3.isScalar)(k)) {
+      const v = scalar(k, path);
+      if (v.kind === "scalar" && v.type === "str") return v.value;
+      const source = String(k.value ?? "");
+      if (options.keys === "lenient" && v.kind === "scalar") return typeof k.source === "string" ? k.source : source;
+      throw new OpsError(
+        `${file}: ${showPath(path)}: the key ${source || "null"} is not a string (sops accepts string keys only)`,
+        `quote it: "${source}":`
+      );
+    }
+    throw new OpsError(`${file}: ${showPath(path)}: a map or list used as a key`, "use string keys only");
+  };
+  const tree = convert(root, []);
+  if (format === "yaml" && rootBranch) placeComments(commentTokens(text), anchors, rootBranch);
+  return tree;
+}
+
+// core/secrets/tree-print.ts
+var import_yaml4 = __toESM(require_dist(), 1);
+function needsQuotesForGo(s) {
+  if (s === "" || plainChangesMeaning(s)) return true;
+  return /^(y|Y|yes|Yes|YES|n|N|no|No|NO|on|On|ON|off|Off|OFF)$/.test(s);
+}
+function yamlScalar(node) {
+  if (node.kind === "null") return new import_yaml4.Scalar(null);
+  const s = new import_yaml4.Scalar(node.value);
+  if (node.type === "str" && needsQuotesForGo(node.value)) s.type = import_yaml4.Scalar.QUOTE_DOUBLE;
+  if (node.type === "float" && Number.isInteger(node.value)) s.minFractionDigits = 1;
+  if (node.type === "time") s.type = import_yaml4.Scalar.PLAIN;
+  return s;
+}
+function split2(node, i, value) {
+  const here = commentsAt(node, i);
+  const scalar = value !== void 0 && value.kind !== "map" && value.kind !== "list";
+  return { head: here.filter((c) => !(c.inline && scalar)).map((c) => c.text), inline: here.filter((c) => c.inline && scalar).map((c) => c.text) };
+}
+var joinComment = (lines) => lines.length ? lines.join("\n") : void 0;
+function toYamlNode(node) {
+  switch (node.kind) {
+    case "map": {
+      const m = new import_yaml4.YAMLMap();
+      node.entries.forEach(([k, v], i) => {
+        const key = yamlScalar(str(k));
+        const value = toYamlNode(v);
+        const { head, inline } = split2(node, i, v);
+        if (head.length) key.commentBefore = joinComment(head);
+        if (inline.length) value.comment = inline.join(" #");
+        m.items.push(new import_yaml4.Pair(key, value));
+      });
+      const tail2 = commentsAt(node, node.entries.length).map((c) => c.text);
+      if (tail2.length) m.comment = joinComment(tail2);
+      return m;
+    }
+    case "list": {
+      const s = new import_yaml4.YAMLSeq();
+      node.items.forEach((v, i) => {
+        const item = toYamlNode(v);
+        const { head, inline } = split2(node, i, v);
+        if (head.length) item.commentBefore = joinComment(head);
+        if (inline.length) item.comment = inline.join(" #");
+        s.items.push(item);
+      });
+      const tail2 = commentsAt(node, node.items.length).map((c) => c.text);
+      if (tail2.length) s.comment = joinComment(tail2);
+      return s;
+    }
+    default:
+      return yamlScalar(node);
+  }
+}
+var CURRENT_LAYOUT = { yamlIndent: 4, jsonIndent: "	", legacyMetadata: false };
+var LEGACY_LAYOUT = { yamlIndent: 2, jsonIndent: "  ", legacyMetadata: true };
+function detectLayout(text, format, sops) {
+  const legacyMetadata = sops !== void 0 && getEntry(sops, "kms") !== void 0;
+  const base = legacyMetadata ? LEGACY_LAYOUT : CURRENT_LAYOUT;
+  if (format === "json") {
+    const m2 = /^([ \t]+)"/m.exec(text);
+    return { ...base, jsonIndent: m2 ? m2[1] : base.jsonIndent };
+  }
+  const m = /^( +)\S/m.exec(text);
+  const n = m ? m[1].length : 0;
+  return { ...base, yamlIndent: n >= 1 && n <= 8 ? n : base.yamlIndent };
+}
+function toYaml(tree, indent2 = 2) {
+  if (tree.entries.length === 0) {
+    const only = (tree.comments ?? []).map((c) => `#${c.text}
+`).join("");
+    return `${only}{}
+`;
+  }
+  const doc = new import_yaml4.Document();
+  const root = toYamlNode(tree);
+  if (root.comment) {
+    doc.comment = root.comment;
+    root.comment = void 0;
+  }
+  doc.contents = root;
+  return doc.toString({ lineWidth: 0, minContentWidth: 0, indent: indent2, indentSeq: true });
+}
+function goJsonString(s) {
+  return JSON.stringify(s).replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+function jsonValue(node, indent2, step) {
+  const inner = indent2 + step;
+  switch (node.kind) {
+    case "null":
+      return "null";
+    case "scalar":
+      if (node.type === "str") return goJsonString(node.value);
+      if (node.type === "bool") return node.value ? "true" : "false";
+      if (node.type === "time") return goJsonString(node.value);
+      if (typeof node.value === "bigint") return String(node.value);
+      if (!Number.isFinite(node.value)) throw new OpsError(`${node.value} cannot be written in JSON`);
+      return JSON.stringify(node.value);
+    case "list":
+      if (node.items.length === 0) return "[]";
+      return `[
+${node.items.map((v) => inner + jsonValue(v, inner, step)).join(",\n")}
+${indent2}]`;
+    case "map":
+      if (node.entries.length === 0) return "{}";
+      return `{
+${node.entries.map(([k, v]) => `${inner}${goJsonString(k)}: ${jsonValue(v, inner, step)}`).join(",\n")}
+${indent2}}`;
+  }
+}
+function toJson(tree, indent2 = "  ") {
+  return jsonValue(tree, "", indent2) + "\n";
+}
+function printTree(tree, format, layout2 = LEGACY_LAYOUT) {
+  return format === "json" ? toJson(tree, layout2.jsonIndent) : toYaml(tree, layout2.yamlIndent);
+}
+
+// core/secrets/sops-metadata.ts
 var SOPS_VERSION = "3.13.3";
 var LEGACY_SOPS_VERSION = "3.8.1";
 var DEFAULT_UNENCRYPTED_SUFFIX = "_unencrypted";
@@ -69787,6 +69797,8 @@ function encryptionRule(file, meta) {
     return encrypted;
   };
 }
+
+// core/secrets/sops-decrypt.ts
 var IvStash = class _IvStash {
   ivs = /* @__PURE__ */ new Map();
   static key(aad, text) {
@@ -69882,7 +69894,7 @@ async function recoverDataKey(doc, ids) {
 }
 async function resolveIdentities(opts2) {
   const ids = opts2.identities;
-  if (!ids) return loadIdentities(opts2.env ?? process.env);
+  if (!ids) return loadIdentities(opts2.processEnv ?? process.env);
   if (Array.isArray(ids)) return { identities: ids, tried: ids.map((i) => i.source) };
   return ids;
 }
@@ -69997,6 +70009,8 @@ function maskAll(secrets, mask) {
     }
   }
 }
+
+// core/secrets/sops.ts
 var SecretsFile = class _SecretsFile {
   constructor(file, format, dataKey, plain, recipientList, meta, original, stash) {
     this.file = file;
@@ -70043,7 +70057,7 @@ var SecretsFile = class _SecretsFile {
     const f = new _SecretsFile(
       file,
       format,
-      randomBytes10(DATA_KEY_BYTES),
+      randomBytes9(DATA_KEY_BYTES),
       { kind: "map", entries: [] },
       [],
       { age: [], lastModified: "", mac: "", version: SOPS_VERSION, unencryptedSuffix: opts2.unencryptedSuffix ?? DEFAULT_UNENCRYPTED_SUFFIX, macOnlyEncrypted: false, layout: CURRENT_LAYOUT, foreign: [] },
@@ -70135,7 +70149,7 @@ var SecretsFile = class _SecretsFile {
   }
   /** A new data key: every value, the MAC and every recipient's copy of the key are encrypted anew. */
   rotate() {
-    this.dataKey = randomBytes10(DATA_KEY_BYTES);
+    this.dataKey = randomBytes9(DATA_KEY_BYTES);
     this.stash.clear();
     this.rotated = true;
   }
@@ -70242,7 +70256,7 @@ async function decryptFile(file, opts2 = {}) {
 }
 
 // core/secrets/sops-config.ts
-var import_yaml4 = __toESM(require_dist(), 1);
+var import_yaml5 = __toESM(require_dist(), 1);
 var CONFIG_HEADER = [
   " Which age public keys (recipients) each sops file is encrypted to; sops and `ops` both read it.",
   " The first rule whose path_regex matches a file wins. `ops env new` adds a rule per environment;",
@@ -70250,24 +70264,24 @@ var CONFIG_HEADER = [
 ].join("\n");
 
 // core/secrets/env.ts
-var import_yaml5 = __toESM(require_dist(), 1);
-import { existsSync as existsSync6, readFileSync as readFileSync5, readdirSync as readdirSync2 } from "node:fs";
-import { isAbsolute as isAbsolute2, join as join7, resolve as resolve3 } from "node:path";
+var import_yaml6 = __toESM(require_dist(), 1);
+import { existsSync as existsSync7, readFileSync as readFileSync5, readdirSync as readdirSync2 } from "node:fs";
+import { isAbsolute as isAbsolute3, join as join7, resolve as resolve4 } from "node:path";
 function envDir(root, env) {
   return join7(root, "environments", validate("environment", env));
 }
 async function loadEnvIdentities(root, env, processEnv = process.env) {
   const ids = await loadIdentities(processEnv);
   const configFile = join7(envDir(root, env), "environment.yml");
-  if (!existsSync6(configFile)) return ids;
+  if (!existsSync7(configFile)) return ids;
   let keyFile;
   try {
-    keyFile = (0, import_yaml5.parse)(readFileSync5(configFile, "utf8"))?.secrets?.age_key_file;
+    keyFile = (0, import_yaml6.parse)(readFileSync5(configFile, "utf8"))?.secrets?.age_key_file;
   } catch {
     return ids;
   }
   if (typeof keyFile !== "string" || !keyFile) return ids;
-  const path = isAbsolute2(keyFile) ? keyFile : resolve3(envDir(root, env), keyFile);
+  const path = isAbsolute3(keyFile) ? keyFile : resolve4(envDir(root, env), keyFile);
   let text;
   try {
     text = readFileSync5(path, "utf8");
@@ -70297,11 +70311,11 @@ async function environmentSecrets(ctx, env) {
   const file = join8(env.dir, SECRETS_FILE);
   const label = `environments/${env.name}/${SECRETS_FILE}`;
   const needed = Object.values(env.config.env).some((v) => typeof v !== "string") || packagesNeedSecrets(env);
-  if (!existsSync7(file)) {
+  if (!existsSync8(file)) {
     if (needed) throw new OpsError(`${label} does not exist, but the environment's env or packages refer to secrets`, `create it: printf '%s' VALUE | ops secrets set ${env.name} <key>`);
     return {};
   }
-  const identities = await loadEnvIdentities(env.root, env.name, ctx.env);
+  const identities = await loadEnvIdentities(env.root, env.name, ctx.processEnv);
   const decrypted = await decryptFile(file, { identities, mask: (v) => ctx.reporter.mask(v) });
   if (decrypted.recipients.includes(EXAMPLE_RECIPIENT))
     throw new OpsError(
@@ -70314,100 +70328,13 @@ async function environmentSecrets(ctx, env) {
   return decrypted.data;
 }
 
-// core/ops/deploy.ts
-function parseState(r) {
-  const slot = reported(r, "slot");
-  const slotReleases = {};
-  for (const line of reportedAll(r, "slot_release")) {
-    const [s, id] = line.split(" ");
-    if ((s === "blue" || s === "green") && id) slotReleases[s] = id;
-  }
-  return {
-    provisioned: (reported(r, "provisioned") ?? "no") !== "no",
-    current: reported(r, "current") ?? "",
-    slot: slot === "blue" || slot === "green" ? slot : void 0,
-    releases: reportedAll(r, "release").map(parseReleaseRecord),
-    known: reportedAll(r, "known"),
-    has: reportedAll(r, "has"),
-    lfsHas: reportedAll(r, "lfs_has"),
-    certificate: reported(r, "certificate") === "yes",
-    liveHealth: reported(r, "live_health") ?? "",
-    hostTime: reported(r, "now"),
-    slotReleases,
-    disk: parseDisk(reported(r, "disk")),
-    depsHas: reportedAll(r, "deps_has"),
-    platform: reported(r, "platform")
-  };
-}
-function pruneAfterSwitch(env, state, id, newSlot) {
-  const top = Math.max(0, ...state.releases.map((r) => Math.max(r.liveSeq ?? 0, r.eventSeq ?? 0)));
-  const releases = [...state.releases.filter((r) => r.id !== id), { id, sha: "", status: "ok", liveSeq: top + 1, eventSeq: top + 1 }];
-  const warm = env.config.switch.keep_previous && state.current && state.slot ? [{ id: state.current, slot: state.slot }] : [];
-  const kept = retention(releases, { keep: env.config.release.keep, keepFailed: env.config.release.keep_failed, current: id, warm: [...warm, { id, slot: newSlot }] });
-  return [...kept].filter(([, why]) => why === void 0).map(([r]) => r);
-}
-function sourceRepository(ctx, env) {
-  const configured = env.config.repository;
-  if (configured) return isAbsolute3(configured) ? configured : resolve4(ctx.root, configured);
-  try {
-    return execFileSync2("git", ["-C", ctx.root, "rev-parse", "--show-toplevel"], { encoding: "utf8" }).trim();
-  } catch {
-    return ctx.root;
-  }
-}
-var HostRun = class {
-  constructor(ctx, remote, env) {
-    this.ctx = ctx;
-    this.remote = remote;
-    this.env = env;
-  }
-  ctx;
-  remote;
-  env;
-  steps = [];
-  async run(step) {
-    const started = Date.now();
-    try {
-      return await (step.quiet ? this.remote.run(step) : this.ctx.reporter.group(`${this.remote.name} \xB7 ${step.name}`, () => this.remote.run(step)));
-    } catch (e) {
-      throw await this.diskFull(e);
-    } finally {
-      this.steps.push({ name: step.name, ms: Date.now() - started });
-    }
-  }
-  async upload(content, path, mode) {
-    await this.remote.upload(content, path, { mode }).catch(async (e) => {
-      throw await this.diskFull(e);
-    });
-  }
-  /** A cleanup step whose own failure must not hide the original error. */
-  async tryRun(step) {
-    await this.remote.run(step, { allowFailure: true }).catch(() => void 0);
-  }
-  /**
-   * A failed step: was the disk full? Said in its error (ENOSPC), or not (a tool that hides its cause, like
-   * venv's ensurepip): the space and inodes left after it tell.
-   */
-  async diskFull(e) {
-    if (!(e instanceof StepError) || e.exitCode === null) return e;
-    const r = await this.remote.run(diskSpace(this.env), { allowFailure: true }).catch(() => void 0);
-    const disk = r && parseDisk(reported(r, "disk"));
-    const exhausted = disk && (disk.freeMb < 1 || disk.freeInodes !== void 0 && disk.freeInodes < 10);
-    if (!DISK_FULL.test(e.message) && !exhausted) return e;
-    const what = disk?.freeInodes === 0 ? "free inodes" : "disk space";
-    return new DiskFullError(
-      e,
-      `${this.remote.name} ran out of ${what}${disk ? `: ${describeDisk(disk)}` : ` under ${this.env.baseDir}`}`,
-      `free space on ${this.remote.name} under ${disk?.path ?? this.env.baseDir} (failed releases, old dependency sets under shared/deps, logs; or lower release.keep), then deploy again`
-    );
-  }
-};
-async function target(ctx, env, options) {
-  const ref = validate("gitRef", options.ref || env.config.ref);
-  const repo = sourceRepository(ctx, env);
+// core/ops/deploy-plan.ts
+async function deployTarget(ctx, env, refOption) {
+  const ref = validate("gitRef", refOption || env.config.ref);
+  const repo = await sourceRepository(ctx.root, env.config.repository);
   return { repo, resolved: await resolveRef(repo, ref) };
 }
-async function plan(ctx, env, { repo, resolved }) {
+async function planDeploy(ctx, env, { repo, resolved }) {
   const ref = resolved.ref;
   const tree = await treeContent(repo, resolved.sha);
   const hashes = await dependencyHashes(repo, resolved.sha, env);
@@ -70417,7 +70344,7 @@ async function plan(ctx, env, { repo, resolved }) {
   const id = releaseId(resolved.sha, now);
   for (const slot of ["blue", "green"]) slotConfig(env, slot, `${layout(env).releases}/${id}`, id);
   if (env.config.tls.mode === "off" || env.config.nginx.site_template) site(env, true);
-  const info2 = runInfo(ctx.env);
+  const info2 = runInfo(ctx.processEnv);
   const meta = {
     id,
     sha: resolved.sha,
@@ -70432,6 +70359,270 @@ async function plan(ctx, env, { repo, resolved }) {
   };
   return { resolved, repo, tree, size: await treeSize(repo, resolved.sha), id, dotenv, hashes, meta };
 }
+function treeNotes(tree) {
+  const notes = [];
+  if (tree.submodules.length) notes.push(`submodules included: ${tree.submodules.map((m) => `${m.path} (${m.sha.slice(0, 12)})`).join(", ")}`);
+  if (tree.lfs.length) notes.push(`Git LFS contents included: ${tree.lfs.length} file(s), ${(tree.lfs.reduce((a, f) => a + f.size, 0) / 1024).toFixed(1)} KiB`);
+  if (tree.exportIgnored.length)
+    notes.push(`left out by export-ignore (.gitattributes): ${tree.exportIgnored.slice(0, 10).join(", ")}${tree.exportIgnored.length > 10 ? ` and ${tree.exportIgnored.length - 10} more` : ""}`);
+  return notes;
+}
+function planText(env, p, sharing) {
+  const steps = ["lock", "state", "code (pack of missing objects)", ".env", "release", "dependencies (reused when lockfiles unchanged)"];
+  if (env.config.release.build) steps.push(`build: ${env.config.release.build}`);
+  if (env.config.release.migrate) steps.push(`migrate (first host): ${env.config.release.migrate}`);
+  if (env.hosts.length > 1) steps.push("build once per platform: the other hosts receive the release and its new dependency sets (sha256-checked), before any switch");
+  steps.push(...env.config.release.before_switch.map((c) => `before_switch: ${c}`), "start the other slot + health checks", "switch: nginx -t, graceful reload, current \u2192 release");
+  steps.push(
+    ...env.config.release.after_switch.map((c) => `after_switch: ${c}`),
+    env.config.switch.keep_previous ? "keep the previous release warm on the idle slot" : `drain (at most ${env.config.switch.drain}s), stop the old slot`,
+    `prune (keep the latest ${env.config.release.keep} good releases in the order they went live, ${env.config.release.keep_failed} failed/abandoned; never what a slot runs)`,
+    "audit, unlock"
+  );
+  return [
+    `environment ${env.name}: ${p.resolved.ref} (${p.resolved.matched}) = ${p.resolved.sha}`,
+    `release ${p.id}`,
+    ...treeNotes(p.tree),
+    `hosts (batches of ${env.config.switch.batch_size}): ${env.hosts.map((h) => `${h.name} (${h.address})`).join(", ")}`,
+    ...sharingPlan(env, sharing).map((l) => `  ${l}`),
+    ...steps.map((s, i) => `  ${i + 1}. ${s}`)
+  ];
+}
+
+// core/ops/locked.ts
+import { randomBytes as randomBytes10 } from "node:crypto";
+
+// core/steps/audit.ts
+function auditLine(entry) {
+  return JSON.stringify(entry).replace(/\n/g, " ");
+}
+function auditTemplate(entry, vars) {
+  const marks = /* @__PURE__ */ new Map();
+  const withMarks = { ...entry };
+  for (const [field, variable] of Object.entries(vars)) {
+    if (!/^[a-z_][a-z0-9_]*$/.test(variable)) throw new Error(`not a shell variable name: ${variable}`);
+    const mark = `@@ops-${field}@@`;
+    marks.set(mark, variable);
+    withMarks[field] = mark;
+  }
+  let word = quote(auditLine(withMarks));
+  for (const [mark, variable] of marks) word = word.split(mark).join(`'"\${${variable}}"'`);
+  return word;
+}
+
+// core/steps/lock.ts
+var LOCK_STATE = String.raw`lock_state=free
+if [ -d "$lock" ]; then
+  pid=$(sed -n 's/^holder_pid=//p' "$lock/info" 2>/dev/null || true)
+  start=$(sed -n 's/^holder_start=//p' "$lock/info" 2>/dev/null || true)
+  if [ -n "$pid" ] && [ "$(proc_start "$pid" || true)" = "$start" ]; then lock_state=held; else lock_state=stale; fi
+fi`;
+var REPORT_HOLDER = String.raw`ops_report lock "$lock_state"
+if [ -f "$lock/info" ]; then while IFS= read -r line; do ops_report holder "$line"; done < "$lock/info"; fi`;
+var LOCK_BUSY_EXIT = 3;
+function acquireLock(env, req2, then = "", finish = "") {
+  const L = layout(env);
+  return {
+    name: "lock",
+    as: "root",
+    timeout: req2.wait + 30,
+    quiet: true,
+    script: String.raw`${CONNECTION_FUNCTIONS}
+lock=${quote(L.lock)}
+holder=$(conn_pid) || { echo "cannot find the SSH server process of this connection (no sshd ancestor of process $$): the lock needs OpenSSH or dropbear" >&2; exit 1; }
+install -d -m 0755 -o root -g root ${quote(L.base)} ${quote(L.state)}
+deadline=$(( $(date +%s) + ${req2.wait} ))
+while :; do
+  if made=$(mkdir "$lock" 2>&1); then
+    # The details are the lock's meaning: a lock without them (disk full) is given back at once.
+    if ! printf '%s\n' ${quote(`operation=${req2.operation}`)} ${quote(`actor=${req2.actor}`)} ${quote(`run=${req2.runUrl}`)} ${quote(`run_id=${req2.runId}`)} "since=$(date -u +%Y-%m-%dT%H:%M:%SZ)" "holder_pid=$holder" "holder_start=$(proc_start "$holder")" > "$lock/info"; then
+      rm -rf "$lock"
+      echo "cannot write the lock's details in $lock: no space left under ${L.base}?" >&2
+      exit 1
+    fi
+    ops_report lock acquired
+    ops_report holder_pid "$holder"
+    # Uploads left by an interrupted run (.env, initdata) are ours to remove now.
+    find ${quote(L.uploads)} -mindepth 1 -delete 2>/dev/null || true
+    break
+  fi
+  [ -d "$lock" ] || { echo "cannot take the lock: $made" >&2; exit 1; }
+  ${LOCK_STATE.replace(/\n/g, "\n  ")}
+  if [ "$lock_state" = stale ] || [ "$(date +%s)" -ge "$deadline" ]; then
+    ${REPORT_HOLDER.replace(/\n/g, "\n    ")}
+    exit ${LOCK_BUSY_EXIT}
+  fi
+  sleep 1
+done
+${then}${finish ? `
+${finish}` : ""}`
+  };
+}
+function releaseLock(env, runId, auditLines = [], ended = []) {
+  const stop = ended.length ? String.raw`${CONNECTION_FUNCTIONS}
+ended=(${ended.map(quote).join(" ")})
+read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"
+if [ ${"$"}{#pids[@]} -gt 0 ]; then
+  ops_report stopped "${"$"}{pids[*]}"
+  kill -TERM "${"$"}{pids[@]}" 2>/dev/null || true
+  for _ in $(seq 50); do read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"; [ ${"$"}{#pids[@]} -gt 0 ] || break; sleep 0.2; done
+  if [ ${"$"}{#pids[@]} -gt 0 ]; then kill -KILL "${"$"}{pids[@]}" 2>/dev/null || true; fi
+fi
+` : "";
+  return {
+    name: "unlock",
+    as: "root",
+    timeout: 30,
+    quiet: true,
+    script: `${stop}${unlockScript(env, runId, auditLines.map(quote))}`
+  };
+}
+function unlockScript(env, runId, auditWords) {
+  const L = layout(env);
+  const audit = auditWords.length ? `if ! audit_err=$({ printf '%s\\n' ${auditWords.join(" ")} >> ${quote(L.audit)} && chmod 0644 ${quote(L.audit)}; } 2>&1); then
+  ops_report audit_failed "$(printf '%s' "$audit_err" | tr '\\n' ' ')"
+fi
+` : "";
+  return String.raw`${audit}lock=${quote(L.lock)}
+if [ "$(sed -n 's/^run_id=//p' "$lock/info" 2>/dev/null || true)" = ${quote(runId)} ]; then rm -rf "$lock"; ops_report lock released; fi`;
+}
+function parseLock(result) {
+  const holder = {};
+  for (const line of reportedAll(result, "holder")) {
+    const eq = line.indexOf("=");
+    if (eq > 0) holder[line.slice(0, eq)] = line.slice(eq + 1);
+  }
+  return { state: reported(result, "lock") ?? "free", holder };
+}
+function describeHolder(h) {
+  if (!h.operation) return "an unknown run (the lock has no details)";
+  return `a ${h.operation} run by ${h.actor || "unknown"}, started ${h.since || "?"}${h.run ? ` (${h.run})` : ""}`;
+}
+
+// core/ops/locked.ts
+var LockError = class extends OpsError {
+};
+async function acquire(remote, env, request, inspect, finish, notOurs) {
+  const result = await remote.run(acquireLock(env, request, inspect?.script, finish), { allowFailure: true });
+  if (result.code === 0) return result;
+  if (parseLock(result).state !== "acquired") notOurs();
+  if (result.code !== LOCK_BUSY_EXIT) throw new StepError(inspect ? `lock, ${inspect.name}` : "lock", remote.name, result.code, tail(result.stderr), void 0, sudoHint(result.stderr, remote.login, remote.name));
+  const lock = parseLock(result);
+  if (lock.state === "stale")
+    throw new LockError(
+      `environment ${env.name} has a stale lock on ${remote.name}, left by ${describeHolder(lock.holder)}, which is no longer connected`,
+      `check that nothing is still running on the host (e.g. a half-done deploy), then release it: ops lock release ${env.name}`
+    );
+  throw new LockError(
+    `environment ${env.name} is locked on ${remote.name} by ${describeHolder(lock.holder)}`,
+    env.config.switch.lock_wait ? `waited ${env.config.switch.lock_wait}s; try again when it is done` : "wait until it is done (or set switch.lock_wait to queue behind it)"
+  );
+}
+function auditEntry(env, request, entry, now) {
+  return { time: now.toISOString(), environment: env.name, operation: request.operation, actor: request.actor, run: request.runUrl || void 0, ...entry };
+}
+function lockLeft(env, failures, cause) {
+  const left = `the lock of ${env.name} could not be released on ${failures.length === 1 ? "host " : "hosts:\n  "}${failures.join("\n  ")}`;
+  const release = `once nothing runs there any more, release it: ops lock release ${env.name}`;
+  if (cause === void 0) return new LockError(`the operation itself succeeded, but ${left}`, release);
+  const message = cause instanceof Error ? cause.message : String(cause);
+  const hint = cause instanceof OpsError && cause.hint ? `${cause.hint}; then ${release}` : release;
+  return new LockError(`${message}
+${left}`, hint);
+}
+async function withLock(ctx, session, operation, fn, options = {}) {
+  const env = session.env;
+  const info2 = runInfo(ctx.processEnv);
+  const request = { operation, actor: info2.actor, runUrl: info2.runUrl, runId: randomBytes10(8).toString("hex"), wait: env.config.switch.lock_wait };
+  const mine = /* @__PURE__ */ new Set();
+  const pending = /* @__PURE__ */ new Map();
+  const inspected = /* @__PURE__ */ new Map();
+  const finished = /* @__PURE__ */ new Set();
+  const releaseOn = async (host, fresh = false) => {
+    const old = session.remote(host).connection;
+    let why = "";
+    for (const again of fresh ? [true] : [false, true]) {
+      try {
+        const remote = again ? await session.reconnect(host) : session.remote(host);
+        const r = await remote.run(releaseLock(env, request.runId, pending.get(host) ?? [], again ? [old] : []), { allowFailure: true });
+        if (r.code === 0) {
+          const audit = reported(r, "audit_failed");
+          if (audit !== void 0) ctx.reporter.warn(`${host}: the audit log could not be written (${audit.trim() || "no reason given"})`);
+          const stopped = reported(r, "stopped");
+          if (stopped) ctx.reporter.warn(`${host}: stopped what the run had left running there (processes ${stopped.trim()})`);
+          return void 0;
+        }
+        why = `the unlock step failed with exit code ${r.code}${r.stderr.trim() ? `: ${tail(r.stderr, 1)}` : ""}`;
+      } catch (e) {
+        why = (e instanceof Error ? e.message : String(e)).split("\n")[0];
+      }
+      if (!again) ctx.reporter.warn(`${host}: could not release the lock (${why}); trying again over a new connection`);
+    }
+    return `${host} (${why})`;
+  };
+  let releasing;
+  const releaseAll = (fresh = false) => releasing ??= Promise.all([...mine].map((h) => releaseOn(h, fresh))).then((failures) => failures.filter((f) => f !== void 0));
+  const onSignal = (signal) => {
+    ctx.reporter.error(`${signal} received: releasing the lock and stopping`);
+    for (const host of mine) pending.set(host, [...pending.get(host) ?? [], auditLine({ time: runnerNow(ctx).toISOString(), environment: env.name, operation, result: "failed", actor: info2.actor, run: info2.runUrl || void 0, message: `interrupted by ${signal}` })]);
+    void releaseAll(true).then((failures) => {
+      if (failures.length) ctx.reporter.error(ctx.reporter.redact(lockLeft(env, failures, new OpsError(`interrupted by ${signal}`)).message));
+    }).then(() => session.close()).finally(() => process.exit(130));
+  };
+  const finish = options.finish?.((entry, vars = {}) => unlockScript(env, request.runId, [auditTemplate(auditEntry(env, request, entry, runnerNow(ctx)), vars)]));
+  const settled = await Promise.allSettled(
+    [...session.remotes.values()].map(async (r) => {
+      mine.add(r.name);
+      const result2 = await acquire(r, env, request, options.inspect, finish, () => mine.delete(r.name));
+      inspected.set(r.name, result2);
+      if (parseLock(result2).state === "released") {
+        mine.delete(r.name);
+        finished.add(r.name);
+      }
+    })
+  );
+  const failed = settled.find((s) => s.status === "rejected");
+  if (failed) {
+    const left2 = await releaseAll();
+    throw left2.length ? lockLeft(env, left2, failed.reason) : failed.reason;
+  }
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  const line = (entry) => auditLine(auditEntry(env, request, entry, runnerNow(ctx)));
+  const run = {
+    inspected,
+    audit(host, entry) {
+      pending.set(host, [...pending.get(host) ?? [], line(entry)]);
+    },
+    finished: (host) => finished.has(host),
+    closing(host, entry) {
+      run.audit(host, entry);
+      return unlockScript(env, request.runId, (pending.get(host) ?? []).map(quote));
+    },
+    closed(host, result2) {
+      if (parseLock(result2).state !== "released") return;
+      mine.delete(host);
+      finished.add(host);
+      pending.delete(host);
+    }
+  };
+  let result;
+  try {
+    result = await fn(run);
+  } catch (e) {
+    const left2 = await releaseAll();
+    throw left2.length ? lockLeft(env, left2, e) : e;
+  } finally {
+    await releaseAll();
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
+  const left = await releaseAll();
+  if (left.length) throw lockLeft(env, left);
+  return result;
+}
+
+// core/ops/deploy.ts
 function checkSpace(env, host, state, p, packBytes) {
   const disk = state.disk;
   if (!disk) return;
@@ -70663,73 +70854,21 @@ function describeBuilds(groups) {
     ({ builder, receivers, platform: platform2 }) => receivers.length ? `build once: ${builder.name} builds, ${receivers.map((r) => r.name).join(", ")} receive${receivers.length === 1 ? "s" : ""} its build (sha256-checked)${platform2 ? ` \u2014 same platform: ${platform2}` : ""}` : `${builder.name} builds for itself: ${platform2 ? `its platform differs (${platform2})` : "its platform is unknown"}`
   );
 }
-function treeNotes(tree) {
-  const notes = [];
-  if (tree.submodules.length) notes.push(`submodules included: ${tree.submodules.map((m) => `${m.path} (${m.sha.slice(0, 12)})`).join(", ")}`);
-  if (tree.lfs.length) notes.push(`Git LFS contents included: ${tree.lfs.length} file(s), ${(tree.lfs.reduce((a, f) => a + f.size, 0) / 1024).toFixed(1)} KiB`);
-  if (tree.exportIgnored.length)
-    notes.push(`left out by export-ignore (.gitattributes): ${tree.exportIgnored.slice(0, 10).join(", ")}${tree.exportIgnored.length > 10 ? ` and ${tree.exportIgnored.length - 10} more` : ""}`);
-  return notes;
-}
-function summaryPlan(env, p, sharing) {
-  const steps = ["lock", "state", "code (pack of missing objects)", ".env", "release", "dependencies (reused when lockfiles unchanged)"];
-  if (env.config.release.build) steps.push(`build: ${env.config.release.build}`);
-  if (env.config.release.migrate) steps.push(`migrate (first host): ${env.config.release.migrate}`);
-  if (env.hosts.length > 1) steps.push("build once per platform: the other hosts receive the release and its new dependency sets (sha256-checked), before any switch");
-  steps.push(...env.config.release.before_switch.map((c) => `before_switch: ${c}`), "start the other slot + health checks", "switch: nginx -t, graceful reload, current \u2192 release");
-  steps.push(
-    ...env.config.release.after_switch.map((c) => `after_switch: ${c}`),
-    env.config.switch.keep_previous ? "keep the previous release warm on the idle slot" : `drain (at most ${env.config.switch.drain}s), stop the old slot`,
-    `prune (keep the latest ${env.config.release.keep} good releases in the order they went live, ${env.config.release.keep_failed} failed/abandoned; never what a slot runs)`,
-    "audit, unlock"
-  );
-  return [
-    `environment ${env.name}: ${p.resolved.ref} (${p.resolved.matched}) = ${p.resolved.sha}`,
-    `release ${p.id}`,
-    ...treeNotes(p.tree),
-    `hosts (batches of ${env.config.switch.batch_size}): ${env.hosts.map((h) => `${h.name} (${h.address})`).join(", ")}`,
-    ...sharingPlan(env, sharing).map((l) => `  ${l}`),
-    ...steps.map((s, i) => `  ${i + 1}. ${s}`)
-  ];
-}
-function noopFinish(target2, unlock) {
-  const line = unlock({ ref: target2.ref, sha: target2.sha, release: "", previous: "", result: "no-op", message: "already live" }, { release: "cur_id", previous: "cur_id" });
+function noopFinish(target, unlock) {
+  const line = unlock({ ref: target.ref, sha: target.sha, release: "", previous: "", result: "no-op", message: "already live" }, { release: "cur_id", previous: "cur_id" });
   return String.raw`cur_id=${"$"}{cur##*/}
-if [ -n "$live_sha" ] && [ "$live_sha" = ${quote(target2.sha)} ] && [ "$live_health" = ok ] && [[ $cur_id =~ ${RELEASE_DIR_PATTERN} ]]; then
+if [ -n "$live_sha" ] && [ "$live_sha" = ${quote(target.sha)} ] && [ "$live_health" = ok ] && [[ $cur_id =~ ${RELEASE_DIR_PATTERN} ]]; then
 ${line}
 fi`;
 }
-function liveOf(host, state) {
-  return { host, sha: state.releases.find((r) => r.id === state.current)?.sha ?? "", release: state.current };
-}
-async function readLive(ctx, env) {
-  try {
-    return await withSession(
-      ctx,
-      env,
-      (session) => Promise.all(
-        env.hosts.map(async (h) => {
-          try {
-            const state = parseState(await session.remote(h.name).run(deployState(env, void 0, { liveHealth: false, platform: env.hosts.length > 1 })));
-            return { ...liveOf(h.name, state), ...state.platform && { platform: state.platform } };
-          } catch (e) {
-            return { host: h.name, sha: "", release: "", error: e.message.split("\n")[0] };
-          }
-        })
-      )
-    );
-  } catch (e) {
-    return env.hosts.map((h) => ({ host: h.name, sha: "", release: "", error: e.message.split("\n")[0] }));
-  }
-}
 async function deploy(ctx, env, options = {}) {
   const sharing = refuseCollisions(env, ctx.reporter);
-  const commit = await target(ctx, env, options);
+  const commit = await deployTarget(ctx, env, options.ref);
   const opening = options.dryRun ? void 0 : Session.open(ctx, env);
   opening?.catch(() => void 0);
   let p;
   try {
-    p = await plan(ctx, env, commit);
+    p = await planDeploy(ctx, env, commit);
   } catch (e) {
     await opening?.then((s) => s.close(), () => void 0);
     throw e;
@@ -70754,7 +70893,7 @@ async function deploy(ctx, env, options = {}) {
     return {
       ...base,
       changes,
-      plan: [...summaryPlan(env, p, sharing), ...builds.map((l) => `  ${l}`), "", "changes (live \u2192 target):", ...formatChanges(changes, p.resolved.sha).map((l) => `  ${l}`)]
+      plan: [...planText(env, p, sharing), ...builds.map((l) => `  ${l}`), "", "changes (live \u2192 target):", ...formatChanges(changes, p.resolved.sha).map((l) => `  ${l}`)]
     };
   }
   const session = await opening;

@@ -19218,7 +19218,7 @@ var require_visit = __commonJS({
     var BREAK = /* @__PURE__ */ Symbol("break visit");
     var SKIP = /* @__PURE__ */ Symbol("skip children");
     var REMOVE = /* @__PURE__ */ Symbol("remove node");
-    function visit2(node, visitor) {
+    function visit(node, visitor) {
       const visitor_ = initVisitor(visitor);
       if (identity.isDocument(node)) {
         const cd = visit_(null, node.contents, visitor_, Object.freeze([node]));
@@ -19227,9 +19227,9 @@ var require_visit = __commonJS({
       } else
         visit_(null, node, visitor_, Object.freeze([]));
     }
-    visit2.BREAK = BREAK;
-    visit2.SKIP = SKIP;
-    visit2.REMOVE = REMOVE;
+    visit.BREAK = BREAK;
+    visit.SKIP = SKIP;
+    visit.REMOVE = REMOVE;
     function visit_(key, node, visitor, path) {
       const ctrl = callVisitor(key, node, visitor, path);
       if (identity.isNode(ctrl) || identity.isPair(ctrl)) {
@@ -19363,7 +19363,7 @@ var require_visit = __commonJS({
         throw new Error(`Cannot replace node with ${pt} parent`);
       }
     }
-    exports.visit = visit2;
+    exports.visit = visit;
     exports.visitAsync = visitAsync;
   }
 });
@@ -19373,7 +19373,7 @@ var require_directives = __commonJS({
   "node_modules/yaml/dist/doc/directives.js"(exports) {
     "use strict";
     var identity = require_identity();
-    var visit2 = require_visit();
+    var visit = require_visit();
     var escapeChars = {
       "!": "%21",
       ",": "%2C",
@@ -19517,7 +19517,7 @@ var require_directives = __commonJS({
         let tagNames;
         if (doc && tagEntries.length > 0 && identity.isNode(doc.contents)) {
           const tags = {};
-          visit2.visit(doc.contents, (_key, node) => {
+          visit.visit(doc.contents, (_key, node) => {
             if (identity.isNode(node) && node.tag)
               tags[node.tag] = true;
           });
@@ -19544,7 +19544,7 @@ var require_anchors = __commonJS({
   "node_modules/yaml/dist/doc/anchors.js"(exports) {
     "use strict";
     var identity = require_identity();
-    var visit2 = require_visit();
+    var visit = require_visit();
     function anchorIsValid(anchor) {
       if (/[\x00-\x19\s,[\]{}]/.test(anchor)) {
         const sa = JSON.stringify(anchor);
@@ -19555,7 +19555,7 @@ var require_anchors = __commonJS({
     }
     function anchorNames(root) {
       const anchors = /* @__PURE__ */ new Set();
-      visit2.visit(root, {
+      visit.visit(root, {
         Value(_key, node) {
           if (node.anchor)
             anchors.add(node.anchor);
@@ -19735,7 +19735,7 @@ var require_Alias = __commonJS({
   "node_modules/yaml/dist/nodes/Alias.js"(exports) {
     "use strict";
     var anchors = require_anchors();
-    var visit2 = require_visit();
+    var visit = require_visit();
     var identity = require_identity();
     var Node = require_Node();
     var toJS = require_toJS();
@@ -19761,7 +19761,7 @@ var require_Alias = __commonJS({
           nodes = ctx.aliasResolveCache;
         } else {
           nodes = [];
-          visit2.visit(doc, {
+          visit.visit(doc, {
             Node: (_key, node) => {
               if (identity.isAlias(node) || identity.hasAnchor(node))
                 nodes.push(node);
@@ -19856,7 +19856,7 @@ var require_Scalar = __commonJS({
     var Node = require_Node();
     var toJS = require_toJS();
     var isScalarValue = (value) => !value || typeof value !== "function" && typeof value !== "object";
-    var Scalar3 = class extends Node.NodeBase {
+    var Scalar4 = class extends Node.NodeBase {
       constructor(value) {
         super(identity.SCALAR);
         this.value = value;
@@ -19868,12 +19868,12 @@ var require_Scalar = __commonJS({
         return String(this.value);
       }
     };
-    Scalar3.BLOCK_FOLDED = "BLOCK_FOLDED";
-    Scalar3.BLOCK_LITERAL = "BLOCK_LITERAL";
-    Scalar3.PLAIN = "PLAIN";
-    Scalar3.QUOTE_DOUBLE = "QUOTE_DOUBLE";
-    Scalar3.QUOTE_SINGLE = "QUOTE_SINGLE";
-    exports.Scalar = Scalar3;
+    Scalar4.BLOCK_FOLDED = "BLOCK_FOLDED";
+    Scalar4.BLOCK_LITERAL = "BLOCK_LITERAL";
+    Scalar4.PLAIN = "PLAIN";
+    Scalar4.QUOTE_DOUBLE = "QUOTE_DOUBLE";
+    Scalar4.QUOTE_SINGLE = "QUOTE_SINGLE";
+    exports.Scalar = Scalar4;
     exports.isScalarValue = isScalarValue;
   }
 });
@@ -19884,7 +19884,7 @@ var require_createNode = __commonJS({
     "use strict";
     var Alias = require_Alias();
     var identity = require_identity();
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var defaultTagPrefix = "tag:yaml.org,2002:";
     function findTagObject(value, tagName, tags) {
       if (tagName) {
@@ -19929,7 +19929,7 @@ var require_createNode = __commonJS({
           value = value.toJSON();
         }
         if (!value || typeof value !== "object") {
-          const node2 = new Scalar3.Scalar(value);
+          const node2 = new Scalar4.Scalar(value);
           if (ref)
             ref.node = node2;
           return node2;
@@ -19940,7 +19940,7 @@ var require_createNode = __commonJS({
         onTagObj(tagObj);
         delete ctx.onTagObj;
       }
-      const node = tagObj?.createNode ? tagObj.createNode(ctx.schema, value, ctx) : typeof tagObj?.nodeClass?.from === "function" ? tagObj.nodeClass.from(ctx.schema, value, ctx) : new Scalar3.Scalar(value);
+      const node = tagObj?.createNode ? tagObj.createNode(ctx.schema, value, ctx) : typeof tagObj?.nodeClass?.from === "function" ? tagObj.nodeClass.from(ctx.schema, value, ctx) : new Scalar4.Scalar(value);
       if (tagName)
         node.tag = tagName;
       else if (!tagObj.default)
@@ -20253,7 +20253,7 @@ ${indent2}${text.slice(fold + 1, end2)}`;
 var require_stringifyString = __commonJS({
   "node_modules/yaml/dist/stringify/stringifyString.js"(exports) {
     "use strict";
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var foldFlowLines = require_foldFlowLines();
     var getFoldOptions = (ctx, isBlock) => ({
       indentAtStart: isBlock ? ctx.indent.length : ctx.indentAtStart,
@@ -20396,7 +20396,7 @@ ${indent2}`) + "'";
         return quotedString(value, ctx);
       }
       const indent2 = ctx.indent || (ctx.forceBlockIndent || containsDocumentMarker(value) ? "  " : "");
-      const literal = blockQuote === "literal" ? true : blockQuote === "folded" || type === Scalar3.Scalar.BLOCK_FOLDED ? false : type === Scalar3.Scalar.BLOCK_LITERAL ? true : !lineLengthOverLimit(value, lineWidth, indent2.length);
+      const literal = blockQuote === "literal" ? true : blockQuote === "folded" || type === Scalar4.Scalar.BLOCK_FOLDED ? false : type === Scalar4.Scalar.BLOCK_LITERAL ? true : !lineLengthOverLimit(value, lineWidth, indent2.length);
       if (!value)
         return literal ? "|\n" : ">\n";
       let chomp;
@@ -20451,7 +20451,7 @@ ${indent2}`) + "'";
         const foldedValue = value.replace(/\n+/g, "\n$&").replace(/(?:^|\n)([\t ].*)(?:([\n\t ]*)\n(?![\n\t ]))?/g, "$1$2").replace(/\n+/g, `$&${indent2}`);
         let literalFallback = false;
         const foldOptions = getFoldOptions(ctx, true);
-        if (blockQuote !== "folded" && type !== Scalar3.Scalar.BLOCK_FOLDED) {
+        if (blockQuote !== "folded" && type !== Scalar4.Scalar.BLOCK_FOLDED) {
           foldOptions.onOverflow = () => {
             literalFallback = true;
           };
@@ -20474,7 +20474,7 @@ ${indent2}${start}${value}${end}`;
       if (/^[\n\t ,[\]{}#&*!|>'"%@`]|^[?-]$|^[?-][ \t]|[\n:][ \t]|[ \t]\n|[\n\t ]#|[\n\t :]$/.test(value)) {
         return implicitKey || inFlow || !value.includes("\n") ? quotedString(value, ctx) : blockString(item, ctx, onComment, onChompKeep);
       }
-      if (!implicitKey && !inFlow && type !== Scalar3.Scalar.PLAIN && value.includes("\n")) {
+      if (!implicitKey && !inFlow && type !== Scalar4.Scalar.PLAIN && value.includes("\n")) {
         return blockString(item, ctx, onComment, onChompKeep);
       }
       if (containsDocumentMarker(value)) {
@@ -20499,20 +20499,20 @@ ${indent2}`);
       const { implicitKey, inFlow } = ctx;
       const ss = typeof item.value === "string" ? item : Object.assign({}, item, { value: String(item.value) });
       let { type } = item;
-      if (type !== Scalar3.Scalar.QUOTE_DOUBLE) {
+      if (type !== Scalar4.Scalar.QUOTE_DOUBLE) {
         if (/[\x00-\x08\x0b-\x1f\x7f-\x9f\u{D800}-\u{DFFF}]/u.test(ss.value))
-          type = Scalar3.Scalar.QUOTE_DOUBLE;
+          type = Scalar4.Scalar.QUOTE_DOUBLE;
       }
       const _stringify = (_type) => {
         switch (_type) {
-          case Scalar3.Scalar.BLOCK_FOLDED:
-          case Scalar3.Scalar.BLOCK_LITERAL:
+          case Scalar4.Scalar.BLOCK_FOLDED:
+          case Scalar4.Scalar.BLOCK_LITERAL:
             return implicitKey || inFlow ? quotedString(ss.value, ctx) : blockString(ss, ctx, onComment, onChompKeep);
-          case Scalar3.Scalar.QUOTE_DOUBLE:
+          case Scalar4.Scalar.QUOTE_DOUBLE:
             return doubleQuotedString(ss.value, ctx);
-          case Scalar3.Scalar.QUOTE_SINGLE:
+          case Scalar4.Scalar.QUOTE_SINGLE:
             return singleQuotedString(ss.value, ctx);
-          case Scalar3.Scalar.PLAIN:
+          case Scalar4.Scalar.PLAIN:
             return plainString(ss, ctx, onComment, onChompKeep);
           default:
             return null;
@@ -20661,7 +20661,7 @@ var require_stringifyPair = __commonJS({
   "node_modules/yaml/dist/stringify/stringifyPair.js"(exports) {
     "use strict";
     var identity = require_identity();
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var stringify = require_stringify();
     var stringifyComment = require_stringifyComment();
     function stringifyPair({ key, value }, ctx, onComment, onChompKeep) {
@@ -20676,7 +20676,7 @@ var require_stringifyPair = __commonJS({
           throw new Error(msg);
         }
       }
-      let explicitKey = !simpleKeys && (!key || keyComment && value == null && !ctx.inFlow || identity.isCollection(key) || (identity.isScalar(key) ? key.type === Scalar3.Scalar.BLOCK_FOLDED || key.type === Scalar3.Scalar.BLOCK_LITERAL : typeof key === "object"));
+      let explicitKey = !simpleKeys && (!key || keyComment && value == null && !ctx.inFlow || identity.isCollection(key) || (identity.isScalar(key) ? key.type === Scalar4.Scalar.BLOCK_FOLDED || key.type === Scalar4.Scalar.BLOCK_LITERAL : typeof key === "object"));
       ctx = Object.assign({}, ctx, {
         allNullValues: false,
         implicitKey: !explicitKey && (simpleKeys || !allNullValues),
@@ -20816,19 +20816,19 @@ var require_merge = __commonJS({
   "node_modules/yaml/dist/schema/yaml-1.1/merge.js"(exports) {
     "use strict";
     var identity = require_identity();
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var MERGE_KEY = "<<";
     var merge = {
       identify: (value) => value === MERGE_KEY || typeof value === "symbol" && value.description === MERGE_KEY,
       default: "key",
       tag: "tag:yaml.org,2002:merge",
       test: /^<<$/,
-      resolve: () => Object.assign(new Scalar3.Scalar(Symbol(MERGE_KEY)), {
+      resolve: () => Object.assign(new Scalar4.Scalar(Symbol(MERGE_KEY)), {
         addToJSMap: addMergeToJSMap
       }),
       stringify: () => MERGE_KEY
     };
-    var isMergeKey = (ctx, key) => (merge.identify(key) || identity.isScalar(key) && (!key.type || key.type === Scalar3.Scalar.PLAIN) && merge.identify(key.value)) && ctx?.doc.schema.tags.some((tag) => tag.tag === merge.tag && tag.default);
+    var isMergeKey = (ctx, key) => (merge.identify(key) || identity.isScalar(key) && (!key.type || key.type === Scalar4.Scalar.PLAIN) && merge.identify(key.value)) && ctx?.doc.schema.tags.some((tag) => tag.tag === merge.tag && tag.default);
     function addMergeToJSMap(ctx, map, value) {
       const source = resolveAliasValue(ctx, value);
       if (identity.isSeq(source))
@@ -21135,7 +21135,7 @@ var require_YAMLMap = __commonJS({
     var Collection = require_Collection();
     var identity = require_identity();
     var Pair2 = require_Pair();
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     function findPair(items2, key) {
       const k = identity.isScalar(key) ? key.value : key;
       for (const it of items2) {
@@ -21202,7 +21202,7 @@ var require_YAMLMap = __commonJS({
         if (prev) {
           if (!overwrite)
             throw new Error(`Key ${_pair.key} already set`);
-          if (identity.isScalar(prev.value) && Scalar3.isScalarValue(_pair.value))
+          if (identity.isScalar(prev.value) && Scalar4.isScalarValue(_pair.value))
             prev.value.value = _pair.value;
           else
             prev.value = _pair.value;
@@ -21300,7 +21300,7 @@ var require_YAMLSeq = __commonJS({
     var stringifyCollection = require_stringifyCollection();
     var Collection = require_Collection();
     var identity = require_identity();
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var toJS = require_toJS();
     var YAMLSeq3 = class extends Collection.Collection {
       static get tagName() {
@@ -21357,7 +21357,7 @@ var require_YAMLSeq = __commonJS({
         if (typeof idx !== "number")
           throw new Error(`Expected a valid index, not ${key}.`);
         const prev = this.items[idx];
-        if (identity.isScalar(prev) && Scalar3.isScalarValue(value))
+        if (identity.isScalar(prev) && Scalar4.isScalarValue(value))
           prev.value = value;
         else
           this.items[idx] = value;
@@ -21453,14 +21453,14 @@ var require_string = __commonJS({
 var require_null = __commonJS({
   "node_modules/yaml/dist/schema/common/null.js"(exports) {
     "use strict";
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var nullTag = {
       identify: (value) => value == null,
-      createNode: () => new Scalar3.Scalar(null),
+      createNode: () => new Scalar4.Scalar(null),
       default: true,
       tag: "tag:yaml.org,2002:null",
       test: /^(?:~|[Nn]ull|NULL)?$/,
-      resolve: () => new Scalar3.Scalar(null),
+      resolve: () => new Scalar4.Scalar(null),
       stringify: ({ source }, ctx) => typeof source === "string" && nullTag.test.test(source) ? source : ctx.options.nullStr
     };
     exports.nullTag = nullTag;
@@ -21471,13 +21471,13 @@ var require_null = __commonJS({
 var require_bool = __commonJS({
   "node_modules/yaml/dist/schema/core/bool.js"(exports) {
     "use strict";
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var boolTag = {
       identify: (value) => typeof value === "boolean",
       default: true,
       tag: "tag:yaml.org,2002:bool",
       test: /^(?:[Tt]rue|TRUE|[Ff]alse|FALSE)$/,
-      resolve: (str2) => new Scalar3.Scalar(str2[0] === "t" || str2[0] === "T"),
+      resolve: (str2) => new Scalar4.Scalar(str2[0] === "t" || str2[0] === "T"),
       stringify({ source, value }, ctx) {
         if (source && boolTag.test.test(source)) {
           const sv = source[0] === "t" || source[0] === "T";
@@ -21522,7 +21522,7 @@ var require_stringifyNumber = __commonJS({
 var require_float = __commonJS({
   "node_modules/yaml/dist/schema/core/float.js"(exports) {
     "use strict";
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var stringifyNumber = require_stringifyNumber();
     var floatNaN = {
       identify: (value) => typeof value === "number",
@@ -21550,7 +21550,7 @@ var require_float = __commonJS({
       tag: "tag:yaml.org,2002:float",
       test: /^[-+]?(?:\.[0-9]+|[0-9]+\.[0-9]*)$/,
       resolve(str2) {
-        const node = new Scalar3.Scalar(parseFloat(str2));
+        const node = new Scalar4.Scalar(parseFloat(str2));
         const dot = str2.indexOf(".");
         if (dot !== -1 && str2[str2.length - 1] === "0")
           node.minFractionDigits = str2.length - dot - 1;
@@ -21641,7 +21641,7 @@ var require_schema = __commonJS({
 var require_schema2 = __commonJS({
   "node_modules/yaml/dist/schema/json/schema.js"(exports) {
     "use strict";
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var map = require_map();
     var seq = require_seq();
     function intIdentify(value) {
@@ -21658,7 +21658,7 @@ var require_schema2 = __commonJS({
       },
       {
         identify: (value) => value == null,
-        createNode: () => new Scalar3.Scalar(null),
+        createNode: () => new Scalar4.Scalar(null),
         default: true,
         tag: "tag:yaml.org,2002:null",
         test: /^null$/,
@@ -21709,7 +21709,7 @@ var require_binary = __commonJS({
   "node_modules/yaml/dist/schema/yaml-1.1/binary.js"(exports) {
     "use strict";
     var node_buffer = __require("buffer");
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var stringifyString = require_stringifyString();
     var binary = {
       identify: (value) => value instanceof Uint8Array,
@@ -21753,15 +21753,15 @@ var require_binary = __commonJS({
         } else {
           throw new Error("This environment does not support writing binary tags; either Buffer or btoa is required");
         }
-        type ?? (type = Scalar3.Scalar.BLOCK_LITERAL);
-        if (type !== Scalar3.Scalar.QUOTE_DOUBLE) {
+        type ?? (type = Scalar4.Scalar.BLOCK_LITERAL);
+        if (type !== Scalar4.Scalar.QUOTE_DOUBLE) {
           const lineWidth = Math.max(ctx.options.lineWidth - ctx.indent.length, ctx.options.minContentWidth);
           const n = Math.ceil(str2.length / lineWidth);
           const lines = new Array(n);
           for (let i = 0, o = 0; i < n; ++i, o += lineWidth) {
             lines[i] = str2.substr(o, lineWidth);
           }
-          str2 = lines.join(type === Scalar3.Scalar.BLOCK_LITERAL ? "\n" : " ");
+          str2 = lines.join(type === Scalar4.Scalar.BLOCK_LITERAL ? "\n" : " ");
         }
         return stringifyString.stringifyString({ comment, type, value: str2 }, ctx, onComment, onChompKeep);
       }
@@ -21776,7 +21776,7 @@ var require_pairs = __commonJS({
     "use strict";
     var identity = require_identity();
     var Pair2 = require_Pair();
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var YAMLSeq3 = require_YAMLSeq();
     function resolvePairs(seq, onError) {
       if (identity.isSeq(seq)) {
@@ -21787,7 +21787,7 @@ var require_pairs = __commonJS({
           else if (identity.isMap(item)) {
             if (item.items.length > 1)
               onError("Each pair must have its own sequence indicator");
-            const pair = item.items[0] || new Pair2.Pair(new Scalar3.Scalar(null));
+            const pair = item.items[0] || new Pair2.Pair(new Scalar4.Scalar(null));
             if (item.commentBefore)
               pair.key.commentBefore = pair.key.commentBefore ? `${item.commentBefore}
 ${pair.key.commentBefore}` : item.commentBefore;
@@ -21930,7 +21930,7 @@ var require_omap = __commonJS({
 var require_bool2 = __commonJS({
   "node_modules/yaml/dist/schema/yaml-1.1/bool.js"(exports) {
     "use strict";
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     function boolStringify({ value, source }, ctx) {
       const boolObj = value ? trueTag : falseTag;
       if (source && boolObj.test.test(source))
@@ -21942,7 +21942,7 @@ var require_bool2 = __commonJS({
       default: true,
       tag: "tag:yaml.org,2002:bool",
       test: /^(?:Y|y|[Yy]es|YES|[Tt]rue|TRUE|[Oo]n|ON)$/,
-      resolve: () => new Scalar3.Scalar(true),
+      resolve: () => new Scalar4.Scalar(true),
       stringify: boolStringify
     };
     var falseTag = {
@@ -21950,7 +21950,7 @@ var require_bool2 = __commonJS({
       default: true,
       tag: "tag:yaml.org,2002:bool",
       test: /^(?:N|n|[Nn]o|NO|[Ff]alse|FALSE|[Oo]ff|OFF)$/,
-      resolve: () => new Scalar3.Scalar(false),
+      resolve: () => new Scalar4.Scalar(false),
       stringify: boolStringify
     };
     exports.falseTag = falseTag;
@@ -21962,7 +21962,7 @@ var require_bool2 = __commonJS({
 var require_float2 = __commonJS({
   "node_modules/yaml/dist/schema/yaml-1.1/float.js"(exports) {
     "use strict";
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var stringifyNumber = require_stringifyNumber();
     var floatNaN = {
       identify: (value) => typeof value === "number",
@@ -21990,7 +21990,7 @@ var require_float2 = __commonJS({
       tag: "tag:yaml.org,2002:float",
       test: /^[-+]?(?:[0-9][0-9_]*)?\.[0-9_]*$/,
       resolve(str2) {
-        const node = new Scalar3.Scalar(parseFloat(str2.replace(/_/g, "")));
+        const node = new Scalar4.Scalar(parseFloat(str2.replace(/_/g, "")));
         const dot = str2.indexOf(".");
         if (dot !== -1) {
           const f = str2.substring(dot + 1).replace(/_/g, "");
@@ -23498,7 +23498,7 @@ var require_compose_collection = __commonJS({
   "node_modules/yaml/dist/compose/compose-collection.js"(exports) {
     "use strict";
     var identity = require_identity();
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var YAMLMap3 = require_YAMLMap();
     var YAMLSeq3 = require_YAMLSeq();
     var resolveBlockMap = require_resolve_block_map();
@@ -23547,7 +23547,7 @@ var require_compose_collection = __commonJS({
       }
       const coll = resolveCollection(CN, ctx, token, onError, tagName, tag);
       const res = tag.resolve?.(coll, (msg) => onError(tagToken, "TAG_RESOLVE_FAILED", msg), ctx.options) ?? coll;
-      const node = identity.isNode(res) ? res : new Scalar3.Scalar(res);
+      const node = identity.isNode(res) ? res : new Scalar4.Scalar(res);
       node.range = coll.range;
       node.tag = tagName;
       if (tag?.format)
@@ -23562,13 +23562,13 @@ var require_compose_collection = __commonJS({
 var require_resolve_block_scalar = __commonJS({
   "node_modules/yaml/dist/compose/resolve-block-scalar.js"(exports) {
     "use strict";
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     function resolveBlockScalar(ctx, scalar, onError) {
       const start = scalar.offset;
       const header = parseBlockScalarHeader(scalar, ctx.options.strict, onError);
       if (!header)
         return { value: "", type: null, comment: "", range: [start, start, start] };
-      const type = header.mode === ">" ? Scalar3.Scalar.BLOCK_FOLDED : Scalar3.Scalar.BLOCK_LITERAL;
+      const type = header.mode === ">" ? Scalar4.Scalar.BLOCK_FOLDED : Scalar4.Scalar.BLOCK_LITERAL;
       const lines = scalar.source ? splitLines(scalar.source) : [];
       let chompStart = lines.length;
       for (let i = lines.length - 1; i >= 0; --i) {
@@ -23630,7 +23630,7 @@ var require_resolve_block_scalar = __commonJS({
           onError(offset - content.length - (crlf ? 2 : 1), "BAD_INDENT", message);
           indent2 = "";
         }
-        if (type === Scalar3.Scalar.BLOCK_LITERAL) {
+        if (type === Scalar4.Scalar.BLOCK_LITERAL) {
           value += sep + indent2.slice(trimIndent) + content;
           sep = "\n";
         } else if (indent2.length > trimIndent || content[0] === "	") {
@@ -23745,7 +23745,7 @@ var require_resolve_block_scalar = __commonJS({
 var require_resolve_flow_scalar = __commonJS({
   "node_modules/yaml/dist/compose/resolve-flow-scalar.js"(exports) {
     "use strict";
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var resolveEnd = require_resolve_end();
     function resolveFlowScalar(scalar, strict, onError) {
       const { offset, type, source, end } = scalar;
@@ -23754,15 +23754,15 @@ var require_resolve_flow_scalar = __commonJS({
       const _onError = (rel, code, msg) => onError(offset + rel, code, msg);
       switch (type) {
         case "scalar":
-          _type = Scalar3.Scalar.PLAIN;
+          _type = Scalar4.Scalar.PLAIN;
           value = plainValue(source, _onError);
           break;
         case "single-quoted-scalar":
-          _type = Scalar3.Scalar.QUOTE_SINGLE;
+          _type = Scalar4.Scalar.QUOTE_SINGLE;
           value = singleQuotedValue(source, _onError);
           break;
         case "double-quoted-scalar":
-          _type = Scalar3.Scalar.QUOTE_DOUBLE;
+          _type = Scalar4.Scalar.QUOTE_DOUBLE;
           value = doubleQuotedValue(source, _onError);
           break;
         /* istanbul ignore next should not happen */
@@ -23967,7 +23967,7 @@ var require_compose_scalar = __commonJS({
   "node_modules/yaml/dist/compose/compose-scalar.js"(exports) {
     "use strict";
     var identity = require_identity();
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var resolveBlockScalar = require_resolve_block_scalar();
     var resolveFlowScalar = require_resolve_flow_scalar();
     function composeScalar(ctx, token, tagToken, onError) {
@@ -23985,11 +23985,11 @@ var require_compose_scalar = __commonJS({
       let scalar;
       try {
         const res = tag.resolve(value, (msg) => onError(tagToken ?? token, "TAG_RESOLVE_FAILED", msg), ctx.options);
-        scalar = identity.isScalar(res) ? res : new Scalar3.Scalar(res);
+        scalar = identity.isScalar(res) ? res : new Scalar4.Scalar(res);
       } catch (error2) {
         const msg = error2 instanceof Error ? error2.message : String(error2);
         onError(tagToken ?? token, "TAG_RESOLVE_FAILED", msg);
-        scalar = new Scalar3.Scalar(value);
+        scalar = new Scalar4.Scalar(value);
       }
       scalar.range = range;
       scalar.source = value;
@@ -24683,15 +24683,15 @@ var require_cst_visit = __commonJS({
     var BREAK = /* @__PURE__ */ Symbol("break visit");
     var SKIP = /* @__PURE__ */ Symbol("skip children");
     var REMOVE = /* @__PURE__ */ Symbol("remove item");
-    function visit2(cst, visitor) {
+    function visit(cst, visitor) {
       if ("type" in cst && cst.type === "document")
         cst = { start: cst.start, value: cst.value };
       _visit(Object.freeze([]), cst, visitor);
     }
-    visit2.BREAK = BREAK;
-    visit2.SKIP = SKIP;
-    visit2.REMOVE = REMOVE;
-    visit2.itemAtPath = (cst, path) => {
+    visit.BREAK = BREAK;
+    visit.SKIP = SKIP;
+    visit.REMOVE = REMOVE;
+    visit.itemAtPath = (cst, path) => {
       let item = cst;
       for (const [field, index] of path) {
         const tok = item?.[field];
@@ -24702,8 +24702,8 @@ var require_cst_visit = __commonJS({
       }
       return item;
     };
-    visit2.parentCollection = (cst, path) => {
-      const parent = visit2.itemAtPath(cst, path.slice(0, -1));
+    visit.parentCollection = (cst, path) => {
+      const parent = visit.itemAtPath(cst, path.slice(0, -1));
       const field = path[path.length - 1][0];
       const coll = parent?.[field];
       if (coll && "items" in coll)
@@ -24734,7 +24734,7 @@ var require_cst_visit = __commonJS({
       }
       return typeof ctrl === "function" ? ctrl(item, path) : ctrl;
     }
-    exports.visit = visit2;
+    exports.visit = visit;
   }
 });
 
@@ -26442,7 +26442,7 @@ var require_dist = __commonJS({
     var Alias = require_Alias();
     var identity = require_identity();
     var Pair2 = require_Pair();
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var YAMLMap3 = require_YAMLMap();
     var YAMLSeq3 = require_YAMLSeq();
     var cst = require_cst();
@@ -26450,7 +26450,7 @@ var require_dist = __commonJS({
     var lineCounter = require_line_counter();
     var parser = require_parser();
     var publicApi = require_public_api();
-    var visit2 = require_visit();
+    var visit = require_visit();
     exports.Composer = composer.Composer;
     exports.Document = Document3.Document;
     exports.Schema = Schema.Schema;
@@ -26467,7 +26467,7 @@ var require_dist = __commonJS({
     exports.isScalar = identity.isScalar;
     exports.isSeq = identity.isSeq;
     exports.Pair = Pair2.Pair;
-    exports.Scalar = Scalar3.Scalar;
+    exports.Scalar = Scalar4.Scalar;
     exports.YAMLMap = YAMLMap3.YAMLMap;
     exports.YAMLSeq = YAMLSeq3.YAMLSeq;
     exports.CST = cst;
@@ -26478,8 +26478,8 @@ var require_dist = __commonJS({
     exports.parseAllDocuments = publicApi.parseAllDocuments;
     exports.parseDocument = publicApi.parseDocument;
     exports.stringify = publicApi.stringify;
-    exports.visit = visit2.visit;
-    exports.visitAsync = visit2.visitAsync;
+    exports.visit = visit.visit;
+    exports.visitAsync = visit.visitAsync;
   }
 });
 
@@ -48695,11 +48695,11 @@ function translateError(err, host, where) {
   if (message.includes(host)) return new TransportError(message);
   return new TransportError(`${where} failed: ${message}`, "if this keeps happening, run with OPS_DEBUG=1 and report it");
 }
-function formatError(err, env = process.env) {
+function formatError(err, processEnv = process.env) {
   const withHint = (message2, hint) => hint ? `${message2}
   hint: ${hint}` : message2;
   if (err instanceof OpsError) return withHint(err.message, err.hint);
-  const debug2 = env.OPS_DEBUG && err instanceof Error && err.stack ? `
+  const debug2 = processEnv.OPS_DEBUG && err instanceof Error && err.stack ? `
 ${err.stack}` : "";
   const known = describeLowLevel(err);
   if (known) return withHint(known.what, known.hint) + debug2;
@@ -48757,14 +48757,14 @@ function jsonEscaped(text) {
 }
 function secretParts(value) {
   const parts = /* @__PURE__ */ new Set([value]);
-  const visit2 = (v, depth) => {
+  const visit = (v, depth) => {
     for (const p of [...urlPassword(v), ...jsonStrings(v)]) {
       if (parts.has(p)) continue;
       parts.add(p);
-      if (depth < 4) visit2(p, depth + 1);
+      if (depth < 4) visit(p, depth + 1);
     }
   };
-  visit2(value, 0);
+  visit(value, 0);
   for (const p of [...parts]) for (const e of jsonEscaped(p)) parts.add(e);
   return [...parts];
 }
@@ -48852,22 +48852,22 @@ function booleanInput(name2, value, fallback) {
 }
 async function runAction(body) {
   const reporter = new ActionsReporter();
-  const env = { ...process.env };
+  const processEnv = { ...process.env };
   onUncaught((message) => setFailed(reporter.redact(message)));
   try {
     const sshKey = getInput("ssh-key");
     if (sshKey) {
       reporter.mask(sshKey);
-      env.OPS_SSH_KEY = sshKey;
+      processEnv.OPS_SSH_KEY = sshKey;
     }
     const ageKey = getInput("age-key");
     if (ageKey) {
       reporter.mask(ageKey);
-      env.SOPS_AGE_KEY = ageKey;
+      processEnv.SOPS_AGE_KEY = ageKey;
     }
     const root = getInput("working-directory") || process.env.GITHUB_WORKSPACE || process.cwd();
     await body({
-      ops: { root, reporter, env },
+      ops: { root, reporter, processEnv },
       reporter,
       input: (name2, options) => {
         const value = getInput(name2).trim();
@@ -48885,6 +48885,37 @@ async function runAction(body) {
 var import_yaml = __toESM(require_dist(), 1);
 import { existsSync as existsSync2, readFileSync, readdirSync, statSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
+
+// core/dotenv-readers.ts
+var READERS = ["python-dotenv", "node-dotenv", "node-env-file", "dotenv-expand", "vite", "shell"];
+var DEFAULT_READERS = ["python-dotenv", "node-dotenv"];
+var EDGE_SPACE = /[\s\x1c-\x1f\x85]/;
+function plainUnquoted(text) {
+  if (text === "" || /[\n\r#\u2028\u2029\x85]/.test(text) || /^['"`]/.test(text)) return false;
+  return !EDGE_SPACE.test(text[0]) && !EDGE_SPACE.test(text[text.length - 1]);
+}
+function quotedWithout(text, quote2) {
+  if (text.length < 2 || text[0] !== quote2 || text[text.length - 1] !== quote2) return void 0;
+  const content = text.slice(1, -1);
+  return content.includes(quote2) ? void 0 : content;
+}
+function nodeStyle(double, unquoted) {
+  return (text) => {
+    if (text.includes("\r")) return void 0;
+    const q = text[0];
+    if (q === "'" || q === "`" || q === '"') {
+      const content = quotedWithout(text, q);
+      if (content === void 0 || content.endsWith("\\")) return void 0;
+      return q === '"' ? double(content) : content;
+    }
+    return unquoted(text) ? text : void 0;
+  };
+}
+var nodeDotenv = nodeStyle((c) => c.replace(/\\n/g, "\n").replace(/\\r/g, "\r"), plainUnquoted);
+var nodeEnvFile = nodeStyle(
+  (c) => c.replace(/\\n/g, "").includes("\\") ? void 0 : c.replace(/\\n/g, "\n"),
+  (t) => plainUnquoted(t) && !/['"`]/.test(t)
+);
 
 // core/shell.ts
 function quote(value) {
@@ -48968,37 +48999,6 @@ function blobType(blob) {
   return blob.subarray(4, 4 + blob.readUInt32BE(0)).toString("latin1");
 }
 
-// core/dotenv-readers.ts
-var READERS = ["python-dotenv", "node-dotenv", "node-env-file", "dotenv-expand", "vite", "shell"];
-var DEFAULT_READERS = ["python-dotenv", "node-dotenv"];
-var EDGE_SPACE = /[\s\x1c-\x1f\x85]/;
-function plainUnquoted(text) {
-  if (text === "" || /[\n\r#\u2028\u2029\x85]/.test(text) || /^['"`]/.test(text)) return false;
-  return !EDGE_SPACE.test(text[0]) && !EDGE_SPACE.test(text[text.length - 1]);
-}
-function quotedWithout(text, quote2) {
-  if (text.length < 2 || text[0] !== quote2 || text[text.length - 1] !== quote2) return void 0;
-  const content = text.slice(1, -1);
-  return content.includes(quote2) ? void 0 : content;
-}
-function nodeStyle(double, unquoted) {
-  return (text) => {
-    if (text.includes("\r")) return void 0;
-    const q = text[0];
-    if (q === "'" || q === "`" || q === '"') {
-      const content = quotedWithout(text, q);
-      if (content === void 0 || content.endsWith("\\")) return void 0;
-      return q === '"' ? double(content) : content;
-    }
-    return unquoted(text) ? text : void 0;
-  };
-}
-var nodeDotenv = nodeStyle((c) => c.replace(/\\n/g, "\n").replace(/\\r/g, "\r"), plainUnquoted);
-var nodeEnvFile = nodeStyle(
-  (c) => c.replace(/\\n/g, "").includes("\\") ? void 0 : c.replace(/\\n/g, "\n"),
-  (t) => plainUnquoted(t) && !/['"`]/.test(t)
-);
-
 // core/config/schema.ts
 function describe(value) {
   if (value === null) return "null";
@@ -49010,6 +49010,9 @@ function describe(value) {
 function fail(problems, path, form, value, extra = "") {
   problems.push({ path, message: `expected ${form}, got ${describe(value)}${extra}` });
   return void 0;
+}
+function isMapping(value) {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 function string(opts2 = {}) {
   const form = opts2.form ?? "a string";
@@ -49025,27 +49028,22 @@ function string(opts2 = {}) {
     }
   };
 }
-function integer(min, max, form) {
-  const f = form ?? `an integer ${min}-${max}`;
+function bounded(kind, min, max, form) {
+  const whole = kind === "integer";
   return {
-    form: f,
-    json: () => ({ type: "integer", minimum: min, maximum: max }),
+    form,
+    json: () => ({ type: kind, minimum: min, maximum: max }),
     check(value, path, problems) {
-      if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) return fail(problems, path, f, value);
+      if (typeof value !== "number" || !(whole ? Number.isInteger(value) : Number.isFinite(value)) || value < min || value > max) return fail(problems, path, form, value);
       return value;
     }
   };
 }
+function integer(min, max, form) {
+  return bounded("integer", min, max, form ?? `an integer ${min}-${max}`);
+}
 function number(min, max, form) {
-  const f = form ?? `a number ${min}-${max}`;
-  return {
-    form: f,
-    json: () => ({ type: "number", minimum: min, maximum: max }),
-    check(value, path, problems) {
-      if (typeof value !== "number" || !Number.isFinite(value) || value < min || value > max) return fail(problems, path, f, value);
-      return value;
-    }
-  };
+  return bounded("number", min, max, form ?? `a number ${min}-${max}`);
 }
 function boolean() {
   return {
@@ -49139,6 +49137,8 @@ function req(schema, doc) {
 function opt(schema, doc, defaultValue) {
   return defaultValue === void 0 ? { schema, doc, presence: "optional" } : { schema, doc, presence: "defaulted", default: defaultValue };
 }
+
+// core/config/schema-object.ts
 function distance(a, b) {
   const row = Array.from({ length: b.length + 1 }, (_, i) => i);
   for (let i = 1; i <= a.length; i++) {
@@ -49156,9 +49156,6 @@ function closest(key, known) {
   const norm = key.toLowerCase().replace(/-/g, "_");
   const best = known.map((k) => [k, distance(norm, k)]).sort((x, y) => x[1] - y[1])[0];
   return best && best[1] <= Math.max(1, Math.floor(key.length / 4)) ? best[0] : void 0;
-}
-function isMapping(value) {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 function showDefault(value) {
   if (value === void 0) return void 0;
@@ -49285,7 +49282,7 @@ function object(fields, options = {}) {
   };
 }
 
-// core/config/environment.ts
+// core/config/environment-schema.ts
 var name = string({ pattern: /^[a-z][a-z0-9_-]{0,39}$/, form: 'a name (lower-case letters, digits, "_", "-")' });
 var port = integer(1, 65535);
 var command = string({ pattern: /^[^\n]+$/, form: "a shell command on one line" });
@@ -49365,7 +49362,7 @@ var environmentSchema = object(
     bastion: opt(bastionSchema, "a jump host every host is reached through (one SSH connection to it per run, each host's connection tunnelled inside it)"),
     ssh: opt(
       object({
-        identity_file: opt(anyPath, "private key to log in with (else $OPS_SSH_KEY, $SSH_AUTH_SOCK, ~/.ssh/id_ed25519, ~/.ssh/id_rsa)"),
+        identity_file: opt(anyPath, "private key to log in with when neither --identity nor $OPS_SSH_KEY gives one (after it: the SSH agent, ~/.ssh/id_ed25519, id_ecdsa, id_rsa)"),
         connect_timeout: opt(integer(1, 300), "seconds to wait for a connection", 20),
         connect_retries: opt(integer(0, 10), "extra connection attempts (with backoff) before giving up", 2)
       }),
@@ -49519,6 +49516,8 @@ var environmentSchema = object(
     ]
   }
 );
+
+// core/config/environment.ts
 var ENVIRONMENT_FILE = "environment.yml";
 var SECRETS_FILE = "secrets.sops.yaml";
 var ConfigError = class extends OpsError {
@@ -49833,8 +49832,8 @@ function checkKeyText(text, label) {
 `;
 }
 function resolveCredentials(sources, reporter) {
-  const env = sources.env ?? process.env;
-  const passphrase = env.OPS_SSH_KEY_PASSPHRASE || void 0;
+  const processEnv = sources.processEnv ?? process.env;
+  const passphrase = processEnv.OPS_SSH_KEY_PASSPHRASE || void 0;
   if (passphrase) reporter.mask(passphrase);
   const fromText = (text, describe2) => {
     const key = checkKeyText(text, describe2);
@@ -49842,9 +49841,9 @@ function resolveCredentials(sources, reporter) {
     return { privateKey: key, passphrase, describe: describe2 };
   };
   if (sources.identityFile) return fromText(readKey(sources.identityFile, "--identity"), `key file ${sources.identityFile}`);
-  if (env.OPS_SSH_KEY) return fromText(env.OPS_SSH_KEY, "$OPS_SSH_KEY");
+  if (processEnv.OPS_SSH_KEY) return fromText(processEnv.OPS_SSH_KEY, "$OPS_SSH_KEY");
   if (sources.configFile) return fromText(readKey(sources.configFile, "ssh.identity_file"), `key file ${sources.configFile}`);
-  if (env.SSH_AUTH_SOCK && existsSync3(env.SSH_AUTH_SOCK)) return { agent: env.SSH_AUTH_SOCK, describe: `SSH agent at ${env.SSH_AUTH_SOCK}` };
+  if (processEnv.SSH_AUTH_SOCK && existsSync3(processEnv.SSH_AUTH_SOCK)) return { agent: processEnv.SSH_AUTH_SOCK, describe: `SSH agent at ${processEnv.SSH_AUTH_SOCK}` };
   const home = sources.home ?? homedir();
   for (const f of ["id_ed25519", "id_ecdsa", "id_rsa"]) {
     const p = join3(home, ".ssh", f);
@@ -49855,6 +49854,11 @@ function resolveCredentials(sources, reporter) {
     "tried --identity, $OPS_SSH_KEY, ssh.identity_file in the environment, $SSH_AUTH_SOCK and ~/.ssh/id_{ed25519,ecdsa,rsa}: give one of them"
   );
 }
+
+// core/remote/ssh.ts
+import { randomBytes } from "node:crypto";
+import { StringDecoder } from "node:string_decoder";
+import { setTimeout as sleep2 } from "node:timers/promises";
 
 // node_modules/node-ssh/lib/esm/index.mjs
 var import_is_stream = __toESM(require_is_stream(), 1);
@@ -50665,88 +50669,13 @@ var NodeSSH = class {
   }
 };
 
-// core/remote/ssh.ts
-import { randomBytes, timingSafeEqual } from "node:crypto";
-import { StringDecoder } from "node:string_decoder";
-
-// core/remote/types.ts
-var REPORT_PREFIX = "@ops ";
-function parseReports(stdout) {
-  const out = [];
-  for (const line of stdout.split("\n")) {
-    if (!line.startsWith(REPORT_PREFIX)) continue;
-    const rest = line.slice(REPORT_PREFIX.length);
-    const sp = rest.indexOf(" ");
-    out.push(sp < 0 ? [rest, ""] : [rest.slice(0, sp), rest.slice(sp + 1)]);
-  }
-  return out;
-}
-function reported(result, key) {
-  let v;
-  for (const [k, val] of result.reports) if (k === key) v = val;
-  return v;
-}
-function reportedAll(result, key) {
-  return result.reports.filter(([k]) => k === key).map(([, v]) => v);
-}
-var DEFAULT_STEP_TIMEOUT = 600;
-
-// core/remote/wrap.ts
-var START_MARKER = "@ops-start";
-var scriptPrelude = [
-  // The leading newline ends whatever line the login shell left unfinished.
-  `printf '\\n${START_MARKER}\\n'; printf '\\n${START_MARKER}\\n' >&2`,
-  "set -euo pipefail",
-  "umask 022",
-  // files that must stay private (.env, keys) are created with explicit modes
-  "export LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive",
-  `ops_report() { printf '${REPORT_PREFIX}%s %s\\n' "$1" "\${2:-}"; }`,
-  "cd /"
-].join("\n");
-function commandLine(step, login2, appUser2) {
-  const seconds2 = step.timeout ?? DEFAULT_STEP_TIMEOUT;
-  const run = ["timeout", "-k", "10", String(seconds2), "bash", "-s"];
-  if (step.as === "app") return cmd("sudo", "-n", "-H", "-u", appUser2, "--", ...run);
-  if (step.as === "root" && login2 !== "root") return cmd("sudo", "-n", "-H", "--", ...run);
-  return cmd(...run);
-}
-function scriptText(step, connection) {
-  const mark = connection ? `
-export OPS_CONNECTION=${quote(connection)}` : "";
-  return `${scriptPrelude}${mark}
-${step.script.trimEnd()}
-`;
-}
-function uploadStep(remotePath, size2, mode) {
-  const dir = remotePath.replace(/\/[^/]*$/, "") || "/";
-  return {
-    name: `upload ${remotePath.split("/").pop()}`,
-    as: "login",
-    timeout: 600 + Math.ceil(size2 / 1e5),
-    // at least 100 kB/s
-    quiet: true,
-    // One line to end with: bash has parsed and run the whole function before the content starts.
-    script: String.raw`ops_upload() {
-  local tmp got
-  tmp=$(mktemp ${quote(`${dir}/.ops-upload.XXXXXX`)})
-  trap 'rm -f "$tmp"' EXIT
-  head -c ${size2} > "$tmp"
-  got=$(stat -c %s "$tmp")
-  if [ "$got" != ${size2} ]; then echo "the upload of ${quote(remotePath)} was cut short: $got of ${size2} bytes arrived" >&2; exit 1; fi
-  chmod ${mode.toString(8).padStart(4, "0")} "$tmp"
-  mv -f "$tmp" ${quote(remotePath)}
-  trap - EXIT
-}
-ops_upload; exit $?`
-  };
-}
-
-// core/remote/ssh.ts
+// core/remote/ssh-login.ts
+import { timingSafeEqual } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
 function hostKeyAlgorithms(type) {
   return type === "ssh-rsa" ? ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"] : [type];
 }
 var RETRYABLE = /ECONNREFUSED|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ECONNRESET|EAI_AGAIN|Timed out while waiting for handshake|Connection lost before handshake/;
-var sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 function pinnedKey(ep, role, configFile) {
   const pinned = parseHostKey(ep.hostKey);
   if (typeof pinned === "string") throw new OpsError(`${role} ${ep.name}: pinned host key is malformed (${pinned})`, `fix its host_key in ${configFile}`);
@@ -50869,6 +50798,81 @@ var Bastion = class _Bastion {
     this.ssh.dispose();
   }
 };
+
+// core/remote/types.ts
+var REPORT_PREFIX = "@ops ";
+function parseReports(stdout) {
+  const out = [];
+  for (const line of stdout.split("\n")) {
+    if (!line.startsWith(REPORT_PREFIX)) continue;
+    const rest = line.slice(REPORT_PREFIX.length);
+    const sp = rest.indexOf(" ");
+    out.push(sp < 0 ? [rest, ""] : [rest.slice(0, sp), rest.slice(sp + 1)]);
+  }
+  return out;
+}
+function reported(result, key) {
+  let v;
+  for (const [k, val] of result.reports) if (k === key) v = val;
+  return v;
+}
+function reportedAll(result, key) {
+  return result.reports.filter(([k]) => k === key).map(([, v]) => v);
+}
+var DEFAULT_STEP_TIMEOUT = 600;
+
+// core/remote/wrap.ts
+var START_MARKER = "@ops-start";
+var scriptPrelude = [
+  // The leading newline ends whatever line the login shell left unfinished.
+  `printf '\\n${START_MARKER}\\n'; printf '\\n${START_MARKER}\\n' >&2`,
+  "set -euo pipefail",
+  "umask 022",
+  // files that must stay private (.env, keys) are created with explicit modes
+  "export LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive",
+  "# shellcheck disable=SC2317 # for the step's own lines: some report nothing",
+  `ops_report() { printf '${REPORT_PREFIX}%s %s\\n' "$1" "\${2:-}"; }`,
+  "cd /"
+].join("\n");
+function commandLine(step, login2, appUser2) {
+  const seconds2 = step.timeout ?? DEFAULT_STEP_TIMEOUT;
+  const run = ["timeout", "-k", "10", String(seconds2), "bash", "-s"];
+  if (step.as === "app") return cmd("sudo", "-n", "-H", "-u", appUser2, "--", ...run);
+  if (step.as === "root" && login2 !== "root") return cmd("sudo", "-n", "-H", "--", ...run);
+  return cmd(...run);
+}
+function scriptText(step, connection) {
+  const mark = connection ? `
+export OPS_CONNECTION=${quote(connection)}` : "";
+  return `${scriptPrelude}${mark}
+${step.script.trimEnd()}
+`;
+}
+function uploadStep(remotePath, size2, mode) {
+  const dir = remotePath.replace(/\/[^/]*$/, "") || "/";
+  return {
+    name: `upload ${remotePath.split("/").pop()}`,
+    as: "login",
+    timeout: 600 + Math.ceil(size2 / 1e5),
+    // at least 100 kB/s
+    quiet: true,
+    // One line to end with: bash has parsed and run the whole function before the content starts.
+    script: String.raw`ops_upload() {
+  local tmp got
+  tmp=$(mktemp ${quote(`${dir}/.ops-upload.XXXXXX`)})
+  trap 'rm -f "$tmp"' EXIT
+  head -c ${size2} > "$tmp"
+  got=$(stat -c %s "$tmp")
+  if [ "$got" != ${size2} ]; then echo "the upload of ${quote(remotePath)} was cut short: $got of ${size2} bytes arrived" >&2; exit 1; fi
+  chmod ${mode.toString(8).padStart(4, "0")} "$tmp"
+  mv -f "$tmp" ${quote(remotePath)}
+  trap - EXIT
+}
+ops_upload; exit $?`
+  };
+}
+
+// core/remote/ssh.ts
 async function connect(options) {
   const { host, via } = options;
   const where = via ? `${describeEndpoint(host)} through bastion ${via.endpoint.address}` : describeEndpoint(host);
@@ -50969,7 +50973,7 @@ var SshRemote = class {
         return await new Promise((resolve3, reject) => conn.exec(command2, (e, c) => e ? reject(e) : resolve3(c)));
       } catch (e) {
         if (sessionRefused(e) && attempt < 8) {
-          await sleep(25 * 2 ** attempt);
+          await sleep2(25 * 2 ** attempt);
           continue;
         }
         if (sessionRefused(e))
@@ -51072,7 +51076,7 @@ function sshConnector(ctx) {
   return async (env, host) => {
     const ssh = env.config.ssh;
     const credentials = resolveCredentials(
-      { identityFile: ctx.identityFile, configFile: ssh.identity_file ? envPath(env, ssh.identity_file) : void 0, env: ctx.env },
+      { identityFile: ctx.identityFile, configFile: ssh.identity_file ? envPath(env, ssh.identity_file) : void 0, processEnv: ctx.processEnv },
       ctx.reporter
     );
     const common = { reporter: ctx.reporter, connectTimeout: ssh.connect_timeout, retries: ssh.connect_retries, configFile: `environments/${env.name}/environment.yml` };
@@ -51083,7 +51087,7 @@ function sshConnector(ctx) {
       let open3 = bastions.get(key);
       if (open3 && !(await open3.catch(() => void 0))?.alive) open3 = void 0;
       if (!open3) {
-        const bastionCredentials = b.identityFile ? resolveCredentials({ configFile: b.identityFile, env: {} }, ctx.reporter) : credentials;
+        const bastionCredentials = b.identityFile ? resolveCredentials({ configFile: b.identityFile, processEnv: {} }, ctx.reporter) : credentials;
         open3 = Bastion.open(b, { ...common, credentials: bastionCredentials });
         bastions.set(key, open3);
       }
@@ -51254,7 +51258,57 @@ import { readFileSync as readFileSync3 } from "node:fs";
 function b64(content) {
   return Buffer.from(content).toString("base64");
 }
-var SYSTEM_FUNCTIONS = `
+function putFile(path, content, mode = "0644", owner = "root:root") {
+  return `put_file ${quote(path)} ${mode} ${owner} ${b64(content)}`;
+}
+function putChecked(path, content, check, what, mode = "0644") {
+  return String.raw`new=$(mktemp); printf %s ${b64(content)} | base64 -d > "$new"
+if ! out=$(${check} "$new" 2>&1); then rm -f "$new"; echo "${what} is refused by \`${check}\`; ${path} was left as it was: $out" >&2; exit 1; fi
+rm -f "$new"
+${putFile(path, content, mode)}`;
+}
+
+// core/steps/sh/connection.sh
+var connection_default = `# shellcheck shell=bash
+# A process's start time, and the SSH server process of the connection a script runs on.
+# OpenSSH (checked on Debian 11's 8.4 and 12's 9.2) runs every session of a connection under one
+# per-connection process, \`sshd: <user>@notty\` (\`sshd-session\` from 9.8), whatever sudo or timeout sit
+# between: the first ancestor of that name. It ends when the connection ends (closed, or dropped and noticed
+# by sshd).
+# proc_start PID: start time (field 22 of /proc/PID/stat, counted after the command name): tells a reused PID apart
+proc_start() { local s f; s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1; read -r -a f <<< "\${s##*) }"; printf '%s\\n' "\${f[19]}"; }
+# conn_pid: the SSH server process of this connection
+conn_pid() {
+  local p=$$ s c f
+  while [ "$p" -gt 1 ]; do
+    s=$(cat "/proc/$p/stat" 2>/dev/null) || return 1
+    c=\${s#*(}; c=\${c%)*}
+    case "$c" in sshd|sshd-session|dropbear) printf '%s\\n' "$p"; return 0 ;; esac
+    read -r -a f <<< "\${s##*) }"; p=\${f[1]}
+  done
+  return 1
+}
+# connection_pids ID...: the pids of the processes started for the connections with these ids (OPS_CONNECTION
+# in their environment, core/remote/wrap.ts), space-separated: what a lost connection left running.
+connection_pids() {
+  local p id patterns=()
+  for id in "$@"; do patterns+=(-e "OPS_CONNECTION=$id"); done
+  for p in /proc/[0-9]*; do
+    # Not a pipeline: under pipefail, grep -q leaving early would fail it.
+    if grep -qxF "\${patterns[@]}" < <(tr '\\0' '\\n' < "$p/environ" 2>/dev/null); then printf '%s ' "\${p#/proc/}"; fi
+  done
+  return 0
+}
+`;
+
+// core/steps/sh/host-lock.sh
+var host_lock_default = '# shellcheck shell=bash\n# Apps sharing a host share its nginx configuration and certbot: host_lock NAME serializes the changes to\n# them across apps (each app\'s own lock, in its base directory, only serializes that app\'s runs). flock(1)\n# on /run/lock/ops-pipeline-NAME.lock, held until host_unlock NAME or the end of the script (the kernel\n# drops it with the process: a killed run leaves nothing behind). Waits at most WAIT seconds (default 45).\nhost_lock() { # NAME [WAIT]\n  local fd\n  mkdir -p /run/lock\n  exec {fd}>>"/run/lock/ops-pipeline-$1.lock"\n  if ! flock -w "${2:-45}" "$fd"; then\n    echo "another app\'s run on this host has held /run/lock/ops-pipeline-$1.lock for ${2:-45}s (its $1 change); try again when it is done" >&2\n    exit 1\n  fi\n  printf -v "HOST_LOCK_$1" %s "$fd"\n}\nhost_unlock() { local v="HOST_LOCK_$1"; [ -z "${!v:-}" ] || flock -u "${!v}"; }\n';
+
+// core/steps/sh/system.sh
+var system_default = `# shellcheck shell=bash
+# System functions for provision and deploy steps: services (systemd, or Debian's service wrapper where there
+# is none), change tracking per item (CHANGED, item), idempotent files and directories (put_file, ensure_dir).
+# Needs ops_report (the script prelude, core/remote/wrap.ts).
 # svc NAME ACTION: systemd on real VMs, Debian's service wrapper where there is no systemd.
 svc() { if [ -d /run/systemd/system ]; then systemctl "$2" "$1"; else service "$1" "$2"; fi; }
 # svc_up NAME: enabled at boot (systemd) and running now.
@@ -51290,27 +51344,15 @@ ensure_dir() {
   if [ ! -d "$1" ]; then install -d -m "$2" -o "\${3%%:*}" -g "\${3##*:}" "$1"; CHANGED=1; return 0; fi
   if [ "$(stat -c '%a %U:%G' "$1")" != "\${2#0} $3" ]; then chmod "$2" "$1"; chown "$3" "$1"; CHANGED=1; fi
 }
+# nginx_reload: a graceful reload of the running nginx (a signal to its master, no round trip through systemd;
+# requests in flight finish), or a start when it is not running. Call once nginx -t has accepted the files.
+nginx_reload() { nginx -s reload 2>/dev/null || svc nginx start; }
 `;
-function putFile(path, content, mode = "0644", owner = "root:root") {
-  return `put_file ${quote(path)} ${mode} ${owner} ${b64(content)}`;
-}
-var HOST_LOCK_FUNCTIONS = String.raw`host_lock() { # NAME [WAIT]
-  local fd
-  mkdir -p /run/lock
-  exec {fd}>>"/run/lock/ops-pipeline-$1.lock"
-  if ! flock -w "${"$"}{2:-45}" "$fd"; then
-    echo "another app's run on this host has held /run/lock/ops-pipeline-$1.lock for ${"$"}{2:-45}s (its $1 change); try again when it is done" >&2
-    exit 1
-  fi
-  printf -v "HOST_LOCK_$1" %s "$fd"
-}
-host_unlock() { local v="HOST_LOCK_$1"; [ -z "${"$"}{!v:-}" ] || flock -u "${"$"}{!v}"; }`;
-function putChecked(path, content, check, what, mode = "0644") {
-  return String.raw`new=$(mktemp); printf %s ${b64(content)} | base64 -d > "$new"
-if ! out=$(${check} "$new" 2>&1); then rm -f "$new"; echo "${what} is refused by \`${check}\`; ${path} was left as it was: $out" >&2; exit 1; fi
-rm -f "$new"
-${putFile(path, content, mode)}`;
-}
+
+// core/steps/libraries.ts
+var SYSTEM_FUNCTIONS = system_default;
+var HOST_LOCK_FUNCTIONS = host_lock_default;
+var CONNECTION_FUNCTIONS = connection_default;
 
 // core/steps/nginx.ts
 var HEADER = "# Managed by ops-pipeline: local changes are overwritten.";
@@ -51539,7 +51581,7 @@ else
   nginx_changed=0
 fi`);
   if (change.ensureService) lines.push('svc_up nginx\nif [ "$nginx_changed" = 1 ]; then svc nginx reload >/dev/null; CHANGED=1; fi');
-  else lines.push('if [ "$nginx_changed" = 1 ]; then nginx -s reload 2>/dev/null || svc nginx start; CHANGED=1; fi');
+  else lines.push('if [ "$nginx_changed" = 1 ]; then nginx_reload; CHANGED=1; fi');
   lines.push("host_unlock nginx", `item ${quote(change.item)}`);
   if (change.then) lines.push(change.then);
   return { name: change.item, as: "root", timeout: 60, script: lines.join("\n") };
@@ -51615,7 +51657,8 @@ function inspectHost(env) {
     as: "root",
     timeout: 30,
     quiet: true,
-    script: String.raw`. /etc/os-release
+    script: String.raw`# shellcheck source=/dev/null # the host's own file, not ours to follow
+. /etc/os-release
 ops_report os_id "$ID"
 ops_report codename "$VERSION_CODENAME"
 ops_report init "$([ -d /run/systemd/system ] && echo systemd || echo none)"
@@ -51650,8 +51693,10 @@ if [ ${"$"}{#missing[@]} -gt 0 ]; then
   fresh=$(find /var/lib/apt/lists -maxdepth 1 -name '*_Packages*' -mmin -360 2>/dev/null | head -n1)
   [ -n "$fresh" ] || apt_get update -qq
   if ! apt_get install -y -qq --no-install-recommends "${"$"}{missing[@]}" >/tmp/ops-apt.log 2>&1; then
-    if [ -n "$fresh" ]; then apt_get update -qq && apt_get install -y -qq --no-install-recommends "${"$"}{missing[@]}" >/tmp/ops-apt.log 2>&1 || { tail -n 30 /tmp/ops-apt.log >&2; exit 1; }
-    else tail -n 30 /tmp/ops-apt.log >&2; exit 1; fi
+    # Lists that looked fresh may still lack a package's new version: update once, then try again.
+    if [ -z "$fresh" ] || ! { apt_get update -qq && apt_get install -y -qq --no-install-recommends "${"$"}{missing[@]}" >/tmp/ops-apt.log 2>&1; }; then
+      tail -n 30 /tmp/ops-apt.log >&2; exit 1
+    fi
   fi
   CHANGED=1
 fi
@@ -51776,6 +51821,7 @@ fi`);
   }
   if (node.strategy === "npm") lines.push(nodeFromRegistry(env, files, paths.python));
   lines.push(String.raw`check() { # label path pattern actual pinned
+  # shellcheck disable=SC2254 # $3 is a glob on purpose: "3.11.*" matches any 3.11 release
   case "$4" in $3) ops_report runtime "$1 $2 $4" ;; *) echo "runtimes pin $1 $5 but $2 is version $4: change runtimes in the environment, or the host" >&2; exit 1 ;; esac
 }
 for bin in ${quote(paths.python)} ${quote(paths.node)} ${quote(paths.npm)}; do
@@ -51820,7 +51866,7 @@ function supervisorService() {
     timeout: 60,
     script: `${SYSTEM_FUNCTIONS}
 svc_up supervisor
-for i in $(seq 50); do [ -S /var/run/supervisor.sock ] && break; sleep 0.1; done
+for _ in $(seq 50); do [ -S /var/run/supervisor.sock ] && break; sleep 0.1; done
 item supervisor`
   };
 }
@@ -51947,12 +51993,15 @@ import { hostname, userInfo } from "node:os";
 function clean(s) {
   return s.replace(/[^\x20-\x7e]/g, "?").slice(0, 200);
 }
-function runInfo(env = process.env) {
-  if (env.GITHUB_ACTIONS === "true" || env.GITHUB_RUN_ID) {
-    const runUrl = env.GITHUB_SERVER_URL && env.GITHUB_REPOSITORY && env.GITHUB_RUN_ID ? `${env.GITHUB_SERVER_URL}/${env.GITHUB_REPOSITORY}/actions/runs/${env.GITHUB_RUN_ID}` : "";
-    return { actor: clean(env.GITHUB_ACTOR ?? "github-actions"), runUrl: clean(runUrl), via: "github-actions" };
+function runUrl(processEnv = process.env) {
+  const { GITHUB_SERVER_URL: server, GITHUB_REPOSITORY: repo, GITHUB_RUN_ID: id } = processEnv;
+  return server && repo && id ? clean(`${server}/${repo}/actions/runs/${id}`) : "";
+}
+function runInfo(processEnv = process.env) {
+  if (processEnv.GITHUB_ACTIONS === "true" || processEnv.GITHUB_RUN_ID) {
+    return { actor: clean(processEnv.GITHUB_ACTOR ?? "github-actions"), runUrl: runUrl(processEnv), via: "github-actions" };
   }
-  let user = env.USER ?? "";
+  let user = processEnv.USER ?? "";
   try {
     user ||= userInfo().username;
   } catch {
@@ -51979,19 +52028,6 @@ function auditTemplate(entry, vars) {
 }
 
 // core/steps/lock.ts
-var CONNECTION_FUNCTIONS = String.raw`# proc_start PID: start time (field 22 of /proc/PID/stat, counted after the command name): tells a reused PID apart
-proc_start() { local s; s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1; s=${"$"}{s##*) }; set -- $s; printf '%s\n' "${"$"}{20}"; }
-# conn_pid: the SSH server process of this connection
-conn_pid() {
-  local p=$$ s c
-  while [ "$p" -gt 1 ]; do
-    s=$(cat "/proc/$p/stat" 2>/dev/null) || return 1
-    c=${"$"}{s#*(}; c=${"$"}{c%)*}
-    case "$c" in sshd|sshd-session|dropbear) printf '%s\n' "$p"; return 0 ;; esac
-    s=${"$"}{s##*) }; set -- $s; p=$2
-  done
-  return 1
-}`;
 var LOCK_STATE = String.raw`lock_state=free
 if [ -d "$lock" ]; then
   pid=$(sed -n 's/^holder_pid=//p' "$lock/info" 2>/dev/null || true)
@@ -52040,14 +52076,14 @@ ${finish}` : ""}`
   };
 }
 function releaseLock(env, runId, auditLines = [], ended = []) {
-  const stop = ended.length ? String.raw`left() { local p; for p in /proc/[0-9]*; do tr ' ' '
-' < "$p/environ" 2>/dev/null | grep -qxE ${quote(`OPS_CONNECTION=(${ended.join("|")})`)} && printf '%s ' "${"$"}{p#/proc/}"; done; return 0; }
-pids=$(left)
-if [ -n "$pids" ]; then
-  ops_report stopped "$pids"
-  kill -TERM $pids 2>/dev/null || true
-  for i in $(seq 50); do pids=$(left); [ -n "$pids" ] || break; sleep 0.2; done
-  if [ -n "$pids" ]; then kill -KILL $pids 2>/dev/null || true; fi
+  const stop = ended.length ? String.raw`${CONNECTION_FUNCTIONS}
+ended=(${ended.map(quote).join(" ")})
+read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"
+if [ ${"$"}{#pids[@]} -gt 0 ]; then
+  ops_report stopped "${"$"}{pids[*]}"
+  kill -TERM "${"$"}{pids[@]}" 2>/dev/null || true
+  for _ in $(seq 50); do read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"; [ ${"$"}{#pids[@]} -gt 0 ] || break; sleep 0.2; done
+  if [ ${"$"}{#pids[@]} -gt 0 ]; then kill -KILL "${"$"}{pids[@]}" 2>/dev/null || true; fi
 fi
 ` : "";
   return {
@@ -52113,7 +52149,7 @@ ${left}`, hint);
 }
 async function withLock(ctx, session, operation, fn, options = {}) {
   const env = session.env;
-  const info2 = runInfo(ctx.env);
+  const info2 = runInfo(ctx.processEnv);
   const request = { operation, actor: info2.actor, runUrl: info2.runUrl, runId: randomBytes2(8).toString("hex"), wait: env.config.switch.lock_wait };
   const mine = /* @__PURE__ */ new Set();
   const pending = /* @__PURE__ */ new Map();
@@ -52246,76 +52282,6 @@ async function writeFileAtomic(file, content, mode) {
 
 // core/secrets/cipher.ts
 import { createCipheriv, createDecipheriv, createHash as createHash2, randomBytes as randomBytes4 } from "node:crypto";
-
-// core/secrets/tree.ts
-var import_yaml3 = __toESM(require_dist(), 1);
-
-// core/secrets/comments.ts
-var import_yaml2 = __toESM(require_dist(), 1);
-function positions(text) {
-  const starts = [0];
-  for (let i = 0; i < text.length; i++) if (text[i] === "\n") starts.push(i + 1);
-  return (offset) => {
-    let lo = 0;
-    let hi = starts.length - 1;
-    while (lo < hi) {
-      const mid = lo + hi + 1 >> 1;
-      if (starts[mid] <= offset) lo = mid;
-      else hi = mid - 1;
-    }
-    return { line: lo, col: offset - starts[lo] };
-  };
-}
-function commentTokens(text) {
-  const at2 = positions(text);
-  const found = [];
-  const scan = (x) => {
-    if (!x || typeof x !== "object") return;
-    if (Array.isArray(x)) {
-      for (const y of x) scan(y);
-      return;
-    }
-    const t = x;
-    if (t.type === "comment" && typeof t.offset === "number" && typeof t.source === "string") found.push({ offset: t.offset, source: t.source });
-    for (const v of Object.values(x)) if (typeof v === "object") scan(v);
-  };
-  for (const doc of new import_yaml2.Parser().parse(text)) scan(doc);
-  const seen = /* @__PURE__ */ new Set();
-  return found.filter((c) => !seen.has(c.offset) && seen.add(c.offset)).sort((a, b) => a.offset - b.offset).map((c) => {
-    const { line, col } = at2(c.offset);
-    const lineStart = c.offset - col;
-    return { offset: c.offset, line, col, text: c.source.replace(/^#/, "").replace(/\r$/, ""), fullLine: text.slice(lineStart, c.offset).trim() === "" };
-  });
-}
-function attach(branch, before, token, inline = false) {
-  const c = { before, text: token.text, ...inline ? { inline: true } : {} };
-  (branch.node.comments ??= []).push(c);
-}
-var size = (b) => b.node.kind === "map" ? b.node.entries.length : b.node.items.length;
-function placeComments(tokens, anchors, root) {
-  for (const t of tokens) {
-    if (!t.fullLine) {
-      const onLine = anchors.filter((a) => a.line === t.line && a.offset < t.offset).at(-1);
-      if (onLine) {
-        attach(onLine.branch, onLine.index, t, onLine.scalarOnLine);
-        continue;
-      }
-    }
-    const next = anchors.find((a) => a.offset > t.offset);
-    const prev = anchors.filter((a) => a.offset < t.offset).at(-1);
-    if (next && (t.col <= next.col || !prev)) {
-      attach(next.branch, next.index, t);
-      continue;
-    }
-    if (!prev) {
-      attach(root, size(root), t);
-      continue;
-    }
-    let b = prev.branch;
-    while (b.col > t.col && b.parent) b = b.parent.branch;
-    attach(b, size(b), t);
-  }
-}
 
 // core/secrets/goyaml.ts
 var INT64_MIN = -(2n ** 63n);
@@ -52452,68 +52418,6 @@ function formatOf(file) {
   }
   throw new OpsError(`${file}: cannot tell its format from its name`, "name it *.yaml, *.yml or *.json");
 }
-function goFormatFloat(v) {
-  if (Number.isNaN(v)) return "NaN";
-  if (v === Infinity) return "+Inf";
-  if (v === -Infinity) return "-Inf";
-  if (v === 0) return Object.is(v, -0) ? "-0" : "0";
-  const s = String(v);
-  const m = /^(-?)(\d)(?:\.(\d+))?e([+-]\d+)$/.exec(s);
-  if (!m) return s;
-  const [, sign, lead, frac = "", expText] = m;
-  const digits = lead + frac;
-  const point = 1 + Number(expText);
-  if (point <= 0) return `${sign}0.${"0".repeat(-point)}${digits}`;
-  if (point >= digits.length) return sign + digits + "0".repeat(point - digits.length);
-  return `${sign}${digits.slice(0, point)}.${digits.slice(point)}`;
-}
-function scalarText(node) {
-  switch (node.type) {
-    case "str":
-      return node.value;
-    case "int":
-      return String(node.value);
-    case "float":
-      return goFormatFloat(node.value);
-    case "bool":
-      return node.value ? "True" : "False";
-    case "time":
-      return node.value;
-  }
-}
-function parseScalarText(text, type) {
-  switch (type) {
-    case "str":
-    case "bytes":
-      return str(text);
-    case "int":
-    case "int64": {
-      if (!/^[+-]?\d+$/.test(text)) throw new Error(`"int" value is not an integer`);
-      const n = BigInt(text);
-      if (n < -(2n ** 63n) || n >= 2n ** 63n) throw new Error('"int" value is out of the 64-bit range');
-      return { kind: "scalar", type: "int", value: intValue(n) };
-    }
-    case "time": {
-      const t = parseRfc3339(text);
-      if (!t) throw new Error('"time" value is not an RFC 3339 time');
-      return { kind: "scalar", type: "time", value: t };
-    }
-    case "float": {
-      let n;
-      if (/^[+-]?(inf|infinity)$/i.test(text)) n = text.startsWith("-") ? -Infinity : Infinity;
-      else if (/^nan$/i.test(text)) n = NaN;
-      else if (/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(text)) n = Number(text);
-      else throw new Error(`"float" value is not a number`);
-      return { kind: "scalar", type: "float", value: n };
-    }
-    case "bool":
-      if (["1", "t", "T", "TRUE", "true", "True"].includes(text)) return { kind: "scalar", type: "bool", value: true };
-      if (["0", "f", "F", "FALSE", "false", "False"].includes(text)) return { kind: "scalar", type: "bool", value: false };
-      throw new Error(`"bool" value is neither true nor false`);
-    default:
-      throw new Error(`unknown value type "${type}" (this tool reads str, int, float, bool, time)`);
-  }
-}
 function showPath(path) {
   let out = "";
   for (const p of path) out += typeof p === "number" ? `[${p}]` : out ? `.${p}` : p;
@@ -52608,247 +52512,69 @@ function toPlain(node) {
     }
   }
 }
-function lineCol(text, offset) {
-  const before = text.slice(0, offset);
-  const line = before.split("\n").length;
-  const col = offset - before.lastIndexOf("\n");
-  return `line ${line}, column ${col}`;
+
+// core/secrets/tree-scalars.ts
+function goFormatFloat(v) {
+  if (Number.isNaN(v)) return "NaN";
+  if (v === Infinity) return "+Inf";
+  if (v === -Infinity) return "-Inf";
+  if (v === 0) return Object.is(v, -0) ? "-0" : "0";
+  const s = String(v);
+  const m = /^(-?)(\d)(?:\.(\d+))?e([+-]\d+)$/.exec(s);
+  if (!m) return s;
+  const [, sign, lead, frac = "", expText] = m;
+  const digits = lead + frac;
+  const point = 1 + Number(expText);
+  if (point <= 0) return `${sign}0.${"0".repeat(-point)}${digits}`;
+  if (point >= digits.length) return sign + digits + "0".repeat(point - digits.length);
+  return `${sign}${digits.slice(0, point)}.${digits.slice(point)}`;
 }
-function goNode(v, where) {
-  if (v.type === "null") return { kind: "null" };
-  if (v.type === "uint64") throw new OpsError(`${where()}: the integer ${v.value} is above the 64-bit signed range sops accepts`, "quote it to store it as a string");
-  return { kind: "scalar", type: v.type, value: v.value };
-}
-function parseTree(text, format, options) {
-  const { file } = options;
-  const docs = (0, import_yaml3.parseAllDocuments)(text, {
-    intAsBigInt: true,
-    uniqueKeys: true,
-    prettyErrors: false,
-    // YAML: every scalar as its source text, resolved below as Go does; JSON: the JSON schema
-    schema: format === "json" ? "json" : "failsafe",
-    merge: false,
-    keepSourceTokens: false
-  });
-  if (!Array.isArray(docs) || docs.length === 0) return { kind: "map", entries: [] };
-  if (docs.length > 1) {
-    throw new OpsError(`${file} holds ${docs.length} YAML documents`, "keep one document (no `---` separators) per secrets file");
+function scalarText(node) {
+  switch (node.type) {
+    case "str":
+      return node.value;
+    case "int":
+      return String(node.value);
+    case "float":
+      return goFormatFloat(node.value);
+    case "bool":
+      return node.value ? "True" : "False";
+    case "time":
+      return node.value;
   }
-  const doc = docs[0];
-  const err = doc.errors[0];
-  if (err) {
-    const where = err.pos ? ` at ${lineCol(text, err.pos[0])}` : "";
-    throw new OpsError(`${file} is not valid ${format === "json" ? "JSON" : "YAML"}${where}: ${err.message.split("\n")[0]}`, "fix the syntax and try again");
-  }
-  const scalar = (node, path) => {
-    const v = node.value;
-    const where = () => `${file}: ${showPath(path)}`;
-    if (format === "json") {
-      if (v === null || v === void 0) return { kind: "null" };
-      if (typeof v === "string") return str(v);
-      if (typeof v === "boolean") return { kind: "scalar", type: "bool", value: v };
-      if (typeof v === "bigint") return v >= -(2n ** 63n) && v < 2n ** 63n ? { kind: "scalar", type: "int", value: intValue(v) } : { kind: "scalar", type: "float", value: Number(v) };
-      if (typeof v === "number") return { kind: "scalar", type: "float", value: v };
-      throw new OpsError(`${where()}: unsupported value`, "use strings, numbers, booleans, lists and maps only");
-    }
-    if (v instanceof Uint8Array) return str(Buffer.from(v).toString("utf8"));
-    try {
-      return goNode(resolveScalar(String(v ?? ""), node.type === "PLAIN" || node.type === void 0, node.tag), where);
-    } catch (e) {
-      if (e instanceof OpsError) throw e;
-      throw new OpsError(`${where()}: ${e.message}`, "remove the tag, or give a value of that type");
-    }
-  };
-  const root = doc.contents;
-  if (root === null || (0, import_yaml3.isScalar)(root) && scalar(root, []).kind === "null") return { kind: "map", entries: [] };
-  if (!(0, import_yaml3.isMap)(root)) {
-    throw new OpsError(`${file}: the top level must be a map of keys to values`, "write it as `key: value` lines");
-  }
-  let aliases = 0;
-  const at2 = positions(text);
-  const anchors = [];
-  const anchor = (offset, branch, index, value) => {
-    if (format !== "yaml" || offset === void 0 || aliases) return void 0;
-    const { line, col } = at2(offset);
-    const v = (0, import_yaml3.isAlias)(value) ? void 0 : value;
-    const scalarOnLine = !((0, import_yaml3.isMap)(v) || (0, import_yaml3.isSeq)(v)) || Boolean(v?.flow) || (v?.range ? at2(v.range[0]).line === line : true);
-    const a = { offset, line, col, branch, index, scalarOnLine };
-    anchors.push(a);
-    return a;
-  };
-  const offsetOf2 = (node) => node?.range?.[0];
-  const convert = (node, path, parent) => {
-    if ((0, import_yaml3.isAlias)(node)) {
-      if (++aliases > 1e3) throw new OpsError(`${file}: too many YAML aliases`, "expand the aliases (*name) by hand");
-      if (path.length > 100) throw new OpsError(`${file}: ${showPath(path)}: nesting is too deep (recursive alias?)`);
-      const resolved = convert(node.resolve(doc), path);
-      aliases--;
-      return resolved;
-    }
-    if (path.length > 100) throw new OpsError(`${file}: ${showPath(path)}: nesting is too deep`);
-    if ((0, import_yaml3.isMap)(node)) {
-      const out = { kind: "map", entries: [] };
-      const branch = { node: out, col: 0, parent };
-      node.items.forEach((pair, i) => {
-        const key = keyOf(pair.key, path);
-        const a = anchor(offsetOf2(pair.key), branch, i, pair.value);
-        if (a && i === 0) branch.col = a.col;
-        out.entries.push([key, convert(pair.value, [...path, key], a)]);
-      });
-      if (!parent && path.length === 0) rootBranch = branch;
-      return out;
-    }
-    if ((0, import_yaml3.isSeq)(node)) {
-      const out = { kind: "list", items: [] };
-      const branch = { node: out, col: 0, parent };
-      node.items.forEach((item, i) => {
-        let o = offsetOf2(item);
-        if (o !== void 0 && !node.flow) {
-          let d = o - 1;
-          while (d >= 0 && (text[d] === " " || text[d] === "	")) d--;
-          if (text[d] === "-") o = d;
-        }
-        const a = anchor(o, branch, i, item);
-        if (a && i === 0) branch.col = a.col;
-        out.items.push(convert(item, [...path, i], a));
-      });
-      return out;
-    }
-    if (node === null || node === void 0) return { kind: "null" };
-    if ((0, import_yaml3.isScalar)(node)) return scalar(node, path);
-    throw new OpsError(`${file}: ${showPath(path)}: unsupported value`, "use strings, numbers, booleans, lists and maps only");
-  };
-  let rootBranch;
-  const keyOf = (key, path) => {
-    const k = (0, import_yaml3.isAlias)(key) ? key.resolve(doc) : key;
-    if ((0, import_yaml3.isScalar)(k)) {
-      const v = scalar(k, path);
-      if (v.kind === "scalar" && v.type === "str") return v.value;
-      const source = String(k.value ?? "");
-      if (options.keys === "lenient" && v.kind === "scalar") return typeof k.source === "string" ? k.source : source;
-      throw new OpsError(
-        `${file}: ${showPath(path)}: the key ${source || "null"} is not a string (sops accepts string keys only)`,
-        `quote it: "${source}":`
-      );
-    }
-    throw new OpsError(`${file}: ${showPath(path)}: a map or list used as a key`, "use string keys only");
-  };
-  const tree = convert(root, []);
-  if (format === "yaml" && rootBranch) placeComments(commentTokens(text), anchors, rootBranch);
-  return tree;
 }
-function needsQuotesForGo(s) {
-  if (s === "" || plainChangesMeaning(s)) return true;
-  return /^(y|Y|yes|Yes|YES|n|N|no|No|NO|on|On|ON|off|Off|OFF)$/.test(s);
-}
-function yamlScalar(node) {
-  if (node.kind === "null") return new import_yaml3.Scalar(null);
-  const s = new import_yaml3.Scalar(node.value);
-  if (node.type === "str" && needsQuotesForGo(node.value)) s.type = import_yaml3.Scalar.QUOTE_DOUBLE;
-  if (node.type === "float" && Number.isInteger(node.value)) s.minFractionDigits = 1;
-  if (node.type === "time") s.type = import_yaml3.Scalar.PLAIN;
-  return s;
-}
-function split(node, i, value) {
-  const here = commentsAt(node, i);
-  const scalar = value !== void 0 && value.kind !== "map" && value.kind !== "list";
-  return { head: here.filter((c) => !(c.inline && scalar)).map((c) => c.text), inline: here.filter((c) => c.inline && scalar).map((c) => c.text) };
-}
-var joinComment = (lines) => lines.length ? lines.join("\n") : void 0;
-function toYamlNode(node) {
-  switch (node.kind) {
-    case "map": {
-      const m = new import_yaml3.YAMLMap();
-      node.entries.forEach(([k, v], i) => {
-        const key = yamlScalar(str(k));
-        const value = toYamlNode(v);
-        const { head, inline } = split(node, i, v);
-        if (head.length) key.commentBefore = joinComment(head);
-        if (inline.length) value.comment = inline.join(" #");
-        m.items.push(new import_yaml3.Pair(key, value));
-      });
-      const tail2 = commentsAt(node, node.entries.length).map((c) => c.text);
-      if (tail2.length) m.comment = joinComment(tail2);
-      return m;
+function parseScalarText(text, type) {
+  switch (type) {
+    case "str":
+    case "bytes":
+      return str(text);
+    case "int":
+    case "int64": {
+      if (!/^[+-]?\d+$/.test(text)) throw new Error(`"int" value is not an integer`);
+      const n = BigInt(text);
+      if (n < -(2n ** 63n) || n >= 2n ** 63n) throw new Error('"int" value is out of the 64-bit range');
+      return { kind: "scalar", type: "int", value: intValue(n) };
     }
-    case "list": {
-      const s = new import_yaml3.YAMLSeq();
-      node.items.forEach((v, i) => {
-        const item = toYamlNode(v);
-        const { head, inline } = split(node, i, v);
-        if (head.length) item.commentBefore = joinComment(head);
-        if (inline.length) item.comment = inline.join(" #");
-        s.items.push(item);
-      });
-      const tail2 = commentsAt(node, node.items.length).map((c) => c.text);
-      if (tail2.length) s.comment = joinComment(tail2);
-      return s;
+    case "time": {
+      const t = parseRfc3339(text);
+      if (!t) throw new Error('"time" value is not an RFC 3339 time');
+      return { kind: "scalar", type: "time", value: t };
     }
+    case "float": {
+      let n;
+      if (/^[+-]?(inf|infinity)$/i.test(text)) n = text.startsWith("-") ? -Infinity : Infinity;
+      else if (/^nan$/i.test(text)) n = NaN;
+      else if (/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(text)) n = Number(text);
+      else throw new Error(`"float" value is not a number`);
+      return { kind: "scalar", type: "float", value: n };
+    }
+    case "bool":
+      if (["1", "t", "T", "TRUE", "true", "True"].includes(text)) return { kind: "scalar", type: "bool", value: true };
+      if (["0", "f", "F", "FALSE", "false", "False"].includes(text)) return { kind: "scalar", type: "bool", value: false };
+      throw new Error(`"bool" value is neither true nor false`);
     default:
-      return yamlScalar(node);
+      throw new Error(`unknown value type "${type}" (this tool reads str, int, float, bool, time)`);
   }
-}
-var CURRENT_LAYOUT = { yamlIndent: 4, jsonIndent: "	", legacyMetadata: false };
-var LEGACY_LAYOUT = { yamlIndent: 2, jsonIndent: "  ", legacyMetadata: true };
-function detectLayout(text, format, sops) {
-  const legacyMetadata = sops !== void 0 && getEntry(sops, "kms") !== void 0;
-  const base = legacyMetadata ? LEGACY_LAYOUT : CURRENT_LAYOUT;
-  if (format === "json") {
-    const m2 = /^([ \t]+)"/m.exec(text);
-    return { ...base, jsonIndent: m2 ? m2[1] : base.jsonIndent };
-  }
-  const m = /^( +)\S/m.exec(text);
-  const n = m ? m[1].length : 0;
-  return { ...base, yamlIndent: n >= 1 && n <= 8 ? n : base.yamlIndent };
-}
-function toYaml(tree, indent2 = 2) {
-  if (tree.entries.length === 0) {
-    const only = (tree.comments ?? []).map((c) => `#${c.text}
-`).join("");
-    return `${only}{}
-`;
-  }
-  const doc = new import_yaml3.Document();
-  const root = toYamlNode(tree);
-  if (root.comment) {
-    doc.comment = root.comment;
-    root.comment = void 0;
-  }
-  doc.contents = root;
-  return doc.toString({ lineWidth: 0, minContentWidth: 0, indent: indent2, indentSeq: true });
-}
-function goJsonString(s) {
-  return JSON.stringify(s).replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
-}
-function jsonValue(node, indent2, step) {
-  const inner = indent2 + step;
-  switch (node.kind) {
-    case "null":
-      return "null";
-    case "scalar":
-      if (node.type === "str") return goJsonString(node.value);
-      if (node.type === "bool") return node.value ? "true" : "false";
-      if (node.type === "time") return goJsonString(node.value);
-      if (typeof node.value === "bigint") return String(node.value);
-      if (!Number.isFinite(node.value)) throw new OpsError(`${node.value} cannot be written in JSON`);
-      return JSON.stringify(node.value);
-    case "list":
-      if (node.items.length === 0) return "[]";
-      return `[
-${node.items.map((v) => inner + jsonValue(v, inner, step)).join(",\n")}
-${indent2}]`;
-    case "map":
-      if (node.entries.length === 0) return "{}";
-      return `{
-${node.entries.map(([k, v]) => `${inner}${goJsonString(k)}: ${jsonValue(v, inner, step)}`).join(",\n")}
-${indent2}}`;
-  }
-}
-function toJson(tree, indent2 = "  ") {
-  return jsonValue(tree, "", indent2) + "\n";
-}
-function printTree(tree, format, layout2 = LEGACY_LAYOUT) {
-  return format === "json" ? toJson(tree, layout2.jsonIndent) : toYaml(tree, layout2.yamlIndent);
 }
 
 // core/secrets/cipher.ts
@@ -57398,7 +57124,7 @@ var StringIterator = class {
     return this.rest();
   }
 };
-var Parser2 = class Parser3 {
+var Parser = class Parser2 {
   static ERR_INTERNAL_ERROR = "regexp/syntax: internal error";
   static ERR_INVALID_CHAR_RANGE = "invalid character class range";
   static ERR_INVALID_ESCAPE = "invalid escape sequence";
@@ -57441,13 +57167,13 @@ var Parser2 = class Parser3 {
   ]));
   static unicodeTable(name2) {
     if (name2 === "Any") return {
-      tab: Parser3.ANY_TABLE,
-      fold: Parser3.ANY_TABLE,
+      tab: Parser2.ANY_TABLE,
+      fold: Parser2.ANY_TABLE,
       sign: 1
     };
     if (name2 === "Ascii") return {
-      tab: Parser3.ASCII_TABLE,
-      fold: Parser3.ASCII_FOLD_TABLE,
+      tab: Parser2.ASCII_TABLE,
+      fold: Parser2.ASCII_FOLD_TABLE,
       sign: 1
     };
     if (name2 === "Assigned") return {
@@ -57500,13 +57226,13 @@ var Parser2 = class Parser3 {
   * @param {number} flags
   */
   static parse(pattern, flags) {
-    return new Parser3(pattern, flags).parseInternal();
+    return new Parser2(pattern, flags).parseInternal();
   }
   static parseRepeat(t) {
     const start = t.pos();
     if (!t.more() || !t.lookingAt("{")) return -1;
     t.skip(1);
-    const min = Parser3.parseInt(t);
+    const min = Parser2.parseInt(t);
     if (min === -1) return -1;
     if (!t.more()) return -1;
     let max;
@@ -57515,11 +57241,11 @@ var Parser2 = class Parser3 {
       t.skip(1);
       if (!t.more()) return -1;
       if (t.lookingAt("}")) max = -1;
-      else if ((max = Parser3.parseInt(t)) === -1) return -1;
+      else if ((max = Parser2.parseInt(t)) === -1) return -1;
     }
     if (!t.more() || !t.lookingAt("}")) return -1;
     t.skip(1);
-    if (min < 0 || min > 1e3 || max === -2 || max > 1e3 || max >= 0 && min > max) throw new RE2JSSyntaxException(Parser3.ERR_INVALID_REPEAT_SIZE, t.from(start));
+    if (min < 0 || min > 1e3 || max === -2 || max > 1e3 || max >= 0 && min > max) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_REPEAT_SIZE, t.from(start));
     return min << 16 | max & Unicode.MAX_BMP;
   }
   static isValidCaptureName(name2) {
@@ -57560,7 +57286,7 @@ var Parser2 = class Parser3 {
       case Regexp.Op.ANY_CHAR:
         break;
       case Regexp.Op.ANY_CHAR_NOT_NL:
-        if (Parser3.matchRune(src, Codepoint.CODES["\n"])) dst.op = Regexp.Op.ANY_CHAR;
+        if (Parser2.matchRune(src, Codepoint.CODES["\n"])) dst.op = Regexp.Op.ANY_CHAR;
         break;
       case Regexp.Op.CHAR_CLASS: {
         const cc = new CharClass(Array.isArray(dst.runes) ? dst.runes : Array.from(dst.runes));
@@ -57578,7 +57304,7 @@ var Parser2 = class Parser3 {
   static parseEscape(t) {
     const startPos = t.pos();
     t.skip(1);
-    if (!t.more()) throw new RE2JSSyntaxException(Parser3.ERR_TRAILING_BACKSLASH);
+    if (!t.more()) throw new RE2JSSyntaxException(Parser2.ERR_TRAILING_BACKSLASH);
     let c = t.pop();
     bigswitch: switch (c) {
       case Codepoint.CODES["1"]:
@@ -57639,18 +57365,18 @@ var Parser2 = class Parser3 {
       default:
         if (c <= Unicode.MAX_ASCII && !Utils.isalnum(c)) return c;
     }
-    throw new RE2JSSyntaxException(Parser3.ERR_INVALID_ESCAPE, t.from(startPos));
+    throw new RE2JSSyntaxException(Parser2.ERR_INVALID_ESCAPE, t.from(startPos));
   }
   static parseClassChar(t, wholeClassPos) {
-    if (!t.more()) throw new RE2JSSyntaxException(Parser3.ERR_MISSING_BRACKET, t.from(wholeClassPos));
-    if (t.lookingAt("\\")) return Parser3.parseEscape(t);
+    if (!t.more()) throw new RE2JSSyntaxException(Parser2.ERR_MISSING_BRACKET, t.from(wholeClassPos));
+    if (t.lookingAt("\\")) return Parser2.parseEscape(t);
     return t.pop();
   }
   static hasCapture(re) {
     if (re === null) return false;
     if (re.op === Regexp.Op.CAPTURE) return true;
     if (re.subs) {
-      for (let sub of re.subs) if (Parser3.hasCapture(sub)) return true;
+      for (let sub of re.subs) if (Parser2.hasCapture(sub)) return true;
     }
     return false;
   }
@@ -57686,7 +57412,7 @@ var Parser2 = class Parser3 {
     this.free = re;
   }
   checkLimits(re) {
-    if (this.numRunes > Parser3.MAX_RUNES) throw new RE2JSSyntaxException(Parser3.ERR_LARGE);
+    if (this.numRunes > Parser2.MAX_RUNES) throw new RE2JSSyntaxException(Parser2.ERR_LARGE);
     this.checkSize(re);
     this.checkHeight(re);
   }
@@ -57697,14 +57423,14 @@ var Parser2 = class Parser3 {
         let n = re.max;
         if (n === -1) n = re.min;
         if (n <= 0) n = 1;
-        if (n > Math.floor(Parser3.MAX_SIZE / this.repeats)) this.repeats = Parser3.MAX_SIZE;
+        if (n > Math.floor(Parser2.MAX_SIZE / this.repeats)) this.repeats = Parser2.MAX_SIZE;
         else this.repeats *= n;
       }
-      if (this.numRegexp < Math.floor(Parser3.MAX_SIZE / this.repeats)) return;
+      if (this.numRegexp < Math.floor(Parser2.MAX_SIZE / this.repeats)) return;
       this.size = /* @__PURE__ */ new Map();
       for (let reEx of this.stack) this.checkSize(reEx);
     }
-    if (this.calcSize(re, true) > Parser3.MAX_SIZE) throw new RE2JSSyntaxException(Parser3.ERR_LARGE);
+    if (this.calcSize(re, true) > Parser2.MAX_SIZE) throw new RE2JSSyntaxException(Parser2.ERR_LARGE);
   }
   calcSize(re, force = false) {
     if (!force && this.size !== null) {
@@ -57749,12 +57475,12 @@ var Parser2 = class Parser3 {
     return size2;
   }
   checkHeight(re) {
-    if (this.numRegexp < Parser3.MAX_HEIGHT) return;
+    if (this.numRegexp < Parser2.MAX_HEIGHT) return;
     if (this.height === null) {
       this.height = /* @__PURE__ */ new Map();
       for (let reEx of this.stack) this.checkHeight(reEx);
     }
-    if (this.calcHeight(re, true) > Parser3.MAX_HEIGHT) throw new RE2JSSyntaxException(Parser3.ERR_NESTING_DEPTH);
+    if (this.calcHeight(re, true) > Parser2.MAX_HEIGHT) throw new RE2JSSyntaxException(Parser2.ERR_NESTING_DEPTH);
   }
   calcHeight(re, force = false) {
     if (!force && this.height !== null) {
@@ -57815,7 +57541,7 @@ var Parser2 = class Parser3 {
   newLiteral(r, flags) {
     const re = this.newRegexp(Regexp.Op.LITERAL);
     re.flags = flags;
-    if ((flags & RE2Flags.FOLD_CASE) !== 0) r = Parser3.minFoldRune(r);
+    if ((flags & RE2Flags.FOLD_CASE) !== 0) r = Parser2.minFoldRune(r);
     re.runes = [r];
     return re;
   }
@@ -57834,12 +57560,12 @@ var Parser2 = class Parser3 {
         t.skip(1);
         flags ^= RE2Flags.NON_GREEDY;
       }
-      if (lastRepeatPos !== -1) throw new RE2JSSyntaxException(Parser3.ERR_INVALID_REPEAT_OP, t.from(lastRepeatPos));
+      if (lastRepeatPos !== -1) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_REPEAT_OP, t.from(lastRepeatPos));
     }
     const n = this.stack.length;
-    if (n === 0) throw new RE2JSSyntaxException(Parser3.ERR_MISSING_REPEAT_ARGUMENT, t.from(beforePos));
+    if (n === 0) throw new RE2JSSyntaxException(Parser2.ERR_MISSING_REPEAT_ARGUMENT, t.from(beforePos));
     const sub = this.stack[n - 1];
-    if (Regexp.isPseudoOp(sub.op)) throw new RE2JSSyntaxException(Parser3.ERR_MISSING_REPEAT_ARGUMENT, t.from(beforePos));
+    if (Regexp.isPseudoOp(sub.op)) throw new RE2JSSyntaxException(Parser2.ERR_MISSING_REPEAT_ARGUMENT, t.from(beforePos));
     const re = this.newRegexp(op);
     re.min = min;
     re.max = max;
@@ -57847,7 +57573,7 @@ var Parser2 = class Parser3 {
     re.subs = [sub];
     this.stack[n - 1] = re;
     this.checkLimits(re);
-    if (op === Regexp.Op.REPEAT && (min >= 2 || max >= 2) && !this.repeatIsValid(re, 1e3)) throw new RE2JSSyntaxException(Parser3.ERR_INVALID_REPEAT_SIZE, t.from(beforePos));
+    if (op === Regexp.Op.REPEAT && (min >= 2 || max >= 2) && !this.repeatIsValid(re, 1e3)) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_REPEAT_SIZE, t.from(beforePos));
   }
   repeatIsValid(re, n) {
     if (re.op === Regexp.Op.REPEAT) {
@@ -57964,8 +57690,8 @@ var Parser2 = class Parser3 {
     for (let i = 0; i <= lensub; i++) {
       let ifirst = null;
       if (i < lensub) {
-        ifirst = Parser3.leadingRegexp(array[s + i]);
-        if (first !== null && first.equals(ifirst) && (Parser3.isCharClass(first) || first.op === Regexp.Op.REPEAT && first.min === first.max && Parser3.isCharClass(first.subs[0]))) continue;
+        ifirst = Parser2.leadingRegexp(array[s + i]);
+        if (first !== null && first.equals(ifirst) && (Parser2.isCharClass(first) || first.op === Regexp.Op.REPEAT && first.min === first.max && Parser2.isCharClass(first.subs[0]))) continue;
       }
       if (i === start) {
       } else if (i === start + 1) array[lenout++] = array[s + start];
@@ -57989,7 +57715,7 @@ var Parser2 = class Parser3 {
     start = 0;
     lenout = 0;
     for (let i = 0; i <= lensub; i++) {
-      if (i < lensub && Parser3.isCharClass(array[s + i])) continue;
+      if (i < lensub && Parser2.isCharClass(array[s + i])) continue;
       if (i === start) {
       } else if (i === start + 1) array[lenout++] = array[s + start];
       else {
@@ -58003,7 +57729,7 @@ var Parser2 = class Parser3 {
         array[s + start] = array[s + max];
         array[s + max] = tmp;
         for (let j = start + 1; j < i; j++) {
-          Parser3.mergeCharClass(array[s + start], array[s + j]);
+          Parser2.mergeCharClass(array[s + start], array[s + j]);
           this.reuse(array[s + j]);
         }
         this.cleanAlt(array[s + start]);
@@ -58076,7 +57802,7 @@ var Parser2 = class Parser3 {
     return this.newRegexp(Regexp.Op.EMPTY_MATCH);
   }
   parseInternal() {
-    if ((this.flags & RE2Flags.LITERAL) !== 0) return Parser3.literalRegexp(this.wholeRegexp, this.flags);
+    if ((this.flags & RE2Flags.LITERAL) !== 0) return Parser2.literalRegexp(this.wholeRegexp, this.flags);
     let lastRepeatPos = -1;
     let min = -1;
     let max = -1;
@@ -58150,7 +57876,7 @@ var Parser2 = class Parser3 {
         }
         case Codepoint.CODES["{"]: {
           const before = t.pos();
-          const minMax = Parser3.parseRepeat(t);
+          const minMax = Parser2.parseRepeat(t);
           if (minMax < 0) {
             t.rewindTo(before);
             this.literal(t.pop());
@@ -58176,7 +57902,7 @@ var Parser2 = class Parser3 {
               this.op(Regexp.Op.NO_WORD_BOUNDARY);
               break bigswitch;
             case Codepoint.CODES["C"]:
-              throw new RE2JSSyntaxException(Parser3.ERR_INVALID_ESCAPE, "\\C");
+              throw new RE2JSSyntaxException(Parser2.ERR_INVALID_ESCAPE, "\\C");
             case Codepoint.CODES["Q"]: {
               let lit = t.rest();
               const i = lit.indexOf("\\E");
@@ -58218,7 +57944,7 @@ var Parser2 = class Parser3 {
           }
           t.rewindTo(savedPos);
           this.reuse(re);
-          this.literal(Parser3.parseEscape(t));
+          this.literal(Parser2.parseEscape(t));
           break;
         }
         default:
@@ -58229,7 +57955,7 @@ var Parser2 = class Parser3 {
     this.concat();
     if (this.swapVerticalBar()) this.pop();
     this.alternate();
-    if (this.stack.length !== 1) throw new RE2JSSyntaxException(Parser3.ERR_MISSING_PAREN, this.wholeRegexp);
+    if (this.stack.length !== 1) throw new RE2JSSyntaxException(Parser2.ERR_MISSING_PAREN, this.wholeRegexp);
     this.stack[0].namedGroups = this.namedGroups;
     return this.stack[0];
   }
@@ -58239,14 +57965,14 @@ var Parser2 = class Parser3 {
     if (s.startsWith("(?P<") || s.startsWith("(?<")) {
       const begin = s.charAt(2) === "P" ? 4 : 3;
       const end = s.indexOf(">");
-      if (end < 0) throw new RE2JSSyntaxException(Parser3.ERR_INVALID_NAMED_CAPTURE, s);
+      if (end < 0) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_NAMED_CAPTURE, s);
       const name2 = s.substring(begin, end);
       t.skipString(name2);
       t.skip(begin + 1);
-      if (!Parser3.isValidCaptureName(name2)) throw new RE2JSSyntaxException(Parser3.ERR_INVALID_NAMED_CAPTURE, s.substring(0, end + 1));
+      if (!Parser2.isValidCaptureName(name2)) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_NAMED_CAPTURE, s.substring(0, end + 1));
       const re = this.op(Regexp.Op.LEFT_PAREN);
       re.cap = ++this.numCap;
-      if (this.namedGroups[name2]) throw new RE2JSSyntaxException(Parser3.ERR_DUPLICATE_NAMED_CAPTURE, name2);
+      if (this.namedGroups[name2]) throw new RE2JSSyntaxException(Parser2.ERR_DUPLICATE_NAMED_CAPTURE, name2);
       this.namedGroups[name2] = this.numCap;
       re.name = name2;
       return;
@@ -58293,7 +58019,7 @@ var Parser2 = class Parser3 {
           break loop;
       }
     }
-    throw new RE2JSSyntaxException(Parser3.ERR_INVALID_PERL_OP, t.from(startPos));
+    throw new RE2JSSyntaxException(Parser2.ERR_INVALID_PERL_OP, t.from(startPos));
   }
   parsePosLookBehind() {
     const re = this.newRegexp(Regexp.Op.LEFT_PAREN);
@@ -58313,7 +58039,7 @@ var Parser2 = class Parser3 {
   }
   swapVerticalBar() {
     const n = this.stack.length;
-    if (n >= 3 && this.stack[n - 2].op === Regexp.Op.VERTICAL_BAR && Parser3.isCharClass(this.stack[n - 1]) && Parser3.isCharClass(this.stack[n - 3])) {
+    if (n >= 3 && this.stack[n - 2].op === Regexp.Op.VERTICAL_BAR && Parser2.isCharClass(this.stack[n - 1]) && Parser2.isCharClass(this.stack[n - 3])) {
       let re1 = this.stack[n - 1];
       let re3 = this.stack[n - 3];
       if (re1.op > re3.op) {
@@ -58322,7 +58048,7 @@ var Parser2 = class Parser3 {
         re1 = tmp;
         this.stack[n - 3] = re3;
       }
-      Parser3.mergeCharClass(re3, re1);
+      Parser2.mergeCharClass(re3, re1);
       this.reuse(re1);
       this.pop();
       return true;
@@ -58343,13 +58069,13 @@ var Parser2 = class Parser3 {
     this.concat();
     if (this.swapVerticalBar()) this.pop();
     this.alternate();
-    if (this.stack.length < 2) throw new RE2JSSyntaxException(Parser3.ERR_UNEXPECTED_PAREN, this.wholeRegexp);
+    if (this.stack.length < 2) throw new RE2JSSyntaxException(Parser2.ERR_UNEXPECTED_PAREN, this.wholeRegexp);
     const re1 = this.pop();
     const re2 = this.pop();
-    if (re2.op !== Regexp.Op.LEFT_PAREN) throw new RE2JSSyntaxException(Parser3.ERR_UNEXPECTED_PAREN, this.wholeRegexp);
+    if (re2.op !== Regexp.Op.LEFT_PAREN) throw new RE2JSSyntaxException(Parser2.ERR_UNEXPECTED_PAREN, this.wholeRegexp);
     this.flags = re2.flags;
     if (re2.lb !== 0) {
-      if (Parser3.hasCapture(re1)) throw new RE2JSSyntaxException(Parser3.ERR_INVALID_CAPTURE_IN_LOOKBEHIND, this.wholeRegexp);
+      if (Parser2.hasCapture(re1)) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_CAPTURE_IN_LOOKBEHIND, this.wholeRegexp);
       if (re2.lb > 0) re2.op = Regexp.Op.PLB;
       else re2.op = Regexp.Op.NLB;
       re2.subs = [re1];
@@ -58380,7 +58106,7 @@ var Parser2 = class Parser3 {
     const name2 = cls.substring(0, i + 2);
     t.skipString(name2);
     const g = POSIX_GROUPS.has(name2) ? POSIX_GROUPS.get(name2) : null;
-    if (g === null) throw new RE2JSSyntaxException(Parser3.ERR_INVALID_CHAR_RANGE, name2);
+    if (g === null) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_CHAR_RANGE, name2);
     cc.appendGroup(g, (this.flags & RE2Flags.FOLD_CASE) !== 0);
     return true;
   }
@@ -58393,7 +58119,7 @@ var Parser2 = class Parser3 {
     if (c === Codepoint.CODES["P"]) sign = -1;
     if (!t.more()) {
       t.rewindTo(startPos);
-      throw new RE2JSSyntaxException(Parser3.ERR_INVALID_CHAR_RANGE, t.rest());
+      throw new RE2JSSyntaxException(Parser2.ERR_INVALID_CHAR_RANGE, t.rest());
     }
     c = t.pop();
     let name2;
@@ -58403,7 +58129,7 @@ var Parser2 = class Parser3 {
       const end = rest.indexOf("}");
       if (end < 0) {
         t.rewindTo(startPos);
-        throw new RE2JSSyntaxException(Parser3.ERR_INVALID_CHAR_RANGE, t.rest());
+        throw new RE2JSSyntaxException(Parser2.ERR_INVALID_CHAR_RANGE, t.rest());
       }
       name2 = rest.substring(0, end);
       t.skipString(name2);
@@ -58413,8 +58139,8 @@ var Parser2 = class Parser3 {
       sign = 0 - sign;
       name2 = name2.substring(1);
     }
-    const pair = Parser3.unicodeTable(name2);
-    if (pair === null) throw new RE2JSSyntaxException(Parser3.ERR_INVALID_CHAR_RANGE, t.from(startPos));
+    const pair = Parser2.unicodeTable(name2);
+    if (pair === null) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_CHAR_RANGE, t.from(startPos));
     if (pair.sign < 0) sign = 0 - sign;
     const tab = pair.tab;
     const fold = pair.fold;
@@ -58443,7 +58169,7 @@ var Parser2 = class Parser3 {
         const s = t.rest();
         if (s === "-" || !s.startsWith("-]")) {
           t.rewindTo(startPos);
-          throw new RE2JSSyntaxException(Parser3.ERR_INVALID_CHAR_RANGE, t.rest());
+          throw new RE2JSSyntaxException(Parser2.ERR_INVALID_CHAR_RANGE, t.rest());
         }
       }
       first = false;
@@ -58455,14 +58181,14 @@ var Parser2 = class Parser3 {
       if (this.parseUnicodeClass(t, cc)) continue;
       if (this.parsePerlClassEscape(t, cc)) continue;
       t.rewindTo(beforePos);
-      const lo = Parser3.parseClassChar(t, startPos);
+      const lo = Parser2.parseClassChar(t, startPos);
       let hi = lo;
       if (t.more() && t.lookingAt("-")) {
         t.skip(1);
         if (t.more() && t.lookingAt("]")) t.skip(-1);
         else {
-          hi = Parser3.parseClassChar(t, startPos);
-          if (hi < lo) throw new RE2JSSyntaxException(Parser3.ERR_INVALID_CHAR_RANGE, t.from(beforePos));
+          hi = Parser2.parseClassChar(t, startPos);
+          if (hi < lo) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_CHAR_RANGE, t.from(beforePos));
         }
       }
       if ((this.flags & RE2Flags.FOLD_CASE) === 0) cc.appendRange(lo, hi);
@@ -58521,7 +58247,7 @@ var RE2 = class RE22 {
     return RE22.compileImpl(expr, RE2Flags.POSIX, true);
   }
   static compileImpl(expr, mode, longest) {
-    let re = Parser2.parse(expr, mode);
+    let re = Parser.parse(expr, mode);
     const maxCap = re.maxCap();
     const namedGroups = re.namedGroups;
     re = Simplify.simplify(re);
@@ -59015,7 +58741,7 @@ var RE2Set = class RE2Set2 {
     if ((this.jsFlags & PublicFlags.CASE_INSENSITIVE) !== 0) fregex = `(?i)${fregex}`;
     if ((this.jsFlags & PublicFlags.DOTALL) !== 0) fregex = `(?s)${fregex}`;
     if ((this.jsFlags & PublicFlags.MULTILINE) !== 0) fregex = `(?m)${fregex}`;
-    const re = Parser2.parse(fregex, this.re2Flags);
+    const re = Parser.parse(fregex, this.re2Flags);
     this.regexps.push(Simplify.simplify(re));
     return this.regexps.length - 1;
   }
@@ -59027,7 +58753,7 @@ var RE2Set = class RE2Set2 {
   compile() {
     if (this.prog) return;
     const prog = Compiler.compileSet(this.regexps);
-    if (prog.numInst() > Parser2.MAX_SIZE) throw new RE2JSCompileException(`${Parser2.ERR_LARGE}: the set compiles to ${prog.numInst()} instructions, more than ${Parser2.MAX_SIZE}`);
+    if (prog.numInst() > Parser.MAX_SIZE) throw new RE2JSCompileException(`${Parser.ERR_LARGE}: the set compiles to ${prog.numInst()} instructions, more than ${Parser.MAX_SIZE}`);
     this.prog = prog;
     this.dfa = new DFA(this.prog, this.maxMem);
     this.dummyRe2 = {
@@ -59578,43 +59304,6 @@ var RE2JS = class RE2JS2 {
 function goRegexp(source) {
   const re = RE2JS.compile(source);
   return { test: (text) => re.matcher(text).find() };
-}
-
-// core/secrets/shamir.ts
-function mult(a, b) {
-  let acc = 0;
-  for (let i = 7; i >= 0; i--) {
-    const bit = b >> i & 1;
-    acc = (acc << 1 ^ (acc & 128 ? 27 : 0)) & 255;
-    if (bit) acc ^= a;
-  }
-  return acc;
-}
-function inverse(a) {
-  let r = 1;
-  for (let i = 0; i < 254; i++) r = mult(r, a);
-  return r;
-}
-function combineShares(shares) {
-  if (shares.length < 2) throw new Error("less than two shares cannot give the secret back");
-  const len = shares[0].length;
-  if (len < 2 || shares.some((s) => s.length !== len)) throw new Error("the shares are not all of the same length");
-  const xs = shares.map((s) => s[len - 1]);
-  if (new Set(xs).size !== xs.length) throw new Error("two shares are the same share");
-  const secret2 = Buffer.alloc(len - 1);
-  for (let idx = 0; idx < len - 1; idx++) {
-    let result = 0;
-    for (let i = 0; i < shares.length; i++) {
-      let basis = 1;
-      for (let j = 0; j < shares.length; j++) {
-        if (i === j) continue;
-        basis = mult(basis, mult(xs[j], inverse(xs[i] ^ xs[j])));
-      }
-      result ^= mult(shares[i][idx], basis);
-    }
-    secret2[idx] = result;
-  }
-  return secret2;
 }
 
 // core/secrets/keys.ts
@@ -63696,7 +63385,7 @@ function fromBig(n, le = false) {
     return { h: Number(n & U32_MASK64), l: Number(n >> _32n & U32_MASK64) };
   return { h: Number(n >> _32n & U32_MASK64) | 0, l: Number(n & U32_MASK64) | 0 };
 }
-function split2(lst, le = false) {
+function split(lst, le = false) {
   const len = lst.length;
   let Ah = new Uint32Array(len);
   let Al = new Uint32Array(len);
@@ -63872,7 +63561,7 @@ var _SHA2562 = class extends SHA2_32B2 {
     super(32);
   }
 };
-var K512 = /* @__PURE__ */ (() => split2([
+var K512 = /* @__PURE__ */ (() => split([
   "0x428a2f98d728ae22",
   "0x7137449123ef65cd",
   "0xb5c0fbcfec4d3b2f",
@@ -64208,7 +63897,7 @@ for (let round = 0, R = _1n7, x = 1, y = 0; round < 24; round++) {
   }
   _SHA3_IOTA.push(t);
 }
-var IOTAS = split2(_SHA3_IOTA, true);
+var IOTAS = split(_SHA3_IOTA, true);
 var SHA3_IOTA_H = IOTAS[0];
 var SHA3_IOTA_L = IOTAS[1];
 var rotlH = (h, l, s) => s > 32 ? rotlBH(h, l, s) : rotlSH(h, l, s);
@@ -68630,8 +68319,8 @@ function isCryptoKey3(key) {
 }
 
 // core/secrets/keys.ts
-function defaultKeyFile(env = process.env) {
-  const base = env.XDG_CONFIG_HOME || join5(env.HOME || homedir2(), ".config");
+function defaultKeyFile(processEnv = process.env) {
+  const base = processEnv.XDG_CONFIG_HOME || join5(processEnv.HOME || homedir2(), ".config");
   return join5(base, "sops", "age", "keys.txt");
 }
 var IDENTITY_RE = /^AGE-SECRET-KEY-(PQ-)?1[0-9A-Z]+$/;
@@ -68662,16 +68351,16 @@ async function parseIdentities(text, source) {
   }
   return out;
 }
-async function loadIdentities(env = process.env) {
+async function loadIdentities(processEnv = process.env) {
   const identities = [];
   const tried = [];
-  if (env.SOPS_AGE_KEY?.trim()) {
-    const found = await parseIdentities(env.SOPS_AGE_KEY, "SOPS_AGE_KEY");
+  if (processEnv.SOPS_AGE_KEY?.trim()) {
+    const found = await parseIdentities(processEnv.SOPS_AGE_KEY, "SOPS_AGE_KEY");
     identities.push(...found);
     tried.push(`SOPS_AGE_KEY (${found.length} key${found.length === 1 ? "" : "s"})`);
   } else tried.push("SOPS_AGE_KEY (not set)");
-  if (env.SOPS_AGE_KEY_FILE) {
-    const file2 = env.SOPS_AGE_KEY_FILE;
+  if (processEnv.SOPS_AGE_KEY_FILE) {
+    const file2 = processEnv.SOPS_AGE_KEY_FILE;
     let text;
     try {
       text = readFileSync4(file2, "utf8");
@@ -68685,10 +68374,10 @@ async function loadIdentities(env = process.env) {
     identities.push(...found);
     tried.push(`SOPS_AGE_KEY_FILE=${file2} (${found.length} key${found.length === 1 ? "" : "s"})`);
   } else tried.push("SOPS_AGE_KEY_FILE (not set)");
-  if (env.SOPS_AGE_KEY_CMD) {
+  if (processEnv.SOPS_AGE_KEY_CMD) {
     let text;
     try {
-      text = execFileSync("sh", ["-c", env.SOPS_AGE_KEY_CMD], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], env });
+      text = execFileSync("sh", ["-c", processEnv.SOPS_AGE_KEY_CMD], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], env: processEnv });
     } catch (e) {
       throw new OpsError(`SOPS_AGE_KEY_CMD failed: ${e.message.split("\n")[0]}`, "fix the command, or unset SOPS_AGE_KEY_CMD");
     }
@@ -68696,7 +68385,7 @@ async function loadIdentities(env = process.env) {
     identities.push(...found);
     tried.push(`SOPS_AGE_KEY_CMD (${found.length} key${found.length === 1 ? "" : "s"})`);
   }
-  const file = defaultKeyFile(env);
+  const file = defaultKeyFile(processEnv);
   if (existsSync4(file)) {
     const found = await parseIdentities(readFileSync4(file, "utf8"), file);
     identities.push(...found);
@@ -68740,7 +68429,361 @@ async function unwrapDataKey(enc, identities) {
   }
 }
 
-// core/secrets/sops.ts
+// core/secrets/shamir.ts
+function mult(a, b) {
+  let acc = 0;
+  for (let i = 7; i >= 0; i--) {
+    const bit = b >> i & 1;
+    acc = (acc << 1 ^ (acc & 128 ? 27 : 0)) & 255;
+    if (bit) acc ^= a;
+  }
+  return acc;
+}
+function inverse(a) {
+  let r = 1;
+  for (let i = 0; i < 254; i++) r = mult(r, a);
+  return r;
+}
+function combineShares(shares) {
+  if (shares.length < 2) throw new Error("less than two shares cannot give the secret back");
+  const len = shares[0].length;
+  if (len < 2 || shares.some((s) => s.length !== len)) throw new Error("the shares are not all of the same length");
+  const xs = shares.map((s) => s[len - 1]);
+  if (new Set(xs).size !== xs.length) throw new Error("two shares are the same share");
+  const secret2 = Buffer.alloc(len - 1);
+  for (let idx = 0; idx < len - 1; idx++) {
+    let result = 0;
+    for (let i = 0; i < shares.length; i++) {
+      let basis = 1;
+      for (let j = 0; j < shares.length; j++) {
+        if (i === j) continue;
+        basis = mult(basis, mult(xs[j], inverse(xs[i] ^ xs[j])));
+      }
+      result ^= mult(shares[i][idx], basis);
+    }
+    secret2[idx] = result;
+  }
+  return secret2;
+}
+
+// core/secrets/tree-parse.ts
+var import_yaml3 = __toESM(require_dist(), 1);
+
+// core/secrets/comments.ts
+var import_yaml2 = __toESM(require_dist(), 1);
+function positions(text) {
+  const starts = [0];
+  for (let i = 0; i < text.length; i++) if (text[i] === "\n") starts.push(i + 1);
+  return (offset) => {
+    let lo = 0;
+    let hi = starts.length - 1;
+    while (lo < hi) {
+      const mid = lo + hi + 1 >> 1;
+      if (starts[mid] <= offset) lo = mid;
+      else hi = mid - 1;
+    }
+    return { line: lo, col: offset - starts[lo] };
+  };
+}
+function commentTokens(text) {
+  const at2 = positions(text);
+  const found = [];
+  const scan = (x) => {
+    if (!x || typeof x !== "object") return;
+    if (Array.isArray(x)) {
+      for (const y of x) scan(y);
+      return;
+    }
+    const t = x;
+    if (t.type === "comment" && typeof t.offset === "number" && typeof t.source === "string") found.push({ offset: t.offset, source: t.source });
+    for (const v of Object.values(x)) if (typeof v === "object") scan(v);
+  };
+  for (const doc of new import_yaml2.Parser().parse(text)) scan(doc);
+  const seen = /* @__PURE__ */ new Set();
+  return found.filter((c) => !seen.has(c.offset) && seen.add(c.offset)).sort((a, b) => a.offset - b.offset).map((c) => {
+    const { line, col } = at2(c.offset);
+    const lineStart = c.offset - col;
+    return { offset: c.offset, line, col, text: c.source.replace(/^#/, "").replace(/\r$/, ""), fullLine: text.slice(lineStart, c.offset).trim() === "" };
+  });
+}
+function attach(branch, before, token, inline = false) {
+  const c = { before, text: token.text, ...inline ? { inline: true } : {} };
+  (branch.node.comments ??= []).push(c);
+}
+var size = (b) => b.node.kind === "map" ? b.node.entries.length : b.node.items.length;
+function placeComments(tokens, anchors, root) {
+  for (const t of tokens) {
+    if (!t.fullLine) {
+      const onLine = anchors.filter((a) => a.line === t.line && a.offset < t.offset).at(-1);
+      if (onLine) {
+        attach(onLine.branch, onLine.index, t, onLine.scalarOnLine);
+        continue;
+      }
+    }
+    const next = anchors.find((a) => a.offset > t.offset);
+    const prev = anchors.filter((a) => a.offset < t.offset).at(-1);
+    if (next && (t.col <= next.col || !prev)) {
+      attach(next.branch, next.index, t);
+      continue;
+    }
+    if (!prev) {
+      attach(root, size(root), t);
+      continue;
+    }
+    let b = prev.branch;
+    while (b.col > t.col && b.parent) b = b.parent.branch;
+    attach(b, size(b), t);
+  }
+}
+
+// core/secrets/tree-parse.ts
+function lineCol(text, offset) {
+  const before = text.slice(0, offset);
+  const line = before.split("\n").length;
+  const col = offset - before.lastIndexOf("\n");
+  return `line ${line}, column ${col}`;
+}
+function goNode(v, where) {
+  if (v.type === "null") return { kind: "null" };
+  if (v.type === "uint64") throw new OpsError(`${where()}: the integer ${v.value} is above the 64-bit signed range sops accepts`, "quote it to store it as a string");
+  return { kind: "scalar", type: v.type, value: v.value };
+}
+function parseTree(text, format, options) {
+  const { file } = options;
+  const docs = (0, import_yaml3.parseAllDocuments)(text, {
+    intAsBigInt: true,
+    uniqueKeys: true,
+    prettyErrors: false,
+    // YAML: every scalar as its source text, resolved below as Go does; JSON: the JSON schema
+    schema: format === "json" ? "json" : "failsafe",
+    merge: false,
+    keepSourceTokens: false
+  });
+  if (!Array.isArray(docs) || docs.length === 0) return { kind: "map", entries: [] };
+  if (docs.length > 1) {
+    throw new OpsError(`${file} holds ${docs.length} YAML documents`, "keep one document (no `---` separators) per secrets file");
+  }
+  const doc = docs[0];
+  const err = doc.errors[0];
+  if (err) {
+    const where = err.pos ? ` at ${lineCol(text, err.pos[0])}` : "";
+    throw new OpsError(`${file} is not valid ${format === "json" ? "JSON" : "YAML"}${where}: ${err.message.split("\n")[0]}`, "fix the syntax and try again");
+  }
+  const scalar = (node, path) => {
+    const v = node.value;
+    const where = () => `${file}: ${showPath(path)}`;
+    if (format === "json") {
+      if (v === null || v === void 0) return { kind: "null" };
+      if (typeof v === "string") return str(v);
+      if (typeof v === "boolean") return { kind: "scalar", type: "bool", value: v };
+      if (typeof v === "bigint") return v >= -(2n ** 63n) && v < 2n ** 63n ? { kind: "scalar", type: "int", value: intValue(v) } : { kind: "scalar", type: "float", value: Number(v) };
+      if (typeof v === "number") return { kind: "scalar", type: "float", value: v };
+      throw new OpsError(`${where()}: unsupported value`, "use strings, numbers, booleans, lists and maps only");
+    }
+    if (v instanceof Uint8Array) return str(Buffer.from(v).toString("utf8"));
+    try {
+      return goNode(resolveScalar(String(v ?? ""), node.type === "PLAIN" || node.type === void 0, node.tag), where);
+    } catch (e) {
+      if (e instanceof OpsError) throw e;
+      throw new OpsError(`${where()}: ${e.message}`, "remove the tag, or give a value of that type");
+    }
+  };
+  const root = doc.contents;
+  if (root === null || (0, import_yaml3.isScalar)(root) && scalar(root, []).kind === "null") return { kind: "map", entries: [] };
+  if (!(0, import_yaml3.isMap)(root)) {
+    throw new OpsError(`${file}: the top level must be a map of keys to values`, "write it as `key: value` lines");
+  }
+  let aliases = 0;
+  const at2 = positions(text);
+  const anchors = [];
+  const anchor = (offset, branch, index, value) => {
+    if (format !== "yaml" || offset === void 0 || aliases) return void 0;
+    const { line, col } = at2(offset);
+    const v = (0, import_yaml3.isAlias)(value) ? void 0 : value;
+    const scalarOnLine = !((0, import_yaml3.isMap)(v) || (0, import_yaml3.isSeq)(v)) || Boolean(v?.flow) || (v?.range ? at2(v.range[0]).line === line : true);
+    const a = { offset, line, col, branch, index, scalarOnLine };
+    anchors.push(a);
+    return a;
+  };
+  const offsetOf2 = (node) => node?.range?.[0];
+  const convert = (node, path, parent) => {
+    if ((0, import_yaml3.isAlias)(node)) {
+      if (++aliases > 1e3) throw new OpsError(`${file}: too many YAML aliases`, "expand the aliases (*name) by hand");
+      if (path.length > 100) throw new OpsError(`${file}: ${showPath(path)}: nesting is too deep (recursive alias?)`);
+      const resolved = convert(node.resolve(doc), path);
+      aliases--;
+      return resolved;
+    }
+    if (path.length > 100) throw new OpsError(`${file}: ${showPath(path)}: nesting is too deep`);
+    if ((0, import_yaml3.isMap)(node)) {
+      const out = { kind: "map", entries: [] };
+      const branch = { node: out, col: 0, parent };
+      node.items.forEach((pair, i) => {
+        const key = keyOf(pair.key, path);
+        const a = anchor(offsetOf2(pair.key), branch, i, pair.value);
+        if (a && i === 0) branch.col = a.col;
+        out.entries.push([key, convert(pair.value, [...path, key], a)]);
+      });
+      if (!parent && path.length === 0) rootBranch = branch;
+      return out;
+    }
+    if ((0, import_yaml3.isSeq)(node)) {
+      const out = { kind: "list", items: [] };
+      const branch = { node: out, col: 0, parent };
+      node.items.forEach((item, i) => {
+        let o = offsetOf2(item);
+        if (o !== void 0 && !node.flow) {
+          let d = o - 1;
+          while (d >= 0 && (text[d] === " " || text[d] === "	")) d--;
+          if (text[d] === "-") o = d;
+        }
+        const a = anchor(o, branch, i, item);
+        if (a && i === 0) branch.col = a.col;
+        out.items.push(convert(item, [...path, i], a));
+      });
+      return out;
+    }
+    if (node === null || node === void 0) return { kind: "null" };
+    if ((0, import_yaml3.isScalar)(node)) return scalar(node, path);
+    throw new OpsError(`${file}: ${showPath(path)}: unsupported value`, "use strings, numbers, booleans, lists and maps only");
+  };
+  let rootBranch;
+  const keyOf = (key, path) => {
+    const k = (0, import_yaml3.isAlias)(key) ? key.resolve(doc) : key;
+    if ((0, import_yaml3.isScalar)(k)) {
+      const v = scalar(k, path);
+      if (v.kind === "scalar" && v.type === "str") return v.value;
+      const source = String(k.value ?? "");
+      if (options.keys === "lenient" && v.kind === "scalar") return typeof k.source === "string" ? k.source : source;
+      throw new OpsError(
+        `${file}: ${showPath(path)}: the key ${source || "null"} is not a string (sops accepts string keys only)`,
+        `quote it: "${source}":`
+      );
+    }
+    throw new OpsError(`${file}: ${showPath(path)}: a map or list used as a key`, "use string keys only");
+  };
+  const tree = convert(root, []);
+  if (format === "yaml" && rootBranch) placeComments(commentTokens(text), anchors, rootBranch);
+  return tree;
+}
+
+// core/secrets/tree-print.ts
+var import_yaml4 = __toESM(require_dist(), 1);
+function needsQuotesForGo(s) {
+  if (s === "" || plainChangesMeaning(s)) return true;
+  return /^(y|Y|yes|Yes|YES|n|N|no|No|NO|on|On|ON|off|Off|OFF)$/.test(s);
+}
+function yamlScalar(node) {
+  if (node.kind === "null") return new import_yaml4.Scalar(null);
+  const s = new import_yaml4.Scalar(node.value);
+  if (node.type === "str" && needsQuotesForGo(node.value)) s.type = import_yaml4.Scalar.QUOTE_DOUBLE;
+  if (node.type === "float" && Number.isInteger(node.value)) s.minFractionDigits = 1;
+  if (node.type === "time") s.type = import_yaml4.Scalar.PLAIN;
+  return s;
+}
+function split2(node, i, value) {
+  const here = commentsAt(node, i);
+  const scalar = value !== void 0 && value.kind !== "map" && value.kind !== "list";
+  return { head: here.filter((c) => !(c.inline && scalar)).map((c) => c.text), inline: here.filter((c) => c.inline && scalar).map((c) => c.text) };
+}
+var joinComment = (lines) => lines.length ? lines.join("\n") : void 0;
+function toYamlNode(node) {
+  switch (node.kind) {
+    case "map": {
+      const m = new import_yaml4.YAMLMap();
+      node.entries.forEach(([k, v], i) => {
+        const key = yamlScalar(str(k));
+        const value = toYamlNode(v);
+        const { head, inline } = split2(node, i, v);
+        if (head.length) key.commentBefore = joinComment(head);
+        if (inline.length) value.comment = inline.join(" #");
+        m.items.push(new import_yaml4.Pair(key, value));
+      });
+      const tail2 = commentsAt(node, node.entries.length).map((c) => c.text);
+      if (tail2.length) m.comment = joinComment(tail2);
+      return m;
+    }
+    case "list": {
+      const s = new import_yaml4.YAMLSeq();
+      node.items.forEach((v, i) => {
+        const item = toYamlNode(v);
+        const { head, inline } = split2(node, i, v);
+        if (head.length) item.commentBefore = joinComment(head);
+        if (inline.length) item.comment = inline.join(" #");
+        s.items.push(item);
+      });
+      const tail2 = commentsAt(node, node.items.length).map((c) => c.text);
+      if (tail2.length) s.comment = joinComment(tail2);
+      return s;
+    }
+    default:
+      return yamlScalar(node);
+  }
+}
+var CURRENT_LAYOUT = { yamlIndent: 4, jsonIndent: "	", legacyMetadata: false };
+var LEGACY_LAYOUT = { yamlIndent: 2, jsonIndent: "  ", legacyMetadata: true };
+function detectLayout(text, format, sops) {
+  const legacyMetadata = sops !== void 0 && getEntry(sops, "kms") !== void 0;
+  const base = legacyMetadata ? LEGACY_LAYOUT : CURRENT_LAYOUT;
+  if (format === "json") {
+    const m2 = /^([ \t]+)"/m.exec(text);
+    return { ...base, jsonIndent: m2 ? m2[1] : base.jsonIndent };
+  }
+  const m = /^( +)\S/m.exec(text);
+  const n = m ? m[1].length : 0;
+  return { ...base, yamlIndent: n >= 1 && n <= 8 ? n : base.yamlIndent };
+}
+function toYaml(tree, indent2 = 2) {
+  if (tree.entries.length === 0) {
+    const only = (tree.comments ?? []).map((c) => `#${c.text}
+`).join("");
+    return `${only}{}
+`;
+  }
+  const doc = new import_yaml4.Document();
+  const root = toYamlNode(tree);
+  if (root.comment) {
+    doc.comment = root.comment;
+    root.comment = void 0;
+  }
+  doc.contents = root;
+  return doc.toString({ lineWidth: 0, minContentWidth: 0, indent: indent2, indentSeq: true });
+}
+function goJsonString(s) {
+  return JSON.stringify(s).replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+function jsonValue(node, indent2, step) {
+  const inner = indent2 + step;
+  switch (node.kind) {
+    case "null":
+      return "null";
+    case "scalar":
+      if (node.type === "str") return goJsonString(node.value);
+      if (node.type === "bool") return node.value ? "true" : "false";
+      if (node.type === "time") return goJsonString(node.value);
+      if (typeof node.value === "bigint") return String(node.value);
+      if (!Number.isFinite(node.value)) throw new OpsError(`${node.value} cannot be written in JSON`);
+      return JSON.stringify(node.value);
+    case "list":
+      if (node.items.length === 0) return "[]";
+      return `[
+${node.items.map((v) => inner + jsonValue(v, inner, step)).join(",\n")}
+${indent2}]`;
+    case "map":
+      if (node.entries.length === 0) return "{}";
+      return `{
+${node.entries.map(([k, v]) => `${inner}${goJsonString(k)}: ${jsonValue(v, inner, step)}`).join(",\n")}
+${indent2}}`;
+  }
+}
+function toJson(tree, indent2 = "  ") {
+  return jsonValue(tree, "", indent2) + "\n";
+}
+function printTree(tree, format, layout2 = LEGACY_LAYOUT) {
+  return format === "json" ? toJson(tree, layout2.jsonIndent) : toYaml(tree, layout2.yamlIndent);
+}
+
+// core/secrets/sops-metadata.ts
 var SOPS_VERSION = "3.13.3";
 var LEGACY_SOPS_VERSION = "3.8.1";
 var DEFAULT_UNENCRYPTED_SUFFIX = "_unencrypted";
@@ -68865,6 +68908,8 @@ function encryptionRule(file, meta) {
     return encrypted;
   };
 }
+
+// core/secrets/sops-decrypt.ts
 var IvStash = class _IvStash {
   ivs = /* @__PURE__ */ new Map();
   static key(aad, text) {
@@ -68960,7 +69005,7 @@ async function recoverDataKey(doc, ids) {
 }
 async function resolveIdentities(opts2) {
   const ids = opts2.identities;
-  if (!ids) return loadIdentities(opts2.env ?? process.env);
+  if (!ids) return loadIdentities(opts2.processEnv ?? process.env);
   if (Array.isArray(ids)) return { identities: ids, tried: ids.map((i) => i.source) };
   return ids;
 }
@@ -69075,6 +69120,8 @@ function maskAll(secrets, mask) {
     }
   }
 }
+
+// core/secrets/sops.ts
 var SecretsFile = class _SecretsFile {
   constructor(file, format, dataKey, plain, recipientList, meta, original, stash) {
     this.file = file;
@@ -69320,7 +69367,7 @@ async function decryptFile(file, opts2 = {}) {
 }
 
 // core/secrets/sops-config.ts
-var import_yaml4 = __toESM(require_dist(), 1);
+var import_yaml5 = __toESM(require_dist(), 1);
 var CONFIG_HEADER = [
   " Which age public keys (recipients) each sops file is encrypted to; sops and `ops` both read it.",
   " The first rule whose path_regex matches a file wins. `ops env new` adds a rule per environment;",
@@ -69328,7 +69375,7 @@ var CONFIG_HEADER = [
 ].join("\n");
 
 // core/secrets/env.ts
-var import_yaml5 = __toESM(require_dist(), 1);
+var import_yaml6 = __toESM(require_dist(), 1);
 import { existsSync as existsSync5, readFileSync as readFileSync5, readdirSync as readdirSync2 } from "node:fs";
 import { isAbsolute as isAbsolute2, join as join6, resolve as resolve2 } from "node:path";
 function envDir(root, env) {
@@ -69340,7 +69387,7 @@ async function loadEnvIdentities(root, env, processEnv = process.env) {
   if (!existsSync5(configFile)) return ids;
   let keyFile;
   try {
-    keyFile = (0, import_yaml5.parse)(readFileSync5(configFile, "utf8"))?.secrets?.age_key_file;
+    keyFile = (0, import_yaml6.parse)(readFileSync5(configFile, "utf8"))?.secrets?.age_key_file;
   } catch {
     return ids;
   }
@@ -69379,7 +69426,7 @@ async function environmentSecrets(ctx, env) {
     if (needed) throw new OpsError(`${label} does not exist, but the environment's env or packages refer to secrets`, `create it: printf '%s' VALUE | ops secrets set ${env.name} <key>`);
     return {};
   }
-  const identities = await loadEnvIdentities(env.root, env.name, ctx.env);
+  const identities = await loadEnvIdentities(env.root, env.name, ctx.processEnv);
   const decrypted = await decryptFile(file, { identities, mask: (v) => ctx.reporter.mask(v) });
   if (decrypted.recipients.includes(EXAMPLE_RECIPIENT))
     throw new OpsError(

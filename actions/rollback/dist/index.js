@@ -11113,7 +11113,7 @@ var require_mock_interceptor = __commonJS({
 var require_mock_client = __commonJS({
   "node_modules/undici/lib/mock/mock-client.js"(exports, module) {
     "use strict";
-    var { promisify: promisify2 } = __require("node:util");
+    var { promisify } = __require("node:util");
     var Client = require_client();
     var { buildMockDispatch } = require_mock_utils();
     var {
@@ -11153,7 +11153,7 @@ var require_mock_client = __commonJS({
         return new MockInterceptor(opts, this[kDispatches]);
       }
       async [kClose]() {
-        await promisify2(this[kOriginalClose])();
+        await promisify(this[kOriginalClose])();
         this[kConnected] = 0;
         this[kMockAgent][Symbols.kClients].delete(this[kOrigin]);
       }
@@ -11166,7 +11166,7 @@ var require_mock_client = __commonJS({
 var require_mock_pool = __commonJS({
   "node_modules/undici/lib/mock/mock-pool.js"(exports, module) {
     "use strict";
-    var { promisify: promisify2 } = __require("node:util");
+    var { promisify } = __require("node:util");
     var Pool = require_pool();
     var { buildMockDispatch } = require_mock_utils();
     var {
@@ -11206,7 +11206,7 @@ var require_mock_pool = __commonJS({
         return new MockInterceptor(opts, this[kDispatches]);
       }
       async [kClose]() {
-        await promisify2(this[kOriginalClose])();
+        await promisify(this[kOriginalClose])();
         this[kConnected] = 0;
         this[kMockAgent][Symbols.kClients].delete(this[kOrigin]);
       }
@@ -19214,7 +19214,7 @@ var require_visit = __commonJS({
     var BREAK = /* @__PURE__ */ Symbol("break visit");
     var SKIP = /* @__PURE__ */ Symbol("skip children");
     var REMOVE = /* @__PURE__ */ Symbol("remove node");
-    function visit2(node, visitor) {
+    function visit(node, visitor) {
       const visitor_ = initVisitor(visitor);
       if (identity.isDocument(node)) {
         const cd = visit_(null, node.contents, visitor_, Object.freeze([node]));
@@ -19223,9 +19223,9 @@ var require_visit = __commonJS({
       } else
         visit_(null, node, visitor_, Object.freeze([]));
     }
-    visit2.BREAK = BREAK;
-    visit2.SKIP = SKIP;
-    visit2.REMOVE = REMOVE;
+    visit.BREAK = BREAK;
+    visit.SKIP = SKIP;
+    visit.REMOVE = REMOVE;
     function visit_(key, node, visitor, path) {
       const ctrl = callVisitor(key, node, visitor, path);
       if (identity.isNode(ctrl) || identity.isPair(ctrl)) {
@@ -19359,7 +19359,7 @@ var require_visit = __commonJS({
         throw new Error(`Cannot replace node with ${pt} parent`);
       }
     }
-    exports.visit = visit2;
+    exports.visit = visit;
     exports.visitAsync = visitAsync;
   }
 });
@@ -19369,7 +19369,7 @@ var require_directives = __commonJS({
   "node_modules/yaml/dist/doc/directives.js"(exports) {
     "use strict";
     var identity = require_identity();
-    var visit2 = require_visit();
+    var visit = require_visit();
     var escapeChars = {
       "!": "%21",
       ",": "%2C",
@@ -19513,7 +19513,7 @@ var require_directives = __commonJS({
         let tagNames;
         if (doc && tagEntries.length > 0 && identity.isNode(doc.contents)) {
           const tags = {};
-          visit2.visit(doc.contents, (_key, node) => {
+          visit.visit(doc.contents, (_key, node) => {
             if (identity.isNode(node) && node.tag)
               tags[node.tag] = true;
           });
@@ -19540,7 +19540,7 @@ var require_anchors = __commonJS({
   "node_modules/yaml/dist/doc/anchors.js"(exports) {
     "use strict";
     var identity = require_identity();
-    var visit2 = require_visit();
+    var visit = require_visit();
     function anchorIsValid(anchor) {
       if (/[\x00-\x19\s,[\]{}]/.test(anchor)) {
         const sa = JSON.stringify(anchor);
@@ -19551,7 +19551,7 @@ var require_anchors = __commonJS({
     }
     function anchorNames(root) {
       const anchors = /* @__PURE__ */ new Set();
-      visit2.visit(root, {
+      visit.visit(root, {
         Value(_key, node) {
           if (node.anchor)
             anchors.add(node.anchor);
@@ -19731,7 +19731,7 @@ var require_Alias = __commonJS({
   "node_modules/yaml/dist/nodes/Alias.js"(exports) {
     "use strict";
     var anchors = require_anchors();
-    var visit2 = require_visit();
+    var visit = require_visit();
     var identity = require_identity();
     var Node = require_Node();
     var toJS = require_toJS();
@@ -19757,7 +19757,7 @@ var require_Alias = __commonJS({
           nodes = ctx.aliasResolveCache;
         } else {
           nodes = [];
-          visit2.visit(doc, {
+          visit.visit(doc, {
             Node: (_key, node) => {
               if (identity.isAlias(node) || identity.hasAnchor(node))
                 nodes.push(node);
@@ -19852,7 +19852,7 @@ var require_Scalar = __commonJS({
     var Node = require_Node();
     var toJS = require_toJS();
     var isScalarValue = (value) => !value || typeof value !== "function" && typeof value !== "object";
-    var Scalar3 = class extends Node.NodeBase {
+    var Scalar4 = class extends Node.NodeBase {
       constructor(value) {
         super(identity.SCALAR);
         this.value = value;
@@ -19864,12 +19864,12 @@ var require_Scalar = __commonJS({
         return String(this.value);
       }
     };
-    Scalar3.BLOCK_FOLDED = "BLOCK_FOLDED";
-    Scalar3.BLOCK_LITERAL = "BLOCK_LITERAL";
-    Scalar3.PLAIN = "PLAIN";
-    Scalar3.QUOTE_DOUBLE = "QUOTE_DOUBLE";
-    Scalar3.QUOTE_SINGLE = "QUOTE_SINGLE";
-    exports.Scalar = Scalar3;
+    Scalar4.BLOCK_FOLDED = "BLOCK_FOLDED";
+    Scalar4.BLOCK_LITERAL = "BLOCK_LITERAL";
+    Scalar4.PLAIN = "PLAIN";
+    Scalar4.QUOTE_DOUBLE = "QUOTE_DOUBLE";
+    Scalar4.QUOTE_SINGLE = "QUOTE_SINGLE";
+    exports.Scalar = Scalar4;
     exports.isScalarValue = isScalarValue;
   }
 });
@@ -19880,7 +19880,7 @@ var require_createNode = __commonJS({
     "use strict";
     var Alias = require_Alias();
     var identity = require_identity();
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var defaultTagPrefix = "tag:yaml.org,2002:";
     function findTagObject(value, tagName, tags) {
       if (tagName) {
@@ -19925,7 +19925,7 @@ var require_createNode = __commonJS({
           value = value.toJSON();
         }
         if (!value || typeof value !== "object") {
-          const node2 = new Scalar3.Scalar(value);
+          const node2 = new Scalar4.Scalar(value);
           if (ref)
             ref.node = node2;
           return node2;
@@ -19936,7 +19936,7 @@ var require_createNode = __commonJS({
         onTagObj(tagObj);
         delete ctx.onTagObj;
       }
-      const node = tagObj?.createNode ? tagObj.createNode(ctx.schema, value, ctx) : typeof tagObj?.nodeClass?.from === "function" ? tagObj.nodeClass.from(ctx.schema, value, ctx) : new Scalar3.Scalar(value);
+      const node = tagObj?.createNode ? tagObj.createNode(ctx.schema, value, ctx) : typeof tagObj?.nodeClass?.from === "function" ? tagObj.nodeClass.from(ctx.schema, value, ctx) : new Scalar4.Scalar(value);
       if (tagName)
         node.tag = tagName;
       else if (!tagObj.default)
@@ -20249,7 +20249,7 @@ ${indent2}${text.slice(fold + 1, end2)}`;
 var require_stringifyString = __commonJS({
   "node_modules/yaml/dist/stringify/stringifyString.js"(exports) {
     "use strict";
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var foldFlowLines = require_foldFlowLines();
     var getFoldOptions = (ctx, isBlock) => ({
       indentAtStart: isBlock ? ctx.indent.length : ctx.indentAtStart,
@@ -20392,7 +20392,7 @@ ${indent2}`) + "'";
         return quotedString(value, ctx);
       }
       const indent2 = ctx.indent || (ctx.forceBlockIndent || containsDocumentMarker(value) ? "  " : "");
-      const literal = blockQuote === "literal" ? true : blockQuote === "folded" || type === Scalar3.Scalar.BLOCK_FOLDED ? false : type === Scalar3.Scalar.BLOCK_LITERAL ? true : !lineLengthOverLimit(value, lineWidth, indent2.length);
+      const literal = blockQuote === "literal" ? true : blockQuote === "folded" || type === Scalar4.Scalar.BLOCK_FOLDED ? false : type === Scalar4.Scalar.BLOCK_LITERAL ? true : !lineLengthOverLimit(value, lineWidth, indent2.length);
       if (!value)
         return literal ? "|\n" : ">\n";
       let chomp;
@@ -20447,7 +20447,7 @@ ${indent2}`) + "'";
         const foldedValue = value.replace(/\n+/g, "\n$&").replace(/(?:^|\n)([\t ].*)(?:([\n\t ]*)\n(?![\n\t ]))?/g, "$1$2").replace(/\n+/g, `$&${indent2}`);
         let literalFallback = false;
         const foldOptions = getFoldOptions(ctx, true);
-        if (blockQuote !== "folded" && type !== Scalar3.Scalar.BLOCK_FOLDED) {
+        if (blockQuote !== "folded" && type !== Scalar4.Scalar.BLOCK_FOLDED) {
           foldOptions.onOverflow = () => {
             literalFallback = true;
           };
@@ -20470,7 +20470,7 @@ ${indent2}${start}${value}${end}`;
       if (/^[\n\t ,[\]{}#&*!|>'"%@`]|^[?-]$|^[?-][ \t]|[\n:][ \t]|[ \t]\n|[\n\t ]#|[\n\t :]$/.test(value)) {
         return implicitKey || inFlow || !value.includes("\n") ? quotedString(value, ctx) : blockString(item, ctx, onComment, onChompKeep);
       }
-      if (!implicitKey && !inFlow && type !== Scalar3.Scalar.PLAIN && value.includes("\n")) {
+      if (!implicitKey && !inFlow && type !== Scalar4.Scalar.PLAIN && value.includes("\n")) {
         return blockString(item, ctx, onComment, onChompKeep);
       }
       if (containsDocumentMarker(value)) {
@@ -20495,20 +20495,20 @@ ${indent2}`);
       const { implicitKey, inFlow } = ctx;
       const ss = typeof item.value === "string" ? item : Object.assign({}, item, { value: String(item.value) });
       let { type } = item;
-      if (type !== Scalar3.Scalar.QUOTE_DOUBLE) {
+      if (type !== Scalar4.Scalar.QUOTE_DOUBLE) {
         if (/[\x00-\x08\x0b-\x1f\x7f-\x9f\u{D800}-\u{DFFF}]/u.test(ss.value))
-          type = Scalar3.Scalar.QUOTE_DOUBLE;
+          type = Scalar4.Scalar.QUOTE_DOUBLE;
       }
       const _stringify = (_type) => {
         switch (_type) {
-          case Scalar3.Scalar.BLOCK_FOLDED:
-          case Scalar3.Scalar.BLOCK_LITERAL:
+          case Scalar4.Scalar.BLOCK_FOLDED:
+          case Scalar4.Scalar.BLOCK_LITERAL:
             return implicitKey || inFlow ? quotedString(ss.value, ctx) : blockString(ss, ctx, onComment, onChompKeep);
-          case Scalar3.Scalar.QUOTE_DOUBLE:
+          case Scalar4.Scalar.QUOTE_DOUBLE:
             return doubleQuotedString(ss.value, ctx);
-          case Scalar3.Scalar.QUOTE_SINGLE:
+          case Scalar4.Scalar.QUOTE_SINGLE:
             return singleQuotedString(ss.value, ctx);
-          case Scalar3.Scalar.PLAIN:
+          case Scalar4.Scalar.PLAIN:
             return plainString(ss, ctx, onComment, onChompKeep);
           default:
             return null;
@@ -20657,7 +20657,7 @@ var require_stringifyPair = __commonJS({
   "node_modules/yaml/dist/stringify/stringifyPair.js"(exports) {
     "use strict";
     var identity = require_identity();
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var stringify = require_stringify();
     var stringifyComment = require_stringifyComment();
     function stringifyPair({ key, value }, ctx, onComment, onChompKeep) {
@@ -20672,7 +20672,7 @@ var require_stringifyPair = __commonJS({
           throw new Error(msg);
         }
       }
-      let explicitKey = !simpleKeys && (!key || keyComment && value == null && !ctx.inFlow || identity.isCollection(key) || (identity.isScalar(key) ? key.type === Scalar3.Scalar.BLOCK_FOLDED || key.type === Scalar3.Scalar.BLOCK_LITERAL : typeof key === "object"));
+      let explicitKey = !simpleKeys && (!key || keyComment && value == null && !ctx.inFlow || identity.isCollection(key) || (identity.isScalar(key) ? key.type === Scalar4.Scalar.BLOCK_FOLDED || key.type === Scalar4.Scalar.BLOCK_LITERAL : typeof key === "object"));
       ctx = Object.assign({}, ctx, {
         allNullValues: false,
         implicitKey: !explicitKey && (simpleKeys || !allNullValues),
@@ -20812,19 +20812,19 @@ var require_merge = __commonJS({
   "node_modules/yaml/dist/schema/yaml-1.1/merge.js"(exports) {
     "use strict";
     var identity = require_identity();
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var MERGE_KEY = "<<";
     var merge = {
       identify: (value) => value === MERGE_KEY || typeof value === "symbol" && value.description === MERGE_KEY,
       default: "key",
       tag: "tag:yaml.org,2002:merge",
       test: /^<<$/,
-      resolve: () => Object.assign(new Scalar3.Scalar(Symbol(MERGE_KEY)), {
+      resolve: () => Object.assign(new Scalar4.Scalar(Symbol(MERGE_KEY)), {
         addToJSMap: addMergeToJSMap
       }),
       stringify: () => MERGE_KEY
     };
-    var isMergeKey = (ctx, key) => (merge.identify(key) || identity.isScalar(key) && (!key.type || key.type === Scalar3.Scalar.PLAIN) && merge.identify(key.value)) && ctx?.doc.schema.tags.some((tag) => tag.tag === merge.tag && tag.default);
+    var isMergeKey = (ctx, key) => (merge.identify(key) || identity.isScalar(key) && (!key.type || key.type === Scalar4.Scalar.PLAIN) && merge.identify(key.value)) && ctx?.doc.schema.tags.some((tag) => tag.tag === merge.tag && tag.default);
     function addMergeToJSMap(ctx, map, value) {
       const source = resolveAliasValue(ctx, value);
       if (identity.isSeq(source))
@@ -21131,7 +21131,7 @@ var require_YAMLMap = __commonJS({
     var Collection = require_Collection();
     var identity = require_identity();
     var Pair2 = require_Pair();
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     function findPair(items, key) {
       const k = identity.isScalar(key) ? key.value : key;
       for (const it of items) {
@@ -21198,7 +21198,7 @@ var require_YAMLMap = __commonJS({
         if (prev) {
           if (!overwrite)
             throw new Error(`Key ${_pair.key} already set`);
-          if (identity.isScalar(prev.value) && Scalar3.isScalarValue(_pair.value))
+          if (identity.isScalar(prev.value) && Scalar4.isScalarValue(_pair.value))
             prev.value.value = _pair.value;
           else
             prev.value = _pair.value;
@@ -21296,7 +21296,7 @@ var require_YAMLSeq = __commonJS({
     var stringifyCollection = require_stringifyCollection();
     var Collection = require_Collection();
     var identity = require_identity();
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var toJS = require_toJS();
     var YAMLSeq3 = class extends Collection.Collection {
       static get tagName() {
@@ -21353,7 +21353,7 @@ var require_YAMLSeq = __commonJS({
         if (typeof idx !== "number")
           throw new Error(`Expected a valid index, not ${key}.`);
         const prev = this.items[idx];
-        if (identity.isScalar(prev) && Scalar3.isScalarValue(value))
+        if (identity.isScalar(prev) && Scalar4.isScalarValue(value))
           prev.value = value;
         else
           this.items[idx] = value;
@@ -21449,14 +21449,14 @@ var require_string = __commonJS({
 var require_null = __commonJS({
   "node_modules/yaml/dist/schema/common/null.js"(exports) {
     "use strict";
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var nullTag = {
       identify: (value) => value == null,
-      createNode: () => new Scalar3.Scalar(null),
+      createNode: () => new Scalar4.Scalar(null),
       default: true,
       tag: "tag:yaml.org,2002:null",
       test: /^(?:~|[Nn]ull|NULL)?$/,
-      resolve: () => new Scalar3.Scalar(null),
+      resolve: () => new Scalar4.Scalar(null),
       stringify: ({ source }, ctx) => typeof source === "string" && nullTag.test.test(source) ? source : ctx.options.nullStr
     };
     exports.nullTag = nullTag;
@@ -21467,13 +21467,13 @@ var require_null = __commonJS({
 var require_bool = __commonJS({
   "node_modules/yaml/dist/schema/core/bool.js"(exports) {
     "use strict";
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var boolTag = {
       identify: (value) => typeof value === "boolean",
       default: true,
       tag: "tag:yaml.org,2002:bool",
       test: /^(?:[Tt]rue|TRUE|[Ff]alse|FALSE)$/,
-      resolve: (str2) => new Scalar3.Scalar(str2[0] === "t" || str2[0] === "T"),
+      resolve: (str2) => new Scalar4.Scalar(str2[0] === "t" || str2[0] === "T"),
       stringify({ source, value }, ctx) {
         if (source && boolTag.test.test(source)) {
           const sv = source[0] === "t" || source[0] === "T";
@@ -21518,7 +21518,7 @@ var require_stringifyNumber = __commonJS({
 var require_float = __commonJS({
   "node_modules/yaml/dist/schema/core/float.js"(exports) {
     "use strict";
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var stringifyNumber = require_stringifyNumber();
     var floatNaN = {
       identify: (value) => typeof value === "number",
@@ -21546,7 +21546,7 @@ var require_float = __commonJS({
       tag: "tag:yaml.org,2002:float",
       test: /^[-+]?(?:\.[0-9]+|[0-9]+\.[0-9]*)$/,
       resolve(str2) {
-        const node = new Scalar3.Scalar(parseFloat(str2));
+        const node = new Scalar4.Scalar(parseFloat(str2));
         const dot = str2.indexOf(".");
         if (dot !== -1 && str2[str2.length - 1] === "0")
           node.minFractionDigits = str2.length - dot - 1;
@@ -21637,7 +21637,7 @@ var require_schema = __commonJS({
 var require_schema2 = __commonJS({
   "node_modules/yaml/dist/schema/json/schema.js"(exports) {
     "use strict";
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var map = require_map();
     var seq = require_seq();
     function intIdentify(value) {
@@ -21654,7 +21654,7 @@ var require_schema2 = __commonJS({
       },
       {
         identify: (value) => value == null,
-        createNode: () => new Scalar3.Scalar(null),
+        createNode: () => new Scalar4.Scalar(null),
         default: true,
         tag: "tag:yaml.org,2002:null",
         test: /^null$/,
@@ -21705,7 +21705,7 @@ var require_binary = __commonJS({
   "node_modules/yaml/dist/schema/yaml-1.1/binary.js"(exports) {
     "use strict";
     var node_buffer = __require("buffer");
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var stringifyString = require_stringifyString();
     var binary = {
       identify: (value) => value instanceof Uint8Array,
@@ -21749,15 +21749,15 @@ var require_binary = __commonJS({
         } else {
           throw new Error("This environment does not support writing binary tags; either Buffer or btoa is required");
         }
-        type ?? (type = Scalar3.Scalar.BLOCK_LITERAL);
-        if (type !== Scalar3.Scalar.QUOTE_DOUBLE) {
+        type ?? (type = Scalar4.Scalar.BLOCK_LITERAL);
+        if (type !== Scalar4.Scalar.QUOTE_DOUBLE) {
           const lineWidth = Math.max(ctx.options.lineWidth - ctx.indent.length, ctx.options.minContentWidth);
           const n = Math.ceil(str2.length / lineWidth);
           const lines = new Array(n);
           for (let i = 0, o = 0; i < n; ++i, o += lineWidth) {
             lines[i] = str2.substr(o, lineWidth);
           }
-          str2 = lines.join(type === Scalar3.Scalar.BLOCK_LITERAL ? "\n" : " ");
+          str2 = lines.join(type === Scalar4.Scalar.BLOCK_LITERAL ? "\n" : " ");
         }
         return stringifyString.stringifyString({ comment, type, value: str2 }, ctx, onComment, onChompKeep);
       }
@@ -21772,7 +21772,7 @@ var require_pairs = __commonJS({
     "use strict";
     var identity = require_identity();
     var Pair2 = require_Pair();
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var YAMLSeq3 = require_YAMLSeq();
     function resolvePairs(seq, onError) {
       if (identity.isSeq(seq)) {
@@ -21783,7 +21783,7 @@ var require_pairs = __commonJS({
           else if (identity.isMap(item)) {
             if (item.items.length > 1)
               onError("Each pair must have its own sequence indicator");
-            const pair = item.items[0] || new Pair2.Pair(new Scalar3.Scalar(null));
+            const pair = item.items[0] || new Pair2.Pair(new Scalar4.Scalar(null));
             if (item.commentBefore)
               pair.key.commentBefore = pair.key.commentBefore ? `${item.commentBefore}
 ${pair.key.commentBefore}` : item.commentBefore;
@@ -21926,7 +21926,7 @@ var require_omap = __commonJS({
 var require_bool2 = __commonJS({
   "node_modules/yaml/dist/schema/yaml-1.1/bool.js"(exports) {
     "use strict";
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     function boolStringify({ value, source }, ctx) {
       const boolObj = value ? trueTag : falseTag;
       if (source && boolObj.test.test(source))
@@ -21938,7 +21938,7 @@ var require_bool2 = __commonJS({
       default: true,
       tag: "tag:yaml.org,2002:bool",
       test: /^(?:Y|y|[Yy]es|YES|[Tt]rue|TRUE|[Oo]n|ON)$/,
-      resolve: () => new Scalar3.Scalar(true),
+      resolve: () => new Scalar4.Scalar(true),
       stringify: boolStringify
     };
     var falseTag = {
@@ -21946,7 +21946,7 @@ var require_bool2 = __commonJS({
       default: true,
       tag: "tag:yaml.org,2002:bool",
       test: /^(?:N|n|[Nn]o|NO|[Ff]alse|FALSE|[Oo]ff|OFF)$/,
-      resolve: () => new Scalar3.Scalar(false),
+      resolve: () => new Scalar4.Scalar(false),
       stringify: boolStringify
     };
     exports.falseTag = falseTag;
@@ -21958,7 +21958,7 @@ var require_bool2 = __commonJS({
 var require_float2 = __commonJS({
   "node_modules/yaml/dist/schema/yaml-1.1/float.js"(exports) {
     "use strict";
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var stringifyNumber = require_stringifyNumber();
     var floatNaN = {
       identify: (value) => typeof value === "number",
@@ -21986,7 +21986,7 @@ var require_float2 = __commonJS({
       tag: "tag:yaml.org,2002:float",
       test: /^[-+]?(?:[0-9][0-9_]*)?\.[0-9_]*$/,
       resolve(str2) {
-        const node = new Scalar3.Scalar(parseFloat(str2.replace(/_/g, "")));
+        const node = new Scalar4.Scalar(parseFloat(str2.replace(/_/g, "")));
         const dot = str2.indexOf(".");
         if (dot !== -1) {
           const f = str2.substring(dot + 1).replace(/_/g, "");
@@ -23494,7 +23494,7 @@ var require_compose_collection = __commonJS({
   "node_modules/yaml/dist/compose/compose-collection.js"(exports) {
     "use strict";
     var identity = require_identity();
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var YAMLMap3 = require_YAMLMap();
     var YAMLSeq3 = require_YAMLSeq();
     var resolveBlockMap = require_resolve_block_map();
@@ -23543,7 +23543,7 @@ var require_compose_collection = __commonJS({
       }
       const coll = resolveCollection(CN, ctx, token, onError, tagName, tag);
       const res = tag.resolve?.(coll, (msg) => onError(tagToken, "TAG_RESOLVE_FAILED", msg), ctx.options) ?? coll;
-      const node = identity.isNode(res) ? res : new Scalar3.Scalar(res);
+      const node = identity.isNode(res) ? res : new Scalar4.Scalar(res);
       node.range = coll.range;
       node.tag = tagName;
       if (tag?.format)
@@ -23558,13 +23558,13 @@ var require_compose_collection = __commonJS({
 var require_resolve_block_scalar = __commonJS({
   "node_modules/yaml/dist/compose/resolve-block-scalar.js"(exports) {
     "use strict";
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     function resolveBlockScalar(ctx, scalar, onError) {
       const start = scalar.offset;
       const header = parseBlockScalarHeader(scalar, ctx.options.strict, onError);
       if (!header)
         return { value: "", type: null, comment: "", range: [start, start, start] };
-      const type = header.mode === ">" ? Scalar3.Scalar.BLOCK_FOLDED : Scalar3.Scalar.BLOCK_LITERAL;
+      const type = header.mode === ">" ? Scalar4.Scalar.BLOCK_FOLDED : Scalar4.Scalar.BLOCK_LITERAL;
       const lines = scalar.source ? splitLines(scalar.source) : [];
       let chompStart = lines.length;
       for (let i = lines.length - 1; i >= 0; --i) {
@@ -23626,7 +23626,7 @@ var require_resolve_block_scalar = __commonJS({
           onError(offset - content.length - (crlf ? 2 : 1), "BAD_INDENT", message);
           indent2 = "";
         }
-        if (type === Scalar3.Scalar.BLOCK_LITERAL) {
+        if (type === Scalar4.Scalar.BLOCK_LITERAL) {
           value += sep + indent2.slice(trimIndent) + content;
           sep = "\n";
         } else if (indent2.length > trimIndent || content[0] === "	") {
@@ -23741,7 +23741,7 @@ var require_resolve_block_scalar = __commonJS({
 var require_resolve_flow_scalar = __commonJS({
   "node_modules/yaml/dist/compose/resolve-flow-scalar.js"(exports) {
     "use strict";
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var resolveEnd = require_resolve_end();
     function resolveFlowScalar(scalar, strict, onError) {
       const { offset, type, source, end } = scalar;
@@ -23750,15 +23750,15 @@ var require_resolve_flow_scalar = __commonJS({
       const _onError = (rel, code, msg) => onError(offset + rel, code, msg);
       switch (type) {
         case "scalar":
-          _type = Scalar3.Scalar.PLAIN;
+          _type = Scalar4.Scalar.PLAIN;
           value = plainValue(source, _onError);
           break;
         case "single-quoted-scalar":
-          _type = Scalar3.Scalar.QUOTE_SINGLE;
+          _type = Scalar4.Scalar.QUOTE_SINGLE;
           value = singleQuotedValue(source, _onError);
           break;
         case "double-quoted-scalar":
-          _type = Scalar3.Scalar.QUOTE_DOUBLE;
+          _type = Scalar4.Scalar.QUOTE_DOUBLE;
           value = doubleQuotedValue(source, _onError);
           break;
         /* istanbul ignore next should not happen */
@@ -23963,7 +23963,7 @@ var require_compose_scalar = __commonJS({
   "node_modules/yaml/dist/compose/compose-scalar.js"(exports) {
     "use strict";
     var identity = require_identity();
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var resolveBlockScalar = require_resolve_block_scalar();
     var resolveFlowScalar = require_resolve_flow_scalar();
     function composeScalar(ctx, token, tagToken, onError) {
@@ -23981,11 +23981,11 @@ var require_compose_scalar = __commonJS({
       let scalar;
       try {
         const res = tag.resolve(value, (msg) => onError(tagToken ?? token, "TAG_RESOLVE_FAILED", msg), ctx.options);
-        scalar = identity.isScalar(res) ? res : new Scalar3.Scalar(res);
+        scalar = identity.isScalar(res) ? res : new Scalar4.Scalar(res);
       } catch (error2) {
         const msg = error2 instanceof Error ? error2.message : String(error2);
         onError(tagToken ?? token, "TAG_RESOLVE_FAILED", msg);
-        scalar = new Scalar3.Scalar(value);
+        scalar = new Scalar4.Scalar(value);
       }
       scalar.range = range;
       scalar.source = value;
@@ -24679,15 +24679,15 @@ var require_cst_visit = __commonJS({
     var BREAK = /* @__PURE__ */ Symbol("break visit");
     var SKIP = /* @__PURE__ */ Symbol("skip children");
     var REMOVE = /* @__PURE__ */ Symbol("remove item");
-    function visit2(cst, visitor) {
+    function visit(cst, visitor) {
       if ("type" in cst && cst.type === "document")
         cst = { start: cst.start, value: cst.value };
       _visit(Object.freeze([]), cst, visitor);
     }
-    visit2.BREAK = BREAK;
-    visit2.SKIP = SKIP;
-    visit2.REMOVE = REMOVE;
-    visit2.itemAtPath = (cst, path) => {
+    visit.BREAK = BREAK;
+    visit.SKIP = SKIP;
+    visit.REMOVE = REMOVE;
+    visit.itemAtPath = (cst, path) => {
       let item = cst;
       for (const [field, index] of path) {
         const tok = item?.[field];
@@ -24698,8 +24698,8 @@ var require_cst_visit = __commonJS({
       }
       return item;
     };
-    visit2.parentCollection = (cst, path) => {
-      const parent = visit2.itemAtPath(cst, path.slice(0, -1));
+    visit.parentCollection = (cst, path) => {
+      const parent = visit.itemAtPath(cst, path.slice(0, -1));
       const field = path[path.length - 1][0];
       const coll = parent?.[field];
       if (coll && "items" in coll)
@@ -24730,7 +24730,7 @@ var require_cst_visit = __commonJS({
       }
       return typeof ctrl === "function" ? ctrl(item, path) : ctrl;
     }
-    exports.visit = visit2;
+    exports.visit = visit;
   }
 });
 
@@ -26438,7 +26438,7 @@ var require_dist = __commonJS({
     var Alias = require_Alias();
     var identity = require_identity();
     var Pair2 = require_Pair();
-    var Scalar3 = require_Scalar();
+    var Scalar4 = require_Scalar();
     var YAMLMap3 = require_YAMLMap();
     var YAMLSeq3 = require_YAMLSeq();
     var cst = require_cst();
@@ -26446,7 +26446,7 @@ var require_dist = __commonJS({
     var lineCounter = require_line_counter();
     var parser = require_parser();
     var publicApi = require_public_api();
-    var visit2 = require_visit();
+    var visit = require_visit();
     exports.Composer = composer.Composer;
     exports.Document = Document3.Document;
     exports.Schema = Schema.Schema;
@@ -26463,7 +26463,7 @@ var require_dist = __commonJS({
     exports.isScalar = identity.isScalar;
     exports.isSeq = identity.isSeq;
     exports.Pair = Pair2.Pair;
-    exports.Scalar = Scalar3.Scalar;
+    exports.Scalar = Scalar4.Scalar;
     exports.YAMLMap = YAMLMap3.YAMLMap;
     exports.YAMLSeq = YAMLSeq3.YAMLSeq;
     exports.CST = cst;
@@ -26474,8 +26474,8 @@ var require_dist = __commonJS({
     exports.parseAllDocuments = publicApi.parseAllDocuments;
     exports.parseDocument = publicApi.parseDocument;
     exports.stringify = publicApi.stringify;
-    exports.visit = visit2.visit;
-    exports.visitAsync = visit2.visitAsync;
+    exports.visit = visit.visit;
+    exports.visitAsync = visit.visitAsync;
   }
 });
 
@@ -27834,7 +27834,7 @@ var require_make_dir = __commonJS({
     "use strict";
     var fs5 = __require("fs");
     var path = __require("path");
-    var { promisify: promisify2 } = __require("util");
+    var { promisify } = __require("util");
     var semver = require_semver();
     var useNativeRecursiveOption = semver.satisfies(process.version, ">=10.12.0");
     var checkPath = (pth) => {
@@ -27868,8 +27868,8 @@ var require_make_dir = __commonJS({
     var makeDir2 = async (input, options) => {
       checkPath(input);
       options = processOptions(options);
-      const mkdir2 = promisify2(options.fs.mkdir);
-      const stat2 = promisify2(options.fs.stat);
+      const mkdir2 = promisify(options.fs.mkdir);
+      const stat2 = promisify(options.fs.stat);
       if (useNativeRecursiveOption && options.fs.mkdir === fs5.mkdir) {
         const pth = path.resolve(input);
         await mkdir2(pth, {
@@ -35729,7 +35729,7 @@ var require_agent2 = __commonJS({
     var { Duplex } = __require("stream");
     var { resolve: resolve2 } = __require("path");
     var { readFile: readFile2 } = __require("fs");
-    var { execFile: execFile2, spawn: spawn2 } = __require("child_process");
+    var { execFile, spawn } = __require("child_process");
     var { isParsedKey, parseKey } = require_keyParser();
     var {
       makeBufferParser,
@@ -35906,7 +35906,7 @@ var require_agent2 = __commonJS({
             return cb(new Error("Unexpected multiple agent requests"));
           this.buffer = null;
           let error2;
-          const proc = this.proc = spawn2(EXEPATH, [data.length]);
+          const proc = this.proc = spawn(EXEPATH, [data.length]);
           proc.stdout.on("data", (data2) => {
             this.push(data2);
           });
@@ -35950,7 +35950,7 @@ var require_agent2 = __commonJS({
             if (err) {
               if (triedCygpath)
                 return cb(new Error("Invalid cygwin unix socket path"));
-              execFile2("cygpath", ["-w", socketPath], (err2, stdout, stderr) => {
+              execFile("cygpath", ["-w", socketPath], (err2, stdout, stderr) => {
                 if (err2 || stdout.length === 0)
                   return cb(new Error("Invalid cygwin unix socket path"));
                 triedCygpath = true;
@@ -48700,11 +48700,11 @@ function translateError(err, host, where) {
   if (message.includes(host)) return new TransportError(message);
   return new TransportError(`${where} failed: ${message}`, "if this keeps happening, run with OPS_DEBUG=1 and report it");
 }
-function formatError(err, env = process.env) {
+function formatError(err, processEnv = process.env) {
   const withHint = (message2, hint) => hint ? `${message2}
   hint: ${hint}` : message2;
   if (err instanceof OpsError) return withHint(err.message, err.hint);
-  const debug2 = env.OPS_DEBUG && err instanceof Error && err.stack ? `
+  const debug2 = processEnv.OPS_DEBUG && err instanceof Error && err.stack ? `
 ${err.stack}` : "";
   const known = describeLowLevel(err);
   if (known) return withHint(known.what, known.hint) + debug2;
@@ -48762,14 +48762,14 @@ function jsonEscaped(text) {
 }
 function secretParts(value) {
   const parts = /* @__PURE__ */ new Set([value]);
-  const visit2 = (v, depth) => {
+  const visit = (v, depth) => {
     for (const p of [...urlPassword(v), ...jsonStrings(v)]) {
       if (parts.has(p)) continue;
       parts.add(p);
-      if (depth < 4) visit2(p, depth + 1);
+      if (depth < 4) visit(p, depth + 1);
     }
   };
-  visit2(value, 0);
+  visit(value, 0);
   for (const p of [...parts]) for (const e of jsonEscaped(p)) parts.add(e);
   return [...parts];
 }
@@ -48857,22 +48857,22 @@ function booleanInput(name2, value, fallback) {
 }
 async function runAction(body) {
   const reporter = new ActionsReporter();
-  const env = { ...process.env };
+  const processEnv = { ...process.env };
   onUncaught((message) => setFailed(reporter.redact(message)));
   try {
     const sshKey = getInput("ssh-key");
     if (sshKey) {
       reporter.mask(sshKey);
-      env.OPS_SSH_KEY = sshKey;
+      processEnv.OPS_SSH_KEY = sshKey;
     }
     const ageKey = getInput("age-key");
     if (ageKey) {
       reporter.mask(ageKey);
-      env.SOPS_AGE_KEY = ageKey;
+      processEnv.SOPS_AGE_KEY = ageKey;
     }
     const root = getInput("working-directory") || process.env.GITHUB_WORKSPACE || process.cwd();
     await body({
-      ops: { root, reporter, env },
+      ops: { root, reporter, processEnv },
       reporter,
       input: (name2, options) => {
         const value = getInput(name2).trim();
@@ -48890,6 +48890,37 @@ async function runAction(body) {
 var import_yaml = __toESM(require_dist(), 1);
 import { existsSync as existsSync2, readFileSync, readdirSync, statSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
+
+// core/dotenv-readers.ts
+var READERS = ["python-dotenv", "node-dotenv", "node-env-file", "dotenv-expand", "vite", "shell"];
+var DEFAULT_READERS = ["python-dotenv", "node-dotenv"];
+var EDGE_SPACE = /[\s\x1c-\x1f\x85]/;
+function plainUnquoted(text) {
+  if (text === "" || /[\n\r#\u2028\u2029\x85]/.test(text) || /^['"`]/.test(text)) return false;
+  return !EDGE_SPACE.test(text[0]) && !EDGE_SPACE.test(text[text.length - 1]);
+}
+function quotedWithout(text, quote2) {
+  if (text.length < 2 || text[0] !== quote2 || text[text.length - 1] !== quote2) return void 0;
+  const content = text.slice(1, -1);
+  return content.includes(quote2) ? void 0 : content;
+}
+function nodeStyle(double, unquoted) {
+  return (text) => {
+    if (text.includes("\r")) return void 0;
+    const q = text[0];
+    if (q === "'" || q === "`" || q === '"') {
+      const content = quotedWithout(text, q);
+      if (content === void 0 || content.endsWith("\\")) return void 0;
+      return q === '"' ? double(content) : content;
+    }
+    return unquoted(text) ? text : void 0;
+  };
+}
+var nodeDotenv = nodeStyle((c) => c.replace(/\\n/g, "\n").replace(/\\r/g, "\r"), plainUnquoted);
+var nodeEnvFile = nodeStyle(
+  (c) => c.replace(/\\n/g, "").includes("\\") ? void 0 : c.replace(/\\n/g, "\n"),
+  (t) => plainUnquoted(t) && !/['"`]/.test(t)
+);
 
 // core/shell.ts
 function quote(value) {
@@ -48973,37 +49004,6 @@ function blobType(blob) {
   return blob.subarray(4, 4 + blob.readUInt32BE(0)).toString("latin1");
 }
 
-// core/dotenv-readers.ts
-var READERS = ["python-dotenv", "node-dotenv", "node-env-file", "dotenv-expand", "vite", "shell"];
-var DEFAULT_READERS = ["python-dotenv", "node-dotenv"];
-var EDGE_SPACE = /[\s\x1c-\x1f\x85]/;
-function plainUnquoted(text) {
-  if (text === "" || /[\n\r#\u2028\u2029\x85]/.test(text) || /^['"`]/.test(text)) return false;
-  return !EDGE_SPACE.test(text[0]) && !EDGE_SPACE.test(text[text.length - 1]);
-}
-function quotedWithout(text, quote2) {
-  if (text.length < 2 || text[0] !== quote2 || text[text.length - 1] !== quote2) return void 0;
-  const content = text.slice(1, -1);
-  return content.includes(quote2) ? void 0 : content;
-}
-function nodeStyle(double, unquoted) {
-  return (text) => {
-    if (text.includes("\r")) return void 0;
-    const q = text[0];
-    if (q === "'" || q === "`" || q === '"') {
-      const content = quotedWithout(text, q);
-      if (content === void 0 || content.endsWith("\\")) return void 0;
-      return q === '"' ? double(content) : content;
-    }
-    return unquoted(text) ? text : void 0;
-  };
-}
-var nodeDotenv = nodeStyle((c) => c.replace(/\\n/g, "\n").replace(/\\r/g, "\r"), plainUnquoted);
-var nodeEnvFile = nodeStyle(
-  (c) => c.replace(/\\n/g, "").includes("\\") ? void 0 : c.replace(/\\n/g, "\n"),
-  (t) => plainUnquoted(t) && !/['"`]/.test(t)
-);
-
 // core/config/schema.ts
 function describe(value) {
   if (value === null) return "null";
@@ -49015,6 +49015,9 @@ function describe(value) {
 function fail(problems, path, form, value, extra = "") {
   problems.push({ path, message: `expected ${form}, got ${describe(value)}${extra}` });
   return void 0;
+}
+function isMapping(value) {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 function string(opts = {}) {
   const form = opts.form ?? "a string";
@@ -49030,27 +49033,22 @@ function string(opts = {}) {
     }
   };
 }
-function integer(min, max, form) {
-  const f = form ?? `an integer ${min}-${max}`;
+function bounded(kind, min, max, form) {
+  const whole = kind === "integer";
   return {
-    form: f,
-    json: () => ({ type: "integer", minimum: min, maximum: max }),
+    form,
+    json: () => ({ type: kind, minimum: min, maximum: max }),
     check(value, path, problems) {
-      if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) return fail(problems, path, f, value);
+      if (typeof value !== "number" || !(whole ? Number.isInteger(value) : Number.isFinite(value)) || value < min || value > max) return fail(problems, path, form, value);
       return value;
     }
   };
 }
+function integer(min, max, form) {
+  return bounded("integer", min, max, form ?? `an integer ${min}-${max}`);
+}
 function number(min, max, form) {
-  const f = form ?? `a number ${min}-${max}`;
-  return {
-    form: f,
-    json: () => ({ type: "number", minimum: min, maximum: max }),
-    check(value, path, problems) {
-      if (typeof value !== "number" || !Number.isFinite(value) || value < min || value > max) return fail(problems, path, f, value);
-      return value;
-    }
-  };
+  return bounded("number", min, max, form ?? `a number ${min}-${max}`);
 }
 function boolean() {
   return {
@@ -49144,6 +49142,8 @@ function req(schema, doc) {
 function opt(schema, doc, defaultValue) {
   return defaultValue === void 0 ? { schema, doc, presence: "optional" } : { schema, doc, presence: "defaulted", default: defaultValue };
 }
+
+// core/config/schema-object.ts
 function distance(a, b) {
   const row = Array.from({ length: b.length + 1 }, (_, i) => i);
   for (let i = 1; i <= a.length; i++) {
@@ -49161,9 +49161,6 @@ function closest(key, known) {
   const norm = key.toLowerCase().replace(/-/g, "_");
   const best = known.map((k) => [k, distance(norm, k)]).sort((x, y) => x[1] - y[1])[0];
   return best && best[1] <= Math.max(1, Math.floor(key.length / 4)) ? best[0] : void 0;
-}
-function isMapping(value) {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 function showDefault(value) {
   if (value === void 0) return void 0;
@@ -49188,7 +49185,7 @@ function ruleJson(rule) {
   return { if: nested(rule.when.path, { const: rule.when.equals }, true), then: then.length === 1 ? then[0] : { allOf: then } };
 }
 function checkRule(rule, value, path, problems) {
-  const join3 = (keys) => [path, ...keys].filter(Boolean).join(".");
+  const join4 = (keys) => [path, ...keys].filter(Boolean).join(".");
   if ("exactlyOne" in rule) {
     const given = rule.exactlyOne.filter((k) => value[k] !== void 0 && value[k] !== null);
     if (given.length !== 1) problems.push({ path, message: rule.message });
@@ -49198,10 +49195,10 @@ function checkRule(rule, value, path, problems) {
   for (const r of rule.then) {
     if ("require" in r) {
       const v = at(value, r.require);
-      if (v === void 0 || v === null) problems.push({ path: join3(r.require), message: r.message });
+      if (v === void 0 || v === null) problems.push({ path: join4(r.require), message: r.message });
     } else {
       const v = at(value, r.path);
-      if (typeof v === "string" && !r.pattern.test(v)) problems.push({ path: join3(r.path), message: r.message(v) });
+      if (typeof v === "string" && !r.pattern.test(v)) problems.push({ path: join4(r.path), message: r.message(v) });
     }
   }
 }
@@ -49290,7 +49287,7 @@ function object(fields, options = {}) {
   };
 }
 
-// core/config/environment.ts
+// core/config/environment-schema.ts
 var name = string({ pattern: /^[a-z][a-z0-9_-]{0,39}$/, form: 'a name (lower-case letters, digits, "_", "-")' });
 var port = integer(1, 65535);
 var command = string({ pattern: /^[^\n]+$/, form: "a shell command on one line" });
@@ -49370,7 +49367,7 @@ var environmentSchema = object(
     bastion: opt(bastionSchema, "a jump host every host is reached through (one SSH connection to it per run, each host's connection tunnelled inside it)"),
     ssh: opt(
       object({
-        identity_file: opt(anyPath, "private key to log in with (else $OPS_SSH_KEY, $SSH_AUTH_SOCK, ~/.ssh/id_ed25519, ~/.ssh/id_rsa)"),
+        identity_file: opt(anyPath, "private key to log in with when neither --identity nor $OPS_SSH_KEY gives one (after it: the SSH agent, ~/.ssh/id_ed25519, id_ecdsa, id_rsa)"),
         connect_timeout: opt(integer(1, 300), "seconds to wait for a connection", 20),
         connect_retries: opt(integer(0, 10), "extra connection attempts (with backoff) before giving up", 2)
       }),
@@ -49524,6 +49521,8 @@ var environmentSchema = object(
     ]
   }
 );
+
+// core/config/environment.ts
 var ENVIRONMENT_FILE = "environment.yml";
 var ConfigError = class extends OpsError {
   constructor(file, problems) {
@@ -49672,10 +49671,156 @@ function envPath(env, p) {
 var JSON_SCHEMA_FILE = "schema/environment.schema.json";
 var SCHEMA_COMMENT = `# yaml-language-server: $schema=../../${JSON_SCHEMA_FILE}`;
 
+// core/config/siblings.ts
+import { join as join2 } from "node:path";
+
+// core/layout.ts
+function layout(env) {
+  const base = env.baseDir;
+  const app = env.config.app;
+  return {
+    base,
+    mirror: `${base}/repo.git`,
+    lfsStore: `${base}/repo.git/lfs/objects`,
+    releases: `${base}/releases`,
+    shared: `${base}/shared`,
+    envFile: `${base}/shared/.env`,
+    environFile: `${base}/shared/environ`,
+    deps: `${base}/shared/deps`,
+    current: `${base}/current`,
+    state: `${base}/.ops`,
+    lock: `${base}/.ops/lock`,
+    audit: `${base}/.ops/audit.log`,
+    history: `${base}/.ops/history`,
+    slotFile: `${base}/.ops/slot`,
+    uploads: `${base}/.ops/uploads`,
+    logDir: `/var/log/${app}`,
+    nginxSite: `/etc/nginx/sites-available/${app}`,
+    nginxSiteEnabled: `/etc/nginx/sites-enabled/${app}`,
+    nginxUpstreams: `/etc/nginx/ops-upstreams/${app}.conf`,
+    nginxUpstream: (program) => `${app}_${program}`,
+    nginxSlotVariable: `ops_slot_${app.replace(/-/g, "_")}`,
+    nginxAccessLog: `/var/log/nginx/${app}.access.log`,
+    nginxErrorLog: `/var/log/nginx/${app}.error.log`,
+    supervisorConf: (slot) => `/etc/supervisor/conf.d/${app}-${slot}.conf`,
+    supervisorGroup: (slot) => `${app}-${slot}`,
+    supervisorProgram: (slot, program) => `${app}-${slot}-${program}`,
+    // Shared by every app on the host: challenge tokens are unique, and certbot only adds and removes its own.
+    acmeWebroot: "/var/www/letsencrypt",
+    selfSignedDir: `/etc/ssl/${app}`
+  };
+}
+function slotPort(env, program, slot) {
+  const p = env.config.programs[program];
+  if (!p) throw new Error(`no program ${program}`);
+  return slot === "blue" ? p.port : p.port + env.config.switch.port_offset;
+}
+function otherSlot(slot) {
+  return slot === "blue" ? "green" : "blue";
+}
+
+// core/config/siblings.ts
+function isDefaultServer(env) {
+  return !env.config.domain || env.config.nginx.default_server;
+}
+function rawMachines(doc) {
+  const hosts = doc?.hosts;
+  if (!Array.isArray(hosts)) return void 0;
+  return hosts.flatMap((h) => {
+    const { address: address2, port: port2 } = h ?? {};
+    return typeof address2 === "string" ? [machineId({ address: address2, port: typeof port2 === "number" ? port2 : 22 })] : [];
+  });
+}
+function findSiblings(env) {
+  const mine = new Map(env.hosts.map((h) => [machineId(h), h]));
+  const siblings = [];
+  const unreadable = [];
+  for (const name2 of listEnvironments(env.root)) {
+    if (name2 === env.name) continue;
+    const label = `environments/${name2}/${ENVIRONMENT_FILE}`;
+    let doc;
+    try {
+      doc = readYamlFile(join2(environmentsDir(env.root), name2, ENVIRONMENT_FILE), label);
+      const config = parseEnvironment(doc, label);
+      const theirs = config.hosts.map((h) => ({ name: h.name, address: h.address, port: h.port, user: h.user, hostKey: "" }));
+      const shared = theirs.filter((h) => mine.has(machineId(h))).map((h) => ({ mine: mine.get(machineId(h)), theirs: h }));
+      if (shared.length) siblings.push({ env: resolveEnvironment(name2, env.root, config, theirs), hosts: shared });
+    } catch (e) {
+      const machines = rawMachines(doc);
+      if (!machines || machines.some((m) => mine.has(m)))
+        unreadable.push(`${label} cannot be read (${formatError(e).split("\n")[0]}): whether ${name2} shares a host with ${env.name}, and collides with it, is not checked`);
+    }
+  }
+  return { siblings, unreadable };
+}
+function hostClaims(env) {
+  const c = env.config;
+  const L = layout(env);
+  const claims = [];
+  for (const program of Object.keys(c.programs)) {
+    for (const slot of ["blue", "green"]) {
+      claims.push({ key: `port ${slotPort(env, program, slot)}`, source: `programs.${program}.port${slot === "green" ? " + switch.port_offset" : ""}, ${slot} slot` });
+      claims.push({ key: `supervisor program ${L.supervisorProgram(slot, program)}`, source: `app + programs.${program}`, derived: true });
+    }
+    claims.push({ key: `nginx upstream ${L.nginxUpstream(program)}`, source: `app + programs.${program}`, derived: true });
+  }
+  claims.push({ key: `app name "${c.app}"`, source: "app: nginx site, supervisor groups, /var/log/<app>" });
+  claims.push({ key: `nginx variable $${L.nginxSlotVariable}`, source: "app", derived: true });
+  claims.push({ key: `app user "${env.appUser}"`, source: c.app_user ? "app_user" : "app_user, default: the app name" });
+  if (c.domain) claims.push({ key: `domain ${c.domain.toLowerCase().replace(/\.$/, "")}`, source: "domain" });
+  if (c.domain && c.nginx.default_server) claims.push({ key: "the default server", source: "nginx.default_server" });
+  return claims;
+}
+function overlaps(a, b) {
+  const [x, y] = [a.replace(/\/+$/, ""), b.replace(/\/+$/, "")];
+  return x === y || x.startsWith(`${y}/`) || y.startsWith(`${x}/`);
+}
+function collisions(env, sibling) {
+  const other = sibling.env;
+  const where = sibling.hosts.map(({ mine, theirs: theirs2 }) => `${mine.address}${mine.port !== 22 ? ` port ${mine.port}` : ""} (${env.name}: ${mine.name}, ${other.name}: ${theirs2.name})`).join(", ");
+  const both = `environments ${env.name} and ${other.name} share ${where}`;
+  const out = [];
+  for (const e of [env, other].filter((x) => !x.config.domain)) {
+    const o = e === env ? other : env;
+    out.push(`${both}, but ${e.name} has no domain: its site answers every name on the host, ${o.name}'s too; on a shared host each app needs its own domain (set domain in environments/${e.name}/${ENVIRONMENT_FILE}; nginx.default_server: true keeps it answering by address)`);
+  }
+  const byKey = (claims) => {
+    const m = /* @__PURE__ */ new Map();
+    for (const c of claims) m.set(c.key, [...m.get(c.key) ?? [], c]);
+    return m;
+  };
+  const theirs = byKey(hostClaims(other));
+  const sameApp = env.config.app === other.config.app;
+  for (const [key, mine] of byKey(hostClaims(env))) {
+    const clash = theirs.get(key);
+    if (!clash || mine[0].derived && sameApp) continue;
+    out.push(`${both}, but both take ${key} (${env.name}: ${mine.map((x) => x.source).join("; ")} \u2014 ${other.name}: ${clash.map((x) => x.source).join("; ")})`);
+  }
+  if (overlaps(env.baseDir, other.baseDir))
+    out.push(`${both}, but their base directories overlap: ${env.name} ${env.baseDir}, ${other.name} ${other.baseDir} (releases, shared files, the lock and the audit log live there; set base_dir, default /srv/<app>)`);
+  const [n1, n2] = [env.config.runtimes.node, other.config.runtimes.node];
+  if (n1.strategy === "debian" && n2.strategy === "debian" && n1.version.split(".")[0] !== n2.version.split(".")[0])
+    out.push(`${both}, but ${env.name} pins Debian's Node.js ${n1.version} and ${other.name} ${n2.version}: a host has one Debian nodejs package (pin the same version, or use strategy nvm)`);
+  return out;
+}
+function hostSharing(env) {
+  const { siblings, unreadable } = findSiblings(env);
+  return { siblings, unreadable, collisions: siblings.flatMap((s) => collisions(env, s)) };
+}
+var SHARING_HINT = 'each environment on a host needs its own app name, app user, base_dir, domain and ports (port and port + switch.port_offset); see the README, "Several environments on one host"';
+function refuseCollisions(env, reporter) {
+  const sharing = hostSharing(env);
+  for (const u of sharing.unreadable) reporter.warn(u);
+  if (sharing.collisions.length)
+    throw new OpsError(`${env.name} cannot share its hosts as configured; nothing was changed:
+${sharing.collisions.map((c) => `  - ${c}`).join("\n")}`, SHARING_HINT);
+  return sharing;
+}
+
 // core/remote/identity.ts
 import { existsSync as existsSync3, readFileSync as readFileSync2 } from "node:fs";
 import { homedir } from "node:os";
-import { join as join2 } from "node:path";
+import { join as join3 } from "node:path";
 function readKey(file, label) {
   try {
     return readFileSync2(file, "utf8");
@@ -49690,8 +49835,8 @@ function checkKeyText(text, label) {
 `;
 }
 function resolveCredentials(sources, reporter) {
-  const env = sources.env ?? process.env;
-  const passphrase = env.OPS_SSH_KEY_PASSPHRASE || void 0;
+  const processEnv = sources.processEnv ?? process.env;
+  const passphrase = processEnv.OPS_SSH_KEY_PASSPHRASE || void 0;
   if (passphrase) reporter.mask(passphrase);
   const fromText = (text, describe2) => {
     const key = checkKeyText(text, describe2);
@@ -49699,12 +49844,12 @@ function resolveCredentials(sources, reporter) {
     return { privateKey: key, passphrase, describe: describe2 };
   };
   if (sources.identityFile) return fromText(readKey(sources.identityFile, "--identity"), `key file ${sources.identityFile}`);
-  if (env.OPS_SSH_KEY) return fromText(env.OPS_SSH_KEY, "$OPS_SSH_KEY");
+  if (processEnv.OPS_SSH_KEY) return fromText(processEnv.OPS_SSH_KEY, "$OPS_SSH_KEY");
   if (sources.configFile) return fromText(readKey(sources.configFile, "ssh.identity_file"), `key file ${sources.configFile}`);
-  if (env.SSH_AUTH_SOCK && existsSync3(env.SSH_AUTH_SOCK)) return { agent: env.SSH_AUTH_SOCK, describe: `SSH agent at ${env.SSH_AUTH_SOCK}` };
+  if (processEnv.SSH_AUTH_SOCK && existsSync3(processEnv.SSH_AUTH_SOCK)) return { agent: processEnv.SSH_AUTH_SOCK, describe: `SSH agent at ${processEnv.SSH_AUTH_SOCK}` };
   const home = sources.home ?? homedir();
   for (const f of ["id_ed25519", "id_ecdsa", "id_rsa"]) {
-    const p = join2(home, ".ssh", f);
+    const p = join3(home, ".ssh", f);
     if (existsSync3(p)) return fromText(readKey(p, "default key"), `key file ${p}`);
   }
   throw new OpsError(
@@ -49712,6 +49857,11 @@ function resolveCredentials(sources, reporter) {
     "tried --identity, $OPS_SSH_KEY, ssh.identity_file in the environment, $SSH_AUTH_SOCK and ~/.ssh/id_{ed25519,ecdsa,rsa}: give one of them"
   );
 }
+
+// core/remote/ssh.ts
+import { randomBytes } from "node:crypto";
+import { StringDecoder } from "node:string_decoder";
+import { setTimeout as sleep2 } from "node:timers/promises";
 
 // node_modules/node-ssh/lib/esm/index.mjs
 var import_is_stream = __toESM(require_is_stream(), 1);
@@ -50522,88 +50672,13 @@ var NodeSSH = class {
   }
 };
 
-// core/remote/ssh.ts
-import { randomBytes, timingSafeEqual } from "node:crypto";
-import { StringDecoder } from "node:string_decoder";
-
-// core/remote/types.ts
-var REPORT_PREFIX = "@ops ";
-function parseReports(stdout) {
-  const out = [];
-  for (const line of stdout.split("\n")) {
-    if (!line.startsWith(REPORT_PREFIX)) continue;
-    const rest = line.slice(REPORT_PREFIX.length);
-    const sp = rest.indexOf(" ");
-    out.push(sp < 0 ? [rest, ""] : [rest.slice(0, sp), rest.slice(sp + 1)]);
-  }
-  return out;
-}
-function reported(result, key) {
-  let v;
-  for (const [k, val] of result.reports) if (k === key) v = val;
-  return v;
-}
-function reportedAll(result, key) {
-  return result.reports.filter(([k]) => k === key).map(([, v]) => v);
-}
-var DEFAULT_STEP_TIMEOUT = 600;
-
-// core/remote/wrap.ts
-var START_MARKER = "@ops-start";
-var scriptPrelude = [
-  // The leading newline ends whatever line the login shell left unfinished.
-  `printf '\\n${START_MARKER}\\n'; printf '\\n${START_MARKER}\\n' >&2`,
-  "set -euo pipefail",
-  "umask 022",
-  // files that must stay private (.env, keys) are created with explicit modes
-  "export LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive",
-  `ops_report() { printf '${REPORT_PREFIX}%s %s\\n' "$1" "\${2:-}"; }`,
-  "cd /"
-].join("\n");
-function commandLine(step, login2, appUser) {
-  const seconds2 = step.timeout ?? DEFAULT_STEP_TIMEOUT;
-  const run = ["timeout", "-k", "10", String(seconds2), "bash", "-s"];
-  if (step.as === "app") return cmd("sudo", "-n", "-H", "-u", appUser, "--", ...run);
-  if (step.as === "root" && login2 !== "root") return cmd("sudo", "-n", "-H", "--", ...run);
-  return cmd(...run);
-}
-function scriptText(step, connection) {
-  const mark = connection ? `
-export OPS_CONNECTION=${quote(connection)}` : "";
-  return `${scriptPrelude}${mark}
-${step.script.trimEnd()}
-`;
-}
-function uploadStep(remotePath, size, mode) {
-  const dir = remotePath.replace(/\/[^/]*$/, "") || "/";
-  return {
-    name: `upload ${remotePath.split("/").pop()}`,
-    as: "login",
-    timeout: 600 + Math.ceil(size / 1e5),
-    // at least 100 kB/s
-    quiet: true,
-    // One line to end with: bash has parsed and run the whole function before the content starts.
-    script: String.raw`ops_upload() {
-  local tmp got
-  tmp=$(mktemp ${quote(`${dir}/.ops-upload.XXXXXX`)})
-  trap 'rm -f "$tmp"' EXIT
-  head -c ${size} > "$tmp"
-  got=$(stat -c %s "$tmp")
-  if [ "$got" != ${size} ]; then echo "the upload of ${quote(remotePath)} was cut short: $got of ${size} bytes arrived" >&2; exit 1; fi
-  chmod ${mode.toString(8).padStart(4, "0")} "$tmp"
-  mv -f "$tmp" ${quote(remotePath)}
-  trap - EXIT
-}
-ops_upload; exit $?`
-  };
-}
-
-// core/remote/ssh.ts
+// core/remote/ssh-login.ts
+import { timingSafeEqual } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
 function hostKeyAlgorithms(type) {
   return type === "ssh-rsa" ? ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"] : [type];
 }
 var RETRYABLE = /ECONNREFUSED|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ECONNRESET|EAI_AGAIN|Timed out while waiting for handshake|Connection lost before handshake/;
-var sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 function pinnedKey(ep, role, configFile) {
   const pinned = parseHostKey(ep.hostKey);
   if (typeof pinned === "string") throw new OpsError(`${role} ${ep.name}: pinned host key is malformed (${pinned})`, `fix its host_key in ${configFile}`);
@@ -50726,6 +50801,81 @@ var Bastion = class _Bastion {
     this.ssh.dispose();
   }
 };
+
+// core/remote/types.ts
+var REPORT_PREFIX = "@ops ";
+function parseReports(stdout) {
+  const out = [];
+  for (const line of stdout.split("\n")) {
+    if (!line.startsWith(REPORT_PREFIX)) continue;
+    const rest = line.slice(REPORT_PREFIX.length);
+    const sp = rest.indexOf(" ");
+    out.push(sp < 0 ? [rest, ""] : [rest.slice(0, sp), rest.slice(sp + 1)]);
+  }
+  return out;
+}
+function reported(result, key) {
+  let v;
+  for (const [k, val] of result.reports) if (k === key) v = val;
+  return v;
+}
+function reportedAll(result, key) {
+  return result.reports.filter(([k]) => k === key).map(([, v]) => v);
+}
+var DEFAULT_STEP_TIMEOUT = 600;
+
+// core/remote/wrap.ts
+var START_MARKER = "@ops-start";
+var scriptPrelude = [
+  // The leading newline ends whatever line the login shell left unfinished.
+  `printf '\\n${START_MARKER}\\n'; printf '\\n${START_MARKER}\\n' >&2`,
+  "set -euo pipefail",
+  "umask 022",
+  // files that must stay private (.env, keys) are created with explicit modes
+  "export LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive",
+  "# shellcheck disable=SC2317 # for the step's own lines: some report nothing",
+  `ops_report() { printf '${REPORT_PREFIX}%s %s\\n' "$1" "\${2:-}"; }`,
+  "cd /"
+].join("\n");
+function commandLine(step, login2, appUser) {
+  const seconds2 = step.timeout ?? DEFAULT_STEP_TIMEOUT;
+  const run = ["timeout", "-k", "10", String(seconds2), "bash", "-s"];
+  if (step.as === "app") return cmd("sudo", "-n", "-H", "-u", appUser, "--", ...run);
+  if (step.as === "root" && login2 !== "root") return cmd("sudo", "-n", "-H", "--", ...run);
+  return cmd(...run);
+}
+function scriptText(step, connection) {
+  const mark = connection ? `
+export OPS_CONNECTION=${quote(connection)}` : "";
+  return `${scriptPrelude}${mark}
+${step.script.trimEnd()}
+`;
+}
+function uploadStep(remotePath, size, mode) {
+  const dir = remotePath.replace(/\/[^/]*$/, "") || "/";
+  return {
+    name: `upload ${remotePath.split("/").pop()}`,
+    as: "login",
+    timeout: 600 + Math.ceil(size / 1e5),
+    // at least 100 kB/s
+    quiet: true,
+    // One line to end with: bash has parsed and run the whole function before the content starts.
+    script: String.raw`ops_upload() {
+  local tmp got
+  tmp=$(mktemp ${quote(`${dir}/.ops-upload.XXXXXX`)})
+  trap 'rm -f "$tmp"' EXIT
+  head -c ${size} > "$tmp"
+  got=$(stat -c %s "$tmp")
+  if [ "$got" != ${size} ]; then echo "the upload of ${quote(remotePath)} was cut short: $got of ${size} bytes arrived" >&2; exit 1; fi
+  chmod ${mode.toString(8).padStart(4, "0")} "$tmp"
+  mv -f "$tmp" ${quote(remotePath)}
+  trap - EXIT
+}
+ops_upload; exit $?`
+  };
+}
+
+// core/remote/ssh.ts
 async function connect(options) {
   const { host, via } = options;
   const where = via ? `${describeEndpoint(host)} through bastion ${via.endpoint.address}` : describeEndpoint(host);
@@ -50826,7 +50976,7 @@ var SshRemote = class {
         return await new Promise((resolve2, reject) => conn.exec(command2, (e, c) => e ? reject(e) : resolve2(c)));
       } catch (e) {
         if (sessionRefused(e) && attempt < 8) {
-          await sleep(25 * 2 ** attempt);
+          await sleep2(25 * 2 ** attempt);
           continue;
         }
         if (sessionRefused(e))
@@ -50938,7 +51088,7 @@ function sshConnector(ctx) {
   return async (env, host) => {
     const ssh = env.config.ssh;
     const credentials = resolveCredentials(
-      { identityFile: ctx.identityFile, configFile: ssh.identity_file ? envPath(env, ssh.identity_file) : void 0, env: ctx.env },
+      { identityFile: ctx.identityFile, configFile: ssh.identity_file ? envPath(env, ssh.identity_file) : void 0, processEnv: ctx.processEnv },
       ctx.reporter
     );
     const common = { reporter: ctx.reporter, connectTimeout: ssh.connect_timeout, retries: ssh.connect_retries, configFile: `environments/${env.name}/environment.yml` };
@@ -50949,7 +51099,7 @@ function sshConnector(ctx) {
       let open2 = bastions.get(key);
       if (open2 && !(await open2.catch(() => void 0))?.alive) open2 = void 0;
       if (!open2) {
-        const bastionCredentials = b.identityFile ? resolveCredentials({ configFile: b.identityFile, env: {} }, ctx.reporter) : credentials;
+        const bastionCredentials = b.identityFile ? resolveCredentials({ configFile: b.identityFile, processEnv: {} }, ctx.reporter) : credentials;
         open2 = Bastion.open(b, { ...common, credentials: bastionCredentials });
         bastions.set(key, open2);
       }
@@ -51058,62 +51208,20 @@ async function inBatches(items, size, fn) {
   return results;
 }
 
-// core/layout.ts
-function layout(env) {
-  const base = env.baseDir;
-  const app = env.config.app;
-  return {
-    base,
-    mirror: `${base}/repo.git`,
-    lfsStore: `${base}/repo.git/lfs/objects`,
-    releases: `${base}/releases`,
-    shared: `${base}/shared`,
-    envFile: `${base}/shared/.env`,
-    environFile: `${base}/shared/environ`,
-    deps: `${base}/shared/deps`,
-    current: `${base}/current`,
-    state: `${base}/.ops`,
-    lock: `${base}/.ops/lock`,
-    audit: `${base}/.ops/audit.log`,
-    history: `${base}/.ops/history`,
-    slotFile: `${base}/.ops/slot`,
-    uploads: `${base}/.ops/uploads`,
-    logDir: `/var/log/${app}`,
-    nginxSite: `/etc/nginx/sites-available/${app}`,
-    nginxSiteEnabled: `/etc/nginx/sites-enabled/${app}`,
-    nginxUpstreams: `/etc/nginx/ops-upstreams/${app}.conf`,
-    nginxUpstream: (program) => `${app}_${program}`,
-    nginxSlotVariable: `ops_slot_${app.replace(/-/g, "_")}`,
-    nginxAccessLog: `/var/log/nginx/${app}.access.log`,
-    nginxErrorLog: `/var/log/nginx/${app}.error.log`,
-    supervisorConf: (slot) => `/etc/supervisor/conf.d/${app}-${slot}.conf`,
-    supervisorGroup: (slot) => `${app}-${slot}`,
-    supervisorProgram: (slot, program) => `${app}-${slot}-${program}`,
-    // Shared by every app on the host: challenge tokens are unique, and certbot only adds and removes its own.
-    acmeWebroot: "/var/www/letsencrypt",
-    selfSignedDir: `/etc/ssl/${app}`
-  };
-}
-function slotPort(env, program, slot) {
-  const p = env.config.programs[program];
-  if (!p) throw new Error(`no program ${program}`);
-  return slot === "blue" ? p.port : p.port + env.config.switch.port_offset;
-}
-function otherSlot(slot) {
-  return slot === "blue" ? "green" : "blue";
-}
-
 // core/runinfo.ts
 import { hostname, userInfo } from "node:os";
 function clean(s) {
   return s.replace(/[^\x20-\x7e]/g, "?").slice(0, 200);
 }
-function runInfo(env = process.env) {
-  if (env.GITHUB_ACTIONS === "true" || env.GITHUB_RUN_ID) {
-    const runUrl = env.GITHUB_SERVER_URL && env.GITHUB_REPOSITORY && env.GITHUB_RUN_ID ? `${env.GITHUB_SERVER_URL}/${env.GITHUB_REPOSITORY}/actions/runs/${env.GITHUB_RUN_ID}` : "";
-    return { actor: clean(env.GITHUB_ACTOR ?? "github-actions"), runUrl: clean(runUrl), via: "github-actions" };
+function runUrl(processEnv = process.env) {
+  const { GITHUB_SERVER_URL: server, GITHUB_REPOSITORY: repo, GITHUB_RUN_ID: id } = processEnv;
+  return server && repo && id ? clean(`${server}/${repo}/actions/runs/${id}`) : "";
+}
+function runInfo(processEnv = process.env) {
+  if (processEnv.GITHUB_ACTIONS === "true" || processEnv.GITHUB_RUN_ID) {
+    return { actor: clean(processEnv.GITHUB_ACTOR ?? "github-actions"), runUrl: runUrl(processEnv), via: "github-actions" };
   }
-  let user = env.USER ?? "";
+  let user = processEnv.USER ?? "";
   try {
     user ||= userInfo().username;
   } catch {
@@ -51121,42 +51229,77 @@ function runInfo(env = process.env) {
   return { actor: clean(`${user || "unknown"}@${hostname()}`), runUrl: "", via: "cli" };
 }
 
-// core/steps/history.ts
-var RELEASE_DIR_PATTERN = "^[0-9]{8}T[0-9]{6}Z-[0-9a-f]+$";
-function historyFunctions(env) {
-  const L = layout(env);
-  return String.raw`history_file=${quote(L.history)}
-releases_dir=${quote(L.releases)}
+// core/steps/sh/connection.sh
+var connection_default = `# shellcheck shell=bash
+# A process's start time, and the SSH server process of the connection a script runs on.
+# OpenSSH (checked on Debian 11's 8.4 and 12's 9.2) runs every session of a connection under one
+# per-connection process, \`sshd: <user>@notty\` (\`sshd-session\` from 9.8), whatever sudo or timeout sit
+# between: the first ancestor of that name. It ends when the connection ends (closed, or dropped and noticed
+# by sshd).
+# proc_start PID: start time (field 22 of /proc/PID/stat, counted after the command name): tells a reused PID apart
+proc_start() { local s f; s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1; read -r -a f <<< "\${s##*) }"; printf '%s\\n' "\${f[19]}"; }
+# conn_pid: the SSH server process of this connection
+conn_pid() {
+  local p=$$ s c f
+  while [ "$p" -gt 1 ]; do
+    s=$(cat "/proc/$p/stat" 2>/dev/null) || return 1
+    c=\${s#*(}; c=\${c%)*}
+    case "$c" in sshd|sshd-session|dropbear) printf '%s\\n' "$p"; return 0 ;; esac
+    read -r -a f <<< "\${s##*) }"; p=\${f[1]}
+  done
+  return 1
+}
+# connection_pids ID...: the pids of the processes started for the connections with these ids (OPS_CONNECTION
+# in their environment, core/remote/wrap.ts), space-separated: what a lost connection left running.
+connection_pids() {
+  local p id patterns=()
+  for id in "$@"; do patterns+=(-e "OPS_CONNECTION=$id"); done
+  for p in /proc/[0-9]*; do
+    # Not a pipeline: under pipefail, grep -q leaving early would fail it.
+    if grep -qxF "\${patterns[@]}" < <(tr '\\0' '\\n' < "$p/environ" 2>/dev/null); then printf '%s ' "\${p#/proc/}"; fi
+  done
+  return 0
+}
+`;
+
+// core/steps/sh/history.sh
+var history_default = `# shellcheck shell=bash
+# The history of one environment on a host (core/steps/history.ts says the format). Set before this library:
+# history_file, releases_dir, current_link, supervisor_conf_blue, supervisor_conf_green, release_dir_pattern.
+# history_add EVENT RELEASE OPERATION appends (call under the lock); history_init derives and writes the
+# history of a host that has none; history_lines prints it (derived, not written, when absent: read-only
+# views); release_reports reports every release directory as
+# \`release <id> <sha> <status> <live seq|-> <last event seq|->\`. Needs ops_report.
 history_now() { date -u +%Y-%m-%dT%H:%M:%SZ; }
-history_last() { if [ -f "$history_file" ]; then awk -F'\t' '$1 ~ /^[0-9]+$/ { n = $1 } END { print n + 0 }' "$history_file"; else echo 0; fi; }
+history_last() { if [ -f "$history_file" ]; then awk -F'\\t' '$1 ~ /^[0-9]+$/ { n = $1 } END { print n + 0 }' "$history_file"; else echo 0; fi; }
 history_add() {
   [ -f "$history_file" ] || history_init >/dev/null # removed by hand since the state step: derive it again first
-  printf '%s\t%s\t%s\t%s\t%s\n' "$(( $(history_last) + 1 ))" "$(history_now)" "$1" "$2" "${"$"}{3:-}" >> "$history_file"; chmod 0644 "$history_file"
+  printf '%s\\t%s\\t%s\\t%s\\t%s\\n' "$(( $(history_last) + 1 ))" "$(history_now)" "$1" "$2" "\${3:-}" >> "$history_file"; chmod 0644 "$history_file"
 }
-release_ids() { if [ -d "$releases_dir" ]; then ls -1 "$releases_dir" | grep -E '${RELEASE_DIR_PATTERN}' | sort || true; fi; }
+release_ids() { if [ -d "$releases_dir" ]; then find "$releases_dir" -mindepth 1 -maxdepth 1 -printf '%f\\n' | grep -E "$release_dir_pattern" | sort || true; fi; }
 history_derive() {
   local cur n=0 r now
-  cur=$(readlink ${quote(L.current)} 2>/dev/null || true); cur=${"$"}{cur##*/}; now=$(history_now)
+  cur=$(readlink "$current_link" 2>/dev/null || true); cur=\${cur##*/}; now=$(history_now)
   for r in $(release_ids); do
     [ "$r" != "$cur" ] || continue
     n=$(( n + 1 ))
-    if [ -e "$releases_dir/$r/.ops-failed" ]; then printf '%s\t%s\tfailed\t%s\tderived\n' "$n" "$now" "$r"; continue; fi
-    printf '%s\t%s\tlive\t%s\tderived\n' "$n" "$now" "$r"
-    if [ -e "$releases_dir/$r/.ops-abandoned" ]; then n=$(( n + 1 )); printf '%s\t%s\tabandoned\t%s\tderived\n' "$n" "$now" "$r"; fi
+    if [ -e "$releases_dir/$r/.ops-failed" ]; then printf '%s\\t%s\\tfailed\\t%s\\tderived\\n' "$n" "$now" "$r"; continue; fi
+    printf '%s\\t%s\\tlive\\t%s\\tderived\\n' "$n" "$now" "$r"
+    if [ -e "$releases_dir/$r/.ops-abandoned" ]; then n=$(( n + 1 )); printf '%s\\t%s\\tabandoned\\t%s\\tderived\\n' "$n" "$now" "$r"; fi
   done
-  if [ -n "$cur" ] && [ -d "$releases_dir/$cur" ]; then printf '%s\t%s\tlive\t%s\tderived\n' "$(( n + 1 ))" "$now" "$cur"; fi
+  if [ -n "$cur" ] && [ -d "$releases_dir/$cur" ]; then printf '%s\\t%s\\tlive\\t%s\\tderived\\n' "$(( n + 1 ))" "$now" "$cur"; fi
 }
 history_init() { if [ ! -f "$history_file" ]; then history_derive > "$history_file.new"; chmod 0644 "$history_file.new"; mv -f "$history_file.new" "$history_file"; ops_report history derived; fi; }
 history_lines() { if [ -f "$history_file" ]; then cat "$history_file"; else history_derive; fi; }
 release_reports() {
   local r d status live last sha
   declare -A live_seq last_seq
-  while IFS=' ' read -r r live last; do live_seq[$r]=$live; last_seq[$r]=$last; done < <(history_lines | awk -F'\t' '$1 ~ /^[0-9]+$/ && $4 != "" { if ($3 == "live") live[$4] = $1; last[$4] = $1 } END { for (r in last) print r, (r in live ? live[r] : "-"), last[r] }')
+  while IFS=' ' read -r r live last; do live_seq[$r]=$live; last_seq[$r]=$last; done < <(history_lines | awk -F'\\t' '$1 ~ /^[0-9]+$/ && $4 != "" { if ($3 == "live") live[$4] = $1; last[$4] = $1 } END { for (r in last) print r, (r in live ? live[r] : "-"), last[r] }')
   for r in $(release_ids); do
     d=$releases_dir/$r
     status=ok; [ -e "$d/.ops-failed" ] && status=failed; [ -e "$d/.ops-abandoned" ] && status=abandoned
-    sha=""; if [ -f "$d/REVISION" ]; then read -r sha < "$d/REVISION" || true; fi; sha=${"$"}{sha//[^0-9a-f]/}
-    ops_report release "$r ${"$"}{sha:0:64} $status ${"$"}{live_seq[$r]:--} ${"$"}{last_seq[$r]:--}"
+    sha=""; if [ -f "$d/REVISION" ]; then read -r sha < "$d/REVISION" || true; fi; sha=\${sha//[^0-9a-f]/}
+    ops_report release "$r \${sha:0:64} $status \${live_seq[$r]:--} \${last_seq[$r]:--}"
   done
   ops_report history_seq "$(history_last)"
 }
@@ -51164,51 +51307,137 @@ release_reports() {
 slot_releases() {
   local s f
   for s in blue green; do
-    case $s in blue) f=${quote(L.supervisorConf("blue"))} ;; green) f=${quote(L.supervisorConf("green"))} ;; esac
-    [ -f "$f" ] && ops_report slot_release "$s $(sed -n 's/^; Managed by ops-pipeline: slot [a-z]* of .*, release \([0-9A-Za-z-]*\)\. .*/\1/p' "$f" | head -n 1)"
+    case $s in blue) f=$supervisor_conf_blue ;; green) f=$supervisor_conf_green ;; esac
+    [ -f "$f" ] && ops_report slot_release "$s $(sed -n 's/^; Managed by ops-pipeline: slot [a-z]* of .*, release \\([0-9A-Za-z-]*\\)\\. .*/\\1/p' "$f" | head -n 1)"
   done
   true
-}`;
 }
-function parseReleaseRecord(line) {
-  const [id = "", sha = "", status = "ok", live = "-", last = "-"] = line.split(" ");
-  const num = (v) => /^\d+$/.test(v) ? Number(v) : void 0;
-  return { id, sha, status: status === "failed" || status === "abandoned" ? status : "ok", liveSeq: num(live), eventSeq: num(last) };
-}
-function previousRelease(releases, current) {
-  const since = releases.find((r) => r.id === current)?.liveSeq ?? Infinity;
-  return releases.filter((r) => r.id !== current && r.status === "ok" && r.liveSeq !== void 0 && r.liveSeq < since).sort((a, b) => b.liveSeq - a.liveSeq)[0];
-}
+`;
 
-// core/runtimes.ts
-var UV_VERSION = "0.13.9";
-var UV_DIR = "/opt/ops-uv";
-var PYENV_ROOT = "/opt/pyenv";
-var NVM_DIR = "/opt/nvm";
-var NODE_FROM_NPM_DIR = "/opt/ops-node";
-function minor(version2) {
-  return version2.split(".").slice(0, 2).join(".");
-}
-function runtimePaths(env) {
-  const { python, node } = env.config.runtimes;
-  const py = python.strategy === "pyenv" ? `${PYENV_ROOT}/versions/${python.version}/bin/python3` : `/usr/bin/python${minor(python.version)}`;
-  const nodeBin = node.strategy === "nvm" ? `${NVM_DIR}/versions/node/v${node.version}/bin` : node.strategy === "npm" ? `${NODE_FROM_NPM_DIR}/v${node.version}/bin` : "/usr/bin";
-  return { python: py, node: `${nodeBin}/node`, npm: `${nodeBin}/npm`, uv: `${UV_DIR}/v${UV_VERSION}/bin/uv` };
-}
+// core/steps/sh/host-lock.sh
+var host_lock_default = '# shellcheck shell=bash\n# Apps sharing a host share its nginx configuration and certbot: host_lock NAME serializes the changes to\n# them across apps (each app\'s own lock, in its base directory, only serializes that app\'s runs). flock(1)\n# on /run/lock/ops-pipeline-NAME.lock, held until host_unlock NAME or the end of the script (the kernel\n# drops it with the process: a killed run leaves nothing behind). Waits at most WAIT seconds (default 45).\nhost_lock() { # NAME [WAIT]\n  local fd\n  mkdir -p /run/lock\n  exec {fd}>>"/run/lock/ops-pipeline-$1.lock"\n  if ! flock -w "${2:-45}" "$fd"; then\n    echo "another app\'s run on this host has held /run/lock/ops-pipeline-$1.lock for ${2:-45}s (its $1 change); try again when it is done" >&2\n    exit 1\n  fi\n  printf -v "HOST_LOCK_$1" %s "$fd"\n}\nhost_unlock() { local v="HOST_LOCK_$1"; [ -z "${!v:-}" ] || flock -u "${!v}"; }\n';
 
-// core/steps/nginx.ts
-import { readFileSync as readFileSync3 } from "node:fs";
-
-// core/config/siblings.ts
-function isDefaultServer(env) {
-  return !env.config.domain || env.config.nginx.default_server;
+// core/steps/sh/identity.sh
+var identity_default = `# shellcheck shell=bash
+# Who answers on a port: the processes listening on it (ss -Htlnp from iproute2, every process holding
+# the socket: a pre-forking server's master and workers alike), whether each is in the process tree of the
+# pid supervisor started, and which release each runs (OPS_RELEASE in /proc/<pid>/environ, else its working
+# directory). check_identity is the health gate's verdict; report_slot is what ops status shows.
+# Needs supervisor.sh (sup_pid) and ops_report.
+# Builtins where they do (no process per call: these run on every no-op deploy and rollback).
+proc_env_release() { local v; while IFS= read -r -d '' v; do case $v in OPS_RELEASE=*) printf '%s\\n' "\${v#OPS_RELEASE=}"; return 0 ;; esac; done < "/proc/$1/environ" 2>/dev/null; return 0; }
+proc_cwd() { readlink "/proc/$1/cwd" 2>/dev/null || true; }
+proc_cmd() { tr '\\0\\n\\t' '   ' < "/proc/$1/cmdline" 2>/dev/null | cut -c 1-160 | sed 's/ *$//'; }
+# listeners PORT: pids listening on it, from LISTEN_TABLE (one \`ss -Htlnp\` for every port) when set.
+listeners() {
+  local table l rest
+  table=\${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}
+  while read -r _ _ _ l _ rest; do
+    [ "\${l##*:}" = "$1" ] || continue
+    while [[ $rest =~ pid=([0-9]+) ]]; do printf '%s\\n' "\${BASH_REMATCH[1]}"; rest=\${rest#*pid="\${BASH_REMATCH[1]}"}; done
+  done <<< "$table" | sort -un
 }
-
-// core/steps/script.ts
-function b64(content) {
-  return Buffer.from(content).toString("base64");
+# in_tree PID ROOT: ROOT is PID or one of its ancestors (parents read from /proc/PID/stat, after the command name).
+in_tree() {
+  local p=$1 n=0 s stat_fields
+  while [ -n "$p" ] && [ "$p" -gt 0 ] && [ "$n" -lt 64 ]; do
+    [ "$p" = "$2" ] && return 0
+    read -r s < "/proc/$p/stat" 2>/dev/null || return 1
+    read -r -a stat_fields <<< "\${s##*) }"; p=\${stat_fields[1]:-0}; n=$(( n + 1 ))
+  done
+  return 1
 }
-var SYSTEM_FUNCTIONS = `
+# same_release PID ID DIR: the process runs release ID: OPS_RELEASE=ID, or its working directory is inside DIR.
+same_release() {
+  [ "$(proc_env_release "$1")" = "$2" ] && return 0
+  case "$(proc_cwd "$1")" in "$3" | "$3"/*) return 0 ;; esac
+  return 1
+}
+# describe_proc PID: "pid N (command) running RELEASE-or-directory"
+describe_proc() {
+  local r c
+  r=$(proc_env_release "$1"); c=$(proc_cwd "$1")
+  printf 'pid %s (%s) running %s' "$1" "$(proc_cmd "$1")" "\${r:-an unknown release}\${c:+, in $c}"
+}
+# check_identity ID DIR GROUP name:port...: every process listening on each program's port is in the tree of
+# the pid supervisor reports for that program of GROUP and runs release ID (directory DIR). On failure,
+# IDENTITY says what answers instead.
+# shellcheck disable=SC2034 # IDENTITY is this function's result, read by the step that calls it
+check_identity() {
+  local id=$1 dir group=$3 p name port sp l ls LISTEN_TABLE; dir=$(readlink -f "$2"); shift 3
+  IDENTITY=""
+  command -v ss >/dev/null || { IDENTITY="cannot tell who listens on the ports: ss (iproute2) is not installed; run ops provision"; return 1; }
+  LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)
+  for p in "$@"; do
+    IFS=: read -r name port _ <<< "$p"
+    sp=$(sup_pid "$group:$group-$name"); sp=\${sp:-0}
+    ls=$(listeners "$port")
+    if [ -z "$ls" ]; then IDENTITY+="nothing listens on port $port of program $name (it answered the health check: another network namespace?); "; continue; fi
+    for l in $ls; do
+      if [ "$sp" != 0 ] && in_tree "$l" "$sp" && same_release "$l" "$id" "$dir"; then continue; fi
+      IDENTITY+="port $port of program $name is answered by $(describe_proc "$l"), "
+      if [ "$sp" = 0 ]; then IDENTITY+="while supervisor runs no process for $group:$group-$name; "
+      elif ! in_tree "$l" "$sp"; then IDENTITY+="which supervisor did not start (its process for $name is pid $sp); "
+      else IDENTITY+="not release $id; "; fi
+    done
+  done
+  IDENTITY=\${IDENTITY%; }
+  [ -z "$IDENTITY" ]
+}
+# report_slot SLOT GROUP name:port...: "proc" and "listener" reports (tab-separated) for ops status.
+report_slot() {
+  local slot=$1 group=$2 p name port sp l tree; shift 2
+  for p in "$@"; do
+    IFS=: read -r name port _ <<< "$p"
+    sp=$(sup_pid "$group:$group-$name"); sp=\${sp:-0}
+    if [ "$sp" != 0 ]; then ops_report proc "$slot	$name	$sp	$(proc_env_release "$sp")	$(proc_cwd "$sp")	$(proc_cmd "$sp")"; fi
+    for l in $(listeners "$port"); do
+      tree=other; if [ "$sp" != 0 ] && in_tree "$l" "$sp"; then tree=tree; fi
+      ops_report listener "$slot	$name	$l	$tree	$(proc_env_release "$l")	$(proc_cwd "$l")	$(proc_cmd "$l")"
+    done
+  done
+}
+`;
+
+// core/steps/sh/probe.sh
+var probe_default = '# shellcheck shell=bash\n# Health probes: plain HTTP on 127.0.0.1, every pending program at once, until a deadline.\n# A first request may be slow (cold caches, a busy host): 5 s per probe, the deadline bounds the whole wait.\nprobe() { curl -fsS -o /dev/null --max-time 5 "http://127.0.0.1:$1$2" 2>/dev/null; }\n# wait_healthy TIMEOUT INTERVAL name:port:path...: 0 when every probe answered 2xx in time.\n# With FATAL_GROUP set, gives up early once supervisor has given up on one of the group\'s programs.\n# shellcheck disable=SC2034 # UNHEALTHY is this function\'s result, read by the step that calls it\nwait_healthy() {\n  local limit=$1 deadline=$(( $(date +%s) + $1 )) interval=$2 next_check=$(( $(date +%s) + 2 )); shift 2\n  local pending=("$@") left p port path\n  while :; do\n    if [ -n "${FATAL_GROUP:-}" ] && [ "$(date +%s)" -ge "$next_check" ]; then\n      next_check=$(( $(date +%s) + 2 ))\n      # supervisorctl exits non-zero when a program is down: read its output, not its status.\n      case "$(supervisorctl status "$FATAL_GROUP:*" 2>/dev/null || true)" in\n        *" FATAL "*) UNHEALTHY="supervisor gave up on a program that keeps exiting (waiting for ${pending[*]})"; return 1 ;;\n      esac\n    fi\n    # Probe every pending program at once: a slow page should not delay the others\' verdict.\n    local pids=() i=0\n    for p in "${pending[@]}"; do IFS=: read -r _ port path <<< "$p"; probe "$port" "$path" & pids+=($!); done\n    left=()\n    for p in "${pending[@]}"; do wait "${pids[$i]}" || left+=("$p"); i=$(( i + 1 )); done\n    [ ${#left[@]} -eq 0 ] && return 0\n    pending=("${left[@]}")\n    [ "$(date +%s)" -lt "$deadline" ] || { UNHEALTHY="no healthy answer within ${limit}s from ${left[*]}"; return 1; }\n    sleep "$interval"\n  done\n}\n';
+
+// core/steps/sh/supervisor.sh
+var supervisor_default = `# shellcheck shell=bash
+# supervisord's XML-RPC API on its unix socket, through curl: milliseconds per call, where each
+# supervisorctl run costs a Python start-up (up to a second on a busy host). Faults (supervisor/xmlrpc.py:
+# <fault> with faultCode/faultString) are turned into supervisor's own message.
+rpc() { # method [string-arg...]: prints the response
+  local params="" a
+  for a in "\${@:2}"; do params+="<param><value><string>$a</string></value></param>"; done
+  curl -sS --max-time 120 --unix-socket /var/run/supervisor.sock -H 'Content-Type: text/xml' \\
+    --data-binary "<?xml version='1.0'?><methodCall><methodName>$1</methodName><params>$params</params></methodCall>" http://localhost/RPC2 2>&1 \\
+    || echo "<fault>supervisor does not answer on /var/run/supervisor.sock (is it running?)</fault>"
+}
+# rpc_fault ANSWER: supervisor's message when ANSWER is a fault (status 0), else status 1.
+rpc_fault() {
+  case "$1" in *"<fault>"*) ;; *) return 1 ;; esac
+  local m
+  m=$(printf '%s' "$1" | tr -d '\\n' | sed -n 's/.*<name>faultString<\\/name><value><string>\\(.*\\)<\\/string><\\/value>.*/\\1/p')
+  [ -n "$m" ] || m=$(printf '%s' "$1" | tr -d '\\n' | sed 's/.*<fault>\\(.*\\)<\\/fault>.*/\\1/')
+  printf '%s' "$m" | sed "s/&lt;/</g; s/&gt;/>/g; s/&quot;/\\"/g; s/&apos;/'/g; s/&amp;/\\&/g"
+}
+# reread: supervisor reads every configuration file again (reloadConfig: running processes are not touched);
+# prints supervisor's own message and fails when it refuses one (CANT_REREAD).
+reread() { local out; out=$(rpc supervisor.reloadConfig); ! rpc_fault "$out"; }
+# group_down GROUP: stop and forget a process group (absent is fine)
+group_down() { rpc supervisor.stopProcessGroup "$1" >/dev/null; rpc supervisor.removeProcessGroup "$1" >/dev/null; }
+# group_add GROUP: start a group supervisor has read; prints supervisor's message and fails on a fault.
+group_add() { local out; out=$(rpc supervisor.addProcessGroup "$1"); ! rpc_fault "$out"; }
+# sup_pid GROUP:PROGRAM: the pid supervisor reports for a program (getProcessInfo), 0 or nothing when none.
+sup_pid() { rpc supervisor.getProcessInfo "$1" | tr -d '\\n' | sed -n 's/.*<name>pid<\\/name><value><int>\\([0-9]*\\)<\\/int>.*/\\1/p'; }
+`;
+
+// core/steps/sh/system.sh
+var system_default = `# shellcheck shell=bash
+# System functions for provision and deploy steps: services (systemd, or Debian's service wrapper where there
+# is none), change tracking per item (CHANGED, item), idempotent files and directories (put_file, ensure_dir).
+# Needs ops_report (the script prelude, core/remote/wrap.ts).
 # svc NAME ACTION: systemd on real VMs, Debian's service wrapper where there is no systemd.
 svc() { if [ -d /run/systemd/system ]; then systemctl "$2" "$1"; else service "$1" "$2"; fi; }
 # svc_up NAME: enabled at boot (systemd) and running now.
@@ -51244,21 +51473,71 @@ ensure_dir() {
   if [ ! -d "$1" ]; then install -d -m "$2" -o "\${3%%:*}" -g "\${3##*:}" "$1"; CHANGED=1; return 0; fi
   if [ "$(stat -c '%a %U:%G' "$1")" != "\${2#0} $3" ]; then chmod "$2" "$1"; chown "$3" "$1"; CHANGED=1; fi
 }
+# nginx_reload: a graceful reload of the running nginx (a signal to its master, no round trip through systemd;
+# requests in flight finish), or a start when it is not running. Call once nginx -t has accepted the files.
+nginx_reload() { nginx -s reload 2>/dev/null || svc nginx start; }
 `;
+
+// core/steps/libraries.ts
+var SYSTEM_FUNCTIONS = system_default;
+var HOST_LOCK_FUNCTIONS = host_lock_default;
+var SUPERVISOR_FUNCTIONS = supervisor_default;
+var IDENTITY_FUNCTIONS = identity_default;
+var PROBE_FUNCTIONS = probe_default;
+var CONNECTION_FUNCTIONS = connection_default;
+var HISTORY_FUNCTIONS = history_default;
+
+// core/steps/history.ts
+var RELEASE_DIR_PATTERN = "^[0-9]{8}T[0-9]{6}Z-[0-9a-f]+$";
+function historyFunctions(env) {
+  const L = layout(env);
+  const settings = {
+    history_file: L.history,
+    releases_dir: L.releases,
+    current_link: L.current,
+    supervisor_conf_blue: L.supervisorConf("blue"),
+    supervisor_conf_green: L.supervisorConf("green"),
+    release_dir_pattern: RELEASE_DIR_PATTERN
+  };
+  return `${Object.entries(settings).map(([k, v]) => `${k}=${quote(v)}`).join("\n")}
+${HISTORY_FUNCTIONS}`;
+}
+function parseReleaseRecord(line) {
+  const [id = "", sha = "", status = "ok", live = "-", last = "-"] = line.split(" ");
+  const num = (v) => /^\d+$/.test(v) ? Number(v) : void 0;
+  return { id, sha, status: status === "failed" || status === "abandoned" ? status : "ok", liveSeq: num(live), eventSeq: num(last) };
+}
+function previousRelease(releases, current) {
+  const since = releases.find((r) => r.id === current)?.liveSeq ?? Infinity;
+  return releases.filter((r) => r.id !== current && r.status === "ok" && r.liveSeq !== void 0 && r.liveSeq < since).sort((a, b) => b.liveSeq - a.liveSeq)[0];
+}
+
+// core/runtimes.ts
+var UV_VERSION = "0.13.9";
+var UV_DIR = "/opt/ops-uv";
+var PYENV_ROOT = "/opt/pyenv";
+var NVM_DIR = "/opt/nvm";
+var NODE_FROM_NPM_DIR = "/opt/ops-node";
+function minor(version2) {
+  return version2.split(".").slice(0, 2).join(".");
+}
+function runtimePaths(env) {
+  const { python, node } = env.config.runtimes;
+  const py = python.strategy === "pyenv" ? `${PYENV_ROOT}/versions/${python.version}/bin/python3` : `/usr/bin/python${minor(python.version)}`;
+  const nodeBin = node.strategy === "nvm" ? `${NVM_DIR}/versions/node/v${node.version}/bin` : node.strategy === "npm" ? `${NODE_FROM_NPM_DIR}/v${node.version}/bin` : "/usr/bin";
+  return { python: py, node: `${nodeBin}/node`, npm: `${nodeBin}/npm`, uv: `${UV_DIR}/v${UV_VERSION}/bin/uv` };
+}
+
+// core/steps/nginx.ts
+import { readFileSync as readFileSync3 } from "node:fs";
+
+// core/steps/script.ts
+function b64(content) {
+  return Buffer.from(content).toString("base64");
+}
 function putFile(path, content, mode = "0644", owner = "root:root") {
   return `put_file ${quote(path)} ${mode} ${owner} ${b64(content)}`;
 }
-var HOST_LOCK_FUNCTIONS = String.raw`host_lock() { # NAME [WAIT]
-  local fd
-  mkdir -p /run/lock
-  exec {fd}>>"/run/lock/ops-pipeline-$1.lock"
-  if ! flock -w "${"$"}{2:-45}" "$fd"; then
-    echo "another app's run on this host has held /run/lock/ops-pipeline-$1.lock for ${"$"}{2:-45}s (its $1 change); try again when it is done" >&2
-    exit 1
-  fi
-  printf -v "HOST_LOCK_$1" %s "$fd"
-}
-host_unlock() { local v="HOST_LOCK_$1"; [ -z "${"$"}{!v:-}" ] || flock -u "${"$"}{!v}"; }`;
 
 // core/steps/nginx.ts
 var HEADER = "# Managed by ops-pipeline: local changes are overwritten.";
@@ -51450,7 +51729,7 @@ else
   nginx_changed=0
 fi`);
   if (change.ensureService) lines.push('svc_up nginx\nif [ "$nginx_changed" = 1 ]; then svc nginx reload >/dev/null; CHANGED=1; fi');
-  else lines.push('if [ "$nginx_changed" = 1 ]; then nginx -s reload 2>/dev/null || svc nginx start; CHANGED=1; fi');
+  else lines.push('if [ "$nginx_changed" = 1 ]; then nginx_reload; CHANGED=1; fi');
   lines.push("host_unlock nginx", `item ${quote(change.item)}`);
   if (change.then) lines.push(change.then);
   return { name: change.item, as: "root", timeout: 60, script: lines.join("\n") };
@@ -51562,128 +51841,6 @@ function slotConfig(env, slot, release, releaseId2) {
 function probes(env, slot) {
   return Object.entries(env.config.programs).map(([name2, p]) => `${name2}:${slotPort(env, name2, slot)}:${p.health}`);
 }
-var SUPERVISOR_FUNCTIONS = String.raw`rpc() { # method [string-arg...]: prints the response
-  local params="" a
-  for a in "${"$"}{@:2}"; do params+="<param><value><string>$a</string></value></param>"; done
-  curl -sS --max-time 120 --unix-socket /var/run/supervisor.sock -H 'Content-Type: text/xml' \
-    --data-binary "<?xml version='1.0'?><methodCall><methodName>$1</methodName><params>$params</params></methodCall>" http://localhost/RPC2 2>&1 \
-    || echo "<fault>supervisor does not answer on /var/run/supervisor.sock (is it running?)</fault>"
-}
-# rpc_fault ANSWER: supervisor's message when ANSWER is a fault (status 0), else status 1.
-rpc_fault() {
-  case "$1" in *"<fault>"*) ;; *) return 1 ;; esac
-  local m
-  m=$(printf '%s' "$1" | tr -d '\n' | sed -n 's/.*<name>faultString<\/name><value><string>\(.*\)<\/string><\/value>.*/\1/p')
-  [ -n "$m" ] || m=$(printf '%s' "$1" | tr -d '\n' | sed 's/.*<fault>\(.*\)<\/fault>.*/\1/')
-  printf '%s' "$m" | sed "s/&lt;/</g; s/&gt;/>/g; s/&quot;/\"/g; s/&apos;/'/g; s/&amp;/\&/g"
-}
-# reread: supervisor reads every configuration file again (reloadConfig: running processes are not touched);
-# prints supervisor's own message and fails when it refuses one (CANT_REREAD).
-reread() { local out; out=$(rpc supervisor.reloadConfig); ! rpc_fault "$out"; }
-# group_down GROUP: stop and forget a process group (absent is fine)
-group_down() { rpc supervisor.stopProcessGroup "$1" >/dev/null; rpc supervisor.removeProcessGroup "$1" >/dev/null; }
-# group_add GROUP: start a group supervisor has read; prints supervisor's message and fails on a fault.
-group_add() { local out; out=$(rpc supervisor.addProcessGroup "$1"); ! rpc_fault "$out"; }
-# sup_pid GROUP:PROGRAM: the pid supervisor reports for a program (getProcessInfo), 0 or nothing when none.
-sup_pid() { rpc supervisor.getProcessInfo "$1" | tr -d '\n' | sed -n 's/.*<name>pid<\/name><value><int>\([0-9]*\)<\/int>.*/\1/p'; }`;
-var IDENTITY_FUNCTIONS = String.raw`# Builtins where they do (no process per call: these run on every no-op deploy and rollback).
-proc_env_release() { local v; while IFS= read -r -d '' v; do case $v in OPS_RELEASE=*) printf '%s\n' "${"$"}{v#OPS_RELEASE=}"; return 0 ;; esac; done < "/proc/$1/environ" 2>/dev/null; return 0; }
-proc_cwd() { readlink "/proc/$1/cwd" 2>/dev/null || true; }
-proc_cmd() { tr '\0\n\t' '   ' < "/proc/$1/cmdline" 2>/dev/null | cut -c 1-160 | sed 's/ *$//'; }
-# listeners PORT: pids listening on it, from LISTEN_TABLE (one \`ss -Htlnp\` for every port) when set.
-listeners() {
-  local table l rest
-  table=${"$"}{LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}
-  while read -r _ _ _ l _ rest; do
-    [ "${"$"}{l##*:}" = "$1" ] || continue
-    while [[ $rest =~ pid=([0-9]+) ]]; do printf '%s\n' "${"$"}{BASH_REMATCH[1]}"; rest=${"$"}{rest#*pid=${"$"}{BASH_REMATCH[1]}}; done
-  done <<< "$table" | sort -un
-}
-# in_tree PID ROOT: ROOT is PID or one of its ancestors (parents read from /proc/PID/stat, after the command name).
-in_tree() {
-  local p=$1 n=0 s f
-  while [ -n "$p" ] && [ "$p" -gt 0 ] && [ "$n" -lt 64 ]; do
-    [ "$p" = "$2" ] && return 0
-    read -r s < "/proc/$p/stat" 2>/dev/null || return 1
-    read -r -a f <<< "${"$"}{s##*) }"; p=${"$"}{f[1]:-0}; n=$(( n + 1 ))
-  done
-  return 1
-}
-# same_release PID ID DIR: the process runs release ID: OPS_RELEASE=ID, or its working directory is inside DIR.
-same_release() {
-  [ "$(proc_env_release "$1")" = "$2" ] && return 0
-  case "$(proc_cwd "$1")" in "$3" | "$3"/*) return 0 ;; esac
-  return 1
-}
-# describe_proc PID: "pid N (command) running RELEASE-or-directory"
-describe_proc() {
-  local r c
-  r=$(proc_env_release "$1"); c=$(proc_cwd "$1")
-  printf 'pid %s (%s) running %s' "$1" "$(proc_cmd "$1")" "${"$"}{r:-an unknown release}${"$"}{c:+, in $c}"
-}
-# check_identity ID DIR GROUP name:port...: every process listening on each program's port is in the tree of
-# the pid supervisor reports for that program of GROUP and runs release ID (directory DIR). On failure,
-# IDENTITY says what answers instead.
-check_identity() {
-  local id=$1 dir group=$3 p name port sp l ls LISTEN_TABLE; dir=$(readlink -f "$2"); shift 3
-  IDENTITY=""
-  command -v ss >/dev/null || { IDENTITY="cannot tell who listens on the ports: ss (iproute2) is not installed; run ops provision"; return 1; }
-  LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)
-  for p in "$@"; do
-    IFS=: read -r name port _ <<< "$p"
-    sp=$(sup_pid "$group:$group-$name"); sp=${"$"}{sp:-0}
-    ls=$(listeners "$port")
-    if [ -z "$ls" ]; then IDENTITY+="nothing listens on port $port of program $name (it answered the health check: another network namespace?); "; continue; fi
-    for l in $ls; do
-      if [ "$sp" != 0 ] && in_tree "$l" "$sp" && same_release "$l" "$id" "$dir"; then continue; fi
-      IDENTITY+="port $port of program $name is answered by $(describe_proc "$l"), "
-      if [ "$sp" = 0 ]; then IDENTITY+="while supervisor runs no process for $group:$group-$name; "
-      elif ! in_tree "$l" "$sp"; then IDENTITY+="which supervisor did not start (its process for $name is pid $sp); "
-      else IDENTITY+="not release $id; "; fi
-    done
-  done
-  IDENTITY=${"$"}{IDENTITY%; }
-  [ -z "$IDENTITY" ]
-}
-# report_slot SLOT GROUP name:port...: "proc" and "listener" reports (tab-separated) for ops status.
-report_slot() {
-  local slot=$1 group=$2 p name port sp l tree; shift 2
-  for p in "$@"; do
-    IFS=: read -r name port _ <<< "$p"
-    sp=$(sup_pid "$group:$group-$name"); sp=${"$"}{sp:-0}
-    if [ "$sp" != 0 ]; then ops_report proc "$slot	$name	$sp	$(proc_env_release "$sp")	$(proc_cwd "$sp")	$(proc_cmd "$sp")"; fi
-    for l in $(listeners "$port"); do
-      tree=other; if [ "$sp" != 0 ] && in_tree "$l" "$sp"; then tree=tree; fi
-      ops_report listener "$slot	$name	$l	$tree	$(proc_env_release "$l")	$(proc_cwd "$l")	$(proc_cmd "$l")"
-    done
-  done
-}`;
-var PROBE_FUNCTIONS = String.raw`# A first request may be slow (cold caches, a busy host): 5 s per probe, the deadline bounds the whole wait.
-probe() { curl -fsS -o /dev/null --max-time 5 "http://127.0.0.1:$1$2" 2>/dev/null; }
-# wait_healthy TIMEOUT INTERVAL name:port:path...: 0 when every probe answered 2xx in time.
-# With FATAL_GROUP set, gives up early once supervisor has given up on one of the group's programs.
-wait_healthy() {
-  local limit=$1 deadline=$(( $(date +%s) + $1 )) interval=$2 next_check=$(( $(date +%s) + 2 )); shift 2
-  local pending=("$@") left p name port path
-  while :; do
-    if [ -n "${"$"}{FATAL_GROUP:-}" ] && [ "$(date +%s)" -ge "$next_check" ]; then
-      next_check=$(( $(date +%s) + 2 ))
-      # supervisorctl exits non-zero when a program is down: read its output, not its status.
-      case "$(supervisorctl status "$FATAL_GROUP:*" 2>/dev/null || true)" in
-        *" FATAL "*) UNHEALTHY="supervisor gave up on a program that keeps exiting (waiting for ${"$"}{pending[*]})"; return 1 ;;
-      esac
-    fi
-    # Probe every pending program at once: a slow page should not delay the others' verdict.
-    local pids=() i=0
-    for p in "${"$"}{pending[@]}"; do IFS=: read -r name port path <<< "$p"; probe "$port" "$path" & pids+=($!); done
-    left=()
-    for p in "${"$"}{pending[@]}"; do wait "${"$"}{pids[$i]}" || left+=("$p"); i=$(( i + 1 )); done
-    [ ${"$"}{#left[@]} -eq 0 ] && return 0
-    pending=("${"$"}{left[@]}")
-    [ "$(date +%s)" -lt "$deadline" ] || { UNHEALTHY="no healthy answer within ${"$"}{limit}s from ${"$"}{left[*]}"; return 1; }
-    sleep "$interval"
-  done
-}`;
 var START_FAILED_CLEAN = 3;
 function programPorts(env, slot) {
   return Object.keys(env.config.programs).map((name2) => `${name2}:${slotPort(env, name2, slot)}`);
@@ -51808,6 +51965,7 @@ echo "live: ${releaseId2} on slot ${slot}"`
     name: "switch"
   };
 }
+var SUBSHELL_PART = "# shellcheck disable=SC2030,SC2031,SC2317 # a part of its own, in a subshell";
 function rollbackStep(env, slot, releaseId2, certificateReady, after, closing) {
   const start = startSlot(env, slot, `${layout(env).releases}/${releaseId2}`, releaseId2);
   const sw = switchTo(env, slot, releaseId2, certificateReady, "rollback");
@@ -51816,14 +51974,18 @@ function rollbackStep(env, slot, releaseId2, certificateReady, after, closing) {
     as: "root",
     timeout: (start.timeout ?? 600) + (sw.timeout ?? 600),
     script: [
-      // Each part in a subshell of its own: its `exit` and traps stay its own.
-      `(
+      // Each part in a subshell of its own: its `exit` and traps stay its own (so shellcheck, which reads the
+      // functions each part defines as unreachable after an earlier part's exit, is told so on each).
+      `${SUBSHELL_PART}
+(
 ${start.script}
 )`,
-      `(
+      `${SUBSHELL_PART}
+(
 ${sw.script}
 ) || { rc=$?; [ "$rc" != ${START_FAILED_CLEAN} ] || rc=1; exit "$rc"; }`,
-      `(
+      `${SUBSHELL_PART}
+(
 ${after}
 ) || echo "could not mark the release left (it stays a rollback target)" >&2`,
       closing
@@ -51876,7 +52038,8 @@ live_pid=$!`;
     script: String.raw`${historyFunctions(env)}
 cur=$(readlink ${quote(L.current)} 2>/dev/null || true)
 slot=$(cat ${quote(L.slotFile)} 2>/dev/null || true)
-live_sha=""; if [ -n "$cur" ] && [ -f "$cur/REVISION" ]; then read -r live_sha < "$cur/REVISION" || true; fi
+# shellcheck disable=SC2034 # live_sha is read by what runs after this script in the lock step (a no-op deploy's finish)
+{ live_sha=""; if [ -n "$cur" ] && [ -f "$cur/REVISION" ]; then read -r live_sha < "$cur/REVISION" || true; fi; }
 live_pid=""
 ${wantLive ? options.target ? `if [ "$live_sha" = ${quote(options.target)} ]; then
 ${liveCheck}
@@ -51892,8 +52055,10 @@ release_reports
 slot_releases
 if [ -d ${quote(L.mirror)} ]; then
   git --git-dir=${quote(L.mirror)} for-each-ref --format='%(objectname)' refs/ops/ | sort -u | while read -r s; do ops_report known "$s"; done
-  for s in ${shas.map(quote).join(" ")}; do git --git-dir=${quote(L.mirror)} cat-file -e "$s^{commit}" 2>/dev/null && ops_report has "$s"; done
-  for o in ${(options.lfs ?? []).map(quote).join(" ")}; do [ -f ${quote(L.lfsStore)}/"${"$"}{o:0:2}/${"$"}{o:2:2}/$o" ] && ops_report lfs_has "$o"; done
+  wanted_shas=(${shas.map(quote).join(" ")})
+  for s in "${"$"}{wanted_shas[@]}"; do git --git-dir=${quote(L.mirror)} cat-file -e "$s^{commit}" 2>/dev/null && ops_report has "$s"; done
+  wanted_oids=(${(options.lfs ?? []).map(quote).join(" ")})
+  for o in "${"$"}{wanted_oids[@]}"; do [ -f ${quote(L.lfsStore)}/"${"$"}{o:0:2}/${"$"}{o:2:2}/$o" ] && ops_report lfs_has "$o"; done
   true
 fi
 for d in ${quote(L.deps)}/*/; do if [ -f "$d.complete" ]; then d=${"$"}{d%/}; ops_report deps_has "${"$"}{d##*/}"; fi; done
@@ -51927,13 +52092,114 @@ fi`
   };
 }
 
-// core/source.ts
-import { execFile, spawn } from "node:child_process";
-import { promisify } from "node:util";
-var exec = promisify(execFile);
+// core/ops/host-run.ts
+var HostRun = class {
+  constructor(ctx, remote, env) {
+    this.ctx = ctx;
+    this.remote = remote;
+    this.env = env;
+  }
+  ctx;
+  remote;
+  env;
+  steps = [];
+  async run(step) {
+    const started = Date.now();
+    try {
+      return await (step.quiet ? this.remote.run(step) : this.ctx.reporter.group(`${this.remote.name} \xB7 ${step.name}`, () => this.remote.run(step)));
+    } catch (e) {
+      throw await this.diskFull(e);
+    } finally {
+      this.steps.push({ name: step.name, ms: Date.now() - started });
+    }
+  }
+  async upload(content, path, mode) {
+    await this.remote.upload(content, path, { mode }).catch(async (e) => {
+      throw await this.diskFull(e);
+    });
+  }
+  /** A cleanup step whose own failure must not hide the original error. */
+  async tryRun(step) {
+    await this.remote.run(step, { allowFailure: true }).catch(() => void 0);
+  }
+  /**
+   * A failed step: was the disk full? Said in its error (ENOSPC), or not (a tool that hides its cause, like
+   * venv's ensurepip): the space and inodes left after it tell.
+   */
+  async diskFull(e) {
+    if (!(e instanceof StepError) || e.exitCode === null) return e;
+    const r = await this.remote.run(diskSpace(this.env), { allowFailure: true }).catch(() => void 0);
+    const disk = r && parseDisk(reported(r, "disk"));
+    const exhausted = disk && (disk.freeMb < 1 || disk.freeInodes !== void 0 && disk.freeInodes < 10);
+    if (!DISK_FULL.test(e.message) && !exhausted) return e;
+    const what = disk?.freeInodes === 0 ? "free inodes" : "disk space";
+    return new DiskFullError(
+      e,
+      `${this.remote.name} ran out of ${what}${disk ? `: ${describeDisk(disk)}` : ` under ${this.env.baseDir}`}`,
+      `free space on ${this.remote.name} under ${disk?.path ?? this.env.baseDir} (failed releases, old dependency sets under shared/deps, logs; or lower release.keep), then deploy again`
+    );
+  }
+};
+
+// core/ops/host-state.ts
+function parseState(r) {
+  const slot = reported(r, "slot");
+  const slotReleases = {};
+  for (const line of reportedAll(r, "slot_release")) {
+    const [s, id] = line.split(" ");
+    if ((s === "blue" || s === "green") && id) slotReleases[s] = id;
+  }
+  return {
+    provisioned: (reported(r, "provisioned") ?? "no") !== "no",
+    current: reported(r, "current") ?? "",
+    slot: slot === "blue" || slot === "green" ? slot : void 0,
+    releases: reportedAll(r, "release").map(parseReleaseRecord),
+    known: reportedAll(r, "known"),
+    has: reportedAll(r, "has"),
+    lfsHas: reportedAll(r, "lfs_has"),
+    certificate: reported(r, "certificate") === "yes",
+    liveHealth: reported(r, "live_health") ?? "",
+    hostTime: reported(r, "now"),
+    slotReleases,
+    disk: parseDisk(reported(r, "disk")),
+    depsHas: reportedAll(r, "deps_has"),
+    platform: reported(r, "platform")
+  };
+}
+
+// core/secrets/cipher.ts
+import { createCipheriv, createDecipheriv, createHash as createHash2, randomBytes as randomBytes2 } from "node:crypto";
+
+// core/secrets/goyaml.ts
+var INT64_MIN = -(2n ** 63n);
+var INT64_MAX = 2n ** 63n - 1n;
+var UINT64_MAX = 2n ** 64n - 1n;
+
+// core/secrets/cipher.ts
+var MAC_ONLY_ENCRYPTED_INIT = createHash2("sha256").update("sops").digest();
+
+// core/secrets/tree-parse.ts
+var import_yaml3 = __toESM(require_dist(), 1);
+
+// core/secrets/comments.ts
+var import_yaml2 = __toESM(require_dist(), 1);
+
+// core/secrets/tree-print.ts
+var import_yaml4 = __toESM(require_dist(), 1);
+
+// core/secrets/sops-config.ts
+var import_yaml5 = __toESM(require_dist(), 1);
+var CONFIG_HEADER = [
+  " Which age public keys (recipients) each sops file is encrypted to; sops and `ops` both read it.",
+  " The first rule whose path_regex matches a file wins. `ops env new` adds a rule per environment;",
+  " `ops secrets recipients <env> add|remove|sync` keep the rules and the files in step."
+].join("\n");
+
+// core/secrets/env.ts
+var import_yaml6 = __toESM(require_dist(), 1);
 
 // core/ops/locked.ts
-import { randomBytes as randomBytes2 } from "node:crypto";
+import { randomBytes as randomBytes3 } from "node:crypto";
 
 // core/steps/audit.ts
 function auditLine(entry) {
@@ -51954,19 +52220,6 @@ function auditTemplate(entry, vars) {
 }
 
 // core/steps/lock.ts
-var CONNECTION_FUNCTIONS = String.raw`# proc_start PID: start time (field 22 of /proc/PID/stat, counted after the command name): tells a reused PID apart
-proc_start() { local s; s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1; s=${"$"}{s##*) }; set -- $s; printf '%s\n' "${"$"}{20}"; }
-# conn_pid: the SSH server process of this connection
-conn_pid() {
-  local p=$$ s c
-  while [ "$p" -gt 1 ]; do
-    s=$(cat "/proc/$p/stat" 2>/dev/null) || return 1
-    c=${"$"}{s#*(}; c=${"$"}{c%)*}
-    case "$c" in sshd|sshd-session|dropbear) printf '%s\n' "$p"; return 0 ;; esac
-    s=${"$"}{s##*) }; set -- $s; p=$2
-  done
-  return 1
-}`;
 var LOCK_STATE = String.raw`lock_state=free
 if [ -d "$lock" ]; then
   pid=$(sed -n 's/^holder_pid=//p' "$lock/info" 2>/dev/null || true)
@@ -52015,14 +52268,14 @@ ${finish}` : ""}`
   };
 }
 function releaseLock(env, runId, auditLines = [], ended = []) {
-  const stop = ended.length ? String.raw`left() { local p; for p in /proc/[0-9]*; do tr ' ' '
-' < "$p/environ" 2>/dev/null | grep -qxE ${quote(`OPS_CONNECTION=(${ended.join("|")})`)} && printf '%s ' "${"$"}{p#/proc/}"; done; return 0; }
-pids=$(left)
-if [ -n "$pids" ]; then
-  ops_report stopped "$pids"
-  kill -TERM $pids 2>/dev/null || true
-  for i in $(seq 50); do pids=$(left); [ -n "$pids" ] || break; sleep 0.2; done
-  if [ -n "$pids" ]; then kill -KILL $pids 2>/dev/null || true; fi
+  const stop = ended.length ? String.raw`${CONNECTION_FUNCTIONS}
+ended=(${ended.map(quote).join(" ")})
+read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"
+if [ ${"$"}{#pids[@]} -gt 0 ]; then
+  ops_report stopped "${"$"}{pids[*]}"
+  kill -TERM "${"$"}{pids[@]}" 2>/dev/null || true
+  for _ in $(seq 50); do read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"; [ ${"$"}{#pids[@]} -gt 0 ] || break; sleep 0.2; done
+  if [ ${"$"}{#pids[@]} -gt 0 ]; then kill -KILL "${"$"}{pids[@]}" 2>/dev/null || true; fi
 fi
 ` : "";
   return {
@@ -52088,8 +52341,8 @@ ${left}`, hint);
 }
 async function withLock(ctx, session, operation, fn, options = {}) {
   const env = session.env;
-  const info2 = runInfo(ctx.env);
-  const request = { operation, actor: info2.actor, runUrl: info2.runUrl, runId: randomBytes2(8).toString("hex"), wait: env.config.switch.lock_wait };
+  const info2 = runInfo(ctx.processEnv);
+  const request = { operation, actor: info2.actor, runUrl: info2.runUrl, runId: randomBytes3(8).toString("hex"), wait: env.config.switch.lock_wait };
   const mine = /* @__PURE__ */ new Set();
   const pending = /* @__PURE__ */ new Map();
   const inspected = /* @__PURE__ */ new Map();
@@ -52178,107 +52431,6 @@ async function withLock(ctx, session, operation, fn, options = {}) {
   return result;
 }
 
-// core/secrets/cipher.ts
-import { createCipheriv, createDecipheriv, createHash as createHash2, randomBytes as randomBytes3 } from "node:crypto";
-
-// core/secrets/tree.ts
-var import_yaml3 = __toESM(require_dist(), 1);
-
-// core/secrets/comments.ts
-var import_yaml2 = __toESM(require_dist(), 1);
-
-// core/secrets/goyaml.ts
-var INT64_MIN = -(2n ** 63n);
-var INT64_MAX = 2n ** 63n - 1n;
-var UINT64_MAX = 2n ** 64n - 1n;
-
-// core/secrets/cipher.ts
-var MAC_ONLY_ENCRYPTED_INIT = createHash2("sha256").update("sops").digest();
-
-// core/secrets/sops-config.ts
-var import_yaml4 = __toESM(require_dist(), 1);
-var CONFIG_HEADER = [
-  " Which age public keys (recipients) each sops file is encrypted to; sops and `ops` both read it.",
-  " The first rule whose path_regex matches a file wins. `ops env new` adds a rule per environment;",
-  " `ops secrets recipients <env> add|remove|sync` keep the rules and the files in step."
-].join("\n");
-
-// core/secrets/env.ts
-var import_yaml5 = __toESM(require_dist(), 1);
-
-// core/ops/deploy.ts
-function parseState(r) {
-  const slot = reported(r, "slot");
-  const slotReleases = {};
-  for (const line of reportedAll(r, "slot_release")) {
-    const [s, id] = line.split(" ");
-    if ((s === "blue" || s === "green") && id) slotReleases[s] = id;
-  }
-  return {
-    provisioned: (reported(r, "provisioned") ?? "no") !== "no",
-    current: reported(r, "current") ?? "",
-    slot: slot === "blue" || slot === "green" ? slot : void 0,
-    releases: reportedAll(r, "release").map(parseReleaseRecord),
-    known: reportedAll(r, "known"),
-    has: reportedAll(r, "has"),
-    lfsHas: reportedAll(r, "lfs_has"),
-    certificate: reported(r, "certificate") === "yes",
-    liveHealth: reported(r, "live_health") ?? "",
-    hostTime: reported(r, "now"),
-    slotReleases,
-    disk: parseDisk(reported(r, "disk")),
-    depsHas: reportedAll(r, "deps_has"),
-    platform: reported(r, "platform")
-  };
-}
-var HostRun = class {
-  constructor(ctx, remote, env) {
-    this.ctx = ctx;
-    this.remote = remote;
-    this.env = env;
-  }
-  ctx;
-  remote;
-  env;
-  steps = [];
-  async run(step) {
-    const started = Date.now();
-    try {
-      return await (step.quiet ? this.remote.run(step) : this.ctx.reporter.group(`${this.remote.name} \xB7 ${step.name}`, () => this.remote.run(step)));
-    } catch (e) {
-      throw await this.diskFull(e);
-    } finally {
-      this.steps.push({ name: step.name, ms: Date.now() - started });
-    }
-  }
-  async upload(content, path, mode) {
-    await this.remote.upload(content, path, { mode }).catch(async (e) => {
-      throw await this.diskFull(e);
-    });
-  }
-  /** A cleanup step whose own failure must not hide the original error. */
-  async tryRun(step) {
-    await this.remote.run(step, { allowFailure: true }).catch(() => void 0);
-  }
-  /**
-   * A failed step: was the disk full? Said in its error (ENOSPC), or not (a tool that hides its cause, like
-   * venv's ensurepip): the space and inodes left after it tell.
-   */
-  async diskFull(e) {
-    if (!(e instanceof StepError) || e.exitCode === null) return e;
-    const r = await this.remote.run(diskSpace(this.env), { allowFailure: true }).catch(() => void 0);
-    const disk = r && parseDisk(reported(r, "disk"));
-    const exhausted = disk && (disk.freeMb < 1 || disk.freeInodes !== void 0 && disk.freeInodes < 10);
-    if (!DISK_FULL.test(e.message) && !exhausted) return e;
-    const what = disk?.freeInodes === 0 ? "free inodes" : "disk space";
-    return new DiskFullError(
-      e,
-      `${this.remote.name} ran out of ${what}${disk ? `: ${describeDisk(disk)}` : ` under ${this.env.baseDir}`}`,
-      `free space on ${this.remote.name} under ${disk?.path ?? this.env.baseDir} (failed releases, old dependency sets under shared/deps, logs; or lower release.keep), then deploy again`
-    );
-  }
-};
-
 // core/ops/rollback.ts
 async function rollbackHost(ctx, env, remote, locked, to) {
   const h = new HostRun(ctx, remote, env);
@@ -52302,7 +52454,7 @@ async function rollbackHost(ctx, env, remote, locked, to) {
   if (result.noop) return { ...result, notes: [`${target} is already live`] };
   const live = state.slot ?? "blue";
   const slot = otherSlot(live);
-  const info2 = runInfo(ctx.env);
+  const info2 = runInfo(ctx.processEnv);
   const fields = { result: "success", release: target, previous: state.current };
   const switched = rollbackStep(
     env,
@@ -52328,6 +52480,7 @@ ${locked.closing(remote.name, fields)}` }));
 }
 async function rollback(ctx, env, to) {
   if (to) validate("release", to);
+  refuseCollisions(env, ctx.reporter);
   const hosts = await withSession(
     ctx,
     env,

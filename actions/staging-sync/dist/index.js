@@ -5866,7 +5866,7 @@ var require_client_h1 = __commonJS({
       kResume,
       kHTTPContext
     } = require_symbols();
-    var constants3 = require_constants2();
+    var constants4 = require_constants2();
     var EMPTY_BUF = Buffer.alloc(0);
     var FastBuffer = Buffer[Symbol.species];
     var addListener = util.addListener;
@@ -5941,7 +5941,7 @@ var require_client_h1 = __commonJS({
       constructor(client, socket, { exports: exports2 }) {
         assert(Number.isFinite(client[kMaxHeadersSize]) && client[kMaxHeadersSize] > 0);
         this.llhttp = exports2;
-        this.ptr = this.llhttp.llhttp_alloc(constants3.TYPE.RESPONSE);
+        this.ptr = this.llhttp.llhttp_alloc(constants4.TYPE.RESPONSE);
         this.client = client;
         this.socket = socket;
         this.timeout = null;
@@ -6036,11 +6036,11 @@ var require_client_h1 = __commonJS({
             currentBufferRef = null;
           }
           const offset = llhttp.llhttp_get_error_pos(this.ptr) - currentBufferPtr;
-          if (ret !== constants3.ERROR.OK) {
+          if (ret !== constants4.ERROR.OK) {
             const body = data.subarray(offset);
-            if (ret === constants3.ERROR.PAUSED_UPGRADE) {
+            if (ret === constants4.ERROR.PAUSED_UPGRADE) {
               this.onUpgrade(body);
-            } else if (ret === constants3.ERROR.PAUSED) {
+            } else if (ret === constants4.ERROR.PAUSED) {
               this.paused = true;
               socket.unshift(body);
             } else {
@@ -6063,10 +6063,10 @@ var require_client_h1 = __commonJS({
         } finally {
           currentParser = null;
         }
-        if (ret === constants3.ERROR.OK) {
+        if (ret === constants4.ERROR.OK) {
           return null;
         }
-        if (ret === constants3.ERROR.PAUSED || ret === constants3.ERROR.PAUSED_UPGRADE) {
+        if (ret === constants4.ERROR.PAUSED || ret === constants4.ERROR.PAUSED_UPGRADE) {
           this.paused = true;
           return null;
         }
@@ -6083,7 +6083,7 @@ var require_client_h1 = __commonJS({
           const len = new Uint8Array(llhttp.memory.buffer, ptr).indexOf(0);
           message = "Response does not match the HTTP/1.1 protocol (" + Buffer.from(llhttp.memory.buffer, ptr, len).toString() + ")";
         }
-        return new HTTPParserError(message, constants3.ERROR[ret], data);
+        return new HTTPParserError(message, constants4.ERROR[ret], data);
       }
       destroy() {
         assert(this.ptr != null);
@@ -6263,7 +6263,7 @@ var require_client_h1 = __commonJS({
           socket[kBlocking] = false;
           client[kResume]();
         }
-        return pause ? constants3.ERROR.PAUSED : 0;
+        return pause ? constants4.ERROR.PAUSED : 0;
       }
       onBody(buf) {
         const { client, socket, statusCode, maxResponseSize } = this;
@@ -6285,7 +6285,7 @@ var require_client_h1 = __commonJS({
         }
         this.bytesRead += buf.length;
         if (request2.onData(buf) === false) {
-          return constants3.ERROR.PAUSED;
+          return constants4.ERROR.PAUSED;
         }
       }
       onMessageComplete() {
@@ -6321,13 +6321,13 @@ var require_client_h1 = __commonJS({
         if (socket[kWriting]) {
           assert(client[kRunning] === 0);
           util.destroy(socket, new InformationalError("reset"));
-          return constants3.ERROR.PAUSED;
+          return constants4.ERROR.PAUSED;
         } else if (!shouldKeepAlive) {
           util.destroy(socket, new InformationalError("reset"));
-          return constants3.ERROR.PAUSED;
+          return constants4.ERROR.PAUSED;
         } else if (socket[kReset] && client[kRunning] === 0) {
           util.destroy(socket, new InformationalError("reset"));
-          return constants3.ERROR.PAUSED;
+          return constants4.ERROR.PAUSED;
         } else if (client[kPipelining] == null || client[kPipelining] === 1) {
           setImmediate(() => client[kResume]());
         } else {
@@ -11194,7 +11194,7 @@ var require_mock_interceptor = __commonJS({
 var require_mock_client = __commonJS({
   "node_modules/undici/lib/mock/mock-client.js"(exports, module) {
     "use strict";
-    var { promisify: promisify2 } = __require("node:util");
+    var { promisify } = __require("node:util");
     var Client = require_client();
     var { buildMockDispatch } = require_mock_utils();
     var {
@@ -11234,7 +11234,7 @@ var require_mock_client = __commonJS({
         return new MockInterceptor(opts, this[kDispatches]);
       }
       async [kClose]() {
-        await promisify2(this[kOriginalClose])();
+        await promisify(this[kOriginalClose])();
         this[kConnected] = 0;
         this[kMockAgent][Symbols.kClients].delete(this[kOrigin]);
       }
@@ -11247,7 +11247,7 @@ var require_mock_client = __commonJS({
 var require_mock_pool = __commonJS({
   "node_modules/undici/lib/mock/mock-pool.js"(exports, module) {
     "use strict";
-    var { promisify: promisify2 } = __require("node:util");
+    var { promisify } = __require("node:util");
     var Pool = require_pool();
     var { buildMockDispatch } = require_mock_utils();
     var {
@@ -11287,7 +11287,7 @@ var require_mock_pool = __commonJS({
         return new MockInterceptor(opts, this[kDispatches]);
       }
       async [kClose]() {
-        await promisify2(this[kOriginalClose])();
+        await promisify(this[kOriginalClose])();
         this[kConnected] = 0;
         this[kMockAgent][Symbols.kClients].delete(this[kOrigin]);
       }
@@ -13688,7 +13688,7 @@ var require_fetch = __commonJS({
     function handleFetchDone(response) {
       finalizeAndReportTiming(response, "fetch");
     }
-    function fetch2(input, init = void 0) {
+    function fetch3(input, init = void 0) {
       webidl.argumentLengthCheck(arguments, 1, "globalThis.fetch");
       let p = createDeferredPromise();
       let requestObject;
@@ -14643,7 +14643,7 @@ var require_fetch = __commonJS({
       }
     }
     module.exports = {
-      fetch: fetch2,
+      fetch: fetch3,
       Fetch,
       fetching,
       finalizeAndReportTiming
@@ -19181,7 +19181,7 @@ var require_undici = __commonJS({
     module.exports.setGlobalDispatcher = setGlobalDispatcher;
     module.exports.getGlobalDispatcher = getGlobalDispatcher;
     var fetchImpl = require_fetch().fetch;
-    module.exports.fetch = async function fetch2(init, options = void 0) {
+    module.exports.fetch = async function fetch3(init, options = void 0) {
       try {
         return await fetchImpl(init, options);
       } catch (err) {
@@ -21047,8 +21047,8 @@ function isPlainObject2(value) {
 }
 var noop = () => "";
 async function fetchWrapper(requestOptions) {
-  const fetch2 = requestOptions.request?.fetch || globalThis.fetch;
-  if (!fetch2) {
+  const fetch3 = requestOptions.request?.fetch || globalThis.fetch;
+  if (!fetch3) {
     throw new Error(
       "fetch is not set. Please pass a fetch implementation as new Octokit({ request: { fetch }}). Learn more at https://github.com/octokit/octokit.js/#fetch-missing"
     );
@@ -21064,7 +21064,7 @@ async function fetchWrapper(requestOptions) {
   );
   let fetchResponse;
   try {
-    fetchResponse = await fetch2(requestOptions.url, {
+    fetchResponse = await fetch3(requestOptions.url, {
       method: requestOptions.method,
       body,
       redirect: requestOptions.request?.redirect,
@@ -24131,11 +24131,11 @@ function describeLowLevel(err) {
   if (code === "ENOENT") return { what: `a file is missing on this machine (${m})` };
   return void 0;
 }
-function formatError(err, env = process.env) {
+function formatError(err, processEnv = process.env) {
   const withHint = (message2, hint) => hint ? `${message2}
   hint: ${hint}` : message2;
   if (err instanceof OpsError) return withHint(err.message, err.hint);
-  const debug2 = env.OPS_DEBUG && err instanceof Error && err.stack ? `
+  const debug2 = processEnv.OPS_DEBUG && err instanceof Error && err.stack ? `
 ${err.stack}` : "";
   const known = describeLowLevel(err);
   if (known) return withHint(known.what, known.hint) + debug2;
@@ -24796,22 +24796,22 @@ function booleanInput(name, value, fallback) {
 }
 async function runAction(body) {
   const reporter = new ActionsReporter();
-  const env = { ...process.env };
+  const processEnv = { ...process.env };
   onUncaught((message) => setFailed(reporter.redact(message)));
   try {
     const sshKey = getInput("ssh-key");
     if (sshKey) {
       reporter.mask(sshKey);
-      env.OPS_SSH_KEY = sshKey;
+      processEnv.OPS_SSH_KEY = sshKey;
     }
     const ageKey = getInput("age-key");
     if (ageKey) {
       reporter.mask(ageKey);
-      env.SOPS_AGE_KEY = ageKey;
+      processEnv.SOPS_AGE_KEY = ageKey;
     }
     const root = getInput("working-directory") || process.env.GITHUB_WORKSPACE || process.cwd();
     await body({
-      ops: { root, reporter, env },
+      ops: { root, reporter, processEnv },
       reporter,
       input: (name, options) => {
         const value = getInput(name).trim();
@@ -24860,11 +24860,128 @@ function validate(kind, value, label) {
 function isValid(kind, value) {
   return CHECKS[kind].pattern.test(value);
 }
+function wholeNumber(text, what, range = {}) {
+  const min = range.min ?? 0;
+  const max = range.max ?? 2 ** 31 - 1;
+  const t = text.trim();
+  const n = /^\d{1,10}$/.test(t) ? Number(t) : NaN;
+  if (!Number.isSafeInteger(n) || n < min || n > max) throw new OpsError(`${what} needs a whole number from ${min} to ${max}, got ${JSON.stringify(text)}`);
+  return n;
+}
+
+// core/git.ts
+import { spawn } from "node:child_process";
+import { constants as constants3 } from "node:os";
+var DEFAULT_IDENTITY = { name: "ops-pipeline", email: "ops-pipeline@users.noreply.github.com" };
+var GitError = class extends OpsError {
+  constructor(args, result, hint) {
+    const stderr = tail(result.stderr.trim() || result.stdout.trim(), 15);
+    super(`git ${args.join(" ")} failed (exit code ${result.code})${stderr ? `
+${indent(stderr)}` : ""}`, hint);
+    this.args = args;
+    this.result = result;
+  }
+  args;
+  result;
+  name = "GitError";
+};
+function checkIdentity(identity) {
+  if (!identity.name.trim() || /[<>\n\r\0]/.test(identity.name)) {
+    throw new OpsError(`invalid committer name ${JSON.stringify(identity.name)}`, "a non-empty name without < > or line breaks");
+  }
+  if (!/^[^\s<>@]+@[^\s<>@]+$/.test(identity.email)) {
+    throw new OpsError(`invalid committer email ${JSON.stringify(identity.email)}`, "an address like ops-pipeline@users.noreply.github.com");
+  }
+  return identity;
+}
+var KEPT = /^GIT_(SSH|SSH_COMMAND|SSH_VARIANT|ASKPASS|PROXY_COMMAND|SSL_[A-Z_]+|HTTP_[A-Z_]+|CONFIG_(GLOBAL|SYSTEM|NOSYSTEM|COUNT|KEY_\d+|VALUE_\d+))$/;
+function gitEnvironment(processEnv, options = {}) {
+  const identity = checkIdentity(options.identity ?? DEFAULT_IDENTITY);
+  const out = {};
+  for (const [k, v] of Object.entries(processEnv)) if (v !== void 0 && (!k.startsWith("GIT_") || KEPT.test(k))) out[k] = v;
+  return {
+    ...out,
+    LC_ALL: "C",
+    LANGUAGE: "C",
+    GIT_PAGER: "cat",
+    PAGER: "cat",
+    GIT_AUTHOR_NAME: identity.name,
+    GIT_AUTHOR_EMAIL: identity.email,
+    GIT_COMMITTER_NAME: identity.name,
+    GIT_COMMITTER_EMAIL: identity.email,
+    ...options.interactive ? {} : { GIT_TERMINAL_PROMPT: "0", GCM_INTERACTIVE: "never" }
+  };
+}
+var Git = class {
+  /** `dir`: the working tree or git directory every call runs in (`git -C dir`). @throws OpsError for a bad identity. */
+  constructor(dir, options = {}) {
+    this.dir = dir;
+    this.env = gitEnvironment(options.processEnv ?? process.env, options);
+  }
+  dir;
+  env;
+  /**
+   * Run git; stdout as bytes (packs, blobs), whatever the exit code.
+   * @throws OpsError only when git cannot be started (not installed, `dir` missing).
+   */
+  async runBytes(args, options = {}) {
+    const env = options.env ? { ...this.env, ...options.env } : this.env;
+    return new Promise((resolve, reject) => {
+      const child = spawn("git", ["-C", this.dir, ...args], { env, stdio: ["pipe", "pipe", "pipe"] });
+      const out = [];
+      const err = [];
+      child.stdout.on("data", (d) => out.push(d));
+      child.stderr.on("data", (d) => err.push(d));
+      child.on(
+        "error",
+        (e) => reject(e.code === "ENOENT" ? new OpsError("git is not installed (or not on PATH)", "install git 2.38 or later") : new OpsError(`cannot run git ${args.join(" ")} in ${this.dir}: ${e.message}`))
+      );
+      child.on("close", (code, signal) => resolve({ code: code ?? 128 + (signal ? constants3.signals[signal] : 0), stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString("utf8") }));
+      child.stdin.on("error", () => {
+      });
+      child.stdin.end(options.input ?? "");
+    });
+  }
+  /** Run git; its exit code and output as text, whatever the code. @throws OpsError only when git cannot start. */
+  async run(args, options = {}) {
+    const r = await this.runBytes(args, options);
+    return { code: r.code, stdout: r.stdout.toString("utf8"), stderr: r.stderr };
+  }
+  /** Run git; stdout without its final newline. @throws GitError (command, exit code, stderr) unless it exits 0. */
+  async out(args, options = {}) {
+    const r = await this.run(args, options);
+    if (r.code !== 0) throw new GitError(args, r, options.hint);
+    return r.stdout.replace(/\n$/, "");
+  }
+  /** Run git; stdout as bytes. @throws GitError unless it exits 0. */
+  async bytes(args, options = {}) {
+    const r = await this.runBytes(args, options);
+    if (r.code !== 0) throw new GitError(args, { code: r.code, stdout: "", stderr: r.stderr }, options.hint);
+    return r.stdout;
+  }
+  /** The full sha of a commit-ish, or undefined when it does not resolve to a commit here. */
+  async commit(rev) {
+    const r = await this.run(["rev-parse", "--verify", "--quiet", "--end-of-options", `${rev}^{commit}`]);
+    return r.code === 0 ? r.stdout.trim() : void 0;
+  }
+  /** Is `ancestor` reachable from `descendant` (a commit is its own ancestor)? @throws GitError when either is unknown. */
+  async isAncestor(ancestor, descendant) {
+    const args = ["merge-base", "--is-ancestor", ancestor, descendant];
+    const r = await this.run(args);
+    if (r.code === 0) return true;
+    if (r.code === 1) return false;
+    throw new GitError(args, r);
+  }
+  /** [major, minor] of the git on PATH. @throws OpsError when its version line cannot be read. */
+  async version() {
+    const v = await this.out(["version"]);
+    const m = /(\d+)\.(\d+)/.exec(v);
+    if (!m) throw new OpsError(`cannot read the git version from "${v}"`);
+    return [Number(m[1]), Number(m[2])];
+  }
+};
 
 // core/source.ts
-import { execFile, spawn } from "node:child_process";
-import { promisify } from "node:util";
-var exec = promisify(execFile);
 function ambiguousRef(ref, matches) {
   return new OpsError(
     `ref "${ref}" is ambiguous: it names ${matches.map((m) => `${m.kind === "commit" ? "a commit" : `a ${m.kind}`} (${m.sha.slice(0, 12)})`).join(" and ")}`,
@@ -24872,11 +24989,8 @@ function ambiguousRef(ref, matches) {
   );
 }
 
-// core/staging-plan.ts
+// core/staging/refs.ts
 var TRACKING_PREFIX = "refs/staging-heads/";
-var REF_TRAILER = "Staging-Ref";
-var HEAD_TRAILER = "Staging-Head";
-var COMMENT_MARKER = "<!-- ops-pipeline:staging-sync -->";
 var SHA = /^[0-9a-f]{7,40}$/;
 var FULL_SHA = /^[0-9a-f]{40}$/;
 function parseRef(input) {
@@ -24942,6 +25056,223 @@ function refFromEvent(payload, repository) {
   const ref = same && branch ? `refs/heads/${branch}` : `pull/${pr.number}`;
   return { ref, pull: { number: pr.number, title: pr.title ?? "", url: pr.html_url ?? "", branch: branch || `pull/${pr.number}` } };
 }
+var pullInfo = (pr) => ({ number: pr.number, title: pr.title, url: pr.url, branch: pr.headRef });
+function pullRequestRef(pr) {
+  if (pr.sameRepository) {
+    try {
+      return parseRef(`refs/heads/${pr.headRef}`);
+    } catch {
+    }
+  }
+  return parseRef(`pull/${pr.number}`);
+}
+function requestedRefs(wanted) {
+  return wanted.flatMap((w) => w.request.kind === "pull" || w.request.kind === "ref" ? [w.request.remoteRef] : []);
+}
+
+// core/runinfo.ts
+function clean(s) {
+  return s.replace(/[^\x20-\x7e]/g, "?").slice(0, 200);
+}
+function runUrl(processEnv = process.env) {
+  const { GITHUB_SERVER_URL: server, GITHUB_REPOSITORY: repo, GITHUB_RUN_ID: id2 } = processEnv;
+  return server && repo && id2 ? clean(`${server}/${repo}/actions/runs/${id2}`) : "";
+}
+
+// core/github.ts
+var REPOSITORY = /^[A-Za-z0-9_.-]{1,100}\/[A-Za-z0-9_.-]{1,100}$/;
+function repositoryFromUrl(url) {
+  const m = /^(?:https?|ssh|git):\/\/(?:[^@/]+@)?([^/:]+)(?::\d+)?\/([^/]+\/[^/]+?)(?:\.git)?\/?$/.exec(url) ?? /^(?:[^@/]+@)?([^/:]+):([^/]+\/[^/]+?)(?:\.git)?\/?$/.exec(url);
+  if (!m || !REPOSITORY.test(m[2])) return void 0;
+  return { repository: m[2], host: m[1].toLowerCase() };
+}
+function apiUrlFor(host) {
+  return host === "github.com" || host === "www.github.com" ? "https://api.github.com" : `https://${host}/api/v3`;
+}
+function githubAccess(options) {
+  const env = options.processEnv;
+  const token = options.token || env.GITHUB_TOKEN || env.GH_TOKEN || "";
+  const fromUrl = options.remoteUrl ? repositoryFromUrl(options.remoteUrl) : void 0;
+  const repository = env.GITHUB_REPOSITORY || fromUrl?.repository;
+  if (!repository) {
+    return { unavailable: `the GitHub repository is unknown ($GITHUB_REPOSITORY is not set and the remote URL ${JSON.stringify(options.remoteUrl ?? "")} is not a GitHub URL)` };
+  }
+  if (!REPOSITORY.test(repository)) return { unavailable: `invalid repository ${JSON.stringify(repository)}: expected owner/name` };
+  if (!token) return { unavailable: "no GitHub token (input github-token, $GITHUB_TOKEN or $GH_TOKEN)" };
+  const apiUrl = (env.GITHUB_API_URL || (fromUrl && !env.GITHUB_REPOSITORY ? apiUrlFor(fromUrl.host) : "https://api.github.com")).replace(/\/+$/, "");
+  return { api: restApi({ token, repository, apiUrl, timeoutMs: options.timeoutMs ?? 15e3 }) };
+}
+function fetchWithDeadline(ms) {
+  return (input, init = {}) => fetch(input, { ...init, signal: init.signal ? AbortSignal.any([init.signal, AbortSignal.timeout(ms)]) : AbortSignal.timeout(ms) });
+}
+function apiError(what, options, e) {
+  const { apiUrl, timeoutMs } = options;
+  const status = e.status;
+  const timedOut = (x) => x instanceof Error && (x.name === "TimeoutError" || timedOut(x.cause));
+  const message = timedOut(e) ? `no answer within ${timeoutMs / 1e3} s` : e instanceof Error ? e.message : String(e);
+  const hint = status === 401 ? "the token is invalid or expired" : status === 403 || status === 404 ? "the token needs read access to pull requests (and pull-requests: write or issues: write to comment), and the repository must exist" : `is ${apiUrl} reachable? ($GITHUB_API_URL sets it)`;
+  return new OpsError(`GitHub API: cannot ${what}: ${status && !timedOut(e) ? `HTTP ${status} ` : ""}${message}`, hint);
+}
+var MAX_PULLS = 1e3;
+function restApi(options) {
+  const octokit = getOctokit(options.token, { baseUrl: options.apiUrl, request: { fetch: fetchWithDeadline(options.timeoutMs) } });
+  const [owner, repo] = options.repository.split("/");
+  return {
+    repository: options.repository,
+    async labelledPulls(label) {
+      const wanted = label.toLowerCase();
+      const found = [];
+      try {
+        const pages = octokit.paginate.iterator(octokit.rest.pulls.list, {
+          owner,
+          repo,
+          state: "open",
+          sort: "created",
+          direction: "asc",
+          per_page: 100
+        });
+        let seen = 0;
+        for await (const page of pages) {
+          for (const pr of page.data) {
+            seen++;
+            if (!pr.labels.some((l) => (typeof l === "string" ? l : l.name ?? "").toLowerCase() === wanted)) continue;
+            found.push({
+              number: pr.number,
+              title: pr.title,
+              url: pr.html_url,
+              createdAt: pr.created_at,
+              headRef: pr.head.ref,
+              headSha: pr.head.sha,
+              sameRepository: pr.head.repo?.full_name?.toLowerCase() === options.repository.toLowerCase(),
+              labels: pr.labels.map((l) => typeof l === "string" ? l : l.name ?? "")
+            });
+          }
+          if (seen >= MAX_PULLS) break;
+        }
+      } catch (e) {
+        throw apiError(`list the open pull requests of ${options.repository}`, options, e);
+      }
+      return found.sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.number - b.number);
+    },
+    async comment(number, body, marker) {
+      const text = body.includes(marker) ? body : `${marker}
+${body}`;
+      try {
+        let existing;
+        for await (const page of octokit.paginate.iterator(octokit.rest.issues.listComments, {
+          owner,
+          repo,
+          issue_number: number,
+          per_page: 100
+        })) {
+          const mine = page.data.find((c) => c.body?.includes(marker));
+          if (mine) existing = mine.id;
+        }
+        if (existing !== void 0) {
+          await octokit.rest.issues.updateComment({ owner, repo, comment_id: existing, body: text });
+          return "updated";
+        }
+        await octokit.rest.issues.createComment({ owner, repo, issue_number: number, body: text });
+        return "created";
+      } catch (e) {
+        throw apiError(`comment on pull request #${number}`, options, e);
+      }
+    }
+  };
+}
+
+// core/staging/messages.ts
+var COMMENT_MARKER = "<!-- ops-pipeline:staging-sync -->";
+var short = (sha) => sha ? sha.slice(0, 7) : "(none)";
+function cell(text) {
+  return text.replace(/\|/g, "\\|").replace(/[\r\n]+/g, " ");
+}
+var OUTCOME = {
+  "fast-forward": "fast-forward",
+  merge: "merge commit",
+  "already-contained": "already contained"
+};
+function describeAdd(r, staging) {
+  const would = r.dryRun ? "would be " : "";
+  if (r.outcome === "already-contained") return `${r.source.display} (${short(r.source.sha)}) is already contained in ${staging} (${short(r.sha)}): nothing to do`;
+  const created = r.created ? ` (${staging} did not exist: ${would || ""}created from the main branch)` : "";
+  return `${r.source.display} (${short(r.source.sha)}) ${would}added to ${staging} by ${OUTCOME[r.outcome]}: ${short(r.before)} \u2192 ${short(r.sha)}${created}`;
+}
+function addSummary(r, names) {
+  const lines = [`### ${r.dryRun ? "Dry run: " : ""}staging sync: add ${cell(r.source.display)}`, "", describeAdd(r, names.staging).replace(/\b([0-9a-f]{7})\b/g, "`$1`"), ""];
+  if (r.alsoAdded.length || r.skipped.length) {
+    lines.push(`Open pull requests labelled \`${cell(names.label)}\` that ${names.staging} lacked (a cancelled run's work):`, "", "| Source | Head | Result |", "| --- | --- | --- |");
+    for (const a of r.alsoAdded) lines.push(`| ${sourceCell(a.source)} | \`${short(a.source.sha)}\` | ${OUTCOME[a.outcome]} |`);
+    for (const s of r.skipped) lines.push(`| ${sourceCell(s.source)} | \`${short(s.source.sha)}\` | **skipped** (${s.reason}) |`);
+    lines.push("");
+  }
+  if (r.pullsUnavailable) lines.push(`> **Warning**: other pull requests labelled \`${cell(names.label)}\` were **not checked**: ${cell(r.pullsUnavailable)}.`, "");
+  return lines.join("\n");
+}
+function sourceCell(s) {
+  return s.pull ? `[#${s.pull.number}](${s.pull.url}) ${cell(s.pull.title)}` : `\`${cell(s.display)}\``;
+}
+function rebuildSummary(r, names) {
+  const lines = [
+    `### ${r.dryRun ? "Dry run: " : ""}staging sync: rebuild ${names.staging} from ${names.main}`,
+    "",
+    `\`${names.staging}\`: \`${short(r.before)}\` \u2192 \`${short(r.after)}\` (${names.main} at \`${short(r.main)}\`)${r.changed ? "" : " \u2014 unchanged"}`,
+    ""
+  ];
+  if (r.pullsUnavailable) {
+    lines.push(`> **Warning**: pull requests labelled \`${cell(names.label)}\` were **not re-applied**: ${cell(r.pullsUnavailable)}.`, `> ${names.staging} is now ${names.main}${r.carried.length ? " plus what was carried over (below)" : ""}; add them back with \`ops staging add pull/<number>\` or re-run with API access.`, "");
+  }
+  if (r.added.length || r.skipped.length) {
+    lines.push("| Source | Head | Result |", "| --- | --- | --- |");
+    for (const a of r.added) lines.push(`| ${sourceCell(a.source)} | \`${short(a.source.sha)}\` | ${OUTCOME[a.outcome]} |`);
+    for (const s of r.skipped) {
+      const files = s.files?.length ? `: ${s.files.slice(0, 10).map((f) => `\`${cell(f)}\``).join(", ")}${s.files.length > 10 ? ", \u2026" : ""}` : "";
+      lines.push(`| ${sourceCell(s.source)} | \`${short(s.source.sha)}\` | **skipped** (${s.reason}${files}) |`);
+    }
+    lines.push("");
+  } else if (!r.pullsUnavailable) {
+    lines.push(`No open pull request carries the label \`${cell(names.label)}\`.`, "");
+  }
+  if (r.carried.length) lines.push(`Pushed to ${names.staging} while the rebuild ran, and carried over: ${r.carried.map((c) => `\`${cell(c)}\``).join(", ")}.`, "");
+  if (r.dropped.length) lines.push(`No longer in ${names.staging}: ${r.dropped.map((d) => `\`${cell(d)}\``).join(", ")}.`, "");
+  if (r.comments.length) lines.push(`Comments: ${r.comments.map((c) => `#${c.number} ${c.result}`).join(", ")}.`, "");
+  return lines.join("\n");
+}
+function skippedComment(s, names, runUrl2) {
+  const when = runUrl2 ? `[the rebuild of \`${names.staging}\`](${runUrl2})` : `the rebuild of \`${names.staging}\``;
+  const lines = [
+    COMMENT_MARKER,
+    `**Not in \`${names.staging}\`**: ${when} (${(/* @__PURE__ */ new Date()).toISOString().slice(0, 16).replace("T", " ")} UTC) could not re-apply this pull request at \`${short(s.source.sha)}\`.`,
+    "",
+    "```",
+    s.message,
+    "```",
+    ""
+  ];
+  if (s.reason === "conflict") {
+    lines.push(`It conflicts with \`${names.main}\` or with another pull request labelled \`${names.label}\` that was applied before it (oldest first). Resolve the conflict on this branch (merge or rebase \`${names.main}\`), or coordinate with the other pull request; the next rebuild tries again.`);
+  } else if (s.reason === "missing") {
+    lines.push("Its head could not be fetched. Check that the branch still exists.");
+  } else {
+    lines.push("Push new commits instead of rewriting the branch, or wait for the next rebuild.");
+  }
+  lines.push("", `<sub>Written by ops-pipeline staging-sync; remove the \`${names.label}\` label to stop re-applying this pull request.</sub>`);
+  return lines.join("\n");
+}
+var StagingRefusal = class extends OpsError {
+  constructor(reason, message, hint, files = []) {
+    super(message, hint);
+    this.reason = reason;
+    this.files = files;
+  }
+  reason;
+  files;
+  name = "StagingRefusal";
+};
+
+// core/staging/plan.ts
+var REF_TRAILER = "Staging-Ref";
+var HEAD_TRAILER = "Staging-Head";
 function decideAdd(facts) {
   if (facts.rewritten.length > 0) return "refuse-rewritten";
   if (facts.contained) return "already-contained";
@@ -24999,312 +25330,73 @@ function pushHint(stderr, branch) {
   }
   return void 0;
 }
-var short = (sha) => sha ? sha.slice(0, 7) : "(none)";
-function cell(text) {
-  return text.replace(/\|/g, "\\|").replace(/[\r\n]+/g, " ");
-}
-var OUTCOME = {
-  "fast-forward": "fast-forward",
-  merge: "merge commit",
-  "already-contained": "already contained"
-};
-function describeAdd(r, staging) {
-  const would = r.dryRun ? "would be " : "";
-  if (r.outcome === "already-contained") return `${r.source.display} (${short(r.source.sha)}) is already contained in ${staging} (${short(r.sha)}): nothing to do`;
-  const created = r.created ? ` (${staging} did not exist: ${would || ""}created from the main branch)` : "";
-  return `${r.source.display} (${short(r.source.sha)}) ${would}added to ${staging} by ${OUTCOME[r.outcome]}: ${short(r.before)} \u2192 ${short(r.sha)}${created}`;
-}
-function addSummary(r, names) {
-  const lines = [`### ${r.dryRun ? "Dry run: " : ""}staging sync: add ${cell(r.source.display)}`, "", describeAdd(r, names.staging).replace(/\b([0-9a-f]{7})\b/g, "`$1`"), ""];
-  if (r.alsoAdded.length || r.skipped.length) {
-    lines.push(`Open pull requests labelled \`${cell(names.label)}\` that ${names.staging} lacked (a cancelled run's work):`, "", "| Source | Head | Result |", "| --- | --- | --- |");
-    for (const a of r.alsoAdded) lines.push(`| ${sourceCell(a.source)} | \`${short(a.source.sha)}\` | ${OUTCOME[a.outcome]} |`);
-    for (const s of r.skipped) lines.push(`| ${sourceCell(s.source)} | \`${short(s.source.sha)}\` | **skipped** (${s.reason}) |`);
-    lines.push("");
-  }
-  if (r.pullsUnavailable) lines.push(`> **Warning**: other pull requests labelled \`${cell(names.label)}\` were **not checked**: ${cell(r.pullsUnavailable)}.`, "");
-  return lines.join("\n");
-}
-function sourceCell(s) {
-  return s.pull ? `[#${s.pull.number}](${s.pull.url}) ${cell(s.pull.title)}` : `\`${cell(s.display)}\``;
-}
-function rebuildSummary(r, names) {
-  const lines = [
-    `### ${r.dryRun ? "Dry run: " : ""}staging sync: rebuild ${names.staging} from ${names.main}`,
-    "",
-    `\`${names.staging}\`: \`${short(r.before)}\` \u2192 \`${short(r.after)}\` (${names.main} at \`${short(r.main)}\`)${r.changed ? "" : " \u2014 unchanged"}`,
-    ""
-  ];
-  if (r.pullsUnavailable) {
-    lines.push(`> **Warning**: pull requests labelled \`${cell(names.label)}\` were **not re-applied**: ${cell(r.pullsUnavailable)}.`, `> ${names.staging} is now ${names.main}${r.carried.length ? " plus what was carried over (below)" : ""}; add them back with \`ops staging add pull/<number>\` or re-run with API access.`, "");
-  }
-  if (r.added.length || r.skipped.length) {
-    lines.push("| Source | Head | Result |", "| --- | --- | --- |");
-    for (const a of r.added) lines.push(`| ${sourceCell(a.source)} | \`${short(a.source.sha)}\` | ${OUTCOME[a.outcome]} |`);
-    for (const s of r.skipped) {
-      const files = s.files?.length ? `: ${s.files.slice(0, 10).map((f) => `\`${cell(f)}\``).join(", ")}${s.files.length > 10 ? ", \u2026" : ""}` : "";
-      lines.push(`| ${sourceCell(s.source)} | \`${short(s.source.sha)}\` | **skipped** (${s.reason}${files}) |`);
-    }
-    lines.push("");
-  } else if (!r.pullsUnavailable) {
-    lines.push(`No open pull request carries the label \`${cell(names.label)}\`.`, "");
-  }
-  if (r.carried.length) lines.push(`Pushed to ${names.staging} while the rebuild ran, and carried over: ${r.carried.map((c) => `\`${cell(c)}\``).join(", ")}.`, "");
-  if (r.dropped.length) lines.push(`No longer in ${names.staging}: ${r.dropped.map((d) => `\`${cell(d)}\``).join(", ")}.`, "");
-  if (r.comments.length) lines.push(`Comments: ${r.comments.map((c) => `#${c.number} ${c.result}`).join(", ")}.`, "");
-  return lines.join("\n");
-}
-function skippedComment(s, names, runUrl) {
-  const when = runUrl ? `[the rebuild of \`${names.staging}\`](${runUrl})` : `the rebuild of \`${names.staging}\``;
-  const lines = [
-    COMMENT_MARKER,
-    `**Not in \`${names.staging}\`**: ${when} (${(/* @__PURE__ */ new Date()).toISOString().slice(0, 16).replace("T", " ")} UTC) could not re-apply this pull request at \`${short(s.source.sha)}\`.`,
-    "",
-    "```",
-    s.message,
-    "```",
-    ""
-  ];
-  if (s.reason === "conflict") {
-    lines.push(`It conflicts with \`${names.main}\` or with another pull request labelled \`${names.label}\` that was applied before it (oldest first). Resolve the conflict on this branch (merge or rebase \`${names.main}\`), or coordinate with the other pull request; the next rebuild tries again.`);
-  } else if (s.reason === "missing") {
-    lines.push("Its head could not be fetched. Check that the branch still exists.");
-  } else {
-    lines.push("Push new commits instead of rewriting the branch, or wait for the next rebuild.");
-  }
-  lines.push("", `<sub>Written by ops-pipeline staging-sync; remove the \`${names.label}\` label to stop re-applying this pull request.</sub>`);
-  return lines.join("\n");
-}
-var StagingRefusal = class extends OpsError {
-  constructor(reason, message, hint, files = []) {
-    super(message, hint);
-    this.reason = reason;
-    this.files = files;
-  }
-  reason;
-  files;
-  name = "StagingRefusal";
-};
 
-// core/staging-git.ts
-import { execFile as execFile2 } from "node:child_process";
-var DEFAULT_IDENTITY = { name: "ops-pipeline", email: "ops-pipeline@users.noreply.github.com" };
-var GitError = class extends OpsError {
-  constructor(args, result, hint) {
-    const stderr = tail(result.stderr.trim() || result.stdout.trim(), 15);
-    super(`git ${args.join(" ")} failed (exit code ${result.code})${stderr ? `
-${indent(stderr)}` : ""}`, hint);
-    this.args = args;
-    this.result = result;
-  }
-  args;
-  result;
-  name = "GitError";
-};
-function checkIdentity(identity) {
-  if (!identity.name.trim() || /[<>\n\r\0]/.test(identity.name)) {
-    throw new OpsError(`invalid committer name ${JSON.stringify(identity.name)}`, "a non-empty name without < > or line breaks");
-  }
-  if (!/^[^\s<>@]+@[^\s<>@]+$/.test(identity.email)) {
-    throw new OpsError(`invalid committer email ${JSON.stringify(identity.email)}`, "an address like ops-pipeline@users.noreply.github.com");
-  }
-  return identity;
+// core/staging/apply.ts
+async function oneline(git2, revs, paths = [], max = 20) {
+  const out = await git2.out(["--literal-pathspecs", "log", "--no-merges", `--max-count=${max}`, "--format=%h %s", ...revs, "--", ...paths]);
+  return out.split("\n").filter(Boolean);
 }
-var DROPPED = ["GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_NAMESPACE", "GIT_CEILING_DIRECTORIES", "GIT_PREFIX"];
-var Git = class {
-  constructor(dir, options = {}) {
-    this.dir = dir;
-    const identity = checkIdentity(options.identity ?? DEFAULT_IDENTITY);
-    const env = { ...options.env ?? process.env };
-    for (const k of DROPPED) delete env[k];
-    this.env = {
-      ...env,
-      LC_ALL: "C",
-      LANGUAGE: "C",
-      GIT_AUTHOR_NAME: identity.name,
-      GIT_AUTHOR_EMAIL: identity.email,
-      GIT_COMMITTER_NAME: identity.name,
-      GIT_COMMITTER_EMAIL: identity.email,
-      ...options.interactive ? {} : { GIT_TERMINAL_PROMPT: "0", GCM_INTERACTIVE: "never" }
-    };
-  }
-  dir;
-  env;
-  /** Run git (with `input` on its stdin, `env` added) and return its exit code and output, whatever the code. */
-  run(args, options = {}) {
-    const env = options.env ? { ...this.env, ...options.env } : this.env;
-    const input = options.input;
-    return new Promise((resolve, reject) => {
-      const child = execFile2("git", args, { cwd: this.dir, env, maxBuffer: 64 * 1024 * 1024, encoding: "utf8" }, (err, stdout, stderr) => {
-        if (err && typeof err.code !== "number") {
-          if (err.code === "ENOENT") reject(new OpsError("git is not installed (or not on PATH)", "install git 2.38 or later"));
-          else reject(new OpsError(`cannot run git ${args.join(" ")}: ${err.message}`));
-          return;
-        }
-        resolve({ code: err ? err.code : 0, stdout, stderr });
+var bullet = (lines) => lines.map((l) => `  ${l}`).join("\n");
+async function rewrittenRefusal(ctx, source, earlier, main) {
+  const { staging } = ctx.settings;
+  const gone = await oneline(ctx.git, [earlier.head, `^${source.sha}`, `^${main}`]);
+  const instead = await oneline(ctx.git, [source.sha, `^${earlier.head}`, `^${main}`]);
+  const message = [
+    `${source.display} was rewritten since it was added to ${staging}: the head added then, ${short(earlier.head)}, is no longer part of it (rebased, amended, reset or force-pushed). ${staging} was not changed.`,
+    `In ${staging}, but no longer in ${source.display}:`,
+    bullet(gone.length ? gone : [`(${short(earlier.head)} itself)`]),
+    ...instead.length ? [`In ${source.display} now instead:`, bullet(instead)] : []
+  ].join("\n");
+  const hint = `${staging} keeps what was added. Either bring the branch back to ${short(earlier.head)} and push new commits on top (revert or fix-up commits instead of rewriting), or rebuild ${staging} (\`ops staging rebuild\`, or wait for the scheduled rebuild): it starts again from ${ctx.settings.main} and re-applies the labelled pull requests.`;
+  return new StagingRefusal("rewritten", message, hint);
+}
+async function conflictRefusal(ctx, source, base, main, files) {
+  const { staging } = ctx.settings;
+  const withMain = await ctx.git.run(["merge-tree", "--write-tree", "--name-only", "--no-messages", main, source.sha]);
+  const touching = await oneline(ctx.git, [base, `^${main}`, `^${source.sha}`], files, 10);
+  const message = [
+    `${source.display} (${short(source.sha)}) conflicts with ${staging} (${short(base)}) in ${files.length} file${files.length === 1 ? "" : "s"}; ${staging} was not changed:`,
+    bullet(files),
+    ...touching.length ? [`Commits in ${staging} (not in ${ctx.settings.main}) that change ${files.length === 1 ? "it" : "them"}:`, bullet(touching)] : []
+  ].join("\n");
+  const hint = withMain.code === 1 ? `it conflicts with ${ctx.settings.main} itself: merge or rebase ${ctx.settings.main} into ${source.display} and resolve, then add it again` : `the conflict is with work already in ${staging}, not with ${ctx.settings.main}: coordinate with the branch that made the commits above, or rebuild ${staging} once it is gone`;
+  return new StagingRefusal("conflict", message, hint, files);
+}
+async function applyLocally(ctx, base, main, source, records) {
+  const { git: git2 } = ctx;
+  const mine = source.key ? records.filter((r) => r.key === source.key) : [];
+  const rewritten = [];
+  for (const r of mine) if (!await git2.isAncestor(r.head, source.sha)) rewritten.push(r);
+  const contained = await git2.isAncestor(source.sha, base);
+  const stagingIsAncestor = !contained && await git2.isAncestor(base, source.sha);
+  switch (decideAdd({ rewritten, contained, stagingIsAncestor })) {
+    case "refuse-rewritten":
+      throw await rewrittenRefusal(ctx, source, rewritten[0], main);
+    case "already-contained":
+      return { outcome: "already-contained", sha: base };
+    case "fast-forward":
+      return { outcome: "fast-forward", sha: source.sha };
+    case "merge": {
+      const args = ["merge-tree", "--write-tree", "-z", "--name-only", "--no-messages", base, source.sha];
+      const r = await git2.run(args);
+      const [tree = "", ...rest] = r.stdout.split("\0");
+      if (r.code === 1) throw await conflictRefusal(ctx, source, base, main, [...new Set(rest.filter(Boolean))]);
+      if (r.code !== 0) throw new GitError(args, r, /unrelated/.test(r.stderr) ? `${source.display} shares no history with ${ctx.settings.staging}` : void 0);
+      const message = mergeMessage(source, ctx.settings.staging);
+      const date = `${await git2.out(["log", "--no-walk=sorted", "-1", "--format=%ct", base, source.sha])} +0000`;
+      const sha = await git2.out(["commit-tree", "--no-gpg-sign", tree.trim(), "-p", base, "-p", source.sha, ...message.flatMap((m) => ["-m", m])], {
+        env: { GIT_AUTHOR_DATE: date, GIT_COMMITTER_DATE: date }
       });
-      child.stdin?.on("error", () => {
-      });
-      child.stdin?.end(input ?? "");
-    });
-  }
-  /** Run git; throw a GitError unless it exits 0; return stdout without its final newline. */
-  async out(args, options = {}) {
-    const r = await this.run(args, options);
-    if (r.code !== 0) throw new GitError(args, r, options.hint);
-    return r.stdout.replace(/\n$/, "");
-  }
-  /** The full sha of a commit-ish, or undefined when it does not resolve to a commit here. */
-  async commit(rev) {
-    const r = await this.run(["rev-parse", "--verify", "--quiet", "--end-of-options", `${rev}^{commit}`]);
-    return r.code === 0 ? r.stdout.trim() : void 0;
-  }
-  /** Is `ancestor` reachable from `descendant` (a commit is its own ancestor)? */
-  async isAncestor(ancestor, descendant) {
-    const args = ["merge-base", "--is-ancestor", ancestor, descendant];
-    const r = await this.run(args);
-    if (r.code === 0) return true;
-    if (r.code === 1) return false;
-    throw new GitError(args, r);
-  }
-  /** [major, minor] of the git on PATH. */
-  async version() {
-    const v = await this.out(["version"]);
-    const m = /(\d+)\.(\d+)/.exec(v);
-    if (!m) throw new OpsError(`cannot read the git version from "${v}"`);
-    return [Number(m[1]), Number(m[2])];
-  }
-};
-
-// core/github.ts
-var REPOSITORY = /^[A-Za-z0-9_.-]{1,100}\/[A-Za-z0-9_.-]{1,100}$/;
-function repositoryFromUrl(url) {
-  const m = /^(?:https?|ssh|git):\/\/(?:[^@/]+@)?([^/:]+)(?::\d+)?\/([^/]+\/[^/]+?)(?:\.git)?\/?$/.exec(url) ?? /^(?:[^@/]+@)?([^/:]+):([^/]+\/[^/]+?)(?:\.git)?\/?$/.exec(url);
-  if (!m || !REPOSITORY.test(m[2])) return void 0;
-  return { repository: m[2], host: m[1].toLowerCase() };
-}
-function apiUrlFor(host) {
-  return host === "github.com" || host === "www.github.com" ? "https://api.github.com" : `https://${host}/api/v3`;
-}
-function githubAccess(options) {
-  const { env } = options;
-  const token = options.token || env.GITHUB_TOKEN || env.GH_TOKEN || "";
-  const fromUrl = options.remoteUrl ? repositoryFromUrl(options.remoteUrl) : void 0;
-  const repository = env.GITHUB_REPOSITORY || fromUrl?.repository;
-  if (!repository) {
-    return { unavailable: `the GitHub repository is unknown ($GITHUB_REPOSITORY is not set and the remote URL ${JSON.stringify(options.remoteUrl ?? "")} is not a GitHub URL)` };
-  }
-  if (!REPOSITORY.test(repository)) return { unavailable: `invalid repository ${JSON.stringify(repository)}: expected owner/name` };
-  if (!token) return { unavailable: "no GitHub token (input github-token, $GITHUB_TOKEN or $GH_TOKEN)" };
-  const apiUrl = (env.GITHUB_API_URL || (fromUrl && !env.GITHUB_REPOSITORY ? apiUrlFor(fromUrl.host) : "https://api.github.com")).replace(/\/+$/, "");
-  return { api: restApi({ token, repository, apiUrl, timeoutMs: options.timeoutMs ?? 15e3 }) };
-}
-function apiError(what, apiUrl, e) {
-  const status = e.status;
-  const message = e instanceof Error ? e.message : String(e);
-  const hint = status === 401 ? "the token is invalid or expired" : status === 403 || status === 404 ? "the token needs read access to pull requests (and pull-requests: write or issues: write to comment), and the repository must exist" : `is ${apiUrl} reachable? ($GITHUB_API_URL sets it)`;
-  return new OpsError(`GitHub API: cannot ${what}: ${status ? `HTTP ${status} ` : ""}${message}`, hint);
-}
-var MAX_PULLS = 1e3;
-function restApi(options) {
-  const octokit = getOctokit(options.token, { baseUrl: options.apiUrl });
-  const [owner, repo] = options.repository.split("/");
-  const request2 = () => ({ signal: AbortSignal.timeout(options.timeoutMs) });
-  return {
-    repository: options.repository,
-    async labelledPulls(label) {
-      const wanted = label.toLowerCase();
-      const found = [];
-      try {
-        const pages = octokit.paginate.iterator(octokit.rest.pulls.list, {
-          owner,
-          repo,
-          state: "open",
-          sort: "created",
-          direction: "asc",
-          per_page: 100,
-          request: request2()
-        });
-        let seen = 0;
-        for await (const page of pages) {
-          for (const pr of page.data) {
-            seen++;
-            if (!pr.labels.some((l) => (typeof l === "string" ? l : l.name ?? "").toLowerCase() === wanted)) continue;
-            found.push({
-              number: pr.number,
-              title: pr.title,
-              url: pr.html_url,
-              createdAt: pr.created_at,
-              headRef: pr.head.ref,
-              headSha: pr.head.sha,
-              sameRepository: pr.head.repo?.full_name?.toLowerCase() === options.repository.toLowerCase(),
-              labels: pr.labels.map((l) => typeof l === "string" ? l : l.name ?? "")
-            });
-          }
-          if (seen >= MAX_PULLS) break;
-        }
-      } catch (e) {
-        throw apiError(`list the open pull requests of ${options.repository}`, options.apiUrl, e);
-      }
-      return found.sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.number - b.number);
-    },
-    async comment(number, body, marker) {
-      const text = body.includes(marker) ? body : `${marker}
-${body}`;
-      try {
-        let existing;
-        for await (const page of octokit.paginate.iterator(octokit.rest.issues.listComments, {
-          owner,
-          repo,
-          issue_number: number,
-          per_page: 100,
-          request: request2()
-        })) {
-          const mine = page.data.find((c) => c.body?.includes(marker));
-          if (mine) existing = mine.id;
-        }
-        if (existing !== void 0) {
-          await octokit.rest.issues.updateComment({ owner, repo, comment_id: existing, body: text, request: request2() });
-          return "updated";
-        }
-        await octokit.rest.issues.createComment({ owner, repo, issue_number: number, body: text, request: request2() });
-        return "created";
-      } catch (e) {
-        throw apiError(`comment on pull request #${number}`, options.apiUrl, e);
-      }
+      return { outcome: "merge", sha };
     }
-  };
+  }
 }
 
-// core/staging.ts
-var STAGING_DEFAULTS = {
-  remote: "origin",
-  main: "master",
-  staging: "staging",
-  label: "staging",
-  retries: 3,
-  retryDelayMs: 2e3
-};
-function stagingSettings(raw) {
-  const remote = raw.remote || STAGING_DEFAULTS.remote;
-  const main = raw.main || STAGING_DEFAULTS.main;
-  const staging = raw.staging || STAGING_DEFAULTS.staging;
-  validate("gitRef", remote, "remote name");
-  validate("gitRef", main, "main branch");
-  validate("gitRef", staging, "staging branch");
-  if (main === staging) throw new OpsError(`the main branch and the staging branch are both "${main}"`, "staging must be a branch of its own (default: staging)");
-  const retriesText = String(raw.retries ?? STAGING_DEFAULTS.retries).trim();
-  if (!/^\d{1,2}$/.test(retriesText)) throw new OpsError(`invalid retries ${JSON.stringify(retriesText)}: expected a whole number from 0 to 99`);
-  return { remote, main, staging, retries: Number(retriesText), retryDelayMs: raw.retryDelayMs ?? STAGING_DEFAULTS.retryDelayMs, dryRun: raw.dryRun ?? false };
-}
-function checkLabel(label) {
-  if (!label.trim() || label.length > 50 || /[\r\n,]/.test(label)) throw new OpsError(`invalid label ${JSON.stringify(label)}`, "a GitHub label name: up to 50 characters, no commas or line breaks");
-  return label.trim();
-}
+// core/staging/remote.ts
 var LOCAL = "refs/ops-staging/";
 var MIN_GIT = [2, 38];
 async function openRepository(dir, options) {
-  const probe = new Git(dir, { env: options.env, identity: options.identity ?? DEFAULT_IDENTITY, interactive: options.interactive });
+  const probe = new Git(dir, { processEnv: options.processEnv, identity: options.identity ?? DEFAULT_IDENTITY, interactive: options.interactive });
   const [major, minor] = await probe.version();
   if (major < MIN_GIT[0] || major === MIN_GIT[0] && minor < MIN_GIT[1]) {
     throw new OpsError(`git ${major}.${minor} is too old for staging sync (it needs ${MIN_GIT.join(".")} or later, for merge-tree --write-tree)`, "install a newer git (Debian 12 has 2.39)");
@@ -25335,9 +25427,9 @@ async function lsRemote(ctx, names) {
   const all = parseLsRemote(out);
   return new Map([...all].filter(([name]) => names.includes(name) || name.startsWith(TRACKING_PREFIX)));
 }
-async function clearLocal(git) {
-  const refs = (await git.out(["for-each-ref", "--format=%(refname)", LOCAL])).split("\n").filter(Boolean);
-  if (refs.length) await git.out(["update-ref", "--stdin"], { input: refs.map((r) => `delete ${r}
+async function clearLocal(git2) {
+  const refs = (await git2.out(["for-each-ref", "--format=%(refname)", LOCAL])).split("\n").filter(Boolean);
+  if (refs.length) await git2.out(["update-ref", "--stdin"], { input: refs.map((r) => `delete ${r}
 `).join("") });
 }
 var shallowChecked = /* @__PURE__ */ new WeakSet();
@@ -25407,65 +25499,6 @@ async function recordsAt(ctx, tip, main, tracking) {
   }
   return uniqueRecords(records);
 }
-async function oneline(git, revs, paths = [], max = 20) {
-  const out = await git.out(["--literal-pathspecs", "log", "--no-merges", `--max-count=${max}`, "--format=%h %s", ...revs, "--", ...paths]);
-  return out.split("\n").filter(Boolean);
-}
-var bullet = (lines) => lines.map((l) => `  ${l}`).join("\n");
-async function rewrittenRefusal(ctx, source, earlier, main) {
-  const { staging } = ctx.settings;
-  const gone = await oneline(ctx.git, [earlier.head, `^${source.sha}`, `^${main}`]);
-  const instead = await oneline(ctx.git, [source.sha, `^${earlier.head}`, `^${main}`]);
-  const message = [
-    `${source.display} was rewritten since it was added to ${staging}: the head added then, ${short(earlier.head)}, is no longer part of it (rebased, amended, reset or force-pushed). ${staging} was not changed.`,
-    `In ${staging}, but no longer in ${source.display}:`,
-    bullet(gone.length ? gone : [`(${short(earlier.head)} itself)`]),
-    ...instead.length ? [`In ${source.display} now instead:`, bullet(instead)] : []
-  ].join("\n");
-  const hint = `${staging} keeps what was added. Either bring the branch back to ${short(earlier.head)} and push new commits on top (revert or fix-up commits instead of rewriting), or rebuild ${staging} (\`ops staging rebuild\`, or wait for the scheduled rebuild): it starts again from ${ctx.settings.main} and re-applies the labelled pull requests.`;
-  return new StagingRefusal("rewritten", message, hint);
-}
-async function conflictRefusal(ctx, source, base, main, files) {
-  const { staging } = ctx.settings;
-  const withMain = await ctx.git.run(["merge-tree", "--write-tree", "--name-only", "--no-messages", main, source.sha]);
-  const touching = await oneline(ctx.git, [base, `^${main}`, `^${source.sha}`], files, 10);
-  const message = [
-    `${source.display} (${short(source.sha)}) conflicts with ${staging} (${short(base)}) in ${files.length} file${files.length === 1 ? "" : "s"}; ${staging} was not changed:`,
-    bullet(files),
-    ...touching.length ? [`Commits in ${staging} (not in ${ctx.settings.main}) that change ${files.length === 1 ? "it" : "them"}:`, bullet(touching)] : []
-  ].join("\n");
-  const hint = withMain.code === 1 ? `it conflicts with ${ctx.settings.main} itself: merge or rebase ${ctx.settings.main} into ${source.display} and resolve, then add it again` : `the conflict is with work already in ${staging}, not with ${ctx.settings.main}: coordinate with the branch that made the commits above, or rebuild ${staging} once it is gone`;
-  return new StagingRefusal("conflict", message, hint, files);
-}
-async function applyLocally(ctx, base, main, source, records) {
-  const { git } = ctx;
-  const mine = source.key ? records.filter((r) => r.key === source.key) : [];
-  const rewritten = [];
-  for (const r of mine) if (!await git.isAncestor(r.head, source.sha)) rewritten.push(r);
-  const contained = await git.isAncestor(source.sha, base);
-  const stagingIsAncestor = !contained && await git.isAncestor(base, source.sha);
-  switch (decideAdd({ rewritten, contained, stagingIsAncestor })) {
-    case "refuse-rewritten":
-      throw await rewrittenRefusal(ctx, source, rewritten[0], main);
-    case "already-contained":
-      return { outcome: "already-contained", sha: base };
-    case "fast-forward":
-      return { outcome: "fast-forward", sha: source.sha };
-    case "merge": {
-      const args = ["merge-tree", "--write-tree", "-z", "--name-only", "--no-messages", base, source.sha];
-      const r = await git.run(args);
-      const [tree = "", ...rest] = r.stdout.split("\0");
-      if (r.code === 1) throw await conflictRefusal(ctx, source, base, main, [...new Set(rest.filter(Boolean))]);
-      if (r.code !== 0) throw new GitError(args, r, /unrelated/.test(r.stderr) ? `${source.display} shares no history with ${ctx.settings.staging}` : void 0);
-      const message = mergeMessage(source, ctx.settings.staging);
-      const date = `${await git.out(["log", "--no-walk=sorted", "-1", "--format=%ct", base, source.sha])} +0000`;
-      const sha = await git.out(["commit-tree", "--no-gpg-sign", tree.trim(), "-p", base, "-p", source.sha, ...message.flatMap((m) => ["-m", m])], {
-        env: { GIT_AUTHOR_DATE: date, GIT_COMMITTER_DATE: date }
-      });
-      return { outcome: "merge", sha };
-    }
-  }
-}
 async function pushAtomic(ctx, updates) {
   const args = ["push", "--atomic", "--porcelain", ctx.settings.remote];
   for (const u of updates) if (u.lease !== void 0) args.push(`--force-with-lease=${u.ref}:${u.lease}`);
@@ -25487,6 +25520,8 @@ async function backoff(ctx, attempt) {
   const ms = ctx.settings.retryDelayMs * attempt * (0.5 + Math.random());
   if (ms > 0) await new Promise((r) => setTimeout(r, ms));
 }
+
+// core/staging/add.ts
 async function listLabelled(ctx, labelled) {
   if (!labelled) return { pulls: [] };
   if (!labelled.github.api) return { pulls: [], unavailable: labelled.github.unavailable };
@@ -25591,19 +25626,8 @@ ${ctx.settings.dryRun ? "would still be added" : "still added"}, as labelled pul
     });
   }
 }
-var pullInfo = (pr) => ({ number: pr.number, title: pr.title, url: pr.url, branch: pr.headRef });
-function pullRequestRef(pr) {
-  if (pr.sameRepository) {
-    try {
-      return parseRef(`refs/heads/${pr.headRef}`);
-    } catch {
-    }
-  }
-  return parseRef(`pull/${pr.number}`);
-}
-function requestedRefs(wanted) {
-  return wanted.flatMap((w) => w.request.kind === "pull" || w.request.kind === "ref" ? [w.request.remoteRef] : []);
-}
+
+// core/staging/rebuild.ts
 async function rebuildStaging(ctx, options) {
   const { staging, retries, remote } = ctx.settings;
   const { reporter } = ctx;
@@ -25729,16 +25753,43 @@ async function finish(ctx, options, result) {
   }
   return result;
 }
+
+// core/staging/settings.ts
+var STAGING_DEFAULTS = {
+  remote: "origin",
+  main: "master",
+  staging: "staging",
+  label: "staging",
+  retries: 3,
+  retryDelayMs: 2e3
+};
+function stagingSettings(raw) {
+  const remote = raw.remote || STAGING_DEFAULTS.remote;
+  const main = raw.main || STAGING_DEFAULTS.main;
+  const staging = raw.staging || STAGING_DEFAULTS.staging;
+  validate("gitRef", remote, "remote name");
+  validate("gitRef", main, "main branch");
+  validate("gitRef", staging, "staging branch");
+  if (main === staging) throw new OpsError(`the main branch and the staging branch are both "${main}"`, "staging must be a branch of its own (default: staging)");
+  const retries = wholeNumber(String(raw.retries ?? STAGING_DEFAULTS.retries), "retries", { max: 99 });
+  return { remote, main, staging, retries, retryDelayMs: raw.retryDelayMs ?? STAGING_DEFAULTS.retryDelayMs, dryRun: raw.dryRun ?? false };
+}
+function checkLabel(label) {
+  if (!label.trim() || label.length > 50 || /[\r\n,]/.test(label)) throw new OpsError(`invalid label ${JSON.stringify(label)}`, "a GitHub label name: up to 50 characters, no commas or line breaks");
+  return label.trim();
+}
+
+// core/staging/run.ts
 var id = (s) => s.pull ? `#${s.pull.number}` : s.display;
 async function runStaging(run) {
   const { settings, reporter } = run;
-  const git = await openRepository(run.repo, { identity: run.identity, env: run.env, interactive: run.interactive, remote: settings.remote });
-  const ctx = { git, reporter, settings };
+  const git2 = await openRepository(run.repo, { identity: run.identity, processEnv: run.processEnv, interactive: run.interactive, remote: settings.remote });
+  const ctx = { git: git2, reporter, settings };
   if (run.mode === "add" && !run.ref) throw new OpsError("nothing to add: no ref given", "give the branch, tag, pull request (pull/12) or sha to add (input ref, or `ops staging add <ref>`)");
   const label = checkLabel(run.label ?? STAGING_DEFAULTS.label);
-  const remoteUrl = (await git.run(["remote", "get-url", "--", settings.remote])).stdout.trim();
+  const remoteUrl = (await git2.run(["remote", "get-url", "--", settings.remote])).stdout.trim();
   if (run.token) reporter.mask(run.token);
-  const github = githubAccess({ token: run.token, env: run.env, remoteUrl });
+  const github = githubAccess({ token: run.token, processEnv: run.processEnv, remoteUrl });
   if (run.mode === "add") {
     const what = run.pull ? `pull request #${run.pull.number}` : run.ref;
     const result2 = await reporter.group(`add ${what} to ${settings.staging}`, () => addToStaging(ctx, run.ref, run.pull, { labelled: { github, label } }));
@@ -25766,16 +25817,12 @@ async function runStaging(run) {
   await reporter.summary(rebuildSummary(result, names));
   return result;
 }
-function runUrlFrom(env) {
-  const { GITHUB_SERVER_URL: server, GITHUB_REPOSITORY: repo, GITHUB_RUN_ID: id2 } = env;
-  return server && repo && id2 ? `${server}/${repo}/actions/runs/${id2}` : void 0;
-}
 
 // actions/staging-sync/main.ts
 await runAction(async ({ ops, reporter, input, flag }) => {
   const mode = input("mode");
   if (mode !== "add" && mode !== "rebuild") throw new OpsError(mode ? `invalid mode "${mode}"` : "the mode input is missing", 'mode is "add" or "rebuild"');
-  const event = mode === "add" && !input("ref") ? refFromEvent(context2.payload, ops.env.GITHUB_REPOSITORY) : void 0;
+  const event = mode === "add" && !input("ref") ? refFromEvent(context2.payload, ops.processEnv.GITHUB_REPOSITORY) : void 0;
   await runStaging({
     mode,
     ref: input("ref") || event?.ref,
@@ -25792,9 +25839,9 @@ await runAction(async ({ ops, reporter, input, flag }) => {
     label: input("label") || void 0,
     comment: flag("comment", true),
     token: input("github-token") || void 0,
-    env: ops.env,
+    processEnv: ops.processEnv,
     reporter,
-    runUrl: runUrlFrom(ops.env)
+    runUrl: runUrl(ops.processEnv) || void 0
   });
 });
 /*! Bundled license information:

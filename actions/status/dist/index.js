@@ -48691,11 +48691,11 @@ function translateError(err, host, where) {
   if (message.includes(host)) return new TransportError(message);
   return new TransportError(`${where} failed: ${message}`, "if this keeps happening, run with OPS_DEBUG=1 and report it");
 }
-function formatError(err, env = process.env) {
+function formatError(err, processEnv = process.env) {
   const withHint = (message2, hint) => hint ? `${message2}
   hint: ${hint}` : message2;
   if (err instanceof OpsError) return withHint(err.message, err.hint);
-  const debug2 = env.OPS_DEBUG && err instanceof Error && err.stack ? `
+  const debug2 = processEnv.OPS_DEBUG && err instanceof Error && err.stack ? `
 ${err.stack}` : "";
   const known = describeLowLevel(err);
   if (known) return withHint(known.what, known.hint) + debug2;
@@ -48848,22 +48848,22 @@ function booleanInput(name2, value, fallback) {
 }
 async function runAction(body) {
   const reporter = new ActionsReporter();
-  const env = { ...process.env };
+  const processEnv = { ...process.env };
   onUncaught((message) => setFailed(reporter.redact(message)));
   try {
     const sshKey = getInput("ssh-key");
     if (sshKey) {
       reporter.mask(sshKey);
-      env.OPS_SSH_KEY = sshKey;
+      processEnv.OPS_SSH_KEY = sshKey;
     }
     const ageKey = getInput("age-key");
     if (ageKey) {
       reporter.mask(ageKey);
-      env.SOPS_AGE_KEY = ageKey;
+      processEnv.SOPS_AGE_KEY = ageKey;
     }
     const root = getInput("working-directory") || process.env.GITHUB_WORKSPACE || process.cwd();
     await body({
-      ops: { root, reporter, env },
+      ops: { root, reporter, processEnv },
       reporter,
       input: (name2, options) => {
         const value = getInput(name2).trim();
@@ -48881,6 +48881,37 @@ async function runAction(body) {
 var import_yaml = __toESM(require_dist(), 1);
 import { existsSync as existsSync2, readFileSync, readdirSync, statSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
+
+// core/dotenv-readers.ts
+var READERS = ["python-dotenv", "node-dotenv", "node-env-file", "dotenv-expand", "vite", "shell"];
+var DEFAULT_READERS = ["python-dotenv", "node-dotenv"];
+var EDGE_SPACE = /[\s\x1c-\x1f\x85]/;
+function plainUnquoted(text) {
+  if (text === "" || /[\n\r#\u2028\u2029\x85]/.test(text) || /^['"`]/.test(text)) return false;
+  return !EDGE_SPACE.test(text[0]) && !EDGE_SPACE.test(text[text.length - 1]);
+}
+function quotedWithout(text, quote2) {
+  if (text.length < 2 || text[0] !== quote2 || text[text.length - 1] !== quote2) return void 0;
+  const content = text.slice(1, -1);
+  return content.includes(quote2) ? void 0 : content;
+}
+function nodeStyle(double, unquoted) {
+  return (text) => {
+    if (text.includes("\r")) return void 0;
+    const q = text[0];
+    if (q === "'" || q === "`" || q === '"') {
+      const content = quotedWithout(text, q);
+      if (content === void 0 || content.endsWith("\\")) return void 0;
+      return q === '"' ? double(content) : content;
+    }
+    return unquoted(text) ? text : void 0;
+  };
+}
+var nodeDotenv = nodeStyle((c) => c.replace(/\\n/g, "\n").replace(/\\r/g, "\r"), plainUnquoted);
+var nodeEnvFile = nodeStyle(
+  (c) => c.replace(/\\n/g, "").includes("\\") ? void 0 : c.replace(/\\n/g, "\n"),
+  (t) => plainUnquoted(t) && !/['"`]/.test(t)
+);
 
 // core/shell.ts
 function quote(value) {
@@ -48964,37 +48995,6 @@ function blobType(blob) {
   return blob.subarray(4, 4 + blob.readUInt32BE(0)).toString("latin1");
 }
 
-// core/dotenv-readers.ts
-var READERS = ["python-dotenv", "node-dotenv", "node-env-file", "dotenv-expand", "vite", "shell"];
-var DEFAULT_READERS = ["python-dotenv", "node-dotenv"];
-var EDGE_SPACE = /[\s\x1c-\x1f\x85]/;
-function plainUnquoted(text) {
-  if (text === "" || /[\n\r#\u2028\u2029\x85]/.test(text) || /^['"`]/.test(text)) return false;
-  return !EDGE_SPACE.test(text[0]) && !EDGE_SPACE.test(text[text.length - 1]);
-}
-function quotedWithout(text, quote2) {
-  if (text.length < 2 || text[0] !== quote2 || text[text.length - 1] !== quote2) return void 0;
-  const content = text.slice(1, -1);
-  return content.includes(quote2) ? void 0 : content;
-}
-function nodeStyle(double, unquoted) {
-  return (text) => {
-    if (text.includes("\r")) return void 0;
-    const q = text[0];
-    if (q === "'" || q === "`" || q === '"') {
-      const content = quotedWithout(text, q);
-      if (content === void 0 || content.endsWith("\\")) return void 0;
-      return q === '"' ? double(content) : content;
-    }
-    return unquoted(text) ? text : void 0;
-  };
-}
-var nodeDotenv = nodeStyle((c) => c.replace(/\\n/g, "\n").replace(/\\r/g, "\r"), plainUnquoted);
-var nodeEnvFile = nodeStyle(
-  (c) => c.replace(/\\n/g, "").includes("\\") ? void 0 : c.replace(/\\n/g, "\n"),
-  (t) => plainUnquoted(t) && !/['"`]/.test(t)
-);
-
 // core/config/schema.ts
 function describe(value) {
   if (value === null) return "null";
@@ -49006,6 +49006,9 @@ function describe(value) {
 function fail(problems, path, form, value, extra = "") {
   problems.push({ path, message: `expected ${form}, got ${describe(value)}${extra}` });
   return void 0;
+}
+function isMapping(value) {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 function string(opts = {}) {
   const form = opts.form ?? "a string";
@@ -49021,27 +49024,22 @@ function string(opts = {}) {
     }
   };
 }
-function integer(min, max, form) {
-  const f = form ?? `an integer ${min}-${max}`;
+function bounded(kind, min, max, form) {
+  const whole = kind === "integer";
   return {
-    form: f,
-    json: () => ({ type: "integer", minimum: min, maximum: max }),
+    form,
+    json: () => ({ type: kind, minimum: min, maximum: max }),
     check(value, path, problems) {
-      if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) return fail(problems, path, f, value);
+      if (typeof value !== "number" || !(whole ? Number.isInteger(value) : Number.isFinite(value)) || value < min || value > max) return fail(problems, path, form, value);
       return value;
     }
   };
 }
+function integer(min, max, form) {
+  return bounded("integer", min, max, form ?? `an integer ${min}-${max}`);
+}
 function number(min, max, form) {
-  const f = form ?? `a number ${min}-${max}`;
-  return {
-    form: f,
-    json: () => ({ type: "number", minimum: min, maximum: max }),
-    check(value, path, problems) {
-      if (typeof value !== "number" || !Number.isFinite(value) || value < min || value > max) return fail(problems, path, f, value);
-      return value;
-    }
-  };
+  return bounded("number", min, max, form ?? `a number ${min}-${max}`);
 }
 function boolean() {
   return {
@@ -49135,6 +49133,8 @@ function req(schema, doc) {
 function opt(schema, doc, defaultValue) {
   return defaultValue === void 0 ? { schema, doc, presence: "optional" } : { schema, doc, presence: "defaulted", default: defaultValue };
 }
+
+// core/config/schema-object.ts
 function distance(a, b) {
   const row = Array.from({ length: b.length + 1 }, (_, i) => i);
   for (let i = 1; i <= a.length; i++) {
@@ -49152,9 +49152,6 @@ function closest(key, known) {
   const norm = key.toLowerCase().replace(/-/g, "_");
   const best = known.map((k) => [k, distance(norm, k)]).sort((x, y) => x[1] - y[1])[0];
   return best && best[1] <= Math.max(1, Math.floor(key.length / 4)) ? best[0] : void 0;
-}
-function isMapping(value) {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 function showDefault(value) {
   if (value === void 0) return void 0;
@@ -49281,7 +49278,7 @@ function object(fields, options = {}) {
   };
 }
 
-// core/config/environment.ts
+// core/config/environment-schema.ts
 var name = string({ pattern: /^[a-z][a-z0-9_-]{0,39}$/, form: 'a name (lower-case letters, digits, "_", "-")' });
 var port = integer(1, 65535);
 var command = string({ pattern: /^[^\n]+$/, form: "a shell command on one line" });
@@ -49361,7 +49358,7 @@ var environmentSchema = object(
     bastion: opt(bastionSchema, "a jump host every host is reached through (one SSH connection to it per run, each host's connection tunnelled inside it)"),
     ssh: opt(
       object({
-        identity_file: opt(anyPath, "private key to log in with (else $OPS_SSH_KEY, $SSH_AUTH_SOCK, ~/.ssh/id_ed25519, ~/.ssh/id_rsa)"),
+        identity_file: opt(anyPath, "private key to log in with when neither --identity nor $OPS_SSH_KEY gives one (after it: the SSH agent, ~/.ssh/id_ed25519, id_ecdsa, id_rsa)"),
         connect_timeout: opt(integer(1, 300), "seconds to wait for a connection", 20),
         connect_retries: opt(integer(0, 10), "extra connection attempts (with backoff) before giving up", 2)
       }),
@@ -49515,6 +49512,8 @@ var environmentSchema = object(
     ]
   }
 );
+
+// core/config/environment.ts
 var ENVIRONMENT_FILE = "environment.yml";
 var ConfigError = class extends OpsError {
   constructor(file, problems) {
@@ -49812,8 +49811,8 @@ function checkKeyText(text, label) {
 `;
 }
 function resolveCredentials(sources, reporter) {
-  const env = sources.env ?? process.env;
-  const passphrase = env.OPS_SSH_KEY_PASSPHRASE || void 0;
+  const processEnv = sources.processEnv ?? process.env;
+  const passphrase = processEnv.OPS_SSH_KEY_PASSPHRASE || void 0;
   if (passphrase) reporter.mask(passphrase);
   const fromText = (text, describe2) => {
     const key = checkKeyText(text, describe2);
@@ -49821,9 +49820,9 @@ function resolveCredentials(sources, reporter) {
     return { privateKey: key, passphrase, describe: describe2 };
   };
   if (sources.identityFile) return fromText(readKey(sources.identityFile, "--identity"), `key file ${sources.identityFile}`);
-  if (env.OPS_SSH_KEY) return fromText(env.OPS_SSH_KEY, "$OPS_SSH_KEY");
+  if (processEnv.OPS_SSH_KEY) return fromText(processEnv.OPS_SSH_KEY, "$OPS_SSH_KEY");
   if (sources.configFile) return fromText(readKey(sources.configFile, "ssh.identity_file"), `key file ${sources.configFile}`);
-  if (env.SSH_AUTH_SOCK && existsSync3(env.SSH_AUTH_SOCK)) return { agent: env.SSH_AUTH_SOCK, describe: `SSH agent at ${env.SSH_AUTH_SOCK}` };
+  if (processEnv.SSH_AUTH_SOCK && existsSync3(processEnv.SSH_AUTH_SOCK)) return { agent: processEnv.SSH_AUTH_SOCK, describe: `SSH agent at ${processEnv.SSH_AUTH_SOCK}` };
   const home = sources.home ?? homedir();
   for (const f of ["id_ed25519", "id_ecdsa", "id_rsa"]) {
     const p = join3(home, ".ssh", f);
@@ -49834,6 +49833,11 @@ function resolveCredentials(sources, reporter) {
     "tried --identity, $OPS_SSH_KEY, ssh.identity_file in the environment, $SSH_AUTH_SOCK and ~/.ssh/id_{ed25519,ecdsa,rsa}: give one of them"
   );
 }
+
+// core/remote/ssh.ts
+import { randomBytes } from "node:crypto";
+import { StringDecoder } from "node:string_decoder";
+import { setTimeout as sleep2 } from "node:timers/promises";
 
 // node_modules/node-ssh/lib/esm/index.mjs
 var import_is_stream = __toESM(require_is_stream(), 1);
@@ -50644,88 +50648,13 @@ var NodeSSH = class {
   }
 };
 
-// core/remote/ssh.ts
-import { randomBytes, timingSafeEqual } from "node:crypto";
-import { StringDecoder } from "node:string_decoder";
-
-// core/remote/types.ts
-var REPORT_PREFIX = "@ops ";
-function parseReports(stdout) {
-  const out = [];
-  for (const line of stdout.split("\n")) {
-    if (!line.startsWith(REPORT_PREFIX)) continue;
-    const rest = line.slice(REPORT_PREFIX.length);
-    const sp = rest.indexOf(" ");
-    out.push(sp < 0 ? [rest, ""] : [rest.slice(0, sp), rest.slice(sp + 1)]);
-  }
-  return out;
-}
-function reported(result, key) {
-  let v;
-  for (const [k, val] of result.reports) if (k === key) v = val;
-  return v;
-}
-function reportedAll(result, key) {
-  return result.reports.filter(([k]) => k === key).map(([, v]) => v);
-}
-var DEFAULT_STEP_TIMEOUT = 600;
-
-// core/remote/wrap.ts
-var START_MARKER = "@ops-start";
-var scriptPrelude = [
-  // The leading newline ends whatever line the login shell left unfinished.
-  `printf '\\n${START_MARKER}\\n'; printf '\\n${START_MARKER}\\n' >&2`,
-  "set -euo pipefail",
-  "umask 022",
-  // files that must stay private (.env, keys) are created with explicit modes
-  "export LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive",
-  `ops_report() { printf '${REPORT_PREFIX}%s %s\\n' "$1" "\${2:-}"; }`,
-  "cd /"
-].join("\n");
-function commandLine(step, login2, appUser) {
-  const seconds2 = step.timeout ?? DEFAULT_STEP_TIMEOUT;
-  const run = ["timeout", "-k", "10", String(seconds2), "bash", "-s"];
-  if (step.as === "app") return cmd("sudo", "-n", "-H", "-u", appUser, "--", ...run);
-  if (step.as === "root" && login2 !== "root") return cmd("sudo", "-n", "-H", "--", ...run);
-  return cmd(...run);
-}
-function scriptText(step, connection) {
-  const mark = connection ? `
-export OPS_CONNECTION=${quote(connection)}` : "";
-  return `${scriptPrelude}${mark}
-${step.script.trimEnd()}
-`;
-}
-function uploadStep(remotePath, size, mode) {
-  const dir = remotePath.replace(/\/[^/]*$/, "") || "/";
-  return {
-    name: `upload ${remotePath.split("/").pop()}`,
-    as: "login",
-    timeout: 600 + Math.ceil(size / 1e5),
-    // at least 100 kB/s
-    quiet: true,
-    // One line to end with: bash has parsed and run the whole function before the content starts.
-    script: String.raw`ops_upload() {
-  local tmp got
-  tmp=$(mktemp ${quote(`${dir}/.ops-upload.XXXXXX`)})
-  trap 'rm -f "$tmp"' EXIT
-  head -c ${size} > "$tmp"
-  got=$(stat -c %s "$tmp")
-  if [ "$got" != ${size} ]; then echo "the upload of ${quote(remotePath)} was cut short: $got of ${size} bytes arrived" >&2; exit 1; fi
-  chmod ${mode.toString(8).padStart(4, "0")} "$tmp"
-  mv -f "$tmp" ${quote(remotePath)}
-  trap - EXIT
-}
-ops_upload; exit $?`
-  };
-}
-
-// core/remote/ssh.ts
+// core/remote/ssh-login.ts
+import { timingSafeEqual } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
 function hostKeyAlgorithms(type) {
   return type === "ssh-rsa" ? ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"] : [type];
 }
 var RETRYABLE = /ECONNREFUSED|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ECONNRESET|EAI_AGAIN|Timed out while waiting for handshake|Connection lost before handshake/;
-var sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 function pinnedKey(ep, role, configFile) {
   const pinned = parseHostKey(ep.hostKey);
   if (typeof pinned === "string") throw new OpsError(`${role} ${ep.name}: pinned host key is malformed (${pinned})`, `fix its host_key in ${configFile}`);
@@ -50848,6 +50777,81 @@ var Bastion = class _Bastion {
     this.ssh.dispose();
   }
 };
+
+// core/remote/types.ts
+var REPORT_PREFIX = "@ops ";
+function parseReports(stdout) {
+  const out = [];
+  for (const line of stdout.split("\n")) {
+    if (!line.startsWith(REPORT_PREFIX)) continue;
+    const rest = line.slice(REPORT_PREFIX.length);
+    const sp = rest.indexOf(" ");
+    out.push(sp < 0 ? [rest, ""] : [rest.slice(0, sp), rest.slice(sp + 1)]);
+  }
+  return out;
+}
+function reported(result, key) {
+  let v;
+  for (const [k, val] of result.reports) if (k === key) v = val;
+  return v;
+}
+function reportedAll(result, key) {
+  return result.reports.filter(([k]) => k === key).map(([, v]) => v);
+}
+var DEFAULT_STEP_TIMEOUT = 600;
+
+// core/remote/wrap.ts
+var START_MARKER = "@ops-start";
+var scriptPrelude = [
+  // The leading newline ends whatever line the login shell left unfinished.
+  `printf '\\n${START_MARKER}\\n'; printf '\\n${START_MARKER}\\n' >&2`,
+  "set -euo pipefail",
+  "umask 022",
+  // files that must stay private (.env, keys) are created with explicit modes
+  "export LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive",
+  "# shellcheck disable=SC2317 # for the step's own lines: some report nothing",
+  `ops_report() { printf '${REPORT_PREFIX}%s %s\\n' "$1" "\${2:-}"; }`,
+  "cd /"
+].join("\n");
+function commandLine(step, login2, appUser) {
+  const seconds2 = step.timeout ?? DEFAULT_STEP_TIMEOUT;
+  const run = ["timeout", "-k", "10", String(seconds2), "bash", "-s"];
+  if (step.as === "app") return cmd("sudo", "-n", "-H", "-u", appUser, "--", ...run);
+  if (step.as === "root" && login2 !== "root") return cmd("sudo", "-n", "-H", "--", ...run);
+  return cmd(...run);
+}
+function scriptText(step, connection) {
+  const mark = connection ? `
+export OPS_CONNECTION=${quote(connection)}` : "";
+  return `${scriptPrelude}${mark}
+${step.script.trimEnd()}
+`;
+}
+function uploadStep(remotePath, size, mode) {
+  const dir = remotePath.replace(/\/[^/]*$/, "") || "/";
+  return {
+    name: `upload ${remotePath.split("/").pop()}`,
+    as: "login",
+    timeout: 600 + Math.ceil(size / 1e5),
+    // at least 100 kB/s
+    quiet: true,
+    // One line to end with: bash has parsed and run the whole function before the content starts.
+    script: String.raw`ops_upload() {
+  local tmp got
+  tmp=$(mktemp ${quote(`${dir}/.ops-upload.XXXXXX`)})
+  trap 'rm -f "$tmp"' EXIT
+  head -c ${size} > "$tmp"
+  got=$(stat -c %s "$tmp")
+  if [ "$got" != ${size} ]; then echo "the upload of ${quote(remotePath)} was cut short: $got of ${size} bytes arrived" >&2; exit 1; fi
+  chmod ${mode.toString(8).padStart(4, "0")} "$tmp"
+  mv -f "$tmp" ${quote(remotePath)}
+  trap - EXIT
+}
+ops_upload; exit $?`
+  };
+}
+
+// core/remote/ssh.ts
 async function connect(options) {
   const { host, via } = options;
   const where = via ? `${describeEndpoint(host)} through bastion ${via.endpoint.address}` : describeEndpoint(host);
@@ -50948,7 +50952,7 @@ var SshRemote = class {
         return await new Promise((resolve2, reject) => conn.exec(command2, (e, c) => e ? reject(e) : resolve2(c)));
       } catch (e) {
         if (sessionRefused(e) && attempt < 8) {
-          await sleep(25 * 2 ** attempt);
+          await sleep2(25 * 2 ** attempt);
           continue;
         }
         if (sessionRefused(e))
@@ -51048,7 +51052,7 @@ function sshConnector(ctx) {
   return async (env, host) => {
     const ssh = env.config.ssh;
     const credentials = resolveCredentials(
-      { identityFile: ctx.identityFile, configFile: ssh.identity_file ? envPath(env, ssh.identity_file) : void 0, env: ctx.env },
+      { identityFile: ctx.identityFile, configFile: ssh.identity_file ? envPath(env, ssh.identity_file) : void 0, processEnv: ctx.processEnv },
       ctx.reporter
     );
     const common = { reporter: ctx.reporter, connectTimeout: ssh.connect_timeout, retries: ssh.connect_retries, configFile: `environments/${env.name}/environment.yml` };
@@ -51059,7 +51063,7 @@ function sshConnector(ctx) {
       let open2 = bastions.get(key);
       if (open2 && !(await open2.catch(() => void 0))?.alive) open2 = void 0;
       if (!open2) {
-        const bastionCredentials = b.identityFile ? resolveCredentials({ configFile: b.identityFile, env: {} }, ctx.reporter) : credentials;
+        const bastionCredentials = b.identityFile ? resolveCredentials({ configFile: b.identityFile, processEnv: {} }, ctx.reporter) : credentials;
         open2 = Bastion.open(b, { ...common, credentials: bastionCredentials });
         bastions.set(key, open2);
       }
@@ -51098,61 +51102,180 @@ function hostConnector(ctx) {
   };
 }
 
-// core/steps/lock.ts
-var CONNECTION_FUNCTIONS = String.raw`# proc_start PID: start time (field 22 of /proc/PID/stat, counted after the command name): tells a reused PID apart
-proc_start() { local s; s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1; s=${"$"}{s##*) }; set -- $s; printf '%s\n' "${"$"}{20}"; }
+// core/steps/sh/cert.sh
+var cert_default = `# shellcheck shell=bash
+# Certificates: cert_info PATH reports \`cert\` lines "PATH<TAB>field" (notAfter=, serial=, subject=, issuer=,
+# DNS names), or "PATH<TAB>missing" / "PATH<TAB>unreadable". served_serial NAME: the serial nginx hands out
+# on :443 for that name (SNI). Needs ops_report.
+cert_info() {
+  local f=$1 out line
+  if [ ! -s "$f" ]; then ops_report cert "$f	missing"; return 0; fi
+  if ! out=$(openssl x509 -in "$f" -noout -enddate -serial -subject -issuer 2>/dev/null); then ops_report cert "$f	unreadable"; return 0; fi
+  out+=$'\\n'$(openssl x509 -in "$f" -noout -ext subjectAltName 2>/dev/null | grep -o 'DNS:[^, ]*' || true)
+  while IFS= read -r line; do [ -z "$line" ] || ops_report cert "$f	$line"; done <<< "$out"
+}
+served_serial() {
+  local s
+  s=$(echo | timeout 5 openssl s_client -connect 127.0.0.1:443 -servername "$1" 2>/dev/null | openssl x509 -noout -serial 2>/dev/null) || true
+  printf '%s' "\${s#serial=}"
+}
+`;
+
+// core/steps/sh/connection.sh
+var connection_default = `# shellcheck shell=bash
+# A process's start time, and the SSH server process of the connection a script runs on.
+# OpenSSH (checked on Debian 11's 8.4 and 12's 9.2) runs every session of a connection under one
+# per-connection process, \`sshd: <user>@notty\` (\`sshd-session\` from 9.8), whatever sudo or timeout sit
+# between: the first ancestor of that name. It ends when the connection ends (closed, or dropped and noticed
+# by sshd).
+# proc_start PID: start time (field 22 of /proc/PID/stat, counted after the command name): tells a reused PID apart
+proc_start() { local s f; s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1; read -r -a f <<< "\${s##*) }"; printf '%s\\n' "\${f[19]}"; }
 # conn_pid: the SSH server process of this connection
 conn_pid() {
-  local p=$$ s c
+  local p=$$ s c f
   while [ "$p" -gt 1 ]; do
     s=$(cat "/proc/$p/stat" 2>/dev/null) || return 1
-    c=${"$"}{s#*(}; c=${"$"}{c%)*}
-    case "$c" in sshd|sshd-session|dropbear) printf '%s\n' "$p"; return 0 ;; esac
-    s=${"$"}{s##*) }; set -- $s; p=$2
+    c=\${s#*(}; c=\${c%)*}
+    case "$c" in sshd|sshd-session|dropbear) printf '%s\\n' "$p"; return 0 ;; esac
+    read -r -a f <<< "\${s##*) }"; p=\${f[1]}
   done
   return 1
-}`;
-var LOCK_STATE = String.raw`lock_state=free
-if [ -d "$lock" ]; then
-  pid=$(sed -n 's/^holder_pid=//p' "$lock/info" 2>/dev/null || true)
-  start=$(sed -n 's/^holder_start=//p' "$lock/info" 2>/dev/null || true)
-  if [ -n "$pid" ] && [ "$(proc_start "$pid" || true)" = "$start" ]; then lock_state=held; else lock_state=stale; fi
-fi`;
-var REPORT_HOLDER = String.raw`ops_report lock "$lock_state"
-if [ -f "$lock/info" ]; then while IFS= read -r line; do ops_report holder "$line"; done < "$lock/info"; fi`;
-function lockStatus(env) {
-  return {
-    name: "lock status",
-    as: "login",
-    timeout: 30,
-    quiet: true,
-    script: `${CONNECTION_FUNCTIONS}
-lock=${quote(layout(env).lock)}
-${LOCK_STATE}
-${REPORT_HOLDER}`
-  };
 }
-function parseLock(result) {
-  const holder = {};
-  for (const line of reportedAll(result, "holder")) {
-    const eq = line.indexOf("=");
-    if (eq > 0) holder[line.slice(0, eq)] = line.slice(eq + 1);
-  }
-  return { state: reported(result, "lock") ?? "free", holder };
+# connection_pids ID...: the pids of the processes started for the connections with these ids (OPS_CONNECTION
+# in their environment, core/remote/wrap.ts), space-separated: what a lost connection left running.
+connection_pids() {
+  local p id patterns=()
+  for id in "$@"; do patterns+=(-e "OPS_CONNECTION=$id"); done
+  for p in /proc/[0-9]*; do
+    # Not a pipeline: under pipefail, grep -q leaving early would fail it.
+    if grep -qxF "\${patterns[@]}" < <(tr '\\0' '\\n' < "$p/environ" 2>/dev/null); then printf '%s ' "\${p#/proc/}"; fi
+  done
+  return 0
 }
+`;
 
-// core/steps/script.ts
-var HOST_LOCK_FUNCTIONS = String.raw`host_lock() { # NAME [WAIT]
-  local fd
-  mkdir -p /run/lock
-  exec {fd}>>"/run/lock/ops-pipeline-$1.lock"
-  if ! flock -w "${"$"}{2:-45}" "$fd"; then
-    echo "another app's run on this host has held /run/lock/ops-pipeline-$1.lock for ${"$"}{2:-45}s (its $1 change); try again when it is done" >&2
-    exit 1
-  fi
-  printf -v "HOST_LOCK_$1" %s "$fd"
+// core/steps/sh/identity.sh
+var identity_default = `# shellcheck shell=bash
+# Who answers on a port: the processes listening on it (ss -Htlnp from iproute2, every process holding
+# the socket: a pre-forking server's master and workers alike), whether each is in the process tree of the
+# pid supervisor started, and which release each runs (OPS_RELEASE in /proc/<pid>/environ, else its working
+# directory). check_identity is the health gate's verdict; report_slot is what ops status shows.
+# Needs supervisor.sh (sup_pid) and ops_report.
+# Builtins where they do (no process per call: these run on every no-op deploy and rollback).
+proc_env_release() { local v; while IFS= read -r -d '' v; do case $v in OPS_RELEASE=*) printf '%s\\n' "\${v#OPS_RELEASE=}"; return 0 ;; esac; done < "/proc/$1/environ" 2>/dev/null; return 0; }
+proc_cwd() { readlink "/proc/$1/cwd" 2>/dev/null || true; }
+proc_cmd() { tr '\\0\\n\\t' '   ' < "/proc/$1/cmdline" 2>/dev/null | cut -c 1-160 | sed 's/ *$//'; }
+# listeners PORT: pids listening on it, from LISTEN_TABLE (one \`ss -Htlnp\` for every port) when set.
+listeners() {
+  local table l rest
+  table=\${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}
+  while read -r _ _ _ l _ rest; do
+    [ "\${l##*:}" = "$1" ] || continue
+    while [[ $rest =~ pid=([0-9]+) ]]; do printf '%s\\n' "\${BASH_REMATCH[1]}"; rest=\${rest#*pid="\${BASH_REMATCH[1]}"}; done
+  done <<< "$table" | sort -un
 }
-host_unlock() { local v="HOST_LOCK_$1"; [ -z "${"$"}{!v:-}" ] || flock -u "${"$"}{!v}"; }`;
+# in_tree PID ROOT: ROOT is PID or one of its ancestors (parents read from /proc/PID/stat, after the command name).
+in_tree() {
+  local p=$1 n=0 s stat_fields
+  while [ -n "$p" ] && [ "$p" -gt 0 ] && [ "$n" -lt 64 ]; do
+    [ "$p" = "$2" ] && return 0
+    read -r s < "/proc/$p/stat" 2>/dev/null || return 1
+    read -r -a stat_fields <<< "\${s##*) }"; p=\${stat_fields[1]:-0}; n=$(( n + 1 ))
+  done
+  return 1
+}
+# same_release PID ID DIR: the process runs release ID: OPS_RELEASE=ID, or its working directory is inside DIR.
+same_release() {
+  [ "$(proc_env_release "$1")" = "$2" ] && return 0
+  case "$(proc_cwd "$1")" in "$3" | "$3"/*) return 0 ;; esac
+  return 1
+}
+# describe_proc PID: "pid N (command) running RELEASE-or-directory"
+describe_proc() {
+  local r c
+  r=$(proc_env_release "$1"); c=$(proc_cwd "$1")
+  printf 'pid %s (%s) running %s' "$1" "$(proc_cmd "$1")" "\${r:-an unknown release}\${c:+, in $c}"
+}
+# check_identity ID DIR GROUP name:port...: every process listening on each program's port is in the tree of
+# the pid supervisor reports for that program of GROUP and runs release ID (directory DIR). On failure,
+# IDENTITY says what answers instead.
+# shellcheck disable=SC2034 # IDENTITY is this function's result, read by the step that calls it
+check_identity() {
+  local id=$1 dir group=$3 p name port sp l ls LISTEN_TABLE; dir=$(readlink -f "$2"); shift 3
+  IDENTITY=""
+  command -v ss >/dev/null || { IDENTITY="cannot tell who listens on the ports: ss (iproute2) is not installed; run ops provision"; return 1; }
+  LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)
+  for p in "$@"; do
+    IFS=: read -r name port _ <<< "$p"
+    sp=$(sup_pid "$group:$group-$name"); sp=\${sp:-0}
+    ls=$(listeners "$port")
+    if [ -z "$ls" ]; then IDENTITY+="nothing listens on port $port of program $name (it answered the health check: another network namespace?); "; continue; fi
+    for l in $ls; do
+      if [ "$sp" != 0 ] && in_tree "$l" "$sp" && same_release "$l" "$id" "$dir"; then continue; fi
+      IDENTITY+="port $port of program $name is answered by $(describe_proc "$l"), "
+      if [ "$sp" = 0 ]; then IDENTITY+="while supervisor runs no process for $group:$group-$name; "
+      elif ! in_tree "$l" "$sp"; then IDENTITY+="which supervisor did not start (its process for $name is pid $sp); "
+      else IDENTITY+="not release $id; "; fi
+    done
+  done
+  IDENTITY=\${IDENTITY%; }
+  [ -z "$IDENTITY" ]
+}
+# report_slot SLOT GROUP name:port...: "proc" and "listener" reports (tab-separated) for ops status.
+report_slot() {
+  local slot=$1 group=$2 p name port sp l tree; shift 2
+  for p in "$@"; do
+    IFS=: read -r name port _ <<< "$p"
+    sp=$(sup_pid "$group:$group-$name"); sp=\${sp:-0}
+    if [ "$sp" != 0 ]; then ops_report proc "$slot	$name	$sp	$(proc_env_release "$sp")	$(proc_cwd "$sp")	$(proc_cmd "$sp")"; fi
+    for l in $(listeners "$port"); do
+      tree=other; if [ "$sp" != 0 ] && in_tree "$l" "$sp"; then tree=tree; fi
+      ops_report listener "$slot	$name	$l	$tree	$(proc_env_release "$l")	$(proc_cwd "$l")	$(proc_cmd "$l")"
+    done
+  done
+}
+`;
+
+// core/steps/sh/probe.sh
+var probe_default = '# shellcheck shell=bash\n# Health probes: plain HTTP on 127.0.0.1, every pending program at once, until a deadline.\n# A first request may be slow (cold caches, a busy host): 5 s per probe, the deadline bounds the whole wait.\nprobe() { curl -fsS -o /dev/null --max-time 5 "http://127.0.0.1:$1$2" 2>/dev/null; }\n# wait_healthy TIMEOUT INTERVAL name:port:path...: 0 when every probe answered 2xx in time.\n# With FATAL_GROUP set, gives up early once supervisor has given up on one of the group\'s programs.\n# shellcheck disable=SC2034 # UNHEALTHY is this function\'s result, read by the step that calls it\nwait_healthy() {\n  local limit=$1 deadline=$(( $(date +%s) + $1 )) interval=$2 next_check=$(( $(date +%s) + 2 )); shift 2\n  local pending=("$@") left p port path\n  while :; do\n    if [ -n "${FATAL_GROUP:-}" ] && [ "$(date +%s)" -ge "$next_check" ]; then\n      next_check=$(( $(date +%s) + 2 ))\n      # supervisorctl exits non-zero when a program is down: read its output, not its status.\n      case "$(supervisorctl status "$FATAL_GROUP:*" 2>/dev/null || true)" in\n        *" FATAL "*) UNHEALTHY="supervisor gave up on a program that keeps exiting (waiting for ${pending[*]})"; return 1 ;;\n      esac\n    fi\n    # Probe every pending program at once: a slow page should not delay the others\' verdict.\n    local pids=() i=0\n    for p in "${pending[@]}"; do IFS=: read -r _ port path <<< "$p"; probe "$port" "$path" & pids+=($!); done\n    left=()\n    for p in "${pending[@]}"; do wait "${pids[$i]}" || left+=("$p"); i=$(( i + 1 )); done\n    [ ${#left[@]} -eq 0 ] && return 0\n    pending=("${left[@]}")\n    [ "$(date +%s)" -lt "$deadline" ] || { UNHEALTHY="no healthy answer within ${limit}s from ${left[*]}"; return 1; }\n    sleep "$interval"\n  done\n}\n';
+
+// core/steps/sh/supervisor.sh
+var supervisor_default = `# shellcheck shell=bash
+# supervisord's XML-RPC API on its unix socket, through curl: milliseconds per call, where each
+# supervisorctl run costs a Python start-up (up to a second on a busy host). Faults (supervisor/xmlrpc.py:
+# <fault> with faultCode/faultString) are turned into supervisor's own message.
+rpc() { # method [string-arg...]: prints the response
+  local params="" a
+  for a in "\${@:2}"; do params+="<param><value><string>$a</string></value></param>"; done
+  curl -sS --max-time 120 --unix-socket /var/run/supervisor.sock -H 'Content-Type: text/xml' \\
+    --data-binary "<?xml version='1.0'?><methodCall><methodName>$1</methodName><params>$params</params></methodCall>" http://localhost/RPC2 2>&1 \\
+    || echo "<fault>supervisor does not answer on /var/run/supervisor.sock (is it running?)</fault>"
+}
+# rpc_fault ANSWER: supervisor's message when ANSWER is a fault (status 0), else status 1.
+rpc_fault() {
+  case "$1" in *"<fault>"*) ;; *) return 1 ;; esac
+  local m
+  m=$(printf '%s' "$1" | tr -d '\\n' | sed -n 's/.*<name>faultString<\\/name><value><string>\\(.*\\)<\\/string><\\/value>.*/\\1/p')
+  [ -n "$m" ] || m=$(printf '%s' "$1" | tr -d '\\n' | sed 's/.*<fault>\\(.*\\)<\\/fault>.*/\\1/')
+  printf '%s' "$m" | sed "s/&lt;/</g; s/&gt;/>/g; s/&quot;/\\"/g; s/&apos;/'/g; s/&amp;/\\&/g"
+}
+# reread: supervisor reads every configuration file again (reloadConfig: running processes are not touched);
+# prints supervisor's own message and fails when it refuses one (CANT_REREAD).
+reread() { local out; out=$(rpc supervisor.reloadConfig); ! rpc_fault "$out"; }
+# group_down GROUP: stop and forget a process group (absent is fine)
+group_down() { rpc supervisor.stopProcessGroup "$1" >/dev/null; rpc supervisor.removeProcessGroup "$1" >/dev/null; }
+# group_add GROUP: start a group supervisor has read; prints supervisor's message and fails on a fault.
+group_add() { local out; out=$(rpc supervisor.addProcessGroup "$1"); ! rpc_fault "$out"; }
+# sup_pid GROUP:PROGRAM: the pid supervisor reports for a program (getProcessInfo), 0 or nothing when none.
+sup_pid() { rpc supervisor.getProcessInfo "$1" | tr -d '\\n' | sed -n 's/.*<name>pid<\\/name><value><int>\\([0-9]*\\)<\\/int>.*/\\1/p'; }
+`;
+
+// core/steps/libraries.ts
+var SUPERVISOR_FUNCTIONS = supervisor_default;
+var IDENTITY_FUNCTIONS = identity_default;
+var PROBE_FUNCTIONS = probe_default;
+var CERT_FUNCTIONS = cert_default;
+var CONNECTION_FUNCTIONS = connection_default;
 
 // core/steps/nginx.ts
 var HEADER = "# Managed by ops-pipeline: local changes are overwritten.";
@@ -51221,165 +51344,11 @@ ${port80(`
     }
 `)}`;
 
-// core/steps/switch.ts
-function probes(env, slot) {
-  return Object.entries(env.config.programs).map(([name2, p]) => `${name2}:${slotPort(env, name2, slot)}:${p.health}`);
-}
-var SUPERVISOR_FUNCTIONS = String.raw`rpc() { # method [string-arg...]: prints the response
-  local params="" a
-  for a in "${"$"}{@:2}"; do params+="<param><value><string>$a</string></value></param>"; done
-  curl -sS --max-time 120 --unix-socket /var/run/supervisor.sock -H 'Content-Type: text/xml' \
-    --data-binary "<?xml version='1.0'?><methodCall><methodName>$1</methodName><params>$params</params></methodCall>" http://localhost/RPC2 2>&1 \
-    || echo "<fault>supervisor does not answer on /var/run/supervisor.sock (is it running?)</fault>"
-}
-# rpc_fault ANSWER: supervisor's message when ANSWER is a fault (status 0), else status 1.
-rpc_fault() {
-  case "$1" in *"<fault>"*) ;; *) return 1 ;; esac
-  local m
-  m=$(printf '%s' "$1" | tr -d '\n' | sed -n 's/.*<name>faultString<\/name><value><string>\(.*\)<\/string><\/value>.*/\1/p')
-  [ -n "$m" ] || m=$(printf '%s' "$1" | tr -d '\n' | sed 's/.*<fault>\(.*\)<\/fault>.*/\1/')
-  printf '%s' "$m" | sed "s/&lt;/</g; s/&gt;/>/g; s/&quot;/\"/g; s/&apos;/'/g; s/&amp;/\&/g"
-}
-# reread: supervisor reads every configuration file again (reloadConfig: running processes are not touched);
-# prints supervisor's own message and fails when it refuses one (CANT_REREAD).
-reread() { local out; out=$(rpc supervisor.reloadConfig); ! rpc_fault "$out"; }
-# group_down GROUP: stop and forget a process group (absent is fine)
-group_down() { rpc supervisor.stopProcessGroup "$1" >/dev/null; rpc supervisor.removeProcessGroup "$1" >/dev/null; }
-# group_add GROUP: start a group supervisor has read; prints supervisor's message and fails on a fault.
-group_add() { local out; out=$(rpc supervisor.addProcessGroup "$1"); ! rpc_fault "$out"; }
-# sup_pid GROUP:PROGRAM: the pid supervisor reports for a program (getProcessInfo), 0 or nothing when none.
-sup_pid() { rpc supervisor.getProcessInfo "$1" | tr -d '\n' | sed -n 's/.*<name>pid<\/name><value><int>\([0-9]*\)<\/int>.*/\1/p'; }`;
-var IDENTITY_FUNCTIONS = String.raw`# Builtins where they do (no process per call: these run on every no-op deploy and rollback).
-proc_env_release() { local v; while IFS= read -r -d '' v; do case $v in OPS_RELEASE=*) printf '%s\n' "${"$"}{v#OPS_RELEASE=}"; return 0 ;; esac; done < "/proc/$1/environ" 2>/dev/null; return 0; }
-proc_cwd() { readlink "/proc/$1/cwd" 2>/dev/null || true; }
-proc_cmd() { tr '\0\n\t' '   ' < "/proc/$1/cmdline" 2>/dev/null | cut -c 1-160 | sed 's/ *$//'; }
-# listeners PORT: pids listening on it, from LISTEN_TABLE (one \`ss -Htlnp\` for every port) when set.
-listeners() {
-  local table l rest
-  table=${"$"}{LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}
-  while read -r _ _ _ l _ rest; do
-    [ "${"$"}{l##*:}" = "$1" ] || continue
-    while [[ $rest =~ pid=([0-9]+) ]]; do printf '%s\n' "${"$"}{BASH_REMATCH[1]}"; rest=${"$"}{rest#*pid=${"$"}{BASH_REMATCH[1]}}; done
-  done <<< "$table" | sort -un
-}
-# in_tree PID ROOT: ROOT is PID or one of its ancestors (parents read from /proc/PID/stat, after the command name).
-in_tree() {
-  local p=$1 n=0 s f
-  while [ -n "$p" ] && [ "$p" -gt 0 ] && [ "$n" -lt 64 ]; do
-    [ "$p" = "$2" ] && return 0
-    read -r s < "/proc/$p/stat" 2>/dev/null || return 1
-    read -r -a f <<< "${"$"}{s##*) }"; p=${"$"}{f[1]:-0}; n=$(( n + 1 ))
-  done
-  return 1
-}
-# same_release PID ID DIR: the process runs release ID: OPS_RELEASE=ID, or its working directory is inside DIR.
-same_release() {
-  [ "$(proc_env_release "$1")" = "$2" ] && return 0
-  case "$(proc_cwd "$1")" in "$3" | "$3"/*) return 0 ;; esac
-  return 1
-}
-# describe_proc PID: "pid N (command) running RELEASE-or-directory"
-describe_proc() {
-  local r c
-  r=$(proc_env_release "$1"); c=$(proc_cwd "$1")
-  printf 'pid %s (%s) running %s' "$1" "$(proc_cmd "$1")" "${"$"}{r:-an unknown release}${"$"}{c:+, in $c}"
-}
-# check_identity ID DIR GROUP name:port...: every process listening on each program's port is in the tree of
-# the pid supervisor reports for that program of GROUP and runs release ID (directory DIR). On failure,
-# IDENTITY says what answers instead.
-check_identity() {
-  local id=$1 dir group=$3 p name port sp l ls LISTEN_TABLE; dir=$(readlink -f "$2"); shift 3
-  IDENTITY=""
-  command -v ss >/dev/null || { IDENTITY="cannot tell who listens on the ports: ss (iproute2) is not installed; run ops provision"; return 1; }
-  LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)
-  for p in "$@"; do
-    IFS=: read -r name port _ <<< "$p"
-    sp=$(sup_pid "$group:$group-$name"); sp=${"$"}{sp:-0}
-    ls=$(listeners "$port")
-    if [ -z "$ls" ]; then IDENTITY+="nothing listens on port $port of program $name (it answered the health check: another network namespace?); "; continue; fi
-    for l in $ls; do
-      if [ "$sp" != 0 ] && in_tree "$l" "$sp" && same_release "$l" "$id" "$dir"; then continue; fi
-      IDENTITY+="port $port of program $name is answered by $(describe_proc "$l"), "
-      if [ "$sp" = 0 ]; then IDENTITY+="while supervisor runs no process for $group:$group-$name; "
-      elif ! in_tree "$l" "$sp"; then IDENTITY+="which supervisor did not start (its process for $name is pid $sp); "
-      else IDENTITY+="not release $id; "; fi
-    done
-  done
-  IDENTITY=${"$"}{IDENTITY%; }
-  [ -z "$IDENTITY" ]
-}
-# report_slot SLOT GROUP name:port...: "proc" and "listener" reports (tab-separated) for ops status.
-report_slot() {
-  local slot=$1 group=$2 p name port sp l tree; shift 2
-  for p in "$@"; do
-    IFS=: read -r name port _ <<< "$p"
-    sp=$(sup_pid "$group:$group-$name"); sp=${"$"}{sp:-0}
-    if [ "$sp" != 0 ]; then ops_report proc "$slot	$name	$sp	$(proc_env_release "$sp")	$(proc_cwd "$sp")	$(proc_cmd "$sp")"; fi
-    for l in $(listeners "$port"); do
-      tree=other; if [ "$sp" != 0 ] && in_tree "$l" "$sp"; then tree=tree; fi
-      ops_report listener "$slot	$name	$l	$tree	$(proc_env_release "$l")	$(proc_cwd "$l")	$(proc_cmd "$l")"
-    done
-  done
-}`;
-var PROBE_FUNCTIONS = String.raw`# A first request may be slow (cold caches, a busy host): 5 s per probe, the deadline bounds the whole wait.
-probe() { curl -fsS -o /dev/null --max-time 5 "http://127.0.0.1:$1$2" 2>/dev/null; }
-# wait_healthy TIMEOUT INTERVAL name:port:path...: 0 when every probe answered 2xx in time.
-# With FATAL_GROUP set, gives up early once supervisor has given up on one of the group's programs.
-wait_healthy() {
-  local limit=$1 deadline=$(( $(date +%s) + $1 )) interval=$2 next_check=$(( $(date +%s) + 2 )); shift 2
-  local pending=("$@") left p name port path
-  while :; do
-    if [ -n "${"$"}{FATAL_GROUP:-}" ] && [ "$(date +%s)" -ge "$next_check" ]; then
-      next_check=$(( $(date +%s) + 2 ))
-      # supervisorctl exits non-zero when a program is down: read its output, not its status.
-      case "$(supervisorctl status "$FATAL_GROUP:*" 2>/dev/null || true)" in
-        *" FATAL "*) UNHEALTHY="supervisor gave up on a program that keeps exiting (waiting for ${"$"}{pending[*]})"; return 1 ;;
-      esac
-    fi
-    # Probe every pending program at once: a slow page should not delay the others' verdict.
-    local pids=() i=0
-    for p in "${"$"}{pending[@]}"; do IFS=: read -r name port path <<< "$p"; probe "$port" "$path" & pids+=($!); done
-    left=()
-    for p in "${"$"}{pending[@]}"; do wait "${"$"}{pids[$i]}" || left+=("$p"); i=$(( i + 1 )); done
-    [ ${"$"}{#left[@]} -eq 0 ] && return 0
-    pending=("${"$"}{left[@]}")
-    [ "$(date +%s)" -lt "$deadline" ] || { UNHEALTHY="no healthy answer within ${"$"}{limit}s from ${"$"}{left[*]}"; return 1; }
-    sleep "$interval"
-  done
-}`;
-function programPorts(env, slot) {
-  return Object.keys(env.config.programs).map((name2) => `${name2}:${slotPort(env, name2, slot)}`);
-}
-
-// core/steps/release.ts
-function releaseSummary(id, json) {
-  let meta = {};
-  let unreadable;
-  try {
-    meta = JSON.parse(json || "{}");
-  } catch {
-    unreadable = true;
-  }
-  return { id, sha: meta.sha ?? "", ref: meta.ref ?? "", time: meta.time ?? "", actor: meta.actor ?? "", run: meta.run ?? "", ...unreadable && { unreadable } };
-}
-
 // core/steps/tls.ts
 var CA_DIR = "/usr/local/share/ops-pipeline";
 var CA_BUNDLE = `${CA_DIR}/acme-ca-bundle.pem`;
 
-// core/steps/status.ts
-var CERT_FUNCTIONS = String.raw`cert_info() {
-  local f=$1 out line
-  if [ ! -s "$f" ]; then ops_report cert "$f	missing"; return 0; fi
-  if ! out=$(openssl x509 -in "$f" -noout -enddate -serial -subject -issuer 2>/dev/null); then ops_report cert "$f	unreadable"; return 0; fi
-  out+=$'\n'$(openssl x509 -in "$f" -noout -ext subjectAltName 2>/dev/null | grep -o 'DNS:[^, ]*' || true)
-  while IFS= read -r line; do [ -z "$line" ] || ops_report cert "$f	$line"; done <<< "$out"
-}
-served_serial() {
-  local s
-  s=$(echo | timeout 5 openssl s_client -connect 127.0.0.1:443 -servername "$1" 2>/dev/null | openssl x509 -noout -serial 2>/dev/null) || true
-  printf '%s' "${"$"}{s#serial=}"
-}`;
+// core/steps/certs.ts
 function parseCerts(result, now) {
   const byPath = /* @__PURE__ */ new Map();
   for (const line of reportedAll(result, "cert")) {
@@ -51406,61 +51375,42 @@ function parseCerts(result, now) {
 function siteName(env) {
   return env.config.domain ?? "localhost";
 }
-function siteProbe(env) {
-  const name2 = siteName(env);
-  if (env.config.tls.mode === "off") {
-    return { url: "http://127.0.0.1/", args: [...env.config.domain ? ["-H", `Host: ${env.config.domain}`] : [], "http://127.0.0.1/"] };
-  }
-  return { url: `https://${name2}/`, args: ["-k", "--resolve", `${name2}:443:127.0.0.1`, `https://${name2}/`] };
-}
-function hostStatus(env) {
-  const L = layout(env);
-  const cert = certificatePaths(env);
-  const health = (slot) => `if wait_healthy 3 0.3 ${probes(env, slot).map(quote).join(" ")}; then ops_report health ok; else ops_report health "$UNHEALTHY"; fi`;
+
+// core/steps/lock.ts
+var LOCK_STATE = String.raw`lock_state=free
+if [ -d "$lock" ]; then
+  pid=$(sed -n 's/^holder_pid=//p' "$lock/info" 2>/dev/null || true)
+  start=$(sed -n 's/^holder_start=//p' "$lock/info" 2>/dev/null || true)
+  if [ -n "$pid" ] && [ "$(proc_start "$pid" || true)" = "$start" ]; then lock_state=held; else lock_state=stale; fi
+fi`;
+var REPORT_HOLDER = String.raw`ops_report lock "$lock_state"
+if [ -f "$lock/info" ]; then while IFS= read -r line; do ops_report holder "$line"; done < "$lock/info"; fi`;
+function lockStatus(env) {
   return {
-    name: "status",
-    as: "root",
-    timeout: 90,
+    name: "lock status",
+    as: "login",
+    timeout: 30,
     quiet: true,
-    script: String.raw`${PROBE_FUNCTIONS}
-${SUPERVISOR_FUNCTIONS}
-${IDENTITY_FUNCTIONS}
-${CERT_FUNCTIONS}
-ops_report now "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-ops_report provisioned "$(cat ${quote(`${L.state}/provisioned`)} 2>/dev/null || echo no)"
-cur=$(readlink ${quote(L.current)} 2>/dev/null || true)
-ops_report current "${"$"}{cur##*/}"
-if [ -n "$cur" ] && [ -f "$cur/release.json" ]; then ops_report release_json "$(tr -d '\n' < "$cur/release.json")"; fi
-live_slot=$(cat ${quote(L.slotFile)} 2>/dev/null || true)
-ops_report slot "$live_slot"
-# nginx: running (its master's pid), its configuration as nginx -t sees it, and "/" through it.
-pid=$(cat /run/nginx.pid 2>/dev/null || true)
-if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then ops_report nginx running; else ops_report nginx stopped; fi
-if out=$(nginx -t 2>&1); then ops_report nginx_config ok; else ops_report nginx_config invalid; fi
-while IFS= read -r line; do [ -z "$line" ] || ops_report nginx_test "$line"; done <<< "$out"
-ops_report site_enabled "$([ -e ${quote(L.nginxSiteEnabled)} ] && echo yes || echo no)"
-ops_report site "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 ${siteProbe(env).args.map(quote).join(" ")} 2>/dev/null || true)"
-# supervisor over its XML-RPC socket (supervisorctl exits non-zero when a program is down: not used here).
-if xml=$(rpc supervisor.getAllProcessInfo 2>&1) && [[ "$xml" == *"<methodResponse>"* ]]; then
-  ops_report supervisor running
-  ops_report supervisor_xml "$(printf '%s' "$xml" | tr -d '\n')"
-  # What each slot's processes run, read from the processes themselves, and who listens on the ports.
-  report_slot blue ${quote(L.supervisorGroup("blue"))} ${programPorts(env, "blue").map(quote).join(" ")}
-  report_slot green ${quote(L.supervisorGroup("green"))} ${programPorts(env, "green").map(quote).join(" ")}
-else
-  ops_report supervisor "$(printf '%s' "$xml" | tr '\n' ' ')"
-fi
-# The deploys' health probes, on the live slot, one verdict per program.
-case "$live_slot" in
-  blue) ${health("blue")} ;;
-  green) ${health("green")} ;;
-esac
-${cert ? `cert_info ${quote(cert.cert)}
-ops_report served_serial "$(served_serial ${quote(siteName(env))})"` : ": no TLS"}
-{ df -Pk / ${quote(L.base)} 2>/dev/null || true; } | awk 'NR > 1 { print $6, $4, $2 }' | sort -u | while read -r m avail size; do ops_report disk "$m $avail $size"; done
-${lockStatus(env).script}`
+    script: `${CONNECTION_FUNCTIONS}
+lock=${quote(layout(env).lock)}
+${LOCK_STATE}
+${REPORT_HOLDER}`
   };
 }
+function parseLock(result) {
+  const holder = {};
+  for (const line of reportedAll(result, "holder")) {
+    const eq = line.indexOf("=");
+    if (eq > 0) holder[line.slice(0, eq)] = line.slice(eq + 1);
+  }
+  return { state: reported(result, "lock") ?? "free", holder };
+}
+function describeHolder(h) {
+  if (!h.operation) return "an unknown run (the lock has no details)";
+  return `a ${h.operation} run by ${h.actor || "unknown"}, started ${h.since || "?"}${h.run ? ` (${h.run})` : ""}`;
+}
+
+// core/steps/programs.ts
 function processRelease(env, envRelease, cwd) {
   if (envRelease) return envRelease;
   const prefix = `${layout(env).releases}/`;
@@ -51521,6 +51471,83 @@ function programStates(env, records, liveSlot) {
   }
   const order = Object.keys(env.config.programs);
   return states.sort((a, b) => Number(b.live) - Number(a.live) || a.slot.localeCompare(b.slot) || order.indexOf(a.program) - order.indexOf(b.program));
+}
+
+// core/steps/switch.ts
+function probes(env, slot) {
+  return Object.entries(env.config.programs).map(([name2, p]) => `${name2}:${slotPort(env, name2, slot)}:${p.health}`);
+}
+function programPorts(env, slot) {
+  return Object.keys(env.config.programs).map((name2) => `${name2}:${slotPort(env, name2, slot)}`);
+}
+
+// core/steps/release.ts
+function releaseSummary(id, json) {
+  let meta = {};
+  let unreadable;
+  try {
+    meta = JSON.parse(json || "{}");
+  } catch {
+    unreadable = true;
+  }
+  return { id, sha: meta.sha ?? "", ref: meta.ref ?? "", time: meta.time ?? "", actor: meta.actor ?? "", run: meta.run ?? "", ...unreadable && { unreadable } };
+}
+
+// core/steps/status.ts
+function siteProbe(env) {
+  const name2 = siteName(env);
+  if (env.config.tls.mode === "off") {
+    return { url: "http://127.0.0.1/", args: [...env.config.domain ? ["-H", `Host: ${env.config.domain}`] : [], "http://127.0.0.1/"] };
+  }
+  return { url: `https://${name2}/`, args: ["-k", "--resolve", `${name2}:443:127.0.0.1`, `https://${name2}/`] };
+}
+function hostStatus(env) {
+  const L = layout(env);
+  const cert = certificatePaths(env);
+  const health = (slot) => `if wait_healthy 3 0.3 ${probes(env, slot).map(quote).join(" ")}; then ops_report health ok; else ops_report health "$UNHEALTHY"; fi`;
+  return {
+    name: "status",
+    as: "root",
+    timeout: 90,
+    quiet: true,
+    script: String.raw`${PROBE_FUNCTIONS}
+${SUPERVISOR_FUNCTIONS}
+${IDENTITY_FUNCTIONS}
+${CERT_FUNCTIONS}
+ops_report now "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+ops_report provisioned "$(cat ${quote(`${L.state}/provisioned`)} 2>/dev/null || echo no)"
+cur=$(readlink ${quote(L.current)} 2>/dev/null || true)
+ops_report current "${"$"}{cur##*/}"
+if [ -n "$cur" ] && [ -f "$cur/release.json" ]; then ops_report release_json "$(tr -d '\n' < "$cur/release.json")"; fi
+live_slot=$(cat ${quote(L.slotFile)} 2>/dev/null || true)
+ops_report slot "$live_slot"
+# nginx: running (its master's pid), its configuration as nginx -t sees it, and "/" through it.
+pid=$(cat /run/nginx.pid 2>/dev/null || true)
+if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then ops_report nginx running; else ops_report nginx stopped; fi
+if out=$(nginx -t 2>&1); then ops_report nginx_config ok; else ops_report nginx_config invalid; fi
+while IFS= read -r line; do [ -z "$line" ] || ops_report nginx_test "$line"; done <<< "$out"
+ops_report site_enabled "$([ -e ${quote(L.nginxSiteEnabled)} ] && echo yes || echo no)"
+ops_report site "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 ${siteProbe(env).args.map(quote).join(" ")} 2>/dev/null || true)"
+# supervisor over its XML-RPC socket (supervisorctl exits non-zero when a program is down: not used here).
+if xml=$(rpc supervisor.getAllProcessInfo 2>&1) && [[ "$xml" == *"<methodResponse>"* ]]; then
+  ops_report supervisor running
+  ops_report supervisor_xml "$(printf '%s' "$xml" | tr -d '\n')"
+  # What each slot's processes run, read from the processes themselves, and who listens on the ports.
+  report_slot blue ${quote(L.supervisorGroup("blue"))} ${programPorts(env, "blue").map(quote).join(" ")}
+  report_slot green ${quote(L.supervisorGroup("green"))} ${programPorts(env, "green").map(quote).join(" ")}
+else
+  ops_report supervisor "$(printf '%s' "$xml" | tr '\n' ' ')"
+fi
+# The deploys' health probes, on the live slot, one verdict per program.
+case "$live_slot" in
+  blue) ${health("blue")} ;;
+  green) ${health("green")} ;;
+esac
+${cert ? `cert_info ${quote(cert.cert)}
+ops_report served_serial "$(served_serial ${quote(siteName(env))})"` : ": no TLS"}
+{ df -Pk / ${quote(L.base)} 2>/dev/null || true; } | awk 'NR > 1 { print $6, $4, $2 }' | sort -u | while read -r m avail size; do ops_report disk "$m $avail $size"; done
+${lockStatus(env).script}`
+  };
 }
 var CERT_FAIL_DAYS = 7;
 var CERT_WARN_DAYS = 21;
@@ -51624,13 +51651,9 @@ function parseHostStatus(env, host, r) {
     else if (freePercent < DISK_WARN_PERCENT) warn(`disk ${d.mount} is ${d.usedPercent}% used (${d.freeMb} MB free)`);
   }
   s.lock = parseLock(r);
-  if (s.lock.state === "held") problem(`locked by ${describeRun(s.lock.holder)}: an operation is running`);
-  else if (s.lock.state === "stale") problem(`stale lock left by ${describeRun(s.lock.holder)}, which is gone (check, then: ops lock release ${env.name})`);
+  if (s.lock.state === "held") problem(`locked by ${describeHolder(s.lock.holder)}: an operation is running`);
+  else if (s.lock.state === "stale") problem(`stale lock left by ${describeHolder(s.lock.holder)}, which is gone (check, then: ops lock release ${env.name})`);
   return s;
-}
-function describeRun(h) {
-  if (!h.operation) return "an unknown run";
-  return `a ${h.operation} run by ${h.actor || "unknown"} since ${h.since || "?"}`;
 }
 
 // core/ops/status.ts

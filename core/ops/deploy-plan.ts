@@ -1,0 +1,115 @@
+// A deploy's plan: the commit and everything its release needs, resolved once on the runner before any host
+// is touched (core/ops/deploy.ts puts it live), and the plan in words, as a dry run prints it.
+import type { Environment } from '../config/environment.ts';
+import { sharingPlan, type HostSharing } from '../config/siblings.ts';
+import { runnerNow, type OpsContext } from '../context.ts';
+import { renderDotenv, type RenderedEnv } from '../dotenv.ts';
+import { layout } from '../layout.ts';
+import { runInfo } from '../runinfo.ts';
+import { validate } from '../shell.ts';
+import { dependencyHashes } from '../changes.ts';
+import { resolveRef, sourceRepository, treeSize, type ResolvedRef } from '../source.ts';
+import { treeContent, type TreeContent } from '../tree-content.ts';
+import { site } from '../steps/nginx.ts';
+import { releaseId, type ReleaseMeta } from '../steps/release.ts';
+import { slotConfig } from '../steps/switch.ts';
+import { environmentSecrets } from './secrets.ts';
+
+/** What a deploy puts live, resolved once on the runner before any host is touched. */
+export interface Plan {
+  resolved: ResolvedRef;
+  repo: string;
+  /** Submodules, Git LFS contents and export-ignored paths of the commit (what `git archive` alone leaves out). */
+  tree: TreeContent;
+  /** What the release's files take once written (git ls-tree). */
+  size: { bytes: number; entries: number };
+  id: string;
+  dotenv: RenderedEnv;
+  hashes: { python: string; node: string };
+  meta: ReleaseMeta;
+}
+
+/** The commit a deploy puts live: `ref` (default: the environment's `ref`) validated and resolved in the repository. */
+export interface DeployTarget {
+  repo: string;
+  resolved: ResolvedRef;
+}
+
+/**
+ * Validate `ref` (default: the environment's `ref`) and resolve it to one commit in the repository deployed
+ * from, on the runner (before any connection: the deploy opens its connections while `planDeploy` runs).
+ * @throws OpsError for a bad or unknown ref; nothing is changed.
+ */
+export async function deployTarget(ctx: OpsContext, env: Environment, refOption: string | undefined): Promise<DeployTarget> {
+  const ref = validate('gitRef', refOption || env.config.ref);
+  const repo = await sourceRepository(ctx.root, env.config.repository);
+  return { repo, resolved: await resolveRef(repo, ref) };
+}
+
+/**
+ * Everything the release of `target` (deployTarget) needs, on the runner: its tree content (submodules, LFS,
+ * export-ignore), dependency hashes, the rendered `.env`, the release id and metadata. Configuration mistakes
+ * (slot config, nginx site) surface here.
+ * @throws OpsError (a tree missing its submodules or LFS contents, secrets, config); nothing is changed.
+ */
+export async function planDeploy(ctx: OpsContext, env: Environment, { repo, resolved }: DeployTarget): Promise<Plan> {
+  const ref = resolved.ref;
+  // A release missing its submodules or LFS contents is refused here, before any host is touched.
+  const tree = await treeContent(repo, resolved.sha);
+  const hashes = await dependencyHashes(repo, resolved.sha, env);
+  const secrets = await environmentSecrets(ctx, env);
+  const dotenv = renderDotenv(env, secrets);
+  const now = runnerNow(ctx);
+  const id = releaseId(resolved.sha, now);
+  // Configuration mistakes surface now, before any host is touched.
+  for (const slot of ['blue', 'green'] as const) slotConfig(env, slot, `${layout(env).releases}/${id}`, id);
+  if (env.config.tls.mode === 'off' || env.config.nginx.site_template) site(env, true);
+  const info = runInfo(ctx.processEnv);
+  const meta: ReleaseMeta = {
+    id,
+    sha: resolved.sha,
+    ref,
+    environment: env.name,
+    actor: info.actor,
+    time: now.toISOString(),
+    run: info.runUrl,
+    deps: hashes,
+    ...(tree.submodules.length && { submodules: tree.submodules.map(({ path, sha }) => ({ path, sha })) }),
+    ...(tree.lfs.length && { lfs: tree.lfs.map(({ path, oid }) => ({ path, oid })) }),
+  };
+  return { resolved, repo, tree, size: await treeSize(repo, resolved.sha), id, dotenv, hashes, meta };
+}
+
+/** What the release holds beyond `git archive`, and what it leaves out, in words (plan and deploy notes). */
+export function treeNotes(tree: TreeContent): string[] {
+  const notes: string[] = [];
+  if (tree.submodules.length) notes.push(`submodules included: ${tree.submodules.map((m) => `${m.path} (${m.sha.slice(0, 12)})`).join(', ')}`);
+  if (tree.lfs.length) notes.push(`Git LFS contents included: ${tree.lfs.length} file(s), ${(tree.lfs.reduce((a, f) => a + f.size, 0) / 1024).toFixed(1)} KiB`);
+  if (tree.exportIgnored.length)
+    notes.push(`left out by export-ignore (.gitattributes): ${tree.exportIgnored.slice(0, 10).join(', ')}${tree.exportIgnored.length > 10 ? ` and ${tree.exportIgnored.length - 10} more` : ''}`);
+  return notes;
+}
+
+/** The plan a dry run prints: commit, release, hosts and how they share, and the steps each host goes through. */
+export function planText(env: Environment, p: Plan, sharing: HostSharing): string[] {
+  const steps = ['lock', 'state', 'code (pack of missing objects)', '.env', 'release', 'dependencies (reused when lockfiles unchanged)'];
+  if (env.config.release.build) steps.push(`build: ${env.config.release.build}`);
+  if (env.config.release.migrate) steps.push(`migrate (first host): ${env.config.release.migrate}`);
+  // With several hosts, one per platform builds; the others receive its build before any host switches.
+  if (env.hosts.length > 1) steps.push('build once per platform: the other hosts receive the release and its new dependency sets (sha256-checked), before any switch');
+  steps.push(...env.config.release.before_switch.map((c) => `before_switch: ${c}`), 'start the other slot + health checks', 'switch: nginx -t, graceful reload, current → release');
+  steps.push(
+    ...env.config.release.after_switch.map((c) => `after_switch: ${c}`),
+    env.config.switch.keep_previous ? 'keep the previous release warm on the idle slot' : `drain (at most ${env.config.switch.drain}s), stop the old slot`,
+    `prune (keep the latest ${env.config.release.keep} good releases in the order they went live, ${env.config.release.keep_failed} failed/abandoned; never what a slot runs)`,
+    'audit, unlock',
+  );
+  return [
+    `environment ${env.name}: ${p.resolved.ref} (${p.resolved.matched}) = ${p.resolved.sha}`,
+    `release ${p.id}`,
+    ...treeNotes(p.tree),
+    `hosts (batches of ${env.config.switch.batch_size}): ${env.hosts.map((h) => `${h.name} (${h.address})`).join(', ')}`,
+    ...sharingPlan(env, sharing).map((l) => `  ${l}`),
+    ...steps.map((s, i) => `  ${i + 1}. ${s}`),
+  ];
+}

@@ -1,0 +1,57 @@
+// The timed step runner of one host during an operation: log groups, step durations for the summary, and a
+// failure that ran out of disk space or inodes said as such.
+import type { Environment } from '../config/environment.ts';
+import type { OpsContext } from '../context.ts';
+import { DISK_FULL, DiskFullError, StepError } from '../errors.ts';
+import { reported, type Remote, type Step, type StepResult } from '../remote/types.ts';
+import { describeDisk, diskSpace, parseDisk } from '../steps/facts.ts';
+
+/**
+ * Timed step runner for one host: groups in the log, durations for the summary. A step or upload that runs
+ * out of disk space or inodes fails saying so, with what is left under the app's directory (one more round
+ * trip, on that failure only).
+ */
+export class HostRun {
+  readonly steps: { name: string; ms: number }[] = [];
+  constructor(
+    private readonly ctx: OpsContext,
+    readonly remote: Remote,
+    private readonly env: Environment,
+  ) {}
+  async run(step: Step): Promise<StepResult> {
+    const started = Date.now();
+    try {
+      return await (step.quiet ? this.remote.run(step) : this.ctx.reporter.group(`${this.remote.name} · ${step.name}`, () => this.remote.run(step)));
+    } catch (e) {
+      throw await this.diskFull(e);
+    } finally {
+      this.steps.push({ name: step.name, ms: Date.now() - started });
+    }
+  }
+  async upload(content: Buffer | string, path: string, mode: number): Promise<void> {
+    await this.remote.upload(content, path, { mode }).catch(async (e: unknown) => {
+      throw await this.diskFull(e);
+    });
+  }
+  /** A cleanup step whose own failure must not hide the original error. */
+  async tryRun(step: Step): Promise<void> {
+    await this.remote.run(step, { allowFailure: true }).catch(() => undefined);
+  }
+  /**
+   * A failed step: was the disk full? Said in its error (ENOSPC), or not (a tool that hides its cause, like
+   * venv's ensurepip): the space and inodes left after it tell.
+   */
+  private async diskFull(e: unknown): Promise<unknown> {
+    if (!(e instanceof StepError) || e.exitCode === null) return e;
+    const r = await this.remote.run(diskSpace(this.env), { allowFailure: true }).catch(() => undefined);
+    const disk = r && parseDisk(reported(r, 'disk'));
+    const exhausted = disk && (disk.freeMb < 1 || (disk.freeInodes !== undefined && disk.freeInodes < 10));
+    if (!DISK_FULL.test(e.message) && !exhausted) return e;
+    const what = disk?.freeInodes === 0 ? 'free inodes' : 'disk space';
+    return new DiskFullError(
+      e,
+      `${this.remote.name} ran out of ${what}${disk ? `: ${describeDisk(disk)}` : ` under ${this.env.baseDir}`}`,
+      `free space on ${this.remote.name} under ${disk?.path ?? this.env.baseDir} (failed releases, old dependency sets under shared/deps, logs; or lower release.keep), then deploy again`,
+    );
+  }
+}

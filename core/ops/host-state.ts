@@ -1,0 +1,109 @@
+// A host's state as the deploy-state step (core/steps/release.ts `deployState`) reports it: what is live, on
+// which slot, the releases and their history, known commits, disk; read by deploy, rollback, initdata and
+// `ops diff`. Also what pruning removes after a switch.
+import type { Environment } from '../config/environment.ts';
+import { withSession, type OpsContext } from '../context.ts';
+import type { HostLive } from '../changes.ts';
+import type { Slot } from '../layout.ts';
+import { reported, reportedAll, type StepResult } from '../remote/types.ts';
+import { parseDisk, type DiskSpace } from '../steps/facts.ts';
+import { parseReleaseRecord, retention, type ReleaseRecord } from '../steps/history.ts';
+import { deployState } from '../steps/release.ts';
+
+/** Parsed `deployState`. */
+export interface HostState {
+  provisioned: boolean;
+  current: string;
+  slot: Slot | undefined;
+  /** Every release directory with its place in the host's history. */
+  releases: ReleaseRecord[];
+  known: string[];
+  /** Which of the commits asked about the host's mirror already has. */
+  has: string[];
+  /** Which of the Git LFS oids asked about the host has stored. */
+  lfsHas: string[];
+  certificate: boolean;
+  /** "ok", or what failed, for the live slot; "" when nothing is live. */
+  liveHealth: string;
+  /** The host's clock (`date +%s`), read with the lock. */
+  hostTime?: string;
+  /** The release each slot's supervisor file runs. */
+  slotReleases: Partial<Record<Slot, string>>;
+  /** Free space and inodes under the app's directory. */
+  disk?: DiskSpace;
+  /** Complete dependency sets on the host (names under shared/deps). */
+  depsHas: string[];
+  /** What builds run on (platformReport), when asked. */
+  platform?: string;
+}
+
+/**
+ * The host's state as the deploy-state step reports it (what is live, slot, releases and history, known
+ * commits, disk). Pure; missing reports give empty values.
+ */
+export function parseState(r: StepResult): HostState {
+  const slot = reported(r, 'slot');
+  const slotReleases: Partial<Record<Slot, string>> = {};
+  for (const line of reportedAll(r, 'slot_release')) {
+    const [s, id] = line.split(' ');
+    if ((s === 'blue' || s === 'green') && id) slotReleases[s] = id;
+  }
+  return {
+    provisioned: (reported(r, 'provisioned') ?? 'no') !== 'no',
+    current: reported(r, 'current') ?? '',
+    slot: slot === 'blue' || slot === 'green' ? slot : undefined,
+    releases: reportedAll(r, 'release').map(parseReleaseRecord),
+    known: reportedAll(r, 'known'),
+    has: reportedAll(r, 'has'),
+    lfsHas: reportedAll(r, 'lfs_has'),
+    certificate: reported(r, 'certificate') === 'yes',
+    liveHealth: reported(r, 'live_health') ?? '',
+    hostTime: reported(r, 'now'),
+    slotReleases,
+    disk: parseDisk(reported(r, 'disk')),
+    depsHas: reportedAll(r, 'deps_has'),
+    platform: reported(r, 'platform'),
+  };
+}
+
+/**
+ * What pruning removes after `id` went live on a host in `state` (the state read before the deploy): the
+ * new release is live (the latest in the history), the one live before stays warm on its slot unless
+ * `switch.keep_previous` is off.
+ */
+export function pruneAfterSwitch(env: Environment, state: HostState, id: string, newSlot: Slot): string[] {
+  const top = Math.max(0, ...state.releases.map((r) => Math.max(r.liveSeq ?? 0, r.eventSeq ?? 0)));
+  const releases = [...state.releases.filter((r) => r.id !== id), { id, sha: '', status: 'ok' as const, liveSeq: top + 1, eventSeq: top + 1 }];
+  const warm = env.config.switch.keep_previous && state.current && state.slot ? [{ id: state.current, slot: state.slot }] : [];
+  const kept = retention(releases, { keep: env.config.release.keep, keepFailed: env.config.release.keep_failed, current: id, warm: [...warm, { id, slot: newSlot }] });
+  return [...kept].filter(([, why]) => why === undefined).map(([r]) => r);
+}
+
+/** A host's live commit from its state (the `deployState` step). */
+export function liveOf(host: string, state: HostState): HostLive {
+  return { host, sha: state.releases.find((r) => r.id === state.current)?.sha ?? '', release: state.current };
+}
+
+/**
+ * Each host's live commit, read without the lock: one read-only round trip per host (the state step, without
+ * its health probes; with several hosts, each one's platform too, for who builds). A host that cannot be read is
+ * reported as such, so that a plan still prints.
+ */
+export async function readLive(ctx: OpsContext, env: Environment): Promise<HostLive[]> {
+  try {
+    return await withSession(ctx, env, (session) =>
+      Promise.all(
+        env.hosts.map(async (h) => {
+          try {
+            const state = parseState(await session.remote(h.name).run(deployState(env, undefined, { liveHealth: false, platform: env.hosts.length > 1 })));
+            return { ...liveOf(h.name, state), ...(state.platform && { platform: state.platform }) };
+          } catch (e) {
+            return { host: h.name, sha: '', release: '', error: (e as Error).message.split('\n')[0]! };
+          }
+        }),
+      ),
+    );
+  } catch (e) {
+    return env.hosts.map((h) => ({ host: h.name, sha: '', release: '', error: (e as Error).message.split('\n')[0]! }));
+  }
+}

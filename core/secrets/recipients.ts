@@ -1,0 +1,125 @@
+// Who can decrypt an environment's secrets, and changing it: the age recipients of every sops file of the
+// environment (secrets.sops.yaml and encrypted assets) and its creation rule in .sops.yaml. Every file is
+// decrypted (MAC verified) before anything is written, so a key that cannot open one of them changes nothing;
+// each file is then rewritten whole (temporary file + rename). A removed recipient gets a new data key (it may
+// have kept the old one), like `sops updatekeys` and `sops rotate`.
+import { readFileSync } from 'node:fs';
+import { OpsError } from '../errors.ts';
+import { envSopsFiles, secretsPath } from './env.ts';
+import { checkRecipient, type Identities } from './keys.ts';
+import { recipientsFor, ruleFor, setEnvRule } from './sops-config.ts';
+import { parseSops } from './sops-metadata.ts';
+import { SecretsFile } from './sops.ts';
+
+/** How to open the files: the identities that decrypt them, and where each decrypted value is masked. */
+export interface OpenWith {
+  identities: Identities;
+  mask: (value: string) => void;
+}
+
+/** What a change did to one file (absolute path). `written`: false when it already was as asked. */
+export interface FileChange {
+  file: string;
+  written: boolean;
+  added: string[];
+  removed: string[];
+  /** The file's recipients afterwards. */
+  recipients: string[];
+}
+
+export interface RecipientsView {
+  /** The .sops.yaml rule that matches the environment's secrets file (its index and age keys), if any. */
+  rule?: { index: number; age: string[] };
+  /** Each sops file of the environment and the recipients its metadata lists (read without decrypting). */
+  files: { file: string; recipients: string[] }[];
+  /** False when a file's recipients differ from the rule's (`sync` would change them). */
+  inSync: boolean;
+}
+
+/** The recipients of environment `env` under project `root`, read only. @throws OpsError for a file that is not sops. */
+export function listRecipients(root: string, env: string): RecipientsView {
+  const rule = ruleFor(root, secretsPath(root, env));
+  const files = envSopsFiles(root, env).map((file) => ({ file, recipients: parseSops(readFileSync(file, 'utf8'), file).meta.age.map((s) => s.recipient) }));
+  const wanted = rule?.age ?? [];
+  const inSync = !rule || files.every((f) => f.recipients.length === wanted.length && f.recipients.every((r) => wanted.includes(r)));
+  return { ...(rule && { rule: { index: rule.index, age: rule.age } }), files, inSync };
+}
+
+/** Every sops file of the environment, opened (all decrypted before the caller changes any). */
+async function openAll(root: string, env: string, open: OpenWith): Promise<SecretsFile[]> {
+  const opened: SecretsFile[] = [];
+  for (const f of envSopsFiles(root, env)) opened.push(await SecretsFile.open(f, open));
+  return opened;
+}
+
+/**
+ * Give every sops file of the environment the recipients .sops.yaml lists for it (like `sops updatekeys`):
+ * a removed one rotates the file's data key. @returns one change per file ([] when there is none yet).
+ * @throws OpsError when a file cannot be opened (nothing written then).
+ */
+export async function syncRecipients(root: string, env: string, open: OpenWith): Promise<FileChange[]> {
+  const wanted = recipientsFor(root, secretsPath(root, env));
+  const out: FileChange[] = [];
+  for (const s of await openAll(root, env, open)) {
+    const { added, removed } = s.setRecipients(wanted);
+    out.push({ file: s.file, written: await s.save(), added, removed, recipients: s.recipients });
+  }
+  return out;
+}
+
+/**
+ * Add an age recipient to every sops file of the environment and to its rule in .sops.yaml (created if
+ * missing). @returns one change per file. @throws OpsError for an invalid recipient or a file that cannot be
+ * opened (nothing written then).
+ */
+export async function addRecipient(root: string, env: string, recipient: string, open: OpenWith): Promise<FileChange[]> {
+  const r = checkRecipient(recipient);
+  const opened = await openAll(root, env, open);
+  const rule = ruleFor(root, secretsPath(root, env));
+  const base = rule?.pathRegex !== undefined && rule.age.length ? rule.age : (opened[0]?.recipients ?? []);
+  const out: FileChange[] = [];
+  for (const s of opened) s.addRecipient(r);
+  for (const s of opened) {
+    const written = await s.save();
+    out.push({ file: s.file, written, added: written ? [r] : [], removed: [], recipients: s.recipients });
+  }
+  await setEnvRule(root, env, [...base, r]);
+  return out;
+}
+
+/**
+ * Remove an age recipient from every sops file of the environment that has it (each gets a new data key) and
+ * from its rule in .sops.yaml. @returns the changed files and whether the rule listed it. @throws OpsError
+ * when it is no recipient at all, or the only one of the rule (add the new one first); nothing written then.
+ */
+export async function removeRecipient(root: string, env: string, recipient: string, open: OpenWith): Promise<{ files: FileChange[]; fromRule: boolean }> {
+  const r = checkRecipient(recipient);
+  const opened = await openAll(root, env, open);
+  const rule = ruleFor(root, secretsPath(root, env));
+  const base = rule?.pathRegex !== undefined && rule.age.length ? rule.age : (opened[0]?.recipients ?? []);
+  const inRule = base.includes(r);
+  const inFiles = opened.filter((s) => s.recipients.includes(r));
+  if (!inRule && !inFiles.length) throw new OpsError(`${r} is not a recipient of ${env}'s secrets`, `\`ops secrets recipients ${env}\` lists them`);
+  const remaining = base.filter((x) => x !== r);
+  if (inRule && remaining.length === 0) throw new OpsError(`${r} is the only recipient of ${env}`, 'add the new recipient first, then remove this one');
+  for (const s of inFiles) s.removeRecipient(r);
+  const files: FileChange[] = [];
+  for (const s of inFiles) files.push({ file: s.file, written: await s.save(), added: [], removed: [r], recipients: s.recipients });
+  if (inRule) await setEnvRule(root, env, remaining);
+  return { files, fromRule: inRule };
+}
+
+/**
+ * A new data key for every sops file of the environment (values and recipients kept, all re-encrypted).
+ * @returns each file with its recipients. @throws OpsError when there is no sops file, or one cannot be opened
+ * (nothing written then).
+ */
+export async function rotateDataKeys(root: string, env: string, open: OpenWith): Promise<{ file: string; recipients: string[] }[]> {
+  const opened = await openAll(root, env, open);
+  if (!opened.length) throw new OpsError(`environments/${env} has no sops-encrypted files`);
+  for (const s of opened) {
+    s.rotate();
+    await s.save();
+  }
+  return opened.map((s) => ({ file: s.file, recipients: s.recipients }));
+}

@@ -1,0 +1,269 @@
+// Reading a sops file: unwrap the data key with one of the user's age identities (or enough Shamir key
+// groups), decrypt every value with its key path as associated data, recompute the MAC exactly as sops does and
+// compare it with the stored one. Anything wrong is an OpsError and nothing is returned.
+import { OpsError } from '../errors.ts';
+import { DATA_KEY_BYTES, MacBuilder, MalformedValue, aadOf, decryptScalar, openText, parseEnc } from './cipher.ts';
+import { type Identities, type Identity, defaultKeyFile, loadIdentities, unwrapDataKey } from './keys.ts';
+import { combineShares } from './shamir.ts';
+import { type AgeStanza, type EncryptedDocument, canonicalLastModified, encryptionRule } from './sops-metadata.ts';
+import { scalarText } from './tree-scalars.ts';
+import { type CommentNode, type ListNode, type MapNode, type ScalarNode, type TreeNode, showPath, walkTree } from './tree.ts';
+
+/** IVs of decrypted values, by (path, plaintext): re-encrypting an unchanged value gives the same ciphertext. */
+export class IvStash {
+  private readonly ivs = new Map<string, Buffer[]>();
+  private static key(aad: string, text: string): string {
+    return `${aad}\u0000${text}`;
+  }
+  put(aad: string, text: string, iv: Buffer): void {
+    const k = IvStash.key(aad, text);
+    const list = this.ivs.get(k);
+    if (list) list.push(iv);
+    else this.ivs.set(k, [iv]);
+  }
+  /** Each IV is handed out once: two equal values in one list do not become two equal ciphertexts. */
+  take(aad: string, text: string): Buffer | undefined {
+    return this.ivs.get(IvStash.key(aad, text))?.shift();
+  }
+  copy(): IvStash {
+    const c = new IvStash();
+    for (const [k, v] of this.ivs) c.ivs.set(k, [...v]);
+    return c;
+  }
+  clear(): void {
+    this.ivs.clear();
+  }
+}
+
+/** The first of these stanzas that one of the identities opens (the user's own first), and what went wrong with the others. */
+async function unwrapAny(stanzas: AgeStanza[], ids: Identities): Promise<{ key?: Buffer; problems: string[] }> {
+  const mine = new Set(ids.identities.map((i) => i.recipient));
+  const ordered = [...stanzas.filter((s) => mine.has(s.recipient)), ...stanzas.filter((s) => !mine.has(s.recipient))];
+  const problems: string[] = [];
+  for (const stanza of ordered) {
+    try {
+      const key = await unwrapDataKey(stanza.enc, ids.identities);
+      if (key) return { key: Buffer.from(key), problems };
+    } catch (e) {
+      problems.push(`the data key for ${stanza.recipient}: ${(e as Error).message}`);
+    }
+  }
+  return { problems };
+}
+
+/**
+ * The data key, from the stanzas of `sops.age`, or with key groups from `shamir_threshold` groups' shares
+ * (sops.go GetDataKeyWithKeyServices). Throws OpsError saying which keys were tried and what is missing.
+ */
+export async function recoverDataKey(doc: EncryptedDocument, ids: Identities): Promise<Buffer> {
+  const { file, meta } = doc;
+  const stanzas = meta.keyGroups ? meta.keyGroups.flat() : meta.age;
+  if (stanzas.length === 0) {
+    const others = meta.foreign.length ? ` (it has ${meta.foreign.join(', ')} keys, which this tool cannot use)` : '';
+    throw new OpsError(`${file} has no age recipients${others}`, 'decrypt it with the sops binary, or re-encrypt it to age recipients');
+  }
+  if (ids.identities.length === 0) {
+    throw new OpsError(
+      `no age identity to decrypt ${file}: looked in ${ids.tried.join(', ')}`,
+      `set SOPS_AGE_KEY_FILE to your age key file (or SOPS_AGE_KEY to the key itself), or put the key in ${ids.defaultFile ?? defaultKeyFile()}; \`ops keygen\` makes a new one`,
+    );
+  }
+  if (meta.keyGroups && meta.keyGroups.length > 1) {
+    const threshold = meta.shamirThreshold || meta.keyGroups.length;
+    const shares: Buffer[] = [];
+    const opened: number[] = [];
+    for (const [i, group] of meta.keyGroups.entries()) {
+      const { key } = await unwrapAny(group, ids);
+      if (key) {
+        shares.push(key);
+        opened.push(i + 1);
+      }
+    }
+    if (shares.length < threshold) {
+      throw new OpsError(
+        `${file} is split into ${meta.keyGroups.length} key groups (Shamir), ${threshold} of which are needed; your age identities open ${shares.length}${opened.length ? ` (group ${opened.join(', ')})` : ''}`,
+        'give SOPS_AGE_KEY (one key per line) or SOPS_AGE_KEY_FILE the keys of enough groups',
+      );
+    }
+    let key: Buffer;
+    try {
+      key = combineShares(shares);
+    } catch (e) {
+      throw new OpsError(`${file}: the key groups' shares do not combine: ${(e as Error).message}`, 'restore the file from git history');
+    }
+    if (key.length !== DATA_KEY_BYTES) throw new OpsError(`${file}: the data key from the key groups is ${key.length} bytes, not ${DATA_KEY_BYTES}`, 'restore the file from git history');
+    return key;
+  }
+  const { key, problems } = await unwrapAny(stanzas, ids);
+  if (key?.length === DATA_KEY_BYTES) return key;
+  if (key) problems.push(`the data key is ${key.length} bytes, not ${DATA_KEY_BYTES}`);
+  const listed = ids.identities.find((i) => stanzas.some((s) => s.recipient === i.recipient));
+  if (listed) {
+    throw new OpsError(
+      `${file}: the data key stored for ${listed.recipient} (your key from ${listed.source}) does not decrypt with that key${problems.length ? ` (${problems.join('; ')})` : ''}`,
+      'the sops.age section was changed: restore the file from git history, or ask another recipient to re-add you',
+    );
+  }
+  const yours = ids.identities.map((i) => i.recipient).join(', ');
+  throw new OpsError(
+    `none of your age identities (${yours}) is a recipient of ${file}; its recipients are: ${stanzas.map((s) => s.recipient).join(', ')}`,
+    `ask someone who can decrypt it to add your public key (\`ops secrets recipients <env> add <age1...>\`), or point SOPS_AGE_KEY_FILE at the right key (looked in: ${ids.tried.join(', ')})`,
+  );
+}
+
+export interface DecryptOptions {
+  /** Identities to try; default: loadIdentities(env). */
+  identities?: Identities | Identity[];
+  processEnv?: NodeJS.ProcessEnv;
+  /**
+   * Called with every decrypted value (strings, numbers), and each line of a multi-line one, after the
+   * MAC verified and before anything is returned. Pass `reporter.mask`.
+   */
+  mask?: (value: string) => void;
+}
+
+/** The identities to try: those given, else the ones sops would find ($SOPS_AGE_KEY, ..._FILE, ..._CMD, the default file). */
+export async function resolveIdentities(opts: DecryptOptions): Promise<Identities> {
+  const ids = opts.identities;
+  if (!ids) return loadIdentities(opts.processEnv ?? process.env);
+  if (Array.isArray(ids)) return { identities: ids, tried: ids.map((i) => i.source) };
+  return ids;
+}
+
+interface Decrypted {
+  plain: MapNode;
+  stash: IvStash;
+  secrets: ScalarNode[];
+}
+
+/**
+ * Every value of a parsed sops document decrypted with the data key (its key path as associated data), the
+ * MAC recomputed as sops does and compared. @returns the plain tree, the IVs to reuse for unchanged values,
+ * the secret scalars. @throws OpsError for a wrong key, a tampered value or a MAC that differs.
+ */
+export function decryptTree(doc: EncryptedDocument, key: Buffer): Decrypted {
+  const { file, meta } = doc;
+  const shouldEncrypt = encryptionRule(file, meta);
+  const mac = new MacBuilder(meta.macOnlyEncrypted);
+  const stash = new IvStash();
+  const secrets: ScalarNode[] = [];
+  const restore = `restore ${file} from git history (\`git checkout -- ${file}\`), or set the value again with \`ops secrets set\``;
+  const plain = walkTree(doc.data, {
+    leaf: (leaf, keys, path, stack) => {
+      const encrypted = shouldEncrypt(keys, stack);
+      let value: ScalarNode = leaf;
+      if (encrypted) {
+        if (leaf.type !== 'str') {
+          throw new OpsError(`${file}: ${showPath(path)} is a plain ${leaf.type} where an encrypted value belongs (the file was edited by hand)`, restore);
+        }
+        if (leaf.value !== '') {
+          const aad = aadOf(keys);
+          let enc;
+          try {
+            enc = parseEnc(leaf.value as string);
+          } catch (e) {
+            if (e instanceof MalformedValue) throw new OpsError(`${file}: ${showPath(path)}: malformed encrypted value: ${e.message}`, restore);
+            throw e;
+          }
+          try {
+            value = decryptScalar(enc, key, aad);
+          } catch (e) {
+            const why = /unable to authenticate|Unsupported state/i.test((e as Error).message)
+              ? 'its ciphertext was changed, or it was moved from another key'
+              : (e as Error).message;
+            throw new OpsError(`${file}: ${showPath(path)} does not decrypt: ${why}`, restore);
+          }
+          stash.put(aad, scalarText(value), enc.iv);
+          secrets.push(value);
+        }
+      }
+      if (!meta.macOnlyEncrypted || encrypted) mac.add(value);
+      return value;
+    },
+    // Comments: encrypted with the path of the map sops placed them in, not in the MAC. One that does not decrypt
+    // stays as it is (sops: "possibly unencrypted comment").
+    comment: (c, keys, stack, branch) => {
+      if (!shouldEncrypt(keys, stack, true) || !c.text.startsWith('ENC[')) return c;
+      let enc;
+      try {
+        enc = parseEnc(c.text);
+      } catch {
+        return c;
+      }
+      for (const path of commentPaths(keys, branch)) {
+        const aad = aadOf(path);
+        try {
+          const text = openText(enc, key, aad);
+          stash.put(`#${aad}`, text, enc.iv);
+          return { ...c, text };
+        } catch {
+          // not this level
+        }
+      }
+      return c;
+    },
+  });
+  // The MAC: stored encrypted under the data key, with lastmodified as associated data
+  if (!meta.mac) throw new OpsError(`${file} has no MAC (sops.mac is empty)`, 'a sops file always has one: restore the file from git history');
+  let stored: string;
+  try {
+    stored = openText(parseEnc(meta.mac), key, canonicalLastModified(file, meta.lastModified));
+  } catch (e) {
+    const why = e instanceof MalformedValue ? `it is malformed: ${e.message}` : 'sops.mac or sops.lastmodified was changed';
+    throw new OpsError(`${file}: the stored MAC cannot be read: ${why}`, 'restore the file from git history');
+  }
+  const computed = mac.hex();
+  if (stored !== computed) {
+    throw new OpsError(
+      `${file}: MAC mismatch: its values are not the ones sops sealed (a value was deleted, added, replaced or reordered)`,
+      `the file was changed without sops or ops: restore it from git history (\`git checkout -- ${file}\`, or \`git log -p ${file}\` to find the change)`,
+    );
+  }
+  return { plain, stash, secrets };
+}
+
+/** The key paths of the last item of a map or list, of that item's last item, and so on (maps and lists only). */
+function lastChain(keys: string[], branch: MapNode | ListNode): string[][] {
+  const out: string[][] = [];
+  let node: TreeNode = branch;
+  let path = keys;
+  for (;;) {
+    if (node.kind === 'map' && node.entries.length) {
+      const [k, v]: [string, TreeNode] = node.entries.at(-1)!;
+      path = [...path, k];
+      node = v;
+    } else if (node.kind === 'list' && node.items.length) node = node.items.at(-1)!;
+    else break;
+    if (node.kind !== 'map' && node.kind !== 'list') break;
+    out.push(path);
+  }
+  return out;
+}
+
+/**
+ * The key path sops uses as a comment's associated data: the map or list holding it, except for comments after
+ * the last item when that item is itself a map or list: go-yaml reads those as the foot comment of the
+ * innermost last item, so sops places them there.
+ */
+export function commentPath(c: CommentNode, keys: string[], branch: MapNode | ListNode): string[] {
+  const size = branch.kind === 'map' ? branch.entries.length : branch.items.length;
+  return c.before === size ? (lastChain(keys, branch).at(-1) ?? keys) : keys;
+}
+
+/** Where to look for a comment's associated data when reading: its own map, the maps inside before it, the maps above. */
+function commentPaths(keys: string[], branch: MapNode | ListNode): string[][] {
+  const all = [keys, ...lastChain(keys, branch).reverse(), ...keys.map((_, i) => keys.slice(0, keys.length - 1 - i))];
+  return all.filter((p, i) => all.findIndex((q) => q.join('\0') === p.join('\0')) === i);
+}
+
+/** Mask every decrypted value (its text, and each line of a multi-line one) before anything can print it; booleans are not masked (one bit). */
+export function maskAll(secrets: ScalarNode[], mask?: (value: string) => void): void {
+  if (!mask) return;
+  for (const s of secrets) {
+    // booleans carry one bit; masking "true" would shred every log line that says true
+    if (s.type === 'bool') continue;
+    const text = s.type === 'str' ? (s.value as string) : String(s.value);
+    mask(text);
+    if (/[\r\n]/.test(text)) for (const line of text.split(/\r?\n/)) if (line.trim()) mask(line);
+  }
+}

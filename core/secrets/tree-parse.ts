@@ -1,0 +1,159 @@
+// YAML and JSON text into the ordered tree, with the rules of sops's parsers: go-yaml's scalar resolution
+// (goyaml.ts), comments kept where they stand (comments.ts), a file with several YAML documents refused.
+import { Scalar, isAlias, isMap, isScalar, isSeq, parseAllDocuments } from 'yaml';
+import { OpsError } from '../errors.ts';
+import { type Anchor, type Branch, commentTokens, placeComments, positions } from './comments.ts';
+import { type GoScalar, intValue, resolveScalar } from './goyaml.ts';
+import { type Format, type ListNode, type MapNode, type NullNode, type ScalarNode, type TreeNode, showPath, str } from './tree.ts';
+
+export interface ParseOptions {
+  /** For messages: the file the text came from. */
+  file: string;
+  /**
+   * `strict` (encrypted files): a non-string map key is an error, as in sops.
+   * `lenient` (text a person typed): `123:` or `true:` become the string keys "123", "true".
+   */
+  keys?: 'strict' | 'lenient';
+}
+
+function lineCol(text: string, offset: number): string {
+  const before = text.slice(0, offset);
+  const line = before.split('\n').length;
+  const col = offset - before.lastIndexOf('\n');
+  return `line ${line}, column ${col}`;
+}
+
+/** A Go scalar as a tree node; a uint64 (which sops cannot encrypt either) is an error naming where. */
+function goNode(v: GoScalar, where: () => string): ScalarNode | NullNode {
+  if (v.type === 'null') return { kind: 'null' };
+  if (v.type === 'uint64') throw new OpsError(`${where()}: the integer ${v.value} is above the 64-bit signed range sops accepts`, 'quote it to store it as a string');
+  return { kind: 'scalar', type: v.type, value: v.value } as ScalarNode;
+}
+
+/**
+ * Parse YAML or JSON into a tree whose top level is a map, reading values as sops does: YAML scalars with
+ * go-yaml v3's rules (goyaml.ts), JSON numbers as Go's json.Number normalised by sops (an integer in the
+ * 64-bit range is an `int`, anything else a `float`). Errors name the file and the place, never the text.
+ */
+export function parseTree(text: string, format: Format, options: ParseOptions): MapNode {
+  const { file } = options;
+  const docs = parseAllDocuments(text, {
+    intAsBigInt: true,
+    uniqueKeys: true,
+    prettyErrors: false,
+    // YAML: every scalar as its source text, resolved below as Go does; JSON: the JSON schema
+    schema: format === 'json' ? 'json' : 'failsafe',
+    merge: false,
+    keepSourceTokens: false,
+  });
+  if (!Array.isArray(docs) || docs.length === 0) return { kind: 'map', entries: [] };
+  if (docs.length > 1) {
+    throw new OpsError(`${file} holds ${docs.length} YAML documents`, 'keep one document (no `---` separators) per secrets file');
+  }
+  const doc = docs[0]!;
+  const err = doc.errors[0];
+  if (err) {
+    const where = err.pos ? ` at ${lineCol(text, err.pos[0])}` : '';
+    // err.message is the parser's message only: no excerpt of the text (it may hold secrets)
+    throw new OpsError(`${file} is not valid ${format === 'json' ? 'JSON' : 'YAML'}${where}: ${err.message.split('\n')[0]}`, 'fix the syntax and try again');
+  }
+  const scalar = (node: Scalar, path: (string | number)[]): ScalarNode | NullNode => {
+    const v = node.value;
+    const where = () => `${file}: ${showPath(path)}`;
+    if (format === 'json') {
+      if (v === null || v === undefined) return { kind: 'null' };
+      if (typeof v === 'string') return str(v);
+      if (typeof v === 'boolean') return { kind: 'scalar', type: 'bool', value: v };
+      if (typeof v === 'bigint') return v >= -(2n ** 63n) && v < 2n ** 63n ? { kind: 'scalar', type: 'int', value: intValue(v) } : { kind: 'scalar', type: 'float', value: Number(v) };
+      if (typeof v === 'number') return { kind: 'scalar', type: 'float', value: v };
+      throw new OpsError(`${where()}: unsupported value`, 'use strings, numbers, booleans, lists and maps only');
+    }
+    // !!binary: the parser has decoded it already; sops holds the bytes as text
+    if (v instanceof Uint8Array) return str(Buffer.from(v).toString('utf8'));
+    try {
+      return goNode(resolveScalar(String(v ?? ''), node.type === 'PLAIN' || node.type === undefined, node.tag), where);
+    } catch (e) {
+      if (e instanceof OpsError) throw e;
+      throw new OpsError(`${where()}: ${(e as Error).message}`, 'remove the tag, or give a value of that type');
+    }
+  };
+  const root = doc.contents;
+  if (root === null || (isScalar(root) && scalar(root, []).kind === 'null')) return { kind: 'map', entries: [] };
+  if (!isMap(root)) {
+    throw new OpsError(`${file}: the top level must be a map of keys to values`, 'write it as `key: value` lines');
+  }
+  let aliases = 0;
+  // Where each map key and list item stands (YAML), to place the comments afterwards
+  const at = positions(text);
+  const anchors: Anchor[] = [];
+  const anchor = (offset: number | undefined, branch: Branch, index: number, value: unknown): Anchor | undefined => {
+    if (format !== 'yaml' || offset === undefined || aliases) return undefined;
+    const { line, col } = at(offset);
+    const v = isAlias(value) ? undefined : (value as { range?: number[]; flow?: boolean } | null);
+    const scalarOnLine = !(isMap(v) || isSeq(v)) || Boolean(v?.flow) || (v?.range ? at(v.range[0]!).line === line : true);
+    const a: Anchor = { offset, line, col, branch, index, scalarOnLine };
+    anchors.push(a);
+    return a;
+  };
+  const offsetOf = (node: unknown): number | undefined => (node as { range?: number[] } | null)?.range?.[0];
+  const convert = (node: unknown, path: (string | number)[], parent?: Anchor): TreeNode => {
+    if (isAlias(node)) {
+      if (++aliases > 1000) throw new OpsError(`${file}: too many YAML aliases`, 'expand the aliases (*name) by hand');
+      if (path.length > 100) throw new OpsError(`${file}: ${showPath(path)}: nesting is too deep (recursive alias?)`);
+      const resolved = convert(node.resolve(doc), path);
+      aliases--;
+      return resolved;
+    }
+    if (path.length > 100) throw new OpsError(`${file}: ${showPath(path)}: nesting is too deep`);
+    if (isMap(node)) {
+      const out: MapNode = { kind: 'map', entries: [] };
+      const branch: Branch = { node: out, col: 0, parent };
+      node.items.forEach((pair, i) => {
+        const key = keyOf(pair.key, path);
+        const a = anchor(offsetOf(pair.key), branch, i, pair.value);
+        if (a && i === 0) branch.col = a.col;
+        out.entries.push([key, convert(pair.value, [...path, key], a)]);
+      });
+      if (!parent && path.length === 0) rootBranch = branch;
+      return out;
+    }
+    if (isSeq(node)) {
+      const out: ListNode = { kind: 'list', items: [] };
+      const branch: Branch = { node: out, col: 0, parent };
+      node.items.forEach((item, i) => {
+        // a block item's position is its "-"
+        let o = offsetOf(item);
+        if (o !== undefined && !node.flow) {
+          let d = o - 1;
+          while (d >= 0 && (text[d] === ' ' || text[d] === '\t')) d--;
+          if (text[d] === '-') o = d;
+        }
+        const a = anchor(o, branch, i, item);
+        if (a && i === 0) branch.col = a.col;
+        out.items.push(convert(item, [...path, i], a));
+      });
+      return out;
+    }
+    if (node === null || node === undefined) return { kind: 'null' };
+    if (isScalar(node)) return scalar(node, path);
+    throw new OpsError(`${file}: ${showPath(path)}: unsupported value`, 'use strings, numbers, booleans, lists and maps only');
+  };
+  let rootBranch: Branch | undefined;
+  const keyOf = (key: unknown, path: (string | number)[]): string => {
+    const k = isAlias(key) ? key.resolve(doc) : key;
+    if (isScalar(k)) {
+      const v = scalar(k, path);
+      if (v.kind === 'scalar' && v.type === 'str') return v.value as string;
+      const source = String(k.value ?? '');
+      if (options.keys === 'lenient' && v.kind === 'scalar') return typeof k.source === 'string' ? k.source : source;
+      throw new OpsError(
+        `${file}: ${showPath(path)}: the key ${source || 'null'} is not a string (sops accepts string keys only)`,
+        `quote it: "${source}":`,
+      );
+    }
+    throw new OpsError(`${file}: ${showPath(path)}: a map or list used as a key`, 'use string keys only');
+  };
+  const tree = convert(root, []) as MapNode;
+  if (format === 'yaml' && rootBranch) placeComments(commentTokens(text), anchors, rootBranch);
+  return tree;
+}

@@ -1,0 +1,154 @@
+// The ordered tree back to YAML or JSON text, in the layout of the sops version that wrote the file (indent,
+// metadata order), quoting strings where Go's YAML would read them as another type.
+import { Document, Pair, Scalar, YAMLMap, YAMLSeq, type Node as YamlNode } from 'yaml';
+import { OpsError } from '../errors.ts';
+import { plainChangesMeaning } from './goyaml.ts';
+import { type Format, type ListNode, type MapNode, type NullNode, type ScalarNode, type TreeNode, commentsAt, getEntry, str } from './tree.ts';
+
+/**
+ * Would this string, written plain, be read back as something else? By go-yaml (sops: goyaml.ts) or by a
+ * YAML 1.1 reader (yes/no/on/off, which PyYAML still reads as booleans). Such strings are double-quoted, as
+ * go-yaml does when it writes them (e.g. `lastmodified: "2024-…Z"`).
+ */
+export function needsQuotesForGo(s: string): boolean {
+  if (s === '' || plainChangesMeaning(s)) return true;
+  return /^(y|Y|yes|Yes|YES|n|N|no|No|NO|on|On|ON|off|Off|OFF)$/.test(s);
+}
+
+function yamlScalar(node: ScalarNode | NullNode): Scalar {
+  if (node.kind === 'null') return new Scalar(null);
+  const s = new Scalar(node.value);
+  if (node.type === 'str' && needsQuotesForGo(node.value as string)) s.type = Scalar.QUOTE_DOUBLE;
+  // A float that happens to be whole keeps a ".0", so that it is read back as a float (and keeps its type)
+  if (node.type === 'float' && Number.isInteger(node.value)) s.minFractionDigits = 1;
+  // A time is written plain, as go-yaml writes it, so that it is read back as a time
+  if (node.type === 'time') s.type = Scalar.PLAIN;
+  return s;
+}
+
+/** The comments before item `i`: those for the line above it, and an inline one for after its value (scalars only). */
+function split(node: MapNode | ListNode, i: number, value: TreeNode | undefined): { head: string[]; inline: string[] } {
+  const here = commentsAt(node, i);
+  const scalar = value !== undefined && value.kind !== 'map' && value.kind !== 'list';
+  return { head: here.filter((c) => !(c.inline && scalar)).map((c) => c.text), inline: here.filter((c) => c.inline && scalar).map((c) => c.text) };
+}
+
+const joinComment = (lines: string[]) => (lines.length ? lines.join('\n') : undefined);
+
+function toYamlNode(node: TreeNode): YamlNode {
+  switch (node.kind) {
+    case 'map': {
+      const m = new YAMLMap();
+      node.entries.forEach(([k, v], i) => {
+        const key = yamlScalar(str(k));
+        const value = toYamlNode(v);
+        const { head, inline } = split(node, i, v);
+        if (head.length) key.commentBefore = joinComment(head);
+        // one line comment per value: further ones go above the next line... of this value, as sops does
+        if (inline.length) value.comment = inline.join(' #');
+        m.items.push(new Pair(key, value));
+      });
+      const tail = commentsAt(node, node.entries.length).map((c) => c.text);
+      if (tail.length) m.comment = joinComment(tail);
+      return m;
+    }
+    case 'list': {
+      const s = new YAMLSeq();
+      node.items.forEach((v, i) => {
+        const item = toYamlNode(v);
+        const { head, inline } = split(node, i, v);
+        if (head.length) item.commentBefore = joinComment(head);
+        if (inline.length) item.comment = inline.join(' #');
+        s.items.push(item);
+      });
+      const tail = commentsAt(node, node.items.length).map((c) => c.text);
+      if (tail.length) s.comment = joinComment(tail);
+      return s;
+    }
+    default:
+      return yamlScalar(node);
+  }
+}
+
+/**
+ * How a file is laid out: YAML indentation (sops 3.13 writes 4 spaces, 3.8 wrote 2), JSON indentation (a tab,
+ * or spaces), and the sops section (3.8: a fixed order with empty key lists; 3.13: sorted, empties left out).
+ * A file is rewritten in the layout it has, so that a rewrite changes only what changed.
+ */
+export interface Layout {
+  yamlIndent: number;
+  jsonIndent: string;
+  legacyMetadata: boolean;
+}
+
+/** What the pinned sops (scripts/setup-machine.sh) writes: new files get this layout. */
+export const CURRENT_LAYOUT: Layout = { yamlIndent: 4, jsonIndent: '\t', legacyMetadata: false };
+
+/** What sops 3.8 wrote (the vectors in test/fixtures/sops). */
+export const LEGACY_LAYOUT: Layout = { yamlIndent: 2, jsonIndent: '  ', legacyMetadata: true };
+
+/** The layout of an encrypted file's text (its first indented line; its sops section's style). */
+export function detectLayout(text: string, format: Format, sops: MapNode | undefined): Layout {
+  const legacyMetadata = sops !== undefined && getEntry(sops, 'kms') !== undefined;
+  const base = legacyMetadata ? LEGACY_LAYOUT : CURRENT_LAYOUT;
+  if (format === 'json') {
+    const m = /^([ \t]+)"/m.exec(text);
+    return { ...base, jsonIndent: m ? m[1]! : base.jsonIndent };
+  }
+  const m = /^( +)\S/m.exec(text);
+  const n = m ? m[1]!.length : 0;
+  return { ...base, yamlIndent: n >= 1 && n <= 8 ? n : base.yamlIndent };
+}
+
+/** YAML the way sops writes it: `indent` spaces, lists indented under their key, no line folding; comments where they stood. */
+export function toYaml(tree: MapNode, indent = 2): string {
+  if (tree.entries.length === 0) {
+    const only = (tree.comments ?? []).map((c) => `#${c.text}\n`).join('');
+    return `${only}{}\n`;
+  }
+  const doc = new Document();
+  const root = toYamlNode(tree) as YAMLMap;
+  // the top level's trailing comments belong to the document (after everything)
+  if (root.comment) {
+    doc.comment = root.comment;
+    root.comment = undefined;
+  }
+  doc.contents = root;
+  return doc.toString({ lineWidth: 0, minContentWidth: 0, indent, indentSeq: true });
+}
+
+/** A JSON string as Go's encoding/json writes it (HTML-safe escapes included). */
+function goJsonString(s: string): string {
+  return JSON.stringify(s).replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+function jsonValue(node: TreeNode, indent: string, step: string): string {
+  const inner = indent + step;
+  switch (node.kind) {
+    case 'null':
+      return 'null';
+    case 'scalar':
+      if (node.type === 'str') return goJsonString(node.value as string);
+      if (node.type === 'bool') return node.value ? 'true' : 'false';
+      if (node.type === 'time') return goJsonString(node.value as string);
+      if (typeof node.value === 'bigint') return String(node.value);
+      if (!Number.isFinite(node.value)) throw new OpsError(`${node.value} cannot be written in JSON`);
+      return JSON.stringify(node.value);
+    case 'list':
+      if (node.items.length === 0) return '[]';
+      return `[\n${node.items.map((v) => inner + jsonValue(v, inner, step)).join(',\n')}\n${indent}]`;
+    case 'map':
+      if (node.entries.length === 0) return '{}';
+      return `{\n${node.entries.map(([k, v]) => `${inner}${goJsonString(k)}: ${jsonValue(v, inner, step)}`).join(',\n')}\n${indent}}`;
+  }
+}
+
+/** JSON the way sops writes it: `indent` per level, final newline. */
+export function toJson(tree: TreeNode, indent = '  '): string {
+  return jsonValue(tree, '', indent) + '\n';
+}
+
+/** A tree as YAML or JSON text, in the given layout (indentation of the sops version that wrote the file). */
+export function printTree(tree: MapNode, format: Format, layout: Layout = LEGACY_LAYOUT): string {
+  return format === 'json' ? toJson(tree, layout.jsonIndent) : toYaml(tree, layout.yamlIndent);
+}

@@ -1,0 +1,88 @@
+// Applying one source on top of a tip, locally (shared by add and rebuild): fast-forward, merge commit made
+// with `git merge-tree --write-tree` and `git commit-tree` (no checkout, no index), or a refusal that says why
+// (a conflict, with the staging commits that touch the files; a branch rewritten since it was added).
+import { Git, GitError } from '../git.ts';
+import { type AddOutcome, StagingRefusal, short } from './messages.ts';
+import { type AddedRecord, decideAdd, mergeMessage } from './plan.ts';
+import type { Source } from './refs.ts';
+import type { StagingContext } from './settings.ts';
+
+/** `git log --oneline` of `revs` (limited to `paths`), at most `max` lines, merges left out. */
+export async function oneline(git: Git, revs: string[], paths: string[] = [], max = 20): Promise<string[]> {
+  const out = await git.out(['--literal-pathspecs', 'log', '--no-merges', `--max-count=${max}`, '--format=%h %s', ...revs, '--', ...paths]);
+  return out.split('\n').filter(Boolean);
+}
+
+/** Lines indented under a message. */
+export const bullet = (lines: string[]) => lines.map((l) => `  ${l}`).join('\n');
+
+async function rewrittenRefusal(ctx: StagingContext, source: Source, earlier: AddedRecord, main: string): Promise<StagingRefusal> {
+  const { staging } = ctx.settings;
+  const gone = await oneline(ctx.git, [earlier.head, `^${source.sha}`, `^${main}`]);
+  const instead = await oneline(ctx.git, [source.sha, `^${earlier.head}`, `^${main}`]);
+  const message = [
+    `${source.display} was rewritten since it was added to ${staging}: the head added then, ${short(earlier.head)}, is no longer part of it (rebased, amended, reset or force-pushed). ${staging} was not changed.`,
+    `In ${staging}, but no longer in ${source.display}:`,
+    bullet(gone.length ? gone : [`(${short(earlier.head)} itself)`]),
+    ...(instead.length ? [`In ${source.display} now instead:`, bullet(instead)] : []),
+  ].join('\n');
+  const hint =
+    `${staging} keeps what was added. Either bring the branch back to ${short(earlier.head)} and push new commits on top ` +
+    `(revert or fix-up commits instead of rewriting), or rebuild ${staging} (\`ops staging rebuild\`, or wait for the scheduled rebuild): ` +
+    `it starts again from ${ctx.settings.main} and re-applies the labelled pull requests.`;
+  return new StagingRefusal('rewritten', message, hint);
+}
+
+async function conflictRefusal(ctx: StagingContext, source: Source, base: string, main: string, files: string[]): Promise<StagingRefusal> {
+  const { staging } = ctx.settings;
+  const withMain = await ctx.git.run(['merge-tree', '--write-tree', '--name-only', '--no-messages', main, source.sha]);
+  const touching = await oneline(ctx.git, [base, `^${main}`, `^${source.sha}`], files, 10);
+  const message = [
+    `${source.display} (${short(source.sha)}) conflicts with ${staging} (${short(base)}) in ${files.length} file${files.length === 1 ? '' : 's'}; ${staging} was not changed:`,
+    bullet(files),
+    ...(touching.length ? [`Commits in ${staging} (not in ${ctx.settings.main}) that change ${files.length === 1 ? 'it' : 'them'}:`, bullet(touching)] : []),
+  ].join('\n');
+  const hint =
+    withMain.code === 1
+      ? `it conflicts with ${ctx.settings.main} itself: merge or rebase ${ctx.settings.main} into ${source.display} and resolve, then add it again`
+      : `the conflict is with work already in ${staging}, not with ${ctx.settings.main}: coordinate with the branch that made the commits above, or rebuild ${staging} once it is gone`;
+  return new StagingRefusal('conflict', message, hint, files);
+}
+
+export interface LocalResult {
+  outcome: AddOutcome;
+  sha: string;
+}
+
+/** Bring `source` into `base` without touching any ref or working tree; throw StagingRefusal when it must not. */
+export async function applyLocally(ctx: StagingContext, base: string, main: string, source: Source, records: AddedRecord[]): Promise<LocalResult> {
+  const { git } = ctx;
+  const mine = source.key ? records.filter((r) => r.key === source.key) : [];
+  const rewritten: AddedRecord[] = [];
+  for (const r of mine) if (!(await git.isAncestor(r.head, source.sha))) rewritten.push(r);
+  const contained = await git.isAncestor(source.sha, base);
+  const stagingIsAncestor = !contained && (await git.isAncestor(base, source.sha));
+  switch (decideAdd({ rewritten, contained, stagingIsAncestor })) {
+    case 'refuse-rewritten':
+      throw await rewrittenRefusal(ctx, source, rewritten[0]!, main);
+    case 'already-contained':
+      return { outcome: 'already-contained', sha: base };
+    case 'fast-forward':
+      return { outcome: 'fast-forward', sha: source.sha };
+    case 'merge': {
+      const args = ['merge-tree', '--write-tree', '-z', '--name-only', '--no-messages', base, source.sha];
+      const r = await git.run(args);
+      const [tree = '', ...rest] = r.stdout.split('\0');
+      if (r.code === 1) throw await conflictRefusal(ctx, source, base, main, [...new Set(rest.filter(Boolean))]);
+      if (r.code !== 0) throw new GitError(args, r, /unrelated/.test(r.stderr) ? `${source.display} shares no history with ${ctx.settings.staging}` : undefined);
+      const message = mergeMessage(source, ctx.settings.staging);
+      // Dated like the later of its parents: the same merge made again (a rebuild with nothing new) is the
+      // same commit, so staging does not move and nothing is redeployed. The push records when it happened.
+      const date = `${await git.out(['log', '--no-walk=sorted', '-1', '--format=%ct', base, source.sha])} +0000`;
+      const sha = await git.out(['commit-tree', '--no-gpg-sign', tree.trim(), '-p', base, '-p', source.sha, ...message.flatMap((m) => ['-m', m])], {
+        env: { GIT_AUTHOR_DATE: date, GIT_COMMITTER_DATE: date },
+      });
+      return { outcome: 'merge', sha };
+    }
+  }
+}

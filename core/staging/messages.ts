@@ -1,0 +1,163 @@
+// How staging's results are told: one log line per add, the job summary (a table), the comment on a pull
+// request that no longer applies, and the refusal that leaves staging untouched. Pure.
+import { OpsError } from '../errors.ts';
+import type { Source } from './refs.ts';
+
+/** Marks the pull-request comment this tool writes (so the next run updates it instead of adding one). */
+export const COMMENT_MARKER = '<!-- ops-pipeline:staging-sync -->';
+
+export type AddOutcome = 'fast-forward' | 'merge' | 'already-contained';
+
+export interface Applied {
+  source: Source;
+  outcome: AddOutcome;
+  /** Staging after this source. */
+  sha: string;
+}
+
+export type SkipReason = 'conflict' | 'rewritten' | 'missing';
+
+export interface Skipped {
+  source: Source;
+  reason: SkipReason;
+  message: string;
+  files?: string[];
+}
+
+export interface AddResult extends Applied {
+  before?: string;
+  changed: boolean;
+  /** Staging did not exist and was created from the main branch. */
+  created: boolean;
+  attempts: number;
+  dryRun: boolean;
+  /** Open labelled pull requests staging lacked, brought in by the same run (a cancelled run's work). */
+  alsoAdded: Applied[];
+  /** Labelled pull requests that do not apply (left for the rebuild, which comments on them). */
+  skipped: Skipped[];
+  /** Why the labelled pull requests were not checked (no token, API down); undefined when they were. */
+  pullsUnavailable?: string;
+}
+
+export interface RebuildResult {
+  before?: string;
+  after: string;
+  main: string;
+  changed: boolean;
+  added: Applied[];
+  skipped: Skipped[];
+  /** Refs that were in staging before the rebuild and are not in it now. */
+  dropped: string[];
+  /** Why labelled pull requests were not re-applied (no token, API unreachable...); undefined when they were. */
+  pullsUnavailable?: string;
+  /** What moved staging while the rebuild ran, and was carried into the result. */
+  carried: string[];
+  attempts: number;
+  dryRun: boolean;
+  comments: { number: number; result: string }[];
+}
+
+/** A sha in messages (7 characters), or "(none)". */
+export const short = (sha: string | undefined): string => (sha ? sha.slice(0, 7) : '(none)');
+
+function cell(text: string): string {
+  return text.replace(/\|/g, '\\|').replace(/[\r\n]+/g, ' ');
+}
+
+const OUTCOME: Record<AddOutcome, string> = {
+  'fast-forward': 'fast-forward',
+  merge: 'merge commit',
+  'already-contained': 'already contained',
+};
+
+/** One log line for an add: what happened to staging (fast-forward, merge, already in). */
+export function describeAdd(r: AddResult, staging: string): string {
+  const would = r.dryRun ? 'would be ' : '';
+  if (r.outcome === 'already-contained') return `${r.source.display} (${short(r.source.sha)}) is already contained in ${staging} (${short(r.sha)}): nothing to do`;
+  const created = r.created ? ` (${staging} did not exist: ${would || ''}created from the main branch)` : '';
+  return `${r.source.display} (${short(r.source.sha)}) ${would}added to ${staging} by ${OUTCOME[r.outcome]}: ${short(r.before)} → ${short(r.sha)}${created}`;
+}
+
+/** The job summary (Markdown) of an add, with the pull requests also added or skipped. */
+export function addSummary(r: AddResult, names: { staging: string; label: string }): string {
+  const lines = [`### ${r.dryRun ? 'Dry run: ' : ''}staging sync: add ${cell(r.source.display)}`, '', describeAdd(r, names.staging).replace(/\b([0-9a-f]{7})\b/g, '`$1`'), ''];
+  if (r.alsoAdded.length || r.skipped.length) {
+    lines.push(`Open pull requests labelled \`${cell(names.label)}\` that ${names.staging} lacked (a cancelled run's work):`, '', '| Source | Head | Result |', '| --- | --- | --- |');
+    for (const a of r.alsoAdded) lines.push(`| ${sourceCell(a.source)} | \`${short(a.source.sha)}\` | ${OUTCOME[a.outcome]} |`);
+    for (const s of r.skipped) lines.push(`| ${sourceCell(s.source)} | \`${short(s.source.sha)}\` | **skipped** (${s.reason}) |`);
+    lines.push('');
+  }
+  if (r.pullsUnavailable) lines.push(`> **Warning**: other pull requests labelled \`${cell(names.label)}\` were **not checked**: ${cell(r.pullsUnavailable)}.`, '');
+  return lines.join('\n');
+}
+
+function sourceCell(s: Source): string {
+  return s.pull ? `[#${s.pull.number}](${s.pull.url}) ${cell(s.pull.title)}` : `\`${cell(s.display)}\``;
+}
+
+/** The job summary (Markdown) of a rebuild: before and after, what was re-applied, what was skipped and why. */
+export function rebuildSummary(r: RebuildResult, names: { main: string; staging: string; label: string }): string {
+  const lines = [
+    `### ${r.dryRun ? 'Dry run: ' : ''}staging sync: rebuild ${names.staging} from ${names.main}`,
+    '',
+    `\`${names.staging}\`: \`${short(r.before)}\` → \`${short(r.after)}\` (${names.main} at \`${short(r.main)}\`)${r.changed ? '' : ' — unchanged'}`,
+    '',
+  ];
+  if (r.pullsUnavailable) {
+    lines.push(`> **Warning**: pull requests labelled \`${cell(names.label)}\` were **not re-applied**: ${cell(r.pullsUnavailable)}.`, `> ${names.staging} is now ${names.main}${r.carried.length ? ' plus what was carried over (below)' : ''}; add them back with \`ops staging add pull/<number>\` or re-run with API access.`, '');
+  }
+  if (r.added.length || r.skipped.length) {
+    lines.push('| Source | Head | Result |', '| --- | --- | --- |');
+    for (const a of r.added) lines.push(`| ${sourceCell(a.source)} | \`${short(a.source.sha)}\` | ${OUTCOME[a.outcome]} |`);
+    for (const s of r.skipped) {
+      const files = s.files?.length ? `: ${s.files.slice(0, 10).map((f) => `\`${cell(f)}\``).join(', ')}${s.files.length > 10 ? ', …' : ''}` : '';
+      lines.push(`| ${sourceCell(s.source)} | \`${short(s.source.sha)}\` | **skipped** (${s.reason}${files}) |`);
+    }
+    lines.push('');
+  } else if (!r.pullsUnavailable) {
+    lines.push(`No open pull request carries the label \`${cell(names.label)}\`.`, '');
+  }
+  if (r.carried.length) lines.push(`Pushed to ${names.staging} while the rebuild ran, and carried over: ${r.carried.map((c) => `\`${cell(c)}\``).join(', ')}.`, '');
+  if (r.dropped.length) lines.push(`No longer in ${names.staging}: ${r.dropped.map((d) => `\`${cell(d)}\``).join(', ')}.`, '');
+  if (r.comments.length) lines.push(`Comments: ${r.comments.map((c) => `#${c.number} ${c.result}`).join(', ')}.`, '');
+  return lines.join('\n');
+}
+
+/**
+ * The comment on a pull request a rebuild could not re-apply (why, how to fix it), marked so the next run
+ * updates it.
+ */
+export function skippedComment(s: Skipped, names: { main: string; staging: string; label: string }, runUrl?: string): string {
+  const when = runUrl ? `[the rebuild of \`${names.staging}\`](${runUrl})` : `the rebuild of \`${names.staging}\``;
+  const lines = [
+    COMMENT_MARKER,
+    `**Not in \`${names.staging}\`**: ${when} (${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC) could not re-apply this pull request at \`${short(s.source.sha)}\`.`,
+    '',
+    '```',
+    s.message,
+    '```',
+    '',
+  ];
+  if (s.reason === 'conflict') {
+    lines.push(`It conflicts with \`${names.main}\` or with another pull request labelled \`${names.label}\` that was applied before it (oldest first). Resolve the conflict on this branch (merge or rebase \`${names.main}\`), or coordinate with the other pull request; the next rebuild tries again.`);
+  } else if (s.reason === 'missing') {
+    lines.push('Its head could not be fetched. Check that the branch still exists.');
+  } else {
+    lines.push('Push new commits instead of rewriting the branch, or wait for the next rebuild.');
+  }
+  lines.push('', `<sub>Written by ops-pipeline staging-sync; remove the \`${names.label}\` label to stop re-applying this pull request.</sub>`);
+  return lines.join('\n');
+}
+
+/** A refusal that leaves staging untouched: conflicts, rewritten history, a missing ref. Rebuild skips these. */
+export class StagingRefusal extends OpsError {
+  override name = 'StagingRefusal';
+  constructor(
+    readonly reason: SkipReason,
+    message: string,
+    hint: string,
+    readonly files: string[] = [],
+  ) {
+    super(message, hint);
+  }
+}

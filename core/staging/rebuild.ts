@@ -1,0 +1,170 @@
+// `staging rebuild`: staging again from main with every open labelled pull request re-applied (oldest first),
+// pushed with --force-with-lease on the sha read at the start. A staging add that lands meanwhile is carried
+// over; a direct push makes the rebuild stop without touching it. Pull requests that no longer apply are
+// skipped, listed, and told so in a comment.
+import { OpsError, formatError } from '../errors.ts';
+import type { GitHubAccess, PullRequest } from '../github.ts';
+import { applyLocally, bullet, oneline } from './apply.ts';
+import { type Applied, COMMENT_MARKER, type RebuildResult, type Skipped, StagingRefusal, short, skippedComment } from './messages.ts';
+import { type AddedRecord, LOG_FORMAT, parseLog, uncoveredCommits, uniqueRecords } from './plan.ts';
+import { type Source, type Wanted, displayName, pullInfo, pullRequestRef, requestedRefs, trackingRef } from './refs.ts';
+import { type RefUpdate, backoff, clearLocal, movedSince, pushAtomic, readRemote, recordsAt, resolveSource } from './remote.ts';
+import type { StagingContext } from './settings.ts';
+
+export interface RebuildOptions {
+  github: GitHubAccess;
+  label: string;
+  /** Comment on pull requests that could not be re-applied. */
+  comment: boolean;
+  /** Link to the workflow run, for comments. */
+  runUrl?: string;
+}
+
+/**
+ * Reset staging to main, re-apply the open pull requests carrying the label (oldest first) with the add
+ * logic, and push the result once, with a lease on the staging sha read at the start. Staging is never
+ * visible half-rebuilt. A push that raced in is carried over when it came from an add (its record says
+ * which ref and head), and makes the rebuild fail, staging untouched, when it did not.
+ */
+export async function rebuildStaging(ctx: StagingContext, options: RebuildOptions): Promise<RebuildResult> {
+  const { staging, retries, remote } = ctx.settings;
+  const { reporter } = ctx;
+  let pulls: PullRequest[] = [];
+  let pullsUnavailable = options.github.unavailable;
+  if (options.github.api) {
+    try {
+      pulls = await options.github.api.labelledPulls(options.label);
+      reporter.info(`${pulls.length} open pull request${pulls.length === 1 ? '' : 's'} labelled "${options.label}"${pulls.length ? `: ${pulls.map((p) => `#${p.number}`).join(', ')}` : ''}`);
+    } catch (e) {
+      pullsUnavailable = formatError(e).replace(/\n\s*hint: /, ' — ');
+    }
+  }
+  if (pullsUnavailable) reporter.warn(`labelled pull requests will NOT be re-applied: ${pullsUnavailable}`);
+  const wanted: Wanted[] = pulls.map((pull) => ({ request: pullRequestRef(pull), pull }));
+
+  const carried = new Map<string, Source>(); // pushed by someone else while we ran, kept
+  let firstRecords: AddedRecord[] | undefined;
+  let firstBefore: string | undefined;
+  try {
+    for (let attempt = 1; ; attempt++) {
+      const state = await readRemote(ctx, requestedRefs(wanted));
+      if (attempt === 1) firstBefore = state.staging;
+      const previous = state.staging ? await recordsAt(ctx, state.staging, state.main, state.tracking) : [];
+      firstRecords ??= previous;
+
+      // Resolve every source first; a pull request whose head cannot be read is skipped, not fatal.
+      const sources: Source[] = [];
+      const skipped: Skipped[] = [];
+      for (const w of wanted) {
+        try {
+          const s = await resolveSource(ctx, w.request, state, w.pull && pullInfo(w.pull));
+          if (!sources.some((o) => o.key && o.key === s.key)) sources.push(s);
+        } catch (e) {
+          if (!(e instanceof OpsError)) throw e;
+          const source: Source = { display: w.pull ? `#${w.pull.number} (${w.pull.headRef})` : w.request.input, sha: w.pull?.headSha ?? '', pull: w.pull && pullInfo(w.pull) };
+          skipped.push({ source, reason: 'missing', message: e.message });
+        }
+      }
+      for (const c of carried.values()) if (!sources.some((s) => s.key === c.key)) sources.push(c);
+
+      let tip = state.main;
+      const added: Applied[] = [];
+      const records: AddedRecord[] = [];
+      for (const source of sources) {
+        try {
+          const r = await applyLocally(ctx, tip, state.main, source, records);
+          tip = r.sha;
+          added.push({ source, outcome: r.outcome, sha: r.sha });
+          if (source.key && r.outcome !== 'already-contained') records.push({ key: source.key, head: source.sha, via: 'tracking-ref' });
+          reporter.info(`${source.display} (${short(source.sha)}): ${r.outcome}`);
+        } catch (e) {
+          if (!(e instanceof StagingRefusal)) throw e;
+          skipped.push({ source, reason: e.reason, message: e.message, files: e.files });
+          reporter.warn(`${source.display} (${short(source.sha)}) skipped: ${e.message.split('\n')[0]}`);
+        }
+      }
+
+      // The tracking refs staging should have afterwards: exactly the heads added by this rebuild.
+      const desired = new Map(records.map((r) => [r.key, r.head]));
+      const updates: RefUpdate[] = [{ ref: `refs/heads/${staging}`, sha: tip, lease: state.staging ?? '' }];
+      for (const [key, head] of desired) if (state.tracking.get(key) !== head) updates.push({ ref: trackingRef(key), sha: head, lease: state.tracking.get(key) ?? '' });
+      for (const [key, head] of state.tracking) if (!desired.has(key)) updates.push({ ref: trackingRef(key), sha: null, lease: head });
+
+      const keptKeys = new Set([...added, ...skipped].map((a) => a.source.key));
+      const dropped = uniqueRecords([...(firstRecords ?? []), ...[...carried.values()].map((c) => ({ key: c.key!, head: c.sha, via: 'tracking-ref' as const }))])
+        .map((r) => r.key)
+        .filter((k, i, all) => all.indexOf(k) === i && !keptKeys.has(k))
+        .map(displayName)
+        .sort();
+      const result: RebuildResult = {
+        before: firstBefore,
+        after: tip,
+        main: state.main,
+        changed: tip !== firstBefore,
+        added,
+        skipped,
+        dropped,
+        pullsUnavailable,
+        carried: [...carried.values()].map((c) => c.display),
+        attempts: attempt,
+        dryRun: ctx.settings.dryRun,
+        comments: [],
+      };
+      const trackingChanges = updates.length > 1;
+      if (ctx.settings.dryRun || (tip === state.staging && !trackingChanges)) return await finish(ctx, options, result);
+
+      const pushed = await pushAtomic(ctx, updates);
+      if (pushed.ok) {
+        reporter.info(`pushed ${staging} ${short(state.staging)} → ${short(tip)} (lease on ${short(state.staging)})`);
+        return await finish(ctx, options, result);
+      }
+      const moved = await movedSince(ctx, state);
+      if (!moved) throw pushed.error;
+      // Someone pushed between our read and our push. Find what arrived, and whether we can keep it.
+      const now = await readRemote(ctx, requestedRefs(wanted));
+      const fresh = now.staging ? (await recordsAt(ctx, now.staging, now.main, now.tracking)).filter((r) => !previous.some((p) => p.key === r.key && p.head === r.head)) : [];
+      const heads = new Set(fresh.map((r) => r.head));
+      const arrived = now.staging
+        ? parseLog(await ctx.git.out(['log', `--format=${LOG_FORMAT}`, now.staging, `^${now.main}`, ...(state.staging ? [`^${state.staging}`] : []), ...[...heads].map((h) => `^${h}`)]))
+        : [];
+      const lost = uncoveredCommits(arrived, heads);
+      if (lost.length) {
+        const list = await oneline(ctx.git, [now.staging!, `^${now.main}`, ...(state.staging ? [`^${state.staging}`] : []), ...[...heads].map((h) => `^${h}`)]);
+        throw new OpsError(
+          `${moved} while the rebuild ran, with commits that did not come from a staging add, so the rebuild cannot carry them over. ${staging} was left as it is (${short(now.staging)}): nothing was lost.\n${bullet(list.length ? list : lost.map((c) => short(c.sha)))}`,
+          `put those commits on a branch and add it (ops staging add <branch>), or run the rebuild again to drop them on purpose`,
+        );
+      }
+      for (const r of fresh) carried.set(r.key, { display: displayName(r.key), key: r.key, sha: r.head });
+      if (attempt > retries) {
+        throw new OpsError(`${staging} kept moving on ${remote} (${moved}); gave up after ${attempt} attempts. ${staging} was not reset by this run.`, 'run the rebuild again');
+      }
+      reporter.warn(
+        `${moved} since the rebuild read it (lease on ${short(state.staging)} refused)` +
+          (fresh.length ? `; carrying over what was added meanwhile: ${fresh.map((r) => `${displayName(r.key)} at ${short(r.head)}`).join(', ')}` : '') +
+          `; retrying (attempt ${attempt + 1} of ${retries + 1})`,
+      );
+      await backoff(ctx, attempt);
+    }
+  } finally {
+    await clearLocal(ctx.git).catch(() => {});
+  }
+}
+
+/** After the push: comment on the pull requests that were skipped (never fatal). */
+async function finish(ctx: StagingContext, options: RebuildOptions, result: RebuildResult): Promise<RebuildResult> {
+  const api = options.github.api;
+  if (!api || !options.comment || ctx.settings.dryRun) return result;
+  const names = { main: ctx.settings.main, staging: ctx.settings.staging, label: options.label };
+  for (const s of result.skipped) {
+    if (!s.source.pull) continue;
+    try {
+      const how = await api.comment(s.source.pull.number, skippedComment(s, names, options.runUrl), COMMENT_MARKER);
+      result.comments.push({ number: s.source.pull.number, result: how });
+    } catch (e) {
+      ctx.reporter.warn(`could not comment on #${s.source.pull.number}: ${formatError(e)}`);
+      result.comments.push({ number: s.source.pull.number, result: 'comment failed' });
+    }
+  }
+  return result;
+}

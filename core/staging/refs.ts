@@ -1,0 +1,157 @@
+// What a ref given to staging names (a branch, a tag, a pull request, a sha), how it is found among the refs
+// the remote advertises, and how staging remembers what it added (refs/staging-heads/<ref>). Pure: no git,
+// no network; unit-tested on plain values.
+import { OpsError } from '../errors.ts';
+import { isValid, validate } from '../shell.ts';
+import type { PullRequest } from '../github.ts';
+import { ambiguousRef } from '../source.ts';
+
+/** Where staging remembers which head of each ref it took in: refs/staging-heads/<ref without "refs/">. */
+export const TRACKING_PREFIX = 'refs/staging-heads/';
+
+const SHA = /^[0-9a-f]{7,40}$/;
+
+export const FULL_SHA = /^[0-9a-f]{40}$/;
+
+/** What a user-given ref names, before asking the remote. */
+export type RefRequest =
+  | { kind: 'pull'; input: string; number: number; remoteRef: string }
+  | { kind: 'ref'; input: string; remoteRef: string } // refs/heads/x or refs/tags/x, spelled in full
+  | { kind: 'name'; input: string; candidates: string[] } // "x": a branch or a tag (both: ambiguous), else (if hex) a commit
+  | { kind: 'sha'; input: string };
+
+/** Parse the `ref` input: a branch, tag, pull request (pull/12, refs/pull/12/head, #12) or commit sha. */
+export function parseRef(input: string): RefRequest {
+  const pr = /^(?:#|(?:refs\/)?pull\/)(\d{1,9})(?:\/(?:head|merge))?$/.exec(input);
+  if (pr) return { kind: 'pull', input, number: Number(pr[1]), remoteRef: `refs/pull/${Number(pr[1])}/head` };
+  validate('gitRef', input, 'ref');
+  if (/^refs\/(heads|tags)\/./.test(input)) return { kind: 'ref', input, remoteRef: input };
+  if (input.startsWith('refs/')) {
+    throw new OpsError(`unsupported ref ${JSON.stringify(input)}`, 'give a branch, a tag, a pull request (pull/12) or a commit sha');
+  }
+  if (FULL_SHA.test(input)) return { kind: 'sha', input };
+  return { kind: 'name', input, candidates: [`refs/heads/${input}`, `refs/tags/${input}`] };
+}
+
+/** A resolved source: the commit to bring in, and (for refs) the key its head is remembered under. */
+export interface Source {
+  /** How people call it: "feature/x", "#12 (feature/x)", "v1.2", "1a2b3c4". */
+  display: string;
+  /** The remote ref it was read from (refs/heads/x, refs/pull/12/head, refs/tags/v1); absent for a bare sha. */
+  key?: string;
+  sha: string;
+  pull?: PullInfo;
+}
+
+export interface PullInfo {
+  number: number;
+  title: string;
+  url: string;
+  /** The head branch (in the pull request's head repository). */
+  branch: string;
+}
+
+/**
+ * Pick the remote ref a request means, given the refs the remote has (name → commit sha).
+ * A bare name is a branch or a tag (a name that is both is refused as ambiguous: say refs/heads/x or
+ * refs/tags/x); a hex string that is neither is a commit.
+ */
+export function pickRemoteRef(request: RefRequest, remoteRefs: Map<string, string>, remote: string): string | 'sha' {
+  switch (request.kind) {
+    case 'pull':
+    case 'ref':
+      if (remoteRefs.has(request.remoteRef)) return request.remoteRef;
+      throw new OpsError(
+        `${request.remoteRef} does not exist on ${remote}`,
+        request.kind === 'pull' ? 'check the pull request number (and that it is in this repository)' : `push it first (git push ${remote} ${request.input})`,
+      );
+    case 'sha':
+      return 'sha';
+    case 'name': {
+      const found = request.candidates.filter((c) => remoteRefs.has(c));
+      if (found.length > 1)
+        throw ambiguousRef(
+          request.input,
+          found.map((c) => ({ kind: c.startsWith('refs/tags/') ? 'tag' : 'branch', fullName: c, sha: remoteRefs.get(c)! })),
+        );
+      if (found[0]) return found[0];
+      if (SHA.test(request.input)) return 'sha';
+      const remotePrefix = `${remote}/`;
+      const hint = request.input.startsWith(remotePrefix)
+        ? `name the branch without the remote: ${request.input.slice(remotePrefix.length)}`
+        : `push the branch first (git push ${remote} ${request.input}), or check its spelling`;
+      throw new OpsError(`no branch or tag ${JSON.stringify(request.input)} on ${remote}`, hint);
+    }
+  }
+}
+
+/** How a ref is named for people, from its remote ref: refs/heads/x → x, refs/pull/12/head → #12. */
+export function displayName(key: string): string {
+  const pr = /^refs\/pull\/(\d+)\/head$/.exec(key);
+  if (pr) return `#${pr[1]}`;
+  return key.replace(/^refs\/(heads|tags)\//, '');
+}
+
+/** A remote ref staging remembers: refs/heads/<valid name>, refs/tags/<valid name> or refs/pull/<n>/head. */
+export function isTrackable(key: string): boolean {
+  if (/^refs\/pull\/\d{1,9}\/head$/.test(key)) return true;
+  const m = /^refs\/(?:heads|tags)\/(.+)$/.exec(key);
+  return Boolean(m && isValid('gitRef', m[1]!));
+}
+
+/** The ref that remembers what staging took of `key` (refs/heads/x → refs/staging-heads/heads/x). */
+export function trackingRef(key: string): string {
+  return TRACKING_PREFIX + key.replace(/^refs\//, '');
+}
+
+/** The remote ref a tracking ref remembers, or undefined for anything that is not one. */
+export function keyOfTrackingRef(ref: string): string | undefined {
+  if (!ref.startsWith(TRACKING_PREFIX)) return undefined;
+  const key = `refs/${ref.slice(TRACKING_PREFIX.length)}`;
+  return isTrackable(key) ? key : undefined;
+}
+
+interface EventPull {
+  number?: number;
+  title?: string;
+  html_url?: string;
+  head?: { ref?: string; repo?: { full_name?: string } | null };
+}
+
+/**
+ * The ref a triggering pull-request event names (its branch when it lives in this repository, else
+ * refs/pull/N/head, as a rebuild would), with the pull request for messages.
+ */
+export function refFromEvent(payload: unknown, repository: string | undefined): { ref: string; pull: PullInfo } | undefined {
+  const pr = (payload as { pull_request?: EventPull } | undefined)?.pull_request;
+  if (!pr || typeof pr.number !== 'number') return undefined;
+  const branch = pr.head?.ref ?? '';
+  const same = repository && pr.head?.repo?.full_name?.toLowerCase() === repository.toLowerCase();
+  const ref = same && branch ? `refs/heads/${branch}` : `pull/${pr.number}`;
+  return { ref, pull: { number: pr.number, title: pr.title ?? '', url: pr.html_url ?? '', branch: branch || `pull/${pr.number}` } };
+}
+
+export interface Wanted {
+  request: RefRequest;
+  pull?: PullRequest;
+}
+
+/** What messages and outputs say of a pull request. */
+export const pullInfo = (pr: PullRequest): PullInfo => ({ number: pr.number, title: pr.title, url: pr.url, branch: pr.headRef });
+
+/** How to fetch a pull request: its branch when it lives in this repository, else refs/pull/N/head. */
+export function pullRequestRef(pr: PullRequest): RefRequest {
+  if (pr.sameRepository) {
+    try {
+      return parseRef(`refs/heads/${pr.headRef}`);
+    } catch {
+      // A branch name our validation refuses: GitHub's own pull ref always works.
+    }
+  }
+  return parseRef(`pull/${pr.number}`);
+}
+
+/** The remote refs to ask for, for these pull requests. */
+export function requestedRefs(wanted: Wanted[]): string[] {
+  return wanted.flatMap((w) => (w.request.kind === 'pull' || w.request.kind === 'ref' ? [w.request.remoteRef] : []));
+}

@@ -1,0 +1,124 @@
+// Certificates: what `ops certs` lists and renews on a host, and the parser of `cert_info`'s reports (status
+// reads the environment's own certificate with the same shell function and parser).
+import type { Environment } from '../config/environment.ts';
+import { reportedAll, type Step, type StepResult } from '../remote/types.ts';
+import { quote } from '../shell.ts';
+import { CERT_FUNCTIONS, HOST_LOCK_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
+import { certbotCertificate, certificatePaths } from './nginx.ts';
+import { acmeCaPath, selfSignedCertificate } from './tls.ts';
+
+export interface CertInfo {
+  path: string;
+  /** "ok", "missing" or "unreadable". */
+  state: 'ok' | 'missing' | 'unreadable';
+  notAfter?: string;
+  /** Whole days left before expiry (negative: expired), relative to `now`. */
+  daysLeft?: number;
+  serial?: string;
+  subject?: string;
+  issuer?: string;
+  names: string[];
+}
+
+/** The certificates reported by `cert_info`, in order. */
+export function parseCerts(result: StepResult, now: Date): CertInfo[] {
+  const byPath = new Map<string, CertInfo>();
+  for (const line of reportedAll(result, 'cert')) {
+    const tab = line.indexOf('\t');
+    if (tab < 0) continue;
+    const path = line.slice(0, tab);
+    const field = line.slice(tab + 1);
+    let c = byPath.get(path);
+    if (!c) byPath.set(path, (c = { path, state: 'ok', names: [] }));
+    if (field === 'missing' || field === 'unreadable') c.state = field;
+    else if (field.startsWith('notAfter=')) {
+      const t = new Date(field.slice('notAfter='.length));
+      if (!Number.isNaN(t.getTime())) {
+        c.notAfter = t.toISOString();
+        c.daysLeft = Math.floor((t.getTime() - now.getTime()) / 86_400_000);
+      }
+    } else if (field.startsWith('serial=')) c.serial = field.slice('serial='.length).toUpperCase();
+    else if (field.startsWith('subject=')) c.subject = field.slice('subject='.length).trim();
+    else if (field.startsWith('issuer=')) c.issuer = field.slice('issuer='.length).trim();
+    else if (field.startsWith('DNS:')) c.names.push(field.slice(4));
+  }
+  return [...byPath.values()];
+}
+
+/** The name nginx is asked for on :443 (SNI) and the site is fetched as: the domain, else "localhost". */
+export function siteName(env: Environment): string {
+  return env.config.domain ?? 'localhost';
+}
+
+
+/**
+ * Every certificate on the host that the environment's TLS mode uses (certbot's live/ certificates, or the
+ * self-signed one). `siblingDomains`: the domains of the other environments on the host, whose certificates
+ * are theirs, not forgotten ones of this environment: left out.
+ */
+export function listCertificates(env: Environment, siblingDomains: string[] = []): Step {
+  const cert = certificatePaths(env);
+  const script = !cert
+    ? ': no TLS'
+    : String.raw`${CERT_FUNCTIONS}
+ops_report configured ${quote(cert.cert)}
+cert_info ${quote(cert.cert)}
+${env.config.tls.mode === 'letsencrypt' ? otherLiveCertificates([cert.cert, ...siblingDomains.map((d) => certbotCertificate(d).cert)]) : ''}
+ops_report served_serial "$(served_serial ${quote(siteName(env))})"
+${env.config.tls.mode === 'letsencrypt' ? renewalCheck() : ''}`;
+  return { name: 'certificates', as: 'root', timeout: 60, quiet: true, script };
+}
+
+/** certbot's other certificates on the host (not the environment's, nor its siblings'): listed too, they may be forgotten ones. */
+function otherLiveCertificates(skip: string[]): string {
+  return String.raw`for f in /etc/letsencrypt/live/*/fullchain.pem; do
+  case "$f" in ${skip.map(quote).join('|')}) continue ;; esac
+  [ -f "$f" ] && cert_info "$f"
+done; true`;
+}
+
+/** How renewals are scheduled: certbot's systemd timer, or its cron file where there is no systemd. */
+function renewalCheck(): string {
+  return String.raw`if [ -d /run/systemd/system ]; then
+  ops_report renewal "certbot.timer $(systemctl is-active certbot.timer 2>/dev/null || true)"
+elif [ -f /etc/cron.d/certbot ]; then ops_report renewal "cron /etc/cron.d/certbot"
+else ops_report renewal "none"; fi`;
+}
+
+/**
+ * Renew the environment's certificate now: certbot renew --force-renewal (letsencrypt), or a new self-signed
+ * one. nginx reloads only once `nginx -t` accepts the result; then the served certificate is checked.
+ */
+export function renewCertificate(env: Environment, withAcmeCa: boolean): Step {
+  const cert = certificatePaths(env)!;
+  const name = siteName(env);
+  // certbot refuses to run beside another certbot, and nginx changes are one at a time: apps sharing the host take turns.
+  const renew =
+    env.config.tls.mode === 'letsencrypt'
+      ? `host_lock certbot 300\n${withAcmeCa ? `REQUESTS_CA_BUNDLE=${quote(acmeCaPath(env))} ` : ''}timeout 240 certbot renew -n --force-renewal --cert-name ${quote(env.config.domain!)} --no-random-sleep-on-renew --no-directory-hooks\nhost_unlock certbot`
+      : selfSignedCertificate(env, true);
+  return {
+    name: 'renew certificate',
+    as: 'root',
+    timeout: 600,
+    quiet: true,
+    script: String.raw`${SYSTEM_FUNCTIONS}
+${HOST_LOCK_FUNCTIONS}
+${CERT_FUNCTIONS}
+${renew}
+host_lock nginx
+if ! out=$(nginx -t 2>&1); then
+  echo "the certificate was renewed, but nginx -t fails, so nginx was NOT reloaded (it keeps serving the old certificate):" >&2
+  echo "$out" >&2
+  exit 1
+fi
+nginx_reload
+host_unlock nginx
+# A reload returns before the new workers serve: wait (5 s at most) until :443 hands out the new certificate.
+want=$(openssl x509 -in ${quote(cert.cert)} -noout -serial | sed 's/^serial=//')
+for _ in $(seq 50); do [ "$(served_serial ${quote(name)})" = "$want" ] && break; sleep 0.1; done
+cert_info ${quote(cert.cert)}
+ops_report served_serial "$(served_serial ${quote(name)})"`,
+  };
+}
+

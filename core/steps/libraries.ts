@@ -1,0 +1,30 @@
+// The shell function libraries step scripts put in front of their own lines: bash files in core/steps/sh/,
+// imported as text (esbuild's text loader in the bundles, scripts/text-modules.js under tsx and vitest), so
+// they are read, edited and checked (shellcheck, bash -n) as shell, not as strings inside TypeScript.
+// Each file says what it provides and what it needs; every step's full script is checked by shellcheck in
+// test/unit/shellcheck.test.ts.
+import certFunctions from './sh/cert.sh';
+import connectionFunctions from './sh/connection.sh';
+import historyFunctions from './sh/history.sh';
+import hostLockFunctions from './sh/host-lock.sh';
+import identityFunctions from './sh/identity.sh';
+import probeFunctions from './sh/probe.sh';
+import supervisorFunctions from './sh/supervisor.sh';
+import systemFunctions from './sh/system.sh';
+
+/** svc, svc_up, item (CHANGED), put_file, ensure_dir: provision and the system parts of deploys. */
+export const SYSTEM_FUNCTIONS: string = systemFunctions;
+/** host_lock NAME [WAIT], host_unlock NAME: changes shared by the apps of a host, one at a time (flock). */
+export const HOST_LOCK_FUNCTIONS: string = hostLockFunctions;
+/** rpc, rpc_fault, reread, group_down, group_add, sup_pid: supervisord's XML-RPC API over its socket. */
+export const SUPERVISOR_FUNCTIONS: string = supervisorFunctions;
+/** check_identity, report_slot (and their helpers): who answers on a program's port. Needs SUPERVISOR_FUNCTIONS. */
+export const IDENTITY_FUNCTIONS: string = identityFunctions;
+/** probe, wait_healthy: the health checks. */
+export const PROBE_FUNCTIONS: string = probeFunctions;
+/** cert_info PATH, served_serial NAME: certificates on disk and the one nginx serves. */
+export const CERT_FUNCTIONS: string = certFunctions;
+/** proc_start, conn_pid, connection_pids: processes and the SSH connection they belong to. */
+export const CONNECTION_FUNCTIONS: string = connectionFunctions;
+/** The release history (needs its settings first: use historyFunctions in history.ts). */
+export const HISTORY_FUNCTIONS: string = historyFunctions;

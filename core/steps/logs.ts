@@ -1,0 +1,76 @@
+// Logs: what `ops logs` runs on a host: the last lines of the live (or previous) release's program logs and
+// the site's nginx logs, each line labelled with its log; with follow, every new line until the connection ends.
+import type { Environment } from '../config/environment.ts';
+import { layout } from '../layout.ts';
+import type { Step } from '../remote/types.ts';
+import { quote } from '../shell.ts';
+import { CONNECTION_FUNCTIONS } from './libraries.ts';
+
+export type LogSlots = 'live' | 'previous' | 'both';
+
+export interface LogsRequest {
+  /** Programs whose supervisor logs (stdout and stderr) to show. */
+  programs: string[];
+  /** The site's nginx logs to show (/var/log/nginx/<app>.<name>.log; the host-wide <name>.log if the site has none). */
+  nginx: ('error' | 'access')[];
+  /** Which slot's programs: the live one (default), the previous release's (idle slot), or both. */
+  slots: LogSlots;
+  lines: number;
+  /**
+   * Keep streaming new lines until the process `holderPid` is gone; by default the SSH server process of the
+   * connection the step runs on (it lives exactly as long as our connection: closing it stops the step).
+   */
+  follow?: { holderPid?: number };
+}
+
+/** The last lines of the chosen logs, each prefixed with its log's name; with `follow`, then every new line. */
+export function logsStep(env: Environment, req: LogsRequest): Step {
+  const L = layout(env);
+  const lines = Math.max(0, Math.floor(req.lines));
+  // One tail per file, its lines labelled by an unbuffered sed ("server-blue.err | ..."): an awk reading a pipe
+  // (mawk) would hold lines back until its buffer fills. Files are shown one after the other, or followed together.
+  const show = `tail -n ${lines}${req.follow ? ' -F' : ''} -- "$f" | sed -u "/^$/d; s/^/$label | /"`;
+  return {
+    name: 'logs',
+    as: 'root',
+    // Following: until the connection ends (see below), a week at most.
+    timeout: req.follow ? 7 * 86400 : 60,
+    script: String.raw`live=$(cat ${quote(L.slotFile)} 2>/dev/null || true)
+case "$live" in
+  blue) idle=green ;;
+  green) idle=blue ;;
+  *) live=blue; idle=green ;; # nothing live yet: show both
+esac
+want=${quote(req.slots)}
+case "$want" in
+  live) slots=("$live") ;;
+  previous) slots=("$idle") ;;
+  *) slots=("$live" "$idle") ;;
+esac
+programs=(${req.programs.map(quote).join(' ')})
+files=()
+for s in "${'$'}{slots[@]}"; do
+  for p in "${'$'}{programs[@]}"; do
+    for k in out err; do f=${quote(L.logDir)}/$p-$s.$k.log; if [ -f "$f" ]; then files+=("$f"); fi; done
+  done
+done
+# The site's own nginx logs; a site written before it had them (or a custom template without {{logs}}) logs
+# to the host-wide files, shared with the other apps on the host.
+${req.nginx.map((n) => `f=${quote(n === 'error' ? L.nginxErrorLog : L.nginxAccessLog)}; [ -f "$f" ] || f=/var/log/nginx/${n}.log; if [ -f "$f" ]; then files+=("$f"); fi`).join('\n')}
+if [ ${'$'}{#files[@]} -eq 0 ]; then echo "no logs yet on $(hostname)" >&2; exit 0; fi
+for f in "${'$'}{files[@]}"; do
+  label=${'$'}{f##*/}; label=${'$'}{label%.log}
+  case "$f" in /var/log/nginx/*) label=nginx.${'$'}{label##*.} ;; esac
+  ${req.follow ? `${show} &` : show}
+done
+${
+  req.follow
+    ? String.raw`# The SSH channel closing does not stop tail -F; the holder process ending with our connection does.
+${req.follow.holderPid === undefined ? `${CONNECTION_FUNCTIONS}\nholder=$(conn_pid)` : `holder=${req.follow.holderPid}`}
+while kill -0 "$holder" 2>/dev/null; do sleep 1; done
+kill 0`
+    : ''
+}`,
+  };
+}
+

@@ -1,0 +1,58 @@
+// The releases kept on a host, for `ops releases` (and rollback's choice of target): every release directory
+// with its place in the history, its release.json, what each slot runs, and why the next prune keeps it.
+import type { Environment } from '../config/environment.ts';
+import { layout, type Slot } from '../layout.ts';
+import { reported, reportedAll, type Step, type StepResult } from '../remote/types.ts';
+import { quote } from '../shell.ts';
+import { historyFunctions, historyOrder, parseReleaseRecord, retention } from './history.ts';
+import { releaseSummary, type ReleaseSummary } from './release.ts';
+
+export type ReleaseInfo = ReleaseSummary & {
+  status: 'current' | 'ok' | 'failed' | 'abandoned';
+  /** Why the next prune keeps it ("live", "good: 2 of keep 5", "failed: 1 of keep_failed 2, ...", "warm on slot blue"), or undefined: the next deploy prunes it. */
+  kept?: string;
+  /** Sequence number of the last time it went live on this host (its history), if it did. */
+  liveSeq?: number;
+};
+
+/** Every release directory with its history position and release.json, and what each slot runs (read-only). */
+export function keptReleases(env: Environment): Step {
+  const L = layout(env);
+  return {
+    name: 'releases',
+    as: 'root',
+    timeout: 30,
+    quiet: true,
+    script: String.raw`${historyFunctions(env)}
+cur=$(readlink ${quote(L.current)} 2>/dev/null || true)
+ops_report current "${'$'}{cur##*/}"
+ops_report slot "$(cat ${quote(L.slotFile)} 2>/dev/null || true)"
+[ -d ${quote(L.releases)} ] || exit 0
+release_reports
+slot_releases
+for r in $(release_ids); do ops_report release_json "$r $(tr -d '\n' < ${quote(L.releases)}/"$r"/release.json 2>/dev/null || echo '{}')"; done`,
+  };
+}
+
+/** Parse the releases step: releases in the order they went live (most recent first), with why each is kept. */
+export function parseReleases(env: Environment, r: StepResult): ReleaseInfo[] {
+  const current = reported(r, 'current') ?? '';
+  const slot = reported(r, 'slot');
+  const records = reportedAll(r, 'release').map(parseReleaseRecord);
+  const json = new Map(
+    reportedAll(r, 'release_json').map((line) => {
+      const sp = line.indexOf(' ');
+      return [line.slice(0, sp < 0 ? line.length : sp), sp < 0 ? '' : line.slice(sp + 1)] as const;
+    }),
+  );
+  // The idle slot's release is the warm previous one (the live slot runs `current`).
+  const warm = reportedAll(r, 'slot_release')
+    .map((l) => l.split(' ') as [Slot, string])
+    .filter(([s, id]) => id && s !== slot)
+    .map(([s, id]) => ({ id, slot: s }));
+  const kept = retention(records, { keep: env.config.release.keep, keepFailed: env.config.release.keep_failed, current, warm });
+  return historyOrder(records).map((rec) => {
+    const { unreadable, ...summary } = releaseSummary(rec.id, json.get(rec.id) ?? '');
+    return { ...summary, ...(unreadable && { unreadable }), status: rec.id === current ? 'current' : rec.status, kept: kept.get(rec.id), ...(rec.liveSeq !== undefined && { liveSeq: rec.liveSeq }) };
+  });
+}

@@ -1,0 +1,30 @@
+# shellcheck shell=bash
+# A process's start time, and the SSH server process of the connection a script runs on.
+# OpenSSH (checked on Debian 11's 8.4 and 12's 9.2) runs every session of a connection under one
+# per-connection process, `sshd: <user>@notty` (`sshd-session` from 9.8), whatever sudo or timeout sit
+# between: the first ancestor of that name. It ends when the connection ends (closed, or dropped and noticed
+# by sshd).
+# proc_start PID: start time (field 22 of /proc/PID/stat, counted after the command name): tells a reused PID apart
+proc_start() { local s f; s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1; read -r -a f <<< "${s##*) }"; printf '%s\n' "${f[19]}"; }
+# conn_pid: the SSH server process of this connection
+conn_pid() {
+  local p=$$ s c f
+  while [ "$p" -gt 1 ]; do
+    s=$(cat "/proc/$p/stat" 2>/dev/null) || return 1
+    c=${s#*(}; c=${c%)*}
+    case "$c" in sshd|sshd-session|dropbear) printf '%s\n' "$p"; return 0 ;; esac
+    read -r -a f <<< "${s##*) }"; p=${f[1]}
+  done
+  return 1
+}
+# connection_pids ID...: the pids of the processes started for the connections with these ids (OPS_CONNECTION
+# in their environment, core/remote/wrap.ts), space-separated: what a lost connection left running.
+connection_pids() {
+  local p id patterns=()
+  for id in "$@"; do patterns+=(-e "OPS_CONNECTION=$id"); done
+  for p in /proc/[0-9]*; do
+    # Not a pipeline: under pipefail, grep -q leaving early would fail it.
+    if grep -qxF "${patterns[@]}" < <(tr '\0' '\n' < "$p/environ" 2>/dev/null); then printf '%s ' "${p#/proc/}"; fi
+  done
+  return 0
+}

@@ -1,0 +1,79 @@
+# shellcheck shell=bash
+# Who answers on a port: the processes listening on it (ss -Htlnp from iproute2, every process holding
+# the socket: a pre-forking server's master and workers alike), whether each is in the process tree of the
+# pid supervisor started, and which release each runs (OPS_RELEASE in /proc/<pid>/environ, else its working
+# directory). check_identity is the health gate's verdict; report_slot is what ops status shows.
+# Needs supervisor.sh (sup_pid) and ops_report.
+# Builtins where they do (no process per call: these run on every no-op deploy and rollback).
+proc_env_release() { local v; while IFS= read -r -d '' v; do case $v in OPS_RELEASE=*) printf '%s\n' "${v#OPS_RELEASE=}"; return 0 ;; esac; done < "/proc/$1/environ" 2>/dev/null; return 0; }
+proc_cwd() { readlink "/proc/$1/cwd" 2>/dev/null || true; }
+proc_cmd() { tr '\0\n\t' '   ' < "/proc/$1/cmdline" 2>/dev/null | cut -c 1-160 | sed 's/ *$//'; }
+# listeners PORT: pids listening on it, from LISTEN_TABLE (one `ss -Htlnp` for every port) when set.
+listeners() {
+  local table l rest
+  table=${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}
+  while read -r _ _ _ l _ rest; do
+    [ "${l##*:}" = "$1" ] || continue
+    while [[ $rest =~ pid=([0-9]+) ]]; do printf '%s\n' "${BASH_REMATCH[1]}"; rest=${rest#*pid="${BASH_REMATCH[1]}"}; done
+  done <<< "$table" | sort -un
+}
+# in_tree PID ROOT: ROOT is PID or one of its ancestors (parents read from /proc/PID/stat, after the command name).
+in_tree() {
+  local p=$1 n=0 s stat_fields
+  while [ -n "$p" ] && [ "$p" -gt 0 ] && [ "$n" -lt 64 ]; do
+    [ "$p" = "$2" ] && return 0
+    read -r s < "/proc/$p/stat" 2>/dev/null || return 1
+    read -r -a stat_fields <<< "${s##*) }"; p=${stat_fields[1]:-0}; n=$(( n + 1 ))
+  done
+  return 1
+}
+# same_release PID ID DIR: the process runs release ID: OPS_RELEASE=ID, or its working directory is inside DIR.
+same_release() {
+  [ "$(proc_env_release "$1")" = "$2" ] && return 0
+  case "$(proc_cwd "$1")" in "$3" | "$3"/*) return 0 ;; esac
+  return 1
+}
+# describe_proc PID: "pid N (command) running RELEASE-or-directory"
+describe_proc() {
+  local r c
+  r=$(proc_env_release "$1"); c=$(proc_cwd "$1")
+  printf 'pid %s (%s) running %s' "$1" "$(proc_cmd "$1")" "${r:-an unknown release}${c:+, in $c}"
+}
+# check_identity ID DIR GROUP name:port...: every process listening on each program's port is in the tree of
+# the pid supervisor reports for that program of GROUP and runs release ID (directory DIR). On failure,
+# IDENTITY says what answers instead.
+# shellcheck disable=SC2034 # IDENTITY is this function's result, read by the step that calls it
+check_identity() {
+  local id=$1 dir group=$3 p name port sp l ls LISTEN_TABLE; dir=$(readlink -f "$2"); shift 3
+  IDENTITY=""
+  command -v ss >/dev/null || { IDENTITY="cannot tell who listens on the ports: ss (iproute2) is not installed; run ops provision"; return 1; }
+  LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)
+  for p in "$@"; do
+    IFS=: read -r name port _ <<< "$p"
+    sp=$(sup_pid "$group:$group-$name"); sp=${sp:-0}
+    ls=$(listeners "$port")
+    if [ -z "$ls" ]; then IDENTITY+="nothing listens on port $port of program $name (it answered the health check: another network namespace?); "; continue; fi
+    for l in $ls; do
+      if [ "$sp" != 0 ] && in_tree "$l" "$sp" && same_release "$l" "$id" "$dir"; then continue; fi
+      IDENTITY+="port $port of program $name is answered by $(describe_proc "$l"), "
+      if [ "$sp" = 0 ]; then IDENTITY+="while supervisor runs no process for $group:$group-$name; "
+      elif ! in_tree "$l" "$sp"; then IDENTITY+="which supervisor did not start (its process for $name is pid $sp); "
+      else IDENTITY+="not release $id; "; fi
+    done
+  done
+  IDENTITY=${IDENTITY%; }
+  [ -z "$IDENTITY" ]
+}
+# report_slot SLOT GROUP name:port...: "proc" and "listener" reports (tab-separated) for ops status.
+report_slot() {
+  local slot=$1 group=$2 p name port sp l tree; shift 2
+  for p in "$@"; do
+    IFS=: read -r name port _ <<< "$p"
+    sp=$(sup_pid "$group:$group-$name"); sp=${sp:-0}
+    if [ "$sp" != 0 ]; then ops_report proc "$slot	$name	$sp	$(proc_env_release "$sp")	$(proc_cwd "$sp")	$(proc_cmd "$sp")"; fi
+    for l in $(listeners "$port"); do
+      tree=other; if [ "$sp" != 0 ] && in_tree "$l" "$sp"; then tree=tree; fi
+      ops_report listener "$slot	$name	$l	$tree	$(proc_env_release "$l")	$(proc_cwd "$l")	$(proc_cmd "$l")"
+    done
+  done
+}

@@ -1,0 +1,28 @@
+# shellcheck shell=bash
+# supervisord's XML-RPC API on its unix socket, through curl: milliseconds per call, where each
+# supervisorctl run costs a Python start-up (up to a second on a busy host). Faults (supervisor/xmlrpc.py:
+# <fault> with faultCode/faultString) are turned into supervisor's own message.
+rpc() { # method [string-arg...]: prints the response
+  local params="" a
+  for a in "${@:2}"; do params+="<param><value><string>$a</string></value></param>"; done
+  curl -sS --max-time 120 --unix-socket /var/run/supervisor.sock -H 'Content-Type: text/xml' \
+    --data-binary "<?xml version='1.0'?><methodCall><methodName>$1</methodName><params>$params</params></methodCall>" http://localhost/RPC2 2>&1 \
+    || echo "<fault>supervisor does not answer on /var/run/supervisor.sock (is it running?)</fault>"
+}
+# rpc_fault ANSWER: supervisor's message when ANSWER is a fault (status 0), else status 1.
+rpc_fault() {
+  case "$1" in *"<fault>"*) ;; *) return 1 ;; esac
+  local m
+  m=$(printf '%s' "$1" | tr -d '\n' | sed -n 's/.*<name>faultString<\/name><value><string>\(.*\)<\/string><\/value>.*/\1/p')
+  [ -n "$m" ] || m=$(printf '%s' "$1" | tr -d '\n' | sed 's/.*<fault>\(.*\)<\/fault>.*/\1/')
+  printf '%s' "$m" | sed "s/&lt;/</g; s/&gt;/>/g; s/&quot;/\"/g; s/&apos;/'/g; s/&amp;/\&/g"
+}
+# reread: supervisor reads every configuration file again (reloadConfig: running processes are not touched);
+# prints supervisor's own message and fails when it refuses one (CANT_REREAD).
+reread() { local out; out=$(rpc supervisor.reloadConfig); ! rpc_fault "$out"; }
+# group_down GROUP: stop and forget a process group (absent is fine)
+group_down() { rpc supervisor.stopProcessGroup "$1" >/dev/null; rpc supervisor.removeProcessGroup "$1" >/dev/null; }
+# group_add GROUP: start a group supervisor has read; prints supervisor's message and fails on a fault.
+group_add() { local out; out=$(rpc supervisor.addProcessGroup "$1"); ! rpc_fault "$out"; }
+# sup_pid GROUP:PROGRAM: the pid supervisor reports for a program (getProcessInfo), 0 or nothing when none.
+sup_pid() { rpc supervisor.getProcessInfo "$1" | tr -d '\n' | sed -n 's/.*<name>pid<\/name><value><int>\([0-9]*\)<\/int>.*/\1/p'; }

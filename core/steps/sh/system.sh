@@ -1,0 +1,42 @@
+# shellcheck shell=bash
+# System functions for provision and deploy steps: services (systemd, or Debian's service wrapper where there
+# is none), change tracking per item (CHANGED, item), idempotent files and directories (put_file, ensure_dir).
+# Needs ops_report (the script prelude, core/remote/wrap.ts).
+# svc NAME ACTION: systemd on real VMs, Debian's service wrapper where there is no systemd.
+svc() { if [ -d /run/systemd/system ]; then systemctl "$2" "$1"; else service "$1" "$2"; fi; }
+# svc_up NAME: enabled at boot (systemd) and running now.
+svc_up() {
+  if [ -d /run/systemd/system ]; then
+    systemctl is-enabled --quiet "$1" 2>/dev/null || { systemctl enable --quiet "$1"; CHANGED=1; }
+    systemctl is-active --quiet "$1" || { systemctl start "$1"; CHANGED=1; }
+  else
+    service "$1" status >/dev/null 2>&1 || { service "$1" start >/dev/null; CHANGED=1; }
+  fi
+}
+# item NAME: report whether this item changed since the last mark (CHANGED=1), then reset.
+CHANGED=0
+item() { if [ "$CHANGED" = 1 ]; then ops_report item "$1 changed"; else ops_report item "$1 ok"; fi; CHANGED=0; }
+# put_file PATH MODE OWNER BASE64: write only when content, mode or owner differ (atomic rename); sets CHANGED=1.
+put_file() {
+  local path=$1 mode=$2 owner=$3 tmp
+  mkdir -p "$(dirname "$path")"
+  tmp=$(mktemp "$(dirname "$path")/.ops-new.XXXXXX")
+  # Written whole, then renamed over the file: a full disk leaves the old file and no temporary one.
+  printf %s "$4" | base64 -d > "$tmp" || { rm -f "$tmp"; return 1; }
+  if [ -f "$path" ] && cmp -s "$tmp" "$path" && [ "$(stat -c '%a %U:%G' "$path")" = "${mode#0} $owner" ]; then
+    rm -f "$tmp"
+    return 0
+  fi
+  chmod "$mode" "$tmp"
+  chown "$owner" "$tmp"
+  mv -f "$tmp" "$path"
+  CHANGED=1
+}
+# ensure_dir PATH MODE OWNER
+ensure_dir() {
+  if [ ! -d "$1" ]; then install -d -m "$2" -o "${3%%:*}" -g "${3##*:}" "$1"; CHANGED=1; return 0; fi
+  if [ "$(stat -c '%a %U:%G' "$1")" != "${2#0} $3" ]; then chmod "$2" "$1"; chown "$3" "$1"; CHANGED=1; fi
+}
+# nginx_reload: a graceful reload of the running nginx (a signal to its master, no round trip through systemd;
+# requests in flight finish), or a start when it is not running. Call once nginx -t has accepted the files.
+nginx_reload() { nginx -s reload 2>/dev/null || svc nginx start; }

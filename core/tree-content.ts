@@ -1,0 +1,218 @@
+// What a release of a commit needs beyond `git archive`, found in the runner's checkout: submodules (git
+// archive leaves gitlinks empty), Git LFS contents (it leaves pointer files), and the paths export-ignore
+// leaves out (for the plan). Read with the one git runner (core/git.ts); nothing is sent or changed here.
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { OpsError } from './errors.ts';
+import { Git, git } from './git.ts';
+
+
+/** A submodule to put in the release: where, which commit, and the runner's repository holding it. */
+export interface SubmoduleContent {
+  /** Path in the release (nested submodules: the full path). */
+  path: string;
+  sha: string;
+  /** The submodule's git directory on the runner (e.g. .git/modules/<name>). */
+  gitDir: string;
+}
+
+/** A Git LFS file whose content the release must hold instead of its pointer. */
+export interface LfsContent {
+  path: string;
+  /** sha256 of the content (the pointer's oid). */
+  oid: string;
+  size: number;
+  /** The content on the runner (the LFS object store of the repository holding the file). */
+  file: string;
+}
+
+export interface TreeContent {
+  submodules: SubmoduleContent[];
+  lfs: LfsContent[];
+  /** Paths `git archive` leaves out because of export-ignore (directories end with "/"). */
+  exportIgnored: string[];
+}
+
+interface TreeEntry {
+  mode: string;
+  type: string;
+  object: string;
+  size: number;
+  path: string;
+}
+
+async function lsTree(repo: string, sha: string): Promise<TreeEntry[]> {
+  const out = await git(repo, ['ls-tree', '-r', '-z', '-l', '--full-tree', sha]);
+  return out
+    .split('\0')
+    .filter(Boolean)
+    .map((line) => {
+      const tab = line.indexOf('\t');
+      const [mode = '', type = '', object = '', size = ''] = line.slice(0, tab).split(/\s+/);
+      return { mode, type, object, size: Number(size) || 0, path: line.slice(tab + 1) };
+    });
+}
+
+/** A Git LFS pointer (https://github.com/git-lfs/git-lfs/blob/main/docs/spec.md): oid and size, or undefined. */
+export function parseLfsPointer(text: string): { oid: string; size: number } | undefined {
+  if (!text.startsWith('version https://git-lfs.github.com/spec/v1\n') && !text.startsWith('version https://hawser.github.com/spec/v1\n')) return undefined;
+  const oid = /^oid sha256:([0-9a-f]{64})$/m.exec(text)?.[1];
+  const size = /^size (\d+)$/m.exec(text)?.[1];
+  return oid && size ? { oid, size: Number(size) } : undefined;
+}
+
+/** Blob contents by id (as UTF-8 text), through one `git cat-file --batch` read as bytes. @throws GitError. */
+async function blobs(repo: string, ids: string[]): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  if (!ids.length) return out;
+  const raw = await new Git(repo).bytes(['cat-file', '--batch'], { input: ids.join('\n') + '\n' });
+  let pos = 0;
+  for (const id of ids) {
+    const nl = raw.indexOf(0x0a, pos);
+    const size = Number(raw.subarray(pos, nl).toString().split(' ')[2] ?? 0);
+    out.set(id, raw.subarray(nl + 1, nl + 1 + size).toString('utf8'));
+    pos = nl + 1 + size + 1;
+  }
+  return out;
+}
+
+/** Attribute values for paths at a commit: git check-attr on a throwaway index of that commit (git < 2.40 has no --source). */
+async function attributes(repo: string, sha: string, attr: string, paths: string[]): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  if (!paths.length) return out;
+  const dir = mkdtempSync(join(tmpdir(), 'ops-attr-'));
+  try {
+    const env = { GIT_INDEX_FILE: join(dir, 'index') };
+    await git(repo, ['read-tree', sha], { env });
+    const f = (await git(repo, ['check-attr', '-z', '--cached', '--stdin', attr], { env, input: paths.join('\0') + '\0' })).split('\0');
+    for (let i = 0; i + 2 < f.length; i += 3) out.set(f[i]!, f[i + 2]!);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return out;
+}
+
+/** What `git archive <sha>` lists, by running it (export-ignore rules exactly as git applies them): git writes the archive, tar lists it. */
+async function archiveListing(repo: string, sha: string): Promise<Set<string>> {
+  const dir = mkdtempSync(join(tmpdir(), 'ops-archive-'));
+  try {
+    const file = join(dir, 'release.tar');
+    await git(repo, ['archive', '--format=tar', '-o', file, sha]);
+    const { stdout } = await promisify(execFile)('tar', ['-tf', file], { maxBuffer: 256 * 1024 * 1024 });
+    return new Set(stdout.split('\n').filter(Boolean));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function absoluteGitDir(repo: string, which: '--git-common-dir' | '--absolute-git-dir'): Promise<string> {
+  return (await git(repo, ['rev-parse', ...(which === '--git-common-dir' ? ['--path-format=absolute'] : []), which])).trim();
+}
+
+/** Where a repository keeps its LFS objects: lfs.storage if set (relative to the git dir), else <git dir>/lfs. */
+async function lfsObjects(gitDir: string): Promise<string> {
+  const storage = (await git(gitDir, ['config', '--get', 'lfs.storage']).catch(() => '')).trim();
+  return join(storage ? resolve(gitDir, storage) : join(gitDir, 'lfs'), 'objects');
+}
+
+/**
+ * What a release of `sha` needs beyond `git archive`, found in the runner's checkout: every submodule's
+ * commit (recursively; from .git/modules/<name>, or a nested repository at its path), every Git LFS file's
+ * content (pointer files the attributes mark filter=lfs; from the LFS object store), and the paths
+ * export-ignore leaves out. Nothing is sent or changed here.
+ * @throws OpsError naming the submodule paths or LFS files the runner lacks, and how to check them out.
+ */
+export async function treeContent(repo: string, sha: string): Promise<TreeContent> {
+  const content: TreeContent = { submodules: [], lfs: [], exportIgnored: [] };
+  const missingSubmodules: string[] = [];
+  const missingLfs: string[] = [];
+  const visit = async (dir: string, gitDir: string, commit: string, prefix: string, worktree: string | undefined): Promise<void> => {
+    const entries = await lsTree(dir, commit);
+    const attrFiles = entries.filter((e) => e.type === 'blob' && (e.path === '.gitattributes' || e.path.endsWith('/.gitattributes')));
+    const attrText = [...(await blobs(dir, attrFiles.map((e) => e.object))).values()].join('\n');
+    // Submodules: the gitlinks, named by .gitmodules (git's own parser, from the commit).
+    const links = entries.filter((e) => e.type === 'commit');
+    if (links.length) {
+      const names = new Map<string, string>();
+      const list = entries.some((e) => e.path === '.gitmodules') ? await git(dir, ['config', '--blob', `${commit}:.gitmodules`, '--null', '--list']).catch(() => '') : '';
+      for (const item of list.split('\0')) {
+        const m = /^submodule\.(.+)\.path\n([\s\S]*)$/.exec(item);
+        if (m) names.set(m[2]!, m[1]!);
+      }
+      for (const link of links) {
+        const name = names.get(link.path) ?? link.path;
+        const candidates = [join(gitDir, 'modules', name), ...(worktree ? [join(worktree, link.path)] : [])];
+        let found: string | undefined;
+        for (const c of candidates) {
+          if (!existsSync(c)) continue;
+          const subGitDir = await absoluteGitDir(c, '--absolute-git-dir').catch(() => undefined);
+          if (!subGitDir || subGitDir === gitDir) continue;
+          if (await new Git(subGitDir).commit(link.object)) {
+            found = subGitDir;
+            break;
+          }
+        }
+        const path = `${prefix}${link.path}`;
+        if (!found) {
+          missingSubmodules.push(`${path} (commit ${link.object.slice(0, 12)})`);
+          continue;
+        }
+        content.submodules.push({ path, sha: link.object, gitDir: found });
+        await visit(found, found, link.object, `${path}/`, worktree ? join(worktree, link.path) : undefined);
+      }
+    }
+    // Git LFS: small blobs that are pointers, in paths the attributes send through the lfs filter.
+    if (/filter=lfs/.test(attrText)) {
+      const small = entries.filter((e) => e.type === 'blob' && e.size < 1024);
+      const text = await blobs(dir, small.map((e) => e.object));
+      const pointers = small.map((e) => ({ e, p: parseLfsPointer(text.get(e.object) ?? '') })).filter((x) => x.p);
+      const filters = await attributes(dir, commit, 'filter', pointers.map((x) => x.e.path));
+      const store = await lfsObjects(gitDir);
+      for (const { e, p } of pointers) {
+        if (filters.get(e.path) !== 'lfs') continue;
+        const file = join(store, p!.oid.slice(0, 2), p!.oid.slice(2, 4), p!.oid);
+        const path = `${prefix}${e.path}`;
+        if (existsSync(file) && statSync(file).size === p!.size) content.lfs.push({ path, oid: p!.oid, size: p!.size, file });
+        else missingLfs.push(path);
+      }
+    }
+    // export-ignore: what git archive itself leaves out, against the tree.
+    if (/export-ignore/.test(attrText)) {
+      const listed = await archiveListing(dir, commit);
+      const gone = entries.filter((e) => e.type === 'blob' && !listed.has(e.path)).map((e) => e.path);
+      // Report a directory once when everything under it is gone.
+      const dirs = new Set<string>();
+      for (const p of gone) {
+        const parts = p.split('/');
+        for (let i = 1; i < parts.length; i++) {
+          const d = parts.slice(0, i).join('/');
+          if (!listed.has(`${d}/`)) {
+            dirs.add(`${d}/`);
+            break;
+          }
+        }
+      }
+      content.exportIgnored.push(...[...dirs].map((d) => `${prefix}${d}`), ...gone.filter((p) => ![...dirs].some((d) => p.startsWith(d))).map((p) => `${prefix}${p}`));
+    }
+  };
+  const root = await absoluteGitDir(repo, '--git-common-dir');
+  const top = (await git(repo, ['rev-parse', '--show-toplevel']).catch(() => '')).trim() || undefined;
+  await visit(repo, root, sha, '', top);
+  const problems: string[] = [];
+  if (missingSubmodules.length) problems.push(`submodule${missingSubmodules.length > 1 ? 's' : ''} not checked out on this runner: ${missingSubmodules.join(', ')}`);
+  if (missingLfs.length) problems.push(`Git LFS file${missingLfs.length > 1 ? 's' : ''} without content on this runner (only the pointer): ${missingLfs.slice(0, 10).join(', ')}${missingLfs.length > 10 ? ` and ${missingLfs.length - 10} more` : ''}`);
+  if (problems.length)
+    throw new OpsError(
+      `${sha.slice(0, 12)} cannot be deployed complete: ${problems.join('; ')}; nothing was changed`,
+      [
+        missingSubmodules.length ? 'check out with submodules (actions/checkout with `submodules: recursive`; on a laptop: git submodule update --init --recursive)' : '',
+        missingLfs.length ? 'fetch the LFS content (actions/checkout with `lfs: true`; on a laptop: git lfs pull)' : '',
+      ]
+        .filter(Boolean)
+        .join('; '),
+    );
+  return content;
+}

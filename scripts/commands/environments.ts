@@ -1,0 +1,61 @@
+// `ops env new` and `ops env remove`: an environment's folder made (configuration with placeholders, a new age
+// key, its .sops.yaml rule, encrypted secrets) and removed (once no host serves it). The work is in core/
+// (secrets/scaffold.ts, ops/decommission.ts); here only the arguments and what is printed.
+import { formatRemove, removeEnvironment } from '../../core/ops/decommission.ts';
+import { defaultKeyFile } from '../../core/secrets/keys.ts';
+import { newEnvironment } from '../../core/secrets/scaffold.ts';
+import { validate } from '../../core/shell.ts';
+import { JSON_OPTION, command, type Command } from '../cli.ts';
+
+const json = JSON_OPTION;
+
+export const commands: Command[] = [
+  command({
+    name: 'env new',
+    summary: 'scaffold environments/<name>/: config with placeholders, a new age key, its .sops.yaml rule, encrypted secrets',
+    args: ['<name>'],
+    options: {
+      recipient: { type: 'string', multiple: true, value: 'AGE1...', description: 'also encrypt to this public key (repeatable): e.g. your own, the CI\'s' },
+    },
+    help: `Writes environments/<name>/environment.yml (every value to replace is marked PLACEHOLDER), a rule
+for environments/<name>/ in .sops.yaml, and environments/<name>/secrets.sops.yaml with a generated
+secret_key and config_repo_api_key, and CHANGE-ME placeholders for the other secrets.
+The new environment's age private key is printed once: store it, it is not written anywhere.`,
+    async run(ctx) {
+      const name = validate('environment', ctx.args[0]!);
+      const result = await newEnvironment(ctx.root, name, { recipients: ctx.values.recipient ?? [] });
+      for (const f of result.files) ctx.reporter.info(`wrote ${f}`);
+      ctx.stdout.write(
+        `\n# age identity of environment ${name}: shown once, store it now (password manager, and\n` +
+          `# ${defaultKeyFile(ctx.processEnv)} or $SOPS_AGE_KEY_FILE locally, the SOPS_AGE_KEY secret in CI)\n` +
+          result.identity.keyFile,
+      );
+      ctx.reporter.info(
+        `\nnext: replace the PLACEHOLDER values in environments/${name}/environment.yml, then \`ops secrets edit ${name}\` for the CHANGE-ME secrets` +
+          (result.recipients.length > 1 ? '' : `\nadd your team's keys: ops secrets recipients ${name} add age1...`),
+      );
+      return 0;
+    },
+  }),
+  command({
+    name: 'env remove',
+    summary: "decommission an environment: refuses while its hosts serve; removes its folder and .sops.yaml rule; lists what else to release",
+    args: ['<name>'],
+    options: {
+      force: { type: 'boolean', description: 'remove even though hosts still serve (or cannot be checked); contacts no host' },
+      'dry-run': { type: 'boolean', description: 'check the hosts and print what would be removed and the checklist; change nothing' },
+      json,
+    },
+    help: `The seed's decommissioning checklist: make sure the environment is no longer used, remove its folder,
+then release its resources. The command checks every host (as ops status does) and refuses while one still
+serves a release. It then deletes environments/<name>/ and its rule in .sops.yaml (review and commit the
+change), and prints what the repository cannot release: VMs, database, DNS, certificate, OpenID Connect
+(DataPass) callback URLs, the GitHub environment and its secrets, workflow options naming it, its age key.`,
+    async run({ args, ops, values, stdout }) {
+      const dryRun = Boolean(values['dry-run']);
+      const r = await removeEnvironment(ops, args[0]!, { force: Boolean(values.force), dryRun });
+      stdout.write(values.json ? JSON.stringify(r, null, 2) + '\n' : formatRemove(r, dryRun) + '\n');
+      return 0;
+    },
+  }),
+];

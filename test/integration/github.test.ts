@@ -1,0 +1,57 @@
+// The GitHub API client (core/github.ts) against a fake API over HTTP that stops answering: every request has
+// a deadline, the pages after the first of a paginated listing too, and the caller gets one clear error in
+// about that time, not a run that hangs until the job's own timeout.
+import { afterEach, describe, expect, it } from 'vitest';
+import { githubAccess } from '../../core/github.ts';
+import { startFakeGitHub, type FakeGitHub } from './staging.support.ts';
+
+const fakes: FakeGitHub[] = [];
+afterEach(async () => {
+  for (const f of fakes.splice(0)) await f.close();
+});
+
+async function api(hang: (r: { method: string; path: string }) => boolean) {
+  const gh = await startFakeGitHub({ pageSize: 1, hang });
+  fakes.push(gh);
+  for (let i = 1; i <= 3; i++) gh.pulls.push({ number: i, created_at: `2026-01-0${i}T00:00:00Z`, head: { ref: `f${i}`, sha: 'a'.repeat(40), repo: { full_name: gh.repository } }, labels: ['staging'] });
+  gh.comments.push({ id: 1, issue: 1, body: 'first', updated: 0 }, { id: 2, issue: 1, body: '<!-- m -->\nours', updated: 0 });
+  const access = githubAccess({ token: gh.token, processEnv: { GITHUB_REPOSITORY: gh.repository, GITHUB_API_URL: gh.url }, timeoutMs: 400 });
+  return { gh, api: access.api! };
+}
+
+/** Rejects with the error, and how long it took (ms). */
+async function timed(p: Promise<unknown>): Promise<{ error: Error; ms: number }> {
+  const started = Date.now();
+  const error = await p.then(
+    () => new Error('resolved'),
+    (e: Error) => e,
+  );
+  return { error, ms: Date.now() - started };
+}
+
+describe('a GitHub API that stops answering', () => {
+  it('answering normally: three pages of pull requests, the comment found on the second page and updated', async () => {
+    const { gh, api: a } = await api(() => false);
+    expect((await a.labelledPulls('staging')).map((p) => p.number)).toEqual([1, 2, 3]);
+    expect(await a.comment(1, 'again <!-- m -->', '<!-- m -->')).toBe('updated');
+    expect(gh.comments.find((c) => c.id === 2)!.body).toBe('again <!-- m -->');
+    expect(gh.requests.filter((r) => r.path.includes('/pulls')).length).toBe(3);
+  });
+
+  for (const [what, hang, call] of [
+    ['the first page of pull requests', (r: { path: string }) => r.path.includes('/pulls'), (a: Awaited<ReturnType<typeof api>>['api']) => a.labelledPulls('staging')],
+    ['a later page of pull requests', (r: { path: string }) => r.path.includes('/pulls') && r.path.includes('page=3'), (a: Awaited<ReturnType<typeof api>>['api']) => a.labelledPulls('staging')],
+    ['a later page of comments', (r: { path: string }) => r.path.includes('/comments') && r.path.includes('page=2'), (a: Awaited<ReturnType<typeof api>>['api']) => a.comment(1, 'x', '<!-- m -->')],
+    ['writing the comment', (r: { method: string }) => r.method === 'PATCH', (a: Awaited<ReturnType<typeof api>>['api']) => a.comment(1, 'x', '<!-- m -->')],
+  ] as const) {
+    it(`hanging on ${what}: one clear error once the deadline passes`, async () => {
+      const { gh, api: a } = await api(hang as (r: { method: string; path: string }) => boolean);
+      const { error, ms } = await timed(call(a));
+      expect(error.message).toMatch(/^GitHub API: cannot (list the open pull requests of acme\/webapp|comment on pull request #1): no answer within 0\.4 s$/);
+      expect(ms).toBeGreaterThanOrEqual(350);
+      expect(ms).toBeLessThan(5000);
+      // It did hang where it should: the request was made and never answered.
+      expect(gh.requests.some((r) => hang(r as { method: string; path: string }))).toBe(true);
+    });
+  }
+});

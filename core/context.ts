@@ -167,8 +167,13 @@ export class Session {
 /** Open a session, run `fn`, and always close the connections. */
 export async function withSession<T>(ctx: OpsContext, env: Environment, fn: (s: Session) => Promise<T>, hosts?: Host[]): Promise<T> {
   const session = await Session.open(ctx, env, hosts);
+  return withOpenSession(session, () => fn(session));
+}
+
+/** Run `fn` with a session already open (e.g. opened while the runner planned), and always close it. */
+export async function withOpenSession<T>(session: Session, fn: () => Promise<T>): Promise<T> {
   try {
-    return await fn(session);
+    return await fn();
   } finally {
     await session.close();
   }

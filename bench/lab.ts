@@ -1,5 +1,6 @@
 // The benchmark's hosts, all started from the same provisioned snapshot (test/e2e/support.ts readyHost):
-//   ours:    1 host (env "bench1") and 3 hosts (env "bench3"; "bench3r" = the same hosts, rolling one at a time)
+//   ours:    1 host (env "bench1"; "bench1p" = the same host with release.python_installer pip) and 10 hosts
+//            ("bench10", all at once; "bench10r", one at a time), the first 3 of them also as "bench3"/"bench3r"
 //   ansible: 1 host and 3 hosts, set up the seed's way (root login, code in ~/catalogage, a bare repository on
 //            the host standing in for GitHub, which test hosts cannot reach)
 // Everything made here is recorded in a Cleanup as soon as it exists, so an error or Ctrl-C undoes it all.
@@ -23,15 +24,21 @@ export interface AnsibleGroup {
 
 export interface OursLab {
   one: OursEnv;
+  /** The same host, its Python sets made by pip (release.python_installer: pip). */
+  onePip: OursEnv;
   three: OursEnv;
   /** The same three hosts with the default batch size (one host at a time). */
   threeRolling: OursEnv;
+  /** Ten hosts (the three among them), all at once and one at a time. */
+  ten: OursEnv;
+  tenRolling: OursEnv;
 }
 
 export interface AnsibleLab {
   one: AnsibleGroup;
-  three: AnsibleGroup;
-  /** The four Ansible hosts (their first provision is one run). */
+  /** Undefined when Ansible's 3-host scenario is left out (--ansible-scenarios). */
+  three?: AnsibleGroup;
+  /** All the Ansible hosts (their first provision is one run). */
   all: AnsibleGroup;
   /** Extra vars file for ansible-playbook (-e @file): repository, database URL. */
   vars: string;
@@ -102,7 +109,11 @@ function inventory(file: string, hosts: Host[]): string {
   return file;
 }
 
-export async function setUpLab(options: { work: string; repo: string; cleanup: Cleanup; log: (line: string) => void; ours: boolean; ansible: boolean }): Promise<Lab> {
+/**
+ * Start the benchmark's hosts and scratch projects (see the top of this file), every one recorded in `options.cleanup`
+ * as soon as it exists. `ansibleThree: false` leaves out Ansible's three-host group (one seed host only).
+ */
+export async function setUpLab(options: { work: string; repo: string; cleanup: Cleanup; log: (line: string) => void; ours: boolean; ansible: boolean; ansibleThree: boolean }): Promise<Lab> {
   const { work, repo, cleanup, log } = options;
   process.env.OPS_TESTHOSTS_OWNER = cleanup.owner; // readyHost records it: hosts left by a crash can be found
   await ensureLab({ log });
@@ -122,16 +133,17 @@ export async function setUpLab(options: { work: string; repo: string; cleanup: C
     return testDatabase(full);
   };
   // The first host alone (it may build the provisioned snapshot: minutes, once per machine), then two at a time.
-  const four = async (prefix: string) => {
+  const some = async (prefix: string, count: number) => {
+    const letters = 'abcdefghijklmnop'.slice(0, count).split('');
     const first = cleanup.hosts.length ? [] : [await up(`${prefix}-a`)];
-    const rest = ['a', 'b', 'c', 'd'].slice(first.length).map((x) => `${prefix}-${x}`);
+    const rest = letters.slice(first.length).map((x) => `${prefix}-${x}`);
     const made = [...first];
     for (let i = 0; i < rest.length; i += 2) made.push(...(await Promise.all(rest.slice(i, i + 2).map(up))));
     return made;
   };
   const lab: Lab = {};
   if (options.ours) {
-    const o = await four('bo');
+    const o = await some('bo', 11);
     const ours = (name: string, envHosts: Host[], url: string, extra: Record<string, unknown>): OursEnv => {
       const project = makeProject(name, testConfig(envHosts, repo, url, extra));
       cleanup.projects.push(project);
@@ -142,13 +154,16 @@ export async function setUpLab(options: { work: string; repo: string; cleanup: C
     lab.ours = {
       // The product's switch defaults (the tests' 10 s health timeout is too short for a busy machine).
       one: ours('bench1', [o[0]!], url1, { switch: {} }),
+      onePip: ours('bench1p', [o[0]!], url1, { switch: {}, release: { python_installer: 'pip' } }),
       // Three hosts at once (as Ansible's forks do), and the default rolling deploy (one host at a time).
-      three: ours('bench3', o.slice(1), url3, { switch: { batch_size: 3 } }),
-      threeRolling: ours('bench3r', o.slice(1), url3, { switch: {} }),
+      three: ours('bench3', o.slice(1, 4), url3, { switch: { batch_size: 3 } }),
+      threeRolling: ours('bench3r', o.slice(1, 4), url3, { switch: {} }),
+      ten: ours('bench10', o.slice(1, 11), url3, { switch: { batch_size: 10 } }),
+      tenRolling: ours('bench10r', o.slice(1, 11), url3, { switch: {} }),
     };
   }
   if (options.ansible) {
-    const a = await four('ba');
+    const a = await some('ba', options.ansibleThree ? 4 : 1);
     const seedUrl = await db('bench_seed');
     for (const h of a) await prepareSeedHost(h, APP);
     await pushToSeedHosts(repo, a);
@@ -163,7 +178,7 @@ export async function setUpLab(options: { work: string; repo: string; cleanup: C
     );
     lab.ansible = {
       one: { hosts: [a[0]!], inventory: inventory(join(work, 'inventory-1'), [a[0]!]) },
-      three: { hosts: a.slice(1), inventory: inventory(join(work, 'inventory-3'), a.slice(1)) },
+      three: options.ansibleThree ? { hosts: a.slice(1), inventory: inventory(join(work, 'inventory-3'), a.slice(1)) } : undefined,
       all: { hosts: a, inventory: inventory(join(work, 'inventory-all'), a) },
       vars,
     };

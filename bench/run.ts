@@ -11,13 +11,16 @@ import { formatError, OpsError } from '../core/errors.ts';
 import { deploy } from '../core/ops/deploy.ts';
 import { profiled } from './profile.ts';
 import { findProgram, requireRoot } from '../test/hosts/lab.ts';
-import type { Host } from '../test/hosts/index.ts';
+import { sshArgs, type Host } from '../test/hosts/index.ts';
 import { Cleanup, setUpLab, type AnsibleGroup, type Lab, type OursEnv } from './lab.ts';
 import { analyse, type StreamStats } from './load.ts';
 import { startStream } from '../test/support/load.ts';
 import { benchRepo, type BenchRepo } from './repo.ts';
 import { buildRows, checks, readmeWithFigures, SIDE_NAMES, textTable, writeResults, type Meta, type RunRecord, type Scenario } from './report.ts';
 import { ansible, children, ops, ROOT, setLogFile, sshLogins, timed, warmCli, type Side, type Timed } from './tools.ts';
+
+/** Ansible's scenarios, in the order they run. */
+const ANSIBLE_SCENARIOS: Scenario[] = ['first', 'provision', 'noop', 'code', 'full', 'rollback', 'code3'];
 
 const HELP = `usage: npm run bench [-- options]
 
@@ -34,6 +37,10 @@ options:
   --tail S          seconds the request stream goes on after a deploy ends (default 3)
   --out DIR         where the results go (default bench/results)
   --only SIDE       ours | ansible: measure one side only (a partial table; quicker when working on one side)
+  --ansible-scenarios LIST
+                    comma-separated: which of Ansible's scenarios to run (${ANSIBLE_SCENARIOS.join(', ')};
+                    default all); the others are left out of the table (a busy machine: e.g. full, for issue
+                    19's check against Ansible with pipelining, in a quarter of Ansible's time)
   -h, --help        this text`;
 
 interface Options {
@@ -44,10 +51,15 @@ interface Options {
   out: string;
   ours: boolean;
   ansible: boolean;
+  /** Ansible's scenarios to run (all unless --ansible-scenarios). */
+  ansibleScenarios: Set<Scenario>;
 }
+
 
 /** Full-deploy commits of the pipelining runs are numbered from here (the seed's runs use 1..runs). */
 const PIPELINING_FULL = 100;
+/** ... and those of ops-pipeline's full deploy with pip. */
+const PIP_FULL = 200;
 const DEFAULT_OUT = join(ROOT, 'bench', 'results');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const log = (line: string) => console.error(`[bench] ${line}`);
@@ -65,6 +77,8 @@ interface Measure {
   run: (label: string, onStart: (t0: number) => void) => Promise<Timed>;
   /** Check that the run did what the scenario claims to measure (ops-pipeline's --json result). */
   expect?: (out: Timed) => RunRecord['steps'];
+  /** Time one bare OpenSSH session to this host (`ssh host true`) just before the run, to compare with. */
+  bareSsh?: Host;
 }
 
 class Bench {
@@ -80,6 +94,7 @@ class Bench {
     if (stream) await sleep(500);
     const label = `r${m.round} ${SIDE_NAMES[m.side]} ${m.scenario}${m.to ? ` ${m.from ?? '?'}→${m.to}` : ''}`;
     let t0 = 0;
+    const bareSsh = m.bareSsh ? (await timed('ssh', [...sshArgs(m.bareSsh), 'true'], { label: `bare ssh ${m.bareSsh.name}` })).ms : undefined;
     const before = await Promise.all(m.hosts.map(sshLogins));
     let out: Timed;
     try {
@@ -99,13 +114,13 @@ class Bench {
       while (performance.now() < tailEnd || (analyse(stream.peek(), t0, done, m.target).servedMs === undefined && performance.now() < limit)) await sleep(100);
       stats = analyse(await stream.stop(), t0, done, m.target);
     }
-    const rec: RunRecord = { scenario: m.scenario, side: m.side, round: m.round, ms: out.ms, logins: after.map((n, i) => n - before[i]! - 1), from: m.from, to: m.to, stream: stats };
+    const rec: RunRecord = { scenario: m.scenario, side: m.side, round: m.round, ms: out.ms, logins: after.map((n, i) => n - before[i]! - 1), from: m.from, to: m.to, stream: stats, ...(bareSsh !== undefined && { bareSsh }) };
     rec.steps = m.expect?.(out);
     this.records.push(rec);
     const load = stats
       ? `, ${stats.failed}/${stats.sent} failed${stats.failedAfterDone ? ` (${stats.failedAfterDone} after it reported success)` : ''}${stats.failed ? ` ${JSON.stringify(stats.failures)}` : ''}, worst ${stats.worstMs} ms, served after ${stats.servedMs === undefined ? 'never' : secs(stats.servedMs)}`
       : '';
-    log(`${label}: ${secs(out.ms)}, SSH logins per host ${rec.logins!.join('/')}${load}`);
+    log(`${label}: ${secs(out.ms)}${bareSsh !== undefined ? ` (one bare ssh session: ${secs(bareSsh)})` : ''}, SSH logins per host ${rec.logins!.join('/')}${load}`);
     return rec;
   }
 
@@ -123,6 +138,7 @@ class Bench {
       side: 'ours',
       round,
       hosts: env.hosts,
+      bareSsh: scenario === 'noop' ? env.hosts[0] : undefined,
       from,
       to,
       target: load ? this.version(to) : undefined,
@@ -133,8 +149,9 @@ class Bench {
         if (scenario !== 'noop' && r.hosts.some((h) => h.noop)) throw new OpsError(`${scenario}: a host was already at ${to}: ${JSON.stringify(r.hosts)}`);
         if (expectDeps) {
           for (const h of r.hosts) {
-            const want = ['python', 'node'].map((k) => `dependencies: ${k} ${expectDeps}`);
-            if (!want.every((w) => h.notes.includes(w))) throw new OpsError(`${scenario} on ${h.host} is not what it measures: expected ${want.join(' and ')}, the deploy reported: ${h.notes.join('; ')}`);
+            // A host that received the build from another says so ("received from <host>") when the set was new.
+            const want = ['python', 'node'].map((k) => `dependencies: ${k} ${expectDeps === 'installed' && h !== r.hosts[0] ? 'received' : expectDeps}`);
+            if (!want.every((w) => h.notes.some((n) => n.startsWith(w)))) throw new OpsError(`${scenario} on ${h.host} is not what it measures: expected ${want.join(' and ')}, the deploy reported: ${h.notes.join('; ')}`);
           }
         }
         return r.hosts.map((h) => ({ host: h.host, steps: h.steps }));
@@ -167,6 +184,7 @@ class Bench {
       from,
       to,
       target: this.version(to),
+      bareSsh: env.hosts[0],
       run: (label, s) => ops(env, ['rollback', env.name, '--json'], label, s),
       expect: (out) => (parseJson(out) as { hosts: { host: string; steps: { name: string; ms: number }[] }[] }).hosts.map((h) => ({ host: h.host, steps: h.steps })),
     });
@@ -194,7 +212,7 @@ function parseJson(out: Timed): unknown {
 function parseOptions(argv: string[]): Options | undefined {
   const { values } = parseArgs({
     args: argv,
-    options: { runs: { type: 'string' }, 'ansible-runs': { type: 'string' }, rate: { type: 'string' }, tail: { type: 'string' }, out: { type: 'string' }, only: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    options: { runs: { type: 'string' }, 'ansible-runs': { type: 'string' }, rate: { type: 'string' }, tail: { type: 'string' }, out: { type: 'string' }, only: { type: 'string' }, 'ansible-scenarios': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
     strict: true,
   });
   if (values.help) return undefined;
@@ -206,7 +224,11 @@ function parseOptions(argv: string[]): Options | undefined {
   };
   const runs = int(values.runs, 'runs', 3, 1, 50);
   if (values.only !== undefined && values.only !== 'ours' && values.only !== 'ansible') throw new OpsError(`--only takes "ours" or "ansible", got "${values.only}"`);
+  const ansibleScenarios = new Set((values['ansible-scenarios'] ?? ANSIBLE_SCENARIOS.join(',')).split(',').map((x) => x.trim()) as Scenario[]);
+  const unknown = [...ansibleScenarios].filter((x) => !ANSIBLE_SCENARIOS.includes(x));
+  if (unknown.length || !ansibleScenarios.size) throw new OpsError(`--ansible-scenarios takes a comma-separated list of ${ANSIBLE_SCENARIOS.join(', ')}, got "${values['ansible-scenarios']}"`);
   return {
+    ansibleScenarios,
     ours: values.only !== 'ansible',
     ansible: values.only !== 'ours',
     runs,
@@ -258,8 +280,11 @@ async function main(): Promise<number> {
     for (let r = 1; r <= o.runs; r++) {
       for (const base of ['v1', 'v2']) await repo.full(base, r);
       await repo.full('v1', PIPELINING_FULL + r);
+      for (const base of ['v1', 'v2']) await repo.full(base, PIP_FULL + r);
     }
-    const lab: Lab = await setUpLab({ work, repo: repo.dir, cleanup, log, ours: o.ours, ansible: o.ansible });
+    /** Whether Ansible runs this scenario (--only, --ansible-scenarios). */
+    const an = (s: Scenario) => o.ansible && o.ansibleScenarios.has(s);
+    const lab: Lab = await setUpLab({ work, repo: repo.dir, cleanup, log, ours: o.ours, ansible: o.ansible, ansibleThree: an('code3') });
     const b = new Bench(o, repo);
     bench = b;
     const ours = lab.ours!;
@@ -268,15 +293,38 @@ async function main(): Promise<number> {
 
     log('initial state: v1 everywhere (first deploys)');
     if (o.ours) await b.deployOurs('first', 0, ours.one, '', 'v1', undefined, false);
-    if (o.ours) await ops(ours.three, ['deploy', ours.three.name, '--ref', 'v1'], 'setup: ops deploy bench3 v1');
+    if (o.ours) await ops(ours.ten, ['deploy', ours.ten.name, '--ref', 'v1'], 'setup: ops deploy bench10 v1 (built on one host, received by nine)');
     // The seed hosts get the seed's provision once (what a re-run then finds in place), then their first deploy.
-    if (o.ansible) await ansible('pipelining', ans.all.inventory, seedVars, 'provision', undefined, 'setup: ansible provision (4 hosts)');
-    if (o.ansible) await b.deployAnsible('first', 'seed', 0, ans.one, seedVars, '', 'v1', false);
-    if (o.ansible) await ansible('pipelining', ans.three.inventory, seedVars, 'deploy', 'v1', 'setup: ansible deploy v1 (3 hosts)');
+    if (o.ansible) await ansible('pipelining', ans.all.inventory, seedVars, 'provision', undefined, `setup: ansible provision (${ans.all.hosts.length} hosts)`);
+    if (an('first')) await b.deployAnsible('first', 'seed', 0, ans.one, seedVars, '', 'v1', false);
+    else if (o.ansible) await ansible('pipelining', ans.one.inventory, seedVars, 'deploy', 'v1', 'setup: ansible deploy v1 (1 host)');
+    if (an('code3')) await ansible('pipelining', ans.three!.inventory, seedVars, 'deploy', 'v1', 'setup: ansible deploy v1 (3 hosts)');
 
     // Each scenario runs for the three sides back to back, so a change in the machine's load hits them alike.
     // ops-pipeline's host alternates v1 → v2 / v2 → v1 between runs; Ansible's host goes from v1 and back to v1
     // within a run (seed settings forward, pipelining back), which suits a playbook that does the same either way.
+    // The results so far are written after every run, so a benchmark stopped early (time, Ctrl-C) leaves its runs.
+    const finish = (runs: number) => {
+      const meta: Meta = {
+        date: new Date().toISOString(),
+        runs,
+        ansibleRuns: Math.min(runs, o.ansibleRuns),
+        rate: o.rate,
+        machine: {
+          cpus: cpus().length,
+          loadBefore,
+          loadAfter: loadavg(),
+          kernel: release(),
+          node: process.version,
+          ansible: execFileSync('ansible-playbook', ['--version'], { encoding: 'utf8' }).split('\n')[0]!.trim(),
+        },
+        benchSeconds: Math.round((Date.now() - started) / 1000),
+      };
+      const rows = buildRows(b.records);
+      const list = checks(rows, b.records);
+      const files = writeResults(o.out, rows, list, b.records, meta, NOTES({ ...o, runs, ansibleRuns: meta.ansibleRuns }));
+      return { rows, list, meta, files };
+    };
     let oursLive = 'v1';
     const a1 = ans?.one;
     for (let round = 1; round <= o.runs; round++) {
@@ -289,56 +337,50 @@ async function main(): Promise<number> {
       const pipeFull = await repo.full('v1', PIPELINING_FULL + round);
 
       if (o.ours) await b.provisionOurs(round, ours.one);
-      if (o.ansible && extra) await b.provisionAnsible(round, 'seed', a1, seedVars);
-      if (o.ansible && extra) await b.provisionAnsible(round, 'pipelining', a1, seedVars);
+      if (an('provision') && extra) await b.provisionAnsible(round, 'seed', a1, seedVars);
+      if (an('provision') && extra) await b.provisionAnsible(round, 'pipelining', a1, seedVars);
 
       if (o.ours) await b.deployOurs('noop', round, ours.one, L, L, undefined, false);
       if (o.ours) await b.noopInProcess(round, ours.one, L);
-      if (o.ansible) await b.deployAnsible('noop', 'seed', round, a1, seedVars, 'v1', 'v1', false);
-      if (o.ansible) await b.deployAnsible('noop', 'pipelining', round, a1, seedVars, 'v1', 'v1', false);
+      if (an('noop')) await b.deployAnsible('noop', 'seed', round, a1, seedVars, 'v1', 'v1', false);
+      if (an('noop')) await b.deployAnsible('noop', 'pipelining', round, a1, seedVars, 'v1', 'v1', false);
 
       if (o.ours) await b.deployOurs('code', round, ours.one, L, M, 'reused');
-      if (o.ansible) await b.deployAnsible('code', 'seed', round, a1, seedVars, 'v1', 'v2');
-      if (o.ansible) await b.deployAnsible('code', 'pipelining', round, a1, seedVars, 'v2', 'v1');
+      if (an('code')) await b.deployAnsible('code', 'seed', round, a1, seedVars, 'v1', 'v2');
+      if (an('code')) await b.deployAnsible('code', 'pipelining', round, a1, seedVars, 'v2', 'v1');
 
       if (o.ours) await b.deployOurs('full', round, ours.one, M, oursFull, 'installed');
-      if (o.ansible && extra) await b.deployAnsible('full', 'seed', round, a1, seedVars, 'v1', seedFull);
-      if (o.ansible && extra) await b.deployAnsible('full', 'pipelining', round, a1, seedVars, seedFull, pipeFull);
+      if (an('full') && extra) await b.deployAnsible('full', 'seed', round, a1, seedVars, 'v1', seedFull);
+      if (an('full') && extra) await b.deployAnsible('full', 'pipelining', round, a1, seedVars, seedFull, pipeFull);
 
       // Ansible's rollback is the playbook run with an earlier ref (the seed has nothing else).
       if (o.ours) await b.rollbackOurs(round, ours.one, oursFull, M);
-      if (o.ansible && extra) await b.deployAnsible('rollback', 'seed', round, a1, seedVars, pipeFull, seedFull);
-      if (o.ansible && extra) await b.deployAnsible('rollback', 'pipelining', round, a1, seedVars, seedFull, 'v1');
+      // The same full deploy with pip making the Python set (a set of its own, never installed), then back.
+      if (o.ours) {
+        await b.deployOurs('full_pip', round, ours.onePip, M, await repo.full(M, PIP_FULL + round), 'installed');
+        await ops(ours.one, ['rollback', ours.one.name], `r${round} setup: back to ${M}`);
+      }
+      if (an('rollback') && extra) await b.deployAnsible('rollback', 'seed', round, a1, seedVars, pipeFull, seedFull);
+      if (an('rollback') && extra) await b.deployAnsible('rollback', 'pipelining', round, a1, seedVars, seedFull, 'v1');
+      // Without its rollback, the seed host goes back to v1 for the next run's no-op and code-only deploys.
+      else if (an('full') && extra && (an('noop') || an('code')) && round < o.runs) await ansible('pipelining', a1.inventory, seedVars, 'deploy', 'v1', `r${round} setup: ansible back to v1`);
       oursLive = M;
 
       if (o.ours) await b.deployOurs('code3', round, ours.three, 'v1', 'v2', 'reused');
-      if (o.ansible && extra) await b.deployAnsible('code3', 'seed', round, ans.three, seedVars, 'v1', 'v2');
+      if (an('code3') && extra) await b.deployAnsible('code3', 'seed', round, ans.three!, seedVars, 'v1', 'v2');
       if (o.ours) await b.deployOurs('code3rolling', round, ours.threeRolling, 'v2', 'v1', 'reused');
-      if (o.ansible && extra) await b.deployAnsible('code3', 'pipelining', round, ans.three, seedVars, 'v2', 'v1');
+      if (an('code3') && extra) await b.deployAnsible('code3', 'pipelining', round, ans.three!, seedVars, 'v2', 'v1');
+      // Ten hosts (the three among them): built once, received by nine.
+      if (o.ours) await b.deployOurs('code10', round, ours.ten, 'v1', 'v2', 'reused');
+      if (o.ours) await b.deployOurs('code10rolling', round, ours.tenRolling, 'v2', 'v1', 'reused');
       for (const side of o.ansible ? (['seed', 'pipelining'] as const) : []) {
         b.records.push({ scenario: 'startup', side, round, ms: (await timed('ansible-playbook', ['--version'], { label: 'ansible-playbook --version' })).ms });
       }
       log(`run ${round}/${o.runs} done in ${((Date.now() - roundStart) / 60_000).toFixed(1)} min`);
+      if (round < o.runs) log(`results of runs 1-${round} written: ${finish(round).files.map((f) => f.replace(`${ROOT}/`, '')).join(', ')}`);
     }
 
-    const meta: Meta = {
-      date: new Date().toISOString(),
-      runs: o.runs,
-      ansibleRuns: o.ansibleRuns,
-      rate: o.rate,
-      machine: {
-        cpus: cpus().length,
-        loadBefore,
-        loadAfter: loadavg(),
-        kernel: release(),
-        node: process.version,
-        ansible: execFileSync('ansible-playbook', ['--version'], { encoding: 'utf8' }).split('\n')[0]!.trim(),
-      },
-      benchSeconds: Math.round((Date.now() - started) / 1000),
-    };
-    const rows = buildRows(b.records);
-    const list = checks(rows, b.records);
-    const files = writeResults(o.out, rows, list, b.records, meta, NOTES(o));
+    const { rows, list, meta, files } = finish(o.runs);
     if (o.ours && o.ansible && o.out === DEFAULT_OUT) {
       // A complete run to the committed results: the README's Performance table follows it.
       const readme = join(ROOT, 'README.md');
@@ -346,7 +388,7 @@ async function main(): Promise<number> {
       files.push(readme);
     }
     console.log(`\n${textTable(rows)}\n`);
-    for (const c of list) console.log(`${c.ok ? 'ok  ' : 'FAIL'}  ${c.what}: ${c.detail}`);
+    for (const c of list) console.log(`${c.ok === undefined ? 'n/a ' : c.ok ? 'ok  ' : 'FAIL'}  ${c.what}: ${c.detail}`);
     console.log(`\nmedians of ${o.runs} run(s); ${meta.machine.cpus} CPUs, load average ${loadBefore[0]!.toFixed(1)} → ${meta.machine.loadAfter[0]!.toFixed(1)} (a shared machine makes timings noisy)`);
     console.log(`written: ${files.map((f) => f.replace(`${ROOT}/`, '')).join(', ')}; took ${(meta.benchSeconds / 60).toFixed(1)} min`);
     rmSync(work, { recursive: true, force: true });
@@ -368,9 +410,11 @@ const NOTES = (o: Options) => [
   "Ansible (seed cfg) uses the seed's ansible.cfg: host_key_checking = False, ssh_args = -o ForwardAgent=yes (which turns multiplexing off), no pipelining; Ansible + pipelining adds `pipelining = True`. Both log in as root, as the seed's inventory does; forks = 5 (default), so 3 hosts run in parallel.",
   'The playbook does what the seed\'s deploy does, in its order: nginx and supervisor running, nginx.conf and the site (templates), forced in-place git checkout in ~/catalogage, .env (template), pip install -r into venv, npm ci, make build, make migrate, supervisor config, handlers reload supervisor (restarts both programs) and nginx. The code comes from a bare repository on the host (test hosts reach no GitHub); the runtimes are Debian\'s (pyenv/nvm need the internet), with the seed\'s tasks around them.',
   'All hosts start from the same provisioned Debian 12 snapshot (systemd-nspawn, own network namespace); one database server for all (lab PostgreSQL).',
-  'Scenarios: provision re-run with nothing to change; deploy of the live sha; code-only deploy v1 ↔ v2 (the client lockfile differs only in the app\'s own version); full deploy = a commit changing requirements.txt and the client lockfile (a vendored dependency of a new version: a set never installed on the host); rollback = `ops rollback` (previous release kept warm) vs the playbook with the previous ref; 3 hosts = the same code-only deploy to 3 hosts (ops-pipeline with batch_size 3, and with its default of one host at a time).',
+  'Scenarios: provision re-run with nothing to change; deploy of the live sha; code-only deploy v1 ↔ v2 (the client lockfile differs only in the app\'s own version); full deploy = a commit changing requirements.txt and the client lockfile (a vendored dependency of a new version: a set never installed on the host), made by uv, and again by pip (release.python_installer: pip) on a set of its own; rollback = `ops rollback` (previous release kept warm) vs the playbook with the previous ref; 3 and 10 hosts = the same code-only deploy (ops-pipeline all at once, batch_size 3 or 10, and with its default of one host at a time; one host builds, the others receive its build; Ansible on 3 hosts only).',
+  'The no-op deploy and the rollback are each preceded by one bare OpenSSH session to the same host (`ssh host true`, the test hosts\' options), timed: their ratio to it, per run, is reported beside the seconds.',
   `Under load: ${o.rate} GET / per second through nginx (3 hosts take turns, as behind a load balancer), a new connection each, during every deploy that changes something, from 0.5 s before the command until ${o.tailMs / 1000} s after it exits (longer if the new version is not served yet). "Served" = the first 200 answer whose page footer shows the new client version. Any non-200 answer or network error is a failed request.`,
   'SSH connections are counted on each host: "Accepted publickey" lines of sshd in the host\'s journal before and after the run (the counting logins are taken off).',
+  ...(o.ansible && o.ansibleScenarios.size < ANSIBLE_SCENARIOS.length ? [`Ansible ran only these scenarios (--ansible-scenarios): ${[...o.ansibleScenarios].join(', ')}; its other figures are not measured in this run.`] : []),
   `Medians over ${o.runs} run(s) (ranges in brackets); Ansible's provision, full deploy, rollback and 3-host figures come from ${o.ansibleRuns} run(s) (--ansible-runs: at about a minute per playbook run with the seed's settings, they would triple the benchmark's time, and the playbook does the same work in all of them). Failed requests are totals over all runs; worst latency and longest outage are maxima.`,
 ];
 

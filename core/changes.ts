@@ -139,6 +139,8 @@ export interface HostLive {
   release: string;
   /** Set when the host could not be read (the plan still prints). */
   error?: string;
+  /** What builds run on there (OS release, architecture, runtimes), read for environments of several hosts. */
+  platform?: string;
 }
 
 export interface HostsChange {

@@ -1,5 +1,5 @@
 // Package indexes (`packages` in environment.yml): where the hosts' pip and npm install dependencies from.
-// Rendered here into the app user's pip.conf and .npmrc (provision uploads them, 0600), so a deploy's installs
+// Rendered here into the app user's pip.conf, uv.toml and .npmrc (provision uploads them, 0600), so a deploy's installs
 // (run as the app user, HOME set) use them without anything on a command line.
 import type { Environment } from './config/environment.ts';
 import { lookup } from './dotenv.ts';
@@ -8,6 +8,8 @@ import { OpsError } from './errors.ts';
 export interface PackageIndexFiles {
   /** pip's configuration file text (pip.conf, INI), or undefined when pip keeps its own default index. */
   pipConf?: string;
+  /** uv's user configuration (uv.toml: the same index as pip's, as uv reads no pip.conf), or undefined. */
+  uvToml?: string;
   /** npm's user configuration text (.npmrc), or undefined when npm keeps its own default registry. */
   npmrc?: string;
   /** The start of the .npmrc line holding the token ("//host/path/:_authToken="), when there is one. */
@@ -55,6 +57,9 @@ export function packageIndexFiles(env: Environment, secrets: unknown): PackageIn
     // pip ignores a plain-http index unless its host is trusted (a cache on a private network).
     if (parsed.protocol === 'http:') lines.push(`trusted-host = ${parsed.host}`);
     out.pipConf = lines.join('\n') + '\n';
+    // uv's format (https://docs.astral.sh/uv/configuration/indexes/): the default index replaces PyPI. A TOML
+    // basic string: the URL has no line break; quotes and backslashes escaped as JSON does.
+    out.uvToml = ['# Written by ops-pipeline provision (packages.pip_index_url): do not edit on the host.', '[[index]]', `url = ${JSON.stringify(url)}`, 'default = true', ''].join('\n');
   }
   if (p.npm_registry !== undefined) {
     const registry = p.npm_registry.endsWith('/') ? p.npm_registry : `${p.npm_registry}/`;

@@ -29,16 +29,31 @@ export interface Plan {
   meta: ReleaseMeta;
 }
 
+/** The commit a deploy puts live: `ref` (default: the environment's `ref`) validated and resolved in the repository. */
+export interface DeployTarget {
+  repo: string;
+  resolved: ResolvedRef;
+}
+
 /**
- * Resolve `ref` (default: the environment's `ref`) to one commit and everything its release needs, on the
- * runner: its tree content (submodules, LFS, export-ignore), dependency hashes, the rendered `.env`, the
- * release id and metadata. Configuration mistakes (slot config, nginx site) surface here.
- * @throws OpsError (bad ref, a tree missing its submodules or LFS contents, secrets, config); nothing is changed.
+ * Validate `ref` (default: the environment's `ref`) and resolve it to one commit in the repository deployed
+ * from, on the runner (before any connection: the deploy opens its connections while `planDeploy` runs).
+ * @throws OpsError for a bad or unknown ref; nothing is changed.
  */
-export async function planDeploy(ctx: OpsContext, env: Environment, refOption: string | undefined): Promise<Plan> {
+export async function deployTarget(ctx: OpsContext, env: Environment, refOption: string | undefined): Promise<DeployTarget> {
   const ref = validate('gitRef', refOption || env.config.ref);
   const repo = await sourceRepository(ctx.root, env.config.repository);
-  const resolved = await resolveRef(repo, ref);
+  return { repo, resolved: await resolveRef(repo, ref) };
+}
+
+/**
+ * Everything the release of `target` (deployTarget) needs, on the runner: its tree content (submodules, LFS,
+ * export-ignore), dependency hashes, the rendered `.env`, the release id and metadata. Configuration mistakes
+ * (slot config, nginx site) surface here.
+ * @throws OpsError (a tree missing its submodules or LFS contents, secrets, config); nothing is changed.
+ */
+export async function planDeploy(ctx: OpsContext, env: Environment, { repo, resolved }: DeployTarget): Promise<Plan> {
+  const ref = resolved.ref;
   // A release missing its submodules or LFS contents is refused here, before any host is touched.
   const tree = await treeContent(repo, resolved.sha);
   const hashes = await dependencyHashes(repo, resolved.sha, env);
@@ -80,6 +95,8 @@ export function planText(env: Environment, p: Plan, sharing: HostSharing): strin
   const steps = ['lock', 'state', 'code (pack of missing objects)', '.env', 'release', 'dependencies (reused when lockfiles unchanged)'];
   if (env.config.release.build) steps.push(`build: ${env.config.release.build}`);
   if (env.config.release.migrate) steps.push(`migrate (first host): ${env.config.release.migrate}`);
+  // With several hosts, one per platform builds; the others receive its build before any host switches.
+  if (env.hosts.length > 1) steps.push('build once per platform: the other hosts receive the release and its new dependency sets (sha256-checked), before any switch');
   steps.push(...env.config.release.before_switch.map((c) => `before_switch: ${c}`), 'start the other slot + health checks', 'switch: nginx -t, graceful reload, current → release');
   steps.push(
     ...env.config.release.after_switch.map((c) => `after_switch: ${c}`),

@@ -8,21 +8,24 @@ import { randomBytes } from 'node:crypto';
 import type { Environment } from '../config/environment.ts';
 import { refuseCollisions } from '../config/siblings.ts';
 import { clockSkewWarning, type OpsContext } from '../context.ts';
-import { OpsError, StepError } from '../errors.ts';
+import { DiskFullError, OpsError, StepError } from '../errors.ts';
+import { packArtifacts, parseParts, unpackArtifacts, type ArtifactPart } from '../steps/artifact.ts';
 import { layout, otherSlot, type Slot } from '../layout.ts';
-import { reportedAll, type Remote, type StepResult } from '../remote/types.ts';
+import { reportedAll, type Remote } from '../remote/types.ts';
+import { quote } from '../shell.ts';
 import { type HostsChange, describeChanges, formatChanges } from '../changes.ts';
-import { knownCommits, packFor } from '../source.ts';
+import { knownCommits, packFor, type ResolvedRef } from '../source.ts';
 import { describeDisk } from '../steps/facts.ts';
 import type { AuditEntry } from '../steps/audit.ts';
-import { appCommand, dependencies, APP_KEYS } from '../steps/app.ts';
-import { createRelease, deployState, installDotenv, markRelease, pruneReleases, receivePack, RELEASE_KEYS } from '../steps/release.ts';
+import { RELEASE_DIR_PATTERN } from '../steps/history.ts';
+import { APP_KEYS, appCommand, dependencies } from '../steps/app.ts';
+import { RELEASE_KEYS, createRelease, deployState, installDotenv, markRelease, pruneReleases, receivePack } from '../steps/release.ts';
 import { START_FAILED_CLEAN, startSlot, stopSlot, switchTo } from '../steps/switch.ts';
 import { HostRun, type HostSwitch } from './host-run.ts';
-import { withSession, type Session } from './hosts.ts';
+import { inBatches, Session, withOpenSession } from './hosts.ts';
 import { liveOf, parseState, pruneAfterSwitch, readLive, type HostState } from './host-state.ts';
-import { planDeploy, planText, treeNotes, type Plan } from './deploy-plan.ts';
-import { withLock } from './locked.ts';
+import { deployTarget, planDeploy, planText, treeNotes, type Plan } from './deploy-plan.ts';
+import { withLock, type AuditEntryFields, type LockedRun, type LockOptions } from './locked.ts';
 
 export interface DeployOptions {
   ref?: string;
@@ -70,11 +73,30 @@ function checkSpace(env: Environment, host: string, state: HostState, p: Plan, p
 
 type Audit = (entry: { result: AuditEntry['result'] } & Partial<AuditEntry>) => void;
 
-async function deployHost(ctx: OpsContext, env: Environment, remote: Remote, inspected: StepResult, p: Plan, primary: boolean, options: DeployOptions, record: Audit): Promise<HostSwitch> {
-  const L = layout(env);
+/** One host's part in a rollout: its step runner and state, and where its release comes from. */
+interface HostPlan {
+  name: string;
+  h: HostRun;
+  state: HostState;
+  result: HostSwitch;
+  newSlot: Slot;
+  audit: Audit;
+  fields: (entry: Parameters<Audit>[0]) => AuditEntryFields;
+  /** The release directory exists on the host (made, or received): marked failed if the rollout fails. */
+  created: boolean;
+  /** Its new processes may run (the start step ran): stopped again if the rollout fails. */
+  started: boolean;
+}
+
+/**
+ * A host's state read with the lock: a no-op (its live release is the target and healthy: reported, audited
+ * if the lock step did not already) or the plan of what it will do.
+ */
+function beginHost(ctx: OpsContext, env: Environment, remote: Remote, locked: LockedRun, p: Plan, options: DeployOptions): HostPlan | HostSwitch {
   const h = new HostRun(ctx, remote, env);
-  const state = parseState(inspected);
-  const audit: Audit = (entry) => record({ ref: p.resolved.ref, sha: p.resolved.sha, release: p.id, previous: state.current || undefined, ...entry });
+  const state = parseState(locked.inspected.get(remote.name)!);
+  const fields = (entry: Parameters<Audit>[0]): AuditEntryFields => ({ ref: p.resolved.ref, sha: p.resolved.sha, release: p.id, previous: state.current || undefined, ...entry });
+  const audit: Audit = (entry) => locked.audit(remote.name, fields(entry));
   if (!state.provisioned) throw new OpsError(`${remote.name} is not provisioned for ${env.name}`, `run: ops provision ${env.name}`);
   const live = state.releases.find((r) => r.id === state.current);
   const result: HostSwitch = { host: remote.name, release: p.id, previous: state.current, noop: false, steps: h.steps, notes: [] };
@@ -83,14 +105,33 @@ async function deployHost(ctx: OpsContext, env: Environment, remote: Remote, ins
     ctx.reporter.warn(skew);
     result.notes.push(`warning: ${skew}`);
   }
-
   if (live && live.sha === p.resolved.sha && !options.force) {
     if (state.liveHealth !== 'ok')
       throw new OpsError(`${p.resolved.sha.slice(0, 12)} is already live on ${remote.name} but not healthy: ${state.liveHealth || 'no health result'}`, `check ops status ${env.name}; redeploy with --force to start it again`);
-    audit({ result: 'no-op', release: state.current, message: 'already live' });
+    // Usually the lock step has already written this and let go (noopFinish): one round trip in all.
+    if (!locked.finished(remote.name)) audit({ result: 'no-op', release: state.current, message: 'already live' });
     return { ...result, release: state.current, noop: true, notes: [`${p.resolved.sha.slice(0, 12)} already live (${state.current})`, ...result.notes] };
   }
+  return { name: remote.name, h, state, result, newSlot: state.slot ? otherSlot(state.slot) : 'blue', audit, fields, created: false, started: false };
+}
 
+/** The shared .env and environ, uploaded on stdin and renamed into place if they changed. */
+async function sendDotenv(env: Environment, hp: HostPlan, p: Plan, tag: string): Promise<void> {
+  const L = layout(env);
+  const uploads = { dotenv: `${L.uploads}/${tag}.env`, environ: `${L.uploads}/${tag}.environ` };
+  await hp.h.upload(p.dotenv.dotenv, uploads.dotenv, 0o600);
+  await hp.h.upload(p.dotenv.environ, uploads.environ, 0o600);
+  await hp.h.run(installDotenv(env, uploads));
+}
+
+/**
+ * Build the release on a host: code (a pack of the git objects it lacks, submodules, Git LFS contents), .env,
+ * the release directory, dependency sets (reused by hash), the build, migrations (`primary`: the rollout's
+ * first host only).
+ */
+async function buildOn(env: Environment, hp: HostPlan, p: Plan, primary: boolean): Promise<void> {
+  const L = layout(env);
+  const { h, state, result } = hp;
   const tag = `${p.id}-${randomBytes(4).toString('hex')}`;
   // Code: a pack of what the host lacks, for the commit and for each submodule commit (one object store);
   // Git LFS contents the host has not stored yet. All over this connection, once the space is known to suffice.
@@ -103,7 +144,7 @@ async function deployHost(ctx: OpsContext, env: Environment, remote: Remote, ins
     const note = `sent ${(bytes.length / 1024).toFixed(1)} KiB of git objects${src.path ? ` for submodule ${src.path}` : ''}${haves.length ? ' (delta)' : ''}`;
     packs.push({ path: `${L.uploads}/${tag}-${i}.pack`, bytes, sha: src.sha, note });
   }
-  checkSpace(env, remote.name, state, p, packs.reduce((sum, x) => sum + x.bytes.length, 0));
+  checkSpace(env, hp.name, state, p, packs.reduce((sum, x) => sum + x.bytes.length, 0));
   for (const x of packs) {
     await h.upload(x.bytes, x.path, 0o600);
     result.notes.push(x.note);
@@ -118,48 +159,214 @@ async function deployHost(ctx: OpsContext, env: Environment, remote: Remote, ins
   if (lfs.length) result.notes.push(`sent ${lfs.length} Git LFS file(s)`);
   if (packs.length || lfs.length) await h.run(receivePack(env, packs.map((x) => x.path), packs.map((x) => x.sha), lfs));
   result.notes.push(...treeNotes(p.tree));
-  const uploads = { dotenv: `${L.uploads}/${tag}.env`, environ: `${L.uploads}/${tag}.environ` };
-  await h.upload(p.dotenv.dotenv, uploads.dotenv, 0o600);
-  await h.upload(p.dotenv.environ, uploads.environ, 0o600);
-  await h.run(installDotenv(env, uploads));
-
+  await sendDotenv(env, hp, p, tag);
   await h.run(createRelease(env, p.meta));
+  hp.created = true;
   const dir = `${L.releases}/${p.id}`;
-  const newSlot: Slot = state.slot ? otherSlot(state.slot) : 'blue';
-  let started = false;
+  const deps = await h.run(dependencies(env, dir, p.hashes));
+  result.notes.push(...reportedAll(deps, APP_KEYS.deps).map((d) => `dependencies: ${d}`));
+  if (env.config.release.build) await h.run(appCommand(env, dir, 'build', env.config.release.build));
+  if (primary && env.config.release.migrate) await h.run(appCommand(env, dir, 'migrate', env.config.release.migrate));
+}
+
+/** The dependency sets of the target (directory names under shared/deps). */
+function targetSets(env: Environment, p: Plan): string[] {
+  return [...(env.config.release.python_requirements ? [`venv-${p.hashes.python}`] : []), ...(env.config.release.node_dir ? [`node-${p.hashes.node}`] : [])];
+}
+
+/**
+ * Give a host the release built on `builder`: the .env, then the parts it lacks (the release directory
+ * always; a dependency set only if the host has no complete one), uploaded over its own connection and
+ * checked by sha256 on arrival before anything is unpacked.
+ */
+async function receiveBuild(env: Environment, hp: HostPlan, p: Plan, builder: string, parts: ArtifactPart[]): Promise<void> {
+  const L = layout(env);
+  const tag = `${p.id}-${randomBytes(4).toString('hex')}`;
+  await sendDotenv(env, hp, p, tag);
+  const wanted = parts.filter((x) => x.name === 'release' || !hp.state.depsHas.includes(x.name));
+  const sent: { name: string; upload: string; sha256: string }[] = [];
+  for (const x of wanted) {
+    const upload = `${L.uploads}/${tag}.${x.name}.tar.gz`;
+    await hp.h.upload(x.bytes, upload, 0o600);
+    sent.push({ name: x.name, upload, sha256: x.sha256 });
+  }
+  hp.created = true;
+  await hp.h.run(unpackArtifacts(env, p.id, sent, builder));
+  const kib = wanted.reduce((n, x) => n + x.bytes.length, 0) / 1024;
+  hp.result.notes.push(`received the build of ${builder} (${wanted.map((x) => x.name).join(', ')}: ${kib >= 1024 ? `${(kib / 1024).toFixed(1)} MiB` : `${kib.toFixed(0)} KiB`}, sha256-checked)`);
+  for (const set of targetSets(env, p)) hp.result.notes.push(`dependencies: ${set.split('-')[0] === 'venv' ? 'python' : 'node'} ${hp.state.depsHas.includes(set) ? 'reused' : `received from ${builder}`}`);
+}
+
+/** The before_switch hooks, on every host (they may act on the host itself). */
+async function beforeSwitch(env: Environment, hp: HostPlan, p: Plan): Promise<void> {
+  const dir = `${layout(env).releases}/${p.id}`;
+  for (const [i, hook] of env.config.release.before_switch.entries()) await hp.h.run(appCommand(env, dir, `before_switch[${i}]`, hook));
+}
+
+/** A host's failure before its switch: its new processes stopped, its release marked failed, audited; the error says what still serves. */
+async function failBeforeSwitch(env: Environment, hp: HostPlan, p: Plan, e: unknown): Promise<unknown> {
+  const why = e instanceof Error ? e.message.split('\n')[0]! : String(e);
+  // A start that failed cleanly has already put the slot back (and may have kept the warm release running).
+  if (hp.started && !(e instanceof StepError && e.exitCode === START_FAILED_CLEAN)) await hp.h.tryRun(stopSlot(env, hp.newSlot));
+  if (hp.created) await hp.h.tryRun(markRelease(env, p.id, 'failed', why));
+  hp.audit({ result: 'failed', message: why });
+  if (e instanceof StepError || e instanceof DiskFullError)
+    return new OpsError(`${e.message}\n${hp.state.current ? `${hp.name} still serves ${hp.state.current}` : `${hp.name} had no live release`}; nothing was switched`, e.hint);
+  return e;
+}
+
+/** Start the release on the idle slot, health gate, switch, after_switch hooks, prune (with the unlock). */
+async function switchHost(env: Environment, hp: HostPlan, p: Plan, locked: LockedRun): Promise<HostSwitch> {
+  const { h, state, result, newSlot } = hp;
+  const dir = `${layout(env).releases}/${p.id}`;
   try {
-    const deps = await h.run(dependencies(env, dir, p.hashes));
-    result.notes.push(...reportedAll(deps, APP_KEYS.deps).map((d) => `dependencies: ${d}`));
-    if (env.config.release.build) await h.run(appCommand(env, dir, 'build', env.config.release.build));
-    if (primary && env.config.release.migrate) await h.run(appCommand(env, dir, 'migrate', env.config.release.migrate));
-    for (const [i, hook] of env.config.release.before_switch.entries()) await h.run(appCommand(env, dir, `before_switch[${i}]`, hook));
-    started = true;
+    hp.started = true;
     await h.run(startSlot(env, newSlot, dir, p.id));
     await h.run(switchTo(env, newSlot, p.id, state.certificate, 'deploy'));
   } catch (e) {
-    // A start that failed cleanly has already put the slot back (and may have kept the warm release running).
-    if (started && !(e instanceof StepError && e.exitCode === START_FAILED_CLEAN)) await h.tryRun(stopSlot(env, newSlot));
-    await h.tryRun(markRelease(env, p.id, 'failed', e instanceof Error ? e.message.split('\n')[0]! : String(e)));
-    audit({ result: 'failed', message: e instanceof Error ? e.message.split('\n')[0] : String(e) });
-    if (e instanceof StepError) {
-      throw new OpsError(`${e.message}\n${state.current ? `${remote.name} still serves ${state.current}` : `${remote.name} had no live release`}; nothing was switched`, e.hint);
-    }
-    throw e;
+    throw await failBeforeSwitch(env, hp, p, e);
   }
   try {
     for (const [i, hook] of env.config.release.after_switch.entries()) await h.run(appCommand(env, dir, `after_switch[${i}]`, hook));
   } catch (e) {
-    audit({ result: 'failed', message: 'live, but an after_switch hook failed' });
-    throw new OpsError(`${(e as Error).message}\n${p.id} is live on ${remote.name}; an after_switch hook failed`, `fix the hook, or roll back: ops rollback ${env.name}`);
+    hp.audit({ result: 'failed', message: 'live, but an after_switch hook failed' });
+    throw new OpsError(`${(e as Error).message}\n${p.id} is live on ${hp.name}; an after_switch hook failed`, `fix the hook, or roll back: ops rollback ${env.name}`);
   }
   // The previous release stays up on the idle slot (instant rollback), unless configured otherwise.
   if ((state.slot || state.current) && !env.config.switch.keep_previous) await h.run(stopSlot(env, state.slot ?? 'blue', env.config.switch.drain));
-  const pruned = await h.run(pruneReleases(env, pruneAfterSwitch(env, state, p.id, newSlot)));
+  // Pruning is the last step: it writes the audit line and lets go of the lock in the same round trip.
+  const prune = pruneReleases(env, pruneAfterSwitch(env, state, p.id, newSlot));
+  const pruned = await h.run({ ...prune, script: `${prune.script}\n${locked.closing(hp.name, hp.fields({ result: 'success' }))}` });
+  locked.closed(hp.name, pruned);
   const gone = reportedAll(pruned, RELEASE_KEYS.pruned);
   if (gone.length) result.notes.push(`pruned ${gone.length} old release(s)`);
   for (const r of reportedAll(pruned, RELEASE_KEYS.kept_running)) result.notes.push(`kept ${r}: a process still runs from it`);
-  audit({ result: 'success' });
   return result;
+}
+
+/**
+ * Which hosts build and which receive: hosts reporting the same platform (OS release, architecture, runtime
+ * versions: platformReport) form a group whose first host builds for the others; a host whose platform
+ * differs from every other's, or is unknown, builds for itself. In the environment's host order.
+ */
+export function buildGroups<T extends { name: string; platform?: string }>(hosts: T[]): { builder: T; receivers: T[]; platform?: string }[] {
+  const groups = new Map<string, T[]>();
+  for (const hst of hosts) {
+    const key = hst.platform ? `p ${hst.platform}` : `h ${hst.name}`;
+    groups.set(key, [...(groups.get(key) ?? []), hst]);
+  }
+  return [...groups.values()].map(([builder, ...receivers]) => ({ builder: builder!, receivers, platform: builder!.platform }));
+}
+
+/** Hosts receiving a build at once, per builder (each holds an exec channel and its upload in flight). */
+export const RECEIVE_CONCURRENCY = 8;
+
+/** Run `fn` over `items`, at most `limit` at a time; the first failure is thrown once all started ones end. */
+async function pooled<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const errors: unknown[] = [];
+  const worker = async () => {
+    while (next < items.length && !errors.length) {
+      const item = items[next++]!;
+      await fn(item).catch((e: unknown) => void errors.push(e));
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  if (errors.length) throw errors[0];
+}
+
+/**
+ * A rollout: every host that is not a no-op is prepared first — one host per platform builds (the first
+ * host also migrates), the others receive its build — and only then do hosts switch, `switch.batch_size` at
+ * a time. So a failure while building or sending (a damaged transfer too) changes nothing that serves on any
+ * host; a failure while switching stops before the next batch.
+ */
+async function rollout(ctx: OpsContext, env: Environment, session: Session, locked: LockedRun, p: Plan, options: DeployOptions): Promise<HostSwitch[]> {
+  const done: HostSwitch[] = [];
+  const plans: HostPlan[] = [];
+  for (const host of env.hosts) {
+    const b = beginHost(ctx, env, session.remote(host.name), locked, p, options);
+    if ('h' in b) plans.push(b);
+    else done.push(b);
+  }
+  const groups = buildGroups(plans.map((hp) => ({ name: hp.name, platform: env.hosts.length > 1 ? hp.state.platform : undefined, hp })));
+  if (plans.length > 1) for (const line of describeBuilds(groups)) ctx.reporter.info(line);
+  const where = (failed: string) =>
+    env.hosts.map((hst) => {
+      const d = done.find((x) => x.host === hst.name);
+      return `${hst.name}: ${d ? (d.noop ? `${d.release} (already live)` : d.release) : hst.name === failed ? 'unchanged (failed)' : 'unchanged (previous release)'}`;
+    });
+  const stopped = (e: unknown, failed: string) =>
+    env.hosts.length > 1 && e instanceof OpsError ? new OpsError(`${e.message}\nrollout stopped; hosts now run:\n  ${where(failed).join('\n  ')}`, e.hint) : e;
+  // Prepare every host (nothing switches): builders in parallel, each then feeding its receivers.
+  const prepared = new Set<HostPlan>();
+  let failedHost = '';
+  try {
+    await Promise.all(
+      groups.map(async ({ builder: { hp: b }, receivers }) => {
+        const step = async (hp: HostPlan, work: () => Promise<void>) => {
+          try {
+            await work();
+            prepared.add(hp);
+          } catch (e) {
+            failedHost ||= hp.name;
+            throw await failBeforeSwitch(env, hp, p, e);
+          }
+        };
+        await step(b, async () => {
+          await buildOn(env, b, p, b === plans[0]);
+          await beforeSwitch(env, b, p);
+        });
+        if (!receivers.length) return;
+        const parts = parseParts(await b.h.run(packArtifacts(env, p.id, targetSets(env, p).filter((set) => receivers.some((r) => !r.hp.state.depsHas.includes(set))))), b.name);
+        await pooled(receivers, RECEIVE_CONCURRENCY, (r) =>
+          step(r.hp, async () => {
+            await receiveBuild(env, r.hp, p, b.name, parts);
+            await beforeSwitch(env, r.hp, p);
+          }),
+        );
+      }),
+    );
+  } catch (e) {
+    // Hosts prepared for nothing: their release is marked, so it is not taken for a good one.
+    await Promise.all([...prepared].map((hp) => hp.h.tryRun(markRelease(env, p.id, 'failed', `rollout stopped before the switch (${failedHost || 'another host'} failed)`))));
+    throw stopped(e, failedHost);
+  }
+  let current = '';
+  try {
+    await inBatches(plans, env.config.switch.batch_size, async (hp) => {
+      current = hp.name;
+      const r = await switchHost(env, hp, p, locked);
+      done.push(r);
+      return r;
+    });
+  } catch (e) {
+    throw stopped(e, current);
+  }
+  return env.hosts.map((hst) => done.find((d) => d.host === hst.name)!);
+}
+
+/** Who builds and who receives, in words (the plan and the deploy's log). */
+export function describeBuilds(groups: { builder: { name: string }; receivers: { name: string }[]; platform?: string }[]): string[] {
+  if (groups.length === 1 && !groups[0]!.receivers.length) return [];
+  return groups.map(({ builder, receivers, platform }) =>
+    receivers.length
+      ? `build once: ${builder.name} builds, ${receivers.map((r) => r.name).join(', ')} receive${receivers.length === 1 ? 's' : ''} its build (sha256-checked)${platform ? ` — same platform: ${platform}` : ''}`
+      : `${builder.name} builds for itself: ${platform ? `its platform differs (${platform})` : 'its platform is unknown'}`,
+  );
+}
+
+/**
+ * The end of the lock step of a deploy on a host where `target` is live and healthy already (the state step
+ * set live_sha and live_health): the no-op's audit line is written and the lock let go in the same round trip.
+ * deployHost then sees the same state and reports the no-op without another round trip.
+ */
+function noopFinish(target: ResolvedRef, unlock: Parameters<NonNullable<LockOptions['finish']>>[0]): string {
+  const line = unlock({ ref: target.ref, sha: target.sha, release: '', previous: '', result: 'no-op', message: 'already live' }, { release: 'cur_id', previous: 'cur_id' });
+  return String.raw`cur_id=${'$'}{cur##*/}
+if [ -n "$live_sha" ] && [ "$live_sha" = ${quote(target.sha)} ] && [ "$live_health" = ok ] && [[ $cur_id =~ ${RELEASE_DIR_PATTERN} ]]; then
+${line}
+fi`;
 }
 
 
@@ -174,7 +381,18 @@ async function deployHost(ctx: OpsContext, env: Environment, remote: Remote, ins
 export async function deploy(ctx: OpsContext, env: Environment, options: DeployOptions = {}): Promise<DeployResult> {
   // Apps sharing a host: refused before anything else (a dry run too: it is the plan) when they collide.
   const sharing = refuseCollisions(env, ctx.reporter);
-  const p = await planDeploy(ctx, env, options.ref);
+  // The connections open while the runner plans (git, secrets, .env): neither waits for the other. A plan
+  // that fails closes them; nothing has run on any host yet.
+  const commit = await deployTarget(ctx, env, options.ref);
+  const opening = options.dryRun ? undefined : Session.open(ctx, env);
+  opening?.catch(() => undefined);
+  let p: Plan;
+  try {
+    p = await planDeploy(ctx, env, commit);
+  } catch (e) {
+    await opening?.then((s) => s.close(), () => undefined);
+    throw e;
+  }
   const base: DeployResult = {
     environment: env.name,
     ref: p.resolved.ref,
@@ -189,36 +407,27 @@ export async function deploy(ctx: OpsContext, env: Environment, options: DeployO
     changes: [],
   };
   if (options.dryRun) {
-    const changes = await describeChanges(p.repo, env, await readLive(ctx, env), p.resolved.sha);
-    return { ...base, changes, plan: [...planText(env, p, sharing), '', 'changes (live → target):', ...formatChanges(changes, p.resolved.sha).map((l) => `  ${l}`)] };
+    const lives = await readLive(ctx, env);
+    const changes = await describeChanges(p.repo, env, lives, p.resolved.sha);
+    // Who builds, who receives its build: hosts not serving the target yet, by platform (when several).
+    const builds = describeBuilds(buildGroups(lives.filter((l) => l.sha !== p.resolved.sha || options.force).map((l) => ({ name: l.host, platform: l.platform }))));
+    return {
+      ...base,
+      changes,
+      plan: [...planText(env, p, sharing), ...builds.map((l) => `  ${l}`), '', 'changes (live → target):', ...formatChanges(changes, p.resolved.sha).map((l) => `  ${l}`)],
+    };
   }
-  const hosts = await withSession(ctx, env, (session: Session) =>
+  const session = await opening!;
+  const hosts = await withOpenSession(session, () =>
     withLock(ctx, session, 'deploy', async (locked) => {
       const lives = env.hosts.map((h) => liveOf(h.name, parseState(locked.inspected.get(h.name)!)));
       base.changes = await describeChanges(p.repo, env, lives, p.resolved.sha);
       for (const line of formatChanges(base.changes, p.resolved.sha)) ctx.reporter.info(line);
-      const done: HostSwitch[] = [];
-      try {
-        await session.each(
-          async (remote, host) => {
-            const r = await deployHost(ctx, env, remote, locked.inspected.get(remote.name)!, p, host === session.hosts[0], options, (entry) => locked.audit(remote.name, entry));
-            done.push(r);
-            return r;
-          },
-          { batch: env.config.switch.batch_size },
-        );
-      } catch (e) {
-        if (env.hosts.length > 1) {
-          const where = env.hosts.map((h) => {
-            const d = done.find((x) => x.host === h.name);
-            return `${h.name}: ${d ? d.release : 'unchanged (previous release)'}`;
-          });
-          if (e instanceof OpsError) throw new OpsError(`${e.message}\nrollout stopped; hosts now run:\n  ${where.join('\n  ')}`, e.hint);
-        }
-        throw e;
-      }
-      return done;
-    }, { inspect: deployState(env, [p.resolved.sha, ...p.tree.submodules.map((m) => m.sha)], { lfs: [...new Set(p.tree.lfs.map((f) => f.oid))] }) }),
+      return rollout(ctx, env, session, locked, p, options);
+    }, {
+      inspect: deployState(env, [p.resolved.sha, ...p.tree.submodules.map((m) => m.sha)], { lfs: [...new Set(p.tree.lfs.map((f) => f.oid))], target: p.resolved.sha, platform: env.hosts.length > 1 }),
+      finish: options.force ? undefined : (unlock) => noopFinish(p.resolved, unlock),
+    }),
   );
   return {
     ...base,

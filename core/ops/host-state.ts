@@ -33,6 +33,10 @@ export interface HostState {
   slotReleases: Partial<Record<Slot, string>>;
   /** Free space and inodes under the app's directory. */
   disk?: DiskSpace;
+  /** Complete dependency sets on the host (names under shared/deps). */
+  depsHas: string[];
+  /** What builds run on (platformReport), when asked. */
+  platform?: string;
 }
 
 /**
@@ -59,6 +63,8 @@ export function parseState(r: StepResult): HostState {
     hostTime: reported(r, RELEASE_KEYS.now),
     slotReleases,
     disk: parseDisk(reported(r, FACTS_KEYS.disk)),
+    depsHas: reportedAll(r, RELEASE_KEYS.deps_has),
+    platform: reported(r, RELEASE_KEYS.platform),
   };
 }
 
@@ -82,14 +88,16 @@ export function liveOf(host: string, state: HostState): HostLive {
 
 /**
  * Each host's live commit, read without the lock: one read-only round trip per host (the state step, without
- * its health probes). A host that cannot be read is reported as such, so that a plan still prints.
+ * its health probes; with several hosts, each one's platform too, for who builds). A host that cannot be read is
+ * reported as such, so that a plan still prints.
  */
 export async function readLive(ctx: OpsContext, env: Environment): Promise<HostLive[]> {
   try {
     return await withSession(ctx, env, (session) =>
       session.each(async (remote, h) => {
         try {
-          return liveOf(h.name, parseState(await remote.run(deployState(env, undefined, { liveHealth: false }))));
+          const state = parseState(await remote.run(deployState(env, undefined, { liveHealth: false, platform: env.hosts.length > 1 })));
+          return { ...liveOf(h.name, state), ...(state.platform && { platform: state.platform }) };
         } catch (e) {
           return { host: h.name, sha: '', release: '', error: (e as Error).message.split('\n')[0]! };
         }

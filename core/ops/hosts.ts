@@ -15,11 +15,12 @@ export interface EachOptions {
 }
 
 /**
- * `fn` on `items`, `size` at a time, results in `items`' order. A batch always settles whole (no step is left
+ * `fn` on `items`, `size` at a time, results in `items`' order (Session.each's rule, for an operation that
+ * runs on some of its hosts, e.g. a rollout switching the hosts that are not a no-op). A batch always settles whole (no step is left
  * running behind a thrown error); when one of it failed, the first failure (in `items`' order) is thrown and
  * no later batch starts.
  */
-async function inBatches<T, R>(items: T[], size: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+export async function inBatches<T, R>(items: T[], size: number, fn: (item: T) => Promise<R>): Promise<R[]> {
   const results: R[] = [];
   const step = Math.max(1, Math.floor(size));
   for (let i = 0; i < items.length; i += step) {
@@ -103,8 +104,13 @@ export class Session {
  */
 export async function withSession<T>(ctx: OpsContext, env: Environment, fn: (s: Session) => Promise<T>, hosts?: Host[]): Promise<T> {
   const session = await Session.open(ctx, env, hosts);
+  return withOpenSession(session, () => fn(session));
+}
+
+/** Run `fn` with a session already open (e.g. opened while the runner planned), and always close it. @returns what `fn` returns. */
+export async function withOpenSession<T>(session: Session, fn: () => Promise<T>): Promise<T> {
   try {
-    return await fn(session);
+    return await fn();
   } finally {
     await session.close();
   }

@@ -3,17 +3,19 @@
 // the connection that took a lock broke, a new connection releases it; a lock that truly cannot be released
 // makes the run fail, naming the host and the command that releases it. A run killed outright (SIGKILL)
 // leaves a lock whose holder (its connection's sshd process) died with it: the next run reports it as stale.
-// To save round trips, the lock step also runs the operation's first look at the host (`inspect`), and
-// the unlock step writes the run's audit lines.
+// To save round trips, the lock step also runs the operation's first look at the host (`inspect`), and may
+// end the run there at once (`finish`: a no-op deploy); the unlock step writes the run's audit lines, and an
+// operation's last step on a host may carry the unlock itself (`closing`).
 import { randomBytes } from 'node:crypto';
 import type { Environment } from '../config/environment.ts';
 import { runnerNow, type OpsContext } from '../context.ts';
 import type { Session } from './hosts.ts';
 import { OpsError, StepError, sudoHint, tail } from '../errors.ts';
 import { runInfo } from '../runinfo.ts';
-import { auditLine, type AuditEntry } from '../steps/audit.ts';
-import { LOCK_BUSY_EXIT, acquireLock, describeHolder, parseLock, releaseLock, type LockRequest, LOCK_KEYS } from '../steps/lock.ts';
+import { auditLine, auditTemplate, type AuditEntry } from '../steps/audit.ts';
+import { LOCK_BUSY_EXIT, LOCK_KEYS, acquireLock, describeHolder, parseLock, releaseLock, unlockScript, type LockRequest } from '../steps/lock.ts';
 import { reported, type Remote, type Step, type StepResult } from '../remote/types.ts';
+import { quote } from '../shell.ts';
 
 export class LockError extends OpsError {}
 
@@ -21,15 +23,38 @@ export interface LockedRun {
   /** Result of the `inspect` step run right after each host's lock was taken. */
   inspected: Map<string, StepResult>;
   /** Queue an audit entry for a host; written when its lock is released. */
-  audit(host: string, entry: Omit<AuditEntry, 'time' | 'environment' | 'operation' | 'actor' | 'run'> & Partial<AuditEntry>): void;
+  audit(host: string, entry: AuditEntryFields): void;
+  /** True when the run already ended on this host (its audit written, its lock released) in a step of its own. */
+  finished(host: string): boolean;
+  /**
+   * Shell for the end of a run's last step on a host: append the queued audit lines and `entry`, release the
+   * lock. Pass the step's result to `closed` afterwards; if the step failed before it, the lock is released as
+   * usual (with a failed entry queued by the operation).
+   */
+  closing(host: string, entry: AuditEntryFields): string;
+  /** Record that `result` (of a step ending with `closing`) released the lock on `host`. */
+  closed(host: string, result: StepResult): void;
+}
+
+export type AuditEntryFields = Omit<AuditEntry, 'time' | 'environment' | 'operation' | 'actor' | 'run'> & Partial<AuditEntry>;
+
+export interface LockOptions {
+  /** The operation's first look at each host, run in the lock step as soon as the lock is taken. */
+  inspect?: Step;
+  /**
+   * Shell run after `inspect` in the same step: it may end the run on the host at once with the shell `unlock`
+   * returns (the audit entry written, the lock released), e.g. a deploy that finds its sha live and healthy.
+   * `vars`: entry fields whose values come from shell variables of the step (auditTemplate).
+   */
+  finish?: (unlock: (entry: AuditEntryFields, vars?: Partial<Record<keyof AuditEntry, string>>) => string) => string;
 }
 
 /**
  * Take the lock on one host; throws LockError when another run holds it (or left it stale). `notOurs` is
  * called when the step answered without taking it (no release needed there).
  */
-async function acquire(remote: Remote, env: Environment, request: LockRequest, inspect: Step | undefined, notOurs: () => void): Promise<StepResult> {
-  const result = await remote.run(acquireLock(env, request, inspect?.script), { allowFailure: true });
+async function acquire(remote: Remote, env: Environment, request: LockRequest, inspect: Step | undefined, finish: string | undefined, notOurs: () => void): Promise<StepResult> {
+  const result = await remote.run(acquireLock(env, request, inspect?.script, finish), { allowFailure: true });
   if (result.code === 0) return result;
   if (parseLock(result).state !== 'acquired') notOurs();
   if (result.code !== LOCK_BUSY_EXIT) throw new StepError(inspect ? `lock, ${inspect.name}` : 'lock', remote.name, result.code, tail(result.stderr), undefined, sudoHint(result.stderr, remote.login, remote.name));
@@ -45,6 +70,11 @@ async function acquire(remote: Remote, env: Environment, request: LockRequest, i
   );
 }
 
+/** A full audit entry of this run (time: the runner's now). */
+function auditEntry(env: Environment, request: LockRequest, entry: AuditEntryFields, now: Date): AuditEntry {
+  return { time: now.toISOString(), environment: env.name, operation: request.operation, actor: request.actor, run: request.runUrl || undefined, ...entry } as AuditEntry;
+}
+
 /** The error that says a lock stays behind: which hosts, why, and the command that releases it. */
 function lockLeft(env: Environment, failures: string[], cause?: unknown): OpsError {
   const left = `the lock of ${env.name} could not be released on ${failures.length === 1 ? 'host ' : 'hosts:\n  '}${failures.join('\n  ')}`;
@@ -57,12 +87,14 @@ function lockLeft(env: Environment, failures: string[], cause?: unknown): OpsErr
 
 /**
  * Run `fn` holding the environment's lock on every host of `session` (taken at once; a holder is waited for
- * switch.lock_wait seconds), then release it whatever happened, writing the run's audit line. `options.inspect`
- * runs in the lock's own step (its result is in LockedRun). SIGINT/SIGTERM release the lock and exit 130.
+ * switch.lock_wait seconds), then release it whatever happened, writing the run's audit line (unless the run's
+ * last step on a host already did both: `LockedRun.closing`, or `options.finish` in the lock step itself).
+ * `options.inspect` runs in the lock's own step (its result is in LockedRun). SIGINT/SIGTERM release the lock
+ * and exit 130.
  * @returns what `fn` returns. @throws OpsError naming the holder when a host is locked; `fn`'s error (with
  * the hosts whose lock could not be released, and `ops lock release`) otherwise. Leaves no lock of this run.
  */
-export async function withLock<T>(ctx: OpsContext, session: Session, operation: string, fn: (run: LockedRun) => Promise<T>, options: { inspect?: Step } = {}): Promise<T> {
+export async function withLock<T>(ctx: OpsContext, session: Session, operation: string, fn: (run: LockedRun) => Promise<T>, options: LockOptions = {}): Promise<T> {
   const env = session.env;
   const info = runInfo(ctx.processEnv);
   const request: LockRequest = { operation, actor: info.actor, runUrl: info.runUrl, runId: randomBytes(8).toString('hex'), wait: env.config.switch.lock_wait };
@@ -70,6 +102,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
   const mine = new Set<string>();
   const pending = new Map<string, string[]>();
   const inspected = new Map<string, StepResult>();
+  const finished = new Set<string>();
 
   /**
    * Release on one host: on its connection, else (or `fresh`: after a signal, a step may still run on it) on
@@ -113,11 +146,18 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
       .then(() => session.close())
       .finally(() => process.exit(130));
   };
+  const finish = options.finish?.((entry, vars = {}) => unlockScript(env, request.runId, [auditTemplate(auditEntry(env, request, entry, runnerNow(ctx)), vars)]));
   const settled = await Promise.allSettled(
     [...session.remotes.values()].map(async (r) => {
       // From here the lock may be ours (a lost answer): released by run id unless the step said it is not.
       mine.add(r.name);
-      inspected.set(r.name, await acquire(r, env, request, options.inspect, () => mine.delete(r.name)));
+      const result = await acquire(r, env, request, options.inspect, finish, () => mine.delete(r.name));
+      inspected.set(r.name, result);
+      // The lock step ended the run there (`finish`): nothing more to release.
+      if (parseLock(result).state === 'released') {
+        mine.delete(r.name);
+        finished.add(r.name);
+      }
     }),
   );
   const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
@@ -127,11 +167,23 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
   }
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
+  const line = (entry: AuditEntryFields) => auditLine(auditEntry(env, request, entry, runnerNow(ctx)));
   const run: LockedRun = {
     inspected,
     audit(host, entry) {
-      const line = auditLine({ time: runnerNow(ctx).toISOString(), environment: env.name, operation, actor: info.actor, run: info.runUrl || undefined, ...entry } as AuditEntry);
-      pending.set(host, [...(pending.get(host) ?? []), line]);
+      pending.set(host, [...(pending.get(host) ?? []), line(entry)]);
+    },
+    finished: (host) => finished.has(host),
+    closing(host, entry) {
+      // Queued too: if the step never gets to the unlock (a lost connection), the usual release writes it.
+      run.audit(host, entry);
+      return unlockScript(env, request.runId, (pending.get(host) ?? []).map(quote));
+    },
+    closed(host, result) {
+      if (parseLock(result).state !== 'released') return;
+      mine.delete(host);
+      finished.add(host);
+      pending.delete(host);
     },
   };
   let result: T;

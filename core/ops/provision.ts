@@ -54,8 +54,8 @@ async function provisionHost(ctx: OpsContext, env: Environment, remote: Remote, 
   results.push(await run(appUser(env, remote.login)));
   // pip.conf / .npmrc may hold tokens: they travel on an exec channel's stdin into the login's private uploads dir, never in a script.
   const tag = randomBytes(4).toString('hex');
-  const uploaded: { pipConf?: string; npmrc?: string } = {};
-  for (const kind of ['pipConf', 'npmrc'] as const) {
+  const uploaded: { pipConf?: string; uvToml?: string; npmrc?: string } = {};
+  for (const kind of ['pipConf', 'uvToml', 'npmrc'] as const) {
     const content = files[kind];
     if (content === undefined) continue;
     uploaded[kind] = `${layout(env).uploads}/${tag}.${kind}`;

@@ -4,13 +4,13 @@ import type { Environment } from '../config/environment.ts';
 import { refuseCollisions } from '../config/siblings.ts';
 import { clockSkewWarning, runnerNow, type OpsContext } from '../context.ts';
 import { OpsError, StepError } from '../errors.ts';
-import { layout, otherSlot } from '../layout.ts';
+import { otherSlot } from '../layout.ts';
 import { runInfo } from '../runinfo.ts';
-import type { Remote, StepResult } from '../remote/types.ts';
+import type { Remote } from '../remote/types.ts';
 import { validate } from '../shell.ts';
 import { previousRelease } from '../steps/history.ts';
 import { deployState, markRelease } from '../steps/release.ts';
-import { START_FAILED_CLEAN, startSlot, stopSlot, switchTo } from '../steps/switch.ts';
+import { START_FAILED_CLEAN, rollbackStep, stopSlot } from '../steps/switch.ts';
 import { HostRun, type HostSwitch } from './host-run.ts';
 import { withSession } from './hosts.ts';
 import { parseState } from './host-state.ts';
@@ -22,9 +22,9 @@ export interface RollbackResult {
   hosts: HostSwitch[];
 }
 
-async function rollbackHost(ctx: OpsContext, env: Environment, remote: Remote, inspected: StepResult, to: string | undefined, audit: LockedRun['audit']): Promise<HostSwitch> {
+async function rollbackHost(ctx: OpsContext, env: Environment, remote: Remote, locked: LockedRun, to: string | undefined): Promise<HostSwitch> {
   const h = new HostRun(ctx, remote, env);
-  const state = parseState(inspected);
+  const state = parseState(locked.inspected.get(remote.name)!);
   if (!state.current) throw new OpsError(`${remote.name} has no live release to roll back from`);
   const kept = state.releases.map((r) => r.id);
   let target = to;
@@ -47,16 +47,27 @@ async function rollbackHost(ctx: OpsContext, env: Environment, remote: Remote, i
   const live = state.slot ?? 'blue';
   const slot = otherSlot(live);
   const info = runInfo(ctx.processEnv);
+  const fields = { result: 'success' as const, release: target, previous: state.current };
+  // One round trip after the lock step: start (or reuse) the target on the other slot, switch, mark the
+  // release left as abandoned, and (keeping the previous release warm) write the audit line and let go.
+  const switched = rollbackStep(
+    env,
+    slot,
+    target,
+    state.certificate,
+    markRelease(env, state.current, 'abandoned', `rolled back to ${target} by ${info.actor} at ${runnerNow(ctx).toISOString()}`).script,
+    env.config.switch.keep_previous ? locked.closing(remote.name, fields) : '',
+  );
   try {
-    await h.run(startSlot(env, slot, `${layout(env).releases}/${target}`, target));
-    await h.run(switchTo(env, slot, target, state.certificate, 'rollback'));
+    locked.closed(remote.name, await h.run(switched));
   } catch (e) {
     if (!(e instanceof StepError && e.exitCode === START_FAILED_CLEAN)) await h.tryRun(stopSlot(env, slot));
     throw new OpsError(`${(e as Error).message}\n${remote.name} still serves ${state.current}`, (e as OpsError).hint);
   }
-  await h.tryRun(markRelease(env, state.current, 'abandoned', `rolled back to ${target} by ${info.actor} at ${runnerNow(ctx).toISOString()}`));
-  if (!env.config.switch.keep_previous) await h.run(stopSlot(env, live, env.config.switch.drain));
-  audit(remote.name, { result: 'success', release: target, previous: state.current });
+  if (!env.config.switch.keep_previous) {
+    const stop = stopSlot(env, live, env.config.switch.drain);
+    locked.closed(remote.name, await h.run({ ...stop, script: `${stop.script}\n${locked.closing(remote.name, fields)}` }));
+  }
   return result;
 }
 
@@ -75,7 +86,7 @@ export async function rollback(ctx: OpsContext, env: Environment, to?: string): 
       ctx,
       session,
       'rollback',
-      (locked) => session.each((remote) => rollbackHost(ctx, env, remote, locked.inspected.get(remote.name)!, to, locked.audit), { batch: env.config.switch.batch_size }),
+      (locked) => session.each((remote) => rollbackHost(ctx, env, remote, locked, to), { batch: env.config.switch.batch_size }),
       // The live release is being left: no need to probe it first.
       { inspect: deployState(env, [], { liveHealth: false }) },
     ),

@@ -147,10 +147,13 @@ class SshRemote implements Remote {
   private async exec(step: Step, command: string, input: Buffer, options: RunOptions): Promise<StepResult> {
     const started = Date.now();
     const what = `step "${step.name}"`;
+    // A quiet step shows nothing live: no splitting into lines (its output may be one long line of data).
     const show = (stream: 'stdout' | 'stderr') =>
-      new LineSplitter((line) => {
-        if (!step.quiet && !line.startsWith(REPORT_PREFIX)) this.reporter.line(this.name, line, stream);
-      });
+      step.quiet
+        ? { push: () => undefined, flush: () => undefined }
+        : new LineSplitter((line) => {
+            if (!line.startsWith(REPORT_PREFIX)) this.reporter.line(this.name, line, stream);
+          });
     const outLines = show('stdout');
     const errLines = show('stderr');
     let stdout = '';

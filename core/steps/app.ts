@@ -23,24 +23,39 @@ cd ${quote(release)}`;
 /**
  * Dependencies, reused when unchanged: a venv and node_modules live in shared/deps/<kind>-<hash>, where the
  * hash covers the runtime and the lockfiles; a release links to them. A directory without `.complete` was
- * interrupted and is rebuilt.
+ * interrupted and is rebuilt. A new Python set is made by uv (release.python_installer, default; from the
+ * app user's cache, ~/.cache/uv, shared by every set: hard links when on the same filesystem as the sets,
+ * copies otherwise) or by pip (`python -m venv` + `pip install`); `--require-hashes` when the requirements
+ * carry hashes, as pip does by itself. npm ci reads the app user's npm cache (~/.npm) first (--prefer-offline).
  */
 export function dependencies(env: Environment, release: string, hashes: { python: string; node: string }): Step {
   const L = layout(env);
   const paths = runtimePaths(env);
-  const { python_requirements: req, node_dir: nodeDir } = env.config.release;
+  const { python_requirements: req, node_dir: nodeDir, python_installer: installer } = env.config.release;
   const lines = [appEnvironment(env, release)];
   if (req) {
     const venv = `${L.deps}/venv-${hashes.python}`;
+    const install =
+      installer === 'pip'
+        ? String.raw`  ${quote(paths.python)} -m venv "$venv"
+  if [ -f ${quote(req)} ]; then "$venv/bin/pip" install -q -r ${quote(req)}; fi`
+        : String.raw`  export UV_NO_PROGRESS=1 UV_PYTHON_DOWNLOADS=never UV_CACHE_DIR="$HOME/.cache/uv"
+  mkdir -p "$UV_CACHE_DIR"
+  # Hard links from the cache need one filesystem; across two, uv copies (said once here, not warned per file).
+  if [ "$(stat -c %d "$UV_CACHE_DIR")" != "$(stat -c %d ${quote(L.deps)})" ]; then export UV_LINK_MODE=copy; fi
+  ${quote(paths.uv)} venv -q --seed --python ${quote(paths.python)} "$venv"
+  if [ -f ${quote(req)} ]; then
+    hashes=(); if grep -q -- '--hash=' ${quote(req)}; then hashes=(--require-hashes); fi
+    ${quote(paths.uv)} pip install -q --python "$venv/bin/python" "${'$'}{hashes[@]}" -r ${quote(req)}
+  fi`;
     lines.push(String.raw`venv=${quote(venv)}
 if [ -f "$venv/.complete" ]; then
   ops_report ${APP_KEYS.deps} "python reused"
 else
   rm -rf "$venv"
-  ${quote(paths.python)} -m venv "$venv"
-  if [ -f ${quote(req)} ]; then "$venv/bin/pip" install -q -r ${quote(req)}; fi
+${install}
   touch "$venv/.complete"
-  ops_report ${APP_KEYS.deps} "python installed"
+  ops_report ${APP_KEYS.deps} "python installed (${installer})"
 fi
 ln -sfn "$venv" venv`);
   }
@@ -51,7 +66,7 @@ if [ -f "$nm/.complete" ]; then
   ops_report ${APP_KEYS.deps} "node reused"
 else
   rm -rf "$nm" ${quote(`${nodeDir}/node_modules`)}
-  (cd ${quote(nodeDir)} && ${quote(paths.npm)} ci --no-audit --no-fund --loglevel=error)
+  (cd ${quote(nodeDir)} && ${quote(paths.npm)} ci --prefer-offline --no-audit --no-fund --loglevel=error)
   mkdir -p "$nm"
   if [ -d ${quote(`${nodeDir}/node_modules`)} ]; then mv ${quote(`${nodeDir}/node_modules`)} "$nm/node_modules"; else mkdir "$nm/node_modules"; fi
   touch "$nm/.complete"

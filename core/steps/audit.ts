@@ -27,6 +27,25 @@ export function auditLine(entry: AuditEntry): string {
 }
 
 /**
+ * One audit line as a shell word, with some fields' values taken from shell variables on the host (e.g. the
+ * live release id, known only there): `vars` maps a field to a variable name whose value must need no JSON
+ * escaping (release ids, shas). Used by a step that writes its own audit line (a no-op deploy's lock step).
+ */
+export function auditTemplate(entry: AuditEntry, vars: Partial<Record<keyof AuditEntry, string>>): string {
+  const marks = new Map<string, string>();
+  const withMarks = { ...entry } as Record<string, unknown>;
+  for (const [field, variable] of Object.entries(vars)) {
+    if (!/^[a-z_][a-z0-9_]*$/.test(variable!)) throw new Error(`not a shell variable name: ${variable}`);
+    const mark = `@@ops-${field}@@`;
+    marks.set(mark, variable!);
+    withMarks[field] = mark;
+  }
+  let word = quote(auditLine(withMarks as unknown as AuditEntry));
+  for (const [mark, variable] of marks) word = word.split(mark).join(`'"\${${variable}}"'`);
+  return word;
+}
+
+/**
  * One line of the audit log read back. A line that is not an entry (cut short by a full disk, edited by
  * hand) is shown as such instead of hiding the others.
  */

@@ -34,8 +34,12 @@ if [ -f "$lock/info" ]; then while IFS= read -r line; do ops_report ${LOCK_KEYS.
 
 export const LOCK_BUSY_EXIT = 3;
 
-/** `then`: a script run as soon as the lock is ours, in the same step (saves a round trip: the host's state). */
-export function acquireLock(env: Environment, req: LockRequest, then = ''): Step {
+/**
+ * `then`: a script run as soon as the lock is ours, in the same step (saves a round trip: the host's state).
+ * `finish`: a script run after it that may end the run on this host in the same round trip too (a no-op
+ * deploy: `unlockScript` with its audit line, reporting `lock released`).
+ */
+export function acquireLock(env: Environment, req: LockRequest, then = '', finish = ''): Step {
   const L = layout(env);
   return {
     name: 'lock',
@@ -69,7 +73,7 @@ while :; do
   fi
   sleep 1
 done
-${then}`,
+${then}${finish ? `\n${finish}` : ''}`,
   };
 }
 
@@ -82,13 +86,6 @@ ${then}`,
  * the run is still at work.
  */
 export function releaseLock(env: Environment, runId: string, auditLines: string[] = [], ended: string[] = []): Step {
-  const L = layout(env);
-  const audit = auditLines.length
-    ? `if ! audit_err=$({ printf '%s\\n' ${auditLines.map(quote).join(' ')} >> ${quote(L.audit)} && chmod 0644 ${quote(L.audit)}; } 2>&1); then
-  ops_report ${LOCK_KEYS.audit_failed} "$(printf '%s' "$audit_err" | tr '\\n' ' ')"
-fi
-`
-    : '';
   const stop = ended.length
     ? String.raw`${CONNECTION_FUNCTIONS}
 ended=(${ended.map(quote).join(' ')})
@@ -106,9 +103,27 @@ fi
     as: 'root',
     timeout: 30,
     quiet: true,
-    script: String.raw`${stop}${audit}lock=${quote(L.lock)}
-if [ "$(sed -n 's/^run_id=//p' "$lock/info" 2>/dev/null || true)" = ${quote(runId)} ]; then rm -rf "$lock"; ops_report ${LOCK_KEYS.lock} released; fi`,
+    script: `${stop}${unlockScript(env, runId, auditLines.map(quote))}`,
   };
+}
+
+/**
+ * Shell that appends audit lines and releases our own lock (the run id matches), reporting `lock released`:
+ * the end of `releaseLock`, and what a run's last step on a host appends to end the run there in the same
+ * round trip. `auditWords` are shell words, each expanding to one line (`quote(line)`, or a quoted template
+ * with a variable spliced in: `auditTemplate`). A failed append (a full disk) is reported (`audit_failed`)
+ * and never keeps the lock.
+ */
+export function unlockScript(env: Environment, runId: string, auditWords: string[]): string {
+  const L = layout(env);
+  const audit = auditWords.length
+    ? `if ! audit_err=$({ printf '%s\\n' ${auditWords.join(' ')} >> ${quote(L.audit)} && chmod 0644 ${quote(L.audit)}; } 2>&1); then
+  ops_report ${LOCK_KEYS.audit_failed} "$(printf '%s' "$audit_err" | tr '\\n' ' ')"
+fi
+`
+    : '';
+  return String.raw`${audit}lock=${quote(L.lock)}
+if [ "$(sed -n 's/^run_id=//p' "$lock/info" 2>/dev/null || true)" = ${quote(runId)} ]; then rm -rf "$lock"; ops_report ${LOCK_KEYS.lock} released; fi`;
 }
 
 /** Report the environment's lock (free, held or stale) and its holder's details, read only. */

@@ -4,6 +4,7 @@
 import type { Environment } from '../config/environment.ts';
 import { layout, type Slot } from '../layout.ts';
 import { reportKeys, type Step } from '../remote/types.ts';
+import { runtimePaths } from '../runtimes.ts';
 import { quote } from '../shell.ts';
 import { certificatePaths } from './nginx.ts';
 import { historyFunctions } from './history.ts';
@@ -12,8 +13,8 @@ import { b64 } from './script.ts';
 import { diskReport } from './facts.ts';
 import { IDENTITY_FUNCTIONS, PROBE_FUNCTIONS, SUPERVISOR_FUNCTIONS } from './libraries.ts';
 
-/** What the release steps report. `deployState`: `now` (host clock, Unix seconds), `provisioned` (date or `no`), `current`, `slot`, `certificate` (yes|no), `known`/`has` (commits the mirror has), `lfs_has` (LFS objects stored), `live_health` (`ok` or why not), with FACTS_KEYS.disk and the history's LIBRARY_KEYS. `installDotenv`: `dotenv` (updated|unchanged). `pruneReleases`: `pruned`, `kept_running` (release ids), `pruned_deps` (dependency set names). */
-export const RELEASE_KEYS = reportKeys('now', 'provisioned', 'current', 'slot', 'certificate', 'known', 'has', 'lfs_has', 'live_health', 'dotenv', 'pruned', 'kept_running', 'pruned_deps');
+/** What the release steps report. `deployState`: `now` (host clock, Unix seconds), `provisioned` (date or `no`), `current`, `slot`, `certificate` (yes|no), `known`/`has` (commits the mirror has), `lfs_has` (LFS objects stored), `deps_has` (complete dependency sets under shared/deps), `live_health` (`ok` or why not), `platform` (`<os> <arch> python <v|none> node <v|none>`, when asked), with FACTS_KEYS.disk and the history's LIBRARY_KEYS. `installDotenv`: `dotenv` (updated|unchanged). `pruneReleases`: `pruned`, `kept_running` (release ids), `pruned_deps` (dependency set names). */
+export const RELEASE_KEYS = reportKeys('now', 'provisioned', 'current', 'slot', 'certificate', 'known', 'has', 'lfs_has', 'deps_has', 'live_health', 'platform', 'dotenv', 'pruned', 'kept_running', 'pruned_deps');
 
 export interface ReleaseMeta {
   id: string;
@@ -59,27 +60,49 @@ export function releaseId(sha: string, now = new Date()): string {
  * the host's clock, what is live and is it healthy (its health checks answer, and what answers is the
  * process supervisor started for the release `current` names), which releases exist and where each stands
  * in the history (written once, derived, on a host that has none), what each slot runs, which of `shas`
- * the mirror has.
+ * the mirror has, and what the host is (`platform`: OS release, architecture, runtime versions, for sharing
+ * built releases between hosts). The live check runs only when its verdict matters: with `liveHealth`
+ * (default), for a deploy of `target` only when the live release is that commit (a no-op); it runs in the
+ * background beside the rest of the step (its probes wait on the app).
  */
-export function deployState(env: Environment, shas: string[] = [], options: { liveHealth?: boolean; lfs?: string[] } = {}): Step {
+export function deployState(env: Environment, shas: string[] = [], options: { liveHealth?: boolean; lfs?: string[]; target?: string; platform?: boolean } = {}): Step {
   const L = layout(env);
   const cert = certificatePaths(env);
   const live = (slot: Slot) =>
-    `if ! wait_healthy 3 0.2 ${probes(env, slot).map(quote).join(' ')}; then ops_report ${RELEASE_KEYS.live_health} "$UNHEALTHY"
-  elif ! check_identity "${'$'}{cur##*/}" "$cur" ${quote(L.supervisorGroup(slot))} ${programPorts(env, slot).map(quote).join(' ')}; then ops_report ${RELEASE_KEYS.live_health} "$IDENTITY"
-  else ops_report ${RELEASE_KEYS.live_health} ok; fi`;
+    `if ! wait_healthy 3 0.2 ${probes(env, slot).map(quote).join(' ')}; then printf '%s' "$UNHEALTHY"
+  elif ! check_identity "${'$'}{cur##*/}" "$cur" ${quote(L.supervisorGroup(slot))} ${programPorts(env, slot).map(quote).join(' ')}; then printf '%s' "$IDENTITY"
+  else printf ok; fi`;
+  const wantLive = options.liveHealth !== false;
+  const liveCheck = String.raw`${PROBE_FUNCTIONS}
+${SUPERVISOR_FUNCTIONS}
+${IDENTITY_FUNCTIONS}
+live_verdict=$(mktemp)
+(
+  case "$slot" in
+    blue) ${live('blue')} ;;
+    green) ${live('green')} ;;
+  esac
+) > "$live_verdict" 2>/dev/null &
+live_pid=$!`;
   return {
     name: 'state',
     as: 'root',
     timeout: 30,
     quiet: true,
     script: String.raw`${historyFunctions(env)}
+cur=$(readlink ${quote(L.current)} 2>/dev/null || true)
+slot=$(cat ${quote(L.slotFile)} 2>/dev/null || true)
+# shellcheck disable=SC2034 # live_sha is read by what runs after this script in the lock step (a no-op deploy's finish)
+{ live_sha=""; if [ -n "$cur" ] && [ -f "$cur/REVISION" ]; then read -r live_sha < "$cur/REVISION" || true; fi; }
+live_pid=""
+${wantLive ? (options.target ? `if [ "$live_sha" = ${quote(options.target)} ]; then
+${liveCheck}
+fi` : liveCheck) : ': no live health check'}
 ops_report ${RELEASE_KEYS.now} "$(date +%s)"
 ops_report ${RELEASE_KEYS.provisioned} "$(cat ${quote(`${L.state}/provisioned`)} 2>/dev/null || echo no)"
 ${diskReport(L.base)}
-cur=$(readlink ${quote(L.current)} 2>/dev/null || true)
 ops_report ${RELEASE_KEYS.current} "${'$'}{cur##*/}"
-ops_report ${RELEASE_KEYS.slot} "$(cat ${quote(L.slotFile)} 2>/dev/null || true)"
+ops_report ${RELEASE_KEYS.slot} "$slot"
 ${cert ? `ops_report ${RELEASE_KEYS.certificate} "$([ -s ${quote(cert.cert)} ] && echo yes || echo no)"` : ''}
 if [ -d ${quote(L.state)} ]; then history_init; fi
 release_reports
@@ -92,18 +115,27 @@ if [ -d ${quote(L.mirror)} ]; then
   for o in "${'$'}{wanted_oids[@]}"; do [ -f ${quote(L.lfsStore)}/"${'$'}{o:0:2}/${'$'}{o:2:2}/$o" ] && ops_report ${RELEASE_KEYS.lfs_has} "$o"; done
   true
 fi
-${
-  options.liveHealth === false
-    ? ': no live health check'
-    : String.raw`${PROBE_FUNCTIONS}
-${SUPERVISOR_FUNCTIONS}
-${IDENTITY_FUNCTIONS}
-case "$(cat ${quote(L.slotFile)} 2>/dev/null || true)" in
-  blue) ${live('blue')} ;;
-  green) ${live('green')} ;;
-esac`
-}`,
+for d in ${quote(L.deps)}/*/; do if [ -f "$d.complete" ]; then d=${'$'}{d%/}; ops_report ${RELEASE_KEYS.deps_has} "${'$'}{d##*/}"; fi; done
+${options.platform ? platformReport(env) : ''}
+live_health=""
+if [ -n "$live_pid" ]; then
+  wait "$live_pid" || true
+  live_health=$(cat "$live_verdict")
+  rm -f "$live_verdict"
+  ops_report ${RELEASE_KEYS.live_health} "$live_health"
+fi`,
   };
+}
+
+/**
+ * What makes a built release (its dependency sets: compiled extensions, the venv's interpreter) valid on a
+ * host: `@ops platform <os id> <version id> <machine> python <version> node <version>`. Hosts that report the
+ * same line can run each other's builds (same absolute paths, so venvs stay valid).
+ */
+export function platformReport(env: Environment): string {
+  const paths = runtimePaths(env);
+  return String.raw`platform_os=$(. /etc/os-release 2>/dev/null && echo "${'$'}{ID:-?} ${'$'}{VERSION_ID:-?}" || echo "? ?")
+ops_report ${RELEASE_KEYS.platform} "$platform_os $(uname -m) python $(${quote(paths.python)} -V 2>&1 | cut -d' ' -f2 || echo none) node $(${quote(paths.node)} --version 2>/dev/null || echo none)"`;
 }
 
 /**

@@ -247,3 +247,30 @@ echo "live: ${releaseId} on slot ${slot}"`,
     name: 'switch',
   };
 }
+
+const SUBSHELL_PART = '# shellcheck disable=SC2030,SC2031,SC2317 # a part of its own, in a subshell';
+
+/**
+ * A rollback's work on a host in one step: start (or reuse, when it still runs warm) `releaseId` on `slot`,
+ * switch to it, then `after` (marking the release left; its failure is ignored) and `closing` (the audit line
+ * and the unlock, core/ops/locked.ts). Fails like startSlot (exit START_FAILED_CLEAN: the slot is as it was)
+ * or, once the start succeeded, with any other code (the operation stops the slot again); either way before
+ * `current` changed.
+ */
+export function rollbackStep(env: Environment, slot: Slot, releaseId: string, certificateReady: boolean, after: string, closing: string): Step {
+  const start = startSlot(env, slot, `${layout(env).releases}/${releaseId}`, releaseId);
+  const sw = switchTo(env, slot, releaseId, certificateReady, 'rollback');
+  return {
+    name: `start ${slot} + switch`,
+    as: 'root',
+    timeout: (start.timeout ?? 600) + (sw.timeout ?? 600),
+    script: [
+      // Each part in a subshell of its own: its `exit` and traps stay its own (so shellcheck, which reads the
+      // functions each part defines as unreachable after an earlier part's exit, is told so on each).
+      `${SUBSHELL_PART}\n(\n${start.script}\n)`,
+      `${SUBSHELL_PART}\n(\n${sw.script}\n) || { rc=$?; [ "$rc" != ${START_FAILED_CLEAN} ] || rc=1; exit "$rc"; }`,
+      `${SUBSHELL_PART}\n(\n${after}\n) || echo "could not mark the release left (it stays a rollback target)" >&2`,
+      closing,
+    ].join('\n'),
+  };
+}

@@ -3,7 +3,7 @@
 import type { Environment } from '../config/environment.ts';
 import { layout } from '../layout.ts';
 import type { PackageIndexFiles } from '../packages.ts';
-import { minor, NODE_BINARY_PACKAGE, NODE_FROM_NPM_DIR, npmVersionFor, NVM_DIR, PYENV_ROOT, runtimePaths } from '../runtimes.ts';
+import { minor, NODE_BINARY_PACKAGE, NODE_FROM_NPM_DIR, npmVersionFor, NVM_DIR, PYENV_ROOT, runtimePaths, UV_VERSION, UV_WHEEL_SHA256 } from '../runtimes.ts';
 import { reportKeys, type Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { SYSTEM_FUNCTIONS } from './libraries.ts';
@@ -82,9 +82,9 @@ function versionPattern(version: string): string {
 }
 
 /** The app user's package index files: pip's user config and npm's (both read with HOME = the app user's home). */
-export function packageIndexPaths(env: Environment): { pipConf: string; npmrc: string } {
+export function packageIndexPaths(env: Environment): { pipConf: string; uvToml: string; npmrc: string } {
   const home = `/home/${env.appUser}`;
-  return { pipConf: `${home}/.config/pip/pip.conf`, npmrc: `${home}/.npmrc` };
+  return { pipConf: `${home}/.config/pip/pip.conf`, uvToml: `${home}/.config/uv/uv.toml`, npmrc: `${home}/.npmrc` };
 }
 
 /**
@@ -92,12 +92,12 @@ export function packageIndexPaths(env: Environment): { pipConf: string; npmrc: s
  * the environment no longer sets them. `uploaded` maps each file to where provision uploaded it (on stdin, never
  * in a script) or to undefined. The uploads are deleted whatever happens.
  */
-export function packageIndexes(env: Environment, uploaded: { pipConf?: string; npmrc?: string }): Step {
+export function packageIndexes(env: Environment, uploaded: { pipConf?: string; uvToml?: string; npmrc?: string }): Step {
   const paths = packageIndexPaths(env);
   const u = quote(env.appUser);
   const home = quote(`/home/${env.appUser}`);
-  const lines = [SYSTEM_FUNCTIONS, `trap 'rm -f ${[uploaded.pipConf, uploaded.npmrc].filter(Boolean).map((f) => quote(f!)).join(' ')}' EXIT`];
-  for (const kind of ['pipConf', 'npmrc'] as const) {
+  const lines = [SYSTEM_FUNCTIONS, `trap 'rm -f ${[uploaded.pipConf, uploaded.uvToml, uploaded.npmrc].filter(Boolean).map((f) => quote(f!)).join(' ')}' EXIT`];
+  for (const kind of ['pipConf', 'uvToml', 'npmrc'] as const) {
     const dest = quote(paths[kind]);
     const from = uploaded[kind];
     if (from) {
@@ -161,6 +161,37 @@ if [ ! -x "$node_dir/bin/node" ] || [ ! -x "$node_dir/bin/npm" ]; then
 fi`;
 }
 
+/**
+ * uv (release.python_installer uv) at its pinned version, from the environment's package index (the app
+ * user's pip.conf, else PyPI), each wheel checked against its pinned sha256 (pip's hash-checking mode): pip in
+ * a throwaway venv fetches the wheel, and its binary goes to /opt/ops-uv/v<version>/bin/uv.
+ */
+function uvFromIndex(env: Environment, python: string): string {
+  const uv = runtimePaths(env).uv;
+  const dir = uv.replace(/\/bin\/uv$/, '');
+  const requirement = [`uv==${UV_VERSION}`, ...UV_WHEEL_SHA256.map((h) => `--hash=sha256:${h}`)].join(' ');
+  return String.raw`uv_dir=${quote(dir)}
+if [ "$(${quote(uv)} --version 2>/dev/null | cut -d' ' -f2)" != ${quote(UV_VERSION)} ]; then
+  uv_tmp=$(mktemp -d)
+  trap 'rm -rf "$uv_tmp"' EXIT
+  ${quote(python)} -m venv "$uv_tmp/venv"
+  printf '%s
+' ${quote(requirement)} > "$uv_tmp/requirements.txt"
+  pip_conf=${quote(packageIndexPaths(env).pipConf)}; [ -f "$pip_conf" ] || pip_conf=/dev/null
+  if ! PIP_CONFIG_FILE=$pip_conf PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 timeout 600 "$uv_tmp/venv/bin/pip" install -q --only-binary :all: --require-hashes -r "$uv_tmp/requirements.txt" > "$uv_tmp/pip.log" 2>&1; then
+    tail -n 20 "$uv_tmp/pip.log" >&2
+    echo "cannot install uv ${UV_VERSION} from the package index (packages.pip_index_url, else PyPI); or set release.python_installer: pip" >&2
+    exit 1
+  fi
+  rm -rf "$uv_dir.partial"; install -d -m 0755 "$uv_dir.partial/bin"
+  install -m 0755 "$uv_tmp/venv/bin/uv" "$uv_dir.partial/bin/uv"
+  rm -rf "$uv_dir"; mv "$uv_dir.partial" "$uv_dir"
+  rm -rf "$uv_tmp"; trap - EXIT
+  CHANGED=1
+fi
+ops_report ${SYSTEM_KEYS.runtime} "uv ${quote(uv)} $(${quote(uv)} --version | cut -d' ' -f2)"`;
+}
+
 /** Install (version managers, the npm registry) and verify the pinned runtimes at their absolute paths. */
 export function runtimes(env: Environment, files: PackageIndexFiles = {}): Step {
   const { python, node } = env.config.runtimes;
@@ -197,8 +228,9 @@ done
 check python ${quote(paths.python)} ${quote(versionPattern(python.version))} "$(${quote(paths.python)} -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')" ${quote(python.version)}
 ${quote(paths.python)} -c 'import venv, ensurepip' 2>/dev/null || { echo "${quote(paths.python)} lacks the venv module (Debian: python${minor(python.version)}-venv)" >&2; exit 1; }
 check node ${quote(paths.node)} ${quote(versionPattern(node.version))} "$(${quote(paths.node)} --version | sed 's/^v//')" ${quote(node.version)}
-ops_report ${SYSTEM_KEYS.runtime} "npm ${quote(paths.npm)} $(${quote(paths.npm)} --version)"
-item runtimes`);
+ops_report ${SYSTEM_KEYS.runtime} "npm ${quote(paths.npm)} $(${quote(paths.npm)} --version)"`);
+  if (env.config.release.python_requirements && env.config.release.python_installer === 'uv') lines.push(uvFromIndex(env, paths.python));
+  lines.push('item runtimes');
   return { name: 'runtimes', as: 'root', timeout: 3600, script: lines.join('\n') };
 }
 

@@ -40,7 +40,7 @@ describe.sequential('deploy on a provisioned host', () => {
   it('deploys v1 on a fresh host, installing its dependencies', async () => {
     const first = await run('v1');
     expect(first.hosts[0]!.previous).toBe('');
-    expect(first.hosts[0]!.notes).toEqual(expect.arrayContaining(['dependencies: python installed', 'dependencies: node installed']));
+    expect(first.hosts[0]!.notes).toEqual(expect.arrayContaining(['dependencies: python installed (uv)', 'dependencies: node installed']));
     const page = await get(host);
     expect(page.status).toBe(200);
     expect(page.body).toContain('Version 1.0.0');
@@ -105,7 +105,7 @@ describe.sequential('deploy on a provisioned host', () => {
     const result = await done;
     expect(servedAfter).toBeGreaterThan(0);
     expect(servedAfter).toBeLessThan(8000);
-    expect(result.hosts[0]!.steps.map((s) => s.name)).toEqual(['start blue', 'switch']);
+    expect(result.hosts[0]!.steps.map((s) => s.name)).toEqual(['start blue + switch']); // one step after the lock: start (reused), switch, mark, audit, unlock
     expect(result.hosts[0]!.previous).not.toBe(result.hosts[0]!.release);
     expect((await get(host)).body).toBe(v1Page);
     const list = await listReleases(project.ctx(), project.env());
@@ -270,7 +270,7 @@ describe.sequential('deploy on a provisioned host', () => {
 
   it('a lockfile change installs dependencies again, then reuses them', async () => {
     const changed = await run('deps-changed');
-    expect(changed.hosts[0]!.notes).toContain('dependencies: python installed');
+    expect(changed.hosts[0]!.notes).toContain('dependencies: python installed (uv)');
     const reporter = new MemoryReporter();
     const back = await deploy(project.ctx(reporter), project.env(), { ref: 'v1' });
     expect(back.hosts[0]!.notes).toEqual(expect.arrayContaining(['dependencies: python reused', 'dependencies: node reused']));

@@ -3,7 +3,8 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError, parseEnvironment, type Environment } from '../../core/config/environment.ts';
 import { packageIndexFiles, packagesNeedSecrets } from '../../core/packages.ts';
-import { npmVersionFor, runtimePaths } from '../../core/runtimes.ts';
+import { npmVersionFor, runtimePaths, UV_VERSION } from '../../core/runtimes.ts';
+import { dependencies } from '../../core/steps/app.ts';
 import { packageIndexes, runtimes } from '../../core/steps/system.ts';
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
@@ -30,6 +31,28 @@ describe('packages settings', () => {
     expect(files.pipConf).toBe('# Written by ops-pipeline provision (packages.pip_index_url): do not edit on the host.\n[global]\nindex-url = http://10.230.0.1:3141/root/pypi/+simple/\ntrusted-host = 10.230.0.1:3141\n');
     expect(files.npmrc).toBe('# Written by ops-pipeline provision (packages.npm_registry): do not edit on the host.\nregistry=https://npm.example.org/repo/\n//npm.example.org/repo/:_authToken=s3cr3t-t0ken\n');
     expect(files.npmTokenKey).toBe('//npm.example.org/repo/:_authToken=');
+    // uv reads no pip.conf: the same index as its default one, in uv.toml (TOML, parsed back as such).
+    expect(files.uvToml).toBe('# Written by ops-pipeline provision (packages.pip_index_url): do not edit on the host.\n[[index]]\nurl = "http://10.230.0.1:3141/root/pypi/+simple/"\ndefault = true\n');
+  });
+
+  it('installs a new Python set with uv (pinned, provisioned) by default, with pip when the environment says so', () => {
+    const uv = env({});
+    expect(uv.config.release.python_installer).toBe('uv');
+    const u = dependencies(uv, '/srv/shop/releases/r', { python: 'aa', node: 'bb' }).script;
+    expect(u).toContain(`${runtimePaths(uv).uv} venv -q --seed --python /usr/bin/python3.11 "$venv"`);
+    expect(u).toContain(`${runtimePaths(uv).uv} pip install -q --python "$venv/bin/python" "\${hashes[@]}" -r requirements.txt`);
+    expect(u).not.toContain('-m venv');
+    expect(runtimePaths(uv).uv).toBe(`/opt/ops-uv/v${UV_VERSION}/bin/uv`);
+    // provision installs it from the package index, hash-checked; not with pip, nor without Python.
+    expect(runtimes(uv).script).toContain(`uv==${UV_VERSION} --hash=sha256:`);
+    const pip = env({ release: { python_installer: 'pip' } });
+    const p = dependencies(pip, '/srv/shop/releases/r', { python: 'aa', node: 'bb' }).script;
+    expect(p).toContain('/usr/bin/python3.11 -m venv "$venv"');
+    expect(p).toContain('"$venv/bin/pip" install -q -r requirements.txt');
+    expect(p).not.toContain('ops-uv');
+    expect(runtimes(pip).script).not.toContain('uv==');
+    expect(runtimes(env({ release: { python_requirements: '' } })).script).not.toContain('uv==');
+    expect(problems({ release: { python_installer: 'poetry' } })).toMatch(/release\.python_installer/);
   });
 
   it('takes a pip index URL with credentials from a secret; an https index is not marked trusted', () => {

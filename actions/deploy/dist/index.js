@@ -34491,7 +34491,7 @@ var require_keyParser = __commonJS({
     var {
       createDecipheriv: createDecipheriv2,
       createECDH,
-      createHash: createHash4,
+      createHash: createHash5,
       createHmac,
       createSign,
       createVerify,
@@ -35179,11 +35179,11 @@ ${formatted}-----END ${type} KEY-----`;
                 );
               }
               const ivSlice = bufferSlice(cipherIV, 0, 8);
-              let cipherKey = createHash4("md5").update(passphrase).update(ivSlice).digest();
+              let cipherKey = createHash5("md5").update(passphrase).update(ivSlice).digest();
               while (cipherKey.length < encInfo.keyLen) {
                 cipherKey = combineBuffers(
                   cipherKey,
-                  createHash4("md5").update(cipherKey).update(passphrase).update(ivSlice).digest()
+                  createHash5("md5").update(cipherKey).update(passphrase).update(ivSlice).digest()
                 );
               }
               if (cipherKey.length > encInfo.keyLen)
@@ -35348,8 +35348,8 @@ ${formatted}-----END ${type} KEY-----`;
         if (encrypted) {
           const encInfo = CIPHER_INFO[cipherName];
           let cipherKey = combineBuffers(
-            createHash4("sha1").update(PPK_PP1).update(passphrase).digest(),
-            createHash4("sha1").update(PPK_PP2).update(passphrase).digest()
+            createHash5("sha1").update(PPK_PP1).update(passphrase).digest(),
+            createHash5("sha1").update(PPK_PP2).update(passphrase).digest()
           );
           if (cipherKey.length > encInfo.keyLen)
             cipherKey = bufferSlice(cipherKey, 0, encInfo.keyLen);
@@ -35389,7 +35389,7 @@ ${formatted}-----END ${type} KEY-----`;
           passphrase = EMPTY_PASSPHRASE;
         const calcMAC = createHmac(
           "sha1",
-          createHash4("sha1").update("putty-private-key-file-mac-key").update(passphrase).digest()
+          createHash5("sha1").update("putty-private-key-file-mac-key").update(passphrase).digest()
         ).update(macData).digest("hex");
         if (calcMAC !== mac) {
           if (encrypted) {
@@ -37711,7 +37711,7 @@ var require_kex = __commonJS({
       createDiffieHellman,
       createDiffieHellmanGroup,
       createECDH,
-      createHash: createHash4,
+      createHash: createHash5,
       createPublicKey,
       diffieHellman,
       generateKeyPairSync,
@@ -38137,7 +38137,7 @@ var require_kex = __commonJS({
               DISCONNECT_REASON.KEY_EXCHANGE_FAILED
             );
           }
-          const hash = createHash4(this.hashName);
+          const hash = createHash5(this.hashName);
           hashString(hash, isServer ? this._remoteIdentRaw : this._identRaw);
           hashString(hash, isServer ? this._identRaw : this._remoteIdentRaw);
           hashString(hash, isServer ? this._remoteKexinit : this._kexinit);
@@ -39145,9 +39145,9 @@ var require_kex = __commonJS({
     function generateKEXVal(len, hashName, secret, exchangeHash, sessionID, char) {
       let ret;
       if (len) {
-        let digest = createHash4(hashName).update(secret).update(exchangeHash).update(char).update(sessionID).digest();
+        let digest = createHash5(hashName).update(secret).update(exchangeHash).update(char).update(sessionID).digest();
         while (digest.length < len) {
-          const chunk = createHash4(hashName).update(secret).update(exchangeHash).update(digest).digest();
+          const chunk = createHash5(hashName).update(secret).update(exchangeHash).update(digest).digest();
           const extended = Buffer.allocUnsafe(digest.length + chunk.length);
           extended.set(digest, 0);
           extended.set(chunk, digest.length);
@@ -44582,7 +44582,7 @@ var require_client2 = __commonJS({
   "node_modules/ssh2/lib/client.js"(exports, module) {
     "use strict";
     var {
-      createHash: createHash4,
+      createHash: createHash5,
       getHashes,
       randomFillSync
     } = __require("crypto");
@@ -44804,7 +44804,7 @@ var require_client2 = __commonJS({
           }
           hostVerifier = (key, verify) => {
             if (hashAlgo)
-              key = createHash4(hashAlgo).update(key).digest("hex");
+              key = createHash5(hashAlgo).update(key).digest("hex");
             const ret = hashCb(key, verify);
             if (ret !== void 0)
               verify(ret);
@@ -49434,6 +49434,11 @@ var environmentSchema = object(
       object({
         python_requirements: opt(string({ pattern: /^[^\n]*$/, form: 'a relative path, or "" to skip' }), 'pip requirements file; a venv is made at <release>/venv ("" = no Python)', "requirements.txt"),
         node_dir: opt(string({ pattern: /^[^\n]*$/, form: 'a relative path, or "" to skip' }), 'directory holding package.json/package-lock.json for `npm ci` ("" = no Node)', "client"),
+        python_installer: opt(
+          oneOf(["uv", "pip"]),
+          "what builds a new Python dependency set: uv (pinned, installed by provision from the package index; its cache on the host is shared by every set, so a set of cached packages takes seconds; the venv is seeded with pip) or pip (`python -m venv`, then `pip install`: slower, for requirements uv does not read)",
+          "uv"
+        ),
         build: opt(command, "build command, run in the release as the app user", "make build"),
         migrate: opt(command, "migration command, run before the switch while the old release still serves", "make migrate"),
         keep: opt(integer(1, 100), "good releases kept on each host: the latest ones that went live, in the order they went live on that host (the live one among them); the live release and the one kept warm on the idle slot are never removed", 5),
@@ -51053,8 +51058,8 @@ var SshRemote = class {
   async exec(step, command2, input, options) {
     const started = Date.now();
     const what = `step "${step.name}"`;
-    const show = (stream2) => new LineSplitter((line) => {
-      if (!step.quiet && !line.startsWith(REPORT_PREFIX)) this.reporter.line(this.name, line, stream2);
+    const show = (stream2) => step.quiet ? { push: () => void 0, flush: () => void 0 } : new LineSplitter((line) => {
+      if (!line.startsWith(REPORT_PREFIX)) this.reporter.line(this.name, line, stream2);
     });
     const outLines = show("stdout");
     const errLines = show("stderr");
@@ -51199,6 +51204,71 @@ function hostConnector(ctx) {
   };
 }
 
+// core/steps/artifact.ts
+import { createHash as createHash2 } from "node:crypto";
+var ARTIFACT_KEYS = reportKeys("part", "part_data", "received");
+var PART_NAME = /^(release|venv-[0-9a-f]+|node-[0-9a-f]+)$/;
+function packArtifacts(env, id, sets) {
+  const L = layout(env);
+  const parts = [["release", L.releases, id], ...sets.map((s) => [s, L.deps, s])];
+  for (const [name2] of parts) if (!PART_NAME.test(name2)) throw new OpsError(`not a part of a release: ${name2}`);
+  return {
+    name: "pack build",
+    as: "root",
+    timeout: 900,
+    quiet: true,
+    script: String.raw`tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+pack() { # NAME DIR ENTRY
+  [ -d "$2/$3" ] || { echo "nothing to pack: $2/$3 is missing" >&2; exit 1; }
+  case "$1" in release) ;; *) [ -f "$2/$3/.complete" ] || { echo "dependency set $3 is not complete" >&2; exit 1; } ;; esac
+  tar -C "$2" -cf - "$3" | gzip -1 > "$tmp/part"
+  ops_report ${ARTIFACT_KEYS.part} "$1 $(sha256sum < "$tmp/part" | cut -d' ' -f1) $(stat -c %s "$tmp/part")"
+  printf '${REPORT_PREFIX}${ARTIFACT_KEYS.part_data} '; base64 -w0 < "$tmp/part"; printf '\n'
+}
+${parts.map(([name2, dir, entry]) => `pack ${quote(name2)} ${quote(dir)} ${quote(entry)}`).join("\n")}`
+  };
+}
+function parseParts(result, builder) {
+  const heads = reportedAll(result, ARTIFACT_KEYS.part);
+  const data = reportedAll(result, ARTIFACT_KEYS.part_data);
+  if (heads.length !== data.length) throw new OpsError(`the build packed on ${builder} arrived incomplete (${data.length} of ${heads.length} parts)`);
+  return heads.map((head, i) => {
+    const [name2 = "", sha2563 = "", size2 = ""] = head.split(" ");
+    const bytes = Buffer.from(data[i], "base64");
+    const got = createHash2("sha256").update(bytes).digest("hex");
+    if (!PART_NAME.test(name2) || got !== sha2563 || bytes.length !== Number(size2))
+      throw new OpsError(`the ${name2 || "?"} part of the build packed on ${builder} arrived damaged on the runner (sha256 ${got}, ${bytes.length} bytes; ${builder} sent ${sha2563}, ${size2} bytes); nothing was changed`, "deploy again; if it happens again, check the connection to that host");
+    return { name: name2, sha256: sha2563, bytes };
+  });
+}
+function unpackArtifacts(env, id, parts, builder) {
+  const L = layout(env);
+  const owner = `${env.appUser}:${env.appUser}`;
+  for (const p of parts) if (!PART_NAME.test(p.name)) throw new OpsError(`not a part of a release: ${p.name}`);
+  const place = (p) => p.name === "release" ? [L.releases, id] : [L.deps, p.name];
+  return {
+    name: "receive build",
+    as: "root",
+    timeout: 900,
+    script: String.raw`trap 'rm -f ${parts.map((p) => quote(p.upload)).join(" ")}; rm -rf ${quote(`${L.releases}/.new-${id}`)} ${quote(L.deps)}/.new-*' EXIT
+${parts.map(
+      (p) => String.raw`got=$(sha256sum < ${quote(p.upload)} | cut -d' ' -f1)
+if [ "$got" != ${quote(p.sha256)} ]; then echo "the ${p.name} part of the build from ${builder} arrived damaged: sha256 $got, expected ${p.sha256}; nothing was unpacked" >&2; exit 1; fi`
+    ).join("\n")}
+unpack() { # FILE DIR ENTRY
+  local new="$2/.new-$3"
+  if [ -f "$2/$3/.complete" ]; then echo "$3: already here"; return 0; fi
+  rm -rf "$new"; mkdir -p "$new"
+  gzip -dc < "$1" | tar -C "$new" -xf - --no-same-owner
+  chown -R ${quote(owner)} "$new/$3"
+  rm -rf "${"$"}{2:?}/${"$"}{3:?}"; mv -T "$new/$3" "$2/$3"; rmdir "$new"
+  echo "$3: unpacked"
+}
+${parts.map((p) => `unpack ${quote(p.upload)} ${place(p).map(quote).join(" ")}`).join("\n")}
+ops_report ${ARTIFACT_KEYS.received} ${quote(parts.map((p) => p.name).join(" "))}`
+  };
+}
+
 // core/git.ts
 import { spawn } from "node:child_process";
 import { constants as constants3 } from "node:os";
@@ -51317,7 +51387,7 @@ async function git(dir, args, options = {}) {
 }
 
 // core/source.ts
-import { createHash as createHash2 } from "node:crypto";
+import { createHash as createHash3 } from "node:crypto";
 import { existsSync as existsSync4 } from "node:fs";
 import { isAbsolute as isAbsolute2, resolve as resolve2 } from "node:path";
 async function tryRev(repo, rev, peel = "^{commit}") {
@@ -51412,7 +51482,7 @@ async function treeSize(repo, sha) {
   return { bytes, entries };
 }
 function depsHash(parts) {
-  return createHash2("sha256").update(parts.join("\n")).digest("hex").slice(0, 16);
+  return createHash3("sha256").update(parts.join("\n")).digest("hex").slice(0, 16);
 }
 async function knownCommits(repo, shas) {
   const out = [];
@@ -51567,6 +51637,308 @@ function diskSpace(env) {
   return { name: "disk space", as: "login", timeout: 30, quiet: true, script: diskReport(env.baseDir) };
 }
 
+// core/steps/sh/connection.sh
+var connection_default = `# shellcheck shell=bash
+# A process's start time, and the SSH server process of the connection a script runs on.
+# OpenSSH (checked on Debian 11's 8.4 and 12's 9.2) runs every session of a connection under one
+# per-connection process, \`sshd: <user>@notty\` (\`sshd-session\` from 9.8), whatever sudo or timeout sit
+# between: the first ancestor of that name. It ends when the connection ends (closed, or dropped and noticed
+# by sshd).
+# proc_start PID: start time (field 22 of /proc/PID/stat, counted after the command name): tells a reused PID apart
+proc_start() { local s f; s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1; read -r -a f <<< "\${s##*) }"; printf '%s\\n' "\${f[19]}"; }
+# conn_pid: the SSH server process of this connection
+conn_pid() {
+  local p=$$ s c f
+  while [ "$p" -gt 1 ]; do
+    s=$(cat "/proc/$p/stat" 2>/dev/null) || return 1
+    c=\${s#*(}; c=\${c%)*}
+    case "$c" in sshd|sshd-session|dropbear) printf '%s\\n' "$p"; return 0 ;; esac
+    read -r -a f <<< "\${s##*) }"; p=\${f[1]}
+  done
+  return 1
+}
+# connection_pids ID...: the pids of the processes started for the connections with these ids (OPS_CONNECTION
+# in their environment, core/remote/wrap.ts), space-separated: what a lost connection left running.
+connection_pids() {
+  local p id patterns=()
+  for id in "$@"; do patterns+=(-e "OPS_CONNECTION=$id"); done
+  for p in /proc/[0-9]*; do
+    # Not a pipeline: under pipefail, grep -q leaving early would fail it.
+    if grep -qxF "\${patterns[@]}" < <(tr '\\0' '\\n' < "$p/environ" 2>/dev/null); then printf '%s ' "\${p#/proc/}"; fi
+  done
+  return 0
+}
+`;
+
+// core/steps/sh/history.sh
+var history_default = `# shellcheck shell=bash
+# The history of one environment on a host (core/steps/history.ts says the format). Set before this library:
+# history_file, releases_dir, current_link, supervisor_conf_blue, supervisor_conf_green, release_dir_pattern.
+# history_add EVENT RELEASE OPERATION appends (call under the lock); history_init derives and writes the
+# history of a host that has none; history_lines prints it (derived, not written, when absent: read-only
+# views); release_reports reports every release directory as
+# \`release <id> <sha> <status> <live seq|-> <last event seq|->\`. Needs ops_report.
+history_now() { date -u +%Y-%m-%dT%H:%M:%SZ; }
+history_last() { if [ -f "$history_file" ]; then awk -F'\\t' '$1 ~ /^[0-9]+$/ { n = $1 } END { print n + 0 }' "$history_file"; else echo 0; fi; }
+history_add() {
+  [ -f "$history_file" ] || history_init >/dev/null # removed by hand since the state step: derive it again first
+  printf '%s\\t%s\\t%s\\t%s\\t%s\\n' "$(( $(history_last) + 1 ))" "$(history_now)" "$1" "$2" "\${3:-}" >> "$history_file"; chmod 0644 "$history_file"
+}
+release_ids() { if [ -d "$releases_dir" ]; then find "$releases_dir" -mindepth 1 -maxdepth 1 -printf '%f\\n' | grep -E "$release_dir_pattern" | sort || true; fi; }
+history_derive() {
+  local cur n=0 r now
+  cur=$(readlink "$current_link" 2>/dev/null || true); cur=\${cur##*/}; now=$(history_now)
+  for r in $(release_ids); do
+    [ "$r" != "$cur" ] || continue
+    n=$(( n + 1 ))
+    if [ -e "$releases_dir/$r/.ops-failed" ]; then printf '%s\\t%s\\tfailed\\t%s\\tderived\\n' "$n" "$now" "$r"; continue; fi
+    printf '%s\\t%s\\tlive\\t%s\\tderived\\n' "$n" "$now" "$r"
+    if [ -e "$releases_dir/$r/.ops-abandoned" ]; then n=$(( n + 1 )); printf '%s\\t%s\\tabandoned\\t%s\\tderived\\n' "$n" "$now" "$r"; fi
+  done
+  if [ -n "$cur" ] && [ -d "$releases_dir/$cur" ]; then printf '%s\\t%s\\tlive\\t%s\\tderived\\n' "$(( n + 1 ))" "$now" "$cur"; fi
+}
+history_init() { if [ ! -f "$history_file" ]; then history_derive > "$history_file.new"; chmod 0644 "$history_file.new"; mv -f "$history_file.new" "$history_file"; ops_report history derived; fi; }
+history_lines() { if [ -f "$history_file" ]; then cat "$history_file"; else history_derive; fi; }
+release_reports() {
+  local r d status live last sha
+  declare -A live_seq last_seq
+  while IFS=' ' read -r r live last; do live_seq[$r]=$live; last_seq[$r]=$last; done < <(history_lines | awk -F'\\t' '$1 ~ /^[0-9]+$/ && $4 != "" { if ($3 == "live") live[$4] = $1; last[$4] = $1 } END { for (r in last) print r, (r in live ? live[r] : "-"), last[r] }')
+  for r in $(release_ids); do
+    d=$releases_dir/$r
+    status=ok; [ -e "$d/.ops-failed" ] && status=failed; [ -e "$d/.ops-abandoned" ] && status=abandoned
+    sha=""; if [ -f "$d/REVISION" ]; then read -r sha < "$d/REVISION" || true; fi; sha=\${sha//[^0-9a-f]/}
+    ops_report release "$r \${sha:0:64} $status \${live_seq[$r]:--} \${last_seq[$r]:--}"
+  done
+  ops_report history_seq "$(history_last)"
+}
+# slot_releases: the release each slot's supervisor file runs ("slot_release SLOT ID"), from its header.
+slot_releases() {
+  local s f
+  for s in blue green; do
+    case $s in blue) f=$supervisor_conf_blue ;; green) f=$supervisor_conf_green ;; esac
+    [ -f "$f" ] && ops_report slot_release "$s $(sed -n 's/^; Managed by ops-pipeline: slot [a-z]* of .*, release \\([0-9A-Za-z-]*\\)\\. .*/\\1/p' "$f" | head -n 1)"
+  done
+  true
+}
+`;
+
+// core/steps/sh/host-lock.sh
+var host_lock_default = '# shellcheck shell=bash\n# Apps sharing a host share its nginx configuration and certbot: host_lock NAME serializes the changes to\n# them across apps (each app\'s own lock, in its base directory, only serializes that app\'s runs). flock(1)\n# on /run/lock/ops-pipeline-NAME.lock, held until host_unlock NAME or the end of the script (the kernel\n# drops it with the process: a killed run leaves nothing behind). Waits at most WAIT seconds (default 45).\nhost_lock() { # NAME [WAIT]\n  local fd\n  mkdir -p /run/lock\n  exec {fd}>>"/run/lock/ops-pipeline-$1.lock"\n  if ! flock -w "${2:-45}" "$fd"; then\n    echo "another app\'s run on this host has held /run/lock/ops-pipeline-$1.lock for ${2:-45}s (its $1 change); try again when it is done" >&2\n    exit 1\n  fi\n  printf -v "HOST_LOCK_$1" %s "$fd"\n}\nhost_unlock() { local v="HOST_LOCK_$1"; [ -z "${!v:-}" ] || flock -u "${!v}"; }\n';
+
+// core/steps/sh/identity.sh
+var identity_default = `# shellcheck shell=bash
+# Who answers on a port: the processes listening on it (ss -Htlnp from iproute2, every process holding
+# the socket: a pre-forking server's master and workers alike), whether each is in the process tree of the
+# pid supervisor started, and which release each runs (OPS_RELEASE in /proc/<pid>/environ, else its working
+# directory). check_identity is the health gate's verdict; report_slot is what ops status shows.
+# Needs supervisor.sh (sup_pid) and ops_report.
+# Builtins where they do (no process per call: these run on every no-op deploy and rollback).
+proc_env_release() { local v; while IFS= read -r -d '' v; do case $v in OPS_RELEASE=*) printf '%s\\n' "\${v#OPS_RELEASE=}"; return 0 ;; esac; done < "/proc/$1/environ" 2>/dev/null; return 0; }
+proc_cwd() { readlink "/proc/$1/cwd" 2>/dev/null || true; }
+proc_cmd() { tr '\\0\\n\\t' '   ' < "/proc/$1/cmdline" 2>/dev/null | cut -c 1-160 | sed 's/ *$//'; }
+# listeners PORT: pids listening on it, from LISTEN_TABLE (one \`ss -Htlnp\` for every port) when set.
+listeners() {
+  local table l rest
+  table=\${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}
+  while read -r _ _ _ l _ rest; do
+    [ "\${l##*:}" = "$1" ] || continue
+    while [[ $rest =~ pid=([0-9]+) ]]; do printf '%s\\n' "\${BASH_REMATCH[1]}"; rest=\${rest#*pid="\${BASH_REMATCH[1]}"}; done
+  done <<< "$table" | sort -un
+}
+# in_tree PID ROOT: ROOT is PID or one of its ancestors (parents read from /proc/PID/stat, after the command name).
+in_tree() {
+  local p=$1 n=0 s stat_fields
+  while [ -n "$p" ] && [ "$p" -gt 0 ] && [ "$n" -lt 64 ]; do
+    [ "$p" = "$2" ] && return 0
+    read -r s < "/proc/$p/stat" 2>/dev/null || return 1
+    read -r -a stat_fields <<< "\${s##*) }"; p=\${stat_fields[1]:-0}; n=$(( n + 1 ))
+  done
+  return 1
+}
+# same_release PID ID DIR: the process runs release ID: OPS_RELEASE=ID, or its working directory is inside DIR.
+same_release() {
+  [ "$(proc_env_release "$1")" = "$2" ] && return 0
+  case "$(proc_cwd "$1")" in "$3" | "$3"/*) return 0 ;; esac
+  return 1
+}
+# describe_proc PID: "pid N (command) running RELEASE-or-directory"
+describe_proc() {
+  local r c
+  r=$(proc_env_release "$1"); c=$(proc_cwd "$1")
+  printf 'pid %s (%s) running %s' "$1" "$(proc_cmd "$1")" "\${r:-an unknown release}\${c:+, in $c}"
+}
+# check_identity ID DIR GROUP name:port...: every process listening on each program's port is in the tree of
+# the pid supervisor reports for that program of GROUP and runs release ID (directory DIR). On failure,
+# IDENTITY says what answers instead.
+# shellcheck disable=SC2034 # IDENTITY is this function's result, read by the step that calls it
+check_identity() {
+  local id=$1 dir group=$3 p name port sp l ls LISTEN_TABLE; dir=$(readlink -f "$2"); shift 3
+  IDENTITY=""
+  command -v ss >/dev/null || { IDENTITY="cannot tell who listens on the ports: ss (iproute2) is not installed; run ops provision"; return 1; }
+  LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)
+  for p in "$@"; do
+    IFS=: read -r name port _ <<< "$p"
+    sp=$(sup_pid "$group:$group-$name"); sp=\${sp:-0}
+    ls=$(listeners "$port")
+    if [ -z "$ls" ]; then IDENTITY+="nothing listens on port $port of program $name (it answered the health check: another network namespace?); "; continue; fi
+    for l in $ls; do
+      if [ "$sp" != 0 ] && in_tree "$l" "$sp" && same_release "$l" "$id" "$dir"; then continue; fi
+      IDENTITY+="port $port of program $name is answered by $(describe_proc "$l"), "
+      if [ "$sp" = 0 ]; then IDENTITY+="while supervisor runs no process for $group:$group-$name; "
+      elif ! in_tree "$l" "$sp"; then IDENTITY+="which supervisor did not start (its process for $name is pid $sp); "
+      else IDENTITY+="not release $id; "; fi
+    done
+  done
+  IDENTITY=\${IDENTITY%; }
+  [ -z "$IDENTITY" ]
+}
+# report_slot SLOT GROUP name:port...: "proc" and "listener" reports (tab-separated) for ops status.
+report_slot() {
+  local slot=$1 group=$2 p name port sp l tree; shift 2
+  for p in "$@"; do
+    IFS=: read -r name port _ <<< "$p"
+    sp=$(sup_pid "$group:$group-$name"); sp=\${sp:-0}
+    if [ "$sp" != 0 ]; then ops_report proc "$slot	$name	$sp	$(proc_env_release "$sp")	$(proc_cwd "$sp")	$(proc_cmd "$sp")"; fi
+    for l in $(listeners "$port"); do
+      tree=other; if [ "$sp" != 0 ] && in_tree "$l" "$sp"; then tree=tree; fi
+      ops_report listener "$slot	$name	$l	$tree	$(proc_env_release "$l")	$(proc_cwd "$l")	$(proc_cmd "$l")"
+    done
+  done
+}
+`;
+
+// core/steps/sh/probe.sh
+var probe_default = '# shellcheck shell=bash\n# Health probes: plain HTTP on 127.0.0.1, every pending program at once, until a deadline.\n# A first request may be slow (cold caches, a busy host): 5 s per probe, the deadline bounds the whole wait.\nprobe() { curl -fsS -o /dev/null --max-time 5 "http://127.0.0.1:$1$2" 2>/dev/null; }\n# wait_healthy TIMEOUT INTERVAL name:port:path...: 0 when every probe answered 2xx in time.\n# With FATAL_GROUP set, gives up early once supervisor has given up on one of the group\'s programs.\n# shellcheck disable=SC2034 # UNHEALTHY is this function\'s result, read by the step that calls it\nwait_healthy() {\n  local limit=$1 deadline=$(( $(date +%s) + $1 )) interval=$2 next_check=$(( $(date +%s) + 2 )); shift 2\n  local pending=("$@") left p port path\n  while :; do\n    if [ -n "${FATAL_GROUP:-}" ] && [ "$(date +%s)" -ge "$next_check" ]; then\n      next_check=$(( $(date +%s) + 2 ))\n      # supervisorctl exits non-zero when a program is down: read its output, not its status.\n      case "$(supervisorctl status "$FATAL_GROUP:*" 2>/dev/null || true)" in\n        *" FATAL "*) UNHEALTHY="supervisor gave up on a program that keeps exiting (waiting for ${pending[*]})"; return 1 ;;\n      esac\n    fi\n    # Probe every pending program at once: a slow page should not delay the others\' verdict.\n    local pids=() i=0\n    for p in "${pending[@]}"; do IFS=: read -r _ port path <<< "$p"; probe "$port" "$path" & pids+=($!); done\n    left=()\n    for p in "${pending[@]}"; do wait "${pids[$i]}" || left+=("$p"); i=$(( i + 1 )); done\n    [ ${#left[@]} -eq 0 ] && return 0\n    pending=("${left[@]}")\n    [ "$(date +%s)" -lt "$deadline" ] || { UNHEALTHY="no healthy answer within ${limit}s from ${left[*]}"; return 1; }\n    sleep "$interval"\n  done\n}\n';
+
+// core/steps/sh/supervisor.sh
+var supervisor_default = `# shellcheck shell=bash
+# supervisord's XML-RPC API on its unix socket, through curl: milliseconds per call, where each
+# supervisorctl run costs a Python start-up (up to a second on a busy host). Faults (supervisor/xmlrpc.py:
+# <fault> with faultCode/faultString) are turned into supervisor's own message.
+rpc() { # method [string-arg...]: prints the response
+  local params="" a
+  for a in "\${@:2}"; do params+="<param><value><string>$a</string></value></param>"; done
+  curl -sS --max-time 120 --unix-socket /var/run/supervisor.sock -H 'Content-Type: text/xml' \\
+    --data-binary "<?xml version='1.0'?><methodCall><methodName>$1</methodName><params>$params</params></methodCall>" http://localhost/RPC2 2>&1 \\
+    || echo "<fault>supervisor does not answer on /var/run/supervisor.sock (is it running?)</fault>"
+}
+# rpc_fault ANSWER: supervisor's message when ANSWER is a fault (status 0), else status 1.
+rpc_fault() {
+  case "$1" in *"<fault>"*) ;; *) return 1 ;; esac
+  local m
+  m=$(printf '%s' "$1" | tr -d '\\n' | sed -n 's/.*<name>faultString<\\/name><value><string>\\(.*\\)<\\/string><\\/value>.*/\\1/p')
+  [ -n "$m" ] || m=$(printf '%s' "$1" | tr -d '\\n' | sed 's/.*<fault>\\(.*\\)<\\/fault>.*/\\1/')
+  printf '%s' "$m" | sed "s/&lt;/</g; s/&gt;/>/g; s/&quot;/\\"/g; s/&apos;/'/g; s/&amp;/\\&/g"
+}
+# reread: supervisor reads every configuration file again (reloadConfig: running processes are not touched);
+# prints supervisor's own message and fails when it refuses one (CANT_REREAD).
+reread() { local out; out=$(rpc supervisor.reloadConfig); ! rpc_fault "$out"; }
+# group_down GROUP: stop and forget a process group (absent is fine)
+group_down() { rpc supervisor.stopProcessGroup "$1" >/dev/null; rpc supervisor.removeProcessGroup "$1" >/dev/null; }
+# group_add GROUP: start a group supervisor has read; prints supervisor's message and fails on a fault.
+group_add() { local out; out=$(rpc supervisor.addProcessGroup "$1"); ! rpc_fault "$out"; }
+# sup_pid GROUP:PROGRAM: the pid supervisor reports for a program (getProcessInfo), 0 or nothing when none.
+sup_pid() { rpc supervisor.getProcessInfo "$1" | tr -d '\\n' | sed -n 's/.*<name>pid<\\/name><value><int>\\([0-9]*\\)<\\/int>.*/\\1/p'; }
+`;
+
+// core/steps/sh/system.sh
+var system_default = `# shellcheck shell=bash
+# System functions for provision and deploy steps: services (systemd, or Debian's service wrapper where there
+# is none), change tracking per item (CHANGED, item), idempotent files and directories (put_file, ensure_dir).
+# Needs ops_report (the script prelude, core/remote/wrap.ts).
+# svc NAME ACTION: systemd on real VMs, Debian's service wrapper where there is no systemd.
+svc() { if [ -d /run/systemd/system ]; then systemctl "$2" "$1"; else service "$1" "$2"; fi; }
+# svc_up NAME: enabled at boot (systemd) and running now.
+svc_up() {
+  if [ -d /run/systemd/system ]; then
+    systemctl is-enabled --quiet "$1" 2>/dev/null || { systemctl enable --quiet "$1"; CHANGED=1; }
+    systemctl is-active --quiet "$1" || { systemctl start "$1"; CHANGED=1; }
+  else
+    service "$1" status >/dev/null 2>&1 || { service "$1" start >/dev/null; CHANGED=1; }
+  fi
+}
+# item NAME: report whether this item changed since the last mark (CHANGED=1), then reset.
+CHANGED=0
+item() { if [ "$CHANGED" = 1 ]; then ops_report item "$1 changed"; else ops_report item "$1 ok"; fi; CHANGED=0; }
+# put_file PATH MODE OWNER BASE64: write only when content, mode or owner differ (atomic rename); sets CHANGED=1.
+put_file() {
+  local path=$1 mode=$2 owner=$3 tmp
+  mkdir -p "$(dirname "$path")"
+  tmp=$(mktemp "$(dirname "$path")/.ops-new.XXXXXX")
+  # Written whole, then renamed over the file: a full disk leaves the old file and no temporary one.
+  printf %s "$4" | base64 -d > "$tmp" || { rm -f "$tmp"; return 1; }
+  if [ -f "$path" ] && cmp -s "$tmp" "$path" && [ "$(stat -c '%a %U:%G' "$path")" = "\${mode#0} $owner" ]; then
+    rm -f "$tmp"
+    return 0
+  fi
+  chmod "$mode" "$tmp"
+  chown "$owner" "$tmp"
+  mv -f "$tmp" "$path"
+  CHANGED=1
+}
+# ensure_dir PATH MODE OWNER
+ensure_dir() {
+  if [ ! -d "$1" ]; then install -d -m "$2" -o "\${3%%:*}" -g "\${3##*:}" "$1"; CHANGED=1; return 0; fi
+  if [ "$(stat -c '%a %U:%G' "$1")" != "\${2#0} $3" ]; then chmod "$2" "$1"; chown "$3" "$1"; CHANGED=1; fi
+}
+# nginx_reload: a graceful reload of the running nginx (a signal to its master, no round trip through systemd;
+# requests in flight finish), or a start when it is not running. Call once nginx -t has accepted the files.
+nginx_reload() { nginx -s reload 2>/dev/null || svc nginx start; }
+`;
+
+// core/steps/libraries.ts
+var SYSTEM_FUNCTIONS = system_default;
+var HOST_LOCK_FUNCTIONS = host_lock_default;
+var SUPERVISOR_FUNCTIONS = supervisor_default;
+var IDENTITY_FUNCTIONS = identity_default;
+var PROBE_FUNCTIONS = probe_default;
+var CONNECTION_FUNCTIONS = connection_default;
+var HISTORY_FUNCTIONS = history_default;
+var LIBRARY_KEYS = reportKeys("item", "cert", "proc", "listener", "history", "release", "history_seq", "slot_release");
+
+// core/steps/history.ts
+var RELEASE_DIR_PATTERN = "^[0-9]{8}T[0-9]{6}Z-[0-9a-f]+$";
+function historyFunctions(env) {
+  const L = layout(env);
+  const settings = {
+    history_file: L.history,
+    releases_dir: L.releases,
+    current_link: L.current,
+    supervisor_conf_blue: L.supervisorConf("blue"),
+    supervisor_conf_green: L.supervisorConf("green"),
+    release_dir_pattern: RELEASE_DIR_PATTERN
+  };
+  return `${Object.entries(settings).map(([k, v]) => `${k}=${quote(v)}`).join("\n")}
+${HISTORY_FUNCTIONS}`;
+}
+function parseReleaseRecord(line) {
+  const [id = "", sha = "", status = "ok", live = "-", last = "-"] = line.split(" ");
+  const num = (v) => /^\d+$/.test(v) ? Number(v) : void 0;
+  return { id, sha, status: status === "failed" || status === "abandoned" ? status : "ok", liveSeq: num(live), eventSeq: num(last) };
+}
+function historyOrder(releases) {
+  const key = (r) => [r.liveSeq ?? -1, r.eventSeq ?? -1];
+  return [...releases].sort((a, b) => key(b)[0] - key(a)[0] || key(b)[1] - key(a)[1] || b.id.localeCompare(a.id));
+}
+function retention(releases, r) {
+  const out = /* @__PURE__ */ new Map();
+  let good = 0;
+  let bad = 0;
+  for (const rel of historyOrder(releases)) {
+    const warm = r.warm.find((w) => w.id === rel.id);
+    const isGood = rel.status === "ok" && rel.liveSeq !== void 0;
+    let reason;
+    if (isGood && good < r.keep) reason = rel.id === r.current ? `live (1 of keep ${r.keep})` : `good: ${good + 1} of keep ${r.keep}`;
+    else if (!isGood && bad < r.keepFailed) reason = `${rel.status === "ok" ? "never went live" : rel.status}: ${bad + 1} of keep_failed ${r.keepFailed}, for inspection`;
+    if (isGood) good++;
+    else bad++;
+    if (rel.id === r.current) reason ??= "live";
+    else if (warm) reason = `${reason ? `${reason}; ` : ""}warm on slot ${warm.slot}`;
+    out.set(rel.id, reason);
+  }
+  return out;
+}
+
 // core/dotenv.ts
 function lookup(tree, path) {
   let node = tree;
@@ -51700,6 +52072,8 @@ if [ -f ${quote(file)} ]; then while IFS= read -r -d '' kv; do export -- "$kv"; 
 }
 
 // core/runtimes.ts
+var UV_VERSION = "0.13.9";
+var UV_DIR = "/opt/ops-uv";
 var PYENV_ROOT = "/opt/pyenv";
 var NVM_DIR = "/opt/nvm";
 var NODE_FROM_NPM_DIR = "/opt/ops-node";
@@ -51710,7 +52084,7 @@ function runtimePaths(env) {
   const { python, node } = env.config.runtimes;
   const py = python.strategy === "pyenv" ? `${PYENV_ROOT}/versions/${python.version}/bin/python3` : `/usr/bin/python${minor(python.version)}`;
   const nodeBin = node.strategy === "nvm" ? `${NVM_DIR}/versions/node/v${node.version}/bin` : node.strategy === "npm" ? `${NODE_FROM_NPM_DIR}/v${node.version}/bin` : "/usr/bin";
-  return { python: py, node: `${nodeBin}/node`, npm: `${nodeBin}/npm` };
+  return { python: py, node: `${nodeBin}/node`, npm: `${nodeBin}/npm`, uv: `${UV_DIR}/v${UV_VERSION}/bin/uv` };
 }
 
 // core/steps/app.ts
@@ -51725,19 +52099,28 @@ cd ${quote(release)}`;
 function dependencies(env, release, hashes) {
   const L = layout(env);
   const paths = runtimePaths(env);
-  const { python_requirements: req2, node_dir: nodeDir } = env.config.release;
+  const { python_requirements: req2, node_dir: nodeDir, python_installer: installer } = env.config.release;
   const lines = [appEnvironment(env, release)];
   if (req2) {
     const venv = `${L.deps}/venv-${hashes.python}`;
+    const install = installer === "pip" ? String.raw`  ${quote(paths.python)} -m venv "$venv"
+  if [ -f ${quote(req2)} ]; then "$venv/bin/pip" install -q -r ${quote(req2)}; fi` : String.raw`  export UV_NO_PROGRESS=1 UV_PYTHON_DOWNLOADS=never UV_CACHE_DIR="$HOME/.cache/uv"
+  mkdir -p "$UV_CACHE_DIR"
+  # Hard links from the cache need one filesystem; across two, uv copies (said once here, not warned per file).
+  if [ "$(stat -c %d "$UV_CACHE_DIR")" != "$(stat -c %d ${quote(L.deps)})" ]; then export UV_LINK_MODE=copy; fi
+  ${quote(paths.uv)} venv -q --seed --python ${quote(paths.python)} "$venv"
+  if [ -f ${quote(req2)} ]; then
+    hashes=(); if grep -q -- '--hash=' ${quote(req2)}; then hashes=(--require-hashes); fi
+    ${quote(paths.uv)} pip install -q --python "$venv/bin/python" "${"$"}{hashes[@]}" -r ${quote(req2)}
+  fi`;
     lines.push(String.raw`venv=${quote(venv)}
 if [ -f "$venv/.complete" ]; then
   ops_report ${APP_KEYS.deps} "python reused"
 else
   rm -rf "$venv"
-  ${quote(paths.python)} -m venv "$venv"
-  if [ -f ${quote(req2)} ]; then "$venv/bin/pip" install -q -r ${quote(req2)}; fi
+${install}
   touch "$venv/.complete"
-  ops_report ${APP_KEYS.deps} "python installed"
+  ops_report ${APP_KEYS.deps} "python installed (${installer})"
 fi
 ln -sfn "$venv" venv`);
   }
@@ -51748,7 +52131,7 @@ if [ -f "$nm/.complete" ]; then
   ops_report ${APP_KEYS.deps} "node reused"
 else
   rm -rf "$nm" ${quote(`${nodeDir}/node_modules`)}
-  (cd ${quote(nodeDir)} && ${quote(paths.npm)} ci --no-audit --no-fund --loglevel=error)
+  (cd ${quote(nodeDir)} && ${quote(paths.npm)} ci --prefer-offline --no-audit --no-fund --loglevel=error)
   mkdir -p "$nm"
   if [ -d ${quote(`${nodeDir}/node_modules`)} ]; then mv ${quote(`${nodeDir}/node_modules`)} "$nm/node_modules"; else mkdir "$nm/node_modules"; fi
   touch "$nm/.complete"
@@ -51774,253 +52157,6 @@ function b64(content) {
 function putFile(path, content, mode = "0644", owner = "root:root") {
   return `put_file ${quote(path)} ${mode} ${owner} ${b64(content)}`;
 }
-
-// core/steps/sh/connection.sh
-var connection_default = `# shellcheck shell=bash
-# A process's start time, and the SSH server process of the connection a script runs on.
-# OpenSSH (checked on Debian 11's 8.4 and 12's 9.2) runs every session of a connection under one
-# per-connection process, \`sshd: <user>@notty\` (\`sshd-session\` from 9.8), whatever sudo or timeout sit
-# between: the first ancestor of that name. It ends when the connection ends (closed, or dropped and noticed
-# by sshd).
-# proc_start PID: start time (field 22 of /proc/PID/stat, counted after the command name): tells a reused PID apart
-proc_start() { local s f; s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1; read -r -a f <<< "\${s##*) }"; printf '%s\\n' "\${f[19]}"; }
-# conn_pid: the SSH server process of this connection
-conn_pid() {
-  local p=$$ s c f
-  while [ "$p" -gt 1 ]; do
-    s=$(cat "/proc/$p/stat" 2>/dev/null) || return 1
-    c=\${s#*(}; c=\${c%)*}
-    case "$c" in sshd|sshd-session|dropbear) printf '%s\\n' "$p"; return 0 ;; esac
-    read -r -a f <<< "\${s##*) }"; p=\${f[1]}
-  done
-  return 1
-}
-# connection_pids ID...: the pids of the processes started for the connections with these ids (OPS_CONNECTION
-# in their environment, core/remote/wrap.ts), space-separated: what a lost connection left running.
-connection_pids() {
-  local p id patterns=()
-  for id in "$@"; do patterns+=(-e "OPS_CONNECTION=$id"); done
-  for p in /proc/[0-9]*; do
-    # Not a pipeline: under pipefail, grep -q leaving early would fail it.
-    if grep -qxF "\${patterns[@]}" < <(tr '\\0' '\\n' < "$p/environ" 2>/dev/null); then printf '%s ' "\${p#/proc/}"; fi
-  done
-  return 0
-}
-`;
-
-// core/steps/sh/history.sh
-var history_default = `# shellcheck shell=bash
-# The history of one environment on a host (core/steps/history.ts says the format). Set before this library:
-# history_file, releases_dir, current_link, supervisor_conf_blue, supervisor_conf_green, release_dir_pattern.
-# history_add EVENT RELEASE OPERATION appends (call under the lock); history_init derives and writes the
-# history of a host that has none; history_lines prints it (derived, not written, when absent: read-only
-# views); release_reports reports every release directory as
-# \`release <id> <sha> <status> <live seq|-> <last event seq|->\`. Needs ops_report.
-history_now() { date -u +%Y-%m-%dT%H:%M:%SZ; }
-history_last() { if [ -f "$history_file" ]; then awk -F'\\t' '$1 ~ /^[0-9]+$/ { n = $1 } END { print n + 0 }' "$history_file"; else echo 0; fi; }
-history_add() {
-  [ -f "$history_file" ] || history_init >/dev/null # removed by hand since the state step: derive it again first
-  printf '%s\\t%s\\t%s\\t%s\\t%s\\n' "$(( $(history_last) + 1 ))" "$(history_now)" "$1" "$2" "\${3:-}" >> "$history_file"; chmod 0644 "$history_file"
-}
-release_ids() { if [ -d "$releases_dir" ]; then find "$releases_dir" -mindepth 1 -maxdepth 1 -printf '%f\\n' | grep -E "$release_dir_pattern" | sort || true; fi; }
-history_derive() {
-  local cur n=0 r now
-  cur=$(readlink "$current_link" 2>/dev/null || true); cur=\${cur##*/}; now=$(history_now)
-  for r in $(release_ids); do
-    [ "$r" != "$cur" ] || continue
-    n=$(( n + 1 ))
-    if [ -e "$releases_dir/$r/.ops-failed" ]; then printf '%s\\t%s\\tfailed\\t%s\\tderived\\n' "$n" "$now" "$r"; continue; fi
-    printf '%s\\t%s\\tlive\\t%s\\tderived\\n' "$n" "$now" "$r"
-    if [ -e "$releases_dir/$r/.ops-abandoned" ]; then n=$(( n + 1 )); printf '%s\\t%s\\tabandoned\\t%s\\tderived\\n' "$n" "$now" "$r"; fi
-  done
-  if [ -n "$cur" ] && [ -d "$releases_dir/$cur" ]; then printf '%s\\t%s\\tlive\\t%s\\tderived\\n' "$(( n + 1 ))" "$now" "$cur"; fi
-}
-history_init() { if [ ! -f "$history_file" ]; then history_derive > "$history_file.new"; chmod 0644 "$history_file.new"; mv -f "$history_file.new" "$history_file"; ops_report history derived; fi; }
-history_lines() { if [ -f "$history_file" ]; then cat "$history_file"; else history_derive; fi; }
-release_reports() {
-  local r d status live last
-  declare -A live_seq last_seq
-  while IFS=' ' read -r r live last; do live_seq[$r]=$live; last_seq[$r]=$last; done < <(history_lines | awk -F'\\t' '$1 ~ /^[0-9]+$/ && $4 != "" { if ($3 == "live") live[$4] = $1; last[$4] = $1 } END { for (r in last) print r, (r in live ? live[r] : "-"), last[r] }')
-  for r in $(release_ids); do
-    d=$releases_dir/$r
-    status=ok; [ -e "$d/.ops-failed" ] && status=failed; [ -e "$d/.ops-abandoned" ] && status=abandoned
-    ops_report release "$r $(head -c 64 "$d/REVISION" 2>/dev/null | tr -dc '0-9a-f' || true) $status \${live_seq[$r]:--} \${last_seq[$r]:--}"
-  done
-  ops_report history_seq "$(history_last)"
-}
-# slot_releases: the release each slot's supervisor file runs ("slot_release SLOT ID"), from its header.
-slot_releases() {
-  local s f
-  for s in blue green; do
-    case $s in blue) f=$supervisor_conf_blue ;; green) f=$supervisor_conf_green ;; esac
-    [ -f "$f" ] && ops_report slot_release "$s $(sed -n 's/^; Managed by ops-pipeline: slot [a-z]* of .*, release \\([0-9A-Za-z-]*\\)\\. .*/\\1/p' "$f" | head -n 1)"
-  done
-  true
-}
-`;
-
-// core/steps/sh/host-lock.sh
-var host_lock_default = '# shellcheck shell=bash\n# Apps sharing a host share its nginx configuration and certbot: host_lock NAME serializes the changes to\n# them across apps (each app\'s own lock, in its base directory, only serializes that app\'s runs). flock(1)\n# on /run/lock/ops-pipeline-NAME.lock, held until host_unlock NAME or the end of the script (the kernel\n# drops it with the process: a killed run leaves nothing behind). Waits at most WAIT seconds (default 45).\nhost_lock() { # NAME [WAIT]\n  local fd\n  mkdir -p /run/lock\n  exec {fd}>>"/run/lock/ops-pipeline-$1.lock"\n  if ! flock -w "${2:-45}" "$fd"; then\n    echo "another app\'s run on this host has held /run/lock/ops-pipeline-$1.lock for ${2:-45}s (its $1 change); try again when it is done" >&2\n    exit 1\n  fi\n  printf -v "HOST_LOCK_$1" %s "$fd"\n}\nhost_unlock() { local v="HOST_LOCK_$1"; [ -z "${!v:-}" ] || flock -u "${!v}"; }\n';
-
-// core/steps/sh/identity.sh
-var identity_default = `# shellcheck shell=bash
-# Who answers on a port: the processes listening on it (ss -Htlnp from iproute2, every process holding
-# the socket: a pre-forking server's master and workers alike), whether each is in the process tree of the
-# pid supervisor started, and which release each runs (OPS_RELEASE in /proc/<pid>/environ, else its working
-# directory). check_identity is the health gate's verdict; report_slot is what ops status shows.
-# Needs supervisor.sh (sup_pid) and ops_report.
-proc_env_release() { tr '\\0' '\\n' < "/proc/$1/environ" 2>/dev/null | sed -n 's/^OPS_RELEASE=//p' | head -n 1; }
-proc_cwd() { readlink "/proc/$1/cwd" 2>/dev/null || true; }
-proc_cmd() { tr '\\0\\n\\t' '   ' < "/proc/$1/cmdline" 2>/dev/null | cut -c 1-160 | sed 's/ *$//'; }
-listeners() { ss -Htlnp "sport = :$1" 2>/dev/null | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -un; }
-# in_tree PID ROOT: ROOT is PID or one of its ancestors.
-in_tree() {
-  local p=$1 n=0
-  while [ -n "$p" ] && [ "$p" -gt 0 ] && [ "$n" -lt 64 ]; do
-    [ "$p" = "$2" ] && return 0
-    p=$(awk '/^PPid:/ { print $2 }' "/proc/$p/status" 2>/dev/null); n=$(( n + 1 ))
-  done
-  return 1
-}
-# same_release PID ID DIR: the process runs release ID: OPS_RELEASE=ID, or its working directory is inside DIR.
-same_release() {
-  [ "$(proc_env_release "$1")" = "$2" ] && return 0
-  case "$(proc_cwd "$1")" in "$3" | "$3"/*) return 0 ;; esac
-  return 1
-}
-# describe_proc PID: "pid N (command) running RELEASE-or-directory"
-describe_proc() {
-  local r c
-  r=$(proc_env_release "$1"); c=$(proc_cwd "$1")
-  printf 'pid %s (%s) running %s' "$1" "$(proc_cmd "$1")" "\${r:-an unknown release}\${c:+, in $c}"
-}
-# check_identity ID DIR GROUP name:port...: every process listening on each program's port is in the tree of
-# the pid supervisor reports for that program of GROUP and runs release ID (directory DIR). On failure,
-# IDENTITY says what answers instead.
-# shellcheck disable=SC2034 # IDENTITY is this function's result, read by the step that calls it
-check_identity() {
-  local id=$1 dir group=$3 p name port sp l ls; dir=$(readlink -f "$2"); shift 3
-  IDENTITY=""
-  command -v ss >/dev/null || { IDENTITY="cannot tell who listens on the ports: ss (iproute2) is not installed; run ops provision"; return 1; }
-  for p in "$@"; do
-    IFS=: read -r name port _ <<< "$p"
-    sp=$(sup_pid "$group:$group-$name"); sp=\${sp:-0}
-    ls=$(listeners "$port")
-    if [ -z "$ls" ]; then IDENTITY+="nothing listens on port $port of program $name (it answered the health check: another network namespace?); "; continue; fi
-    for l in $ls; do
-      if [ "$sp" != 0 ] && in_tree "$l" "$sp" && same_release "$l" "$id" "$dir"; then continue; fi
-      IDENTITY+="port $port of program $name is answered by $(describe_proc "$l"), "
-      if [ "$sp" = 0 ]; then IDENTITY+="while supervisor runs no process for $group:$group-$name; "
-      elif ! in_tree "$l" "$sp"; then IDENTITY+="which supervisor did not start (its process for $name is pid $sp); "
-      else IDENTITY+="not release $id; "; fi
-    done
-  done
-  IDENTITY=\${IDENTITY%; }
-  [ -z "$IDENTITY" ]
-}
-# report_slot SLOT GROUP name:port...: "proc" and "listener" reports (tab-separated) for ops status.
-report_slot() {
-  local slot=$1 group=$2 p name port sp l tree; shift 2
-  for p in "$@"; do
-    IFS=: read -r name port _ <<< "$p"
-    sp=$(sup_pid "$group:$group-$name"); sp=\${sp:-0}
-    if [ "$sp" != 0 ]; then ops_report proc "$slot	$name	$sp	$(proc_env_release "$sp")	$(proc_cwd "$sp")	$(proc_cmd "$sp")"; fi
-    for l in $(listeners "$port"); do
-      tree=other; if [ "$sp" != 0 ] && in_tree "$l" "$sp"; then tree=tree; fi
-      ops_report listener "$slot	$name	$l	$tree	$(proc_env_release "$l")	$(proc_cwd "$l")	$(proc_cmd "$l")"
-    done
-  done
-}
-`;
-
-// core/steps/sh/probe.sh
-var probe_default = '# shellcheck shell=bash\n# Health probes: plain HTTP on 127.0.0.1, every pending program at once, until a deadline.\n# A first request may be slow (cold caches, a busy host): 5 s per probe, the deadline bounds the whole wait.\nprobe() { curl -fsS -o /dev/null --max-time 5 "http://127.0.0.1:$1$2" 2>/dev/null; }\n# wait_healthy TIMEOUT INTERVAL name:port:path...: 0 when every probe answered 2xx in time.\n# With FATAL_GROUP set, gives up early once supervisor has given up on one of the group\'s programs.\n# shellcheck disable=SC2034 # UNHEALTHY is this function\'s result, read by the step that calls it\nwait_healthy() {\n  local limit=$1 deadline=$(( $(date +%s) + $1 )) interval=$2 next_check=$(( $(date +%s) + 2 )); shift 2\n  local pending=("$@") left p port path\n  while :; do\n    if [ -n "${FATAL_GROUP:-}" ] && [ "$(date +%s)" -ge "$next_check" ]; then\n      next_check=$(( $(date +%s) + 2 ))\n      # supervisorctl exits non-zero when a program is down: read its output, not its status.\n      case "$(supervisorctl status "$FATAL_GROUP:*" 2>/dev/null || true)" in\n        *" FATAL "*) UNHEALTHY="supervisor gave up on a program that keeps exiting (waiting for ${pending[*]})"; return 1 ;;\n      esac\n    fi\n    # Probe every pending program at once: a slow page should not delay the others\' verdict.\n    local pids=() i=0\n    for p in "${pending[@]}"; do IFS=: read -r _ port path <<< "$p"; probe "$port" "$path" & pids+=($!); done\n    left=()\n    for p in "${pending[@]}"; do wait "${pids[$i]}" || left+=("$p"); i=$(( i + 1 )); done\n    [ ${#left[@]} -eq 0 ] && return 0\n    pending=("${left[@]}")\n    [ "$(date +%s)" -lt "$deadline" ] || { UNHEALTHY="no healthy answer within ${limit}s from ${left[*]}"; return 1; }\n    sleep "$interval"\n  done\n}\n';
-
-// core/steps/sh/supervisor.sh
-var supervisor_default = `# shellcheck shell=bash
-# supervisord's XML-RPC API on its unix socket, through curl: milliseconds per call, where each
-# supervisorctl run costs a Python start-up (up to a second on a busy host). Faults (supervisor/xmlrpc.py:
-# <fault> with faultCode/faultString) are turned into supervisor's own message.
-rpc() { # method [string-arg...]: prints the response
-  local params="" a
-  for a in "\${@:2}"; do params+="<param><value><string>$a</string></value></param>"; done
-  curl -sS --max-time 120 --unix-socket /var/run/supervisor.sock -H 'Content-Type: text/xml' \\
-    --data-binary "<?xml version='1.0'?><methodCall><methodName>$1</methodName><params>$params</params></methodCall>" http://localhost/RPC2 2>&1 \\
-    || echo "<fault>supervisor does not answer on /var/run/supervisor.sock (is it running?)</fault>"
-}
-# rpc_fault ANSWER: supervisor's message when ANSWER is a fault (status 0), else status 1.
-rpc_fault() {
-  case "$1" in *"<fault>"*) ;; *) return 1 ;; esac
-  local m
-  m=$(printf '%s' "$1" | tr -d '\\n' | sed -n 's/.*<name>faultString<\\/name><value><string>\\(.*\\)<\\/string><\\/value>.*/\\1/p')
-  [ -n "$m" ] || m=$(printf '%s' "$1" | tr -d '\\n' | sed 's/.*<fault>\\(.*\\)<\\/fault>.*/\\1/')
-  printf '%s' "$m" | sed "s/&lt;/</g; s/&gt;/>/g; s/&quot;/\\"/g; s/&apos;/'/g; s/&amp;/\\&/g"
-}
-# reread: supervisor reads every configuration file again (reloadConfig: running processes are not touched);
-# prints supervisor's own message and fails when it refuses one (CANT_REREAD).
-reread() { local out; out=$(rpc supervisor.reloadConfig); ! rpc_fault "$out"; }
-# group_down GROUP: stop and forget a process group (absent is fine)
-group_down() { rpc supervisor.stopProcessGroup "$1" >/dev/null; rpc supervisor.removeProcessGroup "$1" >/dev/null; }
-# group_add GROUP: start a group supervisor has read; prints supervisor's message and fails on a fault.
-group_add() { local out; out=$(rpc supervisor.addProcessGroup "$1"); ! rpc_fault "$out"; }
-# sup_pid GROUP:PROGRAM: the pid supervisor reports for a program (getProcessInfo), 0 or nothing when none.
-sup_pid() { rpc supervisor.getProcessInfo "$1" | tr -d '\\n' | sed -n 's/.*<name>pid<\\/name><value><int>\\([0-9]*\\)<\\/int>.*/\\1/p'; }
-`;
-
-// core/steps/sh/system.sh
-var system_default = `# shellcheck shell=bash
-# System functions for provision and deploy steps: services (systemd, or Debian's service wrapper where there
-# is none), change tracking per item (CHANGED, item), idempotent files and directories (put_file, ensure_dir).
-# Needs ops_report (the script prelude, core/remote/wrap.ts).
-# svc NAME ACTION: systemd on real VMs, Debian's service wrapper where there is no systemd.
-svc() { if [ -d /run/systemd/system ]; then systemctl "$2" "$1"; else service "$1" "$2"; fi; }
-# svc_up NAME: enabled at boot (systemd) and running now.
-svc_up() {
-  if [ -d /run/systemd/system ]; then
-    systemctl is-enabled --quiet "$1" 2>/dev/null || { systemctl enable --quiet "$1"; CHANGED=1; }
-    systemctl is-active --quiet "$1" || { systemctl start "$1"; CHANGED=1; }
-  else
-    service "$1" status >/dev/null 2>&1 || { service "$1" start >/dev/null; CHANGED=1; }
-  fi
-}
-# item NAME: report whether this item changed since the last mark (CHANGED=1), then reset.
-CHANGED=0
-item() { if [ "$CHANGED" = 1 ]; then ops_report item "$1 changed"; else ops_report item "$1 ok"; fi; CHANGED=0; }
-# put_file PATH MODE OWNER BASE64: write only when content, mode or owner differ (atomic rename); sets CHANGED=1.
-put_file() {
-  local path=$1 mode=$2 owner=$3 tmp
-  mkdir -p "$(dirname "$path")"
-  tmp=$(mktemp "$(dirname "$path")/.ops-new.XXXXXX")
-  # Written whole, then renamed over the file: a full disk leaves the old file and no temporary one.
-  printf %s "$4" | base64 -d > "$tmp" || { rm -f "$tmp"; return 1; }
-  if [ -f "$path" ] && cmp -s "$tmp" "$path" && [ "$(stat -c '%a %U:%G' "$path")" = "\${mode#0} $owner" ]; then
-    rm -f "$tmp"
-    return 0
-  fi
-  chmod "$mode" "$tmp"
-  chown "$owner" "$tmp"
-  mv -f "$tmp" "$path"
-  CHANGED=1
-}
-# ensure_dir PATH MODE OWNER
-ensure_dir() {
-  if [ ! -d "$1" ]; then install -d -m "$2" -o "\${3%%:*}" -g "\${3##*:}" "$1"; CHANGED=1; return 0; fi
-  if [ "$(stat -c '%a %U:%G' "$1")" != "\${2#0} $3" ]; then chmod "$2" "$1"; chown "$3" "$1"; CHANGED=1; fi
-}
-# nginx_reload: a graceful reload of the running nginx (a signal to its master, no round trip through systemd;
-# requests in flight finish), or a start when it is not running. Call once nginx -t has accepted the files.
-nginx_reload() { nginx -s reload 2>/dev/null || svc nginx start; }
-`;
-
-// core/steps/libraries.ts
-var SYSTEM_FUNCTIONS = system_default;
-var HOST_LOCK_FUNCTIONS = host_lock_default;
-var SUPERVISOR_FUNCTIONS = supervisor_default;
-var IDENTITY_FUNCTIONS = identity_default;
-var PROBE_FUNCTIONS = probe_default;
-var CONNECTION_FUNCTIONS = connection_default;
-var HISTORY_FUNCTIONS = history_default;
-var LIBRARY_KEYS = reportKeys("item", "cert", "proc", "listener", "history", "release", "history_seq", "slot_release");
 
 // core/steps/nginx.ts
 var HEADER = "# Managed by ops-pipeline: local changes are overwritten.";
@@ -52216,49 +52352,6 @@ fi`);
   lines.push("host_unlock nginx", `item ${quote(change.item)}`);
   if (change.then) lines.push(change.then);
   return { name: change.item, as: "root", timeout: 60, script: lines.join("\n") };
-}
-
-// core/steps/history.ts
-var RELEASE_DIR_PATTERN = "^[0-9]{8}T[0-9]{6}Z-[0-9a-f]+$";
-function historyFunctions(env) {
-  const L = layout(env);
-  const settings = {
-    history_file: L.history,
-    releases_dir: L.releases,
-    current_link: L.current,
-    supervisor_conf_blue: L.supervisorConf("blue"),
-    supervisor_conf_green: L.supervisorConf("green"),
-    release_dir_pattern: RELEASE_DIR_PATTERN
-  };
-  return `${Object.entries(settings).map(([k, v]) => `${k}=${quote(v)}`).join("\n")}
-${HISTORY_FUNCTIONS}`;
-}
-function parseReleaseRecord(line) {
-  const [id = "", sha = "", status = "ok", live = "-", last = "-"] = line.split(" ");
-  const num = (v) => /^\d+$/.test(v) ? Number(v) : void 0;
-  return { id, sha, status: status === "failed" || status === "abandoned" ? status : "ok", liveSeq: num(live), eventSeq: num(last) };
-}
-function historyOrder(releases) {
-  const key = (r) => [r.liveSeq ?? -1, r.eventSeq ?? -1];
-  return [...releases].sort((a, b) => key(b)[0] - key(a)[0] || key(b)[1] - key(a)[1] || b.id.localeCompare(a.id));
-}
-function retention(releases, r) {
-  const out = /* @__PURE__ */ new Map();
-  let good = 0;
-  let bad = 0;
-  for (const rel of historyOrder(releases)) {
-    const warm = r.warm.find((w) => w.id === rel.id);
-    const isGood = rel.status === "ok" && rel.liveSeq !== void 0;
-    let reason;
-    if (isGood && good < r.keep) reason = rel.id === r.current ? `live (1 of keep ${r.keep})` : `good: ${good + 1} of keep ${r.keep}`;
-    else if (!isGood && bad < r.keepFailed) reason = `${rel.status === "ok" ? "never went live" : rel.status}: ${bad + 1} of keep_failed ${r.keepFailed}, for inspection`;
-    if (isGood) good++;
-    else bad++;
-    if (rel.id === r.current) reason ??= "live";
-    else if (warm) reason = `${reason ? `${reason}; ` : ""}warm on slot ${warm.slot}`;
-    out.set(rel.id, reason);
-  }
-  return out;
 }
 
 // core/supervisor.ts
@@ -52493,7 +52586,7 @@ echo "live: ${releaseId2} on slot ${slot}"`
 }
 
 // core/steps/release.ts
-var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "certificate", "known", "has", "lfs_has", "live_health", "dotenv", "pruned", "kept_running", "pruned_deps");
+var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "certificate", "known", "has", "lfs_has", "deps_has", "live_health", "platform", "dotenv", "pruned", "kept_running", "pruned_deps");
 function releaseId(sha, now = /* @__PURE__ */ new Date()) {
   const t = now.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
   return `${t}-${sha.slice(0, 12)}`;
@@ -52501,21 +52594,40 @@ function releaseId(sha, now = /* @__PURE__ */ new Date()) {
 function deployState(env, shas = [], options = {}) {
   const L = layout(env);
   const cert = certificatePaths(env);
-  const live = (slot) => `if ! wait_healthy 3 0.2 ${probes(env, slot).map(quote).join(" ")}; then ops_report ${RELEASE_KEYS.live_health} "$UNHEALTHY"
-  elif ! check_identity "${"$"}{cur##*/}" "$cur" ${quote(L.supervisorGroup(slot))} ${programPorts(env, slot).map(quote).join(" ")}; then ops_report ${RELEASE_KEYS.live_health} "$IDENTITY"
-  else ops_report ${RELEASE_KEYS.live_health} ok; fi`;
+  const live = (slot) => `if ! wait_healthy 3 0.2 ${probes(env, slot).map(quote).join(" ")}; then printf '%s' "$UNHEALTHY"
+  elif ! check_identity "${"$"}{cur##*/}" "$cur" ${quote(L.supervisorGroup(slot))} ${programPorts(env, slot).map(quote).join(" ")}; then printf '%s' "$IDENTITY"
+  else printf ok; fi`;
+  const wantLive = options.liveHealth !== false;
+  const liveCheck = String.raw`${PROBE_FUNCTIONS}
+${SUPERVISOR_FUNCTIONS}
+${IDENTITY_FUNCTIONS}
+live_verdict=$(mktemp)
+(
+  case "$slot" in
+    blue) ${live("blue")} ;;
+    green) ${live("green")} ;;
+  esac
+) > "$live_verdict" 2>/dev/null &
+live_pid=$!`;
   return {
     name: "state",
     as: "root",
     timeout: 30,
     quiet: true,
     script: String.raw`${historyFunctions(env)}
+cur=$(readlink ${quote(L.current)} 2>/dev/null || true)
+slot=$(cat ${quote(L.slotFile)} 2>/dev/null || true)
+# shellcheck disable=SC2034 # live_sha is read by what runs after this script in the lock step (a no-op deploy's finish)
+{ live_sha=""; if [ -n "$cur" ] && [ -f "$cur/REVISION" ]; then read -r live_sha < "$cur/REVISION" || true; fi; }
+live_pid=""
+${wantLive ? options.target ? `if [ "$live_sha" = ${quote(options.target)} ]; then
+${liveCheck}
+fi` : liveCheck : ": no live health check"}
 ops_report ${RELEASE_KEYS.now} "$(date +%s)"
 ops_report ${RELEASE_KEYS.provisioned} "$(cat ${quote(`${L.state}/provisioned`)} 2>/dev/null || echo no)"
 ${diskReport(L.base)}
-cur=$(readlink ${quote(L.current)} 2>/dev/null || true)
 ops_report ${RELEASE_KEYS.current} "${"$"}{cur##*/}"
-ops_report ${RELEASE_KEYS.slot} "$(cat ${quote(L.slotFile)} 2>/dev/null || true)"
+ops_report ${RELEASE_KEYS.slot} "$slot"
 ${cert ? `ops_report ${RELEASE_KEYS.certificate} "$([ -s ${quote(cert.cert)} ] && echo yes || echo no)"` : ""}
 if [ -d ${quote(L.state)} ]; then history_init; fi
 release_reports
@@ -52528,14 +52640,21 @@ if [ -d ${quote(L.mirror)} ]; then
   for o in "${"$"}{wanted_oids[@]}"; do [ -f ${quote(L.lfsStore)}/"${"$"}{o:0:2}/${"$"}{o:2:2}/$o" ] && ops_report ${RELEASE_KEYS.lfs_has} "$o"; done
   true
 fi
-${options.liveHealth === false ? ": no live health check" : String.raw`${PROBE_FUNCTIONS}
-${SUPERVISOR_FUNCTIONS}
-${IDENTITY_FUNCTIONS}
-case "$(cat ${quote(L.slotFile)} 2>/dev/null || true)" in
-  blue) ${live("blue")} ;;
-  green) ${live("green")} ;;
-esac`}`
+for d in ${quote(L.deps)}/*/; do if [ -f "$d.complete" ]; then d=${"$"}{d%/}; ops_report ${RELEASE_KEYS.deps_has} "${"$"}{d##*/}"; fi; done
+${options.platform ? platformReport(env) : ""}
+live_health=""
+if [ -n "$live_pid" ]; then
+  wait "$live_pid" || true
+  live_health=$(cat "$live_verdict")
+  rm -f "$live_verdict"
+  ops_report ${RELEASE_KEYS.live_health} "$live_health"
+fi`
   };
+}
+function platformReport(env) {
+  const paths = runtimePaths(env);
+  return String.raw`platform_os=$(. /etc/os-release 2>/dev/null && echo "${"$"}{ID:-?} ${"$"}{VERSION_ID:-?}" || echo "? ?")
+ops_report ${RELEASE_KEYS.platform} "$platform_os $(uname -m) python $(${quote(paths.python)} -V 2>&1 | cut -d' ' -f2 || echo none) node $(${quote(paths.node)} --version 2>/dev/null || echo none)"`;
 }
 function receivePack(env, packs, commits, lfs = []) {
   const L = layout(env);
@@ -52797,8 +52916,11 @@ ${failures.map((f) => `  - ${f}`).join("\n")}`);
 };
 async function withSession(ctx, env, fn, hosts) {
   const session = await Session.open(ctx, env, hosts);
+  return withOpenSession(session, () => fn(session));
+}
+async function withOpenSession(session, fn) {
   try {
-    return await fn(session);
+    return await fn();
   } finally {
     await session.close();
   }
@@ -52824,7 +52946,9 @@ function parseState(r) {
     liveHealth: reported(r, RELEASE_KEYS.live_health) ?? "",
     hostTime: reported(r, RELEASE_KEYS.now),
     slotReleases,
-    disk: parseDisk(reported(r, FACTS_KEYS.disk))
+    disk: parseDisk(reported(r, FACTS_KEYS.disk)),
+    depsHas: reportedAll(r, RELEASE_KEYS.deps_has),
+    platform: reported(r, RELEASE_KEYS.platform)
   };
 }
 function pruneAfterSwitch(env, state, id, newSlot) {
@@ -52844,7 +52968,8 @@ async function readLive(ctx, env) {
       env,
       (session) => session.each(async (remote, h) => {
         try {
-          return liveOf(h.name, parseState(await remote.run(deployState(env, void 0, { liveHealth: false }))));
+          const state = parseState(await remote.run(deployState(env, void 0, { liveHealth: false, platform: env.hosts.length > 1 })));
+          return { ...liveOf(h.name, state), ...state.platform && { platform: state.platform } };
         } catch (e) {
           return { host: h.name, sha: "", release: "", error: e.message.split("\n")[0] };
         }
@@ -53075,7 +53200,7 @@ async function writeFileAtomic(file, content, mode) {
 }
 
 // core/secrets/cipher.ts
-import { createCipheriv, createDecipheriv, createHash as createHash3, randomBytes as randomBytes3 } from "node:crypto";
+import { createCipheriv, createDecipheriv, createHash as createHash4, randomBytes as randomBytes3 } from "node:crypto";
 
 // core/secrets/goyaml.ts
 var INT64_MIN = -(2n ** 63n);
@@ -53417,9 +53542,9 @@ function encryptScalar(leaf, key, aad, iv) {
 function decryptScalar(enc, key, aad) {
   return parseScalarText(openText(enc, key, aad), enc.type);
 }
-var MAC_ONLY_ENCRYPTED_INIT = createHash3("sha256").update("sops").digest();
+var MAC_ONLY_ENCRYPTED_INIT = createHash4("sha256").update("sops").digest();
 var MacBuilder = class {
-  hash = createHash3("sha512");
+  hash = createHash4("sha512");
   constructor(macOnlyEncrypted = false) {
     if (macOnlyEncrypted) this.hash.update(MAC_ONLY_ENCRYPTED_INIT);
   }
@@ -70234,10 +70359,13 @@ async function environmentSecrets(ctx, env) {
 }
 
 // core/ops/deploy-plan.ts
-async function planDeploy(ctx, env, refOption) {
+async function deployTarget(ctx, env, refOption) {
   const ref = validate("gitRef", refOption || env.config.ref);
   const repo = await sourceRepository(ctx.root, env.config.repository);
-  const resolved = await resolveRef(repo, ref);
+  return { repo, resolved: await resolveRef(repo, ref) };
+}
+async function planDeploy(ctx, env, { repo, resolved }) {
+  const ref = resolved.ref;
   const tree = await treeContent(repo, resolved.sha);
   const hashes = await dependencyHashes(repo, resolved.sha, env);
   const secrets = await environmentSecrets(ctx, env);
@@ -70273,6 +70401,7 @@ function planText(env, p, sharing) {
   const steps = ["lock", "state", "code (pack of missing objects)", ".env", "release", "dependencies (reused when lockfiles unchanged)"];
   if (env.config.release.build) steps.push(`build: ${env.config.release.build}`);
   if (env.config.release.migrate) steps.push(`migrate (first host): ${env.config.release.migrate}`);
+  if (env.hosts.length > 1) steps.push("build once per platform: the other hosts receive the release and its new dependency sets (sha256-checked), before any switch");
   steps.push(...env.config.release.before_switch.map((c) => `before_switch: ${c}`), "start the other slot + health checks", "switch: nginx -t, graceful reload, current \u2192 release");
   steps.push(
     ...env.config.release.after_switch.map((c) => `after_switch: ${c}`),
@@ -70298,6 +70427,19 @@ var AUDIT_KEYS = reportKeys("entry");
 function auditLine(entry) {
   return JSON.stringify(entry).replace(/\n/g, " ");
 }
+function auditTemplate(entry, vars) {
+  const marks = /* @__PURE__ */ new Map();
+  const withMarks = { ...entry };
+  for (const [field, variable] of Object.entries(vars)) {
+    if (!/^[a-z_][a-z0-9_]*$/.test(variable)) throw new Error(`not a shell variable name: ${variable}`);
+    const mark = `@@ops-${field}@@`;
+    marks.set(mark, variable);
+    withMarks[field] = mark;
+  }
+  let word = quote(auditLine(withMarks));
+  for (const [mark, variable] of marks) word = word.split(mark).join(`'"\${${variable}}"'`);
+  return word;
+}
 
 // core/steps/lock.ts
 var LOCK_KEYS = reportKeys("lock", "holder", "holder_pid", "audit_failed", "stopped");
@@ -70310,7 +70452,7 @@ fi`;
 var REPORT_HOLDER = String.raw`ops_report ${LOCK_KEYS.lock} "$lock_state"
 if [ -f "$lock/info" ]; then while IFS= read -r line; do ops_report ${LOCK_KEYS.holder} "$line"; done < "$lock/info"; fi`;
 var LOCK_BUSY_EXIT = 3;
-function acquireLock(env, req2, then = "") {
+function acquireLock(env, req2, then = "", finish = "") {
   const L = layout(env);
   return {
     name: "lock",
@@ -70344,15 +70486,11 @@ while :; do
   fi
   sleep 1
 done
-${then}`
+${then}${finish ? `
+${finish}` : ""}`
   };
 }
 function releaseLock(env, runId, auditLines = [], ended = []) {
-  const L = layout(env);
-  const audit = auditLines.length ? `if ! audit_err=$({ printf '%s\\n' ${auditLines.map(quote).join(" ")} >> ${quote(L.audit)} && chmod 0644 ${quote(L.audit)}; } 2>&1); then
-  ops_report ${LOCK_KEYS.audit_failed} "$(printf '%s' "$audit_err" | tr '\\n' ' ')"
-fi
-` : "";
   const stop = ended.length ? String.raw`${CONNECTION_FUNCTIONS}
 ended=(${ended.map(quote).join(" ")})
 read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"
@@ -70368,9 +70506,17 @@ fi
     as: "root",
     timeout: 30,
     quiet: true,
-    script: String.raw`${stop}${audit}lock=${quote(L.lock)}
-if [ "$(sed -n 's/^run_id=//p' "$lock/info" 2>/dev/null || true)" = ${quote(runId)} ]; then rm -rf "$lock"; ops_report ${LOCK_KEYS.lock} released; fi`
+    script: `${stop}${unlockScript(env, runId, auditLines.map(quote))}`
   };
+}
+function unlockScript(env, runId, auditWords) {
+  const L = layout(env);
+  const audit = auditWords.length ? `if ! audit_err=$({ printf '%s\\n' ${auditWords.join(" ")} >> ${quote(L.audit)} && chmod 0644 ${quote(L.audit)}; } 2>&1); then
+  ops_report ${LOCK_KEYS.audit_failed} "$(printf '%s' "$audit_err" | tr '\\n' ' ')"
+fi
+` : "";
+  return String.raw`${audit}lock=${quote(L.lock)}
+if [ "$(sed -n 's/^run_id=//p' "$lock/info" 2>/dev/null || true)" = ${quote(runId)} ]; then rm -rf "$lock"; ops_report ${LOCK_KEYS.lock} released; fi`;
 }
 function parseLock(result) {
   const holder = {};
@@ -70388,8 +70534,8 @@ function describeHolder(h) {
 // core/ops/locked.ts
 var LockError = class extends OpsError {
 };
-async function acquire(remote, env, request, inspect, notOurs) {
-  const result = await remote.run(acquireLock(env, request, inspect?.script), { allowFailure: true });
+async function acquire(remote, env, request, inspect, finish, notOurs) {
+  const result = await remote.run(acquireLock(env, request, inspect?.script, finish), { allowFailure: true });
   if (result.code === 0) return result;
   if (parseLock(result).state !== "acquired") notOurs();
   if (result.code !== LOCK_BUSY_EXIT) throw new StepError(inspect ? `lock, ${inspect.name}` : "lock", remote.name, result.code, tail(result.stderr), void 0, sudoHint(result.stderr, remote.login, remote.name));
@@ -70403,6 +70549,9 @@ async function acquire(remote, env, request, inspect, notOurs) {
     `environment ${env.name} is locked on ${remote.name} by ${describeHolder(lock.holder)}`,
     env.config.switch.lock_wait ? `waited ${env.config.switch.lock_wait}s; try again when it is done` : "wait until it is done (or set switch.lock_wait to queue behind it)"
   );
+}
+function auditEntry(env, request, entry, now) {
+  return { time: now.toISOString(), environment: env.name, operation: request.operation, actor: request.actor, run: request.runUrl || void 0, ...entry };
 }
 function lockLeft(env, failures, cause) {
   const left = `the lock of ${env.name} could not be released on ${failures.length === 1 ? "host " : "hosts:\n  "}${failures.join("\n  ")}`;
@@ -70420,6 +70569,7 @@ async function withLock(ctx, session, operation, fn, options = {}) {
   const mine = /* @__PURE__ */ new Set();
   const pending = /* @__PURE__ */ new Map();
   const inspected = /* @__PURE__ */ new Map();
+  const finished = /* @__PURE__ */ new Set();
   const releaseOn = async (host, fresh = false) => {
     const old = session.remote(host).connection;
     let why = "";
@@ -70451,10 +70601,16 @@ async function withLock(ctx, session, operation, fn, options = {}) {
       if (failures.length) ctx.reporter.error(ctx.reporter.redact(lockLeft(env, failures, new OpsError(`interrupted by ${signal}`)).message));
     }).then(() => session.close()).finally(() => process.exit(130));
   };
+  const finish = options.finish?.((entry, vars = {}) => unlockScript(env, request.runId, [auditTemplate(auditEntry(env, request, entry, runnerNow(ctx)), vars)]));
   const settled = await Promise.allSettled(
     [...session.remotes.values()].map(async (r) => {
       mine.add(r.name);
-      inspected.set(r.name, await acquire(r, env, request, options.inspect, () => mine.delete(r.name)));
+      const result2 = await acquire(r, env, request, options.inspect, finish, () => mine.delete(r.name));
+      inspected.set(r.name, result2);
+      if (parseLock(result2).state === "released") {
+        mine.delete(r.name);
+        finished.add(r.name);
+      }
     })
   );
   const failed = settled.find((s) => s.status === "rejected");
@@ -70464,11 +70620,22 @@ async function withLock(ctx, session, operation, fn, options = {}) {
   }
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
+  const line = (entry) => auditLine(auditEntry(env, request, entry, runnerNow(ctx)));
   const run = {
     inspected,
     audit(host, entry) {
-      const line = auditLine({ time: runnerNow(ctx).toISOString(), environment: env.name, operation, actor: info2.actor, run: info2.runUrl || void 0, ...entry });
-      pending.set(host, [...pending.get(host) ?? [], line]);
+      pending.set(host, [...pending.get(host) ?? [], line(entry)]);
+    },
+    finished: (host) => finished.has(host),
+    closing(host, entry) {
+      run.audit(host, entry);
+      return unlockScript(env, request.runId, (pending.get(host) ?? []).map(quote));
+    },
+    closed(host, result2) {
+      if (parseLock(result2).state !== "released") return;
+      mine.delete(host);
+      finished.add(host);
+      pending.delete(host);
     }
   };
   let result;
@@ -70502,11 +70669,11 @@ ${state.current ? `${host} still serves ${state.current}` : `${host} had no live
     `free space on ${host} under ${disk.path} (failed releases, old dependency sets under shared/deps, logs; or lower release.keep), then deploy again`
   );
 }
-async function deployHost(ctx, env, remote, inspected, p, primary, options, record2) {
-  const L = layout(env);
+function beginHost(ctx, env, remote, locked, p, options) {
   const h = new HostRun(ctx, remote, env);
-  const state = parseState(inspected);
-  const audit = (entry) => record2({ ref: p.resolved.ref, sha: p.resolved.sha, release: p.id, previous: state.current || void 0, ...entry });
+  const state = parseState(locked.inspected.get(remote.name));
+  const fields = (entry) => ({ ref: p.resolved.ref, sha: p.resolved.sha, release: p.id, previous: state.current || void 0, ...entry });
+  const audit = (entry) => locked.audit(remote.name, fields(entry));
   if (!state.provisioned) throw new OpsError(`${remote.name} is not provisioned for ${env.name}`, `run: ops provision ${env.name}`);
   const live = state.releases.find((r) => r.id === state.current);
   const result = { host: remote.name, release: p.id, previous: state.current, noop: false, steps: h.steps, notes: [] };
@@ -70518,9 +70685,21 @@ async function deployHost(ctx, env, remote, inspected, p, primary, options, reco
   if (live && live.sha === p.resolved.sha && !options.force) {
     if (state.liveHealth !== "ok")
       throw new OpsError(`${p.resolved.sha.slice(0, 12)} is already live on ${remote.name} but not healthy: ${state.liveHealth || "no health result"}`, `check ops status ${env.name}; redeploy with --force to start it again`);
-    audit({ result: "no-op", release: state.current, message: "already live" });
+    if (!locked.finished(remote.name)) audit({ result: "no-op", release: state.current, message: "already live" });
     return { ...result, release: state.current, noop: true, notes: [`${p.resolved.sha.slice(0, 12)} already live (${state.current})`, ...result.notes] };
   }
+  return { name: remote.name, h, state, result, newSlot: state.slot ? otherSlot(state.slot) : "blue", audit, fields, created: false, started: false };
+}
+async function sendDotenv(env, hp, p, tag) {
+  const L = layout(env);
+  const uploads = { dotenv: `${L.uploads}/${tag}.env`, environ: `${L.uploads}/${tag}.environ` };
+  await hp.h.upload(p.dotenv.dotenv, uploads.dotenv, 384);
+  await hp.h.upload(p.dotenv.environ, uploads.environ, 384);
+  await hp.h.run(installDotenv(env, uploads));
+}
+async function buildOn(env, hp, p, primary) {
+  const L = layout(env);
+  const { h, state, result } = hp;
   const tag = `${p.id}-${randomBytes11(4).toString("hex")}`;
   const packs = [];
   const sources = [{ gitDir: p.repo, sha: p.resolved.sha, path: "" }, ...p.tree.submodules];
@@ -70531,7 +70710,7 @@ async function deployHost(ctx, env, remote, inspected, p, primary, options, reco
     const note = `sent ${(bytes.length / 1024).toFixed(1)} KiB of git objects${src.path ? ` for submodule ${src.path}` : ""}${haves.length ? " (delta)" : ""}`;
     packs.push({ path: `${L.uploads}/${tag}-${i}.pack`, bytes, sha: src.sha, note });
   }
-  checkSpace(env, remote.name, state, p, packs.reduce((sum, x) => sum + x.bytes.length, 0));
+  checkSpace(env, hp.name, state, p, packs.reduce((sum, x) => sum + x.bytes.length, 0));
   for (const x of packs) {
     await h.upload(x.bytes, x.path, 384);
     result.notes.push(x.note);
@@ -70546,51 +70725,186 @@ async function deployHost(ctx, env, remote, inspected, p, primary, options, reco
   if (lfs.length) result.notes.push(`sent ${lfs.length} Git LFS file(s)`);
   if (packs.length || lfs.length) await h.run(receivePack(env, packs.map((x) => x.path), packs.map((x) => x.sha), lfs));
   result.notes.push(...treeNotes(p.tree));
-  const uploads = { dotenv: `${L.uploads}/${tag}.env`, environ: `${L.uploads}/${tag}.environ` };
-  await h.upload(p.dotenv.dotenv, uploads.dotenv, 384);
-  await h.upload(p.dotenv.environ, uploads.environ, 384);
-  await h.run(installDotenv(env, uploads));
+  await sendDotenv(env, hp, p, tag);
   await h.run(createRelease(env, p.meta));
+  hp.created = true;
   const dir = `${L.releases}/${p.id}`;
-  const newSlot = state.slot ? otherSlot(state.slot) : "blue";
-  let started = false;
+  const deps = await h.run(dependencies(env, dir, p.hashes));
+  result.notes.push(...reportedAll(deps, APP_KEYS.deps).map((d) => `dependencies: ${d}`));
+  if (env.config.release.build) await h.run(appCommand(env, dir, "build", env.config.release.build));
+  if (primary && env.config.release.migrate) await h.run(appCommand(env, dir, "migrate", env.config.release.migrate));
+}
+function targetSets(env, p) {
+  return [...env.config.release.python_requirements ? [`venv-${p.hashes.python}`] : [], ...env.config.release.node_dir ? [`node-${p.hashes.node}`] : []];
+}
+async function receiveBuild(env, hp, p, builder, parts) {
+  const L = layout(env);
+  const tag = `${p.id}-${randomBytes11(4).toString("hex")}`;
+  await sendDotenv(env, hp, p, tag);
+  const wanted = parts.filter((x) => x.name === "release" || !hp.state.depsHas.includes(x.name));
+  const sent = [];
+  for (const x of wanted) {
+    const upload = `${L.uploads}/${tag}.${x.name}.tar.gz`;
+    await hp.h.upload(x.bytes, upload, 384);
+    sent.push({ name: x.name, upload, sha256: x.sha256 });
+  }
+  hp.created = true;
+  await hp.h.run(unpackArtifacts(env, p.id, sent, builder));
+  const kib = wanted.reduce((n, x) => n + x.bytes.length, 0) / 1024;
+  hp.result.notes.push(`received the build of ${builder} (${wanted.map((x) => x.name).join(", ")}: ${kib >= 1024 ? `${(kib / 1024).toFixed(1)} MiB` : `${kib.toFixed(0)} KiB`}, sha256-checked)`);
+  for (const set of targetSets(env, p)) hp.result.notes.push(`dependencies: ${set.split("-")[0] === "venv" ? "python" : "node"} ${hp.state.depsHas.includes(set) ? "reused" : `received from ${builder}`}`);
+}
+async function beforeSwitch(env, hp, p) {
+  const dir = `${layout(env).releases}/${p.id}`;
+  for (const [i, hook] of env.config.release.before_switch.entries()) await hp.h.run(appCommand(env, dir, `before_switch[${i}]`, hook));
+}
+async function failBeforeSwitch(env, hp, p, e) {
+  const why = e instanceof Error ? e.message.split("\n")[0] : String(e);
+  if (hp.started && !(e instanceof StepError && e.exitCode === START_FAILED_CLEAN)) await hp.h.tryRun(stopSlot(env, hp.newSlot));
+  if (hp.created) await hp.h.tryRun(markRelease(env, p.id, "failed", why));
+  hp.audit({ result: "failed", message: why });
+  if (e instanceof StepError || e instanceof DiskFullError)
+    return new OpsError(`${e.message}
+${hp.state.current ? `${hp.name} still serves ${hp.state.current}` : `${hp.name} had no live release`}; nothing was switched`, e.hint);
+  return e;
+}
+async function switchHost(env, hp, p, locked) {
+  const { h, state, result, newSlot } = hp;
+  const dir = `${layout(env).releases}/${p.id}`;
   try {
-    const deps = await h.run(dependencies(env, dir, p.hashes));
-    result.notes.push(...reportedAll(deps, APP_KEYS.deps).map((d) => `dependencies: ${d}`));
-    if (env.config.release.build) await h.run(appCommand(env, dir, "build", env.config.release.build));
-    if (primary && env.config.release.migrate) await h.run(appCommand(env, dir, "migrate", env.config.release.migrate));
-    for (const [i, hook] of env.config.release.before_switch.entries()) await h.run(appCommand(env, dir, `before_switch[${i}]`, hook));
-    started = true;
+    hp.started = true;
     await h.run(startSlot(env, newSlot, dir, p.id));
     await h.run(switchTo(env, newSlot, p.id, state.certificate, "deploy"));
   } catch (e) {
-    if (started && !(e instanceof StepError && e.exitCode === START_FAILED_CLEAN)) await h.tryRun(stopSlot(env, newSlot));
-    await h.tryRun(markRelease(env, p.id, "failed", e instanceof Error ? e.message.split("\n")[0] : String(e)));
-    audit({ result: "failed", message: e instanceof Error ? e.message.split("\n")[0] : String(e) });
-    if (e instanceof StepError) {
-      throw new OpsError(`${e.message}
-${state.current ? `${remote.name} still serves ${state.current}` : `${remote.name} had no live release`}; nothing was switched`, e.hint);
-    }
-    throw e;
+    throw await failBeforeSwitch(env, hp, p, e);
   }
   try {
     for (const [i, hook] of env.config.release.after_switch.entries()) await h.run(appCommand(env, dir, `after_switch[${i}]`, hook));
   } catch (e) {
-    audit({ result: "failed", message: "live, but an after_switch hook failed" });
+    hp.audit({ result: "failed", message: "live, but an after_switch hook failed" });
     throw new OpsError(`${e.message}
-${p.id} is live on ${remote.name}; an after_switch hook failed`, `fix the hook, or roll back: ops rollback ${env.name}`);
+${p.id} is live on ${hp.name}; an after_switch hook failed`, `fix the hook, or roll back: ops rollback ${env.name}`);
   }
   if ((state.slot || state.current) && !env.config.switch.keep_previous) await h.run(stopSlot(env, state.slot ?? "blue", env.config.switch.drain));
-  const pruned = await h.run(pruneReleases(env, pruneAfterSwitch(env, state, p.id, newSlot)));
+  const prune = pruneReleases(env, pruneAfterSwitch(env, state, p.id, newSlot));
+  const pruned = await h.run({ ...prune, script: `${prune.script}
+${locked.closing(hp.name, hp.fields({ result: "success" }))}` });
+  locked.closed(hp.name, pruned);
   const gone = reportedAll(pruned, RELEASE_KEYS.pruned);
   if (gone.length) result.notes.push(`pruned ${gone.length} old release(s)`);
   for (const r of reportedAll(pruned, RELEASE_KEYS.kept_running)) result.notes.push(`kept ${r}: a process still runs from it`);
-  audit({ result: "success" });
   return result;
+}
+function buildGroups(hosts) {
+  const groups = /* @__PURE__ */ new Map();
+  for (const hst of hosts) {
+    const key = hst.platform ? `p ${hst.platform}` : `h ${hst.name}`;
+    groups.set(key, [...groups.get(key) ?? [], hst]);
+  }
+  return [...groups.values()].map(([builder, ...receivers]) => ({ builder, receivers, platform: builder.platform }));
+}
+var RECEIVE_CONCURRENCY = 8;
+async function pooled(items, limit, fn) {
+  let next = 0;
+  const errors = [];
+  const worker = async () => {
+    while (next < items.length && !errors.length) {
+      const item = items[next++];
+      await fn(item).catch((e) => void errors.push(e));
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  if (errors.length) throw errors[0];
+}
+async function rollout(ctx, env, session, locked, p, options) {
+  const done = [];
+  const plans = [];
+  for (const host of env.hosts) {
+    const b = beginHost(ctx, env, session.remote(host.name), locked, p, options);
+    if ("h" in b) plans.push(b);
+    else done.push(b);
+  }
+  const groups = buildGroups(plans.map((hp) => ({ name: hp.name, platform: env.hosts.length > 1 ? hp.state.platform : void 0, hp })));
+  if (plans.length > 1) for (const line of describeBuilds(groups)) ctx.reporter.info(line);
+  const where = (failed) => env.hosts.map((hst) => {
+    const d = done.find((x) => x.host === hst.name);
+    return `${hst.name}: ${d ? d.noop ? `${d.release} (already live)` : d.release : hst.name === failed ? "unchanged (failed)" : "unchanged (previous release)"}`;
+  });
+  const stopped = (e, failed) => env.hosts.length > 1 && e instanceof OpsError ? new OpsError(`${e.message}
+rollout stopped; hosts now run:
+  ${where(failed).join("\n  ")}`, e.hint) : e;
+  const prepared = /* @__PURE__ */ new Set();
+  let failedHost = "";
+  try {
+    await Promise.all(
+      groups.map(async ({ builder: { hp: b }, receivers }) => {
+        const step = async (hp, work) => {
+          try {
+            await work();
+            prepared.add(hp);
+          } catch (e) {
+            failedHost ||= hp.name;
+            throw await failBeforeSwitch(env, hp, p, e);
+          }
+        };
+        await step(b, async () => {
+          await buildOn(env, b, p, b === plans[0]);
+          await beforeSwitch(env, b, p);
+        });
+        if (!receivers.length) return;
+        const parts = parseParts(await b.h.run(packArtifacts(env, p.id, targetSets(env, p).filter((set) => receivers.some((r) => !r.hp.state.depsHas.includes(set))))), b.name);
+        await pooled(
+          receivers,
+          RECEIVE_CONCURRENCY,
+          (r) => step(r.hp, async () => {
+            await receiveBuild(env, r.hp, p, b.name, parts);
+            await beforeSwitch(env, r.hp, p);
+          })
+        );
+      })
+    );
+  } catch (e) {
+    await Promise.all([...prepared].map((hp) => hp.h.tryRun(markRelease(env, p.id, "failed", `rollout stopped before the switch (${failedHost || "another host"} failed)`))));
+    throw stopped(e, failedHost);
+  }
+  let current = "";
+  try {
+    await inBatches(plans, env.config.switch.batch_size, async (hp) => {
+      current = hp.name;
+      const r = await switchHost(env, hp, p, locked);
+      done.push(r);
+      return r;
+    });
+  } catch (e) {
+    throw stopped(e, current);
+  }
+  return env.hosts.map((hst) => done.find((d) => d.host === hst.name));
+}
+function describeBuilds(groups) {
+  if (groups.length === 1 && !groups[0].receivers.length) return [];
+  return groups.map(
+    ({ builder, receivers, platform: platform2 }) => receivers.length ? `build once: ${builder.name} builds, ${receivers.map((r) => r.name).join(", ")} receive${receivers.length === 1 ? "s" : ""} its build (sha256-checked)${platform2 ? ` \u2014 same platform: ${platform2}` : ""}` : `${builder.name} builds for itself: ${platform2 ? `its platform differs (${platform2})` : "its platform is unknown"}`
+  );
+}
+function noopFinish(target, unlock) {
+  const line = unlock({ ref: target.ref, sha: target.sha, release: "", previous: "", result: "no-op", message: "already live" }, { release: "cur_id", previous: "cur_id" });
+  return String.raw`cur_id=${"$"}{cur##*/}
+if [ -n "$live_sha" ] && [ "$live_sha" = ${quote(target.sha)} ] && [ "$live_health" = ok ] && [[ $cur_id =~ ${RELEASE_DIR_PATTERN} ]]; then
+${line}
+fi`;
 }
 async function deploy(ctx, env, options = {}) {
   const sharing = refuseCollisions(env, ctx.reporter);
-  const p = await planDeploy(ctx, env, options.ref);
+  const commit = await deployTarget(ctx, env, options.ref);
+  const opening = options.dryRun ? void 0 : Session.open(ctx, env);
+  opening?.catch(() => void 0);
+  let p;
+  try {
+    p = await planDeploy(ctx, env, commit);
+  } catch (e) {
+    await opening?.then((s) => s.close(), () => void 0);
+    throw e;
+  }
   const base = {
     environment: env.name,
     ref: p.resolved.ref,
@@ -70605,40 +70919,27 @@ async function deploy(ctx, env, options = {}) {
     changes: []
   };
   if (options.dryRun) {
-    const changes = await describeChanges(p.repo, env, await readLive(ctx, env), p.resolved.sha);
-    return { ...base, changes, plan: [...planText(env, p, sharing), "", "changes (live \u2192 target):", ...formatChanges(changes, p.resolved.sha).map((l) => `  ${l}`)] };
+    const lives = await readLive(ctx, env);
+    const changes = await describeChanges(p.repo, env, lives, p.resolved.sha);
+    const builds = describeBuilds(buildGroups(lives.filter((l) => l.sha !== p.resolved.sha || options.force).map((l) => ({ name: l.host, platform: l.platform }))));
+    return {
+      ...base,
+      changes,
+      plan: [...planText(env, p, sharing), ...builds.map((l) => `  ${l}`), "", "changes (live \u2192 target):", ...formatChanges(changes, p.resolved.sha).map((l) => `  ${l}`)]
+    };
   }
-  const hosts = await withSession(
-    ctx,
-    env,
-    (session) => withLock(ctx, session, "deploy", async (locked) => {
+  const session = await opening;
+  const hosts = await withOpenSession(
+    session,
+    () => withLock(ctx, session, "deploy", async (locked) => {
       const lives = env.hosts.map((h) => liveOf(h.name, parseState(locked.inspected.get(h.name))));
       base.changes = await describeChanges(p.repo, env, lives, p.resolved.sha);
       for (const line of formatChanges(base.changes, p.resolved.sha)) ctx.reporter.info(line);
-      const done = [];
-      try {
-        await session.each(
-          async (remote, host) => {
-            const r = await deployHost(ctx, env, remote, locked.inspected.get(remote.name), p, host === session.hosts[0], options, (entry) => locked.audit(remote.name, entry));
-            done.push(r);
-            return r;
-          },
-          { batch: env.config.switch.batch_size }
-        );
-      } catch (e) {
-        if (env.hosts.length > 1) {
-          const where = env.hosts.map((h) => {
-            const d = done.find((x) => x.host === h.name);
-            return `${h.name}: ${d ? d.release : "unchanged (previous release)"}`;
-          });
-          if (e instanceof OpsError) throw new OpsError(`${e.message}
-rollout stopped; hosts now run:
-  ${where.join("\n  ")}`, e.hint);
-        }
-        throw e;
-      }
-      return done;
-    }, { inspect: deployState(env, [p.resolved.sha, ...p.tree.submodules.map((m) => m.sha)], { lfs: [...new Set(p.tree.lfs.map((f) => f.oid))] }) })
+      return rollout(ctx, env, session, locked, p, options);
+    }, {
+      inspect: deployState(env, [p.resolved.sha, ...p.tree.submodules.map((m) => m.sha)], { lfs: [...new Set(p.tree.lfs.map((f) => f.oid))], target: p.resolved.sha, platform: env.hosts.length > 1 }),
+      finish: options.force ? void 0 : (unlock) => noopFinish(p.resolved, unlock)
+    })
   );
   return {
     ...base,

@@ -49392,6 +49392,11 @@ var environmentSchema = object(
       object({
         python_requirements: opt(string({ pattern: /^[^\n]*$/, form: 'a relative path, or "" to skip' }), 'pip requirements file; a venv is made at <release>/venv ("" = no Python)', "requirements.txt"),
         node_dir: opt(string({ pattern: /^[^\n]*$/, form: 'a relative path, or "" to skip' }), 'directory holding package.json/package-lock.json for `npm ci` ("" = no Node)', "client"),
+        python_installer: opt(
+          oneOf(["uv", "pip"]),
+          "what builds a new Python dependency set: uv (pinned, installed by provision from the package index; its cache on the host is shared by every set, so a set of cached packages takes seconds; the venv is seeded with pip) or pip (`python -m venv`, then `pip install`: slower, for requirements uv does not read)",
+          "uv"
+        ),
         build: opt(command, "build command, run in the release as the app user", "make build"),
         migrate: opt(command, "migration command, run before the switch while the old release still serves", "make migrate"),
         keep: opt(integer(1, 100), "good releases kept on each host: the latest ones that went live, in the order they went live on that host (the live one among them); the live release and the one kept warm on the idle slot are never removed", 5),
@@ -49858,6 +49863,7 @@ function packageIndexFiles(env, secrets) {
     const lines = ["# Written by ops-pipeline provision (packages.pip_index_url): do not edit on the host.", "[global]", `index-url = ${url}`];
     if (parsed.protocol === "http:") lines.push(`trusted-host = ${parsed.host}`);
     out.pipConf = lines.join("\n") + "\n";
+    out.uvToml = ["# Written by ops-pipeline provision (packages.pip_index_url): do not edit on the host.", "[[index]]", `url = ${JSON.stringify(url)}`, "default = true", ""].join("\n");
   }
   if (p.npm_registry !== void 0) {
     const registry = p.npm_registry.endsWith("/") ? p.npm_registry : `${p.npm_registry}/`;
@@ -50254,6 +50260,34 @@ function provisionNginx(env, certificateReady) {
 }
 
 // core/runtimes.ts
+var UV_VERSION = "0.13.9";
+var UV_WHEEL_SHA256 = [
+  "d7f459fe4fd247d830351c75686d3996ace3c6f3f728eb0e85a30b7ada0cef19",
+  // manylinux_2_17_x86_64
+  "2c45530751517d6c3bbc69a19473f6effe47cce047bede01ffd8af7ea7b36b25",
+  // musllinux_1_1_x86_64
+  "5435c5ce14a56431208ca0996416d310f1598e8c2c8ba707688985a16bb82dbe",
+  // manylinux_2_17_aarch64
+  "ecb6028d79dc96fbeafffe5c8af62a7099487ebc05a701e76714eebcffd06375",
+  // manylinux_2_28_aarch64
+  "7ec1e1dd9b6cb335c301afdf877989df384227313981850755a59561f75e4ab8",
+  // manylinux_2_17_armv7l (musl)
+  "16963d19594e18d746a70c7fce82237bde4f2cac4cfcf0ca2b84796fe9d0c6e9",
+  // manylinux_2_17_armv7l
+  "db5c8df7145c21ffea9c0f74e38823bac3af60cbadf0e26b8633f08627b17bab",
+  // manylinux_2_17_i686
+  "a2ee66fe8b6608e1482ab1bde5799da04705c1cb40324c7f66054ecf46ae6e40",
+  // musllinux_1_1_i686
+  "c5dbdb7c8737cd183a9dce95b39cfd1f3d54ec2a27a1bb58f160293f9ba2c805",
+  // manylinux_2_17_ppc64le
+  "a6e845f387e4ed55bb59342957a9179e24a631fcc7668bda3426ae1cef8ed4b9",
+  // manylinux_2_17_s390x
+  "6b0c7b9f47a5d011939d61e324d3fe18a8bc155d8dd53add738709a92f290a7c",
+  // manylinux_2_31_riscv64
+  "6d5114bba238adddacb32fb11904f2b3ff4e988f8e9ff0d8d3b5e9822cf836b8"
+  // manylinux_2_31_riscv64 (musl)
+];
+var UV_DIR = "/opt/ops-uv";
 var PYENV_ROOT = "/opt/pyenv";
 var NVM_DIR = "/opt/nvm";
 var NODE_FROM_NPM_DIR = "/opt/ops-node";
@@ -50269,7 +50303,7 @@ function runtimePaths(env) {
   const { python, node } = env.config.runtimes;
   const py = python.strategy === "pyenv" ? `${PYENV_ROOT}/versions/${python.version}/bin/python3` : `/usr/bin/python${minor(python.version)}`;
   const nodeBin = node.strategy === "nvm" ? `${NVM_DIR}/versions/node/v${node.version}/bin` : node.strategy === "npm" ? `${NODE_FROM_NPM_DIR}/v${node.version}/bin` : "/usr/bin";
-  return { python: py, node: `${nodeBin}/node`, npm: `${nodeBin}/npm` };
+  return { python: py, node: `${nodeBin}/node`, npm: `${nodeBin}/npm`, uv: `${UV_DIR}/v${UV_VERSION}/bin/uv` };
 }
 
 // core/steps/system.ts
@@ -50333,14 +50367,14 @@ function versionPattern(version2) {
 }
 function packageIndexPaths(env) {
   const home = `/home/${env.appUser}`;
-  return { pipConf: `${home}/.config/pip/pip.conf`, npmrc: `${home}/.npmrc` };
+  return { pipConf: `${home}/.config/pip/pip.conf`, uvToml: `${home}/.config/uv/uv.toml`, npmrc: `${home}/.npmrc` };
 }
 function packageIndexes(env, uploaded) {
   const paths = packageIndexPaths(env);
   const u = quote(env.appUser);
   const home = quote(`/home/${env.appUser}`);
-  const lines = [SYSTEM_FUNCTIONS, `trap 'rm -f ${[uploaded.pipConf, uploaded.npmrc].filter(Boolean).map((f) => quote(f)).join(" ")}' EXIT`];
-  for (const kind of ["pipConf", "npmrc"]) {
+  const lines = [SYSTEM_FUNCTIONS, `trap 'rm -f ${[uploaded.pipConf, uploaded.uvToml, uploaded.npmrc].filter(Boolean).map((f) => quote(f)).join(" ")}' EXIT`];
+  for (const kind of ["pipConf", "uvToml", "npmrc"]) {
     const dest = quote(paths[kind]);
     const from = uploaded[kind];
     if (from) {
@@ -50395,6 +50429,31 @@ if [ ! -x "$node_dir/bin/node" ] || [ ! -x "$node_dir/bin/npm" ]; then
   CHANGED=1
 fi`;
 }
+function uvFromIndex(env, python) {
+  const uv = runtimePaths(env).uv;
+  const dir = uv.replace(/\/bin\/uv$/, "");
+  const requirement = [`uv==${UV_VERSION}`, ...UV_WHEEL_SHA256.map((h) => `--hash=sha256:${h}`)].join(" ");
+  return String.raw`uv_dir=${quote(dir)}
+if [ "$(${quote(uv)} --version 2>/dev/null | cut -d' ' -f2)" != ${quote(UV_VERSION)} ]; then
+  uv_tmp=$(mktemp -d)
+  trap 'rm -rf "$uv_tmp"' EXIT
+  ${quote(python)} -m venv "$uv_tmp/venv"
+  printf '%s
+' ${quote(requirement)} > "$uv_tmp/requirements.txt"
+  pip_conf=${quote(packageIndexPaths(env).pipConf)}; [ -f "$pip_conf" ] || pip_conf=/dev/null
+  if ! PIP_CONFIG_FILE=$pip_conf PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 timeout 600 "$uv_tmp/venv/bin/pip" install -q --only-binary :all: --require-hashes -r "$uv_tmp/requirements.txt" > "$uv_tmp/pip.log" 2>&1; then
+    tail -n 20 "$uv_tmp/pip.log" >&2
+    echo "cannot install uv ${UV_VERSION} from the package index (packages.pip_index_url, else PyPI); or set release.python_installer: pip" >&2
+    exit 1
+  fi
+  rm -rf "$uv_dir.partial"; install -d -m 0755 "$uv_dir.partial/bin"
+  install -m 0755 "$uv_tmp/venv/bin/uv" "$uv_dir.partial/bin/uv"
+  rm -rf "$uv_dir"; mv "$uv_dir.partial" "$uv_dir"
+  rm -rf "$uv_tmp"; trap - EXIT
+  CHANGED=1
+fi
+ops_report ${SYSTEM_KEYS.runtime} "uv ${quote(uv)} $(${quote(uv)} --version | cut -d' ' -f2)"`;
+}
 function runtimes(env, files = {}) {
   const { python, node } = env.config.runtimes;
   const paths = runtimePaths(env);
@@ -50430,8 +50489,9 @@ done
 check python ${quote(paths.python)} ${quote(versionPattern(python.version))} "$(${quote(paths.python)} -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')" ${quote(python.version)}
 ${quote(paths.python)} -c 'import venv, ensurepip' 2>/dev/null || { echo "${quote(paths.python)} lacks the venv module (Debian: python${minor(python.version)}-venv)" >&2; exit 1; }
 check node ${quote(paths.node)} ${quote(versionPattern(node.version))} "$(${quote(paths.node)} --version | sed 's/^v//')" ${quote(node.version)}
-ops_report ${SYSTEM_KEYS.runtime} "npm ${quote(paths.npm)} $(${quote(paths.npm)} --version)"
-item runtimes`);
+ops_report ${SYSTEM_KEYS.runtime} "npm ${quote(paths.npm)} $(${quote(paths.npm)} --version)"`);
+  if (env.config.release.python_requirements && env.config.release.python_installer === "uv") lines.push(uvFromIndex(env, paths.python));
+  lines.push("item runtimes");
   return { name: "runtimes", as: "root", timeout: 3600, script: lines.join("\n") };
 }
 function appUser(env, login2) {
@@ -51808,8 +51868,8 @@ var SshRemote = class {
   async exec(step, command2, input, options) {
     const started = Date.now();
     const what = `step "${step.name}"`;
-    const show = (stream2) => new LineSplitter((line) => {
-      if (!step.quiet && !line.startsWith(REPORT_PREFIX)) this.reporter.line(this.name, line, stream2);
+    const show = (stream2) => step.quiet ? { push: () => void 0, flush: () => void 0 } : new LineSplitter((line) => {
+      if (!line.startsWith(REPORT_PREFIX)) this.reporter.line(this.name, line, stream2);
     });
     const outLines = show("stdout");
     const errLines = show("stderr");
@@ -52022,8 +52082,11 @@ ${failures.map((f) => `  - ${f}`).join("\n")}`);
 };
 async function withSession(ctx, env, fn, hosts) {
   const session = await Session.open(ctx, env, hosts);
+  return withOpenSession(session, () => fn(session));
+}
+async function withOpenSession(session, fn) {
   try {
-    return await fn(session);
+    return await fn();
   } finally {
     await session.close();
   }
@@ -52058,6 +52121,19 @@ var AUDIT_KEYS = reportKeys("entry");
 function auditLine(entry) {
   return JSON.stringify(entry).replace(/\n/g, " ");
 }
+function auditTemplate(entry, vars) {
+  const marks = /* @__PURE__ */ new Map();
+  const withMarks = { ...entry };
+  for (const [field, variable] of Object.entries(vars)) {
+    if (!/^[a-z_][a-z0-9_]*$/.test(variable)) throw new Error(`not a shell variable name: ${variable}`);
+    const mark = `@@ops-${field}@@`;
+    marks.set(mark, variable);
+    withMarks[field] = mark;
+  }
+  let word = quote(auditLine(withMarks));
+  for (const [mark, variable] of marks) word = word.split(mark).join(`'"\${${variable}}"'`);
+  return word;
+}
 
 // core/steps/lock.ts
 var LOCK_KEYS = reportKeys("lock", "holder", "holder_pid", "audit_failed", "stopped");
@@ -52070,7 +52146,7 @@ fi`;
 var REPORT_HOLDER = String.raw`ops_report ${LOCK_KEYS.lock} "$lock_state"
 if [ -f "$lock/info" ]; then while IFS= read -r line; do ops_report ${LOCK_KEYS.holder} "$line"; done < "$lock/info"; fi`;
 var LOCK_BUSY_EXIT = 3;
-function acquireLock(env, req2, then = "") {
+function acquireLock(env, req2, then = "", finish = "") {
   const L = layout(env);
   return {
     name: "lock",
@@ -52104,15 +52180,11 @@ while :; do
   fi
   sleep 1
 done
-${then}`
+${then}${finish ? `
+${finish}` : ""}`
   };
 }
 function releaseLock(env, runId, auditLines = [], ended = []) {
-  const L = layout(env);
-  const audit = auditLines.length ? `if ! audit_err=$({ printf '%s\\n' ${auditLines.map(quote).join(" ")} >> ${quote(L.audit)} && chmod 0644 ${quote(L.audit)}; } 2>&1); then
-  ops_report ${LOCK_KEYS.audit_failed} "$(printf '%s' "$audit_err" | tr '\\n' ' ')"
-fi
-` : "";
   const stop = ended.length ? String.raw`${CONNECTION_FUNCTIONS}
 ended=(${ended.map(quote).join(" ")})
 read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"
@@ -52128,9 +52200,17 @@ fi
     as: "root",
     timeout: 30,
     quiet: true,
-    script: String.raw`${stop}${audit}lock=${quote(L.lock)}
-if [ "$(sed -n 's/^run_id=//p' "$lock/info" 2>/dev/null || true)" = ${quote(runId)} ]; then rm -rf "$lock"; ops_report ${LOCK_KEYS.lock} released; fi`
+    script: `${stop}${unlockScript(env, runId, auditLines.map(quote))}`
   };
+}
+function unlockScript(env, runId, auditWords) {
+  const L = layout(env);
+  const audit = auditWords.length ? `if ! audit_err=$({ printf '%s\\n' ${auditWords.join(" ")} >> ${quote(L.audit)} && chmod 0644 ${quote(L.audit)}; } 2>&1); then
+  ops_report ${LOCK_KEYS.audit_failed} "$(printf '%s' "$audit_err" | tr '\\n' ' ')"
+fi
+` : "";
+  return String.raw`${audit}lock=${quote(L.lock)}
+if [ "$(sed -n 's/^run_id=//p' "$lock/info" 2>/dev/null || true)" = ${quote(runId)} ]; then rm -rf "$lock"; ops_report ${LOCK_KEYS.lock} released; fi`;
 }
 function parseLock(result) {
   const holder = {};
@@ -52148,8 +52228,8 @@ function describeHolder(h) {
 // core/ops/locked.ts
 var LockError = class extends OpsError {
 };
-async function acquire(remote, env, request, inspect, notOurs) {
-  const result = await remote.run(acquireLock(env, request, inspect?.script), { allowFailure: true });
+async function acquire(remote, env, request, inspect, finish, notOurs) {
+  const result = await remote.run(acquireLock(env, request, inspect?.script, finish), { allowFailure: true });
   if (result.code === 0) return result;
   if (parseLock(result).state !== "acquired") notOurs();
   if (result.code !== LOCK_BUSY_EXIT) throw new StepError(inspect ? `lock, ${inspect.name}` : "lock", remote.name, result.code, tail(result.stderr), void 0, sudoHint(result.stderr, remote.login, remote.name));
@@ -52163,6 +52243,9 @@ async function acquire(remote, env, request, inspect, notOurs) {
     `environment ${env.name} is locked on ${remote.name} by ${describeHolder(lock.holder)}`,
     env.config.switch.lock_wait ? `waited ${env.config.switch.lock_wait}s; try again when it is done` : "wait until it is done (or set switch.lock_wait to queue behind it)"
   );
+}
+function auditEntry(env, request, entry, now) {
+  return { time: now.toISOString(), environment: env.name, operation: request.operation, actor: request.actor, run: request.runUrl || void 0, ...entry };
 }
 function lockLeft(env, failures, cause) {
   const left = `the lock of ${env.name} could not be released on ${failures.length === 1 ? "host " : "hosts:\n  "}${failures.join("\n  ")}`;
@@ -52180,6 +52263,7 @@ async function withLock(ctx, session, operation, fn, options = {}) {
   const mine = /* @__PURE__ */ new Set();
   const pending = /* @__PURE__ */ new Map();
   const inspected = /* @__PURE__ */ new Map();
+  const finished = /* @__PURE__ */ new Set();
   const releaseOn = async (host, fresh = false) => {
     const old = session.remote(host).connection;
     let why = "";
@@ -52211,10 +52295,16 @@ async function withLock(ctx, session, operation, fn, options = {}) {
       if (failures.length) ctx.reporter.error(ctx.reporter.redact(lockLeft(env, failures, new OpsError(`interrupted by ${signal}`)).message));
     }).then(() => session.close()).finally(() => process.exit(130));
   };
+  const finish = options.finish?.((entry, vars = {}) => unlockScript(env, request.runId, [auditTemplate(auditEntry(env, request, entry, runnerNow(ctx)), vars)]));
   const settled = await Promise.allSettled(
     [...session.remotes.values()].map(async (r) => {
       mine.add(r.name);
-      inspected.set(r.name, await acquire(r, env, request, options.inspect, () => mine.delete(r.name)));
+      const result2 = await acquire(r, env, request, options.inspect, finish, () => mine.delete(r.name));
+      inspected.set(r.name, result2);
+      if (parseLock(result2).state === "released") {
+        mine.delete(r.name);
+        finished.add(r.name);
+      }
     })
   );
   const failed = settled.find((s) => s.status === "rejected");
@@ -52224,11 +52314,22 @@ async function withLock(ctx, session, operation, fn, options = {}) {
   }
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
+  const line = (entry) => auditLine(auditEntry(env, request, entry, runnerNow(ctx)));
   const run = {
     inspected,
     audit(host, entry) {
-      const line = auditLine({ time: runnerNow(ctx).toISOString(), environment: env.name, operation, actor: info2.actor, run: info2.runUrl || void 0, ...entry });
-      pending.set(host, [...pending.get(host) ?? [], line]);
+      pending.set(host, [...pending.get(host) ?? [], line(entry)]);
+    },
+    finished: (host) => finished.has(host),
+    closing(host, entry) {
+      run.audit(host, entry);
+      return unlockScript(env, request.runId, (pending.get(host) ?? []).map(quote));
+    },
+    closed(host, result2) {
+      if (parseLock(result2).state !== "released") return;
+      mine.delete(host);
+      finished.add(host);
+      pending.delete(host);
     }
   };
   let result;
@@ -69468,7 +69569,7 @@ async function provisionHost(ctx, env, remote, facts, acmeCa, files) {
   results.push(await run(appUser(env, remote.login)));
   const tag = randomBytes11(4).toString("hex");
   const uploaded = {};
-  for (const kind of ["pipConf", "npmrc"]) {
+  for (const kind of ["pipConf", "uvToml", "npmrc"]) {
     const content = files[kind];
     if (content === void 0) continue;
     uploaded[kind] = `${layout(env).uploads}/${tag}.${kind}`;

@@ -49388,6 +49388,11 @@ var environmentSchema = object(
       object({
         python_requirements: opt(string({ pattern: /^[^\n]*$/, form: 'a relative path, or "" to skip' }), 'pip requirements file; a venv is made at <release>/venv ("" = no Python)', "requirements.txt"),
         node_dir: opt(string({ pattern: /^[^\n]*$/, form: 'a relative path, or "" to skip' }), 'directory holding package.json/package-lock.json for `npm ci` ("" = no Node)', "client"),
+        python_installer: opt(
+          oneOf(["uv", "pip"]),
+          "what builds a new Python dependency set: uv (pinned, installed by provision from the package index; its cache on the host is shared by every set, so a set of cached packages takes seconds; the venv is seeded with pip) or pip (`python -m venv`, then `pip install`: slower, for requirements uv does not read)",
+          "uv"
+        ),
         build: opt(command, "build command, run in the release as the app user", "make build"),
         migrate: opt(command, "migration command, run before the switch while the old release still serves", "make migrate"),
         keep: opt(integer(1, 100), "good releases kept on each host: the latest ones that went live, in the order they went live on that host (the live one among them); the live release and the one kept warm on the idle slot are never removed", 5),
@@ -50995,8 +51000,8 @@ var SshRemote = class {
   async exec(step, command2, input, options) {
     const started = Date.now();
     const what = `step "${step.name}"`;
-    const show = (stream) => new LineSplitter((line) => {
-      if (!step.quiet && !line.startsWith(REPORT_PREFIX)) this.reporter.line(this.name, line, stream);
+    const show = (stream) => step.quiet ? { push: () => void 0, flush: () => void 0 } : new LineSplitter((line) => {
+      if (!line.startsWith(REPORT_PREFIX)) this.reporter.line(this.name, line, stream);
     });
     const outLines = show("stdout");
     const errLines = show("stderr");
@@ -51225,13 +51230,14 @@ history_derive() {
 history_init() { if [ ! -f "$history_file" ]; then history_derive > "$history_file.new"; chmod 0644 "$history_file.new"; mv -f "$history_file.new" "$history_file"; ops_report history derived; fi; }
 history_lines() { if [ -f "$history_file" ]; then cat "$history_file"; else history_derive; fi; }
 release_reports() {
-  local r d status live last
+  local r d status live last sha
   declare -A live_seq last_seq
   while IFS=' ' read -r r live last; do live_seq[$r]=$live; last_seq[$r]=$last; done < <(history_lines | awk -F'\\t' '$1 ~ /^[0-9]+$/ && $4 != "" { if ($3 == "live") live[$4] = $1; last[$4] = $1 } END { for (r in last) print r, (r in live ? live[r] : "-"), last[r] }')
   for r in $(release_ids); do
     d=$releases_dir/$r
     status=ok; [ -e "$d/.ops-failed" ] && status=failed; [ -e "$d/.ops-abandoned" ] && status=abandoned
-    ops_report release "$r $(head -c 64 "$d/REVISION" 2>/dev/null | tr -dc '0-9a-f' || true) $status \${live_seq[$r]:--} \${last_seq[$r]:--}"
+    sha=""; if [ -f "$d/REVISION" ]; then read -r sha < "$d/REVISION" || true; fi; sha=\${sha//[^0-9a-f]/}
+    ops_report release "$r \${sha:0:64} $status \${live_seq[$r]:--} \${last_seq[$r]:--}"
   done
   ops_report history_seq "$(history_last)"
 }
@@ -51256,16 +51262,26 @@ var identity_default = `# shellcheck shell=bash
 # pid supervisor started, and which release each runs (OPS_RELEASE in /proc/<pid>/environ, else its working
 # directory). check_identity is the health gate's verdict; report_slot is what ops status shows.
 # Needs supervisor.sh (sup_pid) and ops_report.
-proc_env_release() { tr '\\0' '\\n' < "/proc/$1/environ" 2>/dev/null | sed -n 's/^OPS_RELEASE=//p' | head -n 1; }
+# Builtins where they do (no process per call: these run on every no-op deploy and rollback).
+proc_env_release() { local v; while IFS= read -r -d '' v; do case $v in OPS_RELEASE=*) printf '%s\\n' "\${v#OPS_RELEASE=}"; return 0 ;; esac; done < "/proc/$1/environ" 2>/dev/null; return 0; }
 proc_cwd() { readlink "/proc/$1/cwd" 2>/dev/null || true; }
 proc_cmd() { tr '\\0\\n\\t' '   ' < "/proc/$1/cmdline" 2>/dev/null | cut -c 1-160 | sed 's/ *$//'; }
-listeners() { ss -Htlnp "sport = :$1" 2>/dev/null | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -un; }
-# in_tree PID ROOT: ROOT is PID or one of its ancestors.
+# listeners PORT: pids listening on it, from LISTEN_TABLE (one \`ss -Htlnp\` for every port) when set.
+listeners() {
+  local table l rest
+  table=\${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}
+  while read -r _ _ _ l _ rest; do
+    [ "\${l##*:}" = "$1" ] || continue
+    while [[ $rest =~ pid=([0-9]+) ]]; do printf '%s\\n' "\${BASH_REMATCH[1]}"; rest=\${rest#*pid="\${BASH_REMATCH[1]}"}; done
+  done <<< "$table" | sort -un
+}
+# in_tree PID ROOT: ROOT is PID or one of its ancestors (parents read from /proc/PID/stat, after the command name).
 in_tree() {
-  local p=$1 n=0
+  local p=$1 n=0 s stat_fields
   while [ -n "$p" ] && [ "$p" -gt 0 ] && [ "$n" -lt 64 ]; do
     [ "$p" = "$2" ] && return 0
-    p=$(awk '/^PPid:/ { print $2 }' "/proc/$p/status" 2>/dev/null); n=$(( n + 1 ))
+    read -r s < "/proc/$p/stat" 2>/dev/null || return 1
+    read -r -a stat_fields <<< "\${s##*) }"; p=\${stat_fields[1]:-0}; n=$(( n + 1 ))
   done
   return 1
 }
@@ -51286,9 +51302,10 @@ describe_proc() {
 # IDENTITY says what answers instead.
 # shellcheck disable=SC2034 # IDENTITY is this function's result, read by the step that calls it
 check_identity() {
-  local id=$1 dir group=$3 p name port sp l ls; dir=$(readlink -f "$2"); shift 3
+  local id=$1 dir group=$3 p name port sp l ls LISTEN_TABLE; dir=$(readlink -f "$2"); shift 3
   IDENTITY=""
   command -v ss >/dev/null || { IDENTITY="cannot tell who listens on the ports: ss (iproute2) is not installed; run ops provision"; return 1; }
+  LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)
   for p in "$@"; do
     IFS=: read -r name port _ <<< "$p"
     sp=$(sup_pid "$group:$group-$name"); sp=\${sp:-0}
@@ -51432,6 +51449,22 @@ function parseReleaseRecord(line) {
 function previousRelease(releases, current) {
   const since = releases.find((r) => r.id === current)?.liveSeq ?? Infinity;
   return releases.filter((r) => r.id !== current && r.status === "ok" && r.liveSeq !== void 0 && r.liveSeq < since).sort((a, b) => b.liveSeq - a.liveSeq)[0];
+}
+
+// core/runtimes.ts
+var UV_VERSION = "0.13.9";
+var UV_DIR = "/opt/ops-uv";
+var PYENV_ROOT = "/opt/pyenv";
+var NVM_DIR = "/opt/nvm";
+var NODE_FROM_NPM_DIR = "/opt/ops-node";
+function minor(version2) {
+  return version2.split(".").slice(0, 2).join(".");
+}
+function runtimePaths(env) {
+  const { python, node } = env.config.runtimes;
+  const py = python.strategy === "pyenv" ? `${PYENV_ROOT}/versions/${python.version}/bin/python3` : `/usr/bin/python${minor(python.version)}`;
+  const nodeBin = node.strategy === "nvm" ? `${NVM_DIR}/versions/node/v${node.version}/bin` : node.strategy === "npm" ? `${NODE_FROM_NPM_DIR}/v${node.version}/bin` : "/usr/bin";
+  return { python: py, node: `${nodeBin}/node`, npm: `${nodeBin}/npm`, uv: `${UV_DIR}/v${UV_VERSION}/bin/uv` };
 }
 
 // core/steps/nginx.ts
@@ -51639,20 +51672,6 @@ fi`);
   lines.push("host_unlock nginx", `item ${quote(change.item)}`);
   if (change.then) lines.push(change.then);
   return { name: change.item, as: "root", timeout: 60, script: lines.join("\n") };
-}
-
-// core/runtimes.ts
-var PYENV_ROOT = "/opt/pyenv";
-var NVM_DIR = "/opt/nvm";
-var NODE_FROM_NPM_DIR = "/opt/ops-node";
-function minor(version2) {
-  return version2.split(".").slice(0, 2).join(".");
-}
-function runtimePaths(env) {
-  const { python, node } = env.config.runtimes;
-  const py = python.strategy === "pyenv" ? `${PYENV_ROOT}/versions/${python.version}/bin/python3` : `/usr/bin/python${minor(python.version)}`;
-  const nodeBin = node.strategy === "nvm" ? `${NVM_DIR}/versions/node/v${node.version}/bin` : node.strategy === "npm" ? `${NODE_FROM_NPM_DIR}/v${node.version}/bin` : "/usr/bin";
-  return { python: py, node: `${nodeBin}/node`, npm: `${nodeBin}/npm` };
 }
 
 // core/supervisor.ts
@@ -51885,6 +51904,33 @@ echo "live: ${releaseId} on slot ${slot}"`
     name: "switch"
   };
 }
+var SUBSHELL_PART = "# shellcheck disable=SC2030,SC2031,SC2317 # a part of its own, in a subshell";
+function rollbackStep(env, slot, releaseId, certificateReady, after, closing) {
+  const start = startSlot(env, slot, `${layout(env).releases}/${releaseId}`, releaseId);
+  const sw = switchTo(env, slot, releaseId, certificateReady, "rollback");
+  return {
+    name: `start ${slot} + switch`,
+    as: "root",
+    timeout: (start.timeout ?? 600) + (sw.timeout ?? 600),
+    script: [
+      // Each part in a subshell of its own: its `exit` and traps stay its own (so shellcheck, which reads the
+      // functions each part defines as unreachable after an earlier part's exit, is told so on each).
+      `${SUBSHELL_PART}
+(
+${start.script}
+)`,
+      `${SUBSHELL_PART}
+(
+${sw.script}
+) || { rc=$?; [ "$rc" != ${START_FAILED_CLEAN} ] || rc=1; exit "$rc"; }`,
+      `${SUBSHELL_PART}
+(
+${after}
+) || echo "could not mark the release left (it stays a rollback target)" >&2`,
+      closing
+    ].join("\n")
+  };
+}
 
 // core/steps/facts.ts
 var FACTS_KEYS = reportKeys("disk", "hostname", "os", "uptime", "login", "sudo", "max_sessions", "footprint");
@@ -51906,25 +51952,44 @@ function diskSpace(env) {
 }
 
 // core/steps/release.ts
-var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "certificate", "known", "has", "lfs_has", "live_health", "dotenv", "pruned", "kept_running", "pruned_deps");
+var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "certificate", "known", "has", "lfs_has", "deps_has", "live_health", "platform", "dotenv", "pruned", "kept_running", "pruned_deps");
 function deployState(env, shas = [], options = {}) {
   const L = layout(env);
   const cert = certificatePaths(env);
-  const live = (slot) => `if ! wait_healthy 3 0.2 ${probes(env, slot).map(quote).join(" ")}; then ops_report ${RELEASE_KEYS.live_health} "$UNHEALTHY"
-  elif ! check_identity "${"$"}{cur##*/}" "$cur" ${quote(L.supervisorGroup(slot))} ${programPorts(env, slot).map(quote).join(" ")}; then ops_report ${RELEASE_KEYS.live_health} "$IDENTITY"
-  else ops_report ${RELEASE_KEYS.live_health} ok; fi`;
+  const live = (slot) => `if ! wait_healthy 3 0.2 ${probes(env, slot).map(quote).join(" ")}; then printf '%s' "$UNHEALTHY"
+  elif ! check_identity "${"$"}{cur##*/}" "$cur" ${quote(L.supervisorGroup(slot))} ${programPorts(env, slot).map(quote).join(" ")}; then printf '%s' "$IDENTITY"
+  else printf ok; fi`;
+  const wantLive = options.liveHealth !== false;
+  const liveCheck = String.raw`${PROBE_FUNCTIONS}
+${SUPERVISOR_FUNCTIONS}
+${IDENTITY_FUNCTIONS}
+live_verdict=$(mktemp)
+(
+  case "$slot" in
+    blue) ${live("blue")} ;;
+    green) ${live("green")} ;;
+  esac
+) > "$live_verdict" 2>/dev/null &
+live_pid=$!`;
   return {
     name: "state",
     as: "root",
     timeout: 30,
     quiet: true,
     script: String.raw`${historyFunctions(env)}
+cur=$(readlink ${quote(L.current)} 2>/dev/null || true)
+slot=$(cat ${quote(L.slotFile)} 2>/dev/null || true)
+# shellcheck disable=SC2034 # live_sha is read by what runs after this script in the lock step (a no-op deploy's finish)
+{ live_sha=""; if [ -n "$cur" ] && [ -f "$cur/REVISION" ]; then read -r live_sha < "$cur/REVISION" || true; fi; }
+live_pid=""
+${wantLive ? options.target ? `if [ "$live_sha" = ${quote(options.target)} ]; then
+${liveCheck}
+fi` : liveCheck : ": no live health check"}
 ops_report ${RELEASE_KEYS.now} "$(date +%s)"
 ops_report ${RELEASE_KEYS.provisioned} "$(cat ${quote(`${L.state}/provisioned`)} 2>/dev/null || echo no)"
 ${diskReport(L.base)}
-cur=$(readlink ${quote(L.current)} 2>/dev/null || true)
 ops_report ${RELEASE_KEYS.current} "${"$"}{cur##*/}"
-ops_report ${RELEASE_KEYS.slot} "$(cat ${quote(L.slotFile)} 2>/dev/null || true)"
+ops_report ${RELEASE_KEYS.slot} "$slot"
 ${cert ? `ops_report ${RELEASE_KEYS.certificate} "$([ -s ${quote(cert.cert)} ] && echo yes || echo no)"` : ""}
 if [ -d ${quote(L.state)} ]; then history_init; fi
 release_reports
@@ -51937,14 +52002,21 @@ if [ -d ${quote(L.mirror)} ]; then
   for o in "${"$"}{wanted_oids[@]}"; do [ -f ${quote(L.lfsStore)}/"${"$"}{o:0:2}/${"$"}{o:2:2}/$o" ] && ops_report ${RELEASE_KEYS.lfs_has} "$o"; done
   true
 fi
-${options.liveHealth === false ? ": no live health check" : String.raw`${PROBE_FUNCTIONS}
-${SUPERVISOR_FUNCTIONS}
-${IDENTITY_FUNCTIONS}
-case "$(cat ${quote(L.slotFile)} 2>/dev/null || true)" in
-  blue) ${live("blue")} ;;
-  green) ${live("green")} ;;
-esac`}`
+for d in ${quote(L.deps)}/*/; do if [ -f "$d.complete" ]; then d=${"$"}{d%/}; ops_report ${RELEASE_KEYS.deps_has} "${"$"}{d##*/}"; fi; done
+${options.platform ? platformReport(env) : ""}
+live_health=""
+if [ -n "$live_pid" ]; then
+  wait "$live_pid" || true
+  live_health=$(cat "$live_verdict")
+  rm -f "$live_verdict"
+  ops_report ${RELEASE_KEYS.live_health} "$live_health"
+fi`
   };
+}
+function platformReport(env) {
+  const paths = runtimePaths(env);
+  return String.raw`platform_os=$(. /etc/os-release 2>/dev/null && echo "${"$"}{ID:-?} ${"$"}{VERSION_ID:-?}" || echo "? ?")
+ops_report ${RELEASE_KEYS.platform} "$platform_os $(uname -m) python $(${quote(paths.python)} -V 2>&1 | cut -d' ' -f2 || echo none) node $(${quote(paths.node)} --version 2>/dev/null || echo none)"`;
 }
 function markRelease(env, id, mark, why) {
   const dir = `${layout(env).releases}/${id}`;
@@ -52089,8 +52161,11 @@ ${failures.map((f) => `  - ${f}`).join("\n")}`);
 };
 async function withSession(ctx, env, fn, hosts) {
   const session = await Session.open(ctx, env, hosts);
+  return withOpenSession(session, () => fn(session));
+}
+async function withOpenSession(session, fn) {
   try {
-    return await fn(session);
+    return await fn();
   } finally {
     await session.close();
   }
@@ -52116,7 +52191,9 @@ function parseState(r) {
     liveHealth: reported(r, RELEASE_KEYS.live_health) ?? "",
     hostTime: reported(r, RELEASE_KEYS.now),
     slotReleases,
-    disk: parseDisk(reported(r, FACTS_KEYS.disk))
+    disk: parseDisk(reported(r, FACTS_KEYS.disk)),
+    depsHas: reportedAll(r, RELEASE_KEYS.deps_has),
+    platform: reported(r, RELEASE_KEYS.platform)
   };
 }
 
@@ -52127,6 +52204,19 @@ import { randomBytes as randomBytes2 } from "node:crypto";
 var AUDIT_KEYS = reportKeys("entry");
 function auditLine(entry) {
   return JSON.stringify(entry).replace(/\n/g, " ");
+}
+function auditTemplate(entry, vars) {
+  const marks = /* @__PURE__ */ new Map();
+  const withMarks = { ...entry };
+  for (const [field, variable] of Object.entries(vars)) {
+    if (!/^[a-z_][a-z0-9_]*$/.test(variable)) throw new Error(`not a shell variable name: ${variable}`);
+    const mark = `@@ops-${field}@@`;
+    marks.set(mark, variable);
+    withMarks[field] = mark;
+  }
+  let word = quote(auditLine(withMarks));
+  for (const [mark, variable] of marks) word = word.split(mark).join(`'"\${${variable}}"'`);
+  return word;
 }
 
 // core/steps/lock.ts
@@ -52140,7 +52230,7 @@ fi`;
 var REPORT_HOLDER = String.raw`ops_report ${LOCK_KEYS.lock} "$lock_state"
 if [ -f "$lock/info" ]; then while IFS= read -r line; do ops_report ${LOCK_KEYS.holder} "$line"; done < "$lock/info"; fi`;
 var LOCK_BUSY_EXIT = 3;
-function acquireLock(env, req2, then = "") {
+function acquireLock(env, req2, then = "", finish = "") {
   const L = layout(env);
   return {
     name: "lock",
@@ -52174,15 +52264,11 @@ while :; do
   fi
   sleep 1
 done
-${then}`
+${then}${finish ? `
+${finish}` : ""}`
   };
 }
 function releaseLock(env, runId, auditLines = [], ended = []) {
-  const L = layout(env);
-  const audit = auditLines.length ? `if ! audit_err=$({ printf '%s\\n' ${auditLines.map(quote).join(" ")} >> ${quote(L.audit)} && chmod 0644 ${quote(L.audit)}; } 2>&1); then
-  ops_report ${LOCK_KEYS.audit_failed} "$(printf '%s' "$audit_err" | tr '\\n' ' ')"
-fi
-` : "";
   const stop = ended.length ? String.raw`${CONNECTION_FUNCTIONS}
 ended=(${ended.map(quote).join(" ")})
 read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"
@@ -52198,9 +52284,17 @@ fi
     as: "root",
     timeout: 30,
     quiet: true,
-    script: String.raw`${stop}${audit}lock=${quote(L.lock)}
-if [ "$(sed -n 's/^run_id=//p' "$lock/info" 2>/dev/null || true)" = ${quote(runId)} ]; then rm -rf "$lock"; ops_report ${LOCK_KEYS.lock} released; fi`
+    script: `${stop}${unlockScript(env, runId, auditLines.map(quote))}`
   };
+}
+function unlockScript(env, runId, auditWords) {
+  const L = layout(env);
+  const audit = auditWords.length ? `if ! audit_err=$({ printf '%s\\n' ${auditWords.join(" ")} >> ${quote(L.audit)} && chmod 0644 ${quote(L.audit)}; } 2>&1); then
+  ops_report ${LOCK_KEYS.audit_failed} "$(printf '%s' "$audit_err" | tr '\\n' ' ')"
+fi
+` : "";
+  return String.raw`${audit}lock=${quote(L.lock)}
+if [ "$(sed -n 's/^run_id=//p' "$lock/info" 2>/dev/null || true)" = ${quote(runId)} ]; then rm -rf "$lock"; ops_report ${LOCK_KEYS.lock} released; fi`;
 }
 function parseLock(result) {
   const holder = {};
@@ -52218,8 +52312,8 @@ function describeHolder(h) {
 // core/ops/locked.ts
 var LockError = class extends OpsError {
 };
-async function acquire(remote, env, request, inspect, notOurs) {
-  const result = await remote.run(acquireLock(env, request, inspect?.script), { allowFailure: true });
+async function acquire(remote, env, request, inspect, finish, notOurs) {
+  const result = await remote.run(acquireLock(env, request, inspect?.script, finish), { allowFailure: true });
   if (result.code === 0) return result;
   if (parseLock(result).state !== "acquired") notOurs();
   if (result.code !== LOCK_BUSY_EXIT) throw new StepError(inspect ? `lock, ${inspect.name}` : "lock", remote.name, result.code, tail(result.stderr), void 0, sudoHint(result.stderr, remote.login, remote.name));
@@ -52233,6 +52327,9 @@ async function acquire(remote, env, request, inspect, notOurs) {
     `environment ${env.name} is locked on ${remote.name} by ${describeHolder(lock.holder)}`,
     env.config.switch.lock_wait ? `waited ${env.config.switch.lock_wait}s; try again when it is done` : "wait until it is done (or set switch.lock_wait to queue behind it)"
   );
+}
+function auditEntry(env, request, entry, now) {
+  return { time: now.toISOString(), environment: env.name, operation: request.operation, actor: request.actor, run: request.runUrl || void 0, ...entry };
 }
 function lockLeft(env, failures, cause) {
   const left = `the lock of ${env.name} could not be released on ${failures.length === 1 ? "host " : "hosts:\n  "}${failures.join("\n  ")}`;
@@ -52250,6 +52347,7 @@ async function withLock(ctx, session, operation, fn, options = {}) {
   const mine = /* @__PURE__ */ new Set();
   const pending = /* @__PURE__ */ new Map();
   const inspected = /* @__PURE__ */ new Map();
+  const finished = /* @__PURE__ */ new Set();
   const releaseOn = async (host, fresh = false) => {
     const old = session.remote(host).connection;
     let why = "";
@@ -52281,10 +52379,16 @@ async function withLock(ctx, session, operation, fn, options = {}) {
       if (failures.length) ctx.reporter.error(ctx.reporter.redact(lockLeft(env, failures, new OpsError(`interrupted by ${signal}`)).message));
     }).then(() => session.close()).finally(() => process.exit(130));
   };
+  const finish = options.finish?.((entry, vars = {}) => unlockScript(env, request.runId, [auditTemplate(auditEntry(env, request, entry, runnerNow(ctx)), vars)]));
   const settled = await Promise.allSettled(
     [...session.remotes.values()].map(async (r) => {
       mine.add(r.name);
-      inspected.set(r.name, await acquire(r, env, request, options.inspect, () => mine.delete(r.name)));
+      const result2 = await acquire(r, env, request, options.inspect, finish, () => mine.delete(r.name));
+      inspected.set(r.name, result2);
+      if (parseLock(result2).state === "released") {
+        mine.delete(r.name);
+        finished.add(r.name);
+      }
     })
   );
   const failed = settled.find((s) => s.status === "rejected");
@@ -52294,11 +52398,22 @@ async function withLock(ctx, session, operation, fn, options = {}) {
   }
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
+  const line = (entry) => auditLine(auditEntry(env, request, entry, runnerNow(ctx)));
   const run = {
     inspected,
     audit(host, entry) {
-      const line = auditLine({ time: runnerNow(ctx).toISOString(), environment: env.name, operation, actor: info2.actor, run: info2.runUrl || void 0, ...entry });
-      pending.set(host, [...pending.get(host) ?? [], line]);
+      pending.set(host, [...pending.get(host) ?? [], line(entry)]);
+    },
+    finished: (host) => finished.has(host),
+    closing(host, entry) {
+      run.audit(host, entry);
+      return unlockScript(env, request.runId, (pending.get(host) ?? []).map(quote));
+    },
+    closed(host, result2) {
+      if (parseLock(result2).state !== "released") return;
+      mine.delete(host);
+      finished.add(host);
+      pending.delete(host);
     }
   };
   let result;
@@ -52318,9 +52433,9 @@ async function withLock(ctx, session, operation, fn, options = {}) {
 }
 
 // core/ops/rollback.ts
-async function rollbackHost(ctx, env, remote, inspected, to, audit) {
+async function rollbackHost(ctx, env, remote, locked, to) {
   const h = new HostRun(ctx, remote, env);
-  const state = parseState(inspected);
+  const state = parseState(locked.inspected.get(remote.name));
   if (!state.current) throw new OpsError(`${remote.name} has no live release to roll back from`);
   const kept = state.releases.map((r) => r.id);
   let target = to;
@@ -52341,17 +52456,27 @@ async function rollbackHost(ctx, env, remote, inspected, to, audit) {
   const live = state.slot ?? "blue";
   const slot = otherSlot(live);
   const info2 = runInfo(ctx.processEnv);
+  const fields = { result: "success", release: target, previous: state.current };
+  const switched = rollbackStep(
+    env,
+    slot,
+    target,
+    state.certificate,
+    markRelease(env, state.current, "abandoned", `rolled back to ${target} by ${info2.actor} at ${runnerNow(ctx).toISOString()}`).script,
+    env.config.switch.keep_previous ? locked.closing(remote.name, fields) : ""
+  );
   try {
-    await h.run(startSlot(env, slot, `${layout(env).releases}/${target}`, target));
-    await h.run(switchTo(env, slot, target, state.certificate, "rollback"));
+    locked.closed(remote.name, await h.run(switched));
   } catch (e) {
     if (!(e instanceof StepError && e.exitCode === START_FAILED_CLEAN)) await h.tryRun(stopSlot(env, slot));
     throw new OpsError(`${e.message}
 ${remote.name} still serves ${state.current}`, e.hint);
   }
-  await h.tryRun(markRelease(env, state.current, "abandoned", `rolled back to ${target} by ${info2.actor} at ${runnerNow(ctx).toISOString()}`));
-  if (!env.config.switch.keep_previous) await h.run(stopSlot(env, live, env.config.switch.drain));
-  audit(remote.name, { result: "success", release: target, previous: state.current });
+  if (!env.config.switch.keep_previous) {
+    const stop = stopSlot(env, live, env.config.switch.drain);
+    locked.closed(remote.name, await h.run({ ...stop, script: `${stop.script}
+${locked.closing(remote.name, fields)}` }));
+  }
   return result;
 }
 async function rollback(ctx, env, to) {
@@ -52364,7 +52489,7 @@ async function rollback(ctx, env, to) {
       ctx,
       session,
       "rollback",
-      (locked) => session.each((remote) => rollbackHost(ctx, env, remote, locked.inspected.get(remote.name), to, locked.audit), { batch: env.config.switch.batch_size }),
+      (locked) => session.each((remote) => rollbackHost(ctx, env, remote, locked, to), { batch: env.config.switch.batch_size }),
       // The live release is being left: no need to probe it first.
       { inspect: deployState(env, [], { liveHealth: false }) }
     )

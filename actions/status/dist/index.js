@@ -49379,6 +49379,11 @@ var environmentSchema = object(
       object({
         python_requirements: opt(string({ pattern: /^[^\n]*$/, form: 'a relative path, or "" to skip' }), 'pip requirements file; a venv is made at <release>/venv ("" = no Python)', "requirements.txt"),
         node_dir: opt(string({ pattern: /^[^\n]*$/, form: 'a relative path, or "" to skip' }), 'directory holding package.json/package-lock.json for `npm ci` ("" = no Node)', "client"),
+        python_installer: opt(
+          oneOf(["uv", "pip"]),
+          "what builds a new Python dependency set: uv (pinned, installed by provision from the package index; its cache on the host is shared by every set, so a set of cached packages takes seconds; the venv is seeded with pip) or pip (`python -m venv`, then `pip install`: slower, for requirements uv does not read)",
+          "uv"
+        ),
         build: opt(command, "build command, run in the release as the app user", "make build"),
         migrate: opt(command, "migration command, run before the switch while the old release still serves", "make migrate"),
         keep: opt(integer(1, 100), "good releases kept on each host: the latest ones that went live, in the order they went live on that host (the live one among them); the live release and the one kept warm on the idle slot are never removed", 5),
@@ -49877,16 +49882,26 @@ var identity_default = `# shellcheck shell=bash
 # pid supervisor started, and which release each runs (OPS_RELEASE in /proc/<pid>/environ, else its working
 # directory). check_identity is the health gate's verdict; report_slot is what ops status shows.
 # Needs supervisor.sh (sup_pid) and ops_report.
-proc_env_release() { tr '\\0' '\\n' < "/proc/$1/environ" 2>/dev/null | sed -n 's/^OPS_RELEASE=//p' | head -n 1; }
+# Builtins where they do (no process per call: these run on every no-op deploy and rollback).
+proc_env_release() { local v; while IFS= read -r -d '' v; do case $v in OPS_RELEASE=*) printf '%s\\n' "\${v#OPS_RELEASE=}"; return 0 ;; esac; done < "/proc/$1/environ" 2>/dev/null; return 0; }
 proc_cwd() { readlink "/proc/$1/cwd" 2>/dev/null || true; }
 proc_cmd() { tr '\\0\\n\\t' '   ' < "/proc/$1/cmdline" 2>/dev/null | cut -c 1-160 | sed 's/ *$//'; }
-listeners() { ss -Htlnp "sport = :$1" 2>/dev/null | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -un; }
-# in_tree PID ROOT: ROOT is PID or one of its ancestors.
+# listeners PORT: pids listening on it, from LISTEN_TABLE (one \`ss -Htlnp\` for every port) when set.
+listeners() {
+  local table l rest
+  table=\${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}
+  while read -r _ _ _ l _ rest; do
+    [ "\${l##*:}" = "$1" ] || continue
+    while [[ $rest =~ pid=([0-9]+) ]]; do printf '%s\\n' "\${BASH_REMATCH[1]}"; rest=\${rest#*pid="\${BASH_REMATCH[1]}"}; done
+  done <<< "$table" | sort -un
+}
+# in_tree PID ROOT: ROOT is PID or one of its ancestors (parents read from /proc/PID/stat, after the command name).
 in_tree() {
-  local p=$1 n=0
+  local p=$1 n=0 s stat_fields
   while [ -n "$p" ] && [ "$p" -gt 0 ] && [ "$n" -lt 64 ]; do
     [ "$p" = "$2" ] && return 0
-    p=$(awk '/^PPid:/ { print $2 }' "/proc/$p/status" 2>/dev/null); n=$(( n + 1 ))
+    read -r s < "/proc/$p/stat" 2>/dev/null || return 1
+    read -r -a stat_fields <<< "\${s##*) }"; p=\${stat_fields[1]:-0}; n=$(( n + 1 ))
   done
   return 1
 }
@@ -49907,9 +49922,10 @@ describe_proc() {
 # IDENTITY says what answers instead.
 # shellcheck disable=SC2034 # IDENTITY is this function's result, read by the step that calls it
 check_identity() {
-  local id=$1 dir group=$3 p name port sp l ls; dir=$(readlink -f "$2"); shift 3
+  local id=$1 dir group=$3 p name port sp l ls LISTEN_TABLE; dir=$(readlink -f "$2"); shift 3
   IDENTITY=""
   command -v ss >/dev/null || { IDENTITY="cannot tell who listens on the ports: ss (iproute2) is not installed; run ops provision"; return 1; }
+  LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)
   for p in "$@"; do
     IFS=: read -r name port _ <<< "$p"
     sp=$(sup_pid "$group:$group-$name"); sp=\${sp:-0}
@@ -50194,7 +50210,7 @@ function programPorts(env, slot) {
 var FACTS_KEYS = reportKeys("disk", "hostname", "os", "uptime", "login", "sudo", "max_sessions", "footprint");
 
 // core/steps/release.ts
-var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "certificate", "known", "has", "lfs_has", "live_health", "dotenv", "pruned", "kept_running", "pruned_deps");
+var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "certificate", "known", "has", "lfs_has", "deps_has", "live_health", "platform", "dotenv", "pruned", "kept_running", "pruned_deps");
 function releaseSummary(id, json) {
   let meta = {};
   let unreadable;
@@ -51523,8 +51539,8 @@ var SshRemote = class {
   async exec(step, command2, input, options) {
     const started = Date.now();
     const what = `step "${step.name}"`;
-    const show = (stream) => new LineSplitter((line) => {
-      if (!step.quiet && !line.startsWith(REPORT_PREFIX)) this.reporter.line(this.name, line, stream);
+    const show = (stream) => step.quiet ? { push: () => void 0, flush: () => void 0 } : new LineSplitter((line) => {
+      if (!line.startsWith(REPORT_PREFIX)) this.reporter.line(this.name, line, stream);
     });
     const outLines = show("stdout");
     const errLines = show("stderr");

@@ -27,13 +27,14 @@ history_derive() {
 history_init() { if [ ! -f "$history_file" ]; then history_derive > "$history_file.new"; chmod 0644 "$history_file.new"; mv -f "$history_file.new" "$history_file"; ops_report history derived; fi; }
 history_lines() { if [ -f "$history_file" ]; then cat "$history_file"; else history_derive; fi; }
 release_reports() {
-  local r d status live last
+  local r d status live last sha
   declare -A live_seq last_seq
   while IFS=' ' read -r r live last; do live_seq[$r]=$live; last_seq[$r]=$last; done < <(history_lines | awk -F'\t' '$1 ~ /^[0-9]+$/ && $4 != "" { if ($3 == "live") live[$4] = $1; last[$4] = $1 } END { for (r in last) print r, (r in live ? live[r] : "-"), last[r] }')
   for r in $(release_ids); do
     d=$releases_dir/$r
     status=ok; [ -e "$d/.ops-failed" ] && status=failed; [ -e "$d/.ops-abandoned" ] && status=abandoned
-    ops_report release "$r $(head -c 64 "$d/REVISION" 2>/dev/null | tr -dc '0-9a-f' || true) $status ${live_seq[$r]:--} ${last_seq[$r]:--}"
+    sha=""; if [ -f "$d/REVISION" ]; then read -r sha < "$d/REVISION" || true; fi; sha=${sha//[^0-9a-f]/}
+    ops_report release "$r ${sha:0:64} $status ${live_seq[$r]:--} ${last_seq[$r]:--}"
   done
   ops_report history_seq "$(history_last)"
 }

@@ -4,16 +4,26 @@
 # pid supervisor started, and which release each runs (OPS_RELEASE in /proc/<pid>/environ, else its working
 # directory). check_identity is the health gate's verdict; report_slot is what ops status shows.
 # Needs supervisor.sh (sup_pid) and ops_report.
-proc_env_release() { tr '\0' '\n' < "/proc/$1/environ" 2>/dev/null | sed -n 's/^OPS_RELEASE=//p' | head -n 1; }
+# Builtins where they do (no process per call: these run on every no-op deploy and rollback).
+proc_env_release() { local v; while IFS= read -r -d '' v; do case $v in OPS_RELEASE=*) printf '%s\n' "${v#OPS_RELEASE=}"; return 0 ;; esac; done < "/proc/$1/environ" 2>/dev/null; return 0; }
 proc_cwd() { readlink "/proc/$1/cwd" 2>/dev/null || true; }
 proc_cmd() { tr '\0\n\t' '   ' < "/proc/$1/cmdline" 2>/dev/null | cut -c 1-160 | sed 's/ *$//'; }
-listeners() { ss -Htlnp "sport = :$1" 2>/dev/null | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -un; }
-# in_tree PID ROOT: ROOT is PID or one of its ancestors.
+# listeners PORT: pids listening on it, from LISTEN_TABLE (one `ss -Htlnp` for every port) when set.
+listeners() {
+  local table l rest
+  table=${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}
+  while read -r _ _ _ l _ rest; do
+    [ "${l##*:}" = "$1" ] || continue
+    while [[ $rest =~ pid=([0-9]+) ]]; do printf '%s\n' "${BASH_REMATCH[1]}"; rest=${rest#*pid="${BASH_REMATCH[1]}"}; done
+  done <<< "$table" | sort -un
+}
+# in_tree PID ROOT: ROOT is PID or one of its ancestors (parents read from /proc/PID/stat, after the command name).
 in_tree() {
-  local p=$1 n=0
+  local p=$1 n=0 s stat_fields
   while [ -n "$p" ] && [ "$p" -gt 0 ] && [ "$n" -lt 64 ]; do
     [ "$p" = "$2" ] && return 0
-    p=$(awk '/^PPid:/ { print $2 }' "/proc/$p/status" 2>/dev/null); n=$(( n + 1 ))
+    read -r s < "/proc/$p/stat" 2>/dev/null || return 1
+    read -r -a stat_fields <<< "${s##*) }"; p=${stat_fields[1]:-0}; n=$(( n + 1 ))
   done
   return 1
 }
@@ -34,9 +44,10 @@ describe_proc() {
 # IDENTITY says what answers instead.
 # shellcheck disable=SC2034 # IDENTITY is this function's result, read by the step that calls it
 check_identity() {
-  local id=$1 dir group=$3 p name port sp l ls; dir=$(readlink -f "$2"); shift 3
+  local id=$1 dir group=$3 p name port sp l ls LISTEN_TABLE; dir=$(readlink -f "$2"); shift 3
   IDENTITY=""
   command -v ss >/dev/null || { IDENTITY="cannot tell who listens on the ports: ss (iproute2) is not installed; run ops provision"; return 1; }
+  LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)
   for p in "$@"; do
     IFS=: read -r name port _ <<< "$p"
     sp=$(sup_pid "$group:$group-$name"); sp=${sp:-0}

@@ -1,0 +1,56 @@
+// Pieces of the faster paths that need no host: an audit line written by the host itself (a no-op deploy's
+// lock step), who builds and who receives in a rollout, and a packed build checked on the runner.
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { buildGroups, describeBuilds } from '../../core/ops/deploy.ts';
+import { parseParts } from '../../core/steps/artifact.ts';
+import { auditTemplate, type AuditEntry } from '../../core/steps/audit.ts';
+import { parseReports, type StepResult } from '../../core/remote/types.ts';
+
+describe('an audit line written on the host', () => {
+  it('takes the fields named from shell variables, the rest as quoted literals', () => {
+    const entry: AuditEntry = { time: '2026-11-25T14:05:01.000Z', environment: 'prod', operation: 'deploy', result: 'no-op', actor: "o'brien", ref: 'v1', sha: 'a'.repeat(40), release: '', previous: '', message: "it's \"live\" $(id) `x`" };
+    const word = auditTemplate(entry, { release: 'cur_id', previous: 'cur_id' });
+    const line = execFileSync('bash', ['-c', `cur_id=20261125T140501Z-0123456789ab; printf '%s\\n' ${word}`], { encoding: 'utf8' });
+    expect(JSON.parse(line)).toEqual({ ...entry, release: '20261125T140501Z-0123456789ab', previous: '20261125T140501Z-0123456789ab' });
+    expect(() => auditTemplate(entry, { release: 'x; rm -rf /' })).toThrow(/not a shell variable name/);
+  });
+});
+
+describe('build once per rollout', () => {
+  it('one builder per platform, in host order; an unknown platform builds for itself', () => {
+    const g = buildGroups([
+      { name: 'a', platform: 'debian 12 x86_64 python 3.11.2 node v18.20.4' },
+      { name: 'b', platform: 'debian 12 x86_64 python 3.11.2 node v18.20.4' },
+      { name: 'c', platform: 'debian 11 x86_64 python 3.9.2 node v18.20.4' },
+      { name: 'd', platform: 'debian 12 x86_64 python 3.11.2 node v18.20.4' },
+      { name: 'e' },
+    ]);
+    expect(g.map((x) => [x.builder.name, x.receivers.map((r) => r.name)])).toEqual([
+      ['a', ['b', 'd']],
+      ['c', []],
+      ['e', []],
+    ]);
+    expect(describeBuilds(g)).toEqual([
+      'build once: a builds, b, d receive its build (sha256-checked) — same platform: debian 12 x86_64 python 3.11.2 node v18.20.4',
+      'c builds for itself: its platform differs (debian 11 x86_64 python 3.9.2 node v18.20.4)',
+      'e builds for itself: its platform is unknown',
+    ]);
+    // One host alone: nothing to say.
+    expect(describeBuilds(buildGroups([{ name: 'a', platform: 'x' }]))).toEqual([]);
+  });
+
+  it('a packed part whose bytes do not match the hash the builder computed is refused on the runner', () => {
+    const data = Buffer.from('a gzip stream, say');
+    const sha = createHash('sha256').update(data).digest('hex');
+    const result = (b64: string): StepResult => {
+      const stdout = `@ops part release ${sha} ${data.length}\n@ops part_data ${b64}\n`;
+      return { stdout, stderr: '', code: 0, durationMs: 0, reports: parseReports(stdout) };
+    };
+    expect(parseParts(result(data.toString('base64')), 'web1')).toEqual([{ name: 'release', sha256: sha, bytes: data }]);
+    const damaged = Buffer.from(data);
+    damaged.writeUInt8(damaged.readUInt8(3) ^ 1, 3);
+    expect(() => parseParts(result(damaged.toString('base64')), 'web1')).toThrow(/the release part of the build packed on web1 arrived damaged on the runner/);
+  });
+});

@@ -11,7 +11,7 @@ import { clockSkewWarning, type OpsContext } from '../context.ts';
 import { DiskFullError, OpsError, StepError } from '../errors.ts';
 import { packArtifacts, parseParts, unpackArtifacts, type ArtifactPart } from '../steps/artifact.ts';
 import { layout, otherSlot, type Slot } from '../layout.ts';
-import { reportedAll, type Remote } from '../remote/types.ts';
+import { reportedAll, type Remote, type StepResult } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { type HostsChange, describeChanges, formatChanges } from '../changes.ts';
 import { knownCommits, packFor, type ResolvedRef } from '../source.ts';
@@ -232,11 +232,18 @@ async function switchHost(env: Environment, hp: HostPlan, p: Plan, locked: Locke
     hp.audit({ result: 'failed', message: 'live, but an after_switch hook failed' });
     throw new OpsError(`${(e as Error).message}\n${p.id} is live on ${hp.name}; an after_switch hook failed`, `fix the hook, or roll back: ops rollback ${env.name}`);
   }
-  // The previous release stays up on the idle slot (instant rollback), unless configured otherwise.
-  if ((state.slot || state.current) && !env.config.switch.keep_previous) await h.run(stopSlot(env, state.slot ?? 'blue', env.config.switch.drain));
-  // Pruning is the last step: it writes the audit line and lets go of the lock in the same round trip.
-  const prune = pruneReleases(env, pruneAfterSwitch(env, state, p.id, newSlot));
-  const pruned = await h.run({ ...prune, script: `${prune.script}\n${locked.closing(hp.name, hp.fields({ result: 'success' }))}` });
+  let pruned: StepResult;
+  try {
+    // The previous release stays up on the idle slot (instant rollback), unless configured otherwise.
+    if ((state.slot || state.current) && !env.config.switch.keep_previous) await h.run(stopSlot(env, state.slot ?? 'blue', env.config.switch.drain));
+    // Pruning is the last step: it writes the audit line and lets go of the lock in the same round trip.
+    const prune = pruneReleases(env, pruneAfterSwitch(env, state, p.id, newSlot));
+    pruned = await h.run({ ...prune, script: `${prune.script}\n${locked.closing(hp.name, hp.fields({ result: 'success' }))}` });
+  } catch (e) {
+    // The switch is done: the new release serves. Say so, whatever failed in the clean-up after it.
+    hp.audit({ result: 'failed', message: 'live, but the clean-up after the switch failed' });
+    throw new OpsError(`${(e as Error).message}\n${p.id} is live on ${hp.name} and serves; the clean-up after the switch (stopping the previous slot, pruning old releases) failed`, `see the error above; ops status ${env.name} shows what runs; the next deploy prunes again`);
+  }
   locked.closed(hp.name, pruned);
   const gone = reportedAll(pruned, RELEASE_KEYS.pruned);
   if (gone.length) result.notes.push(`pruned ${gone.length} old release(s)`);

@@ -70785,10 +70785,17 @@ async function switchHost(env, hp, p, locked) {
     throw new OpsError(`${e.message}
 ${p.id} is live on ${hp.name}; an after_switch hook failed`, `fix the hook, or roll back: ops rollback ${env.name}`);
   }
-  if ((state.slot || state.current) && !env.config.switch.keep_previous) await h.run(stopSlot(env, state.slot ?? "blue", env.config.switch.drain));
-  const prune = pruneReleases(env, pruneAfterSwitch(env, state, p.id, newSlot));
-  const pruned = await h.run({ ...prune, script: `${prune.script}
+  let pruned;
+  try {
+    if ((state.slot || state.current) && !env.config.switch.keep_previous) await h.run(stopSlot(env, state.slot ?? "blue", env.config.switch.drain));
+    const prune = pruneReleases(env, pruneAfterSwitch(env, state, p.id, newSlot));
+    pruned = await h.run({ ...prune, script: `${prune.script}
 ${locked.closing(hp.name, hp.fields({ result: "success" }))}` });
+  } catch (e) {
+    hp.audit({ result: "failed", message: "live, but the clean-up after the switch failed" });
+    throw new OpsError(`${e.message}
+${p.id} is live on ${hp.name} and serves; the clean-up after the switch (stopping the previous slot, pruning old releases) failed`, `see the error above; ops status ${env.name} shows what runs; the next deploy prunes again`);
+  }
   locked.closed(hp.name, pruned);
   const gone = reportedAll(pruned, RELEASE_KEYS.pruned);
   if (gone.length) result.notes.push(`pruned ${gone.length} old release(s)`);

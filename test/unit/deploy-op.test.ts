@@ -120,8 +120,8 @@ describe('deploy operation', () => {
   });
 
   it('the clean-up after the switch fails: the error says the new release is live and serves, the failure is audited, the lock let go', async () => {
-    const h = harness(`@ops provisioned yes\n@ops current 20261101T000000Z-aaaaaaaaaaaa\n@ops slot blue\n@ops has ${v1}\n`, (step) => (step.name === 'prune' ? { code: 1, stderr: 'rm: cannot remove: Read-only file system' } : undefined));
-    const err = await deploy(h.ctx, loadEnvironment('x', root), {}).catch((e: unknown) => e as Error);
+    const h = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', `has ${v1}`), (step) => (step.name === 'prune' ? { code: 1, stderr: 'rm: cannot remove: Read-only file system' } : undefined));
+    const err = (await deploy(h.ctx, loadEnvironment('x', root), {}).catch((e: unknown) => e)) as Error;
     expect(err.message).toMatch(/Read-only file system[\s\S]*\n\d{8}T\d{6}Z-[0-9a-f]{12} is live on web1 and serves; the clean-up after the switch \(stopping the previous slot, pruning old releases\) failed$/);
     expect(err.message).not.toMatch(/still serves 20261101T000000Z-aaaaaaaaaaaa|nothing was switched/);
     expect(h.remote.stepNames().slice(-4)).toEqual(['switch', 'prune', 'disk space', 'unlock']);

@@ -1,7 +1,7 @@
 // What every operation receives: where the project is, how to report, and how to reach hosts.
 import type { Environment, Host } from './config/environment.ts';
 import { envPath } from './config/environment.ts';
-import { OpsError, translateError } from './errors.ts';
+import { translateError } from './errors.ts';
 import type { Reporter } from './report.ts';
 import { resolveCredentials } from './remote/identity.ts';
 import { connect } from './remote/ssh.ts';
@@ -112,82 +112,4 @@ export function hostConnector(ctx: OpsContext): Connector {
       throw translateError(e, host.name, `connecting to ${host.name}`);
     }
   };
-}
-
-/** One open connection per host of an environment, closed together. */
-export class Session {
-  private constructor(
-    readonly env: Environment,
-    readonly remotes: Map<string, Remote>,
-    private readonly connector: Connector,
-  ) {}
-
-  /** Connect to every host in parallel; if any fails, close the others and throw (nothing has run yet). */
-  static async open(ctx: OpsContext, env: Environment, hosts: Host[] = env.hosts): Promise<Session> {
-    const connector = hostConnector(ctx);
-    const settled = await Promise.allSettled(hosts.map((h) => connector(env, h)));
-    const remotes = new Map<string, Remote>();
-    const failures: string[] = [];
-    settled.forEach((s, i) => {
-      if (s.status === 'fulfilled') remotes.set(hosts[i]!.name, s.value);
-      else failures.push(s.reason instanceof Error ? s.reason.message : String(s.reason));
-    });
-    if (failures.length) {
-      await Promise.all([...remotes.values()].map((r) => r.close()));
-      if (failures.length === 1 && settled.length === 1) throw (settled[0] as PromiseRejectedResult).reason;
-      throw new OpsError(`cannot reach ${failures.length} of ${hosts.length} hosts; nothing was changed:\n${failures.map((f) => `  - ${f}`).join('\n')}`);
-    }
-    return new Session(env, remotes, connector);
-  }
-
-  /**
-   * Replace a host's connection by a new one (the old one is closed): for cleanup after a failure, e.g.
-   * releasing a lock when the first connection broke. Never on a path that succeeds.
-   */
-  async reconnect(name: string): Promise<Remote> {
-    const host = this.env.hosts.find((h) => h.name === name);
-    if (!host) throw new OpsError(`no host ${name} in ${this.env.name}`);
-    await this.remotes.get(name)?.close();
-    const remote = await this.connector(this.env, host);
-    this.remotes.set(name, remote);
-    return remote;
-  }
-
-  remote(host: string): Remote {
-    const r = this.remotes.get(host);
-    if (!r) throw new OpsError(`no connection to host ${host}`);
-    return r;
-  }
-
-  async close(): Promise<void> {
-    await Promise.all([...this.remotes.values()].map((r) => r.close()));
-  }
-}
-
-/** Open a session, run `fn`, and always close the connections. */
-export async function withSession<T>(ctx: OpsContext, env: Environment, fn: (s: Session) => Promise<T>, hosts?: Host[]): Promise<T> {
-  const session = await Session.open(ctx, env, hosts);
-  return withOpenSession(session, () => fn(session));
-}
-
-/** Run `fn` with a session already open (e.g. opened while the runner planned), and always close it. */
-export async function withOpenSession<T>(session: Session, fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } finally {
-    await session.close();
-  }
-}
-
-/** Run `fn` over `items`, `size` at a time; stops before the next batch when one fails. */
-export async function inBatches<T, R>(items: T[], size: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const results: R[] = [];
-  for (let i = 0; i < items.length; i += size) {
-    const batch = items.slice(i, i + size);
-    const settled = await Promise.allSettled(batch.map(fn));
-    const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
-    if (failed) throw failed.reason;
-    for (const s of settled) results.push((s as PromiseFulfilledResult<R>).value);
-  }
-  return results;
 }

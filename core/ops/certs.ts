@@ -6,12 +6,13 @@ import { existsSync } from 'node:fs';
 import type { Environment } from '../config/environment.ts';
 import { envPath } from '../config/environment.ts';
 import { findSiblings } from '../config/siblings.ts';
-import { withSession, type OpsContext } from '../context.ts';
+import type { OpsContext } from '../context.ts';
 import { OpsError } from '../errors.ts';
 import { reported } from '../remote/types.ts';
-import { listCertificates, parseCerts, renewCertificate, type CertInfo } from '../steps/certs.ts';
+import { listCertificates, parseCerts, renewCertificate, type CertInfo, CERTS_KEYS } from '../steps/certs.ts';
+import { HostRun } from './host-run.ts';
 import { withLock } from './locked.ts';
-import { eachHost } from './status.ts';
+import { eachHost, withSession } from './hosts.ts';
 
 export interface HostCertificates {
   host: string;
@@ -38,13 +39,13 @@ function noTls(env: Environment): OpsError {
 }
 
 function hostResult(host: string, r: Parameters<typeof parseCerts>[0], renewed?: boolean): HostCertificates {
-  const served = reported(r, 'served_serial');
+  const served = reported(r, CERTS_KEYS.served_serial);
   return {
     host,
-    configured: reported(r, 'configured'),
+    configured: reported(r, CERTS_KEYS.configured),
     certificates: parseCerts(r, new Date()),
     servedSerial: served ? served.toUpperCase() : '',
-    renewal: reported(r, 'renewal'),
+    renewal: reported(r, CERTS_KEYS.renewal),
     ...(renewed === undefined ? {} : { renewed }),
   };
 }
@@ -75,20 +76,19 @@ export async function renewCertificates(ctx: OpsContext, env: Environment): Prom
   const withCa = Boolean(caFile && env.config.tls.mode === 'letsencrypt');
   const hosts = await withSession(ctx, env, (session) =>
     withLock(ctx, session, 'certs renew', async (locked) => {
-      const done: HostCertificates[] = [];
-      for (const h of env.hosts) {
-        const remote = session.remote(h.name);
-        try {
-          const r = await ctx.reporter.group(`${h.name} · renew certificate`, () => remote.run(renewCertificate(env, withCa)));
-          const result = hostResult(h.name, r, true);
-          locked.audit(h.name, { result: 'success', message: `certificate renewed, expires ${result.certificates[0]?.notAfter ?? '?'}` });
-          done.push(result);
-        } catch (e) {
-          locked.audit(h.name, { result: 'failed', message: e instanceof Error ? e.message.split('\n')[0] : String(e) });
-          throw e;
-        }
-      }
-      return done;
+      return session.each(
+        async (remote, h) => {
+          try {
+            const result = hostResult(h.name, await new HostRun(ctx, remote, env, 'renew the certificate').run(renewCertificate(env, withCa)), true);
+            locked.audit(h.name, { result: 'success', message: `certificate renewed, expires ${result.certificates[0]?.notAfter ?? '?'}` });
+            return result;
+          } catch (e) {
+            locked.audit(h.name, { result: 'failed', message: e instanceof Error ? e.message.split('\n')[0] : String(e) });
+            throw e;
+          }
+        },
+        { batch: 1 },
+      );
     }),
   );
   return { environment: env.name, mode: env.config.tls.mode, hosts, ok: true };

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import type { Environment } from '../config/environment.ts';
 import { refuseCollisions } from '../config/siblings.ts';
-import { clockSkewWarning, inBatches, Session, withOpenSession, type OpsContext } from '../context.ts';
+import { clockSkewWarning, type OpsContext } from '../context.ts';
 import { DiskFullError, OpsError, StepError } from '../errors.ts';
 import { packArtifacts, parseParts, unpackArtifacts, type ArtifactPart } from '../steps/artifact.ts';
 import { layout, otherSlot, type Slot } from '../layout.ts';
@@ -18,10 +18,11 @@ import { knownCommits, packFor, type ResolvedRef } from '../source.ts';
 import { describeDisk } from '../steps/facts.ts';
 import type { AuditEntry } from '../steps/audit.ts';
 import { RELEASE_DIR_PATTERN } from '../steps/history.ts';
-import { appCommand, dependencies } from '../steps/app.ts';
-import { createRelease, deployState, installDotenv, markRelease, pruneReleases, receivePack } from '../steps/release.ts';
+import { APP_KEYS, appCommand, dependencies } from '../steps/app.ts';
+import { RELEASE_KEYS, createRelease, deployState, installDotenv, markRelease, pruneReleases, receivePack } from '../steps/release.ts';
 import { START_FAILED_CLEAN, startSlot, stopSlot, switchTo } from '../steps/switch.ts';
-import { HostRun } from './host-run.ts';
+import { HostRun, type HostSwitch } from './host-run.ts';
+import { inBatches, Session, withOpenSession } from './hosts.ts';
 import { liveOf, parseState, pruneAfterSwitch, readLive, type HostState } from './host-state.ts';
 import { deployTarget, planDeploy, planText, treeNotes, type Plan } from './deploy-plan.ts';
 import { withLock, type AuditEntryFields, type LockedRun, type LockOptions } from './locked.ts';
@@ -31,15 +32,6 @@ export interface DeployOptions {
   /** Deploy even when the sha is already live. */
   force?: boolean;
   dryRun?: boolean;
-}
-
-export interface HostDeploy {
-  host: string;
-  release: string;
-  previous: string;
-  noop: boolean;
-  steps: { name: string; ms: number }[];
-  notes: string[];
 }
 
 export interface DeployResult {
@@ -52,7 +44,7 @@ export interface DeployResult {
   url: string;
   noop: boolean;
   dryRun: boolean;
-  hosts: HostDeploy[];
+  hosts: HostSwitch[];
   plan?: string[];
   /** What the deploy changes on each group of hosts serving the same commit (read before anything changed). */
   changes: HostsChange[];
@@ -86,7 +78,7 @@ interface HostPlan {
   name: string;
   h: HostRun;
   state: HostState;
-  result: HostDeploy;
+  result: HostSwitch;
   newSlot: Slot;
   audit: Audit;
   fields: (entry: Parameters<Audit>[0]) => AuditEntryFields;
@@ -100,14 +92,14 @@ interface HostPlan {
  * A host's state read with the lock: a no-op (its live release is the target and healthy: reported, audited
  * if the lock step did not already) or the plan of what it will do.
  */
-function beginHost(ctx: OpsContext, env: Environment, remote: Remote, locked: LockedRun, p: Plan, options: DeployOptions): HostPlan | HostDeploy {
+function beginHost(ctx: OpsContext, env: Environment, remote: Remote, locked: LockedRun, p: Plan, options: DeployOptions): HostPlan | HostSwitch {
   const h = new HostRun(ctx, remote, env);
   const state = parseState(locked.inspected.get(remote.name)!);
   const fields = (entry: Parameters<Audit>[0]): AuditEntryFields => ({ ref: p.resolved.ref, sha: p.resolved.sha, release: p.id, previous: state.current || undefined, ...entry });
   const audit: Audit = (entry) => locked.audit(remote.name, fields(entry));
   if (!state.provisioned) throw new OpsError(`${remote.name} is not provisioned for ${env.name}`, `run: ops provision ${env.name}`);
   const live = state.releases.find((r) => r.id === state.current);
-  const result: HostDeploy = { host: remote.name, release: p.id, previous: state.current, noop: false, steps: h.steps, notes: [] };
+  const result: HostSwitch = { host: remote.name, release: p.id, previous: state.current, noop: false, steps: h.steps, notes: [] };
   const skew = clockSkewWarning(ctx, remote.name, state.hostTime);
   if (skew) {
     ctx.reporter.warn(skew);
@@ -172,7 +164,7 @@ async function buildOn(env: Environment, hp: HostPlan, p: Plan, primary: boolean
   hp.created = true;
   const dir = `${L.releases}/${p.id}`;
   const deps = await h.run(dependencies(env, dir, p.hashes));
-  result.notes.push(...reportedAll(deps, 'deps').map((d) => `dependencies: ${d}`));
+  result.notes.push(...reportedAll(deps, APP_KEYS.deps).map((d) => `dependencies: ${d}`));
   if (env.config.release.build) await h.run(appCommand(env, dir, 'build', env.config.release.build));
   if (primary && env.config.release.migrate) await h.run(appCommand(env, dir, 'migrate', env.config.release.migrate));
 }
@@ -224,7 +216,7 @@ async function failBeforeSwitch(env: Environment, hp: HostPlan, p: Plan, e: unkn
 }
 
 /** Start the release on the idle slot, health gate, switch, after_switch hooks, prune (with the unlock). */
-async function switchHost(env: Environment, hp: HostPlan, p: Plan, locked: LockedRun): Promise<HostDeploy> {
+async function switchHost(env: Environment, hp: HostPlan, p: Plan, locked: LockedRun): Promise<HostSwitch> {
   const { h, state, result, newSlot } = hp;
   const dir = `${layout(env).releases}/${p.id}`;
   try {
@@ -253,9 +245,9 @@ async function switchHost(env: Environment, hp: HostPlan, p: Plan, locked: Locke
     throw new OpsError(`${(e as Error).message}\n${p.id} is live on ${hp.name} and serves; the clean-up after the switch (stopping the previous slot, pruning old releases) failed`, `see the error above; ops status ${env.name} shows what runs; the next deploy prunes again`);
   }
   locked.closed(hp.name, pruned);
-  const gone = reportedAll(pruned, 'pruned');
+  const gone = reportedAll(pruned, RELEASE_KEYS.pruned);
   if (gone.length) result.notes.push(`pruned ${gone.length} old release(s)`);
-  for (const r of reportedAll(pruned, 'kept_running')) result.notes.push(`kept ${r}: a process still runs from it`);
+  for (const r of reportedAll(pruned, RELEASE_KEYS.kept_running)) result.notes.push(`kept ${r}: a process still runs from it`);
   return result;
 }
 
@@ -296,8 +288,8 @@ async function pooled<T>(items: T[], limit: number, fn: (item: T) => Promise<voi
  * a time. So a failure while building or sending (a damaged transfer too) changes nothing that serves on any
  * host; a failure while switching stops before the next batch.
  */
-async function rollout(ctx: OpsContext, env: Environment, session: Session, locked: LockedRun, p: Plan, options: DeployOptions): Promise<HostDeploy[]> {
-  const done: HostDeploy[] = [];
+async function rollout(ctx: OpsContext, env: Environment, session: Session, locked: LockedRun, p: Plan, options: DeployOptions): Promise<HostSwitch[]> {
+  const done: HostSwitch[] = [];
   const plans: HostPlan[] = [];
   for (const host of env.hosts) {
     const b = beginHost(ctx, env, session.remote(host.name), locked, p, options);

@@ -1,15 +1,28 @@
-// The timed step runner of one host during an operation: log groups, step durations for the summary, and a
-// failure that ran out of disk space or inodes said as such.
+// The one step runner of operations, for one host: log groups, step durations for the summary, and a failure
+// that ran out of disk space or inodes said as such.
 import type { Environment } from '../config/environment.ts';
 import type { OpsContext } from '../context.ts';
 import { DISK_FULL, DiskFullError, StepError } from '../errors.ts';
 import { reported, type Remote, type Step, type StepResult } from '../remote/types.ts';
-import { describeDisk, diskSpace, parseDisk } from '../steps/facts.ts';
+import { describeDisk, diskSpace, parseDisk, FACTS_KEYS } from '../steps/facts.ts';
+
+/** What a deploy or a rollback did on one host: the release it made live, the one before, its steps' durations. */
+export interface HostSwitch {
+  host: string;
+  /** The release live after it. */
+  release: string;
+  /** The release live before it ('' on a first deploy). */
+  previous: string;
+  /** Nothing to do: `release` was already live. */
+  noop: boolean;
+  steps: { name: string; ms: number }[];
+  notes: string[];
+}
 
 /**
- * Timed step runner for one host: groups in the log, durations for the summary. A step or upload that runs
- * out of disk space or inodes fails saying so, with what is left under the app's directory (one more round
- * trip, on that failure only).
+ * Timed step runner for one host: a group in the log per step (quiet steps stay out of it), durations for the
+ * summary. A step or upload that runs out of disk space or inodes fails saying so, with what is left under the
+ * app's directory (one more round trip, on that failure only), and a hint ending "then <operation> again".
  */
 export class HostRun {
   readonly steps: { name: string; ms: number }[] = [];
@@ -17,6 +30,8 @@ export class HostRun {
     private readonly ctx: OpsContext,
     readonly remote: Remote,
     private readonly env: Environment,
+    /** What to do again once space is freed, in the hint: 'deploy' (default), 'provision', … */
+    private readonly operation = 'deploy',
   ) {}
   async run(step: Step): Promise<StepResult> {
     const started = Date.now();
@@ -44,14 +59,14 @@ export class HostRun {
   private async diskFull(e: unknown): Promise<unknown> {
     if (!(e instanceof StepError) || e.exitCode === null) return e;
     const r = await this.remote.run(diskSpace(this.env), { allowFailure: true }).catch(() => undefined);
-    const disk = r && parseDisk(reported(r, 'disk'));
+    const disk = r && parseDisk(reported(r, FACTS_KEYS.disk));
     const exhausted = disk && (disk.freeMb < 1 || (disk.freeInodes !== undefined && disk.freeInodes < 10));
     if (!DISK_FULL.test(e.message) && !exhausted) return e;
     const what = disk?.freeInodes === 0 ? 'free inodes' : 'disk space';
     return new DiskFullError(
       e,
       `${this.remote.name} ran out of ${what}${disk ? `: ${describeDisk(disk)}` : ` under ${this.env.baseDir}`}`,
-      `free space on ${this.remote.name} under ${disk?.path ?? this.env.baseDir} (failed releases, old dependency sets under shared/deps, logs; or lower release.keep), then deploy again`,
+      `free space on ${this.remote.name} under ${disk?.path ?? this.env.baseDir} (failed releases, old dependency sets under shared/deps, logs; or lower release.keep), then ${this.operation} again`,
     );
   }
 }

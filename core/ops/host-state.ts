@@ -2,13 +2,15 @@
 // which slot, the releases and their history, known commits, disk; read by deploy, rollback, initdata and
 // `ops diff`. Also what pruning removes after a switch.
 import type { Environment } from '../config/environment.ts';
-import { withSession, type OpsContext } from '../context.ts';
+import type { OpsContext } from '../context.ts';
+import { withSession } from './hosts.ts';
 import type { HostLive } from '../changes.ts';
 import type { Slot } from '../layout.ts';
 import { reported, reportedAll, type StepResult } from '../remote/types.ts';
-import { parseDisk, type DiskSpace } from '../steps/facts.ts';
+import { parseDisk, type DiskSpace, FACTS_KEYS } from '../steps/facts.ts';
 import { parseReleaseRecord, retention, type ReleaseRecord } from '../steps/history.ts';
-import { deployState } from '../steps/release.ts';
+import { deployState, RELEASE_KEYS } from '../steps/release.ts';
+import { LIBRARY_KEYS } from '../steps/libraries.ts';
 
 /** Parsed `deployState`. */
 export interface HostState {
@@ -42,27 +44,27 @@ export interface HostState {
  * commits, disk). Pure; missing reports give empty values.
  */
 export function parseState(r: StepResult): HostState {
-  const slot = reported(r, 'slot');
+  const slot = reported(r, RELEASE_KEYS.slot);
   const slotReleases: Partial<Record<Slot, string>> = {};
-  for (const line of reportedAll(r, 'slot_release')) {
+  for (const line of reportedAll(r, LIBRARY_KEYS.slot_release)) {
     const [s, id] = line.split(' ');
     if ((s === 'blue' || s === 'green') && id) slotReleases[s] = id;
   }
   return {
-    provisioned: (reported(r, 'provisioned') ?? 'no') !== 'no',
-    current: reported(r, 'current') ?? '',
+    provisioned: (reported(r, RELEASE_KEYS.provisioned) ?? 'no') !== 'no',
+    current: reported(r, RELEASE_KEYS.current) ?? '',
     slot: slot === 'blue' || slot === 'green' ? slot : undefined,
-    releases: reportedAll(r, 'release').map(parseReleaseRecord),
-    known: reportedAll(r, 'known'),
-    has: reportedAll(r, 'has'),
-    lfsHas: reportedAll(r, 'lfs_has'),
-    certificate: reported(r, 'certificate') === 'yes',
-    liveHealth: reported(r, 'live_health') ?? '',
-    hostTime: reported(r, 'now'),
+    releases: reportedAll(r, LIBRARY_KEYS.release).map(parseReleaseRecord),
+    known: reportedAll(r, RELEASE_KEYS.known),
+    has: reportedAll(r, RELEASE_KEYS.has),
+    lfsHas: reportedAll(r, RELEASE_KEYS.lfs_has),
+    certificate: reported(r, RELEASE_KEYS.certificate) === 'yes',
+    liveHealth: reported(r, RELEASE_KEYS.live_health) ?? '',
+    hostTime: reported(r, RELEASE_KEYS.now),
     slotReleases,
-    disk: parseDisk(reported(r, 'disk')),
-    depsHas: reportedAll(r, 'deps_has'),
-    platform: reported(r, 'platform'),
+    disk: parseDisk(reported(r, FACTS_KEYS.disk)),
+    depsHas: reportedAll(r, RELEASE_KEYS.deps_has),
+    platform: reported(r, RELEASE_KEYS.platform),
   };
 }
 
@@ -92,16 +94,14 @@ export function liveOf(host: string, state: HostState): HostLive {
 export async function readLive(ctx: OpsContext, env: Environment): Promise<HostLive[]> {
   try {
     return await withSession(ctx, env, (session) =>
-      Promise.all(
-        env.hosts.map(async (h) => {
-          try {
-            const state = parseState(await session.remote(h.name).run(deployState(env, undefined, { liveHealth: false, platform: env.hosts.length > 1 })));
-            return { ...liveOf(h.name, state), ...(state.platform && { platform: state.platform }) };
-          } catch (e) {
-            return { host: h.name, sha: '', release: '', error: (e as Error).message.split('\n')[0]! };
-          }
-        }),
-      ),
+      session.each(async (remote, h) => {
+        try {
+          const state = parseState(await remote.run(deployState(env, undefined, { liveHealth: false, platform: env.hosts.length > 1 })));
+          return { ...liveOf(h.name, state), ...(state.platform && { platform: state.platform }) };
+        } catch (e) {
+          return { host: h.name, sha: '', release: '', error: (e as Error).message.split('\n')[0]! };
+        }
+      }),
     );
   } catch (e) {
     return env.hosts.map((h) => ({ host: h.name, sha: '', release: '', error: (e as Error).message.split('\n')[0]! }));

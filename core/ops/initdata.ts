@@ -6,13 +6,14 @@ import { resolve } from 'node:path';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { envPath, type Environment } from '../config/environment.ts';
 import { refuseCollisions } from '../config/siblings.ts';
-import { withSession, type OpsContext } from '../context.ts';
+import type { OpsContext } from '../context.ts';
 import { OpsError } from '../errors.ts';
 import { layout } from '../layout.ts';
 import { decryptFile, isSopsText, loadEnvIdentities } from '../secrets/index.ts';
 import { deployState } from '../steps/release.ts';
 import { runInitdata } from '../steps/initdata.ts';
 import { parseState } from './host-state.ts';
+import { withSession } from './hosts.ts';
 import { withLock } from './locked.ts';
 
 export interface InitdataResult {

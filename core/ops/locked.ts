@@ -8,11 +8,12 @@
 // operation's last step on a host may carry the unlock itself (`closing`).
 import { randomBytes } from 'node:crypto';
 import type { Environment } from '../config/environment.ts';
-import { runnerNow, type OpsContext, type Session } from '../context.ts';
+import { runnerNow, type OpsContext } from '../context.ts';
+import type { Session } from './hosts.ts';
 import { OpsError, StepError, sudoHint, tail } from '../errors.ts';
 import { runInfo } from '../runinfo.ts';
 import { auditLine, auditTemplate, type AuditEntry } from '../steps/audit.ts';
-import { LOCK_BUSY_EXIT, acquireLock, describeHolder, parseLock, releaseLock, unlockScript, type LockRequest } from '../steps/lock.ts';
+import { LOCK_BUSY_EXIT, LOCK_KEYS, acquireLock, describeHolder, parseLock, releaseLock, unlockScript, type LockRequest } from '../steps/lock.ts';
 import { reported, type Remote, type Step, type StepResult } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 
@@ -115,9 +116,9 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
         const remote = again ? await session.reconnect(host) : session.remote(host);
         const r = await remote.run(releaseLock(env, request.runId, pending.get(host) ?? [], again ? [old] : []), { allowFailure: true });
         if (r.code === 0) {
-          const audit = reported(r, 'audit_failed');
+          const audit = reported(r, LOCK_KEYS.audit_failed);
           if (audit !== undefined) ctx.reporter.warn(`${host}: the audit log could not be written (${audit.trim() || 'no reason given'})`);
-          const stopped = reported(r, 'stopped');
+          const stopped = reported(r, LOCK_KEYS.stopped);
           if (stopped) ctx.reporter.warn(`${host}: stopped what the run had left running there (processes ${stopped.trim()})`);
           return undefined;
         }

@@ -5,7 +5,8 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { SECRETS_FILE, type Environment } from '../config/environment.ts';
-import { withSession, type OpsContext } from '../context.ts';
+import type { OpsContext } from '../context.ts';
+import { withSession } from './hosts.ts';
 import { OpsError } from '../errors.ts';
 import { decryptFile, loadEnvIdentities } from '../secrets/index.ts';
 import { logsStep, type LogSlots, type LogsRequest } from '../steps/logs.ts';
@@ -61,12 +62,12 @@ export async function logs(ctx: OpsContext, env: Environment, options: LogsOptio
   const limited = await maskEnvironmentSecrets(ctx, env);
   if (limited) ctx.reporter.warn(limited);
   await withSession(ctx, env, async (session) => {
-    const remotes = [...session.remotes.values()];
     if (!options.follow) {
       // Hosts one after the other, so each host's lines stay together.
-      for (const remote of remotes) await remote.run(logsStep(env, request));
+      await session.each((remote) => remote.run(logsStep(env, request)), { batch: 1 });
       return;
     }
+    const remotes = [...session.remotes.values()];
     let stopped = options.signal?.aborted ?? false;
     const stop = () => {
       stopped = true;
@@ -75,6 +76,7 @@ export async function logs(ctx: OpsContext, env: Environment, options: LogsOptio
     };
     options.signal?.addEventListener('abort', stop, { once: true });
     try {
+      // Not session.each: one host's follow failing must end the others at once (withSession closes them).
       await Promise.all(
         remotes.map(async (remote) => {
           try {

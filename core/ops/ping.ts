@@ -3,10 +3,11 @@
 // break: sudo asking for a password, a login shell that prints text, sshd's session limit, too little free
 // disk or inodes under the app's directory.
 import type { Environment } from '../config/environment.ts';
-import { hostConnector, type OpsContext } from '../context.ts';
-import { formatError, oneLine } from '../errors.ts';
-import { describeDisk, hostFacts, parseDisk, type DiskSpace } from '../steps/facts.ts';
+import type { OpsContext } from '../context.ts';
+import { oneLine } from '../errors.ts';
+import { describeDisk, hostFacts, parseDisk, type DiskSpace, FACTS_KEYS } from '../steps/facts.ts';
 import { reported, type StepResult } from '../remote/types.ts';
+import { eachHost } from './hosts.ts';
 
 /** Sessions ops opens at once on a connection (one step or upload at a time). */
 export const SESSIONS_NEEDED = 1;
@@ -43,8 +44,8 @@ export interface PingResult {
 /** The facts step's report, read: facts and problems (each with its fix). */
 export function readFacts(host: { name: string; user: string }, r: StepResult): Omit<PingResult, 'host' | 'address' | 'ok' | 'latencyMs'> {
   const problems: PingProblem[] = [];
-  const login = reported(r, 'login') || host.user;
-  const [sudoState = 'no', ...why] = (reported(r, 'sudo') ?? 'no').split(' ');
+  const login = reported(r, FACTS_KEYS.login) || host.user;
+  const [sudoState = 'no', ...why] = (reported(r, FACTS_KEYS.sudo) ?? 'no').split(' ');
   const sudo = sudoState === 'yes';
   if (!sudo)
     problems.push({
@@ -57,12 +58,12 @@ export function readFacts(host: { name: string; user: string }, r: StepResult): 
       problem: `the login shell of ${login} prints text for non-interactive sessions: "${oneLine(preamble)}" (ops copes; scp, rsync and sftp break)`,
       fix: `move it below the interactive guard at the top of ~${login}/.bashrc (case $- in *i*) ;; *) return;; esac), or out of /etc/bash.bashrc`,
     });
-  const sessions = Number(reported(r, 'max_sessions'));
-  const maxSessions = Number.isInteger(sessions) && reported(r, 'max_sessions') ? sessions : undefined;
+  const sessions = Number(reported(r, FACTS_KEYS.max_sessions));
+  const maxSessions = Number.isInteger(sessions) && reported(r, FACTS_KEYS.max_sessions) ? sessions : undefined;
   if (maxSessions !== undefined && maxSessions < SESSIONS_NEEDED)
     problems.push({ problem: `sshd allows ${maxSessions} session(s) per connection; ops needs ${SESSIONS_NEEDED}`, fix: `set MaxSessions ${SESSIONS_NEEDED} or more in /etc/ssh/sshd_config (and Match blocks), then: systemctl reload ssh` });
-  const [footKb, footInodes] = (reported(r, 'footprint') ?? '').split(' ').map(Number);
-  const free = parseDisk(reported(r, 'disk'));
+  const [footKb, footInodes] = (reported(r, FACTS_KEYS.footprint) ?? '').split(' ').map(Number);
+  const free = parseDisk(reported(r, FACTS_KEYS.disk));
   const disk = free && { ...free, needMb: Math.max(MIN_FREE_MB, Math.ceil((footKb || 0) / 1024)), needInodes: Math.max(MIN_FREE_INODES, footInodes || 0) };
   if (disk) {
     const fix = `free space under ${disk.path} on ${host.name} (old releases: lower release.keep; logs), or grow its filesystem`;
@@ -71,9 +72,9 @@ export function readFacts(host: { name: string; user: string }, r: StepResult): 
       problems.push({ problem: `only ${disk.freeInodes} free inodes under ${disk.path}; a deploy may need ${disk.needInodes}`, fix });
   }
   return {
-    hostname: reported(r, 'hostname'),
-    os: reported(r, 'os'),
-    uptimeSeconds: Math.round(Number(reported(r, 'uptime'))),
+    hostname: reported(r, FACTS_KEYS.hostname),
+    os: reported(r, FACTS_KEYS.os),
+    uptimeSeconds: Math.round(Number(reported(r, FACTS_KEYS.uptime))),
     disk,
     sudo,
     ...(maxSessions !== undefined && { maxSessions }),
@@ -84,22 +85,14 @@ export function readFacts(host: { name: string; user: string }, r: StepResult): 
 
 /** Every host is tried (a failure on one does not hide the others); ok only if all answered without a problem. */
 export async function ping(ctx: OpsContext, env: Environment): Promise<PingResult[]> {
-  const connector = hostConnector(ctx);
-  return Promise.all(
-    env.hosts.map(async (host): Promise<PingResult> => {
-      const start = Date.now();
-      try {
-        const remote = await connector(env, host);
-        try {
-          const facts = readFacts(host, await remote.run(hostFacts(env)));
-          return { host: host.name, address: host.address, ok: facts.problems.length === 0, ...facts, latencyMs: Date.now() - start };
-        } finally {
-          await remote.close();
-        }
-      } catch (e) {
-        return { host: host.name, address: host.address, ok: false, error: formatError(e), problems: [] };
-      }
-    }),
+  return eachHost(
+    ctx,
+    env,
+    async (remote, host, started): Promise<PingResult> => {
+      const facts = readFacts(host, await remote.run(hostFacts(env)));
+      return { host: host.name, address: host.address, ok: facts.problems.length === 0, ...facts, latencyMs: Date.now() - started };
+    },
+    (host, error): PingResult => ({ host: host.name, address: host.address, ok: false, error, problems: [] }),
   );
 }
 

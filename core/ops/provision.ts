@@ -6,16 +6,19 @@ import { readFileSync } from 'node:fs';
 import type { Environment } from '../config/environment.ts';
 import { envPath } from '../config/environment.ts';
 import { refuseCollisions } from '../config/siblings.ts';
-import { inBatches, withSession, type OpsContext } from '../context.ts';
+import type { OpsContext } from '../context.ts';
 import { OpsError } from '../errors.ts';
 import { layout } from '../layout.ts';
 import { packageIndexFiles, packagesNeedSecrets, type PackageIndexFiles } from '../packages.ts';
 import { reported, reportedAll, type Remote, type Step, type StepResult } from '../remote/types.ts';
 import { provisionNginx } from '../steps/nginx.ts';
-import { SUPPORTED_RELEASES, appUser, inspectHost, installPackages, markProvisioned, packageIndexes, runtimes, supervisorService } from '../steps/system.ts';
-import { issueCertificate, prepareTls } from '../steps/tls.ts';
+import { SUPPORTED_RELEASES, appUser, inspectHost, installPackages, markProvisioned, packageIndexes, runtimes, supervisorService, SYSTEM_KEYS } from '../steps/system.ts';
+import { issueCertificate, prepareTls, TLS_KEYS } from '../steps/tls.ts';
+import { HostRun } from './host-run.ts';
+import { withSession } from './hosts.ts';
 import { withLock } from './locked.ts';
 import { environmentSecrets } from './secrets.ts';
+import { LIBRARY_KEYS } from '../steps/libraries.ts';
 
 export interface ProvisionItem {
   name: string;
@@ -30,14 +33,9 @@ export interface ProvisionHostResult {
   durationMs: number;
 }
 
-/** Run a step inside a titled group, so logs show each step with its duration. */
-export function stepRunner(ctx: OpsContext, remote: Remote) {
-  return (step: Step): Promise<StepResult> => ctx.reporter.group(`${remote.name} · ${step.name}`, () => remote.run(step));
-}
-
 function items(results: StepResult[]): ProvisionItem[] {
   return results.flatMap((r) =>
-    reportedAll(r, 'item').map((v) => {
+    reportedAll(r, LIBRARY_KEYS.item).map((v) => {
       const sp = v.lastIndexOf(' ');
       return { name: v.slice(0, sp), state: v.slice(sp + 1) as ProvisionItem['state'] };
     }),
@@ -46,10 +44,11 @@ function items(results: StepResult[]): ProvisionItem[] {
 
 async function provisionHost(ctx: OpsContext, env: Environment, remote: Remote, facts: StepResult, acmeCa: string | undefined, files: PackageIndexFiles): Promise<ProvisionHostResult> {
   const started = Date.now();
-  const run = stepRunner(ctx, remote);
-  const codename = reported(facts, 'codename') ?? '';
-  if (reported(facts, 'os_id') !== 'debian' || !SUPPORTED_RELEASES.includes(codename))
-    throw new OpsError(`${remote.name} runs ${reported(facts, 'os_id')} ${codename}: provision supports Debian ${SUPPORTED_RELEASES.join(', ')}`);
+  const h = new HostRun(ctx, remote, env, 'provision');
+  const run = (step: Step) => h.run(step);
+  const codename = reported(facts, SYSTEM_KEYS.codename) ?? '';
+  if (reported(facts, SYSTEM_KEYS.os_id) !== 'debian' || !SUPPORTED_RELEASES.includes(codename))
+    throw new OpsError(`${remote.name} runs ${reported(facts, SYSTEM_KEYS.os_id)} ${codename}: provision supports Debian ${SUPPORTED_RELEASES.join(', ')}`);
   const results: StepResult[] = [];
   results.push(await run(installPackages(env)));
   results.push(await run(appUser(env, remote.login)));
@@ -69,7 +68,7 @@ async function provisionHost(ctx: OpsContext, env: Environment, remote: Remote, 
   if (env.config.tls.mode !== 'off') {
     const tls = await run(prepareTls(env, acmeCa));
     results.push(tls);
-    certificate = reported(tls, 'certificate') === 'yes';
+    certificate = reported(tls, TLS_KEYS.certificate) === 'yes';
   }
   results.push(await run(provisionNginx(env, certificate)));
   if (env.config.tls.mode === 'letsencrypt' && !certificate) {
@@ -84,7 +83,7 @@ async function provisionHost(ctx: OpsContext, env: Environment, remote: Remote, 
     host: remote.name,
     os: `Debian ${codename}`,
     items: [...merged].map(([name, state]) => ({ name, state })),
-    runtimes: results.flatMap((r) => reportedAll(r, 'runtime')),
+    runtimes: results.flatMap((r) => reportedAll(r, SYSTEM_KEYS.runtime)),
     durationMs: Date.now() - started,
   };
 }
@@ -115,8 +114,7 @@ export async function provision(ctx: OpsContext, env: Environment): Promise<Prov
       session,
       'provision',
       async (locked) => {
-        const remotes = env.hosts.map((h) => session.remote(h.name));
-        return inBatches(remotes, env.config.switch.batch_size, async (remote) => {
+        return session.each(async (remote) => {
           try {
             const result = await provisionHost(ctx, env, remote, locked.inspected.get(remote.name)!, acmeCa, files);
             const changed = result.items.filter((i) => i.state === 'changed').map((i) => i.name);
@@ -126,7 +124,7 @@ export async function provision(ctx: OpsContext, env: Environment): Promise<Prov
             locked.audit(remote.name, { result: 'failed', message: e instanceof Error ? e.message.split('\n')[0] : String(e) });
             throw e;
           }
-        });
+        }, { batch: env.config.switch.batch_size });
       },
       { inspect: inspectHost(env) },
     ),

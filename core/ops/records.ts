@@ -1,17 +1,18 @@
 // The records an environment keeps on its hosts, for people: the releases kept (and why), the lock (and
 // breaking it on purpose), the audit log. Everything here reads, except breakLock.
 import type { Environment } from '../config/environment.ts';
-import { runnerNow, withSession, type OpsContext } from '../context.ts';
+import { runnerNow, type OpsContext } from '../context.ts';
+import { withSession } from './hosts.ts';
 import { runInfo } from '../runinfo.ts';
 import { reportedAll } from '../remote/types.ts';
-import { appendAudit, parseAuditLine, readAudit, type AuditEntry } from '../steps/audit.ts';
+import { appendAudit, parseAuditLine, readAudit, type AuditEntry, AUDIT_KEYS } from '../steps/audit.ts';
 import { keptReleases, parseReleases, type ReleaseInfo } from '../steps/release-list.ts';
 import { describeHolder, forceReleaseLock, lockStatus, parseLock, type LockInfo } from '../steps/lock.ts';
 
 /** `ops releases`: per host, the releases kept, most recently live first, with why each is kept. Read only. */
 export async function listReleases(ctx: OpsContext, env: Environment): Promise<{ host: string; releases: ReleaseInfo[] }[]> {
   return withSession(ctx, env, (session) =>
-    Promise.all(env.hosts.map(async (host) => ({ host: host.name, releases: parseReleases(env, await session.remote(host.name).run(keptReleases(env))) }))),
+    session.each(async (remote, host) => ({ host: host.name, releases: parseReleases(env, await remote.run(keptReleases(env))) })),
   );
 }
 
@@ -34,7 +35,7 @@ export function formatReleases(list: { host: string; releases: ReleaseInfo[] }[]
 
 /** `ops lock status`: per host, whether the environment's lock is free, held or stale, and by whom. Read only. */
 export async function getLockStatus(ctx: OpsContext, env: Environment): Promise<{ host: string; lock: LockInfo }[]> {
-  return withSession(ctx, env, (session) => Promise.all(env.hosts.map(async (h) => ({ host: h.name, lock: parseLock(await session.remote(h.name).run(lockStatus(env))) }))));
+  return withSession(ctx, env, (session) => session.each(async (remote, h) => ({ host: h.name, lock: parseLock(await remote.run(lockStatus(env))) })));
 }
 
 /** Lock states for a terminal, one line per host. */
@@ -48,27 +49,19 @@ export function formatLock(list: { host: string; lock: LockInfo }[]): string {
 export async function breakLock(ctx: OpsContext, env: Environment): Promise<{ host: string; lock: LockInfo }[]> {
   const info = runInfo(ctx.processEnv);
   return withSession(ctx, env, (session) =>
-    Promise.all(
-      env.hosts.map(async (h) => {
-        const remote = session.remote(h.name);
-        const lock = parseLock(await remote.run(forceReleaseLock(env)));
-        if (lock.state !== 'free')
-          await remote.run(appendAudit(env, { time: runnerNow(ctx).toISOString(), environment: env.name, operation: 'lock release', result: 'success', actor: info.actor, run: info.runUrl || undefined, message: `removed ${lock.state} lock of ${describeHolder(lock.holder)}` }));
-        return { host: h.name, lock };
-      }),
-    ),
+    session.each(async (remote, h) => {
+      const lock = parseLock(await remote.run(forceReleaseLock(env)));
+      if (lock.state !== 'free')
+        await remote.run(appendAudit(env, { time: runnerNow(ctx).toISOString(), environment: env.name, operation: 'lock release', result: 'success', actor: info.actor, run: info.runUrl || undefined, message: `removed ${lock.state} lock of ${describeHolder(lock.holder)}` }));
+      return { host: h.name, lock };
+    }),
   );
 }
 
 /** `ops audit`: per host, the last `lines` entries of its audit log (oldest first). Read only. */
 export async function auditLog(ctx: OpsContext, env: Environment, lines: number): Promise<{ host: string; entries: AuditEntry[] }[]> {
   return withSession(ctx, env, (session) =>
-    Promise.all(
-      env.hosts.map(async (h) => {
-        const r = await session.remote(h.name).run(readAudit(env, lines));
-        return { host: h.name, entries: reportedAll(r, 'entry').map(parseAuditLine) };
-      }),
-    ),
+    session.each(async (remote, h) => ({ host: h.name, entries: reportedAll(await remote.run(readAudit(env, lines)), AUDIT_KEYS.entry).map(parseAuditLine) })),
   );
 }
 

@@ -2,7 +2,7 @@
 // the same gapless switch as a deploy. The abandoned release is marked so it is not picked again.
 import type { Environment } from '../config/environment.ts';
 import { refuseCollisions } from '../config/siblings.ts';
-import { clockSkewWarning, inBatches, runnerNow, withSession, type OpsContext } from '../context.ts';
+import { clockSkewWarning, runnerNow, type OpsContext } from '../context.ts';
 import { OpsError, StepError } from '../errors.ts';
 import { otherSlot } from '../layout.ts';
 import { runInfo } from '../runinfo.ts';
@@ -11,18 +11,18 @@ import { validate } from '../shell.ts';
 import { previousRelease } from '../steps/history.ts';
 import { deployState, markRelease } from '../steps/release.ts';
 import { START_FAILED_CLEAN, rollbackStep, stopSlot } from '../steps/switch.ts';
-import { type HostDeploy } from './deploy.ts';
-import { HostRun } from './host-run.ts';
+import { HostRun, type HostSwitch } from './host-run.ts';
+import { withSession } from './hosts.ts';
 import { parseState } from './host-state.ts';
 import { withLock, type LockedRun } from './locked.ts';
 
 export interface RollbackResult {
   environment: string;
   url: string;
-  hosts: HostDeploy[];
+  hosts: HostSwitch[];
 }
 
-async function rollbackHost(ctx: OpsContext, env: Environment, remote: Remote, locked: LockedRun, to: string | undefined): Promise<HostDeploy> {
+async function rollbackHost(ctx: OpsContext, env: Environment, remote: Remote, locked: LockedRun, to: string | undefined): Promise<HostSwitch> {
   const h = new HostRun(ctx, remote, env);
   const state = parseState(locked.inspected.get(remote.name)!);
   if (!state.current) throw new OpsError(`${remote.name} has no live release to roll back from`);
@@ -37,7 +37,7 @@ async function rollbackHost(ctx: OpsContext, env: Environment, remote: Remote, l
   } else if (!kept.includes(target)) {
     throw new OpsError(`release ${target} is not on ${remote.name} (kept: ${kept.join(', ')})`, `see ops releases ${env.name}`);
   }
-  const result: HostDeploy = { host: remote.name, release: target, previous: state.current, noop: target === state.current, steps: h.steps, notes: [] };
+  const result: HostSwitch = { host: remote.name, release: target, previous: state.current, noop: target === state.current, steps: h.steps, notes: [] };
   const skew = clockSkewWarning(ctx, remote.name, state.hostTime);
   if (skew) {
     ctx.reporter.warn(skew);
@@ -86,12 +86,7 @@ export async function rollback(ctx: OpsContext, env: Environment, to?: string): 
       ctx,
       session,
       'rollback',
-      (locked) =>
-        inBatches(
-          env.hosts.map((h) => session.remote(h.name)),
-          env.config.switch.batch_size,
-          (remote) => rollbackHost(ctx, env, remote, locked, to),
-        ),
+      (locked) => session.each((remote) => rollbackHost(ctx, env, remote, locked, to), { batch: env.config.switch.batch_size }),
       // The live release is being left: no need to probe it first.
       { inspect: deployState(env, [], { liveHealth: false }) },
     ),

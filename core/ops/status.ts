@@ -1,12 +1,11 @@
 // ops status <env>: per host, in one screen, everything the seed's "502" and "nginx does not restart"
 // sections had people check by hand over SSH. One read-only step per host (one round trip); every host is
 // tried even when another is down. Unhealthy (any problem on any host) gates a workflow: exit 1.
-import type { Environment, Host } from '../config/environment.ts';
+import type { Environment } from '../config/environment.ts';
 import { hostSharing } from '../config/siblings.ts';
-import { hostConnector, type OpsContext } from '../context.ts';
-import { OpsError, formatError } from '../errors.ts';
-import type { Remote } from '../remote/types.ts';
+import type { OpsContext } from '../context.ts';
 import { CERT_FAIL_DAYS, duration, hostStatus, parseHostStatus, type HostStatus } from '../steps/status.ts';
+import { eachHost } from './hosts.ts';
 
 export interface StatusResult {
   environment: string;
@@ -17,27 +16,6 @@ export interface StatusResult {
   /** Every problem, "host: what", one line each. */
   problems: string[];
   warnings: string[];
-}
-
-/**
- * Run `fn` on every host over its own connection, in parallel; a host that cannot be reached (`connected`
- * false) or whose step fails gives `onError`'s value instead of hiding the others.
- */
-export async function eachHost<T>(ctx: OpsContext, env: Environment, fn: (remote: Remote, host: Host) => Promise<T>, onError: (host: Host, message: string, connected: boolean) => T): Promise<T[]> {
-  const connector = hostConnector(ctx);
-  return Promise.all(
-    env.hosts.map(async (host) => {
-      let remote: Remote | undefined;
-      try {
-        remote = await connector(env, host);
-        return await fn(remote, host);
-      } catch (e) {
-        return onError(host, e instanceof OpsError ? formatError(e) : e instanceof Error ? e.message : String(e), remote !== undefined);
-      } finally {
-        await remote?.close();
-      }
-    }),
-  );
 }
 
 /**

@@ -74,15 +74,46 @@ export function parseReports(stdout: string): [string, string][] {
   return out;
 }
 
+declare const reportKeyBrand: unique symbol;
+
+/**
+ * The key of an `@ops key value` line, declared once by the step module that emits it (`reportKeys`). A bare
+ * string is not one, so reading a misspelt or undeclared key (`reported(r, 'curent')`) does not compile.
+ */
+export type ReportKey<K extends string = string> = K & { readonly [reportKeyBrand]: true };
+
+/** The report keys of one capability, as `reportKeys` builds them: name → the same name, typed. */
+export type ReportKeys<K extends string> = { readonly [P in K]: ReportKey<P> };
+
+/**
+ * Declare the keys a step reports: `reportKeys('current', 'slot')` → `{ current: 'current', slot: 'slot' }`,
+ * frozen. The step's script interpolates them (`ops_report ${STATE.current} "$cur"`), its parser reads them
+ * (`reported(r, STATE.current)`), and unit fakes build their lines from them (`reportLine`). Keys are
+ * `[a-z_]+` (a key ends at the line's first space); anything else throws when the module loads.
+ */
+export function reportKeys<K extends string>(...keys: K[]): ReportKeys<K> {
+  const record: Record<string, string> = {};
+  for (const key of keys) {
+    if (!/^[a-z_]+$/.test(key)) throw new Error(`report key ${JSON.stringify(key)}: use lower-case letters and _`);
+    record[key] = key;
+  }
+  return Object.freeze(record) as ReportKeys<K>;
+}
+
+/** One `@ops key value` line (no newline), as `ops_report key value` prints it (core/remote/wrap.ts). */
+export function reportLine(key: ReportKey, value: string): string {
+  return `${REPORT_PREFIX}${key} ${value}`;
+}
+
 /** The last value reported for `key`, if any. */
-export function reported(result: StepResult, key: string): string | undefined {
+export function reported(result: StepResult, key: ReportKey): string | undefined {
   let v: string | undefined;
   for (const [k, val] of result.reports) if (k === key) v = val;
   return v;
 }
 
-/** Every value reported for `key`, in order. */
-export function reportedAll(result: StepResult, key: string): string[] {
+/** Every value reported for `key`, in order ([] when none). */
+export function reportedAll(result: StepResult, key: ReportKey): string[] {
   return result.reports.filter(([k]) => k === key).map(([, v]) => v);
 }
 

@@ -5,8 +5,11 @@ import type { Environment } from '../config/environment.ts';
 import { environLoader } from '../dotenv.ts';
 import { layout } from '../layout.ts';
 import { runtimePaths } from '../runtimes.ts';
-import type { Step } from '../remote/types.ts';
+import { reportKeys, type Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
+
+/** What `dependencies` reports: `deps` `<python|node> <reused|installed>` (one line per runtime). */
+export const APP_KEYS = reportKeys('deps');
 
 /** Environment for app commands: runtimes and the venv first on PATH, quiet package managers. */
 function appEnvironment(env: Environment, release: string): string {
@@ -47,12 +50,12 @@ export function dependencies(env: Environment, release: string, hashes: { python
   fi`;
     lines.push(String.raw`venv=${quote(venv)}
 if [ -f "$venv/.complete" ]; then
-  ops_report deps "python reused"
+  ops_report ${APP_KEYS.deps} "python reused"
 else
   rm -rf "$venv"
 ${install}
   touch "$venv/.complete"
-  ops_report deps "python installed (${installer})"
+  ops_report ${APP_KEYS.deps} "python installed (${installer})"
 fi
 ln -sfn "$venv" venv`);
   }
@@ -60,14 +63,14 @@ ln -sfn "$venv" venv`);
     const modules = `${L.deps}/node-${hashes.node}`;
     lines.push(String.raw`nm=${quote(modules)}
 if [ -f "$nm/.complete" ]; then
-  ops_report deps "node reused"
+  ops_report ${APP_KEYS.deps} "node reused"
 else
   rm -rf "$nm" ${quote(`${nodeDir}/node_modules`)}
   (cd ${quote(nodeDir)} && ${quote(paths.npm)} ci --prefer-offline --no-audit --no-fund --loglevel=error)
   mkdir -p "$nm"
   if [ -d ${quote(`${nodeDir}/node_modules`)} ]; then mv ${quote(`${nodeDir}/node_modules`)} "$nm/node_modules"; else mkdir "$nm/node_modules"; fi
   touch "$nm/.complete"
-  ops_report deps "node installed"
+  ops_report ${APP_KEYS.deps} "node installed"
 fi
 ln -sfn "$nm/node_modules" ${quote(`${nodeDir}/node_modules`)}`);
   }

@@ -5,9 +5,12 @@
 import type { Environment } from '../config/environment.ts';
 import { OpsError } from '../errors.ts';
 import { layout } from '../layout.ts';
-import { reportedAll, type Step, type StepResult } from '../remote/types.ts';
+import { REPORT_PREFIX, reportKeys, reportedAll, type Step, type StepResult } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { createHash } from 'node:crypto';
+
+/** What the artifact steps report: `packArtifacts`: `part` (`<name> <sha256> <bytes>`) then `part_data` (its bytes, base64, one line; printed by printf, not ops_report, to stream them); `unpackArtifacts`: `received` (the part names unpacked, space-separated). */
+export const ARTIFACT_KEYS = reportKeys('part', 'part_data', 'received');
 
 /** One packed part: `release` (the release directory) or a dependency set's directory name under shared/deps. */
 export interface ArtifactPart {
@@ -37,8 +40,8 @@ pack() { # NAME DIR ENTRY
   [ -d "$2/$3" ] || { echo "nothing to pack: $2/$3 is missing" >&2; exit 1; }
   case "$1" in release) ;; *) [ -f "$2/$3/.complete" ] || { echo "dependency set $3 is not complete" >&2; exit 1; } ;; esac
   tar -C "$2" -cf - "$3" | gzip -1 > "$tmp/part"
-  ops_report part "$1 $(sha256sum < "$tmp/part" | cut -d' ' -f1) $(stat -c %s "$tmp/part")"
-  printf '@ops part_data '; base64 -w0 < "$tmp/part"; printf '\n'
+  ops_report ${ARTIFACT_KEYS.part} "$1 $(sha256sum < "$tmp/part" | cut -d' ' -f1) $(stat -c %s "$tmp/part")"
+  printf '${REPORT_PREFIX}${ARTIFACT_KEYS.part_data} '; base64 -w0 < "$tmp/part"; printf '\n'
 }
 ${parts.map(([name, dir, entry]) => `pack ${quote(name)} ${quote(dir)} ${quote(entry)}`).join('\n')}`,
   };
@@ -50,8 +53,8 @@ ${parts.map(([name, dir, entry]) => `pack ${quote(name)} ${quote(dir)} ${quote(e
  * @throws OpsError naming the part when its bytes do not match.
  */
 export function parseParts(result: StepResult, builder: string): ArtifactPart[] {
-  const heads = reportedAll(result, 'part');
-  const data = reportedAll(result, 'part_data');
+  const heads = reportedAll(result, ARTIFACT_KEYS.part);
+  const data = reportedAll(result, ARTIFACT_KEYS.part_data);
   if (heads.length !== data.length) throw new OpsError(`the build packed on ${builder} arrived incomplete (${data.length} of ${heads.length} parts)`);
   return heads.map((head, i) => {
     const [name = '', sha256 = '', size = ''] = head.split(' ');
@@ -94,6 +97,6 @@ unpack() { # FILE DIR ENTRY
   echo "$3: unpacked"
 }
 ${parts.map((p) => `unpack ${quote(p.upload)} ${place(p).map(quote).join(' ')}`).join('\n')}
-ops_report received ${quote(parts.map((p) => p.name).join(' '))}`,
+ops_report ${ARTIFACT_KEYS.received} ${quote(parts.map((p) => p.name).join(' '))}`,
   };
 }

@@ -1,8 +1,11 @@
 // The append-only audit log on each host: one JSON line per run (who, what, which sha, result).
 import type { Environment } from '../config/environment.ts';
 import { layout } from '../layout.ts';
-import type { Step } from '../remote/types.ts';
+import { REPORT_PREFIX, reportKeys, type Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
+
+/** What `readAudit` reports: `entry`, one audit line (JSON, `parseAuditLine`) each, oldest first. */
+export const AUDIT_KEYS = reportKeys('entry');
 
 export interface AuditEntry {
   time: string;
@@ -69,13 +72,13 @@ export function appendAudit(env: Environment, entry: AuditEntry): Step {
   };
 }
 
-/** The last `lines` lines of the audit log, as `audit` reports (read only). */
+/** The last `lines` lines of the audit log, as `audit` reports (read only): AUDIT_KEYS.entry lines, written by sed rather than ops_report (one process for any number of lines). */
 export function readAudit(env: Environment, lines: number): Step {
   return {
     name: 'read audit log',
     as: 'login',
     timeout: 30,
     quiet: true,
-    script: `f=${quote(layout(env).audit)}\n[ -f "$f" ] || exit 0\ntail -n ${Math.max(1, Math.floor(lines))} "$f" | sed 's/^/@ops entry /'`,
+    script: `f=${quote(layout(env).audit)}\n[ -f "$f" ] || exit 0\ntail -n ${Math.max(1, Math.floor(lines))} "$f" | sed 's/^/${REPORT_PREFIX}${AUDIT_KEYS.entry} /'`,
   };
 }

@@ -1,11 +1,14 @@
 // Certificates: what `ops certs` lists and renews on a host, and the parser of `cert_info`'s reports (status
 // reads the environment's own certificate with the same shell function and parser).
 import type { Environment } from '../config/environment.ts';
-import { reportedAll, type Step, type StepResult } from '../remote/types.ts';
+import { reportKeys, reportedAll, type Step, type StepResult } from '../remote/types.ts';
 import { quote } from '../shell.ts';
-import { CERT_FUNCTIONS, HOST_LOCK_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
+import { CERT_FUNCTIONS, HOST_LOCK_FUNCTIONS, SYSTEM_FUNCTIONS, LIBRARY_KEYS } from './libraries.ts';
 import { certbotCertificate, certificatePaths } from './nginx.ts';
 import { acmeCaPath, selfSignedCertificate } from './tls.ts';
+
+/** What `listCertificates`/`renewCertificate` report: `configured` (the environment's certificate path), `served_serial` (the serial nginx serves for the site, '' when none), `renewal` (`certbot.timer <state>`, `cron <file>` or `none`); each certificate file's lines come as LIBRARY_KEYS.cert. */
+export const CERTS_KEYS = reportKeys('configured', 'served_serial', 'renewal');
 
 export interface CertInfo {
   path: string;
@@ -23,7 +26,7 @@ export interface CertInfo {
 /** The certificates reported by `cert_info`, in order. */
 export function parseCerts(result: StepResult, now: Date): CertInfo[] {
   const byPath = new Map<string, CertInfo>();
-  for (const line of reportedAll(result, 'cert')) {
+  for (const line of reportedAll(result, LIBRARY_KEYS.cert)) {
     const tab = line.indexOf('\t');
     if (tab < 0) continue;
     const path = line.slice(0, tab);
@@ -61,10 +64,10 @@ export function listCertificates(env: Environment, siblingDomains: string[] = []
   const script = !cert
     ? ': no TLS'
     : String.raw`${CERT_FUNCTIONS}
-ops_report configured ${quote(cert.cert)}
+ops_report ${CERTS_KEYS.configured} ${quote(cert.cert)}
 cert_info ${quote(cert.cert)}
 ${env.config.tls.mode === 'letsencrypt' ? otherLiveCertificates([cert.cert, ...siblingDomains.map((d) => certbotCertificate(d).cert)]) : ''}
-ops_report served_serial "$(served_serial ${quote(siteName(env))})"
+ops_report ${CERTS_KEYS.served_serial} "$(served_serial ${quote(siteName(env))})"
 ${env.config.tls.mode === 'letsencrypt' ? renewalCheck() : ''}`;
   return { name: 'certificates', as: 'root', timeout: 60, quiet: true, script };
 }
@@ -80,9 +83,9 @@ done; true`;
 /** How renewals are scheduled: certbot's systemd timer, or its cron file where there is no systemd. */
 function renewalCheck(): string {
   return String.raw`if [ -d /run/systemd/system ]; then
-  ops_report renewal "certbot.timer $(systemctl is-active certbot.timer 2>/dev/null || true)"
-elif [ -f /etc/cron.d/certbot ]; then ops_report renewal "cron /etc/cron.d/certbot"
-else ops_report renewal "none"; fi`;
+  ops_report ${CERTS_KEYS.renewal} "certbot.timer $(systemctl is-active certbot.timer 2>/dev/null || true)"
+elif [ -f /etc/cron.d/certbot ]; then ops_report ${CERTS_KEYS.renewal} "cron /etc/cron.d/certbot"
+else ops_report ${CERTS_KEYS.renewal} "none"; fi`;
 }
 
 /**
@@ -118,7 +121,7 @@ host_unlock nginx
 want=$(openssl x509 -in ${quote(cert.cert)} -noout -serial | sed 's/^serial=//')
 for _ in $(seq 50); do [ "$(served_serial ${quote(name)})" = "$want" ] && break; sleep 0.1; done
 cert_info ${quote(cert.cert)}
-ops_report served_serial "$(served_serial ${quote(name)})"`,
+ops_report ${CERTS_KEYS.served_serial} "$(served_serial ${quote(name)})"`,
   };
 }
 

@@ -2,8 +2,11 @@
 // what the host is, and what would make a deploy fail there: sudo asking for a password, sshd's session
 // limit, free space and inodes under the app's directory against what its live release takes.
 import type { Environment } from '../config/environment.ts';
-import type { Step } from '../remote/types.ts';
+import { reportKeys, type Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
+
+/** What `hostFacts` and `diskReport` report: `disk` (`<free KiB> <inodes> <free inodes> <dir>`), `hostname`, `os` (PRETTY_NAME), `uptime` (seconds), `login`, `sudo` (`yes|no <first error line>`), `max_sessions` (sshd's MaxSessions, '' when unreadable), `footprint` (`<KiB> <inodes>`). */
+export const FACTS_KEYS = reportKeys('disk', 'hostname', 'os', 'uptime', 'login', 'sudo', 'max_sessions', 'footprint');
 
 /**
  * Shell reporting free space and inodes of the filesystem holding `dir` (or its nearest existing parent):
@@ -12,7 +15,7 @@ import { quote } from '../shell.ts';
 export function diskReport(dir: string): string {
   return String.raw`d=${quote(dir)}
 while [ ! -d "$d" ]; do d=$(dirname "$d"); done
-ops_report disk "$(df -Pk "$d" | awk 'NR == 2 { print $4 }') $(df -Pi "$d" | awk 'NR == 2 { print $2, $4 }') $d"`;
+ops_report ${FACTS_KEYS.disk} "$(df -Pk "$d" | awk 'NR == 2 { print $4 }') $(df -Pi "$d" | awk 'NR == 2 { print $2, $4 }') $d"`;
 }
 
 export interface DiskSpace {
@@ -50,18 +53,18 @@ export function hostFacts(env: Environment): Step {
     as: 'login',
     timeout: 60,
     quiet: true,
-    script: String.raw`ops_report hostname "$(hostname)"
+    script: String.raw`ops_report ${FACTS_KEYS.hostname} "$(hostname)"
 # shellcheck source=/dev/null # the host's own file, not ours to follow
-ops_report os "$(. /etc/os-release && echo "$PRETTY_NAME")"
-ops_report uptime "$(cut -d' ' -f1 /proc/uptime)"
-ops_report login "$(id -un)"
+ops_report ${FACTS_KEYS.os} "$(. /etc/os-release && echo "$PRETTY_NAME")"
+ops_report ${FACTS_KEYS.uptime} "$(cut -d' ' -f1 /proc/uptime)"
+ops_report ${FACTS_KEYS.login} "$(id -un)"
 if sudo_err=$(sudo -n true 2>&1 </dev/null); then sudo=yes; else sudo=no; fi
-ops_report sudo "$sudo $(printf '%s' "$sudo_err" | head -n 1)"
+ops_report ${FACTS_KEYS.sudo} "$sudo $(printf '%s' "$sudo_err" | head -n 1)"
 if [ "$sudo" = yes ]; then
   # sshd's settings for this very connection (Match blocks applied): client address and port from SSH_CONNECTION.
   read -r -a conn <<< "${'$'}{SSH_CONNECTION:-127.0.0.1 0 127.0.0.1 22}"
   sshd=$(command -v sshd || echo /usr/sbin/sshd)
-  ops_report max_sessions "$(sudo -n "$sshd" -T -C "user=$(id -un),host=$(hostname),addr=${'$'}{conn[0]},laddr=${'$'}{conn[2]},lport=${'$'}{conn[3]}" 2>/dev/null | awk '$1 == "maxsessions" { print $2 }' || true)"
+  ops_report ${FACTS_KEYS.max_sessions} "$(sudo -n "$sshd" -T -C "user=$(id -un),host=$(hostname),addr=${'$'}{conn[0]},laddr=${'$'}{conn[2]},lport=${'$'}{conn[3]}" 2>/dev/null | awk '$1 == "maxsessions" { print $2 }' || true)"
 fi
 # Free space and inodes where releases go (the nearest directory that exists, before the first provision).
 ${diskReport(base)}
@@ -70,7 +73,7 @@ cur=$(readlink -f ${quote(`${base}/current`)} 2>/dev/null || true)
 if [ "$sudo" = yes ] && [ -n "$cur" ] && sudo -n test -d "$cur"; then
   set -- "$cur"
   for l in $(sudo -n find "$cur" -maxdepth 2 \( -name venv -o -name node_modules \) -type l 2>/dev/null); do set -- "$@" "$(sudo -n readlink -f "$l")"; done
-  ops_report footprint "$(sudo -n du -sck "$@" 2>/dev/null | tail -n 1 | cut -f1) $(sudo -n du -sc --inodes "$@" 2>/dev/null | tail -n 1 | cut -f1)"
+  ops_report ${FACTS_KEYS.footprint} "$(sudo -n du -sck "$@" 2>/dev/null | tail -n 1 | cut -f1) $(sudo -n du -sc --inodes "$@" 2>/dev/null | tail -n 1 | cut -f1)"
 fi`,
   };
 }

@@ -3,6 +3,7 @@
 // they are read, edited and checked (shellcheck, bash -n) as shell, not as strings inside TypeScript.
 // Each file says what it provides and what it needs; every step's full script is checked by shellcheck in
 // test/unit/shellcheck.test.ts.
+import { reportKeys } from '../remote/types.ts';
 import certFunctions from './sh/cert.sh';
 import connectionFunctions from './sh/connection.sh';
 import historyFunctions from './sh/history.sh';
@@ -28,3 +29,12 @@ export const CERT_FUNCTIONS: string = certFunctions;
 export const CONNECTION_FUNCTIONS: string = connectionFunctions;
 /** The release history (needs its settings first: use historyFunctions in history.ts). */
 export const HISTORY_FUNCTIONS: string = historyFunctions;
+
+/**
+ * The keys the libraries above report (a library is shell, so it cannot interpolate them; test/unit/report-keys.test.ts
+ * checks each `ops_report <key>` in core/steps/sh/ is one of these): `item` (`<part> ok|changed`, system.sh),
+ * `cert` (`<file> TAB <openssl line|missing|unreadable>`, cert.sh), `proc` and `listener` (who runs and who
+ * answers per program, identity.sh), `history` (`derived`), `release` (`<id> <sha> <status> <live seq|-> <last
+ * event seq|->`), `history_seq` and `slot_release` (`<slot> <release id>`) (history.sh).
+ */
+export const LIBRARY_KEYS = reportKeys('item', 'cert', 'proc', 'listener', 'history', 'release', 'history_seq', 'slot_release');

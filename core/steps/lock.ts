@@ -4,10 +4,12 @@
 // gone was left by a run that died: it is reported as stale, never silently taken.
 import type { Environment } from '../config/environment.ts';
 import { layout } from '../layout.ts';
-import type { Step, StepResult } from '../remote/types.ts';
-import { reported, reportedAll } from '../remote/types.ts';
+import { reportKeys, reported, reportedAll, type Step, type StepResult } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { CONNECTION_FUNCTIONS } from './libraries.ts';
+
+/** What the lock steps report: `lock` (free|held|stale|acquired|released), `holder` (one `key=value` line of the holder's info each), `holder_pid` (the process that holds it), `audit_failed` (why the audit line was not written), `stopped` (pids a forced release stopped). */
+export const LOCK_KEYS = reportKeys('lock', 'holder', 'holder_pid', 'audit_failed', 'stopped');
 
 export interface LockRequest {
   operation: string;
@@ -27,8 +29,8 @@ if [ -d "$lock" ]; then
   if [ -n "$pid" ] && [ "$(proc_start "$pid" || true)" = "$start" ]; then lock_state=held; else lock_state=stale; fi
 fi`;
 
-const REPORT_HOLDER = String.raw`ops_report lock "$lock_state"
-if [ -f "$lock/info" ]; then while IFS= read -r line; do ops_report holder "$line"; done < "$lock/info"; fi`;
+const REPORT_HOLDER = String.raw`ops_report ${LOCK_KEYS.lock} "$lock_state"
+if [ -f "$lock/info" ]; then while IFS= read -r line; do ops_report ${LOCK_KEYS.holder} "$line"; done < "$lock/info"; fi`;
 
 export const LOCK_BUSY_EXIT = 3;
 
@@ -57,8 +59,8 @@ while :; do
       echo "cannot write the lock's details in $lock: no space left under ${L.base}?" >&2
       exit 1
     fi
-    ops_report lock acquired
-    ops_report holder_pid "$holder"
+    ops_report ${LOCK_KEYS.lock} acquired
+    ops_report ${LOCK_KEYS.holder_pid} "$holder"
     # Uploads left by an interrupted run (.env, initdata) are ours to remove now.
     find ${quote(L.uploads)} -mindepth 1 -delete 2>/dev/null || true
     break
@@ -89,7 +91,7 @@ export function releaseLock(env: Environment, runId: string, auditLines: string[
 ended=(${ended.map(quote).join(' ')})
 read -r -a pids <<< "$(connection_pids "${'$'}{ended[@]}")"
 if [ ${'$'}{#pids[@]} -gt 0 ]; then
-  ops_report stopped "${'$'}{pids[*]}"
+  ops_report ${LOCK_KEYS.stopped} "${'$'}{pids[*]}"
   kill -TERM "${'$'}{pids[@]}" 2>/dev/null || true
   for _ in $(seq 50); do read -r -a pids <<< "$(connection_pids "${'$'}{ended[@]}")"; [ ${'$'}{#pids[@]} -gt 0 ] || break; sleep 0.2; done
   if [ ${'$'}{#pids[@]} -gt 0 ]; then kill -KILL "${'$'}{pids[@]}" 2>/dev/null || true; fi
@@ -116,12 +118,12 @@ export function unlockScript(env: Environment, runId: string, auditWords: string
   const L = layout(env);
   const audit = auditWords.length
     ? `if ! audit_err=$({ printf '%s\\n' ${auditWords.join(' ')} >> ${quote(L.audit)} && chmod 0644 ${quote(L.audit)}; } 2>&1); then
-  ops_report audit_failed "$(printf '%s' "$audit_err" | tr '\\n' ' ')"
+  ops_report ${LOCK_KEYS.audit_failed} "$(printf '%s' "$audit_err" | tr '\\n' ' ')"
 fi
 `
     : '';
   return String.raw`${audit}lock=${quote(L.lock)}
-if [ "$(sed -n 's/^run_id=//p' "$lock/info" 2>/dev/null || true)" = ${quote(runId)} ]; then rm -rf "$lock"; ops_report lock released; fi`;
+if [ "$(sed -n 's/^run_id=//p' "$lock/info" 2>/dev/null || true)" = ${quote(runId)} ]; then rm -rf "$lock"; ops_report ${LOCK_KEYS.lock} released; fi`;
 }
 
 /** Report the environment's lock (free, held or stale) and its holder's details, read only. */
@@ -154,11 +156,11 @@ export interface LockInfo {
 /** The lock as lockStatus (or acquireLock) reported it. */
 export function parseLock(result: StepResult): LockInfo {
   const holder: Record<string, string> = {};
-  for (const line of reportedAll(result, 'holder')) {
+  for (const line of reportedAll(result, LOCK_KEYS.holder)) {
     const eq = line.indexOf('=');
     if (eq > 0) holder[line.slice(0, eq)] = line.slice(eq + 1);
   }
-  return { state: (reported(result, 'lock') ?? 'free') as LockInfo['state'], holder };
+  return { state: (reported(result, LOCK_KEYS.lock) ?? 'free') as LockInfo['state'], holder };
 }
 
 /** A lock holder in a message: "a deploy run by alice, started <time> (<run URL>)". */

@@ -3,6 +3,7 @@
 import type { Environment } from '../config/environment.ts';
 import { layout, type Slot } from '../layout.ts';
 import { reportedAll, type StepResult } from '../remote/types.ts';
+import { LIBRARY_KEYS } from './libraries.ts';
 
 export interface ProgramState {
   program: string;
@@ -53,7 +54,7 @@ export function parseProcReports(env: Environment, r: StepResult): { procs: Proc
     const [envRelease = '', cwd = '', ...command] = rest;
     return { slot, program, pid: Number(pid), ...(withTree && { supervised: f[3] === 'tree' }), release: processRelease(env, envRelease, cwd), cwd, command: command.join(' ') };
   };
-  return { procs: reportedAll(r, 'proc').map((l) => parse(l, false)), listeners: reportedAll(r, 'listener').map((l) => parse(l, true)) };
+  return { procs: reportedAll(r, LIBRARY_KEYS.proc).map((l) => parse(l, false)), listeners: reportedAll(r, LIBRARY_KEYS.listener).map((l) => parse(l, true)) };
 }
 
 /** A process in a message: "pid 123 (python -m server.main) running 2026...-abc". */

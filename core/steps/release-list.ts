@@ -2,10 +2,14 @@
 // with its place in the history, its release.json, what each slot runs, and why the next prune keeps it.
 import type { Environment } from '../config/environment.ts';
 import { layout, type Slot } from '../layout.ts';
-import { reported, reportedAll, type Step, type StepResult } from '../remote/types.ts';
+import { reportKeys, reported, reportedAll, type Step, type StepResult } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { historyFunctions, historyOrder, parseReleaseRecord, retention } from './history.ts';
 import { releaseSummary, type ReleaseSummary } from './release.ts';
+import { LIBRARY_KEYS } from './libraries.ts';
+
+/** What `keptReleases` reports besides the history's LIBRARY_KEYS: `current` (the live release id, '' when none), `slot` (the live slot, '' when none), `release_json` (`<id> <release.json on one line>`, one per release). */
+export const RELEASES_KEYS = reportKeys('current', 'slot', 'release_json');
 
 export type ReleaseInfo = ReleaseSummary & {
   status: 'current' | 'ok' | 'failed' | 'abandoned';
@@ -25,28 +29,28 @@ export function keptReleases(env: Environment): Step {
     quiet: true,
     script: String.raw`${historyFunctions(env)}
 cur=$(readlink ${quote(L.current)} 2>/dev/null || true)
-ops_report current "${'$'}{cur##*/}"
-ops_report slot "$(cat ${quote(L.slotFile)} 2>/dev/null || true)"
+ops_report ${RELEASES_KEYS.current} "${'$'}{cur##*/}"
+ops_report ${RELEASES_KEYS.slot} "$(cat ${quote(L.slotFile)} 2>/dev/null || true)"
 [ -d ${quote(L.releases)} ] || exit 0
 release_reports
 slot_releases
-for r in $(release_ids); do ops_report release_json "$r $(tr -d '\n' < ${quote(L.releases)}/"$r"/release.json 2>/dev/null || echo '{}')"; done`,
+for r in $(release_ids); do ops_report ${RELEASES_KEYS.release_json} "$r $(tr -d '\n' < ${quote(L.releases)}/"$r"/release.json 2>/dev/null || echo '{}')"; done`,
   };
 }
 
 /** Parse the releases step: releases in the order they went live (most recent first), with why each is kept. */
 export function parseReleases(env: Environment, r: StepResult): ReleaseInfo[] {
-  const current = reported(r, 'current') ?? '';
-  const slot = reported(r, 'slot');
-  const records = reportedAll(r, 'release').map(parseReleaseRecord);
+  const current = reported(r, RELEASES_KEYS.current) ?? '';
+  const slot = reported(r, RELEASES_KEYS.slot);
+  const records = reportedAll(r, LIBRARY_KEYS.release).map(parseReleaseRecord);
   const json = new Map(
-    reportedAll(r, 'release_json').map((line) => {
+    reportedAll(r, RELEASES_KEYS.release_json).map((line) => {
       const sp = line.indexOf(' ');
       return [line.slice(0, sp < 0 ? line.length : sp), sp < 0 ? '' : line.slice(sp + 1)] as const;
     }),
   );
   // The idle slot's release is the warm previous one (the live slot runs `current`).
-  const warm = reportedAll(r, 'slot_release')
+  const warm = reportedAll(r, LIBRARY_KEYS.slot_release)
     .map((l) => l.split(' ') as [Slot, string])
     .filter(([s, id]) => id && s !== slot)
     .map(([s, id]) => ({ id, slot: s }));

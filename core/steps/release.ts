@@ -3,7 +3,7 @@
 // switch. Dependencies, the build, migrations and hooks run as the app user: app.ts.
 import type { Environment } from '../config/environment.ts';
 import { layout, type Slot } from '../layout.ts';
-import type { Step } from '../remote/types.ts';
+import { reportKeys, type Step } from '../remote/types.ts';
 import { runtimePaths } from '../runtimes.ts';
 import { quote } from '../shell.ts';
 import { certificatePaths } from './nginx.ts';
@@ -12,6 +12,9 @@ import { programPorts, probes } from './switch.ts';
 import { b64 } from './script.ts';
 import { diskReport } from './facts.ts';
 import { IDENTITY_FUNCTIONS, PROBE_FUNCTIONS, SUPERVISOR_FUNCTIONS } from './libraries.ts';
+
+/** What the release steps report. `deployState`: `now` (host clock, Unix seconds), `provisioned` (date or `no`), `current`, `slot`, `certificate` (yes|no), `known`/`has` (commits the mirror has), `lfs_has` (LFS objects stored), `deps_has` (complete dependency sets under shared/deps), `live_health` (`ok` or why not), `platform` (`<os> <arch> python <v|none> node <v|none>`, when asked), with FACTS_KEYS.disk and the history's LIBRARY_KEYS. `installDotenv`: `dotenv` (updated|unchanged). `pruneReleases`: `pruned`, `kept_running` (release ids), `pruned_deps` (dependency set names). */
+export const RELEASE_KEYS = reportKeys('now', 'provisioned', 'current', 'slot', 'certificate', 'known', 'has', 'lfs_has', 'deps_has', 'live_health', 'platform', 'dotenv', 'pruned', 'kept_running', 'pruned_deps');
 
 export interface ReleaseMeta {
   id: string;
@@ -95,31 +98,31 @@ live_pid=""
 ${wantLive ? (options.target ? `if [ "$live_sha" = ${quote(options.target)} ]; then
 ${liveCheck}
 fi` : liveCheck) : ': no live health check'}
-ops_report now "$(date +%s)"
-ops_report provisioned "$(cat ${quote(`${L.state}/provisioned`)} 2>/dev/null || echo no)"
+ops_report ${RELEASE_KEYS.now} "$(date +%s)"
+ops_report ${RELEASE_KEYS.provisioned} "$(cat ${quote(`${L.state}/provisioned`)} 2>/dev/null || echo no)"
 ${diskReport(L.base)}
-ops_report current "${'$'}{cur##*/}"
-ops_report slot "$slot"
-${cert ? `ops_report certificate "$([ -s ${quote(cert.cert)} ] && echo yes || echo no)"` : ''}
+ops_report ${RELEASE_KEYS.current} "${'$'}{cur##*/}"
+ops_report ${RELEASE_KEYS.slot} "$slot"
+${cert ? `ops_report ${RELEASE_KEYS.certificate} "$([ -s ${quote(cert.cert)} ] && echo yes || echo no)"` : ''}
 if [ -d ${quote(L.state)} ]; then history_init; fi
 release_reports
 slot_releases
 if [ -d ${quote(L.mirror)} ]; then
-  git --git-dir=${quote(L.mirror)} for-each-ref --format='%(objectname)' refs/ops/ | sort -u | while read -r s; do ops_report known "$s"; done
+  git --git-dir=${quote(L.mirror)} for-each-ref --format='%(objectname)' refs/ops/ | sort -u | while read -r s; do ops_report ${RELEASE_KEYS.known} "$s"; done
   wanted_shas=(${shas.map(quote).join(' ')})
-  for s in "${'$'}{wanted_shas[@]}"; do git --git-dir=${quote(L.mirror)} cat-file -e "$s^{commit}" 2>/dev/null && ops_report has "$s"; done
+  for s in "${'$'}{wanted_shas[@]}"; do git --git-dir=${quote(L.mirror)} cat-file -e "$s^{commit}" 2>/dev/null && ops_report ${RELEASE_KEYS.has} "$s"; done
   wanted_oids=(${(options.lfs ?? []).map(quote).join(' ')})
-  for o in "${'$'}{wanted_oids[@]}"; do [ -f ${quote(L.lfsStore)}/"${'$'}{o:0:2}/${'$'}{o:2:2}/$o" ] && ops_report lfs_has "$o"; done
+  for o in "${'$'}{wanted_oids[@]}"; do [ -f ${quote(L.lfsStore)}/"${'$'}{o:0:2}/${'$'}{o:2:2}/$o" ] && ops_report ${RELEASE_KEYS.lfs_has} "$o"; done
   true
 fi
-for d in ${quote(L.deps)}/*/; do if [ -f "$d.complete" ]; then d=${'$'}{d%/}; ops_report deps_has "${'$'}{d##*/}"; fi; done
+for d in ${quote(L.deps)}/*/; do if [ -f "$d.complete" ]; then d=${'$'}{d%/}; ops_report ${RELEASE_KEYS.deps_has} "${'$'}{d##*/}"; fi; done
 ${options.platform ? platformReport(env) : ''}
 live_health=""
 if [ -n "$live_pid" ]; then
   wait "$live_pid" || true
   live_health=$(cat "$live_verdict")
   rm -f "$live_verdict"
-  ops_report live_health "$live_health"
+  ops_report ${RELEASE_KEYS.live_health} "$live_health"
 fi`,
   };
 }
@@ -132,7 +135,7 @@ fi`,
 export function platformReport(env: Environment): string {
   const paths = runtimePaths(env);
   return String.raw`platform_os=$(. /etc/os-release 2>/dev/null && echo "${'$'}{ID:-?} ${'$'}{VERSION_ID:-?}" || echo "? ?")
-ops_report platform "$platform_os $(uname -m) python $(${quote(paths.python)} -V 2>&1 | cut -d' ' -f2 || echo none) node $(${quote(paths.node)} --version 2>/dev/null || echo none)"`;
+ops_report ${RELEASE_KEYS.platform} "$platform_os $(uname -m) python $(${quote(paths.python)} -V 2>&1 | cut -d' ' -f2 || echo none) node $(${quote(paths.node)} --version 2>/dev/null || echo none)"`;
 }
 
 /**
@@ -188,7 +191,7 @@ ${files
 fi`,
   )
   .join('\n')}
-ops_report dotenv "$([ "$changed" = yes ] && echo updated || echo unchanged)"`,
+ops_report ${RELEASE_KEYS.dotenv} "$([ "$changed" = yes ] && echo updated || echo unchanged)"`,
   };
 }
 
@@ -271,15 +274,15 @@ done | sort -u || true)
 remove=(${remove.map(quote).join(' ')})
 for r in "${'$'}{remove[@]}"; do
   [ -d "$r" ] || continue
-  if grep -qxF -- "$r" <<< "$protected"; then ops_report kept_running "$r"; continue; fi
+  if grep -qxF -- "$r" <<< "$protected"; then ops_report ${RELEASE_KEYS.kept_running} "$r"; continue; fi
   rm -rf -- "$r"
-  ops_report pruned "$r"
+  ops_report ${RELEASE_KEYS.pruned} "$r"
 done
 rm -rf .new-* 2>/dev/null || true
 used=$(for r in */; do for l in "$r"venv "$r"*/node_modules; do if [ -L "$l" ]; then readlink "$l"; fi; done; done 2>/dev/null | sed 's#/node_modules$##' | sort -u || true)
 for d in ${quote(L.deps)}/*; do
   [ -d "$d" ] || continue
-  grep -qxF "$d" <<< "$used" || { rm -rf -- "$d"; ops_report pruned_deps "${'$'}{d##*/}"; }
+  grep -qxF "$d" <<< "$used" || { rm -rf -- "$d"; ops_report ${RELEASE_KEYS.pruned_deps} "${'$'}{d##*/}"; }
 done
 keep_oids=$(cat ./*/release.json 2>/dev/null | grep -oE '[0-9a-f]{64}' | sort -u || true)
 for f in ${quote(L.lfsStore)}/*/*/*; do

@@ -3,7 +3,7 @@
 // as `ops_report` lines parsed here into a HostStatus with its problems and warnings.
 import type { Environment } from '../config/environment.ts';
 import { layout, slotPort, type Slot } from '../layout.ts';
-import { reported, reportedAll, type Step, type StepResult } from '../remote/types.ts';
+import { reportKeys, reported, reportedAll, type Step, type StepResult } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { parseCerts, siteName, type CertInfo } from './certs.ts';
 import { CERT_FUNCTIONS, IDENTITY_FUNCTIONS, PROBE_FUNCTIONS, SUPERVISOR_FUNCTIONS } from './libraries.ts';
@@ -12,6 +12,9 @@ import { certificatePaths } from './nginx.ts';
 import { describeProcess, parseProcReports, parseProcessInfo, programStates, type ProgramState } from './programs.ts';
 import { releaseSummary, type ReleaseSummary } from './release.ts';
 import { programPorts, probes } from './switch.ts';
+
+/** What `hostStatus` reports, parsed by `parseStatus`: `now` (host clock, ISO 8601 UTC), `provisioned`, `current`, `release_json`, `slot`, `nginx` (running|stopped), `nginx_config` (ok|invalid), `nginx_test` (nginx -t lines), `site_enabled` (yes|no), `site` (HTTP status), `supervisor` (`running` or why not), `supervisor_xml` (getAllProcessInfo's answer), `health` (`ok` or why not), `served_serial`, `disk` (`<mount> <free KiB> <size KiB>`); certificates as LIBRARY_KEYS.cert. */
+export const STATUS_KEYS = reportKeys('now', 'provisioned', 'current', 'release_json', 'slot', 'nginx', 'nginx_config', 'nginx_test', 'site_enabled', 'site', 'supervisor', 'supervisor_xml', 'health', 'served_serial', 'disk');
 
 
 /** curl arguments that fetch the site's "/" through the local nginx, as a visitor would (TLS included). */
@@ -28,7 +31,7 @@ export function hostStatus(env: Environment): Step {
   const L = layout(env);
   const cert = certificatePaths(env);
   // All programs probed at once (3 s at most); on failure UNHEALTHY names the probes that never answered.
-  const health = (slot: Slot) => `if wait_healthy 3 0.3 ${probes(env, slot).map(quote).join(' ')}; then ops_report health ok; else ops_report health "$UNHEALTHY"; fi`;
+  const health = (slot: Slot) => `if wait_healthy 3 0.3 ${probes(env, slot).map(quote).join(' ')}; then ops_report ${STATUS_KEYS.health} ok; else ops_report ${STATUS_KEYS.health} "$UNHEALTHY"; fi`;
   return {
     name: 'status',
     as: 'root',
@@ -38,37 +41,37 @@ export function hostStatus(env: Environment): Step {
 ${SUPERVISOR_FUNCTIONS}
 ${IDENTITY_FUNCTIONS}
 ${CERT_FUNCTIONS}
-ops_report now "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-ops_report provisioned "$(cat ${quote(`${L.state}/provisioned`)} 2>/dev/null || echo no)"
+ops_report ${STATUS_KEYS.now} "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+ops_report ${STATUS_KEYS.provisioned} "$(cat ${quote(`${L.state}/provisioned`)} 2>/dev/null || echo no)"
 cur=$(readlink ${quote(L.current)} 2>/dev/null || true)
-ops_report current "${'$'}{cur##*/}"
-if [ -n "$cur" ] && [ -f "$cur/release.json" ]; then ops_report release_json "$(tr -d '\n' < "$cur/release.json")"; fi
+ops_report ${STATUS_KEYS.current} "${'$'}{cur##*/}"
+if [ -n "$cur" ] && [ -f "$cur/release.json" ]; then ops_report ${STATUS_KEYS.release_json} "$(tr -d '\n' < "$cur/release.json")"; fi
 live_slot=$(cat ${quote(L.slotFile)} 2>/dev/null || true)
-ops_report slot "$live_slot"
+ops_report ${STATUS_KEYS.slot} "$live_slot"
 # nginx: running (its master's pid), its configuration as nginx -t sees it, and "/" through it.
 pid=$(cat /run/nginx.pid 2>/dev/null || true)
-if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then ops_report nginx running; else ops_report nginx stopped; fi
-if out=$(nginx -t 2>&1); then ops_report nginx_config ok; else ops_report nginx_config invalid; fi
-while IFS= read -r line; do [ -z "$line" ] || ops_report nginx_test "$line"; done <<< "$out"
-ops_report site_enabled "$([ -e ${quote(L.nginxSiteEnabled)} ] && echo yes || echo no)"
-ops_report site "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 ${siteProbe(env).args.map(quote).join(' ')} 2>/dev/null || true)"
+if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then ops_report ${STATUS_KEYS.nginx} running; else ops_report ${STATUS_KEYS.nginx} stopped; fi
+if out=$(nginx -t 2>&1); then ops_report ${STATUS_KEYS.nginx_config} ok; else ops_report ${STATUS_KEYS.nginx_config} invalid; fi
+while IFS= read -r line; do [ -z "$line" ] || ops_report ${STATUS_KEYS.nginx_test} "$line"; done <<< "$out"
+ops_report ${STATUS_KEYS.site_enabled} "$([ -e ${quote(L.nginxSiteEnabled)} ] && echo yes || echo no)"
+ops_report ${STATUS_KEYS.site} "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 ${siteProbe(env).args.map(quote).join(' ')} 2>/dev/null || true)"
 # supervisor over its XML-RPC socket (supervisorctl exits non-zero when a program is down: not used here).
 if xml=$(rpc supervisor.getAllProcessInfo 2>&1) && [[ "$xml" == *"<methodResponse>"* ]]; then
-  ops_report supervisor running
-  ops_report supervisor_xml "$(printf '%s' "$xml" | tr -d '\n')"
+  ops_report ${STATUS_KEYS.supervisor} running
+  ops_report ${STATUS_KEYS.supervisor_xml} "$(printf '%s' "$xml" | tr -d '\n')"
   # What each slot's processes run, read from the processes themselves, and who listens on the ports.
   report_slot blue ${quote(L.supervisorGroup('blue'))} ${programPorts(env, 'blue').map(quote).join(' ')}
   report_slot green ${quote(L.supervisorGroup('green'))} ${programPorts(env, 'green').map(quote).join(' ')}
 else
-  ops_report supervisor "$(printf '%s' "$xml" | tr '\n' ' ')"
+  ops_report ${STATUS_KEYS.supervisor} "$(printf '%s' "$xml" | tr '\n' ' ')"
 fi
 # The deploys' health probes, on the live slot, one verdict per program.
 case "$live_slot" in
   blue) ${health('blue')} ;;
   green) ${health('green')} ;;
 esac
-${cert ? `cert_info ${quote(cert.cert)}\nops_report served_serial "$(served_serial ${quote(siteName(env))})"` : ': no TLS'}
-{ df -Pk / ${quote(L.base)} 2>/dev/null || true; } | awk 'NR > 1 { print $6, $4, $2 }' | sort -u | while read -r m avail size; do ops_report disk "$m $avail $size"; done
+${cert ? `cert_info ${quote(cert.cert)}\nops_report ${STATUS_KEYS.served_serial} "$(served_serial ${quote(siteName(env))})"` : ': no TLS'}
+{ df -Pk / ${quote(L.base)} 2>/dev/null || true; } | awk 'NR > 1 { print $6, $4, $2 }' | sort -u | while read -r m avail size; do ops_report ${STATUS_KEYS.disk} "$m $avail $size"; done
 ${lockStatus(env).script}`,
   };
 }
@@ -122,42 +125,42 @@ export function nginxMessages(lines: string[]): string[] {
 
 /** Turn the status step's reports into a HostStatus, with its problems and warnings. */
 export function parseHostStatus(env: Environment, host: { name: string; address: string }, r: StepResult): HostStatus {
-  const now = new Date(reported(r, 'now') ?? Date.now());
+  const now = new Date(reported(r, STATUS_KEYS.now) ?? Date.now());
   const s: HostStatus = { host: host.name, address: host.address, reachable: true, problems: [], warnings: [] };
   const problem = (p: string) => s.problems.push(p);
   const warn = (w: string) => s.warnings.push(w);
 
-  s.provisioned = (reported(r, 'provisioned') ?? 'no') !== 'no';
+  s.provisioned = (reported(r, STATUS_KEYS.provisioned) ?? 'no') !== 'no';
   if (!s.provisioned) problem(`not provisioned for ${env.name} (run: ops provision ${env.name})`);
-  const current = reported(r, 'current') ?? '';
-  const slot = reported(r, 'slot');
+  const current = reported(r, STATUS_KEYS.current) ?? '';
+  const slot = reported(r, STATUS_KEYS.slot);
   s.slot = slot === 'blue' || slot === 'green' ? slot : undefined;
   if (current) {
-    const { unreadable, ...release } = releaseSummary(current, reported(r, 'release_json') ?? '');
+    const { unreadable, ...release } = releaseSummary(current, reported(r, STATUS_KEYS.release_json) ?? '');
     if (unreadable) warn(`release ${current} has an unreadable release.json`);
     s.release = release;
   } else if (s.provisioned) problem(`no release is live (run: ops deploy ${env.name})`);
 
-  const nginxTest = reportedAll(r, 'nginx_test');
-  s.nginx = { running: reported(r, 'nginx') === 'running', configOk: reported(r, 'nginx_config') === 'ok', messages: nginxMessages(nginxTest) };
+  const nginxTest = reportedAll(r, STATUS_KEYS.nginx_test);
+  s.nginx = { running: reported(r, STATUS_KEYS.nginx) === 'running', configOk: reported(r, STATUS_KEYS.nginx_config) === 'ok', messages: nginxMessages(nginxTest) };
   if (!s.nginx.running) problem('nginx is not running');
   if (!s.nginx.configOk) {
     const first = s.nginx.messages.find((m) => /\[(emerg|alert|crit)\]/.test(m)) ?? nginxTest.find((l) => !/test failed/.test(l)) ?? 'nginx -t failed';
     problem(`nginx configuration is invalid (nginx -t): ${first.replace(/^nginx: /, '')} — ${s.nginx.running ? 'nginx keeps serving its last valid configuration, but a reload or restart will fail' : 'nginx cannot start until it is fixed'}`);
   } else for (const m of s.nginx.messages) warn(`nginx -t: ${m}`);
 
-  const code = Number(reported(r, 'site') || '0');
+  const code = Number(reported(r, STATUS_KEYS.site) || '0');
   // Older status steps did not report it: their sites were enabled by provision.
-  s.site = { url: siteProbe(env).url, status: Number.isFinite(code) ? code : 0, enabled: reported(r, 'site_enabled') !== 'no' };
+  s.site = { url: siteProbe(env).url, status: Number.isFinite(code) ? code : 0, enabled: reported(r, STATUS_KEYS.site_enabled) !== 'no' };
   if (current || s.provisioned) {
     if (!s.site.enabled) problem(`the nginx site of ${env.config.app} is not enabled (${layout(env).nginxSiteEnabled} is missing): ${s.site.url} is answered by another site, if any (run: ops provision ${env.name})`);
     else if (s.site.status === 0) problem(`the site does not answer through nginx (${s.site.url})`);
     else if (s.site.status >= 500) problem(`the site answers ${s.site.status} through nginx (${s.site.url})`);
   }
 
-  const sup = reported(r, 'supervisor') ?? '';
+  const sup = reported(r, STATUS_KEYS.supervisor) ?? '';
   if (sup === 'running') {
-    s.supervisor = { running: true, programs: programStates(env, parseProcessInfo(reported(r, 'supervisor_xml') ?? ''), s.slot) };
+    s.supervisor = { running: true, programs: programStates(env, parseProcessInfo(reported(r, STATUS_KEYS.supervisor_xml) ?? ''), s.slot) };
   } else {
     s.supervisor = { running: false, error: sup.trim() || 'no answer', programs: [] };
     problem(`supervisor does not answer on its socket: ${s.supervisor.error}`);
@@ -188,7 +191,7 @@ export function parseHostStatus(env: Environment, host: { name: string; address:
     }
   }
 
-  const health = reported(r, 'health');
+  const health = reported(r, STATUS_KEYS.health);
   if (health !== undefined && s.slot) {
     s.health = probes(env, s.slot).map((probe) => {
       const [program, port, path] = probe.split(':');
@@ -201,7 +204,7 @@ export function parseHostStatus(env: Environment, host: { name: string; address:
 
   const cert = parseCerts(r, now)[0];
   if (cert) {
-    const served = reported(r, 'served_serial');
+    const served = reported(r, STATUS_KEYS.served_serial);
     s.certificate = { ...cert, servedSerial: served ? served.toUpperCase() : undefined };
     if (cert.state !== 'ok') problem(`TLS certificate ${cert.path} is ${cert.state}`);
     else if (cert.daysLeft !== undefined) {
@@ -212,7 +215,7 @@ export function parseHostStatus(env: Environment, host: { name: string; address:
     }
   }
 
-  s.disk = reportedAll(r, 'disk').map((v) => {
+  s.disk = reportedAll(r, STATUS_KEYS.disk).map((v) => {
     const [mount, avail, size] = v.split(' ');
     const freeKb = Number(avail);
     const sizeKb = Number(size);

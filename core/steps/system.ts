@@ -4,9 +4,12 @@ import type { Environment } from '../config/environment.ts';
 import { layout } from '../layout.ts';
 import type { PackageIndexFiles } from '../packages.ts';
 import { minor, NODE_BINARY_PACKAGE, NODE_FROM_NPM_DIR, npmVersionFor, NVM_DIR, PYENV_ROOT, runtimePaths, UV_VERSION, UV_WHEEL_SHA256 } from '../runtimes.ts';
-import type { Step } from '../remote/types.ts';
+import { reportKeys, type Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { SYSTEM_FUNCTIONS } from './libraries.ts';
+
+/** What the system steps report: `inspectHost`: `os_id`, `codename` (/etc/os-release), `init` (systemd|none), `app_user` (yes|no), `provisioned` (date or `no`); `runtimes`: `runtime` (`<name> <path> <version>`); each provision part as LIBRARY_KEYS.item. */
+export const SYSTEM_KEYS = reportKeys('os_id', 'codename', 'init', 'app_user', 'provisioned', 'runtime');
 
 export const SUPPORTED_RELEASES = ['bullseye', 'bookworm', 'trixie'];
 
@@ -20,11 +23,11 @@ export function inspectHost(env: Environment): Step {
     quiet: true,
     script: String.raw`# shellcheck source=/dev/null # the host's own file, not ours to follow
 . /etc/os-release
-ops_report os_id "$ID"
-ops_report codename "$VERSION_CODENAME"
-ops_report init "$([ -d /run/systemd/system ] && echo systemd || echo none)"
-ops_report app_user "$(id -u ${quote(env.appUser)} >/dev/null 2>&1 && echo yes || echo no)"
-ops_report provisioned "$([ -f ${quote(`${L.state}/provisioned`)} ] && cat ${quote(`${L.state}/provisioned`)} || echo no)"`,
+ops_report ${SYSTEM_KEYS.os_id} "$ID"
+ops_report ${SYSTEM_KEYS.codename} "$VERSION_CODENAME"
+ops_report ${SYSTEM_KEYS.init} "$([ -d /run/systemd/system ] && echo systemd || echo none)"
+ops_report ${SYSTEM_KEYS.app_user} "$(id -u ${quote(env.appUser)} >/dev/null 2>&1 && echo yes || echo no)"
+ops_report ${SYSTEM_KEYS.provisioned} "$([ -f ${quote(`${L.state}/provisioned`)} ] && cat ${quote(`${L.state}/provisioned`)} || echo no)"`,
   };
 }
 
@@ -186,7 +189,7 @@ if [ "$(${quote(uv)} --version 2>/dev/null | cut -d' ' -f2)" != ${quote(UV_VERSI
   rm -rf "$uv_tmp"; trap - EXIT
   CHANGED=1
 fi
-ops_report runtime "uv ${quote(uv)} $(${quote(uv)} --version | cut -d' ' -f2)"`;
+ops_report ${SYSTEM_KEYS.runtime} "uv ${quote(uv)} $(${quote(uv)} --version | cut -d' ' -f2)"`;
 }
 
 /** Install (version managers, the npm registry) and verify the pinned runtimes at their absolute paths. */
@@ -217,7 +220,7 @@ fi`);
   if (node.strategy === 'npm') lines.push(nodeFromRegistry(env, files, paths.python));
   lines.push(String.raw`check() { # label path pattern actual pinned
   # shellcheck disable=SC2254 # $3 is a glob on purpose: "3.11.*" matches any 3.11 release
-  case "$4" in $3) ops_report runtime "$1 $2 $4" ;; *) echo "runtimes pin $1 $5 but $2 is version $4: change runtimes in the environment, or the host" >&2; exit 1 ;; esac
+  case "$4" in $3) ops_report ${SYSTEM_KEYS.runtime} "$1 $2 $4" ;; *) echo "runtimes pin $1 $5 but $2 is version $4: change runtimes in the environment, or the host" >&2; exit 1 ;; esac
 }
 for bin in ${quote(paths.python)} ${quote(paths.node)} ${quote(paths.npm)}; do
   [ -x "$bin" ] || { echo "runtime missing: $bin (runtimes in the environment name a version this host does not have)" >&2; exit 1; }
@@ -225,7 +228,7 @@ done
 check python ${quote(paths.python)} ${quote(versionPattern(python.version))} "$(${quote(paths.python)} -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')" ${quote(python.version)}
 ${quote(paths.python)} -c 'import venv, ensurepip' 2>/dev/null || { echo "${quote(paths.python)} lacks the venv module (Debian: python${minor(python.version)}-venv)" >&2; exit 1; }
 check node ${quote(paths.node)} ${quote(versionPattern(node.version))} "$(${quote(paths.node)} --version | sed 's/^v//')" ${quote(node.version)}
-ops_report runtime "npm ${quote(paths.npm)} $(${quote(paths.npm)} --version)"`);
+ops_report ${SYSTEM_KEYS.runtime} "npm ${quote(paths.npm)} $(${quote(paths.npm)} --version)"`);
   if (env.config.release.python_requirements && env.config.release.python_installer === 'uv') lines.push(uvFromIndex(env, paths.python));
   lines.push('item runtimes');
   return { name: 'runtimes', as: 'root', timeout: 3600, script: lines.join('\n') };

@@ -2,11 +2,14 @@
 // reloads nginx (the seed's cron renewed but never reloaded), certbot from Debian (not snap), self-signed mode.
 import type { Environment } from '../config/environment.ts';
 import { layout } from '../layout.ts';
-import type { Step } from '../remote/types.ts';
+import { reportKeys, type Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { certificatePaths } from './nginx.ts';
 import { putChecked, putFile } from './script.ts';
 import { HOST_LOCK_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
+
+/** What `prepareTls` reports: `certificate` (yes|no: the certificate file exists and is not empty), and LIBRARY_KEYS.item. */
+export const TLS_KEYS = reportKeys('certificate');
 
 const RENEW_HOOK = '/etc/letsencrypt/renewal-hooks/deploy/ops-pipeline-reload-nginx';
 const CA_DIR = '/usr/local/share/ops-pipeline';
@@ -67,7 +70,7 @@ fi`);
   } else {
     lines.push(selfSignedCertificate(env));
   }
-  lines.push(`ops_report certificate "$([ -s ${quote(certs.cert)} ] && echo yes || echo no)"`, 'item tls');
+  lines.push(`ops_report ${TLS_KEYS.certificate} "$([ -s ${quote(certs.cert)} ] && echo yes || echo no)"`, 'item tls');
   return { name: 'tls', as: 'root', timeout: 120, script: lines.join('\n') };
 }
 

@@ -11,7 +11,7 @@ import { getLockStatus } from '../../core/ops/records.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { connect } from '../../core/remote/ssh.ts';
 import { reported } from '../../core/remote/types.ts';
-import { acquireLock, lockStatus, parseLock, releaseLock } from '../../core/steps/lock.ts';
+import { LOCK_KEYS, acquireLock, lockStatus, parseLock, releaseLock } from '../../core/steps/lock.ts';
 import { downHost, sshRun, upHost, type Host } from '../hosts/index.ts';
 import { runOps, type CliResult } from '../support/cli.ts';
 import { appRepo, chattyLogin, configureSshd, get, makeProject, readyHost, testConfig, testDatabase, type TestProject } from './support.ts';
@@ -198,12 +198,12 @@ describe('the lock holder on bullseye\'s sshd (OpenSSH 8.4), with a chatty shell
       const e = probe.env();
       const remote = await connect({ host: e.hosts[0]!, credentials: { privateKey: readFileSync(old.identityFile, 'utf8'), describe: 'lab key' }, appUser: 'deploy', reporter: new MemoryReporter(), connectTimeout: 20, retries: 1, configFile: 'x' });
       const got = await remote.run(acquireLock(e, { operation: 'test', actor: 'e2e', runUrl: '', runId: 'r1', wait: 0 }));
-      expect(reported(got, 'lock')).toBe('acquired');
-      const pid = reported(got, 'holder_pid')!;
+      expect(reported(got, LOCK_KEYS.lock)).toBe('acquired');
+      const pid = reported(got, LOCK_KEYS.holder_pid)!;
       const cmdline = await sshRun(old, `tr '\\0' ' ' < /proc/${pid}/cmdline`);
       expect(cmdline.stdout).toMatch(/sshd: deploy@notty/);
       const same = await remote.run({ name: 'conn', as: 'app', script: `${CONNECTION_FUNCTIONS}\nops_report holder "$(conn_pid)"` });
-      expect(reported(same, 'holder')).toBe(pid);
+      expect(reported(same, LOCK_KEYS.holder)).toBe(pid);
       await remote.upload(Buffer.from([0, 255, 10, 13]), '/tmp/ops-bin', { mode: 0o644 });
       expect((await sshRun(old, 'od -An -tx1 /tmp/ops-bin')).stdout).toMatch(/00 ff 0a 0d/);
       const other = await connect({ host: e.hosts[0]!, credentials: { privateKey: readFileSync(old.identityFile, 'utf8'), describe: 'lab key' }, appUser: 'deploy', reporter: new MemoryReporter(), connectTimeout: 20, retries: 1, configFile: 'x' });
@@ -216,7 +216,7 @@ describe('the lock holder on bullseye\'s sshd (OpenSSH 8.4), with a chatty shell
       }
       expect(state).toBe('stale');
       // Released by run id from another connection.
-      expect(reported(await other.run(releaseLock(e, 'r1')), 'lock')).toBe('released');
+      expect(reported(await other.run(releaseLock(e, 'r1')), LOCK_KEYS.lock)).toBe('released');
       await other.close();
     } finally {
       probe.cleanup();

@@ -5,7 +5,7 @@
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { withSession } from '../../core/context.ts';
+import { withSession } from '../../core/ops/hosts.ts';
 import { certificates, renewCertificates } from '../../core/ops/certs.ts';
 import { deploy } from '../../core/ops/deploy.ts';
 import { withLock } from '../../core/ops/locked.ts';

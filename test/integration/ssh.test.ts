@@ -5,9 +5,12 @@ import { execFileSync } from 'node:child_process';
 import { connect, type ConnectOptions } from '../../core/remote/ssh.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { OpsError, StepError, formatError } from '../../core/errors.ts';
-import { reported, type Remote } from '../../core/remote/types.ts';
+import { reportKeys, reported, type Remote } from '../../core/remote/types.ts';
 import { startSshd, type TestSshd } from '../support/sshd.ts';
 import { CONNECTION_FUNCTIONS } from '../../core/steps/libraries.ts';
+
+/** The keys this file's own scripts report. */
+const KEYS = reportKeys('answer', 'holder', 'i');
 
 let sshd: TestSshd;
 beforeAll(async () => {
@@ -45,9 +48,9 @@ describe('SSH transport on a real sshd', () => {
     const before = sshd.logins();
     const remote = await connect(options({}, reporter));
     try {
-      const r = await remote.run({ name: 'hello', as: 'login', script: 'echo "hello from $(whoami)"\nops_report answer 42' });
+      const r = await remote.run({ name: 'hello', as: 'login', script: `echo "hello from $(whoami)"\nops_report ${KEYS.answer} 42` });
       expect(r.code).toBe(0);
-      expect(reported(r, 'answer')).toBe('42');
+      expect(reported(r, KEYS.answer)).toBe('42');
       expect(reporter.text()).toContain('lo hello from root');
       expect(reporter.text()).not.toContain('@ops'); // machine lines stay out of the log
       for (let i = 0; i < 4; i++) await remote.run({ name: `n${i}`, as: 'root', script: 'true' });
@@ -112,12 +115,12 @@ describe('SSH transport on a real sshd', () => {
 
   it("a lock's holder is the connection's own sshd process: alive while connected, gone after close", async () => {
     const remote = await connect(options());
-    const r = await remote.run({ name: 'holder', as: 'root', script: `${CONNECTION_FUNCTIONS}\nops_report holder "$(conn_pid)"` });
-    const pid = Number(reported(r, 'holder'));
+    const r = await remote.run({ name: 'holder', as: 'root', script: `${CONNECTION_FUNCTIONS}\nops_report ${KEYS.holder} "$(conn_pid)"` });
+    const pid = Number(reported(r, KEYS.holder));
     expect(readFileSync(`/proc/${pid}/cmdline`, 'utf8')).toMatch(/^sshd: root@notty/);
     // The same process for every session of the connection, and no channel kept open for it.
-    const again = await remote.run({ name: 'holder', as: 'login', script: `${CONNECTION_FUNCTIONS}\nops_report holder "$(conn_pid)"` });
-    expect(Number(reported(again, 'holder'))).toBe(pid);
+    const again = await remote.run({ name: 'holder', as: 'login', script: `${CONNECTION_FUNCTIONS}\nops_report ${KEYS.holder} "$(conn_pid)"` });
+    expect(Number(reported(again, KEYS.holder))).toBe(pid);
     await remote.close();
     for (let i = 0; i < 50 && alive(pid); i++) await new Promise((r) => setTimeout(r, 100));
     expect(alive(pid)).toBe(false);
@@ -126,8 +129,8 @@ describe('SSH transport on a real sshd', () => {
   it('a connection lost during a step is one error naming the host and the step, not a stack trace', async () => {
     const remote = await connect(options());
     try {
-      const r = await remote.run({ name: 'holder', as: 'login', script: `${CONNECTION_FUNCTIONS}\nops_report holder "$(conn_pid)"` });
-      const pid = Number(reported(r, 'holder'));
+      const r = await remote.run({ name: 'holder', as: 'login', script: `${CONNECTION_FUNCTIONS}\nops_report ${KEYS.holder} "$(conn_pid)"` });
+      const pid = Number(reported(r, KEYS.holder));
       const err = await remote.run({ name: 'long', as: 'login', script: `kill ${pid}; sleep 5` }).catch((e) => e);
       expect(err).toBeInstanceOf(OpsError);
       expect(err.message).toMatch(/^step "long" on lo \(connection lost\): /);
@@ -190,8 +193,8 @@ describe('channel budget: one session at a time per connection', () => {
         const remote = await connect(options({ host: { name: 'lo', address: '127.0.0.1', port: limited.port, user: 'root', hostKey: limited.hostKey }, credentials: { privateKey: limited.clientKey, describe: 'test key' } }));
         try {
           for (let i = 0; i < 15; i++) {
-            const r = await remote.run({ name: `n${i}`, as: 'login', script: `ops_report i ${i}` });
-            expect(reported(r, 'i')).toBe(String(i));
+            const r = await remote.run({ name: `n${i}`, as: 'login', script: `ops_report ${KEYS.i} ${i}` });
+            expect(reported(r, KEYS.i)).toBe(String(i));
             await remote.upload(`content ${i}\n`, `/tmp/ops-budget-${max}`, { mode: 0o644 });
           }
           expect(readFileSync(`/tmp/ops-budget-${max}`, 'utf8')).toBe('content 14\n');

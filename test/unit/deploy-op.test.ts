@@ -12,6 +12,14 @@ import { MemoryReporter } from '../../core/report.ts';
 import { RecordingRemote, type Responder } from '../../core/remote/recording.ts';
 import { git } from '../../core/git.ts';
 import { makeAppRepo } from '../fixtures/app/make-repo.ts';
+import { FACTS_KEYS } from '../../core/steps/facts.ts';
+import { LIBRARY_KEYS } from '../../core/steps/libraries.ts';
+import { LOCK_KEYS } from '../../core/steps/lock.ts';
+import { RELEASE_KEYS } from '../../core/steps/release.ts';
+import { opsLines, type ReportText } from './reports.helpers.ts';
+
+/** What the fake lock step (which also looks at the host: deployState) and the disk step report. */
+const STATE = { ...LOCK_KEYS, ...RELEASE_KEYS, ...LIBRARY_KEYS, ...FACTS_KEYS };
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
 let root: string;
@@ -40,7 +48,7 @@ beforeAll(async () => {
 
 function harness(state: string, respond: Responder = () => undefined) {
   const remote = new RecordingRemote('web1', 'deploy', 'sample', (step) => {
-    if (step.name === 'lock') return { stdout: `@ops lock acquired\n${state}` };
+    if (step.name === 'lock') return { stdout: `${opsLines(STATE, 'lock acquired')}${state}` };
     return respond(step);
   });
   let connections = 0;
@@ -59,7 +67,7 @@ function harness(state: string, respond: Responder = () => undefined) {
 
 describe('deploy operation', () => {
   it('first deploy: code, .env, release, dependencies, build, migrate, start, switch, prune — over one connection', async () => {
-    const h = harness('@ops provisioned 2026-11-25\n@ops current \n');
+    const h = harness(opsLines(STATE, 'provisioned 2026-11-25', 'current '));
     const r = await deploy(h.ctx, loadEnvironment('x', root), {});
     expect(h.connections()).toBe(1);
     expect(h.remote.stepNames()).toEqual(['lock', 'receive code', '.env', 'release', 'dependencies', 'build', 'migrate', 'start blue', 'switch', 'prune', 'unlock']);
@@ -82,7 +90,7 @@ describe('deploy operation', () => {
   });
 
   it('the same sha already live and healthy: a no-op, nothing but the lock', async () => {
-    const h = harness(`@ops provisioned yes\n@ops current 20261125T120000Z-${v1.slice(0, 12)}\n@ops slot blue\n@ops release 20261125T120000Z-${v1.slice(0, 12)} ${v1} ok\n@ops live_health ok\n`);
+    const h = harness(opsLines(STATE, 'provisioned yes', `current 20261125T120000Z-${v1.slice(0, 12)}`, 'slot blue', `release 20261125T120000Z-${v1.slice(0, 12)} ${v1} ok`, 'live_health ok'));
     const r = await deploy(h.ctx, loadEnvironment('x', root), {});
     expect(r.noop).toBe(true);
     expect(h.remote.stepNames()).toEqual(['lock', 'unlock']);
@@ -90,13 +98,13 @@ describe('deploy operation', () => {
   });
 
   it('the same sha live but unhealthy: says so instead of pretending success', async () => {
-    const h = harness(`@ops provisioned yes\n@ops current 20261125T120000Z-${v1.slice(0, 12)}\n@ops slot blue\n@ops release 20261125T120000Z-${v1.slice(0, 12)} ${v1} ok\n@ops live_health no healthy answer within 3s from server:3579:/health\n`);
+    const h = harness(opsLines(STATE, 'provisioned yes', `current 20261125T120000Z-${v1.slice(0, 12)}`, 'slot blue', `release 20261125T120000Z-${v1.slice(0, 12)} ${v1} ok`, 'live_health no healthy answer within 3s from server:3579:/health'));
     await expect(deploy(h.ctx, loadEnvironment('x', root), {})).rejects.toThrow(/already live on web1 but not healthy: no healthy answer/);
     expect(h.remote.stepNames()).toEqual(['lock', 'unlock']);
   });
 
   it('a failed build: nothing started or switched, the release marked failed, the failure audited', async () => {
-    const h = harness(`@ops provisioned yes\n@ops current 20261101T000000Z-aaaaaaaaaaaa\n@ops slot green\n@ops has ${v1}\n`, (step) =>
+    const h = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot green', `has ${v1}`), (step) =>
       step.name === 'build' ? { code: 2, stderr: 'SyntaxError: Unexpected token' } : undefined,
     );
     await expect(deploy(h.ctx, loadEnvironment('x', root), {})).rejects.toThrow(/step "build" on web1 failed with exit code 2\n[\s\S]*SyntaxError[\s\S]*web1 still serves 20261101T000000Z-aaaaaaaaaaaa; nothing was switched/);
@@ -106,14 +114,14 @@ describe('deploy operation', () => {
   });
 
   it('a failed health check stops the new slot again', async () => {
-    const h = harness(`@ops provisioned yes\n@ops current 20261101T000000Z-aaaaaaaaaaaa\n@ops slot blue\n@ops has ${v1}\n`, (step) => (step.name === 'start green' ? { code: 1, stderr: 'did not become healthy' } : undefined));
+    const h = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', `has ${v1}`), (step) => (step.name === 'start green' ? { code: 1, stderr: 'did not become healthy' } : undefined));
     await expect(deploy(h.ctx, loadEnvironment('x', root), {})).rejects.toThrow(/did not become healthy/);
     expect(h.remote.stepNames().slice(-5)).toEqual(['start green', 'disk space', 'stop green', 'mark failed', 'unlock']);
   });
 
   it('the clean-up after the switch fails: the error says the new release is live and serves, the failure is audited, the lock let go', async () => {
-    const h = harness(`@ops provisioned yes\n@ops current 20261101T000000Z-aaaaaaaaaaaa\n@ops slot blue\n@ops has ${v1}\n`, (step) => (step.name === 'prune' ? { code: 1, stderr: 'rm: cannot remove: Read-only file system' } : undefined));
-    const err = await deploy(h.ctx, loadEnvironment('x', root), {}).catch((e: unknown) => e as Error);
+    const h = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', `has ${v1}`), (step) => (step.name === 'prune' ? { code: 1, stderr: 'rm: cannot remove: Read-only file system' } : undefined));
+    const err = (await deploy(h.ctx, loadEnvironment('x', root), {}).catch((e: unknown) => e)) as Error;
     expect(err.message).toMatch(/Read-only file system[\s\S]*\n\d{8}T\d{6}Z-[0-9a-f]{12} is live on web1 and serves; the clean-up after the switch \(stopping the previous slot, pruning old releases\) failed$/);
     expect(err.message).not.toMatch(/still serves 20261101T000000Z-aaaaaaaaaaaa|nothing was switched/);
     expect(h.remote.stepNames().slice(-4)).toEqual(['switch', 'prune', 'disk space', 'unlock']);
@@ -121,13 +129,13 @@ describe('deploy operation', () => {
   });
 
   it('a start that failed cleanly (supervisor refused the file: the previous one is back, the warm release runs) is not stopped again', async () => {
-    const h = harness(`@ops provisioned yes\n@ops current 20261101T000000Z-aaaaaaaaaaaa\n@ops slot blue\n@ops has ${v1}\n`, (step) => (step.name === 'start green' ? { code: 3, stderr: 'supervisor refused the new configuration of slot green' } : undefined));
+    const h = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', `has ${v1}`), (step) => (step.name === 'start green' ? { code: 3, stderr: 'supervisor refused the new configuration of slot green' } : undefined));
     await expect(deploy(h.ctx, loadEnvironment('x', root), {})).rejects.toThrow(/supervisor refused the new configuration/);
     expect(h.remote.stepNames().slice(-4)).toEqual(['start green', 'disk space', 'mark failed', 'unlock']);
   });
 
   it('an unprovisioned host: a clear error before anything is sent', async () => {
-    const h = harness('@ops provisioned no\n');
+    const h = harness(opsLines(STATE, 'provisioned no'));
     await expect(deploy(h.ctx, loadEnvironment('x', root), {})).rejects.toThrow(/web1 is not provisioned for x/);
     expect(h.remote.stepNames()).toEqual(['lock', 'unlock']);
     expect(h.remote.uploads).toEqual([]);
@@ -135,7 +143,7 @@ describe('deploy operation', () => {
 
   it('a dry run reads the live commit (one read-only step, no lock), prints the plan and the change, changes nothing', async () => {
     const live = `20240101T000000Z-${v1.slice(0, 12)}`;
-    const h = harness('', (step) => (step.name === 'state' ? { stdout: `@ops provisioned yes\n@ops current ${live}\n@ops release ${live} ${v1} ok\n` } : undefined));
+    const h = harness('', (step) => (step.name === 'state' ? { stdout: opsLines(STATE, 'provisioned yes', `current ${live}`, `release ${live} ${v1} ok`) } : undefined));
     const r = await deploy(h.ctx, loadEnvironment('x', root), { dryRun: true, ref: 'v2' });
     expect(h.connections()).toBe(1);
     expect(h.remote.stepNames()).toEqual(['state']);
@@ -169,7 +177,7 @@ describe('deploy operation', () => {
     const original = readFileSync(file, 'utf8');
     writeFileSync(file, original + 'release:\n  before_switch: ["make warm-cache"]\n  after_switch: ["make notify"]\n');
     try {
-      const h = harness(`@ops provisioned yes\n@ops current 20261101T000000Z-aaaaaaaaaaaa\n@ops slot blue\n@ops has ${v1}\n`);
+      const h = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', `has ${v1}`));
       await deploy(h.ctx, loadEnvironment('x', root), {});
       const names = h.remote.stepNames();
       expect(names.slice(names.indexOf('migrate'))).toEqual(['migrate', 'before_switch[0]', 'start green', 'switch', 'after_switch[0]', 'prune', 'unlock']);
@@ -189,18 +197,19 @@ describe('deploy operation', () => {
 
   it('prunes by history: the list sent to the host comes from the order releases went live, never the live or warm one', async () => {
     const old = (n: number) => `2026110${n}T000000Z-${String(n).repeat(12)}`;
-    const state = [
-      '@ops provisioned yes',
-      `@ops current ${old(1)}`, // live, made by a runner whose clock was behind: its id sorts first
-      '@ops slot blue',
-      `@ops has ${v1}`,
-      `@ops release ${old(1)} x ok 9 9`,
-      ...[2, 3, 4, 5, 6].map((n) => `@ops release ${old(n)} x ok ${n} ${n}`),
-      `@ops release ${old(7)} x failed - 7`,
-      `@ops release ${old(8)} x failed - 8`,
-      `@ops release ${old(9)} x failed - 10`,
-    ].join('\n');
-    const h = harness(`${state}\n`);
+    const state = opsLines(
+      STATE,
+      'provisioned yes',
+      `current ${old(1)}`, // live, made by a runner whose clock was behind: its id sorts first
+      'slot blue',
+      `has ${v1}`,
+      `release ${old(1)} x ok 9 9`,
+      ...[2, 3, 4, 5, 6].map((n): ReportText<typeof STATE> => `release ${old(n)} x ok ${n} ${n}`),
+      `release ${old(7)} x failed - 7`,
+      `release ${old(8)} x failed - 8`,
+      `release ${old(9)} x failed - 10`,
+    );
+    const h = harness(state);
     await deploy(h.ctx, loadEnvironment('x', root), {});
     const prune = h.remote.runs.find((r) => r.step.name === 'prune')!.stdin;
     // keep 5 (the new one, old(1) warm, old(6), old(5), old(4)); keep_failed 2 (old(9), old(8)).
@@ -209,14 +218,14 @@ describe('deploy operation', () => {
 
   it('a runner clock far from the host\'s: a warning, and the deploy goes on', async () => {
     const hostNow = Math.floor(Date.now() / 1000);
-    const h = harness(`@ops now ${hostNow}\n@ops provisioned yes\n@ops current 20261101T000000Z-aaaaaaaaaaaa\n@ops slot blue\n@ops has ${v1}\n`);
+    const h = harness(opsLines(STATE, `now ${hostNow}`, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', `has ${v1}`));
     const r = await deploy({ ...h.ctx, now: () => new Date(Date.now() - 90 * 86_400_000) }, loadEnvironment('x', root), {});
     expect(r.release.startsWith(new Date(Date.now() - 90 * 86_400_000).toISOString().slice(0, 10).replace(/-/g, ''))).toBe(true);
     expect(h.reporter.lines.join('\n')).toMatch(/warning: this runner's clock is 90 days behind web1's/);
   });
 
   it('not enough space for the code: refused before anything is sent, saying what is free and what is needed', async () => {
-    const h = harness('@ops provisioned yes\n@ops current 20261101T000000Z-aaaaaaaaaaaa\n@ops slot blue\n@ops disk 900 50000 40000 /srv\n');
+    const h = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', 'disk 900 50000 40000 /srv'));
     const err = await deploy(h.ctx, loadEnvironment('x', root), {}).catch((e) => e);
     expect(err.message).toMatch(/^not enough space on web1 for release \S+: 0 MB and 40000 inodes free under \/srv, and its code alone needs about \d+ MB and \d+ inodes \(its dependencies and build more\)\nweb1 still serves 20261101T000000Z-aaaaaaaaaaaa; nothing was changed$/);
     expect(err.hint).toMatch(/^free space on web1 under \/srv/);
@@ -225,8 +234,8 @@ describe('deploy operation', () => {
   });
 
   it('a step that runs out of space or inodes says so, with what is free (one more round trip, on that failure only)', async () => {
-    for (const [disk, what] of [['@ops disk 0 50000 40000 /srv', 'disk space: 0 MB and 40000 inodes free under /srv'], ['@ops disk 800000 50000 0 /srv', 'free inodes: 781 MB and 0 inodes free under /srv']]) {
-      const h = harness(`@ops provisioned yes\n@ops current 20261101T000000Z-aaaaaaaaaaaa\n@ops slot blue\n@ops has ${v1}\n`, (step) =>
+    for (const [disk, what] of [[opsLines(STATE, 'disk 0 50000 40000 /srv'), 'disk space: 0 MB and 40000 inodes free under /srv'], [opsLines(STATE, 'disk 800000 50000 0 /srv'), 'free inodes: 781 MB and 0 inodes free under /srv']]) {
+      const h = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', `has ${v1}`), (step) =>
         step.name === 'dependencies' ? { code: 1, stderr: "OSError: [Errno 28] No space left on device: '/srv/sample/shared/deps/venv-1/lib'" } : step.name === 'disk space' ? { stdout: disk } : undefined,
       );
       const err = await deploy(h.ctx, loadEnvironment('x', root), {}).catch((e) => e);
@@ -239,7 +248,7 @@ describe('deploy operation', () => {
 });
 
 describe('the lock is never leaked by a run that ends', () => {
-  const state = () => `@ops provisioned yes\n@ops current 20261101T000000Z-aaaaaaaaaaaa\n@ops slot blue\n@ops has ${v1}\n`;
+  const state = () => opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', `has ${v1}`);
   /** Connections in order; the first one's unlock fails `times` times (a broken channel or connection). */
   function flaky(times: number) {
     const remotes: RecordingRemote[] = [];
@@ -249,7 +258,7 @@ describe('the lock is never leaked by a run that ends', () => {
       reporter: new MemoryReporter(),
       processEnv: { PATH: process.env.PATH },
       connector: async () => {
-        const r = new RecordingRemote('web1', 'deploy', 'sample', (step) => (step.name === 'lock' ? { stdout: `@ops lock acquired\n${state()}` } : undefined));
+        const r = new RecordingRemote('web1', 'deploy', 'sample', (step) => (step.name === 'lock' ? { stdout: `${opsLines(STATE, 'lock acquired')}${state()}` } : undefined));
         const run = r.run.bind(r);
         r.run = async (step, options) => {
           if (step.name === 'unlock' && failures++ < times) {

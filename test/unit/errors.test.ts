@@ -11,6 +11,9 @@ import { runAction } from '../../core/action.ts';
 import { formatError, OpsError } from '../../core/errors.ts';
 import { RecordingRemote } from '../../core/remote/recording.ts';
 import type { Remote, RunOptions, Step, StepResult, UploadOptions } from '../../core/remote/types.ts';
+import { LOCK_KEYS } from '../../core/steps/lock.ts';
+import { RELEASE_KEYS } from '../../core/steps/release.ts';
+import { opsLines } from './reports.helpers.ts';
 import { runOps } from '../support/cli.ts';
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
@@ -54,7 +57,7 @@ type Phase = 'connect' | 'step' | 'upload';
 function failing(phase: Phase, error: () => unknown): Connector {
   return async () => {
     if (phase === 'connect') throw error();
-    const fake = new RecordingRemote('web1', 'deploy', 'sample', (step) => (step.name === 'lock' ? { stdout: '@ops lock acquired\n@ops current 20261125T120000Z-0123456789ab\n' } : undefined));
+    const fake = new RecordingRemote('web1', 'deploy', 'sample', (step) => (step.name === 'lock' ? { stdout: opsLines({ ...LOCK_KEYS, ...RELEASE_KEYS }, 'lock acquired', 'current 20261125T120000Z-0123456789ab') } : undefined));
     let thrown = false;
     const once = <T>(p: Phase, fn: () => Promise<T>): Promise<T> => {
       if (p === phase && !thrown) {

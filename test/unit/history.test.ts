@@ -14,6 +14,7 @@ import { parseReports, reportedAll, type StepResult } from '../../core/remote/ty
 import { scriptPrelude } from '../../core/remote/wrap.ts';
 import { historyFunctions, parseReleaseRecord, previousRelease, retention, type ReleaseRecord } from '../../core/steps/history.ts';
 import { pruneReleases } from '../../core/steps/release.ts';
+import { LIBRARY_KEYS } from '../../core/steps/libraries.ts';
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
 
@@ -53,21 +54,21 @@ describe('history on a host (bash)', () => {
     const base = host({ [A]: '', [B]: '', [C]: 'failed', [D]: 'abandoned' }, B);
     const e = env(base);
     const first = bash(e, 'history_init; release_reports');
-    expect(reportedAll(first, 'history')).toEqual(['derived']);
-    expect(reportedAll(first, 'release').map(parseReleaseRecord)).toEqual([
+    expect(reportedAll(first, LIBRARY_KEYS.history)).toEqual(['derived']);
+    expect(reportedAll(first, LIBRARY_KEYS.release).map(parseReleaseRecord)).toEqual([
       { id: A, sha: 'aaaaaaaaaaaa'.padEnd(40, '0'), status: 'ok', liveSeq: 1, eventSeq: 1 },
       { id: B, sha: 'bbbbbbbbbbbb'.padEnd(40, '0'), status: 'ok', liveSeq: 5, eventSeq: 5 },
       { id: C, sha: 'cccccccccccc'.padEnd(40, '0'), status: 'failed', liveSeq: undefined, eventSeq: 2 },
       { id: D, sha: 'dddddddddddd'.padEnd(40, '0'), status: 'abandoned', liveSeq: 3, eventSeq: 4 },
     ]);
     // Written once: a second look does not derive again.
-    expect(reportedAll(bash(e, 'history_init; release_reports'), 'history')).toEqual([]);
+    expect(reportedAll(bash(e, 'history_init; release_reports'), LIBRARY_KEYS.history)).toEqual([]);
     // A release made with a clock months behind goes live: it is the latest, whatever its id says.
     mkdirSync(join(base, 'releases', SKEWED));
     const after = bash(e, `history_add live ${SKEWED} deploy; release_reports`);
-    const records = reportedAll(after, 'release').map(parseReleaseRecord);
+    const records = reportedAll(after, LIBRARY_KEYS.release).map(parseReleaseRecord);
     expect(records.find((r) => r.id === SKEWED)!.liveSeq).toBe(6);
-    expect(reportedAll(after, 'history_seq')).toEqual(['6']);
+    expect(reportedAll(after, LIBRARY_KEYS.history_seq)).toEqual(['6']);
     expect(previousRelease(records, SKEWED)!.id).toBe(B);
     const lines = readFileSync(join(base, '.ops', 'history'), 'utf8').trim().split('\n');
     expect(lines.at(-1)).toMatch(new RegExp(`^6\\t\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\dZ\\tlive\\t${SKEWED}\\tdeploy$`));
@@ -76,7 +77,7 @@ describe('history on a host (bash)', () => {
   it('read-only views derive without writing (no lock held)', () => {
     const base = host({ [A]: '', [B]: '' }, B);
     const r = bash(env(base), 'release_reports');
-    expect(reportedAll(r, 'release').map((l) => parseReleaseRecord(l).liveSeq)).toEqual([1, 2]);
+    expect(reportedAll(r, LIBRARY_KEYS.release).map((l) => parseReleaseRecord(l).liveSeq)).toEqual([1, 2]);
     expect(existsSync(join(base, '.ops', 'history'))).toBe(false);
   });
 });

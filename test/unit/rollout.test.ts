@@ -4,9 +4,10 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { buildGroups, describeBuilds } from '../../core/ops/deploy.ts';
-import { parseParts } from '../../core/steps/artifact.ts';
+import { ARTIFACT_KEYS, parseParts } from '../../core/steps/artifact.ts';
 import { auditTemplate, type AuditEntry } from '../../core/steps/audit.ts';
 import { parseReports, type StepResult } from '../../core/remote/types.ts';
+import { opsLines } from './reports.helpers.ts';
 
 describe('an audit line written on the host', () => {
   it('takes the fields named from shell variables, the rest as quoted literals', () => {
@@ -45,7 +46,7 @@ describe('build once per rollout', () => {
     const data = Buffer.from('a gzip stream, say');
     const sha = createHash('sha256').update(data).digest('hex');
     const result = (b64: string): StepResult => {
-      const stdout = `@ops part release ${sha} ${data.length}\n@ops part_data ${b64}\n`;
+      const stdout = opsLines(ARTIFACT_KEYS, `part release ${sha} ${data.length}`, `part_data ${b64}`);
       return { stdout, stderr: '', code: 0, durationMs: 0, reports: parseReports(stdout) };
     };
     expect(parseParts(result(data.toString('base64')), 'web1')).toEqual([{ name: 'release', sha256: sha, bytes: data }]);

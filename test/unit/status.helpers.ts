@@ -4,7 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { loadEnvironment, type Environment } from '../../core/config/environment.ts';
-import { parseReports, type StepResult } from '../../core/remote/types.ts';
+import { parseReports, reportLine, type StepResult } from '../../core/remote/types.ts';
+import { LIBRARY_KEYS } from '../../core/steps/libraries.ts';
+import { LOCK_KEYS } from '../../core/steps/lock.ts';
+import { STATUS_KEYS } from '../../core/steps/status.ts';
 
 export const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
 
@@ -47,9 +50,13 @@ export const RUNNING = processXml([
   { name: 'other-thing', group: 'other', state: 'FATAL' },
 ]);
 
+/** What the fake status step reports: its own keys, the certificate library's, and the lock's (status reads the lock in the same look). */
+const KEYS = { ...STATUS_KEYS, ...LIBRARY_KEYS, ...LOCK_KEYS };
+type Lines = Partial<Record<keyof typeof KEYS, string | string[] | undefined>>;
+
 /** The report of a healthy host, with `override` lines replacing those of the same key. */
-export function report(override: Record<string, string | string[] | undefined> = {}): string {
-  const base: Record<string, string | string[] | undefined> = {
+export function report(override: Lines = {}): string {
+  const base: Lines = {
     now: '2026-11-25T15:00:00Z',
     provisioned: '2026-11-01T10:00:00Z',
     current: '20261125T140000Z-0123456789ab',
@@ -69,7 +76,7 @@ export function report(override: Record<string, string | string[] | undefined> =
   const lines: string[] = [];
   for (const [k, v] of Object.entries(base)) {
     if (v === undefined) continue;
-    for (const x of Array.isArray(v) ? v : [v]) lines.push(`@ops ${k} ${x}`);
+    for (const x of Array.isArray(v) ? v : [v]) lines.push(reportLine(KEYS[k as keyof typeof KEYS], x));
   }
   return lines.join('\n') + '\n';
 }

@@ -16,13 +16,15 @@ import { START_MARKER, scriptPrelude, scriptText } from '../../core/remote/wrap.
 import { formatPing, readFacts } from '../../core/ops/ping.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { KEY, processXml, report, result, RUNNING, testEnv } from './status.helpers.ts';
-import { lockStatus } from '../../core/steps/lock.ts';
+import { LOCK_KEYS, lockStatus } from '../../core/steps/lock.ts';
 import { probes } from '../../core/steps/switch.ts';
-import { listCertificates, parseCerts, renewCertificate } from '../../core/steps/certs.ts';
+import { CERTS_KEYS, listCertificates, parseCerts, renewCertificate } from '../../core/steps/certs.ts';
 import { logsStep } from '../../core/steps/logs.ts';
 import { parseProcessInfo, programStates } from '../../core/steps/programs.ts';
 import { hostStatus, nginxMessages, parseHostStatus } from '../../core/steps/status.ts';
-import { CERT_FUNCTIONS, PROBE_FUNCTIONS } from '../../core/steps/libraries.ts';
+import { CERT_FUNCTIONS, LIBRARY_KEYS, PROBE_FUNCTIONS } from '../../core/steps/libraries.ts';
+import { RELEASES_KEYS } from '../../core/steps/release-list.ts';
+import { opsLines } from './reports.helpers.ts';
 
 function bashSyntax(script: string): string {
   const r = spawnSync('bash', ['-n'], { input: script, encoding: 'utf8' });
@@ -116,9 +118,9 @@ describe('status parser', () => {
   });
 
   it('a held or stale lock fails, naming the run', () => {
-    const held = parse({ lock: 'held', holder: ['operation=deploy', 'actor=bob@ci', 'since=2026-11-25T14:59:00Z', 'holder_pid=12'] } as never);
+    const held = parse({ lock: 'held', holder: ['operation=deploy', 'actor=bob@ci', 'since=2026-11-25T14:59:00Z', 'holder_pid=12'] });
     expect(held.problems).toEqual(['locked by a deploy run by bob@ci, started 2026-11-25T14:59:00Z: an operation is running']);
-    const stale = parse({ lock: 'stale', holder: ['operation=deploy', 'actor=bob@ci', 'since=x'] } as never);
+    const stale = parse({ lock: 'stale', holder: ['operation=deploy', 'actor=bob@ci', 'since=x'] });
     expect(stale.problems[0]).toMatch(/^stale lock left by a deploy run by bob@ci, started x, which is gone \(check, then: ops lock release demo\)$/);
   });
 
@@ -146,7 +148,8 @@ describe('status parser', () => {
     const c = '20261125T140000Z-cccccccccccc';
     const d = '20250101T000000Z-dddddddddddd'; // made by a runner whose clock was far behind: live last all the same
     const e = '20261125T150000Z-eeeeeeeeeeee';
-    const stdout = [
+    const stdout = opsLines(
+      { ...RELEASES_KEYS, ...LIBRARY_KEYS },
       `current ${d}`,
       'slot green',
       `release ${a} ${'a'.repeat(40)} ok 1 1`,
@@ -159,8 +162,8 @@ describe('status parser', () => {
       `release_json ${a} ${JSON.stringify({ id: 'x', sha: 'a'.repeat(40), ref: 'v1', time: 't1', actor: 'alice', run: '' })}`,
       `release_json ${b} {"sha": "bb`,
       `release_json ${d} ${JSON.stringify({ sha: 'd'.repeat(40), ref: 'v2 with spaces', time: 't2', actor: 'bob', run: 'https://ci/1' })}`,
-    ];
-    const connector: Connector = async (_e, host) => new RecordingRemote(host.name, 'deploy', 'shop', (step) => (step.name === 'releases' ? { stdout: stdout.map((l) => `@ops ${l}\n`).join('') } : {}));
+    );
+    const connector: Connector = async (_e, host) => new RecordingRemote(host.name, 'deploy', 'shop', (step) => (step.name === 'releases' ? { stdout } : {}));
     const [host] = await listReleases({ root: env.root, reporter: new MemoryReporter(), processEnv: {}, connector }, env);
     expect(host!.releases.map((r) => [r.id, r.status, r.kept])).toEqual([
       [d, 'current', 'live (1 of keep 2)'],
@@ -178,14 +181,14 @@ describe('status parser', () => {
     const tlsEnv = testEnv({ domain: 'shop.example.org', tls: { mode: 'self-signed' } });
     const path = '/etc/ssl/shop/shop.example.org.crt';
     const cert = (notAfter: string, served = 'AB12') =>
-      parseHostStatus(tlsEnv, { name: 'web1', address: 'a' }, result(report({ site: '200', cert: [`${path}\tnotAfter=${notAfter}`, `${path}\tserial=AB12`, `${path}\tDNS:shop.example.org`], served_serial: served } as never)));
+      parseHostStatus(tlsEnv, { name: 'web1', address: 'a' }, result(report({ site: '200', cert: [`${path}\tnotAfter=${notAfter}`, `${path}\tserial=AB12`, `${path}\tDNS:shop.example.org`], served_serial: served })));
     expect(cert('Dec 30 12:00:00 2026 GMT').problems).toEqual([]);
     expect(cert('Dec 30 12:00:00 2026 GMT').certificate).toMatchObject({ daysLeft: 34, names: ['shop.example.org'], serial: 'AB12', servedSerial: 'AB12' });
     expect(cert('Dec 10 12:00:00 2026 GMT').warnings).toEqual(['TLS certificate expires in 14 days (2026-12-10): it should have been renewed by now']);
     expect(cert('Nov 28 12:00:00 2026 GMT').problems).toEqual(['TLS certificate expires in 2 days (2026-11-28): renewal is failing (ops certs demo --renew)']);
     expect(cert('Nov 20 12:00:00 2026 GMT').problems).toEqual(['TLS certificate expired on 2026-11-20']);
     expect(cert('Dec 30 12:00:00 2026 GMT', 'FF00').warnings).toEqual([`nginx serves another certificate (serial FF00) than ${path} (serial AB12): reload nginx`]);
-    const missing = parseHostStatus(tlsEnv, { name: 'web1', address: 'a' }, result(report({ cert: `${path}\tmissing` } as never)));
+    const missing = parseHostStatus(tlsEnv, { name: 'web1', address: 'a' }, result(report({ cert: `${path}\tmissing` })));
     expect(missing.problems).toEqual([`TLS certificate ${path} is missing`]);
   });
 
@@ -318,9 +321,16 @@ describe('certificates over recording remotes', () => {
   const env = testEnv({ domain: 'shop.example.org', tls: { mode: 'letsencrypt', email: 'ops@example.org', acme_ca_file: 'ca.pem' } });
   writeFileSync(join(env.dir, 'ca.pem'), 'CA\n');
   const live = '/etc/letsencrypt/live/shop.example.org/fullchain.pem';
-  const listing = [`configured ${live}`, `cert ${live}\tnotAfter=Feb 20 10:00:00 2027 GMT`, `cert ${live}\tserial=0A`, `cert ${live}\tDNS:shop.example.org`, `cert ${live}\tissuer=CN = Pebble Intermediate CA`, 'served_serial 0A', 'renewal certbot.timer active']
-    .map((l) => `@ops ${l}`)
-    .join('\n');
+  const listing = opsLines(
+    { ...CERTS_KEYS, ...LIBRARY_KEYS },
+    `configured ${live}`,
+    `cert ${live}\tnotAfter=Feb 20 10:00:00 2027 GMT`,
+    `cert ${live}\tserial=0A`,
+    `cert ${live}\tDNS:shop.example.org`,
+    `cert ${live}\tissuer=CN = Pebble Intermediate CA`,
+    'served_serial 0A',
+    'renewal certbot.timer active',
+  );
 
   it('lists with expiry, the served serial and the renewal schedule', async () => {
     const remote = new RecordingRemote('web1', 'deploy', 'shop', () => ({ stdout: listing }));
@@ -334,7 +344,7 @@ describe('certificates over recording remotes', () => {
   });
 
   it('renews under the lock, trusting the test ACME CA, and records it in the audit log', async () => {
-    const remote = new RecordingRemote('web1', 'deploy', 'shop', (step) => (step.name === 'lock' ? { stdout: '@ops lock acquired' } : step.name === 'renew certificate' ? { stdout: listing } : undefined));
+    const remote = new RecordingRemote('web1', 'deploy', 'shop', (step) => (step.name === 'lock' ? { stdout: opsLines(LOCK_KEYS, 'lock acquired') } : step.name === 'renew certificate' ? { stdout: listing } : undefined));
     const r = await renewCertificates({ root: env.root, reporter: new MemoryReporter(), processEnv: {}, connector: async () => remote }, env);
     expect(remote.stepNames()).toEqual(['lock', 'renew certificate', 'unlock']);
     expect(remote.runs[1]!.step.script).toContain('REQUESTS_CA_BUNDLE=/usr/local/share/ops-pipeline/shop-acme-ca.pem timeout 240 certbot renew -n --force-renewal --cert-name shop.example.org --no-random-sleep-on-renew --no-directory-hooks');

@@ -50872,6 +50872,14 @@ function parseReports(stdout) {
   }
   return out;
 }
+function reportKeys(...keys) {
+  const record2 = {};
+  for (const key of keys) {
+    if (!/^[a-z_]+$/.test(key)) throw new Error(`report key ${JSON.stringify(key)}: use lower-case letters and _`);
+    record2[key] = key;
+  }
+  return Object.freeze(record2);
+}
 function reported(result, key) {
   let v;
   for (const [k, val] of result.reports) if (k === key) v = val;
@@ -51195,79 +51203,10 @@ function hostConnector(ctx) {
     }
   };
 }
-var Session = class _Session {
-  constructor(env, remotes, connector) {
-    this.env = env;
-    this.remotes = remotes;
-    this.connector = connector;
-  }
-  env;
-  remotes;
-  connector;
-  /** Connect to every host in parallel; if any fails, close the others and throw (nothing has run yet). */
-  static async open(ctx, env, hosts = env.hosts) {
-    const connector = hostConnector(ctx);
-    const settled = await Promise.allSettled(hosts.map((h) => connector(env, h)));
-    const remotes = /* @__PURE__ */ new Map();
-    const failures = [];
-    settled.forEach((s, i) => {
-      if (s.status === "fulfilled") remotes.set(hosts[i].name, s.value);
-      else failures.push(s.reason instanceof Error ? s.reason.message : String(s.reason));
-    });
-    if (failures.length) {
-      await Promise.all([...remotes.values()].map((r) => r.close()));
-      if (failures.length === 1 && settled.length === 1) throw settled[0].reason;
-      throw new OpsError(`cannot reach ${failures.length} of ${hosts.length} hosts; nothing was changed:
-${failures.map((f) => `  - ${f}`).join("\n")}`);
-    }
-    return new _Session(env, remotes, connector);
-  }
-  /**
-   * Replace a host's connection by a new one (the old one is closed): for cleanup after a failure, e.g.
-   * releasing a lock when the first connection broke. Never on a path that succeeds.
-   */
-  async reconnect(name2) {
-    const host = this.env.hosts.find((h) => h.name === name2);
-    if (!host) throw new OpsError(`no host ${name2} in ${this.env.name}`);
-    await this.remotes.get(name2)?.close();
-    const remote = await this.connector(this.env, host);
-    this.remotes.set(name2, remote);
-    return remote;
-  }
-  remote(host) {
-    const r = this.remotes.get(host);
-    if (!r) throw new OpsError(`no connection to host ${host}`);
-    return r;
-  }
-  async close() {
-    await Promise.all([...this.remotes.values()].map((r) => r.close()));
-  }
-};
-async function withSession(ctx, env, fn, hosts) {
-  const session = await Session.open(ctx, env, hosts);
-  return withOpenSession(session, () => fn(session));
-}
-async function withOpenSession(session, fn) {
-  try {
-    return await fn();
-  } finally {
-    await session.close();
-  }
-}
-async function inBatches(items, size2, fn) {
-  const results = [];
-  for (let i = 0; i < items.length; i += size2) {
-    const batch = items.slice(i, i + size2);
-    const settled = await Promise.allSettled(batch.map(fn));
-    const failed = settled.find((s) => s.status === "rejected");
-    if (failed) throw failed.reason;
-    for (const s of settled) results.push(s.value);
-  }
-  return results;
-}
 
 // core/steps/artifact.ts
 import { createHash as createHash2 } from "node:crypto";
+var ARTIFACT_KEYS = reportKeys("part", "part_data", "received");
 var PART_NAME = /^(release|venv-[0-9a-f]+|node-[0-9a-f]+)$/;
 function packArtifacts(env, id, sets) {
   const L = layout(env);
@@ -51283,15 +51222,15 @@ pack() { # NAME DIR ENTRY
   [ -d "$2/$3" ] || { echo "nothing to pack: $2/$3 is missing" >&2; exit 1; }
   case "$1" in release) ;; *) [ -f "$2/$3/.complete" ] || { echo "dependency set $3 is not complete" >&2; exit 1; } ;; esac
   tar -C "$2" -cf - "$3" | gzip -1 > "$tmp/part"
-  ops_report part "$1 $(sha256sum < "$tmp/part" | cut -d' ' -f1) $(stat -c %s "$tmp/part")"
-  printf '@ops part_data '; base64 -w0 < "$tmp/part"; printf '\n'
+  ops_report ${ARTIFACT_KEYS.part} "$1 $(sha256sum < "$tmp/part" | cut -d' ' -f1) $(stat -c %s "$tmp/part")"
+  printf '${REPORT_PREFIX}${ARTIFACT_KEYS.part_data} '; base64 -w0 < "$tmp/part"; printf '\n'
 }
 ${parts.map(([name2, dir, entry]) => `pack ${quote(name2)} ${quote(dir)} ${quote(entry)}`).join("\n")}`
   };
 }
 function parseParts(result, builder) {
-  const heads = reportedAll(result, "part");
-  const data = reportedAll(result, "part_data");
+  const heads = reportedAll(result, ARTIFACT_KEYS.part);
+  const data = reportedAll(result, ARTIFACT_KEYS.part_data);
   if (heads.length !== data.length) throw new OpsError(`the build packed on ${builder} arrived incomplete (${data.length} of ${heads.length} parts)`);
   return heads.map((head, i) => {
     const [name2 = "", sha2563 = "", size2 = ""] = head.split(" ");
@@ -51326,7 +51265,7 @@ unpack() { # FILE DIR ENTRY
   echo "$3: unpacked"
 }
 ${parts.map((p) => `unpack ${quote(p.upload)} ${place(p).map(quote).join(" ")}`).join("\n")}
-ops_report received ${quote(parts.map((p) => p.name).join(" "))}`
+ops_report ${ARTIFACT_KEYS.received} ${quote(parts.map((p) => p.name).join(" "))}`
   };
 }
 
@@ -51680,10 +51619,11 @@ function formatChanges(groups, target) {
 }
 
 // core/steps/facts.ts
+var FACTS_KEYS = reportKeys("disk", "hostname", "os", "uptime", "login", "sudo", "max_sessions", "footprint");
 function diskReport(dir) {
   return String.raw`d=${quote(dir)}
 while [ ! -d "$d" ]; do d=$(dirname "$d"); done
-ops_report disk "$(df -Pk "$d" | awk 'NR == 2 { print $4 }') $(df -Pi "$d" | awk 'NR == 2 { print $2, $4 }') $d"`;
+ops_report ${FACTS_KEYS.disk} "$(df -Pk "$d" | awk 'NR == 2 { print $4 }') $(df -Pi "$d" | awk 'NR == 2 { print $2, $4 }') $d"`;
 }
 function parseDisk(value) {
   const [freeKb, totalInodes, freeInodes, ...where] = (value ?? "").split(" ");
@@ -51954,6 +51894,7 @@ var IDENTITY_FUNCTIONS = identity_default;
 var PROBE_FUNCTIONS = probe_default;
 var CONNECTION_FUNCTIONS = connection_default;
 var HISTORY_FUNCTIONS = history_default;
+var LIBRARY_KEYS = reportKeys("item", "cert", "proc", "listener", "history", "release", "history_seq", "slot_release");
 
 // core/steps/history.ts
 var RELEASE_DIR_PATTERN = "^[0-9]{8}T[0-9]{6}Z-[0-9a-f]+$";
@@ -52147,6 +52088,7 @@ function runtimePaths(env) {
 }
 
 // core/steps/app.ts
+var APP_KEYS = reportKeys("deps");
 function appEnvironment(env, release) {
   const paths = runtimePaths(env);
   const nodeBin = paths.node.replace(/\/node$/, "");
@@ -52173,12 +52115,12 @@ function dependencies(env, release, hashes) {
   fi`;
     lines.push(String.raw`venv=${quote(venv)}
 if [ -f "$venv/.complete" ]; then
-  ops_report deps "python reused"
+  ops_report ${APP_KEYS.deps} "python reused"
 else
   rm -rf "$venv"
 ${install}
   touch "$venv/.complete"
-  ops_report deps "python installed (${installer})"
+  ops_report ${APP_KEYS.deps} "python installed (${installer})"
 fi
 ln -sfn "$venv" venv`);
   }
@@ -52186,14 +52128,14 @@ ln -sfn "$venv" venv`);
     const modules = `${L.deps}/node-${hashes.node}`;
     lines.push(String.raw`nm=${quote(modules)}
 if [ -f "$nm/.complete" ]; then
-  ops_report deps "node reused"
+  ops_report ${APP_KEYS.deps} "node reused"
 else
   rm -rf "$nm" ${quote(`${nodeDir}/node_modules`)}
   (cd ${quote(nodeDir)} && ${quote(paths.npm)} ci --prefer-offline --no-audit --no-fund --loglevel=error)
   mkdir -p "$nm"
   if [ -d ${quote(`${nodeDir}/node_modules`)} ]; then mv ${quote(`${nodeDir}/node_modules`)} "$nm/node_modules"; else mkdir "$nm/node_modules"; fi
   touch "$nm/.complete"
-  ops_report deps "node installed"
+  ops_report ${APP_KEYS.deps} "node installed"
 fi
 ln -sfn "$nm/node_modules" ${quote(`${nodeDir}/node_modules`)}`);
   }
@@ -52644,6 +52586,7 @@ echo "live: ${releaseId2} on slot ${slot}"`
 }
 
 // core/steps/release.ts
+var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "certificate", "known", "has", "lfs_has", "deps_has", "live_health", "platform", "dotenv", "pruned", "kept_running", "pruned_deps");
 function releaseId(sha, now = /* @__PURE__ */ new Date()) {
   const t = now.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
   return `${t}-${sha.slice(0, 12)}`;
@@ -52680,38 +52623,38 @@ live_pid=""
 ${wantLive ? options.target ? `if [ "$live_sha" = ${quote(options.target)} ]; then
 ${liveCheck}
 fi` : liveCheck : ": no live health check"}
-ops_report now "$(date +%s)"
-ops_report provisioned "$(cat ${quote(`${L.state}/provisioned`)} 2>/dev/null || echo no)"
+ops_report ${RELEASE_KEYS.now} "$(date +%s)"
+ops_report ${RELEASE_KEYS.provisioned} "$(cat ${quote(`${L.state}/provisioned`)} 2>/dev/null || echo no)"
 ${diskReport(L.base)}
-ops_report current "${"$"}{cur##*/}"
-ops_report slot "$slot"
-${cert ? `ops_report certificate "$([ -s ${quote(cert.cert)} ] && echo yes || echo no)"` : ""}
+ops_report ${RELEASE_KEYS.current} "${"$"}{cur##*/}"
+ops_report ${RELEASE_KEYS.slot} "$slot"
+${cert ? `ops_report ${RELEASE_KEYS.certificate} "$([ -s ${quote(cert.cert)} ] && echo yes || echo no)"` : ""}
 if [ -d ${quote(L.state)} ]; then history_init; fi
 release_reports
 slot_releases
 if [ -d ${quote(L.mirror)} ]; then
-  git --git-dir=${quote(L.mirror)} for-each-ref --format='%(objectname)' refs/ops/ | sort -u | while read -r s; do ops_report known "$s"; done
+  git --git-dir=${quote(L.mirror)} for-each-ref --format='%(objectname)' refs/ops/ | sort -u | while read -r s; do ops_report ${RELEASE_KEYS.known} "$s"; done
   wanted_shas=(${shas.map(quote).join(" ")})
-  for s in "${"$"}{wanted_shas[@]}"; do git --git-dir=${quote(L.mirror)} cat-file -e "$s^{commit}" 2>/dev/null && ops_report has "$s"; done
+  for s in "${"$"}{wanted_shas[@]}"; do git --git-dir=${quote(L.mirror)} cat-file -e "$s^{commit}" 2>/dev/null && ops_report ${RELEASE_KEYS.has} "$s"; done
   wanted_oids=(${(options.lfs ?? []).map(quote).join(" ")})
-  for o in "${"$"}{wanted_oids[@]}"; do [ -f ${quote(L.lfsStore)}/"${"$"}{o:0:2}/${"$"}{o:2:2}/$o" ] && ops_report lfs_has "$o"; done
+  for o in "${"$"}{wanted_oids[@]}"; do [ -f ${quote(L.lfsStore)}/"${"$"}{o:0:2}/${"$"}{o:2:2}/$o" ] && ops_report ${RELEASE_KEYS.lfs_has} "$o"; done
   true
 fi
-for d in ${quote(L.deps)}/*/; do if [ -f "$d.complete" ]; then d=${"$"}{d%/}; ops_report deps_has "${"$"}{d##*/}"; fi; done
+for d in ${quote(L.deps)}/*/; do if [ -f "$d.complete" ]; then d=${"$"}{d%/}; ops_report ${RELEASE_KEYS.deps_has} "${"$"}{d##*/}"; fi; done
 ${options.platform ? platformReport(env) : ""}
 live_health=""
 if [ -n "$live_pid" ]; then
   wait "$live_pid" || true
   live_health=$(cat "$live_verdict")
   rm -f "$live_verdict"
-  ops_report live_health "$live_health"
+  ops_report ${RELEASE_KEYS.live_health} "$live_health"
 fi`
   };
 }
 function platformReport(env) {
   const paths = runtimePaths(env);
   return String.raw`platform_os=$(. /etc/os-release 2>/dev/null && echo "${"$"}{ID:-?} ${"$"}{VERSION_ID:-?}" || echo "? ?")
-ops_report platform "$platform_os $(uname -m) python $(${quote(paths.python)} -V 2>&1 | cut -d' ' -f2 || echo none) node $(${quote(paths.node)} --version 2>/dev/null || echo none)"`;
+ops_report ${RELEASE_KEYS.platform} "$platform_os $(uname -m) python $(${quote(paths.python)} -V 2>&1 | cut -d' ' -f2 || echo none) node $(${quote(paths.node)} --version 2>/dev/null || echo none)"`;
 }
 function receivePack(env, packs, commits, lfs = []) {
   const L = layout(env);
@@ -52755,7 +52698,7 @@ ${files.map(
   changed=yes
 fi`
     ).join("\n")}
-ops_report dotenv "$([ "$changed" = yes ] && echo updated || echo unchanged)"`
+ops_report ${RELEASE_KEYS.dotenv} "$([ "$changed" = yes ] && echo updated || echo unchanged)"`
   };
 }
 function createRelease(env, meta) {
@@ -52823,15 +52766,15 @@ done | sort -u || true)
 remove=(${remove.map(quote).join(" ")})
 for r in "${"$"}{remove[@]}"; do
   [ -d "$r" ] || continue
-  if grep -qxF -- "$r" <<< "$protected"; then ops_report kept_running "$r"; continue; fi
+  if grep -qxF -- "$r" <<< "$protected"; then ops_report ${RELEASE_KEYS.kept_running} "$r"; continue; fi
   rm -rf -- "$r"
-  ops_report pruned "$r"
+  ops_report ${RELEASE_KEYS.pruned} "$r"
 done
 rm -rf .new-* 2>/dev/null || true
 used=$(for r in */; do for l in "$r"venv "$r"*/node_modules; do if [ -L "$l" ]; then readlink "$l"; fi; done; done 2>/dev/null | sed 's#/node_modules$##' | sort -u || true)
 for d in ${quote(L.deps)}/*; do
   [ -d "$d" ] || continue
-  grep -qxF "$d" <<< "$used" || { rm -rf -- "$d"; ops_report pruned_deps "${"$"}{d##*/}"; }
+  grep -qxF "$d" <<< "$used" || { rm -rf -- "$d"; ops_report ${RELEASE_KEYS.pruned_deps} "${"$"}{d##*/}"; }
 done
 keep_oids=$(cat ./*/release.json 2>/dev/null | grep -oE '[0-9a-f]{64}' | sort -u || true)
 for f in ${quote(L.lfsStore)}/*/*/*; do
@@ -52847,14 +52790,16 @@ done`
 
 // core/ops/host-run.ts
 var HostRun = class {
-  constructor(ctx, remote, env) {
+  constructor(ctx, remote, env, operation = "deploy") {
     this.ctx = ctx;
     this.remote = remote;
     this.env = env;
+    this.operation = operation;
   }
   ctx;
   remote;
   env;
+  operation;
   steps = [];
   async run(step) {
     const started = Date.now();
@@ -52882,41 +52827,128 @@ var HostRun = class {
   async diskFull(e) {
     if (!(e instanceof StepError) || e.exitCode === null) return e;
     const r = await this.remote.run(diskSpace(this.env), { allowFailure: true }).catch(() => void 0);
-    const disk = r && parseDisk(reported(r, "disk"));
+    const disk = r && parseDisk(reported(r, FACTS_KEYS.disk));
     const exhausted = disk && (disk.freeMb < 1 || disk.freeInodes !== void 0 && disk.freeInodes < 10);
     if (!DISK_FULL.test(e.message) && !exhausted) return e;
     const what = disk?.freeInodes === 0 ? "free inodes" : "disk space";
     return new DiskFullError(
       e,
       `${this.remote.name} ran out of ${what}${disk ? `: ${describeDisk(disk)}` : ` under ${this.env.baseDir}`}`,
-      `free space on ${this.remote.name} under ${disk?.path ?? this.env.baseDir} (failed releases, old dependency sets under shared/deps, logs; or lower release.keep), then deploy again`
+      `free space on ${this.remote.name} under ${disk?.path ?? this.env.baseDir} (failed releases, old dependency sets under shared/deps, logs; or lower release.keep), then ${this.operation} again`
     );
   }
 };
 
+// core/ops/hosts.ts
+async function inBatches(items, size2, fn) {
+  const results = [];
+  const step = Math.max(1, Math.floor(size2));
+  for (let i = 0; i < items.length; i += step) {
+    const settled = await Promise.allSettled(items.slice(i, i + step).map(fn));
+    const failed = settled.find((s) => s.status === "rejected");
+    if (failed) throw failed.reason;
+    for (const s of settled) results.push(s.value);
+  }
+  return results;
+}
+var Session = class _Session {
+  constructor(env, hosts, remotes, connector) {
+    this.env = env;
+    this.hosts = hosts;
+    this.remotes = remotes;
+    this.connector = connector;
+  }
+  env;
+  hosts;
+  remotes;
+  connector;
+  /**
+   * Connect to every host in parallel. @throws OpsError (one line per unreachable host, or that host's own
+   * error when there is one host) after closing the connections that did open: nothing has run yet.
+   */
+  static async open(ctx, env, hosts = env.hosts) {
+    const connector = hostConnector(ctx);
+    const settled = await Promise.allSettled(hosts.map((h) => connector(env, h)));
+    const remotes = /* @__PURE__ */ new Map();
+    const failures = [];
+    settled.forEach((s, i) => {
+      if (s.status === "fulfilled") remotes.set(hosts[i].name, s.value);
+      else failures.push(s.reason instanceof Error ? s.reason.message : String(s.reason));
+    });
+    if (failures.length) {
+      await Promise.all([...remotes.values()].map((r) => r.close()));
+      if (failures.length === 1 && settled.length === 1) throw settled[0].reason;
+      throw new OpsError(`cannot reach ${failures.length} of ${hosts.length} hosts; nothing was changed:
+${failures.map((f) => `  - ${f}`).join("\n")}`);
+    }
+    return new _Session(env, hosts, remotes, connector);
+  }
+  /**
+   * `fn` on every host of the session over its connection: all at once, or `options.batch` at a time.
+   * @returns `fn`'s values in host order. @throws the first failure of the first batch that had one, once that
+   * batch has settled; later batches do not start (what they would change stays as it was).
+   */
+  each(fn, options = {}) {
+    return inBatches(this.hosts, options.batch ?? this.hosts.length, (host) => fn(this.remote(host.name), host));
+  }
+  /**
+   * Replace a host's connection by a new one (the old one is closed): for cleanup after a failure, e.g.
+   * releasing a lock when the first connection broke. Never on a path that succeeds.
+   */
+  async reconnect(name2) {
+    const host = this.env.hosts.find((h) => h.name === name2);
+    if (!host) throw new OpsError(`no host ${name2} in ${this.env.name}`);
+    await this.remotes.get(name2)?.close();
+    const remote = await this.connector(this.env, host);
+    this.remotes.set(name2, remote);
+    return remote;
+  }
+  /** The open connection to `host`. @throws OpsError when the session has none. */
+  remote(host) {
+    const r = this.remotes.get(host);
+    if (!r) throw new OpsError(`no connection to host ${host}`);
+    return r;
+  }
+  /** Close every connection (idempotent; what runs on a host for it ends with it). */
+  async close() {
+    await Promise.all([...this.remotes.values()].map((r) => r.close()));
+  }
+};
+async function withSession(ctx, env, fn, hosts) {
+  const session = await Session.open(ctx, env, hosts);
+  return withOpenSession(session, () => fn(session));
+}
+async function withOpenSession(session, fn) {
+  try {
+    return await fn();
+  } finally {
+    await session.close();
+  }
+}
+
 // core/ops/host-state.ts
 function parseState(r) {
-  const slot = reported(r, "slot");
+  const slot = reported(r, RELEASE_KEYS.slot);
   const slotReleases = {};
-  for (const line of reportedAll(r, "slot_release")) {
+  for (const line of reportedAll(r, LIBRARY_KEYS.slot_release)) {
     const [s, id] = line.split(" ");
     if ((s === "blue" || s === "green") && id) slotReleases[s] = id;
   }
   return {
-    provisioned: (reported(r, "provisioned") ?? "no") !== "no",
-    current: reported(r, "current") ?? "",
+    provisioned: (reported(r, RELEASE_KEYS.provisioned) ?? "no") !== "no",
+    current: reported(r, RELEASE_KEYS.current) ?? "",
     slot: slot === "blue" || slot === "green" ? slot : void 0,
-    releases: reportedAll(r, "release").map(parseReleaseRecord),
-    known: reportedAll(r, "known"),
-    has: reportedAll(r, "has"),
-    lfsHas: reportedAll(r, "lfs_has"),
-    certificate: reported(r, "certificate") === "yes",
-    liveHealth: reported(r, "live_health") ?? "",
-    hostTime: reported(r, "now"),
+    releases: reportedAll(r, LIBRARY_KEYS.release).map(parseReleaseRecord),
+    known: reportedAll(r, RELEASE_KEYS.known),
+    has: reportedAll(r, RELEASE_KEYS.has),
+    lfsHas: reportedAll(r, RELEASE_KEYS.lfs_has),
+    certificate: reported(r, RELEASE_KEYS.certificate) === "yes",
+    liveHealth: reported(r, RELEASE_KEYS.live_health) ?? "",
+    hostTime: reported(r, RELEASE_KEYS.now),
     slotReleases,
-    disk: parseDisk(reported(r, "disk")),
-    depsHas: reportedAll(r, "deps_has"),
-    platform: reported(r, "platform")
+    disk: parseDisk(reported(r, FACTS_KEYS.disk)),
+    depsHas: reportedAll(r, RELEASE_KEYS.deps_has),
+    platform: reported(r, RELEASE_KEYS.platform)
   };
 }
 function pruneAfterSwitch(env, state, id, newSlot) {
@@ -52934,16 +52966,14 @@ async function readLive(ctx, env) {
     return await withSession(
       ctx,
       env,
-      (session) => Promise.all(
-        env.hosts.map(async (h) => {
-          try {
-            const state = parseState(await session.remote(h.name).run(deployState(env, void 0, { liveHealth: false, platform: env.hosts.length > 1 })));
-            return { ...liveOf(h.name, state), ...state.platform && { platform: state.platform } };
-          } catch (e) {
-            return { host: h.name, sha: "", release: "", error: e.message.split("\n")[0] };
-          }
-        })
-      )
+      (session) => session.each(async (remote, h) => {
+        try {
+          const state = parseState(await remote.run(deployState(env, void 0, { liveHealth: false, platform: env.hosts.length > 1 })));
+          return { ...liveOf(h.name, state), ...state.platform && { platform: state.platform } };
+        } catch (e) {
+          return { host: h.name, sha: "", release: "", error: e.message.split("\n")[0] };
+        }
+      })
     );
   } catch (e) {
     return env.hosts.map((h) => ({ host: h.name, sha: "", release: "", error: e.message.split("\n")[0] }));
@@ -70393,6 +70423,7 @@ function planText(env, p, sharing) {
 import { randomBytes as randomBytes10 } from "node:crypto";
 
 // core/steps/audit.ts
+var AUDIT_KEYS = reportKeys("entry");
 function auditLine(entry) {
   return JSON.stringify(entry).replace(/\n/g, " ");
 }
@@ -70411,14 +70442,15 @@ function auditTemplate(entry, vars) {
 }
 
 // core/steps/lock.ts
+var LOCK_KEYS = reportKeys("lock", "holder", "holder_pid", "audit_failed", "stopped");
 var LOCK_STATE = String.raw`lock_state=free
 if [ -d "$lock" ]; then
   pid=$(sed -n 's/^holder_pid=//p' "$lock/info" 2>/dev/null || true)
   start=$(sed -n 's/^holder_start=//p' "$lock/info" 2>/dev/null || true)
   if [ -n "$pid" ] && [ "$(proc_start "$pid" || true)" = "$start" ]; then lock_state=held; else lock_state=stale; fi
 fi`;
-var REPORT_HOLDER = String.raw`ops_report lock "$lock_state"
-if [ -f "$lock/info" ]; then while IFS= read -r line; do ops_report holder "$line"; done < "$lock/info"; fi`;
+var REPORT_HOLDER = String.raw`ops_report ${LOCK_KEYS.lock} "$lock_state"
+if [ -f "$lock/info" ]; then while IFS= read -r line; do ops_report ${LOCK_KEYS.holder} "$line"; done < "$lock/info"; fi`;
 var LOCK_BUSY_EXIT = 3;
 function acquireLock(env, req2, then = "", finish = "") {
   const L = layout(env);
@@ -70440,8 +70472,8 @@ while :; do
       echo "cannot write the lock's details in $lock: no space left under ${L.base}?" >&2
       exit 1
     fi
-    ops_report lock acquired
-    ops_report holder_pid "$holder"
+    ops_report ${LOCK_KEYS.lock} acquired
+    ops_report ${LOCK_KEYS.holder_pid} "$holder"
     # Uploads left by an interrupted run (.env, initdata) are ours to remove now.
     find ${quote(L.uploads)} -mindepth 1 -delete 2>/dev/null || true
     break
@@ -70463,7 +70495,7 @@ function releaseLock(env, runId, auditLines = [], ended = []) {
 ended=(${ended.map(quote).join(" ")})
 read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"
 if [ ${"$"}{#pids[@]} -gt 0 ]; then
-  ops_report stopped "${"$"}{pids[*]}"
+  ops_report ${LOCK_KEYS.stopped} "${"$"}{pids[*]}"
   kill -TERM "${"$"}{pids[@]}" 2>/dev/null || true
   for _ in $(seq 50); do read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"; [ ${"$"}{#pids[@]} -gt 0 ] || break; sleep 0.2; done
   if [ ${"$"}{#pids[@]} -gt 0 ]; then kill -KILL "${"$"}{pids[@]}" 2>/dev/null || true; fi
@@ -70480,19 +70512,19 @@ fi
 function unlockScript(env, runId, auditWords) {
   const L = layout(env);
   const audit = auditWords.length ? `if ! audit_err=$({ printf '%s\\n' ${auditWords.join(" ")} >> ${quote(L.audit)} && chmod 0644 ${quote(L.audit)}; } 2>&1); then
-  ops_report audit_failed "$(printf '%s' "$audit_err" | tr '\\n' ' ')"
+  ops_report ${LOCK_KEYS.audit_failed} "$(printf '%s' "$audit_err" | tr '\\n' ' ')"
 fi
 ` : "";
   return String.raw`${audit}lock=${quote(L.lock)}
-if [ "$(sed -n 's/^run_id=//p' "$lock/info" 2>/dev/null || true)" = ${quote(runId)} ]; then rm -rf "$lock"; ops_report lock released; fi`;
+if [ "$(sed -n 's/^run_id=//p' "$lock/info" 2>/dev/null || true)" = ${quote(runId)} ]; then rm -rf "$lock"; ops_report ${LOCK_KEYS.lock} released; fi`;
 }
 function parseLock(result) {
   const holder = {};
-  for (const line of reportedAll(result, "holder")) {
+  for (const line of reportedAll(result, LOCK_KEYS.holder)) {
     const eq = line.indexOf("=");
     if (eq > 0) holder[line.slice(0, eq)] = line.slice(eq + 1);
   }
-  return { state: reported(result, "lock") ?? "free", holder };
+  return { state: reported(result, LOCK_KEYS.lock) ?? "free", holder };
 }
 function describeHolder(h) {
   if (!h.operation) return "an unknown run (the lock has no details)";
@@ -70546,9 +70578,9 @@ async function withLock(ctx, session, operation, fn, options = {}) {
         const remote = again ? await session.reconnect(host) : session.remote(host);
         const r = await remote.run(releaseLock(env, request.runId, pending.get(host) ?? [], again ? [old] : []), { allowFailure: true });
         if (r.code === 0) {
-          const audit = reported(r, "audit_failed");
+          const audit = reported(r, LOCK_KEYS.audit_failed);
           if (audit !== void 0) ctx.reporter.warn(`${host}: the audit log could not be written (${audit.trim() || "no reason given"})`);
-          const stopped = reported(r, "stopped");
+          const stopped = reported(r, LOCK_KEYS.stopped);
           if (stopped) ctx.reporter.warn(`${host}: stopped what the run had left running there (processes ${stopped.trim()})`);
           return void 0;
         }
@@ -70698,7 +70730,7 @@ async function buildOn(env, hp, p, primary) {
   hp.created = true;
   const dir = `${L.releases}/${p.id}`;
   const deps = await h.run(dependencies(env, dir, p.hashes));
-  result.notes.push(...reportedAll(deps, "deps").map((d) => `dependencies: ${d}`));
+  result.notes.push(...reportedAll(deps, APP_KEYS.deps).map((d) => `dependencies: ${d}`));
   if (env.config.release.build) await h.run(appCommand(env, dir, "build", env.config.release.build));
   if (primary && env.config.release.migrate) await h.run(appCommand(env, dir, "migrate", env.config.release.migrate));
 }
@@ -70765,9 +70797,9 @@ ${locked.closing(hp.name, hp.fields({ result: "success" }))}` });
 ${p.id} is live on ${hp.name} and serves; the clean-up after the switch (stopping the previous slot, pruning old releases) failed`, `see the error above; ops status ${env.name} shows what runs; the next deploy prunes again`);
   }
   locked.closed(hp.name, pruned);
-  const gone = reportedAll(pruned, "pruned");
+  const gone = reportedAll(pruned, RELEASE_KEYS.pruned);
   if (gone.length) result.notes.push(`pruned ${gone.length} old release(s)`);
-  for (const r of reportedAll(pruned, "kept_running")) result.notes.push(`kept ${r}: a process still runs from it`);
+  for (const r of reportedAll(pruned, RELEASE_KEYS.kept_running)) result.notes.push(`kept ${r}: a process still runs from it`);
   return result;
 }
 function buildGroups(hosts) {

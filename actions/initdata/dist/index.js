@@ -49815,1389 +49815,18 @@ ${sharing.collisions.map((c) => `  - ${c}`).join("\n")}`, SHARING_HINT);
   return sharing;
 }
 
-// core/remote/identity.ts
-import { existsSync as existsSync3, readFileSync as readFileSync2 } from "node:fs";
-import { homedir } from "node:os";
-import { join as join3 } from "node:path";
-function readKey(file, label) {
-  try {
-    return readFileSync2(file, "utf8");
-  } catch (e) {
-    throw new OpsError(`cannot read the SSH key ${file} (${label}): ${e.code}`);
-  }
-}
-function checkKeyText(text, label) {
-  if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text))
-    throw new OpsError(`${label} does not hold a private key in PEM/OpenSSH format`, "give the whole key file content, including the BEGIN/END lines");
-  return text.endsWith("\n") ? text : `${text}
-`;
-}
-function resolveCredentials(sources, reporter) {
-  const processEnv = sources.processEnv ?? process.env;
-  const passphrase = processEnv.OPS_SSH_KEY_PASSPHRASE || void 0;
-  if (passphrase) reporter.mask(passphrase);
-  const fromText = (text, describe2) => {
-    const key = checkKeyText(text, describe2);
-    reporter.mask(key);
-    return { privateKey: key, passphrase, describe: describe2 };
-  };
-  if (sources.identityFile) return fromText(readKey(sources.identityFile, "--identity"), `key file ${sources.identityFile}`);
-  if (processEnv.OPS_SSH_KEY) return fromText(processEnv.OPS_SSH_KEY, "$OPS_SSH_KEY");
-  if (sources.configFile) return fromText(readKey(sources.configFile, "ssh.identity_file"), `key file ${sources.configFile}`);
-  if (processEnv.SSH_AUTH_SOCK && existsSync3(processEnv.SSH_AUTH_SOCK)) return { agent: processEnv.SSH_AUTH_SOCK, describe: `SSH agent at ${processEnv.SSH_AUTH_SOCK}` };
-  const home = sources.home ?? homedir();
-  for (const f of ["id_ed25519", "id_ecdsa", "id_rsa"]) {
-    const p = join3(home, ".ssh", f);
-    if (existsSync3(p)) return fromText(readKey(p, "default key"), `key file ${p}`);
-  }
-  throw new OpsError(
-    "no SSH key to log in with",
-    "tried --identity, $OPS_SSH_KEY, ssh.identity_file in the environment, $SSH_AUTH_SOCK and ~/.ssh/id_{ed25519,ecdsa,rsa}: give one of them"
-  );
-}
-
-// core/remote/ssh.ts
-import { randomBytes } from "node:crypto";
-import { StringDecoder } from "node:string_decoder";
-import { setTimeout as sleep2 } from "node:timers/promises";
-
-// node_modules/node-ssh/lib/esm/index.mjs
-var import_is_stream = __toESM(require_is_stream(), 1);
-var import_make_dir = __toESM(require_make_dir(), 1);
-import invariant2, { AssertionError } from "assert";
-import fs4 from "fs";
-import fsPath2 from "path";
-
-// node_modules/sb-promise-queue/lib/esm/index.mjs
-var PromiseQueue = class {
-  constructor({ concurrency = 1 } = {}) {
-    this.options = { concurrency };
-    this.running = 0;
-    this.queue = [];
-    this.idleCallbacks = [];
-  }
-  clear() {
-    this.queue = [];
-  }
-  onIdle(callback) {
-    this.idleCallbacks.push(callback);
-    return () => {
-      const index = this.idleCallbacks.indexOf(callback);
-      if (index !== -1) {
-        this.idleCallbacks.splice(index, 1);
-      }
-    };
-  }
-  waitTillIdle() {
-    return new Promise((resolve4) => {
-      if (this.running === 0) {
-        resolve4();
-        return;
-      }
-      const dispose = this.onIdle(() => {
-        dispose();
-        resolve4();
-      });
-    });
-  }
-  add(callback) {
-    return new Promise((resolve4, reject) => {
-      const runCallback = () => {
-        this.running += 1;
-        try {
-          Promise.resolve(callback()).then((val) => {
-            resolve4(val);
-            this.processNext();
-          }, (err) => {
-            reject(err);
-            this.processNext();
-          });
-        } catch (err) {
-          reject(err);
-          this.processNext();
-        }
-      };
-      if (this.running >= this.options.concurrency) {
-        this.queue.push(runCallback);
-      } else {
-        runCallback();
-      }
-    });
-  }
-  // Internal function, don't use
-  processNext() {
-    this.running -= 1;
-    const callback = this.queue.shift();
-    if (callback) {
-      callback();
-    } else if (this.running === 0) {
-      this.idleCallbacks.forEach((item) => item());
-    }
-  }
-};
-
-// node_modules/sb-scandir/lib/esm/index.mjs
-import fs3 from "fs";
-import fsPath from "path";
-import invariant from "assert";
-var defaultFilesystem = {
-  join(pathA, pathB) {
-    return fsPath.join(pathA, pathB);
-  },
-  basename(path) {
-    return fsPath.basename(path);
-  },
-  stat(path) {
-    return new Promise((resolve4, reject) => {
-      fs3.stat(path, (err, res) => {
-        if (err) {
-          reject(err);
-        } else {
-          resolve4(res);
-        }
-      });
-    });
-  },
-  readdir(path) {
-    return new Promise((resolve4, reject) => {
-      fs3.readdir(path, (err, res) => {
-        if (err) {
-          reject(err);
-        } else {
-          resolve4(res);
-        }
-      });
-    });
-  }
-};
-async function scanDirectoryInternal({ path, recursive, validate: validate2, result, fileSystem, queue, reject }) {
-  const itemStat = await fileSystem.stat(path);
-  if (itemStat.isFile()) {
-    result.files.push(path);
-  } else if (itemStat.isDirectory()) {
-    result.directories.push(path);
-  }
-  if (!itemStat.isDirectory() || recursive === "none") {
-    return;
-  }
-  const contents = await fileSystem.readdir(path);
-  contents.forEach((item) => {
-    const itemPath = fileSystem.join(path, item);
-    if (!validate2(itemPath)) {
-      return;
-    }
-    queue.add(() => scanDirectoryInternal({
-      path: itemPath,
-      recursive: recursive === "shallow" ? "none" : "deep",
-      validate: validate2,
-      result,
-      fileSystem,
-      queue,
-      reject
-    })).catch(reject);
-  });
-}
-async function scanDirectory(path, { recursive = true, validate: validate2 = null, concurrency = Infinity, fileSystem = defaultFilesystem } = {}) {
-  invariant(path && typeof path === "string", "path must be a valid string");
-  invariant(typeof recursive === "boolean", "options.recursive must be a valid boolean");
-  invariant(validate2 === null || typeof validate2 === "function", "options.validate must be a valid function");
-  invariant(typeof concurrency === "number", "options.concurrency must be a valid number");
-  invariant(fileSystem !== null && typeof fileSystem === "object", "options.fileSystem must be a valid object");
-  const queue = new PromiseQueue({
-    concurrency
-  });
-  const result = { files: [], directories: [] };
-  const mergedFileSystem = { ...defaultFilesystem, ...fileSystem };
-  await new Promise((resolve4, reject) => {
-    scanDirectoryInternal({
-      path,
-      recursive: recursive ? "deep" : "shallow",
-      validate: validate2 != null ? validate2 : (item) => mergedFileSystem.basename(item).slice(0, 1) !== ".",
-      result,
-      fileSystem: mergedFileSystem,
-      queue,
-      reject
-    }).then(() => queue.waitTillIdle()).then(resolve4, reject);
-  });
-  return result;
-}
-var esm_default = scanDirectory;
-
-// node_modules/node-ssh/lib/esm/index.mjs
-var import_shell_escape = __toESM(require_shell_escape(), 1);
-var import_ssh2 = __toESM(require_lib3(), 1);
-var DEFAULT_CONCURRENCY = 1;
-var DEFAULT_VALIDATE = (path) => !fsPath2.basename(path).startsWith(".");
-var DEFAULT_TICK = () => {
-};
-var SSHError = class extends Error {
-  constructor(message, code = null) {
-    super(message);
-    this.code = code;
-  }
-};
-function unixifyPath(path) {
-  if (path.includes("\\")) {
-    return path.split("\\").join("/");
-  }
-  return path;
-}
-async function readFile(filePath) {
-  return new Promise((resolve4, reject) => {
-    fs4.readFile(filePath, "utf8", (err, res) => {
-      if (err) {
-        reject(err);
-      } else {
-        resolve4(res);
-      }
-    });
-  });
-}
-var SFTP_MKDIR_ERR_CODE_REGEXP = /Error: (E[\S]+): /;
-async function makeDirectoryWithSftp(path, sftp) {
-  let stats = null;
-  try {
-    stats = await new Promise((resolve4, reject) => {
-      sftp.stat(path, (err, res) => {
-        if (err) {
-          reject(err);
-        } else {
-          resolve4(res);
-        }
-      });
-    });
-  } catch (_) {
-  }
-  if (stats) {
-    if (stats.isDirectory()) {
-      return;
-    }
-    throw new Error("mkdir() failed, target already exists and is not a directory");
-  }
-  try {
-    await new Promise((resolve4, reject) => {
-      sftp.mkdir(path, (err) => {
-        if (err) {
-          reject(err);
-        } else {
-          resolve4();
-        }
-      });
-    });
-  } catch (err) {
-    if (err != null && typeof err.stack === "string") {
-      const matches = SFTP_MKDIR_ERR_CODE_REGEXP.exec(err.stack);
-      if (matches != null) {
-        throw new SSHError(err.message, matches[1]);
-      }
-      throw err;
-    }
-  }
-}
-var NodeSSH = class {
-  constructor() {
-    this.connection = null;
-  }
-  getConnection() {
-    const { connection } = this;
-    if (connection == null) {
-      throw new Error("Not connected to server");
-    }
-    return connection;
-  }
-  async connect(givenConfig) {
-    invariant2(givenConfig != null && typeof givenConfig === "object", "config must be a valid object");
-    const config = { ...givenConfig };
-    invariant2(config.username != null && typeof config.username === "string", "config.username must be a valid string");
-    if (config.host != null) {
-      invariant2(typeof config.host === "string", "config.host must be a valid string");
-    } else if (config.sock != null) {
-      invariant2(typeof config.sock === "object", "config.sock must be a valid object");
-    } else {
-      throw new AssertionError({ message: "Either config.host or config.sock must be provided" });
-    }
-    if (config.privateKey != null || config.privateKeyPath != null) {
-      if (config.privateKey != null) {
-        invariant2(typeof config.privateKey === "string", "config.privateKey must be a valid string");
-        invariant2(config.privateKeyPath == null, "config.privateKeyPath must not be specified when config.privateKey is specified");
-      } else if (config.privateKeyPath != null) {
-        invariant2(typeof config.privateKeyPath === "string", "config.privateKeyPath must be a valid string");
-        invariant2(config.privateKey == null, "config.privateKey must not be specified when config.privateKeyPath is specified");
-      }
-      invariant2(config.passphrase == null || typeof config.passphrase === "string", "config.passphrase must be null or a valid string");
-      if (config.privateKeyPath != null) {
-        try {
-          config.privateKey = await readFile(config.privateKeyPath);
-        } catch (err) {
-          if (err != null && err.code === "ENOENT") {
-            throw new AssertionError({ message: "config.privateKeyPath does not exist at given fs path" });
-          }
-          throw err;
-        }
-      }
-    } else if (config.password != null) {
-      invariant2(typeof config.password === "string", "config.password must be a valid string");
-    }
-    if (config.tryKeyboard != null) {
-      invariant2(typeof config.tryKeyboard === "boolean", "config.tryKeyboard must be a valid boolean");
-    }
-    if (config.tryKeyboard) {
-      const { password } = config;
-      if (config.onKeyboardInteractive != null) {
-        invariant2(typeof config.onKeyboardInteractive === "function", "config.onKeyboardInteractive must be a valid function");
-      } else if (password != null) {
-        config.onKeyboardInteractive = (name2, instructions, instructionsLang, prompts, finish) => {
-          if (prompts.length > 0 && prompts[0].prompt.toLowerCase().includes("password")) {
-            finish([password]);
-          }
-        };
-      }
-    }
-    const connection = new import_ssh2.default.Client();
-    this.connection = connection;
-    await new Promise((resolve4, reject) => {
-      connection.on("error", reject);
-      if (config.onKeyboardInteractive) {
-        connection.on("keyboard-interactive", config.onKeyboardInteractive);
-      }
-      connection.on("ready", () => {
-        connection.removeListener("error", reject);
-        resolve4();
-      });
-      connection.on("end", () => {
-        if (this.connection === connection) {
-          this.connection = null;
-        }
-      });
-      connection.on("close", () => {
-        if (this.connection === connection) {
-          this.connection = null;
-        }
-        reject(new SSHError("No response from server", "ETIMEDOUT"));
-      });
-      connection.connect(config);
-    });
-    return this;
-  }
-  isConnected() {
-    return this.connection != null;
-  }
-  async requestShell(options) {
-    const connection = this.getConnection();
-    return new Promise((resolve4, reject) => {
-      connection.on("error", reject);
-      const callback = (err, res) => {
-        connection.removeListener("error", reject);
-        if (err) {
-          reject(err);
-        } else {
-          resolve4(res);
-        }
-      };
-      if (options == null) {
-        connection.shell(callback);
-      } else {
-        connection.shell(options, callback);
-      }
-    });
-  }
-  async withShell(callback, options) {
-    invariant2(typeof callback === "function", "callback must be a valid function");
-    const shell = await this.requestShell(options);
-    try {
-      await callback(shell);
-    } finally {
-      shell.destroy();
-    }
-  }
-  async requestSFTP() {
-    const connection = this.getConnection();
-    return new Promise((resolve4, reject) => {
-      connection.on("error", reject);
-      connection.sftp((err, res) => {
-        connection.removeListener("error", reject);
-        if (err) {
-          reject(err);
-        } else {
-          resolve4(res);
-        }
-      });
-    });
-  }
-  async withSFTP(callback) {
-    invariant2(typeof callback === "function", "callback must be a valid function");
-    const sftp = await this.requestSFTP();
-    try {
-      await callback(sftp);
-    } finally {
-      sftp.end();
-    }
-  }
-  async execCommand(givenCommand, options = {}) {
-    invariant2(typeof givenCommand === "string", "command must be a valid string");
-    invariant2(options != null && typeof options === "object", "options must be a valid object");
-    invariant2(options.cwd == null || typeof options.cwd === "string", "options.cwd must be a valid string");
-    invariant2(options.stdin == null || typeof options.stdin === "string" || import_is_stream.default.readable(options.stdin), "options.stdin must be a valid string or readable stream");
-    invariant2(options.execOptions == null || typeof options.execOptions === "object", "options.execOptions must be a valid object");
-    invariant2(options.encoding == null || typeof options.encoding === "string", "options.encoding must be a valid string");
-    invariant2(options.onChannel == null || typeof options.onChannel === "function", "options.onChannel must be a valid function");
-    invariant2(options.onStdout == null || typeof options.onStdout === "function", "options.onStdout must be a valid function");
-    invariant2(options.onStderr == null || typeof options.onStderr === "function", "options.onStderr must be a valid function");
-    invariant2(options.noTrim == null || typeof options.noTrim === "boolean", "options.noTrim must be a boolean");
-    let command2 = givenCommand;
-    if (options.cwd) {
-      command2 = `cd ${(0, import_shell_escape.default)([options.cwd])} ; ${command2}`;
-    }
-    const connection = this.getConnection();
-    const output = { stdout: [], stderr: [] };
-    return new Promise((resolve4, reject) => {
-      connection.on("error", reject);
-      connection.exec(command2, options.execOptions != null ? options.execOptions : {}, (err, channel) => {
-        connection.removeListener("error", reject);
-        if (err) {
-          reject(err);
-          return;
-        }
-        if (options.onChannel) {
-          options.onChannel(channel);
-        }
-        channel.on("data", (chunk) => {
-          if (options.onStdout)
-            options.onStdout(chunk);
-          output.stdout.push(chunk.toString(options.encoding));
-        });
-        channel.stderr.on("data", (chunk) => {
-          if (options.onStderr)
-            options.onStderr(chunk);
-          output.stderr.push(chunk.toString(options.encoding));
-        });
-        if (options.stdin != null) {
-          if (import_is_stream.default.readable(options.stdin)) {
-            options.stdin.pipe(channel, {
-              end: true
-            });
-          } else {
-            channel.write(options.stdin);
-            channel.end();
-          }
-        } else {
-          channel.end();
-        }
-        let code = null;
-        let signal = null;
-        channel.on("exit", (code_, signal_) => {
-          code = code_ !== null && code_ !== void 0 ? code_ : null;
-          signal = signal_ !== null && signal_ !== void 0 ? signal_ : null;
-        });
-        channel.on("close", () => {
-          let stdout = output.stdout.join("");
-          let stderr = output.stderr.join("");
-          if (options.noTrim !== true) {
-            stdout = stdout.trim();
-            stderr = stderr.trim();
-          }
-          resolve4({
-            code: code != null ? code : null,
-            signal: signal != null ? signal : null,
-            stdout,
-            stderr
-          });
-        });
-      });
-    });
-  }
-  async exec(command2, parameters, options = {}) {
-    invariant2(typeof command2 === "string", "command must be a valid string");
-    invariant2(Array.isArray(parameters), "parameters must be a valid array");
-    invariant2(options != null && typeof options === "object", "options must be a valid object");
-    invariant2(options.stream == null || ["both", "stdout", "stderr"].includes(options.stream), "options.stream must be one of both, stdout, stderr");
-    for (let i = 0, { length } = parameters; i < length; i += 1) {
-      invariant2(typeof parameters[i] === "string", `parameters[${i}] must be a valid string`);
-    }
-    const completeCommand = `${command2}${parameters.length > 0 ? ` ${(0, import_shell_escape.default)(parameters)}` : ""}`;
-    const response = await this.execCommand(completeCommand, options);
-    if (options.stream == null || options.stream === "stdout") {
-      if (response.stderr) {
-        throw new Error(response.stderr);
-      }
-      return response.stdout;
-    }
-    if (options.stream === "stderr") {
-      return response.stderr;
-    }
-    return response;
-  }
-  async mkdir(path, method = "sftp", givenSftp = null) {
-    invariant2(typeof path === "string", "path must be a valid string");
-    invariant2(typeof method === "string" && (method === "sftp" || method === "exec"), "method must be either sftp or exec");
-    invariant2(givenSftp == null || typeof givenSftp === "object", "sftp must be a valid object");
-    if (method === "exec") {
-      await this.exec("mkdir", ["-p", unixifyPath(path)]);
-      return;
-    }
-    const sftp = givenSftp || await this.requestSFTP();
-    const makeSftpDirectory = async (retry) => makeDirectoryWithSftp(unixifyPath(path), sftp).catch(async (error2) => {
-      if (!retry || error2 == null || error2.message !== "No such file" && error2.code !== "ENOENT") {
-        throw error2;
-      }
-      await this.mkdir(fsPath2.dirname(path), "sftp", sftp);
-      await makeSftpDirectory(false);
-    });
-    try {
-      await makeSftpDirectory(true);
-    } finally {
-      if (!givenSftp) {
-        sftp.end();
-      }
-    }
-  }
-  async getFile(localFile, remoteFile, givenSftp = null, transferOptions = null) {
-    invariant2(typeof localFile === "string", "localFile must be a valid string");
-    invariant2(typeof remoteFile === "string", "remoteFile must be a valid string");
-    invariant2(givenSftp == null || typeof givenSftp === "object", "sftp must be a valid object");
-    invariant2(transferOptions == null || typeof transferOptions === "object", "transferOptions must be a valid object");
-    const sftp = givenSftp || await this.requestSFTP();
-    try {
-      await new Promise((resolve4, reject) => {
-        sftp.fastGet(unixifyPath(remoteFile), localFile, transferOptions || {}, (err) => {
-          if (err) {
-            reject(err);
-          } else {
-            resolve4();
-          }
-        });
-      });
-    } finally {
-      if (!givenSftp) {
-        sftp.end();
-      }
-    }
-  }
-  async putFile(localFile, remoteFile, givenSftp = null, transferOptions = null) {
-    invariant2(typeof localFile === "string", "localFile must be a valid string");
-    invariant2(typeof remoteFile === "string", "remoteFile must be a valid string");
-    invariant2(givenSftp == null || typeof givenSftp === "object", "sftp must be a valid object");
-    invariant2(transferOptions == null || typeof transferOptions === "object", "transferOptions must be a valid object");
-    invariant2(await new Promise((resolve4) => {
-      fs4.access(localFile, fs4.constants.R_OK, (err) => {
-        resolve4(err === null);
-      });
-    }), `localFile does not exist at ${localFile}`);
-    const sftp = givenSftp || await this.requestSFTP();
-    const putFile2 = (retry) => {
-      return new Promise((resolve4, reject) => {
-        sftp.fastPut(localFile, unixifyPath(remoteFile), transferOptions || {}, (err) => {
-          if (err == null) {
-            resolve4();
-            return;
-          }
-          if (err.message === "No such file" && retry) {
-            resolve4(this.mkdir(fsPath2.dirname(remoteFile), "sftp", sftp).then(() => putFile2(false)));
-          } else {
-            reject(err);
-          }
-        });
-      });
-    };
-    try {
-      await putFile2(true);
-    } finally {
-      if (!givenSftp) {
-        sftp.end();
-      }
-    }
-  }
-  async putFiles(files, { concurrency = DEFAULT_CONCURRENCY, sftp: givenSftp = null, transferOptions = {} } = {}) {
-    invariant2(Array.isArray(files), "files must be an array");
-    for (let i = 0, { length } = files; i < length; i += 1) {
-      const file = files[i];
-      invariant2(file, "files items must be valid objects");
-      invariant2(file.local && typeof file.local === "string", `files[${i}].local must be a string`);
-      invariant2(file.remote && typeof file.remote === "string", `files[${i}].remote must be a string`);
-    }
-    const transferred = [];
-    const sftp = givenSftp || await this.requestSFTP();
-    const queue = new PromiseQueue({ concurrency });
-    try {
-      await new Promise((resolve4, reject) => {
-        files.forEach((file) => {
-          queue.add(async () => {
-            await this.putFile(file.local, file.remote, sftp, transferOptions);
-            transferred.push(file);
-          }).catch(reject);
-        });
-        queue.waitTillIdle().then(resolve4);
-      });
-    } catch (error2) {
-      if (error2 != null) {
-        error2.transferred = transferred;
-      }
-      throw error2;
-    } finally {
-      if (!givenSftp) {
-        sftp.end();
-      }
-    }
-  }
-  async putDirectory(localDirectory, remoteDirectory, { concurrency = DEFAULT_CONCURRENCY, sftp: givenSftp = null, transferOptions = {}, recursive = true, tick = DEFAULT_TICK, validate: validate2 = DEFAULT_VALIDATE } = {}) {
-    invariant2(typeof localDirectory === "string" && localDirectory, "localDirectory must be a string");
-    invariant2(typeof remoteDirectory === "string" && remoteDirectory, "remoteDirectory must be a string");
-    const localDirectoryStat = await new Promise((resolve4) => {
-      fs4.stat(localDirectory, (err, stat3) => {
-        resolve4(stat3 || null);
-      });
-    });
-    invariant2(localDirectoryStat != null, `localDirectory does not exist at ${localDirectory}`);
-    invariant2(localDirectoryStat.isDirectory(), `localDirectory is not a directory at ${localDirectory}`);
-    const sftp = givenSftp || await this.requestSFTP();
-    const scanned = await esm_default(localDirectory, {
-      recursive,
-      validate: validate2
-    });
-    const files = scanned.files.map((item) => fsPath2.relative(localDirectory, item));
-    const directories = scanned.directories.map((item) => fsPath2.relative(localDirectory, item));
-    directories.sort((a, b) => a.length - b.length);
-    let failed = false;
-    try {
-      await new Promise((resolve4, reject) => {
-        const queue = new PromiseQueue({ concurrency });
-        directories.forEach((directory) => {
-          queue.add(async () => {
-            await this.mkdir(fsPath2.join(remoteDirectory, directory), "sftp", sftp);
-          }).catch(reject);
-        });
-        resolve4(queue.waitTillIdle());
-      });
-      await new Promise((resolve4, reject) => {
-        const queue = new PromiseQueue({ concurrency });
-        files.forEach((file) => {
-          queue.add(async () => {
-            const localFile = fsPath2.join(localDirectory, file);
-            const remoteFile = fsPath2.join(remoteDirectory, file);
-            try {
-              await this.putFile(localFile, remoteFile, sftp, transferOptions);
-              tick(localFile, remoteFile, null);
-            } catch (_) {
-              failed = true;
-              tick(localFile, remoteFile, _);
-            }
-          }).catch(reject);
-        });
-        resolve4(queue.waitTillIdle());
-      });
-    } finally {
-      if (!givenSftp) {
-        sftp.end();
-      }
-    }
-    return !failed;
-  }
-  async getDirectory(localDirectory, remoteDirectory, { concurrency = DEFAULT_CONCURRENCY, sftp: givenSftp = null, transferOptions = {}, recursive = true, tick = DEFAULT_TICK, validate: validate2 = DEFAULT_VALIDATE } = {}) {
-    invariant2(typeof localDirectory === "string" && localDirectory, "localDirectory must be a string");
-    invariant2(typeof remoteDirectory === "string" && remoteDirectory, "remoteDirectory must be a string");
-    const localDirectoryStat = await new Promise((resolve4) => {
-      fs4.stat(localDirectory, (err, stat3) => {
-        resolve4(stat3 || null);
-      });
-    });
-    invariant2(localDirectoryStat != null, `localDirectory does not exist at ${localDirectory}`);
-    invariant2(localDirectoryStat.isDirectory(), `localDirectory is not a directory at ${localDirectory}`);
-    const sftp = givenSftp || await this.requestSFTP();
-    const scanned = await esm_default(remoteDirectory, {
-      recursive,
-      validate: validate2,
-      concurrency,
-      fileSystem: {
-        basename(path) {
-          return fsPath2.posix.basename(path);
-        },
-        join(pathA, pathB) {
-          return fsPath2.posix.join(pathA, pathB);
-        },
-        readdir(path) {
-          return new Promise((resolve4, reject) => {
-            sftp.readdir(path, (err, res) => {
-              if (err) {
-                reject(err);
-              } else {
-                resolve4(res.map((item) => item.filename));
-              }
-            });
-          });
-        },
-        stat(path) {
-          return new Promise((resolve4, reject) => {
-            sftp.stat(path, (err, res) => {
-              if (err) {
-                reject(err);
-              } else {
-                resolve4(res);
-              }
-            });
-          });
-        }
-      }
-    });
-    const files = scanned.files.map((item) => fsPath2.relative(remoteDirectory, item));
-    const directories = scanned.directories.map((item) => fsPath2.relative(remoteDirectory, item));
-    directories.sort((a, b) => a.length - b.length);
-    let failed = false;
-    try {
-      await new Promise((resolve4, reject) => {
-        const queue = new PromiseQueue({ concurrency });
-        directories.forEach((directory) => {
-          queue.add(async () => {
-            await (0, import_make_dir.default)(fsPath2.join(localDirectory, directory));
-          }).catch(reject);
-        });
-        resolve4(queue.waitTillIdle());
-      });
-      await new Promise((resolve4, reject) => {
-        const queue = new PromiseQueue({ concurrency });
-        files.forEach((file) => {
-          queue.add(async () => {
-            const localFile = fsPath2.join(localDirectory, file);
-            const remoteFile = fsPath2.join(remoteDirectory, file);
-            try {
-              await this.getFile(localFile, remoteFile, sftp, transferOptions);
-              tick(localFile, remoteFile, null);
-            } catch (_) {
-              failed = true;
-              tick(localFile, remoteFile, _);
-            }
-          }).catch(reject);
-        });
-        resolve4(queue.waitTillIdle());
-      });
-    } finally {
-      if (!givenSftp) {
-        sftp.end();
-      }
-    }
-    return !failed;
-  }
-  forwardIn(remoteAddr, remotePort, onConnection) {
-    const connection = this.getConnection();
-    return new Promise((resolve4, reject) => {
-      connection.forwardIn(remoteAddr, remotePort, (error2, port2) => {
-        if (error2) {
-          reject(error2);
-          return;
-        }
-        const handler = (details, acceptConnection, rejectConnection) => {
-          if (details.destIP === remoteAddr && details.destPort === port2) {
-            onConnection === null || onConnection === void 0 ? void 0 : onConnection(details, acceptConnection, rejectConnection);
-          }
-        };
-        if (onConnection) {
-          connection.on("tcp connection", handler);
-        }
-        const dispose = () => {
-          return new Promise((_resolve, _reject) => {
-            connection.off("tcp connection", handler);
-            connection.unforwardIn(remoteAddr, port2, (_error) => {
-              if (_error) {
-                _reject(error2);
-              }
-              _resolve();
-            });
-          });
-        };
-        resolve4({ port: port2, dispose });
-      });
-    });
-  }
-  forwardOut(srcIP, srcPort, dstIP, dstPort) {
-    const connection = this.getConnection();
-    return new Promise((resolve4, reject) => {
-      connection.forwardOut(srcIP, srcPort, dstIP, dstPort, (error2, channel) => {
-        if (error2) {
-          reject(error2);
-          return;
-        }
-        resolve4(channel);
-      });
-    });
-  }
-  forwardInStreamLocal(socketPath, onConnection) {
-    const connection = this.getConnection();
-    return new Promise((resolve4, reject) => {
-      connection.openssh_forwardInStreamLocal(socketPath, (error2) => {
-        if (error2) {
-          reject(error2);
-          return;
-        }
-        const handler = (details, acceptConnection, rejectConnection) => {
-          if (details.socketPath === socketPath) {
-            onConnection === null || onConnection === void 0 ? void 0 : onConnection(details, acceptConnection, rejectConnection);
-          }
-        };
-        if (onConnection) {
-          connection.on("unix connection", handler);
-        }
-        const dispose = () => {
-          return new Promise((_resolve, _reject) => {
-            connection.off("unix connection", handler);
-            connection.openssh_unforwardInStreamLocal(socketPath, (_error) => {
-              if (_error) {
-                _reject(_error);
-              }
-              _resolve();
-            });
-          });
-        };
-        resolve4({ dispose });
-      });
-    });
-  }
-  forwardOutStreamLocal(socketPath) {
-    const connection = this.getConnection();
-    return new Promise((resolve4, reject) => {
-      connection.openssh_forwardOutStreamLocal(socketPath, (error2, channel) => {
-        if (error2) {
-          reject(error2);
-          return;
-        }
-        resolve4(channel);
-      });
-    });
-  }
-  dispose() {
-    if (this.connection) {
-      this.connection.end();
-      this.connection = null;
-    }
-  }
-};
-
-// core/remote/ssh-login.ts
-import { timingSafeEqual } from "node:crypto";
-import { setTimeout as sleep } from "node:timers/promises";
-function hostKeyAlgorithms(type) {
-  return type === "ssh-rsa" ? ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"] : [type];
-}
-var RETRYABLE = /ECONNREFUSED|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ECONNRESET|EAI_AGAIN|Timed out while waiting for handshake|Connection lost before handshake/;
-function pinnedKey(ep, role, configFile) {
-  const pinned = parseHostKey(ep.hostKey);
-  if (typeof pinned === "string") throw new OpsError(`${role} ${ep.name}: pinned host key is malformed (${pinned})`, `fix its host_key in ${configFile}`);
-  return pinned;
-}
-async function login(ep, attempt, options) {
-  const pinned = pinnedKey(ep, attempt.keyField.startsWith("bastion") ? "bastion" : "host", options.configFile);
-  const { where } = attempt;
-  let tries = 0;
-  for (; ; ) {
-    let presented;
-    const ssh = new NodeSSH();
-    try {
-      const sock = attempt.sock ? await attempt.sock() : void 0;
-      await ssh.connect({
-        host: ep.address,
-        port: ep.port,
-        username: ep.user,
-        ...sock ? { sock } : {},
-        readyTimeout: options.connectTimeout * 1e3,
-        keepaliveInterval: 1e4,
-        keepaliveCountMax: 3,
-        ...options.credentials,
-        algorithms: { serverHostKey: hostKeyAlgorithms(pinned.type) },
-        hostVerifier: (key) => {
-          presented = key;
-          return key.length === pinned.blob.length && timingSafeEqual(key, pinned.blob);
-        }
-      });
-      return ssh;
-    } catch (e) {
-      ssh.dispose();
-      if (e instanceof OpsError && !(e instanceof TransportError)) throw e;
-      const message = e instanceof Error ? e.message : String(e);
-      if (presented && !presented.equals(pinned.blob)) {
-        throw new OpsError(
-          `host key of ${where} does not match the pinned key: refusing to connect
-  presented: ${blobType(presented)} ${fingerprint(presented)}
-  pinned:    ${pinned.type} ${fingerprint(pinned.blob)}`,
-          `if the machine was rebuilt, read its new key out of band (VM console: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), compare the fingerprint, then put the key line in ${attempt.keyField} of ${options.configFile}`
-        );
-      }
-      if (/no matching host key format|Handshake failed: no matching/i.test(message)) {
-        throw new OpsError(`${where} offers no ${pinned.type} host key, which is the type pinned`, `pin the key of a type it offers, in ${attempt.keyField} of ${options.configFile}`);
-      }
-      if (/All configured authentication methods failed/i.test(message)) {
-        throw new OpsError(`${where} refused our SSH key (${options.credentials.describe})`, `authorise its public key for ${ep.user} there, or give another key (--identity, $OPS_SSH_KEY, ssh.identity_file)`);
-      }
-      if (tries >= options.retries || !RETRYABLE.test(`${message} ${e.code ?? ""}`)) {
-        if (e instanceof OpsError) throw e;
-        const known = describeLowLevel(e);
-        throw new TransportError(
-          `cannot connect to ${where}: ${known?.what ?? message}${tries ? ` (after ${tries + 1} attempts)` : ""}`,
-          known?.hint ?? "check the address and port, that sshd runs, and that a firewall lets this machine in"
-        );
-      }
-      tries++;
-      options.reporter.warn(`${where}: ${e instanceof OpsError ? e.message : describeLowLevel(e)?.what ?? message}; retrying (${tries}/${options.retries})`);
-      await sleep(1e3 * 2 ** (tries - 1));
-    }
-  }
-}
-function describeEndpoint(ep) {
-  return `${ep.name} (${ep.user}@${ep.address}:${ep.port})`;
-}
-var Bastion = class _Bastion {
-  constructor(ssh, endpoint) {
-    this.ssh = ssh;
-    this.endpoint = endpoint;
-    const conn = ssh.connection;
-    conn.on("error", (e) => this.lost ??= e);
-    conn.on("close", () => this.lost ??= new Error("Not connected"));
-  }
-  ssh;
-  endpoint;
-  users = 0;
-  lost;
-  /** Log in to the bastion (retries like a host). */
-  static async open(endpoint, options) {
-    const ssh = await login(endpoint, { where: `bastion ${endpoint.user}@${endpoint.address}:${endpoint.port}`, keyField: "bastion.host_key (or hosts[].bastion.host_key)" }, options);
-    return new _Bastion(ssh, endpoint);
-  }
-  get alive() {
-    return !this.lost && !!this.ssh.connection;
-  }
-  /** A TCP stream from the bastion to `address:port`; fails saying the bastion cannot reach it. */
-  forward(target) {
-    const conn = this.ssh.connection;
-    const label = `${target.name} (${target.address}:${target.port})`;
-    const via = `bastion ${this.endpoint.address}`;
-    if (!conn || this.lost) return Promise.reject(new TransportError(`${via} is no longer connected, so ${label} cannot be reached`, "try again"));
-    return new Promise((resolve4, reject) => {
-      try {
-        conn.forwardOut("127.0.0.1", 0, target.address, target.port, (e, stream2) => {
-          if (!e) return resolve4(stream2);
-          const why = e.message.replace(/^\(SSH\) Channel open failure: /, "");
-          const denied = /prohibited/i.test(why);
-          const err = new TransportError(
-            `${via} cannot reach ${label}: ${denied ? "the bastion refuses TCP forwarding" : why}`,
-            denied ? "the bastion's sshd must allow forwarding for this login (AllowTcpForwarding yes, no restrict/no-port-forwarding on the key), as for `ssh -J`" : `check from the bastion that ${target.address}:${target.port} answers (e.g. ssh -J ${this.endpoint.user}@${this.endpoint.address}:${this.endpoint.port} -p ${target.port} ${target.address})`
-          );
-          if (!denied) err.code = "ECONNREFUSED";
-          reject(err);
-        });
-      } catch (e) {
-        reject(translateError(e, this.endpoint.address, `forwarding through bastion ${this.endpoint.address}`));
-      }
-    });
-  }
-  /** Count a connection through it. */
-  use() {
-    this.users++;
-  }
-  /** A connection through it ended: the last one closes the bastion's. */
-  release() {
-    if (--this.users <= 0) this.close();
-  }
-  close() {
-    this.lost ??= new Error("Not connected");
-    this.ssh.dispose();
-  }
-};
-
-// core/remote/types.ts
-var REPORT_PREFIX = "@ops ";
-function parseReports(stdout) {
-  const out = [];
-  for (const line of stdout.split("\n")) {
-    if (!line.startsWith(REPORT_PREFIX)) continue;
-    const rest = line.slice(REPORT_PREFIX.length);
-    const sp = rest.indexOf(" ");
-    out.push(sp < 0 ? [rest, ""] : [rest.slice(0, sp), rest.slice(sp + 1)]);
-  }
-  return out;
-}
-function reported(result, key) {
-  let v;
-  for (const [k, val] of result.reports) if (k === key) v = val;
-  return v;
-}
-function reportedAll(result, key) {
-  return result.reports.filter(([k]) => k === key).map(([, v]) => v);
-}
-var DEFAULT_STEP_TIMEOUT = 600;
-
-// core/remote/wrap.ts
-var START_MARKER = "@ops-start";
-var scriptPrelude = [
-  // The leading newline ends whatever line the login shell left unfinished.
-  `printf '\\n${START_MARKER}\\n'; printf '\\n${START_MARKER}\\n' >&2`,
-  "set -euo pipefail",
-  "umask 022",
-  // files that must stay private (.env, keys) are created with explicit modes
-  "export LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive",
-  "# shellcheck disable=SC2317 # for the step's own lines: some report nothing",
-  `ops_report() { printf '${REPORT_PREFIX}%s %s\\n' "$1" "\${2:-}"; }`,
-  "cd /"
-].join("\n");
-function commandLine(step, login2, appUser) {
-  const seconds2 = step.timeout ?? DEFAULT_STEP_TIMEOUT;
-  const run = ["timeout", "-k", "10", String(seconds2), "bash", "-s"];
-  if (step.as === "app") return cmd("sudo", "-n", "-H", "-u", appUser, "--", ...run);
-  if (step.as === "root" && login2 !== "root") return cmd("sudo", "-n", "-H", "--", ...run);
-  return cmd(...run);
-}
-function scriptText(step, connection) {
-  const mark = connection ? `
-export OPS_CONNECTION=${quote(connection)}` : "";
-  return `${scriptPrelude}${mark}
-${step.script.trimEnd()}
-`;
-}
-function uploadStep(remotePath, size2, mode) {
-  const dir = remotePath.replace(/\/[^/]*$/, "") || "/";
-  return {
-    name: `upload ${remotePath.split("/").pop()}`,
-    as: "login",
-    timeout: 600 + Math.ceil(size2 / 1e5),
-    // at least 100 kB/s
-    quiet: true,
-    // One line to end with: bash has parsed and run the whole function before the content starts.
-    script: String.raw`ops_upload() {
-  local tmp got
-  tmp=$(mktemp ${quote(`${dir}/.ops-upload.XXXXXX`)})
-  trap 'rm -f "$tmp"' EXIT
-  head -c ${size2} > "$tmp"
-  got=$(stat -c %s "$tmp")
-  if [ "$got" != ${size2} ]; then echo "the upload of ${quote(remotePath)} was cut short: $got of ${size2} bytes arrived" >&2; exit 1; fi
-  chmod ${mode.toString(8).padStart(4, "0")} "$tmp"
-  mv -f "$tmp" ${quote(remotePath)}
-  trap - EXIT
-}
-ops_upload; exit $?`
-  };
-}
-
-// core/remote/ssh.ts
-async function connect(options) {
-  const { host, via } = options;
-  const where = via ? `${describeEndpoint(host)} through bastion ${via.endpoint.address}` : describeEndpoint(host);
-  const ssh = await login(host, { where, keyField: "hosts[].host_key", sock: via ? () => via.forward(host) : void 0 }, options);
-  return new SshRemote(ssh, host, options.appUser, options.reporter, options.onClose);
-}
-var AfterMarker = class _AfterMarker {
-  constructor(emit) {
-    this.emit = emit;
-  }
-  emit;
-  static MARK = `
-${START_MARKER}
-`;
-  head = "";
-  decoder = new StringDecoder("utf8");
-  started = false;
-  preamble = "";
-  push(chunk) {
-    this.feed(this.decoder.write(chunk));
-  }
-  end() {
-    this.feed(this.decoder.end());
-    if (!this.started && this.head) this.emit(this.head);
-    this.head = "";
-  }
-  feed(text) {
-    if (!text) return;
-    if (this.started) return this.emit(text);
-    this.head += text;
-    const i = this.head.indexOf(_AfterMarker.MARK);
-    if (i < 0) return;
-    this.started = true;
-    this.preamble = this.head.slice(0, i);
-    const rest = this.head.slice(i + _AfterMarker.MARK.length);
-    this.head = "";
-    if (rest) this.emit(rest);
-  }
-};
-var LineSplitter = class {
-  constructor(emit) {
-    this.emit = emit;
-  }
-  emit;
-  rest = "";
-  push(text) {
-    const lines = (this.rest + text).split("\n");
-    this.rest = lines.pop() ?? "";
-    for (const l of lines) this.emit(l);
-  }
-  flush() {
-    if (this.rest) this.emit(this.rest);
-    this.rest = "";
-  }
-};
-function sessionRefused(e) {
-  const err = e;
-  return /Channel open failure/.test(err?.message ?? "") && (err.reason === 1 || err.reason === 4 || /open failed|prohibited|shortage/i.test(err.message ?? ""));
-}
-var SshRemote = class {
-  constructor(ssh, host, appUser, reporter, onClose) {
-    this.ssh = ssh;
-    this.appUser = appUser;
-    this.reporter = reporter;
-    this.onClose = onClose;
-    this.name = host.name;
-    this.login = host.user;
-    const conn = ssh.connection;
-    conn.on("error", (e) => this.gone(e));
-    conn.on("close", () => this.gone(new Error("Not connected")));
-  }
-  ssh;
-  appUser;
-  reporter;
-  onClose;
-  name;
-  login;
-  connection = randomBytes(6).toString("hex");
-  lost;
-  closed = false;
-  warnedPreamble = false;
-  /** Rejects the step in flight when the connection goes away under it. */
-  abort;
-  gone(e) {
-    this.lost ??= e;
-    this.abort?.(e);
-    const done = this.onClose;
-    this.onClose = void 0;
-    done?.();
-  }
-  /** Open an exec channel; a refused one is retried briefly: sshd frees a closed session asynchronously. */
-  async channel(command2, what) {
-    for (let attempt = 0; ; attempt++) {
-      const conn = this.ssh.connection;
-      if (this.closed) throw new TransportError(`${what} on ${this.name}: the connection was closed`);
-      if (this.lost || !conn) throw translateError(this.lost ?? new Error("Not connected"), this.name, `${what} on ${this.name}`);
-      try {
-        return await new Promise((resolve4, reject) => conn.exec(command2, (e, c) => e ? reject(e) : resolve4(c)));
-      } catch (e) {
-        if (sessionRefused(e) && attempt < 8) {
-          await sleep2(25 * 2 ** attempt);
-          continue;
-        }
-        if (sessionRefused(e))
-          throw new TransportError(
-            `sshd on ${this.name} refused to open a session for ${what}: its session limit is reached`,
-            `ops uses 1 session at a time per connection; MaxSessions in ${this.name}'s /etc/ssh/sshd_config (or a Match block) must be at least 1: set it, then reload sshd (systemctl reload ssh)`
-          );
-        throw translateError(e, this.name, `${what} on ${this.name}`);
-      }
-    }
-  }
-  /** Run `command` with `input` on stdin; output before the start marker is the login shell's, not ours. */
-  async exec(step, command2, input, options) {
-    const started = Date.now();
-    const what = `step "${step.name}"`;
-    const show = (stream2) => step.quiet ? { push: () => void 0, flush: () => void 0 } : new LineSplitter((line) => {
-      if (!line.startsWith(REPORT_PREFIX)) this.reporter.line(this.name, line, stream2);
-    });
-    const outLines = show("stdout");
-    const errLines = show("stderr");
-    let stdout = "";
-    let stderr = "";
-    const out = new AfterMarker((t) => {
-      stdout += t;
-      outLines.push(t);
-    });
-    const err = new AfterMarker((t) => {
-      stderr += t;
-      errLines.push(t);
-    });
-    const channel = await this.channel(command2, what);
-    const limit = ((step.timeout ?? DEFAULT_STEP_TIMEOUT) + 30) * 1e3;
-    let guard;
-    const status = await new Promise((resolve4, reject) => {
-      let code18 = null;
-      let signal;
-      this.abort = (e) => reject(translateError(e, this.name, `${what} on ${this.name} (connection lost)`));
-      guard = setTimeout(() => {
-        channel.close();
-        reject(new StepError(step.name, this.name, null, "no answer from the host before the step timeout", "timeout"));
-      }, limit);
-      channel.on("data", (d) => out.push(d));
-      channel.stderr.on("data", (d) => err.push(d));
-      channel.on("exit", (c, sig) => {
-        if (typeof c === "number") code18 = c;
-        else if (sig) signal = `SIG${sig}`.replace(/^SIGSIG/, "SIG");
-      });
-      channel.on("error", () => void 0);
-      channel.on("close", () => resolve4({ code: code18, signal }));
-      channel.end(input);
-    }).finally(() => {
-      clearTimeout(guard);
-      this.abort = void 0;
-    });
-    out.end();
-    err.end();
-    outLines.flush();
-    errLines.flush();
-    const preamble = [out.preamble, err.preamble].map((p) => p.trim()).filter(Boolean).join("\n");
-    if (preamble && !this.warnedPreamble) {
-      this.warnedPreamble = true;
-      this.reporter.warn(`${this.name}: the login shell of ${this.login} prints text for non-interactive sessions ("${oneLine(preamble)}"); ops ignores it, but scp, rsync and sftp break: move it below the interactive guard of ~/.bashrc`);
-    }
-    const code = status.code ?? (status.signal ? 128 : 255);
-    if (code === 0 && !out.started) {
-      throw new OpsError(
-        `${what} on ${this.name} did not run: the login shell of ${this.login} exited 0 before starting it${preamble ? `, after printing: ${JSON.stringify(tail(preamble, 3))}` : ""}`,
-        `look at ${this.login}'s ~/.bashrc and /etc/bash.bashrc on ${this.name}: nothing may exit or exec for non-interactive shells`
-      );
-    }
-    const result = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble };
-    if (code !== 0 && !options.allowFailure) {
-      const detail = tail(stderr.trim() ? stderr : stdout.split("\n").filter((l) => !l.startsWith(REPORT_PREFIX)).join("\n"));
-      throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name));
-    }
-    return result;
-  }
-  run(step, options = {}) {
-    return this.exec(step, commandLine(step, this.login, this.appUser), Buffer.from(scriptText(step, this.connection)), options);
-  }
-  async upload(content, remotePath, options = {}) {
-    const data = typeof content === "string" ? Buffer.from(content) : content;
-    const step = uploadStep(remotePath, data.length, options.mode ?? 384);
-    await this.exec(step, commandLine(step, this.login, this.appUser), Buffer.concat([Buffer.from(scriptText(step, this.connection)), data]), {});
-  }
-  async close() {
-    if (this.closed) return;
-    this.closed = true;
-    this.ssh.dispose();
-    this.gone(new Error("Not connected"));
-  }
-};
-
-// core/context.ts
-function runnerNow(ctx) {
-  return ctx.now ? ctx.now() : /* @__PURE__ */ new Date();
-}
-function sshConnector(ctx) {
-  const bastions = /* @__PURE__ */ new Map();
-  return async (env, host) => {
-    const ssh = env.config.ssh;
-    const credentials = resolveCredentials(
-      { identityFile: ctx.identityFile, configFile: ssh.identity_file ? envPath(env, ssh.identity_file) : void 0, processEnv: ctx.processEnv },
-      ctx.reporter
-    );
-    const common = { reporter: ctx.reporter, connectTimeout: ssh.connect_timeout, retries: ssh.connect_retries, configFile: `environments/${env.name}/environment.yml` };
-    let via;
-    if (host.bastion) {
-      const b = host.bastion;
-      const key = `${b.user}@${b.address}:${b.port}`;
-      let open3 = bastions.get(key);
-      if (open3 && !(await open3.catch(() => void 0))?.alive) open3 = void 0;
-      if (!open3) {
-        const bastionCredentials = b.identityFile ? resolveCredentials({ configFile: b.identityFile, processEnv: {} }, ctx.reporter) : credentials;
-        open3 = Bastion.open(b, { ...common, credentials: bastionCredentials });
-        bastions.set(key, open3);
-      }
-      via = await open3;
-      via.use();
-    }
-    try {
-      return await connect({ ...common, host, credentials, appUser: env.appUser, via, onClose: () => via?.release() });
-    } catch (e) {
-      via?.release();
-      throw e;
-    }
-  };
-}
-function guarded(remote) {
-  const translated = (what, run) => run().catch((e) => {
-    throw translateError(e, remote.name, `${what} on ${remote.name}`);
-  });
-  return {
-    name: remote.name,
-    login: remote.login,
-    connection: remote.connection,
-    run: (step, options) => translated(`step "${step.name}"`, () => remote.run(step, options)),
-    upload: (content, path, options) => translated(`upload of ${path}`, () => remote.upload(content, path, options)),
-    close: () => remote.close().catch(() => void 0)
-  };
-}
-function hostConnector(ctx) {
-  const base = ctx.connector ?? sshConnector(ctx);
-  return async (env, host) => {
-    try {
-      return guarded(await base(env, host));
-    } catch (e) {
-      throw translateError(e, host.name, `connecting to ${host.name}`);
-    }
-  };
-}
-var Session = class _Session {
-  constructor(env, remotes, connector) {
-    this.env = env;
-    this.remotes = remotes;
-    this.connector = connector;
-  }
-  env;
-  remotes;
-  connector;
-  /** Connect to every host in parallel; if any fails, close the others and throw (nothing has run yet). */
-  static async open(ctx, env, hosts = env.hosts) {
-    const connector = hostConnector(ctx);
-    const settled = await Promise.allSettled(hosts.map((h) => connector(env, h)));
-    const remotes = /* @__PURE__ */ new Map();
-    const failures = [];
-    settled.forEach((s, i) => {
-      if (s.status === "fulfilled") remotes.set(hosts[i].name, s.value);
-      else failures.push(s.reason instanceof Error ? s.reason.message : String(s.reason));
-    });
-    if (failures.length) {
-      await Promise.all([...remotes.values()].map((r) => r.close()));
-      if (failures.length === 1 && settled.length === 1) throw settled[0].reason;
-      throw new OpsError(`cannot reach ${failures.length} of ${hosts.length} hosts; nothing was changed:
-${failures.map((f) => `  - ${f}`).join("\n")}`);
-    }
-    return new _Session(env, remotes, connector);
-  }
-  /**
-   * Replace a host's connection by a new one (the old one is closed): for cleanup after a failure, e.g.
-   * releasing a lock when the first connection broke. Never on a path that succeeds.
-   */
-  async reconnect(name2) {
-    const host = this.env.hosts.find((h) => h.name === name2);
-    if (!host) throw new OpsError(`no host ${name2} in ${this.env.name}`);
-    await this.remotes.get(name2)?.close();
-    const remote = await this.connector(this.env, host);
-    this.remotes.set(name2, remote);
-    return remote;
-  }
-  remote(host) {
-    const r = this.remotes.get(host);
-    if (!r) throw new OpsError(`no connection to host ${host}`);
-    return r;
-  }
-  async close() {
-    await Promise.all([...this.remotes.values()].map((r) => r.close()));
-  }
-};
-async function withSession(ctx, env, fn, hosts) {
-  const session = await Session.open(ctx, env, hosts);
-  return withOpenSession(session, () => fn(session));
-}
-async function withOpenSession(session, fn) {
-  try {
-    return await fn();
-  } finally {
-    await session.close();
-  }
-}
-
 // core/secrets/sops.ts
-import { randomBytes as randomBytes9 } from "node:crypto";
-import { readFile as readFile2 } from "node:fs/promises";
+import { randomBytes as randomBytes8 } from "node:crypto";
+import { readFile } from "node:fs/promises";
 
 // core/secrets/atomic.ts
-import { randomBytes as randomBytes2 } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { open as open2, rename as rename2, rm as rm2, stat as stat2 } from "node:fs/promises";
-import { basename, dirname, join as join4 } from "node:path";
+import { basename, dirname, join as join3 } from "node:path";
 async function writeFileAtomic(file, content, mode) {
   const dir = dirname(file);
   const keep = mode ?? await stat2(file).then((s) => s.mode & 511, () => 420);
-  const tmp = join4(dir, `.${basename(file)}.${process.pid}.${randomBytes2(6).toString("hex")}.tmp`);
+  const tmp = join3(dir, `.${basename(file)}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`);
   const fh = await open2(tmp, "wx", keep);
   try {
     try {
@@ -51224,7 +49853,7 @@ async function writeFileAtomic(file, content, mode) {
 }
 
 // core/secrets/cipher.ts
-import { createCipheriv, createDecipheriv, createHash as createHash2, randomBytes as randomBytes3 } from "node:crypto";
+import { createCipheriv, createDecipheriv, createHash as createHash2, randomBytes as randomBytes2 } from "node:crypto";
 
 // core/secrets/goyaml.ts
 var INT64_MIN = -(2n ** 63n);
@@ -51524,7 +50153,7 @@ function parseEnc(value) {
 function formatEnc(enc) {
   return `ENC[AES256_GCM,data:${enc.data.toString("base64")},iv:${enc.iv.toString("base64")},tag:${enc.tag.toString("base64")},type:${enc.type}]`;
 }
-function sealText(plaintext, type, key, aad, iv = randomBytes3(IV_BYTES)) {
+function sealText(plaintext, type, key, aad, iv = randomBytes2(IV_BYTES)) {
   const c = createCipheriv("aes-256-gcm", key, iv);
   c.setAAD(Buffer.from(aad, "utf8"));
   const data = Buffer.concat([c.update(plaintext, "utf8"), c.final()]);
@@ -58233,9 +56862,9 @@ function goRegexp(source) {
 
 // core/secrets/keys.ts
 import { execFileSync } from "node:child_process";
-import { existsSync as existsSync4, readFileSync as readFileSync3 } from "node:fs";
-import { homedir as homedir2 } from "node:os";
-import { join as join5 } from "node:path";
+import { existsSync as existsSync3, readFileSync as readFileSync2 } from "node:fs";
+import { homedir } from "node:os";
+import { join as join4 } from "node:path";
 
 // node_modules/@noble/hashes/utils.js
 function isBytes(a) {
@@ -58419,7 +57048,7 @@ function createHasher(hashCons, info2 = {}) {
   Object.assign(hashC, info2);
   return Object.freeze(hashC);
 }
-function randomBytes4(bytesLength = 32) {
+function randomBytes3(bytesLength = 32) {
   anumber(bytesLength, "bytesLength");
   const cr = typeof globalThis === "object" ? globalThis.crypto : null;
   if (typeof cr?.getRandomValues !== "function")
@@ -60335,7 +58964,7 @@ function createHasher2(hashCons, info2 = {}) {
   Object.assign(hashC, info2);
   return Object.freeze(hashC);
 }
-function randomBytes6(bytesLength = 32) {
+function randomBytes5(bytesLength = 32) {
   const cr = typeof globalThis === "object" ? globalThis.crypto : null;
   if (typeof cr?.getRandomValues !== "function")
     throw new Error("crypto.getRandomValues must be defined");
@@ -61130,7 +59759,7 @@ function montgomery(curveDef) {
   const is25519 = type === "x25519";
   if (!is25519 && type !== "x448")
     throw new Error("invalid type");
-  const randomBytes_ = rand || randomBytes6;
+  const randomBytes_ = rand || randomBytes5;
   const montgomeryBits = is25519 ? 255 : 448;
   const fieldLen = is25519 ? 32 : 56;
   const Gu = is25519 ? BigInt(9) : BigInt(5);
@@ -61883,7 +60512,7 @@ function getWLengths(Fp, Fn) {
 }
 function ecdh(Point, ecdhOpts = {}) {
   const { Fn } = Point;
-  const randomBytes_ = ecdhOpts.randomBytes || randomBytes6;
+  const randomBytes_ = ecdhOpts.randomBytes || randomBytes5;
   const lengths = Object.assign(getWLengths(Point.Fp, Fn), { seed: getMinHashLength(Fn.ORDER) });
   function isValidSecretKey(secretKey) {
     try {
@@ -61948,7 +60577,7 @@ function ecdsa(Point, hash, ecdsaOpts = {}) {
     bits2int_modN: "function"
   });
   ecdsaOpts = Object.assign({}, ecdsaOpts);
-  const randomBytes12 = ecdsaOpts.randomBytes || randomBytes6;
+  const randomBytes12 = ecdsaOpts.randomBytes || randomBytes5;
   const hmac3 = ecdsaOpts.hmac || ((key, msg) => hmac2(hash, key, msg));
   const { Fp, Fn } = Point;
   const { ORDER: CURVE_ORDER, BITS: fnBits } = Fn;
@@ -63081,7 +61710,7 @@ var FFTCore = (F2, coreOpts) => {
 };
 
 // node_modules/@noble/post-quantum/utils.js
-var randomBytes7 = randomBytes6;
+var randomBytes6 = randomBytes5;
 function equalBytes2(a, b) {
   if (a.length !== b.length)
     return false;
@@ -63470,7 +62099,7 @@ function createKyber(opts2) {
       msgRand: msgLen,
       secretKey: secretCoder.bytesLen
     },
-    keygen: (seed = randomBytes7(seedLen)) => {
+    keygen: (seed = randomBytes6(seedLen)) => {
       abytes4(seed, seedLen, "seed");
       const { publicKey, secretKey: sk } = KPKE.keygen(seed.subarray(0, 32));
       const publicKeyHash = HASH256(publicKey);
@@ -63482,7 +62111,7 @@ function createKyber(opts2) {
       const [_sk, publicKey, _publicKeyHash, _z] = secretCoder.decode(secretKey);
       return Uint8Array.from(publicKey);
     },
-    encapsulate: (publicKey, msg = randomBytes7(msgLen)) => {
+    encapsulate: (publicKey, msg = randomBytes6(msgLen)) => {
       abytes4(publicKey, lengths.publicKey, "publicKey");
       abytes4(msg, msgLen, "message");
       const eke = publicKey.subarray(0, 384 * opts2.K);
@@ -63549,7 +62178,7 @@ function ecKeygen(curve, allowZeroKey = false) {
     const Fn = wCurve.Point.Fn;
     if (!Fn)
       throw new Error("No Point.Fn");
-    keygen = (seed = randomBytes7(lengths.seed)) => {
+    keygen = (seed = randomBytes6(lengths.seed)) => {
       abytes4(seed, lengths.seed, "seed");
       const seedScalar = Fn.isLE ? bytesToNumberLE(seed) : bytesToNumberBE(seed);
       const secretKey = Fn.toBytes(Fn.create(seedScalar));
@@ -63570,7 +62199,7 @@ function ecdhKem(curve, allowZeroKey = false) {
     lengths: { ...kg.lengths, msg: kg.lengths.seed, cipherText: kg.lengths.publicKey },
     keygen: kg.keygen,
     getPublicKey: kg.getPublicKey,
-    encapsulate(publicKey, rand = randomBytes7(curve.lengths.seed)) {
+    encapsulate(publicKey, rand = randomBytes6(curve.lengths.seed)) {
       const ek = this.keygen(rand).secretKey;
       const sharedSecret = this.decapsulate(publicKey, ek);
       const cipherText = curve.getPublicKey(ek);
@@ -63612,7 +62241,7 @@ function combineKeys(realSeedLen, expandSeed, ...ck) {
     getPublicKey(secretKey) {
       return this.keygen(secretKey).publicKey;
     },
-    keygen(seed = randomBytes7(realSeedLen)) {
+    keygen(seed = randomBytes6(realSeedLen)) {
       const { publicKey: pk, secretKey } = expandDecapsulationKey(seed);
       const publicKey = pkCoder.encode(pk);
       cleanBytes(pk);
@@ -63640,7 +62269,7 @@ function combineKEMS(realSeedLen, realMsgLen, expandSeed, combiner, ...kems) {
     },
     getPublicKey: keys.getPublicKey,
     keygen: keys.keygen,
-    encapsulate(pk, randomness = randomBytes7(msgCoder.bytesLen)) {
+    encapsulate(pk, randomness = randomBytes6(msgCoder.bytesLen)) {
       const pks = pkCoder.decode(pk);
       const rand = msgCoder.decode(randomness);
       const enc = kems.map((i, j) => i.encapsulate(pks[j], rand[j]));
@@ -63718,14 +62347,14 @@ function nistCurveKem(curve, scalarLen, elemLen, nseed) {
       msg: nseed,
       cipherText: elemLen
     },
-    keygen(seed = randomBytes7(nseed)) {
+    keygen(seed = randomBytes6(nseed)) {
       abytes4(seed, nseed, "seed");
       return rejectionSampling(seed);
     },
     getPublicKey(secretKey) {
       return curve.getPublicKey(secretKey, false);
     },
-    encapsulate(publicKey, rand = randomBytes7(nseed)) {
+    encapsulate(publicKey, rand = randomBytes6(nseed)) {
       abytes4(rand, nseed, "rand");
       const { secretKey: ek } = rejectionSampling(rand);
       const sharedSecret = this.decapsulate(publicKey, ek);
@@ -63790,7 +62419,7 @@ var bytesToHex3 = bytesToHex;
 var concatBytes3 = (...arrays) => concatBytes(...arrays);
 var hexToBytes3 = (hex) => hexToBytes(hex);
 var isBytes5 = isBytes;
-var randomBytes8 = (bytesLength) => randomBytes4(bytesLength);
+var randomBytes7 = (bytesLength) => randomBytes3(bytesLength);
 var _0n7 = /* @__PURE__ */ BigInt(0);
 var _1n8 = /* @__PURE__ */ BigInt(1);
 var atitle3 = (title) => title ? `"${title}" ` : "";
@@ -64976,7 +63605,7 @@ function weierstrass2(params, extraOpts = {}) {
     randomBytes: "function"
   });
   const { endo: endoOpts, allowInfinityPoint, clearCofactor, isTorsionFree, fromBytes, toBytes } = extraOpts;
-  const randomBytes12 = extraOpts.randomBytes === void 0 ? randomBytes8 : extraOpts.randomBytes;
+  const randomBytes12 = extraOpts.randomBytes === void 0 ? randomBytes7 : extraOpts.randomBytes;
   if (endoOpts) {
     if (!Fp.is0(CURVE.a) || typeof endoOpts.beta !== "bigint" || !Array.isArray(endoOpts.basises)) {
       throw new Error('invalid endo: expected "beta": bigint and "basises": array');
@@ -65417,7 +64046,7 @@ function getWLengths2(Fp, Fn) {
 function ecdh2(Point, ecdhOpts = {}) {
   validatePointCons(Point);
   const { Fn } = Point;
-  const randomBytes_ = ecdhOpts.randomBytes === void 0 ? randomBytes8 : ecdhOpts.randomBytes;
+  const randomBytes_ = ecdhOpts.randomBytes === void 0 ? randomBytes7 : ecdhOpts.randomBytes;
   const lengths = Object.assign(getWLengths2(Point.Fp, Fn), {
     seed: Math.max(getMinHashLength2(Fn.ORDER), 16)
   });
@@ -65494,7 +64123,7 @@ function ecdsa2(Point, hash, ecdsaOpts = {}) {
     bits2int_modN: "function"
   });
   const opts2 = Object.assign({}, ecdsaOpts);
-  const randomBytes12 = opts2.randomBytes === void 0 ? randomBytes8 : opts2.randomBytes;
+  const randomBytes12 = opts2.randomBytes === void 0 ? randomBytes7 : opts2.randomBytes;
   const hmac3 = opts2.hmac === void 0 ? (key, msg) => hmac(hash_, key, msg) : opts2.hmac;
   const { Fp, Fn } = Point;
   const { ORDER: CURVE_ORDER, BITS: fnBits } = Fn;
@@ -65787,7 +64416,7 @@ function edwards(params, extraOpts = {}) {
   if (FpLegendre2(Fp, CURVE.d) !== -1)
     throw new Error("edwards: CURVE.d must be a non-square in Fp for complete addition formulas");
   validateObject2(opts2, {}, { uvRatio: "function", randomBytes: "function" });
-  const randomBytes12 = opts2.randomBytes === void 0 ? randomBytes8 : opts2.randomBytes;
+  const randomBytes12 = opts2.randomBytes === void 0 ? randomBytes7 : opts2.randomBytes;
   const MASK = _2n8 << BigInt(Fp.BYTES * 8) - _1n12;
   function isOdd(n) {
     if (!Fp.isOdd)
@@ -66091,7 +64720,7 @@ function montgomery2(curveDef) {
   const is25519 = type === "x25519";
   if (!is25519 && type !== "x448")
     throw new Error("invalid type");
-  const randomBytes_ = rand === void 0 ? randomBytes8 : rand;
+  const randomBytes_ = rand === void 0 ? randomBytes7 : rand;
   const montgomeryBits = is25519 ? 255 : 448;
   const swap = cswap(P);
   const fieldLen = is25519 ? 32 : 56;
@@ -66765,7 +65394,7 @@ var X25519Recipient = class {
     this.recipient = res.bytes;
   }
   async wrapFileKey(fileKey) {
-    const ephemeral = randomBytes4(32);
+    const ephemeral = randomBytes3(32);
     const share = await scalarMultBase(ephemeral);
     const secret = await scalarMult(ephemeral, this.recipient);
     const salt = new Uint8Array(share.length + this.recipient.length);
@@ -66826,7 +65455,7 @@ var ScryptRecipient = class {
     this.logN = logN;
   }
   wrapFileKey(fileKey) {
-    const salt = randomBytes4(16);
+    const salt = randomBytes3(16);
     const label = "age-encryption.org/v1/scrypt";
     const labelAndSalt = new Uint8Array(label.length + 16);
     labelAndSalt.set(new TextEncoder().encode(label));
@@ -67100,7 +65729,7 @@ var Encrypter = class {
     }
   }
   async encrypt(file) {
-    const fileKey = randomBytes4(16);
+    const fileKey = randomBytes3(16);
     const stanzas = [];
     let recipients = this.recipients;
     if (this.passphrase !== null) {
@@ -67113,7 +65742,7 @@ var Encrypter = class {
     const hmacKey = hkdf(sha256, fileKey, void 0, labelHeader, 32);
     const mac = hmac(sha256, hmacKey, encodeHeaderNoMAC(stanzas));
     const header = encodeHeader(stanzas, mac);
-    const nonce = randomBytes4(16);
+    const nonce = randomBytes3(16);
     const labelPayload = new TextEncoder().encode("payload");
     const streamKey = hkdf(sha256, fileKey, nonce, labelPayload, 32);
     const encrypter = encryptSTREAM(streamKey);
@@ -67245,8 +65874,8 @@ function isCryptoKey3(key) {
 
 // core/secrets/keys.ts
 function defaultKeyFile(processEnv = process.env) {
-  const base = processEnv.XDG_CONFIG_HOME || join5(processEnv.HOME || homedir2(), ".config");
-  return join5(base, "sops", "age", "keys.txt");
+  const base = processEnv.XDG_CONFIG_HOME || join4(processEnv.HOME || homedir(), ".config");
+  return join4(base, "sops", "age", "keys.txt");
 }
 var IDENTITY_RE = /^AGE-SECRET-KEY-(PQ-)?1[0-9A-Z]+$/;
 var RECIPIENT_RE = /^age1[0-9a-z]+$/;
@@ -67288,7 +65917,7 @@ async function loadIdentities(processEnv = process.env) {
     const file2 = processEnv.SOPS_AGE_KEY_FILE;
     let text;
     try {
-      text = readFileSync3(file2, "utf8");
+      text = readFileSync2(file2, "utf8");
     } catch (e) {
       throw new OpsError(
         `SOPS_AGE_KEY_FILE=${file2} cannot be read: ${e.code ?? e.message}`,
@@ -67311,8 +65940,8 @@ async function loadIdentities(processEnv = process.env) {
     tried.push(`SOPS_AGE_KEY_CMD (${found.length} key${found.length === 1 ? "" : "s"})`);
   }
   const file = defaultKeyFile(processEnv);
-  if (existsSync4(file)) {
-    const found = await parseIdentities(readFileSync3(file, "utf8"), file);
+  if (existsSync3(file)) {
+    const found = await parseIdentities(readFileSync2(file, "utf8"), file);
     identities.push(...found);
     tried.push(`${file} (${found.length} key${found.length === 1 ? "" : "s"})`);
   } else tried.push(`${file} (no such file)`);
@@ -68089,7 +66718,7 @@ var SecretsFile = class _SecretsFile {
   static async open(file, opts2 = {}) {
     let text;
     try {
-      text = await readFile2(file, "utf8");
+      text = await readFile(file, "utf8");
     } catch (e) {
       const code = e.code;
       throw new OpsError(`cannot read ${file}: ${code === "ENOENT" ? "no such file" : code ?? e.message}`);
@@ -68102,7 +66731,7 @@ var SecretsFile = class _SecretsFile {
     const f = new _SecretsFile(
       file,
       format,
-      randomBytes9(DATA_KEY_BYTES),
+      randomBytes8(DATA_KEY_BYTES),
       { kind: "map", entries: [] },
       [],
       { age: [], lastModified: "", mac: "", version: SOPS_VERSION, unencryptedSuffix: opts2.unencryptedSuffix ?? DEFAULT_UNENCRYPTED_SUFFIX, macOnlyEncrypted: false, layout: CURRENT_LAYOUT, foreign: [] },
@@ -68194,7 +66823,7 @@ var SecretsFile = class _SecretsFile {
   }
   /** A new data key: every value, the MAC and every recipient's copy of the key are encrypted anew. */
   rotate() {
-    this.dataKey = randomBytes9(DATA_KEY_BYTES);
+    this.dataKey = randomBytes8(DATA_KEY_BYTES);
     this.stash.clear();
     this.rotated = true;
   }
@@ -68310,18 +66939,18 @@ var CONFIG_HEADER = [
 
 // core/secrets/env.ts
 var import_yaml6 = __toESM(require_dist(), 1);
-import { existsSync as existsSync5, readFileSync as readFileSync4, readdirSync as readdirSync2 } from "node:fs";
-import { isAbsolute as isAbsolute2, join as join6, resolve as resolve2 } from "node:path";
+import { existsSync as existsSync4, readFileSync as readFileSync3, readdirSync as readdirSync2 } from "node:fs";
+import { isAbsolute as isAbsolute2, join as join5, resolve as resolve2 } from "node:path";
 function envDir(root, env) {
-  return join6(root, "environments", validate("environment", env));
+  return join5(root, "environments", validate("environment", env));
 }
 async function loadEnvIdentities(root, env, processEnv = process.env) {
   const ids = await loadIdentities(processEnv);
-  const configFile = join6(envDir(root, env), "environment.yml");
-  if (!existsSync5(configFile)) return ids;
+  const configFile = join5(envDir(root, env), "environment.yml");
+  if (!existsSync4(configFile)) return ids;
   let keyFile;
   try {
-    keyFile = (0, import_yaml6.parse)(readFileSync4(configFile, "utf8"))?.secrets?.age_key_file;
+    keyFile = (0, import_yaml6.parse)(readFileSync3(configFile, "utf8"))?.secrets?.age_key_file;
   } catch {
     return ids;
   }
@@ -68329,7 +66958,7 @@ async function loadEnvIdentities(root, env, processEnv = process.env) {
   const path = isAbsolute2(keyFile) ? keyFile : resolve2(envDir(root, env), keyFile);
   let text;
   try {
-    text = readFileSync4(path, "utf8");
+    text = readFileSync3(path, "utf8");
   } catch {
     throw new OpsError(`environments/${env}/environment.yml names secrets.age_key_file ${path}, which cannot be read`, "create it (`ops keygen --output <file>`) or remove that setting");
   }
@@ -68341,6 +66970,36 @@ async function loadEnvIdentities(root, env, processEnv = process.env) {
     defaultFile: ids.defaultFile
   };
 }
+
+// core/remote/types.ts
+var REPORT_PREFIX = "@ops ";
+function parseReports(stdout) {
+  const out = [];
+  for (const line of stdout.split("\n")) {
+    if (!line.startsWith(REPORT_PREFIX)) continue;
+    const rest = line.slice(REPORT_PREFIX.length);
+    const sp = rest.indexOf(" ");
+    out.push(sp < 0 ? [rest, ""] : [rest.slice(0, sp), rest.slice(sp + 1)]);
+  }
+  return out;
+}
+function reportKeys(...keys) {
+  const record2 = {};
+  for (const key of keys) {
+    if (!/^[a-z_]+$/.test(key)) throw new Error(`report key ${JSON.stringify(key)}: use lower-case letters and _`);
+    record2[key] = key;
+  }
+  return Object.freeze(record2);
+}
+function reported(result, key) {
+  let v;
+  for (const [k, val] of result.reports) if (k === key) v = val;
+  return v;
+}
+function reportedAll(result, key) {
+  return result.reports.filter(([k]) => k === key).map(([, v]) => v);
+}
+var DEFAULT_STEP_TIMEOUT = 600;
 
 // core/runtimes.ts
 var UV_VERSION = "0.13.9";
@@ -68565,6 +67224,7 @@ var IDENTITY_FUNCTIONS = identity_default;
 var PROBE_FUNCTIONS = probe_default;
 var CONNECTION_FUNCTIONS = connection_default;
 var HISTORY_FUNCTIONS = history_default;
+var LIBRARY_KEYS = reportKeys("item", "cert", "proc", "listener", "history", "release", "history_seq", "slot_release");
 
 // core/steps/nginx.ts
 var HEADER = "# Managed by ops-pipeline: local changes are overwritten.";
@@ -68663,10 +67323,11 @@ function programPorts(env, slot) {
 }
 
 // core/steps/facts.ts
+var FACTS_KEYS = reportKeys("disk", "hostname", "os", "uptime", "login", "sudo", "max_sessions", "footprint");
 function diskReport(dir) {
   return String.raw`d=${quote(dir)}
 while [ ! -d "$d" ]; do d=$(dirname "$d"); done
-ops_report disk "$(df -Pk "$d" | awk 'NR == 2 { print $4 }') $(df -Pi "$d" | awk 'NR == 2 { print $2, $4 }') $d"`;
+ops_report ${FACTS_KEYS.disk} "$(df -Pk "$d" | awk 'NR == 2 { print $4 }') $(df -Pi "$d" | awk 'NR == 2 { print $2, $4 }') $d"`;
 }
 function parseDisk(value) {
   const [freeKb, totalInodes, freeInodes, ...where] = (value ?? "").split(" ");
@@ -68675,6 +67336,7 @@ function parseDisk(value) {
 }
 
 // core/steps/release.ts
+var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "certificate", "known", "has", "lfs_has", "deps_has", "live_health", "platform", "dotenv", "pruned", "kept_running", "pruned_deps");
 function deployState(env, shas = [], options = {}) {
   const L = layout(env);
   const cert = certificatePaths(env);
@@ -68707,38 +67369,38 @@ live_pid=""
 ${wantLive ? options.target ? `if [ "$live_sha" = ${quote(options.target)} ]; then
 ${liveCheck}
 fi` : liveCheck : ": no live health check"}
-ops_report now "$(date +%s)"
-ops_report provisioned "$(cat ${quote(`${L.state}/provisioned`)} 2>/dev/null || echo no)"
+ops_report ${RELEASE_KEYS.now} "$(date +%s)"
+ops_report ${RELEASE_KEYS.provisioned} "$(cat ${quote(`${L.state}/provisioned`)} 2>/dev/null || echo no)"
 ${diskReport(L.base)}
-ops_report current "${"$"}{cur##*/}"
-ops_report slot "$slot"
-${cert ? `ops_report certificate "$([ -s ${quote(cert.cert)} ] && echo yes || echo no)"` : ""}
+ops_report ${RELEASE_KEYS.current} "${"$"}{cur##*/}"
+ops_report ${RELEASE_KEYS.slot} "$slot"
+${cert ? `ops_report ${RELEASE_KEYS.certificate} "$([ -s ${quote(cert.cert)} ] && echo yes || echo no)"` : ""}
 if [ -d ${quote(L.state)} ]; then history_init; fi
 release_reports
 slot_releases
 if [ -d ${quote(L.mirror)} ]; then
-  git --git-dir=${quote(L.mirror)} for-each-ref --format='%(objectname)' refs/ops/ | sort -u | while read -r s; do ops_report known "$s"; done
+  git --git-dir=${quote(L.mirror)} for-each-ref --format='%(objectname)' refs/ops/ | sort -u | while read -r s; do ops_report ${RELEASE_KEYS.known} "$s"; done
   wanted_shas=(${shas.map(quote).join(" ")})
-  for s in "${"$"}{wanted_shas[@]}"; do git --git-dir=${quote(L.mirror)} cat-file -e "$s^{commit}" 2>/dev/null && ops_report has "$s"; done
+  for s in "${"$"}{wanted_shas[@]}"; do git --git-dir=${quote(L.mirror)} cat-file -e "$s^{commit}" 2>/dev/null && ops_report ${RELEASE_KEYS.has} "$s"; done
   wanted_oids=(${(options.lfs ?? []).map(quote).join(" ")})
-  for o in "${"$"}{wanted_oids[@]}"; do [ -f ${quote(L.lfsStore)}/"${"$"}{o:0:2}/${"$"}{o:2:2}/$o" ] && ops_report lfs_has "$o"; done
+  for o in "${"$"}{wanted_oids[@]}"; do [ -f ${quote(L.lfsStore)}/"${"$"}{o:0:2}/${"$"}{o:2:2}/$o" ] && ops_report ${RELEASE_KEYS.lfs_has} "$o"; done
   true
 fi
-for d in ${quote(L.deps)}/*/; do if [ -f "$d.complete" ]; then d=${"$"}{d%/}; ops_report deps_has "${"$"}{d##*/}"; fi; done
+for d in ${quote(L.deps)}/*/; do if [ -f "$d.complete" ]; then d=${"$"}{d%/}; ops_report ${RELEASE_KEYS.deps_has} "${"$"}{d##*/}"; fi; done
 ${options.platform ? platformReport(env) : ""}
 live_health=""
 if [ -n "$live_pid" ]; then
   wait "$live_pid" || true
   live_health=$(cat "$live_verdict")
   rm -f "$live_verdict"
-  ops_report live_health "$live_health"
+  ops_report ${RELEASE_KEYS.live_health} "$live_health"
 fi`
   };
 }
 function platformReport(env) {
   const paths = runtimePaths(env);
   return String.raw`platform_os=$(. /etc/os-release 2>/dev/null && echo "${"$"}{ID:-?} ${"$"}{VERSION_ID:-?}" || echo "? ?")
-ops_report platform "$platform_os $(uname -m) python $(${quote(paths.python)} -V 2>&1 | cut -d' ' -f2 || echo none) node $(${quote(paths.node)} --version 2>/dev/null || echo none)"`;
+ops_report ${RELEASE_KEYS.platform} "$platform_os $(uname -m) python $(${quote(paths.python)} -V 2>&1 | cut -d' ' -f2 || echo none) node $(${quote(paths.node)} --version 2>/dev/null || echo none)"`;
 }
 
 // core/dotenv.ts
@@ -68748,6 +67410,7 @@ if [ -f ${quote(file)} ]; then while IFS= read -r -d '' kv; do export -- "$kv"; 
 }
 
 // core/steps/app.ts
+var APP_KEYS = reportKeys("deps");
 function appEnvironment(env, release) {
   const paths = runtimePaths(env);
   const nodeBin = paths.node.replace(/\/node$/, "");
@@ -68784,29 +67447,1406 @@ ${inner}`)}`
   };
 }
 
+// core/remote/identity.ts
+import { existsSync as existsSync5, readFileSync as readFileSync4 } from "node:fs";
+import { homedir as homedir2 } from "node:os";
+import { join as join6 } from "node:path";
+function readKey(file, label) {
+  try {
+    return readFileSync4(file, "utf8");
+  } catch (e) {
+    throw new OpsError(`cannot read the SSH key ${file} (${label}): ${e.code}`);
+  }
+}
+function checkKeyText(text, label) {
+  if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text))
+    throw new OpsError(`${label} does not hold a private key in PEM/OpenSSH format`, "give the whole key file content, including the BEGIN/END lines");
+  return text.endsWith("\n") ? text : `${text}
+`;
+}
+function resolveCredentials(sources, reporter) {
+  const processEnv = sources.processEnv ?? process.env;
+  const passphrase = processEnv.OPS_SSH_KEY_PASSPHRASE || void 0;
+  if (passphrase) reporter.mask(passphrase);
+  const fromText = (text, describe2) => {
+    const key = checkKeyText(text, describe2);
+    reporter.mask(key);
+    return { privateKey: key, passphrase, describe: describe2 };
+  };
+  if (sources.identityFile) return fromText(readKey(sources.identityFile, "--identity"), `key file ${sources.identityFile}`);
+  if (processEnv.OPS_SSH_KEY) return fromText(processEnv.OPS_SSH_KEY, "$OPS_SSH_KEY");
+  if (sources.configFile) return fromText(readKey(sources.configFile, "ssh.identity_file"), `key file ${sources.configFile}`);
+  if (processEnv.SSH_AUTH_SOCK && existsSync5(processEnv.SSH_AUTH_SOCK)) return { agent: processEnv.SSH_AUTH_SOCK, describe: `SSH agent at ${processEnv.SSH_AUTH_SOCK}` };
+  const home = sources.home ?? homedir2();
+  for (const f of ["id_ed25519", "id_ecdsa", "id_rsa"]) {
+    const p = join6(home, ".ssh", f);
+    if (existsSync5(p)) return fromText(readKey(p, "default key"), `key file ${p}`);
+  }
+  throw new OpsError(
+    "no SSH key to log in with",
+    "tried --identity, $OPS_SSH_KEY, ssh.identity_file in the environment, $SSH_AUTH_SOCK and ~/.ssh/id_{ed25519,ecdsa,rsa}: give one of them"
+  );
+}
+
+// core/remote/ssh.ts
+import { randomBytes as randomBytes9 } from "node:crypto";
+import { StringDecoder } from "node:string_decoder";
+import { setTimeout as sleep2 } from "node:timers/promises";
+
+// node_modules/node-ssh/lib/esm/index.mjs
+var import_is_stream = __toESM(require_is_stream(), 1);
+var import_make_dir = __toESM(require_make_dir(), 1);
+import invariant2, { AssertionError } from "assert";
+import fs4 from "fs";
+import fsPath2 from "path";
+
+// node_modules/sb-promise-queue/lib/esm/index.mjs
+var PromiseQueue = class {
+  constructor({ concurrency = 1 } = {}) {
+    this.options = { concurrency };
+    this.running = 0;
+    this.queue = [];
+    this.idleCallbacks = [];
+  }
+  clear() {
+    this.queue = [];
+  }
+  onIdle(callback) {
+    this.idleCallbacks.push(callback);
+    return () => {
+      const index = this.idleCallbacks.indexOf(callback);
+      if (index !== -1) {
+        this.idleCallbacks.splice(index, 1);
+      }
+    };
+  }
+  waitTillIdle() {
+    return new Promise((resolve4) => {
+      if (this.running === 0) {
+        resolve4();
+        return;
+      }
+      const dispose = this.onIdle(() => {
+        dispose();
+        resolve4();
+      });
+    });
+  }
+  add(callback) {
+    return new Promise((resolve4, reject) => {
+      const runCallback = () => {
+        this.running += 1;
+        try {
+          Promise.resolve(callback()).then((val) => {
+            resolve4(val);
+            this.processNext();
+          }, (err) => {
+            reject(err);
+            this.processNext();
+          });
+        } catch (err) {
+          reject(err);
+          this.processNext();
+        }
+      };
+      if (this.running >= this.options.concurrency) {
+        this.queue.push(runCallback);
+      } else {
+        runCallback();
+      }
+    });
+  }
+  // Internal function, don't use
+  processNext() {
+    this.running -= 1;
+    const callback = this.queue.shift();
+    if (callback) {
+      callback();
+    } else if (this.running === 0) {
+      this.idleCallbacks.forEach((item) => item());
+    }
+  }
+};
+
+// node_modules/sb-scandir/lib/esm/index.mjs
+import fs3 from "fs";
+import fsPath from "path";
+import invariant from "assert";
+var defaultFilesystem = {
+  join(pathA, pathB) {
+    return fsPath.join(pathA, pathB);
+  },
+  basename(path) {
+    return fsPath.basename(path);
+  },
+  stat(path) {
+    return new Promise((resolve4, reject) => {
+      fs3.stat(path, (err, res) => {
+        if (err) {
+          reject(err);
+        } else {
+          resolve4(res);
+        }
+      });
+    });
+  },
+  readdir(path) {
+    return new Promise((resolve4, reject) => {
+      fs3.readdir(path, (err, res) => {
+        if (err) {
+          reject(err);
+        } else {
+          resolve4(res);
+        }
+      });
+    });
+  }
+};
+async function scanDirectoryInternal({ path, recursive, validate: validate2, result, fileSystem, queue, reject }) {
+  const itemStat = await fileSystem.stat(path);
+  if (itemStat.isFile()) {
+    result.files.push(path);
+  } else if (itemStat.isDirectory()) {
+    result.directories.push(path);
+  }
+  if (!itemStat.isDirectory() || recursive === "none") {
+    return;
+  }
+  const contents = await fileSystem.readdir(path);
+  contents.forEach((item) => {
+    const itemPath = fileSystem.join(path, item);
+    if (!validate2(itemPath)) {
+      return;
+    }
+    queue.add(() => scanDirectoryInternal({
+      path: itemPath,
+      recursive: recursive === "shallow" ? "none" : "deep",
+      validate: validate2,
+      result,
+      fileSystem,
+      queue,
+      reject
+    })).catch(reject);
+  });
+}
+async function scanDirectory(path, { recursive = true, validate: validate2 = null, concurrency = Infinity, fileSystem = defaultFilesystem } = {}) {
+  invariant(path && typeof path === "string", "path must be a valid string");
+  invariant(typeof recursive === "boolean", "options.recursive must be a valid boolean");
+  invariant(validate2 === null || typeof validate2 === "function", "options.validate must be a valid function");
+  invariant(typeof concurrency === "number", "options.concurrency must be a valid number");
+  invariant(fileSystem !== null && typeof fileSystem === "object", "options.fileSystem must be a valid object");
+  const queue = new PromiseQueue({
+    concurrency
+  });
+  const result = { files: [], directories: [] };
+  const mergedFileSystem = { ...defaultFilesystem, ...fileSystem };
+  await new Promise((resolve4, reject) => {
+    scanDirectoryInternal({
+      path,
+      recursive: recursive ? "deep" : "shallow",
+      validate: validate2 != null ? validate2 : (item) => mergedFileSystem.basename(item).slice(0, 1) !== ".",
+      result,
+      fileSystem: mergedFileSystem,
+      queue,
+      reject
+    }).then(() => queue.waitTillIdle()).then(resolve4, reject);
+  });
+  return result;
+}
+var esm_default = scanDirectory;
+
+// node_modules/node-ssh/lib/esm/index.mjs
+var import_shell_escape = __toESM(require_shell_escape(), 1);
+var import_ssh2 = __toESM(require_lib3(), 1);
+var DEFAULT_CONCURRENCY = 1;
+var DEFAULT_VALIDATE = (path) => !fsPath2.basename(path).startsWith(".");
+var DEFAULT_TICK = () => {
+};
+var SSHError = class extends Error {
+  constructor(message, code = null) {
+    super(message);
+    this.code = code;
+  }
+};
+function unixifyPath(path) {
+  if (path.includes("\\")) {
+    return path.split("\\").join("/");
+  }
+  return path;
+}
+async function readFile2(filePath) {
+  return new Promise((resolve4, reject) => {
+    fs4.readFile(filePath, "utf8", (err, res) => {
+      if (err) {
+        reject(err);
+      } else {
+        resolve4(res);
+      }
+    });
+  });
+}
+var SFTP_MKDIR_ERR_CODE_REGEXP = /Error: (E[\S]+): /;
+async function makeDirectoryWithSftp(path, sftp) {
+  let stats = null;
+  try {
+    stats = await new Promise((resolve4, reject) => {
+      sftp.stat(path, (err, res) => {
+        if (err) {
+          reject(err);
+        } else {
+          resolve4(res);
+        }
+      });
+    });
+  } catch (_) {
+  }
+  if (stats) {
+    if (stats.isDirectory()) {
+      return;
+    }
+    throw new Error("mkdir() failed, target already exists and is not a directory");
+  }
+  try {
+    await new Promise((resolve4, reject) => {
+      sftp.mkdir(path, (err) => {
+        if (err) {
+          reject(err);
+        } else {
+          resolve4();
+        }
+      });
+    });
+  } catch (err) {
+    if (err != null && typeof err.stack === "string") {
+      const matches = SFTP_MKDIR_ERR_CODE_REGEXP.exec(err.stack);
+      if (matches != null) {
+        throw new SSHError(err.message, matches[1]);
+      }
+      throw err;
+    }
+  }
+}
+var NodeSSH = class {
+  constructor() {
+    this.connection = null;
+  }
+  getConnection() {
+    const { connection } = this;
+    if (connection == null) {
+      throw new Error("Not connected to server");
+    }
+    return connection;
+  }
+  async connect(givenConfig) {
+    invariant2(givenConfig != null && typeof givenConfig === "object", "config must be a valid object");
+    const config = { ...givenConfig };
+    invariant2(config.username != null && typeof config.username === "string", "config.username must be a valid string");
+    if (config.host != null) {
+      invariant2(typeof config.host === "string", "config.host must be a valid string");
+    } else if (config.sock != null) {
+      invariant2(typeof config.sock === "object", "config.sock must be a valid object");
+    } else {
+      throw new AssertionError({ message: "Either config.host or config.sock must be provided" });
+    }
+    if (config.privateKey != null || config.privateKeyPath != null) {
+      if (config.privateKey != null) {
+        invariant2(typeof config.privateKey === "string", "config.privateKey must be a valid string");
+        invariant2(config.privateKeyPath == null, "config.privateKeyPath must not be specified when config.privateKey is specified");
+      } else if (config.privateKeyPath != null) {
+        invariant2(typeof config.privateKeyPath === "string", "config.privateKeyPath must be a valid string");
+        invariant2(config.privateKey == null, "config.privateKey must not be specified when config.privateKeyPath is specified");
+      }
+      invariant2(config.passphrase == null || typeof config.passphrase === "string", "config.passphrase must be null or a valid string");
+      if (config.privateKeyPath != null) {
+        try {
+          config.privateKey = await readFile2(config.privateKeyPath);
+        } catch (err) {
+          if (err != null && err.code === "ENOENT") {
+            throw new AssertionError({ message: "config.privateKeyPath does not exist at given fs path" });
+          }
+          throw err;
+        }
+      }
+    } else if (config.password != null) {
+      invariant2(typeof config.password === "string", "config.password must be a valid string");
+    }
+    if (config.tryKeyboard != null) {
+      invariant2(typeof config.tryKeyboard === "boolean", "config.tryKeyboard must be a valid boolean");
+    }
+    if (config.tryKeyboard) {
+      const { password } = config;
+      if (config.onKeyboardInteractive != null) {
+        invariant2(typeof config.onKeyboardInteractive === "function", "config.onKeyboardInteractive must be a valid function");
+      } else if (password != null) {
+        config.onKeyboardInteractive = (name2, instructions, instructionsLang, prompts, finish) => {
+          if (prompts.length > 0 && prompts[0].prompt.toLowerCase().includes("password")) {
+            finish([password]);
+          }
+        };
+      }
+    }
+    const connection = new import_ssh2.default.Client();
+    this.connection = connection;
+    await new Promise((resolve4, reject) => {
+      connection.on("error", reject);
+      if (config.onKeyboardInteractive) {
+        connection.on("keyboard-interactive", config.onKeyboardInteractive);
+      }
+      connection.on("ready", () => {
+        connection.removeListener("error", reject);
+        resolve4();
+      });
+      connection.on("end", () => {
+        if (this.connection === connection) {
+          this.connection = null;
+        }
+      });
+      connection.on("close", () => {
+        if (this.connection === connection) {
+          this.connection = null;
+        }
+        reject(new SSHError("No response from server", "ETIMEDOUT"));
+      });
+      connection.connect(config);
+    });
+    return this;
+  }
+  isConnected() {
+    return this.connection != null;
+  }
+  async requestShell(options) {
+    const connection = this.getConnection();
+    return new Promise((resolve4, reject) => {
+      connection.on("error", reject);
+      const callback = (err, res) => {
+        connection.removeListener("error", reject);
+        if (err) {
+          reject(err);
+        } else {
+          resolve4(res);
+        }
+      };
+      if (options == null) {
+        connection.shell(callback);
+      } else {
+        connection.shell(options, callback);
+      }
+    });
+  }
+  async withShell(callback, options) {
+    invariant2(typeof callback === "function", "callback must be a valid function");
+    const shell = await this.requestShell(options);
+    try {
+      await callback(shell);
+    } finally {
+      shell.destroy();
+    }
+  }
+  async requestSFTP() {
+    const connection = this.getConnection();
+    return new Promise((resolve4, reject) => {
+      connection.on("error", reject);
+      connection.sftp((err, res) => {
+        connection.removeListener("error", reject);
+        if (err) {
+          reject(err);
+        } else {
+          resolve4(res);
+        }
+      });
+    });
+  }
+  async withSFTP(callback) {
+    invariant2(typeof callback === "function", "callback must be a valid function");
+    const sftp = await this.requestSFTP();
+    try {
+      await callback(sftp);
+    } finally {
+      sftp.end();
+    }
+  }
+  async execCommand(givenCommand, options = {}) {
+    invariant2(typeof givenCommand === "string", "command must be a valid string");
+    invariant2(options != null && typeof options === "object", "options must be a valid object");
+    invariant2(options.cwd == null || typeof options.cwd === "string", "options.cwd must be a valid string");
+    invariant2(options.stdin == null || typeof options.stdin === "string" || import_is_stream.default.readable(options.stdin), "options.stdin must be a valid string or readable stream");
+    invariant2(options.execOptions == null || typeof options.execOptions === "object", "options.execOptions must be a valid object");
+    invariant2(options.encoding == null || typeof options.encoding === "string", "options.encoding must be a valid string");
+    invariant2(options.onChannel == null || typeof options.onChannel === "function", "options.onChannel must be a valid function");
+    invariant2(options.onStdout == null || typeof options.onStdout === "function", "options.onStdout must be a valid function");
+    invariant2(options.onStderr == null || typeof options.onStderr === "function", "options.onStderr must be a valid function");
+    invariant2(options.noTrim == null || typeof options.noTrim === "boolean", "options.noTrim must be a boolean");
+    let command2 = givenCommand;
+    if (options.cwd) {
+      command2 = `cd ${(0, import_shell_escape.default)([options.cwd])} ; ${command2}`;
+    }
+    const connection = this.getConnection();
+    const output = { stdout: [], stderr: [] };
+    return new Promise((resolve4, reject) => {
+      connection.on("error", reject);
+      connection.exec(command2, options.execOptions != null ? options.execOptions : {}, (err, channel) => {
+        connection.removeListener("error", reject);
+        if (err) {
+          reject(err);
+          return;
+        }
+        if (options.onChannel) {
+          options.onChannel(channel);
+        }
+        channel.on("data", (chunk) => {
+          if (options.onStdout)
+            options.onStdout(chunk);
+          output.stdout.push(chunk.toString(options.encoding));
+        });
+        channel.stderr.on("data", (chunk) => {
+          if (options.onStderr)
+            options.onStderr(chunk);
+          output.stderr.push(chunk.toString(options.encoding));
+        });
+        if (options.stdin != null) {
+          if (import_is_stream.default.readable(options.stdin)) {
+            options.stdin.pipe(channel, {
+              end: true
+            });
+          } else {
+            channel.write(options.stdin);
+            channel.end();
+          }
+        } else {
+          channel.end();
+        }
+        let code = null;
+        let signal = null;
+        channel.on("exit", (code_, signal_) => {
+          code = code_ !== null && code_ !== void 0 ? code_ : null;
+          signal = signal_ !== null && signal_ !== void 0 ? signal_ : null;
+        });
+        channel.on("close", () => {
+          let stdout = output.stdout.join("");
+          let stderr = output.stderr.join("");
+          if (options.noTrim !== true) {
+            stdout = stdout.trim();
+            stderr = stderr.trim();
+          }
+          resolve4({
+            code: code != null ? code : null,
+            signal: signal != null ? signal : null,
+            stdout,
+            stderr
+          });
+        });
+      });
+    });
+  }
+  async exec(command2, parameters, options = {}) {
+    invariant2(typeof command2 === "string", "command must be a valid string");
+    invariant2(Array.isArray(parameters), "parameters must be a valid array");
+    invariant2(options != null && typeof options === "object", "options must be a valid object");
+    invariant2(options.stream == null || ["both", "stdout", "stderr"].includes(options.stream), "options.stream must be one of both, stdout, stderr");
+    for (let i = 0, { length } = parameters; i < length; i += 1) {
+      invariant2(typeof parameters[i] === "string", `parameters[${i}] must be a valid string`);
+    }
+    const completeCommand = `${command2}${parameters.length > 0 ? ` ${(0, import_shell_escape.default)(parameters)}` : ""}`;
+    const response = await this.execCommand(completeCommand, options);
+    if (options.stream == null || options.stream === "stdout") {
+      if (response.stderr) {
+        throw new Error(response.stderr);
+      }
+      return response.stdout;
+    }
+    if (options.stream === "stderr") {
+      return response.stderr;
+    }
+    return response;
+  }
+  async mkdir(path, method = "sftp", givenSftp = null) {
+    invariant2(typeof path === "string", "path must be a valid string");
+    invariant2(typeof method === "string" && (method === "sftp" || method === "exec"), "method must be either sftp or exec");
+    invariant2(givenSftp == null || typeof givenSftp === "object", "sftp must be a valid object");
+    if (method === "exec") {
+      await this.exec("mkdir", ["-p", unixifyPath(path)]);
+      return;
+    }
+    const sftp = givenSftp || await this.requestSFTP();
+    const makeSftpDirectory = async (retry) => makeDirectoryWithSftp(unixifyPath(path), sftp).catch(async (error2) => {
+      if (!retry || error2 == null || error2.message !== "No such file" && error2.code !== "ENOENT") {
+        throw error2;
+      }
+      await this.mkdir(fsPath2.dirname(path), "sftp", sftp);
+      await makeSftpDirectory(false);
+    });
+    try {
+      await makeSftpDirectory(true);
+    } finally {
+      if (!givenSftp) {
+        sftp.end();
+      }
+    }
+  }
+  async getFile(localFile, remoteFile, givenSftp = null, transferOptions = null) {
+    invariant2(typeof localFile === "string", "localFile must be a valid string");
+    invariant2(typeof remoteFile === "string", "remoteFile must be a valid string");
+    invariant2(givenSftp == null || typeof givenSftp === "object", "sftp must be a valid object");
+    invariant2(transferOptions == null || typeof transferOptions === "object", "transferOptions must be a valid object");
+    const sftp = givenSftp || await this.requestSFTP();
+    try {
+      await new Promise((resolve4, reject) => {
+        sftp.fastGet(unixifyPath(remoteFile), localFile, transferOptions || {}, (err) => {
+          if (err) {
+            reject(err);
+          } else {
+            resolve4();
+          }
+        });
+      });
+    } finally {
+      if (!givenSftp) {
+        sftp.end();
+      }
+    }
+  }
+  async putFile(localFile, remoteFile, givenSftp = null, transferOptions = null) {
+    invariant2(typeof localFile === "string", "localFile must be a valid string");
+    invariant2(typeof remoteFile === "string", "remoteFile must be a valid string");
+    invariant2(givenSftp == null || typeof givenSftp === "object", "sftp must be a valid object");
+    invariant2(transferOptions == null || typeof transferOptions === "object", "transferOptions must be a valid object");
+    invariant2(await new Promise((resolve4) => {
+      fs4.access(localFile, fs4.constants.R_OK, (err) => {
+        resolve4(err === null);
+      });
+    }), `localFile does not exist at ${localFile}`);
+    const sftp = givenSftp || await this.requestSFTP();
+    const putFile2 = (retry) => {
+      return new Promise((resolve4, reject) => {
+        sftp.fastPut(localFile, unixifyPath(remoteFile), transferOptions || {}, (err) => {
+          if (err == null) {
+            resolve4();
+            return;
+          }
+          if (err.message === "No such file" && retry) {
+            resolve4(this.mkdir(fsPath2.dirname(remoteFile), "sftp", sftp).then(() => putFile2(false)));
+          } else {
+            reject(err);
+          }
+        });
+      });
+    };
+    try {
+      await putFile2(true);
+    } finally {
+      if (!givenSftp) {
+        sftp.end();
+      }
+    }
+  }
+  async putFiles(files, { concurrency = DEFAULT_CONCURRENCY, sftp: givenSftp = null, transferOptions = {} } = {}) {
+    invariant2(Array.isArray(files), "files must be an array");
+    for (let i = 0, { length } = files; i < length; i += 1) {
+      const file = files[i];
+      invariant2(file, "files items must be valid objects");
+      invariant2(file.local && typeof file.local === "string", `files[${i}].local must be a string`);
+      invariant2(file.remote && typeof file.remote === "string", `files[${i}].remote must be a string`);
+    }
+    const transferred = [];
+    const sftp = givenSftp || await this.requestSFTP();
+    const queue = new PromiseQueue({ concurrency });
+    try {
+      await new Promise((resolve4, reject) => {
+        files.forEach((file) => {
+          queue.add(async () => {
+            await this.putFile(file.local, file.remote, sftp, transferOptions);
+            transferred.push(file);
+          }).catch(reject);
+        });
+        queue.waitTillIdle().then(resolve4);
+      });
+    } catch (error2) {
+      if (error2 != null) {
+        error2.transferred = transferred;
+      }
+      throw error2;
+    } finally {
+      if (!givenSftp) {
+        sftp.end();
+      }
+    }
+  }
+  async putDirectory(localDirectory, remoteDirectory, { concurrency = DEFAULT_CONCURRENCY, sftp: givenSftp = null, transferOptions = {}, recursive = true, tick = DEFAULT_TICK, validate: validate2 = DEFAULT_VALIDATE } = {}) {
+    invariant2(typeof localDirectory === "string" && localDirectory, "localDirectory must be a string");
+    invariant2(typeof remoteDirectory === "string" && remoteDirectory, "remoteDirectory must be a string");
+    const localDirectoryStat = await new Promise((resolve4) => {
+      fs4.stat(localDirectory, (err, stat3) => {
+        resolve4(stat3 || null);
+      });
+    });
+    invariant2(localDirectoryStat != null, `localDirectory does not exist at ${localDirectory}`);
+    invariant2(localDirectoryStat.isDirectory(), `localDirectory is not a directory at ${localDirectory}`);
+    const sftp = givenSftp || await this.requestSFTP();
+    const scanned = await esm_default(localDirectory, {
+      recursive,
+      validate: validate2
+    });
+    const files = scanned.files.map((item) => fsPath2.relative(localDirectory, item));
+    const directories = scanned.directories.map((item) => fsPath2.relative(localDirectory, item));
+    directories.sort((a, b) => a.length - b.length);
+    let failed = false;
+    try {
+      await new Promise((resolve4, reject) => {
+        const queue = new PromiseQueue({ concurrency });
+        directories.forEach((directory) => {
+          queue.add(async () => {
+            await this.mkdir(fsPath2.join(remoteDirectory, directory), "sftp", sftp);
+          }).catch(reject);
+        });
+        resolve4(queue.waitTillIdle());
+      });
+      await new Promise((resolve4, reject) => {
+        const queue = new PromiseQueue({ concurrency });
+        files.forEach((file) => {
+          queue.add(async () => {
+            const localFile = fsPath2.join(localDirectory, file);
+            const remoteFile = fsPath2.join(remoteDirectory, file);
+            try {
+              await this.putFile(localFile, remoteFile, sftp, transferOptions);
+              tick(localFile, remoteFile, null);
+            } catch (_) {
+              failed = true;
+              tick(localFile, remoteFile, _);
+            }
+          }).catch(reject);
+        });
+        resolve4(queue.waitTillIdle());
+      });
+    } finally {
+      if (!givenSftp) {
+        sftp.end();
+      }
+    }
+    return !failed;
+  }
+  async getDirectory(localDirectory, remoteDirectory, { concurrency = DEFAULT_CONCURRENCY, sftp: givenSftp = null, transferOptions = {}, recursive = true, tick = DEFAULT_TICK, validate: validate2 = DEFAULT_VALIDATE } = {}) {
+    invariant2(typeof localDirectory === "string" && localDirectory, "localDirectory must be a string");
+    invariant2(typeof remoteDirectory === "string" && remoteDirectory, "remoteDirectory must be a string");
+    const localDirectoryStat = await new Promise((resolve4) => {
+      fs4.stat(localDirectory, (err, stat3) => {
+        resolve4(stat3 || null);
+      });
+    });
+    invariant2(localDirectoryStat != null, `localDirectory does not exist at ${localDirectory}`);
+    invariant2(localDirectoryStat.isDirectory(), `localDirectory is not a directory at ${localDirectory}`);
+    const sftp = givenSftp || await this.requestSFTP();
+    const scanned = await esm_default(remoteDirectory, {
+      recursive,
+      validate: validate2,
+      concurrency,
+      fileSystem: {
+        basename(path) {
+          return fsPath2.posix.basename(path);
+        },
+        join(pathA, pathB) {
+          return fsPath2.posix.join(pathA, pathB);
+        },
+        readdir(path) {
+          return new Promise((resolve4, reject) => {
+            sftp.readdir(path, (err, res) => {
+              if (err) {
+                reject(err);
+              } else {
+                resolve4(res.map((item) => item.filename));
+              }
+            });
+          });
+        },
+        stat(path) {
+          return new Promise((resolve4, reject) => {
+            sftp.stat(path, (err, res) => {
+              if (err) {
+                reject(err);
+              } else {
+                resolve4(res);
+              }
+            });
+          });
+        }
+      }
+    });
+    const files = scanned.files.map((item) => fsPath2.relative(remoteDirectory, item));
+    const directories = scanned.directories.map((item) => fsPath2.relative(remoteDirectory, item));
+    directories.sort((a, b) => a.length - b.length);
+    let failed = false;
+    try {
+      await new Promise((resolve4, reject) => {
+        const queue = new PromiseQueue({ concurrency });
+        directories.forEach((directory) => {
+          queue.add(async () => {
+            await (0, import_make_dir.default)(fsPath2.join(localDirectory, directory));
+          }).catch(reject);
+        });
+        resolve4(queue.waitTillIdle());
+      });
+      await new Promise((resolve4, reject) => {
+        const queue = new PromiseQueue({ concurrency });
+        files.forEach((file) => {
+          queue.add(async () => {
+            const localFile = fsPath2.join(localDirectory, file);
+            const remoteFile = fsPath2.join(remoteDirectory, file);
+            try {
+              await this.getFile(localFile, remoteFile, sftp, transferOptions);
+              tick(localFile, remoteFile, null);
+            } catch (_) {
+              failed = true;
+              tick(localFile, remoteFile, _);
+            }
+          }).catch(reject);
+        });
+        resolve4(queue.waitTillIdle());
+      });
+    } finally {
+      if (!givenSftp) {
+        sftp.end();
+      }
+    }
+    return !failed;
+  }
+  forwardIn(remoteAddr, remotePort, onConnection) {
+    const connection = this.getConnection();
+    return new Promise((resolve4, reject) => {
+      connection.forwardIn(remoteAddr, remotePort, (error2, port2) => {
+        if (error2) {
+          reject(error2);
+          return;
+        }
+        const handler = (details, acceptConnection, rejectConnection) => {
+          if (details.destIP === remoteAddr && details.destPort === port2) {
+            onConnection === null || onConnection === void 0 ? void 0 : onConnection(details, acceptConnection, rejectConnection);
+          }
+        };
+        if (onConnection) {
+          connection.on("tcp connection", handler);
+        }
+        const dispose = () => {
+          return new Promise((_resolve, _reject) => {
+            connection.off("tcp connection", handler);
+            connection.unforwardIn(remoteAddr, port2, (_error) => {
+              if (_error) {
+                _reject(error2);
+              }
+              _resolve();
+            });
+          });
+        };
+        resolve4({ port: port2, dispose });
+      });
+    });
+  }
+  forwardOut(srcIP, srcPort, dstIP, dstPort) {
+    const connection = this.getConnection();
+    return new Promise((resolve4, reject) => {
+      connection.forwardOut(srcIP, srcPort, dstIP, dstPort, (error2, channel) => {
+        if (error2) {
+          reject(error2);
+          return;
+        }
+        resolve4(channel);
+      });
+    });
+  }
+  forwardInStreamLocal(socketPath, onConnection) {
+    const connection = this.getConnection();
+    return new Promise((resolve4, reject) => {
+      connection.openssh_forwardInStreamLocal(socketPath, (error2) => {
+        if (error2) {
+          reject(error2);
+          return;
+        }
+        const handler = (details, acceptConnection, rejectConnection) => {
+          if (details.socketPath === socketPath) {
+            onConnection === null || onConnection === void 0 ? void 0 : onConnection(details, acceptConnection, rejectConnection);
+          }
+        };
+        if (onConnection) {
+          connection.on("unix connection", handler);
+        }
+        const dispose = () => {
+          return new Promise((_resolve, _reject) => {
+            connection.off("unix connection", handler);
+            connection.openssh_unforwardInStreamLocal(socketPath, (_error) => {
+              if (_error) {
+                _reject(_error);
+              }
+              _resolve();
+            });
+          });
+        };
+        resolve4({ dispose });
+      });
+    });
+  }
+  forwardOutStreamLocal(socketPath) {
+    const connection = this.getConnection();
+    return new Promise((resolve4, reject) => {
+      connection.openssh_forwardOutStreamLocal(socketPath, (error2, channel) => {
+        if (error2) {
+          reject(error2);
+          return;
+        }
+        resolve4(channel);
+      });
+    });
+  }
+  dispose() {
+    if (this.connection) {
+      this.connection.end();
+      this.connection = null;
+    }
+  }
+};
+
+// core/remote/ssh-login.ts
+import { timingSafeEqual } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
+function hostKeyAlgorithms(type) {
+  return type === "ssh-rsa" ? ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"] : [type];
+}
+var RETRYABLE = /ECONNREFUSED|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ECONNRESET|EAI_AGAIN|Timed out while waiting for handshake|Connection lost before handshake/;
+function pinnedKey(ep, role, configFile) {
+  const pinned = parseHostKey(ep.hostKey);
+  if (typeof pinned === "string") throw new OpsError(`${role} ${ep.name}: pinned host key is malformed (${pinned})`, `fix its host_key in ${configFile}`);
+  return pinned;
+}
+async function login(ep, attempt, options) {
+  const pinned = pinnedKey(ep, attempt.keyField.startsWith("bastion") ? "bastion" : "host", options.configFile);
+  const { where } = attempt;
+  let tries = 0;
+  for (; ; ) {
+    let presented;
+    const ssh = new NodeSSH();
+    try {
+      const sock = attempt.sock ? await attempt.sock() : void 0;
+      await ssh.connect({
+        host: ep.address,
+        port: ep.port,
+        username: ep.user,
+        ...sock ? { sock } : {},
+        readyTimeout: options.connectTimeout * 1e3,
+        keepaliveInterval: 1e4,
+        keepaliveCountMax: 3,
+        ...options.credentials,
+        algorithms: { serverHostKey: hostKeyAlgorithms(pinned.type) },
+        hostVerifier: (key) => {
+          presented = key;
+          return key.length === pinned.blob.length && timingSafeEqual(key, pinned.blob);
+        }
+      });
+      return ssh;
+    } catch (e) {
+      ssh.dispose();
+      if (e instanceof OpsError && !(e instanceof TransportError)) throw e;
+      const message = e instanceof Error ? e.message : String(e);
+      if (presented && !presented.equals(pinned.blob)) {
+        throw new OpsError(
+          `host key of ${where} does not match the pinned key: refusing to connect
+  presented: ${blobType(presented)} ${fingerprint(presented)}
+  pinned:    ${pinned.type} ${fingerprint(pinned.blob)}`,
+          `if the machine was rebuilt, read its new key out of band (VM console: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), compare the fingerprint, then put the key line in ${attempt.keyField} of ${options.configFile}`
+        );
+      }
+      if (/no matching host key format|Handshake failed: no matching/i.test(message)) {
+        throw new OpsError(`${where} offers no ${pinned.type} host key, which is the type pinned`, `pin the key of a type it offers, in ${attempt.keyField} of ${options.configFile}`);
+      }
+      if (/All configured authentication methods failed/i.test(message)) {
+        throw new OpsError(`${where} refused our SSH key (${options.credentials.describe})`, `authorise its public key for ${ep.user} there, or give another key (--identity, $OPS_SSH_KEY, ssh.identity_file)`);
+      }
+      if (tries >= options.retries || !RETRYABLE.test(`${message} ${e.code ?? ""}`)) {
+        if (e instanceof OpsError) throw e;
+        const known = describeLowLevel(e);
+        throw new TransportError(
+          `cannot connect to ${where}: ${known?.what ?? message}${tries ? ` (after ${tries + 1} attempts)` : ""}`,
+          known?.hint ?? "check the address and port, that sshd runs, and that a firewall lets this machine in"
+        );
+      }
+      tries++;
+      options.reporter.warn(`${where}: ${e instanceof OpsError ? e.message : describeLowLevel(e)?.what ?? message}; retrying (${tries}/${options.retries})`);
+      await sleep(1e3 * 2 ** (tries - 1));
+    }
+  }
+}
+function describeEndpoint(ep) {
+  return `${ep.name} (${ep.user}@${ep.address}:${ep.port})`;
+}
+var Bastion = class _Bastion {
+  constructor(ssh, endpoint) {
+    this.ssh = ssh;
+    this.endpoint = endpoint;
+    const conn = ssh.connection;
+    conn.on("error", (e) => this.lost ??= e);
+    conn.on("close", () => this.lost ??= new Error("Not connected"));
+  }
+  ssh;
+  endpoint;
+  users = 0;
+  lost;
+  /** Log in to the bastion (retries like a host). */
+  static async open(endpoint, options) {
+    const ssh = await login(endpoint, { where: `bastion ${endpoint.user}@${endpoint.address}:${endpoint.port}`, keyField: "bastion.host_key (or hosts[].bastion.host_key)" }, options);
+    return new _Bastion(ssh, endpoint);
+  }
+  get alive() {
+    return !this.lost && !!this.ssh.connection;
+  }
+  /** A TCP stream from the bastion to `address:port`; fails saying the bastion cannot reach it. */
+  forward(target) {
+    const conn = this.ssh.connection;
+    const label = `${target.name} (${target.address}:${target.port})`;
+    const via = `bastion ${this.endpoint.address}`;
+    if (!conn || this.lost) return Promise.reject(new TransportError(`${via} is no longer connected, so ${label} cannot be reached`, "try again"));
+    return new Promise((resolve4, reject) => {
+      try {
+        conn.forwardOut("127.0.0.1", 0, target.address, target.port, (e, stream2) => {
+          if (!e) return resolve4(stream2);
+          const why = e.message.replace(/^\(SSH\) Channel open failure: /, "");
+          const denied = /prohibited/i.test(why);
+          const err = new TransportError(
+            `${via} cannot reach ${label}: ${denied ? "the bastion refuses TCP forwarding" : why}`,
+            denied ? "the bastion's sshd must allow forwarding for this login (AllowTcpForwarding yes, no restrict/no-port-forwarding on the key), as for `ssh -J`" : `check from the bastion that ${target.address}:${target.port} answers (e.g. ssh -J ${this.endpoint.user}@${this.endpoint.address}:${this.endpoint.port} -p ${target.port} ${target.address})`
+          );
+          if (!denied) err.code = "ECONNREFUSED";
+          reject(err);
+        });
+      } catch (e) {
+        reject(translateError(e, this.endpoint.address, `forwarding through bastion ${this.endpoint.address}`));
+      }
+    });
+  }
+  /** Count a connection through it. */
+  use() {
+    this.users++;
+  }
+  /** A connection through it ended: the last one closes the bastion's. */
+  release() {
+    if (--this.users <= 0) this.close();
+  }
+  close() {
+    this.lost ??= new Error("Not connected");
+    this.ssh.dispose();
+  }
+};
+
+// core/remote/wrap.ts
+var START_MARKER = "@ops-start";
+var scriptPrelude = [
+  // The leading newline ends whatever line the login shell left unfinished.
+  `printf '\\n${START_MARKER}\\n'; printf '\\n${START_MARKER}\\n' >&2`,
+  "set -euo pipefail",
+  "umask 022",
+  // files that must stay private (.env, keys) are created with explicit modes
+  "export LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive",
+  "# shellcheck disable=SC2317 # for the step's own lines: some report nothing",
+  `ops_report() { printf '${REPORT_PREFIX}%s %s\\n' "$1" "\${2:-}"; }`,
+  "cd /"
+].join("\n");
+function commandLine(step, login2, appUser) {
+  const seconds2 = step.timeout ?? DEFAULT_STEP_TIMEOUT;
+  const run = ["timeout", "-k", "10", String(seconds2), "bash", "-s"];
+  if (step.as === "app") return cmd("sudo", "-n", "-H", "-u", appUser, "--", ...run);
+  if (step.as === "root" && login2 !== "root") return cmd("sudo", "-n", "-H", "--", ...run);
+  return cmd(...run);
+}
+function scriptText(step, connection) {
+  const mark = connection ? `
+export OPS_CONNECTION=${quote(connection)}` : "";
+  return `${scriptPrelude}${mark}
+${step.script.trimEnd()}
+`;
+}
+function uploadStep(remotePath, size2, mode) {
+  const dir = remotePath.replace(/\/[^/]*$/, "") || "/";
+  return {
+    name: `upload ${remotePath.split("/").pop()}`,
+    as: "login",
+    timeout: 600 + Math.ceil(size2 / 1e5),
+    // at least 100 kB/s
+    quiet: true,
+    // One line to end with: bash has parsed and run the whole function before the content starts.
+    script: String.raw`ops_upload() {
+  local tmp got
+  tmp=$(mktemp ${quote(`${dir}/.ops-upload.XXXXXX`)})
+  trap 'rm -f "$tmp"' EXIT
+  head -c ${size2} > "$tmp"
+  got=$(stat -c %s "$tmp")
+  if [ "$got" != ${size2} ]; then echo "the upload of ${quote(remotePath)} was cut short: $got of ${size2} bytes arrived" >&2; exit 1; fi
+  chmod ${mode.toString(8).padStart(4, "0")} "$tmp"
+  mv -f "$tmp" ${quote(remotePath)}
+  trap - EXIT
+}
+ops_upload; exit $?`
+  };
+}
+
+// core/remote/ssh.ts
+async function connect(options) {
+  const { host, via } = options;
+  const where = via ? `${describeEndpoint(host)} through bastion ${via.endpoint.address}` : describeEndpoint(host);
+  const ssh = await login(host, { where, keyField: "hosts[].host_key", sock: via ? () => via.forward(host) : void 0 }, options);
+  return new SshRemote(ssh, host, options.appUser, options.reporter, options.onClose);
+}
+var AfterMarker = class _AfterMarker {
+  constructor(emit) {
+    this.emit = emit;
+  }
+  emit;
+  static MARK = `
+${START_MARKER}
+`;
+  head = "";
+  decoder = new StringDecoder("utf8");
+  started = false;
+  preamble = "";
+  push(chunk) {
+    this.feed(this.decoder.write(chunk));
+  }
+  end() {
+    this.feed(this.decoder.end());
+    if (!this.started && this.head) this.emit(this.head);
+    this.head = "";
+  }
+  feed(text) {
+    if (!text) return;
+    if (this.started) return this.emit(text);
+    this.head += text;
+    const i = this.head.indexOf(_AfterMarker.MARK);
+    if (i < 0) return;
+    this.started = true;
+    this.preamble = this.head.slice(0, i);
+    const rest = this.head.slice(i + _AfterMarker.MARK.length);
+    this.head = "";
+    if (rest) this.emit(rest);
+  }
+};
+var LineSplitter = class {
+  constructor(emit) {
+    this.emit = emit;
+  }
+  emit;
+  rest = "";
+  push(text) {
+    const lines = (this.rest + text).split("\n");
+    this.rest = lines.pop() ?? "";
+    for (const l of lines) this.emit(l);
+  }
+  flush() {
+    if (this.rest) this.emit(this.rest);
+    this.rest = "";
+  }
+};
+function sessionRefused(e) {
+  const err = e;
+  return /Channel open failure/.test(err?.message ?? "") && (err.reason === 1 || err.reason === 4 || /open failed|prohibited|shortage/i.test(err.message ?? ""));
+}
+var SshRemote = class {
+  constructor(ssh, host, appUser, reporter, onClose) {
+    this.ssh = ssh;
+    this.appUser = appUser;
+    this.reporter = reporter;
+    this.onClose = onClose;
+    this.name = host.name;
+    this.login = host.user;
+    const conn = ssh.connection;
+    conn.on("error", (e) => this.gone(e));
+    conn.on("close", () => this.gone(new Error("Not connected")));
+  }
+  ssh;
+  appUser;
+  reporter;
+  onClose;
+  name;
+  login;
+  connection = randomBytes9(6).toString("hex");
+  lost;
+  closed = false;
+  warnedPreamble = false;
+  /** Rejects the step in flight when the connection goes away under it. */
+  abort;
+  gone(e) {
+    this.lost ??= e;
+    this.abort?.(e);
+    const done = this.onClose;
+    this.onClose = void 0;
+    done?.();
+  }
+  /** Open an exec channel; a refused one is retried briefly: sshd frees a closed session asynchronously. */
+  async channel(command2, what) {
+    for (let attempt = 0; ; attempt++) {
+      const conn = this.ssh.connection;
+      if (this.closed) throw new TransportError(`${what} on ${this.name}: the connection was closed`);
+      if (this.lost || !conn) throw translateError(this.lost ?? new Error("Not connected"), this.name, `${what} on ${this.name}`);
+      try {
+        return await new Promise((resolve4, reject) => conn.exec(command2, (e, c) => e ? reject(e) : resolve4(c)));
+      } catch (e) {
+        if (sessionRefused(e) && attempt < 8) {
+          await sleep2(25 * 2 ** attempt);
+          continue;
+        }
+        if (sessionRefused(e))
+          throw new TransportError(
+            `sshd on ${this.name} refused to open a session for ${what}: its session limit is reached`,
+            `ops uses 1 session at a time per connection; MaxSessions in ${this.name}'s /etc/ssh/sshd_config (or a Match block) must be at least 1: set it, then reload sshd (systemctl reload ssh)`
+          );
+        throw translateError(e, this.name, `${what} on ${this.name}`);
+      }
+    }
+  }
+  /** Run `command` with `input` on stdin; output before the start marker is the login shell's, not ours. */
+  async exec(step, command2, input, options) {
+    const started = Date.now();
+    const what = `step "${step.name}"`;
+    const show = (stream2) => step.quiet ? { push: () => void 0, flush: () => void 0 } : new LineSplitter((line) => {
+      if (!line.startsWith(REPORT_PREFIX)) this.reporter.line(this.name, line, stream2);
+    });
+    const outLines = show("stdout");
+    const errLines = show("stderr");
+    let stdout = "";
+    let stderr = "";
+    const out = new AfterMarker((t) => {
+      stdout += t;
+      outLines.push(t);
+    });
+    const err = new AfterMarker((t) => {
+      stderr += t;
+      errLines.push(t);
+    });
+    const channel = await this.channel(command2, what);
+    const limit = ((step.timeout ?? DEFAULT_STEP_TIMEOUT) + 30) * 1e3;
+    let guard;
+    const status = await new Promise((resolve4, reject) => {
+      let code18 = null;
+      let signal;
+      this.abort = (e) => reject(translateError(e, this.name, `${what} on ${this.name} (connection lost)`));
+      guard = setTimeout(() => {
+        channel.close();
+        reject(new StepError(step.name, this.name, null, "no answer from the host before the step timeout", "timeout"));
+      }, limit);
+      channel.on("data", (d) => out.push(d));
+      channel.stderr.on("data", (d) => err.push(d));
+      channel.on("exit", (c, sig) => {
+        if (typeof c === "number") code18 = c;
+        else if (sig) signal = `SIG${sig}`.replace(/^SIGSIG/, "SIG");
+      });
+      channel.on("error", () => void 0);
+      channel.on("close", () => resolve4({ code: code18, signal }));
+      channel.end(input);
+    }).finally(() => {
+      clearTimeout(guard);
+      this.abort = void 0;
+    });
+    out.end();
+    err.end();
+    outLines.flush();
+    errLines.flush();
+    const preamble = [out.preamble, err.preamble].map((p) => p.trim()).filter(Boolean).join("\n");
+    if (preamble && !this.warnedPreamble) {
+      this.warnedPreamble = true;
+      this.reporter.warn(`${this.name}: the login shell of ${this.login} prints text for non-interactive sessions ("${oneLine(preamble)}"); ops ignores it, but scp, rsync and sftp break: move it below the interactive guard of ~/.bashrc`);
+    }
+    const code = status.code ?? (status.signal ? 128 : 255);
+    if (code === 0 && !out.started) {
+      throw new OpsError(
+        `${what} on ${this.name} did not run: the login shell of ${this.login} exited 0 before starting it${preamble ? `, after printing: ${JSON.stringify(tail(preamble, 3))}` : ""}`,
+        `look at ${this.login}'s ~/.bashrc and /etc/bash.bashrc on ${this.name}: nothing may exit or exec for non-interactive shells`
+      );
+    }
+    const result = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble };
+    if (code !== 0 && !options.allowFailure) {
+      const detail = tail(stderr.trim() ? stderr : stdout.split("\n").filter((l) => !l.startsWith(REPORT_PREFIX)).join("\n"));
+      throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name));
+    }
+    return result;
+  }
+  run(step, options = {}) {
+    return this.exec(step, commandLine(step, this.login, this.appUser), Buffer.from(scriptText(step, this.connection)), options);
+  }
+  async upload(content, remotePath, options = {}) {
+    const data = typeof content === "string" ? Buffer.from(content) : content;
+    const step = uploadStep(remotePath, data.length, options.mode ?? 384);
+    await this.exec(step, commandLine(step, this.login, this.appUser), Buffer.concat([Buffer.from(scriptText(step, this.connection)), data]), {});
+  }
+  async close() {
+    if (this.closed) return;
+    this.closed = true;
+    this.ssh.dispose();
+    this.gone(new Error("Not connected"));
+  }
+};
+
+// core/context.ts
+function runnerNow(ctx) {
+  return ctx.now ? ctx.now() : /* @__PURE__ */ new Date();
+}
+function sshConnector(ctx) {
+  const bastions = /* @__PURE__ */ new Map();
+  return async (env, host) => {
+    const ssh = env.config.ssh;
+    const credentials = resolveCredentials(
+      { identityFile: ctx.identityFile, configFile: ssh.identity_file ? envPath(env, ssh.identity_file) : void 0, processEnv: ctx.processEnv },
+      ctx.reporter
+    );
+    const common = { reporter: ctx.reporter, connectTimeout: ssh.connect_timeout, retries: ssh.connect_retries, configFile: `environments/${env.name}/environment.yml` };
+    let via;
+    if (host.bastion) {
+      const b = host.bastion;
+      const key = `${b.user}@${b.address}:${b.port}`;
+      let open3 = bastions.get(key);
+      if (open3 && !(await open3.catch(() => void 0))?.alive) open3 = void 0;
+      if (!open3) {
+        const bastionCredentials = b.identityFile ? resolveCredentials({ configFile: b.identityFile, processEnv: {} }, ctx.reporter) : credentials;
+        open3 = Bastion.open(b, { ...common, credentials: bastionCredentials });
+        bastions.set(key, open3);
+      }
+      via = await open3;
+      via.use();
+    }
+    try {
+      return await connect({ ...common, host, credentials, appUser: env.appUser, via, onClose: () => via?.release() });
+    } catch (e) {
+      via?.release();
+      throw e;
+    }
+  };
+}
+function guarded(remote) {
+  const translated = (what, run) => run().catch((e) => {
+    throw translateError(e, remote.name, `${what} on ${remote.name}`);
+  });
+  return {
+    name: remote.name,
+    login: remote.login,
+    connection: remote.connection,
+    run: (step, options) => translated(`step "${step.name}"`, () => remote.run(step, options)),
+    upload: (content, path, options) => translated(`upload of ${path}`, () => remote.upload(content, path, options)),
+    close: () => remote.close().catch(() => void 0)
+  };
+}
+function hostConnector(ctx) {
+  const base = ctx.connector ?? sshConnector(ctx);
+  return async (env, host) => {
+    try {
+      return guarded(await base(env, host));
+    } catch (e) {
+      throw translateError(e, host.name, `connecting to ${host.name}`);
+    }
+  };
+}
+
+// core/ops/hosts.ts
+async function inBatches(items, size2, fn) {
+  const results = [];
+  const step = Math.max(1, Math.floor(size2));
+  for (let i = 0; i < items.length; i += step) {
+    const settled = await Promise.allSettled(items.slice(i, i + step).map(fn));
+    const failed = settled.find((s) => s.status === "rejected");
+    if (failed) throw failed.reason;
+    for (const s of settled) results.push(s.value);
+  }
+  return results;
+}
+var Session = class _Session {
+  constructor(env, hosts, remotes, connector) {
+    this.env = env;
+    this.hosts = hosts;
+    this.remotes = remotes;
+    this.connector = connector;
+  }
+  env;
+  hosts;
+  remotes;
+  connector;
+  /**
+   * Connect to every host in parallel. @throws OpsError (one line per unreachable host, or that host's own
+   * error when there is one host) after closing the connections that did open: nothing has run yet.
+   */
+  static async open(ctx, env, hosts = env.hosts) {
+    const connector = hostConnector(ctx);
+    const settled = await Promise.allSettled(hosts.map((h) => connector(env, h)));
+    const remotes = /* @__PURE__ */ new Map();
+    const failures = [];
+    settled.forEach((s, i) => {
+      if (s.status === "fulfilled") remotes.set(hosts[i].name, s.value);
+      else failures.push(s.reason instanceof Error ? s.reason.message : String(s.reason));
+    });
+    if (failures.length) {
+      await Promise.all([...remotes.values()].map((r) => r.close()));
+      if (failures.length === 1 && settled.length === 1) throw settled[0].reason;
+      throw new OpsError(`cannot reach ${failures.length} of ${hosts.length} hosts; nothing was changed:
+${failures.map((f) => `  - ${f}`).join("\n")}`);
+    }
+    return new _Session(env, hosts, remotes, connector);
+  }
+  /**
+   * `fn` on every host of the session over its connection: all at once, or `options.batch` at a time.
+   * @returns `fn`'s values in host order. @throws the first failure of the first batch that had one, once that
+   * batch has settled; later batches do not start (what they would change stays as it was).
+   */
+  each(fn, options = {}) {
+    return inBatches(this.hosts, options.batch ?? this.hosts.length, (host) => fn(this.remote(host.name), host));
+  }
+  /**
+   * Replace a host's connection by a new one (the old one is closed): for cleanup after a failure, e.g.
+   * releasing a lock when the first connection broke. Never on a path that succeeds.
+   */
+  async reconnect(name2) {
+    const host = this.env.hosts.find((h) => h.name === name2);
+    if (!host) throw new OpsError(`no host ${name2} in ${this.env.name}`);
+    await this.remotes.get(name2)?.close();
+    const remote = await this.connector(this.env, host);
+    this.remotes.set(name2, remote);
+    return remote;
+  }
+  /** The open connection to `host`. @throws OpsError when the session has none. */
+  remote(host) {
+    const r = this.remotes.get(host);
+    if (!r) throw new OpsError(`no connection to host ${host}`);
+    return r;
+  }
+  /** Close every connection (idempotent; what runs on a host for it ends with it). */
+  async close() {
+    await Promise.all([...this.remotes.values()].map((r) => r.close()));
+  }
+};
+async function withSession(ctx, env, fn, hosts) {
+  const session = await Session.open(ctx, env, hosts);
+  return withOpenSession(session, () => fn(session));
+}
+async function withOpenSession(session, fn) {
+  try {
+    return await fn();
+  } finally {
+    await session.close();
+  }
+}
+
 // core/ops/host-state.ts
 function parseState(r) {
-  const slot = reported(r, "slot");
+  const slot = reported(r, RELEASE_KEYS.slot);
   const slotReleases = {};
-  for (const line of reportedAll(r, "slot_release")) {
+  for (const line of reportedAll(r, LIBRARY_KEYS.slot_release)) {
     const [s, id] = line.split(" ");
     if ((s === "blue" || s === "green") && id) slotReleases[s] = id;
   }
   return {
-    provisioned: (reported(r, "provisioned") ?? "no") !== "no",
-    current: reported(r, "current") ?? "",
+    provisioned: (reported(r, RELEASE_KEYS.provisioned) ?? "no") !== "no",
+    current: reported(r, RELEASE_KEYS.current) ?? "",
     slot: slot === "blue" || slot === "green" ? slot : void 0,
-    releases: reportedAll(r, "release").map(parseReleaseRecord),
-    known: reportedAll(r, "known"),
-    has: reportedAll(r, "has"),
-    lfsHas: reportedAll(r, "lfs_has"),
-    certificate: reported(r, "certificate") === "yes",
-    liveHealth: reported(r, "live_health") ?? "",
-    hostTime: reported(r, "now"),
+    releases: reportedAll(r, LIBRARY_KEYS.release).map(parseReleaseRecord),
+    known: reportedAll(r, RELEASE_KEYS.known),
+    has: reportedAll(r, RELEASE_KEYS.has),
+    lfsHas: reportedAll(r, RELEASE_KEYS.lfs_has),
+    certificate: reported(r, RELEASE_KEYS.certificate) === "yes",
+    liveHealth: reported(r, RELEASE_KEYS.live_health) ?? "",
+    hostTime: reported(r, RELEASE_KEYS.now),
     slotReleases,
-    disk: parseDisk(reported(r, "disk")),
-    depsHas: reportedAll(r, "deps_has"),
-    platform: reported(r, "platform")
+    disk: parseDisk(reported(r, FACTS_KEYS.disk)),
+    depsHas: reportedAll(r, RELEASE_KEYS.deps_has),
+    platform: reported(r, RELEASE_KEYS.platform)
   };
 }
 
@@ -68835,6 +68875,7 @@ function runInfo(processEnv = process.env) {
 }
 
 // core/steps/audit.ts
+var AUDIT_KEYS = reportKeys("entry");
 function auditLine(entry) {
   return JSON.stringify(entry).replace(/\n/g, " ");
 }
@@ -68853,14 +68894,15 @@ function auditTemplate(entry, vars) {
 }
 
 // core/steps/lock.ts
+var LOCK_KEYS = reportKeys("lock", "holder", "holder_pid", "audit_failed", "stopped");
 var LOCK_STATE = String.raw`lock_state=free
 if [ -d "$lock" ]; then
   pid=$(sed -n 's/^holder_pid=//p' "$lock/info" 2>/dev/null || true)
   start=$(sed -n 's/^holder_start=//p' "$lock/info" 2>/dev/null || true)
   if [ -n "$pid" ] && [ "$(proc_start "$pid" || true)" = "$start" ]; then lock_state=held; else lock_state=stale; fi
 fi`;
-var REPORT_HOLDER = String.raw`ops_report lock "$lock_state"
-if [ -f "$lock/info" ]; then while IFS= read -r line; do ops_report holder "$line"; done < "$lock/info"; fi`;
+var REPORT_HOLDER = String.raw`ops_report ${LOCK_KEYS.lock} "$lock_state"
+if [ -f "$lock/info" ]; then while IFS= read -r line; do ops_report ${LOCK_KEYS.holder} "$line"; done < "$lock/info"; fi`;
 var LOCK_BUSY_EXIT = 3;
 function acquireLock(env, req2, then = "", finish = "") {
   const L = layout(env);
@@ -68882,8 +68924,8 @@ while :; do
       echo "cannot write the lock's details in $lock: no space left under ${L.base}?" >&2
       exit 1
     fi
-    ops_report lock acquired
-    ops_report holder_pid "$holder"
+    ops_report ${LOCK_KEYS.lock} acquired
+    ops_report ${LOCK_KEYS.holder_pid} "$holder"
     # Uploads left by an interrupted run (.env, initdata) are ours to remove now.
     find ${quote(L.uploads)} -mindepth 1 -delete 2>/dev/null || true
     break
@@ -68905,7 +68947,7 @@ function releaseLock(env, runId, auditLines = [], ended = []) {
 ended=(${ended.map(quote).join(" ")})
 read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"
 if [ ${"$"}{#pids[@]} -gt 0 ]; then
-  ops_report stopped "${"$"}{pids[*]}"
+  ops_report ${LOCK_KEYS.stopped} "${"$"}{pids[*]}"
   kill -TERM "${"$"}{pids[@]}" 2>/dev/null || true
   for _ in $(seq 50); do read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"; [ ${"$"}{#pids[@]} -gt 0 ] || break; sleep 0.2; done
   if [ ${"$"}{#pids[@]} -gt 0 ]; then kill -KILL "${"$"}{pids[@]}" 2>/dev/null || true; fi
@@ -68922,19 +68964,19 @@ fi
 function unlockScript(env, runId, auditWords) {
   const L = layout(env);
   const audit = auditWords.length ? `if ! audit_err=$({ printf '%s\\n' ${auditWords.join(" ")} >> ${quote(L.audit)} && chmod 0644 ${quote(L.audit)}; } 2>&1); then
-  ops_report audit_failed "$(printf '%s' "$audit_err" | tr '\\n' ' ')"
+  ops_report ${LOCK_KEYS.audit_failed} "$(printf '%s' "$audit_err" | tr '\\n' ' ')"
 fi
 ` : "";
   return String.raw`${audit}lock=${quote(L.lock)}
-if [ "$(sed -n 's/^run_id=//p' "$lock/info" 2>/dev/null || true)" = ${quote(runId)} ]; then rm -rf "$lock"; ops_report lock released; fi`;
+if [ "$(sed -n 's/^run_id=//p' "$lock/info" 2>/dev/null || true)" = ${quote(runId)} ]; then rm -rf "$lock"; ops_report ${LOCK_KEYS.lock} released; fi`;
 }
 function parseLock(result) {
   const holder = {};
-  for (const line of reportedAll(result, "holder")) {
+  for (const line of reportedAll(result, LOCK_KEYS.holder)) {
     const eq = line.indexOf("=");
     if (eq > 0) holder[line.slice(0, eq)] = line.slice(eq + 1);
   }
-  return { state: reported(result, "lock") ?? "free", holder };
+  return { state: reported(result, LOCK_KEYS.lock) ?? "free", holder };
 }
 function describeHolder(h) {
   if (!h.operation) return "an unknown run (the lock has no details)";
@@ -68988,9 +69030,9 @@ async function withLock(ctx, session, operation, fn, options = {}) {
         const remote = again ? await session.reconnect(host) : session.remote(host);
         const r = await remote.run(releaseLock(env, request.runId, pending.get(host) ?? [], again ? [old] : []), { allowFailure: true });
         if (r.code === 0) {
-          const audit = reported(r, "audit_failed");
+          const audit = reported(r, LOCK_KEYS.audit_failed);
           if (audit !== void 0) ctx.reporter.warn(`${host}: the audit log could not be written (${audit.trim() || "no reason given"})`);
-          const stopped = reported(r, "stopped");
+          const stopped = reported(r, LOCK_KEYS.stopped);
           if (stopped) ctx.reporter.warn(`${host}: stopped what the run had left running there (processes ${stopped.trim()})`);
           return void 0;
         }

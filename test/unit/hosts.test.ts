@@ -1,0 +1,93 @@
+// The one way operations run on hosts (core/ops/hosts.ts), against recording transports: a Session's `each`
+// all at once, in batches and one after another, stopping before the next batch after a failure; `eachHost`
+// turning an unreachable host into a value.
+import { describe, expect, it } from 'vitest';
+import type { Connector, OpsContext } from '../../core/context.ts';
+import { OpsError } from '../../core/errors.ts';
+import { eachHost, withSession } from '../../core/ops/hosts.ts';
+import { MemoryReporter } from '../../core/report.ts';
+import { RecordingRemote } from '../../core/remote/recording.ts';
+import { testEnv } from './status.helpers.ts';
+
+const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
+const env = testEnv({}, ['web1', 'web2', 'web3', 'web4', 'web5'].map((name, i) => ({ name, address: `192.0.2.${i + 1}`, host_key: KEY })));
+
+function context(unreachable: string[] = []) {
+  const remotes: RecordingRemote[] = [];
+  const connector: Connector = async (_e, host) => {
+    if (unreachable.includes(host.name)) throw new OpsError(`cannot connect to ${host.name}: timed out`);
+    const r = new RecordingRemote(host.name);
+    remotes.push(r);
+    return r;
+  };
+  const ctx: OpsContext = { root: env.root, reporter: new MemoryReporter(), processEnv: {}, connector };
+  return { ctx, remotes };
+}
+
+/** Runs `fn` per host with a log of when each started and ended, so the tests see the batches. */
+async function trace(batch: number | undefined, failOn?: string) {
+  const { ctx, remotes } = context();
+  const events: string[] = [];
+  const result = await withSession(ctx, env, (session) =>
+    session.each(
+      async (remote, host) => {
+        events.push(`start ${host.name}`);
+        await new Promise((r) => setTimeout(r, 5));
+        events.push(`end ${host.name}`);
+        if (host.name === failOn) throw new OpsError(`${host.name} failed`);
+        return remote.name;
+      },
+      batch === undefined ? {} : { batch },
+    ),
+  ).catch((e: Error) => e);
+  return { result, events, remotes };
+}
+
+describe('Session.each', () => {
+  it('all at once by default, results in host order, connections closed after', async () => {
+    const { result, events, remotes } = await trace(undefined);
+    expect(result).toEqual(['web1', 'web2', 'web3', 'web4', 'web5']);
+    expect(events.slice(0, 5)).toEqual(['start web1', 'start web2', 'start web3', 'start web4', 'start web5']);
+    expect(remotes.every((r) => r.closed)).toBe(true);
+  });
+
+  it('in batches: a batch ends before the next starts', async () => {
+    const { events } = await trace(2);
+    expect(events).toEqual(['start web1', 'start web2', 'end web1', 'end web2', 'start web3', 'start web4', 'end web3', 'end web4', 'start web5', 'end web5']);
+  });
+
+  it('one after another with batch 1; a failure stops before the next host and is thrown', async () => {
+    const { result, events } = await trace(1, 'web2');
+    expect((result as Error).message).toBe('web2 failed');
+    expect(events).toEqual(['start web1', 'end web1', 'start web2', 'end web2']);
+  });
+
+  it('a failed batch settles whole before its error is thrown (no step left running behind it)', async () => {
+    const { result, events } = await trace(3, 'web1');
+    expect((result as Error).message).toBe('web1 failed');
+    expect(events).toEqual(['start web1', 'start web2', 'start web3', 'end web1', 'end web2', 'end web3']);
+  });
+
+  it('opens all connections or none: one unreachable host and nothing runs', async () => {
+    const { ctx, remotes } = context(['web3']);
+    let ran = 0;
+    const err = await withSession(ctx, env, (s) => s.each(async () => ran++)).catch((e: Error) => e);
+    expect((err as Error).message).toMatch(/^cannot reach 1 of 5 hosts; nothing was changed:\n {2}- cannot connect to web3: timed out$/);
+    expect(ran).toBe(0);
+    expect(remotes.every((r) => r.closed)).toBe(true);
+  });
+});
+
+describe('eachHost', () => {
+  it('every host on its own: an unreachable one is a value, the others answer', async () => {
+    const { ctx, remotes } = context(['web2']);
+    const out = await eachHost(
+      ctx,
+      env,
+      async (remote, host, started) => `${host.name} ok ${remote.name === host.name} ${started <= Date.now()}`,
+      (host, message, connected) => `${host.name} ${connected ? 'failed' : 'unreachable'}: ${message}`,
+    );
+    expect(out).toEqual(['web1 ok true true', 'web2 unreachable: cannot connect to web2: timed out', 'web3 ok true true', 'web4 ok true true', 'web5 ok true true']);
+    expect(remotes.every((r) => r.closed)).toBe(true);
+  });
+});

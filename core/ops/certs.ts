@@ -4,6 +4,7 @@
 // reloads nginx only after `nginx -t` accepts it.
 import { existsSync } from 'node:fs';
 import type { Environment } from '../config/environment.ts';
+import { resolveTarget, type Target } from '../target.ts';
 import { envPath } from '../config/environment.ts';
 import { findSiblings } from '../config/siblings.ts';
 import type { OpsContext } from '../context.ts';
@@ -34,7 +35,7 @@ export interface CertsResult {
   ok: boolean;
 }
 
-function noTls(env: Environment): OpsError {
+function noTls(env: Target): OpsError {
   return new OpsError(`environment ${env.name} serves plain http (tls.mode is off): it has no certificates`, `set tls.mode (letsencrypt or self-signed) in environments/${env.name}/environment.yml, then: ops provision ${env.name}`);
 }
 
@@ -54,7 +55,8 @@ function hostResult(host: string, r: Parameters<typeof parseCerts>[0], renewed?:
  * Every host's certificates for `ops certs` (names, expiry, issuer, the serial nginx serves, renewal timer),
  * read only. @throws OpsError when the environment has no TLS; an unreachable host is a result, not a throw.
  */
-export async function certificates(ctx: OpsContext, env: Environment): Promise<CertsResult> {
+export async function certificates(ctx: OpsContext, environment: Environment): Promise<CertsResult> {
+  const env = resolveTarget(environment);
   if (env.config.tls.mode === 'off') throw noTls(env);
   // The other environments on the host have certificates of their own: not this one's to list.
   const siblingDomains = findSiblings(env).siblings.flatMap((s) => (s.env.config.domain ? [s.env.config.domain] : []));
@@ -68,7 +70,8 @@ export async function certificates(ctx: OpsContext, env: Environment): Promise<C
 }
 
 /** Force a renewal on every host, one host at a time, under the environment's lock (a deploy reloads nginx too). */
-export async function renewCertificates(ctx: OpsContext, env: Environment): Promise<CertsResult> {
+export async function renewCertificates(ctx: OpsContext, environment: Environment): Promise<CertsResult> {
+  const env = resolveTarget(environment);
   if (env.config.tls.mode === 'off') throw noTls(env);
   const caFile = env.config.tls.acme_ca_file;
   // The CA file itself was put on the hosts by provision; renewals must trust the same server.

@@ -5,9 +5,9 @@
 import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { environmentsDir, listEnvironments, loadEnvironment, type Environment } from '../config/environment.ts';
+import { resolveTarget } from '../target.ts';
 import { findSiblings } from '../config/siblings.ts';
 import type { OpsContext } from '../context.ts';
-import { layout } from '../layout.ts';
 import { acmeCaPath } from '../steps/tls.ts';
 import { OpsError, formatError } from '../errors.ts';
 import { envPathRegex, readCreationRules, removeEnvRule, SOPS_CONFIG_FILE } from '../secrets/sops-config.ts';
@@ -69,8 +69,9 @@ function workflowMentions(root: string, name: string): string[] {
  * is: only its supervisor groups are updated, only its nginx files removed (then a graceful reload), only its
  * certificate, directories, logs and user deleted.
  */
-export function removeAppCommands(env: Environment): string[] {
-  const L = layout(env);
+export function removeAppCommands(environment: Environment): string[] {
+  const env = resolveTarget(environment);
+  const L = env.layout;
   const c = env.config;
   const cmds = [
     `sudo rm -f ${quote(L.supervisorConf('blue'))} ${quote(L.supervisorConf('green'))} && sudo supervisorctl update ${quote(L.supervisorGroup('blue'))} ${quote(L.supervisorGroup('green'))}`,

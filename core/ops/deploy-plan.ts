@@ -1,10 +1,10 @@
 // A deploy's plan: the commit and everything its release needs, resolved once on the runner before any host
 // is touched (core/ops/deploy.ts puts it live), and the plan in words, as a dry run prints it.
 import type { Environment } from '../config/environment.ts';
+import type { Target } from '../target.ts';
 import { sharingPlan, type HostSharing } from '../config/siblings.ts';
 import { runnerNow, type OpsContext } from '../context.ts';
 import { renderDotenv, type RenderedEnv } from '../dotenv.ts';
-import { layout } from '../layout.ts';
 import { runInfo } from '../runinfo.ts';
 import { validate } from '../shell.ts';
 import { dependencyHashes } from '../changes.ts';
@@ -52,7 +52,7 @@ export async function deployTarget(ctx: OpsContext, env: Environment, refOption:
  * (slot config, nginx site) surface here.
  * @throws OpsError (a tree missing its submodules or LFS contents, secrets, config); nothing is changed.
  */
-export async function planDeploy(ctx: OpsContext, env: Environment, { repo, resolved }: DeployTarget): Promise<Plan> {
+export async function planDeploy(ctx: OpsContext, env: Target, { repo, resolved }: DeployTarget): Promise<Plan> {
   const ref = resolved.ref;
   // A release missing its submodules or LFS contents is refused here, before any host is touched.
   const tree = await treeContent(repo, resolved.sha);
@@ -62,7 +62,7 @@ export async function planDeploy(ctx: OpsContext, env: Environment, { repo, reso
   const now = runnerNow(ctx);
   const id = releaseId(resolved.sha, now);
   // Configuration mistakes surface now, before any host is touched.
-  for (const slot of ['blue', 'green'] as const) slotConfig(env, slot, `${layout(env).releases}/${id}`, id);
+  for (const slot of ['blue', 'green'] as const) slotConfig(env, slot, `${env.layout.releases}/${id}`, id);
   if (env.config.tls.mode === 'off' || env.config.nginx.site_template) site(env, true);
   const info = runInfo(ctx.processEnv);
   const meta: ReleaseMeta = {

@@ -6,11 +6,12 @@
 import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import type { Environment } from '../config/environment.ts';
+import { resolveTarget, type Target } from '../target.ts';
 import { refuseCollisions } from '../config/siblings.ts';
 import { clockSkewWarning, type OpsContext } from '../context.ts';
 import { DiskFullError, OpsError, StepError } from '../errors.ts';
 import { packArtifacts, parseParts, unpackArtifacts, type ArtifactPart } from '../steps/artifact.ts';
-import { layout, otherSlot, type Slot } from '../layout.ts';
+import { otherSlot, type Slot } from '../layout.ts';
 import { reportedAll, type Remote, type StepResult } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { type HostsChange, describeChanges, formatChanges } from '../changes.ts';
@@ -55,7 +56,7 @@ export interface DeployResult {
  * (the pack, then its files: known on the runner). Dependencies and builds are not known in advance: running
  * out during them fails the step, saying so (HostRun).
  */
-function checkSpace(env: Environment, host: string, state: HostState, p: Plan, packBytes: number): void {
+function checkSpace(env: Target, host: string, state: HostState, p: Plan, packBytes: number): void {
   const disk = state.disk;
   if (!disk) return;
   const MB = 1024 * 1024;
@@ -92,7 +93,7 @@ interface HostPlan {
  * A host's state read with the lock: a no-op (its live release is the target and healthy: reported, audited
  * if the lock step did not already) or the plan of what it will do.
  */
-function beginHost(ctx: OpsContext, env: Environment, remote: Remote, locked: LockedRun, p: Plan, options: DeployOptions): HostPlan | HostSwitch {
+function beginHost(ctx: OpsContext, env: Target, remote: Remote, locked: LockedRun, p: Plan, options: DeployOptions): HostPlan | HostSwitch {
   const h = new HostRun(ctx, remote, env);
   const state = parseState(locked.inspected.get(remote.name)!);
   const fields = (entry: Parameters<Audit>[0]): AuditEntryFields => ({ ref: p.resolved.ref, sha: p.resolved.sha, release: p.id, previous: state.current || undefined, ...entry });
@@ -116,8 +117,8 @@ function beginHost(ctx: OpsContext, env: Environment, remote: Remote, locked: Lo
 }
 
 /** The shared .env and environ, uploaded on stdin and renamed into place if they changed. */
-async function sendDotenv(env: Environment, hp: HostPlan, p: Plan, tag: string): Promise<void> {
-  const L = layout(env);
+async function sendDotenv(env: Target, hp: HostPlan, p: Plan, tag: string): Promise<void> {
+  const L = env.layout;
   const uploads = { dotenv: `${L.uploads}/${tag}.env`, environ: `${L.uploads}/${tag}.environ` };
   await hp.h.upload(p.dotenv.dotenv, uploads.dotenv, 0o600);
   await hp.h.upload(p.dotenv.environ, uploads.environ, 0o600);
@@ -129,8 +130,8 @@ async function sendDotenv(env: Environment, hp: HostPlan, p: Plan, tag: string):
  * the release directory, dependency sets (reused by hash), the build, migrations (`primary`: the rollout's
  * first host only).
  */
-async function buildOn(env: Environment, hp: HostPlan, p: Plan, primary: boolean): Promise<void> {
-  const L = layout(env);
+async function buildOn(env: Target, hp: HostPlan, p: Plan, primary: boolean): Promise<void> {
+  const L = env.layout;
   const { h, state, result } = hp;
   const tag = `${p.id}-${randomBytes(4).toString('hex')}`;
   // Code: a pack of what the host lacks, for the commit and for each submodule commit (one object store);
@@ -170,7 +171,7 @@ async function buildOn(env: Environment, hp: HostPlan, p: Plan, primary: boolean
 }
 
 /** The dependency sets of the target (directory names under shared/deps). */
-function targetSets(env: Environment, p: Plan): string[] {
+function targetSets(env: Target, p: Plan): string[] {
   return [...(env.config.release.python_requirements ? [`venv-${p.hashes.python}`] : []), ...(env.config.release.node_dir ? [`node-${p.hashes.node}`] : [])];
 }
 
@@ -179,8 +180,8 @@ function targetSets(env: Environment, p: Plan): string[] {
  * always; a dependency set only if the host has no complete one), uploaded over its own connection and
  * checked by sha256 on arrival before anything is unpacked.
  */
-async function receiveBuild(env: Environment, hp: HostPlan, p: Plan, builder: string, parts: ArtifactPart[]): Promise<void> {
-  const L = layout(env);
+async function receiveBuild(env: Target, hp: HostPlan, p: Plan, builder: string, parts: ArtifactPart[]): Promise<void> {
+  const L = env.layout;
   const tag = `${p.id}-${randomBytes(4).toString('hex')}`;
   await sendDotenv(env, hp, p, tag);
   const wanted = parts.filter((x) => x.name === 'release' || !hp.state.depsHas.includes(x.name));
@@ -198,13 +199,13 @@ async function receiveBuild(env: Environment, hp: HostPlan, p: Plan, builder: st
 }
 
 /** The before_switch hooks, on every host (they may act on the host itself). */
-async function beforeSwitch(env: Environment, hp: HostPlan, p: Plan): Promise<void> {
-  const dir = `${layout(env).releases}/${p.id}`;
+async function beforeSwitch(env: Target, hp: HostPlan, p: Plan): Promise<void> {
+  const dir = `${env.layout.releases}/${p.id}`;
   for (const [i, hook] of env.config.release.before_switch.entries()) await hp.h.run(appCommand(env, dir, `before_switch[${i}]`, hook));
 }
 
 /** A host's failure before its switch: its new processes stopped, its release marked failed, audited; the error says what still serves. */
-async function failBeforeSwitch(env: Environment, hp: HostPlan, p: Plan, e: unknown): Promise<unknown> {
+async function failBeforeSwitch(env: Target, hp: HostPlan, p: Plan, e: unknown): Promise<unknown> {
   const why = e instanceof Error ? e.message.split('\n')[0]! : String(e);
   // A start that failed cleanly has already put the slot back (and may have kept the warm release running).
   if (hp.started && !(e instanceof StepError && e.exitCode === START_FAILED_CLEAN)) await hp.h.tryRun(stopSlot(env, hp.newSlot));
@@ -216,9 +217,9 @@ async function failBeforeSwitch(env: Environment, hp: HostPlan, p: Plan, e: unkn
 }
 
 /** Start the release on the idle slot, health gate, switch, after_switch hooks, prune (with the unlock). */
-async function switchHost(env: Environment, hp: HostPlan, p: Plan, locked: LockedRun): Promise<HostSwitch> {
+async function switchHost(env: Target, hp: HostPlan, p: Plan, locked: LockedRun): Promise<HostSwitch> {
   const { h, state, result, newSlot } = hp;
-  const dir = `${layout(env).releases}/${p.id}`;
+  const dir = `${env.layout.releases}/${p.id}`;
   try {
     hp.started = true;
     await h.run(startSlot(env, newSlot, dir, p.id));
@@ -288,7 +289,7 @@ async function pooled<T>(items: T[], limit: number, fn: (item: T) => Promise<voi
  * a time. So a failure while building or sending (a damaged transfer too) changes nothing that serves on any
  * host; a failure while switching stops before the next batch.
  */
-async function rollout(ctx: OpsContext, env: Environment, session: Session, locked: LockedRun, p: Plan, options: DeployOptions): Promise<HostSwitch[]> {
+async function rollout(ctx: OpsContext, env: Target, session: Session, locked: LockedRun, p: Plan, options: DeployOptions): Promise<HostSwitch[]> {
   const done: HostSwitch[] = [];
   const plans: HostPlan[] = [];
   for (const host of env.hosts) {
@@ -385,7 +386,8 @@ fi`;
  * collisions, a failed step naming host, step and output); a failure before the switch leaves the live
  * release serving, and a failed rollout says which hosts run which release.
  */
-export async function deploy(ctx: OpsContext, env: Environment, options: DeployOptions = {}): Promise<DeployResult> {
+export async function deploy(ctx: OpsContext, environment: Environment, options: DeployOptions = {}): Promise<DeployResult> {
+  const env = resolveTarget(environment);
   // Apps sharing a host: refused before anything else (a dry run too: it is the plan) when they collide.
   const sharing = refuseCollisions(env, ctx.reporter);
   // The connections open while the runner plans (git, secrets, .env): neither waits for the other. A plan

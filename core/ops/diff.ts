@@ -1,6 +1,7 @@
 // ops diff <env> [--ref REF]: what a deploy of REF would change on each host (the change part of the deploy plan,
 // without the plan): one read-only round trip per host to read the live commit, no lock, nothing changed.
 import type { Environment } from '../config/environment.ts';
+import { resolveTarget } from '../target.ts';
 import type { OpsContext } from '../context.ts';
 import { type HostsChange, describeChanges, formatChanges } from '../changes.ts';
 import { validate } from '../shell.ts';
@@ -18,7 +19,7 @@ export interface DiffResult {
 export async function diff(ctx: OpsContext, env: Environment, ref?: string): Promise<DiffResult> {
   const repo = await sourceRepository(ctx.root, env.config.repository);
   const target = await resolveRef(repo, validate('gitRef', ref || env.config.ref));
-  return { environment: env.name, target, changes: await describeChanges(repo, env, await readLive(ctx, env), target.sha) };
+  return { environment: env.name, target, changes: await describeChanges(repo, env, await readLive(ctx, resolveTarget(env)), target.sha) };
 }
 
 /** The change as text: the target, then per group of hosts what deploying it changes (formatChanges). */

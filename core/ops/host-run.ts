@@ -1,6 +1,6 @@
 // The one step runner of operations, for one host: log groups, step durations for the summary, and a failure
 // that ran out of disk space or inodes said as such.
-import type { Environment } from '../config/environment.ts';
+import type { Target } from '../target.ts';
 import type { OpsContext } from '../context.ts';
 import { DISK_FULL, DiskFullError, StepError } from '../errors.ts';
 import { reported, type Remote, type Step, type StepResult } from '../remote/types.ts';
@@ -29,7 +29,7 @@ export class HostRun {
   constructor(
     private readonly ctx: OpsContext,
     readonly remote: Remote,
-    private readonly env: Environment,
+    private readonly env: Target,
     /** What to do again once space is freed, in the hint: 'deploy' (default), 'provision', … */
     private readonly operation = 'deploy',
   ) {}

@@ -2,6 +2,7 @@
 // which slot, the releases and their history, known commits, disk; read by deploy, rollback, initdata and
 // `ops diff`. Also what pruning removes after a switch.
 import type { Environment } from '../config/environment.ts';
+import type { Target } from '../target.ts';
 import type { OpsContext } from '../context.ts';
 import { withSession } from './hosts.ts';
 import type { HostLive } from '../changes.ts';
@@ -91,7 +92,7 @@ export function liveOf(host: string, state: HostState): HostLive {
  * its health probes; with several hosts, each one's platform too, for who builds). A host that cannot be read is
  * reported as such, so that a plan still prints.
  */
-export async function readLive(ctx: OpsContext, env: Environment): Promise<HostLive[]> {
+export async function readLive(ctx: OpsContext, env: Target): Promise<HostLive[]> {
   try {
     return await withSession(ctx, env, (session) =>
       session.each(async (remote, h) => {

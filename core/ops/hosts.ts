@@ -4,6 +4,7 @@
 // host it can (status, certificates, ping): each host on its own connection, an unreachable or failing host
 // a value of the result, never an error hiding the others.
 import type { Environment, Host } from '../config/environment.ts';
+import type { Target } from '../target.ts';
 import { hostConnector, type Connector, type OpsContext } from '../context.ts';
 import { OpsError, formatError } from '../errors.ts';
 import type { Remote } from '../remote/types.ts';
@@ -35,7 +36,8 @@ export async function inBatches<T, R>(items: T[], size: number, fn: (item: T) =>
 /** One open connection per host of an environment, closed together. */
 export class Session {
   private constructor(
-    readonly env: Environment,
+    /** The environment, resolved once for the whole session (core/target.ts). */
+    readonly env: Target,
     /** The hosts connected, in the environment's order. */
     readonly hosts: Host[],
     readonly remotes: Map<string, Remote>,
@@ -46,7 +48,7 @@ export class Session {
    * Connect to every host in parallel. @throws OpsError (one line per unreachable host, or that host's own
    * error when there is one host) after closing the connections that did open: nothing has run yet.
    */
-  static async open(ctx: OpsContext, env: Environment, hosts: Host[] = env.hosts): Promise<Session> {
+  static async open(ctx: OpsContext, env: Target, hosts: Host[] = env.hosts): Promise<Session> {
     const connector = hostConnector(ctx);
     const settled = await Promise.allSettled(hosts.map((h) => connector(env, h)));
     const remotes = new Map<string, Remote>();
@@ -102,7 +104,7 @@ export class Session {
  * Open a session on `hosts` (default: all of `env`), run `fn`, and always close the connections.
  * @returns what `fn` returns. @throws Session.open's error (nothing ran), or `fn`'s.
  */
-export async function withSession<T>(ctx: OpsContext, env: Environment, fn: (s: Session) => Promise<T>, hosts?: Host[]): Promise<T> {
+export async function withSession<T>(ctx: OpsContext, env: Target, fn: (s: Session) => Promise<T>, hosts?: Host[]): Promise<T> {
   const session = await Session.open(ctx, env, hosts);
   return withOpenSession(session, () => fn(session));
 }

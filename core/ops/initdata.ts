@@ -7,8 +7,8 @@ import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { envPath, type Environment } from '../config/environment.ts';
 import { refuseCollisions } from '../config/siblings.ts';
 import type { OpsContext } from '../context.ts';
+import { resolveTarget, type Target } from '../target.ts';
 import { OpsError } from '../errors.ts';
-import { layout } from '../layout.ts';
 import { decryptFile, isSopsText, loadEnvIdentities } from '../secrets/index.ts';
 import { deployState } from '../steps/release.ts';
 import { runInitdata } from '../steps/initdata.ts';
@@ -24,7 +24,7 @@ export interface InitdataResult {
 }
 
 /** The plaintext of the initdata file, decrypted if it is a sops file; every value masked. */
-async function readInitdata(ctx: OpsContext, env: Environment, file?: string): Promise<{ path: string; text: string; encrypted: boolean }> {
+async function readInitdata(ctx: OpsContext, env: Target, file?: string): Promise<{ path: string; text: string; encrypted: boolean }> {
   const path = file ? resolve(file) : envPath(env, env.config.initdata.file);
   if (!existsSync(path))
     throw new OpsError(
@@ -54,11 +54,12 @@ async function readInitdata(ctx: OpsContext, env: Environment, file?: string): P
  * (decrypted if sops) travels on stdin to a private temporary file, removed whatever happens.
  * @throws OpsError when nothing is live, the file is missing, or the loader fails (its output, masked).
  */
-export async function initdata(ctx: OpsContext, env: Environment, options: { file?: string } = {}): Promise<InitdataResult> {
+export async function initdata(ctx: OpsContext, environment: Environment, options: { file?: string } = {}): Promise<InitdataResult> {
+  const env = resolveTarget(environment);
   // Apps sharing a host: refused before anything runs when they collide (the loader runs as this app's user).
   refuseCollisions(env, ctx.reporter);
   const data = await readInitdata(ctx, env, options.file);
-  const L = layout(env);
+  const L = env.layout;
   const hosts = await withSession(ctx, env, (session) =>
     withLock(
       ctx,

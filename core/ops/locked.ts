@@ -7,7 +7,6 @@
 // end the run there at once (`finish`: a no-op deploy); the unlock step writes the run's audit lines, and an
 // operation's last step on a host may carry the unlock itself (`closing`).
 import { randomBytes } from 'node:crypto';
-import type { Environment } from '../config/environment.ts';
 import { runnerNow, type OpsContext } from '../context.ts';
 import type { Session } from './hosts.ts';
 import { OpsError, StepError, sudoHint, tail } from '../errors.ts';
@@ -16,6 +15,7 @@ import { auditLine, auditTemplate, type AuditEntry } from '../steps/audit.ts';
 import { LOCK_BUSY_EXIT, LOCK_KEYS, acquireLock, describeHolder, parseLock, releaseLock, unlockScript, type LockRequest } from '../steps/lock.ts';
 import { reported, type Remote, type Step, type StepResult } from '../remote/types.ts';
 import { quote } from '../shell.ts';
+import type { Target } from '../target.ts';
 
 export class LockError extends OpsError {}
 
@@ -53,7 +53,7 @@ export interface LockOptions {
  * Take the lock on one host; throws LockError when another run holds it (or left it stale). `notOurs` is
  * called when the step answered without taking it (no release needed there).
  */
-async function acquire(remote: Remote, env: Environment, request: LockRequest, inspect: Step | undefined, finish: string | undefined, notOurs: () => void): Promise<StepResult> {
+async function acquire(remote: Remote, env: Target, request: LockRequest, inspect: Step | undefined, finish: string | undefined, notOurs: () => void): Promise<StepResult> {
   const result = await remote.run(acquireLock(env, request, inspect?.script, finish), { allowFailure: true });
   if (result.code === 0) return result;
   if (parseLock(result).state !== 'acquired') notOurs();
@@ -71,12 +71,12 @@ async function acquire(remote: Remote, env: Environment, request: LockRequest, i
 }
 
 /** A full audit entry of this run (time: the runner's now). */
-function auditEntry(env: Environment, request: LockRequest, entry: AuditEntryFields, now: Date): AuditEntry {
+function auditEntry(env: Target, request: LockRequest, entry: AuditEntryFields, now: Date): AuditEntry {
   return { time: now.toISOString(), environment: env.name, operation: request.operation, actor: request.actor, run: request.runUrl || undefined, ...entry } as AuditEntry;
 }
 
 /** The error that says a lock stays behind: which hosts, why, and the command that releases it. */
-function lockLeft(env: Environment, failures: string[], cause?: unknown): OpsError {
+function lockLeft(env: Target, failures: string[], cause?: unknown): OpsError {
   const left = `the lock of ${env.name} could not be released on ${failures.length === 1 ? 'host ' : 'hosts:\n  '}${failures.join('\n  ')}`;
   const release = `once nothing runs there any more, release it: ops lock release ${env.name}`;
   if (cause === undefined) return new LockError(`the operation itself succeeded, but ${left}`, release);

@@ -5,6 +5,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { SECRETS_FILE, type Environment } from '../config/environment.ts';
+import { resolveTarget } from '../target.ts';
 import type { OpsContext } from '../context.ts';
 import { withSession } from './hosts.ts';
 import { OpsError } from '../errors.ts';
@@ -57,7 +58,8 @@ export async function maskEnvironmentSecrets(ctx: OpsContext, env: Environment):
  * `ops logs`: the chosen logs of every host, each line prefixed `<host> <log> |` and masked, printed through
  * the reporter; with `follow`, until `signal` aborts. @throws OpsError for bad options or a host that fails.
  */
-export async function logs(ctx: OpsContext, env: Environment, options: LogsOptions = {}): Promise<void> {
+export async function logs(ctx: OpsContext, environment: Environment, options: LogsOptions = {}): Promise<void> {
+  const env = resolveTarget(environment);
   const request = logsRequest(env, options);
   const limited = await maskEnvironmentSecrets(ctx, env);
   if (limited) ctx.reporter.warn(limited);

@@ -3,6 +3,7 @@
 // break: sudo asking for a password, a login shell that prints text, sshd's session limit, too little free
 // disk or inodes under the app's directory.
 import type { Environment } from '../config/environment.ts';
+import { resolveTarget } from '../target.ts';
 import type { OpsContext } from '../context.ts';
 import { oneLine } from '../errors.ts';
 import { describeDisk, hostFacts, parseDisk, type DiskSpace, FACTS_KEYS } from '../steps/facts.ts';
@@ -84,7 +85,8 @@ export function readFacts(host: { name: string; user: string }, r: StepResult): 
 }
 
 /** Every host is tried (a failure on one does not hide the others); ok only if all answered without a problem. */
-export async function ping(ctx: OpsContext, env: Environment): Promise<PingResult[]> {
+export async function ping(ctx: OpsContext, environment: Environment): Promise<PingResult[]> {
+  const env = resolveTarget(environment);
   return eachHost(
     ctx,
     env,

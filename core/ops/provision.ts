@@ -4,11 +4,11 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Environment } from '../config/environment.ts';
+import { resolveTarget, type Target } from '../target.ts';
 import { envPath } from '../config/environment.ts';
 import { refuseCollisions } from '../config/siblings.ts';
 import type { OpsContext } from '../context.ts';
 import { OpsError } from '../errors.ts';
-import { layout } from '../layout.ts';
 import { packageIndexFiles, packagesNeedSecrets, type PackageIndexFiles } from '../packages.ts';
 import { reported, reportedAll, type Remote, type Step, type StepResult } from '../remote/types.ts';
 import { provisionNginx } from '../steps/nginx.ts';
@@ -42,7 +42,7 @@ function items(results: StepResult[]): ProvisionItem[] {
   );
 }
 
-async function provisionHost(ctx: OpsContext, env: Environment, remote: Remote, facts: StepResult, acmeCa: string | undefined, files: PackageIndexFiles): Promise<ProvisionHostResult> {
+async function provisionHost(ctx: OpsContext, env: Target, remote: Remote, facts: StepResult, acmeCa: string | undefined, files: PackageIndexFiles): Promise<ProvisionHostResult> {
   const started = Date.now();
   const h = new HostRun(ctx, remote, env, 'provision');
   const run = (step: Step) => h.run(step);
@@ -58,7 +58,7 @@ async function provisionHost(ctx: OpsContext, env: Environment, remote: Remote, 
   for (const kind of ['pipConf', 'uvToml', 'npmrc'] as const) {
     const content = files[kind];
     if (content === undefined) continue;
-    uploaded[kind] = `${layout(env).uploads}/${tag}.${kind}`;
+    uploaded[kind] = `${env.layout.uploads}/${tag}.${kind}`;
     await remote.upload(content, uploaded[kind], { mode: 0o600 });
   }
   results.push(await run(packageIndexes(env, uploaded)));
@@ -94,7 +94,8 @@ async function provisionHost(ctx: OpsContext, env: Environment, remote: Remote, 
  * `changed`. @throws OpsError on the first failing item (naming host and step); what was done stays done,
  * and nginx files nginx refuses are put back.
  */
-export async function provision(ctx: OpsContext, env: Environment): Promise<ProvisionHostResult[]> {
+export async function provision(ctx: OpsContext, environment: Environment): Promise<ProvisionHostResult[]> {
+  const env = resolveTarget(environment);
   // Apps sharing a host: nothing of theirs may collide with what this one sets up.
   refuseCollisions(env, ctx.reporter);
   const caFile = env.config.tls.acme_ca_file;

@@ -1,6 +1,7 @@
 // The records an environment keeps on its hosts, for people: the releases kept (and why), the lock (and
 // breaking it on purpose), the audit log. Everything here reads, except breakLock.
 import type { Environment } from '../config/environment.ts';
+import { resolveTarget } from '../target.ts';
 import { runnerNow, type OpsContext } from '../context.ts';
 import { withSession } from './hosts.ts';
 import { runInfo } from '../runinfo.ts';
@@ -10,7 +11,8 @@ import { keptReleases, parseReleases, type ReleaseInfo } from '../steps/release-
 import { describeHolder, forceReleaseLock, lockStatus, parseLock, type LockInfo } from '../steps/lock.ts';
 
 /** `ops releases`: per host, the releases kept, most recently live first, with why each is kept. Read only. */
-export async function listReleases(ctx: OpsContext, env: Environment): Promise<{ host: string; releases: ReleaseInfo[] }[]> {
+export async function listReleases(ctx: OpsContext, environment: Environment): Promise<{ host: string; releases: ReleaseInfo[] }[]> {
+  const env = resolveTarget(environment);
   return withSession(ctx, env, (session) =>
     session.each(async (remote, host) => ({ host: host.name, releases: parseReleases(env, await remote.run(keptReleases(env))) })),
   );
@@ -34,7 +36,8 @@ export function formatReleases(list: { host: string; releases: ReleaseInfo[] }[]
 }
 
 /** `ops lock status`: per host, whether the environment's lock is free, held or stale, and by whom. Read only. */
-export async function getLockStatus(ctx: OpsContext, env: Environment): Promise<{ host: string; lock: LockInfo }[]> {
+export async function getLockStatus(ctx: OpsContext, environment: Environment): Promise<{ host: string; lock: LockInfo }[]> {
+  const env = resolveTarget(environment);
   return withSession(ctx, env, (session) => session.each(async (remote, h) => ({ host: h.name, lock: parseLock(await remote.run(lockStatus(env))) })));
 }
 
@@ -46,7 +49,8 @@ export function formatLock(list: { host: string; lock: LockInfo }[]): string {
 }
 
 /** Break the lock on every host, recording who did it in the audit log. */
-export async function breakLock(ctx: OpsContext, env: Environment): Promise<{ host: string; lock: LockInfo }[]> {
+export async function breakLock(ctx: OpsContext, environment: Environment): Promise<{ host: string; lock: LockInfo }[]> {
+  const env = resolveTarget(environment);
   const info = runInfo(ctx.processEnv);
   return withSession(ctx, env, (session) =>
     session.each(async (remote, h) => {
@@ -59,7 +63,8 @@ export async function breakLock(ctx: OpsContext, env: Environment): Promise<{ ho
 }
 
 /** `ops audit`: per host, the last `lines` entries of its audit log (oldest first). Read only. */
-export async function auditLog(ctx: OpsContext, env: Environment, lines: number): Promise<{ host: string; entries: AuditEntry[] }[]> {
+export async function auditLog(ctx: OpsContext, environment: Environment, lines: number): Promise<{ host: string; entries: AuditEntry[] }[]> {
+  const env = resolveTarget(environment);
   return withSession(ctx, env, (session) =>
     session.each(async (remote, h) => ({ host: h.name, entries: reportedAll(await remote.run(readAudit(env, lines)), AUDIT_KEYS.entry).map(parseAuditLine) })),
   );

@@ -1,6 +1,7 @@
 // ops rollback <env> [--to <release>]: back to a kept release in seconds — no build, no migration — through
 // the same gapless switch as a deploy. The abandoned release is marked so it is not picked again.
 import type { Environment } from '../config/environment.ts';
+import { resolveTarget, type Target } from '../target.ts';
 import { refuseCollisions } from '../config/siblings.ts';
 import { clockSkewWarning, runnerNow, type OpsContext } from '../context.ts';
 import { OpsError, StepError } from '../errors.ts';
@@ -22,7 +23,7 @@ export interface RollbackResult {
   hosts: HostSwitch[];
 }
 
-async function rollbackHost(ctx: OpsContext, env: Environment, remote: Remote, locked: LockedRun, to: string | undefined): Promise<HostSwitch> {
+async function rollbackHost(ctx: OpsContext, env: Target, remote: Remote, locked: LockedRun, to: string | undefined): Promise<HostSwitch> {
   const h = new HostRun(ctx, remote, env);
   const state = parseState(locked.inspected.get(remote.name)!);
   if (!state.current) throw new OpsError(`${remote.name} has no live release to roll back from`);
@@ -77,7 +78,8 @@ async function rollbackHost(ctx: OpsContext, env: Environment, remote: Remote, l
  * @returns per host the release now live and the one before. @throws OpsError for an invalid id or a host
  * with nothing to go back to; a failure leaves that host serving what it served.
  */
-export async function rollback(ctx: OpsContext, env: Environment, to?: string): Promise<RollbackResult> {
+export async function rollback(ctx: OpsContext, environment: Environment, to?: string): Promise<RollbackResult> {
+  const env = resolveTarget(environment);
   if (to) validate('release', to);
   // Apps sharing a host: a rollback writes this app's site and starts its programs, so a collision is refused first.
   refuseCollisions(env, ctx.reporter);

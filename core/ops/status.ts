@@ -2,6 +2,7 @@
 // sections had people check by hand over SSH. One read-only step per host (one round trip); every host is
 // tried even when another is down. Unhealthy (any problem on any host) gates a workflow: exit 1.
 import type { Environment } from '../config/environment.ts';
+import { resolveTarget } from '../target.ts';
 import { hostSharing } from '../config/siblings.ts';
 import type { OpsContext } from '../context.ts';
 import { CERT_FAIL_DAYS, duration, hostStatus, parseHostStatus, type HostStatus } from '../steps/status.ts';
@@ -23,7 +24,8 @@ export interface StatusResult {
  * @returns per host its status, problems and warnings; `healthy` when no host has a problem. Never throws for
  * an unreachable host (it is a problem of the result).
  */
-export async function status(ctx: OpsContext, env: Environment): Promise<StatusResult> {
+export async function status(ctx: OpsContext, environment: Environment): Promise<StatusResult> {
+  const env = resolveTarget(environment);
   const hosts = await eachHost(
     ctx,
     env,

@@ -1,10 +1,8 @@
 // Running in a release as the app user: its environment (pinned runtimes first on PATH, quiet package managers),
 // its dependencies (a venv and node_modules shared by content hash), and app commands (build, migrate, hooks,
 // initdata) with the .env's values exported as rendered.
-import type { Environment } from '../config/environment.ts';
+import type { Target } from '../target.ts';
 import { environLoader } from '../dotenv.ts';
-import { layout } from '../layout.ts';
-import { runtimePaths } from '../runtimes.ts';
 import { reportKeys, type Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 
@@ -12,8 +10,8 @@ import { quote } from '../shell.ts';
 export const APP_KEYS = reportKeys('deps');
 
 /** Environment for app commands: runtimes and the venv first on PATH, quiet package managers. */
-function appEnvironment(env: Environment, release: string): string {
-  const paths = runtimePaths(env);
+function appEnvironment(env: Target, release: string): string {
+  const paths = env.runtime;
   const nodeBin = paths.node.replace(/\/node$/, '');
   return String.raw`export PATH=${quote(`${release}/venv/bin:${nodeBin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`)}
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false
@@ -28,9 +26,9 @@ cd ${quote(release)}`;
  * copies otherwise) or by pip (`python -m venv` + `pip install`); `--require-hashes` when the requirements
  * carry hashes, as pip does by itself. npm ci reads the app user's npm cache (~/.npm) first (--prefer-offline).
  */
-export function dependencies(env: Environment, release: string, hashes: { python: string; node: string }): Step {
-  const L = layout(env);
-  const paths = runtimePaths(env);
+export function dependencies(env: Target, release: string, hashes: { python: string; node: string }): Step {
+  const L = env.layout;
+  const paths = env.runtime;
   const { python_requirements: req, node_dir: nodeDir, python_installer: installer } = env.config.release;
   const lines = [appEnvironment(env, release)];
   if (req) {
@@ -81,6 +79,6 @@ ln -sfn "$nm/node_modules" ${quote(`${nodeDir}/node_modules`)}`);
  * An app command (build, migrate, hook, initdata) in the release, as the app user, with the .env's values
  * exported exactly as rendered (from shared/environ: no .env parsing by bash).
  */
-export function appCommand(env: Environment, release: string, name: string, command: string, timeout = 1800): Step {
-  return { name, as: 'app', timeout, script: `${appEnvironment(env, release)}\n${environLoader(layout(env).environFile)}\n${command}` };
+export function appCommand(env: Target, release: string, name: string, command: string, timeout = 1800): Step {
+  return { name, as: 'app', timeout, script: `${appEnvironment(env, release)}\n${environLoader(env.layout.environFile)}\n${command}` };
 }

@@ -2,9 +2,8 @@
 // them as gzip'd tar files, each named and sha256-hashed on that host; the runner carries them over its own
 // connections (one per host, no host-to-host traffic) to hosts of the same platform, which check every hash
 // before unpacking anything. Paths are the same on every host of an environment, so venvs stay valid.
-import type { Environment } from '../config/environment.ts';
+import type { Target } from '../target.ts';
 import { OpsError } from '../errors.ts';
-import { layout } from '../layout.ts';
 import { REPORT_PREFIX, reportKeys, reportedAll, type Step, type StepResult } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { createHash } from 'node:crypto';
@@ -26,8 +25,8 @@ const PART_NAME = /^(release|venv-[0-9a-f]+|node-[0-9a-f]+)$/;
  * complete), each as `tar | gzip -1` into a private temporary file, hashed there; printed base64 on one
  * `@ops part_data` line after its `@ops part <name> <sha256> <bytes>` line. Read with `parseParts`.
  */
-export function packArtifacts(env: Environment, id: string, sets: string[]): Step {
-  const L = layout(env);
+export function packArtifacts(env: Target, id: string, sets: string[]): Step {
+  const L = env.layout;
   const parts: [string, string, string][] = [['release', L.releases, id], ...sets.map((s): [string, string, string] => [s, L.deps, s])];
   for (const [name] of parts) if (!PART_NAME.test(name)) throw new OpsError(`not a part of a release: ${name}`);
   return {
@@ -71,8 +70,8 @@ export function parseParts(result: StepResult, builder: string): ArtifactPart[] 
  * unpack each beside its place and rename it in (a dependency set the host completed meanwhile is kept),
  * owned by the app user. A damaged part fails the step with both hashes; nothing is unpacked then.
  */
-export function unpackArtifacts(env: Environment, id: string, parts: { name: string; upload: string; sha256: string }[], builder: string): Step {
-  const L = layout(env);
+export function unpackArtifacts(env: Target, id: string, parts: { name: string; upload: string; sha256: string }[], builder: string): Step {
+  const L = env.layout;
   const owner = `${env.appUser}:${env.appUser}`;
   for (const p of parts) if (!PART_NAME.test(p.name)) throw new OpsError(`not a part of a release: ${p.name}`);
   const place = (p: { name: string }) => (p.name === 'release' ? [L.releases, id] : [L.deps, p.name]);

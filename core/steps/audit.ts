@@ -1,6 +1,5 @@
 // The append-only audit log on each host: one JSON line per run (who, what, which sha, result).
-import type { Environment } from '../config/environment.ts';
-import { layout } from '../layout.ts';
+import type { Target } from '../target.ts';
 import { REPORT_PREFIX, reportKeys, type Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 
@@ -60,8 +59,8 @@ export function parseAuditLine(line: string): AuditEntry {
 }
 
 /** Append one entry to the environment's audit log on the host (root; the log stays 0644). */
-export function appendAudit(env: Environment, entry: AuditEntry): Step {
-  const L = layout(env);
+export function appendAudit(env: Target, entry: AuditEntry): Step {
+  const L = env.layout;
   const line = auditLine(entry);
   return {
     name: 'audit',
@@ -73,12 +72,12 @@ export function appendAudit(env: Environment, entry: AuditEntry): Step {
 }
 
 /** The last `lines` lines of the audit log, as `audit` reports (read only): AUDIT_KEYS.entry lines, written by sed rather than ops_report (one process for any number of lines). */
-export function readAudit(env: Environment, lines: number): Step {
+export function readAudit(env: Target, lines: number): Step {
   return {
     name: 'read audit log',
     as: 'login',
     timeout: 30,
     quiet: true,
-    script: `f=${quote(layout(env).audit)}\n[ -f "$f" ] || exit 0\ntail -n ${Math.max(1, Math.floor(lines))} "$f" | sed 's/^/${REPORT_PREFIX}${AUDIT_KEYS.entry} /'`,
+    script: `f=${quote(env.layout.audit)}\n[ -f "$f" ] || exit 0\ntail -n ${Math.max(1, Math.floor(lines))} "$f" | sed 's/^/${REPORT_PREFIX}${AUDIT_KEYS.entry} /'`,
   };
 }

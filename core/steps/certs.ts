@@ -1,6 +1,6 @@
 // Certificates: what `ops certs` lists and renews on a host, and the parser of `cert_info`'s reports (status
 // reads the environment's own certificate with the same shell function and parser).
-import type { Environment } from '../config/environment.ts';
+import type { Target } from '../target.ts';
 import { reportKeys, reportedAll, type Step, type StepResult } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { CERT_FUNCTIONS, HOST_LOCK_FUNCTIONS, SYSTEM_FUNCTIONS, LIBRARY_KEYS } from './libraries.ts';
@@ -49,7 +49,7 @@ export function parseCerts(result: StepResult, now: Date): CertInfo[] {
 }
 
 /** The name nginx is asked for on :443 (SNI) and the site is fetched as: the domain, else "localhost". */
-export function siteName(env: Environment): string {
+export function siteName(env: Target): string {
   return env.config.domain ?? 'localhost';
 }
 
@@ -59,7 +59,7 @@ export function siteName(env: Environment): string {
  * self-signed one). `siblingDomains`: the domains of the other environments on the host, whose certificates
  * are theirs, not forgotten ones of this environment: left out.
  */
-export function listCertificates(env: Environment, siblingDomains: string[] = []): Step {
+export function listCertificates(env: Target, siblingDomains: string[] = []): Step {
   const cert = certificatePaths(env);
   const script = !cert
     ? ': no TLS'
@@ -92,7 +92,7 @@ else ops_report ${CERTS_KEYS.renewal} "none"; fi`;
  * Renew the environment's certificate now: certbot renew --force-renewal (letsencrypt), or a new self-signed
  * one. nginx reloads only once `nginx -t` accepts the result; then the served certificate is checked.
  */
-export function renewCertificate(env: Environment, withAcmeCa: boolean): Step {
+export function renewCertificate(env: Target, withAcmeCa: boolean): Step {
   const cert = certificatePaths(env)!;
   const name = siteName(env);
   // certbot refuses to run beside another certbot, and nginx changes are one at a time: apps sharing the host take turns.

@@ -1,7 +1,7 @@
 // What `ops ping` reads from a host, in one step run as the login (so it works before sudo does): who and
 // what the host is, and what would make a deploy fail there: sudo asking for a password, sshd's session
 // limit, free space and inodes under the app's directory against what its live release takes.
-import type { Environment } from '../config/environment.ts';
+import type { Target } from '../target.ts';
 import { reportKeys, type Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 
@@ -38,7 +38,7 @@ export function describeDisk(d: DiskSpace): string {
 }
 
 /** Free space and inodes under the app's directory (after a step ran out of space). */
-export function diskSpace(env: Environment): Step {
+export function diskSpace(env: Target): Step {
   return { name: 'disk space', as: 'login', timeout: 30, quiet: true, script: diskReport(env.baseDir) };
 }
 
@@ -46,7 +46,7 @@ export function diskSpace(env: Environment): Step {
  * What `ops ping` reads on a host as the SSH login: hostname, OS, uptime, sudo without a password, sshd's
  * MaxSessions for this connection, free space and inodes under base_dir. Read only.
  */
-export function hostFacts(env: Environment): Step {
+export function hostFacts(env: Target): Step {
   const base = env.baseDir;
   return {
     name: 'host facts',

@@ -7,8 +7,8 @@
 //
 // Hosts deployed before the history existed get it derived once (under the lock) from what the release ids
 // said then: their sort order, failed ones as failed, `current` last.
-import type { Environment } from '../config/environment.ts';
-import { layout, type Slot } from '../layout.ts';
+import type { Target } from '../target.ts';
+import type { Slot } from '../layout.ts';
 import { quote } from '../shell.ts';
 import { HISTORY_FUNCTIONS } from './libraries.ts';
 
@@ -24,8 +24,8 @@ export const RELEASE_DIR_PATTERN = '^[0-9]{8}T[0-9]{6}Z-[0-9a-f]+$';
  * reports every release directory as `release <id> <sha> <status> <live seq|-> <last event seq|->`,
  * `slot_releases` the release each slot's supervisor file runs. Sets `history_file` and `releases_dir`.
  */
-export function historyFunctions(env: Environment): string {
-  const L = layout(env);
+export function historyFunctions(env: Target): string {
+  const L = env.layout;
   const settings = {
     history_file: L.history,
     releases_dir: L.releases,

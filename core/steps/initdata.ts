@@ -1,7 +1,6 @@
 // Initial data: the app's loader run on an uploaded file, in the live release, as the app user. The file
 // holds users and passwords: it lives in a private temporary directory and is removed whatever happens.
-import type { Environment } from '../config/environment.ts';
-import { layout } from '../layout.ts';
+import type { Target } from '../target.ts';
 import type { Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { appCommand } from './app.ts';
@@ -10,8 +9,8 @@ import { appCommand } from './app.ts';
  * Run the app's initdata command on an uploaded file, in the live release, as the app user (the file moves
  * to a private directory first; both are removed whatever happens).
  */
-export function runInitdata(env: Environment, uploaded: string): Step {
-  const L = layout(env);
+export function runInitdata(env: Target, uploaded: string): Step {
+  const L = env.layout;
   const u = quote(env.appUser);
   const file = '"$OPS_INITDATA_FILE"';
   const command = env.config.initdata.command.replace(/\{file\}/g, file);

@@ -2,8 +2,7 @@
 // id, and the holder: the PID (plus start time) of the SSH server process of the holder's connection, which
 // lives exactly as long as that connection and needs no channel of its own. A lock whose holder process is
 // gone was left by a run that died: it is reported as stale, never silently taken.
-import type { Environment } from '../config/environment.ts';
-import { layout } from '../layout.ts';
+import type { Target } from '../target.ts';
 import { reportKeys, reported, reportedAll, type Step, type StepResult } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { CONNECTION_FUNCTIONS } from './libraries.ts';
@@ -39,8 +38,8 @@ export const LOCK_BUSY_EXIT = 3;
  * `finish`: a script run after it that may end the run on this host in the same round trip too (a no-op
  * deploy: `unlockScript` with its audit line, reporting `lock released`).
  */
-export function acquireLock(env: Environment, req: LockRequest, then = '', finish = ''): Step {
-  const L = layout(env);
+export function acquireLock(env: Target, req: LockRequest, then = '', finish = ''): Step {
+  const L = env.layout;
   return {
     name: 'lock',
     as: 'root',
@@ -85,7 +84,7 @@ ${then}${finish ? `\n${finish}` : ''}`,
  * carry OPS_CONNECTION) is stopped first (TERM, then KILL after 10 s), so the lock never frees a host where
  * the run is still at work.
  */
-export function releaseLock(env: Environment, runId: string, auditLines: string[] = [], ended: string[] = []): Step {
+export function releaseLock(env: Target, runId: string, auditLines: string[] = [], ended: string[] = []): Step {
   const stop = ended.length
     ? String.raw`${CONNECTION_FUNCTIONS}
 ended=(${ended.map(quote).join(' ')})
@@ -114,8 +113,8 @@ fi
  * with a variable spliced in: `auditTemplate`). A failed append (a full disk) is reported (`audit_failed`)
  * and never keeps the lock.
  */
-export function unlockScript(env: Environment, runId: string, auditWords: string[]): string {
-  const L = layout(env);
+export function unlockScript(env: Target, runId: string, auditWords: string[]): string {
+  const L = env.layout;
   const audit = auditWords.length
     ? `if ! audit_err=$({ printf '%s\\n' ${auditWords.join(' ')} >> ${quote(L.audit)} && chmod 0644 ${quote(L.audit)}; } 2>&1); then
   ops_report ${LOCK_KEYS.audit_failed} "$(printf '%s' "$audit_err" | tr '\\n' ' ')"
@@ -127,24 +126,24 @@ if [ "$(sed -n 's/^run_id=//p' "$lock/info" 2>/dev/null || true)" = ${quote(runI
 }
 
 /** Report the environment's lock (free, held or stale) and its holder's details, read only. */
-export function lockStatus(env: Environment): Step {
+export function lockStatus(env: Target): Step {
   return {
     name: 'lock status',
     as: 'login',
     timeout: 30,
     quiet: true,
-    script: `${CONNECTION_FUNCTIONS}\nlock=${quote(layout(env).lock)}\n${LOCK_STATE}\n${REPORT_HOLDER}`,
+    script: `${CONNECTION_FUNCTIONS}\nlock=${quote(env.layout.lock)}\n${LOCK_STATE}\n${REPORT_HOLDER}`,
   };
 }
 
 /** Break a lock on purpose (ops lock release): reports what it removed. */
-export function forceReleaseLock(env: Environment): Step {
+export function forceReleaseLock(env: Target): Step {
   return {
     name: 'release lock',
     as: 'root',
     timeout: 30,
     quiet: true,
-    script: `${CONNECTION_FUNCTIONS}\nlock=${quote(layout(env).lock)}\n${LOCK_STATE}\n${REPORT_HOLDER}\nrm -rf "$lock"`,
+    script: `${CONNECTION_FUNCTIONS}\nlock=${quote(env.layout.lock)}\n${LOCK_STATE}\n${REPORT_HOLDER}\nrm -rf "$lock"`,
   };
 }
 

@@ -1,7 +1,6 @@
 // Logs: what `ops logs` runs on a host: the last lines of the live (or previous) release's program logs and
 // the site's nginx logs, each line labelled with its log; with follow, every new line until the connection ends.
-import type { Environment } from '../config/environment.ts';
-import { layout } from '../layout.ts';
+import type { Target } from '../target.ts';
 import type { Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { CONNECTION_FUNCTIONS } from './libraries.ts';
@@ -24,8 +23,8 @@ export interface LogsRequest {
 }
 
 /** The last lines of the chosen logs, each prefixed with its log's name; with `follow`, then every new line. */
-export function logsStep(env: Environment, req: LogsRequest): Step {
-  const L = layout(env);
+export function logsStep(env: Target, req: LogsRequest): Step {
+  const L = env.layout;
   const lines = Math.max(0, Math.floor(req.lines));
   // One tail per file, its lines labelled by an unbuffered sed ("server-blue.err | ..."): an awk reading a pipe
   // (mawk) would hold lines back until its buffer fills. Files are shown one after the other, or followed together.

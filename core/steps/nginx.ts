@@ -1,11 +1,11 @@
 // nginx: the base configuration, the app's site, the live-slot upstreams, and the one way to apply them:
 // write, `nginx -t`, reload gracefully, or put every file back as it was and fail with nginx's message.
 import { readFileSync } from 'node:fs';
-import type { Environment } from '../config/environment.ts';
+import type { Target } from '../target.ts';
 import { envPath } from '../config/environment.ts';
 import { OpsError } from '../errors.ts';
 import { isDefaultServer } from '../config/siblings.ts';
-import { layout, slotPort, type Slot } from '../layout.ts';
+import type { Slot } from '../layout.ts';
 import type { Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { putFile } from './script.ts';
@@ -58,10 +58,10 @@ http {
 }
 
 /** Upstreams pointing at one slot's ports, plus `$ops_slot_<app>` so a deploy can see when the reload took effect. */
-export function upstreams(env: Environment, slot: Slot): string {
-  const L = layout(env);
+export function upstreams(env: Target, slot: Slot): string {
+  const L = env.layout;
   const blocks = Object.keys(env.config.programs).map(
-    (p) => `upstream ${L.nginxUpstream(p)} {\n    server 127.0.0.1:${slotPort(env, p, slot)};\n    keepalive 16;\n}`,
+    (p) => `upstream ${L.nginxUpstream(p)} {\n    server 127.0.0.1:${env.port(p, slot)};\n    keepalive 16;\n}`,
   );
   return `${HEADER}\n# Live slot of ${env.config.app}: ${slot}. Rewritten by each deploy.\n${blocks.join('\n')}\nmap "" $${L.nginxSlotVariable} {\n    default "${slot}";\n}\n`;
 }
@@ -94,11 +94,11 @@ export function certbotCertificate(domain: string): { cert: string; key: string 
 }
 
 /** Certificate paths for the environment's TLS mode. */
-export function certificatePaths(env: Environment): { cert: string; key: string } | undefined {
+export function certificatePaths(env: Target): { cert: string; key: string } | undefined {
   const domain = env.config.domain ?? env.config.app;
   if (env.config.tls.mode === 'letsencrypt') return certbotCertificate(domain);
   if (env.config.tls.mode === 'self-signed') {
-    const dir = layout(env).selfSignedDir;
+    const dir = env.layout.selfSignedDir;
     return { cert: `${dir}/${domain}.crt`, key: `${dir}/${domain}.key` };
   }
   return undefined;
@@ -110,8 +110,8 @@ export function certificatePaths(env: Environment): { cert: string; key: string 
  * (nginx.default_server, or an app without a domain, then alone on its host) carries `default_server`, and
  * each logs to its own files.
  */
-export function siteVariables(env: Environment): Record<string, string> {
-  const L = layout(env);
+export function siteVariables(env: Target): Record<string, string> {
+  const L = env.layout;
   const app = env.config.app;
   const certs = certificatePaths(env);
   const locations = Object.entries(env.config.routes)
@@ -218,7 +218,7 @@ export function renderTemplate(template: string, vars: Record<string, string>, s
  * The site for the environment. `certificateReady` says whether the TLS certificate exists on the host
  * (letsencrypt: issued yet?). A custom template (nginx.site_template) replaces the built-in one once TLS is ready.
  */
-export function site(env: Environment, certificateReady: boolean): string {
+export function site(env: Target, certificateReady: boolean): string {
   const vars = siteVariables(env);
   const tls = env.config.tls.mode !== 'off';
   if (tls && !certificateReady) return renderTemplate(ACME_ONLY_SITE, vars, 'built-in ACME site');
@@ -289,8 +289,8 @@ fi`);
 }
 
 /** What provision puts in place: base config, the site, initial upstreams (blue) unless a deploy wrote them. */
-export function provisionNginx(env: Environment, certificateReady: boolean): Step {
-  const L = layout(env);
+export function provisionNginx(env: Target, certificateReady: boolean): Step {
+  const L = env.layout;
   return applyNginx({
     item: 'nginx',
     ensureService: true,

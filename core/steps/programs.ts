@@ -1,7 +1,7 @@
 // The programs of an environment as the host reports them: supervisor's getAllProcessInfo (XML-RPC) and
 // report_slot's `proc` / `listener` lines (core/steps/sh/identity.sh): what each process runs and who listens.
-import type { Environment } from '../config/environment.ts';
-import { layout, type Slot } from '../layout.ts';
+import type { Target } from '../target.ts';
+import type { Slot } from '../layout.ts';
 import { reportedAll, type StepResult } from '../remote/types.ts';
 import { LIBRARY_KEYS } from './libraries.ts';
 
@@ -36,9 +36,9 @@ export interface ProcReport {
 }
 
 /** The release a process runs: its OPS_RELEASE, else the release directory its working directory is in. */
-function processRelease(env: Environment, envRelease: string, cwd: string): string {
+function processRelease(env: Target, envRelease: string, cwd: string): string {
   if (envRelease) return envRelease;
-  const prefix = `${layout(env).releases}/`;
+  const prefix = `${env.layout.releases}/`;
   return cwd.startsWith(prefix) ? cwd.slice(prefix.length).split(/[/ ]/)[0]! : '';
 }
 
@@ -46,7 +46,7 @@ function processRelease(env: Environment, envRelease: string, cwd: string): stri
  * report_slot's `proc` (supervisor's process of each program) and `listener` (who listens on its port) lines,
  * each with the release it runs (OPS_RELEASE, else its working directory).
  */
-export function parseProcReports(env: Environment, r: StepResult): { procs: ProcReport[]; listeners: ProcReport[] } {
+export function parseProcReports(env: Target, r: StepResult): { procs: ProcReport[]; listeners: ProcReport[] } {
   const parse = (line: string, withTree: boolean): ProcReport => {
     const f = line.split('\t');
     const [slot = '', program = '', pid = '0'] = f;
@@ -85,7 +85,7 @@ export function parseProcessInfo(xml: string): Record<string, string>[] {
 }
 
 /** The environment's programs in supervisor (both slots), from getAllProcessInfo records. */
-export function programStates(env: Environment, records: Record<string, string>[], liveSlot: Slot | undefined): ProgramState[] {
+export function programStates(env: Target, records: Record<string, string>[], liveSlot: Slot | undefined): ProgramState[] {
   const app = env.config.app;
   const states: ProgramState[] = [];
   for (const r of records) {

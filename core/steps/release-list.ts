@@ -1,7 +1,7 @@
 // The releases kept on a host, for `ops releases` (and rollback's choice of target): every release directory
 // with its place in the history, its release.json, what each slot runs, and why the next prune keeps it.
-import type { Environment } from '../config/environment.ts';
-import { layout, type Slot } from '../layout.ts';
+import type { Target } from '../target.ts';
+import type { Slot } from '../layout.ts';
 import { reportKeys, reported, reportedAll, type Step, type StepResult } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { historyFunctions, historyOrder, parseReleaseRecord, retention } from './history.ts';
@@ -20,8 +20,8 @@ export type ReleaseInfo = ReleaseSummary & {
 };
 
 /** Every release directory with its history position and release.json, and what each slot runs (read-only). */
-export function keptReleases(env: Environment): Step {
-  const L = layout(env);
+export function keptReleases(env: Target): Step {
+  const L = env.layout;
   return {
     name: 'releases',
     as: 'root',
@@ -39,7 +39,7 @@ for r in $(release_ids); do ops_report ${RELEASES_KEYS.release_json} "$r $(tr -d
 }
 
 /** Parse the releases step: releases in the order they went live (most recent first), with why each is kept. */
-export function parseReleases(env: Environment, r: StepResult): ReleaseInfo[] {
+export function parseReleases(env: Target, r: StepResult): ReleaseInfo[] {
   const current = reported(r, RELEASES_KEYS.current) ?? '';
   const slot = reported(r, RELEASES_KEYS.slot);
   const records = reportedAll(r, LIBRARY_KEYS.release).map(parseReleaseRecord);

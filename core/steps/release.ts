@@ -1,10 +1,9 @@
 // Release steps: what a deploy runs on a host before the switch. Code comes from the host's bare mirror
 // (fed by packs from the runner), each release is a new directory, and the old release still serves until the
 // switch. Dependencies, the build, migrations and hooks run as the app user: app.ts.
-import type { Environment } from '../config/environment.ts';
-import { layout, type Slot } from '../layout.ts';
+import type { Target } from '../target.ts';
+import type { Slot } from '../layout.ts';
 import { reportKeys, type Step } from '../remote/types.ts';
-import { runtimePaths } from '../runtimes.ts';
 import { quote } from '../shell.ts';
 import { certificatePaths } from './nginx.ts';
 import { historyFunctions } from './history.ts';
@@ -65,8 +64,8 @@ export function releaseId(sha: string, now = new Date()): string {
  * (default), for a deploy of `target` only when the live release is that commit (a no-op); it runs in the
  * background beside the rest of the step (its probes wait on the app).
  */
-export function deployState(env: Environment, shas: string[] = [], options: { liveHealth?: boolean; lfs?: string[]; target?: string; platform?: boolean } = {}): Step {
-  const L = layout(env);
+export function deployState(env: Target, shas: string[] = [], options: { liveHealth?: boolean; lfs?: string[]; target?: string; platform?: boolean } = {}): Step {
+  const L = env.layout;
   const cert = certificatePaths(env);
   const live = (slot: Slot) =>
     `if ! wait_healthy 3 0.2 ${probes(env, slot).map(quote).join(' ')}; then printf '%s' "$UNHEALTHY"
@@ -132,8 +131,8 @@ fi`,
  * host: `@ops platform <os id> <version id> <machine> python <version> node <version>`. Hosts that report the
  * same line can run each other's builds (same absolute paths, so venvs stay valid).
  */
-export function platformReport(env: Environment): string {
-  const paths = runtimePaths(env);
+export function platformReport(env: Target): string {
+  const paths = env.runtime;
   return String.raw`platform_os=$(. /etc/os-release 2>/dev/null && echo "${'$'}{ID:-?} ${'$'}{VERSION_ID:-?}" || echo "? ?")
 ops_report ${RELEASE_KEYS.platform} "$platform_os $(uname -m) python $(${quote(paths.python)} -V 2>&1 | cut -d' ' -f2 || echo none) node $(${quote(paths.node)} --version 2>/dev/null || echo none)"`;
 }
@@ -143,8 +142,8 @@ ops_report ${RELEASE_KEYS.platform} "$platform_os $(uname -m) python $(${quote(p
  * pin each commit with a ref (so pruning git objects keeps it); move uploaded Git LFS contents into the store
  * after checking each one's sha256 against its oid.
  */
-export function receivePack(env: Environment, packs: string[], commits: string[], lfs: { upload: string; oid: string }[] = []): Step {
-  const L = layout(env);
+export function receivePack(env: Target, packs: string[], commits: string[], lfs: { upload: string; oid: string }[] = []): Step {
+  const L = env.layout;
   const lines = [
     // index-pack leaves its temporary pack behind when it fails (a full disk): removed, not left to fill it.
     `trap 'find ${quote(`${L.mirror}/objects/pack`)} -maxdepth 1 -name "tmp_*" -delete 2>/dev/null || true' EXIT`,
@@ -167,8 +166,8 @@ mv -f ${quote(upload)} ${quote(target)}; chmod 0644 ${quote(target)}`;
  * rename(2) if it changed: a reader sees the old file or the new one, never a partial one. The uploads are
  * removed whatever happens.
  */
-export function installDotenv(env: Environment, uploaded: { dotenv: string; environ: string }): Step {
-  const L = layout(env);
+export function installDotenv(env: Target, uploaded: { dotenv: string; environ: string }): Step {
+  const L = env.layout;
   const u = quote(env.appUser);
   const files: [string, string][] = [
     [uploaded.environ, L.environFile],
@@ -200,8 +199,8 @@ ops_report ${RELEASE_KEYS.dotenv} "$([ "$changed" = yes ] && echo updated || ech
  * submodule's files at its path, Git LFS contents in place of their pointers, REVISION, release.json, the
  * shared .env linked in. Built beside the releases and renamed into place: never half there.
  */
-export function createRelease(env: Environment, meta: ReleaseMeta): Step {
-  const L = layout(env);
+export function createRelease(env: Target, meta: ReleaseMeta): Step {
+  const L = env.layout;
   const dir = `${L.releases}/${meta.id}`;
   const tmp = `${L.releases}/.new-${meta.id}`;
   const owner = `${env.appUser}:${env.appUser}`;
@@ -234,8 +233,8 @@ echo "release ${meta.id} (${meta.sha.slice(0, 12)}, ${meta.ref}${meta.submodules
  * Mark a release that failed before going live, or that was rolled back from (abandoned): a marker file in
  * its directory (skipped by rollback, kept apart by pruning) and an event in the host's history.
  */
-export function markRelease(env: Environment, id: string, mark: 'failed' | 'abandoned', why: string): Step {
-  const dir = `${layout(env).releases}/${id}`;
+export function markRelease(env: Target, id: string, mark: 'failed' | 'abandoned', why: string): Step {
+  const dir = `${env.layout.releases}/${id}`;
   return {
     name: `mark ${mark}`,
     as: 'root',
@@ -255,8 +254,8 @@ fi`,
  * `kept_running`); then the dependency sets no kept release uses, the Git LFS contents and the mirror refs of
  * commits no kept release needs (its REVISION, and the submodule commits and LFS oids in its release.json).
  */
-export function pruneReleases(env: Environment, remove: string[]): Step {
-  const L = layout(env);
+export function pruneReleases(env: Target, remove: string[]): Step {
+  const L = env.layout;
   return {
     name: 'prune',
     as: 'root',

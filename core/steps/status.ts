@@ -1,8 +1,8 @@
 // Status: what `ops status` runs on a host, and the parser of what it reports. ONE read-only step per host
 // (one round trip): release, nginx, supervisor, health (the deploys' probes), certificate, disk and lock, each
 // as `ops_report` lines parsed here into a HostStatus with its problems and warnings.
-import type { Environment } from '../config/environment.ts';
-import { layout, slotPort, type Slot } from '../layout.ts';
+import type { Target } from '../target.ts';
+import type { Slot } from '../layout.ts';
 import { reportKeys, reported, reportedAll, type Step, type StepResult } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { parseCerts, siteName, type CertInfo } from './certs.ts';
@@ -18,7 +18,7 @@ export const STATUS_KEYS = reportKeys('now', 'provisioned', 'current', 'release_
 
 
 /** curl arguments that fetch the site's "/" through the local nginx, as a visitor would (TLS included). */
-export function siteProbe(env: Environment): { url: string; args: string[] } {
+export function siteProbe(env: Target): { url: string; args: string[] } {
   const name = siteName(env);
   if (env.config.tls.mode === 'off') {
     return { url: 'http://127.0.0.1/', args: [...(env.config.domain ? ['-H', `Host: ${env.config.domain}`] : []), 'http://127.0.0.1/'] };
@@ -27,8 +27,8 @@ export function siteProbe(env: Environment): { url: string; args: string[] } {
 }
 
 /** Everything `ops status` shows about one host, in one read-only step (as root: supervisor's socket, certificates). */
-export function hostStatus(env: Environment): Step {
-  const L = layout(env);
+export function hostStatus(env: Target): Step {
+  const L = env.layout;
   const cert = certificatePaths(env);
   // All programs probed at once (3 s at most); on failure UNHEALTHY names the probes that never answered.
   const health = (slot: Slot) => `if wait_healthy 3 0.3 ${probes(env, slot).map(quote).join(' ')}; then ops_report ${STATUS_KEYS.health} ok; else ops_report ${STATUS_KEYS.health} "$UNHEALTHY"; fi`;
@@ -124,7 +124,7 @@ export function nginxMessages(lines: string[]): string[] {
 }
 
 /** Turn the status step's reports into a HostStatus, with its problems and warnings. */
-export function parseHostStatus(env: Environment, host: { name: string; address: string }, r: StepResult): HostStatus {
+export function parseHostStatus(env: Target, host: { name: string; address: string }, r: StepResult): HostStatus {
   const now = new Date(reported(r, STATUS_KEYS.now) ?? Date.now());
   const s: HostStatus = { host: host.name, address: host.address, reachable: true, problems: [], warnings: [] };
   const problem = (p: string) => s.problems.push(p);
@@ -153,7 +153,7 @@ export function parseHostStatus(env: Environment, host: { name: string; address:
   // Older status steps did not report it: their sites were enabled by provision.
   s.site = { url: siteProbe(env).url, status: Number.isFinite(code) ? code : 0, enabled: reported(r, STATUS_KEYS.site_enabled) !== 'no' };
   if (current || s.provisioned) {
-    if (!s.site.enabled) problem(`the nginx site of ${env.config.app} is not enabled (${layout(env).nginxSiteEnabled} is missing): ${s.site.url} is answered by another site, if any (run: ops provision ${env.name})`);
+    if (!s.site.enabled) problem(`the nginx site of ${env.config.app} is not enabled (${env.layout.nginxSiteEnabled} is missing): ${s.site.url} is answered by another site, if any (run: ops provision ${env.name})`);
     else if (s.site.status === 0) problem(`the site does not answer through nginx (${s.site.url})`);
     else if (s.site.status >= 500) problem(`the site answers ${s.site.status} through nginx (${s.site.url})`);
   }
@@ -182,8 +182,8 @@ export function parseHostStatus(env: Environment, host: { name: string; address:
         else if (p.release !== undefined && p.release !== current)
           problem(`program ${program} (live slot ${s.slot}, pid ${p.pid}) runs release ${p.release || 'unknown'}, but current is ${current}: what serves is not what was deployed (redeploy with --force, or ops rollback)`);
         for (const l of p?.listeners ?? []) {
-          if (!l.supervised) problem(`port ${slotPort(env, program, s.slot)} of ${program} (live slot ${s.slot}) is answered by ${describeProcess(l)}, which supervisor did not start for it`);
-          else if (l.release !== current) problem(`port ${slotPort(env, program, s.slot)} of ${program} (live slot ${s.slot}) is answered by ${describeProcess(l)}, not by current (${current})`);
+          if (!l.supervised) problem(`port ${env.port(program, s.slot)} of ${program} (live slot ${s.slot}) is answered by ${describeProcess(l)}, which supervisor did not start for it`);
+          else if (l.release !== current) problem(`port ${env.port(program, s.slot)} of ${program} (live slot ${s.slot}) is answered by ${describeProcess(l)}, not by current (${current})`);
         }
       }
       for (const p of s.supervisor.programs.filter((x) => !x.live && ['FATAL', 'BACKOFF', 'EXITED', 'UNKNOWN'].includes(x.state)))

@@ -1,10 +1,9 @@
 // The gapless switch (blue/green): the new release's programs start beside the live ones on the other
 // slot's ports, must pass their health checks, then nginx moves to them with a validated graceful reload,
 // `current` flips by rename(2), and the old slot stops after a drain period.
-import type { Environment } from '../config/environment.ts';
+import type { Target } from '../target.ts';
 import { OpsError } from '../errors.ts';
-import { layout, slotPort, type Slot } from '../layout.ts';
-import { runtimePaths } from '../runtimes.ts';
+import type { Slot } from '../layout.ts';
 import type { Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { supervisorEnvironment, supervisorValue } from '../supervisor.ts';
@@ -14,8 +13,8 @@ import { b64, putFile } from './script.ts';
 import { IDENTITY_FUNCTIONS, PROBE_FUNCTIONS, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
 
 /** Expand {release} {python} {node} {npm} {port} {port:<program>} in a program's command or environment. */
-export function expand(env: Environment, text: string, release: string, program: string, slot: Slot): string {
-  const paths = runtimePaths(env);
+export function expand(env: Target, text: string, release: string, program: string, slot: Slot): string {
+  const paths = env.runtime;
   return text.replace(/\{([a-z_]+)(?::([a-z][a-z0-9_-]*))?\}/g, (whole, name: string, arg?: string) => {
     if (name === 'release' && !arg) return release;
     if (name === 'python' && !arg) return paths.python;
@@ -24,15 +23,15 @@ export function expand(env: Environment, text: string, release: string, program:
     if (name === 'port') {
       const target = arg ?? program;
       if (!env.config.programs[target]) throw new OpsError(`programs.${program}: ${whole} names no program`, `programs: ${Object.keys(env.config.programs).join(', ')}`);
-      return String(slotPort(env, target, slot));
+      return String(env.port(target, slot));
     }
     throw new OpsError(`programs.${program}: unknown placeholder ${whole}`, 'placeholders: {release} {python} {node} {npm} {port} {port:<program>}');
   });
 }
 
 /** supervisor's name of a program on a slot (`<app>-<slot>-<program>`). */
-export function programName(env: Environment, slot: Slot, program: string): string {
-  return layout(env).supervisorProgram(slot, program);
+export function programName(env: Target, slot: Slot, program: string): string {
+  return env.layout.supervisorProgram(slot, program);
 }
 
 /**
@@ -40,9 +39,9 @@ export function programName(env: Environment, slot: Slot, program: string): stri
  * (core/supervisor.ts): a program runs exactly the command and environment the environment file says.
  * @throws OpsError naming the program and key of a value supervisor cannot carry (at plan time).
  */
-export function slotConfig(env: Environment, slot: Slot, release: string, releaseId: string): string {
-  const L = layout(env);
-  const paths = runtimePaths(env);
+export function slotConfig(env: Target, slot: Slot, release: string, releaseId: string): string {
+  const L = env.layout;
+  const paths = env.runtime;
   const nodeBin = paths.node.replace(/\/node$/, '');
   const names = Object.keys(env.config.programs);
   const blocks = names.map((name) => {
@@ -81,7 +80,7 @@ export function slotConfig(env: Environment, slot: Slot, release: string, releas
   });
   return [
     `; Managed by ops-pipeline: slot ${slot} of ${env.config.app}, release ${releaseId}. Rewritten by deploys.`,
-    `[group:${layout(env).supervisorGroup(slot)}]`,
+    `[group:${env.layout.supervisorGroup(slot)}]`,
     `programs=${supervisorValue('programs', names.map((n) => programName(env, slot, n)).join(','))}`,
     '',
     ...blocks.map((b) => `${b}\n`),
@@ -89,8 +88,8 @@ export function slotConfig(env: Environment, slot: Slot, release: string, releas
 }
 
 /** The health probes of a slot: program, port, path. */
-export function probes(env: Environment, slot: Slot): string[] {
-  return Object.entries(env.config.programs).map(([name, p]) => `${name}:${slotPort(env, name, slot)}:${p.health}`);
+export function probes(env: Target, slot: Slot): string[] {
+  return Object.entries(env.config.programs).map(([name, p]) => `${name}:${env.port(name, slot)}:${p.health}`);
 }
 
 /**
@@ -101,8 +100,8 @@ export function probes(env: Environment, slot: Slot): string[] {
 export const START_FAILED_CLEAN = 3;
 
 /** `name:port` of each program in a slot: what the identity check and status look at. */
-export function programPorts(env: Environment, slot: Slot): string[] {
-  return Object.keys(env.config.programs).map((name) => `${name}:${slotPort(env, name, slot)}`);
+export function programPorts(env: Target, slot: Slot): string[] {
+  return Object.keys(env.config.programs).map((name) => `${name}:${env.port(name, slot)}`);
 }
 
 /**
@@ -112,8 +111,8 @@ export function programPorts(env: Environment, slot: Slot): string[] {
  * the step fails with supervisor's own message. When a check never passes, the new programs stop again and
  * the step fails with their last log lines. Either way the live slot was never touched.
  */
-export function startSlot(env: Environment, slot: Slot, release: string, releaseId: string): Step {
-  const L = layout(env);
+export function startSlot(env: Target, slot: Slot, release: string, releaseId: string): Step {
+  const L = env.layout;
   const sw = env.config.switch;
   const group = L.supervisorGroup(slot);
   const logFiles = Object.keys(env.config.programs).flatMap((n) => [`${L.logDir}/${n}-${slot}.err.log`, `${L.logDir}/${n}-${slot}.out.log`]);
@@ -188,8 +187,8 @@ echo "slot ${slot} healthy: ${Object.keys(env.config.programs).join(', ')} (each
  * switch. Draining waits until nginx's old workers (the only ones still routing to the old slot) have
  * finished their in-flight requests and exited, for at most `drainSeconds`.
  */
-export function stopSlot(env: Environment, slot: Slot, drainSeconds = 0): Step {
-  const L = layout(env);
+export function stopSlot(env: Target, slot: Slot, drainSeconds = 0): Step {
+  const L = env.layout;
   const drain = drainSeconds
     ? String.raw`deadline=$(( $(date +%s) + ${drainSeconds} ))
 while pgrep -f 'nginx: worker process is shutting down' >/dev/null && [ "$(date +%s)" -lt "$deadline" ]; do sleep 0.2; done
@@ -216,8 +215,8 @@ fi`,
  * returns before the new workers serve), `current` flips by rename(2), the live slot is recorded, and the
  * release's going live is appended to the host's history (the order rollback and pruning follow).
  */
-export function switchTo(env: Environment, slot: Slot, releaseId: string, certificateReady: boolean, operation: 'deploy' | 'rollback' = 'deploy'): Step {
-  const L = layout(env);
+export function switchTo(env: Target, slot: Slot, releaseId: string, certificateReady: boolean, operation: 'deploy' | 'rollback' = 'deploy'): Step {
+  const L = env.layout;
   const target = `${L.releases}/${releaseId}`;
   const host = env.config.domain ? ` -H ${quote(`Host: ${env.config.domain}`)}` : '';
   return {
@@ -257,8 +256,8 @@ const SUBSHELL_PART = '# shellcheck disable=SC2030,SC2031,SC2317 # a part of its
  * or, once the start succeeded, with any other code (the operation stops the slot again); either way before
  * `current` changed.
  */
-export function rollbackStep(env: Environment, slot: Slot, releaseId: string, certificateReady: boolean, after: string, closing: string): Step {
-  const start = startSlot(env, slot, `${layout(env).releases}/${releaseId}`, releaseId);
+export function rollbackStep(env: Target, slot: Slot, releaseId: string, certificateReady: boolean, after: string, closing: string): Step {
+  const start = startSlot(env, slot, `${env.layout.releases}/${releaseId}`, releaseId);
   const sw = switchTo(env, slot, releaseId, certificateReady, 'rollback');
   return {
     name: `start ${slot} + switch`,

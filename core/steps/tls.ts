@@ -1,7 +1,6 @@
 // HTTPS: the ACME webroot, dhparams made on the host (the seed downloaded them), a renewal hook that
 // reloads nginx (the seed's cron renewed but never reloaded), certbot from Debian (not snap), self-signed mode.
-import type { Environment } from '../config/environment.ts';
-import { layout } from '../layout.ts';
+import type { Target } from '../target.ts';
 import { reportKeys, type Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { certificatePaths } from './nginx.ts';
@@ -17,7 +16,7 @@ const CA_DIR = '/usr/local/share/ops-pipeline';
 const CA_BUNDLE = `${CA_DIR}/acme-ca-bundle.pem`;
 
 /** Where the environment's test ACME CA (tls.acme_ca_file) is installed on a host. */
-export function acmeCaPath(env: Environment): string {
+export function acmeCaPath(env: Target): string {
   return `${CA_DIR}/${env.config.app}-acme-ca.pem`;
 }
 
@@ -25,8 +24,8 @@ export function acmeCaPath(env: Environment): string {
  * Everything TLS needs before nginx can reference a certificate. `acmeCa` is the content of tls.acme_ca_file
  * (test ACME servers only). Reports `certificate yes|no` for the site rendering that follows.
  */
-export function prepareTls(env: Environment, acmeCa?: string): Step {
-  const L = layout(env);
+export function prepareTls(env: Target, acmeCa?: string): Step {
+  const L = env.layout;
   const certs = certificatePaths(env)!;
   const lines = [SYSTEM_FUNCTIONS, `ensure_dir ${quote(L.acmeWebroot)} 0755 root:root`];
   // RFC 7919 ffdhe2048, as Mozilla recommends: named group output by OpenSSL itself, nothing downloaded.
@@ -78,8 +77,8 @@ fi`);
  * The self-signed certificate (tls.mode self-signed): made when missing or expiring within 30 days, or
  * always with `force` (ops certs --renew). Sets CHANGED=1 when it made one.
  */
-export function selfSignedCertificate(env: Environment, force = false): string {
-  const L = layout(env);
+export function selfSignedCertificate(env: Target, force = false): string {
+  const L = env.layout;
   const certs = certificatePaths(env)!;
   const domain = env.config.domain ?? env.config.app;
   const when = force ? 'true' : `[ ! -s ${quote(certs.cert)} ] || ! openssl x509 -in ${quote(certs.cert)} -noout -checkend 2592000 >/dev/null`;
@@ -100,11 +99,11 @@ fi`;
 }
 
 /** certbot certonly --webroot, once per domain (a present certificate is left to the renewal timer). */
-export function issueCertificate(env: Environment, withAcmeCa: boolean): Step {
+export function issueCertificate(env: Target, withAcmeCa: boolean): Step {
   const tls = env.config.tls;
   const domain = env.config.domain!;
   const args = [
-    'certbot', 'certonly', '-n', '--agree-tos', '--no-eff-email', '-m', tls.email!, '--webroot', '-w', layout(env).acmeWebroot,
+    'certbot', 'certonly', '-n', '--agree-tos', '--no-eff-email', '-m', tls.email!, '--webroot', '-w', env.layout.acmeWebroot,
     '-d', domain, '--cert-name', domain, '--no-random-sleep-on-renew',
     ...(tls.acme_server ? ['--server', tls.acme_server] : []),
   ];

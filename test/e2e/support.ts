@@ -5,7 +5,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import { loadEnvironment, type Environment } from '../../core/config/environment.ts';
+import { loadEnvironment } from '../../core/config/environment.ts';
+import { resolveTarget, type Target } from '../../core/target.ts';
 import type { OpsContext } from '../../core/context.ts';
 import { provision } from '../../core/ops/provision.ts';
 import { MemoryReporter, type Reporter } from '../../core/report.ts';
@@ -56,7 +57,7 @@ export function testConfig(hosts: Host[], repository: string, databaseUrl: strin
 export interface TestProject {
   root: string;
   name: string;
-  env(): Environment;
+  env(): Target;
   ctx(reporter?: Reporter): OpsContext & { reporter: Reporter };
   write(config: Record<string, unknown>): void;
   cleanup(): void;
@@ -71,7 +72,7 @@ export function makeProject(name: string, config: Record<string, unknown>): Test
   const project: TestProject = {
     root,
     name,
-    env: () => loadEnvironment(name, root),
+    env: () => resolveTarget(loadEnvironment(name, root)),
     ctx: (reporter = new MemoryReporter()) => ({ root, reporter, processEnv: { PATH: process.env.PATH, HOME: process.env.HOME, USER: 'e2e' } }),
     write: (c) => writeFileSync(join(dir, 'environment.yml'), stringify(c)),
     cleanup: () => rmSync(root, { recursive: true, force: true }),

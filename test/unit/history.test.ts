@@ -7,7 +7,8 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFil
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseEnvironment, type Environment } from '../../core/config/environment.ts';
+import { parseEnvironment } from '../../core/config/environment.ts';
+import { resolveTarget, type Target } from '../../core/target.ts';
 import { clockSkewWarning } from '../../core/context.ts';
 import { pruneAfterSwitch, parseState } from '../../core/ops/host-state.ts';
 import { parseReports, reportedAll, type StepResult } from '../../core/remote/types.ts';
@@ -18,9 +19,9 @@ import { LIBRARY_KEYS } from '../../core/steps/libraries.ts';
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
 
-function env(base: string, release: Record<string, unknown> = {}): Environment {
+function env(base: string, release: Record<string, unknown> = {}): Target {
   const config = parseEnvironment({ app: 'shop', hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }], programs: { web: { command: 'run', port: 4000 } }, routes: { '/': 'web' }, release }, 'test');
-  return { name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: [], appUser: 'shop', baseDir: base, url: 'http://x' };
+  return resolveTarget({ name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: [], appUser: 'shop', baseDir: base, url: 'http://x' });
 }
 
 /** A scratch /srv/<app> with releases (id → marker) and `current`. */
@@ -36,7 +37,7 @@ function host(releases: Record<string, '' | 'failed' | 'abandoned'>, current: st
   return base;
 }
 
-function bash(e: Environment, body: string): StepResult {
+function bash(e: Target, body: string): StepResult {
   const stdout = execFileSync('bash', ['-c', `${scriptPrelude}\n${historyFunctions(e)}\n${body}`], { encoding: 'utf8' });
   return { stdout, stderr: '', code: 0, durationMs: 0, reports: parseReports(stdout) };
 }

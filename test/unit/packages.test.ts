@@ -1,7 +1,8 @@
 // Package indexes (`packages`): the app user's pip.conf and .npmrc rendered from settings and secrets, tokens
 // never in a script, bad values refused by name without showing them; Node.js from the npm registry.
 import { describe, expect, it } from 'vitest';
-import { ConfigError, parseEnvironment, type Environment } from '../../core/config/environment.ts';
+import { ConfigError, parseEnvironment } from '../../core/config/environment.ts';
+import { resolveTarget, type Target } from '../../core/target.ts';
 import { packageIndexFiles, packagesNeedSecrets } from '../../core/packages.ts';
 import { npmVersionFor, runtimePaths, UV_VERSION } from '../../core/runtimes.ts';
 import { dependencies } from '../../core/steps/app.ts';
@@ -9,9 +10,9 @@ import { packageIndexes, runtimes } from '../../core/steps/system.ts';
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
 
-function env(extra: Record<string, unknown>): Environment {
+function env(extra: Record<string, unknown>): Target {
   const config = parseEnvironment({ app: 'shop', hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }], programs: { server: { command: 'x', port: 3579 } }, routes: { '/': 'server' }, ...extra }, 'test');
-  return { name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: [], appUser: 'shop', baseDir: '/srv/shop', url: 'http://x' };
+  return resolveTarget({ name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: [], appUser: 'shop', baseDir: '/srv/shop', url: 'http://x' });
 }
 
 const problems = (extra: Record<string, unknown>) => {

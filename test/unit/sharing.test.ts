@@ -7,7 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { loadEnvironment, parseEnvironment, type Environment } from '../../core/config/environment.ts';
+import { loadEnvironment, parseEnvironment } from '../../core/config/environment.ts';
+import { resolveTarget, type Target } from '../../core/target.ts';
 import { hostSharing, refuseCollisions, sharingPlan } from '../../core/config/siblings.ts';
 import type { OpsContext } from '../../core/context.ts';
 import { OpsError } from '../../core/errors.ts';
@@ -190,7 +191,7 @@ describe('rules within one environment', () => {
 });
 
 describe('nginx sites of apps sharing a host', () => {
-  const load = (name: string, c: Record<string, unknown>): Environment => loadEnvironment(name, project({ [name]: c }));
+  const load = (name: string, c: Record<string, unknown>): Target => resolveTarget(loadEnvironment(name, project({ [name]: c })));
   const serverBlocks = (text: string) => text.split(/\n(?=server \{)/).filter((b) => b.startsWith('server {'));
 
   it('each answers for its own domain; only the one marked default carries default_server, on 80 and 443', () => {
@@ -252,7 +253,7 @@ describe('nginx sites of apps sharing a host', () => {
     ];
     for (const envs of sets) {
       const root = project(envs);
-      const loaded = Object.keys(envs).map((n) => loadEnvironment(n, root));
+      const loaded = Object.keys(envs).map((n) => resolveTarget(loadEnvironment(n, root)));
       expect(loaded.flatMap((e) => hostSharing(e).collisions)).toEqual([]);
       const blocks = loaded.flatMap((e) => serverBlocks(site(e, true)));
       for (const port of ['80', '443']) {
@@ -267,7 +268,7 @@ describe('nginx sites of apps sharing a host', () => {
 
 describe('day-2 commands of one app on a shared host', () => {
   const root = project({ staging: { ...STAGING, tls: { mode: 'letsencrypt', email: 'ops@example.org' } }, demo: { ...DEMO, tls: { mode: 'letsencrypt', email: 'ops@example.org' } } });
-  const staging = loadEnvironment('staging', root);
+  const staging = resolveTarget(loadEnvironment('staging', root));
 
   it("status: the app's own site not enabled is a problem, and another app's answer is not this one serving", () => {
     const h = parseHostStatus(staging, { name: 'web1', address: VM.address }, result(report({ site_enabled: 'no', site: '200' })));

@@ -9,7 +9,8 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { parseEnvironment, type Environment } from '../../core/config/environment.ts';
+import { parseEnvironment } from '../../core/config/environment.ts';
+import { resolveTarget, type Target } from '../../core/target.ts';
 import { layout } from '../../core/layout.ts';
 import { packageIndexFiles } from '../../core/packages.ts';
 import type { Step } from '../../core/remote/types.ts';
@@ -35,7 +36,7 @@ const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5Mou
 const RELEASE_ID = '20261125T120000Z-0123456789ab';
 const SHA = '0123456789abcdef0123456789abcdef01234567';
 
-function environment(name: string, extra: Record<string, unknown>): Environment {
+function environment(name: string, extra: Record<string, unknown>): Target {
   const config = parseEnvironment(
     {
       app: 'shop',
@@ -50,7 +51,7 @@ function environment(name: string, extra: Record<string, unknown>): Environment 
     name,
   );
   const base = config.base_dir ?? `/srv/${config.app}`;
-  return { name, dir: '/nonexistent', root: '/nonexistent', config, hosts: [{ name: 'web1', address: '192.0.2.1', port: 22, user: 'deploy', hostKey: KEY }], appUser: config.app_user ?? config.app, baseDir: base, url: 'https://shop.example.org' };
+  return resolveTarget({ name, dir: '/nonexistent', root: '/nonexistent', config, hosts: [{ name: 'web1', address: '192.0.2.1', port: 22, user: 'deploy', hostKey: KEY }], appUser: config.app_user ?? config.app, baseDir: base, url: 'https://shop.example.org' });
 }
 
 const twoPrograms = {
@@ -59,7 +60,7 @@ const twoPrograms = {
   worker: { command: '{release}/venv/bin/python -m server.worker --log "%(h)s"', port: 3700, health: '/ping' },
 };
 
-const ENVIRONMENTS: Record<string, Environment> = {
+const ENVIRONMENTS: Record<string, Target> = {
   plain: environment('plain', {}),
   letsencrypt: environment('le', { domain: 'shop.example.org', tls: { mode: 'letsencrypt', email: 'ops@example.org' } }),
   'self-signed': environment('selfsigned', { domain: 'shop.example.org', tls: { mode: 'self-signed' } }),
@@ -74,7 +75,7 @@ const ENVIRONMENTS: Record<string, Environment> = {
 };
 
 /** Every step function of core/steps (and the transport's upload step), rendered for one environment. */
-function render(env: Environment): Record<string, Step> {
+function render(env: Target): Record<string, Step> {
   const release = `${env.baseDir}/releases/${RELEASE_ID}`;
   // Uploaded files are where the operations put them (under base_dir, which may need quoting).
   const up = (name: string) => `${layout(env).uploads}/${name}`;

@@ -3,7 +3,8 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import { loadEnvironment, type Environment } from '../../core/config/environment.ts';
+import { loadEnvironment } from '../../core/config/environment.ts';
+import { resolveTarget, type Target } from '../../core/target.ts';
 import { parseReports, reportLine, type StepResult } from '../../core/remote/types.ts';
 import { LIBRARY_KEYS } from '../../core/steps/libraries.ts';
 import { LOCK_KEYS } from '../../core/steps/lock.ts';
@@ -12,7 +13,7 @@ import { STATUS_KEYS } from '../../core/steps/status.ts';
 export const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
 
 /** environments/<name>/environment.yml in a new temporary project, loaded. */
-export function testEnv(extra: Record<string, unknown> = {}, hosts = [{ name: 'web1', address: '192.0.2.1', host_key: KEY }], name = 'demo'): Environment {
+export function testEnv(extra: Record<string, unknown> = {}, hosts = [{ name: 'web1', address: '192.0.2.1', host_key: KEY }], name = 'demo'): Target {
   const root = mkdtempSync(join(tmpdir(), 'ops-status-'));
   mkdirSync(join(root, 'environments', name), { recursive: true });
   writeFileSync(join(root, 'package.json'), '{}');
@@ -25,7 +26,7 @@ export function testEnv(extra: Record<string, unknown> = {}, hosts = [{ name: 'w
       ...extra,
     }),
   );
-  return loadEnvironment(name, root);
+  return resolveTarget(loadEnvironment(name, root));
 }
 
 export function result(stdout: string, code = 0): StepResult {

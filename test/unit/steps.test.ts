@@ -5,7 +5,8 @@ import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseEnvironment, type Environment } from '../../core/config/environment.ts';
+import { parseEnvironment } from '../../core/config/environment.ts';
+import { resolveTarget, type Target } from '../../core/target.ts';
 import { environLoader, renderDotenv } from '../../core/dotenv.ts';
 import { OpsError } from '../../core/errors.ts';
 import { acquireLock, releaseLock } from '../../core/steps/lock.ts';
@@ -22,7 +23,7 @@ import { SYSTEM_FUNCTIONS } from '../../core/steps/libraries.ts';
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
 
-function env(extra: Record<string, unknown> = {}): Environment {
+function env(extra: Record<string, unknown> = {}): Target {
   const config = parseEnvironment(
     {
       app: 'shop',
@@ -37,7 +38,7 @@ function env(extra: Record<string, unknown> = {}): Environment {
     },
     'test',
   );
-  return { name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: [{ name: 'web1', address: '192.0.2.1', port: 22, user: 'deploy', hostKey: KEY }], appUser: 'shop', baseDir: '/srv/shop', url: 'https://shop.example.org' };
+  return resolveTarget({ name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: [{ name: 'web1', address: '192.0.2.1', port: 22, user: 'deploy', hostKey: KEY }], appUser: 'shop', baseDir: '/srv/shop', url: 'https://shop.example.org' });
 }
 
 /** Every script must at least parse as bash. */

@@ -8,7 +8,8 @@ import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseEnvironment, type Environment } from '../../core/config/environment.ts';
+import { parseEnvironment } from '../../core/config/environment.ts';
+import { resolveTarget, type Target } from '../../core/target.ts';
 import { OpsError } from '../../core/errors.ts';
 import { slotConfig } from '../../core/steps/switch.ts';
 import { supervisorEnvValue, supervisorValue } from '../../core/supervisor.ts';
@@ -23,9 +24,9 @@ interface Parsed {
   programs?: Record<string, { command: string; argv: string[]; environment: Record<string, string>; environment_posix: Record<string, string>; directory: string; stdout_logfile: string }>;
 }
 
-function env(programs: Record<string, unknown>): Environment {
+function env(programs: Record<string, unknown>): Target {
   const config = parseEnvironment({ app: 'shop', hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }], programs, routes: { '/': Object.keys(programs)[0] } }, 'test');
-  return { name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: [{ name: 'web1', address: '192.0.2.1', port: 22, user: 'deploy', hostKey: KEY }], appUser: 'root', baseDir: '/srv/shop', url: 'http://x' };
+  return resolveTarget({ name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: [{ name: 'web1', address: '192.0.2.1', port: 22, user: 'deploy', hostKey: KEY }], appUser: 'root', baseDir: '/srv/shop', url: 'http://x' });
 }
 
 /** Parse one slot file with supervisor `version`, as supervisord would (main file including conf.d/*.conf). */

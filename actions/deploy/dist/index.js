@@ -49722,9 +49722,6 @@ var SCHEMA_COMMENT = `# yaml-language-server: $schema=../../${JSON_SCHEMA_FILE}`
 import { readFileSync as readFileSync6 } from "node:fs";
 import { randomBytes as randomBytes11 } from "node:crypto";
 
-// core/config/siblings.ts
-import { join as join2 } from "node:path";
-
 // core/layout.ts
 function layout(env) {
   const base = env.baseDir;
@@ -49770,7 +49767,29 @@ function otherSlot(slot) {
   return slot === "blue" ? "green" : "blue";
 }
 
+// core/runtimes.ts
+var UV_VERSION = "0.13.9";
+var UV_DIR = "/opt/ops-uv";
+var PYENV_ROOT = "/opt/pyenv";
+var NVM_DIR = "/opt/nvm";
+var NODE_FROM_NPM_DIR = "/opt/ops-node";
+function minor(version2) {
+  return version2.split(".").slice(0, 2).join(".");
+}
+function runtimePaths(env) {
+  const { python, node } = env.config.runtimes;
+  const py = python.strategy === "pyenv" ? `${PYENV_ROOT}/versions/${python.version}/bin/python3` : `/usr/bin/python${minor(python.version)}`;
+  const nodeBin = node.strategy === "nvm" ? `${NVM_DIR}/versions/node/v${node.version}/bin` : node.strategy === "npm" ? `${NODE_FROM_NPM_DIR}/v${node.version}/bin` : "/usr/bin";
+  return { python: py, node: `${nodeBin}/node`, npm: `${nodeBin}/npm`, uv: `${UV_DIR}/v${UV_VERSION}/bin/uv` };
+}
+
+// core/target.ts
+function resolveTarget(env) {
+  return { ...env, layout: layout(env), runtime: runtimePaths(env), port: (program, slot) => slotPort(env, program, slot) };
+}
+
 // core/config/siblings.ts
+import { join as join2 } from "node:path";
 function isDefaultServer(env) {
   return !env.config.domain || env.config.nginx.default_server;
 }
@@ -51209,7 +51228,7 @@ import { createHash as createHash2 } from "node:crypto";
 var ARTIFACT_KEYS = reportKeys("part", "part_data", "received");
 var PART_NAME = /^(release|venv-[0-9a-f]+|node-[0-9a-f]+)$/;
 function packArtifacts(env, id, sets) {
-  const L = layout(env);
+  const L = env.layout;
   const parts = [["release", L.releases, id], ...sets.map((s) => [s, L.deps, s])];
   for (const [name2] of parts) if (!PART_NAME.test(name2)) throw new OpsError(`not a part of a release: ${name2}`);
   return {
@@ -51242,7 +51261,7 @@ function parseParts(result, builder) {
   });
 }
 function unpackArtifacts(env, id, parts, builder) {
-  const L = layout(env);
+  const L = env.layout;
   const owner = `${env.appUser}:${env.appUser}`;
   for (const p of parts) if (!PART_NAME.test(p.name)) throw new OpsError(`not a part of a release: ${p.name}`);
   const place = (p) => p.name === "release" ? [L.releases, id] : [L.deps, p.name];
@@ -51899,7 +51918,7 @@ var LIBRARY_KEYS = reportKeys("item", "cert", "proc", "listener", "history", "re
 // core/steps/history.ts
 var RELEASE_DIR_PATTERN = "^[0-9]{8}T[0-9]{6}Z-[0-9a-f]+$";
 function historyFunctions(env) {
-  const L = layout(env);
+  const L = env.layout;
   const settings = {
     history_file: L.history,
     releases_dir: L.releases,
@@ -52071,34 +52090,18 @@ function environLoader(file) {
 if [ -f ${quote(file)} ]; then while IFS= read -r -d '' kv; do export -- "$kv"; done < ${quote(file)}; fi`;
 }
 
-// core/runtimes.ts
-var UV_VERSION = "0.13.9";
-var UV_DIR = "/opt/ops-uv";
-var PYENV_ROOT = "/opt/pyenv";
-var NVM_DIR = "/opt/nvm";
-var NODE_FROM_NPM_DIR = "/opt/ops-node";
-function minor(version2) {
-  return version2.split(".").slice(0, 2).join(".");
-}
-function runtimePaths(env) {
-  const { python, node } = env.config.runtimes;
-  const py = python.strategy === "pyenv" ? `${PYENV_ROOT}/versions/${python.version}/bin/python3` : `/usr/bin/python${minor(python.version)}`;
-  const nodeBin = node.strategy === "nvm" ? `${NVM_DIR}/versions/node/v${node.version}/bin` : node.strategy === "npm" ? `${NODE_FROM_NPM_DIR}/v${node.version}/bin` : "/usr/bin";
-  return { python: py, node: `${nodeBin}/node`, npm: `${nodeBin}/npm`, uv: `${UV_DIR}/v${UV_VERSION}/bin/uv` };
-}
-
 // core/steps/app.ts
 var APP_KEYS = reportKeys("deps");
 function appEnvironment(env, release) {
-  const paths = runtimePaths(env);
+  const paths = env.runtime;
   const nodeBin = paths.node.replace(/\/node$/, "");
   return String.raw`export PATH=${quote(`${release}/venv/bin:${nodeBin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`)}
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false
 cd ${quote(release)}`;
 }
 function dependencies(env, release, hashes) {
-  const L = layout(env);
-  const paths = runtimePaths(env);
+  const L = env.layout;
+  const paths = env.runtime;
   const { python_requirements: req2, node_dir: nodeDir, python_installer: installer } = env.config.release;
   const lines = [appEnvironment(env, release)];
   if (req2) {
@@ -52143,7 +52146,7 @@ ln -sfn "$nm/node_modules" ${quote(`${nodeDir}/node_modules`)}`);
 }
 function appCommand(env, release, name2, command2, timeout = 1800) {
   return { name: name2, as: "app", timeout, script: `${appEnvironment(env, release)}
-${environLoader(layout(env).environFile)}
+${environLoader(env.layout.environFile)}
 ${command2}` };
 }
 
@@ -52161,10 +52164,10 @@ function putFile(path, content, mode = "0644", owner = "root:root") {
 // core/steps/nginx.ts
 var HEADER = "# Managed by ops-pipeline: local changes are overwritten.";
 function upstreams(env, slot) {
-  const L = layout(env);
+  const L = env.layout;
   const blocks = Object.keys(env.config.programs).map(
     (p) => `upstream ${L.nginxUpstream(p)} {
-    server 127.0.0.1:${slotPort(env, p, slot)};
+    server 127.0.0.1:${env.port(p, slot)};
     keepalive 16;
 }`
   );
@@ -52201,13 +52204,13 @@ function certificatePaths(env) {
   const domain = env.config.domain ?? env.config.app;
   if (env.config.tls.mode === "letsencrypt") return certbotCertificate(domain);
   if (env.config.tls.mode === "self-signed") {
-    const dir = layout(env).selfSignedDir;
+    const dir = env.layout.selfSignedDir;
     return { cert: `${dir}/${domain}.crt`, key: `${dir}/${domain}.key` };
   }
   return void 0;
 }
 function siteVariables(env) {
-  const L = layout(env);
+  const L = env.layout;
   const app = env.config.app;
   const certs = certificatePaths(env);
   const locations = Object.entries(env.config.routes).sort(([a], [b]) => b.length - a.length).map(([prefix, program]) => {
@@ -52392,7 +52395,7 @@ function supervisorEnvironment(vars, keyOf) {
 
 // core/steps/switch.ts
 function expand2(env, text, release, program, slot) {
-  const paths = runtimePaths(env);
+  const paths = env.runtime;
   return text.replace(/\{([a-z_]+)(?::([a-z][a-z0-9_-]*))?\}/g, (whole, name2, arg) => {
     if (name2 === "release" && !arg) return release;
     if (name2 === "python" && !arg) return paths.python;
@@ -52401,17 +52404,17 @@ function expand2(env, text, release, program, slot) {
     if (name2 === "port") {
       const target = arg ?? program;
       if (!env.config.programs[target]) throw new OpsError(`programs.${program}: ${whole} names no program`, `programs: ${Object.keys(env.config.programs).join(", ")}`);
-      return String(slotPort(env, target, slot));
+      return String(env.port(target, slot));
     }
     throw new OpsError(`programs.${program}: unknown placeholder ${whole}`, "placeholders: {release} {python} {node} {npm} {port} {port:<program>}");
   });
 }
 function programName(env, slot, program) {
-  return layout(env).supervisorProgram(slot, program);
+  return env.layout.supervisorProgram(slot, program);
 }
 function slotConfig(env, slot, release, releaseId2) {
-  const L = layout(env);
-  const paths = runtimePaths(env);
+  const L = env.layout;
+  const paths = env.runtime;
   const nodeBin = paths.node.replace(/\/node$/, "");
   const names = Object.keys(env.config.programs);
   const blocks = names.map((name2) => {
@@ -52450,7 +52453,7 @@ function slotConfig(env, slot, release, releaseId2) {
   });
   return [
     `; Managed by ops-pipeline: slot ${slot} of ${env.config.app}, release ${releaseId2}. Rewritten by deploys.`,
-    `[group:${layout(env).supervisorGroup(slot)}]`,
+    `[group:${env.layout.supervisorGroup(slot)}]`,
     `programs=${supervisorValue("programs", names.map((n) => programName(env, slot, n)).join(","))}`,
     "",
     ...blocks.map((b) => `${b}
@@ -52458,14 +52461,14 @@ function slotConfig(env, slot, release, releaseId2) {
   ].join("\n");
 }
 function probes(env, slot) {
-  return Object.entries(env.config.programs).map(([name2, p]) => `${name2}:${slotPort(env, name2, slot)}:${p.health}`);
+  return Object.entries(env.config.programs).map(([name2, p]) => `${name2}:${env.port(name2, slot)}:${p.health}`);
 }
 var START_FAILED_CLEAN = 3;
 function programPorts(env, slot) {
-  return Object.keys(env.config.programs).map((name2) => `${name2}:${slotPort(env, name2, slot)}`);
+  return Object.keys(env.config.programs).map((name2) => `${name2}:${env.port(name2, slot)}`);
 }
 function startSlot(env, slot, release, releaseId2) {
-  const L = layout(env);
+  const L = env.layout;
   const sw = env.config.switch;
   const group = L.supervisorGroup(slot);
   const logFiles = Object.keys(env.config.programs).flatMap((n) => [`${L.logDir}/${n}-${slot}.err.log`, `${L.logDir}/${n}-${slot}.out.log`]);
@@ -52535,7 +52538,7 @@ echo "slot ${slot} healthy: ${Object.keys(env.config.programs).join(", ")} (each
   };
 }
 function stopSlot(env, slot, drainSeconds = 0) {
-  const L = layout(env);
+  const L = env.layout;
   const drain = drainSeconds ? String.raw`deadline=$(( $(date +%s) + ${drainSeconds} ))
 while pgrep -f 'nginx: worker process is shutting down' >/dev/null && [ "$(date +%s)" -lt "$deadline" ]; do sleep 0.2; done
 ` : "";
@@ -52554,7 +52557,7 @@ fi`
   };
 }
 function switchTo(env, slot, releaseId2, certificateReady, operation = "deploy") {
-  const L = layout(env);
+  const L = env.layout;
   const target = `${L.releases}/${releaseId2}`;
   const host = env.config.domain ? ` -H ${quote(`Host: ${env.config.domain}`)}` : "";
   return {
@@ -52592,7 +52595,7 @@ function releaseId(sha, now = /* @__PURE__ */ new Date()) {
   return `${t}-${sha.slice(0, 12)}`;
 }
 function deployState(env, shas = [], options = {}) {
-  const L = layout(env);
+  const L = env.layout;
   const cert = certificatePaths(env);
   const live = (slot) => `if ! wait_healthy 3 0.2 ${probes(env, slot).map(quote).join(" ")}; then printf '%s' "$UNHEALTHY"
   elif ! check_identity "${"$"}{cur##*/}" "$cur" ${quote(L.supervisorGroup(slot))} ${programPorts(env, slot).map(quote).join(" ")}; then printf '%s' "$IDENTITY"
@@ -52652,12 +52655,12 @@ fi`
   };
 }
 function platformReport(env) {
-  const paths = runtimePaths(env);
+  const paths = env.runtime;
   return String.raw`platform_os=$(. /etc/os-release 2>/dev/null && echo "${"$"}{ID:-?} ${"$"}{VERSION_ID:-?}" || echo "? ?")
 ops_report ${RELEASE_KEYS.platform} "$platform_os $(uname -m) python $(${quote(paths.python)} -V 2>&1 | cut -d' ' -f2 || echo none) node $(${quote(paths.node)} --version 2>/dev/null || echo none)"`;
 }
 function receivePack(env, packs, commits, lfs = []) {
-  const L = layout(env);
+  const L = env.layout;
   const lines = [
     // index-pack leaves its temporary pack behind when it fails (a full disk): removed, not left to fill it.
     `trap 'find ${quote(`${L.mirror}/objects/pack`)} -maxdepth 1 -name "tmp_*" -delete 2>/dev/null || true' EXIT`,
@@ -52677,7 +52680,7 @@ mv -f ${quote(upload)} ${quote(target)}; chmod 0644 ${quote(target)}`;
   return { name: "receive code", as: "root", timeout: 600, quiet: true, script: lines.join("\n") };
 }
 function installDotenv(env, uploaded) {
-  const L = layout(env);
+  const L = env.layout;
   const u = quote(env.appUser);
   const files = [
     [uploaded.environ, L.environFile],
@@ -52702,7 +52705,7 @@ ops_report ${RELEASE_KEYS.dotenv} "$([ "$changed" = yes ] && echo updated || ech
   };
 }
 function createRelease(env, meta) {
-  const L = layout(env);
+  const L = env.layout;
   const dir = `${L.releases}/${meta.id}`;
   const tmp = `${L.releases}/.new-${meta.id}`;
   const owner = `${env.appUser}:${env.appUser}`;
@@ -52734,7 +52737,7 @@ echo "release ${meta.id} (${meta.sha.slice(0, 12)}, ${meta.ref}${meta.submodules
   };
 }
 function markRelease(env, id, mark, why) {
-  const dir = `${layout(env).releases}/${id}`;
+  const dir = `${env.layout.releases}/${id}`;
   return {
     name: `mark ${mark}`,
     as: "root",
@@ -52748,7 +52751,7 @@ fi`
   };
 }
 function pruneReleases(env, remove) {
-  const L = layout(env);
+  const L = env.layout;
   return {
     name: "prune",
     as: "root",
@@ -70372,7 +70375,7 @@ async function planDeploy(ctx, env, { repo, resolved }) {
   const dotenv = renderDotenv(env, secrets);
   const now = runnerNow(ctx);
   const id = releaseId(resolved.sha, now);
-  for (const slot of ["blue", "green"]) slotConfig(env, slot, `${layout(env).releases}/${id}`, id);
+  for (const slot of ["blue", "green"]) slotConfig(env, slot, `${env.layout.releases}/${id}`, id);
   if (env.config.tls.mode === "off" || env.config.nginx.site_template) site(env, true);
   const info2 = runInfo(ctx.processEnv);
   const meta = {
@@ -70453,7 +70456,7 @@ var REPORT_HOLDER = String.raw`ops_report ${LOCK_KEYS.lock} "$lock_state"
 if [ -f "$lock/info" ]; then while IFS= read -r line; do ops_report ${LOCK_KEYS.holder} "$line"; done < "$lock/info"; fi`;
 var LOCK_BUSY_EXIT = 3;
 function acquireLock(env, req2, then = "", finish = "") {
-  const L = layout(env);
+  const L = env.layout;
   return {
     name: "lock",
     as: "root",
@@ -70510,7 +70513,7 @@ fi
   };
 }
 function unlockScript(env, runId, auditWords) {
-  const L = layout(env);
+  const L = env.layout;
   const audit = auditWords.length ? `if ! audit_err=$({ printf '%s\\n' ${auditWords.join(" ")} >> ${quote(L.audit)} && chmod 0644 ${quote(L.audit)}; } 2>&1); then
   ops_report ${LOCK_KEYS.audit_failed} "$(printf '%s' "$audit_err" | tr '\\n' ' ')"
 fi
@@ -70691,14 +70694,14 @@ function beginHost(ctx, env, remote, locked, p, options) {
   return { name: remote.name, h, state, result, newSlot: state.slot ? otherSlot(state.slot) : "blue", audit, fields, created: false, started: false };
 }
 async function sendDotenv(env, hp, p, tag) {
-  const L = layout(env);
+  const L = env.layout;
   const uploads = { dotenv: `${L.uploads}/${tag}.env`, environ: `${L.uploads}/${tag}.environ` };
   await hp.h.upload(p.dotenv.dotenv, uploads.dotenv, 384);
   await hp.h.upload(p.dotenv.environ, uploads.environ, 384);
   await hp.h.run(installDotenv(env, uploads));
 }
 async function buildOn(env, hp, p, primary) {
-  const L = layout(env);
+  const L = env.layout;
   const { h, state, result } = hp;
   const tag = `${p.id}-${randomBytes11(4).toString("hex")}`;
   const packs = [];
@@ -70738,7 +70741,7 @@ function targetSets(env, p) {
   return [...env.config.release.python_requirements ? [`venv-${p.hashes.python}`] : [], ...env.config.release.node_dir ? [`node-${p.hashes.node}`] : []];
 }
 async function receiveBuild(env, hp, p, builder, parts) {
-  const L = layout(env);
+  const L = env.layout;
   const tag = `${p.id}-${randomBytes11(4).toString("hex")}`;
   await sendDotenv(env, hp, p, tag);
   const wanted = parts.filter((x) => x.name === "release" || !hp.state.depsHas.includes(x.name));
@@ -70755,7 +70758,7 @@ async function receiveBuild(env, hp, p, builder, parts) {
   for (const set of targetSets(env, p)) hp.result.notes.push(`dependencies: ${set.split("-")[0] === "venv" ? "python" : "node"} ${hp.state.depsHas.includes(set) ? "reused" : `received from ${builder}`}`);
 }
 async function beforeSwitch(env, hp, p) {
-  const dir = `${layout(env).releases}/${p.id}`;
+  const dir = `${env.layout.releases}/${p.id}`;
   for (const [i, hook] of env.config.release.before_switch.entries()) await hp.h.run(appCommand(env, dir, `before_switch[${i}]`, hook));
 }
 async function failBeforeSwitch(env, hp, p, e) {
@@ -70770,7 +70773,7 @@ ${hp.state.current ? `${hp.name} still serves ${hp.state.current}` : `${hp.name}
 }
 async function switchHost(env, hp, p, locked) {
   const { h, state, result, newSlot } = hp;
-  const dir = `${layout(env).releases}/${p.id}`;
+  const dir = `${env.layout.releases}/${p.id}`;
   try {
     hp.started = true;
     await h.run(startSlot(env, newSlot, dir, p.id));
@@ -70900,7 +70903,8 @@ if [ -n "$live_sha" ] && [ "$live_sha" = ${quote(target.sha)} ] && [ "$live_heal
 ${line}
 fi`;
 }
-async function deploy(ctx, env, options = {}) {
+async function deploy(ctx, environment, options = {}) {
+  const env = resolveTarget(environment);
   const sharing = refuseCollisions(env, ctx.reporter);
   const commit = await deployTarget(ctx, env, options.ref);
   const opening = options.dryRun ? void 0 : Session.open(ctx, env);

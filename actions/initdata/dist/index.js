@@ -49815,6 +49815,27 @@ ${sharing.collisions.map((c) => `  - ${c}`).join("\n")}`, SHARING_HINT);
   return sharing;
 }
 
+// core/runtimes.ts
+var UV_VERSION = "0.13.9";
+var UV_DIR = "/opt/ops-uv";
+var PYENV_ROOT = "/opt/pyenv";
+var NVM_DIR = "/opt/nvm";
+var NODE_FROM_NPM_DIR = "/opt/ops-node";
+function minor(version2) {
+  return version2.split(".").slice(0, 2).join(".");
+}
+function runtimePaths(env) {
+  const { python, node } = env.config.runtimes;
+  const py = python.strategy === "pyenv" ? `${PYENV_ROOT}/versions/${python.version}/bin/python3` : `/usr/bin/python${minor(python.version)}`;
+  const nodeBin = node.strategy === "nvm" ? `${NVM_DIR}/versions/node/v${node.version}/bin` : node.strategy === "npm" ? `${NODE_FROM_NPM_DIR}/v${node.version}/bin` : "/usr/bin";
+  return { python: py, node: `${nodeBin}/node`, npm: `${nodeBin}/npm`, uv: `${UV_DIR}/v${UV_VERSION}/bin/uv` };
+}
+
+// core/target.ts
+function resolveTarget(env) {
+  return { ...env, layout: layout(env), runtime: runtimePaths(env), port: (program, slot) => slotPort(env, program, slot) };
+}
+
 // core/secrets/sops.ts
 import { randomBytes as randomBytes8 } from "node:crypto";
 import { readFile } from "node:fs/promises";
@@ -67001,22 +67022,6 @@ function reportedAll(result, key) {
 }
 var DEFAULT_STEP_TIMEOUT = 600;
 
-// core/runtimes.ts
-var UV_VERSION = "0.13.9";
-var UV_DIR = "/opt/ops-uv";
-var PYENV_ROOT = "/opt/pyenv";
-var NVM_DIR = "/opt/nvm";
-var NODE_FROM_NPM_DIR = "/opt/ops-node";
-function minor(version2) {
-  return version2.split(".").slice(0, 2).join(".");
-}
-function runtimePaths(env) {
-  const { python, node } = env.config.runtimes;
-  const py = python.strategy === "pyenv" ? `${PYENV_ROOT}/versions/${python.version}/bin/python3` : `/usr/bin/python${minor(python.version)}`;
-  const nodeBin = node.strategy === "nvm" ? `${NVM_DIR}/versions/node/v${node.version}/bin` : node.strategy === "npm" ? `${NODE_FROM_NPM_DIR}/v${node.version}/bin` : "/usr/bin";
-  return { python: py, node: `${nodeBin}/node`, npm: `${nodeBin}/npm`, uv: `${UV_DIR}/v${UV_VERSION}/bin/uv` };
-}
-
 // core/steps/sh/connection.sh
 var connection_default = `# shellcheck shell=bash
 # A process's start time, and the SSH server process of the connection a script runs on.
@@ -67235,7 +67240,7 @@ function certificatePaths(env) {
   const domain = env.config.domain ?? env.config.app;
   if (env.config.tls.mode === "letsencrypt") return certbotCertificate(domain);
   if (env.config.tls.mode === "self-signed") {
-    const dir = layout(env).selfSignedDir;
+    const dir = env.layout.selfSignedDir;
     return { cert: `${dir}/${domain}.crt`, key: `${dir}/${domain}.key` };
   }
   return void 0;
@@ -67296,7 +67301,7 @@ ${port80(`
 // core/steps/history.ts
 var RELEASE_DIR_PATTERN = "^[0-9]{8}T[0-9]{6}Z-[0-9a-f]+$";
 function historyFunctions(env) {
-  const L = layout(env);
+  const L = env.layout;
   const settings = {
     history_file: L.history,
     releases_dir: L.releases,
@@ -67316,10 +67321,10 @@ function parseReleaseRecord(line) {
 
 // core/steps/switch.ts
 function probes(env, slot) {
-  return Object.entries(env.config.programs).map(([name2, p]) => `${name2}:${slotPort(env, name2, slot)}:${p.health}`);
+  return Object.entries(env.config.programs).map(([name2, p]) => `${name2}:${env.port(name2, slot)}:${p.health}`);
 }
 function programPorts(env, slot) {
-  return Object.keys(env.config.programs).map((name2) => `${name2}:${slotPort(env, name2, slot)}`);
+  return Object.keys(env.config.programs).map((name2) => `${name2}:${env.port(name2, slot)}`);
 }
 
 // core/steps/facts.ts
@@ -67338,7 +67343,7 @@ function parseDisk(value) {
 // core/steps/release.ts
 var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "certificate", "known", "has", "lfs_has", "deps_has", "live_health", "platform", "dotenv", "pruned", "kept_running", "pruned_deps");
 function deployState(env, shas = [], options = {}) {
-  const L = layout(env);
+  const L = env.layout;
   const cert = certificatePaths(env);
   const live = (slot) => `if ! wait_healthy 3 0.2 ${probes(env, slot).map(quote).join(" ")}; then printf '%s' "$UNHEALTHY"
   elif ! check_identity "${"$"}{cur##*/}" "$cur" ${quote(L.supervisorGroup(slot))} ${programPorts(env, slot).map(quote).join(" ")}; then printf '%s' "$IDENTITY"
@@ -67398,7 +67403,7 @@ fi`
   };
 }
 function platformReport(env) {
-  const paths = runtimePaths(env);
+  const paths = env.runtime;
   return String.raw`platform_os=$(. /etc/os-release 2>/dev/null && echo "${"$"}{ID:-?} ${"$"}{VERSION_ID:-?}" || echo "? ?")
 ops_report ${RELEASE_KEYS.platform} "$platform_os $(uname -m) python $(${quote(paths.python)} -V 2>&1 | cut -d' ' -f2 || echo none) node $(${quote(paths.node)} --version 2>/dev/null || echo none)"`;
 }
@@ -67412,7 +67417,7 @@ if [ -f ${quote(file)} ]; then while IFS= read -r -d '' kv; do export -- "$kv"; 
 // core/steps/app.ts
 var APP_KEYS = reportKeys("deps");
 function appEnvironment(env, release) {
-  const paths = runtimePaths(env);
+  const paths = env.runtime;
   const nodeBin = paths.node.replace(/\/node$/, "");
   return String.raw`export PATH=${quote(`${release}/venv/bin:${nodeBin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`)}
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false
@@ -67420,13 +67425,13 @@ cd ${quote(release)}`;
 }
 function appCommand(env, release, name2, command2, timeout = 1800) {
   return { name: name2, as: "app", timeout, script: `${appEnvironment(env, release)}
-${environLoader(layout(env).environFile)}
+${environLoader(env.layout.environFile)}
 ${command2}` };
 }
 
 // core/steps/initdata.ts
 function runInitdata(env, uploaded) {
-  const L = layout(env);
+  const L = env.layout;
   const u = quote(env.appUser);
   const file = '"$OPS_INITDATA_FILE"';
   const command2 = env.config.initdata.command.replace(/\{file\}/g, file);
@@ -68905,7 +68910,7 @@ var REPORT_HOLDER = String.raw`ops_report ${LOCK_KEYS.lock} "$lock_state"
 if [ -f "$lock/info" ]; then while IFS= read -r line; do ops_report ${LOCK_KEYS.holder} "$line"; done < "$lock/info"; fi`;
 var LOCK_BUSY_EXIT = 3;
 function acquireLock(env, req2, then = "", finish = "") {
-  const L = layout(env);
+  const L = env.layout;
   return {
     name: "lock",
     as: "root",
@@ -68962,7 +68967,7 @@ fi
   };
 }
 function unlockScript(env, runId, auditWords) {
-  const L = layout(env);
+  const L = env.layout;
   const audit = auditWords.length ? `if ! audit_err=$({ printf '%s\\n' ${auditWords.join(" ")} >> ${quote(L.audit)} && chmod 0644 ${quote(L.audit)}; } 2>&1); then
   ops_report ${LOCK_KEYS.audit_failed} "$(printf '%s' "$audit_err" | tr '\\n' ' ')"
 fi
@@ -69131,10 +69136,11 @@ async function readInitdata(ctx, env, file) {
   }
   return { path, text, encrypted };
 }
-async function initdata(ctx, env, options = {}) {
+async function initdata(ctx, environment, options = {}) {
+  const env = resolveTarget(environment);
   refuseCollisions(env, ctx.reporter);
   const data = await readInitdata(ctx, env, options.file);
-  const L = layout(env);
+  const L = env.layout;
   const hosts = await withSession(
     ctx,
     env,

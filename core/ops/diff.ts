@@ -11,18 +11,18 @@ import { sourceRepository } from '../source.ts';
 
 export interface DiffResult {
   environment: string;
-  target: ResolvedRef;
+  commit: ResolvedRef;
   changes: HostsChange[];
 }
 
 /** The change per group of hosts serving the same commit. Errors: a bad ref (before any connection). */
 export async function diff(ctx: OpsContext, env: Environment, ref?: string): Promise<DiffResult> {
   const repo = await sourceRepository(ctx.root, env.config.repository);
-  const target = await resolveRef(repo, validate('gitRef', ref || env.config.ref));
-  return { environment: env.name, target, changes: await describeChanges(repo, env, await readLive(ctx, resolveTarget(env)), target.sha) };
+  const commit = await resolveRef(repo, validate('gitRef', ref || env.config.ref));
+  return { environment: env.name, commit, changes: await describeChanges(repo, env, await readLive(ctx, resolveTarget(env)), commit.sha) };
 }
 
-/** The change as text: the target, then per group of hosts what deploying it changes (formatChanges). */
+/** The change as text: the commit, then per group of hosts what deploying it changes (formatChanges). */
 export function formatDiff(r: DiffResult): string {
-  return [`${r.environment}: ${r.target.ref} (${r.target.matched}) = ${r.target.sha}`, ...formatChanges(r.changes, r.target.sha)].join('\n');
+  return [`${r.environment}: ${r.commit.ref} (${r.commit.matched}) = ${r.commit.sha}`, ...formatChanges(r.changes, r.commit.sha)].join('\n');
 }

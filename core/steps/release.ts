@@ -61,10 +61,10 @@ export function releaseId(sha: string, now = new Date()): string {
  * in the history (written once, derived, on a host that has none), what each slot runs, which of `shas`
  * the mirror has, and what the host is (`platform`: OS release, architecture, runtime versions, for sharing
  * built releases between hosts). The live check runs only when its verdict matters: with `liveHealth`
- * (default), for a deploy of `target` only when the live release is that commit (a no-op); it runs in the
+ * (default), for a deploy of `commit` only when the live release is that commit (a no-op); it runs in the
  * background beside the rest of the step (its probes wait on the app).
  */
-export function deployState(env: Target, shas: string[] = [], options: { liveHealth?: boolean; lfs?: string[]; target?: string; platform?: boolean } = {}): Step {
+export function deployState(env: Target, shas: string[] = [], options: { liveHealth?: boolean; lfs?: string[]; commit?: string; platform?: boolean } = {}): Step {
   const L = env.layout;
   const cert = certificatePaths(env);
   const live = (slot: Slot) =>
@@ -94,7 +94,7 @@ slot=$(cat ${quote(L.slotFile)} 2>/dev/null || true)
 # shellcheck disable=SC2034 # live_sha is read by what runs after this script in the lock step (a no-op deploy's finish)
 { live_sha=""; if [ -n "$cur" ] && [ -f "$cur/REVISION" ]; then read -r live_sha < "$cur/REVISION" || true; fi; }
 live_pid=""
-${wantLive ? (options.target ? `if [ "$live_sha" = ${quote(options.target)} ]; then
+${wantLive ? (options.commit ? `if [ "$live_sha" = ${quote(options.commit)} ]; then
 ${liveCheck}
 fi` : liveCheck) : ': no live health check'}
 ops_report ${RELEASE_KEYS.now} "$(date +%s)"

@@ -49718,10 +49718,6 @@ function envPath(env, p) {
 var JSON_SCHEMA_FILE = "schema/environment.schema.json";
 var SCHEMA_COMMENT = `# yaml-language-server: $schema=../../${JSON_SCHEMA_FILE}`;
 
-// core/ops/deploy.ts
-import { readFileSync as readFileSync6 } from "node:fs";
-import { randomBytes as randomBytes11 } from "node:crypto";
-
 // core/layout.ts
 function layout(env) {
   const base = env.baseDir;
@@ -51637,25 +51633,6 @@ function formatChanges(groups, target) {
   return out;
 }
 
-// core/steps/facts.ts
-var FACTS_KEYS = reportKeys("disk", "hostname", "os", "uptime", "login", "sudo", "max_sessions", "footprint");
-function diskReport(dir) {
-  return String.raw`d=${quote(dir)}
-while [ ! -d "$d" ]; do d=$(dirname "$d"); done
-ops_report ${FACTS_KEYS.disk} "$(df -Pk "$d" | awk 'NR == 2 { print $4 }') $(df -Pi "$d" | awk 'NR == 2 { print $2, $4 }') $d"`;
-}
-function parseDisk(value) {
-  const [freeKb, totalInodes, freeInodes, ...where] = (value ?? "").split(" ");
-  if (!freeKb || !Number.isFinite(Number(freeKb))) return void 0;
-  return { path: where.join(" "), freeMb: Math.floor(Number(freeKb) / 1024), ...Number(totalInodes) > 0 && { freeInodes: Number(freeInodes) } };
-}
-function describeDisk(d) {
-  return `${d.freeMb} MB${d.freeInodes !== void 0 ? ` and ${d.freeInodes} inodes` : ""} free under ${d.path}`;
-}
-function diskSpace(env) {
-  return { name: "disk space", as: "login", timeout: 30, quiet: true, script: diskReport(env.baseDir) };
-}
-
 // core/steps/sh/connection.sh
 var connection_default = `# shellcheck shell=bash
 # A process's start time, and the SSH server process of the connection a script runs on.
@@ -51956,198 +51933,6 @@ function retention(releases, r) {
     out.set(rel.id, reason);
   }
   return out;
-}
-
-// core/dotenv.ts
-function lookup(tree, path) {
-  let node = tree;
-  for (const key of path.split(".")) {
-    if (node === null || typeof node !== "object" || !(key in node)) return void 0;
-    node = node[key];
-  }
-  return node;
-}
-function asString(value) {
-  if (typeof value === "string") return value;
-  if (typeof value === "number" || typeof value === "bigint" || typeof value === "boolean") return String(value);
-  return JSON.stringify(value);
-}
-var FORMS = [
-  { name: "single-quoted", quote: "'" },
-  { name: "double-quoted with \\n for line breaks", quote: '"', newlines: true },
-  { name: "double-quoted", quote: '"' },
-  { name: "double-quoted with backslash escapes", quote: '"', backslashes: true, newlines: true },
-  { name: "single-quoted with backslash escapes", quote: "'", backslashes: true },
-  { name: "backtick-quoted", quote: "`" },
-  { name: "unquoted", quote: "" },
-  { name: "single-quoted with \\$", quote: "'", dollars: true },
-  { name: "double-quoted with \\n and \\$", quote: '"', newlines: true, dollars: true },
-  { name: "double-quoted with \\$", quote: '"', dollars: true },
-  { name: "backtick-quoted with \\$", quote: "`", dollars: true },
-  { name: "unquoted with \\$", quote: "", dollars: true }
-];
-function write(value, form) {
-  let s = value;
-  if (form.backslashes) {
-    s = s.replace(/\\/g, "\\\\");
-    if (form.quote) s = s.split(form.quote).join(`\\${form.quote}`);
-  }
-  if (form.dollars) s = s.replace(/\$/g, "\\$");
-  if (form.newlines) s = s.replace(/\n/g, "\\n").replace(/\r/g, "\\r");
-  return `${form.quote}${s}${form.quote}`;
-}
-var LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-function formsFor(value, readers) {
-  return FORMS.filter((f) => readers.every((r) => readsAs(r, write(value, f), value)));
-}
-function aloneReason(reader, value) {
-  const quotes = "holds ', \" and ` together with a line break, a #, or spaces at its ends";
-  switch (reader) {
-    case "python-dotenv":
-      if (PYTHON_INTERPOLATION.test(value)) return 'python-dotenv replaces "${...}" with the value of another variable (interpolation), in every quoting, and has no escape for it';
-      return "it ends with a backslash and needs quotes: python-dotenv 0.21 reads a quoted value ending in a backslash past its closing quote";
-    case "node-dotenv":
-    case "dotenv-expand":
-      if (value.endsWith("\\")) return `it ends with a backslash and needs quotes: ${reader} reads a quoted value ending in a backslash past its closing quote`;
-      if (value.includes("\r") && value.includes('"')) return `${reader} keeps a carriage return only as \\r inside double quotes, and the value holds a double quote`;
-      return `${reader} decodes no escapes (only \\n and \\r in double quotes), and the value ${quotes}`;
-    case "node-env-file":
-    case "vite":
-      if (value.endsWith("\\")) return `it ends with a backslash and needs quotes, which ${reader} may read past its closing quote`;
-      if (value.includes("\r")) return `${reader === "vite" ? "vite 8 (Node's parser)" : "Node's parser"} does not keep carriage returns`;
-      return `${reader === "vite" ? "vite" : "Node's parser"} decodes no escapes but \\n in double quotes, and the value ${quotes}, or a backslash next to a line break`;
-    case "shell":
-      return 'bash reads $, `, " and \\ specially unless in single quotes, and the value holds a single quote together with one of them';
-  }
-}
-function encodeValue(value, readers) {
-  if (value.includes("\0")) return { refused: { readers: [...readers], reason: "it holds a NUL character, which no process environment can carry" } };
-  if (LONE_SURROGATE.test(value)) return { refused: { readers: [...readers], reason: "it is not valid Unicode (a lone surrogate), so it cannot be written as UTF-8" } };
-  const [form] = formsFor(value, readers);
-  if (form) return { text: write(value, form), form: form.name };
-  const alone = readers.filter((r) => formsFor(value, [r]).length === 0);
-  if (alone.length) return { refused: { readers: alone, reason: alone.map((r) => aloneReason(r, value)).join("; ") } };
-  for (const [i, a] of readers.entries())
-    for (const b of readers.slice(i + 1))
-      if (formsFor(value, [a, b]).length === 0) {
-        const list2 = (r) => formsFor(value, [r]).map((f) => f.name).join(", ");
-        return { refused: { readers: [a, b], reason: `no quoting is read the same by ${a} and ${b}: ${a} reads it back only ${list2(a)}; ${b} only ${list2(b)}` } };
-      }
-  return { refused: { readers: [...readers], reason: "no quoting is read back exactly by all the declared readers together" } };
-}
-function dotenvReaders(env) {
-  return env.config.dotenv.readers.map((r) => typeof r === "string" ? { reader: r, only: "" } : { reader: r.reader, only: r.only });
-}
-function readersOf(env, key) {
-  return dotenvReaders(env).filter((r) => key.startsWith(r.only)).map((r) => r.reader);
-}
-function renderDotenv(env, secrets) {
-  const declared = dotenvReaders(env).map((r) => r.only ? `${r.reader} (${r.only}*)` : r.reader);
-  const missing = [];
-  const refused = [];
-  const culprits = /* @__PURE__ */ new Set();
-  const lines = [`# Rendered by ops-pipeline for ${env.name} (readers: ${declared.join(", ")}): do not edit on the host, change environments/${env.name}/ instead.`];
-  const records = [];
-  const forms = {};
-  for (const [key, spec] of Object.entries(env.config.env)) {
-    let value;
-    if (typeof spec === "string") value = spec;
-    else {
-      const found = lookup(secrets, spec.secret);
-      if (found === void 0 || found === null) {
-        missing.push(`${key} needs the secret "${spec.secret}"`);
-        continue;
-      }
-      value = asString(found);
-    }
-    const readers = readersOf(env, key);
-    const encoded = encodeValue(value, readers);
-    if ("refused" in encoded) {
-      encoded.refused.readers.forEach((r) => culprits.add(r));
-      refused.push(`${key} (${typeof spec === "string" ? "a plain value in environment.yml" : `secret "${spec.secret}"`}; read by ${readers.join(", ")}): ${encoded.refused.reason}`);
-      continue;
-    }
-    lines.push(`${key}=${encoded.text}`);
-    records.push(`${key}=${value}\0`);
-    forms[key] = encoded.form;
-  }
-  if (missing.length)
-    throw new OpsError(
-      `environments/${env.name}/secrets.sops.yaml lacks ${missing.length} secret${missing.length > 1 ? "s" : ""} the .env needs:
-${missing.map((m) => `  - ${m}`).join("\n")}`,
-      `add them: printf '%s' VALUE | ops secrets set ${env.name} <key>`
-    );
-  if (refused.length)
-    throw new OpsError(
-      `${refused.length} .env value${refused.length > 1 ? "s" : ""} of ${env.name} cannot be written so that ${refused.length > 1 ? "their readers read them" : "its readers read it"} back exactly (nothing was sent to any host):
-${refused.map((m) => `  - ${m}`).join("\n")}`,
-      `change the value (printf '%s' NEW | ops secrets set ${env.name} <key>), or, if your app does not read .env with it, drop ${[...culprits].join(" / ")} from dotenv.readers in environments/${env.name}/environment.yml (README: "The .env: which values each reader can carry")`
-    );
-  return { dotenv: lines.join("\n") + "\n", environ: records.join(""), forms };
-}
-function environLoader(file) {
-  return `# shellcheck disable=SC2163 # each record is NAME=VALUE, exported as it is
-if [ -f ${quote(file)} ]; then while IFS= read -r -d '' kv; do export -- "$kv"; done < ${quote(file)}; fi`;
-}
-
-// core/steps/app.ts
-var APP_KEYS = reportKeys("deps");
-function appEnvironment(env, release) {
-  const paths = env.runtime;
-  const nodeBin = paths.node.replace(/\/node$/, "");
-  return String.raw`export PATH=${quote(`${release}/venv/bin:${nodeBin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`)}
-export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false
-cd ${quote(release)}`;
-}
-function dependencies(env, release, hashes) {
-  const L = env.layout;
-  const paths = env.runtime;
-  const { python_requirements: req2, node_dir: nodeDir, python_installer: installer } = env.config.release;
-  const lines = [appEnvironment(env, release)];
-  if (req2) {
-    const venv = `${L.deps}/venv-${hashes.python}`;
-    const install = installer === "pip" ? String.raw`  ${quote(paths.python)} -m venv "$venv"
-  if [ -f ${quote(req2)} ]; then "$venv/bin/pip" install -q -r ${quote(req2)}; fi` : String.raw`  export UV_NO_PROGRESS=1 UV_PYTHON_DOWNLOADS=never UV_CACHE_DIR="$HOME/.cache/uv"
-  mkdir -p "$UV_CACHE_DIR"
-  # Hard links from the cache need one filesystem; across two, uv copies (said once here, not warned per file).
-  if [ "$(stat -c %d "$UV_CACHE_DIR")" != "$(stat -c %d ${quote(L.deps)})" ]; then export UV_LINK_MODE=copy; fi
-  ${quote(paths.uv)} venv -q --seed --python ${quote(paths.python)} "$venv"
-  if [ -f ${quote(req2)} ]; then
-    hashes=(); if grep -q -- '--hash=' ${quote(req2)}; then hashes=(--require-hashes); fi
-    ${quote(paths.uv)} pip install -q --python "$venv/bin/python" "${"$"}{hashes[@]}" -r ${quote(req2)}
-  fi`;
-    lines.push(String.raw`venv=${quote(venv)}
-if [ -f "$venv/.complete" ]; then
-  ops_report ${APP_KEYS.deps} "python reused"
-else
-  rm -rf "$venv"
-${install}
-  touch "$venv/.complete"
-  ops_report ${APP_KEYS.deps} "python installed (${installer})"
-fi
-ln -sfn "$venv" venv`);
-  }
-  if (nodeDir) {
-    const modules = `${L.deps}/node-${hashes.node}`;
-    lines.push(String.raw`nm=${quote(modules)}
-if [ -f "$nm/.complete" ]; then
-  ops_report ${APP_KEYS.deps} "node reused"
-else
-  rm -rf "$nm" ${quote(`${nodeDir}/node_modules`)}
-  (cd ${quote(nodeDir)} && ${quote(paths.npm)} ci --prefer-offline --no-audit --no-fund --loglevel=error)
-  mkdir -p "$nm"
-  if [ -d ${quote(`${nodeDir}/node_modules`)} ]; then mv ${quote(`${nodeDir}/node_modules`)} "$nm/node_modules"; else mkdir "$nm/node_modules"; fi
-  touch "$nm/.complete"
-  ops_report ${APP_KEYS.deps} "node installed"
-fi
-ln -sfn "$nm/node_modules" ${quote(`${nodeDir}/node_modules`)}`);
-  }
-  return { name: "dependencies", as: "app", timeout: 1800, script: lines.join("\n") };
-}
-function appCommand(env, release, name2, command2, timeout = 1800) {
-  return { name: name2, as: "app", timeout, script: `${appEnvironment(env, release)}
-${environLoader(env.layout.environFile)}
-${command2}` };
 }
 
 // core/steps/nginx.ts
@@ -52588,6 +52373,25 @@ echo "live: ${releaseId2} on slot ${slot}"`
   };
 }
 
+// core/steps/facts.ts
+var FACTS_KEYS = reportKeys("disk", "hostname", "os", "uptime", "login", "sudo", "max_sessions", "footprint");
+function diskReport(dir) {
+  return String.raw`d=${quote(dir)}
+while [ ! -d "$d" ]; do d=$(dirname "$d"); done
+ops_report ${FACTS_KEYS.disk} "$(df -Pk "$d" | awk 'NR == 2 { print $4 }') $(df -Pi "$d" | awk 'NR == 2 { print $2, $4 }') $d"`;
+}
+function parseDisk(value) {
+  const [freeKb, totalInodes, freeInodes, ...where] = (value ?? "").split(" ");
+  if (!freeKb || !Number.isFinite(Number(freeKb))) return void 0;
+  return { path: where.join(" "), freeMb: Math.floor(Number(freeKb) / 1024), ...Number(totalInodes) > 0 && { freeInodes: Number(freeInodes) } };
+}
+function describeDisk(d) {
+  return `${d.freeMb} MB${d.freeInodes !== void 0 ? ` and ${d.freeInodes} inodes` : ""} free under ${d.path}`;
+}
+function diskSpace(env) {
+  return { name: "disk space", as: "login", timeout: 30, quiet: true, script: diskReport(env.baseDir) };
+}
+
 // core/steps/release.ts
 var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "certificate", "known", "has", "lfs_has", "deps_has", "live_health", "platform", "dotenv", "pruned", "kept_running", "pruned_deps");
 function releaseId(sha, now = /* @__PURE__ */ new Date()) {
@@ -52623,7 +52427,7 @@ slot=$(cat ${quote(L.slotFile)} 2>/dev/null || true)
 # shellcheck disable=SC2034 # live_sha is read by what runs after this script in the lock step (a no-op deploy's finish)
 { live_sha=""; if [ -n "$cur" ] && [ -f "$cur/REVISION" ]; then read -r live_sha < "$cur/REVISION" || true; fi; }
 live_pid=""
-${wantLive ? options.target ? `if [ "$live_sha" = ${quote(options.target)} ]; then
+${wantLive ? options.commit ? `if [ "$live_sha" = ${quote(options.commit)} ]; then
 ${liveCheck}
 fi` : liveCheck : ": no live health check"}
 ops_report ${RELEASE_KEYS.now} "$(date +%s)"
@@ -52981,6 +52785,202 @@ async function readLive(ctx, env) {
   } catch (e) {
     return env.hosts.map((h) => ({ host: h.name, sha: "", release: "", error: e.message.split("\n")[0] }));
   }
+}
+
+// core/ops/deploy-host.ts
+import { readFileSync as readFileSync6 } from "node:fs";
+import { randomBytes as randomBytes11 } from "node:crypto";
+
+// core/dotenv.ts
+function lookup(tree, path) {
+  let node = tree;
+  for (const key of path.split(".")) {
+    if (node === null || typeof node !== "object" || !(key in node)) return void 0;
+    node = node[key];
+  }
+  return node;
+}
+function asString(value) {
+  if (typeof value === "string") return value;
+  if (typeof value === "number" || typeof value === "bigint" || typeof value === "boolean") return String(value);
+  return JSON.stringify(value);
+}
+var FORMS = [
+  { name: "single-quoted", quote: "'" },
+  { name: "double-quoted with \\n for line breaks", quote: '"', newlines: true },
+  { name: "double-quoted", quote: '"' },
+  { name: "double-quoted with backslash escapes", quote: '"', backslashes: true, newlines: true },
+  { name: "single-quoted with backslash escapes", quote: "'", backslashes: true },
+  { name: "backtick-quoted", quote: "`" },
+  { name: "unquoted", quote: "" },
+  { name: "single-quoted with \\$", quote: "'", dollars: true },
+  { name: "double-quoted with \\n and \\$", quote: '"', newlines: true, dollars: true },
+  { name: "double-quoted with \\$", quote: '"', dollars: true },
+  { name: "backtick-quoted with \\$", quote: "`", dollars: true },
+  { name: "unquoted with \\$", quote: "", dollars: true }
+];
+function write(value, form) {
+  let s = value;
+  if (form.backslashes) {
+    s = s.replace(/\\/g, "\\\\");
+    if (form.quote) s = s.split(form.quote).join(`\\${form.quote}`);
+  }
+  if (form.dollars) s = s.replace(/\$/g, "\\$");
+  if (form.newlines) s = s.replace(/\n/g, "\\n").replace(/\r/g, "\\r");
+  return `${form.quote}${s}${form.quote}`;
+}
+var LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+function formsFor(value, readers) {
+  return FORMS.filter((f) => readers.every((r) => readsAs(r, write(value, f), value)));
+}
+function aloneReason(reader, value) {
+  const quotes = "holds ', \" and ` together with a line break, a #, or spaces at its ends";
+  switch (reader) {
+    case "python-dotenv":
+      if (PYTHON_INTERPOLATION.test(value)) return 'python-dotenv replaces "${...}" with the value of another variable (interpolation), in every quoting, and has no escape for it';
+      return "it ends with a backslash and needs quotes: python-dotenv 0.21 reads a quoted value ending in a backslash past its closing quote";
+    case "node-dotenv":
+    case "dotenv-expand":
+      if (value.endsWith("\\")) return `it ends with a backslash and needs quotes: ${reader} reads a quoted value ending in a backslash past its closing quote`;
+      if (value.includes("\r") && value.includes('"')) return `${reader} keeps a carriage return only as \\r inside double quotes, and the value holds a double quote`;
+      return `${reader} decodes no escapes (only \\n and \\r in double quotes), and the value ${quotes}`;
+    case "node-env-file":
+    case "vite":
+      if (value.endsWith("\\")) return `it ends with a backslash and needs quotes, which ${reader} may read past its closing quote`;
+      if (value.includes("\r")) return `${reader === "vite" ? "vite 8 (Node's parser)" : "Node's parser"} does not keep carriage returns`;
+      return `${reader === "vite" ? "vite" : "Node's parser"} decodes no escapes but \\n in double quotes, and the value ${quotes}, or a backslash next to a line break`;
+    case "shell":
+      return 'bash reads $, `, " and \\ specially unless in single quotes, and the value holds a single quote together with one of them';
+  }
+}
+function encodeValue(value, readers) {
+  if (value.includes("\0")) return { refused: { readers: [...readers], reason: "it holds a NUL character, which no process environment can carry" } };
+  if (LONE_SURROGATE.test(value)) return { refused: { readers: [...readers], reason: "it is not valid Unicode (a lone surrogate), so it cannot be written as UTF-8" } };
+  const [form] = formsFor(value, readers);
+  if (form) return { text: write(value, form), form: form.name };
+  const alone = readers.filter((r) => formsFor(value, [r]).length === 0);
+  if (alone.length) return { refused: { readers: alone, reason: alone.map((r) => aloneReason(r, value)).join("; ") } };
+  for (const [i, a] of readers.entries())
+    for (const b of readers.slice(i + 1))
+      if (formsFor(value, [a, b]).length === 0) {
+        const list2 = (r) => formsFor(value, [r]).map((f) => f.name).join(", ");
+        return { refused: { readers: [a, b], reason: `no quoting is read the same by ${a} and ${b}: ${a} reads it back only ${list2(a)}; ${b} only ${list2(b)}` } };
+      }
+  return { refused: { readers: [...readers], reason: "no quoting is read back exactly by all the declared readers together" } };
+}
+function dotenvReaders(env) {
+  return env.config.dotenv.readers.map((r) => typeof r === "string" ? { reader: r, only: "" } : { reader: r.reader, only: r.only });
+}
+function readersOf(env, key) {
+  return dotenvReaders(env).filter((r) => key.startsWith(r.only)).map((r) => r.reader);
+}
+function renderDotenv(env, secrets) {
+  const declared = dotenvReaders(env).map((r) => r.only ? `${r.reader} (${r.only}*)` : r.reader);
+  const missing = [];
+  const refused = [];
+  const culprits = /* @__PURE__ */ new Set();
+  const lines = [`# Rendered by ops-pipeline for ${env.name} (readers: ${declared.join(", ")}): do not edit on the host, change environments/${env.name}/ instead.`];
+  const records = [];
+  const forms = {};
+  for (const [key, spec] of Object.entries(env.config.env)) {
+    let value;
+    if (typeof spec === "string") value = spec;
+    else {
+      const found = lookup(secrets, spec.secret);
+      if (found === void 0 || found === null) {
+        missing.push(`${key} needs the secret "${spec.secret}"`);
+        continue;
+      }
+      value = asString(found);
+    }
+    const readers = readersOf(env, key);
+    const encoded = encodeValue(value, readers);
+    if ("refused" in encoded) {
+      encoded.refused.readers.forEach((r) => culprits.add(r));
+      refused.push(`${key} (${typeof spec === "string" ? "a plain value in environment.yml" : `secret "${spec.secret}"`}; read by ${readers.join(", ")}): ${encoded.refused.reason}`);
+      continue;
+    }
+    lines.push(`${key}=${encoded.text}`);
+    records.push(`${key}=${value}\0`);
+    forms[key] = encoded.form;
+  }
+  if (missing.length)
+    throw new OpsError(
+      `environments/${env.name}/secrets.sops.yaml lacks ${missing.length} secret${missing.length > 1 ? "s" : ""} the .env needs:
+${missing.map((m) => `  - ${m}`).join("\n")}`,
+      `add them: printf '%s' VALUE | ops secrets set ${env.name} <key>`
+    );
+  if (refused.length)
+    throw new OpsError(
+      `${refused.length} .env value${refused.length > 1 ? "s" : ""} of ${env.name} cannot be written so that ${refused.length > 1 ? "their readers read them" : "its readers read it"} back exactly (nothing was sent to any host):
+${refused.map((m) => `  - ${m}`).join("\n")}`,
+      `change the value (printf '%s' NEW | ops secrets set ${env.name} <key>), or, if your app does not read .env with it, drop ${[...culprits].join(" / ")} from dotenv.readers in environments/${env.name}/environment.yml (README: "The .env: which values each reader can carry")`
+    );
+  return { dotenv: lines.join("\n") + "\n", environ: records.join(""), forms };
+}
+function environLoader(file) {
+  return `# shellcheck disable=SC2163 # each record is NAME=VALUE, exported as it is
+if [ -f ${quote(file)} ]; then while IFS= read -r -d '' kv; do export -- "$kv"; done < ${quote(file)}; fi`;
+}
+
+// core/steps/app.ts
+var APP_KEYS = reportKeys("deps");
+function appEnvironment(env, release) {
+  const paths = env.runtime;
+  const nodeBin = paths.node.replace(/\/node$/, "");
+  return String.raw`export PATH=${quote(`${release}/venv/bin:${nodeBin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`)}
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false
+cd ${quote(release)}`;
+}
+function dependencies(env, release, hashes) {
+  const L = env.layout;
+  const paths = env.runtime;
+  const { python_requirements: req2, node_dir: nodeDir, python_installer: installer } = env.config.release;
+  const lines = [appEnvironment(env, release)];
+  if (req2) {
+    const venv = `${L.deps}/venv-${hashes.python}`;
+    const install = installer === "pip" ? String.raw`  ${quote(paths.python)} -m venv "$venv"
+  if [ -f ${quote(req2)} ]; then "$venv/bin/pip" install -q -r ${quote(req2)}; fi` : String.raw`  export UV_NO_PROGRESS=1 UV_PYTHON_DOWNLOADS=never UV_CACHE_DIR="$HOME/.cache/uv"
+  mkdir -p "$UV_CACHE_DIR"
+  # Hard links from the cache need one filesystem; across two, uv copies (said once here, not warned per file).
+  if [ "$(stat -c %d "$UV_CACHE_DIR")" != "$(stat -c %d ${quote(L.deps)})" ]; then export UV_LINK_MODE=copy; fi
+  ${quote(paths.uv)} venv -q --seed --python ${quote(paths.python)} "$venv"
+  if [ -f ${quote(req2)} ]; then
+    hashes=(); if grep -q -- '--hash=' ${quote(req2)}; then hashes=(--require-hashes); fi
+    ${quote(paths.uv)} pip install -q --python "$venv/bin/python" "${"$"}{hashes[@]}" -r ${quote(req2)}
+  fi`;
+    lines.push(String.raw`venv=${quote(venv)}
+if [ -f "$venv/.complete" ]; then
+  ops_report ${APP_KEYS.deps} "python reused"
+else
+  rm -rf "$venv"
+${install}
+  touch "$venv/.complete"
+  ops_report ${APP_KEYS.deps} "python installed (${installer})"
+fi
+ln -sfn "$venv" venv`);
+  }
+  if (nodeDir) {
+    const modules = `${L.deps}/node-${hashes.node}`;
+    lines.push(String.raw`nm=${quote(modules)}
+if [ -f "$nm/.complete" ]; then
+  ops_report ${APP_KEYS.deps} "node reused"
+else
+  rm -rf "$nm" ${quote(`${nodeDir}/node_modules`)}
+  (cd ${quote(nodeDir)} && ${quote(paths.npm)} ci --prefer-offline --no-audit --no-fund --loglevel=error)
+  mkdir -p "$nm"
+  if [ -d ${quote(`${nodeDir}/node_modules`)} ]; then mv ${quote(`${nodeDir}/node_modules`)} "$nm/node_modules"; else mkdir "$nm/node_modules"; fi
+  touch "$nm/.complete"
+  ops_report ${APP_KEYS.deps} "node installed"
+fi
+ln -sfn "$nm/node_modules" ${quote(`${nodeDir}/node_modules`)}`);
+  }
+  return { name: "dependencies", as: "app", timeout: 1800, script: lines.join("\n") };
+}
+function appCommand(env, release, name2, command2, timeout = 1800) {
+  return { name: name2, as: "app", timeout, script: `${appEnvironment(env, release)}
+${environLoader(env.layout.environFile)}
+${command2}` };
 }
 
 // core/runinfo.ts
@@ -70362,7 +70362,7 @@ async function environmentSecrets(ctx, env) {
 }
 
 // core/ops/deploy-plan.ts
-async function deployTarget(ctx, env, refOption) {
+async function resolveDeployCommit(ctx, env, refOption) {
   const ref = validate("gitRef", refOption || env.config.ref);
   const repo = await sourceRepository(ctx.root, env.config.repository);
   return { repo, resolved: await resolveRef(repo, ref) };
@@ -70657,7 +70657,7 @@ async function withLock(ctx, session, operation, fn, options = {}) {
   return result;
 }
 
-// core/ops/deploy.ts
+// core/ops/deploy-host.ts
 function checkSpace(env, host, state, p, packBytes) {
   const disk = state.disk;
   if (!disk) return;
@@ -70737,7 +70737,7 @@ async function buildOn(env, hp, p, primary) {
   if (env.config.release.build) await h.run(appCommand(env, dir, "build", env.config.release.build));
   if (primary && env.config.release.migrate) await h.run(appCommand(env, dir, "migrate", env.config.release.migrate));
 }
-function targetSets(env, p) {
+function dependencySets(env, p) {
   return [...env.config.release.python_requirements ? [`venv-${p.hashes.python}`] : [], ...env.config.release.node_dir ? [`node-${p.hashes.node}`] : []];
 }
 async function receiveBuild(env, hp, p, builder, parts) {
@@ -70755,7 +70755,7 @@ async function receiveBuild(env, hp, p, builder, parts) {
   await hp.h.run(unpackArtifacts(env, p.id, sent, builder));
   const kib = wanted.reduce((n, x) => n + x.bytes.length, 0) / 1024;
   hp.result.notes.push(`received the build of ${builder} (${wanted.map((x) => x.name).join(", ")}: ${kib >= 1024 ? `${(kib / 1024).toFixed(1)} MiB` : `${kib.toFixed(0)} KiB`}, sha256-checked)`);
-  for (const set of targetSets(env, p)) hp.result.notes.push(`dependencies: ${set.split("-")[0] === "venv" ? "python" : "node"} ${hp.state.depsHas.includes(set) ? "reused" : `received from ${builder}`}`);
+  for (const set of dependencySets(env, p)) hp.result.notes.push(`dependencies: ${set.split("-")[0] === "venv" ? "python" : "node"} ${hp.state.depsHas.includes(set) ? "reused" : `received from ${builder}`}`);
 }
 async function beforeSwitch(env, hp, p) {
   const dir = `${env.layout.releases}/${p.id}`;
@@ -70805,6 +70805,8 @@ ${p.id} is live on ${hp.name} and serves; the clean-up after the switch (stoppin
   for (const r of reportedAll(pruned, RELEASE_KEYS.kept_running)) result.notes.push(`kept ${r}: a process still runs from it`);
   return result;
 }
+
+// core/ops/deploy.ts
 function buildGroups(hosts) {
   const groups = /* @__PURE__ */ new Map();
   for (const hst of hosts) {
@@ -70862,7 +70864,7 @@ rollout stopped; hosts now run:
           await beforeSwitch(env, b, p);
         });
         if (!receivers.length) return;
-        const parts = parseParts(await b.h.run(packArtifacts(env, p.id, targetSets(env, p).filter((set) => receivers.some((r) => !r.hp.state.depsHas.includes(set))))), b.name);
+        const parts = parseParts(await b.h.run(packArtifacts(env, p.id, dependencySets(env, p).filter((set) => receivers.some((r) => !r.hp.state.depsHas.includes(set))))), b.name);
         await pooled(
           receivers,
           RECEIVE_CONCURRENCY,
@@ -70896,17 +70898,17 @@ function describeBuilds(groups) {
     ({ builder, receivers, platform: platform2 }) => receivers.length ? `build once: ${builder.name} builds, ${receivers.map((r) => r.name).join(", ")} receive${receivers.length === 1 ? "s" : ""} its build (sha256-checked)${platform2 ? ` \u2014 same platform: ${platform2}` : ""}` : `${builder.name} builds for itself: ${platform2 ? `its platform differs (${platform2})` : "its platform is unknown"}`
   );
 }
-function noopFinish(target, unlock) {
-  const line = unlock({ ref: target.ref, sha: target.sha, release: "", previous: "", result: "no-op", message: "already live" }, { release: "cur_id", previous: "cur_id" });
+function noopFinish(commit, unlock) {
+  const line = unlock({ ref: commit.ref, sha: commit.sha, release: "", previous: "", result: "no-op", message: "already live" }, { release: "cur_id", previous: "cur_id" });
   return String.raw`cur_id=${"$"}{cur##*/}
-if [ -n "$live_sha" ] && [ "$live_sha" = ${quote(target.sha)} ] && [ "$live_health" = ok ] && [[ $cur_id =~ ${RELEASE_DIR_PATTERN} ]]; then
+if [ -n "$live_sha" ] && [ "$live_sha" = ${quote(commit.sha)} ] && [ "$live_health" = ok ] && [[ $cur_id =~ ${RELEASE_DIR_PATTERN} ]]; then
 ${line}
 fi`;
 }
 async function deploy(ctx, environment, options = {}) {
   const env = resolveTarget(environment);
   const sharing = refuseCollisions(env, ctx.reporter);
-  const commit = await deployTarget(ctx, env, options.ref);
+  const commit = await resolveDeployCommit(ctx, env, options.ref);
   const opening = options.dryRun ? void 0 : Session.open(ctx, env);
   opening?.catch(() => void 0);
   let p;
@@ -70948,7 +70950,7 @@ async function deploy(ctx, environment, options = {}) {
       for (const line of formatChanges(base.changes, p.resolved.sha)) ctx.reporter.info(line);
       return rollout(ctx, env, session, locked, p, options);
     }, {
-      inspect: deployState(env, [p.resolved.sha, ...p.tree.submodules.map((m) => m.sha)], { lfs: [...new Set(p.tree.lfs.map((f) => f.oid))], target: p.resolved.sha, platform: env.hosts.length > 1 }),
+      inspect: deployState(env, [p.resolved.sha, ...p.tree.submodules.map((m) => m.sha)], { lfs: [...new Set(p.tree.lfs.map((f) => f.oid))], commit: p.resolved.sha, platform: env.hosts.length > 1 }),
       finish: options.force ? void 0 : (unlock) => noopFinish(p.resolved, unlock)
     })
   );

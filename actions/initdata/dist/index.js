@@ -67371,7 +67371,7 @@ slot=$(cat ${quote(L.slotFile)} 2>/dev/null || true)
 # shellcheck disable=SC2034 # live_sha is read by what runs after this script in the lock step (a no-op deploy's finish)
 { live_sha=""; if [ -n "$cur" ] && [ -f "$cur/REVISION" ]; then read -r live_sha < "$cur/REVISION" || true; fi; }
 live_pid=""
-${wantLive ? options.target ? `if [ "$live_sha" = ${quote(options.target)} ]; then
+${wantLive ? options.commit ? `if [ "$live_sha" = ${quote(options.commit)} ]; then
 ${liveCheck}
 fi` : liveCheck : ": no live health check"}
 ops_report ${RELEASE_KEYS.now} "$(date +%s)"

@@ -1,0 +1,223 @@
+// One host's part in a deploy, under the rollout's lock: its state read (a no-op, or the plan of what it does),
+// .env, the build (or a build received from another host, hash-checked), the start on the idle slot with the
+// health gate, the switch, and the clean-up after it. core/ops/deploy.ts holds the order across hosts.
+import { readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { type Target } from '../target.ts';
+import { clockSkewWarning, type OpsContext } from '../context.ts';
+import { DiskFullError, OpsError, StepError } from '../errors.ts';
+import { unpackArtifacts, type ArtifactPart } from '../steps/artifact.ts';
+import { otherSlot, type Slot } from '../layout.ts';
+import { reportedAll, type Remote, type StepResult } from '../remote/types.ts';
+import { knownCommits, packFor } from '../source.ts';
+import { describeDisk } from '../steps/facts.ts';
+import type { AuditEntry } from '../steps/audit.ts';
+import { APP_KEYS, appCommand, dependencies } from '../steps/app.ts';
+import { RELEASE_KEYS, createRelease, installDotenv, markRelease, pruneReleases, receivePack } from '../steps/release.ts';
+import { START_FAILED_CLEAN, startSlot, stopSlot, switchTo } from '../steps/switch.ts';
+import { HostRun, type HostSwitch } from './host-run.ts';
+import { parseState, pruneAfterSwitch, type HostState } from './host-state.ts';
+import type { DeployOptions } from './deploy.ts';
+import { treeNotes, type Plan } from './deploy-plan.ts';
+import { type AuditEntryFields, type LockedRun } from './locked.ts';
+
+/**
+ * Refuse, before anything is written, a release whose code alone does not fit under the app's directory
+ * (the pack, then its files: known on the runner). Dependencies and builds are not known in advance: running
+ * out during them fails the step, saying so (HostRun).
+ */
+function checkSpace(env: Target, host: string, state: HostState, p: Plan, packBytes: number): void {
+  const disk = state.disk;
+  if (!disk) return;
+  const MB = 1024 * 1024;
+  // Files take whole blocks: a margin of 10% and 4 KiB per entry, and 1 MB for the release's own files.
+  const needMb = Math.ceil((packBytes + p.size.bytes * 1.1 + p.size.entries * 4096) / MB) + 1;
+  const needInodes = p.size.entries + 50;
+  const short = disk.freeMb < needMb || (disk.freeInodes !== undefined && disk.freeInodes < needInodes);
+  if (!short) return;
+  throw new OpsError(
+    `not enough space on ${host} for release ${p.id}: ${describeDisk(disk)}, and its code alone needs about ${needMb} MB and ${needInodes} inodes (its dependencies and build more)\n` +
+      `${state.current ? `${host} still serves ${state.current}` : `${host} had no live release`}; nothing was changed`,
+    `free space on ${host} under ${disk.path} (failed releases, old dependency sets under shared/deps, logs; or lower release.keep), then deploy again`,
+  );
+}
+
+type Audit = (entry: { result: AuditEntry['result'] } & Partial<AuditEntry>) => void;
+
+/** One host's part in a rollout: its step runner and state, and where its release comes from. */
+export interface HostPlan {
+  name: string;
+  h: HostRun;
+  state: HostState;
+  result: HostSwitch;
+  newSlot: Slot;
+  audit: Audit;
+  fields: (entry: Parameters<Audit>[0]) => AuditEntryFields;
+  /** The release directory exists on the host (made, or received): marked failed if the rollout fails. */
+  created: boolean;
+  /** Its new processes may run (the start step ran): stopped again if the rollout fails. */
+  started: boolean;
+}
+
+/**
+ * A host's state read with the lock: a no-op (its live release is the commit deployed and healthy: reported, audited
+ * if the lock step did not already) or the plan of what it will do.
+ */
+export function beginHost(ctx: OpsContext, env: Target, remote: Remote, locked: LockedRun, p: Plan, options: DeployOptions): HostPlan | HostSwitch {
+  const h = new HostRun(ctx, remote, env);
+  const state = parseState(locked.inspected.get(remote.name)!);
+  const fields = (entry: Parameters<Audit>[0]): AuditEntryFields => ({ ref: p.resolved.ref, sha: p.resolved.sha, release: p.id, previous: state.current || undefined, ...entry });
+  const audit: Audit = (entry) => locked.audit(remote.name, fields(entry));
+  if (!state.provisioned) throw new OpsError(`${remote.name} is not provisioned for ${env.name}`, `run: ops provision ${env.name}`);
+  const live = state.releases.find((r) => r.id === state.current);
+  const result: HostSwitch = { host: remote.name, release: p.id, previous: state.current, noop: false, steps: h.steps, notes: [] };
+  const skew = clockSkewWarning(ctx, remote.name, state.hostTime);
+  if (skew) {
+    ctx.reporter.warn(skew);
+    result.notes.push(`warning: ${skew}`);
+  }
+  if (live && live.sha === p.resolved.sha && !options.force) {
+    if (state.liveHealth !== 'ok')
+      throw new OpsError(`${p.resolved.sha.slice(0, 12)} is already live on ${remote.name} but not healthy: ${state.liveHealth || 'no health result'}`, `check ops status ${env.name}; redeploy with --force to start it again`);
+    // Usually the lock step has already written this and let go (noopFinish): one round trip in all.
+    if (!locked.finished(remote.name)) audit({ result: 'no-op', release: state.current, message: 'already live' });
+    return { ...result, release: state.current, noop: true, notes: [`${p.resolved.sha.slice(0, 12)} already live (${state.current})`, ...result.notes] };
+  }
+  return { name: remote.name, h, state, result, newSlot: state.slot ? otherSlot(state.slot) : 'blue', audit, fields, created: false, started: false };
+}
+
+/** The shared .env and environ, uploaded on stdin and renamed into place if they changed. */
+async function sendDotenv(env: Target, hp: HostPlan, p: Plan, tag: string): Promise<void> {
+  const L = env.layout;
+  const uploads = { dotenv: `${L.uploads}/${tag}.env`, environ: `${L.uploads}/${tag}.environ` };
+  await hp.h.upload(p.dotenv.dotenv, uploads.dotenv, 0o600);
+  await hp.h.upload(p.dotenv.environ, uploads.environ, 0o600);
+  await hp.h.run(installDotenv(env, uploads));
+}
+
+/**
+ * Build the release on a host: code (a pack of the git objects it lacks, submodules, Git LFS contents), .env,
+ * the release directory, dependency sets (reused by hash), the build, migrations (`primary`: the rollout's
+ * first host only).
+ */
+export async function buildOn(env: Target, hp: HostPlan, p: Plan, primary: boolean): Promise<void> {
+  const L = env.layout;
+  const { h, state, result } = hp;
+  const tag = `${p.id}-${randomBytes(4).toString('hex')}`;
+  // Code: a pack of what the host lacks, for the commit and for each submodule commit (one object store);
+  // Git LFS contents the host has not stored yet. All over this connection, once the space is known to suffice.
+  const packs: { path: string; bytes: Buffer; sha: string; note: string }[] = [];
+  const sources = [{ gitDir: p.repo, sha: p.resolved.sha, path: '' }, ...p.tree.submodules];
+  for (const [i, src] of sources.entries()) {
+    if (state.has.includes(src.sha) || packs.some((x) => x.sha === src.sha)) continue;
+    const haves = await knownCommits(src.gitDir, state.known);
+    const bytes = await packFor(src.gitDir, src.sha, haves);
+    const note = `sent ${(bytes.length / 1024).toFixed(1)} KiB of git objects${src.path ? ` for submodule ${src.path}` : ''}${haves.length ? ' (delta)' : ''}`;
+    packs.push({ path: `${L.uploads}/${tag}-${i}.pack`, bytes, sha: src.sha, note });
+  }
+  checkSpace(env, hp.name, state, p, packs.reduce((sum, x) => sum + x.bytes.length, 0));
+  for (const x of packs) {
+    await h.upload(x.bytes, x.path, 0o600);
+    result.notes.push(x.note);
+  }
+  const lfs: { upload: string; oid: string }[] = [];
+  for (const f of p.tree.lfs) {
+    if (state.lfsHas.includes(f.oid) || lfs.some((l) => l.oid === f.oid)) continue;
+    const upload = `${L.uploads}/${tag}.lfs-${f.oid}`;
+    await h.upload(readFileSync(f.file), upload, 0o600);
+    lfs.push({ upload, oid: f.oid });
+  }
+  if (lfs.length) result.notes.push(`sent ${lfs.length} Git LFS file(s)`);
+  if (packs.length || lfs.length) await h.run(receivePack(env, packs.map((x) => x.path), packs.map((x) => x.sha), lfs));
+  result.notes.push(...treeNotes(p.tree));
+  await sendDotenv(env, hp, p, tag);
+  await h.run(createRelease(env, p.meta));
+  hp.created = true;
+  const dir = `${L.releases}/${p.id}`;
+  const deps = await h.run(dependencies(env, dir, p.hashes));
+  result.notes.push(...reportedAll(deps, APP_KEYS.deps).map((d) => `dependencies: ${d}`));
+  if (env.config.release.build) await h.run(appCommand(env, dir, 'build', env.config.release.build));
+  if (primary && env.config.release.migrate) await h.run(appCommand(env, dir, 'migrate', env.config.release.migrate));
+}
+
+/** The dependency sets of the commit deployed (directory names under shared/deps). */
+export function dependencySets(env: Target, p: Plan): string[] {
+  return [...(env.config.release.python_requirements ? [`venv-${p.hashes.python}`] : []), ...(env.config.release.node_dir ? [`node-${p.hashes.node}`] : [])];
+}
+
+/**
+ * Give a host the release built on `builder`: the .env, then the parts it lacks (the release directory
+ * always; a dependency set only if the host has no complete one), uploaded over its own connection and
+ * checked by sha256 on arrival before anything is unpacked.
+ */
+export async function receiveBuild(env: Target, hp: HostPlan, p: Plan, builder: string, parts: ArtifactPart[]): Promise<void> {
+  const L = env.layout;
+  const tag = `${p.id}-${randomBytes(4).toString('hex')}`;
+  await sendDotenv(env, hp, p, tag);
+  const wanted = parts.filter((x) => x.name === 'release' || !hp.state.depsHas.includes(x.name));
+  const sent: { name: string; upload: string; sha256: string }[] = [];
+  for (const x of wanted) {
+    const upload = `${L.uploads}/${tag}.${x.name}.tar.gz`;
+    await hp.h.upload(x.bytes, upload, 0o600);
+    sent.push({ name: x.name, upload, sha256: x.sha256 });
+  }
+  hp.created = true;
+  await hp.h.run(unpackArtifacts(env, p.id, sent, builder));
+  const kib = wanted.reduce((n, x) => n + x.bytes.length, 0) / 1024;
+  hp.result.notes.push(`received the build of ${builder} (${wanted.map((x) => x.name).join(', ')}: ${kib >= 1024 ? `${(kib / 1024).toFixed(1)} MiB` : `${kib.toFixed(0)} KiB`}, sha256-checked)`);
+  for (const set of dependencySets(env, p)) hp.result.notes.push(`dependencies: ${set.split('-')[0] === 'venv' ? 'python' : 'node'} ${hp.state.depsHas.includes(set) ? 'reused' : `received from ${builder}`}`);
+}
+
+/** The before_switch hooks, on every host (they may act on the host itself). */
+export async function beforeSwitch(env: Target, hp: HostPlan, p: Plan): Promise<void> {
+  const dir = `${env.layout.releases}/${p.id}`;
+  for (const [i, hook] of env.config.release.before_switch.entries()) await hp.h.run(appCommand(env, dir, `before_switch[${i}]`, hook));
+}
+
+/** A host's failure before its switch: its new processes stopped, its release marked failed, audited; the error says what still serves. */
+export async function failBeforeSwitch(env: Target, hp: HostPlan, p: Plan, e: unknown): Promise<unknown> {
+  const why = e instanceof Error ? e.message.split('\n')[0]! : String(e);
+  // A start that failed cleanly has already put the slot back (and may have kept the warm release running).
+  if (hp.started && !(e instanceof StepError && e.exitCode === START_FAILED_CLEAN)) await hp.h.tryRun(stopSlot(env, hp.newSlot));
+  if (hp.created) await hp.h.tryRun(markRelease(env, p.id, 'failed', why));
+  hp.audit({ result: 'failed', message: why });
+  if (e instanceof StepError || e instanceof DiskFullError)
+    return new OpsError(`${e.message}\n${hp.state.current ? `${hp.name} still serves ${hp.state.current}` : `${hp.name} had no live release`}; nothing was switched`, e.hint);
+  return e;
+}
+
+/** Start the release on the idle slot, health gate, switch, after_switch hooks, prune (with the unlock). */
+export async function switchHost(env: Target, hp: HostPlan, p: Plan, locked: LockedRun): Promise<HostSwitch> {
+  const { h, state, result, newSlot } = hp;
+  const dir = `${env.layout.releases}/${p.id}`;
+  try {
+    hp.started = true;
+    await h.run(startSlot(env, newSlot, dir, p.id));
+    await h.run(switchTo(env, newSlot, p.id, state.certificate, 'deploy'));
+  } catch (e) {
+    throw await failBeforeSwitch(env, hp, p, e);
+  }
+  try {
+    for (const [i, hook] of env.config.release.after_switch.entries()) await h.run(appCommand(env, dir, `after_switch[${i}]`, hook));
+  } catch (e) {
+    hp.audit({ result: 'failed', message: 'live, but an after_switch hook failed' });
+    throw new OpsError(`${(e as Error).message}\n${p.id} is live on ${hp.name}; an after_switch hook failed`, `fix the hook, or roll back: ops rollback ${env.name}`);
+  }
+  let pruned: StepResult;
+  try {
+    // The previous release stays up on the idle slot (instant rollback), unless configured otherwise.
+    if ((state.slot || state.current) && !env.config.switch.keep_previous) await h.run(stopSlot(env, state.slot ?? 'blue', env.config.switch.drain));
+    // Pruning is the last step: it writes the audit line and lets go of the lock in the same round trip.
+    const prune = pruneReleases(env, pruneAfterSwitch(env, state, p.id, newSlot));
+    pruned = await h.run({ ...prune, script: `${prune.script}\n${locked.closing(hp.name, hp.fields({ result: 'success' }))}` });
+  } catch (e) {
+    // The switch is done: the new release serves. Say so, whatever failed in the clean-up after it.
+    hp.audit({ result: 'failed', message: 'live, but the clean-up after the switch failed' });
+    throw new OpsError(`${(e as Error).message}\n${p.id} is live on ${hp.name} and serves; the clean-up after the switch (stopping the previous slot, pruning old releases) failed`, `see the error above; ops status ${env.name} shows what runs; the next deploy prunes again`);
+  }
+  locked.closed(hp.name, pruned);
+  const gone = reportedAll(pruned, RELEASE_KEYS.pruned);
+  if (gone.length) result.notes.push(`pruned ${gone.length} old release(s)`);
+  for (const r of reportedAll(pruned, RELEASE_KEYS.kept_running)) result.notes.push(`kept ${r}: a process still runs from it`);
+  return result;
+}

@@ -50354,7 +50354,8 @@ function parseHostStatus(env, host, r) {
       for (const program of Object.keys(env.config.programs)) {
         const p = s.supervisor.programs.find((x) => x.live && x.program === program);
         if (!p) problem(`program ${program} of the live slot (${s.slot}) is not loaded in supervisor`);
-        else if (p.state !== "RUNNING") problem(`program ${program} (live slot ${s.slot}) is ${p.state}${p.description ? `: ${p.description}` : ""}`);
+        else if (p.state !== "RUNNING" && p.state !== "STARTING") problem(`program ${program} (live slot ${s.slot}) is ${p.state}${p.description ? `: ${p.description}` : ""}`);
+        else if (p.state === "STARTING" && p.release === void 0) warn(`program ${program} (live slot ${s.slot}) is STARTING`);
         else if (p.release !== void 0 && p.release !== current)
           problem(`program ${program} (live slot ${s.slot}, pid ${p.pid}) runs release ${p.release || "unknown"}, but current is ${current}: what serves is not what was deployed (redeploy with --force, or ops rollback)`);
         for (const l of p?.listeners ?? []) {

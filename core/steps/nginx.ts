@@ -259,20 +259,21 @@ export interface NginxChange {
 /**
  * Apply nginx files atomically as a whole: snapshot /etc/nginx, write, `nginx -t`; when nginx rejects the
  * result, put the snapshot back (nothing reloaded: the previous configuration keeps serving) and fail with
- * nginx's own message. Reloads (graceful) only when something changed.
+ * nginx's own message. Reloads (graceful) only when something changed, and returns once the new configuration
+ * serves; when the running server refuses it (nginx -t passed, a port is taken), the snapshot comes back too and
+ * the step fails with nginx's error log: the files on disk stay what serves.
  */
 export function applyNginx(change: NginxChange): Step {
   // Under the host's nginx lock: another app's change never interleaves with this one, so the snapshot put
   // back on failure holds exactly the other apps' files as they are.
-  const lines: string[] = [SYSTEM_FUNCTIONS, HOST_LOCK_FUNCTIONS, 'host_lock nginx', ...(change.before ? [change.before] : []), 'backup=$(mktemp -d /etc/.ops-nginx.XXXXXX)', 'trap \'rm -rf "$backup"\' EXIT', 'cp -a /etc/nginx "$backup/nginx"'];
+  const lines: string[] = [SYSTEM_FUNCTIONS, HOST_LOCK_FUNCTIONS, 'host_lock nginx', ...(change.before ? [change.before] : []), 'backup=$(mktemp -d /etc/.ops-nginx.XXXXXX)', 'trap \'rm -rf "$backup"\' EXIT', 'cp -a /etc/nginx "$backup/nginx"', 'nginx_put_back() { rm -rf /etc/nginx; mv "$backup/nginx" /etc/nginx; }'];
   for (const f of change.files) lines.push(putFile(f.path, f.content));
   for (const f of change.initialFiles ?? []) lines.push(`[ -e ${quote(f.path)} ] || ${putFile(f.path, f.content)}`);
   for (const [target, link] of change.links ?? []) lines.push(`[ "$(readlink ${quote(link)} || true)" = ${quote(target)} ] || { ln -sfn ${quote(target)} ${quote(link)}; CHANGED=1; }`);
   for (const r of change.remove ?? []) lines.push(`if [ -e ${quote(r)} ] || [ -L ${quote(r)} ]; then rm -f ${quote(r)}; CHANGED=1; fi`);
   lines.push(String.raw`if [ "$CHANGED" = 1 ]; then
   if ! out=$(nginx -t 2>&1); then
-    rm -rf /etc/nginx
-    mv "$backup/nginx" /etc/nginx
+    nginx_put_back
     echo "nginx rejected the new configuration; the previous one is back in place and still serving:" >&2
     echo "$out" >&2
     exit 1
@@ -281,8 +282,17 @@ export function applyNginx(change: NginxChange): Step {
 else
   nginx_changed=0
 fi`);
-  if (change.ensureService) lines.push('svc_up nginx\nif [ "$nginx_changed" = 1 ]; then svc nginx reload >/dev/null; CHANGED=1; fi');
-  else lines.push('if [ "$nginx_changed" = 1 ]; then nginx_reload; CHANGED=1; fi');
+  if (change.ensureService) lines.push('svc_up nginx');
+  // A reload the running server refuses (a port another server holds) leaves it on the previous files: those
+  // come back, so what is on disk is what serves.
+  lines.push(String.raw`if [ "$nginx_changed" = 1 ]; then
+  if ! nginx_reload; then
+    nginx_put_back
+    echo "the previous nginx files are back in place" >&2
+    exit 1
+  fi
+  CHANGED=1
+fi`);
   lines.push('host_unlock nginx', `item ${quote(change.item)}`);
   if (change.then) lines.push(change.then);
   return { name: change.item, as: 'root', timeout: 60, script: lines.join('\n') };

@@ -108,6 +108,37 @@ describe.sequential('provision a bare bookworm host', () => {
       project.write(config);
     }
   }, 120_000);
+
+  // nginx -t does not bind ports, so a port another server holds passes it; the running master then refuses the
+  // reload and keeps the previous configuration. Provision must fail, not report TLS that is not served.
+  it('fails, naming the taken port, when the running nginx refuses what nginx -t accepted, and puts the files back', async () => {
+    const config = testConfig([host], await appRepo(), 'postgresql://unused');
+    const holder = await sshRun(host, 'sudo sh -c "python3 -m http.server 443 >/dev/null 2>&1 </dev/null & echo \\$!"');
+    const pid = holder.stdout.trim();
+    expect(pid).toMatch(/^\d+$/);
+    project.write({ ...config, domain: 'busy.test', tls: { mode: 'self-signed' } });
+    try {
+      const before = await sshRun(host, 'sudo md5sum /etc/nginx/sites-available/sample');
+      const err = await provision(project.ctx(), project.env()).catch((e: Error) => e);
+      expect((err as Error).message).toMatch(/nginx did not apply the new configuration[\s\S]*443[\s\S]*Address already in use/);
+      const after = await sshRun(host, 'sudo md5sum /etc/nginx/sites-available/sample; sudo nginx -t 2>&1 | tail -n1');
+      expect(after.stdout).toContain(before.stdout.trim());
+      expect(after.stdout).toContain('test is successful');
+      expect((await fetch(`http://${host.address}/`)).headers.get('server')).toBe('nginx');
+    } finally {
+      await sshRun(host, `sudo kill ${pid}`);
+      project.write(config);
+    }
+    // With the port free, the same configuration applies.
+    project.write({ ...config, domain: 'busy.test', tls: { mode: 'self-signed' } });
+    try {
+      await provision(project.ctx(), project.env());
+      const served = await sshRun(host, 'echo | openssl s_client -connect 127.0.0.1:443 -servername busy.test 2>/dev/null | openssl x509 -noout -subject');
+      expect(served.stdout).toContain('busy.test');
+    } finally {
+      project.write(config);
+    }
+  }, 300_000);
 });
 
 describe.sequential('TLS', () => {

@@ -131,12 +131,15 @@ describe('nginx site', () => {
   it('names unknown placeholders of a custom template', () => {
     expect(() => renderTemplate('{{app}} {{oops}}', { app: 'x' }, 'my.conf')).toThrow(/my.conf uses unknown placeholder \{\{oops\}\}/);
   });
-  it('restores the previous files and fails with nginx\'s message when nginx -t refuses', () => {
+  it('restores the previous files and fails with nginx\'s message when nginx -t or the reload refuses', () => {
     const s = applyNginx({ item: 'x', files: [{ path: '/etc/nginx/x.conf', content: 'y' }] }).script;
-    expect(s).toMatch(/if ! out=\$\(nginx -t 2>&1\); then\n    rm -rf \/etc\/nginx\n    mv "\$backup\/nginx" \/etc\/nginx/);
+    expect(s).toContain('nginx_put_back() { rm -rf /etc/nginx; mv "$backup/nginx" /etc/nginx; }');
+    expect(s).toMatch(/if ! out=\$\(nginx -t 2>&1\); then\n    nginx_put_back\n/);
+    // And when the running server refuses what nginx -t accepted (test/e2e/provision.test.ts, a port taken).
+    expect(s).toMatch(/if ! nginx_reload; then\n    nginx_put_back\n/);
     // Under the host's nginx lock, taken before the snapshot, let go before what follows the reload.
     expect(s.indexOf('host_lock nginx')).toBeLessThan(s.indexOf('cp -a /etc/nginx'));
-    expect(s.indexOf('host_unlock nginx')).toBeGreaterThan(s.indexOf('nginx -s reload'));
+    expect(s.indexOf('host_unlock nginx')).toBeGreaterThan(s.indexOf('if ! nginx_reload'));
     bashSyntax(s);
   });
 });

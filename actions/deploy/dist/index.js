@@ -51879,7 +51879,30 @@ ensure_dir() {
 }
 # nginx_reload: a graceful reload of the running nginx (a signal to its master, no round trip through systemd;
 # requests in flight finish), or a start when it is not running. Call once nginx -t has accepted the files.
-nginx_reload() { nginx -s reload 2>/dev/null || svc nginx start; }
+# Returns once the new configuration serves: \`nginx -s reload\` only signals the master, which then opens the new
+# listeners, starts new workers and tells the old ones to stop accepting; until then the old workers answer with
+# the old configuration. Waits (10 s at most) until every old worker is gone or titled "shutting down" (nginx's
+# process titles, src/os/unix/ngx_process_cycle.c). Fails when they still accept: the master could not apply the
+# files (nginx -t does not bind ports: another server on :443, say) and keeps serving the previous configuration.
+nginx_reload() {
+  local old p busy _
+  old=$(pgrep -f '^nginx: worker process *$' | tr '\\n' ' ')
+  nginx -s reload 2>/dev/null || { svc nginx start; return; }
+  for _ in $(seq 100); do
+    busy=
+    for p in $old; do
+      case $(tr '\\0' ' ' 2>/dev/null < "/proc/$p/cmdline") in
+        *'shutting down'*|'') ;;
+        'nginx: worker process'*) busy=1 ;;
+      esac
+    done
+    [ -z "$busy" ] && return 0
+    sleep 0.1
+  done
+  echo "nginx did not apply the new configuration (nginx -t accepted it, the running server refused it) and keeps serving the previous one; its error log says:" >&2
+  tail -n 3 /var/log/nginx/error.log >&2 2>/dev/null || true
+  return 1
+}
 `;
 
 // core/steps/libraries.ts
@@ -52118,15 +52141,14 @@ function site(env, certificateReady) {
   return renderTemplate(tls ? TLS_SITE : PLAIN_SITE, vars, "built-in site");
 }
 function applyNginx(change) {
-  const lines = [SYSTEM_FUNCTIONS, HOST_LOCK_FUNCTIONS, "host_lock nginx", ...change.before ? [change.before] : [], "backup=$(mktemp -d /etc/.ops-nginx.XXXXXX)", `trap 'rm -rf "$backup"' EXIT`, 'cp -a /etc/nginx "$backup/nginx"'];
+  const lines = [SYSTEM_FUNCTIONS, HOST_LOCK_FUNCTIONS, "host_lock nginx", ...change.before ? [change.before] : [], "backup=$(mktemp -d /etc/.ops-nginx.XXXXXX)", `trap 'rm -rf "$backup"' EXIT`, 'cp -a /etc/nginx "$backup/nginx"', 'nginx_put_back() { rm -rf /etc/nginx; mv "$backup/nginx" /etc/nginx; }'];
   for (const f of change.files) lines.push(putFile(f.path, f.content));
   for (const f of change.initialFiles ?? []) lines.push(`[ -e ${quote(f.path)} ] || ${putFile(f.path, f.content)}`);
   for (const [target, link] of change.links ?? []) lines.push(`[ "$(readlink ${quote(link)} || true)" = ${quote(target)} ] || { ln -sfn ${quote(target)} ${quote(link)}; CHANGED=1; }`);
   for (const r of change.remove ?? []) lines.push(`if [ -e ${quote(r)} ] || [ -L ${quote(r)} ]; then rm -f ${quote(r)}; CHANGED=1; fi`);
   lines.push(String.raw`if [ "$CHANGED" = 1 ]; then
   if ! out=$(nginx -t 2>&1); then
-    rm -rf /etc/nginx
-    mv "$backup/nginx" /etc/nginx
+    nginx_put_back
     echo "nginx rejected the new configuration; the previous one is back in place and still serving:" >&2
     echo "$out" >&2
     exit 1
@@ -52135,8 +52157,15 @@ function applyNginx(change) {
 else
   nginx_changed=0
 fi`);
-  if (change.ensureService) lines.push('svc_up nginx\nif [ "$nginx_changed" = 1 ]; then svc nginx reload >/dev/null; CHANGED=1; fi');
-  else lines.push('if [ "$nginx_changed" = 1 ]; then nginx_reload; CHANGED=1; fi');
+  if (change.ensureService) lines.push("svc_up nginx");
+  lines.push(String.raw`if [ "$nginx_changed" = 1 ]; then
+  if ! nginx_reload; then
+    nginx_put_back
+    echo "the previous nginx files are back in place" >&2
+    exit 1
+  fi
+  CHANGED=1
+fi`);
   lines.push("host_unlock nginx", `item ${quote(change.item)}`);
   if (change.then) lines.push(change.then);
   return { name: change.item, as: "root", timeout: 60, script: lines.join("\n") };

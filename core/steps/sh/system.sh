@@ -39,4 +39,27 @@ ensure_dir() {
 }
 # nginx_reload: a graceful reload of the running nginx (a signal to its master, no round trip through systemd;
 # requests in flight finish), or a start when it is not running. Call once nginx -t has accepted the files.
-nginx_reload() { nginx -s reload 2>/dev/null || svc nginx start; }
+# Returns once the new configuration serves: `nginx -s reload` only signals the master, which then opens the new
+# listeners, starts new workers and tells the old ones to stop accepting; until then the old workers answer with
+# the old configuration. Waits (10 s at most) until every old worker is gone or titled "shutting down" (nginx's
+# process titles, src/os/unix/ngx_process_cycle.c). Fails when they still accept: the master could not apply the
+# files (nginx -t does not bind ports: another server on :443, say) and keeps serving the previous configuration.
+nginx_reload() {
+  local old p busy _
+  old=$(pgrep -f '^nginx: worker process *$' | tr '\n' ' ')
+  nginx -s reload 2>/dev/null || { svc nginx start; return; }
+  for _ in $(seq 100); do
+    busy=
+    for p in $old; do
+      case $(tr '\0' ' ' 2>/dev/null < "/proc/$p/cmdline") in
+        *'shutting down'*|'') ;;
+        'nginx: worker process'*) busy=1 ;;
+      esac
+    done
+    [ -z "$busy" ] && return 0
+    sleep 0.1
+  done
+  echo "nginx did not apply the new configuration (nginx -t accepted it, the running server refused it) and keeps serving the previous one; its error log says:" >&2
+  tail -n 3 /var/log/nginx/error.log >&2 2>/dev/null || true
+  return 1
+}

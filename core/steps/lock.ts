@@ -60,8 +60,10 @@ while :; do
     fi
     ops_report ${LOCK_KEYS.lock} acquired
     ops_report ${LOCK_KEYS.holder_pid} "$holder"
-    # Uploads left by an interrupted run (.env, initdata) are ours to remove now.
-    find ${quote(L.uploads)} -mindepth 1 -delete 2>/dev/null || true
+    # Uploads left by an interrupted run (.env, initdata, half-written ones) are ours to remove now (looked for by
+    # bash first: usually there are none).
+    left=(${quote(L.uploads)}/* ${quote(L.uploads)}/.[!.]*)
+    for f in "${'$'}{left[@]}"; do if [ -e "$f" ]; then find ${quote(L.uploads)} -mindepth 1 -delete 2>/dev/null || true; break; fi; done
     break
   fi
   [ -d "$lock" ] || { echo "cannot take the lock: $made" >&2; exit 1; }

@@ -10,7 +10,7 @@ import { validate } from '../shell.ts';
 import { dependencyHashes } from '../changes.ts';
 import { resolveRef, sourceRepository, treeSize, type ResolvedRef } from '../source.ts';
 import { treeContent, type TreeContent } from '../tree-content.ts';
-import { site } from '../steps/nginx.ts';
+import { site } from '../steps/nginx-config.ts';
 import { releaseId, type ReleaseMeta } from '../steps/release.ts';
 import { slotConfig } from '../steps/switch.ts';
 import { environmentSecrets } from './secrets.ts';

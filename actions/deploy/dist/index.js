@@ -70421,6 +70421,15 @@ async function planDeploy(ctx, env, { repo, resolved }) {
   };
   return { resolved, repo, tree, size: await treeSize(repo, resolved.sha), id, dotenv, hashes, meta };
 }
+function withFreeReleaseId(p, taken) {
+  let at2 = new Date(p.meta.time);
+  let id = p.id;
+  while (taken.has(id)) {
+    at2 = new Date(at2.getTime() + 1e3);
+    id = releaseId(p.resolved.sha, at2);
+  }
+  return id === p.id ? p : { ...p, id, meta: { ...p.meta, id } };
+}
 function treeNotes(tree) {
   const notes = [];
   if (tree.submodules.length) notes.push(`submodules included: ${tree.submodules.map((m) => `${m.path} (${m.sha.slice(0, 12)})`).join(", ")}`);
@@ -70974,7 +70983,9 @@ async function deploy(ctx, environment, options = {}) {
   const hosts = await withOpenSession(
     session,
     () => withLock(ctx, session, "deploy", async (locked) => {
-      const lives = env.hosts.map((h) => liveOf(h.name, parseState(locked.inspected.get(h.name))));
+      const states = env.hosts.map((h) => parseState(locked.inspected.get(h.name)));
+      const lives = env.hosts.map((h, i) => liveOf(h.name, states[i]));
+      p = withFreeReleaseId(p, new Set(states.flatMap((s) => s.releases.map((r) => r.id))));
       base.changes = await describeChanges(p.repo, env, lives, p.resolved.sha);
       for (const line of formatChanges(base.changes, p.resolved.sha)) ctx.reporter.info(line);
       return rollout(ctx, env, session, locked, p, options);

@@ -163,11 +163,13 @@ async function rollout(ctx: OpsContext, env: Target, session: Session, locked: L
   };
   // Prepare every host (nothing switches): builders in parallel, each then feeding its receivers.
   let failure: unknown;
+  let halted = false;
   const attempt = async (hp: HostPlan, work: () => Promise<void>) => {
-    if (failure !== undefined) throw HALTED;
+    if (halted) throw HALTED;
     try {
       await work();
     } catch (e) {
+      halted = true; // at once: nothing more starts while this host's failure is recorded
       const err = await failBeforeSwitch(env, hp, p, e);
       failure ??= err;
       throw err;

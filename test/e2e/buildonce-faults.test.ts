@@ -4,10 +4,9 @@
 // fills up half-way through unpacking; a receiver whose connection dies mid-transfer. Each time: what the
 // deploy reports against what the hosts serve, locks, audit lines and release marks.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sshConnector, type Connector } from '../../core/context.ts';
 import { deploy } from '../../core/ops/deploy.ts';
 import { downHost, setFreeSpace, sshRun, type Host } from '../hosts/index.ts';
-import { appRepo, get, makeProject, readyHost, testConfig, testDatabase, type TestProject } from './support.ts';
+import { appRepo, get, makeProject, readyHost, testConfig, testDatabase, throughUploads, type TestProject } from './support.ts';
 
 let hosts: Host[] = [];
 let project: TestProject;
@@ -117,24 +116,16 @@ describe.sequential('build once: what real teams hit', () => {
   }, 900_000);
 
   it('a receiver whose connection dies mid-transfer: nothing switched anywhere, locks released', async () => {
-    const reporter = project.ctx().reporter;
-    const ctx = project.ctx(reporter);
-    const real = sshConnector(ctx);
-    const connector: Connector = async (env, host) => {
-      const remote = await real(env, host);
-      if (host.name !== hosts[2]!.name) return remote;
-      const upload = remote.upload.bind(remote);
-      let killed = false;
-      remote.upload = (content, path, options) => {
-        if (/\.tar\.gz\.\d+$/.test(path) && !killed) {
-          killed = true;
-          // The host's sshd children for the deploy login die while the part is in flight.
-          setTimeout(() => void sshRun(hosts[2]!, "sudo setsid sh -c 'sleep 0.2; pkill -KILL -f \"sshd: deploy\"' >/dev/null 2>&1 < /dev/null &").catch(() => undefined), 50);
-        }
-        return upload(content, path, options);
-      };
-      return remote;
-    };
+    const ctx = project.ctx();
+    let killed = false;
+    const connector = throughUploads(ctx, hosts[2]!.name, (bytes, path) => {
+      if (/\.tar\.gz\.\d+$/.test(path) && !killed) {
+        killed = true;
+        // The host's sshd children for the deploy login die while the chunk is in flight.
+        setTimeout(() => void sshRun(hosts[2]!, "sudo setsid sh -c 'sleep 0.2; pkill -KILL -f \"sshd: deploy\"' >/dev/null 2>&1 < /dev/null &").catch(() => undefined), 50);
+      }
+      return bytes;
+    });
     const err = await errorOf(deploy({ ...ctx, connector }, project.env(), { ref: 'deps-changed', force: true }));
     console.log('KILLED:', err.message, '\nHINT:', (err as { hint?: string }).hint);
     expect(err.message).toMatch(/brc/);

@@ -6,7 +6,9 @@ import { describe, expect, it } from 'vitest';
 import { buildGroups, describeBuilds } from '../../core/ops/deploy.ts';
 import { ARTIFACT_KEYS, checkPart, parseChunk, parsePacked } from '../../core/steps/artifact.ts';
 import { auditTemplate, type AuditEntry } from '../../core/steps/audit.ts';
-import { parseReports, type StepResult } from '../../core/remote/types.ts';
+import { REPORT_PREFIX, parseReports, type StepResult } from '../../core/remote/types.ts';
+import { platformReport } from '../../core/steps/release.ts';
+import type { Target } from '../../core/target.ts';
 import { opsLines } from './reports.helpers.ts';
 
 describe('an audit line written on the host', () => {
@@ -20,6 +22,13 @@ describe('an audit line written on the host', () => {
 });
 
 describe('build once per rollout', () => {
+  it('the platform line names a runtime the host lacks "none", on one line (not the shell\'s error text)', () => {
+    const report = (python: string, node: string) =>
+      execFileSync('bash', ['-c', `set -euo pipefail; ops_report() { printf '${REPORT_PREFIX}%s %s\\n' "$1" "$2"; }\n${platformReport({ runtime: { python, node } } as unknown as Target)}`], { encoding: 'utf8' });
+    expect(report('/nonexistent/python3.11', process.execPath)).toMatch(new RegExp(`^${REPORT_PREFIX}platform \\S+ \\S+ \\S+ python none node ${process.version.replace(/\./g, '\\.')}\\n$`));
+    expect(report('/usr/bin/python3', '/nonexistent/node')).toMatch(new RegExp(`^${REPORT_PREFIX}platform \\S+ \\S+ \\S+ python 3\\.\\d+\\.\\d+ node none\\n$`));
+  });
+
   it('one builder per platform, in host order; an unknown platform builds for itself', () => {
     const g = buildGroups([
       { name: 'a', platform: 'debian 12 x86_64 python 3.11.2 node v18.20.4' },

@@ -99,17 +99,29 @@ describe.sequential('build once: what real teams hit', () => {
     }
   }, 900_000);
 
-  it('a receiver whose /srv fills up while unpacking: a clear error, nothing switched, nothing half-received left', async () => {
-    await setFreeSpace(hosts[2]!.name, '/srv', { mb: 40 });
-    try {
-      const err = await errorOf(deploy(project.ctx(), project.env(), { ref: 'deps-changed' }));
-      console.log('DISKFULL:', err.message, '\nHINT:', (err as { hint?: string }).hint);
-      expect(err.message).toMatch(/brc/);
-      expect(err.message).toMatch(/space/i);
-      expect(err.message).not.toMatch(/\n\s+at /);
+  it('a receiver short of space: refused before anything is sent; with just enough for the transfer, /srv fills up while unpacking: a clear error, nothing switched, nothing half-received left', async () => {
+    const leftovers = async () => (await sh(hosts[2]!, 'sudo ls -A /srv/sample/.ops/uploads /srv/sample/shared/deps /srv/sample/releases')).trim();
+    const unchanged = async () => {
       for (const h of hosts) expect((await get(h)).body).toContain('Version 2.0.0');
       for (const h of hosts) expect(await lockFree(h)).toBe('free');
-      expect((await sh(hosts[2]!, 'sudo ls -A /srv/sample/.ops/uploads /srv/sample/shared/deps /srv/sample/releases')).trim()).not.toMatch(/\.new-|\.tar\.gz|\.ops-upload/);
+      expect(await leftovers()).not.toMatch(/\.new-|\.tar\.gz|\.ops-upload/);
+    };
+    try {
+      await setFreeSpace(hosts[2]!.name, '/srv', { mb: 3 });
+      const early = await errorOf(deploy(project.ctx(), project.env(), { ref: 'deps-changed' }));
+      console.log('EARLY:', early.message);
+      expect(early.message).toMatch(/not enough space on brc\d+ for release \S+: \d+ MB and \d+ inodes free under \/srv\/sample, and the build it would receive needs about \d+ MB/);
+      expect(early.message).toMatch(/brc\d+ still serves \S+; nothing was changed/);
+      await unchanged();
+      // Room for the packed parts, not for the dependency sets unpacked.
+      const need = Number(early.message.match(/needs about (\d+) MB/)![1]);
+      await setFreeSpace(hosts[2]!.name, '/srv', { mb: need + 2 });
+      const err = await errorOf(deploy(project.ctx(), project.env(), { ref: 'deps-changed' }));
+      console.log('DISKFULL:', err.message, '\nHINT:', (err as { hint?: string }).hint);
+      expect(err.message).toMatch(/step "receive build" on brc\d+ failed/);
+      expect(err.message).toMatch(/brc\d+ ran out of disk space/);
+      expect(err.message).not.toMatch(/\n\s+at /);
+      await unchanged();
     } finally {
       await setFreeSpace(hosts[2]!.name, '/srv');
     }

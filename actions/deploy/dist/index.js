@@ -70718,16 +70718,17 @@ async function withLock(ctx, session, operation, fn, options = {}) {
 }
 
 // core/ops/deploy-host.ts
-function checkSpace(env, host, state, p, packBytes) {
+function checkSpace(env, host, state, p, sendBytes, receiving = false) {
   const disk = state.disk;
   if (!disk) return;
   const MB = 1024 * 1024;
-  const needMb = Math.ceil((packBytes + p.size.bytes * 1.1 + p.size.entries * 4096) / MB) + 1;
+  const needMb = Math.ceil((sendBytes + p.size.bytes * 1.1 + p.size.entries * 4096) / MB) + 1;
   const needInodes = p.size.entries + 50;
   const short2 = disk.freeMb < needMb || disk.freeInodes !== void 0 && disk.freeInodes < needInodes;
   if (!short2) return;
+  const needs = receiving ? `the build it would receive needs about ${needMb} MB and ${needInodes} inodes to arrive (its dependency sets more once unpacked)` : `its code alone needs about ${needMb} MB and ${needInodes} inodes (its dependencies and build more)`;
   throw new OpsError(
-    `not enough space on ${host} for release ${p.id}: ${describeDisk(disk)}, and its code alone needs about ${needMb} MB and ${needInodes} inodes (its dependencies and build more)
+    `not enough space on ${host} for release ${p.id}: ${describeDisk(disk)}, and ${needs}
 ${state.current ? `${host} still serves ${state.current}` : `${host} had no live release`}; nothing was changed`,
     `free space on ${host} under ${disk.path} (failed releases, old dependency sets under shared/deps, logs; or lower release.keep), then deploy again`
   );
@@ -70890,6 +70891,7 @@ async function settled(work) {
 }
 var HALTED = new Error("the rollout stopped: another host failed");
 async function carryBuild(env, b, receivers, p, parts, attempt) {
+  await pooled(receivers, RECEIVE_CONCURRENCY, (r) => attempt(r, async () => checkSpace(env, r.name, r.state, p, parts.filter((x) => wants(r, x.name)).reduce((n, x) => n + x.size, 0), true)));
   const out = new Map(receivers.map((r) => [r, []]));
   const tags = new Map(receivers.map((r) => [r, `${p.id}-${randomBytes12(4).toString("hex")}`]));
   for (const part of parts) {

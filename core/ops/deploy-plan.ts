@@ -10,7 +10,7 @@ import { validate } from '../shell.ts';
 import { dependencyHashes } from '../changes.ts';
 import { resolveRef, sourceRepository, treeSize, type ResolvedRef } from '../source.ts';
 import { treeContent, type TreeContent } from '../tree-content.ts';
-import { site } from '../steps/nginx.ts';
+import { site } from '../steps/nginx-config.ts';
 import { releaseId, type ReleaseMeta } from '../steps/release.ts';
 import { slotConfig } from '../steps/switch.ts';
 import { environmentSecrets } from './secrets.ts';
@@ -78,6 +78,22 @@ export async function planDeploy(ctx: OpsContext, env: Target, { repo, resolved 
     ...(tree.lfs.length && { lfs: tree.lfs.map(({ path, oid }) => ({ path, oid })) }),
   };
   return { resolved, repo, tree, size: await treeSize(repo, resolved.sha), id, dotenv, hashes, meta };
+}
+
+/**
+ * The plan with a release id no host has yet (`taken`: every release directory the hosts reported under the
+ * lock). Ids hold the runner's second and the sha, so a deploy of the same commit within the second of an
+ * earlier one (a forced redeploy after a build that failed fast) would name that one's directory: the id's
+ * time moves on by whole seconds until it is free (ids stay sortable; meta.time keeps the runner's clock). Pure.
+ */
+export function withFreeReleaseId(p: Plan, taken: ReadonlySet<string>): Plan {
+  let at = new Date(p.meta.time);
+  let id = p.id;
+  while (taken.has(id)) {
+    at = new Date(at.getTime() + 1000);
+    id = releaseId(p.resolved.sha, at);
+  }
+  return id === p.id ? p : { ...p, id, meta: { ...p.meta, id } };
 }
 
 /** What the release holds beyond `git archive`, and what it leaves out, in words (plan and deploy notes). */

@@ -20,7 +20,7 @@ import { type HostSwitch } from './host-run.ts';
 import { inBatches, Session, withOpenSession } from './hosts.ts';
 import { liveOf, parseState, readLive } from './host-state.ts';
 import { beforeSwitch, beginHost, buildOn, checkSpace, failBeforeSwitch, receiveBuild, switchHost, dependencySets, wants, type HostPlan, type Received } from './deploy-host.ts';
-import { resolveDeployCommit, planDeploy, planText, type Plan } from './deploy-plan.ts';
+import { resolveDeployCommit, planDeploy, planText, withFreeReleaseId, type Plan } from './deploy-plan.ts';
 import { withLock, type LockedRun, type LockOptions } from './locked.ts';
 
 export interface DeployOptions {
@@ -292,7 +292,9 @@ export async function deploy(ctx: OpsContext, environment: Environment, options:
   const session = await opening!;
   const hosts = await withOpenSession(session, () =>
     withLock(ctx, session, 'deploy', async (locked) => {
-      const lives = env.hosts.map((h) => liveOf(h.name, parseState(locked.inspected.get(h.name)!)));
+      const states = env.hosts.map((h) => parseState(locked.inspected.get(h.name)!));
+      const lives = env.hosts.map((h, i) => liveOf(h.name, states[i]!));
+      p = withFreeReleaseId(p, new Set(states.flatMap((s) => s.releases.map((r) => r.id))));
       base.changes = await describeChanges(p.repo, env, lives, p.resolved.sha);
       for (const line of formatChanges(base.changes, p.resolved.sha)) ctx.reporter.info(line);
       return rollout(ctx, env, session, locked, p, options);

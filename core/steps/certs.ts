@@ -4,7 +4,7 @@ import type { Target } from '../target.ts';
 import { reportKeys, reportedAll, type Step, type StepResult } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { CERT_FUNCTIONS, HOST_LOCK_FUNCTIONS, SYSTEM_FUNCTIONS, LIBRARY_KEYS } from './libraries.ts';
-import { certbotCertificate, certificatePaths } from './nginx.ts';
+import { certbotCertificate, certificatePaths } from './nginx-config.ts';
 import { acmeCaPath, selfSignedCertificate } from './tls.ts';
 
 /** What `listCertificates`/`renewCertificate` report: `configured` (the environment's certificate path), `served_serial` (the serial nginx serves for the site, '' when none), `renewal` (`certbot.timer <state>`, `cron <file>` or `none`); each certificate file's lines come as LIBRARY_KEYS.cert. */

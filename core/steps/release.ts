@@ -5,7 +5,7 @@ import type { Target } from '../target.ts';
 import type { Slot } from '../layout.ts';
 import { reportKeys, type Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
-import { certificatePaths } from './nginx.ts';
+import { certificatePaths } from './nginx-config.ts';
 import { historyFunctions } from './history.ts';
 import { programPorts, probes } from './switch.ts';
 import { b64 } from './script.ts';

@@ -8,7 +8,7 @@ import { quote } from '../shell.ts';
 import { parseCerts, siteName, type CertInfo } from './certs.ts';
 import { CERT_FUNCTIONS, IDENTITY_FUNCTIONS, PROBE_FUNCTIONS, SUPERVISOR_FUNCTIONS } from './libraries.ts';
 import { describeHolder, lockStatus, parseLock, type LockInfo } from './lock.ts';
-import { certificatePaths } from './nginx.ts';
+import { certificatePaths } from './nginx-config.ts';
 import { describeProcess, parseProcReports, parseProcessInfo, programStates, type ProgramState } from './programs.ts';
 import { releaseSummary, type ReleaseSummary } from './release.ts';
 import { programPorts, probes } from './switch.ts';

@@ -8,7 +8,8 @@ import type { Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { supervisorEnvironment, supervisorValue } from '../supervisor.ts';
 import { historyFunctions } from './history.ts';
-import { applyNginx, site, upstreams } from './nginx.ts';
+import { applyNginx } from './nginx.ts';
+import { site, upstreams } from './nginx-config.ts';
 import { b64, putFile } from './script.ts';
 import { IDENTITY_FUNCTIONS, PROBE_FUNCTIONS, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
 

@@ -3,7 +3,7 @@
 import type { Target } from '../target.ts';
 import { reportKeys, type Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
-import { certificatePaths } from './nginx.ts';
+import { certificatePaths } from './nginx-config.ts';
 import { putChecked, putFile } from './script.ts';
 import { HOST_LOCK_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
 

@@ -3,6 +3,15 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { gitEnvironment, type Identity } from '../../core/git.ts';
+
+/**
+ * The environment of git in tests and fixtures: core/git.ts's (GIT_* cleared, C locale, an identity) with no user
+ * or system configuration (no hooks, signing, autocrlf...) and UTC dates, so every machine gets the same result.
+ */
+export function hermeticGitEnv(home: string, identity: Identity = { name: 'Test', email: 'test@ops-pipeline.invalid' }): Record<string, string> {
+  return gitEnvironment({ PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home, GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: '/dev/null', TZ: 'UTC' }, { identity });
+}
 
 /** Git with no user or system configuration, a fixed identity, and local file:// submodules allowed. */
 export function gitIn(cwd: string, args: string[], env: Record<string, string> = {}): string {
@@ -10,17 +19,7 @@ export function gitIn(cwd: string, args: string[], env: Record<string, string> =
     cwd,
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: {
-      PATH: process.env.PATH ?? '/usr/bin:/bin',
-      HOME: cwd,
-      GIT_CONFIG_NOSYSTEM: '1',
-      GIT_CONFIG_GLOBAL: '/dev/null',
-      GIT_AUTHOR_NAME: 'Test',
-      GIT_AUTHOR_EMAIL: 'test@ops-pipeline.invalid',
-      GIT_COMMITTER_NAME: 'Test',
-      GIT_COMMITTER_EMAIL: 'test@ops-pipeline.invalid',
-      ...env,
-    },
+    env: { ...hermeticGitEnv(cwd), ...env },
   }).trim();
 }
 

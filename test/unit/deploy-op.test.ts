@@ -113,6 +113,17 @@ describe('deploy operation', () => {
     expect(h.remote.runs.at(-1)!.stdin).toContain('"result":"failed"');
   });
 
+  it('a release of that id already on the host (a forced redeploy within the second of a failed one): the next free second', async () => {
+    const at = new Date('2026-11-30T03:50:34.400Z');
+    const taken = [`20261130T035034Z-${v1.slice(0, 12)}`, `20261130T035035Z-${v1.slice(0, 12)}`] as const;
+    const h = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', `has ${v1}`, `release ${taken[0]} ${v1} failed`, `release ${taken[1]} ${v1} failed`));
+    const r = await deploy({ ...h.ctx, now: () => at }, loadEnvironment('x', root), { force: true });
+    expect(r.release).toBe(`20261130T035036Z-${v1.slice(0, 12)}`);
+    const release = h.remote.runs.find((x) => x.step.name === 'release')!;
+    expect(release.stdin).toContain(`/srv/sample/releases/${r.release}`);
+    expect(release.stdin).not.toContain(taken[0]);
+  });
+
   it('a failed health check stops the new slot again', async () => {
     const h = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', `has ${v1}`), (step) => (step.name === 'start green' ? { code: 1, stderr: 'did not become healthy' } : undefined));
     await expect(deploy(h.ctx, loadEnvironment('x', root), {})).rejects.toThrow(/did not become healthy/);

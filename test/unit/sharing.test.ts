@@ -22,7 +22,7 @@ import { RecordingRemote } from '../../core/remote/recording.ts';
 import { parseReports } from '../../core/remote/types.ts';
 import { START_MARKER, scriptText } from '../../core/remote/wrap.ts';
 import { MemoryReporter } from '../../core/report.ts';
-import { site, upstreams } from '../../core/steps/nginx.ts';
+import { site, upstreams } from '../../core/steps/nginx-config.ts';
 import { listCertificates, parseCerts } from '../../core/steps/certs.ts';
 import { logsStep } from '../../core/steps/logs.ts';
 import { parseHostStatus } from '../../core/steps/status.ts';

@@ -51986,18 +51986,8 @@ function retention(releases, r) {
   return out;
 }
 
-// core/steps/nginx.ts
+// core/steps/nginx-config.ts
 import { readFileSync as readFileSync3 } from "node:fs";
-
-// core/steps/script.ts
-function b64(content) {
-  return Buffer.from(content).toString("base64");
-}
-function putFile(path, content, mode = "0644", owner = "root:root") {
-  return `put_file ${quote(path)} ${mode} ${owner} ${b64(content)}`;
-}
-
-// core/steps/nginx.ts
 var HEADER = "# Managed by ops-pipeline: local changes are overwritten.";
 function upstreams(env, slot) {
   const L = env.layout;
@@ -52168,36 +52158,6 @@ function site(env, certificateReady) {
   }
   return renderTemplate(tls ? TLS_SITE : PLAIN_SITE, vars, "built-in site");
 }
-function applyNginx(change) {
-  const lines = [SYSTEM_FUNCTIONS, HOST_LOCK_FUNCTIONS, "host_lock nginx", ...change.before ? [change.before] : [], "backup=$(mktemp -d /etc/.ops-nginx.XXXXXX)", `trap 'rm -rf "$backup"' EXIT`, 'cp -a /etc/nginx "$backup/nginx"', 'nginx_put_back() { rm -rf /etc/nginx; mv "$backup/nginx" /etc/nginx; }'];
-  for (const f of change.files) lines.push(putFile(f.path, f.content));
-  for (const f of change.initialFiles ?? []) lines.push(`[ -e ${quote(f.path)} ] || ${putFile(f.path, f.content)}`);
-  for (const [target, link] of change.links ?? []) lines.push(`[ "$(readlink ${quote(link)} || true)" = ${quote(target)} ] || { ln -sfn ${quote(target)} ${quote(link)}; CHANGED=1; }`);
-  for (const r of change.remove ?? []) lines.push(`if [ -e ${quote(r)} ] || [ -L ${quote(r)} ]; then rm -f ${quote(r)}; CHANGED=1; fi`);
-  lines.push(String.raw`if [ "$CHANGED" = 1 ]; then
-  if ! out=$(nginx -t 2>&1); then
-    nginx_put_back
-    echo "nginx rejected the new configuration; the previous one is back in place and still serving:" >&2
-    echo "$out" >&2
-    exit 1
-  fi
-  nginx_changed=1
-else
-  nginx_changed=0
-fi`);
-  if (change.ensureService) lines.push("svc_up nginx");
-  lines.push(String.raw`if [ "$nginx_changed" = 1 ]; then
-  if ! nginx_reload; then
-    nginx_put_back
-    echo "the previous nginx files are back in place" >&2
-    exit 1
-  fi
-  CHANGED=1
-fi`);
-  lines.push("host_unlock nginx", `item ${quote(change.item)}`);
-  if (change.then) lines.push(change.then);
-  return { name: change.item, as: "root", timeout: 60, script: lines.join("\n") };
-}
 
 // core/supervisor.ts
 var CONTROL = /[\u0000-\u0008\u000a-\u001f\u007f]/;
@@ -52233,6 +52193,46 @@ function supervisorEnvironment(vars, keyOf) {
     if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) refuse(keyOf(k), "the variable name is not a shell variable name", 'use letters, digits and "_"');
     return `${k}=${supervisorEnvValue(keyOf(k), v)}`;
   }).join(",").replace(/%/g, "%%");
+}
+
+// core/steps/script.ts
+function b64(content) {
+  return Buffer.from(content).toString("base64");
+}
+function putFile(path, content, mode = "0644", owner = "root:root") {
+  return `put_file ${quote(path)} ${mode} ${owner} ${b64(content)}`;
+}
+
+// core/steps/nginx.ts
+function applyNginx(change) {
+  const lines = [SYSTEM_FUNCTIONS, HOST_LOCK_FUNCTIONS, "host_lock nginx", ...change.before ? [change.before] : [], "backup=$(mktemp -d /etc/.ops-nginx.XXXXXX)", `trap 'rm -rf "$backup"' EXIT`, 'cp -a /etc/nginx "$backup/nginx"', 'nginx_put_back() { rm -rf /etc/nginx; mv "$backup/nginx" /etc/nginx; }'];
+  for (const f of change.files) lines.push(putFile(f.path, f.content));
+  for (const f of change.initialFiles ?? []) lines.push(`[ -e ${quote(f.path)} ] || ${putFile(f.path, f.content)}`);
+  for (const [target, link] of change.links ?? []) lines.push(`[ "$(readlink ${quote(link)} || true)" = ${quote(target)} ] || { ln -sfn ${quote(target)} ${quote(link)}; CHANGED=1; }`);
+  for (const r of change.remove ?? []) lines.push(`if [ -e ${quote(r)} ] || [ -L ${quote(r)} ]; then rm -f ${quote(r)}; CHANGED=1; fi`);
+  lines.push(String.raw`if [ "$CHANGED" = 1 ]; then
+  if ! out=$(nginx -t 2>&1); then
+    nginx_put_back
+    echo "nginx rejected the new configuration; the previous one is back in place and still serving:" >&2
+    echo "$out" >&2
+    exit 1
+  fi
+  nginx_changed=1
+else
+  nginx_changed=0
+fi`);
+  if (change.ensureService) lines.push("svc_up nginx");
+  lines.push(String.raw`if [ "$nginx_changed" = 1 ]; then
+  if ! nginx_reload; then
+    nginx_put_back
+    echo "the previous nginx files are back in place" >&2
+    exit 1
+  fi
+  CHANGED=1
+fi`);
+  lines.push("host_unlock nginx", `item ${quote(change.item)}`);
+  if (change.then) lines.push(change.then);
+  return { name: change.item, as: "root", timeout: 60, script: lines.join("\n") };
 }
 
 // core/steps/switch.ts
@@ -70452,6 +70452,15 @@ async function planDeploy(ctx, env, { repo, resolved }) {
   };
   return { resolved, repo, tree, size: await treeSize(repo, resolved.sha), id, dotenv, hashes, meta };
 }
+function withFreeReleaseId(p, taken) {
+  let at2 = new Date(p.meta.time);
+  let id = p.id;
+  while (taken.has(id)) {
+    at2 = new Date(at2.getTime() + 1e3);
+    id = releaseId(p.resolved.sha, at2);
+  }
+  return id === p.id ? p : { ...p, id, meta: { ...p.meta, id } };
+}
 function treeNotes(tree) {
   const notes = [];
   if (tree.submodules.length) notes.push(`submodules included: ${tree.submodules.map((m) => `${m.path} (${m.sha.slice(0, 12)})`).join(", ")}`);
@@ -71058,7 +71067,9 @@ async function deploy(ctx, environment, options = {}) {
   const hosts = await withOpenSession(
     session,
     () => withLock(ctx, session, "deploy", async (locked) => {
-      const lives = env.hosts.map((h) => liveOf(h.name, parseState(locked.inspected.get(h.name))));
+      const states = env.hosts.map((h) => parseState(locked.inspected.get(h.name)));
+      const lives = env.hosts.map((h, i) => liveOf(h.name, states[i]));
+      p = withFreeReleaseId(p, new Set(states.flatMap((s) => s.releases.map((r) => r.id))));
       base.changes = await describeChanges(p.repo, env, lives, p.resolved.sha);
       for (const line of formatChanges(base.changes, p.resolved.sha)) ctx.reporter.info(line);
       return rollout(ctx, env, session, locked, p, options);

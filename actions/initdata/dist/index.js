@@ -67022,6 +67022,73 @@ function reportedAll(result, key) {
 }
 var DEFAULT_STEP_TIMEOUT = 600;
 
+// core/steps/nginx-config.ts
+var HEADER = "# Managed by ops-pipeline: local changes are overwritten.";
+function certbotCertificate(domain) {
+  return { cert: `/etc/letsencrypt/live/${domain}/fullchain.pem`, key: `/etc/letsencrypt/live/${domain}/privkey.pem` };
+}
+function certificatePaths(env) {
+  const domain = env.config.domain ?? env.config.app;
+  if (env.config.tls.mode === "letsencrypt") return certbotCertificate(domain);
+  if (env.config.tls.mode === "self-signed") {
+    const dir = env.layout.selfSignedDir;
+    return { cert: `${dir}/${domain}.crt`, key: `${dir}/${domain}.key` };
+  }
+  return void 0;
+}
+var port80 = (body) => `server {
+    listen 80{{default_server}};
+    listen [::]:80{{default_server}};
+    server_name {{server_name}};
+    {{logs}}
+${body}}
+`;
+var PLAIN_SITE = `${HEADER}
+{{upstreams_include}}
+
+${port80(`    client_max_body_size {{client_max_body_size}};
+    {{security_headers}}
+
+    {{acme_location}}
+    {{slot_location}}
+    {{locations}}
+`)}`;
+var TLS_SITE = `${HEADER}
+{{upstreams_include}}
+
+${port80(`
+    {{acme_location}}
+    {{slot_location}}
+    location / {
+        return 301 https://$host$request_uri;
+    }
+`)}
+server {
+    listen 443 ssl http2{{default_server}};
+    listen [::]:443 ssl http2{{default_server}};
+    server_name {{server_name}};
+    {{logs}}
+    ssl_certificate {{ssl_certificate}};
+    ssl_certificate_key {{ssl_certificate_key}};
+    {{tls_settings}}
+    client_max_body_size {{client_max_body_size}};
+    {{security_headers}}
+
+    {{slot_location}}
+    {{locations}}
+}
+`;
+var ACME_ONLY_SITE = `${HEADER}
+{{upstreams_include}}
+
+${port80(`
+    {{acme_location}}
+    {{slot_location}}
+    location / {
+        return 503;
+    }
+`)}`;
+
 // core/steps/sh/connection.sh
 var connection_default = `# shellcheck shell=bash
 # A process's start time, and the SSH server process of the connection a script runs on.
@@ -67230,73 +67297,6 @@ var PROBE_FUNCTIONS = probe_default;
 var CONNECTION_FUNCTIONS = connection_default;
 var HISTORY_FUNCTIONS = history_default;
 var LIBRARY_KEYS = reportKeys("item", "cert", "proc", "listener", "history", "release", "history_seq", "slot_release");
-
-// core/steps/nginx.ts
-var HEADER = "# Managed by ops-pipeline: local changes are overwritten.";
-function certbotCertificate(domain) {
-  return { cert: `/etc/letsencrypt/live/${domain}/fullchain.pem`, key: `/etc/letsencrypt/live/${domain}/privkey.pem` };
-}
-function certificatePaths(env) {
-  const domain = env.config.domain ?? env.config.app;
-  if (env.config.tls.mode === "letsencrypt") return certbotCertificate(domain);
-  if (env.config.tls.mode === "self-signed") {
-    const dir = env.layout.selfSignedDir;
-    return { cert: `${dir}/${domain}.crt`, key: `${dir}/${domain}.key` };
-  }
-  return void 0;
-}
-var port80 = (body) => `server {
-    listen 80{{default_server}};
-    listen [::]:80{{default_server}};
-    server_name {{server_name}};
-    {{logs}}
-${body}}
-`;
-var PLAIN_SITE = `${HEADER}
-{{upstreams_include}}
-
-${port80(`    client_max_body_size {{client_max_body_size}};
-    {{security_headers}}
-
-    {{acme_location}}
-    {{slot_location}}
-    {{locations}}
-`)}`;
-var TLS_SITE = `${HEADER}
-{{upstreams_include}}
-
-${port80(`
-    {{acme_location}}
-    {{slot_location}}
-    location / {
-        return 301 https://$host$request_uri;
-    }
-`)}
-server {
-    listen 443 ssl http2{{default_server}};
-    listen [::]:443 ssl http2{{default_server}};
-    server_name {{server_name}};
-    {{logs}}
-    ssl_certificate {{ssl_certificate}};
-    ssl_certificate_key {{ssl_certificate_key}};
-    {{tls_settings}}
-    client_max_body_size {{client_max_body_size}};
-    {{security_headers}}
-
-    {{slot_location}}
-    {{locations}}
-}
-`;
-var ACME_ONLY_SITE = `${HEADER}
-{{upstreams_include}}
-
-${port80(`
-    {{acme_location}}
-    {{slot_location}}
-    location / {
-        return 503;
-    }
-`)}`;
 
 // core/steps/history.ts
 var RELEASE_DIR_PATTERN = "^[0-9]{8}T[0-9]{6}Z-[0-9a-f]+$";

@@ -49958,134 +49958,8 @@ function reportedAll(result, key) {
 }
 var DEFAULT_STEP_TIMEOUT = 600;
 
-// core/steps/nginx.ts
+// core/steps/nginx-config.ts
 import { readFileSync as readFileSync2 } from "node:fs";
-
-// core/steps/script.ts
-function b64(content) {
-  return Buffer.from(content).toString("base64");
-}
-function putFile(path, content, mode = "0644", owner = "root:root") {
-  return `put_file ${quote(path)} ${mode} ${owner} ${b64(content)}`;
-}
-function putChecked(path, content, check, what, mode = "0644") {
-  return String.raw`new=$(mktemp); printf %s ${b64(content)} | base64 -d > "$new"
-if ! out=$(${check} "$new" 2>&1); then rm -f "$new"; echo "${what} is refused by \`${check}\`; ${path} was left as it was: $out" >&2; exit 1; fi
-rm -f "$new"
-${putFile(path, content, mode)}`;
-}
-
-// core/steps/sh/connection.sh
-var connection_default = `# shellcheck shell=bash
-# A process's start time, and the SSH server process of the connection a script runs on.
-# OpenSSH (checked on Debian 11's 8.4 and 12's 9.2) runs every session of a connection under one
-# per-connection process, \`sshd: <user>@notty\` (\`sshd-session\` from 9.8), whatever sudo or timeout sit
-# between: the first ancestor of that name. It ends when the connection ends (closed, or dropped and noticed
-# by sshd).
-# proc_start PID: start time (field 22 of /proc/PID/stat, counted after the command name): tells a reused PID apart
-proc_start() { local s f; s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1; read -r -a f <<< "\${s##*) }"; printf '%s\\n' "\${f[19]}"; }
-# conn_pid: the SSH server process of this connection
-conn_pid() {
-  local p=$$ s c f
-  while [ "$p" -gt 1 ]; do
-    s=$(cat "/proc/$p/stat" 2>/dev/null) || return 1
-    c=\${s#*(}; c=\${c%)*}
-    case "$c" in sshd|sshd-session|dropbear) printf '%s\\n' "$p"; return 0 ;; esac
-    read -r -a f <<< "\${s##*) }"; p=\${f[1]}
-  done
-  return 1
-}
-# connection_pids ID...: the pids of the processes started for the connections with these ids (OPS_CONNECTION
-# in their environment, core/remote/wrap.ts), space-separated: what a lost connection left running.
-connection_pids() {
-  local p id patterns=()
-  for id in "$@"; do patterns+=(-e "OPS_CONNECTION=$id"); done
-  for p in /proc/[0-9]*; do
-    # Not a pipeline: under pipefail, grep -q leaving early would fail it.
-    if grep -qxF "\${patterns[@]}" < <(tr '\\0' '\\n' < "$p/environ" 2>/dev/null); then printf '%s ' "\${p#/proc/}"; fi
-  done
-  return 0
-}
-`;
-
-// core/steps/sh/host-lock.sh
-var host_lock_default = '# shellcheck shell=bash\n# Apps sharing a host share its nginx configuration and certbot: host_lock NAME serializes the changes to\n# them across apps (each app\'s own lock, in its base directory, only serializes that app\'s runs). flock(1)\n# on /run/lock/ops-pipeline-NAME.lock, held until host_unlock NAME or the end of the script (the kernel\n# drops it with the process: a killed run leaves nothing behind). Waits at most WAIT seconds (default 45).\nhost_lock() { # NAME [WAIT]\n  local fd\n  mkdir -p /run/lock\n  exec {fd}>>"/run/lock/ops-pipeline-$1.lock"\n  if ! flock -w "${2:-45}" "$fd"; then\n    echo "another app\'s run on this host has held /run/lock/ops-pipeline-$1.lock for ${2:-45}s (its $1 change); try again when it is done" >&2\n    exit 1\n  fi\n  printf -v "HOST_LOCK_$1" %s "$fd"\n}\nhost_unlock() { local v="HOST_LOCK_$1"; [ -z "${!v:-}" ] || flock -u "${!v}"; }\n';
-
-// core/steps/sh/system.sh
-var system_default = `# shellcheck shell=bash
-# System functions for provision and deploy steps: services (systemd, or Debian's service wrapper where there
-# is none), change tracking per item (CHANGED, item), idempotent files and directories (put_file, ensure_dir).
-# Needs ops_report (the script prelude, core/remote/wrap.ts).
-# svc NAME ACTION: systemd on real VMs, Debian's service wrapper where there is no systemd.
-svc() { if [ -d /run/systemd/system ]; then systemctl "$2" "$1"; else service "$1" "$2"; fi; }
-# svc_up NAME: enabled at boot (systemd) and running now.
-svc_up() {
-  if [ -d /run/systemd/system ]; then
-    systemctl is-enabled --quiet "$1" 2>/dev/null || { systemctl enable --quiet "$1"; CHANGED=1; }
-    systemctl is-active --quiet "$1" || { systemctl start "$1"; CHANGED=1; }
-  else
-    service "$1" status >/dev/null 2>&1 || { service "$1" start >/dev/null; CHANGED=1; }
-  fi
-}
-# item NAME: report whether this item changed since the last mark (CHANGED=1), then reset.
-CHANGED=0
-item() { if [ "$CHANGED" = 1 ]; then ops_report item "$1 changed"; else ops_report item "$1 ok"; fi; CHANGED=0; }
-# put_file PATH MODE OWNER BASE64: write only when content, mode or owner differ (atomic rename); sets CHANGED=1.
-put_file() {
-  local path=$1 mode=$2 owner=$3 tmp
-  mkdir -p "$(dirname "$path")"
-  tmp=$(mktemp "$(dirname "$path")/.ops-new.XXXXXX")
-  # Written whole, then renamed over the file: a full disk leaves the old file and no temporary one.
-  printf %s "$4" | base64 -d > "$tmp" || { rm -f "$tmp"; return 1; }
-  if [ -f "$path" ] && cmp -s "$tmp" "$path" && [ "$(stat -c '%a %U:%G' "$path")" = "\${mode#0} $owner" ]; then
-    rm -f "$tmp"
-    return 0
-  fi
-  chmod "$mode" "$tmp"
-  chown "$owner" "$tmp"
-  mv -f "$tmp" "$path"
-  CHANGED=1
-}
-# ensure_dir PATH MODE OWNER
-ensure_dir() {
-  if [ ! -d "$1" ]; then install -d -m "$2" -o "\${3%%:*}" -g "\${3##*:}" "$1"; CHANGED=1; return 0; fi
-  if [ "$(stat -c '%a %U:%G' "$1")" != "\${2#0} $3" ]; then chmod "$2" "$1"; chown "$3" "$1"; CHANGED=1; fi
-}
-# nginx_reload: a graceful reload of the running nginx (a signal to its master, no round trip through systemd;
-# requests in flight finish), or a start when it is not running. Call once nginx -t has accepted the files.
-# Returns once the new configuration serves: \`nginx -s reload\` only signals the master, which then opens the new
-# listeners, starts new workers and tells the old ones to stop accepting; until then the old workers answer with
-# the old configuration. Waits (10 s at most) until every old worker is gone or titled "shutting down" (nginx's
-# process titles, src/os/unix/ngx_process_cycle.c). Fails when they still accept: the master could not apply the
-# files (nginx -t does not bind ports: another server on :443, say) and keeps serving the previous configuration.
-nginx_reload() {
-  local old p busy _
-  old=$(pgrep -f '^nginx: worker process *$' | tr '\\n' ' ')
-  nginx -s reload 2>/dev/null || { svc nginx start; return; }
-  for _ in $(seq 100); do
-    busy=
-    for p in $old; do
-      case $(tr '\\0' ' ' 2>/dev/null < "/proc/$p/cmdline") in
-        *'shutting down'*|'') ;;
-        'nginx: worker process'*) busy=1 ;;
-      esac
-    done
-    [ -z "$busy" ] && return 0
-    sleep 0.1
-  done
-  echo "nginx did not apply the new configuration (nginx -t accepted it, the running server refused it) and keeps serving the previous one; its error log says:" >&2
-  tail -n 3 /var/log/nginx/error.log >&2 2>/dev/null || true
-  return 1
-}
-`;
-
-// core/steps/libraries.ts
-var SYSTEM_FUNCTIONS = system_default;
-var HOST_LOCK_FUNCTIONS = host_lock_default;
-var CONNECTION_FUNCTIONS = connection_default;
-var LIBRARY_KEYS = reportKeys("item", "cert", "proc", "listener", "history", "release", "history_seq", "slot_release");
-
-// core/steps/nginx.ts
 var HEADER = "# Managed by ops-pipeline: local changes are overwritten.";
 function baseConfig() {
   return `${HEADER}
@@ -50293,6 +50167,132 @@ function site(env, certificateReady) {
   }
   return renderTemplate(tls ? TLS_SITE : PLAIN_SITE, vars, "built-in site");
 }
+
+// core/steps/script.ts
+function b64(content) {
+  return Buffer.from(content).toString("base64");
+}
+function putFile(path, content, mode = "0644", owner = "root:root") {
+  return `put_file ${quote(path)} ${mode} ${owner} ${b64(content)}`;
+}
+function putChecked(path, content, check, what, mode = "0644") {
+  return String.raw`new=$(mktemp); printf %s ${b64(content)} | base64 -d > "$new"
+if ! out=$(${check} "$new" 2>&1); then rm -f "$new"; echo "${what} is refused by \`${check}\`; ${path} was left as it was: $out" >&2; exit 1; fi
+rm -f "$new"
+${putFile(path, content, mode)}`;
+}
+
+// core/steps/sh/connection.sh
+var connection_default = `# shellcheck shell=bash
+# A process's start time, and the SSH server process of the connection a script runs on.
+# OpenSSH (checked on Debian 11's 8.4 and 12's 9.2) runs every session of a connection under one
+# per-connection process, \`sshd: <user>@notty\` (\`sshd-session\` from 9.8), whatever sudo or timeout sit
+# between: the first ancestor of that name. It ends when the connection ends (closed, or dropped and noticed
+# by sshd).
+# proc_start PID: start time (field 22 of /proc/PID/stat, counted after the command name): tells a reused PID apart
+proc_start() { local s f; s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1; read -r -a f <<< "\${s##*) }"; printf '%s\\n' "\${f[19]}"; }
+# conn_pid: the SSH server process of this connection
+conn_pid() {
+  local p=$$ s c f
+  while [ "$p" -gt 1 ]; do
+    s=$(cat "/proc/$p/stat" 2>/dev/null) || return 1
+    c=\${s#*(}; c=\${c%)*}
+    case "$c" in sshd|sshd-session|dropbear) printf '%s\\n' "$p"; return 0 ;; esac
+    read -r -a f <<< "\${s##*) }"; p=\${f[1]}
+  done
+  return 1
+}
+# connection_pids ID...: the pids of the processes started for the connections with these ids (OPS_CONNECTION
+# in their environment, core/remote/wrap.ts), space-separated: what a lost connection left running.
+connection_pids() {
+  local p id patterns=()
+  for id in "$@"; do patterns+=(-e "OPS_CONNECTION=$id"); done
+  for p in /proc/[0-9]*; do
+    # Not a pipeline: under pipefail, grep -q leaving early would fail it.
+    if grep -qxF "\${patterns[@]}" < <(tr '\\0' '\\n' < "$p/environ" 2>/dev/null); then printf '%s ' "\${p#/proc/}"; fi
+  done
+  return 0
+}
+`;
+
+// core/steps/sh/host-lock.sh
+var host_lock_default = '# shellcheck shell=bash\n# Apps sharing a host share its nginx configuration and certbot: host_lock NAME serializes the changes to\n# them across apps (each app\'s own lock, in its base directory, only serializes that app\'s runs). flock(1)\n# on /run/lock/ops-pipeline-NAME.lock, held until host_unlock NAME or the end of the script (the kernel\n# drops it with the process: a killed run leaves nothing behind). Waits at most WAIT seconds (default 45).\nhost_lock() { # NAME [WAIT]\n  local fd\n  mkdir -p /run/lock\n  exec {fd}>>"/run/lock/ops-pipeline-$1.lock"\n  if ! flock -w "${2:-45}" "$fd"; then\n    echo "another app\'s run on this host has held /run/lock/ops-pipeline-$1.lock for ${2:-45}s (its $1 change); try again when it is done" >&2\n    exit 1\n  fi\n  printf -v "HOST_LOCK_$1" %s "$fd"\n}\nhost_unlock() { local v="HOST_LOCK_$1"; [ -z "${!v:-}" ] || flock -u "${!v}"; }\n';
+
+// core/steps/sh/system.sh
+var system_default = `# shellcheck shell=bash
+# System functions for provision and deploy steps: services (systemd, or Debian's service wrapper where there
+# is none), change tracking per item (CHANGED, item), idempotent files and directories (put_file, ensure_dir).
+# Needs ops_report (the script prelude, core/remote/wrap.ts).
+# svc NAME ACTION: systemd on real VMs, Debian's service wrapper where there is no systemd.
+svc() { if [ -d /run/systemd/system ]; then systemctl "$2" "$1"; else service "$1" "$2"; fi; }
+# svc_up NAME: enabled at boot (systemd) and running now.
+svc_up() {
+  if [ -d /run/systemd/system ]; then
+    systemctl is-enabled --quiet "$1" 2>/dev/null || { systemctl enable --quiet "$1"; CHANGED=1; }
+    systemctl is-active --quiet "$1" || { systemctl start "$1"; CHANGED=1; }
+  else
+    service "$1" status >/dev/null 2>&1 || { service "$1" start >/dev/null; CHANGED=1; }
+  fi
+}
+# item NAME: report whether this item changed since the last mark (CHANGED=1), then reset.
+CHANGED=0
+item() { if [ "$CHANGED" = 1 ]; then ops_report item "$1 changed"; else ops_report item "$1 ok"; fi; CHANGED=0; }
+# put_file PATH MODE OWNER BASE64: write only when content, mode or owner differ (atomic rename); sets CHANGED=1.
+put_file() {
+  local path=$1 mode=$2 owner=$3 tmp
+  mkdir -p "$(dirname "$path")"
+  tmp=$(mktemp "$(dirname "$path")/.ops-new.XXXXXX")
+  # Written whole, then renamed over the file: a full disk leaves the old file and no temporary one.
+  printf %s "$4" | base64 -d > "$tmp" || { rm -f "$tmp"; return 1; }
+  if [ -f "$path" ] && cmp -s "$tmp" "$path" && [ "$(stat -c '%a %U:%G' "$path")" = "\${mode#0} $owner" ]; then
+    rm -f "$tmp"
+    return 0
+  fi
+  chmod "$mode" "$tmp"
+  chown "$owner" "$tmp"
+  mv -f "$tmp" "$path"
+  CHANGED=1
+}
+# ensure_dir PATH MODE OWNER
+ensure_dir() {
+  if [ ! -d "$1" ]; then install -d -m "$2" -o "\${3%%:*}" -g "\${3##*:}" "$1"; CHANGED=1; return 0; fi
+  if [ "$(stat -c '%a %U:%G' "$1")" != "\${2#0} $3" ]; then chmod "$2" "$1"; chown "$3" "$1"; CHANGED=1; fi
+}
+# nginx_reload: a graceful reload of the running nginx (a signal to its master, no round trip through systemd;
+# requests in flight finish), or a start when it is not running. Call once nginx -t has accepted the files.
+# Returns once the new configuration serves: \`nginx -s reload\` only signals the master, which then opens the new
+# listeners, starts new workers and tells the old ones to stop accepting; until then the old workers answer with
+# the old configuration. Waits (10 s at most) until every old worker is gone or titled "shutting down" (nginx's
+# process titles, src/os/unix/ngx_process_cycle.c). Fails when they still accept: the master could not apply the
+# files (nginx -t does not bind ports: another server on :443, say) and keeps serving the previous configuration.
+nginx_reload() {
+  local old p busy _
+  old=$(pgrep -f '^nginx: worker process *$' | tr '\\n' ' ')
+  nginx -s reload 2>/dev/null || { svc nginx start; return; }
+  for _ in $(seq 100); do
+    busy=
+    for p in $old; do
+      case $(tr '\\0' ' ' 2>/dev/null < "/proc/$p/cmdline") in
+        *'shutting down'*|'') ;;
+        'nginx: worker process'*) busy=1 ;;
+      esac
+    done
+    [ -z "$busy" ] && return 0
+    sleep 0.1
+  done
+  echo "nginx did not apply the new configuration (nginx -t accepted it, the running server refused it) and keeps serving the previous one; its error log says:" >&2
+  tail -n 3 /var/log/nginx/error.log >&2 2>/dev/null || true
+  return 1
+}
+`;
+
+// core/steps/libraries.ts
+var SYSTEM_FUNCTIONS = system_default;
+var HOST_LOCK_FUNCTIONS = host_lock_default;
+var CONNECTION_FUNCTIONS = connection_default;
+var LIBRARY_KEYS = reportKeys("item", "cert", "proc", "listener", "history", "release", "history_seq", "slot_release");
+
+// core/steps/nginx.ts
 function applyNginx(change) {
   const lines = [SYSTEM_FUNCTIONS, HOST_LOCK_FUNCTIONS, "host_lock nginx", ...change.before ? [change.before] : [], "backup=$(mktemp -d /etc/.ops-nginx.XXXXXX)", `trap 'rm -rf "$backup"' EXIT`, 'cp -a /etc/nginx "$backup/nginx"', 'nginx_put_back() { rm -rf /etc/nginx; mv "$backup/nginx" /etc/nginx; }'];
   for (const f of change.files) lines.push(putFile(f.path, f.content));

@@ -50018,7 +50018,7 @@ var CERT_FUNCTIONS = cert_default;
 var CONNECTION_FUNCTIONS = connection_default;
 var LIBRARY_KEYS = reportKeys("item", "cert", "proc", "listener", "history", "release", "history_seq", "slot_release");
 
-// core/steps/nginx.ts
+// core/steps/nginx-config.ts
 var HEADER = "# Managed by ops-pipeline: local changes are overwritten.";
 function certbotCertificate(domain) {
   return { cert: `/etc/letsencrypt/live/${domain}/fullchain.pem`, key: `/etc/letsencrypt/live/${domain}/privkey.pem` };

@@ -1,0 +1,228 @@
+// nginx's files as text: the base configuration, the app's site (built-in or the environment's template) and
+// the live-slot upstreams, with the certificate paths they name. Putting them in place is nginx.ts.
+import { readFileSync } from 'node:fs';
+import type { Target } from '../target.ts';
+import { envPath } from '../config/environment.ts';
+import { OpsError } from '../errors.ts';
+import { isDefaultServer } from '../config/siblings.ts';
+import type { Slot } from '../layout.ts';
+
+const HEADER = '# Managed by ops-pipeline: local changes are overwritten.';
+
+/** The base /etc/nginx/nginx.conf (the same for every app on a host). */
+export function baseConfig(): string {
+  return `${HEADER}
+user www-data;
+worker_processes auto;
+pid /run/nginx.pid;
+include /etc/nginx/modules-enabled/*.conf;
+
+events {
+    worker_connections 1024;
+}
+
+http {
+    sendfile on;
+    tcp_nopush on;
+    types_hash_max_size 2048;
+    # Room for long domain names, several sites per host (the default bucket fits names of ~60 characters).
+    server_names_hash_bucket_size 128;
+    server_tokens off;
+
+    include /etc/nginx/mime.types;
+    default_type application/octet-stream;
+
+    access_log /var/log/nginx/access.log;
+    error_log /var/log/nginx/error.log;
+
+    gzip on;
+    gzip_vary on;
+    gzip_proxied any;
+    gzip_comp_level 5;
+    gzip_min_length 256;
+    gzip_types text/plain text/css text/xml text/javascript application/javascript application/json application/xml application/rss+xml image/svg+xml;
+
+    include /etc/nginx/conf.d/*.conf;
+    include /etc/nginx/sites-enabled/*;
+}
+`;
+}
+
+/** Upstreams pointing at one slot's ports, plus `$ops_slot_<app>` so a deploy can see when the reload took effect. */
+export function upstreams(env: Target, slot: Slot): string {
+  const L = env.layout;
+  const blocks = Object.keys(env.config.programs).map(
+    (p) => `upstream ${L.nginxUpstream(p)} {\n    server 127.0.0.1:${env.port(p, slot)};\n    keepalive 16;\n}`,
+  );
+  return `${HEADER}\n# Live slot of ${env.config.app}: ${slot}. Rewritten by each deploy.\n${blocks.join('\n')}\nmap "" $${L.nginxSlotVariable} {\n    default "${slot}";\n}\n`;
+}
+
+/** Mozilla's "intermediate" TLS settings (TLS 1.2 + 1.3). */
+const TLS_SETTINGS = `ssl_session_timeout 1d;
+    ssl_session_cache shared:MozSSL:10m;
+    ssl_session_tickets off;
+    ssl_dhparam /etc/nginx/dhparams.pem;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305;
+    ssl_prefer_server_ciphers off;
+    add_header Strict-Transport-Security "max-age=63072000" always;`;
+
+const SECURITY_HEADERS = `add_header X-Frame-Options DENY always;
+    add_header X-Content-Type-Options nosniff always;
+    add_header X-XSS-Protection "1; mode=block" always;
+    add_header Referrer-Policy strict-origin-when-cross-origin always;`;
+
+const PROXY = `proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_set_header Host $host;
+        proxy_set_header X-Real-IP $remote_addr;
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        proxy_set_header X-Forwarded-Proto $scheme;`;
+
+/** Where certbot keeps the current certificate of a domain (its lineage is named after the domain: --cert-name). */
+export function certbotCertificate(domain: string): { cert: string; key: string } {
+  return { cert: `/etc/letsencrypt/live/${domain}/fullchain.pem`, key: `/etc/letsencrypt/live/${domain}/privkey.pem` };
+}
+
+/** Certificate paths for the environment's TLS mode. */
+export function certificatePaths(env: Target): { cert: string; key: string } | undefined {
+  const domain = env.config.domain ?? env.config.app;
+  if (env.config.tls.mode === 'letsencrypt') return certbotCertificate(domain);
+  if (env.config.tls.mode === 'self-signed') {
+    const dir = env.layout.selfSignedDir;
+    return { cert: `${dir}/${domain}.crt`, key: `${dir}/${domain}.key` };
+  }
+  return undefined;
+}
+
+/**
+ * The variables a site template may use ({{name}}); the built-in templates use the same ones. Several apps
+ * share a host's nginx: each site answers for its own `server_name` (its domain), only the default server
+ * (nginx.default_server, or an app without a domain, then alone on its host) carries `default_server`, and
+ * each logs to its own files.
+ */
+export function siteVariables(env: Target): Record<string, string> {
+  const L = env.layout;
+  const app = env.config.app;
+  const certs = certificatePaths(env);
+  const locations = Object.entries(env.config.routes)
+    .sort(([a], [b]) => b.length - a.length)
+    .map(([prefix, program]) => {
+      // A trailing "/" on proxy_pass replaces the matched prefix: "/api/x" reaches the API as "/x".
+      const target = prefix === '/' ? `http://${L.nginxUpstream(program)}` : `http://${L.nginxUpstream(program)}/`;
+      return `location ${prefix} {\n        proxy_pass ${target};\n        ${PROXY}\n    }`;
+    });
+  const root = env.config.routes['/'];
+  const favicon = root ? `location = /favicon.ico {\n        access_log off;\n        log_not_found off;\n        proxy_pass http://${L.nginxUpstream(root)};\n    }` : '';
+  return {
+    app,
+    domain: env.config.domain ?? '',
+    server_name: env.config.domain ?? '_',
+    default_server: isDefaultServer(env) ? ' default_server' : '',
+    logs: `access_log ${L.nginxAccessLog};\n    error_log ${L.nginxErrorLog};`,
+    upstreams_include: `include ${L.nginxUpstreams};`,
+    acme_location: `location ^~ /.well-known/acme-challenge/ {\n        root ${L.acmeWebroot};\n        default_type text/plain;\n    }`,
+    slot_location: `location = /.ops/slot {\n        allow 127.0.0.1;\n        allow ::1;\n        deny all;\n        default_type text/plain;\n        return 200 $${L.nginxSlotVariable};\n    }`,
+    security_headers: SECURITY_HEADERS,
+    tls_settings: TLS_SETTINGS,
+    ssl_certificate: certs?.cert ?? '',
+    ssl_certificate_key: certs?.key ?? '',
+    client_max_body_size: env.config.nginx.client_max_body_size,
+    locations: [favicon, ...locations].filter(Boolean).join('\n    '),
+  };
+}
+
+/** A port-80 server block; `body` is what it serves (the app, or a redirect to https). */
+const port80 = (body: string) => `server {
+    listen 80{{default_server}};
+    listen [::]:80{{default_server}};
+    server_name {{server_name}};
+    {{logs}}
+${body}}
+`;
+
+const PLAIN_SITE = `${HEADER}
+{{upstreams_include}}
+
+${port80(`    client_max_body_size {{client_max_body_size}};
+    {{security_headers}}
+
+    {{acme_location}}
+    {{slot_location}}
+    {{locations}}
+`)}`;
+
+const TLS_SITE = `${HEADER}
+{{upstreams_include}}
+
+${port80(`
+    {{acme_location}}
+    {{slot_location}}
+    location / {
+        return 301 https://$host$request_uri;
+    }
+`)}
+server {
+    listen 443 ssl http2{{default_server}};
+    listen [::]:443 ssl http2{{default_server}};
+    server_name {{server_name}};
+    {{logs}}
+    ssl_certificate {{ssl_certificate}};
+    ssl_certificate_key {{ssl_certificate_key}};
+    {{tls_settings}}
+    client_max_body_size {{client_max_body_size}};
+    {{security_headers}}
+
+    {{slot_location}}
+    {{locations}}
+}
+`;
+
+/** Before the first certificate exists: only the ACME challenge on port 80 (a 443 block would not load). */
+const ACME_ONLY_SITE = `${HEADER}
+{{upstreams_include}}
+
+${port80(`
+    {{acme_location}}
+    {{slot_location}}
+    location / {
+        return 503;
+    }
+`)}`;
+
+/**
+ * Fill `{{name}}` placeholders of an nginx template from `vars`.
+ * @throws OpsError naming the unknown placeholders and `source`.
+ */
+export function renderTemplate(template: string, vars: Record<string, string>, source: string): string {
+  const unknown = new Set<string>();
+  const out = template.replace(/\{\{\s*([a-z_]+)\s*\}\}/g, (_, name: string) => {
+    if (!(name in vars)) unknown.add(name);
+    return vars[name] ?? '';
+  });
+  if (unknown.size)
+    throw new OpsError(`${source} uses unknown placeholder${unknown.size > 1 ? 's' : ''} ${[...unknown].map((u) => `{{${u}}}`).join(', ')}`, `known placeholders: ${Object.keys(vars).map((v) => `{{${v}}}`).join(' ')}`);
+  return out;
+}
+
+/**
+ * The site for the environment. `certificateReady` says whether the TLS certificate exists on the host
+ * (letsencrypt: issued yet?). A custom template (nginx.site_template) replaces the built-in one once TLS is ready.
+ */
+export function site(env: Target, certificateReady: boolean): string {
+  const vars = siteVariables(env);
+  const tls = env.config.tls.mode !== 'off';
+  if (tls && !certificateReady) return renderTemplate(ACME_ONLY_SITE, vars, 'built-in ACME site');
+  const custom = env.config.nginx.site_template;
+  if (custom) {
+    const file = envPath(env, custom);
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch {
+      throw new OpsError(`cannot read the nginx site template ${file}`, `fix nginx.site_template in environments/${env.name}/environment.yml`);
+    }
+    return renderTemplate(text, vars, `environments/${env.name}/${custom}`);
+  }
+  return renderTemplate(tls ? TLS_SITE : PLAIN_SITE, vars, 'built-in site');
+}

@@ -77,7 +77,7 @@ describe.sequential('build once: what real teams hit', () => {
     for (const h of hosts) expect(await revision(h)).toBe(again.sha);
   }, 900_000);
 
-  it('a host of another platform fails at once while the builder still builds: the builder is stopped, marked and unlocked first', async () => {
+  it('a host of another platform fails at once while the builder still builds: the rollout lets the build end, then marks it failed and unlocks (nothing of the run left running)', async () => {
     project.write({ ...config, switch: { drain: 10, batch_size: 3 } });
     await sh(hosts[2]!, "sudo sed -i 's/^VERSION_ID=.*/VERSION_ID=\"12.99\"/' /usr/lib/os-release");
     await setFreeSpace(hosts[2]!.name, '/srv', { mb: 1 });
@@ -148,7 +148,7 @@ describe.sequential('build once: what real teams hit', () => {
     for (const h of hosts) expect(await revision(h)).toBe(r.sha);
   }, 900_000);
 
-  it('a build output larger than a JavaScript string can hold (450 MB, incompressible) arrives, or fails cleanly', async () => {
+  it('a build output larger than a JavaScript string can hold (450 MB, incompressible) arrives on every host, byte for byte', async () => {
     project.write({ ...config, release: { build: `${BUILD} && head -c 450M /dev/urandom > ../big.bin`, before_switch: ['mkdir hook-ran'] } });
     const err = await errorOf(deploy(project.ctx(), project.env(), { ref: 'v2' }));
     console.log('LARGE:', err.message);

@@ -5,7 +5,6 @@
 // release, fails, named by pid, command and release. supervisor's pid is given (sup_pid is replaced).
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -13,6 +12,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { parseReports } from '../../core/remote/types.ts';
 import { scriptPrelude } from '../../core/remote/wrap.ts';
 import { IDENTITY_FUNCTIONS } from '../../core/steps/libraries.ts';
+import { freePort } from '../support/ports.ts';
 
 const run = promisify(execFile);
 const root = mkdtempSync(join(tmpdir(), 'ops-identity-'));
@@ -43,15 +43,6 @@ afterEach(async () => {
   }
   await run('pkill', ['-KILL', '-f', `^/usr/bin/python3 ${join(root, 'server.py')}`]).catch(() => undefined);
 });
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = createServer().listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 /** Start `command` (bash) in `cwd` with OPS_RELEASE=`id`, in its own process group; its pid is "supervisor's". */
 function start(command: string, cwd: string, id: string): ChildProcess {

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { type Target } from '../target.ts';
 import { clockSkewWarning, type OpsContext } from '../context.ts';
 import { DiskFullError, OpsError, StepError } from '../errors.ts';
-import { unpackArtifacts, type ArtifactPart } from '../steps/artifact.ts';
+import { unpackArtifacts, type PackedPart } from '../steps/artifact.ts';
 import { otherSlot, type Slot } from '../layout.ts';
 import { reportedAll, type Remote, type StepResult } from '../remote/types.ts';
 import { knownCommits, packFor } from '../source.ts';
@@ -22,21 +22,24 @@ import { treeNotes, type Plan } from './deploy-plan.ts';
 import { type AuditEntryFields, type LockedRun } from './locked.ts';
 
 /**
- * Refuse, before anything is written, a release whose code alone does not fit under the app's directory
- * (the pack, then its files: known on the runner). Dependencies and builds are not known in advance: running
- * out during them fails the step, saying so (HostRun).
+ * Refuse, before anything is written, a release that does not fit under the app's directory: on a host that
+ * builds, its code (the pack of git objects, then its files: known on the runner); on a host that receives a
+ * build (`receiving`), the packed parts it is sent (`sendBytes`) and the release's files. Dependencies and builds
+ * are not known in advance: running out during them (or while unpacking) fails the step, saying so (HostRun).
+ * @throws OpsError naming the host, what is free and what is needed; nothing was changed.
  */
-function checkSpace(env: Target, host: string, state: HostState, p: Plan, packBytes: number): void {
+export function checkSpace(env: Target, host: string, state: HostState, p: Plan, sendBytes: number, receiving = false): void {
   const disk = state.disk;
   if (!disk) return;
   const MB = 1024 * 1024;
   // Files take whole blocks: a margin of 10% and 4 KiB per entry, and 1 MB for the release's own files.
-  const needMb = Math.ceil((packBytes + p.size.bytes * 1.1 + p.size.entries * 4096) / MB) + 1;
+  const needMb = Math.ceil((sendBytes + p.size.bytes * 1.1 + p.size.entries * 4096) / MB) + 1;
   const needInodes = p.size.entries + 50;
   const short = disk.freeMb < needMb || (disk.freeInodes !== undefined && disk.freeInodes < needInodes);
   if (!short) return;
+  const needs = receiving ? `the build it would receive needs about ${needMb} MB and ${needInodes} inodes to arrive (its dependency sets more once unpacked)` : `its code alone needs about ${needMb} MB and ${needInodes} inodes (its dependencies and build more)`;
   throw new OpsError(
-    `not enough space on ${host} for release ${p.id}: ${describeDisk(disk)}, and its code alone needs about ${needMb} MB and ${needInodes} inodes (its dependencies and build more)\n` +
+    `not enough space on ${host} for release ${p.id}: ${describeDisk(disk)}, and ${needs}\n` +
       `${state.current ? `${host} still serves ${state.current}` : `${host} had no live release`}; nothing was changed`,
     `free space on ${host} under ${disk.path} (failed releases, old dependency sets under shared/deps, logs; or lower release.keep), then deploy again`,
   );
@@ -57,6 +60,10 @@ export interface HostPlan {
   created: boolean;
   /** Its new processes may run (the start step ran): stopped again if the rollout fails. */
   started: boolean;
+  /** Its own step failed (failBeforeSwitch ran: release marked, audited). */
+  failed: boolean;
+  /** Its nginx and `current` point at the new release: it serves it, whatever failed after. */
+  switched: boolean;
 }
 
 /**
@@ -82,7 +89,7 @@ export function beginHost(ctx: OpsContext, env: Target, remote: Remote, locked: 
     if (!locked.finished(remote.name)) audit({ result: 'no-op', release: state.current, message: 'already live' });
     return { ...result, release: state.current, noop: true, notes: [`${p.resolved.sha.slice(0, 12)} already live (${state.current})`, ...result.notes] };
   }
-  return { name: remote.name, h, state, result, newSlot: state.slot ? otherSlot(state.slot) : 'blue', audit, fields, created: false, started: false };
+  return { name: remote.name, h, state, result, newSlot: state.slot ? otherSlot(state.slot) : 'blue', audit, fields, created: false, started: false, failed: false, switched: false };
 }
 
 /** The shared .env and environ, uploaded on stdin and renamed into place if they changed. */
@@ -144,27 +151,29 @@ export function dependencySets(env: Target, p: Plan): string[] {
   return [...(env.config.release.python_requirements ? [`venv-${p.hashes.python}`] : []), ...(env.config.release.node_dir ? [`node-${p.hashes.node}`] : [])];
 }
 
+/** The parts of a build uploaded to a receiving host (chunk files, in order), by part. */
+export interface Received {
+  part: PackedPart;
+  uploads: string[];
+}
+
 /**
- * Give a host the release built on `builder`: the .env, then the parts it lacks (the release directory
- * always; a dependency set only if the host has no complete one), uploaded over its own connection and
- * checked by sha256 on arrival before anything is unpacked.
+ * Give a host the release built on `builder`, once its parts are uploaded (the rollout carries them in
+ * chunks: `received`): the .env, then the parts checked by sha256 and unpacked (the release directory always;
+ * a dependency set only if the host has no complete one).
  */
-export async function receiveBuild(env: Target, hp: HostPlan, p: Plan, builder: string, parts: ArtifactPart[]): Promise<void> {
-  const L = env.layout;
-  const tag = `${p.id}-${randomBytes(4).toString('hex')}`;
-  await sendDotenv(env, hp, p, tag);
-  const wanted = parts.filter((x) => x.name === 'release' || !hp.state.depsHas.includes(x.name));
-  const sent: { name: string; upload: string; sha256: string }[] = [];
-  for (const x of wanted) {
-    const upload = `${L.uploads}/${tag}.${x.name}.tar.gz`;
-    await hp.h.upload(x.bytes, upload, 0o600);
-    sent.push({ name: x.name, upload, sha256: x.sha256 });
-  }
+export async function receiveBuild(env: Target, hp: HostPlan, p: Plan, builder: string, received: Received[]): Promise<void> {
+  await sendDotenv(env, hp, p, `${p.id}-${randomBytes(4).toString('hex')}`);
   hp.created = true;
-  await hp.h.run(unpackArtifacts(env, p.id, sent, builder));
-  const kib = wanted.reduce((n, x) => n + x.bytes.length, 0) / 1024;
-  hp.result.notes.push(`received the build of ${builder} (${wanted.map((x) => x.name).join(', ')}: ${kib >= 1024 ? `${(kib / 1024).toFixed(1)} MiB` : `${kib.toFixed(0)} KiB`}, sha256-checked)`);
+  await hp.h.run(unpackArtifacts(env, p.id, received.map(({ part, uploads }) => ({ name: part.name, uploads, sha256: part.sha256 })), builder));
+  const kib = received.reduce((n, x) => n + x.part.size, 0) / 1024;
+  hp.result.notes.push(`received the build of ${builder} (${received.map((x) => x.part.name).join(', ')}: ${kib >= 1024 ? `${(kib / 1024).toFixed(1)} MiB` : `${kib.toFixed(0)} KiB`}, sha256-checked)`);
   for (const set of dependencySets(env, p)) hp.result.notes.push(`dependencies: ${set.split('-')[0] === 'venv' ? 'python' : 'node'} ${hp.state.depsHas.includes(set) ? 'reused' : `received from ${builder}`}`);
+}
+
+/** Whether a host needs packed part `name` of a build: the release always, a dependency set when it has no complete one. */
+export function wants(hp: HostPlan, name: string): boolean {
+  return name === 'release' || !hp.state.depsHas.includes(name);
 }
 
 /** The before_switch hooks, on every host (they may act on the host itself). */
@@ -176,6 +185,7 @@ export async function beforeSwitch(env: Target, hp: HostPlan, p: Plan): Promise<
 /** A host's failure before its switch: its new processes stopped, its release marked failed, audited; the error says what still serves. */
 export async function failBeforeSwitch(env: Target, hp: HostPlan, p: Plan, e: unknown): Promise<unknown> {
   const why = e instanceof Error ? e.message.split('\n')[0]! : String(e);
+  hp.failed = true;
   // A start that failed cleanly has already put the slot back (and may have kept the warm release running).
   if (hp.started && !(e instanceof StepError && e.exitCode === START_FAILED_CLEAN)) await hp.h.tryRun(stopSlot(env, hp.newSlot));
   if (hp.created) await hp.h.tryRun(markRelease(env, p.id, 'failed', why));
@@ -193,6 +203,7 @@ export async function switchHost(env: Target, hp: HostPlan, p: Plan, locked: Loc
     hp.started = true;
     await h.run(startSlot(env, newSlot, dir, p.id));
     await h.run(switchTo(env, newSlot, p.id, state.certificate, 'deploy'));
+    hp.switched = true;
   } catch (e) {
     throw await failBeforeSwitch(env, hp, p, e);
   }

@@ -7,9 +7,10 @@
 import type { Environment } from '../config/environment.ts';
 import { resolveTarget, type Target } from '../target.ts';
 import { refuseCollisions } from '../config/siblings.ts';
+import { createHash, randomBytes } from 'node:crypto';
 import { type OpsContext } from '../context.ts';
 import { OpsError } from '../errors.ts';
-import { packArtifacts, parseParts } from '../steps/artifact.ts';
+import { CHUNK_BYTES, checkPart, dropPacked, packArtifacts, parseChunk, parsePacked, readChunk, type PackedPart } from '../steps/artifact.ts';
 import { quote } from '../shell.ts';
 import { type HostsChange, describeChanges, formatChanges } from '../changes.ts';
 import { type ResolvedRef } from '../source.ts';
@@ -18,7 +19,7 @@ import { deployState, markRelease } from '../steps/release.ts';
 import { type HostSwitch } from './host-run.ts';
 import { inBatches, Session, withOpenSession } from './hosts.ts';
 import { liveOf, parseState, readLive } from './host-state.ts';
-import { beforeSwitch, beginHost, buildOn, failBeforeSwitch, receiveBuild, switchHost, dependencySets, type HostPlan } from './deploy-host.ts';
+import { beforeSwitch, beginHost, buildOn, checkSpace, failBeforeSwitch, receiveBuild, switchHost, dependencySets, wants, type HostPlan, type Received } from './deploy-host.ts';
 import { resolveDeployCommit, planDeploy, planText, withFreeReleaseId, type Plan } from './deploy-plan.ts';
 import { withLock, type LockedRun, type LockOptions } from './locked.ts';
 
@@ -76,11 +77,61 @@ async function pooled<T>(items: T[], limit: number, fn: (item: T) => Promise<voi
   if (errors.length) throw errors[0];
 }
 
+/** Wait for every promise to settle (none left running on a host), then throw the first failure, if any. */
+async function settled(work: Promise<unknown>[]): Promise<void> {
+  const failed = (await Promise.allSettled(work)).find((s): s is PromiseRejectedResult => s.status === 'rejected');
+  if (failed) throw failed.reason;
+}
+
+/** Thrown instead of starting a host's next piece of work once another host failed (never reported). */
+const HALTED = new Error('the rollout stopped: another host failed');
+
+/**
+ * Carry the build packed on `b` (parts `parts`) to its receivers: each part read from the builder in chunks of
+ * CHUNK_BYTES (one round trip each) and uploaded to every receiver that wants it, so no part is ever whole in
+ * the runner's memory; the part's sha256 is checked on the runner before its last chunk leaves; a receiver
+ * without the space for what it would receive is refused before anything is sent (checkSpace). `attempt`
+ * runs one host's piece of work and blames that host for its failure.
+ * @returns the chunk files uploaded to each receiver, per part.
+ */
+async function carryBuild(env: Target, b: HostPlan, receivers: HostPlan[], p: Plan, parts: PackedPart[], attempt: (hp: HostPlan, work: () => Promise<void>) => Promise<void>): Promise<Map<HostPlan, Received[]>> {
+  // A receiver short of space is refused before any byte moves.
+  await pooled(receivers, RECEIVE_CONCURRENCY, (r) => attempt(r, async () => checkSpace(env, r.name, r.state, p, parts.filter((x) => wants(r, x.name)).reduce((n, x) => n + x.size, 0), true)));
+  const out = new Map<HostPlan, Received[]>(receivers.map((r) => [r, []]));
+  const tags = new Map(receivers.map((r) => [r, `${p.id}-${randomBytes(4).toString('hex')}`]));
+  for (const part of parts) {
+    const takers = receivers.filter((r) => wants(r, part.name));
+    const uploads = new Map<HostPlan, string[]>(takers.map((r) => [r, []]));
+    for (const r of takers) out.get(r)!.push({ part, uploads: uploads.get(r)! });
+    const hash = createHash('sha256');
+    for (let offset = 0, i = 0; offset < part.size; offset += CHUNK_BYTES, i++) {
+      const length = Math.min(CHUNK_BYTES, part.size - offset);
+      let chunk: Buffer = Buffer.alloc(0);
+      await attempt(b, async () => {
+        chunk = parseChunk(await b.h.run(readChunk(env, p.id, part.name, offset, length)), part, offset, length, b.name);
+        hash.update(chunk);
+        if (offset + length === part.size) checkPart(part, hash.digest('hex'), b.name);
+      });
+      await pooled(takers, RECEIVE_CONCURRENCY, (r) =>
+        attempt(r, async () => {
+          const path = `${env.layout.uploads}/${tags.get(r)}.${part.name}.tar.gz.${i}`;
+          await r.h.upload(chunk, path, 0o600);
+          uploads.get(r)!.push(path);
+        }),
+      );
+    }
+  }
+  return out;
+}
+
 /**
  * A rollout: every host that is not a no-op is prepared first — one host per platform builds (the first
- * host also migrates), the others receive its build — and only then do hosts switch, `switch.batch_size` at
- * a time. So a failure while building or sending (a damaged transfer too) changes nothing that serves on any
- * host; a failure while switching stops before the next batch.
+ * host also migrates), packs its build before its before_switch hooks run (receivers get what a build makes,
+ * and run the hooks themselves), and its receivers get it — and only then do hosts switch,
+ * `switch.batch_size` at a time. A failure anywhere while preparing lets the work under way on other hosts
+ * end (nothing more starts), then stops the rollout with nothing switched on any host; a failure while
+ * switching stops before the next batch. Either way every host not switched is left as it was, its release
+ * (if made) marked failed and the run's failure in its audit log.
  */
 async function rollout(ctx: OpsContext, env: Target, session: Session, locked: LockedRun, p: Plan, options: DeployOptions): Promise<HostSwitch[]> {
   const done: HostSwitch[] = [];
@@ -92,57 +143,77 @@ async function rollout(ctx: OpsContext, env: Target, session: Session, locked: L
   }
   const groups = buildGroups(plans.map((hp) => ({ name: hp.name, platform: env.hosts.length > 1 ? hp.state.platform : undefined, hp })));
   if (plans.length > 1) for (const line of describeBuilds(groups)) ctx.reporter.info(line);
-  const where = (failed: string) =>
+  const where = () =>
     env.hosts.map((hst) => {
       const d = done.find((x) => x.host === hst.name);
-      return `${hst.name}: ${d ? (d.noop ? `${d.release} (already live)` : d.release) : hst.name === failed ? 'unchanged (failed)' : 'unchanged (previous release)'}`;
+      const hp = plans.find((x) => x.name === hst.name);
+      if (d) return `${hst.name}: ${d.noop ? `${d.release} (already live)` : d.release}`;
+      if (hp?.switched) return `${hst.name}: ${p.id} (switched; see its error above)`;
+      return `${hst.name}: ${hp?.failed ? 'unchanged (failed)' : 'unchanged (previous release)'}`;
     });
-  const stopped = (e: unknown, failed: string) =>
-    env.hosts.length > 1 && e instanceof OpsError ? new OpsError(`${e.message}\nrollout stopped; hosts now run:\n  ${where(failed).join('\n  ')}`, e.hint) : e;
-  // Prepare every host (nothing switches): builders in parallel, each then feeding its receivers.
-  const prepared = new Set<HostPlan>();
-  let failedHost = '';
-  try {
+  // The hosts a stopped rollout leaves behind: a release made for nothing is marked, the run's failure audited.
+  const stop = async (e: unknown) => {
+    const first = plans.find((hp) => hp.failed)?.name ?? 'another host';
+    const behind = plans.filter((hp) => !hp.failed && !hp.switched && !done.some((d) => d.host === hp.name));
     await Promise.all(
-      groups.map(async ({ builder: { hp: b }, receivers }) => {
-        const step = async (hp: HostPlan, work: () => Promise<void>) => {
-          try {
-            await work();
-            prepared.add(hp);
-          } catch (e) {
-            failedHost ||= hp.name;
-            throw await failBeforeSwitch(env, hp, p, e);
-          }
-        };
-        await step(b, async () => {
-          await buildOn(env, b, p, b === plans[0]);
-          await beforeSwitch(env, b, p);
-        });
-        if (!receivers.length) return;
-        const parts = parseParts(await b.h.run(packArtifacts(env, p.id, dependencySets(env, p).filter((set) => receivers.some((r) => !r.hp.state.depsHas.includes(set))))), b.name);
-        await pooled(receivers, RECEIVE_CONCURRENCY, (r) =>
-          step(r.hp, async () => {
-            await receiveBuild(env, r.hp, p, b.name, parts);
-            await beforeSwitch(env, r.hp, p);
-          }),
-        );
+      behind.map(async (hp) => {
+        const why = `rollout stopped before the switch (${first} failed)`;
+        if (hp.created) await hp.h.tryRun(markRelease(env, p.id, 'failed', why));
+        hp.audit({ result: 'failed', message: why });
       }),
     );
-  } catch (e) {
-    // Hosts prepared for nothing: their release is marked, so it is not taken for a good one.
-    await Promise.all([...prepared].map((hp) => hp.h.tryRun(markRelease(env, p.id, 'failed', `rollout stopped before the switch (${failedHost || 'another host'} failed)`))));
-    throw stopped(e, failedHost);
-  }
-  let current = '';
+    return env.hosts.length > 1 && e instanceof OpsError ? new OpsError(`${e.message}\nrollout stopped; hosts now run:\n  ${where().join('\n  ')}`, e.hint) : e;
+  };
+  // Prepare every host (nothing switches): builders in parallel, each then feeding its receivers.
+  let failure: unknown;
+  let halted = false;
+  const attempt = async (hp: HostPlan, work: () => Promise<void>) => {
+    if (halted) throw HALTED;
+    try {
+      await work();
+    } catch (e) {
+      halted = true; // at once: nothing more starts while this host's failure is recorded
+      const err = await failBeforeSwitch(env, hp, p, e);
+      failure ??= err;
+      throw err;
+    }
+  };
+  const all = await Promise.allSettled(
+    groups.map(async ({ builder: { hp: b }, receivers: rs }) => {
+      const receivers = rs.map((r) => r.hp);
+      await attempt(b, () => buildOn(env, b, p, b === plans[0]));
+      const received = new Map<HostPlan, Received[]>();
+      if (receivers.length) {
+        let parts: PackedPart[] = [];
+        const sets = dependencySets(env, p).filter((set) => receivers.some((r) => wants(r, set)));
+        await attempt(b, async () => void (parts = parsePacked(await b.h.run(packArtifacts(env, p.id, sets)), b.name)));
+        try {
+          for (const [r, x] of await carryBuild(env, b, receivers, p, parts, attempt)) received.set(r, x);
+        } finally {
+          await b.h.tryRun(dropPacked(env, p.id));
+        }
+      }
+      await settled([
+        attempt(b, () => beforeSwitch(env, b, p)),
+        pooled(receivers, RECEIVE_CONCURRENCY, (r) =>
+          attempt(r, async () => {
+            await receiveBuild(env, r, p, b.name, received.get(r)!);
+            await beforeSwitch(env, r, p);
+          }),
+        ),
+      ]);
+    }),
+  );
+  failure ??= all.find((s): s is PromiseRejectedResult => s.status === 'rejected')?.reason;
+  if (failure !== undefined) throw await stop(failure);
   try {
     await inBatches(plans, env.config.switch.batch_size, async (hp) => {
-      current = hp.name;
       const r = await switchHost(env, hp, p, locked);
       done.push(r);
       return r;
     });
   } catch (e) {
-    throw stopped(e, current);
+    throw await stop(e);
   }
   return env.hosts.map((hst) => done.find((d) => d.host === hst.name)!);
 }

@@ -1,101 +1,146 @@
 // Build once per rollout: the host that built a release (its code, build output and dependency sets) packs
 // them as gzip'd tar files, each named and sha256-hashed on that host; the runner carries them over its own
-// connections (one per host, no host-to-host traffic) to hosts of the same platform, which check every hash
-// before unpacking anything. Paths are the same on every host of an environment, so venvs stay valid.
+// connections (one per host, no host-to-host traffic) to hosts of the same platform, in chunks (a part of any
+// size, never whole in the runner's memory), and they check every hash before unpacking anything. Paths are
+// the same on every host of an environment, so venvs stay valid.
 import type { Target } from '../target.ts';
 import { OpsError } from '../errors.ts';
-import { REPORT_PREFIX, reportKeys, reportedAll, type Step, type StepResult } from '../remote/types.ts';
+import { REPORT_PREFIX, reportKeys, reported, reportedAll, type Step, type StepResult } from '../remote/types.ts';
 import { quote } from '../shell.ts';
-import { createHash } from 'node:crypto';
 
-/** What the artifact steps report: `packArtifacts`: `part` (`<name> <sha256> <bytes>`) then `part_data` (its bytes, base64, one line; printed by printf, not ops_report, to stream them); `unpackArtifacts`: `received` (the part names unpacked, space-separated). */
-export const ARTIFACT_KEYS = reportKeys('part', 'part_data', 'received');
+/** What the artifact steps report: `packArtifacts`: `part` (`<name> <sha256> <bytes>`); `readChunk`: `chunk` (its bytes, base64, one line; printed by printf, not ops_report, to stream them); `unpackArtifacts`: `received` (the part names unpacked, space-separated). */
+export const ARTIFACT_KEYS = reportKeys('part', 'chunk', 'received');
 
-/** One packed part: `release` (the release directory) or a dependency set's directory name under shared/deps. */
-export interface ArtifactPart {
+/** One part packed on the builder: `release` (the release directory) or a dependency set's directory name under shared/deps. */
+export interface PackedPart {
   name: string;
   sha256: string;
-  bytes: Buffer;
+  /** Bytes of the gzip'd tar file. */
+  size: number;
 }
+
+/**
+ * Bytes a chunk carries from the builder to the runner (one round trip each) and from the runner to each
+ * receiver (one upload each): 32 MiB, i.e. about 45 MB of base64 text in the runner at a time, far from
+ * V8's string limit (2^29 - 24 characters) that a whole part printed at once would hit past about 380 MB.
+ */
+export const CHUNK_BYTES = 32 * 1024 * 1024;
 
 const PART_NAME = /^(release|venv-[0-9a-f]+|node-[0-9a-f]+)$/;
 
+/** Where the builder keeps the packed parts of release `id` until they are carried (removed by dropPacked, else by the next lock). */
+function packDir(env: Target, id: string): string {
+  return `${env.layout.uploads}/pack-${id}`;
+}
+
+function checkName(name: string): void {
+  if (!PART_NAME.test(name)) throw new OpsError(`not a part of a release: ${name}`);
+}
+
 /**
  * On the builder: pack the release directory and the dependency sets `sets` (names under shared/deps, each
- * complete), each as `tar | gzip -1` into a private temporary file, hashed there; printed base64 on one
- * `@ops part_data` line after its `@ops part <name> <sha256> <bytes>` line. Read with `parseParts`.
+ * complete), each as `tar | gzip -1` into a private file under the uploads directory (the app's filesystem,
+ * whose space the deploy checks), hashed there. Reports `part <name> <sha256> <bytes>` each; read with
+ * `parsePacked`, then the bytes with `readChunk`. A full disk fails the step (ENOSPC in its output).
  */
 export function packArtifacts(env: Target, id: string, sets: string[]): Step {
   const L = env.layout;
   const parts: [string, string, string][] = [['release', L.releases, id], ...sets.map((s): [string, string, string] => [s, L.deps, s])];
-  for (const [name] of parts) if (!PART_NAME.test(name)) throw new OpsError(`not a part of a release: ${name}`);
+  for (const [name] of parts) checkName(name);
+  const dir = packDir(env, id);
   return {
     name: 'pack build',
     as: 'root',
     timeout: 900,
-    quiet: true,
-    script: String.raw`tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+    script: String.raw`rm -rf ${quote(dir)}; install -d -m 0700 ${quote(dir)}
 pack() { # NAME DIR ENTRY
   [ -d "$2/$3" ] || { echo "nothing to pack: $2/$3 is missing" >&2; exit 1; }
   case "$1" in release) ;; *) [ -f "$2/$3/.complete" ] || { echo "dependency set $3 is not complete" >&2; exit 1; } ;; esac
-  tar -C "$2" -cf - "$3" | gzip -1 > "$tmp/part"
-  ops_report ${ARTIFACT_KEYS.part} "$1 $(sha256sum < "$tmp/part" | cut -d' ' -f1) $(stat -c %s "$tmp/part")"
-  printf '${REPORT_PREFIX}${ARTIFACT_KEYS.part_data} '; base64 -w0 < "$tmp/part"; printf '\n'
+  tar -C "$2" -cf - "$3" | gzip -1 > ${quote(dir)}/"$1"
+  ops_report ${ARTIFACT_KEYS.part} "$1 $(sha256sum < ${quote(dir)}/"$1" | cut -d' ' -f1) $(stat -c %s ${quote(dir)}/"$1")"
 }
-${parts.map(([name, dir, entry]) => `pack ${quote(name)} ${quote(dir)} ${quote(entry)}`).join('\n')}`,
+${parts.map(([name, d, entry]) => `pack ${quote(name)} ${quote(d)} ${quote(entry)}`).join('\n')}`,
   };
 }
 
-/**
- * The parts a `packArtifacts` step printed, each checked against the hash the builder computed: a part
- * damaged between the builder and the runner is refused here.
- * @throws OpsError naming the part when its bytes do not match.
- */
-export function parseParts(result: StepResult, builder: string): ArtifactPart[] {
-  const heads = reportedAll(result, ARTIFACT_KEYS.part);
-  const data = reportedAll(result, ARTIFACT_KEYS.part_data);
-  if (heads.length !== data.length) throw new OpsError(`the build packed on ${builder} arrived incomplete (${data.length} of ${heads.length} parts)`);
-  return heads.map((head, i) => {
-    const [name = '', sha256 = '', size = ''] = head.split(' ');
-    const bytes = Buffer.from(data[i]!, 'base64');
-    const got = createHash('sha256').update(bytes).digest('hex');
-    if (!PART_NAME.test(name) || got !== sha256 || bytes.length !== Number(size))
-      throw new OpsError(`the ${name || '?'} part of the build packed on ${builder} arrived damaged on the runner (sha256 ${got}, ${bytes.length} bytes; ${builder} sent ${sha256}, ${size} bytes); nothing was changed`, 'deploy again; if it happens again, check the connection to that host');
-    return { name, sha256, bytes };
+/** The parts a `packArtifacts` step reported. @throws OpsError on a line that is not `<name> <sha256> <bytes>`. */
+export function parsePacked(result: StepResult, builder: string): PackedPart[] {
+  return reportedAll(result, ARTIFACT_KEYS.part).map((line) => {
+    const [name = '', sha256 = '', size = ''] = line.split(' ');
+    if (!PART_NAME.test(name) || !/^[0-9a-f]{64}$/.test(sha256) || !/^\d+$/.test(size)) throw new OpsError(`the build packed on ${builder} reported a part the runner cannot read: ${JSON.stringify(line)}`);
+    return { name, sha256, size: Number(size) };
   });
 }
 
+/** On the builder: `length` bytes of packed part `name` from byte `offset`, printed base64 on one `@ops chunk` line. Read with `parseChunk`. */
+export function readChunk(env: Target, id: string, name: string, offset: number, length: number): Step {
+  checkName(name);
+  return {
+    name: `read ${name}`,
+    as: 'root',
+    timeout: 300,
+    quiet: true,
+    script: String.raw`printf '${REPORT_PREFIX}${ARTIFACT_KEYS.chunk} '
+dd if=${quote(`${packDir(env, id)}/${name}`)} iflag=skip_bytes,count_bytes skip=${offset} count=${length} status=none | base64 -w0
+printf '\n'`,
+  };
+}
+
+/** The bytes a `readChunk` step printed. @throws OpsError when fewer or more than `length` arrived. */
+export function parseChunk(result: StepResult, part: PackedPart, offset: number, length: number, builder: string): Buffer {
+  const bytes = Buffer.from(reported(result, ARTIFACT_KEYS.chunk) ?? '', 'base64');
+  if (bytes.length !== length) throw new OpsError(`the ${part.name} part of the build packed on ${builder} arrived short on the runner: ${bytes.length} of ${length} bytes from byte ${offset}; nothing was changed`, 'deploy again; if it happens again, check the disk and the connection of that host');
+  return bytes;
+}
+
 /**
- * On a receiving host: check every uploaded part's sha256 against the builder's before unpacking any, then
- * unpack each beside its place and rename it in (a dependency set the host completed meanwhile is kept),
- * owned by the app user. A damaged part fails the step with both hashes; nothing is unpacked then.
+ * The hash the runner computed over a part's chunks, against the builder's: a part damaged between the builder and
+ * the runner is refused before its last chunk reaches any receiver. @throws OpsError naming the part.
  */
-export function unpackArtifacts(env: Target, id: string, parts: { name: string; upload: string; sha256: string }[], builder: string): Step {
+export function checkPart(part: PackedPart, got: string, builder: string): void {
+  if (got !== part.sha256)
+    throw new OpsError(`the ${part.name} part of the build packed on ${builder} arrived damaged on the runner (sha256 ${got}; ${builder} sent ${part.sha256}); nothing was changed`, 'deploy again; if it happens again, check the connection to that host');
+}
+
+/** On the builder, once its parts are carried: remove them (an interrupted run's are removed by the next lock). */
+export function dropPacked(env: Target, id: string): Step {
+  return { name: 'drop packed build', as: 'root', timeout: 60, script: `rm -rf ${quote(packDir(env, id))}` };
+}
+
+/**
+ * On a receiving host: check every uploaded part's sha256 (its chunks in order) against the builder's before
+ * unpacking any, then unpack each beside its place and rename it in (a dependency set the host completed
+ * meanwhile is kept), owned by the app user. A damaged part fails the step with both hashes; nothing is
+ * unpacked then. The uploads and anything half-unpacked are removed whatever happens.
+ */
+export function unpackArtifacts(env: Target, id: string, parts: { name: string; uploads: string[]; sha256: string }[], builder: string): Step {
   const L = env.layout;
   const owner = `${env.appUser}:${env.appUser}`;
-  for (const p of parts) if (!PART_NAME.test(p.name)) throw new OpsError(`not a part of a release: ${p.name}`);
+  for (const p of parts) checkName(p.name);
   const place = (p: { name: string }) => (p.name === 'release' ? [L.releases, id] : [L.deps, p.name]);
+  const files = (p: { uploads: string[] }) => p.uploads.map(quote).join(' ');
   return {
     name: 'receive build',
     as: 'root',
     timeout: 900,
-    script: String.raw`trap 'rm -f ${parts.map((p) => quote(p.upload)).join(' ')}; rm -rf ${quote(`${L.releases}/.new-${id}`)} ${quote(L.deps)}/.new-*' EXIT
+    script: String.raw`trap 'rm -f ${parts.map(files).join(' ')}; rm -rf ${quote(`${L.releases}/.new-${id}`)} ${quote(L.deps)}/.new-*' EXIT
 ${parts
   .map(
-    (p) => String.raw`got=$(sha256sum < ${quote(p.upload)} | cut -d' ' -f1)
+    (p) => String.raw`got=$(cat -- ${files(p)} | sha256sum | cut -d' ' -f1)
 if [ "$got" != ${quote(p.sha256)} ]; then echo "the ${p.name} part of the build from ${builder} arrived damaged: sha256 $got, expected ${p.sha256}; nothing was unpacked" >&2; exit 1; fi`,
   )
   .join('\n')}
-unpack() { # FILE DIR ENTRY
-  local new="$2/.new-$3"
-  if [ -f "$2/$3/.complete" ]; then echo "$3: already here"; return 0; fi
+unpack() { # DIR ENTRY FILE...
+  local dir=$1 entry=$2 new="$1/.new-$2"
+  shift 2
+  if [ -f "$dir/$entry/.complete" ]; then echo "$entry: already here"; return 0; fi
   rm -rf "$new"; mkdir -p "$new"
-  gzip -dc < "$1" | tar -C "$new" -xf - --no-same-owner
-  chown -R ${quote(owner)} "$new/$3"
-  rm -rf "${'$'}{2:?}/${'$'}{3:?}"; mv -T "$new/$3" "$2/$3"; rmdir "$new"
-  echo "$3: unpacked"
+  cat -- "$@" | gzip -dc | tar -C "$new" -xf - --no-same-owner
+  chown -R ${quote(owner)} "$new/$entry"
+  rm -rf "${'$'}{dir:?}/${'$'}{entry:?}"; mv -T "$new/$entry" "$dir/$entry"; rmdir "$new"
+  echo "$entry: unpacked"
 }
-${parts.map((p) => `unpack ${quote(p.upload)} ${place(p).map(quote).join(' ')}`).join('\n')}
+${parts.map((p) => `unpack ${place(p).map(quote).join(' ')} ${files(p)}`).join('\n')}
 ops_report ${ARTIFACT_KEYS.received} ${quote(parts.map((p) => p.name).join(' '))}`,
   };
 }

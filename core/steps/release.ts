@@ -136,13 +136,17 @@ ${code}${options.platform ? `${platformReport(env)}\n` : ''}fi`,
 /**
  * What makes a built release (its dependency sets: compiled extensions, the venv's interpreter) valid on a
  * host: `@ops platform <os id> <version id> <machine> python <version> node <version>`. Hosts that report the
- * same line can run each other's builds (same absolute paths, so venvs stay valid).
+ * same line can run each other's builds (same absolute paths, so venvs stay valid). A runtime the host lacks
+ * (or that fails to start) reads `none`, so the line is always one line of these fields.
  */
 export function platformReport(env: Target): string {
   const paths = env.runtime;
   return String.raw`# shellcheck source=/dev/null # the host's own file, not ours to follow
 platform_os=$(. /etc/os-release 2>/dev/null && echo "${'$'}{ID:-?} ${'$'}{VERSION_ID:-?}" || echo "? ?")
-ops_report ${RELEASE_KEYS.platform} "$platform_os $(uname -m) python $(${quote(paths.python)} -V 2>&1 | cut -d' ' -f2 || echo none) node $(${quote(paths.node)} --version 2>/dev/null || echo none)"`;
+# A runtime missing (or failing) reads "none": its error text must not become part of the line.
+platform_python=$(${quote(paths.python)} -V 2>/dev/null) && platform_python=${'$'}{platform_python##* } || platform_python=none
+platform_node=$(${quote(paths.node)} --version 2>/dev/null) || platform_node=none
+ops_report ${RELEASE_KEYS.platform} "$platform_os $(uname -m) python ${'$'}{platform_python:-none} node ${'$'}{platform_node:-none}"`;
 }
 
 /**

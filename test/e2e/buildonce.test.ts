@@ -4,11 +4,10 @@
 // its way is refused by its hash before anything switches, on every host. And the Python installer: uv by
 // default (deploy.test.ts), pip when the environment chooses it.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sshConnector, type Connector } from '../../core/context.ts';
 import { deploy } from '../../core/ops/deploy.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { downHost, sshRun, type Host } from '../hosts/index.ts';
-import { appRepo, get, makeProject, readyHost, sshLogins, testConfig, testDatabase, type TestProject } from './support.ts';
+import { appRepo, get, makeProject, readyHost, sshLogins, testConfig, testDatabase, throughUploads, type TestProject } from './support.ts';
 
 let hosts: Host[] = [];
 let project: TestProject;
@@ -57,21 +56,13 @@ describe.sequential('build once per rollout', () => {
   it('a build damaged on its way to a host is refused by its hash before any host switches', async () => {
     const reporter = new MemoryReporter();
     const ctx = project.ctx(reporter);
-    // The runner's connection to the third host flips one byte of every part of the build it uploads.
-    const real = sshConnector(ctx);
-    const connector: Connector = async (env, host) => {
-      const remote = await real(env, host);
-      if (host.name !== hosts[2]!.name) return remote;
-      const upload = remote.upload.bind(remote);
-      remote.upload = (content, path, options) => {
-        if (!path.endsWith('.tar.gz')) return upload(content, path, options);
-        const bytes = Buffer.from(content);
-        const i = Math.floor(bytes.length / 2);
-        bytes.writeUInt8(bytes.readUInt8(i) ^ 0xff, i);
-        return upload(bytes, path, options);
-      };
-      return remote;
-    };
+    // The runner's connection to the third host flips one byte of every chunk of the build it uploads.
+    const connector = throughUploads(ctx, hosts[2]!.name, (bytes, path) => {
+      if (!/\.tar\.gz\.\d+$/.test(path)) return bytes;
+      const i = Math.floor(bytes.length / 2);
+      bytes.writeUInt8(bytes.readUInt8(i) ^ 0xff, i);
+      return bytes;
+    });
     const before = await Promise.all(hosts.map(revision));
     const err = (await deploy({ ...ctx, connector }, project.env(), { ref: 'deps-changed' }).catch((e: Error) => e)) as Error;
     expect(err).toBeInstanceOf(Error);

@@ -5,7 +5,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -32,6 +31,7 @@ import {
   type Host,
 } from '../hosts/index.ts';
 import { isAlive, recordOf, run, type ProcessRecord } from '../hosts/proc.ts';
+import { freePort } from '../support/ports.ts';
 
 const lab = inject('lab');
 const id = process.pid.toString(36);
@@ -62,17 +62,6 @@ async function hostProcesses(host: Host): Promise<ProcessRecord[]> {
 
 async function remove(...hosts: (Host | undefined)[]): Promise<void> {
   for (const h of hosts) if (h) await downHost(h.name, { purge: true }).catch((e) => console.error(`cleanup of ${h.name}: ${e}`));
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
-  });
 }
 
 function get(url: string): Promise<{ status: number; body: string }> {
@@ -411,8 +400,10 @@ describe('sample app, run on this machine against the lab database', () => {
     return { proc, output: () => output };
   }
 
-  async function waitHttp(url: string): Promise<void> {
+  /** Until `url` answers; with `started`, only while that process lives (another server on its port is no answer). */
+  async function waitHttp(url: string, started?: { proc: ChildProcess; output: () => string }): Promise<void> {
     for (let i = 0; i < 150; i++) {
+      if (started && (started.proc.exitCode !== null || started.proc.signalCode !== null)) throw new Error(`${url}: the process exited before it answered:\n${started.output()}`);
       if (await get(url).then(() => true, () => false)) return;
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -431,8 +422,8 @@ describe('sample app, run on this machine against the lab database', () => {
     const [apiPort, webPort] = [await freePort(), await freePort()];
     const api = start(join(dir, 'venv/bin/python'), ['-m', 'server.main'], dir, { APP_PORT: String(apiPort) });
     const web = start('node', ['build'], join(dir, 'client'), { HOST: '127.0.0.1', PORT: String(webPort), VITE_API_SSR_URL: `http://localhost:${apiPort}` });
-    await waitHttp(`http://127.0.0.1:${apiPort}/version`);
-    await waitHttp(`http://127.0.0.1:${webPort}/health`);
+    await waitHttp(`http://127.0.0.1:${apiPort}/version`, api);
+    await waitHttp(`http://127.0.0.1:${webPort}/health`, web);
     return {
       api: `http://127.0.0.1:${apiPort}`,
       web: `http://127.0.0.1:${webPort}`,

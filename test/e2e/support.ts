@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { loadEnvironment } from '../../core/config/environment.ts';
 import { resolveTarget, type Target } from '../../core/target.ts';
-import type { OpsContext } from '../../core/context.ts';
+import { sshConnector, type Connector, type OpsContext } from '../../core/context.ts';
 import { provision } from '../../core/ops/provision.ts';
 import { MemoryReporter, type Reporter } from '../../core/report.ts';
 import { provisionNginx } from '../../core/steps/nginx.ts';
@@ -162,3 +162,18 @@ export async function sshLogins(host: Host): Promise<number> {
   return Number(r.stdout.trim());
 }
 
+
+/**
+ * A connector like the real one (real SSH, real hosts), whose connection to host `name` hands each upload to
+ * `through` first and uploads what it returns: a byte flipped on the way, the host cut off mid-transfer.
+ */
+export function throughUploads(ctx: OpsContext, name: string, through: (content: Buffer, path: string) => Buffer): Connector {
+  const real = sshConnector(ctx);
+  return async (env, host) => {
+    const remote = await real(env, host);
+    if (host.name !== name) return remote;
+    const upload = remote.upload.bind(remote);
+    remote.upload = (content, path, options) => upload(through(Buffer.from(content), path), path, options);
+    return remote;
+  };
+}

@@ -6,7 +6,6 @@
 // reads an answer of a real supervisord (4.2.5, Debian 12's) to getAllProcessInfo.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -14,6 +13,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { parseReports } from '../../core/remote/types.ts';
 import { scriptPrelude } from '../../core/remote/wrap.ts';
 import { IDENTITY_FUNCTIONS, SUPERVISOR_FUNCTIONS } from '../../core/steps/libraries.ts';
+import { freePort } from '../support/ports.ts';
 
 const run = promisify(execFile);
 const root = mkdtempSync(join(tmpdir(), 'ops-identity-'));
@@ -44,15 +44,6 @@ afterEach(async () => {
   }
   await run('pkill', ['-KILL', '-f', `^/usr/bin/python3 ${join(root, 'server.py')}`]).catch(() => undefined);
 });
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = createServer().listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 /** Start `command` (bash) in `cwd` with OPS_RELEASE=`id`, in its own process group; its pid is "supervisor's". */
 function start(command: string, cwd: string, id: string): ChildProcess {

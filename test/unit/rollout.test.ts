@@ -4,9 +4,11 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { buildGroups, describeBuilds } from '../../core/ops/deploy.ts';
-import { ARTIFACT_KEYS, parseParts } from '../../core/steps/artifact.ts';
+import { ARTIFACT_KEYS, checkPart, parseChunk, parsePacked } from '../../core/steps/artifact.ts';
 import { auditTemplate, type AuditEntry } from '../../core/steps/audit.ts';
-import { parseReports, type StepResult } from '../../core/remote/types.ts';
+import { REPORT_PREFIX, parseReports, type StepResult } from '../../core/remote/types.ts';
+import { platformReport } from '../../core/steps/release.ts';
+import type { Target } from '../../core/target.ts';
 import { opsLines } from './reports.helpers.ts';
 
 describe('an audit line written on the host', () => {
@@ -20,6 +22,13 @@ describe('an audit line written on the host', () => {
 });
 
 describe('build once per rollout', () => {
+  it('the platform line names a runtime the host lacks "none", on one line (not the shell\'s error text)', () => {
+    const report = (python: string, node: string) =>
+      execFileSync('bash', ['-c', `set -euo pipefail; ops_report() { printf '${REPORT_PREFIX}%s %s\\n' "$1" "$2"; }\n${platformReport({ runtime: { python, node } } as unknown as Target)}`], { encoding: 'utf8' });
+    expect(report('/nonexistent/python3.11', process.execPath)).toMatch(new RegExp(`^${REPORT_PREFIX}platform \\S+ \\S+ \\S+ python none node ${process.version.replace(/\./g, '\\.')}\\n$`));
+    expect(report('/usr/bin/python3', '/nonexistent/node')).toMatch(new RegExp(`^${REPORT_PREFIX}platform \\S+ \\S+ \\S+ python 3\\.\\d+\\.\\d+ node none\\n$`));
+  });
+
   it('one builder per platform, in host order; an unknown platform builds for itself', () => {
     const g = buildGroups([
       { name: 'a', platform: 'debian 12 x86_64 python 3.11.2 node v18.20.4' },
@@ -42,16 +51,25 @@ describe('build once per rollout', () => {
     expect(describeBuilds(buildGroups([{ name: 'a', platform: 'x' }]))).toEqual([]);
   });
 
-  it('a packed part whose bytes do not match the hash the builder computed is refused on the runner', () => {
+  it('a packed part is read in chunks, each of the length asked, and its hash checked on the runner', () => {
     const data = Buffer.from('a gzip stream, say');
     const sha = createHash('sha256').update(data).digest('hex');
-    const result = (b64: string): StepResult => {
-      const stdout = opsLines(ARTIFACT_KEYS, `part release ${sha} ${data.length}`, `part_data ${b64}`);
+    const packed = (line: string): StepResult => {
+      const stdout = opsLines(ARTIFACT_KEYS, `part ${line}`);
       return { stdout, stderr: '', code: 0, durationMs: 0, reports: parseReports(stdout) };
     };
-    expect(parseParts(result(data.toString('base64')), 'web1')).toEqual([{ name: 'release', sha256: sha, bytes: data }]);
+    const [part] = parsePacked(packed(`release ${sha} ${data.length}`), 'web1');
+    expect(part).toEqual({ name: 'release', sha256: sha, size: data.length });
+    expect(() => parsePacked(packed(`release; ${sha} 12`), 'web1')).toThrow(/reported a part the runner cannot read/);
+    const chunk = (b64: string): StepResult => {
+      const stdout = opsLines(ARTIFACT_KEYS, `chunk ${b64}`);
+      return { stdout, stderr: '', code: 0, durationMs: 0, reports: parseReports(stdout) };
+    };
+    expect(parseChunk(chunk(data.subarray(4, 10).toString('base64')), part!, 4, 6, 'web1')).toEqual(data.subarray(4, 10));
+    expect(() => parseChunk(chunk(data.subarray(4, 9).toString('base64')), part!, 4, 6, 'web1')).toThrow(/arrived short on the runner: 5 of 6 bytes from byte 4/);
+    expect(() => checkPart(part!, sha, 'web1')).not.toThrow();
     const damaged = Buffer.from(data);
     damaged.writeUInt8(damaged.readUInt8(3) ^ 1, 3);
-    expect(() => parseParts(result(damaged.toString('base64')), 'web1')).toThrow(/the release part of the build packed on web1 arrived damaged on the runner/);
+    expect(() => checkPart(part!, createHash('sha256').update(damaged).digest('hex'), 'web1')).toThrow(/the release part of the build packed on web1 arrived damaged on the runner/);
   });
 });

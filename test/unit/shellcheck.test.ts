@@ -27,7 +27,7 @@ import { createRelease, deployState, installDotenv, markRelease, pruneReleases, 
 import { keptReleases } from '../../core/steps/release-list.ts';
 import { hostStatus } from '../../core/steps/status.ts';
 import { rollbackStep, startSlot, stopSlot, switchTo } from '../../core/steps/switch.ts';
-import { packArtifacts, unpackArtifacts } from '../../core/steps/artifact.ts';
+import { dropPacked, packArtifacts, readChunk, unpackArtifacts } from '../../core/steps/artifact.ts';
 import { appUser, inspectHost, installPackages, markProvisioned, packageIndexes, runtimes, supervisorService } from '../../core/steps/system.ts';
 import { issueCertificate, prepareTls } from '../../core/steps/tls.ts';
 
@@ -103,7 +103,9 @@ function render(env: Target): Record<string, Step> {
     'switchTo rollback': switchTo(env, 'blue', RELEASE_ID, true, 'rollback'),
     rollbackStep: rollbackStep(env, 'blue', RELEASE_ID, true, markRelease(env, RELEASE_ID, 'abandoned', 'rolled back').script, releaseLock(env, '0123456789abcdef', ['{"a":1}']).script),
     packArtifacts: packArtifacts(env, RELEASE_ID, ['venv-aaaa', 'node-bbbb']),
-    unpackArtifacts: unpackArtifacts(env, RELEASE_ID, [{ name: 'release', upload: up('build-release'), sha256: 'c'.repeat(64) }, { name: 'venv-aaaa', upload: up('build-venv'), sha256: 'd'.repeat(64) }], 'web1'),
+    readChunk: readChunk(env, RELEASE_ID, 'venv-aaaa', 33554432, 1024),
+    dropPacked: dropPacked(env, RELEASE_ID),
+    unpackArtifacts: unpackArtifacts(env, RELEASE_ID, [{ name: 'release', uploads: [up('build-release.0'), up('build-release.1')], sha256: 'c'.repeat(64) }, { name: 'venv-aaaa', uploads: [up('build-venv.0')], sha256: 'd'.repeat(64) }], 'web1'),
     hostStatus: hostStatus(env),
     logsStep: logsStep(env, { programs: Object.keys(env.config.programs), nginx: ['error', 'access'], slots: 'both', lines: 100 }),
     'logsStep follow': logsStep(env, { programs: Object.keys(env.config.programs), nginx: [], slots: 'live', lines: 10, follow: {} }),

@@ -48650,7 +48650,7 @@ var require_keygen = __commonJS({
       generateKeyPair: generateKeyPair_,
       generateKeyPairSync: generateKeyPairSync_,
       getCurves,
-      randomBytes: randomBytes13
+      randomBytes: randomBytes14
     } = __require("crypto");
     var { Ber } = require_lib();
     var bcrypt_pbkdf = require_bcrypt_pbkdf().pbkdf;
@@ -48914,7 +48914,7 @@ var require_keygen = __commonJS({
                 rounds = opts2.rounds;
             }
             const gen = Buffer.allocUnsafe(cipher.keyLen + cipher.ivLen);
-            const salt = randomBytes13(SALT_LEN);
+            const salt = randomBytes14(SALT_LEN);
             const r = bcrypt_pbkdf(
               passphrase,
               passphrase.length,
@@ -48953,7 +48953,7 @@ var require_keygen = __commonJS({
           const kdfOptions = encrypted ? encrypted.kdfOptions : Buffer.alloc(0);
           const blockLen = encrypted ? encrypted.cipher.blockLen : 8;
           const parsed = parseDERs(keyType, pub, priv);
-          const checkInt = randomBytes13(4);
+          const checkInt = randomBytes14(4);
           const commentBin = Buffer.from(comment);
           const privBlobLen = 4 + 4 + parsed.priv.length + 4 + commentBin.length;
           let padding2 = [];
@@ -49483,7 +49483,7 @@ var init_tree_scalars = __esm({
 });
 
 // core/secrets/cipher.ts
-import { createCipheriv, createDecipheriv, createHash as createHash4, randomBytes as randomBytes3 } from "node:crypto";
+import { createCipheriv, createDecipheriv, createHash as createHash3, randomBytes as randomBytes3 } from "node:crypto";
 function b642(field, text) {
   if (text.length % 4 !== 0 || !B64_RE.test(text)) throw new MalformedValue(`its ${field} is not valid base64`);
   return Buffer.from(text, "base64");
@@ -49535,9 +49535,9 @@ var init_cipher = __esm({
     B64_RE = /^[A-Za-z0-9+/]*={0,2}$/;
     MalformedValue = class extends Error {
     };
-    MAC_ONLY_ENCRYPTED_INIT = createHash4("sha256").update("sops").digest();
+    MAC_ONLY_ENCRYPTED_INIT = createHash3("sha256").update("sops").digest();
     MacBuilder = class {
-      hash = createHash4("sha512");
+      hash = createHash3("sha512");
       constructor(macOnlyEncrypted = false) {
         if (macOnlyEncrypted) this.hash.update(MAC_ONLY_ENCRYPTED_INIT);
       }
@@ -59951,7 +59951,7 @@ function ecdsa(Point, hash, ecdsaOpts = {}) {
     bits2int_modN: "function"
   });
   ecdsaOpts = Object.assign({}, ecdsaOpts);
-  const randomBytes13 = ecdsaOpts.randomBytes || randomBytes6;
+  const randomBytes14 = ecdsaOpts.randomBytes || randomBytes6;
   const hmac3 = ecdsaOpts.hmac || ((key, msg) => hmac2(hash, key, msg));
   const { Fp, Fn } = Point;
   const { ORDER: CURVE_ORDER, BITS: fnBits } = Fn;
@@ -60093,7 +60093,7 @@ function ecdsa(Point, hash, ecdsaOpts = {}) {
       throw new Error("invalid private key");
     const seedArgs = [int2octets(d), int2octets(h1int)];
     if (extraEntropy != null && extraEntropy !== false) {
-      const e = extraEntropy === true ? randomBytes13(lengths.secretKey) : extraEntropy;
+      const e = extraEntropy === true ? randomBytes14(lengths.secretKey) : extraEntropy;
       seedArgs.push(abytes4(e, void 0, "extraEntropy"));
     }
     const seed = concatBytes2(...seedArgs);
@@ -62657,18 +62657,18 @@ function validateTableBytes(numPoints, fpBytes) {
   if (bytes > TABLE_BYTES_MAX)
     throw new Error("invalid window size: table would need ~" + Math.ceil(bytes / 2 ** 20) + " MiB, max " + TABLE_BYTES_MAX / 2 ** 20 + " MiB");
 }
-function probeRandomBytes(randomBytes13, length) {
-  if (randomBytes13 === void 0)
+function probeRandomBytes(randomBytes14, length) {
+  if (randomBytes14 === void 0)
     return void 0;
-  afunction(randomBytes13, "randomBytes");
+  afunction(randomBytes14, "randomBytes");
   try {
-    const probe = randomBytes13(length);
+    const probe = randomBytes14(length);
     if (!isBytes5(probe) || probe.length !== length)
       return void 0;
   } catch {
     return void 0;
   }
-  return randomBytes13;
+  return randomBytes14;
 }
 function validateMSMPoints(points, c) {
   aarray(points, "points");
@@ -62824,9 +62824,9 @@ var init_curve2 = __esm({
       baseCanBeBlinded;
       bits;
       // Parametrized with a given Point class (not individual point)
-      constructor(Point, randomBytes13) {
+      constructor(Point, randomBytes14) {
         validatePointCons(Point);
-        this.randomBytes = probeRandomBytes(randomBytes13, BLIND_BYTES);
+        this.randomBytes = probeRandomBytes(randomBytes14, BLIND_BYTES);
         this.Point = Point;
         this.BASE = Point.BASE;
         this.ZERO = Point.ZERO;
@@ -63209,7 +63209,7 @@ function weierstrass2(params, extraOpts = {}) {
     randomBytes: "function"
   });
   const { endo: endoOpts, allowInfinityPoint, clearCofactor, isTorsionFree, fromBytes, toBytes } = extraOpts;
-  const randomBytes13 = extraOpts.randomBytes === void 0 ? randomBytes8 : extraOpts.randomBytes;
+  const randomBytes14 = extraOpts.randomBytes === void 0 ? randomBytes8 : extraOpts.randomBytes;
   if (endoOpts) {
     if (!Fp.is0(CURVE.a) || typeof endoOpts.beta !== "bigint" || !Array.isArray(endoOpts.basises)) {
       throw new Error('invalid endo: expected "beta": bigint and "basises": array');
@@ -63626,7 +63626,7 @@ function weierstrass2(params, extraOpts = {}) {
     }
   }
   const normalize = (points) => normalizeZ2(Point, points);
-  const wnaf = new ScalarMultiplier(Point, randomBytes13);
+  const wnaf = new ScalarMultiplier(Point, randomBytes14);
   if (wnaf.bits >= 6)
     Point.BASE.precompute(6);
   Object.freeze(Point.prototype);
@@ -63727,12 +63727,12 @@ function ecdsa2(Point, hash, ecdsaOpts = {}) {
     bits2int_modN: "function"
   });
   const opts2 = Object.assign({}, ecdsaOpts);
-  const randomBytes13 = opts2.randomBytes === void 0 ? randomBytes8 : opts2.randomBytes;
+  const randomBytes14 = opts2.randomBytes === void 0 ? randomBytes8 : opts2.randomBytes;
   const hmac3 = opts2.hmac === void 0 ? (key, msg) => hmac(hash_, key, msg) : opts2.hmac;
   const { Fp, Fn } = Point;
   const { ORDER: CURVE_ORDER, BITS: fnBits } = Fn;
   const blindLength = getMinHashLength2(CURVE_ORDER);
-  const csprng = probeRandomBytes(randomBytes13, blindLength);
+  const csprng = probeRandomBytes(randomBytes14, blindLength);
   const { keygen, getPublicKey, getSharedSecret, utils, lengths } = ecdh2(Point, opts2);
   const defaultSigOpts = {
     prehash: true,
@@ -63885,7 +63885,7 @@ function ecdsa2(Point, hash, ecdsaOpts = {}) {
       throw new Error("invalid private key");
     const seedArgs = [int2octets(d), int2octets(h1int)];
     if (extraEntropy != null && extraEntropy !== false) {
-      const e = extraEntropy === true ? randomBytes13(lengths.secretKey) : extraEntropy;
+      const e = extraEntropy === true ? randomBytes14(lengths.secretKey) : extraEntropy;
       seedArgs.push(abytes5(e, void 0, "extraEntropy"));
     }
     const seed = concatBytes3(...seedArgs);
@@ -64039,7 +64039,7 @@ function edwards(params, extraOpts = {}) {
   if (FpLegendre2(Fp, CURVE.d) !== -1)
     throw new Error("edwards: CURVE.d must be a non-square in Fp for complete addition formulas");
   validateObject2(opts2, {}, { uvRatio: "function", randomBytes: "function" });
-  const randomBytes13 = opts2.randomBytes === void 0 ? randomBytes8 : opts2.randomBytes;
+  const randomBytes14 = opts2.randomBytes === void 0 ? randomBytes8 : opts2.randomBytes;
   const MASK = _2n8 << BigInt(Fp.BYTES * 8) - _1n12;
   function isOdd(n) {
     if (!Fp.isOdd)
@@ -64300,7 +64300,7 @@ function edwards(params, extraOpts = {}) {
     }
   }
   const normalize = (points) => normalizeZ2(Point, points);
-  const wnaf = new ScalarMultiplier(Point, randomBytes13);
+  const wnaf = new ScalarMultiplier(Point, randomBytes14);
   if (wnaf.bits >= 6)
     Point.BASE.precompute(6);
   Object.freeze(Point.prototype);
@@ -68044,6 +68044,9 @@ function sharingPlan(env, sharing) {
   });
 }
 
+// core/ops/deploy.ts
+import { createHash as createHash4, randomBytes as randomBytes13 } from "node:crypto";
+
 // core/context.ts
 init_environment();
 init_errors();
@@ -69390,66 +69393,91 @@ init_errors();
 // core/steps/artifact.ts
 init_errors();
 init_shell();
-import { createHash as createHash2 } from "node:crypto";
-var ARTIFACT_KEYS = reportKeys("part", "part_data", "received");
+var ARTIFACT_KEYS = reportKeys("part", "chunk", "received");
+var CHUNK_BYTES = 32 * 1024 * 1024;
 var PART_NAME = /^(release|venv-[0-9a-f]+|node-[0-9a-f]+)$/;
+function packDir(env, id) {
+  return `${env.layout.uploads}/pack-${id}`;
+}
+function checkName(name2) {
+  if (!PART_NAME.test(name2)) throw new OpsError(`not a part of a release: ${name2}`);
+}
 function packArtifacts(env, id, sets) {
   const L = env.layout;
   const parts = [["release", L.releases, id], ...sets.map((s) => [s, L.deps, s])];
-  for (const [name2] of parts) if (!PART_NAME.test(name2)) throw new OpsError(`not a part of a release: ${name2}`);
+  for (const [name2] of parts) checkName(name2);
+  const dir = packDir(env, id);
   return {
     name: "pack build",
     as: "root",
     timeout: 900,
-    quiet: true,
-    script: String.raw`tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+    script: String.raw`rm -rf ${quote(dir)}; install -d -m 0700 ${quote(dir)}
 pack() { # NAME DIR ENTRY
   [ -d "$2/$3" ] || { echo "nothing to pack: $2/$3 is missing" >&2; exit 1; }
   case "$1" in release) ;; *) [ -f "$2/$3/.complete" ] || { echo "dependency set $3 is not complete" >&2; exit 1; } ;; esac
-  tar -C "$2" -cf - "$3" | gzip -1 > "$tmp/part"
-  ops_report ${ARTIFACT_KEYS.part} "$1 $(sha256sum < "$tmp/part" | cut -d' ' -f1) $(stat -c %s "$tmp/part")"
-  printf '${REPORT_PREFIX}${ARTIFACT_KEYS.part_data} '; base64 -w0 < "$tmp/part"; printf '\n'
+  tar -C "$2" -cf - "$3" | gzip -1 > ${quote(dir)}/"$1"
+  ops_report ${ARTIFACT_KEYS.part} "$1 $(sha256sum < ${quote(dir)}/"$1" | cut -d' ' -f1) $(stat -c %s ${quote(dir)}/"$1")"
 }
-${parts.map(([name2, dir, entry]) => `pack ${quote(name2)} ${quote(dir)} ${quote(entry)}`).join("\n")}`
+${parts.map(([name2, d, entry]) => `pack ${quote(name2)} ${quote(d)} ${quote(entry)}`).join("\n")}`
   };
 }
-function parseParts(result, builder) {
-  const heads = reportedAll(result, ARTIFACT_KEYS.part);
-  const data = reportedAll(result, ARTIFACT_KEYS.part_data);
-  if (heads.length !== data.length) throw new OpsError(`the build packed on ${builder} arrived incomplete (${data.length} of ${heads.length} parts)`);
-  return heads.map((head, i) => {
-    const [name2 = "", sha2563 = "", size2 = ""] = head.split(" ");
-    const bytes = Buffer.from(data[i], "base64");
-    const got = createHash2("sha256").update(bytes).digest("hex");
-    if (!PART_NAME.test(name2) || got !== sha2563 || bytes.length !== Number(size2))
-      throw new OpsError(`the ${name2 || "?"} part of the build packed on ${builder} arrived damaged on the runner (sha256 ${got}, ${bytes.length} bytes; ${builder} sent ${sha2563}, ${size2} bytes); nothing was changed`, "deploy again; if it happens again, check the connection to that host");
-    return { name: name2, sha256: sha2563, bytes };
+function parsePacked(result, builder) {
+  return reportedAll(result, ARTIFACT_KEYS.part).map((line) => {
+    const [name2 = "", sha2563 = "", size2 = ""] = line.split(" ");
+    if (!PART_NAME.test(name2) || !/^[0-9a-f]{64}$/.test(sha2563) || !/^\d+$/.test(size2)) throw new OpsError(`the build packed on ${builder} reported a part the runner cannot read: ${JSON.stringify(line)}`);
+    return { name: name2, sha256: sha2563, size: Number(size2) };
   });
+}
+function readChunk(env, id, name2, offset, length) {
+  checkName(name2);
+  return {
+    name: `read ${name2}`,
+    as: "root",
+    timeout: 300,
+    quiet: true,
+    script: String.raw`printf '${REPORT_PREFIX}${ARTIFACT_KEYS.chunk} '
+dd if=${quote(`${packDir(env, id)}/${name2}`)} iflag=skip_bytes,count_bytes skip=${offset} count=${length} status=none | base64 -w0
+printf '\n'`
+  };
+}
+function parseChunk(result, part, offset, length, builder) {
+  const bytes = Buffer.from(reported(result, ARTIFACT_KEYS.chunk) ?? "", "base64");
+  if (bytes.length !== length) throw new OpsError(`the ${part.name} part of the build packed on ${builder} arrived short on the runner: ${bytes.length} of ${length} bytes from byte ${offset}; nothing was changed`, "deploy again; if it happens again, check the disk and the connection of that host");
+  return bytes;
+}
+function checkPart(part, got, builder) {
+  if (got !== part.sha256)
+    throw new OpsError(`the ${part.name} part of the build packed on ${builder} arrived damaged on the runner (sha256 ${got}; ${builder} sent ${part.sha256}); nothing was changed`, "deploy again; if it happens again, check the connection to that host");
+}
+function dropPacked(env, id) {
+  return { name: "drop packed build", as: "root", timeout: 60, script: `rm -rf ${quote(packDir(env, id))}` };
 }
 function unpackArtifacts(env, id, parts, builder) {
   const L = env.layout;
   const owner = `${env.appUser}:${env.appUser}`;
-  for (const p of parts) if (!PART_NAME.test(p.name)) throw new OpsError(`not a part of a release: ${p.name}`);
+  for (const p of parts) checkName(p.name);
   const place = (p) => p.name === "release" ? [L.releases, id] : [L.deps, p.name];
+  const files = (p) => p.uploads.map(quote).join(" ");
   return {
     name: "receive build",
     as: "root",
     timeout: 900,
-    script: String.raw`trap 'rm -f ${parts.map((p) => quote(p.upload)).join(" ")}; rm -rf ${quote(`${L.releases}/.new-${id}`)} ${quote(L.deps)}/.new-*' EXIT
+    script: String.raw`trap 'rm -f ${parts.map(files).join(" ")}; rm -rf ${quote(`${L.releases}/.new-${id}`)} ${quote(L.deps)}/.new-*' EXIT
 ${parts.map(
-      (p) => String.raw`got=$(sha256sum < ${quote(p.upload)} | cut -d' ' -f1)
+      (p) => String.raw`got=$(cat -- ${files(p)} | sha256sum | cut -d' ' -f1)
 if [ "$got" != ${quote(p.sha256)} ]; then echo "the ${p.name} part of the build from ${builder} arrived damaged: sha256 $got, expected ${p.sha256}; nothing was unpacked" >&2; exit 1; fi`
     ).join("\n")}
-unpack() { # FILE DIR ENTRY
-  local new="$2/.new-$3"
-  if [ -f "$2/$3/.complete" ]; then echo "$3: already here"; return 0; fi
+unpack() { # DIR ENTRY FILE...
+  local dir=$1 entry=$2 new="$1/.new-$2"
+  shift 2
+  if [ -f "$dir/$entry/.complete" ]; then echo "$entry: already here"; return 0; fi
   rm -rf "$new"; mkdir -p "$new"
-  gzip -dc < "$1" | tar -C "$new" -xf - --no-same-owner
-  chown -R ${quote(owner)} "$new/$3"
-  rm -rf "${"$"}{2:?}/${"$"}{3:?}"; mv -T "$new/$3" "$2/$3"; rmdir "$new"
-  echo "$3: unpacked"
+  cat -- "$@" | gzip -dc | tar -C "$new" -xf - --no-same-owner
+  chown -R ${quote(owner)} "$new/$entry"
+  rm -rf "${"$"}{dir:?}/${"$"}{entry:?}"; mv -T "$new/$entry" "$dir/$entry"; rmdir "$new"
+  echo "$entry: unpacked"
 }
-${parts.map((p) => `unpack ${quote(p.upload)} ${place(p).map(quote).join(" ")}`).join("\n")}
+${parts.map((p) => `unpack ${place(p).map(quote).join(" ")} ${files(p)}`).join("\n")}
 ops_report ${ARTIFACT_KEYS.received} ${quote(parts.map((p) => p.name).join(" "))}`
   };
 }
@@ -69577,7 +69605,7 @@ async function git(dir, args, options = {}) {
 
 // core/source.ts
 init_errors();
-import { createHash as createHash3 } from "node:crypto";
+import { createHash as createHash2 } from "node:crypto";
 import { existsSync as existsSync4 } from "node:fs";
 import { isAbsolute as isAbsolute2, resolve as resolve2 } from "node:path";
 init_shell();
@@ -69681,7 +69709,7 @@ async function treeSize(repo, sha) {
   return { bytes, entries };
 }
 function depsHash(parts) {
-  return createHash3("sha256").update(parts.join("\n")).digest("hex").slice(0, 16);
+  return createHash2("sha256").update(parts.join("\n")).digest("hex").slice(0, 16);
 }
 async function knownCommits(repo, shas) {
   const out = [];
@@ -70791,7 +70819,10 @@ function platformReport(env) {
   const paths = env.runtime;
   return String.raw`# shellcheck source=/dev/null # the host's own file, not ours to follow
 platform_os=$(. /etc/os-release 2>/dev/null && echo "${"$"}{ID:-?} ${"$"}{VERSION_ID:-?}" || echo "? ?")
-ops_report ${RELEASE_KEYS.platform} "$platform_os $(uname -m) python $(${quote(paths.python)} -V 2>&1 | cut -d' ' -f2 || echo none) node $(${quote(paths.node)} --version 2>/dev/null || echo none)"`;
+# A runtime missing (or failing) reads "none": its error text must not become part of the line.
+platform_python=$(${quote(paths.python)} -V 2>/dev/null) && platform_python=${"$"}{platform_python##* } || platform_python=none
+platform_node=$(${quote(paths.node)} --version 2>/dev/null) || platform_node=none
+ops_report ${RELEASE_KEYS.platform} "$platform_os $(uname -m) python ${"$"}{platform_python:-none} node ${"$"}{platform_node:-none}"`;
 }
 function receivePack(env, packs, commits, lfs = []) {
   const L = env.layout;
@@ -70983,10 +71014,10 @@ async function inBatches(items, size2, fn) {
   const results = [];
   const step = Math.max(1, Math.floor(size2));
   for (let i = 0; i < items.length; i += step) {
-    const settled = await Promise.allSettled(items.slice(i, i + step).map(fn));
-    const failed = settled.find((s) => s.status === "rejected");
+    const settled2 = await Promise.allSettled(items.slice(i, i + step).map(fn));
+    const failed = settled2.find((s) => s.status === "rejected");
     if (failed) throw failed.reason;
-    for (const s of settled) results.push(s.value);
+    for (const s of settled2) results.push(s.value);
   }
   return results;
 }
@@ -71007,16 +71038,16 @@ var Session = class _Session {
    */
   static async open(ctx, env, hosts = env.hosts) {
     const connector = hostConnector(ctx);
-    const settled = await Promise.allSettled(hosts.map((h) => connector(env, h)));
+    const settled2 = await Promise.allSettled(hosts.map((h) => connector(env, h)));
     const remotes = /* @__PURE__ */ new Map();
     const failures = [];
-    settled.forEach((s, i) => {
+    settled2.forEach((s, i) => {
       if (s.status === "fulfilled") remotes.set(hosts[i].name, s.value);
       else failures.push(s.reason instanceof Error ? s.reason.message : String(s.reason));
     });
     if (failures.length) {
       await Promise.all([...remotes.values()].map((r) => r.close()));
-      if (failures.length === 1 && settled.length === 1) throw settled[0].reason;
+      if (failures.length === 1 && settled2.length === 1) throw settled2[0].reason;
       throw new OpsError(`cannot reach ${failures.length} of ${hosts.length} hosts; nothing was changed:
 ${failures.map((f) => `  - ${f}`).join("\n")}`);
     }
@@ -71565,10 +71596,10 @@ async function planDeploy(ctx, env, { repo, resolved }) {
   return { resolved, repo, tree, size: size2, id, dotenv, hashes, meta };
 }
 async function inOrder(promises3) {
-  const settled = await Promise.allSettled(promises3);
-  const failed = settled.find((r) => r.status === "rejected");
+  const settled2 = await Promise.allSettled(promises3);
+  const failed = settled2.find((r) => r.status === "rejected");
   if (failed) throw failed.reason;
-  return settled.map((r) => r.value);
+  return settled2.map((r) => r.value);
 }
 function withFreeReleaseId(p, taken) {
   let at2 = new Date(p.meta.time);
@@ -71799,7 +71830,7 @@ async function withLock(ctx, session, operation, fn, options = {}) {
     }).then(() => session.close()).finally(() => process.exit(130));
   };
   const finish = options.finish?.((entry, vars = {}) => unlockScript(env, request.runId, [auditTemplate(auditEntry(env, request, entry, runnerNow(ctx)), vars)]));
-  const settled = await Promise.allSettled(
+  const settled2 = await Promise.allSettled(
     [...session.remotes.values()].map(async (r) => {
       mine.add(r.name);
       const result2 = await acquire(r, env, request, options.inspect, finish, () => mine.delete(r.name));
@@ -71810,7 +71841,7 @@ async function withLock(ctx, session, operation, fn, options = {}) {
       }
     })
   );
-  const failed = settled.find((s) => s.status === "rejected");
+  const failed = settled2.find((s) => s.status === "rejected");
   if (failed) {
     const left2 = await releaseAll();
     throw left2.length ? lockLeft(env, left2, failed.reason) : failed.reason;
@@ -71852,16 +71883,17 @@ async function withLock(ctx, session, operation, fn, options = {}) {
 }
 
 // core/ops/deploy-host.ts
-function checkSpace(env, host, state, p, packBytes) {
+function checkSpace(env, host, state, p, sendBytes, receiving = false) {
   const disk = state.disk;
   if (!disk) return;
   const MB = 1024 * 1024;
-  const needMb = Math.ceil((packBytes + p.size.bytes * 1.1 + p.size.entries * 4096) / MB) + 1;
+  const needMb = Math.ceil((sendBytes + p.size.bytes * 1.1 + p.size.entries * 4096) / MB) + 1;
   const needInodes = p.size.entries + 50;
   const short2 = disk.freeMb < needMb || disk.freeInodes !== void 0 && disk.freeInodes < needInodes;
   if (!short2) return;
+  const needs = receiving ? `the build it would receive needs about ${needMb} MB and ${needInodes} inodes to arrive (its dependency sets more once unpacked)` : `its code alone needs about ${needMb} MB and ${needInodes} inodes (its dependencies and build more)`;
   throw new OpsError(
-    `not enough space on ${host} for release ${p.id}: ${describeDisk(disk)}, and its code alone needs about ${needMb} MB and ${needInodes} inodes (its dependencies and build more)
+    `not enough space on ${host} for release ${p.id}: ${describeDisk(disk)}, and ${needs}
 ${state.current ? `${host} still serves ${state.current}` : `${host} had no live release`}; nothing was changed`,
     `free space on ${host} under ${disk.path} (failed releases, old dependency sets under shared/deps, logs; or lower release.keep), then deploy again`
   );
@@ -71884,7 +71916,7 @@ function beginHost(ctx, env, remote, locked, p, options) {
     if (!locked.finished(remote.name)) audit({ result: "no-op", release: state.current, message: "already live" });
     return { ...result, release: state.current, noop: true, notes: [`${p.resolved.sha.slice(0, 12)} already live (${state.current})`, ...result.notes] };
   }
-  return { name: remote.name, h, state, result, newSlot: state.slot ? otherSlot(state.slot) : "blue", audit, fields, created: false, started: false };
+  return { name: remote.name, h, state, result, newSlot: state.slot ? otherSlot(state.slot) : "blue", audit, fields, created: false, started: false, failed: false, switched: false };
 }
 async function sendDotenv(env, hp, p, tag) {
   const L = env.layout;
@@ -71933,22 +71965,16 @@ async function buildOn(env, hp, p, primary) {
 function dependencySets(env, p) {
   return [...env.config.release.python_requirements ? [`venv-${p.hashes.python}`] : [], ...env.config.release.node_dir ? [`node-${p.hashes.node}`] : []];
 }
-async function receiveBuild(env, hp, p, builder, parts) {
-  const L = env.layout;
-  const tag = `${p.id}-${randomBytes12(4).toString("hex")}`;
-  await sendDotenv(env, hp, p, tag);
-  const wanted = parts.filter((x) => x.name === "release" || !hp.state.depsHas.includes(x.name));
-  const sent = [];
-  for (const x of wanted) {
-    const upload = `${L.uploads}/${tag}.${x.name}.tar.gz`;
-    await hp.h.upload(x.bytes, upload, 384);
-    sent.push({ name: x.name, upload, sha256: x.sha256 });
-  }
+async function receiveBuild(env, hp, p, builder, received) {
+  await sendDotenv(env, hp, p, `${p.id}-${randomBytes12(4).toString("hex")}`);
   hp.created = true;
-  await hp.h.run(unpackArtifacts(env, p.id, sent, builder));
-  const kib = wanted.reduce((n, x) => n + x.bytes.length, 0) / 1024;
-  hp.result.notes.push(`received the build of ${builder} (${wanted.map((x) => x.name).join(", ")}: ${kib >= 1024 ? `${(kib / 1024).toFixed(1)} MiB` : `${kib.toFixed(0)} KiB`}, sha256-checked)`);
+  await hp.h.run(unpackArtifacts(env, p.id, received.map(({ part, uploads }) => ({ name: part.name, uploads, sha256: part.sha256 })), builder));
+  const kib = received.reduce((n, x) => n + x.part.size, 0) / 1024;
+  hp.result.notes.push(`received the build of ${builder} (${received.map((x) => x.part.name).join(", ")}: ${kib >= 1024 ? `${(kib / 1024).toFixed(1)} MiB` : `${kib.toFixed(0)} KiB`}, sha256-checked)`);
   for (const set of dependencySets(env, p)) hp.result.notes.push(`dependencies: ${set.split("-")[0] === "venv" ? "python" : "node"} ${hp.state.depsHas.includes(set) ? "reused" : `received from ${builder}`}`);
+}
+function wants(hp, name2) {
+  return name2 === "release" || !hp.state.depsHas.includes(name2);
 }
 async function beforeSwitch(env, hp, p) {
   const dir = `${env.layout.releases}/${p.id}`;
@@ -71956,6 +71982,7 @@ async function beforeSwitch(env, hp, p) {
 }
 async function failBeforeSwitch(env, hp, p, e) {
   const why = e instanceof Error ? e.message.split("\n")[0] : String(e);
+  hp.failed = true;
   if (hp.started && !(e instanceof StepError && e.exitCode === START_FAILED_CLEAN)) await hp.h.tryRun(stopSlot(env, hp.newSlot));
   if (hp.created) await hp.h.tryRun(markRelease(env, p.id, "failed", why));
   hp.audit({ result: "failed", message: why });
@@ -71971,6 +71998,7 @@ async function switchHost(env, hp, p, locked) {
     hp.started = true;
     await h.run(startSlot(env, newSlot, dir, p.id));
     await h.run(switchTo(env, newSlot, p.id, state.certificate, "deploy"));
+    hp.switched = true;
   } catch (e) {
     throw await failBeforeSwitch(env, hp, p, e);
   }
@@ -72021,6 +72049,41 @@ async function pooled(items, limit, fn) {
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
   if (errors.length) throw errors[0];
 }
+async function settled(work) {
+  const failed = (await Promise.allSettled(work)).find((s) => s.status === "rejected");
+  if (failed) throw failed.reason;
+}
+var HALTED = new Error("the rollout stopped: another host failed");
+async function carryBuild(env, b, receivers, p, parts, attempt) {
+  await pooled(receivers, RECEIVE_CONCURRENCY, (r) => attempt(r, async () => checkSpace(env, r.name, r.state, p, parts.filter((x) => wants(r, x.name)).reduce((n, x) => n + x.size, 0), true)));
+  const out = new Map(receivers.map((r) => [r, []]));
+  const tags = new Map(receivers.map((r) => [r, `${p.id}-${randomBytes13(4).toString("hex")}`]));
+  for (const part of parts) {
+    const takers = receivers.filter((r) => wants(r, part.name));
+    const uploads = new Map(takers.map((r) => [r, []]));
+    for (const r of takers) out.get(r).push({ part, uploads: uploads.get(r) });
+    const hash = createHash4("sha256");
+    for (let offset = 0, i = 0; offset < part.size; offset += CHUNK_BYTES, i++) {
+      const length = Math.min(CHUNK_BYTES, part.size - offset);
+      let chunk = Buffer.alloc(0);
+      await attempt(b, async () => {
+        chunk = parseChunk(await b.h.run(readChunk(env, p.id, part.name, offset, length)), part, offset, length, b.name);
+        hash.update(chunk);
+        if (offset + length === part.size) checkPart(part, hash.digest("hex"), b.name);
+      });
+      await pooled(
+        takers,
+        RECEIVE_CONCURRENCY,
+        (r) => attempt(r, async () => {
+          const path = `${env.layout.uploads}/${tags.get(r)}.${part.name}.tar.gz.${i}`;
+          await r.h.upload(chunk, path, 384);
+          uploads.get(r).push(path);
+        })
+      );
+    }
+  }
+  return out;
+}
 async function rollout(ctx, env, session, locked, p, options) {
   const done = [];
   const plans = [];
@@ -72031,57 +72094,78 @@ async function rollout(ctx, env, session, locked, p, options) {
   }
   const groups = buildGroups(plans.map((hp) => ({ name: hp.name, platform: env.hosts.length > 1 ? hp.state.platform : void 0, hp })));
   if (plans.length > 1) for (const line of describeBuilds(groups)) ctx.reporter.info(line);
-  const where = (failed) => env.hosts.map((hst) => {
+  const where = () => env.hosts.map((hst) => {
     const d = done.find((x) => x.host === hst.name);
-    return `${hst.name}: ${d ? d.noop ? `${d.release} (already live)` : d.release : hst.name === failed ? "unchanged (failed)" : "unchanged (previous release)"}`;
+    const hp = plans.find((x) => x.name === hst.name);
+    if (d) return `${hst.name}: ${d.noop ? `${d.release} (already live)` : d.release}`;
+    if (hp?.switched) return `${hst.name}: ${p.id} (switched; see its error above)`;
+    return `${hst.name}: ${hp?.failed ? "unchanged (failed)" : "unchanged (previous release)"}`;
   });
-  const stopped = (e, failed) => env.hosts.length > 1 && e instanceof OpsError ? new OpsError(`${e.message}
-rollout stopped; hosts now run:
-  ${where(failed).join("\n  ")}`, e.hint) : e;
-  const prepared = /* @__PURE__ */ new Set();
-  let failedHost = "";
-  try {
+  const stop = async (e) => {
+    const first = plans.find((hp) => hp.failed)?.name ?? "another host";
+    const behind = plans.filter((hp) => !hp.failed && !hp.switched && !done.some((d) => d.host === hp.name));
     await Promise.all(
-      groups.map(async ({ builder: { hp: b }, receivers }) => {
-        const step = async (hp, work) => {
-          try {
-            await work();
-            prepared.add(hp);
-          } catch (e) {
-            failedHost ||= hp.name;
-            throw await failBeforeSwitch(env, hp, p, e);
-          }
-        };
-        await step(b, async () => {
-          await buildOn(env, b, p, b === plans[0]);
-          await beforeSwitch(env, b, p);
-        });
-        if (!receivers.length) return;
-        const parts = parseParts(await b.h.run(packArtifacts(env, p.id, dependencySets(env, p).filter((set) => receivers.some((r) => !r.hp.state.depsHas.includes(set))))), b.name);
-        await pooled(
-          receivers,
-          RECEIVE_CONCURRENCY,
-          (r) => step(r.hp, async () => {
-            await receiveBuild(env, r.hp, p, b.name, parts);
-            await beforeSwitch(env, r.hp, p);
-          })
-        );
+      behind.map(async (hp) => {
+        const why = `rollout stopped before the switch (${first} failed)`;
+        if (hp.created) await hp.h.tryRun(markRelease(env, p.id, "failed", why));
+        hp.audit({ result: "failed", message: why });
       })
     );
-  } catch (e) {
-    await Promise.all([...prepared].map((hp) => hp.h.tryRun(markRelease(env, p.id, "failed", `rollout stopped before the switch (${failedHost || "another host"} failed)`))));
-    throw stopped(e, failedHost);
-  }
-  let current = "";
+    return env.hosts.length > 1 && e instanceof OpsError ? new OpsError(`${e.message}
+rollout stopped; hosts now run:
+  ${where().join("\n  ")}`, e.hint) : e;
+  };
+  let failure;
+  let halted = false;
+  const attempt = async (hp, work) => {
+    if (halted) throw HALTED;
+    try {
+      await work();
+    } catch (e) {
+      halted = true;
+      const err = await failBeforeSwitch(env, hp, p, e);
+      failure ??= err;
+      throw err;
+    }
+  };
+  const all = await Promise.allSettled(
+    groups.map(async ({ builder: { hp: b }, receivers: rs }) => {
+      const receivers = rs.map((r) => r.hp);
+      await attempt(b, () => buildOn(env, b, p, b === plans[0]));
+      const received = /* @__PURE__ */ new Map();
+      if (receivers.length) {
+        let parts = [];
+        const sets = dependencySets(env, p).filter((set) => receivers.some((r) => wants(r, set)));
+        await attempt(b, async () => void (parts = parsePacked(await b.h.run(packArtifacts(env, p.id, sets)), b.name)));
+        try {
+          for (const [r, x] of await carryBuild(env, b, receivers, p, parts, attempt)) received.set(r, x);
+        } finally {
+          await b.h.tryRun(dropPacked(env, p.id));
+        }
+      }
+      await settled([
+        attempt(b, () => beforeSwitch(env, b, p)),
+        pooled(
+          receivers,
+          RECEIVE_CONCURRENCY,
+          (r) => attempt(r, async () => {
+            await receiveBuild(env, r, p, b.name, received.get(r));
+            await beforeSwitch(env, r, p);
+          })
+        )
+      ]);
+    })
+  );
+  failure ??= all.find((s) => s.status === "rejected")?.reason;
+  if (failure !== void 0) throw await stop(failure);
   try {
     await inBatches(plans, env.config.switch.batch_size, async (hp) => {
-      current = hp.name;
       const r = await switchHost(env, hp, p, locked);
       done.push(r);
       return r;
     });
   } catch (e) {
-    throw stopped(e, current);
+    throw await stop(e);
   }
   return env.hosts.map((hst) => done.find((d) => d.host === hst.name));
 }

@@ -67496,7 +67496,10 @@ function platformReport(env) {
   const paths = env.runtime;
   return String.raw`# shellcheck source=/dev/null # the host's own file, not ours to follow
 platform_os=$(. /etc/os-release 2>/dev/null && echo "${"$"}{ID:-?} ${"$"}{VERSION_ID:-?}" || echo "? ?")
-ops_report ${RELEASE_KEYS.platform} "$platform_os $(uname -m) python $(${quote(paths.python)} -V 2>&1 | cut -d' ' -f2 || echo none) node $(${quote(paths.node)} --version 2>/dev/null || echo none)"`;
+# A runtime missing (or failing) reads "none": its error text must not become part of the line.
+platform_python=$(${quote(paths.python)} -V 2>/dev/null) && platform_python=${"$"}{platform_python##* } || platform_python=none
+platform_node=$(${quote(paths.node)} --version 2>/dev/null) || platform_node=none
+ops_report ${RELEASE_KEYS.platform} "$platform_os $(uname -m) python ${"$"}{platform_python:-none} node ${"$"}{platform_node:-none}"`;
 }
 
 // core/dotenv.ts

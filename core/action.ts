@@ -2,7 +2,7 @@
 // Keeps actions/<name>/main.ts to a few lines: read inputs, call one core operation, write outputs.
 import * as core from '@actions/core';
 import { OpsError, formatError, onUncaught } from './errors.ts';
-import { ActionsReporter } from './report.ts';
+import { Masker, seconds, type Reporter } from './report.ts';
 import type { OpsContext } from './context.ts';
 
 export interface ActionContext {
@@ -13,6 +13,56 @@ export interface ActionContext {
   /** A boolean input; unset means `fallback` (the runner fills action.yml defaults, local harnesses may not). */
   flag(name: string, fallback?: boolean): boolean;
 }
+
+/** The reporter of the actions: log groups, masks (setSecret), job summary, outputs, through @actions/core. */
+export class ActionsReporter implements Reporter {
+  private readonly masker = new Masker();
+  private openGroups = 0;
+  mask(value: string): void {
+    for (const v of this.masker.add(value)) core.setSecret(v);
+  }
+  redact(text: string): string {
+    return this.masker.redact(text);
+  }
+  info(message: string): void {
+    core.info(this.redact(message));
+  }
+  warn(message: string): void {
+    core.warning(this.redact(message));
+  }
+  error(message: string): void {
+    core.error(this.redact(message));
+  }
+  async group<T>(title: string, fn: () => Promise<T>): Promise<T> {
+    // Actions log groups cannot nest: an inner (or concurrent) group becomes a plain heading.
+    const own = this.openGroups === 0;
+    const start = Date.now();
+    if (own) core.startGroup(this.redact(title));
+    else core.info(`▸ ${this.redact(title)}`);
+    this.openGroups++;
+    try {
+      const result = await fn();
+      core.info(`✓ ${this.redact(title)} (${seconds(Date.now() - start)})`);
+      return result;
+    } catch (e) {
+      core.info(`✗ ${this.redact(title)} (${seconds(Date.now() - start)})`);
+      throw e;
+    } finally {
+      this.openGroups--;
+      if (own) core.endGroup();
+    }
+  }
+  line(host: string, text: string): void {
+    core.info(this.redact(`${host} ${text}`));
+  }
+  async summary(markdown: string): Promise<void> {
+    await core.summary.addRaw(this.redact(markdown), true).write();
+  }
+  output(name: string, value: string): void {
+    core.setOutput(name, this.redact(value));
+  }
+}
+
 
 /** A boolean input: true/yes/1 or false/no/0; empty means `fallback` (local harnesses fill no defaults). */
 export function booleanInput(name: string, value: string, fallback: boolean): boolean {

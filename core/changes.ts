@@ -58,9 +58,10 @@ export interface Change {
 export async function dependencyHashes(repo: string, sha: string, env: Environment): Promise<{ python: string; node: string }> {
   const { python, node } = env.config.runtimes;
   const { python_requirements: req, node_dir: nodeDir } = env.config.release;
+  const [pythonInput, nodeInput] = await Promise.all([blobId(repo, sha, req), nodeDir ? nodeDependencyInput(repo, sha, nodeDir) : '']);
   return {
-    python: depsHash([`python ${python.strategy} ${python.version}`, await blobId(repo, sha, req)]),
-    node: depsHash([`node ${node.strategy} ${node.version}`, nodeDir ? await nodeDependencyInput(repo, sha, nodeDir) : '']),
+    python: depsHash([`python ${python.strategy} ${python.version}`, pythonInput]),
+    node: depsHash([`node ${node.strategy} ${node.version}`, nodeInput]),
   };
 }
 

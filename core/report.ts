@@ -1,7 +1,7 @@
-// One reporter for every operation: GitHub Actions (groups, masks, job summary, outputs) or a terminal
-// (aligned, optionally coloured lines). Everything printed goes through `redact`, so a secret registered
-// with `mask` never reaches a log, even where the runner's own masking does not apply (local runs).
-import * as core from '@actions/core';
+// One reporter for every operation: a terminal (aligned, optionally coloured lines) or GitHub Actions (groups,
+// masks, job summary, outputs: ActionsReporter in core/action.ts, so the CLI never loads @actions/core).
+// Everything printed goes through `redact`, so a secret registered with `mask` never reaches a log, even where
+// the runner's own masking does not apply (local runs).
 import { secretParts } from './secrets/parts.ts';
 
 export type Stream = 'stdout' | 'stderr';
@@ -53,7 +53,8 @@ export class Masker {
   }
 }
 
-function seconds(ms: number): string {
+/** A duration for a log line: "1.2s". */
+export function seconds(ms: number): string {
   return `${(ms / 1000).toFixed(1)}s`;
 }
 
@@ -117,54 +118,6 @@ export class ConsoleReporter implements Reporter {
     this.write(this.out, markdown);
   }
   output(): void {}
-}
-
-export class ActionsReporter implements Reporter {
-  private readonly masker = new Masker();
-  private openGroups = 0;
-  mask(value: string): void {
-    for (const v of this.masker.add(value)) core.setSecret(v);
-  }
-  redact(text: string): string {
-    return this.masker.redact(text);
-  }
-  info(message: string): void {
-    core.info(this.redact(message));
-  }
-  warn(message: string): void {
-    core.warning(this.redact(message));
-  }
-  error(message: string): void {
-    core.error(this.redact(message));
-  }
-  async group<T>(title: string, fn: () => Promise<T>): Promise<T> {
-    // Actions log groups cannot nest: an inner (or concurrent) group becomes a plain heading.
-    const own = this.openGroups === 0;
-    const start = Date.now();
-    if (own) core.startGroup(this.redact(title));
-    else core.info(`▸ ${this.redact(title)}`);
-    this.openGroups++;
-    try {
-      const result = await fn();
-      core.info(`✓ ${this.redact(title)} (${seconds(Date.now() - start)})`);
-      return result;
-    } catch (e) {
-      core.info(`✗ ${this.redact(title)} (${seconds(Date.now() - start)})`);
-      throw e;
-    } finally {
-      this.openGroups--;
-      if (own) core.endGroup();
-    }
-  }
-  line(host: string, text: string): void {
-    core.info(this.redact(`${host} ${text}`));
-  }
-  async summary(markdown: string): Promise<void> {
-    await core.summary.addRaw(this.redact(markdown), true).write();
-  }
-  output(name: string, value: string): void {
-    core.setOutput(name, this.redact(value));
-  }
 }
 
 /** A reporter that keeps everything in memory: for tests and for commands that print JSON. */

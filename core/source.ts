@@ -23,6 +23,21 @@ async function tryRev(repo: string, rev: string, peel = '^{commit}'): Promise<st
   }
 }
 
+/**
+ * The commit each of `revs` names (peeled: a tag's commit), or undefined for one that names none, in ONE git
+ * process (`cat-file --batch-check`: a line per name, "<sha> commit <size>", else "<name> missing|ambiguous").
+ * @throws OpsError when `repo` does not exist or is not a git repository.
+ */
+async function commitsOf(repo: string, revs: string[]): Promise<(string | undefined)[]> {
+  const r = await new Git(repo).run(['cat-file', '--batch-check'], { input: revs.map((rev) => `${rev}^{commit}\n`).join('') });
+  if (r.code !== 0) {
+    await checkRepository(repo);
+    throw new OpsError(`cannot look up ${revs.join(', ')} in ${repo}: ${r.stderr.trim()}`);
+  }
+  const lines = r.stdout.split('\n');
+  return revs.map((_, i) => /^([0-9a-f]{40,64}) commit \d+$/.exec(lines[i] ?? '')?.[1]);
+}
+
 /** @throws OpsError when `repo` does not exist or is not a git repository (with where to set it). */
 export async function checkRepository(repo: string): Promise<void> {
   if (!existsSync(repo)) throw new OpsError(`the repository to deploy, ${repo}, does not exist`, 'set `repository` in the environment, or run from the app\'s checkout');
@@ -69,7 +84,7 @@ async function commitsWithPrefix(repo: string, prefix: string): Promise<string[]
  */
 export async function resolveRef(repo: string, ref: string): Promise<ResolvedRef> {
   validate('gitRef', ref);
-  await checkRepository(repo);
+  if (!existsSync(repo)) await checkRepository(repo);
   const full = /^refs\/(tags|heads)\/(.+)$/.exec(ref);
   if (full || ref.startsWith('refs/')) {
     const candidates: [string, string][] = !full
@@ -80,17 +95,16 @@ export async function resolveRef(repo: string, ref: string): Promise<ResolvedRef
             [`refs/remotes/origin/${full[2]}`, `branch origin/${full[2]}`],
             [ref, `branch ${full[2]}`],
           ];
-    for (const [rev, matched] of candidates) {
-      const sha = await tryRev(repo, rev);
-      if (sha) return { ref, sha, matched };
-    }
+    const shas = await commitsOf(repo, candidates.map(([rev]) => rev));
+    const found = candidates.findIndex((_, i) => shas[i]);
+    if (found >= 0) return { ref, sha: shas[found]!, matched: candidates[found]![1] };
     throw new OpsError(`${ref} does not exist in ${repo}`, 'check the name; in a workflow, check out with fetch-depth: 0 so branches and tags are present; on a laptop, git fetch first');
   }
   const matches: (RefMatch & { matched: string })[] = [];
-  const tag = await tryRev(repo, `refs/tags/${ref}`);
+  // The three names at once (one git process): the tag, the remote's branch, the local branch.
+  const [tag, remoteBranch, localBranch] = await commitsOf(repo, [`refs/tags/${ref}`, `refs/remotes/origin/${ref}`, `refs/heads/${ref}`]);
   if (tag) matches.push({ kind: 'tag', fullName: `refs/tags/${ref}`, sha: tag, matched: `tag ${ref}` });
-  const remoteBranch = await tryRev(repo, `refs/remotes/origin/${ref}`);
-  const branch = remoteBranch ?? (await tryRev(repo, `refs/heads/${ref}`));
+  const branch = remoteBranch ?? localBranch;
   if (branch) matches.push({ kind: 'branch', fullName: `refs/heads/${ref}`, sha: branch, matched: remoteBranch ? `branch origin/${ref}` : `branch ${ref}` });
   const commits = /^[0-9a-f]{7,40}$/.test(ref) ? await commitsWithPrefix(repo, ref) : [];
   if (commits.length > 1) throw new OpsError(`sha prefix "${ref}" matches ${commits.length} commits`, 'give more digits of the sha');

@@ -76,14 +76,13 @@ export function beginHost(ctx: OpsContext, env: Target, remote: Remote, locked: 
   const fields = (entry: Parameters<Audit>[0]): AuditEntryFields => ({ ref: p.resolved.ref, sha: p.resolved.sha, release: p.id, previous: state.current || undefined, ...entry });
   const audit: Audit = (entry) => locked.audit(remote.name, fields(entry));
   if (!state.provisioned) throw new OpsError(`${remote.name} is not provisioned for ${env.name}`, `run: ops provision ${env.name}`);
-  const live = state.releases.find((r) => r.id === state.current);
   const result: HostSwitch = { host: remote.name, release: p.id, previous: state.current, noop: false, steps: h.steps, notes: [] };
   const skew = clockSkewWarning(ctx, remote.name, state.hostTime);
   if (skew) {
     ctx.reporter.warn(skew);
     result.notes.push(`warning: ${skew}`);
   }
-  if (live && live.sha === p.resolved.sha && !options.force) {
+  if (state.liveSha && state.liveSha === p.resolved.sha && !options.force) {
     if (state.liveHealth !== 'ok')
       throw new OpsError(`${p.resolved.sha.slice(0, 12)} is already live on ${remote.name} but not healthy: ${state.liveHealth || 'no health result'}`, `check ops status ${env.name}; redeploy with --force to start it again`);
     // Usually the lock step has already written this and let go (noopFinish): one round trip in all.

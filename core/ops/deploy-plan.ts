@@ -54,10 +54,9 @@ export async function resolveDeployCommit(ctx: OpsContext, env: Environment, ref
  */
 export async function planDeploy(ctx: OpsContext, env: Target, { repo, resolved }: DeployCommit): Promise<Plan> {
   const ref = resolved.ref;
-  // A release missing its submodules or LFS contents is refused here, before any host is touched.
-  const tree = await treeContent(repo, resolved.sha);
-  const hashes = await dependencyHashes(repo, resolved.sha, env);
-  const secrets = await environmentSecrets(ctx, env);
+  // A release missing its submodules or LFS contents is refused here, before any host is touched. The four
+  // reads are independent (git processes, the secrets file): at once, their failures reported in this order.
+  const [tree, hashes, secrets, size] = await inOrder([treeContent(repo, resolved.sha), dependencyHashes(repo, resolved.sha, env), environmentSecrets(ctx, env), treeSize(repo, resolved.sha)] as const);
   const dotenv = renderDotenv(env, secrets);
   const now = runnerNow(ctx);
   const id = releaseId(resolved.sha, now);
@@ -77,7 +76,15 @@ export async function planDeploy(ctx: OpsContext, env: Target, { repo, resolved 
     ...(tree.submodules.length && { submodules: tree.submodules.map(({ path, sha }) => ({ path, sha })) }),
     ...(tree.lfs.length && { lfs: tree.lfs.map(({ path, oid }) => ({ path, oid })) }),
   };
-  return { resolved, repo, tree, size: await treeSize(repo, resolved.sha), id, dotenv, hashes, meta };
+  return { resolved, repo, tree, size, id, dotenv, hashes, meta };
+}
+
+/** Await promises started together; the first failure in their order (not in time) is thrown, once all settled. */
+async function inOrder<T extends readonly unknown[]>(promises: { [K in keyof T]: Promise<T[K]> }): Promise<T> {
+  const settled = await Promise.allSettled(promises);
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  return settled.map((r) => (r as PromiseFulfilledResult<unknown>).value) as unknown as T;
 }
 
 /**

@@ -230,13 +230,12 @@ export function describeBuilds(groups: { builder: { name: string }; receivers: {
 
 /**
  * The end of the lock step of a deploy on a host where `commit` is live and healthy already (the state step
- * set live_sha and live_health): the no-op's audit line is written and the lock let go in the same round trip.
+ * set cur_id, live_sha and live_health): the no-op's audit line is written and the lock let go in the same round trip.
  * deployHost then sees the same state and reports the no-op without another round trip.
  */
 function noopFinish(commit: ResolvedRef, unlock: Parameters<NonNullable<LockOptions['finish']>>[0]): string {
   const line = unlock({ ref: commit.ref, sha: commit.sha, release: '', previous: '', result: 'no-op', message: 'already live' }, { release: 'cur_id', previous: 'cur_id' });
-  return String.raw`cur_id=${'$'}{cur##*/}
-if [ -n "$live_sha" ] && [ "$live_sha" = ${quote(commit.sha)} ] && [ "$live_health" = ok ] && [[ $cur_id =~ ${RELEASE_DIR_PATTERN} ]]; then
+  return String.raw`if [ -n "$live_sha" ] && [ "$live_sha" = ${quote(commit.sha)} ] && [ "$live_health" = ok ] && [[ $cur_id =~ ${RELEASE_DIR_PATTERN} ]]; then
 ${line}
 fi`;
 }
@@ -299,7 +298,8 @@ export async function deploy(ctx: OpsContext, environment: Environment, options:
       for (const line of formatChanges(base.changes, p.resolved.sha)) ctx.reporter.info(line);
       return rollout(ctx, env, session, locked, p, options);
     }, {
-      inspect: deployState(env, [p.resolved.sha, ...p.tree.submodules.map((m) => m.sha)], { lfs: [...new Set(p.tree.lfs.map((f) => f.oid))], commit: p.resolved.sha, platform: env.hosts.length > 1 }),
+      // Without --force, a host where the commit is live checks it and ends the state step there (a no-op).
+      inspect: deployState(env, [p.resolved.sha, ...p.tree.submodules.map((m) => m.sha)], { lfs: [...new Set(p.tree.lfs.map((f) => f.oid))], commit: options.force ? undefined : p.resolved.sha, platform: env.hosts.length > 1 }),
       finish: options.force ? undefined : (unlock) => noopFinish(p.resolved, unlock),
     }),
   );

@@ -17,6 +17,8 @@ import { LIBRARY_KEYS } from '../steps/libraries.ts';
 export interface HostState {
   provisioned: boolean;
   current: string;
+  /** The commit of the live release (its REVISION); '' when nothing is live. */
+  liveSha: string;
   slot: Slot | undefined;
   /** Every release directory with its place in the host's history. */
   releases: ReleaseRecord[];
@@ -54,6 +56,7 @@ export function parseState(r: StepResult): HostState {
   return {
     provisioned: (reported(r, RELEASE_KEYS.provisioned) ?? 'no') !== 'no',
     current: reported(r, RELEASE_KEYS.current) ?? '',
+    liveSha: reported(r, RELEASE_KEYS.live_sha) ?? '',
     slot: slot === 'blue' || slot === 'green' ? slot : undefined,
     releases: reportedAll(r, LIBRARY_KEYS.release).map(parseReleaseRecord),
     known: reportedAll(r, RELEASE_KEYS.known),
@@ -84,12 +87,12 @@ export function pruneAfterSwitch(env: Environment, state: HostState, id: string,
 
 /** A host's live commit from its state (the `deployState` step). */
 export function liveOf(host: string, state: HostState): HostLive {
-  return { host, sha: state.releases.find((r) => r.id === state.current)?.sha ?? '', release: state.current };
+  return { host, sha: state.liveSha, release: state.current };
 }
 
 /**
  * Each host's live commit, read without the lock: one read-only round trip per host (the state step, without
- * its health probes; with several hosts, each one's platform too, for who builds). A host that cannot be read is
+ * the live check; with several hosts, each one's platform too, for who builds). A host that cannot be read is
  * reported as such, so that a plan still prints.
  */
 export async function readLive(ctx: OpsContext, env: Target): Promise<HostLive[]> {
@@ -97,7 +100,7 @@ export async function readLive(ctx: OpsContext, env: Target): Promise<HostLive[]
     return await withSession(ctx, env, (session) =>
       session.each(async (remote, h) => {
         try {
-          const state = parseState(await remote.run(deployState(env, undefined, { liveHealth: false, platform: env.hosts.length > 1 })));
+          const state = parseState(await remote.run(deployState(env, undefined, { platform: env.hosts.length > 1 })));
           return { ...liveOf(h.name, state), ...(state.platform && { platform: state.platform }) };
         } catch (e) {
           return { host: h.name, sha: '', release: '', error: (e as Error).message.split('\n')[0]! };

@@ -82,7 +82,7 @@ export async function initdata(ctx: OpsContext, environment: Environment, option
           throw e;
         }
       },
-      { inspect: deployState(env, undefined, { liveHealth: false }) },
+      { inspect: deployState(env) },
     ),
   [env.hosts[0]!]);
   return { environment: env.name, file: data.path, encrypted: data.encrypted, hosts };

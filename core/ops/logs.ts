@@ -10,7 +10,7 @@ import type { OpsContext } from '../context.ts';
 import { withSession } from './hosts.ts';
 import { OpsError } from '../errors.ts';
 import { decryptFile, loadEnvIdentities } from '../secrets/index.ts';
-import { logsStep, type LogSlots, type LogsRequest } from '../steps/logs.ts';
+import { MAX_LOG_LINES, logsStep, type LogSlots, type LogsRequest } from '../steps/logs.ts';
 
 export interface LogsOptions {
   /** A program of the environment, or "nginx"; default: every program, and nginx's error log. */
@@ -22,7 +22,6 @@ export interface LogsOptions {
   signal?: AbortSignal;
 }
 
-export const MAX_LOG_LINES = 10_000;
 
 /** Check the options and say which logs they mean. */
 export function logsRequest(env: Environment, options: LogsOptions): Omit<LogsRequest, 'follow'> {

@@ -89,8 +89,8 @@ export async function rollback(ctx: OpsContext, environment: Environment, to?: s
       session,
       'rollback',
       (locked) => session.each((remote) => rollbackHost(ctx, env, remote, locked, to), { batch: env.config.switch.batch_size }),
-      // The live release is being left: no need to probe it first.
-      { inspect: deployState(env, [], { liveHealth: false }) },
+      // The live release is being left: no need to probe it first; nor to know what sending code needs.
+      { inspect: deployState(env) },
     ),
   );
   return { environment: env.name, url: env.url, hosts };

@@ -7,7 +7,6 @@ import type { OpsContext } from '../context.ts';
 import { renderDotenv, type RenderedEnv } from '../dotenv.ts';
 import { OpsError } from '../errors.ts';
 import { packagesNeedSecrets } from '../packages.ts';
-import { decryptFile, findPlaceholders, loadEnvIdentities } from '../secrets/index.ts';
 
 /** Public key of environments/example-age-key.txt, committed so the shipped examples can be read. */
 export const EXAMPLE_RECIPIENT = 'age1f9x385mzgqsghjdrlet2vxtx88vnhpxareft4gqkddfsw5fp4gmscx330v';
@@ -21,6 +20,8 @@ export async function environmentSecrets(ctx: OpsContext, env: Environment): Pro
     if (needed) throw new OpsError(`${label} does not exist, but the environment's env or packages refer to secrets`, `create it: printf '%s' VALUE | ops secrets set ${env.name} <key>`);
     return {};
   }
+  // The sops and age code is loaded only for an environment that has secrets (a deploy's start-up without them).
+  const { decryptFile, findPlaceholders, loadEnvIdentities } = await import('../secrets/index.ts');
   const identities = await loadEnvIdentities(env.root, env.name, ctx.processEnv);
   const decrypted = await decryptFile(file, { identities, mask: (v) => ctx.reporter.mask(v) });
   if (decrypted.recipients.includes(EXAMPLE_RECIPIENT))
@@ -45,6 +46,7 @@ export async function dotenvPreview(ctx: OpsContext, env: Environment): Promise<
   if (!refs.length) return renderDotenv(env, {});
   let why: string;
   if (existsSync(file)) {
+    const { decryptFile, loadEnvIdentities } = await import('../secrets/index.ts');
     try {
       const decrypted = await decryptFile(file, { identities: await loadEnvIdentities(env.root, env.name, ctx.processEnv), mask: (v) => ctx.reporter.mask(v) });
       return renderDotenv(env, decrypted.data);

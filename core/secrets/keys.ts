@@ -2,10 +2,12 @@
 // file's data key wrapped for each recipient as an armored age file.
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { Decrypter, Encrypter, armor, generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { OpsError } from '../errors.ts';
+import { defaultKeyFile } from './key-file.ts';
+
+export { defaultKeyFile };
 
 export interface Identity {
   /** `AGE-SECRET-KEY-1…` */
@@ -24,11 +26,6 @@ export interface Identities {
   defaultFile?: string;
 }
 
-/** `$XDG_CONFIG_HOME/sops/age/keys.txt`, else `~/.config/sops/age/keys.txt` (sops's default on Linux). */
-export function defaultKeyFile(processEnv: NodeJS.ProcessEnv = process.env): string {
-  const base = processEnv.XDG_CONFIG_HOME || join(processEnv.HOME || homedir(), '.config');
-  return join(base, 'sops', 'age', 'keys.txt');
-}
 
 const IDENTITY_RE = /^AGE-SECRET-KEY-(PQ-)?1[0-9A-Z]+$/;
 const RECIPIENT_RE = /^age1[0-9a-z]+$/;

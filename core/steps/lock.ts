@@ -49,7 +49,7 @@ export function acquireLock(env: Target, req: LockRequest, then = '', finish = '
 lock=${quote(L.lock)}
 holder=$(conn_pid) || { echo "cannot find the SSH server process of this connection (no sshd ancestor of process $$): the lock needs OpenSSH or dropbear" >&2; exit 1; }
 install -d -m 0755 -o root -g root ${quote(L.base)} ${quote(L.state)}
-deadline=$(( $(date +%s) + ${req.wait} ))
+printf -v now '%(%s)T' -1; deadline=$(( now + ${req.wait} ))
 while :; do
   if made=$(mkdir "$lock" 2>&1); then
     # The details are the lock's meaning: a lock without them (disk full) is given back at once.
@@ -60,13 +60,16 @@ while :; do
     fi
     ops_report ${LOCK_KEYS.lock} acquired
     ops_report ${LOCK_KEYS.holder_pid} "$holder"
-    # Uploads left by an interrupted run (.env, initdata) are ours to remove now.
-    find ${quote(L.uploads)} -mindepth 1 -delete 2>/dev/null || true
+    # Uploads left by an interrupted run (.env, initdata, half-written ones) are ours to remove now (looked for by
+    # bash first: usually there are none).
+    left=(${quote(L.uploads)}/* ${quote(L.uploads)}/.[!.]*)
+    for f in "${'$'}{left[@]}"; do if [ -e "$f" ]; then find ${quote(L.uploads)} -mindepth 1 -delete 2>/dev/null || true; break; fi; done
     break
   fi
   [ -d "$lock" ] || { echo "cannot take the lock: $made" >&2; exit 1; }
   ${LOCK_STATE.replace(/\n/g, '\n  ')}
-  if [ "$lock_state" = stale ] || [ "$(date +%s)" -ge "$deadline" ]; then
+  printf -v now '%(%s)T' -1
+  if [ "$lock_state" = stale ] || [ "$now" -ge "$deadline" ]; then
     ${REPORT_HOLDER.replace(/\n/g, '\n    ')}
     exit ${LOCK_BUSY_EXIT}
   fi

@@ -5,6 +5,9 @@ import type { Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { CONNECTION_FUNCTIONS } from './libraries.ts';
 
+/** The most lines `ops logs --lines` reads per log file. */
+export const MAX_LOG_LINES = 10_000;
+
 export type LogSlots = 'live' | 'previous' | 'both';
 
 export interface LogsRequest {

@@ -6,14 +6,14 @@ import type { Slot } from '../layout.ts';
 import { reportKeys, type Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { certificatePaths } from './nginx-config.ts';
-import { historyFunctions } from './history.ts';
-import { programPorts, probes } from './switch.ts';
+import { RELEASE_DIR_PATTERN, historyFunctions } from './history.ts';
+import { probes } from './switch.ts';
 import { b64 } from './script.ts';
 import { diskReport } from './facts.ts';
 import { IDENTITY_FUNCTIONS, PROBE_FUNCTIONS, SUPERVISOR_FUNCTIONS } from './libraries.ts';
 
-/** What the release steps report. `deployState`: `now` (host clock, Unix seconds), `provisioned` (date or `no`), `current`, `slot`, `certificate` (yes|no), `known`/`has` (commits the mirror has), `lfs_has` (LFS objects stored), `deps_has` (complete dependency sets under shared/deps), `live_health` (`ok` or why not), `platform` (`<os> <arch> python <v|none> node <v|none>`, when asked), with FACTS_KEYS.disk and the history's LIBRARY_KEYS. `installDotenv`: `dotenv` (updated|unchanged). `pruneReleases`: `pruned`, `kept_running` (release ids), `pruned_deps` (dependency set names). */
-export const RELEASE_KEYS = reportKeys('now', 'provisioned', 'current', 'slot', 'certificate', 'known', 'has', 'lfs_has', 'deps_has', 'live_health', 'platform', 'dotenv', 'pruned', 'kept_running', 'pruned_deps');
+/** What the release steps report. `deployState`: `now` (host clock, Unix seconds), `provisioned` (date or `no`), `current`, `slot`, `live_sha` (the live release's commit, '' when none), `certificate` (yes|no), `known`/`has` (commits the mirror has), `lfs_has` (LFS objects stored), `deps_has` (complete dependency sets under shared/deps), `live_health` (`ok` or why not), `platform` (`<os> <arch> python <v|none> node <v|none>`, when asked), with FACTS_KEYS.disk and the history's LIBRARY_KEYS. `installDotenv`: `dotenv` (updated|unchanged). `pruneReleases`: `pruned`, `kept_running` (release ids), `pruned_deps` (dependency set names). */
+export const RELEASE_KEYS = reportKeys('now', 'provisioned', 'current', 'slot', 'live_sha', 'certificate', 'known', 'has', 'lfs_has', 'deps_has', 'live_health', 'platform', 'dotenv', 'pruned', 'kept_running', 'pruned_deps');
 
 export interface ReleaseMeta {
   id: string;
@@ -55,57 +55,42 @@ export function releaseId(sha: string, now = new Date()): string {
 }
 
 /**
- * One look at the host before a deploy or rollback (run with the lock, in the same step): provisioned?,
- * the host's clock, what is live and is it healthy (its health checks answer, and what answers is the
- * process supervisor started for the release `current` names), which releases exist and where each stands
- * in the history (written once, derived, on a host that has none), what each slot runs, which of `shas`
- * the mirror has, and what the host is (`platform`: OS release, architecture, runtime versions, for sharing
- * built releases between hosts). The live check runs only when its verdict matters: with `liveHealth`
- * (default), for a deploy of `commit` only when the live release is that commit (a no-op); it runs in the
- * background beside the rest of the step (its probes wait on the app).
+ * One look at the host before a deploy or rollback (run with the lock, in the same step): provisioned?, the
+ * host's clock, what is live (`current`, its slot, and its commit: `live_sha`), which releases exist and where
+ * each stands in the history (written once, derived, on a host that has none), what each slot runs, whether
+ * the certificate is there, and what the host is (`platform`: OS release, architecture, runtime versions, for
+ * sharing built releases between hosts).
+ * - `shas` (a deploy about to send code): also what sending and building need: free space and inodes, which of
+ *   `shas` (and `lfs` oids) the host has, its mirror's commits, its complete dependency sets.
+ * - `commit` (a deploy that is a no-op when that commit is live): when the live release is that commit, the
+ *   live check runs (its health checks answer, and what answers is the process supervisor started for the
+ *   release `current` names: live_verdict) and the step reports `live_health` and ends there: the no-op
+ *   needs nothing more, and a live commit that is not healthy fails the deploy (or --force deploys, which
+ *   does not pass `commit`). Otherwise no live check runs.
+ * Commands that start a process are few on the no-op path (it runs on every deploy of the live commit): the
+ * clock, the link and the files are read by bash builtins.
  */
-export function deployState(env: Target, shas: string[] = [], options: { liveHealth?: boolean; lfs?: string[]; commit?: string; platform?: boolean } = {}): Step {
+export function deployState(env: Target, shas?: string[], options: { lfs?: string[]; commit?: string; platform?: boolean } = {}): Step {
   const L = env.layout;
   const cert = certificatePaths(env);
-  const live = (slot: Slot) =>
-    `if ! wait_healthy 3 0.2 ${probes(env, slot).map(quote).join(' ')}; then printf '%s' "$UNHEALTHY"
-  elif ! check_identity "${'$'}{cur##*/}" "$cur" ${quote(L.supervisorGroup(slot))} ${programPorts(env, slot).map(quote).join(' ')}; then printf '%s' "$IDENTITY"
-  else printf ok; fi`;
-  const wantLive = options.liveHealth !== false;
-  const liveCheck = String.raw`${PROBE_FUNCTIONS}
+  const live = (slot: Slot) => `live_verdict "$cur_id" "$cur" ${quote(L.supervisorGroup(slot))} 3 0.2 ${probes(env, slot).map(quote).join(' ')}`;
+  const noop = options.commit
+    ? String.raw`${PROBE_FUNCTIONS}
 ${SUPERVISOR_FUNCTIONS}
 ${IDENTITY_FUNCTIONS}
-live_verdict=$(mktemp)
-(
-  case "$slot" in
+# The commit deployed is live: is it healthy and what serves? That is all a no-op needs (or a deploy refuses).
+if [ -n "$live_sha" ] && [ "$live_sha" = ${quote(options.commit)} ]; then
+  live_health=$(case "$slot" in
     blue) ${live('blue')} ;;
     green) ${live('green')} ;;
-  esac
-) > "$live_verdict" 2>/dev/null &
-live_pid=$!`;
-  return {
-    name: 'state',
-    as: 'root',
-    timeout: 30,
-    quiet: true,
-    script: String.raw`${historyFunctions(env)}
-cur=$(readlink ${quote(L.current)} 2>/dev/null || true)
-slot=$(cat ${quote(L.slotFile)} 2>/dev/null || true)
-# shellcheck disable=SC2034 # live_sha is read by what runs after this script in the lock step (a no-op deploy's finish)
-{ live_sha=""; if [ -n "$cur" ] && [ -f "$cur/REVISION" ]; then read -r live_sha < "$cur/REVISION" || true; fi; }
-live_pid=""
-${wantLive ? (options.commit ? `if [ "$live_sha" = ${quote(options.commit)} ]; then
-${liveCheck}
-fi` : liveCheck) : ': no live health check'}
-ops_report ${RELEASE_KEYS.now} "$(date +%s)"
-ops_report ${RELEASE_KEYS.provisioned} "$(cat ${quote(`${L.state}/provisioned`)} 2>/dev/null || echo no)"
-${diskReport(L.base)}
-ops_report ${RELEASE_KEYS.current} "${'$'}{cur##*/}"
-ops_report ${RELEASE_KEYS.slot} "$slot"
-${cert ? `ops_report ${RELEASE_KEYS.certificate} "$([ -s ${quote(cert.cert)} ] && echo yes || echo no)"` : ''}
-if [ -d ${quote(L.state)} ]; then history_init; fi
-release_reports
-slot_releases
+  esac 2>/dev/null)
+  ops_report ${RELEASE_KEYS.live_health} "$live_health"
+  state_done=1
+fi
+`
+    : '';
+  const code = shas
+    ? String.raw`${diskReport(L.base)}
 if [ -d ${quote(L.mirror)} ]; then
   git --git-dir=${quote(L.mirror)} for-each-ref --format='%(objectname)' refs/ops/ | sort -u | while read -r s; do ops_report ${RELEASE_KEYS.known} "$s"; done
   wanted_shas=(${shas.map(quote).join(' ')})
@@ -115,14 +100,36 @@ if [ -d ${quote(L.mirror)} ]; then
   true
 fi
 for d in ${quote(L.deps)}/*/; do if [ -f "$d.complete" ]; then d=${'$'}{d%/}; ops_report ${RELEASE_KEYS.deps_has} "${'$'}{d##*/}"; fi; done
-${options.platform ? platformReport(env) : ''}
+`
+    : '';
+  return {
+    name: 'state',
+    as: 'root',
+    timeout: 30,
+    quiet: true,
+    script: String.raw`${historyFunctions(env)}
+cur=$(readlink ${quote(L.current)} 2>/dev/null || true)
+cur_id=${'$'}{cur##*/}
+slot=""; if [ -f ${quote(L.slotFile)} ]; then read -r slot < ${quote(L.slotFile)} || true; fi
+provisioned=no; if [ -f ${quote(`${L.state}/provisioned`)} ]; then read -r provisioned < ${quote(`${L.state}/provisioned`)} || true; fi
+# The live commit, as release_reports reads each release's (REVISION, hex digits only); a current that is not a
+# release directory has none. Read by what follows this script in the lock step too (a no-op deploy's finish).
+live_sha=""
+if [[ $cur_id =~ ${RELEASE_DIR_PATTERN} ]] && [ -f "$cur/REVISION" ]; then read -r live_sha < "$cur/REVISION" || true; live_sha=${'$'}{live_sha//[^0-9a-f]/}; live_sha=${'$'}{live_sha:0:64}; fi
+printf -v now '%(%s)T' -1
+ops_report ${RELEASE_KEYS.now} "$now"
+ops_report ${RELEASE_KEYS.provisioned} "${'$'}{provisioned:-no}"
+ops_report ${RELEASE_KEYS.current} "$cur_id"
+ops_report ${RELEASE_KEYS.slot} "$slot"
+ops_report ${RELEASE_KEYS.live_sha} "$live_sha"
+# shellcheck disable=SC2034 # live_health is read by what follows this script in the lock step (a no-op deploy's finish)
 live_health=""
-if [ -n "$live_pid" ]; then
-  wait "$live_pid" || true
-  live_health=$(cat "$live_verdict")
-  rm -f "$live_verdict"
-  ops_report ${RELEASE_KEYS.live_health} "$live_health"
-fi`,
+state_done=""
+${noop}if [ -z "$state_done" ]; then
+${cert ? `ops_report ${RELEASE_KEYS.certificate} "$([ -s ${quote(cert.cert)} ] && echo yes || echo no)"\n` : ''}if [ -d ${quote(L.state)} ]; then history_init; fi
+release_reports
+slot_releases
+${code}${options.platform ? `${platformReport(env)}\n` : ''}fi`,
   };
 }
 
@@ -134,7 +141,8 @@ fi`,
  */
 export function platformReport(env: Target): string {
   const paths = env.runtime;
-  return String.raw`platform_os=$(. /etc/os-release 2>/dev/null && echo "${'$'}{ID:-?} ${'$'}{VERSION_ID:-?}" || echo "? ?")
+  return String.raw`# shellcheck source=/dev/null # the host's own file, not ours to follow
+platform_os=$(. /etc/os-release 2>/dev/null && echo "${'$'}{ID:-?} ${'$'}{VERSION_ID:-?}" || echo "? ?")
 # A runtime missing (or failing) reads "none": its error text must not become part of the line.
 platform_python=$(${quote(paths.python)} -V 2>/dev/null) && platform_python=${'$'}{platform_python##* } || platform_python=none
 platform_node=$(${quote(paths.node)} --version 2>/dev/null) || platform_node=none

@@ -128,9 +128,9 @@ ${PROBE_FUNCTIONS}
 ${SUPERVISOR_FUNCTIONS}
 ${IDENTITY_FUNCTIONS}
 conf=${quote(L.supervisorConf(slot))}
-new_conf=$(printf %s ${b64(slotConfig(env, slot, release, releaseId))} | base64 -d)
-# The slot may still run exactly this (the previous release, kept warm): then health and identity are enough.
-if [ -f "$conf" ] && [ "$(cat "$conf")" = "$new_conf" ] && wait_healthy 2 0.1 ${probeList} && ${identity}; then
+# The slot may still run exactly this (the previous release, kept warm: its file compared as base64, the way it
+# travels): then health and identity are enough, checked at once (live_verdict).
+if [ -f "$conf" ] && [ "$(base64 -w0 < "$conf")" = ${b64(slotConfig(env, slot, release, releaseId))} ] && [ "$(live_verdict ${quote(releaseId)} ${quote(release)} ${quote(group)} 2 0.1 ${probeList})" = ok ]; then
   echo "slot ${slot} already runs ${releaseId} and is healthy: reused"
   exit 0
 fi

@@ -1,9 +1,7 @@
 // Day-2 commands: what the seed's troubleshooting sections had people do by hand over SSH — status (502s,
 // nginx not restarting, the deployed version), logs, certificates.
 import { loadEnvironment } from '../../core/config/environment.ts';
-import { certificates, formatCerts, renewCertificates } from '../../core/ops/certs.ts';
-import { MAX_LOG_LINES, logs } from '../../core/ops/logs.ts';
-import { formatStatus, status } from '../../core/ops/status.ts';
+import { MAX_LOG_LINES } from '../../core/steps/logs.ts';
 import type { LogSlots } from '../../core/steps/logs.ts';
 import { JSON_OPTION, command, type Command } from '../cli.ts';
 
@@ -19,6 +17,7 @@ export const commands: Command[] = [
 --json); the exit code is 1 when there is any, so a workflow step can gate on it. Warnings (a certificate
 renewal running late, a disk filling up, the previous release's programs down) do not fail.`,
     async run({ args, ops, values, stdout }) {
+      const { formatStatus, status } = await import('../../core/ops/status.ts');
       const r = await status(ops, loadEnvironment(args[0]!, ops.root));
       stdout.write(ops.reporter.redact(values.json ? JSON.stringify(r, null, 2) : formatStatus(r)) + '\n');
       return r.healthy ? 0 : 1;
@@ -38,6 +37,7 @@ error logs); without it: every program, and nginx's error log. Lines are prefixe
 The environment's secret values are masked when a key opens its secrets file; without one the logs are
 still shown, with a warning that masking is limited.`,
     async run({ args, ops, values }) {
+      const { logs } = await import('../../core/ops/logs.ts');
       const env = loadEnvironment(args[0]!, ops.root);
       const controller = new AbortController();
       const onSignal = () => controller.abort();
@@ -56,6 +56,7 @@ still shown, with a warning that masking is limited.`,
     args: ['<env>'],
     options: { renew: { type: 'boolean', description: 'renew now (certbot renew --force-renewal, or a new self-signed one), then reload nginx if nginx -t accepts it' }, json },
     async run({ args, ops, values, stdout }) {
+      const { certificates, formatCerts, renewCertificates } = await import('../../core/ops/certs.ts');
       const env = loadEnvironment(args[0]!, ops.root);
       const r = values.renew ? await renewCertificates(ops, env) : await certificates(ops, env);
       stdout.write(ops.reporter.redact(values.json ? JSON.stringify(r, null, 2) : formatCerts(r)) + '\n');

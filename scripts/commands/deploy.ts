@@ -1,10 +1,5 @@
 // Commands that change or show what runs: deploy, rollback, releases, lock, audit.
 import { loadEnvironment } from '../../core/config/environment.ts';
-import { deploy, deploySummary } from '../../core/ops/deploy.ts';
-import { diff, formatDiff } from '../../core/ops/diff.ts';
-import { auditLog, breakLock, formatAudit, formatLock, formatReleases, getLockStatus, listReleases } from '../../core/ops/records.ts';
-import { rollback, rollbackSummary } from '../../core/ops/rollback.ts';
-import { initdata, initdataSummary } from '../../core/ops/initdata.ts';
 import { JSON_OPTION, command, type Command } from '../cli.ts';
 
 const json = JSON_OPTION;
@@ -21,6 +16,7 @@ export const commands: Command[] = [
       json,
     },
     async run({ args, ops, values, stdout }) {
+      const { deploy, deploySummary } = await import('../../core/ops/deploy.ts');
       const env = loadEnvironment(args[0]!, ops.root);
       const r = await deploy(ops, env, { ref: values.ref, force: Boolean(values.force), dryRun: Boolean(values['dry-run']) });
       if (values.json) stdout.write(JSON.stringify(r, null, 2) + '\n');
@@ -34,6 +30,7 @@ export const commands: Command[] = [
     args: ['<env>'],
     options: { ref: { type: 'string', value: 'REF', description: "branch, tag or sha (default: the environment's ref)" }, json },
     async run({ args, ops, values, stdout }) {
+      const { diff, formatDiff } = await import('../../core/ops/diff.ts');
       const r = await diff(ops, loadEnvironment(args[0]!, ops.root), values.ref);
       stdout.write((values.json ? JSON.stringify(r, null, 2) : formatDiff(r)) + '\n');
       return 0;
@@ -45,6 +42,7 @@ export const commands: Command[] = [
     args: ['<env>'],
     options: { to: { type: 'string', value: 'RELEASE', description: 'release id to go back to (see ops releases)' }, json },
     async run({ args, ops, values, stdout }) {
+      const { rollback, rollbackSummary } = await import('../../core/ops/rollback.ts');
       const env = loadEnvironment(args[0]!, ops.root);
       const r = await rollback(ops, env, values.to);
       if (values.json) stdout.write(JSON.stringify(r, null, 2) + '\n');
@@ -58,6 +56,7 @@ export const commands: Command[] = [
     args: ['<env>'],
     options: { file: { type: 'string', value: 'FILE', description: 'another data file (YAML; sops-encrypted or not)' }, json },
     async run({ args, ops, values, stdout }) {
+      const { initdata, initdataSummary } = await import('../../core/ops/initdata.ts');
       const env = loadEnvironment(args[0]!, ops.root);
       const r = await initdata(ops, env, { file: values.file });
       if (values.json) stdout.write(JSON.stringify(r, null, 2) + '\n');
@@ -71,6 +70,7 @@ export const commands: Command[] = [
     args: ['<env>'],
     options: { json },
     async run({ args, ops, values, stdout }) {
+      const { formatReleases, listReleases } = await import('../../core/ops/records.ts');
       const list = await listReleases(ops, loadEnvironment(args[0]!, ops.root));
       stdout.write((values.json ? JSON.stringify(list, null, 2) : formatReleases(list)) + '\n');
       return 0;
@@ -82,6 +82,7 @@ export const commands: Command[] = [
     args: ['<env>'],
     options: { json },
     async run({ args, ops, values, stdout }) {
+      const { formatLock, getLockStatus } = await import('../../core/ops/records.ts');
       const list = await getLockStatus(ops, loadEnvironment(args[0]!, ops.root));
       stdout.write((values.json ? JSON.stringify(list, null, 2) : formatLock(list)) + '\n');
       return list.some((l) => l.lock.state !== 'free') ? 1 : 0;
@@ -92,6 +93,7 @@ export const commands: Command[] = [
     summary: 'break the lock on purpose (after checking that nothing still runs); recorded in the audit log',
     args: ['<env>'],
     async run({ args, ops, stdout }) {
+      const { breakLock, formatLock } = await import('../../core/ops/records.ts');
       const list = await breakLock(ops, loadEnvironment(args[0]!, ops.root));
       stdout.write(list.map(({ host, lock }) => `${host}: ${lock.state === 'free' ? 'was not locked' : `released (${formatLock([{ host, lock }]).split(': ').slice(1).join(': ')})`}`).join('\n') + '\n');
       return 0;
@@ -103,6 +105,7 @@ export const commands: Command[] = [
     args: ['<env>'],
     options: { lines: { type: 'number', value: 'N', min: 1, description: 'entries per host (default 20)' }, json },
     async run({ args, ops, values, stdout }) {
+      const { auditLog, formatAudit } = await import('../../core/ops/records.ts');
       const list = await auditLog(ops, loadEnvironment(args[0]!, ops.root), values.lines ?? 20);
       stdout.write((values.json ? JSON.stringify(list, null, 2) : formatAudit(list)) + '\n');
       return 0;

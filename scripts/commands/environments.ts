@@ -1,9 +1,7 @@
 // `ops env new` and `ops env remove`: an environment's folder made (configuration with placeholders, a new age
 // key, its .sops.yaml rule, encrypted secrets) and removed (once no host serves it). The work is in core/
 // (secrets/scaffold.ts, ops/decommission.ts); here only the arguments and what is printed.
-import { formatRemove, removeEnvironment } from '../../core/ops/decommission.ts';
-import { defaultKeyFile } from '../../core/secrets/keys.ts';
-import { newEnvironment } from '../../core/secrets/scaffold.ts';
+import { defaultKeyFile } from '../../core/secrets/key-file.ts';
 import { validate } from '../../core/shell.ts';
 import { JSON_OPTION, command, type Command } from '../cli.ts';
 
@@ -22,6 +20,7 @@ for environments/<name>/ in .sops.yaml, and environments/<name>/secrets.sops.yam
 secret_key and config_repo_api_key, and CHANGE-ME placeholders for the other secrets.
 The new environment's age private key is printed once: store it, it is not written anywhere.`,
     async run(ctx) {
+      const { newEnvironment } = await import('../../core/secrets/scaffold.ts');
       const name = validate('environment', ctx.args[0]!);
       const result = await newEnvironment(ctx.root, name, { recipients: ctx.values.recipient ?? [] });
       for (const f of result.files) ctx.reporter.info(`wrote ${f}`);
@@ -52,6 +51,7 @@ serves a release. It then deletes environments/<name>/ and its rule in .sops.yam
 change), and prints what the repository cannot release: VMs, database, DNS, certificate, OpenID Connect
 (DataPass) callback URLs, the GitHub environment and its secrets, workflow options naming it, its age key.`,
     async run({ args, ops, values, stdout }) {
+      const { formatRemove, removeEnvironment } = await import('../../core/ops/decommission.ts');
       const dryRun = Boolean(values['dry-run']);
       const r = await removeEnvironment(ops, args[0]!, { force: Boolean(values.force), dryRun });
       stdout.write(values.json ? JSON.stringify(r, null, 2) + '\n' : formatRemove(r, dryRun) + '\n');

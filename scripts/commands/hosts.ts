@@ -2,9 +2,6 @@
 import { stringify } from 'yaml';
 import { loadEnvironment } from '../../core/config/environment.ts';
 import { fingerprint, parseHostKey } from '../../core/config/hostkey.ts';
-import { formatPing, ping } from '../../core/ops/ping.ts';
-import { dotenvPreview } from '../../core/ops/secrets.ts';
-import { provision, provisionSummary } from '../../core/ops/provision.ts';
 import { JSON_OPTION, command, type Command } from '../cli.ts';
 
 const json = JSON_OPTION;
@@ -16,6 +13,7 @@ export const commands: Command[] = [
     args: ['<env>'],
     options: { json },
     async run({ args, ops, values, stdout }) {
+      const { formatPing, ping } = await import('../../core/ops/ping.ts');
       const env = loadEnvironment(args[0]!, ops.root);
       const results = await ping(ops, env);
       if (values.json) stdout.write(JSON.stringify(results, null, 2) + '\n');
@@ -29,6 +27,7 @@ export const commands: Command[] = [
     args: ['<env>'],
     options: { json },
     async run({ args, ops, values, stdout }) {
+      const { dotenvPreview } = await import('../../core/ops/secrets.ts');
       const env = loadEnvironment(args[0]!, ops.root);
       // The deploy's own .env check: a value the readers would corrupt fails here too, by name.
       const dotenv = await dotenvPreview(ops, env);
@@ -56,6 +55,7 @@ export const commands: Command[] = [
     summary: 'prepare the hosts for deploys: packages, pinned runtimes, app user, nginx, supervisor, TLS (idempotent)',
     args: ['<env>'],
     async run({ args, ops }) {
+      const { provision, provisionSummary } = await import('../../core/ops/provision.ts');
       const env = loadEnvironment(args[0]!, ops.root);
       const results = await provision(ops, env);
       await ops.reporter.summary(provisionSummary(env, results));

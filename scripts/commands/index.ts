@@ -1,4 +1,6 @@
-// Every CLI command, in the order `ops --help` lists them.
+// Every CLI command, in the order `ops --help` lists them. Each command file imports its implementation (core/ops,
+// core/secrets, core/staging) inside `run` (`await import`): a start evaluates only the command it runs, and the
+// launcher's V8 code cache for that command holds only its code (scripts/ops-bin.js).
 import type { Command } from '../cli.ts';
 import { commands as day2 } from './day2.ts';
 import { commands as deploy } from './deploy.ts';

@@ -6,14 +6,11 @@ import { writeFile } from 'node:fs/promises';
 import { isAbsolute, relative, resolve, sep } from 'node:path';
 import { createInterface } from 'node:readline';
 import { OpsError } from '../../core/errors.ts';
-import { type EditIo, type EditorExit, editSecrets } from '../../core/secrets/edit.ts';
-import { generateApiKey, generateSecretKey, loadEnvIdentities, secretsPath } from '../../core/secrets/env.ts';
-import { encryptInPlace, openEnvSecrets } from '../../core/secrets/files.ts';
-import { type Identities, defaultKeyFile, generateIdentity, loadIdentities } from '../../core/secrets/keys.ts';
-import { type OpenWith, addRecipient, listRecipients, removeRecipient, rotateDataKeys, syncRecipients } from '../../core/secrets/recipients.ts';
-import { SecretsFile } from '../../core/secrets/sops.ts';
-import { printTree, toYaml } from '../../core/secrets/tree-print.ts';
-import { getEntry, str, type TreeNode } from '../../core/secrets/tree.ts';
+import type { EditIo, EditorExit } from '../../core/secrets/edit.ts';
+import type { Identities } from '../../core/secrets/keys.ts';
+import { defaultKeyFile } from '../../core/secrets/key-file.ts';
+import type { OpenWith } from '../../core/secrets/recipients.ts';
+import type { TreeNode } from '../../core/secrets/tree.ts';
 import { validate } from '../../core/shell.ts';
 import { command, type Command, type CommandContext } from '../cli.ts';
 
@@ -29,6 +26,8 @@ function envOfPath(root: string, file: string): string | undefined {
 }
 
 async function identitiesFor(ctx: CommandContext, env: string | undefined): Promise<Identities> {
+  const { loadEnvIdentities } = await import('../../core/secrets/env.ts');
+  const { loadIdentities } = await import('../../core/secrets/keys.ts');
   return env ? loadEnvIdentities(ctx.root, env, ctx.processEnv) : loadIdentities(ctx.processEnv);
 }
 
@@ -112,6 +111,7 @@ export const commands: Command[] = [
     help: `Decrypts with your age identities: $SOPS_AGE_KEY, $SOPS_AGE_KEY_FILE, $SOPS_AGE_KEY_CMD and ${defaultKeyFile()}.
 The file's MAC is verified as sops does: a changed, deleted or reordered value is refused.`,
     async run(ctx) {
+      const { SecretsFile } = await import('../../core/secrets/sops.ts');
       const file = resolve(ctx.args[0]!);
       const secrets = await SecretsFile.open(file, { identities: await identitiesFor(ctx, envOfPath(ctx.root, file)), mask: (v) => ctx.reporter.mask(v) });
       ctx.stdout.write(secrets.plaintext());
@@ -124,6 +124,10 @@ The file's MAC is verified as sops does: a changed, deleted or reordered value i
     args: ['<env>'],
     options: { key: { type: 'string', value: 'PATH', description: 'print only this value (a.b for nested keys)' } },
     async run(ctx) {
+      const { secretsPath } = await import('../../core/secrets/env.ts');
+      const { SecretsFile } = await import('../../core/secrets/sops.ts');
+      const { printTree, toYaml } = await import('../../core/secrets/tree-print.ts');
+      const { getEntry } = await import('../../core/secrets/tree.ts');
       const env = validate('environment', ctx.args[0]!);
       const file = secretsPath(ctx.root, env);
       if (!existsSync(file)) throw new OpsError(`environments/${env} has no secrets file (${show(ctx.root, file)})`, `create it with \`ops secrets edit ${env}\` or \`ops secrets set ${env} <key>\``);
@@ -150,6 +154,8 @@ The file's MAC is verified as sops does: a changed, deleted or reordered value i
 Values you did not change keep their ciphertext; an unchanged file is not rewritten.
 Text that is not valid YAML is offered back to the editor (answer n to drop the edit).`,
     async run(ctx) {
+      const { editSecrets } = await import('../../core/secrets/edit.ts');
+      const { openEnvSecrets } = await import('../../core/secrets/files.ts');
       const env = validate('environment', ctx.args[0]!);
       const { secrets, created } = await openEnvSecrets(ctx.root, env, await openWith(ctx, env));
       const abort = new AbortController();
@@ -182,6 +188,7 @@ Text that is not valid YAML is offered back to the editor (answer n to drop the 
     summary: 'encrypt a plain YAML/JSON file in place (e.g. environments/<env>/assets/initdata.yml) to its .sops.yaml recipients',
     args: ['<file>'],
     async run(ctx) {
+      const { encryptInPlace } = await import('../../core/secrets/files.ts');
       const file = resolve(ctx.args[0]!);
       const secrets = await encryptInPlace(ctx.root, file, show(ctx.root, file));
       ctx.reporter.info(`${show(ctx.root, file)}: encrypted to ${secrets.recipients.length} recipient(s)`);
@@ -196,6 +203,8 @@ Text that is not valid YAML is offered back to the editor (answer n to drop the 
   printf '%s' "$DATABASE_URL" | ops secrets set prod database_url
   ops secrets set prod datapass.client_secret < secret.txt`,
     async run(ctx) {
+      const { openEnvSecrets } = await import('../../core/secrets/files.ts');
+      const { str } = await import('../../core/secrets/tree.ts');
       const env = validate('environment', ctx.args[0]!);
       const path = keyPath(ctx.args[1]!);
       if ((ctx.stdin as NodeJS.ReadStream).isTTY) ctx.stderr.write(`value for ${path.join('.')} (end with Ctrl-D):\n`);
@@ -214,6 +223,7 @@ Text that is not valid YAML is offered back to the editor (answer n to drop the 
     summary: "give an environment's sops files a new data key (values kept, all re-encrypted)",
     args: ['<env>'],
     async run(ctx) {
+      const { rotateDataKeys } = await import('../../core/secrets/recipients.ts');
       const env = validate('environment', ctx.args[0]!);
       for (const f of await rotateDataKeys(ctx.root, env, await openWith(ctx, env))) {
         ctx.reporter.info(`${show(ctx.root, f.file)}: new data key, for ${f.recipients.length} recipient${f.recipients.length > 1 ? 's' : ''}`);
@@ -233,6 +243,7 @@ Text that is not valid YAML is offered back to the editor (answer n to drop the 
                                                  (like sops updatekeys; rotates if one is removed)
 Files: environments/<env>/secrets.sops.yaml and sops-encrypted files in environments/<env>/assets/.`,
     async run(ctx) {
+      const { addRecipient, listRecipients, removeRecipient, syncRecipients } = await import('../../core/secrets/recipients.ts');
       const env = validate('environment', ctx.args[0]!);
       const action = ctx.args[1];
       if (!action) {
@@ -274,6 +285,7 @@ Files: environments/<env>/secrets.sops.yaml and sops-encrypted files in environm
     summary: 'make a new age identity: prints the private key once, and its public key (recipient)',
     options: { output: { type: 'string', short: 'o', value: 'FILE', description: 'write the key to FILE (mode 0600, never overwritten) instead of printing it' } },
     async run(ctx) {
+      const { generateIdentity } = await import('../../core/secrets/keys.ts');
       const id = await generateIdentity();
       const out = ctx.values.output;
       if (out) {
@@ -300,6 +312,7 @@ Files: environments/<env>/secrets.sops.yaml and sops-encrypted files in environm
     name: 'secretkey',
     summary: 'print a new random secret_key (86 URL-safe characters)',
     async run(ctx) {
+      const { generateSecretKey } = await import('../../core/secrets/env.ts');
       ctx.stdout.write(`${generateSecretKey()}\n`);
       return 0;
     },
@@ -308,6 +321,7 @@ Files: environments/<env>/secrets.sops.yaml and sops-encrypted files in environm
     name: 'apikey',
     summary: 'print a new random API key (43 URL-safe characters)',
     async run(ctx) {
+      const { generateApiKey } = await import('../../core/secrets/env.ts');
       ctx.stdout.write(`${generateApiKey()}\n`);
       return 0;
     },

@@ -2,7 +2,7 @@
 // repository of the current directory (or --repo) and its remote, with the user's own git credentials.
 import { ConsoleReporter } from '../../core/report.ts';
 import { DEFAULT_IDENTITY } from '../../core/git.ts';
-import { runStaging, type StagingRun } from '../../core/staging/run.ts';
+import type { StagingRun } from '../../core/staging/run.ts';
 import { STAGING_DEFAULTS, stagingSettings } from '../../core/staging/settings.ts';
 import { command, type Command, type CommandContext, type Options } from '../cli.ts';
 
@@ -36,6 +36,7 @@ function request(ctx: CommandContext<typeof common>, mode: StagingRun['mode']): 
 }
 
 async function run(ctx: CommandContext, req: StagingRun): Promise<number> {
+  const { runStaging } = await import('../../core/staging/run.ts');
   const result = await runStaging(req);
   if (ctx.values.json) ctx.stdout.write(JSON.stringify(result, null, 2) + '\n');
   return 0;

@@ -89,8 +89,9 @@ describe('deploy operation', () => {
     expect(JSON.parse(audit![1]!)).toMatchObject({ operation: 'deploy', result: 'success', sha: v1, release: r.release });
   });
 
+  // What the state step reports when the commit deployed is live: the live check, and nothing a deploy going on needs.
   it('the same sha already live and healthy: a no-op, nothing but the lock', async () => {
-    const h = harness(opsLines(STATE, 'provisioned yes', `current 20261125T120000Z-${v1.slice(0, 12)}`, 'slot blue', `release 20261125T120000Z-${v1.slice(0, 12)} ${v1} ok`, 'live_health ok'));
+    const h = harness(opsLines(STATE, 'provisioned yes', `current 20261125T120000Z-${v1.slice(0, 12)}`, 'slot blue', `live_sha ${v1}`, 'live_health ok'));
     const r = await deploy(h.ctx, loadEnvironment('x', root), {});
     expect(r.noop).toBe(true);
     expect(h.remote.stepNames()).toEqual(['lock', 'unlock']);
@@ -98,7 +99,7 @@ describe('deploy operation', () => {
   });
 
   it('the same sha live but unhealthy: says so instead of pretending success', async () => {
-    const h = harness(opsLines(STATE, 'provisioned yes', `current 20261125T120000Z-${v1.slice(0, 12)}`, 'slot blue', `release 20261125T120000Z-${v1.slice(0, 12)} ${v1} ok`, 'live_health no healthy answer within 3s from server:3579:/health'));
+    const h = harness(opsLines(STATE, 'provisioned yes', `current 20261125T120000Z-${v1.slice(0, 12)}`, 'slot blue', `live_sha ${v1}`, 'live_health no healthy answer within 3s from server:3579:/health'));
     await expect(deploy(h.ctx, loadEnvironment('x', root), {})).rejects.toThrow(/already live on web1 but not healthy: no healthy answer/);
     expect(h.remote.stepNames()).toEqual(['lock', 'unlock']);
   });
@@ -154,7 +155,7 @@ describe('deploy operation', () => {
 
   it('a dry run reads the live commit (one read-only step, no lock), prints the plan and the change, changes nothing', async () => {
     const live = `20240101T000000Z-${v1.slice(0, 12)}`;
-    const h = harness('', (step) => (step.name === 'state' ? { stdout: opsLines(STATE, 'provisioned yes', `current ${live}`, `release ${live} ${v1} ok`) } : undefined));
+    const h = harness('', (step) => (step.name === 'state' ? { stdout: opsLines(STATE, 'provisioned yes', `current ${live}`, `live_sha ${v1}`, `release ${live} ${v1} ok`) } : undefined));
     const r = await deploy(h.ctx, loadEnvironment('x', root), { dryRun: true, ref: 'v2' });
     expect(h.connections()).toBe(1);
     expect(h.remote.stepNames()).toEqual(['state']);

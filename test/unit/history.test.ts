@@ -15,6 +15,7 @@ import { parseReports, reportedAll, type StepResult } from '../../core/remote/ty
 import { scriptPrelude } from '../../core/remote/wrap.ts';
 import { historyFunctions, parseReleaseRecord, previousRelease, retention, type ReleaseRecord } from '../../core/steps/history.ts';
 import { pruneReleases } from '../../core/steps/release.ts';
+import { slotConfig } from '../../core/steps/switch.ts';
 import { LIBRARY_KEYS } from '../../core/steps/libraries.ts';
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
@@ -80,6 +81,17 @@ describe('history on a host (bash)', () => {
     const r = bash(env(base), 'release_reports');
     expect(reportedAll(r, LIBRARY_KEYS.release).map((l) => parseReleaseRecord(l).liveSeq)).toEqual([1, 2]);
     expect(existsSync(join(base, '.ops', 'history'))).toBe(false);
+  });
+
+  it("slot_releases: the release each slot's supervisor file names in its header (as slotConfig writes it); a file without one names none", () => {
+    const base = host({ [A]: '', [B]: '' }, B);
+    const e = env(base);
+    writeFileSync(join(base, 'blue.conf'), slotConfig(e, 'blue', join(base, 'releases', A), A));
+    writeFileSync(join(base, 'green.conf'), '[program:x]\ncommand=run\n');
+    const r = bash(e, `supervisor_conf_blue=${join(base, 'blue.conf')}; supervisor_conf_green=${join(base, 'green.conf')}; slot_releases`);
+    expect(reportedAll(r, LIBRARY_KEYS.slot_release)).toEqual([`blue ${A}`, 'green ']);
+    const none = bash(e, `supervisor_conf_blue=${join(base, 'nope.conf')}; supervisor_conf_green=${join(base, 'nope.conf')}; slot_releases`);
+    expect(reportedAll(none, LIBRARY_KEYS.slot_release)).toEqual([]);
   });
 });
 

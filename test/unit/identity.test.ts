@@ -2,16 +2,17 @@
 // this machine against real processes and real listening sockets (ss from iproute2): a program listening
 // itself, through a child (a shell wrapper, npm start), as a pre-forking master with workers (gunicorn,
 // uvicorn --workers, node cluster) passes; a daemon that left supervisor's tree, or a process of another
-// release, fails, named by pid, command and release. supervisor's pid is given (sup_pid is replaced).
+// release, fails, named by pid, command and release. supervisor's pid is given (sup_pids is replaced); sup_pids itself
+// reads an answer of a real supervisord (4.2.5, Debian 12's) to getAllProcessInfo.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseReports } from '../../core/remote/types.ts';
 import { scriptPrelude } from '../../core/remote/wrap.ts';
-import { IDENTITY_FUNCTIONS } from '../../core/steps/libraries.ts';
+import { IDENTITY_FUNCTIONS, SUPERVISOR_FUNCTIONS } from '../../core/steps/libraries.ts';
 import { freePort } from '../support/ports.ts';
 
 const run = promisify(execFile);
@@ -63,7 +64,7 @@ async function listening(port: number): Promise<void> {
 async function check(supPid: number, id: string, dir: string, port: number): Promise<{ ok: boolean; identity: string; reports: [string, string][] }> {
   const script = `${scriptPrelude}
 ${IDENTITY_FUNCTIONS}
-sup_pid() { echo ${supPid}; }
+sup_pids() { declare -gA SUP_PID=([grp:grp-web]=${supPid}); }
 if check_identity ${id} ${dir} grp web:${port}; then echo OK; else echo "FAIL $IDENTITY"; fi
 report_slot blue grp web:${port}`;
   const { stdout } = await run('bash', ['-c', script]);
@@ -131,5 +132,29 @@ describe('who answers on a port (check_identity, report_slot)', () => {
     await listening(port);
     expect((await check(0, 'r5', dir, port)).identity).toMatch(/while supervisor runs no process for grp:grp-web$/);
     void p;
+  });
+});
+
+describe('sup_pids', () => {
+  it("reads every program's pid from one getAllProcessInfo answer of supervisord 4.2.5, by group and name", async () => {
+    const answer = join(import.meta.dirname, '..', 'fixtures', 'supervisor', 'getAllProcessInfo-4.2.5.xml');
+    expect(readFileSync(answer, 'utf8')).toContain('<methodResponse>');
+    const script = `${scriptPrelude}
+${SUPERVISOR_FUNCTIONS}
+rpc() { [ "$1" = supervisor.getAllProcessInfo ] && cat ${answer}; }
+sup_pids
+for k in sample-blue:sample-blue-client sample-blue:sample-blue-server sample-green:sample-green-server sample-green:sample-green-web; do echo "$k=${'$'}{SUP_PID[$k]:-none}"; done`;
+    const { stdout } = await run('bash', ['-c', script]);
+    expect(stdout.trim().split('\n').slice(-4)).toEqual(['sample-blue:sample-blue-client=352', 'sample-blue:sample-blue-server=350', 'sample-green:sample-green-server=4386', 'sample-green:sample-green-web=none']);
+  });
+
+  it('a supervisor that does not answer gives no pids (the identity check then names it)', async () => {
+    const script = `${scriptPrelude}
+${SUPERVISOR_FUNCTIONS}
+rpc() { echo '<fault>supervisor does not answer on /var/run/supervisor.sock (is it running?)</fault>'; }
+sup_pids
+echo "count=${'$'}{#SUP_PID[@]}"`;
+    const { stdout } = await run('bash', ['-c', script]);
+    expect(stdout.trim().split('\n').at(-1)).toBe('count=0');
   });
 });

@@ -4,7 +4,8 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { ActionsReporter, ConsoleReporter, MemoryReporter } from '../../core/report.ts';
+import { ActionsReporter } from '../../core/action.ts';
+import { ConsoleReporter, MemoryReporter } from '../../core/report.ts';
 import { jsonStrings, percentDecode, secretParts, urlPassword } from '../../core/secrets/parts.ts';
 import { PassThrough } from 'node:stream';
 

@@ -48800,6 +48800,8 @@ var Masker = class {
 function seconds(ms) {
   return `${(ms / 1e3).toFixed(1)}s`;
 }
+
+// core/action.ts
 var ActionsReporter = class {
   masker = new Masker();
   openGroups = 0;
@@ -48846,8 +48848,6 @@ var ActionsReporter = class {
     setOutput(name2, this.redact(value));
   }
 };
-
-// core/action.ts
 function booleanInput(name2, value, fallback) {
   const v = value.trim().toLowerCase();
   if (v === "") return fallback;
@@ -51194,12 +51194,13 @@ var connection_default = `# shellcheck shell=bash
 # between: the first ancestor of that name. It ends when the connection ends (closed, or dropped and noticed
 # by sshd).
 # proc_start PID: start time (field 22 of /proc/PID/stat, counted after the command name): tells a reused PID apart
-proc_start() { local s f; s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1; read -r -a f <<< "\${s##*) }"; printf '%s\\n' "\${f[19]}"; }
+# (read by bash itself, here and in conn_pid: no process per look)
+proc_start() { local s f; read -r s 2>/dev/null < "/proc/$1/stat" || return 1; read -r -a f <<< "\${s##*) }"; printf '%s\\n' "\${f[19]}"; }
 # conn_pid: the SSH server process of this connection
 conn_pid() {
   local p=$$ s c f
   while [ "$p" -gt 1 ]; do
-    s=$(cat "/proc/$p/stat" 2>/dev/null) || return 1
+    read -r s 2>/dev/null < "/proc/$p/stat" || return 1
     c=\${s#*(}; c=\${c%)*}
     case "$c" in sshd|sshd-session|dropbear) printf '%s\\n' "$p"; return 0 ;; esac
     read -r -a f <<< "\${s##*) }"; p=\${f[1]}
@@ -51233,7 +51234,15 @@ history_add() {
   [ -f "$history_file" ] || history_init >/dev/null # removed by hand since the state step: derive it again first
   printf '%s\\t%s\\t%s\\t%s\\t%s\\n' "$(( $(history_last) + 1 ))" "$(history_now)" "$1" "$2" "\${3:-}" >> "$history_file"; chmod 0644 "$history_file"
 }
-release_ids() { if [ -d "$releases_dir" ]; then find "$releases_dir" -mindepth 1 -maxdepth 1 -printf '%f\\n' | grep -E "$release_dir_pattern" | sort || true; fi; }
+# release_ids: the release directories, sorted (a glob expands sorted, in the prelude's C.UTF-8 collation, as
+# sort(1) would; bash itself: no process, it runs on every rollback and deploy).
+release_ids() {
+  local d r
+  for d in "$releases_dir"/*/; do
+    r=\${d%/}; r=\${r##*/}
+    if [[ $r =~ $release_dir_pattern ]]; then printf '%s\\n' "$r"; fi
+  done
+}
 history_derive() {
   local cur n=0 r now
   cur=$(readlink "$current_link" 2>/dev/null || true); cur=\${cur##*/}; now=$(history_now)
@@ -51249,23 +51258,37 @@ history_derive() {
 history_init() { if [ ! -f "$history_file" ]; then history_derive > "$history_file.new"; chmod 0644 "$history_file.new"; mv -f "$history_file.new" "$history_file"; ops_report history derived; fi; }
 history_lines() { if [ -f "$history_file" ]; then cat "$history_file"; else history_derive; fi; }
 release_reports() {
-  local r d status live last sha
+  local r d status sha
   declare -A live_seq last_seq
-  while IFS=' ' read -r r live last; do live_seq[$r]=$live; last_seq[$r]=$last; done < <(history_lines | awk -F'\\t' '$1 ~ /^[0-9]+$/ && $4 != "" { if ($3 == "live") live[$4] = $1; last[$4] = $1 } END { for (r in last) print r, (r in live ? live[r] : "-"), last[r] }')
+  local seq=0 n _t event id _rest
+  # One pass over the history, by bash: each release's last going live and last event, and the last sequence number.
+  while IFS=$'\\t' read -r n _t event id _rest; do
+    [[ $n =~ ^[0-9]+$ ]] || continue
+    n=$(( 10#$n )); seq=$n
+    [ -n "$id" ] || continue
+    last_seq[$id]=$n
+    if [ "$event" = live ]; then live_seq[$id]=$n; fi
+  done < <(history_lines)
   for r in $(release_ids); do
     d=$releases_dir/$r
     status=ok; [ -e "$d/.ops-failed" ] && status=failed; [ -e "$d/.ops-abandoned" ] && status=abandoned
     sha=""; if [ -f "$d/REVISION" ]; then read -r sha < "$d/REVISION" || true; fi; sha=\${sha//[^0-9a-f]/}
     ops_report release "$r \${sha:0:64} $status \${live_seq[$r]:--} \${last_seq[$r]:--}"
   done
-  ops_report history_seq "$(history_last)"
+  ops_report history_seq "$seq"
 }
 # slot_releases: the release each slot's supervisor file runs ("slot_release SLOT ID"), from its header.
 slot_releases() {
-  local s f
+  local s f line id header='^; Managed by ops-pipeline: slot [a-z]* of .*, release ([0-9A-Za-z-]*)\\. '
   for s in blue green; do
     case $s in blue) f=$supervisor_conf_blue ;; green) f=$supervisor_conf_green ;; esac
-    [ -f "$f" ] && ops_report slot_release "$s $(sed -n 's/^; Managed by ops-pipeline: slot [a-z]* of .*, release \\([0-9A-Za-z-]*\\)\\. .*/\\1/p' "$f" | head -n 1)"
+    [ -f "$f" ] || continue
+    # The release named in the file's header line (the first such line), read by bash.
+    id=""
+    while IFS= read -r line || [ -n "$line" ]; do
+      if [[ $line =~ $header ]]; then id=\${BASH_REMATCH[1]}; break; fi
+    done < "$f"
+    ops_report slot_release "$s $id"
   done
   true
 }
@@ -51280,19 +51303,24 @@ var identity_default = `# shellcheck shell=bash
 # the socket: a pre-forking server's master and workers alike), whether each is in the process tree of the
 # pid supervisor started, and which release each runs (OPS_RELEASE in /proc/<pid>/environ, else its working
 # directory). check_identity is the health gate's verdict; report_slot is what ops status shows.
-# Needs supervisor.sh (sup_pid) and ops_report.
+# Needs supervisor.sh (sup_pids) and ops_report; live_verdict needs probe.sh too.
 # Builtins where they do (no process per call: these run on every no-op deploy and rollback).
 proc_env_release() { local v; while IFS= read -r -d '' v; do case $v in OPS_RELEASE=*) printf '%s\\n' "\${v#OPS_RELEASE=}"; return 0 ;; esac; done < "/proc/$1/environ" 2>/dev/null; return 0; }
 proc_cwd() { readlink "/proc/$1/cwd" 2>/dev/null || true; }
 proc_cmd() { tr '\\0\\n\\t' '   ' < "/proc/$1/cmdline" 2>/dev/null | cut -c 1-160 | sed 's/ *$//'; }
-# listeners PORT: pids listening on it, from LISTEN_TABLE (one \`ss -Htlnp\` for every port) when set.
+# listeners PORT: pids listening on it (each once, in ss's order), from LISTEN_TABLE (one \`ss -Htlnp\` for every
+# port) when set.
 listeners() {
-  local table l rest
+  local table l rest pid
+  local -A seen=()
   table=\${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}
   while read -r _ _ _ l _ rest; do
     [ "\${l##*:}" = "$1" ] || continue
-    while [[ $rest =~ pid=([0-9]+) ]]; do printf '%s\\n' "\${BASH_REMATCH[1]}"; rest=\${rest#*pid="\${BASH_REMATCH[1]}"}; done
-  done <<< "$table" | sort -un
+    while [[ $rest =~ pid=([0-9]+) ]]; do
+      pid=\${BASH_REMATCH[1]}; rest=\${rest#*pid="$pid"}
+      if [ -z "\${seen[$pid]:-}" ]; then seen[$pid]=1; printf '%s\\n' "$pid"; fi
+    done
+  done <<< "$table"
 }
 # in_tree PID ROOT: ROOT is PID or one of its ancestors (parents read from /proc/PID/stat, after the command name).
 in_tree() {
@@ -51316,7 +51344,7 @@ describe_proc() {
   r=$(proc_env_release "$1"); c=$(proc_cwd "$1")
   printf 'pid %s (%s) running %s' "$1" "$(proc_cmd "$1")" "\${r:-an unknown release}\${c:+, in $c}"
 }
-# check_identity ID DIR GROUP name:port...: every process listening on each program's port is in the tree of
+# check_identity ID DIR GROUP name:port[:path]...: every process listening on each program's port is in the tree of
 # the pid supervisor reports for that program of GROUP and runs release ID (directory DIR). On failure,
 # IDENTITY says what answers instead.
 # shellcheck disable=SC2034 # IDENTITY is this function's result, read by the step that calls it
@@ -51325,9 +51353,10 @@ check_identity() {
   IDENTITY=""
   command -v ss >/dev/null || { IDENTITY="cannot tell who listens on the ports: ss (iproute2) is not installed; run ops provision"; return 1; }
   LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)
+  sup_pids
   for p in "$@"; do
     IFS=: read -r name port _ <<< "$p"
-    sp=$(sup_pid "$group:$group-$name"); sp=\${sp:-0}
+    sp=\${SUP_PID[$group:$group-$name]:-0}
     ls=$(listeners "$port")
     if [ -z "$ls" ]; then IDENTITY+="nothing listens on port $port of program $name (it answered the health check: another network namespace?); "; continue; fi
     for l in $ls; do
@@ -51344,9 +51373,10 @@ check_identity() {
 # report_slot SLOT GROUP name:port...: "proc" and "listener" reports (tab-separated) for ops status.
 report_slot() {
   local slot=$1 group=$2 p name port sp l tree; shift 2
+  sup_pids
   for p in "$@"; do
     IFS=: read -r name port _ <<< "$p"
-    sp=$(sup_pid "$group:$group-$name"); sp=\${sp:-0}
+    sp=\${SUP_PID[$group:$group-$name]:-0}
     if [ "$sp" != 0 ]; then ops_report proc "$slot	$name	$sp	$(proc_env_release "$sp")	$(proc_cwd "$sp")	$(proc_cmd "$sp")"; fi
     for l in $(listeners "$port"); do
       tree=other; if [ "$sp" != 0 ] && in_tree "$l" "$sp"; then tree=tree; fi
@@ -51354,10 +51384,56 @@ report_slot() {
     done
   done
 }
+# live_verdict ID DIR GROUP TIMEOUT INTERVAL name:port:path...: prints "ok" when the release ID (directory DIR) of
+# GROUP answers every health check (wait_healthy) and is what answers on each port (check_identity), else why not
+# (the health checks' verdict first). Both at once, the identity in the background; when it failed, it is checked
+# again once the health checks passed (a program that bound its port late), so its verdict is the one after them.
+# Needs probe.sh.
+live_verdict() {
+  local id=$1 dir=$2 group=$3 limit=$4 interval=$5 ipid; shift 5
+  check_identity "$id" "$dir" "$group" "$@" >/dev/null 2>&1 &
+  ipid=$!
+  if ! wait_healthy "$limit" "$interval" "$@"; then wait "$ipid" || true; printf '%s' "$UNHEALTHY"
+  elif wait "$ipid" || check_identity "$id" "$dir" "$group" "$@"; then printf ok
+  else printf '%s' "$IDENTITY"; fi
+}
 `;
 
 // core/steps/sh/probe.sh
-var probe_default = '# shellcheck shell=bash\n# Health probes: plain HTTP on 127.0.0.1, every pending program at once, until a deadline.\n# A first request may be slow (cold caches, a busy host): 5 s per probe, the deadline bounds the whole wait.\nprobe() { curl -fsS -o /dev/null --max-time 5 "http://127.0.0.1:$1$2" 2>/dev/null; }\n# wait_healthy TIMEOUT INTERVAL name:port:path...: 0 when every probe answered 2xx in time.\n# With FATAL_GROUP set, gives up early once supervisor has given up on one of the group\'s programs.\n# shellcheck disable=SC2034 # UNHEALTHY is this function\'s result, read by the step that calls it\nwait_healthy() {\n  local limit=$1 deadline=$(( $(date +%s) + $1 )) interval=$2 next_check=$(( $(date +%s) + 2 )); shift 2\n  local pending=("$@") left p port path\n  while :; do\n    if [ -n "${FATAL_GROUP:-}" ] && [ "$(date +%s)" -ge "$next_check" ]; then\n      next_check=$(( $(date +%s) + 2 ))\n      # supervisorctl exits non-zero when a program is down: read its output, not its status.\n      case "$(supervisorctl status "$FATAL_GROUP:*" 2>/dev/null || true)" in\n        *" FATAL "*) UNHEALTHY="supervisor gave up on a program that keeps exiting (waiting for ${pending[*]})"; return 1 ;;\n      esac\n    fi\n    # Probe every pending program at once: a slow page should not delay the others\' verdict.\n    local pids=() i=0\n    for p in "${pending[@]}"; do IFS=: read -r _ port path <<< "$p"; probe "$port" "$path" & pids+=($!); done\n    left=()\n    for p in "${pending[@]}"; do wait "${pids[$i]}" || left+=("$p"); i=$(( i + 1 )); done\n    [ ${#left[@]} -eq 0 ] && return 0\n    pending=("${left[@]}")\n    [ "$(date +%s)" -lt "$deadline" ] || { UNHEALTHY="no healthy answer within ${limit}s from ${left[*]}"; return 1; }\n    sleep "$interval"\n  done\n}\n';
+var probe_default = `# shellcheck shell=bash
+# Health probes: plain HTTP on 127.0.0.1, every pending program at once, until a deadline. The clock is read with
+# printf's %(%s)T (a builtin: no process per reading).
+# A first request may be slow (cold caches, a busy host): 5 s per probe, the deadline bounds the whole wait.
+probe() { curl -fsS -o /dev/null --max-time 5 "http://127.0.0.1:$1$2" 2>/dev/null; }
+# wait_healthy TIMEOUT INTERVAL name:port:path...: 0 when every probe answered 2xx in time.
+# With FATAL_GROUP set, gives up early once supervisor has given up on one of the group's programs.
+# shellcheck disable=SC2034 # UNHEALTHY is this function's result, read by the step that calls it
+wait_healthy() {
+  local limit=$1 interval=$2 now deadline next_check; shift 2
+  local pending=("$@") left p port path
+  printf -v now '%(%s)T' -1; deadline=$(( now + limit )); next_check=$(( now + 2 ))
+  while :; do
+    printf -v now '%(%s)T' -1
+    if [ -n "\${FATAL_GROUP:-}" ] && [ "$now" -ge "$next_check" ]; then
+      next_check=$(( now + 2 ))
+      # supervisorctl exits non-zero when a program is down: read its output, not its status.
+      case "$(supervisorctl status "$FATAL_GROUP:*" 2>/dev/null || true)" in
+        *" FATAL "*) UNHEALTHY="supervisor gave up on a program that keeps exiting (waiting for \${pending[*]})"; return 1 ;;
+      esac
+    fi
+    # Probe every pending program at once: a slow page should not delay the others' verdict.
+    local pids=() i=0
+    for p in "\${pending[@]}"; do IFS=: read -r _ port path <<< "$p"; probe "$port" "$path" & pids+=($!); done
+    left=()
+    for p in "\${pending[@]}"; do wait "\${pids[$i]}" || left+=("$p"); i=$(( i + 1 )); done
+    [ \${#left[@]} -eq 0 ] && return 0
+    pending=("\${left[@]}")
+    printf -v now '%(%s)T' -1
+    [ "$now" -lt "$deadline" ] || { UNHEALTHY="no healthy answer within \${limit}s from \${left[*]}"; return 1; }
+    sleep "$interval"
+  done
+}
+`;
 
 // core/steps/sh/supervisor.sh
 var supervisor_default = `# shellcheck shell=bash
@@ -51386,8 +51462,23 @@ reread() { local out; out=$(rpc supervisor.reloadConfig); ! rpc_fault "$out"; }
 group_down() { rpc supervisor.stopProcessGroup "$1" >/dev/null; rpc supervisor.removeProcessGroup "$1" >/dev/null; }
 # group_add GROUP: start a group supervisor has read; prints supervisor's message and fails on a fault.
 group_add() { local out; out=$(rpc supervisor.addProcessGroup "$1"); ! rpc_fault "$out"; }
-# sup_pid GROUP:PROGRAM: the pid supervisor reports for a program (getProcessInfo), 0 or nothing when none.
-sup_pid() { rpc supervisor.getProcessInfo "$1" | tr -d '\\n' | sed -n 's/.*<name>pid<\\/name><value><int>\\([0-9]*\\)<\\/int>.*/\\1/p'; }
+# sup_pids: SUP_PID[GROUP:PROGRAM] = the pid supervisor reports for each of its programs (0 when not running), from
+# ONE getAllProcessInfo call parsed by bash itself (no process per program: this runs on every no-op and rollback).
+# Each process is a <struct> whose members are <name>KEY</name><value><TYPE>VALUE</TYPE></value> (xmlrpc.client).
+# shellcheck disable=SC2034 # SUP_PID is this function's result, read by the step that calls it
+sup_pids() {
+  local xml s n g p re_name='<name>name</name><value><string>([^<]*)</string>' re_group='<name>group</name><value><string>([^<]*)</string>' re_pid='<name>pid</name><value><int>([0-9]+)</int>'
+  declare -gA SUP_PID=()
+  xml=$(rpc supervisor.getAllProcessInfo); xml=\${xml//$'\\n'/}
+  while [[ $xml == *'</struct>'* ]]; do
+    s=\${xml%%'</struct>'*}; xml=\${xml#*'</struct>'}
+    n=; g=; p=0
+    if [[ $s =~ $re_name ]]; then n=\${BASH_REMATCH[1]}; fi
+    if [[ $s =~ $re_group ]]; then g=\${BASH_REMATCH[1]}; fi
+    if [[ $s =~ $re_pid ]]; then p=\${BASH_REMATCH[1]}; fi
+    if [ -n "$n" ]; then SUP_PID[$g:$n]=$p; fi
+  done
+}
 `;
 
 // core/steps/sh/system.sh
@@ -51410,16 +51501,16 @@ svc_up() {
 CHANGED=0
 item() { if [ "$CHANGED" = 1 ]; then ops_report item "$1 changed"; else ops_report item "$1 ok"; fi; CHANGED=0; }
 # put_file PATH MODE OWNER BASE64: write only when content, mode or owner differ (atomic rename); sets CHANGED=1.
+# An unchanged file costs two processes (its content compared as base64: the same encoding as BASE64's, which
+# has no line breaks; its mode and owner): a switch or a provision re-run writes nothing.
 put_file() {
-  local path=$1 mode=$2 owner=$3 tmp
-  mkdir -p "$(dirname "$path")"
-  tmp=$(mktemp "$(dirname "$path")/.ops-new.XXXXXX")
+  local path=$1 mode=$2 owner=$3 dir tmp
+  dir=\${path%/*}; dir=\${dir:-/}
+  if [ -f "$path" ] && [ "$(base64 -w0 < "$path")" = "$4" ] && [ "$(stat -c '%a %U:%G' "$path")" = "\${mode#0} $owner" ]; then return 0; fi
+  [ -d "$dir" ] || mkdir -p "$dir"
+  tmp=$(mktemp "$dir/.ops-new.XXXXXX")
   # Written whole, then renamed over the file: a full disk leaves the old file and no temporary one.
   printf %s "$4" | base64 -d > "$tmp" || { rm -f "$tmp"; return 1; }
-  if [ -f "$path" ] && cmp -s "$tmp" "$path" && [ "$(stat -c '%a %U:%G' "$path")" = "\${mode#0} $owner" ]; then
-    rm -f "$tmp"
-    return 0
-  fi
   chmod "$mode" "$tmp"
   chown "$owner" "$tmp"
   mv -f "$tmp" "$path"
@@ -51434,23 +51525,29 @@ ensure_dir() {
 # requests in flight finish), or a start when it is not running. Call once nginx -t has accepted the files.
 # Returns once the new configuration serves: \`nginx -s reload\` only signals the master, which then opens the new
 # listeners, starts new workers and tells the old ones to stop accepting; until then the old workers answer with
-# the old configuration. Waits (10 s at most) until every old worker is gone or titled "shutting down" (nginx's
+# the old configuration. Waits (10 s at most, looking every 20 ms) until every old worker is gone or titled "shutting down" (nginx's
 # process titles, src/os/unix/ngx_process_cycle.c). Fails when they still accept: the master could not apply the
 # files (nginx -t does not bind ports: another server on :443, say) and keeps serving the previous configuration.
 nginx_reload() {
-  local old p busy _
+  local old p busy title now deadline
   old=$(pgrep -f '^nginx: worker process *$' | tr '\\n' ' ')
   nginx -s reload 2>/dev/null || { svc nginx start; return; }
-  for _ in $(seq 100); do
+  # Polled every 20 ms (the master takes a few ms to start the new workers): each look reads the old workers'
+  # titles with read, a builtin (a worker gone reads as nothing).
+  printf -v now '%(%s)T' -1; deadline=$(( now + 10 ))
+  while :; do
     busy=
     for p in $old; do
-      case $(tr '\\0' ' ' 2>/dev/null < "/proc/$p/cmdline") in
+      title=; IFS= read -r -d '' title 2>/dev/null < "/proc/$p/cmdline" || true
+      case $title in
         *'shutting down'*|'') ;;
         'nginx: worker process'*) busy=1 ;;
       esac
     done
     [ -z "$busy" ] && return 0
-    sleep 0.1
+    printf -v now '%(%s)T' -1
+    [ "$now" -lt "$deadline" ] || break
+    sleep 0.02
   done
   echo "nginx did not apply the new configuration (nginx -t accepted it, the running server refused it) and keeps serving the previous one; its error log says:" >&2
   tail -n 3 /var/log/nginx/error.log >&2 2>/dev/null || true
@@ -51832,9 +51929,9 @@ ${PROBE_FUNCTIONS}
 ${SUPERVISOR_FUNCTIONS}
 ${IDENTITY_FUNCTIONS}
 conf=${quote(L.supervisorConf(slot))}
-new_conf=$(printf %s ${b64(slotConfig(env, slot, release, releaseId))} | base64 -d)
-# The slot may still run exactly this (the previous release, kept warm): then health and identity are enough.
-if [ -f "$conf" ] && [ "$(cat "$conf")" = "$new_conf" ] && wait_healthy 2 0.1 ${probeList} && ${identity}; then
+# The slot may still run exactly this (the previous release, kept warm: its file compared as base64, the way it
+# travels): then health and identity are enough, checked at once (live_verdict).
+if [ -f "$conf" ] && [ "$(base64 -w0 < "$conf")" = ${b64(slotConfig(env, slot, release, releaseId))} ] && [ "$(live_verdict ${quote(releaseId)} ${quote(release)} ${quote(group)} 2 0.1 ${probeList})" = ok ]; then
   echo "slot ${slot} already runs ${releaseId} and is healthy: reused"
   exit 0
 fi
@@ -51984,48 +52081,25 @@ function diskSpace(env) {
 }
 
 // core/steps/release.ts
-var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "certificate", "known", "has", "lfs_has", "deps_has", "live_health", "platform", "dotenv", "pruned", "kept_running", "pruned_deps");
-function deployState(env, shas = [], options = {}) {
+var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "live_sha", "certificate", "known", "has", "lfs_has", "deps_has", "live_health", "platform", "dotenv", "pruned", "kept_running", "pruned_deps");
+function deployState(env, shas, options = {}) {
   const L = env.layout;
   const cert = certificatePaths(env);
-  const live = (slot) => `if ! wait_healthy 3 0.2 ${probes(env, slot).map(quote).join(" ")}; then printf '%s' "$UNHEALTHY"
-  elif ! check_identity "${"$"}{cur##*/}" "$cur" ${quote(L.supervisorGroup(slot))} ${programPorts(env, slot).map(quote).join(" ")}; then printf '%s' "$IDENTITY"
-  else printf ok; fi`;
-  const wantLive = options.liveHealth !== false;
-  const liveCheck = String.raw`${PROBE_FUNCTIONS}
+  const live = (slot) => `live_verdict "$cur_id" "$cur" ${quote(L.supervisorGroup(slot))} 3 0.2 ${probes(env, slot).map(quote).join(" ")}`;
+  const noop = options.commit ? String.raw`${PROBE_FUNCTIONS}
 ${SUPERVISOR_FUNCTIONS}
 ${IDENTITY_FUNCTIONS}
-live_verdict=$(mktemp)
-(
-  case "$slot" in
+# The commit deployed is live: is it healthy and what serves? That is all a no-op needs (or a deploy refuses).
+if [ -n "$live_sha" ] && [ "$live_sha" = ${quote(options.commit)} ]; then
+  live_health=$(case "$slot" in
     blue) ${live("blue")} ;;
     green) ${live("green")} ;;
-  esac
-) > "$live_verdict" 2>/dev/null &
-live_pid=$!`;
-  return {
-    name: "state",
-    as: "root",
-    timeout: 30,
-    quiet: true,
-    script: String.raw`${historyFunctions(env)}
-cur=$(readlink ${quote(L.current)} 2>/dev/null || true)
-slot=$(cat ${quote(L.slotFile)} 2>/dev/null || true)
-# shellcheck disable=SC2034 # live_sha is read by what runs after this script in the lock step (a no-op deploy's finish)
-{ live_sha=""; if [ -n "$cur" ] && [ -f "$cur/REVISION" ]; then read -r live_sha < "$cur/REVISION" || true; fi; }
-live_pid=""
-${wantLive ? options.commit ? `if [ "$live_sha" = ${quote(options.commit)} ]; then
-${liveCheck}
-fi` : liveCheck : ": no live health check"}
-ops_report ${RELEASE_KEYS.now} "$(date +%s)"
-ops_report ${RELEASE_KEYS.provisioned} "$(cat ${quote(`${L.state}/provisioned`)} 2>/dev/null || echo no)"
-${diskReport(L.base)}
-ops_report ${RELEASE_KEYS.current} "${"$"}{cur##*/}"
-ops_report ${RELEASE_KEYS.slot} "$slot"
-${cert ? `ops_report ${RELEASE_KEYS.certificate} "$([ -s ${quote(cert.cert)} ] && echo yes || echo no)"` : ""}
-if [ -d ${quote(L.state)} ]; then history_init; fi
-release_reports
-slot_releases
+  esac 2>/dev/null)
+  ops_report ${RELEASE_KEYS.live_health} "$live_health"
+  state_done=1
+fi
+` : "";
+  const code = shas ? String.raw`${diskReport(L.base)}
 if [ -d ${quote(L.mirror)} ]; then
   git --git-dir=${quote(L.mirror)} for-each-ref --format='%(objectname)' refs/ops/ | sort -u | while read -r s; do ops_report ${RELEASE_KEYS.known} "$s"; done
   wanted_shas=(${shas.map(quote).join(" ")})
@@ -52035,19 +52109,43 @@ if [ -d ${quote(L.mirror)} ]; then
   true
 fi
 for d in ${quote(L.deps)}/*/; do if [ -f "$d.complete" ]; then d=${"$"}{d%/}; ops_report ${RELEASE_KEYS.deps_has} "${"$"}{d##*/}"; fi; done
-${options.platform ? platformReport(env) : ""}
+` : "";
+  return {
+    name: "state",
+    as: "root",
+    timeout: 30,
+    quiet: true,
+    script: String.raw`${historyFunctions(env)}
+cur=$(readlink ${quote(L.current)} 2>/dev/null || true)
+cur_id=${"$"}{cur##*/}
+slot=""; if [ -f ${quote(L.slotFile)} ]; then read -r slot < ${quote(L.slotFile)} || true; fi
+provisioned=no; if [ -f ${quote(`${L.state}/provisioned`)} ]; then read -r provisioned < ${quote(`${L.state}/provisioned`)} || true; fi
+# The live commit, as release_reports reads each release's (REVISION, hex digits only); a current that is not a
+# release directory has none. Read by what follows this script in the lock step too (a no-op deploy's finish).
+live_sha=""
+if [[ $cur_id =~ ${RELEASE_DIR_PATTERN} ]] && [ -f "$cur/REVISION" ]; then read -r live_sha < "$cur/REVISION" || true; live_sha=${"$"}{live_sha//[^0-9a-f]/}; live_sha=${"$"}{live_sha:0:64}; fi
+printf -v now '%(%s)T' -1
+ops_report ${RELEASE_KEYS.now} "$now"
+ops_report ${RELEASE_KEYS.provisioned} "${"$"}{provisioned:-no}"
+ops_report ${RELEASE_KEYS.current} "$cur_id"
+ops_report ${RELEASE_KEYS.slot} "$slot"
+ops_report ${RELEASE_KEYS.live_sha} "$live_sha"
+# shellcheck disable=SC2034 # live_health is read by what follows this script in the lock step (a no-op deploy's finish)
 live_health=""
-if [ -n "$live_pid" ]; then
-  wait "$live_pid" || true
-  live_health=$(cat "$live_verdict")
-  rm -f "$live_verdict"
-  ops_report ${RELEASE_KEYS.live_health} "$live_health"
-fi`
+state_done=""
+${noop}if [ -z "$state_done" ]; then
+${cert ? `ops_report ${RELEASE_KEYS.certificate} "$([ -s ${quote(cert.cert)} ] && echo yes || echo no)"
+` : ""}if [ -d ${quote(L.state)} ]; then history_init; fi
+release_reports
+slot_releases
+${code}${options.platform ? `${platformReport(env)}
+` : ""}fi`
   };
 }
 function platformReport(env) {
   const paths = env.runtime;
-  return String.raw`platform_os=$(. /etc/os-release 2>/dev/null && echo "${"$"}{ID:-?} ${"$"}{VERSION_ID:-?}" || echo "? ?")
+  return String.raw`# shellcheck source=/dev/null # the host's own file, not ours to follow
+platform_os=$(. /etc/os-release 2>/dev/null && echo "${"$"}{ID:-?} ${"$"}{VERSION_ID:-?}" || echo "? ?")
 # A runtime missing (or failing) reads "none": its error text must not become part of the line.
 platform_python=$(${quote(paths.python)} -V 2>/dev/null) && platform_python=${"$"}{platform_python##* } || platform_python=none
 platform_node=$(${quote(paths.node)} --version 2>/dev/null) || platform_node=none
@@ -52217,6 +52315,7 @@ function parseState(r) {
   return {
     provisioned: (reported(r, RELEASE_KEYS.provisioned) ?? "no") !== "no",
     current: reported(r, RELEASE_KEYS.current) ?? "",
+    liveSha: reported(r, RELEASE_KEYS.live_sha) ?? "",
     slot: slot === "blue" || slot === "green" ? slot : void 0,
     releases: reportedAll(r, LIBRARY_KEYS.release).map(parseReleaseRecord),
     known: reportedAll(r, RELEASE_KEYS.known),
@@ -52276,7 +52375,7 @@ function acquireLock(env, req2, then = "", finish = "") {
 lock=${quote(L.lock)}
 holder=$(conn_pid) || { echo "cannot find the SSH server process of this connection (no sshd ancestor of process $$): the lock needs OpenSSH or dropbear" >&2; exit 1; }
 install -d -m 0755 -o root -g root ${quote(L.base)} ${quote(L.state)}
-deadline=$(( $(date +%s) + ${req2.wait} ))
+printf -v now '%(%s)T' -1; deadline=$(( now + ${req2.wait} ))
 while :; do
   if made=$(mkdir "$lock" 2>&1); then
     # The details are the lock's meaning: a lock without them (disk full) is given back at once.
@@ -52287,13 +52386,16 @@ while :; do
     fi
     ops_report ${LOCK_KEYS.lock} acquired
     ops_report ${LOCK_KEYS.holder_pid} "$holder"
-    # Uploads left by an interrupted run (.env, initdata) are ours to remove now.
-    find ${quote(L.uploads)} -mindepth 1 -delete 2>/dev/null || true
+    # Uploads left by an interrupted run (.env, initdata, half-written ones) are ours to remove now (looked for by
+    # bash first: usually there are none).
+    left=(${quote(L.uploads)}/* ${quote(L.uploads)}/.[!.]*)
+    for f in "${"$"}{left[@]}"; do if [ -e "$f" ]; then find ${quote(L.uploads)} -mindepth 1 -delete 2>/dev/null || true; break; fi; done
     break
   fi
   [ -d "$lock" ] || { echo "cannot take the lock: $made" >&2; exit 1; }
   ${LOCK_STATE.replace(/\n/g, "\n  ")}
-  if [ "$lock_state" = stale ] || [ "$(date +%s)" -ge "$deadline" ]; then
+  printf -v now '%(%s)T' -1
+  if [ "$lock_state" = stale ] || [ "$now" -ge "$deadline" ]; then
     ${REPORT_HOLDER.replace(/\n/g, "\n    ")}
     exit ${LOCK_BUSY_EXIT}
   fi
@@ -52526,8 +52628,8 @@ async function rollback(ctx, environment, to) {
       session,
       "rollback",
       (locked) => session.each((remote) => rollbackHost(ctx, env, remote, locked, to), { batch: env.config.switch.batch_size }),
-      // The live release is being left: no need to probe it first.
-      { inspect: deployState(env, [], { liveHealth: false }) }
+      // The live release is being left: no need to probe it first; nor to know what sending code needs.
+      { inspect: deployState(env) }
     )
   );
   return { environment: env.name, url: env.url, hosts };

@@ -24739,6 +24739,8 @@ var Masker = class {
 function seconds(ms) {
   return `${(ms / 1e3).toFixed(1)}s`;
 }
+
+// core/action.ts
 var ActionsReporter = class {
   masker = new Masker();
   openGroups = 0;
@@ -24785,8 +24787,6 @@ var ActionsReporter = class {
     setOutput(name, this.redact(value));
   }
 };
-
-// core/action.ts
 function booleanInput(name, value, fallback) {
   const v = value.trim().toLowerCase();
   if (v === "") return fallback;

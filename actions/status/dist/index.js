@@ -48791,6 +48791,8 @@ var Masker = class {
 function seconds(ms) {
   return `${(ms / 1e3).toFixed(1)}s`;
 }
+
+// core/action.ts
 var ActionsReporter = class {
   masker = new Masker();
   openGroups = 0;
@@ -48837,8 +48839,6 @@ var ActionsReporter = class {
     setOutput(name2, this.redact(value));
   }
 };
-
-// core/action.ts
 function booleanInput(name2, value, fallback) {
   const v = value.trim().toLowerCase();
   if (v === "") return fallback;
@@ -49869,12 +49869,13 @@ var connection_default = `# shellcheck shell=bash
 # between: the first ancestor of that name. It ends when the connection ends (closed, or dropped and noticed
 # by sshd).
 # proc_start PID: start time (field 22 of /proc/PID/stat, counted after the command name): tells a reused PID apart
-proc_start() { local s f; s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1; read -r -a f <<< "\${s##*) }"; printf '%s\\n' "\${f[19]}"; }
+# (read by bash itself, here and in conn_pid: no process per look)
+proc_start() { local s f; read -r s 2>/dev/null < "/proc/$1/stat" || return 1; read -r -a f <<< "\${s##*) }"; printf '%s\\n' "\${f[19]}"; }
 # conn_pid: the SSH server process of this connection
 conn_pid() {
   local p=$$ s c f
   while [ "$p" -gt 1 ]; do
-    s=$(cat "/proc/$p/stat" 2>/dev/null) || return 1
+    read -r s 2>/dev/null < "/proc/$p/stat" || return 1
     c=\${s#*(}; c=\${c%)*}
     case "$c" in sshd|sshd-session|dropbear) printf '%s\\n' "$p"; return 0 ;; esac
     read -r -a f <<< "\${s##*) }"; p=\${f[1]}
@@ -49900,19 +49901,24 @@ var identity_default = `# shellcheck shell=bash
 # the socket: a pre-forking server's master and workers alike), whether each is in the process tree of the
 # pid supervisor started, and which release each runs (OPS_RELEASE in /proc/<pid>/environ, else its working
 # directory). check_identity is the health gate's verdict; report_slot is what ops status shows.
-# Needs supervisor.sh (sup_pid) and ops_report.
+# Needs supervisor.sh (sup_pids) and ops_report; live_verdict needs probe.sh too.
 # Builtins where they do (no process per call: these run on every no-op deploy and rollback).
 proc_env_release() { local v; while IFS= read -r -d '' v; do case $v in OPS_RELEASE=*) printf '%s\\n' "\${v#OPS_RELEASE=}"; return 0 ;; esac; done < "/proc/$1/environ" 2>/dev/null; return 0; }
 proc_cwd() { readlink "/proc/$1/cwd" 2>/dev/null || true; }
 proc_cmd() { tr '\\0\\n\\t' '   ' < "/proc/$1/cmdline" 2>/dev/null | cut -c 1-160 | sed 's/ *$//'; }
-# listeners PORT: pids listening on it, from LISTEN_TABLE (one \`ss -Htlnp\` for every port) when set.
+# listeners PORT: pids listening on it (each once, in ss's order), from LISTEN_TABLE (one \`ss -Htlnp\` for every
+# port) when set.
 listeners() {
-  local table l rest
+  local table l rest pid
+  local -A seen=()
   table=\${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}
   while read -r _ _ _ l _ rest; do
     [ "\${l##*:}" = "$1" ] || continue
-    while [[ $rest =~ pid=([0-9]+) ]]; do printf '%s\\n' "\${BASH_REMATCH[1]}"; rest=\${rest#*pid="\${BASH_REMATCH[1]}"}; done
-  done <<< "$table" | sort -un
+    while [[ $rest =~ pid=([0-9]+) ]]; do
+      pid=\${BASH_REMATCH[1]}; rest=\${rest#*pid="$pid"}
+      if [ -z "\${seen[$pid]:-}" ]; then seen[$pid]=1; printf '%s\\n' "$pid"; fi
+    done
+  done <<< "$table"
 }
 # in_tree PID ROOT: ROOT is PID or one of its ancestors (parents read from /proc/PID/stat, after the command name).
 in_tree() {
@@ -49936,7 +49942,7 @@ describe_proc() {
   r=$(proc_env_release "$1"); c=$(proc_cwd "$1")
   printf 'pid %s (%s) running %s' "$1" "$(proc_cmd "$1")" "\${r:-an unknown release}\${c:+, in $c}"
 }
-# check_identity ID DIR GROUP name:port...: every process listening on each program's port is in the tree of
+# check_identity ID DIR GROUP name:port[:path]...: every process listening on each program's port is in the tree of
 # the pid supervisor reports for that program of GROUP and runs release ID (directory DIR). On failure,
 # IDENTITY says what answers instead.
 # shellcheck disable=SC2034 # IDENTITY is this function's result, read by the step that calls it
@@ -49945,9 +49951,10 @@ check_identity() {
   IDENTITY=""
   command -v ss >/dev/null || { IDENTITY="cannot tell who listens on the ports: ss (iproute2) is not installed; run ops provision"; return 1; }
   LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)
+  sup_pids
   for p in "$@"; do
     IFS=: read -r name port _ <<< "$p"
-    sp=$(sup_pid "$group:$group-$name"); sp=\${sp:-0}
+    sp=\${SUP_PID[$group:$group-$name]:-0}
     ls=$(listeners "$port")
     if [ -z "$ls" ]; then IDENTITY+="nothing listens on port $port of program $name (it answered the health check: another network namespace?); "; continue; fi
     for l in $ls; do
@@ -49964,9 +49971,10 @@ check_identity() {
 # report_slot SLOT GROUP name:port...: "proc" and "listener" reports (tab-separated) for ops status.
 report_slot() {
   local slot=$1 group=$2 p name port sp l tree; shift 2
+  sup_pids
   for p in "$@"; do
     IFS=: read -r name port _ <<< "$p"
-    sp=$(sup_pid "$group:$group-$name"); sp=\${sp:-0}
+    sp=\${SUP_PID[$group:$group-$name]:-0}
     if [ "$sp" != 0 ]; then ops_report proc "$slot	$name	$sp	$(proc_env_release "$sp")	$(proc_cwd "$sp")	$(proc_cmd "$sp")"; fi
     for l in $(listeners "$port"); do
       tree=other; if [ "$sp" != 0 ] && in_tree "$l" "$sp"; then tree=tree; fi
@@ -49974,10 +49982,56 @@ report_slot() {
     done
   done
 }
+# live_verdict ID DIR GROUP TIMEOUT INTERVAL name:port:path...: prints "ok" when the release ID (directory DIR) of
+# GROUP answers every health check (wait_healthy) and is what answers on each port (check_identity), else why not
+# (the health checks' verdict first). Both at once, the identity in the background; when it failed, it is checked
+# again once the health checks passed (a program that bound its port late), so its verdict is the one after them.
+# Needs probe.sh.
+live_verdict() {
+  local id=$1 dir=$2 group=$3 limit=$4 interval=$5 ipid; shift 5
+  check_identity "$id" "$dir" "$group" "$@" >/dev/null 2>&1 &
+  ipid=$!
+  if ! wait_healthy "$limit" "$interval" "$@"; then wait "$ipid" || true; printf '%s' "$UNHEALTHY"
+  elif wait "$ipid" || check_identity "$id" "$dir" "$group" "$@"; then printf ok
+  else printf '%s' "$IDENTITY"; fi
+}
 `;
 
 // core/steps/sh/probe.sh
-var probe_default = '# shellcheck shell=bash\n# Health probes: plain HTTP on 127.0.0.1, every pending program at once, until a deadline.\n# A first request may be slow (cold caches, a busy host): 5 s per probe, the deadline bounds the whole wait.\nprobe() { curl -fsS -o /dev/null --max-time 5 "http://127.0.0.1:$1$2" 2>/dev/null; }\n# wait_healthy TIMEOUT INTERVAL name:port:path...: 0 when every probe answered 2xx in time.\n# With FATAL_GROUP set, gives up early once supervisor has given up on one of the group\'s programs.\n# shellcheck disable=SC2034 # UNHEALTHY is this function\'s result, read by the step that calls it\nwait_healthy() {\n  local limit=$1 deadline=$(( $(date +%s) + $1 )) interval=$2 next_check=$(( $(date +%s) + 2 )); shift 2\n  local pending=("$@") left p port path\n  while :; do\n    if [ -n "${FATAL_GROUP:-}" ] && [ "$(date +%s)" -ge "$next_check" ]; then\n      next_check=$(( $(date +%s) + 2 ))\n      # supervisorctl exits non-zero when a program is down: read its output, not its status.\n      case "$(supervisorctl status "$FATAL_GROUP:*" 2>/dev/null || true)" in\n        *" FATAL "*) UNHEALTHY="supervisor gave up on a program that keeps exiting (waiting for ${pending[*]})"; return 1 ;;\n      esac\n    fi\n    # Probe every pending program at once: a slow page should not delay the others\' verdict.\n    local pids=() i=0\n    for p in "${pending[@]}"; do IFS=: read -r _ port path <<< "$p"; probe "$port" "$path" & pids+=($!); done\n    left=()\n    for p in "${pending[@]}"; do wait "${pids[$i]}" || left+=("$p"); i=$(( i + 1 )); done\n    [ ${#left[@]} -eq 0 ] && return 0\n    pending=("${left[@]}")\n    [ "$(date +%s)" -lt "$deadline" ] || { UNHEALTHY="no healthy answer within ${limit}s from ${left[*]}"; return 1; }\n    sleep "$interval"\n  done\n}\n';
+var probe_default = `# shellcheck shell=bash
+# Health probes: plain HTTP on 127.0.0.1, every pending program at once, until a deadline. The clock is read with
+# printf's %(%s)T (a builtin: no process per reading).
+# A first request may be slow (cold caches, a busy host): 5 s per probe, the deadline bounds the whole wait.
+probe() { curl -fsS -o /dev/null --max-time 5 "http://127.0.0.1:$1$2" 2>/dev/null; }
+# wait_healthy TIMEOUT INTERVAL name:port:path...: 0 when every probe answered 2xx in time.
+# With FATAL_GROUP set, gives up early once supervisor has given up on one of the group's programs.
+# shellcheck disable=SC2034 # UNHEALTHY is this function's result, read by the step that calls it
+wait_healthy() {
+  local limit=$1 interval=$2 now deadline next_check; shift 2
+  local pending=("$@") left p port path
+  printf -v now '%(%s)T' -1; deadline=$(( now + limit )); next_check=$(( now + 2 ))
+  while :; do
+    printf -v now '%(%s)T' -1
+    if [ -n "\${FATAL_GROUP:-}" ] && [ "$now" -ge "$next_check" ]; then
+      next_check=$(( now + 2 ))
+      # supervisorctl exits non-zero when a program is down: read its output, not its status.
+      case "$(supervisorctl status "$FATAL_GROUP:*" 2>/dev/null || true)" in
+        *" FATAL "*) UNHEALTHY="supervisor gave up on a program that keeps exiting (waiting for \${pending[*]})"; return 1 ;;
+      esac
+    fi
+    # Probe every pending program at once: a slow page should not delay the others' verdict.
+    local pids=() i=0
+    for p in "\${pending[@]}"; do IFS=: read -r _ port path <<< "$p"; probe "$port" "$path" & pids+=($!); done
+    left=()
+    for p in "\${pending[@]}"; do wait "\${pids[$i]}" || left+=("$p"); i=$(( i + 1 )); done
+    [ \${#left[@]} -eq 0 ] && return 0
+    pending=("\${left[@]}")
+    printf -v now '%(%s)T' -1
+    [ "$now" -lt "$deadline" ] || { UNHEALTHY="no healthy answer within \${limit}s from \${left[*]}"; return 1; }
+    sleep "$interval"
+  done
+}
+`;
 
 // core/steps/sh/supervisor.sh
 var supervisor_default = `# shellcheck shell=bash
@@ -50006,8 +50060,23 @@ reread() { local out; out=$(rpc supervisor.reloadConfig); ! rpc_fault "$out"; }
 group_down() { rpc supervisor.stopProcessGroup "$1" >/dev/null; rpc supervisor.removeProcessGroup "$1" >/dev/null; }
 # group_add GROUP: start a group supervisor has read; prints supervisor's message and fails on a fault.
 group_add() { local out; out=$(rpc supervisor.addProcessGroup "$1"); ! rpc_fault "$out"; }
-# sup_pid GROUP:PROGRAM: the pid supervisor reports for a program (getProcessInfo), 0 or nothing when none.
-sup_pid() { rpc supervisor.getProcessInfo "$1" | tr -d '\\n' | sed -n 's/.*<name>pid<\\/name><value><int>\\([0-9]*\\)<\\/int>.*/\\1/p'; }
+# sup_pids: SUP_PID[GROUP:PROGRAM] = the pid supervisor reports for each of its programs (0 when not running), from
+# ONE getAllProcessInfo call parsed by bash itself (no process per program: this runs on every no-op and rollback).
+# Each process is a <struct> whose members are <name>KEY</name><value><TYPE>VALUE</TYPE></value> (xmlrpc.client).
+# shellcheck disable=SC2034 # SUP_PID is this function's result, read by the step that calls it
+sup_pids() {
+  local xml s n g p re_name='<name>name</name><value><string>([^<]*)</string>' re_group='<name>group</name><value><string>([^<]*)</string>' re_pid='<name>pid</name><value><int>([0-9]+)</int>'
+  declare -gA SUP_PID=()
+  xml=$(rpc supervisor.getAllProcessInfo); xml=\${xml//$'\\n'/}
+  while [[ $xml == *'</struct>'* ]]; do
+    s=\${xml%%'</struct>'*}; xml=\${xml#*'</struct>'}
+    n=; g=; p=0
+    if [[ $s =~ $re_name ]]; then n=\${BASH_REMATCH[1]}; fi
+    if [[ $s =~ $re_group ]]; then g=\${BASH_REMATCH[1]}; fi
+    if [[ $s =~ $re_pid ]]; then p=\${BASH_REMATCH[1]}; fi
+    if [ -n "$n" ]; then SUP_PID[$g:$n]=$p; fi
+  done
+}
 `;
 
 // core/steps/libraries.ts
@@ -50229,7 +50298,7 @@ function programPorts(env, slot) {
 var FACTS_KEYS = reportKeys("disk", "hostname", "os", "uptime", "login", "sudo", "max_sessions", "footprint");
 
 // core/steps/release.ts
-var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "certificate", "known", "has", "lfs_has", "deps_has", "live_health", "platform", "dotenv", "pruned", "kept_running", "pruned_deps");
+var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "live_sha", "certificate", "known", "has", "lfs_has", "deps_has", "live_health", "platform", "dotenv", "pruned", "kept_running", "pruned_deps");
 function releaseSummary(id, json) {
   let meta = {};
   let unreadable;

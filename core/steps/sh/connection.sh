@@ -5,12 +5,13 @@
 # between: the first ancestor of that name. It ends when the connection ends (closed, or dropped and noticed
 # by sshd).
 # proc_start PID: start time (field 22 of /proc/PID/stat, counted after the command name): tells a reused PID apart
-proc_start() { local s f; s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1; read -r -a f <<< "${s##*) }"; printf '%s\n' "${f[19]}"; }
+# (read by bash itself, here and in conn_pid: no process per look)
+proc_start() { local s f; read -r s 2>/dev/null < "/proc/$1/stat" || return 1; read -r -a f <<< "${s##*) }"; printf '%s\n' "${f[19]}"; }
 # conn_pid: the SSH server process of this connection
 conn_pid() {
   local p=$$ s c f
   while [ "$p" -gt 1 ]; do
-    s=$(cat "/proc/$p/stat" 2>/dev/null) || return 1
+    read -r s 2>/dev/null < "/proc/$p/stat" || return 1
     c=${s#*(}; c=${c%)*}
     case "$c" in sshd|sshd-session|dropbear) printf '%s\n' "$p"; return 0 ;; esac
     read -r -a f <<< "${s##*) }"; p=${f[1]}

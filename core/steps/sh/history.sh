@@ -11,7 +11,15 @@ history_add() {
   [ -f "$history_file" ] || history_init >/dev/null # removed by hand since the state step: derive it again first
   printf '%s\t%s\t%s\t%s\t%s\n' "$(( $(history_last) + 1 ))" "$(history_now)" "$1" "$2" "${3:-}" >> "$history_file"; chmod 0644 "$history_file"
 }
-release_ids() { if [ -d "$releases_dir" ]; then find "$releases_dir" -mindepth 1 -maxdepth 1 -printf '%f\n' | grep -E "$release_dir_pattern" | sort || true; fi; }
+# release_ids: the release directories, sorted (a glob expands sorted, in the prelude's C.UTF-8 collation, as
+# sort(1) would; bash itself: no process, it runs on every rollback and deploy).
+release_ids() {
+  local d r
+  for d in "$releases_dir"/*/; do
+    r=${d%/}; r=${r##*/}
+    if [[ $r =~ $release_dir_pattern ]]; then printf '%s\n' "$r"; fi
+  done
+}
 history_derive() {
   local cur n=0 r now
   cur=$(readlink "$current_link" 2>/dev/null || true); cur=${cur##*/}; now=$(history_now)
@@ -27,23 +35,37 @@ history_derive() {
 history_init() { if [ ! -f "$history_file" ]; then history_derive > "$history_file.new"; chmod 0644 "$history_file.new"; mv -f "$history_file.new" "$history_file"; ops_report history derived; fi; }
 history_lines() { if [ -f "$history_file" ]; then cat "$history_file"; else history_derive; fi; }
 release_reports() {
-  local r d status live last sha
+  local r d status sha
   declare -A live_seq last_seq
-  while IFS=' ' read -r r live last; do live_seq[$r]=$live; last_seq[$r]=$last; done < <(history_lines | awk -F'\t' '$1 ~ /^[0-9]+$/ && $4 != "" { if ($3 == "live") live[$4] = $1; last[$4] = $1 } END { for (r in last) print r, (r in live ? live[r] : "-"), last[r] }')
+  local seq=0 n _t event id _rest
+  # One pass over the history, by bash: each release's last going live and last event, and the last sequence number.
+  while IFS=$'\t' read -r n _t event id _rest; do
+    [[ $n =~ ^[0-9]+$ ]] || continue
+    n=$(( 10#$n )); seq=$n
+    [ -n "$id" ] || continue
+    last_seq[$id]=$n
+    if [ "$event" = live ]; then live_seq[$id]=$n; fi
+  done < <(history_lines)
   for r in $(release_ids); do
     d=$releases_dir/$r
     status=ok; [ -e "$d/.ops-failed" ] && status=failed; [ -e "$d/.ops-abandoned" ] && status=abandoned
     sha=""; if [ -f "$d/REVISION" ]; then read -r sha < "$d/REVISION" || true; fi; sha=${sha//[^0-9a-f]/}
     ops_report release "$r ${sha:0:64} $status ${live_seq[$r]:--} ${last_seq[$r]:--}"
   done
-  ops_report history_seq "$(history_last)"
+  ops_report history_seq "$seq"
 }
 # slot_releases: the release each slot's supervisor file runs ("slot_release SLOT ID"), from its header.
 slot_releases() {
-  local s f
+  local s f line id header='^; Managed by ops-pipeline: slot [a-z]* of .*, release ([0-9A-Za-z-]*)\. '
   for s in blue green; do
     case $s in blue) f=$supervisor_conf_blue ;; green) f=$supervisor_conf_green ;; esac
-    [ -f "$f" ] && ops_report slot_release "$s $(sed -n 's/^; Managed by ops-pipeline: slot [a-z]* of .*, release \([0-9A-Za-z-]*\)\. .*/\1/p' "$f" | head -n 1)"
+    [ -f "$f" ] || continue
+    # The release named in the file's header line (the first such line), read by bash.
+    id=""
+    while IFS= read -r line || [ -n "$line" ]; do
+      if [[ $line =~ $header ]]; then id=${BASH_REMATCH[1]}; break; fi
+    done < "$f"
+    ops_report slot_release "$s $id"
   done
   true
 }

@@ -3,19 +3,24 @@
 # the socket: a pre-forking server's master and workers alike), whether each is in the process tree of the
 # pid supervisor started, and which release each runs (OPS_RELEASE in /proc/<pid>/environ, else its working
 # directory). check_identity is the health gate's verdict; report_slot is what ops status shows.
-# Needs supervisor.sh (sup_pid) and ops_report.
+# Needs supervisor.sh (sup_pids) and ops_report; live_verdict needs probe.sh too.
 # Builtins where they do (no process per call: these run on every no-op deploy and rollback).
 proc_env_release() { local v; while IFS= read -r -d '' v; do case $v in OPS_RELEASE=*) printf '%s\n' "${v#OPS_RELEASE=}"; return 0 ;; esac; done < "/proc/$1/environ" 2>/dev/null; return 0; }
 proc_cwd() { readlink "/proc/$1/cwd" 2>/dev/null || true; }
 proc_cmd() { tr '\0\n\t' '   ' < "/proc/$1/cmdline" 2>/dev/null | cut -c 1-160 | sed 's/ *$//'; }
-# listeners PORT: pids listening on it, from LISTEN_TABLE (one `ss -Htlnp` for every port) when set.
+# listeners PORT: pids listening on it (each once, in ss's order), from LISTEN_TABLE (one `ss -Htlnp` for every
+# port) when set.
 listeners() {
-  local table l rest
+  local table l rest pid
+  local -A seen=()
   table=${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}
   while read -r _ _ _ l _ rest; do
     [ "${l##*:}" = "$1" ] || continue
-    while [[ $rest =~ pid=([0-9]+) ]]; do printf '%s\n' "${BASH_REMATCH[1]}"; rest=${rest#*pid="${BASH_REMATCH[1]}"}; done
-  done <<< "$table" | sort -un
+    while [[ $rest =~ pid=([0-9]+) ]]; do
+      pid=${BASH_REMATCH[1]}; rest=${rest#*pid="$pid"}
+      if [ -z "${seen[$pid]:-}" ]; then seen[$pid]=1; printf '%s\n' "$pid"; fi
+    done
+  done <<< "$table"
 }
 # in_tree PID ROOT: ROOT is PID or one of its ancestors (parents read from /proc/PID/stat, after the command name).
 in_tree() {
@@ -39,7 +44,7 @@ describe_proc() {
   r=$(proc_env_release "$1"); c=$(proc_cwd "$1")
   printf 'pid %s (%s) running %s' "$1" "$(proc_cmd "$1")" "${r:-an unknown release}${c:+, in $c}"
 }
-# check_identity ID DIR GROUP name:port...: every process listening on each program's port is in the tree of
+# check_identity ID DIR GROUP name:port[:path]...: every process listening on each program's port is in the tree of
 # the pid supervisor reports for that program of GROUP and runs release ID (directory DIR). On failure,
 # IDENTITY says what answers instead.
 # shellcheck disable=SC2034 # IDENTITY is this function's result, read by the step that calls it
@@ -48,9 +53,10 @@ check_identity() {
   IDENTITY=""
   command -v ss >/dev/null || { IDENTITY="cannot tell who listens on the ports: ss (iproute2) is not installed; run ops provision"; return 1; }
   LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)
+  sup_pids
   for p in "$@"; do
     IFS=: read -r name port _ <<< "$p"
-    sp=$(sup_pid "$group:$group-$name"); sp=${sp:-0}
+    sp=${SUP_PID[$group:$group-$name]:-0}
     ls=$(listeners "$port")
     if [ -z "$ls" ]; then IDENTITY+="nothing listens on port $port of program $name (it answered the health check: another network namespace?); "; continue; fi
     for l in $ls; do
@@ -67,13 +73,27 @@ check_identity() {
 # report_slot SLOT GROUP name:port...: "proc" and "listener" reports (tab-separated) for ops status.
 report_slot() {
   local slot=$1 group=$2 p name port sp l tree; shift 2
+  sup_pids
   for p in "$@"; do
     IFS=: read -r name port _ <<< "$p"
-    sp=$(sup_pid "$group:$group-$name"); sp=${sp:-0}
+    sp=${SUP_PID[$group:$group-$name]:-0}
     if [ "$sp" != 0 ]; then ops_report proc "$slot	$name	$sp	$(proc_env_release "$sp")	$(proc_cwd "$sp")	$(proc_cmd "$sp")"; fi
     for l in $(listeners "$port"); do
       tree=other; if [ "$sp" != 0 ] && in_tree "$l" "$sp"; then tree=tree; fi
       ops_report listener "$slot	$name	$l	$tree	$(proc_env_release "$l")	$(proc_cwd "$l")	$(proc_cmd "$l")"
     done
   done
+}
+# live_verdict ID DIR GROUP TIMEOUT INTERVAL name:port:path...: prints "ok" when the release ID (directory DIR) of
+# GROUP answers every health check (wait_healthy) and is what answers on each port (check_identity), else why not
+# (the health checks' verdict first). Both at once, the identity in the background; when it failed, it is checked
+# again once the health checks passed (a program that bound its port late), so its verdict is the one after them.
+# Needs probe.sh.
+live_verdict() {
+  local id=$1 dir=$2 group=$3 limit=$4 interval=$5 ipid; shift 5
+  check_identity "$id" "$dir" "$group" "$@" >/dev/null 2>&1 &
+  ipid=$!
+  if ! wait_healthy "$limit" "$interval" "$@"; then wait "$ipid" || true; printf '%s' "$UNHEALTHY"
+  elif wait "$ipid" || check_identity "$id" "$dir" "$group" "$@"; then printf ok
+  else printf '%s' "$IDENTITY"; fi
 }

@@ -1,16 +1,19 @@
 # shellcheck shell=bash
-# Health probes: plain HTTP on 127.0.0.1, every pending program at once, until a deadline.
+# Health probes: plain HTTP on 127.0.0.1, every pending program at once, until a deadline. The clock is read with
+# printf's %(%s)T (a builtin: no process per reading).
 # A first request may be slow (cold caches, a busy host): 5 s per probe, the deadline bounds the whole wait.
 probe() { curl -fsS -o /dev/null --max-time 5 "http://127.0.0.1:$1$2" 2>/dev/null; }
 # wait_healthy TIMEOUT INTERVAL name:port:path...: 0 when every probe answered 2xx in time.
 # With FATAL_GROUP set, gives up early once supervisor has given up on one of the group's programs.
 # shellcheck disable=SC2034 # UNHEALTHY is this function's result, read by the step that calls it
 wait_healthy() {
-  local limit=$1 deadline=$(( $(date +%s) + $1 )) interval=$2 next_check=$(( $(date +%s) + 2 )); shift 2
+  local limit=$1 interval=$2 now deadline next_check; shift 2
   local pending=("$@") left p port path
+  printf -v now '%(%s)T' -1; deadline=$(( now + limit )); next_check=$(( now + 2 ))
   while :; do
-    if [ -n "${FATAL_GROUP:-}" ] && [ "$(date +%s)" -ge "$next_check" ]; then
-      next_check=$(( $(date +%s) + 2 ))
+    printf -v now '%(%s)T' -1
+    if [ -n "${FATAL_GROUP:-}" ] && [ "$now" -ge "$next_check" ]; then
+      next_check=$(( now + 2 ))
       # supervisorctl exits non-zero when a program is down: read its output, not its status.
       case "$(supervisorctl status "$FATAL_GROUP:*" 2>/dev/null || true)" in
         *" FATAL "*) UNHEALTHY="supervisor gave up on a program that keeps exiting (waiting for ${pending[*]})"; return 1 ;;
@@ -23,7 +26,8 @@ wait_healthy() {
     for p in "${pending[@]}"; do wait "${pids[$i]}" || left+=("$p"); i=$(( i + 1 )); done
     [ ${#left[@]} -eq 0 ] && return 0
     pending=("${left[@]}")
-    [ "$(date +%s)" -lt "$deadline" ] || { UNHEALTHY="no healthy answer within ${limit}s from ${left[*]}"; return 1; }
+    printf -v now '%(%s)T' -1
+    [ "$now" -lt "$deadline" ] || { UNHEALTHY="no healthy answer within ${limit}s from ${left[*]}"; return 1; }
     sleep "$interval"
   done
 }

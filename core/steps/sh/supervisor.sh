@@ -24,5 +24,20 @@ reread() { local out; out=$(rpc supervisor.reloadConfig); ! rpc_fault "$out"; }
 group_down() { rpc supervisor.stopProcessGroup "$1" >/dev/null; rpc supervisor.removeProcessGroup "$1" >/dev/null; }
 # group_add GROUP: start a group supervisor has read; prints supervisor's message and fails on a fault.
 group_add() { local out; out=$(rpc supervisor.addProcessGroup "$1"); ! rpc_fault "$out"; }
-# sup_pid GROUP:PROGRAM: the pid supervisor reports for a program (getProcessInfo), 0 or nothing when none.
-sup_pid() { rpc supervisor.getProcessInfo "$1" | tr -d '\n' | sed -n 's/.*<name>pid<\/name><value><int>\([0-9]*\)<\/int>.*/\1/p'; }
+# sup_pids: SUP_PID[GROUP:PROGRAM] = the pid supervisor reports for each of its programs (0 when not running), from
+# ONE getAllProcessInfo call parsed by bash itself (no process per program: this runs on every no-op and rollback).
+# Each process is a <struct> whose members are <name>KEY</name><value><TYPE>VALUE</TYPE></value> (xmlrpc.client).
+# shellcheck disable=SC2034 # SUP_PID is this function's result, read by the step that calls it
+sup_pids() {
+  local xml s n g p re_name='<name>name</name><value><string>([^<]*)</string>' re_group='<name>group</name><value><string>([^<]*)</string>' re_pid='<name>pid</name><value><int>([0-9]+)</int>'
+  declare -gA SUP_PID=()
+  xml=$(rpc supervisor.getAllProcessInfo); xml=${xml//$'\n'/}
+  while [[ $xml == *'</struct>'* ]]; do
+    s=${xml%%'</struct>'*}; xml=${xml#*'</struct>'}
+    n=; g=; p=0
+    if [[ $s =~ $re_name ]]; then n=${BASH_REMATCH[1]}; fi
+    if [[ $s =~ $re_group ]]; then g=${BASH_REMATCH[1]}; fi
+    if [[ $s =~ $re_pid ]]; then p=${BASH_REMATCH[1]}; fi
+    if [ -n "$n" ]; then SUP_PID[$g:$n]=$p; fi
+  done
+}

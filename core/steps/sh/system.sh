@@ -17,16 +17,16 @@ svc_up() {
 CHANGED=0
 item() { if [ "$CHANGED" = 1 ]; then ops_report item "$1 changed"; else ops_report item "$1 ok"; fi; CHANGED=0; }
 # put_file PATH MODE OWNER BASE64: write only when content, mode or owner differ (atomic rename); sets CHANGED=1.
+# An unchanged file costs two processes (its content compared as base64: the same encoding as BASE64's, which
+# has no line breaks; its mode and owner): a switch or a provision re-run writes nothing.
 put_file() {
-  local path=$1 mode=$2 owner=$3 tmp
-  mkdir -p "$(dirname "$path")"
-  tmp=$(mktemp "$(dirname "$path")/.ops-new.XXXXXX")
+  local path=$1 mode=$2 owner=$3 dir tmp
+  dir=${path%/*}; dir=${dir:-/}
+  if [ -f "$path" ] && [ "$(base64 -w0 < "$path")" = "$4" ] && [ "$(stat -c '%a %U:%G' "$path")" = "${mode#0} $owner" ]; then return 0; fi
+  [ -d "$dir" ] || mkdir -p "$dir"
+  tmp=$(mktemp "$dir/.ops-new.XXXXXX")
   # Written whole, then renamed over the file: a full disk leaves the old file and no temporary one.
   printf %s "$4" | base64 -d > "$tmp" || { rm -f "$tmp"; return 1; }
-  if [ -f "$path" ] && cmp -s "$tmp" "$path" && [ "$(stat -c '%a %U:%G' "$path")" = "${mode#0} $owner" ]; then
-    rm -f "$tmp"
-    return 0
-  fi
   chmod "$mode" "$tmp"
   chown "$owner" "$tmp"
   mv -f "$tmp" "$path"
@@ -41,23 +41,29 @@ ensure_dir() {
 # requests in flight finish), or a start when it is not running. Call once nginx -t has accepted the files.
 # Returns once the new configuration serves: `nginx -s reload` only signals the master, which then opens the new
 # listeners, starts new workers and tells the old ones to stop accepting; until then the old workers answer with
-# the old configuration. Waits (10 s at most) until every old worker is gone or titled "shutting down" (nginx's
+# the old configuration. Waits (10 s at most, looking every 20 ms) until every old worker is gone or titled "shutting down" (nginx's
 # process titles, src/os/unix/ngx_process_cycle.c). Fails when they still accept: the master could not apply the
 # files (nginx -t does not bind ports: another server on :443, say) and keeps serving the previous configuration.
 nginx_reload() {
-  local old p busy _
+  local old p busy title now deadline
   old=$(pgrep -f '^nginx: worker process *$' | tr '\n' ' ')
   nginx -s reload 2>/dev/null || { svc nginx start; return; }
-  for _ in $(seq 100); do
+  # Polled every 20 ms (the master takes a few ms to start the new workers): each look reads the old workers'
+  # titles with read, a builtin (a worker gone reads as nothing).
+  printf -v now '%(%s)T' -1; deadline=$(( now + 10 ))
+  while :; do
     busy=
     for p in $old; do
-      case $(tr '\0' ' ' 2>/dev/null < "/proc/$p/cmdline") in
+      title=; IFS= read -r -d '' title 2>/dev/null < "/proc/$p/cmdline" || true
+      case $title in
         *'shutting down'*|'') ;;
         'nginx: worker process'*) busy=1 ;;
       esac
     done
     [ -z "$busy" ] && return 0
-    sleep 0.1
+    printf -v now '%(%s)T' -1
+    [ "$now" -lt "$deadline" ] || break
+    sleep 0.02
   done
   echo "nginx did not apply the new configuration (nginx -t accepted it, the running server refused it) and keeps serving the previous one; its error log says:" >&2
   tail -n 3 /var/log/nginx/error.log >&2 2>/dev/null || true

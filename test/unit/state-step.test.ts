@@ -1,0 +1,103 @@
+// The state step (core/steps/release.ts deployState) run by bash on a scratch host tree: what it reads for a
+// deploy that is a no-op (the live check, nothing a deploy going on needs), for a deploy that goes on (releases,
+// space, the mirror, dependency sets; no live check) and for a rollback (releases, no space or mirror). The live
+// check runs for real: curl against a server of this process, ss and /proc for who answers, supervisor's socket
+// (absent here: it runs no process for the slot, which the verdict must say).
+import { execFile } from 'node:child_process';
+import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseEnvironment } from '../../core/config/environment.ts';
+import { parseState } from '../../core/ops/host-state.ts';
+import { parseReports, reported, reportedAll, type StepResult } from '../../core/remote/types.ts';
+import { scriptText } from '../../core/remote/wrap.ts';
+import { FACTS_KEYS } from '../../core/steps/facts.ts';
+import { LIBRARY_KEYS } from '../../core/steps/libraries.ts';
+import { RELEASE_KEYS, deployState } from '../../core/steps/release.ts';
+import type { Step } from '../../core/remote/types.ts';
+import { resolveTarget, type Target } from '../../core/target.ts';
+
+const run = promisify(execFile);
+const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
+const LIVE_SHA = 'a'.repeat(40);
+const LIVE = `20261101T100000Z-${LIVE_SHA.slice(0, 12)}`;
+const OLD = `20261001T100000Z-${'b'.repeat(12)}`;
+const OTHER_SHA = 'c'.repeat(40);
+
+let server: Server;
+let port: number;
+beforeAll(async () => {
+  // The live release's program, as far as HTTP goes: its health check answers 200.
+  server = createServer((_, res) => res.end('ok'));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  port = (server.address() as { port: number }).port;
+});
+afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+function env(base: string): Target {
+  const config = parseEnvironment({ app: 'shop', hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }], programs: { web: { command: 'run', port, health: '/health' } }, routes: { '/': 'web' } }, 'test');
+  return resolveTarget({ name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: [], appUser: 'shop', baseDir: base, url: 'http://x' });
+}
+
+/** A scratch base directory: two releases, LIVE current on slot blue, provisioned, one complete dependency set. */
+function host(): string {
+  const base = mkdtempSync(join(tmpdir(), 'ops-state-'));
+  mkdirSync(join(base, '.ops'));
+  writeFileSync(join(base, '.ops', 'provisioned'), '2026-11-01T00:00:00Z\n');
+  writeFileSync(join(base, '.ops', 'slot'), 'blue\n');
+  for (const [id, sha] of [[OLD, 'b'.repeat(40)], [LIVE, LIVE_SHA]]) {
+    mkdirSync(join(base, 'releases', id!), { recursive: true });
+    writeFileSync(join(base, 'releases', id!, 'REVISION'), `${sha}\n`);
+  }
+  symlinkSync(join(base, 'releases', LIVE), join(base, 'current'));
+  mkdirSync(join(base, 'shared', 'deps', 'venv-0123'), { recursive: true });
+  writeFileSync(join(base, 'shared', 'deps', 'venv-0123', '.complete'), '');
+  return base;
+}
+
+async function runStep(step: Step): Promise<StepResult> {
+  const { stdout, stderr } = await run('bash', ['-c', scriptText(step)], { encoding: 'utf8' });
+  return { stdout, stderr, code: 0, durationMs: 0, reports: parseReports(stdout) };
+}
+
+describe('the state step on a host (bash)', () => {
+  it('a deploy of the live commit: the live check runs (health, then who answers), and nothing a deploy going on needs is read', async () => {
+    const e = env(host());
+    const r = await runStep(deployState(e, [LIVE_SHA], { commit: LIVE_SHA }));
+    const state = parseState(r);
+    expect(state).toMatchObject({ provisioned: true, current: LIVE, liveSha: LIVE_SHA, slot: 'blue', releases: [], depsHas: [], has: [], disk: undefined });
+    // Its health check answers, but supervisor runs no process for the slot: what answers is not the live release.
+    expect(state.liveHealth).toContain(`port ${port} of program web is answered by pid ${process.pid}`);
+    expect(state.liveHealth).toContain('while supervisor runs no process for shop-blue:shop-blue-web');
+    expect(reportedAll(r, LIBRARY_KEYS.release)).toEqual([]);
+  }, 30_000);
+
+  it('a deploy of another commit: releases, free space, commits and dependency sets; no live check', async () => {
+    const e = env(host());
+    const r = await runStep(deployState(e, [OTHER_SHA], { commit: OTHER_SHA }));
+    const state = parseState(r);
+    expect(state).toMatchObject({ provisioned: true, current: LIVE, liveSha: LIVE_SHA, liveHealth: '', depsHas: ['venv-0123'] });
+    expect(state.releases.map((x) => [x.id, x.sha])).toEqual([[OLD, 'b'.repeat(40)], [LIVE, LIVE_SHA]]);
+    expect(reported(r, RELEASE_KEYS.live_health)).toBeUndefined();
+    expect(reported(r, FACTS_KEYS.disk)).toMatch(/^\d+ \d+ \d+ /);
+  });
+
+  it('a rollback (no commits to send): releases and history, no free space, mirror or dependency sets', async () => {
+    const e = env(host());
+    const r = await runStep(deployState(e));
+    const state = parseState(r);
+    expect(state.releases.map((x) => x.id)).toEqual([OLD, LIVE]);
+    expect(state).toMatchObject({ current: LIVE, liveSha: LIVE_SHA, slot: 'blue', depsHas: [], disk: undefined, liveHealth: '' });
+  });
+
+  it('a current that is not a release directory has no live commit', async () => {
+    const base = host();
+    const e = env(base);
+    await run('ln', ['-sfn', join(base, 'elsewhere'), join(base, 'current')]);
+    const state = parseState(await runStep(deployState(e, [LIVE_SHA], { commit: LIVE_SHA })));
+    expect(state).toMatchObject({ current: 'elsewhere', liveSha: '', liveHealth: '' });
+  });
+});

@@ -3,14 +3,14 @@
 // (reused by hash) → build → migrate (first host) → hooks → start the other slot → health gate → switch
 // (nginx, then `current`) → prune; the previous release stays warm on the idle slot. Anything failing before
 // the switch leaves the live release serving, untouched. This file holds the order across hosts (the rollout);
-// one host's part is core/ops/deploy-host.ts, the plan made on the runner core/ops/deploy-plan.ts.
+// one host's part is core/ops/deploy-host.ts, the plan made on the runner core/ops/deploy-plan.ts, who builds and how a
+// build travels core/ops/build-once.ts.
 import type { Environment } from '../config/environment.ts';
 import { resolveTarget, type Target } from '../target.ts';
 import { refuseCollisions } from '../config/siblings.ts';
-import { createHash, randomBytes } from 'node:crypto';
 import { type OpsContext } from '../context.ts';
 import { OpsError } from '../errors.ts';
-import { CHUNK_BYTES, checkPart, dropPacked, packArtifacts, parseChunk, parsePacked, readChunk, type PackedPart } from '../steps/artifact.ts';
+import { dropPacked, packArtifacts, parsePacked, type PackedPart } from '../steps/artifact.ts';
 import { quote } from '../shell.ts';
 import { type HostsChange, describeChanges, formatChanges } from '../changes.ts';
 import { type ResolvedRef } from '../source.ts';
@@ -19,9 +19,10 @@ import { deployState, markRelease } from '../steps/release.ts';
 import { type HostSwitch } from './host-run.ts';
 import { inBatches, Session, withOpenSession } from './hosts.ts';
 import { liveOf, parseState, readLive } from './host-state.ts';
-import { beforeSwitch, beginHost, buildOn, checkSpace, failBeforeSwitch, receiveBuild, switchHost, dependencySets, wants, type HostPlan, type Received } from './deploy-host.ts';
+import { beforeSwitch, beginHost, buildOn, failBeforeSwitch, receiveBuild, switchHost, dependencySets, wants, type HostPlan, type Received } from './deploy-host.ts';
 import { resolveDeployCommit, planDeploy, planText, withFreeReleaseId, type Plan } from './deploy-plan.ts';
 import { withLock, type LockedRun, type LockOptions } from './locked.ts';
+import { buildGroups, carryBuild, describeBuilds, pooled, RECEIVE_CONCURRENCY } from './build-once.ts';
 
 export interface DeployOptions {
   ref?: string;
@@ -46,37 +47,6 @@ export interface DeployResult {
   changes: HostsChange[];
 }
 
-/**
- * Which hosts build and which receive: hosts reporting the same platform (OS release, architecture, runtime
- * versions: platformReport) form a group whose first host builds for the others; a host whose platform
- * differs from every other's, or is unknown, builds for itself. In the environment's host order.
- */
-export function buildGroups<T extends { name: string; platform?: string }>(hosts: T[]): { builder: T; receivers: T[]; platform?: string }[] {
-  const groups = new Map<string, T[]>();
-  for (const hst of hosts) {
-    const key = hst.platform ? `p ${hst.platform}` : `h ${hst.name}`;
-    groups.set(key, [...(groups.get(key) ?? []), hst]);
-  }
-  return [...groups.values()].map(([builder, ...receivers]) => ({ builder: builder!, receivers, platform: builder!.platform }));
-}
-
-/** Hosts receiving a build at once, per builder (each holds an exec channel and its upload in flight). */
-export const RECEIVE_CONCURRENCY = 8;
-
-/** Run `fn` over `items`, at most `limit` at a time; the first failure is thrown once all started ones end. */
-async function pooled<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const errors: unknown[] = [];
-  const worker = async () => {
-    while (next < items.length && !errors.length) {
-      const item = items[next++]!;
-      await fn(item).catch((e: unknown) => void errors.push(e));
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  if (errors.length) throw errors[0];
-}
-
 /** Wait for every promise to settle (none left running on a host), then throw the first failure, if any. */
 async function settled(work: Promise<unknown>[]): Promise<void> {
   const failed = (await Promise.allSettled(work)).find((s): s is PromiseRejectedResult => s.status === 'rejected');
@@ -85,44 +55,6 @@ async function settled(work: Promise<unknown>[]): Promise<void> {
 
 /** Thrown instead of starting a host's next piece of work once another host failed (never reported). */
 const HALTED = new Error('the rollout stopped: another host failed');
-
-/**
- * Carry the build packed on `b` (parts `parts`) to its receivers: each part read from the builder in chunks of
- * CHUNK_BYTES (one round trip each) and uploaded to every receiver that wants it, so no part is ever whole in
- * the runner's memory; the part's sha256 is checked on the runner before its last chunk leaves; a receiver
- * without the space for what it would receive is refused before anything is sent (checkSpace). `attempt`
- * runs one host's piece of work and blames that host for its failure.
- * @returns the chunk files uploaded to each receiver, per part.
- */
-async function carryBuild(env: Target, b: HostPlan, receivers: HostPlan[], p: Plan, parts: PackedPart[], attempt: (hp: HostPlan, work: () => Promise<void>) => Promise<void>): Promise<Map<HostPlan, Received[]>> {
-  // A receiver short of space is refused before any byte moves.
-  await pooled(receivers, RECEIVE_CONCURRENCY, (r) => attempt(r, async () => checkSpace(env, r.name, r.state, p, parts.filter((x) => wants(r, x.name)).reduce((n, x) => n + x.size, 0), true)));
-  const out = new Map<HostPlan, Received[]>(receivers.map((r) => [r, []]));
-  const tags = new Map(receivers.map((r) => [r, `${p.id}-${randomBytes(4).toString('hex')}`]));
-  for (const part of parts) {
-    const takers = receivers.filter((r) => wants(r, part.name));
-    const uploads = new Map<HostPlan, string[]>(takers.map((r) => [r, []]));
-    for (const r of takers) out.get(r)!.push({ part, uploads: uploads.get(r)! });
-    const hash = createHash('sha256');
-    for (let offset = 0, i = 0; offset < part.size; offset += CHUNK_BYTES, i++) {
-      const length = Math.min(CHUNK_BYTES, part.size - offset);
-      let chunk: Buffer = Buffer.alloc(0);
-      await attempt(b, async () => {
-        chunk = parseChunk(await b.h.run(readChunk(env, p.id, part.name, offset, length)), part, offset, length, b.name);
-        hash.update(chunk);
-        if (offset + length === part.size) checkPart(part, hash.digest('hex'), b.name);
-      });
-      await pooled(takers, RECEIVE_CONCURRENCY, (r) =>
-        attempt(r, async () => {
-          const path = `${env.layout.uploads}/${tags.get(r)}.${part.name}.tar.gz.${i}`;
-          await r.h.upload(chunk, path, 0o600);
-          uploads.get(r)!.push(path);
-        }),
-      );
-    }
-  }
-  return out;
-}
 
 /**
  * A rollout: every host that is not a no-op is prepared first — one host per platform builds (the first
@@ -216,16 +148,6 @@ async function rollout(ctx: OpsContext, env: Target, session: Session, locked: L
     throw await stop(e);
   }
   return env.hosts.map((hst) => done.find((d) => d.host === hst.name)!);
-}
-
-/** Who builds and who receives, in words (the plan and the deploy's log). */
-export function describeBuilds(groups: { builder: { name: string }; receivers: { name: string }[]; platform?: string }[]): string[] {
-  if (groups.length === 1 && !groups[0]!.receivers.length) return [];
-  return groups.map(({ builder, receivers, platform }) =>
-    receivers.length
-      ? `build once: ${builder.name} builds, ${receivers.map((r) => r.name).join(', ')} receive${receivers.length === 1 ? 's' : ''} its build (sha256-checked)${platform ? ` — same platform: ${platform}` : ''}`
-      : `${builder.name} builds for itself: ${platform ? `its platform differs (${platform})` : 'its platform is unknown'}`,
-  );
 }
 
 /**

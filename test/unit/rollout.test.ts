@@ -3,7 +3,7 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { buildGroups, describeBuilds } from '../../core/ops/deploy.ts';
+import { buildGroups, describeBuilds } from '../../core/ops/build-once.ts';
 import { ARTIFACT_KEYS, checkPart, parseChunk, parsePacked } from '../../core/steps/artifact.ts';
 import { auditTemplate, type AuditEntry } from '../../core/steps/audit.ts';
 import { REPORT_PREFIX, parseReports, type StepResult } from '../../core/remote/types.ts';

@@ -68044,9 +68044,6 @@ function sharingPlan(env, sharing) {
   });
 }
 
-// core/ops/deploy.ts
-import { createHash as createHash4, randomBytes as randomBytes13 } from "node:crypto";
-
 // core/context.ts
 init_environment();
 init_errors();
@@ -72027,7 +72024,8 @@ ${p.id} is live on ${hp.name} and serves; the clean-up after the switch (stoppin
   return result;
 }
 
-// core/ops/deploy.ts
+// core/ops/build-once.ts
+import { createHash as createHash4, randomBytes as randomBytes13 } from "node:crypto";
 function buildGroups(hosts) {
   const groups = /* @__PURE__ */ new Map();
   for (const hst of hosts) {
@@ -72049,11 +72047,6 @@ async function pooled(items, limit, fn) {
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
   if (errors.length) throw errors[0];
 }
-async function settled(work) {
-  const failed = (await Promise.allSettled(work)).find((s) => s.status === "rejected");
-  if (failed) throw failed.reason;
-}
-var HALTED = new Error("the rollout stopped: another host failed");
 async function carryBuild(env, b, receivers, p, parts, attempt) {
   await pooled(receivers, RECEIVE_CONCURRENCY, (r) => attempt(r, async () => checkSpace(env, r.name, r.state, p, parts.filter((x) => wants(r, x.name)).reduce((n, x) => n + x.size, 0), true)));
   const out = new Map(receivers.map((r) => [r, []]));
@@ -72084,6 +72077,19 @@ async function carryBuild(env, b, receivers, p, parts, attempt) {
   }
   return out;
 }
+function describeBuilds(groups) {
+  if (groups.length === 1 && !groups[0].receivers.length) return [];
+  return groups.map(
+    ({ builder, receivers, platform: platform2 }) => receivers.length ? `build once: ${builder.name} builds, ${receivers.map((r) => r.name).join(", ")} receive${receivers.length === 1 ? "s" : ""} its build (sha256-checked)${platform2 ? ` \u2014 same platform: ${platform2}` : ""}` : `${builder.name} builds for itself: ${platform2 ? `its platform differs (${platform2})` : "its platform is unknown"}`
+  );
+}
+
+// core/ops/deploy.ts
+async function settled(work) {
+  const failed = (await Promise.allSettled(work)).find((s) => s.status === "rejected");
+  if (failed) throw failed.reason;
+}
+var HALTED = new Error("the rollout stopped: another host failed");
 async function rollout(ctx, env, session, locked, p, options) {
   const done = [];
   const plans = [];
@@ -72168,12 +72174,6 @@ rollout stopped; hosts now run:
     throw await stop(e);
   }
   return env.hosts.map((hst) => done.find((d) => d.host === hst.name));
-}
-function describeBuilds(groups) {
-  if (groups.length === 1 && !groups[0].receivers.length) return [];
-  return groups.map(
-    ({ builder, receivers, platform: platform2 }) => receivers.length ? `build once: ${builder.name} builds, ${receivers.map((r) => r.name).join(", ")} receive${receivers.length === 1 ? "s" : ""} its build (sha256-checked)${platform2 ? ` \u2014 same platform: ${platform2}` : ""}` : `${builder.name} builds for itself: ${platform2 ? `its platform differs (${platform2})` : "its platform is unknown"}`
-  );
 }
 function noopFinish(commit, unlock) {
   const line = unlock({ ref: commit.ref, sha: commit.sha, release: "", previous: "", result: "no-op", message: "already live" }, { release: "cur_id", previous: "cur_id" });

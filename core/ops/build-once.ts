@@ -1,0 +1,87 @@
+// Build once per rollout: which hosts build and which receive (one builder per platform), and carrying a builder's
+// packed build to its receivers through the runner's connections, in chunks, checked by sha256. The rollout's
+// order (core/ops/deploy.ts) decides when.
+import { type Target } from '../target.ts';
+import { createHash, randomBytes } from 'node:crypto';
+import { CHUNK_BYTES, checkPart, parseChunk, readChunk, type PackedPart } from '../steps/artifact.ts';
+import { checkSpace, wants, type HostPlan, type Received } from './deploy-host.ts';
+import { type Plan } from './deploy-plan.ts';
+
+/**
+ * Which hosts build and which receive: hosts reporting the same platform (OS release, architecture, runtime
+ * versions: platformReport) form a group whose first host builds for the others; a host whose platform
+ * differs from every other's, or is unknown, builds for itself. In the environment's host order.
+ */
+export function buildGroups<T extends { name: string; platform?: string }>(hosts: T[]): { builder: T; receivers: T[]; platform?: string }[] {
+  const groups = new Map<string, T[]>();
+  for (const hst of hosts) {
+    const key = hst.platform ? `p ${hst.platform}` : `h ${hst.name}`;
+    groups.set(key, [...(groups.get(key) ?? []), hst]);
+  }
+  return [...groups.values()].map(([builder, ...receivers]) => ({ builder: builder!, receivers, platform: builder!.platform }));
+}
+
+/** Hosts receiving a build at once, per builder (each holds an exec channel and its upload in flight). */
+export const RECEIVE_CONCURRENCY = 8;
+
+/** Run `fn` over `items`, at most `limit` at a time; the first failure is thrown once all started ones end. */
+export async function pooled<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const errors: unknown[] = [];
+  const worker = async () => {
+    while (next < items.length && !errors.length) {
+      const item = items[next++]!;
+      await fn(item).catch((e: unknown) => void errors.push(e));
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  if (errors.length) throw errors[0];
+}
+
+/**
+ * Carry the build packed on `b` (parts `parts`) to its receivers: each part read from the builder in chunks of
+ * CHUNK_BYTES (one round trip each) and uploaded to every receiver that wants it, so no part is ever whole in
+ * the runner's memory; the part's sha256 is checked on the runner before its last chunk leaves; a receiver
+ * without the space for what it would receive is refused before anything is sent (checkSpace). `attempt`
+ * runs one host's piece of work and blames that host for its failure.
+ * @returns the chunk files uploaded to each receiver, per part.
+ */
+export async function carryBuild(env: Target, b: HostPlan, receivers: HostPlan[], p: Plan, parts: PackedPart[], attempt: (hp: HostPlan, work: () => Promise<void>) => Promise<void>): Promise<Map<HostPlan, Received[]>> {
+  // A receiver short of space is refused before any byte moves.
+  await pooled(receivers, RECEIVE_CONCURRENCY, (r) => attempt(r, async () => checkSpace(env, r.name, r.state, p, parts.filter((x) => wants(r, x.name)).reduce((n, x) => n + x.size, 0), true)));
+  const out = new Map<HostPlan, Received[]>(receivers.map((r) => [r, []]));
+  const tags = new Map(receivers.map((r) => [r, `${p.id}-${randomBytes(4).toString('hex')}`]));
+  for (const part of parts) {
+    const takers = receivers.filter((r) => wants(r, part.name));
+    const uploads = new Map<HostPlan, string[]>(takers.map((r) => [r, []]));
+    for (const r of takers) out.get(r)!.push({ part, uploads: uploads.get(r)! });
+    const hash = createHash('sha256');
+    for (let offset = 0, i = 0; offset < part.size; offset += CHUNK_BYTES, i++) {
+      const length = Math.min(CHUNK_BYTES, part.size - offset);
+      let chunk: Buffer = Buffer.alloc(0);
+      await attempt(b, async () => {
+        chunk = parseChunk(await b.h.run(readChunk(env, p.id, part.name, offset, length)), part, offset, length, b.name);
+        hash.update(chunk);
+        if (offset + length === part.size) checkPart(part, hash.digest('hex'), b.name);
+      });
+      await pooled(takers, RECEIVE_CONCURRENCY, (r) =>
+        attempt(r, async () => {
+          const path = `${env.layout.uploads}/${tags.get(r)}.${part.name}.tar.gz.${i}`;
+          await r.h.upload(chunk, path, 0o600);
+          uploads.get(r)!.push(path);
+        }),
+      );
+    }
+  }
+  return out;
+}
+
+/** Who builds and who receives, in words (the plan and the deploy's log). */
+export function describeBuilds(groups: { builder: { name: string }; receivers: { name: string }[]; platform?: string }[]): string[] {
+  if (groups.length === 1 && !groups[0]!.receivers.length) return [];
+  return groups.map(({ builder, receivers, platform }) =>
+    receivers.length
+      ? `build once: ${builder.name} builds, ${receivers.map((r) => r.name).join(', ')} receive${receivers.length === 1 ? 's' : ''} its build (sha256-checked)${platform ? ` — same platform: ${platform}` : ''}`
+      : `${builder.name} builds for itself: ${platform ? `its platform differs (${platform})` : 'its platform is unknown'}`,
+  );
+}

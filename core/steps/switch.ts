@@ -212,8 +212,9 @@ fi`,
 
 /**
  * The switch, in one step: nginx to the new slot (site re-rendered too), validated and reloaded gracefully
- * (the previous files come back if nginx refuses); then, once nginx answers with the new slot (a reload
- * returns before the new workers serve), `current` flips by rename(2), the live slot is recorded, and the
+ * (the previous files come back if nginx refuses, nginx_reload returns once the new workers serve); then,
+ * once nginx answers with the new slot at /.ops/slot (a look that the site really routes to it: a custom
+ * template without {{slot_location}} is warned about), `current` flips by rename(2), the live slot is recorded, and the
  * release's going live is appended to the host's history (the order rollback and pruning follow).
  */
 export function switchTo(env: Target, slot: Slot, releaseId: string, certificateReady: boolean, operation: 'deploy' | 'rollback' = 'deploy'): Step {

@@ -52,6 +52,8 @@ ln -sfn "$set_dir"${link.to ? `/${quote(link.to)}` : ''} ${quote(link.from)}`,
  * bytecode while the set is made (pip does so by default; uv with `--compile-bytecode`), so the app's first
  * commands (migrate, the start) do not compile them on first import, and the set carries them when packed
  * for other hosts (core/steps/artifact.ts; tar keeps the sources' mtimes the bytecode is checked against).
+ * At a lower CPU priority (nice 10): made beside the node set and the build, it takes what CPU they leave,
+ * so compiling does not lengthen their path, the deploy's longest.
  * `hash`: the set's hash (Plan.hashes.python). Independent of the node set: core/ops runs both at once.
  */
 export function pythonDependencies(env: Target, release: string, hash: string): Step {
@@ -59,16 +61,16 @@ export function pythonDependencies(env: Target, release: string, hash: string): 
   const { python_requirements: req, python_installer: installer } = env.config.release;
   const install =
     installer === 'pip'
-      ? String.raw`  ${quote(paths.python)} -m venv "$set_dir"
-  if [ -f ${quote(req)} ]; then "$set_dir/bin/pip" install -q -r ${quote(req)}; fi`
+      ? String.raw`  nice -n 10 ${quote(paths.python)} -m venv "$set_dir"
+  if [ -f ${quote(req)} ]; then nice -n 10 "$set_dir/bin/pip" install -q -r ${quote(req)}; fi`
       : String.raw`  export UV_NO_PROGRESS=1 UV_PYTHON_DOWNLOADS=never UV_CACHE_DIR="$HOME/.cache/uv"
   mkdir -p "$UV_CACHE_DIR"
   # Hard links from the cache need one filesystem; across two, uv copies (said once here, not warned per file).
   if [ "$(stat -c %d "$UV_CACHE_DIR")" != "$(stat -c %d ${quote(env.layout.deps)})" ]; then export UV_LINK_MODE=copy; fi
-  ${quote(paths.uv)} venv -q --seed --python ${quote(paths.python)} "$set_dir"
+  nice -n 10 ${quote(paths.uv)} venv -q --seed --python ${quote(paths.python)} "$set_dir"
   if [ -f ${quote(req)} ]; then
     hashes=(); if grep -q -- '--hash=' ${quote(req)}; then hashes=(--require-hashes); fi
-    ${quote(paths.uv)} pip install -q --compile-bytecode --python "$set_dir/bin/python" "${'$'}{hashes[@]}" -r ${quote(req)}
+    nice -n 10 ${quote(paths.uv)} pip install -q --compile-bytecode --python "$set_dir/bin/python" "${'$'}{hashes[@]}" -r ${quote(req)}
   fi`;
   return dependencySet(env, release, 'python', `venv-${hash}`, install, { from: 'venv', to: '' }, `installed (${installer})`);
 }

@@ -4,7 +4,7 @@
 // deploy does with the set that failed. The Python set's timing and failure come from a real sdist built by uv
 // (a local path requirement whose setup.py sleeps, or fails, as files on the host say: a slow or broken package
 // build, as a private package can be), the build's failure from the client's own syntax error (vite).
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
@@ -33,21 +33,22 @@ setup(name='ops-probe', version=os.environ.get('OPS_PROBE_VERSION', '1.0'), py_m
 `;
 
 /**
- * A commit on v2 (tagged `tag`): a new migration creating table `table`, the Python requirements (hashes dropped)
- * plus the local package `vendor/ops-probe` (`marker` makes the set new), and `clientFile` from ref `clientFrom` when given.
+ * A commit on `base` (tagged `tag`): a new migration creating table `table` after revision `down`, the Python
+ * requirements (hashes dropped) plus the local package `vendor/ops-probe` (`marker` makes the set new), and
+ * `client.file` as it is in ref `client.from` when given.
  */
-function commit(tag: string, table: string, marker: string, client?: { file: string; from: string }): string {
+function commit(tag: string, base: string, down: string, table: string, marker: string, client?: { file: string; from: string }): string {
   const work = mkdtempSync(join(tmpdir(), 'ops-parallel-'));
   const tree = join(work, 'tree');
   try {
-    git(repo, 'worktree', 'add', '-q', '--detach', tree, 'v2');
-    const req = readFileSync(join(tree, 'requirements.txt'), 'utf8').replace(/ \\\n\s+--hash=sha256:[0-9a-f]+/g, '');
+    git(repo, 'worktree', 'add', '-q', '--detach', tree, base);
+    const req = git(repo, 'show', 'v2:requirements.txt').replace(/ \\\n\s+--hash=sha256:[0-9a-f]+/g, '');
     writeFileSync(join(tree, 'requirements.txt'), `${req}./vendor/ops-probe\n# ${marker}\n`);
     mkdirSync(join(tree, 'vendor', 'ops-probe'), { recursive: true });
     writeFileSync(join(tree, 'vendor', 'ops-probe', 'setup.py'), SETUP_PY);
     writeFileSync(
-      join(tree, 'migrations', 'versions', `0004_${table}.py`),
-      `"""${table}"""\nfrom alembic import op\nimport sqlalchemy as sa\n\nrevision = "0004_${table}"\ndown_revision = "0003_datasets"\nbranch_labels = None\ndepends_on = None\n\n\ndef upgrade():\n    op.create_table("${table}", sa.Column("id", sa.Integer, primary_key=True))\n\n\ndef downgrade():\n    op.drop_table("${table}")\n`,
+      join(tree, 'migrations', 'versions', `${table}.py`),
+      `"""${table}"""\nfrom alembic import op\nimport sqlalchemy as sa\n\nrevision = "${table}"\ndown_revision = "${down}"\nbranch_labels = None\ndepends_on = None\n\n\ndef upgrade():\n    op.create_table("${table}", sa.Column("id", sa.Integer, primary_key=True))\n\n\ndef downgrade():\n    op.drop_table("${table}")\n`,
     );
     if (client) writeFileSync(join(tree, client.file), git(repo, 'show', `${client.from}:${client.file}`));
     git(tree, 'add', '-A');
@@ -62,7 +63,7 @@ function commit(tag: string, table: string, marker: string, client?: { file: str
 
 /** The Python sets on the host: directory name → complete. */
 async function pythonSets(): Promise<Record<string, boolean>> {
-  const r = await sshRun(host, 'cd /srv/sample/shared/deps && for d in venv-*; do if sudo test -f "$d/.complete"; then echo "$d yes"; else echo "$d no"; fi; done');
+  const r = await sshRun(host, `sudo bash -c 'cd /srv/sample/shared/deps && for d in venv-*; do if [ -f "$d/.complete" ]; then echo "$d yes"; else echo "$d no"; fi; done'`);
   return Object.fromEntries(r.stdout.trim().split('\n').map((l) => [l.split(' ')[0]!, l.endsWith(' yes')]));
 }
 
@@ -91,7 +92,7 @@ afterAll(async () => {
 describe.sequential('a full deploy makes its Python set beside the node set and the build', () => {
   it('a Python set failing while the build runs: the Python failure reported once the build ended, site and database as they were; the next deploy makes the set again', async () => {
     const page = (await get(host)).body;
-    const ref = commit(`par-python-fails-${process.pid}`, 'ops_par_python', `python fails ${process.pid}`);
+    const ref = commit(`par-python-fails-${process.pid}`, 'v2', '0003_datasets', 'ops_par_python', `python fails ${process.pid}`);
     await sshRun(host, 'touch /tmp/ops-probe-fail');
     const before = await pythonSets();
     const err = await deploy(project.ctx(), project.env(), { ref }).catch((e: Error) => e);
@@ -114,7 +115,8 @@ describe.sequential('a full deploy makes its Python set beside the node set and 
 
   it('a build failing while the Python set is still being made: the build failure reported once the set is made, site and database as they were; the next deploy reuses the set', async () => {
     const page = (await get(host)).body;
-    const broken = commit(`par-build-fails-${process.pid}`, 'ops_par_build', `build fails ${process.pid}`, { file: 'client/src/lib/format.js', from: 'broken-build' });
+    const base = `par-python-fails-${process.pid}`; // live now, its migration applied
+    const broken = commit(`par-build-fails-${process.pid}`, base, 'ops_par_python', 'ops_par_build', `build fails ${process.pid}`, { file: 'client/src/lib/format.js', from: 'broken-build' });
     // Long enough for the build (npm's set is reused) to fail well before the package is built.
     await sshRun(host, 'echo 25 > /tmp/ops-probe-sleep');
     const before = await pythonSets();
@@ -131,7 +133,7 @@ describe.sequential('a full deploy makes its Python set beside the node set and 
     expect((await get(host)).body).toBe(page);
 
     // The same requirements with the client fixed: the set made beside the failed build is reused.
-    const fixed = commit(`par-build-fixed-${process.pid}`, 'ops_par_build', `build fails ${process.pid}`);
+    const fixed = commit(`par-build-fixed-${process.pid}`, base, 'ops_par_python', 'ops_par_build', `build fails ${process.pid}`);
     const next = await deploy(project.ctx(), project.env(), { ref: fixed });
     expect(next.hosts[0]!.notes).toEqual(expect.arrayContaining(['dependencies: python reused', 'dependencies: node reused']));
     expect(await table('ops_par_build')).toBe('t');

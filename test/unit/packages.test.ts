@@ -40,8 +40,8 @@ describe('packages settings', () => {
     const uv = env({});
     expect(uv.config.release.python_installer).toBe('uv');
     const u = pythonDependencies(uv, '/srv/shop/releases/r', 'aa').script;
-    expect(u).toContain(`${runtimePaths(uv).uv} venv -q --seed --python /usr/bin/python3.11 "$set_dir"`);
-    expect(u).toContain(`${runtimePaths(uv).uv} pip install -q --compile-bytecode --python "$set_dir/bin/python" "\${hashes[@]}" -r requirements.txt`);
+    expect(u).toContain(`nice -n 10 ${runtimePaths(uv).uv} venv -q --seed --python /usr/bin/python3.11 "$set_dir"`);
+    expect(u).toContain(`nice -n 10 ${runtimePaths(uv).uv} pip install -q --compile-bytecode --python "$set_dir/bin/python" "\${hashes[@]}" -r requirements.txt`);
     expect(u).not.toContain('-m venv');
     expect(runtimePaths(uv).uv).toBe(`/opt/ops-uv/v${UV_VERSION}/bin/uv`);
     // provision installs it from the package index, hash-checked; not with pip, nor without Python.

@@ -71360,15 +71360,15 @@ ln -sfn "$set_dir"${link.to ? `/${quote(link.to)}` : ""} ${quote(link.from)}`
 function pythonDependencies(env, release, hash) {
   const paths = env.runtime;
   const { python_requirements: req2, python_installer: installer } = env.config.release;
-  const install = installer === "pip" ? String.raw`  ${quote(paths.python)} -m venv "$set_dir"
-  if [ -f ${quote(req2)} ]; then "$set_dir/bin/pip" install -q -r ${quote(req2)}; fi` : String.raw`  export UV_NO_PROGRESS=1 UV_PYTHON_DOWNLOADS=never UV_CACHE_DIR="$HOME/.cache/uv"
+  const install = installer === "pip" ? String.raw`  nice -n 10 ${quote(paths.python)} -m venv "$set_dir"
+  if [ -f ${quote(req2)} ]; then nice -n 10 "$set_dir/bin/pip" install -q -r ${quote(req2)}; fi` : String.raw`  export UV_NO_PROGRESS=1 UV_PYTHON_DOWNLOADS=never UV_CACHE_DIR="$HOME/.cache/uv"
   mkdir -p "$UV_CACHE_DIR"
   # Hard links from the cache need one filesystem; across two, uv copies (said once here, not warned per file).
   if [ "$(stat -c %d "$UV_CACHE_DIR")" != "$(stat -c %d ${quote(env.layout.deps)})" ]; then export UV_LINK_MODE=copy; fi
-  ${quote(paths.uv)} venv -q --seed --python ${quote(paths.python)} "$set_dir"
+  nice -n 10 ${quote(paths.uv)} venv -q --seed --python ${quote(paths.python)} "$set_dir"
   if [ -f ${quote(req2)} ]; then
     hashes=(); if grep -q -- '--hash=' ${quote(req2)}; then hashes=(--require-hashes); fi
-    ${quote(paths.uv)} pip install -q --compile-bytecode --python "$set_dir/bin/python" "${"$"}{hashes[@]}" -r ${quote(req2)}
+    nice -n 10 ${quote(paths.uv)} pip install -q --compile-bytecode --python "$set_dir/bin/python" "${"$"}{hashes[@]}" -r ${quote(req2)}
   fi`;
   return dependencySet(env, release, "python", `venv-${hash}`, install, { from: "venv", to: "" }, `installed (${installer})`);
 }

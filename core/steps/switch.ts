@@ -134,7 +134,7 @@ function releaseIdVar(releaseId: string | HostVariable): string {
  * Rendered here for a runner's id; for one chosen on the host, rendered with RELEASE_MARK in the id's place and
  * the id (checked by releaseIdVar, so it needs no escaping for supervisor) put there by bash.
  */
-function slotConfigVar(env: Target, slot: Slot, releaseId: string | HostVariable): string {
+export function slotConfigShell(env: Target, slot: Slot, releaseId: string | HostVariable): string {
   const L = env.layout;
   if (typeof releaseId === 'string') return `conf_b64=${b64(slotConfig(env, slot, `${L.releases}/${releaseId}`, releaseId))}`;
   return String.raw`conf_text=${quote(slotConfig(env, slot, `${L.releases}/${RELEASE_MARK}`, RELEASE_MARK))}
@@ -160,7 +160,7 @@ ${SUPERVISOR_FUNCTIONS}
 ${IDENTITY_FUNCTIONS}
 ${releaseIdVar(releaseId)}
 release=${quote(L.releases)}/$release_id
-${slotConfigVar(env, slot, releaseId)}
+${slotConfigShell(env, slot, releaseId)}
 conf=${quote(L.supervisorConf(slot))}
 # The slot may still run exactly this (the previous release, kept warm: its file compared as base64, the way it
 # travels): then health and identity are enough, checked at once (live_verdict).
@@ -319,7 +319,6 @@ export interface RollbackEnds {
  */
 export function rollbackStep(env: Target, to: string | undefined, after: string, ends: RollbackEnds): Step {
   const L = env.layout;
-  const K = ROLLBACK_KEYS;
   const id = onHost('release_id');
   const slots: Slot[] = ['blue', 'green'];
   const certs = certificatePaths(env);
@@ -343,16 +342,16 @@ export function rollbackStep(env: Target, to: string | undefined, after: string,
 ops_part() { set +e; ( set -e; "$1" ); part_rc=$?; set -e; }
 rollback_from=$(readlink ${quote(L.current)} 2>/dev/null || true); rollback_from=${'$'}{rollback_from##*/}
 live_slot=""; if [ -f ${quote(L.slotFile)} ]; then read -r live_slot < ${quote(L.slotFile)} || true; fi
-ops_report ${K.rollback_from} "$rollback_from"
+ops_report ${ROLLBACK_KEYS.rollback_from} "$rollback_from"
 if [ -z "$rollback_from" ]; then rollback_verdict=no_live; else rollback_choice "$rollback_from" ${quote(to ?? '')}; fi
-ops_report ${K.rollback} "$rollback_verdict"
+ops_report ${ROLLBACK_KEYS.rollback} "$rollback_verdict"
 if [ "$rollback_verdict" != ok ]; then
   ${ends.refused || ':'}
 else
-  ops_report ${K.rollback_to} "$release_id"
+  ops_report ${ROLLBACK_KEYS.rollback_to} "$release_id"
   # The idle slot (green when the slot record is missing or unreadable: blue is then taken as live).
   if [ "$live_slot" = green ]; then new_slot=blue; else live_slot=blue; new_slot=green; fi
-  ops_report ${K.rollback_slot} "$new_slot"
+  ops_report ${ROLLBACK_KEYS.rollback_slot} "$new_slot"
   cert=no; ${certs ? `if [ -s ${quote(certs.cert)} ]; then cert=yes; fi` : ': no certificate in this environment'}
   # Only what is already known to the audit line: an id, or the live link's name with nothing JSON would escape.
   # shellcheck disable=SC2034 # read by the audit line (ends.done)
@@ -363,7 +362,7 @@ else
   ${PART}
   rollback_after() {
     if [[ $rollback_from =~ ${RELEASE_DIR_PATTERN} ]]; then
-    ${after || ':'}
+    ${body(after) || ':'}
     fi
   }
   ops_part rollback_start
@@ -373,7 +372,7 @@ else
     if [ "$part_rc" = ${START_FAILED_CLEAN} ]; then part_rc=1; fi
   fi
   if [ "$part_rc" != 0 ]; then
-    ops_report ${K.rollback_exit} "$part_rc"
+    ops_report ${ROLLBACK_KEYS.rollback_exit} "$part_rc"
   else
     ops_part rollback_after
     [ "$part_rc" = 0 ] || echo "could not mark the release left (it stays a rollback target)" >&2
@@ -381,7 +380,7 @@ else
     if [ "$part_rc" = 0 ]; then
       ${ends.done || ':'}
     else
-      ops_report ${K.rollback_stop_exit} "$part_rc"
+      ops_report ${ROLLBACK_KEYS.rollback_stop_exit} "$part_rc"
     fi
   fi
 fi`,

@@ -152,6 +152,9 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
       .finally(() => process.exit(130));
   };
   const finish = options.finish?.((entry, vars = {}) => unlockScript(env, request.runId, entry ? [auditTemplate(auditEntry(env, request, entry, runnerNow(ctx)), vars)] : []));
+  // From the lock step on: it may carry an operation's whole work on a host (`finish`: a one-host rollback).
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
   const settled = await Promise.allSettled(
     [...session.remotes.values()].map(async (r) => {
       // From here the lock may be ours (a lost answer): released by run id unless the step said it is not.
@@ -168,10 +171,10 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
   const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
   if (failed) {
     const left = await releaseAll();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
     throw left.length ? lockLeft(env, left, failed.reason) : failed.reason;
   }
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
   const line = (entry: AuditEntryFields) => auditLine(auditEntry(env, request, entry, runnerNow(ctx)));
   // Per host, the line `closing` queued: a later entry (the operation's failure) replaces it.
   const closingLines = new Map<string, string>();

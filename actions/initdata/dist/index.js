@@ -69208,6 +69208,8 @@ async function withLock(ctx, session, operation, fn, options = {}) {
     }).then(() => session.close()).finally(() => process.exit(130));
   };
   const finish = options.finish?.((entry, vars = {}) => unlockScript(env, request.runId, entry ? [auditTemplate(auditEntry(env, request, entry, runnerNow(ctx)), vars)] : []));
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
   const settled = await Promise.allSettled(
     [...session.remotes.values()].map(async (r) => {
       mine.add(r.name);
@@ -69222,10 +69224,10 @@ async function withLock(ctx, session, operation, fn, options = {}) {
   const failed = settled.find((s) => s.status === "rejected");
   if (failed) {
     const left2 = await releaseAll();
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
     throw left2.length ? lockLeft(env, left2, failed.reason) : failed.reason;
   }
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
   const line = (entry) => auditLine(auditEntry(env, request, entry, runnerNow(ctx)));
   const closingLines = /* @__PURE__ */ new Map();
   const run = {

@@ -48928,6 +48928,13 @@ function quote(value) {
   if (s !== "" && /^[A-Za-z0-9_@%+=:,./-]+$/.test(s)) return s;
   return `'${s.replace(/'/g, `'\\''`)}'`;
 }
+function onHost(variable) {
+  if (!/^[a-z_][a-z0-9_]*$/.test(variable)) throw new Error(`not a shell variable name: ${variable}`);
+  return { variable };
+}
+function word(...parts) {
+  return parts.map((p) => typeof p === "string" ? quote(p) : `"\${${p.variable}}"`).join("") || "''";
+}
 function cmd(...words) {
   return words.map(quote).join(" ");
 }
@@ -50823,6 +50830,9 @@ var Bastion = class _Bastion {
 
 // core/remote/types.ts
 var REPORT_PREFIX = "@ops ";
+function failureDetail(stdout, stderr) {
+  return tail(stderr.trim() ? stderr : stdout.split("\n").filter((l) => !l.startsWith(REPORT_PREFIX)).join("\n"));
+}
 function parseReports(stdout) {
   const out = [];
   for (const line of stdout.split("\n")) {
@@ -51076,7 +51086,7 @@ var SshRemote = class {
     }
     const result = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble };
     if (code !== 0 && !options.allowFailure) {
-      const detail = tail(stderr.trim() ? stderr : stdout.split("\n").filter((l) => !l.startsWith(REPORT_PREFIX)).join("\n"));
+      const detail = failureDetail(stdout, stderr);
       throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name));
     }
     return result;
@@ -51186,6 +51196,179 @@ function runInfo(processEnv = process.env) {
   return { actor: clean(`${user || "unknown"}@${hostname()}`), runUrl: "", via: "cli" };
 }
 
+// core/steps/nginx-config.ts
+import { readFileSync as readFileSync3 } from "node:fs";
+var HEADER = "# Managed by ops-pipeline: local changes are overwritten.";
+function upstreams(env, slot) {
+  const L = env.layout;
+  const blocks = Object.keys(env.config.programs).map(
+    (p) => `upstream ${L.nginxUpstream(p)} {
+    server 127.0.0.1:${env.port(p, slot)};
+    keepalive 16;
+}`
+  );
+  return `${HEADER}
+# Live slot of ${env.config.app}: ${slot}. Rewritten by each deploy.
+${blocks.join("\n")}
+map "" $${L.nginxSlotVariable} {
+    default "${slot}";
+}
+`;
+}
+var TLS_SETTINGS = `ssl_session_timeout 1d;
+    ssl_session_cache shared:MozSSL:10m;
+    ssl_session_tickets off;
+    ssl_dhparam /etc/nginx/dhparams.pem;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305;
+    ssl_prefer_server_ciphers off;
+    add_header Strict-Transport-Security "max-age=63072000" always;`;
+var SECURITY_HEADERS = `add_header X-Frame-Options DENY always;
+    add_header X-Content-Type-Options nosniff always;
+    add_header X-XSS-Protection "1; mode=block" always;
+    add_header Referrer-Policy strict-origin-when-cross-origin always;`;
+var PROXY = `proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_set_header Host $host;
+        proxy_set_header X-Real-IP $remote_addr;
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        proxy_set_header X-Forwarded-Proto $scheme;`;
+function certbotCertificate(domain) {
+  return { cert: `/etc/letsencrypt/live/${domain}/fullchain.pem`, key: `/etc/letsencrypt/live/${domain}/privkey.pem` };
+}
+function certificatePaths(env) {
+  const domain = env.config.domain ?? env.config.app;
+  if (env.config.tls.mode === "letsencrypt") return certbotCertificate(domain);
+  if (env.config.tls.mode === "self-signed") {
+    const dir = env.layout.selfSignedDir;
+    return { cert: `${dir}/${domain}.crt`, key: `${dir}/${domain}.key` };
+  }
+  return void 0;
+}
+function siteVariables(env) {
+  const L = env.layout;
+  const app = env.config.app;
+  const certs = certificatePaths(env);
+  const locations = Object.entries(env.config.routes).sort(([a], [b]) => b.length - a.length).map(([prefix, program]) => {
+    const target = prefix === "/" ? `http://${L.nginxUpstream(program)}` : `http://${L.nginxUpstream(program)}/`;
+    return `location ${prefix} {
+        proxy_pass ${target};
+        ${PROXY}
+    }`;
+  });
+  const root = env.config.routes["/"];
+  const favicon = root ? `location = /favicon.ico {
+        access_log off;
+        log_not_found off;
+        proxy_pass http://${L.nginxUpstream(root)};
+    }` : "";
+  return {
+    app,
+    domain: env.config.domain ?? "",
+    server_name: env.config.domain ?? "_",
+    default_server: isDefaultServer(env) ? " default_server" : "",
+    logs: `access_log ${L.nginxAccessLog};
+    error_log ${L.nginxErrorLog};`,
+    upstreams_include: `include ${L.nginxUpstreams};`,
+    acme_location: `location ^~ /.well-known/acme-challenge/ {
+        root ${L.acmeWebroot};
+        default_type text/plain;
+    }`,
+    slot_location: `location = /.ops/slot {
+        allow 127.0.0.1;
+        allow ::1;
+        deny all;
+        default_type text/plain;
+        return 200 $${L.nginxSlotVariable};
+    }`,
+    security_headers: SECURITY_HEADERS,
+    tls_settings: TLS_SETTINGS,
+    ssl_certificate: certs?.cert ?? "",
+    ssl_certificate_key: certs?.key ?? "",
+    client_max_body_size: env.config.nginx.client_max_body_size,
+    locations: [favicon, ...locations].filter(Boolean).join("\n    ")
+  };
+}
+var port80 = (body) => `server {
+    listen 80{{default_server}};
+    listen [::]:80{{default_server}};
+    server_name {{server_name}};
+    {{logs}}
+${body}}
+`;
+var PLAIN_SITE = `${HEADER}
+{{upstreams_include}}
+
+${port80(`    client_max_body_size {{client_max_body_size}};
+    {{security_headers}}
+
+    {{acme_location}}
+    {{slot_location}}
+    {{locations}}
+`)}`;
+var TLS_SITE = `${HEADER}
+{{upstreams_include}}
+
+${port80(`
+    {{acme_location}}
+    {{slot_location}}
+    location / {
+        return 301 https://$host$request_uri;
+    }
+`)}
+server {
+    listen 443 ssl http2{{default_server}};
+    listen [::]:443 ssl http2{{default_server}};
+    server_name {{server_name}};
+    {{logs}}
+    ssl_certificate {{ssl_certificate}};
+    ssl_certificate_key {{ssl_certificate_key}};
+    {{tls_settings}}
+    client_max_body_size {{client_max_body_size}};
+    {{security_headers}}
+
+    {{slot_location}}
+    {{locations}}
+}
+`;
+var ACME_ONLY_SITE = `${HEADER}
+{{upstreams_include}}
+
+${port80(`
+    {{acme_location}}
+    {{slot_location}}
+    location / {
+        return 503;
+    }
+`)}`;
+function renderTemplate(template, vars, source) {
+  const unknown = /* @__PURE__ */ new Set();
+  const out = template.replace(/\{\{\s*([a-z_]+)\s*\}\}/g, (_, name2) => {
+    if (!(name2 in vars)) unknown.add(name2);
+    return vars[name2] ?? "";
+  });
+  if (unknown.size)
+    throw new OpsError(`${source} uses unknown placeholder${unknown.size > 1 ? "s" : ""} ${[...unknown].map((u) => `{{${u}}}`).join(", ")}`, `known placeholders: ${Object.keys(vars).map((v) => `{{${v}}}`).join(" ")}`);
+  return out;
+}
+function site(env, certificateReady) {
+  const vars = siteVariables(env);
+  const tls = env.config.tls.mode !== "off";
+  if (tls && !certificateReady) return renderTemplate(ACME_ONLY_SITE, vars, "built-in ACME site");
+  const custom = env.config.nginx.site_template;
+  if (custom) {
+    const file = envPath(env, custom);
+    let text;
+    try {
+      text = readFileSync3(file, "utf8");
+    } catch {
+      throw new OpsError(`cannot read the nginx site template ${file}`, `fix nginx.site_template in environments/${env.name}/environment.yml`);
+    }
+    return renderTemplate(text, vars, `environments/${env.name}/${custom}`);
+  }
+  return renderTemplate(tls ? TLS_SITE : PLAIN_SITE, vars, "built-in site");
+}
+
 // core/steps/sh/connection.sh
 var connection_default = `# shellcheck shell=bash
 # A process's start time, and the SSH server process of the connection a script runs on.
@@ -51227,7 +51410,8 @@ var history_default = `# shellcheck shell=bash
 # history_add EVENT RELEASE OPERATION appends (call under the lock); history_init derives and writes the
 # history of a host that has none; history_lines prints it (derived, not written, when absent: read-only
 # views); release_reports reports every release directory as
-# \`release <id> <sha> <status> <live seq|-> <last event seq|->\`. Needs ops_report.
+# \`release <id> <sha> <status> <live seq|-> <last event seq|->\`; rollback_choice picks a rollback's release.
+# Needs ops_report.
 history_now() { date -u +%Y-%m-%dT%H:%M:%SZ; }
 history_last() { if [ -f "$history_file" ]; then awk -F'\\t' '$1 ~ /^[0-9]+$/ { n = $1 } END { print n + 0 }' "$history_file"; else echo 0; fi; }
 history_add() {
@@ -51257,25 +51441,62 @@ history_derive() {
 }
 history_init() { if [ ! -f "$history_file" ]; then history_derive > "$history_file.new"; chmod 0644 "$history_file.new"; mv -f "$history_file.new" "$history_file"; ops_report history derived; fi; }
 history_lines() { if [ -f "$history_file" ]; then cat "$history_file"; else history_derive; fi; }
-release_reports() {
-  local r d status sha
-  declare -A live_seq last_seq
-  local seq=0 n _t event id _rest
-  # One pass over the history, by bash: each release's last going live and last event, and the last sequence number.
+# history_read: one pass over the history, by bash: each release's last going live (history_live_seq[ID]) and
+# last event (history_last_seq[ID]), and the last sequence number (history_seq).
+declare -gA history_live_seq history_last_seq
+history_seq=0
+history_read() {
+  local n _t event id _rest
+  history_live_seq=(); history_last_seq=(); history_seq=0
   while IFS=$'\\t' read -r n _t event id _rest; do
     [[ $n =~ ^[0-9]+$ ]] || continue
-    n=$(( 10#$n )); seq=$n
+    n=$(( 10#$n )); history_seq=$n
     [ -n "$id" ] || continue
-    last_seq[$id]=$n
-    if [ "$event" = live ]; then live_seq[$id]=$n; fi
+    history_last_seq[$id]=$n
+    if [ "$event" = live ]; then history_live_seq[$id]=$n; fi
   done < <(history_lines)
+}
+# release_status ID: ok, failed or abandoned, from the markers in its directory (in release_state).
+release_status() {
+  release_state=ok
+  [ -e "$releases_dir/$1/.ops-failed" ] && release_state=failed
+  [ -e "$releases_dir/$1/.ops-abandoned" ] && release_state=abandoned
+  true
+}
+release_reports() {
+  local r d sha
+  history_read
   for r in $(release_ids); do
     d=$releases_dir/$r
-    status=ok; [ -e "$d/.ops-failed" ] && status=failed; [ -e "$d/.ops-abandoned" ] && status=abandoned
+    release_status "$r"
     sha=""; if [ -f "$d/REVISION" ]; then read -r sha < "$d/REVISION" || true; fi; sha=\${sha//[^0-9a-f]/}
-    ops_report release "$r \${sha:0:64} $status \${live_seq[$r]:--} \${last_seq[$r]:--}"
+    ops_report release "$r \${sha:0:64} $release_state \${history_live_seq[$r]:--} \${history_last_seq[$r]:--}"
   done
-  ops_report history_seq "$seq"
+  ops_report history_seq "$history_seq"
+}
+# rollback_choice CURRENT [TO]: the release a rollback from CURRENT goes to, in release_id, and the verdict in
+# rollback_verdict: \`ok\`; \`noop\` (it is CURRENT); \`none\` (no earlier release to go back to); \`not_kept\` (TO is not
+# a release directory here). Without TO: the release that went live most recently before CURRENT, in the order
+# of the history (whatever the ids say), skipping failed and abandoned (rolled back from) ones.
+# shellcheck disable=SC2034 # release_id and rollback_verdict are read by the rollback step
+rollback_choice() {
+  local cur=$1 to=\${2:-} r seq since best=-1
+  release_id=""
+  if [ -n "$to" ]; then
+    if [[ $to =~ $release_dir_pattern ]] && [ -d "$releases_dir/$to" ]; then release_id=$to; else rollback_verdict=not_kept; return 0; fi
+  else
+    history_read
+    since=\${history_live_seq[$cur]:-}
+    for r in $(release_ids); do
+      seq=\${history_live_seq[$r]:-}
+      if [ "$r" = "$cur" ] || [ -z "$seq" ]; then continue; fi
+      if [ -n "$since" ] && [ "$seq" -ge "$since" ]; then continue; fi
+      release_status "$r"
+      if [ "$release_state" = ok ] && [ "$seq" -gt "$best" ]; then best=$seq; release_id=$r; fi
+    done
+    if [ -z "$release_id" ]; then rollback_verdict=none; return 0; fi
+  fi
+  if [ "$release_id" = "$cur" ]; then rollback_verdict=noop; else rollback_verdict=ok; fi
 }
 # slot_releases: the release each slot's supervisor file runs ("slot_release SLOT ID"), from its header.
 slot_releases() {
@@ -51594,183 +51815,6 @@ function parseReleaseRecord(line) {
   const num = (v) => /^\d+$/.test(v) ? Number(v) : void 0;
   return { id, sha, status: status === "failed" || status === "abandoned" ? status : "ok", liveSeq: num(live), eventSeq: num(last) };
 }
-function previousRelease(releases, current) {
-  const since = releases.find((r) => r.id === current)?.liveSeq ?? Infinity;
-  return releases.filter((r) => r.id !== current && r.status === "ok" && r.liveSeq !== void 0 && r.liveSeq < since).sort((a, b) => b.liveSeq - a.liveSeq)[0];
-}
-
-// core/steps/nginx-config.ts
-import { readFileSync as readFileSync3 } from "node:fs";
-var HEADER = "# Managed by ops-pipeline: local changes are overwritten.";
-function upstreams(env, slot) {
-  const L = env.layout;
-  const blocks = Object.keys(env.config.programs).map(
-    (p) => `upstream ${L.nginxUpstream(p)} {
-    server 127.0.0.1:${env.port(p, slot)};
-    keepalive 16;
-}`
-  );
-  return `${HEADER}
-# Live slot of ${env.config.app}: ${slot}. Rewritten by each deploy.
-${blocks.join("\n")}
-map "" $${L.nginxSlotVariable} {
-    default "${slot}";
-}
-`;
-}
-var TLS_SETTINGS = `ssl_session_timeout 1d;
-    ssl_session_cache shared:MozSSL:10m;
-    ssl_session_tickets off;
-    ssl_dhparam /etc/nginx/dhparams.pem;
-    ssl_protocols TLSv1.2 TLSv1.3;
-    ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305;
-    ssl_prefer_server_ciphers off;
-    add_header Strict-Transport-Security "max-age=63072000" always;`;
-var SECURITY_HEADERS = `add_header X-Frame-Options DENY always;
-    add_header X-Content-Type-Options nosniff always;
-    add_header X-XSS-Protection "1; mode=block" always;
-    add_header Referrer-Policy strict-origin-when-cross-origin always;`;
-var PROXY = `proxy_http_version 1.1;
-        proxy_set_header Connection "";
-        proxy_set_header Host $host;
-        proxy_set_header X-Real-IP $remote_addr;
-        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-        proxy_set_header X-Forwarded-Proto $scheme;`;
-function certbotCertificate(domain) {
-  return { cert: `/etc/letsencrypt/live/${domain}/fullchain.pem`, key: `/etc/letsencrypt/live/${domain}/privkey.pem` };
-}
-function certificatePaths(env) {
-  const domain = env.config.domain ?? env.config.app;
-  if (env.config.tls.mode === "letsencrypt") return certbotCertificate(domain);
-  if (env.config.tls.mode === "self-signed") {
-    const dir = env.layout.selfSignedDir;
-    return { cert: `${dir}/${domain}.crt`, key: `${dir}/${domain}.key` };
-  }
-  return void 0;
-}
-function siteVariables(env) {
-  const L = env.layout;
-  const app = env.config.app;
-  const certs = certificatePaths(env);
-  const locations = Object.entries(env.config.routes).sort(([a], [b]) => b.length - a.length).map(([prefix, program]) => {
-    const target = prefix === "/" ? `http://${L.nginxUpstream(program)}` : `http://${L.nginxUpstream(program)}/`;
-    return `location ${prefix} {
-        proxy_pass ${target};
-        ${PROXY}
-    }`;
-  });
-  const root = env.config.routes["/"];
-  const favicon = root ? `location = /favicon.ico {
-        access_log off;
-        log_not_found off;
-        proxy_pass http://${L.nginxUpstream(root)};
-    }` : "";
-  return {
-    app,
-    domain: env.config.domain ?? "",
-    server_name: env.config.domain ?? "_",
-    default_server: isDefaultServer(env) ? " default_server" : "",
-    logs: `access_log ${L.nginxAccessLog};
-    error_log ${L.nginxErrorLog};`,
-    upstreams_include: `include ${L.nginxUpstreams};`,
-    acme_location: `location ^~ /.well-known/acme-challenge/ {
-        root ${L.acmeWebroot};
-        default_type text/plain;
-    }`,
-    slot_location: `location = /.ops/slot {
-        allow 127.0.0.1;
-        allow ::1;
-        deny all;
-        default_type text/plain;
-        return 200 $${L.nginxSlotVariable};
-    }`,
-    security_headers: SECURITY_HEADERS,
-    tls_settings: TLS_SETTINGS,
-    ssl_certificate: certs?.cert ?? "",
-    ssl_certificate_key: certs?.key ?? "",
-    client_max_body_size: env.config.nginx.client_max_body_size,
-    locations: [favicon, ...locations].filter(Boolean).join("\n    ")
-  };
-}
-var port80 = (body) => `server {
-    listen 80{{default_server}};
-    listen [::]:80{{default_server}};
-    server_name {{server_name}};
-    {{logs}}
-${body}}
-`;
-var PLAIN_SITE = `${HEADER}
-{{upstreams_include}}
-
-${port80(`    client_max_body_size {{client_max_body_size}};
-    {{security_headers}}
-
-    {{acme_location}}
-    {{slot_location}}
-    {{locations}}
-`)}`;
-var TLS_SITE = `${HEADER}
-{{upstreams_include}}
-
-${port80(`
-    {{acme_location}}
-    {{slot_location}}
-    location / {
-        return 301 https://$host$request_uri;
-    }
-`)}
-server {
-    listen 443 ssl http2{{default_server}};
-    listen [::]:443 ssl http2{{default_server}};
-    server_name {{server_name}};
-    {{logs}}
-    ssl_certificate {{ssl_certificate}};
-    ssl_certificate_key {{ssl_certificate_key}};
-    {{tls_settings}}
-    client_max_body_size {{client_max_body_size}};
-    {{security_headers}}
-
-    {{slot_location}}
-    {{locations}}
-}
-`;
-var ACME_ONLY_SITE = `${HEADER}
-{{upstreams_include}}
-
-${port80(`
-    {{acme_location}}
-    {{slot_location}}
-    location / {
-        return 503;
-    }
-`)}`;
-function renderTemplate(template, vars, source) {
-  const unknown = /* @__PURE__ */ new Set();
-  const out = template.replace(/\{\{\s*([a-z_]+)\s*\}\}/g, (_, name2) => {
-    if (!(name2 in vars)) unknown.add(name2);
-    return vars[name2] ?? "";
-  });
-  if (unknown.size)
-    throw new OpsError(`${source} uses unknown placeholder${unknown.size > 1 ? "s" : ""} ${[...unknown].map((u) => `{{${u}}}`).join(", ")}`, `known placeholders: ${Object.keys(vars).map((v) => `{{${v}}}`).join(" ")}`);
-  return out;
-}
-function site(env, certificateReady) {
-  const vars = siteVariables(env);
-  const tls = env.config.tls.mode !== "off";
-  if (tls && !certificateReady) return renderTemplate(ACME_ONLY_SITE, vars, "built-in ACME site");
-  const custom = env.config.nginx.site_template;
-  if (custom) {
-    const file = envPath(env, custom);
-    let text;
-    try {
-      text = readFileSync3(file, "utf8");
-    } catch {
-      throw new OpsError(`cannot read the nginx site template ${file}`, `fix nginx.site_template in environments/${env.name}/environment.yml`);
-    }
-    return renderTemplate(text, vars, `environments/${env.name}/${custom}`);
-  }
-  return renderTemplate(tls ? TLS_SITE : PLAIN_SITE, vars, "built-in site");
-}
 
 // core/supervisor.ts
 var CONTROL = /[\u0000-\u0008\u000a-\u001f\u007f]/;
@@ -51813,7 +51857,10 @@ function b64(content) {
   return Buffer.from(content).toString("base64");
 }
 function putFile(path, content, mode = "0644", owner = "root:root") {
-  return `put_file ${quote(path)} ${mode} ${owner} ${b64(content)}`;
+  return putFileWord(path, b64(content), mode, owner);
+}
+function putFileWord(path, b64Word, mode = "0644", owner = "root:root") {
+  return `put_file ${quote(path)} ${mode} ${owner} ${b64Word}`;
 }
 
 // core/steps/nginx.ts
@@ -51922,13 +51969,26 @@ var START_FAILED_CLEAN = 3;
 function programPorts(env, slot) {
   return Object.keys(env.config.programs).map((name2) => `${name2}:${env.port(name2, slot)}`);
 }
-function startSlot(env, slot, release, releaseId) {
+var RELEASE_MARK = "@@ops-release-id@@";
+function releaseIdVar(releaseId) {
+  const set = typeof releaseId !== "string" && releaseId.variable === "release_id" ? "" : `release_id=${word(releaseId)}
+`;
+  return String.raw`${set}[[ $release_id =~ ${RELEASE_DIR_PATTERN} ]] || { echo "not a release id: $release_id" >&2; exit 1; }`;
+}
+function slotConfigShell(env, slot, releaseId) {
+  const L = env.layout;
+  if (typeof releaseId === "string") return `conf_b64=${b64(slotConfig(env, slot, `${L.releases}/${releaseId}`, releaseId))}`;
+  return String.raw`conf_text=${quote(slotConfig(env, slot, `${L.releases}/${RELEASE_MARK}`, RELEASE_MARK))}
+conf_text=${"$"}{conf_text//"${RELEASE_MARK}"/"$release_id"}
+conf_b64=$(printf %s "$conf_text" | base64 -w0)`;
+}
+function startRelease(env, slot, releaseId) {
   const L = env.layout;
   const sw = env.config.switch;
   const group = L.supervisorGroup(slot);
   const logFiles = Object.keys(env.config.programs).flatMap((n) => [`${L.logDir}/${n}-${slot}.err.log`, `${L.logDir}/${n}-${slot}.out.log`]);
   const probeList = probes(env, slot).map(quote).join(" ");
-  const identity = `check_identity ${quote(releaseId)} ${quote(release)} ${quote(group)} ${programPorts(env, slot).map(quote).join(" ")}`;
+  const identity = `check_identity "$release_id" "$release" ${quote(group)} ${programPorts(env, slot).map(quote).join(" ")}`;
   return {
     name: `start ${slot}`,
     as: "root",
@@ -51937,18 +51997,21 @@ function startSlot(env, slot, release, releaseId) {
 ${PROBE_FUNCTIONS}
 ${SUPERVISOR_FUNCTIONS}
 ${IDENTITY_FUNCTIONS}
+${releaseIdVar(releaseId)}
+release=${quote(L.releases)}/$release_id
+${slotConfigShell(env, slot, releaseId)}
 conf=${quote(L.supervisorConf(slot))}
 # The slot may still run exactly this (the previous release, kept warm: its file compared as base64, the way it
 # travels): then health and identity are enough, checked at once (live_verdict).
-if [ -f "$conf" ] && [ "$(base64 -w0 < "$conf")" = ${b64(slotConfig(env, slot, release, releaseId))} ] && [ "$(live_verdict ${quote(releaseId)} ${quote(release)} ${quote(group)} 2 0.1 ${probeList})" = ok ]; then
-  echo "slot ${slot} already runs ${releaseId} and is healthy: reused"
+if [ -f "$conf" ] && [ "$(base64 -w0 < "$conf")" = "$conf_b64" ] && [ "$(live_verdict "$release_id" "$release" ${quote(group)} 2 0.1 ${probeList})" = ok ]; then
+  echo "slot ${slot} already runs $release_id and is healthy: reused"
   exit 0
 fi
 # The new file goes in beside a copy of the previous one, which comes back if supervisor refuses the new one.
 prev=$(mktemp /etc/supervisor/.ops-prev.XXXXXX); trap 'rm -f "$prev"' EXIT
 had_prev=0; if [ -f "$conf" ]; then cp -a "$conf" "$prev"; had_prev=1; fi
 restore() { if [ "$had_prev" = 1 ]; then cp -a "$prev" "$conf"; else rm -f "$conf"; fi; reread >/dev/null || true; }
-${putFile(L.supervisorConf(slot), slotConfig(env, slot, release, releaseId))}
+${putFileWord(L.supervisorConf(slot), '"$conf_b64"')}
 if ! msg=$(reread); then
   restore
   if reread >/dev/null; then echo "supervisor refused the new configuration of slot ${slot} (${L.supervisorConf(slot)}): $msg" >&2
@@ -51973,9 +52036,9 @@ if ! msg=$(group_add ${quote(group)}); then
 fi
 verdict=""
 if ! FATAL_GROUP=${quote(group)} wait_healthy ${sw.health_timeout} ${sw.health_interval} ${probeList}; then
-  verdict="release ${releaseId} did not become healthy on slot ${slot}: $UNHEALTHY"
+  verdict="release $release_id did not become healthy on slot ${slot}: $UNHEALTHY"
 elif ! ${identity}; then
-  verdict="release ${releaseId} is not what answers on slot ${slot}: $IDENTITY"
+  verdict="release $release_id is not what answers on slot ${slot}: $IDENTITY"
 fi
 if [ -n "$verdict" ]; then
   for f in "${"$"}{!log_start[@]}"; do
@@ -51989,7 +52052,7 @@ if [ -n "$verdict" ]; then
   reread >/dev/null || true
   exit ${START_FAILED_CLEAN}
 fi >&2
-echo "slot ${slot} healthy: ${Object.keys(env.config.programs).join(", ")} (each answered by the process supervisor started for ${releaseId})"`
+echo "slot ${slot} healthy: ${Object.keys(env.config.programs).join(", ")} (each answered by the process supervisor started for $release_id)"`
   };
 }
 function stopSlot(env, slot, drainSeconds = 0) {
@@ -52013,7 +52076,6 @@ fi`
 }
 function switchTo(env, slot, releaseId, certificateReady, operation = "deploy") {
   const L = env.layout;
-  const target = `${L.releases}/${releaseId}`;
   const host = env.config.domain ? ` -H ${quote(`Host: ${env.config.domain}`)}` : "";
   return {
     ...applyNginx({
@@ -52025,7 +52087,8 @@ function switchTo(env, slot, releaseId, certificateReady, operation = "deploy") 
       links: [[L.nginxSite, L.nginxSiteEnabled]],
       // The new `current` link and slot record exist before nginx changes (they need space and inodes under
       // the app's directory, which may be full): after the reload, two renames make them live.
-      before: String.raw`ln -sfn ${quote(target)} ${quote(`${L.base}/.current.new`)}
+      before: String.raw`${releaseIdVar(releaseId)}
+ln -sfn ${quote(L.releases)}/"$release_id" ${quote(`${L.base}/.current.new`)}
 printf '%s\n' ${quote(slot)} > ${quote(`${L.slotFile}.new`)}`,
       then: String.raw`for i in $(seq 100); do
   got=$(curl -s --max-time 1${host} http://127.0.0.1/.ops/slot 2>/dev/null || true)
@@ -52036,37 +52099,85 @@ done
 mv -T ${quote(`${L.base}/.current.new`)} ${quote(L.current)}
 mv -f ${quote(`${L.slotFile}.new`)} ${quote(L.slotFile)}
 ${historyFunctions(env)}
-history_add live ${quote(releaseId)} ${operation}
-echo "live: ${releaseId} on slot ${slot}"`
+history_add live "$release_id" ${operation}
+echo "live: $release_id on slot ${slot}"`
     }),
     name: "switch"
   };
 }
-var SUBSHELL_PART = "# shellcheck disable=SC2030,SC2031,SC2317 # a part of its own, in a subshell";
-function rollbackStep(env, slot, releaseId, certificateReady, after, closing) {
-  const start = startSlot(env, slot, `${env.layout.releases}/${releaseId}`, releaseId);
-  const sw = switchTo(env, slot, releaseId, certificateReady, "rollback");
+var PART = "# shellcheck disable=SC2030,SC2031,SC2317 # parts of their own, run by ops_part in a subshell";
+var ROLLBACK_KEYS = reportKeys("rollback", "rollback_from", "rollback_to", "rollback_slot", "rollback_exit", "rollback_stop_exit");
+function rollbackStep(env, to, after, ends) {
+  const L = env.layout;
+  const id = onHost("release_id");
+  const slots = ["blue", "green"];
+  const certs = certificatePaths(env);
+  const certStates = certs ? [true, false] : [false];
+  const starts = slots.map((slot) => [slot, startRelease(env, slot, id)]);
+  const switches = slots.flatMap((slot) => certStates.map((cert) => [`${slot}:${cert ? "yes" : "no"}`, switchTo(env, slot, id, cert, "rollback")]));
+  const stops = slots.map((slot) => [slot, stopSlot(env, slot, env.config.switch.drain)]);
+  const libraries = [SYSTEM_FUNCTIONS, PROBE_FUNCTIONS, SUPERVISOR_FUNCTIONS, IDENTITY_FUNCTIONS, HOST_LOCK_FUNCTIONS, historyFunctions(env)];
+  const body = (script) => libraries.reduce((text, lib) => text.split(`${lib}
+`).join(""), script);
+  const variants = (name2, on, parts) => `${PART}
+case "${on}" in
+${parts.map(([key, step]) => `${key})
+${name2}() {
+${body(step.script)}
+} ;;`).join("\n")}
+esac`;
+  const timeout = (starts[0][1].timeout ?? 600) + (switches[0][1].timeout ?? 600) + (env.config.switch.keep_previous ? 0 : stops[0][1].timeout ?? 600);
   return {
-    name: `start ${slot} + switch`,
+    name: "rollback",
     as: "root",
-    timeout: (start.timeout ?? 600) + (sw.timeout ?? 600),
-    script: [
-      // Each part in a subshell of its own: its `exit` and traps stay its own (so shellcheck, which reads the
-      // functions each part defines as unreachable after an earlier part's exit, is told so on each).
-      `${SUBSHELL_PART}
-(
-${start.script}
-)`,
-      `${SUBSHELL_PART}
-(
-${sw.script}
-) || { rc=$?; [ "$rc" != ${START_FAILED_CLEAN} ] || rc=1; exit "$rc"; }`,
-      `${SUBSHELL_PART}
-(
-${after}
-) || echo "could not mark the release left (it stays a rollback target)" >&2`,
-      closing
-    ].join("\n")
+    timeout,
+    script: String.raw`${libraries.join("\n")}
+# ops_part FUNCTION: runs it in a subshell of its own, errexit on (its exits and traps stay its own); its exit code in part_rc.
+ops_part() { set +e; ( set -e; "$1" ); part_rc=$?; set -e; }
+rollback_from=$(readlink ${quote(L.current)} 2>/dev/null || true); rollback_from=${"$"}{rollback_from##*/}
+live_slot=""; if [ -f ${quote(L.slotFile)} ]; then read -r live_slot < ${quote(L.slotFile)} || true; fi
+ops_report ${ROLLBACK_KEYS.rollback_from} "$rollback_from"
+if [ -z "$rollback_from" ]; then rollback_verdict=no_live; else rollback_choice "$rollback_from" ${quote(to ?? "")}; fi
+ops_report ${ROLLBACK_KEYS.rollback} "$rollback_verdict"
+if [ "$rollback_verdict" != ok ]; then
+  ${ends.refused || ":"}
+else
+  ops_report ${ROLLBACK_KEYS.rollback_to} "$release_id"
+  # The idle slot (green when the slot record is missing or unreadable: blue is then taken as live).
+  if [ "$live_slot" = green ]; then new_slot=blue; else live_slot=blue; new_slot=green; fi
+  ops_report ${ROLLBACK_KEYS.rollback_slot} "$new_slot"
+  cert=no; ${certs ? `if [ -s ${quote(certs.cert)} ]; then cert=yes; fi` : ": no certificate in this environment"}
+  # Only what is already known to the audit line: an id, or the live link's name with nothing JSON would escape.
+  # shellcheck disable=SC2034 # read by the audit line (ends.done)
+  audit_previous=${"$"}{rollback_from//[^A-Za-z0-9._-]/_}
+  ${variants("rollback_start", "$new_slot", starts)}
+  ${variants("rollback_switch", "$new_slot:$cert", switches)}
+  ${env.config.switch.keep_previous ? ": keep_previous: the old slot stays warm" : variants("rollback_stop", "$live_slot", stops)}
+  ${PART}
+  rollback_after() {
+    if [[ $rollback_from =~ ${RELEASE_DIR_PATTERN} ]]; then
+    ${body(after) || ":"}
+    fi
+  }
+  ops_part rollback_start
+  if [ "$part_rc" = 0 ]; then
+    # Once the start succeeded, a failed switch leaves the new slot to the operation to stop.
+    ops_part rollback_switch
+    if [ "$part_rc" = ${START_FAILED_CLEAN} ]; then part_rc=1; fi
+  fi
+  if [ "$part_rc" != 0 ]; then
+    ops_report ${ROLLBACK_KEYS.rollback_exit} "$part_rc"
+  else
+    ops_part rollback_after
+    [ "$part_rc" = 0 ] || echo "could not mark the release left (it stays a rollback target)" >&2
+    ${env.config.switch.keep_previous ? "part_rc=0" : "ops_part rollback_stop"}
+    if [ "$part_rc" = 0 ]; then
+      ${ends.done || ":"}
+    else
+      ops_report ${ROLLBACK_KEYS.rollback_stop_exit} "$part_rc"
+    fi
+  fi
+fi`
   };
 }
 
@@ -52161,16 +52272,16 @@ platform_node=$(${quote(paths.node)} --version 2>/dev/null) || platform_node=non
 ops_report ${RELEASE_KEYS.platform} "$platform_os $(uname -m) python ${"$"}{platform_python:-none} node ${"$"}{platform_node:-none}"`;
 }
 function markRelease(env, id, mark, why) {
-  const dir = `${env.layout.releases}/${id}`;
+  const dir = word(`${env.layout.releases}/`, id);
   return {
     name: `mark ${mark}`,
     as: "root",
     timeout: 30,
     quiet: true,
     script: `${historyFunctions(env)}
-if [ -d ${quote(dir)} ]; then
-  printf '%s\\n' ${quote(why)} > ${quote(`${dir}/.ops-${mark}`)}
-  history_add ${mark} ${quote(id)} ${quote(mark === "failed" ? "deploy" : "rollback")}
+if [ -d ${dir} ]; then
+  printf '%s\\n' ${word(...typeof why === "string" ? [why] : why)} > ${word(`${env.layout.releases}/`, id, `/.ops-${mark}`)}
+  history_add ${mark} ${word(id)} ${quote(mark === "failed" ? "deploy" : "rollback")}
 fi`
   };
 }
@@ -52202,6 +52313,15 @@ var HostRun = class {
     await this.remote.upload(content, path, { mode }).catch(async (e) => {
       throw await this.diskFull(e);
     });
+  }
+  /**
+   * A step's outcome that another step carried (a rollback's, at the end of the lock step) or that the script
+   * reported rather than exited with: recorded under `name` (with `result`'s duration), and a `code` other than
+   * 0 thrown as the StepError `run` would throw (a full disk said as such).
+   */
+  async record(name2, result, code = 0) {
+    this.steps.push({ name: name2, ms: result.durationMs });
+    if (code !== 0) throw await this.diskFull(new StepError(name2, this.remote.name, code, failureDetail(result.stdout, result.stderr)));
   }
   /** A cleanup step whose own failure must not hide the original error. */
   async tryRun(step) {
@@ -52357,9 +52477,9 @@ function auditTemplate(entry, vars) {
     marks.set(mark, variable);
     withMarks[field] = mark;
   }
-  let word = quote(auditLine(withMarks));
-  for (const [mark, variable] of marks) word = word.split(mark).join(`'"\${${variable}}"'`);
-  return word;
+  let word2 = quote(auditLine(withMarks));
+  for (const [mark, variable] of marks) word2 = word2.split(mark).join(`'"\${${variable}}"'`);
+  return word2;
 }
 
 // core/steps/lock.ts
@@ -52373,12 +52493,12 @@ fi`;
 var REPORT_HOLDER = String.raw`ops_report ${LOCK_KEYS.lock} "$lock_state"
 if [ -f "$lock/info" ]; then while IFS= read -r line; do ops_report ${LOCK_KEYS.holder} "$line"; done < "$lock/info"; fi`;
 var LOCK_BUSY_EXIT = 3;
-function acquireLock(env, req2, then = "", finish = "") {
+function acquireLock(env, req2, then = "", finish = "", finishSeconds = 0) {
   const L = env.layout;
   return {
     name: "lock",
     as: "root",
-    timeout: req2.wait + 30,
+    timeout: req2.wait + 30 + finishSeconds,
     quiet: true,
     script: String.raw`${CONNECTION_FUNCTIONS}
 lock=${quote(L.lock)}
@@ -52458,8 +52578,8 @@ function describeHolder(h) {
 // core/ops/locked.ts
 var LockError = class extends OpsError {
 };
-async function acquire(remote, env, request, inspect, finish, notOurs) {
-  const result = await remote.run(acquireLock(env, request, inspect?.script, finish), { allowFailure: true });
+async function acquire(remote, env, request, inspect, finish, finishSeconds, notOurs) {
+  const result = await remote.run(acquireLock(env, request, inspect?.script, finish, finishSeconds), { allowFailure: true });
   if (result.code === 0) return result;
   if (parseLock(result).state !== "acquired") notOurs();
   if (result.code !== LOCK_BUSY_EXIT) throw new StepError(inspect ? `lock, ${inspect.name}` : "lock", remote.name, result.code, tail(result.stderr), void 0, sudoHint(result.stderr, remote.login, remote.name));
@@ -52525,11 +52645,13 @@ async function withLock(ctx, session, operation, fn, options = {}) {
       if (failures.length) ctx.reporter.error(ctx.reporter.redact(lockLeft(env, failures, new OpsError(`interrupted by ${signal}`)).message));
     }).then(() => session.close()).finally(() => process.exit(130));
   };
-  const finish = options.finish?.((entry, vars = {}) => unlockScript(env, request.runId, [auditTemplate(auditEntry(env, request, entry, runnerNow(ctx)), vars)]));
+  const finish = options.finish?.((entry, vars = {}) => unlockScript(env, request.runId, entry ? [auditTemplate(auditEntry(env, request, entry, runnerNow(ctx)), vars)] : []));
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
   const settled = await Promise.allSettled(
     [...session.remotes.values()].map(async (r) => {
       mine.add(r.name);
-      const result2 = await acquire(r, env, request, options.inspect, finish, () => mine.delete(r.name));
+      const result2 = await acquire(r, env, request, options.inspect, finish, options.finishSeconds ?? 0, () => mine.delete(r.name));
       inspected.set(r.name, result2);
       if (parseLock(result2).state === "released") {
         mine.delete(r.name);
@@ -52540,20 +52662,29 @@ async function withLock(ctx, session, operation, fn, options = {}) {
   const failed = settled.find((s) => s.status === "rejected");
   if (failed) {
     const left2 = await releaseAll();
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
     throw left2.length ? lockLeft(env, left2, failed.reason) : failed.reason;
   }
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
   const line = (entry) => auditLine(auditEntry(env, request, entry, runnerNow(ctx)));
+  const closingLines = /* @__PURE__ */ new Map();
   const run = {
     inspected,
     audit(host, entry) {
-      pending.set(host, [...pending.get(host) ?? [], line(entry)]);
+      const replaced = closingLines.get(host);
+      closingLines.delete(host);
+      pending.set(host, [...(pending.get(host) ?? []).filter((l) => l !== replaced), line(entry)]);
     },
     finished: (host) => finished.has(host),
-    closing(host, entry) {
-      run.audit(host, entry);
-      return unlockScript(env, request.runId, (pending.get(host) ?? []).map(quote));
+    closing(host, entry, vars = {}) {
+      const queued = pending.get(host) ?? [];
+      const full = auditEntry(env, request, entry, runnerNow(ctx));
+      if (Object.keys(vars).length === 0) {
+        const fallback = auditLine(full);
+        pending.set(host, [...queued, fallback]);
+        closingLines.set(host, fallback);
+      }
+      return unlockScript(env, request.runId, [...queued.map(quote), auditTemplate(full, vars)]);
     },
     closed(host, result2) {
       if (parseLock(result2).state !== "released") return;
@@ -52579,56 +52710,69 @@ async function withLock(ctx, session, operation, fn, options = {}) {
 }
 
 // core/ops/rollback.ts
+function rollbackWork(env, ctx, to, ends) {
+  const info2 = runInfo(ctx.processEnv);
+  const mark = markRelease(env, onHost("rollback_from"), "abandoned", ["rolled back to ", onHost("release_id"), ` by ${info2.actor} at ${runnerNow(ctx).toISOString()}`]);
+  return rollbackStep(env, to, mark.script, ends);
+}
+var DONE = [{ result: "success" }, { release: "release_id", previous: "audit_previous" }];
 async function rollbackHost(ctx, env, remote, locked, to) {
-  const h = new HostRun(ctx, remote, env);
+  const h = new HostRun(ctx, remote, env, "rollback");
   const state = parseState(locked.inspected.get(remote.name));
-  if (!state.current) throw new OpsError(`${remote.name} has no live release to roll back from`);
-  const kept = state.releases.map((r) => r.id);
-  let target = to;
-  if (!target) {
-    target = previousRelease(state.releases, state.current)?.id;
-    if (!target)
-      throw new OpsError(`${remote.name} has no earlier healthy release to roll back to (kept: ${kept.join(", ") || "none"})`, `pick one with --to (see ops releases ${env.name})`);
-  } else if (!kept.includes(target)) {
-    throw new OpsError(`release ${target} is not on ${remote.name} (kept: ${kept.join(", ")})`, `see ops releases ${env.name}`);
+  const idle = otherSlot(state.slot ?? "blue");
+  const fused = reported(locked.inspected.get(remote.name), ROLLBACK_KEYS.rollback) !== void 0;
+  let r = locked.inspected.get(remote.name);
+  if (!fused) {
+    try {
+      r = await remote.run(rollbackWork(env, ctx, to, { done: locked.closing(remote.name, ...DONE), refused: "" }));
+    } catch (e) {
+      await h.tryRun(stopSlot(env, idle));
+      locked.audit(remote.name, { result: "failed", previous: state.current, message: e.message.split("\n")[0] });
+      throw new OpsError(`${e.message}
+${remote.name} still serves ${state.current}`, e.hint);
+    }
   }
-  const result = { host: remote.name, release: target, previous: state.current, noop: target === state.current, steps: h.steps, notes: [] };
+  const verdict = reported(r, ROLLBACK_KEYS.rollback);
+  const from = reported(r, ROLLBACK_KEYS.rollback_from) ?? state.current;
+  const target = reported(r, ROLLBACK_KEYS.rollback_to) ?? to ?? "";
+  const kept = state.releases.map((x) => x.id);
+  if (verdict === "no_live") throw new OpsError(`${remote.name} has no live release to roll back from`);
+  if (verdict === "none")
+    throw new OpsError(`${remote.name} has no earlier healthy release to roll back to (kept: ${kept.join(", ") || "none"})`, `pick one with --to (see ops releases ${env.name})`);
+  if (verdict === "not_kept") throw new OpsError(`release ${to} is not on ${remote.name} (kept: ${kept.join(", ")})`, `see ops releases ${env.name}`);
+  const result = { host: remote.name, release: verdict === "noop" ? from : target, previous: from, noop: verdict === "noop", steps: h.steps, notes: [] };
   const skew = clockSkewWarning(ctx, remote.name, state.hostTime);
   if (skew) {
     ctx.reporter.warn(skew);
     result.notes.push(`warning: ${skew}`);
   }
-  if (result.noop) return { ...result, notes: [`${target} is already live`] };
-  const live = state.slot ?? "blue";
-  const slot = otherSlot(live);
-  const info2 = runInfo(ctx.processEnv);
-  const fields = { result: "success", release: target, previous: state.current };
-  const switched = rollbackStep(
-    env,
-    slot,
-    target,
-    state.certificate,
-    markRelease(env, state.current, "abandoned", `rolled back to ${target} by ${info2.actor} at ${runnerNow(ctx).toISOString()}`).script,
-    env.config.switch.keep_previous ? locked.closing(remote.name, fields) : ""
-  );
+  if (result.noop) return { ...result, notes: [`${result.release} is already live`] };
+  if (verdict !== "ok") throw new OpsError(`${remote.name} did not say what it rolled back to (${verdict ?? "no answer"})`, `see ops status ${env.name} and ops audit ${env.name}`);
+  const slot = reported(r, ROLLBACK_KEYS.rollback_slot) ?? idle;
+  const failed = (message) => locked.audit(remote.name, { result: "failed", release: target, previous: from, message });
+  const exit = reported(r, ROLLBACK_KEYS.rollback_exit);
   try {
-    locked.closed(remote.name, await h.run(switched));
+    await h.record(`${fused ? "lock + " : ""}start ${slot} + switch`, r, exit === void 0 ? 0 : Number(exit) || 1);
   } catch (e) {
     if (!(e instanceof StepError && e.exitCode === START_FAILED_CLEAN)) await h.tryRun(stopSlot(env, slot));
+    failed(e.message.split("\n")[0]);
     throw new OpsError(`${e.message}
-${remote.name} still serves ${state.current}`, e.hint);
+${remote.name} still serves ${from}`, e.hint);
   }
-  if (!env.config.switch.keep_previous) {
-    const stop = stopSlot(env, live, env.config.switch.drain);
-    locked.closed(remote.name, await h.run({ ...stop, script: `${stop.script}
-${locked.closing(remote.name, fields)}` }));
+  const stopExit = reported(r, ROLLBACK_KEYS.rollback_stop_exit);
+  if (stopExit !== void 0) {
+    failed("live, but stopping the previous slot failed");
+    throw new OpsError(`${target} is live on ${remote.name} and serves; stopping the previous slot (${otherSlot(slot)}) failed with exit code ${stopExit}
+${failureDetail(r.stdout, r.stderr)}`, `see ops status ${env.name}: the previous release may still run there`);
   }
+  if (!fused) locked.closed(remote.name, r);
   return result;
 }
 async function rollback(ctx, environment, to) {
   const env = resolveTarget(environment);
   if (to) validate("release", to);
   refuseCollisions(env, ctx.reporter);
+  const alone = env.hosts.length === 1;
   const hosts = await withSession(
     ctx,
     env,
@@ -52637,8 +52781,14 @@ async function rollback(ctx, environment, to) {
       session,
       "rollback",
       (locked) => session.each((remote) => rollbackHost(ctx, env, remote, locked, to), { batch: env.config.switch.batch_size }),
-      // The live release is being left: no need to probe it first; nor to know what sending code needs.
-      { inspect: deployState(env) }
+      {
+        // The live release is being left: no need to probe it first; nor to know what sending code needs.
+        inspect: deployState(env),
+        ...alone && {
+          finish: (unlock) => rollbackWork(env, ctx, to, { done: unlock(...DONE), refused: unlock() }).script,
+          finishSeconds: rollbackWork(env, ctx, to, { done: "", refused: "" }).timeout
+        }
+      }
     )
   );
   return { environment: env.name, url: env.url, hosts };

@@ -49814,6 +49814,9 @@ function hostSharing(env) {
 
 // core/remote/types.ts
 var REPORT_PREFIX = "@ops ";
+function failureDetail(stdout, stderr) {
+  return tail(stderr.trim() ? stderr : stdout.split("\n").filter((l) => !l.startsWith(REPORT_PREFIX)).join("\n"));
+}
 function parseReports(stdout) {
   const out = [];
   for (const line of stdout.split("\n")) {
@@ -50302,6 +50305,7 @@ function probes(env, slot) {
 function programPorts(env, slot) {
   return Object.keys(env.config.programs).map((name2) => `${name2}:${env.port(name2, slot)}`);
 }
+var ROLLBACK_KEYS = reportKeys("rollback", "rollback_from", "rollback_to", "rollback_slot", "rollback_exit", "rollback_stop_exit");
 
 // core/steps/facts.ts
 var FACTS_KEYS = reportKeys("disk", "hostname", "os", "uptime", "login", "sudo", "max_sessions", "footprint");
@@ -51694,7 +51698,7 @@ var SshRemote = class {
     }
     const result = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble };
     if (code !== 0 && !options.allowFailure) {
-      const detail = tail(stderr.trim() ? stderr : stdout.split("\n").filter((l) => !l.startsWith(REPORT_PREFIX)).join("\n"));
+      const detail = failureDetail(stdout, stderr);
       throw new StepError(step.name, this.name, code, detail, status2.signal, sudoHint(stderr, this.login, this.name));
     }
     return result;

@@ -9,6 +9,28 @@ export function quote(value: string | number): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
+/**
+ * A value known only on the host when a script runs (e.g. the release a rollback chooses there): the shell
+ * variable `variable`, which the script sets, and checks, before the step that reads it.
+ */
+export interface HostVariable {
+  readonly variable: string;
+}
+
+/** The host's shell variable `variable` as a value (`word` expands it). @throws Error for a name that is not a shell variable's. */
+export function onHost(variable: string): HostVariable {
+  if (!/^[a-z_][a-z0-9_]*$/.test(variable)) throw new Error(`not a shell variable name: ${variable}`);
+  return { variable };
+}
+
+/**
+ * One shell word made of `parts`, in order: the runner's values quoted (`quote`), the host's variables
+ * expanded in double quotes (never split or globbed): `word('rolled back to ', onHost('release_id'))`.
+ */
+export function word(...parts: (string | HostVariable)[]): string {
+  return parts.map((p) => (typeof p === 'string' ? quote(p) : `"\${${p.variable}}"`)).join('') || "''";
+}
+
 /** Build a command line from words, quoting each. */
 export function cmd(...words: (string | number)[]): string {
   return words.map(quote).join(' ');

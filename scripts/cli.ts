@@ -54,6 +54,19 @@ export function command<const O extends Options = Record<never, OptionSpec>>(c: 
   return c as unknown as Command;
 }
 
+/**
+ * Print a command's result: with --json, the result as JSON on stdout (for scripts); else `human(result)` on
+ * stdout, or through the reporter as the job's summary (`summary`: Markdown) or a message (`info`). Everything
+ * goes through the reporter's redaction: a value registered as secret never reaches the output.
+ */
+export async function printResult<T>(ctx: CommandContext, result: T, human: (r: T) => string, via: 'stdout' | 'summary' | 'info' = 'stdout'): Promise<void> {
+  const { reporter, stdout } = ctx;
+  if (ctx.values.json) stdout.write(reporter.redact(JSON.stringify(result, null, 2)) + '\n');
+  else if (via === 'summary') await reporter.summary(human(result));
+  else if (via === 'info') reporter.info(human(result));
+  else stdout.write(reporter.redact(human(result)) + '\n');
+}
+
 /** The `--json` option every command that prints a result has. */
 export const JSON_OPTION = { type: 'boolean', description: 'print JSON for scripts' } as const;
 

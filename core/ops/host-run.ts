@@ -3,7 +3,7 @@
 import type { Target } from '../target.ts';
 import type { OpsContext } from '../context.ts';
 import { DISK_FULL, DiskFullError, StepError } from '../errors.ts';
-import { reported, type Remote, type Step, type StepResult } from '../remote/types.ts';
+import { failureDetail, reported, type Remote, type Step, type StepResult } from '../remote/types.ts';
 import { describeDisk, diskSpace, parseDisk, FACTS_KEYS } from '../steps/facts.ts';
 
 /** What a deploy or a rollback did on one host: the release it made live, the one before, its steps' durations. */
@@ -47,6 +47,15 @@ export class HostRun {
     await this.remote.upload(content, path, { mode }).catch(async (e: unknown) => {
       throw await this.diskFull(e);
     });
+  }
+  /**
+   * A step's outcome that another step carried (a rollback's, at the end of the lock step) or that the script
+   * reported rather than exited with: recorded under `name` (with `result`'s duration), and a `code` other than
+   * 0 thrown as the StepError `run` would throw (a full disk said as such).
+   */
+  async record(name: string, result: StepResult, code = 0): Promise<void> {
+    this.steps.push({ name, ms: result.durationMs });
+    if (code !== 0) throw await this.diskFull(new StepError(name, this.remote.name, code, failureDetail(result.stdout, result.stderr)));
   }
   /** A cleanup step whose own failure must not hide the original error. */
   async tryRun(step: Step): Promise<void> {

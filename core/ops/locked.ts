@@ -28,10 +28,12 @@ export interface LockedRun {
   finished(host: string): boolean;
   /**
    * Shell for the end of a run's last step on a host: append the queued audit lines and `entry`, release the
-   * lock. Pass the step's result to `closed` afterwards; if the step failed before it, the lock is released as
-   * usual (with a failed entry queued by the operation).
+   * lock. `vars`: entry fields whose values come from shell variables of the step (auditTemplate). Pass the
+   * step's result to `closed` afterwards; if the step failed before it, the lock is released as usual, with a
+   * failed entry the operation queues (`audit`), which replaces `entry` (queued in case the answer is lost;
+   * not when it has `vars`: the operation then audits a failure itself).
    */
-  closing(host: string, entry: AuditEntryFields): string;
+  closing(host: string, entry: AuditEntryFields, vars?: Partial<Record<keyof AuditEntry, string>>): string;
   /** Record that `result` (of a step ending with `closing`) released the lock on `host`. */
   closed(host: string, result: StepResult): void;
 }
@@ -44,17 +46,20 @@ export interface LockOptions {
   /**
    * Shell run after `inspect` in the same step: it may end the run on the host at once with the shell `unlock`
    * returns (the audit entry written, the lock released), e.g. a deploy that finds its sha live and healthy.
-   * `vars`: entry fields whose values come from shell variables of the step (auditTemplate).
+   * `vars`: entry fields whose values come from shell variables of the step (auditTemplate); without `entry`, the
+   * lock is released with no audit line (a run that refused, or had nothing to do).
    */
-  finish?: (unlock: (entry: AuditEntryFields, vars?: Partial<Record<keyof AuditEntry, string>>) => string) => string;
+  finish?: (unlock: (entry?: AuditEntryFields, vars?: Partial<Record<keyof AuditEntry, string>>) => string) => string;
+  /** Seconds `finish` may take on top of the lock step's own time (it may start and switch a release). */
+  finishSeconds?: number;
 }
 
 /**
  * Take the lock on one host; throws LockError when another run holds it (or left it stale). `notOurs` is
  * called when the step answered without taking it (no release needed there).
  */
-async function acquire(remote: Remote, env: Target, request: LockRequest, inspect: Step | undefined, finish: string | undefined, notOurs: () => void): Promise<StepResult> {
-  const result = await remote.run(acquireLock(env, request, inspect?.script, finish), { allowFailure: true });
+async function acquire(remote: Remote, env: Target, request: LockRequest, inspect: Step | undefined, finish: string | undefined, finishSeconds: number, notOurs: () => void): Promise<StepResult> {
+  const result = await remote.run(acquireLock(env, request, inspect?.script, finish, finishSeconds), { allowFailure: true });
   if (result.code === 0) return result;
   if (parseLock(result).state !== 'acquired') notOurs();
   if (result.code !== LOCK_BUSY_EXIT) throw new StepError(inspect ? `lock, ${inspect.name}` : 'lock', remote.name, result.code, tail(result.stderr), undefined, sudoHint(result.stderr, remote.login, remote.name));
@@ -146,12 +151,15 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
       .then(() => session.close())
       .finally(() => process.exit(130));
   };
-  const finish = options.finish?.((entry, vars = {}) => unlockScript(env, request.runId, [auditTemplate(auditEntry(env, request, entry, runnerNow(ctx)), vars)]));
+  const finish = options.finish?.((entry, vars = {}) => unlockScript(env, request.runId, entry ? [auditTemplate(auditEntry(env, request, entry, runnerNow(ctx)), vars)] : []));
+  // From the lock step on: it may carry an operation's whole work on a host (`finish`: a one-host rollback).
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
   const settled = await Promise.allSettled(
     [...session.remotes.values()].map(async (r) => {
       // From here the lock may be ours (a lost answer): released by run id unless the step said it is not.
       mine.add(r.name);
-      const result = await acquire(r, env, request, options.inspect, finish, () => mine.delete(r.name));
+      const result = await acquire(r, env, request, options.inspect, finish, options.finishSeconds ?? 0, () => mine.delete(r.name));
       inspected.set(r.name, result);
       // The lock step ended the run there (`finish`): nothing more to release.
       if (parseLock(result).state === 'released') {
@@ -163,21 +171,32 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
   const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
   if (failed) {
     const left = await releaseAll();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
     throw left.length ? lockLeft(env, left, failed.reason) : failed.reason;
   }
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
   const line = (entry: AuditEntryFields) => auditLine(auditEntry(env, request, entry, runnerNow(ctx)));
+  // Per host, the line `closing` queued: a later entry (the operation's failure) replaces it.
+  const closingLines = new Map<string, string>();
   const run: LockedRun = {
     inspected,
     audit(host, entry) {
-      pending.set(host, [...(pending.get(host) ?? []), line(entry)]);
+      const replaced = closingLines.get(host);
+      closingLines.delete(host);
+      pending.set(host, [...(pending.get(host) ?? []).filter((l) => l !== replaced), line(entry)]);
     },
     finished: (host) => finished.has(host),
-    closing(host, entry) {
-      // Queued too: if the step never gets to the unlock (a lost connection), the usual release writes it.
-      run.audit(host, entry);
-      return unlockScript(env, request.runId, (pending.get(host) ?? []).map(quote));
+    closing(host, entry, vars = {}) {
+      const queued = pending.get(host) ?? [];
+      const full = auditEntry(env, request, entry, runnerNow(ctx));
+      // Queued too: if the step never gets to the unlock (a lost connection), the usual release writes it. Not an
+      // entry with fields from the host: the operation knows them only from the step's answer.
+      if (Object.keys(vars).length === 0) {
+        const fallback = auditLine(full);
+        pending.set(host, [...queued, fallback]);
+        closingLines.set(host, fallback);
+      }
+      return unlockScript(env, request.runId, [...queued.map(quote), auditTemplate(full, vars)]);
     },
     closed(host, result) {
       if (parseLock(result).state !== 'released') return;

@@ -5,17 +5,17 @@ import { resolveTarget, type Target } from '../target.ts';
 import { refuseCollisions } from '../config/siblings.ts';
 import { clockSkewWarning, runnerNow, type OpsContext } from '../context.ts';
 import { OpsError, StepError } from '../errors.ts';
-import { otherSlot } from '../layout.ts';
+import { otherSlot, type Slot } from '../layout.ts';
 import { runInfo } from '../runinfo.ts';
-import type { Remote } from '../remote/types.ts';
-import { validate } from '../shell.ts';
-import { previousRelease } from '../steps/history.ts';
+import { failureDetail, reported, type Remote, type Step } from '../remote/types.ts';
+import { onHost, validate } from '../shell.ts';
+import type { AuditEntry } from '../steps/audit.ts';
 import { deployState, markRelease } from '../steps/release.ts';
-import { START_FAILED_CLEAN, rollbackStep, stopSlot } from '../steps/switch.ts';
+import { ROLLBACK_KEYS, START_FAILED_CLEAN, rollbackStep, stopSlot, type RollbackEnds } from '../steps/switch.ts';
 import { HostRun, type HostSwitch } from './host-run.ts';
 import { withSession } from './hosts.ts';
 import { parseState } from './host-state.ts';
-import { withLock, type LockedRun } from './locked.ts';
+import { withLock, type AuditEntryFields, type LockedRun } from './locked.ts';
 
 export interface RollbackResult {
   environment: string;
@@ -23,58 +23,75 @@ export interface RollbackResult {
   hosts: HostSwitch[];
 }
 
+/**
+ * The rollback's step: the host chooses the release (`to`, or the one live before), starts, switches, marks the
+ * release left and, at `ends.done`, writes the audit line (release and previous from the host) and lets go.
+ */
+function rollbackWork(env: Target, ctx: OpsContext, to: string | undefined, ends: RollbackEnds): Step {
+  const info = runInfo(ctx.processEnv);
+  const mark = markRelease(env, onHost('rollback_from'), 'abandoned', ['rolled back to ', onHost('release_id'), ` by ${info.actor} at ${runnerNow(ctx).toISOString()}`]);
+  return rollbackStep(env, to, mark.script, ends);
+}
+
+/** The audit entry of a rollback that went live; release and previous are filled in on the host. */
+const DONE: [AuditEntryFields, Partial<Record<keyof AuditEntry, string>>] = [{ result: 'success' }, { release: 'release_id', previous: 'audit_previous' }];
+
 async function rollbackHost(ctx: OpsContext, env: Target, remote: Remote, locked: LockedRun, to: string | undefined): Promise<HostSwitch> {
-  const h = new HostRun(ctx, remote, env);
+  const h = new HostRun(ctx, remote, env, 'rollback');
   const state = parseState(locked.inspected.get(remote.name)!);
-  if (!state.current) throw new OpsError(`${remote.name} has no live release to roll back from`);
-  const kept = state.releases.map((r) => r.id);
-  let target = to;
-  if (!target) {
-    // The release live before the current one, in the order releases went live on this host (its history),
-    // whatever the release ids (the runners' clocks) say.
-    target = previousRelease(state.releases, state.current)?.id;
-    if (!target)
-      throw new OpsError(`${remote.name} has no earlier healthy release to roll back to (kept: ${kept.join(', ') || 'none'})`, `pick one with --to (see ops releases ${env.name})`);
-  } else if (!kept.includes(target)) {
-    throw new OpsError(`release ${target} is not on ${remote.name} (kept: ${kept.join(', ')})`, `see ops releases ${env.name}`);
+  const idle = otherSlot(state.slot ?? 'blue');
+  // One host: the lock step did the work (`finish`); several: each host's step runs once every lock is taken.
+  const fused = reported(locked.inspected.get(remote.name)!, ROLLBACK_KEYS.rollback) !== undefined;
+  let r = locked.inspected.get(remote.name)!;
+  if (!fused) {
+    try {
+      r = await remote.run(rollbackWork(env, ctx, to, { done: locked.closing(remote.name, ...DONE), refused: '' }));
+    } catch (e) {
+      // The step broke (timed out, lost its connection): whatever it started on the idle slot goes.
+      await h.tryRun(stopSlot(env, idle));
+      locked.audit(remote.name, { result: 'failed', previous: state.current, message: (e as Error).message.split('\n')[0]! });
+      throw new OpsError(`${(e as Error).message}\n${remote.name} still serves ${state.current}`, (e as OpsError).hint);
+    }
   }
-  const result: HostSwitch = { host: remote.name, release: target, previous: state.current, noop: target === state.current, steps: h.steps, notes: [] };
+  const verdict = reported(r, ROLLBACK_KEYS.rollback);
+  const from = reported(r, ROLLBACK_KEYS.rollback_from) ?? state.current;
+  const target = reported(r, ROLLBACK_KEYS.rollback_to) ?? to ?? '';
+  const kept = state.releases.map((x) => x.id);
+  if (verdict === 'no_live') throw new OpsError(`${remote.name} has no live release to roll back from`);
+  if (verdict === 'none')
+    throw new OpsError(`${remote.name} has no earlier healthy release to roll back to (kept: ${kept.join(', ') || 'none'})`, `pick one with --to (see ops releases ${env.name})`);
+  if (verdict === 'not_kept') throw new OpsError(`release ${to} is not on ${remote.name} (kept: ${kept.join(', ')})`, `see ops releases ${env.name}`);
+  const result: HostSwitch = { host: remote.name, release: verdict === 'noop' ? from : target, previous: from, noop: verdict === 'noop', steps: h.steps, notes: [] };
   const skew = clockSkewWarning(ctx, remote.name, state.hostTime);
   if (skew) {
     ctx.reporter.warn(skew);
     result.notes.push(`warning: ${skew}`);
   }
-  if (result.noop) return { ...result, notes: [`${target} is already live`] };
-  const live = state.slot ?? 'blue';
-  const slot = otherSlot(live);
-  const info = runInfo(ctx.processEnv);
-  const fields = { result: 'success' as const, release: target, previous: state.current };
-  // One round trip after the lock step: start (or reuse) the target on the other slot, switch, mark the
-  // release left as abandoned, and (keeping the previous release warm) write the audit line and let go.
-  const switched = rollbackStep(
-    env,
-    slot,
-    target,
-    state.certificate,
-    markRelease(env, state.current, 'abandoned', `rolled back to ${target} by ${info.actor} at ${runnerNow(ctx).toISOString()}`).script,
-    env.config.switch.keep_previous ? locked.closing(remote.name, fields) : '',
-  );
+  if (result.noop) return { ...result, notes: [`${result.release} is already live`] };
+  if (verdict !== 'ok') throw new OpsError(`${remote.name} did not say what it rolled back to (${verdict ?? 'no answer'})`, `see ops status ${env.name} and ops audit ${env.name}`);
+  const slot = (reported(r, ROLLBACK_KEYS.rollback_slot) as Slot | undefined) ?? idle;
+  const failed = (message: string) => locked.audit(remote.name, { result: 'failed', release: target, previous: from, message });
+  const exit = reported(r, ROLLBACK_KEYS.rollback_exit);
   try {
-    locked.closed(remote.name, await h.run(switched));
+    await h.record(`${fused ? 'lock + ' : ''}start ${slot} + switch`, r, exit === undefined ? 0 : Number(exit) || 1);
   } catch (e) {
     if (!(e instanceof StepError && e.exitCode === START_FAILED_CLEAN)) await h.tryRun(stopSlot(env, slot));
-    throw new OpsError(`${(e as Error).message}\n${remote.name} still serves ${state.current}`, (e as OpsError).hint);
+    failed((e as Error).message.split('\n')[0]!);
+    throw new OpsError(`${(e as Error).message}\n${remote.name} still serves ${from}`, (e as OpsError).hint);
   }
-  if (!env.config.switch.keep_previous) {
-    const stop = stopSlot(env, live, env.config.switch.drain);
-    locked.closed(remote.name, await h.run({ ...stop, script: `${stop.script}\n${locked.closing(remote.name, fields)}` }));
+  const stopExit = reported(r, ROLLBACK_KEYS.rollback_stop_exit);
+  if (stopExit !== undefined) {
+    failed('live, but stopping the previous slot failed');
+    throw new OpsError(`${target} is live on ${remote.name} and serves; stopping the previous slot (${otherSlot(slot)}) failed with exit code ${stopExit}\n${failureDetail(r.stdout, r.stderr)}`, `see ops status ${env.name}: the previous release may still run there`);
   }
+  if (!fused) locked.closed(remote.name, r);
   return result;
 }
 
 /**
  * Put back the release that was live before the current one on each host (its history), or release `to`,
- * by moving traffic to the warm slot (starting it if needed), under the lock.
+ * by moving traffic to the warm slot (starting it if needed), under the lock. The host chooses the release
+ * (core/steps/switch.ts rollbackStep); with one host, that whole work runs in the lock step: one round trip.
  * @returns per host the release now live and the one before. @throws OpsError for an invalid id or a host
  * with nothing to go back to; a failure leaves that host serving what it served.
  */
@@ -83,14 +100,22 @@ export async function rollback(ctx: OpsContext, environment: Environment, to?: s
   if (to) validate('release', to);
   // Apps sharing a host: a rollback writes this app's site and starts its programs, so a collision is refused first.
   refuseCollisions(env, ctx.reporter);
+  // Several hosts: every lock is taken before any host changes, so the work is a step of its own after the lock.
+  const alone = env.hosts.length === 1;
   const hosts = await withSession(ctx, env, (session) =>
     withLock(
       ctx,
       session,
       'rollback',
       (locked) => session.each((remote) => rollbackHost(ctx, env, remote, locked, to), { batch: env.config.switch.batch_size }),
-      // The live release is being left: no need to probe it first; nor to know what sending code needs.
-      { inspect: deployState(env) },
+      {
+        // The live release is being left: no need to probe it first; nor to know what sending code needs.
+        inspect: deployState(env),
+        ...(alone && {
+          finish: (unlock) => rollbackWork(env, ctx, to, { done: unlock(...DONE), refused: unlock() }).script,
+          finishSeconds: rollbackWork(env, ctx, to, { done: '', refused: '' }).timeout,
+        }),
+      },
     ),
   );
   return { environment: env.name, url: env.url, hosts };

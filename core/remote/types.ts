@@ -1,6 +1,7 @@
 // The contract between steps (what to run) and transports (how it reaches a host).
 // A step is data: a bash script plus who runs it. It never opens a connection, so it is unit-tested
 // by its exact text. A Remote runs steps over one connection per host (node-ssh) or records them (tests).
+import { tail } from '../errors.ts';
 
 /** Who runs a script on the host: the SSH login itself, root (through sudo), or the unprivileged app user. */
 export type RunAs = 'login' | 'root' | 'app';
@@ -61,6 +62,11 @@ export interface Remote {
 
 /** Marker for machine-readable lines in a step's stdout; hidden from the live log. */
 export const REPORT_PREFIX = '@ops ';
+
+/** What a failed step's error quotes: the end of its stderr, or of its stdout (report lines left out) when stderr is empty. */
+export function failureDetail(stdout: string, stderr: string): string {
+  return tail(stderr.trim() ? stderr : stdout.split('\n').filter((l) => !l.startsWith(REPORT_PREFIX)).join('\n'));
+}
 
 /** Parse `@ops key value` lines. */
 export function parseReports(stdout: string): [string, string][] {

@@ -56,17 +56,6 @@ export function parseReleaseRecord(line: string): ReleaseRecord {
   return { id, sha, status: status === 'failed' || status === 'abandoned' ? status : 'ok', liveSeq: num(live), eventSeq: num(last) };
 }
 
-/**
- * The release to go back to from `current`: the one that went live most recently before it (history order),
- * skipping failed and abandoned (rolled back from) ones. Undefined when there is none.
- */
-export function previousRelease(releases: ReleaseRecord[], current: string): ReleaseRecord | undefined {
-  const since = releases.find((r) => r.id === current)?.liveSeq ?? Infinity;
-  return releases
-    .filter((r) => r.id !== current && r.status === 'ok' && r.liveSeq !== undefined && r.liveSeq < since)
-    .sort((a, b) => b.liveSeq! - a.liveSeq!)[0];
-}
-
 /** Releases in the order they last went live, most recent first; never-live ones after, latest event first. */
 export function historyOrder(releases: ReleaseRecord[]): ReleaseRecord[] {
   const key = (r: ReleaseRecord) => [r.liveSeq ?? -1, r.eventSeq ?? -1] as const;

@@ -17,11 +17,11 @@ import systemFunctions from './sh/system.sh';
 export const SYSTEM_FUNCTIONS: string = systemFunctions;
 /** host_lock NAME [WAIT], host_unlock NAME: changes shared by the apps of a host, one at a time (flock). */
 export const HOST_LOCK_FUNCTIONS: string = hostLockFunctions;
-/** rpc, rpc_fault, reread, group_down, group_add, sup_pids: supervisord's XML-RPC API over its socket. */
+/** rpc, rpc_fault, reread, group_down, group_add, sup_pids, group_fatal: supervisord's XML-RPC API over its socket. */
 export const SUPERVISOR_FUNCTIONS: string = supervisorFunctions;
 /** check_identity, live_verdict, report_slot (and their helpers): who answers on a program's port. Needs SUPERVISOR_FUNCTIONS (and PROBE_FUNCTIONS for live_verdict). */
 export const IDENTITY_FUNCTIONS: string = identityFunctions;
-/** probe, wait_healthy: the health checks. */
+/** probe, wait_healthy: the health checks (wait_healthy with FATAL_GROUP set needs SUPERVISOR_FUNCTIONS). */
 export const PROBE_FUNCTIONS: string = probeFunctions;
 /** cert_info PATH, served_serial NAME: certificates on disk and the one nginx serves. */
 export const CERT_FUNCTIONS: string = certFunctions;

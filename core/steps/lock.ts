@@ -36,14 +36,15 @@ export const LOCK_BUSY_EXIT = 3;
 /**
  * `then`: a script run as soon as the lock is ours, in the same step (saves a round trip: the host's state).
  * `finish`: a script run after it that may end the run on this host in the same round trip too (a no-op
- * deploy: `unlockScript` with its audit line, reporting `lock released`).
+ * deploy: `unlockScript` with its audit line, reporting `lock released`; a one-host rollback's whole work), given
+ * `finishSeconds` more before the step times out.
  */
-export function acquireLock(env: Target, req: LockRequest, then = '', finish = ''): Step {
+export function acquireLock(env: Target, req: LockRequest, then = '', finish = '', finishSeconds = 0): Step {
   const L = env.layout;
   return {
     name: 'lock',
     as: 'root',
-    timeout: req.wait + 30,
+    timeout: req.wait + 30 + finishSeconds,
     quiet: true,
     script: String.raw`${CONNECTION_FUNCTIONS}
 lock=${quote(L.lock)}

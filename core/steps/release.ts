@@ -4,7 +4,7 @@
 import type { Target } from '../target.ts';
 import type { Slot } from '../layout.ts';
 import { reportKeys, type Step } from '../remote/types.ts';
-import { quote } from '../shell.ts';
+import { quote, word, type HostVariable } from '../shell.ts';
 import { certificatePaths } from './nginx-config.ts';
 import { RELEASE_DIR_PATTERN, historyFunctions } from './history.ts';
 import { probes } from './switch.ts';
@@ -243,19 +243,20 @@ echo "release ${meta.id} (${meta.sha.slice(0, 12)}, ${meta.ref}${meta.submodules
 
 /**
  * Mark a release that failed before going live, or that was rolled back from (abandoned): a marker file in
- * its directory (skipped by rollback, kept apart by pruning) and an event in the host's history.
+ * its directory (skipped by rollback, kept apart by pruning) and an event in the host's history. `id` and the
+ * parts of `why` may be values known only on the host (a rollback's, chosen there: `onHost`).
  */
-export function markRelease(env: Target, id: string, mark: 'failed' | 'abandoned', why: string): Step {
-  const dir = `${env.layout.releases}/${id}`;
+export function markRelease(env: Target, id: string | HostVariable, mark: 'failed' | 'abandoned', why: string | (string | HostVariable)[]): Step {
+  const dir = word(`${env.layout.releases}/`, id);
   return {
     name: `mark ${mark}`,
     as: 'root',
     timeout: 30,
     quiet: true,
     script: `${historyFunctions(env)}
-if [ -d ${quote(dir)} ]; then
-  printf '%s\\n' ${quote(why)} > ${quote(`${dir}/.ops-${mark}`)}
-  history_add ${mark} ${quote(id)} ${quote(mark === 'failed' ? 'deploy' : 'rollback')}
+if [ -d ${dir} ]; then
+  printf '%s\\n' ${word(...(typeof why === 'string' ? [why] : why))} > ${word(`${env.layout.releases}/`, id, `/.ops-${mark}`)}
+  history_add ${mark} ${word(id)} ${quote(mark === 'failed' ? 'deploy' : 'rollback')}
 fi`,
   };
 }

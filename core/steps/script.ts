@@ -12,7 +12,12 @@ export function b64(content: string | Buffer): string {
  * sh/system.sh: atomic rename, CHANGED=1). Needs SYSTEM_FUNCTIONS.
  */
 export function putFile(path: string, content: string, mode = '0644', owner = 'root:root'): string {
-  return `put_file ${quote(path)} ${mode} ${owner} ${b64(content)}`;
+  return putFileWord(path, b64(content), mode, owner);
+}
+
+/** putFile with the content's base64 as a shell word (`"$conf_b64"`: a content made on the host). */
+export function putFileWord(path: string, b64Word: string, mode = '0644', owner = 'root:root'): string {
+  return `put_file ${quote(path)} ${mode} ${owner} ${b64Word}`;
 }
 
 /**

@@ -4,14 +4,14 @@
 import type { Target } from '../target.ts';
 import { OpsError } from '../errors.ts';
 import type { Slot } from '../layout.ts';
-import type { Step } from '../remote/types.ts';
-import { quote } from '../shell.ts';
+import { reportKeys, type Step } from '../remote/types.ts';
+import { onHost, quote, word, type HostVariable } from '../shell.ts';
 import { supervisorEnvironment, supervisorValue } from '../supervisor.ts';
-import { historyFunctions } from './history.ts';
+import { RELEASE_DIR_PATTERN, historyFunctions } from './history.ts';
 import { applyNginx } from './nginx.ts';
-import { site, upstreams } from './nginx-config.ts';
-import { b64, putFile } from './script.ts';
-import { IDENTITY_FUNCTIONS, PROBE_FUNCTIONS, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
+import { certificatePaths, site, upstreams } from './nginx-config.ts';
+import { b64, putFileWord } from './script.ts';
+import { HOST_LOCK_FUNCTIONS, IDENTITY_FUNCTIONS, PROBE_FUNCTIONS, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
 
 /** Expand {release} {python} {node} {npm} {port} {port:<program>} in a program's command or environment. */
 export function expand(env: Target, text: string, release: string, program: string, slot: Slot): string {
@@ -113,12 +113,43 @@ export function programPorts(env: Target, slot: Slot): string[] {
  * the step fails with their last log lines. Either way the live slot was never touched.
  */
 export function startSlot(env: Target, slot: Slot, release: string, releaseId: string): Step {
+  if (release !== `${env.layout.releases}/${releaseId}`) throw new Error(`startSlot: release ${releaseId} lives in ${env.layout.releases}/${releaseId}, not ${release}`);
+  return startRelease(env, slot, releaseId);
+}
+
+/** Where slotConfig is rendered for a release chosen on the host: the id's place, replaced there by the id. */
+const RELEASE_MARK = '@@ops-release-id@@';
+
+/**
+ * Shell that sets `release_id` (a runner's id, or the host's variable `release_id` already set) and checks it
+ * against the release-id pattern before any use: what a start or switch step names its release by.
+ */
+function releaseIdVar(releaseId: string | HostVariable): string {
+  const set = typeof releaseId !== 'string' && releaseId.variable === 'release_id' ? '' : `release_id=${word(releaseId)}\n`;
+  return String.raw`${set}[[ $release_id =~ ${RELEASE_DIR_PATTERN} ]] || { echo "not a release id: $release_id" >&2; exit 1; }`;
+}
+
+/**
+ * Shell that sets `conf_b64`: slotConfig for the release, base64 (the way put_file compares and writes it).
+ * Rendered here for a runner's id; for one chosen on the host, rendered with RELEASE_MARK in the id's place and
+ * the id (checked by releaseIdVar, so it needs no escaping for supervisor) put there by bash.
+ */
+export function slotConfigShell(env: Target, slot: Slot, releaseId: string | HostVariable): string {
+  const L = env.layout;
+  if (typeof releaseId === 'string') return `conf_b64=${b64(slotConfig(env, slot, `${L.releases}/${releaseId}`, releaseId))}`;
+  return String.raw`conf_text=${quote(slotConfig(env, slot, `${L.releases}/${RELEASE_MARK}`, RELEASE_MARK))}
+conf_text=${'$'}{conf_text//"${RELEASE_MARK}"/"$release_id"}
+conf_b64=$(printf %s "$conf_text" | base64 -w0)`;
+}
+
+/** startSlot for a release given by the runner, or chosen on the host (`onHost('release_id')`: rollbackStep). */
+function startRelease(env: Target, slot: Slot, releaseId: string | HostVariable): Step {
   const L = env.layout;
   const sw = env.config.switch;
   const group = L.supervisorGroup(slot);
   const logFiles = Object.keys(env.config.programs).flatMap((n) => [`${L.logDir}/${n}-${slot}.err.log`, `${L.logDir}/${n}-${slot}.out.log`]);
   const probeList = probes(env, slot).map(quote).join(' ');
-  const identity = `check_identity ${quote(releaseId)} ${quote(release)} ${quote(group)} ${programPorts(env, slot).map(quote).join(' ')}`;
+  const identity = `check_identity "$release_id" "$release" ${quote(group)} ${programPorts(env, slot).map(quote).join(' ')}`;
   return {
     name: `start ${slot}`,
     as: 'root',
@@ -127,18 +158,21 @@ export function startSlot(env: Target, slot: Slot, release: string, releaseId: s
 ${PROBE_FUNCTIONS}
 ${SUPERVISOR_FUNCTIONS}
 ${IDENTITY_FUNCTIONS}
+${releaseIdVar(releaseId)}
+release=${quote(L.releases)}/$release_id
+${slotConfigShell(env, slot, releaseId)}
 conf=${quote(L.supervisorConf(slot))}
 # The slot may still run exactly this (the previous release, kept warm: its file compared as base64, the way it
 # travels): then health and identity are enough, checked at once (live_verdict).
-if [ -f "$conf" ] && [ "$(base64 -w0 < "$conf")" = ${b64(slotConfig(env, slot, release, releaseId))} ] && [ "$(live_verdict ${quote(releaseId)} ${quote(release)} ${quote(group)} 2 0.1 ${probeList})" = ok ]; then
-  echo "slot ${slot} already runs ${releaseId} and is healthy: reused"
+if [ -f "$conf" ] && [ "$(base64 -w0 < "$conf")" = "$conf_b64" ] && [ "$(live_verdict "$release_id" "$release" ${quote(group)} 2 0.1 ${probeList})" = ok ]; then
+  echo "slot ${slot} already runs $release_id and is healthy: reused"
   exit 0
 fi
 # The new file goes in beside a copy of the previous one, which comes back if supervisor refuses the new one.
 prev=$(mktemp /etc/supervisor/.ops-prev.XXXXXX); trap 'rm -f "$prev"' EXIT
 had_prev=0; if [ -f "$conf" ]; then cp -a "$conf" "$prev"; had_prev=1; fi
 restore() { if [ "$had_prev" = 1 ]; then cp -a "$prev" "$conf"; else rm -f "$conf"; fi; reread >/dev/null || true; }
-${putFile(L.supervisorConf(slot), slotConfig(env, slot, release, releaseId))}
+${putFileWord(L.supervisorConf(slot), '"$conf_b64"')}
 if ! msg=$(reread); then
   restore
   if reread >/dev/null; then echo "supervisor refused the new configuration of slot ${slot} (${L.supervisorConf(slot)}): $msg" >&2
@@ -163,9 +197,9 @@ if ! msg=$(group_add ${quote(group)}); then
 fi
 verdict=""
 if ! FATAL_GROUP=${quote(group)} wait_healthy ${sw.health_timeout} ${sw.health_interval} ${probeList}; then
-  verdict="release ${releaseId} did not become healthy on slot ${slot}: $UNHEALTHY"
+  verdict="release $release_id did not become healthy on slot ${slot}: $UNHEALTHY"
 elif ! ${identity}; then
-  verdict="release ${releaseId} is not what answers on slot ${slot}: $IDENTITY"
+  verdict="release $release_id is not what answers on slot ${slot}: $IDENTITY"
 fi
 if [ -n "$verdict" ]; then
   for f in "${'$'}{!log_start[@]}"; do
@@ -179,7 +213,7 @@ if [ -n "$verdict" ]; then
   reread >/dev/null || true
   exit ${START_FAILED_CLEAN}
 fi >&2
-echo "slot ${slot} healthy: ${Object.keys(env.config.programs).join(', ')} (each answered by the process supervisor started for ${releaseId})"`,
+echo "slot ${slot} healthy: ${Object.keys(env.config.programs).join(', ')} (each answered by the process supervisor started for $release_id)"`,
   };
 }
 
@@ -217,9 +251,8 @@ fi`,
  * template without {{slot_location}} is warned about), `current` flips by rename(2), the live slot is recorded, and the
  * release's going live is appended to the host's history (the order rollback and pruning follow).
  */
-export function switchTo(env: Target, slot: Slot, releaseId: string, certificateReady: boolean, operation: 'deploy' | 'rollback' = 'deploy'): Step {
+export function switchTo(env: Target, slot: Slot, releaseId: string | HostVariable, certificateReady: boolean, operation: 'deploy' | 'rollback' = 'deploy'): Step {
   const L = env.layout;
-  const target = `${L.releases}/${releaseId}`;
   const host = env.config.domain ? ` -H ${quote(`Host: ${env.config.domain}`)}` : '';
   return {
     ...applyNginx({
@@ -231,7 +264,8 @@ export function switchTo(env: Target, slot: Slot, releaseId: string, certificate
       links: [[L.nginxSite, L.nginxSiteEnabled]],
       // The new `current` link and slot record exist before nginx changes (they need space and inodes under
       // the app's directory, which may be full): after the reload, two renames make them live.
-      before: String.raw`ln -sfn ${quote(target)} ${quote(`${L.base}/.current.new`)}
+      before: String.raw`${releaseIdVar(releaseId)}
+ln -sfn ${quote(L.releases)}/"$release_id" ${quote(`${L.base}/.current.new`)}
 printf '%s\n' ${quote(slot)} > ${quote(`${L.slotFile}.new`)}`,
       then: String.raw`for i in $(seq 100); do
   got=$(curl -s --max-time 1${host} http://127.0.0.1/.ops/slot 2>/dev/null || true)
@@ -242,36 +276,113 @@ done
 mv -T ${quote(`${L.base}/.current.new`)} ${quote(L.current)}
 mv -f ${quote(`${L.slotFile}.new`)} ${quote(L.slotFile)}
 ${historyFunctions(env)}
-history_add live ${quote(releaseId)} ${operation}
-echo "live: ${releaseId} on slot ${slot}"`,
+history_add live "$release_id" ${operation}
+echo "live: $release_id on slot ${slot}"`,
     }),
     name: 'switch',
   };
 }
 
-const SUBSHELL_PART = '# shellcheck disable=SC2030,SC2031,SC2317 # a part of its own, in a subshell';
+/** Before the parts of a step that run through ops_part (invoked indirectly, in a subshell of their own). */
+const PART = '# shellcheck disable=SC2030,SC2031,SC2317 # parts of their own, run by ops_part in a subshell';
 
 /**
- * A rollback's work on a host in one step: start (or reuse, when it still runs warm) `releaseId` on `slot`,
- * switch to it, then `after` (marking the release left; its failure is ignored) and `closing` (the audit line
- * and the unlock, core/ops/locked.ts). Fails like startSlot (exit START_FAILED_CLEAN: the slot is as it was)
- * or, once the start succeeded, with any other code (the operation stops the slot again); either way before
- * `current` changed.
+ * What rollbackStep reports: `rollback` (the host's verdict: ok; noop: the release is live already; none: no
+ * earlier release to go back to; not_kept: `--to` names no release kept there; no_live: nothing is live),
+ * `rollback_from` (the release live before), `rollback_to` and `rollback_slot` (the release chosen, the slot
+ * started for it), `rollback_exit` (the start or the switch failed: startSlot's exit code, START_FAILED_CLEAN
+ * when the slot is as it was), `rollback_stop_exit` (the old slot's stop failed after the switch).
  */
-export function rollbackStep(env: Target, slot: Slot, releaseId: string, certificateReady: boolean, after: string, closing: string): Step {
-  const start = startSlot(env, slot, `${env.layout.releases}/${releaseId}`, releaseId);
-  const sw = switchTo(env, slot, releaseId, certificateReady, 'rollback');
+export const ROLLBACK_KEYS = reportKeys('rollback', 'rollback_from', 'rollback_to', 'rollback_slot', 'rollback_exit', 'rollback_stop_exit');
+
+export interface RollbackEnds {
+  /**
+   * Shell run once the release went live (and, without keep_previous, the old slot stopped): the audit line and
+   * the unlock (core/ops/locked.ts), its fields from the host's `release_id` and `audit_previous`.
+   */
+  done: string;
+  /** Shell run when the host refuses or has nothing to do: '' (the operation lets go) or the unlock alone. */
+  refused: string;
+}
+
+/**
+ * A rollback's work on a host, in one step that chooses on the host what to go back to: the release `to`
+ * (it must be kept there), else the one live before the current one in the host's history (rollback_choice,
+ * core/steps/sh/history.sh). Then it starts (or reuses, when it still runs warm) that release on the idle slot,
+ * switches to it, runs `after` (marking the release left: its failure is ignored; it reads `rollback_from` and
+ * `release_id`), stops the old slot unless switch.keep_previous, and ends with `ends.done`. Whatever the live
+ * slot and the certificate on the host are, the step holds each variant (rendered for the id chosen there) and
+ * runs the one that fits. Runs alone or at the end of the lock step (a one-host rollback: one round trip).
+ * Exits 0 unless the step itself breaks: the outcome is in ROLLBACK_KEYS. A failed start or switch changed
+ * nothing that serves (`current` and nginx are as they were); the slot is as it was when `rollback_exit` is
+ * START_FAILED_CLEAN, else the operation stops it.
+ */
+export function rollbackStep(env: Target, to: string | undefined, after: string, ends: RollbackEnds): Step {
+  const L = env.layout;
+  const id = onHost('release_id');
+  const slots: Slot[] = ['blue', 'green'];
+  const certs = certificatePaths(env);
+  const certStates = certs ? [true, false] : [false];
+  const starts = slots.map((slot) => [slot, startRelease(env, slot, id)] as const);
+  const switches = slots.flatMap((slot) => certStates.map((cert) => [`${slot}:${cert ? 'yes' : 'no'}`, switchTo(env, slot, id, cert, 'rollback')] as const));
+  const stops = slots.map((slot) => [slot, stopSlot(env, slot, env.config.switch.drain)] as const);
+  // The shell libraries the parts use are defined once, here, rather than in each variant. Nothing is indented:
+  // the parts hold multi-line quoted text (a supervisor file).
+  const libraries = [SYSTEM_FUNCTIONS, PROBE_FUNCTIONS, SUPERVISOR_FUNCTIONS, IDENTITY_FUNCTIONS, HOST_LOCK_FUNCTIONS, historyFunctions(env)];
+  const body = (script: string) => libraries.reduce((text, lib) => text.split(`${lib}\n`).join(''), script);
+  const variants = (name: string, on: string, parts: (readonly [string, Step])[]) =>
+    `${PART}\ncase "${on}" in\n${parts.map(([key, step]) => `${key})\n${name}() {\n${body(step.script)}\n} ;;`).join('\n')}\nesac`;
+  const timeout = (starts[0]![1].timeout ?? 600) + (switches[0]![1].timeout ?? 600) + (env.config.switch.keep_previous ? 0 : (stops[0]![1].timeout ?? 600));
   return {
-    name: `start ${slot} + switch`,
+    name: 'rollback',
     as: 'root',
-    timeout: (start.timeout ?? 600) + (sw.timeout ?? 600),
-    script: [
-      // Each part in a subshell of its own: its `exit` and traps stay its own (so shellcheck, which reads the
-      // functions each part defines as unreachable after an earlier part's exit, is told so on each).
-      `${SUBSHELL_PART}\n(\n${start.script}\n)`,
-      `${SUBSHELL_PART}\n(\n${sw.script}\n) || { rc=$?; [ "$rc" != ${START_FAILED_CLEAN} ] || rc=1; exit "$rc"; }`,
-      `${SUBSHELL_PART}\n(\n${after}\n) || echo "could not mark the release left (it stays a rollback target)" >&2`,
-      closing,
-    ].join('\n'),
+    timeout,
+    script: String.raw`${libraries.join('\n')}
+# ops_part FUNCTION: runs it in a subshell of its own, errexit on (its exits and traps stay its own); its exit code in part_rc.
+ops_part() { set +e; ( set -e; "$1" ); part_rc=$?; set -e; }
+rollback_from=$(readlink ${quote(L.current)} 2>/dev/null || true); rollback_from=${'$'}{rollback_from##*/}
+live_slot=""; if [ -f ${quote(L.slotFile)} ]; then read -r live_slot < ${quote(L.slotFile)} || true; fi
+ops_report ${ROLLBACK_KEYS.rollback_from} "$rollback_from"
+if [ -z "$rollback_from" ]; then rollback_verdict=no_live; else rollback_choice "$rollback_from" ${quote(to ?? '')}; fi
+ops_report ${ROLLBACK_KEYS.rollback} "$rollback_verdict"
+if [ "$rollback_verdict" != ok ]; then
+  ${ends.refused || ':'}
+else
+  ops_report ${ROLLBACK_KEYS.rollback_to} "$release_id"
+  # The idle slot (green when the slot record is missing or unreadable: blue is then taken as live).
+  if [ "$live_slot" = green ]; then new_slot=blue; else live_slot=blue; new_slot=green; fi
+  ops_report ${ROLLBACK_KEYS.rollback_slot} "$new_slot"
+  cert=no; ${certs ? `if [ -s ${quote(certs.cert)} ]; then cert=yes; fi` : ': no certificate in this environment'}
+  # Only what is already known to the audit line: an id, or the live link's name with nothing JSON would escape.
+  # shellcheck disable=SC2034 # read by the audit line (ends.done)
+  audit_previous=${'$'}{rollback_from//[^A-Za-z0-9._-]/_}
+  ${variants('rollback_start', '$new_slot', starts)}
+  ${variants('rollback_switch', '$new_slot:$cert', switches)}
+  ${env.config.switch.keep_previous ? ': keep_previous: the old slot stays warm' : variants('rollback_stop', '$live_slot', stops)}
+  ${PART}
+  rollback_after() {
+    if [[ $rollback_from =~ ${RELEASE_DIR_PATTERN} ]]; then
+    ${body(after) || ':'}
+    fi
+  }
+  ops_part rollback_start
+  if [ "$part_rc" = 0 ]; then
+    # Once the start succeeded, a failed switch leaves the new slot to the operation to stop.
+    ops_part rollback_switch
+    if [ "$part_rc" = ${START_FAILED_CLEAN} ]; then part_rc=1; fi
+  fi
+  if [ "$part_rc" != 0 ]; then
+    ops_report ${ROLLBACK_KEYS.rollback_exit} "$part_rc"
+  else
+    ops_part rollback_after
+    [ "$part_rc" = 0 ] || echo "could not mark the release left (it stays a rollback target)" >&2
+    ${env.config.switch.keep_previous ? 'part_rc=0' : 'ops_part rollback_stop'}
+    if [ "$part_rc" = 0 ]; then
+      ${ends.done || ':'}
+    else
+      ops_report ${ROLLBACK_KEYS.rollback_stop_exit} "$part_rc"
+    fi
+  fi
+fi`,
   };
 }

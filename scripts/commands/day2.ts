@@ -3,7 +3,7 @@
 import { loadEnvironment } from '../../core/config/environment.ts';
 import { MAX_LOG_LINES } from '../../core/steps/logs.ts';
 import type { LogSlots } from '../../core/steps/logs.ts';
-import { JSON_OPTION, command, type Command } from '../cli.ts';
+import { JSON_OPTION, command, printResult, type Command } from '../cli.ts';
 
 const json = JSON_OPTION;
 
@@ -16,10 +16,11 @@ export const commands: Command[] = [
     help: `One read-only SSH round trip per host. Each problem is one line at the end (and in "problems" with
 --json); the exit code is 1 when there is any, so a workflow step can gate on it. Warnings (a certificate
 renewal running late, a disk filling up, the previous release's programs down) do not fail.`,
-    async run({ args, ops, values, stdout }) {
+    async run(ctx) {
+      const { args, ops } = ctx;
       const { formatStatus, status } = await import('../../core/ops/status.ts');
       const r = await status(ops, loadEnvironment(args[0]!, ops.root));
-      stdout.write(ops.reporter.redact(values.json ? JSON.stringify(r, null, 2) : formatStatus(r)) + '\n');
+      await printResult(ctx, r, formatStatus);
       return r.healthy ? 0 : 1;
     },
   }),
@@ -55,11 +56,12 @@ still shown, with a warning that masking is limited.`,
     summary: 'TLS certificates per host: names, expiry, the one nginx serves, renewal schedule; --renew forces a renewal',
     args: ['<env>'],
     options: { renew: { type: 'boolean', description: 'renew now (certbot renew --force-renewal, or a new self-signed one), then reload nginx if nginx -t accepts it' }, json },
-    async run({ args, ops, values, stdout }) {
+    async run(ctx) {
+      const { args, ops, values } = ctx;
       const { certificates, formatCerts, renewCertificates } = await import('../../core/ops/certs.ts');
       const env = loadEnvironment(args[0]!, ops.root);
       const r = values.renew ? await renewCertificates(ops, env) : await certificates(ops, env);
-      stdout.write(ops.reporter.redact(values.json ? JSON.stringify(r, null, 2) : formatCerts(r)) + '\n');
+      await printResult(ctx, r, formatCerts);
       return r.ok ? 0 : 1;
     },
   })

@@ -1,6 +1,6 @@
 // Commands that change or show what runs: deploy, rollback, releases, lock, audit.
 import { loadEnvironment } from '../../core/config/environment.ts';
-import { JSON_OPTION, command, type Command } from '../cli.ts';
+import { JSON_OPTION, command, printResult, type Command } from '../cli.ts';
 
 const json = JSON_OPTION;
 
@@ -15,12 +15,12 @@ export const commands: Command[] = [
       'dry-run': { type: 'boolean', description: 'print the plan (hosts, sha, steps, and what changes: commits, migrations, dependency sets) and change nothing' },
       json,
     },
-    async run({ args, ops, values, stdout }) {
+    async run(ctx) {
+      const { args, ops, values } = ctx;
       const { deploy, deploySummary } = await import('../../core/ops/deploy.ts');
       const env = loadEnvironment(args[0]!, ops.root);
       const r = await deploy(ops, env, { ref: values.ref, force: Boolean(values.force), dryRun: Boolean(values['dry-run']) });
-      if (values.json) stdout.write(JSON.stringify(r, null, 2) + '\n');
-      else await ops.reporter.summary(deploySummary(r));
+      await printResult(ctx, r, deploySummary, 'summary');
       return 0;
     },
   }),
@@ -29,10 +29,11 @@ export const commands: Command[] = [
     summary: 'what deploying a ref would change on each host: commits (or a rollback in disguise), new migrations, dependency sets; changes nothing',
     args: ['<env>'],
     options: { ref: { type: 'string', value: 'REF', description: "branch, tag or sha (default: the environment's ref)" }, json },
-    async run({ args, ops, values, stdout }) {
+    async run(ctx) {
+      const { args, ops, values } = ctx;
       const { diff, formatDiff } = await import('../../core/ops/diff.ts');
       const r = await diff(ops, loadEnvironment(args[0]!, ops.root), values.ref);
-      stdout.write((values.json ? JSON.stringify(r, null, 2) : formatDiff(r)) + '\n');
+      await printResult(ctx, r, formatDiff);
       return 0;
     },
   }),
@@ -41,12 +42,12 @@ export const commands: Command[] = [
     summary: 'switch back to a kept release in seconds (default: the one before the live one)',
     args: ['<env>'],
     options: { to: { type: 'string', value: 'RELEASE', description: 'release id to go back to (see ops releases)' }, json },
-    async run({ args, ops, values, stdout }) {
+    async run(ctx) {
+      const { args, ops, values } = ctx;
       const { rollback, rollbackSummary } = await import('../../core/ops/rollback.ts');
       const env = loadEnvironment(args[0]!, ops.root);
       const r = await rollback(ops, env, values.to);
-      if (values.json) stdout.write(JSON.stringify(r, null, 2) + '\n');
-      else await ops.reporter.summary(rollbackSummary(r));
+      await printResult(ctx, r, rollbackSummary, 'summary');
       return 0;
     },
   }),
@@ -55,12 +56,12 @@ export const commands: Command[] = [
     summary: "load the environment's initial data (assets/initdata.yml, may be sops-encrypted) with the app's loader",
     args: ['<env>'],
     options: { file: { type: 'string', value: 'FILE', description: 'another data file (YAML; sops-encrypted or not)' }, json },
-    async run({ args, ops, values, stdout }) {
+    async run(ctx) {
+      const { args, ops, values } = ctx;
       const { initdata, initdataSummary } = await import('../../core/ops/initdata.ts');
       const env = loadEnvironment(args[0]!, ops.root);
       const r = await initdata(ops, env, { file: values.file });
-      if (values.json) stdout.write(JSON.stringify(r, null, 2) + '\n');
-      else await ops.reporter.summary(initdataSummary(r));
+      await printResult(ctx, r, initdataSummary, 'summary');
       return 0;
     },
   }),
@@ -69,10 +70,11 @@ export const commands: Command[] = [
     summary: 'list the releases kept on each host (id, sha, ref, when, who; * = live)',
     args: ['<env>'],
     options: { json },
-    async run({ args, ops, values, stdout }) {
+    async run(ctx) {
+      const { args, ops } = ctx;
       const { formatReleases, listReleases } = await import('../../core/ops/records.ts');
       const list = await listReleases(ops, loadEnvironment(args[0]!, ops.root));
-      stdout.write((values.json ? JSON.stringify(list, null, 2) : formatReleases(list)) + '\n');
+      await printResult(ctx, list, formatReleases);
       return 0;
     },
   }),
@@ -81,10 +83,11 @@ export const commands: Command[] = [
     summary: "show who holds the environment's lock on each host (stale = its run died)",
     args: ['<env>'],
     options: { json },
-    async run({ args, ops, values, stdout }) {
+    async run(ctx) {
+      const { args, ops } = ctx;
       const { formatLock, getLockStatus } = await import('../../core/ops/records.ts');
       const list = await getLockStatus(ops, loadEnvironment(args[0]!, ops.root));
-      stdout.write((values.json ? JSON.stringify(list, null, 2) : formatLock(list)) + '\n');
+      await printResult(ctx, list, formatLock);
       return list.some((l) => l.lock.state !== 'free') ? 1 : 0;
     },
   }),
@@ -104,10 +107,11 @@ export const commands: Command[] = [
     summary: 'the append-only log of runs on each host (who, what, sha, result)',
     args: ['<env>'],
     options: { lines: { type: 'number', value: 'N', min: 1, description: 'entries per host (default 20)' }, json },
-    async run({ args, ops, values, stdout }) {
+    async run(ctx) {
+      const { args, ops, values } = ctx;
       const { auditLog, formatAudit } = await import('../../core/ops/records.ts');
       const list = await auditLog(ops, loadEnvironment(args[0]!, ops.root), values.lines ?? 20);
-      stdout.write((values.json ? JSON.stringify(list, null, 2) : formatAudit(list)) + '\n');
+      await printResult(ctx, list, formatAudit);
       return 0;
     },
   }),

@@ -3,7 +3,7 @@
 // (secrets/scaffold.ts, ops/decommission.ts); here only the arguments and what is printed.
 import { defaultKeyFile } from '../../core/secrets/key-file.ts';
 import { validate } from '../../core/shell.ts';
-import { JSON_OPTION, command, type Command } from '../cli.ts';
+import { JSON_OPTION, command, printResult, type Command } from '../cli.ts';
 
 const json = JSON_OPTION;
 
@@ -20,6 +20,7 @@ for environments/<name>/ in .sops.yaml, and environments/<name>/secrets.sops.yam
 secret_key and config_repo_api_key, and CHANGE-ME placeholders for the other secrets.
 The new environment's age private key is printed once: store it, it is not written anywhere.`,
     async run(ctx) {
+      const { args, ops, values, stdout } = ctx;
       const { newEnvironment } = await import('../../core/secrets/scaffold.ts');
       const name = validate('environment', ctx.args[0]!);
       const result = await newEnvironment(ctx.root, name, { recipients: ctx.values.recipient ?? [] });
@@ -50,11 +51,12 @@ then release its resources. The command checks every host (as ops status does) a
 serves a release. It then deletes environments/<name>/ and its rule in .sops.yaml (review and commit the
 change), and prints what the repository cannot release: VMs, database, DNS, certificate, OpenID Connect
 (DataPass) callback URLs, the GitHub environment and its secrets, workflow options naming it, its age key.`,
-    async run({ args, ops, values, stdout }) {
+    async run(ctx) {
+      const { args, ops, values } = ctx;
       const { formatRemove, removeEnvironment } = await import('../../core/ops/decommission.ts');
       const dryRun = Boolean(values['dry-run']);
       const r = await removeEnvironment(ops, args[0]!, { force: Boolean(values.force), dryRun });
-      stdout.write(values.json ? JSON.stringify(r, null, 2) + '\n' : formatRemove(r, dryRun) + '\n');
+      await printResult(ctx, r, (r) => formatRemove(r, dryRun));
       return 0;
     },
   }),

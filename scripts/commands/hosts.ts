@@ -2,7 +2,7 @@
 import { stringify } from 'yaml';
 import { loadEnvironment } from '../../core/config/environment.ts';
 import { fingerprint, parseHostKey } from '../../core/config/hostkey.ts';
-import { JSON_OPTION, command, type Command } from '../cli.ts';
+import { JSON_OPTION, command, printResult, type Command } from '../cli.ts';
 
 const json = JSON_OPTION;
 
@@ -12,12 +12,12 @@ export const commands: Command[] = [
     summary: 'check every host: reachable, host key verified, hostname, OS, uptime, free disk',
     args: ['<env>'],
     options: { json },
-    async run({ args, ops, values, stdout }) {
+    async run(ctx) {
+      const { args, ops } = ctx;
       const { formatPing, ping } = await import('../../core/ops/ping.ts');
       const env = loadEnvironment(args[0]!, ops.root);
       const results = await ping(ops, env);
-      if (values.json) stdout.write(JSON.stringify(results, null, 2) + '\n');
-      else ops.reporter.info(formatPing(results));
+      await printResult(ctx, results, formatPing, 'info');
       return results.every((r) => r.ok) ? 0 : 1;
     },
   }),
@@ -26,7 +26,8 @@ export const commands: Command[] = [
     summary: 'print the resolved configuration of an environment (defaults filled in, secrets not shown); fails on a .env value the declared readers cannot carry',
     args: ['<env>'],
     options: { json },
-    async run({ args, ops, values, stdout }) {
+    async run(ctx) {
+      const { args, ops } = ctx;
       const { dotenvPreview } = await import('../../core/ops/secrets.ts');
       const env = loadEnvironment(args[0]!, ops.root);
       // The deploy's own .env check: a value the readers would corrupt fails here too, by name.
@@ -45,7 +46,7 @@ export const commands: Command[] = [
         env: Object.fromEntries(Object.entries(env.config.env).map(([k, v]) => [k, typeof v === 'string' ? v : `<secret ${v.secret}>`])),
         dotenv: { ...env.config.dotenv, forms: dotenv.forms },
       };
-      stdout.write(values.json ? JSON.stringify(resolved, null, 2) + '\n' : stringify(resolved, { lineWidth: 0 }));
+      await printResult(ctx, resolved, (r) => stringify(r, { lineWidth: 0 }).trimEnd());
       return 0;
     },
   }),

@@ -105,7 +105,8 @@ describe.sequential('deploy on a provisioned host', () => {
     const result = await done;
     expect(servedAfter).toBeGreaterThan(0);
     expect(servedAfter).toBeLessThan(8000);
-    expect(result.hosts[0]!.steps.map((s) => s.name)).toEqual(['start blue + switch']); // one step after the lock: start (reused), switch, mark, audit, unlock
+    // One step after connecting: the lock step took the lock, chose v1 on the host, started (reused) it, switched, marked, audited, let go.
+    expect(result.hosts[0]!.steps.map((s) => s.name)).toEqual(['lock + start blue + switch']);
     expect(result.hosts[0]!.previous).not.toBe(result.hosts[0]!.release);
     expect((await get(host)).body).toBe(v1Page);
     const list = await listReleases(project.ctx(), project.env());

@@ -2,11 +2,14 @@
 // connection per host; a failure on one host stops the rollout and says which hosts run which release.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deploy } from '../../core/ops/deploy.ts';
+import { rollback } from '../../core/ops/rollback.ts';
 import { downHost, sshRun, type Host } from '../hosts/index.ts';
 import { appRepo, get, makeProject, readyHost, sshLogins, testConfig, testDatabase, type TestProject } from './support.ts';
 
 let hosts: Host[] = [];
 let project: TestProject;
+/** Each host's v1 release (the first test's). */
+let v1: string[] = [];
 
 beforeAll(async () => {
   hosts = [await readyHost('mha'), await readyHost('mhb')];
@@ -25,6 +28,7 @@ describe.sequential('two hosts', () => {
     const after = await Promise.all(hosts.map(sshLogins));
     expect(r.hosts.map((h) => h.host)).toEqual(hosts.map((h) => h.name));
     expect(new Set(r.hosts.map((h) => h.release)).size).toBe(1);
+    v1 = r.hosts.map((h) => h.release);
     for (const h of hosts) expect((await get(h)).body).toContain(`revision ${r.sha}`);
     after.forEach((n, i) => expect(n - before[i]! - 1).toBe(1));
     // Migrations ran once, on the first host.
@@ -48,4 +52,15 @@ describe.sequential('two hosts', () => {
     expect(again.hosts.map((h) => h.noop)).toEqual([true, false]);
     for (const h of hosts) expect((await get(h)).body).toContain('Version 2.0.0');
   }, 600_000);
+
+  it('rolls every host back: all locks first, then each host its own step, choosing its target from its history', async () => {
+    const before = await Promise.all(hosts.map(sshLogins));
+    const r = await rollback(project.ctx(), project.env());
+    const after = await Promise.all(hosts.map(sshLogins));
+    expect(r.hosts.map((h) => [h.host, h.release])).toEqual(hosts.map((h, i) => [h.name, v1[i]]));
+    // Not in the lock step (that would change a host before every lock is taken): a step of its own after it.
+    for (const h of r.hosts) expect(h.steps.map((s) => s.name)).toEqual([expect.stringMatching(/^start (blue|green) \+ switch$/)]);
+    for (const h of hosts) expect((await get(h)).body).toContain('Version 1.0.0');
+    after.forEach((n, i) => expect(n - before[i]! - 1).toBe(1));
+  }, 300_000);
 });

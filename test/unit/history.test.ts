@@ -13,7 +13,7 @@ import { clockSkewWarning } from '../../core/context.ts';
 import { pruneAfterSwitch, parseState } from '../../core/ops/host-state.ts';
 import { parseReports, reportedAll, type StepResult } from '../../core/remote/types.ts';
 import { scriptPrelude } from '../../core/remote/wrap.ts';
-import { historyFunctions, parseReleaseRecord, previousRelease, retention, type ReleaseRecord } from '../../core/steps/history.ts';
+import { historyFunctions, parseReleaseRecord, retention, type ReleaseRecord } from '../../core/steps/history.ts';
 import { pruneReleases } from '../../core/steps/release.ts';
 import { slotConfig } from '../../core/steps/switch.ts';
 import { LIBRARY_KEYS } from '../../core/steps/libraries.ts';
@@ -71,7 +71,7 @@ describe('history on a host (bash)', () => {
     const records = reportedAll(after, LIBRARY_KEYS.release).map(parseReleaseRecord);
     expect(records.find((r) => r.id === SKEWED)!.liveSeq).toBe(6);
     expect(reportedAll(after, LIBRARY_KEYS.history_seq)).toEqual(['6']);
-    expect(previousRelease(records, SKEWED)!.id).toBe(B);
+    expect(choose(e, SKEWED)).toEqual(['ok', B]);
     const lines = readFileSync(join(base, '.ops', 'history'), 'utf8').trim().split('\n');
     expect(lines.at(-1)).toMatch(new RegExp(`^6\\t\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\dZ\\tlive\\t${SKEWED}\\tdeploy$`));
   });
@@ -95,15 +95,49 @@ describe('history on a host (bash)', () => {
   });
 });
 
+/** rollback_choice on the host (bash): [verdict, release id]. */
+function choose(e: Target, current: string, to = ''): [string, string] {
+  const r = bash(e, `rollback_choice ${current} '${to}'; ops_report choice "$rollback_verdict $release_id"`);
+  const [verdict = '', id = ''] = (r.reports.find(([k]) => k === 'choice')?.[1] ?? '').split(' ');
+  return [verdict, id];
+}
+
+/** A scratch host whose history file holds `events` ([event, id], numbered from 1). */
+function withHistory(releases: Record<string, '' | 'failed' | 'abandoned'>, current: string, events: [string, string][]): Target {
+  const base = host(releases, current);
+  writeFileSync(join(base, '.ops', 'history'), events.map(([event, id], i) => `${i + 1}\t2026-11-01T00:00:00Z\t${event}\t${id}\tdeploy\n`).join(''));
+  return env(base);
+}
+
+describe('the rollback target, chosen on the host (bash: rollback_choice)', () => {
+  // A, B went live; C went live and was rolled back from; D failed; SKEWED (the oldest id) went live last.
+  const releases = { [A]: '', [B]: '', [C]: 'abandoned', [D]: 'failed', [SKEWED]: '' } as const;
+  const events: [string, string][] = [['live', A], ['live', B], ['live', C], ['live', B], ['abandoned', C], ['failed', D], ['live', SKEWED]];
+
+  it('the release live before the current one in the history, whatever the ids; failed and abandoned ones skipped', () => {
+    expect(choose(withHistory(releases, SKEWED, events), SKEWED)).toEqual(['ok', B]);
+    // B's last going live (4) came after C's (3): from B, C would be next by that order, but it was rolled back from.
+    expect(choose(withHistory(releases, B, events.slice(0, 5)), B)).toEqual(['ok', A]);
+    expect(choose(withHistory({ [A]: '' }, A, [['live', A]]), A)).toEqual(['none', '']);
+    // A release that went live before but is gone from the host (pruned) is not a target.
+    expect(choose(withHistory({ [B]: '', [SKEWED]: '' }, SKEWED, events), SKEWED)).toEqual(['ok', B]);
+    expect(choose(withHistory({ [A]: '', [SKEWED]: '' }, SKEWED, events), SKEWED)).toEqual(['ok', A]);
+  });
+
+  it('--to: a kept release (failed ones too, as asked), the live one is a no-op, anything else is not kept', () => {
+    const e = withHistory(releases, SKEWED, events);
+    expect(choose(e, SKEWED, A)).toEqual(['ok', A]);
+    expect(choose(e, SKEWED, D)).toEqual(['ok', D]);
+    expect(choose(e, SKEWED, SKEWED)).toEqual(['noop', SKEWED]);
+    expect(choose(e, SKEWED, '20260101T000000Z-0000000000aa')).toEqual(['not_kept', '']);
+    // Not a release id at all (a path out of the releases directory): refused the same way, never used.
+    expect(choose(e, SKEWED, '..')).toEqual(['not_kept', '']);
+  });
+});
+
 const rec = (id: string, status: ReleaseRecord['status'], liveSeq?: number, eventSeq = liveSeq): ReleaseRecord => ({ id, sha: '', status, liveSeq, eventSeq });
 
-describe('previous release and retention', () => {
-  it('rollback goes to the release live before the current one, skipping failed and abandoned ones, whatever the ids', () => {
-    const releases = [rec(A, 'ok', 1), rec(B, 'ok', 2), rec(C, 'abandoned', 3, 5), rec(D, 'failed', undefined, 6), rec(SKEWED, 'ok', 7)];
-    expect(previousRelease(releases, SKEWED)!.id).toBe(B);
-    expect(previousRelease(releases, B)!.id).toBe(A);
-    expect(previousRelease([rec(A, 'ok', 1)], A)).toBeUndefined();
-  });
+describe('retention', () => {
 
   it('keep 3: one good, four failed, one good → the first good one is kept (and is the rollback target); failed ones are kept apart, fewer', () => {
     const failed = ['20261110T000000Z-f1f1f1f1f1f1', '20261111T000000Z-f2f2f2f2f2f2', '20261112T000000Z-f3f3f3f3f3f3', '20261113T000000Z-f4f4f4f4f4f4'];
@@ -117,7 +151,6 @@ describe('previous release and retention', () => {
       [failed[1]!]: undefined,
       [failed[0]!]: undefined,
     });
-    expect(previousRelease(releases, B)!.id).toBe(A);
   });
 
   it('good releases beyond keep are pruned, oldest to go live first; never the live or a warm one', () => {

@@ -148,6 +148,18 @@ for k in sample-blue:sample-blue-client sample-blue:sample-blue-server sample-gr
     expect(stdout.trim().split('\n').slice(-4)).toEqual(['sample-blue:sample-blue-client=352', 'sample-blue:sample-blue-server=350', 'sample-green:sample-green-server=4386', 'sample-green:sample-green-web=none']);
   });
 
+  it('group_fatal: a group one of whose programs supervisor gave up on (FATAL), from a real answer; not another group, not a fault', async () => {
+    // supervisord 4.2.5 (PyPI, the version Debian 12 ships): sample-green-server exits at once (startretries=1 → FATAL).
+    const answer = join(import.meta.dirname, '..', 'fixtures', 'supervisor', 'getAllProcessInfo-fatal-4.2.5.xml');
+    const script = `${scriptPrelude}
+${SUPERVISOR_FUNCTIONS}
+rpc() { if [ -n "${'$'}{FAULT:-}" ]; then echo '<fault>no answer</fault>'; else cat ${answer}; fi; }
+for g in sample-green sample-blue-server sample-gre; do if group_fatal "$g"; then echo "$g=fatal"; else echo "$g=no"; fi; done
+FAULT=1; if group_fatal sample-green; then echo fault=fatal; else echo fault=no; fi`;
+    const { stdout } = await run('bash', ['-c', script]);
+    expect(stdout.trim().split('\n').slice(-4)).toEqual(['sample-green=fatal', 'sample-blue-server=no', 'sample-gre=no', 'fault=no']);
+  });
+
   it('a supervisor that does not answer gives no pids (the identity check then names it)', async () => {
     const script = `${scriptPrelude}
 ${SUPERVISOR_FUNCTIONS}

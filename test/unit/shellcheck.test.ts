@@ -14,6 +14,7 @@ import { resolveTarget, type Target } from '../../core/target.ts';
 import { layout } from '../../core/layout.ts';
 import { packageIndexFiles } from '../../core/packages.ts';
 import type { Step } from '../../core/remote/types.ts';
+import { onHost } from '../../core/shell.ts';
 import { scriptText, uploadStep } from '../../core/remote/wrap.ts';
 import { appendAudit, readAudit } from '../../core/steps/audit.ts';
 import { listCertificates, renewCertificate } from '../../core/steps/certs.ts';
@@ -66,6 +67,7 @@ const ENVIRONMENTS: Record<string, Target> = {
   'self-signed': environment('selfsigned', { domain: 'shop.example.org', tls: { mode: 'self-signed' } }),
   'several programs': environment('multi', { domain: 'shop.example.org', programs: twoPrograms, release: { before_switch: ['make check'], after_switch: ['make warm'] } }),
   bastion: environment('bastion', { bastion: { address: '198.51.100.7', host_key: KEY } }),
+  'previous slot stopped': environment('cold', { switch: { keep_previous: false, drain: 5 } }),
   packages: environment('packages', {
     packages: { pip_index_url: 'https://pypi.example.org/simple/', npm_registry: 'https://npm.example.org/repo', npm_token: { secret: 'npm.token' } },
     provision: { packages: ['imagemagick', 'libpq-dev'] },
@@ -102,7 +104,8 @@ function render(env: Target): Record<string, Step> {
     stopSlot: stopSlot(env, 'blue', 5),
     switchTo: switchTo(env, 'green', RELEASE_ID, true),
     'switchTo rollback': switchTo(env, 'blue', RELEASE_ID, true, 'rollback'),
-    rollbackStep: rollbackStep(env, 'blue', RELEASE_ID, true, markRelease(env, RELEASE_ID, 'abandoned', 'rolled back').script, releaseLock(env, '0123456789abcdef', ['{"a":1}']).script),
+    rollbackStep: rollbackStep(env, undefined, markRelease(env, onHost('rollback_from'), 'abandoned', ['rolled back to ', onHost('release_id')]).script, { done: releaseLock(env, '0123456789abcdef', ['{"a":1}']).script, refused: '' }),
+    'rollbackStep --to': rollbackStep(env, RELEASE_ID, '', { done: '', refused: releaseLock(env, '0123456789abcdef').script }),
     packArtifacts: packArtifacts(env, RELEASE_ID, ['venv-aaaa', 'node-bbbb']),
     readChunk: readChunk(env, RELEASE_ID, 'venv-aaaa', 33554432, 1024),
     dropPacked: dropPacked(env, RELEASE_ID),

@@ -13,8 +13,9 @@ import { acquireLock, releaseLock } from '../../core/steps/lock.ts';
 import { applyNginx } from '../../core/steps/nginx.ts';
 import { renderTemplate, site, upstreams } from '../../core/steps/nginx-config.ts';
 import { appCommand, nodeDependencies, pythonDependencies } from '../../core/steps/app.ts';
-import { createRelease, deployState, pruneReleases, releaseId } from '../../core/steps/release.ts';
-import { expand, slotConfig, startSlot, stopSlot, switchTo } from '../../core/steps/switch.ts';
+import { createRelease, deployState, markRelease, pruneReleases, releaseId } from '../../core/steps/release.ts';
+import { expand, rollbackStep, slotConfig, startSlot, stopSlot, switchTo } from '../../core/steps/switch.ts';
+import { onHost } from '../../core/shell.ts';
 import { installPackages, packageIndexes, packageList, runtimes } from '../../core/steps/system.ts';
 import { packageIndexFiles } from '../../core/packages.ts';
 import { scriptPrelude, scriptText } from '../../core/remote/wrap.ts';
@@ -61,6 +62,11 @@ describe('step scripts, by exact text', () => {
     start: startSlot(e, 'green', release, '20261125T120000Z-0123456789ab'),
     switch: switchTo(e, 'green', '20261125T120000Z-0123456789ab', true),
     stop: stopSlot(e, 'blue', 5),
+    // The release chosen on the host; the audit line and the unlock as core/ops/locked.ts writes them.
+    rollback: rollbackStep(e, undefined, markRelease(e, onHost('rollback_from'), 'abandoned', ['rolled back to ', onHost('release_id'), ' by me at t']).script, {
+      done: releaseLock(e, '0123456789abcdef', ['{"a":1}']).script,
+      refused: releaseLock(e, '0123456789abcdef').script,
+    }),
     prune: pruneReleases(e, ['20261120T120000Z-0123456789ab', '20261121T120000Z-0123456789ab']),
     packages: installPackages(e),
     runtimes: runtimes(e),

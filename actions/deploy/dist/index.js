@@ -26694,6 +26694,9 @@ function quote(value) {
   if (s !== "" && /^[A-Za-z0-9_@%+=:,./-]+$/.test(s)) return s;
   return `'${s.replace(/'/g, `'\\''`)}'`;
 }
+function word(...parts) {
+  return parts.map((p) => typeof p === "string" ? quote(p) : `"\${${p.variable}}"`).join("") || "''";
+}
 function cmd(...words) {
   return words.map(quote).join(" ");
 }
@@ -52871,16 +52874,16 @@ var init_build = __esm({
         const unit = [0];
         const depth = [0];
         const terminal = [0];
-        for (const word of words) {
+        for (const word2 of words) {
           let node = 0;
-          for (let i = 0; i < word.length; i++) {
-            const key = node * alphabetSize + word[i];
+          for (let i = 0; i < word2.length; i++) {
+            const key = node * alphabetSize + word2[i];
             let child = edges.get(key);
             if (child === void 0) {
               child = parent.length;
               edges.set(key, child);
               parent.push(node);
-              unit.push(word[i]);
+              unit.push(word2[i]);
               depth.push(depth[node] + 1);
               terminal.push(0);
             }
@@ -56292,14 +56295,14 @@ function clean2(...arrays) {
 function createView(arr) {
   return new DataView(arr.buffer, arr.byteOffset, arr.byteLength);
 }
-function rotr(word, shift) {
-  return word << 32 - shift | word >>> shift;
+function rotr(word2, shift) {
+  return word2 << 32 - shift | word2 >>> shift;
 }
-function rotl(word, shift) {
-  return word << shift | word >>> 32 - shift >>> 0;
+function rotl(word2, shift) {
+  return word2 << shift | word2 >>> 32 - shift >>> 0;
 }
-function byteSwap(word) {
-  return word << 24 & 4278190080 | word << 8 & 16711680 | word >>> 8 & 65280 | word >>> 24 & 255;
+function byteSwap(word2) {
+  return word2 << 24 & 4278190080 | word2 << 8 & 16711680 | word2 >>> 8 & 65280 | word2 >>> 24 & 255;
 }
 function byteSwap32(arr) {
   for (let i = 0; i < arr.length; i++) {
@@ -57598,8 +57601,8 @@ function clean3(...arrays) {
 function createView2(arr) {
   return new DataView(arr.buffer, arr.byteOffset, arr.byteLength);
 }
-function byteSwap2(word) {
-  return word << 24 & 4278190080 | word << 8 & 16711680 | word >>> 8 & 65280 | word >>> 24 & 255;
+function byteSwap2(word2) {
+  return word2 << 24 & 4278190080 | word2 << 8 & 16711680 | word2 >>> 8 & 65280 | word2 >>> 24 & 255;
 }
 function byteSwap322(arr) {
   for (let i = 0; i < arr.length; i++) {
@@ -58331,11 +58334,11 @@ function clean4(...arrays) {
 function createView3(arr) {
   return new DataView(arr.buffer, arr.byteOffset, arr.byteLength);
 }
-function rotr2(word, shift) {
-  return word << 32 - shift | word >>> shift;
+function rotr2(word2, shift) {
+  return word2 << 32 - shift | word2 >>> shift;
 }
-function byteSwap3(word) {
-  return word << 24 & 4278190080 | word << 8 & 16711680 | word >>> 8 & 65280 | word >>> 24 & 255;
+function byteSwap3(word2) {
+  return word2 << 24 & 4278190080 | word2 << 8 & 16711680 | word2 >>> 8 & 65280 | word2 >>> 24 & 255;
 }
 function byteSwap323(arr) {
   for (let i = 0; i < arr.length; i++) {
@@ -69046,7 +69049,11 @@ var Bastion = class _Bastion {
 init_shell();
 
 // core/remote/types.ts
+init_errors();
 var REPORT_PREFIX = "@ops ";
+function failureDetail(stdout, stderr) {
+  return tail(stderr.trim() ? stderr : stdout.split("\n").filter((l) => !l.startsWith(REPORT_PREFIX)).join("\n"));
+}
 function parseReports(stdout) {
   const out = [];
   for (const line of stdout.split("\n")) {
@@ -69323,7 +69330,7 @@ var SshRemote = class {
     }
     const result = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble };
     if (code !== 0 && !options.allowFailure) {
-      const detail = tail(stderr.trim() ? stderr : stdout.split("\n").filter((l) => !l.startsWith(REPORT_PREFIX)).join("\n"));
+      const detail = failureDetail(stdout, stderr);
       throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name));
     }
     return result;
@@ -69915,7 +69922,8 @@ var history_default = `# shellcheck shell=bash
 # history_add EVENT RELEASE OPERATION appends (call under the lock); history_init derives and writes the
 # history of a host that has none; history_lines prints it (derived, not written, when absent: read-only
 # views); release_reports reports every release directory as
-# \`release <id> <sha> <status> <live seq|-> <last event seq|->\`. Needs ops_report.
+# \`release <id> <sha> <status> <live seq|-> <last event seq|->\`; rollback_choice picks a rollback's release.
+# Needs ops_report.
 history_now() { date -u +%Y-%m-%dT%H:%M:%SZ; }
 history_last() { if [ -f "$history_file" ]; then awk -F'\\t' '$1 ~ /^[0-9]+$/ { n = $1 } END { print n + 0 }' "$history_file"; else echo 0; fi; }
 history_add() {
@@ -69945,25 +69953,62 @@ history_derive() {
 }
 history_init() { if [ ! -f "$history_file" ]; then history_derive > "$history_file.new"; chmod 0644 "$history_file.new"; mv -f "$history_file.new" "$history_file"; ops_report history derived; fi; }
 history_lines() { if [ -f "$history_file" ]; then cat "$history_file"; else history_derive; fi; }
-release_reports() {
-  local r d status sha
-  declare -A live_seq last_seq
-  local seq=0 n _t event id _rest
-  # One pass over the history, by bash: each release's last going live and last event, and the last sequence number.
+# history_read: one pass over the history, by bash: each release's last going live (history_live_seq[ID]) and
+# last event (history_last_seq[ID]), and the last sequence number (history_seq).
+declare -gA history_live_seq history_last_seq
+history_seq=0
+history_read() {
+  local n _t event id _rest
+  history_live_seq=(); history_last_seq=(); history_seq=0
   while IFS=$'\\t' read -r n _t event id _rest; do
     [[ $n =~ ^[0-9]+$ ]] || continue
-    n=$(( 10#$n )); seq=$n
+    n=$(( 10#$n )); history_seq=$n
     [ -n "$id" ] || continue
-    last_seq[$id]=$n
-    if [ "$event" = live ]; then live_seq[$id]=$n; fi
+    history_last_seq[$id]=$n
+    if [ "$event" = live ]; then history_live_seq[$id]=$n; fi
   done < <(history_lines)
+}
+# release_status ID: ok, failed or abandoned, from the markers in its directory (in release_state).
+release_status() {
+  release_state=ok
+  [ -e "$releases_dir/$1/.ops-failed" ] && release_state=failed
+  [ -e "$releases_dir/$1/.ops-abandoned" ] && release_state=abandoned
+  true
+}
+release_reports() {
+  local r d sha
+  history_read
   for r in $(release_ids); do
     d=$releases_dir/$r
-    status=ok; [ -e "$d/.ops-failed" ] && status=failed; [ -e "$d/.ops-abandoned" ] && status=abandoned
+    release_status "$r"
     sha=""; if [ -f "$d/REVISION" ]; then read -r sha < "$d/REVISION" || true; fi; sha=\${sha//[^0-9a-f]/}
-    ops_report release "$r \${sha:0:64} $status \${live_seq[$r]:--} \${last_seq[$r]:--}"
+    ops_report release "$r \${sha:0:64} $release_state \${history_live_seq[$r]:--} \${history_last_seq[$r]:--}"
   done
-  ops_report history_seq "$seq"
+  ops_report history_seq "$history_seq"
+}
+# rollback_choice CURRENT [TO]: the release a rollback from CURRENT goes to, in release_id, and the verdict in
+# rollback_verdict: \`ok\`; \`noop\` (it is CURRENT); \`none\` (no earlier release to go back to); \`not_kept\` (TO is not
+# a release directory here). Without TO: the release that went live most recently before CURRENT, in the order
+# of the history (whatever the ids say), skipping failed and abandoned (rolled back from) ones.
+# shellcheck disable=SC2034 # release_id and rollback_verdict are read by the rollback step
+rollback_choice() {
+  local cur=$1 to=\${2:-} r seq since best=-1
+  release_id=""
+  if [ -n "$to" ]; then
+    if [[ $to =~ $release_dir_pattern ]] && [ -d "$releases_dir/$to" ]; then release_id=$to; else rollback_verdict=not_kept; return 0; fi
+  else
+    history_read
+    since=\${history_live_seq[$cur]:-}
+    for r in $(release_ids); do
+      seq=\${history_live_seq[$r]:-}
+      if [ "$r" = "$cur" ] || [ -z "$seq" ]; then continue; fi
+      if [ -n "$since" ] && [ "$seq" -ge "$since" ]; then continue; fi
+      release_status "$r"
+      if [ "$release_state" = ok ] && [ "$seq" -gt "$best" ]; then best=$seq; release_id=$r; fi
+    done
+    if [ -z "$release_id" ]; then rollback_verdict=none; return 0; fi
+  fi
+  if [ "$release_id" = "$cur" ]; then rollback_verdict=noop; else rollback_verdict=ok; fi
 }
 # slot_releases: the release each slot's supervisor file runs ("slot_release SLOT ID"), from its header.
 slot_releases() {
@@ -70104,10 +70149,8 @@ wait_healthy() {
     printf -v now '%(%s)T' -1
     if [ -n "\${FATAL_GROUP:-}" ] && [ "$now" -ge "$next_check" ]; then
       next_check=$(( now + 2 ))
-      # supervisorctl exits non-zero when a program is down: read its output, not its status.
-      case "$(supervisorctl status "$FATAL_GROUP:*" 2>/dev/null || true)" in
-        *" FATAL "*) UNHEALTHY="supervisor gave up on a program that keeps exiting (waiting for \${pending[*]})"; return 1 ;;
-      esac
+      # group_fatal: supervisor.sh (supervisor's XML-RPC; the step that sets FATAL_GROUP includes it).
+      if group_fatal "$FATAL_GROUP"; then UNHEALTHY="supervisor gave up on a program that keeps exiting (waiting for \${pending[*]})"; return 1; fi
     fi
     # Probe every pending program at once: a slow page should not delay the others' verdict.
     local pids=() i=0
@@ -70150,22 +70193,33 @@ reread() { local out; out=$(rpc supervisor.reloadConfig); ! rpc_fault "$out"; }
 group_down() { rpc supervisor.stopProcessGroup "$1" >/dev/null; rpc supervisor.removeProcessGroup "$1" >/dev/null; }
 # group_add GROUP: start a group supervisor has read; prints supervisor's message and fails on a fault.
 group_add() { local out; out=$(rpc supervisor.addProcessGroup "$1"); ! rpc_fault "$out"; }
-# sup_pids: SUP_PID[GROUP:PROGRAM] = the pid supervisor reports for each of its programs (0 when not running), from
-# ONE getAllProcessInfo call parsed by bash itself (no process per program: this runs on every no-op and rollback).
+# sup_pids: SUP_PID[GROUP:PROGRAM] = the pid supervisor reports for each of its programs (0 when not running) and
+# SUP_STATE[GROUP:PROGRAM] its state name (RUNNING, STARTING, BACKOFF, FATAL...: supervisor/states.py), from ONE
+# getAllProcessInfo call parsed by bash itself (no process per program: this runs on every no-op and rollback).
 # Each process is a <struct> whose members are <name>KEY</name><value><TYPE>VALUE</TYPE></value> (xmlrpc.client).
-# shellcheck disable=SC2034 # SUP_PID is this function's result, read by the step that calls it
+# shellcheck disable=SC2034 # SUP_PID and SUP_STATE are this function's result, read by the step that calls it
 sup_pids() {
-  local xml s n g p re_name='<name>name</name><value><string>([^<]*)</string>' re_group='<name>group</name><value><string>([^<]*)</string>' re_pid='<name>pid</name><value><int>([0-9]+)</int>'
-  declare -gA SUP_PID=()
+  local xml s n g p st re_name='<name>name</name><value><string>([^<]*)</string>' re_group='<name>group</name><value><string>([^<]*)</string>' re_pid='<name>pid</name><value><int>([0-9]+)</int>' re_state='<name>statename</name><value><string>([A-Z]*)</string>'
+  declare -gA SUP_PID=() SUP_STATE=()
   xml=$(rpc supervisor.getAllProcessInfo); xml=\${xml//$'\\n'/}
   while [[ $xml == *'</struct>'* ]]; do
     s=\${xml%%'</struct>'*}; xml=\${xml#*'</struct>'}
-    n=; g=; p=0
+    n=; g=; p=0; st=
     if [[ $s =~ $re_name ]]; then n=\${BASH_REMATCH[1]}; fi
     if [[ $s =~ $re_group ]]; then g=\${BASH_REMATCH[1]}; fi
     if [[ $s =~ $re_pid ]]; then p=\${BASH_REMATCH[1]}; fi
-    if [ -n "$n" ]; then SUP_PID[$g:$n]=$p; fi
+    if [[ $s =~ $re_state ]]; then st=\${BASH_REMATCH[1]}; fi
+    if [ -n "$n" ]; then SUP_PID[$g:$n]=$p; SUP_STATE[$g:$n]=$st; fi
   done
+}
+# group_fatal GROUP: 0 when supervisor gave up on one of GROUP's programs (FATAL: it kept exiting within
+# startsecs, startretries times), through the same one call (a supervisorctl run would cost a Python start-up
+# every time the health gate asks, ten at once when ten hosts start together).
+group_fatal() {
+  local k
+  sup_pids
+  for k in "\${!SUP_STATE[@]}"; do [[ $k == "$1:"* && \${SUP_STATE[$k]} == FATAL ]] && return 0; done
+  return 1
 }
 `;
 
@@ -70524,7 +70578,10 @@ function b64(content) {
   return Buffer.from(content).toString("base64");
 }
 function putFile(path, content, mode = "0644", owner = "root:root") {
-  return `put_file ${quote(path)} ${mode} ${owner} ${b64(content)}`;
+  return putFileWord(path, b64(content), mode, owner);
+}
+function putFileWord(path, b64Word, mode = "0644", owner = "root:root") {
+  return `put_file ${quote(path)} ${mode} ${owner} ${b64Word}`;
 }
 
 // core/steps/nginx.ts
@@ -70634,12 +70691,29 @@ function programPorts(env, slot) {
   return Object.keys(env.config.programs).map((name2) => `${name2}:${env.port(name2, slot)}`);
 }
 function startSlot(env, slot, release, releaseId2) {
+  if (release !== `${env.layout.releases}/${releaseId2}`) throw new Error(`startSlot: release ${releaseId2} lives in ${env.layout.releases}/${releaseId2}, not ${release}`);
+  return startRelease(env, slot, releaseId2);
+}
+var RELEASE_MARK = "@@ops-release-id@@";
+function releaseIdVar(releaseId2) {
+  const set = typeof releaseId2 !== "string" && releaseId2.variable === "release_id" ? "" : `release_id=${word(releaseId2)}
+`;
+  return String.raw`${set}[[ $release_id =~ ${RELEASE_DIR_PATTERN} ]] || { echo "not a release id: $release_id" >&2; exit 1; }`;
+}
+function slotConfigShell(env, slot, releaseId2) {
+  const L = env.layout;
+  if (typeof releaseId2 === "string") return `conf_b64=${b64(slotConfig(env, slot, `${L.releases}/${releaseId2}`, releaseId2))}`;
+  return String.raw`conf_text=${quote(slotConfig(env, slot, `${L.releases}/${RELEASE_MARK}`, RELEASE_MARK))}
+conf_text=${"$"}{conf_text//"${RELEASE_MARK}"/"$release_id"}
+conf_b64=$(printf %s "$conf_text" | base64 -w0)`;
+}
+function startRelease(env, slot, releaseId2) {
   const L = env.layout;
   const sw = env.config.switch;
   const group = L.supervisorGroup(slot);
   const logFiles = Object.keys(env.config.programs).flatMap((n) => [`${L.logDir}/${n}-${slot}.err.log`, `${L.logDir}/${n}-${slot}.out.log`]);
   const probeList = probes(env, slot).map(quote).join(" ");
-  const identity = `check_identity ${quote(releaseId2)} ${quote(release)} ${quote(group)} ${programPorts(env, slot).map(quote).join(" ")}`;
+  const identity = `check_identity "$release_id" "$release" ${quote(group)} ${programPorts(env, slot).map(quote).join(" ")}`;
   return {
     name: `start ${slot}`,
     as: "root",
@@ -70648,18 +70722,21 @@ function startSlot(env, slot, release, releaseId2) {
 ${PROBE_FUNCTIONS}
 ${SUPERVISOR_FUNCTIONS}
 ${IDENTITY_FUNCTIONS}
+${releaseIdVar(releaseId2)}
+release=${quote(L.releases)}/$release_id
+${slotConfigShell(env, slot, releaseId2)}
 conf=${quote(L.supervisorConf(slot))}
 # The slot may still run exactly this (the previous release, kept warm: its file compared as base64, the way it
 # travels): then health and identity are enough, checked at once (live_verdict).
-if [ -f "$conf" ] && [ "$(base64 -w0 < "$conf")" = ${b64(slotConfig(env, slot, release, releaseId2))} ] && [ "$(live_verdict ${quote(releaseId2)} ${quote(release)} ${quote(group)} 2 0.1 ${probeList})" = ok ]; then
-  echo "slot ${slot} already runs ${releaseId2} and is healthy: reused"
+if [ -f "$conf" ] && [ "$(base64 -w0 < "$conf")" = "$conf_b64" ] && [ "$(live_verdict "$release_id" "$release" ${quote(group)} 2 0.1 ${probeList})" = ok ]; then
+  echo "slot ${slot} already runs $release_id and is healthy: reused"
   exit 0
 fi
 # The new file goes in beside a copy of the previous one, which comes back if supervisor refuses the new one.
 prev=$(mktemp /etc/supervisor/.ops-prev.XXXXXX); trap 'rm -f "$prev"' EXIT
 had_prev=0; if [ -f "$conf" ]; then cp -a "$conf" "$prev"; had_prev=1; fi
 restore() { if [ "$had_prev" = 1 ]; then cp -a "$prev" "$conf"; else rm -f "$conf"; fi; reread >/dev/null || true; }
-${putFile(L.supervisorConf(slot), slotConfig(env, slot, release, releaseId2))}
+${putFileWord(L.supervisorConf(slot), '"$conf_b64"')}
 if ! msg=$(reread); then
   restore
   if reread >/dev/null; then echo "supervisor refused the new configuration of slot ${slot} (${L.supervisorConf(slot)}): $msg" >&2
@@ -70684,9 +70761,9 @@ if ! msg=$(group_add ${quote(group)}); then
 fi
 verdict=""
 if ! FATAL_GROUP=${quote(group)} wait_healthy ${sw.health_timeout} ${sw.health_interval} ${probeList}; then
-  verdict="release ${releaseId2} did not become healthy on slot ${slot}: $UNHEALTHY"
+  verdict="release $release_id did not become healthy on slot ${slot}: $UNHEALTHY"
 elif ! ${identity}; then
-  verdict="release ${releaseId2} is not what answers on slot ${slot}: $IDENTITY"
+  verdict="release $release_id is not what answers on slot ${slot}: $IDENTITY"
 fi
 if [ -n "$verdict" ]; then
   for f in "${"$"}{!log_start[@]}"; do
@@ -70700,7 +70777,7 @@ if [ -n "$verdict" ]; then
   reread >/dev/null || true
   exit ${START_FAILED_CLEAN}
 fi >&2
-echo "slot ${slot} healthy: ${Object.keys(env.config.programs).join(", ")} (each answered by the process supervisor started for ${releaseId2})"`
+echo "slot ${slot} healthy: ${Object.keys(env.config.programs).join(", ")} (each answered by the process supervisor started for $release_id)"`
   };
 }
 function stopSlot(env, slot, drainSeconds = 0) {
@@ -70724,7 +70801,6 @@ fi`
 }
 function switchTo(env, slot, releaseId2, certificateReady, operation = "deploy") {
   const L = env.layout;
-  const target = `${L.releases}/${releaseId2}`;
   const host = env.config.domain ? ` -H ${quote(`Host: ${env.config.domain}`)}` : "";
   return {
     ...applyNginx({
@@ -70736,7 +70812,8 @@ function switchTo(env, slot, releaseId2, certificateReady, operation = "deploy")
       links: [[L.nginxSite, L.nginxSiteEnabled]],
       // The new `current` link and slot record exist before nginx changes (they need space and inodes under
       // the app's directory, which may be full): after the reload, two renames make them live.
-      before: String.raw`ln -sfn ${quote(target)} ${quote(`${L.base}/.current.new`)}
+      before: String.raw`${releaseIdVar(releaseId2)}
+ln -sfn ${quote(L.releases)}/"$release_id" ${quote(`${L.base}/.current.new`)}
 printf '%s\n' ${quote(slot)} > ${quote(`${L.slotFile}.new`)}`,
       then: String.raw`for i in $(seq 100); do
   got=$(curl -s --max-time 1${host} http://127.0.0.1/.ops/slot 2>/dev/null || true)
@@ -70747,12 +70824,13 @@ done
 mv -T ${quote(`${L.base}/.current.new`)} ${quote(L.current)}
 mv -f ${quote(`${L.slotFile}.new`)} ${quote(L.slotFile)}
 ${historyFunctions(env)}
-history_add live ${quote(releaseId2)} ${operation}
-echo "live: ${releaseId2} on slot ${slot}"`
+history_add live "$release_id" ${operation}
+echo "live: $release_id on slot ${slot}"`
     }),
     name: "switch"
   };
 }
+var ROLLBACK_KEYS = reportKeys("rollback", "rollback_from", "rollback_to", "rollback_slot", "rollback_exit", "rollback_stop_exit");
 
 // core/steps/facts.ts
 init_shell();
@@ -70927,16 +71005,16 @@ echo "release ${meta.id} (${meta.sha.slice(0, 12)}, ${meta.ref}${meta.submodules
   };
 }
 function markRelease(env, id, mark, why) {
-  const dir = `${env.layout.releases}/${id}`;
+  const dir = word(`${env.layout.releases}/`, id);
   return {
     name: `mark ${mark}`,
     as: "root",
     timeout: 30,
     quiet: true,
     script: `${historyFunctions(env)}
-if [ -d ${quote(dir)} ]; then
-  printf '%s\\n' ${quote(why)} > ${quote(`${dir}/.ops-${mark}`)}
-  history_add ${mark} ${quote(id)} ${quote(mark === "failed" ? "deploy" : "rollback")}
+if [ -d ${dir} ]; then
+  printf '%s\\n' ${word(...typeof why === "string" ? [why] : why)} > ${word(`${env.layout.releases}/`, id, `/.ops-${mark}`)}
+  history_add ${mark} ${word(id)} ${quote(mark === "failed" ? "deploy" : "rollback")}
 fi`
   };
 }
@@ -71009,6 +71087,15 @@ var HostRun = class {
     await this.remote.upload(content, path, { mode }).catch(async (e) => {
       throw await this.diskFull(e);
     });
+  }
+  /**
+   * A step's outcome that another step carried (a rollback's, at the end of the lock step) or that the script
+   * reported rather than exited with: recorded under `name` (with `result`'s duration), and a `code` other than
+   * 0 thrown as the StepError `run` would throw (a full disk said as such).
+   */
+  async record(name2, result, code = 0) {
+    this.steps.push({ name: name2, ms: result.durationMs });
+    if (code !== 0) throw await this.diskFull(new StepError(name2, this.remote.name, code, failureDetail(result.stdout, result.stderr)));
   }
   /** A cleanup step whose own failure must not hide the original error. */
   async tryRun(step) {
@@ -71693,9 +71780,9 @@ function auditTemplate(entry, vars) {
     marks.set(mark, variable);
     withMarks[field] = mark;
   }
-  let word = quote(auditLine(withMarks));
-  for (const [mark, variable] of marks) word = word.split(mark).join(`'"\${${variable}}"'`);
-  return word;
+  let word2 = quote(auditLine(withMarks));
+  for (const [mark, variable] of marks) word2 = word2.split(mark).join(`'"\${${variable}}"'`);
+  return word2;
 }
 
 // core/steps/lock.ts
@@ -71710,12 +71797,12 @@ fi`;
 var REPORT_HOLDER = String.raw`ops_report ${LOCK_KEYS.lock} "$lock_state"
 if [ -f "$lock/info" ]; then while IFS= read -r line; do ops_report ${LOCK_KEYS.holder} "$line"; done < "$lock/info"; fi`;
 var LOCK_BUSY_EXIT = 3;
-function acquireLock(env, req2, then = "", finish = "") {
+function acquireLock(env, req2, then = "", finish = "", finishSeconds = 0) {
   const L = env.layout;
   return {
     name: "lock",
     as: "root",
-    timeout: req2.wait + 30,
+    timeout: req2.wait + 30 + finishSeconds,
     quiet: true,
     script: String.raw`${CONNECTION_FUNCTIONS}
 lock=${quote(L.lock)}
@@ -71796,8 +71883,8 @@ function describeHolder(h) {
 init_shell();
 var LockError = class extends OpsError {
 };
-async function acquire(remote, env, request, inspect, finish, notOurs) {
-  const result = await remote.run(acquireLock(env, request, inspect?.script, finish), { allowFailure: true });
+async function acquire(remote, env, request, inspect, finish, finishSeconds, notOurs) {
+  const result = await remote.run(acquireLock(env, request, inspect?.script, finish, finishSeconds), { allowFailure: true });
   if (result.code === 0) return result;
   if (parseLock(result).state !== "acquired") notOurs();
   if (result.code !== LOCK_BUSY_EXIT) throw new StepError(inspect ? `lock, ${inspect.name}` : "lock", remote.name, result.code, tail(result.stderr), void 0, sudoHint(result.stderr, remote.login, remote.name));
@@ -71863,11 +71950,13 @@ async function withLock(ctx, session, operation, fn, options = {}) {
       if (failures.length) ctx.reporter.error(ctx.reporter.redact(lockLeft(env, failures, new OpsError(`interrupted by ${signal}`)).message));
     }).then(() => session.close()).finally(() => process.exit(130));
   };
-  const finish = options.finish?.((entry, vars = {}) => unlockScript(env, request.runId, [auditTemplate(auditEntry(env, request, entry, runnerNow(ctx)), vars)]));
+  const finish = options.finish?.((entry, vars = {}) => unlockScript(env, request.runId, entry ? [auditTemplate(auditEntry(env, request, entry, runnerNow(ctx)), vars)] : []));
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
   const settled2 = await Promise.allSettled(
     [...session.remotes.values()].map(async (r) => {
       mine.add(r.name);
-      const result2 = await acquire(r, env, request, options.inspect, finish, () => mine.delete(r.name));
+      const result2 = await acquire(r, env, request, options.inspect, finish, options.finishSeconds ?? 0, () => mine.delete(r.name));
       inspected.set(r.name, result2);
       if (parseLock(result2).state === "released") {
         mine.delete(r.name);
@@ -71878,20 +71967,29 @@ async function withLock(ctx, session, operation, fn, options = {}) {
   const failed = settled2.find((s) => s.status === "rejected");
   if (failed) {
     const left2 = await releaseAll();
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
     throw left2.length ? lockLeft(env, left2, failed.reason) : failed.reason;
   }
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
   const line = (entry) => auditLine(auditEntry(env, request, entry, runnerNow(ctx)));
+  const closingLines = /* @__PURE__ */ new Map();
   const run = {
     inspected,
     audit(host, entry) {
-      pending.set(host, [...pending.get(host) ?? [], line(entry)]);
+      const replaced = closingLines.get(host);
+      closingLines.delete(host);
+      pending.set(host, [...(pending.get(host) ?? []).filter((l) => l !== replaced), line(entry)]);
     },
     finished: (host) => finished.has(host),
-    closing(host, entry) {
-      run.audit(host, entry);
-      return unlockScript(env, request.runId, (pending.get(host) ?? []).map(quote));
+    closing(host, entry, vars = {}) {
+      const queued = pending.get(host) ?? [];
+      const full = auditEntry(env, request, entry, runnerNow(ctx));
+      if (Object.keys(vars).length === 0) {
+        const fallback = auditLine(full);
+        pending.set(host, [...queued, fallback]);
+        closingLines.set(host, fallback);
+      }
+      return unlockScript(env, request.runId, [...queued.map(quote), auditTemplate(full, vars)]);
     },
     closed(host, result2) {
       if (parseLock(result2).state !== "released") return;

@@ -68099,7 +68099,11 @@ function packageIndexFiles(env, secrets) {
 }
 
 // core/remote/types.ts
+init_errors();
 var REPORT_PREFIX = "@ops ";
+function failureDetail(stdout, stderr) {
+  return tail(stderr.trim() ? stderr : stdout.split("\n").filter((l) => !l.startsWith(REPORT_PREFIX)).join("\n"));
+}
 function parseReports(stdout) {
   const out = [];
   for (const line of stdout.split("\n")) {
@@ -68349,7 +68353,10 @@ function b64(content) {
   return Buffer.from(content).toString("base64");
 }
 function putFile(path, content, mode = "0644", owner = "root:root") {
-  return `put_file ${quote(path)} ${mode} ${owner} ${b64(content)}`;
+  return putFileWord(path, b64(content), mode, owner);
+}
+function putFileWord(path, b64Word, mode = "0644", owner = "root:root") {
+  return `put_file ${quote(path)} ${mode} ${owner} ${b64Word}`;
 }
 function putChecked(path, content, check, what, mode = "0644") {
   return String.raw`new=$(mktemp); printf %s ${b64(content)} | base64 -d > "$new"
@@ -68912,6 +68919,15 @@ var HostRun = class {
     await this.remote.upload(content, path, { mode }).catch(async (e) => {
       throw await this.diskFull(e);
     });
+  }
+  /**
+   * A step's outcome that another step carried (a rollback's, at the end of the lock step) or that the script
+   * reported rather than exited with: recorded under `name` (with `result`'s duration), and a `code` other than
+   * 0 thrown as the StepError `run` would throw (a full disk said as such).
+   */
+  async record(name2, result, code = 0) {
+    this.steps.push({ name: name2, ms: result.durationMs });
+    if (code !== 0) throw await this.diskFull(new StepError(name2, this.remote.name, code, failureDetail(result.stdout, result.stderr)));
   }
   /** A cleanup step whose own failure must not hide the original error. */
   async tryRun(step) {
@@ -70178,7 +70194,7 @@ var SshRemote = class {
     }
     const result = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble };
     if (code !== 0 && !options.allowFailure) {
-      const detail = tail(stderr.trim() ? stderr : stdout.split("\n").filter((l) => !l.startsWith(REPORT_PREFIX)).join("\n"));
+      const detail = failureDetail(stdout, stderr);
       throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name));
     }
     return result;
@@ -70403,12 +70419,12 @@ fi`;
 var REPORT_HOLDER = String.raw`ops_report ${LOCK_KEYS.lock} "$lock_state"
 if [ -f "$lock/info" ]; then while IFS= read -r line; do ops_report ${LOCK_KEYS.holder} "$line"; done < "$lock/info"; fi`;
 var LOCK_BUSY_EXIT = 3;
-function acquireLock(env, req2, then = "", finish = "") {
+function acquireLock(env, req2, then = "", finish = "", finishSeconds = 0) {
   const L = env.layout;
   return {
     name: "lock",
     as: "root",
-    timeout: req2.wait + 30,
+    timeout: req2.wait + 30 + finishSeconds,
     quiet: true,
     script: String.raw`${CONNECTION_FUNCTIONS}
 lock=${quote(L.lock)}
@@ -70489,8 +70505,8 @@ function describeHolder(h) {
 init_shell();
 var LockError = class extends OpsError {
 };
-async function acquire(remote, env, request, inspect, finish, notOurs) {
-  const result = await remote.run(acquireLock(env, request, inspect?.script, finish), { allowFailure: true });
+async function acquire(remote, env, request, inspect, finish, finishSeconds, notOurs) {
+  const result = await remote.run(acquireLock(env, request, inspect?.script, finish, finishSeconds), { allowFailure: true });
   if (result.code === 0) return result;
   if (parseLock(result).state !== "acquired") notOurs();
   if (result.code !== LOCK_BUSY_EXIT) throw new StepError(inspect ? `lock, ${inspect.name}` : "lock", remote.name, result.code, tail(result.stderr), void 0, sudoHint(result.stderr, remote.login, remote.name));
@@ -70556,11 +70572,13 @@ async function withLock(ctx, session, operation, fn, options = {}) {
       if (failures.length) ctx.reporter.error(ctx.reporter.redact(lockLeft(env, failures, new OpsError(`interrupted by ${signal}`)).message));
     }).then(() => session.close()).finally(() => process.exit(130));
   };
-  const finish = options.finish?.((entry, vars = {}) => unlockScript(env, request.runId, [auditTemplate(auditEntry(env, request, entry, runnerNow(ctx)), vars)]));
+  const finish = options.finish?.((entry, vars = {}) => unlockScript(env, request.runId, entry ? [auditTemplate(auditEntry(env, request, entry, runnerNow(ctx)), vars)] : []));
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
   const settled = await Promise.allSettled(
     [...session.remotes.values()].map(async (r) => {
       mine.add(r.name);
-      const result2 = await acquire(r, env, request, options.inspect, finish, () => mine.delete(r.name));
+      const result2 = await acquire(r, env, request, options.inspect, finish, options.finishSeconds ?? 0, () => mine.delete(r.name));
       inspected.set(r.name, result2);
       if (parseLock(result2).state === "released") {
         mine.delete(r.name);
@@ -70571,20 +70589,29 @@ async function withLock(ctx, session, operation, fn, options = {}) {
   const failed = settled.find((s) => s.status === "rejected");
   if (failed) {
     const left2 = await releaseAll();
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
     throw left2.length ? lockLeft(env, left2, failed.reason) : failed.reason;
   }
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
   const line = (entry) => auditLine(auditEntry(env, request, entry, runnerNow(ctx)));
+  const closingLines = /* @__PURE__ */ new Map();
   const run = {
     inspected,
     audit(host, entry) {
-      pending.set(host, [...pending.get(host) ?? [], line(entry)]);
+      const replaced = closingLines.get(host);
+      closingLines.delete(host);
+      pending.set(host, [...(pending.get(host) ?? []).filter((l) => l !== replaced), line(entry)]);
     },
     finished: (host) => finished.has(host),
-    closing(host, entry) {
-      run.audit(host, entry);
-      return unlockScript(env, request.runId, (pending.get(host) ?? []).map(quote));
+    closing(host, entry, vars = {}) {
+      const queued = pending.get(host) ?? [];
+      const full = auditEntry(env, request, entry, runnerNow(ctx));
+      if (Object.keys(vars).length === 0) {
+        const fallback = auditLine(full);
+        pending.set(host, [...queued, fallback]);
+        closingLines.set(host, fallback);
+      }
+      return unlockScript(env, request.runId, [...queued.map(quote), auditTemplate(full, vars)]);
     },
     closed(host, result2) {
       if (parseLock(result2).state !== "released") return;

@@ -48928,6 +48928,13 @@ function quote(value) {
   if (s !== "" && /^[A-Za-z0-9_@%+=:,./-]+$/.test(s)) return s;
   return `'${s.replace(/'/g, `'\\''`)}'`;
 }
+function onHost(variable) {
+  if (!/^[a-z_][a-z0-9_]*$/.test(variable)) throw new Error(`not a shell variable name: ${variable}`);
+  return { variable };
+}
+function word(...parts) {
+  return parts.map((p) => typeof p === "string" ? quote(p) : `"\${${p.variable}}"`).join("") || "''";
+}
 function cmd(...words) {
   return words.map(quote).join(" ");
 }
@@ -50828,6 +50835,9 @@ var Bastion = class _Bastion {
 
 // core/remote/types.ts
 var REPORT_PREFIX = "@ops ";
+function failureDetail(stdout, stderr) {
+  return tail(stderr.trim() ? stderr : stdout.split("\n").filter((l) => !l.startsWith(REPORT_PREFIX)).join("\n"));
+}
 function parseReports(stdout) {
   const out = [];
   for (const line of stdout.split("\n")) {
@@ -51104,7 +51114,7 @@ var SshRemote = class {
     }
     const result = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble };
     if (code !== 0 && !options.allowFailure) {
-      const detail = tail(stderr.trim() ? stderr : stdout.split("\n").filter((l) => !l.startsWith(REPORT_PREFIX)).join("\n"));
+      const detail = failureDetail(stdout, stderr);
       throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name));
     }
     return result;
@@ -51212,410 +51222,6 @@ function runInfo(processEnv = process.env) {
   } catch {
   }
   return { actor: clean(`${user || "unknown"}@${hostname()}`), runUrl: "", via: "cli" };
-}
-
-// core/steps/sh/connection.sh
-var connection_default = `# shellcheck shell=bash
-# A process's start time, and the SSH server process of the connection a script runs on.
-# OpenSSH (checked on Debian 11's 8.4 and 12's 9.2) runs every session of a connection under one
-# per-connection process, \`sshd: <user>@notty\` (\`sshd-session\` from 9.8), whatever sudo or timeout sit
-# between: the first ancestor of that name. It ends when the connection ends (closed, or dropped and noticed
-# by sshd).
-# proc_start PID: start time (field 22 of /proc/PID/stat, counted after the command name): tells a reused PID apart
-# (read by bash itself, here and in conn_pid: no process per look)
-proc_start() { local s f; read -r s 2>/dev/null < "/proc/$1/stat" || return 1; read -r -a f <<< "\${s##*) }"; printf '%s\\n' "\${f[19]}"; }
-# conn_pid: the SSH server process of this connection
-conn_pid() {
-  local p=$$ s c f
-  while [ "$p" -gt 1 ]; do
-    read -r s 2>/dev/null < "/proc/$p/stat" || return 1
-    c=\${s#*(}; c=\${c%)*}
-    case "$c" in sshd|sshd-session|dropbear) printf '%s\\n' "$p"; return 0 ;; esac
-    read -r -a f <<< "\${s##*) }"; p=\${f[1]}
-  done
-  return 1
-}
-# connection_pids ID...: the pids of the processes started for the connections with these ids (OPS_CONNECTION
-# in their environment, core/remote/wrap.ts), space-separated: what a lost connection left running.
-connection_pids() {
-  local p id patterns=()
-  for id in "$@"; do patterns+=(-e "OPS_CONNECTION=$id"); done
-  for p in /proc/[0-9]*; do
-    # Not a pipeline: under pipefail, grep -q leaving early would fail it.
-    if grep -qxF "\${patterns[@]}" < <(tr '\\0' '\\n' < "$p/environ" 2>/dev/null); then printf '%s ' "\${p#/proc/}"; fi
-  done
-  return 0
-}
-`;
-
-// core/steps/sh/history.sh
-var history_default = `# shellcheck shell=bash
-# The history of one environment on a host (core/steps/history.ts says the format). Set before this library:
-# history_file, releases_dir, current_link, supervisor_conf_blue, supervisor_conf_green, release_dir_pattern.
-# history_add EVENT RELEASE OPERATION appends (call under the lock); history_init derives and writes the
-# history of a host that has none; history_lines prints it (derived, not written, when absent: read-only
-# views); release_reports reports every release directory as
-# \`release <id> <sha> <status> <live seq|-> <last event seq|->\`. Needs ops_report.
-history_now() { date -u +%Y-%m-%dT%H:%M:%SZ; }
-history_last() { if [ -f "$history_file" ]; then awk -F'\\t' '$1 ~ /^[0-9]+$/ { n = $1 } END { print n + 0 }' "$history_file"; else echo 0; fi; }
-history_add() {
-  [ -f "$history_file" ] || history_init >/dev/null # removed by hand since the state step: derive it again first
-  printf '%s\\t%s\\t%s\\t%s\\t%s\\n' "$(( $(history_last) + 1 ))" "$(history_now)" "$1" "$2" "\${3:-}" >> "$history_file"; chmod 0644 "$history_file"
-}
-# release_ids: the release directories, sorted (a glob expands sorted, in the prelude's C.UTF-8 collation, as
-# sort(1) would; bash itself: no process, it runs on every rollback and deploy).
-release_ids() {
-  local d r
-  for d in "$releases_dir"/*/; do
-    r=\${d%/}; r=\${r##*/}
-    if [[ $r =~ $release_dir_pattern ]]; then printf '%s\\n' "$r"; fi
-  done
-}
-history_derive() {
-  local cur n=0 r now
-  cur=$(readlink "$current_link" 2>/dev/null || true); cur=\${cur##*/}; now=$(history_now)
-  for r in $(release_ids); do
-    [ "$r" != "$cur" ] || continue
-    n=$(( n + 1 ))
-    if [ -e "$releases_dir/$r/.ops-failed" ]; then printf '%s\\t%s\\tfailed\\t%s\\tderived\\n' "$n" "$now" "$r"; continue; fi
-    printf '%s\\t%s\\tlive\\t%s\\tderived\\n' "$n" "$now" "$r"
-    if [ -e "$releases_dir/$r/.ops-abandoned" ]; then n=$(( n + 1 )); printf '%s\\t%s\\tabandoned\\t%s\\tderived\\n' "$n" "$now" "$r"; fi
-  done
-  if [ -n "$cur" ] && [ -d "$releases_dir/$cur" ]; then printf '%s\\t%s\\tlive\\t%s\\tderived\\n' "$(( n + 1 ))" "$now" "$cur"; fi
-}
-history_init() { if [ ! -f "$history_file" ]; then history_derive > "$history_file.new"; chmod 0644 "$history_file.new"; mv -f "$history_file.new" "$history_file"; ops_report history derived; fi; }
-history_lines() { if [ -f "$history_file" ]; then cat "$history_file"; else history_derive; fi; }
-release_reports() {
-  local r d status sha
-  declare -A live_seq last_seq
-  local seq=0 n _t event id _rest
-  # One pass over the history, by bash: each release's last going live and last event, and the last sequence number.
-  while IFS=$'\\t' read -r n _t event id _rest; do
-    [[ $n =~ ^[0-9]+$ ]] || continue
-    n=$(( 10#$n )); seq=$n
-    [ -n "$id" ] || continue
-    last_seq[$id]=$n
-    if [ "$event" = live ]; then live_seq[$id]=$n; fi
-  done < <(history_lines)
-  for r in $(release_ids); do
-    d=$releases_dir/$r
-    status=ok; [ -e "$d/.ops-failed" ] && status=failed; [ -e "$d/.ops-abandoned" ] && status=abandoned
-    sha=""; if [ -f "$d/REVISION" ]; then read -r sha < "$d/REVISION" || true; fi; sha=\${sha//[^0-9a-f]/}
-    ops_report release "$r \${sha:0:64} $status \${live_seq[$r]:--} \${last_seq[$r]:--}"
-  done
-  ops_report history_seq "$seq"
-}
-# slot_releases: the release each slot's supervisor file runs ("slot_release SLOT ID"), from its header.
-slot_releases() {
-  local s f line id header='^; Managed by ops-pipeline: slot [a-z]* of .*, release ([0-9A-Za-z-]*)\\. '
-  for s in blue green; do
-    case $s in blue) f=$supervisor_conf_blue ;; green) f=$supervisor_conf_green ;; esac
-    [ -f "$f" ] || continue
-    # The release named in the file's header line (the first such line), read by bash.
-    id=""
-    while IFS= read -r line || [ -n "$line" ]; do
-      if [[ $line =~ $header ]]; then id=\${BASH_REMATCH[1]}; break; fi
-    done < "$f"
-    ops_report slot_release "$s $id"
-  done
-  true
-}
-`;
-
-// core/steps/sh/host-lock.sh
-var host_lock_default = '# shellcheck shell=bash\n# Apps sharing a host share its nginx configuration and certbot: host_lock NAME serializes the changes to\n# them across apps (each app\'s own lock, in its base directory, only serializes that app\'s runs). flock(1)\n# on /run/lock/ops-pipeline-NAME.lock, held until host_unlock NAME or the end of the script (the kernel\n# drops it with the process: a killed run leaves nothing behind). Waits at most WAIT seconds (default 45).\nhost_lock() { # NAME [WAIT]\n  local fd\n  mkdir -p /run/lock\n  exec {fd}>>"/run/lock/ops-pipeline-$1.lock"\n  if ! flock -w "${2:-45}" "$fd"; then\n    echo "another app\'s run on this host has held /run/lock/ops-pipeline-$1.lock for ${2:-45}s (its $1 change); try again when it is done" >&2\n    exit 1\n  fi\n  printf -v "HOST_LOCK_$1" %s "$fd"\n}\nhost_unlock() { local v="HOST_LOCK_$1"; [ -z "${!v:-}" ] || flock -u "${!v}"; }\n';
-
-// core/steps/sh/identity.sh
-var identity_default = `# shellcheck shell=bash
-# Who answers on a port: the processes listening on it (ss -Htlnp from iproute2, every process holding
-# the socket: a pre-forking server's master and workers alike), whether each is in the process tree of the
-# pid supervisor started, and which release each runs (OPS_RELEASE in /proc/<pid>/environ, else its working
-# directory). check_identity is the health gate's verdict; report_slot is what ops status shows.
-# Needs supervisor.sh (sup_pids) and ops_report; live_verdict needs probe.sh too.
-# Builtins where they do (no process per call: these run on every no-op deploy and rollback).
-proc_env_release() { local v; while IFS= read -r -d '' v; do case $v in OPS_RELEASE=*) printf '%s\\n' "\${v#OPS_RELEASE=}"; return 0 ;; esac; done < "/proc/$1/environ" 2>/dev/null; return 0; }
-proc_cwd() { readlink "/proc/$1/cwd" 2>/dev/null || true; }
-proc_cmd() { tr '\\0\\n\\t' '   ' < "/proc/$1/cmdline" 2>/dev/null | cut -c 1-160 | sed 's/ *$//'; }
-# listeners PORT: pids listening on it (each once, in ss's order), from LISTEN_TABLE (one \`ss -Htlnp\` for every
-# port) when set.
-listeners() {
-  local table l rest pid
-  local -A seen=()
-  table=\${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}
-  while read -r _ _ _ l _ rest; do
-    [ "\${l##*:}" = "$1" ] || continue
-    while [[ $rest =~ pid=([0-9]+) ]]; do
-      pid=\${BASH_REMATCH[1]}; rest=\${rest#*pid="$pid"}
-      if [ -z "\${seen[$pid]:-}" ]; then seen[$pid]=1; printf '%s\\n' "$pid"; fi
-    done
-  done <<< "$table"
-}
-# in_tree PID ROOT: ROOT is PID or one of its ancestors (parents read from /proc/PID/stat, after the command name).
-in_tree() {
-  local p=$1 n=0 s stat_fields
-  while [ -n "$p" ] && [ "$p" -gt 0 ] && [ "$n" -lt 64 ]; do
-    [ "$p" = "$2" ] && return 0
-    read -r s < "/proc/$p/stat" 2>/dev/null || return 1
-    read -r -a stat_fields <<< "\${s##*) }"; p=\${stat_fields[1]:-0}; n=$(( n + 1 ))
-  done
-  return 1
-}
-# same_release PID ID DIR: the process runs release ID: OPS_RELEASE=ID, or its working directory is inside DIR.
-same_release() {
-  [ "$(proc_env_release "$1")" = "$2" ] && return 0
-  case "$(proc_cwd "$1")" in "$3" | "$3"/*) return 0 ;; esac
-  return 1
-}
-# describe_proc PID: "pid N (command) running RELEASE-or-directory"
-describe_proc() {
-  local r c
-  r=$(proc_env_release "$1"); c=$(proc_cwd "$1")
-  printf 'pid %s (%s) running %s' "$1" "$(proc_cmd "$1")" "\${r:-an unknown release}\${c:+, in $c}"
-}
-# check_identity ID DIR GROUP name:port[:path]...: every process listening on each program's port is in the tree of
-# the pid supervisor reports for that program of GROUP and runs release ID (directory DIR). On failure,
-# IDENTITY says what answers instead.
-# shellcheck disable=SC2034 # IDENTITY is this function's result, read by the step that calls it
-check_identity() {
-  local id=$1 dir group=$3 p name port sp l ls LISTEN_TABLE; dir=$(readlink -f "$2"); shift 3
-  IDENTITY=""
-  command -v ss >/dev/null || { IDENTITY="cannot tell who listens on the ports: ss (iproute2) is not installed; run ops provision"; return 1; }
-  LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)
-  sup_pids
-  for p in "$@"; do
-    IFS=: read -r name port _ <<< "$p"
-    sp=\${SUP_PID[$group:$group-$name]:-0}
-    ls=$(listeners "$port")
-    if [ -z "$ls" ]; then IDENTITY+="nothing listens on port $port of program $name (it answered the health check: another network namespace?); "; continue; fi
-    for l in $ls; do
-      if [ "$sp" != 0 ] && in_tree "$l" "$sp" && same_release "$l" "$id" "$dir"; then continue; fi
-      IDENTITY+="port $port of program $name is answered by $(describe_proc "$l"), "
-      if [ "$sp" = 0 ]; then IDENTITY+="while supervisor runs no process for $group:$group-$name; "
-      elif ! in_tree "$l" "$sp"; then IDENTITY+="which supervisor did not start (its process for $name is pid $sp); "
-      else IDENTITY+="not release $id; "; fi
-    done
-  done
-  IDENTITY=\${IDENTITY%; }
-  [ -z "$IDENTITY" ]
-}
-# report_slot SLOT GROUP name:port...: "proc" and "listener" reports (tab-separated) for ops status.
-report_slot() {
-  local slot=$1 group=$2 p name port sp l tree; shift 2
-  sup_pids
-  for p in "$@"; do
-    IFS=: read -r name port _ <<< "$p"
-    sp=\${SUP_PID[$group:$group-$name]:-0}
-    if [ "$sp" != 0 ]; then ops_report proc "$slot	$name	$sp	$(proc_env_release "$sp")	$(proc_cwd "$sp")	$(proc_cmd "$sp")"; fi
-    for l in $(listeners "$port"); do
-      tree=other; if [ "$sp" != 0 ] && in_tree "$l" "$sp"; then tree=tree; fi
-      ops_report listener "$slot	$name	$l	$tree	$(proc_env_release "$l")	$(proc_cwd "$l")	$(proc_cmd "$l")"
-    done
-  done
-}
-# live_verdict ID DIR GROUP TIMEOUT INTERVAL name:port:path...: prints "ok" when the release ID (directory DIR) of
-# GROUP answers every health check (wait_healthy) and is what answers on each port (check_identity), else why not
-# (the health checks' verdict first). Both at once, the identity in the background; when it failed, it is checked
-# again once the health checks passed (a program that bound its port late), so its verdict is the one after them.
-# Needs probe.sh.
-live_verdict() {
-  local id=$1 dir=$2 group=$3 limit=$4 interval=$5 ipid; shift 5
-  check_identity "$id" "$dir" "$group" "$@" >/dev/null 2>&1 &
-  ipid=$!
-  if ! wait_healthy "$limit" "$interval" "$@"; then wait "$ipid" || true; printf '%s' "$UNHEALTHY"
-  elif wait "$ipid" || check_identity "$id" "$dir" "$group" "$@"; then printf ok
-  else printf '%s' "$IDENTITY"; fi
-}
-`;
-
-// core/steps/sh/probe.sh
-var probe_default = `# shellcheck shell=bash
-# Health probes: plain HTTP on 127.0.0.1, every pending program at once, until a deadline. The clock is read with
-# printf's %(%s)T (a builtin: no process per reading).
-# A first request may be slow (cold caches, a busy host): 5 s per probe, the deadline bounds the whole wait.
-probe() { curl -fsS -o /dev/null --max-time 5 "http://127.0.0.1:$1$2" 2>/dev/null; }
-# wait_healthy TIMEOUT INTERVAL name:port:path...: 0 when every probe answered 2xx in time.
-# With FATAL_GROUP set, gives up early once supervisor has given up on one of the group's programs.
-# shellcheck disable=SC2034 # UNHEALTHY is this function's result, read by the step that calls it
-wait_healthy() {
-  local limit=$1 interval=$2 now deadline next_check; shift 2
-  local pending=("$@") left p port path
-  printf -v now '%(%s)T' -1; deadline=$(( now + limit )); next_check=$(( now + 2 ))
-  while :; do
-    printf -v now '%(%s)T' -1
-    if [ -n "\${FATAL_GROUP:-}" ] && [ "$now" -ge "$next_check" ]; then
-      next_check=$(( now + 2 ))
-      # supervisorctl exits non-zero when a program is down: read its output, not its status.
-      case "$(supervisorctl status "$FATAL_GROUP:*" 2>/dev/null || true)" in
-        *" FATAL "*) UNHEALTHY="supervisor gave up on a program that keeps exiting (waiting for \${pending[*]})"; return 1 ;;
-      esac
-    fi
-    # Probe every pending program at once: a slow page should not delay the others' verdict.
-    local pids=() i=0
-    for p in "\${pending[@]}"; do IFS=: read -r _ port path <<< "$p"; probe "$port" "$path" & pids+=($!); done
-    left=()
-    for p in "\${pending[@]}"; do wait "\${pids[$i]}" || left+=("$p"); i=$(( i + 1 )); done
-    [ \${#left[@]} -eq 0 ] && return 0
-    pending=("\${left[@]}")
-    printf -v now '%(%s)T' -1
-    [ "$now" -lt "$deadline" ] || { UNHEALTHY="no healthy answer within \${limit}s from \${left[*]}"; return 1; }
-    sleep "$interval"
-  done
-}
-`;
-
-// core/steps/sh/supervisor.sh
-var supervisor_default = `# shellcheck shell=bash
-# supervisord's XML-RPC API on its unix socket, through curl: milliseconds per call, where each
-# supervisorctl run costs a Python start-up (up to a second on a busy host). Faults (supervisor/xmlrpc.py:
-# <fault> with faultCode/faultString) are turned into supervisor's own message.
-rpc() { # method [string-arg...]: prints the response
-  local params="" a
-  for a in "\${@:2}"; do params+="<param><value><string>$a</string></value></param>"; done
-  curl -sS --max-time 120 --unix-socket /var/run/supervisor.sock -H 'Content-Type: text/xml' \\
-    --data-binary "<?xml version='1.0'?><methodCall><methodName>$1</methodName><params>$params</params></methodCall>" http://localhost/RPC2 2>&1 \\
-    || echo "<fault>supervisor does not answer on /var/run/supervisor.sock (is it running?)</fault>"
-}
-# rpc_fault ANSWER: supervisor's message when ANSWER is a fault (status 0), else status 1.
-rpc_fault() {
-  case "$1" in *"<fault>"*) ;; *) return 1 ;; esac
-  local m
-  m=$(printf '%s' "$1" | tr -d '\\n' | sed -n 's/.*<name>faultString<\\/name><value><string>\\(.*\\)<\\/string><\\/value>.*/\\1/p')
-  [ -n "$m" ] || m=$(printf '%s' "$1" | tr -d '\\n' | sed 's/.*<fault>\\(.*\\)<\\/fault>.*/\\1/')
-  printf '%s' "$m" | sed "s/&lt;/</g; s/&gt;/>/g; s/&quot;/\\"/g; s/&apos;/'/g; s/&amp;/\\&/g"
-}
-# reread: supervisor reads every configuration file again (reloadConfig: running processes are not touched);
-# prints supervisor's own message and fails when it refuses one (CANT_REREAD).
-reread() { local out; out=$(rpc supervisor.reloadConfig); ! rpc_fault "$out"; }
-# group_down GROUP: stop and forget a process group (absent is fine)
-group_down() { rpc supervisor.stopProcessGroup "$1" >/dev/null; rpc supervisor.removeProcessGroup "$1" >/dev/null; }
-# group_add GROUP: start a group supervisor has read; prints supervisor's message and fails on a fault.
-group_add() { local out; out=$(rpc supervisor.addProcessGroup "$1"); ! rpc_fault "$out"; }
-# sup_pids: SUP_PID[GROUP:PROGRAM] = the pid supervisor reports for each of its programs (0 when not running), from
-# ONE getAllProcessInfo call parsed by bash itself (no process per program: this runs on every no-op and rollback).
-# Each process is a <struct> whose members are <name>KEY</name><value><TYPE>VALUE</TYPE></value> (xmlrpc.client).
-# shellcheck disable=SC2034 # SUP_PID is this function's result, read by the step that calls it
-sup_pids() {
-  local xml s n g p re_name='<name>name</name><value><string>([^<]*)</string>' re_group='<name>group</name><value><string>([^<]*)</string>' re_pid='<name>pid</name><value><int>([0-9]+)</int>'
-  declare -gA SUP_PID=()
-  xml=$(rpc supervisor.getAllProcessInfo); xml=\${xml//$'\\n'/}
-  while [[ $xml == *'</struct>'* ]]; do
-    s=\${xml%%'</struct>'*}; xml=\${xml#*'</struct>'}
-    n=; g=; p=0
-    if [[ $s =~ $re_name ]]; then n=\${BASH_REMATCH[1]}; fi
-    if [[ $s =~ $re_group ]]; then g=\${BASH_REMATCH[1]}; fi
-    if [[ $s =~ $re_pid ]]; then p=\${BASH_REMATCH[1]}; fi
-    if [ -n "$n" ]; then SUP_PID[$g:$n]=$p; fi
-  done
-}
-`;
-
-// core/steps/sh/system.sh
-var system_default = `# shellcheck shell=bash
-# System functions for provision and deploy steps: services (systemd, or Debian's service wrapper where there
-# is none), change tracking per item (CHANGED, item), idempotent files and directories (put_file, ensure_dir).
-# Needs ops_report (the script prelude, core/remote/wrap.ts).
-# svc NAME ACTION: systemd on real VMs, Debian's service wrapper where there is no systemd.
-svc() { if [ -d /run/systemd/system ]; then systemctl "$2" "$1"; else service "$1" "$2"; fi; }
-# svc_up NAME: enabled at boot (systemd) and running now.
-svc_up() {
-  if [ -d /run/systemd/system ]; then
-    systemctl is-enabled --quiet "$1" 2>/dev/null || { systemctl enable --quiet "$1"; CHANGED=1; }
-    systemctl is-active --quiet "$1" || { systemctl start "$1"; CHANGED=1; }
-  else
-    service "$1" status >/dev/null 2>&1 || { service "$1" start >/dev/null; CHANGED=1; }
-  fi
-}
-# item NAME: report whether this item changed since the last mark (CHANGED=1), then reset.
-CHANGED=0
-item() { if [ "$CHANGED" = 1 ]; then ops_report item "$1 changed"; else ops_report item "$1 ok"; fi; CHANGED=0; }
-# put_file PATH MODE OWNER BASE64: write only when content, mode or owner differ (atomic rename); sets CHANGED=1.
-# An unchanged file costs two processes (its content compared as base64: the same encoding as BASE64's, which
-# has no line breaks; its mode and owner): a switch or a provision re-run writes nothing.
-put_file() {
-  local path=$1 mode=$2 owner=$3 dir tmp
-  dir=\${path%/*}; dir=\${dir:-/}
-  if [ -f "$path" ] && [ "$(base64 -w0 < "$path")" = "$4" ] && [ "$(stat -c '%a %U:%G' "$path")" = "\${mode#0} $owner" ]; then return 0; fi
-  [ -d "$dir" ] || mkdir -p "$dir"
-  tmp=$(mktemp "$dir/.ops-new.XXXXXX")
-  # Written whole, then renamed over the file: a full disk leaves the old file and no temporary one.
-  printf %s "$4" | base64 -d > "$tmp" || { rm -f "$tmp"; return 1; }
-  chmod "$mode" "$tmp"
-  chown "$owner" "$tmp"
-  mv -f "$tmp" "$path"
-  CHANGED=1
-}
-# ensure_dir PATH MODE OWNER
-ensure_dir() {
-  if [ ! -d "$1" ]; then install -d -m "$2" -o "\${3%%:*}" -g "\${3##*:}" "$1"; CHANGED=1; return 0; fi
-  if [ "$(stat -c '%a %U:%G' "$1")" != "\${2#0} $3" ]; then chmod "$2" "$1"; chown "$3" "$1"; CHANGED=1; fi
-}
-# nginx_reload: a graceful reload of the running nginx (a signal to its master, no round trip through systemd;
-# requests in flight finish), or a start when it is not running. Call once nginx -t has accepted the files.
-# Returns once the new configuration serves: \`nginx -s reload\` only signals the master, which then opens the new
-# listeners, starts new workers and tells the old ones to stop accepting; until then the old workers answer with
-# the old configuration. Waits (10 s at most, looking every 20 ms) until every old worker is gone or titled "shutting down" (nginx's
-# process titles, src/os/unix/ngx_process_cycle.c). Fails when they still accept: the master could not apply the
-# files (nginx -t does not bind ports: another server on :443, say) and keeps serving the previous configuration.
-nginx_reload() {
-  local old p busy title now deadline
-  old=$(pgrep -f '^nginx: worker process *$' | tr '\\n' ' ')
-  nginx -s reload 2>/dev/null || { svc nginx start; return; }
-  # Polled every 20 ms (the master takes a few ms to start the new workers): each look reads the old workers'
-  # titles with read, a builtin (a worker gone reads as nothing).
-  printf -v now '%(%s)T' -1; deadline=$(( now + 10 ))
-  while :; do
-    busy=
-    for p in $old; do
-      title=; IFS= read -r -d '' title 2>/dev/null < "/proc/$p/cmdline" || true
-      case $title in
-        *'shutting down'*|'') ;;
-        'nginx: worker process'*) busy=1 ;;
-      esac
-    done
-    [ -z "$busy" ] && return 0
-    printf -v now '%(%s)T' -1
-    [ "$now" -lt "$deadline" ] || break
-    sleep 0.02
-  done
-  echo "nginx did not apply the new configuration (nginx -t accepted it, the running server refused it) and keeps serving the previous one; its error log says:" >&2
-  tail -n 3 /var/log/nginx/error.log >&2 2>/dev/null || true
-  return 1
-}
-`;
-
-// core/steps/libraries.ts
-var SYSTEM_FUNCTIONS = system_default;
-var HOST_LOCK_FUNCTIONS = host_lock_default;
-var SUPERVISOR_FUNCTIONS = supervisor_default;
-var IDENTITY_FUNCTIONS = identity_default;
-var PROBE_FUNCTIONS = probe_default;
-var CONNECTION_FUNCTIONS = connection_default;
-var HISTORY_FUNCTIONS = history_default;
-var LIBRARY_KEYS = reportKeys("item", "cert", "proc", "listener", "history", "release", "history_seq", "slot_release");
-
-// core/steps/history.ts
-var RELEASE_DIR_PATTERN = "^[0-9]{8}T[0-9]{6}Z-[0-9a-f]+$";
-function historyFunctions(env) {
-  const L = env.layout;
-  const settings = {
-    history_file: L.history,
-    releases_dir: L.releases,
-    current_link: L.current,
-    supervisor_conf_blue: L.supervisorConf("blue"),
-    supervisor_conf_green: L.supervisorConf("green"),
-    release_dir_pattern: RELEASE_DIR_PATTERN
-  };
-  return `${Object.entries(settings).map(([k, v]) => `${k}=${quote(v)}`).join("\n")}
-${HISTORY_FUNCTIONS}`;
-}
-function parseReleaseRecord(line) {
-  const [id = "", sha = "", status = "ok", live = "-", last = "-"] = line.split(" ");
-  const num = (v) => /^\d+$/.test(v) ? Number(v) : void 0;
-  return { id, sha, status: status === "failed" || status === "abandoned" ? status : "ok", liveSeq: num(live), eventSeq: num(last) };
-}
-function previousRelease(releases, current) {
-  const since = releases.find((r) => r.id === current)?.liveSeq ?? Infinity;
-  return releases.filter((r) => r.id !== current && r.status === "ok" && r.liveSeq !== void 0 && r.liveSeq < since).sort((a, b) => b.liveSeq - a.liveSeq)[0];
 }
 
 // core/steps/nginx-config.ts
@@ -51791,6 +51397,453 @@ function site(env, certificateReady) {
   return renderTemplate(tls ? TLS_SITE : PLAIN_SITE, vars, "built-in site");
 }
 
+// core/steps/sh/connection.sh
+var connection_default = `# shellcheck shell=bash
+# A process's start time, and the SSH server process of the connection a script runs on.
+# OpenSSH (checked on Debian 11's 8.4 and 12's 9.2) runs every session of a connection under one
+# per-connection process, \`sshd: <user>@notty\` (\`sshd-session\` from 9.8), whatever sudo or timeout sit
+# between: the first ancestor of that name. It ends when the connection ends (closed, or dropped and noticed
+# by sshd).
+# proc_start PID: start time (field 22 of /proc/PID/stat, counted after the command name): tells a reused PID apart
+# (read by bash itself, here and in conn_pid: no process per look)
+proc_start() { local s f; read -r s 2>/dev/null < "/proc/$1/stat" || return 1; read -r -a f <<< "\${s##*) }"; printf '%s\\n' "\${f[19]}"; }
+# conn_pid: the SSH server process of this connection
+conn_pid() {
+  local p=$$ s c f
+  while [ "$p" -gt 1 ]; do
+    read -r s 2>/dev/null < "/proc/$p/stat" || return 1
+    c=\${s#*(}; c=\${c%)*}
+    case "$c" in sshd|sshd-session|dropbear) printf '%s\\n' "$p"; return 0 ;; esac
+    read -r -a f <<< "\${s##*) }"; p=\${f[1]}
+  done
+  return 1
+}
+# connection_pids ID...: the pids of the processes started for the connections with these ids (OPS_CONNECTION
+# in their environment, core/remote/wrap.ts), space-separated: what a lost connection left running.
+connection_pids() {
+  local p id patterns=()
+  for id in "$@"; do patterns+=(-e "OPS_CONNECTION=$id"); done
+  for p in /proc/[0-9]*; do
+    # Not a pipeline: under pipefail, grep -q leaving early would fail it.
+    if grep -qxF "\${patterns[@]}" < <(tr '\\0' '\\n' < "$p/environ" 2>/dev/null); then printf '%s ' "\${p#/proc/}"; fi
+  done
+  return 0
+}
+`;
+
+// core/steps/sh/history.sh
+var history_default = `# shellcheck shell=bash
+# The history of one environment on a host (core/steps/history.ts says the format). Set before this library:
+# history_file, releases_dir, current_link, supervisor_conf_blue, supervisor_conf_green, release_dir_pattern.
+# history_add EVENT RELEASE OPERATION appends (call under the lock); history_init derives and writes the
+# history of a host that has none; history_lines prints it (derived, not written, when absent: read-only
+# views); release_reports reports every release directory as
+# \`release <id> <sha> <status> <live seq|-> <last event seq|->\`; rollback_choice picks a rollback's release.
+# Needs ops_report.
+history_now() { date -u +%Y-%m-%dT%H:%M:%SZ; }
+history_last() { if [ -f "$history_file" ]; then awk -F'\\t' '$1 ~ /^[0-9]+$/ { n = $1 } END { print n + 0 }' "$history_file"; else echo 0; fi; }
+history_add() {
+  [ -f "$history_file" ] || history_init >/dev/null # removed by hand since the state step: derive it again first
+  printf '%s\\t%s\\t%s\\t%s\\t%s\\n' "$(( $(history_last) + 1 ))" "$(history_now)" "$1" "$2" "\${3:-}" >> "$history_file"; chmod 0644 "$history_file"
+}
+# release_ids: the release directories, sorted (a glob expands sorted, in the prelude's C.UTF-8 collation, as
+# sort(1) would; bash itself: no process, it runs on every rollback and deploy).
+release_ids() {
+  local d r
+  for d in "$releases_dir"/*/; do
+    r=\${d%/}; r=\${r##*/}
+    if [[ $r =~ $release_dir_pattern ]]; then printf '%s\\n' "$r"; fi
+  done
+}
+history_derive() {
+  local cur n=0 r now
+  cur=$(readlink "$current_link" 2>/dev/null || true); cur=\${cur##*/}; now=$(history_now)
+  for r in $(release_ids); do
+    [ "$r" != "$cur" ] || continue
+    n=$(( n + 1 ))
+    if [ -e "$releases_dir/$r/.ops-failed" ]; then printf '%s\\t%s\\tfailed\\t%s\\tderived\\n' "$n" "$now" "$r"; continue; fi
+    printf '%s\\t%s\\tlive\\t%s\\tderived\\n' "$n" "$now" "$r"
+    if [ -e "$releases_dir/$r/.ops-abandoned" ]; then n=$(( n + 1 )); printf '%s\\t%s\\tabandoned\\t%s\\tderived\\n' "$n" "$now" "$r"; fi
+  done
+  if [ -n "$cur" ] && [ -d "$releases_dir/$cur" ]; then printf '%s\\t%s\\tlive\\t%s\\tderived\\n' "$(( n + 1 ))" "$now" "$cur"; fi
+}
+history_init() { if [ ! -f "$history_file" ]; then history_derive > "$history_file.new"; chmod 0644 "$history_file.new"; mv -f "$history_file.new" "$history_file"; ops_report history derived; fi; }
+history_lines() { if [ -f "$history_file" ]; then cat "$history_file"; else history_derive; fi; }
+# history_read: one pass over the history, by bash: each release's last going live (history_live_seq[ID]) and
+# last event (history_last_seq[ID]), and the last sequence number (history_seq).
+declare -gA history_live_seq history_last_seq
+history_seq=0
+history_read() {
+  local n _t event id _rest
+  history_live_seq=(); history_last_seq=(); history_seq=0
+  while IFS=$'\\t' read -r n _t event id _rest; do
+    [[ $n =~ ^[0-9]+$ ]] || continue
+    n=$(( 10#$n )); history_seq=$n
+    [ -n "$id" ] || continue
+    history_last_seq[$id]=$n
+    if [ "$event" = live ]; then history_live_seq[$id]=$n; fi
+  done < <(history_lines)
+}
+# release_status ID: ok, failed or abandoned, from the markers in its directory (in release_state).
+release_status() {
+  release_state=ok
+  [ -e "$releases_dir/$1/.ops-failed" ] && release_state=failed
+  [ -e "$releases_dir/$1/.ops-abandoned" ] && release_state=abandoned
+  true
+}
+release_reports() {
+  local r d sha
+  history_read
+  for r in $(release_ids); do
+    d=$releases_dir/$r
+    release_status "$r"
+    sha=""; if [ -f "$d/REVISION" ]; then read -r sha < "$d/REVISION" || true; fi; sha=\${sha//[^0-9a-f]/}
+    ops_report release "$r \${sha:0:64} $release_state \${history_live_seq[$r]:--} \${history_last_seq[$r]:--}"
+  done
+  ops_report history_seq "$history_seq"
+}
+# rollback_choice CURRENT [TO]: the release a rollback from CURRENT goes to, in release_id, and the verdict in
+# rollback_verdict: \`ok\`; \`noop\` (it is CURRENT); \`none\` (no earlier release to go back to); \`not_kept\` (TO is not
+# a release directory here). Without TO: the release that went live most recently before CURRENT, in the order
+# of the history (whatever the ids say), skipping failed and abandoned (rolled back from) ones.
+# shellcheck disable=SC2034 # release_id and rollback_verdict are read by the rollback step
+rollback_choice() {
+  local cur=$1 to=\${2:-} r seq since best=-1
+  release_id=""
+  if [ -n "$to" ]; then
+    if [[ $to =~ $release_dir_pattern ]] && [ -d "$releases_dir/$to" ]; then release_id=$to; else rollback_verdict=not_kept; return 0; fi
+  else
+    history_read
+    since=\${history_live_seq[$cur]:-}
+    for r in $(release_ids); do
+      seq=\${history_live_seq[$r]:-}
+      if [ "$r" = "$cur" ] || [ -z "$seq" ]; then continue; fi
+      if [ -n "$since" ] && [ "$seq" -ge "$since" ]; then continue; fi
+      release_status "$r"
+      if [ "$release_state" = ok ] && [ "$seq" -gt "$best" ]; then best=$seq; release_id=$r; fi
+    done
+    if [ -z "$release_id" ]; then rollback_verdict=none; return 0; fi
+  fi
+  if [ "$release_id" = "$cur" ]; then rollback_verdict=noop; else rollback_verdict=ok; fi
+}
+# slot_releases: the release each slot's supervisor file runs ("slot_release SLOT ID"), from its header.
+slot_releases() {
+  local s f line id header='^; Managed by ops-pipeline: slot [a-z]* of .*, release ([0-9A-Za-z-]*)\\. '
+  for s in blue green; do
+    case $s in blue) f=$supervisor_conf_blue ;; green) f=$supervisor_conf_green ;; esac
+    [ -f "$f" ] || continue
+    # The release named in the file's header line (the first such line), read by bash.
+    id=""
+    while IFS= read -r line || [ -n "$line" ]; do
+      if [[ $line =~ $header ]]; then id=\${BASH_REMATCH[1]}; break; fi
+    done < "$f"
+    ops_report slot_release "$s $id"
+  done
+  true
+}
+`;
+
+// core/steps/sh/host-lock.sh
+var host_lock_default = '# shellcheck shell=bash\n# Apps sharing a host share its nginx configuration and certbot: host_lock NAME serializes the changes to\n# them across apps (each app\'s own lock, in its base directory, only serializes that app\'s runs). flock(1)\n# on /run/lock/ops-pipeline-NAME.lock, held until host_unlock NAME or the end of the script (the kernel\n# drops it with the process: a killed run leaves nothing behind). Waits at most WAIT seconds (default 45).\nhost_lock() { # NAME [WAIT]\n  local fd\n  mkdir -p /run/lock\n  exec {fd}>>"/run/lock/ops-pipeline-$1.lock"\n  if ! flock -w "${2:-45}" "$fd"; then\n    echo "another app\'s run on this host has held /run/lock/ops-pipeline-$1.lock for ${2:-45}s (its $1 change); try again when it is done" >&2\n    exit 1\n  fi\n  printf -v "HOST_LOCK_$1" %s "$fd"\n}\nhost_unlock() { local v="HOST_LOCK_$1"; [ -z "${!v:-}" ] || flock -u "${!v}"; }\n';
+
+// core/steps/sh/identity.sh
+var identity_default = `# shellcheck shell=bash
+# Who answers on a port: the processes listening on it (ss -Htlnp from iproute2, every process holding
+# the socket: a pre-forking server's master and workers alike), whether each is in the process tree of the
+# pid supervisor started, and which release each runs (OPS_RELEASE in /proc/<pid>/environ, else its working
+# directory). check_identity is the health gate's verdict; report_slot is what ops status shows.
+# Needs supervisor.sh (sup_pids) and ops_report; live_verdict needs probe.sh too.
+# Builtins where they do (no process per call: these run on every no-op deploy and rollback).
+proc_env_release() { local v; while IFS= read -r -d '' v; do case $v in OPS_RELEASE=*) printf '%s\\n' "\${v#OPS_RELEASE=}"; return 0 ;; esac; done < "/proc/$1/environ" 2>/dev/null; return 0; }
+proc_cwd() { readlink "/proc/$1/cwd" 2>/dev/null || true; }
+proc_cmd() { tr '\\0\\n\\t' '   ' < "/proc/$1/cmdline" 2>/dev/null | cut -c 1-160 | sed 's/ *$//'; }
+# listeners PORT: pids listening on it (each once, in ss's order), from LISTEN_TABLE (one \`ss -Htlnp\` for every
+# port) when set.
+listeners() {
+  local table l rest pid
+  local -A seen=()
+  table=\${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}
+  while read -r _ _ _ l _ rest; do
+    [ "\${l##*:}" = "$1" ] || continue
+    while [[ $rest =~ pid=([0-9]+) ]]; do
+      pid=\${BASH_REMATCH[1]}; rest=\${rest#*pid="$pid"}
+      if [ -z "\${seen[$pid]:-}" ]; then seen[$pid]=1; printf '%s\\n' "$pid"; fi
+    done
+  done <<< "$table"
+}
+# in_tree PID ROOT: ROOT is PID or one of its ancestors (parents read from /proc/PID/stat, after the command name).
+in_tree() {
+  local p=$1 n=0 s stat_fields
+  while [ -n "$p" ] && [ "$p" -gt 0 ] && [ "$n" -lt 64 ]; do
+    [ "$p" = "$2" ] && return 0
+    read -r s < "/proc/$p/stat" 2>/dev/null || return 1
+    read -r -a stat_fields <<< "\${s##*) }"; p=\${stat_fields[1]:-0}; n=$(( n + 1 ))
+  done
+  return 1
+}
+# same_release PID ID DIR: the process runs release ID: OPS_RELEASE=ID, or its working directory is inside DIR.
+same_release() {
+  [ "$(proc_env_release "$1")" = "$2" ] && return 0
+  case "$(proc_cwd "$1")" in "$3" | "$3"/*) return 0 ;; esac
+  return 1
+}
+# describe_proc PID: "pid N (command) running RELEASE-or-directory"
+describe_proc() {
+  local r c
+  r=$(proc_env_release "$1"); c=$(proc_cwd "$1")
+  printf 'pid %s (%s) running %s' "$1" "$(proc_cmd "$1")" "\${r:-an unknown release}\${c:+, in $c}"
+}
+# check_identity ID DIR GROUP name:port[:path]...: every process listening on each program's port is in the tree of
+# the pid supervisor reports for that program of GROUP and runs release ID (directory DIR). On failure,
+# IDENTITY says what answers instead.
+# shellcheck disable=SC2034 # IDENTITY is this function's result, read by the step that calls it
+check_identity() {
+  local id=$1 dir group=$3 p name port sp l ls LISTEN_TABLE; dir=$(readlink -f "$2"); shift 3
+  IDENTITY=""
+  command -v ss >/dev/null || { IDENTITY="cannot tell who listens on the ports: ss (iproute2) is not installed; run ops provision"; return 1; }
+  LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)
+  sup_pids
+  for p in "$@"; do
+    IFS=: read -r name port _ <<< "$p"
+    sp=\${SUP_PID[$group:$group-$name]:-0}
+    ls=$(listeners "$port")
+    if [ -z "$ls" ]; then IDENTITY+="nothing listens on port $port of program $name (it answered the health check: another network namespace?); "; continue; fi
+    for l in $ls; do
+      if [ "$sp" != 0 ] && in_tree "$l" "$sp" && same_release "$l" "$id" "$dir"; then continue; fi
+      IDENTITY+="port $port of program $name is answered by $(describe_proc "$l"), "
+      if [ "$sp" = 0 ]; then IDENTITY+="while supervisor runs no process for $group:$group-$name; "
+      elif ! in_tree "$l" "$sp"; then IDENTITY+="which supervisor did not start (its process for $name is pid $sp); "
+      else IDENTITY+="not release $id; "; fi
+    done
+  done
+  IDENTITY=\${IDENTITY%; }
+  [ -z "$IDENTITY" ]
+}
+# report_slot SLOT GROUP name:port...: "proc" and "listener" reports (tab-separated) for ops status.
+report_slot() {
+  local slot=$1 group=$2 p name port sp l tree; shift 2
+  sup_pids
+  for p in "$@"; do
+    IFS=: read -r name port _ <<< "$p"
+    sp=\${SUP_PID[$group:$group-$name]:-0}
+    if [ "$sp" != 0 ]; then ops_report proc "$slot	$name	$sp	$(proc_env_release "$sp")	$(proc_cwd "$sp")	$(proc_cmd "$sp")"; fi
+    for l in $(listeners "$port"); do
+      tree=other; if [ "$sp" != 0 ] && in_tree "$l" "$sp"; then tree=tree; fi
+      ops_report listener "$slot	$name	$l	$tree	$(proc_env_release "$l")	$(proc_cwd "$l")	$(proc_cmd "$l")"
+    done
+  done
+}
+# live_verdict ID DIR GROUP TIMEOUT INTERVAL name:port:path...: prints "ok" when the release ID (directory DIR) of
+# GROUP answers every health check (wait_healthy) and is what answers on each port (check_identity), else why not
+# (the health checks' verdict first). Both at once, the identity in the background; when it failed, it is checked
+# again once the health checks passed (a program that bound its port late), so its verdict is the one after them.
+# Needs probe.sh.
+live_verdict() {
+  local id=$1 dir=$2 group=$3 limit=$4 interval=$5 ipid; shift 5
+  check_identity "$id" "$dir" "$group" "$@" >/dev/null 2>&1 &
+  ipid=$!
+  if ! wait_healthy "$limit" "$interval" "$@"; then wait "$ipid" || true; printf '%s' "$UNHEALTHY"
+  elif wait "$ipid" || check_identity "$id" "$dir" "$group" "$@"; then printf ok
+  else printf '%s' "$IDENTITY"; fi
+}
+`;
+
+// core/steps/sh/probe.sh
+var probe_default = `# shellcheck shell=bash
+# Health probes: plain HTTP on 127.0.0.1, every pending program at once, until a deadline. The clock is read with
+# printf's %(%s)T (a builtin: no process per reading).
+# A first request may be slow (cold caches, a busy host): 5 s per probe, the deadline bounds the whole wait.
+probe() { curl -fsS -o /dev/null --max-time 5 "http://127.0.0.1:$1$2" 2>/dev/null; }
+# wait_healthy TIMEOUT INTERVAL name:port:path...: 0 when every probe answered 2xx in time.
+# With FATAL_GROUP set, gives up early once supervisor has given up on one of the group's programs.
+# shellcheck disable=SC2034 # UNHEALTHY is this function's result, read by the step that calls it
+wait_healthy() {
+  local limit=$1 interval=$2 now deadline next_check; shift 2
+  local pending=("$@") left p port path
+  printf -v now '%(%s)T' -1; deadline=$(( now + limit )); next_check=$(( now + 2 ))
+  while :; do
+    printf -v now '%(%s)T' -1
+    if [ -n "\${FATAL_GROUP:-}" ] && [ "$now" -ge "$next_check" ]; then
+      next_check=$(( now + 2 ))
+      # group_fatal: supervisor.sh (supervisor's XML-RPC; the step that sets FATAL_GROUP includes it).
+      if group_fatal "$FATAL_GROUP"; then UNHEALTHY="supervisor gave up on a program that keeps exiting (waiting for \${pending[*]})"; return 1; fi
+    fi
+    # Probe every pending program at once: a slow page should not delay the others' verdict.
+    local pids=() i=0
+    for p in "\${pending[@]}"; do IFS=: read -r _ port path <<< "$p"; probe "$port" "$path" & pids+=($!); done
+    left=()
+    for p in "\${pending[@]}"; do wait "\${pids[$i]}" || left+=("$p"); i=$(( i + 1 )); done
+    [ \${#left[@]} -eq 0 ] && return 0
+    pending=("\${left[@]}")
+    printf -v now '%(%s)T' -1
+    [ "$now" -lt "$deadline" ] || { UNHEALTHY="no healthy answer within \${limit}s from \${left[*]}"; return 1; }
+    sleep "$interval"
+  done
+}
+`;
+
+// core/steps/sh/supervisor.sh
+var supervisor_default = `# shellcheck shell=bash
+# supervisord's XML-RPC API on its unix socket, through curl: milliseconds per call, where each
+# supervisorctl run costs a Python start-up (up to a second on a busy host). Faults (supervisor/xmlrpc.py:
+# <fault> with faultCode/faultString) are turned into supervisor's own message.
+rpc() { # method [string-arg...]: prints the response
+  local params="" a
+  for a in "\${@:2}"; do params+="<param><value><string>$a</string></value></param>"; done
+  curl -sS --max-time 120 --unix-socket /var/run/supervisor.sock -H 'Content-Type: text/xml' \\
+    --data-binary "<?xml version='1.0'?><methodCall><methodName>$1</methodName><params>$params</params></methodCall>" http://localhost/RPC2 2>&1 \\
+    || echo "<fault>supervisor does not answer on /var/run/supervisor.sock (is it running?)</fault>"
+}
+# rpc_fault ANSWER: supervisor's message when ANSWER is a fault (status 0), else status 1.
+rpc_fault() {
+  case "$1" in *"<fault>"*) ;; *) return 1 ;; esac
+  local m
+  m=$(printf '%s' "$1" | tr -d '\\n' | sed -n 's/.*<name>faultString<\\/name><value><string>\\(.*\\)<\\/string><\\/value>.*/\\1/p')
+  [ -n "$m" ] || m=$(printf '%s' "$1" | tr -d '\\n' | sed 's/.*<fault>\\(.*\\)<\\/fault>.*/\\1/')
+  printf '%s' "$m" | sed "s/&lt;/</g; s/&gt;/>/g; s/&quot;/\\"/g; s/&apos;/'/g; s/&amp;/\\&/g"
+}
+# reread: supervisor reads every configuration file again (reloadConfig: running processes are not touched);
+# prints supervisor's own message and fails when it refuses one (CANT_REREAD).
+reread() { local out; out=$(rpc supervisor.reloadConfig); ! rpc_fault "$out"; }
+# group_down GROUP: stop and forget a process group (absent is fine)
+group_down() { rpc supervisor.stopProcessGroup "$1" >/dev/null; rpc supervisor.removeProcessGroup "$1" >/dev/null; }
+# group_add GROUP: start a group supervisor has read; prints supervisor's message and fails on a fault.
+group_add() { local out; out=$(rpc supervisor.addProcessGroup "$1"); ! rpc_fault "$out"; }
+# sup_pids: SUP_PID[GROUP:PROGRAM] = the pid supervisor reports for each of its programs (0 when not running) and
+# SUP_STATE[GROUP:PROGRAM] its state name (RUNNING, STARTING, BACKOFF, FATAL...: supervisor/states.py), from ONE
+# getAllProcessInfo call parsed by bash itself (no process per program: this runs on every no-op and rollback).
+# Each process is a <struct> whose members are <name>KEY</name><value><TYPE>VALUE</TYPE></value> (xmlrpc.client).
+# shellcheck disable=SC2034 # SUP_PID and SUP_STATE are this function's result, read by the step that calls it
+sup_pids() {
+  local xml s n g p st re_name='<name>name</name><value><string>([^<]*)</string>' re_group='<name>group</name><value><string>([^<]*)</string>' re_pid='<name>pid</name><value><int>([0-9]+)</int>' re_state='<name>statename</name><value><string>([A-Z]*)</string>'
+  declare -gA SUP_PID=() SUP_STATE=()
+  xml=$(rpc supervisor.getAllProcessInfo); xml=\${xml//$'\\n'/}
+  while [[ $xml == *'</struct>'* ]]; do
+    s=\${xml%%'</struct>'*}; xml=\${xml#*'</struct>'}
+    n=; g=; p=0; st=
+    if [[ $s =~ $re_name ]]; then n=\${BASH_REMATCH[1]}; fi
+    if [[ $s =~ $re_group ]]; then g=\${BASH_REMATCH[1]}; fi
+    if [[ $s =~ $re_pid ]]; then p=\${BASH_REMATCH[1]}; fi
+    if [[ $s =~ $re_state ]]; then st=\${BASH_REMATCH[1]}; fi
+    if [ -n "$n" ]; then SUP_PID[$g:$n]=$p; SUP_STATE[$g:$n]=$st; fi
+  done
+}
+# group_fatal GROUP: 0 when supervisor gave up on one of GROUP's programs (FATAL: it kept exiting within
+# startsecs, startretries times), through the same one call (a supervisorctl run would cost a Python start-up
+# every time the health gate asks, ten at once when ten hosts start together).
+group_fatal() {
+  local k
+  sup_pids
+  for k in "\${!SUP_STATE[@]}"; do [[ $k == "$1:"* && \${SUP_STATE[$k]} == FATAL ]] && return 0; done
+  return 1
+}
+`;
+
+// core/steps/sh/system.sh
+var system_default = `# shellcheck shell=bash
+# System functions for provision and deploy steps: services (systemd, or Debian's service wrapper where there
+# is none), change tracking per item (CHANGED, item), idempotent files and directories (put_file, ensure_dir).
+# Needs ops_report (the script prelude, core/remote/wrap.ts).
+# svc NAME ACTION: systemd on real VMs, Debian's service wrapper where there is no systemd.
+svc() { if [ -d /run/systemd/system ]; then systemctl "$2" "$1"; else service "$1" "$2"; fi; }
+# svc_up NAME: enabled at boot (systemd) and running now.
+svc_up() {
+  if [ -d /run/systemd/system ]; then
+    systemctl is-enabled --quiet "$1" 2>/dev/null || { systemctl enable --quiet "$1"; CHANGED=1; }
+    systemctl is-active --quiet "$1" || { systemctl start "$1"; CHANGED=1; }
+  else
+    service "$1" status >/dev/null 2>&1 || { service "$1" start >/dev/null; CHANGED=1; }
+  fi
+}
+# item NAME: report whether this item changed since the last mark (CHANGED=1), then reset.
+CHANGED=0
+item() { if [ "$CHANGED" = 1 ]; then ops_report item "$1 changed"; else ops_report item "$1 ok"; fi; CHANGED=0; }
+# put_file PATH MODE OWNER BASE64: write only when content, mode or owner differ (atomic rename); sets CHANGED=1.
+# An unchanged file costs two processes (its content compared as base64: the same encoding as BASE64's, which
+# has no line breaks; its mode and owner): a switch or a provision re-run writes nothing.
+put_file() {
+  local path=$1 mode=$2 owner=$3 dir tmp
+  dir=\${path%/*}; dir=\${dir:-/}
+  if [ -f "$path" ] && [ "$(base64 -w0 < "$path")" = "$4" ] && [ "$(stat -c '%a %U:%G' "$path")" = "\${mode#0} $owner" ]; then return 0; fi
+  [ -d "$dir" ] || mkdir -p "$dir"
+  tmp=$(mktemp "$dir/.ops-new.XXXXXX")
+  # Written whole, then renamed over the file: a full disk leaves the old file and no temporary one.
+  printf %s "$4" | base64 -d > "$tmp" || { rm -f "$tmp"; return 1; }
+  chmod "$mode" "$tmp"
+  chown "$owner" "$tmp"
+  mv -f "$tmp" "$path"
+  CHANGED=1
+}
+# ensure_dir PATH MODE OWNER
+ensure_dir() {
+  if [ ! -d "$1" ]; then install -d -m "$2" -o "\${3%%:*}" -g "\${3##*:}" "$1"; CHANGED=1; return 0; fi
+  if [ "$(stat -c '%a %U:%G' "$1")" != "\${2#0} $3" ]; then chmod "$2" "$1"; chown "$3" "$1"; CHANGED=1; fi
+}
+# nginx_reload: a graceful reload of the running nginx (a signal to its master, no round trip through systemd;
+# requests in flight finish), or a start when it is not running. Call once nginx -t has accepted the files.
+# Returns once the new configuration serves: \`nginx -s reload\` only signals the master, which then opens the new
+# listeners, starts new workers and tells the old ones to stop accepting; until then the old workers answer with
+# the old configuration. Waits (10 s at most, looking every 20 ms) until every old worker is gone or titled "shutting down" (nginx's
+# process titles, src/os/unix/ngx_process_cycle.c). Fails when they still accept: the master could not apply the
+# files (nginx -t does not bind ports: another server on :443, say) and keeps serving the previous configuration.
+nginx_reload() {
+  local old p busy title now deadline
+  old=$(pgrep -f '^nginx: worker process *$' | tr '\\n' ' ')
+  nginx -s reload 2>/dev/null || { svc nginx start; return; }
+  # Polled every 20 ms (the master takes a few ms to start the new workers): each look reads the old workers'
+  # titles with read, a builtin (a worker gone reads as nothing).
+  printf -v now '%(%s)T' -1; deadline=$(( now + 10 ))
+  while :; do
+    busy=
+    for p in $old; do
+      title=; IFS= read -r -d '' title 2>/dev/null < "/proc/$p/cmdline" || true
+      case $title in
+        *'shutting down'*|'') ;;
+        'nginx: worker process'*) busy=1 ;;
+      esac
+    done
+    [ -z "$busy" ] && return 0
+    printf -v now '%(%s)T' -1
+    [ "$now" -lt "$deadline" ] || break
+    sleep 0.02
+  done
+  echo "nginx did not apply the new configuration (nginx -t accepted it, the running server refused it) and keeps serving the previous one; its error log says:" >&2
+  tail -n 3 /var/log/nginx/error.log >&2 2>/dev/null || true
+  return 1
+}
+`;
+
+// core/steps/libraries.ts
+var SYSTEM_FUNCTIONS = system_default;
+var HOST_LOCK_FUNCTIONS = host_lock_default;
+var SUPERVISOR_FUNCTIONS = supervisor_default;
+var IDENTITY_FUNCTIONS = identity_default;
+var PROBE_FUNCTIONS = probe_default;
+var CONNECTION_FUNCTIONS = connection_default;
+var HISTORY_FUNCTIONS = history_default;
+var LIBRARY_KEYS = reportKeys("item", "cert", "proc", "listener", "history", "release", "history_seq", "slot_release");
+
+// core/steps/history.ts
+var RELEASE_DIR_PATTERN = "^[0-9]{8}T[0-9]{6}Z-[0-9a-f]+$";
+function historyFunctions(env) {
+  const L = env.layout;
+  const settings = {
+    history_file: L.history,
+    releases_dir: L.releases,
+    current_link: L.current,
+    supervisor_conf_blue: L.supervisorConf("blue"),
+    supervisor_conf_green: L.supervisorConf("green"),
+    release_dir_pattern: RELEASE_DIR_PATTERN
+  };
+  return `${Object.entries(settings).map(([k, v]) => `${k}=${quote(v)}`).join("\n")}
+${HISTORY_FUNCTIONS}`;
+}
+function parseReleaseRecord(line) {
+  const [id = "", sha = "", status = "ok", live = "-", last = "-"] = line.split(" ");
+  const num = (v) => /^\d+$/.test(v) ? Number(v) : void 0;
+  return { id, sha, status: status === "failed" || status === "abandoned" ? status : "ok", liveSeq: num(live), eventSeq: num(last) };
+}
+
 // core/supervisor.ts
 var CONTROL = /[\u0000-\u0008\u000a-\u001f\u007f]/;
 var INLINE_COMMENT = /[\s\u001c-\u001f\u0085][;#]/u;
@@ -51832,7 +51885,10 @@ function b64(content) {
   return Buffer.from(content).toString("base64");
 }
 function putFile(path, content, mode = "0644", owner = "root:root") {
-  return `put_file ${quote(path)} ${mode} ${owner} ${b64(content)}`;
+  return putFileWord(path, b64(content), mode, owner);
+}
+function putFileWord(path, b64Word, mode = "0644", owner = "root:root") {
+  return `put_file ${quote(path)} ${mode} ${owner} ${b64Word}`;
 }
 
 // core/steps/nginx.ts
@@ -51941,13 +51997,26 @@ var START_FAILED_CLEAN = 3;
 function programPorts(env, slot) {
   return Object.keys(env.config.programs).map((name2) => `${name2}:${env.port(name2, slot)}`);
 }
-function startSlot(env, slot, release, releaseId) {
+var RELEASE_MARK = "@@ops-release-id@@";
+function releaseIdVar(releaseId) {
+  const set = typeof releaseId !== "string" && releaseId.variable === "release_id" ? "" : `release_id=${word(releaseId)}
+`;
+  return String.raw`${set}[[ $release_id =~ ${RELEASE_DIR_PATTERN} ]] || { echo "not a release id: $release_id" >&2; exit 1; }`;
+}
+function slotConfigShell(env, slot, releaseId) {
+  const L = env.layout;
+  if (typeof releaseId === "string") return `conf_b64=${b64(slotConfig(env, slot, `${L.releases}/${releaseId}`, releaseId))}`;
+  return String.raw`conf_text=${quote(slotConfig(env, slot, `${L.releases}/${RELEASE_MARK}`, RELEASE_MARK))}
+conf_text=${"$"}{conf_text//"${RELEASE_MARK}"/"$release_id"}
+conf_b64=$(printf %s "$conf_text" | base64 -w0)`;
+}
+function startRelease(env, slot, releaseId) {
   const L = env.layout;
   const sw = env.config.switch;
   const group = L.supervisorGroup(slot);
   const logFiles = Object.keys(env.config.programs).flatMap((n) => [`${L.logDir}/${n}-${slot}.err.log`, `${L.logDir}/${n}-${slot}.out.log`]);
   const probeList = probes(env, slot).map(quote).join(" ");
-  const identity = `check_identity ${quote(releaseId)} ${quote(release)} ${quote(group)} ${programPorts(env, slot).map(quote).join(" ")}`;
+  const identity = `check_identity "$release_id" "$release" ${quote(group)} ${programPorts(env, slot).map(quote).join(" ")}`;
   return {
     name: `start ${slot}`,
     as: "root",
@@ -51956,18 +52025,21 @@ function startSlot(env, slot, release, releaseId) {
 ${PROBE_FUNCTIONS}
 ${SUPERVISOR_FUNCTIONS}
 ${IDENTITY_FUNCTIONS}
+${releaseIdVar(releaseId)}
+release=${quote(L.releases)}/$release_id
+${slotConfigShell(env, slot, releaseId)}
 conf=${quote(L.supervisorConf(slot))}
 # The slot may still run exactly this (the previous release, kept warm: its file compared as base64, the way it
 # travels): then health and identity are enough, checked at once (live_verdict).
-if [ -f "$conf" ] && [ "$(base64 -w0 < "$conf")" = ${b64(slotConfig(env, slot, release, releaseId))} ] && [ "$(live_verdict ${quote(releaseId)} ${quote(release)} ${quote(group)} 2 0.1 ${probeList})" = ok ]; then
-  echo "slot ${slot} already runs ${releaseId} and is healthy: reused"
+if [ -f "$conf" ] && [ "$(base64 -w0 < "$conf")" = "$conf_b64" ] && [ "$(live_verdict "$release_id" "$release" ${quote(group)} 2 0.1 ${probeList})" = ok ]; then
+  echo "slot ${slot} already runs $release_id and is healthy: reused"
   exit 0
 fi
 # The new file goes in beside a copy of the previous one, which comes back if supervisor refuses the new one.
 prev=$(mktemp /etc/supervisor/.ops-prev.XXXXXX); trap 'rm -f "$prev"' EXIT
 had_prev=0; if [ -f "$conf" ]; then cp -a "$conf" "$prev"; had_prev=1; fi
 restore() { if [ "$had_prev" = 1 ]; then cp -a "$prev" "$conf"; else rm -f "$conf"; fi; reread >/dev/null || true; }
-${putFile(L.supervisorConf(slot), slotConfig(env, slot, release, releaseId))}
+${putFileWord(L.supervisorConf(slot), '"$conf_b64"')}
 if ! msg=$(reread); then
   restore
   if reread >/dev/null; then echo "supervisor refused the new configuration of slot ${slot} (${L.supervisorConf(slot)}): $msg" >&2
@@ -51992,9 +52064,9 @@ if ! msg=$(group_add ${quote(group)}); then
 fi
 verdict=""
 if ! FATAL_GROUP=${quote(group)} wait_healthy ${sw.health_timeout} ${sw.health_interval} ${probeList}; then
-  verdict="release ${releaseId} did not become healthy on slot ${slot}: $UNHEALTHY"
+  verdict="release $release_id did not become healthy on slot ${slot}: $UNHEALTHY"
 elif ! ${identity}; then
-  verdict="release ${releaseId} is not what answers on slot ${slot}: $IDENTITY"
+  verdict="release $release_id is not what answers on slot ${slot}: $IDENTITY"
 fi
 if [ -n "$verdict" ]; then
   for f in "${"$"}{!log_start[@]}"; do
@@ -52008,7 +52080,7 @@ if [ -n "$verdict" ]; then
   reread >/dev/null || true
   exit ${START_FAILED_CLEAN}
 fi >&2
-echo "slot ${slot} healthy: ${Object.keys(env.config.programs).join(", ")} (each answered by the process supervisor started for ${releaseId})"`
+echo "slot ${slot} healthy: ${Object.keys(env.config.programs).join(", ")} (each answered by the process supervisor started for $release_id)"`
   };
 }
 function stopSlot(env, slot, drainSeconds = 0) {
@@ -52032,7 +52104,6 @@ fi`
 }
 function switchTo(env, slot, releaseId, certificateReady, operation = "deploy") {
   const L = env.layout;
-  const target = `${L.releases}/${releaseId}`;
   const host = env.config.domain ? ` -H ${quote(`Host: ${env.config.domain}`)}` : "";
   return {
     ...applyNginx({
@@ -52044,7 +52115,8 @@ function switchTo(env, slot, releaseId, certificateReady, operation = "deploy") 
       links: [[L.nginxSite, L.nginxSiteEnabled]],
       // The new `current` link and slot record exist before nginx changes (they need space and inodes under
       // the app's directory, which may be full): after the reload, two renames make them live.
-      before: String.raw`ln -sfn ${quote(target)} ${quote(`${L.base}/.current.new`)}
+      before: String.raw`${releaseIdVar(releaseId)}
+ln -sfn ${quote(L.releases)}/"$release_id" ${quote(`${L.base}/.current.new`)}
 printf '%s\n' ${quote(slot)} > ${quote(`${L.slotFile}.new`)}`,
       then: String.raw`for i in $(seq 100); do
   got=$(curl -s --max-time 1${host} http://127.0.0.1/.ops/slot 2>/dev/null || true)
@@ -52055,37 +52127,85 @@ done
 mv -T ${quote(`${L.base}/.current.new`)} ${quote(L.current)}
 mv -f ${quote(`${L.slotFile}.new`)} ${quote(L.slotFile)}
 ${historyFunctions(env)}
-history_add live ${quote(releaseId)} ${operation}
-echo "live: ${releaseId} on slot ${slot}"`
+history_add live "$release_id" ${operation}
+echo "live: $release_id on slot ${slot}"`
     }),
     name: "switch"
   };
 }
-var SUBSHELL_PART = "# shellcheck disable=SC2030,SC2031,SC2317 # a part of its own, in a subshell";
-function rollbackStep(env, slot, releaseId, certificateReady, after, closing) {
-  const start = startSlot(env, slot, `${env.layout.releases}/${releaseId}`, releaseId);
-  const sw = switchTo(env, slot, releaseId, certificateReady, "rollback");
+var PART = "# shellcheck disable=SC2030,SC2031,SC2317 # parts of their own, run by ops_part in a subshell";
+var ROLLBACK_KEYS = reportKeys("rollback", "rollback_from", "rollback_to", "rollback_slot", "rollback_exit", "rollback_stop_exit");
+function rollbackStep(env, to, after, ends) {
+  const L = env.layout;
+  const id = onHost("release_id");
+  const slots = ["blue", "green"];
+  const certs = certificatePaths(env);
+  const certStates = certs ? [true, false] : [false];
+  const starts = slots.map((slot) => [slot, startRelease(env, slot, id)]);
+  const switches = slots.flatMap((slot) => certStates.map((cert) => [`${slot}:${cert ? "yes" : "no"}`, switchTo(env, slot, id, cert, "rollback")]));
+  const stops = slots.map((slot) => [slot, stopSlot(env, slot, env.config.switch.drain)]);
+  const libraries = [SYSTEM_FUNCTIONS, PROBE_FUNCTIONS, SUPERVISOR_FUNCTIONS, IDENTITY_FUNCTIONS, HOST_LOCK_FUNCTIONS, historyFunctions(env)];
+  const body = (script) => libraries.reduce((text, lib) => text.split(`${lib}
+`).join(""), script);
+  const variants = (name2, on, parts) => `${PART}
+case "${on}" in
+${parts.map(([key, step]) => `${key})
+${name2}() {
+${body(step.script)}
+} ;;`).join("\n")}
+esac`;
+  const timeout = (starts[0][1].timeout ?? 600) + (switches[0][1].timeout ?? 600) + (env.config.switch.keep_previous ? 0 : stops[0][1].timeout ?? 600);
   return {
-    name: `start ${slot} + switch`,
+    name: "rollback",
     as: "root",
-    timeout: (start.timeout ?? 600) + (sw.timeout ?? 600),
-    script: [
-      // Each part in a subshell of its own: its `exit` and traps stay its own (so shellcheck, which reads the
-      // functions each part defines as unreachable after an earlier part's exit, is told so on each).
-      `${SUBSHELL_PART}
-(
-${start.script}
-)`,
-      `${SUBSHELL_PART}
-(
-${sw.script}
-) || { rc=$?; [ "$rc" != ${START_FAILED_CLEAN} ] || rc=1; exit "$rc"; }`,
-      `${SUBSHELL_PART}
-(
-${after}
-) || echo "could not mark the release left (it stays a rollback target)" >&2`,
-      closing
-    ].join("\n")
+    timeout,
+    script: String.raw`${libraries.join("\n")}
+# ops_part FUNCTION: runs it in a subshell of its own, errexit on (its exits and traps stay its own); its exit code in part_rc.
+ops_part() { set +e; ( set -e; "$1" ); part_rc=$?; set -e; }
+rollback_from=$(readlink ${quote(L.current)} 2>/dev/null || true); rollback_from=${"$"}{rollback_from##*/}
+live_slot=""; if [ -f ${quote(L.slotFile)} ]; then read -r live_slot < ${quote(L.slotFile)} || true; fi
+ops_report ${ROLLBACK_KEYS.rollback_from} "$rollback_from"
+if [ -z "$rollback_from" ]; then rollback_verdict=no_live; else rollback_choice "$rollback_from" ${quote(to ?? "")}; fi
+ops_report ${ROLLBACK_KEYS.rollback} "$rollback_verdict"
+if [ "$rollback_verdict" != ok ]; then
+  ${ends.refused || ":"}
+else
+  ops_report ${ROLLBACK_KEYS.rollback_to} "$release_id"
+  # The idle slot (green when the slot record is missing or unreadable: blue is then taken as live).
+  if [ "$live_slot" = green ]; then new_slot=blue; else live_slot=blue; new_slot=green; fi
+  ops_report ${ROLLBACK_KEYS.rollback_slot} "$new_slot"
+  cert=no; ${certs ? `if [ -s ${quote(certs.cert)} ]; then cert=yes; fi` : ": no certificate in this environment"}
+  # Only what is already known to the audit line: an id, or the live link's name with nothing JSON would escape.
+  # shellcheck disable=SC2034 # read by the audit line (ends.done)
+  audit_previous=${"$"}{rollback_from//[^A-Za-z0-9._-]/_}
+  ${variants("rollback_start", "$new_slot", starts)}
+  ${variants("rollback_switch", "$new_slot:$cert", switches)}
+  ${env.config.switch.keep_previous ? ": keep_previous: the old slot stays warm" : variants("rollback_stop", "$live_slot", stops)}
+  ${PART}
+  rollback_after() {
+    if [[ $rollback_from =~ ${RELEASE_DIR_PATTERN} ]]; then
+    ${body(after) || ":"}
+    fi
+  }
+  ops_part rollback_start
+  if [ "$part_rc" = 0 ]; then
+    # Once the start succeeded, a failed switch leaves the new slot to the operation to stop.
+    ops_part rollback_switch
+    if [ "$part_rc" = ${START_FAILED_CLEAN} ]; then part_rc=1; fi
+  fi
+  if [ "$part_rc" != 0 ]; then
+    ops_report ${ROLLBACK_KEYS.rollback_exit} "$part_rc"
+  else
+    ops_part rollback_after
+    [ "$part_rc" = 0 ] || echo "could not mark the release left (it stays a rollback target)" >&2
+    ${env.config.switch.keep_previous ? "part_rc=0" : "ops_part rollback_stop"}
+    if [ "$part_rc" = 0 ]; then
+      ${ends.done || ":"}
+    else
+      ops_report ${ROLLBACK_KEYS.rollback_stop_exit} "$part_rc"
+    fi
+  fi
+fi`
   };
 }
 
@@ -52180,16 +52300,16 @@ platform_node=$(${quote(paths.node)} --version 2>/dev/null) || platform_node=non
 ops_report ${RELEASE_KEYS.platform} "$platform_os $(uname -m) python ${"$"}{platform_python:-none} node ${"$"}{platform_node:-none}"`;
 }
 function markRelease(env, id, mark, why) {
-  const dir = `${env.layout.releases}/${id}`;
+  const dir = word(`${env.layout.releases}/`, id);
   return {
     name: `mark ${mark}`,
     as: "root",
     timeout: 30,
     quiet: true,
     script: `${historyFunctions(env)}
-if [ -d ${quote(dir)} ]; then
-  printf '%s\\n' ${quote(why)} > ${quote(`${dir}/.ops-${mark}`)}
-  history_add ${mark} ${quote(id)} ${quote(mark === "failed" ? "deploy" : "rollback")}
+if [ -d ${dir} ]; then
+  printf '%s\\n' ${word(...typeof why === "string" ? [why] : why)} > ${word(`${env.layout.releases}/`, id, `/.ops-${mark}`)}
+  history_add ${mark} ${word(id)} ${quote(mark === "failed" ? "deploy" : "rollback")}
 fi`
   };
 }
@@ -52221,6 +52341,15 @@ var HostRun = class {
     await this.remote.upload(content, path, { mode }).catch(async (e) => {
       throw await this.diskFull(e);
     });
+  }
+  /**
+   * A step's outcome that another step carried (a rollback's, at the end of the lock step) or that the script
+   * reported rather than exited with: recorded under `name` (with `result`'s duration), and a `code` other than
+   * 0 thrown as the StepError `run` would throw (a full disk said as such).
+   */
+  async record(name2, result, code = 0) {
+    this.steps.push({ name: name2, ms: result.durationMs });
+    if (code !== 0) throw await this.diskFull(new StepError(name2, this.remote.name, code, failureDetail(result.stdout, result.stderr)));
   }
   /** A cleanup step whose own failure must not hide the original error. */
   async tryRun(step) {
@@ -52376,9 +52505,9 @@ function auditTemplate(entry, vars) {
     marks.set(mark, variable);
     withMarks[field] = mark;
   }
-  let word = quote(auditLine(withMarks));
-  for (const [mark, variable] of marks) word = word.split(mark).join(`'"\${${variable}}"'`);
-  return word;
+  let word2 = quote(auditLine(withMarks));
+  for (const [mark, variable] of marks) word2 = word2.split(mark).join(`'"\${${variable}}"'`);
+  return word2;
 }
 
 // core/steps/lock.ts
@@ -52392,12 +52521,12 @@ fi`;
 var REPORT_HOLDER = String.raw`ops_report ${LOCK_KEYS.lock} "$lock_state"
 if [ -f "$lock/info" ]; then while IFS= read -r line; do ops_report ${LOCK_KEYS.holder} "$line"; done < "$lock/info"; fi`;
 var LOCK_BUSY_EXIT = 3;
-function acquireLock(env, req2, then = "", finish = "") {
+function acquireLock(env, req2, then = "", finish = "", finishSeconds = 0) {
   const L = env.layout;
   return {
     name: "lock",
     as: "root",
-    timeout: req2.wait + 30,
+    timeout: req2.wait + 30 + finishSeconds,
     quiet: true,
     script: String.raw`${CONNECTION_FUNCTIONS}
 lock=${quote(L.lock)}
@@ -52477,8 +52606,8 @@ function describeHolder(h) {
 // core/ops/locked.ts
 var LockError = class extends OpsError {
 };
-async function acquire(remote, env, request, inspect, finish, notOurs) {
-  const result = await remote.run(acquireLock(env, request, inspect?.script, finish), { allowFailure: true });
+async function acquire(remote, env, request, inspect, finish, finishSeconds, notOurs) {
+  const result = await remote.run(acquireLock(env, request, inspect?.script, finish, finishSeconds), { allowFailure: true });
   if (result.code === 0) return result;
   if (parseLock(result).state !== "acquired") notOurs();
   if (result.code !== LOCK_BUSY_EXIT) throw new StepError(inspect ? `lock, ${inspect.name}` : "lock", remote.name, result.code, tail(result.stderr), void 0, sudoHint(result.stderr, remote.login, remote.name));
@@ -52544,11 +52673,13 @@ async function withLock(ctx, session, operation, fn, options = {}) {
       if (failures.length) ctx.reporter.error(ctx.reporter.redact(lockLeft(env, failures, new OpsError(`interrupted by ${signal}`)).message));
     }).then(() => session.close()).finally(() => process.exit(130));
   };
-  const finish = options.finish?.((entry, vars = {}) => unlockScript(env, request.runId, [auditTemplate(auditEntry(env, request, entry, runnerNow(ctx)), vars)]));
+  const finish = options.finish?.((entry, vars = {}) => unlockScript(env, request.runId, entry ? [auditTemplate(auditEntry(env, request, entry, runnerNow(ctx)), vars)] : []));
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
   const settled = await Promise.allSettled(
     [...session.remotes.values()].map(async (r) => {
       mine.add(r.name);
-      const result2 = await acquire(r, env, request, options.inspect, finish, () => mine.delete(r.name));
+      const result2 = await acquire(r, env, request, options.inspect, finish, options.finishSeconds ?? 0, () => mine.delete(r.name));
       inspected.set(r.name, result2);
       if (parseLock(result2).state === "released") {
         mine.delete(r.name);
@@ -52559,20 +52690,29 @@ async function withLock(ctx, session, operation, fn, options = {}) {
   const failed = settled.find((s) => s.status === "rejected");
   if (failed) {
     const left2 = await releaseAll();
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
     throw left2.length ? lockLeft(env, left2, failed.reason) : failed.reason;
   }
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
   const line = (entry) => auditLine(auditEntry(env, request, entry, runnerNow(ctx)));
+  const closingLines = /* @__PURE__ */ new Map();
   const run = {
     inspected,
     audit(host, entry) {
-      pending.set(host, [...pending.get(host) ?? [], line(entry)]);
+      const replaced = closingLines.get(host);
+      closingLines.delete(host);
+      pending.set(host, [...(pending.get(host) ?? []).filter((l) => l !== replaced), line(entry)]);
     },
     finished: (host) => finished.has(host),
-    closing(host, entry) {
-      run.audit(host, entry);
-      return unlockScript(env, request.runId, (pending.get(host) ?? []).map(quote));
+    closing(host, entry, vars = {}) {
+      const queued = pending.get(host) ?? [];
+      const full = auditEntry(env, request, entry, runnerNow(ctx));
+      if (Object.keys(vars).length === 0) {
+        const fallback = auditLine(full);
+        pending.set(host, [...queued, fallback]);
+        closingLines.set(host, fallback);
+      }
+      return unlockScript(env, request.runId, [...queued.map(quote), auditTemplate(full, vars)]);
     },
     closed(host, result2) {
       if (parseLock(result2).state !== "released") return;
@@ -52598,56 +52738,69 @@ async function withLock(ctx, session, operation, fn, options = {}) {
 }
 
 // core/ops/rollback.ts
+function rollbackWork(env, ctx, to, ends) {
+  const info2 = runInfo(ctx.processEnv);
+  const mark = markRelease(env, onHost("rollback_from"), "abandoned", ["rolled back to ", onHost("release_id"), ` by ${info2.actor} at ${runnerNow(ctx).toISOString()}`]);
+  return rollbackStep(env, to, mark.script, ends);
+}
+var DONE = [{ result: "success" }, { release: "release_id", previous: "audit_previous" }];
 async function rollbackHost(ctx, env, remote, locked, to) {
-  const h = new HostRun(ctx, remote, env);
+  const h = new HostRun(ctx, remote, env, "rollback");
   const state = parseState(locked.inspected.get(remote.name));
-  if (!state.current) throw new OpsError(`${remote.name} has no live release to roll back from`);
-  const kept = state.releases.map((r) => r.id);
-  let target = to;
-  if (!target) {
-    target = previousRelease(state.releases, state.current)?.id;
-    if (!target)
-      throw new OpsError(`${remote.name} has no earlier healthy release to roll back to (kept: ${kept.join(", ") || "none"})`, `pick one with --to (see ops releases ${env.name})`);
-  } else if (!kept.includes(target)) {
-    throw new OpsError(`release ${target} is not on ${remote.name} (kept: ${kept.join(", ")})`, `see ops releases ${env.name}`);
+  const idle = otherSlot(state.slot ?? "blue");
+  const fused = reported(locked.inspected.get(remote.name), ROLLBACK_KEYS.rollback) !== void 0;
+  let r = locked.inspected.get(remote.name);
+  if (!fused) {
+    try {
+      r = await remote.run(rollbackWork(env, ctx, to, { done: locked.closing(remote.name, ...DONE), refused: "" }));
+    } catch (e) {
+      await h.tryRun(stopSlot(env, idle));
+      locked.audit(remote.name, { result: "failed", previous: state.current, message: e.message.split("\n")[0] });
+      throw new OpsError(`${e.message}
+${remote.name} still serves ${state.current}`, e.hint);
+    }
   }
-  const result = { host: remote.name, release: target, previous: state.current, noop: target === state.current, steps: h.steps, notes: [] };
+  const verdict = reported(r, ROLLBACK_KEYS.rollback);
+  const from = reported(r, ROLLBACK_KEYS.rollback_from) ?? state.current;
+  const target = reported(r, ROLLBACK_KEYS.rollback_to) ?? to ?? "";
+  const kept = state.releases.map((x) => x.id);
+  if (verdict === "no_live") throw new OpsError(`${remote.name} has no live release to roll back from`);
+  if (verdict === "none")
+    throw new OpsError(`${remote.name} has no earlier healthy release to roll back to (kept: ${kept.join(", ") || "none"})`, `pick one with --to (see ops releases ${env.name})`);
+  if (verdict === "not_kept") throw new OpsError(`release ${to} is not on ${remote.name} (kept: ${kept.join(", ")})`, `see ops releases ${env.name}`);
+  const result = { host: remote.name, release: verdict === "noop" ? from : target, previous: from, noop: verdict === "noop", steps: h.steps, notes: [] };
   const skew = clockSkewWarning(ctx, remote.name, state.hostTime);
   if (skew) {
     ctx.reporter.warn(skew);
     result.notes.push(`warning: ${skew}`);
   }
-  if (result.noop) return { ...result, notes: [`${target} is already live`] };
-  const live = state.slot ?? "blue";
-  const slot = otherSlot(live);
-  const info2 = runInfo(ctx.processEnv);
-  const fields = { result: "success", release: target, previous: state.current };
-  const switched = rollbackStep(
-    env,
-    slot,
-    target,
-    state.certificate,
-    markRelease(env, state.current, "abandoned", `rolled back to ${target} by ${info2.actor} at ${runnerNow(ctx).toISOString()}`).script,
-    env.config.switch.keep_previous ? locked.closing(remote.name, fields) : ""
-  );
+  if (result.noop) return { ...result, notes: [`${result.release} is already live`] };
+  if (verdict !== "ok") throw new OpsError(`${remote.name} did not say what it rolled back to (${verdict ?? "no answer"})`, `see ops status ${env.name} and ops audit ${env.name}`);
+  const slot = reported(r, ROLLBACK_KEYS.rollback_slot) ?? idle;
+  const failed = (message) => locked.audit(remote.name, { result: "failed", release: target, previous: from, message });
+  const exit = reported(r, ROLLBACK_KEYS.rollback_exit);
   try {
-    locked.closed(remote.name, await h.run(switched));
+    await h.record(`${fused ? "lock + " : ""}start ${slot} + switch`, r, exit === void 0 ? 0 : Number(exit) || 1);
   } catch (e) {
     if (!(e instanceof StepError && e.exitCode === START_FAILED_CLEAN)) await h.tryRun(stopSlot(env, slot));
+    failed(e.message.split("\n")[0]);
     throw new OpsError(`${e.message}
-${remote.name} still serves ${state.current}`, e.hint);
+${remote.name} still serves ${from}`, e.hint);
   }
-  if (!env.config.switch.keep_previous) {
-    const stop = stopSlot(env, live, env.config.switch.drain);
-    locked.closed(remote.name, await h.run({ ...stop, script: `${stop.script}
-${locked.closing(remote.name, fields)}` }));
+  const stopExit = reported(r, ROLLBACK_KEYS.rollback_stop_exit);
+  if (stopExit !== void 0) {
+    failed("live, but stopping the previous slot failed");
+    throw new OpsError(`${target} is live on ${remote.name} and serves; stopping the previous slot (${otherSlot(slot)}) failed with exit code ${stopExit}
+${failureDetail(r.stdout, r.stderr)}`, `see ops status ${env.name}: the previous release may still run there`);
   }
+  if (!fused) locked.closed(remote.name, r);
   return result;
 }
 async function rollback(ctx, environment, to) {
   const env = resolveTarget(environment);
   if (to) validate("release", to);
   refuseCollisions(env, ctx.reporter);
+  const alone = env.hosts.length === 1;
   const hosts = await withSession(
     ctx,
     env,
@@ -52656,8 +52809,14 @@ async function rollback(ctx, environment, to) {
       session,
       "rollback",
       (locked) => session.each((remote) => rollbackHost(ctx, env, remote, locked, to), { batch: env.config.switch.batch_size }),
-      // The live release is being left: no need to probe it first; nor to know what sending code needs.
-      { inspect: deployState(env) }
+      {
+        // The live release is being left: no need to probe it first; nor to know what sending code needs.
+        inspect: deployState(env),
+        ...alone && {
+          finish: (unlock) => rollbackWork(env, ctx, to, { done: unlock(...DONE), refused: unlock() }).script,
+          finishSeconds: rollbackWork(env, ctx, to, { done: "", refused: "" }).timeout
+        }
+      }
     )
   );
   return { environment: env.name, url: env.url, hosts };

@@ -49819,6 +49819,9 @@ function hostSharing(env) {
 
 // core/remote/types.ts
 var REPORT_PREFIX = "@ops ";
+function failureDetail(stdout, stderr) {
+  return tail(stderr.trim() ? stderr : stdout.split("\n").filter((l) => !l.startsWith(REPORT_PREFIX)).join("\n"));
+}
 function parseReports(stdout) {
   const out = [];
   for (const line of stdout.split("\n")) {
@@ -50019,10 +50022,8 @@ wait_healthy() {
     printf -v now '%(%s)T' -1
     if [ -n "\${FATAL_GROUP:-}" ] && [ "$now" -ge "$next_check" ]; then
       next_check=$(( now + 2 ))
-      # supervisorctl exits non-zero when a program is down: read its output, not its status.
-      case "$(supervisorctl status "$FATAL_GROUP:*" 2>/dev/null || true)" in
-        *" FATAL "*) UNHEALTHY="supervisor gave up on a program that keeps exiting (waiting for \${pending[*]})"; return 1 ;;
-      esac
+      # group_fatal: supervisor.sh (supervisor's XML-RPC; the step that sets FATAL_GROUP includes it).
+      if group_fatal "$FATAL_GROUP"; then UNHEALTHY="supervisor gave up on a program that keeps exiting (waiting for \${pending[*]})"; return 1; fi
     fi
     # Probe every pending program at once: a slow page should not delay the others' verdict.
     local pids=() i=0
@@ -50065,22 +50066,33 @@ reread() { local out; out=$(rpc supervisor.reloadConfig); ! rpc_fault "$out"; }
 group_down() { rpc supervisor.stopProcessGroup "$1" >/dev/null; rpc supervisor.removeProcessGroup "$1" >/dev/null; }
 # group_add GROUP: start a group supervisor has read; prints supervisor's message and fails on a fault.
 group_add() { local out; out=$(rpc supervisor.addProcessGroup "$1"); ! rpc_fault "$out"; }
-# sup_pids: SUP_PID[GROUP:PROGRAM] = the pid supervisor reports for each of its programs (0 when not running), from
-# ONE getAllProcessInfo call parsed by bash itself (no process per program: this runs on every no-op and rollback).
+# sup_pids: SUP_PID[GROUP:PROGRAM] = the pid supervisor reports for each of its programs (0 when not running) and
+# SUP_STATE[GROUP:PROGRAM] its state name (RUNNING, STARTING, BACKOFF, FATAL...: supervisor/states.py), from ONE
+# getAllProcessInfo call parsed by bash itself (no process per program: this runs on every no-op and rollback).
 # Each process is a <struct> whose members are <name>KEY</name><value><TYPE>VALUE</TYPE></value> (xmlrpc.client).
-# shellcheck disable=SC2034 # SUP_PID is this function's result, read by the step that calls it
+# shellcheck disable=SC2034 # SUP_PID and SUP_STATE are this function's result, read by the step that calls it
 sup_pids() {
-  local xml s n g p re_name='<name>name</name><value><string>([^<]*)</string>' re_group='<name>group</name><value><string>([^<]*)</string>' re_pid='<name>pid</name><value><int>([0-9]+)</int>'
-  declare -gA SUP_PID=()
+  local xml s n g p st re_name='<name>name</name><value><string>([^<]*)</string>' re_group='<name>group</name><value><string>([^<]*)</string>' re_pid='<name>pid</name><value><int>([0-9]+)</int>' re_state='<name>statename</name><value><string>([A-Z]*)</string>'
+  declare -gA SUP_PID=() SUP_STATE=()
   xml=$(rpc supervisor.getAllProcessInfo); xml=\${xml//$'\\n'/}
   while [[ $xml == *'</struct>'* ]]; do
     s=\${xml%%'</struct>'*}; xml=\${xml#*'</struct>'}
-    n=; g=; p=0
+    n=; g=; p=0; st=
     if [[ $s =~ $re_name ]]; then n=\${BASH_REMATCH[1]}; fi
     if [[ $s =~ $re_group ]]; then g=\${BASH_REMATCH[1]}; fi
     if [[ $s =~ $re_pid ]]; then p=\${BASH_REMATCH[1]}; fi
-    if [ -n "$n" ]; then SUP_PID[$g:$n]=$p; fi
+    if [[ $s =~ $re_state ]]; then st=\${BASH_REMATCH[1]}; fi
+    if [ -n "$n" ]; then SUP_PID[$g:$n]=$p; SUP_STATE[$g:$n]=$st; fi
   done
+}
+# group_fatal GROUP: 0 when supervisor gave up on one of GROUP's programs (FATAL: it kept exiting within
+# startsecs, startretries times), through the same one call (a supervisorctl run would cost a Python start-up
+# every time the health gate asks, ten at once when ten hosts start together).
+group_fatal() {
+  local k
+  sup_pids
+  for k in "\${!SUP_STATE[@]}"; do [[ $k == "$1:"* && \${SUP_STATE[$k]} == FATAL ]] && return 0; done
+  return 1
 }
 `;
 
@@ -50298,6 +50310,7 @@ function probes(env, slot) {
 function programPorts(env, slot) {
   return Object.keys(env.config.programs).map((name2) => `${name2}:${env.port(name2, slot)}`);
 }
+var ROLLBACK_KEYS = reportKeys("rollback", "rollback_from", "rollback_to", "rollback_slot", "rollback_exit", "rollback_stop_exit");
 
 // core/steps/facts.ts
 var FACTS_KEYS = reportKeys("disk", "hostname", "os", "uptime", "login", "sudo", "max_sessions", "footprint");
@@ -51713,7 +51726,7 @@ var SshRemote = class {
     }
     const result = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble };
     if (code !== 0 && !options.allowFailure) {
-      const detail = tail(stderr.trim() ? stderr : stdout.split("\n").filter((l) => !l.startsWith(REPORT_PREFIX)).join("\n"));
+      const detail = failureDetail(stdout, stderr);
       throw new StepError(step.name, this.name, code, detail, status2.signal, sudoHint(stderr, this.login, this.name));
     }
     return result;

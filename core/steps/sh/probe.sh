@@ -14,10 +14,8 @@ wait_healthy() {
     printf -v now '%(%s)T' -1
     if [ -n "${FATAL_GROUP:-}" ] && [ "$now" -ge "$next_check" ]; then
       next_check=$(( now + 2 ))
-      # supervisorctl exits non-zero when a program is down: read its output, not its status.
-      case "$(supervisorctl status "$FATAL_GROUP:*" 2>/dev/null || true)" in
-        *" FATAL "*) UNHEALTHY="supervisor gave up on a program that keeps exiting (waiting for ${pending[*]})"; return 1 ;;
-      esac
+      # group_fatal: supervisor.sh (supervisor's XML-RPC; the step that sets FATAL_GROUP includes it).
+      if group_fatal "$FATAL_GROUP"; then UNHEALTHY="supervisor gave up on a program that keeps exiting (waiting for ${pending[*]})"; return 1; fi
     fi
     # Probe every pending program at once: a slow page should not delay the others' verdict.
     local pids=() i=0

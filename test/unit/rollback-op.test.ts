@@ -1,0 +1,174 @@
+// The rollback operation against the recording transport (no host): one host rolls back in the lock step (one
+// round trip after connecting), several hosts take every lock before any host changes; what the host reports
+// (its choice, a refusal, a failed start) becomes the result or the error. The host's side of the choice runs
+// with bash on a scratch release tree: refusals and the no-op end with `refused`, never with `done`.
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import { loadEnvironment, parseEnvironment } from '../../core/config/environment.ts';
+import type { OpsContext } from '../../core/context.ts';
+import { rollback } from '../../core/ops/rollback.ts';
+import { MemoryReporter } from '../../core/report.ts';
+import { RecordingRemote, type Responder } from '../../core/remote/recording.ts';
+import { parseReports, reported } from '../../core/remote/types.ts';
+import { scriptText } from '../../core/remote/wrap.ts';
+import { onHost } from '../../core/shell.ts';
+import { LIBRARY_KEYS } from '../../core/steps/libraries.ts';
+import { LOCK_KEYS } from '../../core/steps/lock.ts';
+import { RELEASE_KEYS, markRelease } from '../../core/steps/release.ts';
+import { ROLLBACK_KEYS, rollbackStep, slotConfig, slotConfigShell } from '../../core/steps/switch.ts';
+import { resolveTarget, type Target } from '../../core/target.ts';
+import { opsLines } from './reports.helpers.ts';
+
+const KEYS = { ...LOCK_KEYS, ...RELEASE_KEYS, ...LIBRARY_KEYS, ...ROLLBACK_KEYS };
+const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
+const OLD = '20261101T100000Z-aaaaaaaaaaaa';
+const LIVE = '20261102T100000Z-bbbbbbbbbbbb';
+let root: string;
+
+beforeAll(() => {
+  root = mkdtempSync(join(tmpdir(), 'ops-rollback-op-'));
+  writeFileSync(join(root, 'package.json'), '{}');
+  // Two hosts at other addresses than the one: a different set of hosts, not two apps sharing one.
+  for (const [name, hosts, net] of [['one', ['web1'], '192.0.2'], ['two', ['web1', 'web2'], '198.51.100']] as const) {
+    mkdirSync(join(root, 'environments', name), { recursive: true });
+    writeFileSync(
+      join(root, 'environments', name, 'environment.yml'),
+      stringify({ app: 'sample', hosts: hosts.map((h, i) => ({ name: h, address: `${net}.${i + 1}`, host_key: KEY })), programs: { server: { command: 'run', port: 3579, health: '/health' } }, routes: { '/': 'server' } }),
+    );
+  }
+});
+
+/** What a host's lock step reports before the rollback's part: the lock taken, the state. */
+const STATE = opsLines(KEYS, 'lock acquired', 'provisioned yes', `current ${LIVE}`, 'slot blue', `release ${OLD} x ok 1 1`, `release ${LIVE} x ok 2 2`, `now ${Math.floor(Date.now() / 1000)}`);
+
+function harness(respond: Responder) {
+  const remotes = new Map<string, RecordingRemote>();
+  const ctx: OpsContext = {
+    root,
+    reporter: new MemoryReporter(),
+    processEnv: { PATH: process.env.PATH, USER: 'alice' },
+    connector: async (_env, host) => {
+      const remote = new RecordingRemote(host.name, 'deploy', 'sample', respond);
+      remotes.set(host.name, remote);
+      return remote;
+    },
+  };
+  return { ctx, remotes, names: (host = 'web1') => remotes.get(host)!.stepNames() };
+}
+
+describe('rollback operation', () => {
+  it('one host: lock, state, choice, start, switch, mark, audit and unlock in ONE step after connecting', async () => {
+    const h = harness((step) => (step.name === 'lock' ? { stdout: STATE + opsLines(KEYS, 'rollback ok', `rollback_from ${LIVE}`, `rollback_to ${OLD}`, 'rollback_slot green', 'lock released') } : undefined));
+    const r = await rollback(h.ctx, loadEnvironment('one', root));
+    expect(h.remotes.size).toBe(1);
+    expect(h.names()).toEqual(['lock']);
+    expect(r.hosts[0]).toMatchObject({ host: 'web1', release: OLD, previous: LIVE, noop: false });
+    expect(r.hosts[0]!.steps.map((s) => s.name)).toEqual(['lock + start green + switch']);
+    const lock = h.remotes.get('web1')!.runs[0]!;
+    // The host chooses (no --to), then its audit line takes release and previous from the host's variables.
+    expect(lock.stdin).toContain("rollback_choice \"$rollback_from\" ''");
+    expect(lock.stdin).toContain(`"release":"'"\${release_id}"'","previous":"'"\${audit_previous}"'"`);
+    expect(lock.stdin).toContain('"result":"success"');
+    // Time for a start and a switch, beyond the lock's own 30 s.
+    expect(lock.step.timeout).toBeGreaterThan(30 + 120 + 60);
+  });
+
+  it('one host, --to: the id travels quoted, checked on the host; a release not kept there is refused and the lock let go in the same step', async () => {
+    const to = '20261001T100000Z-cccccccccccc';
+    const h = harness((step) => (step.name === 'lock' ? { stdout: STATE + opsLines(KEYS, 'rollback not_kept', `rollback_from ${LIVE}`, 'lock released') } : undefined));
+    await expect(rollback(h.ctx, loadEnvironment('one', root), to)).rejects.toThrow(`release ${to} is not on web1 (kept: ${OLD}, ${LIVE})`);
+    expect(h.names()).toEqual(['lock']);
+    expect(h.remotes.get('web1')!.runs[0]!.stdin).toContain(`rollback_choice "$rollback_from" ${to}`);
+  });
+
+  it('one host with nothing earlier: the same error as ever; already live: a no-op; neither writes an audit line', async () => {
+    const none = harness((step) => (step.name === 'lock' ? { stdout: STATE + opsLines(KEYS, 'rollback none', `rollback_from ${LIVE}`, 'lock released') } : undefined));
+    await expect(rollback(none.ctx, loadEnvironment('one', root))).rejects.toThrow(/web1 has no earlier healthy release to roll back to \(kept: /);
+    expect(none.names()).toEqual(['lock']);
+    const noop = harness((step) => (step.name === 'lock' ? { stdout: STATE + opsLines(KEYS, 'rollback noop', `rollback_from ${LIVE}`, `rollback_to ${LIVE}`, 'lock released') } : undefined));
+    const r = await rollback(noop.ctx, loadEnvironment('one', root), LIVE);
+    expect(r.hosts[0]).toMatchObject({ release: LIVE, previous: LIVE, noop: true, notes: [`${LIVE} is already live`] });
+    expect(noop.names()).toEqual(['lock']);
+  });
+
+  it('one host, a start that failed cleanly: "still serves", nothing stopped, the failure audited when the lock is let go', async () => {
+    const h = harness((step) => (step.name === 'lock' ? { stdout: STATE + opsLines(KEYS, 'rollback ok', `rollback_from ${LIVE}`, `rollback_to ${OLD}`, 'rollback_slot green', 'rollback_exit 3'), stderr: 'release did not become healthy on slot green' } : undefined));
+    const err = (await rollback(h.ctx, loadEnvironment('one', root)).catch((e: unknown) => e)) as Error;
+    expect(err.message).toMatch(/^step "lock \+ start green \+ switch" on web1 failed with exit code 3\n[\s\S]*did not become healthy[\s\S]*\nweb1 still serves 20261102T100000Z-bbbbbbbbbbbb$/);
+    expect(h.names()).toEqual(['lock', 'disk space', 'unlock']);
+    const unlock = h.remotes.get('web1')!.runs.at(-1)!.stdin;
+    expect(unlock).toContain('"result":"failed"');
+    expect(unlock).not.toContain('"result":"success"');
+  });
+
+  it('one host, a failed switch (the new slot may run): the new slot is stopped again', async () => {
+    const h = harness((step) => (step.name === 'lock' ? { stdout: STATE + opsLines(KEYS, 'rollback ok', `rollback_from ${LIVE}`, `rollback_to ${OLD}`, 'rollback_slot green', 'rollback_exit 1'), stderr: 'nginx rejected the new configuration' } : undefined));
+    await expect(rollback(h.ctx, loadEnvironment('one', root))).rejects.toThrow(/nginx rejected[\s\S]*web1 still serves/);
+    expect(h.names()).toEqual(['lock', 'disk space', 'stop green', 'unlock']);
+  });
+
+  it('two hosts: every lock first (state only), then each host its rollback step, which ends with the audit line and the unlock', async () => {
+    const h = harness((step) => {
+      if (step.name === 'lock') return { stdout: STATE };
+      if (step.name === 'rollback') return { stdout: opsLines(KEYS, 'rollback ok', `rollback_from ${LIVE}`, `rollback_to ${OLD}`, 'rollback_slot green', 'lock released') };
+      return undefined;
+    });
+    const r = await rollback(h.ctx, loadEnvironment('two', root));
+    for (const host of ['web1', 'web2']) {
+      expect(h.names(host)).toEqual(['lock', 'rollback']);
+      expect(h.remotes.get(host)!.runs[0]!.stdin).not.toContain('rollback_choice "$rollback_from"');
+    }
+    expect(r.hosts.map((x) => [x.host, x.release, x.previous])).toEqual([['web1', OLD, LIVE], ['web2', OLD, LIVE]]);
+    expect(r.hosts[0]!.steps.map((s) => s.name)).toEqual(['start green + switch']);
+  });
+});
+
+function target(base: string): Target {
+  const config = parseEnvironment({ app: 'shop', hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }], programs: { web: { command: '{release}/venv/bin/python -m web --pct "100%"', port: 4000, health: '/h', env: { WHERE: '{release}/data', RELEASE_NOTE: "it's {release}" } } }, routes: { '/': 'web' } }, 'test');
+  return resolveTarget({ name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: [], appUser: 'shop', baseDir: base, url: 'http://x' });
+}
+
+describe('the rollback step on a host (bash)', () => {
+  /** A scratch base directory: OLD then LIVE went live, LIVE current on slot blue. */
+  function host(): string {
+    const base = mkdtempSync(join(tmpdir(), 'ops-rollback-'));
+    mkdirSync(join(base, '.ops'));
+    writeFileSync(join(base, '.ops', 'slot'), 'blue\n');
+    for (const id of [OLD, LIVE]) mkdirSync(join(base, 'releases', id), { recursive: true });
+    writeFileSync(join(base, '.ops', 'history'), `1\tt\tlive\t${OLD}\tdeploy\n2\tt\tlive\t${LIVE}\tdeploy\n`);
+    symlinkSync(join(base, 'releases', LIVE), join(base, 'current'));
+    return base;
+  }
+  const run = (e: Target, to?: string) => {
+    const mark = markRelease(e, onHost('rollback_from'), 'abandoned', ['rolled back to ', onHost('release_id')]).script;
+    const step = rollbackStep(e, to, mark, { done: 'ops_report done', refused: 'ops_report refused' });
+    return parseReports(execFileSync('bash', ['-c', scriptText(step)], { encoding: 'utf8' }));
+  };
+  const at = (reports: [string, string][], key: string) => reported({ stdout: '', stderr: '', code: 0, durationMs: 0, reports }, key as never);
+
+  it('refusals and the no-op end with `refused`: nothing else runs, nothing changes', () => {
+    const base = host();
+    const e = target(base);
+    for (const [to, verdict] of [['20260101T000000Z-0000000000aa', 'not_kept'], [LIVE, 'noop']] as const) {
+      const r = run(e, to);
+      expect([at(r, 'rollback'), at(r, 'refused'), at(r, 'done'), at(r, 'rollback_slot')]).toEqual([verdict, '', undefined, undefined]);
+    }
+    writeFileSync(join(base, 'releases', OLD, '.ops-failed'), 'x\n');
+    expect(at(run(e), 'rollback')).toBe('none');
+    expect(readlinkSync(join(base, 'current'))).toBe(join(base, 'releases', LIVE));
+  });
+
+  it('the supervisor file for a release chosen on the host is, byte for byte, the one rendered for that id on the runner', () => {
+    // A base directory with a space and a "%" (supervisor doubles it), programs whose command and environment name the release.
+    const e = target(join(mkdtempSync(join(tmpdir(), 'ops rollback ')), 'srv 100%'));
+    for (const slot of ['blue', 'green'] as const) {
+      const out = execFileSync('bash', ['-c', `release_id=${OLD}\n${slotConfigShell(e, slot, onHost('release_id'))}\nprintf %s "$conf_b64"`], { encoding: 'utf8' });
+      expect(Buffer.from(out, 'base64').toString()).toBe(slotConfig(e, slot, `${e.layout.releases}/${OLD}`, OLD));
+      expect(out).toBe(execFileSync('bash', ['-c', `${slotConfigShell(e, slot, OLD)}\nprintf %s "$conf_b64"`], { encoding: 'utf8' }));
+    }
+  });
+});

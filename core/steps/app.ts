@@ -19,11 +19,11 @@ cd ${quote(release)}`;
 }
 
 /**
- * One dependency set, reused when unchanged: it lives in shared/deps/<dir> (the hash in its name covers the
- * runtime and the lockfiles) and `link` in the release points at `linked` in it. A directory without
- * `.complete` was interrupted (or failed) and is made again from scratch by `install` (run in the release, whose
- * output `made` names where it lands, relative to the set); `.complete` is written last, so a set that failed
- * halfway is rebuilt by the next deploy. Reports `deps <kind> <reused|installed ...>`.
+ * One dependency set, reused when unchanged: it lives in shared/deps/`set` (the hash in its name covers the
+ * runtime and the lockfiles), and `link.from` in the release is a symlink to `link.to` inside it (the set
+ * itself when ''). A directory without `.complete` was interrupted (or failed) and is made again from scratch by
+ * `install` (shell run in the release, with `$set_dir` the set's path); `.complete` is written last, so a set that
+ * failed halfway is rebuilt by the next deploy. Reports `deps <kind> reused` or `deps <kind> <installed>`.
  */
 function dependencySet(env: Target, release: string, kind: 'python' | 'node', set: string, install: string, link: { from: string; to: string }, installed: string): Step {
   return {

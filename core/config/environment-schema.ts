@@ -132,10 +132,15 @@ export const environmentSchema = object(
       node_dir: opt(string({ pattern: /^[^\n]*$/, form: 'a relative path, or "" to skip' }), 'directory holding package.json/package-lock.json for `npm ci` ("" = no Node)', 'client'),
       python_installer: opt(
         oneOf(['uv', 'pip']),
-        'what builds a new Python dependency set: uv (pinned, installed by provision from the package index; its cache on the host is shared by every set, so a set of cached packages takes seconds; the venv is seeded with pip) or pip (`python -m venv`, then `pip install`: slower, for requirements uv does not read)',
+        'what builds a new Python dependency set: uv (pinned, installed by provision from the package index; its cache on the host is shared by every set, so a set of cached packages takes seconds; the venv is seeded with pip) or pip (`python -m venv`, then `pip install`: slower, for requirements uv does not read); either way its modules are compiled to bytecode as it is made',
         'uv',
       ),
       build: opt(command, 'build command, run in the release as the app user', 'make build'),
+      build_needs_python: opt(
+        boolean(),
+        'the build runs Python from the venv (e.g. Django\'s collectstatic): it then waits for the Python set. Otherwise a new Python set is made beside the node set and the build (they are independent). Without node_dir the build always waits for it',
+        false,
+      ),
       migrate: opt(command, 'migration command, run before the switch while the old release still serves', 'make migrate'),
       keep: opt(integer(1, 100), 'good releases kept on each host: the latest ones that went live, in the order they went live on that host (the live one among them); the live release and the one kept warm on the idle slot are never removed', 5),
       keep_failed: opt(integer(0, 100), 'failed and rolled-back (abandoned) releases kept on each host for inspection, the latest ones; counted apart from `keep`', 2),

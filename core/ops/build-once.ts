@@ -5,6 +5,7 @@ import { type Target } from '../target.ts';
 import { createHash, randomBytes } from 'node:crypto';
 import { CHUNK_BYTES, checkPart, parseChunk, readChunk, type PackedPart } from '../steps/artifact.ts';
 import { checkSpace, wants, type HostPlan, type Received } from './deploy-host.ts';
+import { pooled } from './host-run.ts';
 import { type Plan } from './deploy-plan.ts';
 
 /**
@@ -23,20 +24,6 @@ export function buildGroups<T extends { name: string; platform?: string }>(hosts
 
 /** Hosts receiving a build at once, per builder (each holds an exec channel and its upload in flight). */
 export const RECEIVE_CONCURRENCY = 8;
-
-/** Run `fn` over `items`, at most `limit` at a time; the first failure is thrown once all started ones end. */
-export async function pooled<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const errors: unknown[] = [];
-  const worker = async () => {
-    while (next < items.length && !errors.length) {
-      const item = items[next++]!;
-      await fn(item).catch((e: unknown) => void errors.push(e));
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  if (errors.length) throw errors[0];
-}
 
 /**
  * Carry the build packed on `b` (parts `parts`) to its receivers: each part read from the builder in chunks of

@@ -12,10 +12,10 @@ import { reportedAll, type Remote, type StepResult } from '../remote/types.ts';
 import { knownCommits, packFor } from '../source.ts';
 import { describeDisk } from '../steps/facts.ts';
 import type { AuditEntry } from '../steps/audit.ts';
-import { APP_KEYS, appCommand, dependencies } from '../steps/app.ts';
+import { APP_KEYS, appCommand, nodeDependencies, pythonDependencies } from '../steps/app.ts';
 import { RELEASE_KEYS, createRelease, installDotenv, markRelease, pruneReleases, receivePack } from '../steps/release.ts';
 import { START_FAILED_CLEAN, startSlot, stopSlot, switchTo } from '../steps/switch.ts';
-import { HostRun, type HostSwitch } from './host-run.ts';
+import { HostRun, pooled, type HostSwitch } from './host-run.ts';
 import { parseState, pruneAfterSwitch, type HostState } from './host-state.ts';
 import type { DeployOptions } from './deploy.ts';
 import { treeNotes, type Plan } from './deploy-plan.ts';
@@ -103,8 +103,8 @@ async function sendDotenv(env: Target, hp: HostPlan, p: Plan, tag: string): Prom
 
 /**
  * Build the release on a host: code (a pack of the git objects it lacks, submodules, Git LFS contents), .env,
- * the release directory, dependency sets (reused by hash), the build, migrations (`primary`: the rollout's
- * first host only).
+ * the release directory, dependency sets (reused by hash; the Python set made beside the node set and the
+ * build), migrations (`primary`: the rollout's first host only) once both succeeded.
  */
 export async function buildOn(env: Target, hp: HostPlan, p: Plan, primary: boolean): Promise<void> {
   const L = env.layout;
@@ -140,10 +140,32 @@ export async function buildOn(env: Target, hp: HostPlan, p: Plan, primary: boole
   await h.run(createRelease(env, p.meta));
   hp.created = true;
   const dir = `${L.releases}/${p.id}`;
-  const deps = await h.run(dependencies(env, dir, p.hashes));
-  result.notes.push(...reportedAll(deps, APP_KEYS.deps).map((d) => `dependencies: ${d}`));
-  if (env.config.release.build) await h.run(appCommand(env, dir, 'build', env.config.release.build));
-  if (primary && env.config.release.migrate) await h.run(appCommand(env, dir, 'migrate', env.config.release.migrate));
+  const { python_requirements: req, node_dir: nodeDir, build, build_needs_python: buildNeedsPython, migrate } = env.config.release;
+  // The two dependency sets are independent: the Python set is made beside the node set and the build (whose
+  // input is node_modules, unless the build says it runs Python), each on an exec channel of this connection.
+  // Migrations wait for both: a failed build or set leaves the database untouched. A failure waits for the
+  // other part to end, then is thrown (its step's name says which part); a set that failed has no `.complete`
+  // and is made again next time.
+  const deps: string[][] = [[], []];
+  const python = async () => {
+    if (req) deps[0] = reportedAll(await h.run(pythonDependencies(env, dir, p.hashes.python)), APP_KEYS.deps);
+  };
+  const node = async () => {
+    if (nodeDir) deps[1] = reportedAll(await h.run(nodeDependencies(env, dir, p.hashes.node)), APP_KEYS.deps);
+  };
+  const runBuild = async () => {
+    if (build) await h.run(appCommand(env, dir, 'build', build));
+  };
+  const nodeThenBuild = async () => {
+    await node();
+    await runBuild();
+  };
+  if (buildNeedsPython || !nodeDir) {
+    await pooled([node, python], 2, (part) => part());
+    await runBuild();
+  } else await pooled([nodeThenBuild, python], 2, (part) => part());
+  result.notes.push(...deps.flat().map((d) => `dependencies: ${d}`));
+  if (primary && migrate) await h.run(appCommand(env, dir, 'migrate', migrate));
 }
 
 /** The dependency sets of the commit deployed (directory names under shared/deps). */

@@ -16,13 +16,13 @@ import { type HostsChange, describeChanges, formatChanges } from '../changes.ts'
 import { type ResolvedRef } from '../source.ts';
 import { RELEASE_DIR_PATTERN } from '../steps/history.ts';
 import { deployState, markRelease } from '../steps/release.ts';
-import { type HostSwitch } from './host-run.ts';
+import { pooled, type HostSwitch } from './host-run.ts';
 import { inBatches, Session, withOpenSession } from './hosts.ts';
 import { liveOf, parseState, readLive } from './host-state.ts';
 import { beforeSwitch, beginHost, buildOn, failBeforeSwitch, receiveBuild, switchHost, dependencySets, wants, type HostPlan, type Received } from './deploy-host.ts';
 import { resolveDeployCommit, planDeploy, planText, withFreeReleaseId, type Plan } from './deploy-plan.ts';
 import { withLock, type LockedRun, type LockOptions } from './locked.ts';
-import { buildGroups, carryBuild, describeBuilds, pooled, RECEIVE_CONCURRENCY } from './build-once.ts';
+import { buildGroups, carryBuild, describeBuilds, RECEIVE_CONCURRENCY } from './build-once.ts';
 
 export interface DeployOptions {
   ref?: string;

@@ -79,3 +79,17 @@ export class HostRun {
     );
   }
 }
+
+/** Run `fn` over `items`, at most `limit` at a time; the first failure is thrown once all started ones end. */
+export async function pooled<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const errors: unknown[] = [];
+  const worker = async () => {
+    while (next < items.length && !errors.length) {
+      const item = items[next++]!;
+      await fn(item).catch((e: unknown) => void errors.push(e));
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  if (errors.length) throw errors[0];
+}

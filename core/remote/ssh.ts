@@ -1,5 +1,7 @@
 // The real transport: one SSH connection per host per run (node-ssh over ssh2), shared by every step and
-// every upload, each on its own exec channel, ONE channel at a time: it works with sshd's `MaxSessions 1`.
+// every upload, each on its own exec channel. Operations may run steps at once (several channels); where sshd's
+// MaxSessions leaves no room, a channel waits for one in flight to close, so `MaxSessions 1` still works (the
+// steps then run one after another).
 // No SFTP (sshd runs its subsystem through the login shell, whose startup files may print text into the
 // binary stream) and no long-lived channel: a lock's holder is the connection's own sshd process
 // (core/steps/lock.ts). Logging in (pinned host keys, retries, bastions): ssh-login.ts.
@@ -95,8 +97,11 @@ class SshRemote implements Remote {
   private lost?: Error;
   private closed = false;
   private warnedPreamble = false;
-  /** Rejects the step in flight when the connection goes away under it. */
-  private abort?: (e: Error) => void;
+  /** Reject the steps in flight when the connection goes away under them. */
+  private readonly aborts = new Set<(e: Error) => void>();
+  /** Channels open now, and who waits for one of them to close (a channel sshd refused for lack of sessions). */
+  private open = 0;
+  private waiting: (() => void)[] = [];
   constructor(
     private readonly ssh: NodeSSH,
     host: Host,
@@ -114,21 +119,38 @@ class SshRemote implements Remote {
 
   private gone(e: Error): void {
     this.lost ??= e;
-    this.abort?.(e);
+    for (const abort of this.aborts) abort(e);
+    this.freed();
     const done = this.onClose;
     this.onClose = undefined;
     done?.();
   }
 
-  /** Open an exec channel; a refused one is retried briefly: sshd frees a closed session asynchronously. */
+  /** A channel of ours closed (or the connection ended): whoever waits for a session tries again. */
+  private freed(): void {
+    for (const wake of this.waiting.splice(0)) wake();
+  }
+
+  /**
+   * Open an exec channel. One refused for lack of sessions while others of ours are open waits until one of them
+   * closes (however long its step takes); refused with none open, it is retried briefly: sshd frees a closed
+   * session asynchronously. The caller must call `freed` once the channel closes.
+   */
   private async channel(command: string, what: string): Promise<ClientChannel> {
     for (let attempt = 0; ; attempt++) {
       const conn = this.ssh.connection;
       if (this.closed) throw new TransportError(`${what} on ${this.name}: the connection was closed`);
       if (this.lost || !conn) throw translateError(this.lost ?? new Error('Not connected'), this.name, `${what} on ${this.name}`);
       try {
-        return await new Promise<ClientChannel>((resolve, reject) => conn.exec(command, (e, c) => (e ? reject(e) : resolve(c))));
+        const channel = await new Promise<ClientChannel>((resolve, reject) => conn.exec(command, (e, c) => (e ? reject(e) : resolve(c))));
+        this.open++;
+        return channel;
       } catch (e) {
+        if (sessionRefused(e) && this.open > 0) {
+          await new Promise<void>((wake) => this.waiting.push(wake));
+          attempt = -1; // a fresh round of retries once one of ours closed
+          continue;
+        }
         if (sessionRefused(e) && attempt < 8) {
           await sleep(25 * 2 ** attempt); // 25 ms … 3.2 s: about 6 s in all
           continue;
@@ -136,7 +158,7 @@ class SshRemote implements Remote {
         if (sessionRefused(e))
           throw new TransportError(
             `sshd on ${this.name} refused to open a session for ${what}: its session limit is reached`,
-            `ops uses 1 session at a time per connection; MaxSessions in ${this.name}'s /etc/ssh/sshd_config (or a Match block) must be at least 1: set it, then reload sshd (systemctl reload ssh)`,
+            `ops needs 1 session per connection (it opens more, to run steps at once, where sshd allows); MaxSessions in ${this.name}'s /etc/ssh/sshd_config (or a Match block) must be at least 1: set it, then reload sshd (systemctl reload ssh)`,
           );
         throw translateError(e, this.name, `${what} on ${this.name}`);
       }
@@ -170,10 +192,12 @@ class SshRemote implements Remote {
     // Guard against a channel that never closes (the remote `timeout` should always end it first).
     const limit = ((step.timeout ?? DEFAULT_STEP_TIMEOUT) + 30) * 1000;
     let guard: NodeJS.Timeout | undefined;
+    let abort = (_: Error): void => undefined;
     const status = await new Promise<{ code: number | null; signal?: string }>((resolve, reject) => {
       let code: number | null = null;
       let signal: string | undefined;
-      this.abort = (e) => reject(translateError(e, this.name, `${what} on ${this.name} (connection lost)`));
+      abort = (e) => reject(translateError(e, this.name, `${what} on ${this.name} (connection lost)`));
+      this.aborts.add(abort);
       guard = setTimeout(() => {
         channel.close();
         reject(new StepError(step.name, this.name, null, 'no answer from the host before the step timeout', 'timeout'));
@@ -189,7 +213,9 @@ class SshRemote implements Remote {
       channel.end(input);
     }).finally(() => {
       clearTimeout(guard);
-      this.abort = undefined;
+      this.aborts.delete(abort);
+      this.open--;
+      this.freed();
     });
     out.end();
     err.end();

@@ -6,7 +6,7 @@ import { environLoader } from '../dotenv.ts';
 import { reportKeys, type Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 
-/** What `dependencies` reports: `deps` `<python|node> <reused|installed>` (one line per runtime). */
+/** What `pythonDependencies` and `nodeDependencies` report: `deps` `<python|node> <reused|installed ...>`. */
 export const APP_KEYS = reportKeys('deps');
 
 /** Environment for app commands: runtimes and the venv first on PATH, quiet package managers. */
@@ -19,60 +19,75 @@ cd ${quote(release)}`;
 }
 
 /**
- * Dependencies, reused when unchanged: a venv and node_modules live in shared/deps/<kind>-<hash>, where the
- * hash covers the runtime and the lockfiles; a release links to them. A directory without `.complete` was
- * interrupted and is rebuilt. A new Python set is made by uv (release.python_installer, default; from the
- * app user's cache, ~/.cache/uv, shared by every set: hard links when on the same filesystem as the sets,
- * copies otherwise) or by pip (`python -m venv` + `pip install`); `--require-hashes` when the requirements
- * carry hashes, as pip does by itself. npm ci reads the app user's npm cache (~/.npm) first (--prefer-offline).
+ * One dependency set, reused when unchanged: it lives in shared/deps/`set` (the hash in its name covers the
+ * runtime and the lockfiles), and `link.from` in the release is a symlink to `link.to` inside it (the set
+ * itself when ''). A directory without `.complete` was interrupted (or failed) and is made again from scratch by
+ * `install` (shell run in the release, with `$set_dir` the set's path); `.complete` is written last, so a set that
+ * failed halfway is rebuilt by the next deploy. Reports `deps <kind> reused` or `deps <kind> <installed>`.
  */
-export function dependencies(env: Target, release: string, hashes: { python: string; node: string }): Step {
-  const L = env.layout;
+function dependencySet(env: Target, release: string, kind: 'python' | 'node', set: string, install: string, link: { from: string; to: string }, installed: string): Step {
+  return {
+    name: `${kind} dependencies`,
+    as: 'app',
+    timeout: 1800,
+    script: String.raw`${appEnvironment(env, release)}
+set_dir=${quote(`${env.layout.deps}/${set}`)}
+if [ -f "$set_dir/.complete" ]; then
+  ops_report ${APP_KEYS.deps} ${quote(`${kind} reused`)}
+else
+  rm -rf "$set_dir"
+${install}
+  touch "$set_dir/.complete"
+  ops_report ${APP_KEYS.deps} ${quote(`${kind} ${installed}`)}
+fi
+ln -sfn "$set_dir"${link.to ? `/${quote(link.to)}` : ''} ${quote(link.from)}`,
+  };
+}
+
+/**
+ * The Python set (release.python_requirements) as `venv` in the release: a venv in shared/deps/venv-<hash>, made
+ * by uv (release.python_installer, default; from the app user's cache, ~/.cache/uv, shared by every set: hard
+ * links when on the same filesystem as the sets, copies otherwise) or by pip (`python -m venv` + `pip install`);
+ * `--require-hashes` when the requirements carry hashes, as pip does by itself. Its modules are compiled to
+ * bytecode while the set is made (pip does so by default; uv with `--compile-bytecode`), so the app's first
+ * commands (migrate, the start) do not compile them on first import, and the set carries them when packed
+ * for other hosts (core/steps/artifact.ts; tar keeps the sources' mtimes the bytecode is checked against).
+ * At a lower CPU priority (nice 10): made beside the node set and the build, it takes what CPU they leave,
+ * so compiling does not lengthen their path, the deploy's longest.
+ * `hash`: the set's hash (Plan.hashes.python). Independent of the node set: core/ops runs both at once.
+ */
+export function pythonDependencies(env: Target, release: string, hash: string): Step {
   const paths = env.runtime;
-  const { python_requirements: req, node_dir: nodeDir, python_installer: installer } = env.config.release;
-  const lines = [appEnvironment(env, release)];
-  if (req) {
-    const venv = `${L.deps}/venv-${hashes.python}`;
-    const install =
-      installer === 'pip'
-        ? String.raw`  ${quote(paths.python)} -m venv "$venv"
-  if [ -f ${quote(req)} ]; then "$venv/bin/pip" install -q -r ${quote(req)}; fi`
-        : String.raw`  export UV_NO_PROGRESS=1 UV_PYTHON_DOWNLOADS=never UV_CACHE_DIR="$HOME/.cache/uv"
+  const { python_requirements: req, python_installer: installer } = env.config.release;
+  const install =
+    installer === 'pip'
+      ? String.raw`  nice -n 10 ${quote(paths.python)} -m venv "$set_dir"
+  if [ -f ${quote(req)} ]; then nice -n 10 "$set_dir/bin/pip" install -q -r ${quote(req)}; fi`
+      : String.raw`  export UV_NO_PROGRESS=1 UV_PYTHON_DOWNLOADS=never UV_CACHE_DIR="$HOME/.cache/uv"
   mkdir -p "$UV_CACHE_DIR"
   # Hard links from the cache need one filesystem; across two, uv copies (said once here, not warned per file).
-  if [ "$(stat -c %d "$UV_CACHE_DIR")" != "$(stat -c %d ${quote(L.deps)})" ]; then export UV_LINK_MODE=copy; fi
-  ${quote(paths.uv)} venv -q --seed --python ${quote(paths.python)} "$venv"
+  if [ "$(stat -c %d "$UV_CACHE_DIR")" != "$(stat -c %d ${quote(env.layout.deps)})" ]; then export UV_LINK_MODE=copy; fi
+  nice -n 10 ${quote(paths.uv)} venv -q --seed --python ${quote(paths.python)} "$set_dir"
   if [ -f ${quote(req)} ]; then
     hashes=(); if grep -q -- '--hash=' ${quote(req)}; then hashes=(--require-hashes); fi
-    ${quote(paths.uv)} pip install -q --python "$venv/bin/python" "${'$'}{hashes[@]}" -r ${quote(req)}
+    nice -n 10 ${quote(paths.uv)} pip install -q --compile-bytecode --python "$set_dir/bin/python" "${'$'}{hashes[@]}" -r ${quote(req)}
   fi`;
-    lines.push(String.raw`venv=${quote(venv)}
-if [ -f "$venv/.complete" ]; then
-  ops_report ${APP_KEYS.deps} "python reused"
-else
-  rm -rf "$venv"
-${install}
-  touch "$venv/.complete"
-  ops_report ${APP_KEYS.deps} "python installed (${installer})"
-fi
-ln -sfn "$venv" venv`);
-  }
-  if (nodeDir) {
-    const modules = `${L.deps}/node-${hashes.node}`;
-    lines.push(String.raw`nm=${quote(modules)}
-if [ -f "$nm/.complete" ]; then
-  ops_report ${APP_KEYS.deps} "node reused"
-else
-  rm -rf "$nm" ${quote(`${nodeDir}/node_modules`)}
-  (cd ${quote(nodeDir)} && ${quote(paths.npm)} ci --prefer-offline --no-audit --no-fund --loglevel=error)
-  mkdir -p "$nm"
-  if [ -d ${quote(`${nodeDir}/node_modules`)} ]; then mv ${quote(`${nodeDir}/node_modules`)} "$nm/node_modules"; else mkdir "$nm/node_modules"; fi
-  touch "$nm/.complete"
-  ops_report ${APP_KEYS.deps} "node installed"
-fi
-ln -sfn "$nm/node_modules" ${quote(`${nodeDir}/node_modules`)}`);
-  }
-  return { name: 'dependencies', as: 'app', timeout: 1800, script: lines.join('\n') };
+  return dependencySet(env, release, 'python', `venv-${hash}`, install, { from: 'venv', to: '' }, `installed (${installer})`);
+}
+
+/**
+ * The node set (release.node_dir) as `<node_dir>/node_modules` in the release: `npm ci` in the release, reading
+ * the app user's npm cache (~/.npm) first (--prefer-offline), its node_modules then moved to
+ * shared/deps/node-<hash>/node_modules. `hash`: the set's hash (Plan.hashes.node).
+ */
+export function nodeDependencies(env: Target, release: string, hash: string): Step {
+  const nodeDir = env.config.release.node_dir;
+  const modules = `${nodeDir}/node_modules`;
+  const install = String.raw`  rm -rf ${quote(modules)}
+  (cd ${quote(nodeDir)} && ${quote(env.runtime.npm)} ci --prefer-offline --no-audit --no-fund --loglevel=error)
+  mkdir -p "$set_dir"
+  if [ -d ${quote(modules)} ]; then mv ${quote(modules)} "$set_dir/node_modules"; else mkdir "$set_dir/node_modules"; fi`;
+  return dependencySet(env, release, 'node', `node-${hash}`, install, { from: modules, to: 'node_modules' }, 'installed');
 }
 
 /**

@@ -32,16 +32,26 @@ describe.sequential('build once per rollout', () => {
     const after = await Promise.all(hosts.map(sshLogins));
     after.forEach((n, i) => expect(n - before[i]! - 1).toBe(1));
     const [a, b, c] = r.hosts;
-    expect(names(a!.steps)).toEqual(expect.arrayContaining(['dependencies', 'build', 'migrate', 'pack build']));
+    expect(names(a!.steps)).toEqual(expect.arrayContaining(['python dependencies', 'node dependencies', 'build', 'migrate', 'pack build']));
     for (const x of [b!, c!]) {
       expect(names(x.steps)).toContain('receive build');
       expect(names(x.steps)).not.toEqual(expect.arrayContaining(['build']));
-      for (const s of ['dependencies', 'build', 'migrate', 'receive code']) expect(names(x.steps)).not.toContain(s);
+      for (const s of ['python dependencies', 'node dependencies', 'build', 'migrate', 'receive code']) expect(names(x.steps)).not.toContain(s);
       expect(x.notes.join('\n')).toMatch(new RegExp(`received the build of ${hosts[0]!.name} \\(release, venv-[0-9a-f]+, node-[0-9a-f]+: [\\d.]+ MiB, sha256-checked\\)`));
     }
     for (const h of hosts) expect(await revision(h)).toBe(r.sha);
     // The venv received works where it landed (same absolute paths): the API answers through it.
     for (const h of hosts) expect((await get(h, '/api/health')).status).toBe(200);
+    // It came with its bytecode (compiled on the builder while the set was made), still valid where it landed (tar
+    // keeps the sources' mtimes, which the bytecode is checked against): importing the app's libraries there
+    // compiles nothing.
+    const pyc = await sshRun(
+      hosts[1]!,
+      `sudo -u sample bash -c 'cd /srv/sample/current && touch /tmp/ops-pyc-mark && venv/bin/python -c "import sqlalchemy, fastapi, alembic, uvicorn, asyncpg" && find -L venv/ -name "*.pyc" | wc -l && find -L venv/ -name "*.pyc" -newer /tmp/ops-pyc-mark | wc -l'`,
+    );
+    const [all, fresh] = pyc.stdout.trim().split('\n').map(Number);
+    expect(all).toBeGreaterThan(300);
+    expect(fresh).toBe(0);
   }, 600_000);
 
   it('a code-only change: only the release travels (the hosts have its dependency sets)', async () => {
@@ -86,7 +96,7 @@ describe.sequential('build once per rollout', () => {
       expect(plan.plan!.join('\n')).toContain(`${hosts[2]!.name} builds for itself: its platform differs (debian 12.99 `);
       const r = await deploy(project.ctx(), project.env(), { ref: 'deps-changed' });
       expect(names(r.hosts[1]!.steps)).toContain('receive build');
-      expect(names(r.hosts[2]!.steps)).toEqual(expect.arrayContaining(['dependencies', 'build']));
+      expect(names(r.hosts[2]!.steps)).toEqual(expect.arrayContaining(['python dependencies', 'node dependencies', 'build']));
       expect(names(r.hosts[2]!.steps)).not.toContain('receive build');
       // Migrations still once, on the first host.
       expect(r.hosts.filter((h) => names(h.steps).includes('migrate')).map((h) => h.host)).toEqual([hosts[0]!.name]);

@@ -185,7 +185,7 @@ describe('uploads never use the command line', () => {
   });
 });
 
-describe('channel budget: one session at a time per connection', () => {
+describe('channel budget: sessions per connection', () => {
   for (const max of [1, 2]) {
     it(`MaxSessions ${max}: many steps and uploads back to back, over one connection`, async () => {
       const limited = await startSshd([`MaxSessions ${max}`]);
@@ -207,6 +207,35 @@ describe('channel budget: one session at a time per connection', () => {
       }
     });
   }
+
+  it('steps at once on one connection: side by side where sshd allows, one after another under MaxSessions 1', async () => {
+    const at = (limit: TestSshd) => options({ host: { name: 'lo', address: '127.0.0.1', port: limit.port, user: 'root', hostKey: limit.hostKey }, credentials: { privateKey: limit.clientKey, describe: 'test key' } });
+    const dir = execFileSync('mktemp', ['-d']).toString().trim();
+    // Side by side: each step waits (up to 5 s) for the other's mark, so both succeed only if they overlap.
+    const remote = await connect(at(sshd));
+    try {
+      const meet = (me: string, other: string) => remote.run({ name: me, as: 'login', script: `touch ${dir}/${me}; for _ in $(seq 50); do [ -e ${dir}/${other} ] && exit 0; sleep 0.1; done; echo "${other} never ran beside ${me}" >&2; exit 1` });
+      await Promise.all([meet('a', 'b'), meet('b', 'a'), remote.upload('x', `${dir}/up`)]);
+    } finally {
+      await remote.close();
+    }
+    // One session allowed: the second step's channel waits for the first to close (however long it takes).
+    const one = await startSshd(['MaxSessions 1']);
+    try {
+      const remote = await connect(at(one));
+      try {
+        const alone = (me: string) => remote.run({ name: me, as: 'login', script: `if [ -e ${dir}/running ]; then echo "${me} ran beside another step" >&2; exit 1; fi; touch ${dir}/running; sleep 1; rm ${dir}/running; ops_report ${KEYS.i} ${me}` });
+        const results = await Promise.all(['c', 'd', 'e'].map(alone));
+        expect(results.map((r) => reported(r, KEYS.i))).toEqual(['c', 'd', 'e']);
+      } finally {
+        await remote.close();
+      }
+      expect(one.logins()).toBe(1);
+    } finally {
+      await one.stop();
+      execFileSync('rm', ['-rf', dir]);
+    }
+  });
 
   it('MaxSessions 0: one message naming MaxSessions, after a short retry', async () => {
     const none = await startSshd(['MaxSessions 0']);

@@ -1,6 +1,6 @@
 // The deploy operation's decisions, against the recording transport (no host): which steps run in which
 // order for a first deploy, a no-op, a failed build, an unprovisioned host, a dry run, a hostile ref.
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -10,6 +10,7 @@ import type { OpsContext } from '../../core/context.ts';
 import { deploy } from '../../core/ops/deploy.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { RecordingRemote, type Responder } from '../../core/remote/recording.ts';
+import type { Step } from '../../core/remote/types.ts';
 import { git } from '../../core/git.ts';
 import { makeAppRepo } from '../fixtures/app/make-repo.ts';
 import { FACTS_KEYS } from '../../core/steps/facts.ts';
@@ -70,7 +71,7 @@ describe('deploy operation', () => {
     const h = harness(opsLines(STATE, 'provisioned 2026-11-25', 'current '));
     const r = await deploy(h.ctx, loadEnvironment('x', root), {});
     expect(h.connections()).toBe(1);
-    expect(h.remote.stepNames()).toEqual(['lock', 'receive code', '.env', 'release', 'dependencies', 'build', 'migrate', 'start blue', 'switch', 'prune', 'unlock']);
+    expect(h.remote.stepNames()).toEqual(['lock', 'receive code', '.env', 'release', 'node dependencies', 'python dependencies', 'build', 'migrate', 'start blue', 'switch', 'prune', 'unlock']);
     expect(r.sha).toBe(v1);
     expect(r.release).toMatch(new RegExp(`^\\d{8}T\\d{6}Z-${v1.slice(0, 12)}$`));
     // Code as a pack, .env and environ (the pipeline commands' copy) through SFTP, all private; never on a command line.
@@ -104,13 +105,41 @@ describe('deploy operation', () => {
     expect(h.remote.stepNames()).toEqual(['lock', 'unlock']);
   });
 
+  it('a failed Python set: the node set and the build beside it end first, no migrate, the Python step named', async () => {
+    const h = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot green', `has ${v1}`), (step) =>
+      step.name === 'python dependencies' ? { code: 1, stderr: 'ERROR: No matching distribution found for nope==9' } : undefined,
+    );
+    await expect(deploy(h.ctx, loadEnvironment('x', root), {})).rejects.toThrow(/^step "python dependencies" on web1 failed with exit code 1\n[\s\S]*No matching distribution[\s\S]*web1 still serves 20261101T000000Z-aaaaaaaaaaaa; nothing was switched/);
+    const names = h.remote.stepNames();
+    expect(names).toContain('build');
+    expect(names).not.toContain('migrate');
+    expect(names.slice(-2)).toEqual(['mark failed', 'unlock']);
+  });
+
+  it('a build that runs Python (release.build_needs_python) waits for the Python set: a failed set, no build', async () => {
+    // A project of its own (two environments on one host would be refused as colliding).
+    const other = mkdtempSync(join(tmpdir(), 'ops-deploy-op-py-'));
+    mkdirSync(join(other, 'environments', 'x'), { recursive: true });
+    writeFileSync(join(other, 'package.json'), '{}');
+    writeFileSync(join(other, 'environments', 'x', 'environment.yml'), `${readFileSync(join(root, 'environments', 'x', 'environment.yml'), 'utf8')}release:\n  build_needs_python: true\n`);
+    const fails = (step: Step) => (step.name === 'python dependencies' ? { code: 1, stderr: 'ERROR: No matching distribution found for nope==9' } : undefined);
+    const h = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot green', `has ${v1}`), fails);
+    await expect(deploy(h.ctx, loadEnvironment('x', other), {})).rejects.toThrow(/^step "python dependencies" on web1 failed/);
+    expect(h.remote.stepNames()).toContain('node dependencies');
+    expect(h.remote.stepNames()).not.toContain('build');
+    // The default: the build runs beside the Python set.
+    const beside = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot green', `has ${v1}`), fails);
+    await expect(deploy(beside.ctx, loadEnvironment('x', root), {})).rejects.toThrow(/^step "python dependencies" on web1 failed/);
+    expect(beside.remote.stepNames()).toContain('build');
+  });
+
   it('a failed build: nothing started or switched, the release marked failed, the failure audited', async () => {
     const h = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot green', `has ${v1}`), (step) =>
       step.name === 'build' ? { code: 2, stderr: 'SyntaxError: Unexpected token' } : undefined,
     );
     await expect(deploy(h.ctx, loadEnvironment('x', root), {})).rejects.toThrow(/step "build" on web1 failed with exit code 2\n[\s\S]*SyntaxError[\s\S]*web1 still serves 20261101T000000Z-aaaaaaaaaaaa; nothing was switched/);
     // One look at the disk after a failed step (was it full?), on the failure path only.
-    expect(h.remote.stepNames()).toEqual(['lock', '.env', 'release', 'dependencies', 'build', 'disk space', 'mark failed', 'unlock']);
+    expect(h.remote.stepNames()).toEqual(['lock', '.env', 'release', 'node dependencies', 'python dependencies', 'build', 'disk space', 'mark failed', 'unlock']);
     expect(h.remote.runs.at(-1)!.stdin).toContain('"result":"failed"');
   });
 
@@ -248,13 +277,15 @@ describe('deploy operation', () => {
   it('a step that runs out of space or inodes says so, with what is free (one more round trip, on that failure only)', async () => {
     for (const [disk, what] of [[opsLines(STATE, 'disk 0 50000 40000 /srv'), 'disk space: 0 MB and 40000 inodes free under /srv'], [opsLines(STATE, 'disk 800000 50000 0 /srv'), 'free inodes: 781 MB and 0 inodes free under /srv']]) {
       const h = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', `has ${v1}`), (step) =>
-        step.name === 'dependencies' ? { code: 1, stderr: "OSError: [Errno 28] No space left on device: '/srv/sample/shared/deps/venv-1/lib'" } : step.name === 'disk space' ? { stdout: disk } : undefined,
+        step.name === 'python dependencies' ? { code: 1, stderr: "OSError: [Errno 28] No space left on device: '/srv/sample/shared/deps/venv-1/lib'" } : step.name === 'disk space' ? { stdout: disk } : undefined,
       );
       const err = await deploy(h.ctx, loadEnvironment('x', root), {}).catch((e) => e);
-      expect(err.message).toContain(`step "dependencies" on web1 failed with exit code 1\n  | OSError: [Errno 28] No space left on device`);
+      expect(err.message).toContain(`step "python dependencies" on web1 failed with exit code 1\n  | OSError: [Errno 28] No space left on device`);
       expect(err.message).toContain(`\nweb1 ran out of ${what}\nweb1 still serves 20261101T000000Z-aaaaaaaaaaaa; nothing was switched`);
       expect(err.hint).toMatch(/^free space on web1 under \/srv \(failed releases, old dependency sets under shared\/deps, logs; or lower release.keep\), then deploy again$/);
-      expect(h.remote.stepNames()).toEqual(['lock', '.env', 'release', 'dependencies', 'disk space', 'mark failed', 'unlock']);
+      // The node set and the build beside it ran to their end before the failure was reported; no migrate.
+      expect(h.remote.stepNames().sort()).toEqual(['lock', '.env', 'release', 'node dependencies', 'python dependencies', 'build', 'disk space', 'mark failed', 'unlock'].sort());
+      expect(h.remote.stepNames().slice(-2)).toEqual(['mark failed', 'unlock']);
     }
   });
 });

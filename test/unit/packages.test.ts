@@ -5,7 +5,7 @@ import { ConfigError, parseEnvironment } from '../../core/config/environment.ts'
 import { resolveTarget, type Target } from '../../core/target.ts';
 import { packageIndexFiles, packagesNeedSecrets } from '../../core/packages.ts';
 import { npmVersionFor, runtimePaths, UV_VERSION } from '../../core/runtimes.ts';
-import { dependencies } from '../../core/steps/app.ts';
+import { pythonDependencies } from '../../core/steps/app.ts';
 import { packageIndexes, runtimes } from '../../core/steps/system.ts';
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
@@ -39,17 +39,17 @@ describe('packages settings', () => {
   it('installs a new Python set with uv (pinned, provisioned) by default, with pip when the environment says so', () => {
     const uv = env({});
     expect(uv.config.release.python_installer).toBe('uv');
-    const u = dependencies(uv, '/srv/shop/releases/r', { python: 'aa', node: 'bb' }).script;
-    expect(u).toContain(`${runtimePaths(uv).uv} venv -q --seed --python /usr/bin/python3.11 "$venv"`);
-    expect(u).toContain(`${runtimePaths(uv).uv} pip install -q --python "$venv/bin/python" "\${hashes[@]}" -r requirements.txt`);
+    const u = pythonDependencies(uv, '/srv/shop/releases/r', 'aa').script;
+    expect(u).toContain(`nice -n 10 ${runtimePaths(uv).uv} venv -q --seed --python /usr/bin/python3.11 "$set_dir"`);
+    expect(u).toContain(`nice -n 10 ${runtimePaths(uv).uv} pip install -q --compile-bytecode --python "$set_dir/bin/python" "\${hashes[@]}" -r requirements.txt`);
     expect(u).not.toContain('-m venv');
     expect(runtimePaths(uv).uv).toBe(`/opt/ops-uv/v${UV_VERSION}/bin/uv`);
     // provision installs it from the package index, hash-checked; not with pip, nor without Python.
     expect(runtimes(uv).script).toContain(`uv==${UV_VERSION} --hash=sha256:`);
     const pip = env({ release: { python_installer: 'pip' } });
-    const p = dependencies(pip, '/srv/shop/releases/r', { python: 'aa', node: 'bb' }).script;
-    expect(p).toContain('/usr/bin/python3.11 -m venv "$venv"');
-    expect(p).toContain('"$venv/bin/pip" install -q -r requirements.txt');
+    const p = pythonDependencies(pip, '/srv/shop/releases/r', 'aa').script;
+    expect(p).toContain('/usr/bin/python3.11 -m venv "$set_dir"');
+    expect(p).toContain('"$set_dir/bin/pip" install -q -r requirements.txt');
     expect(p).not.toContain('ops-uv');
     expect(runtimes(pip).script).not.toContain('uv==');
     expect(runtimes(env({ release: { python_requirements: '' } })).script).not.toContain('uv==');

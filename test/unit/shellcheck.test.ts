@@ -23,7 +23,7 @@ import { runInitdata } from '../../core/steps/initdata.ts';
 import { acquireLock, forceReleaseLock, lockStatus, releaseLock } from '../../core/steps/lock.ts';
 import { logsStep } from '../../core/steps/logs.ts';
 import { applyNginx, provisionNginx } from '../../core/steps/nginx.ts';
-import { appCommand, dependencies } from '../../core/steps/app.ts';
+import { appCommand, nodeDependencies, pythonDependencies } from '../../core/steps/app.ts';
 import { createRelease, deployState, installDotenv, markRelease, pruneReleases, receivePack } from '../../core/steps/release.ts';
 import { keptReleases } from '../../core/steps/release-list.ts';
 import { hostStatus } from '../../core/steps/status.ts';
@@ -94,7 +94,8 @@ function render(env: Target): Record<string, Step> {
     receivePack: receivePack(env, [up('deploy-0.pack')], [SHA], [{ upload: up('lfs-0'), oid: 'b'.repeat(64) }]),
     installDotenv: installDotenv(env, { dotenv: up('dotenv'), environ: up('environ') }),
     createRelease: createRelease(env, { id: RELEASE_ID, sha: SHA, ref: 'v1', environment: env.name, actor: 'me', time: 't', run: '', deps: { python: 'p', node: 'n' } }),
-    dependencies: dependencies(env, release, { python: 'aaaa', node: 'bbbb' }),
+    pythonDependencies: pythonDependencies(env, release, 'aaaa'),
+    nodeDependencies: nodeDependencies(env, release, 'bbbb'),
     appCommand: appCommand(env, release, 'build', env.config.release.build),
     markRelease: markRelease(env, RELEASE_ID, 'failed', 'the build failed'),
     pruneReleases: pruneReleases(env, ['20261120T120000Z-0123456789ab']),

@@ -12,7 +12,7 @@ import { OpsError } from '../../core/errors.ts';
 import { acquireLock, releaseLock } from '../../core/steps/lock.ts';
 import { applyNginx } from '../../core/steps/nginx.ts';
 import { renderTemplate, site, upstreams } from '../../core/steps/nginx-config.ts';
-import { appCommand, dependencies } from '../../core/steps/app.ts';
+import { appCommand, nodeDependencies, pythonDependencies } from '../../core/steps/app.ts';
 import { createRelease, deployState, markRelease, pruneReleases, releaseId } from '../../core/steps/release.ts';
 import { expand, rollbackStep, slotConfig, startSlot, stopSlot, switchTo } from '../../core/steps/switch.ts';
 import { onHost } from '../../core/shell.ts';
@@ -56,7 +56,8 @@ describe('step scripts, by exact text', () => {
     unlock: releaseLock(e, '0123456789abcdef', ['{"a":1}']),
     state: deployState(e, ['0123456789abcdef0123456789abcdef01234567'], { commit: '0123456789abcdef0123456789abcdef01234567' }),
     release: createRelease(e, { id: '20261125T120000Z-0123456789ab', sha: '0123456789abcdef0123456789abcdef01234567', ref: 'v1', environment: 'test', actor: 'me', time: 't', run: '', deps: { python: 'p', node: 'n' } }),
-    dependencies: dependencies(e, release, { python: 'aaaa', node: 'bbbb' }),
+    'python dependencies': pythonDependencies(e, release, 'aaaa'),
+    'node dependencies': nodeDependencies(e, release, 'bbbb'),
     build: appCommand(e, release, 'build', 'make build'),
     start: startSlot(e, 'green', release, '20261125T120000Z-0123456789ab'),
     switch: switchTo(e, 'green', '20261125T120000Z-0123456789ab', true),
@@ -83,7 +84,8 @@ describe('step scripts, by exact text', () => {
 
   it('run app code as the app user and system changes as root', () => {
     expect(steps.build.as).toBe('app');
-    expect(steps.dependencies.as).toBe('app');
+    expect(steps['python dependencies'].as).toBe('app');
+    expect(steps['node dependencies'].as).toBe('app');
     for (const s of [steps.lock, steps.release, steps.start, steps.switch, steps.stop, steps.prune, steps.packages]) expect(s.as).toBe('root');
   });
 

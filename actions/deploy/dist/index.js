@@ -27193,10 +27193,15 @@ var init_environment_schema = __esm({
             node_dir: opt(string({ pattern: /^[^\n]*$/, form: 'a relative path, or "" to skip' }), 'directory holding package.json/package-lock.json for `npm ci` ("" = no Node)', "client"),
             python_installer: opt(
               oneOf(["uv", "pip"]),
-              "what builds a new Python dependency set: uv (pinned, installed by provision from the package index; its cache on the host is shared by every set, so a set of cached packages takes seconds; the venv is seeded with pip) or pip (`python -m venv`, then `pip install`: slower, for requirements uv does not read)",
+              "what builds a new Python dependency set: uv (pinned, installed by provision from the package index; its cache on the host is shared by every set, so a set of cached packages takes seconds; the venv is seeded with pip) or pip (`python -m venv`, then `pip install`: slower, for requirements uv does not read); either way its modules are compiled to bytecode as it is made",
               "uv"
             ),
             build: opt(command, "build command, run in the release as the app user", "make build"),
+            build_needs_python: opt(
+              boolean(),
+              "the build runs Python from the venv (e.g. Django's collectstatic): it then waits for the Python set. Otherwise a new Python set is made beside the node set and the build (they are independent). Without node_dir the build always waits for it",
+              false
+            ),
             migrate: opt(command, "migration command, run before the switch while the old release still serves", "make migrate"),
             keep: opt(integer(1, 100), "good releases kept on each host: the latest ones that went live, in the order they went live on that host (the live one among them); the live release and the one kept warm on the idle slot are never removed", 5),
             keep_failed: opt(integer(0, 100), "failed and rolled-back (abandoned) releases kept on each host for inspection, the latest ones; counted apart from `keep`", 2),
@@ -69210,24 +69215,43 @@ var SshRemote = class {
   lost;
   closed = false;
   warnedPreamble = false;
-  /** Rejects the step in flight when the connection goes away under it. */
-  abort;
+  /** Reject the steps in flight when the connection goes away under them. */
+  aborts = /* @__PURE__ */ new Set();
+  /** Channels open now, and who waits for one of them to close (a channel sshd refused for lack of sessions). */
+  open = 0;
+  waiting = [];
   gone(e) {
     this.lost ??= e;
-    this.abort?.(e);
+    for (const abort of this.aborts) abort(e);
+    this.freed();
     const done = this.onClose;
     this.onClose = void 0;
     done?.();
   }
-  /** Open an exec channel; a refused one is retried briefly: sshd frees a closed session asynchronously. */
+  /** A channel of ours closed (or the connection ended): whoever waits for a session tries again. */
+  freed() {
+    for (const wake of this.waiting.splice(0)) wake();
+  }
+  /**
+   * Open an exec channel. One refused for lack of sessions while others of ours are open waits until one of them
+   * closes (however long its step takes); refused with none open, it is retried briefly: sshd frees a closed
+   * session asynchronously. The caller must call `freed` once the channel closes.
+   */
   async channel(command2, what) {
     for (let attempt = 0; ; attempt++) {
       const conn = this.ssh.connection;
       if (this.closed) throw new TransportError(`${what} on ${this.name}: the connection was closed`);
       if (this.lost || !conn) throw translateError(this.lost ?? new Error("Not connected"), this.name, `${what} on ${this.name}`);
       try {
-        return await new Promise((resolve5, reject) => conn.exec(command2, (e, c) => e ? reject(e) : resolve5(c)));
+        const channel = await new Promise((resolve5, reject) => conn.exec(command2, (e, c) => e ? reject(e) : resolve5(c)));
+        this.open++;
+        return channel;
       } catch (e) {
+        if (sessionRefused(e) && this.open > 0) {
+          await new Promise((wake) => this.waiting.push(wake));
+          attempt = -1;
+          continue;
+        }
         if (sessionRefused(e) && attempt < 8) {
           await sleep2(25 * 2 ** attempt);
           continue;
@@ -69235,7 +69259,7 @@ var SshRemote = class {
         if (sessionRefused(e))
           throw new TransportError(
             `sshd on ${this.name} refused to open a session for ${what}: its session limit is reached`,
-            `ops uses 1 session at a time per connection; MaxSessions in ${this.name}'s /etc/ssh/sshd_config (or a Match block) must be at least 1: set it, then reload sshd (systemctl reload ssh)`
+            `ops needs 1 session per connection (it opens more, to run steps at once, where sshd allows); MaxSessions in ${this.name}'s /etc/ssh/sshd_config (or a Match block) must be at least 1: set it, then reload sshd (systemctl reload ssh)`
           );
         throw translateError(e, this.name, `${what} on ${this.name}`);
       }
@@ -69263,10 +69287,12 @@ var SshRemote = class {
     const channel = await this.channel(command2, what);
     const limit = ((step.timeout ?? DEFAULT_STEP_TIMEOUT) + 30) * 1e3;
     let guard;
+    let abort = (_) => void 0;
     const status = await new Promise((resolve5, reject) => {
       let code18 = null;
       let signal;
-      this.abort = (e) => reject(translateError(e, this.name, `${what} on ${this.name} (connection lost)`));
+      abort = (e) => reject(translateError(e, this.name, `${what} on ${this.name} (connection lost)`));
+      this.aborts.add(abort);
       guard = setTimeout(() => {
         channel.close();
         reject(new StepError(step.name, this.name, null, "no answer from the host before the step timeout", "timeout"));
@@ -69282,7 +69308,9 @@ var SshRemote = class {
       channel.end(input);
     }).finally(() => {
       clearTimeout(guard);
-      this.abort = void 0;
+      this.aborts.delete(abort);
+      this.open--;
+      this.freed();
     });
     out.end();
     err.end();
@@ -71091,6 +71119,18 @@ var HostRun = class {
     );
   }
 };
+async function pooled(items, limit, fn) {
+  let next = 0;
+  const errors = [];
+  const worker = async () => {
+    while (next < items.length && !errors.length) {
+      const item = items[next++];
+      await fn(item).catch((e) => void errors.push(e));
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  if (errors.length) throw errors[0];
+}
 
 // core/ops/hosts.ts
 init_errors();
@@ -71386,50 +71426,47 @@ function appEnvironment(env, release) {
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false
 cd ${quote(release)}`;
 }
-function dependencies(env, release, hashes) {
-  const L = env.layout;
+function dependencySet(env, release, kind, set, install, link, installed) {
+  return {
+    name: `${kind} dependencies`,
+    as: "app",
+    timeout: 1800,
+    script: String.raw`${appEnvironment(env, release)}
+set_dir=${quote(`${env.layout.deps}/${set}`)}
+if [ -f "$set_dir/.complete" ]; then
+  ops_report ${APP_KEYS.deps} ${quote(`${kind} reused`)}
+else
+  rm -rf "$set_dir"
+${install}
+  touch "$set_dir/.complete"
+  ops_report ${APP_KEYS.deps} ${quote(`${kind} ${installed}`)}
+fi
+ln -sfn "$set_dir"${link.to ? `/${quote(link.to)}` : ""} ${quote(link.from)}`
+  };
+}
+function pythonDependencies(env, release, hash) {
   const paths = env.runtime;
-  const { python_requirements: req2, node_dir: nodeDir, python_installer: installer } = env.config.release;
-  const lines = [appEnvironment(env, release)];
-  if (req2) {
-    const venv = `${L.deps}/venv-${hashes.python}`;
-    const install = installer === "pip" ? String.raw`  ${quote(paths.python)} -m venv "$venv"
-  if [ -f ${quote(req2)} ]; then "$venv/bin/pip" install -q -r ${quote(req2)}; fi` : String.raw`  export UV_NO_PROGRESS=1 UV_PYTHON_DOWNLOADS=never UV_CACHE_DIR="$HOME/.cache/uv"
+  const { python_requirements: req2, python_installer: installer } = env.config.release;
+  const install = installer === "pip" ? String.raw`  nice -n 10 ${quote(paths.python)} -m venv "$set_dir"
+  if [ -f ${quote(req2)} ]; then nice -n 10 "$set_dir/bin/pip" install -q -r ${quote(req2)}; fi` : String.raw`  export UV_NO_PROGRESS=1 UV_PYTHON_DOWNLOADS=never UV_CACHE_DIR="$HOME/.cache/uv"
   mkdir -p "$UV_CACHE_DIR"
   # Hard links from the cache need one filesystem; across two, uv copies (said once here, not warned per file).
-  if [ "$(stat -c %d "$UV_CACHE_DIR")" != "$(stat -c %d ${quote(L.deps)})" ]; then export UV_LINK_MODE=copy; fi
-  ${quote(paths.uv)} venv -q --seed --python ${quote(paths.python)} "$venv"
+  if [ "$(stat -c %d "$UV_CACHE_DIR")" != "$(stat -c %d ${quote(env.layout.deps)})" ]; then export UV_LINK_MODE=copy; fi
+  nice -n 10 ${quote(paths.uv)} venv -q --seed --python ${quote(paths.python)} "$set_dir"
   if [ -f ${quote(req2)} ]; then
     hashes=(); if grep -q -- '--hash=' ${quote(req2)}; then hashes=(--require-hashes); fi
-    ${quote(paths.uv)} pip install -q --python "$venv/bin/python" "${"$"}{hashes[@]}" -r ${quote(req2)}
+    nice -n 10 ${quote(paths.uv)} pip install -q --compile-bytecode --python "$set_dir/bin/python" "${"$"}{hashes[@]}" -r ${quote(req2)}
   fi`;
-    lines.push(String.raw`venv=${quote(venv)}
-if [ -f "$venv/.complete" ]; then
-  ops_report ${APP_KEYS.deps} "python reused"
-else
-  rm -rf "$venv"
-${install}
-  touch "$venv/.complete"
-  ops_report ${APP_KEYS.deps} "python installed (${installer})"
-fi
-ln -sfn "$venv" venv`);
-  }
-  if (nodeDir) {
-    const modules = `${L.deps}/node-${hashes.node}`;
-    lines.push(String.raw`nm=${quote(modules)}
-if [ -f "$nm/.complete" ]; then
-  ops_report ${APP_KEYS.deps} "node reused"
-else
-  rm -rf "$nm" ${quote(`${nodeDir}/node_modules`)}
-  (cd ${quote(nodeDir)} && ${quote(paths.npm)} ci --prefer-offline --no-audit --no-fund --loglevel=error)
-  mkdir -p "$nm"
-  if [ -d ${quote(`${nodeDir}/node_modules`)} ]; then mv ${quote(`${nodeDir}/node_modules`)} "$nm/node_modules"; else mkdir "$nm/node_modules"; fi
-  touch "$nm/.complete"
-  ops_report ${APP_KEYS.deps} "node installed"
-fi
-ln -sfn "$nm/node_modules" ${quote(`${nodeDir}/node_modules`)}`);
-  }
-  return { name: "dependencies", as: "app", timeout: 1800, script: lines.join("\n") };
+  return dependencySet(env, release, "python", `venv-${hash}`, install, { from: "venv", to: "" }, `installed (${installer})`);
+}
+function nodeDependencies(env, release, hash) {
+  const nodeDir = env.config.release.node_dir;
+  const modules = `${nodeDir}/node_modules`;
+  const install = String.raw`  rm -rf ${quote(modules)}
+  (cd ${quote(nodeDir)} && ${quote(env.runtime.npm)} ci --prefer-offline --no-audit --no-fund --loglevel=error)
+  mkdir -p "$set_dir"
+  if [ -d ${quote(modules)} ]; then mv ${quote(modules)} "$set_dir/node_modules"; else mkdir "$set_dir/node_modules"; fi`;
+  return dependencySet(env, release, "node", `node-${hash}`, install, { from: modules, to: "node_modules" }, "installed");
 }
 function appCommand(env, release, name2, command2, timeout = 1800) {
   return { name: name2, as: "app", timeout, script: `${appEnvironment(env, release)}
@@ -72052,10 +72089,27 @@ async function buildOn(env, hp, p, primary) {
   await h.run(createRelease(env, p.meta));
   hp.created = true;
   const dir = `${L.releases}/${p.id}`;
-  const deps = await h.run(dependencies(env, dir, p.hashes));
-  result.notes.push(...reportedAll(deps, APP_KEYS.deps).map((d) => `dependencies: ${d}`));
-  if (env.config.release.build) await h.run(appCommand(env, dir, "build", env.config.release.build));
-  if (primary && env.config.release.migrate) await h.run(appCommand(env, dir, "migrate", env.config.release.migrate));
+  const { python_requirements: req2, node_dir: nodeDir, build, build_needs_python: buildNeedsPython, migrate } = env.config.release;
+  const deps = [[], []];
+  const python = async () => {
+    if (req2) deps[0] = reportedAll(await h.run(pythonDependencies(env, dir, p.hashes.python)), APP_KEYS.deps);
+  };
+  const node = async () => {
+    if (nodeDir) deps[1] = reportedAll(await h.run(nodeDependencies(env, dir, p.hashes.node)), APP_KEYS.deps);
+  };
+  const runBuild = async () => {
+    if (build) await h.run(appCommand(env, dir, "build", build));
+  };
+  const nodeThenBuild = async () => {
+    await node();
+    await runBuild();
+  };
+  if (buildNeedsPython || !nodeDir) {
+    await pooled([node, python], 2, (part) => part());
+    await runBuild();
+  } else await pooled([nodeThenBuild, python], 2, (part) => part());
+  result.notes.push(...deps.flat().map((d) => `dependencies: ${d}`));
+  if (primary && migrate) await h.run(appCommand(env, dir, "migrate", migrate));
 }
 function dependencySets(env, p) {
   return [...env.config.release.python_requirements ? [`venv-${p.hashes.python}`] : [], ...env.config.release.node_dir ? [`node-${p.hashes.node}`] : []];
@@ -72133,18 +72187,6 @@ function buildGroups(hosts) {
   return [...groups.values()].map(([builder, ...receivers]) => ({ builder, receivers, platform: builder.platform }));
 }
 var RECEIVE_CONCURRENCY = 8;
-async function pooled(items, limit, fn) {
-  let next = 0;
-  const errors = [];
-  const worker = async () => {
-    while (next < items.length && !errors.length) {
-      const item = items[next++];
-      await fn(item).catch((e) => void errors.push(e));
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  if (errors.length) throw errors[0];
-}
 async function carryBuild(env, b, receivers, p, parts, attempt) {
   await pooled(receivers, RECEIVE_CONCURRENCY, (r) => attempt(r, async () => checkSpace(env, r.name, r.state, p, parts.filter((x) => wants(r, x.name)).reduce((n, x) => n + x.size, 0), true)));
   const out = new Map(receivers.map((r) => [r, []]));

@@ -49397,10 +49397,15 @@ var environmentSchema = object(
         node_dir: opt(string({ pattern: /^[^\n]*$/, form: 'a relative path, or "" to skip' }), 'directory holding package.json/package-lock.json for `npm ci` ("" = no Node)', "client"),
         python_installer: opt(
           oneOf(["uv", "pip"]),
-          "what builds a new Python dependency set: uv (pinned, installed by provision from the package index; its cache on the host is shared by every set, so a set of cached packages takes seconds; the venv is seeded with pip) or pip (`python -m venv`, then `pip install`: slower, for requirements uv does not read)",
+          "what builds a new Python dependency set: uv (pinned, installed by provision from the package index; its cache on the host is shared by every set, so a set of cached packages takes seconds; the venv is seeded with pip) or pip (`python -m venv`, then `pip install`: slower, for requirements uv does not read); either way its modules are compiled to bytecode as it is made",
           "uv"
         ),
         build: opt(command, "build command, run in the release as the app user", "make build"),
+        build_needs_python: opt(
+          boolean(),
+          "the build runs Python from the venv (e.g. Django's collectstatic): it then waits for the Python set. Otherwise a new Python set is made beside the node set and the build (they are independent). Without node_dir the build always waits for it",
+          false
+        ),
         migrate: opt(command, "migration command, run before the switch while the old release still serves", "make migrate"),
         keep: opt(integer(1, 100), "good releases kept on each host: the latest ones that went live, in the order they went live on that host (the live one among them); the live release and the one kept warm on the idle slot are never removed", 5),
         keep_failed: opt(integer(0, 100), "failed and rolled-back (abandoned) releases kept on each host for inspection, the latest ones; counted apart from `keep`", 2),
@@ -50994,24 +50999,43 @@ var SshRemote = class {
   lost;
   closed = false;
   warnedPreamble = false;
-  /** Rejects the step in flight when the connection goes away under it. */
-  abort;
+  /** Reject the steps in flight when the connection goes away under them. */
+  aborts = /* @__PURE__ */ new Set();
+  /** Channels open now, and who waits for one of them to close (a channel sshd refused for lack of sessions). */
+  open = 0;
+  waiting = [];
   gone(e) {
     this.lost ??= e;
-    this.abort?.(e);
+    for (const abort of this.aborts) abort(e);
+    this.freed();
     const done = this.onClose;
     this.onClose = void 0;
     done?.();
   }
-  /** Open an exec channel; a refused one is retried briefly: sshd frees a closed session asynchronously. */
+  /** A channel of ours closed (or the connection ended): whoever waits for a session tries again. */
+  freed() {
+    for (const wake of this.waiting.splice(0)) wake();
+  }
+  /**
+   * Open an exec channel. One refused for lack of sessions while others of ours are open waits until one of them
+   * closes (however long its step takes); refused with none open, it is retried briefly: sshd frees a closed
+   * session asynchronously. The caller must call `freed` once the channel closes.
+   */
   async channel(command2, what) {
     for (let attempt = 0; ; attempt++) {
       const conn = this.ssh.connection;
       if (this.closed) throw new TransportError(`${what} on ${this.name}: the connection was closed`);
       if (this.lost || !conn) throw translateError(this.lost ?? new Error("Not connected"), this.name, `${what} on ${this.name}`);
       try {
-        return await new Promise((resolve2, reject) => conn.exec(command2, (e, c) => e ? reject(e) : resolve2(c)));
+        const channel = await new Promise((resolve2, reject) => conn.exec(command2, (e, c) => e ? reject(e) : resolve2(c)));
+        this.open++;
+        return channel;
       } catch (e) {
+        if (sessionRefused(e) && this.open > 0) {
+          await new Promise((wake) => this.waiting.push(wake));
+          attempt = -1;
+          continue;
+        }
         if (sessionRefused(e) && attempt < 8) {
           await sleep2(25 * 2 ** attempt);
           continue;
@@ -51019,7 +51043,7 @@ var SshRemote = class {
         if (sessionRefused(e))
           throw new TransportError(
             `sshd on ${this.name} refused to open a session for ${what}: its session limit is reached`,
-            `ops uses 1 session at a time per connection; MaxSessions in ${this.name}'s /etc/ssh/sshd_config (or a Match block) must be at least 1: set it, then reload sshd (systemctl reload ssh)`
+            `ops needs 1 session per connection (it opens more, to run steps at once, where sshd allows); MaxSessions in ${this.name}'s /etc/ssh/sshd_config (or a Match block) must be at least 1: set it, then reload sshd (systemctl reload ssh)`
           );
         throw translateError(e, this.name, `${what} on ${this.name}`);
       }
@@ -51047,10 +51071,12 @@ var SshRemote = class {
     const channel = await this.channel(command2, what);
     const limit = ((step.timeout ?? DEFAULT_STEP_TIMEOUT) + 30) * 1e3;
     let guard;
+    let abort = (_) => void 0;
     const status = await new Promise((resolve2, reject) => {
       let code2 = null;
       let signal;
-      this.abort = (e) => reject(translateError(e, this.name, `${what} on ${this.name} (connection lost)`));
+      abort = (e) => reject(translateError(e, this.name, `${what} on ${this.name} (connection lost)`));
+      this.aborts.add(abort);
       guard = setTimeout(() => {
         channel.close();
         reject(new StepError(step.name, this.name, null, "no answer from the host before the step timeout", "timeout"));
@@ -51066,7 +51092,9 @@ var SshRemote = class {
       channel.end(input);
     }).finally(() => {
       clearTimeout(guard);
-      this.abort = void 0;
+      this.aborts.delete(abort);
+      this.open--;
+      this.freed();
     });
     out.end();
     err.end();

@@ -182,10 +182,13 @@ if ! msg=$(reread); then
 fi
 # Anything left on this slot (the release before, a failed start) goes first, so the ports are ours.
 group_down ${quote(group)}
+# Whatever listens on a port (an HTTP server or not) makes it taken: one \`ss\` for every port (LISTEN_TABLE).
+LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)
 for p in ${probeList}; do
   IFS=: read -r name port path <<< "$p"
-  if probe "$port" /; then restore; echo "port $port (slot ${slot}, program $name) is already in use by another process: $(for l in $(listeners "$port"); do describe_proc "$l"; echo; done)" >&2; exit ${START_FAILED_CLEAN}; fi
+  if [ -n "$(listeners "$port")" ]; then restore; echo "port $port (slot ${slot}, program $name) is already in use by another process: $(for l in $(listeners "$port"); do describe_proc "$l"; echo; done)" >&2; exit ${START_FAILED_CLEAN}; fi
 done
+unset LISTEN_TABLE
 # Remember where each log ends, to show only what the new processes write.
 declare -A log_start
 for f in ${logFiles.map(quote).join(' ')}; do log_start[$f]=$(stat -c %s "$f" 2>/dev/null || echo 0); done

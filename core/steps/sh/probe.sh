@@ -5,27 +5,29 @@
 probe() { curl -fsS -o /dev/null --max-time 5 "http://127.0.0.1:$1$2" 2>/dev/null; }
 # wait_healthy TIMEOUT INTERVAL name:port:path...: 0 when every probe answered 2xx in time.
 # With FATAL_GROUP set, gives up early once supervisor has given up on one of the group's programs.
+# Between rounds, read's timeout on a pipe nobody writes to stands in for sleep (a builtin: no process per round).
 # shellcheck disable=SC2034 # UNHEALTHY is this function's result, read by the step that calls it
 wait_healthy() {
   local limit=$1 interval=$2 now deadline next_check; shift 2
-  local pending=("$@") left p port path
+  local pending=("$@") left p port path pause
+  exec {pause}<> <(:)
   printf -v now '%(%s)T' -1; deadline=$(( now + limit )); next_check=$(( now + 2 ))
   while :; do
     printf -v now '%(%s)T' -1
     if [ -n "${FATAL_GROUP:-}" ] && [ "$now" -ge "$next_check" ]; then
       next_check=$(( now + 2 ))
       # group_fatal: supervisor.sh (supervisor's XML-RPC; the step that sets FATAL_GROUP includes it).
-      if group_fatal "$FATAL_GROUP"; then UNHEALTHY="supervisor gave up on a program that keeps exiting (waiting for ${pending[*]})"; return 1; fi
+      if group_fatal "$FATAL_GROUP"; then UNHEALTHY="supervisor gave up on a program that keeps exiting (waiting for ${pending[*]})"; exec {pause}<&-; return 1; fi
     fi
     # Probe every pending program at once: a slow page should not delay the others' verdict.
     local pids=() i=0
     for p in "${pending[@]}"; do IFS=: read -r _ port path <<< "$p"; probe "$port" "$path" & pids+=($!); done
     left=()
     for p in "${pending[@]}"; do wait "${pids[$i]}" || left+=("$p"); i=$(( i + 1 )); done
-    [ ${#left[@]} -eq 0 ] && return 0
+    [ ${#left[@]} -eq 0 ] && { exec {pause}<&-; return 0; }
     pending=("${left[@]}")
     printf -v now '%(%s)T' -1
-    [ "$now" -lt "$deadline" ] || { UNHEALTHY="no healthy answer within ${limit}s from ${left[*]}"; return 1; }
-    sleep "$interval"
+    [ "$now" -lt "$deadline" ] || { UNHEALTHY="no healthy answer within ${limit}s from ${left[*]}"; exec {pause}<&-; return 1; }
+    read -r -t "$interval" -u "$pause" _ || true
   done
 }

@@ -1,0 +1,55 @@
+// The health gate's probes (core/steps/sh/probe.sh) run by bash on this machine against real HTTP servers:
+// wait_healthy passes once a program that starts late answers, names what never answered (a closed port, an
+// error status: curl -f), and waits between rounds without a process (no `sleep` run).
+import { execFile } from 'node:child_process';
+import { chmodSync, existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterEach, describe, expect, it } from 'vitest';
+import { START_MARKER, scriptPrelude } from '../../core/remote/wrap.ts';
+import { PROBE_FUNCTIONS } from '../../core/steps/libraries.ts';
+import { freePort } from '../support/ports.ts';
+
+const run = promisify(execFile);
+const servers: Server[] = [];
+afterEach(async () => {
+  for (const s of servers.splice(0)) await new Promise<void>((resolve) => s.close(() => resolve()));
+});
+
+/** An HTTP server on 127.0.0.1:`port` answering `status` to every request. */
+async function serve(port: number, status: number): Promise<void> {
+  const s = createServer((_, res) => {
+    res.statusCode = status;
+    res.end('x');
+  });
+  servers.push(s);
+  await new Promise<void>((resolve) => s.listen(port, '127.0.0.1', resolve));
+}
+
+/** Run the probe functions and `script` with bash; a `sleep` first on PATH records that it ran. */
+async function bash(script: string): Promise<{ out: string; slept: boolean }> {
+  const bin = mkdtempSync(join(tmpdir(), 'ops-probe-'));
+  writeFileSync(join(bin, 'sleep'), `#!/bin/sh\ntouch ${bin}/slept\nexec /bin/sleep "$@"\n`);
+  chmodSync(join(bin, 'sleep'), 0o755);
+  const { stdout } = await run('bash', ['-c', `${scriptPrelude}\n${PROBE_FUNCTIONS}\n${script}`], { encoding: 'utf8', env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
+  return { out: stdout.slice(stdout.indexOf(START_MARKER) + START_MARKER.length).trim(), slept: existsSync(join(bin, 'slept')) };
+}
+
+describe('wait_healthy', () => {
+  it('passes once a program that starts late answers; a closed port is named when the time is up; no sleep process between rounds', async () => {
+    const [late, closed] = [await freePort(), await freePort()];
+    setTimeout(() => void serve(late, 200), 1200);
+    const r = await bash(`if wait_healthy 4 0.2 web:${late}:/health; then echo late=ok; else echo "late=$UNHEALTHY"; fi
+if wait_healthy 1 0.2 api:${closed}:/health; then echo closed=ok; else echo "closed=$UNHEALTHY"; fi`);
+    expect(r.out).toBe(`late=ok\nclosed=no healthy answer within 1s from api:${closed}:/health`);
+    expect(r.slept).toBe(false);
+  });
+
+  it('a listener that answers an error stays unhealthy (curl -f), named with its path', async () => {
+    const port = await freePort();
+    await serve(port, 503);
+    expect((await bash(`wait_healthy 1 0.2 web:${port}:/health || echo "$UNHEALTHY"`)).out).toBe(`no healthy answer within 1s from web:${port}:/health`);
+  });
+});

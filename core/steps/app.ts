@@ -79,12 +79,22 @@ export function pythonDependencies(env: Target, release: string, hash: string): 
  * The node set (release.node_dir) as `<node_dir>/node_modules` in the release: `npm ci` in the release, reading
  * the app user's npm cache (~/.npm) first (--prefer-offline), its node_modules then moved to
  * shared/deps/node-<hash>/node_modules. `hash`: the set's hash (Plan.hashes.node).
+ * npm reports a file it could not write while unpacking (ENOSPC, EDQUOT, EIO...) as a warning, `TAR_ENTRY_ERROR`,
+ * and may still exit 0 with files missing (npm/cli#3526): such a run fails here, with npm's first lines, and the
+ * set is not marked complete. npm's other warnings (deprecations) are not shown, as before.
  */
 export function nodeDependencies(env: Target, release: string, hash: string): Step {
   const nodeDir = env.config.release.node_dir;
   const modules = `${nodeDir}/node_modules`;
   const install = String.raw`  rm -rf ${quote(modules)}
-  (cd ${quote(nodeDir)} && ${quote(env.runtime.npm)} ci --prefer-offline --no-audit --no-fund --loglevel=error)
+  npm_log=$(mktemp); trap 'rm -f "$npm_log"' EXIT
+  if ! (cd ${quote(nodeDir)} && ${quote(env.runtime.npm)} ci --prefer-offline --no-audit --no-fund --loglevel=warn) 2> "$npm_log"; then
+    grep -v -i '^npm warn deprecated' "$npm_log" | tail -n 40 >&2; exit 1
+  fi
+  if grep -q -i 'TAR_ENTRY_ERROR' "$npm_log"; then
+    echo "npm ci could not write every file of node_modules, though it exited 0 (npm/cli#3526):" >&2
+    grep -i -m 5 'TAR_ENTRY_ERROR' "$npm_log" >&2; exit 1
+  fi
   mkdir -p "$set_dir"
   if [ -d ${quote(modules)} ]; then mv ${quote(modules)} "$set_dir/node_modules"; else mkdir "$set_dir/node_modules"; fi`;
   return dependencySet(env, release, 'node', `node-${hash}`, install, { from: modules, to: 'node_modules' }, 'installed');

@@ -71468,7 +71468,14 @@ function nodeDependencies(env, release, hash) {
   const nodeDir = env.config.release.node_dir;
   const modules = `${nodeDir}/node_modules`;
   const install = String.raw`  rm -rf ${quote(modules)}
-  (cd ${quote(nodeDir)} && ${quote(env.runtime.npm)} ci --prefer-offline --no-audit --no-fund --loglevel=error)
+  npm_log=$(mktemp); trap 'rm -f "$npm_log"' EXIT
+  if ! (cd ${quote(nodeDir)} && ${quote(env.runtime.npm)} ci --prefer-offline --no-audit --no-fund --loglevel=warn) 2> "$npm_log"; then
+    grep -v -i '^npm warn deprecated' "$npm_log" | tail -n 40 >&2; exit 1
+  fi
+  if grep -q -i 'TAR_ENTRY_ERROR' "$npm_log"; then
+    echo "npm ci could not write every file of node_modules, though it exited 0 (npm/cli#3526):" >&2
+    grep -i -m 5 'TAR_ENTRY_ERROR' "$npm_log" >&2; exit 1
+  fi
   mkdir -p "$set_dir"
   if [ -d ${quote(modules)} ]; then mv ${quote(modules)} "$set_dir/node_modules"; else mkdir "$set_dir/node_modules"; fi`;
   return dependencySet(env, release, "node", `node-${hash}`, install, { from: modules, to: "node_modules" }, "installed");

@@ -17,7 +17,8 @@ export interface ActionContext {
 /** The reporter of the actions: log groups, masks (setSecret), job summary, outputs, through @actions/core. */
 export class ActionsReporter implements Reporter {
   private readonly masker = new Masker();
-  private openGroups = 0;
+  /** Whether an Actions log group is open now (they cannot nest). */
+  private groupOpen = false;
   mask(value: string): void {
     for (const v of this.masker.add(value)) core.setSecret(v);
   }
@@ -34,12 +35,15 @@ export class ActionsReporter implements Reporter {
     core.error(this.redact(message));
   }
   async group<T>(title: string, fn: () => Promise<T>): Promise<T> {
-    // Actions log groups cannot nest: an inner (or concurrent) group becomes a plain heading.
-    const own = this.openGroups === 0;
+    // Actions log groups cannot nest: an inner (or concurrent) group becomes a plain heading. Whether a group is
+    // open is what counts, not how many run: steps run at once (a deploy's Python set beside its node set and
+    // build) end in any order, and a step starting after the grouped one ended gets a group of its own.
+    const own = !this.groupOpen;
     const start = Date.now();
-    if (own) core.startGroup(this.redact(title));
-    else core.info(`▸ ${this.redact(title)}`);
-    this.openGroups++;
+    if (own) {
+      core.startGroup(this.redact(title));
+      this.groupOpen = true;
+    } else core.info(`▸ ${this.redact(title)}`);
     try {
       const result = await fn();
       core.info(`✓ ${this.redact(title)} (${seconds(Date.now() - start)})`);
@@ -48,8 +52,10 @@ export class ActionsReporter implements Reporter {
       core.info(`✗ ${this.redact(title)} (${seconds(Date.now() - start)})`);
       throw e;
     } finally {
-      this.openGroups--;
-      if (own) core.endGroup();
+      if (own) {
+        core.endGroup();
+        this.groupOpen = false;
+      }
     }
   }
   line(host: string, text: string): void {

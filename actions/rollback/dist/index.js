@@ -48804,7 +48804,8 @@ function seconds(ms) {
 // core/action.ts
 var ActionsReporter = class {
   masker = new Masker();
-  openGroups = 0;
+  /** Whether an Actions log group is open now (they cannot nest). */
+  groupOpen = false;
   mask(value) {
     for (const v of this.masker.add(value)) setSecret(v);
   }
@@ -48821,11 +48822,12 @@ var ActionsReporter = class {
     error(this.redact(message));
   }
   async group(title, fn) {
-    const own = this.openGroups === 0;
+    const own = !this.groupOpen;
     const start = Date.now();
-    if (own) startGroup(this.redact(title));
-    else info(`\u25B8 ${this.redact(title)}`);
-    this.openGroups++;
+    if (own) {
+      startGroup(this.redact(title));
+      this.groupOpen = true;
+    } else info(`\u25B8 ${this.redact(title)}`);
     try {
       const result = await fn();
       info(`\u2713 ${this.redact(title)} (${seconds(Date.now() - start)})`);
@@ -48834,8 +48836,10 @@ var ActionsReporter = class {
       info(`\u2717 ${this.redact(title)} (${seconds(Date.now() - start)})`);
       throw e;
     } finally {
-      this.openGroups--;
-      if (own) endGroup();
+      if (own) {
+        endGroup();
+        this.groupOpen = false;
+      }
     }
   }
   line(host, text) {

@@ -65,7 +65,12 @@ export function slotConfig(env: Target, slot: Slot, release: string, releaseId: 
       `environment=${supervisorEnvironment(vars, (k) => (k in p.env ? key(`env.${k}`) : `the ${k} given to programs (from base_dir or the runtimes)`))}`,
       'autostart=true',
       'autorestart=true',
-      'startsecs=1',
+      // supervisord notices an exit only on its next pass, at most a second later (its poll's timeout), and decides
+      // whether the program has started (startsecs) before it reaps the exit (supervisor/supervisord.py runforever:
+      // transition() before reap(); Supervisor/supervisor#1534): with 1 s, a program that exits at once is mostly
+      // taken as started, restarted without counting, never FATAL, and the health gate waits out its timeout.
+      // 3 s: an exit within 2 s of a start always counts (startretries, then FATAL: the health gate gives up early).
+      'startsecs=3',
       'startretries=3',
       'stopsignal=TERM',
       'stopwaitsecs=15',

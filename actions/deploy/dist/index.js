@@ -70137,40 +70137,7 @@ live_verdict() {
 `;
 
 // core/steps/sh/probe.sh
-var probe_default = `# shellcheck shell=bash
-# Health probes: plain HTTP on 127.0.0.1, every pending program at once, until a deadline. The clock is read with
-# printf's %(%s)T (a builtin: no process per reading).
-# A first request may be slow (cold caches, a busy host): 5 s per probe, the deadline bounds the whole wait.
-probe() { curl -fsS -o /dev/null --max-time 5 "http://127.0.0.1:$1$2" 2>/dev/null; }
-# wait_healthy TIMEOUT INTERVAL name:port:path...: 0 when every probe answered 2xx in time.
-# With FATAL_GROUP set, gives up early once supervisor has given up on one of the group's programs.
-# Between rounds, read's timeout on a pipe nobody writes to stands in for sleep (a builtin: no process per round).
-# shellcheck disable=SC2034 # UNHEALTHY is this function's result, read by the step that calls it
-wait_healthy() {
-  local limit=$1 interval=$2 now deadline next_check; shift 2
-  local pending=("$@") left p port path pause
-  exec {pause}<> <(:)
-  printf -v now '%(%s)T' -1; deadline=$(( now + limit )); next_check=$(( now + 2 ))
-  while :; do
-    printf -v now '%(%s)T' -1
-    if [ -n "\${FATAL_GROUP:-}" ] && [ "$now" -ge "$next_check" ]; then
-      next_check=$(( now + 2 ))
-      # group_fatal: supervisor.sh (supervisor's XML-RPC; the step that sets FATAL_GROUP includes it).
-      if group_fatal "$FATAL_GROUP"; then UNHEALTHY="supervisor gave up on a program that keeps exiting (waiting for \${pending[*]})"; exec {pause}<&-; return 1; fi
-    fi
-    # Probe every pending program at once: a slow page should not delay the others' verdict.
-    local pids=() i=0
-    for p in "\${pending[@]}"; do IFS=: read -r _ port path <<< "$p"; probe "$port" "$path" & pids+=($!); done
-    left=()
-    for p in "\${pending[@]}"; do wait "\${pids[$i]}" || left+=("$p"); i=$(( i + 1 )); done
-    [ \${#left[@]} -eq 0 ] && { exec {pause}<&-; return 0; }
-    pending=("\${left[@]}")
-    printf -v now '%(%s)T' -1
-    [ "$now" -lt "$deadline" ] || { UNHEALTHY="no healthy answer within \${limit}s from \${left[*]}"; exec {pause}<&-; return 1; }
-    read -r -t "$interval" -u "$pause" _ || true
-  done
-}
-`;
+var probe_default = '# shellcheck shell=bash\n# Health probes: plain HTTP on 127.0.0.1, every pending program at once, until a deadline. The clock is read with\n# printf\'s %(%s)T (a builtin: no process per reading).\n# A first request may be slow (cold caches, a busy host): 5 s per probe, the deadline bounds the whole wait.\n# curl says why a probe failed on stderr (nothing listens, an error status, no answer in time).\nprobe() { curl -fsS -o /dev/null --max-time 5 "http://127.0.0.1:$1$2"; }\n# wait_healthy TIMEOUT INTERVAL name:port:path...: 0 when every probe answered 2xx in time; else UNHEALTHY names\n# each probe that never did, with why its last try failed, in curl\'s words ("Operation timed out after 5001\n# milliseconds with 0 bytes received": a program that accepts connections but never answers).\n# With FATAL_GROUP set, gives up early once supervisor has given up on one of the group\'s programs.\n# Between rounds, read\'s timeout on a pipe nobody writes to stands in for sleep (a builtin: no process per round).\n# shellcheck disable=SC2034 # UNHEALTHY is this function\'s result, read by the step that calls it\nwait_healthy() {\n  local limit=$1 interval=$2 now deadline next_check; shift 2\n  local pending=("$@") left p port path pause why why_dir\n  exec {pause}<> <(:)\n  why_dir=$(mktemp -d)\n  printf -v now \'%(%s)T\' -1; deadline=$(( now + limit )); next_check=$(( now + 2 ))\n  while :; do\n    printf -v now \'%(%s)T\' -1\n    if [ -n "${FATAL_GROUP:-}" ] && [ "$now" -ge "$next_check" ]; then\n      next_check=$(( now + 2 ))\n      # group_fatal: supervisor.sh (supervisor\'s XML-RPC; the step that sets FATAL_GROUP includes it).\n      if group_fatal "$FATAL_GROUP"; then UNHEALTHY="supervisor gave up on a program that keeps exiting (waiting for ${pending[*]})"; exec {pause}<&-; rm -rf "$why_dir"; return 1; fi\n    fi\n    # Probe every pending program at once: a slow page should not delay the others\' verdict.\n    local pids=() i=0\n    for p in "${pending[@]}"; do IFS=: read -r _ port path <<< "$p"; probe "$port" "$path" 2> "$why_dir/$i" & pids+=($!); i=$(( i + 1 )); done\n    left=(); why=(); i=0\n    for p in "${pending[@]}"; do\n      if ! wait "${pids[$i]}"; then\n        left+=("$p"); p=""; read -r p < "$why_dir/$i" || true\n        if [[ $p =~ ^curl:\\ \\([0-9]+\\)\\ (.*) ]]; then p=${BASH_REMATCH[1]}; fi\n        why+=("${p:-no answer}")\n      fi\n      i=$(( i + 1 ))\n    done\n    [ ${#left[@]} -eq 0 ] && { exec {pause}<&-; rm -rf "$why_dir"; return 0; }\n    pending=("${left[@]}")\n    printf -v now \'%(%s)T\' -1\n    if [ "$now" -ge "$deadline" ]; then\n      UNHEALTHY="no healthy answer within ${limit}s from"; p=""\n      for i in "${!left[@]}"; do UNHEALTHY+="$p ${left[$i]} (${why[$i]})"; p=","; done\n      exec {pause}<&-; rm -rf "$why_dir"; return 1\n    fi\n    read -r -t "$interval" -u "$pause" _ || true\n  done\n}\n';
 
 // core/steps/sh/supervisor.sh
 var supervisor_default = `# shellcheck shell=bash
@@ -70666,7 +70633,12 @@ function slotConfig(env, slot, release, releaseId2) {
       `environment=${supervisorEnvironment(vars, (k) => k in p.env ? key(`env.${k}`) : `the ${k} given to programs (from base_dir or the runtimes)`)}`,
       "autostart=true",
       "autorestart=true",
-      "startsecs=1",
+      // supervisord notices an exit only on its next pass, at most a second later (its poll's timeout), and decides
+      // whether the program has started (startsecs) before it reaps the exit (supervisor/supervisord.py runforever:
+      // transition() before reap(); Supervisor/supervisor#1534): with 1 s, a program that exits at once is mostly
+      // taken as started, restarted without counting, never FATAL, and the health gate waits out its timeout.
+      // 3 s: an exit within 2 s of a start always counts (startretries, then FATAL: the health gate gives up early).
+      "startsecs=3",
       "startretries=3",
       "stopsignal=TERM",
       "stopwaitsecs=15",
@@ -72107,8 +72079,16 @@ async function buildOn(env, hp, p, primary) {
   const dir = `${L.releases}/${p.id}`;
   const { python_requirements: req2, node_dir: nodeDir, build, build_needs_python: buildNeedsPython, migrate } = env.config.release;
   const deps = [[], []];
+  let pythonFailed = false;
   const python = async () => {
-    if (req2) deps[0] = reportedAll(await h.run(pythonDependencies(env, dir, p.hashes.python)), APP_KEYS.deps);
+    if (req2)
+      deps[0] = reportedAll(
+        await h.run(pythonDependencies(env, dir, p.hashes.python)).catch((e) => {
+          pythonFailed = true;
+          throw e;
+        }),
+        APP_KEYS.deps
+      );
   };
   const node = async () => {
     if (nodeDir) deps[1] = reportedAll(await h.run(nodeDependencies(env, dir, p.hashes.node)), APP_KEYS.deps);
@@ -72118,7 +72098,7 @@ async function buildOn(env, hp, p, primary) {
   };
   const nodeThenBuild = async () => {
     await node();
-    await runBuild();
+    if (!pythonFailed) await runBuild();
   };
   if (buildNeedsPython || !nodeDir) {
     await pooled([node, python], 2, (part) => part());

@@ -2,32 +2,47 @@
 # Health probes: plain HTTP on 127.0.0.1, every pending program at once, until a deadline. The clock is read with
 # printf's %(%s)T (a builtin: no process per reading).
 # A first request may be slow (cold caches, a busy host): 5 s per probe, the deadline bounds the whole wait.
-probe() { curl -fsS -o /dev/null --max-time 5 "http://127.0.0.1:$1$2" 2>/dev/null; }
-# wait_healthy TIMEOUT INTERVAL name:port:path...: 0 when every probe answered 2xx in time.
+# curl says why a probe failed on stderr (nothing listens, an error status, no answer in time).
+probe() { curl -fsS -o /dev/null --max-time 5 "http://127.0.0.1:$1$2"; }
+# wait_healthy TIMEOUT INTERVAL name:port:path...: 0 when every probe answered 2xx in time; else UNHEALTHY names
+# each probe that never did, with why its last try failed, in curl's words ("Operation timed out after 5001
+# milliseconds with 0 bytes received": a program that accepts connections but never answers).
 # With FATAL_GROUP set, gives up early once supervisor has given up on one of the group's programs.
 # Between rounds, read's timeout on a pipe nobody writes to stands in for sleep (a builtin: no process per round).
 # shellcheck disable=SC2034 # UNHEALTHY is this function's result, read by the step that calls it
 wait_healthy() {
   local limit=$1 interval=$2 now deadline next_check; shift 2
-  local pending=("$@") left p port path pause
+  local pending=("$@") left p port path pause why why_dir
   exec {pause}<> <(:)
+  why_dir=$(mktemp -d)
   printf -v now '%(%s)T' -1; deadline=$(( now + limit )); next_check=$(( now + 2 ))
   while :; do
     printf -v now '%(%s)T' -1
     if [ -n "${FATAL_GROUP:-}" ] && [ "$now" -ge "$next_check" ]; then
       next_check=$(( now + 2 ))
       # group_fatal: supervisor.sh (supervisor's XML-RPC; the step that sets FATAL_GROUP includes it).
-      if group_fatal "$FATAL_GROUP"; then UNHEALTHY="supervisor gave up on a program that keeps exiting (waiting for ${pending[*]})"; exec {pause}<&-; return 1; fi
+      if group_fatal "$FATAL_GROUP"; then UNHEALTHY="supervisor gave up on a program that keeps exiting (waiting for ${pending[*]})"; exec {pause}<&-; rm -rf "$why_dir"; return 1; fi
     fi
     # Probe every pending program at once: a slow page should not delay the others' verdict.
     local pids=() i=0
-    for p in "${pending[@]}"; do IFS=: read -r _ port path <<< "$p"; probe "$port" "$path" & pids+=($!); done
-    left=()
-    for p in "${pending[@]}"; do wait "${pids[$i]}" || left+=("$p"); i=$(( i + 1 )); done
-    [ ${#left[@]} -eq 0 ] && { exec {pause}<&-; return 0; }
+    for p in "${pending[@]}"; do IFS=: read -r _ port path <<< "$p"; probe "$port" "$path" 2> "$why_dir/$i" & pids+=($!); i=$(( i + 1 )); done
+    left=(); why=(); i=0
+    for p in "${pending[@]}"; do
+      if ! wait "${pids[$i]}"; then
+        left+=("$p"); p=""; read -r p < "$why_dir/$i" || true
+        if [[ $p =~ ^curl:\ \([0-9]+\)\ (.*) ]]; then p=${BASH_REMATCH[1]}; fi
+        why+=("${p:-no answer}")
+      fi
+      i=$(( i + 1 ))
+    done
+    [ ${#left[@]} -eq 0 ] && { exec {pause}<&-; rm -rf "$why_dir"; return 0; }
     pending=("${left[@]}")
     printf -v now '%(%s)T' -1
-    [ "$now" -lt "$deadline" ] || { UNHEALTHY="no healthy answer within ${limit}s from ${left[*]}"; exec {pause}<&-; return 1; }
+    if [ "$now" -ge "$deadline" ]; then
+      UNHEALTHY="no healthy answer within ${limit}s from"; p=""
+      for i in "${!left[@]}"; do UNHEALTHY+="$p ${left[$i]} (${why[$i]})"; p=","; done
+      exec {pause}<&-; rm -rf "$why_dir"; return 1
+    fi
     read -r -t "$interval" -u "$pause" _ || true
   done
 }

@@ -257,7 +257,8 @@ fi`,
  * (the previous files come back if nginx refuses, nginx_reload returns once the new workers serve); then,
  * once nginx answers with the new slot at /.ops/slot (a look that the site really routes to it: a custom
  * template without {{slot_location}} is warned about), `current` flips by rename(2), the live slot is recorded, and the
- * release's going live is appended to the host's history (the order rollback and pruning follow).
+ * release's going live is appended to the host's history (the order rollback and pruning follow); a release live
+ * again after it was rolled back from loses its `abandoned` mark (it is a rollback target again).
  */
 export function switchTo(env: Target, slot: Slot, releaseId: string | HostVariable, certificateReady: boolean, operation: 'deploy' | 'rollback' = 'deploy'): Step {
   const L = env.layout;
@@ -285,6 +286,8 @@ mv -T ${quote(`${L.base}/.current.new`)} ${quote(L.current)}
 mv -f ${quote(`${L.slotFile}.new`)} ${quote(L.slotFile)}
 ${historyFunctions(env)}
 history_add live "$release_id" ${operation}
+# Live again (rollback --to a release rolled back from): no longer abandoned, so a later rollback may come back to it.
+[ ! -e ${quote(L.releases)}/"$release_id"/.ops-abandoned ] || rm -f ${quote(L.releases)}/"$release_id"/.ops-abandoned
 echo "live: $release_id on slot ${slot}"`,
     }),
     name: 'switch',

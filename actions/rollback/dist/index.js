@@ -52113,6 +52113,8 @@ mv -T ${quote(`${L.base}/.current.new`)} ${quote(L.current)}
 mv -f ${quote(`${L.slotFile}.new`)} ${quote(L.slotFile)}
 ${historyFunctions(env)}
 history_add live "$release_id" ${operation}
+# Live again (rollback --to a release rolled back from): no longer abandoned, so a later rollback may come back to it.
+[ ! -e ${quote(L.releases)}/"$release_id"/.ops-abandoned ] || rm -f ${quote(L.releases)}/"$release_id"/.ops-abandoned
 echo "live: $release_id on slot ${slot}"`
     }),
     name: "switch"

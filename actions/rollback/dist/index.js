@@ -51024,6 +51024,10 @@ var SshRemote = class {
    * Open an exec channel. One refused for lack of sessions while others of ours are open waits until one of them
    * closes (however long its step takes); refused with none open, it is retried briefly: sshd frees a closed
    * session asynchronously. The caller must call `freed` once the channel closes.
+   * `ended` resolves on the channel's close with the exit status: its listeners are attached in ssh2's callback
+   * itself, because ssh2 handles every packet of one read at once: a command that fails at once (sudo asking for a
+   * password) can have its exit-status and close handled before an `await` returns the channel, and ssh2 emits
+   * `exit` once, to whoever listens then (output is kept: the channel is a paused stream until read).
    */
   async channel(command2, what) {
     for (let attempt = 0; ; attempt++) {
@@ -51031,7 +51035,18 @@ var SshRemote = class {
       if (this.closed) throw new TransportError(`${what} on ${this.name}: the connection was closed`);
       if (this.lost || !conn) throw translateError(this.lost ?? new Error("Not connected"), this.name, `${what} on ${this.name}`);
       try {
-        const channel = await new Promise((resolve2, reject) => conn.exec(command2, (e, c) => e ? reject(e) : resolve2(c)));
+        const channel = await new Promise(
+          (resolve2, reject) => conn.exec(command2, (e, c) => {
+            if (e) return reject(e);
+            const status = { code: null };
+            c.on("exit", (code, sig) => {
+              if (typeof code === "number") status.code = code;
+              else if (sig) status.signal = `SIG${sig}`.replace(/^SIGSIG/, "SIG");
+            });
+            c.on("error", () => void 0);
+            resolve2({ channel: c, ended: new Promise((closed) => c.on("close", () => closed(status))) });
+          })
+        );
         this.open++;
         return channel;
       } catch (e) {
@@ -51072,13 +51087,11 @@ var SshRemote = class {
       stderr += t;
       errLines.push(t);
     });
-    const channel = await this.channel(command2, what);
+    const { channel, ended } = await this.channel(command2, what);
     const limit = ((step.timeout ?? DEFAULT_STEP_TIMEOUT) + 30) * 1e3;
     let guard;
     let abort = (_) => void 0;
     const status = await new Promise((resolve2, reject) => {
-      let code2 = null;
-      let signal;
       abort = (e) => reject(translateError(e, this.name, `${what} on ${this.name} (connection lost)`));
       this.aborts.add(abort);
       guard = setTimeout(() => {
@@ -51087,12 +51100,7 @@ var SshRemote = class {
       }, limit);
       channel.on("data", (d) => out.push(d));
       channel.stderr.on("data", (d) => err.push(d));
-      channel.on("exit", (c, sig) => {
-        if (typeof c === "number") code2 = c;
-        else if (sig) signal = `SIG${sig}`.replace(/^SIGSIG/, "SIG");
-      });
-      channel.on("error", () => void 0);
-      channel.on("close", () => resolve2({ code: code2, signal }));
+      void ended.then(resolve2);
       channel.end(input);
     }).finally(() => {
       clearTimeout(guard);
@@ -51658,13 +51666,22 @@ var probe_default = `# shellcheck shell=bash
 # printf's %(%s)T (a builtin: no process per reading).
 # A first request may be slow (cold caches, a busy host): 5 s per probe, the deadline bounds the whole wait.
 probe() { curl -fsS -o /dev/null --max-time 5 "http://127.0.0.1:$1$2" 2>/dev/null; }
+# listening PORT: 0 when a TCP connection to 127.0.0.1:PORT is accepted, through bash's own /dev/tcp (a connect(2)
+# in this shell: no process; refused at once while nothing listens). Bash manual, "Redirections": /dev/tcp/HOST/PORT.
+# Only asked until a port was seen accepting once: our closed connection then waits in the program's accept queue,
+# and a program that never accepts must not fill that queue (a full queue would make connect(2) hang).
+listening() { local tcp; { exec {tcp}<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null || return 1; exec {tcp}<&-; }
 # wait_healthy TIMEOUT INTERVAL name:port:path...: 0 when every probe answered 2xx in time.
 # With FATAL_GROUP set, gives up early once supervisor has given up on one of the group's programs.
+# While a program's port refuses connections (it is still starting: imports, migrations of its own), its HTTP probe
+# (a curl process) is skipped, but once a second at least: ten hosts starting on shared cores each spent more on
+# curl runs every INTERVAL than their programs' start-up, and a bash without /dev/tcp still gets probed.
 # Between rounds, read's timeout on a pipe nobody writes to stands in for sleep (a builtin: no process per round).
 # shellcheck disable=SC2034 # UNHEALTHY is this function's result, read by the step that calls it
 wait_healthy() {
-  local limit=$1 interval=$2 now deadline next_check; shift 2
+  local limit=$1 interval=$2 now deadline next_check curled_at=-1 gate; shift 2
   local pending=("$@") left p port path pause
+  local -A accepted=()
   exec {pause}<> <(:)
   printf -v now '%(%s)T' -1; deadline=$(( now + limit )); next_check=$(( now + 2 ))
   while :; do
@@ -51676,9 +51693,18 @@ wait_healthy() {
     fi
     # Probe every pending program at once: a slow page should not delay the others' verdict.
     local pids=() i=0
-    for p in "\${pending[@]}"; do IFS=: read -r _ port path <<< "$p"; probe "$port" "$path" & pids+=($!); done
+    gate=0; [ "$curled_at" = "$now" ] && gate=1
+    for p in "\${pending[@]}"; do
+      IFS=: read -r _ port path <<< "$p"
+      if [ "$gate" = 1 ] && [ -z "\${accepted[$port]:-}" ]; then
+        if ! listening "$port"; then pids+=(refused); continue; fi
+        accepted[$port]=1
+      fi
+      probe "$port" "$path" & pids+=($!)
+    done
+    [ "$gate" = 1 ] || curled_at=$now
     left=()
-    for p in "\${pending[@]}"; do wait "\${pids[$i]}" || left+=("$p"); i=$(( i + 1 )); done
+    for p in "\${pending[@]}"; do [ "\${pids[$i]}" != refused ] && wait "\${pids[$i]}" || left+=("$p"); i=$(( i + 1 )); done
     [ \${#left[@]} -eq 0 ] && { exec {pause}<&-; return 0; }
     pending=("\${left[@]}")
     printf -v now '%(%s)T' -1

@@ -3,13 +3,22 @@
 # printf's %(%s)T (a builtin: no process per reading).
 # A first request may be slow (cold caches, a busy host): 5 s per probe, the deadline bounds the whole wait.
 probe() { curl -fsS -o /dev/null --max-time 5 "http://127.0.0.1:$1$2" 2>/dev/null; }
+# listening PORT: 0 when a TCP connection to 127.0.0.1:PORT is accepted, through bash's own /dev/tcp (a connect(2)
+# in this shell: no process; refused at once while nothing listens). Bash manual, "Redirections": /dev/tcp/HOST/PORT.
+# Only asked until a port was seen accepting once: our closed connection then waits in the program's accept queue,
+# and a program that never accepts must not fill that queue (a full queue would make connect(2) hang).
+listening() { local tcp; { exec {tcp}<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null || return 1; exec {tcp}<&-; }
 # wait_healthy TIMEOUT INTERVAL name:port:path...: 0 when every probe answered 2xx in time.
 # With FATAL_GROUP set, gives up early once supervisor has given up on one of the group's programs.
+# While a program's port refuses connections (it is still starting: imports, migrations of its own), its HTTP probe
+# (a curl process) is skipped, but once a second at least: ten hosts starting on shared cores each spent more on
+# curl runs every INTERVAL than their programs' start-up, and a bash without /dev/tcp still gets probed.
 # Between rounds, read's timeout on a pipe nobody writes to stands in for sleep (a builtin: no process per round).
 # shellcheck disable=SC2034 # UNHEALTHY is this function's result, read by the step that calls it
 wait_healthy() {
-  local limit=$1 interval=$2 now deadline next_check; shift 2
+  local limit=$1 interval=$2 now deadline next_check curled_at=-1 gate; shift 2
   local pending=("$@") left p port path pause
+  local -A accepted=()
   exec {pause}<> <(:)
   printf -v now '%(%s)T' -1; deadline=$(( now + limit )); next_check=$(( now + 2 ))
   while :; do
@@ -21,9 +30,18 @@ wait_healthy() {
     fi
     # Probe every pending program at once: a slow page should not delay the others' verdict.
     local pids=() i=0
-    for p in "${pending[@]}"; do IFS=: read -r _ port path <<< "$p"; probe "$port" "$path" & pids+=($!); done
+    gate=0; [ "$curled_at" = "$now" ] && gate=1
+    for p in "${pending[@]}"; do
+      IFS=: read -r _ port path <<< "$p"
+      if [ "$gate" = 1 ] && [ -z "${accepted[$port]:-}" ]; then
+        if ! listening "$port"; then pids+=(refused); continue; fi
+        accepted[$port]=1
+      fi
+      probe "$port" "$path" & pids+=($!)
+    done
+    [ "$gate" = 1 ] || curled_at=$now
     left=()
-    for p in "${pending[@]}"; do wait "${pids[$i]}" || left+=("$p"); i=$(( i + 1 )); done
+    for p in "${pending[@]}"; do [ "${pids[$i]}" != refused ] && wait "${pids[$i]}" || left+=("$p"); i=$(( i + 1 )); done
     [ ${#left[@]} -eq 0 ] && { exec {pause}<&-; return 0; }
     pending=("${left[@]}")
     printf -v now '%(%s)T' -1

@@ -27,6 +27,18 @@ export interface ConnectOptions extends LoginOptions {
   onClose?: () => void;
 }
 
+/** A command's end as ssh2 reports it: its exit code, or the signal that ended it; neither when none came. */
+interface ExitStatus {
+  code: number | null;
+  signal?: string;
+}
+
+/** An exec channel just opened, and its end (listened for from the start). */
+interface OpenChannel {
+  channel: ClientChannel;
+  ended: Promise<ExitStatus>;
+}
+
 /** Connect to a host (directly, or through `options.via`), with the pinned key and the given credentials. */
 export async function connect(options: ConnectOptions): Promise<Remote> {
   const { host, via } = options;
@@ -137,14 +149,29 @@ class SshRemote implements Remote {
    * Open an exec channel. One refused for lack of sessions while others of ours are open waits until one of them
    * closes (however long its step takes); refused with none open, it is retried briefly: sshd frees a closed
    * session asynchronously. The caller must call `freed` once the channel closes.
+   * `ended` resolves on the channel's close with the exit status: its listeners are attached in ssh2's callback
+   * itself, because ssh2 handles every packet of one read at once: a command that fails at once (sudo asking for a
+   * password) can have its exit-status and close handled before an `await` returns the channel, and ssh2 emits
+   * `exit` once, to whoever listens then (output is kept: the channel is a paused stream until read).
    */
-  private async channel(command: string, what: string): Promise<ClientChannel> {
+  private async channel(command: string, what: string): Promise<OpenChannel> {
     for (let attempt = 0; ; attempt++) {
       const conn = this.ssh.connection;
       if (this.closed) throw new TransportError(`${what} on ${this.name}: the connection was closed`);
       if (this.lost || !conn) throw translateError(this.lost ?? new Error('Not connected'), this.name, `${what} on ${this.name}`);
       try {
-        const channel = await new Promise<ClientChannel>((resolve, reject) => conn.exec(command, (e, c) => (e ? reject(e) : resolve(c))));
+        const channel = await new Promise<OpenChannel>((resolve, reject) =>
+          conn.exec(command, (e, c) => {
+            if (e) return reject(e);
+            const status: ExitStatus = { code: null };
+            c.on('exit', (code: number | null, sig?: string) => {
+              if (typeof code === 'number') status.code = code;
+              else if (sig) status.signal = `SIG${sig}`.replace(/^SIGSIG/, 'SIG');
+            });
+            c.on('error', () => undefined); // writes after the remote end closed: the exit status tells
+            resolve({ channel: c, ended: new Promise((closed) => c.on('close', () => closed(status))) });
+          }),
+        );
         this.open++;
         return channel;
       } catch (e) {
@@ -190,15 +217,13 @@ class SshRemote implements Remote {
       stderr += t;
       errLines.push(t);
     });
-    const channel = await this.channel(command, what);
+    const { channel, ended } = await this.channel(command, what);
     this.running++;
     // Guard against a channel that never closes (the remote `timeout` should always end it first).
     const limit = ((step.timeout ?? DEFAULT_STEP_TIMEOUT) + 30) * 1000;
     let guard: NodeJS.Timeout | undefined;
     let abort = (_: Error): void => undefined;
-    const status = await new Promise<{ code: number | null; signal?: string }>((resolve, reject) => {
-      let code: number | null = null;
-      let signal: string | undefined;
+    const status = await new Promise<ExitStatus>((resolve, reject) => {
       abort = (e) => reject(translateError(e, this.name, `${what} on ${this.name} (connection lost)`));
       this.aborts.add(abort);
       guard = setTimeout(() => {
@@ -207,12 +232,7 @@ class SshRemote implements Remote {
       }, limit);
       channel.on('data', (d: Buffer) => out.push(d));
       channel.stderr.on('data', (d: Buffer) => err.push(d));
-      channel.on('exit', (c: number | null, sig?: string) => {
-        if (typeof c === 'number') code = c;
-        else if (sig) signal = `SIG${sig}`.replace(/^SIGSIG/, 'SIG');
-      });
-      channel.on('error', () => undefined); // writes after the remote end closed: the exit status tells
-      channel.on('close', () => resolve({ code, signal }));
+      void ended.then(resolve);
       channel.end(input);
     }).finally(() => {
       clearTimeout(guard);

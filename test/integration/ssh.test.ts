@@ -2,6 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
+import { createServer, connect as connectTcp, type AddressInfo } from 'node:net';
 import { connect, type ConnectOptions } from '../../core/remote/ssh.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { OpsError, StepError, formatError } from '../../core/errors.ts';
@@ -92,6 +93,42 @@ describe('SSH transport on a real sshd', () => {
       expect(err.message).not.toContain('line 5\n');
     } finally {
       await remote.close();
+    }
+  });
+
+  it('a command that ends at once keeps its exit code, even when its whole end arrives in one read', async () => {
+    // A command that ends without reading the script on stdin (sudo asking for a password, here a sudo that is not
+    // there: 127): the exec's confirmation, its exit status and the close can reach us in one TCP read, and ssh2
+    // handles all of one read at once (CI saw exit code 255 this way). A proxy in front of the real sshd holds what
+    // the server sends for 150 ms and passes it on in one write, so that they do.
+    const proxy = createServer((client) => {
+      const server = connectTcp(sshd.port, '127.0.0.1');
+      client.pipe(server);
+      let held: Buffer[] = [];
+      let timer: NodeJS.Timeout | undefined;
+      server.on('data', (d: Buffer) => {
+        held.push(d);
+        timer ??= setTimeout(() => {
+          client.write(Buffer.concat(held));
+          held = [];
+          timer = undefined;
+        }, 150);
+      });
+      server.on('close', () => setTimeout(() => client.destroy(), 200));
+      client.on('close', () => server.destroy());
+      client.on('error', () => server.destroy());
+      server.on('error', () => client.destroy());
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const port = (proxy.address() as AddressInfo).port;
+    const remote = await connect(options({ appUser: 'ops-no-such-user', host: { name: 'lo', address: '127.0.0.1', port, user: 'root', hostKey: sshd.hostKey } }));
+    try {
+      const codes = new Set<number>();
+      for (let i = 0; i < 4; i++) codes.add((await remote.run({ name: 'lock', as: 'app', script: 'echo ran' }, { allowFailure: true })).code);
+      expect([...codes]).toEqual([127]);
+    } finally {
+      await remote.close();
+      proxy.close();
     }
   });
 

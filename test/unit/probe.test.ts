@@ -1,8 +1,9 @@
 // The health gate's probes (core/steps/sh/probe.sh) run by bash on this machine against real HTTP servers:
-// wait_healthy passes once a program that starts late answers, names what never answered and why (a closed port, an
-// error status: curl -f, a listener that never answers), and waits between rounds without a process (no `sleep` run).
+// wait_healthy passes once a program that starts late answers, names what never answered and why (a closed port,
+// an error status: curl -f, a listener that never answers), and waits between rounds without a process (no `sleep` run); while a port refuses
+// connections its HTTP probe (a curl process) runs once a second at most.
 import { execFile } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -29,13 +30,18 @@ async function serve(port: number, status: number): Promise<void> {
   await new Promise<void>((resolve) => s.listen(port, '127.0.0.1', resolve));
 }
 
-/** Run the probe functions and `script` with bash; a `sleep` first on PATH records that it ran. */
-async function bash(script: string): Promise<{ out: string; slept: boolean }> {
+/**
+ * Run the probe functions and `script` with bash; a `sleep` first on PATH records that it ran, a `curl` first on
+ * PATH counts its runs (then runs the real one).
+ */
+async function bash(script: string): Promise<{ out: string; slept: boolean; curls: number }> {
   const bin = mkdtempSync(join(tmpdir(), 'ops-probe-'));
   writeFileSync(join(bin, 'sleep'), `#!/bin/sh\ntouch ${bin}/slept\nexec /bin/sleep "$@"\n`);
-  chmodSync(join(bin, 'sleep'), 0o755);
+  writeFileSync(join(bin, 'curl'), `#!/bin/sh\necho >> ${bin}/curls\nexec /usr/bin/curl "$@"\n`);
+  for (const f of ['sleep', 'curl']) chmodSync(join(bin, f), 0o755);
   const { stdout } = await run('bash', ['-c', `${scriptPrelude}\n${PROBE_FUNCTIONS}\n${script}`], { encoding: 'utf8', env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
-  return { out: stdout.slice(stdout.indexOf(START_MARKER) + START_MARKER.length).trim(), slept: existsSync(join(bin, 'slept')) };
+  const curls = existsSync(join(bin, 'curls')) ? readFileSync(join(bin, 'curls'), 'utf8').length : 0;
+  return { out: stdout.slice(stdout.indexOf(START_MARKER) + START_MARKER.length).trim(), slept: existsSync(join(bin, 'slept')), curls };
 }
 
 describe('wait_healthy', () => {
@@ -67,4 +73,25 @@ if wait_healthy 1 0.2 api:${closed}:/health; then echo closed=ok; else echo "clo
       s.close();
     }
   }, 20_000);
+
+  it('while a port refuses connections, its HTTP probe runs once a second at most; a late listener is still seen at once', async () => {
+    const [closed, late] = [await freePort(), await freePort()];
+    // 3 s at 0.05 s between rounds: 60 rounds, a curl per round without the gate.
+    const refused = await bash(`wait_healthy 3 0.05 api:${closed}:/health || echo "$UNHEALTHY"`);
+    expect(refused.out).toMatch(new RegExp(`^no healthy answer within 3s from api:${closed}:/health \\(Failed to connect to 127\\.0\\.0\\.1 port ${closed}[^)]*\\)$`));
+    expect(refused.curls).toBeGreaterThanOrEqual(2);
+    expect(refused.curls).toBeLessThanOrEqual(5);
+    setTimeout(() => void serve(late, 200), 1300);
+    const t0 = Date.now();
+    const r = await bash(`wait_healthy 6 0.05 web:${late}:/ && echo ok`);
+    expect(r.out).toBe('ok');
+    expect(Date.now() - t0).toBeLessThan(2500); // seen within a round or two of listening, not at the next second
+  });
+
+  it('a bash whose /dev/tcp never connects (built without net redirections) still finds a program healthy by curl', async () => {
+    const late = await freePort();
+    setTimeout(() => void serve(late, 200), 700);
+    const r = await bash(`listening() { return 1; }\nwait_healthy 5 0.05 web:${late}:/ && echo ok`);
+    expect(r.out).toBe('ok');
+  });
 });

@@ -69242,6 +69242,10 @@ var SshRemote = class {
    * Open an exec channel. One refused for lack of sessions while others of ours are open waits until one of them
    * closes (however long its step takes); refused with none open, it is retried briefly: sshd frees a closed
    * session asynchronously. The caller must call `freed` once the channel closes.
+   * `ended` resolves on the channel's close with the exit status: its listeners are attached in ssh2's callback
+   * itself, because ssh2 handles every packet of one read at once: a command that fails at once (sudo asking for a
+   * password) can have its exit-status and close handled before an `await` returns the channel, and ssh2 emits
+   * `exit` once, to whoever listens then (output is kept: the channel is a paused stream until read).
    */
   async channel(command2, what) {
     for (let attempt = 0; ; attempt++) {
@@ -69249,7 +69253,18 @@ var SshRemote = class {
       if (this.closed) throw new TransportError(`${what} on ${this.name}: the connection was closed`);
       if (this.lost || !conn) throw translateError(this.lost ?? new Error("Not connected"), this.name, `${what} on ${this.name}`);
       try {
-        const channel = await new Promise((resolve5, reject) => conn.exec(command2, (e, c) => e ? reject(e) : resolve5(c)));
+        const channel = await new Promise(
+          (resolve5, reject) => conn.exec(command2, (e, c) => {
+            if (e) return reject(e);
+            const status = { code: null };
+            c.on("exit", (code, sig) => {
+              if (typeof code === "number") status.code = code;
+              else if (sig) status.signal = `SIG${sig}`.replace(/^SIGSIG/, "SIG");
+            });
+            c.on("error", () => void 0);
+            resolve5({ channel: c, ended: new Promise((closed) => c.on("close", () => closed(status))) });
+          })
+        );
         this.open++;
         return channel;
       } catch (e) {
@@ -69290,14 +69305,12 @@ var SshRemote = class {
       stderr += t;
       errLines.push(t);
     });
-    const channel = await this.channel(command2, what);
+    const { channel, ended } = await this.channel(command2, what);
     this.running++;
     const limit = ((step.timeout ?? DEFAULT_STEP_TIMEOUT) + 30) * 1e3;
     let guard;
     let abort = (_) => void 0;
     const status = await new Promise((resolve5, reject) => {
-      let code18 = null;
-      let signal;
       abort = (e) => reject(translateError(e, this.name, `${what} on ${this.name} (connection lost)`));
       this.aborts.add(abort);
       guard = setTimeout(() => {
@@ -69306,12 +69319,7 @@ var SshRemote = class {
       }, limit);
       channel.on("data", (d) => out.push(d));
       channel.stderr.on("data", (d) => err.push(d));
-      channel.on("exit", (c, sig) => {
-        if (typeof c === "number") code18 = c;
-        else if (sig) signal = `SIG${sig}`.replace(/^SIGSIG/, "SIG");
-      });
-      channel.on("error", () => void 0);
-      channel.on("close", () => resolve5({ code: code18, signal }));
+      void ended.then(resolve5);
       channel.end(input);
     }).finally(() => {
       clearTimeout(guard);
@@ -70141,19 +70149,94 @@ live_verdict() {
 `;
 
 // core/steps/sh/probe.sh
-var probe_default = '# shellcheck shell=bash\n# Health probes: plain HTTP on 127.0.0.1, every pending program at once, until a deadline. The clock is read with\n# printf\'s %(%s)T (a builtin: no process per reading).\n# A first request may be slow (cold caches, a busy host): 5 s per probe, the deadline bounds the whole wait.\n# curl says why a probe failed on stderr (nothing listens, an error status, no answer in time).\nprobe() { curl -fsS -o /dev/null --max-time 5 "http://127.0.0.1:$1$2"; }\n# wait_healthy TIMEOUT INTERVAL name:port:path...: 0 when every probe answered 2xx in time; else UNHEALTHY names\n# each probe that never did, with why its last try failed, in curl\'s words ("Operation timed out after 5001\n# milliseconds with 0 bytes received": a program that accepts connections but never answers).\n# With FATAL_GROUP set, gives up early once supervisor has given up on one of the group\'s programs.\n# Between rounds, read\'s timeout on a pipe nobody writes to stands in for sleep (a builtin: no process per round).\n# shellcheck disable=SC2034 # UNHEALTHY is this function\'s result, read by the step that calls it\nwait_healthy() {\n  local limit=$1 interval=$2 now deadline next_check; shift 2\n  local pending=("$@") left p port path pause why why_dir\n  exec {pause}<> <(:)\n  why_dir=$(mktemp -d)\n  printf -v now \'%(%s)T\' -1; deadline=$(( now + limit )); next_check=$(( now + 2 ))\n  while :; do\n    printf -v now \'%(%s)T\' -1\n    if [ -n "${FATAL_GROUP:-}" ] && [ "$now" -ge "$next_check" ]; then\n      next_check=$(( now + 2 ))\n      # group_fatal: supervisor.sh (supervisor\'s XML-RPC; the step that sets FATAL_GROUP includes it).\n      if group_fatal "$FATAL_GROUP"; then UNHEALTHY="supervisor gave up on a program that keeps exiting (waiting for ${pending[*]})"; exec {pause}<&-; rm -rf "$why_dir"; return 1; fi\n    fi\n    # Probe every pending program at once: a slow page should not delay the others\' verdict.\n    local pids=() i=0\n    for p in "${pending[@]}"; do IFS=: read -r _ port path <<< "$p"; probe "$port" "$path" 2> "$why_dir/$i" & pids+=($!); i=$(( i + 1 )); done\n    left=(); why=(); i=0\n    for p in "${pending[@]}"; do\n      if ! wait "${pids[$i]}"; then\n        left+=("$p"); p=""; read -r p < "$why_dir/$i" || true\n        if [[ $p =~ ^curl:\\ \\([0-9]+\\)\\ (.*) ]]; then p=${BASH_REMATCH[1]}; fi\n        why+=("${p:-no answer}")\n      fi\n      i=$(( i + 1 ))\n    done\n    [ ${#left[@]} -eq 0 ] && { exec {pause}<&-; rm -rf "$why_dir"; return 0; }\n    pending=("${left[@]}")\n    printf -v now \'%(%s)T\' -1\n    if [ "$now" -ge "$deadline" ]; then\n      UNHEALTHY="no healthy answer within ${limit}s from"; p=""\n      for i in "${!left[@]}"; do UNHEALTHY+="$p ${left[$i]} (${why[$i]})"; p=","; done\n      exec {pause}<&-; rm -rf "$why_dir"; return 1\n    fi\n    read -r -t "$interval" -u "$pause" _ || true\n  done\n}\n';
+var probe_default = `# shellcheck shell=bash
+# Health probes: plain HTTP on 127.0.0.1, every pending program at once, until a deadline. The clock is read with
+# printf's %(%s)T (a builtin: no process per reading).
+# A first request may be slow (cold caches, a busy host): 5 s per probe, the deadline bounds the whole wait.
+# curl says why a probe failed on stderr (nothing listens, an error status, no answer in time).
+probe() { curl -fsS -o /dev/null --max-time 5 "http://127.0.0.1:$1$2"; }
+# listening PORT: 0 when a TCP connection to 127.0.0.1:PORT is accepted, through bash's own /dev/tcp (a connect(2)
+# in this shell: no process; refused at once while nothing listens). Bash manual, "Redirections": /dev/tcp/HOST/PORT.
+# Only asked until a port was seen accepting once: our closed connection then waits in the program's accept queue,
+# and a program that never accepts must not fill that queue (a full queue would make connect(2) hang).
+listening() { local tcp; { exec {tcp}<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null || return 1; exec {tcp}<&-; }
+# wait_healthy TIMEOUT INTERVAL name:port:path...: 0 when every probe answered 2xx in time; else UNHEALTHY names
+# each probe that never did, with why its last try failed, in curl's words ("Operation timed out after 5001
+# milliseconds with 0 bytes received": a program that accepts connections but never answers).
+# With FATAL_GROUP set, gives up early once supervisor has given up on one of the group's programs.
+# While a program's port refuses connections (it is still starting: imports, migrations of its own), its HTTP probe
+# (a curl process) is skipped, but once a second at least: ten hosts starting on shared cores each spent more on
+# curl runs every INTERVAL than their programs' start-up, and a bash without /dev/tcp still gets probed.
+# Between rounds, read's timeout on a pipe nobody writes to stands in for sleep (a builtin: no process per round).
+# shellcheck disable=SC2034 # UNHEALTHY is this function's result, read by the step that calls it
+wait_healthy() {
+  local limit=$1 interval=$2 now deadline next_check curled_at=-1 gate why_dir; shift 2
+  local pending=("$@") left p port path pause r
+  local -A accepted=() why=()
+  exec {pause}<> <(:)
+  why_dir=$(mktemp -d)
+  printf -v now '%(%s)T' -1; deadline=$(( now + limit )); next_check=$(( now + 2 ))
+  while :; do
+    printf -v now '%(%s)T' -1
+    if [ -n "\${FATAL_GROUP:-}" ] && [ "$now" -ge "$next_check" ]; then
+      next_check=$(( now + 2 ))
+      # group_fatal: supervisor.sh (supervisor's XML-RPC; the step that sets FATAL_GROUP includes it).
+      if group_fatal "$FATAL_GROUP"; then UNHEALTHY="supervisor gave up on a program that keeps exiting (waiting for \${pending[*]})"; exec {pause}<&-; rm -rf "$why_dir"; return 1; fi
+    fi
+    # Probe every pending program at once: a slow page should not delay the others' verdict.
+    local pids=() i=0
+    gate=0; [ "$curled_at" = "$now" ] && gate=1
+    for p in "\${pending[@]}"; do
+      IFS=: read -r _ port path <<< "$p"
+      if [ "$gate" = 1 ] && [ -z "\${accepted[$port]:-}" ]; then
+        if ! listening "$port"; then pids+=(refused); continue; fi
+        accepted[$port]=1
+      fi
+      probe "$port" "$path" 2> "$why_dir/\${#pids[@]}" & pids+=($!)
+    done
+    [ "$gate" = 1 ] || curled_at=$now
+    left=(); i=0
+    for p in "\${pending[@]}"; do
+      if [ "\${pids[$i]}" = refused ]; then
+        left+=("$p"); IFS=: read -r _ port _ <<< "$p"; why[$p]="Failed to connect to 127.0.0.1 port $port: Connection refused"
+      elif ! wait "\${pids[$i]}"; then
+        left+=("$p"); r=""; read -r r < "$why_dir/$i" || true
+        if [[ $r =~ ^curl:\\ \\([0-9]+\\)\\ (.*) ]]; then r=\${BASH_REMATCH[1]}; fi
+        why[$p]=\${r:-no answer}
+      fi
+      i=$(( i + 1 ))
+    done
+    [ \${#left[@]} -eq 0 ] && { exec {pause}<&-; rm -rf "$why_dir"; return 0; }
+    pending=("\${left[@]}")
+    printf -v now '%(%s)T' -1
+    if [ "$now" -ge "$deadline" ]; then
+      UNHEALTHY="no healthy answer within \${limit}s from"; r=""
+      for p in "\${left[@]}"; do UNHEALTHY+="$r $p (\${why[$p]})"; r=","; done
+      exec {pause}<&-; rm -rf "$why_dir"; return 1
+    fi
+    read -r -t "$interval" -u "$pause" _ || true
+  done
+}
+`;
 
 // core/steps/sh/supervisor.sh
 var supervisor_default = `# shellcheck shell=bash
 # supervisord's XML-RPC API on its unix socket, through curl: milliseconds per call, where each
 # supervisorctl run costs a Python start-up (up to a second on a busy host). Faults (supervisor/xmlrpc.py:
 # <fault> with faultCode/faultString) are turned into supervisor's own message.
-rpc() { # method [string-arg...]: prints the response
+# Debian's supervisord.conf ([unix_http_server] file=).
+SUPERVISOR_SOCK=/var/run/supervisor.sock
+rpc() { # method [arg...]: prints the response; each arg a string, or a boolean written bool:0 / bool:1
   local params="" a
-  for a in "\${@:2}"; do params+="<param><value><string>$a</string></value></param>"; done
-  curl -sS --max-time 120 --unix-socket /var/run/supervisor.sock -H 'Content-Type: text/xml' \\
+  for a in "\${@:2}"; do
+    case "$a" in
+      bool:[01]) params+="<param><value><boolean>\${a#bool:}</boolean></value></param>" ;;
+      *) params+="<param><value><string>$a</string></value></param>" ;;
+    esac
+  done
+  curl -sS --max-time 120 --unix-socket "$SUPERVISOR_SOCK" -H 'Content-Type: text/xml' \\
     --data-binary "<?xml version='1.0'?><methodCall><methodName>$1</methodName><params>$params</params></methodCall>" http://localhost/RPC2 2>&1 \\
-    || echo "<fault>supervisor does not answer on /var/run/supervisor.sock (is it running?)</fault>"
+    || echo "<fault>supervisor does not answer on $SUPERVISOR_SOCK (is it running?)</fault>"
 }
 # rpc_fault ANSWER: supervisor's message when ANSWER is a fault (status 0), else status 1.
 rpc_fault() {
@@ -70166,8 +70249,31 @@ rpc_fault() {
 # reread: supervisor reads every configuration file again (reloadConfig: running processes are not touched);
 # prints supervisor's own message and fails when it refuses one (CANT_REREAD).
 reread() { local out; out=$(rpc supervisor.reloadConfig); ! rpc_fault "$out"; }
-# group_down GROUP: stop and forget a process group (absent is fine)
-group_down() { rpc supervisor.stopProcessGroup "$1" >/dev/null; rpc supervisor.removeProcessGroup "$1" >/dev/null; }
+# group_down GROUP: stop and forget a process group (absent is fine). supervisord answers a stopProcessGroup that
+# waits only on a later turn of its main loop, which sleeps up to a second (supervisor/supervisord.py, runforever:
+# poll(1.0)): 1.1 s for programs gone in 0.13 s. So it is asked not to wait, and their pids are watched here (kill -0,
+# a builtin), for at most 20 s (slotConfig's stopwaitsecs=15, after which supervisord kills them, plus 5); then the group
+# is removed, asked again briefly while supervisord has not yet recorded the exits (fault STILL_RUNNING).
+group_down() {
+  local k pause now deadline out pids=() left
+  sup_pids
+  for k in "\${!SUP_PID[@]}"; do [[ $k == "$1:"* && \${SUP_PID[$k]} != 0 ]] && pids+=("\${SUP_PID[$k]}"); done
+  rpc supervisor.stopProcessGroup "$1" bool:0 >/dev/null
+  exec {pause}<> <(:)
+  printf -v now '%(%s)T' -1; deadline=$(( now + 20 ))
+  while [ \${#pids[@]} -gt 0 ] && [ "$now" -lt "$deadline" ]; do
+    left=(); for k in "\${pids[@]}"; do kill -0 "$k" 2>/dev/null && left+=("$k"); done
+    pids=("\${left[@]}")
+    [ \${#pids[@]} -eq 0 ] || read -r -t 0.05 -u "$pause" _ || true
+    printf -v now '%(%s)T' -1
+  done
+  for k in 1 2 3 4 5 6 7 8 9 10; do
+    out=$(rpc supervisor.removeProcessGroup "$1")
+    [[ $out == *STILL_RUNNING* ]] || break
+    read -r -t 0.1 -u "$pause" _ || true
+  done
+  exec {pause}<&-
+}
 # group_add GROUP: start a group supervisor has read; prints supervisor's message and fails on a fault.
 group_add() { local out; out=$(rpc supervisor.addProcessGroup "$1"); ! rpc_fault "$out"; }
 # sup_pids: SUP_PID[GROUP:PROGRAM] = the pid supervisor reports for each of its programs (0 when not running) and

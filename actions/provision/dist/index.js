@@ -70106,6 +70106,10 @@ var SshRemote = class {
    * Open an exec channel. One refused for lack of sessions while others of ours are open waits until one of them
    * closes (however long its step takes); refused with none open, it is retried briefly: sshd frees a closed
    * session asynchronously. The caller must call `freed` once the channel closes.
+   * `ended` resolves on the channel's close with the exit status: its listeners are attached in ssh2's callback
+   * itself, because ssh2 handles every packet of one read at once: a command that fails at once (sudo asking for a
+   * password) can have its exit-status and close handled before an `await` returns the channel, and ssh2 emits
+   * `exit` once, to whoever listens then (output is kept: the channel is a paused stream until read).
    */
   async channel(command2, what) {
     for (let attempt = 0; ; attempt++) {
@@ -70113,7 +70117,18 @@ var SshRemote = class {
       if (this.closed) throw new TransportError(`${what} on ${this.name}: the connection was closed`);
       if (this.lost || !conn) throw translateError(this.lost ?? new Error("Not connected"), this.name, `${what} on ${this.name}`);
       try {
-        const channel = await new Promise((resolve3, reject) => conn.exec(command2, (e, c) => e ? reject(e) : resolve3(c)));
+        const channel = await new Promise(
+          (resolve3, reject) => conn.exec(command2, (e, c) => {
+            if (e) return reject(e);
+            const status = { code: null };
+            c.on("exit", (code, sig) => {
+              if (typeof code === "number") status.code = code;
+              else if (sig) status.signal = `SIG${sig}`.replace(/^SIGSIG/, "SIG");
+            });
+            c.on("error", () => void 0);
+            resolve3({ channel: c, ended: new Promise((closed) => c.on("close", () => closed(status))) });
+          })
+        );
         this.open++;
         return channel;
       } catch (e) {
@@ -70154,14 +70169,12 @@ var SshRemote = class {
       stderr += t;
       errLines.push(t);
     });
-    const channel = await this.channel(command2, what);
+    const { channel, ended } = await this.channel(command2, what);
     this.running++;
     const limit = ((step.timeout ?? DEFAULT_STEP_TIMEOUT) + 30) * 1e3;
     let guard;
     let abort = (_) => void 0;
     const status = await new Promise((resolve3, reject) => {
-      let code18 = null;
-      let signal;
       abort = (e) => reject(translateError(e, this.name, `${what} on ${this.name} (connection lost)`));
       this.aborts.add(abort);
       guard = setTimeout(() => {
@@ -70170,12 +70183,7 @@ var SshRemote = class {
       }, limit);
       channel.on("data", (d) => out.push(d));
       channel.stderr.on("data", (d) => err.push(d));
-      channel.on("exit", (c, sig) => {
-        if (typeof c === "number") code18 = c;
-        else if (sig) signal = `SIG${sig}`.replace(/^SIGSIG/, "SIG");
-      });
-      channel.on("error", () => void 0);
-      channel.on("close", () => resolve3({ code: code18, signal }));
+      void ended.then(resolve3);
       channel.end(input);
     }).finally(() => {
       clearTimeout(guard);

@@ -2,12 +2,19 @@
 # supervisord's XML-RPC API on its unix socket, through curl: milliseconds per call, where each
 # supervisorctl run costs a Python start-up (up to a second on a busy host). Faults (supervisor/xmlrpc.py:
 # <fault> with faultCode/faultString) are turned into supervisor's own message.
-rpc() { # method [string-arg...]: prints the response
+# Debian's supervisord.conf ([unix_http_server] file=).
+SUPERVISOR_SOCK=/var/run/supervisor.sock
+rpc() { # method [arg...]: prints the response; each arg a string, or a boolean written bool:0 / bool:1
   local params="" a
-  for a in "${@:2}"; do params+="<param><value><string>$a</string></value></param>"; done
-  curl -sS --max-time 120 --unix-socket /var/run/supervisor.sock -H 'Content-Type: text/xml' \
+  for a in "${@:2}"; do
+    case "$a" in
+      bool:[01]) params+="<param><value><boolean>${a#bool:}</boolean></value></param>" ;;
+      *) params+="<param><value><string>$a</string></value></param>" ;;
+    esac
+  done
+  curl -sS --max-time 120 --unix-socket "$SUPERVISOR_SOCK" -H 'Content-Type: text/xml' \
     --data-binary "<?xml version='1.0'?><methodCall><methodName>$1</methodName><params>$params</params></methodCall>" http://localhost/RPC2 2>&1 \
-    || echo "<fault>supervisor does not answer on /var/run/supervisor.sock (is it running?)</fault>"
+    || echo "<fault>supervisor does not answer on $SUPERVISOR_SOCK (is it running?)</fault>"
 }
 # rpc_fault ANSWER: supervisor's message when ANSWER is a fault (status 0), else status 1.
 rpc_fault() {
@@ -20,8 +27,31 @@ rpc_fault() {
 # reread: supervisor reads every configuration file again (reloadConfig: running processes are not touched);
 # prints supervisor's own message and fails when it refuses one (CANT_REREAD).
 reread() { local out; out=$(rpc supervisor.reloadConfig); ! rpc_fault "$out"; }
-# group_down GROUP: stop and forget a process group (absent is fine)
-group_down() { rpc supervisor.stopProcessGroup "$1" >/dev/null; rpc supervisor.removeProcessGroup "$1" >/dev/null; }
+# group_down GROUP: stop and forget a process group (absent is fine). supervisord answers a stopProcessGroup that
+# waits only on a later turn of its main loop, which sleeps up to a second (supervisor/supervisord.py, runforever:
+# poll(1.0)): 1.1 s for programs gone in 0.13 s. So it is asked not to wait, and their pids are watched here (kill -0,
+# a builtin), for at most 20 s (slotConfig's stopwaitsecs=15, after which supervisord kills them, plus 5); then the group
+# is removed, asked again briefly while supervisord has not yet recorded the exits (fault STILL_RUNNING).
+group_down() {
+  local k pause now deadline out pids=() left
+  sup_pids
+  for k in "${!SUP_PID[@]}"; do [[ $k == "$1:"* && ${SUP_PID[$k]} != 0 ]] && pids+=("${SUP_PID[$k]}"); done
+  rpc supervisor.stopProcessGroup "$1" bool:0 >/dev/null
+  exec {pause}<> <(:)
+  printf -v now '%(%s)T' -1; deadline=$(( now + 20 ))
+  while [ ${#pids[@]} -gt 0 ] && [ "$now" -lt "$deadline" ]; do
+    left=(); for k in "${pids[@]}"; do kill -0 "$k" 2>/dev/null && left+=("$k"); done
+    pids=("${left[@]}")
+    [ ${#pids[@]} -eq 0 ] || read -r -t 0.05 -u "$pause" _ || true
+    printf -v now '%(%s)T' -1
+  done
+  for k in 1 2 3 4 5 6 7 8 9 10; do
+    out=$(rpc supervisor.removeProcessGroup "$1")
+    [[ $out == *STILL_RUNNING* ]] || break
+    read -r -t 0.1 -u "$pause" _ || true
+  done
+  exec {pause}<&-
+}
 # group_add GROUP: start a group supervisor has read; prints supervisor's message and fails on a fault.
 group_add() { local out; out=$(rpc supervisor.addProcessGroup "$1"); ! rpc_fault "$out"; }
 # sup_pids: SUP_PID[GROUP:PROGRAM] = the pid supervisor reports for each of its programs (0 when not running) and

@@ -1,0 +1,74 @@
+// group_down (core/steps/sh/supervisor.sh) against a real supervisord (4.2.5, the version Debian 12 ships, from
+// PyPI: scripts/setup-machine.sh) on a socket of its own: a slot's programs are gone and its group forgotten when
+// it returns, also a program that ignores SIGTERM (supervisord kills it after stopwaitsecs), without asking
+// supervisord to wait (its answer would come on a later turn of its main loop, up to a second late).
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { scriptPrelude } from '../../core/remote/wrap.ts';
+import { SUPERVISOR_FUNCTIONS } from '../../core/steps/libraries.ts';
+
+const run = promisify(execFile);
+const CACHE = process.env.OPS_TESTHOSTS_CACHE || '/var/cache/ops-testhosts';
+const SUPERVISORD = join(CACHE, 'python', 'supervisor-4.2.5', 'bin', 'supervisord');
+
+let dir: string;
+let daemon: ChildProcess;
+const sock = () => join(dir, 'supervisor.sock');
+
+/** Run the supervisor functions and `script` with bash, talking to this file's supervisord. */
+async function bash(script: string): Promise<string> {
+  const { stdout } = await run('bash', ['-c', `${scriptPrelude}\n${SUPERVISOR_FUNCTIONS}\nSUPERVISOR_SOCK=${sock()}\n${script}`], { encoding: 'utf8' });
+  return stdout.trim().split('\n').at(-1) ?? '';
+}
+
+/** getAllProcessInfo, as group:name=STATE lines (sorted). */
+async function states(): Promise<string[]> {
+  const out = await bash('sup_pids; for k in "${!SUP_STATE[@]}"; do echo "$k=${SUP_STATE[$k]}"; done | sort | tr "\\n" " "');
+  return out.split(' ').filter(Boolean);
+}
+
+beforeAll(async () => {
+  if (!existsSync(SUPERVISORD)) throw new Error(`${SUPERVISORD} is missing: run scripts/setup-machine.sh`);
+  dir = mkdtempSync(join(tmpdir(), 'ops-group-down-'));
+  const program = (name: string, command: string, extra = '') =>
+    `[program:${name}]\ncommand=${command}\nautostart=true\nstartsecs=0\nstopwaitsecs=2\n${extra}stdout_logfile=${dir}/${name}.log\nredirect_stderr=true\n`;
+  writeFileSync(
+    join(dir, 'supervisord.conf'),
+    [
+      `[unix_http_server]\nfile=${sock()}\n`,
+      '[rpcinterface:supervisor]\nsupervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n',
+      `[supervisord]\nlogfile=${dir}/supervisord.log\npidfile=${dir}/supervisord.pid\nnodaemon=true\n`,
+      '[group:app-blue]\nprograms=app-blue-web,app-blue-stubborn\n',
+      '[group:app-green]\nprograms=app-green-web\n',
+      program('app-blue-web', '/usr/bin/python3 -c "import time; time.sleep(600)"'),
+      program('app-blue-stubborn', `/bin/bash -c "trap '' TERM; while :; do sleep 0.2; done"`, 'stopasgroup=false\n'),
+      program('app-green-web', '/usr/bin/python3 -c "import time; time.sleep(600)"'),
+    ].join('\n'),
+  );
+  daemon = spawn(SUPERVISORD, ['-c', join(dir, 'supervisord.conf')], { stdio: 'ignore' });
+  for (let i = 0; i < 100 && (await states()).filter((s) => s.endsWith('=RUNNING')).length < 3; i++) await new Promise((r) => setTimeout(r, 100));
+}, 30_000);
+
+afterAll(() => {
+  daemon?.kill('SIGTERM');
+});
+
+describe('group_down on a real supervisord 4.2.5', () => {
+  it("stops a group's programs (one ignoring SIGTERM until supervisord kills it) and forgets the group; the other group runs on", async () => {
+    expect(await states()).toEqual(['app-blue:app-blue-stubborn=RUNNING', 'app-blue:app-blue-web=RUNNING', 'app-green:app-green-web=RUNNING']);
+    const pids = await bash('sup_pids; echo "${SUP_PID[app-blue:app-blue-web]} ${SUP_PID[app-blue:app-blue-stubborn]}"');
+    expect(pids).toMatch(/^[1-9]\d* [1-9]\d*$/);
+    // When group_down returns, both processes are gone (the stubborn one killed after stopwaitsecs=2).
+    expect(await bash(`group_down app-blue; for p in ${pids}; do if kill -0 "$p" 2>/dev/null; then echo "alive:$p"; fi; done; echo done`)).toBe('done');
+    expect(await states()).toEqual(['app-green:app-green-web=RUNNING']);
+  }, 30_000);
+
+  it('a group supervisord does not know is fine (nothing to stop)', async () => {
+    expect(await bash('group_down app-none; echo "status=$?"')).toBe('status=0');
+    expect(await states()).toEqual(['app-green:app-green-web=RUNNING']);
+  });
+});

@@ -10,7 +10,7 @@ import { deploy } from '../../core/ops/deploy.ts';
 import { quote } from '../../core/shell.ts';
 import { downHost, sshRun, type Host } from '../hosts/index.ts';
 import { commit, gitIn, initRepo } from '../support/gitrepo.ts';
-import { APP, get, makeProject, readyHost, type TestProject } from './support.ts';
+import { APP, get, makeProject, readyHost, webConfig, type TestProject } from './support.ts';
 
 /** The app: serves its version; MODE=exit exits at once, MODE=silent listens and never answers (a hung worker). */
 const SERVER = String.raw`import os, socket, sys, time
@@ -50,18 +50,12 @@ beforeAll(async () => {
   repo = join(root, 'app');
   initRepo(repo, { 'server.py': SERVER, MODE: 'ok\n', VERSION: '1\n' });
   gitIn(repo, ['tag', 'good']);
-  config = {
-    app: APP,
-    repository: repo,
+  config = webConfig(host, repo, {
     ref: 'good',
-    hosts: [{ name: host.name, address: host.address, user: host.user, host_key: host.hostKey }],
-    ssh: { identity_file: host.identityFile, connect_timeout: 10 },
-    release: { python_requirements: '', node_dir: '', build: 'true', migrate: 'true' },
     switch: { drain: 1, health_timeout: 45 },
     // The app writes its own log file (as many do): supervisor sees no output, only the exit.
     programs: { web: { command: "sh -c 'exec {python} server.py {port} >> /tmp/ops-gate-web.log 2>&1'", port: 5100, health: '/health', env: {} } },
-    routes: { '/': 'web' },
-  };
+  });
   project = makeProject('e2e', config);
   await deploy(project.ctx(), project.env(), { ref: 'good' });
 }, 900_000);

@@ -12,7 +12,7 @@ import { quote } from '../../core/shell.ts';
 import { downHost, sshRun, type Host } from '../hosts/index.ts';
 import { runOps } from '../support/cli.ts';
 import { commit, gitIn, initRepo } from '../support/gitrepo.ts';
-import { APP, get, makeProject, readyHost, type TestProject } from './support.ts';
+import { APP, get, makeProject, readyHost, webConfig, type TestProject } from './support.ts';
 
 /** The app: answers every path with its release and version. */
 const SERVER = String.raw`import os, sys
@@ -47,17 +47,7 @@ beforeAll(async () => {
   host = await readyHost('rbe');
   repo = join(root, 'app');
   initRepo(repo, { 'server.py': SERVER, VERSION: '0\n' });
-  project = makeProject('e2e', {
-    app: APP,
-    repository: repo,
-    ref: 'main',
-    hosts: [{ name: host.name, address: host.address, user: host.user, host_key: host.hostKey }],
-    ssh: { identity_file: host.identityFile, connect_timeout: 10 },
-    release: { python_requirements: '', node_dir: '', build: 'true', migrate: 'true', keep: 5 },
-    switch: { drain: 1, health_timeout: 30 },
-    programs: { web: { command: '{python} server.py {port}', port: 5100, health: '/health', env: {} } },
-    routes: { '/': 'web' },
-  });
+  project = makeProject('e2e', webConfig(host, repo, { release: { python_requirements: '', node_dir: '', build: 'true', migrate: 'true', keep: 5 } }));
 }, 900_000);
 
 afterAll(async () => {

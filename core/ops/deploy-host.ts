@@ -104,9 +104,9 @@ async function sendDotenv(env: Target, hp: HostPlan, p: Plan, tag: string): Prom
 /**
  * Build the release on a host: code (a pack of the git objects it lacks, submodules, Git LFS contents), .env,
  * the release directory, dependency sets (reused by hash; the Python set made beside the node set and the
- * build), migrations (`primary`: the rollout's first host only) once both succeeded.
+ * build). Migrations are the rollout's (migrateOn), once this succeeded.
  */
-export async function buildOn(env: Target, hp: HostPlan, p: Plan, primary: boolean): Promise<void> {
+export async function buildOn(env: Target, hp: HostPlan, p: Plan): Promise<void> {
   const L = env.layout;
   const { h, state, result } = hp;
   const tag = `${p.id}-${randomBytes(4).toString('hex')}`;
@@ -140,10 +140,10 @@ export async function buildOn(env: Target, hp: HostPlan, p: Plan, primary: boole
   await h.run(createRelease(env, p.meta));
   hp.created = true;
   const dir = `${L.releases}/${p.id}`;
-  const { python_requirements: req, node_dir: nodeDir, build, build_needs_python: buildNeedsPython, migrate } = env.config.release;
+  const { python_requirements: req, node_dir: nodeDir, build, build_needs_python: buildNeedsPython } = env.config.release;
   // The two dependency sets are independent: the Python set is made beside the node set and the build (whose
   // input is node_modules, unless the build says it runs Python), each on an exec channel of this connection.
-  // Migrations wait for both: a failed build or set leaves the database untouched. A failure waits for the
+  // Migrations come after both (migrateOn): a failed build or set leaves the database untouched. A failure waits for the
   // other part to end, then is thrown (its step's name says which part); a set that failed has no `.complete`
   // and is made again next time. A build not yet started when the Python set failed does not start: the deploy
   // fails whatever it would do (the node set still ends, complete, to be reused).
@@ -174,7 +174,12 @@ export async function buildOn(env: Target, hp: HostPlan, p: Plan, primary: boole
     await runBuild();
   } else await pooled([nodeThenBuild, python], 2, (part) => part());
   result.notes.push(...deps.flat().map((d) => `dependencies: ${d}`));
-  if (primary && migrate) await h.run(appCommand(env, dir, 'migrate', migrate));
+}
+
+/** Run release.migrate (if set) in the release built on `hp`: once per rollout, on its first host, after buildOn. */
+export async function migrateOn(env: Target, hp: HostPlan, p: Plan): Promise<void> {
+  const { migrate } = env.config.release;
+  if (migrate) await hp.h.run(appCommand(env, `${env.layout.releases}/${p.id}`, 'migrate', migrate));
 }
 
 /** The dependency sets of the commit deployed (directory names under shared/deps). */

@@ -19,7 +19,7 @@ import { deployState, markRelease } from '../steps/release.ts';
 import { pooled, type HostSwitch } from './host-run.ts';
 import { inBatches, Session, withOpenSession } from './hosts.ts';
 import { liveOf, parseState, readLive } from './host-state.ts';
-import { beforeSwitch, beginHost, buildOn, failBeforeSwitch, receiveBuild, switchHost, dependencySets, wants, type HostPlan, type Received } from './deploy-host.ts';
+import { beforeSwitch, beginHost, buildOn, failBeforeSwitch, migrateOn, receiveBuild, switchHost, dependencySets, wants, type HostPlan, type Received } from './deploy-host.ts';
 import { resolveDeployCommit, planDeploy, planText, withFreeReleaseId, type Plan } from './deploy-plan.ts';
 import { withLock, type LockedRun, type LockOptions } from './locked.ts';
 import { buildGroups, carryBuild, describeBuilds, RECEIVE_CONCURRENCY } from './build-once.ts';
@@ -58,7 +58,8 @@ const HALTED = new Error('the rollout stopped: another host failed');
 
 /**
  * A rollout: every host that is not a no-op is prepared first — one host per platform builds (the first
- * host also migrates), packs its build before its before_switch hooks run (receivers get what a build makes,
+ * host also migrates, while its build travels to its receivers; no host runs its before_switch hooks before
+ * the migrations are done), packs its build before its before_switch hooks run (receivers get what a build makes,
  * and run the hooks themselves), and its receivers get it — and only then do hosts switch,
  * `switch.batch_size` at a time. A failure anywhere while preparing lets the work under way on other hosts
  * end (nothing more starts), then stops the rollout with nothing switched on any host; a failure while
@@ -110,26 +111,46 @@ async function rollout(ctx: OpsContext, env: Target, session: Session, locked: L
       throw err;
     }
   };
+  // The migrations, run by the first host once its build succeeded, while its build travels to its receivers;
+  // every host runs its before_switch hooks (commands in the new release) only after them (other platforms'
+  // builders too, which used not to wait). Settled on every path of
+  // the first host's group (a failed build rejects it), so nobody waits forever; caught here so that a rejection
+  // nobody else awaits is not unhandled.
+  let migrated!: { resolve: () => void; reject: (e: unknown) => void };
+  const migrations = new Promise<void>((resolve, reject) => (migrated = { resolve, reject }));
+  migrations.catch(() => undefined);
   const all = await Promise.allSettled(
     groups.map(async ({ builder: { hp: b }, receivers: rs }) => {
       const receivers = rs.map((r) => r.hp);
-      await attempt(b, () => buildOn(env, b, p, b === plans[0]));
+      const primary = b === plans[0];
+      try {
+        await attempt(b, () => buildOn(env, b, p));
+      } catch (e) {
+        if (primary) migrated.reject(e);
+        throw e;
+      }
+      const migration = primary ? attempt(b, () => migrateOn(env, b, p)) : migrations;
+      if (primary) migration.then(migrated.resolve, migrated.reject);
       const received = new Map<HostPlan, Received[]>();
       if (receivers.length) {
         let parts: PackedPart[] = [];
         const sets = dependencySets(env, p).filter((set) => receivers.some((r) => wants(r, set)));
-        await attempt(b, async () => void (parts = parsePacked(await b.h.run(packArtifacts(env, p.id, sets)), b.name)));
         try {
+          await attempt(b, async () => void (parts = parsePacked(await b.h.run(packArtifacts(env, p.id, sets)), b.name)));
           for (const [r, x] of await carryBuild(env, b, receivers, p, parts, attempt)) received.set(r, x);
+        } catch (e) {
+          if (primary) await migration.catch(() => undefined); // not left running on the host when the rollout stops
+          throw e;
         } finally {
           await b.h.tryRun(dropPacked(env, p.id));
         }
       }
       await settled([
-        attempt(b, () => beforeSwitch(env, b, p)),
+        migrations.then(() => attempt(b, () => beforeSwitch(env, b, p))),
         pooled(receivers, RECEIVE_CONCURRENCY, (r) =>
           attempt(r, async () => {
             await receiveBuild(env, r, p, b.name, received.get(r)!);
+            await migrations;
             await beforeSwitch(env, r, p);
           }),
         ),

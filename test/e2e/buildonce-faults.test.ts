@@ -99,6 +99,35 @@ describe.sequential('build once: what real teams hit', () => {
     }
   }, 900_000);
 
+  it('a migration that fails while the build travels to the receivers: no host runs a before_switch hook or starts the new release, each still serves, locks free, releases marked', async () => {
+    // The migration fails after the build has reached the receivers (a long one): they must still wait for it.
+    project.write({ ...config, switch: { drain: 10, batch_size: 3 }, release: { ...(config.release as object), migrate: 'sleep 8 && make migrate' } });
+    const before = await Promise.all(hosts.map(revision));
+    const kept = await Promise.all(hosts.map(releaseList));
+    const spawned = (h: Host) => sh(h, "sudo grep -c 'spawned:' /var/log/supervisor/supervisord.log || true");
+    const spawnedBefore = await Promise.all(hosts.map(spawned));
+    const err = await errorOf(deploy(project.ctx(), project.env(), { ref: 'broken-migration' }));
+    console.log('MIGRATION:', err.message);
+    expect(err.message).toMatch(/step "migrate" on bra/);
+    expect(await Promise.all(hosts.map(revision))).toEqual(before);
+    for (const h of hosts) expect(await lockFree(h)).toBe('free');
+    expect((await sh(hosts[0]!, "pgrep -u sample -af 'alembic|make' || true")).trim()).toBe('');
+    // supervisord started no program anywhere during the run.
+    expect(await Promise.all(hosts.map(spawned))).toEqual(spawnedBefore);
+    // The new release never ran anywhere (no supervisor file names it) and no before_switch hook ran in it (the
+    // receivers have it while the migration runs, their hooks wait for it); where it was made (the builder, and
+    // the receivers it reached) it is marked failed; every host's audit has the failure.
+    for (const [i, h] of hosts.entries()) {
+      for (const id of (await releaseList(h)).filter((x) => !kept[i]!.includes(x))) {
+        expect(await failedMark(h, id)).toBe('marked');
+        expect((await sh(h, `sudo test -e /srv/sample/releases/${id}/hook-ran && echo ran || echo not`)).trim()).toBe('not');
+        expect((await sh(h, `sudo grep -l ${id} /etc/supervisor/conf.d/*.conf || true`)).trim()).toBe('');
+      }
+      expect((await auditOf(h)).split('\n').filter(Boolean).pop()).toMatch(/"result":"failed"/);
+    }
+    project.write(config);
+  }, 900_000);
+
   it('a receiver short of space: refused before anything is sent; with just enough for the transfer, /srv fills up while unpacking: a clear error, nothing switched, nothing half-received left', async () => {
     const leftovers = async () => (await sh(hosts[2]!, 'sudo ls -A /srv/sample/.ops/uploads /srv/sample/shared/deps /srv/sample/releases')).trim();
     const unchanged = async () => {

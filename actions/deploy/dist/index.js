@@ -27221,7 +27221,7 @@ var init_environment_schema = __esm({
         switch: opt(
           object({
             health_timeout: opt(integer(1, 900), "seconds the new processes get to pass their health checks", 60),
-            health_interval: opt(number(0.1, 60), "seconds between health probes", 0.2),
+            health_interval: opt(number(0.1, 60), "seconds between health probes (of a program whose port refuses connections: at most one a second)", 0.2),
             keep_previous: opt(
               boolean(),
               "keep the previous release running on the idle slot after a switch, so a rollback only moves traffic (instant); set false if your processes run background jobs that must not run twice",
@@ -72157,7 +72157,7 @@ async function sendDotenv(env, hp, p, tag) {
   await hp.h.upload(p.dotenv.environ, uploads.environ, 384);
   await hp.h.run(installDotenv(env, uploads));
 }
-async function buildOn(env, hp, p, primary) {
+async function buildOn(env, hp, p) {
   const L = env.layout;
   const { h, state, result } = hp;
   const tag = `${p.id}-${randomBytes12(4).toString("hex")}`;
@@ -72189,7 +72189,7 @@ async function buildOn(env, hp, p, primary) {
   await h.run(createRelease(env, p.meta));
   hp.created = true;
   const dir = `${L.releases}/${p.id}`;
-  const { python_requirements: req2, node_dir: nodeDir, build, build_needs_python: buildNeedsPython, migrate } = env.config.release;
+  const { python_requirements: req2, node_dir: nodeDir, build, build_needs_python: buildNeedsPython } = env.config.release;
   const deps = [[], []];
   let pythonFailed = false;
   const python = async () => {
@@ -72217,7 +72217,10 @@ async function buildOn(env, hp, p, primary) {
     await runBuild();
   } else await pooled([nodeThenBuild, python], 2, (part) => part());
   result.notes.push(...deps.flat().map((d) => `dependencies: ${d}`));
-  if (primary && migrate) await h.run(appCommand(env, dir, "migrate", migrate));
+}
+async function migrateOn(env, hp, p) {
+  const { migrate } = env.config.release;
+  if (migrate) await hp.h.run(appCommand(env, `${env.layout.releases}/${p.id}`, "migrate", migrate));
 }
 function dependencySets(env, p) {
   return [...env.config.release.python_requirements ? [`venv-${p.hashes.python}`] : [], ...env.config.release.node_dir ? [`node-${p.hashes.node}`] : []];
@@ -72382,28 +72385,43 @@ rollout stopped; hosts now run:
       throw err;
     }
   };
+  let migrated;
+  const migrations = new Promise((resolve5, reject) => migrated = { resolve: resolve5, reject });
+  migrations.catch(() => void 0);
   const all = await Promise.allSettled(
     groups.map(async ({ builder: { hp: b }, receivers: rs }) => {
       const receivers = rs.map((r) => r.hp);
-      await attempt(b, () => buildOn(env, b, p, b === plans[0]));
+      const primary = b === plans[0];
+      try {
+        await attempt(b, () => buildOn(env, b, p));
+      } catch (e) {
+        if (primary) migrated.reject(e);
+        throw e;
+      }
+      const migration = primary ? attempt(b, () => migrateOn(env, b, p)) : migrations;
+      if (primary) migration.then(migrated.resolve, migrated.reject);
       const received = /* @__PURE__ */ new Map();
       if (receivers.length) {
         let parts = [];
         const sets = dependencySets(env, p).filter((set) => receivers.some((r) => wants(r, set)));
-        await attempt(b, async () => void (parts = parsePacked(await b.h.run(packArtifacts(env, p.id, sets)), b.name)));
         try {
+          await attempt(b, async () => void (parts = parsePacked(await b.h.run(packArtifacts(env, p.id, sets)), b.name)));
           for (const [r, x] of await carryBuild(env, b, receivers, p, parts, attempt)) received.set(r, x);
+        } catch (e) {
+          if (primary) await migration.catch(() => void 0);
+          throw e;
         } finally {
           await b.h.tryRun(dropPacked(env, p.id));
         }
       }
       await settled([
-        attempt(b, () => beforeSwitch(env, b, p)),
+        migrations.then(() => attempt(b, () => beforeSwitch(env, b, p))),
         pooled(
           receivers,
           RECEIVE_CONCURRENCY,
           (r) => attempt(r, async () => {
             await receiveBuild(env, r, p, b.name, received.get(r));
+            await migrations;
             await beforeSwitch(env, r, p);
           })
         )

@@ -2,6 +2,7 @@
 // masks, job summary, outputs: ActionsReporter in core/action.ts, so the CLI never loads @actions/core).
 // Everything printed goes through `redact`, so a secret registered with `mask` never reaches a log, even where
 // the runner's own masking does not apply (local runs).
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { secretParts } from './secrets/parts.ts';
 
 export type Stream = 'stdout' | 'stderr';
@@ -58,9 +59,18 @@ export function seconds(ms: number): string {
   return `${(ms / 1000).toFixed(1)}s`;
 }
 
+/**
+ * A terminal: groups as headings, their output indented. Steps run at once (hosts of a rollout, a deploy's Python
+ * set beside its node set and build) are siblings: a group is nested only in the group whose work started it (its
+ * async context), never in one that merely runs at the same time, and it ends at the depth it began. A remote
+ * command's lines (from the connection, outside any group's context) are indented once while a group is open.
+ */
 export class ConsoleReporter implements Reporter {
   private readonly masker = new Masker();
-  private depth = 0;
+  /** The depth of the groups enclosing the caller's work. */
+  private readonly nesting = new AsyncLocalStorage<number>();
+  /** Groups open now, on any flow. */
+  private open = 0;
   private readonly color: boolean;
   constructor(
     private readonly out: NodeJS.WritableStream = process.stdout,
@@ -72,8 +82,8 @@ export class ConsoleReporter implements Reporter {
   private paint(code: string, text: string): string {
     return this.color ? `\x1b[${code}m${text}\x1b[0m` : text;
   }
-  private write(stream: NodeJS.WritableStream, text: string): void {
-    const pad = '  '.repeat(this.depth);
+  private write(stream: NodeJS.WritableStream, text: string, depth = this.nesting.getStore() ?? (this.open ? 1 : 0)): void {
+    const pad = '  '.repeat(depth);
     stream.write(
       this.redact(text)
         .split('\n')
@@ -98,17 +108,18 @@ export class ConsoleReporter implements Reporter {
   }
   async group<T>(title: string, fn: () => Promise<T>): Promise<T> {
     const start = Date.now();
-    this.write(this.out, this.paint('1', `▸ ${title}`));
-    this.depth++;
+    const depth = this.nesting.getStore() ?? 0;
+    this.write(this.out, this.paint('1', `▸ ${title}`), depth);
+    this.open++;
     try {
-      const result = await fn();
-      this.depth--;
-      this.write(this.out, this.paint('2', `✓ ${title} (${seconds(Date.now() - start)})`));
+      const result = await this.nesting.run(depth + 1, fn);
+      this.write(this.out, this.paint('2', `✓ ${title} (${seconds(Date.now() - start)})`), depth);
       return result;
     } catch (e) {
-      this.depth--;
-      this.write(this.err, this.paint('31', `✗ ${title} (${seconds(Date.now() - start)})`));
+      this.write(this.err, this.paint('31', `✗ ${title} (${seconds(Date.now() - start)})`), depth);
       throw e;
+    } finally {
+      this.open--;
     }
   }
   line(host: string, text: string, stream: Stream): void {

@@ -145,10 +145,19 @@ export async function buildOn(env: Target, hp: HostPlan, p: Plan): Promise<void>
   // input is node_modules, unless the build says it runs Python), each on an exec channel of this connection.
   // Migrations come after both (migrateOn): a failed build or set leaves the database untouched. A failure waits for the
   // other part to end, then is thrown (its step's name says which part); a set that failed has no `.complete`
-  // and is made again next time.
+  // and is made again next time. A build not yet started when the Python set failed does not start: the deploy
+  // fails whatever it would do (the node set still ends, complete, to be reused).
   const deps: string[][] = [[], []];
+  let pythonFailed = false;
   const python = async () => {
-    if (req) deps[0] = reportedAll(await h.run(pythonDependencies(env, dir, p.hashes.python)), APP_KEYS.deps);
+    if (req)
+      deps[0] = reportedAll(
+        await h.run(pythonDependencies(env, dir, p.hashes.python)).catch((e: unknown) => {
+          pythonFailed = true;
+          throw e;
+        }),
+        APP_KEYS.deps,
+      );
   };
   const node = async () => {
     if (nodeDir) deps[1] = reportedAll(await h.run(nodeDependencies(env, dir, p.hashes.node)), APP_KEYS.deps);
@@ -158,7 +167,7 @@ export async function buildOn(env: Target, hp: HostPlan, p: Plan): Promise<void>
   };
   const nodeThenBuild = async () => {
     await node();
-    await runBuild();
+    if (!pythonFailed) await runBuild();
   };
   if (buildNeedsPython || !nodeDir) {
     await pooled([node, python], 2, (part) => part());

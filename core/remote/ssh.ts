@@ -114,6 +114,8 @@ class SshRemote implements Remote {
   /** Channels open now, and who waits for one of them to close (a channel sshd refused for lack of sessions). */
   private open = 0;
   private waiting: (() => void)[] = [];
+  /** Steps of ours running now (their channel open): while there are several, each live line says which step it comes from. */
+  private running = 0;
   constructor(
     private readonly ssh: NodeSSH,
     host: Host,
@@ -201,7 +203,7 @@ class SshRemote implements Remote {
       step.quiet
         ? { push: () => undefined, flush: () => undefined }
         : new LineSplitter((line) => {
-            if (!line.startsWith(REPORT_PREFIX)) this.reporter.line(this.name, line, stream);
+            if (!line.startsWith(REPORT_PREFIX)) this.reporter.line(this.name, this.running > 1 ? `[${step.name}] ${line}` : line, stream);
           });
     const outLines = show('stdout');
     const errLines = show('stderr');
@@ -216,6 +218,7 @@ class SshRemote implements Remote {
       errLines.push(t);
     });
     const { channel, ended } = await this.channel(command, what);
+    this.running++;
     // Guard against a channel that never closes (the remote `timeout` should always end it first).
     const limit = ((step.timeout ?? DEFAULT_STEP_TIMEOUT) + 30) * 1000;
     let guard: NodeJS.Timeout | undefined;
@@ -235,6 +238,7 @@ class SshRemote implements Remote {
       clearTimeout(guard);
       this.aborts.delete(abort);
       this.open--;
+      this.running--;
       this.freed();
     });
     out.end();

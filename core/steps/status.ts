@@ -178,7 +178,7 @@ export function parseHostStatus(env: Target, host: { name: string; address: stri
       for (const program of Object.keys(env.config.programs)) {
         const p = s.supervisor.programs.find((x) => x.live && x.program === program);
         if (!p) problem(`program ${program} of the live slot (${s.slot}) is not loaded in supervisor`);
-        // STARTING lasts startsecs (1 s: core/steps/switch.ts) after a start that passed the health gate, then turns
+        // STARTING lasts startsecs (3 s: core/steps/switch.ts) after a start that passed the health gate, then turns
         // RUNNING or BACKOFF: a status read right after a deploy says so without calling it a problem.
         else if (p.state !== 'RUNNING' && p.state !== 'STARTING') problem(`program ${program} (live slot ${s.slot}) is ${p.state}${p.description ? `: ${p.description}` : ''}`);
         else if (p.state === 'STARTING' && p.release === undefined) warn(`program ${program} (live slot ${s.slot}) is STARTING`);

@@ -65,7 +65,12 @@ export function slotConfig(env: Target, slot: Slot, release: string, releaseId: 
       `environment=${supervisorEnvironment(vars, (k) => (k in p.env ? key(`env.${k}`) : `the ${k} given to programs (from base_dir or the runtimes)`))}`,
       'autostart=true',
       'autorestart=true',
-      'startsecs=1',
+      // supervisord notices an exit only on its next pass, at most a second later (its poll's timeout), and decides
+      // whether the program has started (startsecs) before it reaps the exit (supervisor/supervisord.py runforever:
+      // transition() before reap(); Supervisor/supervisor#1534): with 1 s, a program that exits at once is mostly
+      // taken as started, restarted without counting, never FATAL, and the health gate waits out its timeout.
+      // 3 s: an exit within 2 s of a start always counts (startretries, then FATAL: the health gate gives up early).
+      'startsecs=3',
       'startretries=3',
       'stopsignal=TERM',
       'stopwaitsecs=15',
@@ -252,7 +257,8 @@ fi`,
  * (the previous files come back if nginx refuses, nginx_reload returns once the new workers serve); then,
  * once nginx answers with the new slot at /.ops/slot (a look that the site really routes to it: a custom
  * template without {{slot_location}} is warned about), `current` flips by rename(2), the live slot is recorded, and the
- * release's going live is appended to the host's history (the order rollback and pruning follow).
+ * release's going live is appended to the host's history (the order rollback and pruning follow); a release live
+ * again after it was rolled back from loses its `abandoned` mark (it is a rollback target again).
  */
 export function switchTo(env: Target, slot: Slot, releaseId: string | HostVariable, certificateReady: boolean, operation: 'deploy' | 'rollback' = 'deploy'): Step {
   const L = env.layout;
@@ -280,6 +286,8 @@ mv -T ${quote(`${L.base}/.current.new`)} ${quote(L.current)}
 mv -f ${quote(`${L.slotFile}.new`)} ${quote(L.slotFile)}
 ${historyFunctions(env)}
 history_add live "$release_id" ${operation}
+# Live again (rollback --to a release rolled back from): no longer abandoned, so a later rollback may come back to it.
+[ ! -e ${quote(L.releases)}/"$release_id"/.ops-abandoned ] || rm -f ${quote(L.releases)}/"$release_id"/.ops-abandoned
 echo "live: $release_id on slot ${slot}"`,
     }),
     name: 'switch',

@@ -7,9 +7,10 @@
 import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deploy } from '../../core/ops/deploy.ts';
+import { auditLog, getLockStatus } from '../../core/ops/records.ts';
 import { downHost, querySql, sshRun, type Host } from '../hosts/index.ts';
 import { appRepo, get, makeProject, readyHost, testConfig, testDatabase, type TestProject } from './support.ts';
 
@@ -137,5 +138,53 @@ describe.sequential('a full deploy makes its Python set beside the node set and 
     const next = await deploy(project.ctx(), project.env(), { ref: fixed });
     expect(next.hosts[0]!.notes).toEqual(expect.arrayContaining(['dependencies: python reused', 'dependencies: node reused']));
     expect(await table('ops_par_build')).toBe('t');
+  }, 600_000);
+
+  it('a SIGTERM (a cancelled workflow) while the Python set and the build run (the terminal shows them side by side, lines tagged with their step): exit 130, nothing of the run left running, the lock free, the interruption audited, the half-made set not marked complete; the next deploy makes it again', async () => {
+    const page = (await get(host)).body;
+    const ref = commit(`par-sigterm-${process.pid}`, `par-build-fixed-${process.pid}`, 'ops_par_build', 'ops_par_term', `sigterm ${process.pid}`);
+    await sshRun(host, 'echo 40 > /tmp/ops-probe-sleep');
+    const before = await pythonSets();
+    const child = spawn(process.execPath, [join(import.meta.dirname, '..', '..', 'scripts/ops-bin.js'), 'deploy', 'e2e', '--ref', ref], {
+      env: { ...process.env, OPS_ROOT: project.root, NO_COLOR: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`the deploy never had its Python set and build running at once:\n${out}`)), 240_000);
+        const watch = (d: Buffer) => {
+          out += d;
+          if (out.includes('· python dependencies') && out.includes('· build')) {
+            clearTimeout(timer);
+            resolve();
+          }
+        };
+        child.stdout.on('data', watch);
+        child.stderr.on('data', watch);
+      });
+      await new Promise((r) => setTimeout(r, 2000)); // both well under way
+      child.kill('SIGTERM');
+      const code = await new Promise((r) => child.once('exit', r));
+      expect(code).toBe(130);
+    } finally {
+      await sshRun(host, 'rm -f /tmp/ops-probe-sleep');
+    }
+    expect(out).toMatch(/SIGTERM received: releasing the lock and stopping/);
+    // The terminal: the two steps are siblings (not one nested in the other), the build's lines say they are its own.
+    expect(out).toMatch(/^▸ \S+ · python dependencies$/m);
+    expect(out).toMatch(/^▸ \S+ · build$/m);
+    expect(out).toMatch(/^ {2}\S+ \[build\] > vite build$/m);
+    expect(await stillWorking()).toBe('');
+    expect((await getLockStatus(project.ctx(), project.env()))[0]!.lock.state).toBe('free');
+    expect((await auditLog(project.ctx(), project.env(), 3))[0]!.entries.map((e) => e.message)).toContain('interrupted by SIGTERM');
+    const half = Object.entries(await pythonSets()).filter(([name]) => !(name in before));
+    expect(half.every(([, complete]) => !complete)).toBe(true);
+    expect(await table('ops_par_term')).toBe('f');
+    expect((await get(host)).body).toBe(page);
+
+    const again = await deploy(project.ctx(), project.env(), { ref });
+    expect(again.hosts[0]!.notes).toEqual(expect.arrayContaining(['dependencies: python installed (uv)']));
+    expect(await table('ops_par_term')).toBe('t');
   }, 600_000);
 });

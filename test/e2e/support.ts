@@ -54,6 +54,26 @@ export function testConfig(hosts: Host[], repository: string, databaseUrl: strin
   };
 }
 
+/**
+ * An environment of one program `web` on `host`: `{python} server.py {port}` from the repository (Python's standard
+ * library only: nothing to install, a build and migration that do nothing), health `/health`, ref `main`;
+ * `overrides` replace top-level keys.
+ */
+export function webConfig(host: Host, repository: string, overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    app: APP,
+    repository,
+    ref: 'main',
+    hosts: [{ name: host.name, address: host.address, user: host.user, host_key: host.hostKey }],
+    ssh: { identity_file: host.identityFile, connect_timeout: 10 },
+    release: { python_requirements: '', node_dir: '', build: 'true', migrate: 'true' },
+    switch: { drain: 1, health_timeout: 30 },
+    programs: { web: { command: '{python} server.py {port}', port: 5100, health: '/health', env: {} } },
+    routes: { '/': 'web' },
+    ...overrides,
+  };
+}
+
 export interface TestProject {
   root: string;
   name: string;

@@ -3,6 +3,7 @@
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { loadEnvironment } from '../../core/config/environment.ts';
@@ -112,6 +113,24 @@ describe('deploy operation', () => {
     await expect(deploy(h.ctx, loadEnvironment('x', root), {})).rejects.toThrow(/^step "python dependencies" on web1 failed with exit code 1\n[\s\S]*No matching distribution[\s\S]*web1 still serves 20261101T000000Z-aaaaaaaaaaaa; nothing was switched/);
     const names = h.remote.stepNames();
     expect(names).toContain('build');
+    expect(names).not.toContain('migrate');
+    expect(names.slice(-2)).toEqual(['mark failed', 'unlock']);
+  });
+
+  it('a Python set that fails while the node set is still being made: the node set ends, the build never starts, the Python step named', async () => {
+    const h = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot green', `has ${v1}`), (step) =>
+      step.name === 'python dependencies' ? { code: 1, stderr: 'ERROR: No matching distribution found for nope==9' } : undefined,
+    );
+    // npm ci still unpacking when the bad pin is refused.
+    const run = h.remote.run.bind(h.remote);
+    h.remote.run = async (step, options) => {
+      if (step.name === 'node dependencies') await sleep(200);
+      return run(step, options);
+    };
+    await expect(deploy(h.ctx, loadEnvironment('x', root), {})).rejects.toThrow(/^step "python dependencies" on web1 failed with exit code 1\n[\s\S]*No matching distribution[\s\S]*web1 still serves 20261101T000000Z-aaaaaaaaaaaa; nothing was switched/);
+    const names = h.remote.stepNames();
+    expect(names).toContain('node dependencies');
+    expect(names).not.toContain('build');
     expect(names).not.toContain('migrate');
     expect(names.slice(-2)).toEqual(['mark failed', 'unlock']);
   });

@@ -1,10 +1,11 @@
 // The health gate's probes (core/steps/sh/probe.sh) run by bash on this machine against real HTTP servers:
-// wait_healthy passes once a program that starts late answers, names what never answered (a closed port, an
-// error status: curl -f), and waits between rounds without a process (no `sleep` run); while a port refuses
+// wait_healthy passes once a program that starts late answers, names what never answered and why (a closed port,
+// an error status: curl -f, a listener that never answers), and waits between rounds without a process (no `sleep` run); while a port refuses
 // connections its HTTP probe (a curl process) runs once a second at most.
 import { execFile } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -49,21 +50,35 @@ describe('wait_healthy', () => {
     setTimeout(() => void serve(late, 200), 1200);
     const r = await bash(`if wait_healthy 4 0.2 web:${late}:/health; then echo late=ok; else echo "late=$UNHEALTHY"; fi
 if wait_healthy 1 0.2 api:${closed}:/health; then echo closed=ok; else echo "closed=$UNHEALTHY"; fi`);
-    expect(r.out).toBe(`late=ok\nclosed=no healthy answer within 1s from api:${closed}:/health`);
+    expect(r.out).toMatch(new RegExp(`^late=ok\nclosed=no healthy answer within 1s from api:${closed}:/health \\(Failed to connect to 127\\.0\\.0\\.1 port ${closed}[^)]*\\)$`));
     expect(r.slept).toBe(false);
   });
 
-  it('a listener that answers an error stays unhealthy (curl -f), named with its path', async () => {
+  it('a listener that answers an error stays unhealthy (curl -f), named with its path and the status', async () => {
     const port = await freePort();
     await serve(port, 503);
-    expect((await bash(`wait_healthy 1 0.2 web:${port}:/health || echo "$UNHEALTHY"`)).out).toBe(`no healthy answer within 1s from web:${port}:/health`);
+    expect((await bash(`wait_healthy 1 0.2 web:${port}:/health || echo "$UNHEALTHY"`)).out).toBe(`no healthy answer within 1s from web:${port}:/health (The requested URL returned error: 503)`);
   });
+
+  it('a program that accepts connections but never answers is told apart from one that is not listening; each probe named with its own reason', async () => {
+    const [silent, closed, ok] = [await freePort(), await freePort(), await freePort()];
+    // Listening (the kernel completes the handshake), never reading or answering: a hung worker, a raw TCP service.
+    const s = createNetServer(() => undefined);
+    await new Promise<void>((resolve) => s.listen(silent, '127.0.0.1', resolve));
+    try {
+      await serve(ok, 200);
+      const r = await bash(`wait_healthy 1 0.2 web:${silent}:/health api:${closed}:/ready ok:${ok}:/ || echo "$UNHEALTHY"`);
+      expect(r.out).toMatch(new RegExp(`^no healthy answer within 1s from web:${silent}:/health \\(Operation timed out after \\d+ milliseconds with 0 bytes received\\), api:${closed}:/ready \\(Failed to connect to [^)]*\\)$`));
+    } finally {
+      s.close();
+    }
+  }, 20_000);
 
   it('while a port refuses connections, its HTTP probe runs once a second at most; a late listener is still seen at once', async () => {
     const [closed, late] = [await freePort(), await freePort()];
     // 3 s at 0.05 s between rounds: 60 rounds, a curl per round without the gate.
     const refused = await bash(`wait_healthy 3 0.05 api:${closed}:/health || echo "$UNHEALTHY"`);
-    expect(refused.out).toBe(`no healthy answer within 3s from api:${closed}:/health`);
+    expect(refused.out).toMatch(new RegExp(`^no healthy answer within 3s from api:${closed}:/health \\(Failed to connect to 127\\.0\\.0\\.1 port ${closed}[^)]*\\)$`));
     expect(refused.curls).toBeGreaterThanOrEqual(2);
     expect(refused.curls).toBeLessThanOrEqual(5);
     setTimeout(() => void serve(late, 200), 1300);

@@ -70088,6 +70088,8 @@ var SshRemote = class {
   /** Channels open now, and who waits for one of them to close (a channel sshd refused for lack of sessions). */
   open = 0;
   waiting = [];
+  /** Steps of ours running now (their channel open): while there are several, each live line says which step it comes from. */
+  running = 0;
   gone(e) {
     this.lost ??= e;
     for (const abort of this.aborts) abort(e);
@@ -70153,7 +70155,7 @@ var SshRemote = class {
     const started = Date.now();
     const what = `step "${step.name}"`;
     const show = (stream2) => step.quiet ? { push: () => void 0, flush: () => void 0 } : new LineSplitter((line) => {
-      if (!line.startsWith(REPORT_PREFIX)) this.reporter.line(this.name, line, stream2);
+      if (!line.startsWith(REPORT_PREFIX)) this.reporter.line(this.name, this.running > 1 ? `[${step.name}] ${line}` : line, stream2);
     });
     const outLines = show("stdout");
     const errLines = show("stderr");
@@ -70168,6 +70170,7 @@ var SshRemote = class {
       errLines.push(t);
     });
     const { channel, ended } = await this.channel(command2, what);
+    this.running++;
     const limit = ((step.timeout ?? DEFAULT_STEP_TIMEOUT) + 30) * 1e3;
     let guard;
     let abort = (_) => void 0;
@@ -70186,6 +70189,7 @@ var SshRemote = class {
       clearTimeout(guard);
       this.aborts.delete(abort);
       this.open--;
+      this.running--;
       this.freed();
     });
     out.end();

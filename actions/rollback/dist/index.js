@@ -51008,6 +51008,8 @@ var SshRemote = class {
   /** Channels open now, and who waits for one of them to close (a channel sshd refused for lack of sessions). */
   open = 0;
   waiting = [];
+  /** Steps of ours running now (their channel open): while there are several, each live line says which step it comes from. */
+  running = 0;
   gone(e) {
     this.lost ??= e;
     for (const abort of this.aborts) abort(e);
@@ -51073,7 +51075,7 @@ var SshRemote = class {
     const started = Date.now();
     const what = `step "${step.name}"`;
     const show = (stream) => step.quiet ? { push: () => void 0, flush: () => void 0 } : new LineSplitter((line) => {
-      if (!line.startsWith(REPORT_PREFIX)) this.reporter.line(this.name, line, stream);
+      if (!line.startsWith(REPORT_PREFIX)) this.reporter.line(this.name, this.running > 1 ? `[${step.name}] ${line}` : line, stream);
     });
     const outLines = show("stdout");
     const errLines = show("stderr");
@@ -51088,6 +51090,7 @@ var SshRemote = class {
       errLines.push(t);
     });
     const { channel, ended } = await this.channel(command2, what);
+    this.running++;
     const limit = ((step.timeout ?? DEFAULT_STEP_TIMEOUT) + 30) * 1e3;
     let guard;
     let abort = (_) => void 0;
@@ -51106,6 +51109,7 @@ var SshRemote = class {
       clearTimeout(guard);
       this.aborts.delete(abort);
       this.open--;
+      this.running--;
       this.freed();
     });
     out.end();
@@ -51665,13 +51669,16 @@ var probe_default = `# shellcheck shell=bash
 # Health probes: plain HTTP on 127.0.0.1, every pending program at once, until a deadline. The clock is read with
 # printf's %(%s)T (a builtin: no process per reading).
 # A first request may be slow (cold caches, a busy host): 5 s per probe, the deadline bounds the whole wait.
-probe() { curl -fsS -o /dev/null --max-time 5 "http://127.0.0.1:$1$2" 2>/dev/null; }
+# curl says why a probe failed on stderr (nothing listens, an error status, no answer in time).
+probe() { curl -fsS -o /dev/null --max-time 5 "http://127.0.0.1:$1$2"; }
 # listening PORT: 0 when a TCP connection to 127.0.0.1:PORT is accepted, through bash's own /dev/tcp (a connect(2)
 # in this shell: no process; refused at once while nothing listens). Bash manual, "Redirections": /dev/tcp/HOST/PORT.
 # Only asked until a port was seen accepting once: our closed connection then waits in the program's accept queue,
 # and a program that never accepts must not fill that queue (a full queue would make connect(2) hang).
 listening() { local tcp; { exec {tcp}<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null || return 1; exec {tcp}<&-; }
-# wait_healthy TIMEOUT INTERVAL name:port:path...: 0 when every probe answered 2xx in time.
+# wait_healthy TIMEOUT INTERVAL name:port:path...: 0 when every probe answered 2xx in time; else UNHEALTHY names
+# each probe that never did, with why its last try failed, in curl's words ("Operation timed out after 5001
+# milliseconds with 0 bytes received": a program that accepts connections but never answers).
 # With FATAL_GROUP set, gives up early once supervisor has given up on one of the group's programs.
 # While a program's port refuses connections (it is still starting: imports, migrations of its own), its HTTP probe
 # (a curl process) is skipped, but once a second at least: ten hosts starting on shared cores each spent more on
@@ -51679,17 +51686,18 @@ listening() { local tcp; { exec {tcp}<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null ||
 # Between rounds, read's timeout on a pipe nobody writes to stands in for sleep (a builtin: no process per round).
 # shellcheck disable=SC2034 # UNHEALTHY is this function's result, read by the step that calls it
 wait_healthy() {
-  local limit=$1 interval=$2 now deadline next_check curled_at=-1 gate; shift 2
-  local pending=("$@") left p port path pause
-  local -A accepted=()
+  local limit=$1 interval=$2 now deadline next_check curled_at=-1 gate why_dir; shift 2
+  local pending=("$@") left p port path pause r
+  local -A accepted=() why=()
   exec {pause}<> <(:)
+  why_dir=$(mktemp -d)
   printf -v now '%(%s)T' -1; deadline=$(( now + limit )); next_check=$(( now + 2 ))
   while :; do
     printf -v now '%(%s)T' -1
     if [ -n "\${FATAL_GROUP:-}" ] && [ "$now" -ge "$next_check" ]; then
       next_check=$(( now + 2 ))
       # group_fatal: supervisor.sh (supervisor's XML-RPC; the step that sets FATAL_GROUP includes it).
-      if group_fatal "$FATAL_GROUP"; then UNHEALTHY="supervisor gave up on a program that keeps exiting (waiting for \${pending[*]})"; exec {pause}<&-; return 1; fi
+      if group_fatal "$FATAL_GROUP"; then UNHEALTHY="supervisor gave up on a program that keeps exiting (waiting for \${pending[*]})"; exec {pause}<&-; rm -rf "$why_dir"; return 1; fi
     fi
     # Probe every pending program at once: a slow page should not delay the others' verdict.
     local pids=() i=0
@@ -51700,15 +51708,28 @@ wait_healthy() {
         if ! listening "$port"; then pids+=(refused); continue; fi
         accepted[$port]=1
       fi
-      probe "$port" "$path" & pids+=($!)
+      probe "$port" "$path" 2> "$why_dir/\${#pids[@]}" & pids+=($!)
     done
     [ "$gate" = 1 ] || curled_at=$now
-    left=()
-    for p in "\${pending[@]}"; do [ "\${pids[$i]}" != refused ] && wait "\${pids[$i]}" || left+=("$p"); i=$(( i + 1 )); done
-    [ \${#left[@]} -eq 0 ] && { exec {pause}<&-; return 0; }
+    left=(); i=0
+    for p in "\${pending[@]}"; do
+      if [ "\${pids[$i]}" = refused ]; then
+        left+=("$p"); IFS=: read -r _ port _ <<< "$p"; why[$p]="Failed to connect to 127.0.0.1 port $port: Connection refused"
+      elif ! wait "\${pids[$i]}"; then
+        left+=("$p"); r=""; read -r r < "$why_dir/$i" || true
+        if [[ $r =~ ^curl:\\ \\([0-9]+\\)\\ (.*) ]]; then r=\${BASH_REMATCH[1]}; fi
+        why[$p]=\${r:-no answer}
+      fi
+      i=$(( i + 1 ))
+    done
+    [ \${#left[@]} -eq 0 ] && { exec {pause}<&-; rm -rf "$why_dir"; return 0; }
     pending=("\${left[@]}")
     printf -v now '%(%s)T' -1
-    [ "$now" -lt "$deadline" ] || { UNHEALTHY="no healthy answer within \${limit}s from \${left[*]}"; exec {pause}<&-; return 1; }
+    if [ "$now" -ge "$deadline" ]; then
+      UNHEALTHY="no healthy answer within \${limit}s from"; r=""
+      for p in "\${left[@]}"; do UNHEALTHY+="$r $p (\${why[$p]})"; r=","; done
+      exec {pause}<&-; rm -rf "$why_dir"; return 1
+    fi
     read -r -t "$interval" -u "$pause" _ || true
   done
 }
@@ -52029,7 +52050,12 @@ function slotConfig(env, slot, release, releaseId) {
       `environment=${supervisorEnvironment(vars, (k) => k in p.env ? key(`env.${k}`) : `the ${k} given to programs (from base_dir or the runtimes)`)}`,
       "autostart=true",
       "autorestart=true",
-      "startsecs=1",
+      // supervisord notices an exit only on its next pass, at most a second later (its poll's timeout), and decides
+      // whether the program has started (startsecs) before it reaps the exit (supervisor/supervisord.py runforever:
+      // transition() before reap(); Supervisor/supervisor#1534): with 1 s, a program that exits at once is mostly
+      // taken as started, restarted without counting, never FATAL, and the health gate waits out its timeout.
+      // 3 s: an exit within 2 s of a start always counts (startretries, then FATAL: the health gate gives up early).
+      "startsecs=3",
       "startretries=3",
       "stopsignal=TERM",
       "stopwaitsecs=15",
@@ -52193,6 +52219,8 @@ mv -T ${quote(`${L.base}/.current.new`)} ${quote(L.current)}
 mv -f ${quote(`${L.slotFile}.new`)} ${quote(L.slotFile)}
 ${historyFunctions(env)}
 history_add live "$release_id" ${operation}
+# Live again (rollback --to a release rolled back from): no longer abandoned, so a later rollback may come back to it.
+[ ! -e ${quote(L.releases)}/"$release_id"/.ops-abandoned ] || rm -f ${quote(L.releases)}/"$release_id"/.ops-abandoned
 echo "live: $release_id on slot ${slot}"`
     }),
     name: "switch"

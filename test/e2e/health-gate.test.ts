@@ -1,0 +1,97 @@
+// The health gate on a real host (supervisor, curl, ss), with programs that fail the way users' do: one that exits
+// as soon as it starts (a missing module, a bad setting), writing to its own log file rather than to supervisor; one
+// that accepts connections but never answers HTTP.
+// What the deploy says, how soon, and that the live release serves throughout.
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { deploy } from '../../core/ops/deploy.ts';
+import { quote } from '../../core/shell.ts';
+import { downHost, sshRun, type Host } from '../hosts/index.ts';
+import { commit, gitIn, initRepo } from '../support/gitrepo.ts';
+import { APP, get, makeProject, readyHost, webConfig, type TestProject } from './support.ts';
+
+/** The app: serves its version; MODE=exit exits at once, MODE=silent listens and never answers (a hung worker). */
+const SERVER = String.raw`import os, socket, sys, time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+port = int(sys.argv[1])
+mode = open("MODE").read().strip()
+if mode == "exit":
+    sys.exit("ModuleNotFoundError: No module named 'settings_local'")
+if mode == "silent":
+    s = socket.socket()
+    s.bind(("127.0.0.1", port))
+    s.listen(16)
+    while True:
+        time.sleep(60)
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = open("VERSION").read().strip().encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+HTTPServer(("127.0.0.1", port), Handler).serve_forever()
+`;
+
+let host: Host;
+let project: TestProject;
+let repo: string;
+let config: Record<string, unknown>;
+const root = mkdtempSync(join(tmpdir(), 'ops-gate-'));
+/** On the host, as root. */
+const onHost = async (command: string) => (await sshRun(host, `sudo bash -c ${quote(command)}`)).stdout.trim();
+
+beforeAll(async () => {
+  host = await readyHost('gat');
+  repo = join(root, 'app');
+  initRepo(repo, { 'server.py': SERVER, MODE: 'ok\n', VERSION: '1\n' });
+  gitIn(repo, ['tag', 'good']);
+  config = webConfig(host, repo, {
+    ref: 'good',
+    switch: { drain: 1, health_timeout: 45 },
+    // The app writes its own log file (as many do): supervisor sees no output, only the exit.
+    programs: { web: { command: "sh -c 'exec {python} server.py {port} >> /tmp/ops-gate-web.log 2>&1'", port: 5100, health: '/health', env: {} } },
+  });
+  project = makeProject('e2e', config);
+  await deploy(project.ctx(), project.env(), { ref: 'good' });
+}, 900_000);
+
+afterAll(async () => {
+  if (host) await downHost(host.name, { purge: true });
+  project?.cleanup();
+});
+
+describe.sequential('the health gate', () => {
+  it('a program that exits as soon as it starts: supervisor never takes it as started, gives up on it (FATAL), and the deploy fails saying so without waiting out the health timeout', async () => {
+    commit(repo, { MODE: 'exit\n', VERSION: '2\n' }, 'a release whose program exits at once');
+    gitIn(repo, ['tag', 'exits']);
+    // supervisord notices exits once per second, after deciding whether a program has started (startsecs): a
+    // program that exits at once must never count as started, or supervisor restarts it forever (never FATAL).
+    for (let i = 0; i < 2; i++) {
+      const err = await deploy(project.ctx(), project.env(), { ref: 'exits', force: true }).catch((e: Error) => e);
+      expect(err).toBeInstanceOf(Error);
+      expect((err as Error).message).toMatch(/did not become healthy on slot \w+: supervisor gave up on a program that keeps exiting/);
+      expect((await get(host)).body).toBe('1');
+    }
+    // supervisor's own log: every start of the failing release was an exit "too quickly", none taken as started.
+    const log = await onHost(`grep -E "${APP}-(blue|green)-web" /var/log/supervisor/supervisord.log`);
+    const live = await onHost(`cat /srv/${APP}/.ops/slot`);
+    const failing = log.split('\n').filter((l) => !l.includes(`${APP}-${live}-web`));
+    expect(failing.filter((l) => l.includes('gave up'))).toHaveLength(2);
+    expect(failing.filter((l) => l.includes('entered RUNNING state'))).toEqual([]);
+  }, 600_000);
+
+  it('a program that listens but never answers HTTP: the deploy fails naming the probe and why (no answer in time, not "nothing listens")', async () => {
+    commit(repo, { MODE: 'silent\n', VERSION: '3\n' }, 'a release whose program listens but never answers');
+    gitIn(repo, ['tag', 'silent']);
+    project.write({ ...config, switch: { drain: 1, health_timeout: 8 } });
+    const err = await deploy(project.ctx(), project.env(), { ref: 'silent' }).catch((e: Error) => e);
+    expect(err).toBeInstanceOf(Error);
+    expect((err as Error).message).toMatch(/did not become healthy on slot \w+: no healthy answer within 8s from web:\d+:\/health \(Operation timed out after \d+ milliseconds with 0 bytes received\); the live release keeps serving/);
+    expect((await get(host)).body).toBe('1');
+  }, 300_000);
+});

@@ -1,0 +1,92 @@
+// ops rollback as a new user drives it, on a real host (supervisor, nginx, the host's history): release ids that
+// are not releases (malformed, shell metacharacters, not kept) refused before anything changes; and a roll
+// forward (`--to` the release just rolled back from), after which the next deploy can still be rolled back to it.
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { deploy } from '../../core/ops/deploy.ts';
+import { listReleases } from '../../core/ops/records.ts';
+import { rollback } from '../../core/ops/rollback.ts';
+import { quote } from '../../core/shell.ts';
+import { downHost, sshRun, type Host } from '../hosts/index.ts';
+import { runOps } from '../support/cli.ts';
+import { commit, gitIn, initRepo } from '../support/gitrepo.ts';
+import { APP, get, makeProject, readyHost, webConfig, type TestProject } from './support.ts';
+
+/** The app: answers every path with its release and version. */
+const SERVER = String.raw`import os, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = (os.environ["OPS_RELEASE"] + " " + open("VERSION").read().strip()).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+`;
+
+let host: Host;
+let project: TestProject;
+let repo: string;
+const root = mkdtempSync(join(tmpdir(), 'ops-rollback-'));
+/** On the host, as root. */
+const onHost = async (command: string) => (await sshRun(host, `sudo bash -c ${quote(command)}`)).stdout.trim();
+const cli = (argv: string[]) => runOps(argv, { root: project.root, processEnv: { PATH: process.env.PATH, HOME: process.env.HOME, NO_COLOR: '1' } });
+/** Deploy a new commit with VERSION `version`; its release id. */
+async function release(version: string): Promise<string> {
+  commit(repo, { VERSION: `${version}\n` }, `version ${version}`);
+  gitIn(repo, ['tag', `v${version}`]);
+  return (await deploy(project.ctx(), project.env(), { ref: `v${version}` })).release;
+}
+
+beforeAll(async () => {
+  host = await readyHost('rbe');
+  repo = join(root, 'app');
+  initRepo(repo, { 'server.py': SERVER, VERSION: '0\n' });
+  project = makeProject('e2e', webConfig(host, repo, { release: { python_requirements: '', node_dir: '', build: 'true', migrate: 'true', keep: 5 } }));
+}, 900_000);
+
+afterAll(async () => {
+  if (host) await downHost(host.name, { purge: true });
+  project?.cleanup();
+});
+
+describe.sequential('ops rollback', () => {
+  it('--to a malformed id, one with shell metacharacters, one not kept: refused with one message each; nothing on the host changes', async () => {
+    const v1 = await release('1');
+    const before = await onHost(`cat /srv/${APP}/.ops/history; ls /srv/${APP}/releases`);
+    for (const to of ['latest', '$(touch /tmp/ops-pwned)', `${v1}; touch /tmp/ops-pwned`, '../../etc']) {
+      const r = await cli(['rollback', 'e2e', '--to', to]);
+      expect(r.code).toBe(1);
+      expect(r.err).toContain(`error: invalid release id ${JSON.stringify(to)}: expected YYYYMMDDTHHMMSSZ-<sha>, as listed by \`ops releases <env>\``);
+      expect(r.err).not.toMatch(/\n\s+at /); // no stack trace
+    }
+    const missing = '20990101T000000Z-0123456789ab';
+    const r = await cli(['rollback', 'e2e', '--to', missing]);
+    expect(r.code).toBe(1);
+    expect(r.err).toContain(`error: release ${missing} is not on ${host.name} (kept: ${v1})`);
+    expect(await onHost('ls /tmp/ops-pwned 2>/dev/null || echo none')).toBe('none');
+    expect(await onHost(`cat /srv/${APP}/.ops/history; ls /srv/${APP}/releases`)).toBe(before);
+    expect((await get(host)).body).toBe(`${v1} 1`);
+  }, 300_000);
+
+  it('a roll forward (--to the release just rolled back from) makes it a rollback target again: the next deploy rolls back to it', async () => {
+    const v2 = await release('2');
+    const v1 = (await rollback(project.ctx(), project.env())).hosts[0]!.release;
+    expect((await get(host)).body).toBe(`${v1} 1`);
+    // The cause was elsewhere after all: forward again to v2.
+    expect((await rollback(project.ctx(), project.env(), v2)).hosts[0]).toMatchObject({ release: v2, previous: v1 });
+    expect((await get(host)).body).toBe(`${v2} 2`);
+    const listed = (await listReleases(project.ctx(), project.env()))[0]!.releases;
+    expect(listed.find((x) => x.id === v2)!.status).toBe('current');
+    const v3 = await release('3');
+    expect((await listReleases(project.ctx(), project.env()))[0]!.releases.find((x) => x.id === v2)!.status).toBe('ok');
+    // v2 was live right before v3: that is where a rollback goes (v1 was rolled back from, by the roll forward).
+    expect((await rollback(project.ctx(), project.env())).hosts[0]).toMatchObject({ release: v2, previous: v3 });
+    expect((await get(host)).body).toBe(`${v2} 2`);
+  }, 300_000);
+});

@@ -94,4 +94,11 @@ if wait_healthy 1 0.2 api:${closed}:/health; then echo closed=ok; else echo "clo
     const r = await bash(`listening() { return 1; }\nwait_healthy 5 0.05 web:${late}:/ && echo ok`);
     expect(r.out).toBe('ok');
   });
+
+  it('no room for temporary files (a full /tmp): the verdict stands, without the reasons curl gives', async () => {
+    const [ok, closed] = [await freePort(), await freePort()];
+    await serve(ok, 200);
+    const r = await bash(`export TMPDIR=/nonexistent-ops-tmp\nwait_healthy 2 0.2 web:${ok}:/ && echo ok\nwait_healthy 1 0.2 api:${closed}:/ || echo "$UNHEALTHY"\nls / | grep -c '^[0-9]$' || true`);
+    expect(r.out.split('\n')).toEqual(['ok', `no healthy answer within 1s from api:${closed}:/ (no answer)`, '0']);
+  });
 });

@@ -50010,75 +50010,7 @@ live_verdict() {
 `;
 
 // core/steps/sh/probe.sh
-var probe_default = `# shellcheck shell=bash
-# Health probes: plain HTTP on 127.0.0.1, every pending program at once, until a deadline. The clock is read with
-# printf's %(%s)T (a builtin: no process per reading).
-# A first request may be slow (cold caches, a busy host): 5 s per probe, the deadline bounds the whole wait.
-# curl says why a probe failed on stderr (nothing listens, an error status, no answer in time).
-probe() { curl -fsS -o /dev/null --max-time 5 "http://127.0.0.1:$1$2"; }
-# listening PORT: 0 when a TCP connection to 127.0.0.1:PORT is accepted, through bash's own /dev/tcp (a connect(2)
-# in this shell: no process; refused at once while nothing listens). Bash manual, "Redirections": /dev/tcp/HOST/PORT.
-# Only asked until a port was seen accepting once: our closed connection then waits in the program's accept queue,
-# and a program that never accepts must not fill that queue (a full queue would make connect(2) hang).
-listening() { local tcp; { exec {tcp}<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null || return 1; exec {tcp}<&-; }
-# wait_healthy TIMEOUT INTERVAL name:port:path...: 0 when every probe answered 2xx in time; else UNHEALTHY names
-# each probe that never did, with why its last try failed, in curl's words ("Operation timed out after 5001
-# milliseconds with 0 bytes received": a program that accepts connections but never answers).
-# With FATAL_GROUP set, gives up early once supervisor has given up on one of the group's programs.
-# While a program's port refuses connections (it is still starting: imports, migrations of its own), its HTTP probe
-# (a curl process) is skipped, but once a second at least: ten hosts starting on shared cores each spent more on
-# curl runs every INTERVAL than their programs' start-up, and a bash without /dev/tcp still gets probed.
-# Between rounds, read's timeout on a pipe nobody writes to stands in for sleep (a builtin: no process per round).
-# shellcheck disable=SC2034 # UNHEALTHY is this function's result, read by the step that calls it
-wait_healthy() {
-  local limit=$1 interval=$2 now deadline next_check curled_at=-1 gate why_dir; shift 2
-  local pending=("$@") left p port path pause r
-  local -A accepted=() why=()
-  exec {pause}<> <(:)
-  why_dir=$(mktemp -d)
-  printf -v now '%(%s)T' -1; deadline=$(( now + limit )); next_check=$(( now + 2 ))
-  while :; do
-    printf -v now '%(%s)T' -1
-    if [ -n "\${FATAL_GROUP:-}" ] && [ "$now" -ge "$next_check" ]; then
-      next_check=$(( now + 2 ))
-      # group_fatal: supervisor.sh (supervisor's XML-RPC; the step that sets FATAL_GROUP includes it).
-      if group_fatal "$FATAL_GROUP"; then UNHEALTHY="supervisor gave up on a program that keeps exiting (waiting for \${pending[*]})"; exec {pause}<&-; rm -rf "$why_dir"; return 1; fi
-    fi
-    # Probe every pending program at once: a slow page should not delay the others' verdict.
-    local pids=() i=0
-    gate=0; [ "$curled_at" = "$now" ] && gate=1
-    for p in "\${pending[@]}"; do
-      IFS=: read -r _ port path <<< "$p"
-      if [ "$gate" = 1 ] && [ -z "\${accepted[$port]:-}" ]; then
-        if ! listening "$port"; then pids+=(refused); continue; fi
-        accepted[$port]=1
-      fi
-      probe "$port" "$path" 2> "$why_dir/\${#pids[@]}" & pids+=($!)
-    done
-    [ "$gate" = 1 ] || curled_at=$now
-    left=(); i=0
-    for p in "\${pending[@]}"; do
-      if [ "\${pids[$i]}" = refused ]; then
-        left+=("$p"); IFS=: read -r _ port _ <<< "$p"; why[$p]="Failed to connect to 127.0.0.1 port $port: Connection refused"
-      elif ! wait "\${pids[$i]}"; then
-        left+=("$p"); r=""; read -r r < "$why_dir/$i" || true
-        if [[ $r =~ ^curl:\\ \\([0-9]+\\)\\ (.*) ]]; then r=\${BASH_REMATCH[1]}; fi
-        why[$p]=\${r:-no answer}
-      fi
-      i=$(( i + 1 ))
-    done
-    [ \${#left[@]} -eq 0 ] && { exec {pause}<&-; rm -rf "$why_dir"; return 0; }
-    pending=("\${left[@]}")
-    printf -v now '%(%s)T' -1
-    if [ "$now" -ge "$deadline" ]; then
-      UNHEALTHY="no healthy answer within \${limit}s from"; r=""
-      for p in "\${left[@]}"; do UNHEALTHY+="$r $p (\${why[$p]})"; r=","; done
-      exec {pause}<&-; rm -rf "$why_dir"; return 1
-    fi
-    read -r -t "$interval" -u "$pause" _ || true
-  done
-}
-`;
+var probe_default = '# shellcheck shell=bash\n# Health probes: plain HTTP on 127.0.0.1, every pending program at once, until a deadline. The clock is read with\n# printf\'s %(%s)T (a builtin: no process per reading).\n# A first request may be slow (cold caches, a busy host): 5 s per probe, the deadline bounds the whole wait.\n# curl says why a probe failed on stderr (nothing listens, an error status, no answer in time).\nprobe() { curl -fsS -o /dev/null --max-time 5 "http://127.0.0.1:$1$2"; }\n# listening PORT: 0 when a TCP connection to 127.0.0.1:PORT is accepted, through bash\'s own /dev/tcp (a connect(2)\n# in this shell: no process; refused at once while nothing listens). Bash manual, "Redirections": /dev/tcp/HOST/PORT.\n# Only asked until a port was seen accepting once: our closed connection then waits in the program\'s accept queue,\n# and a program that never accepts must not fill that queue (a full queue would make connect(2) hang).\nlistening() { local tcp; { exec {tcp}<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null || return 1; exec {tcp}<&-; }\n# wait_healthy TIMEOUT INTERVAL name:port:path...: 0 when every probe answered 2xx in time; else UNHEALTHY names\n# each probe that never did, with why its last try failed, in curl\'s words ("Operation timed out after 5001\n# milliseconds with 0 bytes received": a program that accepts connections but never answers).\n# With FATAL_GROUP set, gives up early once supervisor has given up on one of the group\'s programs.\n# While a program\'s port refuses connections (it is still starting: imports, migrations of its own), its HTTP probe\n# (a curl process) is skipped, but once a second at least: ten hosts starting on shared cores each spent more on\n# curl runs every INTERVAL than their programs\' start-up, and a bash without /dev/tcp still gets probed.\n# Between rounds, read\'s timeout on a pipe nobody writes to stands in for sleep (a builtin: no process per round).\n# shellcheck disable=SC2034 # UNHEALTHY is this function\'s result, read by the step that calls it\nwait_healthy() {\n  local limit=$1 interval=$2 now deadline next_check curled_at=-1 gate why_dir; shift 2\n  local pending=("$@") left p port path pause r\n  local -A accepted=() why=()\n  exec {pause}<> <(:)\n  # Where each probe\'s reason goes; none on a host whose /tmp is full (then the verdict stands without reasons).\n  why_dir=$(mktemp -d 2>/dev/null) || why_dir=""\n  printf -v now \'%(%s)T\' -1; deadline=$(( now + limit )); next_check=$(( now + 2 ))\n  while :; do\n    printf -v now \'%(%s)T\' -1\n    if [ -n "${FATAL_GROUP:-}" ] && [ "$now" -ge "$next_check" ]; then\n      next_check=$(( now + 2 ))\n      # group_fatal: supervisor.sh (supervisor\'s XML-RPC; the step that sets FATAL_GROUP includes it).\n      if group_fatal "$FATAL_GROUP"; then UNHEALTHY="supervisor gave up on a program that keeps exiting (waiting for ${pending[*]})"; exec {pause}<&-; rm -rf "${why_dir:-/nonexistent}"; return 1; fi\n    fi\n    # Probe every pending program at once: a slow page should not delay the others\' verdict.\n    local pids=() i=0\n    gate=0; [ "$curled_at" = "$now" ] && gate=1\n    for p in "${pending[@]}"; do\n      IFS=: read -r _ port path <<< "$p"\n      if [ "$gate" = 1 ] && [ -z "${accepted[$port]:-}" ]; then\n        if ! listening "$port"; then pids+=(refused); continue; fi\n        accepted[$port]=1\n      fi\n      r=${why_dir:+$why_dir/${#pids[@]}}\n      probe "$port" "$path" 2> "${r:-/dev/null}" & pids+=($!)\n    done\n    [ "$gate" = 1 ] || curled_at=$now\n    left=(); i=0\n    for p in "${pending[@]}"; do\n      if [ "${pids[$i]}" = refused ]; then\n        left+=("$p"); IFS=: read -r _ port _ <<< "$p"; why[$p]="Failed to connect to 127.0.0.1 port $port: Connection refused"\n      elif ! wait "${pids[$i]}"; then\n        left+=("$p"); r=""; [ -z "$why_dir" ] || read -r r < "$why_dir/$i" || true\n        if [[ $r =~ ^curl:\\ \\([0-9]+\\)\\ (.*) ]]; then r=${BASH_REMATCH[1]}; fi\n        why[$p]=${r:-no answer}\n      fi\n      i=$(( i + 1 ))\n    done\n    [ ${#left[@]} -eq 0 ] && { exec {pause}<&-; rm -rf "${why_dir:-/nonexistent}"; return 0; }\n    pending=("${left[@]}")\n    printf -v now \'%(%s)T\' -1\n    if [ "$now" -ge "$deadline" ]; then\n      UNHEALTHY="no healthy answer within ${limit}s from"; r=""\n      for p in "${left[@]}"; do UNHEALTHY+="$r $p (${why[$p]})"; r=","; done\n      exec {pause}<&-; rm -rf "${why_dir:-/nonexistent}"; return 1\n    fi\n    read -r -t "$interval" -u "$pause" _ || true\n  done\n}\n';
 
 // core/steps/sh/supervisor.sh
 var supervisor_default = `# shellcheck shell=bash

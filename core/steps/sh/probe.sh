@@ -23,14 +23,15 @@ wait_healthy() {
   local pending=("$@") left p port path pause r
   local -A accepted=() why=()
   exec {pause}<> <(:)
-  why_dir=$(mktemp -d)
+  # Where each probe's reason goes; none on a host whose /tmp is full (then the verdict stands without reasons).
+  why_dir=$(mktemp -d 2>/dev/null) || why_dir=""
   printf -v now '%(%s)T' -1; deadline=$(( now + limit )); next_check=$(( now + 2 ))
   while :; do
     printf -v now '%(%s)T' -1
     if [ -n "${FATAL_GROUP:-}" ] && [ "$now" -ge "$next_check" ]; then
       next_check=$(( now + 2 ))
       # group_fatal: supervisor.sh (supervisor's XML-RPC; the step that sets FATAL_GROUP includes it).
-      if group_fatal "$FATAL_GROUP"; then UNHEALTHY="supervisor gave up on a program that keeps exiting (waiting for ${pending[*]})"; exec {pause}<&-; rm -rf "$why_dir"; return 1; fi
+      if group_fatal "$FATAL_GROUP"; then UNHEALTHY="supervisor gave up on a program that keeps exiting (waiting for ${pending[*]})"; exec {pause}<&-; rm -rf "${why_dir:-/nonexistent}"; return 1; fi
     fi
     # Probe every pending program at once: a slow page should not delay the others' verdict.
     local pids=() i=0
@@ -41,7 +42,8 @@ wait_healthy() {
         if ! listening "$port"; then pids+=(refused); continue; fi
         accepted[$port]=1
       fi
-      probe "$port" "$path" 2> "$why_dir/${#pids[@]}" & pids+=($!)
+      r=${why_dir:+$why_dir/${#pids[@]}}
+      probe "$port" "$path" 2> "${r:-/dev/null}" & pids+=($!)
     done
     [ "$gate" = 1 ] || curled_at=$now
     left=(); i=0
@@ -49,19 +51,19 @@ wait_healthy() {
       if [ "${pids[$i]}" = refused ]; then
         left+=("$p"); IFS=: read -r _ port _ <<< "$p"; why[$p]="Failed to connect to 127.0.0.1 port $port: Connection refused"
       elif ! wait "${pids[$i]}"; then
-        left+=("$p"); r=""; read -r r < "$why_dir/$i" || true
+        left+=("$p"); r=""; [ -z "$why_dir" ] || read -r r < "$why_dir/$i" || true
         if [[ $r =~ ^curl:\ \([0-9]+\)\ (.*) ]]; then r=${BASH_REMATCH[1]}; fi
         why[$p]=${r:-no answer}
       fi
       i=$(( i + 1 ))
     done
-    [ ${#left[@]} -eq 0 ] && { exec {pause}<&-; rm -rf "$why_dir"; return 0; }
+    [ ${#left[@]} -eq 0 ] && { exec {pause}<&-; rm -rf "${why_dir:-/nonexistent}"; return 0; }
     pending=("${left[@]}")
     printf -v now '%(%s)T' -1
     if [ "$now" -ge "$deadline" ]; then
       UNHEALTHY="no healthy answer within ${limit}s from"; r=""
       for p in "${left[@]}"; do UNHEALTHY+="$r $p (${why[$p]})"; r=","; done
-      exec {pause}<&-; rm -rf "$why_dir"; return 1
+      exec {pause}<&-; rm -rf "${why_dir:-/nonexistent}"; return 1
     fi
     read -r -t "$interval" -u "$pause" _ || true
   done

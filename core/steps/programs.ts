@@ -12,7 +12,7 @@ export interface ProgramState {
   /** supervisor's state name: RUNNING, STOPPED, FATAL, BACKOFF, STARTING, EXITED... */
   state: string;
   pid?: number;
-  /** Seconds since it started (RUNNING), or since it stopped. */
+  /** Seconds since it started (RUNNING, STARTING), or since it stopped. */
   seconds?: number;
   description: string;
   /** The release the process runs, read from the process (OPS_RELEASE, else its working directory), not from `current`. */
@@ -94,7 +94,8 @@ export function programStates(env: Target, records: Record<string, string>[], li
     const program = (r.name ?? '').slice(`${app}-${slot}-`.length);
     if (!env.config.programs[program]) continue;
     const now = Number(r.now);
-    const since = r.statename === 'RUNNING' ? Number(r.start) : Number(r.stop);
+    // A STARTING process runs too (startsecs not yet over: 3 s after every start): its time counts from its start.
+    const since = r.statename === 'RUNNING' || r.statename === 'STARTING' ? Number(r.start) : Number(r.stop);
     states.push({
       program,
       slot,

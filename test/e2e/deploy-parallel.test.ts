@@ -155,7 +155,8 @@ describe.sequential('a full deploy makes its Python set beside the node set and 
         const timer = setTimeout(() => reject(new Error(`the deploy never had its Python set and build running at once:\n${out}`)), 240_000);
         const watch = (d: Buffer) => {
           out += d;
-          if (out.includes('· python dependencies') && out.includes('· build')) {
+          // Both under way: the Python set started and the build printed a line of its own (tagged with its step).
+          if (out.includes('· python dependencies') && /^ {2}\S+ \[build\] /m.test(out)) {
             clearTimeout(timer);
             resolve();
           }
@@ -174,7 +175,7 @@ describe.sequential('a full deploy makes its Python set beside the node set and 
     // The terminal: the two steps are siblings (not one nested in the other), the build's lines say they are its own.
     expect(out).toMatch(/^▸ \S+ · python dependencies$/m);
     expect(out).toMatch(/^▸ \S+ · build$/m);
-    expect(out).toMatch(/^ {2}\S+ \[build\] > vite build$/m);
+    expect(out).toMatch(/^ {2}\S+ \[build\] cd client && npm run build$/m);
     expect(await stillWorking()).toBe('');
     expect((await getLockStatus(project.ctx(), project.env()))[0]!.lock.state).toBe('free');
     expect((await auditLog(project.ctx(), project.env(), 3))[0]!.entries.map((e) => e.message)).toContain('interrupted by SIGTERM');

@@ -53,7 +53,8 @@ async function processes(app: string): Promise<string[]> {
     .filter((l) => l.startsWith(`${app}-blue:`) || l.startsWith(`${app}-green:`))
     .map((l) => {
       const [name, state, , pid] = l.split(/\s+/);
-      return `${name} ${state} ${pid?.replace(',', '')}`;
+      // STARTING turns RUNNING startsecs (3 s) after a start with nothing else changing: the same process.
+      return `${name} ${state === 'STARTING' ? 'RUNNING' : state} ${pid?.replace(',', '')}`;
     })
     .sort();
 }

@@ -61,7 +61,8 @@ describe.sequential('day-2 operations on a live host', () => {
     expect(h.release!.sha).toMatch(/^[0-9a-f]{40}$/);
     expect(h.nginx).toMatchObject({ running: true, configOk: true });
     expect(h.site!.status).toBe(200);
-    expect(h.supervisor!.programs.filter((p) => p.live).map((p) => `${p.program} ${p.state}`)).toEqual(['server RUNNING', 'client RUNNING']);
+    // STARTING for startsecs (3 s: core/steps/switch.ts) after the start that passed the health gate, then RUNNING.
+    expect(h.supervisor!.programs.filter((p) => p.live).map((p) => `${p.program} ${p.state === 'STARTING' ? 'RUNNING' : p.state}`)).toEqual(['server RUNNING', 'client RUNNING']);
     // What runs is read from the processes: the live slot's run the release `current` names.
     expect(h.supervisor!.programs.filter((p) => p.live).map((p) => p.release)).toEqual([h.release!.id, h.release!.id]);
     expect(h.supervisor!.programs.every((p) => (p.seconds ?? -1) >= 0)).toBe(true);

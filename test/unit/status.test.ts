@@ -197,6 +197,14 @@ describe('status parser', () => {
     expect(recs).toEqual([{ name: 'a&b <c>', x: '' }]);
     expect(programStates(env, parseProcessInfo(RUNNING), 'green').filter((p) => p.live).map((p) => p.slot)).toEqual(['green', 'green']);
   });
+
+  it('a program still STARTING (startsecs) counts its time from its start, as a RUNNING one does; a stopped one from its stop', () => {
+    const xml = processXml([
+      { name: 'shop-blue-server', group: 'shop-blue', state: 'STARTING', pid: 211, start: 4598, now: 4600 },
+      { name: 'shop-blue-client', group: 'shop-blue', state: 'STOPPED', start: 1000, stop: 4500, now: 4600 },
+    ]);
+    expect(programStates(env, parseProcessInfo(xml), 'blue').map((p) => `${p.program} ${p.state} ${p.seconds}`)).toEqual(['server STARTING 2', 'client STOPPED 100']);
+  });
 });
 
 describe('cert_info, run here on real certificates', () => {

@@ -50290,7 +50290,7 @@ function programStates(env, records, liveSlot) {
     const program = (r.name ?? "").slice(`${app}-${slot}-`.length);
     if (!env.config.programs[program]) continue;
     const now = Number(r.now);
-    const since = r.statename === "RUNNING" ? Number(r.start) : Number(r.stop);
+    const since = r.statename === "RUNNING" || r.statename === "STARTING" ? Number(r.start) : Number(r.stop);
     states.push({
       program,
       slot,

@@ -45,18 +45,25 @@ function page(domain: string | undefined, { tls = false, path = '/' } = {}): Pro
   });
 }
 
-/** supervisor's processes of an app on the host: "group:name pid", sorted. */
+/**
+ * supervisor's processes of an app on the host: "group:name state pid", sorted. A program STARTING
+ * (startsecs, 3 s, after a start) shows no pid yet: wait, up to 15 s, until none is.
+ */
 async function processes(app: string): Promise<string[]> {
-  const out = (await sshRun(host, 'sudo supervisorctl status || true')).stdout;
-  return out
-    .split('\n')
-    .filter((l) => l.startsWith(`${app}-blue:`) || l.startsWith(`${app}-green:`))
-    .map((l) => {
-      const [name, state, , pid] = l.split(/\s+/);
-      // STARTING turns RUNNING startsecs (3 s) after a start with nothing else changing: the same process.
-      return `${name} ${state === 'STARTING' ? 'RUNNING' : state} ${pid?.replace(',', '')}`;
-    })
-    .sort();
+  for (let tries = 0; ; tries++) {
+    const out = (await sshRun(host, 'sudo supervisorctl status || true')).stdout;
+    const lines = out.split('\n').filter((l) => l.startsWith(`${app}-blue:`) || l.startsWith(`${app}-green:`));
+    if (tries < 30 && lines.some((l) => l.split(/\s+/)[1] === 'STARTING')) {
+      await new Promise((r) => setTimeout(r, 500));
+      continue;
+    }
+    return lines
+      .map((l) => {
+        const [name, state, , pid] = l.split(/\s+/);
+        return `${name} ${state} ${pid?.replace(',', '')}`;
+      })
+      .sort();
+  }
 }
 
 /** Checksums of an app's nginx and supervisor files and its live release. */

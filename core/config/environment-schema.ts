@@ -92,7 +92,7 @@ const programSchema = object({
   command: req(command, 'how to start it, run in `directory` with the release `.env` loaded; placeholders: {release} (the release directory), {python} {node} {npm} (pinned runtimes, absolute paths), {port} (the port of this program in the slot being started), {port:<program>}'),
   directory: opt(relPath, 'working directory, relative to the release', '.'),
   port: req(port, 'the port it listens on in the "blue" slot; the "green" slot uses port + switch.port_offset'),
-  health: opt(urlPath, 'HTTP path that answers 2xx when the program is ready', '/'),
+  health: opt(urlPath, 'HTTP path that answers 2xx when the program is ready (on 127.0.0.1; a redirect to another path of the program is followed)', '/'),
   env: opt(record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: 'a variable name' }), string({ form: 'a string' })), 'extra environment variables (placeholders allowed), e.g. the port it must listen on', {}),
 });
 

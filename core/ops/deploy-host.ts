@@ -176,10 +176,15 @@ export async function buildOn(env: Target, hp: HostPlan, p: Plan): Promise<void>
   result.notes.push(...deps.flat().map((d) => `dependencies: ${d}`));
 }
 
-/** Run release.migrate (if set) in the release built on `hp`: once per rollout, on its first host, after buildOn. */
-export async function migrateOn(env: Target, hp: HostPlan, p: Plan): Promise<void> {
+/**
+ * Run release.migrate (if set) in the release built on `hp`: once per rollout, on its first host, after buildOn.
+ * @returns whether migrations ran (false: none set). @throws StepError when they fail.
+ */
+export async function migrateOn(env: Target, hp: HostPlan, p: Plan): Promise<boolean> {
   const { migrate } = env.config.release;
-  if (migrate) await hp.h.run(appCommand(env, `${env.layout.releases}/${p.id}`, 'migrate', migrate));
+  if (!migrate) return false;
+  await hp.h.run(appCommand(env, `${env.layout.releases}/${p.id}`, 'migrate', migrate));
+  return true;
 }
 
 /** The dependency sets of the commit deployed (directory names under shared/deps). */

@@ -142,6 +142,7 @@ export const environmentSchema = object(
         false,
       ),
       migrate: opt(command, 'migration command, run before the switch while the old release still serves', 'make migrate'),
+      migrate_timeout: opt(integer(1, 86400), 'seconds the migration command may run; then it is stopped and the deploy fails before any switch', 1800),
       keep: opt(integer(1, 100), 'good releases kept on each host: the latest ones that went live, in the order they went live on that host (the live one among them); the live release and the one kept warm on the idle slot are never removed', 5),
       keep_failed: opt(integer(0, 100), 'failed and rolled-back (abandoned) releases kept on each host for inspection, the latest ones; counted apart from `keep`', 2),
       migration_paths: opt(

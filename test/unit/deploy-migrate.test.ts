@@ -11,6 +11,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { loadEnvironment } from '../../core/config/environment.ts';
 import type { OpsContext } from '../../core/context.ts';
+import type { OpsError } from '../../core/errors.ts';
 import { deploy } from '../../core/ops/deploy.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { RecordingRemote } from '../../core/remote/recording.ts';
@@ -48,7 +49,7 @@ beforeAll(async () => {
       hosts: HOSTS.map((name, i) => ({ name, address: `192.0.2.${i + 1}`, host_key: KEY })),
       programs: { server: { command: 'run', port: 3579, health: '/health' } },
       routes: { '/': 'server' },
-      release: { python_requirements: '', node_dir: '', migrate: 'alembic upgrade head', before_switch: ['./warm-caches'] },
+      release: { python_requirements: '', node_dir: '', migrate: 'alembic upgrade head', migrate_timeout: 120, before_switch: ['./warm-caches'] },
       switch: { batch_size: 1 },
     }),
   );
@@ -126,6 +127,16 @@ describe('migrations beside the transfer of a build (three hosts, batch_size 1)'
     expect(err.message).toContain(`rollout stopped; hosts now run:\n  web1: unchanged (previous release)\n  web2: unchanged (previous release)\n  web3: unchanged (failed)`);
     // The schema is the new release's while every host serves the previous one: said, with what it means.
     expect(err.message).toMatch(/\nthe migrations of \d{8}T\d{6}Z-[0-9a-f]{12} ran on web1 \(alembic upgrade head\): the database has its schema while the hosts serve the previous release/);
+  });
+
+  it('a migration that hangs (waiting for a lock) is stopped by release.migrate_timeout: the error says after how long and what to do; every lock is let go', async () => {
+    const h = harness((host, step) => (host === 'web1' && step.name === 'migrate' ? { code: 124, stderr: '' } : undefined));
+    const err = (await deploy(h.ctx, loadEnvironment('three', root), {}).catch((e: unknown) => e)) as OpsError;
+    expect(h.remotes.get('web1')!.runs.find((r) => r.step.name === 'migrate')!.step.timeout).toBe(120);
+    expect(err.message).toMatch(/^step "migrate" on web1 timed out after 120 s\nweb1 still serves 20261101T000000Z-aaaaaaaaaaaa; nothing was switched\nrollout stopped; hosts now run:/);
+    expect(err.hint).toMatch(/release\.migrate_timeout \(120 s\)[\s\S]*lock_timeout/);
+    expect(h.order.filter((s) => /before_switch|start|switch/.test(s))).toEqual([]);
+    for (const host of HOSTS) expect(h.remotes.get(host)!.stepNames().at(-1)).toBe('unlock');
   });
 
   it('one host: a health gate that fails after the migration ran says the database was migrated', async () => {

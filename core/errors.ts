@@ -11,7 +11,11 @@ export class OpsError extends Error {
   }
 }
 
-/** A remote step exited non-zero (or timed out): names the step, the host, the exit code and the end of stderr. */
+/**
+ * A remote step exited non-zero (or timed out): names the step, the host, the exit code and the end of stderr.
+ * `limit`: the seconds the step was given (its remote `timeout`, which exits 124 when it ends the step): a timed-out
+ * step says after how long.
+ */
 export class StepError extends OpsError {
   override name = 'StepError';
   constructor(
@@ -21,8 +25,9 @@ export class StepError extends OpsError {
     readonly stderrTail: string,
     readonly signal?: string,
     hint?: string,
+    readonly limit?: number,
   ) {
-    const how = signal ? `was killed by ${signal}` : exitCode === 124 ? 'timed out' : `failed with exit code ${exitCode}`;
+    const how = signal ? `was killed by ${signal}` : exitCode === 124 ? `timed out${limit ? ` after ${limit} s` : ''}` : `failed with exit code ${exitCode}`;
     const tail = stderrTail.trim() ? `\n${indent(stderrTail.trim())}` : '';
     super(`step "${step}" on ${host} ${how}${tail}`, hint);
   }
@@ -38,7 +43,7 @@ export function sudoHint(stderr: string, login: string, host: string): string | 
 export class DiskFullError extends StepError {
   override name = 'DiskFullError';
   constructor(cause: StepError, summary: string, hint: string) {
-    super(cause.step, cause.host, cause.exitCode, cause.stderrTail, cause.signal, hint);
+    super(cause.step, cause.host, cause.exitCode, cause.stderrTail, cause.signal, hint, cause.limit);
     this.message = `${cause.message}\n${summary}`;
   }
 }

@@ -92,7 +92,7 @@ const programSchema = object({
   command: req(command, 'how to start it, run in `directory` with the release `.env` loaded; placeholders: {release} (the release directory), {python} {node} {npm} (pinned runtimes, absolute paths), {port} (the port of this program in the slot being started), {port:<program>}'),
   directory: opt(relPath, 'working directory, relative to the release', '.'),
   port: req(port, 'the port it listens on in the "blue" slot; the "green" slot uses port + switch.port_offset'),
-  health: opt(urlPath, 'HTTP path that answers 2xx when the program is ready', '/'),
+  health: opt(urlPath, 'HTTP path that answers 2xx when the program is ready (on 127.0.0.1; a redirect to another path of the program is followed)', '/'),
   env: opt(record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: 'a variable name' }), string({ form: 'a string' })), 'extra environment variables (placeholders allowed), e.g. the port it must listen on', {}),
 });
 
@@ -142,6 +142,7 @@ export const environmentSchema = object(
         false,
       ),
       migrate: opt(command, 'migration command, run before the switch while the old release still serves', 'make migrate'),
+      migrate_timeout: opt(integer(1, 86400), 'seconds the migration command may run; then it is stopped and the deploy fails before any switch', 1800),
       keep: opt(integer(1, 100), 'good releases kept on each host: the latest ones that went live, in the order they went live on that host (the live one among them); the live release and the one kept warm on the idle slot are never removed', 5),
       keep_failed: opt(integer(0, 100), 'failed and rolled-back (abandoned) releases kept on each host for inspection, the latest ones; counted apart from `keep`', 2),
       migration_paths: opt(

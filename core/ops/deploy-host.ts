@@ -176,10 +176,23 @@ export async function buildOn(env: Target, hp: HostPlan, p: Plan): Promise<void>
   result.notes.push(...deps.flat().map((d) => `dependencies: ${d}`));
 }
 
-/** Run release.migrate (if set) in the release built on `hp`: once per rollout, on its first host, after buildOn. */
-export async function migrateOn(env: Target, hp: HostPlan, p: Plan): Promise<void> {
-  const { migrate } = env.config.release;
-  if (migrate) await hp.h.run(appCommand(env, `${env.layout.releases}/${p.id}`, 'migrate', migrate));
+/**
+ * Run release.migrate (if set) in the release built on `hp`: once per rollout, on its first host, after buildOn.
+ * @returns whether migrations ran (false: none set). @throws StepError when they fail.
+ */
+export async function migrateOn(env: Target, hp: HostPlan, p: Plan): Promise<boolean> {
+  const { migrate, migrate_timeout: limit } = env.config.release;
+  if (!migrate) return false;
+  try {
+    await hp.h.run(appCommand(env, `${env.layout.releases}/${p.id}`, 'migrate', migrate, limit));
+  } catch (e) {
+    // Stopped by its time limit: most often a statement waiting for a lock a running transaction holds (PostgreSQL
+    // queues every later query on that table behind it, the live site's too, for as long as it waits).
+    if (e instanceof StepError && e.exitCode === 124)
+      throw new StepError(e.step, e.host, e.exitCode, e.stderrTail, e.signal, `a migration still running after release.migrate_timeout (${limit} s) is stopped: if it waits for a lock (a long transaction of the running release), give it a lock timeout of its own (PostgreSQL: SET lock_timeout = '10s') and deploy again; if it needs longer, raise release.migrate_timeout`, e.limit);
+    throw e;
+  }
+  return true;
 }
 
 /** The dependency sets of the commit deployed (directory names under shared/deps). */

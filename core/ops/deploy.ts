@@ -95,7 +95,13 @@ async function rollout(ctx: OpsContext, env: Target, session: Session, locked: L
         hp.audit({ result: 'failed', message: why });
       }),
     );
-    return env.hosts.length > 1 && e instanceof OpsError ? new OpsError(`${e.message}\nrollout stopped; hosts now run:\n  ${where().join('\n  ')}`, e.hint) : e;
+    if (!(e instanceof OpsError)) return e;
+    const lines = [e.message];
+    if (env.hosts.length > 1) lines.push(`rollout stopped; hosts now run:\n  ${where().join('\n  ')}`);
+    // The database is not the hosts': migrations that ran stay (a stopped rollout, like a rollback, undoes none).
+    if (migratedOn && !plans.some((hp) => hp.switched))
+      lines.push(`the migrations of ${p.id} ran on ${migratedOn} (${env.config.release.migrate}): the database has its schema while the hosts serve the previous release (README: "Schema changes: expand, then contract")`);
+    return lines.length > 1 ? new OpsError(lines.join('\n'), e.hint) : e;
   };
   // Prepare every host (nothing switches): builders in parallel, each then feeding its receivers.
   let failure: unknown;
@@ -117,6 +123,7 @@ async function rollout(ctx: OpsContext, env: Target, session: Session, locked: L
   // the first host's group (a failed build rejects it), so nobody waits forever; caught here so that a rejection
   // nobody else awaits is not unhandled.
   let migrated!: { resolve: () => void; reject: (e: unknown) => void };
+  let migratedOn: string | undefined; // the host whose release.migrate succeeded
   const migrations = new Promise<void>((resolve, reject) => (migrated = { resolve, reject }));
   migrations.catch(() => undefined);
   const all = await Promise.allSettled(
@@ -129,7 +136,11 @@ async function rollout(ctx: OpsContext, env: Target, session: Session, locked: L
         if (primary) migrated.reject(e);
         throw e;
       }
-      const migration = primary ? attempt(b, () => migrateOn(env, b, p)) : migrations;
+      const migration = primary
+        ? attempt(b, async () => {
+            if (await migrateOn(env, b, p)) migratedOn = b.name;
+          })
+        : migrations;
       if (primary) migration.then(migrated.resolve, migrated.reject);
       const received = new Map<HostPlan, Received[]>();
       if (receivers.length) {
@@ -147,13 +158,13 @@ async function rollout(ctx: OpsContext, env: Target, session: Session, locked: L
       }
       await settled([
         migrations.then(() => attempt(b, () => beforeSwitch(env, b, p))),
-        pooled(receivers, RECEIVE_CONCURRENCY, (r) =>
-          attempt(r, async () => {
-            await receiveBuild(env, r, p, b.name, received.get(r)!);
-            await migrations;
-            await beforeSwitch(env, r, p);
-          }),
-        ),
+        // A failed migration is the first host's failure, not the receiver's (it stays "previous release"); a
+        // receiver's hooks are work of its own, not started once any host failed.
+        pooled(receivers, RECEIVE_CONCURRENCY, async (r) => {
+          await attempt(r, () => receiveBuild(env, r, p, b.name, received.get(r)!));
+          await migrations;
+          await attempt(r, () => beforeSwitch(env, r, p));
+        }),
       ]);
     }),
   );

@@ -26,7 +26,7 @@ export class RecordingRemote implements Remote {
     this.runs.push({ step, commandLine: commandLine(step, this.login, this.appUser), stdin: scriptText(step) });
     const r = this.respond(step) ?? {};
     const result: StepResult = { stdout: r.stdout ?? '', stderr: r.stderr ?? '', code: r.code ?? 0, durationMs: 0, reports: parseReports(r.stdout ?? '') };
-    if (result.code !== 0 && !options.allowFailure) throw new StepError(step.name, this.name, result.code, result.stderr);
+    if (result.code !== 0 && !options.allowFailure) throw new StepError(step.name, this.name, result.code, result.stderr, undefined, undefined, step.timeout);
     return result;
   }
   async upload(content: string | Buffer, path: string, options: UploadOptions = {}): Promise<void> {

@@ -36,6 +36,12 @@ export function programName(env: Target, slot: Slot, program: string): string {
 }
 
 /**
+ * Seconds a slot's programs get to exit after SIGTERM before they are killed (supervisor's stopwaitsecs; group_down,
+ * core/steps/sh/supervisor.sh, kills what is left of their process groups after as long).
+ */
+export const STOP_WAIT_SECONDS = 15;
+
+/**
  * The supervisor group of one slot, running one release. Every value is encoded for supervisor
  * (core/supervisor.ts): a program runs exactly the command and environment the environment file says.
  * @throws OpsError naming the program and key of a value supervisor cannot carry (at plan time).
@@ -73,7 +79,7 @@ export function slotConfig(env: Target, slot: Slot, release: string, releaseId: 
       'startsecs=3',
       'startretries=3',
       'stopsignal=TERM',
-      'stopwaitsecs=15',
+      `stopwaitsecs=${STOP_WAIT_SECONDS}`,
       'stopasgroup=true',
       'killasgroup=true',
       `stdout_logfile=${supervisorValue(key('log'), `${log}.out.log`, 2)}`,
@@ -186,7 +192,7 @@ if ! msg=$(reread); then
   exit ${START_FAILED_CLEAN}
 fi
 # Anything left on this slot (the release before, a failed start) goes first, so the ports are ours.
-group_down ${quote(group)}
+group_down ${quote(group)} ${STOP_WAIT_SECONDS}
 # Whatever listens on a port (an HTTP server or not) makes it taken: one \`ss\` for every port (LISTEN_TABLE).
 LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)
 for p in ${probeList}; do
@@ -216,7 +222,7 @@ if [ -n "$verdict" ]; then
   done
   supervisorctl status ${quote(`${group}:*`)} || true
   echo "$verdict; the live release keeps serving"
-  group_down ${quote(group)}
+  group_down ${quote(group)} ${STOP_WAIT_SECONDS}
   rm -f "$conf"
   reread >/dev/null || true
   exit ${START_FAILED_CLEAN}
@@ -244,7 +250,7 @@ while pgrep -f 'nginx: worker process is shutting down' >/dev/null && [ "$(date 
     script: String.raw`${SUPERVISOR_FUNCTIONS}
 ${drain}conf=${quote(L.supervisorConf(slot))}
 if [ -f "$conf" ]; then
-  group_down ${quote(L.supervisorGroup(slot))}
+  group_down ${quote(L.supervisorGroup(slot))} ${STOP_WAIT_SECONDS}
   rm -f "$conf"
   reread >/dev/null || true
   echo "slot ${slot} stopped"

@@ -101,4 +101,39 @@ if wait_healthy 1 0.2 api:${closed}:/health; then echo closed=ok; else echo "clo
     const r = await bash(`export TMPDIR=/nonexistent-ops-tmp\nwait_healthy 2 0.2 web:${ok}:/ && echo ok\nwait_healthy 1 0.2 api:${closed}:/ || echo "$UNHEALTHY"\nls / | grep -c '^[0-9]$' || true`);
     expect(r.out.split('\n')).toEqual(['ok', `no healthy answer within 1s from api:${closed}:/ (no answer)`, '0']);
   });
+
+  it('a redirect is followed while it stays on the program (the check behind it counts), else named: a 3xx alone is not healthy', async () => {
+    const port = await freePort();
+    // As FastAPI (redirect_slashes: 307) and Django (APPEND_SLASH: 301) answer a route declared with a slash; /health/
+    // is the real check, failing (its database is down).
+    const s = createServer((req, res) => {
+      const to: Record<string, [number, string]> = { '/health': [307, '/health/'], '/ready': [301, `http://127.0.0.1:${port}/ready/`], '/away': [302, 'https://example.org/login'], '/loop': [302, '/loop'] };
+      const hop = to[req.url ?? ''];
+      if (hop) res.writeHead(hop[0], { location: hop[1] });
+      else res.statusCode = req.url === '/health/' ? 503 : req.url === '/ready/' ? 200 : 404;
+      res.end();
+    });
+    servers.push(s);
+    await new Promise<void>((resolve) => s.listen(port, '127.0.0.1', resolve));
+    const r = await bash(`wait_healthy 2 0.2 ready:${port}:/ready && echo ready=ok
+wait_healthy 1 0.2 web:${port}:/health || echo "$UNHEALTHY"
+wait_healthy 1 0.2 away:${port}:/away || echo "$UNHEALTHY"
+wait_healthy 1 0.2 loop:${port}:/loop || echo "$UNHEALTHY"`);
+    expect(r.out.split('\n')).toEqual([
+      'ready=ok',
+      `no healthy answer within 1s from web:${port}:/health (The requested URL returned error: 503)`,
+      `no healthy answer within 1s from away:${port}:/away (answered 302, a redirect to https://example.org/login, off this program: the health path must answer 2xx itself)`,
+      `no healthy answer within 1s from loop:${port}:/loop (more than 5 redirects)`,
+    ]);
+  });
+
+  it('a program listening on another address than 127.0.0.1 (IPv6 only: Node\'s listen(port, "localhost")) is named with where it listens', async () => {
+    const port = await freePort();
+    const s = createServer((_, res) => res.end('x'));
+    servers.push(s);
+    await new Promise<void>((resolve) => s.listen(port, '::1', resolve));
+    const r = await bash(`wait_healthy 1 0.2 web:${port}:/health || echo "$UNHEALTHY"`);
+    // curl's own words for a refused connection differ between versions ("Connection refused", "Couldn't connect to server").
+    expect(r.out).toMatch(new RegExp(`^no healthy answer within 1s from web:${port}:/health \\(Failed to connect to 127\\.0\\.0\\.1 port ${port}[^;)]*; it listens on \\[::1\\]:${port} only: nginx and the health check connect to 127\\.0\\.0\\.1, so bind 127\\.0\\.0\\.1 or 0\\.0\\.0\\.0\\)$`));
+  });
 });

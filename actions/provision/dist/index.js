@@ -19246,8 +19246,8 @@ var init_errors = __esm({
       name = "OpsError";
     };
     StepError = class extends OpsError {
-      constructor(step, host, exitCode, stderrTail, signal, hint) {
-        const how = signal ? `was killed by ${signal}` : exitCode === 124 ? "timed out" : `failed with exit code ${exitCode}`;
+      constructor(step, host, exitCode, stderrTail, signal, hint, limit) {
+        const how = signal ? `was killed by ${signal}` : exitCode === 124 ? `timed out${limit ? ` after ${limit} s` : ""}` : `failed with exit code ${exitCode}`;
         const tail2 = stderrTail.trim() ? `
 ${indent(stderrTail.trim())}` : "";
         super(`step "${step}" on ${host} ${how}${tail2}`, hint);
@@ -19256,18 +19256,20 @@ ${indent(stderrTail.trim())}` : "";
         this.exitCode = exitCode;
         this.stderrTail = stderrTail;
         this.signal = signal;
+        this.limit = limit;
       }
       step;
       host;
       exitCode;
       stderrTail;
       signal;
+      limit;
       name = "StepError";
     };
     DiskFullError = class extends StepError {
       name = "DiskFullError";
       constructor(cause, summary2, hint) {
-        super(cause.step, cause.host, cause.exitCode, cause.stderrTail, cause.signal, hint);
+        super(cause.step, cause.host, cause.exitCode, cause.stderrTail, cause.signal, hint, cause.limit);
         this.message = `${cause.message}
 ${summary2}`;
       }
@@ -27110,7 +27112,7 @@ var init_environment_schema = __esm({
       command: req(command, "how to start it, run in `directory` with the release `.env` loaded; placeholders: {release} (the release directory), {python} {node} {npm} (pinned runtimes, absolute paths), {port} (the port of this program in the slot being started), {port:<program>}"),
       directory: opt(relPath, "working directory, relative to the release", "."),
       port: req(port, 'the port it listens on in the "blue" slot; the "green" slot uses port + switch.port_offset'),
-      health: opt(urlPath, "HTTP path that answers 2xx when the program is ready", "/"),
+      health: opt(urlPath, "HTTP path that answers 2xx when the program is ready (on 127.0.0.1; a redirect to another path of the program is followed)", "/"),
       env: opt(record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name" }), string({ form: "a string" })), "extra environment variables (placeholders allowed), e.g. the port it must listen on", {})
     });
     envValue = either(string({ form: "a string" }), secretRef, "a string, or { secret: <key path> }");
@@ -27158,6 +27160,7 @@ var init_environment_schema = __esm({
               false
             ),
             migrate: opt(command, "migration command, run before the switch while the old release still serves", "make migrate"),
+            migrate_timeout: opt(integer(1, 86400), "seconds the migration command may run; then it is stopped and the deploy fails before any switch", 1800),
             keep: opt(integer(1, 100), "good releases kept on each host: the latest ones that went live, in the order they went live on that host (the live one among them); the live release and the one kept warm on the idle slot are never removed", 5),
             keep_failed: opt(integer(0, 100), "failed and rolled-back (abandoned) releases kept on each host for inspection, the latest ones; counted apart from `keep`", 2),
             migration_paths: opt(
@@ -70211,7 +70214,7 @@ var SshRemote = class {
     const result = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble };
     if (code !== 0 && !options.allowFailure) {
       const detail = failureDetail(stdout, stderr);
-      throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name));
+      throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name), step.timeout ?? DEFAULT_STEP_TIMEOUT);
     }
     return result;
   }

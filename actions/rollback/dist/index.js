@@ -48618,8 +48618,8 @@ var OpsError = class extends Error {
   name = "OpsError";
 };
 var StepError = class extends OpsError {
-  constructor(step, host, exitCode, stderrTail, signal, hint) {
-    const how = signal ? `was killed by ${signal}` : exitCode === 124 ? "timed out" : `failed with exit code ${exitCode}`;
+  constructor(step, host, exitCode, stderrTail, signal, hint, limit) {
+    const how = signal ? `was killed by ${signal}` : exitCode === 124 ? `timed out${limit ? ` after ${limit} s` : ""}` : `failed with exit code ${exitCode}`;
     const tail2 = stderrTail.trim() ? `
 ${indent(stderrTail.trim())}` : "";
     super(`step "${step}" on ${host} ${how}${tail2}`, hint);
@@ -48628,12 +48628,14 @@ ${indent(stderrTail.trim())}` : "";
     this.exitCode = exitCode;
     this.stderrTail = stderrTail;
     this.signal = signal;
+    this.limit = limit;
   }
   step;
   host;
   exitCode;
   stderrTail;
   signal;
+  limit;
   name = "StepError";
 };
 function sudoHint(stderr, login2, host) {
@@ -48643,7 +48645,7 @@ function sudoHint(stderr, login2, host) {
 var DiskFullError = class extends StepError {
   name = "DiskFullError";
   constructor(cause, summary2, hint) {
-    super(cause.step, cause.host, cause.exitCode, cause.stderrTail, cause.signal, hint);
+    super(cause.step, cause.host, cause.exitCode, cause.stderrTail, cause.signal, hint, cause.limit);
     this.message = `${cause.message}
 ${summary2}`;
   }
@@ -49363,7 +49365,7 @@ var programSchema = object({
   command: req(command, "how to start it, run in `directory` with the release `.env` loaded; placeholders: {release} (the release directory), {python} {node} {npm} (pinned runtimes, absolute paths), {port} (the port of this program in the slot being started), {port:<program>}"),
   directory: opt(relPath, "working directory, relative to the release", "."),
   port: req(port, 'the port it listens on in the "blue" slot; the "green" slot uses port + switch.port_offset'),
-  health: opt(urlPath, "HTTP path that answers 2xx when the program is ready", "/"),
+  health: opt(urlPath, "HTTP path that answers 2xx when the program is ready (on 127.0.0.1; a redirect to another path of the program is followed)", "/"),
   env: opt(record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name" }), string({ form: "a string" })), "extra environment variables (placeholders allowed), e.g. the port it must listen on", {})
 });
 var envValue = either(string({ form: "a string" }), secretRef, "a string, or { secret: <key path> }");
@@ -49411,6 +49413,7 @@ var environmentSchema = object(
           false
         ),
         migrate: opt(command, "migration command, run before the switch while the old release still serves", "make migrate"),
+        migrate_timeout: opt(integer(1, 86400), "seconds the migration command may run; then it is stopped and the deploy fails before any switch", 1800),
         keep: opt(integer(1, 100), "good releases kept on each host: the latest ones that went live, in the order they went live on that host (the live one among them); the live release and the one kept warm on the idle slot are never removed", 5),
         keep_failed: opt(integer(0, 100), "failed and rolled-back (abandoned) releases kept on each host for inspection, the latest ones; counted apart from `keep`", 2),
         migration_paths: opt(
@@ -51131,7 +51134,7 @@ var SshRemote = class {
     const result = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble };
     if (code !== 0 && !options.allowFailure) {
       const detail = failureDetail(stdout, stderr);
-      throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name));
+      throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name), step.timeout ?? DEFAULT_STEP_TIMEOUT);
     }
     return result;
   }
@@ -51665,7 +51668,7 @@ live_verdict() {
 `;
 
 // core/steps/sh/probe.sh
-var probe_default = '# shellcheck shell=bash\n# Health probes: plain HTTP on 127.0.0.1, every pending program at once, until a deadline. The clock is read with\n# printf\'s %(%s)T (a builtin: no process per reading).\n# A first request may be slow (cold caches, a busy host): 5 s per probe, the deadline bounds the whole wait.\n# curl says why a probe failed on stderr (nothing listens, an error status, no answer in time).\nprobe() { curl -fsS -o /dev/null --max-time 5 "http://127.0.0.1:$1$2"; }\n# listening PORT: 0 when a TCP connection to 127.0.0.1:PORT is accepted, through bash\'s own /dev/tcp (a connect(2)\n# in this shell: no process; refused at once while nothing listens). Bash manual, "Redirections": /dev/tcp/HOST/PORT.\n# Only asked until a port was seen accepting once: our closed connection then waits in the program\'s accept queue,\n# and a program that never accepts must not fill that queue (a full queue would make connect(2) hang).\nlistening() { local tcp; { exec {tcp}<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null || return 1; exec {tcp}<&-; }\n# wait_healthy TIMEOUT INTERVAL name:port:path...: 0 when every probe answered 2xx in time; else UNHEALTHY names\n# each probe that never did, with why its last try failed, in curl\'s words ("Operation timed out after 5001\n# milliseconds with 0 bytes received": a program that accepts connections but never answers).\n# With FATAL_GROUP set, gives up early once supervisor has given up on one of the group\'s programs.\n# While a program\'s port refuses connections (it is still starting: imports, migrations of its own), its HTTP probe\n# (a curl process) is skipped, but once a second at least: ten hosts starting on shared cores each spent more on\n# curl runs every INTERVAL than their programs\' start-up, and a bash without /dev/tcp still gets probed.\n# Between rounds, read\'s timeout on a pipe nobody writes to stands in for sleep (a builtin: no process per round).\n# shellcheck disable=SC2034 # UNHEALTHY is this function\'s result, read by the step that calls it\nwait_healthy() {\n  local limit=$1 interval=$2 now deadline next_check curled_at=-1 gate why_dir; shift 2\n  local pending=("$@") left p port path pause r\n  local -A accepted=() why=()\n  exec {pause}<> <(:)\n  # Where each probe\'s reason goes; none on a host whose /tmp is full (then the verdict stands without reasons).\n  why_dir=$(mktemp -d 2>/dev/null) || why_dir=""\n  printf -v now \'%(%s)T\' -1; deadline=$(( now + limit )); next_check=$(( now + 2 ))\n  while :; do\n    printf -v now \'%(%s)T\' -1\n    if [ -n "${FATAL_GROUP:-}" ] && [ "$now" -ge "$next_check" ]; then\n      next_check=$(( now + 2 ))\n      # group_fatal: supervisor.sh (supervisor\'s XML-RPC; the step that sets FATAL_GROUP includes it).\n      if group_fatal "$FATAL_GROUP"; then UNHEALTHY="supervisor gave up on a program that keeps exiting (waiting for ${pending[*]})"; exec {pause}<&-; rm -rf "${why_dir:-/nonexistent}"; return 1; fi\n    fi\n    # Probe every pending program at once: a slow page should not delay the others\' verdict.\n    local pids=() i=0\n    gate=0; [ "$curled_at" = "$now" ] && gate=1\n    for p in "${pending[@]}"; do\n      IFS=: read -r _ port path <<< "$p"\n      if [ "$gate" = 1 ] && [ -z "${accepted[$port]:-}" ]; then\n        if ! listening "$port"; then pids+=(refused); continue; fi\n        accepted[$port]=1\n      fi\n      r=${why_dir:+$why_dir/${#pids[@]}}\n      probe "$port" "$path" 2> "${r:-/dev/null}" & pids+=($!)\n    done\n    [ "$gate" = 1 ] || curled_at=$now\n    left=(); i=0\n    for p in "${pending[@]}"; do\n      if [ "${pids[$i]}" = refused ]; then\n        left+=("$p"); IFS=: read -r _ port _ <<< "$p"; why[$p]="Failed to connect to 127.0.0.1 port $port: Connection refused"\n      elif ! wait "${pids[$i]}"; then\n        left+=("$p"); r=""; [ -z "$why_dir" ] || read -r r < "$why_dir/$i" || true\n        if [[ $r =~ ^curl:\\ \\([0-9]+\\)\\ (.*) ]]; then r=${BASH_REMATCH[1]}; fi\n        why[$p]=${r:-no answer}\n      fi\n      i=$(( i + 1 ))\n    done\n    [ ${#left[@]} -eq 0 ] && { exec {pause}<&-; rm -rf "${why_dir:-/nonexistent}"; return 0; }\n    pending=("${left[@]}")\n    printf -v now \'%(%s)T\' -1\n    if [ "$now" -ge "$deadline" ]; then\n      UNHEALTHY="no healthy answer within ${limit}s from"; r=""\n      for p in "${left[@]}"; do UNHEALTHY+="$r $p (${why[$p]})"; r=","; done\n      exec {pause}<&-; rm -rf "${why_dir:-/nonexistent}"; return 1\n    fi\n    read -r -t "$interval" -u "$pause" _ || true\n  done\n}\n';
+var probe_default = '# shellcheck shell=bash\n# Health probes: plain HTTP on 127.0.0.1, every pending program at once, until a deadline. The clock is read with\n# printf\'s %(%s)T (a builtin: no process per reading).\n# A first request may be slow (cold caches, a busy host): 5 s per request, the deadline bounds the whole wait.\n# probe PORT PATH: 0 when http://127.0.0.1:PORT PATH answers 2xx. curl -f fails on 4xx/5xx but takes a 3xx for a\n# success (curl(1), --fail): a route declared with a slash (FastAPI\'s redirect_slashes: 307, Django\'s APPEND_SLASH:\n# 301) passed the gate on its redirect while the check behind it failed. So a redirect is followed while it stays on\n# this program (http://127.0.0.1:PORT/..., 5 at most) and the answer at its end counts; one that leaves it fails. Why\n# a probe failed goes to stderr: curl\'s words (nothing listens, an error status, no answer in time), or ours.\nprobe() {\n  local url="http://127.0.0.1:$1$2" out hop\n  for hop in 0 1 2 3 4 5; do\n    out=$(curl -fsS -g -o /dev/null -w \'%{http_code} %{redirect_url}\' --max-time 5 "$url") || return 1\n    case $out in\n      2??\\ *) return 0 ;;\n      3??\\ "http://127.0.0.1:$1/"*) url=${out#* } ;;\n      3??\\ ?*) echo "answered ${out%% *}, a redirect to ${out#* }, off this program: the health path must answer 2xx itself" >&2; return 1 ;;\n      *) echo "answered ${out%% *}, not 2xx" >&2; return 1 ;;\n    esac\n  done\n  echo "more than $hop redirects" >&2; return 1\n}\n# elsewhere PORT: where a TCP port listens when 127.0.0.1 refuses it (ss -Htln, iproute2: another address, ::1 only),\n# as ", " separated addresses; nothing when it listens nowhere. Asked once, for the verdict of a port that refused.\nelsewhere() {\n  local l out=""\n  command -v ss >/dev/null || return 0\n  while read -r _ _ _ l _; do [ "${l##*:}" = "$1" ] && out+="${out:+, }$l"; done < <(ss -Htln 2>/dev/null)\n  printf \'%s\' "$out"\n}\n# listening PORT: 0 when a TCP connection to 127.0.0.1:PORT is accepted, through bash\'s own /dev/tcp (a connect(2)\n# in this shell: no process; refused at once while nothing listens). Bash manual, "Redirections": /dev/tcp/HOST/PORT.\n# Only asked until a port was seen accepting once: our closed connection then waits in the program\'s accept queue,\n# and a program that never accepts must not fill that queue (a full queue would make connect(2) hang).\nlistening() { local tcp; { exec {tcp}<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null || return 1; exec {tcp}<&-; }\n# wait_healthy TIMEOUT INTERVAL name:port:path...: 0 when every probe answered 2xx in time; else UNHEALTHY names\n# each probe that never did, with why its last try failed, in curl\'s words ("Operation timed out after 5001\n# milliseconds with 0 bytes received": a program that accepts connections but never answers).\n# With FATAL_GROUP set, gives up early once supervisor has given up on one of the group\'s programs.\n# While a program\'s port refuses connections (it is still starting: imports, migrations of its own), its HTTP probe\n# (a curl process) is skipped, but once a second at least: ten hosts starting on shared cores each spent more on\n# curl runs every INTERVAL than their programs\' start-up, and a bash without /dev/tcp still gets probed.\n# Between rounds, read\'s timeout on a pipe nobody writes to stands in for sleep (a builtin: no process per round).\n# shellcheck disable=SC2034 # UNHEALTHY is this function\'s result, read by the step that calls it\nwait_healthy() {\n  local limit=$1 interval=$2 now deadline next_check curled_at=-1 gate why_dir; shift 2\n  local pending=("$@") left p port path pause r addrs\n  local -A accepted=() why=()\n  exec {pause}<> <(:)\n  # Where each probe\'s reason goes; none on a host whose /tmp is full (then the verdict stands without reasons).\n  why_dir=$(mktemp -d 2>/dev/null) || why_dir=""\n  printf -v now \'%(%s)T\' -1; deadline=$(( now + limit )); next_check=$(( now + 2 ))\n  while :; do\n    printf -v now \'%(%s)T\' -1\n    if [ -n "${FATAL_GROUP:-}" ] && [ "$now" -ge "$next_check" ]; then\n      next_check=$(( now + 2 ))\n      # group_fatal: supervisor.sh (supervisor\'s XML-RPC; the step that sets FATAL_GROUP includes it).\n      if group_fatal "$FATAL_GROUP"; then UNHEALTHY="supervisor gave up on a program that keeps exiting (waiting for ${pending[*]})"; exec {pause}<&-; rm -rf "${why_dir:-/nonexistent}"; return 1; fi\n    fi\n    # Probe every pending program at once: a slow page should not delay the others\' verdict.\n    local pids=() i=0\n    gate=0; [ "$curled_at" = "$now" ] && gate=1\n    for p in "${pending[@]}"; do\n      IFS=: read -r _ port path <<< "$p"\n      if [ "$gate" = 1 ] && [ -z "${accepted[$port]:-}" ]; then\n        if ! listening "$port"; then pids+=(refused); continue; fi\n        accepted[$port]=1\n      fi\n      r=${why_dir:+$why_dir/${#pids[@]}}\n      probe "$port" "$path" 2> "${r:-/dev/null}" & pids+=($!)\n    done\n    [ "$gate" = 1 ] || curled_at=$now\n    left=(); i=0\n    for p in "${pending[@]}"; do\n      if [ "${pids[$i]}" = refused ]; then\n        left+=("$p"); IFS=: read -r _ port _ <<< "$p"; why[$p]="Failed to connect to 127.0.0.1 port $port: Connection refused"\n      elif ! wait "${pids[$i]}"; then\n        left+=("$p"); r=""; [ -z "$why_dir" ] || read -r r < "$why_dir/$i" || true\n        if [[ $r =~ ^curl:\\ \\([0-9]+\\)\\ (.*) ]]; then r=${BASH_REMATCH[1]}; fi\n        why[$p]=${r:-no answer}\n      fi\n      i=$(( i + 1 ))\n    done\n    [ ${#left[@]} -eq 0 ] && { exec {pause}<&-; rm -rf "${why_dir:-/nonexistent}"; return 0; }\n    pending=("${left[@]}")\n    printf -v now \'%(%s)T\' -1\n    if [ "$now" -ge "$deadline" ]; then\n      UNHEALTHY="no healthy answer within ${limit}s from"; r=""\n      for p in "${left[@]}"; do\n        IFS=: read -r _ port _ <<< "$p"\n        if [[ ${why[$p]} == "Failed to connect to 127.0.0.1 port $port"* ]] && addrs=$(elsewhere "$port") && [ -n "$addrs" ]; then\n          why[$p]+="; it listens on $addrs only: nginx and the health check connect to 127.0.0.1, so bind 127.0.0.1 or 0.0.0.0"\n        fi\n        UNHEALTHY+="$r $p (${why[$p]})"; r=","\n      done\n      exec {pause}<&-; rm -rf "${why_dir:-/nonexistent}"; return 1\n    fi\n    read -r -t "$interval" -u "$pause" _ || true\n  done\n}\n';
 
 // core/steps/sh/supervisor.sh
 var supervisor_default = `# shellcheck shell=bash
@@ -51697,22 +51700,31 @@ rpc_fault() {
 # reread: supervisor reads every configuration file again (reloadConfig: running processes are not touched);
 # prints supervisor's own message and fails when it refuses one (CANT_REREAD).
 reread() { local out; out=$(rpc supervisor.reloadConfig); ! rpc_fault "$out"; }
-# group_down GROUP: stop and forget a process group (absent is fine). supervisord answers a stopProcessGroup that
-# waits only on a later turn of its main loop, which sleeps up to a second (supervisor/supervisord.py, runforever:
-# poll(1.0)): 1.1 s for programs gone in 0.13 s. So it is asked not to wait, and their pids are watched here (kill -0,
-# a builtin), for at most 20 s (slotConfig's stopwaitsecs=15, after which supervisord kills them, plus 5); then the group
-# is removed, asked again briefly while supervisord has not yet recorded the exits (fault STILL_RUNNING).
+# group_down GROUP [STOPWAITSECS]: stop and forget a process group (absent is fine), leaving none of its processes
+# behind. supervisord answers a stopProcessGroup that waits only on a later turn of its main loop, which sleeps up to
+# a second (supervisor/supervisord.py, runforever: poll(1.0)): 1.1 s for programs gone in 0.13 s. So it is asked not to
+# wait, and what it started is watched here. It starts each program as the leader of a process group of its own
+# (supervisor/process.py, _spawn_as_child: setpgrp) and, with stopasgroup, signals that whole group, but it waits on
+# the leader alone: a shell that dies at once while the server it runs (its child) drains, or a worker that ignores
+# SIGTERM, outlived the stop and kept the slot's port. So each process GROUP is watched (kill -0 -PGID, a builtin),
+# and what is left of one after STOPWAITSECS (default 15: slotConfig's stopwaitsecs, after which supervisord kills a
+# leader) is killed, as killasgroup would; for at most STOPWAITSECS + 5 s in all. Then the group is removed, asked
+# again briefly while supervisord has not yet recorded the exits (fault STILL_RUNNING).
 group_down() {
-  local k pause now deadline out pids=() left
+  local k pause now deadline kill_at out pgids=() left
   sup_pids
-  for k in "\${!SUP_PID[@]}"; do [[ $k == "$1:"* && \${SUP_PID[$k]} != 0 ]] && pids+=("\${SUP_PID[$k]}"); done
+  for k in "\${!SUP_PID[@]}"; do [[ $k == "$1:"* && \${SUP_PID[$k]} != 0 ]] && pgids+=("\${SUP_PID[$k]}"); done
   rpc supervisor.stopProcessGroup "$1" bool:0 >/dev/null
   exec {pause}<> <(:)
-  printf -v now '%(%s)T' -1; deadline=$(( now + 20 ))
-  while [ \${#pids[@]} -gt 0 ] && [ "$now" -lt "$deadline" ]; do
-    left=(); for k in "\${pids[@]}"; do kill -0 "$k" 2>/dev/null && left+=("$k"); done
-    pids=("\${left[@]}")
-    [ \${#pids[@]} -eq 0 ] || read -r -t 0.05 -u "$pause" _ || true
+  printf -v now '%(%s)T' -1; kill_at=$(( now + \${2:-15} + 1 )); deadline=$(( now + \${2:-15} + 5 ))
+  while [ \${#pgids[@]} -gt 0 ] && [ "$now" -lt "$deadline" ]; do
+    left=(); for k in "\${pgids[@]}"; do kill -0 -- "-$k" 2>/dev/null && left+=("$k"); done
+    pgids=("\${left[@]}")
+    if [ \${#pgids[@]} -gt 0 ] && [ "$now" -ge "$kill_at" ]; then
+      for k in "\${pgids[@]}"; do kill -KILL -- "-$k" 2>/dev/null || true; done
+      kill_at=$deadline
+    fi
+    [ \${#pgids[@]} -eq 0 ] || read -r -t 0.05 -u "$pause" _ || true
     printf -v now '%(%s)T' -1
   done
   for k in 1 2 3 4 5 6 7 8 9 10; do
@@ -51957,6 +51969,7 @@ function expand(env, text, release, program, slot) {
 function programName(env, slot, program) {
   return env.layout.supervisorProgram(slot, program);
 }
+var STOP_WAIT_SECONDS = 15;
 function slotConfig(env, slot, release, releaseId) {
   const L = env.layout;
   const paths = env.runtime;
@@ -51990,7 +52003,7 @@ function slotConfig(env, slot, release, releaseId) {
       "startsecs=3",
       "startretries=3",
       "stopsignal=TERM",
-      "stopwaitsecs=15",
+      `stopwaitsecs=${STOP_WAIT_SECONDS}`,
       "stopasgroup=true",
       "killasgroup=true",
       `stdout_logfile=${supervisorValue(key("log"), `${log}.out.log`, 2)}`,
@@ -52068,7 +52081,7 @@ if ! msg=$(reread); then
   exit ${START_FAILED_CLEAN}
 fi
 # Anything left on this slot (the release before, a failed start) goes first, so the ports are ours.
-group_down ${quote(group)}
+group_down ${quote(group)} ${STOP_WAIT_SECONDS}
 # Whatever listens on a port (an HTTP server or not) makes it taken: one \`ss\` for every port (LISTEN_TABLE).
 LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)
 for p in ${probeList}; do
@@ -52098,7 +52111,7 @@ if [ -n "$verdict" ]; then
   done
   supervisorctl status ${quote(`${group}:*`)} || true
   echo "$verdict; the live release keeps serving"
-  group_down ${quote(group)}
+  group_down ${quote(group)} ${STOP_WAIT_SECONDS}
   rm -f "$conf"
   reread >/dev/null || true
   exit ${START_FAILED_CLEAN}
@@ -52118,7 +52131,7 @@ while pgrep -f 'nginx: worker process is shutting down' >/dev/null && [ "$(date 
     script: String.raw`${SUPERVISOR_FUNCTIONS}
 ${drain}conf=${quote(L.supervisorConf(slot))}
 if [ -f "$conf" ]; then
-  group_down ${quote(L.supervisorGroup(slot))}
+  group_down ${quote(L.supervisorGroup(slot))} ${STOP_WAIT_SECONDS}
   rm -f "$conf"
   reread >/dev/null || true
   echo "slot ${slot} stopped"

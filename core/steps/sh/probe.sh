@@ -1,9 +1,33 @@
 # shellcheck shell=bash
 # Health probes: plain HTTP on 127.0.0.1, every pending program at once, until a deadline. The clock is read with
 # printf's %(%s)T (a builtin: no process per reading).
-# A first request may be slow (cold caches, a busy host): 5 s per probe, the deadline bounds the whole wait.
-# curl says why a probe failed on stderr (nothing listens, an error status, no answer in time).
-probe() { curl -fsS -o /dev/null --max-time 5 "http://127.0.0.1:$1$2"; }
+# A first request may be slow (cold caches, a busy host): 5 s per request, the deadline bounds the whole wait.
+# probe PORT PATH: 0 when http://127.0.0.1:PORT PATH answers 2xx. curl -f fails on 4xx/5xx but takes a 3xx for a
+# success (curl(1), --fail): a route declared with a slash (FastAPI's redirect_slashes: 307, Django's APPEND_SLASH:
+# 301) passed the gate on its redirect while the check behind it failed. So a redirect is followed while it stays on
+# this program (http://127.0.0.1:PORT/..., 5 at most) and the answer at its end counts; one that leaves it fails. Why
+# a probe failed goes to stderr: curl's words (nothing listens, an error status, no answer in time), or ours.
+probe() {
+  local url="http://127.0.0.1:$1$2" out hop
+  for hop in 0 1 2 3 4 5; do
+    out=$(curl -fsS -g -o /dev/null -w '%{http_code} %{redirect_url}' --max-time 5 "$url") || return 1
+    case $out in
+      2??\ *) return 0 ;;
+      3??\ "http://127.0.0.1:$1/"*) url=${out#* } ;;
+      3??\ ?*) echo "answered ${out%% *}, a redirect to ${out#* }, off this program: the health path must answer 2xx itself" >&2; return 1 ;;
+      *) echo "answered ${out%% *}, not 2xx" >&2; return 1 ;;
+    esac
+  done
+  echo "more than $hop redirects" >&2; return 1
+}
+# elsewhere PORT: where a TCP port listens when 127.0.0.1 refuses it (ss -Htln, iproute2: another address, ::1 only),
+# as ", " separated addresses; nothing when it listens nowhere. Asked once, for the verdict of a port that refused.
+elsewhere() {
+  local l out=""
+  command -v ss >/dev/null || return 0
+  while read -r _ _ _ l _; do [ "${l##*:}" = "$1" ] && out+="${out:+, }$l"; done < <(ss -Htln 2>/dev/null)
+  printf '%s' "$out"
+}
 # listening PORT: 0 when a TCP connection to 127.0.0.1:PORT is accepted, through bash's own /dev/tcp (a connect(2)
 # in this shell: no process; refused at once while nothing listens). Bash manual, "Redirections": /dev/tcp/HOST/PORT.
 # Only asked until a port was seen accepting once: our closed connection then waits in the program's accept queue,
@@ -20,7 +44,7 @@ listening() { local tcp; { exec {tcp}<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null ||
 # shellcheck disable=SC2034 # UNHEALTHY is this function's result, read by the step that calls it
 wait_healthy() {
   local limit=$1 interval=$2 now deadline next_check curled_at=-1 gate why_dir; shift 2
-  local pending=("$@") left p port path pause r
+  local pending=("$@") left p port path pause r addrs
   local -A accepted=() why=()
   exec {pause}<> <(:)
   # Where each probe's reason goes; none on a host whose /tmp is full (then the verdict stands without reasons).
@@ -62,7 +86,13 @@ wait_healthy() {
     printf -v now '%(%s)T' -1
     if [ "$now" -ge "$deadline" ]; then
       UNHEALTHY="no healthy answer within ${limit}s from"; r=""
-      for p in "${left[@]}"; do UNHEALTHY+="$r $p (${why[$p]})"; r=","; done
+      for p in "${left[@]}"; do
+        IFS=: read -r _ port _ <<< "$p"
+        if [[ ${why[$p]} == "Failed to connect to 127.0.0.1 port $port"* ]] && addrs=$(elsewhere "$port") && [ -n "$addrs" ]; then
+          why[$p]+="; it listens on $addrs only: nginx and the health check connect to 127.0.0.1, so bind 127.0.0.1 or 0.0.0.0"
+        fi
+        UNHEALTHY+="$r $p (${why[$p]})"; r=","
+      done
       exec {pause}<&-; rm -rf "${why_dir:-/nonexistent}"; return 1
     fi
     read -r -t "$interval" -u "$pause" _ || true

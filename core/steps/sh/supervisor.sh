@@ -27,22 +27,31 @@ rpc_fault() {
 # reread: supervisor reads every configuration file again (reloadConfig: running processes are not touched);
 # prints supervisor's own message and fails when it refuses one (CANT_REREAD).
 reread() { local out; out=$(rpc supervisor.reloadConfig); ! rpc_fault "$out"; }
-# group_down GROUP: stop and forget a process group (absent is fine). supervisord answers a stopProcessGroup that
-# waits only on a later turn of its main loop, which sleeps up to a second (supervisor/supervisord.py, runforever:
-# poll(1.0)): 1.1 s for programs gone in 0.13 s. So it is asked not to wait, and their pids are watched here (kill -0,
-# a builtin), for at most 20 s (slotConfig's stopwaitsecs=15, after which supervisord kills them, plus 5); then the group
-# is removed, asked again briefly while supervisord has not yet recorded the exits (fault STILL_RUNNING).
+# group_down GROUP [STOPWAITSECS]: stop and forget a process group (absent is fine), leaving none of its processes
+# behind. supervisord answers a stopProcessGroup that waits only on a later turn of its main loop, which sleeps up to
+# a second (supervisor/supervisord.py, runforever: poll(1.0)): 1.1 s for programs gone in 0.13 s. So it is asked not to
+# wait, and what it started is watched here. It starts each program as the leader of a process group of its own
+# (supervisor/process.py, _spawn_as_child: setpgrp) and, with stopasgroup, signals that whole group, but it waits on
+# the leader alone: a shell that dies at once while the server it runs (its child) drains, or a worker that ignores
+# SIGTERM, outlived the stop and kept the slot's port. So each process GROUP is watched (kill -0 -PGID, a builtin),
+# and what is left of one after STOPWAITSECS (default 15: slotConfig's stopwaitsecs, after which supervisord kills a
+# leader) is killed, as killasgroup would; for at most STOPWAITSECS + 5 s in all. Then the group is removed, asked
+# again briefly while supervisord has not yet recorded the exits (fault STILL_RUNNING).
 group_down() {
-  local k pause now deadline out pids=() left
+  local k pause now deadline kill_at out pgids=() left
   sup_pids
-  for k in "${!SUP_PID[@]}"; do [[ $k == "$1:"* && ${SUP_PID[$k]} != 0 ]] && pids+=("${SUP_PID[$k]}"); done
+  for k in "${!SUP_PID[@]}"; do [[ $k == "$1:"* && ${SUP_PID[$k]} != 0 ]] && pgids+=("${SUP_PID[$k]}"); done
   rpc supervisor.stopProcessGroup "$1" bool:0 >/dev/null
   exec {pause}<> <(:)
-  printf -v now '%(%s)T' -1; deadline=$(( now + 20 ))
-  while [ ${#pids[@]} -gt 0 ] && [ "$now" -lt "$deadline" ]; do
-    left=(); for k in "${pids[@]}"; do kill -0 "$k" 2>/dev/null && left+=("$k"); done
-    pids=("${left[@]}")
-    [ ${#pids[@]} -eq 0 ] || read -r -t 0.05 -u "$pause" _ || true
+  printf -v now '%(%s)T' -1; kill_at=$(( now + ${2:-15} + 1 )); deadline=$(( now + ${2:-15} + 5 ))
+  while [ ${#pgids[@]} -gt 0 ] && [ "$now" -lt "$deadline" ]; do
+    left=(); for k in "${pgids[@]}"; do kill -0 -- "-$k" 2>/dev/null && left+=("$k"); done
+    pgids=("${left[@]}")
+    if [ ${#pgids[@]} -gt 0 ] && [ "$now" -ge "$kill_at" ]; then
+      for k in "${pgids[@]}"; do kill -KILL -- "-$k" 2>/dev/null || true; done
+      kill_at=$deadline
+    fi
+    [ ${#pgids[@]} -eq 0 ] || read -r -t 0.05 -u "$pause" _ || true
     printf -v now '%(%s)T' -1
   done
   for k in 1 2 3 4 5 6 7 8 9 10; do

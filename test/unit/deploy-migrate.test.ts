@@ -1,0 +1,149 @@
+// The migrations beside a build's transfer (core/ops/deploy.ts, rollout), against the recording transport with
+// three hosts of one platform: web1 builds and migrates while its build is carried to web2 and web3. What a stopped
+// rollout says when the migrations already ran (the database has the new schema, no host switched), and that a
+// failed migration stops it before any hook, whenever it fails (before or after the transfer).
+import { createHash } from 'node:crypto';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import { loadEnvironment } from '../../core/config/environment.ts';
+import type { OpsContext } from '../../core/context.ts';
+import type { OpsError } from '../../core/errors.ts';
+import { deploy } from '../../core/ops/deploy.ts';
+import { MemoryReporter } from '../../core/report.ts';
+import { RecordingRemote } from '../../core/remote/recording.ts';
+import type { Step, StepResult } from '../../core/remote/types.ts';
+import { git } from '../../core/git.ts';
+import { makeAppRepo } from '../fixtures/app/make-repo.ts';
+import { ARTIFACT_KEYS } from '../../core/steps/artifact.ts';
+import { FACTS_KEYS } from '../../core/steps/facts.ts';
+import { LIBRARY_KEYS } from '../../core/steps/libraries.ts';
+import { LOCK_KEYS } from '../../core/steps/lock.ts';
+import { RELEASE_KEYS } from '../../core/steps/release.ts';
+import { opsLines } from './reports.helpers.ts';
+
+const STATE = { ...LOCK_KEYS, ...RELEASE_KEYS, ...LIBRARY_KEYS, ...FACTS_KEYS };
+const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
+const LIVE = '20261101T000000Z-aaaaaaaaaaaa';
+const HOSTS = ['web1', 'web2', 'web3'];
+const PACKED = Buffer.from('a packed release');
+let root: string;
+let v1: string;
+
+beforeAll(async () => {
+  root = mkdtempSync(join(tmpdir(), 'ops-deploy-migrate-'));
+  const repo = join(root, 'app');
+  await makeAppRepo(repo);
+  v1 = (await git(repo, ['rev-parse', 'v1^{commit}'])).trim();
+  mkdirSync(join(root, 'environments', 'three'), { recursive: true });
+  writeFileSync(join(root, 'package.json'), '{}');
+  writeFileSync(
+    join(root, 'environments', 'three', 'environment.yml'),
+    stringify({
+      app: 'sample',
+      repository: repo,
+      ref: 'v1',
+      hosts: HOSTS.map((name, i) => ({ name, address: `192.0.2.${i + 1}`, host_key: KEY })),
+      programs: { server: { command: 'run', port: 3579, health: '/health' } },
+      routes: { '/': 'server' },
+      release: { python_requirements: '', node_dir: '', migrate: 'alembic upgrade head', migrate_timeout: 120, before_switch: ['./warm-caches'] },
+      switch: { batch_size: 1 },
+    }),
+  );
+}, 60_000);
+
+type Answer = Partial<Pick<StepResult, 'stdout' | 'stderr' | 'code'>> | undefined;
+
+/**
+ * Three hosts of one platform, each answering its steps (`respond`: host and step, may wait); the packed build
+ * and its chunk answered as a builder would. Records the order steps ran in across hosts.
+ */
+function harness(respond: (host: string, step: Step) => Promise<Answer> | Answer = () => undefined) {
+  const order: string[] = [];
+  const sha = createHash('sha256').update(PACKED).digest('hex');
+  const remotes = new Map<string, RecordingRemote>();
+  for (const host of HOSTS) {
+    const remote = new RecordingRemote(host, 'deploy', 'sample', (step) => {
+      if (step.name === 'lock') return { stdout: `${opsLines(STATE, 'lock acquired')}${opsLines(STATE, 'provisioned yes', `current ${LIVE}`, 'slot blue', `has ${v1}`, 'platform debian 12 x86_64 python none node none')}` };
+      if (step.name === 'pack build') return { stdout: opsLines(ARTIFACT_KEYS, `part release ${sha} ${PACKED.length}`) };
+      if (step.name === 'read release') return { stdout: opsLines(ARTIFACT_KEYS, `chunk ${PACKED.toString('base64')}`) };
+      return undefined;
+    });
+    // The answer may wait (a migration still running while the build travels), so run() is wrapped.
+    const recorded = remote.run.bind(remote);
+    remote.run = async (step, options) => {
+      const answer = await respond(host, step);
+      order.push(`${host} ${step.name}${answer?.code ? ' (failed)' : ''}`);
+      if (answer) {
+        const r = new RecordingRemote(host, 'deploy', 'sample', () => answer);
+        const result = await r.run(step, options).finally(() => remote.runs.push(...r.runs));
+        return result;
+      }
+      return recorded(step, options);
+    };
+    remotes.set(host, remote);
+  }
+  const reporter = new MemoryReporter();
+  const ctx: OpsContext = { root, reporter, processEnv: { PATH: process.env.PATH }, connector: async (_env, host) => remotes.get(host.name)! };
+  return { ctx, order, remotes, reporter };
+}
+
+describe('migrations beside the transfer of a build (three hosts, batch_size 1)', () => {
+  it('all goes well: web1 migrates, every host runs its before_switch hook after the migration, then hosts switch one at a time', async () => {
+    const h = harness(async (host, step) => (host === 'web1' && step.name === 'migrate' ? (await sleep(50), undefined) : undefined));
+    const r = await deploy(h.ctx, loadEnvironment('three', root), {});
+    expect(r.hosts.map((x) => [x.host, x.previous])).toEqual(HOSTS.map((x) => [x, LIVE]));
+    const at = (s: string) => h.order.indexOf(s);
+    expect(h.order.filter((s) => s.endsWith(' migrate'))).toEqual(['web1 migrate']);
+    for (const host of HOSTS) expect(at(`${host} before_switch[0]`)).toBeGreaterThan(at('web1 migrate'));
+    expect(at('web2 switch')).toBeGreaterThan(at('web1 switch'));
+    expect(at('web3 switch')).toBeGreaterThan(at('web2 switch'));
+  });
+
+  it('a migration that fails after the build reached the other hosts: no hook, no start, no switch anywhere; the error names web1 and migrate, and what each host runs', async () => {
+    const h = harness(async (host, step) => (host === 'web1' && step.name === 'migrate' ? (await sleep(150), { code: 1, stderr: 'sqlalchemy.exc.ProgrammingError: column "x" does not exist' }) : undefined));
+    const err = (await deploy(h.ctx, loadEnvironment('three', root), {}).catch((e: unknown) => e)) as Error;
+    expect(h.order.indexOf('web3 receive build')).toBeLessThan(h.order.indexOf('web1 migrate (failed)'));
+    expect(h.order.filter((s) => /before_switch|start|switch/.test(s))).toEqual([]);
+    expect(err.message).toMatch(/^step "migrate" on web1 failed with exit code 1\n[\s\S]*ProgrammingError/);
+    expect(err.message).toContain(`rollout stopped; hosts now run:\n  web1: unchanged (failed)\n  web2: unchanged (previous release)\n  web3: unchanged (previous release)`);
+    expect(err.message).not.toMatch(/migrations? (of \S+ )?ran/);
+    for (const host of HOSTS) expect(h.remotes.get(host)!.runs.at(-1)!.stdin).toContain('"result":"failed"');
+  });
+
+  it('a receiver that fails while the migration succeeds: nothing switched, and the error says the database was migrated all the same', async () => {
+    const h = harness(async (host, step) => {
+      if (host === 'web1' && step.name === 'migrate') return (await sleep(150), undefined);
+      if (host === 'web3' && step.name === 'receive build') return { code: 1, stderr: 'tar: Cannot write: No space left on device' };
+      return undefined;
+    });
+    const err = (await deploy(h.ctx, loadEnvironment('three', root), {}).catch((e: unknown) => e)) as Error;
+    expect(h.order).toContain('web1 migrate');
+    expect(h.order.filter((s) => /before_switch|start|switch/.test(s))).toEqual([]);
+    expect(err.message).toMatch(/^step "receive build" on web3 failed/);
+    expect(err.message).toContain(`rollout stopped; hosts now run:\n  web1: unchanged (previous release)\n  web2: unchanged (previous release)\n  web3: unchanged (failed)`);
+    // The schema is the new release's while every host serves the previous one: said, with what it means.
+    expect(err.message).toMatch(/\nthe migrations of \d{8}T\d{6}Z-[0-9a-f]{12} ran on web1 \(alembic upgrade head\): the database has its schema while the hosts serve the previous release/);
+  });
+
+  it('a migration that hangs (waiting for a lock) is stopped by release.migrate_timeout: the error says after how long and what to do; every lock is let go', async () => {
+    const h = harness((host, step) => (host === 'web1' && step.name === 'migrate' ? { code: 124, stderr: '' } : undefined));
+    const err = (await deploy(h.ctx, loadEnvironment('three', root), {}).catch((e: unknown) => e)) as OpsError;
+    expect(h.remotes.get('web1')!.runs.find((r) => r.step.name === 'migrate')!.step.timeout).toBe(120);
+    expect(err.message).toMatch(/^step "migrate" on web1 timed out after 120 s\nweb1 still serves 20261101T000000Z-aaaaaaaaaaaa; nothing was switched\nrollout stopped; hosts now run:/);
+    expect(err.hint).toMatch(/release\.migrate_timeout \(120 s\)[\s\S]*lock_timeout/);
+    expect(h.order.filter((s) => /before_switch|start|switch/.test(s))).toEqual([]);
+    for (const host of HOSTS) expect(h.remotes.get(host)!.stepNames().at(-1)).toBe('unlock');
+  });
+
+  it('one host: a health gate that fails after the migration ran says the database was migrated', async () => {
+    const h = harness((_host, step) => (step.name === 'start green' ? { code: 1, stderr: 'release did not become healthy on slot green' } : undefined));
+    const env = loadEnvironment('three', root);
+    const single = { ...env, hosts: env.hosts.slice(0, 1) } as typeof env;
+    const err = (await deploy(h.ctx, single, {}).catch((e: unknown) => e)) as Error;
+    expect(err.message).toMatch(/did not become healthy[\s\S]*web1 still serves 20261101T000000Z-aaaaaaaaaaaa; nothing was switched\nthe migrations of \S+ ran on web1 \(alembic upgrade head\)/);
+  });
+});

@@ -1,7 +1,7 @@
-// The health gate's probes (core/steps/sh/probe.sh) run by bash on this machine against real HTTP servers:
-// wait_healthy passes once a program that starts late answers, names what never answered and why (a closed port,
-// an error status: curl -f, a listener that never answers), and waits between rounds without a process (no `sleep` run); while a port refuses
-// connections its HTTP probe (a curl process) runs once a second at most.
+// The health gate's probes (core/steps/sh/probe.sh) run by bash on this machine against real HTTP servers (Node's
+// http module parses the requests bash writes): wait_healthy passes once a program that starts late answers, names
+// what never answered and why (a closed port, an error status, a listener that never answers, an answer that is
+// not HTTP), and runs no process at all (no curl, no `sleep` between rounds) where bash has net redirections.
 import { execFile } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -20,14 +20,17 @@ afterEach(async () => {
   for (const s of servers.splice(0)) await new Promise<void>((resolve) => s.close(() => resolve()));
 });
 
-/** An HTTP server on 127.0.0.1:`port` answering `status` to every request. */
-async function serve(port: number, status: number): Promise<void> {
-  const s = createServer((_, res) => {
+/** An HTTP server on 127.0.0.1:`port` answering `status` (and `body`) to every request; the requests it got, as "METHOD url host". */
+async function serve(port: number, status: number, body = 'x'): Promise<string[]> {
+  const seen: string[] = [];
+  const s = createServer((req, res) => {
+    seen.push(`${req.method} ${req.url} ${req.headers.host}`);
     res.statusCode = status;
-    res.end('x');
+    res.end(body);
   });
   servers.push(s);
   await new Promise<void>((resolve) => s.listen(port, '127.0.0.1', resolve));
+  return seen;
 }
 
 /**
@@ -54,7 +57,7 @@ if wait_healthy 1 0.2 api:${closed}:/health; then echo closed=ok; else echo "clo
     expect(r.slept).toBe(false);
   });
 
-  it('a listener that answers an error stays unhealthy (curl -f), named with its path and the status', async () => {
+  it('a listener that answers an error stays unhealthy, named with its path and the status', async () => {
     const port = await freePort();
     await serve(port, 503);
     expect((await bash(`wait_healthy 1 0.2 web:${port}:/health || echo "$UNHEALTHY"`)).out).toBe(`no healthy answer within 1s from web:${port}:/health (The requested URL returned error: 503)`);
@@ -74,53 +77,84 @@ if wait_healthy 1 0.2 api:${closed}:/health; then echo closed=ok; else echo "clo
     }
   }, 20_000);
 
-  it('while a port refuses connections, its HTTP probe runs once a second at most; a late listener is still seen at once', async () => {
+  it('runs no process: a refused port every round, a late listener seen within a round, the request a real HTTP server parses', async () => {
     const [closed, late] = [await freePort(), await freePort()];
-    // 3 s at 0.05 s between rounds: 60 rounds, a curl per round without the gate.
-    const refused = await bash(`wait_healthy 3 0.05 api:${closed}:/health || echo "$UNHEALTHY"`);
-    expect(refused.out).toMatch(new RegExp(`^no healthy answer within 3s from api:${closed}:/health \\(Failed to connect to 127\\.0\\.0\\.1 port ${closed}[^)]*\\)$`));
-    expect(refused.curls).toBeGreaterThanOrEqual(2);
-    expect(refused.curls).toBeLessThanOrEqual(5);
-    setTimeout(() => void serve(late, 200), 1300);
+    // 2 s at 0.05 s between rounds: 40 rounds, each a connect(2) by bash itself.
+    const refused = await bash(`wait_healthy 2 0.05 api:${closed}:/health || echo "$UNHEALTHY"`);
+    expect(refused.out).toBe(`no healthy answer within 2s from api:${closed}:/health (Failed to connect to 127.0.0.1 port ${closed}: Connection refused)`);
+    let seen: string[] = [];
+    setTimeout(() => void serve(late, 200).then((s) => (seen = s)), 1300);
     const t0 = Date.now();
-    const r = await bash(`wait_healthy 6 0.05 web:${late}:/ && echo ok`);
+    const r = await bash(`wait_healthy 6 0.05 web:${late}:/v1/health.json && echo ok`);
     expect(r.out).toBe('ok');
-    expect(Date.now() - t0).toBeLessThan(2500); // seen within a round or two of listening, not at the next second
+    expect(Date.now() - t0).toBeLessThan(2500); // seen within a round or two of listening
+    expect(seen).toEqual([`GET /v1/health.json 127.0.0.1:${late}`]);
+    expect([refused.curls, r.curls, Number(refused.slept), Number(r.slept)]).toEqual([0, 0, 0, 0]);
   });
 
-  it('a bash whose /dev/tcp never connects (built without net redirections) still finds a program healthy by curl', async () => {
-    const late = await freePort();
+  it('a large page is not read to its end, and its server goes on serving', async () => {
+    const big = await freePort();
+    const seen = await serve(big, 200, 'y'.repeat(4 << 20));
+    const r = await bash(`wait_healthy 3 0.2 b:${big}:/ && echo ok\nwait_healthy 3 0.2 b:${big}:/ && echo again`);
+    expect(r.out).toBe('ok\nagain');
+    expect(seen).toHaveLength(2);
+  });
+
+  it('a listener that closes at once, or answers something not HTTP, is unhealthy with that said', async () => {
+    const [closes, raw] = [await freePort(), await freePort()];
+    // The probe closes without reading on: the server may see a reset, as from any client that goes away.
+    const a = createNetServer((c) => c.on('error', () => undefined).destroy());
+    const b = createNetServer((c) => c.on('error', () => undefined).end('SSH-2.0-OpenSSH_9.2\r\n'));
+    await Promise.all([new Promise<void>((resolve) => a.listen(closes, '127.0.0.1', resolve)), new Promise<void>((resolve) => b.listen(raw, '127.0.0.1', resolve))]);
+    try {
+      const r = await bash(`wait_healthy 1 0.2 a:${closes}:/ b:${raw}:/ || echo "$UNHEALTHY"`);
+      expect(r.out).toBe(`no healthy answer within 1s from a:${closes}:/ (Empty reply from server), b:${raw}:/ (not an HTTP answer: SSH-2.0-OpenSSH_9.2)`);
+    } finally {
+      a.close();
+      b.close();
+    }
+  });
+
+  it('this bash has net redirections; a bash without them (it looks for a file /dev/tcp/...) probes by curl, with curl\'s reasons', async () => {
+    expect((await bash('net_redirections && echo yes')).out).toBe('yes');
+    const [late, closed] = [await freePort(), await freePort()];
     setTimeout(() => void serve(late, 200), 700);
-    const r = await bash(`listening() { return 1; }\nwait_healthy 5 0.05 web:${late}:/ && echo ok`);
-    expect(r.out).toBe('ok');
+    const without = 'probe_send() { PROBE_WHY=""; return 1; }\nNET_REDIRECTIONS=no';
+    const r = await bash(`${without}\nwait_healthy 5 0.05 web:${late}:/ && echo ok\nwait_healthy 1 0.2 api:${closed}:/ || echo "$UNHEALTHY"`);
+    expect(r.out.split('\n')).toEqual(['ok', expect.stringMatching(new RegExp(`^no healthy answer within 1s from api:${closed}:/ \\(Failed to connect to 127\\.0\\.0\\.1 port ${closed}[^)]*\\)$`))]);
+    expect(r.curls).toBeGreaterThan(0);
   });
 
-  it('no room for temporary files (a full /tmp): the verdict stands, without the reasons curl gives', async () => {
+  it('no room for temporary files (a full /tmp): nothing written, the verdict and its reasons stand', async () => {
     const [ok, closed] = [await freePort(), await freePort()];
     await serve(ok, 200);
     const r = await bash(`export TMPDIR=/nonexistent-ops-tmp\nwait_healthy 2 0.2 web:${ok}:/ && echo ok\nwait_healthy 1 0.2 api:${closed}:/ || echo "$UNHEALTHY"\nls / | grep -c '^[0-9]$' || true`);
-    expect(r.out.split('\n')).toEqual(['ok', `no healthy answer within 1s from api:${closed}:/ (no answer)`, '0']);
+    expect(r.out.split('\n')).toEqual(['ok', `no healthy answer within 1s from api:${closed}:/ (Failed to connect to 127.0.0.1 port ${closed}: Connection refused)`, '0']);
   });
 
-  it('a redirect is followed while it stays on the program (the check behind it counts), else named: a 3xx alone is not healthy', async () => {
+  it('a redirect is followed while it stays on the program (the check behind it counts), else named: a 3xx alone is not healthy; the same by curl', async () => {
     const port = await freePort();
     // As FastAPI (redirect_slashes: 307) and Django (APPEND_SLASH: 301) answer a route declared with a slash; /health/
     // is the real check, failing (its database is down).
     const s = createServer((req, res) => {
-      const to: Record<string, [number, string]> = { '/health': [307, '/health/'], '/ready': [301, `http://127.0.0.1:${port}/ready/`], '/away': [302, 'https://example.org/login'], '/loop': [302, '/loop'] };
+      const to: Record<string, [number, string]> = { '/health': [307, '/health/'], '/ready': [301, `http://127.0.0.1:${port}/ready/`], '/away': [302, 'https://example.org/login'], '/loop': [302, '/loop'], '/v1/up': [302, 'ok'] };
       const hop = to[req.url ?? ''];
       if (hop) res.writeHead(hop[0], { location: hop[1] });
-      else res.statusCode = req.url === '/health/' ? 503 : req.url === '/ready/' ? 200 : 404;
+      else res.statusCode = req.url === '/health/' ? 503 : req.url === '/ready/' || req.url === '/v1/ok' ? 200 : 404;
       res.end();
     });
     servers.push(s);
     await new Promise<void>((resolve) => s.listen(port, '127.0.0.1', resolve));
-    const r = await bash(`wait_healthy 2 0.2 ready:${port}:/ready && echo ready=ok
+    const script = `wait_healthy 2 0.2 ready:${port}:/ready && echo ready=ok
+wait_healthy 2 0.2 up:${port}:/v1/up && echo relative=ok
 wait_healthy 1 0.2 web:${port}:/health || echo "$UNHEALTHY"
 wait_healthy 1 0.2 away:${port}:/away || echo "$UNHEALTHY"
-wait_healthy 1 0.2 loop:${port}:/loop || echo "$UNHEALTHY"`);
+wait_healthy 1 0.2 loop:${port}:/loop || echo "$UNHEALTHY"`;
+    const [r, byCurl] = [await bash(script), await bash(`probe_send() { PROBE_WHY=""; return 1; }\nNET_REDIRECTIONS=no\n${script}`)];
+    expect([r.curls, byCurl.out]).toEqual([0, r.out]); // the curl fallback (a bash without /dev/tcp) says the same
     expect(r.out.split('\n')).toEqual([
       'ready=ok',
+      'relative=ok',
       `no healthy answer within 1s from web:${port}:/health (The requested URL returned error: 503)`,
       `no healthy answer within 1s from away:${port}:/away (answered 302, a redirect to https://example.org/login, off this program: the health path must answer 2xx itself)`,
       `no healthy answer within 1s from loop:${port}:/loop (more than 5 redirects)`,

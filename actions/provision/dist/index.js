@@ -27179,7 +27179,7 @@ var init_environment_schema = __esm({
         switch: opt(
           object({
             health_timeout: opt(integer(1, 900), "seconds the new processes get to pass their health checks", 60),
-            health_interval: opt(number(0.1, 60), "seconds between health probes (of a program whose port refuses connections: at most one a second)", 0.2),
+            health_interval: opt(number(0.1, 60), "seconds between rounds of health probes (each an HTTP GET made by bash itself: no process per probe)", 0.2),
             keep_previous: opt(
               boolean(),
               "keep the previous release running on the idle slot after a switch, so a rollback only moves traffic (instant); set false if your processes run background jobs that must not run twice",

@@ -51459,7 +51459,7 @@ var history_default = `# shellcheck shell=bash
 # views); release_reports reports every release directory as
 # \`release <id> <sha> <status> <live seq|-> <last event seq|->\`; rollback_choice picks a rollback's release.
 # Needs ops_report.
-history_now() { date -u +%Y-%m-%dT%H:%M:%SZ; }
+history_now() { TZ=UTC0 printf '%(%Y-%m-%dT%H:%M:%SZ)T\\n' -1; }
 history_last() { if [ -f "$history_file" ]; then awk -F'\\t' '$1 ~ /^[0-9]+$/ { n = $1 } END { print n + 0 }' "$history_file"; else echo 0; fi; }
 history_add() {
   [ -f "$history_file" ] || history_init >/dev/null # removed by hand since the state step: derive it again first
@@ -52154,7 +52154,7 @@ function switchTo(env, slot, releaseId, certificateReady, operation = "deploy") 
       before: String.raw`${releaseIdVar(releaseId)}
 ln -sfn ${quote(L.releases)}/"$release_id" ${quote(`${L.base}/.current.new`)}
 printf '%s\n' ${quote(slot)} > ${quote(`${L.slotFile}.new`)}`,
-      then: String.raw`for i in $(seq 100); do
+      then: String.raw`for i in {1..100}; do
   got=$(curl -s --max-time 1${host} http://127.0.0.1/.ops/slot 2>/dev/null || true)
   [ "$got" = ${quote(slot)} ] && break
   if [ "$i" = 100 ]; then echo "nginx does not report slot ${slot} at /.ops/slot (a custom site template without {{slot_location}}?); continuing" >&2; fi
@@ -52569,12 +52569,14 @@ function acquireLock(env, req2, then = "", finish = "", finishSeconds = 0) {
     script: String.raw`${CONNECTION_FUNCTIONS}
 lock=${quote(L.lock)}
 holder=$(conn_pid) || { echo "cannot find the SSH server process of this connection (no sshd ancestor of process $$): the lock needs OpenSSH or dropbear" >&2; exit 1; }
-install -d -m 0755 -o root -g root ${quote(L.base)} ${quote(L.state)}
+[ -d ${quote(L.state)} ] || install -d -m 0755 -o root -g root ${quote(L.base)} ${quote(L.state)}
 printf -v now '%(%s)T' -1; deadline=$(( now + ${req2.wait} ))
 while :; do
   if made=$(mkdir "$lock" 2>&1); then
     # The details are the lock's meaning: a lock without them (disk full) is given back at once.
-    if ! printf '%s\n' ${quote(`operation=${req2.operation}`)} ${quote(`actor=${req2.actor}`)} ${quote(`run=${req2.runUrl}`)} ${quote(`run_id=${req2.runId}`)} "since=$(date -u +%Y-%m-%dT%H:%M:%SZ)" "holder_pid=$holder" "holder_start=$(proc_start "$holder")" > "$lock/info"; then
+    # The time by printf's %(...)T with TZ for this builtin only (bash(1), PARAMETERS: no date process).
+    TZ=UTC0 printf -v since '%(%Y-%m-%dT%H:%M:%SZ)T' -1
+    if ! printf '%s\n' ${quote(`operation=${req2.operation}`)} ${quote(`actor=${req2.actor}`)} ${quote(`run=${req2.runUrl}`)} ${quote(`run_id=${req2.runId}`)} "since=$since" "holder_pid=$holder" "holder_start=$(proc_start "$holder")" > "$lock/info"; then
       rm -rf "$lock"
       echo "cannot write the lock's details in $lock: no space left under ${L.base}?" >&2
       exit 1
@@ -52607,7 +52609,7 @@ read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"
 if [ ${"$"}{#pids[@]} -gt 0 ]; then
   ops_report ${LOCK_KEYS.stopped} "${"$"}{pids[*]}"
   kill -TERM "${"$"}{pids[@]}" 2>/dev/null || true
-  for _ in $(seq 50); do read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"; [ ${"$"}{#pids[@]} -gt 0 ] || break; sleep 0.2; done
+  for _ in {1..50}; do read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"; [ ${"$"}{#pids[@]} -gt 0 ] || break; sleep 0.2; done
   if [ ${"$"}{#pids[@]} -gt 0 ]; then kill -KILL "${"$"}{pids[@]}" 2>/dev/null || true; fi
 fi
 ` : "";
@@ -52621,12 +52623,15 @@ fi
 }
 function unlockScript(env, runId, auditWords) {
   const L = env.layout;
-  const audit = auditWords.length ? `if ! audit_err=$({ printf '%s\\n' ${auditWords.join(" ")} >> ${quote(L.audit)} && chmod 0644 ${quote(L.audit)}; } 2>&1); then
+  const audit = auditWords.length ? `# A new audit log is made readable by all (0644 whatever the umask); one there already keeps its mode.
+audit_new=; [ -e ${quote(L.audit)} ] || audit_new=1
+if ! audit_err=$({ printf '%s\\n' ${auditWords.join(" ")} >> ${quote(L.audit)} && { [ -z "$audit_new" ] || chmod 0644 ${quote(L.audit)}; }; } 2>&1); then
   ops_report ${LOCK_KEYS.audit_failed} "$(printf '%s' "$audit_err" | tr '\\n' ' ')"
 fi
 ` : "";
   return String.raw`${audit}lock=${quote(L.lock)}
-if [ "$(sed -n 's/^run_id=//p' "$lock/info" 2>/dev/null || true)" = ${quote(runId)} ]; then rm -rf "$lock"; ops_report ${LOCK_KEYS.lock} released; fi`;
+holder_run=; while IFS= read -r l; do [[ $l != run_id=* ]] || holder_run=${"$"}{l#run_id=}; done 2>/dev/null < "$lock/info" || true
+if [ "$holder_run" = ${quote(runId)} ]; then rm -rf "$lock"; ops_report ${LOCK_KEYS.lock} released; fi`;
 }
 function parseLock(result) {
   const holder = {};

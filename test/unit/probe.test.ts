@@ -85,10 +85,10 @@ if wait_healthy 1 0.2 api:${closed}:/health; then echo closed=ok; else echo "clo
     let seen: string[] = [];
     setTimeout(() => void serve(late, 200).then((s) => (seen = s)), 1300);
     const t0 = Date.now();
-    const r = await bash(`wait_healthy 6 0.05 web:${late}:/v1/health.json && echo ok`);
+    const r = await bash(`wait_healthy 6 0.05 'web:${late}:/v1/health.json?full=1&db=yes' && echo ok`);
     expect(r.out).toBe('ok');
     expect(Date.now() - t0).toBeLessThan(2500); // seen within a round or two of listening
-    expect(seen).toEqual([`GET /v1/health.json 127.0.0.1:${late}`]);
+    expect(seen).toEqual([`GET /v1/health.json?full=1&db=yes 127.0.0.1:${late}`]);
     expect([refused.curls, r.curls, Number(refused.slept), Number(r.slept)]).toEqual([0, 0, 0, 0]);
   });
 

@@ -27039,7 +27039,7 @@ var init_schema_object = __esm({
 });
 
 // core/config/environment-schema.ts
-var name, port, command, hostKey, relPath, absPath, anyPath, gitRef, urlPath, version, address, loginName, bastionSchema, hostSchema, fullVersion, runtimeFields, pythonRuntime, nodeRuntime, secretRef, httpUrl, programSchema, envValue, environmentSchema;
+var name, port, command, hostKey, relPath, absPath, anyPath, gitRef, urlPath, healthPath, version, address, loginName, bastionSchema, hostSchema, fullVersion, runtimeFields, pythonRuntime, nodeRuntime, secretRef, httpUrl, programSchema, envValue, environmentSchema;
 var init_environment_schema = __esm({
   "core/config/environment-schema.ts"() {
     "use strict";
@@ -27064,7 +27064,8 @@ var init_environment_schema = __esm({
     absPath = string({ pattern: /^\/[^\n]*$/, form: "an absolute path" });
     anyPath = string({ pattern: /^[^\n]+$/, form: "a path" });
     gitRef = string({ form: "a git branch, tag or sha", pattern: patternOf("gitRef") });
-    urlPath = string({ pattern: /^\/[A-Za-z0-9._~\/-]*$/, form: 'a URL path starting with "/"' });
+    urlPath = string({ pattern: /^\/[A-Za-z0-9._~\/-]*$/, form: 'a URL path: "/" then letters, digits, ".", "_", "~", "/" or "-"' });
+    healthPath = string({ pattern: /^\/[A-Za-z0-9._~\/-]*(\?[A-Za-z0-9._~\/=&%+-]*)?$/, form: 'a URL path ("/" then letters, digits, ".", "_", "~", "/" or "-"), with a query string if needed ("?full=1")' });
     version = string({ pattern: /^\d+(\.\d+){0,2}$/, form: 'a version number ("18", "3.11", "3.8.9")' });
     address = string({ pattern: /^[A-Za-z0-9.:-]+$/, form: "an IP address or DNS name" });
     loginName = string({ pattern: /^[a-z_][a-z0-9_-]{0,31}$/, form: "a Unix user name" });
@@ -27112,7 +27113,7 @@ var init_environment_schema = __esm({
       command: req(command, "how to start it, run in `directory` with the release `.env` loaded; placeholders: {release} (the release directory), {python} {node} {npm} (pinned runtimes, absolute paths), {port} (the port of this program in the slot being started), {port:<program>}"),
       directory: opt(relPath, "working directory, relative to the release", "."),
       port: req(port, 'the port it listens on in the "blue" slot; the "green" slot uses port + switch.port_offset'),
-      health: opt(urlPath, "HTTP path that answers 2xx when the program is ready (on 127.0.0.1; a redirect to another path of the program is followed)", "/"),
+      health: opt(healthPath, "HTTP path that answers 2xx when the program is ready (on 127.0.0.1; a redirect to another path of the program is followed)", "/"),
       env: opt(record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name" }), string({ form: "a string" })), "extra environment variables (placeholders allowed), e.g. the port it must listen on", {})
     });
     envValue = either(string({ form: "a string" }), secretRef, "a string, or { secret: <key path> }");

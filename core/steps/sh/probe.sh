@@ -25,7 +25,8 @@ net_redirections() {
 # probe_send PORT PATH: connect to 127.0.0.1:PORT and send GET PATH (HTTP/1.1, Connection: close: the program
 # closes after its answer). The connection in PROBE_FD; else 1, PROBE_WHY empty when the connection was not made
 # (refused, or no net redirections), else why the request could not be sent (closed at once: no answer).
-# PATH is the environment's health path: the schema lets through [A-Za-z0-9._~/-] only, nothing to escape here.
+# PATH is the environment's health path: the schema lets through [A-Za-z0-9._~/-] and a query string of
+# [A-Za-z0-9._~/=&%+-] only: no space nor control character that would break the request line.
 probe_send() {
   PROBE_WHY=""
   { exec {PROBE_FD}<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null || return 1

@@ -98,6 +98,7 @@ function guarded(remote: Remote): Remote {
     connection: remote.connection,
     run: (step, options) => translated(`step "${step.name}"`, () => remote.run(step, options)),
     upload: (content, path, options) => translated(`upload of ${path}`, () => remote.upload(content, path, options)),
+    inFlight: () => remote.inFlight(),
     close: () => remote.close().catch(() => undefined),
   };
 }

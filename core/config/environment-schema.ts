@@ -30,7 +30,9 @@ const anyPath = string({ pattern: /^[^\n]+$/, form: 'a path' });
 
 const gitRef = string({ form: 'a git branch, tag or sha', pattern: patternOf('gitRef') });
 
-const urlPath = string({ pattern: /^\/[A-Za-z0-9._~\/-]*$/, form: 'a URL path starting with "/"' });
+const urlPath = string({ pattern: /^\/[A-Za-z0-9._~\/-]*$/, form: 'a URL path: "/" then letters, digits, ".", "_", "~", "/" or "-"' });
+/** A health check's path: a URL path, and a query string if the check wants one (`/health?full=1`). */
+const healthPath = string({ pattern: /^\/[A-Za-z0-9._~\/-]*(\?[A-Za-z0-9._~\/=&%+-]*)?$/, form: 'a URL path ("/" then letters, digits, ".", "_", "~", "/" or "-"), with a query string if needed ("?full=1")' });
 
 const version = string({ pattern: /^\d+(\.\d+){0,2}$/, form: 'a version number ("18", "3.11", "3.8.9")' });
 
@@ -92,7 +94,7 @@ const programSchema = object({
   command: req(command, 'how to start it, run in `directory` with the release `.env` loaded; placeholders: {release} (the release directory), {python} {node} {npm} (pinned runtimes, absolute paths), {port} (the port of this program in the slot being started), {port:<program>}'),
   directory: opt(relPath, 'working directory, relative to the release', '.'),
   port: req(port, 'the port it listens on in the "blue" slot; the "green" slot uses port + switch.port_offset'),
-  health: opt(urlPath, 'HTTP path that answers 2xx when the program is ready (on 127.0.0.1; a redirect to another path of the program is followed)', '/'),
+  health: opt(healthPath, 'HTTP path that answers 2xx when the program is ready (on 127.0.0.1; a redirect to another path of the program is followed)', '/'),
   env: opt(record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: 'a variable name' }), string({ form: 'a string' })), 'extra environment variables (placeholders allowed), e.g. the port it must listen on', {}),
 });
 

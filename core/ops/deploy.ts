@@ -82,7 +82,9 @@ async function rollout(ctx: OpsContext, env: Target, session: Session, locked: L
       const hp = plans.find((x) => x.name === hst.name);
       if (d) return `${hst.name}: ${d.noop ? `${d.release} (already live)` : d.release}`;
       if (hp?.switched) return `${hst.name}: ${p.id} (switched; see its error above)`;
-      return `${hst.name}: ${hp?.failed ? 'unchanged (failed)' : 'unchanged (previous release)'}`;
+      // What still serves there: the release live when the run began (none: the host never had one).
+      const live = hp?.state.current ? `${hp.state.current} still live` : 'nothing deployed yet';
+      return `${hst.name}: unchanged (${hp?.failed ? `failed; ${live}` : live})`;
     });
   // The hosts a stopped rollout leaves behind: a release made for nothing is marked, the run's failure audited.
   const stop = async (e: unknown) => {

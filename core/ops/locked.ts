@@ -141,8 +141,15 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
     (releasing ??= Promise.all([...mine].map((h) => releaseOn(h, fresh))).then((failures) => failures.filter((f): f is string => f !== undefined)));
 
   const onSignal = (signal: NodeJS.Signals) => {
-    ctx.reporter.error(`${signal} received: releasing the lock and stopping`);
-    for (const host of mine) pending.set(host, [...(pending.get(host) ?? []), auditLine({ time: runnerNow(ctx).toISOString(), environment: env.name, operation, result: 'failed', actor: info.actor, run: info.runUrl || undefined, message: `interrupted by ${signal}` })]);
+    // What the signal cuts off: the steps in flight, each stopped on its host with the lock's release (a migration
+    // part-way: said, since the schema may be half-changed where the database has no transactional DDL).
+    const cut = [...session.remotes.values()].flatMap((r) => r.inFlight().map((step) => `${step} on ${r.name}`));
+    const during = cut.length ? ` during ${cut.join(', ')}` : '';
+    ctx.reporter.error(`${signal} received${during}: stopping ${cut.length ? 'them, ' : ''}releasing the lock`);
+    if (cut.some((c) => c.startsWith('migrate on '))) {
+      ctx.reporter.error('the migration was stopped part-way: PostgreSQL rolls back a migration run in one transaction (alembic does); check the schema (e.g. alembic current) before deploying again');
+    }
+    for (const host of mine) pending.set(host, [...(pending.get(host) ?? []), auditLine({ time: runnerNow(ctx).toISOString(), environment: env.name, operation, result: 'failed', actor: info.actor, run: info.runUrl || undefined, message: `interrupted by ${signal}${during}` })]);
     // Over new connections: a step may still run on the old ones (and MaxSessions 1 leaves no room beside it).
     void releaseAll(true)
       .then((failures) => {

@@ -29,6 +29,10 @@ export class RecordingRemote implements Remote {
     if (result.code !== 0 && !options.allowFailure) throw new StepError(step.name, this.name, result.code, result.stderr, undefined, undefined, step.timeout);
     return result;
   }
+  /** Recorded steps answer at once: none is ever in flight. */
+  inFlight(): string[] {
+    return [];
+  }
   async upload(content: string | Buffer, path: string, options: UploadOptions = {}): Promise<void> {
     this.uploads.push({ path, content: Buffer.from(content), mode: options.mode ?? 0o600 });
   }

@@ -114,8 +114,8 @@ class SshRemote implements Remote {
   /** Channels open now, and who waits for one of them to close (a channel sshd refused for lack of sessions). */
   private open = 0;
   private waiting: (() => void)[] = [];
-  /** Steps of ours running now (their channel open): while there are several, each live line says which step it comes from. */
-  private running = 0;
+  /** Steps of ours running now (their channel open), by name: while there are several, each live line says which step it comes from. */
+  private readonly running: string[] = [];
   constructor(
     private readonly ssh: NodeSSH,
     host: Host,
@@ -129,6 +129,10 @@ class SshRemote implements Remote {
     // ssh2 emits socket errors on the client at any time (between two steps too): never unhandled.
     conn.on('error', (e: Error) => this.gone(e));
     conn.on('close', () => this.gone(new Error('Not connected')));
+  }
+
+  inFlight(): string[] {
+    return [...this.running];
   }
 
   private gone(e: Error): void {
@@ -203,7 +207,7 @@ class SshRemote implements Remote {
       step.quiet
         ? { push: () => undefined, flush: () => undefined }
         : new LineSplitter((line) => {
-            if (!line.startsWith(REPORT_PREFIX)) this.reporter.line(this.name, this.running > 1 ? `[${step.name}] ${line}` : line, stream);
+            if (!line.startsWith(REPORT_PREFIX)) this.reporter.line(this.name, this.running.length > 1 ? `[${step.name}] ${line}` : line, stream);
           });
     const outLines = show('stdout');
     const errLines = show('stderr');
@@ -218,7 +222,7 @@ class SshRemote implements Remote {
       errLines.push(t);
     });
     const { channel, ended } = await this.channel(command, what);
-    this.running++;
+    this.running.push(step.name);
     // Guard against a channel that never closes (the remote `timeout` should always end it first).
     const limit = ((step.timeout ?? DEFAULT_STEP_TIMEOUT) + 30) * 1000;
     let guard: NodeJS.Timeout | undefined;
@@ -238,7 +242,7 @@ class SshRemote implements Remote {
       clearTimeout(guard);
       this.aborts.delete(abort);
       this.open--;
-      this.running--;
+      this.running.splice(this.running.indexOf(step.name), 1);
       this.freed();
     });
     out.end();

@@ -56,6 +56,8 @@ export interface Remote {
    * file or the whole new one. Throws a StepError named `upload <file>` (e.g. disk full).
    */
   upload(content: string | Buffer, remotePath: string, options?: UploadOptions): Promise<void>;
+  /** Names of the steps running now on this connection (their channel open), in the order they started. */
+  inFlight(): string[];
   /** End the connection (idempotent). Whatever runs on the host for it ends with it. */
   close(): Promise<void>;
 }

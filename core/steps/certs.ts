@@ -119,7 +119,7 @@ nginx_reload
 host_unlock nginx
 # A reload returns before the new workers serve: wait (5 s at most) until :443 hands out the new certificate.
 want=$(openssl x509 -in ${quote(cert.cert)} -noout -serial | sed 's/^serial=//')
-for _ in $(seq 50); do [ "$(served_serial ${quote(name)})" = "$want" ] && break; sleep 0.1; done
+for _ in {1..50}; do [ "$(served_serial ${quote(name)})" = "$want" ] && break; sleep 0.1; done
 cert_info ${quote(cert.cert)}
 ops_report ${CERTS_KEYS.served_serial} "$(served_serial ${quote(name)})"`,
   };

@@ -49,12 +49,14 @@ export function acquireLock(env: Target, req: LockRequest, then = '', finish = '
     script: String.raw`${CONNECTION_FUNCTIONS}
 lock=${quote(L.lock)}
 holder=$(conn_pid) || { echo "cannot find the SSH server process of this connection (no sshd ancestor of process $$): the lock needs OpenSSH or dropbear" >&2; exit 1; }
-install -d -m 0755 -o root -g root ${quote(L.base)} ${quote(L.state)}
+[ -d ${quote(L.state)} ] || install -d -m 0755 -o root -g root ${quote(L.base)} ${quote(L.state)}
 printf -v now '%(%s)T' -1; deadline=$(( now + ${req.wait} ))
 while :; do
   if made=$(mkdir "$lock" 2>&1); then
     # The details are the lock's meaning: a lock without them (disk full) is given back at once.
-    if ! printf '%s\n' ${quote(`operation=${req.operation}`)} ${quote(`actor=${req.actor}`)} ${quote(`run=${req.runUrl}`)} ${quote(`run_id=${req.runId}`)} "since=$(date -u +%Y-%m-%dT%H:%M:%SZ)" "holder_pid=$holder" "holder_start=$(proc_start "$holder")" > "$lock/info"; then
+    # The time by printf's %(...)T with TZ for this builtin only (bash(1), PARAMETERS: no date process).
+    TZ=UTC0 printf -v since '%(%Y-%m-%dT%H:%M:%SZ)T' -1
+    if ! printf '%s\n' ${quote(`operation=${req.operation}`)} ${quote(`actor=${req.actor}`)} ${quote(`run=${req.runUrl}`)} ${quote(`run_id=${req.runId}`)} "since=$since" "holder_pid=$holder" "holder_start=$(proc_start "$holder")" > "$lock/info"; then
       rm -rf "$lock"
       echo "cannot write the lock's details in $lock: no space left under ${L.base}?" >&2
       exit 1
@@ -96,7 +98,7 @@ read -r -a pids <<< "$(connection_pids "${'$'}{ended[@]}")"
 if [ ${'$'}{#pids[@]} -gt 0 ]; then
   ops_report ${LOCK_KEYS.stopped} "${'$'}{pids[*]}"
   kill -TERM "${'$'}{pids[@]}" 2>/dev/null || true
-  for _ in $(seq 50); do read -r -a pids <<< "$(connection_pids "${'$'}{ended[@]}")"; [ ${'$'}{#pids[@]} -gt 0 ] || break; sleep 0.2; done
+  for _ in {1..50}; do read -r -a pids <<< "$(connection_pids "${'$'}{ended[@]}")"; [ ${'$'}{#pids[@]} -gt 0 ] || break; sleep 0.2; done
   if [ ${'$'}{#pids[@]} -gt 0 ]; then kill -KILL "${'$'}{pids[@]}" 2>/dev/null || true; fi
 fi
 `
@@ -120,13 +122,16 @@ fi
 export function unlockScript(env: Target, runId: string, auditWords: string[]): string {
   const L = env.layout;
   const audit = auditWords.length
-    ? `if ! audit_err=$({ printf '%s\\n' ${auditWords.join(' ')} >> ${quote(L.audit)} && chmod 0644 ${quote(L.audit)}; } 2>&1); then
+    ? `# A new audit log is made readable by all (0644 whatever the umask); one there already keeps its mode.
+audit_new=; [ -e ${quote(L.audit)} ] || audit_new=1
+if ! audit_err=$({ printf '%s\\n' ${auditWords.join(' ')} >> ${quote(L.audit)} && { [ -z "$audit_new" ] || chmod 0644 ${quote(L.audit)}; }; } 2>&1); then
   ops_report ${LOCK_KEYS.audit_failed} "$(printf '%s' "$audit_err" | tr '\\n' ' ')"
 fi
 `
     : '';
   return String.raw`${audit}lock=${quote(L.lock)}
-if [ "$(sed -n 's/^run_id=//p' "$lock/info" 2>/dev/null || true)" = ${quote(runId)} ]; then rm -rf "$lock"; ops_report ${LOCK_KEYS.lock} released; fi`;
+holder_run=; while IFS= read -r l; do [[ $l != run_id=* ]] || holder_run=${'$'}{l#run_id=}; done 2>/dev/null < "$lock/info" || true
+if [ "$holder_run" = ${quote(runId)} ]; then rm -rf "$lock"; ops_report ${LOCK_KEYS.lock} released; fi`;
 }
 
 /** Report the environment's lock (free, held or stale) and its holder's details, read only. */

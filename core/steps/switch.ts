@@ -282,7 +282,7 @@ export function switchTo(env: Target, slot: Slot, releaseId: string | HostVariab
       before: String.raw`${releaseIdVar(releaseId)}
 ln -sfn ${quote(L.releases)}/"$release_id" ${quote(`${L.base}/.current.new`)}
 printf '%s\n' ${quote(slot)} > ${quote(`${L.slotFile}.new`)}`,
-      then: String.raw`for i in $(seq 100); do
+      then: String.raw`for i in {1..100}; do
   got=$(curl -s --max-time 1${host} http://127.0.0.1/.ops/slot 2>/dev/null || true)
   [ "$got" = ${quote(slot)} ] && break
   if [ "$i" = 100 ]; then echo "nginx does not report slot ${slot} at /.ops/slot (a custom site template without {{slot_location}}?); continuing" >&2; fi

@@ -265,7 +265,7 @@ export function supervisorService(): Step {
     name: 'supervisor',
     as: 'root',
     timeout: 60,
-    script: `${SYSTEM_FUNCTIONS}\nsvc_up supervisor\nfor _ in $(seq 50); do [ -S /var/run/supervisor.sock ] && break; sleep 0.1; done\nitem supervisor`,
+    script: `${SYSTEM_FUNCTIONS}\nsvc_up supervisor\nfor _ in {1..50}; do [ -S /var/run/supervisor.sock ] && break; sleep 0.1; done\nitem supervisor`,
   };
 }
 

@@ -171,14 +171,15 @@ describe.sequential('a full deploy makes its Python set beside the node set and 
     } finally {
       await sshRun(host, 'rm -f /tmp/ops-probe-sleep');
     }
-    expect(out).toMatch(/SIGTERM received: releasing the lock and stopping/);
+    // The steps it cut off are named, both of them (in the order they started).
+    expect(out).toMatch(new RegExp(`SIGTERM received during (python dependencies on ${host.name}, build on ${host.name}|build on ${host.name}, python dependencies on ${host.name}): stopping them, releasing the lock`));
     // The terminal: the two steps are siblings (not one nested in the other), the build's lines say they are its own.
     expect(out).toMatch(/^▸ \S+ · python dependencies$/m);
     expect(out).toMatch(/^▸ \S+ · build$/m);
     expect(out).toMatch(/^ {2}\S+ \[build\] cd client && npm run build$/m);
     expect(await stillWorking()).toBe('');
     expect((await getLockStatus(project.ctx(), project.env()))[0]!.lock.state).toBe('free');
-    expect((await auditLog(project.ctx(), project.env(), 3))[0]!.entries.map((e) => e.message)).toContain('interrupted by SIGTERM');
+    expect((await auditLog(project.ctx(), project.env(), 3))[0]!.entries.map((e) => e.message)).toContainEqual(expect.stringMatching(/^interrupted by SIGTERM during .*build on /));
     const half = Object.entries(await pythonSets()).filter(([name]) => !(name in before));
     expect(half.every(([, complete]) => !complete)).toBe(true);
     expect(await table('ops_par_term')).toBe('f');

@@ -261,13 +261,51 @@ describe.sequential('deploy on a provisioned host', () => {
     child.kill('SIGTERM');
     const code = await new Promise((r) => child.once('exit', r));
     expect(code).toBe(130);
-    expect(out).toMatch(/SIGTERM received: releasing the lock and stopping/);
+    // Said with the steps it cut off (the release step, or the dependency sets and the build after it).
+    expect(out).toMatch(new RegExp(`SIGTERM received( during [^:\\n]+ on ${host.name})?: (stopping them, )?releasing the lock`));
     const locks = await getLockStatus(project.ctx(), project.env());
     expect(locks[0]!.lock.state).toBe('free');
     const audit = await auditLog(project.ctx(), project.env(), 3);
-    expect(audit[0]!.entries.map((e) => e.message)).toContain('interrupted by SIGTERM');
+    expect(audit[0]!.entries.map((e) => e.message)).toContainEqual(expect.stringMatching(/^interrupted by SIGTERM( during .+ on \S+)?$/));
     expect((await get(host)).body).toContain('Version 1.0.0');
   }, 180_000);
+
+  it('a SIGTERM while the migration runs: it is named as cut off part-way, with what to check; the migration process is gone, the lock free, v1 serves', async () => {
+    const config = testConfig([host], await appRepo(), '');
+    const good = { ...config, env: project.env().config.env };
+    // A migration slow to start (a lock wait, a long data change): its own marker to look for on the host.
+    project.write({ ...good, release: { migrate: `sleep 77${process.pid % 10} && make migrate` } });
+    try {
+      const child = spawn(process.execPath, [join(ROOT, 'scripts/ops-bin.js'), 'deploy', 'e2e', '--ref', 'v2', '--force'], {
+        env: { ...process.env, OPS_ROOT: project.root, NO_COLOR: '1' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let out = '';
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`the deploy never reached its migration:\n${out}`)), 240_000);
+        const watch = (d: Buffer) => {
+          out += d;
+          if (out.includes('· migrate')) {
+            clearTimeout(timer);
+            resolve();
+          }
+        };
+        child.stdout.on('data', watch);
+        child.stderr.on('data', watch);
+      });
+      await new Promise((r) => setTimeout(r, 1000)); // the migration's command under way
+      child.kill('SIGTERM');
+      expect(await new Promise((r) => child.once('exit', r))).toBe(130);
+      expect(out).toContain(`SIGTERM received during migrate on ${host.name}: stopping them, releasing the lock`);
+      expect(out).toMatch(/the migration was stopped part-way: .*check the schema/);
+      expect((await sshRun(host, `pgrep -f '[s]leep 77${process.pid % 10}' || true`)).stdout.trim()).toBe('');
+      expect((await getLockStatus(project.ctx(), project.env()))[0]!.lock.state).toBe('free');
+      expect((await auditLog(project.ctx(), project.env(), 3))[0]!.entries.map((e) => e.message)).toContain(`interrupted by SIGTERM during migrate on ${host.name}`);
+      expect((await get(host)).body).toContain('Version 1.0.0');
+    } finally {
+      project.write(good);
+    }
+  }, 300_000);
 
   it('a lockfile change installs dependencies again, then reuses them', async () => {
     const changed = await run('deps-changed');

@@ -57,6 +57,18 @@ describe('environment schema', () => {
     expect(err).toHaveLength(7);
   });
 
+  it('a health path may carry a query string; a route may not; each refusal says what the value may hold', () => {
+    const doc = minimal() as Record<string, any>;
+    doc.programs.server.health = '/health?full=1&db=yes';
+    expect(parseEnvironment(doc, 'f').programs.server!.health).toBe('/health?full=1&db=yes');
+    doc.programs.server.health = '/health check';
+    doc.routes = { '/': 'client', '/api?x/': 'server' };
+    expect(problems(doc)).toEqual([
+      'programs.server.health: expected a URL path ("/" then letters, digits, ".", "_", "~", "/" or "-"), with a query string if needed ("?full=1"), got "/health check"',
+      'routes./api?x/: expected a URL path: "/" then letters, digits, ".", "_", "~", "/" or "-", got "/api?x/"',
+    ]);
+  });
+
   it('checks rules across keys', () => {
     const doc = minimal() as Record<string, any>;
     doc.hosts.push({ name: 'web1', address: 'b', host_key: KEY, host_key_file: 'k.pub' });

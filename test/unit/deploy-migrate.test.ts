@@ -109,7 +109,7 @@ describe('migrations beside the transfer of a build (three hosts, batch_size 1)'
     expect(h.order.indexOf('web3 receive build')).toBeLessThan(h.order.indexOf('web1 migrate (failed)'));
     expect(h.order.filter((s) => /before_switch|start|switch/.test(s))).toEqual([]);
     expect(err.message).toMatch(/^step "migrate" on web1 failed with exit code 1\n[\s\S]*ProgrammingError/);
-    expect(err.message).toContain(`rollout stopped; hosts now run:\n  web1: unchanged (failed)\n  web2: unchanged (previous release)\n  web3: unchanged (previous release)`);
+    expect(err.message).toContain(`rollout stopped; hosts now run:\n  web1: unchanged (failed; ${LIVE} still live)\n  web2: unchanged (${LIVE} still live)\n  web3: unchanged (${LIVE} still live)`);
     expect(err.message).not.toMatch(/migrations? (of \S+ )?ran/);
     for (const host of HOSTS) expect(h.remotes.get(host)!.runs.at(-1)!.stdin).toContain('"result":"failed"');
   });
@@ -124,7 +124,7 @@ describe('migrations beside the transfer of a build (three hosts, batch_size 1)'
     expect(h.order).toContain('web1 migrate');
     expect(h.order.filter((s) => /before_switch|start|switch/.test(s))).toEqual([]);
     expect(err.message).toMatch(/^step "receive build" on web3 failed/);
-    expect(err.message).toContain(`rollout stopped; hosts now run:\n  web1: unchanged (previous release)\n  web2: unchanged (previous release)\n  web3: unchanged (failed)`);
+    expect(err.message).toContain(`rollout stopped; hosts now run:\n  web1: unchanged (${LIVE} still live)\n  web2: unchanged (${LIVE} still live)\n  web3: unchanged (failed; ${LIVE} still live)`);
     // The schema is the new release's while every host serves the previous one: said, with what it means.
     expect(err.message).toMatch(/\nthe migrations of \d{8}T\d{6}Z-[0-9a-f]{12} ran on web1 \(alembic upgrade head\): the database has its schema while the hosts serve the previous release/);
   });

@@ -72,6 +72,7 @@ function failing(phase: Phase, error: () => unknown): Connector {
       connection: fake.connection,
       run: (step: Step, options?: RunOptions): Promise<StepResult> => once('step', () => fake.run(step, options)),
       upload: (content: string | Buffer, path: string, options?: UploadOptions) => once('upload', () => fake.upload(content, path, options)),
+      inFlight: () => fake.inFlight(),
       close: () => Promise.reject(new Error('close failed too')), // never hides the first error
     };
     return remote;

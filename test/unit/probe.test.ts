@@ -86,10 +86,10 @@ if wait_healthy 1 0.2 api:${closed}:/health; then echo closed=ok; else echo "clo
     let seen: string[] = [];
     setTimeout(() => void serve(late, 200).then((s) => (seen = s)), 1300);
     const t0 = Date.now();
-    const r = await bash(`wait_healthy 6 0.05 web:${late}:/v1/health.json && echo ok`);
+    const r = await bash(`wait_healthy 6 0.05 'web:${late}:/v1/health.json?full=1&db=yes' && echo ok`);
     expect(r.out).toBe('ok');
     expect(Date.now() - t0).toBeLessThan(2500); // seen within a round or two of listening
-    expect(seen).toEqual([`GET /v1/health.json 127.0.0.1:${late}`]);
+    expect(seen).toEqual([`GET /v1/health.json?full=1&db=yes 127.0.0.1:${late}`]);
     expect([refused.curls, r.curls, Number(refused.slept), Number(r.slept)]).toEqual([0, 0, 0, 0]);
   });
 
@@ -245,8 +245,8 @@ print('ready', flush=True); time.sleep(120)`], { stdio: ['ignore', 'pipe', 'inhe
     const s = createNetServer((c) => {
       c.on('error', () => undefined);
       c.once('data', (d) => {
-        const url = d.toString().split(' ')[1];
-        const start = /^\/a\/b\/start(\d+)$/.exec(url);
+        const url = d.toString().split(' ')[1] ?? '';
+        const start = /^\/a\/b\/start(\d+)(\?full=1(\/x)?)?$/.exec(url);
         if (start) c.end(`HTTP/1.1 302 Found\r\nLocation: ${locations[Number(start[1])]}\r\nContent-Length: 0\r\n\r\n`);
         else {
           seen.push(url);
@@ -256,13 +256,15 @@ print('ready', flush=True); time.sleep(120)`], { stdio: ['ignore', 'pipe', 'inhe
     });
     await new Promise<void>((resolve) => s.listen(port, '127.0.0.1', resolve));
     try {
-      const script = locations.map((_, i) => `wait_healthy 2 0.2 r:${port}:/a/b/start${i} || echo "$UNHEALTHY"`).join('\n');
+      // Each start, and two health paths with a query string (the schema allows one): relative to the path, not the query.
+      const starts = [...locations.map((_, i) => `/a/b/start${i}`), '/a/b/start1?full=1', '/a/b/start3?full=1/x'];
+      const script = starts.map((start) => `wait_healthy 2 0.2 r:${port}:${start} || echo "$UNHEALTHY"`).join('\n');
       const byCurlL: string[] = [];
-      for (const [i] of locations.entries()) {
-        await run('curl', ['-fsS', '-L', '--max-redirs', '1', '-o', '/dev/null', `http://127.0.0.1:${port}/a/b/start${i}`]);
+      for (const start of starts) {
+        await run('curl', ['-fsS', '-L', '--max-redirs', '1', '-o', '/dev/null', `http://127.0.0.1:${port}${start}`]);
         byCurlL.push(seen.pop()!);
       }
-      expect(byCurlL).toEqual(['/t1', '/a/t2', '/a/b/t3/', '/a/b/start3?q=t4', '/t5', '/t6', '/', '/t8/', '/a/b/t9%20x?y=%2F', '/t10', '/t11']);
+      expect(byCurlL).toEqual(['/t1', '/a/t2', '/a/b/t3/', '/a/b/start3?q=t4', '/t5', '/t6', '/', '/t8/', '/a/b/t9%20x?y=%2F', '/t10', '/t11', '/a/t2', '/a/b/start3?q=t4']);
       const r = await bash(script);
       expect([r.out, seen.splice(0)]).toEqual(['', byCurlL]);
       const byCurl = await bash(`probe_send() { PROBE_WHY=""; return 1; }\nNET_REDIRECTIONS=no\n${script}`);

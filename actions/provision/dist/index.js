@@ -27039,7 +27039,7 @@ var init_schema_object = __esm({
 });
 
 // core/config/environment-schema.ts
-var name, port, command, hostKey, relPath, absPath, anyPath, gitRef, urlPath, version, address, loginName, bastionSchema, hostSchema, fullVersion, runtimeFields, pythonRuntime, nodeRuntime, secretRef, httpUrl, programSchema, envValue, environmentSchema;
+var name, port, command, hostKey, relPath, absPath, anyPath, gitRef, urlPath, healthPath, version, address, loginName, bastionSchema, hostSchema, fullVersion, runtimeFields, pythonRuntime, nodeRuntime, secretRef, httpUrl, programSchema, envValue, environmentSchema;
 var init_environment_schema = __esm({
   "core/config/environment-schema.ts"() {
     "use strict";
@@ -27064,7 +27064,8 @@ var init_environment_schema = __esm({
     absPath = string({ pattern: /^\/[^\n]*$/, form: "an absolute path" });
     anyPath = string({ pattern: /^[^\n]+$/, form: "a path" });
     gitRef = string({ form: "a git branch, tag or sha", pattern: patternOf("gitRef") });
-    urlPath = string({ pattern: /^\/[A-Za-z0-9._~\/-]*$/, form: 'a URL path starting with "/"' });
+    urlPath = string({ pattern: /^\/[A-Za-z0-9._~\/-]*$/, form: 'a URL path: "/" then letters, digits, ".", "_", "~", "/" or "-"' });
+    healthPath = string({ pattern: /^\/[A-Za-z0-9._~\/-]*(\?[A-Za-z0-9._~\/=&%+-]*)?$/, form: 'a URL path ("/" then letters, digits, ".", "_", "~", "/" or "-"), with a query string if needed ("?full=1")' });
     version = string({ pattern: /^\d+(\.\d+){0,2}$/, form: 'a version number ("18", "3.11", "3.8.9")' });
     address = string({ pattern: /^[A-Za-z0-9.:-]+$/, form: "an IP address or DNS name" });
     loginName = string({ pattern: /^[a-z_][a-z0-9_-]{0,31}$/, form: "a Unix user name" });
@@ -27112,7 +27113,7 @@ var init_environment_schema = __esm({
       command: req(command, "how to start it, run in `directory` with the release `.env` loaded; placeholders: {release} (the release directory), {python} {node} {npm} (pinned runtimes, absolute paths), {port} (the port of this program in the slot being started), {port:<program>}"),
       directory: opt(relPath, "working directory, relative to the release", "."),
       port: req(port, 'the port it listens on in the "blue" slot; the "green" slot uses port + switch.port_offset'),
-      health: opt(urlPath, "HTTP path that answers 2xx when the program is ready (on 127.0.0.1; a redirect to another path of the program is followed)", "/"),
+      health: opt(healthPath, "HTTP path that answers 2xx when the program is ready (on 127.0.0.1; a redirect to another path of the program is followed)", "/"),
       env: opt(record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name" }), string({ form: "a string" })), "extra environment variables (placeholders allowed), e.g. the port it must listen on", {})
     });
     envValue = either(string({ form: "a string" }), secretRef, "a string, or { secret: <key path> }");
@@ -68755,7 +68756,7 @@ function supervisorService() {
     timeout: 60,
     script: `${SYSTEM_FUNCTIONS}
 svc_up supervisor
-for _ in $(seq 50); do [ -S /var/run/supervisor.sock ] && break; sleep 0.1; done
+for _ in {1..50}; do [ -S /var/run/supervisor.sock ] && break; sleep 0.1; done
 item supervisor`
   };
 }
@@ -70448,12 +70449,14 @@ function acquireLock(env, req2, then = "", finish = "", finishSeconds = 0) {
     script: String.raw`${CONNECTION_FUNCTIONS}
 lock=${quote(L.lock)}
 holder=$(conn_pid) || { echo "cannot find the SSH server process of this connection (no sshd ancestor of process $$): the lock needs OpenSSH or dropbear" >&2; exit 1; }
-install -d -m 0755 -o root -g root ${quote(L.base)} ${quote(L.state)}
+[ -d ${quote(L.state)} ] || install -d -m 0755 -o root -g root ${quote(L.base)} ${quote(L.state)}
 printf -v now '%(%s)T' -1; deadline=$(( now + ${req2.wait} ))
 while :; do
   if made=$(mkdir "$lock" 2>&1); then
     # The details are the lock's meaning: a lock without them (disk full) is given back at once.
-    if ! printf '%s\n' ${quote(`operation=${req2.operation}`)} ${quote(`actor=${req2.actor}`)} ${quote(`run=${req2.runUrl}`)} ${quote(`run_id=${req2.runId}`)} "since=$(date -u +%Y-%m-%dT%H:%M:%SZ)" "holder_pid=$holder" "holder_start=$(proc_start "$holder")" > "$lock/info"; then
+    # The time by printf's %(...)T with TZ for this builtin only (bash(1), PARAMETERS: no date process).
+    TZ=UTC0 printf -v since '%(%Y-%m-%dT%H:%M:%SZ)T' -1
+    if ! printf '%s\n' ${quote(`operation=${req2.operation}`)} ${quote(`actor=${req2.actor}`)} ${quote(`run=${req2.runUrl}`)} ${quote(`run_id=${req2.runId}`)} "since=$since" "holder_pid=$holder" "holder_start=$(proc_start "$holder")" > "$lock/info"; then
       rm -rf "$lock"
       echo "cannot write the lock's details in $lock: no space left under ${L.base}?" >&2
       exit 1
@@ -70486,7 +70489,7 @@ read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"
 if [ ${"$"}{#pids[@]} -gt 0 ]; then
   ops_report ${LOCK_KEYS.stopped} "${"$"}{pids[*]}"
   kill -TERM "${"$"}{pids[@]}" 2>/dev/null || true
-  for _ in $(seq 50); do read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"; [ ${"$"}{#pids[@]} -gt 0 ] || break; sleep 0.2; done
+  for _ in {1..50}; do read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"; [ ${"$"}{#pids[@]} -gt 0 ] || break; sleep 0.2; done
   if [ ${"$"}{#pids[@]} -gt 0 ]; then kill -KILL "${"$"}{pids[@]}" 2>/dev/null || true; fi
 fi
 ` : "";
@@ -70500,12 +70503,15 @@ fi
 }
 function unlockScript(env, runId, auditWords) {
   const L = env.layout;
-  const audit = auditWords.length ? `if ! audit_err=$({ printf '%s\\n' ${auditWords.join(" ")} >> ${quote(L.audit)} && chmod 0644 ${quote(L.audit)}; } 2>&1); then
+  const audit = auditWords.length ? `# A new audit log is made readable by all (0644 whatever the umask); one there already keeps its mode.
+audit_new=; [ -e ${quote(L.audit)} ] || audit_new=1
+if ! audit_err=$({ printf '%s\\n' ${auditWords.join(" ")} >> ${quote(L.audit)} && { [ -z "$audit_new" ] || chmod 0644 ${quote(L.audit)}; }; } 2>&1); then
   ops_report ${LOCK_KEYS.audit_failed} "$(printf '%s' "$audit_err" | tr '\\n' ' ')"
 fi
 ` : "";
   return String.raw`${audit}lock=${quote(L.lock)}
-if [ "$(sed -n 's/^run_id=//p' "$lock/info" 2>/dev/null || true)" = ${quote(runId)} ]; then rm -rf "$lock"; ops_report ${LOCK_KEYS.lock} released; fi`;
+holder_run=; while IFS= read -r l; do [[ $l != run_id=* ]] || holder_run=${"$"}{l#run_id=}; done 2>/dev/null < "$lock/info" || true
+if [ "$holder_run" = ${quote(runId)} ]; then rm -rf "$lock"; ops_report ${LOCK_KEYS.lock} released; fi`;
 }
 function parseLock(result) {
   const holder = {};

@@ -6,7 +6,7 @@
 # views); release_reports reports every release directory as
 # `release <id> <sha> <status> <live seq|-> <last event seq|->`; rollback_choice picks a rollback's release.
 # Needs ops_report.
-history_now() { date -u +%Y-%m-%dT%H:%M:%SZ; }
+history_now() { TZ=UTC0 printf '%(%Y-%m-%dT%H:%M:%SZ)T\n' -1; }
 history_last() { if [ -f "$history_file" ]; then awk -F'\t' '$1 ~ /^[0-9]+$/ { n = $1 } END { print n + 0 }' "$history_file"; else echo 0; fi; }
 history_add() {
   [ -f "$history_file" ] || history_init >/dev/null # removed by hand since the state step: derive it again first

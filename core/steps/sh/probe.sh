@@ -39,8 +39,9 @@ probe_watchdog() {
 # probe_send PORT PATH: connect to 127.0.0.1:PORT and send GET PATH (HTTP/1.1, Connection: close: the program
 # closes after its answer). The connection in PROBE_FD; else 1, PROBE_WHY empty when the connection was not made
 # (refused, or no net redirections), else why not (no connection within 5 s: see probe_watchdog; closed at once).
-# PATH is the environment's health path or a redirect's path resolved by probe_target: [A-Za-z0-9._~/-], and what
-# a Location holds but space and control characters; nothing to escape here.
+# PATH is the environment's health path (the schema lets through [A-Za-z0-9._~/-] and a query string of
+# [A-Za-z0-9._~/=&%+-] only) or a redirect's path resolved by probe_target (none with a space or a control
+# character): nothing that would break the request line.
 probe_send() {
   local rc=0 fired=0 t0=${EPOCHREALTIME/./}
   PROBE_WHY=""

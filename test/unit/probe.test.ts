@@ -2,10 +2,11 @@
 // http module parses the requests bash writes): wait_healthy passes once a program that starts late answers, names
 // what never answered and why (a closed port, an error status, a listener that never answers, an answer that is
 // not HTTP), and runs no process at all (no curl, no `sleep` between rounds) where bash has net redirections.
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
-import { createServer as createNetServer } from 'node:net';
+import { createServer as createHttp2Server } from 'node:http2';
+import { createServer as createNetServer, type Server as NetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -169,5 +170,125 @@ wait_healthy 1 0.2 loop:${port}:/loop || echo "$UNHEALTHY"`;
     const r = await bash(`wait_healthy 1 0.2 web:${port}:/health || echo "$UNHEALTHY"`);
     // curl's own words for a refused connection differ between versions ("Connection refused", "Couldn't connect to server").
     expect(r.out).toMatch(new RegExp(`^no healthy answer within 1s from web:${port}:/health \\(Failed to connect to 127\\.0\\.0\\.1 port ${port}[^;)]*; it listens on \\[::1\\]:${port} only: nginx and the health check connect to 127\\.0\\.0\\.1, so bind 127\\.0\\.0\\.1 or 0\\.0\\.0\\.0\\)$`));
+  });
+});
+
+describe('wait_healthy against what real servers send', () => {
+  it('a program that listens but no longer accepts (its accept queue full: the kernel drops the SYN) times out like curl --max-time 5, not after the kernel\'s SYN retries (~2 min); the other programs keep their own verdicts', async () => {
+    const [stuck, ok] = [await freePort(), await freePort()];
+    await serve(ok, 200);
+    // listen(0) and never accept; three connections fill the queue (a program stuck or overloaded: real kernel behaviour).
+    const py = spawn('/usr/bin/python3', ['-c', `import socket, time
+s = socket.socket(); s.bind(('127.0.0.1', ${stuck})); s.listen(0)
+cs = [socket.socket() for _ in range(3)]
+for c in cs: c.setblocking(False); c.connect_ex(('127.0.0.1', ${stuck}))
+print('ready', flush=True); time.sleep(120)`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      await new Promise<void>((resolve) => py.stdout.once('data', () => resolve()));
+      const t0 = Date.now();
+      const r = await bash(`wait_healthy 1 0.2 api:${stuck}:/health web:${ok}:/ || echo "$UNHEALTHY"`);
+      expect(Date.now() - t0).toBeLessThan(12_000);
+      expect(r.out).toMatch(new RegExp(`^no healthy answer within 1s from api:${stuck}:/health \\(Connection timed out after 5\\d{3} milliseconds: [^)]*accept[^)]*\\)$`));
+      expect([r.curls, Number(r.slept)]).toEqual([0, 0]);
+    } finally {
+      py.kill();
+    }
+  }, 30_000);
+
+  it('reads a bounded head: an endless line (a stream without newlines) is told in a second, not read for minutes; a redirect after many header lines is still followed', async () => {
+    const port = await freePort();
+    const s = createNetServer((c) => {
+      c.on('error', () => undefined);
+      c.once('data', (d) => {
+        if (d.toString().startsWith('GET /many ')) {
+          const fields = Array.from({ length: 150 }, (_, i) => `X-Field-${i}: ${'v'.repeat(100)}\r\n`).join('');
+          c.end(`HTTP/1.1 302 Found\r\n${fields}Location: /ok\r\nContent-Length: 0\r\n\r\n`);
+        } else if (d.toString().startsWith('GET /ok ')) c.end('HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n');
+        else {
+          const t = setInterval(() => c.write('x'.repeat(65536)), 1);
+          c.on('close', () => clearInterval(t));
+        }
+      });
+    });
+    await new Promise<void>((resolve) => s.listen(port, '127.0.0.1', resolve));
+    try {
+      const t0 = Date.now();
+      const r = await bash(`wait_healthy 1 0.2 many:${port}:/many && echo many=ok\nwait_healthy 1 0.2 stream:${port}:/stream || echo "$UNHEALTHY"`);
+      expect(Date.now() - t0).toBeLessThan(8000);
+      expect(r.out).toMatch(new RegExp(`^many=ok\nno healthy answer within 1s from stream:${port}:/stream \\(not an HTTP answer: x{60}\\)$`));
+    } finally {
+      s.close();
+    }
+  }, 30_000);
+
+  it('interim answers (103 Early Hints from Node\'s res.writeEarlyHints, 100 Continue) are skipped as curl does: the final answer counts', async () => {
+    const port = await freePort();
+    const s = createServer((req, res) => {
+      if (req.url === '/hints') res.writeEarlyHints({ link: '</app.css>; rel=preload; as=style' });
+      else res.writeContinue();
+      if (req.url === '/moved') res.writeHead(301, { location: '/hints' });
+      else res.statusCode = req.url === '/down' ? 503 : 200;
+      res.end('ok');
+    });
+    servers.push(s);
+    await new Promise<void>((resolve) => s.listen(port, '127.0.0.1', resolve));
+    const script = `wait_healthy 2 0.2 a:${port}:/hints b:${port}:/continue c:${port}:/moved && echo ok\nwait_healthy 1 0.2 d:${port}:/down || echo "$UNHEALTHY"`;
+    const [r, byCurl] = [await bash(script), await bash(`probe_send() { PROBE_WHY=""; return 1; }\nNET_REDIRECTIONS=no\n${script}`)];
+    expect(r.out).toBe(`ok\nno healthy answer within 1s from d:${port}:/down (The requested URL returned error: 503)`);
+    expect(byCurl.out).toBe(r.out);
+  });
+
+  it('a redirect\'s Location is resolved as curl resolves it (RFC 3986 5.2: dot segments, a query alone, a fragment, spaces around it, scheme and host in capitals, no path, localhost): the same next request, by bash and by the curl fallback', async () => {
+    const port = await freePort();
+    const locations = ['\t/t1  ', '../t2', './t3/', '?q=t4', '/t5#top', `HTTP://127.0.0.1:${port}/t6`, `http://127.0.0.1:${port}`, `//127.0.0.1:${port}/t8/./x/../`, 't9%20x?y=%2F', `http://LOCALHOST:${port}/t10`, '/a/b/../../../t11'];
+    const seen: string[] = [];
+    const s = createNetServer((c) => {
+      c.on('error', () => undefined);
+      c.once('data', (d) => {
+        const url = d.toString().split(' ')[1] ?? '';
+        const start = /^\/a\/b\/start(\d+)(\?full=1(\/x)?)?$/.exec(url);
+        if (start) c.end(`HTTP/1.1 302 Found\r\nLocation: ${locations[Number(start[1])]}\r\nContent-Length: 0\r\n\r\n`);
+        else {
+          seen.push(url);
+          c.end('HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n');
+        }
+      });
+    });
+    await new Promise<void>((resolve) => s.listen(port, '127.0.0.1', resolve));
+    try {
+      // Each start, and two health paths with a query string (the schema allows one): relative to the path, not the query.
+      const starts = [...locations.map((_, i) => `/a/b/start${i}`), '/a/b/start1?full=1', '/a/b/start3?full=1/x'];
+      const script = starts.map((start) => `wait_healthy 2 0.2 r:${port}:${start} || echo "$UNHEALTHY"`).join('\n');
+      const byCurlL: string[] = [];
+      for (const start of starts) {
+        await run('curl', ['-fsS', '-L', '--max-redirs', '1', '-o', '/dev/null', `http://127.0.0.1:${port}${start}`]);
+        byCurlL.push(seen.pop()!);
+      }
+      expect(byCurlL).toEqual(['/t1', '/a/t2', '/a/b/t3/', '/a/b/start3?q=t4', '/t5', '/t6', '/', '/t8/', '/a/b/t9%20x?y=%2F', '/t10', '/t11', '/a/t2', '/a/b/start3?q=t4']);
+      const r = await bash(script);
+      expect([r.out, seen.splice(0)]).toEqual(['', byCurlL]);
+      const byCurl = await bash(`probe_send() { PROBE_WHY=""; return 1; }\nNET_REDIRECTIONS=no\n${script}`);
+      expect([byCurl.out, seen.splice(0)]).toEqual(['', byCurlL]);
+    } finally {
+      s.close();
+    }
+  });
+
+  it('what a server sends is quoted without its control characters (an HTTP/2-only server, terminal escapes): the reason stays one readable line', async () => {
+    const [h2, esc, loc] = [await freePort(), await freePort(), await freePort()];
+    // An h2c server answers an HTTP/1.1 request with HTTP/2 frames (SETTINGS, GOAWAY) and resets: what arrives first varies.
+    const a = createHttp2Server((_, res) => res.end('ok'));
+    const b = createNetServer((c) => c.on('error', () => undefined).end('\x1b[2J\x1b[31mhello\x07\r\n'));
+    const d = createNetServer((c) => c.on('error', () => undefined).end('HTTP/1.1 302 Found\r\nLocation: https://example.org/\x1b[2Jx\r\n\r\n'));
+    await Promise.all([[a, h2], [b, esc], [d, loc]].map(([srv, p]) => new Promise<void>((resolve) => (srv as NetServer).listen(p as number, '127.0.0.1', resolve))));
+    try {
+      const r = await bash(`wait_healthy 1 0.2 a:${h2}:/ b:${esc}:/ c:${loc}:/ || echo "$UNHEALTHY"`);
+      expect(r.out).toMatch(new RegExp(`^no healthy answer within 1s from a:${h2}:/ \\((?:not an HTTP answer: [^)]+|Empty reply from server)\\), b:${esc}:/ \\(not an HTTP answer: \\?\\[2J\\?\\[31mhello\\?\\), c:${loc}:/ \\(answered 302, a redirect to https://example\\.org/\\?\\[2Jx, off this program: [^)]+\\)$`));
+      expect(r.out).not.toMatch(/[\x00-\x1f\x7f]/);
+    } finally {
+      a.close();
+      b.close();
+      d.close();
+    }
   });
 });

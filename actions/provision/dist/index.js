@@ -70092,8 +70092,11 @@ var SshRemote = class {
   /** Channels open now, and who waits for one of them to close (a channel sshd refused for lack of sessions). */
   open = 0;
   waiting = [];
-  /** Steps of ours running now (their channel open): while there are several, each live line says which step it comes from. */
-  running = 0;
+  /** Steps of ours running now (their channel open), by name: while there are several, each live line says which step it comes from. */
+  running = [];
+  inFlight() {
+    return [...this.running];
+  }
   gone(e) {
     this.lost ??= e;
     for (const abort of this.aborts) abort(e);
@@ -70159,7 +70162,7 @@ var SshRemote = class {
     const started = Date.now();
     const what = `step "${step.name}"`;
     const show = (stream2) => step.quiet ? { push: () => void 0, flush: () => void 0 } : new LineSplitter((line) => {
-      if (!line.startsWith(REPORT_PREFIX)) this.reporter.line(this.name, this.running > 1 ? `[${step.name}] ${line}` : line, stream2);
+      if (!line.startsWith(REPORT_PREFIX)) this.reporter.line(this.name, this.running.length > 1 ? `[${step.name}] ${line}` : line, stream2);
     });
     const outLines = show("stdout");
     const errLines = show("stderr");
@@ -70174,7 +70177,7 @@ var SshRemote = class {
       errLines.push(t);
     });
     const { channel, ended } = await this.channel(command2, what);
-    this.running++;
+    this.running.push(step.name);
     const limit = ((step.timeout ?? DEFAULT_STEP_TIMEOUT) + 30) * 1e3;
     let guard;
     let abort = (_) => void 0;
@@ -70193,7 +70196,7 @@ var SshRemote = class {
       clearTimeout(guard);
       this.aborts.delete(abort);
       this.open--;
-      this.running--;
+      this.running.splice(this.running.indexOf(step.name), 1);
       this.freed();
     });
     out.end();
@@ -70280,6 +70283,7 @@ function guarded(remote) {
     connection: remote.connection,
     run: (step, options) => translated(`step "${step.name}"`, () => remote.run(step, options)),
     upload: (content, path, options) => translated(`upload of ${path}`, () => remote.upload(content, path, options)),
+    inFlight: () => remote.inFlight(),
     close: () => remote.close().catch(() => void 0)
   };
 }
@@ -70591,8 +70595,13 @@ async function withLock(ctx, session, operation, fn, options = {}) {
   let releasing;
   const releaseAll = (fresh = false) => releasing ??= Promise.all([...mine].map((h) => releaseOn(h, fresh))).then((failures) => failures.filter((f) => f !== void 0));
   const onSignal = (signal) => {
-    ctx.reporter.error(`${signal} received: releasing the lock and stopping`);
-    for (const host of mine) pending.set(host, [...pending.get(host) ?? [], auditLine({ time: runnerNow(ctx).toISOString(), environment: env.name, operation, result: "failed", actor: info2.actor, run: info2.runUrl || void 0, message: `interrupted by ${signal}` })]);
+    const cut = [...session.remotes.values()].flatMap((r) => r.inFlight().map((step) => `${step} on ${r.name}`));
+    const during = cut.length ? ` during ${cut.join(", ")}` : "";
+    ctx.reporter.error(`${signal} received${during}: stopping ${cut.length ? "them, " : ""}releasing the lock`);
+    if (cut.some((c) => c.startsWith("migrate on "))) {
+      ctx.reporter.error("the migration was stopped part-way: PostgreSQL rolls back a migration run in one transaction (alembic does); check the schema (e.g. alembic current) before deploying again");
+    }
+    for (const host of mine) pending.set(host, [...pending.get(host) ?? [], auditLine({ time: runnerNow(ctx).toISOString(), environment: env.name, operation, result: "failed", actor: info2.actor, run: info2.runUrl || void 0, message: `interrupted by ${signal}${during}` })]);
     void releaseAll(true).then((failures) => {
       if (failures.length) ctx.reporter.error(ctx.reporter.redact(lockLeft(env, failures, new OpsError(`interrupted by ${signal}`)).message));
     }).then(() => session.close()).finally(() => process.exit(130));

@@ -291,4 +291,15 @@ print('ready', flush=True); time.sleep(120)`], { stdio: ['ignore', 'pipe', 'inhe
       d.close();
     }
   });
+
+  it('the watchdog, its input closed while armed (wait_healthy ended, SIGUSR2 no longer trapped), ends without a signal: the script lives on', async () => {
+    const r = await bash(`me=$BASHPID
+exec {ack}<> <(:)
+exec {w}> >(probe_watchdog $me $ack >/dev/null 2>&1)
+printf '5\\n' >&$w
+exec {w}>&-
+read -r -t 1.5 -u $ack _ || true
+echo alive`);
+    expect(r.out).toBe('alive');
+  });
 });

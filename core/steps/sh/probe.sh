@@ -28,11 +28,15 @@ net_redirections() {
 # subshell of its own, one per wait_healthy (not per probe): reads "SECONDS" (armed), then waits that long for the
 # next line (disarmed); when none came, sends PID SIGUSR2, whose trap makes the blocked connect fail (EINTR: bash
 # installs trap handlers without SA_RESTART). Answers each disarm on ACK_FD: 1 when it fired, else 0.
+# The end of its input while armed (wait_healthy ended, its trap gone) ends it without a signal: SIGUSR2 untrapped
+# would end the step script.
 probe_watchdog() {
-  local pid=$1 ack=$2 secs fired
+  local pid=$1 ack=$2 secs fired rc
   while read -r secs; do
-    fired=0
-    if ! read -r -t "$secs" _; then fired=1; kill -USR2 "$pid" 2>/dev/null || true; read -r _ || return 0; fi
+    fired=0; rc=0
+    read -r -t "$secs" _ || rc=$?
+    if [ "$rc" -gt 128 ]; then fired=1; kill -USR2 "$pid" 2>/dev/null || true; read -r _ || return 0
+    elif [ "$rc" -ne 0 ]; then return 0; fi
     printf '%s\n' "$fired" >&"$ack"
   done
 }

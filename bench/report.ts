@@ -220,10 +220,12 @@ export function breakdown(records: RunRecord[]): string[] {
     const names = [...new Set(noops.flatMap((r) => r.phases!.map((p) => p.what)))];
     const total = median(noops.map((r) => r.ms))!;
     const remote = names.map((n) => [n, median(noops.map((r) => r.phases!.filter((p) => p.what === n).reduce((a, p) => a + p.ms, 0)))!] as const);
-    const accounted = remote.reduce((a, [, ms]) => a + ms, 0);
+    // The rest of each run (its total less its remote phases, which follow one another), then their median: medians
+    // of the parts need not add up to the median of the whole (one run's figures could show a negative rest).
+    const rest = median(noops.map((r) => r.ms - r.phases!.reduce((a, p) => a + p.ms, 0)))!;
     out.push('**No-op deploy, called in-process** (median of the runs, ms):', '', '| phase | ms |', '|---|--:|');
     if (startup !== undefined) out.push(`| CLI start-up (\`ops --help\`, not part of the in-process figure) | ${Math.round(startup)} |`);
-    out.push(`| plan on the runner: resolve the ref, dependency hashes, secrets, .env | ${Math.round(total - accounted)} |`);
+    out.push(`| on the runner, not beside the connection: resolve the ref, plan (dependency hashes, secrets, .env), results | ${Math.round(rest)} |`);
     for (const [n, ms] of remote) out.push(`| ${n} | ${Math.round(ms)} |`);
     out.push(`| total in-process | ${Math.round(total)} |`, '');
   }

@@ -12,6 +12,7 @@
 //     .ops/audit.log        root 0644        append-only record of every run
 //     .ops/history          root 0644        append-only order in which releases went live (sequence numbers)
 //     .ops/slot             root             live blue/green slot
+//     .ops/fingerprint      root             the live release's id and the digest of what the deploy gave it (.env, settings)
 //
 // Outside <base>, every name an app takes on a host is derived from its app name (nginx site, upstreams and
 // logs, supervisor groups and programs, /var/log/<app>, /etc/ssl/<app>) or is its app user: several apps
@@ -36,6 +37,8 @@ export interface Layout {
   audit: string;
   history: string;
   slotFile: string;
+  /** `<release id> <fingerprint>` of the release a deploy put live: what it was deployed with (deployFingerprint). */
+  fingerprint: string;
   uploads: string;
   logDir: string;
   nginxSite: string;
@@ -77,6 +80,7 @@ export function layout(env: Environment): Layout {
     audit: `${base}/.ops/audit.log`,
     history: `${base}/.ops/history`,
     slotFile: `${base}/.ops/slot`,
+    fingerprint: `${base}/.ops/fingerprint`,
     uploads: `${base}/.ops/uploads`,
     logDir: `/var/log/${app}`,
     nginxSite: `/etc/nginx/sites-available/${app}`,

@@ -82,7 +82,10 @@ export function beginHost(ctx: OpsContext, env: Target, remote: Remote, locked: 
     ctx.reporter.warn(skew);
     result.notes.push(`warning: ${skew}`);
   }
-  if (state.liveSha && state.liveSha === p.resolved.sha && !options.force) {
+  // The commit live, deployed with another .env or other settings: deployed again, said so.
+  if (state.liveSha && state.liveSha === p.resolved.sha && !options.force && state.liveChanged)
+    result.notes.push(`${p.resolved.sha.slice(0, 12)} is live (${state.current}) with another .env or other settings: deployed again`);
+  else if (state.liveSha && state.liveSha === p.resolved.sha && !options.force) {
     if (state.liveHealth !== 'ok')
       throw new OpsError(`${p.resolved.sha.slice(0, 12)} is already live on ${remote.name} but not healthy: ${state.liveHealth || 'no health result'}`, `check ops status ${env.name}; redeploy with --force to start it again`);
     // Usually the lock step has already written this and let go (noopFinish): one round trip in all.
@@ -251,7 +254,7 @@ export async function switchHost(env: Target, hp: HostPlan, p: Plan, locked: Loc
   try {
     hp.started = true;
     await h.run(startSlot(env, newSlot, dir, p.id));
-    await h.run(switchTo(env, newSlot, p.id, state.certificate, 'deploy'));
+    await h.run(switchTo(env, newSlot, p.id, state.certificate, 'deploy', p.fingerprint));
     hp.switched = true;
   } catch (e) {
     throw await failBeforeSwitch(env, hp, p, e);

@@ -1,5 +1,6 @@
 // A deploy's plan: the commit and everything its release needs, resolved once on the runner before any host
 // is touched (core/ops/deploy.ts puts it live), and the plan in words, as a dry run prints it.
+import { createHash } from 'node:crypto';
 import type { Environment } from '../config/environment.ts';
 import type { Target } from '../target.ts';
 import { sharingPlan, type HostSharing } from '../config/siblings.ts';
@@ -27,6 +28,8 @@ export interface Plan {
   dotenv: RenderedEnv;
   hashes: { python: string; node: string };
   meta: ReleaseMeta;
+  /** deployFingerprint of this deploy: the live commit is a no-op only when its release was deployed with the same. */
+  fingerprint: string;
 }
 
 /** The commit a deploy puts live: `ref` (default: the environment's `ref`) validated and resolved in the repository. */
@@ -36,14 +39,21 @@ export interface DeployCommit {
 }
 
 /**
- * Validate `ref` (default: the environment's `ref`) and resolve it to one commit in the repository deployed
- * from, on the runner (before any connection: the deploy opens its connections while `planDeploy` runs).
- * @throws OpsError for a bad or unknown ref; nothing is changed.
+ * The ref a deploy puts live: `refOption`, else the environment's `ref`, validated (a git ref name, no option or
+ * shell text). @throws OpsError for a bad ref, before anything else is done.
  */
-export async function resolveDeployCommit(ctx: OpsContext, env: Environment, refOption: string | undefined): Promise<DeployCommit> {
-  const ref = validate('gitRef', refOption || env.config.ref);
+export function deployRef(env: Environment, refOption: string | undefined): string {
+  return validate('gitRef', refOption || env.config.ref);
+}
+
+/**
+ * Resolve a ref (deployRef) to one commit in the repository deployed from, on the runner; the deploy opens its
+ * connections meanwhile (they need only the hosts) and closes them when this or `planDeploy` fails.
+ * @throws OpsError for an unknown ref or an unreachable repository; nothing is changed.
+ */
+export async function resolveDeployCommit(ctx: OpsContext, env: Environment, ref: string): Promise<DeployCommit> {
   const repo = await sourceRepository(ctx.root, env.config.repository);
-  return { repo, resolved: await resolveRef(repo, ref) };
+  return { repo, resolved: await resolveRef(repo, deployRef(env, ref)) };
 }
 
 /**
@@ -76,7 +86,24 @@ export async function planDeploy(ctx: OpsContext, env: Target, { repo, resolved 
     ...(tree.submodules.length && { submodules: tree.submodules.map(({ path, sha }) => ({ path, sha })) }),
     ...(tree.lfs.length && { lfs: tree.lfs.map(({ path, oid }) => ({ path, oid })) }),
   };
-  return { resolved, repo, tree, size, id, dotenv, hashes, meta };
+  return { resolved, repo, tree, size, id, dotenv, hashes, meta, fingerprint: deployFingerprint(env, dotenv) };
+}
+
+/**
+ * What a deploy gives a release besides its commit, as a digest (sha256, 32 hex characters): the rendered `.env`
+ * and `environ` (secrets included) and every setting that shapes what runs on a host (programs, routes, env,
+ * release, runtimes, nginx, TLS...), but not how the runner reaches hosts or paces the rollout (hosts, bastion,
+ * ssh, switch.batch_size) nor where the code comes from (repository, ref: the commit is compared apart). A deploy
+ * of the live commit is a no-op only when the live release was deployed with the same digest: a changed secret or
+ * setting is deployed, not reported as already live. Pure.
+ */
+export function deployFingerprint(env: Environment, dotenv: RenderedEnv): string {
+  const { hosts: _h, bastion: _b, ssh: _s, repository: _r, ref: _ref, switch: sw, ...settings } = env.config;
+  const { batch_size: _bs, ...switchSettings } = sw;
+  // Keys sorted: the same settings written in another order are the same settings.
+  const sorted = (_: string, v: unknown) => (v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) : v);
+  const digest = createHash('sha256').update(JSON.stringify({ dotenv: dotenv.dotenv, environ: dotenv.environ, settings: { ...settings, switch: switchSettings } }, sorted));
+  return digest.digest('hex').slice(0, 32);
 }
 
 /** Await promises started together; the first failure in their order (not in time) is thrown, once all settled. */

@@ -20,7 +20,7 @@ import { pooled, type HostSwitch } from './host-run.ts';
 import { inBatches, Session, withOpenSession } from './hosts.ts';
 import { liveOf, parseState, readLive } from './host-state.ts';
 import { beforeSwitch, beginHost, buildOn, failBeforeSwitch, migrateOn, receiveBuild, switchHost, dependencySets, wants, type HostPlan, type Received } from './deploy-host.ts';
-import { resolveDeployCommit, planDeploy, planText, withFreeReleaseId, type Plan } from './deploy-plan.ts';
+import { deployRef, resolveDeployCommit, planDeploy, planText, withFreeReleaseId, type Plan } from './deploy-plan.ts';
 import { withLock, type LockedRun, type LockOptions } from './locked.ts';
 import { buildGroups, carryBuild, describeBuilds, RECEIVE_CONCURRENCY } from './build-once.ts';
 
@@ -208,14 +208,15 @@ export async function deploy(ctx: OpsContext, environment: Environment, options:
   const env = resolveTarget(environment);
   // Apps sharing a host: refused before anything else (a dry run too: it is the plan) when they collide.
   const sharing = refuseCollisions(env, ctx.reporter);
-  // The connections open while the runner plans (git, secrets, .env): neither waits for the other. A plan
-  // that fails closes them; nothing has run on any host yet.
-  const commit = await resolveDeployCommit(ctx, env, options.ref);
+  // A bad ref is refused before any connection. Then the connections open while the runner resolves the ref and
+  // plans (git, secrets, .env): neither waits for the other. A ref or plan that fails closes them; nothing has run
+  // on any host yet.
+  const ref = deployRef(env, options.ref);
   const opening = options.dryRun ? undefined : Session.open(ctx, env);
   opening?.catch(() => undefined);
   let p: Plan;
   try {
-    p = await planDeploy(ctx, env, commit);
+    p = await planDeploy(ctx, env, await resolveDeployCommit(ctx, env, ref));
   } catch (e) {
     await opening?.then((s) => s.close(), () => undefined);
     throw e;
@@ -255,7 +256,7 @@ export async function deploy(ctx: OpsContext, environment: Environment, options:
       return rollout(ctx, env, session, locked, p, options);
     }, {
       // Without --force, a host where the commit is live checks it and ends the state step there (a no-op).
-      inspect: deployState(env, [p.resolved.sha, ...p.tree.submodules.map((m) => m.sha)], { lfs: [...new Set(p.tree.lfs.map((f) => f.oid))], commit: options.force ? undefined : p.resolved.sha, platform: env.hosts.length > 1 }),
+      inspect: deployState(env, [p.resolved.sha, ...p.tree.submodules.map((m) => m.sha)], { lfs: [...new Set(p.tree.lfs.map((f) => f.oid))], commit: options.force ? undefined : p.resolved.sha, fingerprint: p.fingerprint, platform: env.hosts.length > 1 }),
       finish: options.force ? undefined : (unlock) => noopFinish(p.resolved, unlock),
     }),
   );

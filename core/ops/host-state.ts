@@ -30,6 +30,8 @@ export interface HostState {
   certificate: boolean;
   /** "ok", or what failed, for the live slot; "" when nothing is live. */
   liveHealth: string;
+  /** The commit deployed is live, but its release was not deployed with this deploy's fingerprint (.env, settings). */
+  liveChanged: boolean;
   /** The host's clock (`date +%s`), read with the lock. */
   hostTime?: string;
   /** The release each slot's supervisor file runs. */
@@ -64,6 +66,7 @@ export function parseState(r: StepResult): HostState {
     lfsHas: reportedAll(r, RELEASE_KEYS.lfs_has),
     certificate: reported(r, RELEASE_KEYS.certificate) === 'yes',
     liveHealth: reported(r, RELEASE_KEYS.live_health) ?? '',
+    liveChanged: reported(r, RELEASE_KEYS.live_changed) === 'yes',
     hostTime: reported(r, RELEASE_KEYS.now),
     slotReleases,
     disk: parseDisk(reported(r, FACTS_KEYS.disk)),

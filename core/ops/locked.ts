@@ -145,7 +145,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
     // part-way: said, since the schema may be half-changed where the database has no transactional DDL).
     const cut = [...session.remotes.values()].flatMap((r) => r.inFlight().map((step) => `${step} on ${r.name}`));
     const during = cut.length ? ` during ${cut.join(', ')}` : '';
-    ctx.reporter.error(`${signal} received${during}: stopping ${cut.length ? 'them, ' : ''}releasing the lock`);
+    ctx.reporter.error(cut.length ? `${signal} received during ${cut.join(', ')}: stopping them, releasing the lock` : `${signal} received: releasing the lock and stopping`);
     if (cut.some((c) => c.startsWith('migrate on '))) {
       ctx.reporter.error('the migration was stopped part-way: PostgreSQL rolls back a migration run in one transaction (alembic does); check the schema (e.g. alembic current) before deploying again');
     }

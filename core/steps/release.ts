@@ -12,8 +12,8 @@ import { b64 } from './script.ts';
 import { diskReport } from './facts.ts';
 import { IDENTITY_FUNCTIONS, PROBE_FUNCTIONS, SUPERVISOR_FUNCTIONS } from './libraries.ts';
 
-/** What the release steps report. `deployState`: `now` (host clock, Unix seconds), `provisioned` (date or `no`), `current`, `slot`, `live_sha` (the live release's commit, '' when none), `certificate` (yes|no), `known`/`has` (commits the mirror has), `lfs_has` (LFS objects stored), `deps_has` (complete dependency sets under shared/deps), `live_health` (`ok` or why not), `platform` (`<os> <arch> python <v|none> node <v|none>`, when asked), with FACTS_KEYS.disk and the history's LIBRARY_KEYS. `installDotenv`: `dotenv` (updated|unchanged). `pruneReleases`: `pruned`, `kept_running` (release ids), `pruned_deps` (dependency set names). */
-export const RELEASE_KEYS = reportKeys('now', 'provisioned', 'current', 'slot', 'live_sha', 'certificate', 'known', 'has', 'lfs_has', 'deps_has', 'live_health', 'platform', 'dotenv', 'pruned', 'kept_running', 'pruned_deps');
+/** What the release steps report. `deployState`: `now` (host clock, Unix seconds), `provisioned` (date or `no`), `current`, `slot`, `live_sha` (the live release's commit, '' when none), `certificate` (yes|no), `known`/`has` (commits the mirror has), `lfs_has` (LFS objects stored), `deps_has` (complete dependency sets under shared/deps), `live_health` (`ok` or why not), `live_changed` (`yes`: the commit is live but its release was not deployed with this deploy's fingerprint), `platform` (`<os> <arch> python <v|none> node <v|none>`, when asked), with FACTS_KEYS.disk and the history's LIBRARY_KEYS. `installDotenv`: `dotenv` (updated|unchanged). `pruneReleases`: `pruned`, `kept_running` (release ids), `pruned_deps` (dependency set names). */
+export const RELEASE_KEYS = reportKeys('now', 'provisioned', 'current', 'slot', 'live_sha', 'certificate', 'known', 'has', 'lfs_has', 'deps_has', 'live_health', 'live_changed', 'platform', 'dotenv', 'pruned', 'kept_running', 'pruned_deps');
 
 export interface ReleaseMeta {
   id: string;
@@ -62,15 +62,18 @@ export function releaseId(sha: string, now = new Date()): string {
  * sharing built releases between hosts).
  * - `shas` (a deploy about to send code): also what sending and building need: free space and inodes, which of
  *   `shas` (and `lfs` oids) the host has, its mirror's commits, its complete dependency sets.
- * - `commit` (a deploy that is a no-op when that commit is live): when the live release is that commit, the
- *   live check runs (its health checks answer, and what answers is the process supervisor started for the
+ * - `commit` and `fingerprint` (a deploy that is a no-op when that commit is live, deployed with that
+ *   fingerprint: deployFingerprint, recorded by the switch in .ops/fingerprint): when the live release is that
+ *   commit with that fingerprint, the live check runs (its health checks answer, and what answers is the process supervisor started for the
  *   release `current` names: live_verdict) and the step reports `live_health` and ends there: the no-op
  *   needs nothing more, and a live commit that is not healthy fails the deploy (or --force deploys, which
- *   does not pass `commit`). Otherwise no live check runs.
+ *   does not pass `commit`). The commit live with another fingerprint (a secret or a setting changed since, or a
+ *   release put live by a rollback) reports `live_changed` and reads on: the deploy goes on. Otherwise no live
+ *   check runs.
  * Commands that start a process are few on the no-op path (it runs on every deploy of the live commit): the
  * clock, the link and the files are read by bash builtins.
  */
-export function deployState(env: Target, shas?: string[], options: { lfs?: string[]; commit?: string; platform?: boolean } = {}): Step {
+export function deployState(env: Target, shas?: string[], options: { lfs?: string[]; commit?: string; fingerprint?: string; platform?: boolean } = {}): Step {
   const L = env.layout;
   const cert = certificatePaths(env);
   const live = (slot: Slot) => `live_verdict "$cur_id" "$cur" ${quote(L.supervisorGroup(slot))} 3 0.2 ${probes(env, slot).map(quote).join(' ')}`;
@@ -78,14 +81,20 @@ export function deployState(env: Target, shas?: string[], options: { lfs?: strin
     ? String.raw`${PROBE_FUNCTIONS}
 ${SUPERVISOR_FUNCTIONS}
 ${IDENTITY_FUNCTIONS}
-# The commit deployed is live: is it healthy and what serves? That is all a no-op needs (or a deploy refuses).
+# The commit deployed is live, deployed with what this deploy gives it: is it healthy and what serves? That is
+# all a no-op needs (or a deploy refuses). Live with something else (.env, settings): the deploy goes on.
 if [ -n "$live_sha" ] && [ "$live_sha" = ${quote(options.commit)} ]; then
-  live_health=$(case "$slot" in
-    blue) ${live('blue')} ;;
-    green) ${live('green')} ;;
-  esac 2>/dev/null)
-  ops_report ${RELEASE_KEYS.live_health} "$live_health"
-  state_done=1
+  live_fingerprint=""; { read -r live_fingerprint < ${quote(L.fingerprint)}; } 2>/dev/null || true
+  if [ "$live_fingerprint" = "$cur_id "${quote(options.fingerprint ?? '')} ]; then
+    live_health=$(case "$slot" in
+      blue) ${live('blue')} ;;
+      green) ${live('green')} ;;
+    esac 2>/dev/null)
+    ops_report ${RELEASE_KEYS.live_health} "$live_health"
+    state_done=1
+  else
+    ops_report ${RELEASE_KEYS.live_changed} yes
+  fi
 fi
 `
     : '';

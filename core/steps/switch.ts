@@ -264,9 +264,11 @@ fi`,
  * once nginx answers with the new slot at /.ops/slot (a look that the site really routes to it: a custom
  * template without {{slot_location}} is warned about), `current` flips by rename(2), the live slot is recorded, and the
  * release's going live is appended to the host's history (the order rollback and pruning follow); a release live
- * again after it was rolled back from loses its `abandoned` mark (it is a rollback target again).
+ * again after it was rolled back from loses its `abandoned` mark (it is a rollback target again). A deploy records
+ * what the release was deployed with (`fingerprint`: deployFingerprint, in .ops/fingerprint, for the next deploy's
+ * no-op); a rollback removes that record (the release it puts live may have been deployed with other settings).
  */
-export function switchTo(env: Target, slot: Slot, releaseId: string | HostVariable, certificateReady: boolean, operation: 'deploy' | 'rollback' = 'deploy'): Step {
+export function switchTo(env: Target, slot: Slot, releaseId: string | HostVariable, certificateReady: boolean, operation: 'deploy' | 'rollback' = 'deploy', fingerprint?: string): Step {
   const L = env.layout;
   const host = env.config.domain ? ` -H ${quote(`Host: ${env.config.domain}`)}` : '';
   return {
@@ -292,6 +294,9 @@ mv -T ${quote(`${L.base}/.current.new`)} ${quote(L.current)}
 mv -f ${quote(`${L.slotFile}.new`)} ${quote(L.slotFile)}
 ${historyFunctions(env)}
 history_add live "$release_id" ${operation}
+# What the release was deployed with (deployFingerprint), for a later deploy's no-op; a release a rollback put live
+# has none on record (a deploy of its commit goes on).
+${fingerprint ? `printf '%s %s\\n' "$release_id" ${quote(fingerprint)} > ${quote(L.fingerprint)}` : `rm -f ${quote(L.fingerprint)}`}
 # Live again (rollback --to a release rolled back from): no longer abandoned, so a later rollback may come back to it.
 [ ! -e ${quote(L.releases)}/"$release_id"/.ops-abandoned ] || rm -f ${quote(L.releases)}/"$release_id"/.ops-abandoned
 echo "live: $release_id on slot ${slot}"`,

@@ -146,6 +146,23 @@ describe.sequential('deploy on a provisioned host', () => {
     expect(await auditLog(project.ctx(), project.env(), 100)).toEqual(auditBefore);
   }, 120_000);
 
+  it('the live sha with a changed .env value is deployed again, not reported as already live; then it is a no-op again', async () => {
+    const config = testConfig([host], await appRepo(), '');
+    const good = { ...config, env: project.env().config.env };
+    project.write({ ...good, env: { ...good.env, OPS_E2E_MARK: `changed-${process.pid}` } });
+    try {
+      const r = await run('v1');
+      expect(r.noop).toBe(false);
+      expect(r.hosts[0]!.notes.join('\n')).toMatch(/is live \(\S+\) with another \.env or other settings: deployed again/);
+      expect((await sshRun(host, `sudo grep -c 'OPS_E2E_MARK=.*changed-${process.pid}' /srv/sample/shared/.env`)).stdout.trim()).toBe('1');
+      expect((await run('v1')).noop).toBe(true);
+    } finally {
+      project.write(good);
+    }
+    // Back to the settings before: deployed again too (what serves is what was asked).
+    expect((await run('v1')).noop).toBe(false);
+  }, 300_000);
+
   it('redeploys the live sha as a no-op (health verified, nothing run), over one SSH connection', async () => {
     const before = await sshLogins(host);
     const started = Date.now();
@@ -262,7 +279,7 @@ describe.sequential('deploy on a provisioned host', () => {
     const code = await new Promise((r) => child.once('exit', r));
     expect(code).toBe(130);
     // Said with the steps it cut off (the release step, or the dependency sets and the build after it).
-    expect(out).toMatch(new RegExp(`SIGTERM received( during [^:\\n]+ on ${host.name})?: (stopping them, )?releasing the lock`));
+    expect(out).toMatch(new RegExp(`SIGTERM received(: releasing the lock and stopping| during [^:\\n]+ on ${host.name}: stopping them, releasing the lock)`));
     const locks = await getLockStatus(project.ctx(), project.env());
     expect(locks[0]!.lock.state).toBe('free');
     const audit = await auditLog(project.ctx(), project.env(), 3);

@@ -9,6 +9,7 @@ import { stringify } from 'yaml';
 import { loadEnvironment } from '../../core/config/environment.ts';
 import type { OpsContext } from '../../core/context.ts';
 import { deploy } from '../../core/ops/deploy.ts';
+import { deployFingerprint } from '../../core/ops/deploy-plan.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { RecordingRemote, type Responder } from '../../core/remote/recording.ts';
 import type { Step } from '../../core/remote/types.ts';
@@ -98,6 +99,37 @@ describe('deploy operation', () => {
     expect(r.noop).toBe(true);
     expect(h.remote.stepNames()).toEqual(['lock', 'unlock']);
     expect(h.remote.runs[1]!.stdin).toContain('"result":"no-op"');
+  });
+
+  it('the same sha live, deployed with another .env or settings (live_changed): deployed again, said so; the switch records the new fingerprint and the state step was asked with it', async () => {
+    const h = harness(opsLines(STATE, 'provisioned yes', `current 20261125T120000Z-${v1.slice(0, 12)}`, 'slot blue', `live_sha ${v1}`, 'live_changed yes', `has ${v1}`));
+    const r = await deploy(h.ctx, loadEnvironment('x', root), {});
+    expect(r.noop).toBe(false);
+    expect(h.remote.stepNames()).toEqual(expect.arrayContaining(['build', 'start green', 'switch']));
+    expect(r.hosts[0]!.notes).toContain(`${v1.slice(0, 12)} is live (20261125T120000Z-${v1.slice(0, 12)}) with another .env or other settings: deployed again`);
+    const asked = /\[ "\$live_fingerprint" = "\$cur_id "'?([0-9a-f]{32})'? \]/.exec(h.remote.runs[0]!.stdin)?.[1];
+    expect(asked).toMatch(/^[0-9a-f]{32}$/);
+    expect(h.remote.runs.find((x) => x.step.name === "switch")!.stdin).toMatch(new RegExp(`printf '%s %s\\\\n' "\\$release_id" '?${asked}'? > /srv/sample/\\.ops/fingerprint`));
+  });
+
+  it('deployFingerprint: the .env, environ and settings that shape a host, not how it is reached nor the rollout pace nor key order', () => {
+    const e = loadEnvironment('x', root);
+    const dotenv = { dotenv: 'A=1\n', environ: 'A=1\0', forms: {} };
+    const fp = deployFingerprint(e, dotenv);
+    expect(fp).toMatch(/^[0-9a-f]{32}$/);
+    const withConfig = (patch: (c: Record<string, any>) => void) => {
+      const config = structuredClone(e.config) as Record<string, any>;
+      patch(config);
+      return deployFingerprint({ ...e, config: config as typeof e.config }, dotenv);
+    };
+    expect(deployFingerprint(e, { ...dotenv, dotenv: 'A=2\n' })).not.toBe(fp); // a secret or value changed
+    expect(deployFingerprint(e, { ...dotenv, environ: 'A=2\0' })).not.toBe(fp);
+    expect(withConfig((c) => (c.programs.server.env = { ...c.programs.server.env, WORKERS: '4' }))).not.toBe(fp);
+    expect(withConfig((c) => (c.release.migrate = 'make migrate-all'))).not.toBe(fp);
+    expect(withConfig((c) => (c.hosts = [...c.hosts, { ...c.hosts[0], name: 'web9' }]))).toBe(fp);
+    expect(withConfig((c) => (c.switch.batch_size = 7))).toBe(fp);
+    expect(withConfig((c) => (c.ref = 'other'))).toBe(fp);
+    expect(withConfig((c) => (c.programs = Object.fromEntries(Object.entries(c.programs).reverse())))).toBe(fp);
   });
 
   it('the same sha live but unhealthy: says so instead of pretending success', async () => {
@@ -249,9 +281,16 @@ describe('deploy operation', () => {
     }
   });
 
-  it('an unknown ref names the repository and how to get the ref', async () => {
+  it('an unknown ref names the repository and how to get the ref; the connection opened meanwhile runs nothing and is closed', async () => {
     const h = harness('');
     await expect(deploy(h.ctx, loadEnvironment('x', root), { ref: 'no-such-branch' })).rejects.toThrow(/ref "no-such-branch" is not a tag, branch or commit/);
+    expect(h.remote.stepNames()).toEqual([]);
+    expect(h.remote.closed).toBe(true);
+  });
+
+  it('a malformed ref is refused before any connection', async () => {
+    const h = harness('');
+    await expect(deploy(h.ctx, loadEnvironment('x', root), { ref: '--upload-pack=evil' })).rejects.toThrow(/ref/);
     expect(h.connections()).toBe(0);
   });
 

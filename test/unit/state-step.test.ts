@@ -4,7 +4,7 @@
 // check runs for real: curl against a server of this process, ss and /proc for who answers, supervisor's socket
 // (absent here: it runs no process for the slot, which the verdict must say).
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -27,6 +27,8 @@ const LIVE = `20261101T100000Z-${LIVE_SHA.slice(0, 12)}`;
 const OLD = `20261001T100000Z-${'b'.repeat(12)}`;
 const OTHER_SHA = 'c'.repeat(40);
 
+/** What the live release was deployed with (deployFingerprint), as the switch records it. */
+const FINGERPRINT = '0123456789abcdef0123456789abcdef';
 let server: Server;
 let port: number;
 beforeAll(async () => {
@@ -48,6 +50,7 @@ function host(): string {
   mkdirSync(join(base, '.ops'));
   writeFileSync(join(base, '.ops', 'provisioned'), '2026-11-01T00:00:00Z\n');
   writeFileSync(join(base, '.ops', 'slot'), 'blue\n');
+  writeFileSync(join(base, '.ops', 'fingerprint'), `${LIVE} ${FINGERPRINT}\n`);
   for (const [id, sha] of [[OLD, 'b'.repeat(40)], [LIVE, LIVE_SHA]]) {
     mkdirSync(join(base, 'releases', id!), { recursive: true });
     writeFileSync(join(base, 'releases', id!, 'REVISION'), `${sha}\n`);
@@ -66,14 +69,31 @@ async function runStep(step: Step): Promise<StepResult> {
 describe('the state step on a host (bash)', () => {
   it('a deploy of the live commit: the live check runs (health, then who answers), and nothing a deploy going on needs is read', async () => {
     const e = env(host());
-    const r = await runStep(deployState(e, [LIVE_SHA], { commit: LIVE_SHA }));
+    const r = await runStep(deployState(e, [LIVE_SHA], { commit: LIVE_SHA, fingerprint: FINGERPRINT }));
     const state = parseState(r);
-    expect(state).toMatchObject({ provisioned: true, current: LIVE, liveSha: LIVE_SHA, slot: 'blue', releases: [], depsHas: [], has: [], disk: undefined });
+    expect(state).toMatchObject({ provisioned: true, current: LIVE, liveSha: LIVE_SHA, liveChanged: false, slot: 'blue', releases: [], depsHas: [], has: [], disk: undefined });
     // Its health check answers, but supervisor runs no process for the slot: what answers is not the live release.
     expect(state.liveHealth).toContain(`port ${port} of program web is answered by pid ${process.pid}`);
     expect(state.liveHealth).toContain('while supervisor runs no process for shop-blue:shop-blue-web');
     expect(reportedAll(r, LIBRARY_KEYS.release)).toEqual([]);
   }, 30_000);
+
+  it('the live commit deployed with another .env or settings (another fingerprint, or none on record: a rollback put it live): live_changed, no live check, and the rest is read as for any deploy', async () => {
+    for (const recorded of ['fedcba9876543210fedcba9876543210', undefined]) {
+      const base = host();
+      if (recorded) writeFileSync(join(base, '.ops', 'fingerprint'), `${LIVE} ${recorded}\n`);
+      else rmSync(join(base, '.ops', 'fingerprint'));
+      const r = await runStep(deployState(env(base), [LIVE_SHA], { commit: LIVE_SHA, fingerprint: FINGERPRINT }));
+      const state = parseState(r);
+      expect(state).toMatchObject({ current: LIVE, liveSha: LIVE_SHA, liveChanged: true, liveHealth: '', depsHas: ['venv-0123'] });
+      expect(state.releases.map((x) => x.id)).toEqual([OLD, LIVE]);
+      expect(reported(r, FACTS_KEYS.disk)).toMatch(/^\d+ \d+ \d+ /);
+    }
+    // The fingerprint of another release (the one live before a rollback) is not this one's.
+    const base = host();
+    writeFileSync(join(base, '.ops', 'fingerprint'), `${OLD} ${FINGERPRINT}\n`);
+    expect(parseState(await runStep(deployState(env(base), [LIVE_SHA], { commit: LIVE_SHA, fingerprint: FINGERPRINT }))).liveChanged).toBe(true);
+  });
 
   it('a deploy of another commit: releases, free space, commits and dependency sets; no live check', async () => {
     const e = env(host());
@@ -97,7 +117,7 @@ describe('the state step on a host (bash)', () => {
     const base = host();
     const e = env(base);
     await run('ln', ['-sfn', join(base, 'elsewhere'), join(base, 'current')]);
-    const state = parseState(await runStep(deployState(e, [LIVE_SHA], { commit: LIVE_SHA })));
-    expect(state).toMatchObject({ current: 'elsewhere', liveSha: '', liveHealth: '' });
+    const state = parseState(await runStep(deployState(e, [LIVE_SHA], { commit: LIVE_SHA, fingerprint: FINGERPRINT })));
+    expect(state).toMatchObject({ current: 'elsewhere', liveSha: '', liveHealth: '', liveChanged: false });
   });
 });

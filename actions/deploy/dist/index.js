@@ -35510,7 +35510,7 @@ var require_keyParser = __commonJS({
     var {
       createDecipheriv: createDecipheriv2,
       createECDH,
-      createHash: createHash5,
+      createHash: createHash6,
       createHmac,
       createSign,
       createVerify,
@@ -36198,11 +36198,11 @@ ${formatted}-----END ${type} KEY-----`;
                 );
               }
               const ivSlice = bufferSlice(cipherIV, 0, 8);
-              let cipherKey = createHash5("md5").update(passphrase).update(ivSlice).digest();
+              let cipherKey = createHash6("md5").update(passphrase).update(ivSlice).digest();
               while (cipherKey.length < encInfo.keyLen) {
                 cipherKey = combineBuffers(
                   cipherKey,
-                  createHash5("md5").update(cipherKey).update(passphrase).update(ivSlice).digest()
+                  createHash6("md5").update(cipherKey).update(passphrase).update(ivSlice).digest()
                 );
               }
               if (cipherKey.length > encInfo.keyLen)
@@ -36367,8 +36367,8 @@ ${formatted}-----END ${type} KEY-----`;
         if (encrypted) {
           const encInfo = CIPHER_INFO[cipherName];
           let cipherKey = combineBuffers(
-            createHash5("sha1").update(PPK_PP1).update(passphrase).digest(),
-            createHash5("sha1").update(PPK_PP2).update(passphrase).digest()
+            createHash6("sha1").update(PPK_PP1).update(passphrase).digest(),
+            createHash6("sha1").update(PPK_PP2).update(passphrase).digest()
           );
           if (cipherKey.length > encInfo.keyLen)
             cipherKey = bufferSlice(cipherKey, 0, encInfo.keyLen);
@@ -36408,7 +36408,7 @@ ${formatted}-----END ${type} KEY-----`;
           passphrase = EMPTY_PASSPHRASE;
         const calcMAC = createHmac(
           "sha1",
-          createHash5("sha1").update("putty-private-key-file-mac-key").update(passphrase).digest()
+          createHash6("sha1").update("putty-private-key-file-mac-key").update(passphrase).digest()
         ).update(macData).digest("hex");
         if (calcMAC !== mac) {
           if (encrypted) {
@@ -38730,7 +38730,7 @@ var require_kex = __commonJS({
       createDiffieHellman,
       createDiffieHellmanGroup,
       createECDH,
-      createHash: createHash5,
+      createHash: createHash6,
       createPublicKey,
       diffieHellman,
       generateKeyPairSync: generateKeyPairSync2,
@@ -39156,7 +39156,7 @@ var require_kex = __commonJS({
               DISCONNECT_REASON.KEY_EXCHANGE_FAILED
             );
           }
-          const hash = createHash5(this.hashName);
+          const hash = createHash6(this.hashName);
           hashString(hash, isServer ? this._remoteIdentRaw : this._identRaw);
           hashString(hash, isServer ? this._identRaw : this._remoteIdentRaw);
           hashString(hash, isServer ? this._remoteKexinit : this._kexinit);
@@ -40164,9 +40164,9 @@ var require_kex = __commonJS({
     function generateKEXVal(len, hashName, secret, exchangeHash, sessionID, char) {
       let ret;
       if (len) {
-        let digest = createHash5(hashName).update(secret).update(exchangeHash).update(char).update(sessionID).digest();
+        let digest = createHash6(hashName).update(secret).update(exchangeHash).update(char).update(sessionID).digest();
         while (digest.length < len) {
-          const chunk = createHash5(hashName).update(secret).update(exchangeHash).update(digest).digest();
+          const chunk = createHash6(hashName).update(secret).update(exchangeHash).update(digest).digest();
           const extended = Buffer.allocUnsafe(digest.length + chunk.length);
           extended.set(digest, 0);
           extended.set(chunk, digest.length);
@@ -45601,7 +45601,7 @@ var require_client2 = __commonJS({
   "node_modules/ssh2/lib/client.js"(exports, module) {
     "use strict";
     var {
-      createHash: createHash5,
+      createHash: createHash6,
       getHashes,
       randomFillSync
     } = __require("crypto");
@@ -45823,7 +45823,7 @@ var require_client2 = __commonJS({
           }
           hostVerifier = (key, verify) => {
             if (hashAlgo)
-              key = createHash5(hashAlgo).update(key).digest("hex");
+              key = createHash6(hashAlgo).update(key).digest("hex");
             const ret = hashCb(key, verify);
             if (ret !== void 0)
               verify(ret);
@@ -67905,6 +67905,7 @@ function layout(env) {
     audit: `${base}/.ops/audit.log`,
     history: `${base}/.ops/history`,
     slotFile: `${base}/.ops/slot`,
+    fingerprint: `${base}/.ops/fingerprint`,
     uploads: `${base}/.ops/uploads`,
     logDir: `/var/log/${app}`,
     nginxSite: `/etc/nginx/sites-available/${app}`,
@@ -70840,7 +70841,7 @@ if [ -f "$conf" ]; then
 fi`
   };
 }
-function switchTo(env, slot, releaseId2, certificateReady, operation = "deploy") {
+function switchTo(env, slot, releaseId2, certificateReady, operation = "deploy", fingerprint2) {
   const L = env.layout;
   const host = env.config.domain ? ` -H ${quote(`Host: ${env.config.domain}`)}` : "";
   return {
@@ -70866,6 +70867,9 @@ mv -T ${quote(`${L.base}/.current.new`)} ${quote(L.current)}
 mv -f ${quote(`${L.slotFile}.new`)} ${quote(L.slotFile)}
 ${historyFunctions(env)}
 history_add live "$release_id" ${operation}
+# What the release was deployed with (deployFingerprint), for a later deploy's no-op; a release a rollback put live
+# has none on record (a deploy of its commit goes on).
+${fingerprint2 ? `printf '%s %s\\n' "$release_id" ${quote(fingerprint2)} > ${quote(L.fingerprint)}` : `rm -f ${quote(L.fingerprint)}`}
 # Live again (rollback --to a release rolled back from): no longer abandoned, so a later rollback may come back to it.
 [ ! -e ${quote(L.releases)}/"$release_id"/.ops-abandoned ] || rm -f ${quote(L.releases)}/"$release_id"/.ops-abandoned
 echo "live: $release_id on slot ${slot}"`
@@ -70896,7 +70900,7 @@ function diskSpace(env) {
 }
 
 // core/steps/release.ts
-var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "live_sha", "certificate", "known", "has", "lfs_has", "deps_has", "live_health", "platform", "dotenv", "pruned", "kept_running", "pruned_deps");
+var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "live_sha", "certificate", "known", "has", "lfs_has", "deps_has", "live_health", "live_changed", "platform", "dotenv", "pruned", "kept_running", "pruned_deps");
 function releaseId(sha, now = /* @__PURE__ */ new Date()) {
   const t = now.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
   return `${t}-${sha.slice(0, 12)}`;
@@ -70908,14 +70912,20 @@ function deployState(env, shas, options = {}) {
   const noop = options.commit ? String.raw`${PROBE_FUNCTIONS}
 ${SUPERVISOR_FUNCTIONS}
 ${IDENTITY_FUNCTIONS}
-# The commit deployed is live: is it healthy and what serves? That is all a no-op needs (or a deploy refuses).
+# The commit deployed is live, deployed with what this deploy gives it: is it healthy and what serves? That is
+# all a no-op needs (or a deploy refuses). Live with something else (.env, settings): the deploy goes on.
 if [ -n "$live_sha" ] && [ "$live_sha" = ${quote(options.commit)} ]; then
-  live_health=$(case "$slot" in
-    blue) ${live("blue")} ;;
-    green) ${live("green")} ;;
-  esac 2>/dev/null)
-  ops_report ${RELEASE_KEYS.live_health} "$live_health"
-  state_done=1
+  live_fingerprint=""; { read -r live_fingerprint < ${quote(L.fingerprint)}; } 2>/dev/null || true
+  if [ "$live_fingerprint" = "$cur_id "${quote(options.fingerprint ?? "")} ]; then
+    live_health=$(case "$slot" in
+      blue) ${live("blue")} ;;
+      green) ${live("green")} ;;
+    esac 2>/dev/null)
+    ops_report ${RELEASE_KEYS.live_health} "$live_health"
+    state_done=1
+  else
+    ops_report ${RELEASE_KEYS.live_changed} yes
+  fi
 fi
 ` : "";
   const code = shas ? String.raw`${diskReport(L.base)}
@@ -71282,6 +71292,7 @@ function parseState(r) {
     lfsHas: reportedAll(r, RELEASE_KEYS.lfs_has),
     certificate: reported(r, RELEASE_KEYS.certificate) === "yes",
     liveHealth: reported(r, RELEASE_KEYS.live_health) ?? "",
+    liveChanged: reported(r, RELEASE_KEYS.live_changed) === "yes",
     hostTime: reported(r, RELEASE_KEYS.now),
     slotReleases,
     disk: parseDisk(reported(r, FACTS_KEYS.disk)),
@@ -71524,6 +71535,9 @@ ${environLoader(env.layout.environFile)}
 ${command2}` };
 }
 
+// core/ops/deploy-plan.ts
+import { createHash as createHash4 } from "node:crypto";
+
 // core/runinfo.ts
 import { hostname, userInfo } from "node:os";
 function clean(s) {
@@ -71738,10 +71752,12 @@ async function environmentSecrets(ctx, env) {
 }
 
 // core/ops/deploy-plan.ts
-async function resolveDeployCommit(ctx, env, refOption) {
-  const ref = validate("gitRef", refOption || env.config.ref);
+function deployRef(env, refOption) {
+  return validate("gitRef", refOption || env.config.ref);
+}
+async function resolveDeployCommit(ctx, env, ref) {
   const repo = await sourceRepository(ctx.root, env.config.repository);
-  return { repo, resolved: await resolveRef(repo, ref) };
+  return { repo, resolved: await resolveRef(repo, deployRef(env, ref)) };
 }
 async function planDeploy(ctx, env, { repo, resolved }) {
   const ref = resolved.ref;
@@ -71764,7 +71780,14 @@ async function planDeploy(ctx, env, { repo, resolved }) {
     ...tree.submodules.length && { submodules: tree.submodules.map(({ path, sha }) => ({ path, sha })) },
     ...tree.lfs.length && { lfs: tree.lfs.map(({ path, oid }) => ({ path, oid })) }
   };
-  return { resolved, repo, tree, size: size2, id, dotenv, hashes, meta };
+  return { resolved, repo, tree, size: size2, id, dotenv, hashes, meta, fingerprint: deployFingerprint(env, dotenv) };
+}
+function deployFingerprint(env, dotenv) {
+  const { hosts: _h, bastion: _b, ssh: _s, repository: _r, ref: _ref, switch: sw, ...settings } = env.config;
+  const { batch_size: _bs, ...switchSettings } = sw;
+  const sorted = (_, v) => v && typeof v === "object" && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0)) : v;
+  const digest = createHash4("sha256").update(JSON.stringify({ dotenv: dotenv.dotenv, environ: dotenv.environ, settings: { ...settings, switch: switchSettings } }, sorted));
+  return digest.digest("hex").slice(0, 32);
 }
 async function inOrder(promises3) {
   const settled2 = await Promise.allSettled(promises3);
@@ -72001,7 +72024,7 @@ async function withLock(ctx, session, operation, fn, options = {}) {
   const onSignal = (signal) => {
     const cut = [...session.remotes.values()].flatMap((r) => r.inFlight().map((step) => `${step} on ${r.name}`));
     const during = cut.length ? ` during ${cut.join(", ")}` : "";
-    ctx.reporter.error(`${signal} received${during}: stopping ${cut.length ? "them, " : ""}releasing the lock`);
+    ctx.reporter.error(cut.length ? `${signal} received during ${cut.join(", ")}: stopping them, releasing the lock` : `${signal} received: releasing the lock and stopping`);
     if (cut.some((c) => c.startsWith("migrate on "))) {
       ctx.reporter.error("the migration was stopped part-way: PostgreSQL rolls back a migration run in one transaction (alembic does); check the schema (e.g. alembic current) before deploying again");
     }
@@ -72102,7 +72125,9 @@ function beginHost(ctx, env, remote, locked, p, options) {
     ctx.reporter.warn(skew);
     result.notes.push(`warning: ${skew}`);
   }
-  if (state.liveSha && state.liveSha === p.resolved.sha && !options.force) {
+  if (state.liveSha && state.liveSha === p.resolved.sha && !options.force && state.liveChanged)
+    result.notes.push(`${p.resolved.sha.slice(0, 12)} is live (${state.current}) with another .env or other settings: deployed again`);
+  else if (state.liveSha && state.liveSha === p.resolved.sha && !options.force) {
     if (state.liveHealth !== "ok")
       throw new OpsError(`${p.resolved.sha.slice(0, 12)} is already live on ${remote.name} but not healthy: ${state.liveHealth || "no health result"}`, `check ops status ${env.name}; redeploy with --force to start it again`);
     if (!locked.finished(remote.name)) audit({ result: "no-op", release: state.current, message: "already live" });
@@ -72225,7 +72250,7 @@ async function switchHost(env, hp, p, locked) {
   try {
     hp.started = true;
     await h.run(startSlot(env, newSlot, dir, p.id));
-    await h.run(switchTo(env, newSlot, p.id, state.certificate, "deploy"));
+    await h.run(switchTo(env, newSlot, p.id, state.certificate, "deploy", p.fingerprint));
     hp.switched = true;
   } catch (e) {
     throw await failBeforeSwitch(env, hp, p, e);
@@ -72256,7 +72281,7 @@ ${p.id} is live on ${hp.name} and serves; the clean-up after the switch (stoppin
 }
 
 // core/ops/build-once.ts
-import { createHash as createHash4, randomBytes as randomBytes13 } from "node:crypto";
+import { createHash as createHash5, randomBytes as randomBytes13 } from "node:crypto";
 function buildGroups(hosts) {
   const groups = /* @__PURE__ */ new Map();
   for (const hst of hosts) {
@@ -72274,7 +72299,7 @@ async function carryBuild(env, b, receivers, p, parts, attempt) {
     const takers = receivers.filter((r) => wants(r, part.name));
     const uploads = new Map(takers.map((r) => [r, []]));
     for (const r of takers) out.get(r).push({ part, uploads: uploads.get(r) });
-    const hash = createHash4("sha256");
+    const hash = createHash5("sha256");
     for (let offset = 0, i = 0; offset < part.size; offset += CHUNK_BYTES, i++) {
       const length = Math.min(CHUNK_BYTES, part.size - offset);
       let chunk = Buffer.alloc(0);
@@ -72424,12 +72449,12 @@ fi`;
 async function deploy(ctx, environment, options = {}) {
   const env = resolveTarget(environment);
   const sharing = refuseCollisions(env, ctx.reporter);
-  const commit = await resolveDeployCommit(ctx, env, options.ref);
+  const ref = deployRef(env, options.ref);
   const opening = options.dryRun ? void 0 : Session.open(ctx, env);
   opening?.catch(() => void 0);
   let p;
   try {
-    p = await planDeploy(ctx, env, commit);
+    p = await planDeploy(ctx, env, await resolveDeployCommit(ctx, env, ref));
   } catch (e) {
     await opening?.then((s) => s.close(), () => void 0);
     throw e;
@@ -72469,7 +72494,7 @@ async function deploy(ctx, environment, options = {}) {
       return rollout(ctx, env, session, locked, p, options);
     }, {
       // Without --force, a host where the commit is live checks it and ends the state step there (a no-op).
-      inspect: deployState(env, [p.resolved.sha, ...p.tree.submodules.map((m) => m.sha)], { lfs: [...new Set(p.tree.lfs.map((f) => f.oid))], commit: options.force ? void 0 : p.resolved.sha, platform: env.hosts.length > 1 }),
+      inspect: deployState(env, [p.resolved.sha, ...p.tree.submodules.map((m) => m.sha)], { lfs: [...new Set(p.tree.lfs.map((f) => f.oid))], commit: options.force ? void 0 : p.resolved.sha, fingerprint: p.fingerprint, platform: env.hosts.length > 1 }),
       finish: options.force ? void 0 : (unlock) => noopFinish(p.resolved, unlock)
     })
   );

@@ -67864,6 +67864,7 @@ function layout(env) {
     audit: `${base}/.ops/audit.log`,
     history: `${base}/.ops/history`,
     slotFile: `${base}/.ops/slot`,
+    fingerprint: `${base}/.ops/fingerprint`,
     uploads: `${base}/.ops/uploads`,
     logDir: `/var/log/${app}`,
     nginxSite: `/etc/nginx/sites-available/${app}`,
@@ -70597,7 +70598,7 @@ async function withLock(ctx, session, operation, fn, options = {}) {
   const onSignal = (signal) => {
     const cut = [...session.remotes.values()].flatMap((r) => r.inFlight().map((step) => `${step} on ${r.name}`));
     const during = cut.length ? ` during ${cut.join(", ")}` : "";
-    ctx.reporter.error(`${signal} received${during}: stopping ${cut.length ? "them, " : ""}releasing the lock`);
+    ctx.reporter.error(cut.length ? `${signal} received during ${cut.join(", ")}: stopping them, releasing the lock` : `${signal} received: releasing the lock and stopping`);
     if (cut.some((c) => c.startsWith("migrate on "))) {
       ctx.reporter.error("the migration was stopped part-way: PostgreSQL rolls back a migration run in one transaction (alembic does); check the schema (e.g. alembic current) before deploying again");
     }

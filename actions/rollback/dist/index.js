@@ -49710,6 +49710,7 @@ function layout(env) {
     audit: `${base}/.ops/audit.log`,
     history: `${base}/.ops/history`,
     slotFile: `${base}/.ops/slot`,
+    fingerprint: `${base}/.ops/fingerprint`,
     uploads: `${base}/.ops/uploads`,
     logDir: `/var/log/${app}`,
     nginxSite: `/etc/nginx/sites-available/${app}`,
@@ -52143,7 +52144,7 @@ if [ -f "$conf" ]; then
 fi`
   };
 }
-function switchTo(env, slot, releaseId, certificateReady, operation = "deploy") {
+function switchTo(env, slot, releaseId, certificateReady, operation = "deploy", fingerprint2) {
   const L = env.layout;
   const host = env.config.domain ? ` -H ${quote(`Host: ${env.config.domain}`)}` : "";
   return {
@@ -52169,6 +52170,9 @@ mv -T ${quote(`${L.base}/.current.new`)} ${quote(L.current)}
 mv -f ${quote(`${L.slotFile}.new`)} ${quote(L.slotFile)}
 ${historyFunctions(env)}
 history_add live "$release_id" ${operation}
+# What the release was deployed with (deployFingerprint), for a later deploy's no-op; a release a rollback put live
+# has none on record (a deploy of its commit goes on).
+${fingerprint2 ? `printf '%s %s\\n' "$release_id" ${quote(fingerprint2)} > ${quote(L.fingerprint)}` : `rm -f ${quote(L.fingerprint)}`}
 # Live again (rollback --to a release rolled back from): no longer abandoned, so a later rollback may come back to it.
 [ ! -e ${quote(L.releases)}/"$release_id"/.ops-abandoned ] || rm -f ${quote(L.releases)}/"$release_id"/.ops-abandoned
 echo "live: $release_id on slot ${slot}"`
@@ -52272,7 +52276,7 @@ function diskSpace(env) {
 }
 
 // core/steps/release.ts
-var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "live_sha", "certificate", "known", "has", "lfs_has", "deps_has", "live_health", "platform", "dotenv", "pruned", "kept_running", "pruned_deps");
+var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "live_sha", "certificate", "known", "has", "lfs_has", "deps_has", "live_health", "live_changed", "platform", "dotenv", "pruned", "kept_running", "pruned_deps");
 function deployState(env, shas, options = {}) {
   const L = env.layout;
   const cert = certificatePaths(env);
@@ -52280,14 +52284,20 @@ function deployState(env, shas, options = {}) {
   const noop = options.commit ? String.raw`${PROBE_FUNCTIONS}
 ${SUPERVISOR_FUNCTIONS}
 ${IDENTITY_FUNCTIONS}
-# The commit deployed is live: is it healthy and what serves? That is all a no-op needs (or a deploy refuses).
+# The commit deployed is live, deployed with what this deploy gives it: is it healthy and what serves? That is
+# all a no-op needs (or a deploy refuses). Live with something else (.env, settings): the deploy goes on.
 if [ -n "$live_sha" ] && [ "$live_sha" = ${quote(options.commit)} ]; then
-  live_health=$(case "$slot" in
-    blue) ${live("blue")} ;;
-    green) ${live("green")} ;;
-  esac 2>/dev/null)
-  ops_report ${RELEASE_KEYS.live_health} "$live_health"
-  state_done=1
+  live_fingerprint=""; { read -r live_fingerprint < ${quote(L.fingerprint)}; } 2>/dev/null || true
+  if [ "$live_fingerprint" = "$cur_id "${quote(options.fingerprint ?? "")} ]; then
+    live_health=$(case "$slot" in
+      blue) ${live("blue")} ;;
+      green) ${live("green")} ;;
+    esac 2>/dev/null)
+    ops_report ${RELEASE_KEYS.live_health} "$live_health"
+    state_done=1
+  else
+    ops_report ${RELEASE_KEYS.live_changed} yes
+  fi
 fi
 ` : "";
   const code = shas ? String.raw`${diskReport(L.base)}
@@ -52523,6 +52533,7 @@ function parseState(r) {
     lfsHas: reportedAll(r, RELEASE_KEYS.lfs_has),
     certificate: reported(r, RELEASE_KEYS.certificate) === "yes",
     liveHealth: reported(r, RELEASE_KEYS.live_health) ?? "",
+    liveChanged: reported(r, RELEASE_KEYS.live_changed) === "yes",
     hostTime: reported(r, RELEASE_KEYS.now),
     slotReleases,
     disk: parseDisk(reported(r, FACTS_KEYS.disk)),
@@ -52717,7 +52728,7 @@ async function withLock(ctx, session, operation, fn, options = {}) {
   const onSignal = (signal) => {
     const cut = [...session.remotes.values()].flatMap((r) => r.inFlight().map((step) => `${step} on ${r.name}`));
     const during = cut.length ? ` during ${cut.join(", ")}` : "";
-    ctx.reporter.error(`${signal} received${during}: stopping ${cut.length ? "them, " : ""}releasing the lock`);
+    ctx.reporter.error(cut.length ? `${signal} received during ${cut.join(", ")}: stopping them, releasing the lock` : `${signal} received: releasing the lock and stopping`);
     if (cut.some((c) => c.startsWith("migrate on "))) {
       ctx.reporter.error("the migration was stopped part-way: PostgreSQL rolls back a migration run in one transaction (alembic does); check the schema (e.g. alembic current) before deploying again");
     }

@@ -49694,6 +49694,7 @@ function layout(env) {
     audit: `${base}/.ops/audit.log`,
     history: `${base}/.ops/history`,
     slotFile: `${base}/.ops/slot`,
+    fingerprint: `${base}/.ops/fingerprint`,
     uploads: `${base}/.ops/uploads`,
     logDir: `/var/log/${app}`,
     nginxSite: `/etc/nginx/sites-available/${app}`,
@@ -50332,7 +50333,7 @@ var ROLLBACK_KEYS = reportKeys("rollback", "rollback_from", "rollback_to", "roll
 var FACTS_KEYS = reportKeys("disk", "hostname", "os", "uptime", "login", "sudo", "max_sessions", "footprint");
 
 // core/steps/release.ts
-var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "live_sha", "certificate", "known", "has", "lfs_has", "deps_has", "live_health", "platform", "dotenv", "pruned", "kept_running", "pruned_deps");
+var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "live_sha", "certificate", "known", "has", "lfs_has", "deps_has", "live_health", "live_changed", "platform", "dotenv", "pruned", "kept_running", "pruned_deps");
 function releaseSummary(id, json) {
   let meta = {};
   let unreadable;

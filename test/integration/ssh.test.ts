@@ -1,6 +1,8 @@
 // The SSH core against a real OpenSSH server on loopback (same machine, so remote processes are visible here).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { createServer, connect as connectTcp, type AddressInfo } from 'node:net';
 import { connect, type ConnectOptions } from '../../core/remote/ssh.ts';
@@ -12,6 +14,8 @@ import { CONNECTION_FUNCTIONS } from '../../core/steps/libraries.ts';
 
 /** The keys this file's own scripts report. */
 const KEYS = reportKeys('answer', 'holder', 'i');
+/** This run's own files (the sshd runs on this machine): another run of the suite beside it has its own. */
+const TMP = mkdtempSync(join(tmpdir(), 'ops-ssh-test-'));
 
 let sshd: TestSshd;
 beforeAll(async () => {
@@ -55,8 +59,8 @@ describe('SSH transport on a real sshd', () => {
       expect(reporter.text()).toContain('lo hello from root');
       expect(reporter.text()).not.toContain('@ops'); // machine lines stay out of the log
       for (let i = 0; i < 4; i++) await remote.run({ name: `n${i}`, as: 'root', script: 'true' });
-      await remote.upload('s3cret=1\n', '/tmp/ops-upload-test', { mode: 0o600 });
-      const st = execFileSync('stat', ['-c', '%a %s', '/tmp/ops-upload-test']).toString().trim();
+      await remote.upload('s3cret=1\n', `${TMP}/ops-upload-test`, { mode: 0o600 });
+      const st = execFileSync('stat', ['-c', '%a %s', `${TMP}/ops-upload-test`]).toString().trim();
       expect(st).toBe('600 9');
     } finally {
       await remote.close();
@@ -137,13 +141,14 @@ describe('SSH transport on a real sshd', () => {
     try {
       const started = Date.now();
       const err = await remote
-        .run({ name: 'slow', as: 'login', timeout: 2, script: 'sleep 300 &\necho "$!" > /tmp/ops-timeout-child\nsleep 300' })
+        .run({ name: 'slow', as: 'login', timeout: 2, script: `sleep 300 &\necho "$!" > ${TMP}/ops-timeout-child\nsleep 300` })
         .catch((e) => e);
       expect(err).toBeInstanceOf(StepError);
       expect(err.message).toMatch(/timed out/);
       expect(Date.now() - started).toBeLessThan(15_000);
-      const child = Number(readFileSync('/tmp/ops-timeout-child', 'utf8'));
-      await new Promise((r) => setTimeout(r, 300));
+      const child = Number(readFileSync(`${TMP}/ops-timeout-child`, 'utf8'));
+      // Gone once its group got TERM (a busy machine may take a moment to run its exit).
+      for (let i = 0; i < 50 && alive(child); i++) await new Promise((r) => setTimeout(r, 100));
       expect(alive(child)).toBe(false);
     } finally {
       await remote.close();
@@ -211,9 +216,9 @@ describe('uploads never use the command line', () => {
   it('puts bytes through an exec channel (stdin) with the mode set at creation', async () => {
     const remote: Remote = await connect(options());
     try {
-      await remote.upload(Buffer.from([0, 1, 2, 255]), '/tmp/ops-upload-bin', { mode: 0o640 });
-      expect([...readFileSync('/tmp/ops-upload-bin')]).toEqual([0, 1, 2, 255]);
-      expect(existsSync('/tmp/ops-upload-bin')).toBe(true);
+      await remote.upload(Buffer.from([0, 1, 2, 255]), `${TMP}/ops-upload-bin`, { mode: 0o640 });
+      expect([...readFileSync(`${TMP}/ops-upload-bin`)]).toEqual([0, 1, 2, 255]);
+      expect(existsSync(`${TMP}/ops-upload-bin`)).toBe(true);
     } finally {
       await remote.close();
     }
@@ -298,11 +303,11 @@ describe('uploads, exactly', () => {
     try {
       const big = Buffer.alloc(3 * 1024 * 1024 + 7);
       for (let i = 0; i < big.length; i++) big[i] = (i * 7919) % 256;
-      await remote.upload(big, '/tmp/ops-upload-big', { mode: 0o640 });
-      expect(readFileSync('/tmp/ops-upload-big').equals(big)).toBe(true);
-      expect(execFileSync('stat', ['-c', '%a', '/tmp/ops-upload-big']).toString().trim()).toBe('640');
-      await remote.upload('', '/tmp/ops-upload-empty');
-      expect(readFileSync('/tmp/ops-upload-empty', 'utf8')).toBe('');
+      await remote.upload(big, `${TMP}/ops-upload-big`, { mode: 0o640 });
+      expect(readFileSync(`${TMP}/ops-upload-big`).equals(big)).toBe(true);
+      expect(execFileSync('stat', ['-c', '%a', `${TMP}/ops-upload-big`]).toString().trim()).toBe('640');
+      await remote.upload('', `${TMP}/ops-upload-empty`);
+      expect(readFileSync(`${TMP}/ops-upload-empty`, 'utf8')).toBe('');
       const err = await remote.upload('x', '/nonexistent-dir/f').catch((e) => e);
       expect(err).toBeInstanceOf(StepError);
       expect(err.message).toMatch(/step "upload f" on lo failed[\s\S]*nonexistent-dir/);

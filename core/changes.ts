@@ -142,6 +142,8 @@ export interface HostLive {
   error?: string;
   /** What builds run on there (OS release, architecture, runtimes), read for environments of several hosts. */
   platform?: string;
+  /** The live release was not deployed with this deploy's .env and settings (deployFingerprint): deployed again. */
+  changed?: boolean;
 }
 
 export interface HostsChange {
@@ -154,7 +156,7 @@ export interface HostsChange {
 export async function describeChanges(repo: string, env: Environment, lives: HostLive[], target: string): Promise<HostsChange[]> {
   const groups = new Map<string, HostsChange>();
   for (const l of lives) {
-    const key = l.error ? `error ${l.host}` : `${l.sha} ${l.release}`;
+    const key = l.error ? `error ${l.host}` : `${l.sha} ${l.release} ${l.changed ? 'changed' : ''}`;
     const g = groups.get(key);
     if (g) g.hosts.push(l.host);
     else groups.set(key, { hosts: [l.host], live: l });
@@ -186,7 +188,7 @@ export function formatChanges(groups: HostsChange[], target: string): string[] {
         out.push(`${head}: first deploy, nothing live yet`);
         continue;
       case 'same':
-        out.push(`${head}: already live, nothing changes`);
+        out.push(live.changed ? `${head}: live, with another .env or other settings than this deploy's: deployed again (a new release of the same commit)` : `${head}: already live, nothing changes`);
         continue;
       case 'unknown':
         out.push(`${head}: the live commit is not in this repository; fetch (git fetch --all --tags) to see the change`);

@@ -235,10 +235,10 @@ export async function deploy(ctx: OpsContext, environment: Environment, options:
     changes: [],
   };
   if (options.dryRun) {
-    const lives = await readLive(ctx, env);
+    const lives = await readLive(ctx, env, p.fingerprint);
     const changes = await describeChanges(p.repo, env, lives, p.resolved.sha);
     // Who builds, who receives its build: hosts not serving the commit yet, by platform (when several).
-    const builds = describeBuilds(buildGroups(lives.filter((l) => l.sha !== p.resolved.sha || options.force).map((l) => ({ name: l.host, platform: l.platform }))));
+    const builds = describeBuilds(buildGroups(lives.filter((l) => l.sha !== p.resolved.sha || l.changed || options.force).map((l) => ({ name: l.host, platform: l.platform }))));
     return {
       ...base,
       changes,

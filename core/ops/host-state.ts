@@ -90,7 +90,7 @@ export function pruneAfterSwitch(env: Environment, state: HostState, id: string,
 
 /** A host's live commit from its state (the `deployState` step). */
 export function liveOf(host: string, state: HostState): HostLive {
-  return { host, sha: state.liveSha, release: state.current };
+  return { host, sha: state.liveSha, release: state.current, ...(state.liveChanged && { changed: true }) };
 }
 
 /**
@@ -98,12 +98,12 @@ export function liveOf(host: string, state: HostState): HostLive {
  * the live check; with several hosts, each one's platform too, for who builds). A host that cannot be read is
  * reported as such, so that a plan still prints.
  */
-export async function readLive(ctx: OpsContext, env: Target): Promise<HostLive[]> {
+export async function readLive(ctx: OpsContext, env: Target, fingerprint?: string): Promise<HostLive[]> {
   try {
     return await withSession(ctx, env, (session) =>
       session.each(async (remote, h) => {
         try {
-          const state = parseState(await remote.run(deployState(env, undefined, { platform: env.hosts.length > 1 })));
+          const state = parseState(await remote.run(deployState(env, undefined, { platform: env.hosts.length > 1, fingerprint })));
           return { ...liveOf(h.name, state), ...(state.platform && { platform: state.platform }) };
         } catch (e) {
           return { host: h.name, sha: '', release: '', error: (e as Error).message.split('\n')[0]! };

@@ -62,6 +62,7 @@ export function releaseId(sha: string, now = new Date()): string {
  * sharing built releases between hosts).
  * - `shas` (a deploy about to send code): also what sending and building need: free space and inodes, which of
  *   `shas` (and `lfs` oids) the host has, its mirror's commits, its complete dependency sets.
+ * - `fingerprint` alone (a dry run): `live_changed` when the live release was not deployed with it.
  * - `commit` and `fingerprint` (a deploy that is a no-op when that commit is live, deployed with that
  *   fingerprint: deployFingerprint, recorded by the switch in .ops/fingerprint): when the live release is that
  *   commit with that fingerprint, the live check runs (its health checks answer, and what answers is the process supervisor started for the
@@ -77,6 +78,12 @@ export function deployState(env: Target, shas?: string[], options: { lfs?: strin
   const L = env.layout;
   const cert = certificatePaths(env);
   const live = (slot: Slot) => `live_verdict "$cur_id" "$cur" ${quote(L.supervisorGroup(slot))} 3 0.2 ${probes(env, slot).map(quote).join(' ')}`;
+  // Without `commit` (a dry run's read), only whether the live release was deployed with `fingerprint`.
+  const fingerprintOnly = options.fingerprint && !options.commit
+    ? String.raw`live_fingerprint=""; { read -r live_fingerprint < ${quote(L.fingerprint)}; } 2>/dev/null || true
+if [ -n "$live_sha" ] && [ "$live_fingerprint" != "$cur_id "${quote(options.fingerprint)} ]; then ops_report ${RELEASE_KEYS.live_changed} yes; fi
+`
+    : '';
   const noop = options.commit
     ? String.raw`${PROBE_FUNCTIONS}
 ${SUPERVISOR_FUNCTIONS}
@@ -134,7 +141,7 @@ ops_report ${RELEASE_KEYS.live_sha} "$live_sha"
 # shellcheck disable=SC2034 # live_health is read by what follows this script in the lock step (a no-op deploy's finish)
 live_health=""
 state_done=""
-${noop}if [ -z "$state_done" ]; then
+${fingerprintOnly}${noop}if [ -z "$state_done" ]; then
 ${cert ? `ops_report ${RELEASE_KEYS.certificate} "$([ -s ${quote(cert.cert)} ] && echo yes || echo no)"\n` : ''}if [ -d ${quote(L.state)} ]; then history_init; fi
 release_reports
 slot_releases

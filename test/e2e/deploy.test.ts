@@ -151,6 +151,9 @@ describe.sequential('deploy on a provisioned host', () => {
     const good = { ...config, env: project.env().config.env };
     project.write({ ...good, env: { ...good.env, OPS_E2E_MARK: `changed-${process.pid}` } });
     try {
+      // The dry run says so too (it reads the host's record of what the live release was deployed with).
+      const dry = await deploy(project.ctx(), project.env(), { ref: 'v1', dryRun: true });
+      expect(dry.changes.map((c) => c.live.changed)).toEqual([true]);
       const r = await run('v1');
       expect(r.noop).toBe(false);
       expect(r.hosts[0]!.notes.join('\n')).toMatch(/is live \(\S+\) with another \.env or other settings: deployed again/);

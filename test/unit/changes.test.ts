@@ -92,7 +92,14 @@ describe('the change a deploy makes', () => {
   it('diverged, first deploy, same commit, and a live commit this repository lacks', async () => {
     expect((await describeChange(app, env(), sha('v2'), sha('broken-build'))).relation).toBe('diverged');
     expect((await describeChange(app, env(), '', sha('v1'))).relation).toBe('first');
-    expect((await describeChange(app, env(), sha('v1'), sha('v1'))).relation).toBe('same');
+    const same = await describeChange(app, env(), sha('v1'), sha('v1'));
+    expect(same.relation).toBe('same');
+    // The same commit, live with another .env or settings (the host's fingerprint differs): the plan says it deploys.
+    const live = { host: 'web1', sha: sha('v1'), release: 'r1' };
+    expect(formatChanges([{ hosts: ['web1'], live, change: same }], sha('v1')).join('\n')).toMatch(/already live, nothing changes$/);
+    expect(formatChanges([{ hosts: ['web1'], live: { ...live, changed: true }, change: same }], sha('v1')).join('\n')).toMatch(/live, with another \.env or other settings than this deploy's: deployed again/);
+    const grouped = await describeChanges(app, env(), [live, { ...live, host: 'web2', changed: true }], sha('v1'));
+    expect(grouped.map((g) => g.hosts)).toEqual([['web1'], ['web2']]);
     const unknown = await describeChange(app, env(), 'f'.repeat(40), sha('v1'));
     expect(unknown.relation).toBe('unknown');
     expect(formatChanges([{ hosts: ['web1'], live: { host: 'web1', sha: 'f'.repeat(40), release: '' }, change: unknown }], sha('v1')).join('\n')).toContain('fetch');

@@ -95,6 +95,14 @@ describe('the state step on a host (bash)', () => {
     expect(parseState(await runStep(deployState(env(base), [LIVE_SHA], { commit: LIVE_SHA, fingerprint: FINGERPRINT }))).liveChanged).toBe(true);
   });
 
+  it("a dry run's read (the fingerprint alone): live_changed only when the live release was deployed with another; no live check", async () => {
+    const base = host();
+    const same = parseState(await runStep(deployState(env(base), undefined, { fingerprint: FINGERPRINT })));
+    expect(same).toMatchObject({ current: LIVE, liveChanged: false, liveHealth: '' });
+    expect(same.releases.map((x) => x.id)).toEqual([OLD, LIVE]);
+    expect(parseState(await runStep(deployState(env(base), undefined, { fingerprint: 'f'.repeat(32) }))).liveChanged).toBe(true);
+  });
+
   it('a deploy of another commit: releases, free space, commits and dependency sets; no live check', async () => {
     const e = env(host());
     const r = await runStep(deployState(e, [OTHER_SHA], { commit: OTHER_SHA }));

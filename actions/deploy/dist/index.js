@@ -69848,7 +69848,7 @@ async function describeChange(repo, env, live, target) {
 async function describeChanges(repo, env, lives, target) {
   const groups = /* @__PURE__ */ new Map();
   for (const l of lives) {
-    const key = l.error ? `error ${l.host}` : `${l.sha} ${l.release}`;
+    const key = l.error ? `error ${l.host}` : `${l.sha} ${l.release} ${l.changed ? "changed" : ""}`;
     const g = groups.get(key);
     if (g) g.hosts.push(l.host);
     else groups.set(key, { hosts: [l.host], live: l });
@@ -69876,7 +69876,7 @@ function formatChanges(groups, target) {
         out.push(`${head}: first deploy, nothing live yet`);
         continue;
       case "same":
-        out.push(`${head}: already live, nothing changes`);
+        out.push(live.changed ? `${head}: live, with another .env or other settings than this deploy's: deployed again (a new release of the same commit)` : `${head}: already live, nothing changes`);
         continue;
       case "unknown":
         out.push(`${head}: the live commit is not in this repository; fetch (git fetch --all --tags) to see the change`);
@@ -70909,6 +70909,9 @@ function deployState(env, shas, options = {}) {
   const L = env.layout;
   const cert = certificatePaths(env);
   const live = (slot) => `live_verdict "$cur_id" "$cur" ${quote(L.supervisorGroup(slot))} 3 0.2 ${probes(env, slot).map(quote).join(" ")}`;
+  const fingerprintOnly = options.fingerprint && !options.commit ? String.raw`live_fingerprint=""; { read -r live_fingerprint < ${quote(L.fingerprint)}; } 2>/dev/null || true
+if [ -n "$live_sha" ] && [ "$live_fingerprint" != "$cur_id "${quote(options.fingerprint)} ]; then ops_report ${RELEASE_KEYS.live_changed} yes; fi
+` : "";
   const noop = options.commit ? String.raw`${PROBE_FUNCTIONS}
 ${SUPERVISOR_FUNCTIONS}
 ${IDENTITY_FUNCTIONS}
@@ -70962,7 +70965,7 @@ ops_report ${RELEASE_KEYS.live_sha} "$live_sha"
 # shellcheck disable=SC2034 # live_health is read by what follows this script in the lock step (a no-op deploy's finish)
 live_health=""
 state_done=""
-${noop}if [ -z "$state_done" ]; then
+${fingerprintOnly}${noop}if [ -z "$state_done" ]; then
 ${cert ? `ops_report ${RELEASE_KEYS.certificate} "$([ -s ${quote(cert.cert)} ] && echo yes || echo no)"
 ` : ""}if [ -d ${quote(L.state)} ]; then history_init; fi
 release_reports
@@ -71308,16 +71311,16 @@ function pruneAfterSwitch(env, state, id, newSlot) {
   return [...kept].filter(([, why]) => why === void 0).map(([r]) => r);
 }
 function liveOf(host, state) {
-  return { host, sha: state.liveSha, release: state.current };
+  return { host, sha: state.liveSha, release: state.current, ...state.liveChanged && { changed: true } };
 }
-async function readLive(ctx, env) {
+async function readLive(ctx, env, fingerprint2) {
   try {
     return await withSession(
       ctx,
       env,
       (session) => session.each(async (remote, h) => {
         try {
-          const state = parseState(await remote.run(deployState(env, void 0, { platform: env.hosts.length > 1 })));
+          const state = parseState(await remote.run(deployState(env, void 0, { platform: env.hosts.length > 1, fingerprint: fingerprint2 })));
           return { ...liveOf(h.name, state), ...state.platform && { platform: state.platform } };
         } catch (e) {
           return { host: h.name, sha: "", release: "", error: e.message.split("\n")[0] };
@@ -72473,9 +72476,9 @@ async function deploy(ctx, environment, options = {}) {
     changes: []
   };
   if (options.dryRun) {
-    const lives = await readLive(ctx, env);
+    const lives = await readLive(ctx, env, p.fingerprint);
     const changes = await describeChanges(p.repo, env, lives, p.resolved.sha);
-    const builds = describeBuilds(buildGroups(lives.filter((l) => l.sha !== p.resolved.sha || options.force).map((l) => ({ name: l.host, platform: l.platform }))));
+    const builds = describeBuilds(buildGroups(lives.filter((l) => l.sha !== p.resolved.sha || l.changed || options.force).map((l) => ({ name: l.host, platform: l.platform }))));
     return {
       ...base,
       changes,

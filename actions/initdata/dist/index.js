@@ -67509,6 +67509,9 @@ function deployState(env, shas, options = {}) {
   const L = env.layout;
   const cert = certificatePaths(env);
   const live = (slot) => `live_verdict "$cur_id" "$cur" ${quote(L.supervisorGroup(slot))} 3 0.2 ${probes(env, slot).map(quote).join(" ")}`;
+  const fingerprintOnly = options.fingerprint && !options.commit ? String.raw`live_fingerprint=""; { read -r live_fingerprint < ${quote(L.fingerprint)}; } 2>/dev/null || true
+if [ -n "$live_sha" ] && [ "$live_fingerprint" != "$cur_id "${quote(options.fingerprint)} ]; then ops_report ${RELEASE_KEYS.live_changed} yes; fi
+` : "";
   const noop = options.commit ? String.raw`${PROBE_FUNCTIONS}
 ${SUPERVISOR_FUNCTIONS}
 ${IDENTITY_FUNCTIONS}
@@ -67562,7 +67565,7 @@ ops_report ${RELEASE_KEYS.live_sha} "$live_sha"
 # shellcheck disable=SC2034 # live_health is read by what follows this script in the lock step (a no-op deploy's finish)
 live_health=""
 state_done=""
-${noop}if [ -z "$state_done" ]; then
+${fingerprintOnly}${noop}if [ -z "$state_done" ]; then
 ${cert ? `ops_report ${RELEASE_KEYS.certificate} "$([ -s ${quote(cert.cert)} ] && echo yes || echo no)"
 ` : ""}if [ -d ${quote(L.state)} ]; then history_init; fi
 release_reports

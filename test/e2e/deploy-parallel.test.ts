@@ -7,11 +7,12 @@
 import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deploy } from '../../core/ops/deploy.ts';
 import { auditLog, getLockStatus } from '../../core/ops/records.ts';
 import { downHost, querySql, sshRun, type Host } from '../hosts/index.ts';
+import { spawnOps } from '../support/cli.ts';
 import { appRepo, get, makeProject, readyHost, testConfig, testDatabase, type TestProject } from './support.ts';
 
 let host: Host;
@@ -145,29 +146,13 @@ describe.sequential('a full deploy makes its Python set beside the node set and 
     const ref = commit(`par-sigterm-${process.pid}`, `par-build-fixed-${process.pid}`, 'ops_par_build', 'ops_par_term', `sigterm ${process.pid}`);
     await sshRun(host, 'echo 40 > /tmp/ops-probe-sleep');
     const before = await pythonSets();
-    const child = spawn(process.execPath, [join(import.meta.dirname, '..', '..', 'scripts/ops-bin.js'), 'deploy', 'e2e', '--ref', ref], {
-      env: { ...process.env, OPS_ROOT: project.root, NO_COLOR: '1' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
     let out = '';
     try {
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`the deploy never had its Python set and build running at once:\n${out}`)), 240_000);
-        const watch = (d: Buffer) => {
-          out += d;
-          // Both under way: the Python set started and the build printed a line of its own (tagged with its step).
-          if (out.includes('· python dependencies') && /^ {2}\S+ \[build\] /m.test(out)) {
-            clearTimeout(timer);
-            resolve();
-          }
-        };
-        child.stdout.on('data', watch);
-        child.stderr.on('data', watch);
-      });
+      // Both under way: the Python set started and the build printed a line of its own (tagged with its step).
+      const ops = await spawnOps(['deploy', 'e2e', '--ref', ref], project.root, (o) => o.includes('· python dependencies') && /^ {2}\S+ \[build\] /m.test(o), 'the Python set and the build running at once', 240_000);
       await new Promise((r) => setTimeout(r, 2000)); // both well under way
-      child.kill('SIGTERM');
-      const code = await new Promise((r) => child.once('exit', r));
-      expect(code).toBe(130);
+      expect(await ops.stop('SIGTERM')).toBe(130);
+      out = ops.out();
     } finally {
       await sshRun(host, 'rm -f /tmp/ops-probe-sleep');
     }

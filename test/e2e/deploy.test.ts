@@ -1,7 +1,7 @@
 // Issue 5's checks on a real provisioned Debian host: v1 → v2 without a failed request, rollback in
 // seconds, every failure leaving v1 serving byte for byte, locks (concurrent, killed runner), no-op
 // redeploys over one SSH connection, dependencies reused on code-only changes.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,11 +10,10 @@ import { auditLog, breakLock, getLockStatus, listReleases } from '../../core/ops
 import { rollback } from '../../core/ops/rollback.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { downHost, sshRun, type Host } from '../hosts/index.ts';
-import { runOps } from '../support/cli.ts';
+import { runOps, spawnOps } from '../support/cli.ts';
 import { startLoad } from '../support/load.ts';
 import { appRepo, get, makeProject, readyHost, sshLogins, testConfig, testDatabase, type TestProject } from './support.ts';
 
-const ROOT = join(import.meta.dirname, '..', '..');
 
 let host: Host;
 let project: TestProject;
@@ -218,25 +217,8 @@ describe.sequential('deploy on a provisioned host', () => {
 
   it('a deploy killed with SIGKILL leaves the site serving; the next run reports the stale lock and, once released, succeeds', async () => {
     // The CLI as users run it (its launcher runs in this very process, so SIGKILL kills the runner itself).
-    const child = spawn(process.execPath, [join(ROOT, 'scripts/ops-bin.js'), 'deploy', 'e2e', '--ref', 'deps-changed'], {
-      env: { ...process.env, OPS_ROOT: project.root, NO_COLOR: '1' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`the deploy never reached its dependencies step:\n${out}`)), 60_000);
-      const watch = (d: Buffer) => {
-        out += d;
-        if (/· (python|node) dependencies/.test(out)) {
-          clearTimeout(timer);
-          resolve();
-        }
-      };
-      child.stdout.on('data', watch);
-      child.stderr.on('data', watch);
-    });
-    child.kill('SIGKILL');
-    await new Promise((r) => child.once('exit', r));
+    const ops = await spawnOps(['deploy', 'e2e', '--ref', 'deps-changed'], project.root, (out) => /· (python|node) dependencies/.test(out), 'the deploy reaching its dependencies step', 60_000);
+    await ops.stop('SIGKILL');
     try {
       expect((await get(host)).body).toBe(v1Page);
       await new Promise((r) => setTimeout(r, 1000)); // sshd notices the dropped connection
@@ -261,26 +243,9 @@ describe.sequential('deploy on a provisioned host', () => {
   }, 180_000);
 
   it('a SIGTERM (a cancelled workflow) stops the run, releases the lock and records the interruption', async () => {
-    const child = spawn(process.execPath, [join(ROOT, 'scripts/ops-bin.js'), 'deploy', 'e2e', '--ref', 'deps-changed'], {
-      env: { ...process.env, OPS_ROOT: project.root, NO_COLOR: '1' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`the deploy never reached its release step:\n${out}`)), 60_000);
-      const watch = (d: Buffer) => {
-        out += d;
-        if (out.includes('· release')) {
-          clearTimeout(timer);
-          resolve();
-        }
-      };
-      child.stdout.on('data', watch);
-      child.stderr.on('data', watch);
-    });
-    child.kill('SIGTERM');
-    const code = await new Promise((r) => child.once('exit', r));
-    expect(code).toBe(130);
+    const ops = await spawnOps(['deploy', 'e2e', '--ref', 'deps-changed'], project.root, (out) => out.includes('· release'), 'the deploy reaching its release step', 60_000);
+    expect(await ops.stop('SIGTERM')).toBe(130);
+    const out = ops.out();
     // Said with the steps it cut off (the release step, or the dependency sets and the build after it).
     expect(out).toMatch(new RegExp(`SIGTERM received(: releasing the lock and stopping| during [^:\\n]+ on ${host.name}: stopping them, releasing the lock)`));
     const locks = await getLockStatus(project.ctx(), project.env());
@@ -296,26 +261,10 @@ describe.sequential('deploy on a provisioned host', () => {
     // A migration slow to start (a lock wait, a long data change): its own marker to look for on the host.
     project.write({ ...good, release: { migrate: `sleep 77${process.pid % 10} && make migrate` } });
     try {
-      const child = spawn(process.execPath, [join(ROOT, 'scripts/ops-bin.js'), 'deploy', 'e2e', '--ref', 'v2', '--force'], {
-        env: { ...process.env, OPS_ROOT: project.root, NO_COLOR: '1' },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let out = '';
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`the deploy never reached its migration:\n${out}`)), 240_000);
-        const watch = (d: Buffer) => {
-          out += d;
-          if (out.includes('· migrate')) {
-            clearTimeout(timer);
-            resolve();
-          }
-        };
-        child.stdout.on('data', watch);
-        child.stderr.on('data', watch);
-      });
+      const ops = await spawnOps(['deploy', 'e2e', '--ref', 'v2', '--force'], project.root, (out) => out.includes('· migrate'), 'the deploy reaching its migration', 240_000);
       await new Promise((r) => setTimeout(r, 1000)); // the migration's command under way
-      child.kill('SIGTERM');
-      expect(await new Promise((r) => child.once('exit', r))).toBe(130);
+      expect(await ops.stop('SIGTERM')).toBe(130);
+      const out = ops.out();
       expect(out).toContain(`SIGTERM received during migrate on ${host.name}: stopping them, releasing the lock`);
       expect(out).toMatch(/the migration was stopped part-way: .*check the schema/);
       expect((await sshRun(host, `pgrep -f '[s]leep 77${process.pid % 10}' || true`)).stdout.trim()).toBe('');

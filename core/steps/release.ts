@@ -62,15 +62,15 @@ export function releaseId(sha: string, now = new Date()): string {
  * sharing built releases between hosts).
  * - `shas` (a deploy about to send code): also what sending and building need: free space and inodes, which of
  *   `shas` (and `lfs` oids) the host has, its mirror's commits, its complete dependency sets.
- * - `fingerprint` alone (a dry run): `live_changed` when the live release was not deployed with it.
- * - `commit` and `fingerprint` (a deploy that is a no-op when that commit is live, deployed with that
- *   fingerprint: deployFingerprint, recorded by the switch in .ops/fingerprint): when the live release is that
- *   commit with that fingerprint, the live check runs (its health checks answer, and what answers is the process supervisor started for the
+ * - `fingerprint` (deployFingerprint; the switch records the live release's in .ops/fingerprint): `live_changed`
+ *   when something is live that was not deployed with it (a secret or setting changed since, or a release a
+ *   rollback put live). Alone: a dry run's read.
+ * - `commit` with `fingerprint` (a deploy that is a no-op when that commit is live, deployed with that
+ *   fingerprint): when the live release is that commit with that fingerprint, the live check runs (its health checks answer, and what answers is the process supervisor started for the
  *   release `current` names: live_verdict) and the step reports `live_health` and ends there: the no-op
  *   needs nothing more, and a live commit that is not healthy fails the deploy (or --force deploys, which
- *   does not pass `commit`). The commit live with another fingerprint (a secret or a setting changed since, or a
- *   release put live by a rollback) reports `live_changed` and reads on: the deploy goes on. Otherwise no live
- *   check runs.
+ *   does not pass `commit`). The commit live with another fingerprint reads on: the deploy goes on. Otherwise no
+ *   live check runs.
  * Commands that start a process are few on the no-op path (it runs on every deploy of the live commit): the
  * clock, the link and the files are read by bash builtins.
  */
@@ -78,30 +78,26 @@ export function deployState(env: Target, shas?: string[], options: { lfs?: strin
   const L = env.layout;
   const cert = certificatePaths(env);
   const live = (slot: Slot) => `live_verdict "$cur_id" "$cur" ${quote(L.supervisorGroup(slot))} 3 0.2 ${probes(env, slot).map(quote).join(' ')}`;
-  // Without `commit` (a dry run's read), only whether the live release was deployed with `fingerprint`.
-  const fingerprintOnly = options.fingerprint && !options.commit
-    ? String.raw`live_fingerprint=""; { read -r live_fingerprint < ${quote(L.fingerprint)}; } 2>/dev/null || true
-if [ -n "$live_sha" ] && [ "$live_fingerprint" != "$cur_id "${quote(options.fingerprint)} ]; then ops_report ${RELEASE_KEYS.live_changed} yes; fi
+  // Was the live release deployed with what this deploy gives it (deployFingerprint, recorded by the switch)?
+  const recorded =
+    options.fingerprint !== undefined
+      ? String.raw`live_same=no; live_fingerprint=""; { read -r live_fingerprint < ${quote(L.fingerprint)}; } 2>/dev/null || true
+if [ "$live_fingerprint" = "$cur_id "${quote(options.fingerprint)} ]; then live_same=yes; elif [ -n "$live_sha" ]; then ops_report ${RELEASE_KEYS.live_changed} yes; fi
 `
-    : '';
+      : '';
   const noop = options.commit
     ? String.raw`${PROBE_FUNCTIONS}
 ${SUPERVISOR_FUNCTIONS}
 ${IDENTITY_FUNCTIONS}
 # The commit deployed is live, deployed with what this deploy gives it: is it healthy and what serves? That is
 # all a no-op needs (or a deploy refuses). Live with something else (.env, settings): the deploy goes on.
-if [ -n "$live_sha" ] && [ "$live_sha" = ${quote(options.commit)} ]; then
-  live_fingerprint=""; { read -r live_fingerprint < ${quote(L.fingerprint)}; } 2>/dev/null || true
-  if [ "$live_fingerprint" = "$cur_id "${quote(options.fingerprint ?? '')} ]; then
-    live_health=$(case "$slot" in
-      blue) ${live('blue')} ;;
-      green) ${live('green')} ;;
-    esac 2>/dev/null)
-    ops_report ${RELEASE_KEYS.live_health} "$live_health"
-    state_done=1
-  else
-    ops_report ${RELEASE_KEYS.live_changed} yes
-  fi
+if [ -n "$live_sha" ] && [ "$live_sha" = ${quote(options.commit)} ] && [ "${'$'}{live_same:-no}" = yes ]; then
+  live_health=$(case "$slot" in
+    blue) ${live('blue')} ;;
+    green) ${live('green')} ;;
+  esac 2>/dev/null)
+  ops_report ${RELEASE_KEYS.live_health} "$live_health"
+  state_done=1
 fi
 `
     : '';
@@ -141,7 +137,7 @@ ops_report ${RELEASE_KEYS.live_sha} "$live_sha"
 # shellcheck disable=SC2034 # live_health is read by what follows this script in the lock step (a no-op deploy's finish)
 live_health=""
 state_done=""
-${fingerprintOnly}${noop}if [ -z "$state_done" ]; then
+${recorded}${noop}if [ -z "$state_done" ]; then
 ${cert ? `ops_report ${RELEASE_KEYS.certificate} "$([ -s ${quote(cert.cert)} ] && echo yes || echo no)"\n` : ''}if [ -d ${quote(L.state)} ]; then history_init; fi
 release_reports
 slot_releases

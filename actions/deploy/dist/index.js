@@ -70909,26 +70909,21 @@ function deployState(env, shas, options = {}) {
   const L = env.layout;
   const cert = certificatePaths(env);
   const live = (slot) => `live_verdict "$cur_id" "$cur" ${quote(L.supervisorGroup(slot))} 3 0.2 ${probes(env, slot).map(quote).join(" ")}`;
-  const fingerprintOnly = options.fingerprint && !options.commit ? String.raw`live_fingerprint=""; { read -r live_fingerprint < ${quote(L.fingerprint)}; } 2>/dev/null || true
-if [ -n "$live_sha" ] && [ "$live_fingerprint" != "$cur_id "${quote(options.fingerprint)} ]; then ops_report ${RELEASE_KEYS.live_changed} yes; fi
+  const recorded = options.fingerprint !== void 0 ? String.raw`live_same=no; live_fingerprint=""; { read -r live_fingerprint < ${quote(L.fingerprint)}; } 2>/dev/null || true
+if [ "$live_fingerprint" = "$cur_id "${quote(options.fingerprint)} ]; then live_same=yes; elif [ -n "$live_sha" ]; then ops_report ${RELEASE_KEYS.live_changed} yes; fi
 ` : "";
   const noop = options.commit ? String.raw`${PROBE_FUNCTIONS}
 ${SUPERVISOR_FUNCTIONS}
 ${IDENTITY_FUNCTIONS}
 # The commit deployed is live, deployed with what this deploy gives it: is it healthy and what serves? That is
 # all a no-op needs (or a deploy refuses). Live with something else (.env, settings): the deploy goes on.
-if [ -n "$live_sha" ] && [ "$live_sha" = ${quote(options.commit)} ]; then
-  live_fingerprint=""; { read -r live_fingerprint < ${quote(L.fingerprint)}; } 2>/dev/null || true
-  if [ "$live_fingerprint" = "$cur_id "${quote(options.fingerprint ?? "")} ]; then
-    live_health=$(case "$slot" in
-      blue) ${live("blue")} ;;
-      green) ${live("green")} ;;
-    esac 2>/dev/null)
-    ops_report ${RELEASE_KEYS.live_health} "$live_health"
-    state_done=1
-  else
-    ops_report ${RELEASE_KEYS.live_changed} yes
-  fi
+if [ -n "$live_sha" ] && [ "$live_sha" = ${quote(options.commit)} ] && [ "${"$"}{live_same:-no}" = yes ]; then
+  live_health=$(case "$slot" in
+    blue) ${live("blue")} ;;
+    green) ${live("green")} ;;
+  esac 2>/dev/null)
+  ops_report ${RELEASE_KEYS.live_health} "$live_health"
+  state_done=1
 fi
 ` : "";
   const code = shas ? String.raw`${diskReport(L.base)}
@@ -70965,7 +70960,7 @@ ops_report ${RELEASE_KEYS.live_sha} "$live_sha"
 # shellcheck disable=SC2034 # live_health is read by what follows this script in the lock step (a no-op deploy's finish)
 live_health=""
 state_done=""
-${fingerprintOnly}${noop}if [ -z "$state_done" ]; then
+${recorded}${noop}if [ -z "$state_done" ]; then
 ${cert ? `ops_report ${RELEASE_KEYS.certificate} "$([ -s ${quote(cert.cert)} ] && echo yes || echo no)"
 ` : ""}if [ -d ${quote(L.state)} ]; then history_init; fi
 release_reports

@@ -127,8 +127,9 @@ describe.sequential('hostile hosts, through the CLI', () => {
       controller.abort();
       await following;
       expect(reporter.text()).toMatch(/server-(blue|green)\.(out|err) \|/);
-      // The follow step ended with the connection: nothing of it left on the host.
-      const left = await sshRun(host, "echo \"following=$(pgrep -fc '[t]ail -n 50 -F' || true)\"");
+      // The follow step ends with the connection: nothing of it left on the host once its holder loop (a check
+      // each second) has seen the connection gone; 5 s at most.
+      const left = await sshRun(host, "for i in {1..50}; do n=$(pgrep -fc '[t]ail -n 50 -F'); [ \"$n\" = 0 ] && break; sleep 0.1; done; echo \"following=$n\"");
       expect(left.stdout).toMatch(/following=0$/m);
     } finally {
       await chattyLogin(host, false);

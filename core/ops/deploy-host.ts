@@ -8,13 +8,13 @@ import { clockSkewWarning, type OpsContext } from '../context.ts';
 import { DiskFullError, OpsError, StepError } from '../errors.ts';
 import { unpackArtifacts, type PackedPart } from '../steps/artifact.ts';
 import { otherSlot, type Slot } from '../layout.ts';
-import { reportedAll, type Remote, type StepResult } from '../remote/types.ts';
+import { reported, reportedAll, type Remote, type StepResult } from '../remote/types.ts';
 import { knownCommits, packFor } from '../source.ts';
 import { describeDisk } from '../steps/facts.ts';
 import type { AuditEntry } from '../steps/audit.ts';
 import { APP_KEYS, appCommand, nodeDependencies, pythonDependencies } from '../steps/app.ts';
 import { RELEASE_KEYS, createRelease, installDotenv, markRelease, pruneReleases, receivePack } from '../steps/release.ts';
-import { START_FAILED_CLEAN, startSlot, stopSlot, switchTo } from '../steps/switch.ts';
+import { START_FAILED_CLEAN, SWITCH_KEYS, startSlot, stopSlot, switchTo } from '../steps/switch.ts';
 import { HostRun, pooled, type HostSwitch } from './host-run.ts';
 import { parseState, pruneAfterSwitch, type HostState } from './host-state.ts';
 import type { DeployOptions } from './deploy.ts';
@@ -254,9 +254,19 @@ export async function switchHost(env: Target, hp: HostPlan, p: Plan, locked: Loc
   try {
     hp.started = true;
     await h.run(startSlot(env, newSlot, dir, p.id));
-    await h.run(switchTo(env, newSlot, p.id, state.certificate, 'deploy', p.fingerprint));
+    const switched = await h.run(switchTo(env, newSlot, p.id, state.certificate, 'deploy', p.fingerprint), { allowFailure: true });
+    if (switched.code !== 0) {
+      const failure = await h.failure('switch', switched);
+      // Failed after `current` flipped (its records: history, fingerprint): the release is live and serves; its
+      // slot must not be stopped nor the release marked failed, and the error must not say nothing switched.
+      if (reported(switched, SWITCH_KEYS.switched) !== p.id) throw failure;
+      hp.switched = true;
+      hp.audit({ result: 'failed', message: 'live, but recording the switch failed' });
+      throw new OpsError(`${(failure as Error).message}\n${p.id} is live on ${hp.name} and serves; recording it (the host's history, what it was deployed with) failed after the switch`, `see ops status ${env.name} and ops releases ${env.name}; the next deploy records again`);
+    }
     hp.switched = true;
   } catch (e) {
+    if (hp.switched) throw e;
     throw await failBeforeSwitch(env, hp, p, e);
   }
   try {

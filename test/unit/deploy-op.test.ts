@@ -1,6 +1,6 @@
 // The deploy operation's decisions, against the recording transport (no host): which steps run in which
 // order for a first deploy, a no-op, a failed build, an unprovisioned host, a dry run, a hostile ref.
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -19,6 +19,7 @@ import { FACTS_KEYS } from '../../core/steps/facts.ts';
 import { LIBRARY_KEYS } from '../../core/steps/libraries.ts';
 import { LOCK_KEYS } from '../../core/steps/lock.ts';
 import { RELEASE_KEYS } from '../../core/steps/release.ts';
+import { SWITCH_KEYS } from '../../core/steps/switch.ts';
 import { opsLines, type ReportText } from './reports.helpers.ts';
 
 /** What the fake lock step (which also looks at the host: deployState) and the disk step report. */
@@ -132,6 +133,29 @@ describe('deploy operation', () => {
     expect(withConfig((c) => (c.programs = Object.fromEntries(Object.entries(c.programs).reverse())))).toBe(fp);
   });
 
+  it('deployFingerprint: the variables of env in another order are the same .env; a site template is its content, not its name', () => {
+    const e = loadEnvironment('x', root);
+    const render = (env: Record<string, string>) => ({ dotenv: `# header\n${Object.entries(env).map(([k, v]) => `${k}=${v}\n`).join('')}`, environ: Object.entries(env).map(([k, v]) => `${k}=${v}\0`).join(''), forms: {} });
+    const withConfig = (patch: (c: Record<string, any>) => void, env = { A: '1', B: '2' }) => {
+      const config = structuredClone(e.config) as Record<string, any>;
+      patch(config);
+      return deployFingerprint({ ...e, config: config as typeof e.config }, render(env));
+    };
+    const fp = withConfig(() => undefined);
+    expect(withConfig((c) => (c.env = Object.fromEntries(Object.entries(c.env).reverse())), { B: '2', A: '1' })).toBe(fp);
+    expect(withConfig(() => undefined, { A: '2', B: '1' })).not.toBe(fp);
+    const template = join(root, 'environments', 'x', 'site.conf.tmpl');
+    try {
+      writeFileSync(template, 'server { {{locations}} }\n');
+      const one = withConfig((c) => (c.nginx.site_template = 'site.conf.tmpl'));
+      expect(one).not.toBe(fp);
+      writeFileSync(template, 'server { add_header X-New 1; {{locations}} }\n');
+      expect(withConfig((c) => (c.nginx.site_template = 'site.conf.tmpl'))).not.toBe(one);
+    } finally {
+      rmSync(template);
+    }
+  });
+
   it('the same sha live but unhealthy: says so instead of pretending success', async () => {
     const h = harness(opsLines(STATE, 'provisioned yes', `current 20261125T120000Z-${v1.slice(0, 12)}`, 'slot blue', `live_sha ${v1}`, 'live_health no healthy answer within 3s from server:3579:/health'));
     await expect(deploy(h.ctx, loadEnvironment('x', root), {})).rejects.toThrow(/already live on web1 but not healthy: no healthy answer/);
@@ -218,6 +242,26 @@ describe('deploy operation', () => {
     expect(err.message).not.toMatch(/still serves 20261101T000000Z-aaaaaaaaaaaa|nothing was switched/);
     expect(h.remote.stepNames().slice(-4)).toEqual(['switch', 'prune', 'disk space', 'unlock']);
     expect(h.remote.runs.at(-1)!.stdin).toContain('live, but the clean-up after the switch failed');
+  });
+
+  it('the switch fails after `current` flipped (its records: history on a full disk, the fingerprint record): said live, its slot kept, not marked failed', async () => {
+    const h = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', `has ${v1}`), (step) => {
+      if (step.name !== 'switch') return undefined;
+      const id = /release_id='?(\d{8}T\d{6}Z-[0-9a-f]{12})/.exec(step.script)![1]!;
+      return { code: 1, stdout: opsLines(SWITCH_KEYS, `switched ${id}`), stderr: 'printf: write error: No space left on device' };
+    });
+    const err = (await deploy(h.ctx, loadEnvironment('x', root), {}).catch((e: unknown) => e)) as Error;
+    expect(err.message).toMatch(/No space left on device[\s\S]*\n\d{8}T\d{6}Z-[0-9a-f]{12} is live on web1 and serves; recording it/);
+    expect(err.message).not.toMatch(/still serves 20261101T000000Z-aaaaaaaaaaaa|nothing was switched/);
+    expect(h.remote.stepNames()).not.toContain('stop green');
+    expect(h.remote.stepNames()).not.toContain('mark failed');
+    expect(h.remote.runs.at(-1)!.stdin).toContain('live, but recording the switch failed');
+  });
+
+  it('the switch fails before `current` flipped: nothing switched, the new slot stopped, the release marked failed', async () => {
+    const h = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', `has ${v1}`), (step) => (step.name === 'switch' ? { code: 1, stderr: 'nginx rejected the new configuration' } : undefined));
+    await expect(deploy(h.ctx, loadEnvironment('x', root), {})).rejects.toThrow(/nginx rejected[\s\S]*web1 still serves 20261101T000000Z-aaaaaaaaaaaa; nothing was switched/);
+    expect(h.remote.stepNames()).toEqual(expect.arrayContaining(['stop green', 'mark failed']));
   });
 
   it('a start that failed cleanly (supervisor refused the file: the previous one is back, the warm release runs) is not stopped again', async () => {

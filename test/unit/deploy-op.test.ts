@@ -5,7 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { stringify } from 'yaml';
+import { parse, stringify } from 'yaml';
+import { execFileSync } from 'node:child_process';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { loadEnvironment } from '../../core/config/environment.ts';
 import type { OpsContext } from '../../core/context.ts';
 import { deploy } from '../../core/ops/deploy.ts';
@@ -331,6 +333,33 @@ describe('deploy operation', () => {
     expect(h.remote.stepNames()).toEqual([]);
     expect(h.remote.closed).toBe(true);
   });
+
+  it('an unknown ref with a host that does not answer (an sshd that never speaks): the ref is said at once, the connection under way given up, no retry announced', async () => {
+    // A real SSH login (node-ssh) against a listener that accepts and never answers: without giving up, the ref's
+    // error would wait for 3 attempts of 30 s, each announced as a retry about the host.
+    const accepted: Socket[] = [];
+    const listener = createServer((c) => accepted.push(c.resume()));
+    await new Promise<void>((r) => listener.listen(0, '127.0.0.1', r));
+    const port = (listener.address() as AddressInfo).port;
+    const dir = mkdtempSync(join(tmpdir(), 'ops-deploy-silent-'));
+    try {
+      execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'key')]);
+      mkdirSync(join(dir, 'environments', 'x'), { recursive: true });
+      writeFileSync(join(dir, 'package.json'), '{}');
+      const config = parse(readFileSync(join(root, 'environments', 'x', 'environment.yml'), 'utf8'));
+      writeFileSync(join(dir, 'environments', 'x', 'environment.yml'), stringify({ ...config, hosts: [{ ...config.hosts[0], address: '127.0.0.1', port }], ssh: { identity_file: join(dir, 'key'), connect_timeout: 30, connect_retries: 2 } }));
+      const reporter = new MemoryReporter();
+      const ctx: OpsContext = { root: dir, reporter, processEnv: { PATH: process.env.PATH } };
+      await expect(deploy(ctx, loadEnvironment('x', dir), { ref: 'no-such-branch' })).rejects.toThrow(/ref "no-such-branch" is not a tag, branch or commit/);
+      // The connection under way (if it got that far) is closed by the client, not left to its timeout.
+      await Promise.all(accepted.map((c) => (c.closed ? undefined : new Promise((r) => c.once('close', r)))));
+      expect(reporter.lines.join('\n')).not.toMatch(/retrying|cannot connect/);
+    } finally {
+      for (const c of accepted) c.destroy();
+      listener.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 20_000);
 
   it('a malformed ref is refused before any connection', async () => {
     const h = harness('');

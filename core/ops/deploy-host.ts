@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { type Target } from '../target.ts';
+import { liveChangedWhy } from '../changes.ts';
 import { clockSkewWarning, type OpsContext } from '../context.ts';
 import { DiskFullError, OpsError, StepError } from '../errors.ts';
 import { unpackArtifacts, type PackedPart } from '../steps/artifact.ts';
@@ -84,7 +85,7 @@ export function beginHost(ctx: OpsContext, env: Target, remote: Remote, locked: 
   }
   // The commit live, deployed with another .env or other settings: deployed again, said so.
   if (state.liveSha && state.liveSha === p.resolved.sha && !options.force && state.liveChanged)
-    result.notes.push(`${p.resolved.sha.slice(0, 12)} is live (${state.current}) with another .env or other settings: deployed again`);
+    result.notes.push(`${p.resolved.sha.slice(0, 12)} is live (${state.current}) ${state.liveUnrecorded ? liveChangedWhy({ unrecorded: true }) : 'with another .env or other settings'}: deployed again`);
   else if (state.liveSha && state.liveSha === p.resolved.sha && !options.force) {
     if (state.liveHealth !== 'ok')
       throw new OpsError(`${p.resolved.sha.slice(0, 12)} is already live on ${remote.name} but not healthy: ${state.liveHealth || 'no health result'}`, `check ops status ${env.name}; redeploy with --force to start it again`);

@@ -4,6 +4,7 @@
 // setting names (the nginx site template), a release a rollback put live, a host whose record is garbage: deployed
 // again, saying why; a rotated data key, a comment, a key order, the rollout's pace: still a no-op.
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -100,7 +101,7 @@ describe.sequential('the deploy fingerprint on a real host', () => {
     const r = await run();
     expect(r.noop).toBe(false);
     expect(r.hosts[0]!.notes.join('\n')).toMatch(/with another \.env or other settings/);
-    expect((await get(host)).body).toContain(r.release);
+    expect((await get(host)).body).toBe(`${r.release} ${createHash('sha256').update('second-token').digest('hex').slice(0, 12)}`);
     expect((await run()).noop).toBe(true);
   }, 180_000);
 
@@ -153,7 +154,7 @@ server {
       await onHost(damage);
       const r = await run();
       expect(r.noop, damage).toBe(false);
-      expect(r.hosts[0]!.notes.join('\n'), damage).toMatch(/deployed again/);
+      expect(r.hosts[0]!.notes.join('\n'), damage).toMatch(/with no record of what it was deployed with .*: deployed again/);
       expect((await get(host)).body, damage).toContain(r.release);
       expect(await onHost('readlink /srv/sample/current'), damage).toBe(`/srv/sample/releases/${r.release}`);
       await onHost('[ ! -d /srv/sample/.ops/fingerprint ] || rmdir /srv/sample/.ops/fingerprint');
@@ -165,11 +166,30 @@ server {
     await rollback(project.ctx(), project.env());
     const plan = await cli(['deploy', 'e2e', '--dry-run']);
     expect(plan.code, plan.err).toBe(0);
-    expect(plan.out).toMatch(/deployed again/);
+    expect(plan.out).toMatch(/live, with no record of what it was deployed with \(put live by a rollback/);
     const r = await run();
     expect(r.noop).toBe(false);
-    expect(r.hosts[0]!.notes.join('\n')).toMatch(/deployed again/);
+    expect(r.hosts[0]!.notes.join('\n')).toMatch(/with no record of what it was deployed with \(put live by a rollback/);
     expect((await get(host)).body).toContain(r.release);
     expect((await run()).noop).toBe(true);
   }, 300_000);
+
+  it('a host added to the environment: it deploys, the other is a no-op; then hosts that differ (one record damaged): only that one deploys', async () => {
+    const second = await readyHost('fpq');
+    try {
+      const both = { ...config, hosts: [...(config.hosts as object[]), { name: second.name, address: second.address, user: second.user, host_key: second.hostKey }] };
+      project.write(both);
+      const r = await run();
+      expect(r.noop).toBe(false);
+      expect(r.hosts.map((h) => [h.host, h.noop])).toEqual([[host.name, true], [second.name, false]]);
+      expect((await run()).hosts.map((h) => h.noop)).toEqual([true, true]);
+      await onHost('printf "garbage\\n" > /srv/sample/.ops/fingerprint');
+      const again = await run();
+      expect(again.hosts.map((h) => [h.host, h.noop])).toEqual([[host.name, false], [second.name, true]]);
+      expect((await get(host)).body).toContain(again.hosts[0]!.release);
+    } finally {
+      project.write(config);
+      await downHost(second.name, { purge: true });
+    }
+  }, 600_000);
 });

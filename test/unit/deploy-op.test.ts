@@ -105,7 +105,7 @@ describe('deploy operation', () => {
   });
 
   it('the same sha live, deployed with another .env or settings (live_changed): deployed again, said so; the switch records the new fingerprint and the state step was asked with it', async () => {
-    const h = harness(opsLines(STATE, 'provisioned yes', `current 20261125T120000Z-${v1.slice(0, 12)}`, 'slot blue', `live_sha ${v1}`, 'live_changed yes', `has ${v1}`));
+    const h = harness(opsLines(STATE, 'provisioned yes', `current 20261125T120000Z-${v1.slice(0, 12)}`, 'slot blue', `live_sha ${v1}`, 'live_changed settings', `has ${v1}`));
     const r = await deploy(h.ctx, loadEnvironment('x', root), {});
     expect(r.noop).toBe(false);
     expect(h.remote.stepNames()).toEqual(expect.arrayContaining(['build', 'start green', 'switch']));
@@ -113,6 +113,13 @@ describe('deploy operation', () => {
     const asked = /\[ "\$live_fingerprint" = "\$cur_id "'?([0-9a-f]{32})'? \]/.exec(h.remote.runs[0]!.stdin)?.[1];
     expect(asked).toMatch(/^[0-9a-f]{32}$/);
     expect(h.remote.runs.find((x) => x.step.name === "switch")!.stdin).toMatch(new RegExp(`printf '%s %s\\\\n' "\\$release_id" '?${asked}'? > /srv/sample/\\.ops/fingerprint`));
+  });
+
+  it('the same sha live with no record of what it was deployed with (a rollback put it live): deployed again, saying that, not "another .env"', async () => {
+    const h = harness(opsLines(STATE, 'provisioned yes', `current 20261125T120000Z-${v1.slice(0, 12)}`, 'slot blue', `live_sha ${v1}`, 'live_changed unrecorded', `has ${v1}`));
+    const r = await deploy(h.ctx, loadEnvironment('x', root), {});
+    expect(r.noop).toBe(false);
+    expect(r.hosts[0]!.notes).toContain(`${v1.slice(0, 12)} is live (20261125T120000Z-${v1.slice(0, 12)}) with no record of what it was deployed with (put live by a rollback, or its record missing or damaged): deployed again`);
   });
 
   it('deployFingerprint: the .env, environ and settings that shape a host, not how it is reached nor the rollout pace nor key order', () => {

@@ -8,7 +8,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { loadEnvironment } from '../../core/config/environment.ts';
 import type { OpsContext } from '../../core/context.ts';
-import { deploy } from '../../core/ops/deploy.ts';
+import { deploy, deploySummary } from '../../core/ops/deploy.ts';
 import { deployFingerprint } from '../../core/ops/deploy-plan.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { RecordingRemote, type Responder } from '../../core/remote/recording.ts';
@@ -99,6 +99,12 @@ describe('deploy operation', () => {
     expect(r.noop).toBe(true);
     expect(h.remote.stepNames()).toEqual(['lock', 'unlock']);
     expect(h.remote.runs[1]!.stdin).toContain('"result":"no-op"');
+    // Its summary names the live release once: no "previous release" (itself) nor an empty step table.
+    const summary = deploySummary(r);
+    expect(summary).toMatch(new RegExp(`^### Already live: x @ ${v1.slice(0, 12)}`));
+    expect(summary).toContain(`| release | \`20261125T120000Z-${v1.slice(0, 12)}\` |`);
+    expect(summary).not.toContain('previous release');
+    expect(summary).not.toContain('| step |');
   });
 
   it('the same sha live, deployed with another .env or settings (live_changed): deployed again, said so; the switch records the new fingerprint and the state step was asked with it', async () => {

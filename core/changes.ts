@@ -3,7 +3,7 @@
 // change. Capistrano's `deploy:pending` answers the same question; here it is part of every plan and summary.
 import type { Environment } from './config/environment.ts';
 import { Git, git } from './git.ts';
-import { blobId, depsHash, nodeDependencyInput } from './source.ts';
+import { blobId, depsHash, nodeDependencyInput, treeEntries } from './source.ts';
 
 /** Commits listed before "N more". */
 export const COMMIT_LIMIT = 20;
@@ -84,9 +84,9 @@ export async function migrationPaths(repo: string, sha: string, env: Environment
   const configured = env.config.release.migration_paths;
   if (configured.length) return configured;
   const paths = [...DEFAULT_MIGRATION_PATHS];
-  const files = (await git(repo, ['ls-tree', '-r', '--name-only', sha])).split('\n').filter((f) => f === 'alembic.ini' || f.endsWith('/alembic.ini'));
-  for (const ini of files) {
-    const text = await git(repo, ['cat-file', 'blob', `${sha}:${ini}`]);
+  const files = (await treeEntries(repo, sha)).filter((e) => e.type === 'blob' && (e.path === 'alembic.ini' || e.path.endsWith('/alembic.ini')));
+  for (const { path: ini, object } of files) {
+    const text = await git(repo, ['cat-file', 'blob', object]);
     const loc = /^\s*script_location\s*[=:]\s*(.+?)\s*$/m.exec(text)?.[1];
     if (!loc || loc.includes(':')) continue; // a package resource ("pkg:dir") is not a path in the tree
     const dir = ini.slice(0, -'alembic.ini'.length);

@@ -101,12 +101,17 @@ export async function resolveRef(repo: string, ref: string): Promise<ResolvedRef
     throw new OpsError(`${ref} does not exist in ${repo}`, 'check the name; in a workflow, check out with fetch-depth: 0 so branches and tags are present; on a laptop, git fetch first');
   }
   const matches: (RefMatch & { matched: string })[] = [];
-  // The three names at once (one git process): the tag, the remote's branch, the local branch.
-  const [tag, remoteBranch, localBranch] = await commitsOf(repo, [`refs/tags/${ref}`, `refs/remotes/origin/${ref}`, `refs/heads/${ref}`]);
+  // The names at once (one git process): the tag, the remote's branch, the local branch, and for hex digits the
+  // commit they begin.
+  const hex = /^[0-9a-f]{7,40}$/.test(ref);
+  const [tag, remoteBranch, localBranch, prefixed] = await commitsOf(repo, [`refs/tags/${ref}`, `refs/remotes/origin/${ref}`, `refs/heads/${ref}`, ...(hex ? [ref] : [])]);
   if (tag) matches.push({ kind: 'tag', fullName: `refs/tags/${ref}`, sha: tag, matched: `tag ${ref}` });
   const branch = remoteBranch ?? localBranch;
   if (branch) matches.push({ kind: 'branch', fullName: `refs/heads/${ref}`, sha: branch, matched: remoteBranch ? `branch origin/${ref}` : `branch ${ref}` });
-  const commits = /^[0-9a-f]{7,40}$/.test(ref) ? await commitsWithPrefix(repo, ref) : [];
+  // git answers "<prefix>^{commit}" with the one commit it begins (preferring commits over other objects); not
+  // when several commits begin with it (ambiguous), nor with a commit that does not begin with it (the name was a
+  // ref, or a tag object's prefix peeled): then each commit beginning with it is looked up, to say how many.
+  const commits = !hex ? [] : prefixed?.startsWith(ref) && !tag && !branch ? [prefixed] : await commitsWithPrefix(repo, ref);
   if (commits.length > 1) throw new OpsError(`sha prefix "${ref}" matches ${commits.length} commits`, 'give more digits of the sha');
   if (commits[0]) matches.push({ kind: 'commit', fullName: commits[0], sha: commits[0], matched: 'commit' });
   if (matches.length > 1) throw ambiguousRef(ref, matches);
@@ -117,16 +122,63 @@ export async function resolveRef(repo: string, ref: string): Promise<ResolvedRef
   );
 }
 
-/** Content id of a file at a commit (git's blob id), or "" if absent. */
+/** One entry of a commit's tree, as `git ls-tree -r -t -l` lists it. */
+export interface TreeEntry {
+  /** "100644", "100755", "120000" (a symbolic link), "040000" (a directory), "160000" (a submodule). */
+  mode: string;
+  /** "blob", "tree" or "commit" (a submodule's gitlink). */
+  type: string;
+  object: string;
+  /** Bytes of a blob; 0 for the others. */
+  size: number;
+  /** From the commit's root, "/"-separated, as stored (no quoting: -z). */
+  path: string;
+}
+
+// Trees are immutable by sha: a listing read once serves every reader of the run (the plan's tree content, size
+// and dependency inputs read the same commit at once).
+const listings = new Map<string, Promise<TreeEntry[]>>();
+
+/**
+ * Every entry of a commit's tree, directories included, in ONE git process (`git ls-tree -r -t -l -z
+ * --full-tree`, git-ls-tree(1)); kept for the process's life, keyed by repository and commit.
+ * @throws GitError when the commit is unknown (and forgets it, so a later fetch can retry).
+ */
+export function treeEntries(repo: string, sha: string): Promise<TreeEntry[]> {
+  const key = `${repo}\0${sha}`;
+  let listing = listings.get(key);
+  if (!listing) {
+    listing = git(repo, ['ls-tree', '-r', '-t', '-l', '-z', '--full-tree', sha]).then((out) =>
+      out
+        .split('\0')
+        .filter(Boolean)
+        .map((line) => {
+          // "<mode> SP <type> SP <object> SP+ <size or ->\t<path>"
+          const tab = line.indexOf('\t');
+          const [mode = '', type = '', object = '', size = ''] = line.slice(0, tab).split(/\s+/);
+          return { mode, type, object, size: Number(size) || 0, path: line.slice(tab + 1) };
+        }),
+    );
+    listing.catch(() => listings.delete(key));
+    listings.set(key, listing);
+  }
+  return listing;
+}
+
+/** Content id of a file (or directory) at a commit (git's object id), or "" if absent. */
 export async function blobId(repo: string, sha: string, path: string): Promise<string> {
   if (!path) return '';
+  // A plain relative path is found in the commit's listing; anything git would resolve itself ("./x", "a/../b")
+  // is asked of git.
+  if (path.split('/').every((part) => part && part !== '.' && part !== '..')) return (await treeEntries(repo, sha)).find((e) => e.path === path)?.object ?? '';
   return (await tryRev(repo, `${sha}:${path}`, '')) ?? '';
 }
 
 /** A file's content at a commit, or undefined if absent. */
 export async function fileAt(repo: string, sha: string, path: string): Promise<string | undefined> {
-  if (!(await blobId(repo, sha, path))) return undefined;
-  return git(repo, ['cat-file', 'blob', `${sha}:${path}`]);
+  const id = await blobId(repo, sha, path);
+  if (!id) return undefined;
+  return git(repo, ['cat-file', 'blob', id]);
 }
 
 /**
@@ -148,17 +200,8 @@ export async function nodeDependencyInput(repo: string, sha: string, dir: string
 
 /** What a commit's files take once written out (a release): bytes, and entries (files, links, directories). */
 export async function treeSize(repo: string, sha: string): Promise<{ bytes: number; entries: number }> {
-  // "<mode> <type> <object> <size>\t<path>", NUL-separated; -t lists the directories too (size "-").
-  const out = await git(repo, ['ls-tree', '-r', '-t', '-l', '-z', sha]);
-  let bytes = 0;
-  let entries = 0;
-  for (const entry of out.split('\0')) {
-    if (!entry) continue;
-    entries++;
-    const size = Number(entry.split('\t')[0]!.trim().split(/\s+/)[3]);
-    if (Number.isFinite(size)) bytes += size;
-  }
-  return { bytes, entries };
+  const entries = await treeEntries(repo, sha);
+  return { bytes: entries.reduce((sum, e) => sum + e.size, 0), entries: entries.length };
 }
 
 /** Short stable hash naming an installed dependency set (inputs: runtime, files' blob ids). */

@@ -8,6 +8,7 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { OpsError } from './errors.ts';
 import { Git, git } from './git.ts';
+import { treeEntries } from './source.ts';
 
 
 /** A submodule to put in the release: where, which commit, and the runner's repository holding it. */
@@ -34,26 +35,6 @@ export interface TreeContent {
   lfs: LfsContent[];
   /** Paths `git archive` leaves out because of export-ignore (directories end with "/"). */
   exportIgnored: string[];
-}
-
-interface TreeEntry {
-  mode: string;
-  type: string;
-  object: string;
-  size: number;
-  path: string;
-}
-
-async function lsTree(repo: string, sha: string): Promise<TreeEntry[]> {
-  const out = await git(repo, ['ls-tree', '-r', '-z', '-l', '--full-tree', sha]);
-  return out
-    .split('\0')
-    .filter(Boolean)
-    .map((line) => {
-      const tab = line.indexOf('\t');
-      const [mode = '', type = '', object = '', size = ''] = line.slice(0, tab).split(/\s+/);
-      return { mode, type, object, size: Number(size) || 0, path: line.slice(tab + 1) };
-    });
 }
 
 /** A Git LFS pointer (https://github.com/git-lfs/git-lfs/blob/main/docs/spec.md): oid and size, or undefined. */
@@ -129,13 +110,15 @@ export async function treeContent(repo: string, sha: string): Promise<TreeConten
   const content: TreeContent = { submodules: [], lfs: [], exportIgnored: [] };
   const missingSubmodules: string[] = [];
   const missingLfs: string[] = [];
-  const visit = async (dir: string, gitDir: string, commit: string, prefix: string, worktree: string | undefined): Promise<void> => {
-    const entries = await lsTree(dir, commit);
+  // gitDir and worktree are asked of git only when a submodule or an LFS file needs them (most trees have neither).
+  const visit = async (dir: string, gitDirOf: () => Promise<string>, commit: string, prefix: string, worktreeOf: () => Promise<string | undefined>): Promise<void> => {
+    const entries = await treeEntries(dir, commit);
     const attrFiles = entries.filter((e) => e.type === 'blob' && (e.path === '.gitattributes' || e.path.endsWith('/.gitattributes')));
     const attrText = [...(await blobs(dir, attrFiles.map((e) => e.object))).values()].join('\n');
     // Submodules: the gitlinks, named by .gitmodules (git's own parser, from the commit).
     const links = entries.filter((e) => e.type === 'commit');
     if (links.length) {
+      const [gitDir, worktree] = await Promise.all([gitDirOf(), worktreeOf()]);
       const names = new Map<string, string>();
       const list = entries.some((e) => e.path === '.gitmodules') ? await git(dir, ['config', '--blob', `${commit}:.gitmodules`, '--null', '--list']).catch(() => '') : '';
       for (const item of list.split('\0')) {
@@ -161,7 +144,8 @@ export async function treeContent(repo: string, sha: string): Promise<TreeConten
           continue;
         }
         content.submodules.push({ path, sha: link.object, gitDir: found });
-        await visit(found, found, link.object, `${path}/`, worktree ? join(worktree, link.path) : undefined);
+        const sub = worktree ? join(worktree, link.path) : undefined;
+        await visit(found, async () => found, link.object, `${path}/`, async () => sub);
       }
     }
     // Git LFS: small blobs that are pointers, in paths the attributes send through the lfs filter.
@@ -170,7 +154,7 @@ export async function treeContent(repo: string, sha: string): Promise<TreeConten
       const text = await blobs(dir, small.map((e) => e.object));
       const pointers = small.map((e) => ({ e, p: parseLfsPointer(text.get(e.object) ?? '') })).filter((x) => x.p);
       const filters = await attributes(dir, commit, 'filter', pointers.map((x) => x.e.path));
-      const store = await lfsObjects(gitDir);
+      const store = await lfsObjects(await gitDirOf());
       for (const { e, p } of pointers) {
         if (filters.get(e.path) !== 'lfs') continue;
         const file = join(store, p!.oid.slice(0, 2), p!.oid.slice(2, 4), p!.oid);
@@ -198,8 +182,12 @@ export async function treeContent(repo: string, sha: string): Promise<TreeConten
       content.exportIgnored.push(...[...dirs].map((d) => `${prefix}${d}`), ...gone.filter((p) => ![...dirs].some((d) => p.startsWith(d))).map((p) => `${prefix}${p}`));
     }
   };
-  const root = await absoluteGitDir(repo, '--git-common-dir');
-  const top = (await git(repo, ['rev-parse', '--show-toplevel']).catch(() => '')).trim() || undefined;
+  const once = <T>(f: () => Promise<T>): (() => Promise<T>) => {
+    let p: Promise<T> | undefined;
+    return () => (p ??= f());
+  };
+  const root = once(() => absoluteGitDir(repo, '--git-common-dir'));
+  const top = once(async () => (await git(repo, ['rev-parse', '--show-toplevel']).catch(() => '')).trim() || undefined);
   await visit(repo, root, sha, '', top);
   const problems: string[] = [];
   if (missingSubmodules.length) problems.push(`submodule${missingSubmodules.length > 1 ? 's' : ''} not checked out on this runner: ${missingSubmodules.join(', ')}`);

@@ -5,6 +5,7 @@
 // compiling 3 MB of JavaScript on every start costs more than everything else the CLI does before it connects
 // (measured: 0.45 s → 0.2 s for a start on a busy 2-core machine, `npm run bench`). A CommonJS bundle because
 // Node 20 has a code cache API only for scripts (vm.Script cachedData), not for ES modules.
+// The same directory keeps parsed environment files (parsed/, see cacheParsedYaml in core/config/environment.ts).
 // Without esbuild (a production install without dev dependencies), it falls back to tsx.
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import Module, { createRequire } from 'node:module';
@@ -87,7 +88,7 @@ function loadBundle() {
 // A failed bundle build (a broken cache) is no reason to fail: tsx runs the sources.
 if (await ensureBundle().catch(() => false)) {
   const { main, saveCache } = loadBundle();
-  process.exitCode = await main(process.argv.slice(2));
+  process.exitCode = await main(process.argv.slice(2), { cacheDir: cache });
   saveCache();
 } else {
   const { register } = await import('tsx/esm/api');

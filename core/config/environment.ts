@@ -1,7 +1,9 @@
 // environments/<env>/environment.yml: the loader (schema: environment-schema.ts), the checks across keys the
 // schema cannot express, the resolved Environment operations take, and where the files are.
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
+import { deserialize, serialize } from 'node:v8';
 import { YAMLParseError, parse as parseYaml } from 'yaml';
 import { readersTable } from '../dotenv-readers.ts';
 import { OpsError } from '../errors.ts';
@@ -152,8 +154,43 @@ export function parseEnvironment(doc: unknown, file: string): EnvironmentConfig 
   return config;
 }
 
+let parsedDir: string | undefined;
+/** Entries kept in the parsed-YAML cache; the least recently written go first. */
+const PARSED_KEPT = 64;
+
 /**
- * A YAML file's content (any shape), `label` naming it in errors.
+ * Keep what readYamlFile parses in `dir` between runs (the CLI's cache, given by scripts/ops-bin.js; undefined:
+ * none, as in the actions). Why: the yaml library runs interpreted in a process that just started (5-15 ms a
+ * file) and a deploy reads every environment file of the project (apps sharing hosts), before its connection can
+ * make progress. An entry is named by the sha256 of the file's text and Node's version, so an edited file is
+ * parsed again; it holds the parsed value as v8.serialize writes it (aliases' shared objects, NaN and Infinity
+ * kept, as JSON would not), never an error. A cache that cannot be read or written is ignored.
+ */
+export function cacheParsedYaml(dir: string | undefined): void {
+  parsedDir = dir;
+}
+
+function parsedEntry(text: string): string | undefined {
+  return parsedDir && join(parsedDir, createHash('sha256').update(`${process.version}\0${text}`).digest('hex'));
+}
+
+function keepParsed(entry: string, value: unknown): void {
+  try {
+    mkdirSync(parsedDir!, { recursive: true });
+    writeFileSync(`${entry}.${process.pid}.tmp`, serialize(value));
+    renameSync(`${entry}.${process.pid}.tmp`, entry);
+    const names = readdirSync(parsedDir!).filter((n) => /^[0-9a-f]{64}$/.test(n));
+    if (names.length <= PARSED_KEPT) return;
+    const byAge = names.map((n) => ({ n, t: statSync(join(parsedDir!, n)).mtimeMs })).sort((a, b) => a.t - b.t);
+    for (const { n } of byAge.slice(0, names.length - PARSED_KEPT)) unlinkSync(join(parsedDir!, n));
+  } catch {
+    /* a read-only or shared cache: parsed again next time */
+  }
+}
+
+/**
+ * A YAML file's content (any shape), `label` naming it in errors; through the parsed-YAML cache when one is set
+ * (cacheParsedYaml).
  * @throws OpsError when it cannot be read or parsed (with the line and column).
  */
 export function readYamlFile(file: string, label = file): unknown {
@@ -163,12 +200,23 @@ export function readYamlFile(file: string, label = file): unknown {
   } catch (e) {
     throw new OpsError(`cannot read ${label}: ${(e as NodeJS.ErrnoException).code ?? e}`);
   }
+  const entry = parsedEntry(text);
+  if (entry) {
+    try {
+      return deserialize(readFileSync(entry));
+    } catch {
+      /* not parsed yet */
+    }
+  }
+  let value: unknown;
   try {
-    return parseYaml(text, { prettyErrors: true });
+    value = parseYaml(text, { prettyErrors: true });
   } catch (e) {
     if (e instanceof YAMLParseError) throw new OpsError(`${label} is not valid YAML: ${e.message}`);
     throw e;
   }
+  if (entry) keepParsed(entry, value);
+  return value;
 }
 
 /** Load, validate and resolve environments/<name>/environment.yml under the project root. */

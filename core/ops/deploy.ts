@@ -285,7 +285,8 @@ export function deploySummary(r: DeployResult): string {
     `| ref | \`${r.ref}\` (${r.matched}) |`,
     `| sha | \`${r.sha}\` |`,
     `| release | \`${r.release}\` |`,
-    `| previous release | ${r.previous ? `\`${r.previous}\`` : '(none)'} |`,
+    // A no-op changed nothing: its "previous" is the live release itself.
+    ...(r.noop ? [] : [`| previous release | ${r.previous ? `\`${r.previous}\`` : '(none)'} |`]),
     `| url | ${r.url} |`,
     `| hosts | ${r.hosts.map((h) => h.host).join(', ')} |`,
     '',
@@ -293,7 +294,7 @@ export function deploySummary(r: DeployResult): string {
   if (r.changes.length) lines.push('**Changes** (live → target):', '', '```', ...formatChanges(r.changes, r.sha), '```', '');
   for (const h of r.hosts) {
     lines.push(`**${h.host}**: ${h.noop ? 'no-op' : `${h.previous || '(none)'} → ${h.release}`}${h.notes.length ? ` — ${h.notes.join('; ')}` : ''}`, '');
-    lines.push('| step | duration |', '|---|---|', ...h.steps.map((s) => `| ${s.name} | ${(s.ms / 1000).toFixed(2)}s |`), '');
+    if (h.steps.length) lines.push('| step | duration |', '|---|---|', ...h.steps.map((s) => `| ${s.name} | ${(s.ms / 1000).toFixed(2)}s |`), '');
   }
   return lines.join('\n');
 }

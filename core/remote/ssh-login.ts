@@ -3,6 +3,7 @@
 // Running steps over a connection: ssh.ts.
 import { NodeSSH } from 'node-ssh';
 import { timingSafeEqual } from 'node:crypto';
+import { createConnection } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { OpsError, TransportError, describeLowLevel, translateError } from '../errors.ts';
@@ -79,12 +80,18 @@ export async function login(ep: Endpoint, attempt: Attempt, options: LoginOption
     const abort = () => ssh.connection?.destroy();
     signal?.addEventListener('abort', abort, { once: true });
     try {
-      const sock = attempt.sock ? await attempt.sock() : undefined;
+      // Directly: a TCP connection of our own, with Nagle's algorithm off (TCP_NODELAY, as OpenSSH sets it). ssh2
+      // writes each packet in pieces (length, payload, MAC); with Nagle, each piece after the first waits for the
+      // server's delayed ACK (40 ms on Linux), at every one of a login's eight or so exchanges and every step's.
+      // ssh2 takes the socket's errors and its 'connect' (its handlers are set before this tick ends).
+      const sock = attempt.sock ? await attempt.sock() : createConnection({ host: ep.address, port: ep.port, noDelay: true });
+      // Given up while a bastion opened the stream: ssh2 would wait for the handshake until its timeout.
+      if (signal?.aborted) sock.destroy();
       await ssh.connect({
         host: ep.address,
         port: ep.port,
         username: ep.user,
-        ...(sock ? { sock } : {}),
+        sock,
         readyTimeout: options.connectTimeout * 1000,
         keepaliveInterval: 10_000,
         keepaliveCountMax: 3,

@@ -1,6 +1,6 @@
 // The SSH core against a real OpenSSH server on loopback (same machine, so remote processes are visible here).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
@@ -66,6 +66,30 @@ describe('SSH transport on a real sshd', () => {
       await remote.close();
     }
     expect(sshd.logins() - before).toBe(1);
+  });
+
+  it("its TCP connection has Nagle's algorithm off (TCP_NODELAY): ssh2 writes a packet in pieces, which Nagle would hold for the server's delayed ACK at every exchange", async () => {
+    const remote = await connect(options());
+    try {
+      // This process's socket to the sshd: /proc/net/tcp names its inode (by the peer's port, established), /proc/self/fd its fd.
+      const port = `:${sshd.port.toString(16).toUpperCase().padStart(4, '0')}`;
+      const inodes = readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1).map((l) => l.trim().split(/\s+/)).filter((f) => f[2]?.endsWith(port) && f[3] === '01').map((f) => `socket:[${f[9]}]`);
+      const fds = readdirSync('/proc/self/fd').filter((fd) => {
+        try {
+          return inodes.includes(readlinkSync(`/proc/self/fd/${fd}`));
+        } catch {
+          return false;
+        }
+      });
+      expect(fds).toHaveLength(1);
+      // The option as the kernel holds it, read through a copy of the fd given to python (getsockopt(2)).
+      const script = 'import socket; print(socket.socket(fileno=3).getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))';
+      const nodelay = execFileSync('python3', ['-c', script], { stdio: ['ignore', 'pipe', 'inherit', Number(fds[0])] }).toString().trim();
+      expect(nodelay).not.toBe('0');
+      expect((await remote.run({ name: 'after', as: 'root', script: 'true' })).code).toBe(0);
+    } finally {
+      await remote.close();
+    }
   });
 
   it('runs under set -euo pipefail: a failing command stops the script and fails the step', async () => {

@@ -3,12 +3,8 @@
 // rollout says when the migrations already ran (the database has the new schema, no host switched), and that a
 // failed migration stops it before any hook, whenever it fails (before or after the transfer).
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { stringify } from 'yaml';
 import { loadEnvironment } from '../../core/config/environment.ts';
 import type { OpsContext } from '../../core/context.ts';
 import type { OpsError } from '../../core/errors.ts';
@@ -16,17 +12,16 @@ import { deploy } from '../../core/ops/deploy.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { RecordingRemote } from '../../core/remote/recording.ts';
 import type { Step, StepResult } from '../../core/remote/types.ts';
-import { git } from '../../core/git.ts';
-import { makeAppRepo } from '../fixtures/app/make-repo.ts';
 import { ARTIFACT_KEYS } from '../../core/steps/artifact.ts';
 import { FACTS_KEYS } from '../../core/steps/facts.ts';
 import { LIBRARY_KEYS } from '../../core/steps/libraries.ts';
 import { LOCK_KEYS } from '../../core/steps/lock.ts';
 import { RELEASE_KEYS } from '../../core/steps/release.ts';
 import { opsLines } from './reports.helpers.ts';
+import { TEST_HOST_KEY, scratchProject } from './project.helpers.ts';
 
 const STATE = { ...LOCK_KEYS, ...RELEASE_KEYS, ...LIBRARY_KEYS, ...FACTS_KEYS };
-const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
+const KEY = TEST_HOST_KEY;
 const LIVE = '20261101T000000Z-aaaaaaaaaaaa';
 const HOSTS = ['web1', 'web2', 'web3'];
 const PACKED = Buffer.from('a packed release');
@@ -34,25 +29,15 @@ let root: string;
 let v1: string;
 
 beforeAll(async () => {
-  root = mkdtempSync(join(tmpdir(), 'ops-deploy-migrate-'));
-  const repo = join(root, 'app');
-  await makeAppRepo(repo);
-  v1 = (await git(repo, ['rev-parse', 'v1^{commit}'])).trim();
-  mkdirSync(join(root, 'environments', 'three'), { recursive: true });
-  writeFileSync(join(root, 'package.json'), '{}');
-  writeFileSync(
-    join(root, 'environments', 'three', 'environment.yml'),
-    stringify({
-      app: 'sample',
-      repository: repo,
-      ref: 'v1',
-      hosts: HOSTS.map((name, i) => ({ name, address: `192.0.2.${i + 1}`, host_key: KEY })),
-      programs: { server: { command: 'run', port: 3579, health: '/health' } },
-      routes: { '/': 'server' },
-      release: { python_requirements: '', node_dir: '', migrate: 'alembic upgrade head', migrate_timeout: 120, before_switch: ['./warm-caches'] },
-      switch: { batch_size: 1 },
-    }),
-  );
+  ({ root, v1 } = await scratchProject('ops-deploy-migrate-', 'three', {
+    app: 'sample',
+    ref: 'v1',
+    hosts: HOSTS.map((name, i) => ({ name, address: `192.0.2.${i + 1}`, host_key: KEY })),
+    programs: { server: { command: 'run', port: 3579, health: '/health' } },
+    routes: { '/': 'server' },
+    release: { python_requirements: '', node_dir: '', migrate: 'alembic upgrade head', migrate_timeout: 120, before_switch: ['./warm-caches'] },
+    switch: { batch_size: 1 },
+  }));
 }, 60_000);
 
 type Answer = Partial<Pick<StepResult, 'stdout' | 'stderr' | 'code'>> | undefined;

@@ -10,46 +10,34 @@ import { execFileSync } from 'node:child_process';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { loadEnvironment } from '../../core/config/environment.ts';
 import type { OpsContext } from '../../core/context.ts';
-import { deploy } from '../../core/ops/deploy.ts';
+import { deploy, deploySummary } from '../../core/ops/deploy.ts';
 import { deployFingerprint } from '../../core/ops/deploy-plan.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { RecordingRemote, type Responder } from '../../core/remote/recording.ts';
 import type { Step } from '../../core/remote/types.ts';
-import { git } from '../../core/git.ts';
-import { makeAppRepo } from '../fixtures/app/make-repo.ts';
 import { FACTS_KEYS } from '../../core/steps/facts.ts';
 import { LIBRARY_KEYS } from '../../core/steps/libraries.ts';
 import { LOCK_KEYS } from '../../core/steps/lock.ts';
 import { RELEASE_KEYS } from '../../core/steps/release.ts';
 import { SWITCH_KEYS } from '../../core/steps/switch.ts';
 import { opsLines, type ReportText } from './reports.helpers.ts';
+import { TEST_HOST_KEY, scratchProject } from './project.helpers.ts';
 
 /** What the fake lock step (which also looks at the host: deployState) and the disk step report. */
 const STATE = { ...LOCK_KEYS, ...RELEASE_KEYS, ...LIBRARY_KEYS, ...FACTS_KEYS };
 
-const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
+const KEY = TEST_HOST_KEY;
 let root: string;
-let repo: string;
 let v1: string;
 
 beforeAll(async () => {
-  root = mkdtempSync(join(tmpdir(), 'ops-deploy-op-'));
-  repo = join(root, 'app');
-  await makeAppRepo(repo);
-  v1 = (await git(repo, ['rev-parse', 'v1^{commit}'])).trim();
-  mkdirSync(join(root, 'environments', 'x'), { recursive: true });
-  writeFileSync(join(root, 'package.json'), '{}');
-  writeFileSync(
-    join(root, 'environments', 'x', 'environment.yml'),
-    stringify({
-      app: 'sample',
-      repository: repo,
-      ref: 'v1',
-      hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }],
-      programs: { server: { command: 'run', port: 3579, health: '/health' }, client: { command: 'run', port: 3000 } },
-      env: { MODE: 'live', DB: 'postgresql://u:s3cret-db-pass@db/x' },
-    }),
-  );
+  ({ root, v1 } = await scratchProject('ops-deploy-op-', 'x', {
+    app: 'sample',
+    ref: 'v1',
+    hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }],
+    programs: { server: { command: 'run', port: 3579, health: '/health' }, client: { command: 'run', port: 3000 } },
+    env: { MODE: 'live', DB: 'postgresql://u:s3cret-db-pass@db/x' },
+  }));
 }, 60_000);
 
 function harness(state: string, respond: Responder = () => undefined) {
@@ -102,6 +90,12 @@ describe('deploy operation', () => {
     expect(r.noop).toBe(true);
     expect(h.remote.stepNames()).toEqual(['lock', 'unlock']);
     expect(h.remote.runs[1]!.stdin).toContain('"result":"no-op"');
+    // Its summary names the live release once: no "previous release" (itself) nor an empty step table.
+    const summary = deploySummary(r);
+    expect(summary).toMatch(new RegExp(`^### Already live: x @ ${v1.slice(0, 12)}`));
+    expect(summary).toContain(`| release | \`20261125T120000Z-${v1.slice(0, 12)}\` |`);
+    expect(summary).not.toContain('previous release');
+    expect(summary).not.toContain('| step |');
   });
 
   it('the same sha live, deployed with another .env or settings (live_changed): deployed again, said so; the switch records the new fingerprint and the state step was asked with it', async () => {

@@ -58,6 +58,15 @@ describe('ambiguous refs', () => {
     expect(await resolveRef(repo, sha.two!.slice(0, 10))).toMatchObject({ sha: sha.two, matched: 'commit' });
   });
 
+  it('the start of an annotated tag object\'s or a blob\'s id is not a commit\'s: refused (git would peel the tag to its commit)', async () => {
+    git('tag', '-a', '-m', 'annotated', 'annotated', sha.two!);
+    const tagObject = git('rev-parse', 'refs/tags/annotated');
+    expect(tagObject).not.toBe(sha.two);
+    const blob = git('rev-parse', `${sha.one}:f`);
+    for (const id of [tagObject, blob]) await expect(resolveRef(repo, id.slice(0, 10))).rejects.toThrow(`ref "${id.slice(0, 10)}" is not a tag, branch or commit of ${repo}`);
+    expect(await resolveRef(repo, sha.three!)).toEqual({ ref: sha.three, sha: sha.three, matched: 'commit' });
+  });
+
   it('a sha prefix that is also a branch name: ambiguous too', async () => {
     await expect(resolveRef(repo, sha.two!.slice(0, 8))).rejects.toThrow(/is ambiguous: it names a branch .* and a commit/);
   });

@@ -27337,8 +27337,10 @@ var init_environment_schema = __esm({
 });
 
 // core/config/environment.ts
-import { existsSync as existsSync2, readFileSync, readdirSync, statSync } from "node:fs";
+import { createHash as createHash2 } from "node:crypto";
+import { existsSync as existsSync2, mkdirSync, readFileSync, readdirSync, renameSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
+import { deserialize, serialize } from "node:v8";
 function environmentsDir(root) {
   return join(root, "environments");
 }
@@ -27400,6 +27402,21 @@ function parseEnvironment(doc, file) {
   if (problems.length || !config) throw new ConfigError(file, problems);
   return config;
 }
+function parsedEntry(text) {
+  return parsedDir && join(parsedDir, createHash2("sha256").update(`${process.version}\0${text}`).digest("hex"));
+}
+function keepParsed(entry, value) {
+  try {
+    mkdirSync(parsedDir, { recursive: true });
+    writeFileSync(`${entry}.${process.pid}.tmp`, serialize(value));
+    renameSync(`${entry}.${process.pid}.tmp`, entry);
+    const names = readdirSync(parsedDir).filter((n) => /^[0-9a-f]{64}$/.test(n));
+    if (names.length <= PARSED_KEPT) return;
+    const byAge = names.map((n) => ({ n, t: statSync(join(parsedDir, n)).mtimeMs })).sort((a, b) => a.t - b.t);
+    for (const { n } of byAge.slice(0, names.length - PARSED_KEPT)) unlinkSync(join(parsedDir, n));
+  } catch {
+  }
+}
 function readYamlFile(file, label = file) {
   let text;
   try {
@@ -27407,12 +27424,22 @@ function readYamlFile(file, label = file) {
   } catch (e) {
     throw new OpsError(`cannot read ${label}: ${e.code ?? e}`);
   }
+  const entry = parsedEntry(text);
+  if (entry) {
+    try {
+      return deserialize(readFileSync(entry));
+    } catch {
+    }
+  }
+  let value;
   try {
-    return (0, import_yaml.parse)(text, { prettyErrors: true });
+    value = (0, import_yaml.parse)(text, { prettyErrors: true });
   } catch (e) {
     if (e instanceof import_yaml.YAMLParseError) throw new OpsError(`${label} is not valid YAML: ${e.message}`);
     throw e;
   }
+  if (entry) keepParsed(entry, value);
+  return value;
 }
 function loadEnvironment(envName, root) {
   validate("environment", envName);
@@ -27459,7 +27486,7 @@ function resolveEnvironment(envName, root, config, hosts) {
 function envPath(env, p) {
   return relativeTo(env.dir, p);
 }
-var import_yaml, ENVIRONMENT_FILE, SECRETS_FILE, ConfigError, RESERVED_APPS, JSON_SCHEMA_FILE, SCHEMA_COMMENT;
+var import_yaml, ENVIRONMENT_FILE, SECRETS_FILE, ConfigError, RESERVED_APPS, parsedDir, PARSED_KEPT, JSON_SCHEMA_FILE, SCHEMA_COMMENT;
 var init_environment = __esm({
   "core/config/environment.ts"() {
     "use strict";
@@ -27497,6 +27524,7 @@ ${problems.map((p) => `  - ${p.path || "(top level)"}: ${p.message}`).join("\n")
       private: "/etc/ssl/private",
       certs: "/etc/ssl/certs"
     };
+    PARSED_KEPT = 64;
     JSON_SCHEMA_FILE = "schema/environment.schema.json";
     SCHEMA_COMMENT = `# yaml-language-server: $schema=../../${JSON_SCHEMA_FILE}`;
   }
@@ -35510,7 +35538,7 @@ var require_keyParser = __commonJS({
     var {
       createDecipheriv: createDecipheriv2,
       createECDH,
-      createHash: createHash6,
+      createHash: createHash7,
       createHmac,
       createSign,
       createVerify,
@@ -36198,11 +36226,11 @@ ${formatted}-----END ${type} KEY-----`;
                 );
               }
               const ivSlice = bufferSlice(cipherIV, 0, 8);
-              let cipherKey = createHash6("md5").update(passphrase).update(ivSlice).digest();
+              let cipherKey = createHash7("md5").update(passphrase).update(ivSlice).digest();
               while (cipherKey.length < encInfo.keyLen) {
                 cipherKey = combineBuffers(
                   cipherKey,
-                  createHash6("md5").update(cipherKey).update(passphrase).update(ivSlice).digest()
+                  createHash7("md5").update(cipherKey).update(passphrase).update(ivSlice).digest()
                 );
               }
               if (cipherKey.length > encInfo.keyLen)
@@ -36367,8 +36395,8 @@ ${formatted}-----END ${type} KEY-----`;
         if (encrypted) {
           const encInfo = CIPHER_INFO[cipherName];
           let cipherKey = combineBuffers(
-            createHash6("sha1").update(PPK_PP1).update(passphrase).digest(),
-            createHash6("sha1").update(PPK_PP2).update(passphrase).digest()
+            createHash7("sha1").update(PPK_PP1).update(passphrase).digest(),
+            createHash7("sha1").update(PPK_PP2).update(passphrase).digest()
           );
           if (cipherKey.length > encInfo.keyLen)
             cipherKey = bufferSlice(cipherKey, 0, encInfo.keyLen);
@@ -36408,7 +36436,7 @@ ${formatted}-----END ${type} KEY-----`;
           passphrase = EMPTY_PASSPHRASE;
         const calcMAC = createHmac(
           "sha1",
-          createHash6("sha1").update("putty-private-key-file-mac-key").update(passphrase).digest()
+          createHash7("sha1").update("putty-private-key-file-mac-key").update(passphrase).digest()
         ).update(macData).digest("hex");
         if (calcMAC !== mac) {
           if (encrypted) {
@@ -38730,7 +38758,7 @@ var require_kex = __commonJS({
       createDiffieHellman,
       createDiffieHellmanGroup,
       createECDH,
-      createHash: createHash6,
+      createHash: createHash7,
       createPublicKey,
       diffieHellman,
       generateKeyPairSync: generateKeyPairSync2,
@@ -39156,7 +39184,7 @@ var require_kex = __commonJS({
               DISCONNECT_REASON.KEY_EXCHANGE_FAILED
             );
           }
-          const hash = createHash6(this.hashName);
+          const hash = createHash7(this.hashName);
           hashString(hash, isServer ? this._remoteIdentRaw : this._identRaw);
           hashString(hash, isServer ? this._identRaw : this._remoteIdentRaw);
           hashString(hash, isServer ? this._remoteKexinit : this._kexinit);
@@ -40164,9 +40192,9 @@ var require_kex = __commonJS({
     function generateKEXVal(len, hashName, secret, exchangeHash, sessionID, char) {
       let ret;
       if (len) {
-        let digest = createHash6(hashName).update(secret).update(exchangeHash).update(char).update(sessionID).digest();
+        let digest = createHash7(hashName).update(secret).update(exchangeHash).update(char).update(sessionID).digest();
         while (digest.length < len) {
-          const chunk = createHash6(hashName).update(secret).update(exchangeHash).update(digest).digest();
+          const chunk = createHash7(hashName).update(secret).update(exchangeHash).update(digest).digest();
           const extended = Buffer.allocUnsafe(digest.length + chunk.length);
           extended.set(digest, 0);
           extended.set(chunk, digest.length);
@@ -45601,7 +45629,7 @@ var require_client2 = __commonJS({
   "node_modules/ssh2/lib/client.js"(exports, module) {
     "use strict";
     var {
-      createHash: createHash6,
+      createHash: createHash7,
       getHashes,
       randomFillSync
     } = __require("crypto");
@@ -45823,7 +45851,7 @@ var require_client2 = __commonJS({
           }
           hostVerifier = (key, verify) => {
             if (hashAlgo)
-              key = createHash6(hashAlgo).update(key).digest("hex");
+              key = createHash7(hashAlgo).update(key).digest("hex");
             const ret = hashCb(key, verify);
             if (ret !== void 0)
               verify(ret);
@@ -49495,7 +49523,7 @@ var init_tree_scalars = __esm({
 });
 
 // core/secrets/cipher.ts
-import { createCipheriv, createDecipheriv, createHash as createHash3, randomBytes as randomBytes3 } from "node:crypto";
+import { createCipheriv, createDecipheriv, createHash as createHash4, randomBytes as randomBytes3 } from "node:crypto";
 function b642(field, text) {
   if (text.length % 4 !== 0 || !B64_RE.test(text)) throw new MalformedValue(`its ${field} is not valid base64`);
   return Buffer.from(text, "base64");
@@ -49547,9 +49575,9 @@ var init_cipher = __esm({
     B64_RE = /^[A-Za-z0-9+/]*={0,2}$/;
     MalformedValue = class extends Error {
     };
-    MAC_ONLY_ENCRYPTED_INIT = createHash3("sha256").update("sops").digest();
+    MAC_ONLY_ENCRYPTED_INIT = createHash4("sha256").update("sops").digest();
     MacBuilder = class {
-      hash = createHash3("sha512");
+      hash = createHash4("sha512");
       constructor(macOnlyEncrypted = false) {
         if (macOnlyEncrypted) this.hash.update(MAC_ONLY_ENCRYPTED_INIT);
       }
@@ -68926,6 +68954,7 @@ var NodeSSH = class {
 init_errors();
 init_hostkey();
 import { timingSafeEqual } from "node:crypto";
+import { createConnection } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 var LoginAbandoned = class extends OpsError {
 };
@@ -68951,12 +68980,13 @@ async function login(ep, attempt, options) {
     const abort = () => ssh.connection?.destroy();
     signal?.addEventListener("abort", abort, { once: true });
     try {
-      const sock = attempt.sock ? await attempt.sock() : void 0;
+      const sock = attempt.sock ? await attempt.sock() : createConnection({ host: ep.address, port: ep.port, noDelay: true });
+      if (signal?.aborted) sock.destroy();
       await ssh.connect({
         host: ep.address,
         port: ep.port,
         username: ep.user,
-        ...sock ? { sock } : {},
+        sock,
         readyTimeout: options.connectTimeout * 1e3,
         keepaliveInterval: 1e4,
         keepaliveCountMax: 3,
@@ -69686,7 +69716,7 @@ async function git(dir, args, options = {}) {
 
 // core/source.ts
 init_errors();
-import { createHash as createHash2 } from "node:crypto";
+import { createHash as createHash3 } from "node:crypto";
 import { existsSync as existsSync4 } from "node:fs";
 import { isAbsolute as isAbsolute2, resolve as resolve2 } from "node:path";
 init_shell();
@@ -69743,11 +69773,12 @@ async function resolveRef(repo, ref) {
     throw new OpsError(`${ref} does not exist in ${repo}`, "check the name; in a workflow, check out with fetch-depth: 0 so branches and tags are present; on a laptop, git fetch first");
   }
   const matches = [];
-  const [tag, remoteBranch, localBranch] = await commitsOf(repo, [`refs/tags/${ref}`, `refs/remotes/origin/${ref}`, `refs/heads/${ref}`]);
+  const hex = /^[0-9a-f]{7,40}$/.test(ref);
+  const [tag, remoteBranch, localBranch, prefixed] = await commitsOf(repo, [`refs/tags/${ref}`, `refs/remotes/origin/${ref}`, `refs/heads/${ref}`, ...hex ? [ref] : []]);
   if (tag) matches.push({ kind: "tag", fullName: `refs/tags/${ref}`, sha: tag, matched: `tag ${ref}` });
   const branch = remoteBranch ?? localBranch;
   if (branch) matches.push({ kind: "branch", fullName: `refs/heads/${ref}`, sha: branch, matched: remoteBranch ? `branch origin/${ref}` : `branch ${ref}` });
-  const commits = /^[0-9a-f]{7,40}$/.test(ref) ? await commitsWithPrefix(repo, ref) : [];
+  const commits = !hex ? [] : prefixed?.startsWith(ref) && !tag && !branch ? [prefixed] : await commitsWithPrefix(repo, ref);
   if (commits.length > 1) throw new OpsError(`sha prefix "${ref}" matches ${commits.length} commits`, "give more digits of the sha");
   if (commits[0]) matches.push({ kind: "commit", fullName: commits[0], sha: commits[0], matched: "commit" });
   if (matches.length > 1) throw ambiguousRef(ref, matches);
@@ -69757,13 +69788,32 @@ async function resolveRef(repo, ref) {
     "check the name; in a workflow, check out with fetch-depth: 0 so branches and tags are present; on a laptop, git fetch first"
   );
 }
+var listings = /* @__PURE__ */ new Map();
+function treeEntries(repo, sha) {
+  const key = `${repo}\0${sha}`;
+  let listing = listings.get(key);
+  if (!listing) {
+    listing = git(repo, ["ls-tree", "-r", "-t", "-l", "-z", "--full-tree", sha]).then(
+      (out) => out.split("\0").filter(Boolean).map((line) => {
+        const tab = line.indexOf("	");
+        const [mode = "", type = "", object2 = "", size2 = ""] = line.slice(0, tab).split(/\s+/);
+        return { mode, type, object: object2, size: Number(size2) || 0, path: line.slice(tab + 1) };
+      })
+    );
+    listing.catch(() => listings.delete(key));
+    listings.set(key, listing);
+  }
+  return listing;
+}
 async function blobId(repo, sha, path) {
   if (!path) return "";
+  if (path.split("/").every((part) => part && part !== "." && part !== "..")) return (await treeEntries(repo, sha)).find((e) => e.path === path)?.object ?? "";
   return await tryRev(repo, `${sha}:${path}`, "") ?? "";
 }
 async function fileAt(repo, sha, path) {
-  if (!await blobId(repo, sha, path)) return void 0;
-  return git(repo, ["cat-file", "blob", `${sha}:${path}`]);
+  const id = await blobId(repo, sha, path);
+  if (!id) return void 0;
+  return git(repo, ["cat-file", "blob", id]);
 }
 async function nodeDependencyInput(repo, sha, dir) {
   const lock = await fileAt(repo, sha, `${dir}/package-lock.json`);
@@ -69778,19 +69828,11 @@ async function nodeDependencyInput(repo, sha, dir) {
   }
 }
 async function treeSize(repo, sha) {
-  const out = await git(repo, ["ls-tree", "-r", "-t", "-l", "-z", sha]);
-  let bytes = 0;
-  let entries = 0;
-  for (const entry of out.split("\0")) {
-    if (!entry) continue;
-    entries++;
-    const size2 = Number(entry.split("	")[0].trim().split(/\s+/)[3]);
-    if (Number.isFinite(size2)) bytes += size2;
-  }
-  return { bytes, entries };
+  const entries = await treeEntries(repo, sha);
+  return { bytes: entries.reduce((sum, e) => sum + e.size, 0), entries: entries.length };
 }
 function depsHash(parts) {
-  return createHash2("sha256").update(parts.join("\n")).digest("hex").slice(0, 16);
+  return createHash3("sha256").update(parts.join("\n")).digest("hex").slice(0, 16);
 }
 async function knownCommits(repo, shas) {
   const out = [];
@@ -69832,9 +69874,9 @@ async function migrationPaths(repo, sha, env) {
   const configured = env.config.release.migration_paths;
   if (configured.length) return configured;
   const paths = [...DEFAULT_MIGRATION_PATHS];
-  const files = (await git(repo, ["ls-tree", "-r", "--name-only", sha])).split("\n").filter((f) => f === "alembic.ini" || f.endsWith("/alembic.ini"));
-  for (const ini of files) {
-    const text = await git(repo, ["cat-file", "blob", `${sha}:${ini}`]);
+  const files = (await treeEntries(repo, sha)).filter((e) => e.type === "blob" && (e.path === "alembic.ini" || e.path.endsWith("/alembic.ini")));
+  for (const { path: ini, object: object2 } of files) {
+    const text = await git(repo, ["cat-file", "blob", object2]);
     const loc = /^\s*script_location\s*[=:]\s*(.+?)\s*$/m.exec(text)?.[1];
     if (!loc || loc.includes(":")) continue;
     const dir = ini.slice(0, -"alembic.ini".length);
@@ -71577,7 +71619,7 @@ ${command2}` };
 
 // core/ops/deploy-plan.ts
 init_environment();
-import { createHash as createHash4 } from "node:crypto";
+import { createHash as createHash5 } from "node:crypto";
 import { readFileSync as readFileSync7 } from "node:fs";
 
 // core/runinfo.ts
@@ -71611,14 +71653,6 @@ import { existsSync as existsSync5, mkdtempSync, rmSync, statSync as statSync2 }
 import { tmpdir } from "node:os";
 import { join as join4, resolve as resolve3 } from "node:path";
 import { promisify } from "node:util";
-async function lsTree(repo, sha) {
-  const out = await git(repo, ["ls-tree", "-r", "-z", "-l", "--full-tree", sha]);
-  return out.split("\0").filter(Boolean).map((line) => {
-    const tab = line.indexOf("	");
-    const [mode = "", type = "", object2 = "", size2 = ""] = line.slice(0, tab).split(/\s+/);
-    return { mode, type, object: object2, size: Number(size2) || 0, path: line.slice(tab + 1) };
-  });
-}
 function parseLfsPointer(text) {
   if (!text.startsWith("version https://git-lfs.github.com/spec/v1\n") && !text.startsWith("version https://hawser.github.com/spec/v1\n")) return void 0;
   const oid = /^oid sha256:([0-9a-f]{64})$/m.exec(text)?.[1];
@@ -71674,12 +71708,13 @@ async function treeContent(repo, sha) {
   const content = { submodules: [], lfs: [], exportIgnored: [] };
   const missingSubmodules = [];
   const missingLfs = [];
-  const visit = async (dir, gitDir, commit, prefix, worktree) => {
-    const entries = await lsTree(dir, commit);
+  const visit = async (dir, gitDirOf, commit, prefix, worktreeOf) => {
+    const entries = await treeEntries(dir, commit);
     const attrFiles = entries.filter((e) => e.type === "blob" && (e.path === ".gitattributes" || e.path.endsWith("/.gitattributes")));
     const attrText = [...(await blobs(dir, attrFiles.map((e) => e.object))).values()].join("\n");
     const links = entries.filter((e) => e.type === "commit");
     if (links.length) {
+      const [gitDir, worktree] = await Promise.all([gitDirOf(), worktreeOf()]);
       const names = /* @__PURE__ */ new Map();
       const list2 = entries.some((e) => e.path === ".gitmodules") ? await git(dir, ["config", "--blob", `${commit}:.gitmodules`, "--null", "--list"]).catch(() => "") : "";
       for (const item of list2.split("\0")) {
@@ -71705,7 +71740,8 @@ async function treeContent(repo, sha) {
           continue;
         }
         content.submodules.push({ path, sha: link.object, gitDir: found });
-        await visit(found, found, link.object, `${path}/`, worktree ? join4(worktree, link.path) : void 0);
+        const sub = worktree ? join4(worktree, link.path) : void 0;
+        await visit(found, async () => found, link.object, `${path}/`, async () => sub);
       }
     }
     if (/filter=lfs/.test(attrText)) {
@@ -71713,7 +71749,7 @@ async function treeContent(repo, sha) {
       const text = await blobs(dir, small.map((e) => e.object));
       const pointers = small.map((e) => ({ e, p: parseLfsPointer(text.get(e.object) ?? "") })).filter((x) => x.p);
       const filters = await attributes(dir, commit, "filter", pointers.map((x) => x.e.path));
-      const store = await lfsObjects(gitDir);
+      const store = await lfsObjects(await gitDirOf());
       for (const { e, p } of pointers) {
         if (filters.get(e.path) !== "lfs") continue;
         const file = join4(store, p.oid.slice(0, 2), p.oid.slice(2, 4), p.oid);
@@ -71739,8 +71775,12 @@ async function treeContent(repo, sha) {
       content.exportIgnored.push(...[...dirs].map((d) => `${prefix}${d}`), ...gone.filter((p) => ![...dirs].some((d) => p.startsWith(d))).map((p) => `${prefix}${p}`));
     }
   };
-  const root = await absoluteGitDir(repo, "--git-common-dir");
-  const top = (await git(repo, ["rev-parse", "--show-toplevel"]).catch(() => "")).trim() || void 0;
+  const once = (f) => {
+    let p;
+    return () => p ??= f();
+  };
+  const root = once(() => absoluteGitDir(repo, "--git-common-dir"));
+  const top = once(async () => (await git(repo, ["rev-parse", "--show-toplevel"]).catch(() => "")).trim() || void 0);
   await visit(repo, root, sha, "", top);
   const problems = [];
   if (missingSubmodules.length) problems.push(`submodule${missingSubmodules.length > 1 ? "s" : ""} not checked out on this runner: ${missingSubmodules.join(", ")}`);
@@ -71830,7 +71870,7 @@ function deployFingerprint(env, dotenv) {
   const sorted = (_, v) => v && typeof v === "object" && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0)) : v;
   const unordered = (text, separator) => text.split(separator).sort();
   const template = env.config.nginx.site_template;
-  const digest = createHash4("sha256").update(
+  const digest = createHash5("sha256").update(
     JSON.stringify(
       {
         dotenv: unordered(dotenv.dotenv, "\n"),
@@ -72365,7 +72405,7 @@ ${p.id} is live on ${hp.name} and serves; the clean-up after the switch (stoppin
 }
 
 // core/ops/build-once.ts
-import { createHash as createHash5, randomBytes as randomBytes13 } from "node:crypto";
+import { createHash as createHash6, randomBytes as randomBytes13 } from "node:crypto";
 function buildGroups(hosts) {
   const groups = /* @__PURE__ */ new Map();
   for (const hst of hosts) {
@@ -72383,7 +72423,7 @@ async function carryBuild(env, b, receivers, p, parts, attempt) {
     const takers = receivers.filter((r) => wants(r, part.name));
     const uploads = new Map(takers.map((r) => [r, []]));
     for (const r of takers) out.get(r).push({ part, uploads: uploads.get(r) });
-    const hash = createHash5("sha256");
+    const hash = createHash6("sha256");
     for (let offset = 0, i = 0; offset < part.size; offset += CHUNK_BYTES, i++) {
       const length = Math.min(CHUNK_BYTES, part.size - offset);
       let chunk = Buffer.alloc(0);
@@ -72603,7 +72643,8 @@ function deploySummary(r) {
     `| ref | \`${r.ref}\` (${r.matched}) |`,
     `| sha | \`${r.sha}\` |`,
     `| release | \`${r.release}\` |`,
-    `| previous release | ${r.previous ? `\`${r.previous}\`` : "(none)"} |`,
+    // A no-op changed nothing: its "previous" is the live release itself.
+    ...r.noop ? [] : [`| previous release | ${r.previous ? `\`${r.previous}\`` : "(none)"} |`],
     `| url | ${r.url} |`,
     `| hosts | ${r.hosts.map((h) => h.host).join(", ")} |`,
     ""
@@ -72611,7 +72652,7 @@ function deploySummary(r) {
   if (r.changes.length) lines.push("**Changes** (live \u2192 target):", "", "```", ...formatChanges(r.changes, r.sha), "```", "");
   for (const h of r.hosts) {
     lines.push(`**${h.host}**: ${h.noop ? "no-op" : `${h.previous || "(none)"} \u2192 ${h.release}`}${h.notes.length ? ` \u2014 ${h.notes.join("; ")}` : ""}`, "");
-    lines.push("| step | duration |", "|---|---|", ...h.steps.map((s) => `| ${s.name} | ${(s.ms / 1e3).toFixed(2)}s |`), "");
+    if (h.steps.length) lines.push("| step | duration |", "|---|---|", ...h.steps.map((s) => `| ${s.name} | ${(s.ms / 1e3).toFixed(2)}s |`), "");
   }
   return lines.join("\n");
 }

@@ -34491,7 +34491,7 @@ var require_keyParser = __commonJS({
     var {
       createDecipheriv: createDecipheriv2,
       createECDH,
-      createHash: createHash3,
+      createHash: createHash4,
       createHmac,
       createSign,
       createVerify,
@@ -35179,11 +35179,11 @@ ${formatted}-----END ${type} KEY-----`;
                 );
               }
               const ivSlice = bufferSlice(cipherIV, 0, 8);
-              let cipherKey = createHash3("md5").update(passphrase).update(ivSlice).digest();
+              let cipherKey = createHash4("md5").update(passphrase).update(ivSlice).digest();
               while (cipherKey.length < encInfo.keyLen) {
                 cipherKey = combineBuffers(
                   cipherKey,
-                  createHash3("md5").update(cipherKey).update(passphrase).update(ivSlice).digest()
+                  createHash4("md5").update(cipherKey).update(passphrase).update(ivSlice).digest()
                 );
               }
               if (cipherKey.length > encInfo.keyLen)
@@ -35348,8 +35348,8 @@ ${formatted}-----END ${type} KEY-----`;
         if (encrypted) {
           const encInfo = CIPHER_INFO[cipherName];
           let cipherKey = combineBuffers(
-            createHash3("sha1").update(PPK_PP1).update(passphrase).digest(),
-            createHash3("sha1").update(PPK_PP2).update(passphrase).digest()
+            createHash4("sha1").update(PPK_PP1).update(passphrase).digest(),
+            createHash4("sha1").update(PPK_PP2).update(passphrase).digest()
           );
           if (cipherKey.length > encInfo.keyLen)
             cipherKey = bufferSlice(cipherKey, 0, encInfo.keyLen);
@@ -35389,7 +35389,7 @@ ${formatted}-----END ${type} KEY-----`;
           passphrase = EMPTY_PASSPHRASE;
         const calcMAC = createHmac(
           "sha1",
-          createHash3("sha1").update("putty-private-key-file-mac-key").update(passphrase).digest()
+          createHash4("sha1").update("putty-private-key-file-mac-key").update(passphrase).digest()
         ).update(macData).digest("hex");
         if (calcMAC !== mac) {
           if (encrypted) {
@@ -37711,7 +37711,7 @@ var require_kex = __commonJS({
       createDiffieHellman,
       createDiffieHellmanGroup,
       createECDH,
-      createHash: createHash3,
+      createHash: createHash4,
       createPublicKey,
       diffieHellman,
       generateKeyPairSync,
@@ -38137,7 +38137,7 @@ var require_kex = __commonJS({
               DISCONNECT_REASON.KEY_EXCHANGE_FAILED
             );
           }
-          const hash = createHash3(this.hashName);
+          const hash = createHash4(this.hashName);
           hashString(hash, isServer ? this._remoteIdentRaw : this._identRaw);
           hashString(hash, isServer ? this._identRaw : this._remoteIdentRaw);
           hashString(hash, isServer ? this._remoteKexinit : this._kexinit);
@@ -39145,9 +39145,9 @@ var require_kex = __commonJS({
     function generateKEXVal(len, hashName, secret, exchangeHash, sessionID, char) {
       let ret;
       if (len) {
-        let digest = createHash3(hashName).update(secret).update(exchangeHash).update(char).update(sessionID).digest();
+        let digest = createHash4(hashName).update(secret).update(exchangeHash).update(char).update(sessionID).digest();
         while (digest.length < len) {
-          const chunk = createHash3(hashName).update(secret).update(exchangeHash).update(digest).digest();
+          const chunk = createHash4(hashName).update(secret).update(exchangeHash).update(digest).digest();
           const extended = Buffer.allocUnsafe(digest.length + chunk.length);
           extended.set(digest, 0);
           extended.set(chunk, digest.length);
@@ -44582,7 +44582,7 @@ var require_client2 = __commonJS({
   "node_modules/ssh2/lib/client.js"(exports, module) {
     "use strict";
     var {
-      createHash: createHash3,
+      createHash: createHash4,
       getHashes,
       randomFillSync
     } = __require("crypto");
@@ -44804,7 +44804,7 @@ var require_client2 = __commonJS({
           }
           hostVerifier = (key, verify) => {
             if (hashAlgo)
-              key = createHash3(hashAlgo).update(key).digest("hex");
+              key = createHash4(hashAlgo).update(key).digest("hex");
             const ret = hashCb(key, verify);
             if (ret !== void 0)
               verify(ret);
@@ -48892,8 +48892,10 @@ async function runAction(body) {
 
 // core/config/environment.ts
 var import_yaml = __toESM(require_dist(), 1);
-import { existsSync as existsSync2, readFileSync, readdirSync, statSync } from "node:fs";
+import { createHash as createHash2 } from "node:crypto";
+import { existsSync as existsSync2, mkdirSync, readFileSync, readdirSync, renameSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
+import { deserialize, serialize } from "node:v8";
 
 // core/dotenv-readers.ts
 var READERS = ["python-dotenv", "node-dotenv", "node-env-file", "dotenv-expand", "vite", "shell"];
@@ -49620,6 +49622,23 @@ function parseEnvironment(doc, file) {
   if (problems.length || !config) throw new ConfigError(file, problems);
   return config;
 }
+var parsedDir;
+var PARSED_KEPT = 64;
+function parsedEntry(text) {
+  return parsedDir && join(parsedDir, createHash2("sha256").update(`${process.version}\0${text}`).digest("hex"));
+}
+function keepParsed(entry, value) {
+  try {
+    mkdirSync(parsedDir, { recursive: true });
+    writeFileSync(`${entry}.${process.pid}.tmp`, serialize(value));
+    renameSync(`${entry}.${process.pid}.tmp`, entry);
+    const names = readdirSync(parsedDir).filter((n) => /^[0-9a-f]{64}$/.test(n));
+    if (names.length <= PARSED_KEPT) return;
+    const byAge = names.map((n) => ({ n, t: statSync(join(parsedDir, n)).mtimeMs })).sort((a, b) => a.t - b.t);
+    for (const { n } of byAge.slice(0, names.length - PARSED_KEPT)) unlinkSync(join(parsedDir, n));
+  } catch {
+  }
+}
 function readYamlFile(file, label = file) {
   let text;
   try {
@@ -49627,12 +49646,22 @@ function readYamlFile(file, label = file) {
   } catch (e) {
     throw new OpsError(`cannot read ${label}: ${e.code ?? e}`);
   }
+  const entry = parsedEntry(text);
+  if (entry) {
+    try {
+      return deserialize(readFileSync(entry));
+    } catch {
+    }
+  }
+  let value;
   try {
-    return (0, import_yaml.parse)(text, { prettyErrors: true });
+    value = (0, import_yaml.parse)(text, { prettyErrors: true });
   } catch (e) {
     if (e instanceof import_yaml.YAMLParseError) throw new OpsError(`${label} is not valid YAML: ${e.message}`);
     throw e;
   }
+  if (entry) keepParsed(entry, value);
+  return value;
 }
 function loadEnvironment(envName, root) {
   validate("environment", envName);
@@ -49888,7 +49917,7 @@ async function writeFileAtomic(file, content, mode) {
 }
 
 // core/secrets/cipher.ts
-import { createCipheriv, createDecipheriv, createHash as createHash2, randomBytes as randomBytes2 } from "node:crypto";
+import { createCipheriv, createDecipheriv, createHash as createHash3, randomBytes as randomBytes2 } from "node:crypto";
 
 // core/secrets/goyaml.ts
 var INT64_MIN = -(2n ** 63n);
@@ -50212,9 +50241,9 @@ function encryptScalar(leaf, key, aad, iv) {
 function decryptScalar(enc, key, aad) {
   return parseScalarText(openText(enc, key, aad), enc.type);
 }
-var MAC_ONLY_ENCRYPTED_INIT = createHash2("sha256").update("sops").digest();
+var MAC_ONLY_ENCRYPTED_INIT = createHash3("sha256").update("sops").digest();
 var MacBuilder = class {
-  hash = createHash2("sha512");
+  hash = createHash3("sha512");
   constructor(macOnlyEncrypted = false) {
     if (macOnlyEncrypted) this.hash.update(MAC_ONLY_ENCRYPTED_INIT);
   }
@@ -68483,6 +68512,7 @@ var NodeSSH = class {
 
 // core/remote/ssh-login.ts
 import { timingSafeEqual } from "node:crypto";
+import { createConnection } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 var LoginAbandoned = class extends OpsError {
 };
@@ -68508,12 +68538,13 @@ async function login(ep, attempt, options) {
     const abort = () => ssh.connection?.destroy();
     signal?.addEventListener("abort", abort, { once: true });
     try {
-      const sock = attempt.sock ? await attempt.sock() : void 0;
+      const sock = attempt.sock ? await attempt.sock() : createConnection({ host: ep.address, port: ep.port, noDelay: true });
+      if (signal?.aborted) sock.destroy();
       await ssh.connect({
         host: ep.address,
         port: ep.port,
         username: ep.user,
-        ...sock ? { sock } : {},
+        sock,
         readyTimeout: options.connectTimeout * 1e3,
         keepaliveInterval: 1e4,
         keepaliveCountMax: 3,

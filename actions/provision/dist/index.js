@@ -27292,8 +27292,10 @@ var init_environment_schema = __esm({
 });
 
 // core/config/environment.ts
-import { existsSync as existsSync2, readFileSync, readdirSync, statSync } from "node:fs";
+import { createHash as createHash2 } from "node:crypto";
+import { existsSync as existsSync2, mkdirSync, readFileSync, readdirSync, renameSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
+import { deserialize, serialize } from "node:v8";
 function environmentsDir(root) {
   return join(root, "environments");
 }
@@ -27355,6 +27357,21 @@ function parseEnvironment(doc, file) {
   if (problems.length || !config) throw new ConfigError(file, problems);
   return config;
 }
+function parsedEntry(text) {
+  return parsedDir && join(parsedDir, createHash2("sha256").update(`${process.version}\0${text}`).digest("hex"));
+}
+function keepParsed(entry, value) {
+  try {
+    mkdirSync(parsedDir, { recursive: true });
+    writeFileSync(`${entry}.${process.pid}.tmp`, serialize(value));
+    renameSync(`${entry}.${process.pid}.tmp`, entry);
+    const names = readdirSync(parsedDir).filter((n) => /^[0-9a-f]{64}$/.test(n));
+    if (names.length <= PARSED_KEPT) return;
+    const byAge = names.map((n) => ({ n, t: statSync(join(parsedDir, n)).mtimeMs })).sort((a, b) => a.t - b.t);
+    for (const { n } of byAge.slice(0, names.length - PARSED_KEPT)) unlinkSync(join(parsedDir, n));
+  } catch {
+  }
+}
 function readYamlFile(file, label = file) {
   let text;
   try {
@@ -27362,12 +27379,22 @@ function readYamlFile(file, label = file) {
   } catch (e) {
     throw new OpsError(`cannot read ${label}: ${e.code ?? e}`);
   }
+  const entry = parsedEntry(text);
+  if (entry) {
+    try {
+      return deserialize(readFileSync(entry));
+    } catch {
+    }
+  }
+  let value;
   try {
-    return (0, import_yaml.parse)(text, { prettyErrors: true });
+    value = (0, import_yaml.parse)(text, { prettyErrors: true });
   } catch (e) {
     if (e instanceof import_yaml.YAMLParseError) throw new OpsError(`${label} is not valid YAML: ${e.message}`);
     throw e;
   }
+  if (entry) keepParsed(entry, value);
+  return value;
 }
 function loadEnvironment(envName, root) {
   validate("environment", envName);
@@ -27414,7 +27441,7 @@ function resolveEnvironment(envName, root, config, hosts) {
 function envPath(env, p) {
   return relativeTo(env.dir, p);
 }
-var import_yaml, ENVIRONMENT_FILE, SECRETS_FILE, ConfigError, RESERVED_APPS, JSON_SCHEMA_FILE, SCHEMA_COMMENT;
+var import_yaml, ENVIRONMENT_FILE, SECRETS_FILE, ConfigError, RESERVED_APPS, parsedDir, PARSED_KEPT, JSON_SCHEMA_FILE, SCHEMA_COMMENT;
 var init_environment = __esm({
   "core/config/environment.ts"() {
     "use strict";
@@ -27452,6 +27479,7 @@ ${problems.map((p) => `  - ${p.path || "(top level)"}: ${p.message}`).join("\n")
       private: "/etc/ssl/private",
       certs: "/etc/ssl/certs"
     };
+    PARSED_KEPT = 64;
     JSON_SCHEMA_FILE = "schema/environment.schema.json";
     SCHEMA_COMMENT = `# yaml-language-server: $schema=../../${JSON_SCHEMA_FILE}`;
   }
@@ -35465,7 +35493,7 @@ var require_keyParser = __commonJS({
     var {
       createDecipheriv: createDecipheriv2,
       createECDH,
-      createHash: createHash3,
+      createHash: createHash4,
       createHmac,
       createSign,
       createVerify,
@@ -36153,11 +36181,11 @@ ${formatted}-----END ${type} KEY-----`;
                 );
               }
               const ivSlice = bufferSlice(cipherIV, 0, 8);
-              let cipherKey = createHash3("md5").update(passphrase).update(ivSlice).digest();
+              let cipherKey = createHash4("md5").update(passphrase).update(ivSlice).digest();
               while (cipherKey.length < encInfo.keyLen) {
                 cipherKey = combineBuffers(
                   cipherKey,
-                  createHash3("md5").update(cipherKey).update(passphrase).update(ivSlice).digest()
+                  createHash4("md5").update(cipherKey).update(passphrase).update(ivSlice).digest()
                 );
               }
               if (cipherKey.length > encInfo.keyLen)
@@ -36322,8 +36350,8 @@ ${formatted}-----END ${type} KEY-----`;
         if (encrypted) {
           const encInfo = CIPHER_INFO[cipherName];
           let cipherKey = combineBuffers(
-            createHash3("sha1").update(PPK_PP1).update(passphrase).digest(),
-            createHash3("sha1").update(PPK_PP2).update(passphrase).digest()
+            createHash4("sha1").update(PPK_PP1).update(passphrase).digest(),
+            createHash4("sha1").update(PPK_PP2).update(passphrase).digest()
           );
           if (cipherKey.length > encInfo.keyLen)
             cipherKey = bufferSlice(cipherKey, 0, encInfo.keyLen);
@@ -36363,7 +36391,7 @@ ${formatted}-----END ${type} KEY-----`;
           passphrase = EMPTY_PASSPHRASE;
         const calcMAC = createHmac(
           "sha1",
-          createHash3("sha1").update("putty-private-key-file-mac-key").update(passphrase).digest()
+          createHash4("sha1").update("putty-private-key-file-mac-key").update(passphrase).digest()
         ).update(macData).digest("hex");
         if (calcMAC !== mac) {
           if (encrypted) {
@@ -38685,7 +38713,7 @@ var require_kex = __commonJS({
       createDiffieHellman,
       createDiffieHellmanGroup,
       createECDH,
-      createHash: createHash3,
+      createHash: createHash4,
       createPublicKey,
       diffieHellman,
       generateKeyPairSync: generateKeyPairSync2,
@@ -39111,7 +39139,7 @@ var require_kex = __commonJS({
               DISCONNECT_REASON.KEY_EXCHANGE_FAILED
             );
           }
-          const hash = createHash3(this.hashName);
+          const hash = createHash4(this.hashName);
           hashString(hash, isServer ? this._remoteIdentRaw : this._identRaw);
           hashString(hash, isServer ? this._identRaw : this._remoteIdentRaw);
           hashString(hash, isServer ? this._remoteKexinit : this._kexinit);
@@ -40119,9 +40147,9 @@ var require_kex = __commonJS({
     function generateKEXVal(len, hashName, secret2, exchangeHash, sessionID, char) {
       let ret;
       if (len) {
-        let digest = createHash3(hashName).update(secret2).update(exchangeHash).update(char).update(sessionID).digest();
+        let digest = createHash4(hashName).update(secret2).update(exchangeHash).update(char).update(sessionID).digest();
         while (digest.length < len) {
-          const chunk = createHash3(hashName).update(secret2).update(exchangeHash).update(digest).digest();
+          const chunk = createHash4(hashName).update(secret2).update(exchangeHash).update(digest).digest();
           const extended = Buffer.allocUnsafe(digest.length + chunk.length);
           extended.set(digest, 0);
           extended.set(chunk, digest.length);
@@ -45556,7 +45584,7 @@ var require_client2 = __commonJS({
   "node_modules/ssh2/lib/client.js"(exports, module) {
     "use strict";
     var {
-      createHash: createHash3,
+      createHash: createHash4,
       getHashes,
       randomFillSync
     } = __require("crypto");
@@ -45778,7 +45806,7 @@ var require_client2 = __commonJS({
           }
           hostVerifier = (key, verify) => {
             if (hashAlgo)
-              key = createHash3(hashAlgo).update(key).digest("hex");
+              key = createHash4(hashAlgo).update(key).digest("hex");
             const ret = hashCb(key, verify);
             if (ret !== void 0)
               verify(ret);
@@ -49450,7 +49478,7 @@ var init_tree_scalars = __esm({
 });
 
 // core/secrets/cipher.ts
-import { createCipheriv, createDecipheriv, createHash as createHash2, randomBytes as randomBytes4 } from "node:crypto";
+import { createCipheriv, createDecipheriv, createHash as createHash3, randomBytes as randomBytes4 } from "node:crypto";
 function b642(field, text) {
   if (text.length % 4 !== 0 || !B64_RE.test(text)) throw new MalformedValue(`its ${field} is not valid base64`);
   return Buffer.from(text, "base64");
@@ -49502,9 +49530,9 @@ var init_cipher = __esm({
     B64_RE = /^[A-Za-z0-9+/]*={0,2}$/;
     MalformedValue = class extends Error {
     };
-    MAC_ONLY_ENCRYPTED_INIT = createHash2("sha256").update("sops").digest();
+    MAC_ONLY_ENCRYPTED_INIT = createHash3("sha256").update("sops").digest();
     MacBuilder = class {
-      hash = createHash2("sha512");
+      hash = createHash3("sha512");
       constructor(macOnlyEncrypted = false) {
         if (macOnlyEncrypted) this.hash.update(MAC_ONLY_ENCRYPTED_INIT);
       }
@@ -69831,6 +69859,7 @@ var NodeSSH = class {
 init_errors();
 init_hostkey();
 import { timingSafeEqual } from "node:crypto";
+import { createConnection } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 var LoginAbandoned = class extends OpsError {
 };
@@ -69856,12 +69885,13 @@ async function login(ep, attempt, options) {
     const abort = () => ssh.connection?.destroy();
     signal?.addEventListener("abort", abort, { once: true });
     try {
-      const sock = attempt.sock ? await attempt.sock() : void 0;
+      const sock = attempt.sock ? await attempt.sock() : createConnection({ host: ep.address, port: ep.port, noDelay: true });
+      if (signal?.aborted) sock.destroy();
       await ssh.connect({
         host: ep.address,
         port: ep.port,
         username: ep.user,
-        ...sock ? { sock } : {},
+        sock,
         readyTimeout: options.connectTimeout * 1e3,
         keepaliveInterval: 1e4,
         keepaliveCountMax: 3,

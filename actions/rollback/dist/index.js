@@ -34487,7 +34487,7 @@ var require_keyParser = __commonJS({
     var {
       createDecipheriv,
       createECDH,
-      createHash: createHash2,
+      createHash: createHash3,
       createHmac,
       createSign,
       createVerify,
@@ -35175,11 +35175,11 @@ ${formatted}-----END ${type} KEY-----`;
                 );
               }
               const ivSlice = bufferSlice(cipherIV, 0, 8);
-              let cipherKey = createHash2("md5").update(passphrase).update(ivSlice).digest();
+              let cipherKey = createHash3("md5").update(passphrase).update(ivSlice).digest();
               while (cipherKey.length < encInfo.keyLen) {
                 cipherKey = combineBuffers(
                   cipherKey,
-                  createHash2("md5").update(cipherKey).update(passphrase).update(ivSlice).digest()
+                  createHash3("md5").update(cipherKey).update(passphrase).update(ivSlice).digest()
                 );
               }
               if (cipherKey.length > encInfo.keyLen)
@@ -35344,8 +35344,8 @@ ${formatted}-----END ${type} KEY-----`;
         if (encrypted) {
           const encInfo = CIPHER_INFO[cipherName];
           let cipherKey = combineBuffers(
-            createHash2("sha1").update(PPK_PP1).update(passphrase).digest(),
-            createHash2("sha1").update(PPK_PP2).update(passphrase).digest()
+            createHash3("sha1").update(PPK_PP1).update(passphrase).digest(),
+            createHash3("sha1").update(PPK_PP2).update(passphrase).digest()
           );
           if (cipherKey.length > encInfo.keyLen)
             cipherKey = bufferSlice(cipherKey, 0, encInfo.keyLen);
@@ -35385,7 +35385,7 @@ ${formatted}-----END ${type} KEY-----`;
           passphrase = EMPTY_PASSPHRASE;
         const calcMAC = createHmac(
           "sha1",
-          createHash2("sha1").update("putty-private-key-file-mac-key").update(passphrase).digest()
+          createHash3("sha1").update("putty-private-key-file-mac-key").update(passphrase).digest()
         ).update(macData).digest("hex");
         if (calcMAC !== mac) {
           if (encrypted) {
@@ -37707,7 +37707,7 @@ var require_kex = __commonJS({
       createDiffieHellman,
       createDiffieHellmanGroup,
       createECDH,
-      createHash: createHash2,
+      createHash: createHash3,
       createPublicKey,
       diffieHellman,
       generateKeyPairSync,
@@ -38133,7 +38133,7 @@ var require_kex = __commonJS({
               DISCONNECT_REASON.KEY_EXCHANGE_FAILED
             );
           }
-          const hash = createHash2(this.hashName);
+          const hash = createHash3(this.hashName);
           hashString(hash, isServer ? this._remoteIdentRaw : this._identRaw);
           hashString(hash, isServer ? this._identRaw : this._remoteIdentRaw);
           hashString(hash, isServer ? this._remoteKexinit : this._kexinit);
@@ -39141,9 +39141,9 @@ var require_kex = __commonJS({
     function generateKEXVal(len, hashName, secret, exchangeHash, sessionID, char) {
       let ret;
       if (len) {
-        let digest = createHash2(hashName).update(secret).update(exchangeHash).update(char).update(sessionID).digest();
+        let digest = createHash3(hashName).update(secret).update(exchangeHash).update(char).update(sessionID).digest();
         while (digest.length < len) {
-          const chunk = createHash2(hashName).update(secret).update(exchangeHash).update(digest).digest();
+          const chunk = createHash3(hashName).update(secret).update(exchangeHash).update(digest).digest();
           const extended = Buffer.allocUnsafe(digest.length + chunk.length);
           extended.set(digest, 0);
           extended.set(chunk, digest.length);
@@ -44578,7 +44578,7 @@ var require_client2 = __commonJS({
   "node_modules/ssh2/lib/client.js"(exports, module) {
     "use strict";
     var {
-      createHash: createHash2,
+      createHash: createHash3,
       getHashes,
       randomFillSync
     } = __require("crypto");
@@ -44800,7 +44800,7 @@ var require_client2 = __commonJS({
           }
           hostVerifier = (key, verify) => {
             if (hashAlgo)
-              key = createHash2(hashAlgo).update(key).digest("hex");
+              key = createHash3(hashAlgo).update(key).digest("hex");
             const ret = hashCb(key, verify);
             if (ret !== void 0)
               verify(ret);
@@ -48894,8 +48894,10 @@ async function runAction(body) {
 
 // core/config/environment.ts
 var import_yaml = __toESM(require_dist(), 1);
-import { existsSync as existsSync2, readFileSync, readdirSync, statSync } from "node:fs";
+import { createHash as createHash2 } from "node:crypto";
+import { existsSync as existsSync2, mkdirSync, readFileSync, readdirSync, renameSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
+import { deserialize, serialize } from "node:v8";
 
 // core/dotenv-readers.ts
 var READERS = ["python-dotenv", "node-dotenv", "node-env-file", "dotenv-expand", "vite", "shell"];
@@ -49629,6 +49631,23 @@ function parseEnvironment(doc, file) {
   if (problems.length || !config) throw new ConfigError(file, problems);
   return config;
 }
+var parsedDir;
+var PARSED_KEPT = 64;
+function parsedEntry(text) {
+  return parsedDir && join(parsedDir, createHash2("sha256").update(`${process.version}\0${text}`).digest("hex"));
+}
+function keepParsed(entry, value) {
+  try {
+    mkdirSync(parsedDir, { recursive: true });
+    writeFileSync(`${entry}.${process.pid}.tmp`, serialize(value));
+    renameSync(`${entry}.${process.pid}.tmp`, entry);
+    const names = readdirSync(parsedDir).filter((n) => /^[0-9a-f]{64}$/.test(n));
+    if (names.length <= PARSED_KEPT) return;
+    const byAge = names.map((n) => ({ n, t: statSync(join(parsedDir, n)).mtimeMs })).sort((a, b) => a.t - b.t);
+    for (const { n } of byAge.slice(0, names.length - PARSED_KEPT)) unlinkSync(join(parsedDir, n));
+  } catch {
+  }
+}
 function readYamlFile(file, label = file) {
   let text;
   try {
@@ -49636,12 +49655,22 @@ function readYamlFile(file, label = file) {
   } catch (e) {
     throw new OpsError(`cannot read ${label}: ${e.code ?? e}`);
   }
+  const entry = parsedEntry(text);
+  if (entry) {
+    try {
+      return deserialize(readFileSync(entry));
+    } catch {
+    }
+  }
+  let value;
   try {
-    return (0, import_yaml.parse)(text, { prettyErrors: true });
+    value = (0, import_yaml.parse)(text, { prettyErrors: true });
   } catch (e) {
     if (e instanceof import_yaml.YAMLParseError) throw new OpsError(`${label} is not valid YAML: ${e.message}`);
     throw e;
   }
+  if (entry) keepParsed(entry, value);
+  return value;
 }
 function loadEnvironment(envName, root) {
   validate("environment", envName);
@@ -50714,6 +50743,7 @@ var NodeSSH = class {
 
 // core/remote/ssh-login.ts
 import { timingSafeEqual } from "node:crypto";
+import { createConnection } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 var LoginAbandoned = class extends OpsError {
 };
@@ -50739,12 +50769,13 @@ async function login(ep, attempt, options) {
     const abort = () => ssh.connection?.destroy();
     signal?.addEventListener("abort", abort, { once: true });
     try {
-      const sock = attempt.sock ? await attempt.sock() : void 0;
+      const sock = attempt.sock ? await attempt.sock() : createConnection({ host: ep.address, port: ep.port, noDelay: true });
+      if (signal?.aborted) sock.destroy();
       await ssh.connect({
         host: ep.address,
         port: ep.port,
         username: ep.user,
-        ...sock ? { sock } : {},
+        sock,
         readyTimeout: options.connectTimeout * 1e3,
         keepaliveInterval: 1e4,
         keepaliveCountMax: 3,

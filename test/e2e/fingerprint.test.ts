@@ -19,12 +19,16 @@ import { runOps } from '../support/cli.ts';
 import { initRepo } from '../support/gitrepo.ts';
 import { get, makeProject, readyHost, webConfig, type TestProject } from './support.ts';
 
-/** The app: answers every path with its release and the secret it was started with (a hash of it). */
+/** The app: answers every path with its release and the secret its .env gave it when it started (a hash of it). */
 const SERVER = String.raw`import hashlib, os, sys
 from http.server import BaseHTTPRequestHandler, HTTPServer
+TOKEN = ""
+for line in open(".env"):
+    if line.startswith("API_TOKEN="):
+        TOKEN = line.split("=", 1)[1].strip().strip("'").strip('"')
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
-        body = (os.environ["OPS_RELEASE"] + " " + hashlib.sha256(os.environ.get("API_TOKEN", "").encode()).hexdigest()[:12]).encode()
+        body = (os.environ["OPS_RELEASE"] + " " + hashlib.sha256(TOKEN.encode()).hexdigest()[:12]).encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()

@@ -99,8 +99,9 @@ server {
       expect(locks[0]!.lock.state).toBe('free');
       const now = await liveAndServed();
       expect(now.served).toBe(now.current);
-      // What the run said: the release that serves now.
-      expect(out).toContain(now.current);
+      // What the run said: the release that serves now; one message per thing, no stack trace.
+      expect(out).toContain(`${host.name}: ${now.current} is live after the interruption`);
+      expect(out).not.toMatch(/^\s+at /m);
     } finally {
       project.write(config);
     }

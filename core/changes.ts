@@ -144,6 +144,8 @@ export interface HostLive {
   platform?: string;
   /** The live release was not deployed with this deploy's .env and settings (deployFingerprint): deployed again. */
   changed?: boolean;
+  /** Of `changed`: the host has no record of what the live release was deployed with (a rollback put it live). */
+  unrecorded?: boolean;
 }
 
 export interface HostsChange {
@@ -152,11 +154,21 @@ export interface HostsChange {
   change?: Change;
 }
 
+/**
+ * Why the live release of the commit deployed is deployed again (HostLive.changed), in words: deployed with another
+ * .env or settings, or with none on record (a rollback put it live; the record is missing or damaged).
+ */
+export function liveChangedWhy(live: Pick<HostLive, 'unrecorded'>): string {
+  return live.unrecorded
+    ? 'with no record of what it was deployed with (put live by a rollback, or its record missing or damaged)'
+    : "with another .env or other settings than this deploy's";
+}
+
 /** Group hosts serving the same commit and describe the change for each group. */
 export async function describeChanges(repo: string, env: Environment, lives: HostLive[], target: string): Promise<HostsChange[]> {
   const groups = new Map<string, HostsChange>();
   for (const l of lives) {
-    const key = l.error ? `error ${l.host}` : `${l.sha} ${l.release} ${l.changed ? 'changed' : ''}`;
+    const key = l.error ? `error ${l.host}` : `${l.sha} ${l.release} ${l.changed ? 'changed' : ''} ${l.unrecorded ? 'unrecorded' : ''}`;
     const g = groups.get(key);
     if (g) g.hosts.push(l.host);
     else groups.set(key, { hosts: [l.host], live: l });
@@ -188,7 +200,7 @@ export function formatChanges(groups: HostsChange[], target: string): string[] {
         out.push(`${head}: first deploy, nothing live yet`);
         continue;
       case 'same':
-        out.push(live.changed ? `${head}: live, with another .env or other settings than this deploy's: deployed again (a new release of the same commit)` : `${head}: already live, nothing changes`);
+        out.push(live.changed ? `${head}: live, ${liveChangedWhy(live)}: deployed again (a new release of the same commit)` : `${head}: already live, nothing changes`);
         continue;
       case 'unknown':
         out.push(`${head}: the live commit is not in this repository; fetch (git fetch --all --tags) to see the change`);

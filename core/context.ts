@@ -8,7 +8,8 @@ import { connect } from './remote/ssh.ts';
 import { Bastion } from './remote/ssh-login.ts';
 import type { Remote } from './remote/types.ts';
 
-export type Connector = (env: Environment, host: Host) => Promise<Remote>;
+/** Connect to a host of `env`; `signal`: the connection is no longer wanted (the attempt ends, LoginAbandoned). */
+export type Connector = (env: Environment, host: Host, signal?: AbortSignal) => Promise<Remote>;
 
 export interface OpsContext {
   /** Project root (holds environments/). */
@@ -53,13 +54,13 @@ export function clockSkewWarning(ctx: Pick<OpsContext, 'now'>, host: string, hos
  */
 export function sshConnector(ctx: OpsContext): Connector {
   const bastions = new Map<string, Promise<Bastion>>();
-  return async (env, host) => {
+  return async (env, host, signal) => {
     const ssh = env.config.ssh;
     const credentials = resolveCredentials(
       { identityFile: ctx.identityFile, configFile: ssh.identity_file ? envPath(env, ssh.identity_file) : undefined, processEnv: ctx.processEnv },
       ctx.reporter,
     );
-    const common = { reporter: ctx.reporter, connectTimeout: ssh.connect_timeout, retries: ssh.connect_retries, configFile: `environments/${env.name}/environment.yml` };
+    const common = { reporter: ctx.reporter, connectTimeout: ssh.connect_timeout, retries: ssh.connect_retries, configFile: `environments/${env.name}/environment.yml`, signal };
     let via: Bastion | undefined;
     if (host.bastion) {
       const b = host.bastion;
@@ -99,6 +100,8 @@ function guarded(remote: Remote): Remote {
     run: (step, options) => translated(`step "${step.name}"`, () => remote.run(step, options)),
     upload: (content, path, options) => translated(`upload of ${path}`, () => remote.upload(content, path, options)),
     inFlight: () => remote.inFlight(),
+    whenIdle: () => remote.whenIdle(),
+    halt: (reason) => remote.halt(reason),
     close: () => remote.close().catch(() => undefined),
   };
 }
@@ -106,9 +109,9 @@ function guarded(remote: Remote): Remote {
 /** How operations reach hosts: the injected connector (tests) or SSH, with every low-level error translated. */
 export function hostConnector(ctx: OpsContext): Connector {
   const base = ctx.connector ?? sshConnector(ctx);
-  return async (env, host) => {
+  return async (env, host, signal) => {
     try {
-      return guarded(await base(env, host));
+      return guarded(await base(env, host, signal));
     } catch (e) {
       throw translateError(e, host.name, `connecting to ${host.name}`);
     }

@@ -4,17 +4,18 @@
 import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { type Target } from '../target.ts';
+import { liveChangedWhy } from '../changes.ts';
 import { clockSkewWarning, type OpsContext } from '../context.ts';
 import { DiskFullError, OpsError, StepError } from '../errors.ts';
 import { unpackArtifacts, type PackedPart } from '../steps/artifact.ts';
 import { otherSlot, type Slot } from '../layout.ts';
-import { reportedAll, type Remote, type StepResult } from '../remote/types.ts';
+import { reported, reportedAll, type Remote, type StepResult } from '../remote/types.ts';
 import { knownCommits, packFor } from '../source.ts';
 import { describeDisk } from '../steps/facts.ts';
 import type { AuditEntry } from '../steps/audit.ts';
 import { APP_KEYS, appCommand, nodeDependencies, pythonDependencies } from '../steps/app.ts';
 import { RELEASE_KEYS, createRelease, installDotenv, markRelease, pruneReleases, receivePack } from '../steps/release.ts';
-import { START_FAILED_CLEAN, startSlot, stopSlot, switchTo } from '../steps/switch.ts';
+import { START_FAILED_CLEAN, SWITCH_KEYS, startSlot, stopSlot, switchTo } from '../steps/switch.ts';
 import { HostRun, pooled, type HostSwitch } from './host-run.ts';
 import { parseState, pruneAfterSwitch, type HostState } from './host-state.ts';
 import type { DeployOptions } from './deploy.ts';
@@ -84,7 +85,7 @@ export function beginHost(ctx: OpsContext, env: Target, remote: Remote, locked: 
   }
   // The commit live, deployed with another .env or other settings: deployed again, said so.
   if (state.liveSha && state.liveSha === p.resolved.sha && !options.force && state.liveChanged)
-    result.notes.push(`${p.resolved.sha.slice(0, 12)} is live (${state.current}) with another .env or other settings: deployed again`);
+    result.notes.push(`${p.resolved.sha.slice(0, 12)} is live (${state.current}) ${state.liveUnrecorded ? liveChangedWhy({ unrecorded: true }) : 'with another .env or other settings'}: deployed again`);
   else if (state.liveSha && state.liveSha === p.resolved.sha && !options.force) {
     if (state.liveHealth !== 'ok')
       throw new OpsError(`${p.resolved.sha.slice(0, 12)} is already live on ${remote.name} but not healthy: ${state.liveHealth || 'no health result'}`, `check ops status ${env.name}; redeploy with --force to start it again`);
@@ -254,9 +255,19 @@ export async function switchHost(env: Target, hp: HostPlan, p: Plan, locked: Loc
   try {
     hp.started = true;
     await h.run(startSlot(env, newSlot, dir, p.id));
-    await h.run(switchTo(env, newSlot, p.id, state.certificate, 'deploy', p.fingerprint));
+    const switched = await h.run(switchTo(env, newSlot, p.id, state.certificate, 'deploy', p.fingerprint), { allowFailure: true });
+    if (switched.code !== 0) {
+      const failure = await h.failure('switch', switched);
+      // Failed after `current` flipped (its records: history, fingerprint): the release is live and serves; its
+      // slot must not be stopped nor the release marked failed, and the error must not say nothing switched.
+      if (reported(switched, SWITCH_KEYS.switched) !== p.id) throw failure;
+      hp.switched = true;
+      hp.audit({ result: 'failed', message: 'live, but recording the switch failed' });
+      throw new OpsError(`${(failure as Error).message}\n${p.id} is live on ${hp.name} and serves; recording it (the host's history, what it was deployed with) failed after the switch`, `see ops status ${env.name} and ops releases ${env.name}; the next deploy records again`);
+    }
     hp.switched = true;
   } catch (e) {
+    if (hp.switched) throw e;
     throw await failBeforeSwitch(env, hp, p, e);
   }
   try {

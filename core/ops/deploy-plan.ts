@@ -1,7 +1,8 @@
 // A deploy's plan: the commit and everything its release needs, resolved once on the runner before any host
 // is touched (core/ops/deploy.ts puts it live), and the plan in words, as a dry run prints it.
 import { createHash } from 'node:crypto';
-import type { Environment } from '../config/environment.ts';
+import { readFileSync } from 'node:fs';
+import { envPath, type Environment } from '../config/environment.ts';
 import type { Target } from '../target.ts';
 import { sharingPlan, type HostSharing } from '../config/siblings.ts';
 import { runnerNow, type OpsContext } from '../context.ts';
@@ -92,17 +93,32 @@ export async function planDeploy(ctx: OpsContext, env: Target, { repo, resolved 
 /**
  * What a deploy gives a release besides its commit, as a digest (sha256, 32 hex characters): the rendered `.env`
  * and `environ` (secrets included) and every setting that shapes what runs on a host (programs, routes, env,
- * release, runtimes, nginx, TLS...), but not how the runner reaches hosts or paces the rollout (hosts, bastion,
- * ssh, switch.batch_size) nor where the code comes from (repository, ref: the commit is compared apart). A deploy
- * of the live commit is a no-op only when the live release was deployed with the same digest: a changed secret or
- * setting is deployed, not reported as already live. Pure.
+ * release, runtimes, nginx, TLS...), a setting that names a file by that file's content (nginx.site_template: the
+ * site is rendered from it), but not how the runner reaches hosts or paces the rollout (hosts, bastion, ssh,
+ * switch.batch_size) nor where the code comes from (repository, ref: the commit is compared apart), nor the order
+ * keys are written in (the `.env`'s lines follow `env`'s order, which no reader depends on: each value is written
+ * to be read as it is). A deploy of the live commit is a no-op only when the live release was deployed with the
+ * same digest: a changed secret, setting or template is deployed, not reported as already live. Reads the site
+ * template (planDeploy has checked it can).
  */
 export function deployFingerprint(env: Environment, dotenv: RenderedEnv): string {
   const { hosts: _h, bastion: _b, ssh: _s, repository: _r, ref: _ref, switch: sw, ...settings } = env.config;
   const { batch_size: _bs, ...switchSettings } = sw;
   // Keys sorted: the same settings written in another order are the same settings.
   const sorted = (_: string, v: unknown) => (v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) : v);
-  const digest = createHash('sha256').update(JSON.stringify({ dotenv: dotenv.dotenv, environ: dotenv.environ, settings: { ...settings, switch: switchSettings } }, sorted));
+  const unordered = (text: string, separator: string) => text.split(separator).sort();
+  const template = env.config.nginx.site_template;
+  const digest = createHash('sha256').update(
+    JSON.stringify(
+      {
+        dotenv: unordered(dotenv.dotenv, '\n'),
+        environ: unordered(dotenv.environ, '\0'),
+        settings: { ...settings, switch: switchSettings },
+        ...(template && { siteTemplate: readFileSync(envPath(env, template), 'utf8') }),
+      },
+      sorted,
+    ),
+  );
   return digest.digest('hex').slice(0, 32);
 }
 

@@ -212,12 +212,16 @@ export async function deploy(ctx: OpsContext, environment: Environment, options:
   // plans (git, secrets, .env): neither waits for the other. A ref or plan that fails closes them; nothing has run
   // on any host yet.
   const ref = deployRef(env, options.ref);
-  const opening = options.dryRun ? undefined : Session.open(ctx, env);
+  // A plan that fails gives the connections up at once: an unknown ref is said without waiting for a host that
+  // does not answer (its connection timeout and retries) nor warning about it.
+  const abandon = new AbortController();
+  const opening = options.dryRun ? undefined : Session.open(ctx, env, env.hosts, abandon.signal);
   opening?.catch(() => undefined);
   let p: Plan;
   try {
     p = await planDeploy(ctx, env, await resolveDeployCommit(ctx, env, ref));
   } catch (e) {
+    abandon.abort();
     await opening?.then((s) => s.close(), () => undefined);
     throw e;
   }

@@ -3,7 +3,7 @@
 import type { Target } from '../target.ts';
 import type { OpsContext } from '../context.ts';
 import { DISK_FULL, DiskFullError, StepError } from '../errors.ts';
-import { failureDetail, reported, type Remote, type Step, type StepResult } from '../remote/types.ts';
+import { failureDetail, reported, type Remote, type RunOptions, type Step, type StepResult } from '../remote/types.ts';
 import { describeDisk, diskSpace, parseDisk, FACTS_KEYS } from '../steps/facts.ts';
 
 /** What a deploy or a rollback did on one host: the release it made live, the one before, its steps' durations. */
@@ -33,10 +33,11 @@ export class HostRun {
     /** What to do again once space is freed, in the hint: 'deploy' (default), 'provision', … */
     private readonly operation = 'deploy',
   ) {}
-  async run(step: Step): Promise<StepResult> {
+  /** Run `step`; `options.allowFailure`: a failed step's result is returned (see `failure`), not thrown. */
+  async run(step: Step, options: RunOptions = {}): Promise<StepResult> {
     const started = Date.now();
     try {
-      return await (step.quiet ? this.remote.run(step) : this.ctx.reporter.group(`${this.remote.name} · ${step.name}`, () => this.remote.run(step)));
+      return await (step.quiet ? this.remote.run(step, options) : this.ctx.reporter.group(`${this.remote.name} · ${step.name}`, () => this.remote.run(step, options)));
     } catch (e) {
       throw await this.diskFull(e);
     } finally {
@@ -55,7 +56,11 @@ export class HostRun {
    */
   async record(name: string, result: StepResult, code = 0): Promise<void> {
     this.steps.push({ name, ms: result.durationMs });
-    if (code !== 0) throw await this.diskFull(new StepError(name, this.remote.name, code, failureDetail(result.stdout, result.stderr)));
+    if (code !== 0) throw await this.failure(name, result, code);
+  }
+  /** The error of a step `name` that ended with `code` (its result read with allowFailure): a full disk said as such. */
+  async failure(name: string, result: StepResult, code = result.code): Promise<unknown> {
+    return this.diskFull(new StepError(name, this.remote.name, code, failureDetail(result.stdout, result.stderr)));
   }
   /** A cleanup step whose own failure must not hide the original error. */
   async tryRun(step: Step): Promise<void> {

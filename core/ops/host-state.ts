@@ -32,6 +32,8 @@ export interface HostState {
   liveHealth: string;
   /** The commit deployed is live, but its release was not deployed with this deploy's fingerprint (.env, settings). */
   liveChanged: boolean;
+  /** Of liveChanged: no record of what the live release was deployed with (a rollback put it live; a record missing or damaged). */
+  liveUnrecorded: boolean;
   /** The host's clock (`date +%s`), read with the lock. */
   hostTime?: string;
   /** The release each slot's supervisor file runs. */
@@ -66,7 +68,8 @@ export function parseState(r: StepResult): HostState {
     lfsHas: reportedAll(r, RELEASE_KEYS.lfs_has),
     certificate: reported(r, RELEASE_KEYS.certificate) === 'yes',
     liveHealth: reported(r, RELEASE_KEYS.live_health) ?? '',
-    liveChanged: reported(r, RELEASE_KEYS.live_changed) === 'yes',
+    liveChanged: Boolean(reported(r, RELEASE_KEYS.live_changed)),
+    liveUnrecorded: reported(r, RELEASE_KEYS.live_changed) === 'unrecorded',
     hostTime: reported(r, RELEASE_KEYS.now),
     slotReleases,
     disk: parseDisk(reported(r, FACTS_KEYS.disk)),
@@ -90,7 +93,7 @@ export function pruneAfterSwitch(env: Environment, state: HostState, id: string,
 
 /** A host's live commit from its state (the `deployState` step). */
 export function liveOf(host: string, state: HostState): HostLive {
-  return { host, sha: state.liveSha, release: state.current, ...(state.liveChanged && { changed: true }) };
+  return { host, sha: state.liveSha, release: state.current, ...(state.liveChanged && { changed: true }), ...(state.liveUnrecorded && { unrecorded: true }) };
 }
 
 /**

@@ -46,11 +46,13 @@ export class Session {
 
   /**
    * Connect to every host in parallel. @throws OpsError (one line per unreachable host, or that host's own
-   * error when there is one host) after closing the connections that did open: nothing has run yet.
+   * error when there is one host) after closing the connections that did open: nothing has run yet. `signal`:
+   * the session is no longer wanted (a deploy whose plan failed while it opened): the attempts still under way end
+   * at once, without retries, and it rejects.
    */
-  static async open(ctx: OpsContext, env: Target, hosts: Host[] = env.hosts): Promise<Session> {
+  static async open(ctx: OpsContext, env: Target, hosts: Host[] = env.hosts, signal?: AbortSignal): Promise<Session> {
     const connector = hostConnector(ctx);
-    const settled = await Promise.allSettled(hosts.map((h) => connector(env, h)));
+    const settled = await Promise.allSettled(hosts.map((h) => connector(env, h, signal)));
     const remotes = new Map<string, Remote>();
     const failures: string[] = [];
     settled.forEach((s, i) => {

@@ -80,6 +80,9 @@ function auditEntry(env: Target, request: LockRequest, entry: AuditEntryFields, 
   return { time: now.toISOString(), environment: env.name, operation: request.operation, actor: request.actor, run: request.runUrl || undefined, ...entry } as AuditEntry;
 }
 
+/** Steps an interruption lets end rather than stopping them (see onSignal in withLock): the switch. */
+const UNINTERRUPTIBLE = new Set(['switch']);
+
 /** The error that says a lock stays behind: which hosts, why, and the command that releases it. */
 function lockLeft(env: Target, failures: string[], cause?: unknown): OpsError {
   const left = `the lock of ${env.name} could not be released on ${failures.length === 1 ? 'host ' : 'hosts:\n  '}${failures.join('\n  ')}`;
@@ -113,6 +116,8 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
    * Release on one host: on its connection, else (or `fresh`: after a signal, a step may still run on it) on
    * a new one, which first stops what the old connection left running. Returns why it failed, or undefined.
    */
+  /** What `current` names on each host once a release after an interruption stopped what ran there (LOCK_KEYS.live_after). */
+  const liveAfter = new Map<string, string>();
   const releaseOn = async (host: string, fresh = false): Promise<string | undefined> => {
     const old = session.remote(host).connection;
     let why = '';
@@ -125,6 +130,8 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
           if (audit !== undefined) ctx.reporter.warn(`${host}: the audit log could not be written (${audit.trim() || 'no reason given'})`);
           const stopped = reported(r, LOCK_KEYS.stopped);
           if (stopped) ctx.reporter.warn(`${host}: stopped what the run had left running there (processes ${stopped.trim()})`);
+          const live = reported(r, LOCK_KEYS.live_after);
+          if (live !== undefined) liveAfter.set(host, live.trim());
           return undefined;
         }
         why = `the unlock step failed with exit code ${r.code}${r.stderr.trim() ? `: ${tail(r.stderr, 1)}` : ''}`;
@@ -135,33 +142,59 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
     }
     return `${host} (${why})`;
   };
-  // Once: a signal arriving while the release runs waits for that release instead of starting another.
+  // Once: a signal arriving while the release runs waits for that release instead of starting another. `after`:
+  // what must end first (an interruption lets a switch in flight end).
   let releasing: Promise<string[]> | undefined;
-  const releaseAll = (fresh = false): Promise<string[]> =>
-    (releasing ??= Promise.all([...mine].map((h) => releaseOn(h, fresh))).then((failures) => failures.filter((f): f is string => f !== undefined)));
+  const releaseAll = (fresh = false, after: Promise<unknown> = Promise.resolve()): Promise<string[]> =>
+    (releasing ??= after.then(() => Promise.all([...mine].map((h) => releaseOn(h, fresh)))).then((failures) => failures.filter((f): f is string => f !== undefined)));
 
+  // The first signal stops the run; later ones (Ctrl-C pressed again, a workflow's SIGTERM after its SIGINT) must
+  // not kill the process half-way through releasing: that would leave the lock stale and the steps running.
+  let stopping: NodeJS.Signals | undefined;
   const onSignal = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      ctx.reporter.error(`${signal} received: already stopping (${stopping}), releasing the lock; wait for it (killing ops now would leave the lock stale)`);
+      return;
+    }
+    stopping = signal;
+    const remotes = [...session.remotes.values()];
+    // Nothing new starts on any host from now on; what runs is stopped, except a switch: cut off half-way, nginx
+    // would route to the new release while `current` still names the old one (what status, rollback and the next
+    // deploy read). It is short (a reload, two renames): it ends first, then its host's lock is released.
+    for (const r of remotes) r.halt(`interrupted by ${signal}`);
+    const inFlight = remotes.flatMap((r) => r.inFlight().map((step) => ({ step, host: r.name, remote: r })));
+    const ending = inFlight.filter((f) => UNINTERRUPTIBLE.has(f.step));
     // What the signal cuts off: the steps in flight, each stopped on its host with the lock's release (a migration
     // part-way: said, since the schema may be half-changed where the database has no transactional DDL).
-    const cut = [...session.remotes.values()].flatMap((r) => r.inFlight().map((step) => `${step} on ${r.name}`));
-    const during = cut.length ? ` during ${cut.join(', ')}` : '';
-    ctx.reporter.error(cut.length ? `${signal} received during ${cut.join(', ')}: stopping them, releasing the lock` : `${signal} received: releasing the lock and stopping`);
+    const cut = inFlight.filter((f) => !UNINTERRUPTIBLE.has(f.step)).map((f) => `${f.step} on ${f.host}`);
+    const all = inFlight.map((f) => `${f.step} on ${f.host}`);
+    const during = all.length ? ` during ${all.join(', ')}` : '';
+    const letting = ending.map((f) => `${f.step} on ${f.host}`).join(', ');
+    ctx.reporter.error(
+      !all.length
+        ? `${signal} received: releasing the lock and stopping`
+        : !ending.length
+          ? `${signal} received${during}: stopping them, releasing the lock`
+          : `${signal} received${during}: letting ${letting} end (a switch cut off half-way leaves nginx and current disagreeing)${cut.length ? ', stopping the rest' : ''}, then releasing the lock`,
+    );
     if (cut.some((c) => c.startsWith('migrate on '))) {
       ctx.reporter.error('the migration was stopped part-way: PostgreSQL rolls back a migration run in one transaction (alembic does); check the schema (e.g. alembic current) before deploying again');
     }
     for (const host of mine) pending.set(host, [...(pending.get(host) ?? []), auditLine({ time: runnerNow(ctx).toISOString(), environment: env.name, operation, result: 'failed', actor: info.actor, run: info.runUrl || undefined, message: `interrupted by ${signal}${during}` })]);
     // Over new connections: a step may still run on the old ones (and MaxSessions 1 leaves no room beside it).
-    void releaseAll(true)
+    void releaseAll(true, Promise.all(ending.map((f) => f.remote.whenIdle())))
       .then((failures) => {
         if (failures.length) ctx.reporter.error(ctx.reporter.redact(lockLeft(env, failures, new OpsError(`interrupted by ${signal}`)).message));
+        // What serves now, read after the stop: the run's last word on each host it held.
+        for (const [host, id] of liveAfter) ctx.reporter.warn(`${host}: ${id ? `${id} is live` : 'nothing is live'} after the interruption`);
       })
       .then(() => session.close())
       .finally(() => process.exit(130));
   };
   const finish = options.finish?.((entry, vars = {}) => unlockScript(env, request.runId, entry ? [auditTemplate(auditEntry(env, request, entry, runnerNow(ctx)), vars)] : []));
   // From the lock step on: it may carry an operation's whole work on a host (`finish`: a one-host rollback).
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   const settled = await Promise.allSettled(
     [...session.remotes.values()].map(async (r) => {
       // From here the lock may be ours (a lost answer): released by run id unless the step said it is not.

@@ -11,7 +11,7 @@ import { failureDetail, reported, type Remote, type Step } from '../remote/types
 import { onHost, validate } from '../shell.ts';
 import type { AuditEntry } from '../steps/audit.ts';
 import { deployState, markRelease } from '../steps/release.ts';
-import { ROLLBACK_KEYS, START_FAILED_CLEAN, rollbackStep, stopSlot, type RollbackEnds } from '../steps/switch.ts';
+import { ROLLBACK_KEYS, START_FAILED_CLEAN, SWITCH_KEYS, rollbackStep, stopSlot, type RollbackEnds } from '../steps/switch.ts';
 import { HostRun, type HostSwitch } from './host-run.ts';
 import { withSession } from './hosts.ts';
 import { parseState } from './host-state.ts';
@@ -75,6 +75,11 @@ async function rollbackHost(ctx: OpsContext, env: Target, remote: Remote, locked
   try {
     await h.record(`${fused ? 'lock + ' : ''}start ${slot} + switch`, r, exit === undefined ? 0 : Number(exit) || 1);
   } catch (e) {
+    // Failed after `current` flipped (its records): the release is live on that slot and serves; said so, the slot kept.
+    if (reported(r, SWITCH_KEYS.switched) === target) {
+      failed('live, but recording the switch failed');
+      throw new OpsError(`${(e as Error).message}\n${target} is live on ${remote.name} and serves; recording it (the host's history) failed after the switch`, `see ops status ${env.name} and ops releases ${env.name}`);
+    }
     if (!(e instanceof StepError && e.exitCode === START_FAILED_CLEAN)) await h.tryRun(stopSlot(env, slot));
     failed((e as Error).message.split('\n')[0]!);
     throw new OpsError(`${(e as Error).message}\n${remote.name} still serves ${from}`, (e as OpsError).hint);

@@ -1,5 +1,5 @@
 // A transport for tests: records every step and upload, answers with scripted results.
-import { StepError } from '../errors.ts';
+import { OpsError, StepError } from '../errors.ts';
 import { commandLine, scriptText } from './wrap.ts';
 import { parseReports, type Remote, type RunOptions, type Step, type StepResult, type UploadOptions } from './types.ts';
 
@@ -23,6 +23,7 @@ export class RecordingRemote implements Remote {
     private readonly respond: Responder = () => undefined,
   ) {}
   async run(step: Step, options: RunOptions = {}): Promise<StepResult> {
+    if (this.halted) throw new OpsError(`step "${step.name}" on ${this.name} not started: ${this.halted}`);
     this.runs.push({ step, commandLine: commandLine(step, this.login, this.appUser), stdin: scriptText(step) });
     const r = this.respond(step) ?? {};
     const result: StepResult = { stdout: r.stdout ?? '', stderr: r.stderr ?? '', code: r.code ?? 0, durationMs: 0, reports: parseReports(r.stdout ?? '') };
@@ -32,6 +33,12 @@ export class RecordingRemote implements Remote {
   /** Recorded steps answer at once: none is ever in flight. */
   inFlight(): string[] {
     return [];
+  }
+  async whenIdle(): Promise<void> {}
+  /** Why later steps are refused (halt), as the SSH transport refuses them. */
+  halted?: string;
+  halt(reason: string): void {
+    this.halted ??= reason;
   }
   async upload(content: string | Buffer, path: string, options: UploadOptions = {}): Promise<void> {
     this.uploads.push({ path, content: Buffer.from(content), mode: options.mode ?? 0o600 });

@@ -21,7 +21,15 @@ export interface LoginOptions {
   retries: number;
   /** Where to tell the user to pin a key ("environments/prod/environment.yml"). */
   configFile: string;
+  /**
+   * The connection is no longer wanted (e.g. the deploy's ref turned out not to exist while it opened): the attempt
+   * in progress is ended, no retry is made or announced, and the login rejects with LoginAbandoned.
+   */
+  signal?: AbortSignal;
 }
+
+/** A login given up on purpose (LoginOptions.signal): not a failure of the host, never shown as one. */
+export class LoginAbandoned extends OpsError {}
 
 /** Where an SSH server is, and the key it must present. A host of an environment, or its bastion. */
 export interface Endpoint {
@@ -62,15 +70,23 @@ export async function login(ep: Endpoint, attempt: Attempt, options: LoginOption
   const pinned = pinnedKey(ep, attempt.keyField.startsWith('bastion') ? 'bastion' : 'host', options.configFile);
   const { where } = attempt;
   let tries = 0;
+  const { signal } = options;
+  const abandoned = () => new LoginAbandoned(`connecting to ${where}: abandoned`);
   for (;;) {
+    if (signal?.aborted) throw abandoned();
     let presented: Buffer | undefined;
     const ssh = new NodeSSH();
+    // Given up while connecting: the attempt ends now rather than at its timeout.
+    const abort = () => ssh.connection?.destroy();
+    signal?.addEventListener('abort', abort, { once: true });
     try {
       // Directly: a TCP connection of our own, with Nagle's algorithm off (TCP_NODELAY, as OpenSSH sets it). ssh2
       // writes each packet in pieces (length, payload, MAC); with Nagle, each piece after the first waits for the
       // server's delayed ACK (40 ms on Linux), at every one of a login's eight or so exchanges and every step's.
       // ssh2 takes the socket's errors and its 'connect' (its handlers are set before this tick ends).
       const sock = attempt.sock ? await attempt.sock() : createConnection({ host: ep.address, port: ep.port, noDelay: true });
+      // Given up while a bastion opened the stream: ssh2 would wait for the handshake until its timeout.
+      if (signal?.aborted) sock.destroy();
       await ssh.connect({
         host: ep.address,
         port: ep.port,
@@ -89,6 +105,7 @@ export async function login(ep: Endpoint, attempt: Attempt, options: LoginOption
       return ssh;
     } catch (e) {
       ssh.dispose();
+      if (signal?.aborted) throw abandoned();
       if (e instanceof OpsError && !(e instanceof TransportError)) throw e;
       const message = e instanceof Error ? e.message : String(e);
       if (presented && !presented.equals(pinned.blob)) {
@@ -115,7 +132,9 @@ export async function login(ep: Endpoint, attempt: Attempt, options: LoginOption
       }
       tries++;
       options.reporter.warn(`${where}: ${e instanceof OpsError ? e.message : (describeLowLevel(e)?.what ?? message)}; retrying (${tries}/${options.retries})`);
-      await sleep(1000 * 2 ** (tries - 1));
+      await sleep(1000 * 2 ** (tries - 1), undefined, { signal }).catch(() => undefined);
+    } finally {
+      signal?.removeEventListener('abort', abort);
     }
   }
 }

@@ -116,6 +116,10 @@ class SshRemote implements Remote {
   private waiting: (() => void)[] = [];
   /** Steps of ours running now (their channel open), by name: while there are several, each live line says which step it comes from. */
   private readonly running: string[] = [];
+  /** Who waits for no step to run (whenIdle). */
+  private idleWaiters: (() => void)[] = [];
+  /** Why no new step may start (halt). */
+  private haltedBy?: string;
   constructor(
     private readonly ssh: NodeSSH,
     host: Host,
@@ -133,6 +137,14 @@ class SshRemote implements Remote {
 
   inFlight(): string[] {
     return [...this.running];
+  }
+
+  whenIdle(): Promise<void> {
+    return this.running.length ? new Promise((r) => this.idleWaiters.push(r)) : Promise.resolve();
+  }
+
+  halt(reason: string): void {
+    this.haltedBy ??= reason;
   }
 
   private gone(e: Error): void {
@@ -202,6 +214,7 @@ class SshRemote implements Remote {
   private async exec(step: Step, command: string, input: Buffer, options: RunOptions): Promise<StepResult> {
     const started = Date.now();
     const what = `step "${step.name}"`;
+    if (this.haltedBy) throw new OpsError(`${what} on ${this.name} not started: ${this.haltedBy}`);
     // A quiet step shows nothing live: no splitting into lines (its output may be one long line of data).
     const show = (stream: 'stdout' | 'stderr') =>
       step.quiet
@@ -243,6 +256,7 @@ class SshRemote implements Remote {
       this.aborts.delete(abort);
       this.open--;
       this.running.splice(this.running.indexOf(step.name), 1);
+      if (!this.running.length) for (const idle of this.idleWaiters.splice(0)) idle();
       this.freed();
     });
     out.end();

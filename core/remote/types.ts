@@ -58,6 +58,13 @@ export interface Remote {
   upload(content: string | Buffer, remotePath: string, options?: UploadOptions): Promise<void>;
   /** Names of the steps running now on this connection (their channel open), in the order they started. */
   inFlight(): string[];
+  /** Resolves once no step runs on this connection (at once when none does; a lost connection ends its steps). */
+  whenIdle(): Promise<void>;
+  /**
+   * Start no more steps or uploads on this connection (an interruption: what runs ends or is stopped, nothing new
+   * begins); each later `run` or `upload` rejects with an OpsError naming `reason`.
+   */
+  halt(reason: string): void;
   /** End the connection (idempotent). Whatever runs on the host for it ends with it. */
   close(): Promise<void>;
 }

@@ -7,8 +7,8 @@ import { reportKeys, reported, reportedAll, type Step, type StepResult } from '.
 import { quote } from '../shell.ts';
 import { CONNECTION_FUNCTIONS } from './libraries.ts';
 
-/** What the lock steps report: `lock` (free|held|stale|acquired|released), `holder` (one `key=value` line of the holder's info each), `holder_pid` (the process that holds it), `audit_failed` (why the audit line was not written), `stopped` (pids a forced release stopped). */
-export const LOCK_KEYS = reportKeys('lock', 'holder', 'holder_pid', 'audit_failed', 'stopped');
+/** What the lock steps report: `lock` (free|held|stale|acquired|released), `holder` (one `key=value` line of the holder's info each), `holder_pid` (the process that holds it), `audit_failed` (why the audit line was not written), `stopped` (pids a forced release stopped), `live_after` (the release `current` names once what a gone connection ran is stopped: what serves after an interruption). */
+export const LOCK_KEYS = reportKeys('lock', 'holder', 'holder_pid', 'audit_failed', 'stopped', 'live_after');
 
 export interface LockRequest {
   operation: string;
@@ -88,7 +88,7 @@ ${then}${finish ? `\n${finish}` : ''}`,
  * full disk) is reported (`audit_failed`) and never keeps the lock. `ended`: ids of this run's connections
  * that are gone (lost, or left on a signal): whatever they still run on the host (their steps' processes
  * carry OPS_CONNECTION) is stopped first (TERM, then KILL after 10 s), so the lock never frees a host where
- * the run is still at work.
+ * the run is still at work; then it reports the release `current` names (`live_after`).
  */
 export function releaseLock(env: Target, runId: string, auditLines: string[] = [], ended: string[] = []): Step {
   const stop = ended.length
@@ -101,6 +101,8 @@ if [ ${'$'}{#pids[@]} -gt 0 ]; then
   for _ in {1..50}; do read -r -a pids <<< "$(connection_pids "${'$'}{ended[@]}")"; [ ${'$'}{#pids[@]} -gt 0 ] || break; sleep 0.2; done
   if [ ${'$'}{#pids[@]} -gt 0 ]; then kill -KILL "${'$'}{pids[@]}" 2>/dev/null || true; fi
 fi
+live_after=$(readlink ${quote(env.layout.current)} 2>/dev/null || true)
+ops_report ${LOCK_KEYS.live_after} "${'$'}{live_after##*/}"
 `
     : '';
   return {

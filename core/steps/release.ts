@@ -12,7 +12,7 @@ import { b64 } from './script.ts';
 import { diskReport } from './facts.ts';
 import { IDENTITY_FUNCTIONS, PROBE_FUNCTIONS, SUPERVISOR_FUNCTIONS } from './libraries.ts';
 
-/** What the release steps report. `deployState`: `now` (host clock, Unix seconds), `provisioned` (date or `no`), `current`, `slot`, `live_sha` (the live release's commit, '' when none), `certificate` (yes|no), `known`/`has` (commits the mirror has), `lfs_has` (LFS objects stored), `deps_has` (complete dependency sets under shared/deps), `live_health` (`ok` or why not), `live_changed` (`yes`: the commit is live but its release was not deployed with this deploy's fingerprint), `platform` (`<os> <arch> python <v|none> node <v|none>`, when asked), with FACTS_KEYS.disk and the history's LIBRARY_KEYS. `installDotenv`: `dotenv` (updated|unchanged). `pruneReleases`: `pruned`, `kept_running` (release ids), `pruned_deps` (dependency set names). */
+/** What the release steps report. `deployState`: `now` (host clock, Unix seconds), `provisioned` (date or `no`), `current`, `slot`, `live_sha` (the live release's commit, '' when none), `certificate` (yes|no), `known`/`has` (commits the mirror has), `lfs_has` (LFS objects stored), `deps_has` (complete dependency sets under shared/deps), `live_health` (`ok` or why not), `live_changed` (something is live that was not deployed with this deploy's fingerprint: `settings`, the record of the live release holds another; `unrecorded`, there is none for it: a rollback put it live, or the record is missing or damaged), `platform` (`<os> <arch> python <v|none> node <v|none>`, when asked), with FACTS_KEYS.disk and the history's LIBRARY_KEYS. `installDotenv`: `dotenv` (updated|unchanged). `pruneReleases`: `pruned`, `kept_running` (release ids), `pruned_deps` (dependency set names). */
 export const RELEASE_KEYS = reportKeys('now', 'provisioned', 'current', 'slot', 'live_sha', 'certificate', 'known', 'has', 'lfs_has', 'deps_has', 'live_health', 'live_changed', 'platform', 'dotenv', 'pruned', 'kept_running', 'pruned_deps');
 
 export interface ReleaseMeta {
@@ -82,7 +82,9 @@ export function deployState(env: Target, shas?: string[], options: { lfs?: strin
   const recorded =
     options.fingerprint !== undefined
       ? String.raw`live_same=no; live_fingerprint=""; { read -r live_fingerprint < ${quote(L.fingerprint)}; } 2>/dev/null || true
-if [ "$live_fingerprint" = "$cur_id "${quote(options.fingerprint)} ]; then live_same=yes; elif [ -n "$live_sha" ]; then ops_report ${RELEASE_KEYS.live_changed} yes; fi
+if [ "$live_fingerprint" = "$cur_id "${quote(options.fingerprint)} ]; then live_same=yes
+elif [ -n "$live_sha" ] && [ "${'$'}{live_fingerprint%% *}" = "$cur_id" ]; then ops_report ${RELEASE_KEYS.live_changed} settings
+elif [ -n "$live_sha" ]; then ops_report ${RELEASE_KEYS.live_changed} unrecorded; fi
 `
       : '';
   const noop = options.commit

@@ -258,6 +258,9 @@ fi`,
   };
 }
 
+/** What the switch reports: `switched` (the release id, once `current` names it: the release is live, whatever fails after). */
+export const SWITCH_KEYS = reportKeys('switched');
+
 /**
  * The switch, in one step: nginx to the new slot (site re-rendered too), validated and reloaded gracefully
  * (the previous files come back if nginx refuses, nginx_reload returns once the new workers serve); then,
@@ -283,7 +286,7 @@ export function switchTo(env: Target, slot: Slot, releaseId: string | HostVariab
       // the app's directory, which may be full): after the reload, two renames make them live.
       before: String.raw`${releaseIdVar(releaseId)}
 ln -sfn ${quote(L.releases)}/"$release_id" ${quote(`${L.base}/.current.new`)}
-printf '%s\n' ${quote(slot)} > ${quote(`${L.slotFile}.new`)}`,
+printf '%s\n' ${quote(slot)} > ${quote(`${L.slotFile}.new`)}${fingerprint ? `\nprintf '%s %s\\n' "$release_id" ${quote(fingerprint)} > ${quote(`${L.fingerprint}.new`)}` : ''}`,
       then: String.raw`for i in {1..100}; do
   got=$(curl -s --max-time 1${host} http://127.0.0.1/.ops/slot 2>/dev/null || true)
   [ "$got" = ${quote(slot)} ] && break
@@ -292,11 +295,14 @@ printf '%s\n' ${quote(slot)} > ${quote(`${L.slotFile}.new`)}`,
 done
 mv -T ${quote(`${L.base}/.current.new`)} ${quote(L.current)}
 mv -f ${quote(`${L.slotFile}.new`)} ${quote(L.slotFile)}
+# The release is live from here: a failure of what follows (records) must not be taken for a switch that did not happen.
+ops_report ${SWITCH_KEYS.switched} "$release_id"
 ${historyFunctions(env)}
 history_add live "$release_id" ${operation}
-# What the release was deployed with (deployFingerprint), for a later deploy's no-op; a release a rollback put live
-# has none on record (a deploy of its commit goes on).
-${fingerprint ? `printf '%s %s\\n' "$release_id" ${quote(fingerprint)} > ${quote(L.fingerprint)}` : `rm -f ${quote(L.fingerprint)}`}
+# What the release was deployed with (deployFingerprint, written before nginx changed), for a later deploy's no-op; a
+# release a rollback put live has none on record (a deploy of its commit goes on). A record that cannot be replaced
+# or removed (not a file) names another release than the live one, so it cannot make a deploy a no-op: a warning.
+${fingerprint ? `mv -fT ${quote(`${L.fingerprint}.new`)} ${quote(L.fingerprint)} 2>/dev/null || { rm -f ${quote(`${L.fingerprint}.new`)}; printf 'warning: could not record what %s was deployed with in %s: the next deploy of its commit deploys it again\\n' "$release_id" ${quote(L.fingerprint)} >&2; }` : `rm -f ${quote(L.fingerprint)} 2>/dev/null || echo ${quote(`warning: could not remove ${L.fingerprint} (the next deploy of the live commit deploys it again)`)} >&2`}
 # Live again (rollback --to a release rolled back from): no longer abandoned, so a later rollback may come back to it.
 [ ! -e ${quote(L.releases)}/"$release_id"/.ops-abandoned ] || rm -f ${quote(L.releases)}/"$release_id"/.ops-abandoned
 echo "live: $release_id on slot ${slot}"`,

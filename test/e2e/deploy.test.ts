@@ -155,14 +155,17 @@ describe.sequential('deploy on a provisioned host', () => {
       expect(dry.changes.map((c) => c.live.changed)).toEqual([true]);
       const r = await run('v1');
       expect(r.noop).toBe(false);
-      expect(r.hosts[0]!.notes.join('\n')).toMatch(/is live \(\S+\) with another \.env or other settings: deployed again/);
+      // v1 went live by the rollback above: no record of what it was deployed with (a rollback keeps none), said so.
+      expect(r.hosts[0]!.notes.join('\n')).toMatch(/is live \(\S+\) with no record of what it was deployed with \(put live by a rollback[^:]*\): deployed again/);
       expect((await sshRun(host, `sudo grep -c 'OPS_E2E_MARK=.*changed-${process.pid}' /srv/sample/shared/.env`)).stdout.trim()).toBe('1');
       expect((await run('v1')).noop).toBe(true);
     } finally {
       project.write(good);
     }
-    // Back to the settings before: deployed again too (what serves is what was asked).
-    expect((await run('v1')).noop).toBe(false);
+    // Back to the settings before: deployed again too (what serves is what was asked), as another .env.
+    const back = await run('v1');
+    expect(back.noop).toBe(false);
+    expect(back.hosts[0]!.notes.join('\n')).toMatch(/is live \(\S+\) with another \.env or other settings: deployed again/);
   }, 300_000);
 
   it('redeploys the live sha as a no-op (health verified, nothing run), over one SSH connection', async () => {

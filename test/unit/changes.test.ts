@@ -98,8 +98,10 @@ describe('the change a deploy makes', () => {
     const live = { host: 'web1', sha: sha('v1'), release: 'r1' };
     expect(formatChanges([{ hosts: ['web1'], live, change: same }], sha('v1')).join('\n')).toMatch(/already live, nothing changes$/);
     expect(formatChanges([{ hosts: ['web1'], live: { ...live, changed: true }, change: same }], sha('v1')).join('\n')).toMatch(/live, with another \.env or other settings than this deploy's: deployed again/);
-    const grouped = await describeChanges(app, env(), [live, { ...live, host: 'web2', changed: true }], sha('v1'));
-    expect(grouped.map((g) => g.hosts)).toEqual([['web1'], ['web2']]);
+    // No record of what it was deployed with (a rollback put it live): said as such, not as another .env.
+    expect(formatChanges([{ hosts: ['web1'], live: { ...live, changed: true, unrecorded: true }, change: same }], sha('v1')).join('\n')).toMatch(/live, with no record of what it was deployed with \(put live by a rollback, or its record missing or damaged\): deployed again/);
+    const grouped = await describeChanges(app, env(), [live, { ...live, host: 'web2', changed: true }, { ...live, host: 'web3', changed: true, unrecorded: true }], sha('v1'));
+    expect(grouped.map((g) => g.hosts)).toEqual([['web1'], ['web2'], ['web3']]);
     const unknown = await describeChange(app, env(), 'f'.repeat(40), sha('v1'));
     expect(unknown.relation).toBe('unknown');
     expect(formatChanges([{ hosts: ['web1'], live: { host: 'web1', sha: 'f'.repeat(40), release: '' }, change: unknown }], sha('v1')).join('\n')).toContain('fetch');

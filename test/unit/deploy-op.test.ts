@@ -1,10 +1,13 @@
 // The deploy operation's decisions, against the recording transport (no host): which steps run in which
 // order for a first deploy, a no-op, a failed build, an unprovisioned host, a dry run, a hostile ref.
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { parse, stringify } from 'yaml';
+import { execFileSync } from 'node:child_process';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { loadEnvironment } from '../../core/config/environment.ts';
 import type { OpsContext } from '../../core/context.ts';
 import { deploy, deploySummary } from '../../core/ops/deploy.ts';
@@ -16,6 +19,7 @@ import { FACTS_KEYS } from '../../core/steps/facts.ts';
 import { LIBRARY_KEYS } from '../../core/steps/libraries.ts';
 import { LOCK_KEYS } from '../../core/steps/lock.ts';
 import { RELEASE_KEYS } from '../../core/steps/release.ts';
+import { SWITCH_KEYS } from '../../core/steps/switch.ts';
 import { opsLines, type ReportText } from './reports.helpers.ts';
 import { TEST_HOST_KEY, scratchProject } from './project.helpers.ts';
 
@@ -95,7 +99,7 @@ describe('deploy operation', () => {
   });
 
   it('the same sha live, deployed with another .env or settings (live_changed): deployed again, said so; the switch records the new fingerprint and the state step was asked with it', async () => {
-    const h = harness(opsLines(STATE, 'provisioned yes', `current 20261125T120000Z-${v1.slice(0, 12)}`, 'slot blue', `live_sha ${v1}`, 'live_changed yes', `has ${v1}`));
+    const h = harness(opsLines(STATE, 'provisioned yes', `current 20261125T120000Z-${v1.slice(0, 12)}`, 'slot blue', `live_sha ${v1}`, 'live_changed settings', `has ${v1}`));
     const r = await deploy(h.ctx, loadEnvironment('x', root), {});
     expect(r.noop).toBe(false);
     expect(h.remote.stepNames()).toEqual(expect.arrayContaining(['build', 'start green', 'switch']));
@@ -103,6 +107,13 @@ describe('deploy operation', () => {
     const asked = /\[ "\$live_fingerprint" = "\$cur_id "'?([0-9a-f]{32})'? \]/.exec(h.remote.runs[0]!.stdin)?.[1];
     expect(asked).toMatch(/^[0-9a-f]{32}$/);
     expect(h.remote.runs.find((x) => x.step.name === "switch")!.stdin).toMatch(new RegExp(`printf '%s %s\\\\n' "\\$release_id" '?${asked}'? > /srv/sample/\\.ops/fingerprint`));
+  });
+
+  it('the same sha live with no record of what it was deployed with (a rollback put it live): deployed again, saying that, not "another .env"', async () => {
+    const h = harness(opsLines(STATE, 'provisioned yes', `current 20261125T120000Z-${v1.slice(0, 12)}`, 'slot blue', `live_sha ${v1}`, 'live_changed unrecorded', `has ${v1}`));
+    const r = await deploy(h.ctx, loadEnvironment('x', root), {});
+    expect(r.noop).toBe(false);
+    expect(r.hosts[0]!.notes).toContain(`${v1.slice(0, 12)} is live (20261125T120000Z-${v1.slice(0, 12)}) with no record of what it was deployed with (put live by a rollback, or its record missing or damaged): deployed again`);
   });
 
   it('deployFingerprint: the .env, environ and settings that shape a host, not how it is reached nor the rollout pace nor key order', () => {
@@ -123,6 +134,29 @@ describe('deploy operation', () => {
     expect(withConfig((c) => (c.switch.batch_size = 7))).toBe(fp);
     expect(withConfig((c) => (c.ref = 'other'))).toBe(fp);
     expect(withConfig((c) => (c.programs = Object.fromEntries(Object.entries(c.programs).reverse())))).toBe(fp);
+  });
+
+  it('deployFingerprint: the variables of env in another order are the same .env; a site template is its content, not its name', () => {
+    const e = loadEnvironment('x', root);
+    const render = (env: Record<string, string>) => ({ dotenv: `# header\n${Object.entries(env).map(([k, v]) => `${k}=${v}\n`).join('')}`, environ: Object.entries(env).map(([k, v]) => `${k}=${v}\0`).join(''), forms: {} });
+    const withConfig = (patch: (c: Record<string, any>) => void, env = { A: '1', B: '2' }) => {
+      const config = structuredClone(e.config) as Record<string, any>;
+      patch(config);
+      return deployFingerprint({ ...e, config: config as typeof e.config }, render(env));
+    };
+    const fp = withConfig(() => undefined);
+    expect(withConfig((c) => (c.env = Object.fromEntries(Object.entries(c.env).reverse())), { B: '2', A: '1' })).toBe(fp);
+    expect(withConfig(() => undefined, { A: '2', B: '1' })).not.toBe(fp);
+    const template = join(root, 'environments', 'x', 'site.conf.tmpl');
+    try {
+      writeFileSync(template, 'server { {{locations}} }\n');
+      const one = withConfig((c) => (c.nginx.site_template = 'site.conf.tmpl'));
+      expect(one).not.toBe(fp);
+      writeFileSync(template, 'server { add_header X-New 1; {{locations}} }\n');
+      expect(withConfig((c) => (c.nginx.site_template = 'site.conf.tmpl'))).not.toBe(one);
+    } finally {
+      rmSync(template);
+    }
   });
 
   it('the same sha live but unhealthy: says so instead of pretending success', async () => {
@@ -213,6 +247,26 @@ describe('deploy operation', () => {
     expect(h.remote.runs.at(-1)!.stdin).toContain('live, but the clean-up after the switch failed');
   });
 
+  it('the switch fails after `current` flipped (its records: history on a full disk, the fingerprint record): said live, its slot kept, not marked failed', async () => {
+    const h = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', `has ${v1}`), (step) => {
+      if (step.name !== 'switch') return undefined;
+      const id = /release_id='?(\d{8}T\d{6}Z-[0-9a-f]{12})/.exec(step.script)![1]!;
+      return { code: 1, stdout: opsLines(SWITCH_KEYS, `switched ${id}`), stderr: 'printf: write error: No space left on device' };
+    });
+    const err = (await deploy(h.ctx, loadEnvironment('x', root), {}).catch((e: unknown) => e)) as Error;
+    expect(err.message).toMatch(/No space left on device[\s\S]*\n\d{8}T\d{6}Z-[0-9a-f]{12} is live on web1 and serves; recording it/);
+    expect(err.message).not.toMatch(/still serves 20261101T000000Z-aaaaaaaaaaaa|nothing was switched/);
+    expect(h.remote.stepNames()).not.toContain('stop green');
+    expect(h.remote.stepNames()).not.toContain('mark failed');
+    expect(h.remote.runs.at(-1)!.stdin).toContain('live, but recording the switch failed');
+  });
+
+  it('the switch fails before `current` flipped: nothing switched, the new slot stopped, the release marked failed', async () => {
+    const h = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', `has ${v1}`), (step) => (step.name === 'switch' ? { code: 1, stderr: 'nginx rejected the new configuration' } : undefined));
+    await expect(deploy(h.ctx, loadEnvironment('x', root), {})).rejects.toThrow(/nginx rejected[\s\S]*web1 still serves 20261101T000000Z-aaaaaaaaaaaa; nothing was switched/);
+    expect(h.remote.stepNames()).toEqual(expect.arrayContaining(['stop green', 'mark failed']));
+  });
+
   it('a start that failed cleanly (supervisor refused the file: the previous one is back, the warm release runs) is not stopped again', async () => {
     const h = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', `has ${v1}`), (step) => (step.name === 'start green' ? { code: 3, stderr: 'supervisor refused the new configuration of slot green' } : undefined));
     await expect(deploy(h.ctx, loadEnvironment('x', root), {})).rejects.toThrow(/supervisor refused the new configuration/);
@@ -280,6 +334,33 @@ describe('deploy operation', () => {
     expect(h.remote.stepNames()).toEqual([]);
     expect(h.remote.closed).toBe(true);
   });
+
+  it('an unknown ref with a host that does not answer (an sshd that never speaks): the ref is said at once, the connection under way given up, no retry announced', async () => {
+    // A real SSH login (node-ssh) against a listener that accepts and never answers: without giving up, the ref's
+    // error would wait for 3 attempts of 30 s, each announced as a retry about the host.
+    const accepted: Socket[] = [];
+    const listener = createServer((c) => accepted.push(c.resume()));
+    await new Promise<void>((r) => listener.listen(0, '127.0.0.1', r));
+    const port = (listener.address() as AddressInfo).port;
+    const dir = mkdtempSync(join(tmpdir(), 'ops-deploy-silent-'));
+    try {
+      execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'key')]);
+      mkdirSync(join(dir, 'environments', 'x'), { recursive: true });
+      writeFileSync(join(dir, 'package.json'), '{}');
+      const config = parse(readFileSync(join(root, 'environments', 'x', 'environment.yml'), 'utf8'));
+      writeFileSync(join(dir, 'environments', 'x', 'environment.yml'), stringify({ ...config, hosts: [{ ...config.hosts[0], address: '127.0.0.1', port }], ssh: { identity_file: join(dir, 'key'), connect_timeout: 30, connect_retries: 2 } }));
+      const reporter = new MemoryReporter();
+      const ctx: OpsContext = { root: dir, reporter, processEnv: { PATH: process.env.PATH } };
+      await expect(deploy(ctx, loadEnvironment('x', dir), { ref: 'no-such-branch' })).rejects.toThrow(/ref "no-such-branch" is not a tag, branch or commit/);
+      // The connection under way (if it got that far) is closed by the client, not left to its timeout.
+      await Promise.all(accepted.map((c) => (c.closed ? undefined : new Promise((r) => c.once('close', r)))));
+      expect(reporter.lines.join('\n')).not.toMatch(/retrying|cannot connect/);
+    } finally {
+      for (const c of accepted) c.destroy();
+      listener.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 20_000);
 
   it('a malformed ref is refused before any connection', async () => {
     const h = harness('');

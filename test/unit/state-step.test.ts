@@ -85,14 +85,20 @@ describe('the state step on a host (bash)', () => {
       else rmSync(join(base, '.ops', 'fingerprint'));
       const r = await runStep(deployState(env(base), [LIVE_SHA], { commit: LIVE_SHA, fingerprint: FINGERPRINT }));
       const state = parseState(r);
-      expect(state).toMatchObject({ current: LIVE, liveSha: LIVE_SHA, liveChanged: true, liveHealth: '', depsHas: ['venv-0123'] });
+      expect(state).toMatchObject({ current: LIVE, liveSha: LIVE_SHA, liveChanged: true, liveUnrecorded: !recorded, liveHealth: '', depsHas: ['venv-0123'] });
       expect(state.releases.map((x) => x.id)).toEqual([OLD, LIVE]);
       expect(reported(r, FACTS_KEYS.disk)).toMatch(/^\d+ \d+ \d+ /);
     }
-    // The fingerprint of another release (the one live before a rollback) is not this one's.
-    const base = host();
-    writeFileSync(join(base, '.ops', 'fingerprint'), `${OLD} ${FINGERPRINT}\n`);
-    expect(parseState(await runStep(deployState(env(base), [LIVE_SHA], { commit: LIVE_SHA, fingerprint: FINGERPRINT }))).liveChanged).toBe(true);
+    // The fingerprint of another release (the one live before a rollback) is not this one's; garbage, an empty
+    // record or a directory in its place are no record either: deployed again, said as no record.
+    for (const damage of [`${OLD} ${FINGERPRINT}\n`, 'garbage\n', '', 'directory']) {
+      const base = host();
+      const file = join(base, '.ops', 'fingerprint');
+      rmSync(file, { force: true });
+      if (damage === 'directory') mkdirSync(file);
+      else writeFileSync(file, damage);
+      expect(parseState(await runStep(deployState(env(base), [LIVE_SHA], { commit: LIVE_SHA, fingerprint: FINGERPRINT }))), damage).toMatchObject({ liveChanged: true, liveUnrecorded: true, liveHealth: '' });
+    }
   });
 
   it("a dry run's read (the fingerprint alone): live_changed only when the live release was deployed with another; no live check", async () => {

@@ -68956,6 +68956,8 @@ init_hostkey();
 import { timingSafeEqual } from "node:crypto";
 import { createConnection } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
+var LoginAbandoned = class extends OpsError {
+};
 function hostKeyAlgorithms(type) {
   return type === "ssh-rsa" ? ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"] : [type];
 }
@@ -68969,11 +68971,17 @@ async function login(ep, attempt, options) {
   const pinned = pinnedKey(ep, attempt.keyField.startsWith("bastion") ? "bastion" : "host", options.configFile);
   const { where } = attempt;
   let tries = 0;
+  const { signal } = options;
+  const abandoned = () => new LoginAbandoned(`connecting to ${where}: abandoned`);
   for (; ; ) {
+    if (signal?.aborted) throw abandoned();
     let presented;
     const ssh = new NodeSSH();
+    const abort = () => ssh.connection?.destroy();
+    signal?.addEventListener("abort", abort, { once: true });
     try {
       const sock = attempt.sock ? await attempt.sock() : createConnection({ host: ep.address, port: ep.port, noDelay: true });
+      if (signal?.aborted) sock.destroy();
       await ssh.connect({
         host: ep.address,
         port: ep.port,
@@ -68992,6 +69000,7 @@ async function login(ep, attempt, options) {
       return ssh;
     } catch (e) {
       ssh.dispose();
+      if (signal?.aborted) throw abandoned();
       if (e instanceof OpsError && !(e instanceof TransportError)) throw e;
       const message = e instanceof Error ? e.message : String(e);
       if (presented && !presented.equals(pinned.blob)) {
@@ -69018,7 +69027,9 @@ async function login(ep, attempt, options) {
       }
       tries++;
       options.reporter.warn(`${where}: ${e instanceof OpsError ? e.message : describeLowLevel(e)?.what ?? message}; retrying (${tries}/${options.retries})`);
-      await sleep(1e3 * 2 ** (tries - 1));
+      await sleep(1e3 * 2 ** (tries - 1), void 0, { signal }).catch(() => void 0);
+    } finally {
+      signal?.removeEventListener("abort", abort);
     }
   }
 }
@@ -69260,8 +69271,18 @@ var SshRemote = class {
   waiting = [];
   /** Steps of ours running now (their channel open), by name: while there are several, each live line says which step it comes from. */
   running = [];
+  /** Who waits for no step to run (whenIdle). */
+  idleWaiters = [];
+  /** Why no new step may start (halt). */
+  haltedBy;
   inFlight() {
     return [...this.running];
+  }
+  whenIdle() {
+    return this.running.length ? new Promise((r) => this.idleWaiters.push(r)) : Promise.resolve();
+  }
+  halt(reason) {
+    this.haltedBy ??= reason;
   }
   gone(e) {
     this.lost ??= e;
@@ -69327,6 +69348,7 @@ var SshRemote = class {
   async exec(step, command2, input, options) {
     const started = Date.now();
     const what = `step "${step.name}"`;
+    if (this.haltedBy) throw new OpsError(`${what} on ${this.name} not started: ${this.haltedBy}`);
     const show = (stream2) => step.quiet ? { push: () => void 0, flush: () => void 0 } : new LineSplitter((line) => {
       if (!line.startsWith(REPORT_PREFIX)) this.reporter.line(this.name, this.running.length > 1 ? `[${step.name}] ${line}` : line, stream2);
     });
@@ -69363,6 +69385,7 @@ var SshRemote = class {
       this.aborts.delete(abort);
       this.open--;
       this.running.splice(this.running.indexOf(step.name), 1);
+      if (!this.running.length) for (const idle of this.idleWaiters.splice(0)) idle();
       this.freed();
     });
     out.end();
@@ -69419,13 +69442,13 @@ function clockSkewWarning(ctx, host, hostEpoch) {
 }
 function sshConnector(ctx) {
   const bastions = /* @__PURE__ */ new Map();
-  return async (env, host) => {
+  return async (env, host, signal) => {
     const ssh = env.config.ssh;
     const credentials = resolveCredentials(
       { identityFile: ctx.identityFile, configFile: ssh.identity_file ? envPath(env, ssh.identity_file) : void 0, processEnv: ctx.processEnv },
       ctx.reporter
     );
-    const common = { reporter: ctx.reporter, connectTimeout: ssh.connect_timeout, retries: ssh.connect_retries, configFile: `environments/${env.name}/environment.yml` };
+    const common = { reporter: ctx.reporter, connectTimeout: ssh.connect_timeout, retries: ssh.connect_retries, configFile: `environments/${env.name}/environment.yml`, signal };
     let via;
     if (host.bastion) {
       const b = host.bastion;
@@ -69459,14 +69482,16 @@ function guarded(remote) {
     run: (step, options) => translated(`step "${step.name}"`, () => remote.run(step, options)),
     upload: (content, path, options) => translated(`upload of ${path}`, () => remote.upload(content, path, options)),
     inFlight: () => remote.inFlight(),
+    whenIdle: () => remote.whenIdle(),
+    halt: (reason) => remote.halt(reason),
     close: () => remote.close().catch(() => void 0)
   };
 }
 function hostConnector(ctx) {
   const base = ctx.connector ?? sshConnector(ctx);
-  return async (env, host) => {
+  return async (env, host, signal) => {
     try {
-      return guarded(await base(env, host));
+      return guarded(await base(env, host, signal));
     } catch (e) {
       throw translateError(e, host.name, `connecting to ${host.name}`);
     }
@@ -69886,10 +69911,13 @@ async function describeChange(repo, env, live, target) {
   ];
   return change;
 }
+function liveChangedWhy(live) {
+  return live.unrecorded ? "with no record of what it was deployed with (put live by a rollback, or its record missing or damaged)" : "with another .env or other settings than this deploy's";
+}
 async function describeChanges(repo, env, lives, target) {
   const groups = /* @__PURE__ */ new Map();
   for (const l of lives) {
-    const key = l.error ? `error ${l.host}` : `${l.sha} ${l.release} ${l.changed ? "changed" : ""}`;
+    const key = l.error ? `error ${l.host}` : `${l.sha} ${l.release} ${l.changed ? "changed" : ""} ${l.unrecorded ? "unrecorded" : ""}`;
     const g = groups.get(key);
     if (g) g.hosts.push(l.host);
     else groups.set(key, { hosts: [l.host], live: l });
@@ -69917,7 +69945,7 @@ function formatChanges(groups, target) {
         out.push(`${head}: first deploy, nothing live yet`);
         continue;
       case "same":
-        out.push(live.changed ? `${head}: live, with another .env or other settings than this deploy's: deployed again (a new release of the same commit)` : `${head}: already live, nothing changes`);
+        out.push(live.changed ? `${head}: live, ${liveChangedWhy(live)}: deployed again (a new release of the same commit)` : `${head}: already live, nothing changes`);
         continue;
       case "unknown":
         out.push(`${head}: the live commit is not in this repository; fetch (git fetch --all --tags) to see the change`);
@@ -70882,6 +70910,7 @@ if [ -f "$conf" ]; then
 fi`
   };
 }
+var SWITCH_KEYS = reportKeys("switched");
 function switchTo(env, slot, releaseId2, certificateReady, operation = "deploy", fingerprint2) {
   const L = env.layout;
   const host = env.config.domain ? ` -H ${quote(`Host: ${env.config.domain}`)}` : "";
@@ -70897,7 +70926,8 @@ function switchTo(env, slot, releaseId2, certificateReady, operation = "deploy",
       // the app's directory, which may be full): after the reload, two renames make them live.
       before: String.raw`${releaseIdVar(releaseId2)}
 ln -sfn ${quote(L.releases)}/"$release_id" ${quote(`${L.base}/.current.new`)}
-printf '%s\n' ${quote(slot)} > ${quote(`${L.slotFile}.new`)}`,
+printf '%s\n' ${quote(slot)} > ${quote(`${L.slotFile}.new`)}${fingerprint2 ? `
+printf '%s %s\\n' "$release_id" ${quote(fingerprint2)} > ${quote(`${L.fingerprint}.new`)}` : ""}`,
       then: String.raw`for i in {1..100}; do
   got=$(curl -s --max-time 1${host} http://127.0.0.1/.ops/slot 2>/dev/null || true)
   [ "$got" = ${quote(slot)} ] && break
@@ -70906,11 +70936,14 @@ printf '%s\n' ${quote(slot)} > ${quote(`${L.slotFile}.new`)}`,
 done
 mv -T ${quote(`${L.base}/.current.new`)} ${quote(L.current)}
 mv -f ${quote(`${L.slotFile}.new`)} ${quote(L.slotFile)}
+# The release is live from here: a failure of what follows (records) must not be taken for a switch that did not happen.
+ops_report ${SWITCH_KEYS.switched} "$release_id"
 ${historyFunctions(env)}
 history_add live "$release_id" ${operation}
-# What the release was deployed with (deployFingerprint), for a later deploy's no-op; a release a rollback put live
-# has none on record (a deploy of its commit goes on).
-${fingerprint2 ? `printf '%s %s\\n' "$release_id" ${quote(fingerprint2)} > ${quote(L.fingerprint)}` : `rm -f ${quote(L.fingerprint)}`}
+# What the release was deployed with (deployFingerprint, written before nginx changed), for a later deploy's no-op; a
+# release a rollback put live has none on record (a deploy of its commit goes on). A record that cannot be replaced
+# or removed (not a file) names another release than the live one, so it cannot make a deploy a no-op: a warning.
+${fingerprint2 ? `mv -fT ${quote(`${L.fingerprint}.new`)} ${quote(L.fingerprint)} 2>/dev/null || { rm -f ${quote(`${L.fingerprint}.new`)}; printf 'warning: could not record what %s was deployed with in %s: the next deploy of its commit deploys it again\\n' "$release_id" ${quote(L.fingerprint)} >&2; }` : `rm -f ${quote(L.fingerprint)} 2>/dev/null || echo ${quote(`warning: could not remove ${L.fingerprint} (the next deploy of the live commit deploys it again)`)} >&2`}
 # Live again (rollback --to a release rolled back from): no longer abandoned, so a later rollback may come back to it.
 [ ! -e ${quote(L.releases)}/"$release_id"/.ops-abandoned ] || rm -f ${quote(L.releases)}/"$release_id"/.ops-abandoned
 echo "live: $release_id on slot ${slot}"`
@@ -70951,7 +70984,9 @@ function deployState(env, shas, options = {}) {
   const cert = certificatePaths(env);
   const live = (slot) => `live_verdict "$cur_id" "$cur" ${quote(L.supervisorGroup(slot))} 3 0.2 ${probes(env, slot).map(quote).join(" ")}`;
   const recorded = options.fingerprint !== void 0 ? String.raw`live_same=no; live_fingerprint=""; { read -r live_fingerprint < ${quote(L.fingerprint)}; } 2>/dev/null || true
-if [ "$live_fingerprint" = "$cur_id "${quote(options.fingerprint)} ]; then live_same=yes; elif [ -n "$live_sha" ]; then ops_report ${RELEASE_KEYS.live_changed} yes; fi
+if [ "$live_fingerprint" = "$cur_id "${quote(options.fingerprint)} ]; then live_same=yes
+elif [ -n "$live_sha" ] && [ "${"$"}{live_fingerprint%% *}" = "$cur_id" ]; then ops_report ${RELEASE_KEYS.live_changed} settings
+elif [ -n "$live_sha" ]; then ops_report ${RELEASE_KEYS.live_changed} unrecorded; fi
 ` : "";
   const noop = options.commit ? String.raw`${PROBE_FUNCTIONS}
 ${SUPERVISOR_FUNCTIONS}
@@ -71165,10 +71200,11 @@ var HostRun = class {
   env;
   operation;
   steps = [];
-  async run(step) {
+  /** Run `step`; `options.allowFailure`: a failed step's result is returned (see `failure`), not thrown. */
+  async run(step, options = {}) {
     const started = Date.now();
     try {
-      return await (step.quiet ? this.remote.run(step) : this.ctx.reporter.group(`${this.remote.name} \xB7 ${step.name}`, () => this.remote.run(step)));
+      return await (step.quiet ? this.remote.run(step, options) : this.ctx.reporter.group(`${this.remote.name} \xB7 ${step.name}`, () => this.remote.run(step, options)));
     } catch (e) {
       throw await this.diskFull(e);
     } finally {
@@ -71187,7 +71223,11 @@ var HostRun = class {
    */
   async record(name2, result, code = 0) {
     this.steps.push({ name: name2, ms: result.durationMs });
-    if (code !== 0) throw await this.diskFull(new StepError(name2, this.remote.name, code, failureDetail(result.stdout, result.stderr)));
+    if (code !== 0) throw await this.failure(name2, result, code);
+  }
+  /** The error of a step `name` that ended with `code` (its result read with allowFailure): a full disk said as such. */
+  async failure(name2, result, code = result.code) {
+    return this.diskFull(new StepError(name2, this.remote.name, code, failureDetail(result.stdout, result.stderr)));
   }
   /** A cleanup step whose own failure must not hide the original error. */
   async tryRun(step) {
@@ -71250,11 +71290,13 @@ var Session = class _Session {
   connector;
   /**
    * Connect to every host in parallel. @throws OpsError (one line per unreachable host, or that host's own
-   * error when there is one host) after closing the connections that did open: nothing has run yet.
+   * error when there is one host) after closing the connections that did open: nothing has run yet. `signal`:
+   * the session is no longer wanted (a deploy whose plan failed while it opened): the attempts still under way end
+   * at once, without retries, and it rejects.
    */
-  static async open(ctx, env, hosts = env.hosts) {
+  static async open(ctx, env, hosts = env.hosts, signal) {
     const connector = hostConnector(ctx);
-    const settled2 = await Promise.allSettled(hosts.map((h) => connector(env, h)));
+    const settled2 = await Promise.allSettled(hosts.map((h) => connector(env, h, signal)));
     const remotes = /* @__PURE__ */ new Map();
     const failures = [];
     settled2.forEach((s, i) => {
@@ -71331,7 +71373,8 @@ function parseState(r) {
     lfsHas: reportedAll(r, RELEASE_KEYS.lfs_has),
     certificate: reported(r, RELEASE_KEYS.certificate) === "yes",
     liveHealth: reported(r, RELEASE_KEYS.live_health) ?? "",
-    liveChanged: reported(r, RELEASE_KEYS.live_changed) === "yes",
+    liveChanged: Boolean(reported(r, RELEASE_KEYS.live_changed)),
+    liveUnrecorded: reported(r, RELEASE_KEYS.live_changed) === "unrecorded",
     hostTime: reported(r, RELEASE_KEYS.now),
     slotReleases,
     disk: parseDisk(reported(r, FACTS_KEYS.disk)),
@@ -71347,7 +71390,7 @@ function pruneAfterSwitch(env, state, id, newSlot) {
   return [...kept].filter(([, why]) => why === void 0).map(([r]) => r);
 }
 function liveOf(host, state) {
-  return { host, sha: state.liveSha, release: state.current, ...state.liveChanged && { changed: true } };
+  return { host, sha: state.liveSha, release: state.current, ...state.liveChanged && { changed: true }, ...state.liveUnrecorded && { unrecorded: true } };
 }
 async function readLive(ctx, env, fingerprint2) {
   try {
@@ -71369,7 +71412,7 @@ async function readLive(ctx, env, fingerprint2) {
 }
 
 // core/ops/deploy-host.ts
-import { readFileSync as readFileSync7 } from "node:fs";
+import { readFileSync as readFileSync8 } from "node:fs";
 import { randomBytes as randomBytes12 } from "node:crypto";
 init_errors();
 
@@ -71575,7 +71618,9 @@ ${command2}` };
 }
 
 // core/ops/deploy-plan.ts
+init_environment();
 import { createHash as createHash5 } from "node:crypto";
+import { readFileSync as readFileSync7 } from "node:fs";
 
 // core/runinfo.ts
 import { hostname, userInfo } from "node:os";
@@ -71823,7 +71868,19 @@ function deployFingerprint(env, dotenv) {
   const { hosts: _h, bastion: _b, ssh: _s, repository: _r, ref: _ref, switch: sw, ...settings } = env.config;
   const { batch_size: _bs, ...switchSettings } = sw;
   const sorted = (_, v) => v && typeof v === "object" && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0)) : v;
-  const digest = createHash5("sha256").update(JSON.stringify({ dotenv: dotenv.dotenv, environ: dotenv.environ, settings: { ...settings, switch: switchSettings } }, sorted));
+  const unordered = (text, separator) => text.split(separator).sort();
+  const template = env.config.nginx.site_template;
+  const digest = createHash5("sha256").update(
+    JSON.stringify(
+      {
+        dotenv: unordered(dotenv.dotenv, "\n"),
+        environ: unordered(dotenv.environ, "\0"),
+        settings: { ...settings, switch: switchSettings },
+        ...template && { siteTemplate: readFileSync7(envPath(env, template), "utf8") }
+      },
+      sorted
+    )
+  );
   return digest.digest("hex").slice(0, 32);
 }
 async function inOrder(promises3) {
@@ -71897,7 +71954,7 @@ function auditTemplate(entry, vars) {
 
 // core/steps/lock.ts
 init_shell();
-var LOCK_KEYS = reportKeys("lock", "holder", "holder_pid", "audit_failed", "stopped");
+var LOCK_KEYS = reportKeys("lock", "holder", "holder_pid", "audit_failed", "stopped", "live_after");
 var LOCK_STATE = String.raw`lock_state=free
 if [ -d "$lock" ]; then
   pid=$(sed -n 's/^holder_pid=//p' "$lock/info" 2>/dev/null || true)
@@ -71960,6 +72017,8 @@ if [ ${"$"}{#pids[@]} -gt 0 ]; then
   for _ in {1..50}; do read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"; [ ${"$"}{#pids[@]} -gt 0 ] || break; sleep 0.2; done
   if [ ${"$"}{#pids[@]} -gt 0 ]; then kill -KILL "${"$"}{pids[@]}" 2>/dev/null || true; fi
 fi
+live_after=$(readlink ${quote(env.layout.current)} 2>/dev/null || true)
+ops_report ${LOCK_KEYS.live_after} "${"$"}{live_after##*/}"
 ` : "";
   return {
     name: "unlock",
@@ -72017,6 +72076,7 @@ async function acquire(remote, env, request, inspect, finish, finishSeconds, not
 function auditEntry(env, request, entry, now) {
   return { time: now.toISOString(), environment: env.name, operation: request.operation, actor: request.actor, run: request.runUrl || void 0, ...entry };
 }
+var UNINTERRUPTIBLE = /* @__PURE__ */ new Set(["switch"]);
 function lockLeft(env, failures, cause) {
   const left = `the lock of ${env.name} could not be released on ${failures.length === 1 ? "host " : "hosts:\n  "}${failures.join("\n  ")}`;
   const release = `once nothing runs there any more, release it: ops lock release ${env.name}`;
@@ -72034,6 +72094,7 @@ async function withLock(ctx, session, operation, fn, options = {}) {
   const pending = /* @__PURE__ */ new Map();
   const inspected = /* @__PURE__ */ new Map();
   const finished = /* @__PURE__ */ new Set();
+  const liveAfter = /* @__PURE__ */ new Map();
   const releaseOn = async (host, fresh = false) => {
     const old = session.remote(host).connection;
     let why = "";
@@ -72046,6 +72107,8 @@ async function withLock(ctx, session, operation, fn, options = {}) {
           if (audit !== void 0) ctx.reporter.warn(`${host}: the audit log could not be written (${audit.trim() || "no reason given"})`);
           const stopped = reported(r, LOCK_KEYS.stopped);
           if (stopped) ctx.reporter.warn(`${host}: stopped what the run had left running there (processes ${stopped.trim()})`);
+          const live = reported(r, LOCK_KEYS.live_after);
+          if (live !== void 0) liveAfter.set(host, live.trim());
           return void 0;
         }
         why = `the unlock step failed with exit code ${r.code}${r.stderr.trim() ? `: ${tail(r.stderr, 1)}` : ""}`;
@@ -72057,22 +72120,37 @@ async function withLock(ctx, session, operation, fn, options = {}) {
     return `${host} (${why})`;
   };
   let releasing;
-  const releaseAll = (fresh = false) => releasing ??= Promise.all([...mine].map((h) => releaseOn(h, fresh))).then((failures) => failures.filter((f) => f !== void 0));
+  const releaseAll = (fresh = false, after = Promise.resolve()) => releasing ??= after.then(() => Promise.all([...mine].map((h) => releaseOn(h, fresh)))).then((failures) => failures.filter((f) => f !== void 0));
+  let stopping;
   const onSignal = (signal) => {
-    const cut = [...session.remotes.values()].flatMap((r) => r.inFlight().map((step) => `${step} on ${r.name}`));
-    const during = cut.length ? ` during ${cut.join(", ")}` : "";
-    ctx.reporter.error(cut.length ? `${signal} received during ${cut.join(", ")}: stopping them, releasing the lock` : `${signal} received: releasing the lock and stopping`);
+    if (stopping) {
+      ctx.reporter.error(`${signal} received: already stopping (${stopping}), releasing the lock; wait for it (killing ops now would leave the lock stale)`);
+      return;
+    }
+    stopping = signal;
+    const remotes = [...session.remotes.values()];
+    for (const r of remotes) r.halt(`interrupted by ${signal}`);
+    const inFlight = remotes.flatMap((r) => r.inFlight().map((step) => ({ step, host: r.name, remote: r })));
+    const ending = inFlight.filter((f) => UNINTERRUPTIBLE.has(f.step));
+    const cut = inFlight.filter((f) => !UNINTERRUPTIBLE.has(f.step)).map((f) => `${f.step} on ${f.host}`);
+    const all = inFlight.map((f) => `${f.step} on ${f.host}`);
+    const during = all.length ? ` during ${all.join(", ")}` : "";
+    const letting = ending.map((f) => `${f.step} on ${f.host}`).join(", ");
+    ctx.reporter.error(
+      !all.length ? `${signal} received: releasing the lock and stopping` : !ending.length ? `${signal} received${during}: stopping them, releasing the lock` : `${signal} received${during}: letting ${letting} end (a switch cut off half-way leaves nginx and current disagreeing)${cut.length ? ", stopping the rest" : ""}, then releasing the lock`
+    );
     if (cut.some((c) => c.startsWith("migrate on "))) {
       ctx.reporter.error("the migration was stopped part-way: PostgreSQL rolls back a migration run in one transaction (alembic does); check the schema (e.g. alembic current) before deploying again");
     }
     for (const host of mine) pending.set(host, [...pending.get(host) ?? [], auditLine({ time: runnerNow(ctx).toISOString(), environment: env.name, operation, result: "failed", actor: info2.actor, run: info2.runUrl || void 0, message: `interrupted by ${signal}${during}` })]);
-    void releaseAll(true).then((failures) => {
+    void releaseAll(true, Promise.all(ending.map((f) => f.remote.whenIdle()))).then((failures) => {
       if (failures.length) ctx.reporter.error(ctx.reporter.redact(lockLeft(env, failures, new OpsError(`interrupted by ${signal}`)).message));
+      for (const [host, id] of liveAfter) ctx.reporter.warn(`${host}: ${id ? `${id} is live` : "nothing is live"} after the interruption`);
     }).then(() => session.close()).finally(() => process.exit(130));
   };
   const finish = options.finish?.((entry, vars = {}) => unlockScript(env, request.runId, entry ? [auditTemplate(auditEntry(env, request, entry, runnerNow(ctx)), vars)] : []));
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
   const settled2 = await Promise.allSettled(
     [...session.remotes.values()].map(async (r) => {
       mine.add(r.name);
@@ -72163,7 +72241,7 @@ function beginHost(ctx, env, remote, locked, p, options) {
     result.notes.push(`warning: ${skew}`);
   }
   if (state.liveSha && state.liveSha === p.resolved.sha && !options.force && state.liveChanged)
-    result.notes.push(`${p.resolved.sha.slice(0, 12)} is live (${state.current}) with another .env or other settings: deployed again`);
+    result.notes.push(`${p.resolved.sha.slice(0, 12)} is live (${state.current}) ${state.liveUnrecorded ? liveChangedWhy({ unrecorded: true }) : "with another .env or other settings"}: deployed again`);
   else if (state.liveSha && state.liveSha === p.resolved.sha && !options.force) {
     if (state.liveHealth !== "ok")
       throw new OpsError(`${p.resolved.sha.slice(0, 12)} is already live on ${remote.name} but not healthy: ${state.liveHealth || "no health result"}`, `check ops status ${env.name}; redeploy with --force to start it again`);
@@ -72201,7 +72279,7 @@ async function buildOn(env, hp, p) {
   for (const f of p.tree.lfs) {
     if (state.lfsHas.includes(f.oid) || lfs.some((l) => l.oid === f.oid)) continue;
     const upload = `${L.uploads}/${tag}.lfs-${f.oid}`;
-    await h.upload(readFileSync7(f.file), upload, 384);
+    await h.upload(readFileSync8(f.file), upload, 384);
     lfs.push({ upload, oid: f.oid });
   }
   if (lfs.length) result.notes.push(`sent ${lfs.length} Git LFS file(s)`);
@@ -72287,9 +72365,18 @@ async function switchHost(env, hp, p, locked) {
   try {
     hp.started = true;
     await h.run(startSlot(env, newSlot, dir, p.id));
-    await h.run(switchTo(env, newSlot, p.id, state.certificate, "deploy", p.fingerprint));
+    const switched = await h.run(switchTo(env, newSlot, p.id, state.certificate, "deploy", p.fingerprint), { allowFailure: true });
+    if (switched.code !== 0) {
+      const failure = await h.failure("switch", switched);
+      if (reported(switched, SWITCH_KEYS.switched) !== p.id) throw failure;
+      hp.switched = true;
+      hp.audit({ result: "failed", message: "live, but recording the switch failed" });
+      throw new OpsError(`${failure.message}
+${p.id} is live on ${hp.name} and serves; recording it (the host's history, what it was deployed with) failed after the switch`, `see ops status ${env.name} and ops releases ${env.name}; the next deploy records again`);
+    }
     hp.switched = true;
   } catch (e) {
+    if (hp.switched) throw e;
     throw await failBeforeSwitch(env, hp, p, e);
   }
   try {
@@ -72487,12 +72574,14 @@ async function deploy(ctx, environment, options = {}) {
   const env = resolveTarget(environment);
   const sharing = refuseCollisions(env, ctx.reporter);
   const ref = deployRef(env, options.ref);
-  const opening = options.dryRun ? void 0 : Session.open(ctx, env);
+  const abandon = new AbortController();
+  const opening = options.dryRun ? void 0 : Session.open(ctx, env, env.hosts, abandon.signal);
   opening?.catch(() => void 0);
   let p;
   try {
     p = await planDeploy(ctx, env, await resolveDeployCommit(ctx, env, ref));
   } catch (e) {
+    abandon.abort();
     await opening?.then((s) => s.close(), () => void 0);
     throw e;
   }

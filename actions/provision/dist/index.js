@@ -68942,10 +68942,11 @@ var HostRun = class {
   env;
   operation;
   steps = [];
-  async run(step) {
+  /** Run `step`; `options.allowFailure`: a failed step's result is returned (see `failure`), not thrown. */
+  async run(step, options = {}) {
     const started = Date.now();
     try {
-      return await (step.quiet ? this.remote.run(step) : this.ctx.reporter.group(`${this.remote.name} \xB7 ${step.name}`, () => this.remote.run(step)));
+      return await (step.quiet ? this.remote.run(step, options) : this.ctx.reporter.group(`${this.remote.name} \xB7 ${step.name}`, () => this.remote.run(step, options)));
     } catch (e) {
       throw await this.diskFull(e);
     } finally {
@@ -68964,7 +68965,11 @@ var HostRun = class {
    */
   async record(name2, result, code = 0) {
     this.steps.push({ name: name2, ms: result.durationMs });
-    if (code !== 0) throw await this.diskFull(new StepError(name2, this.remote.name, code, failureDetail(result.stdout, result.stderr)));
+    if (code !== 0) throw await this.failure(name2, result, code);
+  }
+  /** The error of a step `name` that ended with `code` (its result read with allowFailure): a full disk said as such. */
+  async failure(name2, result, code = result.code) {
+    return this.diskFull(new StepError(name2, this.remote.name, code, failureDetail(result.stdout, result.stderr)));
   }
   /** A cleanup step whose own failure must not hide the original error. */
   async tryRun(step) {
@@ -69856,6 +69861,8 @@ init_hostkey();
 import { timingSafeEqual } from "node:crypto";
 import { createConnection } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
+var LoginAbandoned = class extends OpsError {
+};
 function hostKeyAlgorithms(type) {
   return type === "ssh-rsa" ? ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"] : [type];
 }
@@ -69869,11 +69876,17 @@ async function login(ep, attempt, options) {
   const pinned = pinnedKey(ep, attempt.keyField.startsWith("bastion") ? "bastion" : "host", options.configFile);
   const { where } = attempt;
   let tries = 0;
+  const { signal } = options;
+  const abandoned = () => new LoginAbandoned(`connecting to ${where}: abandoned`);
   for (; ; ) {
+    if (signal?.aborted) throw abandoned();
     let presented;
     const ssh = new NodeSSH();
+    const abort = () => ssh.connection?.destroy();
+    signal?.addEventListener("abort", abort, { once: true });
     try {
       const sock = attempt.sock ? await attempt.sock() : createConnection({ host: ep.address, port: ep.port, noDelay: true });
+      if (signal?.aborted) sock.destroy();
       await ssh.connect({
         host: ep.address,
         port: ep.port,
@@ -69892,6 +69905,7 @@ async function login(ep, attempt, options) {
       return ssh;
     } catch (e) {
       ssh.dispose();
+      if (signal?.aborted) throw abandoned();
       if (e instanceof OpsError && !(e instanceof TransportError)) throw e;
       const message = e instanceof Error ? e.message : String(e);
       if (presented && !presented.equals(pinned.blob)) {
@@ -69918,7 +69932,9 @@ async function login(ep, attempt, options) {
       }
       tries++;
       options.reporter.warn(`${where}: ${e instanceof OpsError ? e.message : describeLowLevel(e)?.what ?? message}; retrying (${tries}/${options.retries})`);
-      await sleep(1e3 * 2 ** (tries - 1));
+      await sleep(1e3 * 2 ** (tries - 1), void 0, { signal }).catch(() => void 0);
+    } finally {
+      signal?.removeEventListener("abort", abort);
     }
   }
 }
@@ -70124,8 +70140,18 @@ var SshRemote = class {
   waiting = [];
   /** Steps of ours running now (their channel open), by name: while there are several, each live line says which step it comes from. */
   running = [];
+  /** Who waits for no step to run (whenIdle). */
+  idleWaiters = [];
+  /** Why no new step may start (halt). */
+  haltedBy;
   inFlight() {
     return [...this.running];
+  }
+  whenIdle() {
+    return this.running.length ? new Promise((r) => this.idleWaiters.push(r)) : Promise.resolve();
+  }
+  halt(reason) {
+    this.haltedBy ??= reason;
   }
   gone(e) {
     this.lost ??= e;
@@ -70191,6 +70217,7 @@ var SshRemote = class {
   async exec(step, command2, input, options) {
     const started = Date.now();
     const what = `step "${step.name}"`;
+    if (this.haltedBy) throw new OpsError(`${what} on ${this.name} not started: ${this.haltedBy}`);
     const show = (stream2) => step.quiet ? { push: () => void 0, flush: () => void 0 } : new LineSplitter((line) => {
       if (!line.startsWith(REPORT_PREFIX)) this.reporter.line(this.name, this.running.length > 1 ? `[${step.name}] ${line}` : line, stream2);
     });
@@ -70227,6 +70254,7 @@ var SshRemote = class {
       this.aborts.delete(abort);
       this.open--;
       this.running.splice(this.running.indexOf(step.name), 1);
+      if (!this.running.length) for (const idle of this.idleWaiters.splice(0)) idle();
       this.freed();
     });
     out.end();
@@ -70274,13 +70302,13 @@ function runnerNow(ctx) {
 }
 function sshConnector(ctx) {
   const bastions = /* @__PURE__ */ new Map();
-  return async (env, host) => {
+  return async (env, host, signal) => {
     const ssh = env.config.ssh;
     const credentials = resolveCredentials(
       { identityFile: ctx.identityFile, configFile: ssh.identity_file ? envPath(env, ssh.identity_file) : void 0, processEnv: ctx.processEnv },
       ctx.reporter
     );
-    const common = { reporter: ctx.reporter, connectTimeout: ssh.connect_timeout, retries: ssh.connect_retries, configFile: `environments/${env.name}/environment.yml` };
+    const common = { reporter: ctx.reporter, connectTimeout: ssh.connect_timeout, retries: ssh.connect_retries, configFile: `environments/${env.name}/environment.yml`, signal };
     let via;
     if (host.bastion) {
       const b = host.bastion;
@@ -70314,14 +70342,16 @@ function guarded(remote) {
     run: (step, options) => translated(`step "${step.name}"`, () => remote.run(step, options)),
     upload: (content, path, options) => translated(`upload of ${path}`, () => remote.upload(content, path, options)),
     inFlight: () => remote.inFlight(),
+    whenIdle: () => remote.whenIdle(),
+    halt: (reason) => remote.halt(reason),
     close: () => remote.close().catch(() => void 0)
   };
 }
 function hostConnector(ctx) {
   const base = ctx.connector ?? sshConnector(ctx);
-  return async (env, host) => {
+  return async (env, host, signal) => {
     try {
-      return guarded(await base(env, host));
+      return guarded(await base(env, host, signal));
     } catch (e) {
       throw translateError(e, host.name, `connecting to ${host.name}`);
     }
@@ -70354,11 +70384,13 @@ var Session = class _Session {
   connector;
   /**
    * Connect to every host in parallel. @throws OpsError (one line per unreachable host, or that host's own
-   * error when there is one host) after closing the connections that did open: nothing has run yet.
+   * error when there is one host) after closing the connections that did open: nothing has run yet. `signal`:
+   * the session is no longer wanted (a deploy whose plan failed while it opened): the attempts still under way end
+   * at once, without retries, and it rejects.
    */
-  static async open(ctx, env, hosts = env.hosts) {
+  static async open(ctx, env, hosts = env.hosts, signal) {
     const connector = hostConnector(ctx);
-    const settled = await Promise.allSettled(hosts.map((h) => connector(env, h)));
+    const settled = await Promise.allSettled(hosts.map((h) => connector(env, h, signal)));
     const remotes = /* @__PURE__ */ new Map();
     const failures = [];
     settled.forEach((s, i) => {
@@ -70463,7 +70495,7 @@ function auditTemplate(entry, vars) {
 
 // core/steps/lock.ts
 init_shell();
-var LOCK_KEYS = reportKeys("lock", "holder", "holder_pid", "audit_failed", "stopped");
+var LOCK_KEYS = reportKeys("lock", "holder", "holder_pid", "audit_failed", "stopped", "live_after");
 var LOCK_STATE = String.raw`lock_state=free
 if [ -d "$lock" ]; then
   pid=$(sed -n 's/^holder_pid=//p' "$lock/info" 2>/dev/null || true)
@@ -70526,6 +70558,8 @@ if [ ${"$"}{#pids[@]} -gt 0 ]; then
   for _ in {1..50}; do read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"; [ ${"$"}{#pids[@]} -gt 0 ] || break; sleep 0.2; done
   if [ ${"$"}{#pids[@]} -gt 0 ]; then kill -KILL "${"$"}{pids[@]}" 2>/dev/null || true; fi
 fi
+live_after=$(readlink ${quote(env.layout.current)} 2>/dev/null || true)
+ops_report ${LOCK_KEYS.live_after} "${"$"}{live_after##*/}"
 ` : "";
   return {
     name: "unlock",
@@ -70583,6 +70617,7 @@ async function acquire(remote, env, request, inspect, finish, finishSeconds, not
 function auditEntry(env, request, entry, now) {
   return { time: now.toISOString(), environment: env.name, operation: request.operation, actor: request.actor, run: request.runUrl || void 0, ...entry };
 }
+var UNINTERRUPTIBLE = /* @__PURE__ */ new Set(["switch"]);
 function lockLeft(env, failures, cause) {
   const left = `the lock of ${env.name} could not be released on ${failures.length === 1 ? "host " : "hosts:\n  "}${failures.join("\n  ")}`;
   const release = `once nothing runs there any more, release it: ops lock release ${env.name}`;
@@ -70600,6 +70635,7 @@ async function withLock(ctx, session, operation, fn, options = {}) {
   const pending = /* @__PURE__ */ new Map();
   const inspected = /* @__PURE__ */ new Map();
   const finished = /* @__PURE__ */ new Set();
+  const liveAfter = /* @__PURE__ */ new Map();
   const releaseOn = async (host, fresh = false) => {
     const old = session.remote(host).connection;
     let why = "";
@@ -70612,6 +70648,8 @@ async function withLock(ctx, session, operation, fn, options = {}) {
           if (audit !== void 0) ctx.reporter.warn(`${host}: the audit log could not be written (${audit.trim() || "no reason given"})`);
           const stopped = reported(r, LOCK_KEYS.stopped);
           if (stopped) ctx.reporter.warn(`${host}: stopped what the run had left running there (processes ${stopped.trim()})`);
+          const live = reported(r, LOCK_KEYS.live_after);
+          if (live !== void 0) liveAfter.set(host, live.trim());
           return void 0;
         }
         why = `the unlock step failed with exit code ${r.code}${r.stderr.trim() ? `: ${tail(r.stderr, 1)}` : ""}`;
@@ -70623,22 +70661,37 @@ async function withLock(ctx, session, operation, fn, options = {}) {
     return `${host} (${why})`;
   };
   let releasing;
-  const releaseAll = (fresh = false) => releasing ??= Promise.all([...mine].map((h) => releaseOn(h, fresh))).then((failures) => failures.filter((f) => f !== void 0));
+  const releaseAll = (fresh = false, after = Promise.resolve()) => releasing ??= after.then(() => Promise.all([...mine].map((h) => releaseOn(h, fresh)))).then((failures) => failures.filter((f) => f !== void 0));
+  let stopping;
   const onSignal = (signal) => {
-    const cut = [...session.remotes.values()].flatMap((r) => r.inFlight().map((step) => `${step} on ${r.name}`));
-    const during = cut.length ? ` during ${cut.join(", ")}` : "";
-    ctx.reporter.error(cut.length ? `${signal} received during ${cut.join(", ")}: stopping them, releasing the lock` : `${signal} received: releasing the lock and stopping`);
+    if (stopping) {
+      ctx.reporter.error(`${signal} received: already stopping (${stopping}), releasing the lock; wait for it (killing ops now would leave the lock stale)`);
+      return;
+    }
+    stopping = signal;
+    const remotes = [...session.remotes.values()];
+    for (const r of remotes) r.halt(`interrupted by ${signal}`);
+    const inFlight = remotes.flatMap((r) => r.inFlight().map((step) => ({ step, host: r.name, remote: r })));
+    const ending = inFlight.filter((f) => UNINTERRUPTIBLE.has(f.step));
+    const cut = inFlight.filter((f) => !UNINTERRUPTIBLE.has(f.step)).map((f) => `${f.step} on ${f.host}`);
+    const all = inFlight.map((f) => `${f.step} on ${f.host}`);
+    const during = all.length ? ` during ${all.join(", ")}` : "";
+    const letting = ending.map((f) => `${f.step} on ${f.host}`).join(", ");
+    ctx.reporter.error(
+      !all.length ? `${signal} received: releasing the lock and stopping` : !ending.length ? `${signal} received${during}: stopping them, releasing the lock` : `${signal} received${during}: letting ${letting} end (a switch cut off half-way leaves nginx and current disagreeing)${cut.length ? ", stopping the rest" : ""}, then releasing the lock`
+    );
     if (cut.some((c) => c.startsWith("migrate on "))) {
       ctx.reporter.error("the migration was stopped part-way: PostgreSQL rolls back a migration run in one transaction (alembic does); check the schema (e.g. alembic current) before deploying again");
     }
     for (const host of mine) pending.set(host, [...pending.get(host) ?? [], auditLine({ time: runnerNow(ctx).toISOString(), environment: env.name, operation, result: "failed", actor: info2.actor, run: info2.runUrl || void 0, message: `interrupted by ${signal}${during}` })]);
-    void releaseAll(true).then((failures) => {
+    void releaseAll(true, Promise.all(ending.map((f) => f.remote.whenIdle()))).then((failures) => {
       if (failures.length) ctx.reporter.error(ctx.reporter.redact(lockLeft(env, failures, new OpsError(`interrupted by ${signal}`)).message));
+      for (const [host, id] of liveAfter) ctx.reporter.warn(`${host}: ${id ? `${id} is live` : "nothing is live"} after the interruption`);
     }).then(() => session.close()).finally(() => process.exit(130));
   };
   const finish = options.finish?.((entry, vars = {}) => unlockScript(env, request.runId, entry ? [auditTemplate(auditEntry(env, request, entry, runnerNow(ctx)), vars)] : []));
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
   const settled = await Promise.allSettled(
     [...session.remotes.values()].map(async (r) => {
       mine.add(r.name);

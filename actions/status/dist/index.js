@@ -50252,7 +50252,7 @@ function siteName(env) {
 }
 
 // core/steps/lock.ts
-var LOCK_KEYS = reportKeys("lock", "holder", "holder_pid", "audit_failed", "stopped");
+var LOCK_KEYS = reportKeys("lock", "holder", "holder_pid", "audit_failed", "stopped", "live_after");
 var LOCK_STATE = String.raw`lock_state=free
 if [ -d "$lock" ]; then
   pid=$(sed -n 's/^holder_pid=//p' "$lock/info" 2>/dev/null || true)
@@ -50356,6 +50356,7 @@ function probes(env, slot) {
 function programPorts(env, slot) {
   return Object.keys(env.config.programs).map((name2) => `${name2}:${env.port(name2, slot)}`);
 }
+var SWITCH_KEYS = reportKeys("switched");
 var ROLLBACK_KEYS = reportKeys("rollback", "rollback_from", "rollback_to", "rollback_slot", "rollback_exit", "rollback_stop_exit");
 
 // core/steps/facts.ts
@@ -51398,6 +51399,8 @@ var NodeSSH = class {
 import { timingSafeEqual } from "node:crypto";
 import { createConnection } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
+var LoginAbandoned = class extends OpsError {
+};
 function hostKeyAlgorithms(type) {
   return type === "ssh-rsa" ? ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"] : [type];
 }
@@ -51411,11 +51414,17 @@ async function login(ep, attempt, options) {
   const pinned = pinnedKey(ep, attempt.keyField.startsWith("bastion") ? "bastion" : "host", options.configFile);
   const { where } = attempt;
   let tries = 0;
+  const { signal } = options;
+  const abandoned = () => new LoginAbandoned(`connecting to ${where}: abandoned`);
   for (; ; ) {
+    if (signal?.aborted) throw abandoned();
     let presented;
     const ssh = new NodeSSH();
+    const abort = () => ssh.connection?.destroy();
+    signal?.addEventListener("abort", abort, { once: true });
     try {
       const sock = attempt.sock ? await attempt.sock() : createConnection({ host: ep.address, port: ep.port, noDelay: true });
+      if (signal?.aborted) sock.destroy();
       await ssh.connect({
         host: ep.address,
         port: ep.port,
@@ -51434,6 +51443,7 @@ async function login(ep, attempt, options) {
       return ssh;
     } catch (e) {
       ssh.dispose();
+      if (signal?.aborted) throw abandoned();
       if (e instanceof OpsError && !(e instanceof TransportError)) throw e;
       const message = e instanceof Error ? e.message : String(e);
       if (presented && !presented.equals(pinned.blob)) {
@@ -51460,7 +51470,9 @@ async function login(ep, attempt, options) {
       }
       tries++;
       options.reporter.warn(`${where}: ${e instanceof OpsError ? e.message : describeLowLevel(e)?.what ?? message}; retrying (${tries}/${options.retries})`);
-      await sleep(1e3 * 2 ** (tries - 1));
+      await sleep(1e3 * 2 ** (tries - 1), void 0, { signal }).catch(() => void 0);
+    } finally {
+      signal?.removeEventListener("abort", abort);
     }
   }
 }
@@ -51665,8 +51677,18 @@ var SshRemote = class {
   waiting = [];
   /** Steps of ours running now (their channel open), by name: while there are several, each live line says which step it comes from. */
   running = [];
+  /** Who waits for no step to run (whenIdle). */
+  idleWaiters = [];
+  /** Why no new step may start (halt). */
+  haltedBy;
   inFlight() {
     return [...this.running];
+  }
+  whenIdle() {
+    return this.running.length ? new Promise((r) => this.idleWaiters.push(r)) : Promise.resolve();
+  }
+  halt(reason) {
+    this.haltedBy ??= reason;
   }
   gone(e) {
     this.lost ??= e;
@@ -51732,6 +51754,7 @@ var SshRemote = class {
   async exec(step, command2, input, options) {
     const started = Date.now();
     const what = `step "${step.name}"`;
+    if (this.haltedBy) throw new OpsError(`${what} on ${this.name} not started: ${this.haltedBy}`);
     const show = (stream) => step.quiet ? { push: () => void 0, flush: () => void 0 } : new LineSplitter((line) => {
       if (!line.startsWith(REPORT_PREFIX)) this.reporter.line(this.name, this.running.length > 1 ? `[${step.name}] ${line}` : line, stream);
     });
@@ -51768,6 +51791,7 @@ var SshRemote = class {
       this.aborts.delete(abort);
       this.open--;
       this.running.splice(this.running.indexOf(step.name), 1);
+      if (!this.running.length) for (const idle of this.idleWaiters.splice(0)) idle();
       this.freed();
     });
     out.end();
@@ -51812,13 +51836,13 @@ var SshRemote = class {
 // core/context.ts
 function sshConnector(ctx) {
   const bastions = /* @__PURE__ */ new Map();
-  return async (env, host) => {
+  return async (env, host, signal) => {
     const ssh = env.config.ssh;
     const credentials = resolveCredentials(
       { identityFile: ctx.identityFile, configFile: ssh.identity_file ? envPath(env, ssh.identity_file) : void 0, processEnv: ctx.processEnv },
       ctx.reporter
     );
-    const common = { reporter: ctx.reporter, connectTimeout: ssh.connect_timeout, retries: ssh.connect_retries, configFile: `environments/${env.name}/environment.yml` };
+    const common = { reporter: ctx.reporter, connectTimeout: ssh.connect_timeout, retries: ssh.connect_retries, configFile: `environments/${env.name}/environment.yml`, signal };
     let via;
     if (host.bastion) {
       const b = host.bastion;
@@ -51852,14 +51876,16 @@ function guarded(remote) {
     run: (step, options) => translated(`step "${step.name}"`, () => remote.run(step, options)),
     upload: (content, path, options) => translated(`upload of ${path}`, () => remote.upload(content, path, options)),
     inFlight: () => remote.inFlight(),
+    whenIdle: () => remote.whenIdle(),
+    halt: (reason) => remote.halt(reason),
     close: () => remote.close().catch(() => void 0)
   };
 }
 function hostConnector(ctx) {
   const base = ctx.connector ?? sshConnector(ctx);
-  return async (env, host) => {
+  return async (env, host, signal) => {
     try {
-      return guarded(await base(env, host));
+      return guarded(await base(env, host, signal));
     } catch (e) {
       throw translateError(e, host.name, `connecting to ${host.name}`);
     }

@@ -1,0 +1,199 @@
+// The deploy fingerprint as a user meets it on a real host (sshd, supervisor, nginx) with secrets in a sops file
+// changed by the real `sops` binary: a deploy of the live sha is a no-op ("already live") only when the live
+// release was deployed with the same .env and the settings that shape a host; a changed secret, a changed file a
+// setting names (the nginx site template), a release a rollback put live, a host whose record is garbage: deployed
+// again, saying why; a rotated data key, a comment, a key order, the rollout's pace: still a no-op.
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import { deploy } from '../../core/ops/deploy.ts';
+import { rollback } from '../../core/ops/rollback.ts';
+import { generateIdentity, SecretsFile, setEnvRule, fromPlain, type MapNode } from '../../core/secrets/index.ts';
+import { quote } from '../../core/shell.ts';
+import { downHost, sshRun, type Host } from '../hosts/index.ts';
+import { runOps } from '../support/cli.ts';
+import { initRepo } from '../support/gitrepo.ts';
+import { get, makeProject, readyHost, webConfig, type TestProject } from './support.ts';
+
+/** The app: answers every path with its release and the secret its .env gave it when it started (a hash of it). */
+const SERVER = String.raw`import hashlib, os, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+TOKEN = ""
+for line in open(".env"):
+    if line.startswith("API_TOKEN="):
+        TOKEN = line.split("=", 1)[1].strip().strip("'").strip('"')
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = (os.environ["OPS_RELEASE"] + " " + hashlib.sha256(TOKEN.encode()).hexdigest()[:12]).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+`;
+
+let host: Host;
+let project: TestProject;
+let config: Record<string, unknown>;
+let dir = '';
+let keyFile = '';
+const root = mkdtempSync(join(tmpdir(), 'ops-fingerprint-'));
+const onHost = async (command: string) => (await sshRun(host, `sudo bash -c ${quote(command)}`)).stdout.trim();
+const run = (options: { ref?: string; force?: boolean } = {}) => deploy(project.ctx(), project.env(), options);
+/** The real sops binary on the environment's secrets file, with the environment's age key. */
+const sops = (...args: string[]) => execFileSync('sops', args, { cwd: dir, env: { PATH: process.env.PATH, HOME: root, SOPS_AGE_KEY_FILE: keyFile }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+const cli = (argv: string[]) => runOps(argv, { root: project.root, processEnv: { PATH: process.env.PATH, HOME: process.env.HOME, USER: 'e2e', NO_COLOR: '1' } });
+
+beforeAll(async () => {
+  host = await readyHost('fpr');
+  const repo = join(root, 'app');
+  initRepo(repo, { 'server.py': SERVER });
+  config = webConfig(host, repo, {
+    secrets: { age_key_file: 'age-key.txt' },
+    env: { API_TOKEN: { secret: 'api.token' }, MODE: 'live', REGION: 'eu' },
+  });
+  project = makeProject('e2e', config);
+  dir = join(project.root, 'environments', 'e2e');
+  const id = await generateIdentity();
+  keyFile = join(dir, 'age-key.txt');
+  writeFileSync(keyFile, id.keyFile, { mode: 0o600 });
+  await setEnvRule(project.root, 'e2e', [id.recipient]);
+  await SecretsFile.create(join(dir, 'secrets.sops.yaml'), fromPlain({ api: { token: 'first-token' } }) as MapNode, { recipients: [id.recipient] }).save();
+}, 900_000);
+
+afterAll(async () => {
+  if (host) await downHost(host.name, { purge: true });
+  project?.cleanup();
+});
+
+describe.sequential('the deploy fingerprint on a real host', () => {
+  let first = '';
+  it('deploys, then the same deploy is a no-op', async () => {
+    const r = await run();
+    first = r.release;
+    expect(r.noop).toBe(false);
+    expect((await run()).noop).toBe(true);
+  }, 300_000);
+
+  it('sops rotate (a new data key, the same values): still a no-op', async () => {
+    const before = sops('decrypt', 'secrets.sops.yaml');
+    sops('rotate', '-i', 'secrets.sops.yaml');
+    expect(sops('decrypt', 'secrets.sops.yaml')).toBe(before);
+    expect((await run()).noop).toBe(true);
+  }, 120_000);
+
+  it('a comment and another key order in environment.yml: still a no-op', async () => {
+    const reordered = { ...config, env: { REGION: 'eu', MODE: 'live', API_TOKEN: { secret: 'api.token' } } };
+    writeFileSync(join(dir, 'environment.yml'), `# a comment\n${stringify(Object.fromEntries(Object.entries(reordered).reverse()))}`);
+    try {
+      const r = await run();
+      expect(r.hosts[0]!.notes.join('\n')).not.toMatch(/deployed again/);
+      expect(r.noop).toBe(true);
+    } finally {
+      project.write(config);
+    }
+  }, 120_000);
+
+  it('a secret changed with sops set: deployed again, saying why; the new value serves', async () => {
+    sops('set', 'secrets.sops.yaml', '["api"]["token"]', '"second-token"');
+    const r = await run();
+    expect(r.noop).toBe(false);
+    expect(r.hosts[0]!.notes.join('\n')).toMatch(/with another \.env or other settings/);
+    expect((await get(host)).body).toBe(`${r.release} ${createHash('sha256').update('second-token').digest('hex').slice(0, 12)}`);
+    expect((await run()).noop).toBe(true);
+  }, 180_000);
+
+  it('the nginx site template a setting names, changed: deployed again; the new site serves', async () => {
+    const template = (header: string) => `{{upstreams_include}}
+server {
+    listen 80{{default_server}};
+    server_name {{server_name}};
+    {{logs}}
+    add_header X-Site ${header} always;
+    {{acme_location}}
+    {{slot_location}}
+    {{locations}}
+}
+`;
+    writeFileSync(join(dir, 'site.conf'), template('one'));
+    const withTemplate = { ...config, nginx: { site_template: 'site.conf' } };
+    project.write(withTemplate);
+    try {
+      expect((await run()).noop).toBe(false);
+      expect(await onHost('curl -si http://127.0.0.1/ | grep -i x-site')).toMatch(/one/);
+      writeFileSync(join(dir, 'site.conf'), template('two'));
+      const r = await run();
+      expect(r.noop).toBe(false);
+      expect(await onHost('curl -si http://127.0.0.1/ | grep -i x-site')).toMatch(/two/);
+    } finally {
+      project.write(config);
+    }
+    expect((await run()).noop).toBe(false);
+  }, 300_000);
+
+  it('switch.batch_size changed: still a no-op', async () => {
+    project.write({ ...config, switch: { ...(config.switch as object), batch_size: 3 } });
+    try {
+      expect((await run()).noop).toBe(true);
+    } finally {
+      project.write(config);
+    }
+  }, 120_000);
+
+  it("a record that is garbage, empty, another release's, or not a file at all: deployed again, and what serves is what is reported", async () => {
+    const damages = [
+      'printf "garbage\\n" > /srv/sample/.ops/fingerprint',
+      ': > /srv/sample/.ops/fingerprint',
+      `read -r id fp < /srv/sample/.ops/fingerprint; printf '%s %s\\n' ${quote(first)} "$fp" > /srv/sample/.ops/fingerprint`,
+      // Not a file: the switch cannot replace it (a warning); the release it made live is said live, and serves.
+      'rm -f /srv/sample/.ops/fingerprint; mkdir /srv/sample/.ops/fingerprint',
+    ];
+    for (const damage of damages) {
+      await onHost(damage);
+      const r = await run();
+      expect(r.noop, damage).toBe(false);
+      expect(r.hosts[0]!.notes.join('\n'), damage).toMatch(/with no record of what it was deployed with .*: deployed again/);
+      expect((await get(host)).body, damage).toContain(r.release);
+      expect(await onHost('readlink /srv/sample/current'), damage).toBe(`/srv/sample/releases/${r.release}`);
+      await onHost('[ ! -d /srv/sample/.ops/fingerprint ] || rmdir /srv/sample/.ops/fingerprint');
+      if (!(await run()).noop) expect((await run()).noop, damage).toBe(true);
+    }
+  }, 600_000);
+
+  it('rollback, then a deploy of the now-live sha: deployed again, saying why; dry run too', async () => {
+    await rollback(project.ctx(), project.env());
+    const plan = await cli(['deploy', 'e2e', '--dry-run']);
+    expect(plan.code, plan.err).toBe(0);
+    expect(plan.out).toMatch(/live, with no record of what it was deployed with \(put live by a rollback/);
+    const r = await run();
+    expect(r.noop).toBe(false);
+    expect(r.hosts[0]!.notes.join('\n')).toMatch(/with no record of what it was deployed with \(put live by a rollback/);
+    expect((await get(host)).body).toContain(r.release);
+    expect((await run()).noop).toBe(true);
+  }, 300_000);
+
+  it('a host added to the environment: it deploys, the other is a no-op; then hosts that differ (one record damaged): only that one deploys', async () => {
+    const second = await readyHost('fpq');
+    try {
+      const both = { ...config, hosts: [...(config.hosts as object[]), { name: second.name, address: second.address, user: second.user, host_key: second.hostKey }] };
+      project.write(both);
+      const r = await run();
+      expect(r.noop).toBe(false);
+      expect(r.hosts.map((h) => [h.host, h.noop])).toEqual([[host.name, true], [second.name, false]]);
+      expect((await run()).hosts.map((h) => h.noop)).toEqual([true, true]);
+      await onHost('printf "garbage\\n" > /srv/sample/.ops/fingerprint');
+      const again = await run();
+      expect(again.hosts.map((h) => [h.host, h.noop])).toEqual([[host.name, false], [second.name, true]]);
+      expect((await get(host)).body).toContain(again.hosts[0]!.release);
+    } finally {
+      project.write(config);
+      await downHost(second.name, { purge: true });
+    }
+  }, 600_000);
+});

@@ -1,0 +1,109 @@
+// Interrupting a deploy as a user or a cancelled workflow does, on a real host (sshd, supervisor, nginx), with the
+// ops binary as a process of its own: a Ctrl-C pressed twice, a SIGTERM while the switch runs. Whatever the moment,
+// the lock is let go, and what the run says is live is what serves.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { deploy } from '../../core/ops/deploy.ts';
+import { auditLog, getLockStatus } from '../../core/ops/records.ts';
+import { quote } from '../../core/shell.ts';
+import { downHost, sshRun, type Host } from '../hosts/index.ts';
+import { spawnOps } from '../support/cli.ts';
+import { commit, initRepo } from '../support/gitrepo.ts';
+import { get, makeProject, readyHost, webConfig, type TestProject } from './support.ts';
+
+/** The app: answers every path with the release it runs. */
+const SERVER = String.raw`import os, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = os.environ["OPS_RELEASE"].encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+`;
+
+let host: Host;
+let project: TestProject;
+let repo = '';
+let config: Record<string, unknown>;
+const root = mkdtempSync(join(tmpdir(), 'ops-interrupt-'));
+const onHost = async (command: string) => (await sshRun(host, `sudo bash -c ${quote(command)}`)).stdout.trim();
+/** The release `current` names and the one that answers through nginx: they must be the same. */
+const liveAndServed = async () => ({ current: (await onHost('readlink /srv/sample/current')).replace(/^.*\//, ''), served: (await get(host)).body });
+
+beforeAll(async () => {
+  host = await readyHost('int');
+  repo = join(root, 'app');
+  initRepo(repo, { 'server.py': SERVER, VERSION: '1\n' });
+  config = webConfig(host, repo);
+  project = makeProject('e2e', config);
+  await deploy(project.ctx(), project.env(), {});
+}, 900_000);
+
+afterAll(async () => {
+  if (host) await downHost(host.name, { purge: true });
+  project?.cleanup();
+});
+
+describe.sequential('interrupting a deploy', () => {
+  it('Ctrl-C pressed twice during the build: one interruption, the lock let go (not left stale), the previous release serves', async () => {
+    project.write({ ...config, release: { ...(config.release as object), build: 'sleep 60' } });
+    commit(repo, { VERSION: '2\n' }, 'two');
+    const before = await liveAndServed();
+    try {
+      const ops = await spawnOps(['deploy', 'e2e', '--ref', 'main'], project.root, (out) => out.includes('· build'), 'the deploy reaching its build', 120_000);
+      await new Promise((r) => setTimeout(r, 1500)); // the build's channel open (its header comes first)
+      ops.child.kill('SIGINT');
+      await new Promise((r) => setTimeout(r, 100));
+      expect(await ops.stop('SIGINT')).toBe(130);
+      expect(ops.out()).toContain(`SIGINT received during build on ${host.name}: stopping them, releasing the lock`);
+      expect(ops.out()).toContain('SIGINT received: already stopping (SIGINT), releasing the lock');
+      expect(ops.out()).toContain(`${host.name}: ${before.current} is live after the interruption`);
+    } finally {
+      project.write(config);
+    }
+    const locks = await getLockStatus(project.ctx(), project.env());
+    expect(locks[0]!.lock.state).toBe('free');
+    expect((await auditLog(project.ctx(), project.env(), 3))[0]!.entries.map((e) => e.message)).toContain(`interrupted by SIGINT during build on ${host.name}`);
+    expect(await onHost("pgrep -fc '^sleep 60$' || true")).toBe('0');
+    expect(await liveAndServed()).toEqual(before);
+  }, 300_000);
+
+  it('a SIGTERM while the switch runs: the switch is not cut off half-way; the lock is let go and what current names is what serves', async () => {
+    // A site template without {{slot_location}}: the switch then looks for the new slot at /.ops/slot for ~5 s after
+    // nginx reloaded, before `current` flips: a window a signal falls into.
+    writeFileSync(join(project.root, 'environments', 'e2e', 'site.conf'), `{{upstreams_include}}
+server {
+    listen 80{{default_server}};
+    server_name {{server_name}};
+    {{logs}}
+    {{locations}}
+}
+`);
+    project.write({ ...config, nginx: { site_template: 'site.conf' } });
+    commit(repo, { VERSION: '3\n' }, 'three');
+    try {
+      const ops = await spawnOps(['deploy', 'e2e', '--ref', 'main'], project.root, (out) => out.includes('· switch'), 'the deploy reaching its switch', 120_000);
+      await new Promise((r) => setTimeout(r, 1500));
+      const code = await ops.stop('SIGTERM');
+      const out = ops.out();
+      expect(out, out).toMatch(/SIGTERM received during switch on/);
+      expect(code).toBe(130);
+      const locks = await getLockStatus(project.ctx(), project.env());
+      expect(locks[0]!.lock.state).toBe('free');
+      const now = await liveAndServed();
+      expect(now.served).toBe(now.current);
+      // What the run said: the release that serves now; one message per thing, no stack trace.
+      expect(out).toContain(`${host.name}: ${now.current} is live after the interruption`);
+      expect(out).not.toMatch(/^\s+at /m);
+    } finally {
+      project.write(config);
+    }
+  }, 300_000);
+});

@@ -144,7 +144,7 @@ export interface HostLive {
   platform?: string;
   /** The live release was not deployed with this deploy's .env and settings (deployFingerprint): deployed again. */
   changed?: boolean;
-  /** Of `changed`: the host has no record of what the live release was deployed with (a rollback put it live). */
+  /** Of `changed`: the host has no record of what the live release was deployed with (older, or records damaged). */
   unrecorded?: boolean;
 }
 
@@ -156,11 +156,11 @@ export interface HostsChange {
 
 /**
  * Why the live release of the commit deployed is deployed again (HostLive.changed), in words: deployed with another
- * .env or settings, or with none on record (a rollback put it live; the record is missing or damaged).
+ * .env or settings, or with none on record (deployed before records were kept; the records missing or damaged).
  */
 export function liveChangedWhy(live: Pick<HostLive, 'unrecorded'>): string {
   return live.unrecorded
-    ? 'with no record of what it was deployed with (put live by a rollback, or its record missing or damaged)'
+    ? 'with no record of what it was deployed with (deployed before such records were kept, or its record missing or damaged)'
     : "with another .env or other settings than this deploy's";
 }
 

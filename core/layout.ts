@@ -12,7 +12,7 @@
 //     .ops/audit.log        root 0644        append-only record of every run
 //     .ops/history          root 0644        append-only order in which releases went live (sequence numbers)
 //     .ops/slot             root             live blue/green slot
-//     .ops/fingerprint      root             the live release's id and the digest of what the deploy gave it (.env, settings)
+//     .ops/fingerprint      root             per kept release, its id and the digest of what its deploy gave it (.env, settings)
 //
 // Outside <base>, every name an app takes on a host is derived from its app name (nginx site, upstreams and
 // logs, supervisor groups and programs, /var/log/<app>, /etc/ssl/<app>) or is its app user: several apps
@@ -37,7 +37,7 @@ export interface Layout {
   audit: string;
   history: string;
   slotFile: string;
-  /** `<release id> <fingerprint>` of the release a deploy put live: what it was deployed with (deployFingerprint). */
+  /** `<release id> <fingerprint>` lines, one per release a deploy put live and still kept: what each was deployed with (deployFingerprint). */
   fingerprint: string;
   uploads: string;
   logDir: string;

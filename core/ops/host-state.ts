@@ -32,7 +32,7 @@ export interface HostState {
   liveHealth: string;
   /** The commit deployed is live, but its release was not deployed with this deploy's fingerprint (.env, settings). */
   liveChanged: boolean;
-  /** Of liveChanged: no record of what the live release was deployed with (a rollback put it live; a record missing or damaged). */
+  /** Of liveChanged: no record of what the live release was deployed with (deployed before records; records missing or damaged). */
   liveUnrecorded: boolean;
   /** The host's clock (`date +%s`), read with the lock. */
   hostTime?: string;

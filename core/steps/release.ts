@@ -12,7 +12,7 @@ import { b64 } from './script.ts';
 import { diskReport } from './facts.ts';
 import { IDENTITY_FUNCTIONS, PROBE_FUNCTIONS, SUPERVISOR_FUNCTIONS } from './libraries.ts';
 
-/** What the release steps report. `deployState`: `now` (host clock, Unix seconds), `provisioned` (date or `no`), `current`, `slot`, `live_sha` (the live release's commit, '' when none), `certificate` (yes|no), `known`/`has` (commits the mirror has), `lfs_has` (LFS objects stored), `deps_has` (complete dependency sets under shared/deps), `live_health` (`ok` or why not), `live_changed` (something is live that was not deployed with this deploy's fingerprint: `settings`, the record of the live release holds another; `unrecorded`, there is none for it: a rollback put it live, or the record is missing or damaged), `platform` (`<os> <arch> python <v|none> node <v|none>`, when asked), with FACTS_KEYS.disk and the history's LIBRARY_KEYS. `installDotenv`: `dotenv` (updated|unchanged). `pruneReleases`: `pruned`, `kept_running` (release ids), `pruned_deps` (dependency set names). */
+/** What the release steps report. `deployState`: `now` (host clock, Unix seconds), `provisioned` (date or `no`), `current`, `slot`, `live_sha` (the live release's commit, '' when none), `certificate` (yes|no), `known`/`has` (commits the mirror has), `lfs_has` (LFS objects stored), `deps_has` (complete dependency sets under shared/deps), `live_health` (`ok` or why not), `live_changed` (something is live that was not deployed with this deploy's fingerprint: `settings`, the record of the live release holds another; `unrecorded`, there is none for it: deployed before records were kept, or the records are missing or damaged), `platform` (`<os> <arch> python <v|none> node <v|none>`, when asked), with FACTS_KEYS.disk and the history's LIBRARY_KEYS. `installDotenv`: `dotenv` (updated|unchanged). `pruneReleases`: `pruned`, `kept_running` (release ids), `pruned_deps` (dependency set names). */
 export const RELEASE_KEYS = reportKeys('now', 'provisioned', 'current', 'slot', 'live_sha', 'certificate', 'known', 'has', 'lfs_has', 'deps_has', 'live_health', 'live_changed', 'platform', 'dotenv', 'pruned', 'kept_running', 'pruned_deps');
 
 export interface ReleaseMeta {
@@ -62,9 +62,9 @@ export function releaseId(sha: string, now = new Date()): string {
  * sharing built releases between hosts).
  * - `shas` (a deploy about to send code): also what sending and building need: free space and inodes, which of
  *   `shas` (and `lfs` oids) the host has, its mirror's commits, its complete dependency sets.
- * - `fingerprint` (deployFingerprint; the switch records the live release's in .ops/fingerprint): `live_changed`
- *   when something is live that was not deployed with it (a secret or setting changed since, or a release a
- *   rollback put live). Alone: a dry run's read.
+ * - `fingerprint` (deployFingerprint; the switch records each release's in .ops/fingerprint): `live_changed`
+ *   when something is live that was not deployed with it (a secret or setting changed since, or a release with no
+ *   record). Alone: a dry run's read.
  * - `commit` with `fingerprint` (a deploy that is a no-op when that commit is live, deployed with that
  *   fingerprint): when the live release is that commit with that fingerprint, the live check runs (its health checks answer, and what answers is the process supervisor started for the
  *   release `current` names: live_verdict) and the step reports `live_health` and ends there: the no-op
@@ -81,9 +81,12 @@ export function deployState(env: Target, shas?: string[], options: { lfs?: strin
   // Was the live release deployed with what this deploy gives it (deployFingerprint, recorded by the switch)?
   const recorded =
     options.fingerprint !== undefined
-      ? String.raw`live_same=no; live_fingerprint=""; { read -r live_fingerprint < ${quote(L.fingerprint)}; } 2>/dev/null || true
-if [ "$live_fingerprint" = "$cur_id "${quote(options.fingerprint)} ]; then live_same=yes
-elif [ -n "$live_sha" ] && [ "${'$'}{live_fingerprint%% *}" = "$cur_id" ]; then ops_report ${RELEASE_KEYS.live_changed} settings
+      ? String.raw`live_same=no; live_fingerprint=""; live_recorded=no
+if [ -n "$cur_id" ] && [ -f ${quote(L.fingerprint)} ]; then
+  { while read -r id fp; do if [ "$id" = "$cur_id" ]; then live_fingerprint=$fp; live_recorded=yes; fi; done < ${quote(L.fingerprint)}; } 2>/dev/null || true
+fi
+if [ "$live_recorded" = yes ] && [ "$live_fingerprint" = ${quote(options.fingerprint)} ]; then live_same=yes
+elif [ -n "$live_sha" ] && [ "$live_recorded" = yes ]; then ops_report ${RELEASE_KEYS.live_changed} settings
 elif [ -n "$live_sha" ]; then ops_report ${RELEASE_KEYS.live_changed} unrecorded; fi
 `
       : '';

@@ -258,6 +258,19 @@ fi`,
   };
 }
 
+/**
+ * The deploy's new fingerprint records, written to .ops/fingerprint.new (renamed over the records once `current`
+ * flipped): a line `<release id> <fingerprint>` per release, the lines of releases still on the host kept (a rollback
+ * to one of them puts live what it was deployed with), this release's last. Reads the records with bash's read (no
+ * process); a missing or damaged file (not a regular file) is started afresh.
+ */
+export function fingerprintRecords(env: Target, fingerprint: string): string {
+  const L = env.layout;
+  return String.raw`{ if [ -f ${quote(L.fingerprint)} ]; then
+  while read -r id fp; do if [ -n "$id" ] && [ "$id" != "$release_id" ] && [ -d ${quote(L.releases)}/"$id" ]; then printf '%s %s\n' "$id" "$fp"; fi; done < ${quote(L.fingerprint)}
+fi; printf '%s %s\n' "$release_id" ${quote(fingerprint)}; } > ${quote(`${L.fingerprint}.new`)}`;
+}
+
 /** What the switch reports: `switched` (the release id, once `current` names it: the release is live, whatever fails after). */
 export const SWITCH_KEYS = reportKeys('switched');
 
@@ -268,8 +281,9 @@ export const SWITCH_KEYS = reportKeys('switched');
  * template without {{slot_location}} is warned about), `current` flips by rename(2), the live slot is recorded, and the
  * release's going live is appended to the host's history (the order rollback and pruning follow); a release live
  * again after it was rolled back from loses its `abandoned` mark (it is a rollback target again). A deploy records
- * what the release was deployed with (`fingerprint`: deployFingerprint, in .ops/fingerprint, for the next deploy's
- * no-op); a rollback removes that record (the release it puts live may have been deployed with other settings).
+ * what the release was deployed with (`fingerprint`: deployFingerprint, a line of its own in .ops/fingerprint beside
+ * those of the releases still kept, for a later deploy's no-op); a rollback leaves the records as they are (the
+ * release it puts live keeps what it was deployed with).
  */
 export function switchTo(env: Target, slot: Slot, releaseId: string | HostVariable, certificateReady: boolean, operation: 'deploy' | 'rollback' = 'deploy', fingerprint?: string): Step {
   const L = env.layout;
@@ -286,7 +300,7 @@ export function switchTo(env: Target, slot: Slot, releaseId: string | HostVariab
       // the app's directory, which may be full): after the reload, two renames make them live.
       before: String.raw`${releaseIdVar(releaseId)}
 ln -sfn ${quote(L.releases)}/"$release_id" ${quote(`${L.base}/.current.new`)}
-printf '%s\n' ${quote(slot)} > ${quote(`${L.slotFile}.new`)}${fingerprint ? `\nprintf '%s %s\\n' "$release_id" ${quote(fingerprint)} > ${quote(`${L.fingerprint}.new`)}` : ''}`,
+printf '%s\n' ${quote(slot)} > ${quote(`${L.slotFile}.new`)}${fingerprint ? `\n${fingerprintRecords(env, fingerprint)}` : ''}`,
       then: String.raw`for i in {1..100}; do
   got=$(curl -s --max-time 1${host} http://127.0.0.1/.ops/slot 2>/dev/null || true)
   [ "$got" = ${quote(slot)} ] && break
@@ -298,11 +312,14 @@ mv -f ${quote(`${L.slotFile}.new`)} ${quote(L.slotFile)}
 # The release is live from here: a failure of what follows (records) must not be taken for a switch that did not happen.
 ops_report ${SWITCH_KEYS.switched} "$release_id"
 ${historyFunctions(env)}
-history_add live "$release_id" ${operation}
-# What the release was deployed with (deployFingerprint, written before nginx changed), for a later deploy's no-op; a
-# release a rollback put live has none on record (a deploy of its commit goes on). A record that cannot be replaced
-# or removed (not a file) names another release than the live one, so it cannot make a deploy a no-op: a warning.
-${fingerprint ? `mv -fT ${quote(`${L.fingerprint}.new`)} ${quote(L.fingerprint)} 2>/dev/null || { rm -f ${quote(`${L.fingerprint}.new`)}; printf 'warning: could not record what %s was deployed with in %s: the next deploy of its commit deploys it again\\n' "$release_id" ${quote(L.fingerprint)} >&2; }` : `rm -f ${quote(L.fingerprint)} 2>/dev/null || echo ${quote(`warning: could not remove ${L.fingerprint} (the next deploy of the live commit deploys it again)`)} >&2`}
+history_add live "$release_id" ${operation}${
+  fingerprint
+    ? String.raw`
+# What the release was deployed with (deployFingerprint, written before nginx changed), for a later deploy's no-op. A
+# record that cannot be replaced (not a file) holds no line for this release, so it cannot make a deploy a no-op: a warning.
+mv -fT ${quote(`${L.fingerprint}.new`)} ${quote(L.fingerprint)} 2>/dev/null || { rm -f ${quote(`${L.fingerprint}.new`)}; printf 'warning: could not record what %s was deployed with in %s: the next deploy of its commit deploys it again\n' "$release_id" ${quote(L.fingerprint)} >&2; }`
+    : ''
+}
 # Live again (rollback --to a release rolled back from): no longer abandoned, so a later rollback may come back to it.
 [ ! -e ${quote(L.releases)}/"$release_id"/.ops-abandoned ] || rm -f ${quote(L.releases)}/"$release_id"/.ops-abandoned
 echo "live: $release_id on slot ${slot}"`,

@@ -155,8 +155,8 @@ describe.sequential('deploy on a provisioned host', () => {
       expect(dry.changes.map((c) => c.live.changed)).toEqual([true]);
       const r = await run('v1');
       expect(r.noop).toBe(false);
-      // v1 went live by the rollback above: no record of what it was deployed with (a rollback keeps none), said so.
-      expect(r.hosts[0]!.notes.join('\n')).toMatch(/is live \(\S+\) with no record of what it was deployed with \(put live by a rollback[^:]*\): deployed again/);
+      // v1 went live by the rollback above, with the record of its own deploy: another .env than this one's.
+      expect(r.hosts[0]!.notes.join('\n')).toMatch(/is live \(\S+\) with another \.env or other settings: deployed again/);
       expect((await sshRun(host, `sudo grep -c 'OPS_E2E_MARK=.*changed-${process.pid}' /srv/sample/shared/.env`)).stdout.trim()).toBe('1');
       expect((await run('v1')).noop).toBe(true);
     } finally {

@@ -1,8 +1,8 @@
 // The deploy fingerprint as a user meets it on a real host (sshd, supervisor, nginx) with secrets in a sops file
 // changed by the real `sops` binary: a deploy of the live sha is a no-op ("already live") only when the live
 // release was deployed with the same .env and the settings that shape a host; a changed secret, a changed file a
-// setting names (the nginx site template), a release a rollback put live, a host whose record is garbage: deployed
-// again, saying why; a rotated data key, a comment, a key order, the rollout's pace: still a no-op.
+// setting names (the nginx site template), a host whose record is garbage: deployed again, saying why; a rotated data
+// key, a comment, a key order, the rollout's pace, a rollback to a release with these settings: still a no-op.
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -166,16 +166,35 @@ server {
     }
   }, 600_000);
 
-  it('rollback, then a deploy of the now-live sha: deployed again, saying why; dry run too', async () => {
+  it('rollback, then a deploy of the now-live sha: a no-op with the settings that release was deployed with, deployed again with others; dry runs say which', async () => {
+    // Two releases of one commit, each with its record: the first with these settings, the second with another value.
+    if (!(await run()).noop) expect((await run()).noop).toBe(true);
+    const first = (await run()).release;
+    project.write({ ...config, env: { ...(config.env as object), REGION: 'us' } });
+    const second = await run();
+    expect(second.noop).toBe(false);
+    // Back to the first release, with the settings it was deployed with: already live, nothing deployed.
+    project.write(config);
     await rollback(project.ctx(), project.env());
+    expect(await onHost('readlink /srv/sample/current')).toBe(`/srv/sample/releases/${first}`);
     const plan = await cli(['deploy', 'e2e', '--dry-run']);
     expect(plan.code, plan.err).toBe(0);
-    expect(plan.out).toMatch(/live, with no record of what it was deployed with \(put live by a rollback/);
-    const r = await run();
-    expect(r.noop).toBe(false);
-    expect(r.hosts[0]!.notes.join('\n')).toMatch(/with no record of what it was deployed with \(put live by a rollback/);
-    expect((await get(host)).body).toContain(r.release);
-    expect((await run()).noop).toBe(true);
+    expect(plan.out).toMatch(/already live, nothing changes/);
+    const same = await run();
+    expect(same.noop).toBe(true);
+    expect(same.release).toBe(first);
+    // With the second's settings, the first release live is deployed again, as another .env.
+    project.write({ ...config, env: { ...(config.env as object), REGION: 'us' } });
+    try {
+      const dry = await cli(['deploy', 'e2e', '--dry-run']);
+      expect(dry.out).toMatch(/live, with another \.env or other settings than this deploy's: deployed again/);
+      const r = await run();
+      expect(r.noop).toBe(false);
+      expect(r.hosts[0]!.notes.join('\n')).toMatch(/with another \.env or other settings: deployed again/);
+      expect((await get(host)).body).toContain(r.release);
+    } finally {
+      project.write(config);
+    }
   }, 300_000);
 
   it('a host added to the environment: it deploys, the other is a no-op; then hosts that differ (one record damaged): only that one deploys', async () => {

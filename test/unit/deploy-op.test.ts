@@ -104,16 +104,17 @@ describe('deploy operation', () => {
     expect(r.noop).toBe(false);
     expect(h.remote.stepNames()).toEqual(expect.arrayContaining(['build', 'start green', 'switch']));
     expect(r.hosts[0]!.notes).toContain(`${v1.slice(0, 12)} is live (20261125T120000Z-${v1.slice(0, 12)}) with another .env or other settings: deployed again`);
-    const asked = /\[ "\$live_fingerprint" = "\$cur_id "'?([0-9a-f]{32})'? \]/.exec(h.remote.runs[0]!.stdin)?.[1];
+    const asked = /\[ "\$live_fingerprint" = '?([0-9a-f]{32})'? \]/.exec(h.remote.runs[0]!.stdin)?.[1];
     expect(asked).toMatch(/^[0-9a-f]{32}$/);
-    expect(h.remote.runs.find((x) => x.step.name === "switch")!.stdin).toMatch(new RegExp(`printf '%s %s\\\\n' "\\$release_id" '?${asked}'? > /srv/sample/\\.ops/fingerprint`));
+    // The release's line last, after the kept releases' lines, into the new records (renamed once current flipped).
+    expect(h.remote.runs.find((x) => x.step.name === 'switch')!.stdin).toMatch(new RegExp(`printf '%s %s\\\\n' "\\$release_id" '?${asked}'?; \\} > /srv/sample/\\.ops/fingerprint\\.new`));
   });
 
-  it('the same sha live with no record of what it was deployed with (a rollback put it live): deployed again, saying that, not "another .env"', async () => {
+  it('the same sha live with no record of what it was deployed with (deployed before records, or records damaged): deployed again, saying that, not "another .env"', async () => {
     const h = harness(opsLines(STATE, 'provisioned yes', `current 20261125T120000Z-${v1.slice(0, 12)}`, 'slot blue', `live_sha ${v1}`, 'live_changed unrecorded', `has ${v1}`));
     const r = await deploy(h.ctx, loadEnvironment('x', root), {});
     expect(r.noop).toBe(false);
-    expect(r.hosts[0]!.notes).toContain(`${v1.slice(0, 12)} is live (20261125T120000Z-${v1.slice(0, 12)}) with no record of what it was deployed with (put live by a rollback, or its record missing or damaged): deployed again`);
+    expect(r.hosts[0]!.notes).toContain(`${v1.slice(0, 12)} is live (20261125T120000Z-${v1.slice(0, 12)}) with no record of what it was deployed with (deployed before such records were kept, or its record missing or damaged): deployed again`);
   });
 
   it('deployFingerprint: the .env, environ and settings that shape a host, not how it is reached nor the rollout pace nor key order', () => {

@@ -4,7 +4,7 @@
 // check runs for real: curl against a server of this process, ss and /proc for who answers, supervisor's socket
 // (absent here: it runs no process for the slot, which the verdict must say).
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,6 +17,7 @@ import { scriptText } from '../../core/remote/wrap.ts';
 import { FACTS_KEYS } from '../../core/steps/facts.ts';
 import { LIBRARY_KEYS } from '../../core/steps/libraries.ts';
 import { RELEASE_KEYS, deployState } from '../../core/steps/release.ts';
+import { fingerprintRecords } from '../../core/steps/switch.ts';
 import type { Step } from '../../core/remote/types.ts';
 import { resolveTarget, type Target } from '../../core/target.ts';
 
@@ -78,7 +79,7 @@ describe('the state step on a host (bash)', () => {
     expect(reportedAll(r, LIBRARY_KEYS.release)).toEqual([]);
   }, 30_000);
 
-  it('the live commit deployed with another .env or settings (another fingerprint, or none on record: a rollback put it live): live_changed, no live check, and the rest is read as for any deploy', async () => {
+  it('the live commit deployed with another .env or settings (another fingerprint, or none on record: deployed before records were kept): live_changed, no live check, and the rest is read as for any deploy', async () => {
     for (const recorded of ['fedcba9876543210fedcba9876543210', undefined]) {
       const base = host();
       if (recorded) writeFileSync(join(base, '.ops', 'fingerprint'), `${LIVE} ${recorded}\n`);
@@ -89,7 +90,7 @@ describe('the state step on a host (bash)', () => {
       expect(state.releases.map((x) => x.id)).toEqual([OLD, LIVE]);
       expect(reported(r, FACTS_KEYS.disk)).toMatch(/^\d+ \d+ \d+ /);
     }
-    // The fingerprint of another release (the one live before a rollback) is not this one's; garbage, an empty
+    // The fingerprint of another release (the one live before) is not this one's; garbage, an empty
     // record or a directory in its place are no record either: deployed again, said as no record.
     for (const damage of [`${OLD} ${FINGERPRINT}\n`, 'garbage\n', '', 'directory']) {
       const base = host();
@@ -99,6 +100,28 @@ describe('the state step on a host (bash)', () => {
       else writeFileSync(file, damage);
       expect(parseState(await runStep(deployState(env(base), [LIVE_SHA], { commit: LIVE_SHA, fingerprint: FINGERPRINT }))), damage).toMatchObject({ liveChanged: true, liveUnrecorded: true, liveHealth: '' });
     }
+  });
+
+  it('records of several releases (a rollback put an older one live): the live release\'s own line counts, wherever it stands', async () => {
+    const base = host();
+    writeFileSync(join(base, '.ops', 'fingerprint'), `${LIVE} ${FINGERPRINT}\n${OLD} ${'e'.repeat(32)}\n`);
+    expect(parseState(await runStep(deployState(env(base), undefined, { fingerprint: FINGERPRINT })))).toMatchObject({ current: LIVE, liveChanged: false });
+    writeFileSync(join(base, '.ops', 'fingerprint'), `${OLD} ${FINGERPRINT}\n${LIVE} ${'e'.repeat(32)}\n`);
+    expect(parseState(await runStep(deployState(env(base), undefined, { fingerprint: FINGERPRINT })))).toMatchObject({ liveChanged: true, liveUnrecorded: false });
+  });
+
+  it('the switch\'s new records (fingerprintRecords): the kept releases\' lines, not the pruned ones\' nor an empty one, this release\'s last and once', async () => {
+    const base = host();
+    const file = join(base, '.ops', 'fingerprint');
+    writeFileSync(file, `${OLD} ${'1'.repeat(32)}\n20250101T000000Z-pruned00000 ${'2'.repeat(32)}\n\n${LIVE} ${'3'.repeat(32)}\n`);
+    const write = (id: string) => run('bash', ['-c', `set -euo pipefail; release_id=${id}\n${fingerprintRecords(env(base), FINGERPRINT)}`]);
+    await write(LIVE);
+    expect(readFileSync(`${file}.new`, 'utf8')).toBe(`${OLD} ${'1'.repeat(32)}\n${LIVE} ${FINGERPRINT}\n`);
+    // No records yet, or a directory in their place: this release's line alone.
+    rmSync(file);
+    mkdirSync(file);
+    await write(OLD);
+    expect(readFileSync(`${file}.new`, 'utf8')).toBe(`${OLD} ${FINGERPRINT}\n`);
   });
 
   it("a dry run's read (the fingerprint alone): live_changed only when the live release was deployed with another; no live check", async () => {

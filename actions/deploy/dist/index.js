@@ -69912,7 +69912,7 @@ async function describeChange(repo, env, live, target) {
   return change;
 }
 function liveChangedWhy(live) {
-  return live.unrecorded ? "with no record of what it was deployed with (put live by a rollback, or its record missing or damaged)" : "with another .env or other settings than this deploy's";
+  return live.unrecorded ? "with no record of what it was deployed with (deployed before such records were kept, or its record missing or damaged)" : "with another .env or other settings than this deploy's";
 }
 async function describeChanges(repo, env, lives, target) {
   const groups = /* @__PURE__ */ new Map();
@@ -70910,6 +70910,12 @@ if [ -f "$conf" ]; then
 fi`
   };
 }
+function fingerprintRecords(env, fingerprint2) {
+  const L = env.layout;
+  return String.raw`{ if [ -f ${quote(L.fingerprint)} ]; then
+  while read -r id fp; do if [ -n "$id" ] && [ "$id" != "$release_id" ] && [ -d ${quote(L.releases)}/"$id" ]; then printf '%s %s\n' "$id" "$fp"; fi; done < ${quote(L.fingerprint)}
+fi; printf '%s %s\n' "$release_id" ${quote(fingerprint2)}; } > ${quote(`${L.fingerprint}.new`)}`;
+}
 var SWITCH_KEYS = reportKeys("switched");
 function switchTo(env, slot, releaseId2, certificateReady, operation = "deploy", fingerprint2) {
   const L = env.layout;
@@ -70927,7 +70933,7 @@ function switchTo(env, slot, releaseId2, certificateReady, operation = "deploy",
       before: String.raw`${releaseIdVar(releaseId2)}
 ln -sfn ${quote(L.releases)}/"$release_id" ${quote(`${L.base}/.current.new`)}
 printf '%s\n' ${quote(slot)} > ${quote(`${L.slotFile}.new`)}${fingerprint2 ? `
-printf '%s %s\\n' "$release_id" ${quote(fingerprint2)} > ${quote(`${L.fingerprint}.new`)}` : ""}`,
+${fingerprintRecords(env, fingerprint2)}` : ""}`,
       then: String.raw`for i in {1..100}; do
   got=$(curl -s --max-time 1${host} http://127.0.0.1/.ops/slot 2>/dev/null || true)
   [ "$got" = ${quote(slot)} ] && break
@@ -70939,11 +70945,10 @@ mv -f ${quote(`${L.slotFile}.new`)} ${quote(L.slotFile)}
 # The release is live from here: a failure of what follows (records) must not be taken for a switch that did not happen.
 ops_report ${SWITCH_KEYS.switched} "$release_id"
 ${historyFunctions(env)}
-history_add live "$release_id" ${operation}
-# What the release was deployed with (deployFingerprint, written before nginx changed), for a later deploy's no-op; a
-# release a rollback put live has none on record (a deploy of its commit goes on). A record that cannot be replaced
-# or removed (not a file) names another release than the live one, so it cannot make a deploy a no-op: a warning.
-${fingerprint2 ? `mv -fT ${quote(`${L.fingerprint}.new`)} ${quote(L.fingerprint)} 2>/dev/null || { rm -f ${quote(`${L.fingerprint}.new`)}; printf 'warning: could not record what %s was deployed with in %s: the next deploy of its commit deploys it again\\n' "$release_id" ${quote(L.fingerprint)} >&2; }` : `rm -f ${quote(L.fingerprint)} 2>/dev/null || echo ${quote(`warning: could not remove ${L.fingerprint} (the next deploy of the live commit deploys it again)`)} >&2`}
+history_add live "$release_id" ${operation}${fingerprint2 ? String.raw`
+# What the release was deployed with (deployFingerprint, written before nginx changed), for a later deploy's no-op. A
+# record that cannot be replaced (not a file) holds no line for this release, so it cannot make a deploy a no-op: a warning.
+mv -fT ${quote(`${L.fingerprint}.new`)} ${quote(L.fingerprint)} 2>/dev/null || { rm -f ${quote(`${L.fingerprint}.new`)}; printf 'warning: could not record what %s was deployed with in %s: the next deploy of its commit deploys it again\n' "$release_id" ${quote(L.fingerprint)} >&2; }` : ""}
 # Live again (rollback --to a release rolled back from): no longer abandoned, so a later rollback may come back to it.
 [ ! -e ${quote(L.releases)}/"$release_id"/.ops-abandoned ] || rm -f ${quote(L.releases)}/"$release_id"/.ops-abandoned
 echo "live: $release_id on slot ${slot}"`
@@ -70983,9 +70988,12 @@ function deployState(env, shas, options = {}) {
   const L = env.layout;
   const cert = certificatePaths(env);
   const live = (slot) => `live_verdict "$cur_id" "$cur" ${quote(L.supervisorGroup(slot))} 3 0.2 ${probes(env, slot).map(quote).join(" ")}`;
-  const recorded = options.fingerprint !== void 0 ? String.raw`live_same=no; live_fingerprint=""; { read -r live_fingerprint < ${quote(L.fingerprint)}; } 2>/dev/null || true
-if [ "$live_fingerprint" = "$cur_id "${quote(options.fingerprint)} ]; then live_same=yes
-elif [ -n "$live_sha" ] && [ "${"$"}{live_fingerprint%% *}" = "$cur_id" ]; then ops_report ${RELEASE_KEYS.live_changed} settings
+  const recorded = options.fingerprint !== void 0 ? String.raw`live_same=no; live_fingerprint=""; live_recorded=no
+if [ -n "$cur_id" ] && [ -f ${quote(L.fingerprint)} ]; then
+  { while read -r id fp; do if [ "$id" = "$cur_id" ]; then live_fingerprint=$fp; live_recorded=yes; fi; done < ${quote(L.fingerprint)}; } 2>/dev/null || true
+fi
+if [ "$live_recorded" = yes ] && [ "$live_fingerprint" = ${quote(options.fingerprint)} ]; then live_same=yes
+elif [ -n "$live_sha" ] && [ "$live_recorded" = yes ]; then ops_report ${RELEASE_KEYS.live_changed} settings
 elif [ -n "$live_sha" ]; then ops_report ${RELEASE_KEYS.live_changed} unrecorded; fi
 ` : "";
   const noop = options.commit ? String.raw`${PROBE_FUNCTIONS}

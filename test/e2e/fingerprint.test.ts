@@ -195,6 +195,9 @@ server {
     } finally {
       project.write(config);
     }
+    // Back to these settings for the tests after this one (deployed again: the live release has the other's).
+    expect((await run()).noop).toBe(false);
+    expect((await run()).noop).toBe(true);
   }, 300_000);
 
   it('a host added to the environment: it deploys, the other is a no-op; then hosts that differ (one record damaged): only that one deploys', async () => {

@@ -17,26 +17,17 @@ import { quote } from '../../core/shell.ts';
 import { downHost, sshRun, type Host } from '../hosts/index.ts';
 import { runOps } from '../support/cli.ts';
 import { initRepo } from '../support/gitrepo.ts';
-import { get, makeProject, readyHost, webConfig, type TestProject } from './support.ts';
+import { get, makeProject, pythonWebApp, readyHost, webConfig, type TestProject } from './support.ts';
 
 /** The app: answers every path with its release and the secret its .env gave it when it started (a hash of it). */
-const SERVER = String.raw`import hashlib, os, sys
-from http.server import BaseHTTPRequestHandler, HTTPServer
+const SERVER = pythonWebApp(
+  'os.environ["OPS_RELEASE"] + " " + hashlib.sha256(TOKEN.encode()).hexdigest()[:12]',
+  String.raw`import hashlib
 TOKEN = ""
 for line in open(".env"):
     if line.startswith("API_TOKEN="):
-        TOKEN = line.split("=", 1)[1].strip().strip("'").strip('"')
-class Handler(BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = (os.environ["OPS_RELEASE"] + " " + hashlib.sha256(TOKEN.encode()).hexdigest()[:12]).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
-`;
+        TOKEN = line.split("=", 1)[1].strip().strip("'").strip('"')`,
+);
 
 let host: Host;
 let project: TestProject;

@@ -11,22 +11,10 @@ import { quote } from '../../core/shell.ts';
 import { downHost, sshRun, type Host } from '../hosts/index.ts';
 import { spawnOps } from '../support/cli.ts';
 import { commit, initRepo } from '../support/gitrepo.ts';
-import { get, makeProject, readyHost, webConfig, type TestProject } from './support.ts';
+import { get, makeProject, pythonWebApp, readyHost, webConfig, type TestProject } from './support.ts';
 
 /** The app: answers every path with the release it runs. */
-const SERVER = String.raw`import os, sys
-from http.server import BaseHTTPRequestHandler, HTTPServer
-class Handler(BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = os.environ["OPS_RELEASE"].encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
-`;
+const SERVER = pythonWebApp('os.environ["OPS_RELEASE"]');
 
 let host: Host;
 let project: TestProject;

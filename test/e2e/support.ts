@@ -55,6 +55,28 @@ export function testConfig(hosts: Host[], repository: string, databaseUrl: strin
 }
 
 /**
+ * The `server.py` of a webConfig app: Python's http.server on 127.0.0.1 and the port in argv[1], answering every GET
+ * with 200 and `body` (a Python expression giving a str, evaluated per request; `os` is imported), after `prelude`
+ * (module code run once at start: what the app reads when it starts).
+ */
+export function pythonWebApp(body: string, prelude = ''): string {
+  return String.raw`import os, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+${prelude}
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = (${body}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+`;
+}
+
+/**
  * An environment of one program `web` on `host`: `{python} server.py {port}` from the repository (Python's standard
  * library only: nothing to install, a build and migration that do nothing), health `/health`, ref `main`;
  * `overrides` replace top-level keys.

@@ -2,6 +2,7 @@
 // schema cannot express, the resolved Environment operations take, and where the files are.
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { isAbsolute, join, resolve } from 'node:path';
 import { deserialize, serialize } from 'node:v8';
 import { YAMLParseError, parse as parseYaml } from 'yaml';
@@ -285,7 +286,9 @@ export function loadEnvironment(envName: string, root: string): Environment {
 export function resolveEnvironment(envName: string, root: string, config: EnvironmentConfig, hosts: Host[]): Environment {
   const appUser = config.app_user ?? config.app;
   const scheme = config.tls.mode === 'off' ? 'http' : 'https';
-  const url = config.url ?? `${scheme}://${config.domain ?? hosts[0]!.address}`;
+  // An IPv6 address in a URL is written in brackets (RFC 3986, IP-literal).
+  const site = config.domain ?? (isIP(hosts[0]!.address) === 6 ? `[${hosts[0]!.address}]` : hosts[0]!.address);
+  const url = config.url ?? `${scheme}://${site}`;
   return { name: envName, dir: join(environmentsDir(root), envName), root, config, hosts, appUser, baseDir: config.base_dir ?? `/srv/${config.app}`, url };
 }
 

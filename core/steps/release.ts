@@ -7,7 +7,7 @@ import { reportKeys, type Step } from '../remote/types.ts';
 import { quote, word, type HostVariable } from '../shell.ts';
 import { certificatePaths } from './nginx-config.ts';
 import { RELEASE_DIR_PATTERN, historyFunctions } from './history.ts';
-import { probes } from './switch.ts';
+import { forEachFingerprintRecord, probes } from './switch.ts';
 import { b64 } from './script.ts';
 import { diskReport } from './facts.ts';
 import { IDENTITY_FUNCTIONS, PROBE_FUNCTIONS, SUPERVISOR_FUNCTIONS } from './libraries.ts';
@@ -82,8 +82,8 @@ export function deployState(env: Target, shas?: string[], options: { lfs?: strin
   const recorded =
     options.fingerprint !== undefined
       ? String.raw`live_same=no; live_fingerprint=""; live_recorded=no
-if [ -n "$cur_id" ] && [ -f ${quote(L.fingerprint)} ]; then
-  { while read -r id fp; do if [ "$id" = "$cur_id" ]; then live_fingerprint=$fp; live_recorded=yes; fi; done < ${quote(L.fingerprint)}; } 2>/dev/null || true
+if [ -n "$cur_id" ]; then
+  { ${forEachFingerprintRecord(env, 'if [ "$id" = "$cur_id" ]; then live_fingerprint=$fp; live_recorded=yes; fi')}; } 2>/dev/null || true
 fi
 if [ "$live_recorded" = yes ] && [ "$live_fingerprint" = ${quote(options.fingerprint)} ]; then live_same=yes
 elif [ -n "$live_sha" ] && [ "$live_recorded" = yes ]; then ops_report ${RELEASE_KEYS.live_changed} settings

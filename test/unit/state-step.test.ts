@@ -110,6 +110,22 @@ describe('the state step on a host (bash)', () => {
     expect(parseState(await runStep(deployState(env(base), undefined, { fingerprint: FINGERPRINT })))).toMatchObject({ liveChanged: true, liveUnrecorded: false });
   });
 
+  it('records whatever their line ending (the last line without its newline, CRLF: written by hand or an editor): the live release\'s line counts, and the switch keeps the others', async () => {
+    for (const [label, text] of [
+      ['no final newline', `${OLD} ${'e'.repeat(32)}\n${LIVE} ${FINGERPRINT}`],
+      ['CRLF', `${OLD} ${'e'.repeat(32)}\r\n${LIVE} ${FINGERPRINT}\r\n`],
+    ]) {
+      const base = host();
+      const file = join(base, '.ops', 'fingerprint');
+      writeFileSync(file, text!);
+      expect(parseState(await runStep(deployState(env(base), [LIVE_SHA], { commit: LIVE_SHA, fingerprint: FINGERPRINT }))), label).toMatchObject({ liveChanged: false, liveUnrecorded: false });
+      const NEXT = `20261201T100000Z-${'d'.repeat(12)}`;
+      mkdirSync(join(base, 'releases', NEXT));
+      await run('bash', ['-c', `set -euo pipefail; release_id=${NEXT}\n${fingerprintRecords(env(base), 'f'.repeat(32))}`]);
+      expect(readFileSync(`${file}.new`, 'utf8'), label).toBe(`${OLD} ${'e'.repeat(32)}\n${LIVE} ${FINGERPRINT}\n${NEXT} ${'f'.repeat(32)}\n`);
+    }
+  });
+
   it('the switch\'s new records (fingerprintRecords): the kept releases\' lines, not the pruned ones\' nor an empty one, this release\'s last and once', async () => {
     const base = host();
     const file = join(base, '.ops', 'fingerprint');

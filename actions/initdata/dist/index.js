@@ -67646,6 +67646,12 @@ function parseReleaseRecord(line) {
 function probes(env, slot) {
   return Object.entries(env.config.programs).map(([name2, p]) => `${name2}:${env.port(name2, slot)}:${p.health}`);
 }
+function forEachFingerprintRecord(env, body) {
+  const file = quote(env.layout.fingerprint);
+  return String.raw`if [ -f ${file} ]; then
+  while read -r id fp || [ -n "$id" ]; do fp=${"$"}{fp%$'\r'}; ${body}; done < ${file}
+fi`;
+}
 var SWITCH_KEYS = reportKeys("switched");
 var ROLLBACK_KEYS = reportKeys("rollback", "rollback_from", "rollback_to", "rollback_slot", "rollback_exit", "rollback_stop_exit");
 
@@ -67669,8 +67675,8 @@ function deployState(env, shas, options = {}) {
   const cert = certificatePaths(env);
   const live = (slot) => `live_verdict "$cur_id" "$cur" ${quote(L.supervisorGroup(slot))} 3 0.2 ${probes(env, slot).map(quote).join(" ")}`;
   const recorded = options.fingerprint !== void 0 ? String.raw`live_same=no; live_fingerprint=""; live_recorded=no
-if [ -n "$cur_id" ] && [ -f ${quote(L.fingerprint)} ]; then
-  { while read -r id fp; do if [ "$id" = "$cur_id" ]; then live_fingerprint=$fp; live_recorded=yes; fi; done < ${quote(L.fingerprint)}; } 2>/dev/null || true
+if [ -n "$cur_id" ]; then
+  { ${forEachFingerprintRecord(env, 'if [ "$id" = "$cur_id" ]; then live_fingerprint=$fp; live_recorded=yes; fi')}; } 2>/dev/null || true
 fi
 if [ "$live_recorded" = yes ] && [ "$live_fingerprint" = ${quote(options.fingerprint)} ]; then live_same=yes
 elif [ -n "$live_sha" ] && [ "$live_recorded" = yes ]; then ops_report ${RELEASE_KEYS.live_changed} settings

@@ -52328,11 +52328,16 @@ if [ -f "$conf" ]; then
 fi`
   };
 }
+function forEachFingerprintRecord(env, body) {
+  const file = quote(env.layout.fingerprint);
+  return String.raw`if [ -f ${file} ]; then
+  while read -r id fp || [ -n "$id" ]; do fp=${"$"}{fp%$'\r'}; ${body}; done < ${file}
+fi`;
+}
 function fingerprintRecords(env, fingerprint2) {
   const L = env.layout;
-  return String.raw`{ if [ -f ${quote(L.fingerprint)} ]; then
-  while read -r id fp; do if [ -n "$id" ] && [ "$id" != "$release_id" ] && [ -d ${quote(L.releases)}/"$id" ]; then printf '%s %s\n' "$id" "$fp"; fi; done < ${quote(L.fingerprint)}
-fi; printf '%s %s\n' "$release_id" ${quote(fingerprint2)}; } > ${quote(`${L.fingerprint}.new`)}`;
+  return String.raw`{ ${forEachFingerprintRecord(env, String.raw`if [ -n "$id" ] && [ "$id" != "$release_id" ] && [ -d ${quote(L.releases)}/"$id" ]; then printf '%s %s\n' "$id" "$fp"; fi`)}
+printf '%s %s\n' "$release_id" ${quote(fingerprint2)}; } > ${quote(`${L.fingerprint}.new`)}`;
 }
 var SWITCH_KEYS = reportKeys("switched");
 function switchTo(env, slot, releaseId, certificateReady, operation = "deploy", fingerprint2) {
@@ -52476,8 +52481,8 @@ function deployState(env, shas, options = {}) {
   const cert = certificatePaths(env);
   const live = (slot) => `live_verdict "$cur_id" "$cur" ${quote(L.supervisorGroup(slot))} 3 0.2 ${probes(env, slot).map(quote).join(" ")}`;
   const recorded = options.fingerprint !== void 0 ? String.raw`live_same=no; live_fingerprint=""; live_recorded=no
-if [ -n "$cur_id" ] && [ -f ${quote(L.fingerprint)} ]; then
-  { while read -r id fp; do if [ "$id" = "$cur_id" ]; then live_fingerprint=$fp; live_recorded=yes; fi; done < ${quote(L.fingerprint)}; } 2>/dev/null || true
+if [ -n "$cur_id" ]; then
+  { ${forEachFingerprintRecord(env, 'if [ "$id" = "$cur_id" ]; then live_fingerprint=$fp; live_recorded=yes; fi')}; } 2>/dev/null || true
 fi
 if [ "$live_recorded" = yes ] && [ "$live_fingerprint" = ${quote(options.fingerprint)} ]; then live_same=yes
 elif [ -n "$live_sha" ] && [ "$live_recorded" = yes ]; then ops_report ${RELEASE_KEYS.live_changed} settings

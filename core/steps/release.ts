@@ -63,8 +63,9 @@ export function releaseId(sha: string, now = new Date()): string {
  * - `shas` (a deploy about to send code): also what sending and building need: free space and inodes, which of
  *   `shas` (and `lfs` oids) the host has, its mirror's commits, its complete dependency sets.
  * - `fingerprint` (deployFingerprint; the switch records each release's in .ops/fingerprint): `live_changed`
- *   when something is live that was not deployed with it (a secret or setting changed since, or a release with no
- *   record). Alone: a dry run's read.
+ *   when something is live that was not deployed with it (a secret or setting changed since, a release with no
+ *   record, or a release a rollback put live while the last deploy, whose shared .env and nginx site the host
+ *   holds, had other settings). Alone: a dry run's read.
  * - `commit` with `fingerprint` (a deploy that is a no-op when that commit is live, deployed with that
  *   fingerprint): when the live release is that commit with that fingerprint, the live check runs (its health checks answer, and what answers is the process supervisor started for the
  *   release `current` names: live_verdict) and the step reports `live_health` and ends there: the no-op
@@ -78,14 +79,17 @@ export function deployState(env: Target, shas?: string[], options: { lfs?: strin
   const L = env.layout;
   const cert = certificatePaths(env);
   const live = (slot: Slot) => `live_verdict "$cur_id" "$cur" ${quote(L.supervisorGroup(slot))} 3 0.2 ${probes(env, slot).map(quote).join(' ')}`;
-  // Was the live release deployed with what this deploy gives it (deployFingerprint, recorded by the switch)?
+  // Was the live release deployed with what this deploy gives it (deployFingerprint, recorded by the switch), and
+  // are the host's shared files (shared/.env and environ, the nginx site) still those of that deploy? They are the
+  // last deploy's (the last line): a rollback puts an older release live but leaves them as they are, so its record
+  // alone would make a no-op of a deploy whose .env the host no longer holds (what the app reads at its next start).
   const recorded =
     options.fingerprint !== undefined
-      ? String.raw`live_same=no; live_fingerprint=""; live_recorded=no
+      ? String.raw`live_same=no; live_fingerprint=""; live_recorded=no; last_fingerprint=""
 if [ -n "$cur_id" ]; then
-  { ${forEachFingerprintRecord(env, 'if [ "$id" = "$cur_id" ]; then live_fingerprint=$fp; live_recorded=yes; fi')}; } 2>/dev/null || true
+  { ${forEachFingerprintRecord(env, 'if [ -n "$id" ]; then last_fingerprint=$fp; fi; if [ "$id" = "$cur_id" ]; then live_fingerprint=$fp; live_recorded=yes; fi')}; } 2>/dev/null || true
 fi
-if [ "$live_recorded" = yes ] && [ "$live_fingerprint" = ${quote(options.fingerprint)} ]; then live_same=yes
+if [ "$live_recorded" = yes ] && [ "$live_fingerprint" = ${quote(options.fingerprint)} ] && [ "$last_fingerprint" = ${quote(options.fingerprint)} ]; then live_same=yes
 elif [ -n "$live_sha" ] && [ "$live_recorded" = yes ]; then ops_report ${RELEASE_KEYS.live_changed} settings
 elif [ -n "$live_sha" ]; then ops_report ${RELEASE_KEYS.live_changed} unrecorded; fi
 `

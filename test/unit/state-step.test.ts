@@ -102,10 +102,13 @@ describe('the state step on a host (bash)', () => {
     }
   });
 
-  it('records of several releases (a rollback put an older one live): the live release\'s own line counts, wherever it stands', async () => {
+  it('records of several releases (a rollback put an older one live): the live release\'s own line counts, and the last line (the last deploy wrote the shared .env and the nginx site) too', async () => {
     const base = host();
-    writeFileSync(join(base, '.ops', 'fingerprint'), `${LIVE} ${FINGERPRINT}\n${OLD} ${'e'.repeat(32)}\n`);
+    writeFileSync(join(base, '.ops', 'fingerprint'), `${LIVE} ${FINGERPRINT}\n${OLD} ${FINGERPRINT}\n`);
     expect(parseState(await runStep(deployState(env(base), undefined, { fingerprint: FINGERPRINT })))).toMatchObject({ current: LIVE, liveChanged: false });
+    // Rolled back to LIVE from a release deployed with other settings: the host's .env is that release's.
+    writeFileSync(join(base, '.ops', 'fingerprint'), `${LIVE} ${FINGERPRINT}\n${OLD} ${'e'.repeat(32)}\n`);
+    expect(parseState(await runStep(deployState(env(base), [LIVE_SHA], { commit: LIVE_SHA, fingerprint: FINGERPRINT })))).toMatchObject({ current: LIVE, liveChanged: true, liveUnrecorded: false, liveHealth: '' });
     writeFileSync(join(base, '.ops', 'fingerprint'), `${OLD} ${FINGERPRINT}\n${LIVE} ${'e'.repeat(32)}\n`);
     expect(parseState(await runStep(deployState(env(base), undefined, { fingerprint: FINGERPRINT })))).toMatchObject({ liveChanged: true, liveUnrecorded: false });
   });

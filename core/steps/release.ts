@@ -197,9 +197,12 @@ mv -f ${quote(upload)} ${quote(target)}; chmod 0644 ${quote(target)}`;
 /**
  * Put the uploaded .env and environ files in place (0600, app user), each replacing the shared one by
  * rename(2) if it changed: a reader sees the old file or the new one, never a partial one. The uploads are
- * removed whatever happens.
+ * removed whatever happens. A change is recorded at once (`fingerprint`, deployFingerprint: a line `- <fingerprint>`
+ * appended to .ops/fingerprint, dropped by the next switch): the host's shared files are this deploy's from here,
+ * even if it fails before its switch, so a later deploy of the live sha with the live release's settings is not a
+ * no-op (the state step compares the last line) but puts them back. That record failing is a warning.
  */
-export function installDotenv(env: Target, uploaded: { dotenv: string; environ: string }): Step {
+export function installDotenv(env: Target, uploaded: { dotenv: string; environ: string }, fingerprint: string): Step {
   const L = env.layout;
   const u = quote(env.appUser);
   const files: [string, string][] = [
@@ -223,6 +226,9 @@ ${files
 fi`,
   )
   .join('\n')}
+if [ "$changed" = yes ]; then
+  printf '%s %s\n' - ${quote(fingerprint)} 2>/dev/null >> ${quote(L.fingerprint)} || echo ${quote(`warning: could not record in ${L.fingerprint} that the shared .env changed: a deploy of the live commit with its release's settings may not put it back`)} >&2
+fi
 ops_report ${RELEASE_KEYS.dotenv} "$([ "$changed" = yes ] && echo updated || echo unchanged)"`,
   };
 }

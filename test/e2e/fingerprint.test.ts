@@ -215,6 +215,28 @@ server {
     expect((await run()).noop).toBe(true);
   }, 300_000);
 
+  it("a deploy with another secret that fails before its switch, then a deploy of the live sha with its own: deployed again (the failed one wrote the host's .env), the .env put back", async () => {
+    const token = sops('decrypt', '--extract', '["api"]["token"]', 'secrets.sops.yaml').trim();
+    if (!(await run()).noop) expect((await run()).noop).toBe(true);
+    // A commit whose server exits at once, on a branch of its own (main stays the live sha).
+    const repo = join(root, 'app');
+    const git = (...args: string[]) => execFileSync('git', ['-C', repo, ...args], { stdio: 'pipe' });
+    git('checkout', '-q', '-b', 'crashes');
+    git('commit', '-q', '--allow-empty', '-m', 'crash');
+    writeFileSync(join(repo, 'server.py'), 'import sys\nsys.exit(3)\n');
+    git('commit', '-q', '-am', 'exits at start');
+    git('checkout', '-q', 'main');
+    sops('set', 'secrets.sops.yaml', '["api"]["token"]', '"token-of-a-failed-deploy"');
+    await expect(run({ ref: 'crashes' })).rejects.toThrow();
+    expect(await onHost('grep -c token-of-a-failed-deploy /srv/sample/shared/.env')).toBe('1');
+    sops('set', 'secrets.sops.yaml', '["api"]["token"]', JSON.stringify(token));
+    const r = await run();
+    expect(r.noop).toBe(false);
+    expect(await onHost('grep -c token-of-a-failed-deploy /srv/sample/shared/.env || true')).toBe('0');
+    expect((await get(host)).body).toBe(`${r.release} ${createHash('sha256').update(token).digest('hex').slice(0, 12)}`);
+    expect((await run()).noop).toBe(true);
+  }, 300_000);
+
   it('a host added to the environment: it deploys, the other is a no-op; then hosts that differ (one record damaged): only that one deploys', async () => {
     const second = await readyHost('fpq');
     try {

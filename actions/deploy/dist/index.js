@@ -71220,7 +71220,7 @@ mv -f ${quote(upload)} ${quote(target)}; chmod 0644 ${quote(target)}`;
   ];
   return { name: "receive code", as: "root", timeout: 600, quiet: true, script: lines.join("\n") };
 }
-function installDotenv(env, uploaded) {
+function installDotenv(env, uploaded, fingerprint2) {
   const L = env.layout;
   const u = quote(env.appUser);
   const files = [
@@ -71242,6 +71242,9 @@ ${files.map(
   changed=yes
 fi`
     ).join("\n")}
+if [ "$changed" = yes ]; then
+  printf '%s %s\n' - ${quote(fingerprint2)} 2>/dev/null >> ${quote(L.fingerprint)} || echo ${quote(`warning: could not record in ${L.fingerprint} that the shared .env changed: a deploy of the live commit with its release's settings may not put it back`)} >&2
+fi
 ops_report ${RELEASE_KEYS.dotenv} "$([ "$changed" = yes ] && echo updated || echo unchanged)"`
   };
 }
@@ -72401,7 +72404,7 @@ async function sendDotenv(env, hp, p, tag) {
   const uploads = { dotenv: `${L.uploads}/${tag}.env`, environ: `${L.uploads}/${tag}.environ` };
   await hp.h.upload(p.dotenv.dotenv, uploads.dotenv, 384);
   await hp.h.upload(p.dotenv.environ, uploads.environ, 384);
-  await hp.h.run(installDotenv(env, uploads));
+  await hp.h.run(installDotenv(env, uploads, p.fingerprint));
 }
 async function buildOn(env, hp, p) {
   const L = env.layout;

@@ -6,6 +6,7 @@
 import { reportKeys } from '../remote/types.ts';
 import certFunctions from './sh/cert.sh';
 import connectionFunctions from './sh/connection.sh';
+import criticalFunctions from './sh/critical.sh';
 import historyFunctions from './sh/history.sh';
 import hostLockFunctions from './sh/host-lock.sh';
 import identityFunctions from './sh/identity.sh';
@@ -17,6 +18,8 @@ import systemFunctions from './sh/system.sh';
 export const SYSTEM_FUNCTIONS: string = systemFunctions;
 /** host_lock NAME [WAIT], host_unlock NAME: changes shared by the apps of a host, one at a time (flock). */
 export const HOST_LOCK_FUNCTIONS: string = hostLockFunctions;
+/** critical_begin, critical_end, critical_wait, critical_done: a switch not cut off half-way by the runner going away. */
+export const CRITICAL_FUNCTIONS: string = criticalFunctions;
 /** rpc, rpc_fault, reread, group_down, group_add, sup_pids, group_fatal: supervisord's XML-RPC API over its socket. */
 export const SUPERVISOR_FUNCTIONS: string = supervisorFunctions;
 /** check_identity, live_verdict, report_slot (and their helpers): who answers on a program's port. Needs SUPERVISOR_FUNCTIONS (and PROBE_FUNCTIONS for live_verdict). */

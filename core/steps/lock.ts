@@ -5,7 +5,7 @@
 import type { Target } from '../target.ts';
 import { reportKeys, reported, reportedAll, type Step, type StepResult } from '../remote/types.ts';
 import { quote } from '../shell.ts';
-import { CONNECTION_FUNCTIONS } from './libraries.ts';
+import { CONNECTION_FUNCTIONS, CRITICAL_FUNCTIONS } from './libraries.ts';
 
 /** What the lock steps report: `lock` (free|held|stale|acquired|released), `holder` (one `key=value` line of the holder's info each), `holder_pid` (the process that holds it), `audit_failed` (why the audit line was not written), `stopped` (pids a forced release stopped), `live_after` (the release `current` names once what a gone connection ran is stopped: what serves after an interruption). */
 export const LOCK_KEYS = reportKeys('lock', 'holder', 'holder_pid', 'audit_failed', 'stopped', 'live_after');
@@ -93,7 +93,10 @@ ${then}${finish ? `\n${finish}` : ''}`,
 export function releaseLock(env: Target, runId: string, auditLines: string[] = [], ended: string[] = []): Step {
   const stop = ended.length
     ? String.raw`${CONNECTION_FUNCTIONS}
+${CRITICAL_FUNCTIONS}
 ended=(${ended.map(quote).join(' ')})
+# A switch under way ends first (critical.sh): it is stopped between two sections, never inside one.
+critical_wait
 read -r -a pids <<< "$(connection_pids "${'$'}{ended[@]}")"
 if [ ${'$'}{#pids[@]} -gt 0 ]; then
   ops_report ${LOCK_KEYS.stopped} "${'$'}{pids[*]}"
@@ -101,6 +104,7 @@ if [ ${'$'}{#pids[@]} -gt 0 ]; then
   for _ in {1..50}; do read -r -a pids <<< "$(connection_pids "${'$'}{ended[@]}")"; [ ${'$'}{#pids[@]} -gt 0 ] || break; sleep 0.2; done
   if [ ${'$'}{#pids[@]} -gt 0 ]; then kill -KILL "${'$'}{pids[@]}" 2>/dev/null || true; fi
 fi
+critical_done
 live_after=$(readlink ${quote(env.layout.current)} 2>/dev/null || true)
 ops_report ${LOCK_KEYS.live_after} "${'$'}{live_after##*/}"
 `

@@ -6,7 +6,7 @@ import { baseConfig, site, upstreams } from './nginx-config.ts';
 import type { Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { putFile } from './script.ts';
-import { HOST_LOCK_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
+import { CRITICAL_FUNCTIONS, HOST_LOCK_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
 
 export interface NginxFile {
   path: string;
@@ -31,6 +31,11 @@ export interface NginxChange {
   before?: string;
   /** Shell run after a successful reload, in the same step (a deploy's activation). */
   then?: string;
+  /**
+   * From the snapshot to the end of `then`, a critical section (core/steps/sh/critical.sh): not cut off half-way by
+   * the runner going away (a signal, a lost connection, the forced stop of what its connection ran). A switch.
+   */
+  critical?: boolean;
 }
 
 /**
@@ -43,7 +48,11 @@ export interface NginxChange {
 export function applyNginx(change: NginxChange): Step {
   // Under the host's nginx lock: another app's change never interleaves with this one, so the snapshot put
   // back on failure holds exactly the other apps' files as they are.
-  const lines: string[] = [SYSTEM_FUNCTIONS, HOST_LOCK_FUNCTIONS, 'host_lock nginx', ...(change.before ? [change.before] : []), 'backup=$(mktemp -d /etc/.ops-nginx.XXXXXX)', 'trap \'rm -rf "$backup"\' EXIT', 'cp -a /etc/nginx "$backup/nginx"', 'nginx_put_back() { rm -rf /etc/nginx; mv "$backup/nginx" /etc/nginx; }'];
+  const lines: string[] = [SYSTEM_FUNCTIONS, HOST_LOCK_FUNCTIONS, ...(change.critical ? [CRITICAL_FUNCTIONS] : []), 'host_lock nginx', ...(change.before ? [change.before] : []), 'backup=$(mktemp -d /etc/.ops-nginx.XXXXXX)'];
+  // An exit inside the critical section (nginx refused the files) gives back the output it kept.
+  if (change.critical) lines.push('trap \'critical_end; rm -rf "$backup"\' EXIT', 'critical_begin');
+  else lines.push('trap \'rm -rf "$backup"\' EXIT');
+  lines.push('cp -a /etc/nginx "$backup/nginx"', 'nginx_put_back() { rm -rf /etc/nginx; mv "$backup/nginx" /etc/nginx; }');
   for (const f of change.files) lines.push(putFile(f.path, f.content));
   for (const f of change.initialFiles ?? []) lines.push(`[ -e ${quote(f.path)} ] || ${putFile(f.path, f.content)}`);
   for (const [target, link] of change.links ?? []) lines.push(`[ "$(readlink ${quote(link)} || true)" = ${quote(target)} ] || { ln -sfn ${quote(target)} ${quote(link)}; CHANGED=1; }`);
@@ -72,6 +81,7 @@ fi`);
 fi`);
   lines.push('host_unlock nginx', `item ${quote(change.item)}`);
   if (change.then) lines.push(change.then);
+  if (change.critical) lines.push('critical_end');
   return { name: change.item, as: 'root', timeout: 60, script: lines.join('\n') };
 }
 

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deploy } from '../../core/ops/deploy.ts';
-import { auditLog, getLockStatus } from '../../core/ops/records.ts';
+import { auditLog, breakLock, getLockStatus } from '../../core/ops/records.ts';
 import { quote } from '../../core/shell.ts';
 import { downHost, sshRun, type Host } from '../hosts/index.ts';
 import { spawnOps } from '../support/cli.ts';
@@ -88,6 +88,58 @@ server {
       const now = await liveAndServed();
       expect(now.served).toBe(now.current);
       // What the run said: the release that serves now; one message per thing, no stack trace.
+      expect(out).toContain(`${host.name}: ${now.current} is live after the interruption`);
+      expect(out).not.toMatch(/^\s+at /m);
+    } finally {
+      project.write(config);
+    }
+  }, 300_000);
+
+  // The same window (a site template without {{slot_location}}: ~5 s between nginx's reload and `current`'s flip).
+  const slowSwitch = () => project.write({ ...config, nginx: { site_template: 'site.conf' } });
+  /** Wait (at most `ms`) until `done` holds of what current names and what serves. */
+  const until = async (done: (l: { current: string; served: string }) => boolean, ms: number) => {
+    const end = Date.now() + ms;
+    let l = await liveAndServed();
+    while (!done(l) && Date.now() < end) l = await liveAndServed();
+    return l;
+  };
+
+  it('the runner killed outright while the switch runs (its connection lost: no unlock, pipes closed): the switch still ends on the host', async () => {
+    slowSwitch();
+    commit(repo, { VERSION: '4\n' }, 'four');
+    const before = await liveAndServed();
+    try {
+      const ops = await spawnOps(['deploy', 'e2e', '--ref', 'main'], project.root, (out) => out.includes('· switch'), 'the deploy reaching its switch', 120_000);
+      // Inside the window: nginx serves the new release, current still names the old one.
+      const mid = await until((l) => l.served !== before.served, 30_000);
+      expect(mid.current, 'the switch window').toBe(before.current);
+      await ops.stop('SIGKILL');
+      // The script lost its runner (its next write to the closed pipes would kill it): it must still flip current.
+      const after = await until((l) => l.current === l.served, 20_000);
+      expect(after.current).not.toBe(before.current);
+      expect(after.served).toBe(after.current);
+    } finally {
+      project.write(config);
+      await breakLock(project.ctx(), project.env());
+    }
+  }, 300_000);
+
+  it('a SIGTERM while a one-host rollback switches (its work done by the lock step): not cut off half-way, the lock let go', async () => {
+    slowSwitch();
+    const before = await liveAndServed();
+    try {
+      // Watched on the host: a one-host rollback does its work in the lock step and prints nothing until it ends.
+      const ops = await spawnOps(['rollback', 'e2e'], project.root, () => true, 'the rollback', 10_000);
+      const mid = await until((l) => l.served !== before.served, 60_000);
+      expect(mid.current, 'the switch window').toBe(before.current);
+      const code = await ops.stop('SIGTERM');
+      const out = ops.out();
+      expect(code, out).toBe(130);
+      expect((await getLockStatus(project.ctx(), project.env()))[0]!.lock.state).toBe('free');
+      const now = await liveAndServed();
+      expect(now.current).not.toBe(before.current);
+      expect(now.served).toBe(now.current);
       expect(out).toContain(`${host.name}: ${now.current} is live after the interruption`);
       expect(out).not.toMatch(/^\s+at /m);
     } finally {

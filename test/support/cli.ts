@@ -58,6 +58,8 @@ export async function spawnOps(argv: string[], root: string, until: (out: string
     };
     child.stdout!.on('data', watch);
     child.stderr!.on('data', watch);
+    // `until` may hold before any output (a test that watches the host rather than what ops prints).
+    watch(Buffer.alloc(0));
   });
   return {
     child,

@@ -67300,6 +67300,53 @@ connection_pids() {
 }
 `;
 
+// core/steps/sh/critical.sh
+var critical_default = `# shellcheck shell=bash
+# A switch cut off half-way leaves nginx routing to the new release while \`current\` (what status, rollback and
+# the next deploy read) still names the old one. Whatever happens to the runner meanwhile, the part of a script
+# between critical_begin and critical_end runs to its end:
+# - the runner interrupted (Ctrl-C, a cancelled workflow): its lock is released over a new connection, which
+#   stops what the old one left running (releaseLock) only once critical_wait holds the lock a section holds;
+# - the connection lost: sshd closes the script's pipes and its next write would kill it (SIGPIPE) or fail it
+#   (errexit): inside a section the output goes to a file, given back to the script's streams at critical_end;
+# - a signal (the step's \`timeout\`, the forced stop's TERM): SIGHUP, SIGINT, SIGTERM and SIGPIPE are ignored
+#   (so are they by the commands it runs: an ignored signal stays ignored across exec). SIGKILL cannot be:
+#   \`timeout -k 10\` sends it 10 s after the step's time is up, and the forced stop after critical_wait's 60 s.
+# One host-wide flock(1) file (/run/lock/ops-pipeline-switch.lock): switches of apps sharing a host are short and
+# already one at a time under host_lock nginx. The kernel drops the lock with the process.
+critical_begin() {
+  mkdir -p /run/lock
+  exec {OPS_CRITICAL_FD}>>/run/lock/ops-pipeline-switch.lock
+  if ! flock -w 60 "$OPS_CRITICAL_FD"; then
+    echo "a switch on this host has been under way for 60 s (/run/lock/ops-pipeline-switch.lock held); try again when it is done" >&2
+    exit 1
+  fi
+  trap '' HUP INT TERM PIPE
+  OPS_CRITICAL_DIR=$(mktemp -d /run/.ops-critical.XXXXXX)
+  exec {OPS_CRITICAL_OUT}>&1 {OPS_CRITICAL_ERR}>&2 >"$OPS_CRITICAL_DIR/out" 2>"$OPS_CRITICAL_DIR/err"
+}
+# critical_end: the output kept back goes to the script's streams (lost without complaint if the runner is gone),
+# the signals are the script's again, the lock let go. Does nothing outside a section: also run by an EXIT trap.
+critical_end() {
+  [ -n "\${OPS_CRITICAL_DIR:-}" ] || return 0
+  exec >&"$OPS_CRITICAL_OUT" 2>&"$OPS_CRITICAL_ERR" {OPS_CRITICAL_OUT}>&- {OPS_CRITICAL_ERR}>&-
+  cat "$OPS_CRITICAL_DIR/out" 2>/dev/null || true
+  cat "$OPS_CRITICAL_DIR/err" >&2 2>/dev/null || true
+  rm -rf "$OPS_CRITICAL_DIR"
+  OPS_CRITICAL_DIR=
+  flock -u "$OPS_CRITICAL_FD" || true
+  trap - HUP INT TERM PIPE
+}
+# critical_wait: hold the lock (at most 60 s of waiting for a section under way), until the script ends or
+# critical_done: what stops another connection's processes does so between two sections, never inside one.
+critical_wait() {
+  mkdir -p /run/lock
+  exec {OPS_CRITICAL_WAIT_FD}>>/run/lock/ops-pipeline-switch.lock
+  flock -w 60 "$OPS_CRITICAL_WAIT_FD" || true
+}
+critical_done() { flock -u "$OPS_CRITICAL_WAIT_FD" 2>/dev/null || true; }
+`;
+
 // core/steps/sh/history.sh
 var history_default = `# shellcheck shell=bash
 # The history of one environment on a host (core/steps/history.ts says the format). Set before this library:
@@ -67614,6 +67661,7 @@ group_fatal() {
 `;
 
 // core/steps/libraries.ts
+var CRITICAL_FUNCTIONS = critical_default;
 var SUPERVISOR_FUNCTIONS = supervisor_default;
 var IDENTITY_FUNCTIONS = identity_default;
 var PROBE_FUNCTIONS = probe_default;
@@ -69370,7 +69418,10 @@ ${finish}` : ""}`
 }
 function releaseLock(env, runId, auditLines = [], ended = []) {
   const stop = ended.length ? String.raw`${CONNECTION_FUNCTIONS}
+${CRITICAL_FUNCTIONS}
 ended=(${ended.map(quote).join(" ")})
+# A switch under way ends first (critical.sh): it is stopped between two sections, never inside one.
+critical_wait
 read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"
 if [ ${"$"}{#pids[@]} -gt 0 ]; then
   ops_report ${LOCK_KEYS.stopped} "${"$"}{pids[*]}"
@@ -69378,6 +69429,7 @@ if [ ${"$"}{#pids[@]} -gt 0 ]; then
   for _ in {1..50}; do read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"; [ ${"$"}{#pids[@]} -gt 0 ] || break; sleep 0.2; done
   if [ ${"$"}{#pids[@]} -gt 0 ]; then kill -KILL "${"$"}{pids[@]}" 2>/dev/null || true; fi
 fi
+critical_done
 live_after=$(readlink ${quote(env.layout.current)} 2>/dev/null || true)
 ops_report ${LOCK_KEYS.live_after} "${"$"}{live_after##*/}"
 ` : "";

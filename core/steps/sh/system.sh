@@ -47,7 +47,11 @@ ensure_dir() {
 nginx_reload() {
   local old p busy title now deadline
   old=$(pgrep -f '^nginx: worker process *$' | tr '\n' ' ')
-  nginx -s reload 2>/dev/null || { svc nginx start; return; }
+  # A server started inside a critical section (critical.sh) must not keep its lock's descriptor.
+  if ! nginx -s reload 2>/dev/null; then
+    if [ -n "${OPS_CRITICAL_FD:-}" ]; then svc nginx start {OPS_CRITICAL_FD}>&-; else svc nginx start; fi
+    return
+  fi
   # Polled every 20 ms (the master takes a few ms to start the new workers): each look reads the old workers'
   # titles with read, a builtin (a worker gone reads as nothing).
   printf -v now '%(%s)T' -1; deadline=$(( now + 10 ))

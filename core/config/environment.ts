@@ -2,7 +2,7 @@
 // schema cannot express, the resolved Environment operations take, and where the files are.
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
-import { isIP } from 'node:net';
+import { isIP, isIPv6 } from 'node:net';
 import { isAbsolute, join, resolve } from 'node:path';
 import { deserialize, serialize } from 'node:v8';
 import { YAMLParseError, parse as parseYaml } from 'yaml';
@@ -84,9 +84,11 @@ function relativeTo(base: string, p: string): string {
   return isAbsolute(p) ? p : resolve(base, p);
 }
 
-/** One machine, whatever the environment calls it: the address (case-insensitive, no trailing dot) and SSH port. */
+/** One machine, whatever the environment calls it: the address (case-insensitive, no trailing dot; an IPv6 address in its canonical spelling) and SSH port. */
 export function machineId(h: { address: string; port?: number }): string {
-  return `${h.address.toLowerCase().replace(/\.$/, '')}:${h.port ?? 22}`;
+  // An IPv6 address has many spellings (leading zeros, `::`, case): its canonical one, as the WHATWG URL parser writes it.
+  const address = isIPv6(h.address) ? new URL(`http://[${h.address}]/`).hostname : h.address.toLowerCase().replace(/\.$/, '');
+  return `${address}:${h.port ?? 22}`;
 }
 
 /**

@@ -3,7 +3,7 @@
 // Running steps over a connection: ssh.ts.
 import { NodeSSH } from 'node-ssh';
 import { timingSafeEqual } from 'node:crypto';
-import { createConnection } from 'node:net';
+import { createConnection, isIPv6 } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { OpsError, TransportError, describeLowLevel, translateError } from '../errors.ts';
@@ -194,7 +194,7 @@ export class Bastion {
           // Marked retryable like a refused TCP connection when the bastion could not connect (the host booting).
           const err = new TransportError(
             `${via} cannot reach ${label}: ${denied ? 'the bastion refuses TCP forwarding' : why}`,
-            denied ? 'the bastion\'s sshd must allow forwarding for this login (AllowTcpForwarding yes, no restrict/no-port-forwarding on the key), as for `ssh -J`' : `check from the bastion that ${target.address}:${target.port} answers (e.g. ssh -J ${this.endpoint.user}@${this.endpoint.address}:${this.endpoint.port} -p ${target.port} ${target.address})`,
+            denied ? 'the bastion\'s sshd must allow forwarding for this login (AllowTcpForwarding yes, no restrict/no-port-forwarding on the key), as for `ssh -J`' : `check from the bastion that ${target.address}:${target.port} answers (e.g. ssh -J ${this.endpoint.user}@${isIPv6(this.endpoint.address) ? `[${this.endpoint.address}]` : this.endpoint.address}:${this.endpoint.port} -p ${target.port} ${target.address})`,
           );
           if (!denied) (err as { code?: string }).code = 'ECONNREFUSED';
           reject(err);

@@ -71,7 +71,8 @@ describe('sibling environments', () => {
 
   it('the same address on another SSH port is another machine; an address matches whatever its case', () => {
     expect(sharing({ staging: STAGING, demo: { ...DEMO, hosts: [{ ...VM, port: 2222 }] } }).siblings).toEqual([]);
-    expect(sharing({ staging: { ...STAGING, hosts: [{ ...VM, address: 'VM1.example.org' }] }, demo: { ...DEMO, app: 'catalogage', hosts: [{ ...VM, name: 'vm', address: 'vm1.example.org.' }] } }).siblings.map((x) => x.env.name)).toEqual(['demo']);
+    expect(sharing({ staging: { ...STAGING, hosts: [{ ...VM, address: 'VM1.example.org' }] }, demo: { ...DEMO, app: 'catalogage', hosts: [{ ...VM, name: 'vm', address: 'vm1.example.org.' }] } }).siblings.map((x) => x.env.name)).toEqual(['demo']);    // An IPv6 address however it is spelt (leading zeros, case, the longest run of zeros written out).
+    expect(sharing({ staging: { ...STAGING, hosts: [{ ...VM, address: '2001:db8::5' }] }, demo: { ...DEMO, app: 'catalogage', hosts: [{ ...VM, name: 'vm', address: '2001:0DB8:0:0:0:0:0:0005' }] } }).siblings.map((x) => x.env.name)).toEqual(['demo']);
   });
 
   it('a port of either slot (port + switch.port_offset) taken twice is refused, naming both environments and both sources', () => {

@@ -27456,7 +27456,7 @@ var init_environment_schema = __esm({
 // core/config/environment.ts
 import { createHash as createHash2 } from "node:crypto";
 import { existsSync as existsSync2, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from "node:fs";
-import { isIP as isIP2 } from "node:net";
+import { isIP as isIP2, isIPv6 } from "node:net";
 import { isAbsolute, join, resolve } from "node:path";
 import { deserialize, serialize } from "node:v8";
 function environmentsDir(root) {
@@ -27471,7 +27471,8 @@ function relativeTo(base, p) {
   return isAbsolute(p) ? p : resolve(base, p);
 }
 function machineId(h) {
-  return `${h.address.toLowerCase().replace(/\.$/, "")}:${h.port ?? 22}`;
+  const address2 = isIPv6(h.address) ? new URL(`http://[${h.address}]/`).hostname : h.address.toLowerCase().replace(/\.$/, "");
+  return `${address2}:${h.port ?? 22}`;
 }
 function crossCheck(config, problems) {
   const seen = /* @__PURE__ */ new Set();
@@ -69087,7 +69088,7 @@ var NodeSSH = class {
 init_errors();
 init_hostkey();
 import { timingSafeEqual } from "node:crypto";
-import { createConnection } from "node:net";
+import { createConnection, isIPv6 as isIPv62 } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 var LoginAbandoned = class extends OpsError {
 };
@@ -69208,7 +69209,7 @@ var Bastion = class _Bastion {
           const denied = /prohibited/i.test(why);
           const err = new TransportError(
             `${via} cannot reach ${label}: ${denied ? "the bastion refuses TCP forwarding" : why}`,
-            denied ? "the bastion's sshd must allow forwarding for this login (AllowTcpForwarding yes, no restrict/no-port-forwarding on the key), as for `ssh -J`" : `check from the bastion that ${target.address}:${target.port} answers (e.g. ssh -J ${this.endpoint.user}@${this.endpoint.address}:${this.endpoint.port} -p ${target.port} ${target.address})`
+            denied ? "the bastion's sshd must allow forwarding for this login (AllowTcpForwarding yes, no restrict/no-port-forwarding on the key), as for `ssh -J`" : `check from the bastion that ${target.address}:${target.port} answers (e.g. ssh -J ${this.endpoint.user}@${isIPv62(this.endpoint.address) ? `[${this.endpoint.address}]` : this.endpoint.address}:${this.endpoint.port} -p ${target.port} ${target.address})`
           );
           if (!denied) err.code = "ECONNREFUSED";
           reject(err);

@@ -48896,7 +48896,7 @@ async function runAction(body) {
 var import_yaml = __toESM(require_dist(), 1);
 import { createHash as createHash2 } from "node:crypto";
 import { existsSync as existsSync2, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from "node:fs";
-import { isIP as isIP2 } from "node:net";
+import { isIP as isIP2, isIPv6 } from "node:net";
 import { isAbsolute, join, resolve } from "node:path";
 import { deserialize, serialize } from "node:v8";
 
@@ -49687,7 +49687,8 @@ function relativeTo(base, p) {
   return isAbsolute(p) ? p : resolve(base, p);
 }
 function machineId(h) {
-  return `${h.address.toLowerCase().replace(/\.$/, "")}:${h.port ?? 22}`;
+  const address2 = isIPv6(h.address) ? new URL(`http://[${h.address}]/`).hostname : h.address.toLowerCase().replace(/\.$/, "");
+  return `${address2}:${h.port ?? 22}`;
 }
 var RESERVED_APPS = {
   default: "nginx's default site",
@@ -50872,7 +50873,7 @@ var NodeSSH = class {
 
 // core/remote/ssh-login.ts
 import { timingSafeEqual } from "node:crypto";
-import { createConnection } from "node:net";
+import { createConnection, isIPv6 as isIPv62 } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 var LoginAbandoned = class extends OpsError {
 };
@@ -50993,7 +50994,7 @@ var Bastion = class _Bastion {
           const denied = /prohibited/i.test(why);
           const err = new TransportError(
             `${via} cannot reach ${label}: ${denied ? "the bastion refuses TCP forwarding" : why}`,
-            denied ? "the bastion's sshd must allow forwarding for this login (AllowTcpForwarding yes, no restrict/no-port-forwarding on the key), as for `ssh -J`" : `check from the bastion that ${target.address}:${target.port} answers (e.g. ssh -J ${this.endpoint.user}@${this.endpoint.address}:${this.endpoint.port} -p ${target.port} ${target.address})`
+            denied ? "the bastion's sshd must allow forwarding for this login (AllowTcpForwarding yes, no restrict/no-port-forwarding on the key), as for `ssh -J`" : `check from the bastion that ${target.address}:${target.port} answers (e.g. ssh -J ${this.endpoint.user}@${isIPv62(this.endpoint.address) ? `[${this.endpoint.address}]` : this.endpoint.address}:${this.endpoint.port} -p ${target.port} ${target.address})`
           );
           if (!denied) err.code = "ECONNREFUSED";
           reject(err);

@@ -67185,11 +67185,21 @@ var critical_default = `# shellcheck shell=bash
 #   \`timeout -k 10\` sends it 10 s after the step's time is up, and the forced stop after critical_wait's 60 s.
 # One host-wide flock(1) file (/run/lock/ops-pipeline-switch.lock): switches of apps sharing a host are short and
 # already one at a time under host_lock nginx. The kernel drops the lock with the process.
-critical_begin() {
+critical_begin() { # NEEDS: the most seconds the section takes (its own waits bounded)
+  local left wait
+  # The step's timeout(1) sends SIGKILL 10 s after its SIGTERM: a section begun with less than NEEDS seconds of the
+  # step left (OPS_STEP_TIMEOUT, set by the script's wrapper; SECONDS counts from the script's start) could be cut
+  # off half-way, so the wait for the lock stops in time, and a section without that time is not begun.
+  left=$(( \${OPS_STEP_TIMEOUT:-600} - SECONDS ))
+  wait=$(( left - $1 )); [ "$wait" -le 60 ] || wait=60
+  if [ "$wait" -lt 0 ]; then
+    echo "the switch was not begun: nothing changed (only \${left} s of this step's \${OPS_STEP_TIMEOUT:-600} s were left, it may need $1 s); try again" >&2
+    exit 1
+  fi
   mkdir -p /run/lock
   exec {OPS_CRITICAL_FD}>>/run/lock/ops-pipeline-switch.lock
-  if ! flock -w 60 "$OPS_CRITICAL_FD"; then
-    echo "a switch on this host has been under way for 60 s (/run/lock/ops-pipeline-switch.lock held); try again when it is done" >&2
+  if ! flock -w "$wait" "$OPS_CRITICAL_FD"; then
+    echo "the switch was not begun: nothing changed (another switch on this host held /run/lock/ops-pipeline-switch.lock for \${wait} s, all the time this step had left); try again when it is done" >&2
     exit 1
   fi
   trap '' HUP INT TERM PIPE
@@ -67565,6 +67575,8 @@ function parseReleaseRecord(line) {
 function probes(env, slot) {
   return Object.entries(env.config.programs).map(([name2, p]) => `${name2}:${env.port(name2, slot)}:${p.health}`);
 }
+var SLOT_LOOK_SECONDS = 6;
+var SWITCH_THEN_SECONDS = SLOT_LOOK_SECONDS + 4;
 var SWITCH_KEYS = reportKeys("switched");
 var ROLLBACK_KEYS = reportKeys("rollback", "rollback_from", "rollback_to", "rollback_slot", "rollback_exit", "rollback_stop_exit");
 
@@ -68727,6 +68739,8 @@ function scriptText(step, connection) {
   const mark = connection ? `
 export OPS_CONNECTION=${quote(connection)}` : "";
   return `${scriptPrelude}${mark}
+# shellcheck disable=SC2034 # read by critical_begin (core/steps/sh/critical.sh)
+OPS_STEP_TIMEOUT=${step.timeout ?? DEFAULT_STEP_TIMEOUT}
 ${step.script.trimEnd()}
 `;
 }

@@ -68450,11 +68450,21 @@ var critical_default = `# shellcheck shell=bash
 #   \`timeout -k 10\` sends it 10 s after the step's time is up, and the forced stop after critical_wait's 60 s.
 # One host-wide flock(1) file (/run/lock/ops-pipeline-switch.lock): switches of apps sharing a host are short and
 # already one at a time under host_lock nginx. The kernel drops the lock with the process.
-critical_begin() {
+critical_begin() { # NEEDS: the most seconds the section takes (its own waits bounded)
+  local left wait
+  # The step's timeout(1) sends SIGKILL 10 s after its SIGTERM: a section begun with less than NEEDS seconds of the
+  # step left (OPS_STEP_TIMEOUT, set by the script's wrapper; SECONDS counts from the script's start) could be cut
+  # off half-way, so the wait for the lock stops in time, and a section without that time is not begun.
+  left=$(( \${OPS_STEP_TIMEOUT:-600} - SECONDS ))
+  wait=$(( left - $1 )); [ "$wait" -le 60 ] || wait=60
+  if [ "$wait" -lt 0 ]; then
+    echo "the switch was not begun: nothing changed (only \${left} s of this step's \${OPS_STEP_TIMEOUT:-600} s were left, it may need $1 s); try again" >&2
+    exit 1
+  fi
   mkdir -p /run/lock
   exec {OPS_CRITICAL_FD}>>/run/lock/ops-pipeline-switch.lock
-  if ! flock -w 60 "$OPS_CRITICAL_FD"; then
-    echo "a switch on this host has been under way for 60 s (/run/lock/ops-pipeline-switch.lock held); try again when it is done" >&2
+  if ! flock -w "$wait" "$OPS_CRITICAL_FD"; then
+    echo "the switch was not begun: nothing changed (another switch on this host held /run/lock/ops-pipeline-switch.lock for \${wait} s, all the time this step had left); try again when it is done" >&2
     exit 1
   fi
   trap '' HUP INT TERM PIPE
@@ -68572,9 +68582,14 @@ var CONNECTION_FUNCTIONS = connection_default;
 var LIBRARY_KEYS = reportKeys("item", "cert", "proc", "listener", "history", "release", "history_seq", "slot_release");
 
 // core/steps/nginx.ts
+var HOST_LOCK_WAIT = 45;
+var CRITICAL_WAIT = 60;
+var NGINX_APPLY_SECONDS = 15;
+var NGINX_TIMEOUT = 60;
 function applyNginx(change) {
-  const lines = [SYSTEM_FUNCTIONS, HOST_LOCK_FUNCTIONS, ...change.critical ? [CRITICAL_FUNCTIONS] : [], "host_lock nginx", ...change.before ? [change.before] : [], "backup=$(mktemp -d /etc/.ops-nginx.XXXXXX)"];
-  if (change.critical) lines.push(`trap 'critical_end; rm -rf "$backup"' EXIT`, "critical_begin");
+  const lines = [SYSTEM_FUNCTIONS, HOST_LOCK_FUNCTIONS, ...change.critical !== void 0 ? [CRITICAL_FUNCTIONS] : [], "host_lock nginx", ...change.before ? [change.before] : [], "backup=$(mktemp -d /etc/.ops-nginx.XXXXXX)"];
+  const section = change.critical === void 0 ? void 0 : NGINX_APPLY_SECONDS + change.critical;
+  if (section !== void 0) lines.push(`trap 'critical_end; rm -rf "$backup"' EXIT`, `critical_begin ${section}`);
   else lines.push(`trap 'rm -rf "$backup"' EXIT`);
   lines.push('cp -a /etc/nginx "$backup/nginx"', 'nginx_put_back() { rm -rf /etc/nginx; mv "$backup/nginx" /etc/nginx; }');
   for (const f of change.files) lines.push(putFile(f.path, f.content));
@@ -68603,8 +68618,9 @@ fi`);
 fi`);
   lines.push("host_unlock nginx", `item ${quote(change.item)}`);
   if (change.then) lines.push(change.then);
-  if (change.critical) lines.push("critical_end");
-  return { name: change.item, as: "root", timeout: 60, script: lines.join("\n") };
+  if (section !== void 0) lines.push("critical_end");
+  const timeout = section === void 0 ? NGINX_TIMEOUT : HOST_LOCK_WAIT + CRITICAL_WAIT + section;
+  return { name: change.item, as: "root", timeout, script: lines.join("\n") };
 }
 function provisionNginx(env, certificateReady) {
   const L = env.layout;
@@ -70080,6 +70096,8 @@ function scriptText(step, connection) {
   const mark = connection ? `
 export OPS_CONNECTION=${quote(connection)}` : "";
   return `${scriptPrelude}${mark}
+# shellcheck disable=SC2034 # read by critical_begin (core/steps/sh/critical.sh)
+OPS_STEP_TIMEOUT=${step.timeout ?? DEFAULT_STEP_TIMEOUT}
 ${step.script.trimEnd()}
 `;
 }

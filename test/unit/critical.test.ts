@@ -1,0 +1,62 @@
+// The switch's critical section (core/steps/sh/critical.sh) with real bash, flock(1) and timeout(1), run the way a
+// host runs a step (commandLine + scriptText), in a mount namespace of its own: /run is the test's tmpfs, so the
+// host-wide lock file is the test's alone.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { commandLine, scriptText } from '../../core/remote/wrap.ts';
+import { CRITICAL_FUNCTIONS } from '../../core/steps/libraries.ts';
+import { quote } from '../../core/shell.ts';
+import type { Step } from '../../core/remote/types.ts';
+
+/**
+ * Runs `step` as root in a private /run, another process holding the switch lock for `heldSeconds` first (a switch
+ * of another app on the host, or a release waiting on critical_wait).
+ */
+function runHeld(step: Step, heldSeconds: number) {
+  const setup = `mount --make-rprivate / && mount -t tmpfs tmpfs /run && mkdir -p /run/lock
+flock /run/lock/ops-pipeline-switch.lock sleep ${heldSeconds} </dev/null >/dev/null 2>&1 &
+sleep 0.3
+exec ${commandLine(step, 'root', 'app')}`;
+  return spawnSync('unshare', ['-m', 'bash', '-c', setup], { input: scriptText(step), encoding: 'utf8', timeout: 60_000 });
+}
+
+describe('a critical section and its step\'s timeout', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ops-critical-'));
+  /** A section that needs `needs` seconds: half done (a), then done (b). */
+  const section = (name: string, needs: number, takes: number, timeout: number): Step => ({
+    name,
+    as: 'root',
+    timeout,
+    script: `${CRITICAL_FUNCTIONS}
+critical_begin ${needs}
+touch ${quote(join(dir, `${name}.a`))}
+sleep ${takes}
+touch ${quote(join(dir, `${name}.b`))}
+critical_end
+echo done`,
+  });
+
+  it('a section that could not end before the step is killed (the wait for the lock ate its time) is not begun: nothing is half done, and it says why', () => {
+    // 2 s waiting for the lock, then 12 s of work in a 3 s step: timeout's SIGTERM is ignored inside the section, but
+    // its SIGKILL 10 s later is not.
+    const r = runHeld(section('late', 12, 12, 3), 2);
+    const half = existsSync(join(dir, 'late.a'));
+    const whole = existsSync(join(dir, 'late.b'));
+    expect({ half, whole }, r.stderr).not.toEqual({ half: true, whole: false });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/not begun: nothing changed/);
+    expect(r.stderr).not.toMatch(/^\s+at /m);
+  }, 60_000);
+
+  it('a section with the time it needs waits for the lock, then runs whole through the step\'s SIGTERM', () => {
+    // 1 s of wait, then 6 s of work (it said 4) in a 6 s step: timeout's SIGTERM at 6 s falls inside and is ignored.
+    const r = runHeld(section('fits', 4, 6, 6), 1);
+    // timeout(1) says 124 (its time ran out) whatever the script then did: the section's own reports say it ended.
+    expect([0, 124], r.stderr).toContain(r.status);
+    expect(existsSync(join(dir, 'fits.a')) && existsSync(join(dir, 'fits.b'))).toBe(true);
+    expect(r.stdout).toContain('done');
+  }, 60_000);
+});

@@ -6,7 +6,7 @@ import { baseConfig, site, upstreams } from './nginx-config.ts';
 import type { Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { putFile } from './script.ts';
-import { CRITICAL_FUNCTIONS, HOST_LOCK_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
+import { CRITICAL_FUNCTIONS, CRITICAL_WAIT_SECONDS, HOST_LOCK_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
 
 export interface NginxFile {
   path: string;
@@ -40,9 +40,8 @@ export interface NginxChange {
   critical?: number;
 }
 
-/** The most seconds host_lock nginx waits (host-lock.sh's default), then critical_begin (critical.sh). */
+/** The most seconds host_lock nginx waits (host-lock.sh's default). */
 const HOST_LOCK_WAIT = 45;
-const CRITICAL_WAIT = 60;
 /** The most seconds an nginx change takes once its locks are held: the snapshot, the files, nginx -t, the reload (10 s of waiting at most). */
 const NGINX_APPLY_SECONDS = 15;
 const NGINX_TIMEOUT = 60;
@@ -93,7 +92,7 @@ fi`);
   if (change.then) lines.push(change.then);
   if (section !== undefined) lines.push('critical_end');
   // A section has its time whatever the waits for the locks took (critical_begin checks it is left).
-  const timeout = section === undefined ? NGINX_TIMEOUT : HOST_LOCK_WAIT + CRITICAL_WAIT + section;
+  const timeout = section === undefined ? NGINX_TIMEOUT : HOST_LOCK_WAIT + CRITICAL_WAIT_SECONDS + section;
   return { name: change.item, as: 'root', timeout, script: lines.join('\n') };
 }
 

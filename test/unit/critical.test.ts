@@ -4,19 +4,22 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { commandLine, scriptText } from '../../core/remote/wrap.ts';
 import { CRITICAL_FUNCTIONS } from '../../core/steps/libraries.ts';
 import { quote } from '../../core/shell.ts';
 import type { Step } from '../../core/remote/types.ts';
+import { releaseLock } from '../../core/steps/lock.ts';
+import { testEnv } from './status.helpers.ts';
 
 /**
  * Runs `step` as root in a private /run, another process holding the switch lock for `heldSeconds` first (a switch
  * of another app on the host, or a release waiting on critical_wait).
  */
-function runHeld(step: Step, heldSeconds: number) {
+function runHeld(step: Step, heldSeconds: number, prepare = '') {
   const setup = `mount --make-rprivate / && mount -t tmpfs tmpfs /run && mkdir -p /run/lock
+${prepare}
 flock /run/lock/ops-pipeline-switch.lock sleep ${heldSeconds} </dev/null >/dev/null 2>&1 &
 sleep 0.3
 exec ${commandLine(step, 'root', 'app')}`;
@@ -59,4 +62,16 @@ echo done`,
     expect(existsSync(join(dir, 'fits.a')) && existsSync(join(dir, 'fits.b'))).toBe(true);
     expect(r.stdout).toContain('done');
   }, 60_000);
+
+  it('the release of a gone connection\'s lock waits out a switch under way (as long as a switch may last) and still lets go of the lock', () => {
+    // A switch may last its section's time and timeout's 10 s of grace (nginx.ts): 32 s here, beyond a 30 s unlock.
+    const env = testEnv();
+    const lock = env.layout.lock;
+    // The layout's parent (/srv) is the test's tmpfs too: nothing is left on this machine.
+    const prepare = `mount -t tmpfs tmpfs ${quote(dirname(env.baseDir))}
+mkdir -p ${quote(lock)} && printf 'run_id=r1\\n' > ${quote(`${lock}/info`)}`;
+    const r = runHeld(releaseLock(env, 'r1', [], ['gone1']), 32, prepare);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toContain('@ops lock released');
+  }, 90_000);
 });

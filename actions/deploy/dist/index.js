@@ -70466,6 +70466,7 @@ nginx_reload() {
 var SYSTEM_FUNCTIONS = system_default;
 var HOST_LOCK_FUNCTIONS = host_lock_default;
 var CRITICAL_FUNCTIONS = critical_default;
+var CRITICAL_WAIT_SECONDS = 60;
 var SUPERVISOR_FUNCTIONS = supervisor_default;
 var IDENTITY_FUNCTIONS = identity_default;
 var PROBE_FUNCTIONS = probe_default;
@@ -70752,7 +70753,6 @@ function putFileWord(path, b64Word, mode = "0644", owner = "root:root") {
 
 // core/steps/nginx.ts
 var HOST_LOCK_WAIT = 45;
-var CRITICAL_WAIT = 60;
 var NGINX_APPLY_SECONDS = 15;
 var NGINX_TIMEOUT = 60;
 function applyNginx(change) {
@@ -70788,7 +70788,7 @@ fi`);
   lines.push("host_unlock nginx", `item ${quote(change.item)}`);
   if (change.then) lines.push(change.then);
   if (section !== void 0) lines.push("critical_end");
-  const timeout = section === void 0 ? NGINX_TIMEOUT : HOST_LOCK_WAIT + CRITICAL_WAIT + section;
+  const timeout = section === void 0 ? NGINX_TIMEOUT : HOST_LOCK_WAIT + CRITICAL_WAIT_SECONDS + section;
   return { name: change.item, as: "root", timeout, script: lines.join("\n") };
 }
 
@@ -72094,6 +72094,7 @@ ${then}${finish ? `
 ${finish}` : ""}`
   };
 }
+var FORCED_STOP_SECONDS = 10;
 function releaseLock(env, runId, auditLines = [], ended = []) {
   const stop = ended.length ? String.raw`${CONNECTION_FUNCTIONS}
 ${CRITICAL_FUNCTIONS}
@@ -72104,7 +72105,7 @@ read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"
 if [ ${"$"}{#pids[@]} -gt 0 ]; then
   ops_report ${LOCK_KEYS.stopped} "${"$"}{pids[*]}"
   kill -TERM "${"$"}{pids[@]}" 2>/dev/null || true
-  for _ in {1..50}; do read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"; [ ${"$"}{#pids[@]} -gt 0 ] || break; sleep 0.2; done
+  for _ in {1..${FORCED_STOP_SECONDS * 5}}; do read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"; [ ${"$"}{#pids[@]} -gt 0 ] || break; sleep 0.2; done
   if [ ${"$"}{#pids[@]} -gt 0 ]; then kill -KILL "${"$"}{pids[@]}" 2>/dev/null || true; fi
 fi
 critical_done
@@ -72114,7 +72115,8 @@ ops_report ${LOCK_KEYS.live_after} "${"$"}{live_after##*/}"
   return {
     name: "unlock",
     as: "root",
-    timeout: 30,
+    // Beyond its own 30 s, a forced stop has the time to wait out a switch (critical_wait) and its TERM-then-KILL 10 s.
+    timeout: 30 + (ended.length ? CRITICAL_WAIT_SECONDS + FORCED_STOP_SECONDS : 0),
     quiet: true,
     script: `${stop}${unlockScript(env, runId, auditLines.map(quote))}`
   };

@@ -67543,6 +67543,7 @@ group_fatal() {
 
 // core/steps/libraries.ts
 var CRITICAL_FUNCTIONS = critical_default;
+var CRITICAL_WAIT_SECONDS = 60;
 var SUPERVISOR_FUNCTIONS = supervisor_default;
 var IDENTITY_FUNCTIONS = identity_default;
 var PROBE_FUNCTIONS = probe_default;
@@ -69290,6 +69291,7 @@ ${then}${finish ? `
 ${finish}` : ""}`
   };
 }
+var FORCED_STOP_SECONDS = 10;
 function releaseLock(env, runId, auditLines = [], ended = []) {
   const stop = ended.length ? String.raw`${CONNECTION_FUNCTIONS}
 ${CRITICAL_FUNCTIONS}
@@ -69300,7 +69302,7 @@ read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"
 if [ ${"$"}{#pids[@]} -gt 0 ]; then
   ops_report ${LOCK_KEYS.stopped} "${"$"}{pids[*]}"
   kill -TERM "${"$"}{pids[@]}" 2>/dev/null || true
-  for _ in {1..50}; do read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"; [ ${"$"}{#pids[@]} -gt 0 ] || break; sleep 0.2; done
+  for _ in {1..${FORCED_STOP_SECONDS * 5}}; do read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"; [ ${"$"}{#pids[@]} -gt 0 ] || break; sleep 0.2; done
   if [ ${"$"}{#pids[@]} -gt 0 ]; then kill -KILL "${"$"}{pids[@]}" 2>/dev/null || true; fi
 fi
 critical_done
@@ -69310,7 +69312,8 @@ ops_report ${LOCK_KEYS.live_after} "${"$"}{live_after##*/}"
   return {
     name: "unlock",
     as: "root",
-    timeout: 30,
+    // Beyond its own 30 s, a forced stop has the time to wait out a switch (critical_wait) and its TERM-then-KILL 10 s.
+    timeout: 30 + (ended.length ? CRITICAL_WAIT_SECONDS + FORCED_STOP_SECONDS : 0),
     quiet: true,
     script: `${stop}${unlockScript(env, runId, auditLines.map(quote))}`
   };

@@ -146,4 +146,18 @@ server {
       project.write(config);
     }
   }, 300_000);
+  it('a new release slow to answer at /.ops/slot (a custom template sends that path to the app): the switch ends whole, within its step\'s time', async () => {
+    slowSwitch();
+    // Each of the switch's looks at /.ops/slot waits out its 1 s: 100 looks outlast the step's timeout.
+    commit(repo, { 'server.py': pythonWebApp('(__import__("time").sleep(2) if self.path == "/.ops/slot" else None, os.environ["OPS_RELEASE"])[1]'), VERSION: '5\n' }, 'five');
+    const before = await liveAndServed();
+    try {
+      await deploy(project.ctx(), project.env(), {});
+    } finally {
+      project.write(config);
+    }
+    const after = await liveAndServed();
+    expect(after.current).not.toBe(before.current);
+    expect(after.served).toBe(after.current);
+  }, 400_000);
 });

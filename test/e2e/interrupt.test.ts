@@ -63,9 +63,9 @@ describe.sequential('interrupting a deploy', () => {
     expect(await liveAndServed()).toEqual(before);
   }, 300_000);
 
-  it('a SIGTERM while the switch runs: the switch is not cut off half-way; the lock is let go and what current names is what serves', async () => {
-    // A site template without {{slot_location}}: the switch then looks for the new slot at /.ops/slot for ~5 s after
-    // nginx reloaded, before `current` flips: a window a signal falls into.
+  // A site template without {{slot_location}}: the switch then looks for the new slot at /.ops/slot for ~5 s after
+  // nginx reloaded, before `current` flips: a window a signal falls into.
+  const slowSwitch = () => {
     writeFileSync(join(project.root, 'environments', 'e2e', 'site.conf'), `{{upstreams_include}}
 server {
     listen 80{{default_server}};
@@ -75,6 +75,10 @@ server {
 }
 `);
     project.write({ ...config, nginx: { site_template: 'site.conf' } });
+  };
+
+  it('a SIGTERM while the switch runs: the switch is not cut off half-way; the lock is let go and what current names is what serves', async () => {
+    slowSwitch();
     commit(repo, { VERSION: '3\n' }, 'three');
     try {
       const ops = await spawnOps(['deploy', 'e2e', '--ref', 'main'], project.root, (out) => out.includes('· switch'), 'the deploy reaching its switch', 120_000);
@@ -95,8 +99,6 @@ server {
     }
   }, 300_000);
 
-  // The same window (a site template without {{slot_location}}: ~5 s between nginx's reload and `current`'s flip).
-  const slowSwitch = () => project.write({ ...config, nginx: { site_template: 'site.conf' } });
   /** Wait (at most `ms`) until `done` holds of what current names and what serves. */
   const until = async (done: (l: { current: string; served: string }) => boolean, ms: number) => {
     const end = Date.now() + ms;

@@ -74,4 +74,40 @@ mkdir -p ${quote(lock)} && printf 'run_id=r1\\n' > ${quote(`${lock}/info`)}`;
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toContain('@ops lock released');
   }, 90_000);
+
+  it('/run filling up during a section (a volatile journal, say) does not cut it off half-way: its output still comes back', () => {
+    // /run a 1 MiB tmpfs; the section fills it between its two halves, then prints.
+    const step: Step = {
+      name: 'full',
+      as: 'root',
+      timeout: 60,
+      script: `${CRITICAL_FUNCTIONS}
+critical_begin 5
+touch ${quote(join(dir, 'full.a'))}
+head -c 2M /dev/zero > /run/filler 2>/dev/null || true
+echo "the section's report"
+touch ${quote(join(dir, 'full.b'))}
+critical_end
+echo done`,
+    };
+    const r = runHeld(step, 0, 'umount /run && mount -t tmpfs -o size=1m tmpfs /run && mkdir -p /run/lock');
+    expect({ half: existsSync(join(dir, 'full.a')), whole: existsSync(join(dir, 'full.b')) }, r.stderr).toEqual({ half: true, whole: true });
+    expect(r.stdout).toContain("the section's report");
+    expect(r.status, r.stderr).toBe(0);
+  }, 60_000);
+
+  it('/run already full: the section is not begun, nothing changed, and it says so', () => {
+    const step: Step = { name: 'nospace', as: 'root', timeout: 60, script: `${CRITICAL_FUNCTIONS}\ncritical_begin 5\ntouch ${quote(join(dir, 'nospace.a'))}\ncritical_end` };
+    const r = runHeld(step, 0, 'umount /run && mount -t tmpfs -o size=1m tmpfs /run && mkdir -p /run/lock && head -c 2M /dev/zero > /run/filler 2>/dev/null || true');
+    expect(existsSync(join(dir, 'nospace.a'))).toBe(false);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/the switch was not begun: nothing changed.*\/run/);
+  }, 60_000);
+
+  it('the buffer a SIGKILLed section left in /run (its reserved room) is removed by the next section', () => {
+    const step: Step = { name: 'stale', as: 'root', timeout: 60, script: `${CRITICAL_FUNCTIONS}\ncritical_begin 5\ncritical_end\nls -A /run` };
+    const r = runHeld(step, 0, 'mkdir /run/.ops-critical.KILLED && head -c 300K /dev/zero > /run/.ops-critical.KILLED/out');
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).not.toContain('.ops-critical.');
+  }, 60_000);
 });

@@ -51544,9 +51544,20 @@ critical_begin() { # NEEDS: the most seconds the section takes (its own waits bo
     echo "the switch was not begun: nothing changed (another switch on this host held /run/lock/ops-pipeline-switch.lock for \${wait} s, all the time this step had left); try again when it is done" >&2
     exit 1
   fi
+  # Sections run one at a time: a buffer still here is a SIGKILLed section's.
+  rm -rf /run/.ops-critical.* 2>/dev/null || true
+  # The buffer's room is taken up front (fallocate, size kept: 256 KiB of output, 64 KiB of errors): /run (a small
+  # tmpfs) filling up during the section must not fail a write there, which errexit would turn into a switch cut
+  # off half-way. Opened to append: truncating would give the room back.
+  if ! OPS_CRITICAL_DIR=$(mktemp -d /run/.ops-critical.XXXXXX 2>/dev/null) \\
+    || ! { : >"$OPS_CRITICAL_DIR/out" && fallocate -n -l 256KiB "$OPS_CRITICAL_DIR/out"; } 2>/dev/null \\
+    || ! { : >"$OPS_CRITICAL_DIR/err" && fallocate -n -l 64KiB "$OPS_CRITICAL_DIR/err"; } 2>/dev/null; then
+    rm -rf "\${OPS_CRITICAL_DIR:-/nonexistent}"; OPS_CRITICAL_DIR=
+    echo "the switch was not begun: nothing changed (no room in /run for its output: see df /run, a full volatile journal in /run/log?); free some and try again" >&2
+    exit 1
+  fi
   trap '' HUP INT TERM PIPE
-  OPS_CRITICAL_DIR=$(mktemp -d /run/.ops-critical.XXXXXX)
-  exec {OPS_CRITICAL_OUT}>&1 {OPS_CRITICAL_ERR}>&2 >"$OPS_CRITICAL_DIR/out" 2>"$OPS_CRITICAL_DIR/err"
+  exec {OPS_CRITICAL_OUT}>&1 {OPS_CRITICAL_ERR}>&2 >>"$OPS_CRITICAL_DIR/out" 2>>"$OPS_CRITICAL_DIR/err"
 }
 # critical_end: the output kept back goes to the script's streams (lost without complaint if the runner is gone),
 # the signals are the script's again, the lock let go. Does nothing outside a section: also run by an EXIT trap.

@@ -1,5 +1,6 @@
 // The schema of environments/<env>/environment.yml: every key, its form, default and meaning. The same
 // definition validates files (environment.ts), renders the README's reference and the JSON Schema editors read.
+import { isIP } from 'node:net';
 import { DEFAULT_READERS, READERS } from '../dotenv-readers.ts';
 import { patternOf } from '../shell.ts';
 import { HOST_KEY_TYPES, parseHostKey } from './hostkey.ts';
@@ -36,7 +37,28 @@ const healthPath = string({ pattern: /^\/[A-Za-z0-9._~\/-]*(\?[A-Za-z0-9._~\/=&%
 
 const version = string({ pattern: /^\d+(\.\d+){0,2}$/, form: 'a version number ("18", "3.11", "3.8.9")' });
 
-const address = string({ pattern: /^[A-Za-z0-9.:-]+$/, form: 'an IP address or DNS name' });
+/**
+ * Why `v` is neither an IP address (as net.isIP reads it: IPv4 dotted quad, IPv6 without brackets) nor a DNS name
+ * (RFC 1123 labels: letters, digits and inner "-", 1-63 characters each, 253 in all, an optional final dot), or
+ * undefined. What a resolver would still take or guess is refused here, where it is said plainly: a port written
+ * into the address (getaddrinfo looks "10.0.0.5:2222" up as a name, so the deploy failed saying the name does not
+ * resolve), an IPv4 address with a part missing or over 255 (inet_aton reads "10.1" as 10.0.0.1).
+ */
+export function addressProblem(v: string): string | undefined {
+  if (isIP(v)) return undefined;
+  // "name:22", "10.0.0.5:22", "[2001:db8::5]:22" (an IPv6 address with a port needs the brackets)
+  const withPort = /^\[([^\]]*)\]:(\d{1,5})$/.exec(v) ?? /^([^:]+):(\d{1,5})$/.exec(v);
+  if (withPort) return `the port goes in its own key: address: ${withPort[1]}, port: ${withPort[2]}`;
+  if (v.startsWith('[')) return 'an IPv6 address is written without brackets (e.g. 2001:db8::5)';
+  if (v.includes(':')) return 'not a valid IPv6 address';
+  if (/^[\d.]+$/.test(v)) return 'not a valid IPv4 address (four numbers from 0 to 255, e.g. 10.0.0.5)';
+  const name = v.replace(/\.$/, '');
+  const label = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
+  if (name.length > 253 || !name.split('.').every((l) => label.test(l))) return 'not a DNS name: labels of letters, digits and inner "-" (1-63 characters), joined by "."';
+  return undefined;
+}
+
+const address = string({ pattern: /^[A-Za-z0-9.:-]+$/, form: 'an IP address or DNS name', check: addressProblem });
 
 const loginName = string({ pattern: /^[a-z_][a-z0-9_-]{0,31}$/, form: 'a Unix user name' });
 

@@ -1,10 +1,12 @@
 // environments/<env>/environment.yml: the loader (schema: environment-schema.ts), the checks across keys the
 // schema cannot express, the resolved Environment operations take, and where the files are.
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { isAbsolute, join, resolve } from 'node:path';
 import { deserialize, serialize } from 'node:v8';
 import { YAMLParseError, parse as parseYaml } from 'yaml';
+import yamlPackage from 'yaml/package.json' with { type: 'json' };
 import { readersTable } from '../dotenv-readers.ts';
 import { OpsError } from '../errors.ts';
 import { isValid, validate } from '../shell.ts';
@@ -162,29 +164,55 @@ const PARSED_KEPT = 64;
  * Keep what readYamlFile parses in `dir` between runs (the CLI's cache, given by scripts/ops-bin.js; undefined:
  * none, as in the actions). Why: the yaml library runs interpreted in a process that just started (5-15 ms a
  * file) and a deploy reads every environment file of the project (apps sharing hosts), before its connection can
- * make progress. An entry is named by the sha256 of the file's text and Node's version, so an edited file is
- * parsed again; it holds the parsed value as v8.serialize writes it (aliases' shared objects, NaN and Infinity
- * kept, as JSON would not), never an error. A cache that cannot be read or written is ignored.
+ * make progress. An entry is named by the sha256 of everything the parse depends on: the file's text, the yaml
+ * library's version (an upgrade may parse the same text otherwise) and Node's (v8.serialize's format), so an
+ * edited file is parsed again; it holds the sha256 of its payload (32 bytes), then the parsed value as
+ * v8.serialize writes it (aliases' shared objects, NaN and Infinity kept, as JSON would not), never an error. An
+ * entry whose payload does not match its sha256 (a damaged disk, a hand edit: v8 data with a changed byte often
+ * still reads, as another value) is not believed: the file is parsed again. A cache that cannot be read or
+ * written is ignored.
  */
 export function cacheParsedYaml(dir: string | undefined): void {
   parsedDir = dir;
 }
 
+/** Bytes of an entry's digest, before its payload. */
+const DIGEST = 32;
+
 function parsedEntry(text: string): string | undefined {
-  return parsedDir && join(parsedDir, createHash('sha256').update(`${process.version}\0${text}`).digest('hex'));
+  return parsedDir && join(parsedDir, createHash('sha256').update(`${process.version}\0yaml ${yamlPackage.version}\0${text}`).digest('hex'));
+}
+
+/** The value an entry holds, or undefined when it is missing or damaged. */
+function readParsed(entry: string): { value: unknown } | undefined {
+  try {
+    const data = readFileSync(entry);
+    const payload = data.subarray(DIGEST);
+    if (data.length <= DIGEST || !createHash('sha256').update(payload).digest().equals(data.subarray(0, DIGEST))) return undefined;
+    return { value: deserialize(payload) };
+  } catch {
+    return undefined;
+  }
 }
 
 function keepParsed(entry: string, value: unknown): void {
+  const tmp = `${entry}.${process.pid}.tmp`;
   try {
     mkdirSync(parsedDir!, { recursive: true });
-    writeFileSync(`${entry}.${process.pid}.tmp`, serialize(value));
-    renameSync(`${entry}.${process.pid}.tmp`, entry);
+    const payload = serialize(value);
+    writeFileSync(tmp, Buffer.concat([createHash('sha256').update(payload).digest(), payload]));
+    renameSync(tmp, entry);
     const names = readdirSync(parsedDir!).filter((n) => /^[0-9a-f]{64}$/.test(n));
     if (names.length <= PARSED_KEPT) return;
     const byAge = names.map((n) => ({ n, t: statSync(join(parsedDir!, n)).mtimeMs })).sort((a, b) => a.t - b.t);
     for (const { n } of byAge.slice(0, names.length - PARSED_KEPT)) unlinkSync(join(parsedDir!, n));
   } catch {
-    /* a read-only or shared cache: parsed again next time */
+    /* a read-only, full or shared cache: parsed again next time (a half-written file of ours is not left behind) */
+    try {
+      rmSync(tmp, { force: true });
+    } catch {
+      /* nothing of ours there */
+    }
   }
 }
 
@@ -201,13 +229,8 @@ export function readYamlFile(file: string, label = file): unknown {
     throw new OpsError(`cannot read ${label}: ${(e as NodeJS.ErrnoException).code ?? e}`);
   }
   const entry = parsedEntry(text);
-  if (entry) {
-    try {
-      return deserialize(readFileSync(entry));
-    } catch {
-      /* not parsed yet */
-    }
-  }
+  const kept = entry ? readParsed(entry) : undefined;
+  if (kept) return kept.value;
   let value: unknown;
   try {
     value = parseYaml(text, { prettyErrors: true });
@@ -263,7 +286,9 @@ export function loadEnvironment(envName: string, root: string): Environment {
 export function resolveEnvironment(envName: string, root: string, config: EnvironmentConfig, hosts: Host[]): Environment {
   const appUser = config.app_user ?? config.app;
   const scheme = config.tls.mode === 'off' ? 'http' : 'https';
-  const url = config.url ?? `${scheme}://${config.domain ?? hosts[0]!.address}`;
+  // An IPv6 address in a URL is written in brackets (RFC 3986, IP-literal).
+  const site = config.domain ?? (isIP(hosts[0]!.address) === 6 ? `[${hosts[0]!.address}]` : hosts[0]!.address);
+  const url = config.url ?? `${scheme}://${site}`;
   return { name: envName, dir: join(environmentsDir(root), envName), root, config, hosts, appUser, baseDir: config.base_dir ?? `/srv/${config.app}`, url };
 }
 

@@ -79,12 +79,13 @@ export async function login(ep: Endpoint, attempt: Attempt, options: LoginOption
     // Given up while connecting: the attempt ends now rather than at its timeout.
     const abort = () => ssh.connection?.destroy();
     signal?.addEventListener('abort', abort, { once: true });
+    let sock: Duplex | undefined;
     try {
       // Directly: a TCP connection of our own, with Nagle's algorithm off (TCP_NODELAY, as OpenSSH sets it). ssh2
       // writes each packet in pieces (length, payload, MAC); with Nagle, each piece after the first waits for the
       // server's delayed ACK (40 ms on Linux), at every one of a login's eight or so exchanges and every step's.
       // ssh2 takes the socket's errors and its 'connect' (its handlers are set before this tick ends).
-      const sock = attempt.sock ? await attempt.sock() : createConnection({ host: ep.address, port: ep.port, noDelay: true });
+      sock = attempt.sock ? await attempt.sock() : createConnection({ host: ep.address, port: ep.port, noDelay: true });
       // Given up while a bastion opened the stream: ssh2 would wait for the handshake until its timeout.
       if (signal?.aborted) sock.destroy();
       await ssh.connect({
@@ -105,6 +106,9 @@ export async function login(ep: Endpoint, attempt: Attempt, options: LoginOption
       return ssh;
     } catch (e) {
       ssh.dispose();
+      // Ours to end on every failure: ssh2 throws some errors (a key it cannot use) before it takes the socket, which
+      // then stayed connected, keeping the process alive until the server gave up (sshd: LoginGraceTime, 2 min).
+      sock?.destroy();
       if (signal?.aborted) throw abandoned();
       if (e instanceof OpsError && !(e instanceof TransportError)) throw e;
       const message = e instanceof Error ? e.message : String(e);
@@ -118,6 +122,10 @@ export async function login(ep: Endpoint, attempt: Attempt, options: LoginOption
       }
       if (/no matching host key format|Handshake failed: no matching/i.test(message)) {
         throw new OpsError(`${where} offers no ${pinned.type} host key, which is the type pinned`, `pin the key of a type it offers, in ${attempt.keyField} of ${options.configFile}`);
+      }
+      // ssh2's own words for a key it cannot use (thrown before any byte is sent): not the network's fault.
+      if (/Cannot parse privateKey|private key detected, but no passphrase|Failed to decrypt|bad decrypt|Bad passphrase/i.test(message)) {
+        throw new OpsError(`cannot use our SSH key (${options.credentials.describe}) to log in to ${where}: ${message}`, 'an encrypted key needs its passphrase in $OPS_SSH_KEY_PASSPHRASE; otherwise give a private key in OpenSSH or PEM format (--identity, $OPS_SSH_KEY, ssh.identity_file)');
       }
       if (/All configured authentication methods failed/i.test(message)) {
         throw new OpsError(`${where} refused our SSH key (${options.credentials.describe})`, `authorise its public key for ${ep.user} there, or give another key (--identity, $OPS_SSH_KEY, ssh.identity_file)`);

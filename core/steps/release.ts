@@ -7,7 +7,7 @@ import { reportKeys, type Step } from '../remote/types.ts';
 import { quote, word, type HostVariable } from '../shell.ts';
 import { certificatePaths } from './nginx-config.ts';
 import { RELEASE_DIR_PATTERN, historyFunctions } from './history.ts';
-import { probes } from './switch.ts';
+import { forEachFingerprintRecord, probes } from './switch.ts';
 import { b64 } from './script.ts';
 import { diskReport } from './facts.ts';
 import { IDENTITY_FUNCTIONS, PROBE_FUNCTIONS, SUPERVISOR_FUNCTIONS } from './libraries.ts';
@@ -63,8 +63,9 @@ export function releaseId(sha: string, now = new Date()): string {
  * - `shas` (a deploy about to send code): also what sending and building need: free space and inodes, which of
  *   `shas` (and `lfs` oids) the host has, its mirror's commits, its complete dependency sets.
  * - `fingerprint` (deployFingerprint; the switch records each release's in .ops/fingerprint): `live_changed`
- *   when something is live that was not deployed with it (a secret or setting changed since, or a release with no
- *   record). Alone: a dry run's read.
+ *   when something is live that was not deployed with it (a secret or setting changed since, a release with no
+ *   record, or a release a rollback put live while the last deploy, whose shared .env and nginx site the host
+ *   holds, had other settings). Alone: a dry run's read.
  * - `commit` with `fingerprint` (a deploy that is a no-op when that commit is live, deployed with that
  *   fingerprint): when the live release is that commit with that fingerprint, the live check runs (its health checks answer, and what answers is the process supervisor started for the
  *   release `current` names: live_verdict) and the step reports `live_health` and ends there: the no-op
@@ -78,14 +79,17 @@ export function deployState(env: Target, shas?: string[], options: { lfs?: strin
   const L = env.layout;
   const cert = certificatePaths(env);
   const live = (slot: Slot) => `live_verdict "$cur_id" "$cur" ${quote(L.supervisorGroup(slot))} 3 0.2 ${probes(env, slot).map(quote).join(' ')}`;
-  // Was the live release deployed with what this deploy gives it (deployFingerprint, recorded by the switch)?
+  // Was the live release deployed with what this deploy gives it (deployFingerprint, recorded by the switch), and
+  // are the host's shared files (shared/.env and environ, the nginx site) still those of that deploy? They are the
+  // last deploy's (the last line): a rollback puts an older release live but leaves them as they are, so its record
+  // alone would make a no-op of a deploy whose .env the host no longer holds (what the app reads at its next start).
   const recorded =
     options.fingerprint !== undefined
-      ? String.raw`live_same=no; live_fingerprint=""; live_recorded=no
-if [ -n "$cur_id" ] && [ -f ${quote(L.fingerprint)} ]; then
-  { while read -r id fp; do if [ "$id" = "$cur_id" ]; then live_fingerprint=$fp; live_recorded=yes; fi; done < ${quote(L.fingerprint)}; } 2>/dev/null || true
+      ? String.raw`live_same=no; live_fingerprint=""; live_recorded=no; last_fingerprint=""
+if [ -n "$cur_id" ]; then
+  { ${forEachFingerprintRecord(env, 'if [ -n "$id" ]; then last_fingerprint=$fp; fi; if [ "$id" = "$cur_id" ]; then live_fingerprint=$fp; live_recorded=yes; fi')}; } 2>/dev/null || true
 fi
-if [ "$live_recorded" = yes ] && [ "$live_fingerprint" = ${quote(options.fingerprint)} ]; then live_same=yes
+if [ "$live_recorded" = yes ] && [ "$live_fingerprint" = ${quote(options.fingerprint)} ] && [ "$last_fingerprint" = ${quote(options.fingerprint)} ]; then live_same=yes
 elif [ -n "$live_sha" ] && [ "$live_recorded" = yes ]; then ops_report ${RELEASE_KEYS.live_changed} settings
 elif [ -n "$live_sha" ]; then ops_report ${RELEASE_KEYS.live_changed} unrecorded; fi
 `
@@ -193,9 +197,12 @@ mv -f ${quote(upload)} ${quote(target)}; chmod 0644 ${quote(target)}`;
 /**
  * Put the uploaded .env and environ files in place (0600, app user), each replacing the shared one by
  * rename(2) if it changed: a reader sees the old file or the new one, never a partial one. The uploads are
- * removed whatever happens.
+ * removed whatever happens. A change is recorded at once (`fingerprint`, deployFingerprint: a line `- <fingerprint>`
+ * appended to .ops/fingerprint, dropped by the next switch): the host's shared files are this deploy's from here,
+ * even if it fails before its switch, so a later deploy of the live sha with the live release's settings is not a
+ * no-op (the state step compares the last line) but puts them back. That record failing is a warning.
  */
-export function installDotenv(env: Target, uploaded: { dotenv: string; environ: string }): Step {
+export function installDotenv(env: Target, uploaded: { dotenv: string; environ: string }, fingerprint: string): Step {
   const L = env.layout;
   const u = quote(env.appUser);
   const files: [string, string][] = [
@@ -219,6 +226,9 @@ ${files
 fi`,
   )
   .join('\n')}
+if [ "$changed" = yes ]; then
+  printf '%s %s\n' - ${quote(fingerprint)} 2>/dev/null >> ${quote(L.fingerprint)} || echo ${quote(`warning: could not record in ${L.fingerprint} that the shared .env changed: a deploy of the live commit with its release's settings may not put it back`)} >&2
+fi
 ops_report ${RELEASE_KEYS.dotenv} "$([ "$changed" = yes ] && echo updated || echo unchanged)"`,
   };
 }

@@ -259,16 +259,28 @@ fi`,
 }
 
 /**
+ * Bash running `body` for each line `<release id> <fingerprint>` of .ops/fingerprint, with `$id` and `$fp` set; with
+ * bash's read (no process). A last line without its newline and a CRLF line ending read as any line (a record
+ * written by hand or by an editor: `while read` alone skipped such a last line, so the live release read as having no
+ * record, and the next switch dropped it). Nothing runs when the file is missing or not a regular file.
+ */
+export function forEachFingerprintRecord(env: Target, body: string): string {
+  const file = quote(env.layout.fingerprint);
+  return String.raw`if [ -f ${file} ]; then
+  while read -r id fp || [ -n "$id" ]; do fp=${'$'}{fp%$'\r'}; ${body}; done < ${file}
+fi`;
+}
+
+/**
  * The deploy's new fingerprint records, written to .ops/fingerprint.new (renamed over the records once `current`
  * flipped): a line `<release id> <fingerprint>` per release, the lines of releases still on the host kept (a rollback
- * to one of them puts live what it was deployed with), this release's last. Reads the records with bash's read (no
- * process); a missing or damaged file (not a regular file) is started afresh.
+ * to one of them puts live what it was deployed with), this release's last. A missing or damaged file (not a
+ * regular file) is started afresh.
  */
 export function fingerprintRecords(env: Target, fingerprint: string): string {
   const L = env.layout;
-  return String.raw`{ if [ -f ${quote(L.fingerprint)} ]; then
-  while read -r id fp; do if [ -n "$id" ] && [ "$id" != "$release_id" ] && [ -d ${quote(L.releases)}/"$id" ]; then printf '%s %s\n' "$id" "$fp"; fi; done < ${quote(L.fingerprint)}
-fi; printf '%s %s\n' "$release_id" ${quote(fingerprint)}; } > ${quote(`${L.fingerprint}.new`)}`;
+  return String.raw`{ ${forEachFingerprintRecord(env, String.raw`if [ -n "$id" ] && [ "$id" != "$release_id" ] && [ -d ${quote(L.releases)}/"$id" ]; then printf '%s %s\n' "$id" "$fp"; fi`)}
+printf '%s %s\n' "$release_id" ${quote(fingerprint)}; } > ${quote(`${L.fingerprint}.new`)}`;
 }
 
 /** How long the switch looks for the new slot at /.ops/slot, at most, in seconds (about 5 s of 100 looks when nothing answers). */

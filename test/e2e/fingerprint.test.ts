@@ -157,15 +157,13 @@ server {
     }
   }, 600_000);
 
-  it('rollback, then a deploy of the now-live sha: a no-op with the settings that release was deployed with, deployed again with others; dry runs say which', async () => {
-    // Two releases of one commit, each with its record: the first with these settings, the second with another value.
+  it('rollback, then a deploy of the now-live sha: a no-op when both releases were deployed with these settings, deployed again with others; dry runs say which', async () => {
+    // Two releases of one commit deployed with the same settings (the benchmark's rounds).
     if (!(await run()).noop) expect((await run()).noop).toBe(true);
     const first = (await run()).release;
-    project.write({ ...config, env: { ...(config.env as object), REGION: 'us' } });
-    const second = await run();
-    expect(second.noop).toBe(false);
-    // Back to the first release, with the settings it was deployed with: already live, nothing deployed.
-    project.write(config);
+    const second = await run({ force: true });
+    expect(second.release).not.toBe(first);
+    // Back to the first release: already live with these settings, nothing deployed.
     await rollback(project.ctx(), project.env());
     expect(await onHost('readlink /srv/sample/current')).toBe(`/srv/sample/releases/${first}`);
     const plan = await cli(['deploy', 'e2e', '--dry-run']);
@@ -174,7 +172,7 @@ server {
     const same = await run();
     expect(same.noop).toBe(true);
     expect(same.release).toBe(first);
-    // With the second's settings, the first release live is deployed again, as another .env.
+    // With other settings, the first release live is deployed again, as another .env.
     project.write({ ...config, env: { ...(config.env as object), REGION: 'us' } });
     try {
       const dry = await cli(['deploy', 'e2e', '--dry-run']);
@@ -188,6 +186,54 @@ server {
     }
     // Back to these settings for the tests after this one (deployed again: the live release has the other's).
     expect((await run()).noop).toBe(false);
+    expect((await run()).noop).toBe(true);
+  }, 300_000);
+
+  it("rollback from a release deployed with another secret, then a deploy with the live release's own: deployed again (the host's .env is the other's), and after a restart the app still reads this secret", async () => {
+    const hash = (token: string) => createHash('sha256').update(token).digest('hex').slice(0, 12);
+    const token = sops('decrypt', '--extract', '["api"]["token"]', 'secrets.sops.yaml').trim();
+    if (!(await run()).noop) expect((await run()).noop).toBe(true);
+    const first = (await run()).release;
+    sops('set', 'secrets.sops.yaml', '["api"]["token"]', '"token-of-the-release-rolled-back-from"');
+    expect((await run()).noop).toBe(false);
+    sops('set', 'secrets.sops.yaml', '["api"]["token"]', JSON.stringify(token));
+    await rollback(project.ctx(), project.env());
+    expect(await onHost('readlink /srv/sample/current')).toBe(`/srv/sample/releases/${first}`);
+    // The first release's processes still hold its secret; the shared .env on the host holds the other.
+    expect((await get(host)).body).toBe(`${first} ${hash(token)}`);
+    const r = await run();
+    expect(r.noop).toBe(false);
+    expect(r.hosts[0]!.notes.join('\n')).toMatch(/with another \.env or other settings: deployed again/);
+    // What the app reads when it starts again (a crash, a reboot): this deploy's secret.
+    await onHost('supervisorctl restart all >/dev/null');
+    let body = '';
+    for (let i = 0; i < 100 && !body.startsWith(r.release); i++) {
+      body = await get(host).then((x) => (x.status === 200 ? x.body : ''), () => '');
+      if (!body.startsWith(r.release)) await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    expect(body).toBe(`${r.release} ${hash(token)}`);
+    expect((await run()).noop).toBe(true);
+  }, 300_000);
+
+  it("a deploy with another secret that fails before its switch, then a deploy of the live sha with its own: deployed again (the failed one wrote the host's .env), the .env put back", async () => {
+    const token = sops('decrypt', '--extract', '["api"]["token"]', 'secrets.sops.yaml').trim();
+    if (!(await run()).noop) expect((await run()).noop).toBe(true);
+    // A commit whose server exits at once, on a branch of its own (main stays the live sha).
+    const repo = join(root, 'app');
+    const git = (...args: string[]) => execFileSync('git', ['-C', repo, ...args], { stdio: 'pipe' });
+    git('checkout', '-q', '-b', 'crashes');
+    git('commit', '-q', '--allow-empty', '-m', 'crash');
+    writeFileSync(join(repo, 'server.py'), 'import sys\nsys.exit(3)\n');
+    git('commit', '-q', '-am', 'exits at start');
+    git('checkout', '-q', 'main');
+    sops('set', 'secrets.sops.yaml', '["api"]["token"]', '"token-of-a-failed-deploy"');
+    await expect(run({ ref: 'crashes' })).rejects.toThrow();
+    expect(await onHost('grep -c token-of-a-failed-deploy /srv/sample/shared/.env')).toBe('1');
+    sops('set', 'secrets.sops.yaml', '["api"]["token"]', JSON.stringify(token));
+    const r = await run();
+    expect(r.noop).toBe(false);
+    expect(await onHost('grep -c token-of-a-failed-deploy /srv/sample/shared/.env || true')).toBe('0');
+    expect((await get(host)).body).toBe(`${r.release} ${createHash('sha256').update(token).digest('hex').slice(0, 12)}`);
     expect((await run()).noop).toBe(true);
   }, 300_000);
 

@@ -92,6 +92,36 @@ describe('SSH transport on a real sshd', () => {
     }
   });
 
+  it('a key ssh2 cannot use (encrypted without its passphrase, or damaged): one message about the key, and the TCP connection already opened is closed at once (it kept the process alive until the server gave up)', async () => {
+    const encrypted = join(TMP, 'encrypted_key');
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', 'a passphrase', '-C', 'test', '-f', encrypted]);
+    const damaged = sshd.clientKey.replace(/\n[A-Za-z0-9+/=]{20}/, '\nAAAAAAAAAAAAAAAAAAAA');
+    for (const [label, privateKey] of [['encrypted', readFileSync(encrypted, 'utf8')], ['damaged', damaged]] as const) {
+      // A listener that sees when the client closes (the real sshd would hold the connection for LoginGraceTime).
+      const closed: Promise<void>[] = [];
+      const server = createServer((c) => {
+        c.on('error', () => undefined);
+        c.write('SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n');
+        closed.push(new Promise((resolve) => c.once('close', () => resolve())));
+      });
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      try {
+        const port = (server.address() as AddressInfo).port;
+        const err = await connect(options({ host: { name: 'lo', address: '127.0.0.1', port, user: 'root', hostKey: sshd.hostKey }, credentials: { privateKey, describe: `${label} key` }, retries: 2 })).catch((e: unknown) => e);
+        const text = formatError(err);
+        expect(text, label).toMatch(new RegExp(`^cannot use our SSH key \\(${label} key\\) to log in to lo`));
+        expect(text, label).toMatch(/hint: an encrypted key needs its passphrase in \$OPS_SSH_KEY_PASSPHRASE/);
+        expect(text, label).not.toMatch(/firewall|retrying|\n\s+at /);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        expect(closed.length, label).toBeLessThanOrEqual(1);
+        const ended = await Promise.race([Promise.all(closed).then(() => 'closed'), new Promise((resolve) => setTimeout(() => resolve('still open after 3 s'), 3000))]);
+        expect(ended, label).toBe('closed');
+      } finally {
+        server.close();
+      }
+    }
+  });
+
   it('runs under set -euo pipefail: a failing command stops the script and fails the step', async () => {
     const remote = await connect(options());
     try {

@@ -69,6 +69,36 @@ describe('environment schema', () => {
     ]);
   });
 
+  it('an address is an IP address or a DNS name: a port written into it, brackets, a malformed IPv4 address are refused saying what to write', () => {
+    const ok = ['192.0.2.1', '2001:db8::5', '::1', 'fe80::1:22', 'web1', 'web-1.example.org', 'web1.example.org.'];
+    for (const address of ok) expect(problems({ ...minimal(), hosts: [{ name: 'web1', address, host_key: KEY }] }), address).toEqual([]);
+    const refused: Array<[string, RegExp]> = [
+      ['192.0.2.1:2222', /the port goes in its own key: address: 192\.0\.2\.1, port: 2222/],
+      ['web1.example.org:2222', /the port goes in its own key: address: web1\.example\.org, port: 2222/],
+      ['[2001:db8::5]:2222', /the port goes in its own key: address: 2001:db8::5, port: 2222/],
+      ['10.1', /not a valid IPv4 address/],
+      ['10.0.0.256', /not a valid IPv4 address/],
+      ['2001:db8:::5', /not a valid IPv6 address/],
+      ['-oProxyCommand', /not a DNS name/],
+      ['web..example.org', /not a DNS name/],
+      ['web-.example.org', /not a DNS name/],
+    ];
+    for (const [address, why] of refused) {
+      const doc = { ...minimal(), hosts: [{ name: 'web1', address, host_key: KEY }], bastion: { address, host_key: KEY } };
+      expect(problems(doc), address).toEqual([expect.stringMatching(new RegExp(`^hosts\\[0\\]\\.address: expected an IP address or DNS name, got .*${why.source}`)), expect.stringMatching(new RegExp(`^bastion\\.address: .*${why.source}`))]);
+    }
+  });
+
+  it("the default URL of a host known by its IPv6 address has it in brackets (RFC 3986's IP-literal)", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ops-url-'));
+    mkdirSync(join(dir, 'environments', 'x'), { recursive: true });
+    writeFileSync(join(dir, 'package.json'), '{}');
+    writeFileSync(join(dir, 'environments', 'x', 'environment.yml'), `app: shop\nhosts: [{name: web1, address: "2001:db8::5", host_key: "${KEY}"}]\nprograms: {server: {command: run, port: 3579}, client: {command: run, port: 3000}}\n`);
+    const env = loadEnvironment('x', dir);
+    expect(env.url).toBe('http://[2001:db8::5]');
+    expect(new URL(env.url).hostname).toBe('[2001:db8::5]');
+  });
+
   it('checks rules across keys', () => {
     const doc = minimal() as Record<string, any>;
     doc.hosts.push({ name: 'web1', address: 'b', host_key: KEY, host_key_file: 'k.pub' });

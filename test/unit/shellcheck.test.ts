@@ -92,7 +92,7 @@ function render(env: Target): Record<string, Step> {
     deployState: deployState(env, [SHA], { commit: SHA, lfs: ['a'.repeat(64)], platform: true }),
     deployStateRead: deployState(env),
     receivePack: receivePack(env, [up('deploy-0.pack')], [SHA], [{ upload: up('lfs-0'), oid: 'b'.repeat(64) }]),
-    installDotenv: installDotenv(env, { dotenv: up('dotenv'), environ: up('environ') }),
+    installDotenv: installDotenv(env, { dotenv: up('dotenv'), environ: up('environ') }, '0123456789abcdef0123456789abcdef'),
     createRelease: createRelease(env, { id: RELEASE_ID, sha: SHA, ref: 'v1', environment: env.name, actor: 'me', time: 't', run: '', deps: { python: 'p', node: 'n' } }),
     pythonDependencies: pythonDependencies(env, release, 'aaaa'),
     nodeDependencies: nodeDependencies(env, release, 'bbbb'),

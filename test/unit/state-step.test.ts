@@ -16,7 +16,7 @@ import { parseReports, reported, reportedAll, type StepResult } from '../../core
 import { scriptText } from '../../core/remote/wrap.ts';
 import { FACTS_KEYS } from '../../core/steps/facts.ts';
 import { LIBRARY_KEYS } from '../../core/steps/libraries.ts';
-import { RELEASE_KEYS, deployState } from '../../core/steps/release.ts';
+import { RELEASE_KEYS, deployState, installDotenv } from '../../core/steps/release.ts';
 import { fingerprintRecords } from '../../core/steps/switch.ts';
 import type { Step } from '../../core/remote/types.ts';
 import { resolveTarget, type Target } from '../../core/target.ts';
@@ -102,12 +102,55 @@ describe('the state step on a host (bash)', () => {
     }
   });
 
-  it('records of several releases (a rollback put an older one live): the live release\'s own line counts, wherever it stands', async () => {
+  it('records of several releases (a rollback put an older one live): the live release\'s own line counts, and the last line (the last deploy wrote the shared .env and the nginx site) too', async () => {
     const base = host();
-    writeFileSync(join(base, '.ops', 'fingerprint'), `${LIVE} ${FINGERPRINT}\n${OLD} ${'e'.repeat(32)}\n`);
+    writeFileSync(join(base, '.ops', 'fingerprint'), `${LIVE} ${FINGERPRINT}\n${OLD} ${FINGERPRINT}\n`);
     expect(parseState(await runStep(deployState(env(base), undefined, { fingerprint: FINGERPRINT })))).toMatchObject({ current: LIVE, liveChanged: false });
+    // Rolled back to LIVE from a release deployed with other settings: the host's .env is that release's.
+    writeFileSync(join(base, '.ops', 'fingerprint'), `${LIVE} ${FINGERPRINT}\n${OLD} ${'e'.repeat(32)}\n`);
+    expect(parseState(await runStep(deployState(env(base), [LIVE_SHA], { commit: LIVE_SHA, fingerprint: FINGERPRINT })))).toMatchObject({ current: LIVE, liveChanged: true, liveUnrecorded: false, liveHealth: '' });
     writeFileSync(join(base, '.ops', 'fingerprint'), `${OLD} ${FINGERPRINT}\n${LIVE} ${'e'.repeat(32)}\n`);
     expect(parseState(await runStep(deployState(env(base), undefined, { fingerprint: FINGERPRINT })))).toMatchObject({ liveChanged: true, liveUnrecorded: false });
+  });
+
+  it('records whatever their line ending (the last line without its newline, CRLF: written by hand or an editor): the live release\'s line counts, and the switch keeps the others', async () => {
+    for (const [label, text] of [
+      ['no final newline', `${OLD} ${'e'.repeat(32)}\n${LIVE} ${FINGERPRINT}`],
+      ['CRLF', `${OLD} ${'e'.repeat(32)}\r\n${LIVE} ${FINGERPRINT}\r\n`],
+    ]) {
+      const base = host();
+      const file = join(base, '.ops', 'fingerprint');
+      writeFileSync(file, text!);
+      expect(parseState(await runStep(deployState(env(base), [LIVE_SHA], { commit: LIVE_SHA, fingerprint: FINGERPRINT }))), label).toMatchObject({ liveChanged: false, liveUnrecorded: false });
+      const NEXT = `20261201T100000Z-${'d'.repeat(12)}`;
+      mkdirSync(join(base, 'releases', NEXT));
+      await run('bash', ['-c', `set -euo pipefail; release_id=${NEXT}\n${fingerprintRecords(env(base), 'f'.repeat(32))}`]);
+      expect(readFileSync(`${file}.new`, 'utf8'), label).toBe(`${OLD} ${'e'.repeat(32)}\n${LIVE} ${FINGERPRINT}\n${NEXT} ${'f'.repeat(32)}\n`);
+    }
+  });
+
+  it("a deploy that changed the shared .env and failed before its switch: a deploy of the live commit with the live release's settings is not a no-op (it puts the .env back); the next switch drops the line", async () => {
+    const base = host();
+    const e = { ...env(base), appUser: 'root' };
+    const file = join(base, '.ops', 'fingerprint');
+    const install = async (dotenv: string, fingerprint: string) => {
+      const up = mkdtempSync(join(tmpdir(), 'ops-dotenv-'));
+      writeFileSync(join(up, 'env'), dotenv);
+      writeFileSync(join(up, 'environ'), dotenv.replace(/\n/g, '\0'));
+      return reported(await runStep(installDotenv(e, { dotenv: join(up, 'env'), environ: join(up, 'environ') }, fingerprint)), RELEASE_KEYS.dotenv);
+    };
+    expect(await install('TOKEN=live\n', FINGERPRINT)).toBe('updated'); // the live release's own .env (first install)
+    writeFileSync(file, `${LIVE} ${FINGERPRINT}\n`);
+    expect(await install('TOKEN=live\n', FINGERPRINT)).toBe('unchanged');
+    expect(parseState(await runStep(deployState(e, [LIVE_SHA], { commit: LIVE_SHA, fingerprint: FINGERPRINT })))).toMatchObject({ liveChanged: false });
+    // A deploy with another secret wrote the shared .env, then failed (a build, a health check): no switch.
+    expect(await install('TOKEN=other\n', 'f'.repeat(32))).toBe('updated');
+    expect(readFileSync(join(base, 'shared', '.env'), 'utf8')).toBe('TOKEN=other\n');
+    expect(parseState(await runStep(deployState(e, [LIVE_SHA], { commit: LIVE_SHA, fingerprint: FINGERPRINT })))).toMatchObject({ liveChanged: true, liveUnrecorded: false, liveHealth: '' });
+    const NEXT = `20261201T100000Z-${'d'.repeat(12)}`;
+    mkdirSync(join(base, 'releases', NEXT));
+    await run('bash', ['-c', `set -euo pipefail; release_id=${NEXT}\n${fingerprintRecords(e, FINGERPRINT)}`]);
+    expect(readFileSync(`${file}.new`, 'utf8')).toBe(`${LIVE} ${FINGERPRINT}\n${NEXT} ${FINGERPRINT}\n`);
   });
 
   it('the switch\'s new records (fingerprintRecords): the kept releases\' lines, not the pruned ones\' nor an empty one, this release\'s last and once', async () => {

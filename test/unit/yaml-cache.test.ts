@@ -2,7 +2,7 @@
 // back must be what the yaml library would have parsed, for the file's text of now.
 import { afterEach, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, renameSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
@@ -52,17 +52,50 @@ describe('parsed environment files kept between runs', () => {
 
   it('keeps the 64 entries written last', () => {
     const { file, cache } = setUp();
-    const entry = (text: string) => join(cache, createHash('sha256').update(`${process.version}\0${text}`).digest('hex'));
+    const written: string[] = [];
     for (let i = 0; i < 70; i++) {
       writeFileSync(file, `n: ${i}\n`);
       readYamlFile(file);
+      const name = readdirSync(cache).find((n) => !written.includes(n))!;
+      written.push(name);
       // Written i seconds after the epoch's first million: the order does not hang on the clock's resolution.
-      utimesSync(entry(`n: ${i}\n`), 1_000_000 + i, 1_000_000 + i);
+      utimesSync(join(cache, name), 1_000_000 + i, 1_000_000 + i);
     }
     expect(readdirSync(cache)).toHaveLength(64);
-    expect(existsSync(entry('n: 5\n'))).toBe(false);
-    expect(existsSync(entry('n: 6\n'))).toBe(true);
-    expect(existsSync(entry('n: 69\n'))).toBe(true);
+    expect(existsSync(join(cache, written[5]!))).toBe(false);
+    expect(existsSync(join(cache, written[6]!))).toBe(true);
+    expect(existsSync(join(cache, written[69]!))).toBe(true);
+  });
+
+  it('an entry with any one byte changed is not believed: the file is parsed again (v8 data with a changed byte often reads, as another value)', () => {
+    const { file, cache } = setUp();
+    const text = 'app: web\nhosts:\n  - {name: web1, address: 10.0.0.1, port: 22}\nrelease: {keep: 5}\n';
+    writeFileSync(file, text);
+    readYamlFile(file);
+    const [name] = readdirSync(cache);
+    const good = readFileSync(join(cache, name!));
+    const wrong: string[] = [];
+    for (let i = 0; i < good.length; i++) {
+      const damaged = Buffer.from(good);
+      damaged[i]! ^= 0x01;
+      writeFileSync(join(cache, name!), damaged);
+      const got = readYamlFile(file);
+      if (JSON.stringify(got) !== JSON.stringify(parse(text))) wrong.push(`byte ${i}: ${JSON.stringify(got)}`);
+    }
+    expect(wrong).toEqual([]);
+  });
+
+  it("an entry is named by the yaml library's version too: one written by another version (same text, same Node) is not used", () => {
+    const { file, cache } = setUp();
+    // What another version of the library would have left under a name made of the text and Node's version only:
+    // a well-formed entry (written by this cache, for another text) holding another value.
+    writeFileSync(file, 'a: parsed by another version\n');
+    readYamlFile(file);
+    const [other] = readdirSync(cache);
+    const text = 'a: 1\n';
+    renameSync(join(cache, other!), join(cache, createHash('sha256').update(`${process.version}\0${text}`).digest('hex')));
+    writeFileSync(file, text);
+    expect(readYamlFile(file)).toEqual({ a: 1 });
   });
 
   it('without a cache (the actions), nothing is written', () => {

@@ -11652,7 +11652,7 @@ var require_dump = __commonJS({
 var require_dns = __commonJS({
   "node_modules/undici/lib/interceptor/dns.js"(exports, module) {
     "use strict";
-    var { isIP } = __require("node:net");
+    var { isIP: isIP3 } = __require("node:net");
     var { lookup: lookup2 } = __require("node:dns");
     var DecoratorHandler = require_decorator_handler();
     var { InvalidArgumentError, InformationalError } = require_errors();
@@ -11907,7 +11907,7 @@ var require_dns = __commonJS({
       return (dispatch) => {
         return function dnsInterceptor(origDispatchOpts, handler) {
           const origin = origDispatchOpts.origin.constructor === URL ? origDispatchOpts.origin : new URL(origDispatchOpts.origin);
-          if (isIP(origin.hostname) !== 0) {
+          if (isIP3(origin.hostname) !== 0) {
             return dispatch(origDispatchOpts, handler);
           }
           instance.runLookup(origin, origDispatchOpts, (err, newOrigin) => {
@@ -26611,6 +26611,110 @@ var require_dist = __commonJS({
   }
 });
 
+// node_modules/yaml/package.json
+var package_default;
+var init_package = __esm({
+  "node_modules/yaml/package.json"() {
+    package_default = {
+      name: "yaml",
+      version: "2.9.1",
+      license: "ISC",
+      author: "Eemeli Aro <eemeli@gmail.com>",
+      funding: "https://github.com/sponsors/eemeli",
+      repository: "github:eemeli/yaml",
+      description: "JavaScript parser and stringifier for YAML",
+      keywords: [
+        "YAML",
+        "parser",
+        "stringifier"
+      ],
+      homepage: "https://eemeli.org/yaml/",
+      files: [
+        "browser/",
+        "dist/",
+        "util.js"
+      ],
+      type: "commonjs",
+      main: "./dist/index.js",
+      bin: "./bin.mjs",
+      browser: {
+        "./dist/index.js": "./browser/index.js",
+        "./dist/util.js": "./browser/dist/util.js",
+        "./util.js": "./browser/dist/util.js"
+      },
+      exports: {
+        ".": {
+          types: "./dist/index.d.ts",
+          node: "./dist/index.js",
+          default: "./browser/index.js"
+        },
+        "./package.json": "./package.json",
+        "./util": {
+          types: "./dist/util.d.ts",
+          node: "./dist/util.js",
+          default: "./browser/dist/util.js"
+        }
+      },
+      scripts: {
+        build: "npm run build:node && npm run build:browser",
+        "build:browser": "rollup -c config/rollup.browser-config.mjs",
+        "build:node": "rollup -c config/rollup.node-config.mjs",
+        clean: "git clean -fdxe node_modules",
+        lint: "eslint config/ src/",
+        prettier: "prettier --write .",
+        prestart: "rollup --sourcemap -c config/rollup.node-config.mjs",
+        start: `node --enable-source-maps -i -e 'YAML=require("./dist/index.js");const{parse,parseDocument,parseAllDocuments}=YAML'`,
+        test: "jest --config config/jest.config.js",
+        "test:all": "npm test && npm run test:types && npm run test:dist && npm run test:dist:types",
+        "test:browsers": "cd playground && npm test",
+        "test:dist": "npm run build:node && jest --config config/jest.config.js",
+        "test:dist:types": "tsc --allowJs --moduleResolution node --noEmit --target es5 dist/index.js",
+        "test:types": "tsc --noEmit && tsc --noEmit -p tests/tsconfig.json",
+        "docs:install": "cd docs-slate && bundle install",
+        "predocs:deploy": "node docs/prepare-docs.mjs",
+        "docs:deploy": "cd docs-slate && ./deploy.sh",
+        predocs: "node docs/prepare-docs.mjs",
+        docs: "cd docs-slate && bundle exec middleman server",
+        preversion: "npm test && npm run build",
+        prepublishOnly: "npm run clean && npm test && npm run build"
+      },
+      browserslist: "defaults, not ie 11",
+      prettier: {
+        arrowParens: "avoid",
+        semi: false,
+        singleQuote: true,
+        trailingComma: "none"
+      },
+      devDependencies: {
+        "@babel/core": "^7.12.10",
+        "@babel/plugin-transform-typescript": "^7.12.17",
+        "@babel/preset-env": "^7.12.11",
+        "@eslint/js": "^9.9.1",
+        "@rollup/plugin-babel": "^6.0.3",
+        "@rollup/plugin-replace": "^6.0.3",
+        "@rollup/plugin-typescript": "^12.1.1",
+        "@types/jest": "^29.2.4",
+        "@types/node": "^20.11.20",
+        "babel-jest": "^29.0.1",
+        eslint: "^9.9.1",
+        "eslint-config-prettier": "^10.1.8",
+        "fast-check": "^2.12.0",
+        jest: "^29.0.1",
+        "jest-resolve": "^29.7.0",
+        "jest-ts-webcompat-resolver": "^1.0.0",
+        prettier: "^3.0.2",
+        rollup: "^4.12.0",
+        tslib: "^2.8.1",
+        typescript: "^5.7.2",
+        "typescript-eslint": "^8.4.0"
+      },
+      engines: {
+        node: ">= 14.6"
+      }
+    };
+  }
+});
+
 // core/dotenv-readers.ts
 function plainUnquoted(text) {
   if (text === "" || /[\n\r#\u2028\u2029\x85]/.test(text) || /^['"`]/.test(text)) return false;
@@ -27084,6 +27188,19 @@ var init_schema_object = __esm({
 });
 
 // core/config/environment-schema.ts
+import { isIP } from "node:net";
+function addressProblem(v) {
+  if (isIP(v)) return void 0;
+  const withPort = /^\[([^\]]*)\]:(\d{1,5})$/.exec(v) ?? /^([^:]+):(\d{1,5})$/.exec(v);
+  if (withPort) return `the port goes in its own key: address: ${withPort[1]}, port: ${withPort[2]}`;
+  if (v.startsWith("[")) return "an IPv6 address is written without brackets (e.g. 2001:db8::5)";
+  if (v.includes(":")) return "not a valid IPv6 address";
+  if (/^[\d.]+$/.test(v)) return "not a valid IPv4 address (four numbers from 0 to 255, e.g. 10.0.0.5)";
+  const name2 = v.replace(/\.$/, "");
+  const label = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
+  if (name2.length > 253 || !name2.split(".").every((l) => label.test(l))) return 'not a DNS name: labels of letters, digits and inner "-" (1-63 characters), joined by "."';
+  return void 0;
+}
 var name, port, command, hostKey, relPath, absPath, anyPath, gitRef, urlPath, healthPath, version, address, loginName, bastionSchema, hostSchema, fullVersion, runtimeFields, pythonRuntime, nodeRuntime, secretRef, httpUrl, programSchema, envValue, environmentSchema;
 var init_environment_schema = __esm({
   "core/config/environment-schema.ts"() {
@@ -27112,7 +27229,7 @@ var init_environment_schema = __esm({
     urlPath = string({ pattern: /^\/[A-Za-z0-9._~\/-]*$/, form: 'a URL path: "/" then letters, digits, ".", "_", "~", "/" or "-"' });
     healthPath = string({ pattern: /^\/[A-Za-z0-9._~\/-]*(\?[A-Za-z0-9._~\/=&%+-]*)?$/, form: 'a URL path ("/" then letters, digits, ".", "_", "~", "/" or "-"), with a query string if needed ("?full=1")' });
     version = string({ pattern: /^\d+(\.\d+){0,2}$/, form: 'a version number ("18", "3.11", "3.8.9")' });
-    address = string({ pattern: /^[A-Za-z0-9.:-]+$/, form: "an IP address or DNS name" });
+    address = string({ pattern: /^[A-Za-z0-9.:-]+$/, form: "an IP address or DNS name", check: addressProblem });
     loginName = string({ pattern: /^[a-z_][a-z0-9_-]{0,31}$/, form: "a Unix user name" });
     bastionSchema = object(
       {
@@ -27338,7 +27455,8 @@ var init_environment_schema = __esm({
 
 // core/config/environment.ts
 import { createHash as createHash2 } from "node:crypto";
-import { existsSync as existsSync2, mkdirSync, readFileSync, readdirSync, renameSync, statSync, unlinkSync, writeFileSync } from "node:fs";
+import { existsSync as existsSync2, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from "node:fs";
+import { isIP as isIP2 } from "node:net";
 import { isAbsolute, join, resolve } from "node:path";
 import { deserialize, serialize } from "node:v8";
 function environmentsDir(root) {
@@ -27403,18 +27521,34 @@ function parseEnvironment(doc, file) {
   return config;
 }
 function parsedEntry(text) {
-  return parsedDir && join(parsedDir, createHash2("sha256").update(`${process.version}\0${text}`).digest("hex"));
+  return parsedDir && join(parsedDir, createHash2("sha256").update(`${process.version}\0yaml ${package_default.version}\0${text}`).digest("hex"));
+}
+function readParsed(entry) {
+  try {
+    const data = readFileSync(entry);
+    const payload = data.subarray(DIGEST);
+    if (data.length <= DIGEST || !createHash2("sha256").update(payload).digest().equals(data.subarray(0, DIGEST))) return void 0;
+    return { value: deserialize(payload) };
+  } catch {
+    return void 0;
+  }
 }
 function keepParsed(entry, value) {
+  const tmp = `${entry}.${process.pid}.tmp`;
   try {
     mkdirSync(parsedDir, { recursive: true });
-    writeFileSync(`${entry}.${process.pid}.tmp`, serialize(value));
-    renameSync(`${entry}.${process.pid}.tmp`, entry);
+    const payload = serialize(value);
+    writeFileSync(tmp, Buffer.concat([createHash2("sha256").update(payload).digest(), payload]));
+    renameSync(tmp, entry);
     const names = readdirSync(parsedDir).filter((n) => /^[0-9a-f]{64}$/.test(n));
     if (names.length <= PARSED_KEPT) return;
     const byAge = names.map((n) => ({ n, t: statSync(join(parsedDir, n)).mtimeMs })).sort((a, b) => a.t - b.t);
     for (const { n } of byAge.slice(0, names.length - PARSED_KEPT)) unlinkSync(join(parsedDir, n));
   } catch {
+    try {
+      rmSync(tmp, { force: true });
+    } catch {
+    }
   }
 }
 function readYamlFile(file, label = file) {
@@ -27425,12 +27559,8 @@ function readYamlFile(file, label = file) {
     throw new OpsError(`cannot read ${label}: ${e.code ?? e}`);
   }
   const entry = parsedEntry(text);
-  if (entry) {
-    try {
-      return deserialize(readFileSync(entry));
-    } catch {
-    }
-  }
+  const kept = entry ? readParsed(entry) : void 0;
+  if (kept) return kept.value;
   let value;
   try {
     value = (0, import_yaml.parse)(text, { prettyErrors: true });
@@ -27480,17 +27610,19 @@ function loadEnvironment(envName, root) {
 function resolveEnvironment(envName, root, config, hosts) {
   const appUser = config.app_user ?? config.app;
   const scheme = config.tls.mode === "off" ? "http" : "https";
-  const url = config.url ?? `${scheme}://${config.domain ?? hosts[0].address}`;
+  const site2 = config.domain ?? (isIP2(hosts[0].address) === 6 ? `[${hosts[0].address}]` : hosts[0].address);
+  const url = config.url ?? `${scheme}://${site2}`;
   return { name: envName, dir: join(environmentsDir(root), envName), root, config, hosts, appUser, baseDir: config.base_dir ?? `/srv/${config.app}`, url };
 }
 function envPath(env, p) {
   return relativeTo(env.dir, p);
 }
-var import_yaml, ENVIRONMENT_FILE, SECRETS_FILE, ConfigError, RESERVED_APPS, parsedDir, PARSED_KEPT, JSON_SCHEMA_FILE, SCHEMA_COMMENT;
+var import_yaml, ENVIRONMENT_FILE, SECRETS_FILE, ConfigError, RESERVED_APPS, parsedDir, PARSED_KEPT, DIGEST, JSON_SCHEMA_FILE, SCHEMA_COMMENT;
 var init_environment = __esm({
   "core/config/environment.ts"() {
     "use strict";
     import_yaml = __toESM(require_dist(), 1);
+    init_package();
     init_dotenv_readers();
     init_errors();
     init_shell();
@@ -27525,6 +27657,7 @@ ${problems.map((p) => `  - ${p.path || "(top level)"}: ${p.message}`).join("\n")
       certs: "/etc/ssl/certs"
     };
     PARSED_KEPT = 64;
+    DIGEST = 32;
     JSON_SCHEMA_FILE = "schema/environment.schema.json";
     SCHEMA_COMMENT = `# yaml-language-server: $schema=../../${JSON_SCHEMA_FILE}`;
   }
@@ -68979,8 +69112,9 @@ async function login(ep, attempt, options) {
     const ssh = new NodeSSH();
     const abort = () => ssh.connection?.destroy();
     signal?.addEventListener("abort", abort, { once: true });
+    let sock;
     try {
-      const sock = attempt.sock ? await attempt.sock() : createConnection({ host: ep.address, port: ep.port, noDelay: true });
+      sock = attempt.sock ? await attempt.sock() : createConnection({ host: ep.address, port: ep.port, noDelay: true });
       if (signal?.aborted) sock.destroy();
       await ssh.connect({
         host: ep.address,
@@ -69000,6 +69134,7 @@ async function login(ep, attempt, options) {
       return ssh;
     } catch (e) {
       ssh.dispose();
+      sock?.destroy();
       if (signal?.aborted) throw abandoned();
       if (e instanceof OpsError && !(e instanceof TransportError)) throw e;
       const message = e instanceof Error ? e.message : String(e);
@@ -69013,6 +69148,9 @@ async function login(ep, attempt, options) {
       }
       if (/no matching host key format|Handshake failed: no matching/i.test(message)) {
         throw new OpsError(`${where} offers no ${pinned.type} host key, which is the type pinned`, `pin the key of a type it offers, in ${attempt.keyField} of ${options.configFile}`);
+      }
+      if (/Cannot parse privateKey|private key detected, but no passphrase|Failed to decrypt|bad decrypt|Bad passphrase/i.test(message)) {
+        throw new OpsError(`cannot use our SSH key (${options.credentials.describe}) to log in to ${where}: ${message}`, "an encrypted key needs its passphrase in $OPS_SSH_KEY_PASSPHRASE; otherwise give a private key in OpenSSH or PEM format (--identity, $OPS_SSH_KEY, ssh.identity_file)");
       }
       if (/All configured authentication methods failed/i.test(message)) {
         throw new OpsError(`${where} refused our SSH key (${options.credentials.describe})`, `authorise its public key for ${ep.user} there, or give another key (--identity, $OPS_SSH_KEY, ssh.identity_file)`);
@@ -70995,11 +71133,16 @@ if [ -f "$conf" ]; then
 fi`
   };
 }
+function forEachFingerprintRecord(env, body) {
+  const file = quote(env.layout.fingerprint);
+  return String.raw`if [ -f ${file} ]; then
+  while read -r id fp || [ -n "$id" ]; do fp=${"$"}{fp%$'\r'}; ${body}; done < ${file}
+fi`;
+}
 function fingerprintRecords(env, fingerprint2) {
   const L = env.layout;
-  return String.raw`{ if [ -f ${quote(L.fingerprint)} ]; then
-  while read -r id fp; do if [ -n "$id" ] && [ "$id" != "$release_id" ] && [ -d ${quote(L.releases)}/"$id" ]; then printf '%s %s\n' "$id" "$fp"; fi; done < ${quote(L.fingerprint)}
-fi; printf '%s %s\n' "$release_id" ${quote(fingerprint2)}; } > ${quote(`${L.fingerprint}.new`)}`;
+  return String.raw`{ ${forEachFingerprintRecord(env, String.raw`if [ -n "$id" ] && [ "$id" != "$release_id" ] && [ -d ${quote(L.releases)}/"$id" ]; then printf '%s %s\n' "$id" "$fp"; fi`)}
+printf '%s %s\n' "$release_id" ${quote(fingerprint2)}; } > ${quote(`${L.fingerprint}.new`)}`;
 }
 var SLOT_LOOK_SECONDS = 6;
 var SWITCH_THEN_SECONDS = SLOT_LOOK_SECONDS + 4;
@@ -71078,11 +71221,11 @@ function deployState(env, shas, options = {}) {
   const L = env.layout;
   const cert = certificatePaths(env);
   const live = (slot) => `live_verdict "$cur_id" "$cur" ${quote(L.supervisorGroup(slot))} 3 0.2 ${probes(env, slot).map(quote).join(" ")}`;
-  const recorded = options.fingerprint !== void 0 ? String.raw`live_same=no; live_fingerprint=""; live_recorded=no
-if [ -n "$cur_id" ] && [ -f ${quote(L.fingerprint)} ]; then
-  { while read -r id fp; do if [ "$id" = "$cur_id" ]; then live_fingerprint=$fp; live_recorded=yes; fi; done < ${quote(L.fingerprint)}; } 2>/dev/null || true
+  const recorded = options.fingerprint !== void 0 ? String.raw`live_same=no; live_fingerprint=""; live_recorded=no; last_fingerprint=""
+if [ -n "$cur_id" ]; then
+  { ${forEachFingerprintRecord(env, 'if [ -n "$id" ]; then last_fingerprint=$fp; fi; if [ "$id" = "$cur_id" ]; then live_fingerprint=$fp; live_recorded=yes; fi')}; } 2>/dev/null || true
 fi
-if [ "$live_recorded" = yes ] && [ "$live_fingerprint" = ${quote(options.fingerprint)} ]; then live_same=yes
+if [ "$live_recorded" = yes ] && [ "$live_fingerprint" = ${quote(options.fingerprint)} ] && [ "$last_fingerprint" = ${quote(options.fingerprint)} ]; then live_same=yes
 elif [ -n "$live_sha" ] && [ "$live_recorded" = yes ]; then ops_report ${RELEASE_KEYS.live_changed} settings
 elif [ -n "$live_sha" ]; then ops_report ${RELEASE_KEYS.live_changed} unrecorded; fi
 ` : "";
@@ -71172,7 +71315,7 @@ mv -f ${quote(upload)} ${quote(target)}; chmod 0644 ${quote(target)}`;
   ];
   return { name: "receive code", as: "root", timeout: 600, quiet: true, script: lines.join("\n") };
 }
-function installDotenv(env, uploaded) {
+function installDotenv(env, uploaded, fingerprint2) {
   const L = env.layout;
   const u = quote(env.appUser);
   const files = [
@@ -71194,6 +71337,9 @@ ${files.map(
   changed=yes
 fi`
     ).join("\n")}
+if [ "$changed" = yes ]; then
+  printf '%s %s\n' - ${quote(fingerprint2)} 2>/dev/null >> ${quote(L.fingerprint)} || echo ${quote(`warning: could not record in ${L.fingerprint} that the shared .env changed: a deploy of the live commit with its release's settings may not put it back`)} >&2
+fi
 ops_report ${RELEASE_KEYS.dotenv} "$([ "$changed" = yes ] && echo updated || echo unchanged)"`
   };
 }
@@ -71747,7 +71893,7 @@ init_shell();
 // core/tree-content.ts
 init_errors();
 import { execFile } from "node:child_process";
-import { existsSync as existsSync5, mkdtempSync, rmSync, statSync as statSync2 } from "node:fs";
+import { existsSync as existsSync5, mkdtempSync, rmSync as rmSync2, statSync as statSync2 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join as join4, resolve as resolve3 } from "node:path";
 import { promisify } from "node:util";
@@ -71780,7 +71926,7 @@ async function attributes(repo, sha, attr, paths) {
     const f = (await git(repo, ["check-attr", "-z", "--cached", "--stdin", attr], { env, input: paths.join("\0") + "\0" })).split("\0");
     for (let i = 0; i + 2 < f.length; i += 3) out.set(f[i], f[i + 2]);
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    rmSync2(dir, { recursive: true, force: true });
   }
   return out;
 }
@@ -71792,7 +71938,7 @@ async function archiveListing(repo, sha) {
     const { stdout } = await promisify(execFile)("tar", ["-tf", file], { maxBuffer: 256 * 1024 * 1024 });
     return new Set(stdout.split("\n").filter(Boolean));
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    rmSync2(dir, { recursive: true, force: true });
   }
 }
 async function absoluteGitDir(repo, which2) {
@@ -72359,7 +72505,7 @@ async function sendDotenv(env, hp, p, tag) {
   const uploads = { dotenv: `${L.uploads}/${tag}.env`, environ: `${L.uploads}/${tag}.environ` };
   await hp.h.upload(p.dotenv.dotenv, uploads.dotenv, 384);
   await hp.h.upload(p.dotenv.environ, uploads.environ, 384);
-  await hp.h.run(installDotenv(env, uploads));
+  await hp.h.run(installDotenv(env, uploads, p.fingerprint));
 }
 async function buildOn(env, hp, p) {
   const L = env.layout;

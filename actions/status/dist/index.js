@@ -11640,7 +11640,7 @@ var require_dump = __commonJS({
 var require_dns = __commonJS({
   "node_modules/undici/lib/interceptor/dns.js"(exports, module) {
     "use strict";
-    var { isIP } = __require("node:net");
+    var { isIP: isIP3 } = __require("node:net");
     var { lookup } = __require("node:dns");
     var DecoratorHandler = require_decorator_handler();
     var { InvalidArgumentError, InformationalError } = require_errors();
@@ -11895,7 +11895,7 @@ var require_dns = __commonJS({
       return (dispatch) => {
         return function dnsInterceptor(origDispatchOpts, handler) {
           const origin = origDispatchOpts.origin.constructor === URL ? origDispatchOpts.origin : new URL(origDispatchOpts.origin);
-          if (isIP(origin.hostname) !== 0) {
+          if (isIP3(origin.hostname) !== 0) {
             return dispatch(origDispatchOpts, handler);
           }
           instance.runLookup(origin, origDispatchOpts, (err, newOrigin) => {
@@ -48886,9 +48886,109 @@ async function runAction(body) {
 // core/config/environment.ts
 var import_yaml = __toESM(require_dist(), 1);
 import { createHash as createHash2 } from "node:crypto";
-import { existsSync as existsSync2, mkdirSync, readFileSync, readdirSync, renameSync, statSync, unlinkSync, writeFileSync } from "node:fs";
+import { existsSync as existsSync2, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from "node:fs";
+import { isIP as isIP2 } from "node:net";
 import { isAbsolute, join, resolve } from "node:path";
 import { deserialize, serialize } from "node:v8";
+
+// node_modules/yaml/package.json
+var package_default = {
+  name: "yaml",
+  version: "2.9.1",
+  license: "ISC",
+  author: "Eemeli Aro <eemeli@gmail.com>",
+  funding: "https://github.com/sponsors/eemeli",
+  repository: "github:eemeli/yaml",
+  description: "JavaScript parser and stringifier for YAML",
+  keywords: [
+    "YAML",
+    "parser",
+    "stringifier"
+  ],
+  homepage: "https://eemeli.org/yaml/",
+  files: [
+    "browser/",
+    "dist/",
+    "util.js"
+  ],
+  type: "commonjs",
+  main: "./dist/index.js",
+  bin: "./bin.mjs",
+  browser: {
+    "./dist/index.js": "./browser/index.js",
+    "./dist/util.js": "./browser/dist/util.js",
+    "./util.js": "./browser/dist/util.js"
+  },
+  exports: {
+    ".": {
+      types: "./dist/index.d.ts",
+      node: "./dist/index.js",
+      default: "./browser/index.js"
+    },
+    "./package.json": "./package.json",
+    "./util": {
+      types: "./dist/util.d.ts",
+      node: "./dist/util.js",
+      default: "./browser/dist/util.js"
+    }
+  },
+  scripts: {
+    build: "npm run build:node && npm run build:browser",
+    "build:browser": "rollup -c config/rollup.browser-config.mjs",
+    "build:node": "rollup -c config/rollup.node-config.mjs",
+    clean: "git clean -fdxe node_modules",
+    lint: "eslint config/ src/",
+    prettier: "prettier --write .",
+    prestart: "rollup --sourcemap -c config/rollup.node-config.mjs",
+    start: `node --enable-source-maps -i -e 'YAML=require("./dist/index.js");const{parse,parseDocument,parseAllDocuments}=YAML'`,
+    test: "jest --config config/jest.config.js",
+    "test:all": "npm test && npm run test:types && npm run test:dist && npm run test:dist:types",
+    "test:browsers": "cd playground && npm test",
+    "test:dist": "npm run build:node && jest --config config/jest.config.js",
+    "test:dist:types": "tsc --allowJs --moduleResolution node --noEmit --target es5 dist/index.js",
+    "test:types": "tsc --noEmit && tsc --noEmit -p tests/tsconfig.json",
+    "docs:install": "cd docs-slate && bundle install",
+    "predocs:deploy": "node docs/prepare-docs.mjs",
+    "docs:deploy": "cd docs-slate && ./deploy.sh",
+    predocs: "node docs/prepare-docs.mjs",
+    docs: "cd docs-slate && bundle exec middleman server",
+    preversion: "npm test && npm run build",
+    prepublishOnly: "npm run clean && npm test && npm run build"
+  },
+  browserslist: "defaults, not ie 11",
+  prettier: {
+    arrowParens: "avoid",
+    semi: false,
+    singleQuote: true,
+    trailingComma: "none"
+  },
+  devDependencies: {
+    "@babel/core": "^7.12.10",
+    "@babel/plugin-transform-typescript": "^7.12.17",
+    "@babel/preset-env": "^7.12.11",
+    "@eslint/js": "^9.9.1",
+    "@rollup/plugin-babel": "^6.0.3",
+    "@rollup/plugin-replace": "^6.0.3",
+    "@rollup/plugin-typescript": "^12.1.1",
+    "@types/jest": "^29.2.4",
+    "@types/node": "^20.11.20",
+    "babel-jest": "^29.0.1",
+    eslint: "^9.9.1",
+    "eslint-config-prettier": "^10.1.8",
+    "fast-check": "^2.12.0",
+    jest: "^29.0.1",
+    "jest-resolve": "^29.7.0",
+    "jest-ts-webcompat-resolver": "^1.0.0",
+    prettier: "^3.0.2",
+    rollup: "^4.12.0",
+    tslib: "^2.8.1",
+    typescript: "^5.7.2",
+    "typescript-eslint": "^8.4.0"
+  },
+  engines: {
+    node: ">= 14.6"
+  }
+};
 
 // core/dotenv-readers.ts
 var READERS = ["python-dotenv", "node-dotenv", "node-env-file", "dotenv-expand", "vite", "shell"];
@@ -48967,6 +49067,9 @@ function patternOf(kind) {
 function isValid(kind, value) {
   return CHECKS[kind].pattern.test(value);
 }
+
+// core/config/environment-schema.ts
+import { isIP } from "node:net";
 
 // core/config/hostkey.ts
 import { createHash } from "node:crypto";
@@ -49306,7 +49409,19 @@ var gitRef = string({ form: "a git branch, tag or sha", pattern: patternOf("gitR
 var urlPath = string({ pattern: /^\/[A-Za-z0-9._~\/-]*$/, form: 'a URL path: "/" then letters, digits, ".", "_", "~", "/" or "-"' });
 var healthPath = string({ pattern: /^\/[A-Za-z0-9._~\/-]*(\?[A-Za-z0-9._~\/=&%+-]*)?$/, form: 'a URL path ("/" then letters, digits, ".", "_", "~", "/" or "-"), with a query string if needed ("?full=1")' });
 var version = string({ pattern: /^\d+(\.\d+){0,2}$/, form: 'a version number ("18", "3.11", "3.8.9")' });
-var address = string({ pattern: /^[A-Za-z0-9.:-]+$/, form: "an IP address or DNS name" });
+function addressProblem(v) {
+  if (isIP(v)) return void 0;
+  const withPort = /^\[([^\]]*)\]:(\d{1,5})$/.exec(v) ?? /^([^:]+):(\d{1,5})$/.exec(v);
+  if (withPort) return `the port goes in its own key: address: ${withPort[1]}, port: ${withPort[2]}`;
+  if (v.startsWith("[")) return "an IPv6 address is written without brackets (e.g. 2001:db8::5)";
+  if (v.includes(":")) return "not a valid IPv6 address";
+  if (/^[\d.]+$/.test(v)) return "not a valid IPv4 address (four numbers from 0 to 255, e.g. 10.0.0.5)";
+  const name2 = v.replace(/\.$/, "");
+  const label = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
+  if (name2.length > 253 || !name2.split(".").every((l) => label.test(l))) return 'not a DNS name: labels of letters, digits and inner "-" (1-63 characters), joined by "."';
+  return void 0;
+}
+var address = string({ pattern: /^[A-Za-z0-9.:-]+$/, form: "an IP address or DNS name", check: addressProblem });
 var loginName = string({ pattern: /^[a-z_][a-z0-9_-]{0,31}$/, form: "a Unix user name" });
 var bastionSchema = object(
   {
@@ -49617,19 +49732,36 @@ function parseEnvironment(doc, file) {
 }
 var parsedDir;
 var PARSED_KEPT = 64;
+var DIGEST = 32;
 function parsedEntry(text) {
-  return parsedDir && join(parsedDir, createHash2("sha256").update(`${process.version}\0${text}`).digest("hex"));
+  return parsedDir && join(parsedDir, createHash2("sha256").update(`${process.version}\0yaml ${package_default.version}\0${text}`).digest("hex"));
+}
+function readParsed(entry) {
+  try {
+    const data = readFileSync(entry);
+    const payload = data.subarray(DIGEST);
+    if (data.length <= DIGEST || !createHash2("sha256").update(payload).digest().equals(data.subarray(0, DIGEST))) return void 0;
+    return { value: deserialize(payload) };
+  } catch {
+    return void 0;
+  }
 }
 function keepParsed(entry, value) {
+  const tmp = `${entry}.${process.pid}.tmp`;
   try {
     mkdirSync(parsedDir, { recursive: true });
-    writeFileSync(`${entry}.${process.pid}.tmp`, serialize(value));
-    renameSync(`${entry}.${process.pid}.tmp`, entry);
+    const payload = serialize(value);
+    writeFileSync(tmp, Buffer.concat([createHash2("sha256").update(payload).digest(), payload]));
+    renameSync(tmp, entry);
     const names = readdirSync(parsedDir).filter((n) => /^[0-9a-f]{64}$/.test(n));
     if (names.length <= PARSED_KEPT) return;
     const byAge = names.map((n) => ({ n, t: statSync(join(parsedDir, n)).mtimeMs })).sort((a, b) => a.t - b.t);
     for (const { n } of byAge.slice(0, names.length - PARSED_KEPT)) unlinkSync(join(parsedDir, n));
   } catch {
+    try {
+      rmSync(tmp, { force: true });
+    } catch {
+    }
   }
 }
 function readYamlFile(file, label = file) {
@@ -49640,12 +49772,8 @@ function readYamlFile(file, label = file) {
     throw new OpsError(`cannot read ${label}: ${e.code ?? e}`);
   }
   const entry = parsedEntry(text);
-  if (entry) {
-    try {
-      return deserialize(readFileSync(entry));
-    } catch {
-    }
-  }
+  const kept = entry ? readParsed(entry) : void 0;
+  if (kept) return kept.value;
   let value;
   try {
     value = (0, import_yaml.parse)(text, { prettyErrors: true });
@@ -49695,7 +49823,8 @@ function loadEnvironment(envName, root) {
 function resolveEnvironment(envName, root, config, hosts) {
   const appUser = config.app_user ?? config.app;
   const scheme = config.tls.mode === "off" ? "http" : "https";
-  const url = config.url ?? `${scheme}://${config.domain ?? hosts[0].address}`;
+  const site2 = config.domain ?? (isIP2(hosts[0].address) === 6 ? `[${hosts[0].address}]` : hosts[0].address);
+  const url = config.url ?? `${scheme}://${site2}`;
   return { name: envName, dir: join(environmentsDir(root), envName), root, config, hosts, appUser, baseDir: config.base_dir ?? `/srv/${config.app}`, url };
 }
 function envPath(env, p) {
@@ -51424,8 +51553,9 @@ async function login(ep, attempt, options) {
     const ssh = new NodeSSH();
     const abort = () => ssh.connection?.destroy();
     signal?.addEventListener("abort", abort, { once: true });
+    let sock;
     try {
-      const sock = attempt.sock ? await attempt.sock() : createConnection({ host: ep.address, port: ep.port, noDelay: true });
+      sock = attempt.sock ? await attempt.sock() : createConnection({ host: ep.address, port: ep.port, noDelay: true });
       if (signal?.aborted) sock.destroy();
       await ssh.connect({
         host: ep.address,
@@ -51445,6 +51575,7 @@ async function login(ep, attempt, options) {
       return ssh;
     } catch (e) {
       ssh.dispose();
+      sock?.destroy();
       if (signal?.aborted) throw abandoned();
       if (e instanceof OpsError && !(e instanceof TransportError)) throw e;
       const message = e instanceof Error ? e.message : String(e);
@@ -51458,6 +51589,9 @@ async function login(ep, attempt, options) {
       }
       if (/no matching host key format|Handshake failed: no matching/i.test(message)) {
         throw new OpsError(`${where} offers no ${pinned.type} host key, which is the type pinned`, `pin the key of a type it offers, in ${attempt.keyField} of ${options.configFile}`);
+      }
+      if (/Cannot parse privateKey|private key detected, but no passphrase|Failed to decrypt|bad decrypt|Bad passphrase/i.test(message)) {
+        throw new OpsError(`cannot use our SSH key (${options.credentials.describe}) to log in to ${where}: ${message}`, "an encrypted key needs its passphrase in $OPS_SSH_KEY_PASSPHRASE; otherwise give a private key in OpenSSH or PEM format (--identity, $OPS_SSH_KEY, ssh.identity_file)");
       }
       if (/All configured authentication methods failed/i.test(message)) {
         throw new OpsError(`${where} refused our SSH key (${options.credentials.describe})`, `authorise its public key for ${ep.user} there, or give another key (--identity, $OPS_SSH_KEY, ssh.identity_file)`);

@@ -38,11 +38,13 @@ export function commandLine(step: Pick<Step, 'as' | 'timeout'>, login: string, a
 /**
  * The text sent on stdin: prelude, then the step's own script. `connection` (the transport's id of the
  * connection) is exported as OPS_CONNECTION to the step and everything it starts: whatever a lost
- * connection left running on the host can be found and stopped before its lock is released.
+ * connection left running on the host can be found and stopped before its lock is released. OPS_STEP_TIMEOUT
+ * is the step's timeout in seconds (commandLine's): with bash's SECONDS, the time the script has left (a critical
+ * section is not begun without the time it needs, core/steps/sh/critical.sh).
  */
 export function scriptText(step: Step, connection?: string): string {
   const mark = connection ? `\nexport OPS_CONNECTION=${quote(connection)}` : '';
-  return `${scriptPrelude}${mark}\n${step.script.trimEnd()}\n`;
+  return `${scriptPrelude}${mark}\n# shellcheck disable=SC2034 # read by critical_begin (core/steps/sh/critical.sh)\nOPS_STEP_TIMEOUT=${step.timeout ?? DEFAULT_STEP_TIMEOUT}\n${step.script.trimEnd()}\n`;
 }
 
 /**

@@ -20,6 +20,8 @@ export const SYSTEM_FUNCTIONS: string = systemFunctions;
 export const HOST_LOCK_FUNCTIONS: string = hostLockFunctions;
 /** critical_begin, critical_end, critical_wait, critical_done: a switch not cut off half-way by the runner going away. */
 export const CRITICAL_FUNCTIONS: string = criticalFunctions;
+/** The most seconds critical_begin waits for a switch under way, and critical_wait for one to end (critical.sh). */
+export const CRITICAL_WAIT_SECONDS = 60;
 /** rpc, rpc_fault, reread, group_down, group_add, sup_pids, group_fatal: supervisord's XML-RPC API over its socket. */
 export const SUPERVISOR_FUNCTIONS: string = supervisorFunctions;
 /** check_identity, live_verdict, report_slot (and their helpers): who answers on a program's port. Needs SUPERVISOR_FUNCTIONS (and PROBE_FUNCTIONS for live_verdict). */

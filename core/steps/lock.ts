@@ -5,7 +5,7 @@
 import type { Target } from '../target.ts';
 import { reportKeys, reported, reportedAll, type Step, type StepResult } from '../remote/types.ts';
 import { quote } from '../shell.ts';
-import { CONNECTION_FUNCTIONS, CRITICAL_FUNCTIONS } from './libraries.ts';
+import { CONNECTION_FUNCTIONS, CRITICAL_FUNCTIONS, CRITICAL_WAIT_SECONDS } from './libraries.ts';
 
 /** What the lock steps report: `lock` (free|held|stale|acquired|released), `holder` (one `key=value` line of the holder's info each), `holder_pid` (the process that holds it), `audit_failed` (why the audit line was not written), `stopped` (pids a forced release stopped), `live_after` (the release `current` names once what a gone connection ran is stopped: what serves after an interruption). */
 export const LOCK_KEYS = reportKeys('lock', 'holder', 'holder_pid', 'audit_failed', 'stopped', 'live_after');
@@ -82,6 +82,9 @@ ${then}${finish ? `\n${finish}` : ''}`,
   };
 }
 
+/** How long the forced stop of a gone connection's processes waits after their SIGTERM before SIGKILL, in seconds. */
+const FORCED_STOP_SECONDS = 10;
+
 /**
  * Release our own lock only (the run id matches: a lock taken over by someone else after a forced release is
  * left alone), from this connection or a new one, appending the run's audit lines first. A failed append (a
@@ -101,7 +104,7 @@ read -r -a pids <<< "$(connection_pids "${'$'}{ended[@]}")"
 if [ ${'$'}{#pids[@]} -gt 0 ]; then
   ops_report ${LOCK_KEYS.stopped} "${'$'}{pids[*]}"
   kill -TERM "${'$'}{pids[@]}" 2>/dev/null || true
-  for _ in {1..50}; do read -r -a pids <<< "$(connection_pids "${'$'}{ended[@]}")"; [ ${'$'}{#pids[@]} -gt 0 ] || break; sleep 0.2; done
+  for _ in {1..${FORCED_STOP_SECONDS * 5}}; do read -r -a pids <<< "$(connection_pids "${'$'}{ended[@]}")"; [ ${'$'}{#pids[@]} -gt 0 ] || break; sleep 0.2; done
   if [ ${'$'}{#pids[@]} -gt 0 ]; then kill -KILL "${'$'}{pids[@]}" 2>/dev/null || true; fi
 fi
 critical_done
@@ -112,7 +115,8 @@ ops_report ${LOCK_KEYS.live_after} "${'$'}{live_after##*/}"
   return {
     name: 'unlock',
     as: 'root',
-    timeout: 30,
+    // Beyond its own 30 s, a forced stop has the time to wait out a switch (critical_wait) and its TERM-then-KILL 10 s.
+    timeout: 30 + (ended.length ? CRITICAL_WAIT_SECONDS + FORCED_STOP_SECONDS : 0),
     quiet: true,
     script: `${stop}${unlockScript(env, runId, auditLines.map(quote))}`,
   };

@@ -6,7 +6,7 @@ import { baseConfig, site, upstreams } from './nginx-config.ts';
 import type { Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { putFile } from './script.ts';
-import { CRITICAL_FUNCTIONS, HOST_LOCK_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
+import { CRITICAL_FUNCTIONS, CRITICAL_WAIT_SECONDS, HOST_LOCK_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
 
 export interface NginxFile {
   path: string;
@@ -33,10 +33,18 @@ export interface NginxChange {
   then?: string;
   /**
    * From the snapshot to the end of `then`, a critical section (core/steps/sh/critical.sh): not cut off half-way by
-   * the runner going away (a signal, a lost connection, the forced stop of what its connection ran). A switch.
+   * the runner going away (a signal, a lost connection, the forced stop of what its connection ran). A switch. The
+   * value: the most seconds `then` takes (its waits bounded); the step's timeout leaves the section that, beyond
+   * the waits for the locks.
    */
-  critical?: boolean;
+  critical?: number;
 }
+
+/** The most seconds host_lock nginx waits (host-lock.sh's default). */
+const HOST_LOCK_WAIT = 45;
+/** The most seconds an nginx change takes once its locks are held: the snapshot, the files, nginx -t, the reload (10 s of waiting at most). */
+const NGINX_APPLY_SECONDS = 15;
+const NGINX_TIMEOUT = 60;
 
 /**
  * Apply nginx files atomically as a whole: snapshot /etc/nginx, write, `nginx -t`; when nginx rejects the
@@ -48,9 +56,10 @@ export interface NginxChange {
 export function applyNginx(change: NginxChange): Step {
   // Under the host's nginx lock: another app's change never interleaves with this one, so the snapshot put
   // back on failure holds exactly the other apps' files as they are.
-  const lines: string[] = [SYSTEM_FUNCTIONS, HOST_LOCK_FUNCTIONS, ...(change.critical ? [CRITICAL_FUNCTIONS] : []), 'host_lock nginx', ...(change.before ? [change.before] : []), 'backup=$(mktemp -d /etc/.ops-nginx.XXXXXX)'];
+  const lines: string[] = [SYSTEM_FUNCTIONS, HOST_LOCK_FUNCTIONS, ...(change.critical !== undefined ? [CRITICAL_FUNCTIONS] : []), 'host_lock nginx', ...(change.before ? [change.before] : []), 'backup=$(mktemp -d /etc/.ops-nginx.XXXXXX)'];
   // An exit inside the critical section (nginx refused the files) gives back the output it kept.
-  if (change.critical) lines.push('trap \'critical_end; rm -rf "$backup"\' EXIT', 'critical_begin');
+  const section = change.critical === undefined ? undefined : NGINX_APPLY_SECONDS + change.critical;
+  if (section !== undefined) lines.push('trap \'critical_end; rm -rf "$backup"\' EXIT', `critical_begin ${section}`);
   else lines.push('trap \'rm -rf "$backup"\' EXIT');
   lines.push('cp -a /etc/nginx "$backup/nginx"', 'nginx_put_back() { rm -rf /etc/nginx; mv "$backup/nginx" /etc/nginx; }');
   for (const f of change.files) lines.push(putFile(f.path, f.content));
@@ -81,8 +90,10 @@ fi`);
 fi`);
   lines.push('host_unlock nginx', `item ${quote(change.item)}`);
   if (change.then) lines.push(change.then);
-  if (change.critical) lines.push('critical_end');
-  return { name: change.item, as: 'root', timeout: 60, script: lines.join('\n') };
+  if (section !== undefined) lines.push('critical_end');
+  // A section has its time whatever the waits for the locks took (critical_begin checks it is left).
+  const timeout = section === undefined ? NGINX_TIMEOUT : HOST_LOCK_WAIT + CRITICAL_WAIT_SECONDS + section;
+  return { name: change.item, as: 'root', timeout, script: lines.join('\n') };
 }
 
 /** What provision puts in place: base config, the site, initial upstreams (blue) unless a deploy wrote them. */

@@ -283,6 +283,11 @@ export function fingerprintRecords(env: Target, fingerprint: string): string {
 printf '%s %s\n' "$release_id" ${quote(fingerprint)}; } > ${quote(`${L.fingerprint}.new`)}`;
 }
 
+/** How long the switch looks for the new slot at /.ops/slot, at most, in seconds (about 5 s of 100 looks when nothing answers). */
+const SLOT_LOOK_SECONDS = 6;
+/** The most the switch's part after nginx's reload takes, in seconds: the look at /.ops/slot, two renames, the history. */
+const SWITCH_THEN_SECONDS = SLOT_LOOK_SECONDS + 4;
+
 /** What the switch reports: `switched` (the release id, once `current` names it: the release is live, whatever fails after). */
 export const SWITCH_KEYS = reportKeys('switched');
 
@@ -303,7 +308,6 @@ export function switchTo(env: Target, slot: Slot, releaseId: string | HostVariab
   return {
     ...applyNginx({
       item: 'switch',
-      critical: true,
       files: [
         { path: L.nginxSite, content: site(env, certificateReady) },
         { path: L.nginxUpstreams, content: upstreams(env, slot) },
@@ -314,10 +318,13 @@ export function switchTo(env: Target, slot: Slot, releaseId: string | HostVariab
       before: String.raw`${releaseIdVar(releaseId)}
 ln -sfn ${quote(L.releases)}/"$release_id" ${quote(`${L.base}/.current.new`)}
 printf '%s\n' ${quote(slot)} > ${quote(`${L.slotFile}.new`)}${fingerprint ? `\n${fingerprintRecords(env, fingerprint)}` : ''}`,
-      then: String.raw`for i in {1..100}; do
+      // At most SLOT_LOOK_SECONDS (+ one look's second), whatever answers there (a slow app behind a custom template).
+      critical: SWITCH_THEN_SECONDS,
+      then: String.raw`slot_until=$(( SECONDS + ${SLOT_LOOK_SECONDS} ))
+for i in {1..100}; do
   got=$(curl -s --max-time 1${host} http://127.0.0.1/.ops/slot 2>/dev/null || true)
   [ "$got" = ${quote(slot)} ] && break
-  if [ "$i" = 100 ]; then echo "nginx does not report slot ${slot} at /.ops/slot (a custom site template without {{slot_location}}?); continuing" >&2; fi
+  if [ "$i" = 100 ] || [ "$SECONDS" -ge "$slot_until" ]; then echo "nginx does not report slot ${slot} at /.ops/slot (a custom site template without {{slot_location}}?); continuing" >&2; break; fi
   sleep 0.05
 done
 mv -T ${quote(`${L.base}/.current.new`)} ${quote(L.current)}

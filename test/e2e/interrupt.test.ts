@@ -63,9 +63,9 @@ describe.sequential('interrupting a deploy', () => {
     expect(await liveAndServed()).toEqual(before);
   }, 300_000);
 
-  it('a SIGTERM while the switch runs: the switch is not cut off half-way; the lock is let go and what current names is what serves', async () => {
-    // A site template without {{slot_location}}: the switch then looks for the new slot at /.ops/slot for ~5 s after
-    // nginx reloaded, before `current` flips: a window a signal falls into.
+  // A site template without {{slot_location}}: the switch then looks for the new slot at /.ops/slot for ~5 s after
+  // nginx reloaded, before `current` flips: a window a signal falls into.
+  const slowSwitch = () => {
     writeFileSync(join(project.root, 'environments', 'e2e', 'site.conf'), `{{upstreams_include}}
 server {
     listen 80{{default_server}};
@@ -75,6 +75,10 @@ server {
 }
 `);
     project.write({ ...config, nginx: { site_template: 'site.conf' } });
+  };
+
+  it('a SIGTERM while the switch runs: the switch is not cut off half-way; the lock is let go and what current names is what serves', async () => {
+    slowSwitch();
     commit(repo, { VERSION: '3\n' }, 'three');
     try {
       const ops = await spawnOps(['deploy', 'e2e', '--ref', 'main'], project.root, (out) => out.includes('· switch'), 'the deploy reaching its switch', 120_000);
@@ -95,8 +99,6 @@ server {
     }
   }, 300_000);
 
-  // The same window (a site template without {{slot_location}}: ~5 s between nginx's reload and `current`'s flip).
-  const slowSwitch = () => project.write({ ...config, nginx: { site_template: 'site.conf' } });
   /** Wait (at most `ms`) until `done` holds of what current names and what serves. */
   const until = async (done: (l: { current: string; served: string }) => boolean, ms: number) => {
     const end = Date.now() + ms;
@@ -146,4 +148,18 @@ server {
       project.write(config);
     }
   }, 300_000);
+  it('a new release slow to answer at /.ops/slot (a custom template sends that path to the app): the switch ends whole, within its step\'s time', async () => {
+    slowSwitch();
+    // Each of the switch's looks at /.ops/slot waits out its 1 s: 100 looks outlast the step's timeout.
+    commit(repo, { 'server.py': pythonWebApp('(__import__("time").sleep(2) if self.path == "/.ops/slot" else None, os.environ["OPS_RELEASE"])[1]'), VERSION: '5\n' }, 'five');
+    const before = await liveAndServed();
+    try {
+      await deploy(project.ctx(), project.env(), {});
+    } finally {
+      project.write(config);
+    }
+    const after = await liveAndServed();
+    expect(after.current).not.toBe(before.current);
+    expect(after.served).toBe(after.current);
+  }, 400_000);
 });

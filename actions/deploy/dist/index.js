@@ -69294,6 +69294,8 @@ function scriptText(step, connection) {
   const mark = connection ? `
 export OPS_CONNECTION=${quote(connection)}` : "";
   return `${scriptPrelude}${mark}
+# shellcheck disable=SC2034 # read by critical_begin (core/steps/sh/critical.sh)
+OPS_STEP_TIMEOUT=${step.timeout ?? DEFAULT_STEP_TIMEOUT}
 ${step.script.trimEnd()}
 `;
 }
@@ -70162,16 +70164,37 @@ var critical_default = `# shellcheck shell=bash
 #   \`timeout -k 10\` sends it 10 s after the step's time is up, and the forced stop after critical_wait's 60 s.
 # One host-wide flock(1) file (/run/lock/ops-pipeline-switch.lock): switches of apps sharing a host are short and
 # already one at a time under host_lock nginx. The kernel drops the lock with the process.
-critical_begin() {
+critical_begin() { # NEEDS: the most seconds the section takes (its own waits bounded)
+  local left wait
+  # The step's timeout(1) sends SIGKILL 10 s after its SIGTERM: a section begun with less than NEEDS seconds of the
+  # step left (OPS_STEP_TIMEOUT, set by the script's wrapper; SECONDS counts from the script's start) could be cut
+  # off half-way, so the wait for the lock stops in time, and a section without that time is not begun.
+  left=$(( \${OPS_STEP_TIMEOUT:-600} - SECONDS ))
+  wait=$(( left - $1 )); [ "$wait" -le 60 ] || wait=60
+  if [ "$wait" -lt 0 ]; then
+    echo "the switch was not begun: nothing changed (only \${left} s of this step's \${OPS_STEP_TIMEOUT:-600} s were left, it may need $1 s); try again" >&2
+    exit 1
+  fi
   mkdir -p /run/lock
   exec {OPS_CRITICAL_FD}>>/run/lock/ops-pipeline-switch.lock
-  if ! flock -w 60 "$OPS_CRITICAL_FD"; then
-    echo "a switch on this host has been under way for 60 s (/run/lock/ops-pipeline-switch.lock held); try again when it is done" >&2
+  if ! flock -w "$wait" "$OPS_CRITICAL_FD"; then
+    echo "the switch was not begun: nothing changed (another switch on this host held /run/lock/ops-pipeline-switch.lock for \${wait} s, all the time this step had left); try again when it is done" >&2
+    exit 1
+  fi
+  # Sections run one at a time: a buffer still here is a SIGKILLed section's.
+  rm -rf /run/.ops-critical.* 2>/dev/null || true
+  # The buffer's room is taken up front (fallocate, size kept: 256 KiB of output, 64 KiB of errors): /run (a small
+  # tmpfs) filling up during the section must not fail a write there, which errexit would turn into a switch cut
+  # off half-way. Opened to append: truncating would give the room back.
+  if ! OPS_CRITICAL_DIR=$(mktemp -d /run/.ops-critical.XXXXXX 2>/dev/null) \\
+    || ! { : >"$OPS_CRITICAL_DIR/out" && fallocate -n -l 256KiB "$OPS_CRITICAL_DIR/out"; } 2>/dev/null \\
+    || ! { : >"$OPS_CRITICAL_DIR/err" && fallocate -n -l 64KiB "$OPS_CRITICAL_DIR/err"; } 2>/dev/null; then
+    rm -rf "\${OPS_CRITICAL_DIR:-/nonexistent}"; OPS_CRITICAL_DIR=
+    echo "the switch was not begun: nothing changed (no room in /run for its output: see df /run, a full volatile journal in /run/log?); free some and try again" >&2
     exit 1
   fi
   trap '' HUP INT TERM PIPE
-  OPS_CRITICAL_DIR=$(mktemp -d /run/.ops-critical.XXXXXX)
-  exec {OPS_CRITICAL_OUT}>&1 {OPS_CRITICAL_ERR}>&2 >"$OPS_CRITICAL_DIR/out" 2>"$OPS_CRITICAL_DIR/err"
+  exec {OPS_CRITICAL_OUT}>&1 {OPS_CRITICAL_ERR}>&2 >>"$OPS_CRITICAL_DIR/out" 2>>"$OPS_CRITICAL_DIR/err"
 }
 # critical_end: the output kept back goes to the script's streams (lost without complaint if the runner is gone),
 # the signals are the script's again, the lock let go. Does nothing outside a section: also run by an EXIT trap.
@@ -70593,6 +70616,7 @@ nginx_reload() {
 var SYSTEM_FUNCTIONS = system_default;
 var HOST_LOCK_FUNCTIONS = host_lock_default;
 var CRITICAL_FUNCTIONS = critical_default;
+var CRITICAL_WAIT_SECONDS = 60;
 var SUPERVISOR_FUNCTIONS = supervisor_default;
 var IDENTITY_FUNCTIONS = identity_default;
 var PROBE_FUNCTIONS = probe_default;
@@ -70878,9 +70902,13 @@ function putFileWord(path, b64Word, mode = "0644", owner = "root:root") {
 }
 
 // core/steps/nginx.ts
+var HOST_LOCK_WAIT = 45;
+var NGINX_APPLY_SECONDS = 15;
+var NGINX_TIMEOUT = 60;
 function applyNginx(change) {
-  const lines = [SYSTEM_FUNCTIONS, HOST_LOCK_FUNCTIONS, ...change.critical ? [CRITICAL_FUNCTIONS] : [], "host_lock nginx", ...change.before ? [change.before] : [], "backup=$(mktemp -d /etc/.ops-nginx.XXXXXX)"];
-  if (change.critical) lines.push(`trap 'critical_end; rm -rf "$backup"' EXIT`, "critical_begin");
+  const lines = [SYSTEM_FUNCTIONS, HOST_LOCK_FUNCTIONS, ...change.critical !== void 0 ? [CRITICAL_FUNCTIONS] : [], "host_lock nginx", ...change.before ? [change.before] : [], "backup=$(mktemp -d /etc/.ops-nginx.XXXXXX)"];
+  const section = change.critical === void 0 ? void 0 : NGINX_APPLY_SECONDS + change.critical;
+  if (section !== void 0) lines.push(`trap 'critical_end; rm -rf "$backup"' EXIT`, `critical_begin ${section}`);
   else lines.push(`trap 'rm -rf "$backup"' EXIT`);
   lines.push('cp -a /etc/nginx "$backup/nginx"', 'nginx_put_back() { rm -rf /etc/nginx; mv "$backup/nginx" /etc/nginx; }');
   for (const f of change.files) lines.push(putFile(f.path, f.content));
@@ -70909,8 +70937,9 @@ fi`);
 fi`);
   lines.push("host_unlock nginx", `item ${quote(change.item)}`);
   if (change.then) lines.push(change.then);
-  if (change.critical) lines.push("critical_end");
-  return { name: change.item, as: "root", timeout: 60, script: lines.join("\n") };
+  if (section !== void 0) lines.push("critical_end");
+  const timeout = section === void 0 ? NGINX_TIMEOUT : HOST_LOCK_WAIT + CRITICAL_WAIT_SECONDS + section;
+  return { name: change.item, as: "root", timeout, script: lines.join("\n") };
 }
 
 // core/steps/switch.ts
@@ -71116,6 +71145,8 @@ function fingerprintRecords(env, fingerprint2) {
   return String.raw`{ ${forEachFingerprintRecord(env, String.raw`if [ -n "$id" ] && [ "$id" != "$release_id" ] && [ -d ${quote(L.releases)}/"$id" ]; then printf '%s %s\n' "$id" "$fp"; fi`)}
 printf '%s %s\n' "$release_id" ${quote(fingerprint2)}; } > ${quote(`${L.fingerprint}.new`)}`;
 }
+var SLOT_LOOK_SECONDS = 6;
+var SWITCH_THEN_SECONDS = SLOT_LOOK_SECONDS + 4;
 var SWITCH_KEYS = reportKeys("switched");
 function switchTo(env, slot, releaseId2, certificateReady, operation = "deploy", fingerprint2) {
   const L = env.layout;
@@ -71123,7 +71154,6 @@ function switchTo(env, slot, releaseId2, certificateReady, operation = "deploy",
   return {
     ...applyNginx({
       item: "switch",
-      critical: true,
       files: [
         { path: L.nginxSite, content: site(env, certificateReady) },
         { path: L.nginxUpstreams, content: upstreams(env, slot) }
@@ -71135,10 +71165,13 @@ function switchTo(env, slot, releaseId2, certificateReady, operation = "deploy",
 ln -sfn ${quote(L.releases)}/"$release_id" ${quote(`${L.base}/.current.new`)}
 printf '%s\n' ${quote(slot)} > ${quote(`${L.slotFile}.new`)}${fingerprint2 ? `
 ${fingerprintRecords(env, fingerprint2)}` : ""}`,
-      then: String.raw`for i in {1..100}; do
+      // At most SLOT_LOOK_SECONDS (+ one look's second), whatever answers there (a slow app behind a custom template).
+      critical: SWITCH_THEN_SECONDS,
+      then: String.raw`slot_until=$(( SECONDS + ${SLOT_LOOK_SECONDS} ))
+for i in {1..100}; do
   got=$(curl -s --max-time 1${host} http://127.0.0.1/.ops/slot 2>/dev/null || true)
   [ "$got" = ${quote(slot)} ] && break
-  if [ "$i" = 100 ]; then echo "nginx does not report slot ${slot} at /.ops/slot (a custom site template without {{slot_location}}?); continuing" >&2; fi
+  if [ "$i" = 100 ] || [ "$SECONDS" -ge "$slot_until" ]; then echo "nginx does not report slot ${slot} at /.ops/slot (a custom site template without {{slot_location}}?); continuing" >&2; break; fi
   sleep 0.05
 done
 mv -T ${quote(`${L.base}/.current.new`)} ${quote(L.current)}
@@ -72219,6 +72252,7 @@ ${then}${finish ? `
 ${finish}` : ""}`
   };
 }
+var FORCED_STOP_SECONDS = 10;
 function releaseLock(env, runId, auditLines = [], ended = []) {
   const stop = ended.length ? String.raw`${CONNECTION_FUNCTIONS}
 ${CRITICAL_FUNCTIONS}
@@ -72229,7 +72263,7 @@ read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"
 if [ ${"$"}{#pids[@]} -gt 0 ]; then
   ops_report ${LOCK_KEYS.stopped} "${"$"}{pids[*]}"
   kill -TERM "${"$"}{pids[@]}" 2>/dev/null || true
-  for _ in {1..50}; do read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"; [ ${"$"}{#pids[@]} -gt 0 ] || break; sleep 0.2; done
+  for _ in {1..${FORCED_STOP_SECONDS * 5}}; do read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"; [ ${"$"}{#pids[@]} -gt 0 ] || break; sleep 0.2; done
   if [ ${"$"}{#pids[@]} -gt 0 ]; then kill -KILL "${"$"}{pids[@]}" 2>/dev/null || true; fi
 fi
 critical_done
@@ -72239,7 +72273,8 @@ ops_report ${LOCK_KEYS.live_after} "${"$"}{live_after##*/}"
   return {
     name: "unlock",
     as: "root",
-    timeout: 30,
+    // Beyond its own 30 s, a forced stop has the time to wait out a switch (critical_wait) and its TERM-then-KILL 10 s.
+    timeout: 30 + (ended.length ? CRITICAL_WAIT_SECONDS + FORCED_STOP_SECONDS : 0),
     quiet: true,
     script: `${stop}${unlockScript(env, runId, auditLines.map(quote))}`
   };

@@ -50486,6 +50486,8 @@ function probes(env, slot) {
 function programPorts(env, slot) {
   return Object.keys(env.config.programs).map((name2) => `${name2}:${env.port(name2, slot)}`);
 }
+var SLOT_LOOK_SECONDS = 6;
+var SWITCH_THEN_SECONDS = SLOT_LOOK_SECONDS + 4;
 var SWITCH_KEYS = reportKeys("switched");
 var ROLLBACK_KEYS = reportKeys("rollback", "rollback_from", "rollback_to", "rollback_slot", "rollback_exit", "rollback_stop_exit");
 
@@ -51696,6 +51698,8 @@ function scriptText(step, connection) {
   const mark = connection ? `
 export OPS_CONNECTION=${quote(connection)}` : "";
   return `${scriptPrelude}${mark}
+# shellcheck disable=SC2034 # read by critical_begin (core/steps/sh/critical.sh)
+OPS_STEP_TIMEOUT=${step.timeout ?? DEFAULT_STEP_TIMEOUT}
 ${step.script.trimEnd()}
 `;
 }

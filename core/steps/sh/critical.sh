@@ -11,16 +11,37 @@
 #   `timeout -k 10` sends it 10 s after the step's time is up, and the forced stop after critical_wait's 60 s.
 # One host-wide flock(1) file (/run/lock/ops-pipeline-switch.lock): switches of apps sharing a host are short and
 # already one at a time under host_lock nginx. The kernel drops the lock with the process.
-critical_begin() {
+critical_begin() { # NEEDS: the most seconds the section takes (its own waits bounded)
+  local left wait
+  # The step's timeout(1) sends SIGKILL 10 s after its SIGTERM: a section begun with less than NEEDS seconds of the
+  # step left (OPS_STEP_TIMEOUT, set by the script's wrapper; SECONDS counts from the script's start) could be cut
+  # off half-way, so the wait for the lock stops in time, and a section without that time is not begun.
+  left=$(( ${OPS_STEP_TIMEOUT:-600} - SECONDS ))
+  wait=$(( left - $1 )); [ "$wait" -le 60 ] || wait=60
+  if [ "$wait" -lt 0 ]; then
+    echo "the switch was not begun: nothing changed (only ${left} s of this step's ${OPS_STEP_TIMEOUT:-600} s were left, it may need $1 s); try again" >&2
+    exit 1
+  fi
   mkdir -p /run/lock
   exec {OPS_CRITICAL_FD}>>/run/lock/ops-pipeline-switch.lock
-  if ! flock -w 60 "$OPS_CRITICAL_FD"; then
-    echo "a switch on this host has been under way for 60 s (/run/lock/ops-pipeline-switch.lock held); try again when it is done" >&2
+  if ! flock -w "$wait" "$OPS_CRITICAL_FD"; then
+    echo "the switch was not begun: nothing changed (another switch on this host held /run/lock/ops-pipeline-switch.lock for ${wait} s, all the time this step had left); try again when it is done" >&2
+    exit 1
+  fi
+  # Sections run one at a time: a buffer still here is a SIGKILLed section's.
+  rm -rf /run/.ops-critical.* 2>/dev/null || true
+  # The buffer's room is taken up front (fallocate, size kept: 256 KiB of output, 64 KiB of errors): /run (a small
+  # tmpfs) filling up during the section must not fail a write there, which errexit would turn into a switch cut
+  # off half-way. Opened to append: truncating would give the room back.
+  if ! OPS_CRITICAL_DIR=$(mktemp -d /run/.ops-critical.XXXXXX 2>/dev/null) \
+    || ! { : >"$OPS_CRITICAL_DIR/out" && fallocate -n -l 256KiB "$OPS_CRITICAL_DIR/out"; } 2>/dev/null \
+    || ! { : >"$OPS_CRITICAL_DIR/err" && fallocate -n -l 64KiB "$OPS_CRITICAL_DIR/err"; } 2>/dev/null; then
+    rm -rf "${OPS_CRITICAL_DIR:-/nonexistent}"; OPS_CRITICAL_DIR=
+    echo "the switch was not begun: nothing changed (no room in /run for its output: see df /run, a full volatile journal in /run/log?); free some and try again" >&2
     exit 1
   fi
   trap '' HUP INT TERM PIPE
-  OPS_CRITICAL_DIR=$(mktemp -d /run/.ops-critical.XXXXXX)
-  exec {OPS_CRITICAL_OUT}>&1 {OPS_CRITICAL_ERR}>&2 >"$OPS_CRITICAL_DIR/out" 2>"$OPS_CRITICAL_DIR/err"
+  exec {OPS_CRITICAL_OUT}>&1 {OPS_CRITICAL_ERR}>&2 >>"$OPS_CRITICAL_DIR/out" 2>>"$OPS_CRITICAL_DIR/err"
 }
 # critical_end: the output kept back goes to the script's streams (lost without complaint if the runner is gone),
 # the signals are the script's again, the lock let go. Does nothing outside a section: also run by an EXIT trap.

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { commandLine, scriptText } from '../../core/remote/wrap.ts';
-import { CRITICAL_FUNCTIONS } from '../../core/steps/libraries.ts';
+import { CRITICAL_FUNCTIONS, HOST_LOCK_FUNCTIONS, SYSTEM_FUNCTIONS } from '../../core/steps/libraries.ts';
 import { quote } from '../../core/shell.ts';
 import type { Step } from '../../core/remote/types.ts';
 import { releaseLock } from '../../core/steps/lock.ts';
@@ -109,5 +109,36 @@ echo done`,
     const r = runHeld(step, 0, 'mkdir /run/.ops-critical.KILLED && head -c 300K /dev/zero > /run/.ops-critical.KILLED/out');
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).not.toContain('.ops-critical.');
+  }, 60_000);
+});
+
+describe('a service started on a host without systemd', () => {
+  it('keeps none of the locks the step holds: a step that ends without letting go (it failed after the start) leaves them free', () => {
+    // The daemon Debian's `service` starts is the step's own descendant: it inherited the step's descriptors, so the
+    // host's nginx lock and the switch lock stayed held as long as it ran (each later nginx change waited 45 s, failed).
+    const step: Step = {
+      name: 'start',
+      as: 'root',
+      timeout: 60,
+      script: `${SYSTEM_FUNCTIONS}
+${HOST_LOCK_FUNCTIONS}
+${CRITICAL_FUNCTIONS}
+service() { sleep 30 </dev/null >/dev/null 2>&1 & echo $! > /run/daemon.pid; }
+host_lock nginx
+critical_begin 5
+svc nginx start
+exit 1`,
+    };
+    const check = `flock -n /run/lock/ops-pipeline-nginx.lock true && echo nginx-lock-free
+flock -n /run/lock/ops-pipeline-switch.lock true && echo switch-lock-free
+kill "$(cat /run/daemon.pid)"`;
+    const setup = `mount --make-rprivate / && mount -t tmpfs tmpfs /run && mkdir -p /run/lock
+${commandLine(step, 'root', 'app')} >/dev/null 2>&1 <<'STEP' || true
+${scriptText(step)}
+STEP
+kill -0 "$(cat /run/daemon.pid)" && echo daemon-running
+${check}`;
+    const r = spawnSync('unshare', ['-m', 'bash', '-c', setup], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.stdout.split('\n').filter(Boolean), r.stderr).toEqual(['daemon-running', 'nginx-lock-free', 'switch-lock-free']);
   }, 60_000);
 });

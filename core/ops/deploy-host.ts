@@ -102,7 +102,7 @@ async function sendDotenv(env: Target, hp: HostPlan, p: Plan, tag: string): Prom
   const uploads = { dotenv: `${L.uploads}/${tag}.env`, environ: `${L.uploads}/${tag}.environ` };
   await hp.h.upload(p.dotenv.dotenv, uploads.dotenv, 0o600);
   await hp.h.upload(p.dotenv.environ, uploads.environ, 0o600);
-  await hp.h.run(installDotenv(env, uploads, p.fingerprint));
+  await hp.h.run(installDotenv(env, uploads));
 }
 
 /**

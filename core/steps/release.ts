@@ -1,6 +1,7 @@
 // Release steps: what a deploy runs on a host before the switch. Code comes from the host's bare mirror
 // (fed by packs from the runner), each release is a new directory, and the old release still serves until the
 // switch. Dependencies, the build, migrations and hooks run as the app user: app.ts.
+import { createHash } from 'node:crypto';
 import type { Target } from '../target.ts';
 import type { Slot } from '../layout.ts';
 import { reportKeys, type Step } from '../remote/types.ts';
@@ -54,6 +55,28 @@ export function releaseId(sha: string, now = new Date()): string {
   return `${t}-${sha.slice(0, 12)}`;
 }
 
+/** sha256 (hex) of the .env and environ files a deploy gives the host (sharedHashes). */
+export interface SharedHashes {
+  dotenv: string;
+  environ: string;
+}
+
+/**
+ * The sha256 of the rendered .env's lines and environ's entries in byte order, each ended by its separator: what the
+ * host's `sort | sha256sum` (`sort -z` for environ; LC_ALL=C.UTF-8 orders by code point, as bytes of UTF-8 do) reads
+ * from the files uploaded from them. In byte order, as the fingerprint is key-order blind (deployFingerprint): a
+ * .env written in another key order holds the same variables.
+ */
+export function sharedHashes(rendered: { dotenv: string; environ: string }): SharedHashes {
+  const sum = (text: string, sep: string) => {
+    const parts = text.split(sep);
+    if (parts[parts.length - 1] === '') parts.pop();
+    const sorted = parts.map((x) => Buffer.from(`${x}${sep}`, 'utf8')).sort(Buffer.compare);
+    return createHash('sha256').update(Buffer.concat(sorted)).digest('hex');
+  };
+  return { dotenv: sum(rendered.dotenv, '\n'), environ: sum(rendered.environ, '\0') };
+}
+
 /**
  * One look at the host before a deploy or rollback (run with the lock, in the same step): provisioned?, the
  * host's clock, what is live (`current`, its slot, and its commit: `live_sha`), which releases exist and where
@@ -63,9 +86,11 @@ export function releaseId(sha: string, now = new Date()): string {
  * - `shas` (a deploy about to send code): also what sending and building need: free space and inodes, which of
  *   `shas` (and `lfs` oids) the host has, its mirror's commits, its complete dependency sets.
  * - `fingerprint` (deployFingerprint; the switch records each release's in .ops/fingerprint): `live_changed`
- *   when something is live that was not deployed with it (a secret or setting changed since, a release with no
- *   record, or a release a rollback put live while the last deploy, whose shared .env and nginx site the host
- *   holds, had other settings). Alone: a dry run's read.
+ *   when something is live that was not deployed with it (a secret or setting changed since, or a release with no
+ *   record). With `shared` (sharedHashes: sha256 of the .env and environ this deploy gives), the host's shared
+ *   .env and environ must be those too: they are the last deploy's, not the live release's (a rollback leaves them;
+ *   a deploy that failed before its switch has replaced them), and the live release reads them at its next start.
+ *   Alone: a dry run's read.
  * - `commit` with `fingerprint` (a deploy that is a no-op when that commit is live, deployed with that
  *   fingerprint): when the live release is that commit with that fingerprint, the live check runs (its health checks answer, and what answers is the process supervisor started for the
  *   release `current` names: live_verdict) and the step reports `live_health` and ends there: the no-op
@@ -75,21 +100,28 @@ export function releaseId(sha: string, now = new Date()): string {
  * Commands that start a process are few on the no-op path (it runs on every deploy of the live commit): the
  * clock, the link and the files are read by bash builtins.
  */
-export function deployState(env: Target, shas?: string[], options: { lfs?: string[]; commit?: string; fingerprint?: string; platform?: boolean } = {}): Step {
+export function deployState(env: Target, shas?: string[], options: { lfs?: string[]; commit?: string; fingerprint?: string; shared?: SharedHashes; platform?: boolean } = {}): Step {
   const L = env.layout;
   const cert = certificatePaths(env);
   const live = (slot: Slot) => `live_verdict "$cur_id" "$cur" ${quote(L.supervisorGroup(slot))} 3 0.2 ${probes(env, slot).map(quote).join(' ')}`;
-  // Was the live release deployed with what this deploy gives it (deployFingerprint, recorded by the switch), and
-  // are the host's shared files (shared/.env and environ, the nginx site) still those of that deploy? They are the
-  // last deploy's (the last line): a rollback puts an older release live but leaves them as they are, so its record
-  // alone would make a no-op of a deploy whose .env the host no longer holds (what the app reads at its next start).
+  // The shared files the live release reads at its next start: this deploy's (their lines in byte order: sharedHashes)?
+  const shared = options.shared
+    ? String.raw`live_shared=no; sum_env=""; sum_environ=""
+if [ -f ${quote(L.envFile)} ] && [ -f ${quote(L.environFile)} ]; then
+  read -r sum_env _ < <(sort < ${quote(L.envFile)} 2>/dev/null | sha256sum) || true
+  read -r sum_environ _ < <(sort -z < ${quote(L.environFile)} 2>/dev/null | sha256sum) || true
+  if [ "$sum_env" = ${quote(options.shared.dotenv)} ] && [ "$sum_environ" = ${quote(options.shared.environ)} ]; then live_shared=yes; fi
+fi
+`
+    : 'live_shared=yes\n';
+  // Was the live release deployed with what this deploy gives it (deployFingerprint, recorded by the switch)?
   const recorded =
     options.fingerprint !== undefined
-      ? String.raw`live_same=no; live_fingerprint=""; live_recorded=no; last_fingerprint=""
+      ? String.raw`live_same=no; live_fingerprint=""; live_recorded=no
 if [ -n "$cur_id" ]; then
-  { ${forEachFingerprintRecord(env, 'if [ -n "$id" ]; then last_fingerprint=$fp; fi; if [ "$id" = "$cur_id" ]; then live_fingerprint=$fp; live_recorded=yes; fi')}; } 2>/dev/null || true
+  { ${forEachFingerprintRecord(env, 'if [ "$id" = "$cur_id" ]; then live_fingerprint=$fp; live_recorded=yes; fi')}; } 2>/dev/null || true
 fi
-if [ "$live_recorded" = yes ] && [ "$live_fingerprint" = ${quote(options.fingerprint)} ] && [ "$last_fingerprint" = ${quote(options.fingerprint)} ]; then live_same=yes
+${shared}if [ "$live_recorded" = yes ] && [ "$live_fingerprint" = ${quote(options.fingerprint)} ] && [ "$live_shared" = yes ]; then live_same=yes
 elif [ -n "$live_sha" ] && [ "$live_recorded" = yes ]; then ops_report ${RELEASE_KEYS.live_changed} settings
 elif [ -n "$live_sha" ]; then ops_report ${RELEASE_KEYS.live_changed} unrecorded; fi
 `
@@ -197,12 +229,9 @@ mv -f ${quote(upload)} ${quote(target)}; chmod 0644 ${quote(target)}`;
 /**
  * Put the uploaded .env and environ files in place (0600, app user), each replacing the shared one by
  * rename(2) if it changed: a reader sees the old file or the new one, never a partial one. The uploads are
- * removed whatever happens. A change is recorded at once (`fingerprint`, deployFingerprint: a line `- <fingerprint>`
- * appended to .ops/fingerprint, dropped by the next switch): the host's shared files are this deploy's from here,
- * even if it fails before its switch, so a later deploy of the live sha with the live release's settings is not a
- * no-op (the state step compares the last line) but puts them back. That record failing is a warning.
+ * removed whatever happens.
  */
-export function installDotenv(env: Target, uploaded: { dotenv: string; environ: string }, fingerprint: string): Step {
+export function installDotenv(env: Target, uploaded: { dotenv: string; environ: string }): Step {
   const L = env.layout;
   const u = quote(env.appUser);
   const files: [string, string][] = [
@@ -226,9 +255,6 @@ ${files
 fi`,
   )
   .join('\n')}
-if [ "$changed" = yes ]; then
-  printf '%s %s\n' - ${quote(fingerprint)} 2>/dev/null >> ${quote(L.fingerprint)} || echo ${quote(`warning: could not record in ${L.fingerprint} that the shared .env changed: a deploy of the live commit with its release's settings may not put it back`)} >&2
-fi
 ops_report ${RELEASE_KEYS.dotenv} "$([ "$changed" = yes ] && echo updated || echo unchanged)"`,
   };
 }

@@ -35672,7 +35672,7 @@ var require_keyParser = __commonJS({
     var {
       createDecipheriv: createDecipheriv2,
       createECDH,
-      createHash: createHash7,
+      createHash: createHash8,
       createHmac,
       createSign,
       createVerify,
@@ -36360,11 +36360,11 @@ ${formatted}-----END ${type} KEY-----`;
                 );
               }
               const ivSlice = bufferSlice(cipherIV, 0, 8);
-              let cipherKey = createHash7("md5").update(passphrase).update(ivSlice).digest();
+              let cipherKey = createHash8("md5").update(passphrase).update(ivSlice).digest();
               while (cipherKey.length < encInfo.keyLen) {
                 cipherKey = combineBuffers(
                   cipherKey,
-                  createHash7("md5").update(cipherKey).update(passphrase).update(ivSlice).digest()
+                  createHash8("md5").update(cipherKey).update(passphrase).update(ivSlice).digest()
                 );
               }
               if (cipherKey.length > encInfo.keyLen)
@@ -36529,8 +36529,8 @@ ${formatted}-----END ${type} KEY-----`;
         if (encrypted) {
           const encInfo = CIPHER_INFO[cipherName];
           let cipherKey = combineBuffers(
-            createHash7("sha1").update(PPK_PP1).update(passphrase).digest(),
-            createHash7("sha1").update(PPK_PP2).update(passphrase).digest()
+            createHash8("sha1").update(PPK_PP1).update(passphrase).digest(),
+            createHash8("sha1").update(PPK_PP2).update(passphrase).digest()
           );
           if (cipherKey.length > encInfo.keyLen)
             cipherKey = bufferSlice(cipherKey, 0, encInfo.keyLen);
@@ -36570,7 +36570,7 @@ ${formatted}-----END ${type} KEY-----`;
           passphrase = EMPTY_PASSPHRASE;
         const calcMAC = createHmac(
           "sha1",
-          createHash7("sha1").update("putty-private-key-file-mac-key").update(passphrase).digest()
+          createHash8("sha1").update("putty-private-key-file-mac-key").update(passphrase).digest()
         ).update(macData).digest("hex");
         if (calcMAC !== mac) {
           if (encrypted) {
@@ -38892,7 +38892,7 @@ var require_kex = __commonJS({
       createDiffieHellman,
       createDiffieHellmanGroup,
       createECDH,
-      createHash: createHash7,
+      createHash: createHash8,
       createPublicKey,
       diffieHellman,
       generateKeyPairSync: generateKeyPairSync2,
@@ -39318,7 +39318,7 @@ var require_kex = __commonJS({
               DISCONNECT_REASON.KEY_EXCHANGE_FAILED
             );
           }
-          const hash = createHash7(this.hashName);
+          const hash = createHash8(this.hashName);
           hashString(hash, isServer ? this._remoteIdentRaw : this._identRaw);
           hashString(hash, isServer ? this._identRaw : this._remoteIdentRaw);
           hashString(hash, isServer ? this._remoteKexinit : this._kexinit);
@@ -40326,9 +40326,9 @@ var require_kex = __commonJS({
     function generateKEXVal(len, hashName, secret, exchangeHash, sessionID, char) {
       let ret;
       if (len) {
-        let digest = createHash7(hashName).update(secret).update(exchangeHash).update(char).update(sessionID).digest();
+        let digest = createHash8(hashName).update(secret).update(exchangeHash).update(char).update(sessionID).digest();
         while (digest.length < len) {
-          const chunk = createHash7(hashName).update(secret).update(exchangeHash).update(digest).digest();
+          const chunk = createHash8(hashName).update(secret).update(exchangeHash).update(digest).digest();
           const extended = Buffer.allocUnsafe(digest.length + chunk.length);
           extended.set(digest, 0);
           extended.set(chunk, digest.length);
@@ -45763,7 +45763,7 @@ var require_client2 = __commonJS({
   "node_modules/ssh2/lib/client.js"(exports, module) {
     "use strict";
     var {
-      createHash: createHash7,
+      createHash: createHash8,
       getHashes,
       randomFillSync
     } = __require("crypto");
@@ -45985,7 +45985,7 @@ var require_client2 = __commonJS({
           }
           hostVerifier = (key, verify) => {
             if (hashAlgo)
-              key = createHash7(hashAlgo).update(key).digest("hex");
+              key = createHash8(hashAlgo).update(key).digest("hex");
             const ret = hashCb(key, verify);
             if (ret !== void 0)
               verify(ret);
@@ -49657,7 +49657,7 @@ var init_tree_scalars = __esm({
 });
 
 // core/secrets/cipher.ts
-import { createCipheriv, createDecipheriv, createHash as createHash4, randomBytes as randomBytes3 } from "node:crypto";
+import { createCipheriv, createDecipheriv, createHash as createHash5, randomBytes as randomBytes3 } from "node:crypto";
 function b642(field, text) {
   if (text.length % 4 !== 0 || !B64_RE.test(text)) throw new MalformedValue(`its ${field} is not valid base64`);
   return Buffer.from(text, "base64");
@@ -49709,9 +49709,9 @@ var init_cipher = __esm({
     B64_RE = /^[A-Za-z0-9+/]*={0,2}$/;
     MalformedValue = class extends Error {
     };
-    MAC_ONLY_ENCRYPTED_INIT = createHash4("sha256").update("sops").digest();
+    MAC_ONLY_ENCRYPTED_INIT = createHash5("sha256").update("sops").digest();
     MacBuilder = class {
-      hash = createHash4("sha512");
+      hash = createHash5("sha512");
       constructor(macOnlyEncrypted = false) {
         if (macOnlyEncrypted) this.hash.update(MAC_ONLY_ENCRYPTED_INIT);
       }
@@ -70540,7 +70540,10 @@ var system_default = `# shellcheck shell=bash
 # is none), change tracking per item (CHANGED, item), idempotent files and directories (put_file, ensure_dir).
 # Needs ops_report (the script prelude, core/remote/wrap.ts).
 # svc NAME ACTION: systemd on real VMs, Debian's service wrapper where there is no systemd.
-svc() { if [ -d /run/systemd/system ]; then systemctl "$2" "$1"; else service "$1" "$2"; fi; }
+# Without systemd the daemon a start runs is a child of this script: it is given no descriptor beyond 0-2 (it would
+# keep the locks this script holds, host_lock's and critical_begin's, for as long as it runs).
+svc() { if [ -d /run/systemd/system ]; then systemctl "$2" "$1"; else (svc_close_fds; service "$1" "$2"); fi; }
+svc_close_fds() { local f; for f in /proc/"$BASHPID"/fd/*; do f=\${f##*/}; if [ "$f" -gt 2 ]; then eval "exec $f>&-"; fi; done; }
 # svc_up NAME: enabled at boot (systemd) and running now.
 svc_up() {
   if [ -d /run/systemd/system ]; then
@@ -70584,11 +70587,7 @@ ensure_dir() {
 nginx_reload() {
   local old p busy title now deadline
   old=$(pgrep -f '^nginx: worker process *$' | tr '\\n' ' ')
-  # A server started inside a critical section (critical.sh) must not keep its lock's descriptor.
-  if ! nginx -s reload 2>/dev/null; then
-    if [ -n "\${OPS_CRITICAL_FD:-}" ]; then svc nginx start {OPS_CRITICAL_FD}>&-; else svc nginx start; fi
-    return
-  fi
+  nginx -s reload 2>/dev/null || { svc nginx start; return; }
   # Polled every 20 ms (the master takes a few ms to start the new workers): each look reads the old workers'
   # titles with read, a builtin (a worker gone reads as nothing).
   printf -v now '%(%s)T' -1; deadline=$(( now + 10 ))
@@ -70668,6 +70667,7 @@ function retention(releases, r) {
 }
 
 // core/steps/release.ts
+import { createHash as createHash4 } from "node:crypto";
 init_shell();
 
 // core/steps/nginx-config.ts
@@ -71218,15 +71218,31 @@ function releaseId(sha, now = /* @__PURE__ */ new Date()) {
   const t = now.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
   return `${t}-${sha.slice(0, 12)}`;
 }
+function sharedHashes(rendered) {
+  const sum = (text, sep2) => {
+    const parts = text.split(sep2);
+    if (parts[parts.length - 1] === "") parts.pop();
+    const sorted = parts.map((x) => Buffer.from(`${x}${sep2}`, "utf8")).sort(Buffer.compare);
+    return createHash4("sha256").update(Buffer.concat(sorted)).digest("hex");
+  };
+  return { dotenv: sum(rendered.dotenv, "\n"), environ: sum(rendered.environ, "\0") };
+}
 function deployState(env, shas, options = {}) {
   const L = env.layout;
   const cert = certificatePaths(env);
   const live = (slot) => `live_verdict "$cur_id" "$cur" ${quote(L.supervisorGroup(slot))} 3 0.2 ${probes(env, slot).map(quote).join(" ")}`;
-  const recorded = options.fingerprint !== void 0 ? String.raw`live_same=no; live_fingerprint=""; live_recorded=no; last_fingerprint=""
-if [ -n "$cur_id" ]; then
-  { ${forEachFingerprintRecord(env, 'if [ -n "$id" ]; then last_fingerprint=$fp; fi; if [ "$id" = "$cur_id" ]; then live_fingerprint=$fp; live_recorded=yes; fi')}; } 2>/dev/null || true
+  const shared = options.shared ? String.raw`live_shared=no; sum_env=""; sum_environ=""
+if [ -f ${quote(L.envFile)} ] && [ -f ${quote(L.environFile)} ]; then
+  read -r sum_env _ < <(sort < ${quote(L.envFile)} 2>/dev/null | sha256sum) || true
+  read -r sum_environ _ < <(sort -z < ${quote(L.environFile)} 2>/dev/null | sha256sum) || true
+  if [ "$sum_env" = ${quote(options.shared.dotenv)} ] && [ "$sum_environ" = ${quote(options.shared.environ)} ]; then live_shared=yes; fi
 fi
-if [ "$live_recorded" = yes ] && [ "$live_fingerprint" = ${quote(options.fingerprint)} ] && [ "$last_fingerprint" = ${quote(options.fingerprint)} ]; then live_same=yes
+` : "live_shared=yes\n";
+  const recorded = options.fingerprint !== void 0 ? String.raw`live_same=no; live_fingerprint=""; live_recorded=no
+if [ -n "$cur_id" ]; then
+  { ${forEachFingerprintRecord(env, 'if [ "$id" = "$cur_id" ]; then live_fingerprint=$fp; live_recorded=yes; fi')}; } 2>/dev/null || true
+fi
+${shared}if [ "$live_recorded" = yes ] && [ "$live_fingerprint" = ${quote(options.fingerprint)} ] && [ "$live_shared" = yes ]; then live_same=yes
 elif [ -n "$live_sha" ] && [ "$live_recorded" = yes ]; then ops_report ${RELEASE_KEYS.live_changed} settings
 elif [ -n "$live_sha" ]; then ops_report ${RELEASE_KEYS.live_changed} unrecorded; fi
 ` : "";
@@ -71316,7 +71332,7 @@ mv -f ${quote(upload)} ${quote(target)}; chmod 0644 ${quote(target)}`;
   ];
   return { name: "receive code", as: "root", timeout: 600, quiet: true, script: lines.join("\n") };
 }
-function installDotenv(env, uploaded, fingerprint2) {
+function installDotenv(env, uploaded) {
   const L = env.layout;
   const u = quote(env.appUser);
   const files = [
@@ -71338,9 +71354,6 @@ ${files.map(
   changed=yes
 fi`
     ).join("\n")}
-if [ "$changed" = yes ]; then
-  printf '%s %s\n' - ${quote(fingerprint2)} 2>/dev/null >> ${quote(L.fingerprint)} || echo ${quote(`warning: could not record in ${L.fingerprint} that the shared .env changed: a deploy of the live commit with its release's settings may not put it back`)} >&2
-fi
 ops_report ${RELEASE_KEYS.dotenv} "$([ "$changed" = yes ] && echo updated || echo unchanged)"`
   };
 }
@@ -71637,14 +71650,14 @@ function pruneAfterSwitch(env, state, id, newSlot) {
 function liveOf(host, state) {
   return { host, sha: state.liveSha, release: state.current, ...state.liveChanged && { changed: true }, ...state.liveUnrecorded && { unrecorded: true } };
 }
-async function readLive(ctx, env, fingerprint2) {
+async function readLive(ctx, env, expected) {
   try {
     return await withSession(
       ctx,
       env,
       (session) => session.each(async (remote, h) => {
         try {
-          const state = parseState(await remote.run(deployState(env, void 0, { platform: env.hosts.length > 1, fingerprint: fingerprint2 })));
+          const state = parseState(await remote.run(deployState(env, void 0, { platform: env.hosts.length > 1, ...expected })));
           return { ...liveOf(h.name, state), ...state.platform && { platform: state.platform } };
         } catch (e) {
           return { host: h.name, sha: "", release: "", error: e.message.split("\n")[0] };
@@ -71864,7 +71877,7 @@ ${command2}` };
 
 // core/ops/deploy-plan.ts
 init_environment();
-import { createHash as createHash5 } from "node:crypto";
+import { createHash as createHash6 } from "node:crypto";
 import { readFileSync as readFileSync7 } from "node:fs";
 
 // core/runinfo.ts
@@ -72115,7 +72128,7 @@ function deployFingerprint(env, dotenv) {
   const sorted = (_, v) => v && typeof v === "object" && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0)) : v;
   const unordered = (text, separator) => text.split(separator).sort();
   const template = env.config.nginx.site_template;
-  const digest = createHash5("sha256").update(
+  const digest = createHash6("sha256").update(
     JSON.stringify(
       {
         dotenv: unordered(dotenv.dotenv, "\n"),
@@ -72506,7 +72519,7 @@ async function sendDotenv(env, hp, p, tag) {
   const uploads = { dotenv: `${L.uploads}/${tag}.env`, environ: `${L.uploads}/${tag}.environ` };
   await hp.h.upload(p.dotenv.dotenv, uploads.dotenv, 384);
   await hp.h.upload(p.dotenv.environ, uploads.environ, 384);
-  await hp.h.run(installDotenv(env, uploads, p.fingerprint));
+  await hp.h.run(installDotenv(env, uploads));
 }
 async function buildOn(env, hp, p) {
   const L = env.layout;
@@ -72656,7 +72669,7 @@ ${p.id} is live on ${hp.name} and serves; the clean-up after the switch (stoppin
 }
 
 // core/ops/build-once.ts
-import { createHash as createHash6, randomBytes as randomBytes13 } from "node:crypto";
+import { createHash as createHash7, randomBytes as randomBytes13 } from "node:crypto";
 function buildGroups(hosts) {
   const groups = /* @__PURE__ */ new Map();
   for (const hst of hosts) {
@@ -72674,7 +72687,7 @@ async function carryBuild(env, b, receivers, p, parts, attempt) {
     const takers = receivers.filter((r) => wants(r, part.name));
     const uploads = new Map(takers.map((r) => [r, []]));
     for (const r of takers) out.get(r).push({ part, uploads: uploads.get(r) });
-    const hash = createHash6("sha256");
+    const hash = createHash7("sha256");
     for (let offset = 0, i = 0; offset < part.size; offset += CHUNK_BYTES, i++) {
       const length = Math.min(CHUNK_BYTES, part.size - offset);
       let chunk = Buffer.alloc(0);
@@ -72850,7 +72863,7 @@ async function deploy(ctx, environment, options = {}) {
     changes: []
   };
   if (options.dryRun) {
-    const lives = await readLive(ctx, env, p.fingerprint);
+    const lives = await readLive(ctx, env, { fingerprint: p.fingerprint, shared: sharedHashes(p.dotenv) });
     const changes = await describeChanges(p.repo, env, lives, p.resolved.sha);
     const builds = describeBuilds(buildGroups(lives.filter((l) => l.sha !== p.resolved.sha || l.changed || options.force).map((l) => ({ name: l.host, platform: l.platform }))));
     return {
@@ -72871,7 +72884,7 @@ async function deploy(ctx, environment, options = {}) {
       return rollout(ctx, env, session, locked, p, options);
     }, {
       // Without --force, a host where the commit is live checks it and ends the state step there (a no-op).
-      inspect: deployState(env, [p.resolved.sha, ...p.tree.submodules.map((m) => m.sha)], { lfs: [...new Set(p.tree.lfs.map((f) => f.oid))], commit: options.force ? void 0 : p.resolved.sha, fingerprint: p.fingerprint, platform: env.hosts.length > 1 }),
+      inspect: deployState(env, [p.resolved.sha, ...p.tree.submodules.map((m) => m.sha)], { lfs: [...new Set(p.tree.lfs.map((f) => f.oid))], commit: options.force ? void 0 : p.resolved.sha, fingerprint: p.fingerprint, shared: sharedHashes(p.dotenv), platform: env.hosts.length > 1 }),
       finish: options.force ? void 0 : (unlock) => noopFinish(p.resolved, unlock)
     })
   );

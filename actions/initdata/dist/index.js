@@ -67747,11 +67747,18 @@ function deployState(env, shas, options = {}) {
   const L = env.layout;
   const cert = certificatePaths(env);
   const live = (slot) => `live_verdict "$cur_id" "$cur" ${quote(L.supervisorGroup(slot))} 3 0.2 ${probes(env, slot).map(quote).join(" ")}`;
-  const recorded = options.fingerprint !== void 0 ? String.raw`live_same=no; live_fingerprint=""; live_recorded=no; last_fingerprint=""
-if [ -n "$cur_id" ]; then
-  { ${forEachFingerprintRecord(env, 'if [ -n "$id" ]; then last_fingerprint=$fp; fi; if [ "$id" = "$cur_id" ]; then live_fingerprint=$fp; live_recorded=yes; fi')}; } 2>/dev/null || true
+  const shared = options.shared ? String.raw`live_shared=no; sum_env=""; sum_environ=""
+if [ -f ${quote(L.envFile)} ] && [ -f ${quote(L.environFile)} ]; then
+  read -r sum_env _ < <(sort < ${quote(L.envFile)} 2>/dev/null | sha256sum) || true
+  read -r sum_environ _ < <(sort -z < ${quote(L.environFile)} 2>/dev/null | sha256sum) || true
+  if [ "$sum_env" = ${quote(options.shared.dotenv)} ] && [ "$sum_environ" = ${quote(options.shared.environ)} ]; then live_shared=yes; fi
 fi
-if [ "$live_recorded" = yes ] && [ "$live_fingerprint" = ${quote(options.fingerprint)} ] && [ "$last_fingerprint" = ${quote(options.fingerprint)} ]; then live_same=yes
+` : "live_shared=yes\n";
+  const recorded = options.fingerprint !== void 0 ? String.raw`live_same=no; live_fingerprint=""; live_recorded=no
+if [ -n "$cur_id" ]; then
+  { ${forEachFingerprintRecord(env, 'if [ "$id" = "$cur_id" ]; then live_fingerprint=$fp; live_recorded=yes; fi')}; } 2>/dev/null || true
+fi
+${shared}if [ "$live_recorded" = yes ] && [ "$live_fingerprint" = ${quote(options.fingerprint)} ] && [ "$live_shared" = yes ]; then live_same=yes
 elif [ -n "$live_sha" ] && [ "$live_recorded" = yes ]; then ops_report ${RELEASE_KEYS.live_changed} settings
 elif [ -n "$live_sha" ]; then ops_report ${RELEASE_KEYS.live_changed} unrecorded; fi
 ` : "";

@@ -68647,7 +68647,10 @@ var system_default = `# shellcheck shell=bash
 # is none), change tracking per item (CHANGED, item), idempotent files and directories (put_file, ensure_dir).
 # Needs ops_report (the script prelude, core/remote/wrap.ts).
 # svc NAME ACTION: systemd on real VMs, Debian's service wrapper where there is no systemd.
-svc() { if [ -d /run/systemd/system ]; then systemctl "$2" "$1"; else service "$1" "$2"; fi; }
+# Without systemd the daemon a start runs is a child of this script: it is given no descriptor beyond 0-2 (it would
+# keep the locks this script holds, host_lock's and critical_begin's, for as long as it runs).
+svc() { if [ -d /run/systemd/system ]; then systemctl "$2" "$1"; else (svc_close_fds; service "$1" "$2"); fi; }
+svc_close_fds() { local f; for f in /proc/"$BASHPID"/fd/*; do f=\${f##*/}; if [ "$f" -gt 2 ]; then eval "exec $f>&-"; fi; done; }
 # svc_up NAME: enabled at boot (systemd) and running now.
 svc_up() {
   if [ -d /run/systemd/system ]; then
@@ -68691,11 +68694,7 @@ ensure_dir() {
 nginx_reload() {
   local old p busy title now deadline
   old=$(pgrep -f '^nginx: worker process *$' | tr '\\n' ' ')
-  # A server started inside a critical section (critical.sh) must not keep its lock's descriptor.
-  if ! nginx -s reload 2>/dev/null; then
-    if [ -n "\${OPS_CRITICAL_FD:-}" ]; then svc nginx start {OPS_CRITICAL_FD}>&-; else svc nginx start; fi
-    return
-  fi
+  nginx -s reload 2>/dev/null || { svc nginx start; return; }
   # Polled every 20 ms (the master takes a few ms to start the new workers): each look reads the old workers'
   # titles with read, a builtin (a worker gone reads as nothing).
   printf -v now '%(%s)T' -1; deadline=$(( now + 10 ))

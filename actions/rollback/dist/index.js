@@ -52038,7 +52038,10 @@ var system_default = `# shellcheck shell=bash
 # is none), change tracking per item (CHANGED, item), idempotent files and directories (put_file, ensure_dir).
 # Needs ops_report (the script prelude, core/remote/wrap.ts).
 # svc NAME ACTION: systemd on real VMs, Debian's service wrapper where there is no systemd.
-svc() { if [ -d /run/systemd/system ]; then systemctl "$2" "$1"; else service "$1" "$2"; fi; }
+# Without systemd the daemon a start runs is a child of this script: it is given no descriptor beyond 0-2 (it would
+# keep the locks this script holds, host_lock's and critical_begin's, for as long as it runs).
+svc() { if [ -d /run/systemd/system ]; then systemctl "$2" "$1"; else (svc_close_fds; service "$1" "$2"); fi; }
+svc_close_fds() { local f; for f in /proc/"$BASHPID"/fd/*; do f=\${f##*/}; if [ "$f" -gt 2 ]; then eval "exec $f>&-"; fi; done; }
 # svc_up NAME: enabled at boot (systemd) and running now.
 svc_up() {
   if [ -d /run/systemd/system ]; then
@@ -52082,11 +52085,7 @@ ensure_dir() {
 nginx_reload() {
   local old p busy title now deadline
   old=$(pgrep -f '^nginx: worker process *$' | tr '\\n' ' ')
-  # A server started inside a critical section (critical.sh) must not keep its lock's descriptor.
-  if ! nginx -s reload 2>/dev/null; then
-    if [ -n "\${OPS_CRITICAL_FD:-}" ]; then svc nginx start {OPS_CRITICAL_FD}>&-; else svc nginx start; fi
-    return
-  fi
+  nginx -s reload 2>/dev/null || { svc nginx start; return; }
   # Polled every 20 ms (the master takes a few ms to start the new workers): each look reads the old workers'
   # titles with read, a builtin (a worker gone reads as nothing).
   printf -v now '%(%s)T' -1; deadline=$(( now + 10 ))
@@ -52576,11 +52575,18 @@ function deployState(env, shas, options = {}) {
   const L = env.layout;
   const cert = certificatePaths(env);
   const live = (slot) => `live_verdict "$cur_id" "$cur" ${quote(L.supervisorGroup(slot))} 3 0.2 ${probes(env, slot).map(quote).join(" ")}`;
-  const recorded = options.fingerprint !== void 0 ? String.raw`live_same=no; live_fingerprint=""; live_recorded=no; last_fingerprint=""
-if [ -n "$cur_id" ]; then
-  { ${forEachFingerprintRecord(env, 'if [ -n "$id" ]; then last_fingerprint=$fp; fi; if [ "$id" = "$cur_id" ]; then live_fingerprint=$fp; live_recorded=yes; fi')}; } 2>/dev/null || true
+  const shared = options.shared ? String.raw`live_shared=no; sum_env=""; sum_environ=""
+if [ -f ${quote(L.envFile)} ] && [ -f ${quote(L.environFile)} ]; then
+  read -r sum_env _ < <(sort < ${quote(L.envFile)} 2>/dev/null | sha256sum) || true
+  read -r sum_environ _ < <(sort -z < ${quote(L.environFile)} 2>/dev/null | sha256sum) || true
+  if [ "$sum_env" = ${quote(options.shared.dotenv)} ] && [ "$sum_environ" = ${quote(options.shared.environ)} ]; then live_shared=yes; fi
 fi
-if [ "$live_recorded" = yes ] && [ "$live_fingerprint" = ${quote(options.fingerprint)} ] && [ "$last_fingerprint" = ${quote(options.fingerprint)} ]; then live_same=yes
+` : "live_shared=yes\n";
+  const recorded = options.fingerprint !== void 0 ? String.raw`live_same=no; live_fingerprint=""; live_recorded=no
+if [ -n "$cur_id" ]; then
+  { ${forEachFingerprintRecord(env, 'if [ "$id" = "$cur_id" ]; then live_fingerprint=$fp; live_recorded=yes; fi')}; } 2>/dev/null || true
+fi
+${shared}if [ "$live_recorded" = yes ] && [ "$live_fingerprint" = ${quote(options.fingerprint)} ] && [ "$live_shared" = yes ]; then live_same=yes
 elif [ -n "$live_sha" ] && [ "$live_recorded" = yes ]; then ops_report ${RELEASE_KEYS.live_changed} settings
 elif [ -n "$live_sha" ]; then ops_report ${RELEASE_KEYS.live_changed} unrecorded; fi
 ` : "";

@@ -9,7 +9,7 @@ import { deploy } from '../../core/ops/deploy.ts';
 import { auditLog, breakLock, getLockStatus } from '../../core/ops/records.ts';
 import { quote } from '../../core/shell.ts';
 import { downHost, sshRun, type Host } from '../hosts/index.ts';
-import { spawnOps } from '../support/cli.ts';
+import { spawnOps, type SpawnedOps } from '../support/cli.ts';
 import { commit, initRepo } from '../support/gitrepo.ts';
 import { get, makeProject, pythonWebApp, readyHost, webConfig, type TestProject } from './support.ts';
 
@@ -24,6 +24,22 @@ const root = mkdtempSync(join(tmpdir(), 'ops-interrupt-'));
 const onHost = async (command: string) => (await sshRun(host, `sudo bash -c ${quote(command)}`)).stdout.trim();
 /** The release `current` names and the one that answers through nginx: they must be the same. */
 const liveAndServed = async () => ({ current: (await onHost('readlink /srv/sample/current')).replace(/^.*\//, ''), served: (await get(host)).body });
+
+/**
+ * SIGTERM to `ops`, then what every interruption must leave: exit 130, the lock let go, what `current` names is what
+ * serves, and the run said so (one message per thing, no stack trace).
+ */
+async function stoppedCleanly(ops: SpawnedOps) {
+  const code = await ops.stop('SIGTERM');
+  const out = ops.out();
+  expect(code, out).toBe(130);
+  expect((await getLockStatus(project.ctx(), project.env()))[0]!.lock.state).toBe('free');
+  const now = await liveAndServed();
+  expect(now.served).toBe(now.current);
+  expect(out).toContain(`${host.name}: ${now.current} is live after the interruption`);
+  expect(out).not.toMatch(/^\s+at /m);
+  return { out, now };
+}
 
 beforeAll(async () => {
   host = await readyHost('int');
@@ -83,17 +99,8 @@ server {
     try {
       const ops = await spawnOps(['deploy', 'e2e', '--ref', 'main'], project.root, (out) => out.includes('· switch'), 'the deploy reaching its switch', 120_000);
       await new Promise((r) => setTimeout(r, 1500));
-      const code = await ops.stop('SIGTERM');
-      const out = ops.out();
+      const { out } = await stoppedCleanly(ops);
       expect(out, out).toMatch(/SIGTERM received during switch on/);
-      expect(code).toBe(130);
-      const locks = await getLockStatus(project.ctx(), project.env());
-      expect(locks[0]!.lock.state).toBe('free');
-      const now = await liveAndServed();
-      expect(now.served).toBe(now.current);
-      // What the run said: the release that serves now; one message per thing, no stack trace.
-      expect(out).toContain(`${host.name}: ${now.current} is live after the interruption`);
-      expect(out).not.toMatch(/^\s+at /m);
     } finally {
       project.write(config);
     }
@@ -135,15 +142,8 @@ server {
       const ops = await spawnOps(['rollback', 'e2e'], project.root, () => true, 'the rollback', 10_000);
       const mid = await until((l) => l.served !== before.served, 60_000);
       expect(mid.current, 'the switch window').toBe(before.current);
-      const code = await ops.stop('SIGTERM');
-      const out = ops.out();
-      expect(code, out).toBe(130);
-      expect((await getLockStatus(project.ctx(), project.env()))[0]!.lock.state).toBe('free');
-      const now = await liveAndServed();
+      const { now } = await stoppedCleanly(ops);
       expect(now.current).not.toBe(before.current);
-      expect(now.served).toBe(now.current);
-      expect(out).toContain(`${host.name}: ${now.current} is live after the interruption`);
-      expect(out).not.toMatch(/^\s+at /m);
     } finally {
       project.write(config);
     }

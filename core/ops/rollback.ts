@@ -61,6 +61,14 @@ async function rollbackHost(ctx: OpsContext, env: Target, remote: Remote, locked
   if (verdict === 'none')
     throw new OpsError(`${remote.name} has no earlier healthy release to roll back to (kept: ${kept.join(', ') || 'none'})`, `pick one with --to (see ops releases ${env.name})`);
   if (verdict === 'not_kept') throw new OpsError(`release ${to} is not on ${remote.name} (kept: ${kept.join(', ')})`, `see ops releases ${env.name}`);
+  if (verdict === 'never_live') {
+    const record = state.releases.find((x) => x.id === to);
+    const why = record?.status === 'failed' ? 'its deploy failed' : 'its deploy did not finish';
+    throw new OpsError(
+      `release ${to} never went live on ${remote.name} (${why}): a rollback goes back to a release that served; ${remote.name} still serves ${from}`,
+      `to run that commit, deploy it (a new release, built and health-checked): ops deploy ${env.name} --ref ${record?.sha || to?.split('-').pop()}`,
+    );
+  }
   const result: HostSwitch = { host: remote.name, release: verdict === 'noop' ? from : target, previous: from, noop: verdict === 'noop', steps: h.steps, notes: [] };
   const skew = clockSkewWarning(ctx, remote.name, state.hostTime);
   if (skew) {

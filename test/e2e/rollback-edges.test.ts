@@ -1,6 +1,7 @@
 // ops rollback as a new user drives it, on a real host (supervisor, nginx, the host's history): release ids that
 // are not releases (malformed, shell metacharacters, not kept) refused before anything changes; and a roll
-// forward (`--to` the release just rolled back from), after which the next deploy can still be rolled back to it.
+// forward (`--to` the release just rolled back from), after which the next deploy can still be rolled back to it;
+// `--to` a release whose deploy failed refused (it never served).
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -76,5 +77,22 @@ describe.sequential('ops rollback', () => {
     // v2 was live right before v3: that is where a rollback goes (v1 was rolled back from, by the roll forward).
     expect((await rollback(project.ctx(), project.env())).hosts[0]).toMatchObject({ release: v2, previous: v3 });
     expect((await get(host)).body).toBe(`${v2} 2`);
+  }, 300_000);
+
+  it('--to a release that never went live (its deploy failed at the start): refused, saying so and the deploy to run instead; nothing on the host changes', async () => {
+    const live = (await listReleases(project.ctx(), project.env()))[0]!.releases.find((x) => x.status === 'current')!.id;
+    commit(repo, { 'server.py': 'import sys\nsys.exit(3)\n' }, 'exits at start');
+    gitIn(repo, ['tag', 'crashes']);
+    await expect(deploy(project.ctx(), project.env(), { ref: 'crashes' })).rejects.toThrow(/still serves/);
+    const failed = (await listReleases(project.ctx(), project.env()))[0]!.releases.find((x) => x.status === 'failed')!.id;
+    const before = await onHost(`cat /srv/${APP}/.ops/history; ls /srv/${APP}/releases; readlink /srv/${APP}/current`);
+    const r = await cli(['rollback', 'e2e', '--to', failed]);
+    expect(r.code).toBe(1);
+    expect(r.err).toContain(`error: release ${failed} never went live on ${host.name} (its deploy failed): a rollback goes back to a release that served; ${host.name} still serves ${live}`);
+    expect(r.err).toMatch(/ops deploy e2e --ref [0-9a-f]{40}/);
+    expect(r.err).not.toMatch(/\n\s+at /);
+    expect(await onHost(`cat /srv/${APP}/.ops/history; ls /srv/${APP}/releases; readlink /srv/${APP}/current`)).toBe(before);
+    expect((await get(host)).body).toContain(live);
+    expect(await onHost(`test -d /srv/${APP}/.ops/lock && echo held || echo free`)).toBe('free');
   }, 300_000);
 });

@@ -124,10 +124,13 @@ describe('the rollback target, chosen on the host (bash: rollback_choice)', () =
     expect(choose(withHistory({ [A]: '', [SKEWED]: '' }, SKEWED, events), SKEWED)).toEqual(['ok', A]);
   });
 
-  it('--to: a kept release (failed ones too, as asked), the live one is a no-op, anything else is not kept', () => {
-    const e = withHistory(releases, SKEWED, events);
+  it('--to: a kept release that went live (rolled back from too), the live one is a no-op; one that never went live (failed, cut short) is refused; anything else is not kept', () => {
+    const UNFINISHED = '20261105T100000Z-ffffffffffff';
+    const e = withHistory({ ...releases, [UNFINISHED]: '' }, SKEWED, events);
     expect(choose(e, SKEWED, A)).toEqual(['ok', A]);
-    expect(choose(e, SKEWED, D)).toEqual(['ok', D]);
+    expect(choose(e, SKEWED, C)).toEqual(['ok', C]);
+    expect(choose(e, SKEWED, D)).toEqual(['never_live', D]);
+    expect(choose(e, SKEWED, UNFINISHED)).toEqual(['never_live', UNFINISHED]);
     expect(choose(e, SKEWED, SKEWED)).toEqual(['noop', SKEWED]);
     expect(choose(e, SKEWED, '20260101T000000Z-0000000000aa')).toEqual(['not_kept', '']);
     // Not a release id at all (a path out of the releases directory): refused the same way, never used.

@@ -11,6 +11,7 @@ import { stringify } from 'yaml';
 import { loadEnvironment, parseEnvironment } from '../../core/config/environment.ts';
 import type { OpsContext } from '../../core/context.ts';
 import { rollback } from '../../core/ops/rollback.ts';
+import { OpsError } from '../../core/errors.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { RecordingRemote, type Responder } from '../../core/remote/recording.ts';
 import { parseReports, reported } from '../../core/remote/types.ts';
@@ -83,6 +84,17 @@ describe('rollback operation', () => {
     await expect(rollback(h.ctx, loadEnvironment('one', root), to)).rejects.toThrow(`release ${to} is not on web1 (kept: ${OLD}, ${LIVE})`);
     expect(h.names()).toEqual(['lock']);
     expect(h.remotes.get('web1')!.runs[0]!.stdin).toContain(`rollback_choice "$rollback_from" ${to}`);
+  });
+
+  it('one host, --to a release that never went live (its deploy failed): refused, saying so and what to run instead; the lock let go in the same step', async () => {
+    const FAILED = '20261103T100000Z-cccccccccccc';
+    const state = STATE + opsLines(KEYS, `release ${FAILED} ${'c'.repeat(40)} failed - 3`);
+    const h = harness((step) => (step.name === 'lock' ? { stdout: state + opsLines(KEYS, 'rollback never_live', `rollback_from ${LIVE}`, 'lock released') } : undefined));
+    const e = await rollback(h.ctx, loadEnvironment('one', root), FAILED).catch((x: unknown) => x as OpsError);
+    expect(e).toBeInstanceOf(OpsError);
+    expect((e as OpsError).message).toBe(`release ${FAILED} never went live on web1 (its deploy failed): a rollback goes back to a release that served; web1 still serves ${LIVE}`);
+    expect((e as OpsError).hint).toBe(`to run that commit, deploy it (a new release, built and health-checked): ops deploy one --ref ${'c'.repeat(40)}`);
+    expect(h.names()).toEqual(['lock']);
   });
 
   it('one host with nothing earlier: the same error as ever; already live: a no-op; neither writes an audit line', async () => {

@@ -70,7 +70,8 @@ release_reports() {
 }
 # rollback_choice CURRENT [TO]: the release a rollback from CURRENT goes to, in release_id, and the verdict in
 # rollback_verdict: `ok`; `noop` (it is CURRENT); `none` (no earlier release to go back to); `not_kept` (TO is not
-# a release directory here). Without TO: the release that went live most recently before CURRENT, in the order
+# a release directory here); `never_live` (TO never went live: its deploy failed or did not finish, so nothing
+# says it can serve; a rolled-back-from one went live, and may again). Without TO: the release that went live most recently before CURRENT, in the order
 # of the history (whatever the ids say), skipping failed and abandoned (rolled back from) ones.
 # shellcheck disable=SC2034 # release_id and rollback_verdict are read by the rollback step
 rollback_choice() {
@@ -78,6 +79,8 @@ rollback_choice() {
   release_id=""
   if [ -n "$to" ]; then
     if [[ $to =~ $release_dir_pattern ]] && [ -d "$releases_dir/$to" ]; then release_id=$to; else rollback_verdict=not_kept; return 0; fi
+    history_read
+    if [ "$to" != "$cur" ] && [ -z "${history_live_seq[$to]:-}" ]; then rollback_verdict=never_live; return 0; fi
   else
     history_read
     since=${history_live_seq[$cur]:-}

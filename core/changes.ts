@@ -160,7 +160,7 @@ export interface HostsChange {
  */
 export function liveChangedWhy(live: Pick<HostLive, 'unrecorded'>): string {
   return live.unrecorded
-    ? 'with no record of what it was deployed with (deployed before such records were kept, or its record missing or damaged)'
+    ? 'with no record of what it was deployed with (deployed before such records were kept or while releases shared one .env, or its record missing or damaged)'
     : "with another .env or other settings than this deploy's";
 }
 

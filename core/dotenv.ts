@@ -196,9 +196,12 @@ export function renderDotenv(env: Environment, secrets: unknown): RenderedEnv {
 
 /**
  * Bash that exports every record of an environ file (NUL-separated NAME=VALUE) as it is: `read -d ''` splits
- * on NUL only, and `export "NAME=VALUE"` assigns without any further expansion.
+ * on NUL only, and `export "NAME=VALUE"` assigns without any further expansion. The first of `files` that exists
+ * is read (none: nothing is exported).
  */
-export function environLoader(file: string): string {
+export function environLoader(...files: string[]): string {
   // shellcheck reads `export "$kv"` as a mistake for `export kv`: here each record is NAME=VALUE on purpose.
-  return `# shellcheck disable=SC2163 # each record is NAME=VALUE, exported as it is\nif [ -f ${quote(file)} ]; then while IFS= read -r -d '' kv; do export -- "$kv"; done < ${quote(file)}; fi`;
+  return `# shellcheck disable=SC2163 # each record is NAME=VALUE, exported as it is\nfor environ_file in ${files.map(quote).join(' ')}; do
+  if [ -f "$environ_file" ]; then while IFS= read -r -d '' kv; do export -- "$kv"; done < "$environ_file"; break; fi
+done`;
 }

@@ -3,9 +3,11 @@
 //   <base>/                 root:root 0755   the app user cannot flip `current` or rewrite history
 //     repo.git/             root             bare mirror; the runner sends git packs into it (submodule commits too)
 //     repo.git/lfs/objects/ root             Git LFS contents by oid, sent by the runner
-//     releases/<id>/        app              code (git archive), .env link, release.json, REVISION
-//     shared/.env           app 0600         rendered per deploy for the app's .env parsers, shared by releases
-//     shared/environ        app 0600         the same values, NUL-separated NAME=VALUE: for the pipeline's own commands
+//     releases/<id>/        app              code (git archive), release.json, REVISION, and what its deploy gave it:
+//       .env                app 0600         rendered for the app's .env parsers; the release's own (12-factor: a
+//                                            release is code + config), so a failed deploy touches no live one and a
+//                                            rollback brings back what its release was deployed with
+//       .ops-environ        app 0600         the same values, NUL-separated NAME=VALUE: for the pipeline's own commands
 //     shared/deps/<hash>/   app              installed dependencies (venv, node_modules), reused by hash
 //     current -> releases/<id>               flipped by rename(2)
 //     .ops/lock/            root             mkdir lock: owner, run, time, holder pid
@@ -28,8 +30,12 @@ export interface Layout {
   lfsStore: string;
   releases: string;
   shared: string;
-  envFile: string;
-  environFile: string;
+  /** The .env of the release in directory `release` (a releases/<id> path, or `current`). */
+  dotenv: (release: string) => string;
+  /** The environ (NUL-separated NAME=VALUE records) of the release in directory `release`. */
+  environ: (release: string) => string;
+  /** The shared .env and environ versions before releases had their own wrote (their releases' .env links to it): read as a fallback, removed by pruning with the last such release. */
+  legacyShared: { dotenv: string; environ: string };
   deps: string;
   current: string;
   state: string;
@@ -71,8 +77,9 @@ export function layout(env: Environment): Layout {
     lfsStore: `${base}/repo.git/lfs/objects`,
     releases: `${base}/releases`,
     shared: `${base}/shared`,
-    envFile: `${base}/shared/.env`,
-    environFile: `${base}/shared/environ`,
+    dotenv: (release) => `${release}/.env`,
+    environ: (release) => `${release}/.ops-environ`,
+    legacyShared: { dotenv: `${base}/shared/.env`, environ: `${base}/shared/environ` },
     deps: `${base}/shared/deps`,
     current: `${base}/current`,
     state: `${base}/.ops`,

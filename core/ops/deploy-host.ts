@@ -14,7 +14,7 @@ import { knownCommits, packFor } from '../source.ts';
 import { describeDisk } from '../steps/facts.ts';
 import type { AuditEntry } from '../steps/audit.ts';
 import { APP_KEYS, appCommand, nodeDependencies, pythonDependencies } from '../steps/app.ts';
-import { RELEASE_KEYS, createRelease, installDotenv, markRelease, pruneReleases, receivePack } from '../steps/release.ts';
+import { RELEASE_KEYS, createRelease, markRelease, pruneReleases, receivePack, type DotenvUploads } from '../steps/release.ts';
 import { START_FAILED_CLEAN, SWITCH_KEYS, startSlot, stopSlot, switchTo } from '../steps/switch.ts';
 import { HostRun, pooled, type HostSwitch } from './host-run.ts';
 import { parseState, pruneAfterSwitch, type HostState } from './host-state.ts';
@@ -96,13 +96,13 @@ export function beginHost(ctx: OpsContext, env: Target, remote: Remote, locked: 
   return { name: remote.name, h, state, result, newSlot: state.slot ? otherSlot(state.slot) : 'blue', audit, fields, created: false, started: false, failed: false, switched: false };
 }
 
-/** The shared .env and environ, uploaded on stdin and renamed into place if they changed. */
-async function sendDotenv(env: Target, hp: HostPlan, p: Plan, tag: string): Promise<void> {
+/** The release's .env and environ, uploaded on stdin (private files; the step that makes the release puts them in it). */
+async function uploadDotenv(env: Target, hp: HostPlan, p: Plan, tag: string): Promise<DotenvUploads> {
   const L = env.layout;
   const uploads = { dotenv: `${L.uploads}/${tag}.env`, environ: `${L.uploads}/${tag}.environ` };
   await hp.h.upload(p.dotenv.dotenv, uploads.dotenv, 0o600);
   await hp.h.upload(p.dotenv.environ, uploads.environ, 0o600);
-  await hp.h.run(installDotenv(env, uploads));
+  return uploads;
 }
 
 /**
@@ -140,8 +140,7 @@ export async function buildOn(env: Target, hp: HostPlan, p: Plan): Promise<void>
   if (lfs.length) result.notes.push(`sent ${lfs.length} Git LFS file(s)`);
   if (packs.length || lfs.length) await h.run(receivePack(env, packs.map((x) => x.path), packs.map((x) => x.sha), lfs));
   result.notes.push(...treeNotes(p.tree));
-  await sendDotenv(env, hp, p, tag);
-  await h.run(createRelease(env, p.meta));
+  await h.run(createRelease(env, p.meta, await uploadDotenv(env, hp, p, tag)));
   hp.created = true;
   const dir = `${L.releases}/${p.id}`;
   const { python_requirements: req, node_dir: nodeDir, build, build_needs_python: buildNeedsPython } = env.config.release;
@@ -216,9 +215,9 @@ export interface Received {
  * a dependency set only if the host has no complete one).
  */
 export async function receiveBuild(env: Target, hp: HostPlan, p: Plan, builder: string, received: Received[]): Promise<void> {
-  await sendDotenv(env, hp, p, `${p.id}-${randomBytes(4).toString('hex')}`);
+  const dotenv = await uploadDotenv(env, hp, p, `${p.id}-${randomBytes(4).toString('hex')}`);
   hp.created = true;
-  await hp.h.run(unpackArtifacts(env, p.id, received.map(({ part, uploads }) => ({ name: part.name, uploads, sha256: part.sha256 })), builder));
+  await hp.h.run(unpackArtifacts(env, p.id, received.map(({ part, uploads }) => ({ name: part.name, uploads, sha256: part.sha256 })), builder, dotenv));
   const kib = received.reduce((n, x) => n + x.part.size, 0) / 1024;
   hp.result.notes.push(`received the build of ${builder} (${received.map((x) => x.part.name).join(', ')}: ${kib >= 1024 ? `${(kib / 1024).toFixed(1)} MiB` : `${kib.toFixed(0)} KiB`}, sha256-checked)`);
   for (const set of dependencySets(env, p)) hp.result.notes.push(`dependencies: ${set.split('-')[0] === 'venv' ? 'python' : 'node'} ${hp.state.depsHas.includes(set) ? 'reused' : `received from ${builder}`}`);

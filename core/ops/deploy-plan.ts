@@ -158,7 +158,7 @@ export function treeNotes(tree: TreeContent): string[] {
 
 /** The plan a dry run prints: commit, release, hosts and how they share, and the steps each host goes through. */
 export function planText(env: Environment, p: Plan, sharing: HostSharing): string[] {
-  const steps = ['lock', 'state', 'code (pack of missing objects)', '.env', 'release', 'dependencies (reused when lockfiles unchanged)'];
+  const steps = ['lock', 'state', 'code (pack of missing objects)', 'release (with its own .env)', 'dependencies (reused when lockfiles unchanged)'];
   if (env.config.release.build) steps.push(`build: ${env.config.release.build}`);
   if (env.config.release.migrate) steps.push(`migrate (first host): ${env.config.release.migrate}`);
   // With several hosts, one per platform builds; the others receive its build before any host switches.

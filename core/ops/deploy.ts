@@ -1,5 +1,5 @@
 // ops deploy <env> [--ref REF]: one commit, resolved once on the runner, goes live on every host without a
-// failed request. Each host: state → code (pack of what it lacks) → .env → new release → dependencies
+// failed request. Each host: state → code (pack of what it lacks) → new release (with its .env) → dependencies
 // (reused by hash) → build → migrate (first host) → hooks → start the other slot → health gate → switch
 // (nginx, then `current`) → prune; the previous release stays warm on the idle slot. Anything failing before
 // the switch leaves the live release serving, untouched. This file holds the order across hosts (the rollout);
@@ -15,7 +15,7 @@ import { quote } from '../shell.ts';
 import { type HostsChange, describeChanges, formatChanges } from '../changes.ts';
 import { type ResolvedRef } from '../source.ts';
 import { RELEASE_DIR_PATTERN } from '../steps/history.ts';
-import { deployState, markRelease, sharedHashes } from '../steps/release.ts';
+import { deployState, markRelease } from '../steps/release.ts';
 import { pooled, type HostSwitch } from './host-run.ts';
 import { inBatches, Session, withOpenSession } from './hosts.ts';
 import { liveOf, parseState, readLive } from './host-state.ts';
@@ -239,7 +239,7 @@ export async function deploy(ctx: OpsContext, environment: Environment, options:
     changes: [],
   };
   if (options.dryRun) {
-    const lives = await readLive(ctx, env, { fingerprint: p.fingerprint, shared: sharedHashes(p.dotenv) });
+    const lives = await readLive(ctx, env, { fingerprint: p.fingerprint });
     const changes = await describeChanges(p.repo, env, lives, p.resolved.sha);
     // Who builds, who receives its build: hosts not serving the commit yet, by platform (when several).
     const builds = describeBuilds(buildGroups(lives.filter((l) => l.sha !== p.resolved.sha || l.changed || options.force).map((l) => ({ name: l.host, platform: l.platform }))));
@@ -260,7 +260,7 @@ export async function deploy(ctx: OpsContext, environment: Environment, options:
       return rollout(ctx, env, session, locked, p, options);
     }, {
       // Without --force, a host where the commit is live checks it and ends the state step there (a no-op).
-      inspect: deployState(env, [p.resolved.sha, ...p.tree.submodules.map((m) => m.sha)], { lfs: [...new Set(p.tree.lfs.map((f) => f.oid))], commit: options.force ? undefined : p.resolved.sha, fingerprint: p.fingerprint, shared: sharedHashes(p.dotenv), platform: env.hosts.length > 1 }),
+      inspect: deployState(env, [p.resolved.sha, ...p.tree.submodules.map((m) => m.sha)], { lfs: [...new Set(p.tree.lfs.map((f) => f.oid))], commit: options.force ? undefined : p.resolved.sha, fingerprint: p.fingerprint, platform: env.hosts.length > 1 }),
       finish: options.force ? undefined : (unlock) => noopFinish(p.resolved, unlock),
     }),
   );

@@ -10,7 +10,7 @@ import type { Slot } from '../layout.ts';
 import { reported, reportedAll, type StepResult } from '../remote/types.ts';
 import { parseDisk, type DiskSpace, FACTS_KEYS } from '../steps/facts.ts';
 import { parseReleaseRecord, retention, type ReleaseRecord } from '../steps/history.ts';
-import { deployState, RELEASE_KEYS, type SharedHashes } from '../steps/release.ts';
+import { deployState, RELEASE_KEYS } from '../steps/release.ts';
 import { LIBRARY_KEYS } from '../steps/libraries.ts';
 
 /** Parsed `deployState`. */
@@ -99,10 +99,10 @@ export function liveOf(host: string, state: HostState): HostLive {
 /**
  * Each host's live commit, read without the lock: one read-only round trip per host (the state step, without
  * the live check; with several hosts, each one's platform too, for who builds). `expected`: what the deploy gives
- * (its fingerprint and sharedHashes), so that each host says whether its live release was deployed with it. A host
+ * (its fingerprint), so that each host says whether its live release was deployed with it. A host
  * that cannot be read is reported as such, so that a plan still prints.
  */
-export async function readLive(ctx: OpsContext, env: Target, expected?: { fingerprint: string; shared: SharedHashes }): Promise<HostLive[]> {
+export async function readLive(ctx: OpsContext, env: Target, expected?: { fingerprint: string }): Promise<HostLive[]> {
   try {
     return await withSession(ctx, env, (session) =>
       session.each(async (remote, h) => {

@@ -101,9 +101,10 @@ export function nodeDependencies(env: Target, release: string, hash: string): St
 }
 
 /**
- * An app command (build, migrate, hook, initdata) in the release, as the app user, with the .env's values
- * exported exactly as rendered (from shared/environ: no .env parsing by bash).
+ * An app command (build, migrate, hook, initdata) in the release (its directory, or `current`), as the app user,
+ * with the release's .env values exported exactly as rendered (from its environ: no .env parsing by bash; a
+ * release made by an older version, which has none, reads the shared one those versions wrote).
  */
 export function appCommand(env: Target, release: string, name: string, command: string, timeout = 1800): Step {
-  return { name, as: 'app', timeout, script: `${appEnvironment(env, release)}\n${environLoader(env.layout.environFile)}\n${command}` };
+  return { name, as: 'app', timeout, script: `${appEnvironment(env, release)}\n${environLoader(env.layout.environ(release), env.layout.legacyShared.environ)}\n${command}` };
 }

@@ -7,6 +7,7 @@ import type { Target } from '../target.ts';
 import { OpsError } from '../errors.ts';
 import { REPORT_PREFIX, reportKeys, reported, reportedAll, type Step, type StepResult } from '../remote/types.ts';
 import { quote } from '../shell.ts';
+import { releaseDotenv, type DotenvUploads } from './release.ts';
 
 /** What the artifact steps report: `packArtifacts`: `part` (`<name> <sha256> <bytes>`); `readChunk`: `chunk` (its bytes, base64, one line; printed by printf, not ops_report, to stream them); `unpackArtifacts`: `received` (the part names unpacked, space-separated). */
 export const ARTIFACT_KEYS = reportKeys('part', 'chunk', 'received');
@@ -38,8 +39,8 @@ function checkName(name: string): void {
 }
 
 /**
- * On the builder: pack the release directory and the dependency sets `sets` (names under shared/deps, each
- * complete), each as `tar | gzip -1` into a private file under the uploads directory (the app's filesystem,
+ * On the builder: pack the release directory (without its .env and environ) and the dependency sets `sets`
+ * (names under shared/deps, each complete), each as `tar | gzip -1` into a private file under the uploads directory (the app's filesystem,
  * whose space the deploy checks), hashed there. Reports `part <name> <sha256> <bytes>` each; read with
  * `parsePacked`, then the bytes with `readChunk`. A full disk fails the step (ENOSPC in its output).
  */
@@ -56,7 +57,8 @@ export function packArtifacts(env: Target, id: string, sets: string[]): Step {
 pack() { # NAME DIR ENTRY
   [ -d "$2/$3" ] || { echo "nothing to pack: $2/$3 is missing" >&2; exit 1; }
   case "$1" in release) ;; *) [ -f "$2/$3/.complete" ] || { echo "dependency set $3 is not complete" >&2; exit 1; } ;; esac
-  tar -C "$2" -cf - "$3" | gzip -1 > ${quote(dir)}/"$1"
+  # A release's .env and environ stay on its host: each host is given its own (unpackArtifacts).
+  tar -C "$2" --anchored --exclude="${L.dotenv('$3')}" --exclude="${L.environ('$3')}" -cf - "$3" | gzip -1 > ${quote(dir)}/"$1"
   ops_report ${ARTIFACT_KEYS.part} "$1 $(sha256sum < ${quote(dir)}/"$1" | cut -d' ' -f1) $(stat -c %s ${quote(dir)}/"$1")"
 }
 ${parts.map(([name, d, entry]) => `pack ${quote(name)} ${quote(d)} ${quote(entry)}`).join('\n')}`,
@@ -110,10 +112,11 @@ export function dropPacked(env: Target, id: string): Step {
 /**
  * On a receiving host: check every uploaded part's sha256 (its chunks in order) against the builder's before
  * unpacking any, then unpack each beside its place and rename it in (a dependency set the host completed
- * meanwhile is kept), owned by the app user. A damaged part fails the step with both hashes; nothing is
+ * meanwhile is kept), owned by the app user; the release with the .env and environ uploaded to this host
+ * (`dotenv`: releaseDotenv) put in before its rename. A damaged part fails the step with both hashes; nothing is
  * unpacked then. The uploads and anything half-unpacked are removed whatever happens.
  */
-export function unpackArtifacts(env: Target, id: string, parts: { name: string; uploads: string[]; sha256: string }[], builder: string): Step {
+export function unpackArtifacts(env: Target, id: string, parts: { name: string; uploads: string[]; sha256: string }[], builder: string, dotenv: DotenvUploads): Step {
   const L = env.layout;
   const owner = `${env.appUser}:${env.appUser}`;
   for (const p of parts) checkName(p.name);
@@ -123,7 +126,7 @@ export function unpackArtifacts(env: Target, id: string, parts: { name: string; 
     name: 'receive build',
     as: 'root',
     timeout: 900,
-    script: String.raw`trap 'rm -f ${parts.map(files).join(' ')}; rm -rf ${quote(`${L.releases}/.new-${id}`)} ${quote(L.deps)}/.new-*' EXIT
+    script: String.raw`trap 'rm -f ${parts.map(files).join(' ')} ${quote(dotenv.dotenv)} ${quote(dotenv.environ)}; rm -rf ${quote(`${L.releases}/.new-${id}`)} ${quote(L.deps)}/.new-*' EXIT
 ${parts
   .map(
     (p) => String.raw`got=$(cat -- ${files(p)} | sha256sum | cut -d' ' -f1)
@@ -137,6 +140,9 @@ unpack() { # DIR ENTRY FILE...
   rm -rf "$new"; mkdir -p "$new"
   cat -- "$@" | gzip -dc | tar -C "$new" -xf - --no-same-owner
   chown -R ${quote(owner)} "$new/$entry"
+  if [ "$dir" = ${quote(L.releases)} ]; then
+    ${releaseDotenv(env, `${L.releases}/.new-${id}/${id}`, dotenv)}
+  fi
   rm -rf "${'$'}{dir:?}/${'$'}{entry:?}"; mv -T "$new/$entry" "$dir/$entry"; rmdir "$new"
   echo "$entry: unpacked"
 }

@@ -1,7 +1,6 @@
 // Release steps: what a deploy runs on a host before the switch. Code comes from the host's bare mirror
 // (fed by packs from the runner), each release is a new directory, and the old release still serves until the
 // switch. Dependencies, the build, migrations and hooks run as the app user: app.ts.
-import { createHash } from 'node:crypto';
 import type { Target } from '../target.ts';
 import type { Slot } from '../layout.ts';
 import { reportKeys, type Step } from '../remote/types.ts';
@@ -13,8 +12,8 @@ import { b64 } from './script.ts';
 import { diskReport } from './facts.ts';
 import { IDENTITY_FUNCTIONS, PROBE_FUNCTIONS, SUPERVISOR_FUNCTIONS } from './libraries.ts';
 
-/** What the release steps report. `deployState`: `now` (host clock, Unix seconds), `provisioned` (date or `no`), `current`, `slot`, `live_sha` (the live release's commit, '' when none), `certificate` (yes|no), `known`/`has` (commits the mirror has), `lfs_has` (LFS objects stored), `deps_has` (complete dependency sets under shared/deps), `live_health` (`ok` or why not), `live_changed` (something is live that was not deployed with this deploy's fingerprint: `settings`, the record of the live release holds another; `unrecorded`, there is none for it: deployed before records were kept, or the records are missing or damaged), `platform` (`<os> <arch> python <v|none> node <v|none>`, when asked), with FACTS_KEYS.disk and the history's LIBRARY_KEYS. `installDotenv`: `dotenv` (updated|unchanged). `pruneReleases`: `pruned`, `kept_running` (release ids), `pruned_deps` (dependency set names). */
-export const RELEASE_KEYS = reportKeys('now', 'provisioned', 'current', 'slot', 'live_sha', 'certificate', 'known', 'has', 'lfs_has', 'deps_has', 'live_health', 'live_changed', 'platform', 'dotenv', 'pruned', 'kept_running', 'pruned_deps');
+/** What the release steps report. `deployState`: `now` (host clock, Unix seconds), `provisioned` (date or `no`), `current`, `slot`, `live_sha` (the live release's commit, '' when none), `certificate` (yes|no), `known`/`has` (commits the mirror has), `lfs_has` (LFS objects stored), `deps_has` (complete dependency sets under shared/deps), `live_health` (`ok` or why not), `live_changed` (something is live that was not deployed with this deploy's fingerprint: `settings`, the record of the live release holds another; `unrecorded`, there is none for it: deployed before records were kept, its .env a link to the shared one of older versions, or the records are missing or damaged), `platform` (`<os> <arch> python <v|none> node <v|none>`, when asked), with FACTS_KEYS.disk and the history's LIBRARY_KEYS. `pruneReleases`: `pruned`, `kept_running` (release ids), `pruned_deps` (dependency set names). */
+export const RELEASE_KEYS = reportKeys('now', 'provisioned', 'current', 'slot', 'live_sha', 'certificate', 'known', 'has', 'lfs_has', 'deps_has', 'live_health', 'live_changed', 'platform', 'pruned', 'kept_running', 'pruned_deps');
 
 export interface ReleaseMeta {
   id: string;
@@ -55,28 +54,6 @@ export function releaseId(sha: string, now = new Date()): string {
   return `${t}-${sha.slice(0, 12)}`;
 }
 
-/** sha256 (hex) of the .env and environ files a deploy gives the host (sharedHashes). */
-export interface SharedHashes {
-  dotenv: string;
-  environ: string;
-}
-
-/**
- * The sha256 of the rendered .env's lines and environ's entries in byte order, each ended by its separator: what the
- * host's `sort | sha256sum` (`sort -z` for environ; LC_ALL=C.UTF-8 orders by code point, as bytes of UTF-8 do) reads
- * from the files uploaded from them. In byte order, as the fingerprint is key-order blind (deployFingerprint): a
- * .env written in another key order holds the same variables.
- */
-export function sharedHashes(rendered: { dotenv: string; environ: string }): SharedHashes {
-  const sum = (text: string, sep: string) => {
-    const parts = text.split(sep);
-    if (parts[parts.length - 1] === '') parts.pop();
-    const sorted = parts.map((x) => Buffer.from(`${x}${sep}`, 'utf8')).sort(Buffer.compare);
-    return createHash('sha256').update(Buffer.concat(sorted)).digest('hex');
-  };
-  return { dotenv: sum(rendered.dotenv, '\n'), environ: sum(rendered.environ, '\0') };
-}
-
 /**
  * One look at the host before a deploy or rollback (run with the lock, in the same step): provisioned?, the
  * host's clock, what is live (`current`, its slot, and its commit: `live_sha`), which releases exist and where
@@ -87,9 +64,8 @@ export function sharedHashes(rendered: { dotenv: string; environ: string }): Sha
  *   `shas` (and `lfs` oids) the host has, its mirror's commits, its complete dependency sets.
  * - `fingerprint` (deployFingerprint; the switch records each release's in .ops/fingerprint): `live_changed`
  *   when something is live that was not deployed with it (a secret or setting changed since, or a release with no
- *   record). With `shared` (sharedHashes: sha256 of the .env and environ this deploy gives), the host's shared
- *   .env and environ must be those too: they are the last deploy's, not the live release's (a rollback leaves them;
- *   a deploy that failed before its switch has replaced them), and the live release reads them at its next start.
+ *   record). A release reads its own .env and environ (layout), so its record says what it runs with; one whose
+ *   .env is a link (to the shared .env of releases made before releases had their own) counts as having no record.
  *   Alone: a dry run's read.
  * - `commit` with `fingerprint` (a deploy that is a no-op when that commit is live, deployed with that
  *   fingerprint): when the live release is that commit with that fingerprint, the live check runs (its health checks answer, and what answers is the process supervisor started for the
@@ -100,28 +76,19 @@ export function sharedHashes(rendered: { dotenv: string; environ: string }): Sha
  * Commands that start a process are few on the no-op path (it runs on every deploy of the live commit): the
  * clock, the link and the files are read by bash builtins.
  */
-export function deployState(env: Target, shas?: string[], options: { lfs?: string[]; commit?: string; fingerprint?: string; shared?: SharedHashes; platform?: boolean } = {}): Step {
+export function deployState(env: Target, shas?: string[], options: { lfs?: string[]; commit?: string; fingerprint?: string; platform?: boolean } = {}): Step {
   const L = env.layout;
   const cert = certificatePaths(env);
   const live = (slot: Slot) => `live_verdict "$cur_id" "$cur" ${quote(L.supervisorGroup(slot))} 3 0.2 ${probes(env, slot).map(quote).join(' ')}`;
-  // The shared files the live release reads at its next start: this deploy's (their lines in byte order: sharedHashes)?
-  const shared = options.shared
-    ? String.raw`live_shared=no; sum_env=""; sum_environ=""
-if [ -f ${quote(L.envFile)} ] && [ -f ${quote(L.environFile)} ]; then
-  read -r sum_env _ < <(sort < ${quote(L.envFile)} 2>/dev/null | sha256sum) || true
-  read -r sum_environ _ < <(sort -z < ${quote(L.environFile)} 2>/dev/null | sha256sum) || true
-  if [ "$sum_env" = ${quote(options.shared.dotenv)} ] && [ "$sum_environ" = ${quote(options.shared.environ)} ]; then live_shared=yes; fi
-fi
-`
-    : 'live_shared=yes\n';
   // Was the live release deployed with what this deploy gives it (deployFingerprint, recorded by the switch)?
   const recorded =
     options.fingerprint !== undefined
       ? String.raw`live_same=no; live_fingerprint=""; live_recorded=no
-if [ -n "$cur_id" ]; then
+# A release whose .env is a link reads the shared one an older version of ops wrote: not its record's.
+if [ -n "$cur_id" ] && [ ! -L "${L.dotenv('$cur')}" ]; then
   { ${forEachFingerprintRecord(env, 'if [ "$id" = "$cur_id" ]; then live_fingerprint=$fp; live_recorded=yes; fi')}; } 2>/dev/null || true
 fi
-${shared}if [ "$live_recorded" = yes ] && [ "$live_fingerprint" = ${quote(options.fingerprint)} ] && [ "$live_shared" = yes ]; then live_same=yes
+if [ "$live_recorded" = yes ] && [ "$live_fingerprint" = ${quote(options.fingerprint)} ]; then live_same=yes
 elif [ -n "$live_sha" ] && [ "$live_recorded" = yes ]; then ops_report ${RELEASE_KEYS.live_changed} settings
 elif [ -n "$live_sha" ]; then ops_report ${RELEASE_KEYS.live_changed} unrecorded; fi
 `
@@ -226,45 +193,34 @@ mv -f ${quote(upload)} ${quote(target)}; chmod 0644 ${quote(target)}`;
   return { name: 'receive code', as: 'root', timeout: 600, quiet: true, script: lines.join('\n') };
 }
 
+/** The .env and environ a deploy uploaded to a host (private files under the uploads directory), for its release. */
+export interface DotenvUploads {
+  dotenv: string;
+  environ: string;
+}
+
 /**
- * Put the uploaded .env and environ files in place (0600, app user), each replacing the shared one by
- * rename(2) if it changed: a reader sees the old file or the new one, never a partial one. The uploads are
- * removed whatever happens.
+ * Put a deploy's uploaded .env and environ into the release directory `dir` being made (before it is renamed into
+ * place: a release never exists without them), 0600, owned by the app user, replacing whatever the commit has at
+ * those paths (a committed .env, a link). Shell for createRelease and unpackArtifacts, whose traps remove the uploads.
  */
-export function installDotenv(env: Target, uploaded: { dotenv: string; environ: string }): Step {
-  const L = env.layout;
+export function releaseDotenv(env: Target, dir: string, uploaded: DotenvUploads): string {
   const u = quote(env.appUser);
+  const L = env.layout;
   const files: [string, string][] = [
-    [uploaded.environ, L.environFile],
-    [uploaded.dotenv, L.envFile],
+    [uploaded.dotenv, L.dotenv(dir)],
+    [uploaded.environ, L.environ(dir)],
   ];
-  return {
-    name: '.env',
-    as: 'root',
-    timeout: 30,
-    quiet: true,
-    script: String.raw`trap 'rm -f ${files.map(([from]) => quote(from)).join(' ')}' EXIT
-changed=no
-${files
-  .map(
-    ([from, to]) => String.raw`if ! cmp -s ${quote(from)} ${quote(to)}; then
-  # The live file is replaced only by a complete new one (rename); a failed copy (full disk) is removed.
-  install -m 0600 -o ${u} -g ${u} ${quote(from)} ${quote(`${to}.new`)} || { rm -f ${quote(`${to}.new`)}; exit 1; }
-  mv -f ${quote(`${to}.new`)} ${quote(to)}
-  changed=yes
-fi`,
-  )
-  .join('\n')}
-ops_report ${RELEASE_KEYS.dotenv} "$([ "$changed" = yes ] && echo updated || echo unchanged)"`,
-  };
+  return files.map(([from, to]) => `rm -rf ${quote(to)}; install -m 0600 -o ${u} -g ${u} ${quote(from)} ${quote(to)}`).join('\n');
 }
 
 /**
  * A new release directory: the commit's files (no .git; export-ignore respected, as `git archive` does), each
- * submodule's files at its path, Git LFS contents in place of their pointers, REVISION, release.json, the
- * shared .env linked in. Built beside the releases and renamed into place: never half there.
+ * submodule's files at its path, Git LFS contents in place of their pointers, REVISION, release.json, and the
+ * .env and environ this deploy uploaded (`dotenv`: releaseDotenv; the uploads are removed whatever happens).
+ * Built beside the releases and renamed into place: never half there.
  */
-export function createRelease(env: Target, meta: ReleaseMeta): Step {
+export function createRelease(env: Target, meta: ReleaseMeta, dotenv: DotenvUploads): Step {
   const L = env.layout;
   const dir = `${L.releases}/${meta.id}`;
   const tmp = `${L.releases}/.new-${meta.id}`;
@@ -279,17 +235,18 @@ export function createRelease(env: Target, meta: ReleaseMeta): Step {
     name: 'release',
     as: 'root',
     timeout: 300,
-    script: String.raw`[ ! -e ${quote(dir)} ] || { echo "release ${meta.id} already exists" >&2; exit 1; }
+    script: String.raw`trap 'rm -f ${quote(dotenv.dotenv)} ${quote(dotenv.environ)}' EXIT
+[ ! -e ${quote(dir)} ] || { echo "release ${meta.id} already exists" >&2; exit 1; }
 rm -rf ${quote(tmp)}
-trap 'rm -rf ${quote(tmp)}' EXIT # a release cut short (full disk) never stays half-written
+trap 'rm -rf ${quote(tmp)}; rm -f ${quote(dotenv.dotenv)} ${quote(dotenv.environ)}' EXIT # a release cut short (full disk) never stays half-written
 mkdir -m 0750 ${quote(tmp)}
 ${archive(meta.sha, tmp)}
 ${extra.length ? `${extra.join('\n')}\n` : ''}printf '%s\n' ${quote(meta.sha)} > ${quote(`${tmp}/REVISION`)}
 printf %s ${b64(JSON.stringify(meta, null, 2) + '\n')} | base64 -d > ${quote(`${tmp}/release.json`)}
-ln -sfn ../../shared/.env ${quote(`${tmp}/.env`)}
 chown -R ${owner} ${quote(tmp)}
+${releaseDotenv(env, tmp, dotenv)}
 mv -T ${quote(tmp)} ${quote(dir)}
-trap - EXIT
+trap 'rm -f ${quote(dotenv.dotenv)} ${quote(dotenv.environ)}' EXIT
 echo "release ${meta.id} (${meta.sha.slice(0, 12)}, ${meta.ref}${meta.submodules?.length ? `, ${meta.submodules.length} submodule(s)` : ''}${meta.lfs?.length ? `, ${meta.lfs.length} Git LFS file(s)` : ''})"`,
   };
 }
@@ -317,8 +274,8 @@ fi`,
 /**
  * Remove the releases `remove` (chosen by `retention`, core/steps/history.ts), except — whatever the list says —
  * the live one and any release a supervisor file of this app names or a process runs from (reported as
- * `kept_running`); then the dependency sets no kept release uses, the Git LFS contents and the mirror refs of
- * commits no kept release needs (its REVISION, and the submodule commits and LFS oids in its release.json).
+ * `kept_running`); then the dependency sets no kept release uses, the shared .env and environ of older versions
+ * once no kept release links to them, the Git LFS contents and the mirror refs of commits no kept release needs (its REVISION, and the submodule commits and LFS oids in its release.json).
  */
 export function pruneReleases(env: Target, remove: string[]): Step {
   const L = env.layout;
@@ -349,6 +306,9 @@ for d in ${quote(L.deps)}/*; do
   [ -d "$d" ] || continue
   grep -qxF "$d" <<< "$used" || { rm -rf -- "$d"; ops_report ${RELEASE_KEYS.pruned_deps} "${'$'}{d##*/}"; }
 done
+# The shared .env and environ of releases made before each had its own: gone with the last one linked to them.
+legacy=no; for r in */; do if [ -L "${L.dotenv('$r')}" ]; then legacy=yes; fi; done
+[ "$legacy" = yes ] || rm -f ${quote(L.legacyShared.dotenv)} ${quote(L.legacyShared.environ)}
 keep_oids=$(cat ./*/release.json 2>/dev/null | grep -oE '[0-9a-f]{64}' | sort -u || true)
 for f in ${quote(L.lfsStore)}/*/*/*; do
   [ -f "$f" ] || continue

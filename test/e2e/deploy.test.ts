@@ -157,7 +157,7 @@ describe.sequential('deploy on a provisioned host', () => {
       expect(r.noop).toBe(false);
       // v1 went live by the rollback above, with the record of its own deploy: another .env than this one's.
       expect(r.hosts[0]!.notes.join('\n')).toMatch(/is live \(\S+\) with another \.env or other settings: deployed again/);
-      expect((await sshRun(host, `sudo grep -c 'OPS_E2E_MARK=.*changed-${process.pid}' /srv/sample/shared/.env`)).stdout.trim()).toBe('1');
+      expect((await sshRun(host, `sudo grep -c 'OPS_E2E_MARK=.*changed-${process.pid}' /srv/sample/current/.env`)).stdout.trim()).toBe('1');
       expect((await run('v1')).noop).toBe(true);
     } finally {
       project.write(good);

@@ -1,7 +1,7 @@
 // Issue 16, a full disk on a real host: /srv is a small filesystem of its own (a tmpfs with size and inode
 // limits, test/hosts), nearly filled under a live release. A deploy then fails before the switch naming the
 // cause (out of space, or of inodes; before anything is written when the code alone does not fit), `current`
-// and shared/.env stay byte for byte, the lock is free, v1 keeps serving; a no-op still works; and once space
+// and the live .env stay byte for byte, the lock is free, v1 keeps serving; a no-op still works; and once space
 // is freed, the next deploy succeeds.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getLockStatus } from '../../core/ops/records.ts';
@@ -14,9 +14,9 @@ let project: TestProject;
 
 const ops = (...argv: string[]) => runOps(argv, { root: project.root, processEnv: { PATH: process.env.PATH, HOME: process.env.HOME, USER: 'e2e', NO_COLOR: '1' } });
 
-/** What the live site stands on: `current`, the shared .env (hashed, never printed), and the page. */
+/** What the live site stands on: `current`, its .env (hashed, never printed), and the page. */
 async function liveState(): Promise<{ current: string; env: string; page: string }> {
-  const r = await sshRun(host, 'sudo readlink /srv/sample/current; sudo sha256sum /srv/sample/shared/.env');
+  const r = await sshRun(host, 'sudo readlink /srv/sample/current; sudo sha256sum /srv/sample/current/.env');
   const [current = '', env = ''] = r.stdout.trim().split('\n').slice(-2);
   return { current, env, page: (await get(host)).body };
 }

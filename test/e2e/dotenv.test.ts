@@ -1,5 +1,5 @@
 // Issue 17's checks on a real host: hard secret values, set with `ops secrets set` (the real CLI), deployed
-// with the default .env readers, are read back byte for byte from the host's shared/.env by python-dotenv
+// with the default .env readers, are read back byte for byte from the live release's .env by python-dotenv
 // and Node's dotenv (on the runner, after fetching the file), and reach the pipeline's own commands (a hook)
 // exactly; a hook printing the password of database_url shows ***; a value the readers would corrupt makes
 // the deploy (and its dry run) refuse before anything changes, naming the variable, never printing the value.
@@ -100,11 +100,11 @@ afterAll(async () => {
 });
 
 describe.sequential('.env fidelity on a real host', () => {
-  it("hard secrets reach shared/.env byte for byte for python-dotenv and Node's dotenv, and the hooks exactly; the URL password is masked", async () => {
+  it("hard secrets reach the release's .env byte for byte for python-dotenv and Node's dotenv, and the hooks exactly; the URL password is masked", async () => {
     const reporter = new MemoryReporter();
     await deploy(project.ctx(reporter), project.env(), { ref: 'v1' });
 
-    const dotenv = await fetchFile('/srv/sample/shared/.env');
+    const dotenv = await fetchFile('/srv/sample/current/.env');
     const { dir, remove } = dotenvDir(dotenv.toString('utf8'));
     const keys = HARD.map((_, i) => `HARD_${i}`);
     try {
@@ -118,7 +118,7 @@ describe.sequential('.env fidelity on a real host', () => {
       remove();
     }
     // Both files private to the app user.
-    expect((await sshRun(host, 'sudo stat -c "%a %U" /srv/sample/shared/.env /srv/sample/shared/environ')).stdout.trim().split('\n')).toEqual(['600 sample', '600 sample']);
+    expect((await sshRun(host, 'sudo stat -c "%a %U" /srv/sample/current/.env /srv/sample/current/.ops-environ')).stdout.trim().split('\n')).toEqual(['600 sample', '600 sample']);
 
     // The hook saw every value exactly (hashes of the bytes in its environment), and printed secrets masked.
     const log = reporter.text();
@@ -130,7 +130,7 @@ describe.sequential('.env fidelity on a real host', () => {
   }, 300_000);
 
   it('a value the readers would corrupt: the dry run and the deploy refuse before anything changes, naming it, never printing it', async () => {
-    const before = { env: sha256(await fetchFile('/srv/sample/shared/.env')), releases: (await sshRun(host, 'sudo ls /srv/sample/releases')).stdout, audit: (await sshRun(host, 'sudo wc -l < /srv/sample/.ops/audit.log')).stdout };
+    const before = { env: sha256(await fetchFile('/srv/sample/current/.env')), releases: (await sshRun(host, 'sudo ls /srv/sample/releases')).stdout, audit: (await sshRun(host, 'sudo wc -l < /srv/sample/.ops/audit.log')).stdout };
     for (const [name, value] of Object.entries(REFUSED)) expect((await cli(['secrets', 'set', 'e2e', `refused.${name}`], `${value}\n`)).code).toBe(0);
     project.write({ ...config, env: { ...(config.env as object), BAD_INTERPOLATED: { secret: 'refused.interpolated' }, BAD_MIXED: { secret: 'refused.mixed' } } });
 
@@ -143,7 +143,7 @@ describe.sequential('.env fidelity on a real host', () => {
       expect(r.err).toContain('change the value');
       for (const s of [r.out, r.err]) expect(s).not.toMatch(/Sekr[12]t/);
     }
-    expect(sha256(await fetchFile('/srv/sample/shared/.env'))).toBe(before.env);
+    expect(sha256(await fetchFile('/srv/sample/current/.env'))).toBe(before.env);
     expect((await sshRun(host, 'sudo ls /srv/sample/releases')).stdout).toBe(before.releases);
     expect((await sshRun(host, 'sudo wc -l < /srv/sample/.ops/audit.log')).stdout).toBe(before.audit);
   }, 300_000);

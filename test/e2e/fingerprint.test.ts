@@ -39,6 +39,19 @@ const onHost = async (command: string) => (await sshRun(host, `sudo bash -c ${qu
 const run = (options: { ref?: string; force?: boolean } = {}) => deploy(project.ctx(), project.env(), options);
 /** The real sops binary on the environment's secrets file, with the environment's age key. */
 const sops = (...args: string[]) => execFileSync('sops', args, { cwd: dir, env: { PATH: process.env.PATH, HOME: root, SOPS_AGE_KEY_FILE: keyFile }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+/** The first 12 hex digits of a secret's sha256, as the app answers it. */
+const hash = (token: string) => createHash('sha256').update(token).digest('hex').slice(0, 12);
+
+/** Restart the app's processes (what a crash or a reboot does) and wait until `release` answers again. */
+async function restartedServes(release: string): Promise<void> {
+  await onHost('supervisorctl restart all >/dev/null');
+  let body = '';
+  for (let i = 0; i < 100 && !body.startsWith(release); i++) {
+    body = await get(host).then((x) => (x.status === 200 ? x.body : ''), () => '');
+    if (!body.startsWith(release)) await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  expect(body.startsWith(release), `${release} answers after a restart`).toBe(true);
+}
 const cli = (argv: string[]) => runOps(argv, { root: project.root, processEnv: { PATH: process.env.PATH, HOME: process.env.HOME, USER: 'e2e', NO_COLOR: '1' } });
 
 beforeAll(async () => {
@@ -189,35 +202,38 @@ server {
     expect((await run()).noop).toBe(true);
   }, 300_000);
 
-  it("rollback from a release deployed with another secret, then a deploy with the live release's own: deployed again (the host's .env is the other's), and after a restart the app still reads this secret", async () => {
-    const hash = (token: string) => createHash('sha256').update(token).digest('hex').slice(0, 12);
+  it("rollback from a release deployed with another secret: the release rolled back to runs with its own .env, after a restart too, and a deploy with that secret is a no-op; with the other one, deployed again", async () => {
     const token = sops('decrypt', '--extract', '["api"]["token"]', 'secrets.sops.yaml').trim();
     if (!(await run()).noop) expect((await run()).noop).toBe(true);
     const first = (await run()).release;
     sops('set', 'secrets.sops.yaml', '["api"]["token"]', '"token-of-the-release-rolled-back-from"');
-    expect((await run()).noop).toBe(false);
+    const later = await run();
+    expect(later.noop).toBe(false);
+    expect((await get(host)).body).toBe(`${later.release} ${hash('token-of-the-release-rolled-back-from')}`);
     sops('set', 'secrets.sops.yaml', '["api"]["token"]', JSON.stringify(token));
     await rollback(project.ctx(), project.env());
     expect(await onHost('readlink /srv/sample/current')).toBe(`/srv/sample/releases/${first}`);
-    // The first release's processes still hold its secret; the shared .env on the host holds the other.
     expect((await get(host)).body).toBe(`${first} ${hash(token)}`);
+    // What the app reads when it starts again (a crash, a reboot, supervisorctl restart): still its own .env.
+    await restartedServes(first);
+    expect((await get(host)).body).toBe(`${first} ${hash(token)}`);
+    // A deploy with the secret the rolled-back-to release was deployed with: nothing to do.
+    expect((await run()).noop, 'rolled back to a release deployed with this secret').toBe(true);
+    // With the later secret: deployed again, saying why.
+    sops('set', 'secrets.sops.yaml', '["api"]["token"]', '"token-of-the-release-rolled-back-from"');
     const r = await run();
     expect(r.noop).toBe(false);
     expect(r.hosts[0]!.notes.join('\n')).toMatch(/with another \.env or other settings: deployed again/);
-    // What the app reads when it starts again (a crash, a reboot): this deploy's secret.
-    await onHost('supervisorctl restart all >/dev/null');
-    let body = '';
-    for (let i = 0; i < 100 && !body.startsWith(r.release); i++) {
-      body = await get(host).then((x) => (x.status === 200 ? x.body : ''), () => '');
-      if (!body.startsWith(r.release)) await new Promise((resolve) => setTimeout(resolve, 200));
-    }
-    expect(body).toBe(`${r.release} ${hash(token)}`);
+    expect((await get(host)).body).toBe(`${r.release} ${hash('token-of-the-release-rolled-back-from')}`);
+    sops('set', 'secrets.sops.yaml', '["api"]["token"]', JSON.stringify(token));
+    expect((await run()).noop).toBe(false);
     expect((await run()).noop).toBe(true);
   }, 300_000);
 
-  it("a deploy with another secret that fails before its switch, then a deploy of the live sha with its own: deployed again (the failed one wrote the host's .env), the .env put back", async () => {
+  it("a deploy with another secret that fails before its switch leaves the live release's .env as it was: after a restart the app still reads its own, and a deploy of the live sha with it is a no-op", async () => {
     const token = sops('decrypt', '--extract', '["api"]["token"]', 'secrets.sops.yaml').trim();
     if (!(await run()).noop) expect((await run()).noop).toBe(true);
+    const live = await onHost('readlink /srv/sample/current');
     // A commit whose server exits at once, on a branch of its own (main stays the live sha).
     const repo = join(root, 'app');
     const git = (...args: string[]) => execFileSync('git', ['-C', repo, ...args], { stdio: 'pipe' });
@@ -228,12 +244,12 @@ server {
     git('checkout', '-q', 'main');
     sops('set', 'secrets.sops.yaml', '["api"]["token"]', '"token-of-a-failed-deploy"');
     await expect(run({ ref: 'crashes' })).rejects.toThrow();
-    expect(await onHost('grep -c token-of-a-failed-deploy /srv/sample/shared/.env')).toBe('1');
+    // The failed release has the secret it was given; nothing the live release reads does.
+    expect(await onHost('grep -l token-of-a-failed-deploy /srv/sample/releases/*/.env | wc -l')).toBe('1');
+    expect(await onHost('grep -c token-of-a-failed-deploy /srv/sample/current/.env /srv/sample/current/.ops-environ || true')).toBe('/srv/sample/current/.env:0\n/srv/sample/current/.ops-environ:0');
+    await restartedServes(live.split('/').pop()!);
+    expect((await get(host)).body).toBe(`${live.split('/').pop()} ${hash(token)}`);
     sops('set', 'secrets.sops.yaml', '["api"]["token"]', JSON.stringify(token));
-    const r = await run();
-    expect(r.noop).toBe(false);
-    expect(await onHost('grep -c token-of-a-failed-deploy /srv/sample/shared/.env || true')).toBe('0');
-    expect((await get(host)).body).toBe(`${r.release} ${createHash('sha256').update(token).digest('hex').slice(0, 12)}`);
     expect((await run()).noop).toBe(true);
   }, 300_000);
 

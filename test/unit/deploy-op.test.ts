@@ -60,11 +60,11 @@ function harness(state: string, respond: Responder = () => undefined) {
 }
 
 describe('deploy operation', () => {
-  it('first deploy: code, .env, release, dependencies, build, migrate, start, switch, prune — over one connection', async () => {
+  it('first deploy: code, release (with its .env), dependencies, build, migrate, start, switch, prune — over one connection', async () => {
     const h = harness(opsLines(STATE, 'provisioned 2026-11-25', 'current '));
     const r = await deploy(h.ctx, loadEnvironment('x', root), {});
     expect(h.connections()).toBe(1);
-    expect(h.remote.stepNames()).toEqual(['lock', 'receive code', '.env', 'release', 'node dependencies', 'python dependencies', 'build', 'migrate', 'start blue', 'switch', 'prune', 'unlock']);
+    expect(h.remote.stepNames()).toEqual(['lock', 'receive code', 'release', 'node dependencies', 'python dependencies', 'build', 'migrate', 'start blue', 'switch', 'prune', 'unlock']);
     expect(r.sha).toBe(v1);
     expect(r.release).toMatch(new RegExp(`^\\d{8}T\\d{6}Z-${v1.slice(0, 12)}$`));
     // Code as a pack, .env and environ (the pipeline commands' copy) through SFTP, all private; never on a command line.
@@ -114,7 +114,7 @@ describe('deploy operation', () => {
     const h = harness(opsLines(STATE, 'provisioned yes', `current 20261125T120000Z-${v1.slice(0, 12)}`, 'slot blue', `live_sha ${v1}`, 'live_changed unrecorded', `has ${v1}`));
     const r = await deploy(h.ctx, loadEnvironment('x', root), {});
     expect(r.noop).toBe(false);
-    expect(r.hosts[0]!.notes).toContain(`${v1.slice(0, 12)} is live (20261125T120000Z-${v1.slice(0, 12)}) with no record of what it was deployed with (deployed before such records were kept, or its record missing or damaged): deployed again`);
+    expect(r.hosts[0]!.notes).toContain(`${v1.slice(0, 12)} is live (20261125T120000Z-${v1.slice(0, 12)}) with no record of what it was deployed with (deployed before such records were kept or while releases shared one .env, or its record missing or damaged): deployed again`);
   });
 
   it('deployFingerprint: the .env, environ and settings that shape a host, not how it is reached nor the rollout pace nor key order', () => {
@@ -218,7 +218,7 @@ describe('deploy operation', () => {
     );
     await expect(deploy(h.ctx, loadEnvironment('x', root), {})).rejects.toThrow(/step "build" on web1 failed with exit code 2\n[\s\S]*SyntaxError[\s\S]*web1 still serves 20261101T000000Z-aaaaaaaaaaaa; nothing was switched/);
     // One look at the disk after a failed step (was it full?), on the failure path only.
-    expect(h.remote.stepNames()).toEqual(['lock', '.env', 'release', 'node dependencies', 'python dependencies', 'build', 'disk space', 'mark failed', 'unlock']);
+    expect(h.remote.stepNames()).toEqual(['lock', 'release', 'node dependencies', 'python dependencies', 'build', 'disk space', 'mark failed', 'unlock']);
     expect(h.remote.runs.at(-1)!.stdin).toContain('"result":"failed"');
   });
 
@@ -323,7 +323,8 @@ describe('deploy operation', () => {
       expect(names.slice(names.indexOf('migrate'))).toEqual(['migrate', 'before_switch[0]', 'start green', 'switch', 'after_switch[0]', 'prune', 'unlock']);
       const hook = h.remote.runs.find((r) => r.step.name === 'before_switch[0]')!;
       expect(hook.step.as).toBe('app');
-      expect(hook.stdin).toMatch(/cd \/srv\/sample\/releases\/\d{8}T\d{6}Z-[0-9a-f]{12}\n(?:# shellcheck .*\n)?.*read -r -d '' kv; do export -- "\$kv"; done < \/srv\/sample\/shared\/environ.*\nmake warm-cache/);
+      // In the release, with the release's own environ (the shared one of older versions only when it has none).
+      expect(hook.stdin).toMatch(/cd (\/srv\/sample\/releases\/\d{8}T\d{6}Z-[0-9a-f]{12})\n(?:# shellcheck .*\n)?for environ_file in \1\/\.ops-environ \/srv\/sample\/shared\/environ; do\n.*read -r -d '' kv; do export -- "\$kv"; done < "\$environ_file"; break; fi\ndone\nmake warm-cache/);
     } finally {
       writeFileSync(file, original);
     }
@@ -417,7 +418,7 @@ describe('deploy operation', () => {
       expect(err.message).toContain(`\nweb1 ran out of ${what}\nweb1 still serves 20261101T000000Z-aaaaaaaaaaaa; nothing was switched`);
       expect(err.hint).toMatch(/^free space on web1 under \/srv \(failed releases, old dependency sets under shared\/deps, logs; or lower release.keep\), then deploy again$/);
       // The node set and the build beside it ran to their end before the failure was reported; no migrate.
-      expect(h.remote.stepNames().sort()).toEqual(['lock', '.env', 'release', 'node dependencies', 'python dependencies', 'build', 'disk space', 'mark failed', 'unlock'].sort());
+      expect(h.remote.stepNames().sort()).toEqual(['lock', 'release', 'node dependencies', 'python dependencies', 'build', 'disk space', 'mark failed', 'unlock'].sort());
       expect(h.remote.stepNames().slice(-2)).toEqual(['mark failed', 'unlock']);
     }
   });

@@ -24,7 +24,7 @@ import { acquireLock, forceReleaseLock, lockStatus, releaseLock } from '../../co
 import { logsStep } from '../../core/steps/logs.ts';
 import { applyNginx, provisionNginx } from '../../core/steps/nginx.ts';
 import { appCommand, nodeDependencies, pythonDependencies } from '../../core/steps/app.ts';
-import { createRelease, deployState, installDotenv, markRelease, pruneReleases, receivePack } from '../../core/steps/release.ts';
+import { createRelease, deployState, markRelease, pruneReleases, receivePack } from '../../core/steps/release.ts';
 import { keptReleases } from '../../core/steps/release-list.ts';
 import { hostStatus } from '../../core/steps/status.ts';
 import { rollbackStep, startSlot, stopSlot, switchTo } from '../../core/steps/switch.ts';
@@ -89,11 +89,10 @@ function render(env: Target): Record<string, Step> {
     forceReleaseLock: forceReleaseLock(env),
     appendAudit: appendAudit(env, { time: 't', environment: env.name, operation: 'deploy', result: 'success', actor: 'me' }),
     readAudit: readAudit(env, 50),
-    deployState: deployState(env, [SHA], { commit: SHA, lfs: ['a'.repeat(64)], platform: true, fingerprint: '0'.repeat(32), shared: { dotenv: 'a'.repeat(64), environ: 'b'.repeat(64) } }),
+    deployState: deployState(env, [SHA], { commit: SHA, lfs: ['a'.repeat(64)], platform: true, fingerprint: '0'.repeat(32) }),
     deployStateRead: deployState(env),
     receivePack: receivePack(env, [up('deploy-0.pack')], [SHA], [{ upload: up('lfs-0'), oid: 'b'.repeat(64) }]),
-    installDotenv: installDotenv(env, { dotenv: up('dotenv'), environ: up('environ') }),
-    createRelease: createRelease(env, { id: RELEASE_ID, sha: SHA, ref: 'v1', environment: env.name, actor: 'me', time: 't', run: '', deps: { python: 'p', node: 'n' } }),
+    createRelease: createRelease(env, { id: RELEASE_ID, sha: SHA, ref: 'v1', environment: env.name, actor: 'me', time: 't', run: '', deps: { python: 'p', node: 'n' } }, { dotenv: up('dotenv'), environ: up('environ') }),
     pythonDependencies: pythonDependencies(env, release, 'aaaa'),
     nodeDependencies: nodeDependencies(env, release, 'bbbb'),
     appCommand: appCommand(env, release, 'build', env.config.release.build),
@@ -109,7 +108,7 @@ function render(env: Target): Record<string, Step> {
     packArtifacts: packArtifacts(env, RELEASE_ID, ['venv-aaaa', 'node-bbbb']),
     readChunk: readChunk(env, RELEASE_ID, 'venv-aaaa', 33554432, 1024),
     dropPacked: dropPacked(env, RELEASE_ID),
-    unpackArtifacts: unpackArtifacts(env, RELEASE_ID, [{ name: 'release', uploads: [up('build-release.0'), up('build-release.1')], sha256: 'c'.repeat(64) }, { name: 'venv-aaaa', uploads: [up('build-venv.0')], sha256: 'd'.repeat(64) }], 'web1'),
+    unpackArtifacts: unpackArtifacts(env, RELEASE_ID, [{ name: 'release', uploads: [up('build-release.0'), up('build-release.1')], sha256: 'c'.repeat(64) }, { name: 'venv-aaaa', uploads: [up('build-venv.0')], sha256: 'd'.repeat(64) }], 'web1', { dotenv: up('dotenv'), environ: up('environ') }),
     hostStatus: hostStatus(env),
     logsStep: logsStep(env, { programs: Object.keys(env.config.programs), nginx: ['error', 'access'], slots: 'both', lines: 100 }),
     'logsStep follow': logsStep(env, { programs: Object.keys(env.config.programs), nginx: [], slots: 'live', lines: 10, follow: {} }),

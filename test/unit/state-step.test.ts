@@ -16,7 +16,7 @@ import { parseReports, reported, reportedAll, type StepResult } from '../../core
 import { scriptText } from '../../core/remote/wrap.ts';
 import { FACTS_KEYS } from '../../core/steps/facts.ts';
 import { LIBRARY_KEYS } from '../../core/steps/libraries.ts';
-import { RELEASE_KEYS, deployState, installDotenv, sharedHashes } from '../../core/steps/release.ts';
+import { RELEASE_KEYS, deployState } from '../../core/steps/release.ts';
 import { fingerprintRecords } from '../../core/steps/switch.ts';
 import type { Step } from '../../core/remote/types.ts';
 import { resolveTarget, type Target } from '../../core/target.ts';
@@ -102,35 +102,20 @@ describe('the state step on a host (bash)', () => {
     }
   });
 
-  it("records of several releases (a rollback put an older one live): the live release's own line counts wherever it is; with the shared files' sums, the host's .env and environ must be this deploy's too (a rollback leaves the last deploy's)", async () => {
+  it("records of several releases (a rollback put an older one live): the live release's own line counts wherever it is; a live release whose .env is a link (the shared .env of releases made before each had its own) has none", async () => {
     const base = host();
     writeFileSync(join(base, '.ops', 'fingerprint'), `${LIVE} ${FINGERPRINT}\n${OLD} ${'e'.repeat(32)}\n`);
-    expect(parseState(await runStep(deployState(env(base), undefined, { fingerprint: FINGERPRINT })))).toMatchObject({ current: LIVE, liveChanged: false });
-    // The last deploy (another environment of the app on the host, say, deployed with other settings) wrote the same .env: a no-op.
-    writeFileSync(join(base, 'shared', '.env'), 'TOKEN=live\n');
-    writeFileSync(join(base, 'shared', 'environ'), 'TOKEN=live\0');
-    const live = sharedHashes({ dotenv: 'TOKEN=live\n', environ: 'TOKEN=live\0' });
-    const same = parseState(await runStep(deployState(env(base), [LIVE_SHA], { commit: LIVE_SHA, fingerprint: FINGERPRINT, shared: live })));
+    const same = parseState(await runStep(deployState(env(base), [LIVE_SHA], { commit: LIVE_SHA, fingerprint: FINGERPRINT })));
     expect(same).toMatchObject({ current: LIVE, liveChanged: false });
     expect(same.liveHealth, 'the live check ran (a no-op if healthy)').not.toBe('');
-    // Rolled back to LIVE from a release deployed with another secret: the host's .env is still that release's.
-    writeFileSync(join(base, 'shared', '.env'), 'TOKEN=other\n');
-    expect(parseState(await runStep(deployState(env(base), [LIVE_SHA], { commit: LIVE_SHA, fingerprint: FINGERPRINT, shared: live })))).toMatchObject({ current: LIVE, liveChanged: true, liveUnrecorded: false, liveHealth: '' });
-    // The same variables in another order (another key order in environment.yml), non-ASCII among them: the same files.
-    const lines = ['Z=\u{1D11E}', 'A=1', 'E=\uFB00', 'B=\u00e9'];
-    writeFileSync(join(base, 'shared', '.env'), `${lines.join('\n')}\n`);
-    writeFileSync(join(base, 'shared', 'environ'), `${lines.join('\0')}\0`);
-    const reordered = [...lines].reverse();
-    const expected = sharedHashes({ dotenv: `${reordered.join('\n')}\n`, environ: `${reordered.join('\0')}\0` });
-    expect(parseState(await runStep(deployState(env(base), undefined, { fingerprint: FINGERPRINT, shared: expected }))).liveChanged).toBe(false);
-    writeFileSync(join(base, 'shared', '.env'), 'TOKEN=live\n');
-    writeFileSync(join(base, 'shared', 'environ'), 'TOKEN=live\0');
-    // The environ alone differs, or is missing: not this deploy's either.
-    writeFileSync(join(base, 'shared', '.env'), 'TOKEN=live\n');
-    writeFileSync(join(base, 'shared', 'environ'), 'TOKEN=other\0');
-    expect(parseState(await runStep(deployState(env(base), undefined, { fingerprint: FINGERPRINT, shared: live }))).liveChanged).toBe(true);
-    rmSync(join(base, 'shared', 'environ'));
-    expect(parseState(await runStep(deployState(env(base), undefined, { fingerprint: FINGERPRINT, shared: live }))).liveChanged).toBe(true);
+    // Its own .env (a file) is what its record says it was deployed with: still a no-op.
+    writeFileSync(join(base, 'releases', LIVE, '.env'), 'TOKEN=live\n');
+    expect(parseState(await runStep(deployState(env(base), undefined, { fingerprint: FINGERPRINT }))).liveChanged).toBe(false);
+    // Made by an older version: its .env a link to the shared one, which a later deploy may have rewritten.
+    rmSync(join(base, 'releases', LIVE, '.env'));
+    symlinkSync('../../shared/.env', join(base, 'releases', LIVE, '.env'));
+    expect(parseState(await runStep(deployState(env(base), [LIVE_SHA], { commit: LIVE_SHA, fingerprint: FINGERPRINT })))).toMatchObject({ current: LIVE, liveChanged: true, liveUnrecorded: true, liveHealth: '' });
+    rmSync(join(base, 'releases', LIVE, '.env'));
     writeFileSync(join(base, '.ops', 'fingerprint'), `${OLD} ${FINGERPRINT}\n${LIVE} ${'e'.repeat(32)}\n`);
     expect(parseState(await runStep(deployState(env(base), undefined, { fingerprint: FINGERPRINT })))).toMatchObject({ liveChanged: true, liveUnrecorded: false });
   });
@@ -149,24 +134,6 @@ describe('the state step on a host (bash)', () => {
       await run('bash', ['-c', `set -euo pipefail; release_id=${NEXT}\n${fingerprintRecords(env(base), 'f'.repeat(32))}`]);
       expect(readFileSync(`${file}.new`, 'utf8'), label).toBe(`${OLD} ${'e'.repeat(32)}\n${LIVE} ${FINGERPRINT}\n${NEXT} ${'f'.repeat(32)}\n`);
     }
-  });
-
-  it("a deploy that changed the shared .env and failed before its switch: a deploy of the live commit with the live release's settings is not a no-op (it puts the .env back)", async () => {
-    const base = host();
-    const e = { ...env(base), appUser: 'root' };
-    const install = async (dotenv: string) => {
-      const up = mkdtempSync(join(tmpdir(), 'ops-dotenv-'));
-      writeFileSync(join(up, 'env'), dotenv);
-      writeFileSync(join(up, 'environ'), dotenv.replace(/\n/g, '\0'));
-      return reported(await runStep(installDotenv(e, { dotenv: join(up, 'env'), environ: join(up, 'environ') })), RELEASE_KEYS.dotenv);
-    };
-    const live = sharedHashes({ dotenv: 'TOKEN=live\n', environ: 'TOKEN=live\0' });
-    expect(await install('TOKEN=live\n')).toBe('updated'); // the live release's own .env (first install)
-    expect(parseState(await runStep(deployState(e, [LIVE_SHA], { commit: LIVE_SHA, fingerprint: FINGERPRINT, shared: live })))).toMatchObject({ liveChanged: false });
-    // A deploy with another secret wrote the shared .env, then failed (a build, a health check): no switch.
-    expect(await install('TOKEN=other\n')).toBe('updated');
-    expect(readFileSync(join(base, 'shared', '.env'), 'utf8')).toBe('TOKEN=other\n');
-    expect(parseState(await runStep(deployState(e, [LIVE_SHA], { commit: LIVE_SHA, fingerprint: FINGERPRINT, shared: live })))).toMatchObject({ liveChanged: true, liveUnrecorded: false, liveHealth: '' });
   });
 
   it('the switch\'s new records (fingerprintRecords): the kept releases\' lines, not the pruned ones\' nor an empty one, this release\'s last and once', async () => {

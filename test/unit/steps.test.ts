@@ -55,7 +55,7 @@ describe('step scripts, by exact text', () => {
     lock: acquireLock(e, { operation: 'deploy', actor: "o'brien@laptop", runUrl: 'https://github.com/o/r/actions/runs/1', runId: '0123456789abcdef', wait: 0 }, 'ops_report extra 1'),
     unlock: releaseLock(e, '0123456789abcdef', ['{"a":1}']),
     state: deployState(e, ['0123456789abcdef0123456789abcdef01234567'], { commit: '0123456789abcdef0123456789abcdef01234567' }),
-    release: createRelease(e, { id: '20261125T120000Z-0123456789ab', sha: '0123456789abcdef0123456789abcdef01234567', ref: 'v1', environment: 'test', actor: 'me', time: 't', run: '', deps: { python: 'p', node: 'n' } }),
+    release: createRelease(e, { id: '20261125T120000Z-0123456789ab', sha: '0123456789abcdef0123456789abcdef01234567', ref: 'v1', environment: 'test', actor: 'me', time: 't', run: '', deps: { python: 'p', node: 'n' } }, { dotenv: '/srv/shop/.ops/uploads/x.env', environ: '/srv/shop/.ops/uploads/x.environ' }),
     'python dependencies': pythonDependencies(e, release, 'aaaa'),
     'node dependencies': nodeDependencies(e, release, 'bbbb'),
     build: appCommand(e, release, 'build', 'make build'),

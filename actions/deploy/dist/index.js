@@ -35672,7 +35672,7 @@ var require_keyParser = __commonJS({
     var {
       createDecipheriv: createDecipheriv2,
       createECDH,
-      createHash: createHash8,
+      createHash: createHash7,
       createHmac,
       createSign,
       createVerify,
@@ -36360,11 +36360,11 @@ ${formatted}-----END ${type} KEY-----`;
                 );
               }
               const ivSlice = bufferSlice(cipherIV, 0, 8);
-              let cipherKey = createHash8("md5").update(passphrase).update(ivSlice).digest();
+              let cipherKey = createHash7("md5").update(passphrase).update(ivSlice).digest();
               while (cipherKey.length < encInfo.keyLen) {
                 cipherKey = combineBuffers(
                   cipherKey,
-                  createHash8("md5").update(cipherKey).update(passphrase).update(ivSlice).digest()
+                  createHash7("md5").update(cipherKey).update(passphrase).update(ivSlice).digest()
                 );
               }
               if (cipherKey.length > encInfo.keyLen)
@@ -36529,8 +36529,8 @@ ${formatted}-----END ${type} KEY-----`;
         if (encrypted) {
           const encInfo = CIPHER_INFO[cipherName];
           let cipherKey = combineBuffers(
-            createHash8("sha1").update(PPK_PP1).update(passphrase).digest(),
-            createHash8("sha1").update(PPK_PP2).update(passphrase).digest()
+            createHash7("sha1").update(PPK_PP1).update(passphrase).digest(),
+            createHash7("sha1").update(PPK_PP2).update(passphrase).digest()
           );
           if (cipherKey.length > encInfo.keyLen)
             cipherKey = bufferSlice(cipherKey, 0, encInfo.keyLen);
@@ -36570,7 +36570,7 @@ ${formatted}-----END ${type} KEY-----`;
           passphrase = EMPTY_PASSPHRASE;
         const calcMAC = createHmac(
           "sha1",
-          createHash8("sha1").update("putty-private-key-file-mac-key").update(passphrase).digest()
+          createHash7("sha1").update("putty-private-key-file-mac-key").update(passphrase).digest()
         ).update(macData).digest("hex");
         if (calcMAC !== mac) {
           if (encrypted) {
@@ -38892,7 +38892,7 @@ var require_kex = __commonJS({
       createDiffieHellman,
       createDiffieHellmanGroup,
       createECDH,
-      createHash: createHash8,
+      createHash: createHash7,
       createPublicKey,
       diffieHellman,
       generateKeyPairSync: generateKeyPairSync2,
@@ -39318,7 +39318,7 @@ var require_kex = __commonJS({
               DISCONNECT_REASON.KEY_EXCHANGE_FAILED
             );
           }
-          const hash = createHash8(this.hashName);
+          const hash = createHash7(this.hashName);
           hashString(hash, isServer ? this._remoteIdentRaw : this._identRaw);
           hashString(hash, isServer ? this._identRaw : this._remoteIdentRaw);
           hashString(hash, isServer ? this._remoteKexinit : this._kexinit);
@@ -40326,9 +40326,9 @@ var require_kex = __commonJS({
     function generateKEXVal(len, hashName, secret, exchangeHash, sessionID, char) {
       let ret;
       if (len) {
-        let digest = createHash8(hashName).update(secret).update(exchangeHash).update(char).update(sessionID).digest();
+        let digest = createHash7(hashName).update(secret).update(exchangeHash).update(char).update(sessionID).digest();
         while (digest.length < len) {
-          const chunk = createHash8(hashName).update(secret).update(exchangeHash).update(digest).digest();
+          const chunk = createHash7(hashName).update(secret).update(exchangeHash).update(digest).digest();
           const extended = Buffer.allocUnsafe(digest.length + chunk.length);
           extended.set(digest, 0);
           extended.set(chunk, digest.length);
@@ -45763,7 +45763,7 @@ var require_client2 = __commonJS({
   "node_modules/ssh2/lib/client.js"(exports, module) {
     "use strict";
     var {
-      createHash: createHash8,
+      createHash: createHash7,
       getHashes,
       randomFillSync
     } = __require("crypto");
@@ -45985,7 +45985,7 @@ var require_client2 = __commonJS({
           }
           hostVerifier = (key, verify) => {
             if (hashAlgo)
-              key = createHash8(hashAlgo).update(key).digest("hex");
+              key = createHash7(hashAlgo).update(key).digest("hex");
             const ret = hashCb(key, verify);
             if (ret !== void 0)
               verify(ret);
@@ -49657,7 +49657,7 @@ var init_tree_scalars = __esm({
 });
 
 // core/secrets/cipher.ts
-import { createCipheriv, createDecipheriv, createHash as createHash5, randomBytes as randomBytes3 } from "node:crypto";
+import { createCipheriv, createDecipheriv, createHash as createHash4, randomBytes as randomBytes3 } from "node:crypto";
 function b642(field, text) {
   if (text.length % 4 !== 0 || !B64_RE.test(text)) throw new MalformedValue(`its ${field} is not valid base64`);
   return Buffer.from(text, "base64");
@@ -49709,9 +49709,9 @@ var init_cipher = __esm({
     B64_RE = /^[A-Za-z0-9+/]*={0,2}$/;
     MalformedValue = class extends Error {
     };
-    MAC_ONLY_ENCRYPTED_INIT = createHash5("sha256").update("sops").digest();
+    MAC_ONLY_ENCRYPTED_INIT = createHash4("sha256").update("sops").digest();
     MacBuilder = class {
-      hash = createHash5("sha512");
+      hash = createHash4("sha512");
       constructor(macOnlyEncrypted = false) {
         if (macOnlyEncrypted) this.hash.update(MAC_ONLY_ENCRYPTED_INIT);
       }
@@ -68058,8 +68058,9 @@ function layout(env) {
     lfsStore: `${base}/repo.git/lfs/objects`,
     releases: `${base}/releases`,
     shared: `${base}/shared`,
-    envFile: `${base}/shared/.env`,
-    environFile: `${base}/shared/environ`,
+    dotenv: (release) => `${release}/.env`,
+    environ: (release) => `${release}/.ops-environ`,
+    legacyShared: { dotenv: `${base}/shared/.env`, environ: `${base}/shared/environ` },
     deps: `${base}/shared/deps`,
     current: `${base}/current`,
     state: `${base}/.ops`,
@@ -69645,472 +69646,183 @@ init_errors();
 // core/steps/artifact.ts
 init_errors();
 init_shell();
-var ARTIFACT_KEYS = reportKeys("part", "chunk", "received");
-var CHUNK_BYTES = 32 * 1024 * 1024;
-var PART_NAME = /^(release|venv-[0-9a-f]+|node-[0-9a-f]+)$/;
-function packDir(env, id) {
-  return `${env.layout.uploads}/pack-${id}`;
-}
-function checkName(name2) {
-  if (!PART_NAME.test(name2)) throw new OpsError(`not a part of a release: ${name2}`);
-}
-function packArtifacts(env, id, sets) {
-  const L = env.layout;
-  const parts = [["release", L.releases, id], ...sets.map((s) => [s, L.deps, s])];
-  for (const [name2] of parts) checkName(name2);
-  const dir = packDir(env, id);
-  return {
-    name: "pack build",
-    as: "root",
-    timeout: 900,
-    script: String.raw`rm -rf ${quote(dir)}; install -d -m 0700 ${quote(dir)}
-pack() { # NAME DIR ENTRY
-  [ -d "$2/$3" ] || { echo "nothing to pack: $2/$3 is missing" >&2; exit 1; }
-  case "$1" in release) ;; *) [ -f "$2/$3/.complete" ] || { echo "dependency set $3 is not complete" >&2; exit 1; } ;; esac
-  tar -C "$2" -cf - "$3" | gzip -1 > ${quote(dir)}/"$1"
-  ops_report ${ARTIFACT_KEYS.part} "$1 $(sha256sum < ${quote(dir)}/"$1" | cut -d' ' -f1) $(stat -c %s ${quote(dir)}/"$1")"
-}
-${parts.map(([name2, d, entry]) => `pack ${quote(name2)} ${quote(d)} ${quote(entry)}`).join("\n")}`
-  };
-}
-function parsePacked(result, builder) {
-  return reportedAll(result, ARTIFACT_KEYS.part).map((line) => {
-    const [name2 = "", sha2563 = "", size2 = ""] = line.split(" ");
-    if (!PART_NAME.test(name2) || !/^[0-9a-f]{64}$/.test(sha2563) || !/^\d+$/.test(size2)) throw new OpsError(`the build packed on ${builder} reported a part the runner cannot read: ${JSON.stringify(line)}`);
-    return { name: name2, sha256: sha2563, size: Number(size2) };
-  });
-}
-function readChunk(env, id, name2, offset, length) {
-  checkName(name2);
-  return {
-    name: `read ${name2}`,
-    as: "root",
-    timeout: 300,
-    quiet: true,
-    script: String.raw`printf '${REPORT_PREFIX}${ARTIFACT_KEYS.chunk} '
-dd if=${quote(`${packDir(env, id)}/${name2}`)} iflag=skip_bytes,count_bytes skip=${offset} count=${length} status=none | base64 -w0
-printf '\n'`
-  };
-}
-function parseChunk(result, part, offset, length, builder) {
-  const bytes = Buffer.from(reported(result, ARTIFACT_KEYS.chunk) ?? "", "base64");
-  if (bytes.length !== length) throw new OpsError(`the ${part.name} part of the build packed on ${builder} arrived short on the runner: ${bytes.length} of ${length} bytes from byte ${offset}; nothing was changed`, "deploy again; if it happens again, check the disk and the connection of that host");
-  return bytes;
-}
-function checkPart(part, got, builder) {
-  if (got !== part.sha256)
-    throw new OpsError(`the ${part.name} part of the build packed on ${builder} arrived damaged on the runner (sha256 ${got}; ${builder} sent ${part.sha256}); nothing was changed`, "deploy again; if it happens again, check the connection to that host");
-}
-function dropPacked(env, id) {
-  return { name: "drop packed build", as: "root", timeout: 60, script: `rm -rf ${quote(packDir(env, id))}` };
-}
-function unpackArtifacts(env, id, parts, builder) {
-  const L = env.layout;
-  const owner = `${env.appUser}:${env.appUser}`;
-  for (const p of parts) checkName(p.name);
-  const place = (p) => p.name === "release" ? [L.releases, id] : [L.deps, p.name];
-  const files = (p) => p.uploads.map(quote).join(" ");
-  return {
-    name: "receive build",
-    as: "root",
-    timeout: 900,
-    script: String.raw`trap 'rm -f ${parts.map(files).join(" ")}; rm -rf ${quote(`${L.releases}/.new-${id}`)} ${quote(L.deps)}/.new-*' EXIT
-${parts.map(
-      (p) => String.raw`got=$(cat -- ${files(p)} | sha256sum | cut -d' ' -f1)
-if [ "$got" != ${quote(p.sha256)} ]; then echo "the ${p.name} part of the build from ${builder} arrived damaged: sha256 $got, expected ${p.sha256}; nothing was unpacked" >&2; exit 1; fi`
-    ).join("\n")}
-unpack() { # DIR ENTRY FILE...
-  local dir=$1 entry=$2 new="$1/.new-$2"
-  shift 2
-  if [ -f "$dir/$entry/.complete" ]; then echo "$entry: already here"; return 0; fi
-  rm -rf "$new"; mkdir -p "$new"
-  cat -- "$@" | gzip -dc | tar -C "$new" -xf - --no-same-owner
-  chown -R ${quote(owner)} "$new/$entry"
-  rm -rf "${"$"}{dir:?}/${"$"}{entry:?}"; mv -T "$new/$entry" "$dir/$entry"; rmdir "$new"
-  echo "$entry: unpacked"
-}
-${parts.map((p) => `unpack ${place(p).map(quote).join(" ")} ${files(p)}`).join("\n")}
-ops_report ${ARTIFACT_KEYS.received} ${quote(parts.map((p) => p.name).join(" "))}`
-  };
-}
 
-// core/ops/deploy.ts
+// core/steps/release.ts
 init_shell();
 
-// core/git.ts
+// core/steps/nginx-config.ts
+init_environment();
 init_errors();
-import { spawn } from "node:child_process";
-import { constants as constants3 } from "node:os";
-var DEFAULT_IDENTITY = { name: "ops-pipeline", email: "ops-pipeline@users.noreply.github.com" };
-var GitError = class extends OpsError {
-  constructor(args, result, hint) {
-    const stderr = tail(result.stderr.trim() || result.stdout.trim(), 15);
-    super(`git ${args.join(" ")} failed (exit code ${result.code})${stderr ? `
-${indent(stderr)}` : ""}`, hint);
-    this.args = args;
-    this.result = result;
-  }
-  args;
-  result;
-  name = "GitError";
-};
-function checkIdentity(identity) {
-  if (!identity.name.trim() || /[<>\n\r\0]/.test(identity.name)) {
-    throw new OpsError(`invalid committer name ${JSON.stringify(identity.name)}`, "a non-empty name without < > or line breaks");
-  }
-  if (!/^[^\s<>@]+@[^\s<>@]+$/.test(identity.email)) {
-    throw new OpsError(`invalid committer email ${JSON.stringify(identity.email)}`, "an address like ops-pipeline@users.noreply.github.com");
-  }
-  return identity;
-}
-var KEPT = /^GIT_(SSH|SSH_COMMAND|SSH_VARIANT|ASKPASS|PROXY_COMMAND|SSL_[A-Z_]+|HTTP_[A-Z_]+|CONFIG_(GLOBAL|SYSTEM|NOSYSTEM|COUNT|KEY_\d+|VALUE_\d+))$/;
-function gitEnvironment(processEnv, options = {}) {
-  const identity = checkIdentity(options.identity ?? DEFAULT_IDENTITY);
-  const out = {};
-  for (const [k, v] of Object.entries(processEnv)) if (v !== void 0 && (!k.startsWith("GIT_") || KEPT.test(k))) out[k] = v;
-  return {
-    ...out,
-    LC_ALL: "C",
-    LANGUAGE: "C",
-    GIT_PAGER: "cat",
-    PAGER: "cat",
-    GIT_AUTHOR_NAME: identity.name,
-    GIT_AUTHOR_EMAIL: identity.email,
-    GIT_COMMITTER_NAME: identity.name,
-    GIT_COMMITTER_EMAIL: identity.email,
-    ...options.interactive ? {} : { GIT_TERMINAL_PROMPT: "0", GCM_INTERACTIVE: "never" }
-  };
-}
-var Git = class {
-  /** `dir`: the working tree or git directory every call runs in (`git -C dir`). @throws OpsError for a bad identity. */
-  constructor(dir, options = {}) {
-    this.dir = dir;
-    this.env = gitEnvironment(options.processEnv ?? process.env, options);
-  }
-  dir;
-  env;
-  /**
-   * Run git; stdout as bytes (packs, blobs), whatever the exit code.
-   * @throws OpsError only when git cannot be started (not installed, `dir` missing).
-   */
-  async runBytes(args, options = {}) {
-    const env = options.env ? { ...this.env, ...options.env } : this.env;
-    return new Promise((resolve5, reject) => {
-      const child = spawn("git", ["-C", this.dir, ...args], { env, stdio: ["pipe", "pipe", "pipe"] });
-      const out = [];
-      const err = [];
-      child.stdout.on("data", (d) => out.push(d));
-      child.stderr.on("data", (d) => err.push(d));
-      child.on(
-        "error",
-        (e) => reject(e.code === "ENOENT" ? new OpsError("git is not installed (or not on PATH)", "install git 2.38 or later") : new OpsError(`cannot run git ${args.join(" ")} in ${this.dir}: ${e.message}`))
-      );
-      child.on("close", (code, signal) => resolve5({ code: code ?? 128 + (signal ? constants3.signals[signal] : 0), stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString("utf8") }));
-      child.stdin.on("error", () => {
-      });
-      child.stdin.end(options.input ?? "");
-    });
-  }
-  /** Run git; its exit code and output as text, whatever the code. @throws OpsError only when git cannot start. */
-  async run(args, options = {}) {
-    const r = await this.runBytes(args, options);
-    return { code: r.code, stdout: r.stdout.toString("utf8"), stderr: r.stderr };
-  }
-  /** Run git; stdout without its final newline. @throws GitError (command, exit code, stderr) unless it exits 0. */
-  async out(args, options = {}) {
-    const r = await this.run(args, options);
-    if (r.code !== 0) throw new GitError(args, r, options.hint);
-    return r.stdout.replace(/\n$/, "");
-  }
-  /** Run git; stdout as bytes. @throws GitError unless it exits 0. */
-  async bytes(args, options = {}) {
-    const r = await this.runBytes(args, options);
-    if (r.code !== 0) throw new GitError(args, { code: r.code, stdout: "", stderr: r.stderr }, options.hint);
-    return r.stdout;
-  }
-  /** The full sha of a commit-ish, or undefined when it does not resolve to a commit here. */
-  async commit(rev) {
-    const r = await this.run(["rev-parse", "--verify", "--quiet", "--end-of-options", `${rev}^{commit}`]);
-    return r.code === 0 ? r.stdout.trim() : void 0;
-  }
-  /** Is `ancestor` reachable from `descendant` (a commit is its own ancestor)? @throws GitError when either is unknown. */
-  async isAncestor(ancestor, descendant) {
-    const args = ["merge-base", "--is-ancestor", ancestor, descendant];
-    const r = await this.run(args);
-    if (r.code === 0) return true;
-    if (r.code === 1) return false;
-    throw new GitError(args, r);
-  }
-  /** [major, minor] of the git on PATH. @throws OpsError when its version line cannot be read. */
-  async version() {
-    const v = await this.out(["version"]);
-    const m = /(\d+)\.(\d+)/.exec(v);
-    if (!m) throw new OpsError(`cannot read the git version from "${v}"`);
-    return [Number(m[1]), Number(m[2])];
-  }
-};
-async function git(dir, args, options = {}) {
-  const r = await new Git(dir).run(args, options);
-  if (r.code !== 0) throw new GitError(args, r);
-  return r.stdout;
-}
-
-// core/source.ts
-init_errors();
-import { createHash as createHash3 } from "node:crypto";
-import { existsSync as existsSync4 } from "node:fs";
-import { isAbsolute as isAbsolute2, resolve as resolve2 } from "node:path";
-init_shell();
-async function tryRev(repo, rev, peel = "^{commit}") {
-  try {
-    return (await git(repo, ["rev-parse", "--verify", "--quiet", `${rev}${peel}`])).trim() || void 0;
-  } catch {
-    return void 0;
-  }
-}
-async function commitsOf(repo, revs) {
-  const r = await new Git(repo).run(["cat-file", "--batch-check"], { input: revs.map((rev) => `${rev}^{commit}
-`).join("") });
-  if (r.code !== 0) {
-    await checkRepository(repo);
-    throw new OpsError(`cannot look up ${revs.join(", ")} in ${repo}: ${r.stderr.trim()}`);
-  }
-  const lines = r.stdout.split("\n");
-  return revs.map((_, i) => /^([0-9a-f]{40,64}) commit \d+$/.exec(lines[i] ?? "")?.[1]);
-}
-async function checkRepository(repo) {
-  if (!existsSync4(repo)) throw new OpsError(`the repository to deploy, ${repo}, does not exist`, "set `repository` in the environment, or run from the app's checkout");
-  try {
-    await git(repo, ["rev-parse", "--git-dir"]);
-  } catch {
-    throw new OpsError(`${repo} is not a git repository`, "set `repository` in the environment, or run from the app's checkout");
-  }
-}
-function ambiguousRef(ref, matches) {
-  return new OpsError(
-    `ref "${ref}" is ambiguous: it names ${matches.map((m) => `${m.kind === "commit" ? "a commit" : `a ${m.kind}`} (${m.sha.slice(0, 12)})`).join(" and ")}`,
-    `say which one: ${matches.map((m) => m.fullName).join(" or ")}`
+import { readFileSync as readFileSync3 } from "node:fs";
+var HEADER = "# Managed by ops-pipeline: local changes are overwritten.";
+function upstreams(env, slot) {
+  const L = env.layout;
+  const blocks = Object.keys(env.config.programs).map(
+    (p) => `upstream ${L.nginxUpstream(p)} {
+    server 127.0.0.1:${env.port(p, slot)};
+    keepalive 16;
+}`
   );
+  return `${HEADER}
+# Live slot of ${env.config.app}: ${slot}. Rewritten by each deploy.
+${blocks.join("\n")}
+map "" $${L.nginxSlotVariable} {
+    default "${slot}";
 }
-async function commitsWithPrefix(repo, prefix) {
-  if (!/^[0-9a-f]{4,40}$/.test(prefix)) return [];
-  const objects = (await git(repo, ["rev-parse", `--disambiguate=${prefix}`]).catch(() => "")).split("\n").filter(Boolean);
-  const out = [];
-  for (const o of objects) if ((await git(repo, ["cat-file", "-t", o]).catch(() => "")).trim() === "commit") out.push(o);
-  return out;
+`;
 }
-async function resolveRef(repo, ref) {
-  validate("gitRef", ref);
-  if (!existsSync4(repo)) await checkRepository(repo);
-  const full = /^refs\/(tags|heads)\/(.+)$/.exec(ref);
-  if (full || ref.startsWith("refs/")) {
-    const candidates = !full ? [[ref, `ref ${ref}`]] : full[1] === "tags" ? [[ref, `tag ${full[2]}`]] : [
-      [`refs/remotes/origin/${full[2]}`, `branch origin/${full[2]}`],
-      [ref, `branch ${full[2]}`]
-    ];
-    const shas = await commitsOf(repo, candidates.map(([rev]) => rev));
-    const found = candidates.findIndex((_, i) => shas[i]);
-    if (found >= 0) return { ref, sha: shas[found], matched: candidates[found][1] };
-    throw new OpsError(`${ref} does not exist in ${repo}`, "check the name; in a workflow, check out with fetch-depth: 0 so branches and tags are present; on a laptop, git fetch first");
+var TLS_SETTINGS = `ssl_session_timeout 1d;
+    ssl_session_cache shared:MozSSL:10m;
+    ssl_session_tickets off;
+    ssl_dhparam /etc/nginx/dhparams.pem;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305;
+    ssl_prefer_server_ciphers off;
+    add_header Strict-Transport-Security "max-age=63072000" always;`;
+var SECURITY_HEADERS = `add_header X-Frame-Options DENY always;
+    add_header X-Content-Type-Options nosniff always;
+    add_header X-XSS-Protection "1; mode=block" always;
+    add_header Referrer-Policy strict-origin-when-cross-origin always;`;
+var PROXY = `proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_set_header Host $host;
+        proxy_set_header X-Real-IP $remote_addr;
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        proxy_set_header X-Forwarded-Proto $scheme;`;
+function certbotCertificate(domain) {
+  return { cert: `/etc/letsencrypt/live/${domain}/fullchain.pem`, key: `/etc/letsencrypt/live/${domain}/privkey.pem` };
+}
+function certificatePaths(env) {
+  const domain = env.config.domain ?? env.config.app;
+  if (env.config.tls.mode === "letsencrypt") return certbotCertificate(domain);
+  if (env.config.tls.mode === "self-signed") {
+    const dir = env.layout.selfSignedDir;
+    return { cert: `${dir}/${domain}.crt`, key: `${dir}/${domain}.key` };
   }
-  const matches = [];
-  const hex = /^[0-9a-f]{7,40}$/.test(ref);
-  const [tag, remoteBranch, localBranch, prefixed] = await commitsOf(repo, [`refs/tags/${ref}`, `refs/remotes/origin/${ref}`, `refs/heads/${ref}`, ...hex ? [ref] : []]);
-  if (tag) matches.push({ kind: "tag", fullName: `refs/tags/${ref}`, sha: tag, matched: `tag ${ref}` });
-  const branch = remoteBranch ?? localBranch;
-  if (branch) matches.push({ kind: "branch", fullName: `refs/heads/${ref}`, sha: branch, matched: remoteBranch ? `branch origin/${ref}` : `branch ${ref}` });
-  const commits = !hex ? [] : prefixed?.startsWith(ref) && !tag && !branch ? [prefixed] : await commitsWithPrefix(repo, ref);
-  if (commits.length > 1) throw new OpsError(`sha prefix "${ref}" matches ${commits.length} commits`, "give more digits of the sha");
-  if (commits[0]) matches.push({ kind: "commit", fullName: commits[0], sha: commits[0], matched: "commit" });
-  if (matches.length > 1) throw ambiguousRef(ref, matches);
-  if (matches[0]) return { ref, sha: matches[0].sha, matched: matches[0].matched };
-  throw new OpsError(
-    `ref "${ref}" is not a tag, branch or commit of ${repo}`,
-    "check the name; in a workflow, check out with fetch-depth: 0 so branches and tags are present; on a laptop, git fetch first"
-  );
+  return void 0;
 }
-var listings = /* @__PURE__ */ new Map();
-function treeEntries(repo, sha) {
-  const key = `${repo}\0${sha}`;
-  let listing = listings.get(key);
-  if (!listing) {
-    listing = git(repo, ["ls-tree", "-r", "-t", "-l", "-z", "--full-tree", sha]).then(
-      (out) => out.split("\0").filter(Boolean).map((line) => {
-        const tab = line.indexOf("	");
-        const [mode = "", type = "", object2 = "", size2 = ""] = line.slice(0, tab).split(/\s+/);
-        return { mode, type, object: object2, size: Number(size2) || 0, path: line.slice(tab + 1) };
-      })
-    );
-    listing.catch(() => listings.delete(key));
-    listings.set(key, listing);
-  }
-  return listing;
-}
-async function blobId(repo, sha, path) {
-  if (!path) return "";
-  if (path.split("/").every((part) => part && part !== "." && part !== "..")) return (await treeEntries(repo, sha)).find((e) => e.path === path)?.object ?? "";
-  return await tryRev(repo, `${sha}:${path}`, "") ?? "";
-}
-async function fileAt(repo, sha, path) {
-  const id = await blobId(repo, sha, path);
-  if (!id) return void 0;
-  return git(repo, ["cat-file", "blob", id]);
-}
-async function nodeDependencyInput(repo, sha, dir) {
-  const lock = await fileAt(repo, sha, `${dir}/package-lock.json`);
-  if (lock === void 0) return `package.json ${await blobId(repo, sha, `${dir}/package.json`)}`;
-  try {
-    const parsed = JSON.parse(lock);
-    delete parsed.version;
-    if (parsed.packages?.[""]) delete parsed.packages[""].version;
-    return `lock ${JSON.stringify(parsed)}`;
-  } catch {
-    return `lock ${await blobId(repo, sha, `${dir}/package-lock.json`)}`;
-  }
-}
-async function treeSize(repo, sha) {
-  const entries = await treeEntries(repo, sha);
-  return { bytes: entries.reduce((sum, e) => sum + e.size, 0), entries: entries.length };
-}
-function depsHash(parts) {
-  return createHash3("sha256").update(parts.join("\n")).digest("hex").slice(0, 16);
-}
-async function knownCommits(repo, shas) {
-  const out = [];
-  for (const sha of shas) if (/^[0-9a-f]{40}$/.test(sha) && await tryRev(repo, sha)) out.push(sha);
-  return out;
-}
-async function packFor(repo, sha, haves) {
-  return new Git(repo).bytes(["pack-objects", "--revs", "--thin", "--stdout", "-q"], { input: [sha, ...haves.map((h) => `^${h}`)].join("\n") + "\n" });
-}
-async function sourceRepository(projectRoot, configured) {
-  if (configured) return isAbsolute2(configured) ? configured : resolve2(projectRoot, configured);
-  const top = await new Git(projectRoot).run(["rev-parse", "--show-toplevel"]).catch(() => void 0);
-  return top?.code === 0 ? top.stdout.trim() : projectRoot;
-}
-
-// core/changes.ts
-var COMMIT_LIMIT = 20;
-var DEFAULT_MIGRATION_PATHS = ["**/migrations/**", "**/alembic/versions/**", "**/db/migrate/**"];
-var NOT_MIGRATIONS = /(^|\/)(__init__\.py|env\.py|script\.py\.mako|README[^/]*|alembic\.ini|\.gitkeep)$|(^|\/)__pycache__\//;
-async function dependencyHashes(repo, sha, env) {
-  const { python, node } = env.config.runtimes;
-  const { python_requirements: req2, node_dir: nodeDir } = env.config.release;
-  const [pythonInput, nodeInput] = await Promise.all([blobId(repo, sha, req2), nodeDir ? nodeDependencyInput(repo, sha, nodeDir) : ""]);
-  return {
-    python: depsHash([`python ${python.strategy} ${python.version}`, pythonInput]),
-    node: depsHash([`node ${node.strategy} ${node.version}`, nodeInput])
-  };
-}
-async function commitsBetween(repo, from, to) {
-  const count = Number((await git(repo, ["rev-list", "--count", `${from}..${to}`])).trim());
-  const out = await git(repo, ["log", `--max-count=${COMMIT_LIMIT}`, "--format=%H%x1f%an%x1f%s%x1e", `${from}..${to}`]);
-  const commits = out.split("").map((l) => l.trim()).filter(Boolean).map((l) => {
-    const [sha = "", author = "", subject = ""] = l.split("");
-    return { sha, author, subject };
+function siteVariables(env) {
+  const L = env.layout;
+  const app = env.config.app;
+  const certs = certificatePaths(env);
+  const locations = Object.entries(env.config.routes).sort(([a], [b]) => b.length - a.length).map(([prefix, program]) => {
+    const target = prefix === "/" ? `http://${L.nginxUpstream(program)}` : `http://${L.nginxUpstream(program)}/`;
+    return `location ${prefix} {
+        proxy_pass ${target};
+        ${PROXY}
+    }`;
   });
-  return { commits, count };
+  const root = env.config.routes["/"];
+  const favicon = root ? `location = /favicon.ico {
+        access_log off;
+        log_not_found off;
+        proxy_pass http://${L.nginxUpstream(root)};
+    }` : "";
+  return {
+    app,
+    domain: env.config.domain ?? "",
+    server_name: env.config.domain ?? "_",
+    default_server: isDefaultServer(env) ? " default_server" : "",
+    logs: `access_log ${L.nginxAccessLog};
+    error_log ${L.nginxErrorLog};`,
+    upstreams_include: `include ${L.nginxUpstreams};`,
+    acme_location: `location ^~ /.well-known/acme-challenge/ {
+        root ${L.acmeWebroot};
+        default_type text/plain;
+    }`,
+    slot_location: `location = /.ops/slot {
+        allow 127.0.0.1;
+        allow ::1;
+        deny all;
+        default_type text/plain;
+        return 200 $${L.nginxSlotVariable};
+    }`,
+    security_headers: SECURITY_HEADERS,
+    tls_settings: TLS_SETTINGS,
+    ssl_certificate: certs?.cert ?? "",
+    ssl_certificate_key: certs?.key ?? "",
+    client_max_body_size: env.config.nginx.client_max_body_size,
+    locations: [favicon, ...locations].filter(Boolean).join("\n    ")
+  };
 }
-async function migrationPaths(repo, sha, env) {
-  const configured = env.config.release.migration_paths;
-  if (configured.length) return configured;
-  const paths = [...DEFAULT_MIGRATION_PATHS];
-  const files = (await treeEntries(repo, sha)).filter((e) => e.type === "blob" && (e.path === "alembic.ini" || e.path.endsWith("/alembic.ini")));
-  for (const { path: ini, object: object2 } of files) {
-    const text = await git(repo, ["cat-file", "blob", object2]);
-    const loc = /^\s*script_location\s*[=:]\s*(.+?)\s*$/m.exec(text)?.[1];
-    if (!loc || loc.includes(":")) continue;
-    const dir = ini.slice(0, -"alembic.ini".length);
-    const rel = loc.replace(/^%\(here\)s\/?/, "").replace(/^\.\//, "").replace(/\/$/, "");
-    paths.push(`${dir}${rel}/versions/**`);
-  }
-  return [...new Set(paths)];
-}
-async function addedMigrations(repo, from, to, paths) {
-  const out = await git(repo, ["diff", "--name-only", "--no-renames", "--diff-filter=A", from, to, "--", ...paths.map((p) => `:(glob)${p}`)]);
-  return out.split("\n").filter((f) => f && !NOT_MIGRATIONS.test(f)).sort();
-}
-async function describeChange(repo, env, live, target) {
-  const change = { live, target, relation: "first", commits: [], added: 0, removedCommits: [], removed: 0, migrations: [], migrationsLiveOnly: [], dependencies: [] };
-  if (!live) return change;
-  if (live === target) return { ...change, relation: "same" };
-  const g = new Git(repo);
-  if (!/^[0-9a-f]{40}$/.test(live) || !await g.commit(live)) return { ...change, relation: "unknown" };
-  const [ahead, behind] = [await g.isAncestor(live, target), await g.isAncestor(target, live)];
-  change.relation = ahead ? "ahead" : behind ? "behind" : "diverged";
-  const add2 = await commitsBetween(repo, live, target);
-  const rm4 = await commitsBetween(repo, target, live);
-  Object.assign(change, { commits: add2.commits, added: add2.count, removedCommits: rm4.commits, removed: rm4.count });
-  const paths = [.../* @__PURE__ */ new Set([...await migrationPaths(repo, target, env), ...await migrationPaths(repo, live, env)])];
-  change.migrations = await addedMigrations(repo, live, target, paths);
-  change.migrationsLiveOnly = await addedMigrations(repo, target, live, paths);
-  const [before, after] = [await dependencyHashes(repo, live, env), await dependencyHashes(repo, target, env)];
-  const { python_requirements: req2, node_dir: nodeDir } = env.config.release;
-  change.dependencies = [
-    ...req2 ? [{ name: "python", files: req2, changed: before.python !== after.python }] : [],
-    ...nodeDir ? [{ name: "node", files: `${nodeDir}/package-lock.json`, changed: before.node !== after.node }] : []
-  ];
-  return change;
-}
-function liveChangedWhy(live) {
-  return live.unrecorded ? "with no record of what it was deployed with (deployed before such records were kept, or its record missing or damaged)" : "with another .env or other settings than this deploy's";
-}
-async function describeChanges(repo, env, lives, target) {
-  const groups = /* @__PURE__ */ new Map();
-  for (const l of lives) {
-    const key = l.error ? `error ${l.host}` : `${l.sha} ${l.release} ${l.changed ? "changed" : ""} ${l.unrecorded ? "unrecorded" : ""}`;
-    const g = groups.get(key);
-    if (g) g.hosts.push(l.host);
-    else groups.set(key, { hosts: [l.host], live: l });
-  }
-  for (const g of groups.values()) if (!g.live.error) g.change = await describeChange(repo, env, g.live.sha, target);
-  return [...groups.values()];
-}
-var short = (sha) => sha.slice(0, 12);
-function commitLines(commits, count, indent2) {
-  const lines = commits.map((c) => `${indent2}${c.sha.slice(0, 10)}  ${c.subject}  (${c.author})`);
-  if (count > commits.length) lines.push(`${indent2}... and ${count - commits.length} more`);
-  return lines;
-}
-function formatChanges(groups, target) {
-  const out = [];
-  for (const { hosts, live, change } of groups) {
-    const who = hosts.join(", ");
-    if (live.error || !change) {
-      out.push(`${who}: live commit unknown (${live.error ?? "not read"})`);
-      continue;
+var port80 = (body) => `server {
+    listen 80{{default_server}};
+    listen [::]:80{{default_server}};
+    server_name {{server_name}};
+    {{logs}}
+${body}}
+`;
+var PLAIN_SITE = `${HEADER}
+{{upstreams_include}}
+
+${port80(`    client_max_body_size {{client_max_body_size}};
+    {{security_headers}}
+
+    {{acme_location}}
+    {{slot_location}}
+    {{locations}}
+`)}`;
+var TLS_SITE = `${HEADER}
+{{upstreams_include}}
+
+${port80(`
+    {{acme_location}}
+    {{slot_location}}
+    location / {
+        return 301 https://$host$request_uri;
     }
-    const head = `${who}: live ${live.sha ? `${short(live.sha)}${live.release ? ` (${live.release})` : ""}` : "(nothing)"} \u2192 target ${short(target)}`;
-    switch (change.relation) {
-      case "first":
-        out.push(`${head}: first deploy, nothing live yet`);
-        continue;
-      case "same":
-        out.push(live.changed ? `${head}: live, ${liveChangedWhy(live)}: deployed again (a new release of the same commit)` : `${head}: already live, nothing changes`);
-        continue;
-      case "unknown":
-        out.push(`${head}: the live commit is not in this repository; fetch (git fetch --all --tags) to see the change`);
-        continue;
-      case "ahead":
-        out.push(`${head}: ${change.added} new commit${change.added === 1 ? "" : "s"}`);
-        break;
-      case "behind":
-        out.push(`${head}`, `  !!! ROLLBACK IN DISGUISE: the target is BEHIND the live commit: ${change.removed} live commit${change.removed === 1 ? "" : "s"} would be taken away !!!`);
-        break;
-      case "diverged":
-        out.push(`${head}`, `  !!! the target does not contain the live commit: ${change.removed} live commit${change.removed === 1 ? "" : "s"} would be taken away, ${change.added} added !!!`);
-        break;
+`)}
+server {
+    listen 443 ssl http2{{default_server}};
+    listen [::]:443 ssl http2{{default_server}};
+    server_name {{server_name}};
+    {{logs}}
+    ssl_certificate {{ssl_certificate}};
+    ssl_certificate_key {{ssl_certificate_key}};
+    {{tls_settings}}
+    client_max_body_size {{client_max_body_size}};
+    {{security_headers}}
+
+    {{slot_location}}
+    {{locations}}
+}
+`;
+var ACME_ONLY_SITE = `${HEADER}
+{{upstreams_include}}
+
+${port80(`
+    {{acme_location}}
+    {{slot_location}}
+    location / {
+        return 503;
     }
-    if (change.added) out.push("  commits added:", ...commitLines(change.commits, change.added, "    "));
-    if (change.removed) out.push("  commits taken away:", ...commitLines(change.removedCommits, change.removed, "    "));
-    out.push(change.migrations.length ? `  migrations added: ${change.migrations.join(", ")}` : "  migrations added: none");
-    if (change.migrationsLiveOnly.length) {
-      out.push(`  !!! migrations live now that the target lacks (a deploy does not undo them; the target must work with them): ${change.migrationsLiveOnly.join(", ")}`);
-    }
-    const deps = change.dependencies.map((d) => `${d.name} ${d.changed ? `CHANGED (${d.files}): a new set is installed` : "unchanged (reused)"}`);
-    if (deps.length) out.push(`  dependencies: ${deps.join("; ")}`);
-  }
+`)}`;
+function renderTemplate(template, vars, source) {
+  const unknown = /* @__PURE__ */ new Set();
+  const out = template.replace(/\{\{\s*([a-z_]+)\s*\}\}/g, (_, name2) => {
+    if (!(name2 in vars)) unknown.add(name2);
+    return vars[name2] ?? "";
+  });
+  if (unknown.size)
+    throw new OpsError(`${source} uses unknown placeholder${unknown.size > 1 ? "s" : ""} ${[...unknown].map((u) => `{{${u}}}`).join(", ")}`, `known placeholders: ${Object.keys(vars).map((v) => `{{${v}}}`).join(" ")}`);
   return out;
+}
+function site(env, certificateReady) {
+  const vars = siteVariables(env);
+  const tls = env.config.tls.mode !== "off";
+  if (tls && !certificateReady) return renderTemplate(ACME_ONLY_SITE, vars, "built-in ACME site");
+  const custom = env.config.nginx.site_template;
+  if (custom) {
+    const file = envPath(env, custom);
+    let text;
+    try {
+      text = readFileSync3(file, "utf8");
+    } catch {
+      throw new OpsError(`cannot read the nginx site template ${file}`, `fix nginx.site_template in environments/${env.name}/environment.yml`);
+    }
+    return renderTemplate(text, vars, `environments/${env.name}/${custom}`);
+  }
+  return renderTemplate(tls ? TLS_SITE : PLAIN_SITE, vars, "built-in site");
 }
 
 // core/steps/history.ts
@@ -70291,7 +70003,8 @@ release_reports() {
 }
 # rollback_choice CURRENT [TO]: the release a rollback from CURRENT goes to, in release_id, and the verdict in
 # rollback_verdict: \`ok\`; \`noop\` (it is CURRENT); \`none\` (no earlier release to go back to); \`not_kept\` (TO is not
-# a release directory here). Without TO: the release that went live most recently before CURRENT, in the order
+# a release directory here); \`never_live\` (TO never went live: its deploy failed or did not finish, so nothing
+# says it can serve; a rolled-back-from one went live, and may again). Without TO: the release that went live most recently before CURRENT, in the order
 # of the history (whatever the ids say), skipping failed and abandoned (rolled back from) ones.
 # shellcheck disable=SC2034 # release_id and rollback_verdict are read by the rollback step
 rollback_choice() {
@@ -70299,6 +70012,8 @@ rollback_choice() {
   release_id=""
   if [ -n "$to" ]; then
     if [[ $to =~ $release_dir_pattern ]] && [ -d "$releases_dir/$to" ]; then release_id=$to; else rollback_verdict=not_kept; return 0; fi
+    history_read
+    if [ "$to" != "$cur" ] && [ -z "\${history_live_seq[$to]:-}" ]; then rollback_verdict=never_live; return 0; fi
   else
     history_read
     since=\${history_live_seq[$cur]:-}
@@ -70664,185 +70379,6 @@ function retention(releases, r) {
     out.set(rel.id, reason);
   }
   return out;
-}
-
-// core/steps/release.ts
-import { createHash as createHash4 } from "node:crypto";
-init_shell();
-
-// core/steps/nginx-config.ts
-init_environment();
-init_errors();
-import { readFileSync as readFileSync3 } from "node:fs";
-var HEADER = "# Managed by ops-pipeline: local changes are overwritten.";
-function upstreams(env, slot) {
-  const L = env.layout;
-  const blocks = Object.keys(env.config.programs).map(
-    (p) => `upstream ${L.nginxUpstream(p)} {
-    server 127.0.0.1:${env.port(p, slot)};
-    keepalive 16;
-}`
-  );
-  return `${HEADER}
-# Live slot of ${env.config.app}: ${slot}. Rewritten by each deploy.
-${blocks.join("\n")}
-map "" $${L.nginxSlotVariable} {
-    default "${slot}";
-}
-`;
-}
-var TLS_SETTINGS = `ssl_session_timeout 1d;
-    ssl_session_cache shared:MozSSL:10m;
-    ssl_session_tickets off;
-    ssl_dhparam /etc/nginx/dhparams.pem;
-    ssl_protocols TLSv1.2 TLSv1.3;
-    ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305;
-    ssl_prefer_server_ciphers off;
-    add_header Strict-Transport-Security "max-age=63072000" always;`;
-var SECURITY_HEADERS = `add_header X-Frame-Options DENY always;
-    add_header X-Content-Type-Options nosniff always;
-    add_header X-XSS-Protection "1; mode=block" always;
-    add_header Referrer-Policy strict-origin-when-cross-origin always;`;
-var PROXY = `proxy_http_version 1.1;
-        proxy_set_header Connection "";
-        proxy_set_header Host $host;
-        proxy_set_header X-Real-IP $remote_addr;
-        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-        proxy_set_header X-Forwarded-Proto $scheme;`;
-function certbotCertificate(domain) {
-  return { cert: `/etc/letsencrypt/live/${domain}/fullchain.pem`, key: `/etc/letsencrypt/live/${domain}/privkey.pem` };
-}
-function certificatePaths(env) {
-  const domain = env.config.domain ?? env.config.app;
-  if (env.config.tls.mode === "letsencrypt") return certbotCertificate(domain);
-  if (env.config.tls.mode === "self-signed") {
-    const dir = env.layout.selfSignedDir;
-    return { cert: `${dir}/${domain}.crt`, key: `${dir}/${domain}.key` };
-  }
-  return void 0;
-}
-function siteVariables(env) {
-  const L = env.layout;
-  const app = env.config.app;
-  const certs = certificatePaths(env);
-  const locations = Object.entries(env.config.routes).sort(([a], [b]) => b.length - a.length).map(([prefix, program]) => {
-    const target = prefix === "/" ? `http://${L.nginxUpstream(program)}` : `http://${L.nginxUpstream(program)}/`;
-    return `location ${prefix} {
-        proxy_pass ${target};
-        ${PROXY}
-    }`;
-  });
-  const root = env.config.routes["/"];
-  const favicon = root ? `location = /favicon.ico {
-        access_log off;
-        log_not_found off;
-        proxy_pass http://${L.nginxUpstream(root)};
-    }` : "";
-  return {
-    app,
-    domain: env.config.domain ?? "",
-    server_name: env.config.domain ?? "_",
-    default_server: isDefaultServer(env) ? " default_server" : "",
-    logs: `access_log ${L.nginxAccessLog};
-    error_log ${L.nginxErrorLog};`,
-    upstreams_include: `include ${L.nginxUpstreams};`,
-    acme_location: `location ^~ /.well-known/acme-challenge/ {
-        root ${L.acmeWebroot};
-        default_type text/plain;
-    }`,
-    slot_location: `location = /.ops/slot {
-        allow 127.0.0.1;
-        allow ::1;
-        deny all;
-        default_type text/plain;
-        return 200 $${L.nginxSlotVariable};
-    }`,
-    security_headers: SECURITY_HEADERS,
-    tls_settings: TLS_SETTINGS,
-    ssl_certificate: certs?.cert ?? "",
-    ssl_certificate_key: certs?.key ?? "",
-    client_max_body_size: env.config.nginx.client_max_body_size,
-    locations: [favicon, ...locations].filter(Boolean).join("\n    ")
-  };
-}
-var port80 = (body) => `server {
-    listen 80{{default_server}};
-    listen [::]:80{{default_server}};
-    server_name {{server_name}};
-    {{logs}}
-${body}}
-`;
-var PLAIN_SITE = `${HEADER}
-{{upstreams_include}}
-
-${port80(`    client_max_body_size {{client_max_body_size}};
-    {{security_headers}}
-
-    {{acme_location}}
-    {{slot_location}}
-    {{locations}}
-`)}`;
-var TLS_SITE = `${HEADER}
-{{upstreams_include}}
-
-${port80(`
-    {{acme_location}}
-    {{slot_location}}
-    location / {
-        return 301 https://$host$request_uri;
-    }
-`)}
-server {
-    listen 443 ssl http2{{default_server}};
-    listen [::]:443 ssl http2{{default_server}};
-    server_name {{server_name}};
-    {{logs}}
-    ssl_certificate {{ssl_certificate}};
-    ssl_certificate_key {{ssl_certificate_key}};
-    {{tls_settings}}
-    client_max_body_size {{client_max_body_size}};
-    {{security_headers}}
-
-    {{slot_location}}
-    {{locations}}
-}
-`;
-var ACME_ONLY_SITE = `${HEADER}
-{{upstreams_include}}
-
-${port80(`
-    {{acme_location}}
-    {{slot_location}}
-    location / {
-        return 503;
-    }
-`)}`;
-function renderTemplate(template, vars, source) {
-  const unknown = /* @__PURE__ */ new Set();
-  const out = template.replace(/\{\{\s*([a-z_]+)\s*\}\}/g, (_, name2) => {
-    if (!(name2 in vars)) unknown.add(name2);
-    return vars[name2] ?? "";
-  });
-  if (unknown.size)
-    throw new OpsError(`${source} uses unknown placeholder${unknown.size > 1 ? "s" : ""} ${[...unknown].map((u) => `{{${u}}}`).join(", ")}`, `known placeholders: ${Object.keys(vars).map((v) => `{{${v}}}`).join(" ")}`);
-  return out;
-}
-function site(env, certificateReady) {
-  const vars = siteVariables(env);
-  const tls = env.config.tls.mode !== "off";
-  if (tls && !certificateReady) return renderTemplate(ACME_ONLY_SITE, vars, "built-in ACME site");
-  const custom = env.config.nginx.site_template;
-  if (custom) {
-    const file = envPath(env, custom);
-    let text;
-    try {
-      text = readFileSync3(file, "utf8");
-    } catch {
-      throw new OpsError(`cannot read the nginx site template ${file}`, `fix nginx.site_template in environments/${env.name}/environment.yml`);
-    }
-    return renderTemplate(text, vars, `environments/${env.name}/${custom}`);
-  }
-  return renderTemplate(tls ? TLS_SITE : PLAIN_SITE, vars, "built-in site");
 }
 
 // core/steps/switch.ts
@@ -71213,36 +70749,21 @@ function diskSpace(env) {
 }
 
 // core/steps/release.ts
-var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "live_sha", "certificate", "known", "has", "lfs_has", "deps_has", "live_health", "live_changed", "platform", "dotenv", "pruned", "kept_running", "pruned_deps");
+var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "live_sha", "certificate", "known", "has", "lfs_has", "deps_has", "live_health", "live_changed", "platform", "pruned", "kept_running", "pruned_deps");
 function releaseId(sha, now = /* @__PURE__ */ new Date()) {
   const t = now.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
   return `${t}-${sha.slice(0, 12)}`;
-}
-function sharedHashes(rendered) {
-  const sum = (text, sep2) => {
-    const parts = text.split(sep2);
-    if (parts[parts.length - 1] === "") parts.pop();
-    const sorted = parts.map((x) => Buffer.from(`${x}${sep2}`, "utf8")).sort(Buffer.compare);
-    return createHash4("sha256").update(Buffer.concat(sorted)).digest("hex");
-  };
-  return { dotenv: sum(rendered.dotenv, "\n"), environ: sum(rendered.environ, "\0") };
 }
 function deployState(env, shas, options = {}) {
   const L = env.layout;
   const cert = certificatePaths(env);
   const live = (slot) => `live_verdict "$cur_id" "$cur" ${quote(L.supervisorGroup(slot))} 3 0.2 ${probes(env, slot).map(quote).join(" ")}`;
-  const shared = options.shared ? String.raw`live_shared=no; sum_env=""; sum_environ=""
-if [ -f ${quote(L.envFile)} ] && [ -f ${quote(L.environFile)} ]; then
-  read -r sum_env _ < <(sort < ${quote(L.envFile)} 2>/dev/null | sha256sum) || true
-  read -r sum_environ _ < <(sort -z < ${quote(L.environFile)} 2>/dev/null | sha256sum) || true
-  if [ "$sum_env" = ${quote(options.shared.dotenv)} ] && [ "$sum_environ" = ${quote(options.shared.environ)} ]; then live_shared=yes; fi
-fi
-` : "live_shared=yes\n";
   const recorded = options.fingerprint !== void 0 ? String.raw`live_same=no; live_fingerprint=""; live_recorded=no
-if [ -n "$cur_id" ]; then
+# A release whose .env is a link reads the shared one an older version of ops wrote: not its record's.
+if [ -n "$cur_id" ] && [ ! -L "${L.dotenv("$cur")}" ]; then
   { ${forEachFingerprintRecord(env, 'if [ "$id" = "$cur_id" ]; then live_fingerprint=$fp; live_recorded=yes; fi')}; } 2>/dev/null || true
 fi
-${shared}if [ "$live_recorded" = yes ] && [ "$live_fingerprint" = ${quote(options.fingerprint)} ] && [ "$live_shared" = yes ]; then live_same=yes
+if [ "$live_recorded" = yes ] && [ "$live_fingerprint" = ${quote(options.fingerprint)} ]; then live_same=yes
 elif [ -n "$live_sha" ] && [ "$live_recorded" = yes ]; then ops_report ${RELEASE_KEYS.live_changed} settings
 elif [ -n "$live_sha" ]; then ops_report ${RELEASE_KEYS.live_changed} unrecorded; fi
 ` : "";
@@ -71332,32 +70853,16 @@ mv -f ${quote(upload)} ${quote(target)}; chmod 0644 ${quote(target)}`;
   ];
   return { name: "receive code", as: "root", timeout: 600, quiet: true, script: lines.join("\n") };
 }
-function installDotenv(env, uploaded) {
-  const L = env.layout;
+function releaseDotenv(env, dir, uploaded) {
   const u = quote(env.appUser);
+  const L = env.layout;
   const files = [
-    [uploaded.environ, L.environFile],
-    [uploaded.dotenv, L.envFile]
+    [uploaded.dotenv, L.dotenv(dir)],
+    [uploaded.environ, L.environ(dir)]
   ];
-  return {
-    name: ".env",
-    as: "root",
-    timeout: 30,
-    quiet: true,
-    script: String.raw`trap 'rm -f ${files.map(([from]) => quote(from)).join(" ")}' EXIT
-changed=no
-${files.map(
-      ([from, to]) => String.raw`if ! cmp -s ${quote(from)} ${quote(to)}; then
-  # The live file is replaced only by a complete new one (rename); a failed copy (full disk) is removed.
-  install -m 0600 -o ${u} -g ${u} ${quote(from)} ${quote(`${to}.new`)} || { rm -f ${quote(`${to}.new`)}; exit 1; }
-  mv -f ${quote(`${to}.new`)} ${quote(to)}
-  changed=yes
-fi`
-    ).join("\n")}
-ops_report ${RELEASE_KEYS.dotenv} "$([ "$changed" = yes ] && echo updated || echo unchanged)"`
-  };
+  return files.map(([from, to]) => `rm -rf ${quote(to)}; install -m 0600 -o ${u} -g ${u} ${quote(from)} ${quote(to)}`).join("\n");
 }
-function createRelease(env, meta) {
+function createRelease(env, meta, dotenv) {
   const L = env.layout;
   const dir = `${L.releases}/${meta.id}`;
   const tmp = `${L.releases}/.new-${meta.id}`;
@@ -71374,18 +70879,19 @@ ${archive(s.sha, `${tmp}/${s.path}`)}`),
     name: "release",
     as: "root",
     timeout: 300,
-    script: String.raw`[ ! -e ${quote(dir)} ] || { echo "release ${meta.id} already exists" >&2; exit 1; }
+    script: String.raw`trap 'rm -f ${quote(dotenv.dotenv)} ${quote(dotenv.environ)}' EXIT
+[ ! -e ${quote(dir)} ] || { echo "release ${meta.id} already exists" >&2; exit 1; }
 rm -rf ${quote(tmp)}
-trap 'rm -rf ${quote(tmp)}' EXIT # a release cut short (full disk) never stays half-written
+trap 'rm -rf ${quote(tmp)}; rm -f ${quote(dotenv.dotenv)} ${quote(dotenv.environ)}' EXIT # a release cut short (full disk) never stays half-written
 mkdir -m 0750 ${quote(tmp)}
 ${archive(meta.sha, tmp)}
 ${extra.length ? `${extra.join("\n")}
 ` : ""}printf '%s\n' ${quote(meta.sha)} > ${quote(`${tmp}/REVISION`)}
 printf %s ${b64(JSON.stringify(meta, null, 2) + "\n")} | base64 -d > ${quote(`${tmp}/release.json`)}
-ln -sfn ../../shared/.env ${quote(`${tmp}/.env`)}
 chown -R ${owner} ${quote(tmp)}
+${releaseDotenv(env, tmp, dotenv)}
 mv -T ${quote(tmp)} ${quote(dir)}
-trap - EXIT
+trap 'rm -f ${quote(dotenv.dotenv)} ${quote(dotenv.environ)}' EXIT
 echo "release ${meta.id} (${meta.sha.slice(0, 12)}, ${meta.ref}${meta.submodules?.length ? `, ${meta.submodules.length} submodule(s)` : ""}${meta.lfs?.length ? `, ${meta.lfs.length} Git LFS file(s)` : ""})"`
   };
 }
@@ -71432,6 +70938,9 @@ for d in ${quote(L.deps)}/*; do
   [ -d "$d" ] || continue
   grep -qxF "$d" <<< "$used" || { rm -rf -- "$d"; ops_report ${RELEASE_KEYS.pruned_deps} "${"$"}{d##*/}"; }
 done
+# The shared .env and environ of releases made before each had its own: gone with the last one linked to them.
+legacy=no; for r in */; do if [ -L "${L.dotenv("$r")}" ]; then legacy=yes; fi; done
+[ "$legacy" = yes ] || rm -f ${quote(L.legacyShared.dotenv)} ${quote(L.legacyShared.environ)}
 keep_oids=$(cat ./*/release.json 2>/dev/null | grep -oE '[0-9a-f]{64}' | sort -u || true)
 for f in ${quote(L.lfsStore)}/*/*/*; do
   [ -f "$f" ] || continue
@@ -71442,6 +70951,479 @@ git --git-dir=${quote(L.mirror)} for-each-ref --format='%(refname)' refs/ops/sha
   grep -qxF "${"$"}{ref##*/}" <<< "$keep_shas" || git --git-dir=${quote(L.mirror)} update-ref -d "$ref" || echo "could not drop $ref (next prune will)" >&2
 done`
   };
+}
+
+// core/steps/artifact.ts
+var ARTIFACT_KEYS = reportKeys("part", "chunk", "received");
+var CHUNK_BYTES = 32 * 1024 * 1024;
+var PART_NAME = /^(release|venv-[0-9a-f]+|node-[0-9a-f]+)$/;
+function packDir(env, id) {
+  return `${env.layout.uploads}/pack-${id}`;
+}
+function checkName(name2) {
+  if (!PART_NAME.test(name2)) throw new OpsError(`not a part of a release: ${name2}`);
+}
+function packArtifacts(env, id, sets) {
+  const L = env.layout;
+  const parts = [["release", L.releases, id], ...sets.map((s) => [s, L.deps, s])];
+  for (const [name2] of parts) checkName(name2);
+  const dir = packDir(env, id);
+  return {
+    name: "pack build",
+    as: "root",
+    timeout: 900,
+    script: String.raw`rm -rf ${quote(dir)}; install -d -m 0700 ${quote(dir)}
+pack() { # NAME DIR ENTRY
+  [ -d "$2/$3" ] || { echo "nothing to pack: $2/$3 is missing" >&2; exit 1; }
+  case "$1" in release) ;; *) [ -f "$2/$3/.complete" ] || { echo "dependency set $3 is not complete" >&2; exit 1; } ;; esac
+  # A release's .env and environ stay on its host: each host is given its own (unpackArtifacts).
+  tar -C "$2" --anchored --exclude="${L.dotenv("$3")}" --exclude="${L.environ("$3")}" -cf - "$3" | gzip -1 > ${quote(dir)}/"$1"
+  ops_report ${ARTIFACT_KEYS.part} "$1 $(sha256sum < ${quote(dir)}/"$1" | cut -d' ' -f1) $(stat -c %s ${quote(dir)}/"$1")"
+}
+${parts.map(([name2, d, entry]) => `pack ${quote(name2)} ${quote(d)} ${quote(entry)}`).join("\n")}`
+  };
+}
+function parsePacked(result, builder) {
+  return reportedAll(result, ARTIFACT_KEYS.part).map((line) => {
+    const [name2 = "", sha2563 = "", size2 = ""] = line.split(" ");
+    if (!PART_NAME.test(name2) || !/^[0-9a-f]{64}$/.test(sha2563) || !/^\d+$/.test(size2)) throw new OpsError(`the build packed on ${builder} reported a part the runner cannot read: ${JSON.stringify(line)}`);
+    return { name: name2, sha256: sha2563, size: Number(size2) };
+  });
+}
+function readChunk(env, id, name2, offset, length) {
+  checkName(name2);
+  return {
+    name: `read ${name2}`,
+    as: "root",
+    timeout: 300,
+    quiet: true,
+    script: String.raw`printf '${REPORT_PREFIX}${ARTIFACT_KEYS.chunk} '
+dd if=${quote(`${packDir(env, id)}/${name2}`)} iflag=skip_bytes,count_bytes skip=${offset} count=${length} status=none | base64 -w0
+printf '\n'`
+  };
+}
+function parseChunk(result, part, offset, length, builder) {
+  const bytes = Buffer.from(reported(result, ARTIFACT_KEYS.chunk) ?? "", "base64");
+  if (bytes.length !== length) throw new OpsError(`the ${part.name} part of the build packed on ${builder} arrived short on the runner: ${bytes.length} of ${length} bytes from byte ${offset}; nothing was changed`, "deploy again; if it happens again, check the disk and the connection of that host");
+  return bytes;
+}
+function checkPart(part, got, builder) {
+  if (got !== part.sha256)
+    throw new OpsError(`the ${part.name} part of the build packed on ${builder} arrived damaged on the runner (sha256 ${got}; ${builder} sent ${part.sha256}); nothing was changed`, "deploy again; if it happens again, check the connection to that host");
+}
+function dropPacked(env, id) {
+  return { name: "drop packed build", as: "root", timeout: 60, script: `rm -rf ${quote(packDir(env, id))}` };
+}
+function unpackArtifacts(env, id, parts, builder, dotenv) {
+  const L = env.layout;
+  const owner = `${env.appUser}:${env.appUser}`;
+  for (const p of parts) checkName(p.name);
+  const place = (p) => p.name === "release" ? [L.releases, id] : [L.deps, p.name];
+  const files = (p) => p.uploads.map(quote).join(" ");
+  return {
+    name: "receive build",
+    as: "root",
+    timeout: 900,
+    script: String.raw`trap 'rm -f ${parts.map(files).join(" ")} ${quote(dotenv.dotenv)} ${quote(dotenv.environ)}; rm -rf ${quote(`${L.releases}/.new-${id}`)} ${quote(L.deps)}/.new-*' EXIT
+${parts.map(
+      (p) => String.raw`got=$(cat -- ${files(p)} | sha256sum | cut -d' ' -f1)
+if [ "$got" != ${quote(p.sha256)} ]; then echo "the ${p.name} part of the build from ${builder} arrived damaged: sha256 $got, expected ${p.sha256}; nothing was unpacked" >&2; exit 1; fi`
+    ).join("\n")}
+unpack() { # DIR ENTRY FILE...
+  local dir=$1 entry=$2 new="$1/.new-$2"
+  shift 2
+  if [ -f "$dir/$entry/.complete" ]; then echo "$entry: already here"; return 0; fi
+  rm -rf "$new"; mkdir -p "$new"
+  cat -- "$@" | gzip -dc | tar -C "$new" -xf - --no-same-owner
+  chown -R ${quote(owner)} "$new/$entry"
+  if [ "$dir" = ${quote(L.releases)} ]; then
+    ${releaseDotenv(env, `${L.releases}/.new-${id}/${id}`, dotenv)}
+  fi
+  rm -rf "${"$"}{dir:?}/${"$"}{entry:?}"; mv -T "$new/$entry" "$dir/$entry"; rmdir "$new"
+  echo "$entry: unpacked"
+}
+${parts.map((p) => `unpack ${place(p).map(quote).join(" ")} ${files(p)}`).join("\n")}
+ops_report ${ARTIFACT_KEYS.received} ${quote(parts.map((p) => p.name).join(" "))}`
+  };
+}
+
+// core/ops/deploy.ts
+init_shell();
+
+// core/git.ts
+init_errors();
+import { spawn } from "node:child_process";
+import { constants as constants3 } from "node:os";
+var DEFAULT_IDENTITY = { name: "ops-pipeline", email: "ops-pipeline@users.noreply.github.com" };
+var GitError = class extends OpsError {
+  constructor(args, result, hint) {
+    const stderr = tail(result.stderr.trim() || result.stdout.trim(), 15);
+    super(`git ${args.join(" ")} failed (exit code ${result.code})${stderr ? `
+${indent(stderr)}` : ""}`, hint);
+    this.args = args;
+    this.result = result;
+  }
+  args;
+  result;
+  name = "GitError";
+};
+function checkIdentity(identity) {
+  if (!identity.name.trim() || /[<>\n\r\0]/.test(identity.name)) {
+    throw new OpsError(`invalid committer name ${JSON.stringify(identity.name)}`, "a non-empty name without < > or line breaks");
+  }
+  if (!/^[^\s<>@]+@[^\s<>@]+$/.test(identity.email)) {
+    throw new OpsError(`invalid committer email ${JSON.stringify(identity.email)}`, "an address like ops-pipeline@users.noreply.github.com");
+  }
+  return identity;
+}
+var KEPT = /^GIT_(SSH|SSH_COMMAND|SSH_VARIANT|ASKPASS|PROXY_COMMAND|SSL_[A-Z_]+|HTTP_[A-Z_]+|CONFIG_(GLOBAL|SYSTEM|NOSYSTEM|COUNT|KEY_\d+|VALUE_\d+))$/;
+function gitEnvironment(processEnv, options = {}) {
+  const identity = checkIdentity(options.identity ?? DEFAULT_IDENTITY);
+  const out = {};
+  for (const [k, v] of Object.entries(processEnv)) if (v !== void 0 && (!k.startsWith("GIT_") || KEPT.test(k))) out[k] = v;
+  return {
+    ...out,
+    LC_ALL: "C",
+    LANGUAGE: "C",
+    GIT_PAGER: "cat",
+    PAGER: "cat",
+    GIT_AUTHOR_NAME: identity.name,
+    GIT_AUTHOR_EMAIL: identity.email,
+    GIT_COMMITTER_NAME: identity.name,
+    GIT_COMMITTER_EMAIL: identity.email,
+    ...options.interactive ? {} : { GIT_TERMINAL_PROMPT: "0", GCM_INTERACTIVE: "never" }
+  };
+}
+var Git = class {
+  /** `dir`: the working tree or git directory every call runs in (`git -C dir`). @throws OpsError for a bad identity. */
+  constructor(dir, options = {}) {
+    this.dir = dir;
+    this.env = gitEnvironment(options.processEnv ?? process.env, options);
+  }
+  dir;
+  env;
+  /**
+   * Run git; stdout as bytes (packs, blobs), whatever the exit code.
+   * @throws OpsError only when git cannot be started (not installed, `dir` missing).
+   */
+  async runBytes(args, options = {}) {
+    const env = options.env ? { ...this.env, ...options.env } : this.env;
+    return new Promise((resolve5, reject) => {
+      const child = spawn("git", ["-C", this.dir, ...args], { env, stdio: ["pipe", "pipe", "pipe"] });
+      const out = [];
+      const err = [];
+      child.stdout.on("data", (d) => out.push(d));
+      child.stderr.on("data", (d) => err.push(d));
+      child.on(
+        "error",
+        (e) => reject(e.code === "ENOENT" ? new OpsError("git is not installed (or not on PATH)", "install git 2.38 or later") : new OpsError(`cannot run git ${args.join(" ")} in ${this.dir}: ${e.message}`))
+      );
+      child.on("close", (code, signal) => resolve5({ code: code ?? 128 + (signal ? constants3.signals[signal] : 0), stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString("utf8") }));
+      child.stdin.on("error", () => {
+      });
+      child.stdin.end(options.input ?? "");
+    });
+  }
+  /** Run git; its exit code and output as text, whatever the code. @throws OpsError only when git cannot start. */
+  async run(args, options = {}) {
+    const r = await this.runBytes(args, options);
+    return { code: r.code, stdout: r.stdout.toString("utf8"), stderr: r.stderr };
+  }
+  /** Run git; stdout without its final newline. @throws GitError (command, exit code, stderr) unless it exits 0. */
+  async out(args, options = {}) {
+    const r = await this.run(args, options);
+    if (r.code !== 0) throw new GitError(args, r, options.hint);
+    return r.stdout.replace(/\n$/, "");
+  }
+  /** Run git; stdout as bytes. @throws GitError unless it exits 0. */
+  async bytes(args, options = {}) {
+    const r = await this.runBytes(args, options);
+    if (r.code !== 0) throw new GitError(args, { code: r.code, stdout: "", stderr: r.stderr }, options.hint);
+    return r.stdout;
+  }
+  /** The full sha of a commit-ish, or undefined when it does not resolve to a commit here. */
+  async commit(rev) {
+    const r = await this.run(["rev-parse", "--verify", "--quiet", "--end-of-options", `${rev}^{commit}`]);
+    return r.code === 0 ? r.stdout.trim() : void 0;
+  }
+  /** Is `ancestor` reachable from `descendant` (a commit is its own ancestor)? @throws GitError when either is unknown. */
+  async isAncestor(ancestor, descendant) {
+    const args = ["merge-base", "--is-ancestor", ancestor, descendant];
+    const r = await this.run(args);
+    if (r.code === 0) return true;
+    if (r.code === 1) return false;
+    throw new GitError(args, r);
+  }
+  /** [major, minor] of the git on PATH. @throws OpsError when its version line cannot be read. */
+  async version() {
+    const v = await this.out(["version"]);
+    const m = /(\d+)\.(\d+)/.exec(v);
+    if (!m) throw new OpsError(`cannot read the git version from "${v}"`);
+    return [Number(m[1]), Number(m[2])];
+  }
+};
+async function git(dir, args, options = {}) {
+  const r = await new Git(dir).run(args, options);
+  if (r.code !== 0) throw new GitError(args, r);
+  return r.stdout;
+}
+
+// core/source.ts
+init_errors();
+import { createHash as createHash3 } from "node:crypto";
+import { existsSync as existsSync4 } from "node:fs";
+import { isAbsolute as isAbsolute2, resolve as resolve2 } from "node:path";
+init_shell();
+async function tryRev(repo, rev, peel = "^{commit}") {
+  try {
+    return (await git(repo, ["rev-parse", "--verify", "--quiet", `${rev}${peel}`])).trim() || void 0;
+  } catch {
+    return void 0;
+  }
+}
+async function commitsOf(repo, revs) {
+  const r = await new Git(repo).run(["cat-file", "--batch-check"], { input: revs.map((rev) => `${rev}^{commit}
+`).join("") });
+  if (r.code !== 0) {
+    await checkRepository(repo);
+    throw new OpsError(`cannot look up ${revs.join(", ")} in ${repo}: ${r.stderr.trim()}`);
+  }
+  const lines = r.stdout.split("\n");
+  return revs.map((_, i) => /^([0-9a-f]{40,64}) commit \d+$/.exec(lines[i] ?? "")?.[1]);
+}
+async function checkRepository(repo) {
+  if (!existsSync4(repo)) throw new OpsError(`the repository to deploy, ${repo}, does not exist`, "set `repository` in the environment, or run from the app's checkout");
+  try {
+    await git(repo, ["rev-parse", "--git-dir"]);
+  } catch {
+    throw new OpsError(`${repo} is not a git repository`, "set `repository` in the environment, or run from the app's checkout");
+  }
+}
+function ambiguousRef(ref, matches) {
+  return new OpsError(
+    `ref "${ref}" is ambiguous: it names ${matches.map((m) => `${m.kind === "commit" ? "a commit" : `a ${m.kind}`} (${m.sha.slice(0, 12)})`).join(" and ")}`,
+    `say which one: ${matches.map((m) => m.fullName).join(" or ")}`
+  );
+}
+async function commitsWithPrefix(repo, prefix) {
+  if (!/^[0-9a-f]{4,40}$/.test(prefix)) return [];
+  const objects = (await git(repo, ["rev-parse", `--disambiguate=${prefix}`]).catch(() => "")).split("\n").filter(Boolean);
+  const out = [];
+  for (const o of objects) if ((await git(repo, ["cat-file", "-t", o]).catch(() => "")).trim() === "commit") out.push(o);
+  return out;
+}
+async function resolveRef(repo, ref) {
+  validate("gitRef", ref);
+  if (!existsSync4(repo)) await checkRepository(repo);
+  const full = /^refs\/(tags|heads)\/(.+)$/.exec(ref);
+  if (full || ref.startsWith("refs/")) {
+    const candidates = !full ? [[ref, `ref ${ref}`]] : full[1] === "tags" ? [[ref, `tag ${full[2]}`]] : [
+      [`refs/remotes/origin/${full[2]}`, `branch origin/${full[2]}`],
+      [ref, `branch ${full[2]}`]
+    ];
+    const shas = await commitsOf(repo, candidates.map(([rev]) => rev));
+    const found = candidates.findIndex((_, i) => shas[i]);
+    if (found >= 0) return { ref, sha: shas[found], matched: candidates[found][1] };
+    throw new OpsError(`${ref} does not exist in ${repo}`, "check the name; in a workflow, check out with fetch-depth: 0 so branches and tags are present; on a laptop, git fetch first");
+  }
+  const matches = [];
+  const hex = /^[0-9a-f]{7,40}$/.test(ref);
+  const [tag, remoteBranch, localBranch, prefixed] = await commitsOf(repo, [`refs/tags/${ref}`, `refs/remotes/origin/${ref}`, `refs/heads/${ref}`, ...hex ? [ref] : []]);
+  if (tag) matches.push({ kind: "tag", fullName: `refs/tags/${ref}`, sha: tag, matched: `tag ${ref}` });
+  const branch = remoteBranch ?? localBranch;
+  if (branch) matches.push({ kind: "branch", fullName: `refs/heads/${ref}`, sha: branch, matched: remoteBranch ? `branch origin/${ref}` : `branch ${ref}` });
+  const commits = !hex ? [] : prefixed?.startsWith(ref) && !tag && !branch ? [prefixed] : await commitsWithPrefix(repo, ref);
+  if (commits.length > 1) throw new OpsError(`sha prefix "${ref}" matches ${commits.length} commits`, "give more digits of the sha");
+  if (commits[0]) matches.push({ kind: "commit", fullName: commits[0], sha: commits[0], matched: "commit" });
+  if (matches.length > 1) throw ambiguousRef(ref, matches);
+  if (matches[0]) return { ref, sha: matches[0].sha, matched: matches[0].matched };
+  throw new OpsError(
+    `ref "${ref}" is not a tag, branch or commit of ${repo}`,
+    "check the name; in a workflow, check out with fetch-depth: 0 so branches and tags are present; on a laptop, git fetch first"
+  );
+}
+var listings = /* @__PURE__ */ new Map();
+function treeEntries(repo, sha) {
+  const key = `${repo}\0${sha}`;
+  let listing = listings.get(key);
+  if (!listing) {
+    listing = git(repo, ["ls-tree", "-r", "-t", "-l", "-z", "--full-tree", sha]).then(
+      (out) => out.split("\0").filter(Boolean).map((line) => {
+        const tab = line.indexOf("	");
+        const [mode = "", type = "", object2 = "", size2 = ""] = line.slice(0, tab).split(/\s+/);
+        return { mode, type, object: object2, size: Number(size2) || 0, path: line.slice(tab + 1) };
+      })
+    );
+    listing.catch(() => listings.delete(key));
+    listings.set(key, listing);
+  }
+  return listing;
+}
+async function blobId(repo, sha, path) {
+  if (!path) return "";
+  if (path.split("/").every((part) => part && part !== "." && part !== "..")) return (await treeEntries(repo, sha)).find((e) => e.path === path)?.object ?? "";
+  return await tryRev(repo, `${sha}:${path}`, "") ?? "";
+}
+async function fileAt(repo, sha, path) {
+  const id = await blobId(repo, sha, path);
+  if (!id) return void 0;
+  return git(repo, ["cat-file", "blob", id]);
+}
+async function nodeDependencyInput(repo, sha, dir) {
+  const lock = await fileAt(repo, sha, `${dir}/package-lock.json`);
+  if (lock === void 0) return `package.json ${await blobId(repo, sha, `${dir}/package.json`)}`;
+  try {
+    const parsed = JSON.parse(lock);
+    delete parsed.version;
+    if (parsed.packages?.[""]) delete parsed.packages[""].version;
+    return `lock ${JSON.stringify(parsed)}`;
+  } catch {
+    return `lock ${await blobId(repo, sha, `${dir}/package-lock.json`)}`;
+  }
+}
+async function treeSize(repo, sha) {
+  const entries = await treeEntries(repo, sha);
+  return { bytes: entries.reduce((sum, e) => sum + e.size, 0), entries: entries.length };
+}
+function depsHash(parts) {
+  return createHash3("sha256").update(parts.join("\n")).digest("hex").slice(0, 16);
+}
+async function knownCommits(repo, shas) {
+  const out = [];
+  for (const sha of shas) if (/^[0-9a-f]{40}$/.test(sha) && await tryRev(repo, sha)) out.push(sha);
+  return out;
+}
+async function packFor(repo, sha, haves) {
+  return new Git(repo).bytes(["pack-objects", "--revs", "--thin", "--stdout", "-q"], { input: [sha, ...haves.map((h) => `^${h}`)].join("\n") + "\n" });
+}
+async function sourceRepository(projectRoot, configured) {
+  if (configured) return isAbsolute2(configured) ? configured : resolve2(projectRoot, configured);
+  const top = await new Git(projectRoot).run(["rev-parse", "--show-toplevel"]).catch(() => void 0);
+  return top?.code === 0 ? top.stdout.trim() : projectRoot;
+}
+
+// core/changes.ts
+var COMMIT_LIMIT = 20;
+var DEFAULT_MIGRATION_PATHS = ["**/migrations/**", "**/alembic/versions/**", "**/db/migrate/**"];
+var NOT_MIGRATIONS = /(^|\/)(__init__\.py|env\.py|script\.py\.mako|README[^/]*|alembic\.ini|\.gitkeep)$|(^|\/)__pycache__\//;
+async function dependencyHashes(repo, sha, env) {
+  const { python, node } = env.config.runtimes;
+  const { python_requirements: req2, node_dir: nodeDir } = env.config.release;
+  const [pythonInput, nodeInput] = await Promise.all([blobId(repo, sha, req2), nodeDir ? nodeDependencyInput(repo, sha, nodeDir) : ""]);
+  return {
+    python: depsHash([`python ${python.strategy} ${python.version}`, pythonInput]),
+    node: depsHash([`node ${node.strategy} ${node.version}`, nodeInput])
+  };
+}
+async function commitsBetween(repo, from, to) {
+  const count = Number((await git(repo, ["rev-list", "--count", `${from}..${to}`])).trim());
+  const out = await git(repo, ["log", `--max-count=${COMMIT_LIMIT}`, "--format=%H%x1f%an%x1f%s%x1e", `${from}..${to}`]);
+  const commits = out.split("").map((l) => l.trim()).filter(Boolean).map((l) => {
+    const [sha = "", author = "", subject = ""] = l.split("");
+    return { sha, author, subject };
+  });
+  return { commits, count };
+}
+async function migrationPaths(repo, sha, env) {
+  const configured = env.config.release.migration_paths;
+  if (configured.length) return configured;
+  const paths = [...DEFAULT_MIGRATION_PATHS];
+  const files = (await treeEntries(repo, sha)).filter((e) => e.type === "blob" && (e.path === "alembic.ini" || e.path.endsWith("/alembic.ini")));
+  for (const { path: ini, object: object2 } of files) {
+    const text = await git(repo, ["cat-file", "blob", object2]);
+    const loc = /^\s*script_location\s*[=:]\s*(.+?)\s*$/m.exec(text)?.[1];
+    if (!loc || loc.includes(":")) continue;
+    const dir = ini.slice(0, -"alembic.ini".length);
+    const rel = loc.replace(/^%\(here\)s\/?/, "").replace(/^\.\//, "").replace(/\/$/, "");
+    paths.push(`${dir}${rel}/versions/**`);
+  }
+  return [...new Set(paths)];
+}
+async function addedMigrations(repo, from, to, paths) {
+  const out = await git(repo, ["diff", "--name-only", "--no-renames", "--diff-filter=A", from, to, "--", ...paths.map((p) => `:(glob)${p}`)]);
+  return out.split("\n").filter((f) => f && !NOT_MIGRATIONS.test(f)).sort();
+}
+async function describeChange(repo, env, live, target) {
+  const change = { live, target, relation: "first", commits: [], added: 0, removedCommits: [], removed: 0, migrations: [], migrationsLiveOnly: [], dependencies: [] };
+  if (!live) return change;
+  if (live === target) return { ...change, relation: "same" };
+  const g = new Git(repo);
+  if (!/^[0-9a-f]{40}$/.test(live) || !await g.commit(live)) return { ...change, relation: "unknown" };
+  const [ahead, behind] = [await g.isAncestor(live, target), await g.isAncestor(target, live)];
+  change.relation = ahead ? "ahead" : behind ? "behind" : "diverged";
+  const add2 = await commitsBetween(repo, live, target);
+  const rm4 = await commitsBetween(repo, target, live);
+  Object.assign(change, { commits: add2.commits, added: add2.count, removedCommits: rm4.commits, removed: rm4.count });
+  const paths = [.../* @__PURE__ */ new Set([...await migrationPaths(repo, target, env), ...await migrationPaths(repo, live, env)])];
+  change.migrations = await addedMigrations(repo, live, target, paths);
+  change.migrationsLiveOnly = await addedMigrations(repo, target, live, paths);
+  const [before, after] = [await dependencyHashes(repo, live, env), await dependencyHashes(repo, target, env)];
+  const { python_requirements: req2, node_dir: nodeDir } = env.config.release;
+  change.dependencies = [
+    ...req2 ? [{ name: "python", files: req2, changed: before.python !== after.python }] : [],
+    ...nodeDir ? [{ name: "node", files: `${nodeDir}/package-lock.json`, changed: before.node !== after.node }] : []
+  ];
+  return change;
+}
+function liveChangedWhy(live) {
+  return live.unrecorded ? "with no record of what it was deployed with (deployed before such records were kept or while releases shared one .env, or its record missing or damaged)" : "with another .env or other settings than this deploy's";
+}
+async function describeChanges(repo, env, lives, target) {
+  const groups = /* @__PURE__ */ new Map();
+  for (const l of lives) {
+    const key = l.error ? `error ${l.host}` : `${l.sha} ${l.release} ${l.changed ? "changed" : ""} ${l.unrecorded ? "unrecorded" : ""}`;
+    const g = groups.get(key);
+    if (g) g.hosts.push(l.host);
+    else groups.set(key, { hosts: [l.host], live: l });
+  }
+  for (const g of groups.values()) if (!g.live.error) g.change = await describeChange(repo, env, g.live.sha, target);
+  return [...groups.values()];
+}
+var short = (sha) => sha.slice(0, 12);
+function commitLines(commits, count, indent2) {
+  const lines = commits.map((c) => `${indent2}${c.sha.slice(0, 10)}  ${c.subject}  (${c.author})`);
+  if (count > commits.length) lines.push(`${indent2}... and ${count - commits.length} more`);
+  return lines;
+}
+function formatChanges(groups, target) {
+  const out = [];
+  for (const { hosts, live, change } of groups) {
+    const who = hosts.join(", ");
+    if (live.error || !change) {
+      out.push(`${who}: live commit unknown (${live.error ?? "not read"})`);
+      continue;
+    }
+    const head = `${who}: live ${live.sha ? `${short(live.sha)}${live.release ? ` (${live.release})` : ""}` : "(nothing)"} \u2192 target ${short(target)}`;
+    switch (change.relation) {
+      case "first":
+        out.push(`${head}: first deploy, nothing live yet`);
+        continue;
+      case "same":
+        out.push(live.changed ? `${head}: live, ${liveChangedWhy(live)}: deployed again (a new release of the same commit)` : `${head}: already live, nothing changes`);
+        continue;
+      case "unknown":
+        out.push(`${head}: the live commit is not in this repository; fetch (git fetch --all --tags) to see the change`);
+        continue;
+      case "ahead":
+        out.push(`${head}: ${change.added} new commit${change.added === 1 ? "" : "s"}`);
+        break;
+      case "behind":
+        out.push(`${head}`, `  !!! ROLLBACK IN DISGUISE: the target is BEHIND the live commit: ${change.removed} live commit${change.removed === 1 ? "" : "s"} would be taken away !!!`);
+        break;
+      case "diverged":
+        out.push(`${head}`, `  !!! the target does not contain the live commit: ${change.removed} live commit${change.removed === 1 ? "" : "s"} would be taken away, ${change.added} added !!!`);
+        break;
+    }
+    if (change.added) out.push("  commits added:", ...commitLines(change.commits, change.added, "    "));
+    if (change.removed) out.push("  commits taken away:", ...commitLines(change.removedCommits, change.removed, "    "));
+    out.push(change.migrations.length ? `  migrations added: ${change.migrations.join(", ")}` : "  migrations added: none");
+    if (change.migrationsLiveOnly.length) {
+      out.push(`  !!! migrations live now that the target lacks (a deploy does not undo them; the target must work with them): ${change.migrationsLiveOnly.join(", ")}`);
+    }
+    const deps = change.dependencies.map((d) => `${d.name} ${d.changed ? `CHANGED (${d.files}): a new set is installed` : "unchanged (reused)"}`);
+    if (deps.length) out.push(`  dependencies: ${deps.join("; ")}`);
+  }
+  return out;
 }
 
 // core/ops/host-run.ts
@@ -71805,9 +71787,11 @@ ${refused.map((m) => `  - ${m}`).join("\n")}`,
     );
   return { dotenv: lines.join("\n") + "\n", environ: records.join(""), forms };
 }
-function environLoader(file) {
+function environLoader(...files) {
   return `# shellcheck disable=SC2163 # each record is NAME=VALUE, exported as it is
-if [ -f ${quote(file)} ]; then while IFS= read -r -d '' kv; do export -- "$kv"; done < ${quote(file)}; fi`;
+for environ_file in ${files.map(quote).join(" ")}; do
+  if [ -f "$environ_file" ]; then while IFS= read -r -d '' kv; do export -- "$kv"; done < "$environ_file"; break; fi
+done`;
 }
 
 // core/steps/app.ts
@@ -71871,13 +71855,13 @@ function nodeDependencies(env, release, hash) {
 }
 function appCommand(env, release, name2, command2, timeout = 1800) {
   return { name: name2, as: "app", timeout, script: `${appEnvironment(env, release)}
-${environLoader(env.layout.environFile)}
+${environLoader(env.layout.environ(release), env.layout.legacyShared.environ)}
 ${command2}` };
 }
 
 // core/ops/deploy-plan.ts
 init_environment();
-import { createHash as createHash6 } from "node:crypto";
+import { createHash as createHash5 } from "node:crypto";
 import { readFileSync as readFileSync7 } from "node:fs";
 
 // core/runinfo.ts
@@ -72128,7 +72112,7 @@ function deployFingerprint(env, dotenv) {
   const sorted = (_, v) => v && typeof v === "object" && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0)) : v;
   const unordered = (text, separator) => text.split(separator).sort();
   const template = env.config.nginx.site_template;
-  const digest = createHash6("sha256").update(
+  const digest = createHash5("sha256").update(
     JSON.stringify(
       {
         dotenv: unordered(dotenv.dotenv, "\n"),
@@ -72165,7 +72149,7 @@ function treeNotes(tree) {
   return notes;
 }
 function planText(env, p, sharing) {
-  const steps = ["lock", "state", "code (pack of missing objects)", ".env", "release", "dependencies (reused when lockfiles unchanged)"];
+  const steps = ["lock", "state", "code (pack of missing objects)", "release (with its own .env)", "dependencies (reused when lockfiles unchanged)"];
   if (env.config.release.build) steps.push(`build: ${env.config.release.build}`);
   if (env.config.release.migrate) steps.push(`migrate (first host): ${env.config.release.migrate}`);
   if (env.hosts.length > 1) steps.push("build once per platform: the other hosts receive the release and its new dependency sets (sha256-checked), before any switch");
@@ -72514,12 +72498,12 @@ function beginHost(ctx, env, remote, locked, p, options) {
   }
   return { name: remote.name, h, state, result, newSlot: state.slot ? otherSlot(state.slot) : "blue", audit, fields, created: false, started: false, failed: false, switched: false };
 }
-async function sendDotenv(env, hp, p, tag) {
+async function uploadDotenv(env, hp, p, tag) {
   const L = env.layout;
   const uploads = { dotenv: `${L.uploads}/${tag}.env`, environ: `${L.uploads}/${tag}.environ` };
   await hp.h.upload(p.dotenv.dotenv, uploads.dotenv, 384);
   await hp.h.upload(p.dotenv.environ, uploads.environ, 384);
-  await hp.h.run(installDotenv(env, uploads));
+  return uploads;
 }
 async function buildOn(env, hp, p) {
   const L = env.layout;
@@ -72549,8 +72533,7 @@ async function buildOn(env, hp, p) {
   if (lfs.length) result.notes.push(`sent ${lfs.length} Git LFS file(s)`);
   if (packs.length || lfs.length) await h.run(receivePack(env, packs.map((x) => x.path), packs.map((x) => x.sha), lfs));
   result.notes.push(...treeNotes(p.tree));
-  await sendDotenv(env, hp, p, tag);
-  await h.run(createRelease(env, p.meta));
+  await h.run(createRelease(env, p.meta, await uploadDotenv(env, hp, p, tag)));
   hp.created = true;
   const dir = `${L.releases}/${p.id}`;
   const { python_requirements: req2, node_dir: nodeDir, build, build_needs_python: buildNeedsPython } = env.config.release;
@@ -72598,9 +72581,9 @@ function dependencySets(env, p) {
   return [...env.config.release.python_requirements ? [`venv-${p.hashes.python}`] : [], ...env.config.release.node_dir ? [`node-${p.hashes.node}`] : []];
 }
 async function receiveBuild(env, hp, p, builder, received) {
-  await sendDotenv(env, hp, p, `${p.id}-${randomBytes12(4).toString("hex")}`);
+  const dotenv = await uploadDotenv(env, hp, p, `${p.id}-${randomBytes12(4).toString("hex")}`);
   hp.created = true;
-  await hp.h.run(unpackArtifacts(env, p.id, received.map(({ part, uploads }) => ({ name: part.name, uploads, sha256: part.sha256 })), builder));
+  await hp.h.run(unpackArtifacts(env, p.id, received.map(({ part, uploads }) => ({ name: part.name, uploads, sha256: part.sha256 })), builder, dotenv));
   const kib = received.reduce((n, x) => n + x.part.size, 0) / 1024;
   hp.result.notes.push(`received the build of ${builder} (${received.map((x) => x.part.name).join(", ")}: ${kib >= 1024 ? `${(kib / 1024).toFixed(1)} MiB` : `${kib.toFixed(0)} KiB`}, sha256-checked)`);
   for (const set of dependencySets(env, p)) hp.result.notes.push(`dependencies: ${set.split("-")[0] === "venv" ? "python" : "node"} ${hp.state.depsHas.includes(set) ? "reused" : `received from ${builder}`}`);
@@ -72669,7 +72652,7 @@ ${p.id} is live on ${hp.name} and serves; the clean-up after the switch (stoppin
 }
 
 // core/ops/build-once.ts
-import { createHash as createHash7, randomBytes as randomBytes13 } from "node:crypto";
+import { createHash as createHash6, randomBytes as randomBytes13 } from "node:crypto";
 function buildGroups(hosts) {
   const groups = /* @__PURE__ */ new Map();
   for (const hst of hosts) {
@@ -72687,7 +72670,7 @@ async function carryBuild(env, b, receivers, p, parts, attempt) {
     const takers = receivers.filter((r) => wants(r, part.name));
     const uploads = new Map(takers.map((r) => [r, []]));
     for (const r of takers) out.get(r).push({ part, uploads: uploads.get(r) });
-    const hash = createHash7("sha256");
+    const hash = createHash6("sha256");
     for (let offset = 0, i = 0; offset < part.size; offset += CHUNK_BYTES, i++) {
       const length = Math.min(CHUNK_BYTES, part.size - offset);
       let chunk = Buffer.alloc(0);
@@ -72863,7 +72846,7 @@ async function deploy(ctx, environment, options = {}) {
     changes: []
   };
   if (options.dryRun) {
-    const lives = await readLive(ctx, env, { fingerprint: p.fingerprint, shared: sharedHashes(p.dotenv) });
+    const lives = await readLive(ctx, env, { fingerprint: p.fingerprint });
     const changes = await describeChanges(p.repo, env, lives, p.resolved.sha);
     const builds = describeBuilds(buildGroups(lives.filter((l) => l.sha !== p.resolved.sha || l.changed || options.force).map((l) => ({ name: l.host, platform: l.platform }))));
     return {
@@ -72884,7 +72867,7 @@ async function deploy(ctx, environment, options = {}) {
       return rollout(ctx, env, session, locked, p, options);
     }, {
       // Without --force, a host where the commit is live checks it and ends the state step there (a no-op).
-      inspect: deployState(env, [p.resolved.sha, ...p.tree.submodules.map((m) => m.sha)], { lfs: [...new Set(p.tree.lfs.map((f) => f.oid))], commit: options.force ? void 0 : p.resolved.sha, fingerprint: p.fingerprint, shared: sharedHashes(p.dotenv), platform: env.hosts.length > 1 }),
+      inspect: deployState(env, [p.resolved.sha, ...p.tree.submodules.map((m) => m.sha)], { lfs: [...new Set(p.tree.lfs.map((f) => f.oid))], commit: options.force ? void 0 : p.resolved.sha, fingerprint: p.fingerprint, platform: env.hosts.length > 1 }),
       finish: options.force ? void 0 : (unlock) => noopFinish(p.resolved, unlock)
     })
   );

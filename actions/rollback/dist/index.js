@@ -49860,8 +49860,9 @@ function layout(env) {
     lfsStore: `${base}/repo.git/lfs/objects`,
     releases: `${base}/releases`,
     shared: `${base}/shared`,
-    envFile: `${base}/shared/.env`,
-    environFile: `${base}/shared/environ`,
+    dotenv: (release) => `${release}/.env`,
+    environ: (release) => `${release}/.ops-environ`,
+    legacyShared: { dotenv: `${base}/shared/.env`, environ: `${base}/shared/environ` },
     deps: `${base}/shared/deps`,
     current: `${base}/current`,
     state: `${base}/.ops`,
@@ -51789,7 +51790,8 @@ release_reports() {
 }
 # rollback_choice CURRENT [TO]: the release a rollback from CURRENT goes to, in release_id, and the verdict in
 # rollback_verdict: \`ok\`; \`noop\` (it is CURRENT); \`none\` (no earlier release to go back to); \`not_kept\` (TO is not
-# a release directory here). Without TO: the release that went live most recently before CURRENT, in the order
+# a release directory here); \`never_live\` (TO never went live: its deploy failed or did not finish, so nothing
+# says it can serve; a rolled-back-from one went live, and may again). Without TO: the release that went live most recently before CURRENT, in the order
 # of the history (whatever the ids say), skipping failed and abandoned (rolled back from) ones.
 # shellcheck disable=SC2034 # release_id and rollback_verdict are read by the rollback step
 rollback_choice() {
@@ -51797,6 +51799,8 @@ rollback_choice() {
   release_id=""
   if [ -n "$to" ]; then
     if [[ $to =~ $release_dir_pattern ]] && [ -d "$releases_dir/$to" ]; then release_id=$to; else rollback_verdict=not_kept; return 0; fi
+    history_read
+    if [ "$to" != "$cur" ] && [ -z "\${history_live_seq[$to]:-}" ]; then rollback_verdict=never_live; return 0; fi
   else
     history_read
     since=\${history_live_seq[$cur]:-}
@@ -52570,23 +52574,17 @@ function diskSpace(env) {
 }
 
 // core/steps/release.ts
-var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "live_sha", "certificate", "known", "has", "lfs_has", "deps_has", "live_health", "live_changed", "platform", "dotenv", "pruned", "kept_running", "pruned_deps");
+var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "live_sha", "certificate", "known", "has", "lfs_has", "deps_has", "live_health", "live_changed", "platform", "pruned", "kept_running", "pruned_deps");
 function deployState(env, shas, options = {}) {
   const L = env.layout;
   const cert = certificatePaths(env);
   const live = (slot) => `live_verdict "$cur_id" "$cur" ${quote(L.supervisorGroup(slot))} 3 0.2 ${probes(env, slot).map(quote).join(" ")}`;
-  const shared = options.shared ? String.raw`live_shared=no; sum_env=""; sum_environ=""
-if [ -f ${quote(L.envFile)} ] && [ -f ${quote(L.environFile)} ]; then
-  read -r sum_env _ < <(sort < ${quote(L.envFile)} 2>/dev/null | sha256sum) || true
-  read -r sum_environ _ < <(sort -z < ${quote(L.environFile)} 2>/dev/null | sha256sum) || true
-  if [ "$sum_env" = ${quote(options.shared.dotenv)} ] && [ "$sum_environ" = ${quote(options.shared.environ)} ]; then live_shared=yes; fi
-fi
-` : "live_shared=yes\n";
   const recorded = options.fingerprint !== void 0 ? String.raw`live_same=no; live_fingerprint=""; live_recorded=no
-if [ -n "$cur_id" ]; then
+# A release whose .env is a link reads the shared one an older version of ops wrote: not its record's.
+if [ -n "$cur_id" ] && [ ! -L "${L.dotenv("$cur")}" ]; then
   { ${forEachFingerprintRecord(env, 'if [ "$id" = "$cur_id" ]; then live_fingerprint=$fp; live_recorded=yes; fi')}; } 2>/dev/null || true
 fi
-${shared}if [ "$live_recorded" = yes ] && [ "$live_fingerprint" = ${quote(options.fingerprint)} ] && [ "$live_shared" = yes ]; then live_same=yes
+if [ "$live_recorded" = yes ] && [ "$live_fingerprint" = ${quote(options.fingerprint)} ]; then live_same=yes
 elif [ -n "$live_sha" ] && [ "$live_recorded" = yes ]; then ops_report ${RELEASE_KEYS.live_changed} settings
 elif [ -n "$live_sha" ]; then ops_report ${RELEASE_KEYS.live_changed} unrecorded; fi
 ` : "";
@@ -53171,6 +53169,14 @@ ${remote.name} still serves ${state.current}`, e.hint);
   if (verdict === "none")
     throw new OpsError(`${remote.name} has no earlier healthy release to roll back to (kept: ${kept.join(", ") || "none"})`, `pick one with --to (see ops releases ${env.name})`);
   if (verdict === "not_kept") throw new OpsError(`release ${to} is not on ${remote.name} (kept: ${kept.join(", ")})`, `see ops releases ${env.name}`);
+  if (verdict === "never_live") {
+    const record2 = state.releases.find((x) => x.id === to);
+    const why = record2?.status === "failed" ? "its deploy failed" : "its deploy did not finish";
+    throw new OpsError(
+      `release ${to} never went live on ${remote.name} (${why}): a rollback goes back to a release that served; ${remote.name} still serves ${from}`,
+      `to run that commit, deploy it (a new release, built and health-checked): ops deploy ${env.name} --ref ${record2?.sha || to?.split("-").pop()}`
+    );
+  }
   const result = { host: remote.name, release: verdict === "noop" ? from : target, previous: from, noop: verdict === "noop", steps: h.steps, notes: [] };
   const skew = clockSkewWarning(ctx, remote.name, state.hostTime);
   if (skew) {

@@ -49844,8 +49844,9 @@ function layout(env) {
     lfsStore: `${base}/repo.git/lfs/objects`,
     releases: `${base}/releases`,
     shared: `${base}/shared`,
-    envFile: `${base}/shared/.env`,
-    environFile: `${base}/shared/environ`,
+    dotenv: (release) => `${release}/.env`,
+    environ: (release) => `${release}/.ops-environ`,
+    legacyShared: { dotenv: `${base}/shared/.env`, environ: `${base}/shared/environ` },
     deps: `${base}/shared/deps`,
     current: `${base}/current`,
     state: `${base}/.ops`,
@@ -50495,7 +50496,7 @@ var ROLLBACK_KEYS = reportKeys("rollback", "rollback_from", "rollback_to", "roll
 var FACTS_KEYS = reportKeys("disk", "hostname", "os", "uptime", "login", "sudo", "max_sessions", "footprint");
 
 // core/steps/release.ts
-var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "live_sha", "certificate", "known", "has", "lfs_has", "deps_has", "live_health", "live_changed", "platform", "dotenv", "pruned", "kept_running", "pruned_deps");
+var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "live_sha", "certificate", "known", "has", "lfs_has", "deps_has", "live_health", "live_changed", "platform", "pruned", "kept_running", "pruned_deps");
 function releaseSummary(id, json) {
   let meta = {};
   let unreadable;

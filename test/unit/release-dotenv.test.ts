@@ -1,0 +1,105 @@
+// A release's own .env and environ (core/steps/release.ts createRelease, core/steps/artifact.ts), run by bash on
+// scratch host trees with a real git mirror, tar and gzip: the release made from a commit that has a .env of its
+// own gets the deploy's in its place (0600), the uploads gone; packed for other hosts, the release leaves its
+// .env and environ behind (not a nested client/.env of the app); a host receiving it puts in its own.
+import { execFile, execFileSync } from 'node:child_process';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { parseEnvironment } from '../../core/config/environment.ts';
+import { parseReports, type StepResult } from '../../core/remote/types.ts';
+import { scriptText } from '../../core/remote/wrap.ts';
+import { packArtifacts, parsePacked, unpackArtifacts } from '../../core/steps/artifact.ts';
+import { createRelease } from '../../core/steps/release.ts';
+import type { Step } from '../../core/remote/types.ts';
+import { resolveTarget, type Target } from '../../core/target.ts';
+
+const run = promisify(execFile);
+const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
+const ID = '20261201T100000Z-0123456789ab';
+
+/** A scratch host tree (base directory) with the layout's directories; the app user is root (the test's own). */
+function target(): Target {
+  const base = mkdtempSync(join(tmpdir(), 'ops-release-env-'));
+  for (const d of ['releases', 'shared/deps', '.ops/uploads']) mkdirSync(join(base, d), { recursive: true });
+  const config = parseEnvironment({ app: 'shop', hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }], programs: { web: { command: 'run', port: 8000, health: '/health' } }, routes: { '/': 'web' } }, 'test');
+  return resolveTarget({ name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: [], appUser: 'root', baseDir: base, url: 'http://x' });
+}
+
+async function runStep(step: Step): Promise<StepResult> {
+  const { stdout, stderr } = await run('bash', ['-c', scriptText(step)], { encoding: 'utf8' });
+  return { stdout, stderr, code: 0, durationMs: 0, reports: parseReports(stdout) };
+}
+
+/** Upload files as a deploy leaves them under .ops/uploads. */
+function uploads(t: Target, tag: string, dotenv: string): { dotenv: string; environ: string } {
+  const u = { dotenv: `${t.layout.uploads}/${tag}.env`, environ: `${t.layout.uploads}/${tag}.environ` };
+  writeFileSync(u.dotenv, dotenv, { mode: 0o600 });
+  writeFileSync(u.environ, dotenv.replace(/\n/g, '\0'), { mode: 0o600 });
+  return u;
+}
+
+/** The app's repository as the host's mirror holds it: a committed .env (a developer's defaults) and client/.env. */
+function mirror(t: Target): string {
+  const work = mkdtempSync(join(tmpdir(), 'ops-release-repo-'));
+  const git = (...args: string[]) => execFileSync('git', ['-C', work, ...args], { encoding: 'utf8', env: { ...process.env, GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@x', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@x' } }).trim();
+  git('init', '-q', '-b', 'main');
+  mkdirSync(join(work, 'client'));
+  writeFileSync(join(work, '.env'), 'TOKEN=committed-default\n');
+  writeFileSync(join(work, 'client', '.env'), 'VITE_TITLE=shop\n');
+  writeFileSync(join(work, 'app.py'), 'print(1)\n');
+  git('add', '-A');
+  git('commit', '-q', '-m', 'app');
+  execFileSync('git', ['clone', '-q', '--bare', work, t.layout.mirror]);
+  return git('rev-parse', 'HEAD');
+}
+
+const meta = (sha: string) => ({ id: ID, sha, ref: 'main', environment: 'test', actor: 'me', time: 't', run: '', deps: { python: 'p', node: 'n' } });
+
+describe("a release's own .env and environ", () => {
+  it('made into the release (in place of a committed .env), 0600; packed without them (a nested client/.env stays); a receiving host puts in its own', async () => {
+    const builder = target();
+    const sha = mirror(builder);
+    const given = uploads(builder, 'a', 'TOKEN=builder-secret\n');
+    await runStep(createRelease(builder, meta(sha), given));
+    const dir = `${builder.layout.releases}/${ID}`;
+    expect(lstatSync(builder.layout.dotenv(dir)).isFile()).toBe(true);
+    expect(readFileSync(builder.layout.dotenv(dir), 'utf8')).toBe('TOKEN=builder-secret\n');
+    expect(readFileSync(builder.layout.environ(dir), 'utf8')).toBe('TOKEN=builder-secret\0');
+    expect(statSync(builder.layout.dotenv(dir)).mode & 0o777).toBe(0o600);
+    expect(statSync(builder.layout.environ(dir)).mode & 0o777).toBe(0o600);
+    expect(readFileSync(join(dir, 'client', '.env'), 'utf8')).toBe('VITE_TITLE=shop\n');
+    expect(existsSync(given.dotenv) || existsSync(given.environ), 'the uploads are removed').toBe(false);
+
+    const packed = parsePacked(await runStep(packArtifacts(builder, ID, [])), 'web1');
+    expect(packed.map((p) => p.name)).toEqual(['release']);
+    const file = `${builder.layout.uploads}/pack-${ID}/release`;
+    const members = execFileSync('bash', ['-c', `gzip -dc < '${file}' | tar -tf -`], { encoding: 'utf8' }).trim().split('\n');
+    expect(members).toContain(`${ID}/client/.env`);
+    expect(members).toContain(`${ID}/app.py`);
+    expect(members).not.toContain(`${ID}/.env`);
+    expect(members).not.toContain(`${ID}/.ops-environ`);
+
+    const receiver = target();
+    const mine = uploads(receiver, 'b', 'TOKEN=receiver-secret\n');
+    await runStep(unpackArtifacts(receiver, ID, [{ name: 'release', uploads: [file], sha256: packed[0]!.sha256 }], 'web1', mine));
+    const got = `${receiver.layout.releases}/${ID}`;
+    expect(readFileSync(receiver.layout.dotenv(got), 'utf8')).toBe('TOKEN=receiver-secret\n');
+    expect(readFileSync(receiver.layout.environ(got), 'utf8')).toBe('TOKEN=receiver-secret\0');
+    expect(statSync(receiver.layout.dotenv(got)).mode & 0o777).toBe(0o600);
+    expect(readFileSync(join(got, 'client', '.env'), 'utf8')).toBe('VITE_TITLE=shop\n');
+    expect(existsSync(mine.dotenv) || existsSync(mine.environ), 'the uploads are removed').toBe(false);
+    expect(readdirSync(receiver.layout.releases)).toEqual([ID]);
+  });
+
+  it('a release that cannot be made (its id taken) leaves no upload behind', async () => {
+    const t = target();
+    const sha = mirror(t);
+    mkdirSync(`${t.layout.releases}/${ID}`);
+    const given = uploads(t, 'c', 'TOKEN=x\n');
+    await expect(runStep(createRelease(t, meta(sha), given))).rejects.toThrow(/already exists/);
+    expect(existsSync(given.dotenv) || existsSync(given.environ)).toBe(false);
+  });
+});

@@ -45,10 +45,10 @@ afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
  * The environment on a scratch base directory; supervisor's and nginx's files of the app under `<base>/etc` (the
  * layout is where paths are spelt: the step reads them from there). `programEnv`: the program's environment.
  */
-function env(base: string, programEnv: Record<string, string> = {}): Target {
-  const config = parseEnvironment({ app: 'shop', hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }], programs: { web: { command: 'run', port, health: '/health', env: programEnv } }, routes: { '/': 'web' } }, 'test');
+function env(base: string, programEnv: Record<string, string> = {}, more: Record<string, unknown> = {}): Target {
+  const config = parseEnvironment({ app: 'shop', hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }], programs: { web: { command: 'run', port, health: '/health', env: programEnv } }, routes: { '/': 'web' }, ...more }, 'test');
   const t = resolveTarget({ name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: [], appUser: 'shop', baseDir: base, url: 'http://x' });
-  return { ...t, layout: { ...t.layout, supervisorConf: (slot) => `${base}/etc/supervisor-${slot}.conf`, nginxSite: `${base}/etc/nginx-site`, nginxUpstreams: `${base}/etc/nginx-upstreams.conf` } };
+  return { ...t, layout: { ...t.layout, supervisorConf: (slot) => `${base}/etc/supervisor-${slot}.conf`, nginxSite: `${base}/etc/nginx-site`, nginxUpstreams: `${base}/etc/nginx-upstreams.conf`, selfSignedDir: `${base}/etc/ssl` } };
 }
 
 /** What a deploy of LIVE on slot blue leaves in supervisor's and nginx's files (slotConfig, site, upstreams), for `t`'s settings. */
@@ -152,6 +152,19 @@ describe('the state step on a host (bash)', () => {
       liveFiles(env(base));
       expect(parseState(await runStep(deployState(env(base), [LIVE_SHA], { commit: LIVE_SHA, fingerprint: FINGERPRINT }))), label).toMatchObject({ liveChanged: false, liveUnrecorded: false });
     }
+  });
+
+  it('with TLS: the site is the one for whether the certificate is there (a deploy before it was issued, or after `ops certs`)', async () => {
+    const base = host();
+    const tls = env(base, {}, { domain: 'shop.example.org', tls: { mode: 'self-signed' } });
+    const state = () => runStep(deployState(tls, [LIVE_SHA], { commit: LIVE_SHA, fingerprint: FINGERPRINT })).then(parseState);
+    writeFileSync(tls.layout.nginxSite, site(tls, false));
+    expect(await state(), 'no certificate yet: the ACME site').toMatchObject({ liveChanged: false });
+    mkdirSync(tls.layout.selfSignedDir, { recursive: true });
+    writeFileSync(`${tls.layout.selfSignedDir}/shop.example.org.crt`, 'certificate\n');
+    expect(await state(), 'the certificate there, the site still without it').toMatchObject({ liveChanged: true, liveUnrecorded: false });
+    writeFileSync(tls.layout.nginxSite, site(tls, true));
+    expect(await state(), 'the site with TLS').toMatchObject({ liveChanged: false });
   });
 
   it('records whatever their line ending (the last line without its newline, CRLF: written by hand or an editor): the live release\'s line counts, and the switch keeps the others', async () => {

@@ -153,6 +153,36 @@ conf_text=${'$'}{conf_text//"${RELEASE_MARK}"/"$release_id"}
 conf_b64=$(printf %s "$conf_text" | base64 -w0)`;
 }
 
+/**
+ * Shell that sets `live_files` to `yes` when the files that shape what serves are the ones these settings render
+ * for the live release `$cur_id` on the live slot `$slot` (the host's variables): the slot's supervisor file
+ * (slotConfig: programs' commands and environment) and nginx's site and upstreams (site, for whether the
+ * certificate is there, and upstreams), else `no` (a file missing or other). A release's fingerprint record says
+ * what its deploy gave it, but a rollback starts a release and renders nginx with the settings of its own day:
+ * those are what run. Compared byte for byte by bash builtins (no process: the no-op's path).
+ */
+export function liveFilesShell(env: Target): string {
+  const L = env.layout;
+  const cert = certificatePaths(env);
+  const expected = (slot: Slot) => `expected_conf=${quote(slotConfig(env, slot, `${L.releases}/${RELEASE_MARK}`, RELEASE_MARK))}; expected_upstreams=${quote(upstreams(env, slot))}`;
+  return String.raw`live_files=no
+# file_is PATH TEXT: the file's bytes are TEXT (read whole: -d '' stops at the end, as a text file has no NUL).
+file_is() { local got=""; [ -f "$1" ] || return 1; IFS= read -r -d '' got < "$1" || true; [ "$got" = "$2" ]; }
+# shellcheck disable=SC2016 # the files' text as it is: nothing in it is expanded
+case "$slot" in
+  blue) ${expected('blue')} ;;
+  green) ${expected('green')} ;;
+  *) expected_conf="" ;;
+esac
+# shellcheck disable=SC2016 # the site's text as it is: nothing in it is expanded
+${cert ? `if [ -s ${quote(cert.cert)} ]; then expected_site=${quote(site(env, true))}; else expected_site=${quote(site(env, false))}; fi` : `expected_site=${quote(site(env, false))}`}
+if [ -n "$expected_conf" ] && [[ $cur_id =~ ${RELEASE_DIR_PATTERN} ]]; then
+  expected_conf=${'$'}{expected_conf//"${RELEASE_MARK}"/"$cur_id"}
+  conf_file=${quote(L.supervisorConf('blue'))}; [ "$slot" = blue ] || conf_file=${quote(L.supervisorConf('green'))}
+  if file_is "$conf_file" "$expected_conf" && file_is ${quote(L.nginxSite)} "$expected_site" && file_is ${quote(L.nginxUpstreams)} "$expected_upstreams"; then live_files=yes; fi
+fi`;
+}
+
 /** startSlot for a release given by the runner, or chosen on the host (`onHost('release_id')`: rollbackStep). */
 function startRelease(env: Target, slot: Slot, releaseId: string | HostVariable): Step {
   const L = env.layout;

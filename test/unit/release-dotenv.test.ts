@@ -3,7 +3,7 @@
 // own gets the deploy's in its place (0600), the uploads gone; packed for other hosts, the release leaves its
 // .env and environ behind (not a nested client/.env of the app); a host receiving it puts in its own.
 import { execFile, execFileSync } from 'node:child_process';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -19,6 +19,8 @@ import { resolveTarget, type Target } from '../../core/target.ts';
 const run = promisify(execFile);
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
 const ID = '20261201T100000Z-0123456789ab';
+/** A file outside the tree that a committed link points at: never written through. */
+const VICTIM = join(mkdtempSync(join(tmpdir(), 'ops-release-victim-')), 'passwd');
 
 /** A scratch host tree (base directory) with the layout's directories; the app user is root (the test's own). */
 function target(): Target {
@@ -41,13 +43,21 @@ function uploads(t: Target, tag: string, dotenv: string): { dotenv: string; envi
   return u;
 }
 
-/** The app's repository as the host's mirror holds it: a committed .env (a developer's defaults) and client/.env. */
-function mirror(t: Target): string {
+/**
+ * The app's repository as the host's mirror holds it: a committed .env (a developer's defaults) and client/.env;
+ * `shape` makes the committed .env and .ops-environ what users also commit: a directory, links out of the tree.
+ */
+function mirror(t: Target, shape: 'file' | 'odd' = 'file'): string {
   const work = mkdtempSync(join(tmpdir(), 'ops-release-repo-'));
   const git = (...args: string[]) => execFileSync('git', ['-C', work, ...args], { encoding: 'utf8', env: { ...process.env, GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@x', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@x' } }).trim();
   git('init', '-q', '-b', 'main');
   mkdirSync(join(work, 'client'));
-  writeFileSync(join(work, '.env'), 'TOKEN=committed-default\n');
+  if (shape === 'file') writeFileSync(join(work, '.env'), 'TOKEN=committed-default\n');
+  else {
+    mkdirSync(join(work, '.env'));
+    writeFileSync(join(work, '.env', 'production'), 'TOKEN=committed-default\n');
+    symlinkSync(VICTIM, join(work, '.ops-environ'));
+  }
   writeFileSync(join(work, 'client', '.env'), 'VITE_TITLE=shop\n');
   writeFileSync(join(work, 'app.py'), 'print(1)\n');
   git('add', '-A');
@@ -92,6 +102,24 @@ describe("a release's own .env and environ", () => {
     expect(readFileSync(join(got, 'client', '.env'), 'utf8')).toBe('VITE_TITLE=shop\n');
     expect(existsSync(mine.dotenv) || existsSync(mine.environ), 'the uploads are removed').toBe(false);
     expect(readdirSync(receiver.layout.releases)).toEqual([ID]);
+  });
+
+  it('a committed .env directory and an .ops-environ link out of the tree: replaced by the deploy\'s files, nothing written through the link; packed without them', async () => {
+    writeFileSync(VICTIM, 'root:x:0:0\n', { mode: 0o644 });
+    const t = target();
+    const sha = mirror(t, 'odd');
+    await runStep(createRelease(t, meta(sha), uploads(t, 'd', 'TOKEN=given\n')));
+    const dir = `${t.layout.releases}/${ID}`;
+    for (const [file, text] of [[t.layout.dotenv(dir), 'TOKEN=given\n'], [t.layout.environ(dir), 'TOKEN=given\0']] as const) {
+      expect(lstatSync(file).isFile(), file).toBe(true);
+      expect(readFileSync(file, 'utf8')).toBe(text);
+      expect(statSync(file).mode & 0o777).toBe(0o600);
+    }
+    expect(readFileSync(VICTIM, 'utf8')).toBe('root:x:0:0\n');
+    expect(statSync(VICTIM).mode & 0o777).toBe(0o644);
+    parsePacked(await runStep(packArtifacts(t, ID, [])), 'web1');
+    const members = execFileSync('bash', ['-c', `gzip -dc < '${t.layout.uploads}/pack-${ID}/release' | tar -tf -`], { encoding: 'utf8' }).trim().split('\n');
+    expect(members.filter((m) => m.startsWith(`${ID}/.env`) || m.startsWith(`${ID}/.ops-environ`))).toEqual([]);
   });
 
   it('a release that cannot be made (its id taken) leaves no upload behind', async () => {

@@ -17,7 +17,8 @@ import { scriptText } from '../../core/remote/wrap.ts';
 import { FACTS_KEYS } from '../../core/steps/facts.ts';
 import { LIBRARY_KEYS } from '../../core/steps/libraries.ts';
 import { RELEASE_KEYS, deployState } from '../../core/steps/release.ts';
-import { fingerprintRecords } from '../../core/steps/switch.ts';
+import { fingerprintRecords, slotConfig } from '../../core/steps/switch.ts';
+import { site, upstreams } from '../../core/steps/nginx-config.ts';
 import type { Step } from '../../core/remote/types.ts';
 import { resolveTarget, type Target } from '../../core/target.ts';
 
@@ -40,14 +41,28 @@ beforeAll(async () => {
 });
 afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
 
-function env(base: string): Target {
-  const config = parseEnvironment({ app: 'shop', hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }], programs: { web: { command: 'run', port, health: '/health' } }, routes: { '/': 'web' } }, 'test');
-  return resolveTarget({ name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: [], appUser: 'shop', baseDir: base, url: 'http://x' });
+/**
+ * The environment on a scratch base directory; supervisor's and nginx's files of the app under `<base>/etc` (the
+ * layout is where paths are spelt: the step reads them from there). `programEnv`: the program's environment.
+ */
+function env(base: string, programEnv: Record<string, string> = {}, more: Record<string, unknown> = {}): Target {
+  const config = parseEnvironment({ app: 'shop', hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }], programs: { web: { command: 'run', port, health: '/health', env: programEnv } }, routes: { '/': 'web' }, ...more }, 'test');
+  const t = resolveTarget({ name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: [], appUser: 'shop', baseDir: base, url: 'http://x' });
+  return { ...t, layout: { ...t.layout, supervisorConf: (slot) => `${base}/etc/supervisor-${slot}.conf`, nginxSite: `${base}/etc/nginx-site`, nginxUpstreams: `${base}/etc/nginx-upstreams.conf`, selfSignedDir: `${base}/etc/ssl` } };
 }
 
-/** A scratch base directory: two releases, LIVE current on slot blue, provisioned, one complete dependency set. */
+/** What a deploy of LIVE on slot blue leaves in supervisor's and nginx's files (slotConfig, site, upstreams), for `t`'s settings. */
+function liveFiles(t: Target): void {
+  mkdirSync(`${t.layout.base}/etc`, { recursive: true });
+  writeFileSync(t.layout.supervisorConf('blue'), slotConfig(t, 'blue', `${t.layout.releases}/${LIVE}`, LIVE));
+  writeFileSync(t.layout.nginxSite, site(t, false));
+  writeFileSync(t.layout.nginxUpstreams, upstreams(t, 'blue'));
+}
+
+/** A scratch base directory: two releases, LIVE current on slot blue (its supervisor and nginx files), provisioned, one complete dependency set. */
 function host(): string {
   const base = mkdtempSync(join(tmpdir(), 'ops-state-'));
+  liveFiles(env(base));
   mkdirSync(join(base, '.ops'));
   writeFileSync(join(base, '.ops', 'provisioned'), '2026-11-01T00:00:00Z\n');
   writeFileSync(join(base, '.ops', 'slot'), 'blue\n');
@@ -118,6 +133,38 @@ describe('the state step on a host (bash)', () => {
     rmSync(join(base, 'releases', LIVE, '.env'));
     writeFileSync(join(base, '.ops', 'fingerprint'), `${OLD} ${FINGERPRINT}\n${LIVE} ${'e'.repeat(32)}\n`);
     expect(parseState(await runStep(deployState(env(base), undefined, { fingerprint: FINGERPRINT })))).toMatchObject({ liveChanged: true, liveUnrecorded: false });
+  });
+
+  it('the live commit with this record, but its slot or nginx runs other settings (a rollback started it with those of its own day, a file changed by hand or missing): live_changed settings, no live check; the same files again: a no-op', async () => {
+    const damages: [string, (base: string) => void][] = [
+      ['its slot started with another program environment', (base) => writeFileSync(env(base).layout.supervisorConf('blue'), slotConfig(env(base, { GREETING: 'two' }), 'blue', `${base}/releases/${LIVE}`, LIVE))],
+      ['the slot file of another release', (base) => writeFileSync(env(base).layout.supervisorConf('blue'), slotConfig(env(base), 'blue', `${base}/releases/${OLD}`, OLD))],
+      ['nginx\'s site changed by hand', (base) => writeFileSync(env(base).layout.nginxSite, `${site(env(base), false)}# edited\n`)],
+      ['nginx\'s upstreams on the other slot', (base) => writeFileSync(env(base).layout.nginxUpstreams, upstreams(env(base), 'green'))],
+      ['the slot file missing', (base) => rmSync(env(base).layout.supervisorConf('blue'))],
+    ];
+    for (const [label, damage] of damages) {
+      const base = host();
+      damage(base);
+      const r = await runStep(deployState(env(base), [LIVE_SHA], { commit: LIVE_SHA, fingerprint: FINGERPRINT }));
+      expect(parseState(r), label).toMatchObject({ current: LIVE, liveChanged: true, liveUnrecorded: false, liveHealth: '' });
+      expect(parseState(await runStep(deployState(env(base), undefined, { fingerprint: FINGERPRINT }))).liveChanged, `${label}: the dry run's read`).toBe(true);
+      liveFiles(env(base));
+      expect(parseState(await runStep(deployState(env(base), [LIVE_SHA], { commit: LIVE_SHA, fingerprint: FINGERPRINT }))), label).toMatchObject({ liveChanged: false, liveUnrecorded: false });
+    }
+  });
+
+  it('with TLS: the site is the one for whether the certificate is there (a deploy before it was issued, or after `ops certs`)', async () => {
+    const base = host();
+    const tls = env(base, {}, { domain: 'shop.example.org', tls: { mode: 'self-signed' } });
+    const state = () => runStep(deployState(tls, [LIVE_SHA], { commit: LIVE_SHA, fingerprint: FINGERPRINT })).then(parseState);
+    writeFileSync(tls.layout.nginxSite, site(tls, false));
+    expect(await state(), 'no certificate yet: the ACME site').toMatchObject({ liveChanged: false });
+    mkdirSync(tls.layout.selfSignedDir, { recursive: true });
+    writeFileSync(`${tls.layout.selfSignedDir}/shop.example.org.crt`, 'certificate\n');
+    expect(await state(), 'the certificate there, the site still without it').toMatchObject({ liveChanged: true, liveUnrecorded: false });
+    writeFileSync(tls.layout.nginxSite, site(tls, true));
+    expect(await state(), 'the site with TLS').toMatchObject({ liveChanged: false });
   });
 
   it('records whatever their line ending (the last line without its newline, CRLF: written by hand or an editor): the live release\'s line counts, and the switch keeps the others', async () => {

@@ -70575,6 +70575,27 @@ function slotConfigShell(env, slot, releaseId2) {
 conf_text=${"$"}{conf_text//"${RELEASE_MARK}"/"$release_id"}
 conf_b64=$(printf %s "$conf_text" | base64 -w0)`;
 }
+function liveFilesShell(env) {
+  const L = env.layout;
+  const cert = certificatePaths(env);
+  const expected = (slot) => `expected_conf=${quote(slotConfig(env, slot, `${L.releases}/${RELEASE_MARK}`, RELEASE_MARK))}; expected_upstreams=${quote(upstreams(env, slot))}`;
+  return String.raw`live_files=no
+# file_is PATH TEXT: the file's bytes are TEXT (read whole: -d '' stops at the end, as a text file has no NUL).
+file_is() { local got=""; [ -f "$1" ] || return 1; IFS= read -r -d '' got < "$1" || true; [ "$got" = "$2" ]; }
+# shellcheck disable=SC2016 # the files' text as it is: nothing in it is expanded
+case "$slot" in
+  blue) ${expected("blue")} ;;
+  green) ${expected("green")} ;;
+  *) expected_conf="" ;;
+esac
+# shellcheck disable=SC2016 # the site's text as it is: nothing in it is expanded
+${cert ? `if [ -s ${quote(cert.cert)} ]; then expected_site=${quote(site(env, true))}; else expected_site=${quote(site(env, false))}; fi` : `expected_site=${quote(site(env, false))}`}
+if [ -n "$expected_conf" ] && [[ $cur_id =~ ${RELEASE_DIR_PATTERN} ]]; then
+  expected_conf=${"$"}{expected_conf//"${RELEASE_MARK}"/"$cur_id"}
+  conf_file=${quote(L.supervisorConf("blue"))}; [ "$slot" = blue ] || conf_file=${quote(L.supervisorConf("green"))}
+  if file_is "$conf_file" "$expected_conf" && file_is ${quote(L.nginxSite)} "$expected_site" && file_is ${quote(L.nginxUpstreams)} "$expected_upstreams"; then live_files=yes; fi
+fi`;
+}
 function startRelease(env, slot, releaseId2) {
   const L = env.layout;
   const sw = env.config.switch;
@@ -70763,7 +70784,11 @@ function deployState(env, shas, options = {}) {
 if [ -n "$cur_id" ] && [ ! -L "${L.dotenv("$cur")}" ]; then
   { ${forEachFingerprintRecord(env, 'if [ "$id" = "$cur_id" ]; then live_fingerprint=$fp; live_recorded=yes; fi')}; } 2>/dev/null || true
 fi
-if [ "$live_recorded" = yes ] && [ "$live_fingerprint" = ${quote(options.fingerprint)} ]; then live_same=yes
+if [ "$live_recorded" = yes ] && [ "$live_fingerprint" = ${quote(options.fingerprint)} ]; then
+# Its record says what its deploy gave it; what runs is also the slot's and nginx's files (a rollback renders its
+# own). Not indented: the files' text is quoted in it.
+${liveFilesShell(env)}
+  if [ "$live_files" = yes ]; then live_same=yes; elif [ -n "$live_sha" ]; then ops_report ${RELEASE_KEYS.live_changed} settings; fi
 elif [ -n "$live_sha" ] && [ "$live_recorded" = yes ]; then ops_report ${RELEASE_KEYS.live_changed} settings
 elif [ -n "$live_sha" ]; then ops_report ${RELEASE_KEYS.live_changed} unrecorded; fi
 ` : "";

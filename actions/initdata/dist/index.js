@@ -49843,7 +49843,7 @@ var SCHEMA_COMMENT = `# yaml-language-server: $schema=../../${JSON_SCHEMA_FILE}`
 
 // core/ops/initdata.ts
 var import_yaml7 = __toESM(require_dist(), 1);
-import { existsSync as existsSync6, readFileSync as readFileSync5 } from "node:fs";
+import { existsSync as existsSync6, readFileSync as readFileSync6 } from "node:fs";
 import { randomBytes as randomBytes11 } from "node:crypto";
 import { resolve as resolve3 } from "node:path";
 
@@ -49895,6 +49895,9 @@ function slotPort(env, program, slot) {
 }
 
 // core/config/siblings.ts
+function isDefaultServer(env) {
+  return !env.config.domain || env.config.nginx.default_server;
+}
 function rawMachines(doc) {
   const hosts = doc?.hosts;
   if (!Array.isArray(hosts)) return void 0;
@@ -67202,7 +67205,42 @@ function reportedAll(result, key) {
 var DEFAULT_STEP_TIMEOUT = 600;
 
 // core/steps/nginx-config.ts
+import { readFileSync as readFileSync4 } from "node:fs";
 var HEADER = "# Managed by ops-pipeline: local changes are overwritten.";
+function upstreams(env, slot) {
+  const L = env.layout;
+  const blocks = Object.keys(env.config.programs).map(
+    (p) => `upstream ${L.nginxUpstream(p)} {
+    server 127.0.0.1:${env.port(p, slot)};
+    keepalive 16;
+}`
+  );
+  return `${HEADER}
+# Live slot of ${env.config.app}: ${slot}. Rewritten by each deploy.
+${blocks.join("\n")}
+map "" $${L.nginxSlotVariable} {
+    default "${slot}";
+}
+`;
+}
+var TLS_SETTINGS = `ssl_session_timeout 1d;
+    ssl_session_cache shared:MozSSL:10m;
+    ssl_session_tickets off;
+    ssl_dhparam /etc/nginx/dhparams.pem;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305;
+    ssl_prefer_server_ciphers off;
+    add_header Strict-Transport-Security "max-age=63072000" always;`;
+var SECURITY_HEADERS = `add_header X-Frame-Options DENY always;
+    add_header X-Content-Type-Options nosniff always;
+    add_header X-XSS-Protection "1; mode=block" always;
+    add_header Referrer-Policy strict-origin-when-cross-origin always;`;
+var PROXY = `proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_set_header Host $host;
+        proxy_set_header X-Real-IP $remote_addr;
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        proxy_set_header X-Forwarded-Proto $scheme;`;
 function certbotCertificate(domain) {
   return { cert: `/etc/letsencrypt/live/${domain}/fullchain.pem`, key: `/etc/letsencrypt/live/${domain}/privkey.pem` };
 }
@@ -67214,6 +67252,50 @@ function certificatePaths(env) {
     return { cert: `${dir}/${domain}.crt`, key: `${dir}/${domain}.key` };
   }
   return void 0;
+}
+function siteVariables(env) {
+  const L = env.layout;
+  const app = env.config.app;
+  const certs = certificatePaths(env);
+  const locations = Object.entries(env.config.routes).sort(([a], [b]) => b.length - a.length).map(([prefix, program]) => {
+    const target = prefix === "/" ? `http://${L.nginxUpstream(program)}` : `http://${L.nginxUpstream(program)}/`;
+    return `location ${prefix} {
+        proxy_pass ${target};
+        ${PROXY}
+    }`;
+  });
+  const root = env.config.routes["/"];
+  const favicon = root ? `location = /favicon.ico {
+        access_log off;
+        log_not_found off;
+        proxy_pass http://${L.nginxUpstream(root)};
+    }` : "";
+  return {
+    app,
+    domain: env.config.domain ?? "",
+    server_name: env.config.domain ?? "_",
+    default_server: isDefaultServer(env) ? " default_server" : "",
+    logs: `access_log ${L.nginxAccessLog};
+    error_log ${L.nginxErrorLog};`,
+    upstreams_include: `include ${L.nginxUpstreams};`,
+    acme_location: `location ^~ /.well-known/acme-challenge/ {
+        root ${L.acmeWebroot};
+        default_type text/plain;
+    }`,
+    slot_location: `location = /.ops/slot {
+        allow 127.0.0.1;
+        allow ::1;
+        deny all;
+        default_type text/plain;
+        return 200 $${L.nginxSlotVariable};
+    }`,
+    security_headers: SECURITY_HEADERS,
+    tls_settings: TLS_SETTINGS,
+    ssl_certificate: certs?.cert ?? "",
+    ssl_certificate_key: certs?.key ?? "",
+    client_max_body_size: env.config.nginx.client_max_body_size,
+    locations: [favicon, ...locations].filter(Boolean).join("\n    ")
+  };
 }
 var port80 = (body) => `server {
     listen 80{{default_server}};
@@ -67267,6 +67349,33 @@ ${port80(`
         return 503;
     }
 `)}`;
+function renderTemplate(template, vars, source) {
+  const unknown = /* @__PURE__ */ new Set();
+  const out = template.replace(/\{\{\s*([a-z_]+)\s*\}\}/g, (_, name2) => {
+    if (!(name2 in vars)) unknown.add(name2);
+    return vars[name2] ?? "";
+  });
+  if (unknown.size)
+    throw new OpsError(`${source} uses unknown placeholder${unknown.size > 1 ? "s" : ""} ${[...unknown].map((u) => `{{${u}}}`).join(", ")}`, `known placeholders: ${Object.keys(vars).map((v) => `{{${v}}}`).join(" ")}`);
+  return out;
+}
+function site(env, certificateReady) {
+  const vars = siteVariables(env);
+  const tls = env.config.tls.mode !== "off";
+  if (tls && !certificateReady) return renderTemplate(ACME_ONLY_SITE, vars, "built-in ACME site");
+  const custom = env.config.nginx.site_template;
+  if (custom) {
+    const file = envPath(env, custom);
+    let text;
+    try {
+      text = readFileSync4(file, "utf8");
+    } catch {
+      throw new OpsError(`cannot read the nginx site template ${file}`, `fix nginx.site_template in environments/${env.name}/environment.yml`);
+    }
+    return renderTemplate(text, vars, `environments/${env.name}/${custom}`);
+  }
+  return renderTemplate(tls ? TLS_SITE : PLAIN_SITE, vars, "built-in site");
+}
 
 // core/steps/sh/connection.sh
 var connection_default = `# shellcheck shell=bash
@@ -67717,9 +67826,139 @@ function parseReleaseRecord(line) {
   return { id, sha, status: status === "failed" || status === "abandoned" ? status : "ok", liveSeq: num(live), eventSeq: num(last) };
 }
 
+// core/supervisor.ts
+var CONTROL = /[\u0000-\u0008\u000a-\u001f\u007f]/;
+var INLINE_COMMENT = /[\s\u001c-\u001f\u0085][;#]/u;
+function refuse(key, why, hint) {
+  throw new OpsError(`${key}: supervisor cannot carry this value: ${why}`, hint);
+}
+function checkLine(key, value) {
+  if (CONTROL.test(value)) refuse(key, "it contains a line break or another control character", "put it on one line, without control characters");
+  if (INLINE_COMMENT.test(value))
+    refuse(key, `it holds a ";" or "#" after a space, which supervisor's config parser reads as the start of a comment (quotes do not protect it)`, 'remove the space before ";" or "#" (e.g. "a;b"), or move that part into a script the command runs');
+  if (value.includes("%(here)s")) refuse(key, 'it holds the text "%(here)s", which supervisor replaces with the directory of the file before reading it', "write it differently (e.g. from a script the command runs)");
+}
+function supervisorValue(key, value, expansions = 1) {
+  checkLine(key, value);
+  if (value !== value.trim()) refuse(key, "it starts or ends with whitespace, which supervisor strips", "remove the leading/trailing spaces");
+  return value.replace(/%/g, "%".repeat(2 ** expansions));
+}
+function supervisorEnvValue(key, value) {
+  checkLine(key, value);
+  if (/^['"]|['"]$/.test(value))
+    refuse(key, "it starts or ends with a quote character, which supervisor 4.2 strips from environment values", "move the quote inside the value, or pass it another way (e.g. the .env file)");
+  if (!value.includes("'")) return `'${value}'`;
+  if (!value.includes('"') && !value.includes("\\\\") && !value.endsWith("\\")) return `"${value}"`;
+  refuse(
+    key,
+    value.includes('"') ? `it holds both kinds of quotes (' and ")` : 'it holds a single quote together with "\\\\" or a trailing backslash',
+    "supervisor's environment= cannot quote it: change the value, or pass it another way (e.g. the .env file)"
+  );
+}
+function supervisorEnvironment(vars, keyOf) {
+  return Object.entries(vars).map(([k, v]) => {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) refuse(keyOf(k), "the variable name is not a shell variable name", 'use letters, digits and "_"');
+    return `${k}=${supervisorEnvValue(keyOf(k), v)}`;
+  }).join(",").replace(/%/g, "%%");
+}
+
 // core/steps/switch.ts
+function expand3(env, text, release, program, slot) {
+  const paths = env.runtime;
+  return text.replace(/\{([a-z_]+)(?::([a-z][a-z0-9_-]*))?\}/g, (whole, name2, arg) => {
+    if (name2 === "release" && !arg) return release;
+    if (name2 === "python" && !arg) return paths.python;
+    if (name2 === "node" && !arg) return paths.node;
+    if (name2 === "npm" && !arg) return paths.npm;
+    if (name2 === "port") {
+      const target = arg ?? program;
+      if (!env.config.programs[target]) throw new OpsError(`programs.${program}: ${whole} names no program`, `programs: ${Object.keys(env.config.programs).join(", ")}`);
+      return String(env.port(target, slot));
+    }
+    throw new OpsError(`programs.${program}: unknown placeholder ${whole}`, "placeholders: {release} {python} {node} {npm} {port} {port:<program>}");
+  });
+}
+function programName(env, slot, program) {
+  return env.layout.supervisorProgram(slot, program);
+}
+var STOP_WAIT_SECONDS = 15;
+function slotConfig(env, slot, release, releaseId) {
+  const L = env.layout;
+  const paths = env.runtime;
+  const nodeBin = paths.node.replace(/\/node$/, "");
+  const names = Object.keys(env.config.programs);
+  const blocks = names.map((name2) => {
+    const p = env.config.programs[name2];
+    const dir = p.directory === "." ? release : `${release}/${p.directory}`;
+    const vars = {
+      HOME: `/home/${env.appUser}`,
+      PATH: `${release}/venv/bin:${nodeBin}:/usr/local/bin:/usr/bin:/bin`,
+      OPS_RELEASE: releaseId,
+      OPS_SLOT: slot
+    };
+    for (const [k, v] of Object.entries(p.env)) vars[k] = expand3(env, v, release, name2, slot);
+    const log = `${L.logDir}/${name2}-${slot}`;
+    const key = (k) => `programs.${name2}.${k}`;
+    return [
+      `[program:${programName(env, slot, name2)}]`,
+      `command=${supervisorValue(key("command"), expand3(env, p.command, release, name2, slot))}`,
+      `directory=${supervisorValue(key("directory"), dir)}`,
+      `user=${supervisorValue("app_user", env.appUser)}`,
+      `environment=${supervisorEnvironment(vars, (k) => k in p.env ? key(`env.${k}`) : `the ${k} given to programs (from base_dir or the runtimes)`)}`,
+      "autostart=true",
+      "autorestart=true",
+      // supervisord notices an exit only on its next pass, at most a second later (its poll's timeout), and decides
+      // whether the program has started (startsecs) before it reaps the exit (supervisor/supervisord.py runforever:
+      // transition() before reap(); Supervisor/supervisor#1534): with 1 s, a program that exits at once is mostly
+      // taken as started, restarted without counting, never FATAL, and the health gate waits out its timeout.
+      // 3 s: an exit within 2 s of a start always counts (startretries, then FATAL: the health gate gives up early).
+      "startsecs=3",
+      "startretries=3",
+      "stopsignal=TERM",
+      `stopwaitsecs=${STOP_WAIT_SECONDS}`,
+      "stopasgroup=true",
+      "killasgroup=true",
+      `stdout_logfile=${supervisorValue(key("log"), `${log}.out.log`, 2)}`,
+      "stdout_logfile_maxbytes=20MB",
+      "stdout_logfile_backups=5",
+      `stderr_logfile=${supervisorValue(key("log"), `${log}.err.log`, 2)}`,
+      "stderr_logfile_maxbytes=20MB",
+      "stderr_logfile_backups=5"
+    ].join("\n");
+  });
+  return [
+    `; Managed by ops-pipeline: slot ${slot} of ${env.config.app}, release ${releaseId}. Rewritten by deploys.`,
+    `[group:${env.layout.supervisorGroup(slot)}]`,
+    `programs=${supervisorValue("programs", names.map((n) => programName(env, slot, n)).join(","))}`,
+    "",
+    ...blocks.map((b) => `${b}
+`)
+  ].join("\n");
+}
 function probes(env, slot) {
   return Object.entries(env.config.programs).map(([name2, p]) => `${name2}:${env.port(name2, slot)}:${p.health}`);
+}
+var RELEASE_MARK = "@@ops-release-id@@";
+function liveFilesShell(env) {
+  const L = env.layout;
+  const cert = certificatePaths(env);
+  const expected = (slot) => `expected_conf=${quote(slotConfig(env, slot, `${L.releases}/${RELEASE_MARK}`, RELEASE_MARK))}; expected_upstreams=${quote(upstreams(env, slot))}`;
+  return String.raw`live_files=no
+# file_is PATH TEXT: the file's bytes are TEXT (read whole: -d '' stops at the end, as a text file has no NUL).
+file_is() { local got=""; [ -f "$1" ] || return 1; IFS= read -r -d '' got < "$1" || true; [ "$got" = "$2" ]; }
+# shellcheck disable=SC2016 # the files' text as it is: nothing in it is expanded
+case "$slot" in
+  blue) ${expected("blue")} ;;
+  green) ${expected("green")} ;;
+  *) expected_conf="" ;;
+esac
+# shellcheck disable=SC2016 # the site's text as it is: nothing in it is expanded
+${cert ? `if [ -s ${quote(cert.cert)} ]; then expected_site=${quote(site(env, true))}; else expected_site=${quote(site(env, false))}; fi` : `expected_site=${quote(site(env, false))}`}
+if [ -n "$expected_conf" ] && [[ $cur_id =~ ${RELEASE_DIR_PATTERN} ]]; then
+  expected_conf=${"$"}{expected_conf//"${RELEASE_MARK}"/"$cur_id"}
+  conf_file=${quote(L.supervisorConf("blue"))}; [ "$slot" = blue ] || conf_file=${quote(L.supervisorConf("green"))}
+  if file_is "$conf_file" "$expected_conf" && file_is ${quote(L.nginxSite)} "$expected_site" && file_is ${quote(L.nginxUpstreams)} "$expected_upstreams"; then live_files=yes; fi
+fi`;
 }
 function forEachFingerprintRecord(env, body) {
   const file = quote(env.layout.fingerprint);
@@ -67756,7 +67995,11 @@ function deployState(env, shas, options = {}) {
 if [ -n "$cur_id" ] && [ ! -L "${L.dotenv("$cur")}" ]; then
   { ${forEachFingerprintRecord(env, 'if [ "$id" = "$cur_id" ]; then live_fingerprint=$fp; live_recorded=yes; fi')}; } 2>/dev/null || true
 fi
-if [ "$live_recorded" = yes ] && [ "$live_fingerprint" = ${quote(options.fingerprint)} ]; then live_same=yes
+if [ "$live_recorded" = yes ] && [ "$live_fingerprint" = ${quote(options.fingerprint)} ]; then
+# Its record says what its deploy gave it; what runs is also the slot's and nginx's files (a rollback renders its
+# own). Not indented: the files' text is quoted in it.
+${liveFilesShell(env)}
+  if [ "$live_files" = yes ]; then live_same=yes; elif [ -n "$live_sha" ]; then ops_report ${RELEASE_KEYS.live_changed} settings; fi
 elif [ -n "$live_sha" ] && [ "$live_recorded" = yes ]; then ops_report ${RELEASE_KEYS.live_changed} settings
 elif [ -n "$live_sha" ]; then ops_report ${RELEASE_KEYS.live_changed} unrecorded; fi
 ` : "";
@@ -67874,12 +68117,12 @@ ${inner}`)}`
 }
 
 // core/remote/identity.ts
-import { existsSync as existsSync5, readFileSync as readFileSync4 } from "node:fs";
+import { existsSync as existsSync5, readFileSync as readFileSync5 } from "node:fs";
 import { homedir as homedir2 } from "node:os";
 import { join as join6 } from "node:path";
 function readKey(file, label) {
   try {
-    return readFileSync4(file, "utf8");
+    return readFileSync5(file, "utf8");
   } catch (e) {
     throw new OpsError(`cannot read the SSH key ${file} (${label}): ${e.code}`);
   }
@@ -69668,7 +69911,7 @@ async function readInitdata(ctx, env, file) {
       file ? `initdata file ${path} does not exist` : `environment ${env.name} has no initdata file (${path})`,
       `create environments/${env.name}/${env.config.initdata.file} (it may be sops-encrypted), set initdata.file, or pass --file`
     );
-  const raw = readFileSync5(path, "utf8");
+  const raw = readFileSync6(path, "utf8");
   const format = /\.json$/i.test(path) ? "json" : "yaml";
   let text = raw;
   let encrypted = false;

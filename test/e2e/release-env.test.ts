@@ -1,0 +1,140 @@
+// A release's own .env as a user meets it on a real host (sshd, supervisor, nginx), through the cases a new user
+// would not think of: a host deployed by an older version of ops (every release's .env a link to one
+// shared/.env, made here by hand from releases of this one), then upgraded: its first deploy, a rollback to an
+// old release and a restart, initdata there, a deploy of the old release's commit, and the pruning that removes
+// the shared files with the last release linked to them. Then a rollback made with other program settings than
+// the release rolled back to was deployed with, and a deploy of its commit with those: what serves must be
+// what the deploy says is live.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { deploy } from '../../core/ops/deploy.ts';
+import { initdata } from '../../core/ops/initdata.ts';
+import { rollback } from '../../core/ops/rollback.ts';
+import { quote } from '../../core/shell.ts';
+import { downHost, sshRun, type Host } from '../hosts/index.ts';
+import { commit, gitIn, initRepo } from '../support/gitrepo.ts';
+import { APP, get, makeProject, pythonWebApp, readyHost, webConfig, type TestProject } from './support.ts';
+
+/** The app: answers with its release, the MARK its .env gave it when it started, and its program's GREETING. */
+const SERVER = pythonWebApp(
+  'os.environ["OPS_RELEASE"] + " " + MARK + " " + os.environ.get("GREETING", "-")',
+  String.raw`MARK = "-"
+for line in open(".env"):
+    if line.startswith("MARK="):
+        MARK = line.split("=", 1)[1].strip().strip("'").strip('"')`,
+);
+
+let host: Host;
+let project: TestProject;
+let repo: string;
+let config: Record<string, unknown>;
+const root = mkdtempSync(join(tmpdir(), 'ops-release-env-'));
+const base = `/srv/${APP}`;
+/** On the host, as root. */
+const onHost = async (command: string) => (await sshRun(host, `sudo bash -c ${quote(command)}`)).stdout.trim();
+const run = (options: { ref?: string; force?: boolean } = {}) => deploy(project.ctx(), project.env(), options);
+/** The environment with `changes` over the base configuration (top-level keys). */
+const withConfig = (changes: Record<string, unknown>) => project.write({ ...config, ...changes });
+/** A new commit with VERSION `version`, tagged v<version>. */
+function version(v: string): string {
+  commit(repo, { VERSION: `${v}\n` }, `version ${v}`);
+  gitIn(repo, ['tag', `v${v}`]);
+  return `v${v}`;
+}
+
+/** What answers through nginx, once `release` does (a restart or a switch takes a moment). */
+async function serves(release: string): Promise<string> {
+  let body = '';
+  for (let i = 0; i < 100 && !body.startsWith(release); i++) {
+    body = await get(host).then((x) => (x.status === 200 ? x.body : ''), () => '');
+    if (!body.startsWith(release)) await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  return body;
+}
+
+beforeAll(async () => {
+  host = await readyHost('k7a');
+  repo = join(root, 'app');
+  initRepo(repo, { 'server.py': SERVER, VERSION: '0\n' });
+  config = webConfig(host, repo, {
+    release: { python_requirements: '', node_dir: '', build: 'true', migrate: 'true', keep: 2 },
+    env: { MARK: 'legacy-mark' },
+    initdata: { file: 'initdata.yml', command: 'printf "mark:%s\\n" "$MARK"' },
+  });
+  project = makeProject('e2e', config);
+  writeFileSync(join(project.root, 'environments', 'e2e', 'initdata.yml'), 'users: []\n');
+}, 900_000);
+
+afterAll(async () => {
+  if (host) await downHost(host.name, { purge: true });
+  project?.cleanup();
+});
+
+describe.sequential("a release's own .env on a real host", () => {
+  it('a host upgraded from releases that share one .env: deploy, rollback to an old release and restart, initdata there, its commit deployed again; pruning removes the shared files with the last release linked to them', async () => {
+    await run({ ref: version('1') });
+    const old = (await run({ ref: version('2') })).release;
+    // The older layout, by hand: every release's .env a link to shared/.env, the environ shared too.
+    await onHost(`set -e; cd ${base}
+cp -p releases/${old}/.env shared/.env; cp -p releases/${old}/.ops-environ shared/environ
+for r in releases/*/; do rm -f "$r.env" "$r.ops-environ"; ln -s ../../shared/.env "$r.env"; chown -h sample:sample "$r.env"; done
+supervisorctl restart all >/dev/null`);
+    expect(await serves(old)).toBe(`${old} legacy-mark -`);
+
+    // The upgraded version's first deploy: a release with its own .env (0600, the app user's); the shared one untouched.
+    withConfig({ env: { MARK: 'new-mark' } });
+    const first = await run({ ref: version('3') });
+    expect(first.noop).toBe(false);
+    expect(await serves(first.release)).toBe(`${first.release} new-mark -`);
+    expect(await onHost(`stat -c '%a %U %F' ${base}/releases/${first.release}/.env ${base}/releases/${first.release}/.ops-environ`)).toBe('600 sample regular file\n600 sample regular file');
+    expect(await onHost(`cat ${base}/shared/.env`)).toMatch(/^MARK=.?legacy-mark/m);
+    expect(await onHost(`readlink ${base}/releases/${old}/.env`)).toBe('../../shared/.env');
+
+    // Back to the old release: it reads the shared .env, also once its processes start again; initdata there too.
+    await rollback(project.ctx(), project.env());
+    expect(await serves(old)).toBe(`${old} legacy-mark -`);
+    await onHost('supervisorctl restart all >/dev/null');
+    expect(await serves(old)).toBe(`${old} legacy-mark -`);
+    const loaded = await initdata(project.ctx(), project.env());
+    expect(loaded.hosts[0]!.output).toMatch(/^mark:legacy-mark$/m);
+
+    // Its commit deployed again with the settings it had: no record of what it was deployed with, so a new release.
+    withConfig({ env: { MARK: 'legacy-mark' } });
+    const again = await run({ ref: 'v2' });
+    expect(again.noop).toBe(false);
+    expect(again.hosts[0]!.notes.join('\n')).toMatch(/with no record of what it was deployed with .*: deployed again/);
+    expect(await serves(again.release)).toBe(`${again.release} legacy-mark -`);
+    expect(await onHost(`test -f ${base}/shared/.env && test -f ${base}/shared/environ && echo kept`), 'the old release is still kept (warm)').toBe('kept');
+    expect((await run({ ref: 'v2' })).noop).toBe(true);
+
+    // The old release pruned (keep: 2, no longer warm): the shared files go with it.
+    withConfig({ env: { MARK: 'new-mark' } });
+    const last = await run({ ref: 'v3' });
+    expect(await onHost(`ls ${base}/releases`)).not.toContain(old);
+    expect(await onHost(`ls -A ${base}/shared`)).not.toMatch(/^(\.env|environ)$/m);
+    expect(await serves(last.release)).toBe(`${last.release} new-mark -`);
+    expect((await initdata(project.ctx(), project.env())).hosts[0]!.output).toMatch(/^mark:new-mark$/m);
+  }, 900_000);
+
+  it('rolled back with other program settings than its release was deployed with, then its commit deployed with those: deployed again, and they serve', async () => {
+    const programs = (greeting: string) => ({ programs: { web: { command: '{python} server.py {port}', port: 5100, health: '/health', env: { GREETING: greeting } } } });
+    const env = { env: { MARK: 'new-mark' } };
+    withConfig({ ...env, ...programs('one') });
+    const a = await run({ ref: version('4') });
+    expect(await serves(a.release)).toBe(`${a.release} new-mark one`);
+    withConfig({ ...env, ...programs('two') });
+    const b = await run({ ref: version('5') });
+    expect(await serves(b.release)).toBe(`${b.release} new-mark two`);
+    // The rollback starts the release with today's programs (its slot's file rewritten): it runs with GREETING=two.
+    await rollback(project.ctx(), project.env());
+    expect(await serves(a.release)).toBe(`${a.release} new-mark two`);
+    // Its commit with the settings it was deployed with: not what runs, so not "already live".
+    withConfig({ ...env, ...programs('one') });
+    const r = await run({ ref: 'v4' });
+    expect(r.noop, `a no-op would leave ${a.release} serving GREETING=two`).toBe(false);
+    expect(await serves(r.release)).toBe(`${r.release} new-mark one`);
+    expect((await run({ ref: 'v4' })).noop).toBe(true);
+  }, 900_000);
+});

@@ -10,17 +10,22 @@ import type { Environment } from './config/environment.ts';
 import { OpsError } from './errors.ts';
 import { PYTHON_INTERPOLATION, readsAs, type Reader } from './dotenv-readers.ts';
 import { quote } from './shell.ts';
+import { splitKeyPath } from './secrets/tree.ts';
 
 export { DEFAULT_READERS, READERS, type Reader } from './dotenv-readers.ts';
 
-/** The node at a dotted key path ("a.b") of a decrypted secrets tree; undefined when any step is missing. */
+/**
+ * The node at a dotted key path ("a.b", or "passwords.admin@example.org": a key holding dots is read as written,
+ * see splitKeyPath) of a decrypted secrets tree; undefined when any step is missing.
+ */
 export function lookup(tree: unknown, path: string): unknown {
-  let node: unknown = tree;
-  for (const key of path.split('.')) {
-    if (node === null || typeof node !== 'object' || !(key in (node as object))) return undefined;
-    node = (node as Record<string, unknown>)[key];
-  }
-  return node;
+  const isMap = (n: unknown): n is Record<string, unknown> => n !== null && typeof n === 'object' && !Array.isArray(n);
+  const child = (n: unknown, k: string): unknown => (isMap(n) && Object.hasOwn(n, k) ? n[k] : undefined);
+  const keysAt = (keys: string[]) => {
+    const n = keys.reduce(child, tree);
+    return isMap(n) ? Object.keys(n) : [];
+  };
+  return splitKeyPath(path, keysAt).reduce(child, tree);
 }
 
 /** A secret as the string the .env carries: scalars as written, mappings and lists as JSON. */

@@ -80,7 +80,7 @@ next:
   npm run ops -- audit local                 who ran what, when
   npm run ops -- initdata local              load users and tags (encrypted environments/local/assets/initdata.yml)
   npm run ops -- status local                one screen: release, nginx, programs, health, lock
-  npm run hosts -- ssh ${host.name}                  log in to the host
+  ${`npm run hosts -- ssh ${host.name}`.padEnd(42)} log in to the host
   npm run sandbox -- down                    remove it all (caches stay)`);
 }
 

@@ -199,6 +199,34 @@ export function treeEquals(a: TreeNode, b: TreeNode): boolean {
   }
 }
 
+/**
+ * A dotted key path as a user writes it (`datapass.client_id`, `passwords.admin@example.org`), split into keys
+ * against what exists: at each level the longest run of dot-separated parts that names an existing key is one key
+ * (so a key holding dots, as e-mail keys do, is reached as written and as showPath prints it); elsewhere each
+ * part is a key of its own (new keys nest at every dot). `keysAt(path)` gives the keys of the map at `path`
+ * (empty when there is none). @throws OpsError for an empty part ("a..b", ".a", "a.").
+ */
+export function splitKeyPath(text: string, keysAt: (path: string[]) => readonly string[]): string[] {
+  const parts = text.split('.');
+  if (parts.some((p) => p === '')) throw new OpsError(`invalid key path "${text}"`, 'keys separated by dots, e.g. database_url or datapass.client_id');
+  const path: string[] = [];
+  for (let i = 0; i < parts.length; ) {
+    const keys = new Set(keysAt(path));
+    let end = parts.length;
+    while (end > i + 1 && !keys.has(parts.slice(i, end).join('.'))) end--;
+    path.push(parts.slice(i, end).join('.'));
+    i = end;
+  }
+  return path;
+}
+
+/** The keys of the map node at `path` under `node` (empty when it is not a map), for splitKeyPath. */
+export function mapKeysAt(node: TreeNode, path: string[]): string[] {
+  let at: TreeNode | undefined = node;
+  for (const k of path) at = at?.kind === 'map' ? getEntry(at, k) : undefined;
+  return at?.kind === 'map' ? at.entries.map(([k]) => k) : [];
+}
+
 /** The value of `key` in a map node, or undefined. */
 export function getEntry(map: MapNode, key: string): TreeNode | undefined {
   return map.entries.find(([k]) => k === key)?.[1];

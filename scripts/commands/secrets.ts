@@ -46,11 +46,6 @@ function readAll(stream: NodeJS.ReadableStream): Promise<string> {
   });
 }
 
-function keyPath(text: string): string[] {
-  const path = text.split('.');
-  if (path.some((p) => p === '')) throw new OpsError(`invalid key path "${text}"`, 'keys separated by dots, e.g. database_url or datapass.client_id');
-  return path;
-}
 
 /** Run $EDITOR (else $VISUAL, else vi) through the shell, as git does, so "code --wait" works. */
 function runEditor(file: string, processEnv: NodeJS.ProcessEnv, signal: AbortSignal): Promise<EditorExit> {
@@ -127,7 +122,7 @@ The file's MAC is verified as sops does: a changed, deleted or reordered value i
       const { secretsPath } = await import('../../core/secrets/env.ts');
       const { SecretsFile } = await import('../../core/secrets/sops.ts');
       const { printTree, toYaml } = await import('../../core/secrets/tree-print.ts');
-      const { getEntry } = await import('../../core/secrets/tree.ts');
+      const { getEntry, mapKeysAt, splitKeyPath } = await import('../../core/secrets/tree.ts');
       const env = validate('environment', ctx.args[0]!);
       const file = secretsPath(ctx.root, env);
       if (!existsSync(file)) throw new OpsError(`environments/${env} has no secrets file (${show(ctx.root, file)})`, `create it with \`ops secrets edit ${env}\` or \`ops secrets set ${env} <key>\``);
@@ -138,7 +133,7 @@ The file's MAC is verified as sops does: a changed, deleted or reordered value i
         return 0;
       }
       let node: TreeNode | undefined = secrets.tree;
-      for (const k of keyPath(key)) node = node?.kind === 'map' ? getEntry(node, k) : undefined;
+      for (const k of splitKeyPath(key, (p) => mapKeysAt(secrets.tree, p))) node = node?.kind === 'map' ? getEntry(node, k) : undefined;
       if (!node) throw new OpsError(`no key ${key} in ${show(ctx.root, file)}`, `\`ops secrets show ${env}\` lists them all`);
       if (node.kind === 'scalar') ctx.stdout.write(`${node.type === 'bool' ? String(node.value) : node.value}\n`);
       else if (node.kind === 'null') ctx.stdout.write('null\n');
@@ -204,14 +199,16 @@ Text that is not valid YAML is offered back to the editor (answer n to drop the 
   ops secrets set prod datapass.client_secret < secret.txt`,
     async run(ctx) {
       const { openEnvSecrets } = await import('../../core/secrets/files.ts');
-      const { str } = await import('../../core/secrets/tree.ts');
+      const { mapKeysAt, splitKeyPath, str } = await import('../../core/secrets/tree.ts');
       const env = validate('environment', ctx.args[0]!);
-      const path = keyPath(ctx.args[1]!);
-      if ((ctx.stdin as NodeJS.ReadStream).isTTY) ctx.stderr.write(`value for ${path.join('.')} (end with Ctrl-D):\n`);
+      const key = ctx.args[1]!;
+      splitKeyPath(key, () => []); // a malformed path is refused before stdin is read
+      if ((ctx.stdin as NodeJS.ReadStream).isTTY) ctx.stderr.write(`value for ${key} (end with Ctrl-D):\n`);
       const value = (await readAll(ctx.stdin)).replace(/\r?\n$/, '');
-      if (value === '') throw new OpsError('no value on stdin', `pipe the value in: printf '%s' "$VALUE" | ops secrets set ${env} ${path.join('.')}`);
+      if (value === '') throw new OpsError('no value on stdin', `pipe the value in: printf '%s' "$VALUE" | ops secrets set ${env} ${key}`);
       ctx.reporter.mask(value);
       const { secrets, created } = await openEnvSecrets(ctx.root, env, await openWith(ctx, env));
+      const path = splitKeyPath(key, (p) => mapKeysAt(secrets.tree, p));
       secrets.set(path, str(value));
       const written = await secrets.save();
       ctx.reporter.info(`${show(ctx.root, secrets.file)}: ${written ? (created ? 'created with' : 'set') : 'unchanged,'} ${path.join('.')}`);

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadEnvironment } from '../../core/config/environment.ts';
+import { lookup } from '../../core/dotenv.ts';
 import { findPlaceholders } from '../../core/secrets/env.ts';
 import { identitiesFromText } from '../../core/secrets/keys.ts';
 import { SecretsFile } from '../../core/secrets/sops.ts';
@@ -85,6 +86,22 @@ describe('ops secrets set / show / decrypt', () => {
     const missing = await cli(e.root, ['secrets', 'show', 'qa', '--key', 'nope'], e.env);
     expect(missing).toMatchObject({ code: 1, out: '' });
     expect(missing.err).toContain('no key nope');
+  });
+
+  it('a key holding dots (the e-mail keys env new writes under passwords) is set, shown and read by the .env as the placeholder message names it', async () => {
+    const e = await newEnv();
+    // The deploy's refusal names it `passwords.admin@example.org` and says to set it with `ops secrets set`.
+    const set = await cli(e.root, ['secrets', 'set', 'qa', 'passwords.admin@example.org'], e.env, 'pw-1');
+    expect(set).toMatchObject({ code: 0, out: 'environments/qa/secrets.sops.yaml: set passwords.admin@example.org\n' });
+    const data = (await open(e)).data as { passwords: Record<string, unknown> };
+    expect(data.passwords).toEqual({ 'admin@example.org': 'pw-1' }); // not { 'admin@example': { org: ... } }
+    expect(findPlaceholders((await open(e)).tree)).not.toContain('passwords.admin@example.org');
+    expect((await cli(e.root, ['secrets', 'show', 'qa', '--key', 'passwords.admin@example.org'], e.env)).out).toBe('pw-1\n');
+    // A new nested key still nests at each dot; an existing dotted key wins over nesting.
+    expect((await cli(e.root, ['secrets', 'set', 'qa', 'smtp.host'], e.env, 'mail.example.org')).code).toBe(0);
+    expect(((await open(e)).data as { smtp: unknown }).smtp).toEqual({ host: 'mail.example.org' });
+    // environment.yml's { secret: a.b } reads the same key.
+    expect(lookup((await open(e)).data, 'passwords.admin@example.org')).toBe('pw-1');
   });
 
   it('set refuses an empty stdin, a path through a non-map, and an unknown environment', async () => {

@@ -49285,44 +49285,6 @@ var require_lib3 = __commonJS({
   }
 });
 
-// core/secrets/atomic.ts
-import { randomBytes as randomBytes2 } from "node:crypto";
-import { open as open2, rename as rename2, rm as rm2, stat as stat2 } from "node:fs/promises";
-import { basename, dirname, join as join5 } from "node:path";
-async function writeFileAtomic(file, content, mode) {
-  const dir = dirname(file);
-  const keep = mode ?? await stat2(file).then((s) => s.mode & 511, () => 420);
-  const tmp = join5(dir, `.${basename(file)}.${process.pid}.${randomBytes2(6).toString("hex")}.tmp`);
-  const fh = await open2(tmp, "wx", keep);
-  try {
-    try {
-      await fh.chmod(keep);
-      await fh.writeFile(content);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename2(tmp, file);
-  } catch (e) {
-    await rm2(tmp, { force: true });
-    throw e;
-  }
-  try {
-    const d = await open2(dir, "r");
-    try {
-      await d.sync();
-    } finally {
-      await d.close();
-    }
-  } catch {
-  }
-}
-var init_atomic = __esm({
-  "core/secrets/atomic.ts"() {
-    "use strict";
-  }
-});
-
 // core/secrets/goyaml.ts
 function intValue(n) {
   return n >= BigInt(Number.MIN_SAFE_INTEGER) && n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n;
@@ -49450,6 +49412,77 @@ var init_goyaml = __esm({
   }
 });
 
+// core/secrets/tree-scalars.ts
+function goFormatFloat(v) {
+  if (Number.isNaN(v)) return "NaN";
+  if (v === Infinity) return "+Inf";
+  if (v === -Infinity) return "-Inf";
+  if (v === 0) return Object.is(v, -0) ? "-0" : "0";
+  const s = String(v);
+  const m = /^(-?)(\d)(?:\.(\d+))?e([+-]\d+)$/.exec(s);
+  if (!m) return s;
+  const [, sign, lead, frac = "", expText] = m;
+  const digits = lead + frac;
+  const point = 1 + Number(expText);
+  if (point <= 0) return `${sign}0.${"0".repeat(-point)}${digits}`;
+  if (point >= digits.length) return sign + digits + "0".repeat(point - digits.length);
+  return `${sign}${digits.slice(0, point)}.${digits.slice(point)}`;
+}
+function scalarText(node) {
+  switch (node.type) {
+    case "str":
+      return node.value;
+    case "int":
+      return String(node.value);
+    case "float":
+      return goFormatFloat(node.value);
+    case "bool":
+      return node.value ? "True" : "False";
+    case "time":
+      return node.value;
+  }
+}
+function parseScalarText(text, type) {
+  switch (type) {
+    case "str":
+    case "bytes":
+      return str(text);
+    case "int":
+    case "int64": {
+      if (!/^[+-]?\d+$/.test(text)) throw new Error(`"int" value is not an integer`);
+      const n = BigInt(text);
+      if (n < -(2n ** 63n) || n >= 2n ** 63n) throw new Error('"int" value is out of the 64-bit range');
+      return { kind: "scalar", type: "int", value: intValue(n) };
+    }
+    case "time": {
+      const t = parseRfc3339(text);
+      if (!t) throw new Error('"time" value is not an RFC 3339 time');
+      return { kind: "scalar", type: "time", value: t };
+    }
+    case "float": {
+      let n;
+      if (/^[+-]?(inf|infinity)$/i.test(text)) n = text.startsWith("-") ? -Infinity : Infinity;
+      else if (/^nan$/i.test(text)) n = NaN;
+      else if (/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(text)) n = Number(text);
+      else throw new Error(`"float" value is not a number`);
+      return { kind: "scalar", type: "float", value: n };
+    }
+    case "bool":
+      if (["1", "t", "T", "TRUE", "true", "True"].includes(text)) return { kind: "scalar", type: "bool", value: true };
+      if (["0", "f", "F", "FALSE", "false", "False"].includes(text)) return { kind: "scalar", type: "bool", value: false };
+      throw new Error(`"bool" value is neither true nor false`);
+    default:
+      throw new Error(`unknown value type "${type}" (this tool reads str, int, float, bool, time)`);
+  }
+}
+var init_tree_scalars = __esm({
+  "core/secrets/tree-scalars.ts"() {
+    "use strict";
+    init_goyaml();
+    init_tree();
+  }
+});
+
 // core/secrets/tree.ts
 function formatOf(file) {
   const lower = file.toLowerCase();
@@ -49539,6 +49572,19 @@ function treeEquals(a, b) {
     }
   }
 }
+function splitKeyPath(text, keysAt) {
+  const parts = text.split(".");
+  if (parts.some((p) => p === "")) throw new OpsError(`invalid key path "${text}"`, "keys separated by dots, e.g. database_url or datapass.client_id");
+  const path = [];
+  for (let i = 0; i < parts.length; ) {
+    const keys = new Set(keysAt(path));
+    let end = parts.length;
+    while (end > i + 1 && !keys.has(parts.slice(i, end).join("."))) end--;
+    path.push(parts.slice(i, end).join("."));
+    i = end;
+  }
+  return path;
+}
 function getEntry(map, key) {
   return map.entries.find(([k]) => k === key)?.[1];
 }
@@ -49585,74 +49631,41 @@ var init_tree = __esm({
   }
 });
 
-// core/secrets/tree-scalars.ts
-function goFormatFloat(v) {
-  if (Number.isNaN(v)) return "NaN";
-  if (v === Infinity) return "+Inf";
-  if (v === -Infinity) return "-Inf";
-  if (v === 0) return Object.is(v, -0) ? "-0" : "0";
-  const s = String(v);
-  const m = /^(-?)(\d)(?:\.(\d+))?e([+-]\d+)$/.exec(s);
-  if (!m) return s;
-  const [, sign, lead, frac = "", expText] = m;
-  const digits = lead + frac;
-  const point = 1 + Number(expText);
-  if (point <= 0) return `${sign}0.${"0".repeat(-point)}${digits}`;
-  if (point >= digits.length) return sign + digits + "0".repeat(point - digits.length);
-  return `${sign}${digits.slice(0, point)}.${digits.slice(point)}`;
-}
-function scalarText(node) {
-  switch (node.type) {
-    case "str":
-      return node.value;
-    case "int":
-      return String(node.value);
-    case "float":
-      return goFormatFloat(node.value);
-    case "bool":
-      return node.value ? "True" : "False";
-    case "time":
-      return node.value;
+// core/secrets/atomic.ts
+import { randomBytes as randomBytes2 } from "node:crypto";
+import { open as open2, rename as rename2, rm as rm2, stat as stat2 } from "node:fs/promises";
+import { basename, dirname, join as join5 } from "node:path";
+async function writeFileAtomic(file, content, mode) {
+  const dir = dirname(file);
+  const keep = mode ?? await stat2(file).then((s) => s.mode & 511, () => 420);
+  const tmp = join5(dir, `.${basename(file)}.${process.pid}.${randomBytes2(6).toString("hex")}.tmp`);
+  const fh = await open2(tmp, "wx", keep);
+  try {
+    try {
+      await fh.chmod(keep);
+      await fh.writeFile(content);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename2(tmp, file);
+  } catch (e) {
+    await rm2(tmp, { force: true });
+    throw e;
+  }
+  try {
+    const d = await open2(dir, "r");
+    try {
+      await d.sync();
+    } finally {
+      await d.close();
+    }
+  } catch {
   }
 }
-function parseScalarText(text, type) {
-  switch (type) {
-    case "str":
-    case "bytes":
-      return str(text);
-    case "int":
-    case "int64": {
-      if (!/^[+-]?\d+$/.test(text)) throw new Error(`"int" value is not an integer`);
-      const n = BigInt(text);
-      if (n < -(2n ** 63n) || n >= 2n ** 63n) throw new Error('"int" value is out of the 64-bit range');
-      return { kind: "scalar", type: "int", value: intValue(n) };
-    }
-    case "time": {
-      const t = parseRfc3339(text);
-      if (!t) throw new Error('"time" value is not an RFC 3339 time');
-      return { kind: "scalar", type: "time", value: t };
-    }
-    case "float": {
-      let n;
-      if (/^[+-]?(inf|infinity)$/i.test(text)) n = text.startsWith("-") ? -Infinity : Infinity;
-      else if (/^nan$/i.test(text)) n = NaN;
-      else if (/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(text)) n = Number(text);
-      else throw new Error(`"float" value is not a number`);
-      return { kind: "scalar", type: "float", value: n };
-    }
-    case "bool":
-      if (["1", "t", "T", "TRUE", "true", "True"].includes(text)) return { kind: "scalar", type: "bool", value: true };
-      if (["0", "f", "F", "FALSE", "false", "False"].includes(text)) return { kind: "scalar", type: "bool", value: false };
-      throw new Error(`"bool" value is neither true nor false`);
-    default:
-      throw new Error(`unknown value type "${type}" (this tool reads str, int, float, bool, time)`);
-  }
-}
-var init_tree_scalars = __esm({
-  "core/secrets/tree-scalars.ts"() {
+var init_atomic = __esm({
+  "core/secrets/atomic.ts"() {
     "use strict";
-    init_goyaml();
-    init_tree();
   }
 });
 
@@ -71685,14 +71698,16 @@ init_errors();
 init_errors();
 init_dotenv_readers();
 init_shell();
+init_tree();
 init_dotenv_readers();
 function lookup(tree, path) {
-  let node = tree;
-  for (const key of path.split(".")) {
-    if (node === null || typeof node !== "object" || !(key in node)) return void 0;
-    node = node[key];
-  }
-  return node;
+  const isMap3 = (n) => n !== null && typeof n === "object" && !Array.isArray(n);
+  const child = (n, k) => isMap3(n) && Object.hasOwn(n, k) ? n[k] : void 0;
+  const keysAt = (keys) => {
+    const n = keys.reduce(child, tree);
+    return isMap3(n) ? Object.keys(n) : [];
+  };
+  return splitKeyPath(path, keysAt).reduce(child, tree);
 }
 function asString(value) {
   if (typeof value === "string") return value;

@@ -383,8 +383,8 @@ const PART = '# shellcheck disable=SC2030,SC2031,SC2317 # parts of their own, ru
 
 /**
  * What rollbackStep reports: `rollback` (the host's verdict: ok; noop: the release is live already; none: no
- * earlier release to go back to; not_kept: `--to` names no release kept there; never_live: `--to` names a release that never went live, its
- * deploy failed or cut short; no_live: nothing is live),
+ * earlier release to go back to; not_kept: `--to` names no release kept there; never_live: `--to` names a release
+ * that never went live, its deploy failed or cut short; no_live: nothing is live),
  * `rollback_from` (the release live before), `rollback_to` and `rollback_slot` (the release chosen, the slot
  * started for it), `rollback_exit` (the start or the switch failed: startSlot's exit code, START_FAILED_CLEAN
  * when the slot is as it was), `rollback_stop_exit` (the old slot's stop failed after the switch).

@@ -46,7 +46,6 @@ function readAll(stream: NodeJS.ReadableStream): Promise<string> {
   });
 }
 
-
 /** Run $EDITOR (else $VISUAL, else vi) through the shell, as git does, so "code --wait" works. */
 function runEditor(file: string, processEnv: NodeJS.ProcessEnv, signal: AbortSignal): Promise<EditorExit> {
   const editor = processEnv.EDITOR || processEnv.VISUAL || 'vi';

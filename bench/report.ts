@@ -250,7 +250,7 @@ export function markdown(rows: Row[], checkList: Check[], meta: Meta, notes: str
   return [
     `# Benchmark: ops-pipeline vs the seed's Ansible`,
     '',
-    `${meta.date} · medians of ${meta.runs} run(s) (ranges in brackets; Ansible's provision, full deploy, rollback and 3-host figures: ${meta.ansibleRuns} run(s)) · load: ${meta.rate} requests/s through nginx during every deploy that changes something · ` +
+    `${meta.date} · medians of ${meta.runs} run(s) (ranges in brackets; Ansible's provision, rollback and 3-host figures: ${meta.ansibleRuns} run(s)) · load: ${meta.rate} requests/s through nginx during every deploy that changes something · ` +
       `${meta.machine.cpus} CPUs, load average ${meta.machine.loadBefore.map((l) => l.toFixed(1)).join('/')} before, ${meta.machine.loadAfter.map((l) => l.toFixed(1)).join('/')} after (shared machine: timings are noisy) · ` +
       `Node ${meta.machine.node}, ${meta.machine.ansible} · benchmark took ${(meta.benchSeconds / 60).toFixed(1)} min`,
     '',

@@ -14,7 +14,8 @@
 //     .ops/audit.log        root 0644        append-only record of every run
 //     .ops/history          root 0644        append-only order in which releases went live (sequence numbers)
 //     .ops/slot             root             live blue/green slot
-//     .ops/fingerprint      root             per kept release, its id and the digest of what its deploy gave it (.env, settings)
+//     .ops/fingerprint      root 0600        per kept release, its id, the digest of what its deploy gave it (.env, settings)
+//                                            and the sha256 of the .env and .ops-environ it wrote
 //
 // Outside <base>, every name an app takes on a host is derived from its app name (nginx site, upstreams and
 // logs, supervisor groups and programs, /var/log/<app>, /etc/ssl/<app>) or is its app user: several apps
@@ -43,7 +44,7 @@ export interface Layout {
   audit: string;
   history: string;
   slotFile: string;
-  /** `<release id> <fingerprint>` lines, one per release a deploy put live and still kept: what each was deployed with (deployFingerprint). */
+  /** `<release id> <fingerprint> <.env sha256> <environ sha256>` lines (older ones: the fingerprint alone), one per release a deploy put live and still kept: what each was deployed with (fingerprintRecords). */
   fingerprint: string;
   uploads: string;
   logDir: string;

@@ -31,6 +31,8 @@ export interface Plan {
   meta: ReleaseMeta;
   /** deployFingerprint of this deploy: the live commit is a no-op only when its release was deployed with the same. */
   fingerprint: string;
+  /** dotenvSums of this deploy's `.env` and environ: the live release's own files must still read so for a no-op. */
+  dotenvSums: string;
 }
 
 /** The commit a deploy puts live: `ref` (default: the environment's `ref`) validated and resolved in the repository. */
@@ -87,15 +89,16 @@ export async function planDeploy(ctx: OpsContext, env: Target, { repo, resolved 
     ...(tree.submodules.length && { submodules: tree.submodules.map(({ path, sha }) => ({ path, sha })) }),
     ...(tree.lfs.length && { lfs: tree.lfs.map(({ path, oid }) => ({ path, oid })) }),
   };
-  return { resolved, repo, tree, size, id, dotenv, hashes, meta, fingerprint: deployFingerprint(env, dotenv) };
+  return { resolved, repo, tree, size, id, dotenv, hashes, meta, fingerprint: deployFingerprint(env, dotenv), dotenvSums: dotenvSums(dotenv) };
 }
 
 /**
  * What a deploy gives a release besides its commit, as a digest (sha256, 32 hex characters): the rendered `.env`
  * and `environ` (secrets included) and every setting that shapes what runs on a host (programs, routes, env,
  * release, runtimes, nginx, TLS...), a setting that names a file by that file's content (nginx.site_template: the
- * site is rendered from it), but not how the runner reaches hosts or paces the rollout (hosts, bastion, ssh,
- * switch.batch_size) nor where the code comes from (repository, ref: the commit is compared apart), nor the order
+ * site is rendered from it), but not how the runner reaches hosts or how a run proceeds (hosts, bastion, ssh; the
+ * switch's batch_size, lock_wait, health_timeout, health_interval and drain: the run's pace and patience, nothing
+ * a host keeps; keep_previous and port_offset are kept: what runs between deploys) nor where the code comes from (repository, ref: the commit is compared apart), nor the order
  * keys are written in (the `.env`'s lines follow `env`'s order, which no reader depends on: each value is written
  * to be read as it is). A deploy of the live commit is a no-op only when the live release was deployed with the
  * same digest: a changed secret, setting or template is deployed, not reported as already live. Reads the site
@@ -103,7 +106,7 @@ export async function planDeploy(ctx: OpsContext, env: Target, { repo, resolved 
  */
 export function deployFingerprint(env: Environment, dotenv: RenderedEnv): string {
   const { hosts: _h, bastion: _b, ssh: _s, repository: _r, ref: _ref, switch: sw, ...settings } = env.config;
-  const { batch_size: _bs, ...switchSettings } = sw;
+  const { batch_size: _bs, lock_wait: _lw, health_timeout: _ht, health_interval: _hi, drain: _d, ...switchSettings } = sw;
   // Keys sorted: the same settings written in another order are the same settings.
   const sorted = (_: string, v: unknown) => (v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) : v);
   const unordered = (text: string, separator: string) => text.split(separator).sort();
@@ -120,6 +123,15 @@ export function deployFingerprint(env: Environment, dotenv: RenderedEnv): string
     ),
   );
   return digest.digest('hex').slice(0, 32);
+}
+
+/**
+ * The sha256 (hex) of the `.env` and of the environ a release is given, space-separated, as `sha256sum` reads the
+ * files written from them (releaseDotenv writes these bytes as they are). Sums, not the text: the secrets never
+ * travel in a script.
+ */
+export function dotenvSums(dotenv: RenderedEnv): string {
+  return [dotenv.dotenv, dotenv.environ].map((text) => createHash('sha256').update(text).digest('hex')).join(' ');
 }
 
 /** Await promises started together; the first failure in their order (not in time) is thrown, once all settled. */

@@ -62,13 +62,17 @@ export function releaseId(sha: string, now = new Date()): string {
  * sharing built releases between hosts).
  * - `shas` (a deploy about to send code): also what sending and building need: free space and inodes, which of
  *   `shas` (and `lfs` oids) the host has, its mirror's commits, its complete dependency sets.
- * - `fingerprint` (deployFingerprint; the switch records each release's in .ops/fingerprint): `live_changed`
+ * - `fingerprint` (deployFingerprint; the switch records each release's in .ops/fingerprint with the sums of the
+ *   files it wrote: fingerprintRecords): `live_changed`
  *   when something is live that was not deployed with it (a secret or setting changed since, or a release with no
  *   record). A release reads its own .env and environ (layout), so its record says what it runs with; one whose
  *   .env is a link (to the shared .env of releases made before releases had their own) counts as having no record.
  *   Its programs and nginx are another matter: a rollback starts the release it puts live, and renders nginx, with
  *   the settings of its own day, so the record holds only when the live slot's supervisor file and nginx's site and
- *   upstreams are also those these settings render (liveFilesShell); else `live_changed settings`.
+ *   upstreams are also those these settings render (liveFilesShell), and its own `.env` and environ still the
+ *   bytes its deploy wrote (their sha256 against the record's, `dotenvSums`: edited on the host or rewritten by
+ *   the app, they are not what the record says; a record written before records had sums is not compared);
+ *   else `live_changed settings`.
  *   Alone: a dry run's read.
  * - `commit` with `fingerprint` (a deploy that is a no-op when that commit is live, deployed with that
  *   fingerprint): when the live release is that commit with that fingerprint, the live check runs (its health checks answer, and what answers is the process supervisor started for the
@@ -84,17 +88,28 @@ export function deployState(env: Target, shas?: string[], options: { lfs?: strin
   const cert = certificatePaths(env);
   const live = (slot: Slot) => `live_verdict "$cur_id" "$cur" ${quote(L.supervisorGroup(slot))} 3 0.2 ${probes(env, slot).map(quote).join(' ')}`;
   // Was the live release deployed with what this deploy gives it (deployFingerprint, recorded by the switch)?
+  const { fingerprint } = options;
   const recorded =
-    options.fingerprint !== undefined
+    fingerprint !== undefined
       ? String.raw`live_same=no; live_fingerprint=""; live_recorded=no
 # A release whose .env is a link reads the shared one an older version of ops wrote: not its record's.
 if [ -n "$cur_id" ] && [ ! -L "${L.dotenv('$cur')}" ]; then
   { ${forEachFingerprintRecord(env, 'if [ "$id" = "$cur_id" ]; then live_fingerprint=$fp; live_recorded=yes; fi')}; } 2>/dev/null || true
 fi
-if [ "$live_recorded" = yes ] && [ "$live_fingerprint" = ${quote(options.fingerprint)} ]; then
+# A record is the fingerprint, then (since records have them) the sums of the .env and environ its deploy wrote.
+live_sums=""; if [[ $live_fingerprint == *" "* ]]; then live_sums=${'$'}{live_fingerprint#* }; live_fingerprint=${'$'}{live_fingerprint%% *}; fi
+if [ "$live_recorded" = yes ] && [ "$live_fingerprint" = ${quote(fingerprint)} ]; then
 # Its record says what its deploy gave it; what runs is also the slot's and nginx's files (a rollback renders its
 # own). Not indented: the files' text is quoted in it.
 ${liveFilesShell(env)}
+  # And the release's own .env and environ, as its deploy wrote them (one process; a record written before records
+  # had sums has none to compare).
+  if [ "$live_files" = yes ] && [ -n "$live_sums" ]; then
+    if sums=$(sha256sum -- "${L.dotenv('$cur')}" "${L.environ('$cur')}" 2>/dev/null); then
+      mapfile -t sums <<< "$sums"
+      [ "${'$'}{#sums[@]}" = 2 ] && [ "${'$'}{sums[0]%% *} ${'$'}{sums[1]%% *}" = "$live_sums" ] || live_files=no
+    else live_files=no; fi
+  fi
   if [ "$live_files" = yes ]; then live_same=yes; elif [ -n "$live_sha" ]; then ops_report ${RELEASE_KEYS.live_changed} settings; fi
 elif [ -n "$live_sha" ] && [ "$live_recorded" = yes ]; then ops_report ${RELEASE_KEYS.live_changed} settings
 elif [ -n "$live_sha" ]; then ops_report ${RELEASE_KEYS.live_changed} unrecorded; fi

@@ -301,16 +301,27 @@ export function forEachFingerprintRecord(env: Target, body: string): string {
 fi`;
 }
 
+/** What a deploy gave a release, as its fingerprint record says: deployFingerprint, and dotenvSums of the files it wrote. */
+export interface DeployRecord {
+  fingerprint: string;
+  dotenvSums: string;
+}
+
 /**
  * The deploy's new fingerprint records, written to .ops/fingerprint.new (renamed over the records once `current`
- * flipped): a line `<release id> <fingerprint>` per release, the lines of releases still on the host kept (a rollback
- * to one of them puts live what it was deployed with), this release's last. A missing or damaged file (not a
- * regular file) is started afresh.
+ * flipped): a line `<release id> <fingerprint> <.env sha256> <environ sha256>` per release (older records have the
+ * fingerprint alone), the lines of releases still on the host kept as they are (a rollback to one of them puts live
+ * what it was deployed with), this release's last; mode 0600. A missing or damaged file (not a regular file) is
+ * started afresh.
  */
-export function fingerprintRecords(env: Target, fingerprint: string): string {
+export function fingerprintRecords(env: Target, record: DeployRecord): string {
   const L = env.layout;
-  return String.raw`{ ${forEachFingerprintRecord(env, String.raw`if [ -n "$id" ] && [ "$id" != "$release_id" ] && [ -d ${quote(L.releases)}/"$id" ]; then printf '%s %s\n' "$id" "$fp"; fi`)}
-printf '%s %s\n' "$release_id" ${quote(fingerprint)}; } > ${quote(`${L.fingerprint}.new`)}`;
+  if (!/^[0-9a-f]+$/.test(record.fingerprint) || !/^[0-9a-f]{64} [0-9a-f]{64}$/.test(record.dotenvSums)) throw new Error(`fingerprintRecords: not a record: ${JSON.stringify(record)}`);
+  // Root's alone (0600): digests of the .env, whose own mode is 0600.
+  return String.raw`umask 077
+{ ${forEachFingerprintRecord(env, String.raw`if [ -n "$id" ] && [ "$id" != "$release_id" ] && [ -d ${quote(L.releases)}/"$id" ]; then printf '%s %s\n' "$id" "$fp"; fi`)}
+printf '%s %s\n' "$release_id" ${quote(`${record.fingerprint} ${record.dotenvSums}`)}; } > ${quote(`${L.fingerprint}.new`)}
+umask 022`;
 }
 
 /** How long the switch looks for the new slot at /.ops/slot, at most, in seconds (about 5 s of 100 looks when nothing answers). */
@@ -328,11 +339,11 @@ export const SWITCH_KEYS = reportKeys('switched');
  * template without {{slot_location}} is warned about), `current` flips by rename(2), the live slot is recorded, and the
  * release's going live is appended to the host's history (the order rollback and pruning follow); a release live
  * again after it was rolled back from loses its `abandoned` mark (it is a rollback target again). A deploy records
- * what the release was deployed with (`fingerprint`: deployFingerprint, a line of its own in .ops/fingerprint beside
- * those of the releases still kept, for a later deploy's no-op); a rollback leaves the records as they are (the
+ * what the release was deployed with (`record`: deployFingerprint and the sums of the files it wrote, a line of its
+ * own in .ops/fingerprint beside those of the releases still kept, for a later deploy's no-op); a rollback leaves the records as they are (the
  * release it puts live keeps what it was deployed with).
  */
-export function switchTo(env: Target, slot: Slot, releaseId: string | HostVariable, certificateReady: boolean, operation: 'deploy' | 'rollback' = 'deploy', fingerprint?: string): Step {
+export function switchTo(env: Target, slot: Slot, releaseId: string | HostVariable, certificateReady: boolean, operation: 'deploy' | 'rollback' = 'deploy', record?: DeployRecord): Step {
   const L = env.layout;
   const host = env.config.domain ? ` -H ${quote(`Host: ${env.config.domain}`)}` : '';
   return {
@@ -347,7 +358,7 @@ export function switchTo(env: Target, slot: Slot, releaseId: string | HostVariab
       // the app's directory, which may be full): after the reload, two renames make them live.
       before: String.raw`${releaseIdVar(releaseId)}
 ln -sfn ${quote(L.releases)}/"$release_id" ${quote(`${L.base}/.current.new`)}
-printf '%s\n' ${quote(slot)} > ${quote(`${L.slotFile}.new`)}${fingerprint ? `\n${fingerprintRecords(env, fingerprint)}` : ''}`,
+printf '%s\n' ${quote(slot)} > ${quote(`${L.slotFile}.new`)}${record ? `\n${fingerprintRecords(env, record)}` : ''}`,
       // At most SLOT_LOOK_SECONDS (+ one look's second), whatever answers there (a slow app behind a custom template).
       critical: SWITCH_THEN_SECONDS,
       then: String.raw`slot_until=$(( SECONDS + ${SLOT_LOOK_SECONDS} ))
@@ -363,7 +374,7 @@ mv -f ${quote(`${L.slotFile}.new`)} ${quote(L.slotFile)}
 ops_report ${SWITCH_KEYS.switched} "$release_id"
 ${historyFunctions(env)}
 history_add live "$release_id" ${operation}${
-  fingerprint
+  record
     ? String.raw`
 # What the release was deployed with (deployFingerprint, written before nginx changed), for a later deploy's no-op. A
 # record that cannot be replaced (not a file) holds no line for this release, so it cannot make a deploy a no-op: a warning.

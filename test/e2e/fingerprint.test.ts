@@ -1,8 +1,9 @@
 // The deploy fingerprint as a user meets it on a real host (sshd, supervisor, nginx) with secrets in a sops file
 // changed by the real `sops` binary: a deploy of the live sha is a no-op ("already live") only when the live
 // release was deployed with the same .env and the settings that shape a host; a changed secret, a changed file a
-// setting names (the nginx site template), a host whose record is garbage: deployed again, saying why; a rotated data
-// key, a comment, a key order, the rollout's pace, a rollback to a release with these settings: still a no-op.
+// setting names (the nginx site template), the live release's .env edited on the host, a host whose record is
+// garbage: deployed again, saying why; a rotated data key, a comment, a key order, the rollout's pace, a rollback to
+// a release with these settings: still a no-op.
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -110,6 +111,18 @@ describe.sequential('the deploy fingerprint on a real host', () => {
     expect(r.noop).toBe(false);
     expect(r.hosts[0]!.notes.join('\n')).toMatch(/with another \.env or other settings/);
     expect((await get(host)).body).toBe(`${r.release} ${createHash('sha256').update('second-token').digest('hex').slice(0, 12)}`);
+    expect((await run()).noop).toBe(true);
+  }, 180_000);
+
+  it("the live release's own .env edited on the host (what its app reads after a restart is not what its deploy wrote): deployed again, saying why; the deploy's value serves", async () => {
+    const live = (await onHost('readlink /srv/sample/current')).split('/').pop()!;
+    await onHost("sed -i 's/^API_TOKEN=.*/API_TOKEN=edited-by-hand/' /srv/sample/current/.env");
+    await restartedServes(live);
+    expect((await get(host)).body).toBe(`${live} ${hash('edited-by-hand')}`);
+    const r = await run();
+    expect(r.noop).toBe(false);
+    expect(r.hosts[0]!.notes.join('\n')).toMatch(/with another \.env or other settings/);
+    expect((await get(host)).body).toBe(`${r.release} ${hash('second-token')}`);
     expect((await run()).noop).toBe(true);
   }, 180_000);
 

@@ -1,5 +1,6 @@
 // The deploy operation's decisions, against the recording transport (no host): which steps run in which
 // order for a first deploy, a no-op, a failed build, an unprovisioned host, a dry run, a hostile ref.
+import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -106,8 +107,11 @@ describe('deploy operation', () => {
     expect(r.hosts[0]!.notes).toContain(`${v1.slice(0, 12)} is live (20261125T120000Z-${v1.slice(0, 12)}) with another .env or other settings: deployed again`);
     const asked = /\[ "\$live_fingerprint" = '?([0-9a-f]{32})'? \]/.exec(h.remote.runs[0]!.stdin)?.[1];
     expect(asked).toMatch(/^[0-9a-f]{32}$/);
-    // The release's line last, after the kept releases' lines, into the new records (renamed once current flipped).
-    expect(h.remote.runs.find((x) => x.step.name === 'switch')!.stdin).toMatch(new RegExp(`printf '%s %s\\\\n' "\\$release_id" '?${asked}'?; \\} > /srv/sample/\\.ops/fingerprint\\.new`));
+    // The release's line last, after the kept releases' lines, into the new records (renamed once current flipped):
+    // the fingerprint, then the sums of the .env and environ uploaded to the host.
+    const uploaded = (suffix: string) => createHash('sha256').update(h.remote.uploads.find((u) => u.path.endsWith(suffix))!.content).digest('hex');
+    const record = `${asked} ${uploaded('.env')} ${uploaded('.environ')}`;
+    expect(h.remote.runs.find((x) => x.step.name === 'switch')!.stdin).toContain(`printf '%s %s\\n' "$release_id" '${record}'; } > /srv/sample/.ops/fingerprint.new`);
   });
 
   it('the same sha live with no record of what it was deployed with (deployed before records, or records damaged): deployed again, saying that, not "another .env"', async () => {
@@ -117,7 +121,7 @@ describe('deploy operation', () => {
     expect(r.hosts[0]!.notes).toContain(`${v1.slice(0, 12)} is live (20261125T120000Z-${v1.slice(0, 12)}) with no record of what it was deployed with (deployed before such records were kept or while releases shared one .env, or its record missing or damaged): deployed again`);
   });
 
-  it('deployFingerprint: the .env, environ and settings that shape a host, not how it is reached nor the rollout pace nor key order', () => {
+  it('deployFingerprint: the .env, environ and settings that shape a host, not how it is reached nor how a run proceeds (rollout pace, health gate, lock wait, drain) nor key order', () => {
     const e = loadEnvironment('x', root);
     const dotenv = { dotenv: 'A=1\n', environ: 'A=1\0', forms: {} };
     const fp = deployFingerprint(e, dotenv);
@@ -133,6 +137,14 @@ describe('deploy operation', () => {
     expect(withConfig((c) => (c.release.migrate = 'make migrate-all'))).not.toBe(fp);
     expect(withConfig((c) => (c.hosts = [...c.hosts, { ...c.hosts[0], name: 'web9' }]))).toBe(fp);
     expect(withConfig((c) => (c.switch.batch_size = 7))).toBe(fp);
+    // How a run proceeds is not what it gives the host: the health gate's pace and patience, the lock's wait, the drain.
+    expect(withConfig((c) => (c.switch.health_timeout = 300))).toBe(fp);
+    expect(withConfig((c) => (c.switch.health_interval = 1))).toBe(fp);
+    expect(withConfig((c) => (c.switch.lock_wait = 600))).toBe(fp);
+    expect(withConfig((c) => (c.switch.drain = 5))).toBe(fp);
+    // What runs between deploys is: the previous release kept running or not, the green slot's ports.
+    expect(withConfig((c) => (c.switch.keep_previous = !c.switch.keep_previous))).not.toBe(fp);
+    expect(withConfig((c) => (c.switch.port_offset = 100))).not.toBe(fp);
     expect(withConfig((c) => (c.ref = 'other'))).toBe(fp);
     expect(withConfig((c) => (c.programs = Object.fromEntries(Object.entries(c.programs).reverse())))).toBe(fp);
   });

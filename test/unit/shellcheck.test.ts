@@ -101,7 +101,7 @@ function render(env: Target): Record<string, Step> {
     keptReleases: keptReleases(env),
     startSlot: startSlot(env, 'green', release, RELEASE_ID),
     stopSlot: stopSlot(env, 'blue', 5),
-    switchTo: switchTo(env, 'green', RELEASE_ID, true),
+    switchTo: switchTo(env, 'green', RELEASE_ID, true, 'deploy', { fingerprint: '0'.repeat(32), dotenvSums: `${'1'.repeat(64)} ${'2'.repeat(64)}` }),
     'switchTo rollback': switchTo(env, 'blue', RELEASE_ID, true, 'rollback'),
     rollbackStep: rollbackStep(env, undefined, markRelease(env, onHost('rollback_from'), 'abandoned', ['rolled back to ', onHost('release_id')]).script, { done: releaseLock(env, '0123456789abcdef', ['{"a":1}']).script, refused: '' }),
     'rollbackStep --to': rollbackStep(env, RELEASE_ID, '', { done: '', refused: releaseLock(env, '0123456789abcdef').script }),

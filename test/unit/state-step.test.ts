@@ -4,7 +4,7 @@
 // check runs for real: curl against a server of this process, ss and /proc for who answers, supervisor's socket
 // (absent here: it runs no process for the slot, which the verdict must say).
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +12,8 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseEnvironment } from '../../core/config/environment.ts';
 import { parseState } from '../../core/ops/host-state.ts';
+import { dotenvSums } from '../../core/ops/deploy-plan.ts';
+import type { RenderedEnv } from '../../core/dotenv.ts';
 import { parseReports, reported, reportedAll, type StepResult } from '../../core/remote/types.ts';
 import { scriptText } from '../../core/remote/wrap.ts';
 import { FACTS_KEYS } from '../../core/steps/facts.ts';
@@ -31,6 +33,12 @@ const OTHER_SHA = 'c'.repeat(40);
 
 /** What the live release was deployed with (deployFingerprint), as the switch records it. */
 const FINGERPRINT = '0123456789abcdef0123456789abcdef';
+/** The live release's own .env and environ, as its deploy wrote them. */
+const DOTENV = { dotenv: 'TOKEN=live\nNOTE="a $b"\n', environ: 'TOKEN=live\0NOTE=a $b\0' };
+/** The sha256 of those files (dotenvSums). */
+const SUMS = dotenvSums(DOTENV as RenderedEnv);
+/** The live release's record line after its id (fingerprintRecords): its fingerprint, the sums of the files its deploy wrote. */
+const RECORD = `${FINGERPRINT} ${SUMS}`;
 let server: Server;
 let port: number;
 beforeAll(async () => {
@@ -59,6 +67,13 @@ function liveFiles(t: Target): void {
   writeFileSync(t.layout.nginxUpstreams, upstreams(t, 'blue'));
 }
 
+/** The live release's .env and environ as its deploy wrote them (DOTENV). */
+function liveDotenv(base: string): void {
+  const t = env(base);
+  writeFileSync(t.layout.dotenv(`${base}/releases/${LIVE}`), DOTENV.dotenv);
+  writeFileSync(t.layout.environ(`${base}/releases/${LIVE}`), DOTENV.environ);
+}
+
 /** A scratch base directory: two releases, LIVE current on slot blue (its supervisor and nginx files), provisioned, one complete dependency set. */
 function host(): string {
   const base = mkdtempSync(join(tmpdir(), 'ops-state-'));
@@ -66,11 +81,12 @@ function host(): string {
   mkdirSync(join(base, '.ops'));
   writeFileSync(join(base, '.ops', 'provisioned'), '2026-11-01T00:00:00Z\n');
   writeFileSync(join(base, '.ops', 'slot'), 'blue\n');
-  writeFileSync(join(base, '.ops', 'fingerprint'), `${LIVE} ${FINGERPRINT}\n`);
+  writeFileSync(join(base, '.ops', 'fingerprint'), `${LIVE} ${RECORD}\n`);
   for (const [id, sha] of [[OLD, 'b'.repeat(40)], [LIVE, LIVE_SHA]]) {
     mkdirSync(join(base, 'releases', id!), { recursive: true });
     writeFileSync(join(base, 'releases', id!, 'REVISION'), `${sha}\n`);
   }
+  liveDotenv(base);
   symlinkSync(join(base, 'releases', LIVE), join(base, 'current'));
   mkdirSync(join(base, 'shared', 'deps', 'venv-0123'), { recursive: true });
   writeFileSync(join(base, 'shared', 'deps', 'venv-0123', '.complete'), '');
@@ -119,12 +135,11 @@ describe('the state step on a host (bash)', () => {
 
   it("records of several releases (a rollback put an older one live): the live release's own line counts wherever it is; a live release whose .env is a link (the shared .env of releases made before each had its own) has none", async () => {
     const base = host();
-    writeFileSync(join(base, '.ops', 'fingerprint'), `${LIVE} ${FINGERPRINT}\n${OLD} ${'e'.repeat(32)}\n`);
+    writeFileSync(join(base, '.ops', 'fingerprint'), `${LIVE} ${RECORD}\n${OLD} ${'e'.repeat(32)}\n`);
     const same = parseState(await runStep(deployState(env(base), [LIVE_SHA], { commit: LIVE_SHA, fingerprint: FINGERPRINT })));
     expect(same).toMatchObject({ current: LIVE, liveChanged: false });
     expect(same.liveHealth, 'the live check ran (a no-op if healthy)').not.toBe('');
     // Its own .env (a file) is what its record says it was deployed with: still a no-op.
-    writeFileSync(join(base, 'releases', LIVE, '.env'), 'TOKEN=live\n');
     expect(parseState(await runStep(deployState(env(base), undefined, { fingerprint: FINGERPRINT }))).liveChanged).toBe(false);
     // Made by an older version: its .env a link to the shared one, which a later deploy may have rewritten.
     rmSync(join(base, 'releases', LIVE, '.env'));
@@ -154,6 +169,35 @@ describe('the state step on a host (bash)', () => {
     }
   });
 
+  it("the live commit with this record and these files, but its own .env or environ not the bytes its deploy wrote (the record's sums: edited on the host, rewritten by the app, missing): live_changed settings, no live check; written back: a no-op", async () => {
+    const damages: [string, (release: string, t: Target) => void][] = [
+      ['.env edited by hand', (release, t) => writeFileSync(t.layout.dotenv(release), `${DOTENV.dotenv}DEBUG=1\n`)],
+      ['.env rewritten by the app (the same values, reordered)', (release, t) => writeFileSync(t.layout.dotenv(release), 'NOTE="a $b"\nTOKEN=live\n')],
+      ['environ with another value', (release, t) => writeFileSync(t.layout.environ(release), 'TOKEN=other\0NOTE=a $b\0')],
+      ['.env missing', (release, t) => rmSync(t.layout.dotenv(release))],
+      ['environ missing', (release, t) => rmSync(t.layout.environ(release))],
+      ['.env a directory', (release, t) => (rmSync(t.layout.dotenv(release)), mkdirSync(t.layout.dotenv(release)))],
+    ];
+    for (const [label, damage] of damages) {
+      const base = host();
+      damage(`${base}/releases/${LIVE}`, env(base));
+      const r = await runStep(deployState(env(base), [LIVE_SHA], { commit: LIVE_SHA, fingerprint: FINGERPRINT }));
+      expect(parseState(r), label).toMatchObject({ current: LIVE, liveChanged: true, liveUnrecorded: false, liveHealth: '' });
+      expect(parseState(await runStep(deployState(env(base), undefined, { fingerprint: FINGERPRINT }))).liveChanged, `${label}: the dry run's read`).toBe(true);
+      rmSync(env(base).layout.dotenv(`${base}/releases/${LIVE}`), { recursive: true, force: true });
+      liveDotenv(base);
+      expect(parseState(await runStep(deployState(env(base), [LIVE_SHA], { commit: LIVE_SHA, fingerprint: FINGERPRINT }))), label).toMatchObject({ liveChanged: false, liveUnrecorded: false });
+    }
+  });
+
+  it('a record written before records had sums (the fingerprint alone): the files are not compared, the fingerprint decides', async () => {
+    const base = host();
+    writeFileSync(join(base, '.ops', 'fingerprint'), `${LIVE} ${FINGERPRINT}\n`);
+    writeFileSync(env(base).layout.dotenv(`${base}/releases/${LIVE}`), 'TOKEN=edited\n');
+    expect(parseState(await runStep(deployState(env(base), [LIVE_SHA], { commit: LIVE_SHA, fingerprint: FINGERPRINT })))).toMatchObject({ liveChanged: false, liveUnrecorded: false });
+    expect(parseState(await runStep(deployState(env(base), undefined, { fingerprint: 'f'.repeat(32) })))).toMatchObject({ liveChanged: true, liveUnrecorded: false });
+  });
+
   it('with TLS: the site is the one for whether the certificate is there (a deploy before it was issued, or after `ops certs`)', async () => {
     const base = host();
     const tls = env(base, {}, { domain: 'shop.example.org', tls: { mode: 'self-signed' } });
@@ -169,8 +213,8 @@ describe('the state step on a host (bash)', () => {
 
   it('records whatever their line ending (the last line without its newline, CRLF: written by hand or an editor): the live release\'s line counts, and the switch keeps the others', async () => {
     for (const [label, text] of [
-      ['no final newline', `${OLD} ${'e'.repeat(32)}\n${LIVE} ${FINGERPRINT}`],
-      ['CRLF', `${OLD} ${'e'.repeat(32)}\r\n${LIVE} ${FINGERPRINT}\r\n`],
+      ['no final newline', `${OLD} ${'e'.repeat(32)}\n${LIVE} ${RECORD}`],
+      ['CRLF', `${OLD} ${'e'.repeat(32)}\r\n${LIVE} ${RECORD}\r\n`],
     ]) {
       const base = host();
       const file = join(base, '.ops', 'fingerprint');
@@ -178,23 +222,24 @@ describe('the state step on a host (bash)', () => {
       expect(parseState(await runStep(deployState(env(base), [LIVE_SHA], { commit: LIVE_SHA, fingerprint: FINGERPRINT }))), label).toMatchObject({ liveChanged: false, liveUnrecorded: false });
       const NEXT = `20261201T100000Z-${'d'.repeat(12)}`;
       mkdirSync(join(base, 'releases', NEXT));
-      await run('bash', ['-c', `set -euo pipefail; release_id=${NEXT}\n${fingerprintRecords(env(base), 'f'.repeat(32))}`]);
-      expect(readFileSync(`${file}.new`, 'utf8'), label).toBe(`${OLD} ${'e'.repeat(32)}\n${LIVE} ${FINGERPRINT}\n${NEXT} ${'f'.repeat(32)}\n`);
+      await run('bash', ['-c', `set -euo pipefail; release_id=${NEXT}\n${fingerprintRecords(env(base), { fingerprint: 'f'.repeat(32), dotenvSums: SUMS })}`]);
+      expect(readFileSync(`${file}.new`, 'utf8'), label).toBe(`${OLD} ${'e'.repeat(32)}\n${LIVE} ${RECORD}\n${NEXT} ${'f'.repeat(32)} ${SUMS}\n`);
     }
   });
 
-  it('the switch\'s new records (fingerprintRecords): the kept releases\' lines, not the pruned ones\' nor an empty one, this release\'s last and once', async () => {
+  it('the switch\'s new records (fingerprintRecords): the kept releases\' lines, not the pruned ones\' nor an empty one, this release\'s last and once, 0600', async () => {
     const base = host();
     const file = join(base, '.ops', 'fingerprint');
     writeFileSync(file, `${OLD} ${'1'.repeat(32)}\n20250101T000000Z-pruned00000 ${'2'.repeat(32)}\n\n${LIVE} ${'3'.repeat(32)}\n`);
-    const write = (id: string) => run('bash', ['-c', `set -euo pipefail; release_id=${id}\n${fingerprintRecords(env(base), FINGERPRINT)}`]);
+    const write = (id: string) => run('bash', ['-c', `set -euo pipefail; release_id=${id}\n${fingerprintRecords(env(base), { fingerprint: FINGERPRINT, dotenvSums: SUMS })}`]);
     await write(LIVE);
-    expect(readFileSync(`${file}.new`, 'utf8')).toBe(`${OLD} ${'1'.repeat(32)}\n${LIVE} ${FINGERPRINT}\n`);
+    expect(readFileSync(`${file}.new`, 'utf8')).toBe(`${OLD} ${'1'.repeat(32)}\n${LIVE} ${RECORD}\n`);
+    expect(statSync(`${file}.new`).mode & 0o777, "root's alone: digests of 0600 files").toBe(0o600);
     // No records yet, or a directory in their place: this release's line alone.
     rmSync(file);
     mkdirSync(file);
     await write(OLD);
-    expect(readFileSync(`${file}.new`, 'utf8')).toBe(`${OLD} ${FINGERPRINT}\n`);
+    expect(readFileSync(`${file}.new`, 'utf8')).toBe(`${OLD} ${RECORD}\n`);
   });
 
   it("a dry run's read (the fingerprint alone): live_changed only when the live release was deployed with another; no live check", async () => {

@@ -70710,15 +70710,18 @@ function forEachFingerprintRecord(env, body) {
   while read -r id fp || [ -n "$id" ]; do fp=${"$"}{fp%$'\r'}; ${body}; done < ${file}
 fi`;
 }
-function fingerprintRecords(env, fingerprint2) {
+function fingerprintRecords(env, record2) {
   const L = env.layout;
-  return String.raw`{ ${forEachFingerprintRecord(env, String.raw`if [ -n "$id" ] && [ "$id" != "$release_id" ] && [ -d ${quote(L.releases)}/"$id" ]; then printf '%s %s\n' "$id" "$fp"; fi`)}
-printf '%s %s\n' "$release_id" ${quote(fingerprint2)}; } > ${quote(`${L.fingerprint}.new`)}`;
+  if (!/^[0-9a-f]+$/.test(record2.fingerprint) || !/^[0-9a-f]{64} [0-9a-f]{64}$/.test(record2.dotenvSums)) throw new Error(`fingerprintRecords: not a record: ${JSON.stringify(record2)}`);
+  return String.raw`umask 077
+{ ${forEachFingerprintRecord(env, String.raw`if [ -n "$id" ] && [ "$id" != "$release_id" ] && [ -d ${quote(L.releases)}/"$id" ]; then printf '%s %s\n' "$id" "$fp"; fi`)}
+printf '%s %s\n' "$release_id" ${quote(`${record2.fingerprint} ${record2.dotenvSums}`)}; } > ${quote(`${L.fingerprint}.new`)}
+umask 022`;
 }
 var SLOT_LOOK_SECONDS = 6;
 var SWITCH_THEN_SECONDS = SLOT_LOOK_SECONDS + 4;
 var SWITCH_KEYS = reportKeys("switched");
-function switchTo(env, slot, releaseId2, certificateReady, operation = "deploy", fingerprint2) {
+function switchTo(env, slot, releaseId2, certificateReady, operation = "deploy", record2) {
   const L = env.layout;
   const host = env.config.domain ? ` -H ${quote(`Host: ${env.config.domain}`)}` : "";
   return {
@@ -70733,8 +70736,8 @@ function switchTo(env, slot, releaseId2, certificateReady, operation = "deploy",
       // the app's directory, which may be full): after the reload, two renames make them live.
       before: String.raw`${releaseIdVar(releaseId2)}
 ln -sfn ${quote(L.releases)}/"$release_id" ${quote(`${L.base}/.current.new`)}
-printf '%s\n' ${quote(slot)} > ${quote(`${L.slotFile}.new`)}${fingerprint2 ? `
-${fingerprintRecords(env, fingerprint2)}` : ""}`,
+printf '%s\n' ${quote(slot)} > ${quote(`${L.slotFile}.new`)}${record2 ? `
+${fingerprintRecords(env, record2)}` : ""}`,
       // At most SLOT_LOOK_SECONDS (+ one look's second), whatever answers there (a slow app behind a custom template).
       critical: SWITCH_THEN_SECONDS,
       then: String.raw`slot_until=$(( SECONDS + ${SLOT_LOOK_SECONDS} ))
@@ -70749,7 +70752,7 @@ mv -f ${quote(`${L.slotFile}.new`)} ${quote(L.slotFile)}
 # The release is live from here: a failure of what follows (records) must not be taken for a switch that did not happen.
 ops_report ${SWITCH_KEYS.switched} "$release_id"
 ${historyFunctions(env)}
-history_add live "$release_id" ${operation}${fingerprint2 ? String.raw`
+history_add live "$release_id" ${operation}${record2 ? String.raw`
 # What the release was deployed with (deployFingerprint, written before nginx changed), for a later deploy's no-op. A
 # record that cannot be replaced (not a file) holds no line for this release, so it cannot make a deploy a no-op: a warning.
 mv -fT ${quote(`${L.fingerprint}.new`)} ${quote(L.fingerprint)} 2>/dev/null || { rm -f ${quote(`${L.fingerprint}.new`)}; printf 'warning: could not record what %s was deployed with in %s: the next deploy of its commit deploys it again\n' "$release_id" ${quote(L.fingerprint)} >&2; }` : ""}
@@ -70792,15 +70795,26 @@ function deployState(env, shas, options = {}) {
   const L = env.layout;
   const cert = certificatePaths(env);
   const live = (slot) => `live_verdict "$cur_id" "$cur" ${quote(L.supervisorGroup(slot))} 3 0.2 ${probes(env, slot).map(quote).join(" ")}`;
-  const recorded = options.fingerprint !== void 0 ? String.raw`live_same=no; live_fingerprint=""; live_recorded=no
+  const { fingerprint: fingerprint2 } = options;
+  const recorded = fingerprint2 !== void 0 ? String.raw`live_same=no; live_fingerprint=""; live_recorded=no
 # A release whose .env is a link reads the shared one an older version of ops wrote: not its record's.
 if [ -n "$cur_id" ] && [ ! -L "${L.dotenv("$cur")}" ]; then
   { ${forEachFingerprintRecord(env, 'if [ "$id" = "$cur_id" ]; then live_fingerprint=$fp; live_recorded=yes; fi')}; } 2>/dev/null || true
 fi
-if [ "$live_recorded" = yes ] && [ "$live_fingerprint" = ${quote(options.fingerprint)} ]; then
+# A record is the fingerprint, then (since records have them) the sums of the .env and environ its deploy wrote.
+live_sums=""; if [[ $live_fingerprint == *" "* ]]; then live_sums=${"$"}{live_fingerprint#* }; live_fingerprint=${"$"}{live_fingerprint%% *}; fi
+if [ "$live_recorded" = yes ] && [ "$live_fingerprint" = ${quote(fingerprint2)} ]; then
 # Its record says what its deploy gave it; what runs is also the slot's and nginx's files (a rollback renders its
 # own). Not indented: the files' text is quoted in it.
 ${liveFilesShell(env)}
+  # And the release's own .env and environ, as its deploy wrote them (one process; a record written before records
+  # had sums has none to compare).
+  if [ "$live_files" = yes ] && [ -n "$live_sums" ]; then
+    if sums=$(sha256sum -- "${L.dotenv("$cur")}" "${L.environ("$cur")}" 2>/dev/null); then
+      mapfile -t sums <<< "$sums"
+      [ "${"$"}{#sums[@]}" = 2 ] && [ "${"$"}{sums[0]%% *} ${"$"}{sums[1]%% *}" = "$live_sums" ] || live_files=no
+    else live_files=no; fi
+  fi
   if [ "$live_files" = yes ]; then live_same=yes; elif [ -n "$live_sha" ]; then ops_report ${RELEASE_KEYS.live_changed} settings; fi
 elif [ -n "$live_sha" ] && [ "$live_recorded" = yes ]; then ops_report ${RELEASE_KEYS.live_changed} settings
 elif [ -n "$live_sha" ]; then ops_report ${RELEASE_KEYS.live_changed} unrecorded; fi
@@ -72144,11 +72158,11 @@ async function planDeploy(ctx, env, { repo, resolved }) {
     ...tree.submodules.length && { submodules: tree.submodules.map(({ path, sha }) => ({ path, sha })) },
     ...tree.lfs.length && { lfs: tree.lfs.map(({ path, oid }) => ({ path, oid })) }
   };
-  return { resolved, repo, tree, size: size2, id, dotenv, hashes, meta, fingerprint: deployFingerprint(env, dotenv) };
+  return { resolved, repo, tree, size: size2, id, dotenv, hashes, meta, fingerprint: deployFingerprint(env, dotenv), dotenvSums: dotenvSums(dotenv) };
 }
 function deployFingerprint(env, dotenv) {
   const { hosts: _h, bastion: _b, ssh: _s, repository: _r, ref: _ref, switch: sw, ...settings } = env.config;
-  const { batch_size: _bs, ...switchSettings } = sw;
+  const { batch_size: _bs, lock_wait: _lw, health_timeout: _ht, health_interval: _hi, drain: _d, ...switchSettings } = sw;
   const sorted = (_, v) => v && typeof v === "object" && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0)) : v;
   const unordered = (text, separator) => text.split(separator).sort();
   const template = env.config.nginx.site_template;
@@ -72164,6 +72178,9 @@ function deployFingerprint(env, dotenv) {
     )
   );
   return digest.digest("hex").slice(0, 32);
+}
+function dotenvSums(dotenv) {
+  return [dotenv.dotenv, dotenv.environ].map((text) => createHash5("sha256").update(text).digest("hex")).join(" ");
 }
 async function inOrder(promises3) {
   const settled2 = await Promise.allSettled(promises3);
@@ -72652,7 +72669,7 @@ async function switchHost(env, hp, p, locked) {
   try {
     hp.started = true;
     await h.run(startSlot(env, newSlot, dir, p.id));
-    const switched = await h.run(switchTo(env, newSlot, p.id, state.certificate, "deploy", p.fingerprint), { allowFailure: true });
+    const switched = await h.run(switchTo(env, newSlot, p.id, state.certificate, "deploy", { fingerprint: p.fingerprint, dotenvSums: p.dotenvSums }), { allowFailure: true });
     if (switched.code !== 0) {
       const failure = await h.failure("switch", switched);
       if (reported(switched, SWITCH_KEYS.switched) !== p.id) throw failure;

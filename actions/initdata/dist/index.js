@@ -67990,15 +67990,26 @@ function deployState(env, shas, options = {}) {
   const L = env.layout;
   const cert = certificatePaths(env);
   const live = (slot) => `live_verdict "$cur_id" "$cur" ${quote(L.supervisorGroup(slot))} 3 0.2 ${probes(env, slot).map(quote).join(" ")}`;
-  const recorded = options.fingerprint !== void 0 ? String.raw`live_same=no; live_fingerprint=""; live_recorded=no
+  const { fingerprint: fingerprint2 } = options;
+  const recorded = fingerprint2 !== void 0 ? String.raw`live_same=no; live_fingerprint=""; live_recorded=no
 # A release whose .env is a link reads the shared one an older version of ops wrote: not its record's.
 if [ -n "$cur_id" ] && [ ! -L "${L.dotenv("$cur")}" ]; then
   { ${forEachFingerprintRecord(env, 'if [ "$id" = "$cur_id" ]; then live_fingerprint=$fp; live_recorded=yes; fi')}; } 2>/dev/null || true
 fi
-if [ "$live_recorded" = yes ] && [ "$live_fingerprint" = ${quote(options.fingerprint)} ]; then
+# A record is the fingerprint, then (since records have them) the sums of the .env and environ its deploy wrote.
+live_sums=""; if [[ $live_fingerprint == *" "* ]]; then live_sums=${"$"}{live_fingerprint#* }; live_fingerprint=${"$"}{live_fingerprint%% *}; fi
+if [ "$live_recorded" = yes ] && [ "$live_fingerprint" = ${quote(fingerprint2)} ]; then
 # Its record says what its deploy gave it; what runs is also the slot's and nginx's files (a rollback renders its
 # own). Not indented: the files' text is quoted in it.
 ${liveFilesShell(env)}
+  # And the release's own .env and environ, as its deploy wrote them (one process; a record written before records
+  # had sums has none to compare).
+  if [ "$live_files" = yes ] && [ -n "$live_sums" ]; then
+    if sums=$(sha256sum -- "${L.dotenv("$cur")}" "${L.environ("$cur")}" 2>/dev/null); then
+      mapfile -t sums <<< "$sums"
+      [ "${"$"}{#sums[@]}" = 2 ] && [ "${"$"}{sums[0]%% *} ${"$"}{sums[1]%% *}" = "$live_sums" ] || live_files=no
+    else live_files=no; fi
+  fi
   if [ "$live_files" = yes ]; then live_same=yes; elif [ -n "$live_sha" ]; then ops_report ${RELEASE_KEYS.live_changed} settings; fi
 elif [ -n "$live_sha" ] && [ "$live_recorded" = yes ]; then ops_report ${RELEASE_KEYS.live_changed} settings
 elif [ -n "$live_sha" ]; then ops_report ${RELEASE_KEYS.live_changed} unrecorded; fi

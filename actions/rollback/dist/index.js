@@ -52449,15 +52449,18 @@ function forEachFingerprintRecord(env, body) {
   while read -r id fp || [ -n "$id" ]; do fp=${"$"}{fp%$'\r'}; ${body}; done < ${file}
 fi`;
 }
-function fingerprintRecords(env, fingerprint2) {
+function fingerprintRecords(env, record2) {
   const L = env.layout;
-  return String.raw`{ ${forEachFingerprintRecord(env, String.raw`if [ -n "$id" ] && [ "$id" != "$release_id" ] && [ -d ${quote(L.releases)}/"$id" ]; then printf '%s %s\n' "$id" "$fp"; fi`)}
-printf '%s %s\n' "$release_id" ${quote(fingerprint2)}; } > ${quote(`${L.fingerprint}.new`)}`;
+  if (!/^[0-9a-f]+$/.test(record2.fingerprint) || !/^[0-9a-f]{64} [0-9a-f]{64}$/.test(record2.dotenvSums)) throw new Error(`fingerprintRecords: not a record: ${JSON.stringify(record2)}`);
+  return String.raw`umask 077
+{ ${forEachFingerprintRecord(env, String.raw`if [ -n "$id" ] && [ "$id" != "$release_id" ] && [ -d ${quote(L.releases)}/"$id" ]; then printf '%s %s\n' "$id" "$fp"; fi`)}
+printf '%s %s\n' "$release_id" ${quote(`${record2.fingerprint} ${record2.dotenvSums}`)}; } > ${quote(`${L.fingerprint}.new`)}
+umask 022`;
 }
 var SLOT_LOOK_SECONDS = 6;
 var SWITCH_THEN_SECONDS = SLOT_LOOK_SECONDS + 4;
 var SWITCH_KEYS = reportKeys("switched");
-function switchTo(env, slot, releaseId, certificateReady, operation = "deploy", fingerprint2) {
+function switchTo(env, slot, releaseId, certificateReady, operation = "deploy", record2) {
   const L = env.layout;
   const host = env.config.domain ? ` -H ${quote(`Host: ${env.config.domain}`)}` : "";
   return {
@@ -52472,8 +52475,8 @@ function switchTo(env, slot, releaseId, certificateReady, operation = "deploy", 
       // the app's directory, which may be full): after the reload, two renames make them live.
       before: String.raw`${releaseIdVar(releaseId)}
 ln -sfn ${quote(L.releases)}/"$release_id" ${quote(`${L.base}/.current.new`)}
-printf '%s\n' ${quote(slot)} > ${quote(`${L.slotFile}.new`)}${fingerprint2 ? `
-${fingerprintRecords(env, fingerprint2)}` : ""}`,
+printf '%s\n' ${quote(slot)} > ${quote(`${L.slotFile}.new`)}${record2 ? `
+${fingerprintRecords(env, record2)}` : ""}`,
       // At most SLOT_LOOK_SECONDS (+ one look's second), whatever answers there (a slow app behind a custom template).
       critical: SWITCH_THEN_SECONDS,
       then: String.raw`slot_until=$(( SECONDS + ${SLOT_LOOK_SECONDS} ))
@@ -52488,7 +52491,7 @@ mv -f ${quote(`${L.slotFile}.new`)} ${quote(L.slotFile)}
 # The release is live from here: a failure of what follows (records) must not be taken for a switch that did not happen.
 ops_report ${SWITCH_KEYS.switched} "$release_id"
 ${historyFunctions(env)}
-history_add live "$release_id" ${operation}${fingerprint2 ? String.raw`
+history_add live "$release_id" ${operation}${record2 ? String.raw`
 # What the release was deployed with (deployFingerprint, written before nginx changed), for a later deploy's no-op. A
 # record that cannot be replaced (not a file) holds no line for this release, so it cannot make a deploy a no-op: a warning.
 mv -fT ${quote(`${L.fingerprint}.new`)} ${quote(L.fingerprint)} 2>/dev/null || { rm -f ${quote(`${L.fingerprint}.new`)}; printf 'warning: could not record what %s was deployed with in %s: the next deploy of its commit deploys it again\n' "$release_id" ${quote(L.fingerprint)} >&2; }` : ""}
@@ -52600,15 +52603,26 @@ function deployState(env, shas, options = {}) {
   const L = env.layout;
   const cert = certificatePaths(env);
   const live = (slot) => `live_verdict "$cur_id" "$cur" ${quote(L.supervisorGroup(slot))} 3 0.2 ${probes(env, slot).map(quote).join(" ")}`;
-  const recorded = options.fingerprint !== void 0 ? String.raw`live_same=no; live_fingerprint=""; live_recorded=no
+  const { fingerprint: fingerprint2 } = options;
+  const recorded = fingerprint2 !== void 0 ? String.raw`live_same=no; live_fingerprint=""; live_recorded=no
 # A release whose .env is a link reads the shared one an older version of ops wrote: not its record's.
 if [ -n "$cur_id" ] && [ ! -L "${L.dotenv("$cur")}" ]; then
   { ${forEachFingerprintRecord(env, 'if [ "$id" = "$cur_id" ]; then live_fingerprint=$fp; live_recorded=yes; fi')}; } 2>/dev/null || true
 fi
-if [ "$live_recorded" = yes ] && [ "$live_fingerprint" = ${quote(options.fingerprint)} ]; then
+# A record is the fingerprint, then (since records have them) the sums of the .env and environ its deploy wrote.
+live_sums=""; if [[ $live_fingerprint == *" "* ]]; then live_sums=${"$"}{live_fingerprint#* }; live_fingerprint=${"$"}{live_fingerprint%% *}; fi
+if [ "$live_recorded" = yes ] && [ "$live_fingerprint" = ${quote(fingerprint2)} ]; then
 # Its record says what its deploy gave it; what runs is also the slot's and nginx's files (a rollback renders its
 # own). Not indented: the files' text is quoted in it.
 ${liveFilesShell(env)}
+  # And the release's own .env and environ, as its deploy wrote them (one process; a record written before records
+  # had sums has none to compare).
+  if [ "$live_files" = yes ] && [ -n "$live_sums" ]; then
+    if sums=$(sha256sum -- "${L.dotenv("$cur")}" "${L.environ("$cur")}" 2>/dev/null); then
+      mapfile -t sums <<< "$sums"
+      [ "${"$"}{#sums[@]}" = 2 ] && [ "${"$"}{sums[0]%% *} ${"$"}{sums[1]%% *}" = "$live_sums" ] || live_files=no
+    else live_files=no; fi
+  fi
   if [ "$live_files" = yes ]; then live_same=yes; elif [ -n "$live_sha" ]; then ops_report ${RELEASE_KEYS.live_changed} settings; fi
 elif [ -n "$live_sha" ] && [ "$live_recorded" = yes ]; then ops_report ${RELEASE_KEYS.live_changed} settings
 elif [ -n "$live_sha" ]; then ops_report ${RELEASE_KEYS.live_changed} unrecorded; fi

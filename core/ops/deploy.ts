@@ -11,17 +11,14 @@ import { refuseCollisions } from '../config/siblings.ts';
 import { type OpsContext } from '../context.ts';
 import { OpsError } from '../errors.ts';
 import { dropPacked, packArtifacts, parsePacked, type PackedPart } from '../steps/artifact.ts';
-import { quote } from '../shell.ts';
 import { type HostsChange, describeChanges, formatChanges } from '../changes.ts';
-import { type ResolvedRef } from '../source.ts';
-import { RELEASE_DIR_PATTERN } from '../steps/history.ts';
-import { deployState, markRelease } from '../steps/release.ts';
+import { deployState, markRelease, noopFinish } from '../steps/release.ts';
 import { pooled, type HostSwitch } from './host-run.ts';
 import { inBatches, Session, withOpenSession } from './hosts.ts';
 import { liveOf, parseState, readLive } from './host-state.ts';
 import { beforeSwitch, beginHost, buildOn, failBeforeSwitch, migrateOn, receiveBuild, switchHost, dependencySets, wants, type HostPlan, type Received } from './deploy-host.ts';
 import { deployRef, resolveDeployCommit, planDeploy, planText, withFreeReleaseId, type Plan } from './deploy-plan.ts';
-import { withLock, type LockedRun, type LockOptions } from './locked.ts';
+import { withLock, type LockedRun } from './locked.ts';
 import { buildGroups, carryBuild, describeBuilds, RECEIVE_CONCURRENCY } from './build-once.ts';
 
 export interface DeployOptions {
@@ -185,18 +182,6 @@ async function rollout(ctx: OpsContext, env: Target, session: Session, locked: L
 }
 
 /**
- * The end of the lock step of a deploy on a host where `commit` is live and healthy already (the state step
- * set cur_id, live_sha and live_health): the no-op's audit line is written and the lock let go in the same round trip.
- * deployHost then sees the same state and reports the no-op without another round trip.
- */
-function noopFinish(commit: ResolvedRef, unlock: Parameters<NonNullable<LockOptions['finish']>>[0]): string {
-  const line = unlock({ ref: commit.ref, sha: commit.sha, release: '', previous: '', result: 'no-op', message: 'already live' }, { release: 'cur_id', previous: 'cur_id' });
-  return String.raw`if [ -n "$live_sha" ] && [ "$live_sha" = ${quote(commit.sha)} ] && [ "$live_health" = ok ] && [[ $cur_id =~ ${RELEASE_DIR_PATTERN} ]]; then
-${line}
-fi`;
-}
-
-/**
  * Put a ref live on every host of the environment (README: "How a deploy works"): resolve it once, then per
  * batch of hosts, under the lock, send what each host lacks, build, migrate (first host), start, check and
  * switch. `options.dryRun` prints the plan and changes nothing; the live sha is a no-op unless `force`.
@@ -261,7 +246,8 @@ export async function deploy(ctx: OpsContext, environment: Environment, options:
     }, {
       // Without --force, a host where the commit is live checks it and ends the state step there (a no-op).
       inspect: deployState(env, [p.resolved.sha, ...p.tree.submodules.map((m) => m.sha)], { lfs: [...new Set(p.tree.lfs.map((f) => f.oid))], commit: options.force ? undefined : p.resolved.sha, fingerprint: p.fingerprint, platform: env.hosts.length > 1 }),
-      finish: options.force ? undefined : (unlock) => noopFinish(p.resolved, unlock),
+      // There, the no-op's audit line and the unlock end the lock step: one round trip.
+      finish: options.force ? undefined : (unlock) => noopFinish(p.resolved.sha, unlock({ ref: p.resolved.ref, sha: p.resolved.sha, release: '', previous: '', result: 'no-op', message: 'already live' }, { release: 'cur_id', previous: 'cur_id' })),
     }),
   );
   return {

@@ -176,6 +176,18 @@ ${code}${options.platform ? `${platformReport(env)}\n` : ''}fi`,
 }
 
 /**
+ * Shell for the end of a deploy's lock step, after deployState with `commit` (which set cur_id, live_sha and
+ * live_health): when `sha` is live and healthy there, `done` runs (the no-op's audit line and the unlock, rendered
+ * by the operation with the host's `cur_id` as release and previous: core/ops/locked.ts), so a no-op is one round
+ * trip; otherwise nothing, and the deploy goes on.
+ */
+export function noopFinish(sha: string, done: string): string {
+  return String.raw`if [ -n "$live_sha" ] && [ "$live_sha" = ${quote(sha)} ] && [ "$live_health" = ok ] && [[ $cur_id =~ ${RELEASE_DIR_PATTERN} ]]; then
+${done}
+fi`;
+}
+
+/**
  * What makes a built release (its dependency sets: compiled extensions, the venv's interpreter) valid on a
  * host: `@ops platform <os id> <version id> <machine> python <version> node <version>`. Hosts that report the
  * same line can run each other's builds (same absolute paths, so venvs stay valid). A runtime the host lacks

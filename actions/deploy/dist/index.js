@@ -70876,6 +70876,11 @@ ${code}${options.platform ? `${platformReport(env)}
 ` : ""}fi`
   };
 }
+function noopFinish(sha, done) {
+  return String.raw`if [ -n "$live_sha" ] && [ "$live_sha" = ${quote(sha)} ] && [ "$live_health" = ok ] && [[ $cur_id =~ ${RELEASE_DIR_PATTERN} ]]; then
+${done}
+fi`;
+}
 function platformReport(env) {
   const paths = env.runtime;
   return String.raw`# shellcheck source=/dev/null # the host's own file, not ours to follow
@@ -71098,9 +71103,6 @@ ${parts.map((p) => `unpack ${place(p).map(quote).join(" ")} ${files(p)}`).join("
 ops_report ${ARTIFACT_KEYS.received} ${quote(parts.map((p) => p.name).join(" "))}`
   };
 }
-
-// core/ops/deploy.ts
-init_shell();
 
 // core/git.ts
 init_errors();
@@ -72868,12 +72870,6 @@ async function rollout(ctx, env, session, locked, p, options) {
   }
   return env.hosts.map((hst) => done.find((d) => d.host === hst.name));
 }
-function noopFinish(commit, unlock) {
-  const line = unlock({ ref: commit.ref, sha: commit.sha, release: "", previous: "", result: "no-op", message: "already live" }, { release: "cur_id", previous: "cur_id" });
-  return String.raw`if [ -n "$live_sha" ] && [ "$live_sha" = ${quote(commit.sha)} ] && [ "$live_health" = ok ] && [[ $cur_id =~ ${RELEASE_DIR_PATTERN} ]]; then
-${line}
-fi`;
-}
 async function deploy(ctx, environment, options = {}) {
   const env = resolveTarget(environment);
   const sharing = refuseCollisions(env, ctx.reporter);
@@ -72925,7 +72921,8 @@ async function deploy(ctx, environment, options = {}) {
     }, {
       // Without --force, a host where the commit is live checks it and ends the state step there (a no-op).
       inspect: deployState(env, [p.resolved.sha, ...p.tree.submodules.map((m) => m.sha)], { lfs: [...new Set(p.tree.lfs.map((f) => f.oid))], commit: options.force ? void 0 : p.resolved.sha, fingerprint: p.fingerprint, platform: env.hosts.length > 1 }),
-      finish: options.force ? void 0 : (unlock) => noopFinish(p.resolved, unlock)
+      // There, the no-op's audit line and the unlock end the lock step: one round trip.
+      finish: options.force ? void 0 : (unlock) => noopFinish(p.resolved.sha, unlock({ ref: p.resolved.ref, sha: p.resolved.sha, release: "", previous: "", result: "no-op", message: "already live" }, { release: "cur_id", previous: "cur_id" }))
     })
   );
   return {

@@ -76,6 +76,10 @@ async function commitsWithPrefix(repo: string, prefix: string): Promise<string[]
   return out;
 }
 
+/** What to check when a ref names nothing in the repository: the name, the clone's refs, and which repository it is. */
+const REF_NOT_FOUND_HINT =
+  "check the name; in a workflow, check out with fetch-depth: 0 so branches and tags are present; on a laptop, git fetch first; the repository deployed is the environment's `repository`, else the git checkout that holds environments/";
+
 /**
  * One commit for a ref, resolved once on the runner. A full ref is taken as written: refs/tags/X (the tag),
  * refs/heads/X (the branch: the remote's, origin/X, what the team pushed, else the local one), any other
@@ -98,7 +102,7 @@ export async function resolveRef(repo: string, ref: string): Promise<ResolvedRef
     const shas = await commitsOf(repo, candidates.map(([rev]) => rev));
     const found = candidates.findIndex((_, i) => shas[i]);
     if (found >= 0) return { ref, sha: shas[found]!, matched: candidates[found]![1] };
-    throw new OpsError(`${ref} does not exist in ${repo}`, 'check the name; in a workflow, check out with fetch-depth: 0 so branches and tags are present; on a laptop, git fetch first');
+    throw new OpsError(`${ref} does not exist in ${repo}`, REF_NOT_FOUND_HINT);
   }
   const matches: (RefMatch & { matched: string })[] = [];
   // The names at once (one git process): the tag, the remote's branch, the local branch, and for hex digits the
@@ -118,7 +122,7 @@ export async function resolveRef(repo: string, ref: string): Promise<ResolvedRef
   if (matches[0]) return { ref, sha: matches[0].sha, matched: matches[0].matched };
   throw new OpsError(
     `ref "${ref}" is not a tag, branch or commit of ${repo}`,
-    'check the name; in a workflow, check out with fetch-depth: 0 so branches and tags are present; on a laptop, git fetch first',
+    REF_NOT_FOUND_HINT,
   );
 }
 

@@ -13,6 +13,7 @@ import { loadEnvironment } from '../../core/config/environment.ts';
 import type { OpsContext } from '../../core/context.ts';
 import { deploy, deploySummary } from '../../core/ops/deploy.ts';
 import { deployFingerprint } from '../../core/ops/deploy-plan.ts';
+import { OpsError } from '../../core/errors.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { RecordingRemote, type Responder } from '../../core/remote/recording.ts';
 import type { Step } from '../../core/remote/types.ts';
@@ -344,7 +345,10 @@ describe('deploy operation', () => {
 
   it('an unknown ref names the repository and how to get the ref; the connection opened meanwhile runs nothing and is closed', async () => {
     const h = harness('');
-    await expect(deploy(h.ctx, loadEnvironment('x', root), { ref: 'no-such-branch' })).rejects.toThrow(/ref "no-such-branch" is not a tag, branch or commit/);
+    const e = (await deploy(h.ctx, loadEnvironment('x', root), { ref: 'no-such-branch' }).catch((x: unknown) => x)) as OpsError;
+    expect(e.message).toMatch(/ref "no-such-branch" is not a tag, branch or commit/);
+    // Which repository it looked in, and the setting that chooses it (a new user often runs from the ops project).
+    expect(e.hint).toMatch(/git fetch first; the repository deployed is the environment's `repository`/);
     expect(h.remote.stepNames()).toEqual([]);
     expect(h.remote.closed).toBe(true);
   });

@@ -71266,6 +71266,7 @@ async function commitsWithPrefix(repo, prefix) {
   for (const o of objects) if ((await git(repo, ["cat-file", "-t", o]).catch(() => "")).trim() === "commit") out.push(o);
   return out;
 }
+var REF_NOT_FOUND_HINT = "check the name; in a workflow, check out with fetch-depth: 0 so branches and tags are present; on a laptop, git fetch first; the repository deployed is the environment's `repository`, else the git checkout that holds environments/";
 async function resolveRef(repo, ref) {
   validate("gitRef", ref);
   if (!existsSync4(repo)) await checkRepository(repo);
@@ -71278,7 +71279,7 @@ async function resolveRef(repo, ref) {
     const shas = await commitsOf(repo, candidates.map(([rev]) => rev));
     const found = candidates.findIndex((_, i) => shas[i]);
     if (found >= 0) return { ref, sha: shas[found], matched: candidates[found][1] };
-    throw new OpsError(`${ref} does not exist in ${repo}`, "check the name; in a workflow, check out with fetch-depth: 0 so branches and tags are present; on a laptop, git fetch first");
+    throw new OpsError(`${ref} does not exist in ${repo}`, REF_NOT_FOUND_HINT);
   }
   const matches = [];
   const hex = /^[0-9a-f]{7,40}$/.test(ref);
@@ -71293,7 +71294,7 @@ async function resolveRef(repo, ref) {
   if (matches[0]) return { ref, sha: matches[0].sha, matched: matches[0].matched };
   throw new OpsError(
     `ref "${ref}" is not a tag, branch or commit of ${repo}`,
-    "check the name; in a workflow, check out with fetch-depth: 0 so branches and tags are present; on a laptop, git fetch first"
+    REF_NOT_FOUND_HINT
   );
 }
 var listings = /* @__PURE__ */ new Map();

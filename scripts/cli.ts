@@ -9,7 +9,7 @@ import type { Connector, OpsContext } from '../core/context.ts';
 
 /** A command-line option: a string (repeatable with `multiple`), a flag, or a whole number (checked by wholeNumber). */
 export type OptionSpec =
-  | { type: 'string'; short?: string; multiple?: boolean; description: string; /** Shown in help as the value's name ("--ref REF"). */ value?: string }
+  | { type: 'string'; short?: string; multiple?: boolean; description: string; /** Shown in help as the value's name ("--ref REF"). */ value?: string; /** The only values taken (anything else: a usage error). */ choices?: readonly string[] }
   | { type: 'boolean'; short?: string; description: string }
   | { type: 'number'; short?: string; description: string; value?: string; min?: number; max?: number };
 
@@ -137,6 +137,8 @@ function typedValues(specs: Options, raw: Record<string, string | boolean | stri
       } catch (e) {
         throw new UsageError((e as OpsError).message, (e as OpsError).hint);
       }
+    } else if (spec?.type === 'string' && spec.choices && typeof v === 'string' && !spec.choices.includes(v)) {
+      throw new UsageError(`--${k} must be one of ${spec.choices.join(', ')}, got ${JSON.stringify(v)}`);
     } else out[k] = v;
   }
   return out as OptionValues<Options>;

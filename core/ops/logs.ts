@@ -10,7 +10,7 @@ import type { OpsContext } from '../context.ts';
 import { withSession } from './hosts.ts';
 import { OpsError } from '../errors.ts';
 import { decryptFile, loadEnvIdentities } from '../secrets/index.ts';
-import { MAX_LOG_LINES, logsStep, type LogSlots, type LogsRequest } from '../steps/logs.ts';
+import { LOG_SLOTS, MAX_LOG_LINES, logsStep, type LogSlots, type LogsRequest } from '../steps/logs.ts';
 
 export interface LogsOptions {
   /** A program of the environment, or "nginx"; default: every program, and nginx's error log. */
@@ -29,7 +29,7 @@ export function logsRequest(env: Environment, options: LogsOptions): Omit<LogsRe
   const lines = options.lines ?? 50;
   if (!Number.isInteger(lines) || lines < 0 || lines > MAX_LOG_LINES) throw new OpsError(`--lines must be a whole number from 0 to ${MAX_LOG_LINES}, got ${JSON.stringify(options.lines)}`);
   const slots = options.slots ?? 'live';
-  if (!['live', 'previous', 'both'].includes(slots)) throw new OpsError(`--slot must be live, previous or both, got ${JSON.stringify(slots)}`);
+  if (!LOG_SLOTS.includes(slots)) throw new OpsError(`--slot must be one of ${LOG_SLOTS.join(', ')}, got ${JSON.stringify(slots)}`);
   const p = options.program;
   if (p === undefined) return { programs, nginx: ['error'], slots, lines };
   if (p === 'nginx') return { programs: [], nginx: ['error', 'access'], slots, lines };

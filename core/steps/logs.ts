@@ -8,7 +8,9 @@ import { CONNECTION_FUNCTIONS } from './libraries.ts';
 /** The most lines `ops logs --lines` reads per log file. */
 export const MAX_LOG_LINES = 10_000;
 
-export type LogSlots = 'live' | 'previous' | 'both';
+/** Which slots' logs: the live release's, the one kept warm for rollback, or both. */
+export const LOG_SLOTS = ['live', 'previous', 'both'] as const;
+export type LogSlots = (typeof LOG_SLOTS)[number];
 
 export interface LogsRequest {
   /** Programs whose supervisor logs (stdout and stderr) to show. */

@@ -2,8 +2,9 @@
 // nginx not restarting, the deployed version), logs, certificates.
 import { loadEnvironment } from '../../core/config/environment.ts';
 import { MAX_LOG_LINES } from '../../core/steps/logs.ts';
-import type { LogSlots } from '../../core/steps/logs.ts';
-import { JSON_OPTION, command, printResult, type Command } from '../cli.ts';
+import { LOG_SLOTS, type LogSlots } from '../../core/steps/logs.ts';
+import { OpsError } from '../../core/errors.ts';
+import { JSON_OPTION, UsageError, command, printResult, type Command } from '../cli.ts';
 
 const json = JSON_OPTION;
 
@@ -31,20 +32,26 @@ renewal running late, a disk filling up, the previous release's programs down) d
     options: {
       lines: { type: 'number', short: 'n', value: 'N', max: MAX_LOG_LINES, description: 'lines per log file (default 50)' },
       follow: { type: 'boolean', short: 'f', description: 'keep printing new lines until Ctrl-C' },
-      slot: { type: 'string', value: 'WHICH', description: "live (default: the release serving), previous (the one kept warm for rollback) or both" },
+      slot: { type: 'string', value: 'WHICH', choices: LOG_SLOTS, description: "live (default: the release serving), previous (the one kept warm for rollback) or both" },
     },
     help: `[program] is one of the environment's programs (its stdout and stderr logs), or "nginx" (access and
 error logs); without it: every program, and nginx's error log. Lines are prefixed "<host> <log> |".
 The environment's secret values are masked when a key opens its secrets file; without one the logs are
 still shown, with a warning that masking is limited.`,
     async run({ args, ops, values }) {
-      const { logs } = await import('../../core/ops/logs.ts');
+      const { logs, logsRequest } = await import('../../core/ops/logs.ts');
       const env = loadEnvironment(args[0]!, ops.root);
+      // A program the environment does not have is a wrong argument: a usage error, before any host is reached.
+      try {
+        logsRequest(env, { program: args[1], lines: values.lines });
+      } catch (e) {
+        throw e instanceof OpsError ? new UsageError(e.message, e.hint) : e;
+      }
       const controller = new AbortController();
       const onSignal = () => controller.abort();
       if (values.follow) process.once('SIGINT', onSignal);
       try {
-        await logs(ops, env, { program: args[1], lines: values.lines, slots: values.slot as LogSlots | undefined /* checked by logs() */, follow: Boolean(values.follow), signal: controller.signal });
+        await logs(ops, env, { program: args[1], lines: values.lines, slots: values.slot as LogSlots | undefined /* one of its choices */, follow: Boolean(values.follow), signal: controller.signal });
       } finally {
         process.off('SIGINT', onSignal);
       }

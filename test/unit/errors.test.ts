@@ -106,7 +106,7 @@ describe('the CLI: one message naming the host, never a stack trace', () => {
     expect(formatError(new TypeError('boom'), { OPS_DEBUG: '1' })).toMatch(/\n {4}at /);
   });
 
-  it('a number option takes digits in its range, parsed once (usage error, exit 2, before any host is reached)', async () => {
+  it('a number option takes digits in its range, parsed once, and an option with choices one of them (usage error, exit 2, before any host is reached)', async () => {
     const usage = async (argv: string[]) => runOps(argv, { root, processEnv: {}, connector: failing('connect', () => new Error('never reached')) });
     for (const [argv, message] of [
       [['audit', 'x', '--lines', 'abc'], '--lines needs a whole number from 1 to 2147483647, got "abc"'],
@@ -114,6 +114,7 @@ describe('the CLI: one message naming the host, never a stack trace', () => {
       [['logs', 'x', '--lines=-5'], '--lines needs a whole number from 0 to 10000, got "-5"'],
       [['logs', 'x', '-n', '1e3'], '--lines needs a whole number from 0 to 10000, got "1e3"'],
       [['staging', 'rebuild', '--retries', '100'], '--retries needs a whole number from 0 to 99, got "100"'],
+      [['logs', 'x', '--slot', 'green'], '--slot must be one of live, previous, both, got "green"'],
     ] as const) {
       const r = await usage([...argv]);
       expect(r.code, argv.join(' ')).toBe(2);

@@ -157,7 +157,8 @@ describe('day-2 commands, argument errors', () => {
   it('logs, status and certs refuse bad input before connecting', async () => {
     const { root } = await project();
     expect(await cli(root, 'logs', 'keep', '--lines', 'ten')).toMatchObject({ code: 2, err: expect.stringContaining('--lines needs a whole number from 0 to 10000, got "ten"') });
-    expect(await cli(root, 'logs', 'keep', 'worker')).toMatchObject({ code: 1, err: expect.stringContaining('"worker" is not a program of keep') });
+    expect(await cli(root, 'logs', 'keep', 'worker')).toMatchObject({ code: 2, err: expect.stringContaining('"worker" is not a program of keep') });
+    expect(await cli(root, 'logs', 'keep', '--slot', 'blue')).toMatchObject({ code: 2, err: expect.stringContaining('--slot must be one of live, previous, both, got "blue"') });
     expect(await cli(root, 'status', 'Nope')).toMatchObject({ code: 1, err: expect.stringContaining('invalid environment name "Nope"') });
     expect(await cli(root, 'certs', 'keep')).toMatchObject({ code: 1, err: expect.stringContaining('tls.mode is off') });
     expect((await cli(root, '--help')).out).toMatch(/status <env> +per host: release, nginx/);

@@ -25000,7 +25000,11 @@ var FULL_SHA = /^[0-9a-f]{40}$/;
 function parseRef(input) {
   const pr = /^(?:#|(?:refs\/)?pull\/)(\d{1,9})(?:\/(?:head|merge))?$/.exec(input);
   if (pr) return { kind: "pull", input, number: Number(pr[1]), remoteRef: `refs/pull/${Number(pr[1])}/head` };
-  validate("gitRef", input, "ref");
+  try {
+    validate("gitRef", input, "ref");
+  } catch (e) {
+    throw new OpsError(e.message, "a branch named with other characters can be added by its pull request (pull/12) or its commit sha");
+  }
   if (/^refs\/(heads|tags)\/./.test(input)) return { kind: "ref", input, remoteRef: input };
   if (input.startsWith("refs/")) {
     throw new OpsError(`unsupported ref ${JSON.stringify(input)}`, "give a branch, a tag, a pull request (pull/12) or a commit sha");
@@ -25056,19 +25060,15 @@ function refFromEvent(payload, repository) {
   const pr = payload?.pull_request;
   if (!pr || typeof pr.number !== "number") return void 0;
   const branch = pr.head?.ref ?? "";
-  const same = repository && pr.head?.repo?.full_name?.toLowerCase() === repository.toLowerCase();
-  const ref = same && branch ? `refs/heads/${branch}` : `pull/${pr.number}`;
-  return { ref, pull: { number: pr.number, title: pr.title ?? "", url: pr.html_url ?? "", branch: branch || `pull/${pr.number}` } };
+  const same = Boolean(repository && pr.head?.repo?.full_name?.toLowerCase() === repository.toLowerCase());
+  return { ref: pullHeadRef(pr.number, branch, same), pull: { number: pr.number, title: pr.title ?? "", url: pr.html_url ?? "", branch: branch || `pull/${pr.number}` } };
 }
 var pullInfo = (pr) => ({ number: pr.number, title: pr.title, url: pr.url, branch: pr.headRef });
+function pullHeadRef(number, branch, sameRepository) {
+  return sameRepository && branch && isValid("gitRef", branch) ? `refs/heads/${branch}` : `pull/${number}`;
+}
 function pullRequestRef(pr) {
-  if (pr.sameRepository) {
-    try {
-      return parseRef(`refs/heads/${pr.headRef}`);
-    } catch {
-    }
-  }
-  return parseRef(`pull/${pr.number}`);
+  return parseRef(pullHeadRef(pr.number, pr.headRef, pr.sameRepository));
 }
 function requestedRefs(wanted) {
   return wanted.flatMap((w) => w.request.kind === "pull" || w.request.kind === "ref" ? [w.request.remoteRef] : []);

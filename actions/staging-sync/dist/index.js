@@ -25109,9 +25109,27 @@ function githubAccess(options) {
 function fetchWithDeadline(ms) {
   return (input, init = {}) => fetch(input, { ...init, signal: init.signal ? AbortSignal.any([init.signal, AbortSignal.timeout(ms)]) : AbortSignal.timeout(ms) });
 }
+function rateLimited(status, headers) {
+  if (status !== 403 && status !== 429) return void 0;
+  const header = (name) => headers[name] === void 0 ? void 0 : String(headers[name]);
+  const retryAfter = Number(header("retry-after"));
+  if (Number.isInteger(retryAfter) && retryAfter >= 0) {
+    return { message: `secondary rate limit reached (too many requests at once), retry after ${retryAfter} s`, hint: `wait ${retryAfter} s, then run it again` };
+  }
+  if (header("x-ratelimit-remaining") !== "0") return void 0;
+  const reset = Number(header("x-ratelimit-reset"));
+  const until = Number.isFinite(reset) && reset > 0 ? `${new Date(reset * 1e3).toISOString().slice(11, 16)} UTC` : "the hour is over";
+  const limit = header("x-ratelimit-limit");
+  return {
+    message: `rate limit reached${limit ? ` (${limit} requests an hour for this token)` : ""}, until ${until}`,
+    hint: `wait until ${until} and run it again; the token's requests are shared with every other job and tool using it`
+  };
+}
 function apiError(what, options, e) {
   const { apiUrl, timeoutMs } = options;
   const status = e.status;
+  const limited = rateLimited(status, e.response?.headers ?? {});
+  if (limited) return new OpsError(`GitHub API: cannot ${what}: ${limited.message}`, limited.hint);
   const timedOut = (x) => x instanceof Error && (x.name === "TimeoutError" || timedOut(x.cause));
   const message = timedOut(e) ? `no answer within ${timeoutMs / 1e3} s` : e instanceof Error ? e.message : String(e);
   const hint = status === 401 ? "the token is invalid or expired" : status === 403 || status === 404 ? "the token needs read access to pull requests (and pull-requests: write or issues: write to comment), and the repository must exist" : `is ${apiUrl} reachable? ($GITHUB_API_URL sets it)`;

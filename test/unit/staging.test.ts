@@ -223,7 +223,7 @@ describe('GitHub access', () => {
 
 describe('telling', () => {
   const source: Source = { display: '#3 (feature/c)', key: 'refs/heads/feature/c', sha: C, pull: { number: 3, title: 'Fix | pipes', url: 'https://x/pull/3', branch: 'feature/c' } };
-  const base: RebuildResult = { before: A, after: B, main: M, changed: true, added: [], skipped: [], dropped: [], carried: [], attempts: 1, dryRun: false, comments: [] };
+  const base: RebuildResult = { before: A, after: B, main: M, changed: true, added: [], skipped: [], dropped: [], lost: [], carried: [], attempts: 1, dryRun: false, comments: [] };
   const names = { main: 'master', staging: 'staging', label: 'staging' };
 
   it('summarises a rebuild: table, warnings, dropped refs', () => {

@@ -25205,6 +25205,7 @@ ${body}`;
 
 // core/staging/messages.ts
 var COMMENT_MARKER = "<!-- ops-pipeline:staging-sync -->";
+var lostCount = (lost) => lost.length === 1 ? "1 commit" : `${lost.length}${lost.length >= 20 ? " or more" : ""} commits`;
 var short = (sha) => sha ? sha.slice(0, 7) : "(none)";
 function cell(text) {
   return text.replace(/\|/g, "\\|").replace(/[\r\n]+/g, " ");
@@ -25257,6 +25258,16 @@ function rebuildSummary(r, names) {
   }
   if (r.carried.length) lines.push(`Pushed to ${names.staging} while the rebuild ran, and carried over: ${r.carried.map((c) => `\`${cell(c)}\``).join(", ")}.`, "");
   if (r.dropped.length) lines.push(`No longer in ${names.staging}: ${r.dropped.map((d) => `\`${cell(d)}\``).join(", ")}.`, "");
+  if (r.lost.length) {
+    lines.push(
+      `> **Warning**: ${lostCount(r.lost)} only ${names.staging} had ${r.dryRun ? "would be" : r.lost.length === 1 ? "is" : "are"} dropped (pushed to ${names.staging} by hand, or from ${names.main} before it was rewritten); no branch this run knows holds them:`,
+      "",
+      ...r.lost.map((l) => `- \`${l.slice(0, l.indexOf(" "))}\` ${cell(l.slice(l.indexOf(" ") + 1))}`),
+      "",
+      `To keep one, put it on a branch and add it (\`ops staging add <branch>\`).`,
+      ""
+    );
+  }
   if (r.comments.length) lines.push(`Comments: ${r.comments.map((c) => `#${c.number} ${c.result}`).join(", ")}.`, "");
   return lines.join("\n");
 }
@@ -25707,6 +25718,16 @@ async function rebuildStaging(ctx, options) {
       const updates = [{ ref: `refs/heads/${staging}`, sha: tip, lease: state.staging ?? "" }];
       for (const [key, head] of desired) if (state.tracking.get(key) !== head) updates.push({ ref: trackingRef(key), sha: head, lease: state.tracking.get(key) ?? "" });
       for (const [key, head] of state.tracking) if (!desired.has(key)) updates.push({ ref: trackingRef(key), sha: null, lease: head });
+      const fromAdds = uniqueRecords([...firstRecords ?? [], ...previous]).map((r) => `^${r.head}`);
+      const onlyStaging = state.staging ? await oneline(ctx.git, [state.staging, `^${tip}`, `^${state.main}`, ...fromAdds]) : [];
+      if (onlyStaging.length) {
+        const verb = ctx.settings.dryRun ? "would be" : onlyStaging.length === 1 ? "is" : "are";
+        reporter.warn(
+          `${lostCount(onlyStaging)} only ${staging} had ${verb} dropped (pushed to ${staging} by hand, or from ${ctx.settings.main} before it was rewritten):
+${bullet(onlyStaging)}
+to keep one, put it on a branch and add it (ops staging add <branch>)`
+        );
+      }
       const keptKeys = new Set([...added, ...skipped].map((a) => a.source.key));
       const dropped = uniqueRecords([...firstRecords ?? [], ...[...carried.values()].map((c) => ({ key: c.key, head: c.sha, via: "tracking-ref" }))]).map((r) => r.key).filter((k, i, all) => all.indexOf(k) === i && !keptKeys.has(k)).map(displayName).sort();
       const result = {
@@ -25717,6 +25738,7 @@ async function rebuildStaging(ctx, options) {
         added,
         skipped,
         dropped,
+        lost: onlyStaging,
         pullsUnavailable,
         carried: [...carried.values()].map((c) => c.display),
         attempts: attempt,

@@ -25410,16 +25410,17 @@ async function rewrittenRefusal(ctx, source, earlier, main) {
   const hint = `${staging} keeps what was added. Either bring the branch back to ${short(earlier.head)} and push new commits on top (revert or fix-up commits instead of rewriting), or rebuild ${staging} (\`ops staging rebuild\`, or wait for the scheduled rebuild): it starts again from ${ctx.settings.main} and re-applies the labelled pull requests.`;
   return new StagingRefusal("rewritten", message, hint);
 }
-async function conflictRefusal(ctx, source, base, main, files) {
+async function conflictRefusal(ctx, source, base, main, files, records) {
   const { staging } = ctx.settings;
   const withMain = await ctx.git.run(["merge-tree", "--write-tree", "--name-only", "--no-messages", main, source.sha]);
   const touching = await oneline(ctx.git, [base, `^${main}`, `^${source.sha}`], files, 10);
+  const unadded = touching.length ? await oneline(ctx.git, [base, `^${main}`, `^${source.sha}`, ...records.map((r) => `^${r.head}`)], files, 10) : [];
   const message = [
     `${source.display} (${short(source.sha)}) conflicts with ${staging} (${short(base)}) in ${files.length} file${files.length === 1 ? "" : "s"}; ${staging} was not changed:`,
     bullet(files),
     ...touching.length ? [`Commits in ${staging} (not in ${ctx.settings.main}) that change ${files.length === 1 ? "it" : "them"}:`, bullet(touching)] : []
   ].join("\n");
-  const hint = withMain.code === 1 ? `it conflicts with ${ctx.settings.main} itself: merge or rebase ${ctx.settings.main} into ${source.display} and resolve, then add it again` : `the conflict is with work already in ${staging}, not with ${ctx.settings.main}: coordinate with the branch that made the commits above, or rebuild ${staging} once it is gone`;
+  const hint = withMain.code === 1 ? `it conflicts with ${ctx.settings.main} itself: merge or rebase ${ctx.settings.main} into ${source.display} and resolve, then add it again` : unadded.length ? `the conflict is with commits in ${staging} that no staging add brought (${unadded.map((l) => l.split(" ")[0]).join(", ")}: pushed to ${staging} by hand, or ${ctx.settings.main}'s before it was rewritten): rebuild ${staging} (\`ops staging rebuild\`) to start again from ${ctx.settings.main}, after putting on a branch any of them worth keeping` : `the conflict is with work already in ${staging}, not with ${ctx.settings.main}: coordinate with the branch that made the commits above, or rebuild ${staging} once it is gone`;
   return new StagingRefusal("conflict", message, hint, files);
 }
 async function applyLocally(ctx, base, main, source, records) {
@@ -25440,7 +25441,7 @@ async function applyLocally(ctx, base, main, source, records) {
       const args = ["merge-tree", "--write-tree", "-z", "--name-only", "--no-messages", base, source.sha];
       const r = await git2.run(args);
       const [tree = "", ...rest] = r.stdout.split("\0");
-      if (r.code === 1) throw await conflictRefusal(ctx, source, base, main, [...new Set(rest.filter(Boolean))]);
+      if (r.code === 1) throw await conflictRefusal(ctx, source, base, main, [...new Set(rest.filter(Boolean))], records);
       if (r.code !== 0) throw new GitError(args, r, /unrelated/.test(r.stderr) ? `${source.display} shares no history with ${ctx.settings.staging}` : void 0);
       const message = mergeMessage(source, ctx.settings.staging);
       const date = `${await git2.out(["log", "--no-walk=sorted", "-1", "--format=%ct", base, source.sha])} +0000`;

@@ -46,10 +46,17 @@ async function readInitdata(ctx: OpsContext, env: Target, file?: string): Promis
   const doc = parseDocument(text);
   let why = doc.errors[0]?.message.split('\n')[0];
   if (!why) {
+    // One pass in document order: an alias must follow its anchor (Alias.resolve searches the whole document each time).
+    const anchors = new Set<string>();
     visit(doc, (_, node) => {
-      if (!isAlias(node) || node.resolve(doc)) return undefined;
-      why = `alias *${node.source} names no anchor (&${node.source}) before it`;
-      return visit.BREAK;
+      if (isAlias(node)) {
+        if (anchors.has(node.source)) return undefined;
+        why = `alias *${node.source} names no anchor (&${node.source}) before it`;
+        return visit.BREAK;
+      }
+      const anchor = (node as { anchor?: string } | null)?.anchor;
+      if (anchor) anchors.add(anchor);
+      return undefined;
     });
   }
   if (why) throw new OpsError(`${path} is not valid YAML: ${why}`, 'fix the file (ops secrets edit for an encrypted one); nothing was sent');

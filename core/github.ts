@@ -88,9 +88,33 @@ function fetchWithDeadline(ms: number): typeof fetch {
   return (input, init = {}) => fetch(input, { ...init, signal: init.signal ? AbortSignal.any([init.signal, AbortSignal.timeout(ms)]) : AbortSignal.timeout(ms) });
 }
 
+/**
+ * A refusal for rate: GitHub answers 403 or 429 with x-ratelimit-remaining 0 (the hourly limit, until
+ * x-ratelimit-reset, epoch seconds) or with retry-after (a secondary limit: too many requests at once). Source:
+ * GitHub's "Rate limits for the REST API". @returns what to tell, or undefined for any other answer.
+ */
+function rateLimited(status: number | undefined, headers: Record<string, string | number | undefined>): { message: string; hint: string } | undefined {
+  if (status !== 403 && status !== 429) return undefined;
+  const header = (name: string) => (headers[name] === undefined ? undefined : String(headers[name]));
+  const retryAfter = Number(header('retry-after'));
+  if (Number.isInteger(retryAfter) && retryAfter >= 0) {
+    return { message: `secondary rate limit reached (too many requests at once), retry after ${retryAfter} s`, hint: `wait ${retryAfter} s, then run it again` };
+  }
+  if (header('x-ratelimit-remaining') !== '0') return undefined;
+  const reset = Number(header('x-ratelimit-reset'));
+  const until = Number.isFinite(reset) && reset > 0 ? `${new Date(reset * 1000).toISOString().slice(11, 16)} UTC` : 'the hour is over';
+  const limit = header('x-ratelimit-limit');
+  return {
+    message: `rate limit reached${limit ? ` (${limit} requests an hour for this token)` : ''}, until ${until}`,
+    hint: `wait until ${until} and run it again; the token's requests are shared with every other job and tool using it`,
+  };
+}
+
 function apiError(what: string, options: RestOptions, e: unknown): OpsError {
   const { apiUrl, timeoutMs } = options;
   const status = (e as { status?: number }).status;
+  const limited = rateLimited(status, (e as { response?: { headers?: Record<string, string | number | undefined> } }).response?.headers ?? {});
+  if (limited) return new OpsError(`GitHub API: cannot ${what}: ${limited.message}`, limited.hint);
   const timedOut = (x: unknown): boolean => x instanceof Error && (x.name === 'TimeoutError' || timedOut(x.cause));
   const message = timedOut(e) ? `no answer within ${timeoutMs / 1000} s` : e instanceof Error ? e.message : String(e);
   const hint =

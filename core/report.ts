@@ -30,16 +30,36 @@ export interface Reporter {
 
 const MIN_SECRET_LENGTH = 3; // masking "a" or "1" would shred every log line
 
-/** Holds the registered secrets and redacts them; shared by both reporters. */
+/**
+ * Holds the registered secrets and redacts them; shared by both reporters. Redacting a line costs about its
+ * length times the number of distinct secret lengths, not the number of secrets: a large encrypted file
+ * (initdata: thousands of users, each value masked) must not make every log line of the run slow.
+ */
 export class Masker {
-  private readonly secrets = new Set<string>();
+  /** Every secret, with the order it was registered in (ties between equal lengths go by it). */
+  private readonly secrets = new Map<string, number>();
+  /** Secrets by length, and the lengths in ascending order. */
+  private readonly byLength = new Map<number, Set<string>>();
+  private lengths: number[] = [];
+  /** The first MIN_SECRET_LENGTH characters of every secret: where none starts, nothing is looked up. */
+  private readonly starts = new Set<string>();
+  /** Secrets holding "*": the "***" a replacement puts in can complete one. */
+  private readonly starred: string[] = [];
   /** Register a value and its parts; returns what was new (each part and each of its lines, trimmed). */
   add(value: string): string[] {
     const added: string[] = [];
     for (const v of secretParts(value).flatMap((p) => [p, ...p.split(/\r?\n/)])) {
       const t = v.trim();
       if (t.length >= MIN_SECRET_LENGTH && !this.secrets.has(t)) {
-        this.secrets.add(t);
+        this.secrets.set(t, this.secrets.size);
+        let same = this.byLength.get(t.length);
+        if (!same) {
+          this.byLength.set(t.length, (same = new Set()));
+          this.lengths = [...this.byLength.keys()].sort((a, b) => a - b);
+        }
+        same.add(t);
+        this.starts.add(t.slice(0, MIN_SECRET_LENGTH));
+        if (t.includes('*')) this.starred.push(t);
         added.push(t);
       }
     }
@@ -47,9 +67,21 @@ export class Masker {
   }
   redact(text: string): string {
     if (this.secrets.size === 0) return text;
+    // The secrets the text holds (and those a replacement could complete).
+    const found = new Set<string>(this.starred);
+    for (let i = 0; i + MIN_SECRET_LENGTH <= text.length; i++) {
+      if (!this.starts.has(text.slice(i, i + MIN_SECRET_LENGTH))) continue;
+      for (const n of this.lengths) {
+        if (i + n > text.length) break;
+        const piece = text.slice(i, i + n);
+        if (this.byLength.get(n)!.has(piece)) found.add(piece);
+      }
+    }
+    if (found.size === 0) return text;
     // Longest first, so a secret that contains another is replaced whole.
+    const order = [...found].sort((a, b) => b.length - a.length || this.secrets.get(a)! - this.secrets.get(b)!);
     let out = text;
-    for (const s of [...this.secrets].sort((a, b) => b.length - a.length)) out = out.split(s).join('***');
+    for (const s of order) if (out.includes(s)) out = out.split(s).join('***');
     return out;
   }
 }

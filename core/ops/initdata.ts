@@ -3,7 +3,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
-import { parse as parseYaml, YAMLParseError } from 'yaml';
+import { isAlias, parseDocument, visit } from 'yaml';
 import { envPath, type Environment } from '../config/environment.ts';
 import { refuseCollisions } from '../config/siblings.ts';
 import type { OpsContext } from '../context.ts';
@@ -23,7 +23,7 @@ export interface InitdataResult {
   hosts: { host: string; release: string; output: string }[];
 }
 
-/** The plaintext of the initdata file, decrypted if it is a sops file; every value masked. */
+/** The plaintext of the initdata file, decrypted if it is a sops file (then every decrypted value is masked), checked as one YAML document. @throws OpsError when missing or not YAML. */
 async function readInitdata(ctx: OpsContext, env: Target, file?: string): Promise<{ path: string; text: string; encrypted: boolean }> {
   const path = file ? resolve(file) : envPath(env, env.config.initdata.file);
   if (!existsSync(path))
@@ -40,12 +40,26 @@ async function readInitdata(ctx: OpsContext, env: Target, file?: string): Promis
     const decrypted = await decryptFile(path, { identities: await loadEnvIdentities(env.root, env.name, ctx.processEnv), mask: (v) => ctx.reporter.mask(v) });
     text = decrypted.plaintext;
   }
-  try {
-    parseYaml(text);
-  } catch (e) {
-    const why = e instanceof YAMLParseError ? e.message.split('\n')[0] : String(e);
-    throw new OpsError(`${path} is not valid YAML: ${why}`, 'fix the file (ops secrets edit for an encrypted one); nothing was sent');
+  // Checked as one YAML document, without building its values: the loader reads the text, not our copy, and
+  // expanding aliases here would refuse a file that shares defaults through an anchor used many times (the
+  // yaml library's guard against alias bombs), which the app's loader (PyYAML) reads.
+  const doc = parseDocument(text);
+  let why = doc.errors[0]?.message.split('\n')[0];
+  if (!why) {
+    // One pass in document order: an alias must follow its anchor (Alias.resolve searches the whole document each time).
+    const anchors = new Set<string>();
+    visit(doc, (_, node) => {
+      if (isAlias(node)) {
+        if (anchors.has(node.source)) return undefined;
+        why = `alias *${node.source} names no anchor (&${node.source}) before it`;
+        return visit.BREAK;
+      }
+      const anchor = (node as { anchor?: string } | null)?.anchor;
+      if (anchor) anchors.add(anchor);
+      return undefined;
+    });
   }
+  if (why) throw new OpsError(`${path} is not valid YAML: ${why}`, 'fix the file (ops secrets edit for an encrypted one); nothing was sent');
   return { path, text, encrypted };
 }
 

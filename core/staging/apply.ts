@@ -33,10 +33,12 @@ async function rewrittenRefusal(ctx: StagingContext, source: Source, earlier: Ad
   return new StagingRefusal('rewritten', message, hint);
 }
 
-async function conflictRefusal(ctx: StagingContext, source: Source, base: string, main: string, files: string[]): Promise<StagingRefusal> {
+async function conflictRefusal(ctx: StagingContext, source: Source, base: string, main: string, files: string[], records: AddedRecord[]): Promise<StagingRefusal> {
   const { staging } = ctx.settings;
   const withMain = await ctx.git.run(['merge-tree', '--write-tree', '--name-only', '--no-messages', main, source.sha]);
   const touching = await oneline(ctx.git, [base, `^${main}`, `^${source.sha}`], files, 10);
+  // Of those, the ones no add brought (an add's commits are reachable from the head it recorded).
+  const unadded = touching.length ? await oneline(ctx.git, [base, `^${main}`, `^${source.sha}`, ...records.map((r) => `^${r.head}`)], files, 10) : [];
   const message = [
     `${source.display} (${short(source.sha)}) conflicts with ${staging} (${short(base)}) in ${files.length} file${files.length === 1 ? '' : 's'}; ${staging} was not changed:`,
     bullet(files),
@@ -45,7 +47,9 @@ async function conflictRefusal(ctx: StagingContext, source: Source, base: string
   const hint =
     withMain.code === 1
       ? `it conflicts with ${ctx.settings.main} itself: merge or rebase ${ctx.settings.main} into ${source.display} and resolve, then add it again`
-      : `the conflict is with work already in ${staging}, not with ${ctx.settings.main}: coordinate with the branch that made the commits above, or rebuild ${staging} once it is gone`;
+      : unadded.length
+        ? `the conflict is with commits in ${staging} that no staging add brought (${unadded.map((l) => l.split(' ')[0]).join(', ')}: pushed to ${staging} by hand, or ${ctx.settings.main}'s before it was rewritten): rebuild ${staging} (\`ops staging rebuild\`) to start again from ${ctx.settings.main}, after putting on a branch any of them worth keeping`
+        : `the conflict is with work already in ${staging}, not with ${ctx.settings.main}: coordinate with the branch that made the commits above, or rebuild ${staging} once it is gone`;
   return new StagingRefusal('conflict', message, hint, files);
 }
 
@@ -73,7 +77,7 @@ export async function applyLocally(ctx: StagingContext, base: string, main: stri
       const args = ['merge-tree', '--write-tree', '-z', '--name-only', '--no-messages', base, source.sha];
       const r = await git.run(args);
       const [tree = '', ...rest] = r.stdout.split('\0');
-      if (r.code === 1) throw await conflictRefusal(ctx, source, base, main, [...new Set(rest.filter(Boolean))]);
+      if (r.code === 1) throw await conflictRefusal(ctx, source, base, main, [...new Set(rest.filter(Boolean))], records);
       if (r.code !== 0) throw new GitError(args, r, /unrelated/.test(r.stderr) ? `${source.display} shares no history with ${ctx.settings.staging}` : undefined);
       const message = mergeMessage(source, ctx.settings.staging);
       // Dated like the later of its parents: the same merge made again (a rebuild with nothing new) is the

@@ -48,6 +48,11 @@ export interface RebuildResult {
   skipped: Skipped[];
   /** Refs that were in staging before the rebuild and are not in it now. */
   dropped: string[];
+  /**
+   * Commits only staging had ("<short sha> <subject>", at most 20), which the rebuild drops: none came from
+   * a staging add (pushed to staging by hand, or from the main branch before it was rewritten).
+   */
+  lost: string[];
   /** Why labelled pull requests were not re-applied (no token, API unreachable...); undefined when they were. */
   pullsUnavailable?: string;
   /** What moved staging while the rebuild ran, and was carried into the result. */
@@ -56,6 +61,9 @@ export interface RebuildResult {
   dryRun: boolean;
   comments: { number: number; result: string }[];
 }
+
+/** "1 commit", "3 commits", "20 or more commits" (lost lists at most 20). */
+export const lostCount = (lost: string[]): string => (lost.length === 1 ? '1 commit' : `${lost.length}${lost.length >= 20 ? ' or more' : ''} commits`);
 
 /** A sha in messages (7 characters), or "(none)". */
 export const short = (sha: string | undefined): string => (sha ? sha.slice(0, 7) : '(none)');
@@ -119,6 +127,16 @@ export function rebuildSummary(r: RebuildResult, names: { main: string; staging:
   }
   if (r.carried.length) lines.push(`Pushed to ${names.staging} while the rebuild ran, and carried over: ${r.carried.map((c) => `\`${cell(c)}\``).join(', ')}.`, '');
   if (r.dropped.length) lines.push(`No longer in ${names.staging}: ${r.dropped.map((d) => `\`${cell(d)}\``).join(', ')}.`, '');
+  if (r.lost.length) {
+    lines.push(
+      `> **Warning**: ${lostCount(r.lost)} only ${names.staging} had ${r.dryRun ? 'would be' : r.lost.length === 1 ? 'is' : 'are'} dropped (pushed to ${names.staging} by hand, or from ${names.main} before it was rewritten); no branch this run knows holds them:`,
+      '',
+      ...r.lost.map((l) => `- \`${l.slice(0, l.indexOf(' '))}\` ${cell(l.slice(l.indexOf(' ') + 1))}`),
+      '',
+      `To keep one, put it on a branch and add it (\`ops staging add <branch>\`).`,
+      '',
+    );
+  }
   if (r.comments.length) lines.push(`Comments: ${r.comments.map((c) => `#${c.number} ${c.result}`).join(', ')}.`, '');
   return lines.join('\n');
 }

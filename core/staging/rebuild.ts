@@ -5,7 +5,7 @@
 import { OpsError, formatError } from '../errors.ts';
 import type { GitHubAccess, PullRequest } from '../github.ts';
 import { applyLocally, bullet, oneline } from './apply.ts';
-import { type Applied, COMMENT_MARKER, type RebuildResult, type Skipped, StagingRefusal, short, skippedComment } from './messages.ts';
+import { type Applied, COMMENT_MARKER, type RebuildResult, type Skipped, StagingRefusal, lostCount, short, skippedComment } from './messages.ts';
 import { type AddedRecord, LOG_FORMAT, parseLog, uncoveredCommits, uniqueRecords } from './plan.ts';
 import { type Source, type Wanted, displayName, pullInfo, pullRequestRef, requestedRefs, trackingRef } from './refs.ts';
 import { type RefUpdate, backoff, clearLocal, movedSince, pushAtomic, readRemote, recordsAt, resolveSource } from './remote.ts';
@@ -90,6 +90,17 @@ export async function rebuildStaging(ctx: StagingContext, options: RebuildOption
       for (const [key, head] of desired) if (state.tracking.get(key) !== head) updates.push({ ref: trackingRef(key), sha: head, lease: state.tracking.get(key) ?? '' });
       for (const [key, head] of state.tracking) if (!desired.has(key)) updates.push({ ref: trackingRef(key), sha: null, lease: head });
 
+      // Commits only staging had, which this push drops: not in the result, not in main, not from any add
+      // (an add's commits are on the branch it came from). Said, never silent: a hand push or a main since rewritten.
+      const fromAdds = uniqueRecords([...(firstRecords ?? []), ...previous]).map((r) => `^${r.head}`);
+      const onlyStaging = state.staging ? await oneline(ctx.git, [state.staging, `^${tip}`, `^${state.main}`, ...fromAdds]) : [];
+      if (onlyStaging.length) {
+        const verb = ctx.settings.dryRun ? 'would be' : onlyStaging.length === 1 ? 'is' : 'are';
+        reporter.warn(
+          `${lostCount(onlyStaging)} only ${staging} had ${verb} dropped (pushed to ${staging} by hand, or from ${ctx.settings.main} before it was rewritten):\n${bullet(onlyStaging)}\n` +
+            `to keep one, put it on a branch and add it (ops staging add <branch>)`,
+        );
+      }
       const keptKeys = new Set([...added, ...skipped].map((a) => a.source.key));
       const dropped = uniqueRecords([...(firstRecords ?? []), ...[...carried.values()].map((c) => ({ key: c.key!, head: c.sha, via: 'tracking-ref' as const }))])
         .map((r) => r.key)
@@ -104,6 +115,7 @@ export async function rebuildStaging(ctx: StagingContext, options: RebuildOption
         added,
         skipped,
         dropped,
+        lost: onlyStaging,
         pullsUnavailable,
         carried: [...carried.values()].map((c) => c.display),
         attempts: attempt,

@@ -24,7 +24,12 @@ export type RefRequest =
 export function parseRef(input: string): RefRequest {
   const pr = /^(?:#|(?:refs\/)?pull\/)(\d{1,9})(?:\/(?:head|merge))?$/.exec(input);
   if (pr) return { kind: 'pull', input, number: Number(pr[1]), remoteRef: `refs/pull/${Number(pr[1])}/head` };
-  validate('gitRef', input, 'ref');
+  try {
+    validate('gitRef', input, 'ref');
+  } catch (e) {
+    // git allows more in a branch name (é, #, @...) than we pass on: its pull request or its commit still works.
+    throw new OpsError((e as Error).message, 'a branch named with other characters can be added by its pull request (pull/12) or its commit sha');
+  }
   if (/^refs\/(heads|tags)\/./.test(input)) return { kind: 'ref', input, remoteRef: input };
   if (input.startsWith('refs/')) {
     throw new OpsError(`unsupported ref ${JSON.stringify(input)}`, 'give a branch, a tag, a pull request (pull/12) or a commit sha');
@@ -119,16 +124,15 @@ interface EventPull {
 }
 
 /**
- * The ref a triggering pull-request event names (its branch when it lives in this repository, else
- * refs/pull/N/head, as a rebuild would), with the pull request for messages.
+ * The ref a triggering pull-request event names (pullHeadRef: its branch, else refs/pull/N/head, as a rebuild
+ * would), with the pull request for messages.
  */
 export function refFromEvent(payload: unknown, repository: string | undefined): { ref: string; pull: PullInfo } | undefined {
   const pr = (payload as { pull_request?: EventPull } | undefined)?.pull_request;
   if (!pr || typeof pr.number !== 'number') return undefined;
   const branch = pr.head?.ref ?? '';
-  const same = repository && pr.head?.repo?.full_name?.toLowerCase() === repository.toLowerCase();
-  const ref = same && branch ? `refs/heads/${branch}` : `pull/${pr.number}`;
-  return { ref, pull: { number: pr.number, title: pr.title ?? '', url: pr.html_url ?? '', branch: branch || `pull/${pr.number}` } };
+  const same = Boolean(repository && pr.head?.repo?.full_name?.toLowerCase() === repository.toLowerCase());
+  return { ref: pullHeadRef(pr.number, branch, same), pull: { number: pr.number, title: pr.title ?? '', url: pr.html_url ?? '', branch: branch || `pull/${pr.number}` } };
 }
 
 export interface Wanted {
@@ -139,16 +143,19 @@ export interface Wanted {
 /** What messages and outputs say of a pull request. */
 export const pullInfo = (pr: PullRequest): PullInfo => ({ number: pr.number, title: pr.title, url: pr.url, branch: pr.headRef });
 
-/** How to fetch a pull request: its branch when it lives in this repository, else refs/pull/N/head. */
+/**
+ * The ref a pull request is added by, the same from its event (add) and from the API (rebuild, converging), so
+ * both remember it under one key: its branch when it lives in this repository and its name is one parseRef
+ * takes, else refs/pull/N/head (a fork; a deleted fork; a branch named with characters git allows and we do
+ * not pass on, such as feat/été or fix#12).
+ */
+export function pullHeadRef(number: number, branch: string, sameRepository: boolean): string {
+  return sameRepository && branch && isValid('gitRef', branch) ? `refs/heads/${branch}` : `pull/${number}`;
+}
+
+/** How to fetch a pull request from the API's listing (pullHeadRef). */
 export function pullRequestRef(pr: PullRequest): RefRequest {
-  if (pr.sameRepository) {
-    try {
-      return parseRef(`refs/heads/${pr.headRef}`);
-    } catch {
-      // A branch name our validation refuses: GitHub's own pull ref always works.
-    }
-  }
-  return parseRef(`pull/${pr.number}`);
+  return parseRef(pullHeadRef(pr.number, pr.headRef, pr.sameRepository));
 }
 
 /** The remote refs to ask for, for these pull requests. */

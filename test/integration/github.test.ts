@@ -2,8 +2,9 @@
 // a deadline, the pages after the first of a paginated listing too, and the caller gets one clear error in
 // about that time, not a run that hangs until the job's own timeout.
 import { afterEach, describe, expect, it } from 'vitest';
+import { OpsError } from '../../core/errors.ts';
 import { githubAccess } from '../../core/github.ts';
-import { startFakeGitHub, type FakeGitHub } from './staging.support.ts';
+import { startFakeGitHub, type CannedAnswer, type FakeGitHub } from './staging.support.ts';
 
 const fakes: FakeGitHub[] = [];
 afterEach(async () => {
@@ -54,4 +55,37 @@ describe('a GitHub API that stops answering', () => {
       expect(gh.requests.some((r) => hang(r as { method: string; path: string }))).toBe(true);
     });
   }
+});
+
+describe('a GitHub API that refuses', () => {
+  async function refusing(answer: CannedAnswer) {
+    const gh = await startFakeGitHub({ answer: (r) => (r.path.includes('/pulls') || r.path.includes('/comments') ? answer : undefined) });
+    fakes.push(gh);
+    return githubAccess({ token: gh.token, processEnv: { GITHUB_REPOSITORY: gh.repository, GITHUB_API_URL: gh.url } }).api!;
+  }
+  const docs = 'https://docs.github.com/rest/using-the-rest-api/rate-limits-for-the-rest-api';
+
+  it('rate limited (403, x-ratelimit-remaining 0): says so and when it resets, not that the token lacks access', async () => {
+    const reset = Math.floor(Date.UTC(2026, 11, 1, 4, 12, 0) / 1000);
+    const api = await refusing({ status: 403, headers: { 'x-ratelimit-limit': '1000', 'x-ratelimit-remaining': '0', 'x-ratelimit-reset': String(reset) }, body: { message: 'API rate limit exceeded for installation ID 4242.', documentation_url: docs } });
+    const e = (await api.labelledPulls('staging').catch((x: unknown) => x)) as OpsError;
+    expect(e).toBeInstanceOf(OpsError);
+    expect(e.message).toBe('GitHub API: cannot list the open pull requests of acme/webapp: rate limit reached (1000 requests an hour for this token), until 04:12 UTC');
+    expect(e.hint).toMatch(/^wait until 04:12 UTC/);
+    expect(e.hint).not.toMatch(/needs read access/);
+  });
+
+  it('a secondary rate limit (429, retry-after): says how long to wait', async () => {
+    const api = await refusing({ status: 429, headers: { 'retry-after': '60' }, body: { message: 'You have exceeded a secondary rate limit. Please wait a few minutes before you try again.', documentation_url: docs } });
+    const e = (await api.comment(3, 'x', '<!-- m -->').catch((x: unknown) => x)) as OpsError;
+    expect(e.message).toBe('GitHub API: cannot comment on pull request #3: secondary rate limit reached (too many requests at once), retry after 60 s');
+    expect(e.hint).toMatch(/^wait 60 s/);
+  });
+
+  it('a token without the permission (403, no rate limit): names the permission', async () => {
+    const api = await refusing({ status: 403, body: { message: 'Resource not accessible by integration', documentation_url: 'https://docs.github.com/rest' } });
+    const e = (await api.labelledPulls('staging').catch((x: unknown) => x)) as OpsError;
+    expect(e.message).toMatch(/^GitHub API: cannot list the open pull requests of acme\/webapp: HTTP 403 Resource not accessible by integration/);
+    expect(e.hint).toMatch(/needs read access to pull requests/);
+  });
 });

@@ -96,6 +96,17 @@ describe('the staging-sync bundle, as the runner runs it', () => {
     expect(r.stdout).toContain('::group::add pull request #12 to staging');
   });
 
+  it('mode add on a pull_request event whose branch is named with characters git allows (feat/été): added by its pull ref', async () => {
+    const { s, dev, runner } = scene();
+    const head = dev.feature('feat/été', { 'e.txt': 'été\n' }, 'summer work');
+    s.setPullRef(14, head); // GitHub keeps refs/pull/N/head for every pull request
+    const r = await runAction(runner.dir, { mode: 'add' }, { GITHUB_REPOSITORY: 'acme/webapp' }, pullEvent(14, 'feat/été'));
+    expect(r.code, r.stdout).toBe(0);
+    expect(r.outputs).toMatchObject({ sha: head, changed: 'true', added: '#14', skipped: '' });
+    expect(s.sha('staging')).toBe(head);
+    expect(s.tracking()).toEqual({ 'refs/staging-heads/pull/14/head': head });
+  });
+
   it('mode add with a ref: a merge commit made by the configured committer, not by any git config', async () => {
     const { s, runner } = scene();
     await runAction(runner.dir, { mode: 'add', ref: 'feature/d' }, { GITHUB_REPOSITORY: 'acme/webapp' });

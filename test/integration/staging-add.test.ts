@@ -171,6 +171,23 @@ describe('staging add', () => {
     expect(s.refs()).toEqual(before);
   });
 
+  it('when the conflicting commits came from no add (master rewritten since, a hand push): says so, and to rebuild', async () => {
+    const { s, dev, runner } = fresh(template);
+    dev.branch('master');
+    const old = dev.commit({ 'app.txt': line2('master') }, 'master edits line two');
+    dev.push('master');
+    dev.push('staging', { force: true }); // staging rebuilt from that master
+    dev.git('reset', '-q', '--hard', 'HEAD~1'); // then master force-pushed without that commit
+    dev.push('master', { force: true });
+    const before = s.refs();
+    const e = await refusal(addToStaging(context(runner.dir), 'feature/c'));
+    expect(e.message).toMatch(/that change it:\n {2}[0-9a-f]{7} master edits line two$/);
+    expect(e.hint).toBe(
+      `the conflict is with commits in staging that no staging add brought (${old.slice(0, 7)}: pushed to staging by hand, or master's before it was rewritten): rebuild staging (\`ops staging rebuild\`) to start again from master, after putting on a branch any of them worth keeping`,
+    );
+    expect(s.refs()).toEqual(before);
+  });
+
   it('says so when the conflict is with master itself', async () => {
     const { dev, runner } = fresh(template);
     dev.branch('master');

@@ -6,7 +6,7 @@ import { addToStaging } from '../../core/staging/add.ts';
 import { rebuildStaging } from '../../core/staging/rebuild.ts';
 import { runStaging } from '../../core/staging/run.ts';
 import { stagingSettings } from '../../core/staging/settings.ts';
-import { COMMENT_MARKER } from '../../core/staging/messages.ts';
+import { COMMENT_MARKER, rebuildSummary } from '../../core/staging/messages.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { RacingGit, Scratch, context, deadUrl, failure, line2, perTest, refusal, type FakeGitHub } from './staging.support.ts';
 
@@ -198,6 +198,29 @@ describe('staging rebuild', () => {
     expect(e.message).toMatch(/nothing was lost\.\n {2}[0-9a-f]{7} hotfix pushed by hand$/);
     expect(s.sha('staging')).toBe(theirs);
     expect(gh.comments).toEqual([]);
+  });
+
+  it('names the commits only staging had (pushed to it by hand), which it drops: log, result, summary; a dry run too', async () => {
+    const { s, runner, other } = fresh(template);
+    const gh = await github();
+    other.branch('staging', 'staging');
+    const hotfix = other.commit({ 'hotfix.txt': 'hot\n' }, 'hotfix pushed by hand');
+    other.push('staging');
+    for (const dryRun of [true, false]) {
+      const ctx = context(runner.dir, { dryRun });
+      const r = await rebuildStaging(ctx, { github: access(gh), label: 'staging', comment: false });
+      expect(r.lost, String(dryRun)).toEqual([`${hotfix.slice(0, 7)} hotfix pushed by hand`]);
+      expect(r.dropped).toEqual(['feature/old']); // an add's commits are on its branch: not "only staging had"
+      expect(ctx.reporter.text()).toMatch(new RegExp(`warning: 1 commit only staging had (is|would be) dropped \\(pushed to staging by hand, or from master before it was rewritten\\):\n {2}${hotfix.slice(0, 7)} hotfix pushed by hand`));
+      const summary = rebuildSummary(r, { main: 'master', staging: 'staging', label: 'staging' });
+      expect(summary).toContain(`- \`${hotfix.slice(0, 7)}\` hotfix pushed by hand`);
+      expect(summary).toMatch(/put it on a branch and add it/);
+    }
+    expect(s.isAncestor(hotfix, s.sha('staging')!)).toBe(false);
+    // Nothing of the kind: nothing said.
+    const again = context(runner.dir);
+    expect((await rebuildStaging(again, { github: access(gh), label: 'staging', comment: false })).lost).toEqual([]);
+    expect(again.reporter.text()).not.toMatch(/only staging had/);
   });
 
   it("lets a later add see the rebuild's records: a pull request rewritten since is refused", async () => {

@@ -212,9 +212,24 @@ export interface FakeGitHub {
 /**
  * A fake of GitHub's REST API (the part staging uses), over HTTP on 127.0.0.1: pull requests and comments,
  * paginated `pageSize` at a time with Link headers. `hang`: requests it picks are held, never answered (an
- * API that stopped responding), until close().
+ * API that stopped responding), until close(). `answer`: requests it picks get that answer.
  */
-export async function startFakeGitHub(options: { repository?: string; token?: string; pageSize?: number; hang?: (request: { method: string; path: string }) => boolean } = {}): Promise<FakeGitHub> {
+export interface CannedAnswer {
+  status: number;
+  headers?: Record<string, string>;
+  body: unknown;
+}
+
+export async function startFakeGitHub(
+  options: {
+    repository?: string;
+    token?: string;
+    pageSize?: number;
+    hang?: (request: { method: string; path: string }) => boolean;
+    /** An answer of GitHub's own for the requests it picks (a rate limit, an outage), instead of the fake's. */
+    answer?: (request: { method: string; path: string }) => CannedAnswer | undefined;
+  } = {},
+): Promise<FakeGitHub> {
   const repository = options.repository ?? 'acme/webapp';
   const token = options.token ?? 'ghs_test_token_123';
   const pageSize = options.pageSize ?? 2;
@@ -258,6 +273,8 @@ export async function startFakeGitHub(options: { repository?: string; token?: st
     const authorized = req.headers.authorization === `token ${token}` || req.headers.authorization === `Bearer ${token}`;
     state.requests.push({ method: req.method ?? '', path: `${url.pathname}${url.search}`, authorized });
     if (options.hang?.({ method: req.method ?? '', path: `${url.pathname}${url.search}` })) return;
+    const canned = options.answer?.({ method: req.method ?? '', path: `${url.pathname}${url.search}` });
+    if (canned) return send(res, canned.status, canned.body, canned.headers);
     if (!authorized) return send(res, 401, { message: 'Bad credentials' });
     const repo = `/repos/${repository}`;
     const m = url.pathname.startsWith(`${repo}/`) ? url.pathname.slice(repo.length) : undefined;

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ActionsReporter } from '../../core/action.ts';
-import { ConsoleReporter, MemoryReporter } from '../../core/report.ts';
+import { ConsoleReporter, Masker, MemoryReporter } from '../../core/report.ts';
 import { jsonStrings, percentDecode, secretParts, urlPassword } from '../../core/secrets/parts.ts';
 import { PassThrough } from 'node:stream';
 
@@ -89,5 +89,39 @@ describe('reporters mask the parts of structured secrets', () => {
     r.mask(PASSWORDS);
     r.info(LEAKS);
     expect(r.text()).toBe(MASKED);
+  });
+});
+
+describe('masking with many secrets (a large encrypted data file: every value of thousands of users)', () => {
+  // The rule, written the obvious way: every secret, longest first, replaced everywhere.
+  const obvious = (secrets: string[], text: string) => [...secrets].sort((a, b) => b.length - a.length).reduce((out, s) => out.split(s).join('***'), text);
+
+  it('hides exactly what replacing every secret, longest first, hides', () => {
+    const secrets = ['abc', 'abcdefghijk', 'defghijklmn', 'user1@example.org', 'user12@example.org', 'pw*x', '**a', 'zz*', 'Zoë Ñandú', 'xyz', 'xyzxyzxyzxyz'];
+    const m = new Masker();
+    for (const s of secrets) m.add(s);
+    let seed = 7;
+    const pick = <T,>(xs: T[]): T => xs[(seed = (seed * 1103515245 + 12345) % 2 ** 31) % xs.length]!;
+    const pieces = [...secrets, ...secrets.map((s) => s.slice(1)), ...secrets.map((s) => s.slice(0, -1)), ' ', '*', 'a', 'user', 'é', 'xy'];
+    for (let n = 0; n < 3000; n++) {
+      const text = Array.from({ length: 1 + (n % 9) }, () => pick(pieces)).join('');
+      expect(m.redact(text), text).toBe(obvious(secrets, text));
+    }
+  });
+
+  it('keeps a log line cheap with 30 000 secrets', () => {
+    const m = new Masker();
+    for (let i = 0; i < 10_000; i++) {
+      m.add(`user${i}@example.org`);
+      m.add(`User Number ${i}`);
+      m.add(`pw-${i}-${(i * 7919).toString(36)}-secret`);
+    }
+    const started = Date.now();
+    const lines: string[] = [];
+    for (let i = 0; i < 2000; i++) lines.push(m.redact(`created user user${i}@example.org (User Number ${i}) with role user`));
+    const ms = Date.now() - started;
+    expect(lines[5]).toBe('created user *** (***) with role user');
+    expect(lines[1999]).toBe('created user *** (***) with role user');
+    expect(ms).toBeLessThan(1500); // one by one over every secret: about 15 s
   });
 });

@@ -6,7 +6,7 @@ import { runUrl } from '../../core/runinfo.ts';
 import { checkLabel, stagingSettings } from '../../core/staging/settings.ts';
 import { COMMENT_MARKER, addSummary, rebuildSummary, skippedComment, type RebuildResult } from '../../core/staging/messages.ts';
 import { LOG_FORMAT, decideAdd, mergeMessage, parseLog, pushHint, trailerRecords, uncoveredCommits, uniqueRecords, type AddedRecord } from '../../core/staging/plan.ts';
-import { displayName, keyOfTrackingRef, parseRef, pickRemoteRef, refFromEvent, trackingRef, type Source } from '../../core/staging/refs.ts';
+import { displayName, keyOfTrackingRef, parseRef, pickRemoteRef, pullRequestRef, refFromEvent, trackingRef, type Source } from '../../core/staging/refs.ts';
 
 const A = 'a'.repeat(40);
 const B = 'b'.repeat(40);
@@ -85,6 +85,28 @@ describe('refFromEvent', () => {
     expect(refFromEvent(pr(null), 'acme/webapp')?.ref).toBe('pull/7'); // the fork was deleted
     expect(refFromEvent({ ref: 'refs/heads/master' }, 'acme/webapp')).toBeUndefined();
     expect(refFromEvent(undefined, undefined)).toBeUndefined();
+  });
+  it('adds a branch whose name git allows but parseRef refuses (feat/été, fix#12) by its pull ref, as a rebuild does', () => {
+    for (const branch of ['feat/été', 'fix#12', 'user@work', 'a..b']) {
+      const event = { pull_request: { number: 9, title: 'X', html_url: 'https://x/9', head: { ref: branch, repo: { full_name: 'acme/webapp' } } } };
+      const fromEvent = refFromEvent(event, 'acme/webapp')!;
+      expect(fromEvent.ref, branch).toBe('pull/9');
+      expect(fromEvent.pull.branch).toBe(branch);
+      // The add (event) and a rebuild or a converging add (API listing) remember it under the same key.
+      const listed = pullRequestRef({ number: 9, title: 'X', url: 'https://x/9', createdAt: '', headRef: branch, headSha: A, sameRepository: true, labels: [] });
+      expect(parseRef(fromEvent.ref)).toEqual({ ...listed, input: fromEvent.ref });
+    }
+    const plain = pullRequestRef({ number: 9, title: 'X', url: '', createdAt: '', headRef: 'feature/x', headSha: A, sameRepository: true, labels: [] });
+    expect(plain).toMatchObject({ kind: 'ref', remoteRef: 'refs/heads/feature/x' });
+  });
+  it('says how to add a branch whose name it does not take', () => {
+    expect(() => parseRef('feat/été')).toThrow(/invalid ref "feat\/été"/);
+    try {
+      parseRef('feat/été');
+    } catch (e) {
+      expect((e as { hint: string }).hint).toMatch(/by its pull request \(pull\/12\) or its commit sha/);
+    }
+    expect.assertions(2);
   });
 });
 
@@ -201,7 +223,7 @@ describe('GitHub access', () => {
 
 describe('telling', () => {
   const source: Source = { display: '#3 (feature/c)', key: 'refs/heads/feature/c', sha: C, pull: { number: 3, title: 'Fix | pipes', url: 'https://x/pull/3', branch: 'feature/c' } };
-  const base: RebuildResult = { before: A, after: B, main: M, changed: true, added: [], skipped: [], dropped: [], carried: [], attempts: 1, dryRun: false, comments: [] };
+  const base: RebuildResult = { before: A, after: B, main: M, changed: true, added: [], skipped: [], dropped: [], lost: [], carried: [], attempts: 1, dryRun: false, comments: [] };
   const names = { main: 'master', staging: 'staging', label: 'staging' };
 
   it('summarises a rebuild: table, warnings, dropped refs', () => {

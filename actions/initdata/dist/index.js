@@ -19164,7 +19164,7 @@ var require_identity = __commonJS({
     var SCALAR = /* @__PURE__ */ Symbol.for("yaml.scalar");
     var SEQ = /* @__PURE__ */ Symbol.for("yaml.seq");
     var NODE_TYPE = /* @__PURE__ */ Symbol.for("yaml.node.type");
-    var isAlias2 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === ALIAS;
+    var isAlias3 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === ALIAS;
     var isDocument = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === DOC;
     var isMap3 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === MAP;
     var isPair = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === PAIR;
@@ -19199,7 +19199,7 @@ var require_identity = __commonJS({
     exports.SCALAR = SCALAR;
     exports.SEQ = SEQ;
     exports.hasAnchor = hasAnchor;
-    exports.isAlias = isAlias2;
+    exports.isAlias = isAlias3;
     exports.isCollection = isCollection;
     exports.isDocument = isDocument;
     exports.isMap = isMap3;
@@ -19218,7 +19218,7 @@ var require_visit = __commonJS({
     var BREAK = /* @__PURE__ */ Symbol("break visit");
     var SKIP = /* @__PURE__ */ Symbol("skip children");
     var REMOVE = /* @__PURE__ */ Symbol("remove node");
-    function visit(node, visitor) {
+    function visit2(node, visitor) {
       const visitor_ = initVisitor(visitor);
       if (identity.isDocument(node)) {
         const cd = visit_(null, node.contents, visitor_, Object.freeze([node]));
@@ -19227,9 +19227,9 @@ var require_visit = __commonJS({
       } else
         visit_(null, node, visitor_, Object.freeze([]));
     }
-    visit.BREAK = BREAK;
-    visit.SKIP = SKIP;
-    visit.REMOVE = REMOVE;
+    visit2.BREAK = BREAK;
+    visit2.SKIP = SKIP;
+    visit2.REMOVE = REMOVE;
     function visit_(key, node, visitor, path) {
       const ctrl = callVisitor(key, node, visitor, path);
       if (identity.isNode(ctrl) || identity.isPair(ctrl)) {
@@ -19363,7 +19363,7 @@ var require_visit = __commonJS({
         throw new Error(`Cannot replace node with ${pt} parent`);
       }
     }
-    exports.visit = visit;
+    exports.visit = visit2;
     exports.visitAsync = visitAsync;
   }
 });
@@ -19373,7 +19373,7 @@ var require_directives = __commonJS({
   "node_modules/yaml/dist/doc/directives.js"(exports) {
     "use strict";
     var identity = require_identity();
-    var visit = require_visit();
+    var visit2 = require_visit();
     var escapeChars = {
       "!": "%21",
       ",": "%2C",
@@ -19517,7 +19517,7 @@ var require_directives = __commonJS({
         let tagNames;
         if (doc && tagEntries.length > 0 && identity.isNode(doc.contents)) {
           const tags = {};
-          visit.visit(doc.contents, (_key, node) => {
+          visit2.visit(doc.contents, (_key, node) => {
             if (identity.isNode(node) && node.tag)
               tags[node.tag] = true;
           });
@@ -19544,7 +19544,7 @@ var require_anchors = __commonJS({
   "node_modules/yaml/dist/doc/anchors.js"(exports) {
     "use strict";
     var identity = require_identity();
-    var visit = require_visit();
+    var visit2 = require_visit();
     function anchorIsValid(anchor) {
       if (/[\x00-\x19\s,[\]{}]/.test(anchor)) {
         const sa = JSON.stringify(anchor);
@@ -19555,7 +19555,7 @@ var require_anchors = __commonJS({
     }
     function anchorNames(root) {
       const anchors = /* @__PURE__ */ new Set();
-      visit.visit(root, {
+      visit2.visit(root, {
         Value(_key, node) {
           if (node.anchor)
             anchors.add(node.anchor);
@@ -19735,7 +19735,7 @@ var require_Alias = __commonJS({
   "node_modules/yaml/dist/nodes/Alias.js"(exports) {
     "use strict";
     var anchors = require_anchors();
-    var visit = require_visit();
+    var visit2 = require_visit();
     var identity = require_identity();
     var Node = require_Node();
     var toJS = require_toJS();
@@ -19761,7 +19761,7 @@ var require_Alias = __commonJS({
           nodes = ctx.aliasResolveCache;
         } else {
           nodes = [];
-          visit.visit(doc, {
+          visit2.visit(doc, {
             Node: (_key, node) => {
               if (identity.isAlias(node) || identity.hasAnchor(node))
                 nodes.push(node);
@@ -22835,7 +22835,7 @@ var require_errors2 = __commonJS({
         this.pos = pos;
       }
     };
-    var YAMLParseError3 = class extends YAMLError {
+    var YAMLParseError2 = class extends YAMLError {
       constructor(pos, code, message) {
         super("YAMLParseError", pos, code, message);
       }
@@ -22881,7 +22881,7 @@ ${pointer}
       }
     };
     exports.YAMLError = YAMLError;
-    exports.YAMLParseError = YAMLParseError3;
+    exports.YAMLParseError = YAMLParseError2;
     exports.YAMLWarning = YAMLWarning;
     exports.prettifyError = prettifyError;
   }
@@ -24683,15 +24683,15 @@ var require_cst_visit = __commonJS({
     var BREAK = /* @__PURE__ */ Symbol("break visit");
     var SKIP = /* @__PURE__ */ Symbol("skip children");
     var REMOVE = /* @__PURE__ */ Symbol("remove item");
-    function visit(cst, visitor) {
+    function visit2(cst, visitor) {
       if ("type" in cst && cst.type === "document")
         cst = { start: cst.start, value: cst.value };
       _visit(Object.freeze([]), cst, visitor);
     }
-    visit.BREAK = BREAK;
-    visit.SKIP = SKIP;
-    visit.REMOVE = REMOVE;
-    visit.itemAtPath = (cst, path) => {
+    visit2.BREAK = BREAK;
+    visit2.SKIP = SKIP;
+    visit2.REMOVE = REMOVE;
+    visit2.itemAtPath = (cst, path) => {
       let item = cst;
       for (const [field, index] of path) {
         const tok = item?.[field];
@@ -24702,8 +24702,8 @@ var require_cst_visit = __commonJS({
       }
       return item;
     };
-    visit.parentCollection = (cst, path) => {
-      const parent = visit.itemAtPath(cst, path.slice(0, -1));
+    visit2.parentCollection = (cst, path) => {
+      const parent = visit2.itemAtPath(cst, path.slice(0, -1));
       const field = path[path.length - 1][0];
       const coll = parent?.[field];
       if (coll && "items" in coll)
@@ -24734,7 +24734,7 @@ var require_cst_visit = __commonJS({
       }
       return typeof ctrl === "function" ? ctrl(item, path) : ctrl;
     }
-    exports.visit = visit;
+    exports.visit = visit2;
   }
 });
 
@@ -26364,7 +26364,7 @@ var require_public_api = __commonJS({
         return docs;
       return Object.assign([], { empty: true }, composer$1.streamInfo());
     }
-    function parseDocument2(source, options = {}) {
+    function parseDocument3(source, options = {}) {
       const { lineCounter: lineCounter2, prettyErrors } = parseOptions(options);
       const parser$1 = new parser.Parser(lineCounter2?.addNewLine);
       const composer$1 = new composer.Composer(options);
@@ -26390,7 +26390,7 @@ var require_public_api = __commonJS({
       } else if (options === void 0 && reviver && typeof reviver === "object") {
         options = reviver;
       }
-      const doc = parseDocument2(src, options);
+      const doc = parseDocument3(src, options);
       if (!doc)
         return null;
       doc.warnings.forEach((warning2) => log.warn(doc.options.logLevel, warning2));
@@ -26426,7 +26426,7 @@ var require_public_api = __commonJS({
     }
     exports.parse = parse;
     exports.parseAllDocuments = parseAllDocuments2;
-    exports.parseDocument = parseDocument2;
+    exports.parseDocument = parseDocument3;
     exports.stringify = stringify;
   }
 });
@@ -26450,7 +26450,7 @@ var require_dist = __commonJS({
     var lineCounter = require_line_counter();
     var parser = require_parser();
     var publicApi = require_public_api();
-    var visit = require_visit();
+    var visit2 = require_visit();
     exports.Composer = composer.Composer;
     exports.Document = Document3.Document;
     exports.Schema = Schema.Schema;
@@ -26478,8 +26478,8 @@ var require_dist = __commonJS({
     exports.parseAllDocuments = publicApi.parseAllDocuments;
     exports.parseDocument = publicApi.parseDocument;
     exports.stringify = publicApi.stringify;
-    exports.visit = visit.visit;
-    exports.visitAsync = visit.visitAsync;
+    exports.visit = visit2.visit;
+    exports.visitAsync = visit2.visitAsync;
   }
 });
 
@@ -48762,14 +48762,14 @@ function jsonEscaped(text) {
 }
 function secretParts(value) {
   const parts = /* @__PURE__ */ new Set([value]);
-  const visit = (v, depth) => {
+  const visit2 = (v, depth) => {
     for (const p of [...urlPassword(v), ...jsonStrings(v)]) {
       if (parts.has(p)) continue;
       parts.add(p);
-      if (depth < 4) visit(p, depth + 1);
+      if (depth < 4) visit2(p, depth + 1);
     }
   };
-  visit(value, 0);
+  visit2(value, 0);
   for (const p of [...parts]) for (const e of jsonEscaped(p)) parts.add(e);
   return [...parts];
 }
@@ -48777,14 +48777,30 @@ function secretParts(value) {
 // core/report.ts
 var MIN_SECRET_LENGTH = 3;
 var Masker = class {
-  secrets = /* @__PURE__ */ new Set();
+  /** Every secret, with the order it was registered in (ties between equal lengths go by it). */
+  secrets = /* @__PURE__ */ new Map();
+  /** Secrets by length, and the lengths in ascending order. */
+  byLength = /* @__PURE__ */ new Map();
+  lengths = [];
+  /** The first MIN_SECRET_LENGTH characters of every secret: where none starts, nothing is looked up. */
+  starts = /* @__PURE__ */ new Set();
+  /** Secrets holding "*": the "***" a replacement puts in can complete one. */
+  starred = [];
   /** Register a value and its parts; returns what was new (each part and each of its lines, trimmed). */
   add(value) {
     const added = [];
     for (const v of secretParts(value).flatMap((p) => [p, ...p.split(/\r?\n/)])) {
       const t = v.trim();
       if (t.length >= MIN_SECRET_LENGTH && !this.secrets.has(t)) {
-        this.secrets.add(t);
+        this.secrets.set(t, this.secrets.size);
+        let same = this.byLength.get(t.length);
+        if (!same) {
+          this.byLength.set(t.length, same = /* @__PURE__ */ new Set());
+          this.lengths = [...this.byLength.keys()].sort((a, b) => a - b);
+        }
+        same.add(t);
+        this.starts.add(t.slice(0, MIN_SECRET_LENGTH));
+        if (t.includes("*")) this.starred.push(t);
         added.push(t);
       }
     }
@@ -48792,8 +48808,19 @@ var Masker = class {
   }
   redact(text) {
     if (this.secrets.size === 0) return text;
+    const found = new Set(this.starred);
+    for (let i = 0; i + MIN_SECRET_LENGTH <= text.length; i++) {
+      if (!this.starts.has(text.slice(i, i + MIN_SECRET_LENGTH))) continue;
+      for (const n of this.lengths) {
+        if (i + n > text.length) break;
+        const piece = text.slice(i, i + n);
+        if (this.byLength.get(n).has(piece)) found.add(piece);
+      }
+    }
+    if (found.size === 0) return text;
+    const order = [...found].sort((a, b) => b.length - a.length || this.secrets.get(a) - this.secrets.get(b));
     let out = text;
-    for (const s of [...this.secrets].sort((a, b) => b.length - a.length)) out = out.split(s).join("***");
+    for (const s of order) if (out.includes(s)) out = out.split(s).join("***");
     return out;
   }
 };
@@ -69931,12 +69958,16 @@ async function readInitdata(ctx, env, file) {
     const decrypted = await decryptFile(path, { identities: await loadEnvIdentities(env.root, env.name, ctx.processEnv), mask: (v) => ctx.reporter.mask(v) });
     text = decrypted.plaintext;
   }
-  try {
-    (0, import_yaml7.parse)(text);
-  } catch (e) {
-    const why = e instanceof import_yaml7.YAMLParseError ? e.message.split("\n")[0] : String(e);
-    throw new OpsError(`${path} is not valid YAML: ${why}`, "fix the file (ops secrets edit for an encrypted one); nothing was sent");
+  const doc = (0, import_yaml7.parseDocument)(text);
+  let why = doc.errors[0]?.message.split("\n")[0];
+  if (!why) {
+    (0, import_yaml7.visit)(doc, (_, node) => {
+      if (!(0, import_yaml7.isAlias)(node) || node.resolve(doc)) return void 0;
+      why = `alias *${node.source} names no anchor (&${node.source}) before it`;
+      return import_yaml7.visit.BREAK;
+    });
   }
+  if (why) throw new OpsError(`${path} is not valid YAML: ${why}`, "fix the file (ops secrets edit for an encrypted one); nothing was sent");
   return { path, text, encrypted };
 }
 async function initdata(ctx, environment, options = {}) {

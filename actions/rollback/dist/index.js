@@ -48779,14 +48779,30 @@ function secretParts(value) {
 // core/report.ts
 var MIN_SECRET_LENGTH = 3;
 var Masker = class {
-  secrets = /* @__PURE__ */ new Set();
+  /** Every secret, with the order it was registered in (ties between equal lengths go by it). */
+  secrets = /* @__PURE__ */ new Map();
+  /** Secrets by length, and the lengths in ascending order. */
+  byLength = /* @__PURE__ */ new Map();
+  lengths = [];
+  /** The first MIN_SECRET_LENGTH characters of every secret: where none starts, nothing is looked up. */
+  starts = /* @__PURE__ */ new Set();
+  /** Secrets holding "*": the "***" a replacement puts in can complete one. */
+  starred = [];
   /** Register a value and its parts; returns what was new (each part and each of its lines, trimmed). */
   add(value) {
     const added = [];
     for (const v of secretParts(value).flatMap((p) => [p, ...p.split(/\r?\n/)])) {
       const t = v.trim();
       if (t.length >= MIN_SECRET_LENGTH && !this.secrets.has(t)) {
-        this.secrets.add(t);
+        this.secrets.set(t, this.secrets.size);
+        let same = this.byLength.get(t.length);
+        if (!same) {
+          this.byLength.set(t.length, same = /* @__PURE__ */ new Set());
+          this.lengths = [...this.byLength.keys()].sort((a, b) => a - b);
+        }
+        same.add(t);
+        this.starts.add(t.slice(0, MIN_SECRET_LENGTH));
+        if (t.includes("*")) this.starred.push(t);
         added.push(t);
       }
     }
@@ -48794,8 +48810,19 @@ var Masker = class {
   }
   redact(text) {
     if (this.secrets.size === 0) return text;
+    const found = new Set(this.starred);
+    for (let i = 0; i + MIN_SECRET_LENGTH <= text.length; i++) {
+      if (!this.starts.has(text.slice(i, i + MIN_SECRET_LENGTH))) continue;
+      for (const n of this.lengths) {
+        if (i + n > text.length) break;
+        const piece = text.slice(i, i + n);
+        if (this.byLength.get(n).has(piece)) found.add(piece);
+      }
+    }
+    if (found.size === 0) return text;
+    const order = [...found].sort((a, b) => b.length - a.length || this.secrets.get(a) - this.secrets.get(b));
     let out = text;
-    for (const s of [...this.secrets].sort((a, b) => b.length - a.length)) out = out.split(s).join("***");
+    for (const s of order) if (out.includes(s)) out = out.split(s).join("***");
     return out;
   }
 };

@@ -24716,14 +24716,30 @@ function secretParts(value) {
 // core/report.ts
 var MIN_SECRET_LENGTH = 3;
 var Masker = class {
-  secrets = /* @__PURE__ */ new Set();
+  /** Every secret, with the order it was registered in (ties between equal lengths go by it). */
+  secrets = /* @__PURE__ */ new Map();
+  /** Secrets by length, and the lengths in ascending order. */
+  byLength = /* @__PURE__ */ new Map();
+  lengths = [];
+  /** The first MIN_SECRET_LENGTH characters of every secret: where none starts, nothing is looked up. */
+  starts = /* @__PURE__ */ new Set();
+  /** Secrets holding "*": the "***" a replacement puts in can complete one. */
+  starred = [];
   /** Register a value and its parts; returns what was new (each part and each of its lines, trimmed). */
   add(value) {
     const added = [];
     for (const v of secretParts(value).flatMap((p) => [p, ...p.split(/\r?\n/)])) {
       const t = v.trim();
       if (t.length >= MIN_SECRET_LENGTH && !this.secrets.has(t)) {
-        this.secrets.add(t);
+        this.secrets.set(t, this.secrets.size);
+        let same = this.byLength.get(t.length);
+        if (!same) {
+          this.byLength.set(t.length, same = /* @__PURE__ */ new Set());
+          this.lengths = [...this.byLength.keys()].sort((a, b) => a - b);
+        }
+        same.add(t);
+        this.starts.add(t.slice(0, MIN_SECRET_LENGTH));
+        if (t.includes("*")) this.starred.push(t);
         added.push(t);
       }
     }
@@ -24731,8 +24747,19 @@ var Masker = class {
   }
   redact(text) {
     if (this.secrets.size === 0) return text;
+    const found = new Set(this.starred);
+    for (let i = 0; i + MIN_SECRET_LENGTH <= text.length; i++) {
+      if (!this.starts.has(text.slice(i, i + MIN_SECRET_LENGTH))) continue;
+      for (const n of this.lengths) {
+        if (i + n > text.length) break;
+        const piece = text.slice(i, i + n);
+        if (this.byLength.get(n).has(piece)) found.add(piece);
+      }
+    }
+    if (found.size === 0) return text;
+    const order = [...found].sort((a, b) => b.length - a.length || this.secrets.get(a) - this.secrets.get(b));
     let out = text;
-    for (const s of [...this.secrets].sort((a, b) => b.length - a.length)) out = out.split(s).join("***");
+    for (const s of order) if (out.includes(s)) out = out.split(s).join("***");
     return out;
   }
 };
@@ -25000,7 +25027,11 @@ var FULL_SHA = /^[0-9a-f]{40}$/;
 function parseRef(input) {
   const pr = /^(?:#|(?:refs\/)?pull\/)(\d{1,9})(?:\/(?:head|merge))?$/.exec(input);
   if (pr) return { kind: "pull", input, number: Number(pr[1]), remoteRef: `refs/pull/${Number(pr[1])}/head` };
-  validate("gitRef", input, "ref");
+  try {
+    validate("gitRef", input, "ref");
+  } catch (e) {
+    throw new OpsError(e.message, "a branch named with other characters can be added by its pull request (pull/12) or its commit sha");
+  }
   if (/^refs\/(heads|tags)\/./.test(input)) return { kind: "ref", input, remoteRef: input };
   if (input.startsWith("refs/")) {
     throw new OpsError(`unsupported ref ${JSON.stringify(input)}`, "give a branch, a tag, a pull request (pull/12) or a commit sha");
@@ -25056,19 +25087,15 @@ function refFromEvent(payload, repository) {
   const pr = payload?.pull_request;
   if (!pr || typeof pr.number !== "number") return void 0;
   const branch = pr.head?.ref ?? "";
-  const same = repository && pr.head?.repo?.full_name?.toLowerCase() === repository.toLowerCase();
-  const ref = same && branch ? `refs/heads/${branch}` : `pull/${pr.number}`;
-  return { ref, pull: { number: pr.number, title: pr.title ?? "", url: pr.html_url ?? "", branch: branch || `pull/${pr.number}` } };
+  const same = Boolean(repository && pr.head?.repo?.full_name?.toLowerCase() === repository.toLowerCase());
+  return { ref: pullHeadRef(pr.number, branch, same), pull: { number: pr.number, title: pr.title ?? "", url: pr.html_url ?? "", branch: branch || `pull/${pr.number}` } };
 }
 var pullInfo = (pr) => ({ number: pr.number, title: pr.title, url: pr.url, branch: pr.headRef });
+function pullHeadRef(number, branch, sameRepository) {
+  return sameRepository && branch && isValid("gitRef", branch) ? `refs/heads/${branch}` : `pull/${number}`;
+}
 function pullRequestRef(pr) {
-  if (pr.sameRepository) {
-    try {
-      return parseRef(`refs/heads/${pr.headRef}`);
-    } catch {
-    }
-  }
-  return parseRef(`pull/${pr.number}`);
+  return parseRef(pullHeadRef(pr.number, pr.headRef, pr.sameRepository));
 }
 function requestedRefs(wanted) {
   return wanted.flatMap((w) => w.request.kind === "pull" || w.request.kind === "ref" ? [w.request.remoteRef] : []);
@@ -25109,9 +25136,27 @@ function githubAccess(options) {
 function fetchWithDeadline(ms) {
   return (input, init = {}) => fetch(input, { ...init, signal: init.signal ? AbortSignal.any([init.signal, AbortSignal.timeout(ms)]) : AbortSignal.timeout(ms) });
 }
+function rateLimited(status, headers) {
+  if (status !== 403 && status !== 429) return void 0;
+  const header = (name) => headers[name] === void 0 ? void 0 : String(headers[name]);
+  const retryAfter = Number(header("retry-after"));
+  if (Number.isInteger(retryAfter) && retryAfter >= 0) {
+    return { message: `secondary rate limit reached (too many requests at once), retry after ${retryAfter} s`, hint: `wait ${retryAfter} s, then run it again` };
+  }
+  if (header("x-ratelimit-remaining") !== "0") return void 0;
+  const reset = Number(header("x-ratelimit-reset"));
+  const until = Number.isFinite(reset) && reset > 0 ? `${new Date(reset * 1e3).toISOString().slice(11, 16)} UTC` : "the hour is over";
+  const limit = header("x-ratelimit-limit");
+  return {
+    message: `rate limit reached${limit ? ` (${limit} requests an hour for this token)` : ""}, until ${until}`,
+    hint: `wait until ${until} and run it again; the token's requests are shared with every other job and tool using it`
+  };
+}
 function apiError(what, options, e) {
   const { apiUrl, timeoutMs } = options;
   const status = e.status;
+  const limited = rateLimited(status, e.response?.headers ?? {});
+  if (limited) return new OpsError(`GitHub API: cannot ${what}: ${limited.message}`, limited.hint);
   const timedOut = (x) => x instanceof Error && (x.name === "TimeoutError" || timedOut(x.cause));
   const message = timedOut(e) ? `no answer within ${timeoutMs / 1e3} s` : e instanceof Error ? e.message : String(e);
   const hint = status === 401 ? "the token is invalid or expired" : status === 403 || status === 404 ? "the token needs read access to pull requests (and pull-requests: write or issues: write to comment), and the repository must exist" : `is ${apiUrl} reachable? ($GITHUB_API_URL sets it)`;
@@ -25187,6 +25232,7 @@ ${body}`;
 
 // core/staging/messages.ts
 var COMMENT_MARKER = "<!-- ops-pipeline:staging-sync -->";
+var lostCount = (lost) => lost.length === 1 ? "1 commit" : `${lost.length}${lost.length >= 20 ? " or more" : ""} commits`;
 var short = (sha) => sha ? sha.slice(0, 7) : "(none)";
 function cell(text) {
   return text.replace(/\|/g, "\\|").replace(/[\r\n]+/g, " ");
@@ -25239,6 +25285,16 @@ function rebuildSummary(r, names) {
   }
   if (r.carried.length) lines.push(`Pushed to ${names.staging} while the rebuild ran, and carried over: ${r.carried.map((c) => `\`${cell(c)}\``).join(", ")}.`, "");
   if (r.dropped.length) lines.push(`No longer in ${names.staging}: ${r.dropped.map((d) => `\`${cell(d)}\``).join(", ")}.`, "");
+  if (r.lost.length) {
+    lines.push(
+      `> **Warning**: ${lostCount(r.lost)} only ${names.staging} had ${r.dryRun ? "would be" : r.lost.length === 1 ? "is" : "are"} dropped (pushed to ${names.staging} by hand, or from ${names.main} before it was rewritten); no branch this run knows holds them:`,
+      "",
+      ...r.lost.map((l) => `- \`${l.slice(0, l.indexOf(" "))}\` ${cell(l.slice(l.indexOf(" ") + 1))}`),
+      "",
+      `To keep one, put it on a branch and add it (\`ops staging add <branch>\`).`,
+      ""
+    );
+  }
   if (r.comments.length) lines.push(`Comments: ${r.comments.map((c) => `#${c.number} ${c.result}`).join(", ")}.`, "");
   return lines.join("\n");
 }
@@ -25354,16 +25410,17 @@ async function rewrittenRefusal(ctx, source, earlier, main) {
   const hint = `${staging} keeps what was added. Either bring the branch back to ${short(earlier.head)} and push new commits on top (revert or fix-up commits instead of rewriting), or rebuild ${staging} (\`ops staging rebuild\`, or wait for the scheduled rebuild): it starts again from ${ctx.settings.main} and re-applies the labelled pull requests.`;
   return new StagingRefusal("rewritten", message, hint);
 }
-async function conflictRefusal(ctx, source, base, main, files) {
+async function conflictRefusal(ctx, source, base, main, files, records) {
   const { staging } = ctx.settings;
   const withMain = await ctx.git.run(["merge-tree", "--write-tree", "--name-only", "--no-messages", main, source.sha]);
   const touching = await oneline(ctx.git, [base, `^${main}`, `^${source.sha}`], files, 10);
+  const unadded = touching.length ? await oneline(ctx.git, [base, `^${main}`, `^${source.sha}`, ...records.map((r) => `^${r.head}`)], files, 10) : [];
   const message = [
     `${source.display} (${short(source.sha)}) conflicts with ${staging} (${short(base)}) in ${files.length} file${files.length === 1 ? "" : "s"}; ${staging} was not changed:`,
     bullet(files),
     ...touching.length ? [`Commits in ${staging} (not in ${ctx.settings.main}) that change ${files.length === 1 ? "it" : "them"}:`, bullet(touching)] : []
   ].join("\n");
-  const hint = withMain.code === 1 ? `it conflicts with ${ctx.settings.main} itself: merge or rebase ${ctx.settings.main} into ${source.display} and resolve, then add it again` : `the conflict is with work already in ${staging}, not with ${ctx.settings.main}: coordinate with the branch that made the commits above, or rebuild ${staging} once it is gone`;
+  const hint = withMain.code === 1 ? `it conflicts with ${ctx.settings.main} itself: merge or rebase ${ctx.settings.main} into ${source.display} and resolve, then add it again` : unadded.length ? `the conflict is with commits in ${staging} that no staging add brought (${unadded.map((l) => l.split(" ")[0]).join(", ")}: pushed to ${staging} by hand, or ${ctx.settings.main}'s before it was rewritten): rebuild ${staging} (\`ops staging rebuild\`) to start again from ${ctx.settings.main}, after putting on a branch any of them worth keeping` : `the conflict is with work already in ${staging}, not with ${ctx.settings.main}: coordinate with the branch that made the commits above, or rebuild ${staging} once it is gone`;
   return new StagingRefusal("conflict", message, hint, files);
 }
 async function applyLocally(ctx, base, main, source, records) {
@@ -25384,7 +25441,7 @@ async function applyLocally(ctx, base, main, source, records) {
       const args = ["merge-tree", "--write-tree", "-z", "--name-only", "--no-messages", base, source.sha];
       const r = await git2.run(args);
       const [tree = "", ...rest] = r.stdout.split("\0");
-      if (r.code === 1) throw await conflictRefusal(ctx, source, base, main, [...new Set(rest.filter(Boolean))]);
+      if (r.code === 1) throw await conflictRefusal(ctx, source, base, main, [...new Set(rest.filter(Boolean))], records);
       if (r.code !== 0) throw new GitError(args, r, /unrelated/.test(r.stderr) ? `${source.display} shares no history with ${ctx.settings.staging}` : void 0);
       const message = mergeMessage(source, ctx.settings.staging);
       const date = `${await git2.out(["log", "--no-walk=sorted", "-1", "--format=%ct", base, source.sha])} +0000`;
@@ -25689,6 +25746,16 @@ async function rebuildStaging(ctx, options) {
       const updates = [{ ref: `refs/heads/${staging}`, sha: tip, lease: state.staging ?? "" }];
       for (const [key, head] of desired) if (state.tracking.get(key) !== head) updates.push({ ref: trackingRef(key), sha: head, lease: state.tracking.get(key) ?? "" });
       for (const [key, head] of state.tracking) if (!desired.has(key)) updates.push({ ref: trackingRef(key), sha: null, lease: head });
+      const fromAdds = uniqueRecords([...firstRecords ?? [], ...previous]).map((r) => `^${r.head}`);
+      const onlyStaging = state.staging ? await oneline(ctx.git, [state.staging, `^${tip}`, `^${state.main}`, ...fromAdds]) : [];
+      if (onlyStaging.length) {
+        const verb = ctx.settings.dryRun ? "would be" : onlyStaging.length === 1 ? "is" : "are";
+        reporter.warn(
+          `${lostCount(onlyStaging)} only ${staging} had ${verb} dropped (pushed to ${staging} by hand, or from ${ctx.settings.main} before it was rewritten):
+${bullet(onlyStaging)}
+to keep one, put it on a branch and add it (ops staging add <branch>)`
+        );
+      }
       const keptKeys = new Set([...added, ...skipped].map((a) => a.source.key));
       const dropped = uniqueRecords([...firstRecords ?? [], ...[...carried.values()].map((c) => ({ key: c.key, head: c.sha, via: "tracking-ref" }))]).map((r) => r.key).filter((k, i, all) => all.indexOf(k) === i && !keptKeys.has(k)).map(displayName).sort();
       const result = {
@@ -25699,6 +25766,7 @@ async function rebuildStaging(ctx, options) {
         added,
         skipped,
         dropped,
+        lost: onlyStaging,
         pullsUnavailable,
         carried: [...carried.values()].map((c) => c.display),
         attempts: attempt,

@@ -1,0 +1,100 @@
+// initdata on a real host as a team meets it: before any release is live, a large data file with what YAML
+// allows (anchors used many times, multi-line strings, non-ASCII), a loader that fails half-way after printing a
+// secret of the (sops-encrypted) file, and a run while a deploy holds the lock. Whatever happens: the file
+// reaches the loader whole and private to the app user, no secret reaches the log, and no copy stays on the host.
+import { createHash } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { deploy } from '../../core/ops/deploy.ts';
+import { initdata } from '../../core/ops/initdata.ts';
+import { withSession } from '../../core/ops/hosts.ts';
+import { withLock } from '../../core/ops/locked.ts';
+import { generateIdentity, SecretsFile, fromPlain, type MapNode } from '../../core/secrets/index.ts';
+import { downHost, sshRun, type Host } from '../hosts/index.ts';
+import { initRepo } from '../support/gitrepo.ts';
+import { runOps } from '../support/cli.ts';
+import { APP, makeProject, pythonWebApp, readyHost, webConfig, type TestProject } from './support.ts';
+
+// The loader: what it was given (mode and owner of the file and its directory, size, sha256), then, for a file
+// that asks for it, a failure half-way that prints a secret of the file (as a loader's error message would).
+const LOADER = String.raw`#!/bin/bash
+set -euo pipefail
+f=$1
+echo "file $(stat -c '%a %U' "$f") dir $(stat -c '%a %U' "$(dirname "$f")") bytes $(wc -c < "$f") sha256 $(sha256sum < "$f" | cut -c1-64)"
+if grep -q '^fail: true' "$f"; then
+  echo "loaded 1 of 2 users"
+  echo "initdata: user bob: cannot use password $(sed -n 's/^  password: //p' "$f")" >&2
+  exit 3
+fi
+`;
+
+let host: Host;
+let project: TestProject;
+let ageKey: string;
+let recipient: string;
+const root = mkdtempSync(join(tmpdir(), 'ops-initdata-edges-'));
+const SECRET = 'bob-pw-été-4471-very-secret';
+const dataFile = () => join(project.root, 'environments', 'e2e', 'assets', 'initdata.yml');
+const ctx = () => ({ ...project.ctx(), processEnv: { ...project.ctx().processEnv, SOPS_AGE_KEY: ageKey } });
+/** What initdata may leave on the host: its private directories under /tmp, files under the uploads directory. */
+const leftovers = async () => (await sshRun(host, `sudo bash -c 'ls -d /tmp/ops-initdata.* 2>/dev/null; find /srv/${APP}/.ops/uploads -type f 2>/dev/null; true'`)).stdout.trim();
+const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
+
+beforeAll(async () => {
+  host = await readyHost('k8a');
+  const repo = join(root, 'app');
+  initRepo(repo, { 'server.py': pythonWebApp('"ok"'), 'tools/load.sh': LOADER });
+  project = makeProject('e2e', webConfig(host, repo, { initdata: { command: 'bash tools/load.sh {file}' } }));
+  const id = await generateIdentity();
+  ageKey = id.secret;
+  mkdirSync(join(project.root, 'environments', 'e2e', 'assets'));
+  recipient = id.recipient;
+}, 900_000);
+
+afterAll(async () => {
+  if (host) await downHost(host.name, { purge: true });
+  project?.cleanup();
+});
+
+describe.sequential('initdata on a real host', () => {
+  it('before any release is live: refused, saying to deploy first, nothing sent', async () => {
+    writeFileSync(dataFile(), 'users: []\n');
+    const e = await initdata(ctx(), project.env()).then(() => undefined, (x: Error & { hint?: string }) => x);
+    expect(e?.message).toBe(`no release is live on ${host.name} yet`);
+    expect(e?.hint).toBe('deploy first: ops deploy e2e');
+    expect(await leftovers()).toBe('');
+  }, 120_000);
+
+  it('a large file with anchors used many times, multi-line strings and non-ASCII: whole, private to the app user, then gone', async () => {
+    await deploy(project.ctx(), project.env());
+    let text = '# données initiales\ndefaults: &user {role: user, password: __env__}\nnote: |\n  première ligne\n  deuxième ligne — “quotes”\nusers:\n';
+    for (let i = 0; text.length < 3_000_000; i++) text += `  - <<: *user\n    email: user${i}@example.org\n    name: "Zoë Ñandú ${i} 日本"\n    bio: >\n      folded text ${i}\n      continues\n`;
+    writeFileSync(dataFile(), text);
+    const r = await initdata(ctx(), project.env());
+    expect(r.hosts[0]!.output).toBe(`file 600 ${APP} dir 700 ${APP} bytes ${Buffer.byteLength(text)} sha256 ${sha256(text)}`);
+    expect(await leftovers()).toBe('');
+  }, 300_000);
+
+  it('a loader failing half-way, printing a secret of the encrypted file: the run fails, the secret masked, nothing left', async () => {
+    await SecretsFile.create(dataFile(), fromPlain({ fail: true, users: [{ email: 'bob@example.org', password: SECRET }] }) as MapNode, { recipients: [recipient] }).save();
+    expect(readFileSync(dataFile(), 'utf8')).not.toContain(SECRET);
+    const r = await runOps(['initdata', 'e2e'], { root: project.root, processEnv: ctx().processEnv });
+    expect(r.code, r.err).toBe(1);
+    expect(r.err).toMatch(/step "initdata" on .* failed/);
+    expect(r.err).toContain('cannot use password ***');
+    expect(r.out + r.err).not.toContain(SECRET);
+    expect(await leftovers()).toBe('');
+  }, 300_000);
+
+  it('while a deploy holds the lock: refused naming the holder, nothing sent', async () => {
+    writeFileSync(dataFile(), 'users: []\n');
+    const c = ctx();
+    const env = project.env();
+    const e = await withSession(c, env, (session) => withLock(c, session, 'deploy', () => initdata(ctx(), project.env()).then(() => undefined, (x: Error) => x)));
+    expect(e?.message).toMatch(new RegExp(`^environment e2e is locked on ${host.name} by a deploy run`));
+    expect(await leftovers()).toBe('');
+    expect((await initdata(ctx(), env)).hosts[0]!.output).toMatch(/^file 600 /); // released: it runs now
+  }, 300_000);
+});

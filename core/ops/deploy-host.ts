@@ -20,6 +20,7 @@ import { HostRun, pooled, type HostSwitch } from './host-run.ts';
 import { parseState, pruneAfterSwitch, type HostState } from './host-state.ts';
 import type { DeployOptions } from './deploy.ts';
 import { treeNotes, type Plan } from './deploy-plan.ts';
+import { certificatePaths } from '../steps/nginx-config.ts';
 import { type AuditEntryFields, type LockedRun } from './locked.ts';
 
 /**
@@ -77,6 +78,13 @@ export function beginHost(ctx: OpsContext, env: Target, remote: Remote, locked: 
   const fields = (entry: Parameters<Audit>[0]): AuditEntryFields => ({ ref: p.resolved.ref, sha: p.resolved.sha, release: p.id, previous: state.current || undefined, ...entry });
   const audit: Audit = (entry) => locked.audit(remote.name, fields(entry));
   if (!state.provisioned) throw new OpsError(`${remote.name} is not provisioned for ${env.name}`, `run: ops provision ${env.name}`);
+  // TLS turned on or the domain changed since the last provision: the site cannot be what the settings say.
+  const cert = certificatePaths(env);
+  if (cert && !state.certificate)
+    throw new OpsError(
+      `${remote.name} has no TLS certificate for ${env.config.domain ?? env.config.app} (${cert.cert}; tls.mode ${env.config.tls.mode}): was tls or domain changed since the last provision? Nothing was changed; the site serves as it did`,
+      `run: ops provision ${env.name} (it gets the certificate and writes the site), then deploy`,
+    );
   const result: HostSwitch = { host: remote.name, release: p.id, previous: state.current, noop: false, steps: h.steps, notes: [] };
   const skew = clockSkewWarning(ctx, remote.name, state.hostTime);
   if (skew) {

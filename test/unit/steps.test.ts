@@ -126,10 +126,22 @@ describe('nginx site', () => {
     expect(s).toContain('ssl_certificate /etc/letsencrypt/live/shop.example.org/fullchain.pem;');
     expect(s).toContain('return 301 https://$host$request_uri;');
   });
-  it('serves only the ACME challenge until the certificate exists', () => {
+  it('until the certificate exists, answers the ACME challenge on port 80 and keeps serving the app there (TLS just turned on, a new domain, certbot failing)', () => {
     const s = site(env({ tls: { mode: 'letsencrypt', email: 'ops@example.org' } }), false);
     expect(s).not.toContain('listen 443');
     expect(s).toContain('location ^~ /.well-known/acme-challenge/');
+    expect(s).toContain('location / {\n        proxy_pass http://shop_client;');
+    expect(s).not.toContain('return 503');
+  });
+  it("a switch without the environment's certificate on the host keeps the site nginx has and moves only the upstreams", () => {
+    const e = env({ tls: { mode: 'letsencrypt', email: 'ops@example.org' } });
+    const siteFile = `put_file ${e.layout.nginxSite} `;
+    expect(switchTo(e, 'green', '20261125T120000Z-0123456789ab', true).script).toContain(siteFile);
+    const without = switchTo(e, 'green', '20261125T120000Z-0123456789ab', false).script;
+    expect(without).not.toContain(siteFile);
+    expect(without).toContain(`put_file ${e.layout.nginxUpstreams} `);
+    // TLS off: there is no certificate to wait for, the site is written.
+    expect(switchTo(env({ tls: { mode: 'off' } }), 'green', '20261125T120000Z-0123456789ab', false).script).toContain(siteFile);
   });
   it('plain http when TLS is off', () => {
     const s = site(env({ tls: { mode: 'off' } }), true);

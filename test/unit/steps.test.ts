@@ -22,6 +22,7 @@ import { scriptPrelude, scriptText } from '../../core/remote/wrap.ts';
 import { putChecked } from '../../core/steps/script.ts';
 import { runInitdata } from '../../core/steps/initdata.ts';
 import { SYSTEM_FUNCTIONS } from '../../core/steps/libraries.ts';
+import { nginxBlocker } from '../../core/ops/deploy-host.ts';
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
 
@@ -114,6 +115,22 @@ describe('slots and programs', () => {
   it('points the upstreams at one slot', () => {
     expect(upstreams(e, 'green')).toContain('upstream shop_server {\n    server 127.0.0.1:3580;');
     expect(upstreams(e, 'blue')).toContain('default "blue";');
+  });
+});
+
+describe("a deploy's read of nginx -t", () => {
+  // nginx -t's own lines (nginx 1.22, Debian 12), as the state step reports them when it fails.
+  const failing = (file: string) => [`nginx: [emerg] unknown directive "bogus_directive" in ${file}:1`, 'nginx: configuration file /etc/nginx/nginx.conf test failed'];
+  it("names the first error of a file the switch does not write, and lets pass one of the app's own (the switch writes it again)", () => {
+    const e = env();
+    expect(nginxBlocker(e, [])).toBeUndefined();
+    expect(nginxBlocker(e, failing('/etc/nginx/sites-enabled/handmade'))).toBe('[emerg] unknown directive "bogus_directive" in /etc/nginx/sites-enabled/handmade:1');
+    for (const own of [e.layout.nginxSite, e.layout.nginxSiteEnabled, e.layout.nginxUpstreams]) expect(nginxBlocker(e, failing(own)), own).toBeUndefined();
+    expect(nginxBlocker(e, ['nginx: [emerg] open() "/etc/nginx/nginx.conf" failed (2: No such file or directory)', 'nginx: configuration file /etc/nginx/nginx.conf test failed'])).toBe('[emerg] open() "/etc/nginx/nginx.conf" failed (2: No such file or directory)');
+  });
+  it('is read only by a deploy that goes on (with the commits it sends), not on the no-op path', () => {
+    expect(deployState(env(), ['a'.repeat(40)]).script).toContain('nginx_out=$(nginx -t 2>&1)');
+    expect(deployState(env()).script).not.toContain('nginx -t');
   });
 });
 

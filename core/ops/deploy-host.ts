@@ -20,6 +20,8 @@ import { HostRun, pooled, type HostSwitch } from './host-run.ts';
 import { parseState, pruneAfterSwitch, type HostState } from './host-state.ts';
 import type { DeployOptions } from './deploy.ts';
 import { treeNotes, type Plan } from './deploy-plan.ts';
+import { certificatePaths } from '../steps/nginx-config.ts';
+import { nginxMessages } from '../steps/status.ts';
 import { type AuditEntryFields, type LockedRun } from './locked.ts';
 
 /**
@@ -68,6 +70,19 @@ export interface HostPlan {
 }
 
 /**
+ * What keeps a deploy's switch from reloading nginx, from `nginx -t`'s lines when it fails (HostState.nginxInvalid):
+ * its first error, unless the file it names is one the switch rewrites (the app's site or upstreams: the switch
+ * repairs it). undefined: nothing in the way.
+ */
+export function nginxBlocker(env: Target, lines: string[]): string | undefined {
+  if (!lines.length) return undefined;
+  const first = nginxMessages(lines).find((m) => /\[(emerg|alert|crit)\]/.test(m)) ?? lines.find((l) => !/test failed/.test(l)) ?? 'nginx -t failed';
+  const file = / in (\/\S+?):\d+$/.exec(first)?.[1];
+  const L = env.layout;
+  return file && [L.nginxSite, L.nginxSiteEnabled, L.nginxUpstreams].includes(file) ? undefined : first.replace(/^nginx: /, '');
+}
+
+/**
  * A host's state read with the lock: a no-op (its live release is the commit deployed and healthy: reported, audited
  * if the lock step did not already) or the plan of what it will do.
  */
@@ -77,6 +92,19 @@ export function beginHost(ctx: OpsContext, env: Target, remote: Remote, locked: 
   const fields = (entry: Parameters<Audit>[0]): AuditEntryFields => ({ ref: p.resolved.ref, sha: p.resolved.sha, release: p.id, previous: state.current || undefined, ...entry });
   const audit: Audit = (entry) => locked.audit(remote.name, fields(entry));
   if (!state.provisioned) throw new OpsError(`${remote.name} is not provisioned for ${env.name}`, `run: ops provision ${env.name}`);
+  // TLS turned on or the domain changed since the last provision: the site cannot be what the settings say.
+  const cert = certificatePaths(env);
+  if (cert && !state.certificate)
+    throw new OpsError(
+      `${remote.name} has no TLS certificate for ${env.config.domain ?? env.config.app} (${cert.cert}; tls.mode ${env.config.tls.mode}): was tls or domain changed since the last provision? Nothing was changed; the site serves as it did`,
+      `run: ops provision ${env.name} (it gets the certificate and writes the site), then deploy`,
+    );
+  const broken = nginxBlocker(env, state.nginxInvalid);
+  if (broken)
+    throw new OpsError(
+      `nginx -t fails on ${remote.name}: ${broken}. The switch could not reload nginx, so nothing was started (no build, no migration); nginx keeps serving what it loaded`,
+      `fix or remove that file (hand-edited? ops status ${env.name} shows nginx -t), then deploy again`,
+    );
   const result: HostSwitch = { host: remote.name, release: p.id, previous: state.current, noop: false, steps: h.steps, notes: [] };
   const skew = clockSkewWarning(ctx, remote.name, state.hostTime);
   if (skew) {

@@ -44,6 +44,8 @@ export interface HostState {
   depsHas: string[];
   /** What builds run on (platformReport), when asked. */
   platform?: string;
+  /** nginx -t's lines when it fails (a deploy's read, deployState with `shas`); [] when it passes or was not asked. */
+  nginxInvalid: string[];
 }
 
 /**
@@ -75,6 +77,7 @@ export function parseState(r: StepResult): HostState {
     disk: parseDisk(reported(r, FACTS_KEYS.disk)),
     depsHas: reportedAll(r, RELEASE_KEYS.deps_has),
     platform: reported(r, RELEASE_KEYS.platform),
+    nginxInvalid: reportedAll(r, RELEASE_KEYS.nginx_invalid),
   };
 }
 

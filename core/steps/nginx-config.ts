@@ -178,18 +178,6 @@ server {
 }
 `;
 
-/** Before the first certificate exists: only the ACME challenge on port 80 (a 443 block would not load). */
-const ACME_ONLY_SITE = `${HEADER}
-{{upstreams_include}}
-
-${port80(`
-    {{acme_location}}
-    {{slot_location}}
-    location / {
-        return 503;
-    }
-`)}`;
-
 /**
  * Fill `{{name}}` placeholders of an nginx template from `vars`.
  * @throws OpsError naming the unknown placeholders and `source`.
@@ -207,12 +195,15 @@ export function renderTemplate(template: string, vars: Record<string, string>, s
 
 /**
  * The site for the environment. `certificateReady` says whether the TLS certificate exists on the host
- * (letsencrypt: issued yet?). A custom template (nginx.site_template) replaces the built-in one once TLS is ready.
+ * (letsencrypt: issued yet?). Until it does (a first provision, TLS just turned on, a new domain), the site is
+ * the plain port-80 one, which answers the ACME challenge and keeps serving the app: a site that served goes on
+ * serving while certbot runs, and when certbot fails (the name not yet resolving to the host, say). A custom
+ * template (nginx.site_template) replaces the built-in one once TLS is ready.
  */
 export function site(env: Target, certificateReady: boolean): string {
   const vars = siteVariables(env);
   const tls = env.config.tls.mode !== 'off';
-  if (tls && !certificateReady) return renderTemplate(ACME_ONLY_SITE, vars, 'built-in ACME site');
+  if (tls && !certificateReady) return renderTemplate(PLAIN_SITE, vars, 'built-in site');
   const custom = env.config.nginx.site_template;
   if (custom) {
     const file = envPath(env, custom);

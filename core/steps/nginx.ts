@@ -49,7 +49,8 @@ const NGINX_TIMEOUT = 60;
 /**
  * Apply nginx files atomically as a whole: snapshot /etc/nginx, write, `nginx -t`; when nginx rejects the
  * result, put the snapshot back (nothing reloaded: the previous configuration keeps serving) and fail with
- * nginx's own message. Reloads (graceful) only when something changed, and returns once the new configuration
+ * nginx's own message, saying whether the snapshot fails too (a file the change does not write: someone
+ * else's). With `ensureService` (provision) the configuration is tested even when nothing changed. Reloads (graceful) only when something changed, and returns once the new configuration
  * serves; when the running server refuses it (nginx -t passed, a port is taken), the snapshot comes back too and
  * the step fails with nginx's error log: the files on disk stay what serves.
  */
@@ -66,16 +67,21 @@ export function applyNginx(change: NginxChange): Step {
   for (const f of change.initialFiles ?? []) lines.push(`[ -e ${quote(f.path)} ] || ${putFile(f.path, f.content)}`);
   for (const [target, link] of change.links ?? []) lines.push(`[ "$(readlink ${quote(link)} || true)" = ${quote(target)} ] || { ln -sfn ${quote(target)} ${quote(link)}; CHANGED=1; }`);
   for (const r of change.remove ?? []) lines.push(`if [ -e ${quote(r)} ] || [ -L ${quote(r)} ]; then rm -f ${quote(r)}; CHANGED=1; fi`);
-  lines.push(String.raw`if [ "$CHANGED" = 1 ]; then
+  // Provision tests the configuration even when it wrote nothing: "ready for deploys" means nginx can reload.
+  // A failure nginx -t also finds without this change is someone else's file (a hand-edited one in
+  // sites-enabled): said so, rather than blaming the files this run wrote.
+  lines.push(String.raw`nginx_changed=$CHANGED
+if [ "$CHANGED" = 1 ]${change.ensureService ? ' || true' : ''}; then
   if ! out=$(nginx -t 2>&1); then
     nginx_put_back
-    echo "nginx rejected the new configuration; the previous one is back in place and still serving:" >&2
+    if [ "$nginx_changed" = 1 ] && nginx -t >/dev/null 2>&1; then
+      echo "nginx rejected the new configuration; the previous one is back in place and still serving:" >&2
+    else
+      echo "nginx -t fails on this host's configuration without this change too, on a file this run does not write (hand-edited?): fix or remove the file named below, then run again. Nothing was changed; nginx keeps serving what it loaded:" >&2
+    fi
     echo "$out" >&2
     exit 1
   fi
-  nginx_changed=1
-else
-  nginx_changed=0
 fi`);
   if (change.ensureService) lines.push('svc_up nginx');
   // A reload the running server refuses (a port another server holds) leaves it on the previous files: those

@@ -333,7 +333,8 @@ const SWITCH_THEN_SECONDS = SLOT_LOOK_SECONDS + 4;
 export const SWITCH_KEYS = reportKeys('switched');
 
 /**
- * The switch, in one step: nginx to the new slot (site re-rendered too), validated and reloaded gracefully
+ * The switch, in one step: nginx to the new slot (site re-rendered too, unless TLS is on and `certificateReady` is
+ * false: then the site on the host is kept, and only the upstreams move), validated and reloaded gracefully
  * (the previous files come back if nginx refuses, nginx_reload returns once the new workers serve); then,
  * once nginx answers with the new slot at /.ops/slot (a look that the site really routes to it: a custom
  * template without {{slot_location}} is warned about), `current` flips by rename(2), the live slot is recorded, and the
@@ -349,8 +350,11 @@ export function switchTo(env: Target, slot: Slot, releaseId: string | HostVariab
   return {
     ...applyNginx({
       item: 'switch',
+      // TLS on but no certificate for the domain on the host (the domain or tls.mode changed since the last
+      // provision): the site nginx has is left as it is (it may serve the previous name with its certificate);
+      // only the traffic moves. Provision gets the certificate and writes the site.
       files: [
-        { path: L.nginxSite, content: site(env, certificateReady) },
+        ...(certificateReady || !certificatePaths(env) ? [{ path: L.nginxSite, content: site(env, certificateReady) }] : []),
         { path: L.nginxUpstreams, content: upstreams(env, slot) },
       ],
       links: [[L.nginxSite, L.nginxSiteEnabled]],

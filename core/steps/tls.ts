@@ -117,7 +117,10 @@ export function issueCertificate(env: Target, withAcmeCa: boolean): Step {
 ${HOST_LOCK_FUNCTIONS}
 if [ ! -s ${quote(certificatePaths(env)!.cert)} ]; then
   host_lock certbot 300
-  ${ca}timeout 240 ${args.map(quote).join(' ')}
+  if ! ${ca}timeout 240 ${args.map(quote).join(' ')}; then
+    echo ${quote(`certbot could not get a certificate for ${domain}: ${domain} must resolve to this host and its port 80 be reachable from the ACME server; until then the site answers on port 80 only (http). Fix that (or the domain), then run ops provision ${env.name} again`)} >&2
+    exit 1
+  fi
   CHANGED=1
 fi
 item certificate`,

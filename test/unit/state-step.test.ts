@@ -203,7 +203,7 @@ describe('the state step on a host (bash)', () => {
     const tls = env(base, {}, { domain: 'shop.example.org', tls: { mode: 'self-signed' } });
     const state = () => runStep(deployState(tls, [LIVE_SHA], { commit: LIVE_SHA, fingerprint: FINGERPRINT })).then(parseState);
     writeFileSync(tls.layout.nginxSite, site(tls, false));
-    expect(await state(), 'no certificate yet: the ACME site').toMatchObject({ liveChanged: false });
+    expect(await state(), 'no certificate yet: the site before its certificate').toMatchObject({ liveChanged: false });
     mkdirSync(tls.layout.selfSignedDir, { recursive: true });
     writeFileSync(`${tls.layout.selfSignedDir}/shop.example.org.crt`, 'certificate\n');
     expect(await state(), 'the certificate there, the site still without it').toMatchObject({ liveChanged: true, liveUnrecorded: false });

@@ -22,6 +22,7 @@ import { scriptPrelude, scriptText } from '../../core/remote/wrap.ts';
 import { putChecked } from '../../core/steps/script.ts';
 import { runInitdata } from '../../core/steps/initdata.ts';
 import { SYSTEM_FUNCTIONS } from '../../core/steps/libraries.ts';
+import { nginxBlocker } from '../../core/ops/deploy-host.ts';
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
 
@@ -117,6 +118,22 @@ describe('slots and programs', () => {
   });
 });
 
+describe("a deploy's read of nginx -t", () => {
+  // nginx -t's own lines (nginx 1.22, Debian 12), as the state step reports them when it fails.
+  const failing = (file: string) => [`nginx: [emerg] unknown directive "bogus_directive" in ${file}:1`, 'nginx: configuration file /etc/nginx/nginx.conf test failed'];
+  it("names the first error of a file the switch does not write, and lets pass one of the app's own (the switch writes it again)", () => {
+    const e = env();
+    expect(nginxBlocker(e, [])).toBeUndefined();
+    expect(nginxBlocker(e, failing('/etc/nginx/sites-enabled/handmade'))).toBe('[emerg] unknown directive "bogus_directive" in /etc/nginx/sites-enabled/handmade:1');
+    for (const own of [e.layout.nginxSite, e.layout.nginxSiteEnabled, e.layout.nginxUpstreams]) expect(nginxBlocker(e, failing(own)), own).toBeUndefined();
+    expect(nginxBlocker(e, ['nginx: [emerg] open() "/etc/nginx/nginx.conf" failed (2: No such file or directory)', 'nginx: configuration file /etc/nginx/nginx.conf test failed'])).toBe('[emerg] open() "/etc/nginx/nginx.conf" failed (2: No such file or directory)');
+  });
+  it('is read only by a deploy that goes on (with the commits it sends), not on the no-op path', () => {
+    expect(deployState(env(), ['a'.repeat(40)]).script).toContain('nginx_out=$(nginx -t 2>&1)');
+    expect(deployState(env()).script).not.toContain('nginx -t');
+  });
+});
+
 describe('nginx site', () => {
   it('routes / to the client and strips /api/ for the API; security headers; no version', () => {
     const s = site(env({ tls: { mode: 'letsencrypt', email: 'ops@example.org' } }), true);
@@ -126,10 +143,22 @@ describe('nginx site', () => {
     expect(s).toContain('ssl_certificate /etc/letsencrypt/live/shop.example.org/fullchain.pem;');
     expect(s).toContain('return 301 https://$host$request_uri;');
   });
-  it('serves only the ACME challenge until the certificate exists', () => {
+  it('until the certificate exists, answers the ACME challenge on port 80 and keeps serving the app there (TLS just turned on, a new domain, certbot failing)', () => {
     const s = site(env({ tls: { mode: 'letsencrypt', email: 'ops@example.org' } }), false);
     expect(s).not.toContain('listen 443');
     expect(s).toContain('location ^~ /.well-known/acme-challenge/');
+    expect(s).toContain('location / {\n        proxy_pass http://shop_client;');
+    expect(s).not.toContain('return 503');
+  });
+  it("a switch without the environment's certificate on the host keeps the site nginx has and moves only the upstreams", () => {
+    const e = env({ tls: { mode: 'letsencrypt', email: 'ops@example.org' } });
+    const siteFile = `put_file ${e.layout.nginxSite} `;
+    expect(switchTo(e, 'green', '20261125T120000Z-0123456789ab', true).script).toContain(siteFile);
+    const without = switchTo(e, 'green', '20261125T120000Z-0123456789ab', false).script;
+    expect(without).not.toContain(siteFile);
+    expect(without).toContain(`put_file ${e.layout.nginxUpstreams} `);
+    // TLS off: there is no certificate to wait for, the site is written.
+    expect(switchTo(env({ tls: { mode: 'off' } }), 'green', '20261125T120000Z-0123456789ab', false).script).toContain(siteFile);
   });
   it('plain http when TLS is off', () => {
     const s = site(env({ tls: { mode: 'off' } }), true);

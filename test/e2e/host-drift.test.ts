@@ -1,0 +1,59 @@
+// A live host that drifted from what ops left, on a real provisioned host with the sample app live: a hand-made
+// file in nginx's sites-enabled that nginx refuses. Provision must not call the host ready, and a deploy must not
+// build and migrate for a switch that cannot reload nginx; both say which file and what to do, and the site keeps
+// serving.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { deploy } from '../../core/ops/deploy.ts';
+import { provision } from '../../core/ops/provision.ts';
+import { downHost, sshRun, type Host } from '../hosts/index.ts';
+import { appRepo, get, makeProject, readyHost, testConfig, testDatabase, type TestProject } from './support.ts';
+
+let host: Host;
+let project: TestProject;
+let base: Record<string, any>;
+const root = (command: string) => sshRun(host, `sudo sh -c ${JSON.stringify(command)}`);
+const failure = <T>(p: Promise<T>) => p.then(() => undefined, (e: Error & { hint?: string }) => `${e.message}\n${e.hint ?? ''}`);
+
+beforeAll(async () => {
+  host = await readyHost('k9b');
+  base = testConfig([host], await appRepo(), await testDatabase(`k9b_${process.pid}`));
+  project = makeProject('e2e', base);
+  await deploy(project.ctx(), project.env(), { ref: 'v1' });
+}, 900_000);
+afterAll(async () => {
+  if (host) await downHost(host.name, { purge: true });
+  project?.cleanup();
+});
+
+describe.sequential('nginx configuration someone else broke', () => {
+  it('provision fails naming the file and saying it is not its own; a deploy is refused before building or migrating; the site keeps serving', async () => {
+    await root("printf 'server { listen 80; bogus_directive on; }\\n' > /etc/nginx/sites-enabled/handmade");
+    try {
+      const prov = await failure(provision(project.ctx(), project.env()));
+      expect(prov).toContain('nginx -t fails on this host\'s configuration without this change too');
+      expect(prov).toContain('unknown directive "bogus_directive" in /etc/nginx/sites-enabled/handmade:1');
+      const releases = (await root('ls /srv/sample/releases')).stdout;
+      const dep = await failure(deploy(project.ctx(), project.env(), { ref: 'v2' }));
+      expect(dep).toContain(`nginx -t fails on ${host.name}: [emerg] unknown directive "bogus_directive" in /etc/nginx/sites-enabled/handmade:1`);
+      expect(dep).toContain('fix or remove that file');
+      expect(dep).not.toContain('migrations');
+      expect((await root('ls /srv/sample/releases')).stdout, 'no release was made').toBe(releases);
+      const page = await get(host);
+      expect(page.status).toBe(200);
+      expect(page.body).toContain('Version 1.0.0');
+    } finally {
+      await root('rm -f /etc/nginx/sites-enabled/handmade');
+    }
+    const again = await provision(project.ctx(), project.env());
+    expect(again[0]!.items.filter((i) => i.state === 'changed')).toEqual([]);
+    await deploy(project.ctx(), project.env(), { ref: 'v2' });
+    expect((await get(host)).body).toContain('Version 2.0.0');
+  }, 600_000);
+
+  it("the app's own site edited by hand into one nginx refuses does not stop a deploy: its switch writes the site again", async () => {
+    await root("printf 'bogus_directive on;\\n' >> /etc/nginx/sites-available/sample");
+    await deploy(project.ctx(), project.env(), { ref: 'v1' });
+    expect((await get(host)).body).toContain('Version 1.0.0');
+    expect((await root('nginx -t 2>&1 | tail -n1')).stdout).toContain('test is successful');
+  }, 600_000);
+});

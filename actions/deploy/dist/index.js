@@ -69827,16 +69827,6 @@ server {
     {{locations}}
 }
 `;
-var ACME_ONLY_SITE = `${HEADER}
-{{upstreams_include}}
-
-${port80(`
-    {{acme_location}}
-    {{slot_location}}
-    location / {
-        return 503;
-    }
-`)}`;
 function renderTemplate(template, vars, source) {
   const unknown = /* @__PURE__ */ new Set();
   const out = template.replace(/\{\{\s*([a-z_]+)\s*\}\}/g, (_, name2) => {
@@ -69850,7 +69840,7 @@ function renderTemplate(template, vars, source) {
 function site(env, certificateReady) {
   const vars = siteVariables(env);
   const tls = env.config.tls.mode !== "off";
-  if (tls && !certificateReady) return renderTemplate(ACME_ONLY_SITE, vars, "built-in ACME site");
+  if (tls && !certificateReady) return renderTemplate(PLAIN_SITE, vars, "built-in site");
   const custom = env.config.nginx.site_template;
   if (custom) {
     const file = envPath(env, custom);
@@ -70491,16 +70481,18 @@ function applyNginx(change) {
   for (const f of change.initialFiles ?? []) lines.push(`[ -e ${quote(f.path)} ] || ${putFile(f.path, f.content)}`);
   for (const [target, link] of change.links ?? []) lines.push(`[ "$(readlink ${quote(link)} || true)" = ${quote(target)} ] || { ln -sfn ${quote(target)} ${quote(link)}; CHANGED=1; }`);
   for (const r of change.remove ?? []) lines.push(`if [ -e ${quote(r)} ] || [ -L ${quote(r)} ]; then rm -f ${quote(r)}; CHANGED=1; fi`);
-  lines.push(String.raw`if [ "$CHANGED" = 1 ]; then
+  lines.push(String.raw`nginx_changed=$CHANGED
+if [ "$CHANGED" = 1 ]${change.ensureService ? " || true" : ""}; then
   if ! out=$(nginx -t 2>&1); then
     nginx_put_back
-    echo "nginx rejected the new configuration; the previous one is back in place and still serving:" >&2
+    if [ "$nginx_changed" = 1 ] && nginx -t >/dev/null 2>&1; then
+      echo "nginx rejected the new configuration; the previous one is back in place and still serving:" >&2
+    else
+      echo "nginx -t fails on this host's configuration without this change too, on a file this run does not write (hand-edited?): fix or remove the file named below, then run again. Nothing was changed; nginx keeps serving what it loaded:" >&2
+    fi
     echo "$out" >&2
     exit 1
   fi
-  nginx_changed=1
-else
-  nginx_changed=0
 fi`);
   if (change.ensureService) lines.push("svc_up nginx");
   lines.push(String.raw`if [ "$nginx_changed" = 1 ]; then
@@ -70754,8 +70746,11 @@ function switchTo(env, slot, releaseId2, certificateReady, operation = "deploy",
   return {
     ...applyNginx({
       item: "switch",
+      // TLS on but no certificate for the domain on the host (the domain or tls.mode changed since the last
+      // provision): the site nginx has is left as it is (it may serve the previous name with its certificate);
+      // only the traffic moves. Provision gets the certificate and writes the site.
       files: [
-        { path: L.nginxSite, content: site(env, certificateReady) },
+        ...certificateReady || !certificatePaths(env) ? [{ path: L.nginxSite, content: site(env, certificateReady) }] : [],
         { path: L.nginxUpstreams, content: upstreams(env, slot) }
       ],
       links: [[L.nginxSite, L.nginxSiteEnabled]],
@@ -70813,7 +70808,7 @@ function diskSpace(env) {
 }
 
 // core/steps/release.ts
-var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "live_sha", "certificate", "known", "has", "lfs_has", "deps_has", "live_health", "live_changed", "platform", "pruned", "kept_running", "pruned_deps");
+var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "live_sha", "certificate", "known", "has", "lfs_has", "deps_has", "live_health", "live_changed", "platform", "nginx_invalid", "pruned", "kept_running", "pruned_deps");
 function releaseId(sha, now = /* @__PURE__ */ new Date()) {
   const t = now.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
   return `${t}-${sha.slice(0, 12)}`;
@@ -70870,6 +70865,8 @@ if [ -d ${quote(L.mirror)} ]; then
   true
 fi
 for d in ${quote(L.deps)}/*/; do if [ -f "$d.complete" ]; then d=${"$"}{d%/}; ops_report ${RELEASE_KEYS.deps_has} "${"$"}{d##*/}"; fi; done
+# Can the switch reload nginx? A file it does not write that nginx refuses would fail it after the build and migrations.
+if ! nginx_out=$(nginx -t 2>&1); then while IFS= read -r line; do [ -z "$line" ] || ops_report ${RELEASE_KEYS.nginx_invalid} "$line"; done <<< "$nginx_out"; fi
 ` : "";
   return {
     name: "state",
@@ -71701,7 +71698,8 @@ function parseState(r) {
     slotReleases,
     disk: parseDisk(reported(r, FACTS_KEYS.disk)),
     depsHas: reportedAll(r, RELEASE_KEYS.deps_has),
-    platform: reported(r, RELEASE_KEYS.platform)
+    platform: reported(r, RELEASE_KEYS.platform),
+    nginxInvalid: reportedAll(r, RELEASE_KEYS.nginx_invalid)
   };
 }
 function pruneAfterSwitch(env, state, id, newSlot) {
@@ -72257,29 +72255,20 @@ function planText(env, p, sharing) {
   ];
 }
 
-// core/ops/locked.ts
-import { randomBytes as randomBytes11 } from "node:crypto";
-init_errors();
-
-// core/steps/audit.ts
+// core/steps/status.ts
 init_shell();
-var AUDIT_KEYS = reportKeys("entry");
-function auditLine(entry) {
-  return JSON.stringify(entry).replace(/\n/g, " ");
-}
-function auditTemplate(entry, vars) {
-  const marks = /* @__PURE__ */ new Map();
-  const withMarks = { ...entry };
-  for (const [field, variable] of Object.entries(vars)) {
-    if (!/^[a-z_][a-z0-9_]*$/.test(variable)) throw new Error(`not a shell variable name: ${variable}`);
-    const mark = `@@ops-${field}@@`;
-    marks.set(mark, variable);
-    withMarks[field] = mark;
-  }
-  let word2 = quote(auditLine(withMarks));
-  for (const [mark, variable] of marks) word2 = word2.split(mark).join(`'"\${${variable}}"'`);
-  return word2;
-}
+
+// core/steps/certs.ts
+init_shell();
+
+// core/steps/tls.ts
+init_shell();
+var TLS_KEYS = reportKeys("certificate");
+var CA_DIR = "/usr/local/share/ops-pipeline";
+var CA_BUNDLE = `${CA_DIR}/acme-ca-bundle.pem`;
+
+// core/steps/certs.ts
+var CERTS_KEYS = reportKeys("configured", "served_serial", "renewal");
 
 // core/steps/lock.ts
 init_shell();
@@ -72386,6 +72375,36 @@ function parseLock(result) {
 function describeHolder(h) {
   if (!h.operation) return "an unknown run (the lock has no details)";
   return `a ${h.operation} run by ${h.actor || "unknown"}, started ${h.since || "?"}${h.run ? ` (${h.run})` : ""}`;
+}
+
+// core/steps/status.ts
+var STATUS_KEYS = reportKeys("now", "provisioned", "current", "release_json", "slot", "nginx", "nginx_config", "nginx_test", "site_enabled", "site", "supervisor", "supervisor_xml", "health", "served_serial", "disk");
+function nginxMessages(lines) {
+  return lines.filter((l) => /\[(emerg|alert|crit|error|warn)\]/.test(l)).map((l) => l.replace(/^nginx: /, "").replace(/^\d{4}\/\d\d\/\d\d \d\d:\d\d:\d\d /, "").replace(/^(\[\w+\]) \d+#\d+: /, "$1 "));
+}
+
+// core/ops/locked.ts
+import { randomBytes as randomBytes11 } from "node:crypto";
+init_errors();
+
+// core/steps/audit.ts
+init_shell();
+var AUDIT_KEYS = reportKeys("entry");
+function auditLine(entry) {
+  return JSON.stringify(entry).replace(/\n/g, " ");
+}
+function auditTemplate(entry, vars) {
+  const marks = /* @__PURE__ */ new Map();
+  const withMarks = { ...entry };
+  for (const [field, variable] of Object.entries(vars)) {
+    if (!/^[a-z_][a-z0-9_]*$/.test(variable)) throw new Error(`not a shell variable name: ${variable}`);
+    const mark = `@@ops-${field}@@`;
+    marks.set(mark, variable);
+    withMarks[field] = mark;
+  }
+  let word2 = quote(auditLine(withMarks));
+  for (const [mark, variable] of marks) word2 = word2.split(mark).join(`'"\${${variable}}"'`);
+  return word2;
 }
 
 // core/ops/locked.ts
@@ -72563,12 +72582,31 @@ ${state.current ? `${host} still serves ${state.current}` : `${host} had no live
     `free space on ${host} under ${disk.path} (failed releases, old dependency sets under shared/deps, logs; or lower release.keep), then deploy again`
   );
 }
+function nginxBlocker(env, lines) {
+  if (!lines.length) return void 0;
+  const first = nginxMessages(lines).find((m) => /\[(emerg|alert|crit)\]/.test(m)) ?? lines.find((l) => !/test failed/.test(l)) ?? "nginx -t failed";
+  const file = / in (\/\S+?):\d+$/.exec(first)?.[1];
+  const L = env.layout;
+  return file && [L.nginxSite, L.nginxSiteEnabled, L.nginxUpstreams].includes(file) ? void 0 : first.replace(/^nginx: /, "");
+}
 function beginHost(ctx, env, remote, locked, p, options) {
   const h = new HostRun(ctx, remote, env);
   const state = parseState(locked.inspected.get(remote.name));
   const fields = (entry) => ({ ref: p.resolved.ref, sha: p.resolved.sha, release: p.id, previous: state.current || void 0, ...entry });
   const audit = (entry) => locked.audit(remote.name, fields(entry));
   if (!state.provisioned) throw new OpsError(`${remote.name} is not provisioned for ${env.name}`, `run: ops provision ${env.name}`);
+  const cert = certificatePaths(env);
+  if (cert && !state.certificate)
+    throw new OpsError(
+      `${remote.name} has no TLS certificate for ${env.config.domain ?? env.config.app} (${cert.cert}; tls.mode ${env.config.tls.mode}): was tls or domain changed since the last provision? Nothing was changed; the site serves as it did`,
+      `run: ops provision ${env.name} (it gets the certificate and writes the site), then deploy`
+    );
+  const broken = nginxBlocker(env, state.nginxInvalid);
+  if (broken)
+    throw new OpsError(
+      `nginx -t fails on ${remote.name}: ${broken}. The switch could not reload nginx, so nothing was started (no build, no migration); nginx keeps serving what it loaded`,
+      `fix or remove that file (hand-edited? ops status ${env.name} shows nginx -t), then deploy again`
+    );
   const result = { host: remote.name, release: p.id, previous: state.current, noop: false, steps: h.steps, notes: [] };
   const skew = clockSkewWarning(ctx, remote.name, state.hostTime);
   if (skew) {

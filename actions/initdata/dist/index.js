@@ -67366,16 +67366,6 @@ server {
     {{locations}}
 }
 `;
-var ACME_ONLY_SITE = `${HEADER}
-{{upstreams_include}}
-
-${port80(`
-    {{acme_location}}
-    {{slot_location}}
-    location / {
-        return 503;
-    }
-`)}`;
 function renderTemplate(template, vars, source) {
   const unknown = /* @__PURE__ */ new Set();
   const out = template.replace(/\{\{\s*([a-z_]+)\s*\}\}/g, (_, name2) => {
@@ -67389,7 +67379,7 @@ function renderTemplate(template, vars, source) {
 function site(env, certificateReady) {
   const vars = siteVariables(env);
   const tls = env.config.tls.mode !== "off";
-  if (tls && !certificateReady) return renderTemplate(ACME_ONLY_SITE, vars, "built-in ACME site");
+  if (tls && !certificateReady) return renderTemplate(PLAIN_SITE, vars, "built-in site");
   const custom = env.config.nginx.site_template;
   if (custom) {
     const file = envPath(env, custom);
@@ -68012,7 +68002,7 @@ function parseDisk(value) {
 }
 
 // core/steps/release.ts
-var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "live_sha", "certificate", "known", "has", "lfs_has", "deps_has", "live_health", "live_changed", "platform", "pruned", "kept_running", "pruned_deps");
+var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "live_sha", "certificate", "known", "has", "lfs_has", "deps_has", "live_health", "live_changed", "platform", "nginx_invalid", "pruned", "kept_running", "pruned_deps");
 function deployState(env, shas, options = {}) {
   const L = env.layout;
   const cert = certificatePaths(env);
@@ -68065,6 +68055,8 @@ if [ -d ${quote(L.mirror)} ]; then
   true
 fi
 for d in ${quote(L.deps)}/*/; do if [ -f "$d.complete" ]; then d=${"$"}{d%/}; ops_report ${RELEASE_KEYS.deps_has} "${"$"}{d##*/}"; fi; done
+# Can the switch reload nginx? A file it does not write that nginx refuses would fail it after the build and migrations.
+if ! nginx_out=$(nginx -t 2>&1); then while IFS= read -r line; do [ -z "$line" ] || ops_report ${RELEASE_KEYS.nginx_invalid} "$line"; done <<< "$nginx_out"; fi
 ` : "";
   return {
     name: "state",
@@ -69630,7 +69622,8 @@ function parseState(r) {
     slotReleases,
     disk: parseDisk(reported(r, FACTS_KEYS.disk)),
     depsHas: reportedAll(r, RELEASE_KEYS.deps_has),
-    platform: reported(r, RELEASE_KEYS.platform)
+    platform: reported(r, RELEASE_KEYS.platform),
+    nginxInvalid: reportedAll(r, RELEASE_KEYS.nginx_invalid)
   };
 }
 
@@ -69961,10 +69954,16 @@ async function readInitdata(ctx, env, file) {
   const doc = (0, import_yaml7.parseDocument)(text);
   let why = doc.errors[0]?.message.split("\n")[0];
   if (!why) {
+    const anchors = /* @__PURE__ */ new Set();
     (0, import_yaml7.visit)(doc, (_, node) => {
-      if (!(0, import_yaml7.isAlias)(node) || node.resolve(doc)) return void 0;
-      why = `alias *${node.source} names no anchor (&${node.source}) before it`;
-      return import_yaml7.visit.BREAK;
+      if ((0, import_yaml7.isAlias)(node)) {
+        if (anchors.has(node.source)) return void 0;
+        why = `alias *${node.source} names no anchor (&${node.source}) before it`;
+        return import_yaml7.visit.BREAK;
+      }
+      const anchor = node?.anchor;
+      if (anchor) anchors.add(anchor);
+      return void 0;
     });
   }
   if (why) throw new OpsError(`${path} is not valid YAML: ${why}`, "fix the file (ops secrets edit for an encrypted one); nothing was sent");

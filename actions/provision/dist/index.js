@@ -68520,16 +68520,6 @@ server {
     {{locations}}
 }
 `;
-var ACME_ONLY_SITE = `${HEADER}
-{{upstreams_include}}
-
-${port80(`
-    {{acme_location}}
-    {{slot_location}}
-    location / {
-        return 503;
-    }
-`)}`;
 function renderTemplate(template, vars, source) {
   const unknown = /* @__PURE__ */ new Set();
   const out = template.replace(/\{\{\s*([a-z_]+)\s*\}\}/g, (_, name2) => {
@@ -68543,7 +68533,7 @@ function renderTemplate(template, vars, source) {
 function site(env, certificateReady) {
   const vars = siteVariables(env);
   const tls = env.config.tls.mode !== "off";
-  if (tls && !certificateReady) return renderTemplate(ACME_ONLY_SITE, vars, "built-in ACME site");
+  if (tls && !certificateReady) return renderTemplate(PLAIN_SITE, vars, "built-in site");
   const custom = env.config.nginx.site_template;
   if (custom) {
     const file = envPath(env, custom);
@@ -68783,16 +68773,18 @@ function applyNginx(change) {
   for (const f of change.initialFiles ?? []) lines.push(`[ -e ${quote(f.path)} ] || ${putFile(f.path, f.content)}`);
   for (const [target, link] of change.links ?? []) lines.push(`[ "$(readlink ${quote(link)} || true)" = ${quote(target)} ] || { ln -sfn ${quote(target)} ${quote(link)}; CHANGED=1; }`);
   for (const r of change.remove ?? []) lines.push(`if [ -e ${quote(r)} ] || [ -L ${quote(r)} ]; then rm -f ${quote(r)}; CHANGED=1; fi`);
-  lines.push(String.raw`if [ "$CHANGED" = 1 ]; then
+  lines.push(String.raw`nginx_changed=$CHANGED
+if [ "$CHANGED" = 1 ]${change.ensureService ? " || true" : ""}; then
   if ! out=$(nginx -t 2>&1); then
     nginx_put_back
-    echo "nginx rejected the new configuration; the previous one is back in place and still serving:" >&2
+    if [ "$nginx_changed" = 1 ] && nginx -t >/dev/null 2>&1; then
+      echo "nginx rejected the new configuration; the previous one is back in place and still serving:" >&2
+    else
+      echo "nginx -t fails on this host's configuration without this change too, on a file this run does not write (hand-edited?): fix or remove the file named below, then run again. Nothing was changed; nginx keeps serving what it loaded:" >&2
+    fi
     echo "$out" >&2
     exit 1
   fi
-  nginx_changed=1
-else
-  nginx_changed=0
 fi`);
   if (change.ensureService) lines.push("svc_up nginx");
   lines.push(String.raw`if [ "$nginx_changed" = 1 ]; then
@@ -69158,7 +69150,10 @@ function issueCertificate(env, withAcmeCa) {
 ${HOST_LOCK_FUNCTIONS}
 if [ ! -s ${quote(certificatePaths(env).cert)} ]; then
   host_lock certbot 300
-  ${ca}timeout 240 ${args.map(quote).join(" ")}
+  if ! ${ca}timeout 240 ${args.map(quote).join(" ")}; then
+    echo ${quote(`certbot could not get a certificate for ${domain}: ${domain} must resolve to this host and its port 80 be reachable from the ACME server; until then the site answers on port 80 only (http). Fix that (or the domain), then run ops provision ${env.name} again`)} >&2
+    exit 1
+  fi
   CHANGED=1
 fi
 item certificate`

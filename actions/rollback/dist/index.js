@@ -51604,16 +51604,6 @@ server {
     {{locations}}
 }
 `;
-var ACME_ONLY_SITE = `${HEADER}
-{{upstreams_include}}
-
-${port80(`
-    {{acme_location}}
-    {{slot_location}}
-    location / {
-        return 503;
-    }
-`)}`;
 function renderTemplate(template, vars, source) {
   const unknown = /* @__PURE__ */ new Set();
   const out = template.replace(/\{\{\s*([a-z_]+)\s*\}\}/g, (_, name2) => {
@@ -51627,7 +51617,7 @@ function renderTemplate(template, vars, source) {
 function site(env, certificateReady) {
   const vars = siteVariables(env);
   const tls = env.config.tls.mode !== "off";
-  if (tls && !certificateReady) return renderTemplate(ACME_ONLY_SITE, vars, "built-in ACME site");
+  if (tls && !certificateReady) return renderTemplate(PLAIN_SITE, vars, "built-in site");
   const custom = env.config.nginx.site_template;
   if (custom) {
     const file = envPath(env, custom);
@@ -52234,16 +52224,18 @@ function applyNginx(change) {
   for (const f of change.initialFiles ?? []) lines.push(`[ -e ${quote(f.path)} ] || ${putFile(f.path, f.content)}`);
   for (const [target, link] of change.links ?? []) lines.push(`[ "$(readlink ${quote(link)} || true)" = ${quote(target)} ] || { ln -sfn ${quote(target)} ${quote(link)}; CHANGED=1; }`);
   for (const r of change.remove ?? []) lines.push(`if [ -e ${quote(r)} ] || [ -L ${quote(r)} ]; then rm -f ${quote(r)}; CHANGED=1; fi`);
-  lines.push(String.raw`if [ "$CHANGED" = 1 ]; then
+  lines.push(String.raw`nginx_changed=$CHANGED
+if [ "$CHANGED" = 1 ]${change.ensureService ? " || true" : ""}; then
   if ! out=$(nginx -t 2>&1); then
     nginx_put_back
-    echo "nginx rejected the new configuration; the previous one is back in place and still serving:" >&2
+    if [ "$nginx_changed" = 1 ] && nginx -t >/dev/null 2>&1; then
+      echo "nginx rejected the new configuration; the previous one is back in place and still serving:" >&2
+    else
+      echo "nginx -t fails on this host's configuration without this change too, on a file this run does not write (hand-edited?): fix or remove the file named below, then run again. Nothing was changed; nginx keeps serving what it loaded:" >&2
+    fi
     echo "$out" >&2
     exit 1
   fi
-  nginx_changed=1
-else
-  nginx_changed=0
 fi`);
   if (change.ensureService) lines.push("svc_up nginx");
   lines.push(String.raw`if [ "$nginx_changed" = 1 ]; then
@@ -52493,8 +52485,11 @@ function switchTo(env, slot, releaseId, certificateReady, operation = "deploy", 
   return {
     ...applyNginx({
       item: "switch",
+      // TLS on but no certificate for the domain on the host (the domain or tls.mode changed since the last
+      // provision): the site nginx has is left as it is (it may serve the previous name with its certificate);
+      // only the traffic moves. Provision gets the certificate and writes the site.
       files: [
-        { path: L.nginxSite, content: site(env, certificateReady) },
+        ...certificateReady || !certificatePaths(env) ? [{ path: L.nginxSite, content: site(env, certificateReady) }] : [],
         { path: L.nginxUpstreams, content: upstreams(env, slot) }
       ],
       links: [[L.nginxSite, L.nginxSiteEnabled]],
@@ -52625,7 +52620,7 @@ function diskSpace(env) {
 }
 
 // core/steps/release.ts
-var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "live_sha", "certificate", "known", "has", "lfs_has", "deps_has", "live_health", "live_changed", "platform", "pruned", "kept_running", "pruned_deps");
+var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "live_sha", "certificate", "known", "has", "lfs_has", "deps_has", "live_health", "live_changed", "platform", "nginx_invalid", "pruned", "kept_running", "pruned_deps");
 function deployState(env, shas, options = {}) {
   const L = env.layout;
   const cert = certificatePaths(env);
@@ -52678,6 +52673,8 @@ if [ -d ${quote(L.mirror)} ]; then
   true
 fi
 for d in ${quote(L.deps)}/*/; do if [ -f "$d.complete" ]; then d=${"$"}{d%/}; ops_report ${RELEASE_KEYS.deps_has} "${"$"}{d##*/}"; fi; done
+# Can the switch reload nginx? A file it does not write that nginx refuses would fail it after the build and migrations.
+if ! nginx_out=$(nginx -t 2>&1); then while IFS= read -r line; do [ -z "$line" ] || ops_report ${RELEASE_KEYS.nginx_invalid} "$line"; done <<< "$nginx_out"; fi
 ` : "";
   return {
     name: "state",
@@ -52914,7 +52911,8 @@ function parseState(r) {
     slotReleases,
     disk: parseDisk(reported(r, FACTS_KEYS.disk)),
     depsHas: reportedAll(r, RELEASE_KEYS.deps_has),
-    platform: reported(r, RELEASE_KEYS.platform)
+    platform: reported(r, RELEASE_KEYS.platform),
+    nginxInvalid: reportedAll(r, RELEASE_KEYS.nginx_invalid)
   };
 }
 

@@ -3,13 +3,14 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
-import { isAlias, parseDocument, visit } from 'yaml';
+import { parseDocument } from 'yaml';
 import { envPath, type Environment } from '../config/environment.ts';
 import { refuseCollisions } from '../config/siblings.ts';
 import type { OpsContext } from '../context.ts';
 import { resolveTarget, type Target } from '../target.ts';
 import { OpsError } from '../errors.ts';
 import { decryptFile, isSopsText, loadEnvIdentities } from '../secrets/index.ts';
+import { aliasTargets } from '../secrets/tree-parse.ts';
 import { deployState } from '../steps/release.ts';
 import { runInitdata } from '../steps/initdata.ts';
 import { parseState } from './host-state.ts';
@@ -46,18 +47,11 @@ async function readInitdata(ctx: OpsContext, env: Target, file?: string): Promis
   const doc = parseDocument(text);
   let why = doc.errors[0]?.message.split('\n')[0];
   if (!why) {
-    // One pass in document order: an alias must follow its anchor (Alias.resolve searches the whole document each time).
-    const anchors = new Set<string>();
-    visit(doc, (_, node) => {
-      if (isAlias(node)) {
-        if (anchors.has(node.source)) return undefined;
-        why = `alias *${node.source} names no anchor (&${node.source}) before it`;
-        return visit.BREAK;
-      }
-      const anchor = (node as { anchor?: string } | null)?.anchor;
-      if (anchor) anchors.add(anchor);
-      return undefined;
-    });
+    for (const [alias, target] of aliasTargets(doc)) {
+      if (target !== undefined) continue;
+      why = `alias *${alias.source} names no anchor (&${alias.source}) before it`;
+      break;
+    }
   }
   if (why) throw new OpsError(`${path} is not valid YAML: ${why}`, 'fix the file (ops secrets edit for an encrypted one); nothing was sent');
   return { path, text, encrypted };

@@ -1,6 +1,6 @@
 // YAML and JSON text into the ordered tree, with the rules of sops's parsers: go-yaml's scalar resolution
 // (goyaml.ts), comments kept where they stand (comments.ts), a file with several YAML documents refused.
-import { Scalar, isAlias, isMap, isScalar, isSeq, parseAllDocuments } from 'yaml';
+import { Scalar, isAlias, isMap, isScalar, isSeq, parseAllDocuments, visit, type Alias, type Document } from 'yaml';
 import { OpsError } from '../errors.ts';
 import { type Anchor, type Branch, commentTokens, placeComments, positions } from './comments.ts';
 import { type GoScalar, intValue, resolveScalar } from './goyaml.ts';
@@ -28,6 +28,21 @@ function goNode(v: GoScalar, where: () => string): ScalarNode | NullNode {
   if (v.type === 'null') return { kind: 'null' };
   if (v.type === 'uint64') throw new OpsError(`${where()}: the integer ${v.value} is above the 64-bit signed range sops accepts`, 'quote it to store it as a string');
   return { kind: 'scalar', type: v.type, value: v.value } as ScalarNode;
+}
+
+/**
+ * What each alias of a parsed YAML document names: the last node before it holding that anchor (YAML 1.2,
+ * 7.1 "Alias Nodes"), undefined when none does; found in one pass in document order. Alias.resolve searches the
+ * whole document on each call, so a file sharing one anchor among thousands of entries took minutes to read.
+ */
+export function aliasTargets(doc: Document.Parsed | Document): Map<Alias, unknown> {
+  const named = new Map<string, unknown>();
+  const targets = new Map<Alias, unknown>();
+  visit(doc, (_, node) => {
+    if (isAlias(node)) targets.set(node, named.get(node.source));
+    else if ((node as { anchor?: string } | null)?.anchor) named.set((node as { anchor: string }).anchor, node);
+  });
+  return targets;
 }
 
 /**
@@ -82,6 +97,8 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
   if (!isMap(root)) {
     throw new OpsError(`${file}: the top level must be a map of keys to values`, 'write it as `key: value` lines');
   }
+  const targets = aliasTargets(doc);
+  const target = (alias: Alias): unknown => targets.get(alias);
   let aliases = 0;
   // Where each map key and list item stands (YAML), to place the comments afterwards
   const at = positions(text);
@@ -100,7 +117,7 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
     if (isAlias(node)) {
       if (++aliases > 1000) throw new OpsError(`${file}: too many YAML aliases`, 'expand the aliases (*name) by hand');
       if (path.length > 100) throw new OpsError(`${file}: ${showPath(path)}: nesting is too deep (recursive alias?)`);
-      const resolved = convert(node.resolve(doc), path);
+      const resolved = convert(target(node), path);
       aliases--;
       return resolved;
     }
@@ -140,7 +157,7 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
   };
   let rootBranch: Branch | undefined;
   const keyOf = (key: unknown, path: (string | number)[]): string => {
-    const k = isAlias(key) ? key.resolve(doc) : key;
+    const k = isAlias(key) ? target(key) : key;
     if (isScalar(k)) {
       const v = scalar(k, path);
       if (v.kind === 'scalar' && v.type === 'str') return v.value as string;

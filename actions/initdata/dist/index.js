@@ -19164,7 +19164,7 @@ var require_identity = __commonJS({
     var SCALAR = /* @__PURE__ */ Symbol.for("yaml.scalar");
     var SEQ = /* @__PURE__ */ Symbol.for("yaml.seq");
     var NODE_TYPE = /* @__PURE__ */ Symbol.for("yaml.node.type");
-    var isAlias3 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === ALIAS;
+    var isAlias2 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === ALIAS;
     var isDocument = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === DOC;
     var isMap3 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === MAP;
     var isPair = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === PAIR;
@@ -19199,7 +19199,7 @@ var require_identity = __commonJS({
     exports.SCALAR = SCALAR;
     exports.SEQ = SEQ;
     exports.hasAnchor = hasAnchor;
-    exports.isAlias = isAlias3;
+    exports.isAlias = isAlias2;
     exports.isCollection = isCollection;
     exports.isDocument = isDocument;
     exports.isMap = isMap3;
@@ -66329,6 +66329,15 @@ function goNode(v, where) {
   if (v.type === "uint64") throw new OpsError(`${where()}: the integer ${v.value} is above the 64-bit signed range sops accepts`, "quote it to store it as a string");
   return { kind: "scalar", type: v.type, value: v.value };
 }
+function aliasTargets(doc) {
+  const named = /* @__PURE__ */ new Map();
+  const targets = /* @__PURE__ */ new Map();
+  (0, import_yaml3.visit)(doc, (_, node) => {
+    if ((0, import_yaml3.isAlias)(node)) targets.set(node, named.get(node.source));
+    else if (node?.anchor) named.set(node.anchor, node);
+  });
+  return targets;
+}
 function parseTree(text, format, options) {
   const { file } = options;
   const docs = (0, import_yaml3.parseAllDocuments)(text, {
@@ -66374,6 +66383,8 @@ function parseTree(text, format, options) {
   if (!(0, import_yaml3.isMap)(root)) {
     throw new OpsError(`${file}: the top level must be a map of keys to values`, "write it as `key: value` lines");
   }
+  const targets = aliasTargets(doc);
+  const target = (alias) => targets.get(alias);
   let aliases = 0;
   const at2 = positions(text);
   const anchors = [];
@@ -66391,7 +66402,7 @@ function parseTree(text, format, options) {
     if ((0, import_yaml3.isAlias)(node)) {
       if (++aliases > 1e3) throw new OpsError(`${file}: too many YAML aliases`, "expand the aliases (*name) by hand");
       if (path.length > 100) throw new OpsError(`${file}: ${showPath(path)}: nesting is too deep (recursive alias?)`);
-      const resolved = convert(node.resolve(doc), path);
+      const resolved = convert(target(node), path);
       aliases--;
       return resolved;
     }
@@ -66430,7 +66441,7 @@ function parseTree(text, format, options) {
   };
   let rootBranch;
   const keyOf = (key, path) => {
-    const k = (0, import_yaml3.isAlias)(key) ? key.resolve(doc) : key;
+    const k = (0, import_yaml3.isAlias)(key) ? target(key) : key;
     if ((0, import_yaml3.isScalar)(k)) {
       const v = scalar(k, path);
       if (v.kind === "scalar" && v.type === "str") return v.value;
@@ -69954,17 +69965,11 @@ async function readInitdata(ctx, env, file) {
   const doc = (0, import_yaml7.parseDocument)(text);
   let why = doc.errors[0]?.message.split("\n")[0];
   if (!why) {
-    const anchors = /* @__PURE__ */ new Set();
-    (0, import_yaml7.visit)(doc, (_, node) => {
-      if ((0, import_yaml7.isAlias)(node)) {
-        if (anchors.has(node.source)) return void 0;
-        why = `alias *${node.source} names no anchor (&${node.source}) before it`;
-        return import_yaml7.visit.BREAK;
-      }
-      const anchor = node?.anchor;
-      if (anchor) anchors.add(anchor);
-      return void 0;
-    });
+    for (const [alias, target] of aliasTargets(doc)) {
+      if (target !== void 0) continue;
+      why = `alias *${alias.source} names no anchor (&${alias.source}) before it`;
+      break;
+    }
   }
   if (why) throw new OpsError(`${path} is not valid YAML: ${why}`, "fix the file (ops secrets edit for an encrypted one); nothing was sent");
   return { path, text, encrypted };

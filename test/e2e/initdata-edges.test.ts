@@ -25,7 +25,7 @@ f=$1
 echo "file $(stat -c '%a %U' "$f") dir $(stat -c '%a %U' "$(dirname "$f")") bytes $(wc -c < "$f") sha256 $(sha256sum < "$f" | cut -c1-64)"
 if grep -q '^fail: true' "$f"; then
   echo "loaded 1 of 2 users"
-  echo "initdata: user bob: cannot use password $(sed -n 's/^  password: //p' "$f")" >&2
+  echo "initdata: user bob: cannot use password $(sed -n 's/^ *password: //p' "$f")" >&2
   exit 3
 fi
 `;

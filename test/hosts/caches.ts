@@ -69,7 +69,10 @@ export async function ensurePypiCache(): Promise<string> {
     }
     const log = join(paths.logsDir, 'devpi-server.log');
     // --restrict-modify root: nobody can create users or indexes through the API (it is a cache, not a registry).
-    const args = ['--serverdir', dir, '--host', SERVICES_ADDRESS, '--port', String(PYPI_CACHE_PORT), '--restrict-modify', 'root', '--outside-url', `http://${SERVICES_ADDRESS}:${PYPI_CACHE_PORT}`];
+    // --request-timeout 30 (devpi's default 5 s): on a cold cache, a request for a project another request is
+    // already fetching from PyPI waits for it, and gave up after 5 s; uv then saw no versions ("no version of
+    // greenlet==3.2.5"), a deploy failing on a fresh machine for the cache's sake.
+    const args = ['--serverdir', dir, '--host', SERVICES_ADDRESS, '--port', String(PYPI_CACHE_PORT), '--restrict-modify', 'root', '--request-timeout', '30', '--outside-url', `http://${SERVICES_ADDRESS}:${PYPI_CACHE_PORT}`];
     return { record: spawnDaemon(devpiBin('devpi-server'), args, log), log };
   });
   return pypiIndexUrl;

@@ -255,7 +255,7 @@ describe('logs step, run here on a copy of the layout', () => {
     expect(() => logsRequest(env, { program: 'worker' })).toThrow(/"worker" is not a program of demo/);
     expect(() => logsRequest(env, { lines: -1 })).toThrow(/--lines must be a whole number from 0 to 10000/);
     expect(() => logsRequest(env, { lines: 1.5 })).toThrow(/--lines/);
-    expect(() => logsRequest(env, { slots: 'all' as never })).toThrow(/--slot must be live, previous or both/);
+    expect(() => logsRequest(env, { slots: 'all' as never })).toThrow(/--slot must be one of live, previous, both, got "all"/);
   });
 
   it('--follow streams new lines as they are written and stops when the holder process ends', async () => {

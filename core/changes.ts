@@ -3,7 +3,8 @@
 // change. Capistrano's `deploy:pending` answers the same question; here it is part of every plan and summary.
 import type { Environment } from './config/environment.ts';
 import { Git, git } from './git.ts';
-import { blobId, depsHash, nodeDependencyInput, treeEntries } from './source.ts';
+import { dependencyInputs } from './dependency-inputs.ts';
+import { treeEntries } from './source.ts';
 
 /** Commits listed before "N more". */
 export const COMMIT_LIMIT = 20;
@@ -50,19 +51,9 @@ export interface Change {
   /** Migration files the target adds; and those live now that the target lacks (a deploy does not undo them). */
   migrations: string[];
   migrationsLiveOnly: string[];
-  /** Dependency sets (by the hash that names an installed set): python, node. */
-  dependencies: { name: string; files: string; changed: boolean }[];
-}
-
-/** The two dependency sets of a commit, as named on the hosts (shared/deps/<kind>-<hash>). */
-export async function dependencyHashes(repo: string, sha: string, env: Environment): Promise<{ python: string; node: string }> {
-  const { python, node } = env.config.runtimes;
-  const { python_requirements: req, node_dir: nodeDir } = env.config.release;
-  const [pythonInput, nodeInput] = await Promise.all([blobId(repo, sha, req), nodeDir ? nodeDependencyInput(repo, sha, nodeDir) : '']);
-  return {
-    python: depsHash([`python ${python.strategy} ${python.version}`, pythonInput]),
-    node: depsHash([`node ${node.strategy} ${node.version}`, nodeInput]),
-  };
+  /** Dependency sets: python, node; the files their installs read; made again (what they read changed, or the
+   * set is made for each release: `perRelease` says why). */
+  dependencies: { name: string; files: string; changed: boolean; perRelease?: string }[];
 }
 
 async function commitsBetween(repo: string, from: string, to: string): Promise<{ commits: Commit[]; count: number }> {
@@ -123,12 +114,15 @@ export async function describeChange(repo: string, env: Environment, live: strin
   const paths = [...new Set([...(await migrationPaths(repo, target, env)), ...(await migrationPaths(repo, live, env))])];
   change.migrations = await addedMigrations(repo, live, target, paths);
   change.migrationsLiveOnly = await addedMigrations(repo, target, live, paths);
-  const [before, after] = [await dependencyHashes(repo, live, env), await dependencyHashes(repo, target, env)];
+  const [before, after] = [await dependencyInputs(repo, live, env), await dependencyInputs(repo, target, env)];
   const { python_requirements: req, node_dir: nodeDir } = env.config.release;
-  change.dependencies = [
-    ...(req ? [{ name: 'python', files: req, changed: before.python !== after.python }] : []),
-    ...(nodeDir ? [{ name: 'node', files: `${nodeDir}/package-lock.json`, changed: before.node !== after.node }] : []),
-  ];
+  const entry = (name: 'python' | 'node') => ({
+    name,
+    files: after[name].files.join(', '),
+    changed: Boolean(after[name].perRelease) || before[name].hash !== after[name].hash,
+    ...(after[name].perRelease && { perRelease: after[name].perRelease }),
+  });
+  change.dependencies = [...(req ? [entry('python')] : []), ...(nodeDir ? [entry('node')] : [])];
   return change;
 }
 
@@ -221,7 +215,7 @@ export function formatChanges(groups: HostsChange[], target: string): string[] {
     if (change.migrationsLiveOnly.length) {
       out.push(`  !!! migrations live now that the target lacks (a deploy does not undo them; the target must work with them): ${change.migrationsLiveOnly.join(', ')}`);
     }
-    const deps = change.dependencies.map((d) => `${d.name} ${d.changed ? `CHANGED (${d.files}): a new set is installed` : 'unchanged (reused)'}`);
+    const deps = change.dependencies.map((d) => `${d.name} ${d.perRelease ? `made for this release (${d.perRelease})` : d.changed ? `CHANGED (${d.files}): a new set is installed` : 'unchanged (reused)'}`);
     if (deps.length) out.push(`  dependencies: ${deps.join('; ')}`);
   }
   return out;

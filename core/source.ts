@@ -185,32 +185,10 @@ export async function fileAt(repo: string, sha: string, path: string): Promise<s
   return git(repo, ['cat-file', 'blob', id]);
 }
 
-/**
- * What `npm ci` installs from, as a stable string: the lockfile without the app's own version (a release
- * bump changes nothing installed), or package.json when there is no lockfile.
- */
-export async function nodeDependencyInput(repo: string, sha: string, dir: string): Promise<string> {
-  const lock = await fileAt(repo, sha, `${dir}/package-lock.json`);
-  if (lock === undefined) return `package.json ${await blobId(repo, sha, `${dir}/package.json`)}`;
-  try {
-    const parsed = JSON.parse(lock) as { version?: string; packages?: Record<string, { version?: string }> };
-    delete parsed.version;
-    if (parsed.packages?.['']) delete parsed.packages[''].version;
-    return `lock ${JSON.stringify(parsed)}`;
-  } catch {
-    return `lock ${await blobId(repo, sha, `${dir}/package-lock.json`)}`;
-  }
-}
-
 /** What a commit's files take once written out (a release): bytes, and entries (files, links, directories). */
 export async function treeSize(repo: string, sha: string): Promise<{ bytes: number; entries: number }> {
   const entries = await treeEntries(repo, sha);
   return { bytes: entries.reduce((sum, e) => sum + e.size, 0), entries: entries.length };
-}
-
-/** Short stable hash naming an installed dependency set (inputs: runtime, files' blob ids). */
-export function depsHash(parts: string[]): string {
-  return createHash('sha256').update(parts.join('\n')).digest('hex').slice(0, 16);
 }
 
 /** Which of these shas exist in the local repository (a host's commits we can use as the base of a thin pack). */

@@ -205,6 +205,7 @@ export async function buildOn(env: Target, hp: HostPlan, p: Plan): Promise<void>
     await runBuild();
   } else await pooled([nodeThenBuild, python], 2, (part) => part());
   result.notes.push(...deps.flat().map((d) => `dependencies: ${d}`));
+  for (const kind of ['python', 'node'] as const) if ((kind === 'python' ? req : nodeDir) && p.deps[kind].perRelease) result.notes.push(`dependencies: the ${kind} set is made for each release: ${p.deps[kind].perRelease}`);
 }
 
 /**

@@ -9,7 +9,7 @@ import { runnerNow, type OpsContext } from '../context.ts';
 import { renderDotenv, type RenderedEnv } from '../dotenv.ts';
 import { runInfo } from '../runinfo.ts';
 import { validate } from '../shell.ts';
-import { dependencyHashes } from '../changes.ts';
+import { dependencyInputs, setHashes, type DependencyInputs } from '../dependency-inputs.ts';
 import { resolveRef, sourceRepository, treeSize, type ResolvedRef } from '../source.ts';
 import { treeContent, type TreeContent } from '../tree-content.ts';
 import { site } from '../steps/nginx-config.ts';
@@ -27,6 +27,9 @@ export interface Plan {
   size: { bytes: number; entries: number };
   id: string;
   dotenv: RenderedEnv;
+  /** What each dependency set is made from (and whether it is made for each release). */
+  deps: DependencyInputs;
+  /** The hashes naming this release's sets (shared/deps/venv-<python>, node-<node>): setHashes of `deps` and `id`. */
   hashes: { python: string; node: string };
   meta: ReleaseMeta;
   /** deployFingerprint of this deploy: the live commit is a no-op only when its release was deployed with the same. */
@@ -69,10 +72,11 @@ export async function planDeploy(ctx: OpsContext, env: Target, { repo, resolved 
   const ref = resolved.ref;
   // A release missing its submodules or LFS contents is refused here, before any host is touched. The four
   // reads are independent (git processes, the secrets file): at once, their failures reported in this order.
-  const [tree, hashes, secrets, size] = await inOrder([treeContent(repo, resolved.sha), dependencyHashes(repo, resolved.sha, env), environmentSecrets(ctx, env), treeSize(repo, resolved.sha)] as const);
+  const [tree, deps, secrets, size] = await inOrder([treeContent(repo, resolved.sha), dependencyInputs(repo, resolved.sha, env), environmentSecrets(ctx, env), treeSize(repo, resolved.sha)] as const);
   const dotenv = renderDotenv(env, secrets);
   const now = runnerNow(ctx);
   const id = releaseId(resolved.sha, now);
+  const hashes = setHashes(deps, id);
   // Configuration mistakes surface now, before any host is touched.
   for (const slot of ['blue', 'green'] as const) slotConfig(env, slot, `${env.layout.releases}/${id}`, id);
   if (env.config.tls.mode === 'off' || env.config.nginx.site_template) site(env, true);
@@ -89,7 +93,7 @@ export async function planDeploy(ctx: OpsContext, env: Target, { repo, resolved 
     ...(tree.submodules.length && { submodules: tree.submodules.map(({ path, sha }) => ({ path, sha })) }),
     ...(tree.lfs.length && { lfs: tree.lfs.map(({ path, oid }) => ({ path, oid })) }),
   };
-  return { resolved, repo, tree, size, id, dotenv, hashes, meta, fingerprint: deployFingerprint(env, dotenv), dotenvSums: dotenvSums(dotenv) };
+  return { resolved, repo, tree, size, id, dotenv, deps, hashes, meta, fingerprint: deployFingerprint(env, dotenv), dotenvSums: dotenvSums(dotenv) };
 }
 
 /**
@@ -146,7 +150,8 @@ async function inOrder<T extends readonly unknown[]>(promises: { [K in keyof T]:
  * The plan with a release id no host has yet (`taken`: every release directory the hosts reported under the
  * lock). Ids hold the runner's second and the sha, so a deploy of the same commit within the second of an
  * earlier one (a forced redeploy after a build that failed fast) would name that one's directory: the id's
- * time moves on by whole seconds until it is free (ids stay sortable; meta.time keeps the runner's clock). Pure.
+ * time moves on by whole seconds until it is free (ids stay sortable; meta.time keeps the runner's clock), and
+ * the sets made for each release are named after the new id. Pure.
  */
 export function withFreeReleaseId(p: Plan, taken: ReadonlySet<string>): Plan {
   let at = new Date(p.meta.time);
@@ -155,7 +160,9 @@ export function withFreeReleaseId(p: Plan, taken: ReadonlySet<string>): Plan {
     at = new Date(at.getTime() + 1000);
     id = releaseId(p.resolved.sha, at);
   }
-  return id === p.id ? p : { ...p, id, meta: { ...p.meta, id } };
+  if (id === p.id) return p;
+  const hashes = setHashes(p.deps, id); // a set made for each release is named after it
+  return { ...p, id, hashes, meta: { ...p.meta, id, deps: hashes } };
 }
 
 /** What the release holds beyond `git archive`, and what it leaves out, in words (plan and deploy notes). */
@@ -170,7 +177,14 @@ export function treeNotes(tree: TreeContent): string[] {
 
 /** The plan a dry run prints: commit, release, hosts and how they share, and the steps each host goes through. */
 export function planText(env: Environment, p: Plan, sharing: HostSharing): string[] {
-  const steps = ['lock', 'state', 'code (pack of missing objects)', 'release (with its own .env)', 'dependencies (reused when lockfiles unchanged)'];
+  const sets = (['python', 'node'] as const).filter((k) => (k === 'python' ? env.config.release.python_requirements : env.config.release.node_dir));
+  const steps = [
+    'lock',
+    'state',
+    'code (pack of missing objects)',
+    'release (with its own .env)',
+    `dependencies: ${sets.map((k) => `${k} ${p.deps[k].perRelease ? `made for this release (${p.deps[k].perRelease})` : `reused unless ${p.deps[k].files.join(', ')} changed`}`).join('; ') || 'none'}`,
+  ];
   if (env.config.release.build) steps.push(`build: ${env.config.release.build}`);
   if (env.config.release.migrate) steps.push(`migrate (first host): ${env.config.release.migrate}`);
   // With several hosts, one per platform builds; the others receive its build before any host switches.

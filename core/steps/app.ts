@@ -78,7 +78,8 @@ export function pythonDependencies(env: Target, release: string, hash: string): 
 /**
  * The node set (release.node_dir) as `<node_dir>/node_modules` in the release: `npm ci` in the release, reading
  * the app user's npm cache (~/.npm) first (--prefer-offline), its node_modules then moved to
- * shared/deps/node-<hash>/node_modules. `hash`: the set's hash (Plan.hashes.node).
+ * shared/deps/node-<hash>/node_modules, npm's links to the app's own packages made absolute (into this release).
+ * `hash`: the set's hash (Plan.hashes.node).
  * npm reports a file it could not write while unpacking (ENOSPC, EDQUOT, EIO...) as a warning, `TAR_ENTRY_ERROR`,
  * and may still exit 0 with files missing (npm/cli#3526): such a run fails here, with npm's first lines, and the
  * set is not marked complete. npm's other warnings (deprecations) are not shown, as before.
@@ -94,6 +95,16 @@ export function nodeDependencies(env: Target, release: string, hash: string): St
   if grep -q -i 'TAR_ENTRY_ERROR' "$npm_log"; then
     echo "npm ci could not write every file of node_modules, though it exited 0 (npm/cli#3526):" >&2
     grep -i -m 5 'TAR_ENTRY_ERROR' "$npm_log" >&2; exit 1
+  fi
+  # npm links the app's own packages (workspaces, file: directories) with relative links (../packages/x): moved out
+  # of the release they would point nowhere, so they point into this release by its absolute path (such a set
+  # is made for each release: core/dependency-inputs.ts). The .bin links stay inside node_modules: left as they are.
+  if [ -d ${quote(modules)} ]; then
+    modules_dir=$(cd ${quote(modules)} && pwd -P)
+    while IFS= read -r -d '' l; do
+      t=$(readlink -f -- "$l") || continue
+      case "$t" in "$modules_dir"/*) ;; *) ln -sfn -- "$t" "$l" ;; esac
+    done < <(find ${quote(modules)} -type l ! -path '*/.bin/*' -print0)
   fi
   mkdir -p "$set_dir"
   if [ -d ${quote(modules)} ]; then mv ${quote(modules)} "$set_dir/node_modules"; else mkdir "$set_dir/node_modules"; fi`;

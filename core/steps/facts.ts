@@ -72,7 +72,7 @@ ${diskReport(base)}
 cur=$(readlink -f ${quote(`${base}/current`)} 2>/dev/null || true)
 if [ "$sudo" = yes ] && [ -n "$cur" ] && sudo -n test -d "$cur"; then
   set -- "$cur"
-  for l in $(sudo -n find "$cur" -maxdepth 2 \( -name venv -o -name node_modules \) -type l 2>/dev/null); do set -- "$@" "$(sudo -n readlink -f "$l")"; done
+  for l in $(sudo -n find "$cur" -maxdepth 4 \( -name venv -o -name node_modules \) -type l 2>/dev/null); do set -- "$@" "$(sudo -n readlink -f "$l")"; done
   ops_report ${FACTS_KEYS.footprint} "$(sudo -n du -sck "$@" 2>/dev/null | tail -n 1 | cut -f1) $(sudo -n du -sc --inodes "$@" 2>/dev/null | tail -n 1 | cut -f1)"
 fi`,
   };

@@ -311,7 +311,8 @@ fi`,
 /**
  * Remove the releases `remove` (chosen by `retention`, core/steps/history.ts), except — whatever the list says —
  * the live one and any release a supervisor file of this app names or a process runs from (reported as
- * `kept_running`); then the dependency sets no kept release uses, the shared .env and environ of older versions
+ * `kept_running`); then the dependency sets no kept release uses (by its links, wherever node_dir put them, or
+ * by its release.json), the shared .env and environ of older versions
  * once no kept release links to them, the Git LFS contents and the mirror refs of commits no kept release needs (its REVISION, and the submodule commits and LFS oids in its release.json).
  */
 export function pruneReleases(env: Target, remove: string[]): Step {
@@ -338,7 +339,13 @@ for r in "${'$'}{remove[@]}"; do
   ops_report ${RELEASE_KEYS.pruned} "$r"
 done
 rm -rf .new-* 2>/dev/null || true
-used=$(for r in */; do for l in "$r"venv "$r"*/node_modules; do if [ -L "$l" ]; then readlink "$l"; fi; done; done 2>/dev/null | sed 's#/node_modules$##' | sort -u || true)
+# The sets each kept release uses: its links where this or an earlier setting put them (venv; node_modules at the
+# root, one level down, or node_dir's), and the sets its release.json names (a node_dir that has since changed).
+used=$({ for r in */; do for l in "$r"venv "$r"node_modules "$r"*/node_modules "$r"${quote(env.config.release.node_dir || '.')}/node_modules; do if [ -L "$l" ]; then readlink "$l"; fi; done; done
+  sed -nE 's/^ *"(python|node)": "([0-9a-f]{16})",?$/\1 \2/p' ./*/release.json | while read -r kind hash; do
+    if [ "$kind" = python ]; then printf '%s\n' ${quote(L.deps)}/venv-"$hash"; else printf '%s\n' ${quote(L.deps)}/node-"$hash"; fi
+  done
+} 2>/dev/null | sed 's#/node_modules$##' | sort -u || true)
 for d in ${quote(L.deps)}/*; do
   [ -d "$d" ] || continue
   grep -qxF "$d" <<< "$used" || { rm -rf -- "$d"; ops_report ${RELEASE_KEYS.pruned_deps} "${'$'}{d##*/}"; }

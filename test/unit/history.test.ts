@@ -5,7 +5,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseEnvironment } from '../../core/config/environment.ts';
 import { resolveTarget, type Target } from '../../core/target.ts';
@@ -194,6 +194,33 @@ describe('retention', () => {
 });
 
 describe('prune on a host (bash)', () => {
+  it("keeps every set a kept release uses, wherever node_dir put its link (the root, two levels down) or as its release.json names it; removes the others", () => {
+    const base = host({ [A]: '', [B]: '', [C]: '', [D]: '' }, D);
+    execFileSync('git', ['init', '-q', '--bare', join(base, 'repo.git')]);
+    const deps = join(base, 'shared', 'deps');
+    const set = (name: string, sub = '') => {
+      mkdirSync(join(deps, name, sub), { recursive: true });
+      writeFileSync(join(deps, name, '.complete'), '');
+      return join(deps, name, sub);
+    };
+    const link = (release: string, at: string, to: string) => {
+      mkdirSync(dirname(join(base, 'releases', release, at)), { recursive: true });
+      symlinkSync(to, join(base, 'releases', release, at));
+    };
+    link(D, 'node_modules', set('node-d000000000000000', 'node_modules')); // node_dir "." (this setting)
+    link(D, 'venv', set('venv-d000000000000000'));
+    link(C, 'apps/web/node_modules', set('node-c000000000000000', 'node_modules')); // node_dir "apps/web", since changed
+    writeFileSync(join(base, 'releases', C, 'release.json'), JSON.stringify({ id: C, deps: { python: 'c000000000000001', node: 'c000000000000000' } }, null, 2) + '\n');
+    link(B, 'client/node_modules', set('node-b000000000000000', 'node_modules')); // one level down: as before
+    set('node-a000000000000000', 'node_modules'); // A's, whose release goes
+    link(A, 'node_modules', join(deps, 'node-a000000000000000', 'node_modules'));
+    set('venv-0000000000000000'); // nobody's
+    const e = env(base, { node_dir: '.' });
+    const out = execFileSync('bash', ['-c', `${scriptPrelude}\n${pruneReleases(e, [A]).script}`], { encoding: 'utf8' });
+    expect(parseReports(out).filter(([k]) => k === 'pruned_deps').map(([, v]) => v).sort()).toEqual(['node-a000000000000000', 'venv-0000000000000000']);
+    for (const kept of ['node-d000000000000000', 'venv-d000000000000000', 'node-c000000000000000', 'node-b000000000000000']) expect(existsSync(join(deps, kept))).toBe(true);
+  });
+
   it('removes the releases it is given, except the live one and any a process runs from; keeps what kept releases use', () => {
     const base = host({ [A]: '', [B]: '', [C]: 'failed', [D]: '' }, D);
     mkdirSync(join(base, 'shared', 'deps'), { recursive: true });

@@ -4,7 +4,7 @@
 // `npm warn tar TAR_ENTRY_ERROR ENOSPC ...` warnings (npm/cli#3526, seen on a host whose /srv filled up during a
 // deploy: the next deploy reused the half-written set and its client could not start).
 import { execFile } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readlinkSync, realpathSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -60,4 +60,32 @@ exit 0`);
     expect(r.stderr).not.toContain('deprecated');
     expect(existsSync(join(r.setDir, '.complete'))).toBe(false);
   });
+});
+
+describe("the node set with npm's links to the app's own packages (real npm, workspaces)", () => {
+  it('the links point into the release by absolute path once node_modules is moved out: the package resolves from the release', async () => {
+    const base = mkdtempSync(join(tmpdir(), 'ops-nodeset-ws-'));
+    const release = join(base, 'releases', 'r1');
+    const client = join(release, 'client');
+    mkdirSync(join(client, 'packages', 'lib'), { recursive: true });
+    writeFileSync(join(client, 'package.json'), JSON.stringify({ name: 'web', version: '1.0.0', private: true, workspaces: ['packages/*'], dependencies: { '@app/lib': '1.0.0' } }));
+    writeFileSync(join(client, 'packages', 'lib', 'package.json'), JSON.stringify({ name: '@app/lib', version: '1.0.0', main: 'index.js', bin: { 'app-lib': 'index.js' } }));
+    writeFileSync(join(client, 'packages', 'lib', 'index.js'), "module.exports = 'lib of r1';\n");
+    // The lockfile, as a team commits it (npm, offline: nothing but the workspace to install).
+    await run('npm', ['install', '--offline', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: client });
+    await run('rm', ['-rf', join(client, 'node_modules')]);
+    const npm = (await run('bash', ['-c', 'command -v npm'], { encoding: 'utf8' })).stdout.trim();
+    const node = (await run('bash', ['-c', 'command -v node'], { encoding: 'utf8' })).stdout.trim();
+    const config = parseEnvironment({ app: 'shop', hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }], programs: { web: { command: 'run', port: 3000 } }, routes: { '/': 'web' }, release: { node_dir: 'client' } }, 'test');
+    const t = resolveTarget({ name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: [], appUser: 'shop', baseDir: base, url: 'http://x' });
+    const step = nodeDependencies({ ...t, runtime: { ...t.runtime, npm, node } }, release, 'ws01');
+    await run('bash', ['-c', scriptText(step)], { encoding: 'utf8', env: { ...process.env, npm_config_offline: 'true' } });
+    const link = join(t.layout.deps, 'node-ws01', 'node_modules', '@app', 'lib');
+    expect(readlinkSync(link)).toBe(join(realpathSync(client), 'packages', 'lib'));
+    expect(lstatSync(join(client, 'node_modules')).isSymbolicLink()).toBe(true);
+    const loaded = await run(node, ['-e', "process.stdout.write(require('@app/lib'))"], { cwd: client, encoding: 'utf8' });
+    expect(loaded.stdout).toBe('lib of r1');
+    // The .bin links stay relative, inside node_modules.
+    expect(readlinkSync(join(t.layout.deps, 'node-ws01', 'node_modules', '.bin', 'app-lib'))).toMatch(/^\.\.\//);
+  }, 60_000);
 });

@@ -1,0 +1,208 @@
+// What a dependency set is made from (core/dependency-inputs.ts), on small repositories made here and on the sample
+// app's: every file the install reads changes the set's name (a change missed is a stale set reused: the previous
+// dependencies serving new code), nothing else does, and a set holding the release's own paths (an editable local
+// package, npm's links to the app's packages) or made by install scripts that read unknown files is made for each
+// release. The sample app's sets keep the names they had before included files were followed (no reinstall on upgrade).
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { parseEnvironment, type Environment } from '../../core/config/environment.ts';
+import { dependencyInputs, depsHash, scanRequirements, setHashes } from '../../core/dependency-inputs.ts';
+import { makeAppRepo } from '../fixtures/app/make-repo.ts';
+
+const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
+
+function env(release: Record<string, unknown> = {}): Environment {
+  const config = parseEnvironment(
+    { app: 'sample', hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }], programs: { server: { command: 'run', port: 3579 } }, routes: { '/': 'server' }, release },
+    'environments/x/environment.yml',
+  );
+  return { name: 'x', dir: '/x', root: '/x', config, hosts: [], appUser: 'sample', baseDir: '/srv/sample', url: 'http://x' };
+}
+
+const git = (cwd: string, ...args: string[]) =>
+  execFileSync('git', args, { cwd, encoding: 'utf8', env: { PATH: process.env.PATH, HOME: cwd, GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: '/dev/null', GIT_AUTHOR_NAME: 'Ada', GIT_AUTHOR_EMAIL: 'a@x', GIT_COMMITTER_NAME: 'Ada', GIT_COMMITTER_EMAIL: 'a@x' } }).trim();
+
+/** A repository whose commits each write (string) or delete (null) files; the commits' shas. */
+function repoWith(commits: Record<string, string | null>[]): { dir: string; shas: string[] } {
+  const dir = mkdtempSync(join(tmpdir(), 'ops-depinputs-'));
+  git(dir, 'init', '-q', '-b', 'main');
+  const shas: string[] = [];
+  for (const files of commits) {
+    for (const [f, text] of Object.entries(files)) {
+      if (text === null) rmSync(join(dir, f), { force: true });
+      else {
+        mkdirSync(dirname(join(dir, f)), { recursive: true });
+        writeFileSync(join(dir, f), text);
+      }
+    }
+    git(dir, 'add', '-A');
+    git(dir, 'commit', '-q', '--allow-empty', '-m', `commit ${shas.length + 1}`);
+    shas.push(git(dir, 'rev-parse', 'HEAD'));
+  }
+  return { dir, shas };
+}
+
+/** The hashes of each commit's sets (the same release id for all). */
+async function hashes(r: { dir: string; shas: string[] }, e: Environment, kind: 'python' | 'node'): Promise<string[]> {
+  return Promise.all(r.shas.map(async (sha) => setHashes(await dependencyInputs(r.dir, sha, e), 'R1')[kind]));
+}
+
+describe('pip requirements files: what they refer to', () => {
+  it('includes, constraints, editable and local projects, find-links; not project names, URLs, VCS, comments or other options', () => {
+    const text = [
+      '# -r commented-out.txt',
+      '-r base.txt',
+      '-rinner.txt',
+      '--requirement=more.txt',
+      '-c constraints.txt',
+      '-e ./lib',
+      '--editable=file:./lib2',
+      '-e git+https://example.org/a/b#egg=b',
+      './pkg  # a local project',
+      'pkg2[x] @ file:///srv/pkg2',
+      'name @ https://example.org/name-1.0.tar.gz',
+      'foo==1.0 \\',
+      '    --hash=sha256:abc',
+      'bar[extra]>=2 ; python_version < "3.11"',
+      './dist/x-1.0-py3-none-any.whl ; sys_platform == "linux"',
+      '-i https://example.org/simple',
+      '-f ./wheels',
+      '.',
+    ].join('\n');
+    expect(scanRequirements(text)).toEqual([
+      { kind: 'include', target: 'base.txt' },
+      { kind: 'include', target: 'inner.txt' },
+      { kind: 'include', target: 'more.txt' },
+      { kind: 'constraint', target: 'constraints.txt' },
+      { kind: 'editable', target: './lib' },
+      { kind: 'editable', target: './lib2' },
+      { kind: 'path', target: './pkg' },
+      { kind: 'path', target: '/srv/pkg2' },
+      { kind: 'path', target: './dist/x-1.0-py3-none-any.whl' },
+      { kind: 'find-links', target: './wheels' },
+      { kind: 'path', target: '.' },
+    ]);
+  });
+});
+
+describe('the Python set is made again when anything its install reads changes', () => {
+  it('a file requirements.txt includes (-r, relative to the including file), or a constraints file; not another file', async () => {
+    const r = repoWith([
+      { 'requirements.txt': '-r requirements/prod.txt\n', 'requirements/prod.txt': '-r base.txt\n-c constraints.txt\ngunicorn==23.0.0\n', 'requirements/base.txt': 'six==1.16.0\n', 'requirements/constraints.txt': 'idna<4\n', 'app.py': '1' },
+      { 'requirements/base.txt': 'six==1.17.0\n' },
+      { 'requirements/constraints.txt': 'idna<3.10\n' },
+      { 'app.py': '2', 'README.md': 'x' },
+    ]);
+    const h = await hashes(r, env(), 'python');
+    expect(new Set(h.slice(0, 3)).size).toBe(3);
+    expect(h[3]).toBe(h[2]);
+    const inputs = await dependencyInputs(r.dir, r.shas[0]!, env());
+    expect(inputs.python.files).toEqual(['requirements.txt', 'requirements/prod.txt', 'requirements/base.txt', 'requirements/constraints.txt']);
+    expect(inputs.python.perRelease).toBeUndefined();
+  });
+
+  it('a local project (./lib) changes with its files; installed editable (-e) it is made for each release', async () => {
+    const r = repoWith([
+      { 'requirements.txt': './lib\n', 'lib/pyproject.toml': '[project]\nname = "lib"\n', 'lib/lib/__init__.py': 'X = 1\n', 'app.py': '1' },
+      { 'lib/lib/__init__.py': 'X = 2\n' },
+      { 'app.py': '2' },
+      { 'requirements.txt': '-e ./lib\n' },
+    ]);
+    const h = await hashes(r, env(), 'python');
+    expect(h[1]).not.toBe(h[0]);
+    expect(h[2]).toBe(h[1]);
+    const editable = await dependencyInputs(r.dir, r.shas[3]!, env());
+    expect(editable.python.perRelease).toMatch(/^requirements\.txt installs \.\/lib in editable mode \(-e\): the venv points into the release directory$/);
+    expect(setHashes(editable, 'R1').python).not.toBe(setHashes(editable, 'R2').python);
+    const plain = await dependencyInputs(r.dir, r.shas[2]!, env());
+    expect(setHashes(plain, 'R1').python).toBe(setHashes(plain, 'R2').python);
+  });
+
+  it('-e . and a path outside the repository or with a variable are made for each release', async () => {
+    const r = repoWith([{ 'requirements.txt': '-e .\n' }, { 'requirements.txt': '/opt/vendor/pkg\n' }, { 'requirements.txt': '-r ../shared.txt\n' }, { 'requirements.txt': '${VENDOR}/pkg\n' }]);
+    const why = await Promise.all(r.shas.map(async (s) => (await dependencyInputs(r.dir, s, env())).python.perRelease));
+    expect(why).toEqual([
+      'requirements.txt installs . in editable mode (-e): the venv points into the release directory',
+      'requirements.txt installs /opt/vendor/pkg, outside the repository',
+      'requirements.txt includes ../shared.txt, outside the repository',
+      'requirements.txt names ${VENDOR}/pkg, a path with an environment variable',
+    ]);
+  });
+
+  it("the sample app's sets keep their names: runtime and requirements.txt's blob; the lockfile without the app's version", async () => {
+    const app = join(mkdtempSync(join(tmpdir(), 'ops-depinputs-app-')), 'app');
+    await makeAppRepo(app);
+    const sha = (ref: string) => git(app, 'rev-parse', `${ref}^{commit}`);
+    const [v1, v2] = [await dependencyInputs(app, sha('v1'), env()), await dependencyInputs(app, sha('v2'), env())];
+    expect(v1.python.hash).toBe(depsHash(['python debian 3.11', git(app, 'rev-parse', 'v1:requirements.txt')]));
+    const lock = JSON.parse(git(app, 'show', 'v1:client/package-lock.json')) as { version?: string; packages: Record<string, { version?: string }> };
+    delete lock.version;
+    delete lock.packages['']!.version;
+    expect(v1.node.hash).toBe(depsHash(['node debian 18', `lock ${JSON.stringify(lock)}`]));
+    expect(v2.python.hash).toBe(v1.python.hash);
+    expect(v2.node.hash).toBe(v1.node.hash);
+    expect([v1.python.perRelease, v1.node.perRelease]).toEqual([undefined, undefined]);
+  }, 60_000);
+});
+
+describe('the node set is made again when anything npm ci reads changes', () => {
+  const lock = (deps: Record<string, Record<string, unknown>>, version = '1.0.0') => JSON.stringify({ name: 'web', version, lockfileVersion: 3, packages: { '': { name: 'web', version }, ...deps } });
+  const pkg = (scripts: Record<string, string> = {}) => JSON.stringify({ name: 'web', version: '1.0.0', scripts: { build: 'vite build', ...scripts } });
+
+  it(".npmrc and the install scripts' text count; the build script does not; node_dir may be the root", async () => {
+    const r = repoWith([
+      { 'package-lock.json': lock({ 'node_modules/x': { version: '1.0.0' } }), 'package.json': pkg() },
+      { '.npmrc': 'legacy-peer-deps=true\n' },
+      { 'package.json': pkg().replace('vite build', 'vite build --mode x') },
+      { 'package.json': pkg({ postinstall: 'patch-package' }) },
+    ]);
+    const e = env({ node_dir: '.', dependency_inputs: [] });
+    const h = await hashes(r, e, 'node');
+    expect(h[1]).not.toBe(h[0]);
+    expect(h[2]).toBe(h[1]);
+    expect(h[3]).not.toBe(h[2]);
+    expect((await dependencyInputs(r.dir, r.shas[1]!, e)).node.files).toEqual(['package-lock.json', '.npmrc']);
+  });
+
+  it('install scripts without release.dependency_inputs: made for each release; with them, the files listed count', async () => {
+    const r = repoWith([
+      { 'client/package-lock.json': lock({}), 'client/package.json': pkg({ postinstall: 'patch-package' }), 'client/patches/x+1.0.0.patch': 'a' },
+      { 'client/patches/x+1.0.0.patch': 'b' },
+      { 'client/src/app.js': 'changed' },
+    ]);
+    const unlisted = await dependencyInputs(r.dir, r.shas[0]!, env());
+    expect(unlisted.node.perRelease).toBe(
+      'client/package.json runs postinstall (patch-package) on install, reading files not known here: list them in release.dependency_inputs to share the set between releases',
+    );
+    const listed = env({ dependency_inputs: ['client/patches'] });
+    expect((await dependencyInputs(r.dir, r.shas[0]!, listed)).node.perRelease).toBeUndefined();
+    const h = await hashes(r, listed, 'node');
+    expect(h[1]).not.toBe(h[0]);
+    expect(h[2]).toBe(h[1]);
+  });
+
+  it("npm's links to the app's own packages (workspaces, file: directories): made for each release", async () => {
+    const r = repoWith([
+      {
+        'package-lock.json': lock({ 'node_modules/@app/lib': { resolved: 'packages/lib', link: true }, 'packages/lib': { version: '1.0.0' } }),
+        'package.json': pkg(),
+      },
+    ]);
+    const inputs = await dependencyInputs(r.dir, r.shas[0]!, env({ node_dir: '.' }));
+    expect(inputs.node.perRelease).toBe('npm links @app/lib → packages/lib into node_modules (workspaces, file: dependencies): the set points into the release directory');
+    expect(setHashes(inputs, 'R1').node).not.toBe(setHashes(inputs, 'R2').node);
+  });
+
+  it('npm-shrinkwrap.json is read before package-lock.json, as npm ci does', async () => {
+    const r = repoWith([
+      { 'client/package-lock.json': lock({ 'node_modules/x': { version: '1.0.0' } }), 'client/package.json': pkg() },
+      { 'client/npm-shrinkwrap.json': lock({ 'node_modules/x': { version: '2.0.0' } }) },
+    ]);
+    const h = await hashes(r, env(), 'node');
+    expect(h[1]).not.toBe(h[0]);
+    expect((await dependencyInputs(r.dir, r.shas[1]!, env())).node.files).toEqual(['client/npm-shrinkwrap.json']);
+  });
+});

@@ -27316,6 +27316,10 @@ var init_environment_schema = __esm({
               "what builds a new Python dependency set: uv (pinned, installed by provision from the package index; its cache on the host is shared by every set, so a set of cached packages takes seconds; the venv is seeded with pip) or pip (`python -m venv`, then `pip install`: slower, for requirements uv does not read); either way its modules are compiled to bytecode as it is made",
               "uv"
             ),
+            dependency_inputs: opt(
+              list(string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\n]+$/, form: 'a path relative to the repository, inside it ("prisma/schema.prisma", "client/patches")' })),
+              "files or directories the dependency installs read besides what ops finds itself (the lockfiles, files requirements include, local packages, .npmrc): what the install scripts of node_dir's package.json read, such as patch-package's patches/ or prisma's schema. A change to any of them makes the sets again. Unset while package.json has install scripts (postinstall, prepare...): the node set is made for each release, as what they read is not known ([] = they read nothing of the repository)"
+            ),
             build: opt(command, "build command, run in the release as the app user", "make build"),
             build_needs_python: opt(
               boolean(),
@@ -71025,7 +71029,13 @@ for r in "${"$"}{remove[@]}"; do
   ops_report ${RELEASE_KEYS.pruned} "$r"
 done
 rm -rf .new-* 2>/dev/null || true
-used=$(for r in */; do for l in "$r"venv "$r"*/node_modules; do if [ -L "$l" ]; then readlink "$l"; fi; done; done 2>/dev/null | sed 's#/node_modules$##' | sort -u || true)
+# The sets each kept release uses: its links where this or an earlier setting put them (venv; node_modules at the
+# root, one level down, or node_dir's), and the sets its release.json names (a node_dir that has since changed).
+used=$({ for r in */; do for l in "$r"venv "$r"node_modules "$r"*/node_modules "$r"${quote(env.config.release.node_dir || ".")}/node_modules; do if [ -L "$l" ]; then readlink "$l"; fi; done; done
+  sed -nE 's/^ *"(python|node)": "([0-9a-f]{16})",?$/\1 \2/p' ./*/release.json | while read -r kind hash; do
+    if [ "$kind" = python ]; then printf '%s\n' ${quote(L.deps)}/venv-"$hash"; else printf '%s\n' ${quote(L.deps)}/node-"$hash"; fi
+  done
+} 2>/dev/null | sed 's#/node_modules$##' | sort -u || true)
 for d in ${quote(L.deps)}/*; do
   [ -d "$d" ] || continue
   grep -qxF "$d" <<< "$used" || { rm -rf -- "$d"; ops_report ${RELEASE_KEYS.pruned_deps} "${"$"}{d##*/}"; }
@@ -71257,9 +71267,12 @@ async function git(dir, args, options = {}) {
   return r.stdout;
 }
 
+// core/dependency-inputs.ts
+import { createHash as createHash3 } from "node:crypto";
+import { posix } from "node:path";
+
 // core/source.ts
 init_errors();
-import { createHash as createHash3 } from "node:crypto";
 import { existsSync as existsSync4 } from "node:fs";
 import { isAbsolute as isAbsolute2, resolve as resolve2 } from "node:path";
 init_shell();
@@ -71359,24 +71372,9 @@ async function fileAt(repo, sha, path) {
   if (!id) return void 0;
   return git(repo, ["cat-file", "blob", id]);
 }
-async function nodeDependencyInput(repo, sha, dir) {
-  const lock = await fileAt(repo, sha, `${dir}/package-lock.json`);
-  if (lock === void 0) return `package.json ${await blobId(repo, sha, `${dir}/package.json`)}`;
-  try {
-    const parsed = JSON.parse(lock);
-    delete parsed.version;
-    if (parsed.packages?.[""]) delete parsed.packages[""].version;
-    return `lock ${JSON.stringify(parsed)}`;
-  } catch {
-    return `lock ${await blobId(repo, sha, `${dir}/package-lock.json`)}`;
-  }
-}
 async function treeSize(repo, sha) {
   const entries = await treeEntries(repo, sha);
   return { bytes: entries.reduce((sum, e) => sum + e.size, 0), entries: entries.length };
-}
-function depsHash(parts) {
-  return createHash3("sha256").update(parts.join("\n")).digest("hex").slice(0, 16);
 }
 async function knownCommits(repo, shas) {
   const out = [];
@@ -71392,19 +71390,181 @@ async function sourceRepository(projectRoot, configured) {
   return top?.code === 0 ? top.stdout.trim() : projectRoot;
 }
 
+// core/dependency-inputs.ts
+function depsHash(parts) {
+  return createHash3("sha256").update(parts.join("\n")).digest("hex").slice(0, 16);
+}
+function setHashes(inputs, releaseId2) {
+  const name2 = (s) => s.perRelease ? depsHash([s.hash, `release ${releaseId2}`]) : s.hash;
+  return { python: name2(inputs.python), node: name2(inputs.node) };
+}
+var URL_SCHEME = /^[a-z][a-z0-9+.-]*:\/\//i;
+var VCS = /^(git|hg|svn|bzr)\+/i;
+function fileUrlPath(url) {
+  const rest = url.replace(/^file:(\/\/(localhost)?(?=\/))?/i, "");
+  try {
+    return decodeURIComponent(rest);
+  } catch {
+    return rest;
+  }
+}
+function localTarget(spec) {
+  if (VCS.test(spec)) return void 0;
+  if (/^file:/i.test(spec)) return fileUrlPath(spec);
+  if (URL_SCHEME.test(spec)) return void 0;
+  if (/^[.~/]/.test(spec) || spec.includes("/")) return spec.replace(/\[[^\]]*\]$/, "");
+  return void 0;
+}
+function scanRequirements(text) {
+  const refs = [];
+  const lines = text.replace(/\r\n?/g, "\n").replace(/\\\n/g, "").split("\n");
+  const options = [
+    [/^(?:-r|--requirement)(?:\s*=\s*|\s+|(?<=^-r))(\S+)/, "include"],
+    [/^(?:-c|--constraint)(?:\s*=\s*|\s+|(?<=^-c))(\S+)/, "constraint"],
+    [/^(?:-e|--editable)(?:\s*=\s*|\s+|(?<=^-e))(\S+)/, "editable"],
+    [/^(?:-f|--find-links)(?:\s*=\s*|\s+|(?<=^-f))(\S+)/, "find-links"]
+  ];
+  for (const raw of lines) {
+    const line = raw.replace(/(^|\s)#.*$/, "").trim();
+    if (!line) continue;
+    const option = options.find(([re]) => re.test(line));
+    if (option) {
+      const target = option[0].exec(line)[1];
+      const kind = option[1];
+      if (kind === "include" || kind === "constraint") refs.push({ kind, target });
+      else {
+        const local2 = localTarget(target);
+        if (local2 !== void 0) refs.push({ kind, target: local2 });
+      }
+      continue;
+    }
+    if (line.startsWith("-")) continue;
+    const spec = line.split(/\s+--|\s*;\s+|\s+;/)[0].trim();
+    const direct = /^[A-Za-z0-9][A-Za-z0-9._-]*(?:\[[^\]]*\])?\s*@\s*(\S+)/.exec(spec);
+    const local = localTarget(direct ? direct[1] : spec.split(/\s/)[0]);
+    if (local !== void 0) refs.push({ kind: "path", target: local });
+  }
+  return refs;
+}
+function inRepository(dir, path) {
+  if (path.startsWith("/") || path.startsWith("~")) return void 0;
+  const joined = posix.normalize(posix.join(dir, path));
+  if (joined === ".." || joined.startsWith("../")) return void 0;
+  return joined === "." ? "" : joined.replace(/\/$/, "");
+}
+async function objectAt(repo, sha, path) {
+  if (!path) return `tree of ${sha}`;
+  return (await treeEntries(repo, sha)).find((e) => e.path === path)?.object ?? "";
+}
+async function pythonInputs(repo, sha, req2, extra) {
+  const parts = [];
+  const files = [];
+  let perRelease;
+  const tie = (why) => void (perRelease ??= why);
+  const seen = /* @__PURE__ */ new Set();
+  const read2 = async (path) => {
+    if (seen.has(path)) return;
+    seen.add(path);
+    files.push(path);
+    const id = await objectAt(repo, sha, path);
+    parts.push(seen.size === 1 ? id : `include ${path} ${id}`);
+    const text = id ? await fileAt(repo, sha, path) : void 0;
+    if (text === void 0) return;
+    const dir = posix.dirname(path);
+    for (const ref of scanRequirements(text)) {
+      if (ref.target.includes("$")) {
+        tie(`${path} names ${ref.target}, a path with an environment variable`);
+        continue;
+      }
+      if (ref.kind === "include" || ref.kind === "constraint") {
+        if (URL_SCHEME.test(ref.target)) continue;
+        const inner = inRepository(dir, ref.target);
+        if (inner === void 0) tie(`${path} includes ${ref.target}, outside the repository`);
+        else await read2(inner);
+        continue;
+      }
+      const candidates = [.../* @__PURE__ */ new Set([inRepository("", ref.target), inRepository(dir, ref.target)])];
+      if (candidates.includes(void 0)) {
+        tie(`${path} installs ${ref.target}, outside the repository`);
+        continue;
+      }
+      for (const c of candidates) {
+        parts.push(`${ref.kind} ${c || "."} ${await objectAt(repo, sha, c)}`);
+        if (!files.includes(c || ".")) files.push(c || ".");
+      }
+      if (ref.kind === "editable") tie(`${path} installs ${ref.target} in editable mode (-e): the venv points into the release directory`);
+    }
+  };
+  await read2(posix.normalize(req2).replace(/^\.\//, ""));
+  for (const p of extra) parts.push(`input ${p} ${await objectAt(repo, sha, p)}`);
+  return { parts, files: [...files, ...extra], ...perRelease && { perRelease } };
+}
+var NPM_CI_SCRIPTS = ["preinstall", "install", "postinstall", "prepublish", "preprepare", "prepare", "postprepare"];
+async function nodeInputs(repo, sha, dir, extra) {
+  const at2 = (name2) => dir === "." || dir === "" ? name2 : `${posix.normalize(dir).replace(/\/$/, "")}/${name2}`;
+  const parts = [];
+  const files = [];
+  let perRelease;
+  const [shrinkwrap, packageLock, pkgText, npmrc] = await Promise.all(["npm-shrinkwrap.json", "package-lock.json", "package.json", ".npmrc"].map((f) => fileAt(repo, sha, at2(f))));
+  const lockName = shrinkwrap !== void 0 ? "npm-shrinkwrap.json" : "package-lock.json";
+  const lock = shrinkwrap ?? packageLock;
+  if (lock === void 0) {
+    files.push(at2("package.json"));
+    parts.push(`package.json ${await objectAt(repo, sha, at2("package.json"))}`);
+  } else {
+    files.push(at2(lockName));
+    try {
+      const parsed = JSON.parse(lock);
+      delete parsed.version;
+      if (parsed.packages?.[""]) delete parsed.packages[""].version;
+      parts.push(`lock ${JSON.stringify(parsed)}`);
+      const linked = Object.entries(parsed.packages ?? {}).filter(([, v]) => v.link);
+      const fileDeps = Object.entries(parsed.dependencies ?? {}).filter(([, v]) => v.version?.startsWith("file:"));
+      if (linked.length)
+        perRelease ??= `npm links ${linked.slice(0, 3).map(([k, v]) => `${k.replace(/^.*node_modules\//, "")} \u2192 ${v.resolved ?? "?"}`).join(", ")}${linked.length > 3 ? ` and ${linked.length - 3} more` : ""} into node_modules (workspaces, file: dependencies): the set points into the release directory`;
+      else if (fileDeps.length) perRelease ??= `npm installs ${fileDeps[0][0]} from ${fileDeps[0][1].version} (a file: dependency): the set points into the release directory`;
+    } catch {
+      parts.push(`lock ${await objectAt(repo, sha, at2(lockName))}`);
+    }
+  }
+  if (npmrc !== void 0) {
+    files.push(at2(".npmrc"));
+    parts.push(`npmrc ${createHash3("sha256").update(npmrc).digest("hex")}`);
+  }
+  let scripts = [];
+  try {
+    const pkg = pkgText === void 0 ? {} : JSON.parse(pkgText);
+    scripts = NPM_CI_SCRIPTS.flatMap((s) => typeof pkg.scripts?.[s] === "string" ? [[s, pkg.scripts[s]]] : []);
+  } catch {
+  }
+  if (scripts.length) {
+    parts.push(`scripts ${JSON.stringify(scripts)}`);
+    if (extra === void 0)
+      perRelease ??= `${at2("package.json")} runs ${scripts.map(([s, c]) => `${s} (${c.length > 60 ? `${c.slice(0, 57)}...` : c})`).join(", ")} on install, reading files not known here: list them in release.dependency_inputs to share the set between releases`;
+  }
+  for (const p of extra ?? []) parts.push(`input ${p} ${await objectAt(repo, sha, p)}`);
+  return { parts, files: [...files, ...extra ?? []], ...perRelease && { perRelease } };
+}
+async function dependencyInputs(repo, sha, env) {
+  const { python, node } = env.config.runtimes;
+  const { python_requirements: req2, node_dir: nodeDir, dependency_inputs: extra } = env.config.release;
+  const inputs = (extra ?? []).map((p) => inRepository("", p) ?? p);
+  const [py, js] = await Promise.all([
+    req2 ? pythonInputs(repo, sha, req2, inputs) : { parts: [], files: [] },
+    nodeDir ? nodeInputs(repo, sha, nodeDir, extra === void 0 ? void 0 : inputs) : { parts: [], files: [] }
+  ]);
+  const set = (runtime, x) => ({
+    hash: depsHash([runtime, ...x.parts]),
+    files: x.files,
+    ...x.perRelease && { perRelease: x.perRelease }
+  });
+  return { python: set(`python ${python.strategy} ${python.version}`, py), node: set(`node ${node.strategy} ${node.version}`, js) };
+}
+
 // core/changes.ts
 var COMMIT_LIMIT = 20;
 var DEFAULT_MIGRATION_PATHS = ["**/migrations/**", "**/alembic/versions/**", "**/db/migrate/**"];
 var NOT_MIGRATIONS = /(^|\/)(__init__\.py|env\.py|script\.py\.mako|README[^/]*|alembic\.ini|\.gitkeep)$|(^|\/)__pycache__\//;
-async function dependencyHashes(repo, sha, env) {
-  const { python, node } = env.config.runtimes;
-  const { python_requirements: req2, node_dir: nodeDir } = env.config.release;
-  const [pythonInput, nodeInput] = await Promise.all([blobId(repo, sha, req2), nodeDir ? nodeDependencyInput(repo, sha, nodeDir) : ""]);
-  return {
-    python: depsHash([`python ${python.strategy} ${python.version}`, pythonInput]),
-    node: depsHash([`node ${node.strategy} ${node.version}`, nodeInput])
-  };
-}
 async function commitsBetween(repo, from, to) {
   const count = Number((await git(repo, ["rev-list", "--count", `${from}..${to}`])).trim());
   const out = await git(repo, ["log", `--max-count=${COMMIT_LIMIT}`, "--format=%H%x1f%an%x1f%s%x1e", `${from}..${to}`]);
@@ -71447,12 +71607,15 @@ async function describeChange(repo, env, live, target) {
   const paths = [.../* @__PURE__ */ new Set([...await migrationPaths(repo, target, env), ...await migrationPaths(repo, live, env)])];
   change.migrations = await addedMigrations(repo, live, target, paths);
   change.migrationsLiveOnly = await addedMigrations(repo, target, live, paths);
-  const [before, after] = [await dependencyHashes(repo, live, env), await dependencyHashes(repo, target, env)];
+  const [before, after] = [await dependencyInputs(repo, live, env), await dependencyInputs(repo, target, env)];
   const { python_requirements: req2, node_dir: nodeDir } = env.config.release;
-  change.dependencies = [
-    ...req2 ? [{ name: "python", files: req2, changed: before.python !== after.python }] : [],
-    ...nodeDir ? [{ name: "node", files: `${nodeDir}/package-lock.json`, changed: before.node !== after.node }] : []
-  ];
+  const entry = (name2) => ({
+    name: name2,
+    files: after[name2].files.join(", "),
+    changed: Boolean(after[name2].perRelease) || before[name2].hash !== after[name2].hash,
+    ...after[name2].perRelease && { perRelease: after[name2].perRelease }
+  });
+  change.dependencies = [...req2 ? [entry("python")] : [], ...nodeDir ? [entry("node")] : []];
   return change;
 }
 function liveChangedWhy(live) {
@@ -71510,7 +71673,7 @@ function formatChanges(groups, target) {
     if (change.migrationsLiveOnly.length) {
       out.push(`  !!! migrations live now that the target lacks (a deploy does not undo them; the target must work with them): ${change.migrationsLiveOnly.join(", ")}`);
     }
-    const deps = change.dependencies.map((d) => `${d.name} ${d.changed ? `CHANGED (${d.files}): a new set is installed` : "unchanged (reused)"}`);
+    const deps = change.dependencies.map((d) => `${d.name} ${d.perRelease ? `made for this release (${d.perRelease})` : d.changed ? `CHANGED (${d.files}): a new set is installed` : "unchanged (reused)"}`);
     if (deps.length) out.push(`  dependencies: ${deps.join("; ")}`);
   }
   return out;
@@ -71942,6 +72105,16 @@ function nodeDependencies(env, release, hash) {
     echo "npm ci could not write every file of node_modules, though it exited 0 (npm/cli#3526):" >&2
     grep -i -m 5 'TAR_ENTRY_ERROR' "$npm_log" >&2; exit 1
   fi
+  # npm links the app's own packages (workspaces, file: directories) with relative links (../packages/x): moved out
+  # of the release they would point nowhere, so they point into this release by its absolute path (such a set
+  # is made for each release: core/dependency-inputs.ts). The .bin links stay inside node_modules: left as they are.
+  if [ -d ${quote(modules)} ]; then
+    modules_dir=$(cd ${quote(modules)} && pwd -P)
+    while IFS= read -r -d '' l; do
+      t=$(readlink -f -- "$l") || continue
+      case "$t" in "$modules_dir"/*) ;; *) ln -sfn -- "$t" "$l" ;; esac
+    done < <(find ${quote(modules)} -type l ! -path '*/.bin/*' -print0)
+  fi
   mkdir -p "$set_dir"
   if [ -d ${quote(modules)} ]; then mv ${quote(modules)} "$set_dir/node_modules"; else mkdir "$set_dir/node_modules"; fi`;
   return dependencySet(env, release, "node", `node-${hash}`, install, { from: modules, to: "node_modules" }, "installed");
@@ -72178,10 +72351,11 @@ async function resolveDeployCommit(ctx, env, ref) {
 }
 async function planDeploy(ctx, env, { repo, resolved }) {
   const ref = resolved.ref;
-  const [tree, hashes, secrets, size2] = await inOrder([treeContent(repo, resolved.sha), dependencyHashes(repo, resolved.sha, env), environmentSecrets(ctx, env), treeSize(repo, resolved.sha)]);
+  const [tree, deps, secrets, size2] = await inOrder([treeContent(repo, resolved.sha), dependencyInputs(repo, resolved.sha, env), environmentSecrets(ctx, env), treeSize(repo, resolved.sha)]);
   const dotenv = renderDotenv(env, secrets);
   const now = runnerNow(ctx);
   const id = releaseId(resolved.sha, now);
+  const hashes = setHashes(deps, id);
   for (const slot of ["blue", "green"]) slotConfig(env, slot, `${env.layout.releases}/${id}`, id);
   if (env.config.tls.mode === "off" || env.config.nginx.site_template) site(env, true);
   const info2 = runInfo(ctx.processEnv);
@@ -72197,7 +72371,7 @@ async function planDeploy(ctx, env, { repo, resolved }) {
     ...tree.submodules.length && { submodules: tree.submodules.map(({ path, sha }) => ({ path, sha })) },
     ...tree.lfs.length && { lfs: tree.lfs.map(({ path, oid }) => ({ path, oid })) }
   };
-  return { resolved, repo, tree, size: size2, id, dotenv, hashes, meta, fingerprint: deployFingerprint(env, dotenv), dotenvSums: dotenvSums(dotenv) };
+  return { resolved, repo, tree, size: size2, id, dotenv, deps, hashes, meta, fingerprint: deployFingerprint(env, dotenv), dotenvSums: dotenvSums(dotenv) };
 }
 function deployFingerprint(env, dotenv) {
   const { hosts: _h, bastion: _b, ssh: _s, repository: _r, ref: _ref, switch: sw, ...settings } = env.config;
@@ -72234,7 +72408,9 @@ function withFreeReleaseId(p, taken) {
     at2 = new Date(at2.getTime() + 1e3);
     id = releaseId(p.resolved.sha, at2);
   }
-  return id === p.id ? p : { ...p, id, meta: { ...p.meta, id } };
+  if (id === p.id) return p;
+  const hashes = setHashes(p.deps, id);
+  return { ...p, id, hashes, meta: { ...p.meta, id, deps: hashes } };
 }
 function treeNotes(tree) {
   const notes = [];
@@ -72245,7 +72421,14 @@ function treeNotes(tree) {
   return notes;
 }
 function planText(env, p, sharing) {
-  const steps = ["lock", "state", "code (pack of missing objects)", "release (with its own .env)", "dependencies (reused when lockfiles unchanged)"];
+  const sets = ["python", "node"].filter((k) => k === "python" ? env.config.release.python_requirements : env.config.release.node_dir);
+  const steps = [
+    "lock",
+    "state",
+    "code (pack of missing objects)",
+    "release (with its own .env)",
+    `dependencies: ${sets.map((k) => `${k} ${p.deps[k].perRelease ? `made for this release (${p.deps[k].perRelease})` : `reused unless ${p.deps[k].files.join(", ")} changed`}`).join("; ") || "none"}`
+  ];
   if (env.config.release.build) steps.push(`build: ${env.config.release.build}`);
   if (env.config.release.migrate) steps.push(`migrate (first host): ${env.config.release.migrate}`);
   if (env.hosts.length > 1) steps.push("build once per platform: the other hosts receive the release and its new dependency sets (sha256-checked), before any switch");
@@ -72700,6 +72883,7 @@ async function buildOn(env, hp, p) {
     await runBuild();
   } else await pooled([nodeThenBuild, python], 2, (part) => part());
   result.notes.push(...deps.flat().map((d) => `dependencies: ${d}`));
+  for (const kind of ["python", "node"]) if ((kind === "python" ? req2 : nodeDir) && p.deps[kind].perRelease) result.notes.push(`dependencies: the ${kind} set is made for each release: ${p.deps[kind].perRelease}`);
 }
 async function migrateOn(env, hp, p) {
   const { migrate, migrate_timeout: limit } = env.config.release;

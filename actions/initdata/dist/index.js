@@ -49542,6 +49542,10 @@ var environmentSchema = object(
           "what builds a new Python dependency set: uv (pinned, installed by provision from the package index; its cache on the host is shared by every set, so a set of cached packages takes seconds; the venv is seeded with pip) or pip (`python -m venv`, then `pip install`: slower, for requirements uv does not read); either way its modules are compiled to bytecode as it is made",
           "uv"
         ),
+        dependency_inputs: opt(
+          list(string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\n]+$/, form: 'a path relative to the repository, inside it ("prisma/schema.prisma", "client/patches")' })),
+          "files or directories the dependency installs read besides what ops finds itself (the lockfiles, files requirements include, local packages, .npmrc): what the install scripts of node_dir's package.json read, such as patch-package's patches/ or prisma's schema. A change to any of them makes the sets again. Unset while package.json has install scripts (postinstall, prepare...): the node set is made for each release, as what they read is not known ([] = they read nothing of the repository)"
+        ),
         build: opt(command, "build command, run in the release as the app user", "make build"),
         build_needs_python: opt(
           boolean(),

@@ -83,7 +83,7 @@ describe("the node set with npm's links to the app's own packages (real npm, wor
     const link = join(t.layout.deps, 'node-ws01', 'node_modules', '@app', 'lib');
     expect(readlinkSync(link)).toBe(join(realpathSync(client), 'packages', 'lib'));
     expect(lstatSync(join(client, 'node_modules')).isSymbolicLink()).toBe(true);
-    const loaded = await run(node, ['-e', "process.stdout.write(require('@app/lib'))"], { cwd: client, encoding: 'utf8' });
+    const loaded = await run(node, ['-e', 'process.stdout.write(require(process.argv[1]))', '@app/lib'], { cwd: client, encoding: 'utf8' });
     expect(loaded.stdout).toBe('lib of r1');
     // The .bin links stay relative, inside node_modules.
     expect(readlinkSync(join(t.layout.deps, 'node-ws01', 'node_modules', '.bin', 'app-lib'))).toMatch(/^\.\.\//);

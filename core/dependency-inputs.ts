@@ -184,7 +184,9 @@ export const NPM_CI_SCRIPTS = ['preinstall', 'install', 'postinstall', 'prepubli
  * version: a release bump installs nothing new), else package.json; the project's .npmrc; the scripts npm ci runs
  * for the root package, and `extra` (release.dependency_inputs). Those scripts may read any file (patch-package's
  * patches, prisma's schema): without `extra` the set is made for each release. Packages npm links into
- * node_modules (workspaces, `file:` directories: lockfile entries with `link: true`) point into the release: the same.
+ * node_modules (workspaces, `file:` directories: lockfile entries with `link: true`) point into the release: the same
+ * (an npm that installs links as copies, as Debian 12's npm 9 does by default, gets this release's copy). A package
+ * npm copies from the repository (`"resolved": "file:../lib"`, a tarball in the tree) counts by its files.
  */
 async function nodeInputs(repo: string, sha: string, dir: string, extra: string[] | undefined): Promise<Omit<SetInputs, 'hash'> & { parts: string[] }> {
   const at = (name: string) => (dir === '.' || dir === '' ? name : `${posix.normalize(dir).replace(/\/$/, '')}/${name}`);
@@ -205,10 +207,22 @@ async function nodeInputs(repo: string, sha: string, dir: string, extra: string[
       if (parsed.packages?.['']) delete parsed.packages[''].version;
       parts.push(`lock ${JSON.stringify(parsed)}`);
       const linked = Object.entries(parsed.packages ?? {}).filter(([, v]) => v.link);
-      const fileDeps = Object.entries(parsed.dependencies ?? {}).filter(([, v]) => v.version?.startsWith('file:'));
       if (linked.length)
         perRelease ??= `npm links ${linked.slice(0, 3).map(([k, v]) => `${k.replace(/^.*node_modules\//, '')} → ${v.resolved ?? '?'}`).join(', ')}${linked.length > 3 ? ` and ${linked.length - 3} more` : ''} into node_modules (workspaces, file: dependencies): the set points into the release directory`;
-      else if (fileDeps.length) perRelease ??= `npm installs ${fileDeps[0]![0]} from ${fileDeps[0]![1].version} (a file: dependency): the set points into the release directory`;
+      // A package npm copies from the repository (`file:` with install-links, a tarball in the tree): its files count.
+      // lockfileVersion 1 lists them under `dependencies`, with the `file:` spec as their version.
+      const copied = [
+        ...Object.entries(parsed.packages ?? {}).flatMap(([k, v]) => (!v.link && v.resolved?.startsWith('file:') ? [[k, v.resolved]] : [])),
+        ...Object.entries(parsed.dependencies ?? {}).flatMap(([k, v]) => (v.version?.startsWith('file:') ? [[k, v.version]] : [])),
+      ];
+      for (const [name, spec] of copied) {
+        const path = inRepository(dir === '.' ? '' : posix.normalize(dir), fileUrlPath(spec!));
+        if (path === undefined) perRelease ??= `npm installs ${name!.replace(/^.*node_modules\//, '')} from ${spec}, outside the repository`;
+        else {
+          parts.push(`copied ${path} ${await objectAt(repo, sha, path)}`);
+          if (!files.includes(path)) files.push(path);
+        }
+      }
     } catch {
       parts.push(`lock ${await objectAt(repo, sha, at(lockName))}`);
     }

@@ -196,6 +196,20 @@ describe('the node set is made again when anything npm ci reads changes', () => 
     expect(setHashes(inputs, 'R1').node).not.toBe(setHashes(inputs, 'R2').node);
   });
 
+  it('a package npm copies from the repository (file: with install-links) counts by its files; from outside it, made for each release', async () => {
+    const r = repoWith([
+      { 'client/package-lock.json': lock({ 'node_modules/mylib': { version: '1.0.0', resolved: 'file:../lib' } }), 'client/package.json': pkg(), 'lib/index.js': 'one' },
+      { 'lib/index.js': 'two' },
+      { 'client/src/app.js': 'x' },
+      { 'client/package-lock.json': lock({ 'node_modules/mylib': { version: '1.0.0', resolved: 'file:../../vendor/lib' } }) },
+    ]);
+    const h = await hashes(r, env(), 'node');
+    expect(h[1]).not.toBe(h[0]);
+    expect(h[2]).toBe(h[1]);
+    expect((await dependencyInputs(r.dir, r.shas[0]!, env())).node.files).toEqual(['client/package-lock.json', 'lib']);
+    expect((await dependencyInputs(r.dir, r.shas[3]!, env())).node.perRelease).toBe('npm installs mylib from file:../../vendor/lib, outside the repository');
+  });
+
   it('npm-shrinkwrap.json is read before package-lock.json, as npm ci does', async () => {
     const r = repoWith([
       { 'client/package-lock.json': lock({ 'node_modules/x': { version: '1.0.0' } }), 'client/package.json': pkg() },

@@ -1,0 +1,273 @@
+// What a release's dependency sets are made from, on a real host (sshd, supervisor, nginx), through the layouts
+// users have: a venv and node_modules are shared between releases by a hash of their inputs (shared/deps), so
+// every input that changes what gets installed must change that hash, every set a kept release links to must
+// survive the prune, and what a set holds must not point into another release's directory (which a prune
+// removes). Each case deploys a change that touches only one such input and checks what serves, and that the
+// live release's program still starts (supervisorctl restart, as after a reboot or a crash).
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { deploy } from '../../core/ops/deploy.ts';
+import { quote } from '../../core/shell.ts';
+import { downHost, npmRegistryUrl, pypiIndexUrl, sshRun, type Host } from '../hosts/index.ts';
+import { commit, initRepo } from '../support/gitrepo.ts';
+import { APP, get, makeProject, pythonWebApp, readyHost, webConfig, type TestProject } from './support.ts';
+
+let host: Host;
+let project: TestProject;
+let repo: string;
+const root = mkdtempSync(join(tmpdir(), 'ops-deps-'));
+const base = `/srv/${APP}`;
+/** On the host, as root. */
+const onHost = async (command: string) => (await sshRun(host, `sudo bash -c ${quote(command)}`)).stdout.trim();
+
+/** The next commit's tree is exactly `files` (everything else removed): each case its own repository layout. */
+function layout(files: Record<string, string>, message: string): string {
+  for (const entry of readdirSync(repo)) if (entry !== '.git') rmSync(join(repo, entry), { recursive: true, force: true });
+  return commit(repo, files, message);
+}
+
+/** Deploy the repository's main with `release` (over the base) and `programs`; returns the release made live. */
+async function deployWith(release: Record<string, unknown>, programs: Record<string, unknown>): Promise<string> {
+  project.write(
+    webConfig(host, repo, {
+      release: { python_requirements: '', node_dir: '', build: 'true', migrate: 'true', keep: 1, ...release },
+      programs,
+      packages: { pip_index_url: pypiIndexUrl, npm_registry: npmRegistryUrl },
+    }),
+  );
+  return (await deploy(project.ctx(), project.env(), { ref: 'main' })).release;
+}
+
+/** What answers through nginx once it starts with `prefix` (a switch or restart takes a moment), else the last answer. */
+async function serves(prefix: string, seconds = 20): Promise<string> {
+  let last = '';
+  for (let i = 0; i < seconds * 5; i++) {
+    last = await get(host).then((x) => `${x.status} ${x.body}`, (e: Error) => `no answer: ${e.message}`);
+    if (last.startsWith(`200 ${prefix}`)) return last.slice(4);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  return last;
+}
+
+/**
+ * Restart every program under supervisor, as a reboot or a crash would, then what serves (see `serves`), and, when
+ * that is not `prefix`, the last lines the programs wrote to stderr.
+ */
+async function afterRestart(prefix: string): Promise<string> {
+  await onHost('supervisorctl restart all >/dev/null 2>&1 || true');
+  const answer = await serves(prefix, 15);
+  if (answer.startsWith(prefix)) return answer;
+  return `${answer}\n--- programs' stderr:\n${await onHost(`tail -q -n 2 /var/log/${APP}/web-*.err.log 2>/dev/null || true`)}`;
+}
+
+const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+/**
+ * An answer `<release> <says> from <file>` where the file is the live release's own `path`, or a copy in a dependency
+ * set (shared/deps): never a file of another release (a prune removes those).
+ */
+const fromLiveRelease = (release: string, says: string, path: string) =>
+  new RegExp(`^${escape(`${release} ${says} from `)}(${escape(`${base}/releases/${release}/${path}`)}|${escape(`${base}/shared/deps/`)}\\S+)$`);
+
+/** Where `<base>/current/<path>` resolves to, or "(dangling: <its link>)". */
+const resolves = (path: string) => onHost(`p=${quote(`${base}/current/${path}`)}; if [ -d "$p" ]; then readlink -f "$p"; else echo "(dangling: $(readlink "$p"))"; fi`);
+
+// ---- Node apps: `node server.js <port>`, loading `ms` (from the lab's npm cache) and what else `extra` requires.
+const MS_INTEGRITY = 'sha512-6FlzubTLZG3J2a/NVCAleEhjzq5oxgHyaCU9yYXvcLsvoVaHJq/s5xXI6/XXP6tz7R9xAOtHnSO/tXtF3WRTlA==';
+
+/**
+ * server.js: answers `<OPS_RELEASE> ms:<ms(60000)>(<where>) <extra>` (`extra`: a JS expression evaluated once at
+ * start). `where`: "set" when ms was loaded from a node set in shared/deps, else the file it was loaded from (Debian's
+ * nodejs also finds modules in /usr/share/nodejs: a release without its node_modules may still start, with those).
+ */
+function nodeServer(extra = '""'): string {
+  return `const http = require('http');
+const fs = require('fs');
+const ms = require('ms');
+const msFile = fs.realpathSync(require.resolve('ms'));
+const where = msFile.startsWith('${base}/shared/deps/node-') ? 'set' : msFile;
+const extra = ${extra};
+http.createServer((req, res) => {
+  const body = process.env.OPS_RELEASE + ' ms:' + ms(60000) + '(' + where + ') ' + extra;
+  res.writeHead(200, { 'Content-Length': Buffer.byteLength(body) });
+  res.end(body);
+}).listen(Number(process.argv[2]), '127.0.0.1');
+`;
+}
+
+/** package.json and package-lock.json (v3, as npm 9 writes it) of a node app depending on ms 2.1.3, plus `more`. */
+function nodePackage(
+  name: string,
+  more: { scripts?: Record<string, string>; workspaces?: string[]; dependencies?: Record<string, string>; lockEntries?: Record<string, unknown> } = {},
+): { pkg: string; lock: string } {
+  const dependencies = { ms: '2.1.3', ...more.dependencies };
+  const workspaces = more.workspaces ? { workspaces: more.workspaces } : {};
+  const root = { name, version: '1.0.0', ...workspaces, dependencies };
+  const pkg = { name, version: '1.0.0', private: true, ...workspaces, ...(more.scripts ? { scripts: more.scripts } : {}), dependencies };
+  const lock = {
+    name,
+    version: '1.0.0',
+    lockfileVersion: 3,
+    requires: true,
+    packages: {
+      '': { ...root, ...(more.scripts?.postinstall ? { hasInstallScript: true } : {}) },
+      ...more.lockEntries,
+      'node_modules/ms': { version: '2.1.3', resolved: 'https://registry.npmjs.org/ms/-/ms-2.1.3.tgz', integrity: MS_INTEGRITY },
+    },
+  };
+  return { pkg: `${JSON.stringify(pkg, null, 2)}\n`, lock: `${JSON.stringify(lock, null, 2)}\n` };
+}
+
+const nodeProgram = (directory: string) => ({ web: { command: '{node} server.js {port}', directory, port: 5100, health: '/health', env: {} } });
+
+// ---- Python apps: `venv/bin/python server.py <port>`, answering `<OPS_RELEASE> <SAYS>` (SAYS set once at start).
+const pythonServer = (prelude: string) => pythonWebApp('os.environ["OPS_RELEASE"] + " " + SAYS', prelude);
+const pythonProgram = { web: { command: '{release}/venv/bin/python server.py {port}', port: 5100, health: '/health', env: {} } };
+
+/** A small local Python package `mylib` (setuptools build backend) whose module says `word`. */
+const localPackage = (word: string) => ({
+  'lib/pyproject.toml': '[build-system]\nrequires = ["setuptools>=61"]\nbuild-backend = "setuptools.build_meta"\n\n[project]\nname = "mylib"\nversion = "1.0.0"\n',
+  'lib/mylib/__init__.py': `WORD = ${JSON.stringify(word)}\n`,
+});
+const mylibServer = pythonServer('import mylib\nSAYS = mylib.WORD + " from " + os.path.realpath(mylib.__file__)');
+
+beforeAll(async () => {
+  host = await readyHost('k3d');
+  repo = join(root, 'app');
+  initRepo(repo, { 'README': 'dependency inputs\n' });
+  project = makeProject('e2e', webConfig(host, repo));
+}, 900_000);
+
+afterAll(async () => {
+  if (host) await downHost(host.name, { purge: true });
+  project?.cleanup();
+  rmSync(root, { recursive: true, force: true });
+});
+
+describe.sequential('what a dependency set is made from, on a real host', () => {
+  for (const dir of ['.', 'apps/web']) {
+    it(`the node set of node_dir "${dir}" outlives the deploy that made it: the live release's node_modules exists and its program starts again after a restart`, async () => {
+      const { pkg, lock } = nodePackage('web');
+      const prefix = dir === '.' ? '' : `${dir}/`;
+      layout({ [`${prefix}package.json`]: pkg, [`${prefix}package-lock.json`]: lock, [`${prefix}server.js`]: nodeServer() }, `node app in ${dir}`);
+      const release = await deployWith({ node_dir: dir }, nodeProgram(dir));
+      expect(await serves(release)).toBe(`${release} ms:1m(set) `);
+      expect.soft(await resolves(`${prefix}node_modules`), 'the live release links to an existing node set').toMatch(new RegExp(`^${base}/shared/deps/node-[0-9a-f]+/node_modules$`));
+      expect(await afterRestart(release), 'the live release still starts').toBe(`${release} ms:1m(set) `);
+    }, 600_000);
+  }
+
+  it('a change to a file requirements.txt includes (-r) is installed', async () => {
+    const files = (version: string) => ({
+      'requirements.txt': '-r requirements/base.txt\n',
+      'requirements/base.txt': `packaging==${version}\n`,
+      'server.py': pythonServer('import importlib.metadata\nSAYS = "packaging " + importlib.metadata.version("packaging")'),
+    });
+    layout(files('26.3'), 'python app, packaging 26.3 in requirements/base.txt');
+    const first = await deployWith({ python_requirements: 'requirements.txt' }, pythonProgram);
+    expect(await serves(first)).toBe(`${first} packaging 26.3`);
+    commit(repo, files('26.4'), 'packaging 26.4 (requirements/base.txt only)');
+    const second = await deployWith({ python_requirements: 'requirements.txt' }, pythonProgram);
+    expect(await serves(second)).toBe(`${second} packaging 26.4`);
+  }, 600_000);
+
+  it("an editable local package (-e ./lib): a change to its code is what serves, imported from the live release, which keeps starting once the release the venv was first made in is pruned", async () => {
+    const files = (word: string) => ({ 'requirements.txt': '-e ./lib\n', 'server.py': mylibServer, ...localPackage(word) });
+    layout(files('one'), 'python app with an editable local package saying one');
+    const first = await deployWith({ python_requirements: 'requirements.txt' }, pythonProgram);
+    expect(await serves(first)).toMatch(fromLiveRelease(first, 'one', 'lib/mylib/__init__.py'));
+    commit(repo, files('two'), 'the local package says two (lib/ only)');
+    const second = await deployWith({ python_requirements: 'requirements.txt' }, pythonProgram);
+    expect.soft(await serves(second), 'the change to lib/ serves, from the live release').toMatch(fromLiveRelease(second, 'two', 'lib/mylib/__init__.py'));
+    // A third release (app code only); keep: 1 → the live one, the warm one (the second) and nothing else are kept.
+    commit(repo, { 'server.py': `${mylibServer}# third\n` }, 'app code only');
+    const third = await deployWith({ python_requirements: 'requirements.txt' }, pythonProgram);
+    expect(await onHost(`ls ${base}/releases`), 'the first release was pruned').not.toContain(first);
+    expect(await afterRestart(third), 'the live release still starts').toMatch(fromLiveRelease(third, 'two', 'lib/mylib/__init__.py'));
+  }, 900_000);
+
+  it('a change to the code of a local package installed by path (./lib, not editable) is installed', async () => {
+    const files = (word: string) => ({ 'requirements.txt': './lib\n', 'server.py': mylibServer, ...localPackage(word) });
+    layout(files('one'), 'python app with a local package (not editable) saying one');
+    const first = await deployWith({ python_requirements: 'requirements.txt' }, pythonProgram);
+    expect(await serves(first)).toMatch(new RegExp(`^${first} one from ${base}/shared/deps/venv-[0-9a-f]+/lib/python3[.0-9]+/site-packages/mylib/__init__.py$`));
+    commit(repo, files('two'), 'the local package says two (lib/ only)');
+    const second = await deployWith({ python_requirements: 'requirements.txt' }, pythonProgram);
+    expect(await serves(second)).toMatch(new RegExp(`^${second} two from `));
+  }, 600_000);
+
+  it("a change to a file read by the node app's own install script (postinstall writing into node_modules) is installed", async () => {
+    // As patch-package or `prisma generate` do: a root lifecycle script generates code into node_modules from the repository.
+    const gen = `const fs = require('fs');
+const greeting = fs.readFileSync('greeting.txt', 'utf8').trim();
+fs.mkdirSync('node_modules/.generated', { recursive: true });
+fs.writeFileSync('node_modules/.generated/greeting.js', 'module.exports = ' + JSON.stringify(greeting) + ';\\n');
+`;
+    const { pkg, lock } = nodePackage('client', { scripts: { postinstall: 'node scripts/gen.js' } });
+    const files = (greeting: string) => ({
+      'client/package.json': pkg,
+      'client/package-lock.json': lock,
+      'client/scripts/gen.js': gen,
+      'client/greeting.txt': `${greeting}\n`,
+      'client/server.js': nodeServer("require('./node_modules/.generated/greeting.js')"),
+    });
+    layout(files('hello one'), 'node app generating its greeting at install');
+    const first = await deployWith({ node_dir: 'client' }, nodeProgram('client'));
+    expect(await serves(first)).toBe(`${first} ms:1m(set) hello one`);
+    commit(repo, { 'client/greeting.txt': 'hello two\n' }, 'greeting two (the postinstall input only; lockfile unchanged)');
+    const second = await deployWith({ node_dir: 'client' }, nodeProgram('client'));
+    expect(await serves(second)).toBe(`${second} ms:1m(set) hello two`);
+  }, 600_000);
+
+  // npm links a `file:` directory (install-links=false, npm 7-8 and 9.4+) or packs a copy of it (install-links=true,
+  // npm 9.0-9.3, Debian bookworm's 9.2): either way the package's code is in no lockfile.
+  it('a change to the code of a local package npm installs from a file: dependency (file:../lib) is what serves', async () => {
+    const { pkg, lock } = nodePackage('client', {
+      dependencies: { mylib: 'file:../lib' },
+      lockEntries: { '../lib': { name: 'mylib', version: '1.0.0' }, 'node_modules/mylib': { resolved: '../lib', link: true } },
+    });
+    const files = (word: string) => ({
+      'client/package.json': pkg,
+      'client/package-lock.json': lock,
+      'client/server.js': nodeServer("require('mylib') + ' from ' + require('fs').realpathSync(require.resolve('mylib'))"),
+      'lib/package.json': `${JSON.stringify({ name: 'mylib', version: '1.0.0', main: 'index.js' })}\n`,
+      'lib/index.js': `module.exports = ${JSON.stringify(word)};\n`,
+    });
+    layout(files('one'), 'node app with a local package by file: saying one');
+    const first = await deployWith({ node_dir: 'client' }, nodeProgram('client'));
+    expect.soft(await onHost(`readlink -e ${base}/current/client/node_modules/mylib || echo "dangling: $(ls -l ${base}/current/client/node_modules/mylib)"`)).not.toContain('dangling');
+    expect(await serves(first)).toMatch(new RegExp(`^${first} ms:1m\\(set\\) one from `));
+    commit(repo, { 'lib/index.js': 'module.exports = "two";\n' }, 'the local package says two (lib/ only)');
+    const second = await deployWith({ node_dir: 'client' }, nodeProgram('client'));
+    expect(await serves(second)).toMatch(new RegExp(`^${second} ms:1m\\(set\\) two from `));
+  }, 600_000);
+
+  it('an npm workspace package (linked into node_modules by npm) resolves from the live release, and a change to its code is what serves', async () => {
+    const { pkg, lock } = nodePackage('client', {
+      workspaces: ['packages/*'],
+      lockEntries: { 'node_modules/mylib': { resolved: 'packages/mylib', link: true }, 'packages/mylib': { version: '1.0.0' } },
+    });
+    const files = (word: string) => ({
+      'client/package.json': pkg,
+      'client/package-lock.json': lock,
+      'client/server.js': nodeServer("require('mylib') + ' from ' + require('fs').realpathSync(require.resolve('mylib'))"),
+      'client/packages/mylib/package.json': `${JSON.stringify({ name: 'mylib', version: '1.0.0', main: 'index.js' })}\n`,
+      'client/packages/mylib/index.js': `module.exports = ${JSON.stringify(word)};\n`,
+    });
+    layout(files('one'), 'node app with a workspace package saying one');
+    let first = '';
+    const failure = await deployWith({ node_dir: 'client' }, nodeProgram('client')).then(
+      (r) => ((first = r), ''),
+      (e: Error & { hint?: string }) => `${e.message}\n${e.hint ?? ''}`,
+    );
+    // npm's link to the workspace (relative: ../packages/mylib), in every node set there is.
+    const links = await onHost(`for l in ${base}/shared/deps/node-*/node_modules/mylib; do if [ -L "$l" ]; then echo "$l -> $(readlink "$l") $(readlink -e "$l" >/dev/null || echo dangling)"; fi; done`);
+    expect.soft(links, "npm's links into the repository resolve").not.toContain('dangling');
+    expect(failure, 'the deploy succeeds').toBe('');
+    expect(await serves(first)).toMatch(fromLiveRelease(first, 'ms:1m(set) one', 'client/packages/mylib/index.js'));
+    commit(repo, { 'client/packages/mylib/index.js': 'module.exports = "two";\n' }, 'the workspace package says two (its code only)');
+    const second = await deployWith({ node_dir: 'client' }, nodeProgram('client'));
+    expect(await serves(second)).toMatch(fromLiveRelease(second, 'ms:1m(set) two', 'client/packages/mylib/index.js'));
+  }, 600_000);
+});

@@ -250,10 +250,26 @@ async function nodeInputs(repo: string, sha: string, dir: string, extra: string[
 /**
  * The inputs of a commit's two dependency sets (the runtime, then what each install reads: pythonInputs,
  * nodeInputs) and whether each is made for each release. Reads only the runner's repository (one tree listing,
- * the files named); a setting that is off ("" requirements or node_dir) gives a set nobody makes.
- * @throws GitError when the commit cannot be read.
+ * the files named; each commit and settings once per process); a setting that is off ("" requirements or node_dir)
+ * gives a set nobody makes. @throws GitError when the commit cannot be read.
  */
-export async function dependencyInputs(repo: string, sha: string, env: Environment): Promise<DependencyInputs> {
+export function dependencyInputs(repo: string, sha: string, env: Environment): Promise<DependencyInputs> {
+  const { python, node } = env.config.runtimes;
+  const { python_requirements: req, node_dir: nodeDir, dependency_inputs: extra } = env.config.release;
+  // A commit's files never change: the plan and the change it describes (live and target) read each commit once.
+  const key = JSON.stringify([repo, sha, python, node, req, nodeDir, extra]);
+  let inputs = known.get(key);
+  if (!inputs) {
+    inputs = readInputs(repo, sha, env);
+    inputs.catch(() => known.delete(key));
+    known.set(key, inputs);
+  }
+  return inputs;
+}
+
+const known = new Map<string, Promise<DependencyInputs>>();
+
+async function readInputs(repo: string, sha: string, env: Environment): Promise<DependencyInputs> {
   const { python, node } = env.config.runtimes;
   const { python_requirements: req, node_dir: nodeDir, dependency_inputs: extra } = env.config.release;
   const inputs = (extra ?? []).map((p) => inRepository('', p) ?? p);

@@ -19208,8 +19208,8 @@ function describeLowLevel(err) {
 }
 function translateError(err, host, where) {
   if (err instanceof OpsError) return err;
-  const known = describeLowLevel(err);
-  if (known) return new TransportError(`${where}: ${known.what}`, known.hint);
+  const known2 = describeLowLevel(err);
+  if (known2) return new TransportError(`${where}: ${known2.what}`, known2.hint);
   const message = err instanceof Error ? err.message : String(err);
   if (message.includes(host)) return new TransportError(message);
   return new TransportError(`${where} failed: ${message}`, "if this keeps happening, run with OPS_DEBUG=1 and report it");
@@ -19220,8 +19220,8 @@ function formatError(err, processEnv = process.env) {
   if (err instanceof OpsError) return withHint(err.message, err.hint);
   const debug2 = processEnv.OPS_DEBUG && err instanceof Error && err.stack ? `
 ${err.stack}` : "";
-  const known = describeLowLevel(err);
-  if (known) return withHint(known.what, known.hint) + debug2;
+  const known2 = describeLowLevel(err);
+  if (known2) return withHint(known2.what, known2.hint) + debug2;
   const message = err instanceof Error ? err.message || err.name : String(err);
   return withHint(`internal error: ${message}`, "this is a bug in ops-pipeline: run again with OPS_DEBUG=1 to see where it happened, and report it") + debug2;
 }
@@ -27050,9 +27050,9 @@ function distance(a, b) {
   }
   return row[b.length];
 }
-function closest(key, known) {
+function closest(key, known2) {
   const norm = key.toLowerCase().replace(/-/g, "_");
-  const best = known.map((k) => [k, distance(norm, k)]).sort((x, y) => x[1] - y[1])[0];
+  const best = known2.map((k) => [k, distance(norm, k)]).sort((x, y) => x[1] - y[1])[0];
   return best && best[1] <= Math.max(1, Math.floor(key.length / 4)) ? best[0] : void 0;
 }
 function showDefault(value) {
@@ -27104,7 +27104,7 @@ function nullable(schema) {
 }
 function object(fields, options = {}) {
   const { form = "a mapping", rules = [] } = typeof options === "string" ? { form: options } : options;
-  const known = Object.keys(fields);
+  const known2 = Object.keys(fields);
   return {
     form,
     check(value, path, problems) {
@@ -27112,11 +27112,11 @@ function object(fields, options = {}) {
       const out = {};
       let ok = true;
       for (const k of Object.keys(value)) {
-        if (!known.includes(k)) {
-          const near = closest(k, known);
+        if (!known2.includes(k)) {
+          const near = closest(k, known2);
           problems.push({
             path: path ? `${path}.${k}` : k,
-            message: `unknown key${near ? ` (did you mean "${near}"?)` : `; known keys here: ${known.join(", ")}`}`
+            message: `unknown key${near ? ` (did you mean "${near}"?)` : `; known keys here: ${known2.join(", ")}`}`
           });
           ok = false;
         }
@@ -27581,10 +27581,10 @@ function loadEnvironment(envName, root) {
   const dir = join(environmentsDir(root), envName);
   const file = join(dir, ENVIRONMENT_FILE);
   if (!existsSync2(file)) {
-    const known = listEnvironments(root);
+    const known2 = listEnvironments(root);
     throw new OpsError(
       `no environment "${envName}": ${file} does not exist`,
-      known.length ? `known environments: ${known.join(", ")}` : "create one with `ops env new <name>`"
+      known2.length ? `known environments: ${known2.join(", ")}` : "create one with `ops env new <name>`"
     );
   }
   const label = `environments/${envName}/${ENVIRONMENT_FILE}`;
@@ -50378,8 +50378,8 @@ var init_build = __esm({
         if (!Utils2.isString(input) && !Utils2.isByteArray(input)) throw new TypeError(`The input must be a string or a byte array (Uint8Array or number[]), not ${Utils2.typeName(input)}`);
       }
       static checkFlags(flags) {
-        const known = PublicFlags.MULTILINE | PublicFlags.DOTALL | PublicFlags.CASE_INSENSITIVE | PublicFlags.DISABLE_UNICODE_GROUPS | PublicFlags.LONGEST_MATCH | PublicFlags.LOOKBEHINDS;
-        if (!Number.isInteger(flags) || (flags & ~known) !== 0) throw new RE2JSFlagsException("Flags should only be a combination of MULTILINE, DOTALL, CASE_INSENSITIVE, DISABLE_UNICODE_GROUPS, LONGEST_MATCH, LOOKBEHINDS");
+        const known2 = PublicFlags.MULTILINE | PublicFlags.DOTALL | PublicFlags.CASE_INSENSITIVE | PublicFlags.DISABLE_UNICODE_GROUPS | PublicFlags.LONGEST_MATCH | PublicFlags.LOOKBEHINDS;
+        if (!Number.isInteger(flags) || (flags & ~known2) !== 0) throw new RE2JSFlagsException("Flags should only be a combination of MULTILINE, DOTALL, CASE_INSENSITIVE, DISABLE_UNICODE_GROUPS, LONGEST_MATCH, LOOKBEHINDS");
       }
       static isByteArray(input) {
         return Array.isArray(input) || Object.prototype.toString.call(input) === "[object Uint8Array]";
@@ -67163,9 +67163,9 @@ async function loadEnvIdentities(root, env, processEnv = process.env) {
     throw new OpsError(`environments/${env}/environment.yml names secrets.age_key_file ${path}, which cannot be read`, "create it (`ops keygen --output <file>`) or remove that setting");
   }
   const found = await parseIdentities(text, path);
-  const known = new Set(ids.identities.map((i) => i.secret));
+  const known2 = new Set(ids.identities.map((i) => i.secret));
   return {
-    identities: [...ids.identities, ...found.filter((i) => !known.has(i.secret))],
+    identities: [...ids.identities, ...found.filter((i) => !known2.has(i.secret))],
     tried: [...ids.tried, `${path} (secrets.age_key_file, ${found.length} key${found.length === 1 ? "" : "s"})`],
     defaultFile: ids.defaultFile
   };
@@ -69214,10 +69214,10 @@ async function login(ep, attempt, options) {
       }
       if (tries >= options.retries || !RETRYABLE.test(`${message} ${e.code ?? ""}`)) {
         if (e instanceof OpsError) throw e;
-        const known = describeLowLevel(e);
+        const known2 = describeLowLevel(e);
         throw new TransportError(
-          `cannot connect to ${where}: ${known?.what ?? message}${tries ? ` (after ${tries + 1} attempts)` : ""}`,
-          known?.hint ?? "check the address and port, that sshd runs, and that a firewall lets this machine in"
+          `cannot connect to ${where}: ${known2?.what ?? message}${tries ? ` (after ${tries + 1} attempts)` : ""}`,
+          known2?.hint ?? "check the address and port, that sshd runs, and that a firewall lets this machine in"
         );
       }
       tries++;
@@ -71519,10 +71519,20 @@ async function nodeInputs(repo, sha, dir, extra) {
       if (parsed.packages?.[""]) delete parsed.packages[""].version;
       parts.push(`lock ${JSON.stringify(parsed)}`);
       const linked = Object.entries(parsed.packages ?? {}).filter(([, v]) => v.link);
-      const fileDeps = Object.entries(parsed.dependencies ?? {}).filter(([, v]) => v.version?.startsWith("file:"));
       if (linked.length)
         perRelease ??= `npm links ${linked.slice(0, 3).map(([k, v]) => `${k.replace(/^.*node_modules\//, "")} \u2192 ${v.resolved ?? "?"}`).join(", ")}${linked.length > 3 ? ` and ${linked.length - 3} more` : ""} into node_modules (workspaces, file: dependencies): the set points into the release directory`;
-      else if (fileDeps.length) perRelease ??= `npm installs ${fileDeps[0][0]} from ${fileDeps[0][1].version} (a file: dependency): the set points into the release directory`;
+      const copied = [
+        ...Object.entries(parsed.packages ?? {}).flatMap(([k, v]) => !v.link && v.resolved?.startsWith("file:") ? [[k, v.resolved]] : []),
+        ...Object.entries(parsed.dependencies ?? {}).flatMap(([k, v]) => v.version?.startsWith("file:") ? [[k, v.version]] : [])
+      ];
+      for (const [name2, spec] of copied) {
+        const path = inRepository(dir === "." ? "" : posix.normalize(dir), fileUrlPath(spec));
+        if (path === void 0) perRelease ??= `npm installs ${name2.replace(/^.*node_modules\//, "")} from ${spec}, outside the repository`;
+        else {
+          parts.push(`copied ${path} ${await objectAt(repo, sha, path)}`);
+          if (!files.includes(path)) files.push(path);
+        }
+      }
     } catch {
       parts.push(`lock ${await objectAt(repo, sha, at2(lockName))}`);
     }
@@ -71545,7 +71555,20 @@ async function nodeInputs(repo, sha, dir, extra) {
   for (const p of extra ?? []) parts.push(`input ${p} ${await objectAt(repo, sha, p)}`);
   return { parts, files: [...files, ...extra ?? []], ...perRelease && { perRelease } };
 }
-async function dependencyInputs(repo, sha, env) {
+function dependencyInputs(repo, sha, env) {
+  const { python, node } = env.config.runtimes;
+  const { python_requirements: req2, node_dir: nodeDir, dependency_inputs: extra } = env.config.release;
+  const key = JSON.stringify([repo, sha, python, node, req2, nodeDir, extra]);
+  let inputs = known.get(key);
+  if (!inputs) {
+    inputs = readInputs(repo, sha, env);
+    inputs.catch(() => known.delete(key));
+    known.set(key, inputs);
+  }
+  return inputs;
+}
+var known = /* @__PURE__ */ new Map();
+async function readInputs(repo, sha, env) {
   const { python, node } = env.config.runtimes;
   const { python_requirements: req2, node_dir: nodeDir, dependency_inputs: extra } = env.config.release;
   const inputs = (extra ?? []).map((p) => inRepository("", p) ?? p);

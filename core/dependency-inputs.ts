@@ -117,7 +117,7 @@ function inRepository(dir: string, path: string): string | undefined {
   return joined === '.' ? '' : joined.replace(/\/$/, '');
 }
 
-/** The git object id of a path at a commit (file, directory or submodule), "" when absent; "" for the root: the tree. */
+/** The git object id of a path at a commit (file, directory or submodule), "" when absent; for the root ("") the commit stands for its tree. */
 async function objectAt(repo: string, sha: string, path: string): Promise<string> {
   if (!path) return `tree of ${sha}`;
   return (await treeEntries(repo, sha)).find((e) => e.path === path)?.object ?? '';

@@ -48,9 +48,10 @@ export interface RequirementRef {
 const URL_SCHEME = /^[a-z][a-z0-9+.-]*:\/\//i;
 const VCS = /^(git|hg|svn|bzr)\+/i;
 
-/** A `file:` URL's path (`file:./lib`, `file:///srv/lib`, `file://localhost/srv/lib`), percent-decoded. */
+/** A `file:` URL's path (`file:./lib`, `file:///srv/lib`, `file://localhost/srv/lib`), its fragment (`#egg=`,
+ * `#sha256=`, `#subdirectory=`) and query left out, percent-decoded. */
 function fileUrlPath(url: string): string {
-  const rest = url.replace(/^file:(\/\/(localhost)?(?=\/))?/i, '');
+  const rest = url.replace(/[#?].*$/, '').replace(/^file:(\/\/(localhost)?(?=\/))?/i, '');
   try {
     return decodeURIComponent(rest);
   } catch {
@@ -58,53 +59,149 @@ function fileUrlPath(url: string): string {
   }
 }
 
+/** The file names pip takes for an archive (pip/_internal/utils/filetypes.py): such a requirement is a path even
+ * without a `/` (`vendored-1.0-py3-none-any.whl`). */
+const ARCHIVE = /\.(whl|zip|tar|tar\.gz|tgz|tar\.bz2|tbz|tar\.xz|txz|tlz|tar\.lz|tar\.lzma)$/i;
+
 /** A requirement's target when it names something on disk (else undefined: a project name, a remote URL, VCS). */
 function localTarget(spec: string): string | undefined {
   if (VCS.test(spec)) return undefined;
   if (/^file:/i.test(spec)) return fileUrlPath(spec);
   if (URL_SCHEME.test(spec)) return undefined;
-  // pip takes a requirement for a path when it looks like one: it has a path separator or starts with a dot
-  // (pip/_internal/req/constructors.py, _looks_like_path); `name[extra]` and `name==1` do not.
-  if (/^[.~/]/.test(spec) || spec.includes('/')) return spec.replace(/\[[^\]]*\]$/, '');
+  // pip takes a requirement for a path when it looks like one: it has a path separator or starts with a dot, or it
+  // names an archive (pip/_internal/req/constructors.py, _looks_like_path, _get_url_from_path); `name[extra]` and
+  // `name==1` do not.
+  const path = spec.replace(/\[[^\]]*\]$/, '');
+  if (/^[.~/]/.test(spec) || spec.includes('/') || ARCHIVE.test(path)) return path;
   return undefined;
 }
 
+/** What an option's value names on disk: `-r`/`-c` always a file (else a remote URL), `-e` and `-f` a local path
+ * unless a URL (pip: `-e lib` is the directory lib, `-f wheels` the directory wheels). */
+function optionTarget(kind: RequirementRef['kind'], value: string): string | undefined {
+  if (/^file:/i.test(value)) return fileUrlPath(value);
+  if (URL_SCHEME.test(value) || VCS.test(value)) return undefined;
+  return kind === 'editable' ? value.replace(/\[[^\]]*\]$/, '') : value;
+}
+
+/** pip's options in a requirements file (https://pip.pypa.io/en/stable/reference/requirements-file-format/#supported-options):
+ * the long form, the short one, what the value names (kind), or `flag` when it takes none. */
+const REQUIREMENT_OPTIONS: { long: string; short?: string; kind?: RequirementRef['kind']; flag?: true }[] = [
+  { long: '--requirement', short: '-r', kind: 'include' },
+  { long: '--constraint', short: '-c', kind: 'constraint' },
+  { long: '--editable', short: '-e', kind: 'editable' },
+  { long: '--find-links', short: '-f', kind: 'find-links' },
+  { long: '--index-url', short: '-i' },
+  { long: '--extra-index-url' },
+  { long: '--no-index', flag: true },
+  { long: '--trusted-host' },
+  { long: '--no-binary' },
+  { long: '--only-binary' },
+  { long: '--prefer-binary', flag: true },
+  { long: '--require-hashes', flag: true },
+  { long: '--pre', flag: true },
+  { long: '--use-feature' },
+  { long: '--hash' },
+  { long: '--config-settings' },
+  { long: '--global-option' },
+];
+
+/** An option as Python's optparse (pip's parser) reads it: the exact name, else the one long option it abbreviates. */
+function findOption(name: string): (typeof REQUIREMENT_OPTIONS)[number] | undefined {
+  if (!name.startsWith('--')) return REQUIREMENT_OPTIONS.find((o) => o.short === name);
+  const exact = REQUIREMENT_OPTIONS.find((o) => o.long === name);
+  if (exact) return exact;
+  const prefixed = REQUIREMENT_OPTIONS.filter((o) => o.long.startsWith(name));
+  return prefixed.length === 1 ? prefixed[0] : undefined;
+}
+
+/** Words as POSIX shell quoting splits them (Python's shlex.split, which pip applies to a line's options). */
+function shellWords(text: string): string[] {
+  const words: string[] = [];
+  let word: string | undefined;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (/\s/.test(c)) {
+      if (word !== undefined) words.push(word);
+      word = undefined;
+    } else if (c === "'") {
+      const close = text.indexOf("'", i + 1);
+      const end = close < 0 ? text.length : close;
+      word = (word ?? '') + text.slice(i + 1, end);
+      i = end;
+    } else if (c === '"') {
+      word ??= '';
+      for (i++; i < text.length && text[i] !== '"'; i++) word += text[i] === '\\' && /["\\$`]/.test(text[i + 1] ?? '') ? text[++i] : text[i];
+    } else if (c === '\\') word = (word ?? '') + (text[++i] ?? '');
+    else word = (word ?? '') + c;
+  }
+  if (word !== undefined) words.push(word);
+  return words;
+}
+
 /**
- * The references a pip requirements file makes (pip's format: https://pip.pypa.io/en/stable/reference/requirements-file-format/):
- * lines joined at a trailing backslash, comments from `#` at the start of a line or after whitespace, options
- * `-r`/`--requirement`, `-c`/`--constraint`, `-e`/`--editable`, `-f`/`--find-links` (as `-r x`, `-rx`, `--requirement x`
- * or `--requirement=x`), and requirements naming a local path (`./lib`, `file:../x`, `name @ file:///...`; a
- * marker after `;` and per-requirement options after ` --` are not part of it). Environment variables (`${VAR}`) are
- * left as written. Pure; never throws (a line it does not understand is a project requirement to it).
+ * The lines of a requirements file as pip reads them (pip/_internal/req/req_file.py, preprocess): split at line
+ * ends, a line ending in `\` joined with the next (not a comment line: `# C:\` ends there), then comments cut from
+ * `#` at the start or after whitespace.
+ */
+function logicalLines(text: string): string[] {
+  const out: string[] = [];
+  let pending = '';
+  for (const line of text.split(/\r\n|\r|\n/)) {
+    if (line.endsWith('\\') && !/^\s*#/.test(line)) pending += line.replace(/^\\+|\\+$/g, '');
+    else {
+      out.push(pending + line);
+      pending = '';
+    }
+  }
+  if (pending) out.push(pending);
+  return out.map((l) => l.replace(/(^|\s)#.*$/, '').trim()).filter(Boolean);
+}
+
+/**
+ * The references a pip requirements file makes (pip's format: https://pip.pypa.io/en/stable/reference/requirements-file-format/,
+ * read as pip and uv read it, and both readings count where they differ): logical lines (logicalLines); a line
+ * whose first word starts with `-` is options, split as the shell does (quotes: `-r "my reqs.txt"`), several on a
+ * line (`--no-index --find-links ./wheels`), each as `-r x`, `-rx`, `--requirement x`, `--requirement=x` or a long
+ * option's unambiguous abbreviation (Python's optparse); uv reads a value to the end of the line (`-r my reqs.txt`).
+ * Other lines are a requirement (up to its first word starting with `-`), naming a local path when it looks like one
+ * (`./lib`, `./my lib`, `x-1.0-py3-none-any.whl`, `file:../x#egg=x`, `name @ file:///...`; a marker after `;` left
+ * out). Environment variables (`${VAR}`) are left as written. Pure; never throws (a line it does not understand is
+ * a project requirement to it).
  */
 export function scanRequirements(text: string): RequirementRef[] {
   const refs: RequirementRef[] = [];
-  const lines = text.replace(/\r\n?/g, '\n').replace(/\\\n/g, '').split('\n');
-  const options: [RegExp, RequirementRef['kind']][] = [
-    [/^(?:-r|--requirement)(?:\s*=\s*|\s+|(?<=^-r))(\S+)/, 'include'],
-    [/^(?:-c|--constraint)(?:\s*=\s*|\s+|(?<=^-c))(\S+)/, 'constraint'],
-    [/^(?:-e|--editable)(?:\s*=\s*|\s+|(?<=^-e))(\S+)/, 'editable'],
-    [/^(?:-f|--find-links)(?:\s*=\s*|\s+|(?<=^-f))(\S+)/, 'find-links'],
-  ];
-  for (const raw of lines) {
-    const line = raw.replace(/(^|\s)#.*$/, '').trim();
-    if (!line) continue;
-    const option = options.find(([re]) => re.test(line));
-    if (option) {
-      const target = option[0].exec(line)![1]!;
-      const kind = option[1];
-      if (kind === 'include' || kind === 'constraint') refs.push({ kind, target });
-      else {
-        const local = localTarget(target);
-        if (local !== undefined) refs.push({ kind, target: local });
+  const add = (kind: RequirementRef['kind'], target: string | undefined) => {
+    if (target !== undefined && target !== '' && !refs.some((r) => r.kind === kind && r.target === target)) refs.push({ kind, target });
+  };
+  for (const line of logicalLines(text)) {
+    const plain = line.split(/\s+/);
+    const firstOption = plain.findIndex((w) => w.startsWith('-'));
+    if (firstOption === 0) {
+      const words = shellWords(line);
+      for (let i = 0; i < words.length; i++) {
+        const word = words[i]!;
+        if (!word.startsWith('-')) continue;
+        const eq = word.startsWith('--') ? word.indexOf('=') : -1;
+        const name = eq > 0 ? word.slice(0, eq) : /^-[a-z]/i.test(word) && !word.startsWith('--') ? word.slice(0, 2) : word;
+        const option = findOption(name);
+        if (!option || option.flag) continue;
+        let value = eq > 0 ? word.slice(eq + 1) : word.length > 2 && !word.startsWith('--') ? word.slice(2) : words[++i];
+        if (value === '=' || value === '') value = words[++i]; // `--requirement = x`
+        if (value === undefined || !option.kind) continue;
+        add(option.kind, optionTarget(option.kind, value));
+        // uv reads the value to the end of the line (`-r my reqs.txt` is the file "my reqs.txt").
+        const rest = words.slice(i + 1);
+        if (rest.length && !rest.some((w) => w.startsWith('-'))) add(option.kind, optionTarget(option.kind, [value, ...rest].join(' ')));
+        i += rest.length && !rest.some((w) => w.startsWith('-')) ? rest.length : 0;
       }
       continue;
     }
-    if (line.startsWith('-')) continue; // another option (--index-url, --hash, --no-binary...): nothing on disk
-    const spec = line.split(/\s+--|\s*;\s+|\s+;/)[0]!.trim();
-    const direct = /^[A-Za-z0-9][A-Za-z0-9._-]*(?:\[[^\]]*\])?\s*@\s*(\S+)/.exec(spec);
-    const local = localTarget(direct ? direct[1]! : spec.split(/\s/)[0]!);
-    if (local !== undefined) refs.push({ kind: 'path', target: local });
+    const requirement = (firstOption < 0 ? plain : plain.slice(0, firstOption)).join(' ');
+    const direct = /^[A-Za-z0-9][A-Za-z0-9._-]*\s*(?:\[[^\]]*\])?\s*@\s*(\S+)/.exec(requirement);
+    if (direct) add('path', localTarget(direct[1]!));
+    else if (/^file:/i.test(requirement) || URL_SCHEME.test(requirement)) add('path', localTarget(requirement.split(/;\s|\s/)[0]!));
+    else add('path', localTarget(requirement.split(';')[0]!.trim()));
   }
   return refs;
 }

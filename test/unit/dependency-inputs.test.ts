@@ -88,6 +88,60 @@ describe('pip requirements files: what they refer to', () => {
   });
 });
 
+describe('pip requirements lines pip and uv (0.13) both install from, as a team writes them', () => {
+  it('several options on one line, -f and -e of a bare directory, quotes, spaces, markers without spaces, archives, file: URLs with a fragment, a comment ending in a backslash', () => {
+    const text = [
+      '--no-index --find-links ./wheels',
+      '-i https://example.org/simple -r base.txt',
+      '-f vendor',
+      '-e lib[dev]',
+      '-r "my reqs.txt"',
+      "--constraint 'pins/c 1.txt'",
+      './my lib ; python_version >= "3.8"',
+      './pkg;sys_platform=="linux"',
+      'vendored-1.0-py3-none-any.whl',
+      'file:./tools#egg=tools',
+      'x @ file:///srv/x.whl#sha256=ab',
+      '--requirem abbreviated.txt',
+      '# see C:\\',
+      '-r after-comment.txt',
+      'requests[socks]>=2 ; python_version < "3.8"',
+      '--pre',
+    ].join('\n');
+    expect(scanRequirements(text)).toEqual([
+      { kind: 'find-links', target: './wheels' },
+      { kind: 'include', target: 'base.txt' },
+      { kind: 'find-links', target: 'vendor' },
+      { kind: 'editable', target: 'lib' },
+      { kind: 'include', target: 'my reqs.txt' },
+      { kind: 'constraint', target: 'pins/c 1.txt' },
+      { kind: 'path', target: './my lib' },
+      { kind: 'path', target: './pkg' },
+      { kind: 'path', target: 'vendored-1.0-py3-none-any.whl' },
+      { kind: 'path', target: './tools' },
+      { kind: 'path', target: '/srv/x.whl' },
+      { kind: 'include', target: 'abbreviated.txt' },
+      { kind: 'include', target: 'after-comment.txt' },
+    ]);
+    // uv reads an option's value to the end of the line: both readings count.
+    expect(scanRequirements('-r my reqs.txt')).toEqual([
+      { kind: 'include', target: 'my' },
+      { kind: 'include', target: 'my reqs.txt' },
+    ]);
+  });
+
+  it('a wheel in ./wheels behind `--no-index --find-links ./wheels` makes a new set; `-e lib` is made for each release', async () => {
+    const r = repoWith([
+      { 'requirements.txt': '--no-index --find-links ./wheels\nvendored\n', 'wheels/vendored-1.0-py3-none-any.whl': 'one', 'app.py': '1' },
+      { 'wheels/vendored-1.0-py3-none-any.whl': 'two' },
+      { 'requirements.txt': '-e lib\n', 'lib/pyproject.toml': '[project]\nname = "lib"\n' },
+    ]);
+    const h = await hashes(r, env(), 'python');
+    expect(h[1]).not.toBe(h[0]);
+    expect((await dependencyInputs(r.dir, r.shas[2]!, env())).python.perRelease).toBe('requirements.txt installs lib in editable mode (-e): the venv points into the release directory');
+  });
+});
+
 describe('the Python set is made again when anything its install reads changes', () => {
   it('a file requirements.txt includes (-r, relative to the including file), or a constraints file; not another file', async () => {
     const r = repoWith([

@@ -6,7 +6,8 @@
 import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
 import type { Environment } from './config/environment.ts';
-import { fileAt, treeEntries } from './source.ts';
+import { git } from './git.ts';
+import { fileAt, treeEntries, type TreeEntry } from './source.ts';
 
 /** What one dependency set is made from. */
 export interface SetInputs {
@@ -214,10 +215,68 @@ function inRepository(dir: string, path: string): string | undefined {
   return joined === '.' ? '' : joined.replace(/\/$/, '');
 }
 
-/** The git object id of a path at a commit (file, directory or submodule), "" when absent; "" for the root: the tree. */
-async function objectAt(repo: string, sha: string, path: string): Promise<string> {
-  if (!path) return `tree of ${sha}`;
-  return (await treeEntries(repo, sha)).find((e) => e.path === path)?.object ?? '';
+const byPath = new WeakMap<TreeEntry[], Map<string, TreeEntry>>();
+
+/** A commit's entries by path (its listing, source.ts treeEntries, indexed once). */
+async function entriesAt(repo: string, sha: string): Promise<Map<string, TreeEntry>> {
+  const list = await treeEntries(repo, sha);
+  let map = byPath.get(list);
+  if (!map) byPath.set(list, (map = new Map(list.map((e) => [e.path, e]))));
+  return map;
+}
+
+/**
+ * A path once the symbolic links on its way are followed, as the release's filesystem follows them when the
+ * install opens it (git stores a link as a blob holding its target's text): the path it names in the commit, or
+ * `outside` (the link's target) when a link leaves the repository. A cycle of links names nothing (a missing path).
+ */
+async function follow(repo: string, sha: string, path: string): Promise<{ path: string } | { outside: string }> {
+  const entries = await entriesAt(repo, sha);
+  let parts = path ? path.split('/') : [];
+  for (let i = 0, hops = 0; i < parts.length; i++) {
+    const here = parts.slice(0, i + 1).join('/');
+    const entry = entries.get(here);
+    if (entry?.mode !== '120000') continue;
+    if (++hops > 40) return { path: `${path} (a cycle of links)` }; // the kernel's ELOOP: nothing there
+    const target = await git(repo, ['cat-file', 'blob', entry.object]);
+    const inner = inRepository(posix.dirname(here), target);
+    if (inner === undefined) return { outside: target };
+    parts = [...(inner ? inner.split('/') : []), ...parts.slice(i + 1)];
+    i = -1;
+  }
+  return { path: parts.join('/') };
+}
+
+/**
+ * What the install reads at a path, as one id: the git object of what it names once links are followed (follow),
+ * "" when absent, the root's tree given as the commit; a directory's id also covers the links inside it that point
+ * out of it (`lib/shared -> ../common`: what they name). `outside` is told of a link leaving the repository.
+ */
+async function objectAt(repo: string, sha: string, path: string, outside: (target: string) => void = () => {}, seen = new Set<string>()): Promise<string> {
+  const to = await follow(repo, sha, path);
+  if ('outside' in to) {
+    outside(to.outside);
+    return `outside ${to.outside}`;
+  }
+  if (!to.path) return `tree of ${sha}`;
+  const entries = await entriesAt(repo, sha);
+  const entry = entries.get(to.path);
+  if (!entry || entry.type !== 'tree' || seen.has(to.path)) return entry?.object ?? '';
+  seen.add(to.path);
+  const out: string[] = [entry.object];
+  for (const link of entries.values()) {
+    if (link.mode !== '120000' || !link.path.startsWith(`${to.path}/`)) continue;
+    const target = await follow(repo, sha, link.path);
+    if ('path' in target && target.path.startsWith(`${to.path}/`)) continue; // inside the directory: its tree covers it
+    out.push(`${link.path} ${await objectAt(repo, sha, link.path, outside, seen)}`);
+  }
+  return out.join(' ');
+}
+
+/** A file's text at a commit once links are followed (follow), or undefined if it names none in the commit. */
+async function textAt(repo: string, sha: string, path: string): Promise<string | undefined> {
+  const to = await follow(repo, sha, path);
+  return 'path' in to && to.path ? fileAt(repo, sha, to.path) : undefined;
 }
 
 /**
@@ -238,12 +297,15 @@ async function pythonInputs(repo: string, sha: string, req: string, extra: strin
     if (seen.has(path)) return;
     seen.add(path);
     files.push(path);
-    const id = await objectAt(repo, sha, path);
+    const id = await objectAt(repo, sha, path, (t) => tie(`${path} is a link to ${t}, outside the repository`));
     // The requirements file alone is hashed as before included files were followed: its sets keep their names.
     parts.push(seen.size === 1 ? id : `include ${path} ${id}`);
-    const text = id ? await fileAt(repo, sha, path) : undefined;
+    const text = id ? await textAt(repo, sha, path) : undefined;
     if (text === undefined) return;
-    const dir = posix.dirname(path);
+    // pip opens an include relative to the including file as named; through a link to a file elsewhere, a
+    // resolver that follows links first (uv) reads it relative to the file's own directory: both count.
+    const to = await follow(repo, sha, path);
+    const dirs = [...new Set([posix.dirname(path), ...('path' in to ? [posix.dirname(to.path)] : [])])];
     for (const ref of scanRequirements(text)) {
       if (ref.target.includes('$')) {
         tie(`${path} names ${ref.target}, a path with an environment variable`);
@@ -251,25 +313,27 @@ async function pythonInputs(repo: string, sha: string, req: string, extra: strin
       }
       if (ref.kind === 'include' || ref.kind === 'constraint') {
         if (URL_SCHEME.test(ref.target)) continue; // fetched by the installer: like a requirement from the index
-        const inner = inRepository(dir, ref.target);
-        if (inner === undefined) tie(`${path} includes ${ref.target}, outside the repository`);
-        else await read(inner);
+        for (const dir of dirs) {
+          const inner = inRepository(dir, ref.target);
+          if (inner === undefined) tie(`${path} includes ${ref.target}, outside the repository`);
+          else await read(inner);
+        }
         continue;
       }
-      const candidates = [...new Set([inRepository('', ref.target), inRepository(dir, ref.target)])];
+      const candidates = [...new Set([inRepository('', ref.target), ...dirs.map((dir) => inRepository(dir, ref.target))])];
       if (candidates.includes(undefined)) {
         tie(`${path} installs ${ref.target}, outside the repository`);
         continue;
       }
       for (const c of candidates as string[]) {
-        parts.push(`${ref.kind} ${c || '.'} ${await objectAt(repo, sha, c)}`);
+        parts.push(`${ref.kind} ${c || '.'} ${await objectAt(repo, sha, c, (t) => tie(`${path} installs ${ref.target}, which links to ${t}, outside the repository`))}`);
         if (!files.includes(c || '.')) files.push(c || '.');
       }
       if (ref.kind === 'editable') tie(`${path} installs ${ref.target} in editable mode (-e): the venv points into the release directory`);
     }
   };
   await read(posix.normalize(req).replace(/^\.\//, ''));
-  for (const p of extra) parts.push(`input ${p} ${await objectAt(repo, sha, p)}`);
+  for (const p of extra) parts.push(`input ${p} ${await objectAt(repo, sha, p, (t) => tie(`release.dependency_inputs' ${p} links to ${t}, outside the repository`))}`);
   return { parts, files: [...files, ...extra], ...(perRelease && { perRelease }) };
 }
 
@@ -290,7 +354,7 @@ async function nodeInputs(repo: string, sha: string, dir: string, extra: string[
   const parts: string[] = [];
   const files: string[] = [];
   let perRelease: string | undefined;
-  const [shrinkwrap, packageLock, pkgText, npmrc] = await Promise.all(['npm-shrinkwrap.json', 'package-lock.json', 'package.json', '.npmrc'].map((f) => fileAt(repo, sha, at(f))));
+  const [shrinkwrap, packageLock, pkgText, npmrc] = await Promise.all(['npm-shrinkwrap.json', 'package-lock.json', 'package.json', '.npmrc'].map((f) => textAt(repo, sha, at(f))));
   const lockName = shrinkwrap !== undefined ? 'npm-shrinkwrap.json' : 'package-lock.json';
   const lock = shrinkwrap ?? packageLock;
   if (lock === undefined) {
@@ -316,7 +380,7 @@ async function nodeInputs(repo: string, sha: string, dir: string, extra: string[
         const path = inRepository(dir === '.' ? '' : posix.normalize(dir), fileUrlPath(spec!));
         if (path === undefined) perRelease ??= `npm installs ${name!.replace(/^.*node_modules\//, '')} from ${spec}, outside the repository`;
         else {
-          parts.push(`copied ${path} ${await objectAt(repo, sha, path)}`);
+          parts.push(`copied ${path} ${await objectAt(repo, sha, path, (t) => void (perRelease ??= `npm installs ${name!.replace(/^.*node_modules\//, '')} from ${path}, a link to ${t}, outside the repository`))}`);
           if (!files.includes(path)) files.push(path);
         }
       }
@@ -340,7 +404,7 @@ async function nodeInputs(repo: string, sha: string, dir: string, extra: string[
     if (extra === undefined)
       perRelease ??= `${at('package.json')} runs ${scripts.map(([s, c]) => `${s} (${c.length > 60 ? `${c.slice(0, 57)}...` : c})`).join(', ')} on install, reading files not known here: list them in release.dependency_inputs to share the set between releases`;
   }
-  for (const p of extra ?? []) parts.push(`input ${p} ${await objectAt(repo, sha, p)}`);
+  for (const p of extra ?? []) parts.push(`input ${p} ${await objectAt(repo, sha, p, (t) => void (perRelease ??= `release.dependency_inputs' ${p} links to ${t}, outside the repository`))}`);
   return { parts, files: [...files, ...(extra ?? [])], ...(perRelease && { perRelease }) };
 }
 

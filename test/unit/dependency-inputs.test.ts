@@ -4,7 +4,7 @@
 // package, npm's links to the app's packages) or made by install scripts that read unknown files is made for each
 // release. The sample app's sets keep the names they had before included files were followed (no reinstall on upgrade).
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -25,16 +25,22 @@ function env(release: Record<string, unknown> = {}): Environment {
 const git = (cwd: string, ...args: string[]) =>
   execFileSync('git', args, { cwd, encoding: 'utf8', env: { PATH: process.env.PATH, HOME: cwd, GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: '/dev/null', GIT_AUTHOR_NAME: 'Ada', GIT_AUTHOR_EMAIL: 'a@x', GIT_COMMITTER_NAME: 'Ada', GIT_COMMITTER_EMAIL: 'a@x' } }).trim();
 
-/** A repository whose commits each write (string) or delete (null) files; the commits' shas. */
-function repoWith(commits: Record<string, string | null>[]): { dir: string; shas: string[] } {
+/** A repository whose commits each write (string), link ({ link: target }: a symbolic link) or delete (null)
+ * files; the commits' shas. */
+function repoWith(commits: Record<string, string | null | { link: string }>[]): { dir: string; shas: string[] } {
   const dir = mkdtempSync(join(tmpdir(), 'ops-depinputs-'));
   git(dir, 'init', '-q', '-b', 'main');
   const shas: string[] = [];
   for (const files of commits) {
     for (const [f, text] of Object.entries(files)) {
       if (text === null) rmSync(join(dir, f), { force: true });
-      else {
+      else if (typeof text === 'object') {
         mkdirSync(dirname(join(dir, f)), { recursive: true });
+        rmSync(join(dir, f), { force: true });
+        symlinkSync(text.link, join(dir, f));
+      } else {
+        mkdirSync(dirname(join(dir, f)), { recursive: true });
+        rmSync(join(dir, f), { force: true }); // a link there is replaced, not written through
         writeFileSync(join(dir, f), text);
       }
     }
@@ -200,6 +206,34 @@ describe('the Python set is made again when anything its install reads changes',
     expect(v2.node.hash).toBe(v1.node.hash);
     expect([v1.python.perRelease, v1.node.perRelease]).toEqual([undefined, undefined]);
   }, 60_000);
+});
+
+describe('files the installs read through symbolic links committed to the repository', () => {
+  it('a requirements file that is a link, a link inside a local project, an input listed as a link: what they name counts', async () => {
+    const r = repoWith([
+      { 'requirements.txt': { link: 'prod.txt' }, 'prod.txt': '-r base.txt\n./lib\n', 'base.txt': 'six==1.16.0\n', 'lib/pyproject.toml': '[project]\nname = "lib"\n', 'lib/lib/shared': { link: '../../common' }, 'common/x.py': '1' },
+      { 'prod.txt': '-r base.txt\n./lib\ngunicorn==23.0.0\n' },
+      { 'base.txt': 'six==1.17.0\n' },
+      { 'common/x.py': '2' },
+      { 'app.py': 'unrelated' },
+    ]);
+    const h = await hashes(r, env(), 'python');
+    expect(new Set(h.slice(0, 4)).size).toBe(4);
+    expect(h[4]).toBe(h[3]);
+    const n = repoWith([
+      { 'client/package-lock.json': JSON.stringify({ name: 'web', lockfileVersion: 3, packages: { '': { name: 'web' } } }), 'client/package.json': JSON.stringify({ name: 'web', scripts: { postinstall: 'patch-package' } }), 'client/patches': { link: '../patches' }, 'patches/x+1.0.0.patch': 'a', 'client/.npmrc': { link: '../.npmrc' }, '.npmrc': 'a=1\n' },
+      { 'patches/x+1.0.0.patch': 'b' },
+      { '.npmrc': 'a=2\n' },
+    ]);
+    const nh = await hashes(n, env({ dependency_inputs: ['client/patches'] }), 'node');
+    expect(new Set(nh).size).toBe(3);
+  });
+
+  it('a link out of the repository is followed by no commit: the set is made for each release', async () => {
+    const r = repoWith([{ 'requirements.txt': { link: '/etc/app/requirements.txt' } }, { 'requirements.txt': './lib\n', 'lib/vendor': { link: '/opt/vendor' } }]);
+    const why = await Promise.all(r.shas.map(async (s) => (await dependencyInputs(r.dir, s, env())).python.perRelease));
+    expect(why).toEqual(['requirements.txt is a link to /etc/app/requirements.txt, outside the repository', 'requirements.txt installs ./lib, which links to /opt/vendor, outside the repository']);
+  });
 });
 
 describe('the node set is made again when anything npm ci reads changes', () => {

@@ -280,6 +280,26 @@ async function textAt(repo: string, sha: string, path: string): Promise<string |
 }
 
 /**
+ * The text of a pyproject.toml's uv settings (TOML, https://toml.io): its `[tool.uv...]` tables (and arrays of
+ * tables) as written; the whole file when uv's keys are written another way (`tool.uv.x = ...` or `uv = {...}` under
+ * [tool]); "" when it has none (a pyproject.toml change elsewhere, a version bump, installs nothing new).
+ */
+export function uvTables(text: string): string {
+  const lines = text.replace(/\r\n?/g, '\n').split('\n');
+  const header = /^\s*\[\[?\s*([A-Za-z0-9_-][^\]]*?)\s*\]\]?\s*(#.*)?$/; // a table header (a bare key first: not an array line)
+  let table = '';
+  const out: string[] = [];
+  for (const line of lines) {
+    const h = header.exec(line);
+    if (h) table = h[1]!.replace(/\s*\.\s*/g, '.').replace(/"/g, '');
+    const inUv = table === 'tool.uv' || table.startsWith('tool.uv.');
+    if (inUv) out.push(line);
+    else if (!h && ((table === '' && /^\s*"?tool"?\s*\.\s*"?uv"?\s*[.=]/.test(line)) || (table === 'tool' && /^\s*"?uv"?\s*[.=]/.test(line)))) return text;
+  }
+  return out.join('\n');
+}
+
+/**
  * What `uv pip install -r <req>` (or pip) run in the release reads from it: the requirements file and the files it
  * includes (-r, -c: relative to the including file, as pip resolves them), and each local project, archive or
  * find-links directory (relative to the release's root, the install's working directory, and to the requirements
@@ -287,7 +307,7 @@ async function textAt(repo: string, sha: string, path: string): Promise<string |
  * the venv point into the release directory: the set is made for each release. A path outside the repository or
  * written with an environment variable cannot be followed: the same.
  */
-async function pythonInputs(repo: string, sha: string, req: string, extra: string[]): Promise<Omit<SetInputs, 'hash'> & { parts: string[] }> {
+async function pythonInputs(repo: string, sha: string, req: string, extra: string[], installer: string): Promise<Omit<SetInputs, 'hash'> & { parts: string[] }> {
   const parts: string[] = [];
   const files: string[] = [];
   let perRelease: string | undefined;
@@ -333,6 +353,22 @@ async function pythonInputs(repo: string, sha: string, req: string, extra: strin
     }
   };
   await read(posix.normalize(req).replace(/^\.\//, ''));
+  if (installer === 'uv') {
+    // uv reads its settings from uv.toml, else pyproject.toml's [tool.uv] tables, in the directory it runs in
+    // (the release's root; https://docs.astral.sh/uv/concepts/configuration-files/): an index, find-links or
+    // no-binary set there is part of the install.
+    const uvToml = await objectAt(repo, sha, 'uv.toml', (t) => tie(`uv.toml is a link to ${t}, outside the repository`));
+    if (uvToml) {
+      parts.push(`uv.toml ${uvToml}`);
+      files.push('uv.toml');
+    }
+    const pyproject = await textAt(repo, sha, 'pyproject.toml');
+    const uvSettings = pyproject === undefined ? '' : uvTables(pyproject);
+    if (uvSettings) {
+      parts.push(`pyproject.toml [tool.uv] ${createHash('sha256').update(uvSettings).digest('hex')}`);
+      files.push('pyproject.toml [tool.uv]');
+    }
+  }
   for (const p of extra) parts.push(`input ${p} ${await objectAt(repo, sha, p, (t) => tie(`release.dependency_inputs' ${p} links to ${t}, outside the repository`))}`);
   return { parts, files: [...files, ...extra], ...(perRelease && { perRelease }) };
 }
@@ -419,7 +455,7 @@ export async function dependencyInputs(repo: string, sha: string, env: Environme
   const { python_requirements: req, node_dir: nodeDir, dependency_inputs: extra } = env.config.release;
   const inputs = (extra ?? []).map((p) => inRepository('', p) ?? p);
   const [py, js] = await Promise.all([
-    req ? pythonInputs(repo, sha, req, inputs) : { parts: [], files: [] },
+    req ? pythonInputs(repo, sha, req, inputs, env.config.release.python_installer) : { parts: [], files: [] },
     nodeDir ? nodeInputs(repo, sha, nodeDir, extra === undefined ? undefined : inputs) : { parts: [], files: [] },
   ]);
   const set = (runtime: string, x: Omit<SetInputs, 'hash'> & { parts: string[] }): SetInputs => ({

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parseEnvironment, type Environment } from '../../core/config/environment.ts';
-import { dependencyInputs, depsHash, scanRequirements, setHashes } from '../../core/dependency-inputs.ts';
+import { dependencyInputs, depsHash, scanRequirements, setHashes, uvTables } from '../../core/dependency-inputs.ts';
 import { makeAppRepo } from '../fixtures/app/make-repo.ts';
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
@@ -206,6 +206,26 @@ describe('the Python set is made again when anything its install reads changes',
     expect(v2.node.hash).toBe(v1.node.hash);
     expect([v1.python.perRelease, v1.node.perRelease]).toEqual([undefined, undefined]);
   }, 60_000);
+});
+
+describe("uv's settings in the release's root (uv.toml, pyproject.toml's [tool.uv])", () => {
+  it('count for the Python set made by uv: a change to them makes a new set; the rest of pyproject.toml does not; pip does not read them', async () => {
+    const project = (version: string, findLinks: string) => `[project]\nname = "app"\nversion = "${version}"\n\n[tool.uv.pip]\nno-index = true\nfind-links = ["${findLinks}"]\n\n[tool.ruff]\nline-length = 100\n`;
+    const r = repoWith([
+      { 'requirements.txt': 'vendored\n', 'pyproject.toml': project('1.0', '/opt/wheels') },
+      { 'pyproject.toml': project('1.0', '/opt/wheels-2') },
+      { 'pyproject.toml': project('1.1', '/opt/wheels-2').replace('100', '120') },
+      { 'uv.toml': '[pip]\nno-binary = ["vendored"]\n' },
+    ]);
+    const h = await hashes(r, env(), 'python');
+    expect(h[1]).not.toBe(h[0]);
+    expect(h[2]).toBe(h[1]);
+    expect(h[3]).not.toBe(h[2]);
+    expect((await dependencyInputs(r.dir, r.shas[3]!, env())).python.files).toEqual(['requirements.txt', 'uv.toml', 'pyproject.toml [tool.uv]']);
+    expect(new Set(await hashes(r, env({ python_installer: 'pip' }), 'python')).size).toBe(1);
+    expect(uvTables('[tool]\nuv = { index-url = "https://example.org/simple" }\n')).toContain('index-url');
+    expect(uvTables('[project]\nname = "x"\ndependencies = [\n  ["a"],\n]\n')).toBe('');
+  });
 });
 
 describe('files the installs read through symbolic links committed to the repository', () => {

@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
 import type { Environment } from './config/environment.ts';
+import { OpsError } from './errors.ts';
 import { git } from './git.ts';
 import { fileAt, treeEntries, type TreeEntry } from './source.ts';
 
@@ -373,6 +374,54 @@ async function pythonInputs(repo: string, sha: string, req: string, extra: strin
   return { parts, files: [...files, ...extra], ...(perRelease && { perRelease }) };
 }
 
+/** What package.json declares that the lockfile's root entry records (npm's lockfile format,
+ * https://docs.npmjs.com/cli/configuring-npm/package-lock-json#packages). */
+const DECLARED = ['dependencies', 'devDependencies', 'optionalDependencies', 'peerDependencies'];
+
+/** A glob of package.json's `workspaces` (`packages/*`, `apps/**`) as a regular expression on a path. */
+function workspaceGlob(glob: string): RegExp {
+  const body = posix
+    .normalize(glob.replace(/^!/, ''))
+    .replace(/\/+$/, '')
+    .split(/(\*\*\/?|\*|\?)/)
+    .map((part) => (part.startsWith('**') ? '(?:.*/)?' + (part.endsWith('/') ? '' : '.*') : part === '*' ? '[^/]*' : part === '?' ? '[^/]' : part.replace(/[.+^${}()|[\]\\]/g, '\\$&')))
+    .join('');
+  return new RegExp(`^${body}$`);
+}
+
+/**
+ * npm run in a workspace of a project (a directory its package.json's `workspaces` names) works on that project:
+ * `npm ci` there installs the project's node_modules, from its lockfile (https://docs.npmjs.com/cli/using-npm/workspaces),
+ * and leaves node_dir without node_modules: the set would be empty, reused by later releases, and hold nothing
+ * of what the app needs. Refused, naming the project to set node_dir to.
+ * @throws OpsError when `dir` is such a workspace.
+ */
+async function refuseWorkspaceMember(repo: string, sha: string, dir: string): Promise<void> {
+  const own = inRepository('', dir) ?? '';
+  for (let up = own; up; ) {
+    up = posix.dirname(up) === '.' ? '' : posix.dirname(up);
+    const text = await textAt(repo, sha, up ? `${up}/package.json` : 'package.json');
+    let workspaces: unknown;
+    try {
+      const w = text === undefined ? undefined : (JSON.parse(text) as { workspaces?: unknown })?.workspaces;
+      workspaces = Array.isArray(w) ? w : (w as { packages?: unknown } | undefined)?.packages;
+    } catch {
+      continue;
+    }
+    if (!Array.isArray(workspaces)) continue;
+    const globs = workspaces.filter((g): g is string => typeof g === 'string');
+    const rel = up ? own.slice(up.length + 1) : own;
+    const match = (g: string) => workspaceGlob(g).test(rel);
+    if (globs.some((g) => !g.startsWith('!') && match(g)) && !globs.some((g) => g.startsWith('!') && match(g))) {
+      const project = up || '.';
+      throw new OpsError(
+        `release.node_dir ${dir} is a workspace of the npm project in ${project === '.' ? 'the repository root' : project} (its package.json's workspaces): npm ci there installs that project's node_modules, not ${dir}'s`,
+        `set release.node_dir to ${JSON.stringify(project)}: one npm ci installs every workspace (their packages are then linked from the release: the node set is made for each release)`,
+      );
+    }
+  }
+}
+
 /** The root package's scripts `npm ci` runs (https://docs.npmjs.com/cli/using-npm/scripts#npm-ci). */
 export const NPM_CI_SCRIPTS = ['preinstall', 'install', 'postinstall', 'prepublish', 'preprepare', 'prepare', 'postprepare'];
 
@@ -390,7 +439,15 @@ async function nodeInputs(repo: string, sha: string, dir: string, extra: string[
   const parts: string[] = [];
   const files: string[] = [];
   let perRelease: string | undefined;
+  await refuseWorkspaceMember(repo, sha, dir);
   const [shrinkwrap, packageLock, pkgText, npmrc] = await Promise.all(['npm-shrinkwrap.json', 'package-lock.json', 'package.json', '.npmrc'].map((f) => textAt(repo, sha, at(f))));
+  let pkg: Record<string, unknown> = {};
+  try {
+    const parsed: unknown = pkgText === undefined ? {} : JSON.parse(pkgText);
+    if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) pkg = parsed as Record<string, unknown>;
+  } catch {
+    // npm ci refuses a package.json it cannot parse, with its own message: the deploy fails there.
+  }
   const lockName = shrinkwrap !== undefined ? 'npm-shrinkwrap.json' : 'package-lock.json';
   const lock = shrinkwrap ?? packageLock;
   if (lock === undefined) {
@@ -399,18 +456,36 @@ async function nodeInputs(repo: string, sha: string, dir: string, extra: string[
   } else {
     files.push(at(lockName));
     try {
-      const parsed = JSON.parse(lock) as { version?: string; packages?: Record<string, { version?: string; link?: boolean; resolved?: string }>; dependencies?: Record<string, { version?: string }> };
+      const parsed = JSON.parse(lock) as { version?: string; packages?: Record<string, { version?: string; link?: boolean; resolved?: string }>; dependencies?: Record<string, { version?: string } | undefined> };
       delete parsed.version;
       if (parsed.packages?.['']) delete parsed.packages[''].version;
       parts.push(`lock ${JSON.stringify(parsed)}`);
+      // npm ci refuses a package.json out of step with the lockfile ("can only install packages when your
+      // package.json and package-lock.json are in sync"; https://docs.npmjs.com/cli/commands/npm-ci): a dependency
+      // added to package.json alone must make a new set, for npm ci to say so, not reuse the old one. The lockfile's
+      // root entry (lockfileVersion 2, 3) holds what package.json declared; version 1 only the packages' names.
+      // `overrides` change what npm installs and are not in the lockfile: they count as written.
+      const declared = (from: Record<string, unknown> | undefined) =>
+        JSON.stringify(DECLARED.map((f) => Object.entries((from?.[f] ?? {}) as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))));
+      const root = parsed.packages?.[''] as Record<string, unknown> | undefined;
+      const inStep = root
+        ? declared(pkg) === declared(root)
+        : DECLARED.filter((f) => f !== 'peerDependencies').every((f) => Object.keys((pkg[f] ?? {}) as object).every((name) => parsed.dependencies?.[name]));
+      if (!inStep) parts.push(`package.json out of step with ${lockName} ${createHash('sha256').update(declared(pkg)).digest('hex')}`);
+      if (pkg.overrides !== undefined) parts.push(`overrides ${JSON.stringify(pkg.overrides)}`);
       const linked = Object.entries(parsed.packages ?? {}).filter(([, v]) => v.link);
       if (linked.length)
         perRelease ??= `npm links ${linked.slice(0, 3).map(([k, v]) => `${k.replace(/^.*node_modules\//, '')} → ${v.resolved ?? '?'}`).join(', ')}${linked.length > 3 ? ` and ${linked.length - 3} more` : ''} into node_modules (workspaces, file: dependencies): the set points into the release directory`;
       // A package npm copies from the repository (`file:` with install-links, a tarball in the tree): its files count.
-      // lockfileVersion 1 lists them under `dependencies`, with the `file:` spec as their version.
+      // lockfileVersion 1 lists them under `dependencies`, with the `file:` spec as their version, and does not say
+      // whether a directory is linked or copied: npm 7 and later link it unless install-links is on (npm 11 does,
+      // Debian 12's npm 9 copies): a directory there is made for each release, a tarball counts by its file.
+      const v1Directories = parsed.packages ? [] : Object.entries(parsed.dependencies ?? {}).filter(([, v]) => v?.version?.startsWith('file:') && !ARCHIVE.test(fileUrlPath(v!.version!)));
+      if (v1Directories.length)
+        perRelease ??= `npm links or copies ${v1Directories.slice(0, 3).map(([k, v]) => `${k} → ${v!.version}`).join(', ')}${v1Directories.length > 3 ? ` and ${v1Directories.length - 3} more` : ''} into node_modules (a file: directory in a lockfileVersion 1 lockfile; npm 7 and later link it): the set points into the release directory`;
       const copied = [
         ...Object.entries(parsed.packages ?? {}).flatMap(([k, v]) => (!v.link && v.resolved?.startsWith('file:') ? [[k, v.resolved]] : [])),
-        ...Object.entries(parsed.dependencies ?? {}).flatMap(([k, v]) => (v.version?.startsWith('file:') ? [[k, v.version]] : [])),
+        ...Object.entries(parsed.dependencies ?? {}).flatMap(([k, v]) => (v?.version?.startsWith('file:') ? [[k, v.version]] : [])),
       ];
       for (const [name, spec] of copied) {
         const path = inRepository(dir === '.' ? '' : posix.normalize(dir), fileUrlPath(spec!));
@@ -428,13 +503,8 @@ async function nodeInputs(repo: string, sha: string, dir: string, extra: string[
     files.push(at('.npmrc'));
     parts.push(`npmrc ${createHash('sha256').update(npmrc).digest('hex')}`);
   }
-  let scripts: [string, string][] = [];
-  try {
-    const pkg = pkgText === undefined ? {} : (JSON.parse(pkgText) as { scripts?: Record<string, unknown> });
-    scripts = NPM_CI_SCRIPTS.flatMap((s) => (typeof pkg.scripts?.[s] === 'string' ? [[s, pkg.scripts[s] as string] as [string, string]] : []));
-  } catch {
-    // npm ci refuses a package.json it cannot parse, with its own message: the deploy fails there.
-  }
+  const declaredScripts = (pkg.scripts && typeof pkg.scripts === 'object' ? pkg.scripts : {}) as Record<string, unknown>;
+  const scripts = NPM_CI_SCRIPTS.flatMap((s) => (typeof declaredScripts[s] === 'string' ? [[s, declaredScripts[s] as string] as [string, string]] : []));
   if (scripts.length) {
     parts.push(`scripts ${JSON.stringify(scripts)}`);
     if (extra === undefined)

@@ -318,6 +318,66 @@ describe('the node set is made again when anything npm ci reads changes', () => 
     expect((await dependencyInputs(r.dir, r.shas[3]!, env())).node.perRelease).toBe('npm installs mylib from file:../../vendor/lib, outside the repository');
   });
 
+  it('a node_dir that is a workspace of an npm project above it is refused: npm ci there installs the project, not node_dir', async () => {
+    const r = repoWith([
+      {
+        'package.json': JSON.stringify({ name: 'root', private: true, workspaces: ['packages/*', '!packages/legacy'] }),
+        'package-lock.json': lock({ 'node_modules/web': { resolved: 'packages/web', link: true } }),
+        'packages/web/package.json': pkg(),
+        'packages/legacy/package.json': pkg(),
+        'packages/legacy/package-lock.json': lock({}),
+      },
+    ]);
+    const refused = dependencyInputs(r.dir, r.shas[0]!, env({ node_dir: 'packages/web' }));
+    await expect(refused).rejects.toThrow(
+      "release.node_dir packages/web is a workspace of the npm project in the repository root (its package.json's workspaces): npm ci there installs that project's node_modules, not packages/web's",
+    );
+    await expect(refused).rejects.toMatchObject({ hint: expect.stringContaining('set release.node_dir to "."') });
+    await expect(dependencyInputs(r.dir, r.shas[0]!, env({ node_dir: './packages/web/' }))).rejects.toThrow(/is a workspace/);
+    // Excluded by a "!" pattern, or the root itself: installed where it is.
+    expect((await dependencyInputs(r.dir, r.shas[0]!, env({ node_dir: 'packages/legacy' }))).node.files).toEqual(['packages/legacy/package-lock.json']);
+    expect((await dependencyInputs(r.dir, r.shas[0]!, env({ node_dir: '.' }))).node.perRelease).toMatch(/^npm links web → packages\/web/);
+  });
+
+  it('a dependency added to package.json but not to the lockfile makes a new set (npm ci then says so), as do overrides; in step, nothing changes', async () => {
+    const withDeps = (deps: Record<string, string>, extra: Record<string, unknown> = {}) => JSON.stringify({ name: 'web', version: '1.0.0', dependencies: deps, ...extra });
+    const lockOf = (deps: Record<string, string>) =>
+      JSON.stringify({ name: 'web', version: '1.0.0', lockfileVersion: 3, packages: { '': { name: 'web', version: '1.0.0', dependencies: deps }, 'node_modules/a': { version: '1.0.0' } } });
+    const r = repoWith([
+      { 'client/package.json': withDeps({ a: '^1.0.0' }), 'client/package-lock.json': lockOf({ a: '^1.0.0' }) },
+      { 'client/package.json': withDeps({ a: '^1.0.0', b: '^2.0.0' }) },
+      { 'client/package.json': withDeps({ a: '^1.0.0' }, { overrides: { a: '1.0.1' } }) },
+      { 'client/package.json': withDeps({ a: '^1.0.0' }, { overrides: { a: '1.0.1' }, description: 'a description' }) },
+    ]);
+    const h = await hashes(r, env(), 'node');
+    expect(h[1]).not.toBe(h[0]);
+    expect(h[2]).not.toBe(h[0]);
+    expect(h[2]).not.toBe(h[1]);
+    expect(h[3]).toBe(h[2]);
+    // lockfileVersion 1 records the packages by name only.
+    const v1 = repoWith([
+      { 'client/package.json': withDeps({ a: '^1.0.0' }), 'client/package-lock.json': JSON.stringify({ name: 'web', lockfileVersion: 1, dependencies: { a: { version: '1.0.0' } } }) },
+      { 'client/package.json': withDeps({ a: '^1.0.0', b: '^2.0.0' }) },
+    ]);
+    const hv1 = await hashes(v1, env(), 'node');
+    expect(hv1[1]).not.toBe(hv1[0]);
+  });
+
+  it('a file: directory in a lockfileVersion 1 lockfile (npm 7 and later link it) is made for each release; a tarball counts by its file', async () => {
+    const v1 = (deps: Record<string, { version: string }>) => JSON.stringify({ name: 'web', version: '1.0.0', lockfileVersion: 1, requires: true, dependencies: deps });
+    const r = repoWith([
+      { 'client/package.json': JSON.stringify({ name: 'web', dependencies: { mylib: 'file:../lib' } }), 'client/package-lock.json': v1({ mylib: { version: 'file:../lib' } }), 'lib/package.json': '{"name":"mylib"}' },
+      { 'client/package.json': JSON.stringify({ name: 'web', dependencies: { mylib: 'file:../vendor/mylib-1.0.0.tgz' } }), 'client/package-lock.json': v1({ mylib: { version: 'file:../vendor/mylib-1.0.0.tgz' } }), 'vendor/mylib-1.0.0.tgz': 'one' },
+      { 'vendor/mylib-1.0.0.tgz': 'two' },
+    ]);
+    const inputs = await Promise.all(r.shas.map((s) => dependencyInputs(r.dir, s, env())));
+    expect(inputs[0]!.node.perRelease).toBe(
+      'npm links or copies mylib → file:../lib into node_modules (a file: directory in a lockfileVersion 1 lockfile; npm 7 and later link it): the set points into the release directory',
+    );
+    expect(inputs[1]!.node.perRelease).toBeUndefined();
+    expect(inputs[2]!.node.hash).not.toBe(inputs[1]!.node.hash);
+  });
+
   it('npm-shrinkwrap.json is read before package-lock.json, as npm ci does', async () => {
     const r = repoWith([
       { 'client/package-lock.json': lock({ 'node_modules/x': { version: '1.0.0' } }), 'client/package.json': pkg() },

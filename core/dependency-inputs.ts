@@ -422,8 +422,10 @@ async function refuseWorkspaceMember(repo: string, sha: string, dir: string): Pr
   }
 }
 
-/** The root package's scripts `npm ci` runs (https://docs.npmjs.com/cli/using-npm/scripts#npm-ci). */
-export const NPM_CI_SCRIPTS = ['preinstall', 'install', 'postinstall', 'prepublish', 'preprepare', 'prepare', 'postprepare'];
+/** The root package's scripts `npm ci` runs (https://docs.npmjs.com/cli/using-npm/scripts#npm-ci), and the
+ * `dependencies` life cycle script, run "after any operations that modify the node_modules directory" (the same
+ * page; npm ci always does: with its pre and post scripts, seen on npm 11). */
+export const NPM_CI_SCRIPTS = ['preinstall', 'install', 'postinstall', 'prepublish', 'preprepare', 'prepare', 'postprepare', 'predependencies', 'dependencies', 'postdependencies'];
 
 /**
  * What `npm ci` in `dir` reads: the lockfile (npm-shrinkwrap.json, else package-lock.json; without the app's own

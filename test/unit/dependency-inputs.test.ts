@@ -275,6 +275,18 @@ describe('the node set is made again when anything npm ci reads changes', () => 
     expect((await dependencyInputs(r.dir, r.shas[1]!, e)).node.files).toEqual(['package-lock.json', '.npmrc']);
   });
 
+  it("the `dependencies` life cycle script (npm ci runs it, and its pre and post scripts, once node_modules is made) is an install script", async () => {
+    const r = repoWith([
+      { 'client/package-lock.json': lock({}), 'client/package.json': pkg({ dependencies: 'patch-package' }), 'client/patches/x+1.0.0.patch': 'a' },
+      { 'client/package.json': pkg({ dependencies: 'patch-package --patch-dir patches2' }) },
+    ]);
+    expect((await dependencyInputs(r.dir, r.shas[0]!, env())).node.perRelease).toBe(
+      'client/package.json runs dependencies (patch-package) on install, reading files not known here: list them in release.dependency_inputs to share the set between releases',
+    );
+    const h = await hashes(r, env({ dependency_inputs: ['client/patches'] }), 'node');
+    expect(h[1]).not.toBe(h[0]);
+  });
+
   it('install scripts without release.dependency_inputs: made for each release; with them, the files listed count', async () => {
     const r = repoWith([
       { 'client/package-lock.json': lock({}), 'client/package.json': pkg({ postinstall: 'patch-package' }), 'client/patches/x+1.0.0.patch': 'a' },

@@ -301,6 +301,22 @@ export function uvTables(text: string): string {
 }
 
 /**
+ * The paths release.dependency_inputs lists, as inputs: each one's id (objectAt) and its name for the plan, marked
+ * "(not in the commit)" when the commit has nothing there (a typo would otherwise be silent: a change to the file
+ * meant would reuse the set). `tie` is told of a link out of the repository.
+ */
+async function listedInputs(repo: string, sha: string, extra: string[], tie: (why: string) => void): Promise<{ parts: string[]; files: string[] }> {
+  const parts: string[] = [];
+  const files: string[] = [];
+  for (const p of extra) {
+    const id = await objectAt(repo, sha, p, (t) => tie(`release.dependency_inputs' ${p} links to ${t}, outside the repository`));
+    parts.push(`input ${p} ${id}`);
+    files.push(id ? p : `${p} (not in the commit)`);
+  }
+  return { parts, files };
+}
+
+/**
  * What `uv pip install -r <req>` (or pip) run in the release reads from it: the requirements file and the files it
  * includes (-r, -c: relative to the including file, as pip resolves them), and each local project, archive or
  * find-links directory (relative to the release's root, the install's working directory, and to the requirements
@@ -370,8 +386,9 @@ async function pythonInputs(repo: string, sha: string, req: string, extra: strin
       files.push('pyproject.toml [tool.uv]');
     }
   }
-  for (const p of extra) parts.push(`input ${p} ${await objectAt(repo, sha, p, (t) => tie(`release.dependency_inputs' ${p} links to ${t}, outside the repository`))}`);
-  return { parts, files: [...files, ...extra], ...(perRelease && { perRelease }) };
+  const listed = await listedInputs(repo, sha, extra, tie);
+  parts.push(...listed.parts);
+  return { parts, files: [...files, ...listed.files], ...(perRelease && { perRelease }) };
 }
 
 /** What package.json declares that the lockfile's root entry records (npm's lockfile format,
@@ -512,8 +529,9 @@ async function nodeInputs(repo: string, sha: string, dir: string, extra: string[
     if (extra === undefined)
       perRelease ??= `${at('package.json')} runs ${scripts.map(([s, c]) => `${s} (${c.length > 60 ? `${c.slice(0, 57)}...` : c})`).join(', ')} on install, reading files not known here: list them in release.dependency_inputs to share the set between releases`;
   }
-  for (const p of extra ?? []) parts.push(`input ${p} ${await objectAt(repo, sha, p, (t) => void (perRelease ??= `release.dependency_inputs' ${p} links to ${t}, outside the repository`))}`);
-  return { parts, files: [...files, ...(extra ?? [])], ...(perRelease && { perRelease }) };
+  const listed = await listedInputs(repo, sha, extra ?? [], (why) => void (perRelease ??= why));
+  parts.push(...listed.parts);
+  return { parts, files: [...files, ...listed.files], ...(perRelease && { perRelease }) };
 }
 
 /**

@@ -390,6 +390,12 @@ describe('the node set is made again when anything npm ci reads changes', () => 
     expect(inputs[2]!.node.hash).not.toBe(inputs[1]!.node.hash);
   });
 
+  it('a path release.dependency_inputs lists that the commit does not have is named so in the plan (a typo is not silent)', async () => {
+    const r = repoWith([{ 'client/package-lock.json': lock({}), 'client/package.json': pkg({ postinstall: 'prisma generate' }), 'prisma/schema.prisma': 'model A {}' }]);
+    const inputs = await dependencyInputs(r.dir, r.shas[0]!, env({ dependency_inputs: ['prisma/schema.prism', 'prisma/schema.prisma'] }));
+    expect(inputs.node.files).toEqual(['client/package-lock.json', 'prisma/schema.prism (not in the commit)', 'prisma/schema.prisma']);
+  });
+
   it('npm-shrinkwrap.json is read before package-lock.json, as npm ci does', async () => {
     const r = repoWith([
       { 'client/package-lock.json': lock({ 'node_modules/x': { version: '1.0.0' } }), 'client/package.json': pkg() },

@@ -192,6 +192,8 @@ export function scanRequirements(text: string): RequirementRef[] {
         if (value === '=' || value === '') value = words[++i]; // `--requirement = x`
         if (value === undefined || !option.kind) continue;
         add(option.kind, optionTarget(option.kind, value));
+        // uv reads `-r=base.txt` as `-r base.txt` (optparse, pip's: the file "=base.txt").
+        if (!word.startsWith('--') && value.startsWith('=') && value.length > 1) add(option.kind, optionTarget(option.kind, value.slice(1)));
         // uv reads the value to the end of the line (`-r my reqs.txt` is the file "my reqs.txt").
         const rest = words.slice(i + 1);
         if (rest.length && !rest.some((w) => w.startsWith('-'))) add(option.kind, optionTarget(option.kind, [value, ...rest].join(' ')));

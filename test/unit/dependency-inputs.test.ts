@@ -134,6 +134,11 @@ describe('pip requirements lines pip and uv (0.13) both install from, as a team 
       { kind: 'include', target: 'my' },
       { kind: 'include', target: 'my reqs.txt' },
     ]);
+    // uv reads `-r=base.txt` as `-r base.txt`; pip, as the file "=base.txt".
+    expect(scanRequirements('-r=base.txt')).toEqual([
+      { kind: 'include', target: '=base.txt' },
+      { kind: 'include', target: 'base.txt' },
+    ]);
   });
 
   it('a wheel in ./wheels behind `--no-index --find-links ./wheels` makes a new set; `-e lib` is made for each release', async () => {

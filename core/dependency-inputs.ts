@@ -176,36 +176,53 @@ export function scanRequirements(text: string): RequirementRef[] {
   const add = (kind: RequirementRef['kind'], target: string | undefined) => {
     if (target !== undefined && target !== '' && !refs.some((r) => r.kind === kind && r.target === target)) refs.push({ kind, target });
   };
+  const requirement = (text: string) => {
+    const direct = /^[A-Za-z0-9][A-Za-z0-9._-]*\s*(?:\[[^\]]*\])?\s*@\s*(\S+)/.exec(text);
+    if (direct) add('path', localTarget(direct[1]!));
+    else if (/^file:/i.test(text) || URL_SCHEME.test(text)) add('path', localTarget(text.split(/;\s|\s/)[0]!));
+    else {
+      const path = text.split(';')[0]!.trim();
+      add('path', localTarget(path));
+      if (path.includes('#')) add('path', localTarget(path.replace(/#.*$/, ''))); // uv drops a fragment (./lib#egg=lib)
+    }
+  };
   for (const line of logicalLines(text)) {
     const plain = line.split(/\s+/);
     const firstOption = plain.findIndex((w) => w.startsWith('-'));
-    if (firstOption === 0) {
-      const words = shellWords(line);
-      for (let i = 0; i < words.length; i++) {
-        const word = words[i]!;
-        if (!word.startsWith('-')) continue;
-        const eq = word.startsWith('--') ? word.indexOf('=') : -1;
-        const name = eq > 0 ? word.slice(0, eq) : /^-[a-z]/i.test(word) && !word.startsWith('--') ? word.slice(0, 2) : word;
-        const option = findOption(name);
-        if (!option || option.flag) continue;
-        let value = eq > 0 ? word.slice(eq + 1) : word.length > 2 && !word.startsWith('--') ? word.slice(2) : words[++i];
-        if (value === '=' || value === '') value = words[++i]; // `--requirement = x`
-        if (value === undefined || !option.kind) continue;
-        add(option.kind, optionTarget(option.kind, value));
-        // uv reads `-r=base.txt` as `-r base.txt` (optparse, pip's: the file "=base.txt").
-        if (!word.startsWith('--') && value.startsWith('=') && value.length > 1) add(option.kind, optionTarget(option.kind, value.slice(1)));
-        // uv reads the value to the end of the line (`-r my reqs.txt` is the file "my reqs.txt").
-        const rest = words.slice(i + 1);
-        if (rest.length && !rest.some((w) => w.startsWith('-'))) add(option.kind, optionTarget(option.kind, [value, ...rest].join(' ')));
-        i += rest.length && !rest.some((w) => w.startsWith('-')) ? rest.length : 0;
-      }
+    if (firstOption !== 0) {
+      requirement((firstOption < 0 ? plain : plain.slice(0, firstOption)).join(' '));
       continue;
     }
-    const requirement = (firstOption < 0 ? plain : plain.slice(0, firstOption)).join(' ');
-    const direct = /^[A-Za-z0-9][A-Za-z0-9._-]*\s*(?:\[[^\]]*\])?\s*@\s*(\S+)/.exec(requirement);
-    if (direct) add('path', localTarget(direct[1]!));
-    else if (/^file:/i.test(requirement) || URL_SCHEME.test(requirement)) add('path', localTarget(requirement.split(/;\s|\s/)[0]!));
-    else add('path', localTarget(requirement.split(';')[0]!.trim()));
+    const words = shellWords(line);
+    let loose: string[] = []; // words no option takes: uv reads them as a requirement (`--no-index ./lib`)
+    const flush = () => {
+      if (loose.length) requirement(loose.join(' '));
+      loose = [];
+    };
+    for (let i = 0; i < words.length; i++) {
+      const word = words[i]!;
+      if (!word.startsWith('-')) {
+        loose.push(word);
+        continue;
+      }
+      flush();
+      const eq = word.startsWith('--') ? word.indexOf('=') : -1;
+      const name = eq > 0 ? word.slice(0, eq) : /^-[a-z]/i.test(word) && !word.startsWith('--') ? word.slice(0, 2) : word;
+      const option = findOption(name);
+      if (!option || option.flag) continue;
+      let value = eq > 0 ? word.slice(eq + 1) : word.length > 2 && !word.startsWith('--') ? word.slice(2) : words[++i];
+      if (value === '=' || value === '') value = words[++i]; // `--requirement = x`
+      if (value === undefined || !option.kind) continue;
+      add(option.kind, optionTarget(option.kind, value));
+      // uv reads `-r=base.txt` as `-r base.txt` (optparse, pip's: the file "=base.txt"), and a value on to the next
+      // option or the end of the line (`-r my reqs.txt` is the file "my reqs.txt", `-e ./my lib --no-index`).
+      const uvValue = !word.startsWith('--') && value.startsWith('=') && value.length > 1 ? value.slice(1) : value;
+      const next = words.slice(i + 1).findIndex((w) => w.startsWith('-'));
+      const more = next < 0 ? words.slice(i + 1) : words.slice(i + 1, i + 1 + next);
+      add(option.kind, optionTarget(option.kind, [uvValue, ...more].join(' ')));
+      i += more.length;
+    }
+    flush();
   }
   return refs;
 }

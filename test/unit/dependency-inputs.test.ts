@@ -134,6 +134,12 @@ describe('pip requirements lines pip and uv (0.13) both install from, as a team 
       { kind: 'include', target: 'my' },
       { kind: 'include', target: 'my reqs.txt' },
     ]);
+    // What uv 0.13 opened (strace) that the scanner had missed: a value after `=` with a space, a value up to the
+    // next option, a plain path's fragment, a requirement after an option on its line.
+    expect(scanRequirements('-r=my reqs.txt').map((r) => r.target)).toContain('my reqs.txt');
+    expect(scanRequirements('-e ./my lib --no-index').map((r) => r.target)).toContain('./my lib');
+    expect(scanRequirements('./lib#egg=lib').map((r) => r.target)).toContain('./lib');
+    expect(scanRequirements('--no-index ./lib')).toEqual([{ kind: 'path', target: './lib' }]);
     // uv reads `-r=base.txt` as `-r base.txt`; pip, as the file "=base.txt".
     expect(scanRequirements('-r=base.txt')).toEqual([
       { kind: 'include', target: '=base.txt' },

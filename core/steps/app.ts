@@ -21,7 +21,7 @@ cd ${quote(release)}`;
 /**
  * One dependency set, reused when unchanged: it lives in shared/deps/`set` (the hash in its name covers the
  * runtime and the lockfiles), and `link.from` in the release is a symlink to `link.to` inside it (the set
- * itself when ''). A directory without `.complete` was interrupted (or failed) and is made again from scratch by
+ * itself when ''; a directory the commit put there is replaced). A directory without `.complete` was interrupted (or failed) and is made again from scratch by
  * `install` (shell run in the release, with `$set_dir` the set's path); `.complete` is written last, so a set that
  * failed halfway is rebuilt by the next deploy. Reports `deps <kind> reused` or `deps <kind> <installed>`.
  */
@@ -40,6 +40,9 @@ ${install}
   touch "$set_dir/.complete"
   ops_report ${APP_KEYS.deps} ${quote(`${kind} ${installed}`)}
 fi
+# A directory the commit holds where the link goes (a vendored node_modules, a venv committed by mistake) would
+# take the link inside it (ln into a directory) and hide the set from the app: the set takes its place.
+if [ -e ${quote(link.from)} ] && [ ! -L ${quote(link.from)} ]; then rm -rf -- ${quote(link.from)}; fi
 ln -sfn "$set_dir"${link.to ? `/${quote(link.to)}` : ''} ${quote(link.from)}`,
   };
 }

@@ -172,8 +172,9 @@ describe.sequential('what a dependency set is made from, on a real host', () => 
     expect(await serves(second)).toBe(`${second} packaging 26.4`);
   }, 600_000);
 
-  it("an editable local package (-e ./lib): a change to its code is what serves, imported from the live release, which keeps starting once the release the venv was first made in is pruned", async () => {
-    const files = (word: string) => ({ 'requirements.txt': '-e ./lib\n', 'server.py': mylibServer, ...localPackage(word) });
+  // pip and uv read `-e lib` (a bare directory) as `-e ./lib`.
+  for (const spelling of ['-e ./lib', '-e lib']) it(`an editable local package (${spelling}): a change to its code is what serves, imported from the live release, which keeps starting once the release the venv was first made in is pruned`, async () => {
+    const files = (word: string) => ({ 'requirements.txt': `${spelling}\n`, 'server.py': mylibServer, ...localPackage(word) });
     layout(files('one'), 'python app with an editable local package saying one');
     const first = await deployWith({ python_requirements: 'requirements.txt' }, pythonProgram);
     expect(await serves(first)).toMatch(fromLiveRelease(first, 'one', 'lib/mylib/__init__.py'));

@@ -99,6 +99,15 @@ describe('environment schema', () => {
     expect(new URL(env.url).hostname).toBe('[2001:db8::5]');
   });
 
+  it('python_requirements and node_dir stay inside the repository (an absolute or ".." path is the host\'s, which no set\'s hash covers)', () => {
+    expect(problems({ ...minimal(), release: { python_requirements: '/etc/app/requirements.txt', node_dir: '../web' } })).toEqual([
+      'release.python_requirements: expected a path relative to the repository, inside it, or "" to skip, got "/etc/app/requirements.txt"',
+      'release.node_dir: expected a path relative to the repository, inside it, or "" to skip, got "../web"',
+    ]);
+    expect(problems({ ...minimal(), release: { python_requirements: './deploy/requirements.txt', node_dir: './client/' } })).toEqual([]);
+    expect(problems({ ...minimal(), release: { python_requirements: '', node_dir: '' } })).toEqual([]);
+  });
+
   it('checks rules across keys', () => {
     const doc = minimal() as Record<string, any>;
     doc.hosts.push({ name: 'web1', address: 'b', host_key: KEY, host_key_file: 'k.pub' });

@@ -4,12 +4,12 @@
 // package, npm's links to the app's packages) or made by install scripts that read unknown files is made for each
 // release. The sample app's sets keep the names they had before included files were followed (no reinstall on upgrade).
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parseEnvironment, type Environment } from '../../core/config/environment.ts';
-import { dependencyInputs, depsHash, scanRequirements, setHashes } from '../../core/dependency-inputs.ts';
+import { dependencyInputs, depsHash, scanRequirements, setHashes, uvTables } from '../../core/dependency-inputs.ts';
 import { makeAppRepo } from '../fixtures/app/make-repo.ts';
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
@@ -25,16 +25,22 @@ function env(release: Record<string, unknown> = {}): Environment {
 const git = (cwd: string, ...args: string[]) =>
   execFileSync('git', args, { cwd, encoding: 'utf8', env: { PATH: process.env.PATH, HOME: cwd, GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: '/dev/null', GIT_AUTHOR_NAME: 'Ada', GIT_AUTHOR_EMAIL: 'a@x', GIT_COMMITTER_NAME: 'Ada', GIT_COMMITTER_EMAIL: 'a@x' } }).trim();
 
-/** A repository whose commits each write (string) or delete (null) files; the commits' shas. */
-function repoWith(commits: Record<string, string | null>[]): { dir: string; shas: string[] } {
+/** A repository whose commits each write (string), link ({ link: target }: a symbolic link) or delete (null)
+ * files; the commits' shas. */
+function repoWith(commits: Record<string, string | null | { link: string }>[]): { dir: string; shas: string[] } {
   const dir = mkdtempSync(join(tmpdir(), 'ops-depinputs-'));
   git(dir, 'init', '-q', '-b', 'main');
   const shas: string[] = [];
   for (const files of commits) {
     for (const [f, text] of Object.entries(files)) {
       if (text === null) rmSync(join(dir, f), { force: true });
-      else {
+      else if (typeof text === 'object') {
         mkdirSync(dirname(join(dir, f)), { recursive: true });
+        rmSync(join(dir, f), { force: true });
+        symlinkSync(text.link, join(dir, f));
+      } else {
+        mkdirSync(dirname(join(dir, f)), { recursive: true });
+        rmSync(join(dir, f), { force: true }); // a link there is replaced, not written through
         writeFileSync(join(dir, f), text);
       }
     }
@@ -85,6 +91,71 @@ describe('pip requirements files: what they refer to', () => {
       { kind: 'find-links', target: './wheels' },
       { kind: 'path', target: '.' },
     ]);
+  });
+});
+
+describe('pip requirements lines pip and uv (0.13) both install from, as a team writes them', () => {
+  it('several options on one line, -f and -e of a bare directory, quotes, spaces, markers without spaces, archives, file: URLs with a fragment, a comment ending in a backslash', () => {
+    const text = [
+      '--no-index --find-links ./wheels',
+      '-i https://example.org/simple -r base.txt',
+      '-f vendor',
+      '-e lib[dev]',
+      '-r "my reqs.txt"',
+      "--constraint 'pins/c 1.txt'",
+      './my lib ; python_version >= "3.8"',
+      './pkg;sys_platform=="linux"',
+      'vendored-1.0-py3-none-any.whl',
+      'file:./tools#egg=tools',
+      'x @ file:///srv/x.whl#sha256=ab',
+      '--requirem abbreviated.txt',
+      '# see C:\\',
+      '-r after-comment.txt',
+      'requests[socks]>=2 ; python_version < "3.8"',
+      '--pre',
+    ].join('\n');
+    expect(scanRequirements(text)).toEqual([
+      { kind: 'find-links', target: './wheels' },
+      { kind: 'include', target: 'base.txt' },
+      { kind: 'find-links', target: 'vendor' },
+      { kind: 'editable', target: 'lib' },
+      { kind: 'include', target: 'my reqs.txt' },
+      { kind: 'constraint', target: 'pins/c 1.txt' },
+      { kind: 'path', target: './my lib' },
+      { kind: 'path', target: './pkg' },
+      { kind: 'path', target: 'vendored-1.0-py3-none-any.whl' },
+      { kind: 'path', target: './tools' },
+      { kind: 'path', target: '/srv/x.whl' },
+      { kind: 'include', target: 'abbreviated.txt' },
+      { kind: 'include', target: 'after-comment.txt' },
+    ]);
+    // uv reads an option's value to the end of the line: both readings count.
+    expect(scanRequirements('-r my reqs.txt')).toEqual([
+      { kind: 'include', target: 'my' },
+      { kind: 'include', target: 'my reqs.txt' },
+    ]);
+    // What uv 0.13 opened (strace) that the scanner had missed: a value after `=` with a space, a value up to the
+    // next option, a plain path's fragment, a requirement after an option on its line.
+    expect(scanRequirements('-r=my reqs.txt').map((r) => r.target)).toContain('my reqs.txt');
+    expect(scanRequirements('-e ./my lib --no-index').map((r) => r.target)).toContain('./my lib');
+    expect(scanRequirements('./lib#egg=lib').map((r) => r.target)).toContain('./lib');
+    expect(scanRequirements('--no-index ./lib')).toEqual([{ kind: 'path', target: './lib' }]);
+    // uv reads `-r=base.txt` as `-r base.txt`; pip, as the file "=base.txt".
+    expect(scanRequirements('-r=base.txt')).toEqual([
+      { kind: 'include', target: '=base.txt' },
+      { kind: 'include', target: 'base.txt' },
+    ]);
+  });
+
+  it('a wheel in ./wheels behind `--no-index --find-links ./wheels` makes a new set; `-e lib` is made for each release', async () => {
+    const r = repoWith([
+      { 'requirements.txt': '--no-index --find-links ./wheels\nvendored\n', 'wheels/vendored-1.0-py3-none-any.whl': 'one', 'app.py': '1' },
+      { 'wheels/vendored-1.0-py3-none-any.whl': 'two' },
+      { 'requirements.txt': '-e lib\n', 'lib/pyproject.toml': '[project]\nname = "lib"\n' },
+    ]);
+    const h = await hashes(r, env(), 'python');
+    expect(h[1]).not.toBe(h[0]);
+    expect((await dependencyInputs(r.dir, r.shas[2]!, env())).python.perRelease).toBe('requirements.txt installs lib in editable mode (-e): the venv points into the release directory');
   });
 });
 
@@ -148,6 +219,54 @@ describe('the Python set is made again when anything its install reads changes',
   }, 60_000);
 });
 
+describe("uv's settings in the release's root (uv.toml, pyproject.toml's [tool.uv])", () => {
+  it('count for the Python set made by uv: a change to them makes a new set; the rest of pyproject.toml does not; pip does not read them', async () => {
+    const project = (version: string, findLinks: string) => `[project]\nname = "app"\nversion = "${version}"\n\n[tool.uv.pip]\nno-index = true\nfind-links = ["${findLinks}"]\n\n[tool.ruff]\nline-length = 100\n`;
+    const r = repoWith([
+      { 'requirements.txt': 'vendored\n', 'pyproject.toml': project('1.0', '/opt/wheels') },
+      { 'pyproject.toml': project('1.0', '/opt/wheels-2') },
+      { 'pyproject.toml': project('1.1', '/opt/wheels-2').replace('100', '120') },
+      { 'uv.toml': '[pip]\nno-binary = ["vendored"]\n' },
+    ]);
+    const h = await hashes(r, env(), 'python');
+    expect(h[1]).not.toBe(h[0]);
+    expect(h[2]).toBe(h[1]);
+    expect(h[3]).not.toBe(h[2]);
+    expect((await dependencyInputs(r.dir, r.shas[3]!, env())).python.files).toEqual(['requirements.txt', 'uv.toml', 'pyproject.toml [tool.uv]']);
+    expect(new Set(await hashes(r, env({ python_installer: 'pip' }), 'python')).size).toBe(1);
+    expect(uvTables('[tool]\nuv = { index-url = "https://example.org/simple" }\n')).toContain('index-url');
+    expect(uvTables('[project]\nname = "x"\ndependencies = [\n  ["a"],\n]\n')).toBe('');
+  });
+});
+
+describe('files the installs read through symbolic links committed to the repository', () => {
+  it('a requirements file that is a link, a link inside a local project, an input listed as a link: what they name counts', async () => {
+    const r = repoWith([
+      { 'requirements.txt': { link: 'prod.txt' }, 'prod.txt': '-r base.txt\n./lib\n', 'base.txt': 'six==1.16.0\n', 'lib/pyproject.toml': '[project]\nname = "lib"\n', 'lib/lib/shared': { link: '../../common' }, 'common/x.py': '1' },
+      { 'prod.txt': '-r base.txt\n./lib\ngunicorn==23.0.0\n' },
+      { 'base.txt': 'six==1.17.0\n' },
+      { 'common/x.py': '2' },
+      { 'app.py': 'unrelated' },
+    ]);
+    const h = await hashes(r, env(), 'python');
+    expect(new Set(h.slice(0, 4)).size).toBe(4);
+    expect(h[4]).toBe(h[3]);
+    const n = repoWith([
+      { 'client/package-lock.json': JSON.stringify({ name: 'web', lockfileVersion: 3, packages: { '': { name: 'web' } } }), 'client/package.json': JSON.stringify({ name: 'web', scripts: { postinstall: 'patch-package' } }), 'client/patches': { link: '../patches' }, 'patches/x+1.0.0.patch': 'a', 'client/.npmrc': { link: '../.npmrc' }, '.npmrc': 'a=1\n' },
+      { 'patches/x+1.0.0.patch': 'b' },
+      { '.npmrc': 'a=2\n' },
+    ]);
+    const nh = await hashes(n, env({ dependency_inputs: ['client/patches'] }), 'node');
+    expect(new Set(nh).size).toBe(3);
+  });
+
+  it('a link out of the repository is followed by no commit: the set is made for each release', async () => {
+    const r = repoWith([{ 'requirements.txt': { link: '/etc/app/requirements.txt' } }, { 'requirements.txt': './lib\n', 'lib/vendor': { link: '/opt/vendor' } }]);
+    const why = await Promise.all(r.shas.map(async (s) => (await dependencyInputs(r.dir, s, env())).python.perRelease));
+    expect(why).toEqual(['requirements.txt is a link to /etc/app/requirements.txt, outside the repository', 'requirements.txt installs ./lib, which links to /opt/vendor, outside the repository']);
+  });
+});
+
 describe('the node set is made again when anything npm ci reads changes', () => {
   const lock = (deps: Record<string, Record<string, unknown>>, version = '1.0.0') => JSON.stringify({ name: 'web', version, lockfileVersion: 3, packages: { '': { name: 'web', version }, ...deps } });
   const pkg = (scripts: Record<string, string> = {}) => JSON.stringify({ name: 'web', version: '1.0.0', scripts: { build: 'vite build', ...scripts } });
@@ -165,6 +284,18 @@ describe('the node set is made again when anything npm ci reads changes', () => 
     expect(h[2]).toBe(h[1]);
     expect(h[3]).not.toBe(h[2]);
     expect((await dependencyInputs(r.dir, r.shas[1]!, e)).node.files).toEqual(['package-lock.json', '.npmrc']);
+  });
+
+  it("the `dependencies` life cycle script (npm ci runs it, and its pre and post scripts, once node_modules is made) is an install script", async () => {
+    const r = repoWith([
+      { 'client/package-lock.json': lock({}), 'client/package.json': pkg({ dependencies: 'patch-package' }), 'client/patches/x+1.0.0.patch': 'a' },
+      { 'client/package.json': pkg({ dependencies: 'patch-package --patch-dir patches2' }) },
+    ]);
+    expect((await dependencyInputs(r.dir, r.shas[0]!, env())).node.perRelease).toBe(
+      'client/package.json runs dependencies (patch-package) on install, reading files not known here: list them in release.dependency_inputs to share the set between releases',
+    );
+    const h = await hashes(r, env({ dependency_inputs: ['client/patches'] }), 'node');
+    expect(h[1]).not.toBe(h[0]);
   });
 
   it('install scripts without release.dependency_inputs: made for each release; with them, the files listed count', async () => {
@@ -208,6 +339,72 @@ describe('the node set is made again when anything npm ci reads changes', () => 
     expect(h[2]).toBe(h[1]);
     expect((await dependencyInputs(r.dir, r.shas[0]!, env())).node.files).toEqual(['client/package-lock.json', 'lib']);
     expect((await dependencyInputs(r.dir, r.shas[3]!, env())).node.perRelease).toBe('npm installs mylib from file:../../vendor/lib, outside the repository');
+  });
+
+  it('a node_dir that is a workspace of an npm project above it is refused: npm ci there installs the project, not node_dir', async () => {
+    const r = repoWith([
+      {
+        'package.json': JSON.stringify({ name: 'root', private: true, workspaces: ['packages/*', '!packages/legacy'] }),
+        'package-lock.json': lock({ 'node_modules/web': { resolved: 'packages/web', link: true } }),
+        'packages/web/package.json': pkg(),
+        'packages/legacy/package.json': pkg(),
+        'packages/legacy/package-lock.json': lock({}),
+      },
+    ]);
+    const refused = dependencyInputs(r.dir, r.shas[0]!, env({ node_dir: 'packages/web' }));
+    await expect(refused).rejects.toThrow(
+      "release.node_dir packages/web is a workspace of the npm project in the repository root (its package.json's workspaces): npm ci there installs that project's node_modules, not packages/web's",
+    );
+    await expect(refused).rejects.toMatchObject({ hint: expect.stringContaining('set release.node_dir to "."') });
+    await expect(dependencyInputs(r.dir, r.shas[0]!, env({ node_dir: './packages/web/' }))).rejects.toThrow(/is a workspace/);
+    // Excluded by a "!" pattern, or the root itself: installed where it is.
+    expect((await dependencyInputs(r.dir, r.shas[0]!, env({ node_dir: 'packages/legacy' }))).node.files).toEqual(['packages/legacy/package-lock.json']);
+    expect((await dependencyInputs(r.dir, r.shas[0]!, env({ node_dir: '.' }))).node.perRelease).toMatch(/^npm links web → packages\/web/);
+  });
+
+  it('a dependency added to package.json but not to the lockfile makes a new set (npm ci then says so), as do overrides; in step, nothing changes', async () => {
+    const withDeps = (deps: Record<string, string>, extra: Record<string, unknown> = {}) => JSON.stringify({ name: 'web', version: '1.0.0', dependencies: deps, ...extra });
+    const lockOf = (deps: Record<string, string>) =>
+      JSON.stringify({ name: 'web', version: '1.0.0', lockfileVersion: 3, packages: { '': { name: 'web', version: '1.0.0', dependencies: deps }, 'node_modules/a': { version: '1.0.0' } } });
+    const r = repoWith([
+      { 'client/package.json': withDeps({ a: '^1.0.0' }), 'client/package-lock.json': lockOf({ a: '^1.0.0' }) },
+      { 'client/package.json': withDeps({ a: '^1.0.0', b: '^2.0.0' }) },
+      { 'client/package.json': withDeps({ a: '^1.0.0' }, { overrides: { a: '1.0.1' } }) },
+      { 'client/package.json': withDeps({ a: '^1.0.0' }, { overrides: { a: '1.0.1' }, description: 'a description' }) },
+    ]);
+    const h = await hashes(r, env(), 'node');
+    expect(h[1]).not.toBe(h[0]);
+    expect(h[2]).not.toBe(h[0]);
+    expect(h[2]).not.toBe(h[1]);
+    expect(h[3]).toBe(h[2]);
+    // lockfileVersion 1 records the packages by name only.
+    const v1 = repoWith([
+      { 'client/package.json': withDeps({ a: '^1.0.0' }), 'client/package-lock.json': JSON.stringify({ name: 'web', lockfileVersion: 1, dependencies: { a: { version: '1.0.0' } } }) },
+      { 'client/package.json': withDeps({ a: '^1.0.0', b: '^2.0.0' }) },
+    ]);
+    const hv1 = await hashes(v1, env(), 'node');
+    expect(hv1[1]).not.toBe(hv1[0]);
+  });
+
+  it('a file: directory in a lockfileVersion 1 lockfile (npm 7 and later link it) is made for each release; a tarball counts by its file', async () => {
+    const v1 = (deps: Record<string, { version: string }>) => JSON.stringify({ name: 'web', version: '1.0.0', lockfileVersion: 1, requires: true, dependencies: deps });
+    const r = repoWith([
+      { 'client/package.json': JSON.stringify({ name: 'web', dependencies: { mylib: 'file:../lib' } }), 'client/package-lock.json': v1({ mylib: { version: 'file:../lib' } }), 'lib/package.json': '{"name":"mylib"}' },
+      { 'client/package.json': JSON.stringify({ name: 'web', dependencies: { mylib: 'file:../vendor/mylib-1.0.0.tgz' } }), 'client/package-lock.json': v1({ mylib: { version: 'file:../vendor/mylib-1.0.0.tgz' } }), 'vendor/mylib-1.0.0.tgz': 'one' },
+      { 'vendor/mylib-1.0.0.tgz': 'two' },
+    ]);
+    const inputs = await Promise.all(r.shas.map((s) => dependencyInputs(r.dir, s, env())));
+    expect(inputs[0]!.node.perRelease).toBe(
+      'npm links or copies mylib → file:../lib into node_modules (a file: directory in a lockfileVersion 1 lockfile; npm 7 and later link it): the set points into the release directory',
+    );
+    expect(inputs[1]!.node.perRelease).toBeUndefined();
+    expect(inputs[2]!.node.hash).not.toBe(inputs[1]!.node.hash);
+  });
+
+  it('a path release.dependency_inputs lists that the commit does not have is named so in the plan (a typo is not silent)', async () => {
+    const r = repoWith([{ 'client/package-lock.json': lock({}), 'client/package.json': pkg({ postinstall: 'prisma generate' }), 'prisma/schema.prisma': 'model A {}' }]);
+    const inputs = await dependencyInputs(r.dir, r.shas[0]!, env({ dependency_inputs: ['prisma/schema.prism', 'prisma/schema.prisma'] }));
+    expect(inputs.node.files).toEqual(['client/package-lock.json', 'prisma/schema.prism (not in the commit)', 'prisma/schema.prisma']);
   });
 
   it('npm-shrinkwrap.json is read before package-lock.json, as npm ci does', async () => {

@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { parseEnvironment } from '../../core/config/environment.ts';
 import { scriptText } from '../../core/remote/wrap.ts';
-import { nodeDependencies } from '../../core/steps/app.ts';
+import { nodeDependencies, pythonDependencies } from '../../core/steps/app.ts';
 import { resolveTarget } from '../../core/target.ts';
 
 const run = promisify(execFile);
@@ -88,4 +88,28 @@ describe("the node set with npm's links to the app's own packages (real npm, wor
     // The .bin links stay relative, inside node_modules.
     expect(readlinkSync(join(t.layout.deps, 'node-ws01', 'node_modules', '.bin', 'app-lib'))).toMatch(/^\.\.\//);
   }, 60_000);
+});
+
+describe('a reused set over a node_modules or venv the commit holds (a vendored package, a venv committed by mistake)', () => {
+  it('the release links the set in its place: the committed directory does not hide it', async () => {
+    const base = mkdtempSync(join(tmpdir(), 'ops-nodeset-committed-'));
+    const release = join(base, 'releases', 'r2');
+    mkdirSync(join(release, 'client', 'node_modules', 'left-pad'), { recursive: true });
+    mkdirSync(join(release, 'venv', 'bin'), { recursive: true });
+    const config = parseEnvironment({ app: 'shop', hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }], programs: { web: { command: 'run', port: 3000 } }, routes: { '/': 'web' }, release: { node_dir: 'client' } }, 'test');
+    const t = resolveTarget({ name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: [], appUser: 'shop', baseDir: base, url: 'http://x' });
+    // Sets an earlier release made, complete.
+    mkdirSync(join(t.layout.deps, 'node-abcd', 'node_modules', 'vite'), { recursive: true });
+    writeFileSync(join(t.layout.deps, 'node-abcd', '.complete'), '');
+    mkdirSync(join(t.layout.deps, 'venv-abcd', 'bin'), { recursive: true });
+    writeFileSync(join(t.layout.deps, 'venv-abcd', '.complete'), '');
+    for (const step of [nodeDependencies(t, release, 'abcd'), pythonDependencies(t, release, 'abcd')]) {
+      const r = await run('bash', ['-c', scriptText(step)], { encoding: 'utf8' });
+      expect(r.stdout).toMatch(/reused/);
+    }
+    expect(lstatSync(join(release, 'client', 'node_modules')).isSymbolicLink()).toBe(true);
+    expect(existsSync(join(release, 'client', 'node_modules', 'vite'))).toBe(true);
+    expect(lstatSync(join(release, 'venv')).isSymbolicLink()).toBe(true);
+    expect(readlinkSync(join(release, 'venv'))).toBe(join(t.layout.deps, 'venv-abcd'));
+  });
 });

@@ -27309,8 +27309,10 @@ var init_environment_schema = __esm({
         ),
         release: opt(
           object({
-            python_requirements: opt(string({ pattern: /^[^\n]*$/, form: 'a relative path, or "" to skip' }), 'pip requirements file; a venv is made at <release>/venv ("" = no Python)', "requirements.txt"),
-            node_dir: opt(string({ pattern: /^[^\n]*$/, form: 'a relative path, or "" to skip' }), 'directory holding package.json/package-lock.json for `npm ci` ("" = no Node)', "client"),
+            // Read by the install in the release: a path out of it (absolute, "..") would read the host's files, which no
+            // commit's hash covers (the set reused while they change).
+            python_requirements: opt(string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\n]*$/, form: 'a path relative to the repository, inside it, or "" to skip' }), 'pip requirements file; a venv is made at <release>/venv ("" = no Python)', "requirements.txt"),
+            node_dir: opt(string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\n]*$/, form: 'a path relative to the repository, inside it, or "" to skip' }), 'directory holding package.json/package-lock.json for `npm ci` ("" = no Node)', "client"),
             python_installer: opt(
               oneOf(["uv", "pip"]),
               "what builds a new Python dependency set: uv (pinned, installed by provision from the package index; its cache on the host is shared by every set, so a set of cached packages takes seconds; the venv is seeded with pip) or pip (`python -m venv`, then `pip install`: slower, for requirements uv does not read); either way its modules are compiled to bytecode as it is made",
@@ -71268,6 +71270,7 @@ async function git(dir, args, options = {}) {
 }
 
 // core/dependency-inputs.ts
+init_errors();
 import { createHash as createHash3 } from "node:crypto";
 import { posix } from "node:path";
 
@@ -71401,48 +71404,138 @@ function setHashes(inputs, releaseId2) {
 var URL_SCHEME = /^[a-z][a-z0-9+.-]*:\/\//i;
 var VCS = /^(git|hg|svn|bzr)\+/i;
 function fileUrlPath(url) {
-  const rest = url.replace(/^file:(\/\/(localhost)?(?=\/))?/i, "");
+  const rest = url.replace(/[#?].*$/, "").replace(/^file:(\/\/(localhost)?(?=\/))?/i, "");
   try {
     return decodeURIComponent(rest);
   } catch {
     return rest;
   }
 }
+var ARCHIVE = /\.(whl|zip|tar|tar\.gz|tgz|tar\.bz2|tbz|tar\.xz|txz|tlz|tar\.lz|tar\.lzma)$/i;
 function localTarget(spec) {
   if (VCS.test(spec)) return void 0;
   if (/^file:/i.test(spec)) return fileUrlPath(spec);
   if (URL_SCHEME.test(spec)) return void 0;
-  if (/^[.~/]/.test(spec) || spec.includes("/")) return spec.replace(/\[[^\]]*\]$/, "");
+  const path = spec.replace(/\[[^\]]*\]$/, "");
+  if (/^[.~/]/.test(spec) || spec.includes("/") || ARCHIVE.test(path)) return path;
   return void 0;
+}
+function optionTarget(kind, value) {
+  if (/^file:/i.test(value)) return fileUrlPath(value);
+  if (URL_SCHEME.test(value) || VCS.test(value)) return void 0;
+  return kind === "editable" ? value.replace(/\[[^\]]*\]$/, "") : value;
+}
+var REQUIREMENT_OPTIONS = [
+  { long: "--requirement", short: "-r", kind: "include" },
+  { long: "--constraint", short: "-c", kind: "constraint" },
+  { long: "--editable", short: "-e", kind: "editable" },
+  { long: "--find-links", short: "-f", kind: "find-links" },
+  { long: "--index-url", short: "-i" },
+  { long: "--extra-index-url" },
+  { long: "--no-index", flag: true },
+  { long: "--trusted-host" },
+  { long: "--no-binary" },
+  { long: "--only-binary" },
+  { long: "--prefer-binary", flag: true },
+  { long: "--require-hashes", flag: true },
+  { long: "--pre", flag: true },
+  { long: "--use-feature" },
+  { long: "--hash" },
+  { long: "--config-settings" },
+  { long: "--global-option" }
+];
+function findOption(name2) {
+  if (!name2.startsWith("--")) return REQUIREMENT_OPTIONS.find((o) => o.short === name2);
+  const exact = REQUIREMENT_OPTIONS.find((o) => o.long === name2);
+  if (exact) return exact;
+  const prefixed = REQUIREMENT_OPTIONS.filter((o) => o.long.startsWith(name2));
+  return prefixed.length === 1 ? prefixed[0] : void 0;
+}
+function shellWords(text) {
+  const words = [];
+  let word2;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (/\s/.test(c)) {
+      if (word2 !== void 0) words.push(word2);
+      word2 = void 0;
+    } else if (c === "'") {
+      const close = text.indexOf("'", i + 1);
+      const end = close < 0 ? text.length : close;
+      word2 = (word2 ?? "") + text.slice(i + 1, end);
+      i = end;
+    } else if (c === '"') {
+      word2 ??= "";
+      for (i++; i < text.length && text[i] !== '"'; i++) word2 += text[i] === "\\" && /["\\$`]/.test(text[i + 1] ?? "") ? text[++i] : text[i];
+    } else if (c === "\\") word2 = (word2 ?? "") + (text[++i] ?? "");
+    else word2 = (word2 ?? "") + c;
+  }
+  if (word2 !== void 0) words.push(word2);
+  return words;
+}
+function logicalLines(text) {
+  const out = [];
+  let pending = "";
+  for (const line of text.split(/\r\n|\r|\n/)) {
+    if (line.endsWith("\\") && !/^\s*#/.test(line)) pending += line.replace(/^\\+|\\+$/g, "");
+    else {
+      out.push(pending + line);
+      pending = "";
+    }
+  }
+  if (pending) out.push(pending);
+  return out.map((l) => l.replace(/(^|\s)#.*$/, "").trim()).filter(Boolean);
 }
 function scanRequirements(text) {
   const refs = [];
-  const lines = text.replace(/\r\n?/g, "\n").replace(/\\\n/g, "").split("\n");
-  const options = [
-    [/^(?:-r|--requirement)(?:\s*=\s*|\s+|(?<=^-r))(\S+)/, "include"],
-    [/^(?:-c|--constraint)(?:\s*=\s*|\s+|(?<=^-c))(\S+)/, "constraint"],
-    [/^(?:-e|--editable)(?:\s*=\s*|\s+|(?<=^-e))(\S+)/, "editable"],
-    [/^(?:-f|--find-links)(?:\s*=\s*|\s+|(?<=^-f))(\S+)/, "find-links"]
-  ];
-  for (const raw of lines) {
-    const line = raw.replace(/(^|\s)#.*$/, "").trim();
-    if (!line) continue;
-    const option = options.find(([re]) => re.test(line));
-    if (option) {
-      const target = option[0].exec(line)[1];
-      const kind = option[1];
-      if (kind === "include" || kind === "constraint") refs.push({ kind, target });
-      else {
-        const local2 = localTarget(target);
-        if (local2 !== void 0) refs.push({ kind, target: local2 });
-      }
+  const add2 = (kind, target) => {
+    if (target !== void 0 && target !== "" && !refs.some((r) => r.kind === kind && r.target === target)) refs.push({ kind, target });
+  };
+  const requirement = (text2) => {
+    const direct = /^[A-Za-z0-9][A-Za-z0-9._-]*\s*(?:\[[^\]]*\])?\s*@\s*(\S+)/.exec(text2);
+    if (direct) add2("path", localTarget(direct[1]));
+    else if (/^file:/i.test(text2) || URL_SCHEME.test(text2)) add2("path", localTarget(text2.split(/;\s|\s/)[0]));
+    else {
+      const path = text2.split(";")[0].trim();
+      add2("path", localTarget(path));
+      if (path.includes("#")) add2("path", localTarget(path.replace(/#.*$/, "")));
+    }
+  };
+  for (const line of logicalLines(text)) {
+    const plain = line.split(/\s+/);
+    const firstOption = plain.findIndex((w) => w.startsWith("-"));
+    if (firstOption !== 0) {
+      requirement((firstOption < 0 ? plain : plain.slice(0, firstOption)).join(" "));
       continue;
     }
-    if (line.startsWith("-")) continue;
-    const spec = line.split(/\s+--|\s*;\s+|\s+;/)[0].trim();
-    const direct = /^[A-Za-z0-9][A-Za-z0-9._-]*(?:\[[^\]]*\])?\s*@\s*(\S+)/.exec(spec);
-    const local = localTarget(direct ? direct[1] : spec.split(/\s/)[0]);
-    if (local !== void 0) refs.push({ kind: "path", target: local });
+    const words = shellWords(line);
+    let loose = [];
+    const flush = () => {
+      if (loose.length) requirement(loose.join(" "));
+      loose = [];
+    };
+    for (let i = 0; i < words.length; i++) {
+      const word2 = words[i];
+      if (!word2.startsWith("-")) {
+        loose.push(word2);
+        continue;
+      }
+      flush();
+      const eq = word2.startsWith("--") ? word2.indexOf("=") : -1;
+      const name2 = eq > 0 ? word2.slice(0, eq) : /^-[a-z]/i.test(word2) && !word2.startsWith("--") ? word2.slice(0, 2) : word2;
+      const option = findOption(name2);
+      if (!option || option.flag) continue;
+      let value = eq > 0 ? word2.slice(eq + 1) : word2.length > 2 && !word2.startsWith("--") ? word2.slice(2) : words[++i];
+      if (value === "=" || value === "") value = words[++i];
+      if (value === void 0 || !option.kind) continue;
+      add2(option.kind, optionTarget(option.kind, value));
+      const uvValue = !word2.startsWith("--") && value.startsWith("=") && value.length > 1 ? value.slice(1) : value;
+      const next = words.slice(i + 1).findIndex((w) => w.startsWith("-"));
+      const more = next < 0 ? words.slice(i + 1) : words.slice(i + 1, i + 1 + next);
+      add2(option.kind, optionTarget(option.kind, [uvValue, ...more].join(" ")));
+      i += more.length;
+    }
+    flush();
   }
   return refs;
 }
@@ -71452,11 +71545,79 @@ function inRepository(dir, path) {
   if (joined === ".." || joined.startsWith("../")) return void 0;
   return joined === "." ? "" : joined.replace(/\/$/, "");
 }
-async function objectAt(repo, sha, path) {
-  if (!path) return `tree of ${sha}`;
-  return (await treeEntries(repo, sha)).find((e) => e.path === path)?.object ?? "";
+var byPath = /* @__PURE__ */ new WeakMap();
+async function entriesAt(repo, sha) {
+  const list2 = await treeEntries(repo, sha);
+  let map = byPath.get(list2);
+  if (!map) byPath.set(list2, map = new Map(list2.map((e) => [e.path, e])));
+  return map;
 }
-async function pythonInputs(repo, sha, req2, extra) {
+async function follow(repo, sha, path) {
+  const entries = await entriesAt(repo, sha);
+  let parts = path ? path.split("/") : [];
+  for (let i = 0, hops = 0; i < parts.length; i++) {
+    const here = parts.slice(0, i + 1).join("/");
+    const entry = entries.get(here);
+    if (entry?.mode !== "120000") continue;
+    if (++hops > 40) return { path: `${path} (a cycle of links)` };
+    const target = await git(repo, ["cat-file", "blob", entry.object]);
+    const inner = inRepository(posix.dirname(here), target);
+    if (inner === void 0) return { outside: target };
+    parts = [...inner ? inner.split("/") : [], ...parts.slice(i + 1)];
+    i = -1;
+  }
+  return { path: parts.join("/") };
+}
+async function objectAt(repo, sha, path, outside = () => {
+}, seen = /* @__PURE__ */ new Set()) {
+  const to = await follow(repo, sha, path);
+  if ("outside" in to) {
+    outside(to.outside);
+    return `outside ${to.outside}`;
+  }
+  if (!to.path) return `tree of ${sha}`;
+  const entries = await entriesAt(repo, sha);
+  const entry = entries.get(to.path);
+  if (!entry || entry.type !== "tree" || seen.has(to.path)) return entry?.object ?? "";
+  seen.add(to.path);
+  const out = [entry.object];
+  for (const link of entries.values()) {
+    if (link.mode !== "120000" || !link.path.startsWith(`${to.path}/`)) continue;
+    const target = await follow(repo, sha, link.path);
+    if ("path" in target && target.path.startsWith(`${to.path}/`)) continue;
+    out.push(`${link.path} ${await objectAt(repo, sha, link.path, outside, seen)}`);
+  }
+  return out.join(" ");
+}
+async function textAt(repo, sha, path) {
+  const to = await follow(repo, sha, path);
+  return "path" in to && to.path ? fileAt(repo, sha, to.path) : void 0;
+}
+function uvTables(text) {
+  const lines = text.replace(/\r\n?/g, "\n").split("\n");
+  const header = /^\s*\[\[?\s*([A-Za-z0-9_-][^\]]*?)\s*\]\]?\s*(#.*)?$/;
+  let table = "";
+  const out = [];
+  for (const line of lines) {
+    const h = header.exec(line);
+    if (h) table = h[1].replace(/\s*\.\s*/g, ".").replace(/"/g, "");
+    const inUv = table === "tool.uv" || table.startsWith("tool.uv.");
+    if (inUv) out.push(line);
+    else if (!h && (table === "" && /^\s*"?tool"?\s*\.\s*"?uv"?\s*[.=]/.test(line) || table === "tool" && /^\s*"?uv"?\s*[.=]/.test(line))) return text;
+  }
+  return out.join("\n");
+}
+async function listedInputs(repo, sha, extra, tie) {
+  const parts = [];
+  const files = [];
+  for (const p of extra) {
+    const id = await objectAt(repo, sha, p, (t) => tie(`release.dependency_inputs' ${p} links to ${t}, outside the repository`));
+    parts.push(`input ${p} ${id}`);
+    files.push(id ? p : `${p} (not in the commit)`);
+  }
+  return { parts, files };
+}
+async function pythonInputs(repo, sha, req2, extra, installer) {
   const parts = [];
   const files = [];
   let perRelease;
@@ -71466,11 +71627,12 @@ async function pythonInputs(repo, sha, req2, extra) {
     if (seen.has(path)) return;
     seen.add(path);
     files.push(path);
-    const id = await objectAt(repo, sha, path);
+    const id = await objectAt(repo, sha, path, (t) => tie(`${path} is a link to ${t}, outside the repository`));
     parts.push(seen.size === 1 ? id : `include ${path} ${id}`);
-    const text = id ? await fileAt(repo, sha, path) : void 0;
+    const text = id ? await textAt(repo, sha, path) : void 0;
     if (text === void 0) return;
-    const dir = posix.dirname(path);
+    const to = await follow(repo, sha, path);
+    const dirs = [.../* @__PURE__ */ new Set([posix.dirname(path), ..."path" in to ? [posix.dirname(to.path)] : []])];
     for (const ref of scanRequirements(text)) {
       if (ref.target.includes("$")) {
         tie(`${path} names ${ref.target}, a path with an environment variable`);
@@ -71478,34 +71640,87 @@ async function pythonInputs(repo, sha, req2, extra) {
       }
       if (ref.kind === "include" || ref.kind === "constraint") {
         if (URL_SCHEME.test(ref.target)) continue;
-        const inner = inRepository(dir, ref.target);
-        if (inner === void 0) tie(`${path} includes ${ref.target}, outside the repository`);
-        else await read2(inner);
+        for (const dir of dirs) {
+          const inner = inRepository(dir, ref.target);
+          if (inner === void 0) tie(`${path} includes ${ref.target}, outside the repository`);
+          else await read2(inner);
+        }
         continue;
       }
-      const candidates = [.../* @__PURE__ */ new Set([inRepository("", ref.target), inRepository(dir, ref.target)])];
+      const candidates = [.../* @__PURE__ */ new Set([inRepository("", ref.target), ...dirs.map((dir) => inRepository(dir, ref.target))])];
       if (candidates.includes(void 0)) {
         tie(`${path} installs ${ref.target}, outside the repository`);
         continue;
       }
       for (const c of candidates) {
-        parts.push(`${ref.kind} ${c || "."} ${await objectAt(repo, sha, c)}`);
+        parts.push(`${ref.kind} ${c || "."} ${await objectAt(repo, sha, c, (t) => tie(`${path} installs ${ref.target}, which links to ${t}, outside the repository`))}`);
         if (!files.includes(c || ".")) files.push(c || ".");
       }
       if (ref.kind === "editable") tie(`${path} installs ${ref.target} in editable mode (-e): the venv points into the release directory`);
     }
   };
   await read2(posix.normalize(req2).replace(/^\.\//, ""));
-  for (const p of extra) parts.push(`input ${p} ${await objectAt(repo, sha, p)}`);
-  return { parts, files: [...files, ...extra], ...perRelease && { perRelease } };
+  if (installer === "uv") {
+    const uvToml = await objectAt(repo, sha, "uv.toml", (t) => tie(`uv.toml is a link to ${t}, outside the repository`));
+    if (uvToml) {
+      parts.push(`uv.toml ${uvToml}`);
+      files.push("uv.toml");
+    }
+    const pyproject = await textAt(repo, sha, "pyproject.toml");
+    const uvSettings = pyproject === void 0 ? "" : uvTables(pyproject);
+    if (uvSettings) {
+      parts.push(`pyproject.toml [tool.uv] ${createHash3("sha256").update(uvSettings).digest("hex")}`);
+      files.push("pyproject.toml [tool.uv]");
+    }
+  }
+  const listed = await listedInputs(repo, sha, extra, tie);
+  parts.push(...listed.parts);
+  return { parts, files: [...files, ...listed.files], ...perRelease && { perRelease } };
 }
-var NPM_CI_SCRIPTS = ["preinstall", "install", "postinstall", "prepublish", "preprepare", "prepare", "postprepare"];
+var DECLARED = ["dependencies", "devDependencies", "optionalDependencies", "peerDependencies"];
+function workspaceGlob(glob) {
+  const body = posix.normalize(glob.replace(/^!/, "")).replace(/\/+$/, "").split(/(\*\*\/?|\*|\?)/).map((part) => part.startsWith("**") ? "(?:.*/)?" + (part.endsWith("/") ? "" : ".*") : part === "*" ? "[^/]*" : part === "?" ? "[^/]" : part.replace(/[.+^${}()|[\]\\]/g, "\\$&")).join("");
+  return new RegExp(`^${body}$`);
+}
+async function refuseWorkspaceMember(repo, sha, dir) {
+  const own = inRepository("", dir) ?? "";
+  for (let up = own; up; ) {
+    up = posix.dirname(up) === "." ? "" : posix.dirname(up);
+    const text = await textAt(repo, sha, up ? `${up}/package.json` : "package.json");
+    let workspaces;
+    try {
+      const w = text === void 0 ? void 0 : JSON.parse(text)?.workspaces;
+      workspaces = Array.isArray(w) ? w : w?.packages;
+    } catch {
+      continue;
+    }
+    if (!Array.isArray(workspaces)) continue;
+    const globs = workspaces.filter((g) => typeof g === "string");
+    const rel = up ? own.slice(up.length + 1) : own;
+    const match = (g) => workspaceGlob(g).test(rel);
+    if (globs.some((g) => !g.startsWith("!") && match(g)) && !globs.some((g) => g.startsWith("!") && match(g))) {
+      const project = up || ".";
+      throw new OpsError(
+        `release.node_dir ${dir} is a workspace of the npm project in ${project === "." ? "the repository root" : project} (its package.json's workspaces): npm ci there installs that project's node_modules, not ${dir}'s`,
+        `set release.node_dir to ${JSON.stringify(project)}: one npm ci installs every workspace (their packages are then linked from the release: the node set is made for each release)`
+      );
+    }
+  }
+}
+var NPM_CI_SCRIPTS = ["preinstall", "install", "postinstall", "prepublish", "preprepare", "prepare", "postprepare", "predependencies", "dependencies", "postdependencies"];
 async function nodeInputs(repo, sha, dir, extra) {
   const at2 = (name2) => dir === "." || dir === "" ? name2 : `${posix.normalize(dir).replace(/\/$/, "")}/${name2}`;
   const parts = [];
   const files = [];
   let perRelease;
-  const [shrinkwrap, packageLock, pkgText, npmrc] = await Promise.all(["npm-shrinkwrap.json", "package-lock.json", "package.json", ".npmrc"].map((f) => fileAt(repo, sha, at2(f))));
+  await refuseWorkspaceMember(repo, sha, dir);
+  const [shrinkwrap, packageLock, pkgText, npmrc] = await Promise.all(["npm-shrinkwrap.json", "package-lock.json", "package.json", ".npmrc"].map((f) => textAt(repo, sha, at2(f))));
+  let pkg = {};
+  try {
+    const parsed = pkgText === void 0 ? {} : JSON.parse(pkgText);
+    if (parsed && typeof parsed === "object" && !Array.isArray(parsed)) pkg = parsed;
+  } catch {
+  }
   const lockName = shrinkwrap !== void 0 ? "npm-shrinkwrap.json" : "package-lock.json";
   const lock = shrinkwrap ?? packageLock;
   if (lock === void 0) {
@@ -71518,18 +71733,26 @@ async function nodeInputs(repo, sha, dir, extra) {
       delete parsed.version;
       if (parsed.packages?.[""]) delete parsed.packages[""].version;
       parts.push(`lock ${JSON.stringify(parsed)}`);
+      const declared = (from) => JSON.stringify(DECLARED.map((f) => Object.entries(from?.[f] ?? {}).sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0)));
+      const root = parsed.packages?.[""];
+      const inStep = root ? declared(pkg) === declared(root) : DECLARED.filter((f) => f !== "peerDependencies").every((f) => Object.keys(pkg[f] ?? {}).every((name2) => parsed.dependencies?.[name2]));
+      if (!inStep) parts.push(`package.json out of step with ${lockName} ${createHash3("sha256").update(declared(pkg)).digest("hex")}`);
+      if (pkg.overrides !== void 0) parts.push(`overrides ${JSON.stringify(pkg.overrides)}`);
       const linked = Object.entries(parsed.packages ?? {}).filter(([, v]) => v.link);
       if (linked.length)
         perRelease ??= `npm links ${linked.slice(0, 3).map(([k, v]) => `${k.replace(/^.*node_modules\//, "")} \u2192 ${v.resolved ?? "?"}`).join(", ")}${linked.length > 3 ? ` and ${linked.length - 3} more` : ""} into node_modules (workspaces, file: dependencies): the set points into the release directory`;
+      const v1Directories = parsed.packages ? [] : Object.entries(parsed.dependencies ?? {}).filter(([, v]) => v?.version?.startsWith("file:") && !ARCHIVE.test(fileUrlPath(v.version)));
+      if (v1Directories.length)
+        perRelease ??= `npm links or copies ${v1Directories.slice(0, 3).map(([k, v]) => `${k} \u2192 ${v.version}`).join(", ")}${v1Directories.length > 3 ? ` and ${v1Directories.length - 3} more` : ""} into node_modules (a file: directory in a lockfileVersion 1 lockfile; npm 7 and later link it): the set points into the release directory`;
       const copied = [
         ...Object.entries(parsed.packages ?? {}).flatMap(([k, v]) => !v.link && v.resolved?.startsWith("file:") ? [[k, v.resolved]] : []),
-        ...Object.entries(parsed.dependencies ?? {}).flatMap(([k, v]) => v.version?.startsWith("file:") ? [[k, v.version]] : [])
+        ...Object.entries(parsed.dependencies ?? {}).flatMap(([k, v]) => v?.version?.startsWith("file:") ? [[k, v.version]] : [])
       ];
       for (const [name2, spec] of copied) {
         const path = inRepository(dir === "." ? "" : posix.normalize(dir), fileUrlPath(spec));
         if (path === void 0) perRelease ??= `npm installs ${name2.replace(/^.*node_modules\//, "")} from ${spec}, outside the repository`;
         else {
-          parts.push(`copied ${path} ${await objectAt(repo, sha, path)}`);
+          parts.push(`copied ${path} ${await objectAt(repo, sha, path, (t) => void (perRelease ??= `npm installs ${name2.replace(/^.*node_modules\//, "")} from ${path}, a link to ${t}, outside the repository`))}`);
           if (!files.includes(path)) files.push(path);
         }
       }
@@ -71541,24 +71764,21 @@ async function nodeInputs(repo, sha, dir, extra) {
     files.push(at2(".npmrc"));
     parts.push(`npmrc ${createHash3("sha256").update(npmrc).digest("hex")}`);
   }
-  let scripts = [];
-  try {
-    const pkg = pkgText === void 0 ? {} : JSON.parse(pkgText);
-    scripts = NPM_CI_SCRIPTS.flatMap((s) => typeof pkg.scripts?.[s] === "string" ? [[s, pkg.scripts[s]]] : []);
-  } catch {
-  }
+  const declaredScripts = pkg.scripts && typeof pkg.scripts === "object" ? pkg.scripts : {};
+  const scripts = NPM_CI_SCRIPTS.flatMap((s) => typeof declaredScripts[s] === "string" ? [[s, declaredScripts[s]]] : []);
   if (scripts.length) {
     parts.push(`scripts ${JSON.stringify(scripts)}`);
     if (extra === void 0)
       perRelease ??= `${at2("package.json")} runs ${scripts.map(([s, c]) => `${s} (${c.length > 60 ? `${c.slice(0, 57)}...` : c})`).join(", ")} on install, reading files not known here: list them in release.dependency_inputs to share the set between releases`;
   }
-  for (const p of extra ?? []) parts.push(`input ${p} ${await objectAt(repo, sha, p)}`);
-  return { parts, files: [...files, ...extra ?? []], ...perRelease && { perRelease } };
+  const listed = await listedInputs(repo, sha, extra ?? [], (why) => void (perRelease ??= why));
+  parts.push(...listed.parts);
+  return { parts, files: [...files, ...listed.files], ...perRelease && { perRelease } };
 }
 function dependencyInputs(repo, sha, env) {
   const { python, node } = env.config.runtimes;
   const { python_requirements: req2, node_dir: nodeDir, dependency_inputs: extra } = env.config.release;
-  const key = JSON.stringify([repo, sha, python, node, req2, nodeDir, extra]);
+  const key = JSON.stringify([repo, sha, python, node, req2, nodeDir, extra, env.config.release.python_installer]);
   let inputs = known.get(key);
   if (!inputs) {
     inputs = readInputs(repo, sha, env);
@@ -71573,7 +71793,7 @@ async function readInputs(repo, sha, env) {
   const { python_requirements: req2, node_dir: nodeDir, dependency_inputs: extra } = env.config.release;
   const inputs = (extra ?? []).map((p) => inRepository("", p) ?? p);
   const [py, js] = await Promise.all([
-    req2 ? pythonInputs(repo, sha, req2, inputs) : { parts: [], files: [] },
+    req2 ? pythonInputs(repo, sha, req2, inputs, env.config.release.python_installer) : { parts: [], files: [] },
     nodeDir ? nodeInputs(repo, sha, nodeDir, extra === void 0 ? void 0 : inputs) : { parts: [], files: [] }
   ]);
   const set = (runtime, x) => ({
@@ -72098,6 +72318,9 @@ ${install}
   touch "$set_dir/.complete"
   ops_report ${APP_KEYS.deps} ${quote(`${kind} ${installed}`)}
 fi
+# A directory the commit holds where the link goes (a vendored node_modules, a venv committed by mistake) would
+# take the link inside it (ln into a directory) and hide the set from the app: the set takes its place.
+if [ -e ${quote(link.from)} ] && [ ! -L ${quote(link.from)} ]; then rm -rf -- ${quote(link.from)}; fi
 ln -sfn "$set_dir"${link.to ? `/${quote(link.to)}` : ""} ${quote(link.from)}`
   };
 }

@@ -49528,8 +49528,10 @@ var environmentSchema = object(
     ),
     release: opt(
       object({
-        python_requirements: opt(string({ pattern: /^[^\n]*$/, form: 'a relative path, or "" to skip' }), 'pip requirements file; a venv is made at <release>/venv ("" = no Python)', "requirements.txt"),
-        node_dir: opt(string({ pattern: /^[^\n]*$/, form: 'a relative path, or "" to skip' }), 'directory holding package.json/package-lock.json for `npm ci` ("" = no Node)', "client"),
+        // Read by the install in the release: a path out of it (absolute, "..") would read the host's files, which no
+        // commit's hash covers (the set reused while they change).
+        python_requirements: opt(string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\n]*$/, form: 'a path relative to the repository, inside it, or "" to skip' }), 'pip requirements file; a venv is made at <release>/venv ("" = no Python)', "requirements.txt"),
+        node_dir: opt(string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\n]*$/, form: 'a path relative to the repository, inside it, or "" to skip' }), 'directory holding package.json/package-lock.json for `npm ci` ("" = no Node)', "client"),
         python_installer: opt(
           oneOf(["uv", "pip"]),
           "what builds a new Python dependency set: uv (pinned, installed by provision from the package index; its cache on the host is shared by every set, so a set of cached packages takes seconds; the venv is seeded with pip) or pip (`python -m venv`, then `pip install`: slower, for requirements uv does not read); either way its modules are compiled to bytecode as it is made",

@@ -3,6 +3,7 @@
 // over the SSH connection. (What a commit needs beyond `git archive`: tree-content.ts.)
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { isAbsolute, resolve } from 'node:path';
 import { OpsError } from './errors.ts';
 import { Git, git } from './git.ts';
@@ -191,20 +192,57 @@ export async function treeSize(repo: string, sha: string): Promise<{ bytes: numb
   return { bytes: entries.reduce((sum, e) => sum + e.size, 0), entries: entries.length };
 }
 
-/** Which of these shas exist in the local repository (a host's commits we can use as the base of a thin pack). */
+/**
+ * Which of these shas are commits of the local repository (a host's commits we can use as the base of a thin
+ * pack, or its shallow ones), in one git process.
+ */
 export async function knownCommits(repo: string, shas: string[]): Promise<string[]> {
-  const out: string[] = [];
-  for (const sha of shas) if (/^[0-9a-f]{40}$/.test(sha) && (await tryRev(repo, sha))) out.push(sha);
-  return out;
+  const candidates = [...new Set(shas.filter((sha) => /^[0-9a-f]{40}$/.test(sha)))];
+  if (!candidates.length) return [];
+  const found = await commitsOf(repo, candidates);
+  return candidates.filter((_, i) => found[i]);
+}
+
+/** A pack for a host, and the commits in it whose parents are not (the runner's shallow boundary). */
+export interface Pack {
+  bytes: Buffer;
+  /**
+   * Commits of the pack whose parents it leaves out because the runner itself lacks them (a shallow clone: the
+   * commits its `shallow` file lists): the host records them as shallow, as `git fetch --depth` does.
+   */
+  shallow: string[];
 }
 
 /**
  * A thin pack holding `sha` and what it needs, minus what the host already has (`haves`: commits it holds).
- * @returns the pack's bytes (git pack-objects --thin: objects the host has may be left out as deltas' bases).
+ * `hostShallow`: the host's commits whose history it lacks (its mirror's `shallow` file; deployState). A commit
+ * the host holds is taken to come with all its history (git's rule for what a `have` means), which a commit sent
+ * from a shallow clone does not: given as `--shallow <sha>` (git-pack-objects(1), --revs: "--not or --shallow
+ * <SHA-1> lines are also accepted"; what upload-pack tells it of a shallow client), its parents are not taken to
+ * be on the host, so objects only they hold are sent, not left out as bases the host lacks.
+ * @returns the pack's bytes (git pack-objects --thin: objects the host has may be left out as deltas' bases) and
+ * its shallow commits when the runner's clone is shallow.
  * @throws GitError when git cannot pack (an unknown commit).
  */
-export async function packFor(repo: string, sha: string, haves: string[]): Promise<Buffer> {
-  return new Git(repo).bytes(['pack-objects', '--revs', '--thin', '--stdout', '-q'], { input: [sha, ...haves.map((h) => `^${h}`)].join('\n') + '\n' });
+export async function packFor(repo: string, sha: string, haves: string[], hostShallow: string[] = []): Promise<Pack> {
+  const g = new Git(repo);
+  const input = [...hostShallow.map((s) => `--shallow ${s}`), sha, ...haves.map((h) => `^${h}`)].join('\n') + '\n';
+  const bytes = await g.bytes(['pack-objects', '--revs', '--thin', '--stdout', '-q'], { input });
+  return { bytes, shallow: await shallowIn(g, sha) };
+}
+
+/**
+ * The runner's shallow commits (its `shallow` file, gitrepository-layout(5)) reachable from `sha`: none in a full
+ * clone (one git process to know it); else those `git rev-list <sha>` lists, a walk the clone's depth bounds. The
+ * host records those it received without their parents (receivePack).
+ */
+async function shallowIn(g: Git, sha: string): Promise<string[]> {
+  const [flag, file] = (await g.out(['rev-parse', '--is-shallow-repository', '--git-path', 'shallow'])).split('\n');
+  if (flag !== 'true' || !file) return [];
+  const boundary = (await readFile(isAbsolute(file) ? file : resolve(g.dir, file), 'utf8').catch(() => '')).split('\n').filter((l) => /^[0-9a-f]{40,64}$/.test(l));
+  if (!boundary.length) return [];
+  const listed = new Set((await g.out(['rev-list', sha])).split('\n'));
+  return boundary.filter((s) => listed.has(s));
 }
 
 /**

@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { isAbsolute, resolve } from 'node:path';
-import { OpsError } from './errors.ts';
+import { OpsError, indent, tail } from './errors.ts';
 import { Git, git } from './git.ts';
 import { validate } from './shell.ts';
 
@@ -153,7 +153,7 @@ export function treeEntries(repo: string, sha: string): Promise<TreeEntry[]> {
   const key = `${repo}\0${sha}`;
   let listing = listings.get(key);
   if (!listing) {
-    listing = git(repo, ['ls-tree', '-r', '-t', '-l', '-z', '--full-tree', sha]).then((out) =>
+    listing = fetchMissing(repo, sha).then(() => git(repo, ['ls-tree', '-r', '-t', '-l', '-z', '--full-tree', sha])).then((out) =>
       out
         .split('\0')
         .filter(Boolean)
@@ -168,6 +168,47 @@ export function treeEntries(repo: string, sha: string): Promise<TreeEntry[]> {
     listings.set(key, listing);
   }
   return listing;
+}
+
+/**
+ * In a partial clone (`git clone --filter=blob:none`, as some CI checks out; its promisor remote named by
+ * `remote.<name>.promisor` or `extensions.partialClone`: git-config(1), partial-clone in git's technical
+ * documentation), the objects of `sha`'s tree the clone lacks, fetched from that remote in ONE fetch per level of
+ * trees missing, before anything reads them: else git fetches each missing object on its own as a reader meets
+ * it (`ls-tree -l` needs every blob's size: one fetch per file, minutes for a tree of thousands). The missing
+ * objects are listed without fetching (`rev-list --objects --missing=print`, git-rev-list(1)), then asked for by id
+ * as git's own lazy fetch does. One git process for a clone that is not partial.
+ * @throws OpsError naming the clone, the remote and git's message when the fetch fails (no network, no remote).
+ */
+async function fetchMissing(repo: string, sha: string): Promise<void> {
+  const g = new Git(repo);
+  // Promisor remotes: `remote.<name>.promisor` true (what `git clone --filter` sets), or `extensions.partialClone`.
+  const config = (await g.run(['config', '--null', '--get-regexp', '^(extensions\\.partialclone|remote\\..+\\.promisor)$'])).stdout.split('\0').filter(Boolean);
+  const remote = config
+    .map((item) => {
+      const [key = '', value = ''] = item.split('\n');
+      if (key === 'extensions.partialclone') return value;
+      return /^(true|yes|on|1)$/i.test(value) ? key.slice('remote.'.length, -'.promisor'.length) : '';
+    })
+    .find(Boolean);
+  if (!remote) return;
+  // Each fetch brings the objects asked for; a missing tree's own entries show up on the next look (a tree:0 clone).
+  let asked = '';
+  for (let level = 0; level < 64; level++) {
+    const listed = await g.run(['rev-list', '--objects', '--no-walk', '--missing=print', sha]);
+    if (listed.code !== 0) return; // an unknown commit: the listing says so
+    const missing = listed.stdout.split('\n').filter((l) => l.startsWith('?')).map((l) => l.slice(1));
+    if (!missing.length || missing.join() === asked) return; // nothing missing, or what the remote did not send: the reader says
+    asked = missing.join();
+    const r = await g.run(['-c', 'fetch.negotiationAlgorithm=noop', 'fetch', remote, '--no-tags', '--no-write-fetch-head', '--recurse-submodules=no', '--filter=blob:none', '--stdin'], {
+      input: missing.join('\n') + '\n',
+    });
+    if (r.code !== 0)
+      throw new OpsError(
+        `${repo} is a partial clone (promisor remote ${remote}) without ${missing.length} object(s) of commit ${sha.slice(0, 12)}'s files, and fetching them from ${remote} failed${r.stderr.trim() ? `:\n${indent(tail(r.stderr.trim(), 8))}` : ''}`,
+        `let the runner reach ${remote} and deploy again, or deploy from a full clone (actions/checkout without \`filter:\`; git clone without --filter); nothing was changed`,
+      );
+  }
 }
 
 /** Content id of a file (or directory) at a commit (git's object id), or "" if absent. */

@@ -1,0 +1,68 @@
+// The runner's checkout as CI and laptops give it, read by the deploy's plan on the runner: a partial clone
+// (`git clone --filter=blob:none`, blobs fetched as needed) deploying a commit whose files it lacks, online (one
+// fetch, not one per file) and offline (refused, naming the clone and the fix).
+import { chmodSync, mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { OpsError } from '../../core/errors.ts';
+import { resolveRef, treeEntries } from '../../core/source.ts';
+import { treeContent } from '../../core/tree-content.ts';
+import { commit, gitIn, initRepo } from '../support/gitrepo.ts';
+
+let root: string;
+let upstream: string;
+let old: string;
+const FILES = 40;
+
+beforeAll(() => {
+  root = mkdtempSync(join(tmpdir(), 'ops-checkout-'));
+  upstream = join(root, 'upstream');
+  old = initRepo(upstream, Object.fromEntries(Array.from({ length: FILES }, (_, i) => [`src/f${i}.txt`, `old ${i}\n`])));
+  gitIn(upstream, ['tag', 'v1']);
+  commit(upstream, Object.fromEntries(Array.from({ length: FILES }, (_, i) => [`src/f${i}.txt`, `new ${i}\n`])), 'new');
+  // What a partial clone asks of its remote (GitHub allows both).
+  gitIn(upstream, ['config', 'uploadpack.allowFilter', 'true']);
+  gitIn(upstream, ['config', 'uploadpack.allowAnySHA1InWant', 'true']);
+});
+
+/** A blob-less clone of upstream whose fetches are counted (each runs the remote's upload-pack once). */
+function partialClone(name: string): { dir: string; fetches: () => number } {
+  const dir = join(root, name);
+  gitIn(root, ['clone', '-q', '--filter=blob:none', `file://${upstream}`, dir]);
+  const log = join(root, `${name}.fetches`);
+  writeFileSync(log, '');
+  const wrapper = join(root, `${name}-upload-pack`);
+  writeFileSync(wrapper, `#!/bin/sh\necho fetch >> '${log}'\nexec git-upload-pack "$@"\n`);
+  chmodSync(wrapper, 0o755);
+  gitIn(dir, ['config', 'remote.origin.uploadpack', wrapper]);
+  return { dir, fetches: () => readFileSync(log, 'utf8').split('\n').filter(Boolean).length };
+}
+
+describe('a partial clone (--filter=blob:none)', () => {
+  it("a commit whose files it lacks (an older tag): fetched in one go, not one fetch per file; its listing and contents as a full clone's", async () => {
+    const { dir, fetches } = partialClone('partial');
+    const sha = (await resolveRef(dir, 'v1')).sha;
+    expect(sha).toBe(old);
+    const listing = await treeEntries(dir, sha);
+    expect(listing.filter((e) => e.type === 'blob')).toHaveLength(FILES);
+    expect(listing.find((e) => e.path === 'src/f7.txt')?.size).toBe('old 7\n'.length);
+    expect(fetches()).toBe(1);
+    expect(await treeContent(dir, sha)).toEqual({ submodules: [], lfs: [], exportIgnored: [] });
+    expect(fetches()).toBe(1);
+  });
+
+  it('offline (the remote out of reach): refused, naming the clone, the remote and the fix; nothing fetched one by one', async () => {
+    const { dir, fetches } = partialClone('offline');
+    renameSync(upstream, `${upstream}.away`);
+    try {
+      const err = (await treeEntries(dir, old).catch((e: unknown) => e)) as OpsError;
+      expect(err).toBeInstanceOf(OpsError);
+      expect(err.message).toMatch(new RegExp(`is a partial clone \\(promisor remote origin\\) without ${FILES} object\\(s\\) of commit ${old.slice(0, 12)}'s files, and fetching them from origin failed`));
+      expect(err.hint).toMatch(/deploy from a full clone \(actions\/checkout without `filter:`; git clone without --filter\); nothing was changed/);
+      expect(fetches()).toBe(1);
+    } finally {
+      renameSync(`${upstream}.away`, upstream);
+    }
+  });
+});

@@ -14,6 +14,8 @@ export interface ResolvedRef {
   sha: string;
   /** What the ref matched: "tag v1", "branch origin/master", "commit". */
   matched: string;
+  /** What the runner's checkout holds that the deploy leaves out (a local branch of that name elsewhere): said, not deployed. */
+  notes?: string[];
 }
 
 async function tryRev(repo: string, rev: string, peel = '^{commit}'): Promise<string | undefined> {
@@ -102,7 +104,7 @@ export async function resolveRef(repo: string, ref: string): Promise<ResolvedRef
           ];
     const shas = await commitsOf(repo, candidates.map(([rev]) => rev));
     const found = candidates.findIndex((_, i) => shas[i]);
-    if (found >= 0) return { ref, sha: shas[found]!, matched: candidates[found]![1] };
+    if (found >= 0) return { ref, sha: shas[found]!, matched: candidates[found]![1], ...(full?.[1] === 'heads' && localBranchNote(full[2]!, shas[0], shas[1])) };
     throw new OpsError(`${ref} does not exist in ${repo}`, REF_NOT_FOUND_HINT);
   }
   const matches: (RefMatch & { matched: string })[] = [];
@@ -120,11 +122,40 @@ export async function resolveRef(repo: string, ref: string): Promise<ResolvedRef
   if (commits.length > 1) throw new OpsError(`sha prefix "${ref}" matches ${commits.length} commits`, 'give more digits of the sha');
   if (commits[0]) matches.push({ kind: 'commit', fullName: commits[0], sha: commits[0], matched: 'commit' });
   if (matches.length > 1) throw ambiguousRef(ref, matches);
-  if (matches[0]) return { ref, sha: matches[0].sha, matched: matches[0].matched };
+  if (matches[0]) return { ref, sha: matches[0].sha, matched: matches[0].matched, ...(matches[0].kind === 'branch' && localBranchNote(ref, remoteBranch, localBranch)) };
   throw new OpsError(
     `ref "${ref}" is not a tag, branch or commit of ${repo}`,
     REF_NOT_FOUND_HINT,
   );
+}
+
+/**
+ * A branch is deployed as the remote has it (origin/X: what the team pushed); a local branch X at another commit
+ * (commits not pushed, or behind after a fetch) is not, and the plan says so. Pure.
+ */
+function localBranchNote(name: string, remote: string | undefined, local: string | undefined): { notes: string[] } | undefined {
+  if (!remote || !local || remote === local) return undefined;
+  return { notes: [`your local branch ${name} is at ${local.slice(0, 12)}, not deployed: the branch deployed is origin/${name} (${remote.slice(0, 12)}), what was pushed; push first, or deploy ${local.slice(0, 12)} by its sha`] };
+}
+
+/**
+ * What the runner's checkout holds that a deploy of a commit does not: uncommitted changes (tracked files changed,
+ * untracked files; `git status --porcelain -z`, git-status(1)). The release is the commit as committed; a laptop's
+ * edits never reach a host, and the plan says so rather than let them look deployed. [] for a clean checkout or
+ * a repository without a work tree.
+ */
+export async function checkoutNotes(repo: string, sha: string): Promise<string[]> {
+  const r = await new Git(repo).run(['status', '--porcelain=v1', '-z', '--no-renames']);
+  if (r.code !== 0) return [];
+  const entries = r.stdout.split('\0').filter(Boolean);
+  if (!entries.length) return [];
+  const untracked = entries.filter((e) => e.startsWith('?? ')).length;
+  const changed = entries.length - untracked;
+  const counts = [changed ? `${changed} changed` : '', untracked ? `${untracked} untracked` : ''].filter(Boolean).join(', ');
+  const head = (await new Git(repo).commit('HEAD')) ?? '';
+  return [
+    `not deployed: the uncommitted changes in ${repo} (${counts} file${entries.length > 1 ? 's' : ''}: ${entries.slice(0, 5).map((e) => e.slice(3)).join(', ')}${entries.length > 5 ? ', ...' : ''}); the release is commit ${sha.slice(0, 12)} as committed${head && head !== sha ? ` (the checkout is at ${head.slice(0, 12)})` : ''}`,
+  ];
 }
 
 /** One entry of a commit's tree, as `git ls-tree -r -t -l` lists it. */

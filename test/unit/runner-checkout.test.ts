@@ -1,12 +1,13 @@
 // The runner's checkout as CI and laptops give it, read by the deploy's plan on the runner: a partial clone
 // (`git clone --filter=blob:none`, blobs fetched as needed) deploying a commit whose files it lacks, online (one
-// fetch, not one per file) and offline (refused, naming the clone and the fix).
+// fetch, not one per file) and offline (refused, naming the clone and the fix); uncommitted changes and a local
+// branch that is not what the remote has, said in the plan as not deployed.
 import { chmodSync, mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { OpsError } from '../../core/errors.ts';
-import { resolveRef, treeEntries } from '../../core/source.ts';
+import { checkoutNotes, resolveRef, treeEntries } from '../../core/source.ts';
 import { treeContent } from '../../core/tree-content.ts';
 import { commit, gitIn, initRepo } from '../support/gitrepo.ts';
 
@@ -64,5 +65,34 @@ describe('a partial clone (--filter=blob:none)', () => {
     } finally {
       renameSync(`${upstream}.away`, upstream);
     }
+  });
+});
+
+describe('what the checkout holds that is not deployed', () => {
+  it('uncommitted changes (changed and untracked files): named, with the commit that is deployed; a clean checkout has none', async () => {
+    const dir = join(root, 'laptop');
+    gitIn(root, ['clone', '-q', upstream, dir]);
+    const head = gitIn(dir, ['rev-parse', 'HEAD']);
+    expect(await checkoutNotes(dir, head)).toEqual([]);
+    writeFileSync(join(dir, 'src/f1.txt'), 'edited\n');
+    writeFileSync(join(dir, 'scratch.txt'), 'mine\n');
+    expect(await checkoutNotes(dir, old)).toEqual([
+      `not deployed: the uncommitted changes in ${dir} (1 changed, 1 untracked files: src/f1.txt, scratch.txt); the release is commit ${old.slice(0, 12)} as committed (the checkout is at ${head.slice(0, 12)})`,
+    ]);
+  });
+
+  it("a local branch ahead of the remote's: the remote's is deployed, and the local one is said not to be", async () => {
+    const dir = join(root, 'ahead');
+    gitIn(root, ['clone', '-q', upstream, dir]);
+    const pushed = gitIn(dir, ['rev-parse', 'origin/main']);
+    const local = commit(dir, { 'src/f1.txt': 'not pushed\n' }, 'not pushed');
+    for (const ref of ['main', 'refs/heads/main']) {
+      const r = await resolveRef(dir, ref);
+      expect(r).toMatchObject({ sha: pushed, matched: 'branch origin/main' });
+      expect(r.notes).toEqual([`your local branch main is at ${local.slice(0, 12)}, not deployed: the branch deployed is origin/main (${pushed.slice(0, 12)}), what was pushed; push first, or deploy ${local.slice(0, 12)} by its sha`]);
+    }
+    gitIn(dir, ['push', '-q', 'origin', 'HEAD:refs/heads/other']);
+    gitIn(dir, ['fetch', '-q']);
+    expect((await resolveRef(dir, 'other')).notes).toBeUndefined();
   });
 });

@@ -107,14 +107,25 @@ export async function resolveRef(repo: string, ref: string): Promise<ResolvedRef
     if (found >= 0) return { ref, sha: shas[found]!, matched: candidates[found]![1], ...(full?.[1] === 'heads' && localBranchNote(full[2]!, shas[0], shas[1])) };
     throw new OpsError(`${ref} does not exist in ${repo}`, REF_NOT_FOUND_HINT);
   }
+  // HEAD is the commit the checkout is at (gitrevisions(7)), detached or on a branch: never origin/HEAD (the
+  // remote's default branch), which the branch lookup below would find.
+  if (ref === 'HEAD') {
+    const [head] = await commitsOf(repo, ['HEAD']);
+    if (!head) throw new OpsError(`HEAD of ${repo} names no commit`, REF_NOT_FOUND_HINT);
+    const on = (await new Git(repo).run(['symbolic-ref', '-q', '--short', 'HEAD'])).stdout.trim();
+    return { ref, sha: head, matched: on ? `HEAD, branch ${on} as checked out` : 'HEAD, detached' };
+  }
   const matches: (RefMatch & { matched: string })[] = [];
-  // The names at once (one git process): the tag, the remote's branch, the local branch, and for hex digits the
+  // The names at once (one git process): the tag, the remote's branch, the local branch, a remote-tracking branch
+  // named with its remote (origin/main: git's refs/remotes/<name> rule, gitrevisions(7)), and for hex digits the
   // commit they begin.
   const hex = /^[0-9a-f]{7,40}$/.test(ref);
-  const [tag, remoteBranch, localBranch, prefixed] = await commitsOf(repo, [`refs/tags/${ref}`, `refs/remotes/origin/${ref}`, `refs/heads/${ref}`, ...(hex ? [ref] : [])]);
+  const tracking = ref.includes('/');
+  const [tag, remoteBranch, localBranch, remoteNamed, prefixed] = await commitsOf(repo, [`refs/tags/${ref}`, `refs/remotes/origin/${ref}`, `refs/heads/${ref}`, tracking ? `refs/remotes/${ref}` : '', ...(hex ? [ref] : [])]);
   if (tag) matches.push({ kind: 'tag', fullName: `refs/tags/${ref}`, sha: tag, matched: `tag ${ref}` });
   const branch = remoteBranch ?? localBranch;
   if (branch) matches.push({ kind: 'branch', fullName: `refs/heads/${ref}`, sha: branch, matched: remoteBranch ? `branch origin/${ref}` : `branch ${ref}` });
+  if (remoteNamed) matches.push({ kind: 'branch', fullName: `refs/remotes/${ref}`, sha: remoteNamed, matched: `branch ${ref}` });
   // git answers "<prefix>^{commit}" with the one commit it begins (preferring commits over other objects); not
   // when several commits begin with it (ambiguous), nor with a commit that does not begin with it (the name was a
   // ref, or a tag object's prefix peeled): then each commit beginning with it is looked up, to say how many.

@@ -96,3 +96,21 @@ describe('what the checkout holds that is not deployed', () => {
     expect((await resolveRef(dir, 'other')).notes).toBeUndefined();
   });
 });
+
+describe('refs as a checkout names them', () => {
+  it("HEAD is the commit checked out (detached, as actions/checkout leaves a pull request's or a tag's), not origin/HEAD, the remote's default branch", async () => {
+    const dir = join(root, 'detached');
+    gitIn(root, ['clone', '-q', upstream, dir]);
+    gitIn(dir, ['checkout', '-q', '--detach', 'v1']);
+    expect(await resolveRef(dir, 'HEAD')).toEqual({ ref: 'HEAD', sha: old, matched: 'HEAD, detached' });
+    gitIn(dir, ['checkout', '-q', '-b', 'feature']);
+    const mine = commit(dir, { 'src/f2.txt': 'mine\n' }, 'mine');
+    expect(await resolveRef(dir, 'HEAD')).toEqual({ ref: 'HEAD', sha: mine, matched: 'HEAD, branch feature as checked out' });
+  });
+
+  it('a remote-tracking branch named with its remote (origin/main), as git names it', async () => {
+    const dir = join(root, 'tracking');
+    gitIn(root, ['clone', '-q', upstream, dir]);
+    expect(await resolveRef(dir, 'origin/main')).toEqual({ ref: 'origin/main', sha: gitIn(upstream, ['rev-parse', 'main']), matched: 'branch origin/main' });
+  });
+});

@@ -7,6 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { OpsError } from '../../core/errors.ts';
+import { parseEnvironment, type Environment } from '../../core/config/environment.ts';
+import { describeChanges, formatChanges } from '../../core/changes.ts';
 import { checkoutNotes, resolveRef, treeEntries } from '../../core/source.ts';
 import { treeContent } from '../../core/tree-content.ts';
 import { commit, gitIn, initRepo } from '../support/gitrepo.ts';
@@ -112,5 +114,37 @@ describe('refs as a checkout names them', () => {
     const dir = join(root, 'tracking');
     gitIn(root, ['clone', '-q', upstream, dir]);
     expect(await resolveRef(dir, 'origin/main')).toEqual({ ref: 'origin/main', sha: gitIn(upstream, ['rev-parse', 'main']), matched: 'branch origin/main' });
+  });
+});
+
+/** An environment whose dependency sets read requirements.txt (what the change reads of each commit's files). */
+function env(): Environment {
+  const config = parseEnvironment(
+    { app: 'sample', hosts: [{ name: 'web1', address: '192.0.2.1', host_key: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P' }], programs: { server: { command: 'run', port: 3579 } }, routes: { '/': 'server' }, release: { python_requirements: 'src/f1.txt', node_dir: '' } },
+    'environments/x/environment.yml',
+  );
+  return { name: 'x', dir: '/x', root: '/x', config, hosts: [], appUser: 'sample', baseDir: '/srv/sample', url: 'http://x' };
+}
+
+describe('what a deploy changes, read from such clones', () => {
+  it("a shallow clone without the live commit: says the clone is shallow and how to see the change (not 'fetch --all')", async () => {
+    const dir = join(root, 'shallow');
+    gitIn(root, ['clone', '-q', '--depth', '1', `file://${upstream}`, dir]);
+    const head = gitIn(dir, ['rev-parse', 'HEAD']);
+    const lines = formatChanges(await describeChanges(dir, env(), [{ host: 'web1', sha: old, release: 'r1' }], head), head);
+    expect(lines).toEqual([`web1: live ${old.slice(0, 12)} (r1) → target ${head.slice(0, 12)}: the live commit is not in this shallow clone (its history was not fetched); check out with fetch-depth: 0 (git fetch --unshallow) to see the change`]);
+  });
+
+  it('a partial clone offline, the live commit among those whose files it lacks: the deploy still plans, saying the change could not be read', async () => {
+    const { dir } = partialClone('offline-change');
+    const head = gitIn(dir, ['rev-parse', 'HEAD']);
+    renameSync(upstream, `${upstream}.away`);
+    try {
+      const lines = formatChanges(await describeChanges(dir, env(), [{ host: 'web1', sha: old, release: 'r1' }], head), head);
+      expect(lines[0]).toBe(`web1: live ${old.slice(0, 12)} (r1) → target ${head.slice(0, 12)}: 1 new commit`);
+      expect(lines.join('\n')).toMatch(/migrations and dependency sets not compared: .* is a partial clone \(promisor remote origin\) without/);
+    } finally {
+      renameSync(`${upstream}.away`, upstream);
+    }
   });
 });

@@ -44,11 +44,16 @@ async function commitsOf(repo: string, revs: string[]): Promise<(string | undefi
 /** @throws OpsError when `repo` does not exist or is not a git repository (with where to set it). */
 export async function checkRepository(repo: string): Promise<void> {
   if (!existsSync(repo)) throw new OpsError(`the repository to deploy, ${repo}, does not exist`, 'set `repository` in the environment, or run from the app\'s checkout');
-  try {
-    await git(repo, ['rev-parse', '--git-dir']);
-  } catch {
-    throw new OpsError(`${repo} is not a git repository`, 'set `repository` in the environment, or run from the app\'s checkout');
-  }
+  const r = await new Git(repo).run(['rev-parse', '--git-dir']);
+  if (r.code === 0) return;
+  // git refuses a repository another user owns (safe.directory, git-config(1)): a container job reading the
+  // runner's checkout, sudo on a laptop. Not "not a repository": it is one, and the fix is to trust it.
+  if (/dubious ownership/.test(r.stderr))
+    throw new OpsError(
+      `git refuses to read ${repo}: it is owned by another user than the one running ops (git's safe.directory check)`,
+      `run ops as the checkout's owner, or trust it: git config --global --add safe.directory ${repo} (in a container job, after actions/checkout)`,
+    );
+  throw new OpsError(`${repo} is not a git repository`, 'set `repository` in the environment, or run from the app\'s checkout');
 }
 
 /** One thing a short ref name may mean: a tag, a branch, or a commit whose sha starts with it. */

@@ -2,7 +2,8 @@
 // (`git clone --filter=blob:none`, blobs fetched as needed) deploying a commit whose files it lacks, online (one
 // fetch, not one per file) and offline (refused, naming the clone and the fix); uncommitted changes and a local
 // branch that is not what the remote has, said in the plan as not deployed.
-import { chmodSync, mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -146,5 +147,17 @@ describe('what a deploy changes, read from such clones', () => {
     } finally {
       renameSync(`${upstream}.away`, upstream);
     }
+  });
+});
+
+describe('a checkout owned by another user (a container job, sudo)', () => {
+  it.skipIf(process.getuid?.() !== 0)("git's safe.directory refusal is said as such, with the fix (not 'not a git repository')", async () => {
+    const dir = join(mkdtempSync(join(tmpdir(), 'ops-owned-')), 'app');
+    cpSync(upstream, dir, { recursive: true });
+    execFileSync('chown', ['-R', 'nobody', dir]);
+    const err = (await resolveRef(dir, 'main').catch((e: unknown) => e)) as OpsError;
+    expect(err).toBeInstanceOf(OpsError);
+    expect(err.message).toBe(`git refuses to read ${dir}: it is owned by another user than the one running ops (git's safe.directory check)`);
+    expect(err.hint).toBe(`run ops as the checkout's owner, or trust it: git config --global --add safe.directory ${dir} (in a container job, after actions/checkout)`);
   });
 });

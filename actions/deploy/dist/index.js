@@ -71169,6 +71169,9 @@ ops_report ${ARTIFACT_KEYS.received} ${quote(parts.map((p) => p.name).join(" "))
   };
 }
 
+// core/changes.ts
+init_errors();
+
 // core/git.ts
 init_errors();
 import { spawn } from "node:child_process";
@@ -71316,11 +71319,14 @@ async function commitsOf(repo, revs) {
 }
 async function checkRepository(repo) {
   if (!existsSync4(repo)) throw new OpsError(`the repository to deploy, ${repo}, does not exist`, "set `repository` in the environment, or run from the app's checkout");
-  try {
-    await git(repo, ["rev-parse", "--git-dir"]);
-  } catch {
-    throw new OpsError(`${repo} is not a git repository`, "set `repository` in the environment, or run from the app's checkout");
-  }
+  const r = await new Git(repo).run(["rev-parse", "--git-dir"]);
+  if (r.code === 0) return;
+  if (/dubious ownership/.test(r.stderr))
+    throw new OpsError(
+      `git refuses to read ${repo}: it is owned by another user than the one running ops (git's safe.directory check)`,
+      `run ops as the checkout's owner, or trust it: git config --global --add safe.directory ${repo} (in a container job, after actions/checkout)`
+    );
+  throw new OpsError(`${repo} is not a git repository`, "set `repository` in the environment, or run from the app's checkout");
 }
 function ambiguousRef(ref, matches) {
   return new OpsError(
@@ -71683,12 +71689,24 @@ async function describeChange(repo, env, live, target) {
   if (!live) return change;
   if (live === target) return { ...change, relation: "same" };
   const g = new Git(repo);
-  if (!/^[0-9a-f]{40}$/.test(live) || !await g.commit(live)) return { ...change, relation: "unknown" };
+  if (!/^[0-9a-f]{40}$/.test(live) || !await g.commit(live)) {
+    const shallow = (await g.run(["rev-parse", "--is-shallow-repository"])).stdout.trim() === "true";
+    return { ...change, relation: "unknown", ...shallow && { shallow } };
+  }
   const [ahead, behind] = [await g.isAncestor(live, target), await g.isAncestor(target, live)];
   change.relation = ahead ? "ahead" : behind ? "behind" : "diverged";
   const add2 = await commitsBetween(repo, live, target);
   const rm4 = await commitsBetween(repo, target, live);
   Object.assign(change, { commits: add2.commits, added: add2.count, removedCommits: rm4.commits, removed: rm4.count });
+  try {
+    await filesCompared(repo, env, live, target, change);
+  } catch (e) {
+    if (!(e instanceof OpsError)) throw e;
+    return { ...change, migrations: [], migrationsLiveOnly: [], dependencies: [], unread: e.message.split("\n")[0] };
+  }
+  return change;
+}
+async function filesCompared(repo, env, live, target, change) {
   const paths = [.../* @__PURE__ */ new Set([...await migrationPaths(repo, target, env), ...await migrationPaths(repo, live, env)])];
   change.migrations = await addedMigrations(repo, live, target, paths);
   change.migrationsLiveOnly = await addedMigrations(repo, target, live, paths);
@@ -71701,7 +71719,6 @@ async function describeChange(repo, env, live, target) {
     ...after[name2].perRelease && { perRelease: after[name2].perRelease }
   });
   change.dependencies = [...req2 ? [entry("python")] : [], ...nodeDir ? [entry("node")] : []];
-  return change;
 }
 function liveChangedWhy(live) {
   return live.unrecorded ? "with no record of what it was deployed with (deployed before such records were kept or while releases shared one .env, or its record missing or damaged)" : "with another .env or other settings than this deploy's";
@@ -71740,7 +71757,9 @@ function formatChanges(groups, target) {
         out.push(live.changed ? `${head}: live, ${liveChangedWhy(live)}: deployed again (a new release of the same commit)` : `${head}: already live, nothing changes`);
         continue;
       case "unknown":
-        out.push(`${head}: the live commit is not in this repository; fetch (git fetch --all --tags) to see the change`);
+        out.push(
+          change.shallow ? `${head}: the live commit is not in this shallow clone (its history was not fetched); check out with fetch-depth: 0 (git fetch --unshallow) to see the change` : `${head}: the live commit is not in this repository; fetch (git fetch --all --tags) to see the change`
+        );
         continue;
       case "ahead":
         out.push(`${head}: ${change.added} new commit${change.added === 1 ? "" : "s"}`);
@@ -71754,6 +71773,10 @@ function formatChanges(groups, target) {
     }
     if (change.added) out.push("  commits added:", ...commitLines(change.commits, change.added, "    "));
     if (change.removed) out.push("  commits taken away:", ...commitLines(change.removedCommits, change.removed, "    "));
+    if (change.unread) {
+      out.push(`  migrations and dependency sets not compared: ${change.unread}`);
+      continue;
+    }
     out.push(change.migrations.length ? `  migrations added: ${change.migrations.join(", ")}` : "  migrations added: none");
     if (change.migrationsLiveOnly.length) {
       out.push(`  !!! migrations live now that the target lacks (a deploy does not undo them; the target must work with them): ${change.migrationsLiveOnly.join(", ")}`);

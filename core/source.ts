@@ -3,8 +3,9 @@
 // over the SSH connection. (What a commit needs beyond `git archive`: tree-content.ts.)
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { isAbsolute, resolve } from 'node:path';
-import { OpsError } from './errors.ts';
+import { OpsError, indent, tail } from './errors.ts';
 import { Git, git } from './git.ts';
 import { validate } from './shell.ts';
 
@@ -13,6 +14,8 @@ export interface ResolvedRef {
   sha: string;
   /** What the ref matched: "tag v1", "branch origin/master", "commit". */
   matched: string;
+  /** What the runner's checkout holds that the deploy leaves out (a local branch of that name elsewhere): said, not deployed. */
+  notes?: string[];
 }
 
 async function tryRev(repo: string, rev: string, peel = '^{commit}'): Promise<string | undefined> {
@@ -41,11 +44,16 @@ async function commitsOf(repo: string, revs: string[]): Promise<(string | undefi
 /** @throws OpsError when `repo` does not exist or is not a git repository (with where to set it). */
 export async function checkRepository(repo: string): Promise<void> {
   if (!existsSync(repo)) throw new OpsError(`the repository to deploy, ${repo}, does not exist`, 'set `repository` in the environment, or run from the app\'s checkout');
-  try {
-    await git(repo, ['rev-parse', '--git-dir']);
-  } catch {
-    throw new OpsError(`${repo} is not a git repository`, 'set `repository` in the environment, or run from the app\'s checkout');
-  }
+  const r = await new Git(repo).run(['rev-parse', '--git-dir']);
+  if (r.code === 0) return;
+  // git refuses a repository another user owns (safe.directory, git-config(1)): a container job reading the
+  // runner's checkout, sudo on a laptop. Not "not a repository": it is one, and the fix is to trust it.
+  if (/dubious ownership/.test(r.stderr))
+    throw new OpsError(
+      `git refuses to read ${repo}: it is owned by another user than the one running ops (git's safe.directory check)`,
+      `run ops as the checkout's owner, or trust it: git config --global --add safe.directory ${repo} (in a container job, after actions/checkout)`,
+    );
+  throw new OpsError(`${repo} is not a git repository`, 'set `repository` in the environment, or run from the app\'s checkout');
 }
 
 /** One thing a short ref name may mean: a tag, a branch, or a commit whose sha starts with it. */
@@ -101,17 +109,28 @@ export async function resolveRef(repo: string, ref: string): Promise<ResolvedRef
           ];
     const shas = await commitsOf(repo, candidates.map(([rev]) => rev));
     const found = candidates.findIndex((_, i) => shas[i]);
-    if (found >= 0) return { ref, sha: shas[found]!, matched: candidates[found]![1] };
+    if (found >= 0) return { ref, sha: shas[found]!, matched: candidates[found]![1], ...(full?.[1] === 'heads' && localBranchNote(full[2]!, shas[0], shas[1])) };
     throw new OpsError(`${ref} does not exist in ${repo}`, REF_NOT_FOUND_HINT);
   }
+  // HEAD is the commit the checkout is at (gitrevisions(7)), detached or on a branch: never origin/HEAD (the
+  // remote's default branch), which the branch lookup below would find.
+  if (ref === 'HEAD') {
+    const [head] = await commitsOf(repo, ['HEAD']);
+    if (!head) throw new OpsError(`HEAD of ${repo} names no commit`, REF_NOT_FOUND_HINT);
+    const on = (await new Git(repo).run(['symbolic-ref', '-q', '--short', 'HEAD'])).stdout.trim();
+    return { ref, sha: head, matched: on ? `HEAD, branch ${on} as checked out` : 'HEAD, detached' };
+  }
   const matches: (RefMatch & { matched: string })[] = [];
-  // The names at once (one git process): the tag, the remote's branch, the local branch, and for hex digits the
+  // The names at once (one git process): the tag, the remote's branch, the local branch, a remote-tracking branch
+  // named with its remote (origin/main: git's refs/remotes/<name> rule, gitrevisions(7)), and for hex digits the
   // commit they begin.
   const hex = /^[0-9a-f]{7,40}$/.test(ref);
-  const [tag, remoteBranch, localBranch, prefixed] = await commitsOf(repo, [`refs/tags/${ref}`, `refs/remotes/origin/${ref}`, `refs/heads/${ref}`, ...(hex ? [ref] : [])]);
+  const tracking = ref.includes('/');
+  const [tag, remoteBranch, localBranch, remoteNamed, prefixed] = await commitsOf(repo, [`refs/tags/${ref}`, `refs/remotes/origin/${ref}`, `refs/heads/${ref}`, tracking ? `refs/remotes/${ref}` : '', ...(hex ? [ref] : [])]);
   if (tag) matches.push({ kind: 'tag', fullName: `refs/tags/${ref}`, sha: tag, matched: `tag ${ref}` });
   const branch = remoteBranch ?? localBranch;
   if (branch) matches.push({ kind: 'branch', fullName: `refs/heads/${ref}`, sha: branch, matched: remoteBranch ? `branch origin/${ref}` : `branch ${ref}` });
+  if (remoteNamed) matches.push({ kind: 'branch', fullName: `refs/remotes/${ref}`, sha: remoteNamed, matched: `branch ${ref}` });
   // git answers "<prefix>^{commit}" with the one commit it begins (preferring commits over other objects); not
   // when several commits begin with it (ambiguous), nor with a commit that does not begin with it (the name was a
   // ref, or a tag object's prefix peeled): then each commit beginning with it is looked up, to say how many.
@@ -119,11 +138,40 @@ export async function resolveRef(repo: string, ref: string): Promise<ResolvedRef
   if (commits.length > 1) throw new OpsError(`sha prefix "${ref}" matches ${commits.length} commits`, 'give more digits of the sha');
   if (commits[0]) matches.push({ kind: 'commit', fullName: commits[0], sha: commits[0], matched: 'commit' });
   if (matches.length > 1) throw ambiguousRef(ref, matches);
-  if (matches[0]) return { ref, sha: matches[0].sha, matched: matches[0].matched };
+  if (matches[0]) return { ref, sha: matches[0].sha, matched: matches[0].matched, ...(matches[0].kind === 'branch' && localBranchNote(ref, remoteBranch, localBranch)) };
   throw new OpsError(
     `ref "${ref}" is not a tag, branch or commit of ${repo}`,
     REF_NOT_FOUND_HINT,
   );
+}
+
+/**
+ * A branch is deployed as the remote has it (origin/X: what the team pushed); a local branch X at another commit
+ * (commits not pushed, or behind after a fetch) is not, and the plan says so. Pure.
+ */
+function localBranchNote(name: string, remote: string | undefined, local: string | undefined): { notes: string[] } | undefined {
+  if (!remote || !local || remote === local) return undefined;
+  return { notes: [`your local branch ${name} is at ${local.slice(0, 12)}, not deployed: the branch deployed is origin/${name} (${remote.slice(0, 12)}), what was pushed; push first, or deploy ${local.slice(0, 12)} by its sha`] };
+}
+
+/**
+ * What the runner's checkout holds that a deploy of a commit does not: uncommitted changes (tracked files changed,
+ * untracked files; `git status --porcelain -z`, git-status(1)). The release is the commit as committed; a laptop's
+ * edits never reach a host, and the plan says so rather than let them look deployed. [] for a clean checkout or
+ * a repository without a work tree.
+ */
+export async function checkoutNotes(repo: string, sha: string): Promise<string[]> {
+  const r = await new Git(repo).run(['status', '--porcelain=v1', '-z', '--no-renames']);
+  if (r.code !== 0) return [];
+  const entries = r.stdout.split('\0').filter(Boolean);
+  if (!entries.length) return [];
+  const untracked = entries.filter((e) => e.startsWith('?? ')).length;
+  const changed = entries.length - untracked;
+  const counts = [changed ? `${changed} changed` : '', untracked ? `${untracked} untracked` : ''].filter(Boolean).join(', ');
+  const head = (await new Git(repo).commit('HEAD')) ?? '';
+  return [
+    `not deployed: the uncommitted changes in ${repo} (${counts} file${entries.length > 1 ? 's' : ''}: ${entries.slice(0, 5).map((e) => e.slice(3)).join(', ')}${entries.length > 5 ? ', ...' : ''}); the release is commit ${sha.slice(0, 12)} as committed${head && head !== sha ? ` (the checkout is at ${head.slice(0, 12)})` : ''}`,
+  ];
 }
 
 /** One entry of a commit's tree, as `git ls-tree -r -t -l` lists it. */
@@ -152,7 +200,7 @@ export function treeEntries(repo: string, sha: string): Promise<TreeEntry[]> {
   const key = `${repo}\0${sha}`;
   let listing = listings.get(key);
   if (!listing) {
-    listing = git(repo, ['ls-tree', '-r', '-t', '-l', '-z', '--full-tree', sha]).then((out) =>
+    listing = fetchMissing(repo, sha).then(() => git(repo, ['ls-tree', '-r', '-t', '-l', '-z', '--full-tree', sha])).then((out) =>
       out
         .split('\0')
         .filter(Boolean)
@@ -167,6 +215,47 @@ export function treeEntries(repo: string, sha: string): Promise<TreeEntry[]> {
     listings.set(key, listing);
   }
   return listing;
+}
+
+/**
+ * In a partial clone (`git clone --filter=blob:none`, as some CI checks out; its promisor remote named by
+ * `remote.<name>.promisor` or `extensions.partialClone`: git-config(1), partial-clone in git's technical
+ * documentation), the objects of `sha`'s tree the clone lacks, fetched from that remote in ONE fetch per level of
+ * trees missing, before anything reads them: else git fetches each missing object on its own as a reader meets
+ * it (`ls-tree -l` needs every blob's size: one fetch per file, minutes for a tree of thousands). The missing
+ * objects are listed without fetching (`rev-list --objects --missing=print`, git-rev-list(1)), then asked for by id
+ * as git's own lazy fetch does. One git process for a clone that is not partial.
+ * @throws OpsError naming the clone, the remote and git's message when the fetch fails (no network, no remote).
+ */
+async function fetchMissing(repo: string, sha: string): Promise<void> {
+  const g = new Git(repo);
+  // Promisor remotes: `remote.<name>.promisor` true (what `git clone --filter` sets), or `extensions.partialClone`.
+  const config = (await g.run(['config', '--null', '--get-regexp', '^(extensions\\.partialclone|remote\\..+\\.promisor)$'])).stdout.split('\0').filter(Boolean);
+  const remote = config
+    .map((item) => {
+      const [key = '', value = ''] = item.split('\n');
+      if (key === 'extensions.partialclone') return value;
+      return /^(true|yes|on|1)$/i.test(value) ? key.slice('remote.'.length, -'.promisor'.length) : '';
+    })
+    .find(Boolean);
+  if (!remote) return;
+  // Each fetch brings the objects asked for; a missing tree's own entries show up on the next look (a tree:0 clone).
+  let asked = '';
+  for (let level = 0; level < 64; level++) {
+    const listed = await g.run(['rev-list', '--objects', '--no-walk', '--missing=print', sha]);
+    if (listed.code !== 0) return; // an unknown commit: the listing says so
+    const missing = listed.stdout.split('\n').filter((l) => l.startsWith('?')).map((l) => l.slice(1));
+    if (!missing.length || missing.join() === asked) return; // nothing missing, or what the remote did not send: the reader says
+    asked = missing.join();
+    const r = await g.run(['-c', 'fetch.negotiationAlgorithm=noop', 'fetch', remote, '--no-tags', '--no-write-fetch-head', '--recurse-submodules=no', '--filter=blob:none', '--stdin'], {
+      input: missing.join('\n') + '\n',
+    });
+    if (r.code !== 0)
+      throw new OpsError(
+        `${repo} is a partial clone (promisor remote ${remote}) without ${missing.length} object(s) of commit ${sha.slice(0, 12)}'s files, and fetching them from ${remote} failed${r.stderr.trim() ? `:\n${indent(tail(r.stderr.trim(), 8))}` : ''}`,
+        `let the runner reach ${remote} and deploy again, or deploy from a full clone (actions/checkout without \`filter:\`; git clone without --filter); nothing was changed`,
+      );
+  }
 }
 
 /** Content id of a file (or directory) at a commit (git's object id), or "" if absent. */
@@ -191,20 +280,57 @@ export async function treeSize(repo: string, sha: string): Promise<{ bytes: numb
   return { bytes: entries.reduce((sum, e) => sum + e.size, 0), entries: entries.length };
 }
 
-/** Which of these shas exist in the local repository (a host's commits we can use as the base of a thin pack). */
+/**
+ * Which of these shas are commits of the local repository (a host's commits we can use as the base of a thin
+ * pack, or its shallow ones), in one git process.
+ */
 export async function knownCommits(repo: string, shas: string[]): Promise<string[]> {
-  const out: string[] = [];
-  for (const sha of shas) if (/^[0-9a-f]{40}$/.test(sha) && (await tryRev(repo, sha))) out.push(sha);
-  return out;
+  const candidates = [...new Set(shas.filter((sha) => /^[0-9a-f]{40}$/.test(sha)))];
+  if (!candidates.length) return [];
+  const found = await commitsOf(repo, candidates);
+  return candidates.filter((_, i) => found[i]);
+}
+
+/** A pack for a host, and the commits in it whose parents are not (the runner's shallow boundary). */
+export interface Pack {
+  bytes: Buffer;
+  /**
+   * Commits of the pack whose parents it leaves out because the runner itself lacks them (a shallow clone: the
+   * commits its `shallow` file lists): the host records them as shallow, as `git fetch --depth` does.
+   */
+  shallow: string[];
 }
 
 /**
  * A thin pack holding `sha` and what it needs, minus what the host already has (`haves`: commits it holds).
- * @returns the pack's bytes (git pack-objects --thin: objects the host has may be left out as deltas' bases).
+ * `hostShallow`: the host's commits whose history it lacks (its mirror's `shallow` file; deployState). A commit
+ * the host holds is taken to come with all its history (git's rule for what a `have` means), which a commit sent
+ * from a shallow clone does not: given as `--shallow <sha>` (git-pack-objects(1), --revs: "--not or --shallow
+ * <SHA-1> lines are also accepted"; what upload-pack tells it of a shallow client), its parents are not taken to
+ * be on the host, so objects only they hold are sent, not left out as bases the host lacks.
+ * @returns the pack's bytes (git pack-objects --thin: objects the host has may be left out as deltas' bases) and
+ * its shallow commits when the runner's clone is shallow.
  * @throws GitError when git cannot pack (an unknown commit).
  */
-export async function packFor(repo: string, sha: string, haves: string[]): Promise<Buffer> {
-  return new Git(repo).bytes(['pack-objects', '--revs', '--thin', '--stdout', '-q'], { input: [sha, ...haves.map((h) => `^${h}`)].join('\n') + '\n' });
+export async function packFor(repo: string, sha: string, haves: string[], hostShallow: string[] = []): Promise<Pack> {
+  const g = new Git(repo);
+  const input = [...hostShallow.map((s) => `--shallow ${s}`), sha, ...haves.map((h) => `^${h}`)].join('\n') + '\n';
+  const bytes = await g.bytes(['pack-objects', '--revs', '--thin', '--stdout', '-q'], { input });
+  return { bytes, shallow: await shallowIn(g, sha) };
+}
+
+/**
+ * The runner's shallow commits (its `shallow` file, gitrepository-layout(5)) reachable from `sha`: none in a full
+ * clone (one git process to know it); else those `git rev-list <sha>` lists, a walk the clone's depth bounds. The
+ * host records those it received without their parents (receivePack).
+ */
+async function shallowIn(g: Git, sha: string): Promise<string[]> {
+  const [flag, file] = (await g.out(['rev-parse', '--is-shallow-repository', '--git-path', 'shallow'])).split('\n');
+  if (flag !== 'true' || !file) return [];
+  const boundary = (await readFile(isAbsolute(file) ? file : resolve(g.dir, file), 'utf8').catch(() => '')).split('\n').filter((l) => /^[0-9a-f]{40,64}$/.test(l));
+  if (!boundary.length) return [];
+  const listed = new Set((await g.out(['rev-list', sha])).split('\n'));
+  return boundary.filter((s) => listed.has(s));
 }
 
 /**

@@ -144,15 +144,20 @@ export async function buildOn(env: Target, hp: HostPlan, p: Plan): Promise<void>
   const tag = `${p.id}-${randomBytes(4).toString('hex')}`;
   // Code: a pack of what the host lacks, for the commit and for each submodule commit (one object store);
   // Git LFS contents the host has not stored yet. All over this connection, once the space is known to suffice.
-  const packs: { path: string; bytes: Buffer; sha: string; note: string }[] = [];
+  // A commit the mirror holds without its history (sent from a shallow clone) is no base for what it lacks.
   const sources = [{ gitDir: p.repo, sha: p.resolved.sha, path: '' }, ...p.tree.submodules];
-  for (const [i, src] of sources.entries()) {
-    if (state.has.includes(src.sha) || packs.some((x) => x.sha === src.sha)) continue;
-    const haves = await knownCommits(src.gitDir, state.known);
-    const bytes = await packFor(src.gitDir, src.sha, haves);
-    const note = `sent ${(bytes.length / 1024).toFixed(1)} KiB of git objects${src.path ? ` for submodule ${src.path}` : ''}${haves.length ? ' (delta)' : ''}`;
-    packs.push({ path: `${L.uploads}/${tag}-${i}.pack`, bytes, sha: src.sha, note });
-  }
+  const packsFor = async (thin: boolean) => {
+    const packs: { path: string; bytes: Buffer; sha: string; note: string; shallow: string[]; delta: boolean }[] = [];
+    for (const [i, src] of sources.entries()) {
+      if (state.has.includes(src.sha) || packs.some((x) => x.sha === src.sha)) continue;
+      const [haves, hostShallow] = thin ? await Promise.all([knownCommits(src.gitDir, state.known), knownCommits(src.gitDir, state.shallow)]) : [[], []];
+      const { bytes, shallow } = await packFor(src.gitDir, src.sha, haves, hostShallow);
+      const note = `sent ${(bytes.length / 1024).toFixed(1)} KiB of git objects${src.path ? ` for submodule ${src.path}` : ''}${haves.length ? ' (delta)' : ''}${shallow.length ? ' (from a shallow clone: its history stays on the runner)' : ''}`;
+      packs.push({ path: `${L.uploads}/${tag}-${thin ? '' : 'full-'}${i}.pack`, bytes, sha: src.sha, note, shallow, delta: haves.length > 0 });
+    }
+    return packs;
+  };
+  let packs = await packsFor(true);
   checkSpace(env, hp.name, state, p, packs.reduce((sum, x) => sum + x.bytes.length, 0));
   for (const x of packs) {
     await h.upload(x.bytes, x.path, 0o600);
@@ -166,7 +171,26 @@ export async function buildOn(env: Target, hp: HostPlan, p: Plan): Promise<void>
     lfs.push({ upload, oid: f.oid });
   }
   if (lfs.length) result.notes.push(`sent ${lfs.length} Git LFS file(s)`);
-  if (packs.length || lfs.length) await h.run(receivePack(env, packs.map((x) => x.path), packs.map((x) => x.sha), lfs));
+  if (packs.length || lfs.length) {
+    let incomplete = reportedAll(await h.run(receivePack(env, packs.map((x) => x.path), packs.map((x) => x.sha), lfs, packs.flatMap((x) => x.shallow))), RELEASE_KEYS.incomplete);
+    // A thin pack leans on history the host's commits imply; a mirror without it (fed from a shallow clone by an
+    // earlier version deeper than mirrorShallow finds) takes the commits whole instead, once.
+    if (incomplete.length && packs.some((x) => x.delta)) {
+      result.notes.push(`the host's git mirror lacked history its commits imply (${incomplete.map((c) => c.slice(0, 12)).join(', ')}): sent again with their full history`);
+      packs = await packsFor(false);
+      checkSpace(env, hp.name, state, p, packs.reduce((sum, x) => sum + x.bytes.length, 0));
+      for (const x of packs) {
+        await h.upload(x.bytes, x.path, 0o600);
+        result.notes.push(x.note);
+      }
+      incomplete = reportedAll(await h.run(receivePack(env, packs.map((x) => x.path), packs.map((x) => x.sha), [], packs.flatMap((x) => x.shallow))), RELEASE_KEYS.incomplete);
+    }
+    if (incomplete.length)
+      throw new OpsError(
+        `${hp.name}'s git mirror (${L.mirror}) could not take ${incomplete.map((c) => c.slice(0, 12)).join(', ')}: objects they need are missing there; nothing was started`,
+        `check it on the host: git --git-dir=${L.mirror} fsck --connectivity-only; moving it aside makes the next deploy send everything`,
+      );
+  }
   result.notes.push(...treeNotes(p.tree));
   await h.run(createRelease(env, p.meta, await uploadDotenv(env, hp, p, tag)));
   hp.created = true;

@@ -10,7 +10,7 @@ import { renderDotenv, type RenderedEnv } from '../dotenv.ts';
 import { runInfo } from '../runinfo.ts';
 import { validate } from '../shell.ts';
 import { dependencyInputs, setHashes, type DependencyInputs } from '../dependency-inputs.ts';
-import { resolveRef, sourceRepository, treeSize, type ResolvedRef } from '../source.ts';
+import { checkoutNotes, resolveRef, sourceRepository, treeSize, type ResolvedRef } from '../source.ts';
 import { treeContent, type TreeContent } from '../tree-content.ts';
 import { site } from '../steps/nginx-config.ts';
 import { releaseId, type ReleaseMeta } from '../steps/release.ts';
@@ -36,6 +36,8 @@ export interface Plan {
   fingerprint: string;
   /** dotenvSums of this deploy's `.env` and environ: the live release's own files must still read so for a no-op. */
   dotenvSums: string;
+  /** What the runner's checkout holds that is not deployed (uncommitted changes, a local branch elsewhere): warnings. */
+  checkout: string[];
 }
 
 /** The commit a deploy puts live: `ref` (default: the environment's `ref`) validated and resolved in the repository. */
@@ -72,7 +74,7 @@ export async function planDeploy(ctx: OpsContext, env: Target, { repo, resolved 
   const ref = resolved.ref;
   // A release missing its submodules or LFS contents is refused here, before any host is touched. The four
   // reads are independent (git processes, the secrets file): at once, their failures reported in this order.
-  const [tree, deps, secrets, size] = await inOrder([treeContent(repo, resolved.sha), dependencyInputs(repo, resolved.sha, env), environmentSecrets(ctx, env), treeSize(repo, resolved.sha)] as const);
+  const [tree, deps, secrets, size, local] = await inOrder([treeContent(repo, resolved.sha), dependencyInputs(repo, resolved.sha, env), environmentSecrets(ctx, env), treeSize(repo, resolved.sha), checkoutNotes(repo, resolved.sha)] as const);
   const dotenv = renderDotenv(env, secrets);
   const now = runnerNow(ctx);
   const id = releaseId(resolved.sha, now);
@@ -93,7 +95,7 @@ export async function planDeploy(ctx: OpsContext, env: Target, { repo, resolved 
     ...(tree.submodules.length && { submodules: tree.submodules.map(({ path, sha }) => ({ path, sha })) }),
     ...(tree.lfs.length && { lfs: tree.lfs.map(({ path, oid }) => ({ path, oid })) }),
   };
-  return { resolved, repo, tree, size, id, dotenv, deps, hashes, meta, fingerprint: deployFingerprint(env, dotenv), dotenvSums: dotenvSums(dotenv) };
+  return { resolved, repo, tree, size, id, dotenv, deps, hashes, meta, fingerprint: deployFingerprint(env, dotenv), dotenvSums: dotenvSums(dotenv), checkout: [...(resolved.notes ?? []), ...local] };
 }
 
 /**
@@ -198,6 +200,7 @@ export function planText(env: Environment, p: Plan, sharing: HostSharing): strin
   );
   return [
     `environment ${env.name}: ${p.resolved.ref} (${p.resolved.matched}) = ${p.resolved.sha}`,
+    ...p.checkout.map((n) => `warning: ${n}`),
     `release ${p.id}`,
     ...treeNotes(p.tree),
     `hosts (batches of ${env.config.switch.batch_size}): ${env.hosts.map((h) => `${h.name} (${h.address})`).join(', ')}`,

@@ -210,6 +210,8 @@ export async function deploy(ctx: OpsContext, environment: Environment, options:
     await opening?.then((s) => s.close(), () => undefined);
     throw e;
   }
+  // What the checkout holds that is not deployed (uncommitted changes, a local branch elsewhere): said before anything runs.
+  if (!options.dryRun) for (const note of p.checkout) ctx.reporter.warn(note);
   const base: DeployResult = {
     environment: env.name,
     ref: p.resolved.ref,

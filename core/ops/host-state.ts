@@ -23,6 +23,8 @@ export interface HostState {
   /** Every release directory with its place in the host's history. */
   releases: ReleaseRecord[];
   known: string[];
+  /** Commits the host's mirror holds without their history (sent from a shallow clone): no base for a thin pack. */
+  shallow: string[];
   /** Which of the commits asked about the host's mirror already has. */
   has: string[];
   /** Which of the Git LFS oids asked about the host has stored. */
@@ -66,6 +68,7 @@ export function parseState(r: StepResult): HostState {
     slot: slot === 'blue' || slot === 'green' ? slot : undefined,
     releases: reportedAll(r, LIBRARY_KEYS.release).map(parseReleaseRecord),
     known: reportedAll(r, RELEASE_KEYS.known),
+    shallow: reportedAll(r, RELEASE_KEYS.shallow),
     has: reportedAll(r, RELEASE_KEYS.has),
     lfsHas: reportedAll(r, RELEASE_KEYS.lfs_has),
     certificate: reported(r, RELEASE_KEYS.certificate) === 'yes',

@@ -12,8 +12,8 @@ import { b64 } from './script.ts';
 import { diskReport } from './facts.ts';
 import { IDENTITY_FUNCTIONS, PROBE_FUNCTIONS, SUPERVISOR_FUNCTIONS } from './libraries.ts';
 
-/** What the release steps report. `deployState`: `now` (host clock, Unix seconds), `provisioned` (date or `no`), `current`, `slot`, `live_sha` (the live release's commit, '' when none), `certificate` (yes|no), `known`/`has` (commits the mirror has), `nginx_invalid` (nginx -t's lines when it fails, asked with `shas`), `lfs_has` (LFS objects stored), `deps_has` (complete dependency sets under shared/deps), `live_health` (`ok` or why not), `live_changed` (something is live that was not deployed with this deploy's fingerprint: `settings`, the record of the live release holds another, or what runs it is not what these settings render: its slot's supervisor file, nginx's site or upstreams, liveFilesShell; `unrecorded`, there is none for it: deployed before records were kept, its .env a link to the shared one of older versions, or the records are missing or damaged), `platform` (`<os> <arch> python <v|none> node <v|none>`, when asked), with FACTS_KEYS.disk and the history's LIBRARY_KEYS. `pruneReleases`: `pruned`, `kept_running` (release ids), `pruned_deps` (dependency set names). */
-export const RELEASE_KEYS = reportKeys('now', 'provisioned', 'current', 'slot', 'live_sha', 'certificate', 'known', 'has', 'lfs_has', 'deps_has', 'live_health', 'live_changed', 'platform', 'nginx_invalid', 'pruned', 'kept_running', 'pruned_deps');
+/** What the release steps report. `deployState`: `now` (host clock, Unix seconds), `provisioned` (date or `no`), `current`, `slot`, `live_sha` (the live release's commit, '' when none), `certificate` (yes|no), `known`/`has` (commits the mirror has), `shallow` (commits the mirror holds without their history: mirrorShallow), `incomplete` (receivePack: a commit or pack the mirror could not take whole), `nginx_invalid` (nginx -t's lines when it fails, asked with `shas`), `lfs_has` (LFS objects stored), `deps_has` (complete dependency sets under shared/deps), `live_health` (`ok` or why not), `live_changed` (something is live that was not deployed with this deploy's fingerprint: `settings`, the record of the live release holds another, or what runs it is not what these settings render: its slot's supervisor file, nginx's site or upstreams, liveFilesShell; `unrecorded`, there is none for it: deployed before records were kept, its .env a link to the shared one of older versions, or the records are missing or damaged), `platform` (`<os> <arch> python <v|none> node <v|none>`, when asked), with FACTS_KEYS.disk and the history's LIBRARY_KEYS. `pruneReleases`: `pruned`, `kept_running` (release ids), `pruned_deps` (dependency set names). */
+export const RELEASE_KEYS = reportKeys('now', 'provisioned', 'current', 'slot', 'live_sha', 'certificate', 'known', 'shallow', 'incomplete', 'has', 'lfs_has', 'deps_has', 'live_health', 'live_changed', 'platform', 'nginx_invalid', 'pruned', 'kept_running', 'pruned_deps');
 
 export interface ReleaseMeta {
   id: string;
@@ -136,6 +136,7 @@ fi
     ? String.raw`${diskReport(L.base)}
 if [ -d ${quote(L.mirror)} ]; then
   git --git-dir=${quote(L.mirror)} for-each-ref --format='%(objectname)' refs/ops/ | sort -u | while read -r s; do ops_report ${RELEASE_KEYS.known} "$s"; done
+${mirrorShallow(L.mirror)}
   wanted_shas=(${shas.map(quote).join(' ')})
   for s in "${'$'}{wanted_shas[@]}"; do git --git-dir=${quote(L.mirror)} cat-file -e "$s^{commit}" 2>/dev/null && ops_report ${RELEASE_KEYS.has} "$s"; done
   wanted_oids=(${(options.lfs ?? []).map(quote).join(' ')})
@@ -207,18 +208,55 @@ ops_report ${RELEASE_KEYS.platform} "$platform_os $(uname -m) python ${'$'}{plat
 }
 
 /**
- * Index uploaded packs into the mirror (the app's commit, and its submodules' commits: one object store) and
- * pin each commit with a ref (so pruning git objects keeps it); move uploaded Git LFS contents into the store
- * after checking each one's sha256 against its oid.
+ * Shell reporting (`shallow`) the mirror's commits whose history it lacks, which a thin pack must not take as
+ * bases: those its `shallow` file lists (receivePack writes it, gitrepository-layout(5)), and a pinned commit with a
+ * parent the mirror does not hold (sent from a shallow clone before receivePack recorded them: its direct parents,
+ * as actions/checkout's default depth of 1 leaves them), found in two git processes.
  */
-export function receivePack(env: Target, packs: string[], commits: string[], lfs: { upload: string; oid: string }[] = []): Step {
+export function mirrorShallow(mirror: string): string {
+  const g = `git --git-dir=${quote(mirror)}`;
+  return String.raw`if [ -f ${quote(`${mirror}/shallow`)} ]; then while read -r s; do ops_report ${RELEASE_KEYS.shallow} "$s"; done < ${quote(`${mirror}/shallow`)}; fi
+mapfile -t parent_of < <(${g} log --no-walk=unsorted --format='%H %P' --glob='refs/ops/*' 2>/dev/null | while read -r c ps; do for p in $ps; do printf '%s %s\n' "$p" "$c"; done; done)
+if [ "${'$'}{#parent_of[@]}" -gt 0 ]; then
+  missing=$(printf '%s\n' "${'$'}{parent_of[@]%% *}" | ${g} cat-file --batch-check 2>/dev/null | sed -n 's/ missing$//p')
+  for pc in "${'$'}{parent_of[@]}"; do if grep -qxF -- "${'$'}{pc%% *}" <<< "$missing"; then ops_report ${RELEASE_KEYS.shallow} "${'$'}{pc#* }"; fi; done
+fi`;
+}
+
+/**
+ * Index uploaded packs into the mirror (the app's commit, and its submodules' commits: one object store) and
+ * pin each commit with a ref (so pruning git objects keeps it); record in the mirror's `shallow` file those of
+ * `shallow` (commits sent from a shallow clone: Pack.shallow) that arrived without a parent, as `git fetch
+ * --depth` records a shallow clone's boundary (gitrepository-layout(5)), so later packs do not take their history
+ * as the host's (mirrorShallow); move uploaded Git LFS contents into the store after checking each one's sha256
+ * against its oid.
+ */
+export function receivePack(env: Target, packs: string[], commits: string[], lfs: { upload: string; oid: string }[] = [], shallow: string[] = []): Step {
   const L = env.layout;
+  const g = `git --git-dir=${quote(L.mirror)}`;
   const lines = [
     // index-pack leaves its temporary pack behind when it fails (a full disk): removed, not left to fill it.
     `trap 'find ${quote(`${L.mirror}/objects/pack`)} -maxdepth 1 -name "tmp_*" -delete 2>/dev/null || true' EXIT`,
-    ...packs.map((pack) => `git --git-dir=${quote(L.mirror)} index-pack --stdin --fix-thin < ${quote(pack)} >/dev/null\nrm -f ${quote(pack)}`),
+    // A delta whose base the mirror lacks (a thin pack leaning on history it never received) is not fatal: its
+    // commit is reported incomplete below and the runner sends it whole. Any other failure (a full disk) fails the step.
+    ...packs.map(
+      (pack) => String.raw`if ! out=$(${g} index-pack --stdin --fix-thin < ${quote(pack)} 2>&1 >/dev/null); then
+  [[ $out == *"unresolved delta"* ]] || { printf '%s\n' "$out" >&2; exit 1; }
+fi
+rm -f ${quote(pack)}`,
+    ),
+    ...(shallow.length
+      ? [
+          String.raw`for s in ${shallow.map(quote).join(' ')}; do
+  parents=$(${g} cat-file -p "$s" 2>/dev/null | sed -n '/^$/q; s/^parent //p') || continue
+  for p in $parents; do ${g} cat-file -e "$p^{commit}" 2>/dev/null || { printf '%s\n' "$s"; break; }; done
+done | cat - ${quote(`${L.mirror}/shallow`)} 2>/dev/null | sort -u > ${quote(`${L.mirror}/shallow.new`)} || true
+if [ -s ${quote(`${L.mirror}/shallow.new`)} ]; then mv -f ${quote(`${L.mirror}/shallow.new`)} ${quote(`${L.mirror}/shallow`)}; else rm -f ${quote(`${L.mirror}/shallow.new`)}; fi`,
+        ]
+      : []),
+    // Each commit pinned once all its files are there (rev-list reads every tree and checks every blob exists).
     ...commits.map(
-      (sha) => `git --git-dir=${quote(L.mirror)} update-ref ${quote(`refs/ops/sha/${sha}`)} ${quote(sha)}\ngit --git-dir=${quote(L.mirror)} cat-file -e ${quote(`${sha}^{commit}`)}`,
+      (sha) => String.raw`if ${g} rev-list --objects --no-walk ${quote(sha)} >/dev/null 2>&1; then ${g} update-ref ${quote(`refs/ops/sha/${sha}`)} ${quote(sha)}; else ops_report ${RELEASE_KEYS.incomplete} ${quote(sha)}; fi`,
     ),
     ...lfs.map(({ upload, oid }) => {
       const target = `${L.lfsStore}/${oid.slice(0, 2)}/${oid.slice(2, 4)}/${oid}`;

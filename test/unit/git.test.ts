@@ -94,7 +94,7 @@ describe('what runs through it ignores GIT_* of the process', () => {
 
   it('packing: the pack holds our commit', async () => {
     hostileProcessEnv();
-    const pack = await packFor(ours, sha.two!, [sha.one!]);
+    const { bytes: pack } = await packFor(ours, sha.two!, [sha.one!]);
     const bare = mkdtempSync(join(tmpdir(), 'ops-git-bare-'));
     execFileSync('git', ['init', '-q', '--bare', bare], { env: { PATH: process.env.PATH } });
     execFileSync('git', ['--git-dir', bare, 'index-pack', '--stdin', '--fix-thin'], { input: pack, env: { PATH: process.env.PATH } });

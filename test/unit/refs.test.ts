@@ -48,7 +48,13 @@ describe('ambiguous refs', () => {
 
   it('refs/tags/X and refs/heads/X are accepted: the tag, and the pushed branch (origin first)', async () => {
     expect(await resolveRef(repo, 'refs/tags/release')).toEqual({ ref: 'refs/tags/release', sha: sha.one, matched: 'tag release' });
-    expect(await resolveRef(repo, 'refs/heads/release')).toEqual({ ref: 'refs/heads/release', sha: sha.three, matched: 'branch origin/release' });
+    // The local branch is elsewhere (not pushed): the pushed one is deployed, and the plan says the local one is not.
+    expect(await resolveRef(repo, 'refs/heads/release')).toEqual({
+      ref: 'refs/heads/release',
+      sha: sha.three,
+      matched: 'branch origin/release',
+      notes: [`your local branch release is at ${sha.two!.slice(0, 12)}, not deployed: the branch deployed is origin/release (${sha.three!.slice(0, 12)}), what was pushed; push first, or deploy ${sha.two!.slice(0, 12)} by its sha`],
+    });
     await expect(resolveRef(repo, 'refs/tags/nope')).rejects.toThrow(/refs\/tags\/nope does not exist/);
   });
 

@@ -3,7 +3,7 @@
 // space, the mirror, dependency sets; no live check) and for a rollback (releases, no space or mirror). The live
 // check runs for real: curl against a server of this process, ss and /proc for who answers, supervisor's socket
 // (absent here: it runs no process for the slot, which the verdict must say).
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -18,7 +18,9 @@ import { parseReports, reported, reportedAll, type StepResult } from '../../core
 import { scriptText } from '../../core/remote/wrap.ts';
 import { FACTS_KEYS } from '../../core/steps/facts.ts';
 import { LIBRARY_KEYS } from '../../core/steps/libraries.ts';
-import { RELEASE_KEYS, deployState } from '../../core/steps/release.ts';
+import { RELEASE_KEYS, deployState, receivePack } from '../../core/steps/release.ts';
+import { knownCommits, packFor } from '../../core/source.ts';
+import { commit, hermeticGitEnv, initRepo } from '../support/gitrepo.ts';
 import { fingerprintRecords, slotConfig } from '../../core/steps/switch.ts';
 import { site, upstreams } from '../../core/steps/nginx-config.ts';
 import type { Step } from '../../core/remote/types.ts';
@@ -267,6 +269,53 @@ describe('the state step on a host (bash)', () => {
     expect(state.releases.map((x) => x.id)).toEqual([OLD, LIVE]);
     expect(state).toMatchObject({ current: LIVE, liveSha: LIVE_SHA, slot: 'blue', depsHas: [], disk: undefined, liveHealth: '' });
   });
+
+  it("a mirror fed from a shallow clone: the commits it holds without their history are reported (its shallow file, and a pinned commit whose parent it lacks, as older versions left it), and receive records the ones a pack brings without their parents", async () => {
+    const g = (cwd: string, args: string[], input?: string | Buffer) => execFileSync('git', args, { cwd, input, env: { ...hermeticGitEnv(cwd) }, maxBuffer: 1 << 26 });
+    const work = mkdtempSync(join(tmpdir(), 'ops-shallow-'));
+    const up = join(work, 'up');
+    initRepo(up, { a: '1\n' });
+    const second = commit(up, { a: '2\n' }, 'second');
+    const third = commit(up, { a: '3\n' }, 'third');
+    const clone = join(work, 'clone');
+    g(work, ['clone', '-q', '--depth', '1', `file://${up}`, clone]);
+    // As a deploy of an older version left it: the shallow clone's commit, pinned, its parent missing, no shallow file.
+    const base = host();
+    const e = env(base);
+    g(base, ['init', '-q', '--bare', e.layout.mirror]);
+    const legacy = (await packFor(clone, third, [])).bytes;
+    g(base, ['--git-dir', e.layout.mirror, 'index-pack', '--stdin', '--fix-thin'], legacy);
+    g(base, ['--git-dir', e.layout.mirror, 'update-ref', `refs/ops/sha/${third}`, third]);
+    expect(parseState(await runStep(deployState(e, [OTHER_SHA], { commit: OTHER_SHA }))).shallow).toEqual([third]);
+    // A thin pack that leans on the history such a mirror lacks (here: nothing sent, the parent taken as there):
+    // receive reports the commit incomplete and pins nothing, for the runner to send it whole.
+    const leaning = await packFor(up, second, [third]);
+    writeFileSync(join(base, 'thin.pack'), leaning.bytes);
+    const received = await runStep(receivePack(e, [join(base, 'thin.pack')], [second]));
+    expect(reportedAll(received, RELEASE_KEYS.incomplete)).toEqual([second]);
+    expect(g(base, ['--git-dir', e.layout.mirror, 'for-each-ref', '--format=%(refname)']).toString().trim()).toBe(`refs/ops/sha/${third}`);
+
+    // The same through receive from a shallow clone: the commit recorded as shallow; a full pack of its parent then
+    // brings the history, and the mirror is whole (git fsck).
+    const base2 = host();
+    const e2 = env(base2);
+    g(base2, ['init', '-q', '--bare', e2.layout.mirror]);
+    const pack = await packFor(clone, third, []);
+    expect(pack.shallow).toEqual([third]);
+    writeFileSync(join(base2, 'p1.pack'), pack.bytes);
+    await runStep(receivePack(e2, [join(base2, 'p1.pack')], [third], [], pack.shallow));
+    expect(readFileSync(join(e2.layout.mirror, 'shallow'), 'utf8')).toBe(`${third}\n`);
+    const state = parseState(await runStep(deployState(e2, [second], { commit: second })));
+    expect(state).toMatchObject({ known: [third], shallow: [third], has: [] });
+    // A full clone's pack of the parent, with the host's shallow commit as git's --shallow: the parent itself is sent.
+    const older = await packFor(up, second, await knownCommits(up, state.known), await knownCommits(up, state.shallow));
+    expect(older.shallow).toEqual([]);
+    writeFileSync(join(base2, 'p2.pack'), older.bytes);
+    await runStep(receivePack(e2, [join(base2, 'p2.pack')], [second], [], older.shallow));
+    expect(g(base2, ['--git-dir', e2.layout.mirror, 'archive', second, 'a']).includes('2\n')).toBe(true);
+    // Without --shallow, the pack would have been empty: git takes a commit the host holds to come with its history.
+    expect((await packFor(up, second, [third])).bytes.length).toBeLessThan(100);
+  }, 30_000);
 
   it('a current that is not a release directory has no live commit', async () => {
     const base = host();

@@ -84,7 +84,7 @@ const MS_INTEGRITY = 'sha512-6FlzubTLZG3J2a/NVCAleEhjzq5oxgHyaCU9yYXvcLsvoVaHJq/
 function nodeServer(extra = '""'): string {
   return `const http = require('http');
 const fs = require('fs');
-const ms = require('ms');
+const ms = require(\`ms\`);
 const msFile = fs.realpathSync(require.resolve('ms'));
 const where = msFile.startsWith('${base}/shared/deps/node-') ? 'set' : msFile;
 const extra = ${extra};
@@ -231,7 +231,7 @@ fs.writeFileSync('node_modules/.generated/greeting.js', 'module.exports = ' + JS
     const files = (word: string) => ({
       'client/package.json': pkg,
       'client/package-lock.json': lock,
-      'client/server.js': nodeServer("require('mylib') + ' from ' + require('fs').realpathSync(require.resolve('mylib'))"),
+      'client/server.js': nodeServer("require(`mylib`) + ' from ' + require('fs').realpathSync(require.resolve('mylib'))"),
       'lib/package.json': `${JSON.stringify({ name: 'mylib', version: '1.0.0', main: 'index.js' })}\n`,
       'lib/index.js': `module.exports = ${JSON.stringify(word)};\n`,
     });
@@ -252,7 +252,7 @@ fs.writeFileSync('node_modules/.generated/greeting.js', 'module.exports = ' + JS
     const files = (word: string) => ({
       'client/package.json': pkg,
       'client/package-lock.json': lock,
-      'client/server.js': nodeServer("require('mylib') + ' from ' + require('fs').realpathSync(require.resolve('mylib'))"),
+      'client/server.js': nodeServer("require(`mylib`) + ' from ' + require('fs').realpathSync(require.resolve('mylib'))"),
       'client/packages/mylib/package.json': `${JSON.stringify({ name: 'mylib', version: '1.0.0', main: 'index.js' })}\n`,
       'client/packages/mylib/index.js': `module.exports = ${JSON.stringify(word)};\n`,
     });

@@ -1,27 +1,16 @@
 // What a deploy changes (core/changes.ts), on the sample app's real repository and on small repositories made
 // here: commits added or taken away (a rollback in disguise), "N more" past the limit, migrations found by
 // default (migrations/ dirs, alembic versions/ wherever alembic.ini points) or where configured, dependency sets.
-import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { parseEnvironment, type Environment } from '../../core/config/environment.ts';
+import type { Environment } from '../../core/config/environment.ts';
 import { COMMIT_LIMIT, describeChange, describeChanges, formatChanges } from '../../core/changes.ts';
 import { makeAppRepo } from '../fixtures/app/make-repo.ts';
+import { git, releaseEnv } from './commits.helpers.ts';
 
-const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
-
-function env(release: Record<string, unknown> = {}): Environment {
-  const config = parseEnvironment(
-    { app: 'sample', hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }], programs: { server: { command: 'run', port: 3579 } }, routes: { '/': 'server' }, release },
-    'environments/x/environment.yml',
-  );
-  return { name: 'x', dir: '/x', root: '/x', config, hosts: [], appUser: 'sample', baseDir: '/srv/sample', url: 'http://x' };
-}
-
-const git = (cwd: string, ...args: string[]) =>
-  execFileSync('git', args, { cwd, encoding: 'utf8', env: { PATH: process.env.PATH, HOME: cwd, GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: '/dev/null', GIT_AUTHOR_NAME: 'Ada', GIT_AUTHOR_EMAIL: 'a@x', GIT_COMMITTER_NAME: 'Ada', GIT_COMMITTER_EMAIL: 'a@x' } }).trim();
+const env = releaseEnv;
 
 /** A repository with one commit per entry: files written, then committed with the message. */
 function repoWith(commits: { message: string; files: Record<string, string> }[]): { dir: string; shas: string[] } {

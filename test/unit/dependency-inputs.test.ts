@@ -3,27 +3,16 @@
 // dependencies serving new code), nothing else does, and a set holding the release's own paths (an editable local
 // package, npm's links to the app's packages) or made by install scripts that read unknown files is made for each
 // release. The sample app's sets keep the names they had before included files were followed (no reinstall on upgrade).
-import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { parseEnvironment, type Environment } from '../../core/config/environment.ts';
+import type { Environment } from '../../core/config/environment.ts';
 import { dependencyInputs, depsHash, scanRequirements, setHashes, uvTables } from '../../core/dependency-inputs.ts';
 import { makeAppRepo } from '../fixtures/app/make-repo.ts';
+import { git, releaseEnv } from './commits.helpers.ts';
 
-const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
-
-function env(release: Record<string, unknown> = {}): Environment {
-  const config = parseEnvironment(
-    { app: 'sample', hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }], programs: { server: { command: 'run', port: 3579 } }, routes: { '/': 'server' }, release },
-    'environments/x/environment.yml',
-  );
-  return { name: 'x', dir: '/x', root: '/x', config, hosts: [], appUser: 'sample', baseDir: '/srv/sample', url: 'http://x' };
-}
-
-const git = (cwd: string, ...args: string[]) =>
-  execFileSync('git', args, { cwd, encoding: 'utf8', env: { PATH: process.env.PATH, HOME: cwd, GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: '/dev/null', GIT_AUTHOR_NAME: 'Ada', GIT_AUTHOR_EMAIL: 'a@x', GIT_COMMITTER_NAME: 'Ada', GIT_COMMITTER_EMAIL: 'a@x' } }).trim();
+const env = releaseEnv;
 
 /** A repository whose commits each write (string), link ({ link: target }: a symbolic link) or delete (null)
  * files; the commits' shas. */

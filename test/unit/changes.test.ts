@@ -5,7 +5,6 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { Environment } from '../../core/config/environment.ts';
 import { COMMIT_LIMIT, describeChange, describeChanges, formatChanges } from '../../core/changes.ts';
 import { makeAppRepo } from '../fixtures/app/make-repo.ts';
 import { git, releaseEnv } from './commits.helpers.ts';

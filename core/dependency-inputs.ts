@@ -18,6 +18,13 @@ export interface SetInputs {
   files: string[];
   /** Why the set cannot be shared with other releases, when so: it is then made for each release (setHashes). */
   perRelease?: string;
+  /**
+   * Node set only: npm may make it from the live release's set, installing only what changed (core/steps/app.ts
+   * nodeDependencies): a lockfile with a `packages` map (lockfileVersion 2, 3) in step with package.json, no
+   * `overrides`, no install scripts of the app's own (they may edit node_modules in place: patch-package), a set
+   * shared between releases. Else npm ci makes it from nothing, as it makes any first set.
+   */
+  fromLive?: true;
 }
 
 export interface DependencyInputs {
@@ -477,6 +484,7 @@ async function nodeInputs(repo: string, sha: string, dir: string, extra: string[
   const parts: string[] = [];
   const files: string[] = [];
   let perRelease: string | undefined;
+  let fromLive = false;
   await refuseWorkspaceMember(repo, sha, dir);
   const [shrinkwrap, packageLock, pkgText, npmrc] = await Promise.all(['npm-shrinkwrap.json', 'package-lock.json', 'package.json', '.npmrc'].map((f) => textAt(repo, sha, at(f))));
   let pkg: Record<string, unknown> = {};
@@ -511,6 +519,9 @@ async function nodeInputs(repo: string, sha: string, dir: string, extra: string[
         : DECLARED.filter((f) => f !== 'peerDependencies').every((f) => Object.keys((pkg[f] ?? {}) as object).every((name) => parsed.dependencies?.[name]));
       if (!inStep) parts.push(`package.json out of step with ${lockName} ${createHash('sha256').update(declared(pkg)).digest('hex')}`);
       if (pkg.overrides !== undefined) parts.push(`overrides ${JSON.stringify(pkg.overrides)}`);
+      // npm install (unlike npm ci) follows package.json where the lockfile disagrees with it, and overrides: only a
+      // lockfile npm ci takes as it is may be installed over the live set.
+      fromLive = root !== undefined && inStep && pkg.overrides === undefined;
       const linked = Object.entries(parsed.packages ?? {}).filter(([, v]) => v.link);
       if (linked.length)
         perRelease ??= `npm links ${linked.slice(0, 3).map(([k, v]) => `${k.replace(/^.*node_modules\//, '')} → ${v.resolved ?? '?'}`).join(', ')}${linked.length > 3 ? ` and ${linked.length - 3} more` : ''} into node_modules (workspaces, file: dependencies): the set points into the release directory`;
@@ -550,7 +561,8 @@ async function nodeInputs(repo: string, sha: string, dir: string, extra: string[
   }
   const listed = await listedInputs(repo, sha, extra ?? [], (why) => void (perRelease ??= why));
   parts.push(...listed.parts);
-  return { parts, files: [...files, ...listed.files], ...(perRelease && { perRelease }) };
+  if (scripts.length || perRelease) fromLive = false;
+  return { parts, files: [...files, ...listed.files], ...(perRelease && { perRelease }), ...(fromLive && { fromLive: true as const }) };
 }
 
 /**
@@ -587,6 +599,7 @@ async function readInputs(repo: string, sha: string, env: Environment): Promise<
     hash: depsHash([runtime, ...x.parts]),
     files: x.files,
     ...(x.perRelease && { perRelease: x.perRelease }),
+    ...(x.fromLive && { fromLive: x.fromLive }),
   });
   return { python: set(`python ${python.strategy} ${python.version}`, py), node: set(`node ${node.strategy} ${node.version}`, js) };
 }

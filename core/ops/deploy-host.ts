@@ -215,7 +215,7 @@ export async function buildOn(env: Target, hp: HostPlan, p: Plan): Promise<void>
       );
   };
   const node = async () => {
-    if (nodeDir) deps[1] = reportedAll(await h.run(nodeDependencies(env, dir, p.hashes.node)), APP_KEYS.deps);
+    if (nodeDir) deps[1] = reportedAll(await h.run(nodeDependencies(env, dir, p.hashes.node, p.deps.node.fromLive === true)), APP_KEYS.deps);
   };
   const runBuild = async () => {
     if (build) await h.run(appCommand(env, dir, 'build', build));

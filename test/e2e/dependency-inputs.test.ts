@@ -221,6 +221,59 @@ fs.writeFileSync('node_modules/.generated/greeting.js', 'module.exports = ' + JS
     expect(await serves(second)).toBe(`${second} ms:1m(set) hello two`);
   }, 600_000);
 
+  it("a new node set is made from the live one (npm install over hard links of its files): it holds the lockfile's tree, the live set keeps its files, and one made by another node is not used", async () => {
+    const integrity: Record<string, string> = {
+      'ms@2.1.3': MS_INTEGRITY,
+      'ms@2.1.2': 'sha512-sGkPx+VjMtmA6MX27oA4FBFELFCZZ4S4XqeGOXCv68tT+jb3vk/RyaKWP0PTKyWtmLSM0b+adUTEvbs1PEaH2w==',
+      'escape-html@1.0.3': 'sha512-NiSupZ4OeuGwr68lGIeym/ksIZMJodUGOSCZ/FSnTxcrekbvqrgdUxlJOMpijaKZVjAJrWrGs/6Jy8OMuyj9ow==',
+      'inherits@2.0.4': 'sha512-k/vGaX4/Yla3WzyMCvTQOXYeIHvqOKtnqBduzTHpzpQZzAskKMhZ2K+EnBiSM9zGSoIFeMpXKxa4dYeZIQqewQ==',
+    };
+    // package.json and its lockfile (v3, as npm writes it) for `deps` (name → version).
+    const files = (deps: Record<string, string>) => {
+      const root = { name: 'client', version: '1.0.0', dependencies: deps };
+      const packages: Record<string, unknown> = { '': root };
+      for (const [name, version] of Object.entries(deps))
+        packages[`node_modules/${name}`] = { version, resolved: `https://registry.npmjs.org/${name}/-/${name}-${version}.tgz`, integrity: integrity[`${name}@${version}`] };
+      return {
+        'client/package.json': `${JSON.stringify({ ...root, private: true }, null, 2)}\n`,
+        'client/package-lock.json': `${JSON.stringify({ name: 'client', version: '1.0.0', lockfileVersion: 3, requires: true, packages }, null, 2)}\n`,
+        'client/server.js': nodeServer(`[require(\`ms/package.json\`).version, ...['escape-html', 'inherits'].filter((m) => { try { return require.resolve(m); } catch { return false; } })].join(' ')`),
+      };
+    };
+    const setOf = async () => (await resolves('client/node_modules')).replace(/\/node_modules$/, '');
+    // The set's files and their contents (a change to the live set's files shows here), and its packages.
+    const digest = (set: string) => onHost(`cd ${quote(set)} && find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum`);
+    const packagesIn = (set: string) => onHost(`ls -A ${quote(`${set}/node_modules`)} | grep -v '^\\.bin$' | tr '\\n' ' '`);
+    const inode = (file: string) => onHost(`stat -c %i ${quote(file)}`);
+
+    layout(files({ ms: '2.1.3', 'escape-html': '1.0.3', inherits: '2.0.4' }), 'node app: ms 2.1.3, escape-html, inherits');
+    const first = await deployWith({ node_dir: 'client', keep: 2 }, nodeProgram('client'));
+    expect(await serves(first)).toBe(`${first} ms:1m(set) 2.1.3 escape-html inherits`);
+    const firstSet = await setOf();
+    const before = await digest(firstSet);
+
+    // ms changes version, escape-html goes, inherits stays.
+    commit(repo, files({ ms: '2.1.2', inherits: '2.0.4' }), 'ms 2.1.2, no escape-html');
+    const second = await deployWith({ node_dir: 'client', keep: 2 }, nodeProgram('client'));
+    expect(await serves(second)).toBe(`${second} ms:1m(set) 2.1.2 inherits`);
+    const secondSet = await setOf();
+    expect(secondSet).not.toBe(firstSet);
+    expect(await packagesIn(secondSet), "only the lockfile's packages (escape-html removed)").toBe('.package-lock.json inherits ms');
+    expect(await onHost(`cat ${quote(`${secondSet}/node_modules/ms/package.json`)} | grep '"version"'`)).toContain('2.1.2');
+    expect(await inode(`${secondSet}/node_modules/inherits/inherits.js`), 'the unchanged package is linked, not unpacked again').toBe(await inode(`${firstSet}/node_modules/inherits/inherits.js`));
+    expect(await digest(firstSet), "the live set's files were not written").toBe(before);
+    expect(await packagesIn(firstSet)).toBe('.package-lock.json escape-html inherits ms');
+    expect(await afterRestart(second), 'the live release still starts').toBe(`${second} ms:1m(set) 2.1.2 inherits`);
+
+    // A live set made by another node or npm (its stamp differs) is not a source: npm ci makes the next set.
+    await onHost(`echo 'v0.0.0 linux x64 abi 0' > ${quote(`${secondSet}/.from-live`)}`);
+    commit(repo, files({ ms: '2.1.3', inherits: '2.0.4' }), 'ms 2.1.3 again');
+    const third = await deployWith({ node_dir: 'client', keep: 2 }, nodeProgram('client'));
+    expect(await serves(third)).toBe(`${third} ms:1m(set) 2.1.3 inherits`);
+    const thirdSet = await setOf();
+    expect(await inode(`${thirdSet}/node_modules/inherits/inherits.js`), 'unpacked by npm ci, not linked').not.toBe(await inode(`${secondSet}/node_modules/inherits/inherits.js`));
+  }, 600_000);
+
   // npm links a `file:` directory (install-links=false, npm 7-8 and 9.4+) or packs a copy of it (install-links=true,
   // npm 9.0-9.3, Debian bookworm's 9.2): either way the package's code is in no lockfile.
   it('a change to the code of a local package npm installs from a file: dependency (file:../lib) is what serves', async () => {

@@ -375,6 +375,30 @@ describe('the node set is made again when anything npm ci reads changes', () => 
     expect(hv1[1]).not.toBe(hv1[0]);
   });
 
+  it('a set npm may make from the live one (npm install over it): a lockfile with packages, in step with package.json, no overrides, no install scripts of its own, shared', async () => {
+    const withDeps = (deps: Record<string, string>, extra: Record<string, unknown> = {}) => JSON.stringify({ name: 'web', version: '1.0.0', dependencies: deps, ...extra });
+    const lockOf = (deps: Record<string, string>, more: Record<string, unknown> = {}) =>
+      JSON.stringify({ name: 'web', version: '1.0.0', lockfileVersion: 3, packages: { '': { name: 'web', version: '1.0.0', dependencies: deps }, 'node_modules/a': { version: '1.0.0' }, ...more } });
+    const r = repoWith([
+      { 'client/package.json': withDeps({ a: '^1.0.0' }), 'client/package-lock.json': lockOf({ a: '^1.0.0' }) },
+      { 'client/package.json': withDeps({ a: '^1.0.0', b: '^2.0.0' }) },
+      { 'client/package.json': withDeps({ a: '^1.0.0' }, { overrides: { a: '1.0.1' } }) },
+      { 'client/package.json': withDeps({ a: '^1.0.0' }, { scripts: { postinstall: 'patch-package' } }) },
+      { 'client/package.json': withDeps({ a: '^1.0.0' }, { scripts: { build: 'vite build', start: 'node build' } }) },
+      { 'client/package-lock.json': JSON.stringify({ name: 'web', lockfileVersion: 1, dependencies: { a: { version: '1.0.0' } } }) },
+      { 'client/package-lock.json': null },
+      { 'client/package-lock.json': lockOf({ a: '^1.0.0' }, { 'node_modules/lib': { resolved: 'lib', link: true } }) },
+    ]);
+    const fromLive = await Promise.all(r.shas.map(async (sha) => (await dependencyInputs(r.dir, sha, env())).node.fromLive ?? false));
+    expect(fromLive).toEqual([true, false, false, false, true, false, false, false]);
+    // With release.dependency_inputs the install scripts' set is shared, but they may still edit node_modules in place.
+    expect((await dependencyInputs(r.dir, r.shas[3]!, env({ dependency_inputs: ['client/patches'] }))).node.fromLive).toBeUndefined();
+    // The sample app's.
+    const app = join(mkdtempSync(join(tmpdir(), 'ops-depinputs-app-')), 'app');
+    await makeAppRepo(app);
+    expect((await dependencyInputs(app, git(app, 'rev-parse', 'v1^{commit}'), env())).node.fromLive).toBe(true);
+  });
+
   it('a file: directory in a lockfileVersion 1 lockfile (npm 7 and later link it) is made for each release; a tarball counts by its file', async () => {
     const v1 = (deps: Record<string, { version: string }>) => JSON.stringify({ name: 'web', version: '1.0.0', lockfileVersion: 1, requires: true, dependencies: deps });
     const r = repoWith([

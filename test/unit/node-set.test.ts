@@ -4,7 +4,7 @@
 // `npm warn tar TAR_ENTRY_ERROR ENOSPC ...` warnings (npm/cli#3526, seen on a host whose /srv filled up during a
 // deploy: the next deploy reused the half-written set and its client could not start).
 import { execFile } from 'node:child_process';
-import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readlinkSync, realpathSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readlinkSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -111,5 +111,77 @@ describe('a reused set over a node_modules or venv the commit holds (a vendored 
     expect(existsSync(join(release, 'client', 'node_modules', 'vite'))).toBe(true);
     expect(lstatSync(join(release, 'venv')).isSymbolicLink()).toBe(true);
     expect(readlinkSync(join(release, 'venv'))).toBe(join(t.layout.deps, 'venv-abcd'));
+  });
+});
+
+describe('a node set made from the live one (npm install over hard links of its files)', () => {
+  const lockfile = (deps: Record<string, string>) =>
+    JSON.stringify({ name: 'web', version: '1.0.0', lockfileVersion: 3, packages: { '': { name: 'web', dependencies: deps }, ...Object.fromEntries(Object.entries(deps).map(([k, v]) => [`node_modules/${k}`, { version: v }])) } });
+  /** npm as `npm install` leaves it: node_modules/<name>/package.json for each of `deps` and npm's hidden lockfile. */
+  const tree = (deps: Record<string, string>) =>
+    [
+      'rm -rf node_modules/.package-lock.json',
+      ...Object.entries(deps).map(([k, v]) => `mkdir -p node_modules/${k}; echo '{"version":"${v}"}' > node_modules/${k}/package.json`),
+      `echo '${lockfile(deps)}' > node_modules/.package-lock.json`,
+    ].join('\n');
+
+  /**
+   * A live release whose set (node-live: `live` packages, stamped `stamp` when given) is current, and a new release
+   * whose lockfile asks for `want`; runs the step with npm doing `install` (over the live set's links) and `ci`.
+   */
+  async function fromLive(o: { live: Record<string, string>; want: Record<string, string>; stamp?: 'this node' | string; install: string }) {
+    const base = mkdtempSync(join(tmpdir(), 'ops-nodeset-live-'));
+    const config = parseEnvironment({ app: 'shop', hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }], programs: { web: { command: 'run', port: 3000 } }, routes: { '/': 'web' }, release: { node_dir: 'client' } }, 'test');
+    const t = resolveTarget({ name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: [], appUser: 'shop', baseDir: base, url: 'http://x' });
+    const node = (await run('bash', ['-c', 'command -v node'], { encoding: 'utf8' })).stdout.trim();
+    const liveSet = join(t.layout.deps, 'node-live');
+    mkdirSync(join(liveSet, 'node_modules'), { recursive: true });
+    await run('bash', ['-c', tree(o.live)], { cwd: liveSet });
+    writeFileSync(join(liveSet, '.complete'), '');
+    const stamp = (await run(node, ['-p', 'process.version + " " + process.platform + " " + process.arch + " abi " + process.versions.modules'], { encoding: 'utf8' })).stdout.trim();
+    if (o.stamp) writeFileSync(join(liveSet, '.from-live'), `${o.stamp === 'this node' ? stamp : o.stamp}\n`);
+    const liveRelease = join(t.layout.releases, 'r0');
+    mkdirSync(join(liveRelease, 'client'), { recursive: true });
+    symlinkSync(join(liveSet, 'node_modules'), join(liveRelease, 'client', 'node_modules'));
+    symlinkSync(liveRelease, t.layout.current);
+    const release = join(t.layout.releases, 'r1');
+    mkdirSync(join(release, 'client'), { recursive: true });
+    writeFileSync(join(release, 'client', 'package-lock.json'), lockfile(o.want));
+    const npm = join(base, 'npm');
+    writeFileSync(npm, `#!/bin/sh\necho "$1" >> ${join(base, 'npm.log')}\ncase "$1" in\n  ci) ${tree(o.want).replace(/\n/g, '; ')} ;;\n  install) ${o.install.replace(/\n/g, '; ')} ;;\nesac\n`);
+    chmodSync(npm, 0o755);
+    const step = nodeDependencies({ ...t, runtime: { ...t.runtime, npm, node } }, release, 'new1', true);
+    const before = (await run('bash', ['-c', `cd ${liveSet} && find . -type f | sort | xargs cat`], { encoding: 'utf8' })).stdout;
+    const r = await run('bash', ['-c', scriptText(step)], { encoding: 'utf8' });
+    const after = (await run('bash', ['-c', `cd ${liveSet} && find . -type f | sort | xargs cat`], { encoding: 'utf8' })).stdout;
+    const npmRuns = (await run('cat', [join(base, 'npm.log')], { encoding: 'utf8' }).catch(() => ({ stdout: '' }))).stdout.trim().split('\n');
+    const newSet = join(t.layout.deps, 'node-new1');
+    return { r, npmRuns, liveUnchanged: before === after, newSet, stamped: existsSync(join(newSet, '.from-live')) ? (await run('cat', [join(newSet, '.from-live')], { encoding: 'utf8' })).stdout.trim() === stamp : false };
+  }
+
+  it('a live set stamped for this node: npm install over its links; the new set is stamped, the live set unchanged', async () => {
+    const x = await fromLive({ live: { a: '1.0.0', b: '1.0.0' }, want: { a: '2.0.0', b: '1.0.0' }, stamp: 'this node', install: `rm -rf node_modules/a\n${tree({ a: '2.0.0', b: '1.0.0' })}` });
+    expect(x.npmRuns).toEqual(['install']);
+    expect(x.r.stdout).toContain('npm install over hard links of the live set node-live');
+    expect(x.liveUnchanged).toBe(true);
+    expect(existsSync(join(x.newSet, '.complete')) && x.stamped).toBe(true);
+  });
+
+  it("npm install leaving another tree than the lockfile's (a package it kept, one at another version, one missing): made again by npm ci", async () => {
+    for (const install of [tree({ a: '2.0.0', b: '1.0.0', c: '1.0.0' }), tree({ a: '1.0.0', b: '1.0.0' }), `rm -rf node_modules/b\n${tree({ a: '2.0.0' })}`, 'rm -f node_modules/.package-lock.json', 'exit 1']) {
+      const x = await fromLive({ live: { a: '1.0.0', b: '1.0.0' }, want: { a: '2.0.0', b: '1.0.0' }, stamp: 'this node', install });
+      expect(x.npmRuns, install).toEqual(['install', 'ci']);
+      expect(x.r.stdout).not.toContain('over hard links');
+      expect(x.r.stderr).toMatch(/the node set made from the live one \(node-live\) is not the lockfile's tree: made again by npm ci/);
+      expect(existsSync(join(x.newSet, 'node_modules', 'c'))).toBe(false);
+    }
+  });
+
+  it('a live set stamped for another node, or not stamped (made by an earlier version): npm ci', async () => {
+    for (const stamp of ['v16.20.2 linux x64 abi 93', undefined]) {
+      const x = await fromLive({ live: { a: '1.0.0' }, want: { a: '2.0.0' }, ...(stamp && { stamp }), install: 'exit 1' });
+      expect(x.npmRuns).toEqual(['ci']);
+      expect(x.stamped).toBe(true);
+    }
   });
 });

@@ -41,7 +41,9 @@ describe('packages settings', () => {
     expect(uv.config.release.python_installer).toBe('uv');
     const u = pythonDependencies(uv, '/srv/shop/releases/r', 'aa').script;
     expect(u).toContain(`nice -n 10 ${runtimePaths(uv).uv} venv -q --seed --python /usr/bin/python3.11 "$set_dir"`);
-    expect(u).toContain(`nice -n 10 ${runtimePaths(uv).uv} pip install -q --compile-bytecode --python "$set_dir/bin/python" "\${hashes[@]}" -r requirements.txt`);
+    expect(u).toContain(`nice -n 10 ${runtimePaths(uv).uv} pip install -q --compile-bytecode --python "$set_dir/bin/python" "$@" -r requirements.txt`);
+    // Pinned by hashes: uv's cache first (no index round trips), the index when the cache lacks a file.
+    expect(u).toContain('uv_install --require-hashes --offline 2>/dev/null || uv_install --require-hashes\n');
     expect(u).not.toContain('-m venv');
     expect(runtimePaths(uv).uv).toBe(`/opt/ops-uv/v${UV_VERSION}/bin/uv`);
     // provision installs it from the package index, hash-checked; not with pip, nor without Python.

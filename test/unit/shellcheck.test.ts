@@ -95,6 +95,7 @@ function render(env: Target): Record<string, Step> {
     createRelease: createRelease(env, { id: RELEASE_ID, sha: SHA, ref: 'v1', environment: env.name, actor: 'me', time: 't', run: '', deps: { python: 'p', node: 'n' } }, { dotenv: up('dotenv'), environ: up('environ') }),
     pythonDependencies: pythonDependencies(env, release, 'aaaa'),
     nodeDependencies: nodeDependencies(env, release, 'bbbb'),
+    nodeDependenciesFromLive: nodeDependencies(env, release, 'bbbb', true),
     appCommand: appCommand(env, release, 'build', env.config.release.build),
     markRelease: markRelease(env, RELEASE_ID, 'failed', 'the build failed'),
     pruneReleases: pruneReleases(env, ['20261120T120000Z-0123456789ab']),

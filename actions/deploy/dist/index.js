@@ -71808,6 +71808,7 @@ async function nodeInputs(repo, sha, dir, extra) {
   const parts = [];
   const files = [];
   let perRelease;
+  let fromLive = false;
   await refuseWorkspaceMember(repo, sha, dir);
   const [shrinkwrap, packageLock, pkgText, npmrc] = await Promise.all(["npm-shrinkwrap.json", "package-lock.json", "package.json", ".npmrc"].map((f) => textAt(repo, sha, at2(f))));
   let pkg = {};
@@ -71833,6 +71834,7 @@ async function nodeInputs(repo, sha, dir, extra) {
       const inStep = root ? declared(pkg) === declared(root) : DECLARED.filter((f) => f !== "peerDependencies").every((f) => Object.keys(pkg[f] ?? {}).every((name2) => parsed.dependencies?.[name2]));
       if (!inStep) parts.push(`package.json out of step with ${lockName} ${createHash3("sha256").update(declared(pkg)).digest("hex")}`);
       if (pkg.overrides !== void 0) parts.push(`overrides ${JSON.stringify(pkg.overrides)}`);
+      fromLive = root !== void 0 && inStep && pkg.overrides === void 0;
       const linked = Object.entries(parsed.packages ?? {}).filter(([, v]) => v.link);
       if (linked.length)
         perRelease ??= `npm links ${linked.slice(0, 3).map(([k, v]) => `${k.replace(/^.*node_modules\//, "")} \u2192 ${v.resolved ?? "?"}`).join(", ")}${linked.length > 3 ? ` and ${linked.length - 3} more` : ""} into node_modules (workspaces, file: dependencies): the set points into the release directory`;
@@ -71868,7 +71870,8 @@ async function nodeInputs(repo, sha, dir, extra) {
   }
   const listed = await listedInputs(repo, sha, extra ?? [], (why) => void (perRelease ??= why));
   parts.push(...listed.parts);
-  return { parts, files: [...files, ...listed.files], ...perRelease && { perRelease } };
+  if (scripts.length || perRelease) fromLive = false;
+  return { parts, files: [...files, ...listed.files], ...perRelease && { perRelease }, ...fromLive && { fromLive: true } };
 }
 function dependencyInputs(repo, sha, env) {
   const { python, node } = env.config.runtimes;
@@ -71894,7 +71897,8 @@ async function readInputs(repo, sha, env) {
   const set = (runtime, x) => ({
     hash: depsHash([runtime, ...x.parts]),
     files: x.files,
-    ...x.perRelease && { perRelease: x.perRelease }
+    ...x.perRelease && { perRelease: x.perRelease },
+    ...x.fromLive && { fromLive: x.fromLive }
   });
   return { python: set(`python ${python.strategy} ${python.version}`, py), node: set(`node ${node.strategy} ${node.version}`, js) };
 }
@@ -72429,7 +72433,7 @@ else
   rm -rf "$set_dir"
 ${install}
   touch "$set_dir/.complete"
-  ops_report ${APP_KEYS.deps} ${quote(`${kind} ${installed}`)}
+  ops_report ${APP_KEYS.deps} ${quote(`${kind} ${installed}`)}"${"$"}{installed_how:-}"
 fi
 # A directory the commit holds where the link goes (a vendored node_modules, a venv committed by mistake) would
 # take the link inside it (ln into a directory) and hide the set from the app: the set takes its place.
@@ -72447,22 +72451,51 @@ function pythonDependencies(env, release, hash) {
   if [ "$(stat -c %d "$UV_CACHE_DIR")" != "$(stat -c %d ${quote(env.layout.deps)})" ]; then export UV_LINK_MODE=copy; fi
   nice -n 10 ${quote(paths.uv)} venv -q --seed --python ${quote(paths.python)} "$set_dir"
   if [ -f ${quote(req2)} ]; then
-    hashes=(); if grep -q -- '--hash=' ${quote(req2)}; then hashes=(--require-hashes); fi
-    nice -n 10 ${quote(paths.uv)} pip install -q --compile-bytecode --python "$set_dir/bin/python" "${"$"}{hashes[@]}" -r ${quote(req2)}
+    uv_install() { nice -n 10 ${quote(paths.uv)} pip install -q --compile-bytecode --python "$set_dir/bin/python" "$@" -r ${quote(req2)}; }
+    # Hashes pin every requirement to one file (pip's hash-checking mode, which uv follows): what the cache holds
+    # is then exactly what the index would give, so the cache is tried first, without asking the index about each
+    # package (uv revalidates its cached index pages otherwise: ~1.5 s of round trips for 25 pins). A requirement
+    # the cache lacks fails that try (its message unshown); the second asks the index and installs what is missing.
+    if grep -q -- '--hash=' ${quote(req2)}; then
+      uv_install --require-hashes --offline 2>/dev/null || uv_install --require-hashes
+    else
+      uv_install
+    fi
   fi`;
   return dependencySet(env, release, "python", `venv-${hash}`, install, { from: "venv", to: "" }, `installed (${installer})`);
 }
-function nodeDependencies(env, release, hash) {
+function nodeDependencies(env, release, hash, fromLive = false) {
   const nodeDir = env.config.release.node_dir;
   const modules = `${nodeDir}/node_modules`;
+  const npm = (command2) => String.raw`(cd ${quote(nodeDir)} && ${quote(env.runtime.npm)} ${command2} --prefer-offline --no-audit --no-fund --loglevel=warn) 2> "$npm_log"`;
+  const npmFailed = String.raw`grep -v -i '^npm warn deprecated' "$npm_log" | tail -n 40 >&2; exit 1`;
+  const live = String.raw`
+  # What the packages' native parts and install scripts were made for: node's version, platform, architecture and ABI.
+  stamp=$(${quote(env.runtime.node)} -p 'process.version + " " + process.platform + " " + process.arch + " abi " + process.versions.modules' 2>/dev/null) || stamp=""
+  live_modules=$(readlink -f ${quote(`${env.layout.current}/${modules}`)} 2>/dev/null) || live_modules=""
+  live_set=${"$"}{live_modules%/node_modules}
+  if [ -n "$stamp" ] && [[ $live_modules == ${quote(`${env.layout.deps}/node-`)}*/node_modules ]] && [ -f "$live_set/.complete" ] && [ "$(cat "$live_set/.from-live" 2>/dev/null)" = "$stamp" ]; then
+    if cp -al -- "$live_modules" ${quote(modules)} 2>/dev/null; then
+      rm -rf -- ${quote(modules)}/.package-lock.json ${quote(modules)}/.cache ${quote(modules)}/.vite ${quote(modules)}/.vite-temp
+      if ${npm("install --no-save")} && ! grep -q -i 'TAR_ENTRY_ERROR' "$npm_log" && ${quote(env.runtime.node)} -e "$lock_check" ${quote(nodeDir)} 2>> "$npm_log"; then
+        installed_how=" (npm install over hard links of the live set ${"$"}{live_set##*/}: only what changed unpacked)"
+      else
+        echo "the node set made from the live one (${"$"}{live_set##*/}) is not the lockfile's tree: made again by npm ci ($(tail -n 1 "$npm_log"))" >&2
+      fi
+    fi
+    [ -n "${"$"}{installed_how:-}" ] || rm -rf -- ${quote(modules)}
+  fi`;
   const install = String.raw`  rm -rf ${quote(modules)}
-  npm_log=$(mktemp); trap 'rm -f "$npm_log"' EXIT
-  if ! (cd ${quote(nodeDir)} && ${quote(env.runtime.npm)} ci --prefer-offline --no-audit --no-fund --loglevel=warn) 2> "$npm_log"; then
-    grep -v -i '^npm warn deprecated' "$npm_log" | tail -n 40 >&2; exit 1
-  fi
-  if grep -q -i 'TAR_ENTRY_ERROR' "$npm_log"; then
-    echo "npm ci could not write every file of node_modules, though it exited 0 (npm/cli#3526):" >&2
-    grep -i -m 5 'TAR_ENTRY_ERROR' "$npm_log" >&2; exit 1
+  npm_log=$(mktemp); trap 'rm -f "$npm_log"' EXIT${fromLive ? `
+  lock_check=${quote(LOCK_CHECK)}${live}` : ""}
+  if [ -z "${"$"}{installed_how:-}" ]; then
+    if ! ${npm("ci")}; then
+      ${npmFailed}
+    fi
+    if grep -q -i 'TAR_ENTRY_ERROR' "$npm_log"; then
+      echo "npm ci could not write every file of node_modules, though it exited 0 (npm/cli#3526):" >&2
+      grep -i -m 5 'TAR_ENTRY_ERROR' "$npm_log" >&2; exit 1
+    fi
   fi
   # npm links the app's own packages (workspaces, file: directories) with relative links (../packages/x): moved out
   # of the release they would point nowhere, so they point into this release by its absolute path (such a set
@@ -72475,9 +72508,24 @@ function nodeDependencies(env, release, hash) {
     done < <(find ${quote(modules)} -type l ! -path '*/.bin/*' -print0)
   fi
   mkdir -p "$set_dir"
-  if [ -d ${quote(modules)} ]; then mv ${quote(modules)} "$set_dir/node_modules"; else mkdir "$set_dir/node_modules"; fi`;
+  if [ -d ${quote(modules)} ]; then mv ${quote(modules)} "$set_dir/node_modules"; else mkdir "$set_dir/node_modules"; fi
+  if [ -n "${"$"}{stamp:-}" ]; then printf '%s\n' "$stamp" > "$set_dir/.from-live"; fi`;
   return dependencySet(env, release, "node", `node-${hash}`, install, { from: modules, to: "node_modules" }, "installed");
 }
+var LOCK_CHECK = `const fs = require('fs'), path = require('path');
+const dir = process.argv[1];
+const read = (f) => JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8'));
+const lock = (fs.existsSync(path.join(dir, 'npm-shrinkwrap.json')) ? read('npm-shrinkwrap.json') : read('package-lock.json')).packages || {};
+const got = read('node_modules/.package-lock.json').packages || {};
+const bad = [];
+for (const [k, v] of Object.entries(got)) {
+  const want = lock[k];
+  if (!want) bad.push(k + ' is not in the lockfile');
+  else if (want.version !== v.version || (want.integrity && v.integrity && want.integrity !== v.integrity)) bad.push(k + ' is ' + v.version + ', the lockfile says ' + want.version);
+}
+for (const [k, v] of Object.entries(lock)) if (k.includes('node_modules/') && !got[k] && !v.optional && !v.devOptional && !v.dev) bad.push(k + ' is missing');
+if (bad.length) { console.error(bad.slice(0, 3).join('; ')); process.exit(1); }
+`;
 function appCommand(env, release, name2, command2, timeout = 1800) {
   return { name: name2, as: "app", timeout, script: `${appEnvironment(env, release)}
 ${environLoader(env.layout.environ(release), env.layout.legacyShared.environ)}
@@ -73250,7 +73298,7 @@ async function buildOn(env, hp, p) {
       );
   };
   const node = async () => {
-    if (nodeDir) deps[1] = reportedAll(await h.run(nodeDependencies(env, dir, p.hashes.node)), APP_KEYS.deps);
+    if (nodeDir) deps[1] = reportedAll(await h.run(nodeDependencies(env, dir, p.hashes.node, p.deps.node.fromLive === true)), APP_KEYS.deps);
   };
   const runBuild = async () => {
     if (build) await h.run(appCommand(env, dir, "build", build));

@@ -120,7 +120,9 @@ export function nodeDependencies(env: Target, release: string, hash: string, fro
   if [ -n "$stamp" ] && [[ $live_modules == ${quote(`${env.layout.deps}/node-`)}*/node_modules ]] && [ -f "$live_set/.complete" ] && [ "$(cat "$live_set/.from-live" 2>/dev/null)" = "$stamp" ]; then
     if cp -al -- "$live_modules" ${quote(modules)} 2>/dev/null; then
       rm -rf -- ${quote(modules)}/.package-lock.json ${quote(modules)}/.cache ${quote(modules)}/.vite ${quote(modules)}/.vite-temp
-      if ${npm('install --no-save')} && ! grep -q -i 'TAR_ENTRY_ERROR' "$npm_log" && ${quote(env.runtime.node)} -e "$lock_check" ${quote(nodeDir)} 2>> "$npm_log"; then
+      # npm leaves the directories of packages it removed empty (a nested node_modules, an @scope): npm ci has none.
+      if ${npm('install --no-save')} && ! grep -q -i 'TAR_ENTRY_ERROR' "$npm_log" && ${quote(env.runtime.node)} -e "$lock_check" ${quote(nodeDir)} 2>> "$npm_log" &&
+        find ${quote(modules)} -mindepth 1 -depth -type d -empty \( -name node_modules -o -regex '.*/node_modules/@[^/]*' \) -delete; then
         installed_how=" (npm install over hard links of the live set ${'$'}{live_set##*/}: only what changed unpacked)"
       else
         echo "the node set made from the live one (${'$'}{live_set##*/}) is not the lockfile's tree: made again by npm ci ($(tail -n 1 "$npm_log"))" >&2

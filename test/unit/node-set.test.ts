@@ -160,8 +160,11 @@ describe('a node set made from the live one (npm install over hard links of its 
   }
 
   it('a live set stamped for this node: npm install over its links; the new set is stamped, the live set unchanged', async () => {
-    const x = await fromLive({ live: { a: '1.0.0', b: '1.0.0' }, want: { a: '2.0.0', b: '1.0.0' }, stamp: 'this node', install: `rm -rf node_modules/a\n${tree({ a: '2.0.0', b: '1.0.0' })}` });
+    // As npm leaves them: the empty directories of packages it removed (a nested node_modules, an @scope).
+    const install = `rm -rf node_modules/a\nmkdir -p node_modules/@gone node_modules/b/node_modules node_modules/b/lib/empty\n${tree({ a: '2.0.0', b: '1.0.0' })}`;
+    const x = await fromLive({ live: { a: '1.0.0', b: '1.0.0' }, want: { a: '2.0.0', b: '1.0.0' }, stamp: 'this node', install });
     expect(x.npmRuns).toEqual(['install']);
+    expect(['@gone', 'b/node_modules', 'b/lib/empty'].map((d) => existsSync(join(x.newSet, 'node_modules', d)))).toEqual([false, false, true]);
     expect(x.r.stdout).toContain('npm install over hard links of the live set node-live');
     expect(x.liveUnchanged).toBe(true);
     expect(existsSync(join(x.newSet, '.complete')) && x.stamped).toBe(true);

@@ -175,7 +175,7 @@ describe('a node set made from the live one (npm install over hard links of its 
       const x = await fromLive({ live: { a: '1.0.0', b: '1.0.0' }, want: { a: '2.0.0', b: '1.0.0' }, stamp: 'this node', install });
       expect(x.npmRuns, install).toEqual(['install', 'ci']);
       expect(x.r.stdout).not.toContain('over hard links');
-      expect(x.r.stderr).toMatch(/the node set made from the live one \(node-live\) is not the lockfile's tree: made again by npm ci/);
+      expect(x.r.stderr).toMatch(/npm install over the live set \(node-live\) failed or left another tree than the lockfile's \(.*\): the set is made by npm ci/);
       expect(existsSync(join(x.newSet, 'node_modules', 'c'))).toBe(false);
     }
   });

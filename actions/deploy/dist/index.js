@@ -72482,7 +72482,7 @@ function nodeDependencies(env, release, hash, fromLive = false) {
         find ${quote(modules)} -mindepth 1 -depth -type d -empty \( -name node_modules -o -regex '.*/node_modules/@[^/]*' \) -delete; then
         installed_how=" (npm install over hard links of the live set ${"$"}{live_set##*/}: only what changed unpacked)"
       else
-        echo "the node set made from the live one (${"$"}{live_set##*/}) is not the lockfile's tree: made again by npm ci ($(tail -n 1 "$npm_log"))" >&2
+        echo "npm install over the live set (${"$"}{live_set##*/}) failed or left another tree than the lockfile's ($(tail -n 1 "$npm_log")): the set is made by npm ci" >&2
       fi
     fi
     [ -n "${"$"}{installed_how:-}" ] || rm -rf -- ${quote(modules)}

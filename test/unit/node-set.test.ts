@@ -1,4 +1,5 @@
-// The node dependency set's step (core/steps/app.ts nodeDependencies) run by bash on a scratch release, with an
+// The dependency sets' steps (core/steps/app.ts; the node set's mostly, the Python set's first try of uv's cache at the
+// end) run by bash on a scratch release. The node set's, with an
 // `npm` standing in for npm ci's three outcomes seen on hosts: success (with npm's deprecation warnings), a
 // failure (exit 1), and npm's own "success" after files it could not write while unpacking, reported only as
 // `npm warn tar TAR_ENTRY_ERROR ENOSPC ...` warnings (npm/cli#3526, seen on a host whose /srv filled up during a
@@ -186,5 +187,32 @@ describe('a node set made from the live one (npm install over hard links of its 
       expect(x.npmRuns).toEqual(['ci']);
       expect(x.stamped).toBe(true);
     }
+  });
+});
+
+describe("the Python set made by uv, requirements pinned by hashes: uv's cache first, then the index", () => {
+  /** Runs the step with a uv that logs its arguments and fails with --offline when `cached` is false. */
+  async function pythonSet(cached: boolean, hashes: boolean) {
+    const base = mkdtempSync(join(tmpdir(), 'ops-pyset-'));
+    const release = join(base, 'releases', 'r1');
+    mkdirSync(release, { recursive: true });
+    writeFileSync(join(release, 'requirements.txt'), hashes ? 'ms==1.0 \\\n    --hash=sha256:00\n' : 'ms>=1.0\n');
+    const uv = join(base, 'uv');
+    const log = join(base, 'uv.log');
+    writeFileSync(uv, `#!/bin/bash\necho "$*" >> ${log}\nif [ "$1" = venv ]; then mkdir -p "\${@: -1}/bin"; exit 0; fi\n${cached ? '' : 'case " $* " in *" --offline "*) echo "error: Network connectivity is disabled" >&2; exit 2;; esac\n'}exit 0\n`);
+    chmodSync(uv, 0o755);
+    const config = parseEnvironment({ app: 'shop', hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }], programs: { web: { command: 'run', port: 3000 } }, routes: { '/': 'web' } }, 'test');
+    const t = resolveTarget({ name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: [], appUser: 'shop', baseDir: base, url: 'http://x' });
+    const r = await run('bash', ['-c', scriptText(pythonDependencies({ ...t, runtime: { ...t.runtime, uv } }, release, 'py01'))], { encoding: 'utf8', env: { ...process.env, HOME: base } });
+    const installs = (await run('cat', [log], { encoding: 'utf8' })).stdout.trim().split('\n').filter((l) => l.startsWith('pip install'));
+    return { r, installs: installs.map((l) => (l.includes('--offline') ? 'offline' : 'index')), complete: existsSync(join(t.layout.deps, 'venv-py01', '.complete')) };
+  }
+
+  it('all in the cache: one install, offline; a file missing from it: the index is asked; without hashes: the index only', async () => {
+    expect(await pythonSet(true, true)).toMatchObject({ installs: ['offline'], complete: true });
+    const missing = await pythonSet(false, true);
+    expect(missing).toMatchObject({ installs: ['offline', 'index'], complete: true });
+    expect(missing.r.stderr).not.toContain('Network connectivity is disabled');
+    expect(await pythonSet(true, false)).toMatchObject({ installs: ['index'], complete: true });
   });
 });

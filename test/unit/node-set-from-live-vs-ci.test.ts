@@ -45,7 +45,10 @@ async function liveThenNew(live: Project, next: Project) {
   await run('bash', ['-c', scriptText(nodeDependencies(env, join(t.layout.releases, 'r0'), 'live', true))], { env: offline });
   symlinkSync(join(t.layout.releases, 'r0'), t.layout.current);
   await project(join(t.layout.releases, 'r1', 'client'), next);
+  const listing = async () => (await run('bash', ['-c', `cd ${join(t.layout.deps, 'node-live')} && find . -type f -print0 | sort -z | xargs -0 sha256sum`], { encoding: 'utf8' })).stdout;
+  const liveBefore = await listing();
   const r = await run('bash', ['-c', scriptText(nodeDependencies(env, join(t.layout.releases, 'r1'), 'new', true))], { encoding: 'utf8', env: offline });
+  const liveAfter = await listing();
   const ci = join(base, 'ci');
   await project(ci, next);
   await run('npm', ['ci', '--offline', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: ci, env: offline });
@@ -53,7 +56,7 @@ async function liveThenNew(live: Project, next: Project) {
     () => '',
     (e: { stdout: string }) => e.stdout.replaceAll(t.layout.deps, '<deps>').replaceAll(ci, '<ci>'),
   );
-  return { fromLive: r.stdout.includes('over hard links of the live set'), diff, read: (f: string) => readFileSync(join(t.layout.deps, 'node-new', 'node_modules', f), 'utf8') };
+  return { fromLive: r.stdout.includes('over hard links of the live set'), diff, liveUnchanged: liveBefore === liveAfter, read: (f: string) => readFileSync(join(t.layout.deps, 'node-new', 'node_modules', f), 'utf8') };
 }
 
 const pkgJson = (deps: Record<string, string>) => JSON.stringify({ name: 'web', version: '1.0.0', dependencies: deps });
@@ -110,6 +113,30 @@ describe("a node set made from the live one is npm ci's tree (real npm, local ta
       writeFileSync(join(c, 'package.json'), pkgJson({ built: 'file:vendor/built-1.0.0.tgz', ms: `file:vendor/ms-${ms}.tgz` }));
     };
     const x = await liveThenNew(make('ignore-scripts=true\n', '1.0.0'), make('', '2.0.0'));
+    expect(x.diff).toBe('');
+  }, 120_000);
+
+  it("a dependency whose install script writes outside its package, upgraded (as @prisma/client's postinstall): the live set's files are not written", async () => {
+    const gen = async (c: string, schema: string, v: string) => {
+      await tarball(join(c, 'vendor'), `gen-${v}.tgz`, { name: 'gen', version: v, scripts: { postinstall: `node -e "const fs=require('fs');fs.mkdirSync('../.gen',{recursive:true});fs.writeFileSync('../.gen/out.js',fs.readFileSync(process.env.INIT_CWD+'/schema.txt'))"` } });
+      writeFileSync(join(c, 'schema.txt'), schema);
+      writeFileSync(join(c, 'package.json'), pkgJson({ gen: `file:vendor/gen-${v}.tgz` }));
+    };
+    const x = await liveThenNew((c) => gen(c, 'A', '1.0.0'), (c) => gen(c, 'B', '1.0.1'));
+    expect(x.read('.gen/out.js')).toBe('B');
+    expect(x.liveUnchanged).toBe(true);
+  }, 120_000);
+
+  it('a local package directory copied (install-links=true) whose code changed, same version: its new code', async () => {
+    const app = (code: string) => async (c: string) => {
+      mkdirSync(join(c, 'lib'));
+      writeFileSync(join(c, 'lib', 'package.json'), JSON.stringify({ name: 'lib', version: '1.0.0', main: 'index.js' }));
+      writeFileSync(join(c, 'lib', 'index.js'), code);
+      writeFileSync(join(c, '.npmrc'), 'install-links=true\n');
+      writeFileSync(join(c, 'package.json'), pkgJson({ lib: 'file:lib' }));
+    };
+    const x = await liveThenNew(app("module.exports = 'old';\n"), app("module.exports = 'new';\n"));
+    expect(x.read('lib/index.js')).toBe("module.exports = 'new';\n");
     expect(x.diff).toBe('');
   }, 120_000);
 });

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
+import { git } from './commits.helpers.ts';
 import { parseEnvironment } from '../../core/config/environment.ts';
 import { scriptText } from '../../core/remote/wrap.ts';
 import { nodeDependencies } from '../../core/steps/app.ts';
@@ -137,6 +138,23 @@ describe("a node set made from the live one is npm ci's tree (real npm, local ta
     };
     const x = await liveThenNew(app("module.exports = 'old';\n"), app("module.exports = 'new';\n"));
     expect(x.read('lib/index.js')).toBe("module.exports = 'new';\n");
+    expect(x.diff).toBe('');
+  }, 120_000);
+
+  it('a git dependency moved to another commit, same version in its package.json: the new commit', async () => {
+    const repo = mkdtempSync(join(tmpdir(), 'ops-gitdep-'));
+    git(repo, 'init', '-q', '-b', 'main');
+    writeFileSync(join(repo, 'package.json'), JSON.stringify({ name: 'lib', version: '1.0.0', main: 'index.js' }));
+    const commit = (code: string) => {
+      writeFileSync(join(repo, 'index.js'), code);
+      git(repo, 'add', '-A');
+      git(repo, '-c', 'user.email=t@example.org', '-c', 'user.name=t', 'commit', '-q', '-m', code);
+      return git(repo, 'rev-parse', 'HEAD');
+    };
+    const [one, two] = [commit("module.exports = 'one';\n"), commit("module.exports = 'two';\n")];
+    const app = (sha: string) => async (c: string) => writeFileSync(join(c, 'package.json'), pkgJson({ lib: `git+file://${repo}#${sha}` }));
+    const x = await liveThenNew(app(one), app(two));
+    expect(x.read('lib/index.js')).toBe("module.exports = 'two';\n");
     expect(x.diff).toBe('');
   }, 120_000);
 });

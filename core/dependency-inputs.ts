@@ -21,8 +21,9 @@ export interface SetInputs {
   /**
    * Node set only: npm may make it from the live release's set, installing only what changed (core/steps/app.ts
    * nodeDependencies): a lockfile with a `packages` map (lockfileVersion 2, 3) in step with package.json, no
-   * `overrides`, no install scripts of the app's own (they may edit node_modules in place: patch-package), a set
-   * shared between releases. Else npm ci makes it from nothing, as it makes any first set.
+   * `overrides`, no git dependency nor `file:` directory npm copies, no install scripts of the app's own (they may
+   * edit node_modules in place: patch-package), a set shared between releases. Else npm ci makes it from nothing,
+   * as it makes any first set.
    */
   fromLive?: true;
 }
@@ -70,6 +71,8 @@ function fileUrlPath(url: string): string {
 
 /** The file names pip takes for an archive (pip/_internal/utils/filetypes.py): such a requirement is a path even
  * without a `/` (`vendored-1.0-py3-none-any.whl`). */
+/** A lockfile's `resolved` for a package npm fetches from git. */
+const GIT_RESOLVED = /^(git\+|git:|github:|gitlab:|bitbucket:)/;
 const ARCHIVE = /\.(whl|zip|tar|tar\.gz|tgz|tar\.bz2|tbz|tar\.xz|txz|tlz|tar\.lz|tar\.lzma)$/i;
 
 /** A requirement's target when it names something on disk (else undefined: a project name, a remote URL, VCS). */
@@ -536,6 +539,10 @@ async function nodeInputs(repo: string, sha: string, dir: string, extra: string[
         ...Object.entries(parsed.packages ?? {}).flatMap(([k, v]) => (!v.link && v.resolved?.startsWith('file:') ? [[k, v.resolved]] : [])),
         ...Object.entries(parsed.dependencies ?? {}).flatMap(([k, v]) => (v?.version?.startsWith('file:') ? [[k, v.version]] : [])),
       ];
+      // Not installed over the live set (core/steps/app.ts SEED_PLAN says the same on the host): a directory npm
+      // copies (its files are in no lockfile: npm install takes the live copy for up to date), a git dependency
+      // (npm runs its prepare script while fetching it).
+      if (copied.some(([, spec]) => !ARCHIVE.test(fileUrlPath(spec!))) || Object.values(parsed.packages ?? {}).some((v) => GIT_RESOLVED.test(v.resolved ?? ''))) fromLive = false;
       for (const [name, spec] of copied) {
         const path = inRepository(dir === '.' ? '' : posix.normalize(dir), fileUrlPath(spec!));
         if (path === undefined) perRelease ??= `npm installs ${name!.replace(/^.*node_modules\//, '')} from ${spec}, outside the repository`;

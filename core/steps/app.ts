@@ -92,17 +92,21 @@ export function pythonDependencies(env: Target, release: string, hash: string): 
  * the app user's npm cache (~/.npm) first (--prefer-offline), its node_modules then moved to
  * shared/deps/node-<hash>/node_modules, npm's links to the app's own packages made absolute (into this release).
  * `hash`: the set's hash (Plan.hashes.node).
- * `fromLive` (SetInputs.fromLive: a lockfile npm ci would take as it is, no install scripts of the app's own, a set
- * shared between releases): the set may be made from the live release's instead, when that one was made the same
- * way for the same node (its `.from-live` stamp: node's version, platform, architecture, ABI; npm's version does not
- * matter, the result is checked against the lockfile, and an npm without a hidden lockfile fails it): hard links of its
- * files (cp -al: no data copied), then `npm install --no-save` over them, which unpacks only the packages whose
- * version changed and removes those gone (npm's arborist diffs the tree against the lockfile; unchanged packages
- * are not touched, nor their scripts run again). New files replace linked ones (npm unpacks a changed package
- * into a new directory), so the live set's files are never written; npm's hidden lockfile and the build caches
- * (.cache, .vite, .vite-temp) are not carried. The result must be the lockfile's tree: every package npm's
- * hidden lockfile lists has the lockfile's version and integrity, and every package the lockfile installs on this
- * platform is there; else it is made again by npm ci. ~1 s instead of ~4 s for a changed dependency of a vite app.
+ * `fromLive` (SetInputs.fromLive: a lockfile npm ci would take as it is, no install scripts of the app's own, no git
+ * dependency nor `file:` directory npm copies, a set shared between releases): the set may be made from the live
+ * release's instead, when that one was made the same way for the same node and npm settings (its `.from-live` stamp:
+ * node's version, platform, architecture, ABI, and a digest of the project's and the app user's .npmrc) and has npm's
+ * hidden lockfile (npm 7+). Hard links of its packages (cp -al: no data copied), with a copy of its hidden lockfile
+ * (npm reads the live tree from it, resolved and integrity included: a tarball rebuilt under the same version is
+ * replaced); not carried: the entries npm ci does not make (build caches and code generated under node_modules:
+ * .cache, .vite, .tmp, .prisma) and the .bin links; the packages with install scripts are copies, not links. Then
+ * `npm install --no-save --ignore-scripts`, which unpacks only the packages whose version or integrity changed (into
+ * new directories: the live set's files are never written) and removes those gone, and `npm rebuild`, which links
+ * every bin and runs every install script as npm ci does (a dependency's postinstall generating from the project's
+ * files, as @prisma/client's does, runs again). The result must be the lockfile's tree: every package npm's hidden
+ * lockfile lists has the lockfile's version and integrity, and every package the lockfile installs on this
+ * platform is there; else, or when npm fails, the set is made by npm ci, and the log says why. ~1-2 s instead of
+ * ~4 s for a changed dependency of a vite app. Checked against npm ci's tree: test/unit/node-set-from-live-vs-ci.test.ts.
  * npm reports a file it could not write while unpacking (ENOSPC, EDQUOT, EIO...) as a warning, `TAR_ENTRY_ERROR`,
  * and may still exit 0 with files missing (npm/cli#3526): such a run fails here, with npm's first lines, and the
  * set is not marked complete. npm's other warnings (deprecations) are not shown, as before.
@@ -112,27 +116,45 @@ export function nodeDependencies(env: Target, release: string, hash: string, fro
   const modules = `${nodeDir}/node_modules`;
   const npm = (command: string) => String.raw`(cd ${quote(nodeDir)} && ${quote(env.runtime.npm)} ${command} --prefer-offline --no-audit --no-fund --loglevel=warn) 2> "$npm_log"`;
   const npmFailed = String.raw`grep -v -i '^npm warn deprecated' "$npm_log" | tail -n 40 >&2; exit 1`;
+  const nodeBin = quote(env.runtime.node);
   const live = String.raw`
-  # What the packages' native parts and install scripts were made for: node's version, platform, architecture and ABI.
-  stamp=$(${quote(env.runtime.node)} -p 'process.version + " " + process.platform + " " + process.arch + " abi " + process.versions.modules' 2>/dev/null) || stamp=""
+  # What the packages' native parts and install scripts were made for: node's version, platform, architecture and
+  # ABI; and npm's settings (the project's .npmrc and the app user's: ignore-scripts, omit, bin-links...).
+  stamp=$(${nodeBin} -p 'process.version + " " + process.platform + " " + process.arch + " abi " + process.versions.modules' 2>/dev/null) || stamp=""
+  [ -z "$stamp" ] || stamp="$stamp npmrc $({ cat ${quote(`${nodeDir}/.npmrc`)} "$HOME/.npmrc" 2>/dev/null || true; } | sha256sum | cut -c1-16)"
   live_modules=$(readlink -f ${quote(`${env.layout.current}/${modules}`)} 2>/dev/null) || live_modules=""
   live_set=${'$'}{live_modules%/node_modules}
-  if [ -n "$stamp" ] && [[ $live_modules == ${quote(`${env.layout.deps}/node-`)}*/node_modules ]] && [ -f "$live_set/.complete" ] && [ "$(cat "$live_set/.from-live" 2>/dev/null)" = "$stamp" ]; then
-    if cp -al -- "$live_modules" ${quote(modules)} 2>/dev/null; then
-      rm -rf -- ${quote(modules)}/.package-lock.json ${quote(modules)}/.cache ${quote(modules)}/.vite ${quote(modules)}/.vite-temp
-      # npm leaves the directories of packages it removed empty (a nested node_modules, an @scope): npm ci has none.
-      if ${npm('install --no-save')} && ! grep -q -i 'TAR_ENTRY_ERROR' "$npm_log" && ${quote(env.runtime.node)} -e "$lock_check" ${quote(nodeDir)} 2>> "$npm_log" &&
-        find ${quote(modules)} -mindepth 1 -depth -type d -empty \( -name node_modules -o -regex '.*/node_modules/@[^/]*' \) -delete; then
-        installed_how=" (npm install over hard links of the live set ${'$'}{live_set##*/}: only what changed unpacked)"
-      else
-        echo "npm install over the live set (${'$'}{live_set##*/}) failed or left another tree than the lockfile's ($(tail -n 1 "$npm_log")): the set is made by npm ci" >&2
-      fi
+  if [ -n "$stamp" ] && [[ $live_modules == ${quote(`${env.layout.deps}/node-`)}*/node_modules ]] && [ -f "$live_set/.complete" ] && [ "$(cat "$live_set/.from-live" 2>/dev/null)" = "$stamp" ] &&
+    scripted=$(${nodeBin} -e "$seed_plan" ${quote(nodeDir)} "$live_modules/.package-lock.json" 2>> "$npm_log") && cp -al -- "$live_modules" ${quote(modules)} 2>/dev/null; then
+    # Not carried: what npm ci does not make (build caches, code generated there: .cache, .vite, .tmp, .prisma), the
+    # .bin links (npm rebuild links them all again, as npm ci: one name, two packages), npm's hidden lockfile as a
+    # link (a copy of its own: npm rewrites it, and reads the live tree from it, resolved and integrity included).
+    find ${quote(modules)} -mindepth 1 -maxdepth 1 -name '.*' -exec rm -rf -- {} +
+    find ${quote(modules)} -mindepth 2 -type d -path '*/node_modules/.bin' -prune -exec rm -rf -- {} +
+    tried=yes
+    cp -- "$live_modules/.package-lock.json" ${quote(modules)}/.package-lock.json
+    # The packages with install scripts are copies, not links: npm rebuild runs their scripts again (as npm ci
+    # would), which may write where they are.
+    while IFS= read -r k; do
+      [ -n "$k" ] || continue
+      rm -rf -- ${quote(nodeDir)}/"$k" && cp -a -- "$live_set/$k" ${quote(nodeDir)}/"$k"
+    done <<< "$scripted"
+    # npm leaves the directories of packages it removed empty (a nested node_modules, an @scope): npm ci has none.
+    if ${npm('install --no-save --ignore-scripts')} && ! grep -q -i 'TAR_ENTRY_ERROR' "$npm_log" && ${npm('rebuild')} &&
+      ${nodeBin} -e "$lock_check" ${quote(nodeDir)} 2>> "$npm_log" &&
+      find ${quote(modules)} -mindepth 1 -depth -type d -empty \( -name node_modules -o -regex '.*/node_modules/@[^/]*' \) -delete; then
+      installed_how=" (npm install over hard links of the live set ${'$'}{live_set##*/}: only what changed unpacked)"
     fi
-    [ -n "${'$'}{installed_how:-}" ] || rm -rf -- ${quote(modules)}
-  fi`;
+  fi
+  if [ -z "${'$'}{installed_how:-}" ] && { [ -s "$npm_log" ] || [ -n "${'$'}{tried:-}" ]; }; then
+    why=$(tail -n 1 "$npm_log")
+    echo "the node set is not made from the live one (${'$'}{live_set##*/}): ${'$'}{why:-npm failed without a word}; npm ci makes it" >&2
+  fi
+  [ -n "${'$'}{installed_how:-}" ] || rm -rf -- ${quote(modules)}`;
   const install = String.raw`  rm -rf ${quote(modules)}
   npm_log=$(mktemp); trap 'rm -f "$npm_log"' EXIT${fromLive ? `
-  lock_check=${quote(LOCK_CHECK)}${live}` : ''}
+  lock_check=${quote(LOCK_CHECK)}
+  seed_plan=${quote(SEED_PLAN)}${live}` : ''}
   if [ -z "${'$'}{installed_how:-}" ]; then
     if ! ${npm('ci')}; then
       ${npmFailed}
@@ -157,6 +179,26 @@ export function nodeDependencies(env: Target, release: string, hash: string, fro
   if [ -n "${'$'}{stamp:-}" ]; then printf '%s\n' "$stamp" > "$set_dir/.from-live"; fi`;
   return dependencySet(env, release, 'node', `node-${hash}`, install, { from: modules, to: 'node_modules' }, 'installed');
 }
+
+/**
+ * Node script (argv[1]: node_dir, argv[2]: the live set's hidden lockfile): whether the lockfile may be installed
+ * over the live set (exit 1 with why not: a git dependency, whose prepare script npm runs while fetching it, or a
+ * `file:` directory npm copies, whose files no lockfile records), and the install paths of the live set's packages
+ * with install scripts (`hasInstallScript`, one per line). Fails when the live set has no hidden lockfile (npm 6).
+ */
+const SEED_PLAN = `const fs = require('fs'), path = require('path');
+const [dir, liveLock] = process.argv.slice(1);
+const name = fs.existsSync(path.join(dir, 'npm-shrinkwrap.json')) ? 'npm-shrinkwrap.json' : 'package-lock.json';
+const lock = JSON.parse(fs.readFileSync(path.join(dir, name), 'utf8')).packages;
+if (!lock) { console.error(name + ' has no packages map (lockfileVersion 1)'); process.exit(1); }
+for (const [k, v] of Object.entries(lock)) {
+  const r = v.resolved || '';
+  if (/^(git\\+|git:|github:|gitlab:|bitbucket:)/.test(r)) { console.error(k + ' comes from git (' + r + ')'); process.exit(1); }
+  if (k && !v.link && r.startsWith('file:') && !/\\.(tgz|tar\\.gz|tar)$/.test(r)) { console.error(k + ' is a directory npm copies (' + r + ')'); process.exit(1); }
+}
+const live = JSON.parse(fs.readFileSync(liveLock, 'utf8')).packages || {};
+for (const [k, v] of Object.entries(live)) if (k && v.hasInstallScript) console.log(k);
+`;
 
 /**
  * Node script (argv[1]: node_dir) checking node_modules against the lockfile (npm-shrinkwrap.json, else

@@ -388,9 +388,13 @@ describe('the node set is made again when anything npm ci reads changes', () => 
       { 'client/package-lock.json': JSON.stringify({ name: 'web', lockfileVersion: 1, dependencies: { a: { version: '1.0.0' } } }) },
       { 'client/package-lock.json': null },
       { 'client/package-lock.json': lockOf({ a: '^1.0.0' }, { 'node_modules/lib': { resolved: 'lib', link: true } }) },
+      // A directory npm copies (install-links), a git dependency: no; a tarball in the repository: yes.
+      { 'client/lib/package.json': '{"name":"lib","version":"1.0.0"}', 'client/package-lock.json': lockOf({ a: '^1.0.0' }, { 'node_modules/lib': { version: '1.0.0', resolved: 'file:lib' } }) },
+      { 'client/package-lock.json': lockOf({ a: '^1.0.0' }, { 'node_modules/g': { version: '1.0.0', resolved: 'git+ssh://git@github.com/team/g.git#0123456789abcdef0123456789abcdef01234567' } }) },
+      { 'client/vendor/t-1.0.0.tgz': 'not really gzip', 'client/package-lock.json': lockOf({ a: '^1.0.0' }, { 'node_modules/t': { version: '1.0.0', resolved: 'file:vendor/t-1.0.0.tgz' } }) },
     ]);
     const fromLive = await Promise.all(r.shas.map(async (sha) => (await dependencyInputs(r.dir, sha, env())).node.fromLive ?? false));
-    expect(fromLive).toEqual([true, false, false, false, true, false, false, false]);
+    expect(fromLive).toEqual([true, false, false, false, true, false, false, false, false, false, true]);
     // With release.dependency_inputs the install scripts' set is shared, but they may still edit node_modules in place.
     expect((await dependencyInputs(r.dir, r.shas[3]!, env({ dependency_inputs: ['client/patches'] }))).node.fromLive).toBeUndefined();
     // The sample app's.

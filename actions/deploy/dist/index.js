@@ -71506,6 +71506,7 @@ function fileUrlPath(url) {
     return rest;
   }
 }
+var GIT_RESOLVED = /^(git\+|git:|github:|gitlab:|bitbucket:)/;
 var ARCHIVE = /\.(whl|zip|tar|tar\.gz|tgz|tar\.bz2|tbz|tar\.xz|txz|tlz|tar\.lz|tar\.lzma)$/i;
 function localTarget(spec) {
   if (VCS.test(spec)) return void 0;
@@ -71845,6 +71846,7 @@ async function nodeInputs(repo, sha, dir, extra) {
         ...Object.entries(parsed.packages ?? {}).flatMap(([k, v]) => !v.link && v.resolved?.startsWith("file:") ? [[k, v.resolved]] : []),
         ...Object.entries(parsed.dependencies ?? {}).flatMap(([k, v]) => v?.version?.startsWith("file:") ? [[k, v.version]] : [])
       ];
+      if (copied.some(([, spec]) => !ARCHIVE.test(fileUrlPath(spec))) || Object.values(parsed.packages ?? {}).some((v) => GIT_RESOLVED.test(v.resolved ?? ""))) fromLive = false;
       for (const [name2, spec] of copied) {
         const path = inRepository(dir === "." ? "" : posix.normalize(dir), fileUrlPath(spec));
         if (path === void 0) perRelease ??= `npm installs ${name2.replace(/^.*node_modules\//, "")} from ${spec}, outside the repository`;
@@ -72469,27 +72471,45 @@ function nodeDependencies(env, release, hash, fromLive = false) {
   const modules = `${nodeDir}/node_modules`;
   const npm = (command2) => String.raw`(cd ${quote(nodeDir)} && ${quote(env.runtime.npm)} ${command2} --prefer-offline --no-audit --no-fund --loglevel=warn) 2> "$npm_log"`;
   const npmFailed = String.raw`grep -v -i '^npm warn deprecated' "$npm_log" | tail -n 40 >&2; exit 1`;
+  const nodeBin = quote(env.runtime.node);
   const live = String.raw`
-  # What the packages' native parts and install scripts were made for: node's version, platform, architecture and ABI.
-  stamp=$(${quote(env.runtime.node)} -p 'process.version + " " + process.platform + " " + process.arch + " abi " + process.versions.modules' 2>/dev/null) || stamp=""
+  # What the packages' native parts and install scripts were made for: node's version, platform, architecture and
+  # ABI; and npm's settings (the project's .npmrc and the app user's: ignore-scripts, omit, bin-links...).
+  stamp=$(${nodeBin} -p 'process.version + " " + process.platform + " " + process.arch + " abi " + process.versions.modules' 2>/dev/null) || stamp=""
+  [ -z "$stamp" ] || stamp="$stamp npmrc $({ cat ${quote(`${nodeDir}/.npmrc`)} "$HOME/.npmrc" 2>/dev/null || true; } | sha256sum | cut -c1-16)"
   live_modules=$(readlink -f ${quote(`${env.layout.current}/${modules}`)} 2>/dev/null) || live_modules=""
   live_set=${"$"}{live_modules%/node_modules}
-  if [ -n "$stamp" ] && [[ $live_modules == ${quote(`${env.layout.deps}/node-`)}*/node_modules ]] && [ -f "$live_set/.complete" ] && [ "$(cat "$live_set/.from-live" 2>/dev/null)" = "$stamp" ]; then
-    if cp -al -- "$live_modules" ${quote(modules)} 2>/dev/null; then
-      rm -rf -- ${quote(modules)}/.package-lock.json ${quote(modules)}/.cache ${quote(modules)}/.vite ${quote(modules)}/.vite-temp
-      # npm leaves the directories of packages it removed empty (a nested node_modules, an @scope): npm ci has none.
-      if ${npm("install --no-save")} && ! grep -q -i 'TAR_ENTRY_ERROR' "$npm_log" && ${quote(env.runtime.node)} -e "$lock_check" ${quote(nodeDir)} 2>> "$npm_log" &&
-        find ${quote(modules)} -mindepth 1 -depth -type d -empty \( -name node_modules -o -regex '.*/node_modules/@[^/]*' \) -delete; then
-        installed_how=" (npm install over hard links of the live set ${"$"}{live_set##*/}: only what changed unpacked)"
-      else
-        echo "npm install over the live set (${"$"}{live_set##*/}) failed or left another tree than the lockfile's ($(tail -n 1 "$npm_log")): the set is made by npm ci" >&2
-      fi
+  if [ -n "$stamp" ] && [[ $live_modules == ${quote(`${env.layout.deps}/node-`)}*/node_modules ]] && [ -f "$live_set/.complete" ] && [ "$(cat "$live_set/.from-live" 2>/dev/null)" = "$stamp" ] &&
+    scripted=$(${nodeBin} -e "$seed_plan" ${quote(nodeDir)} "$live_modules/.package-lock.json" 2>> "$npm_log") && cp -al -- "$live_modules" ${quote(modules)} 2>/dev/null; then
+    # Not carried: what npm ci does not make (build caches, code generated there: .cache, .vite, .tmp, .prisma), the
+    # .bin links (npm rebuild links them all again, as npm ci: one name, two packages), npm's hidden lockfile as a
+    # link (a copy of its own: npm rewrites it, and reads the live tree from it, resolved and integrity included).
+    find ${quote(modules)} -mindepth 1 -maxdepth 1 -name '.*' -exec rm -rf -- {} +
+    find ${quote(modules)} -mindepth 2 -type d -path '*/node_modules/.bin' -prune -exec rm -rf -- {} +
+    tried=yes
+    cp -- "$live_modules/.package-lock.json" ${quote(modules)}/.package-lock.json
+    # The packages with install scripts are copies, not links: npm rebuild runs their scripts again (as npm ci
+    # would), which may write where they are.
+    while IFS= read -r k; do
+      [ -n "$k" ] || continue
+      rm -rf -- ${quote(nodeDir)}/"$k" && cp -a -- "$live_set/$k" ${quote(nodeDir)}/"$k"
+    done <<< "$scripted"
+    # npm leaves the directories of packages it removed empty (a nested node_modules, an @scope): npm ci has none.
+    if ${npm("install --no-save --ignore-scripts")} && ! grep -q -i 'TAR_ENTRY_ERROR' "$npm_log" && ${npm("rebuild")} &&
+      ${nodeBin} -e "$lock_check" ${quote(nodeDir)} 2>> "$npm_log" &&
+      find ${quote(modules)} -mindepth 1 -depth -type d -empty \( -name node_modules -o -regex '.*/node_modules/@[^/]*' \) -delete; then
+      installed_how=" (npm install over hard links of the live set ${"$"}{live_set##*/}: only what changed unpacked)"
     fi
-    [ -n "${"$"}{installed_how:-}" ] || rm -rf -- ${quote(modules)}
-  fi`;
+  fi
+  if [ -z "${"$"}{installed_how:-}" ] && { [ -s "$npm_log" ] || [ -n "${"$"}{tried:-}" ]; }; then
+    why=$(tail -n 1 "$npm_log")
+    echo "the node set is not made from the live one (${"$"}{live_set##*/}): ${"$"}{why:-npm failed without a word}; npm ci makes it" >&2
+  fi
+  [ -n "${"$"}{installed_how:-}" ] || rm -rf -- ${quote(modules)}`;
   const install = String.raw`  rm -rf ${quote(modules)}
   npm_log=$(mktemp); trap 'rm -f "$npm_log"' EXIT${fromLive ? `
-  lock_check=${quote(LOCK_CHECK)}${live}` : ""}
+  lock_check=${quote(LOCK_CHECK)}
+  seed_plan=${quote(SEED_PLAN)}${live}` : ""}
   if [ -z "${"$"}{installed_how:-}" ]; then
     if ! ${npm("ci")}; then
       ${npmFailed}
@@ -72514,6 +72534,19 @@ function nodeDependencies(env, release, hash, fromLive = false) {
   if [ -n "${"$"}{stamp:-}" ]; then printf '%s\n' "$stamp" > "$set_dir/.from-live"; fi`;
   return dependencySet(env, release, "node", `node-${hash}`, install, { from: modules, to: "node_modules" }, "installed");
 }
+var SEED_PLAN = `const fs = require('fs'), path = require('path');
+const [dir, liveLock] = process.argv.slice(1);
+const name = fs.existsSync(path.join(dir, 'npm-shrinkwrap.json')) ? 'npm-shrinkwrap.json' : 'package-lock.json';
+const lock = JSON.parse(fs.readFileSync(path.join(dir, name), 'utf8')).packages;
+if (!lock) { console.error(name + ' has no packages map (lockfileVersion 1)'); process.exit(1); }
+for (const [k, v] of Object.entries(lock)) {
+  const r = v.resolved || '';
+  if (/^(git\\+|git:|github:|gitlab:|bitbucket:)/.test(r)) { console.error(k + ' comes from git (' + r + ')'); process.exit(1); }
+  if (k && !v.link && r.startsWith('file:') && !/\\.(tgz|tar\\.gz|tar)$/.test(r)) { console.error(k + ' is a directory npm copies (' + r + ')'); process.exit(1); }
+}
+const live = JSON.parse(fs.readFileSync(liveLock, 'utf8')).packages || {};
+for (const [k, v] of Object.entries(live)) if (k && v.hasInstallScript) console.log(k);
+`;
 var LOCK_CHECK = `const fs = require('fs'), path = require('path');
 const dir = process.argv[1];
 const read = (f) => JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8'));

@@ -99,10 +99,10 @@ export function pythonDependencies(env: Target, release: string, hash: string): 
  * hidden lockfile (npm 7+). Hard links of its packages (cp -al: no data copied), with a copy of its hidden lockfile
  * (npm reads the live tree from it, resolved and integrity included: a tarball rebuilt under the same version is
  * replaced); not carried: the entries npm ci does not make (build caches and code generated under node_modules:
- * .cache, .vite, .tmp, .prisma) and the .bin links; the packages with install scripts are copies, not links. Then
+ * .cache, .vite, .tmp, .prisma); the packages with install scripts are copies, not links. Then
  * `npm install --no-save --ignore-scripts`, which unpacks only the packages whose version or integrity changed (into
- * new directories: the live set's files are never written) and removes those gone, and `npm rebuild`, which links
- * every bin and runs every install script as npm ci does (a dependency's postinstall generating from the project's
+ * new directories: the live set's files are never written) and removes those gone, and, the .bin links removed,
+ * `npm rebuild`, which links every bin and runs every install script as npm ci does (a dependency's postinstall generating from the project's
  * files, as @prisma/client's does, runs again). The result must be the lockfile's tree: every package npm's hidden
  * lockfile lists has the lockfile's version and integrity, and every package the lockfile installs on this
  * platform is there; else, or when npm fails, the set is made by npm ci, and the log says why. ~1-2 s instead of
@@ -126,11 +126,11 @@ export function nodeDependencies(env: Target, release: string, hash: string, fro
   live_set=${'$'}{live_modules%/node_modules}
   if [ -n "$stamp" ] && [[ $live_modules == ${quote(`${env.layout.deps}/node-`)}*/node_modules ]] && [ -f "$live_set/.complete" ] && [ "$(cat "$live_set/.from-live" 2>/dev/null)" = "$stamp" ] &&
     scripted=$(${nodeBin} -e "$seed_plan" ${quote(nodeDir)} "$live_modules/.package-lock.json" 2>> "$npm_log") && cp -al -- "$live_modules" ${quote(modules)} 2>/dev/null; then
-    # Not carried: what npm ci does not make (build caches, code generated there: .cache, .vite, .tmp, .prisma), the
-    # .bin links (npm rebuild links them all again, as npm ci: one name, two packages), npm's hidden lockfile as a
-    # link (a copy of its own: npm rewrites it, and reads the live tree from it, resolved and integrity included).
-    find ${quote(modules)} -mindepth 1 -maxdepth 1 -name '.*' -exec rm -rf -- {} +
-    find ${quote(modules)} -mindepth 2 -type d -path '*/node_modules/.bin' -prune -exec rm -rf -- {} +
+    # Not carried: what npm ci does not make (build caches, code generated there: .cache, .vite, .tmp, .prisma), npm's
+    # hidden lockfile as a link (a copy of its own: npm rewrites it, and reads the live tree from it, resolved and
+    # integrity included). The .bin links stay for npm install (a package whose links are missing is unpacked again),
+    # then go: npm rebuild links them all again, as npm ci does (one name, two packages: npm's choice).
+    find ${quote(modules)} -mindepth 1 -maxdepth 1 -name '.*' ! -name .bin -exec rm -rf -- {} +
     tried=yes
     cp -- "$live_modules/.package-lock.json" ${quote(modules)}/.package-lock.json
     # The packages with install scripts are copies, not links: npm rebuild runs their scripts again (as npm ci
@@ -140,7 +140,8 @@ export function nodeDependencies(env: Target, release: string, hash: string, fro
       rm -rf -- ${quote(nodeDir)}/"$k" && cp -a -- "$live_set/$k" ${quote(nodeDir)}/"$k"
     done <<< "$scripted"
     # npm leaves the directories of packages it removed empty (a nested node_modules, an @scope): npm ci has none.
-    if ${npm('install --no-save --ignore-scripts')} && ! grep -q -i 'TAR_ENTRY_ERROR' "$npm_log" && ${npm('rebuild')} &&
+    if ${npm('install --no-save --ignore-scripts')} && ! grep -q -i 'TAR_ENTRY_ERROR' "$npm_log" &&
+      find ${quote(modules)} -mindepth 1 -type d -path '*/node_modules/.bin' -prune -exec rm -rf -- {} + && ${npm('rebuild')} &&
       ${nodeBin} -e "$lock_check" ${quote(nodeDir)} 2>> "$npm_log" &&
       find ${quote(modules)} -mindepth 1 -depth -type d -empty \( -name node_modules -o -regex '.*/node_modules/@[^/]*' \) -delete; then
       installed_how=" (npm install over hard links of the live set ${'$'}{live_set##*/}: only what changed unpacked)"

@@ -138,9 +138,9 @@ if wait_healthy 1 0.2 api:${closed}:/health; then echo closed=ok; else echo "clo
     // As FastAPI (redirect_slashes: 307) and Django (APPEND_SLASH: 301) answer a route declared with a slash; /health/
     // is the real check, failing (its database is down).
     const s = createServer((req, res) => {
-      const to: Record<string, [number, string]> = { '/health': [307, '/health/'], '/ready': [301, `http://127.0.0.1:${port}/ready/`], '/away': [302, 'https://example.org/login'], '/loop': [302, '/loop'], '/v1/up': [302, 'ok'] };
+      const to: Record<string, [number, string]> = { '/health': [307, '/health/'], '/ready': [301, `http://127.0.0.1:${port}/ready/`], '/away': [302, 'https://example.org/login'], '/loop': [302, '/loop'], '/v1/up': [302, 'ok'], '/cached': [304, ''] };
       const hop = to[req.url ?? ''];
-      if (hop) res.writeHead(hop[0], { location: hop[1] });
+      if (hop) res.writeHead(hop[0], hop[1] ? { location: hop[1] } : {});
       else res.statusCode = req.url === '/health/' ? 503 : req.url === '/ready/' || req.url === '/v1/ok' ? 200 : 404;
       res.end();
     });
@@ -150,7 +150,8 @@ if wait_healthy 1 0.2 api:${closed}:/health; then echo closed=ok; else echo "clo
 wait_healthy 2 0.2 up:${port}:/v1/up && echo relative=ok
 wait_healthy 1 0.2 web:${port}:/health || echo "$UNHEALTHY"
 wait_healthy 1 0.2 away:${port}:/away || echo "$UNHEALTHY"
-wait_healthy 1 0.2 loop:${port}:/loop || echo "$UNHEALTHY"`;
+wait_healthy 1 0.2 loop:${port}:/loop || echo "$UNHEALTHY"
+wait_healthy 1 0.2 cached:${port}:/cached || echo "$UNHEALTHY"`;
     const [r, byCurl] = [await bash(script), await bash(`probe_send() { PROBE_WHY=""; return 1; }\nNET_REDIRECTIONS=no\n${script}`)];
     expect([r.curls, byCurl.out]).toEqual([0, r.out]); // the curl fallback (a bash without /dev/tcp) says the same
     expect(r.out.split('\n')).toEqual([
@@ -159,6 +160,7 @@ wait_healthy 1 0.2 loop:${port}:/loop || echo "$UNHEALTHY"`;
       `no healthy answer within 1s from web:${port}:/health (The requested URL returned error: 503)`,
       `no healthy answer within 1s from away:${port}:/away (answered 302, a redirect to https://example.org/login, off this program: the health path must answer 2xx itself)`,
       `no healthy answer within 1s from loop:${port}:/loop (more than 5 redirects)`,
+      `no healthy answer within 1s from cached:${port}:/cached (answered 304 without a Location to follow, not 2xx: the health path must answer 2xx itself)`,
     ]);
   });
 

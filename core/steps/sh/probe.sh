@@ -179,8 +179,12 @@ probe_verdict() {
       *) if [ "$PROBE_CODE" -ge 400 ]; then PROBE_WHY="The requested URL returned error: $PROBE_CODE"; else PROBE_WHY="answered $PROBE_CODE, not 2xx"; fi; return 1 ;;
     esac
     # Written into the next request line: none with a space or a control character (CR, LF).
-    if [ -z "$PROBE_LOCATION" ] || ! probe_target "$port" "$path" "$PROBE_LOCATION" || [[ $PROBE_TO =~ [[:space:][:cntrl:]] ]]; then
-      probe_printable "${PROBE_LOCATION:-nowhere}" 300
+    if [ -z "$PROBE_LOCATION" ]; then
+      # 304 Not Modified, 300 Multiple Choices...: nothing to follow.
+      PROBE_WHY="answered $PROBE_CODE without a Location to follow, not 2xx: the health path must answer 2xx itself"; return 1
+    fi
+    if ! probe_target "$port" "$path" "$PROBE_LOCATION" || [[ $PROBE_TO =~ [[:space:][:cntrl:]] ]]; then
+      probe_printable "$PROBE_LOCATION" 300
       PROBE_WHY="answered $PROBE_CODE, a redirect to $PROBE_TEXT, off this program: the health path must answer 2xx itself"; return 1
     fi
     path=$PROBE_TO
@@ -200,6 +204,7 @@ probe_curl() {
     case ${out,,} in
       2??\ *) return 0 ;;
       3??\ "http://127.0.0.1:$1/"* | 3??\ "http://localhost:$1/"*) url=${out#* }; url="http://127.0.0.1:$1/${url#*://*/}" ;;
+      3??\ ) PROBE_WHY="answered ${out%% *} without a Location to follow, not 2xx: the health path must answer 2xx itself"; return 1 ;;
       3??\ ?*) PROBE_WHY="answered ${out%% *}, a redirect to ${out#* }, off this program: the health path must answer 2xx itself"; return 1 ;;
       *) PROBE_WHY="answered ${out%% *}, not 2xx"; return 1 ;;
     esac

@@ -52,6 +52,12 @@ export interface Change {
   /** Migration files the target adds; and those live now that the target lacks (a deploy does not undo them). */
   migrations: string[];
   migrationsLiveOnly: string[];
+  /**
+   * A file under the migration paths (an alembic versions/ directory's whole script directory: env.py...) or an
+   * alembic.ini differs between the two commits (added, changed, removed). Undefined when not compared (nothing live, the
+   * live commit unknown or its files unread); false for the same commit.
+   */
+  migrationsChanged?: boolean;
   /** Dependency sets: python, node; the files their installs read; made again (what they read changed, or the
    * set is made for each release: `perRelease` says why). */
   dependencies: { name: string; files: string; changed: boolean; perRelease?: string }[];
@@ -111,7 +117,7 @@ async function addedMigrations(repo: string, from: string, to: string, paths: st
 export async function describeChange(repo: string, env: Environment, live: string, target: string): Promise<Change> {
   const change: Change = { live, target, relation: 'first', commits: [], added: 0, removedCommits: [], removed: 0, migrations: [], migrationsLiveOnly: [], dependencies: [] };
   if (!live) return change;
-  if (live === target) return { ...change, relation: 'same' };
+  if (live === target) return { ...change, relation: 'same', migrationsChanged: false };
   const g = new Git(repo);
   if (!/^[0-9a-f]{40}$/.test(live) || !(await g.commit(live))) {
     // A shallow clone lacks older commits by design: `fetch --all` would not bring them, deepening does.
@@ -139,6 +145,10 @@ async function filesCompared(repo: string, env: Environment, live: string, targe
   const paths = [...new Set([...(await migrationPaths(repo, target, env)), ...(await migrationPaths(repo, live, env))])];
   change.migrations = await addedMigrations(repo, live, target, paths);
   change.migrationsLiveOnly = await addedMigrations(repo, target, live, paths);
+  // What runs the migrations counts too: an alembic.ini, the env.py beside an alembic versions/ directory.
+  const around = [...paths.map((p) => p.replace(/\/versions\/\*\*$/, '/**')), '**/alembic.ini'];
+  const differing = await git(repo, ['diff', '--name-only', '--no-renames', live, target, '--', ...around.map((p) => `:(glob)${p}`)]);
+  change.migrationsChanged = differing.trim() !== '';
   const [before, after] = [await dependencyInputs(repo, live, env), await dependencyInputs(repo, target, env)];
   const { python_requirements: req, node_dir: nodeDir } = env.config.release;
   const entry = (name: 'python' | 'node') => ({
@@ -148,6 +158,17 @@ async function filesCompared(repo: string, env: Environment, live: string, targe
     ...(after[name].perRelease && { perRelease: after[name].perRelease }),
   });
   change.dependencies = [...(req ? [entry('python')] : []), ...(nodeDir ? [entry('node')] : [])];
+}
+
+/**
+ * Whether release.migrate has nothing new to apply on any host: every host's live commit was read and compared,
+ * and no file under the migration paths (nor an alembic.ini) differs from the target's. Then migrations may run
+ * beside the build (core/ops/deploy-host.ts buildOn): against a database the live release migrated they change
+ * nothing, so a build that fails meanwhile leaves the schema the live release has. False when a host has nothing
+ * live, a live commit the runner lacks, files it could not read, or could not be read itself.
+ */
+export function migrationsUnchanged(changes: HostsChange[]): boolean {
+  return changes.length > 0 && changes.every((g) => g.change?.migrationsChanged === false);
 }
 
 /** A host's live commit, or why it is not known. */

@@ -67,6 +67,8 @@ export interface HostPlan {
   failed: boolean;
   /** Its nginx and `current` point at the new release: it serves it, whatever failed after. */
   switched: boolean;
+  /** release.migrate ran on it and succeeded (migrateOn): the database has the release's schema, whatever failed after. */
+  migrated: boolean;
 }
 
 /**
@@ -121,7 +123,7 @@ export function beginHost(ctx: OpsContext, env: Target, remote: Remote, locked: 
     if (!locked.finished(remote.name)) audit({ result: 'no-op', release: state.current, message: 'already live' });
     return { ...result, release: state.current, noop: true, notes: [`${p.resolved.sha.slice(0, 12)} already live (${state.current})`, ...result.notes] };
   }
-  return { name: remote.name, h, state, result, newSlot: state.slot ? otherSlot(state.slot) : 'blue', audit, fields, created: false, started: false, failed: false, switched: false };
+  return { name: remote.name, h, state, result, newSlot: state.slot ? otherSlot(state.slot) : 'blue', audit, fields, created: false, started: false, failed: false, switched: false, migrated: false };
 }
 
 /** The release's .env and environ, uploaded on stdin (private files; the step that makes the release puts them in it). */
@@ -136,9 +138,13 @@ async function uploadDotenv(env: Target, hp: HostPlan, p: Plan, tag: string): Pr
 /**
  * Build the release on a host: code (a pack of the git objects it lacks, submodules, Git LFS contents), .env,
  * the release directory, dependency sets (reused by hash; the Python set made beside the node set and the
- * build). Migrations are the rollout's (migrateOn), once this succeeded.
+ * build). Migrations are the rollout's (migrateOn), once this succeeded; with `migrateBeside` (no migration file
+ * changed since the live commit on any host: migrationsUnchanged), release.migrate runs here instead, once the
+ * Python set is made, beside the build: a migration that has nothing new to apply need not wait for it.
+ * @throws StepError of the first part that failed, once the others ended (a part not yet started when another
+ * failed does not start); migrations that succeeded beside a build that failed stay (hp.migrated says so).
  */
-export async function buildOn(env: Target, hp: HostPlan, p: Plan): Promise<void> {
+export async function buildOn(env: Target, hp: HostPlan, p: Plan, migrateBeside = false): Promise<void> {
   const L = env.layout;
   const { h, state, result } = hp;
   const tag = `${p.id}-${randomBytes(4).toString('hex')}`;
@@ -203,31 +209,35 @@ export async function buildOn(env: Target, hp: HostPlan, p: Plan): Promise<void>
   // and is made again next time. A build not yet started when the Python set failed does not start: the deploy
   // fails whatever it would do (the node set still ends, complete, to be reused).
   const deps: string[][] = [[], []];
-  let pythonFailed = false;
-  const python = async () => {
-    if (req)
-      deps[0] = reportedAll(
-        await h.run(pythonDependencies(env, dir, p.hashes.python)).catch((e: unknown) => {
-          pythonFailed = true;
-          throw e;
-        }),
-        APP_KEYS.deps,
-      );
+  let failed = false; // a part that failed: the parts not yet started do not start
+  const part = (work: () => Promise<void>) => async () => {
+    if (failed) return;
+    await work().catch((e: unknown) => {
+      failed = true;
+      throw e;
+    });
   };
-  const node = async () => {
+  const python = part(async () => {
+    if (req) deps[0] = reportedAll(await h.run(pythonDependencies(env, dir, p.hashes.python)), APP_KEYS.deps);
+  });
+  const node = part(async () => {
     if (nodeDir) deps[1] = reportedAll(await h.run(nodeDependencies(env, dir, p.hashes.node, p.deps.node.fromLive === true)), APP_KEYS.deps);
-  };
-  const runBuild = async () => {
+  });
+  const runBuild = part(async () => {
     if (build) await h.run(appCommand(env, dir, 'build', build));
-  };
-  const nodeThenBuild = async () => {
-    await node();
-    if (!pythonFailed) await runBuild();
+  });
+  const migrate = part(async () => {
+    if (migrateBeside) await migrateOn(env, hp, p);
+  });
+  const after = (first: () => Promise<void>, then: () => Promise<void>) => async () => {
+    await first();
+    await then();
   };
   if (buildNeedsPython || !nodeDir) {
-    await pooled([node, python], 2, (part) => part());
-    await runBuild();
-  } else await pooled([nodeThenBuild, python], 2, (part) => part());
+    await pooled([node, python], 2, (run) => run());
+    await pooled([runBuild, migrate], 2, (run) => run());
+  } else await pooled([after(node, runBuild), after(python, migrate)], 2, (run) => run());
+  if (migrateBeside && hp.migrated) result.notes.push(`migrate: beside the build (no migration file changed since the live commit): ${env.config.release.migrate}`);
   result.notes.push(...deps.flat().map((d) => `dependencies: ${d}`));
   for (const kind of ['python', 'node'] as const) if ((kind === 'python' ? req : nodeDir) && p.deps[kind].perRelease) result.notes.push(`dependencies: the ${kind} set is made for each release: ${p.deps[kind].perRelease}`);
 }
@@ -241,6 +251,7 @@ export async function migrateOn(env: Target, hp: HostPlan, p: Plan): Promise<boo
   if (!migrate) return false;
   try {
     await hp.h.run(appCommand(env, `${env.layout.releases}/${p.id}`, 'migrate', migrate, limit));
+    hp.migrated = true;
   } catch (e) {
     // Stopped by its time limit: most often a statement waiting for a lock a running transaction holds (PostgreSQL
     // queues every later query on that table behind it, the live site's too, for as long as it waits).

@@ -11,7 +11,7 @@ import { refuseCollisions } from '../config/siblings.ts';
 import { type OpsContext } from '../context.ts';
 import { OpsError } from '../errors.ts';
 import { dropPacked, packArtifacts, parsePacked, type PackedPart } from '../steps/artifact.ts';
-import { type HostsChange, describeChanges, formatChanges } from '../changes.ts';
+import { type HostsChange, describeChanges, formatChanges, migrationsUnchanged } from '../changes.ts';
 import { deployState, markRelease, noopFinish } from '../steps/release.ts';
 import { pooled, type HostSwitch } from './host-run.ts';
 import { inBatches, Session, withOpenSession } from './hosts.ts';
@@ -50,12 +50,20 @@ async function settled(work: Promise<unknown>[]): Promise<void> {
   if (failed) throw failed.reason;
 }
 
+/** When release.migrate runs in a deploy with these changes (migrationsUnchanged), as the plan says it. */
+function migrateWhen(changes: HostsChange[]): string {
+  return migrationsUnchanged(changes)
+    ? 'migrate: beside the build on the first host (no migration file changed since the live commit on any host: nothing new to apply)'
+    : 'migrate: on the first host once its build succeeded (a failed build leaves the database untouched)';
+}
+
 /** Thrown instead of starting a host's next piece of work once another host failed (never reported). */
 const HALTED = new Error('the rollout stopped: another host failed');
 
 /**
  * A rollout: every host that is not a no-op is prepared first — one host per platform builds (the first
- * host also migrates, while its build travels to its receivers; no host runs its before_switch hooks before
+ * host also migrates, while its build travels to its receivers, or beside its build with `migrateBeside`: no
+ * migration file changed since any host's live commit, migrationsUnchanged; no host runs its before_switch hooks before
  * the migrations are done), packs its build before its before_switch hooks run (receivers get what a build makes,
  * and run the hooks themselves), and its receivers get it — and only then do hosts switch,
  * `switch.batch_size` at a time. A failure anywhere while preparing lets the work under way on other hosts
@@ -63,7 +71,7 @@ const HALTED = new Error('the rollout stopped: another host failed');
  * switching stops before the next batch. Either way every host not switched is left as it was, its release
  * (if made) marked failed and the run's failure in its audit log.
  */
-async function rollout(ctx: OpsContext, env: Target, session: Session, locked: LockedRun, p: Plan, options: DeployOptions): Promise<HostSwitch[]> {
+async function rollout(ctx: OpsContext, env: Target, session: Session, locked: LockedRun, p: Plan, options: DeployOptions, migrateBeside: boolean): Promise<HostSwitch[]> {
   const done: HostSwitch[] = [];
   const plans: HostPlan[] = [];
   for (const host of env.hosts) {
@@ -99,7 +107,11 @@ async function rollout(ctx: OpsContext, env: Target, session: Session, locked: L
     if (env.hosts.length > 1) lines.push(`rollout stopped; hosts now run:\n  ${where().join('\n  ')}`);
     // The database is not the hosts': migrations that ran stay (a stopped rollout, like a rollback, undoes none).
     if (migratedOn && !plans.some((hp) => hp.switched))
-      lines.push(`the migrations of ${p.id} ran on ${migratedOn} (${env.config.release.migrate}): the database has its schema while the hosts serve the previous release (README: "Schema changes: expand, then contract")`);
+      lines.push(
+        migrateBeside
+          ? `the migrations of ${p.id} ran on ${migratedOn} beside its build (${env.config.release.migrate}); no migration file changed since the live commit, so the database keeps the live release's schema`
+          : `the migrations of ${p.id} ran on ${migratedOn} (${env.config.release.migrate}): the database has its schema while the hosts serve the previous release (README: "Schema changes: expand, then contract")`,
+      );
     return lines.length > 1 ? new OpsError(lines.join('\n'), e.hint) : e;
   };
   // Prepare every host (nothing switches): builders in parallel, each then feeding its receivers.
@@ -130,15 +142,19 @@ async function rollout(ctx: OpsContext, env: Target, session: Session, locked: L
       const receivers = rs.map((r) => r.hp);
       const primary = b === plans[0];
       try {
-        await attempt(b, () => buildOn(env, b, p));
+        await attempt(b, () => buildOn(env, b, p, primary && migrateBeside));
       } catch (e) {
         if (primary) migrated.reject(e);
         throw e;
+      } finally {
+        if (b.migrated) migratedOn = b.name;
       }
       const migration = primary
-        ? attempt(b, async () => {
-            if (await migrateOn(env, b, p)) migratedOn = b.name;
-          })
+        ? b.migrated
+          ? Promise.resolve()
+          : attempt(b, async () => {
+              if (await migrateOn(env, b, p)) migratedOn = b.name;
+            })
         : migrations;
       if (primary) migration.then(migrated.resolve, migrated.reject);
       const received = new Map<HostPlan, Received[]>();
@@ -233,7 +249,7 @@ export async function deploy(ctx: OpsContext, environment: Environment, options:
     return {
       ...base,
       changes,
-      plan: [...planText(env, p, sharing), ...builds.map((l) => `  ${l}`), '', 'changes (live → target):', ...formatChanges(changes, p.resolved.sha).map((l) => `  ${l}`)],
+      plan: [...planText(env, p, sharing), ...builds.map((l) => `  ${l}`), ...(env.config.release.migrate ? [`  ${migrateWhen(changes)}`] : []), '', 'changes (live → target):', ...formatChanges(changes, p.resolved.sha).map((l) => `  ${l}`)],
     };
   }
   const session = await opening!;
@@ -244,7 +260,7 @@ export async function deploy(ctx: OpsContext, environment: Environment, options:
       p = withFreeReleaseId(p, new Set(states.flatMap((s) => s.releases.map((r) => r.id))));
       base.changes = await describeChanges(p.repo, env, lives, p.resolved.sha);
       for (const line of formatChanges(base.changes, p.resolved.sha)) ctx.reporter.info(line);
-      return rollout(ctx, env, session, locked, p, options);
+      return rollout(ctx, env, session, locked, p, options, migrationsUnchanged(base.changes));
     }, {
       // Without --force, a host where the commit is live checks it and ends the state step there (a no-op).
       inspect: deployState(env, [p.resolved.sha, ...p.tree.submodules.map((m) => m.sha)], { lfs: [...new Set(p.tree.lfs.map((f) => f.oid))], commit: options.force ? undefined : p.resolved.sha, fingerprint: p.fingerprint, platform: env.hosts.length > 1 }),

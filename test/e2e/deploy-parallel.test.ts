@@ -1,5 +1,6 @@
 // The full deploy's two dependency sets made at once (issue 19): the Python set beside the node set and the
-// build, on two exec channels of the one connection, migrations only once both succeeded. Faults on either side
+// build, on two exec channels of the one connection, migrations only once both succeeded (or, when no migration
+// file changed since the live commit, beside the build once the Python set is made). Faults on either side
 // while the other still works: what is reported, what the host and the database are left with, and what the next
 // deploy does with the set that failed. The Python set's timing and failure come from a real sdist built by uv
 // (a local path requirement whose setup.py sleeps, or fails, as files on the host say: a slow or broken package
@@ -18,6 +19,7 @@ import { appRepo, get, makeProject, readyHost, testConfig, testDatabase, type Te
 let host: Host;
 let project: TestProject;
 let dbName = '';
+let dbUrl = '';
 let repo = '';
 
 const git = (cwd: string, ...args: string[]) =>
@@ -63,6 +65,30 @@ function commit(tag: string, base: string, down: string, table: string, marker: 
   }
 }
 
+/** A commit on `base` (tagged `tag`) writing `files` (path → content, or `{ from: ref }` for that ref's file): no migration. */
+function codeCommit(tag: string, base: string, files: Record<string, string | { from: string }>): string {
+  const work = mkdtempSync(join(tmpdir(), 'ops-parallel-'));
+  const tree = join(work, 'tree');
+  try {
+    git(repo, 'worktree', 'add', '-q', '--detach', tree, base);
+    for (const [f, c] of Object.entries(files)) writeFileSync(join(tree, f), typeof c === 'string' ? c : git(repo, 'show', `${c.from}:${f}`));
+    git(tree, 'add', '-A');
+    git(tree, 'commit', '-q', '--no-verify', '-m', tag);
+    git(tree, 'tag', '-f', tag);
+    return tag;
+  } finally {
+    git(repo, 'worktree', 'remove', '--force', tree);
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+/** When the build and the migrations started and ended on the host (ns; 0: not run), as the commands below record them. */
+async function times(): Promise<Record<'buildStart' | 'buildEnd' | 'migrateStart' | 'migrateEnd', number>> {
+  const r = await sshRun(host, 'for f in build-start build-end migrate-start migrate-end; do cat /tmp/ops-times-$f 2>/dev/null || echo 0; done; sudo rm -f /tmp/ops-times-*'); // the app user's files (sticky /tmp)
+  const [buildStart = 0, buildEnd = 0, migrateStart = 0, migrateEnd = 0] = r.stdout.trim().split('\n').map(Number);
+  return { buildStart, buildEnd, migrateStart, migrateEnd };
+}
+
 /** The Python sets on the host: directory name → complete. */
 async function pythonSets(): Promise<Record<string, boolean>> {
   const r = await sshRun(host, `sudo bash -c 'cd /srv/sample/shared/deps && for d in venv-*; do if [ -f "$d/.complete" ]; then echo "$d yes"; else echo "$d no"; fi; done'`);
@@ -79,14 +105,14 @@ const table = async (name: string) => (await querySql(dbName, `SELECT to_regclas
 beforeAll(async () => {
   host = await readyHost('par');
   dbName = `parallel_${process.pid}`;
-  const url = await testDatabase(dbName);
+  dbUrl = await testDatabase(dbName);
   repo = await appRepo();
-  project = makeProject('e2e', testConfig([host], repo, url));
+  project = makeProject('e2e', testConfig([host], repo, dbUrl));
   await deploy(project.ctx(), project.env(), { ref: 'v2' });
 }, 900_000);
 
 afterAll(async () => {
-  await sshRun(host, 'rm -f /tmp/ops-probe-sleep /tmp/ops-probe-fail', { allowFailure: true }).catch(() => undefined);
+  await sshRun(host, 'sudo rm -f /tmp/ops-probe-sleep /tmp/ops-probe-fail /tmp/ops-times-*', { allowFailure: true }).catch(() => undefined);
   if (host) await downHost(host.name, { purge: true });
   project?.cleanup();
 });
@@ -174,4 +200,47 @@ describe.sequential('a full deploy makes its Python set beside the node set and 
     expect(again.hosts[0]!.notes).toEqual(expect.arrayContaining(['dependencies: python installed (uv)']));
     expect(await table('ops_par_term')).toBe('t');
   }, 600_000);
+
+  it('no migration file changed since the live commit: migrations run beside the build (ended before it), the plan and the log say so; a build failing then leaves the site and the schema as they were; a commit adding a migration waits for the build again', async () => {
+    // The build made slower than the migrations, each recording when it ran (the app's own commands inside).
+    const stamp = (name: string) => `date +%s%N > /tmp/ops-times-${name}`;
+    const build = `s=0; ${stamp('build-start')} && sleep 3 && { make build || s=$?; }; ${stamp('build-end')}; exit $s`;
+    const migrate = `${stamp('migrate-start')} && make migrate && ${stamp('migrate-end')}`;
+    project.write(testConfig([host], repo, dbUrl, { release: { build, migrate } }));
+    const live = `par-sigterm-${process.pid}`; // live now (its migration applied)
+    const ok = codeCommit(`par-beside-${process.pid}`, live, { 'NOTES.md': `beside ${process.pid}\n` });
+    const plan = await deploy(project.ctx(), project.env(), { ref: ok, dryRun: true });
+    expect(plan.plan!.join('\n')).toContain('migrate: beside the build on the first host (no migration file changed since the live commit on any host: nothing new to apply)');
+    await times();
+    const r = await deploy(project.ctx(), project.env(), { ref: ok });
+    expect(r.hosts[0]!.notes).toContain(`migrate: beside the build (no migration file changed since the live commit): ${migrate}`);
+    let t = await times();
+    expect(t.migrateStart).toBeGreaterThan(0);
+    expect(t.migrateEnd).toBeLessThan(t.buildEnd); // beside it, not after it
+    expect(t.migrateStart).toBeGreaterThan(t.buildStart - 30e9);
+
+    // A broken client, no migration: the migrations ran beside the failing build and changed nothing.
+    const page = (await get(host)).body;
+    const tables = await querySql(dbName, "SELECT string_agg(table_name, ',' ORDER BY table_name) FROM information_schema.tables WHERE table_schema = 'public'");
+    const broken = codeCommit(`par-beside-broken-${process.pid}`, ok, { 'client/src/lib/format.js': { from: 'broken-build' } });
+    const err = await deploy(project.ctx(), project.env(), { ref: broken }).catch((e: Error) => e);
+    expect(err).toBeInstanceOf(Error);
+    expect((err as Error).message).toMatch(/^step "build" on \S+ failed[\s\S]*src\/lib\/format\.js \(3:\d+\): Expected/);
+    expect((err as Error).message).toMatch(/ran on \S+ beside its build \(.*\); no migration file changed since the live commit, so the database keeps the live release's schema/);
+    t = await times();
+    expect(t.migrateEnd).toBeGreaterThan(0);
+    expect(t.migrateEnd).toBeLessThan(t.buildEnd);
+    expect(await stillWorking()).toBe('');
+    expect((await get(host)).body).toBe(page);
+    expect(await querySql(dbName, "SELECT string_agg(table_name, ',' ORDER BY table_name) FROM information_schema.tables WHERE table_schema = 'public'")).toBe(tables);
+
+    // A migration added (over the broken commit's base): the plan says it waits, and it starts once the build ended.
+    const added = commit(`par-after-build-${process.pid}`, ok, 'ops_par_term', 'ops_par_after', `after build ${process.pid}`);
+    expect((await deploy(project.ctx(), project.env(), { ref: added, dryRun: true })).plan!.join('\n')).toContain('migrate: on the first host once its build succeeded (a failed build leaves the database untouched)');
+    const after = await deploy(project.ctx(), project.env(), { ref: added });
+    expect(after.hosts[0]!.notes.join('\n')).not.toContain('migrate: beside');
+    t = await times();
+    expect(t.migrateStart).toBeGreaterThan(t.buildEnd);
+    expect(await table('ops_par_after')).toBe('t');
+  }, 900_000);
 });

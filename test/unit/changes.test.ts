@@ -5,7 +5,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { COMMIT_LIMIT, describeChange, describeChanges, formatChanges } from '../../core/changes.ts';
+import { COMMIT_LIMIT, describeChange, describeChanges, formatChanges, migrationsUnchanged } from '../../core/changes.ts';
 import { makeAppRepo } from '../fixtures/app/make-repo.ts';
 import { git, releaseEnv } from './commits.helpers.ts';
 
@@ -115,6 +115,30 @@ describe('the change a deploy makes', () => {
     expect(c.migrations).toEqual(['server/db/versions/002_tags.py', 'web/migrations/0002_b.sql']);
     const configured = await describeChange(r.dir, env({ python_requirements: '', node_dir: '', migration_paths: ['schema/changes/*.sql'] }), r.shas[0]!, r.shas[1]!);
     expect(configured.migrations).toEqual(['schema/changes/7.sql']);
+  });
+
+  it('whether migrations have anything new on every host (then they run beside the build): any file under the migration paths or an alembic.ini, added, edited or removed, counts; a host not compared makes it false', async () => {
+    const r = repoWith([
+      { message: 'app', files: { 'alembic.ini': '[alembic]\nscript_location = db\n', 'db/env.py': 'a', 'db/versions/001_init.py': 'x', 'web/page.js': '1' } },
+      { message: 'code only', files: { 'web/page.js': '2' } },
+      { message: 'env.py edited', files: { 'db/env.py': 'b' } },
+      { message: 'a migration edited in place', files: { 'db/versions/001_init.py': 'y' } },
+      { message: 'alembic.ini edited', files: { 'alembic.ini': '[alembic]\nscript_location = db\nsqlalchemy.url = x\n' } },
+    ]);
+    const e = env({ python_requirements: '', node_dir: '' });
+    const changed = async (from: number, to: number) => (await describeChange(r.dir, e, r.shas[from]!, r.shas[to]!)).migrationsChanged;
+    expect([await changed(0, 1), await changed(1, 2), await changed(2, 3), await changed(3, 4), await changed(1, 0)]).toEqual([false, true, true, true, false]);
+    expect(await changed(2, 1)).toBe(true); // going back over an edit is a change too
+    expect((await describeChange(r.dir, e, r.shas[1]!, r.shas[1]!)).migrationsChanged).toBe(false);
+    // The app's own repository: v2 adds a revision; deps-changed (on v2) and broken-build (on v1) add none.
+    expect([(await describeChange(app, env(), sha('v1'), sha('v2'))).migrationsChanged, (await describeChange(app, env(), sha('v2'), sha('deps-changed'))).migrationsChanged, (await describeChange(app, env(), sha('v1'), sha('broken-build'))).migrationsChanged]).toEqual([true, false, false]);
+    const live = (host: string, at: string) => ({ host, sha: at, release: 'r' });
+    expect(migrationsUnchanged(await describeChanges(r.dir, e, [live('a', r.shas[0]!), live('b', r.shas[1]!)], r.shas[1]!))).toBe(true);
+    expect(migrationsUnchanged(await describeChanges(r.dir, e, [live('a', r.shas[1]!), live('b', r.shas[2]!)], r.shas[1]!))).toBe(false); // b is ahead with an edited env.py
+    expect(migrationsUnchanged(await describeChanges(r.dir, e, [live('a', r.shas[0]!), live('b', '')], r.shas[1]!))).toBe(false); // b has nothing live
+    expect(migrationsUnchanged(await describeChanges(r.dir, e, [live('a', r.shas[0]!), live('b', 'f'.repeat(40))], r.shas[1]!))).toBe(false); // a commit the runner lacks
+    expect(migrationsUnchanged(await describeChanges(r.dir, e, [live('a', r.shas[0]!), { ...live('b', ''), error: 'connection refused' }], r.shas[1]!))).toBe(false);
+    expect(migrationsUnchanged([])).toBe(false);
   });
 
   it('groups hosts serving the same commit; a host that could not be read is said so', async () => {

@@ -16,6 +16,9 @@ export const COMMIT_LIMIT = 20;
  */
 export const DEFAULT_MIGRATION_PATHS = ['**/migrations/**', '**/alembic/versions/**', '**/db/migrate/**'];
 
+/** git's empty tree (SHA-1 repositories, as live commits are read here): a diff from it lists every file of a commit. */
+const EMPTY_TREE = '4b825dc642cb6eb9a060e54bf8d69288fbee4904';
+
 /** Files in migration directories that are not migrations. */
 const NOT_MIGRATIONS = /(^|\/)(__init__\.py|env\.py|script\.py\.mako|README[^/]*|alembic\.ini|\.gitkeep)$|(^|\/)__pycache__\//;
 
@@ -54,7 +57,8 @@ export interface Change {
   migrationsLiveOnly: string[];
   /**
    * A file under the migration paths (an alembic versions/ directory's whole script directory: env.py...) or an
-   * alembic.ini differs between the two commits (added, changed, removed). Undefined when not compared (nothing live, the
+   * alembic.ini differs between the two commits (added, changed, removed), or the target has no migration under
+   * those paths (its migrations are elsewhere: not known to be unchanged). Undefined when not compared (nothing live, the
    * live commit unknown or its files unread); false for the same commit.
    */
   migrationsChanged?: boolean;
@@ -146,9 +150,12 @@ async function filesCompared(repo: string, env: Environment, live: string, targe
   change.migrations = await addedMigrations(repo, live, target, paths);
   change.migrationsLiveOnly = await addedMigrations(repo, target, live, paths);
   // What runs the migrations counts too: an alembic.ini, the env.py beside an alembic versions/ directory.
-  const around = [...paths.map((p) => p.replace(/\/versions\/\*\*$/, '/**')), '**/alembic.ini'];
-  const differing = await git(repo, ['diff', '--name-only', '--no-renames', live, target, '--', ...around.map((p) => `:(glob)${p}`)]);
-  change.migrationsChanged = differing.trim() !== '';
+  const around = [...paths.map((p) => p.replace(/\/versions\/\*\*$/, '/**')), '**/alembic.ini'].map((p) => `:(glob)${p}`);
+  const differing = await git(repo, ['diff', '--name-only', '--no-renames', live, target, '--', ...around]);
+  // A target with no migration where the paths look keeps them elsewhere (Flyway's db/migration, TypeORM's
+  // src/migration, drizzle/...): whether they changed is not known, so taken as changed.
+  const found = await git(repo, ['diff', '--name-only', '--no-renames', '--diff-filter=A', EMPTY_TREE, target, '--', ...paths.map((p) => `:(glob)${p}`)]);
+  change.migrationsChanged = differing.trim() !== '' || !found.split('\n').some((f) => f && !NOT_MIGRATIONS.test(f));
   const [before, after] = [await dependencyInputs(repo, live, env), await dependencyInputs(repo, target, env)];
   const { python_requirements: req, node_dir: nodeDir } = env.config.release;
   const entry = (name: 'python' | 'node') => ({

@@ -56,7 +56,7 @@ ln -sfn "$set_dir"${link.to ? `/${quote(link.to)}` : ''} ${quote(link.from)}`,
  * bytecode while the set is made (pip does so by default; uv with `--compile-bytecode`), so the app's first
  * commands (migrate, the start) do not compile them on first import, and the set carries them when packed
  * for other hosts (core/steps/artifact.ts; tar keeps the sources' mtimes the bytecode is checked against).
- * At a lower CPU priority (nice 10): made beside the node set and the build, it takes what CPU they leave,
+ * At a lower CPU priority (nice 10): made beside the build (and the node set, with pip), it takes what CPU they leave,
  * so compiling does not lengthen their path, the deploy's longest.
  * `hash`: the set's hash (Plan.hashes.python). Independent of the node set: core/ops runs both at once.
  */

@@ -83,10 +83,10 @@ function codeCommit(tag: string, base: string, files: Record<string, string | { 
 }
 
 /** When the build and the migrations started and ended on the host (ns; 0: not run), as the commands below record them. */
-async function times(): Promise<Record<'buildStart' | 'buildEnd' | 'migrateStart' | 'migrateEnd', number>> {
-  const r = await sshRun(host, 'for f in build-start build-end migrate-start migrate-end; do cat /tmp/ops-times-$f 2>/dev/null || echo 0; done; sudo rm -f /tmp/ops-times-*'); // the app user's files (sticky /tmp)
-  const [buildStart = 0, buildEnd = 0, migrateStart = 0, migrateEnd = 0] = r.stdout.trim().split('\n').map(Number);
-  return { buildStart, buildEnd, migrateStart, migrateEnd };
+async function times(): Promise<Record<'buildStart' | 'buildEnd' | 'migrateStart' | 'migrateEnd' | 'migrateNice', number>> {
+  const r = await sshRun(host, 'for f in build-start build-end migrate-start migrate-end migrate-nice; do cat /tmp/ops-times-$f 2>/dev/null || echo 0; done; sudo rm -f /tmp/ops-times-*'); // the app user's files (sticky /tmp)
+  const [buildStart = 0, buildEnd = 0, migrateStart = 0, migrateEnd = 0, migrateNice = 0] = r.stdout.trim().split('\n').map(Number);
+  return { buildStart, buildEnd, migrateStart, migrateEnd, migrateNice };
 }
 
 /** The Python sets on the host: directory name → complete. */
@@ -205,7 +205,7 @@ describe.sequential('a full deploy makes its Python set beside the node set and 
     // The build made slower than the migrations, each recording when it ran (the app's own commands inside).
     const stamp = (name: string) => `date +%s%N > /tmp/ops-times-${name}`;
     const build = `s=0; ${stamp('build-start')} && sleep 3 && { make build || s=$?; }; ${stamp('build-end')}; exit $s`;
-    const migrate = `${stamp('migrate-start')} && make migrate && ${stamp('migrate-end')}`;
+    const migrate = `${stamp('migrate-start')} && ps -o ni= -p $$ > /tmp/ops-times-migrate-nice && make migrate && ${stamp('migrate-end')}`;
     project.write(testConfig([host], repo, dbUrl, { release: { build, migrate } }));
     const live = `par-sigterm-${process.pid}`; // live now (its migration applied)
     const ok = codeCommit(`par-beside-${process.pid}`, live, { 'NOTES.md': `beside ${process.pid}\n` });
@@ -218,6 +218,7 @@ describe.sequential('a full deploy makes its Python set beside the node set and 
     expect(t.migrateStart).toBeGreaterThan(0);
     expect(t.migrateEnd).toBeLessThan(t.buildEnd); // beside it, not after it
     expect(t.migrateStart).toBeGreaterThan(t.buildStart - 30e9);
+    expect(t.migrateNice).toBe(10); // beside the build, it takes what CPU the build leaves
 
     // A broken client, no migration: the migrations ran beside the failing build and changed nothing.
     const page = (await get(host)).body;
@@ -241,6 +242,7 @@ describe.sequential('a full deploy makes its Python set beside the node set and 
     expect(after.hosts[0]!.notes.join('\n')).not.toContain('migrate: beside');
     t = await times();
     expect(t.migrateStart).toBeGreaterThan(t.buildEnd);
+    expect(t.migrateNice).toBe(0);
     expect(await table('ops_par_after')).toBe('t');
   }, 900_000);
 });

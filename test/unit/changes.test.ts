@@ -139,6 +139,13 @@ describe('the change a deploy makes', () => {
     expect(migrationsUnchanged(await describeChanges(r.dir, e, [live('a', r.shas[0]!), live('b', 'f'.repeat(40))], r.shas[1]!))).toBe(false); // a commit the runner lacks
     expect(migrationsUnchanged(await describeChanges(r.dir, e, [live('a', r.shas[0]!), { ...live('b', ''), error: 'connection refused' }], r.shas[1]!))).toBe(false);
     expect(migrationsUnchanged([])).toBe(false);
+    // Migrations where the paths do not look (Flyway's db/migration): not known to be unchanged, until configured.
+    const flyway = repoWith([
+      { message: 'app', files: { 'db/migration/V1__init.sql': 'create table a (id int);', 'src/App.java': '1' } },
+      { message: 'code only', files: { 'src/App.java': '2' } },
+    ]);
+    expect((await describeChange(flyway.dir, e, flyway.shas[0]!, flyway.shas[1]!)).migrationsChanged).toBe(true);
+    expect((await describeChange(flyway.dir, env({ python_requirements: '', node_dir: '', migration_paths: ['db/migration/**'] }), flyway.shas[0]!, flyway.shas[1]!)).migrationsChanged).toBe(false);
   });
 
   it('groups hosts serving the same commit; a host that could not be read is said so', async () => {

@@ -66,7 +66,8 @@ describe('deploy operation', () => {
     const h = harness(opsLines(STATE, 'provisioned 2026-11-25', 'current '));
     const r = await deploy(h.ctx, loadEnvironment('x', root), {});
     expect(h.connections()).toBe(1);
-    expect(h.remote.stepNames()).toEqual(['lock', 'receive code', 'release', 'node dependencies', 'python dependencies', 'build', 'migrate', 'start blue', 'switch', 'prune', 'unlock']);
+    // uv's Python set starts once the node set is made, beside the build.
+    expect(h.remote.stepNames()).toEqual(['lock', 'receive code', 'release', 'node dependencies', 'build', 'python dependencies', 'migrate', 'start blue', 'switch', 'prune', 'unlock']);
     expect(r.sha).toBe(v1);
     expect(r.release).toMatch(new RegExp(`^\\d{8}T\\d{6}Z-${v1.slice(0, 12)}$`));
     // Code as a pack, .env and environ (the pipeline commands' copy) through SFTP, all private; never on a command line.
@@ -190,22 +191,41 @@ describe('deploy operation', () => {
     expect(names.slice(-2)).toEqual(['mark failed', 'unlock']);
   });
 
-  it('a Python set that fails while the node set is still being made: the node set ends, the build never starts, the Python step named', async () => {
-    const h = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot green', `has ${v1}`), (step) =>
-      step.name === 'python dependencies' ? { code: 1, stderr: 'ERROR: No matching distribution found for nope==9' } : undefined,
-    );
-    // npm ci still unpacking when the bad pin is refused.
-    const run = h.remote.run.bind(h.remote);
-    h.remote.run = async (step, options) => {
-      if (step.name === 'node dependencies') await sleep(200);
-      return run(step, options);
+  it('pip: a Python set that fails while the node set is still being made (pip starts at once): the node set ends, the build never starts, the Python step named; uv: started once the node set is made, beside the build', async () => {
+    // A project of its own (two environments on one host would be refused as colliding).
+    const other = mkdtempSync(join(tmpdir(), 'ops-deploy-op-pip-'));
+    mkdirSync(join(other, 'environments', 'x'), { recursive: true });
+    writeFileSync(join(other, 'package.json'), '{}');
+    writeFileSync(join(other, 'environments', 'x', 'environment.yml'), `${readFileSync(join(root, 'environments', 'x', 'environment.yml'), 'utf8')}release:\n  python_installer: pip\n`);
+    const fails = (step: Step) => (step.name === 'python dependencies' ? { code: 1, stderr: 'ERROR: No matching distribution found for nope==9' } : undefined);
+    const slowNode = (h: ReturnType<typeof harness>, log: string[]) => {
+      const run = h.remote.run.bind(h.remote);
+      h.remote.run = async (step, options) => {
+        log.push(`start ${step.name}`);
+        if (step.name === 'node dependencies') await sleep(200); // npm still unpacking
+        const r = await run(step, options).finally(() => log.push(`end ${step.name}`));
+        return r;
+      };
     };
-    await expect(deploy(h.ctx, loadEnvironment('x', root), {})).rejects.toThrow(/^step "python dependencies" on web1 failed with exit code 1\n[\s\S]*No matching distribution[\s\S]*web1 still serves 20261101T000000Z-aaaaaaaaaaaa; nothing was switched/);
-    const names = h.remote.stepNames();
+    const pip = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot green', `has ${v1}`), fails);
+    const pipLog: string[] = [];
+    slowNode(pip, pipLog);
+    await expect(deploy(pip.ctx, loadEnvironment('x', other), {})).rejects.toThrow(/^step "python dependencies" on web1 failed with exit code 1\n[\s\S]*No matching distribution[\s\S]*web1 still serves 20261101T000000Z-aaaaaaaaaaaa; nothing was switched/);
+    const names = pip.remote.stepNames();
     expect(names).toContain('node dependencies');
     expect(names).not.toContain('build');
     expect(names).not.toContain('migrate');
     expect(names.slice(-2)).toEqual(['mark failed', 'unlock']);
+    expect(pipLog.indexOf('start python dependencies')).toBeLessThan(pipLog.indexOf('end node dependencies'));
+
+    // uv (the default): the Python set starts once the node set ended; the build beside it ends, no migration.
+    const uv = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot green', `has ${v1}`), fails);
+    const uvLog: string[] = [];
+    slowNode(uv, uvLog);
+    await expect(deploy(uv.ctx, loadEnvironment('x', root), {})).rejects.toThrow(/^step "python dependencies" on web1 failed with exit code 1/);
+    expect(uvLog.indexOf('start python dependencies')).toBeGreaterThan(uvLog.indexOf('end node dependencies'));
+    expect(uvLog).toContain('end build');
+    expect(uv.remote.stepNames()).not.toContain('migrate');
   });
 
   it('a build that runs Python (release.build_needs_python) waits for the Python set: a failed set, no build', async () => {
@@ -231,7 +251,7 @@ describe('deploy operation', () => {
     );
     await expect(deploy(h.ctx, loadEnvironment('x', root), {})).rejects.toThrow(/step "build" on web1 failed with exit code 2\n[\s\S]*SyntaxError[\s\S]*web1 still serves 20261101T000000Z-aaaaaaaaaaaa; nothing was switched/);
     // One look at the disk after a failed step (was it full?), on the failure path only.
-    expect(h.remote.stepNames()).toEqual(['lock', 'release', 'node dependencies', 'python dependencies', 'build', 'disk space', 'mark failed', 'unlock']);
+    expect(h.remote.stepNames()).toEqual(['lock', 'release', 'node dependencies', 'build', 'python dependencies', 'disk space', 'mark failed', 'unlock']);
     expect(h.remote.runs.at(-1)!.stdin).toContain('"result":"failed"');
   });
 

@@ -27325,7 +27325,7 @@ var init_environment_schema = __esm({
             build: opt(command, "build command, run in the release as the app user", "make build"),
             build_needs_python: opt(
               boolean(),
-              "the build runs Python from the venv (e.g. Django's collectstatic): it then waits for the Python set. Otherwise a new Python set is made beside the node set and the build (they are independent). Without node_dir the build always waits for it",
+              "the build runs Python from the venv (e.g. Django's collectstatic): it then waits for the Python set. Otherwise a new Python set is made beside the build (they are independent; with uv once the node set is made, with pip beside it too). Without node_dir the build always waits for it",
               false
             ),
             migrate: opt(command, "migration command, run before the switch while the old release still serves", "make migrate"),
@@ -27334,7 +27334,7 @@ var init_environment_schema = __esm({
             keep_failed: opt(integer(0, 100), "failed and rolled-back (abandoned) releases kept on each host for inspection, the latest ones; counted apart from `keep`", 2),
             migration_paths: opt(
               list(string({ pattern: /^(?!\/)[^\n]+$/, form: 'a git glob relative to the repository ("db/versions/**")' })),
-              "where migrations live, for the plan and `ops diff` (files added there are listed); [] = detect: **/migrations/**, **/alembic/versions/**, **/db/migrate/** and the versions/ of each alembic.ini's script_location",
+              "where migrations live, for the plan and `ops diff` (files added there are listed) and for when release.migrate runs (beside the build when nothing there changed since the live commit; a target with no file there waits for the build); [] = detect: **/migrations/**, **/alembic/versions/**, **/db/migrate/** and the versions/ of each alembic.ini's script_location",
               []
             ),
             before_switch: opt(list(command), "commands run in the new release before traffic moves to it", []),
@@ -71908,6 +71908,7 @@ async function readInputs(repo, sha, env) {
 // core/changes.ts
 var COMMIT_LIMIT = 20;
 var DEFAULT_MIGRATION_PATHS = ["**/migrations/**", "**/alembic/versions/**", "**/db/migrate/**"];
+var EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
 var NOT_MIGRATIONS = /(^|\/)(__init__\.py|env\.py|script\.py\.mako|README[^/]*|alembic\.ini|\.gitkeep)$|(^|\/)__pycache__\//;
 async function commitsBetween(repo, from, to) {
   const count = Number((await git(repo, ["rev-list", "--count", `${from}..${to}`])).trim());
@@ -71963,9 +71964,10 @@ async function filesCompared(repo, env, live, target, change) {
   const paths = [.../* @__PURE__ */ new Set([...await migrationPaths(repo, target, env), ...await migrationPaths(repo, live, env)])];
   change.migrations = await addedMigrations(repo, live, target, paths);
   change.migrationsLiveOnly = await addedMigrations(repo, target, live, paths);
-  const around = [...paths.map((p) => p.replace(/\/versions\/\*\*$/, "/**")), "**/alembic.ini"];
-  const differing = await git(repo, ["diff", "--name-only", "--no-renames", live, target, "--", ...around.map((p) => `:(glob)${p}`)]);
-  change.migrationsChanged = differing.trim() !== "";
+  const around = [...paths.map((p) => p.replace(/\/versions\/\*\*$/, "/**")), "**/alembic.ini"].map((p) => `:(glob)${p}`);
+  const differing = await git(repo, ["diff", "--name-only", "--no-renames", live, target, "--", ...around]);
+  const found = await git(repo, ["diff", "--name-only", "--no-renames", "--diff-filter=A", EMPTY_TREE, target, "--", ...paths.map((p) => `:(glob)${p}`)]);
+  change.migrationsChanged = differing.trim() !== "" || !found.split("\n").some((f) => f && !NOT_MIGRATIONS.test(f));
   const [before, after] = [await dependencyInputs(repo, live, env), await dependencyInputs(repo, target, env)];
   const { python_requirements: req2, node_dir: nodeDir } = env.config.release;
   const entry = (name2) => ({
@@ -73346,7 +73348,7 @@ async function buildOn(env, hp, p, migrateBeside = false) {
     if (build) await h.run(appCommand(env, dir, "build", build));
   });
   const migrate = part(async () => {
-    if (migrateBeside) await migrateOn(env, hp, p);
+    if (migrateBeside) await migrateOn(env, hp, p, true);
   });
   const after = (first, then) => async () => {
     await first();
@@ -73355,16 +73357,23 @@ async function buildOn(env, hp, p, migrateBeside = false) {
   if (buildNeedsPython || !nodeDir) {
     await pooled([node, python], 2, (run) => run());
     await pooled([runBuild, migrate], 2, (run) => run());
-  } else await pooled([after(node, runBuild), after(python, migrate)], 2, (run) => run());
+  } else if (env.config.release.python_installer === "pip") await pooled([after(node, runBuild), after(python, migrate)], 2, (run) => run());
+  else {
+    const nodeSet = node();
+    const nodeEnded = nodeSet.catch(() => void 0);
+    await pooled([after(() => nodeSet, runBuild), after(() => nodeEnded, after(python, migrate))], 2, (run) => run());
+  }
   if (migrateBeside && hp.migrated) result.notes.push(`migrate: beside the build (no migration file changed since the live commit): ${env.config.release.migrate}`);
   result.notes.push(...deps.flat().map((d) => `dependencies: ${d}`));
   for (const kind of ["python", "node"]) if ((kind === "python" ? req2 : nodeDir) && p.deps[kind].perRelease) result.notes.push(`dependencies: the ${kind} set is made for each release: ${p.deps[kind].perRelease}`);
 }
-async function migrateOn(env, hp, p) {
+async function migrateOn(env, hp, p, beside = false) {
   const { migrate, migrate_timeout: limit } = env.config.release;
   if (!migrate) return false;
   try {
-    await hp.h.run(appCommand(env, `${env.layout.releases}/${p.id}`, "migrate", migrate, limit));
+    const step = appCommand(env, `${env.layout.releases}/${p.id}`, "migrate", migrate, limit);
+    await hp.h.run(beside ? { ...step, script: `renice -n 10 -p $$ >/dev/null 2>&1 || true
+${step.script}` } : step);
     hp.migrated = true;
   } catch (e) {
     if (e instanceof StepError && e.exitCode === 124)

@@ -27280,7 +27280,7 @@ var init_environment_schema = __esm({
             build: opt(command, "build command, run in the release as the app user", "make build"),
             build_needs_python: opt(
               boolean(),
-              "the build runs Python from the venv (e.g. Django's collectstatic): it then waits for the Python set. Otherwise a new Python set is made beside the node set and the build (they are independent). Without node_dir the build always waits for it",
+              "the build runs Python from the venv (e.g. Django's collectstatic): it then waits for the Python set. Otherwise a new Python set is made beside the build (they are independent; with uv once the node set is made, with pip beside it too). Without node_dir the build always waits for it",
               false
             ),
             migrate: opt(command, "migration command, run before the switch while the old release still serves", "make migrate"),
@@ -27289,7 +27289,7 @@ var init_environment_schema = __esm({
             keep_failed: opt(integer(0, 100), "failed and rolled-back (abandoned) releases kept on each host for inspection, the latest ones; counted apart from `keep`", 2),
             migration_paths: opt(
               list(string({ pattern: /^(?!\/)[^\n]+$/, form: 'a git glob relative to the repository ("db/versions/**")' })),
-              "where migrations live, for the plan and `ops diff` (files added there are listed); [] = detect: **/migrations/**, **/alembic/versions/**, **/db/migrate/** and the versions/ of each alembic.ini's script_location",
+              "where migrations live, for the plan and `ops diff` (files added there are listed) and for when release.migrate runs (beside the build when nothing there changed since the live commit; a target with no file there waits for the build); [] = detect: **/migrations/**, **/alembic/versions/**, **/db/migrate/** and the versions/ of each alembic.ini's script_location",
               []
             ),
             before_switch: opt(list(command), "commands run in the new release before traffic moves to it", []),

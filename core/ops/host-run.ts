@@ -76,7 +76,10 @@ export class HostRun {
     const disk = r && parseDisk(reported(r, FACTS_KEYS.disk));
     const exhausted = disk && (disk.freeMb < 1 || (disk.freeInodes !== undefined && disk.freeInodes < 10));
     if (!DISK_FULL.test(e.message) && !exhausted) return e;
-    const what = disk?.freeInodes === 0 ? 'free inodes' : 'disk space';
+    // ENOSPC names neither, and the failed step's cleanup may have given some back before this look (npm removes
+    // what it unpacked): few inodes left beside space to spare means the inodes ran out.
+    const inodes = disk?.freeInodes !== undefined && (disk.freeInodes === 0 || (disk.freeInodes < 1000 && disk.freeMb >= 64));
+    const what = inodes ? 'free inodes' : 'disk space';
     return new DiskFullError(
       e,
       `${this.remote.name} ran out of ${what}${disk ? `: ${describeDisk(disk)}` : ` under ${this.env.baseDir}`}`,

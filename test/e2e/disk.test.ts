@@ -71,7 +71,7 @@ describe.sequential('a full disk under the app', () => {
     // Enough inodes for the code (the preflight passes), far too few for a new virtualenv (deps-changed).
     await setFreeSpace(host.name, '/srv', { inodes: 400 });
     try {
-      const text = failedClearly(await ops('deploy', 'e2e', '--ref', 'deps-changed'), new RegExp(`${host.name} ran out of free inodes: \\d+ MB and \\d inodes free under /srv`));
+      const text = failedClearly(await ops('deploy', 'e2e', '--ref', 'deps-changed'), new RegExp(`${host.name} ran out of free inodes: \\d+ MB and \\d+ inodes free under /srv`));
             expect(text).toMatch(/still serves \S+; nothing was switched/);
       expect(await liveState()).toEqual(before);
       await lockIsFree();

@@ -52804,7 +52804,8 @@ var HostRun = class {
     const disk = r && parseDisk(reported(r, FACTS_KEYS.disk));
     const exhausted = disk && (disk.freeMb < 1 || disk.freeInodes !== void 0 && disk.freeInodes < 10);
     if (!DISK_FULL.test(e.message) && !exhausted) return e;
-    const what = disk?.freeInodes === 0 ? "free inodes" : "disk space";
+    const inodes = disk?.freeInodes !== void 0 && (disk.freeInodes === 0 || disk.freeInodes < 1e3 && disk.freeMb >= 64);
+    const what = inodes ? "free inodes" : "disk space";
     return new DiskFullError(
       e,
       `${this.remote.name} ran out of ${what}${disk ? `: ${describeDisk(disk)}` : ` under ${this.env.baseDir}`}`,

@@ -205,7 +205,8 @@ export async function buildOn(env: Target, hp: HostPlan, p: Plan, migrateBeside 
   // The two dependency sets are independent: the Python set is made beside the build (whose input is
   // node_modules, unless the build says it runs Python), with pip beside the node set too, each on an exec channel
   // of this connection.
-  // Migrations come after both (migrateOn): a failed build or set leaves the database untouched. A failure waits for the
+  // Migrations come after both (migrateOn: a failed build or set leaves the database untouched), unless no migration
+  // changed (migrateBeside): then they run once the Python set is made, beside the build. A failure waits for the
   // other part to end, then is thrown (its step's name says which part); a set that failed has no `.complete`
   // and is made again next time. A build not yet started when the Python set failed does not start: the deploy
   // fails whatever it would do (the node set still ends, complete, to be reused).

@@ -36,25 +36,13 @@ if os.path.exists('/tmp/ops-probe-fail'):
 setup(name='ops-probe', version=os.environ.get('OPS_PROBE_VERSION', '1.0'), py_modules=[])
 `;
 
-/**
- * A commit on `base` (tagged `tag`): a new migration creating table `table` after revision `down`, the Python
- * requirements (hashes dropped) plus the local package `vendor/ops-probe` (`marker` makes the set new), and
- * `client.file` as it is in ref `client.from` when given.
- */
-function commit(tag: string, base: string, down: string, table: string, marker: string, client?: { file: string; from: string }): string {
+/** A commit on `base` tagged `tag`: `write(tree)` changes a worktree of `base`, all of it is committed. */
+function commitOn(tag: string, base: string, write: (tree: string) => void): string {
   const work = mkdtempSync(join(tmpdir(), 'ops-parallel-'));
   const tree = join(work, 'tree');
   try {
     git(repo, 'worktree', 'add', '-q', '--detach', tree, base);
-    const req = git(repo, 'show', 'v2:requirements.txt').replace(/ \\\n\s+--hash=sha256:[0-9a-f]+/g, '');
-    writeFileSync(join(tree, 'requirements.txt'), `${req}./vendor/ops-probe\n# ${marker}\n`);
-    mkdirSync(join(tree, 'vendor', 'ops-probe'), { recursive: true });
-    writeFileSync(join(tree, 'vendor', 'ops-probe', 'setup.py'), SETUP_PY);
-    writeFileSync(
-      join(tree, 'migrations', 'versions', `${table}.py`),
-      `"""${table}"""\nfrom alembic import op\nimport sqlalchemy as sa\n\nrevision = "${table}"\ndown_revision = "${down}"\nbranch_labels = None\ndepends_on = None\n\n\ndef upgrade():\n    op.create_table("${table}", sa.Column("id", sa.Integer, primary_key=True))\n\n\ndef downgrade():\n    op.drop_table("${table}")\n`,
-    );
-    if (client) writeFileSync(join(tree, client.file), git(repo, 'show', `${client.from}:${client.file}`));
+    write(tree);
     git(tree, 'add', '-A');
     git(tree, 'commit', '-q', '--no-verify', '-m', tag);
     git(tree, 'tag', '-f', tag);
@@ -65,21 +53,30 @@ function commit(tag: string, base: string, down: string, table: string, marker: 
   }
 }
 
+/**
+ * A commit on `base` (tagged `tag`): a new migration creating table `table` after revision `down`, the Python
+ * requirements (hashes dropped) plus the local package `vendor/ops-probe` (`marker` makes the set new), and
+ * `client.file` as it is in ref `client.from` when given.
+ */
+function commit(tag: string, base: string, down: string, table: string, marker: string, client?: { file: string; from: string }): string {
+  return commitOn(tag, base, (tree) => {
+    const req = git(repo, 'show', 'v2:requirements.txt').replace(/ \\\n\s+--hash=sha256:[0-9a-f]+/g, '');
+    writeFileSync(join(tree, 'requirements.txt'), `${req}./vendor/ops-probe\n# ${marker}\n`);
+    mkdirSync(join(tree, 'vendor', 'ops-probe'), { recursive: true });
+    writeFileSync(join(tree, 'vendor', 'ops-probe', 'setup.py'), SETUP_PY);
+    writeFileSync(
+      join(tree, 'migrations', 'versions', `${table}.py`),
+      `"""${table}"""\nfrom alembic import op\nimport sqlalchemy as sa\n\nrevision = "${table}"\ndown_revision = "${down}"\nbranch_labels = None\ndepends_on = None\n\n\ndef upgrade():\n    op.create_table("${table}", sa.Column("id", sa.Integer, primary_key=True))\n\n\ndef downgrade():\n    op.drop_table("${table}")\n`,
+    );
+    if (client) writeFileSync(join(tree, client.file), git(repo, 'show', `${client.from}:${client.file}`));
+  });
+}
+
 /** A commit on `base` (tagged `tag`) writing `files` (path → content, or `{ from: ref }` for that ref's file): no migration. */
 function codeCommit(tag: string, base: string, files: Record<string, string | { from: string }>): string {
-  const work = mkdtempSync(join(tmpdir(), 'ops-parallel-'));
-  const tree = join(work, 'tree');
-  try {
-    git(repo, 'worktree', 'add', '-q', '--detach', tree, base);
+  return commitOn(tag, base, (tree) => {
     for (const [f, c] of Object.entries(files)) writeFileSync(join(tree, f), typeof c === 'string' ? c : git(repo, 'show', `${c.from}:${f}`));
-    git(tree, 'add', '-A');
-    git(tree, 'commit', '-q', '--no-verify', '-m', tag);
-    git(tree, 'tag', '-f', tag);
-    return tag;
-  } finally {
-    git(repo, 'worktree', 'remove', '--force', tree);
-    rmSync(work, { recursive: true, force: true });
-  }
+  });
 }
 
 /** When the build and the migrations started and ended on the host (ns; 0: not run), as the commands below record them. */

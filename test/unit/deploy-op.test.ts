@@ -42,6 +42,18 @@ beforeAll(async () => {
   }));
 }, 60_000);
 
+/**
+ * A project of its own holding environment `x` with `release` settings appended (two environments on one host would
+ * be refused as colliding): its root.
+ */
+function projectWithRelease(release: string): string {
+  const other = mkdtempSync(join(tmpdir(), 'ops-deploy-op-release-'));
+  mkdirSync(join(other, 'environments', 'x'), { recursive: true });
+  writeFileSync(join(other, 'package.json'), '{}');
+  writeFileSync(join(other, 'environments', 'x', 'environment.yml'), `${readFileSync(join(root, 'environments', 'x', 'environment.yml'), 'utf8')}release:\n${release}`);
+  return other;
+}
+
 function harness(state: string, respond: Responder = () => undefined) {
   const remote = new RecordingRemote('web1', 'deploy', 'sample', (step) => {
     if (step.name === 'lock') return { stdout: `${opsLines(STATE, 'lock acquired')}${state}` };
@@ -192,11 +204,7 @@ describe('deploy operation', () => {
   });
 
   it('pip: a Python set that fails while the node set is still being made (pip starts at once): the node set ends, the build never starts, the Python step named; uv: started once the node set is made, beside the build', async () => {
-    // A project of its own (two environments on one host would be refused as colliding).
-    const other = mkdtempSync(join(tmpdir(), 'ops-deploy-op-pip-'));
-    mkdirSync(join(other, 'environments', 'x'), { recursive: true });
-    writeFileSync(join(other, 'package.json'), '{}');
-    writeFileSync(join(other, 'environments', 'x', 'environment.yml'), `${readFileSync(join(root, 'environments', 'x', 'environment.yml'), 'utf8')}release:\n  python_installer: pip\n`);
+    const other = projectWithRelease('  python_installer: pip\n');
     const fails = (step: Step) => (step.name === 'python dependencies' ? { code: 1, stderr: 'ERROR: No matching distribution found for nope==9' } : undefined);
     const slowNode = (h: ReturnType<typeof harness>, log: string[]) => {
       const run = h.remote.run.bind(h.remote);
@@ -229,11 +237,7 @@ describe('deploy operation', () => {
   });
 
   it('a build that runs Python (release.build_needs_python) waits for the Python set: a failed set, no build', async () => {
-    // A project of its own (two environments on one host would be refused as colliding).
-    const other = mkdtempSync(join(tmpdir(), 'ops-deploy-op-py-'));
-    mkdirSync(join(other, 'environments', 'x'), { recursive: true });
-    writeFileSync(join(other, 'package.json'), '{}');
-    writeFileSync(join(other, 'environments', 'x', 'environment.yml'), `${readFileSync(join(root, 'environments', 'x', 'environment.yml'), 'utf8')}release:\n  build_needs_python: true\n`);
+    const other = projectWithRelease('  build_needs_python: true\n');
     const fails = (step: Step) => (step.name === 'python dependencies' ? { code: 1, stderr: 'ERROR: No matching distribution found for nope==9' } : undefined);
     const h = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot green', `has ${v1}`), fails);
     await expect(deploy(h.ctx, loadEnvironment('x', other), {})).rejects.toThrow(/^step "python dependencies" on web1 failed/);

@@ -365,7 +365,7 @@ cd "$releases_dir"
 # The release directories that current, a slot's supervisor file or a running process point into.
 protected=$({ readlink ${quote(L.current)}
   sed -n 's/^directory=//p' ${quote(L.supervisorConf('blue'))} ${quote(L.supervisorConf('green'))}
-  for p in /proc/[0-9]*; do readlink "$p/cwd"; done
+  find /proc/[0-9]*/cwd -maxdepth 0 -printf '%l\n' # one process for all, not a readlink per process: 0.3 s on 200 of them
 } 2>/dev/null | while IFS= read -r d; do
   case "$d" in "$releases_dir"/*) d=${'$'}{d#"$releases_dir"/}; d=${'$'}{d%%/*}; printf '%s\n' "${'$'}{d%% *}" ;; esac
 done | sort -u || true)
@@ -391,10 +391,12 @@ done
 # The shared .env and environ of releases made before each had its own: gone with the last one linked to them.
 legacy=no; for r in */; do if [ -L "${L.dotenv('$r')}" ]; then legacy=yes; fi; done
 [ "$legacy" = yes ] || rm -f ${quote(L.legacyShared.dotenv)} ${quote(L.legacyShared.environ)}
-keep_oids=$(cat ./*/release.json 2>/dev/null | grep -oE '[0-9a-f]{64}' | sort -u || true)
+# Looked up in bash (no process per object: a repository may have thousands).
+declare -A keep_oid=()
+while read -r o; do keep_oid[$o]=1; done < <(cat ./*/release.json 2>/dev/null | grep -oE '[0-9a-f]{64}' || true)
 for f in ${quote(L.lfsStore)}/*/*/*; do
   [ -f "$f" ] || continue
-  grep -qxF "${'$'}{f##*/}" <<< "$keep_oids" || rm -f -- "$f"
+  [ -n "${'$'}{keep_oid[${'$'}{f##*/}]:-}" ] || rm -f -- "$f"
 done
 keep_shas=$({ cat ./*/REVISION; cat ./*/release.json | grep -oE '[0-9a-f]{40}' || true; } 2>/dev/null | sort -u)
 git --git-dir=${quote(L.mirror)} for-each-ref --format='%(refname)' refs/ops/sha/ | while read -r ref; do

@@ -221,6 +221,24 @@ describe('prune on a host (bash)', () => {
     for (const kept of ['node-d000000000000000', 'venv-d000000000000000', 'node-c000000000000000', 'node-b000000000000000']) expect(existsSync(join(deps, kept))).toBe(true);
   });
 
+  it('keeps the Git LFS contents a kept release names in its release.json, removes the others (the pruned release\'s included)', () => {
+    const base = host({ [A]: '', [B]: '', [C]: '' }, C);
+    execFileSync('git', ['init', '-q', '--bare', join(base, 'repo.git')]);
+    const oid = (c: string) => c.repeat(64);
+    const store = (o: string) => {
+      mkdirSync(join(base, 'repo.git', 'lfs', 'objects', o.slice(0, 2), o.slice(2, 4)), { recursive: true });
+      writeFileSync(join(base, 'repo.git', 'lfs', 'objects', o.slice(0, 2), o.slice(2, 4), o), o);
+      return join(base, 'repo.git', 'lfs', 'objects', o.slice(0, 2), o.slice(2, 4), o);
+    };
+    const record = (id: string, oids: string[]) => writeFileSync(join(base, 'releases', id, 'release.json'), JSON.stringify({ id, lfs: oids.map((o, i) => ({ path: `assets/${i}.bin`, oid: o })) }, null, 2) + '\n');
+    record(A, [oid('a')]);
+    record(B, [oid('b'), oid('c')]);
+    record(C, [oid('c')]);
+    const files = { a: store(oid('a')), b: store(oid('b')), c: store(oid('c')), d: store(oid('d')) };
+    execFileSync('bash', ['-c', `${scriptPrelude}\n${pruneReleases(env(base), [A]).script}`], { encoding: 'utf8' });
+    expect(Object.fromEntries(Object.entries(files).map(([k, f]) => [k, existsSync(f)]))).toEqual({ a: false, b: true, c: true, d: false });
+  });
+
   it('removes the releases it is given, except the live one and any a process runs from; keeps what kept releases use', () => {
     const base = host({ [A]: '', [B]: '', [C]: 'failed', [D]: '' }, D);
     mkdirSync(join(base, 'shared', 'deps'), { recursive: true });

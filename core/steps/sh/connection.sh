@@ -20,12 +20,11 @@ conn_pid() {
 }
 # connection_pids ID...: the pids of the processes started for the connections with these ids (OPS_CONNECTION
 # in their environment, core/remote/wrap.ts), space-separated: what a lost connection left running.
+# One grep reads every process's environment (NUL-separated variables: -z; -x the whole variable, -l the files that
+# have one, -s quiet on processes gone meanwhile), not two processes per pid: this is polled while they stop.
 connection_pids() {
-  local p id patterns=()
+  local f id patterns=()
   for id in "$@"; do patterns+=(-e "OPS_CONNECTION=$id"); done
-  for p in /proc/[0-9]*; do
-    # Not a pipeline: under pipefail, grep -q leaving early would fail it.
-    if grep -qxF "${patterns[@]}" < <(tr '\0' '\n' < "$p/environ" 2>/dev/null); then printf '%s ' "${p#/proc/}"; fi
-  done
+  while IFS= read -r f; do f=${f#/proc/}; printf '%s ' "${f%/environ}"; done < <(grep -lszxF "${patterns[@]}" /proc/[0-9]*/environ)
   return 0
 }

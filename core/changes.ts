@@ -88,21 +88,72 @@ async function commitsBetween(repo: string, from: string, to: string): Promise<{
   return { commits, count };
 }
 
-/** The migration pathspecs for a commit: the environment's, else the defaults plus each alembic.ini's script_location. */
+/**
+ * The value of `key` in an ini text (configparser: `key = value` or `key: value`, continued on indented lines), or
+ * undefined.
+ */
+function iniValue(text: string, key: string): string | undefined {
+  const m = new RegExp(`^[ \\t]*${key}[ \\t]*[=:][ \\t]*(.*(?:\\n[ \\t]+\\S.*)*)`, 'm').exec(text);
+  return m?.[1]?.trim();
+}
+
+/**
+ * The directories an alembic.ini (at `ini` in the tree, its text `text`) takes revisions from, relative to the
+ * repository: script_location's versions/ and each of version_locations (alembic's config: split on
+ * version_path_separator, `os` being ':' here, else on spaces and commas as its legacy default). `%(here)s` is the
+ * ini's directory; a package resource ("pkg:dir") is not a path in the tree and is left out.
+ */
+function alembicVersionDirs(ini: string, text: string): string[] {
+  const dir = ini.slice(0, -'alembic.ini'.length);
+  const rel = (loc: string) => `${dir}${loc.replace(/^%\(here\)s\/?/, '').replace(/^\.\//, '').replace(/\/$/, '')}`.replace(/\/$/, '');
+  const out: string[] = [];
+  const script = iniValue(text, 'script_location');
+  if (script && !script.includes(':')) out.push(`${rel(script)}/versions`);
+  const locations = iniValue(text, 'version_locations');
+  if (locations) {
+    const sep = iniValue(text, 'version_path_separator');
+    const split = sep === ';' ? /;/ : sep === ':' || sep === 'os' ? /:/ : sep === 'newline' ? /\n/ : /[\s,]+/;
+    for (const loc of locations.split(split).map((l) => l.trim())) if (loc && !/^[A-Za-z_][\w.]*:/.test(loc)) out.push(rel(loc));
+  }
+  return out;
+}
+
+/**
+ * The migration pathspecs for a commit: the environment's, else the defaults plus the revision directories of each
+ * alembic.ini (alembicVersionDirs).
+ */
 export async function migrationPaths(repo: string, sha: string, env: Environment): Promise<string[]> {
   const configured = env.config.release.migration_paths;
   if (configured.length) return configured;
   const paths = [...DEFAULT_MIGRATION_PATHS];
   const files = (await treeEntries(repo, sha)).filter((e) => e.type === 'blob' && (e.path === 'alembic.ini' || e.path.endsWith('/alembic.ini')));
   for (const { path: ini, object } of files) {
-    const text = await git(repo, ['cat-file', 'blob', object]);
-    const loc = /^\s*script_location\s*[=:]\s*(.+?)\s*$/m.exec(text)?.[1];
-    if (!loc || loc.includes(':')) continue; // a package resource ("pkg:dir") is not a path in the tree
-    const dir = ini.slice(0, -'alembic.ini'.length);
-    const rel = loc.replace(/^%\(here\)s\/?/, '').replace(/^\.\//, '').replace(/\/$/, '');
-    paths.push(`${dir}${rel}/versions/**`);
+    for (const d of alembicVersionDirs(ini, await git(repo, ['cat-file', 'blob', object]))) paths.push(`${d}/**`);
   }
   return [...new Set(paths)];
+}
+
+/**
+ * The paths in the tree `release.migrate` itself may run, from the runner's view of the command (it runs in the
+ * release's root; only those that are files in a commit are compared, filesIn): each word that could be a path (a script, manage.py, `make -f` file), and for
+ * `make` its makefile (GNU make's search order: GNUmakefile, makefile, Makefile; in `-C DIR` when given). What those
+ * files call in turn is not followed.
+ */
+export function migrateCommandFiles(command: string): string[] {
+  const words = command.split(/[\s;&|()<>]+/).map((w) => w.replace(/^["']|["']$/g, '')).filter(Boolean);
+  const files = new Set<string>();
+  words.forEach((w, i) => {
+    if (/^[A-Za-z0-9_.\/-]+$/.test(w) && !w.startsWith('-') && !w.startsWith('/') && !w.split('/').includes('..')) files.add(w.replace(/^(\.\/)+/, ''));
+    if (w === 'make' || w.endsWith('/make')) {
+      const c = words.slice(i + 1).findIndex((x) => x === '-C' || x.startsWith('--directory='));
+      const at = c < 0 ? '' : words[i + 1 + c] === '-C' ? (words[i + 2 + c] ?? '') : words[i + 1 + c]!.slice('--directory='.length);
+      const dir = at.replace(/^(\.\/)+/, '').replace(/\/$/, '');
+      for (const f of ['GNUmakefile', 'makefile', 'Makefile']) files.add(dir ? `${dir}/${f}` : f);
+    }
+  });
+  files.delete('.');
+  files.delete('');
+  return [...files].sort();
 }
 
 /** Migration files present in `to` and not in `from` (added, or renamed into place). */
@@ -144,13 +195,25 @@ export async function describeChange(repo: string, env: Environment, live: strin
   return change;
 }
 
+/** Of `paths`, those that are files (not directories) in one of the commits `shas`. */
+async function filesIn(repo: string, shas: string[], paths: string[]): Promise<string[]> {
+  if (!paths.length) return [];
+  const blobs = new Set<string>();
+  for (const sha of shas) for (const e of await treeEntries(repo, sha)) if (e.type === 'blob') blobs.add(e.path);
+  return paths.filter((p) => blobs.has(p));
+}
+
 /** Migrations added or live only, and dependency sets made again, between two commits' files (describeChange). */
 async function filesCompared(repo: string, env: Environment, live: string, target: string, change: Change): Promise<void> {
   const paths = [...new Set([...(await migrationPaths(repo, target, env)), ...(await migrationPaths(repo, live, env))])];
   change.migrations = await addedMigrations(repo, live, target, paths);
   change.migrationsLiveOnly = await addedMigrations(repo, target, live, paths);
-  // What runs the migrations counts too: an alembic.ini, the env.py beside an alembic versions/ directory.
-  const around = [...paths.map((p) => p.replace(/\/versions\/\*\*$/, '/**')), '**/alembic.ini'].map((p) => `:(glob)${p}`);
+  // What runs the migrations counts too: an alembic.ini, the env.py beside an alembic versions/ directory, the
+  // files release.migrate names (its script, its makefile).
+  const around = [
+    ...[...paths.map((p) => p.replace(/\/versions\/\*\*$/, '/**')), '**/alembic.ini'].map((p) => `:(glob)${p}`),
+    ...(await filesIn(repo, [live, target], migrateCommandFiles(env.config.release.migrate ?? ''))).map((f) => `:(literal)${f}`),
+  ];
   const differing = await git(repo, ['diff', '--name-only', '--no-renames', live, target, '--', ...around]);
   // A target with no migration where the paths look keeps them elsewhere (Flyway's db/migration, TypeORM's
   // src/migration, drizzle/...): whether they changed is not known, so taken as changed.

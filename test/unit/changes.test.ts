@@ -5,7 +5,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { COMMIT_LIMIT, describeChange, describeChanges, formatChanges, migrationsUnchanged } from '../../core/changes.ts';
+import { COMMIT_LIMIT, describeChange, describeChanges, formatChanges, migrateCommandFiles, migrationsUnchanged } from '../../core/changes.ts';
 import { makeAppRepo } from '../fixtures/app/make-repo.ts';
 import { git, releaseEnv } from './commits.helpers.ts';
 
@@ -146,6 +146,41 @@ describe('the change a deploy makes', () => {
     ]);
     expect((await describeChange(flyway.dir, e, flyway.shas[0]!, flyway.shas[1]!)).migrationsChanged).toBe(true);
     expect((await describeChange(flyway.dir, env({ python_requirements: '', node_dir: '', migration_paths: ['db/migration/**'] }), flyway.shas[0]!, flyway.shas[1]!)).migrationsChanged).toBe(false);
+  });
+
+  it("alembic's version_locations (split on its version_path_separator) are migration paths too: a revision added there is new", async () => {
+    const ini = (extra: string) => `[alembic]\nscript_location = %(here)s/migrations\n${extra}`;
+    const e = env({ python_requirements: '', node_dir: '' });
+    for (const [locations, dir] of [
+      ['version_locations = %(here)s/migrations/versions %(here)s/extra_versions\n', 'extra_versions'],
+      ['version_path_separator = os\nversion_locations = %(here)s/migrations/versions:%(here)s/more/revs\n', 'server/more/revs'],
+      ['version_locations =\n    %(here)s/migrations/versions,\n    ./legacy\n', 'server/legacy'],
+    ] as const) {
+      const at = dir.startsWith('server/') ? 'server/' : '';
+      const r = repoWith([
+        { message: 'app', files: { [`${at}alembic.ini`]: ini(locations), [`${at}migrations/env.py`]: '', [`${at}migrations/versions/001_init.py`]: 'x', [`${dir}/README`]: 'revisions', 'web/page.js': '1' } },
+        { message: 'a revision where version_locations points', files: { [`${dir}/002_more.py`]: 'y' } },
+        { message: 'code only', files: { 'web/page.js': '2' } },
+      ]);
+      const first = await describeChange(r.dir, e, r.shas[0]!, r.shas[1]!);
+      expect([first.migrations, first.migrationsChanged]).toEqual([[`${dir}/002_more.py`], true]);
+      expect((await describeChange(r.dir, e, r.shas[1]!, r.shas[2]!)).migrationsChanged).toBe(false);
+    }
+  });
+
+  it('the files release.migrate runs count as migrations changed (its makefile, its script); a directory it cds into does not', async () => {
+    const r = repoWith([
+      { message: 'app', files: { 'Makefile': 'migrate:\n\talembic upgrade head\n', 'scripts/migrate.sh': 'alembic upgrade head\n', 'server/app.py': '1', 'server/Makefile': 'db:\n\ttrue\n', 'db/versions/001.py': 'x', 'alembic.ini': '[alembic]\nscript_location = db\n' } },
+      { message: 'the migrate recipe', files: { 'Makefile': 'migrate:\n\talembic upgrade head && python -m tools.backfill\n' } },
+      { message: 'the script', files: { 'scripts/migrate.sh': 'alembic upgrade head\npython -m tools.backfill\n' } },
+      { message: 'app code', files: { 'server/app.py': '2' } },
+      { message: "server's makefile", files: { 'server/Makefile': 'db:\n\talembic upgrade head\n' } },
+    ]);
+    const changed = async (migrate: string, step: number) => (await describeChange(r.dir, env({ python_requirements: '', node_dir: '', migrate }), r.shas[step - 1]!, r.shas[step]!)).migrationsChanged;
+    expect([await changed('make migrate', 1), await changed('make migrate', 2), await changed('make migrate', 3)]).toEqual([true, false, false]);
+    expect([await changed('./scripts/migrate.sh', 1), await changed('./scripts/migrate.sh', 2), await changed('bash scripts/migrate.sh', 2)]).toEqual([false, true, true]);
+    expect([await changed('cd server && alembic upgrade head', 3), await changed('make -C server db', 3), await changed('make -C server db', 4)]).toEqual([false, false, true]);
+    expect(migrateCommandFiles('make -C server db')).toEqual(expect.arrayContaining(['server/Makefile', 'server/GNUmakefile', 'server/makefile']));
   });
 
   it('groups hosts serving the same commit; a host that could not be read is said so', async () => {

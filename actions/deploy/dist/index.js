@@ -27334,7 +27334,7 @@ var init_environment_schema = __esm({
             keep_failed: opt(integer(0, 100), "failed and rolled-back (abandoned) releases kept on each host for inspection, the latest ones; counted apart from `keep`", 2),
             migration_paths: opt(
               list(string({ pattern: /^(?!\/)[^\n]+$/, form: 'a git glob relative to the repository ("db/versions/**")' })),
-              "where migrations live, for the plan and `ops diff` (files added there are listed) and for when release.migrate runs (beside the build when nothing there changed since the live commit; a target with no file there waits for the build); [] = detect: **/migrations/**, **/alembic/versions/**, **/db/migrate/** and the versions/ of each alembic.ini's script_location",
+              "where migrations live, for the plan and `ops diff` (files added there are listed) and for when release.migrate runs (beside the build when nothing there changed since the live commit; a target with no file there waits for the build); [] = detect: **/migrations/**, **/alembic/versions/**, **/db/migrate/**, the versions/ of each alembic.ini's script_location and its version_locations",
               []
             ),
             before_switch: opt(list(command), "commands run in the new release before traffic moves to it", []),
@@ -71890,20 +71890,49 @@ async function commitsBetween(repo, from, to) {
   });
   return { commits, count };
 }
+function iniValue(text, key) {
+  const m = new RegExp(`^[ \\t]*${key}[ \\t]*[=:][ \\t]*(.*(?:\\n[ \\t]+\\S.*)*)`, "m").exec(text);
+  return m?.[1]?.trim();
+}
+function alembicVersionDirs(ini, text) {
+  const dir = ini.slice(0, -"alembic.ini".length);
+  const rel = (loc) => `${dir}${loc.replace(/^%\(here\)s\/?/, "").replace(/^\.\//, "").replace(/\/$/, "")}`.replace(/\/$/, "");
+  const out = [];
+  const script = iniValue(text, "script_location");
+  if (script && !script.includes(":")) out.push(`${rel(script)}/versions`);
+  const locations = iniValue(text, "version_locations");
+  if (locations) {
+    const sep2 = iniValue(text, "version_path_separator");
+    const split3 = sep2 === ";" ? /;/ : sep2 === ":" || sep2 === "os" ? /:/ : sep2 === "newline" ? /\n/ : /[\s,]+/;
+    for (const loc of locations.split(split3).map((l) => l.trim())) if (loc && !/^[A-Za-z_][\w.]*:/.test(loc)) out.push(rel(loc));
+  }
+  return out;
+}
 async function migrationPaths(repo, sha, env) {
   const configured = env.config.release.migration_paths;
   if (configured.length) return configured;
   const paths = [...DEFAULT_MIGRATION_PATHS];
   const files = (await treeEntries(repo, sha)).filter((e) => e.type === "blob" && (e.path === "alembic.ini" || e.path.endsWith("/alembic.ini")));
   for (const { path: ini, object: object2 } of files) {
-    const text = await git(repo, ["cat-file", "blob", object2]);
-    const loc = /^\s*script_location\s*[=:]\s*(.+?)\s*$/m.exec(text)?.[1];
-    if (!loc || loc.includes(":")) continue;
-    const dir = ini.slice(0, -"alembic.ini".length);
-    const rel = loc.replace(/^%\(here\)s\/?/, "").replace(/^\.\//, "").replace(/\/$/, "");
-    paths.push(`${dir}${rel}/versions/**`);
+    for (const d of alembicVersionDirs(ini, await git(repo, ["cat-file", "blob", object2]))) paths.push(`${d}/**`);
   }
   return [...new Set(paths)];
+}
+function migrateCommandFiles(command2) {
+  const words = command2.split(/[\s;&|()<>]+/).map((w) => w.replace(/^["']|["']$/g, "")).filter(Boolean);
+  const files = /* @__PURE__ */ new Set();
+  words.forEach((w, i) => {
+    if (/^[A-Za-z0-9_.\/-]+$/.test(w) && !w.startsWith("-") && !w.startsWith("/") && !w.split("/").includes("..")) files.add(w.replace(/^(\.\/)+/, ""));
+    if (w === "make" || w.endsWith("/make")) {
+      const c = words.slice(i + 1).findIndex((x) => x === "-C" || x.startsWith("--directory="));
+      const at2 = c < 0 ? "" : words[i + 1 + c] === "-C" ? words[i + 2 + c] ?? "" : words[i + 1 + c].slice("--directory=".length);
+      const dir = at2.replace(/^(\.\/)+/, "").replace(/\/$/, "");
+      for (const f of ["GNUmakefile", "makefile", "Makefile"]) files.add(dir ? `${dir}/${f}` : f);
+    }
+  });
+  files.delete(".");
+  files.delete("");
+  return [...files].sort();
 }
 async function addedMigrations(repo, from, to, paths) {
   const out = await git(repo, ["diff", "--name-only", "--no-renames", "--diff-filter=A", from, to, "--", ...paths.map((p) => `:(glob)${p}`)]);
@@ -71931,11 +71960,20 @@ async function describeChange(repo, env, live, target) {
   }
   return change;
 }
+async function filesIn(repo, shas, paths) {
+  if (!paths.length) return [];
+  const blobs2 = /* @__PURE__ */ new Set();
+  for (const sha of shas) for (const e of await treeEntries(repo, sha)) if (e.type === "blob") blobs2.add(e.path);
+  return paths.filter((p) => blobs2.has(p));
+}
 async function filesCompared(repo, env, live, target, change) {
   const paths = [.../* @__PURE__ */ new Set([...await migrationPaths(repo, target, env), ...await migrationPaths(repo, live, env)])];
   change.migrations = await addedMigrations(repo, live, target, paths);
   change.migrationsLiveOnly = await addedMigrations(repo, target, live, paths);
-  const around = [...paths.map((p) => p.replace(/\/versions\/\*\*$/, "/**")), "**/alembic.ini"].map((p) => `:(glob)${p}`);
+  const around = [
+    ...[...paths.map((p) => p.replace(/\/versions\/\*\*$/, "/**")), "**/alembic.ini"].map((p) => `:(glob)${p}`),
+    ...(await filesIn(repo, [live, target], migrateCommandFiles(env.config.release.migrate ?? ""))).map((f) => `:(literal)${f}`)
+  ];
   const differing = await git(repo, ["diff", "--name-only", "--no-renames", live, target, "--", ...around]);
   const found = await git(repo, ["diff", "--name-only", "--no-renames", "--diff-filter=A", EMPTY_TREE, target, "--", ...paths.map((p) => `:(glob)${p}`)]);
   change.migrationsChanged = differing.trim() !== "" || !found.split("\n").some((f) => f && !NOT_MIGRATIONS.test(f));

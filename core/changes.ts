@@ -135,9 +135,9 @@ export async function migrationPaths(repo: string, sha: string, env: Environment
 
 /**
  * The paths in the tree `release.migrate` itself may run, from the runner's view of the command (it runs in the
- * release's root; only those that are files in a commit are compared, filesIn): each word that could be a path (a script, manage.py, `make -f` file), and for
- * `make` its makefile (GNU make's search order: GNUmakefile, makefile, Makefile; in `-C DIR` when given). What those
- * files call in turn is not followed.
+ * release's root; only those that are files in a commit are compared, filesIn): each word that could be a path
+ * (a script, manage.py, `make -f` file), and for `make` its makefile (GNU make's search order: GNUmakefile,
+ * makefile, Makefile; in `-C DIR` when given). What those files call in turn is not followed.
  */
 export function migrateCommandFiles(command: string): string[] {
   const words = command.split(/[\s;&|()<>]+/).map((w) => w.replace(/^["']|["']$/g, '')).filter(Boolean);

@@ -67,7 +67,7 @@ async function acquire(remote: Remote, env: Target, request: LockRequest, inspec
   if (lock.state === 'stale')
     throw new LockError(
       `environment ${env.name} has a stale lock on ${remote.name}, left by ${describeHolder(lock.holder)}, which is no longer connected`,
-      `check that nothing is still running on the host (e.g. a half-done deploy), then release it: ops lock release ${env.name}`,
+      `release it: ops lock release ${env.name} (it first stops what that run left running on the host, e.g. a half-done migration)`,
     );
   throw new LockError(
     `environment ${env.name} is locked on ${remote.name} by ${describeHolder(lock.holder)}`,
@@ -86,7 +86,7 @@ const UNINTERRUPTIBLE = new Set(['switch']);
 /** The error that says a lock stays behind: which hosts, why, and the command that releases it. */
 function lockLeft(env: Target, failures: string[], cause?: unknown): OpsError {
   const left = `the lock of ${env.name} could not be released on ${failures.length === 1 ? 'host ' : 'hosts:\n  '}${failures.join('\n  ')}`;
-  const release = `once nothing runs there any more, release it: ops lock release ${env.name}`;
+  const release = `release it once this run has ended: ops lock release ${env.name} (it first stops what the run left running there)`;
   if (cause === undefined) return new LockError(`the operation itself succeeded, but ${left}`, release);
   const message = cause instanceof Error ? cause.message : String(cause);
   const hint = cause instanceof OpsError && cause.hint ? `${cause.hint}; then ${release}` : release;

@@ -5,10 +5,10 @@ import { resolveTarget } from '../target.ts';
 import { runnerNow, type OpsContext } from '../context.ts';
 import { withSession } from './hosts.ts';
 import { runInfo } from '../runinfo.ts';
-import { reportedAll } from '../remote/types.ts';
+import { reported, reportedAll } from '../remote/types.ts';
 import { appendAudit, parseAuditLine, readAudit, type AuditEntry, AUDIT_KEYS } from '../steps/audit.ts';
 import { keptReleases, parseReleases, type ReleaseInfo } from '../steps/release-list.ts';
-import { describeHolder, forceReleaseLock, lockStatus, parseLock, type LockInfo } from '../steps/lock.ts';
+import { describeHolder, forceReleaseLock, LOCK_KEYS, lockStatus, parseLock, type LockInfo } from '../steps/lock.ts';
 
 /** `ops releases`: per host, the releases kept, most recently live first, with why each is kept. Read only. */
 export async function listReleases(ctx: OpsContext, environment: Environment): Promise<{ host: string; releases: ReleaseInfo[] }[]> {
@@ -48,16 +48,22 @@ export function formatLock(list: { host: string; lock: LockInfo }[]): string {
     .join('\n');
 }
 
-/** Break the lock on every host, recording who did it in the audit log. */
-export async function breakLock(ctx: OpsContext, environment: Environment): Promise<{ host: string; lock: LockInfo }[]> {
+/**
+ * Break the lock on every host, recording who did it in the audit log. A stale lock's run had what it left
+ * running there stopped first (forceReleaseLock): `stopped` lists those pids (empty when none).
+ */
+export async function breakLock(ctx: OpsContext, environment: Environment): Promise<{ host: string; lock: LockInfo; stopped: string[] }[]> {
   const env = resolveTarget(environment);
   const info = runInfo(ctx.processEnv);
   return withSession(ctx, env, (session) =>
     session.each(async (remote, h) => {
-      const lock = parseLock(await remote.run(forceReleaseLock(env)));
+      const result = await remote.run(forceReleaseLock(env));
+      const lock = parseLock(result);
+      const stopped = (reported(result, LOCK_KEYS.stopped) ?? '').split(/\s+/).filter(Boolean);
+      const also = stopped.length ? `; stopped what its run left running (processes ${stopped.join(' ')})` : '';
       if (lock.state !== 'free')
-        await remote.run(appendAudit(env, { time: runnerNow(ctx).toISOString(), environment: env.name, operation: 'lock release', result: 'success', actor: info.actor, run: info.runUrl || undefined, message: `removed ${lock.state} lock of ${describeHolder(lock.holder)}` }));
-      return { host: h.name, lock };
+        await remote.run(appendAudit(env, { time: runnerNow(ctx).toISOString(), environment: env.name, operation: 'lock release', result: 'success', actor: info.actor, run: info.runUrl || undefined, message: `removed ${lock.state} lock of ${describeHolder(lock.holder)}${also}` }));
+      return { host: h.name, lock, stopped };
     }),
   );
 }

@@ -1,7 +1,8 @@
 // One run at a time per environment: an atomic `mkdir` lock on each host, holding who/what/when, the run's
-// id, and the holder: the PID (plus start time) of the SSH server process of the holder's connection, which
-// lives exactly as long as that connection and needs no channel of its own. A lock whose holder process is
-// gone was left by a run that died: it is reported as stale, never silently taken.
+// id, the id of its connection (OPS_CONNECTION, which every process its steps start carries), and the holder: the
+// PID (plus start time) of the SSH server process of the holder's connection, which lives exactly as long as that
+// connection and needs no channel of its own. A lock whose holder process is gone was left by a run that died:
+// it is reported as stale, never silently taken; its forced release stops what that run left running first.
 import type { Target } from '../target.ts';
 import { reportKeys, reported, reportedAll, type Step, type StepResult } from '../remote/types.ts';
 import { quote } from '../shell.ts';
@@ -56,7 +57,7 @@ while :; do
     # The details are the lock's meaning: a lock without them (disk full) is given back at once.
     # The time by printf's %(...)T with TZ for this builtin only (bash(1), PARAMETERS: no date process).
     TZ=UTC0 printf -v since '%(%Y-%m-%dT%H:%M:%SZ)T' -1
-    if ! printf '%s\n' ${quote(`operation=${req.operation}`)} ${quote(`actor=${req.actor}`)} ${quote(`run=${req.runUrl}`)} ${quote(`run_id=${req.runId}`)} "since=$since" "holder_pid=$holder" "holder_start=$(proc_start "$holder")" > "$lock/info"; then
+    if ! printf '%s\n' ${quote(`operation=${req.operation}`)} ${quote(`actor=${req.actor}`)} ${quote(`run=${req.runUrl}`)} ${quote(`run_id=${req.runId}`)} "connection=${'$'}{OPS_CONNECTION:-}" "since=$since" "holder_pid=$holder" "holder_start=$(proc_start "$holder")" > "$lock/info"; then
       rm -rf "$lock"
       echo "cannot write the lock's details in $lock: no space left under ${L.base}?" >&2
       exit 1
@@ -86,6 +87,26 @@ ${then}${finish ? `\n${finish}` : ''}`,
 const FORCED_STOP_SECONDS = 10;
 
 /**
+ * Shell that stops what connections that are gone left running on the host, reporting their pids (`stopped`):
+ * the processes whose environment holds OPS_CONNECTION=<id> for one of `ids` (shell words, each one id; none
+ * found: nothing done). A switch under way ends first (critical_wait, core/steps/sh/critical.sh: stopped between
+ * two sections, never inside one); then TERM, and KILL to what is left after FORCED_STOP_SECONDS. Needs
+ * CONNECTION_FUNCTIONS and CRITICAL_FUNCTIONS; takes at most CRITICAL_WAIT_SECONDS + FORCED_STOP_SECONDS.
+ */
+function stopConnections(ids: string): string {
+  return String.raw`ended=(${ids})
+critical_wait
+read -r -a pids <<< "$(connection_pids "${'$'}{ended[@]}")"
+if [ ${'$'}{#pids[@]} -gt 0 ]; then
+  ops_report ${LOCK_KEYS.stopped} "${'$'}{pids[*]}"
+  kill -TERM "${'$'}{pids[@]}" 2>/dev/null || true
+  for _ in {1..${FORCED_STOP_SECONDS * 5}}; do read -r -a pids <<< "$(connection_pids "${'$'}{ended[@]}")"; [ ${'$'}{#pids[@]} -gt 0 ] || break; sleep 0.2; done
+  if [ ${'$'}{#pids[@]} -gt 0 ]; then kill -KILL "${'$'}{pids[@]}" 2>/dev/null || true; fi
+fi
+critical_done`;
+}
+
+/**
  * Release our own lock only (the run id matches: a lock taken over by someone else after a forced release is
  * left alone), from this connection or a new one, appending the run's audit lines first. A failed append (a
  * full disk) is reported (`audit_failed`) and never keeps the lock. `ended`: ids of this run's connections
@@ -95,19 +116,9 @@ const FORCED_STOP_SECONDS = 10;
  */
 export function releaseLock(env: Target, runId: string, auditLines: string[] = [], ended: string[] = []): Step {
   const stop = ended.length
-    ? String.raw`${CONNECTION_FUNCTIONS}
+    ? `${CONNECTION_FUNCTIONS}
 ${CRITICAL_FUNCTIONS}
-ended=(${ended.map(quote).join(' ')})
-# A switch under way ends first (critical.sh): it is stopped between two sections, never inside one.
-critical_wait
-read -r -a pids <<< "$(connection_pids "${'$'}{ended[@]}")"
-if [ ${'$'}{#pids[@]} -gt 0 ]; then
-  ops_report ${LOCK_KEYS.stopped} "${'$'}{pids[*]}"
-  kill -TERM "${'$'}{pids[@]}" 2>/dev/null || true
-  for _ in {1..${FORCED_STOP_SECONDS * 5}}; do read -r -a pids <<< "$(connection_pids "${'$'}{ended[@]}")"; [ ${'$'}{#pids[@]} -gt 0 ] || break; sleep 0.2; done
-  if [ ${'$'}{#pids[@]} -gt 0 ]; then kill -KILL "${'$'}{pids[@]}" 2>/dev/null || true; fi
-fi
-critical_done
+${stopConnections(ended.map(quote).join(' '))}
 live_after=$(readlink ${quote(env.layout.current)} 2>/dev/null || true)
 ops_report ${LOCK_KEYS.live_after} "${'$'}{live_after##*/}"
 `
@@ -155,14 +166,33 @@ export function lockStatus(env: Target): Step {
   };
 }
 
-/** Break a lock on purpose (ops lock release): reports what it removed. */
+/**
+ * Break a lock on purpose (ops lock release): reports the lock as it was (LOCK_KEYS lock, holder) and removes it.
+ * A stale lock (its run is gone) first has what that run left running on the host stopped (`stopped`: its
+ * processes carry the connection id the lock recorded; a switch under way ends first, stopConnections): a
+ * migration or build of a SIGKILLed runner must not go on beside the next run. A lock still held (its connection
+ * alive) is removed only: its run is at work and ends on its own. A lock taken by a version that recorded no
+ * connection id is removed only.
+ */
 export function forceReleaseLock(env: Target): Step {
   return {
     name: 'release lock',
     as: 'root',
-    timeout: 30,
+    timeout: 30 + CRITICAL_WAIT_SECONDS + FORCED_STOP_SECONDS,
     quiet: true,
-    script: `${CONNECTION_FUNCTIONS}\nlock=${quote(env.layout.lock)}\n${LOCK_STATE}\n${REPORT_HOLDER}\nrm -rf "$lock"`,
+    script: String.raw`${CONNECTION_FUNCTIONS}
+${CRITICAL_FUNCTIONS}
+lock=${quote(env.layout.lock)}
+${LOCK_STATE}
+${REPORT_HOLDER}
+if [ "$lock_state" = stale ]; then
+  gone=$(sed -n 's/^connection=//p' "$lock/info" 2>/dev/null || true)
+  # The id is one word of ours (core/remote/ssh.ts: hex); anything else in the file is not looked for.
+  if [[ $gone =~ ^[A-Za-z0-9_-]+$ ]]; then
+    ${stopConnections('"$gone"').replace(/\n/g, '\n    ')}
+  fi
+fi
+rm -rf "$lock"`,
   };
 }
 

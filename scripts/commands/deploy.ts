@@ -98,7 +98,16 @@ export const commands: Command[] = [
     async run({ args, ops, stdout }) {
       const { breakLock, formatLock } = await import('../../core/ops/records.ts');
       const list = await breakLock(ops, loadEnvironment(args[0]!, ops.root));
-      stdout.write(list.map(({ host, lock }) => `${host}: ${lock.state === 'free' ? 'was not locked' : `released (${formatLock([{ host, lock }]).split(': ').slice(1).join(': ')})`}`).join('\n') + '\n');
+      stdout.write(
+        list
+          .map(({ host, lock, stopped }) => {
+            if (lock.state === 'free') return `${host}: was not locked`;
+            const what = `${host}: released (${formatLock([{ host, lock }]).split(': ').slice(1).join(': ')})`;
+            if (stopped.length) return `${what}; stopped what its run had left running there (processes ${stopped.join(' ')})`;
+            return lock.state === 'held' ? `${what}; its run is still connected and goes on: it ends on its own` : what;
+          })
+          .join('\n') + '\n',
+      );
       return 0;
     },
   }),

@@ -79,6 +79,27 @@ describe.sequential('interrupting a deploy', () => {
     expect(await liveAndServed()).toEqual(before);
   }, 300_000);
 
+  it('the runner killed outright during the build: the build goes on without it; `ops lock release` stops it before freeing the lock', async () => {
+    project.write({ ...config, release: { ...(config.release as object), build: 'sleep 60' } });
+    commit(repo, { VERSION: '2b\n' }, 'two-b');
+    const before = await liveAndServed();
+    try {
+      const ops = await spawnOps(['deploy', 'e2e', '--ref', 'main'], project.root, (out) => out.includes('· build'), 'the deploy reaching its build', 120_000);
+      await new Promise((r) => setTimeout(r, 1500));
+      await ops.stop('SIGKILL');
+      await new Promise((r) => setTimeout(r, 1000)); // sshd notices the dropped connection
+      expect(await onHost("pgrep -fc '^sleep 60$' || true"), 'the dead run\'s build').toBe('1');
+    } finally {
+      project.write(config);
+    }
+    const released = await breakLock(project.ctx(), project.env());
+    expect(released[0]!.lock.state).toBe('stale');
+    expect(released[0]!.stopped.length, 'processes stopped').toBeGreaterThan(0);
+    expect(await onHost("pgrep -fc '^sleep 60$' || true")).toBe('0');
+    expect((await auditLog(project.ctx(), project.env(), 1))[0]!.entries[0]!.message).toMatch(/^removed stale lock of a deploy run by .*; stopped what its run left running \(processes [\d ]+\)$/);
+    expect(await liveAndServed()).toEqual(before);
+  }, 300_000);
+
   // A site template without {{slot_location}}: the switch then looks for the new slot at /.ops/slot for ~5 s after
   // nginx reloaded, before `current` flips: a window a signal falls into.
   const slowSwitch = () => {

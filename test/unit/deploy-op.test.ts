@@ -508,7 +508,7 @@ describe('the lock is never leaked by a run that ends', () => {
     const f = flaky(2);
     const err = await deploy(f.ctx, loadEnvironment('x', root), {}).catch((e) => e);
     expect(err.message).toMatch(/^the operation itself succeeded, but the lock of x could not be released on host web1 \(step "unlock" on web1: the connection was closed by the other end\)$/);
-    expect(err.hint).toBe('once nothing runs there any more, release it: ops lock release x');
+    expect(err.hint).toBe('release it once this run has ended: ops lock release x (it first stops what the run left running there)');
   });
 
   it('a failed run whose lock cannot be released either: both said, the first cause first', async () => {
@@ -524,6 +524,6 @@ describe('the lock is never leaked by a run that ends', () => {
     };
     const err = await deploy(ctx, env, {}).catch((e) => e);
     expect(err.message).toMatch(/^step "build" on web1 failed: build broke[\s\S]*\nthe lock of x could not be released on host web1 \(/);
-    expect(err.hint).toMatch(/; then once nothing runs there any more, release it: ops lock release x$/);
+    expect(err.hint).toMatch(/; then release it once this run has ended: ops lock release x \(it first stops what the run left running there\)$/);
   });
 });

@@ -121,7 +121,7 @@ describe('status parser', () => {
     const held = parse({ lock: 'held', holder: ['operation=deploy', 'actor=bob@ci', 'since=2026-11-25T14:59:00Z', 'holder_pid=12'] });
     expect(held.problems).toEqual(['locked by a deploy run by bob@ci, started 2026-11-25T14:59:00Z: an operation is running']);
     const stale = parse({ lock: 'stale', holder: ['operation=deploy', 'actor=bob@ci', 'since=x'] });
-    expect(stale.problems[0]).toMatch(/^stale lock left by a deploy run by bob@ci, started x, which is gone \(check, then: ops lock release demo\)$/);
+    expect(stale.problems[0]).toMatch(/^stale lock left by a deploy run by bob@ci, started x, which is gone \(ops lock release demo stops what it left running and frees it\)$/);
   });
 
   it('502 through nginx, supervisor down, nothing deployed, not provisioned, a full disk', () => {

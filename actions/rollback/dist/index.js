@@ -52953,7 +52953,7 @@ while :; do
     # The details are the lock's meaning: a lock without them (disk full) is given back at once.
     # The time by printf's %(...)T with TZ for this builtin only (bash(1), PARAMETERS: no date process).
     TZ=UTC0 printf -v since '%(%Y-%m-%dT%H:%M:%SZ)T' -1
-    if ! printf '%s\n' ${quote(`operation=${req2.operation}`)} ${quote(`actor=${req2.actor}`)} ${quote(`run=${req2.runUrl}`)} ${quote(`run_id=${req2.runId}`)} "since=$since" "holder_pid=$holder" "holder_start=$(proc_start "$holder")" > "$lock/info"; then
+    if ! printf '%s\n' ${quote(`operation=${req2.operation}`)} ${quote(`actor=${req2.actor}`)} ${quote(`run=${req2.runUrl}`)} ${quote(`run_id=${req2.runId}`)} "connection=${"$"}{OPS_CONNECTION:-}" "since=$since" "holder_pid=$holder" "holder_start=$(proc_start "$holder")" > "$lock/info"; then
       rm -rf "$lock"
       echo "cannot write the lock's details in $lock: no space left under ${L.base}?" >&2
       exit 1
@@ -52980,11 +52980,8 @@ ${finish}` : ""}`
   };
 }
 var FORCED_STOP_SECONDS = 10;
-function releaseLock(env, runId, auditLines = [], ended = []) {
-  const stop = ended.length ? String.raw`${CONNECTION_FUNCTIONS}
-${CRITICAL_FUNCTIONS}
-ended=(${ended.map(quote).join(" ")})
-# A switch under way ends first (critical.sh): it is stopped between two sections, never inside one.
+function stopConnections(ids) {
+  return String.raw`ended=(${ids})
 critical_wait
 read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"
 if [ ${"$"}{#pids[@]} -gt 0 ]; then
@@ -52993,7 +52990,12 @@ if [ ${"$"}{#pids[@]} -gt 0 ]; then
   for _ in {1..${FORCED_STOP_SECONDS * 5}}; do read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"; [ ${"$"}{#pids[@]} -gt 0 ] || break; sleep 0.2; done
   if [ ${"$"}{#pids[@]} -gt 0 ]; then kill -KILL "${"$"}{pids[@]}" 2>/dev/null || true; fi
 fi
-critical_done
+critical_done`;
+}
+function releaseLock(env, runId, auditLines = [], ended = []) {
+  const stop = ended.length ? `${CONNECTION_FUNCTIONS}
+${CRITICAL_FUNCTIONS}
+${stopConnections(ended.map(quote).join(" "))}
 live_after=$(readlink ${quote(env.layout.current)} 2>/dev/null || true)
 ops_report ${LOCK_KEYS.live_after} "${"$"}{live_after##*/}"
 ` : "";
@@ -53043,7 +53045,7 @@ async function acquire(remote, env, request, inspect, finish, finishSeconds, not
   if (lock.state === "stale")
     throw new LockError(
       `environment ${env.name} has a stale lock on ${remote.name}, left by ${describeHolder(lock.holder)}, which is no longer connected`,
-      `check that nothing is still running on the host (e.g. a half-done deploy), then release it: ops lock release ${env.name}`
+      `release it: ops lock release ${env.name} (it first stops what that run left running on the host, e.g. a half-done migration)`
     );
   throw new LockError(
     `environment ${env.name} is locked on ${remote.name} by ${describeHolder(lock.holder)}`,
@@ -53056,7 +53058,7 @@ function auditEntry(env, request, entry, now) {
 var UNINTERRUPTIBLE = /* @__PURE__ */ new Set(["switch"]);
 function lockLeft(env, failures, cause) {
   const left = `the lock of ${env.name} could not be released on ${failures.length === 1 ? "host " : "hosts:\n  "}${failures.join("\n  ")}`;
-  const release = `once nothing runs there any more, release it: ops lock release ${env.name}`;
+  const release = `release it once this run has ended: ops lock release ${env.name} (it first stops what the run left running there)`;
   if (cause === void 0) return new LockError(`the operation itself succeeded, but ${left}`, release);
   const message = cause instanceof Error ? cause.message : String(cause);
   const hint = cause instanceof OpsError && cause.hint ? `${cause.hint}; then ${release}` : release;

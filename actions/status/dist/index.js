@@ -50661,7 +50661,7 @@ function parseHostStatus(env, host, r) {
   }
   s.lock = parseLock(r);
   if (s.lock.state === "held") problem(`locked by ${describeHolder(s.lock.holder)}: an operation is running`);
-  else if (s.lock.state === "stale") problem(`stale lock left by ${describeHolder(s.lock.holder)}, which is gone (check, then: ops lock release ${env.name})`);
+  else if (s.lock.state === "stale") problem(`stale lock left by ${describeHolder(s.lock.holder)}, which is gone (ops lock release ${env.name} stops what it left running and frees it)`);
   return s;
 }
 

@@ -1,0 +1,79 @@
+// `ops lock release` (core/steps/lock.ts forceReleaseLock) run by bash as root on this machine the way a host runs a
+// step (commandLine + scriptText), in a mount namespace of its own (/run and the layout's parent are the test's
+// tmpfs): a stale lock's run had what it left running stopped (its processes carry the connection id the lock
+// recorded), a stubborn one killed; processes of other connections, and those of a run still connected, go on.
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { dirname } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { commandLine, scriptText } from '../../core/remote/wrap.ts';
+import { CONNECTION_FUNCTIONS } from '../../core/steps/libraries.ts';
+import { forceReleaseLock, LOCK_KEYS } from '../../core/steps/lock.ts';
+import { quote } from '../../core/shell.ts';
+import { testEnv } from './status.helpers.ts';
+
+interface Released {
+  /** The step's report lines and the checks' `name=value` lines. */
+  out: string;
+  stderr: string;
+  /** name -> alive | gone, for each process started beside the lock. */
+  processes: Record<string, string>;
+  lock: string;
+}
+
+/**
+ * A lock whose info records connection `gone` (held by a live process when `held`, else by a pid long gone), three
+ * processes beside it (`stubborn` ignoring TERM and `plain`, both of connection `gone`; `other`, of another
+ * connection), then forceReleaseLock's step, then which processes are left.
+ */
+function release(held: boolean): Released {
+  const env = testEnv();
+  const lock = env.layout.lock;
+  const gone = randomBytes(6).toString('hex');
+  const other = randomBytes(6).toString('hex');
+  const step = forceReleaseLock(env);
+  const holder = held ? 'sleep 120 </dev/null >/dev/null 2>&1 & holder=$!; start=$(proc_start "$holder")' : 'holder=999999999; start=1';
+  const setup = `${CONNECTION_FUNCTIONS}
+mount --make-rprivate / && mount -t tmpfs tmpfs /run && mkdir -p /run/lock
+mount -t tmpfs tmpfs ${quote(dirname(env.baseDir))}
+${holder}
+mkdir -p ${quote(lock)}
+printf '%s\\n' operation=deploy actor=me run_id=r1 connection=${gone} since=x "holder_pid=$holder" "holder_start=$start" > ${quote(`${lock}/info`)}
+OPS_CONNECTION=${gone} bash -c 'trap "" TERM; exec sleep 120' </dev/null >/dev/null 2>&1 & stubborn=$!
+OPS_CONNECTION=${gone} sleep 120 </dev/null >/dev/null 2>&1 & plain=$!
+OPS_CONNECTION=${other} sleep 120 </dev/null >/dev/null 2>&1 & other=$!
+sleep 0.3
+${commandLine(step, 'root', 'app')} || echo "code=$?"
+sleep 0.3
+# A killed child not yet reaped is a zombie (state Z): gone all the same.
+for p in stubborn plain other; do s=$(proc_state "\${!p}"); echo "process $p=\${s:-gone}"; done
+echo "pids=$stubborn $plain"
+[ -d ${quote(lock)} ] && echo lock=kept || echo lock=removed
+kill -KILL $stubborn $plain $other \${holder#999999999} 2>/dev/null || true`;
+  const state = `proc_state() { local s f; read -r s 2>/dev/null < "/proc/$1/stat" || return 0; read -r -a f <<< "\${s##*) }"; [ "\${f[0]}" = Z ] || echo alive; }\n`;
+  const r = spawnSync('unshare', ['-m', 'bash', '-c', state + setup], { input: scriptText(step), encoding: 'utf8', timeout: 60_000 });
+  const processes: Record<string, string> = {};
+  for (const m of r.stdout.matchAll(/^process (\w+)=(\w+)$/gm)) processes[m[1]!] = m[2]!;
+  return { out: r.stdout, stderr: r.stderr, processes, lock: /^lock=(\w+)$/m.exec(r.stdout)?.[1] ?? '' };
+}
+
+describe('the forced release of a lock', () => {
+  it('a stale lock: what its run left running is stopped first (KILL for what ignores TERM), then the lock is removed; other connections\' processes go on', () => {
+    const r = release(false);
+    expect(r.out, r.stderr).toContain('@ops lock stale');
+    expect(r.out).not.toContain('code=');
+    expect(r.processes).toEqual({ stubborn: 'gone', plain: 'gone', other: 'alive' });
+    const pids = /^pids=(.*)$/m.exec(r.out)![1]!.split(' ').sort();
+    const stopped = new RegExp(`^@ops ${LOCK_KEYS.stopped} (.*)$`, 'm').exec(r.out)?.[1]?.trim().split(' ').sort();
+    expect(stopped).toEqual(pids);
+    expect(r.lock).toBe('removed');
+  }, 60_000);
+
+  it('a lock whose run is still connected: removed, its processes left to it', () => {
+    const r = release(true);
+    expect(r.out, r.stderr).toContain('@ops lock held');
+    expect(r.out).not.toContain(`@ops ${LOCK_KEYS.stopped}`);
+    expect(r.processes).toEqual({ stubborn: 'alive', plain: 'alive', other: 'alive' });
+    expect(r.lock).toBe('removed');
+  }, 60_000);
+});

@@ -4,7 +4,7 @@
 // connection and needs no channel of its own. A lock whose holder process is gone was left by a run that died:
 // it is reported as stale, never silently taken; its forced release stops what that run left running first.
 import type { Target } from '../target.ts';
-import { reportKeys, reported, reportedAll, type Step, type StepResult } from '../remote/types.ts';
+import { REPORT_PREFIX, reportKeys, reported, reportedAll, type Step, type StepResult } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { CONNECTION_FUNCTIONS, CRITICAL_FUNCTIONS, CRITICAL_WAIT_SECONDS } from './libraries.ts';
 
@@ -93,6 +93,17 @@ const FORCED_STOP_SECONDS = 10;
  * two sections, never inside one); then TERM, and KILL to what is left after FORCED_STOP_SECONDS. Needs
  * CONNECTION_FUNCTIONS and CRITICAL_FUNCTIONS; takes at most CRITICAL_WAIT_SECONDS + FORCED_STOP_SECONDS.
  */
+/**
+ * Shell that lets a release end on the host when the runner dies while it runs: a cancelled GitHub workflow sends
+ * SIGINT, then SIGTERM 7.5 s later, then kills the runner 2.5 s after that (docs.github.com, "Workflow cancellation
+ * reference"), while the release may wait out a switch and give a stubborn process its 10 s. sshd then closes the
+ * script's pipes: its next report would die of SIGPIPE (or fail, under errexit) before the lock is removed. So SIGHUP
+ * and SIGPIPE are ignored and a report that cannot be written is dropped (the prelude's ops_report, core/remote/wrap.ts,
+ * made quiet): the processes are stopped, the audit lines appended and the lock removed all the same.
+ */
+const OUTLIVE_RUNNER = String.raw`trap '' HUP PIPE
+ops_report() { printf '${REPORT_PREFIX}%s %s\n' "$1" "${'$'}{2:-}" 2>/dev/null || true; }`;
+
 function stopConnections(ids: string): string {
   return String.raw`ended=(${ids})
 critical_wait
@@ -112,11 +123,13 @@ critical_done`;
  * full disk) is reported (`audit_failed`) and never keeps the lock. `ended`: ids of this run's connections
  * that are gone (lost, or left on a signal): whatever they still run on the host (their steps' processes
  * carry OPS_CONNECTION) is stopped first (TERM, then KILL after 10 s), so the lock never frees a host where
- * the run is still at work; then it reports the release `current` names (`live_after`).
+ * the run is still at work; then it reports the release `current` names (`live_after`). Such a release ends on
+ * the host even when the runner is killed meanwhile (OUTLIVE_RUNNER: a cancelled workflow's SIGKILL).
  */
 export function releaseLock(env: Target, runId: string, auditLines: string[] = [], ended: string[] = []): Step {
   const stop = ended.length
-    ? `${CONNECTION_FUNCTIONS}
+    ? `${OUTLIVE_RUNNER}
+${CONNECTION_FUNCTIONS}
 ${CRITICAL_FUNCTIONS}
 ${stopConnections(ended.map(quote).join(' '))}
 live_after=$(readlink ${quote(env.layout.current)} 2>/dev/null || true)
@@ -180,7 +193,8 @@ export function forceReleaseLock(env: Target): Step {
     as: 'root',
     timeout: 30 + CRITICAL_WAIT_SECONDS + FORCED_STOP_SECONDS,
     quiet: true,
-    script: String.raw`${CONNECTION_FUNCTIONS}
+    script: String.raw`${OUTLIVE_RUNNER}
+${CONNECTION_FUNCTIONS}
 ${CRITICAL_FUNCTIONS}
 lock=${quote(env.layout.lock)}
 ${LOCK_STATE}

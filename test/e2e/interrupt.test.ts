@@ -100,6 +100,31 @@ describe.sequential('interrupting a deploy', () => {
     expect(await liveAndServed()).toEqual(before);
   }, 300_000);
 
+  it('a cancelled workflow (SIGINT, then the runner killed before its release ends: a build ignoring SIGTERM holds it 10 s): the release still ends on the host', async () => {
+    project.write({ ...config, release: { ...(config.release as object), build: "trap '' TERM; sleep 60" } });
+    commit(repo, { VERSION: '2c\n' }, 'two-c');
+    const before = await liveAndServed();
+    try {
+      const ops = await spawnOps(['deploy', 'e2e', '--ref', 'main'], project.root, (out) => out.includes('· build'), 'the deploy reaching its build', 120_000);
+      await new Promise((r) => setTimeout(r, 1500));
+      ops.child.kill('SIGINT');
+      // GitHub kills the step 10 s after its SIGINT (sooner here): the release is waiting out the build's SIGTERM.
+      await new Promise((r) => setTimeout(r, 3000));
+      await ops.stop('SIGKILL');
+    } finally {
+      project.write(config);
+    }
+    let state = '';
+    for (let i = 0; i < 60 && state !== 'free'; i++) {
+      state = (await getLockStatus(project.ctx(), project.env()))[0]!.lock.state;
+      if (state !== 'free') await new Promise((r) => setTimeout(r, 500));
+    }
+    expect(state, 'the lock, once the release ended on the host').toBe('free');
+    expect(await onHost("pgrep -fc '^sleep 60$' || true")).toBe('0');
+    expect((await auditLog(project.ctx(), project.env(), 1))[0]!.entries[0]!.message).toBe(`interrupted by SIGINT during build on ${host.name}`);
+    expect(await liveAndServed()).toEqual(before);
+  }, 300_000);
+
   // A site template without {{slot_location}}: the switch then looks for the new slot at /.ops/slot for ~5 s after
   // nginx reloaded, before `current` flips: a window a signal falls into.
   const slowSwitch = () => {

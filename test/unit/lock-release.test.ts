@@ -1,14 +1,16 @@
-// `ops lock release` (core/steps/lock.ts forceReleaseLock) run by bash as root on this machine the way a host runs a
-// step (commandLine + scriptText), in a mount namespace of its own (/run and the layout's parent are the test's
-// tmpfs): a stale lock's run had what it left running stopped (its processes carry the connection id the lock
-// recorded), a stubborn one killed; processes of other connections, and those of a run still connected, go on.
+// `ops lock release` (core/steps/lock.ts forceReleaseLock), and a run's own release after an interruption
+// (releaseLock with the connections that are gone), run by bash as root on this machine the way a host runs a step
+// (commandLine + scriptText), in a mount namespace of its own (/run and the layout's parent are the test's tmpfs): a
+// stale lock's run had what it left running stopped (its processes carry the connection id the lock recorded), a
+// stubborn one killed; processes of other connections, and those of a run still connected, go on; a release whose
+// runner dies meanwhile (its output pipe closed) still ends.
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { dirname } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { commandLine, scriptText } from '../../core/remote/wrap.ts';
 import { CONNECTION_FUNCTIONS } from '../../core/steps/libraries.ts';
-import { forceReleaseLock, LOCK_KEYS } from '../../core/steps/lock.ts';
+import { forceReleaseLock, LOCK_KEYS, releaseLock } from '../../core/steps/lock.ts';
 import { quote } from '../../core/shell.ts';
 import { testEnv } from './status.helpers.ts';
 
@@ -19,19 +21,24 @@ interface Released {
   /** name -> alive | gone, for each process started beside the lock. */
   processes: Record<string, string>;
   lock: string;
+  /** The audit log's content after the step. */
+  audit: string;
 }
 
 /**
- * A lock whose info records connection `gone` (held by a live process when `held`, else by a pid long gone), three
- * processes beside it (`stubborn` ignoring TERM and `plain`, both of connection `gone`; `other`, of another
- * connection), then forceReleaseLock's step, then which processes are left.
+ * A lock of run r1 whose info records connection `gone` (held by a live process when `held`, else by a pid long
+ * gone), three processes beside it (`stubborn` ignoring TERM and `plain`, both of connection `gone`; `other`, of
+ * another connection), then a step (forceReleaseLock's; `ownRelease`: run r1's releaseLock for connection `gone`),
+ * then which processes are left. `runnerGone`: the step's output is read up to its start line only (the runner
+ * killed as the step begins: sshd closes the pipe), the rest is lost.
  */
-function release(held: boolean): Released {
+function release(held: boolean, { ownRelease = false, runnerGone = false } = {}): Released {
   const env = testEnv();
   const lock = env.layout.lock;
   const gone = randomBytes(6).toString('hex');
   const other = randomBytes(6).toString('hex');
-  const step = forceReleaseLock(env);
+  const step = ownRelease ? releaseLock(env, 'r1', ['interrupted'], [gone]) : forceReleaseLock(env);
+  const reader = runnerGone ? ` | { IFS= read -r _; IFS= read -r _; }` : '';
   const holder = held ? 'sleep 120 </dev/null >/dev/null 2>&1 & holder=$!; start=$(proc_start "$holder")' : 'holder=999999999; start=1';
   const setup = `${CONNECTION_FUNCTIONS}
 mount --make-rprivate / && mount -t tmpfs tmpfs /run && mkdir -p /run/lock
@@ -43,18 +50,21 @@ OPS_CONNECTION=${gone} bash -c 'trap "" TERM; exec sleep 120' </dev/null >/dev/n
 OPS_CONNECTION=${gone} sleep 120 </dev/null >/dev/null 2>&1 & plain=$!
 OPS_CONNECTION=${other} sleep 120 </dev/null >/dev/null 2>&1 & other=$!
 sleep 0.3
-${commandLine(step, 'root', 'app')} || echo "code=$?"
+${commandLine(step, 'root', 'app')}${reader} || echo "code=$?"
+# With the runner gone, the step goes on alone: waited for by its lock, as a later run would.
+for _ in {1..100}; do [ -d ${quote(lock)} ] || break; sleep 0.2; done
 sleep 0.3
 # A killed child not yet reaped is a zombie (state Z): gone all the same.
 for p in stubborn plain other; do s=$(proc_state "\${!p}"); echo "process $p=\${s:-gone}"; done
 echo "pids=$stubborn $plain"
 [ -d ${quote(lock)} ] && echo lock=kept || echo lock=removed
+echo "audit=$(cat ${quote(env.layout.audit)} 2>/dev/null)"
 kill -KILL $stubborn $plain $other \${holder#999999999} 2>/dev/null || true`;
   const state = `proc_state() { local s f; read -r s 2>/dev/null < "/proc/$1/stat" || return 0; read -r -a f <<< "\${s##*) }"; [ "\${f[0]}" = Z ] || echo alive; }\n`;
   const r = spawnSync('unshare', ['-m', 'bash', '-c', state + setup], { input: scriptText(step), encoding: 'utf8', timeout: 60_000 });
   const processes: Record<string, string> = {};
   for (const m of r.stdout.matchAll(/^process (\w+)=(\w+)$/gm)) processes[m[1]!] = m[2]!;
-  return { out: r.stdout, stderr: r.stderr, processes, lock: /^lock=(\w+)$/m.exec(r.stdout)?.[1] ?? '' };
+  return { out: r.stdout, stderr: r.stderr, processes, lock: /^lock=(\w+)$/m.exec(r.stdout)?.[1] ?? '', audit: /^audit=(.*)$/m.exec(r.stdout)?.[1] ?? '' };
 }
 
 describe('the forced release of a lock', () => {
@@ -74,6 +84,13 @@ describe('the forced release of a lock', () => {
     expect(r.out, r.stderr).toContain('@ops lock held');
     expect(r.out).not.toContain(`@ops ${LOCK_KEYS.stopped}`);
     expect(r.processes).toEqual({ stubborn: 'alive', plain: 'alive', other: 'alive' });
+    expect(r.lock).toBe('removed');
+  }, 60_000);
+
+  it('a run\'s own release after an interruption, its runner killed as it begins (a cancelled workflow\'s SIGKILL): it still stops the run\'s processes, appends the audit line and removes the lock', () => {
+    const r = release(false, { ownRelease: true, runnerGone: true });
+    expect(r.processes, r.stderr).toEqual({ stubborn: 'gone', plain: 'gone', other: 'alive' });
+    expect(r.audit).toBe('interrupted');
     expect(r.lock).toBe('removed');
   }, 60_000);
 });

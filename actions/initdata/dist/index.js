@@ -69722,6 +69722,8 @@ ${finish}` : ""}`
   };
 }
 var FORCED_STOP_SECONDS = 10;
+var OUTLIVE_RUNNER = String.raw`trap '' HUP PIPE
+ops_report() { printf '${REPORT_PREFIX}%s %s\n' "$1" "${"$"}{2:-}" 2>/dev/null || true; }`;
 function stopConnections(ids) {
   return String.raw`ended=(${ids})
 critical_wait
@@ -69735,7 +69737,8 @@ fi
 critical_done`;
 }
 function releaseLock(env, runId, auditLines = [], ended = []) {
-  const stop = ended.length ? `${CONNECTION_FUNCTIONS}
+  const stop = ended.length ? `${OUTLIVE_RUNNER}
+${CONNECTION_FUNCTIONS}
 ${CRITICAL_FUNCTIONS}
 ${stopConnections(ended.map(quote).join(" "))}
 live_after=$(readlink ${quote(env.layout.current)} 2>/dev/null || true)

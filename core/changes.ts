@@ -89,33 +89,79 @@ async function commitsBetween(repo: string, from: string, to: string): Promise<{
 }
 
 /**
- * The value of `key` in an ini text (configparser: `key = value` or `key: value`, continued on indented lines), or
- * undefined.
+ * The sections of an ini text as Python's configparser reads it with ConfigParser's defaults, which alembic's Config
+ * uses (docs.python.org/3/library/configparser.html, "Supported INI File Structure"): `[name]` headers; `key = value`
+ * or `key: value` (the first delimiter; keys lower-cased); full-line comments (`#` or `;`, indented or not) skipped,
+ * inside a value too; a value goes on over the lines indented more than its key, blank ones included
+ * (empty_lines_in_values), joined with newlines, trailing whitespace dropped; DEFAULT's keys are every section's
+ * unless it sets them. Not interpolated (`%(here)s` stays as written). Lines configparser would refuse (an option
+ * before any section) are skipped. Pure. @returns section name -> key -> value.
  */
-function iniValue(text: string, key: string): string | undefined {
-  const m = new RegExp(`^[ \\t]*${key}[ \\t]*[=:][ \\t]*(.*(?:\\n[ \\t]+\\S.*)*)`, 'm').exec(text);
-  return m?.[1]?.trim();
+export function iniSections(text: string): Map<string, Map<string, string>> {
+  const raw = new Map<string, Map<string, string[]>>();
+  let section: Map<string, string[]> | undefined;
+  let value: string[] | undefined;
+  let indent = Infinity;
+  for (const line of text.split(/\r?\n/)) {
+    const stripped = line.trim();
+    if (stripped.startsWith('#') || stripped.startsWith(';')) continue;
+    if (!stripped) {
+      value?.push('');
+      continue;
+    }
+    const at = line.search(/\S/);
+    if (value && at > indent) {
+      value.push(stripped);
+      continue;
+    }
+    indent = at;
+    const header = /^\[(.+)\]/.exec(stripped);
+    if (header) {
+      section = raw.get(header[1]!) ?? new Map();
+      raw.set(header[1]!, section);
+      value = undefined;
+      continue;
+    }
+    const option = /^(.*?)\s*[=:]\s*(.*)$/.exec(stripped);
+    if (!section || !option) {
+      value = undefined;
+      continue;
+    }
+    value = [option[2]!];
+    section.set(option[1]!.toLowerCase(), value);
+  }
+  const defaults = raw.get('DEFAULT') ?? new Map<string, string[]>();
+  const out = new Map<string, Map<string, string>>();
+  for (const [name, keys] of raw) {
+    if (name === 'DEFAULT') continue;
+    out.set(name, new Map([...defaults, ...keys].map(([k, v]) => [k, v.join('\n').trimEnd()])));
+  }
+  return out;
 }
+
+/** alembic's separators for version_locations (version_path_separator, or path_separator from 1.16), `os` being ':' here. */
+const ALEMBIC_SEPARATORS: Record<string, RegExp> = { ';': /;/, ':': /:/, os: /:/, newline: /\n/, ' ': / /, space: / / };
 
 /**
  * The directories an alembic.ini (at `ini` in the tree, its text `text`) takes revisions from, relative to the
- * repository: script_location's versions/ and each of version_locations (alembic's config: split on
- * version_path_separator, `os` being ':' here, else on spaces and commas as its legacy default). `%(here)s` is the
- * ini's directory; a package resource ("pkg:dir") is not a path in the tree and is left out.
+ * repository, from every section (`alembic -n NAME` runs another section than [alembic]: all are watched):
+ * script_location's versions/ and each of version_locations (split on version_path_separator, else path_separator,
+ * else on commas and spaces, alembic's legacy default; empty items dropped, as alembic does). `%(here)s` is the
+ * ini's directory; a package resource ("pkg:dir") is not a path in the tree and is left out. Pure.
  */
-function alembicVersionDirs(ini: string, text: string): string[] {
+export function alembicVersionDirs(ini: string, text: string): string[] {
   const dir = ini.slice(0, -'alembic.ini'.length);
   const rel = (loc: string) => `${dir}${loc.replace(/^%\(here\)s\/?/, '').replace(/^\.\//, '').replace(/\/$/, '')}`.replace(/\/$/, '');
   const out: string[] = [];
-  const script = iniValue(text, 'script_location');
-  if (script && !script.includes(':')) out.push(`${rel(script)}/versions`);
-  const locations = iniValue(text, 'version_locations');
-  if (locations) {
-    const sep = iniValue(text, 'version_path_separator');
-    const split = sep === ';' ? /;/ : sep === ':' || sep === 'os' ? /:/ : sep === 'newline' ? /\n/ : /[\s,]+/;
-    for (const loc of locations.split(split).map((l) => l.trim())) if (loc && !/^[A-Za-z_][\w.]*:/.test(loc)) out.push(rel(loc));
+  for (const keys of iniSections(text).values()) {
+    const script = keys.get('script_location')?.trim();
+    if (script && !script.includes(':')) out.push(`${rel(script)}/versions`);
+    const locations = keys.get('version_locations')?.trim();
+    if (!locations) continue;
+    const sep = keys.get('version_path_separator')?.trim() || keys.get('path_separator')?.trim() || '';
+    for (const loc of locations.split(ALEMBIC_SEPARATORS[sep] ?? /[\s,]+/).map((l) => l.trim())) if (loc && !/^[A-Za-z_][\w.]*:/.test(loc)) out.push(rel(loc));
   }
-  return out;
+  return [...new Set(out)];
 }
 
 /**
@@ -135,22 +181,42 @@ export async function migrationPaths(repo: string, sha: string, env: Environment
 
 /**
  * The paths in the tree `release.migrate` itself may run, from the runner's view of the command (it runs in the
- * release's root; only those that are files in a commit are compared, filesIn): each word that could be a path
- * (a script, manage.py, `make -f` file), and for `make` its makefile (GNU make's search order: GNUmakefile,
- * makefile, Makefile; in `-C DIR` when given). What those files call in turn is not followed.
+ * release's root; only those that are files in a commit are compared, filesIn). The command is read as shell
+ * commands one after another (split on `;`, `&&`, `||`, `|`, newlines), each in the directory the `cd`s before it
+ * moved to (both that directory's path and the root's are kept: over-counting only makes migrations wait): each
+ * word that could be a path (a script, manage.py, a `make -f` file), the value of a `NAME=value` word (a script
+ * named by a variable), and for `make` its makefile (`-f FILE`, else GNU make's search order: GNUmakefile,
+ * makefile, Makefile), in its `-C DIR` / `-CDIR` / `--directory[=]DIR` when given. What those files call in turn is
+ * not followed. Pure.
  */
 export function migrateCommandFiles(command: string): string[] {
-  const words = command.split(/[\s;&|()<>]+/).map((w) => w.replace(/^["']|["']$/g, '')).filter(Boolean);
   const files = new Set<string>();
-  words.forEach((w, i) => {
-    if (/^[A-Za-z0-9_.\/-]+$/.test(w) && !w.startsWith('-') && !w.startsWith('/') && !w.split('/').includes('..')) files.add(w.replace(/^(\.\/)+/, ''));
-    if (w === 'make' || w.endsWith('/make')) {
-      const c = words.slice(i + 1).findIndex((x) => x === '-C' || x.startsWith('--directory='));
-      const at = c < 0 ? '' : words[i + 1 + c] === '-C' ? (words[i + 2 + c] ?? '') : words[i + 1 + c]!.slice('--directory='.length);
-      const dir = at.replace(/^(\.\/)+/, '').replace(/\/$/, '');
-      for (const f of ['GNUmakefile', 'makefile', 'Makefile']) files.add(dir ? `${dir}/${f}` : f);
+  const clean = (p: string) => p.replace(/^(\.\/)+/, '').replace(/\/+$/, '');
+  const pathLike = (w: string) => /^[A-Za-z0-9_.\/-]+$/.test(w) && !w.startsWith('-') && !w.startsWith('/') && !w.split('/').includes('..');
+  let cwd = '';
+  const inCwd = (p: string) => clean(cwd ? `${cwd}/${p}` : p);
+  for (const part of command.split(/;|&&|\|\||\||\n/)) {
+    const words = part.split(/[\s()<>&]+/).map((w) => w.replace(/^["']|["']$/g, '')).filter(Boolean);
+    for (const w of words) {
+      const word = /^[A-Za-z_]\w*=(.*)$/.exec(w)?.[1] ?? w;
+      if (pathLike(word)) files.add(clean(word)).add(inCwd(word));
     }
-  });
+    const make = words.findIndex((w) => w === 'make' || w.endsWith('/make'));
+    if (make >= 0) {
+      let dir = cwd;
+      let file = '';
+      const args = words.slice(make + 1);
+      args.forEach((a, i) => {
+        const next = args[i + 1] ?? '';
+        const d = a === '-C' || a === '--directory' ? next : /^(?:-C|--directory=)(.+)$/.exec(a)?.[1];
+        if (d && pathLike(d)) dir = clean(dir ? `${dir}/${d}` : d);
+        const f = a === '-f' || a === '--file' || a === '--makefile' ? next : /^(?:-f|--file=|--makefile=)(.+)$/.exec(a)?.[1];
+        if (f && pathLike(f)) file = f;
+      });
+      for (const f of file ? [file] : ['GNUmakefile', 'makefile', 'Makefile']) files.add(clean(dir ? `${dir}/${f}` : f));
+    }
+    if (words[0] === 'cd') cwd = words[1] && pathLike(words[1]) ? inCwd(words[1]) : '';
+  }
   files.delete('.');
   files.delete('');
   return [...files].sort();

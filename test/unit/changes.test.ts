@@ -168,7 +168,7 @@ describe('the change a deploy makes', () => {
     }
   });
 
-  it('the files release.migrate runs count as migrations changed (its makefile, its script); a directory it cds into does not', async () => {
+  it('the files release.migrate runs count as migrations changed (its makefile, also after a cd, its script); a directory it cds into does not', async () => {
     const r = repoWith([
       { message: 'app', files: { 'Makefile': 'migrate:\n\talembic upgrade head\n', 'scripts/migrate.sh': 'alembic upgrade head\n', 'server/app.py': '1', 'server/Makefile': 'db:\n\ttrue\n', 'db/versions/001.py': 'x', 'alembic.ini': '[alembic]\nscript_location = db\n' } },
       { message: 'the migrate recipe', files: { 'Makefile': 'migrate:\n\talembic upgrade head && python -m tools.backfill\n' } },
@@ -181,6 +181,11 @@ describe('the change a deploy makes', () => {
     expect([await changed('./scripts/migrate.sh', 1), await changed('./scripts/migrate.sh', 2), await changed('bash scripts/migrate.sh', 2)]).toEqual([false, true, true]);
     expect([await changed('cd server && alembic upgrade head', 3), await changed('make -C server db', 3), await changed('make -C server db', 4)]).toEqual([false, false, true]);
     expect(migrateCommandFiles('make -C server db')).toEqual(expect.arrayContaining(['server/Makefile', 'server/GNUmakefile', 'server/makefile']));
+    // A makefile reached by `cd`, by make's other spellings of its directory, a script named by a variable.
+    expect([await changed('cd server && make db', 4), await changed('make --directory server db', 4), await changed('make -Cserver db', 4)]).toEqual([true, true, true]);
+    expect(await changed('SCRIPT=scripts/migrate.sh; bash "$SCRIPT"', 2)).toBe(true);
+    expect(migrateCommandFiles('cd server && make -f build/mk db')).toEqual(expect.arrayContaining(['server/build/mk']));
+    expect(migrateCommandFiles('cd server && make -f build/mk db')).not.toContain('server/Makefile');
   });
 
   it('groups hosts serving the same commit; a host that could not be read is said so', async () => {

@@ -48,24 +48,56 @@ export function formatLock(list: { host: string; lock: LockInfo }[]): string {
     .join('\n');
 }
 
+/** One host's answer to `ops lock release` (breakLock). */
+export interface LockRelease {
+  host: string;
+  /** The lock as it was (free: there was none). */
+  lock: LockInfo;
+  /** Pids of its run's processes stopped first (empty when none). */
+  stopped: string[];
+  /** Why its run's processes were not looked for (a lock without a connection id), if so. */
+  unchecked?: string;
+  /** The release `current` names (what serves), when a lock was removed. */
+  live?: string;
+  /** The lock was left: its run is still connected and `force` was not given. */
+  refused: boolean;
+}
+
 /**
- * Break the lock on every host, recording who did it in the audit log. A stale lock's run had what it left
- * running there stopped first (forceReleaseLock): `stopped` lists those pids (empty when none).
+ * `ops lock release`: break the lock on every host (forceReleaseLock), recording who did it, what was stopped and
+ * what is live in the audit log. A lock whose run is still connected is left (`refused`) unless `force`.
  */
-export async function breakLock(ctx: OpsContext, environment: Environment): Promise<{ host: string; lock: LockInfo; stopped: string[] }[]> {
+export async function breakLock(ctx: OpsContext, environment: Environment, force = false): Promise<LockRelease[]> {
   const env = resolveTarget(environment);
   const info = runInfo(ctx.processEnv);
   return withSession(ctx, env, (session) =>
     session.each(async (remote, h) => {
-      const result = await remote.run(forceReleaseLock(env));
+      const result = await remote.run(forceReleaseLock(env, force));
       const lock = parseLock(result);
+      const refused = reported(result, LOCK_KEYS.refused) !== undefined;
       const stopped = (reported(result, LOCK_KEYS.stopped) ?? '').split(/\s+/).filter(Boolean);
-      const also = stopped.length ? `; stopped what its run left running (processes ${stopped.join(' ')})` : '';
-      if (lock.state !== 'free')
-        await remote.run(appendAudit(env, { time: runnerNow(ctx).toISOString(), environment: env.name, operation: 'lock release', result: 'success', actor: info.actor, run: info.runUrl || undefined, message: `removed ${lock.state} lock of ${describeHolder(lock.holder)}${also}` }));
-      return { host: h.name, lock, stopped };
+      const unchecked = reported(result, LOCK_KEYS.unchecked)?.trim();
+      const live = reported(result, LOCK_KEYS.live_after)?.trim();
+      if (lock.state !== 'free' && !refused) {
+        const done = [stopped.length ? `stopped what its run left running (processes ${stopped.join(' ')})` : unchecked ? 'its processes not looked for (no connection id in the lock)' : '', `${live || 'nothing'} is live`];
+        await remote.run(appendAudit(env, { time: runnerNow(ctx).toISOString(), environment: env.name, operation: 'lock release', result: 'success', actor: info.actor, run: info.runUrl || undefined, message: `removed ${lock.state} lock of ${describeHolder(lock.holder)}; ${done.filter(Boolean).join('; ')}` }));
+      }
+      return { host: h.name, lock, stopped, refused, ...(unchecked && { unchecked }), ...(live !== undefined && { live }) };
     }),
   );
+}
+
+/** `ops lock release`'s answer for a terminal, one line per host. */
+export function formatLockRelease(list: LockRelease[], envName: string): string {
+  return list
+    .map((r) => {
+      if (r.lock.state === 'free') return `${r.host}: was not locked`;
+      const held = formatLock([{ host: r.host, lock: r.lock }]).split(': ').slice(1).join(': ');
+      if (r.refused) return `${r.host}: NOT released (${held}): its run is still connected and ends on its own; if it is stuck, ops lock release ${envName} --force stops what it runs there and removes the lock`;
+      const stopped = r.stopped.length ? `; stopped what its run had left running there (processes ${r.stopped.join(' ')})` : r.unchecked ? `; ${r.unchecked}: check with ps` : '';
+      return `${r.host}: released (${held})${stopped}; ${r.live || 'nothing'} is live`;
+    })
+    .join('\n');
 }
 
 /** `ops audit`: per host, the last `lines` entries of its audit log (oldest first). Read only. */

@@ -8,8 +8,8 @@ import { REPORT_PREFIX, reportKeys, reported, reportedAll, type Step, type StepR
 import { quote } from '../shell.ts';
 import { CONNECTION_FUNCTIONS, CRITICAL_FUNCTIONS, CRITICAL_WAIT_SECONDS } from './libraries.ts';
 
-/** What the lock steps report: `lock` (free|held|stale|acquired|released), `holder` (one `key=value` line of the holder's info each), `holder_pid` (the process that holds it), `audit_failed` (why the audit line was not written), `stopped` (pids a forced release stopped), `live_after` (the release `current` names once what a gone connection ran is stopped: what serves after an interruption). */
-export const LOCK_KEYS = reportKeys('lock', 'holder', 'holder_pid', 'audit_failed', 'stopped', 'live_after');
+/** What the lock steps report: `lock` (free|held|stale|acquired|released), `holder` (one `key=value` line of the holder's info each), `holder_pid` (the process that holds it), `audit_failed` (why the audit line was not written), `stopped` (pids a forced release stopped), `unchecked` (why a forced release could not look for its run's processes), `live_after` (the release `current` names once what a gone connection ran is stopped: what serves after an interruption), `refused` (a forced release left a lock whose run is still connected). */
+export const LOCK_KEYS = reportKeys('lock', 'holder', 'holder_pid', 'audit_failed', 'stopped', 'unchecked', 'live_after', 'refused');
 
 export interface LockRequest {
   operation: string;
@@ -180,14 +180,16 @@ export function lockStatus(env: Target): Step {
 }
 
 /**
- * Break a lock on purpose (ops lock release): reports the lock as it was (LOCK_KEYS lock, holder) and removes it.
- * A stale lock (its run is gone) first has what that run left running on the host stopped (`stopped`: its
- * processes carry the connection id the lock recorded; a switch under way ends first, stopConnections): a
- * migration or build of a SIGKILLed runner must not go on beside the next run. A lock still held (its connection
- * alive) is removed only: its run is at work and ends on its own. A lock taken by a version that recorded no
- * connection id is removed only.
+ * Break a lock on purpose (ops lock release): reports the lock as it was (LOCK_KEYS lock, holder), stops what its run
+ * left running on the host (`stopped`: the processes carrying a connection id the lock recorded; a switch under way
+ * ends first, stopConnections), reports the release `current` names (`live_after`: what serves, which a run killed
+ * outright never wrote in the audit log), and removes the lock: a migration or build of a SIGKILLed runner must not
+ * go on beside the next run. A lock still held (its run's connection alive) is left as it is (`refused`) unless
+ * `force` (its run is stuck): removing it alone would let a second run start beside that one. A lock that records no
+ * usable connection id (taken by an older version, edited by hand) is removed with `unchecked` saying its run's
+ * processes were not looked for.
  */
-export function forceReleaseLock(env: Target): Step {
+export function forceReleaseLock(env: Target, force = false): Step {
   return {
     name: 'release lock',
     as: 'root',
@@ -199,13 +201,20 @@ ${CRITICAL_FUNCTIONS}
 lock=${quote(env.layout.lock)}
 ${LOCK_STATE}
 ${REPORT_HOLDER}
-if [ "$lock_state" = stale ]; then
-  gone=$(sed -n 's/^connection=//p' "$lock/info" 2>/dev/null || true)
-  # The id is one word of ours (core/remote/ssh.ts: hex); anything else in the file is not looked for.
-  if [[ $gone =~ ^[A-Za-z0-9_-]+$ ]]; then
-    ${stopConnections('"$gone"').replace(/\n/g, '\n    ')}
-  fi
+[ "$lock_state" != free ] || exit 0
+${force ? '' : `if [ "$lock_state" = held ]; then ops_report ${LOCK_KEYS.refused} 1; exit 0; fi\n`}gone=()
+while IFS= read -r id; do
+  id=${'$'}{id#connection=}; id=${'$'}{id//[[:space:]]/}
+  # An id is one word of ours (core/remote/ssh.ts: hex); anything else in the file is not looked for.
+  if [[ $id =~ ^[A-Za-z0-9_-]+$ ]]; then gone+=("$id"); fi
+done < <(grep '^connection=' "$lock/info" 2>/dev/null || true)
+if [ ${'$'}{#gone[@]} -gt 0 ]; then
+  ${stopConnections('"${gone[@]}"').replace(/\n/g, '\n  ')}
+else
+  ops_report ${LOCK_KEYS.unchecked} "the lock records no connection id of its run (taken by an older ops, or edited): its processes were not looked for"
 fi
+live_after=$(readlink ${quote(env.layout.current)} 2>/dev/null || true)
+ops_report ${LOCK_KEYS.live_after} "${'$'}{live_after##*/}"
 rm -rf "$lock"`,
   };
 }

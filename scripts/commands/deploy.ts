@@ -93,22 +93,14 @@ export const commands: Command[] = [
   }),
   command({
     name: 'lock release',
-    summary: 'break the lock on purpose (after checking that nothing still runs); recorded in the audit log',
+    summary: 'break the lock on purpose: stops what its run left running on each host first; recorded in the audit log',
     args: ['<env>'],
-    async run({ args, ops, stdout }) {
-      const { breakLock, formatLock } = await import('../../core/ops/records.ts');
-      const list = await breakLock(ops, loadEnvironment(args[0]!, ops.root));
-      stdout.write(
-        list
-          .map(({ host, lock, stopped }) => {
-            if (lock.state === 'free') return `${host}: was not locked`;
-            const what = `${host}: released (${formatLock([{ host, lock }]).split(': ').slice(1).join(': ')})`;
-            if (stopped.length) return `${what}; stopped what its run had left running there (processes ${stopped.join(' ')})`;
-            return lock.state === 'held' ? `${what}; its run is still connected and goes on: it ends on its own` : what;
-          })
-          .join('\n') + '\n',
-      );
-      return 0;
+    options: { force: { type: 'boolean', description: 'also a lock whose run is still connected (a stuck run): its processes there are stopped' } },
+    async run({ args, ops, stdout, values }) {
+      const { breakLock, formatLockRelease } = await import('../../core/ops/records.ts');
+      const list = await breakLock(ops, loadEnvironment(args[0]!, ops.root), Boolean(values.force));
+      stdout.write(`${formatLockRelease(list, args[0]!)}\n`);
+      return list.some((r) => r.refused) ? 1 : 0;
     },
   }),
   command({

@@ -32,12 +32,12 @@ interface Released {
  * then which processes are left. `runnerGone`: the step's output is read up to its start line only (the runner
  * killed as the step begins: sshd closes the pipe), the rest is lost.
  */
-function release(held: boolean, { ownRelease = false, runnerGone = false } = {}): Released {
+function release(held: boolean, { ownRelease = false, runnerGone = false, force = false, connectionLines = (id: string) => [`connection=${id}`] } = {}): Released {
   const env = testEnv();
   const lock = env.layout.lock;
   const gone = randomBytes(6).toString('hex');
   const other = randomBytes(6).toString('hex');
-  const step = ownRelease ? releaseLock(env, 'r1', ['interrupted'], [gone]) : forceReleaseLock(env);
+  const step = ownRelease ? releaseLock(env, 'r1', ['interrupted'], [gone]) : forceReleaseLock(env, force);
   const reader = runnerGone ? ` | { IFS= read -r _; IFS= read -r _; }` : '';
   const holder = held ? 'sleep 120 </dev/null >/dev/null 2>&1 & holder=$!; start=$(proc_start "$holder")' : 'holder=999999999; start=1';
   const setup = `${CONNECTION_FUNCTIONS}
@@ -45,14 +45,14 @@ mount --make-rprivate / && mount -t tmpfs tmpfs /run && mkdir -p /run/lock
 mount -t tmpfs tmpfs ${quote(dirname(env.baseDir))}
 ${holder}
 mkdir -p ${quote(lock)}
-printf '%s\\n' operation=deploy actor=me run_id=r1 connection=${gone} since=x "holder_pid=$holder" "holder_start=$start" > ${quote(`${lock}/info`)}
+printf '%s\\n' operation=deploy actor=me run_id=r1 ${connectionLines(gone).map(quote).join(' ')} since=x "holder_pid=$holder" "holder_start=$start" > ${quote(`${lock}/info`)}
 OPS_CONNECTION=${gone} bash -c 'trap "" TERM; exec sleep 120' </dev/null >/dev/null 2>&1 & stubborn=$!
 OPS_CONNECTION=${gone} sleep 120 </dev/null >/dev/null 2>&1 & plain=$!
 OPS_CONNECTION=${other} sleep 120 </dev/null >/dev/null 2>&1 & other=$!
 sleep 0.3
 ${commandLine(step, 'root', 'app')}${reader} || echo "code=$?"
-# With the runner gone, the step goes on alone: waited for by its lock, as a later run would.
-for _ in {1..100}; do [ -d ${quote(lock)} ] || break; sleep 0.2; done
+${runnerGone ? `# With the runner gone, the step goes on alone: waited for by its lock, as a later run would.
+for _ in {1..100}; do [ -d ${quote(lock)} ] || break; sleep 0.2; done` : ''}
 sleep 0.3
 # A killed child not yet reaped is a zombie (state Z): gone all the same.
 for p in stubborn plain other; do s=$(proc_state "\${!p}"); echo "process $p=\${s:-gone}"; done
@@ -79,10 +79,31 @@ describe('the forced release of a lock', () => {
     expect(r.lock).toBe('removed');
   }, 60_000);
 
-  it('a lock whose run is still connected: removed, its processes left to it', () => {
+  it('a lock whose run is still connected: left as it is (a second run would start beside that one), its processes too', () => {
     const r = release(true);
     expect(r.out, r.stderr).toContain('@ops lock held');
+    expect(r.out).toContain(`@ops ${LOCK_KEYS.refused} 1`);
     expect(r.out).not.toContain(`@ops ${LOCK_KEYS.stopped}`);
+    expect(r.processes).toEqual({ stubborn: 'alive', plain: 'alive', other: 'alive' });
+    expect(r.lock).toBe('kept');
+  }, 60_000);
+
+  it('--force on a lock whose run is still connected (a stuck run): its processes stopped, the lock removed', () => {
+    const r = release(true, { force: true });
+    expect(r.out, r.stderr).toContain('@ops lock held');
+    expect(r.processes).toEqual({ stubborn: 'gone', plain: 'gone', other: 'alive' });
+    expect(r.lock).toBe('removed');
+  }, 60_000);
+
+  it('connection lines written by hand (a trailing space, two of them, one not an id): each id is looked for', () => {
+    const r = release(false, { connectionLines: (id) => [`connection=${id} `, 'connection=$(touch /tmp/x)', `connection=${id}`] });
+    expect(r.processes, r.stderr).toEqual({ stubborn: 'gone', plain: 'gone', other: 'alive' });
+    expect(r.lock).toBe('removed');
+  }, 60_000);
+
+  it('a lock without a connection id (taken by an older ops): removed, and it says its run\'s processes were not looked for', () => {
+    const r = release(false, { connectionLines: () => [] });
+    expect(r.out, r.stderr).toMatch(new RegExp(`^@ops ${LOCK_KEYS.unchecked} the lock records no connection id`, 'm'));
     expect(r.processes).toEqual({ stubborn: 'alive', plain: 'alive', other: 'alive' });
     expect(r.lock).toBe('removed');
   }, 60_000);

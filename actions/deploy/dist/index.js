@@ -71890,23 +71890,61 @@ async function commitsBetween(repo, from, to) {
   });
   return { commits, count };
 }
-function iniValue(text, key) {
-  const m = new RegExp(`^[ \\t]*${key}[ \\t]*[=:][ \\t]*(.*(?:\\n[ \\t]+\\S.*)*)`, "m").exec(text);
-  return m?.[1]?.trim();
+function iniSections(text) {
+  const raw = /* @__PURE__ */ new Map();
+  let section;
+  let value;
+  let indent2 = Infinity;
+  for (const line of text.split(/\r?\n/)) {
+    const stripped = line.trim();
+    if (stripped.startsWith("#") || stripped.startsWith(";")) continue;
+    if (!stripped) {
+      value?.push("");
+      continue;
+    }
+    const at2 = line.search(/\S/);
+    if (value && at2 > indent2) {
+      value.push(stripped);
+      continue;
+    }
+    indent2 = at2;
+    const header = /^\[(.+)\]/.exec(stripped);
+    if (header) {
+      section = raw.get(header[1]) ?? /* @__PURE__ */ new Map();
+      raw.set(header[1], section);
+      value = void 0;
+      continue;
+    }
+    const option = /^(.*?)\s*[=:]\s*(.*)$/.exec(stripped);
+    if (!section || !option) {
+      value = void 0;
+      continue;
+    }
+    value = [option[2]];
+    section.set(option[1].toLowerCase(), value);
+  }
+  const defaults = raw.get("DEFAULT") ?? /* @__PURE__ */ new Map();
+  const out = /* @__PURE__ */ new Map();
+  for (const [name2, keys] of raw) {
+    if (name2 === "DEFAULT") continue;
+    out.set(name2, new Map([...defaults, ...keys].map(([k, v]) => [k, v.join("\n").trimEnd()])));
+  }
+  return out;
 }
+var ALEMBIC_SEPARATORS = { ";": /;/, ":": /:/, os: /:/, newline: /\n/, " ": / /, space: / / };
 function alembicVersionDirs(ini, text) {
   const dir = ini.slice(0, -"alembic.ini".length);
   const rel = (loc) => `${dir}${loc.replace(/^%\(here\)s\/?/, "").replace(/^\.\//, "").replace(/\/$/, "")}`.replace(/\/$/, "");
   const out = [];
-  const script = iniValue(text, "script_location");
-  if (script && !script.includes(":")) out.push(`${rel(script)}/versions`);
-  const locations = iniValue(text, "version_locations");
-  if (locations) {
-    const sep2 = iniValue(text, "version_path_separator");
-    const split3 = sep2 === ";" ? /;/ : sep2 === ":" || sep2 === "os" ? /:/ : sep2 === "newline" ? /\n/ : /[\s,]+/;
-    for (const loc of locations.split(split3).map((l) => l.trim())) if (loc && !/^[A-Za-z_][\w.]*:/.test(loc)) out.push(rel(loc));
+  for (const keys of iniSections(text).values()) {
+    const script = keys.get("script_location")?.trim();
+    if (script && !script.includes(":")) out.push(`${rel(script)}/versions`);
+    const locations = keys.get("version_locations")?.trim();
+    if (!locations) continue;
+    const sep2 = keys.get("version_path_separator")?.trim() || keys.get("path_separator")?.trim() || "";
+    for (const loc of locations.split(ALEMBIC_SEPARATORS[sep2] ?? /[\s,]+/).map((l) => l.trim())) if (loc && !/^[A-Za-z_][\w.]*:/.test(loc)) out.push(rel(loc));
   }
-  return out;
+  return [...new Set(out)];
 }
 async function migrationPaths(repo, sha, env) {
   const configured = env.config.release.migration_paths;
@@ -71919,17 +71957,33 @@ async function migrationPaths(repo, sha, env) {
   return [...new Set(paths)];
 }
 function migrateCommandFiles(command2) {
-  const words = command2.split(/[\s;&|()<>]+/).map((w) => w.replace(/^["']|["']$/g, "")).filter(Boolean);
   const files = /* @__PURE__ */ new Set();
-  words.forEach((w, i) => {
-    if (/^[A-Za-z0-9_.\/-]+$/.test(w) && !w.startsWith("-") && !w.startsWith("/") && !w.split("/").includes("..")) files.add(w.replace(/^(\.\/)+/, ""));
-    if (w === "make" || w.endsWith("/make")) {
-      const c = words.slice(i + 1).findIndex((x) => x === "-C" || x.startsWith("--directory="));
-      const at2 = c < 0 ? "" : words[i + 1 + c] === "-C" ? words[i + 2 + c] ?? "" : words[i + 1 + c].slice("--directory=".length);
-      const dir = at2.replace(/^(\.\/)+/, "").replace(/\/$/, "");
-      for (const f of ["GNUmakefile", "makefile", "Makefile"]) files.add(dir ? `${dir}/${f}` : f);
+  const clean5 = (p) => p.replace(/^(\.\/)+/, "").replace(/\/+$/, "");
+  const pathLike = (w) => /^[A-Za-z0-9_.\/-]+$/.test(w) && !w.startsWith("-") && !w.startsWith("/") && !w.split("/").includes("..");
+  let cwd = "";
+  const inCwd = (p) => clean5(cwd ? `${cwd}/${p}` : p);
+  for (const part of command2.split(/;|&&|\|\||\||\n/)) {
+    const words = part.split(/[\s()<>&]+/).map((w) => w.replace(/^["']|["']$/g, "")).filter(Boolean);
+    for (const w of words) {
+      const word2 = /^[A-Za-z_]\w*=(.*)$/.exec(w)?.[1] ?? w;
+      if (pathLike(word2)) files.add(clean5(word2)).add(inCwd(word2));
     }
-  });
+    const make = words.findIndex((w) => w === "make" || w.endsWith("/make"));
+    if (make >= 0) {
+      let dir = cwd;
+      let file = "";
+      const args = words.slice(make + 1);
+      args.forEach((a, i) => {
+        const next = args[i + 1] ?? "";
+        const d = a === "-C" || a === "--directory" ? next : /^(?:-C|--directory=)(.+)$/.exec(a)?.[1];
+        if (d && pathLike(d)) dir = clean5(dir ? `${dir}/${d}` : d);
+        const f = a === "-f" || a === "--file" || a === "--makefile" ? next : /^(?:-f|--file=|--makefile=)(.+)$/.exec(a)?.[1];
+        if (f && pathLike(f)) file = f;
+      });
+      for (const f of file ? [file] : ["GNUmakefile", "makefile", "Makefile"]) files.add(clean5(dir ? `${dir}/${f}` : f));
+    }
+    if (words[0] === "cd") cwd = words[1] && pathLike(words[1]) ? inCwd(words[1]) : "";
+  }
   files.delete(".");
   files.delete("");
   return [...files].sort();
@@ -72928,7 +72982,7 @@ var CERTS_KEYS = reportKeys("configured", "served_serial", "renewal");
 
 // core/steps/lock.ts
 init_shell();
-var LOCK_KEYS = reportKeys("lock", "holder", "holder_pid", "audit_failed", "stopped", "live_after");
+var LOCK_KEYS = reportKeys("lock", "holder", "holder_pid", "audit_failed", "stopped", "unchecked", "live_after", "refused");
 var LOCK_STATE = String.raw`lock_state=free
 if [ -d "$lock" ]; then
   pid=$(sed -n 's/^holder_pid=//p' "$lock/info" 2>/dev/null || true)

@@ -70743,7 +70743,7 @@ function auditTemplate(entry, vars) {
 
 // core/steps/lock.ts
 init_shell();
-var LOCK_KEYS = reportKeys("lock", "holder", "holder_pid", "audit_failed", "stopped", "live_after");
+var LOCK_KEYS = reportKeys("lock", "holder", "holder_pid", "audit_failed", "stopped", "unchecked", "live_after", "refused");
 var LOCK_STATE = String.raw`lock_state=free
 if [ -d "$lock" ]; then
   pid=$(sed -n 's/^holder_pid=//p' "$lock/info" 2>/dev/null || true)

@@ -12,6 +12,7 @@ import { commandLine, scriptText } from '../../core/remote/wrap.ts';
 import { CONNECTION_FUNCTIONS } from '../../core/steps/libraries.ts';
 import { forceReleaseLock, LOCK_KEYS, releaseLock } from '../../core/steps/lock.ts';
 import { quote } from '../../core/shell.ts';
+import { formatLockRelease } from '../../core/ops/records.ts';
 import { testEnv } from './status.helpers.ts';
 
 interface Released {
@@ -114,4 +115,25 @@ describe('the forced release of a lock', () => {
     expect(r.audit).toBe('interrupted');
     expect(r.lock).toBe('removed');
   }, 60_000);
+});
+
+describe('ops lock release, for a terminal', () => {
+  const lock = (state: 'stale' | 'held') => ({ state, holder: { operation: 'deploy', actor: 'bob', since: '2026-12-01T20:00:00Z' } });
+  it('one line per host: what it stopped and what is live, or why the lock was left and how to force it', () => {
+    const text = formatLockRelease(
+      [
+        { host: 'web1', lock: { state: 'free', holder: {} }, stopped: [], refused: false },
+        { host: 'web2', lock: lock('stale'), stopped: ['41', '42'], refused: false, live: '20261201T190000Z-abc' },
+        { host: 'web3', lock: lock('stale'), stopped: [], unchecked: 'the lock records no connection id of its run', refused: false, live: '' },
+        { host: 'web4', lock: lock('held'), stopped: [], refused: true },
+      ],
+      'prod',
+    );
+    expect(text.split('\n')).toEqual([
+      'web1: was not locked',
+      'web2: released (STALE lock (its run is gone): a deploy run by bob, started 2026-12-01T20:00:00Z); stopped what its run had left running there (processes 41 42); 20261201T190000Z-abc is live',
+      'web3: released (STALE lock (its run is gone): a deploy run by bob, started 2026-12-01T20:00:00Z); the lock records no connection id of its run: check with ps; nothing is live',
+      'web4: NOT released (locked: a deploy run by bob, started 2026-12-01T20:00:00Z): its run is still connected and ends on its own; if it is stuck, ops lock release prod --force stops what it runs there and removes the lock',
+    ]);
+  });
 });

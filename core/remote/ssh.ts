@@ -286,13 +286,13 @@ class SshRemote implements Remote {
   }
 
   run(step: Step, options: RunOptions = {}): Promise<StepResult> {
-    return this.exec(step, commandLine(step, this.login, this.appUser), Buffer.from(scriptText(step, this.connection)), options);
+    return this.exec(step, commandLine(step, this.login, this.appUser, this.connection), Buffer.from(scriptText(step)), options);
   }
 
   async upload(content: string | Buffer, remotePath: string, options: UploadOptions = {}): Promise<void> {
     const data = typeof content === 'string' ? Buffer.from(content) : content;
     const step = uploadStep(remotePath, data.length, options.mode ?? 0o600);
-    await this.exec(step, commandLine(step, this.login, this.appUser), Buffer.concat([Buffer.from(scriptText(step, this.connection)), data]), {});
+    await this.exec(step, commandLine(step, this.login, this.appUser, this.connection), Buffer.concat([Buffer.from(scriptText(step)), data]), {});
   }
 
   async close(): Promise<void> {

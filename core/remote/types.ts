@@ -47,7 +47,7 @@ export interface Remote {
   readonly name: string;
   /** The SSH login; steps with `as: 'root'` use sudo unless this is root. */
   readonly login: string;
-  /** Random id of this connection, exported to every step it runs as OPS_CONNECTION (scriptText). */
+  /** Random id of this connection, in the environment of every step it runs as OPS_CONNECTION (commandLine). */
   readonly connection: string;
   run(step: Step, options?: RunOptions): Promise<StepResult>;
   /**

@@ -25,26 +25,28 @@ export const scriptPrelude = [
 
 /**
  * The remote command line for a step. `timeout` runs the script in its own process group and, when
- * the time is up, signals the whole group (children included), then SIGKILLs it 10 s later.
+ * the time is up, signals the whole group (children included), then SIGKILLs it 10 s later. `connection` (the
+ * transport's id of the connection, letters, digits, `_` and `-`) is put in the script's environment by env(1) as
+ * OPS_CONNECTION, so the step's own bash carries it in /proc/PID/environ as well as everything it starts (an
+ * `export` inside the script would reach only its children, not a loop of the script itself): whatever a lost
+ * connection left running on the host can be found and stopped before its lock is released (connection_pids).
  */
-export function commandLine(step: Pick<Step, 'as' | 'timeout'>, login: string, appUser: string): string {
+export function commandLine(step: Pick<Step, 'as' | 'timeout'>, login: string, appUser: string, connection?: string): string {
   const seconds = step.timeout ?? DEFAULT_STEP_TIMEOUT;
-  const run = ['timeout', '-k', '10', String(seconds), 'bash', '-s'];
+  if (connection !== undefined && !/^[A-Za-z0-9_-]+$/.test(connection)) throw new Error(`connection id ${JSON.stringify(connection)} is not letters, digits, _ and -`);
+  const run = ['timeout', '-k', '10', String(seconds), ...(connection ? ['env', `OPS_CONNECTION=${connection}`] : []), 'bash', '-s'];
   if (step.as === 'app') return cmd('sudo', '-n', '-H', '-u', appUser, '--', ...run);
   if (step.as === 'root' && login !== 'root') return cmd('sudo', '-n', '-H', '--', ...run);
   return cmd(...run);
 }
 
 /**
- * The text sent on stdin: prelude, then the step's own script. `connection` (the transport's id of the
- * connection) is exported as OPS_CONNECTION to the step and everything it starts: whatever a lost
- * connection left running on the host can be found and stopped before its lock is released. OPS_STEP_TIMEOUT
- * is the step's timeout in seconds (commandLine's): with bash's SECONDS, the time the script has left (a critical
- * section is not begun without the time it needs, core/steps/sh/critical.sh).
+ * The text sent on stdin: prelude, then the step's own script. OPS_STEP_TIMEOUT is the step's timeout in seconds
+ * (commandLine's): with bash's SECONDS, the time the script has left (a critical section is not begun without the
+ * time it needs, core/steps/sh/critical.sh).
  */
-export function scriptText(step: Step, connection?: string): string {
-  const mark = connection ? `\nexport OPS_CONNECTION=${quote(connection)}` : '';
-  return `${scriptPrelude}${mark}\n# shellcheck disable=SC2034 # read by critical_begin (core/steps/sh/critical.sh)\nOPS_STEP_TIMEOUT=${step.timeout ?? DEFAULT_STEP_TIMEOUT}\n${step.script.trimEnd()}\n`;
+export function scriptText(step: Step): string {
+  return `${scriptPrelude}\n# shellcheck disable=SC2034 # read by critical_begin (core/steps/sh/critical.sh)\nOPS_STEP_TIMEOUT=${step.timeout ?? DEFAULT_STEP_TIMEOUT}\n${step.script.trimEnd()}\n`;
 }
 
 /**

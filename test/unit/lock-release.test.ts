@@ -28,8 +28,8 @@ interface Released {
 
 /**
  * A lock of run r1 whose info records connection `gone` (held by a live process when `held`, else by a pid long
- * gone), three processes beside it (`stubborn` ignoring TERM and `plain`, both of connection `gone`; `other`, of
- * another connection), then a step (forceReleaseLock's; `ownRelease`: run r1's releaseLock for connection `gone`),
+ * gone), four processes beside it (`stubborn` ignoring TERM and `plain`, both of connection `gone`; `other`, of
+ * another connection; `step`, a step of connection `gone` waiting in bash itself), then a step (forceReleaseLock's; `ownRelease`: run r1's releaseLock for connection `gone`),
  * then which processes are left. `runnerGone`: the step's output is read up to its start line only (the runner
  * killed as the step begins: sshd closes the pipe), the rest is lost.
  */
@@ -50,17 +50,20 @@ printf '%s\\n' operation=deploy actor=me run_id=r1 ${connectionLines(gone).map(q
 OPS_CONNECTION=${gone} bash -c 'trap "" TERM; exec sleep 120' </dev/null >/dev/null 2>&1 & stubborn=$!
 OPS_CONNECTION=${gone} sleep 120 </dev/null >/dev/null 2>&1 & plain=$!
 OPS_CONNECTION=${other} sleep 120 </dev/null >/dev/null 2>&1 & other=$!
+# A step of connection \`gone\` as a host runs it, waiting in a bash builtin (no child to find it by): its timeout's pid.
+mkfifo /run/ops-fifo
+${commandLine({ as: 'login', timeout: 120 }, 'root', 'app', gone)} <<< 'exec 3<>/run/ops-fifo; read -r -t 120 -u 3 _ || true' >/dev/null 2>&1 & step=$!
 sleep 0.3
 ${commandLine(step, 'root', 'app')}${reader} || echo "code=$?"
 ${runnerGone ? `# With the runner gone, the step goes on alone: waited for by its lock, as a later run would.
 for _ in {1..100}; do [ -d ${quote(lock)} ] || break; sleep 0.2; done` : ''}
 sleep 0.3
 # A killed child not yet reaped is a zombie (state Z): gone all the same.
-for p in stubborn plain other; do s=$(proc_state "\${!p}"); echo "process $p=\${s:-gone}"; done
+for p in stubborn plain other step; do s=$(proc_state "\${!p}"); echo "process $p=\${s:-gone}"; done
 echo "pids=$stubborn $plain"
 [ -d ${quote(lock)} ] && echo lock=kept || echo lock=removed
 echo "audit=$(cat ${quote(env.layout.audit)} 2>/dev/null)"
-kill -KILL $stubborn $plain $other \${holder#999999999} 2>/dev/null || true`;
+kill -KILL $stubborn $plain $other $step \${holder#999999999} 2>/dev/null || true`;
   const state = `proc_state() { local s f; read -r s 2>/dev/null < "/proc/$1/stat" || return 0; read -r -a f <<< "\${s##*) }"; [ "\${f[0]}" = Z ] || echo alive; }\n`;
   const r = spawnSync('unshare', ['-m', 'bash', '-c', state + setup], { input: scriptText(step), encoding: 'utf8', timeout: 60_000 });
   const processes: Record<string, string> = {};
@@ -73,10 +76,10 @@ describe('the forced release of a lock', () => {
     const r = release(false);
     expect(r.out, r.stderr).toContain('@ops lock stale');
     expect(r.out).not.toContain('code=');
-    expect(r.processes).toEqual({ stubborn: 'gone', plain: 'gone', other: 'alive' });
+    expect(r.processes).toEqual({ stubborn: 'gone', plain: 'gone', other: 'alive', step: 'gone' });
     const pids = /^pids=(.*)$/m.exec(r.out)![1]!.split(' ').sort();
     const stopped = new RegExp(`^@ops ${LOCK_KEYS.stopped} (.*)$`, 'm').exec(r.out)?.[1]?.trim().split(' ').sort();
-    expect(stopped).toEqual(pids);
+    expect(stopped).toEqual(expect.arrayContaining(pids));
     expect(r.lock).toBe('removed');
   }, 60_000);
 
@@ -85,33 +88,33 @@ describe('the forced release of a lock', () => {
     expect(r.out, r.stderr).toContain('@ops lock held');
     expect(r.out).toContain(`@ops ${LOCK_KEYS.refused} 1`);
     expect(r.out).not.toContain(`@ops ${LOCK_KEYS.stopped}`);
-    expect(r.processes).toEqual({ stubborn: 'alive', plain: 'alive', other: 'alive' });
+    expect(r.processes).toEqual({ stubborn: 'alive', plain: 'alive', other: 'alive', step: 'alive' });
     expect(r.lock).toBe('kept');
   }, 60_000);
 
   it('--force on a lock whose run is still connected (a stuck run): its processes stopped, the lock removed', () => {
     const r = release(true, { force: true });
     expect(r.out, r.stderr).toContain('@ops lock held');
-    expect(r.processes).toEqual({ stubborn: 'gone', plain: 'gone', other: 'alive' });
+    expect(r.processes).toEqual({ stubborn: 'gone', plain: 'gone', other: 'alive', step: 'gone' });
     expect(r.lock).toBe('removed');
   }, 60_000);
 
   it('connection lines written by hand (a trailing space, two of them, one not an id): each id is looked for', () => {
     const r = release(false, { connectionLines: (id) => [`connection=${id} `, 'connection=$(touch /tmp/x)', `connection=${id}`] });
-    expect(r.processes, r.stderr).toEqual({ stubborn: 'gone', plain: 'gone', other: 'alive' });
+    expect(r.processes, r.stderr).toEqual({ stubborn: 'gone', plain: 'gone', other: 'alive', step: 'gone' });
     expect(r.lock).toBe('removed');
   }, 60_000);
 
   it('a lock without a connection id (taken by an older ops): removed, and it says its run\'s processes were not looked for', () => {
     const r = release(false, { connectionLines: () => [] });
     expect(r.out, r.stderr).toMatch(new RegExp(`^@ops ${LOCK_KEYS.unchecked} the lock records no connection id`, 'm'));
-    expect(r.processes).toEqual({ stubborn: 'alive', plain: 'alive', other: 'alive' });
+    expect(r.processes).toEqual({ stubborn: 'alive', plain: 'alive', other: 'alive', step: 'alive' });
     expect(r.lock).toBe('removed');
   }, 60_000);
 
   it('a run\'s own release after an interruption, its runner killed as it begins (a cancelled workflow\'s SIGKILL): it still stops the run\'s processes, appends the audit line and removes the lock', () => {
     const r = release(false, { ownRelease: true, runnerGone: true });
-    expect(r.processes, r.stderr).toEqual({ stubborn: 'gone', plain: 'gone', other: 'alive' });
+    expect(r.processes, r.stderr).toEqual({ stubborn: 'gone', plain: 'gone', other: 'alive', step: 'gone' });
     expect(r.audit).toBe('interrupted');
     expect(r.lock).toBe('removed');
   }, 60_000);

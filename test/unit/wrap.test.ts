@@ -14,6 +14,12 @@ describe('step wrapping', () => {
     expect(commandLine({ ...step, as: 'root' }, 'root', 'shop')).toBe('timeout -k 10 30 bash -s');
     expect(commandLine({ ...step, as: 'app' }, 'root', 'shop')).toBe('sudo -n -H -u shop -- timeout -k 10 30 bash -s');
   });
+  it("puts the connection's id in the script's own environment (env(1): its bash, not only its children, carries it), refusing an id that is not one word", () => {
+    expect(commandLine({ ...step, as: 'app' }, 'deploy', 'shop', '0a1b2c')).toBe('sudo -n -H -u shop -- timeout -k 10 30 env OPS_CONNECTION=0a1b2c bash -s');
+    const out = spawnSync('bash', ['-c', commandLine({ ...step, as: 'login' }, 'deploy', 'shop', 'c0ffee')], { input: 'tr "\\0" "\\n" < /proc/$$/environ', encoding: 'utf8' });
+    expect(out.stdout.split('\n')).toContain('OPS_CONNECTION=c0ffee');
+    expect(() => commandLine({ ...step, as: 'login' }, 'deploy', 'shop', 'a b')).toThrow(/not letters, digits/);
+  });
   it('sends the script on stdin after the start marker (on both streams) and the strict prelude', () => {
     const text = scriptText({ ...step, as: 'login' });
     expect(text.startsWith(`printf '\\n${START_MARKER}\\n'; printf '\\n${START_MARKER}\\n' >&2\nset -euo pipefail\n`)).toBe(true);

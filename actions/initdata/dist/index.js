@@ -69157,17 +69157,16 @@ var scriptPrelude = [
   `ops_report() { printf '${REPORT_PREFIX}%s %s\\n' "$1" "\${2:-}"; }`,
   "cd /"
 ].join("\n");
-function commandLine(step, login2, appUser) {
+function commandLine(step, login2, appUser, connection) {
   const seconds2 = step.timeout ?? DEFAULT_STEP_TIMEOUT;
-  const run = ["timeout", "-k", "10", String(seconds2), "bash", "-s"];
+  if (connection !== void 0 && !/^[A-Za-z0-9_-]+$/.test(connection)) throw new Error(`connection id ${JSON.stringify(connection)} is not letters, digits, _ and -`);
+  const run = ["timeout", "-k", "10", String(seconds2), ...connection ? ["env", `OPS_CONNECTION=${connection}`] : [], "bash", "-s"];
   if (step.as === "app") return cmd("sudo", "-n", "-H", "-u", appUser, "--", ...run);
   if (step.as === "root" && login2 !== "root") return cmd("sudo", "-n", "-H", "--", ...run);
   return cmd(...run);
 }
-function scriptText(step, connection) {
-  const mark = connection ? `
-export OPS_CONNECTION=${quote(connection)}` : "";
-  return `${scriptPrelude}${mark}
+function scriptText(step) {
+  return `${scriptPrelude}
 # shellcheck disable=SC2034 # read by critical_begin (core/steps/sh/critical.sh)
 OPS_STEP_TIMEOUT=${step.timeout ?? DEFAULT_STEP_TIMEOUT}
 ${step.script.trimEnd()}
@@ -69427,12 +69426,12 @@ var SshRemote = class {
     return result;
   }
   run(step, options = {}) {
-    return this.exec(step, commandLine(step, this.login, this.appUser), Buffer.from(scriptText(step, this.connection)), options);
+    return this.exec(step, commandLine(step, this.login, this.appUser, this.connection), Buffer.from(scriptText(step)), options);
   }
   async upload(content, remotePath, options = {}) {
     const data = typeof content === "string" ? Buffer.from(content) : content;
     const step = uploadStep(remotePath, data.length, options.mode ?? 384);
-    await this.exec(step, commandLine(step, this.login, this.appUser), Buffer.concat([Buffer.from(scriptText(step, this.connection)), data]), {});
+    await this.exec(step, commandLine(step, this.login, this.appUser, this.connection), Buffer.concat([Buffer.from(scriptText(step)), data]), {});
   }
   async close() {
     if (this.closed) return;

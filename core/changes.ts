@@ -102,7 +102,8 @@ export function iniSections(text: string): Map<string, Map<string, string>> {
   let section: Map<string, string[]> | undefined;
   let value: string[] | undefined;
   let indent = Infinity;
-  for (const line of text.split(/\r?\n/)) {
+  // Any line ending, as Python's text mode reads a file (universal newlines: \r\n, \n, a lone \r).
+  for (const line of text.split(/\r\n|\r|\n/)) {
     const stripped = line.trim();
     if (stripped.startsWith('#') || stripped.startsWith(';')) continue;
     if (!stripped) {
@@ -139,83 +140,154 @@ export function iniSections(text: string): Map<string, Map<string, string>> {
   return out;
 }
 
-/** alembic's separators for version_locations (version_path_separator, or path_separator from 1.16), `os` being ':' here. */
+/** alembic's separators for version_locations (path_separator from 1.16, else version_path_separator), `os` being ':' here. */
 const ALEMBIC_SEPARATORS: Record<string, RegExp> = { ';': /;/, ':': /:/, os: /:/, newline: /\n/, ' ': / /, space: / / };
 
-/**
- * The directories an alembic.ini (at `ini` in the tree, its text `text`) takes revisions from, relative to the
- * repository, from every section (`alembic -n NAME` runs another section than [alembic]: all are watched):
- * script_location's versions/ and each of version_locations (split on version_path_separator, else path_separator,
- * else on commas and spaces, alembic's legacy default; empty items dropped, as alembic does). `%(here)s` is the
- * ini's directory; a package resource ("pkg:dir") is not a path in the tree and is left out. Pure.
- */
-export function alembicVersionDirs(ini: string, text: string): string[] {
-  const dir = ini.slice(0, -'alembic.ini'.length);
-  const rel = (loc: string) => `${dir}${loc.replace(/^%\(here\)s\/?/, '').replace(/^\.\//, '').replace(/\/$/, '')}`.replace(/\/$/, '');
+/** Where an alembic config puts its revisions: directories relative to the repository, or why that is not known. */
+export interface AlembicDirs {
+  dirs: string[];
+  /** Set when a location could not be read (an interpolation not resolved): then no change can be ruled out. */
+  unknown?: string;
+}
+
+/** `path` ("/"-separated) with `.` and `dir/..` removed, no leading or trailing "/"; undefined when it leaves the root. */
+function normalize(path: string): string | undefined {
   const out: string[] = [];
-  for (const keys of iniSections(text).values()) {
-    const script = keys.get('script_location')?.trim();
-    if (script && !script.includes(':')) out.push(`${rel(script)}/versions`);
-    const locations = keys.get('version_locations')?.trim();
-    if (!locations) continue;
-    const sep = keys.get('version_path_separator')?.trim() || keys.get('path_separator')?.trim() || '';
-    for (const loc of locations.split(ALEMBIC_SEPARATORS[sep] ?? /[\s,]+/).map((l) => l.trim())) if (loc && !/^[A-Za-z_][\w.]*:/.test(loc)) out.push(rel(loc));
+  for (const part of path.split('/')) {
+    if (!part || part === '.') continue;
+    if (part === '..') {
+      if (!out.length) return undefined;
+      out.pop();
+    } else out.push(part);
   }
-  return [...new Set(out)];
+  return out.join('/');
+}
+
+/**
+ * The directories an alembic config (at `ini` in the tree, its text `text`) takes revisions from, relative to the
+ * repository, from every section (`alembic -n NAME` runs another section than [alembic]: all are watched):
+ * script_location's versions/ and each of version_locations (split on path_separator, else version_path_separator,
+ * else on commas and spaces, alembic's legacy default; empty items dropped, as alembic does). Values are
+ * interpolated as configparser's BasicInterpolation does (`%(name)s` from the section and DEFAULT, names
+ * case-insensitive, `%%`), with `here` the ini's directory, as alembic's Config sets it. A relative location is
+ * relative to the directory alembic runs in: both the repository's root and the ini's directory are taken. A
+ * package resource ("pkg.mod:dir") is taken as pkg/mod/dir, also under src/. A location outside the repository
+ * is left out. Pure.
+ */
+export function alembicVersionDirs(ini: string, text: string): AlembicDirs {
+  const dir = ini.includes('/') ? ini.slice(0, ini.lastIndexOf('/')) : '';
+  const HERE = '\0here';
+  const out = new Set<string>();
+  let unknown: string | undefined;
+  const add = (loc: string) => {
+    const resource = /^([A-Za-z_][\w.]*):(.*)$/.exec(loc);
+    const bases = loc.startsWith(HERE) ? [dir] : resource ? ['', 'src'] : ['', dir];
+    const rest = loc.startsWith(HERE) ? loc.slice(HERE.length) : resource ? `${resource[1]!.replace(/\./g, '/')}/${resource[2]}` : loc;
+    if (!loc.startsWith(HERE) && rest.startsWith('/')) return; // an absolute path: outside the repository
+    for (const base of bases) {
+      const path = normalize(`${base}/${rest}`);
+      if (path !== undefined) out.add(path);
+    }
+  };
+  for (const [name, keys] of iniSections(text)) {
+    const vars = new Map([...keys, ['here', HERE]]);
+    const value = (key: string): string | undefined => {
+      let v = keys.get(key);
+      for (let depth = 0; v !== undefined && v.includes('%(') && depth < 10; depth++) v = v.replace(/%\(([^)]*)\)s/g, (m, n: string) => vars.get(n.toLowerCase()) ?? m);
+      if (v?.includes('%(')) {
+        unknown ??= `${ini} [${name}] ${key} = ${keys.get(key)}: an interpolation ops cannot resolve`;
+        return undefined;
+      }
+      return v?.replace(/%%/g, '%').trim();
+    };
+    const script = value('script_location');
+    if (script) add(`${script.replace(/\/+$/, '')}/versions`);
+    const locations = value('version_locations');
+    if (!locations) continue;
+    const sep = value('path_separator') || value('version_path_separator') || '';
+    for (const loc of locations.split(ALEMBIC_SEPARATORS[sep] ?? /[\s,]+/).map((l) => l.trim())) if (loc) add(loc);
+  }
+  return { dirs: [...out], ...(unknown && { unknown }) };
 }
 
 /**
  * The migration pathspecs for a commit: the environment's, else the defaults plus the revision directories of each
- * alembic.ini (alembicVersionDirs).
+ * ini file that configures alembic (a `script_location` in it: alembic.ini, or another name given with `-c`;
+ * alembicVersionDirs). `unknown` says why no change can be ruled out: a location not read, or alembic configured in
+ * a pyproject.toml ([tool.alembic], alembic 1.16), which ops does not read.
  */
-export async function migrationPaths(repo: string, sha: string, env: Environment): Promise<string[]> {
+export async function migrationPaths(repo: string, sha: string, env: Environment): Promise<{ paths: string[]; unknown?: string }> {
   const configured = env.config.release.migration_paths;
-  if (configured.length) return configured;
+  if (configured.length) return { paths: configured };
   const paths = [...DEFAULT_MIGRATION_PATHS];
-  const files = (await treeEntries(repo, sha)).filter((e) => e.type === 'blob' && (e.path === 'alembic.ini' || e.path.endsWith('/alembic.ini')));
-  for (const { path: ini, object } of files) {
-    for (const d of alembicVersionDirs(ini, await git(repo, ['cat-file', 'blob', object]))) paths.push(`${d}/**`);
+  let unknown: string | undefined;
+  const files = (await treeEntries(repo, sha)).filter((e) => e.type === 'blob' && (/\.ini$/.test(e.path) || /(^|\/)pyproject\.toml$/.test(e.path)));
+  for (const { path, object } of files) {
+    const text = await git(repo, ['cat-file', 'blob', object]);
+    if (path.endsWith('.toml')) {
+      if (/^\s*\[tool\.alembic[\].]/m.test(text)) unknown ??= `${path} configures alembic ([tool.alembic]), which ops does not read: set release.migration_paths`;
+      continue;
+    }
+    if (!/^\s*script_location\s*[=:]/m.test(text)) continue;
+    const found = alembicVersionDirs(path, text);
+    for (const d of found.dirs) paths.push(d ? `${d}/**` : '**');
+    unknown ??= found.unknown;
   }
-  return [...new Set(paths)];
+  return { paths: [...new Set(paths)], ...(unknown && { unknown }) };
 }
 
 /**
  * The paths in the tree `release.migrate` itself may run, from the runner's view of the command (it runs in the
  * release's root; only those that are files in a commit are compared, filesIn). The command is read as shell
  * commands one after another (split on `;`, `&&`, `||`, `|`, newlines), each in the directory the `cd`s before it
- * moved to (both that directory's path and the root's are kept: over-counting only makes migrations wait): each
- * word that could be a path (a script, manage.py, a `make -f` file), the value of a `NAME=value` word (a script
- * named by a variable), and for `make` its makefile (`-f FILE`, else GNU make's search order: GNUmakefile,
- * makefile, Makefile), in its `-C DIR` / `-CDIR` / `--directory[=]DIR` when given. What those files call in turn is
- * not followed. Pure.
+ * moved to (`bash -c "cd db && ..."` too; the root's paths are kept as well, as a `cd` in a subshell does not
+ * last: over-counting only makes migrations wait): each word that could be a path (a script, manage.py, an
+ * `alembic -c` file), with `$PWD/` or `$(pwd)/` before it, the value of a `NAME=value` or `--option=value` word, the
+ * module of `python -m` (mod/sub.py, mod/sub/__main__.py, also under src/), for `make`/`gmake` its makefile (`-f
+ * FILE`, else GNU make's search order: GNUmakefile, makefile, Makefile) in its `-C DIR` (`-sC DIR`, `-CDIR`,
+ * `--directory[=]DIR`), for `npm`/`yarn`/`pnpm` package.json, for `just` its justfile. What those files call in
+ * turn is not followed. Pure.
  */
 export function migrateCommandFiles(command: string): string[] {
   const files = new Set<string>();
-  const clean = (p: string) => p.replace(/^(\.\/)+/, '').replace(/\/+$/, '');
+  const clean = (p: string) => normalize(p) ?? '';
   const pathLike = (w: string) => /^[A-Za-z0-9_.\/-]+$/.test(w) && !w.startsWith('-') && !w.startsWith('/') && !w.split('/').includes('..');
   let cwd = '';
-  const inCwd = (p: string) => clean(cwd ? `${cwd}/${p}` : p);
+  /** `p` from the root and from the directory a `cd` moved to. */
+  const both = (p: string) => [clean(p), clean(cwd ? `${cwd}/${p}` : p)];
   for (const part of command.split(/;|&&|\|\||\||\n/)) {
-    const words = part.split(/[\s()<>&]+/).map((w) => w.replace(/^["']|["']$/g, '')).filter(Boolean);
-    for (const w of words) {
-      const word = /^[A-Za-z_]\w*=(.*)$/.exec(w)?.[1] ?? w;
-      if (pathLike(word)) files.add(clean(word)).add(inCwd(word));
-    }
-    const make = words.findIndex((w) => w === 'make' || w.endsWith('/make'));
-    if (make >= 0) {
-      let dir = cwd;
-      let file = '';
-      const args = words.slice(make + 1);
-      args.forEach((a, i) => {
-        const next = args[i + 1] ?? '';
-        const d = a === '-C' || a === '--directory' ? next : /^(?:-C|--directory=)(.+)$/.exec(a)?.[1];
-        if (d && pathLike(d)) dir = clean(dir ? `${dir}/${d}` : d);
-        const f = a === '-f' || a === '--file' || a === '--makefile' ? next : /^(?:-f|--file=|--makefile=)(.+)$/.exec(a)?.[1];
-        if (f && pathLike(f)) file = f;
-      });
-      for (const f of file ? [file] : ['GNUmakefile', 'makefile', 'Makefile']) files.add(clean(dir ? `${dir}/${f}` : f));
-    }
-    if (words[0] === 'cd') cwd = words[1] && pathLike(words[1]) ? inCwd(words[1]) : '';
+    const words = part
+      .split(/[\s()<>&]+/)
+      .map((w) => w.replace(/^["'`]+|["'`]+$/g, '').replace(/^(\$PWD|\$\{PWD\}|\$\(pwd\))\//, ''))
+      .filter(Boolean);
+    words.forEach((w, i) => {
+      const word = /^(?:[A-Za-z_]\w*|--[\w-]+)=(.*)$/.exec(w)?.[1] ?? w;
+      if (pathLike(word)) for (const f of both(word)) files.add(f);
+      if (w === '-m' && /^python[\d.]*$/.test((words[i - 1] ?? '').split('/').pop()!) && /^[\w.]+$/.test(words[i + 1] ?? '')) {
+        const mod = words[i + 1]!.replace(/\./g, '/');
+        for (const base of ['', 'src/']) for (const f of [`${base}${mod}.py`, `${base}${mod}/__main__.py`]) for (const g of both(f)) files.add(g);
+      }
+      const tool = w.split('/').pop()!;
+      if (['npm', 'yarn', 'pnpm'].includes(tool)) for (const f of both('package.json')) files.add(f);
+      if (tool === 'just') for (const j of ['justfile', 'Justfile', '.justfile']) for (const f of both(j)) files.add(f);
+      if (tool === 'make' || tool === 'gmake') {
+        let dir = '';
+        let file = '';
+        const args = words.slice(i + 1);
+        args.forEach((a, k) => {
+          const next = args[k + 1] ?? '';
+          // Short options may be grouped (-sC db, -sCdb): what follows C (or f) in the group, else the next word.
+          const short = /^-[A-Za-z]*?([Cf])(.*)$/.exec(a);
+          const d = a === '--directory' ? next : /^--directory=(.+)$/.exec(a)?.[1] ?? (short?.[1] === 'C' ? short[2] || next : undefined);
+          if (d && pathLike(d)) dir = clean(dir ? `${dir}/${d}` : d);
+          const f = a === '--file' || a === '--makefile' ? next : /^--(?:file|makefile)=(.+)$/.exec(a)?.[1] ?? (short?.[1] === 'f' ? short[2] || next : undefined);
+          if (f && pathLike(f)) file = f;
+        });
+        for (const f of file ? [file] : ['GNUmakefile', 'makefile', 'Makefile']) for (const g of both(dir ? `${dir}/${f}` : f)) files.add(g);
+      }
+    });
+    const cd = words.lastIndexOf('cd');
+    if (cd >= 0) cwd = words[cd + 1] && pathLike(words[cd + 1]!) ? clean(cwd ? `${cwd}/${words[cd + 1]}` : words[cd + 1]!) : '';
   }
   files.delete('.');
   files.delete('');
@@ -271,7 +343,8 @@ async function filesIn(repo: string, shas: string[], paths: string[]): Promise<s
 
 /** Migrations added or live only, and dependency sets made again, between two commits' files (describeChange). */
 async function filesCompared(repo: string, env: Environment, live: string, target: string, change: Change): Promise<void> {
-  const paths = [...new Set([...(await migrationPaths(repo, target, env)), ...(await migrationPaths(repo, live, env))])];
+  const [ofTarget, ofLive] = [await migrationPaths(repo, target, env), await migrationPaths(repo, live, env)];
+  const paths = [...new Set([...ofTarget.paths, ...ofLive.paths])];
   change.migrations = await addedMigrations(repo, live, target, paths);
   change.migrationsLiveOnly = await addedMigrations(repo, target, live, paths);
   // What runs the migrations counts too: an alembic.ini, the env.py beside an alembic versions/ directory, the
@@ -284,7 +357,8 @@ async function filesCompared(repo: string, env: Environment, live: string, targe
   // A target with no migration where the paths look keeps them elsewhere (Flyway's db/migration, TypeORM's
   // src/migration, drizzle/...): whether they changed is not known, so taken as changed.
   const found = await git(repo, ['diff', '--name-only', '--no-renames', '--diff-filter=A', EMPTY_TREE, target, '--', ...paths.map((p) => `:(glob)${p}`)]);
-  change.migrationsChanged = differing.trim() !== '' || !found.split('\n').some((f) => f && !NOT_MIGRATIONS.test(f));
+  // A location ops could not read (ofTarget.unknown): no change can be ruled out.
+  change.migrationsChanged = differing.trim() !== '' || !found.split('\n').some((f) => f && !NOT_MIGRATIONS.test(f)) || Boolean(ofTarget.unknown ?? ofLive.unknown);
   const [before, after] = [await dependencyInputs(repo, live, env), await dependencyInputs(repo, target, env)];
   const { python_requirements: req, node_dir: nodeDir } = env.config.release;
   const entry = (name: 'python' | 'node') => ({

@@ -27334,7 +27334,7 @@ var init_environment_schema = __esm({
             keep_failed: opt(integer(0, 100), "failed and rolled-back (abandoned) releases kept on each host for inspection, the latest ones; counted apart from `keep`", 2),
             migration_paths: opt(
               list(string({ pattern: /^(?!\/)[^\n]+$/, form: 'a git glob relative to the repository ("db/versions/**")' })),
-              "where migrations live, for the plan and `ops diff` (files added there are listed) and for when release.migrate runs (beside the build when nothing there changed since the live commit; a target with no file there waits for the build); [] = detect: **/migrations/**, **/alembic/versions/**, **/db/migrate/**, the versions/ of each alembic.ini's script_location and its version_locations",
+              "where migrations live, for the plan and `ops diff` (files added there are listed) and for when release.migrate runs (beside the build when nothing there changed since the live commit; a target with no file there waits for the build); [] = detect: **/migrations/**, **/alembic/versions/**, **/db/migrate/**, the versions/ of the script_location and the version_locations of each ini file that sets a script_location (alembic.ini, or another name given with -c)",
               []
             ),
             before_switch: opt(list(command), "commands run in the new release before traffic moves to it", []),
@@ -63718,8 +63718,8 @@ function weierstrass2(params, extraOpts = {}) {
     multiply(scalar) {
       if (!Fn.isValidNot0(scalar))
         throw new RangeError("invalid scalar: out of range");
-      const { p, f } = wnaf.mulSecret(this, scalar, cofactor, normalize);
-      return normalize([p, f])[0];
+      const { p, f } = wnaf.mulSecret(this, scalar, cofactor, normalize2);
+      return normalize2([p, f])[0];
     }
     /**
      * Non-constant-time multiplication. Uses width-4 wNAF with GLV endomorphism splitting
@@ -63737,7 +63737,7 @@ function weierstrass2(params, extraOpts = {}) {
       if (sc === _1n11)
         return p;
       if (wnaf.hasWindowSize(this))
-        return wnaf.mulUnsafe(p, sc, normalize);
+        return wnaf.mulUnsafe(p, sc, normalize2);
       const points = [];
       const scalars = [];
       pushWnafPair(points, scalars, p, sc);
@@ -63818,7 +63818,7 @@ function weierstrass2(params, extraOpts = {}) {
       return `<Point ${this.is0() ? "ZERO" : this.toHex()}>`;
     }
   }
-  const normalize = (points) => normalizeZ2(Point, points);
+  const normalize2 = (points) => normalizeZ2(Point, points);
   const wnaf = new ScalarMultiplier(Point, randomBytes14);
   if (wnaf.bits >= 6)
     Point.BASE.precompute(6);
@@ -64419,8 +64419,8 @@ function edwards(params, extraOpts = {}) {
     multiply(scalar) {
       if (!Fn.isValidNot0(scalar))
         throw new RangeError("invalid scalar: expected 1 <= sc < curve.n");
-      const { p, f } = wnaf.mulSecret(this, scalar, cofactor, normalize);
-      return normalize([p, f])[0];
+      const { p, f } = wnaf.mulSecret(this, scalar, cofactor, normalize2);
+      return normalize2([p, f])[0];
     }
     // Non-constant-time multiplication. Uses double-and-add algorithm.
     // It's faster, but should only be used when you don't care about
@@ -64434,7 +64434,7 @@ function edwards(params, extraOpts = {}) {
         return Point.ZERO;
       if (this.is0() || scalar === _1n12)
         return this;
-      return wnaf.mulUnsafe(this, scalar, normalize);
+      return wnaf.mulUnsafe(this, scalar, normalize2);
     }
     // Checks if point is of small order.
     // If you add something to small order point, you will have "dirty"
@@ -64492,7 +64492,7 @@ function edwards(params, extraOpts = {}) {
       return `<Point ${this.is0() ? "ZERO" : this.toHex()}>`;
     }
   }
-  const normalize = (points) => normalizeZ2(Point, points);
+  const normalize2 = (points) => normalizeZ2(Point, points);
   const wnaf = new ScalarMultiplier(Point, randomBytes14);
   if (wnaf.bits >= 6)
     Point.BASE.precompute(6);
@@ -71894,7 +71894,7 @@ function iniSections(text) {
   let section;
   let value;
   let indent2 = Infinity;
-  for (const line of text.split(/\r?\n/)) {
+  for (const line of text.split(/\r\n|\r|\n/)) {
     const stripped = line.trim();
     if (stripped.startsWith("#") || stripped.startsWith(";")) continue;
     if (!stripped) {
@@ -71931,57 +71931,106 @@ function iniSections(text) {
   return out;
 }
 var ALEMBIC_SEPARATORS = { ";": /;/, ":": /:/, os: /:/, newline: /\n/, " ": / /, space: / / };
-function alembicVersionDirs(ini, text) {
-  const dir = ini.slice(0, -"alembic.ini".length);
-  const rel = (loc) => `${dir}${loc.replace(/^%\(here\)s\/?/, "").replace(/^\.\//, "").replace(/\/$/, "")}`.replace(/\/$/, "");
+function normalize(path) {
   const out = [];
-  for (const keys of iniSections(text).values()) {
-    const script = keys.get("script_location")?.trim();
-    if (script && !script.includes(":")) out.push(`${rel(script)}/versions`);
-    const locations = keys.get("version_locations")?.trim();
-    if (!locations) continue;
-    const sep2 = keys.get("version_path_separator")?.trim() || keys.get("path_separator")?.trim() || "";
-    for (const loc of locations.split(ALEMBIC_SEPARATORS[sep2] ?? /[\s,]+/).map((l) => l.trim())) if (loc && !/^[A-Za-z_][\w.]*:/.test(loc)) out.push(rel(loc));
+  for (const part of path.split("/")) {
+    if (!part || part === ".") continue;
+    if (part === "..") {
+      if (!out.length) return void 0;
+      out.pop();
+    } else out.push(part);
   }
-  return [...new Set(out)];
+  return out.join("/");
+}
+function alembicVersionDirs(ini, text) {
+  const dir = ini.includes("/") ? ini.slice(0, ini.lastIndexOf("/")) : "";
+  const HERE = "\0here";
+  const out = /* @__PURE__ */ new Set();
+  let unknown;
+  const add2 = (loc) => {
+    const resource = /^([A-Za-z_][\w.]*):(.*)$/.exec(loc);
+    const bases = loc.startsWith(HERE) ? [dir] : resource ? ["", "src"] : ["", dir];
+    const rest = loc.startsWith(HERE) ? loc.slice(HERE.length) : resource ? `${resource[1].replace(/\./g, "/")}/${resource[2]}` : loc;
+    if (!loc.startsWith(HERE) && rest.startsWith("/")) return;
+    for (const base of bases) {
+      const path = normalize(`${base}/${rest}`);
+      if (path !== void 0) out.add(path);
+    }
+  };
+  for (const [name2, keys] of iniSections(text)) {
+    const vars = new Map([...keys, ["here", HERE]]);
+    const value = (key) => {
+      let v = keys.get(key);
+      for (let depth = 0; v !== void 0 && v.includes("%(") && depth < 10; depth++) v = v.replace(/%\(([^)]*)\)s/g, (m, n) => vars.get(n.toLowerCase()) ?? m);
+      if (v?.includes("%(")) {
+        unknown ??= `${ini} [${name2}] ${key} = ${keys.get(key)}: an interpolation ops cannot resolve`;
+        return void 0;
+      }
+      return v?.replace(/%%/g, "%").trim();
+    };
+    const script = value("script_location");
+    if (script) add2(`${script.replace(/\/+$/, "")}/versions`);
+    const locations = value("version_locations");
+    if (!locations) continue;
+    const sep2 = value("path_separator") || value("version_path_separator") || "";
+    for (const loc of locations.split(ALEMBIC_SEPARATORS[sep2] ?? /[\s,]+/).map((l) => l.trim())) if (loc) add2(loc);
+  }
+  return { dirs: [...out], ...unknown && { unknown } };
 }
 async function migrationPaths(repo, sha, env) {
   const configured = env.config.release.migration_paths;
-  if (configured.length) return configured;
+  if (configured.length) return { paths: configured };
   const paths = [...DEFAULT_MIGRATION_PATHS];
-  const files = (await treeEntries(repo, sha)).filter((e) => e.type === "blob" && (e.path === "alembic.ini" || e.path.endsWith("/alembic.ini")));
-  for (const { path: ini, object: object2 } of files) {
-    for (const d of alembicVersionDirs(ini, await git(repo, ["cat-file", "blob", object2]))) paths.push(`${d}/**`);
+  let unknown;
+  const files = (await treeEntries(repo, sha)).filter((e) => e.type === "blob" && (/\.ini$/.test(e.path) || /(^|\/)pyproject\.toml$/.test(e.path)));
+  for (const { path, object: object2 } of files) {
+    const text = await git(repo, ["cat-file", "blob", object2]);
+    if (path.endsWith(".toml")) {
+      if (/^\s*\[tool\.alembic[\].]/m.test(text)) unknown ??= `${path} configures alembic ([tool.alembic]), which ops does not read: set release.migration_paths`;
+      continue;
+    }
+    if (!/^\s*script_location\s*[=:]/m.test(text)) continue;
+    const found = alembicVersionDirs(path, text);
+    for (const d of found.dirs) paths.push(d ? `${d}/**` : "**");
+    unknown ??= found.unknown;
   }
-  return [...new Set(paths)];
+  return { paths: [...new Set(paths)], ...unknown && { unknown } };
 }
 function migrateCommandFiles(command2) {
   const files = /* @__PURE__ */ new Set();
-  const clean5 = (p) => p.replace(/^(\.\/)+/, "").replace(/\/+$/, "");
+  const clean5 = (p) => normalize(p) ?? "";
   const pathLike = (w) => /^[A-Za-z0-9_.\/-]+$/.test(w) && !w.startsWith("-") && !w.startsWith("/") && !w.split("/").includes("..");
   let cwd = "";
-  const inCwd = (p) => clean5(cwd ? `${cwd}/${p}` : p);
+  const both = (p) => [clean5(p), clean5(cwd ? `${cwd}/${p}` : p)];
   for (const part of command2.split(/;|&&|\|\||\||\n/)) {
-    const words = part.split(/[\s()<>&]+/).map((w) => w.replace(/^["']|["']$/g, "")).filter(Boolean);
-    for (const w of words) {
-      const word2 = /^[A-Za-z_]\w*=(.*)$/.exec(w)?.[1] ?? w;
-      if (pathLike(word2)) files.add(clean5(word2)).add(inCwd(word2));
-    }
-    const make = words.findIndex((w) => w === "make" || w.endsWith("/make"));
-    if (make >= 0) {
-      let dir = cwd;
-      let file = "";
-      const args = words.slice(make + 1);
-      args.forEach((a, i) => {
-        const next = args[i + 1] ?? "";
-        const d = a === "-C" || a === "--directory" ? next : /^(?:-C|--directory=)(.+)$/.exec(a)?.[1];
-        if (d && pathLike(d)) dir = clean5(dir ? `${dir}/${d}` : d);
-        const f = a === "-f" || a === "--file" || a === "--makefile" ? next : /^(?:-f|--file=|--makefile=)(.+)$/.exec(a)?.[1];
-        if (f && pathLike(f)) file = f;
-      });
-      for (const f of file ? [file] : ["GNUmakefile", "makefile", "Makefile"]) files.add(clean5(dir ? `${dir}/${f}` : f));
-    }
-    if (words[0] === "cd") cwd = words[1] && pathLike(words[1]) ? inCwd(words[1]) : "";
+    const words = part.split(/[\s()<>&]+/).map((w) => w.replace(/^["'`]+|["'`]+$/g, "").replace(/^(\$PWD|\$\{PWD\}|\$\(pwd\))\//, "")).filter(Boolean);
+    words.forEach((w, i) => {
+      const word2 = /^(?:[A-Za-z_]\w*|--[\w-]+)=(.*)$/.exec(w)?.[1] ?? w;
+      if (pathLike(word2)) for (const f of both(word2)) files.add(f);
+      if (w === "-m" && /^python[\d.]*$/.test((words[i - 1] ?? "").split("/").pop()) && /^[\w.]+$/.test(words[i + 1] ?? "")) {
+        const mod4 = words[i + 1].replace(/\./g, "/");
+        for (const base of ["", "src/"]) for (const f of [`${base}${mod4}.py`, `${base}${mod4}/__main__.py`]) for (const g of both(f)) files.add(g);
+      }
+      const tool = w.split("/").pop();
+      if (["npm", "yarn", "pnpm"].includes(tool)) for (const f of both("package.json")) files.add(f);
+      if (tool === "just") for (const j of ["justfile", "Justfile", ".justfile"]) for (const f of both(j)) files.add(f);
+      if (tool === "make" || tool === "gmake") {
+        let dir = "";
+        let file = "";
+        const args = words.slice(i + 1);
+        args.forEach((a, k) => {
+          const next = args[k + 1] ?? "";
+          const short2 = /^-[A-Za-z]*?([Cf])(.*)$/.exec(a);
+          const d = a === "--directory" ? next : /^--directory=(.+)$/.exec(a)?.[1] ?? (short2?.[1] === "C" ? short2[2] || next : void 0);
+          if (d && pathLike(d)) dir = clean5(dir ? `${dir}/${d}` : d);
+          const f = a === "--file" || a === "--makefile" ? next : /^--(?:file|makefile)=(.+)$/.exec(a)?.[1] ?? (short2?.[1] === "f" ? short2[2] || next : void 0);
+          if (f && pathLike(f)) file = f;
+        });
+        for (const f of file ? [file] : ["GNUmakefile", "makefile", "Makefile"]) for (const g of both(dir ? `${dir}/${f}` : f)) files.add(g);
+      }
+    });
+    const cd = words.lastIndexOf("cd");
+    if (cd >= 0) cwd = words[cd + 1] && pathLike(words[cd + 1]) ? clean5(cwd ? `${cwd}/${words[cd + 1]}` : words[cd + 1]) : "";
   }
   files.delete(".");
   files.delete("");
@@ -72020,7 +72069,8 @@ async function filesIn(repo, shas, paths) {
   return paths.filter((p) => blobs2.has(p));
 }
 async function filesCompared(repo, env, live, target, change) {
-  const paths = [.../* @__PURE__ */ new Set([...await migrationPaths(repo, target, env), ...await migrationPaths(repo, live, env)])];
+  const [ofTarget, ofLive] = [await migrationPaths(repo, target, env), await migrationPaths(repo, live, env)];
+  const paths = [.../* @__PURE__ */ new Set([...ofTarget.paths, ...ofLive.paths])];
   change.migrations = await addedMigrations(repo, live, target, paths);
   change.migrationsLiveOnly = await addedMigrations(repo, target, live, paths);
   const around = [
@@ -72029,7 +72079,7 @@ async function filesCompared(repo, env, live, target, change) {
   ];
   const differing = await git(repo, ["diff", "--name-only", "--no-renames", live, target, "--", ...around]);
   const found = await git(repo, ["diff", "--name-only", "--no-renames", "--diff-filter=A", EMPTY_TREE, target, "--", ...paths.map((p) => `:(glob)${p}`)]);
-  change.migrationsChanged = differing.trim() !== "" || !found.split("\n").some((f) => f && !NOT_MIGRATIONS.test(f));
+  change.migrationsChanged = differing.trim() !== "" || !found.split("\n").some((f) => f && !NOT_MIGRATIONS.test(f)) || Boolean(ofTarget.unknown ?? ofLive.unknown);
   const [before, after] = [await dependencyInputs(repo, live, env), await dependencyInputs(repo, target, env)];
   const { python_requirements: req2, node_dir: nodeDir } = env.config.release;
   const entry = (name2) => ({

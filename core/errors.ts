@@ -27,7 +27,16 @@ export class StepError extends OpsError {
     hint?: string,
     readonly limit?: number,
   ) {
-    const how = signal ? `was killed by ${signal}` : exitCode === 124 ? `timed out${limit ? ` after ${limit} s` : ''}` : `failed with exit code ${exitCode}`;
+    // 128 + the signal's number (bash(1), EXIT STATUS): a SIGTERM or SIGKILL that reached the script from outside the
+    // run (its own timeout is 124), e.g. another ops lock release --force, the OOM killer (SIGKILL), an admin.
+    const outside = exitCode === 143 ? 'SIGTERM' : exitCode === 137 ? 'SIGKILL' : undefined;
+    const how = signal
+      ? `was killed by ${signal}`
+      : exitCode === 124
+        ? `timed out${limit ? ` after ${limit} s` : ''}`
+        : outside
+          ? `was stopped by ${outside} from outside this run (exit code ${exitCode}: ops lock release --force by someone else, ${outside === 'SIGKILL' ? 'the kernel\'s OOM killer, ' : ''}an admin?)`
+          : `failed with exit code ${exitCode}`;
     const tail = stderrTail.trim() ? `\n${indent(stderrTail.trim())}` : '';
     super(`step "${step}" on ${host} ${how}${tail}`, hint);
   }

@@ -115,7 +115,7 @@ export function formatAudit(list: { host: string; entries: AuditEntry[] }[]): st
       [
         `${host}:`,
         ...(entries.length
-          ? entries.map((e) => `  ${e.time.slice(0, 19)}  ${e.operation.padEnd(9)} ${e.result.padEnd(7)} ${e.actor}${e.sha ? `  ${e.ref} ${e.sha.slice(0, 12)}` : ''}${e.release ? `  ${e.release}` : ''}${e.message ? `  — ${e.message}` : ''}${e.run ? `  ${e.run}` : ''}`)
+          ? entries.map((e) => `  ${e.time.slice(0, 19)}  ${e.operation.padEnd(12)} ${e.result.padEnd(7)} ${e.actor}${e.sha ? `  ${e.ref} ${e.sha.slice(0, 12)}` : ''}${e.release ? `  ${e.release}` : ''}${e.message ? `  — ${e.message}` : ''}${e.run ? `  ${e.run}` : ''}`)
           : ['  (empty)']),
       ].join('\n'),
     )

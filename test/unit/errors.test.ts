@@ -8,7 +8,7 @@ import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { stringify } from 'yaml';
 import type { Connector } from '../../core/context.ts';
 import { runAction } from '../../core/action.ts';
-import { formatError, OpsError } from '../../core/errors.ts';
+import { formatError, OpsError, StepError } from '../../core/errors.ts';
 import { RecordingRemote } from '../../core/remote/recording.ts';
 import type { Remote, RunOptions, Step, StepResult, UploadOptions } from '../../core/remote/types.ts';
 import { LOCK_KEYS } from '../../core/steps/lock.ts';
@@ -151,5 +151,14 @@ describe('an action: one failure line (::error::), never a stack trace', () => {
   });
   it('an OpsError keeps its message and hint', () => {
     expect(formatError(new OpsError('x on web1 failed', 'do y'))).toBe('x on web1 failed\n  hint: do y');
+  });
+});
+
+describe('a step stopped from outside the run', () => {
+  it('says so for exit codes 143 and 137 (128 + SIGTERM, SIGKILL), not for its own timeout (124) or another code', () => {
+    expect(new StepError('build', 'web1', 143, '').message).toBe('step "build" on web1 was stopped by SIGTERM from outside this run (exit code 143: ops lock release --force by someone else, an admin?)');
+    expect(new StepError('build', 'web1', 137, '').message).toMatch(/stopped by SIGKILL from outside this run \(exit code 137: .*OOM killer/);
+    expect(new StepError('build', 'web1', 124, '', undefined, undefined, 30).message).toBe('step "build" on web1 timed out after 30 s');
+    expect(new StepError('build', 'web1', 2, '').message).toBe('step "build" on web1 failed with exit code 2');
   });
 });

@@ -48619,7 +48619,8 @@ var OpsError = class extends Error {
 };
 var StepError = class extends OpsError {
   constructor(step, host, exitCode, stderrTail, signal, hint, limit) {
-    const how = signal ? `was killed by ${signal}` : exitCode === 124 ? `timed out${limit ? ` after ${limit} s` : ""}` : `failed with exit code ${exitCode}`;
+    const outside = exitCode === 143 ? "SIGTERM" : exitCode === 137 ? "SIGKILL" : void 0;
+    const how = signal ? `was killed by ${signal}` : exitCode === 124 ? `timed out${limit ? ` after ${limit} s` : ""}` : outside ? `was stopped by ${outside} from outside this run (exit code ${exitCode}: ops lock release --force by someone else, ${outside === "SIGKILL" ? "the kernel's OOM killer, " : ""}an admin?)` : `failed with exit code ${exitCode}`;
     const tail2 = stderrTail.trim() ? `
 ${indent(stderrTail.trim())}` : "";
     super(`step "${step}" on ${host} ${how}${tail2}`, hint);

@@ -146,6 +146,8 @@ const ALEMBIC_SEPARATORS: Record<string, RegExp> = { ';': /;/, ':': /:/, os: /:/
 /** Where an alembic config puts its revisions: directories relative to the repository, or why that is not known. */
 export interface AlembicDirs {
   dirs: string[];
+  /** For each package resource ("pkg.mod:dir") a location names: the directories it may be in the tree (pkg/mod/dir, src/pkg/mod/dir). */
+  resources: string[][];
   /** Set when a location could not be read (an interpolation not resolved): then no change can be ruled out. */
   unknown?: string;
 }
@@ -179,8 +181,10 @@ export function alembicVersionDirs(ini: string, text: string): AlembicDirs {
   const HERE = '\0here';
   const out = new Set<string>();
   let unknown: string | undefined;
+  const resources: string[][] = [];
   const add = (loc: string) => {
     const resource = /^([A-Za-z_][\w.]*):(.*)$/.exec(loc);
+    if (resource) resources.push(['', 'src/'].map((base) => normalize(`${base}${resource[1]!.replace(/\./g, '/')}/${resource[2]}`) ?? ''));
     const bases = loc.startsWith(HERE) ? [dir] : resource ? ['', 'src'] : ['', dir];
     const rest = loc.startsWith(HERE) ? loc.slice(HERE.length) : resource ? `${resource[1]!.replace(/\./g, '/')}/${resource[2]}` : loc;
     if (!loc.startsWith(HERE) && rest.startsWith('/')) return; // an absolute path: outside the repository
@@ -207,34 +211,77 @@ export function alembicVersionDirs(ini: string, text: string): AlembicDirs {
     const sep = value('path_separator') || value('version_path_separator') || '';
     for (const loc of locations.split(ALEMBIC_SEPARATORS[sep] ?? /[\s,]+/).map((l) => l.trim())) if (loc) add(loc);
   }
-  return { dirs: [...out], ...(unknown && { unknown }) };
+  return { dirs: [...out], resources, ...(unknown && { unknown }) };
 }
 
 /**
  * The migration pathspecs for a commit: the environment's, else the defaults plus the revision directories of each
- * ini file that configures alembic (a `script_location` in it: alembic.ini, or another name given with `-c`;
- * alembicVersionDirs). `unknown` says why no change can be ruled out: a location not read, or alembic configured in
- * a pyproject.toml ([tool.alembic], alembic 1.16), which ops does not read.
+ * file that configures alembic (a `script_location` in it, any case: alembic.ini, or another name given with `-c`,
+ * .cfg or .conf too; alembicVersionDirs), and beside an alembic.ini without one its versions/ (Flask-Migrate sets
+ * script_location in code, to that directory). A directory reached through a symbolic link in the tree is taken at
+ * the link's target too (alembic lists it through the link; git stores the link alone). `unknown` says why no
+ * change can be ruled out: a location not read, revisions from a package not in the tree (installed with the
+ * dependency set: a new version brings new revisions), alembic configured in pyproject.toml ([tool.alembic],
+ * alembic 1.16), which ops does not read.
  */
 export async function migrationPaths(repo: string, sha: string, env: Environment): Promise<{ paths: string[]; unknown?: string }> {
   const configured = env.config.release.migration_paths;
   if (configured.length) return { paths: configured };
-  const paths = [...DEFAULT_MIGRATION_PATHS];
+  const entries = await treeEntries(repo, sha);
+  const dirsInTree = new Set(entries.filter((e) => e.type === 'tree').map((e) => e.path));
+  const links = new Map(entries.filter((e) => e.mode === '120000').map((e) => [e.path, e.object]));
+  const found: string[] = [];
   let unknown: string | undefined;
-  const files = (await treeEntries(repo, sha)).filter((e) => e.type === 'blob' && (/\.ini$/.test(e.path) || /(^|\/)pyproject\.toml$/.test(e.path)));
-  for (const { path, object } of files) {
+  for (const { path, object } of entries.filter((e) => e.type === 'blob' && e.size < 1_000_000 && (/\.(ini|cfg|conf)$/.test(e.path) || /(^|\/)pyproject\.toml$/.test(e.path)))) {
     const text = await git(repo, ['cat-file', 'blob', object]);
     if (path.endsWith('.toml')) {
       if (/^\s*\[tool\.alembic[\].]/m.test(text)) unknown ??= `${path} configures alembic ([tool.alembic]), which ops does not read: set release.migration_paths`;
       continue;
     }
-    if (!/^\s*script_location\s*[=:]/m.test(text)) continue;
-    const found = alembicVersionDirs(path, text);
-    for (const d of found.dirs) paths.push(d ? `${d}/**` : '**');
-    unknown ??= found.unknown;
+    if (!/^\s*script_location\s*[=:]/im.test(text)) {
+      if (/(^|\/)alembic\.ini$/.test(path)) found.push(normalize(`${path.replace(/(^|\/)alembic\.ini$/, '')}/versions`) ?? 'versions');
+      continue;
+    }
+    const dirs = alembicVersionDirs(path, text);
+    found.push(...dirs.dirs);
+    unknown ??= dirs.unknown;
+    for (const candidates of dirs.resources) if (!candidates.some((c) => dirsInTree.has(c) || links.has(c))) unknown ??= `${path} takes revisions from a package not in the repository (${candidates[0]}): installed with the dependency set, its new version may bring new ones`;
   }
+  // Through links: a prefix of a directory that is a symbolic link also names the link's target.
+  for (const dir of [...found]) {
+    const parts = dir.split('/');
+    for (let i = 1; i <= parts.length; i++) {
+      const object = links.get(parts.slice(0, i).join('/'));
+      if (!object) continue;
+      const target = (await git(repo, ['cat-file', 'blob', object])).trim();
+      const resolved = target.startsWith('/') ? undefined : normalize(`${parts.slice(0, i - 1).join('/')}/${target}/${parts.slice(i).join('/')}`);
+      if (resolved !== undefined) found.push(resolved);
+    }
+  }
+  const paths = [...DEFAULT_MIGRATION_PATHS, ...found.map((d) => (d ? `${d}/**` : '**'))];
   return { paths: [...new Set(paths)], ...(unknown && { unknown }) };
 }
+
+/** The files a task runner reads its tasks from (each tool's documentation), looked for when the tool's name is a word of release.migrate. */
+const TOOL_FILES: Record<string, string[]> = {
+  make: ['GNUmakefile', 'makefile', 'Makefile'],
+  gmake: ['GNUmakefile', 'makefile', 'Makefile'],
+  npm: ['package.json'],
+  npx: ['package.json'],
+  yarn: ['package.json'],
+  pnpm: ['package.json'],
+  just: ['justfile', 'Justfile', '.justfile'],
+  task: ['Taskfile.yml', 'Taskfile.yaml', 'taskfile.yml', 'taskfile.yaml', 'Taskfile.dist.yml', 'Taskfile.dist.yaml'],
+  pdm: ['pyproject.toml'],
+  poetry: ['pyproject.toml'],
+  hatch: ['pyproject.toml', 'hatch.toml'],
+  rye: ['pyproject.toml'],
+  tox: ['tox.ini', 'pyproject.toml', 'setup.cfg'],
+  nox: ['noxfile.py'],
+  invoke: ['tasks.py'],
+  inv: ['tasks.py'],
+  knex: ['knexfile.js', 'knexfile.ts', 'knexfile.cjs', 'knexfile.mjs'],
+};
 
 /**
  * The paths in the tree `release.migrate` itself may run, from the runner's view of the command (it runs in the
@@ -268,8 +315,7 @@ export function migrateCommandFiles(command: string): string[] {
         for (const base of ['', 'src/']) for (const f of [`${base}${mod}.py`, `${base}${mod}/__main__.py`]) for (const g of both(f)) files.add(g);
       }
       const tool = w.split('/').pop()!;
-      if (['npm', 'yarn', 'pnpm'].includes(tool)) for (const f of both('package.json')) files.add(f);
-      if (tool === 'just') for (const j of ['justfile', 'Justfile', '.justfile']) for (const f of both(j)) files.add(f);
+      for (const name of TOOL_FILES[tool] ?? []) for (const f of both(name)) files.add(f);
       if (tool === 'make' || tool === 'gmake') {
         let dir = '';
         let file = '';
@@ -286,7 +332,14 @@ export function migrateCommandFiles(command: string): string[] {
         for (const f of file ? [file] : ['GNUmakefile', 'makefile', 'Makefile']) for (const g of both(dir ? `${dir}/${f}` : f)) files.add(g);
       }
     });
-    const cd = words.lastIndexOf('cd');
+    // A word may name the directory a tool runs in (pushd DIR, env -C DIR, npm --prefix DIR, yarn --cwd DIR, uv run
+    // --directory DIR, flask db -d DIR): every other word, and every tool's files, are looked for in it too.
+    const dirs = words.filter((w) => pathLike(w) && !w.includes('.'));
+    for (const d of dirs) {
+      for (const w of words) if (w !== d && pathLike(w)) for (const f of both(`${d}/${w}`)) files.add(f);
+      for (const name of new Set(Object.values(TOOL_FILES).flat())) for (const f of both(`${d}/${name}`)) files.add(f);
+    }
+    const cd = Math.max(words.lastIndexOf('cd'), words.lastIndexOf('pushd'));
     if (cd >= 0) cwd = words[cd + 1] && pathLike(words[cd + 1]!) ? clean(cwd ? `${cwd}/${words[cd + 1]}` : words[cd + 1]!) : '';
   }
   files.delete('.');
@@ -341,6 +394,31 @@ async function filesIn(repo: string, shas: string[], paths: string[]): Promise<s
   return paths.filter((p) => blobs.has(p));
 }
 
+/**
+ * `files` and, for the makefiles among them, the files their `include` / `-include` / `sinclude` lines name (GNU
+ * make, "Including Other Makefiles": relative to where make runs, so taken from the root and from the makefile's
+ * directory; followed three levels deep) that are files in one of the commits `shas`.
+ */
+async function withIncludes(repo: string, shas: string[], files: string[]): Promise<string[]> {
+  const out = new Set(files);
+  let level = files.filter((f) => /(^|\/)(GNUmakefile|makefile|Makefile)$|\.mk$/.test(f));
+  for (let depth = 0; depth < 3 && level.length; depth++) {
+    const named: string[] = [];
+    for (const makefile of level) {
+      for (const sha of shas) {
+        const text = await git(repo, ['cat-file', '-p', `${sha}:${makefile}`]).catch(() => '');
+        const dir = makefile.includes('/') ? makefile.slice(0, makefile.lastIndexOf('/')) : '';
+        for (const m of text.matchAll(/^[ \t]*(?:-|s)?include[ \t]+(.+)$/gm)) {
+          for (const w of m[1]!.split(/\s+/).filter((x) => x && !x.includes('$'))) named.push(...[w, `${dir}/${w}`].map((p) => normalize(p) ?? ''));
+        }
+      }
+    }
+    level = (await filesIn(repo, shas, [...new Set(named)])).filter((f) => !out.has(f));
+    for (const f of level) out.add(f);
+  }
+  return [...out];
+}
+
 /** Migrations added or live only, and dependency sets made again, between two commits' files (describeChange). */
 async function filesCompared(repo: string, env: Environment, live: string, target: string, change: Change): Promise<void> {
   const [ofTarget, ofLive] = [await migrationPaths(repo, target, env), await migrationPaths(repo, live, env)];
@@ -351,7 +429,7 @@ async function filesCompared(repo: string, env: Environment, live: string, targe
   // files release.migrate names (its script, its makefile).
   const around = [
     ...[...paths.map((p) => p.replace(/\/versions\/\*\*$/, '/**')), '**/alembic.ini'].map((p) => `:(glob)${p}`),
-    ...(await filesIn(repo, [live, target], migrateCommandFiles(env.config.release.migrate ?? ''))).map((f) => `:(literal)${f}`),
+    ...(await withIncludes(repo, [live, target], await filesIn(repo, [live, target], migrateCommandFiles(env.config.release.migrate ?? '')))).map((f) => `:(literal)${f}`),
   ];
   const differing = await git(repo, ['diff', '--name-only', '--no-renames', live, target, '--', ...around]);
   // A target with no migration where the paths look keeps them elsewhere (Flyway's db/migration, TypeORM's

@@ -5,7 +5,7 @@
 // while the error said it kept the live schema). Layouts checked by the breaker against alembic 1.20.1; the ini
 // reader against Python's own configparser. Each repository also holds a Django migration where noted, so the
 // "no migration found: wait" fallback does not hide a miss.
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -15,14 +15,18 @@ import { git, releaseEnv } from './commits.helpers.ts';
 
 const rev = '"""r"""\nrevision = "x"\n';
 
-function twoCommits(live: Record<string, string>, target: Record<string, string>): { dir: string; shas: string[] } {
-  const dir = mkdtempSync(join(tmpdir(), 'ops-breaker33-'));
+type Files = Record<string, string | { link: string }>;
+
+/** A repository with two commits: `live`'s files, then `target`'s on top (a `{ link }` is a symbolic link). */
+function twoCommits(live: Files, target: Files): { dir: string; shas: string[] } {
+  const dir = mkdtempSync(join(tmpdir(), 'ops-layouts-'));
   git(dir, 'init', '-q', '-b', 'main');
   const shas: string[] = [];
   for (const files of [live, target]) {
-    for (const [f, text] of Object.entries(files)) {
+    for (const [f, t] of Object.entries(files)) {
       mkdirSync(dirname(join(dir, f)), { recursive: true });
-      writeFileSync(join(dir, f), text);
+      if (typeof t === 'string') writeFileSync(join(dir, f), t);
+      else symlinkSync(t.link, join(dir, f));
     }
     git(dir, 'add', '-A');
     git(dir, 'commit', '-q', '--allow-empty', '-m', 'c');
@@ -134,4 +138,51 @@ describe('a real migration change, in the layouts and commands projects use, wai
     expect(alembicVersionDirs('alembic.ini', '[alembic]\nscript_location = %(nope)s/db\n').unknown).toMatch(/an interpolation ops cannot resolve/);
     expect(alembicVersionDirs('db/alembic.ini', '[alembic]\nscript_location = /opt/schema\nversion_locations = %(here)s/../../elsewhere\n').dirs).toEqual([]);
   });
+});
+
+describe('more layouts and task runners (third breaker round, checked with alembic 1.20.1, bash, GNU make, coreutils env, npm)', () => {
+  const rev0 = 'revision = "a"\ndown_revision = None\n';
+  const rev = 'revision = "b"\ndown_revision = "a"\n';
+  const django = { 'app/migrations/0001_initial.py': 'x = 1\n' };
+  const cases: [string, string, Files, Files][] = [
+    // alembic resolves "pkg:dir" in version_locations with importlib (site-packages): a requirements bump brings revisions.
+    ['version_locations from an installed package, its pin bumped', 'alembic upgrade head',
+      { 'alembic.ini': '[alembic]\nscript_location = alembic\nversion_locations = %(here)s/alembic/versions audit_log:versions\n', 'alembic/env.py': '', 'alembic/versions/a.py': rev0, 'requirements.txt': 'audit-log==1.0\n' },
+      { 'requirements.txt': 'audit-log==1.1\n' }],
+    // alembic lists a version location through a symlink (os.listdir follows it); git keeps the link as one blob.
+    ['a version location that is a symlink in the repository', 'alembic upgrade head',
+      { 'alembic.ini': '[alembic]\nscript_location = alembic\nversion_locations = %(here)s/alembic/versions %(here)s/alembic/billing\n', 'alembic/env.py': '', 'alembic/versions/a.py': rev0, 'alembic/billing': { link: '../services/billing/revisions' }, 'services/billing/revisions/z.py': 'revision = "z"\ndown_revision = None\n' },
+      { 'services/billing/revisions/y.py': 'revision = "y"\ndown_revision = "z"\n' }],
+    ['script_location a symlink (Django migration beside)', 'alembic upgrade head',
+      { ...django, 'alembic.ini': '[alembic]\nscript_location = dbmig\n', dbmig: { link: 'src/app/db' }, 'src/app/db/env.py': '', 'src/app/db/versions/a.py': rev0 },
+      { 'src/app/db/versions/b.py': rev }],
+    ['alembic -c db/alembic.cfg (not .ini; Django migration beside)', 'alembic -c db/alembic.cfg upgrade head',
+      { ...django, 'db/alembic.cfg': '[alembic]\nscript_location = %(here)s/schema\n', 'db/schema/env.py': '', 'db/schema/versions/a.py': rev0 },
+      { 'db/schema/versions/b.py': rev }],
+    // configparser lower-cases keys (optionxform): alembic reads Script_Location.
+    ['Script_Location (Django migration beside)', 'alembic upgrade head',
+      { ...django, 'alembic.ini': '[alembic]\nScript_Location = db/schema\n', 'db/schema/env.py': '', 'db/schema/versions/a.py': rev0 },
+      { 'db/schema/versions/b.py': rev }],
+    // Flask-Migrate sets script_location to its directory in code; the alembic.ini it keeps there has none.
+    ['flask db upgrade -d db/schema (Django migration beside)', 'flask db upgrade -d db/schema',
+      { ...django, 'db/schema/alembic.ini': '[alembic]\n\n[loggers]\nkeys = root\n', 'db/schema/env.py': '', 'db/schema/versions/a.py': rev0 },
+      { 'db/schema/versions/b.py': rev }],
+    ['pushd db && make migrate', 'pushd db && make migrate', { ...django, 'db/Makefile': 'migrate:\n\ttrue\n' }, { 'db/Makefile': 'migrate:\n\tfalse\n' }],
+    ['env -C db ./migrate.sh', 'env -C db ./migrate.sh', { ...django, 'db/migrate.sh': 'true\n' }, { 'db/migrate.sh': 'false\n' }],
+    ['make migrate, the target in an included makefile', 'make migrate', { ...django, Makefile: 'include db/migrate.mk\n', 'db/migrate.mk': 'migrate:\n\ttrue\n' }, { 'db/migrate.mk': 'migrate:\n\tfalse\n' }],
+    ['npm --prefix db run migrate', 'npm --prefix db run migrate', { ...django, 'db/package.json': '{"scripts":{"migrate":"true"}}\n' }, { 'db/package.json': '{"scripts":{"migrate":"false"}}\n' }],
+    ['npm -w db run migrate', 'npm -w db run migrate', { ...django, 'package.json': '{"workspaces":["db"]}\n', 'db/package.json': '{"name":"db","scripts":{"migrate":"true"}}\n' }, { 'db/package.json': '{"name":"db","scripts":{"migrate":"false"}}\n' }],
+    ['yarn --cwd db migrate', 'yarn --cwd db migrate', { ...django, 'db/package.json': '{"scripts":{"migrate":"true"}}\n' }, { 'db/package.json': '{"scripts":{"migrate":"false"}}\n' }],
+    ['pnpm -C db run migrate', 'pnpm -C db run migrate', { ...django, 'db/package.json': '{"scripts":{"migrate":"true"}}\n' }, { 'db/package.json': '{"scripts":{"migrate":"false"}}\n' }],
+    ['uv run --directory db ./migrate.sh', 'uv run --directory db ./migrate.sh', { ...django, 'db/migrate.sh': 'true\n' }, { 'db/migrate.sh': 'false\n' }],
+    ['task db:migrate (Taskfile.yml)', 'task db:migrate', { ...django, 'Taskfile.yml': 'version: 3\ntasks:\n  db:migrate:\n    cmds: [true]\n' }, { 'Taskfile.yml': 'version: 3\ntasks:\n  db:migrate:\n    cmds: [false]\n' }],
+    ['pdm run migrate (pyproject scripts)', 'pdm run migrate', { ...django, 'pyproject.toml': '[tool.pdm.scripts]\nmigrate = "true"\n' }, { 'pyproject.toml': '[tool.pdm.scripts]\nmigrate = "false"\n' }],
+    ['tox -e migrate (tox.ini)', 'tox -e migrate', { ...django, 'tox.ini': '[testenv:migrate]\ncommands = true\n' }, { 'tox.ini': '[testenv:migrate]\ncommands = false\n' }],
+  ];
+  for (const [name, migrate, live, target] of cases) {
+    it(name, async () => {
+      const r = twoCommits(live, target);
+      expect((await describeChange(r.dir, releaseEnv({ migrate }), r.shas[0]!, r.shas[1]!)).migrationsChanged).toBe(true);
+    });
+  }
 });

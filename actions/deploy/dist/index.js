@@ -71948,8 +71948,10 @@ function alembicVersionDirs(ini, text) {
   const HERE = "\0here";
   const out = /* @__PURE__ */ new Set();
   let unknown;
+  const resources = [];
   const add2 = (loc) => {
     const resource = /^([A-Za-z_][\w.]*):(.*)$/.exec(loc);
+    if (resource) resources.push(["", "src/"].map((base) => normalize(`${base}${resource[1].replace(/\./g, "/")}/${resource[2]}`) ?? ""));
     const bases = loc.startsWith(HERE) ? [dir] : resource ? ["", "src"] : ["", dir];
     const rest = loc.startsWith(HERE) ? loc.slice(HERE.length) : resource ? `${resource[1].replace(/\./g, "/")}/${resource[2]}` : loc;
     if (!loc.startsWith(HERE) && rest.startsWith("/")) return;
@@ -71976,27 +71978,63 @@ function alembicVersionDirs(ini, text) {
     const sep2 = value("path_separator") || value("version_path_separator") || "";
     for (const loc of locations.split(ALEMBIC_SEPARATORS[sep2] ?? /[\s,]+/).map((l) => l.trim())) if (loc) add2(loc);
   }
-  return { dirs: [...out], ...unknown && { unknown } };
+  return { dirs: [...out], resources, ...unknown && { unknown } };
 }
 async function migrationPaths(repo, sha, env) {
   const configured = env.config.release.migration_paths;
   if (configured.length) return { paths: configured };
-  const paths = [...DEFAULT_MIGRATION_PATHS];
+  const entries = await treeEntries(repo, sha);
+  const dirsInTree = new Set(entries.filter((e) => e.type === "tree").map((e) => e.path));
+  const links = new Map(entries.filter((e) => e.mode === "120000").map((e) => [e.path, e.object]));
+  const found = [];
   let unknown;
-  const files = (await treeEntries(repo, sha)).filter((e) => e.type === "blob" && (/\.ini$/.test(e.path) || /(^|\/)pyproject\.toml$/.test(e.path)));
-  for (const { path, object: object2 } of files) {
+  for (const { path, object: object2 } of entries.filter((e) => e.type === "blob" && e.size < 1e6 && (/\.(ini|cfg|conf)$/.test(e.path) || /(^|\/)pyproject\.toml$/.test(e.path)))) {
     const text = await git(repo, ["cat-file", "blob", object2]);
     if (path.endsWith(".toml")) {
       if (/^\s*\[tool\.alembic[\].]/m.test(text)) unknown ??= `${path} configures alembic ([tool.alembic]), which ops does not read: set release.migration_paths`;
       continue;
     }
-    if (!/^\s*script_location\s*[=:]/m.test(text)) continue;
-    const found = alembicVersionDirs(path, text);
-    for (const d of found.dirs) paths.push(d ? `${d}/**` : "**");
-    unknown ??= found.unknown;
+    if (!/^\s*script_location\s*[=:]/im.test(text)) {
+      if (/(^|\/)alembic\.ini$/.test(path)) found.push(normalize(`${path.replace(/(^|\/)alembic\.ini$/, "")}/versions`) ?? "versions");
+      continue;
+    }
+    const dirs = alembicVersionDirs(path, text);
+    found.push(...dirs.dirs);
+    unknown ??= dirs.unknown;
+    for (const candidates of dirs.resources) if (!candidates.some((c) => dirsInTree.has(c) || links.has(c))) unknown ??= `${path} takes revisions from a package not in the repository (${candidates[0]}): installed with the dependency set, its new version may bring new ones`;
   }
+  for (const dir of [...found]) {
+    const parts = dir.split("/");
+    for (let i = 1; i <= parts.length; i++) {
+      const object2 = links.get(parts.slice(0, i).join("/"));
+      if (!object2) continue;
+      const target = (await git(repo, ["cat-file", "blob", object2])).trim();
+      const resolved = target.startsWith("/") ? void 0 : normalize(`${parts.slice(0, i - 1).join("/")}/${target}/${parts.slice(i).join("/")}`);
+      if (resolved !== void 0) found.push(resolved);
+    }
+  }
+  const paths = [...DEFAULT_MIGRATION_PATHS, ...found.map((d) => d ? `${d}/**` : "**")];
   return { paths: [...new Set(paths)], ...unknown && { unknown } };
 }
+var TOOL_FILES = {
+  make: ["GNUmakefile", "makefile", "Makefile"],
+  gmake: ["GNUmakefile", "makefile", "Makefile"],
+  npm: ["package.json"],
+  npx: ["package.json"],
+  yarn: ["package.json"],
+  pnpm: ["package.json"],
+  just: ["justfile", "Justfile", ".justfile"],
+  task: ["Taskfile.yml", "Taskfile.yaml", "taskfile.yml", "taskfile.yaml", "Taskfile.dist.yml", "Taskfile.dist.yaml"],
+  pdm: ["pyproject.toml"],
+  poetry: ["pyproject.toml"],
+  hatch: ["pyproject.toml", "hatch.toml"],
+  rye: ["pyproject.toml"],
+  tox: ["tox.ini", "pyproject.toml", "setup.cfg"],
+  nox: ["noxfile.py"],
+  invoke: ["tasks.py"],
+  inv: ["tasks.py"],
+  knex: ["knexfile.js", "knexfile.ts", "knexfile.cjs", "knexfile.mjs"]
+};
 function migrateCommandFiles(command2) {
   const files = /* @__PURE__ */ new Set();
   const clean5 = (p) => normalize(p) ?? "";
@@ -72013,8 +72051,7 @@ function migrateCommandFiles(command2) {
         for (const base of ["", "src/"]) for (const f of [`${base}${mod4}.py`, `${base}${mod4}/__main__.py`]) for (const g of both(f)) files.add(g);
       }
       const tool = w.split("/").pop();
-      if (["npm", "yarn", "pnpm"].includes(tool)) for (const f of both("package.json")) files.add(f);
-      if (tool === "just") for (const j of ["justfile", "Justfile", ".justfile"]) for (const f of both(j)) files.add(f);
+      for (const name2 of TOOL_FILES[tool] ?? []) for (const f of both(name2)) files.add(f);
       if (tool === "make" || tool === "gmake") {
         let dir = "";
         let file = "";
@@ -72030,7 +72067,12 @@ function migrateCommandFiles(command2) {
         for (const f of file ? [file] : ["GNUmakefile", "makefile", "Makefile"]) for (const g of both(dir ? `${dir}/${f}` : f)) files.add(g);
       }
     });
-    const cd = words.lastIndexOf("cd");
+    const dirs = words.filter((w) => pathLike(w) && !w.includes("."));
+    for (const d of dirs) {
+      for (const w of words) if (w !== d && pathLike(w)) for (const f of both(`${d}/${w}`)) files.add(f);
+      for (const name2 of new Set(Object.values(TOOL_FILES).flat())) for (const f of both(`${d}/${name2}`)) files.add(f);
+    }
+    const cd = Math.max(words.lastIndexOf("cd"), words.lastIndexOf("pushd"));
     if (cd >= 0) cwd = words[cd + 1] && pathLike(words[cd + 1]) ? clean5(cwd ? `${cwd}/${words[cd + 1]}` : words[cd + 1]) : "";
   }
   files.delete(".");
@@ -72069,6 +72111,25 @@ async function filesIn(repo, shas, paths) {
   for (const sha of shas) for (const e of await treeEntries(repo, sha)) if (e.type === "blob") blobs2.add(e.path);
   return paths.filter((p) => blobs2.has(p));
 }
+async function withIncludes(repo, shas, files) {
+  const out = new Set(files);
+  let level = files.filter((f) => /(^|\/)(GNUmakefile|makefile|Makefile)$|\.mk$/.test(f));
+  for (let depth = 0; depth < 3 && level.length; depth++) {
+    const named = [];
+    for (const makefile of level) {
+      for (const sha of shas) {
+        const text = await git(repo, ["cat-file", "-p", `${sha}:${makefile}`]).catch(() => "");
+        const dir = makefile.includes("/") ? makefile.slice(0, makefile.lastIndexOf("/")) : "";
+        for (const m of text.matchAll(/^[ \t]*(?:-|s)?include[ \t]+(.+)$/gm)) {
+          for (const w of m[1].split(/\s+/).filter((x) => x && !x.includes("$"))) named.push(...[w, `${dir}/${w}`].map((p) => normalize(p) ?? ""));
+        }
+      }
+    }
+    level = (await filesIn(repo, shas, [...new Set(named)])).filter((f) => !out.has(f));
+    for (const f of level) out.add(f);
+  }
+  return [...out];
+}
 async function filesCompared(repo, env, live, target, change) {
   const [ofTarget, ofLive] = [await migrationPaths(repo, target, env), await migrationPaths(repo, live, env)];
   const paths = [.../* @__PURE__ */ new Set([...ofTarget.paths, ...ofLive.paths])];
@@ -72076,7 +72137,7 @@ async function filesCompared(repo, env, live, target, change) {
   change.migrationsLiveOnly = await addedMigrations(repo, target, live, paths);
   const around = [
     ...[...paths.map((p) => p.replace(/\/versions\/\*\*$/, "/**")), "**/alembic.ini"].map((p) => `:(glob)${p}`),
-    ...(await filesIn(repo, [live, target], migrateCommandFiles(env.config.release.migrate ?? ""))).map((f) => `:(literal)${f}`)
+    ...(await withIncludes(repo, [live, target], await filesIn(repo, [live, target], migrateCommandFiles(env.config.release.migrate ?? "")))).map((f) => `:(literal)${f}`)
   ];
   const differing = await git(repo, ["diff", "--name-only", "--no-renames", live, target, "--", ...around]);
   const found = await git(repo, ["diff", "--name-only", "--no-renames", "--diff-filter=A", EMPTY_TREE, target, "--", ...paths.map((p) => `:(glob)${p}`)]);

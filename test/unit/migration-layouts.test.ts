@@ -35,6 +35,16 @@ function twoCommits(live: Files, target: Files): { dir: string; shas: string[] }
   return { dir, shas };
 }
 
+/** One test per case [name, release.migrate, live commit's files, target's files]: the change is a migration change. */
+function waitForTheBuild(cases: [string, string, Files, Files][]): void {
+  for (const [name, migrate, live, target] of cases) {
+    it(name, async () => {
+      const r = twoCommits(live, target);
+      expect((await describeChange(r.dir, releaseEnv({ migrate }), r.shas[0]!, r.shas[1]!)).migrationsChanged).toBe(true);
+    });
+  }
+}
+
 describe('a new revision where alembic looks waits for the build (breaker 33)', () => {
   const cases: [string, string, Record<string, string>, string?][] = [
     // configparser keeps blank lines inside a multi-line value (empty_lines_in_values); alembic drops the empty item.
@@ -89,7 +99,7 @@ const revision = (id: string) => `revision = "${id}"\ndown_revision = None\n`;
 const django = { 'shop/migrations/0001_initial.py': 'x\n' };
 
 describe('a real migration change, in the layouts and commands projects use, waits for the build', () => {
-  const cases: [string, string, Record<string, string>, Record<string, string>][] = [
+  const cases: [string, string, Files, Files][] = [
     ['%(name)s interpolation in version_locations', 'alembic upgrade heads',
       { 'alembic/versions/0001.py': revision('a1'), 'alembic.ini': '[alembic]\nscript_location = %(here)s/alembic\nplugins = %(here)s/plugins\nversion_locations = %(here)s/alembic/versions %(plugins)s/versions\n', 'plugins/versions/p1.py': revision('p1') },
       { 'plugins/versions/p2.py': revision('p2') }],
@@ -120,13 +130,7 @@ describe('a real migration change, in the layouts and commands projects use, wai
     ['"$PWD/bin/migrate"', '"$PWD/bin/migrate"', { ...django, 'bin/migrate': '1\n' }, { 'bin/migrate': '2\n' }],
     ['npm run migrate (package.json scripts)', 'npm run migrate', { ...django, 'package.json': '{"scripts":{"migrate":"true"}}\n' }, { 'package.json': '{"scripts":{"migrate":"knex migrate:latest"}}\n' }],
   ];
-  for (const [name, migrate, base, change] of cases) {
-    it(name, async () => {
-      const r = twoCommits(base, change);
-      const c = await describeChange(r.dir, releaseEnv({ migrate }), r.shas[0]!, r.shas[1]!);
-      expect(c.migrationsChanged).toBe(true);
-    });
-  }
+  waitForTheBuild(cases);
 
   it('a code change beside those layouts still runs beside (nothing ruled in needlessly)', async () => {
     const r = twoCommits({ ...django, 'alembic.ini': '[alembic]\nscript_location = %(here)s/db\nversion_locations = %(here)s/db/versions\n', 'db/versions/1.py': revision('z1'), 'app/views.py': '1\n' }, { 'app/views.py': '2\n' });
@@ -179,10 +183,5 @@ describe('more layouts and task runners (third breaker round, checked with alemb
     ['pdm run migrate (pyproject scripts)', 'pdm run migrate', { ...django, 'pyproject.toml': '[tool.pdm.scripts]\nmigrate = "true"\n' }, { 'pyproject.toml': '[tool.pdm.scripts]\nmigrate = "false"\n' }],
     ['tox -e migrate (tox.ini)', 'tox -e migrate', { ...django, 'tox.ini': '[testenv:migrate]\ncommands = true\n' }, { 'tox.ini': '[testenv:migrate]\ncommands = false\n' }],
   ];
-  for (const [name, migrate, live, target] of cases) {
-    it(name, async () => {
-      const r = twoCommits(live, target);
-      expect((await describeChange(r.dir, releaseEnv({ migrate }), r.shas[0]!, r.shas[1]!)).migrationsChanged).toBe(true);
-    });
-  }
+  waitForTheBuild(cases);
 });

@@ -6,6 +6,7 @@ import { OpsError } from './errors.ts';
 import { Git, git } from './git.ts';
 import { dependencyInputs } from './dependency-inputs.ts';
 import { treeEntries } from './source.ts';
+import { blobTexts } from './tree-content.ts';
 
 /** Commits listed before "N more". */
 export const COMMIT_LIMIT = 20;
@@ -232,8 +233,11 @@ export async function migrationPaths(repo: string, sha: string, env: Environment
   const links = new Map(entries.filter((e) => e.mode === '120000').map((e) => [e.path, e.object]));
   const found: string[] = [];
   let unknown: string | undefined;
-  for (const { path, object } of entries.filter((e) => e.type === 'blob' && e.size < 1_000_000 && (/\.(ini|cfg|conf)$/.test(e.path) || /(^|\/)pyproject\.toml$/.test(e.path)))) {
-    const text = await git(repo, ['cat-file', 'blob', object]);
+  const configs = entries.filter((e) => e.type === 'blob' && e.size < 1_000_000 && (/\.(ini|cfg|conf)$/.test(e.path) || /(^|\/)pyproject\.toml$/.test(e.path)));
+  // One git process for them all: a repository may hold hundreds of .ini/.cfg/.conf files.
+  const texts = await blobTexts(repo, configs.map((e) => e.object));
+  for (const { path, object } of configs) {
+    const text = texts.get(object) ?? '';
     if (path.endsWith('.toml')) {
       if (/^\s*\[tool\.alembic[\].]/m.test(text)) unknown ??= `${path} configures alembic ([tool.alembic]), which ops does not read: set release.migration_paths`;
       continue;
@@ -248,12 +252,14 @@ export async function migrationPaths(repo: string, sha: string, env: Environment
     for (const candidates of dirs.resources) if (!candidates.some((c) => dirsInTree.has(c) || links.has(c))) unknown ??= `${path} takes revisions from a package not in the repository (${candidates[0]}): installed with the dependency set, its new version may bring new ones`;
   }
   // Through links: a prefix of a directory that is a symbolic link also names the link's target.
+  const targets = await blobTexts(repo, [...links.values()]);
   for (const dir of [...found]) {
     const parts = dir.split('/');
     for (let i = 1; i <= parts.length; i++) {
       const object = links.get(parts.slice(0, i).join('/'));
       if (!object) continue;
-      const target = (await git(repo, ['cat-file', 'blob', object])).trim();
+      const target = (targets.get(object) ?? '').trim();
+      if (!target) continue;
       const resolved = target.startsWith('/') ? undefined : normalize(`${parts.slice(0, i - 1).join('/')}/${target}/${parts.slice(i).join('/')}`);
       if (resolved !== undefined) found.push(resolved);
     }
@@ -404,9 +410,10 @@ async function withIncludes(repo: string, shas: string[], files: string[]): Prom
   let level = files.filter((f) => /(^|\/)(GNUmakefile|makefile|Makefile)$|\.mk$/.test(f));
   for (let depth = 0; depth < 3 && level.length; depth++) {
     const named: string[] = [];
+    const texts = await blobTexts(repo, level.flatMap((makefile) => shas.map((sha) => `${sha}:${makefile}`)));
     for (const makefile of level) {
       for (const sha of shas) {
-        const text = await git(repo, ['cat-file', '-p', `${sha}:${makefile}`]).catch(() => '');
+        const text = texts.get(`${sha}:${makefile}`) ?? '';
         const dir = makefile.includes('/') ? makefile.slice(0, makefile.lastIndexOf('/')) : '';
         for (const m of text.matchAll(/^[ \t]*(?:-|s)?include[ \t]+(.+)$/gm)) {
           for (const w of m[1]!.split(/\s+/).filter((x) => x && !x.includes('$'))) named.push(...[w, `${dir}/${w}`].map((p) => normalize(p) ?? ''));

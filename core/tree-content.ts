@@ -45,17 +45,28 @@ export function parseLfsPointer(text: string): { oid: string; size: number } | u
   return oid && size ? { oid, size: Number(size) } : undefined;
 }
 
-/** Blob contents by id (as UTF-8 text), through one `git cat-file --batch` read as bytes. @throws GitError. */
-async function blobs(repo: string, ids: string[]): Promise<Map<string, string>> {
+/**
+ * Blob contents as UTF-8 text by object name (a blob id, or `<commit>:<path>`), through one `git cat-file --batch`
+ * read as bytes (git-cat-file(1), "BATCH OUTPUT": "<oid> <type> <size>\n<contents>\n", or "<name> missing\n"). A
+ * name that does not resolve (or holds a newline) is absent from the map. @throws GitError when git fails.
+ */
+export async function blobTexts(repo: string, names: string[]): Promise<Map<string, string>> {
   const out = new Map<string, string>();
-  if (!ids.length) return out;
-  const raw = await new Git(repo).bytes(['cat-file', '--batch'], { input: ids.join('\n') + '\n' });
+  // The protocol is a line per name: a path with a newline in it (git allows one) cannot be asked for.
+  const asked = names.filter((n) => !n.includes('\n'));
+  if (!asked.length) return out;
+  const raw = await new Git(repo).bytes(['cat-file', '--batch'], { input: asked.join('\n') + '\n' });
   let pos = 0;
-  for (const id of ids) {
+  for (const name of asked) {
     const nl = raw.indexOf(0x0a, pos);
-    const size = Number(raw.subarray(pos, nl).toString().split(' ')[2] ?? 0);
-    out.set(id, raw.subarray(nl + 1, nl + 1 + size).toString('utf8'));
-    pos = nl + 1 + size + 1;
+    if (nl < 0) break;
+    const header = raw.subarray(pos, nl).toString().split(' ');
+    pos = nl + 1;
+    // "missing" / "ambiguous" (or a name with a space in it: its own last word): no contents follow.
+    if (header.length !== 3 || !/^\d+$/.test(header[2]!)) continue;
+    const size = Number(header[2]);
+    out.set(name, raw.subarray(pos, pos + size).toString('utf8'));
+    pos += size + 1;
   }
   return out;
 }
@@ -114,7 +125,7 @@ export async function treeContent(repo: string, sha: string): Promise<TreeConten
   const visit = async (dir: string, gitDirOf: () => Promise<string>, commit: string, prefix: string, worktreeOf: () => Promise<string | undefined>): Promise<void> => {
     const entries = await treeEntries(dir, commit);
     const attrFiles = entries.filter((e) => e.type === 'blob' && (e.path === '.gitattributes' || e.path.endsWith('/.gitattributes')));
-    const attrText = [...(await blobs(dir, attrFiles.map((e) => e.object))).values()].join('\n');
+    const attrText = [...(await blobTexts(dir, attrFiles.map((e) => e.object))).values()].join('\n');
     // Submodules: the gitlinks, named by .gitmodules (git's own parser, from the commit).
     const links = entries.filter((e) => e.type === 'commit');
     if (links.length) {
@@ -151,7 +162,7 @@ export async function treeContent(repo: string, sha: string): Promise<TreeConten
     // Git LFS: small blobs that are pointers, in paths the attributes send through the lfs filter.
     if (/filter=lfs/.test(attrText)) {
       const small = entries.filter((e) => e.type === 'blob' && e.size < 1024);
-      const text = await blobs(dir, small.map((e) => e.object));
+      const text = await blobTexts(dir, small.map((e) => e.object));
       const pointers = small.map((e) => ({ e, p: parseLfsPointer(text.get(e.object) ?? '') })).filter((x) => x.p);
       const filters = await attributes(dir, commit, 'filter', pointers.map((x) => x.e.path));
       const store = await lfsObjects(await gitDirOf());

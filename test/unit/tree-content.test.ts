@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { OpsError } from '../../core/errors.ts';
-import { parseLfsPointer, treeContent } from '../../core/tree-content.ts';
+import { blobTexts, parseLfsPointer, treeContent } from '../../core/tree-content.ts';
 import { commit, gitIn, initRepo, lfsTrack } from '../support/gitrepo.ts';
 
 let root: string;
@@ -62,5 +62,23 @@ describe('what git archive leaves out', () => {
   it('LFS pointers by the spec; anything else is content', () => {
     expect(parseLfsPointer(`version https://git-lfs.github.com/spec/v1\noid sha256:${'a'.repeat(64)}\nsize 12\n`)).toEqual({ oid: 'a'.repeat(64), size: 12 });
     expect(parseLfsPointer('version https://git-lfs.github.com/spec/v1\nnot a pointer\n')).toBeUndefined();
+  });
+});
+
+describe('blobTexts: many blobs through one git cat-file --batch', () => {
+  it('reads each name (blob id or commit:path) by its own size, and leaves out names that do not resolve', async () => {
+    const repo = join(root, 'batch');
+    // Contents with newlines, an empty file, a path with spaces, UTF-8, a file ending without a newline.
+    const sha = initRepo(repo, { 'a.ini': '[alembic]\nscript_location = db\n\n', 'empty.cfg': '', 'with space/x y.conf': 'é\nz', 'b.ini': 'b' });
+    const ids = ['a.ini', 'empty.cfg', 'b.ini'].map((p) => gitIn(repo, ['rev-parse', `${sha}:${p}`]));
+    const names = [ids[0]!, `${sha}:missing file.ini`, ids[1]!, `${sha}:with space/x y.conf`, 'a name\nwith a newline', `${sha}:nothing`, ids[2]!];
+    const texts = await blobTexts(repo, names);
+    expect([...texts.entries()]).toEqual([
+      [ids[0], '[alembic]\nscript_location = db\n\n'],
+      [ids[1], ''],
+      [`${sha}:with space/x y.conf`, 'é\nz'],
+      [ids[2], 'b'],
+    ]);
+    expect(await blobTexts(repo, [])).toEqual(new Map());
   });
 });

@@ -71876,6 +71876,161 @@ async function readInputs(repo, sha, env) {
   return { python: set(`python ${python.strategy} ${python.version}`, py), node: set(`node ${node.strategy} ${node.version}`, js) };
 }
 
+// core/tree-content.ts
+init_errors();
+import { execFile } from "node:child_process";
+import { existsSync as existsSync5, mkdtempSync, rmSync as rmSync2, statSync as statSync2 } from "node:fs";
+import { tmpdir } from "node:os";
+import { join as join4, resolve as resolve3 } from "node:path";
+import { promisify } from "node:util";
+function parseLfsPointer(text) {
+  if (!text.startsWith("version https://git-lfs.github.com/spec/v1\n") && !text.startsWith("version https://hawser.github.com/spec/v1\n")) return void 0;
+  const oid = /^oid sha256:([0-9a-f]{64})$/m.exec(text)?.[1];
+  const size2 = /^size (\d+)$/m.exec(text)?.[1];
+  return oid && size2 ? { oid, size: Number(size2) } : void 0;
+}
+async function blobTexts(repo, names) {
+  const out = /* @__PURE__ */ new Map();
+  const asked = names.filter((n) => !n.includes("\n"));
+  if (!asked.length) return out;
+  const raw = await new Git(repo).bytes(["cat-file", "--batch"], { input: asked.join("\n") + "\n" });
+  let pos = 0;
+  for (const name2 of asked) {
+    const nl = raw.indexOf(10, pos);
+    if (nl < 0) break;
+    const header = raw.subarray(pos, nl).toString().split(" ");
+    pos = nl + 1;
+    if (header.length !== 3 || !/^\d+$/.test(header[2])) continue;
+    const size2 = Number(header[2]);
+    out.set(name2, raw.subarray(pos, pos + size2).toString("utf8"));
+    pos += size2 + 1;
+  }
+  return out;
+}
+async function attributes(repo, sha, attr, paths) {
+  const out = /* @__PURE__ */ new Map();
+  if (!paths.length) return out;
+  const dir = mkdtempSync(join4(tmpdir(), "ops-attr-"));
+  try {
+    const env = { GIT_INDEX_FILE: join4(dir, "index") };
+    await git(repo, ["read-tree", sha], { env });
+    const f = (await git(repo, ["check-attr", "-z", "--cached", "--stdin", attr], { env, input: paths.join("\0") + "\0" })).split("\0");
+    for (let i = 0; i + 2 < f.length; i += 3) out.set(f[i], f[i + 2]);
+  } finally {
+    rmSync2(dir, { recursive: true, force: true });
+  }
+  return out;
+}
+async function archiveListing(repo, sha) {
+  const dir = mkdtempSync(join4(tmpdir(), "ops-archive-"));
+  try {
+    const file = join4(dir, "release.tar");
+    await git(repo, ["archive", "--format=tar", "-o", file, sha]);
+    const { stdout } = await promisify(execFile)("tar", ["-tf", file], { maxBuffer: 256 * 1024 * 1024 });
+    return new Set(stdout.split("\n").filter(Boolean));
+  } finally {
+    rmSync2(dir, { recursive: true, force: true });
+  }
+}
+async function absoluteGitDir(repo, which2) {
+  return (await git(repo, ["rev-parse", ...which2 === "--git-common-dir" ? ["--path-format=absolute"] : [], which2])).trim();
+}
+async function lfsObjects(gitDir) {
+  const storage = (await git(gitDir, ["config", "--get", "lfs.storage"]).catch(() => "")).trim();
+  return join4(storage ? resolve3(gitDir, storage) : join4(gitDir, "lfs"), "objects");
+}
+async function treeContent(repo, sha) {
+  const content = { submodules: [], lfs: [], exportIgnored: [] };
+  const missingSubmodules = [];
+  const missingLfs = [];
+  const visit2 = async (dir, gitDirOf, commit, prefix, worktreeOf) => {
+    const entries = await treeEntries(dir, commit);
+    const attrFiles = entries.filter((e) => e.type === "blob" && (e.path === ".gitattributes" || e.path.endsWith("/.gitattributes")));
+    const attrText = [...(await blobTexts(dir, attrFiles.map((e) => e.object))).values()].join("\n");
+    const links = entries.filter((e) => e.type === "commit");
+    if (links.length) {
+      const [gitDir, worktree] = await Promise.all([gitDirOf(), worktreeOf()]);
+      const names = /* @__PURE__ */ new Map();
+      const list2 = entries.some((e) => e.path === ".gitmodules") ? await git(dir, ["config", "--blob", `${commit}:.gitmodules`, "--null", "--list"]).catch(() => "") : "";
+      for (const item of list2.split("\0")) {
+        const m = /^submodule\.(.+)\.path\n([\s\S]*)$/.exec(item);
+        if (m) names.set(m[2], m[1]);
+      }
+      for (const link of links) {
+        const name2 = names.get(link.path) ?? link.path;
+        const candidates = [join4(gitDir, "modules", name2), ...worktree ? [join4(worktree, link.path)] : []];
+        let found;
+        for (const c of candidates) {
+          if (!existsSync5(c)) continue;
+          const subGitDir = await absoluteGitDir(c, "--absolute-git-dir").catch(() => void 0);
+          if (!subGitDir || subGitDir === gitDir) continue;
+          if (await new Git(subGitDir).commit(link.object)) {
+            found = subGitDir;
+            break;
+          }
+        }
+        const path = `${prefix}${link.path}`;
+        if (!found) {
+          missingSubmodules.push(`${path} (commit ${link.object.slice(0, 12)})`);
+          continue;
+        }
+        content.submodules.push({ path, sha: link.object, gitDir: found });
+        const sub = worktree ? join4(worktree, link.path) : void 0;
+        await visit2(found, async () => found, link.object, `${path}/`, async () => sub);
+      }
+    }
+    if (/filter=lfs/.test(attrText)) {
+      const small = entries.filter((e) => e.type === "blob" && e.size < 1024);
+      const text = await blobTexts(dir, small.map((e) => e.object));
+      const pointers = small.map((e) => ({ e, p: parseLfsPointer(text.get(e.object) ?? "") })).filter((x) => x.p);
+      const filters = await attributes(dir, commit, "filter", pointers.map((x) => x.e.path));
+      const store = await lfsObjects(await gitDirOf());
+      for (const { e, p } of pointers) {
+        if (filters.get(e.path) !== "lfs") continue;
+        const file = join4(store, p.oid.slice(0, 2), p.oid.slice(2, 4), p.oid);
+        const path = `${prefix}${e.path}`;
+        if (existsSync5(file) && statSync2(file).size === p.size) content.lfs.push({ path, oid: p.oid, size: p.size, file });
+        else missingLfs.push(path);
+      }
+    }
+    if (/export-ignore/.test(attrText)) {
+      const listed = await archiveListing(dir, commit);
+      const gone = entries.filter((e) => e.type === "blob" && !listed.has(e.path)).map((e) => e.path);
+      const dirs = /* @__PURE__ */ new Set();
+      for (const p of gone) {
+        const parts = p.split("/");
+        for (let i = 1; i < parts.length; i++) {
+          const d = parts.slice(0, i).join("/");
+          if (!listed.has(`${d}/`)) {
+            dirs.add(`${d}/`);
+            break;
+          }
+        }
+      }
+      content.exportIgnored.push(...[...dirs].map((d) => `${prefix}${d}`), ...gone.filter((p) => ![...dirs].some((d) => p.startsWith(d))).map((p) => `${prefix}${p}`));
+    }
+  };
+  const once = (f) => {
+    let p;
+    return () => p ??= f();
+  };
+  const root = once(() => absoluteGitDir(repo, "--git-common-dir"));
+  const top = once(async () => (await git(repo, ["rev-parse", "--show-toplevel"]).catch(() => "")).trim() || void 0);
+  await visit2(repo, root, sha, "", top);
+  const problems = [];
+  if (missingSubmodules.length) problems.push(`submodule${missingSubmodules.length > 1 ? "s" : ""} not checked out on this runner: ${missingSubmodules.join(", ")}`);
+  if (missingLfs.length) problems.push(`Git LFS file${missingLfs.length > 1 ? "s" : ""} without content on this runner (only the pointer): ${missingLfs.slice(0, 10).join(", ")}${missingLfs.length > 10 ? ` and ${missingLfs.length - 10} more` : ""}`);
+  if (problems.length)
+    throw new OpsError(
+      `${sha.slice(0, 12)} cannot be deployed complete: ${problems.join("; ")}; nothing was changed`,
+      [
+        missingSubmodules.length ? "check out with submodules (actions/checkout with `submodules: recursive`; on a laptop: git submodule update --init --recursive)" : "",
+        missingLfs.length ? "fetch the LFS content (actions/checkout with `lfs: true`; on a laptop: git lfs pull)" : ""
+      ].filter(Boolean).join("; ")
+    );
+  return content;
+}
+
 // core/changes.ts
 var COMMIT_LIMIT = 20;
 var DEFAULT_MIGRATION_PATHS = ["**/migrations/**", "**/alembic/versions/**", "**/db/migrate/**"];
@@ -71988,8 +72143,10 @@ async function migrationPaths(repo, sha, env) {
   const links = new Map(entries.filter((e) => e.mode === "120000").map((e) => [e.path, e.object]));
   const found = [];
   let unknown;
-  for (const { path, object: object2 } of entries.filter((e) => e.type === "blob" && e.size < 1e6 && (/\.(ini|cfg|conf)$/.test(e.path) || /(^|\/)pyproject\.toml$/.test(e.path)))) {
-    const text = await git(repo, ["cat-file", "blob", object2]);
+  const configs = entries.filter((e) => e.type === "blob" && e.size < 1e6 && (/\.(ini|cfg|conf)$/.test(e.path) || /(^|\/)pyproject\.toml$/.test(e.path)));
+  const texts = await blobTexts(repo, configs.map((e) => e.object));
+  for (const { path, object: object2 } of configs) {
+    const text = texts.get(object2) ?? "";
     if (path.endsWith(".toml")) {
       if (/^\s*\[tool\.alembic[\].]/m.test(text)) unknown ??= `${path} configures alembic ([tool.alembic]), which ops does not read: set release.migration_paths`;
       continue;
@@ -72003,12 +72160,14 @@ async function migrationPaths(repo, sha, env) {
     unknown ??= dirs.unknown;
     for (const candidates of dirs.resources) if (!candidates.some((c) => dirsInTree.has(c) || links.has(c))) unknown ??= `${path} takes revisions from a package not in the repository (${candidates[0]}): installed with the dependency set, its new version may bring new ones`;
   }
+  const targets = await blobTexts(repo, [...links.values()]);
   for (const dir of [...found]) {
     const parts = dir.split("/");
     for (let i = 1; i <= parts.length; i++) {
       const object2 = links.get(parts.slice(0, i).join("/"));
       if (!object2) continue;
-      const target = (await git(repo, ["cat-file", "blob", object2])).trim();
+      const target = (targets.get(object2) ?? "").trim();
+      if (!target) continue;
       const resolved = target.startsWith("/") ? void 0 : normalize(`${parts.slice(0, i - 1).join("/")}/${target}/${parts.slice(i).join("/")}`);
       if (resolved !== void 0) found.push(resolved);
     }
@@ -72107,18 +72266,19 @@ async function describeChange(repo, env, live, target) {
 }
 async function filesIn(repo, shas, paths) {
   if (!paths.length) return [];
-  const blobs2 = /* @__PURE__ */ new Set();
-  for (const sha of shas) for (const e of await treeEntries(repo, sha)) if (e.type === "blob") blobs2.add(e.path);
-  return paths.filter((p) => blobs2.has(p));
+  const blobs = /* @__PURE__ */ new Set();
+  for (const sha of shas) for (const e of await treeEntries(repo, sha)) if (e.type === "blob") blobs.add(e.path);
+  return paths.filter((p) => blobs.has(p));
 }
 async function withIncludes(repo, shas, files) {
   const out = new Set(files);
   let level = files.filter((f) => /(^|\/)(GNUmakefile|makefile|Makefile)$|\.mk$/.test(f));
   for (let depth = 0; depth < 3 && level.length; depth++) {
     const named = [];
+    const texts = await blobTexts(repo, level.flatMap((makefile) => shas.map((sha) => `${sha}:${makefile}`)));
     for (const makefile of level) {
       for (const sha of shas) {
-        const text = await git(repo, ["cat-file", "-p", `${sha}:${makefile}`]).catch(() => "");
+        const text = texts.get(`${sha}:${makefile}`) ?? "";
         const dir = makefile.includes("/") ? makefile.slice(0, makefile.lastIndexOf("/")) : "";
         for (const m of text.matchAll(/^[ \t]*(?:-|s)?include[ \t]+(.+)$/gm)) {
           for (const w of m[1].split(/\s+/).filter((x) => x && !x.includes("$"))) named.push(...[w, `${dir}/${w}`].map((p) => normalize(p) ?? ""));
@@ -72779,156 +72939,6 @@ function runInfo(processEnv = process.env) {
 
 // core/ops/deploy-plan.ts
 init_shell();
-
-// core/tree-content.ts
-init_errors();
-import { execFile } from "node:child_process";
-import { existsSync as existsSync5, mkdtempSync, rmSync as rmSync2, statSync as statSync2 } from "node:fs";
-import { tmpdir } from "node:os";
-import { join as join4, resolve as resolve3 } from "node:path";
-import { promisify } from "node:util";
-function parseLfsPointer(text) {
-  if (!text.startsWith("version https://git-lfs.github.com/spec/v1\n") && !text.startsWith("version https://hawser.github.com/spec/v1\n")) return void 0;
-  const oid = /^oid sha256:([0-9a-f]{64})$/m.exec(text)?.[1];
-  const size2 = /^size (\d+)$/m.exec(text)?.[1];
-  return oid && size2 ? { oid, size: Number(size2) } : void 0;
-}
-async function blobs(repo, ids) {
-  const out = /* @__PURE__ */ new Map();
-  if (!ids.length) return out;
-  const raw = await new Git(repo).bytes(["cat-file", "--batch"], { input: ids.join("\n") + "\n" });
-  let pos = 0;
-  for (const id of ids) {
-    const nl = raw.indexOf(10, pos);
-    const size2 = Number(raw.subarray(pos, nl).toString().split(" ")[2] ?? 0);
-    out.set(id, raw.subarray(nl + 1, nl + 1 + size2).toString("utf8"));
-    pos = nl + 1 + size2 + 1;
-  }
-  return out;
-}
-async function attributes(repo, sha, attr, paths) {
-  const out = /* @__PURE__ */ new Map();
-  if (!paths.length) return out;
-  const dir = mkdtempSync(join4(tmpdir(), "ops-attr-"));
-  try {
-    const env = { GIT_INDEX_FILE: join4(dir, "index") };
-    await git(repo, ["read-tree", sha], { env });
-    const f = (await git(repo, ["check-attr", "-z", "--cached", "--stdin", attr], { env, input: paths.join("\0") + "\0" })).split("\0");
-    for (let i = 0; i + 2 < f.length; i += 3) out.set(f[i], f[i + 2]);
-  } finally {
-    rmSync2(dir, { recursive: true, force: true });
-  }
-  return out;
-}
-async function archiveListing(repo, sha) {
-  const dir = mkdtempSync(join4(tmpdir(), "ops-archive-"));
-  try {
-    const file = join4(dir, "release.tar");
-    await git(repo, ["archive", "--format=tar", "-o", file, sha]);
-    const { stdout } = await promisify(execFile)("tar", ["-tf", file], { maxBuffer: 256 * 1024 * 1024 });
-    return new Set(stdout.split("\n").filter(Boolean));
-  } finally {
-    rmSync2(dir, { recursive: true, force: true });
-  }
-}
-async function absoluteGitDir(repo, which2) {
-  return (await git(repo, ["rev-parse", ...which2 === "--git-common-dir" ? ["--path-format=absolute"] : [], which2])).trim();
-}
-async function lfsObjects(gitDir) {
-  const storage = (await git(gitDir, ["config", "--get", "lfs.storage"]).catch(() => "")).trim();
-  return join4(storage ? resolve3(gitDir, storage) : join4(gitDir, "lfs"), "objects");
-}
-async function treeContent(repo, sha) {
-  const content = { submodules: [], lfs: [], exportIgnored: [] };
-  const missingSubmodules = [];
-  const missingLfs = [];
-  const visit2 = async (dir, gitDirOf, commit, prefix, worktreeOf) => {
-    const entries = await treeEntries(dir, commit);
-    const attrFiles = entries.filter((e) => e.type === "blob" && (e.path === ".gitattributes" || e.path.endsWith("/.gitattributes")));
-    const attrText = [...(await blobs(dir, attrFiles.map((e) => e.object))).values()].join("\n");
-    const links = entries.filter((e) => e.type === "commit");
-    if (links.length) {
-      const [gitDir, worktree] = await Promise.all([gitDirOf(), worktreeOf()]);
-      const names = /* @__PURE__ */ new Map();
-      const list2 = entries.some((e) => e.path === ".gitmodules") ? await git(dir, ["config", "--blob", `${commit}:.gitmodules`, "--null", "--list"]).catch(() => "") : "";
-      for (const item of list2.split("\0")) {
-        const m = /^submodule\.(.+)\.path\n([\s\S]*)$/.exec(item);
-        if (m) names.set(m[2], m[1]);
-      }
-      for (const link of links) {
-        const name2 = names.get(link.path) ?? link.path;
-        const candidates = [join4(gitDir, "modules", name2), ...worktree ? [join4(worktree, link.path)] : []];
-        let found;
-        for (const c of candidates) {
-          if (!existsSync5(c)) continue;
-          const subGitDir = await absoluteGitDir(c, "--absolute-git-dir").catch(() => void 0);
-          if (!subGitDir || subGitDir === gitDir) continue;
-          if (await new Git(subGitDir).commit(link.object)) {
-            found = subGitDir;
-            break;
-          }
-        }
-        const path = `${prefix}${link.path}`;
-        if (!found) {
-          missingSubmodules.push(`${path} (commit ${link.object.slice(0, 12)})`);
-          continue;
-        }
-        content.submodules.push({ path, sha: link.object, gitDir: found });
-        const sub = worktree ? join4(worktree, link.path) : void 0;
-        await visit2(found, async () => found, link.object, `${path}/`, async () => sub);
-      }
-    }
-    if (/filter=lfs/.test(attrText)) {
-      const small = entries.filter((e) => e.type === "blob" && e.size < 1024);
-      const text = await blobs(dir, small.map((e) => e.object));
-      const pointers = small.map((e) => ({ e, p: parseLfsPointer(text.get(e.object) ?? "") })).filter((x) => x.p);
-      const filters = await attributes(dir, commit, "filter", pointers.map((x) => x.e.path));
-      const store = await lfsObjects(await gitDirOf());
-      for (const { e, p } of pointers) {
-        if (filters.get(e.path) !== "lfs") continue;
-        const file = join4(store, p.oid.slice(0, 2), p.oid.slice(2, 4), p.oid);
-        const path = `${prefix}${e.path}`;
-        if (existsSync5(file) && statSync2(file).size === p.size) content.lfs.push({ path, oid: p.oid, size: p.size, file });
-        else missingLfs.push(path);
-      }
-    }
-    if (/export-ignore/.test(attrText)) {
-      const listed = await archiveListing(dir, commit);
-      const gone = entries.filter((e) => e.type === "blob" && !listed.has(e.path)).map((e) => e.path);
-      const dirs = /* @__PURE__ */ new Set();
-      for (const p of gone) {
-        const parts = p.split("/");
-        for (let i = 1; i < parts.length; i++) {
-          const d = parts.slice(0, i).join("/");
-          if (!listed.has(`${d}/`)) {
-            dirs.add(`${d}/`);
-            break;
-          }
-        }
-      }
-      content.exportIgnored.push(...[...dirs].map((d) => `${prefix}${d}`), ...gone.filter((p) => ![...dirs].some((d) => p.startsWith(d))).map((p) => `${prefix}${p}`));
-    }
-  };
-  const once = (f) => {
-    let p;
-    return () => p ??= f();
-  };
-  const root = once(() => absoluteGitDir(repo, "--git-common-dir"));
-  const top = once(async () => (await git(repo, ["rev-parse", "--show-toplevel"]).catch(() => "")).trim() || void 0);
-  await visit2(repo, root, sha, "", top);
-  const problems = [];
-  if (missingSubmodules.length) problems.push(`submodule${missingSubmodules.length > 1 ? "s" : ""} not checked out on this runner: ${missingSubmodules.join(", ")}`);
-  if (missingLfs.length) problems.push(`Git LFS file${missingLfs.length > 1 ? "s" : ""} without content on this runner (only the pointer): ${missingLfs.slice(0, 10).join(", ")}${missingLfs.length > 10 ? ` and ${missingLfs.length - 10} more` : ""}`);
-  if (problems.length)
-    throw new OpsError(
-      `${sha.slice(0, 12)} cannot be deployed complete: ${problems.join("; ")}; nothing was changed`,
-      [
-        missingSubmodules.length ? "check out with submodules (actions/checkout with `submodules: recursive`; on a laptop: git submodule update --init --recursive)" : "",
-        missingLfs.length ? "fetch the LFS content (actions/checkout with `lfs: true`; on a laptop: git lfs pull)" : ""
-      ].filter(Boolean).join("; ")
-    );
-  return content;
-}
 
 // core/ops/secrets.ts
 init_environment();

@@ -41,6 +41,18 @@ async function stoppedCleanly(ops: SpawnedOps) {
   return { out, now };
 }
 
+/**
+ * A deploy of a new commit (VERSION `version`) whose build is `build`, as a process of its own, once its build
+ * runs (its channel open). The caller writes `config` back when done.
+ */
+async function deployUntilBuild(build: string, version: string): Promise<SpawnedOps> {
+  project.write({ ...config, release: { ...(config.release as object), build } });
+  commit(repo, { VERSION: `${version}\n` }, version);
+  const ops = await spawnOps(['deploy', 'e2e', '--ref', 'main'], project.root, (out) => out.includes('· build'), 'the deploy reaching its build', 120_000);
+  await new Promise((r) => setTimeout(r, 1500)); // the build's channel open (its header comes first)
+  return ops;
+}
+
 beforeAll(async () => {
   host = await readyHost('int');
   repo = join(root, 'app');
@@ -57,12 +69,9 @@ afterAll(async () => {
 
 describe.sequential('interrupting a deploy', () => {
   it('Ctrl-C pressed twice during the build: one interruption, the lock let go (not left stale), the previous release serves', async () => {
-    project.write({ ...config, release: { ...(config.release as object), build: 'sleep 60' } });
-    commit(repo, { VERSION: '2\n' }, 'two');
     const before = await liveAndServed();
     try {
-      const ops = await spawnOps(['deploy', 'e2e', '--ref', 'main'], project.root, (out) => out.includes('· build'), 'the deploy reaching its build', 120_000);
-      await new Promise((r) => setTimeout(r, 1500)); // the build's channel open (its header comes first)
+      const ops = await deployUntilBuild('sleep 60', '2');
       ops.child.kill('SIGINT');
       await new Promise((r) => setTimeout(r, 100));
       expect(await ops.stop('SIGINT')).toBe(130);
@@ -80,13 +89,9 @@ describe.sequential('interrupting a deploy', () => {
   }, 300_000);
 
   it('the runner killed outright during the build: the build goes on without it; `ops lock release` stops it before freeing the lock', async () => {
-    project.write({ ...config, release: { ...(config.release as object), build: 'sleep 60' } });
-    commit(repo, { VERSION: '2b\n' }, 'two-b');
     const before = await liveAndServed();
     try {
-      const ops = await spawnOps(['deploy', 'e2e', '--ref', 'main'], project.root, (out) => out.includes('· build'), 'the deploy reaching its build', 120_000);
-      await new Promise((r) => setTimeout(r, 1500));
-      await ops.stop('SIGKILL');
+      await (await deployUntilBuild('sleep 60', '2b')).stop('SIGKILL');
       await new Promise((r) => setTimeout(r, 1000)); // sshd notices the dropped connection
       expect(await onHost("pgrep -fc '^sleep 60$' || true"), 'the dead run\'s build').toBe('1');
     } finally {
@@ -101,12 +106,9 @@ describe.sequential('interrupting a deploy', () => {
   }, 300_000);
 
   it('a cancelled workflow (SIGINT, then the runner killed before its release ends: a build ignoring SIGTERM holds it 10 s): the release still ends on the host', async () => {
-    project.write({ ...config, release: { ...(config.release as object), build: "trap '' TERM; sleep 60" } });
-    commit(repo, { VERSION: '2c\n' }, 'two-c');
     const before = await liveAndServed();
     try {
-      const ops = await spawnOps(['deploy', 'e2e', '--ref', 'main'], project.root, (out) => out.includes('· build'), 'the deploy reaching its build', 120_000);
-      await new Promise((r) => setTimeout(r, 1500));
+      const ops = await deployUntilBuild("trap '' TERM; sleep 60", '2c');
       ops.child.kill('SIGINT');
       // GitHub kills the step 10 s after its SIGINT (sooner here): the release is waiting out the build's SIGTERM.
       await new Promise((r) => setTimeout(r, 3000));

@@ -3,7 +3,8 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
-import { ConfigError, environmentReference, listEnvironments, loadEnvironment, parseEnvironment } from '../../core/config/environment.ts';
+import { ConfigError, environmentReference, listEnvironments, loadEnvironment, parseEnvironment, readYamlFile } from '../../core/config/environment.ts';
+import { OpsError } from '../../core/errors.ts';
 import { fingerprint, parseHostKey } from '../../core/config/hostkey.ts';
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
@@ -170,6 +171,71 @@ describe('bastion', () => {
     const unpinned = minimal() as Record<string, any>;
     unpinned.bastion = { address: 'jump.example.org' };
     expect(problems(unpinned)).toEqual(['bastion: give exactly one of host_key or host_key_file (the bastion\'s key is pinned too)']);
+  });
+});
+
+describe('YAML values the schema has no word for', () => {
+  const read = (text: string) => {
+    const dir = mkdtempSync(join(tmpdir(), 'ops-yaml-'));
+    writeFileSync(join(dir, 'environment.yml'), text);
+    return readYamlFile(join(dir, 'environment.yml'), 'environments/x/environment.yml');
+  };
+  const base = `app: shop\nhosts: [{name: web1, address: 192.0.2.1, host_key: "${KEY}"}]\nprograms: {server: {command: run, port: 3579}, client: {command: run, port: 3000}}\n`;
+  const fileProblems = (text: string) => problems(read(base + text));
+
+  it('.inf, -.inf and .nan are named as written, not as JSON spells them (null)', () => {
+    expect(fileProblems('switch: {drain: .inf}')).toEqual(['switch.drain: expected an integer 0-3600, got number .inf']);
+    expect(fileProblems('switch: {drain: -.inf}')).toEqual(['switch.drain: expected an integer 0-3600, got number -.inf']);
+    expect(fileProblems('switch: {drain: .nan, health_interval: .NaN}')).toEqual(['switch.health_interval: expected a number 0.1-60, got number .nan', 'switch.drain: expected an integer 0-3600, got number .nan']);
+  });
+
+  it('a !!binary or !!timestamp value is one problem saying what it is, not the keys of an object', () => {
+    expect(fileProblems('env: {X: !!binary aGVsbG8=}')).toEqual(['env.X: expected a string, got a !!binary value']);
+    expect(fileProblems('env: {X: !!timestamp 2024-01-01}')).toEqual(['env.X: expected a string, got a date (a !!timestamp value; quote it to make it a string)']);
+    expect(fileProblems('env: {X: !!set {a, b}}')).toEqual(['env.X: expected a string, got a !!set value']);
+    expect(problems(read(base.replace('app: shop', 'app: !!timestamp 2024-01-01T10:00:00Z')))).toEqual([expect.stringMatching(/^app: expected a name .*, got a date/)]);
+  });
+
+  it('an unknown tag is an error naming the file, the key and the line, never a Node warning', () => {
+    const warnings: unknown[] = [];
+    const listen = (w: unknown) => warnings.push(w);
+    process.on('warning', listen);
+    try {
+      const err = (() => {
+        try {
+          read(`${base}env:\n  X: !!foo bar\n  Y: [a, !local b]\n`);
+        } catch (e) {
+          return e as OpsError;
+        }
+        throw new Error('accepted');
+      })();
+      expect(err).toBeInstanceOf(OpsError);
+      expect(err.message).toBe(
+        'environments/x/environment.yml is not read as written:\n' +
+          '  - env.X: unknown YAML tag !!foo (line 5, column 6): it would be read as a plain value\n' +
+          '  - env.Y[1]: unknown YAML tag !local (line 6, column 10): it would be read as a plain value',
+      );
+      expect(err.hint).toMatch(/remove the tag/);
+    } finally {
+      process.off('warning', listen);
+    }
+    expect(warnings).toEqual([]);
+  });
+
+  it('aliases: 120 hosts sharing a key by alias load; an alias bomb is a clear error naming the file, not an internal error', () => {
+    const hosts = Array.from({ length: 120 }, (_, i) => `  - {name: web${i}, address: 192.0.2.${i + 1}, host_key: ${i ? '*hk' : `&hk "${KEY}"`}}`).join('\n');
+    const many = read(`app: shop\nhosts:\n${hosts}\nprograms: {server: {command: run, port: 3579}, client: {command: run, port: 3000}}\n`);
+    expect(parseEnvironment(many, 'f').hosts).toHaveLength(120);
+    const bomb = ['a: &a ["x","x","x","x","x","x","x","x","x","x"]', ...Array.from({ length: 8 }, (_, i) => `${String.fromCharCode(98 + i)}: &${String.fromCharCode(98 + i)} [${Array(10).fill(`*${String.fromCharCode(97 + i)}`).join(',')}]`)].join('\n');
+    let err: unknown;
+    try {
+      read(bomb);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(OpsError);
+    expect((err as OpsError).message).toMatch(/^environments\/x\/environment\.yml cannot be read as YAML: Excessive alias count/);
+    expect((err as OpsError).hint).toMatch(/aliases \(\*name\) more than 10000 times.*write some values out/);
   });
 });
 

@@ -19163,9 +19163,9 @@ var require_identity = __commonJS({
     var isAlias = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === ALIAS;
     var isDocument = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === DOC;
     var isMap = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === MAP;
-    var isPair = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === PAIR;
+    var isPair2 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === PAIR;
     var isScalar = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === SCALAR;
-    var isSeq = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === SEQ;
+    var isSeq2 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === SEQ;
     function isCollection(node) {
       if (node && typeof node === "object")
         switch (node[NODE_TYPE]) {
@@ -19200,9 +19200,9 @@ var require_identity = __commonJS({
     exports.isDocument = isDocument;
     exports.isMap = isMap;
     exports.isNode = isNode;
-    exports.isPair = isPair;
+    exports.isPair = isPair2;
     exports.isScalar = isScalar;
-    exports.isSeq = isSeq;
+    exports.isSeq = isSeq2;
   }
 });
 
@@ -19214,7 +19214,7 @@ var require_visit = __commonJS({
     var BREAK = /* @__PURE__ */ Symbol("break visit");
     var SKIP = /* @__PURE__ */ Symbol("skip children");
     var REMOVE = /* @__PURE__ */ Symbol("remove node");
-    function visit(node, visitor) {
+    function visit2(node, visitor) {
       const visitor_ = initVisitor(visitor);
       if (identity.isDocument(node)) {
         const cd = visit_(null, node.contents, visitor_, Object.freeze([node]));
@@ -19223,9 +19223,9 @@ var require_visit = __commonJS({
       } else
         visit_(null, node, visitor_, Object.freeze([]));
     }
-    visit.BREAK = BREAK;
-    visit.SKIP = SKIP;
-    visit.REMOVE = REMOVE;
+    visit2.BREAK = BREAK;
+    visit2.SKIP = SKIP;
+    visit2.REMOVE = REMOVE;
     function visit_(key, node, visitor, path) {
       const ctrl = callVisitor(key, node, visitor, path);
       if (identity.isNode(ctrl) || identity.isPair(ctrl)) {
@@ -19359,7 +19359,7 @@ var require_visit = __commonJS({
         throw new Error(`Cannot replace node with ${pt} parent`);
       }
     }
-    exports.visit = visit;
+    exports.visit = visit2;
     exports.visitAsync = visitAsync;
   }
 });
@@ -19369,7 +19369,7 @@ var require_directives = __commonJS({
   "../../main/node_modules/yaml/dist/doc/directives.js"(exports) {
     "use strict";
     var identity = require_identity();
-    var visit = require_visit();
+    var visit2 = require_visit();
     var escapeChars = {
       "!": "%21",
       ",": "%2C",
@@ -19513,7 +19513,7 @@ var require_directives = __commonJS({
         let tagNames;
         if (doc && tagEntries.length > 0 && identity.isNode(doc.contents)) {
           const tags = {};
-          visit.visit(doc.contents, (_key, node) => {
+          visit2.visit(doc.contents, (_key, node) => {
             if (identity.isNode(node) && node.tag)
               tags[node.tag] = true;
           });
@@ -19540,7 +19540,7 @@ var require_anchors = __commonJS({
   "../../main/node_modules/yaml/dist/doc/anchors.js"(exports) {
     "use strict";
     var identity = require_identity();
-    var visit = require_visit();
+    var visit2 = require_visit();
     function anchorIsValid(anchor) {
       if (/[\x00-\x19\s,[\]{}]/.test(anchor)) {
         const sa = JSON.stringify(anchor);
@@ -19551,7 +19551,7 @@ var require_anchors = __commonJS({
     }
     function anchorNames(root) {
       const anchors = /* @__PURE__ */ new Set();
-      visit.visit(root, {
+      visit2.visit(root, {
         Value(_key, node) {
           if (node.anchor)
             anchors.add(node.anchor);
@@ -19731,7 +19731,7 @@ var require_Alias = __commonJS({
   "../../main/node_modules/yaml/dist/nodes/Alias.js"(exports) {
     "use strict";
     var anchors = require_anchors();
-    var visit = require_visit();
+    var visit2 = require_visit();
     var identity = require_identity();
     var Node = require_Node();
     var toJS = require_toJS();
@@ -19757,7 +19757,7 @@ var require_Alias = __commonJS({
           nodes = ctx.aliasResolveCache;
         } else {
           nodes = [];
-          visit.visit(doc, {
+          visit2.visit(doc, {
             Node: (_key, node) => {
               if (identity.isAlias(node) || identity.hasAnchor(node))
                 nodes.push(node);
@@ -22831,7 +22831,7 @@ var require_errors2 = __commonJS({
         this.pos = pos;
       }
     };
-    var YAMLParseError2 = class extends YAMLError {
+    var YAMLParseError = class extends YAMLError {
       constructor(pos, code, message) {
         super("YAMLParseError", pos, code, message);
       }
@@ -22877,7 +22877,7 @@ ${pointer}
       }
     };
     exports.YAMLError = YAMLError;
-    exports.YAMLParseError = YAMLParseError2;
+    exports.YAMLParseError = YAMLParseError;
     exports.YAMLWarning = YAMLWarning;
     exports.prettifyError = prettifyError;
   }
@@ -24679,15 +24679,15 @@ var require_cst_visit = __commonJS({
     var BREAK = /* @__PURE__ */ Symbol("break visit");
     var SKIP = /* @__PURE__ */ Symbol("skip children");
     var REMOVE = /* @__PURE__ */ Symbol("remove item");
-    function visit(cst, visitor) {
+    function visit2(cst, visitor) {
       if ("type" in cst && cst.type === "document")
         cst = { start: cst.start, value: cst.value };
       _visit(Object.freeze([]), cst, visitor);
     }
-    visit.BREAK = BREAK;
-    visit.SKIP = SKIP;
-    visit.REMOVE = REMOVE;
-    visit.itemAtPath = (cst, path) => {
+    visit2.BREAK = BREAK;
+    visit2.SKIP = SKIP;
+    visit2.REMOVE = REMOVE;
+    visit2.itemAtPath = (cst, path) => {
       let item = cst;
       for (const [field, index] of path) {
         const tok = item?.[field];
@@ -24698,8 +24698,8 @@ var require_cst_visit = __commonJS({
       }
       return item;
     };
-    visit.parentCollection = (cst, path) => {
-      const parent = visit.itemAtPath(cst, path.slice(0, -1));
+    visit2.parentCollection = (cst, path) => {
+      const parent = visit2.itemAtPath(cst, path.slice(0, -1));
       const field = path[path.length - 1][0];
       const coll = parent?.[field];
       if (coll && "items" in coll)
@@ -24730,7 +24730,7 @@ var require_cst_visit = __commonJS({
       }
       return typeof ctrl === "function" ? ctrl(item, path) : ctrl;
     }
-    exports.visit = visit;
+    exports.visit = visit2;
   }
 });
 
@@ -26360,7 +26360,7 @@ var require_public_api = __commonJS({
         return docs;
       return Object.assign([], { empty: true }, composer$1.streamInfo());
     }
-    function parseDocument(source, options = {}) {
+    function parseDocument2(source, options = {}) {
       const { lineCounter: lineCounter2, prettyErrors } = parseOptions(options);
       const parser$1 = new parser.Parser(lineCounter2?.addNewLine);
       const composer$1 = new composer.Composer(options);
@@ -26386,7 +26386,7 @@ var require_public_api = __commonJS({
       } else if (options === void 0 && reviver && typeof reviver === "object") {
         options = reviver;
       }
-      const doc = parseDocument(src, options);
+      const doc = parseDocument2(src, options);
       if (!doc)
         return null;
       doc.warnings.forEach((warning2) => log.warn(doc.options.logLevel, warning2));
@@ -26422,7 +26422,7 @@ var require_public_api = __commonJS({
     }
     exports.parse = parse;
     exports.parseAllDocuments = parseAllDocuments;
-    exports.parseDocument = parseDocument;
+    exports.parseDocument = parseDocument2;
     exports.stringify = stringify;
   }
 });
@@ -26446,7 +26446,7 @@ var require_dist = __commonJS({
     var lineCounter = require_line_counter();
     var parser = require_parser();
     var publicApi = require_public_api();
-    var visit = require_visit();
+    var visit2 = require_visit();
     exports.Composer = composer.Composer;
     exports.Document = Document.Document;
     exports.Schema = Schema.Schema;
@@ -26474,8 +26474,8 @@ var require_dist = __commonJS({
     exports.parseAllDocuments = publicApi.parseAllDocuments;
     exports.parseDocument = publicApi.parseDocument;
     exports.stringify = publicApi.stringify;
-    exports.visit = visit.visit;
-    exports.visitAsync = visit.visitAsync;
+    exports.visit = visit2.visit;
+    exports.visitAsync = visit2.visitAsync;
   }
 });
 
@@ -48756,14 +48756,14 @@ function jsonEscaped(text) {
 }
 function secretParts(value) {
   const parts = /* @__PURE__ */ new Set([value]);
-  const visit = (v, depth) => {
+  const visit2 = (v, depth) => {
     for (const p of [...urlPassword(v), ...jsonStrings(v)]) {
       if (parts.has(p)) continue;
       parts.add(p);
-      if (depth < 4) visit(p, depth + 1);
+      if (depth < 4) visit2(p, depth + 1);
     }
   };
-  visit(value, 0);
+  visit2(value, 0);
   for (const p of [...parts]) for (const e of jsonEscaped(p)) parts.add(e);
   return [...parts];
 }
@@ -49138,7 +49138,13 @@ function blobType(blob) {
 function describe(value) {
   if (value === null) return "null";
   if (Array.isArray(value)) return "a list";
-  if (typeof value === "object") return "a mapping";
+  if (typeof value === "number" && !Number.isFinite(value)) return `number ${Number.isNaN(value) ? ".nan" : value > 0 ? ".inf" : "-.inf"}`;
+  if (value instanceof Date) return "a date (a !!timestamp value; quote it to make it a string)";
+  if (value instanceof Uint8Array) return "a !!binary value";
+  if (value instanceof Set) return "a !!set value";
+  if (value instanceof Map) return "a !!omap or !!pairs value";
+  if (isMapping(value)) return "a mapping";
+  if (typeof value === "object") return "a tagged YAML value";
   if (typeof value === "string") return JSON.stringify(value.length > 60 ? `${value.slice(0, 57)}...` : value);
   return `${typeof value} ${JSON.stringify(value)}`;
 }
@@ -49147,7 +49153,9 @@ function fail(problems, path, form, value, extra = "") {
   return void 0;
 }
 function isMapping(value) {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return false;
+  const proto = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
 }
 function string(opts = {}) {
   const form = opts.form ?? "a string";
@@ -49811,13 +49819,50 @@ function readYamlFile(file, label = file) {
   if (kept) return kept.value;
   let value;
   try {
-    value = (0, import_yaml.parse)(text, { prettyErrors: true });
+    const doc = (0, import_yaml.parseDocument)(text, { prettyErrors: true });
+    if (doc.errors.length) throw new OpsError(`${label} is not valid YAML: ${doc.errors[0].message}`);
+    const warnings = yamlWarnings(doc, text);
+    if (warnings.length)
+      throw new OpsError(
+        `${label} is not read as written:
+${warnings.map((w) => `  - ${w}`).join("\n")}`,
+        "remove the tag (a value needs none: quote it to make it a string), or write the value in the form its key expects"
+      );
+    value = doc.toJS({ maxAliasCount: MAX_ALIASES });
   } catch (e) {
-    if (e instanceof import_yaml.YAMLParseError) throw new OpsError(`${label} is not valid YAML: ${e.message}`);
-    throw e;
+    if (e instanceof OpsError) throw e;
+    const aliases = /alias/i.test(String(e.message));
+    throw new OpsError(
+      `${label} cannot be read as YAML: ${e.message ?? e}`,
+      aliases ? `it uses aliases (*name) more than ${MAX_ALIASES} times, counting those inside what an alias repeats: write some values out instead of aliasing them` : "fix the file (see the message above)"
+    );
   }
   if (entry) keepParsed(entry, value);
   return value;
+}
+var MAX_ALIASES = 1e4;
+function yamlWarnings(doc, text) {
+  if (!doc.warnings.length) return [];
+  const tagged = [];
+  (0, import_yaml.visit)(doc, {
+    Node(_key, node, ancestors) {
+      if (!node.tag || !node.range) return;
+      const chain = [...ancestors, node];
+      let path = "";
+      chain.forEach((a, i) => {
+        const child = chain[i + 1];
+        if ((0, import_yaml.isPair)(a)) path += `${path ? "." : ""}${String(a.key?.value ?? a.key)}`;
+        else if ((0, import_yaml.isSeq)(a) && child) path += `[${a.items.indexOf(child)}]`;
+      });
+      tagged.push({ start: node.range[0], path });
+    }
+  });
+  return doc.warnings.map((w) => {
+    const where = w.linePos?.[0] ? `line ${w.linePos[0].line}, column ${w.linePos[0].col}` : `offset ${w.pos[0]}`;
+    if (w.code !== "TAG_RESOLVE_FAILED") return `${where}: ${w.message.split("\n")[0]}`;
+    const node = tagged.filter((t) => t.start >= w.pos[1]).sort((a, b) => a.start - b.start)[0];
+    return `${node?.path || "(top level)"}: unknown YAML tag ${text.slice(w.pos[0], w.pos[1])} (${where}): it would be read as a plain value`;
+  });
 }
 function loadEnvironment(envName, root) {
   validate("environment", envName);

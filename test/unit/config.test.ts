@@ -66,7 +66,7 @@ describe('environment schema', () => {
     doc.routes = { '/': 'client', '/api?x/': 'server' };
     expect(problems(doc)).toEqual([
       'programs.server.health: expected a URL path ("/" then letters, digits, ".", "_", "~", "/" or "-"), with a query string if needed ("?full=1"), got "/health check"',
-      'routes./api?x/: expected a URL path: "/" then letters, digits, ".", "_", "~", "/" or "-", got "/api?x/"',
+      'routes./api?x/: expected a URL prefix ending in "/" ("/", "/api/"; letters, digits, ".", "_", "~", "-" between the "/", no "." or ".." segment), got "/api?x/"',
     ]);
   });
 
@@ -171,6 +171,74 @@ describe('bastion', () => {
     const unpinned = minimal() as Record<string, any>;
     unpinned.bastion = { address: 'jump.example.org' };
     expect(problems(unpinned)).toEqual(['bastion: give exactly one of host_key or host_key_file (the bastion\'s key is pinned too)']);
+  });
+});
+
+describe('directories, routes, ports and sizes as the host reads them', () => {
+  it('base_dir is a directory of its own: normalized, two levels deep at least, no system directory, each refusal with an example', () => {
+    const refused: Array<[string, RegExp]> = [
+      ['/', /\/ is a system directory.*e\.g\. "\/srv\/<app>"/],
+      ['/tmp', /\/tmp is a system directory.*"\/srv\/<app>"/],
+      ['/srv', /\/srv is a system directory/],
+      ['/home', /\/home is a system directory/],
+      ['/opt', /\/opt is a system directory/],
+      ['/shop', /too shallow.*"\/srv\/<app>"/],
+      ['/usr/local', /\/usr\/local is a system directory/],
+      ['/usr/local/lib', /system directory/],
+      ['/var/lib', /system directory/],
+      ['/var/log', /system directory/],
+      ['/var/www', /system directory/],
+      ['/home/deploy', /\/home\/deploy is a user's home directory/],
+      ['/run/shop', /kernel or boot-time file system/],
+      ['/srv/shop/', /write it normalized.*: "\/srv\/shop"\)$/],
+      ['/srv/x/../shop', /write it normalized.*: "\/srv\/shop"\)$/],
+      ['//srv/shop', /write it normalized.*: "\/srv\/shop"\)$/],
+      ['/srv/./shop', /write it normalized.*: "\/srv\/shop"\)$/],
+      ['/srv/shop/..', /write it normalized.*: "\/srv", which is refused too: \/srv is a system directory/],
+      ['srv/shop', /not an absolute path/],
+    ];
+    for (const [base_dir, why] of refused) {
+      const got = problems({ ...minimal(), base_dir });
+      expect(got, base_dir).toEqual([expect.stringMatching(/^base_dir: expected an absolute path of a directory of its own, normalized, at least two levels deep \("\/srv\/<app>"\), got /)]);
+      expect(got[0], base_dir).toMatch(why);
+    }
+    for (const base_dir of ['/srv/shop', '/srv/demo app', '/opt/shop', '/home/deploy/shop', '/var/www/shop', '/data/apps/shop', '/srv/100%shop']) expect(problems({ ...minimal(), base_dir }), base_dir).toEqual([]);
+  });
+
+  it('a route other than "/" ends with "/" and has no ".", ".." or empty segment (nginx normalizes those away before matching)', () => {
+    const refused: Array<[string, string]> = [
+      ['/api', 'a prefix other than "/" ends with "/": write "/api/"'],
+      ['/v1/api', 'write "/v1/api/"'],
+      ['//api/', 'this prefix would never match: write "/api/"'],
+      ['/./api/', 'this prefix would never match: write "/api/"'],
+      ['/api/../x/', 'this prefix would never match: write "/x/"'],
+      ['/api//', 'this prefix would never match: write "/api/"'],
+    ];
+    for (const [prefix, why] of refused) {
+      const got = problems({ ...minimal(), routes: { '/': 'client', [prefix]: 'server' } });
+      expect(got, prefix).toHaveLength(1);
+      expect(got[0], prefix).toMatch(new RegExp(`^routes\\.${prefix.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: expected a URL prefix ending in "/"`));
+      expect(got[0], prefix).toContain(why);
+    }
+    for (const routes of [{ '/': 'client' }, { '/': 'client', '/api/': 'server' }, { '/app.v2/': 'client', '/a/b~c/': 'server' }]) expect(problems({ ...minimal(), routes }), JSON.stringify(routes)).toEqual([]);
+  });
+
+  it("a program's green port (port + switch.port_offset) must exist: above 65535 is refused at config time, naming the key", () => {
+    const doc = minimal() as Record<string, any>;
+    doc.programs.server.port = 65535;
+    expect(problems(doc)).toEqual(['programs.server.port: 65535 + switch.port_offset 1 = 65536, the green slot\'s port, is above 65535: expected a port from 1 to 65534 (or a smaller switch.port_offset)']);
+    doc.programs.server.port = 60000;
+    doc.switch = { port_offset: 10000 };
+    expect(problems(doc)).toEqual([expect.stringMatching(/^programs\.server\.port: 60000 \+ switch\.port_offset 10000 = 70000, .* from 1 to 55535/)]);
+    doc.programs.server.port = 55535;
+    expect(problems(doc)).toEqual([]);
+  });
+
+  it("client_max_body_size is bounded as nginx's ngx_parse_offset bounds it (at most 2^63 - 1 bytes)", () => {
+    const size = (client_max_body_size: string) => problems({ ...minimal(), nginx: { client_max_body_size } });
+    for (const ok of ['0', '10m', '8589934591g', '8796093022207M', '9007199254740991k', '9223372036854775807']) expect(size(ok), ok).toEqual([]);
+    for (const [bad, max] of <Array<[string, string]>>[['9999999999g', '8589934591g'], ['8589934592G', '8589934591G'], ['9007199254740992k', '9007199254740991k'], ['9223372036854775808', '9223372036854775807']])
+      expect(size(bad), bad).toEqual([`nginx.client_max_body_size: expected a size ("10m"), got "${bad}" (nginx refuses a size over 2^63 - 1 bytes: at most ${max} (a few "m" or "g" is usual))`]);
   });
 });
 

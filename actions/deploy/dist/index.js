@@ -27198,6 +27198,39 @@ var init_schema_object = __esm({
 
 // core/config/environment-schema.ts
 import { isIP } from "node:net";
+import { posix } from "node:path";
+function ownDirectoryProblem(path) {
+  if (!path.startsWith("/")) return "not an absolute path";
+  const normal = posix.normalize(path).replace(/(.)\/+$/, "$1");
+  const segments = path.split("/").slice(1);
+  if (path !== "/" && (path.endsWith("/") || segments.some((s) => s === "" || s === "." || s === ".."))) {
+    const then = ownDirectoryProblem(normal);
+    return `write it normalized, without "." or ".." segments, "//" or a trailing "/": "${normal}"${then ? `, which is refused too: ${then}` : ""}`;
+  }
+  if (path === "/" || SYSTEM_DIRS.has(path)) return `${path} is a system directory, shared with the rest of the host: use a directory of its own, e.g. "/srv/<app>"`;
+  if (segments.length < 2) return `too shallow: use a directory of its own at least two levels deep, e.g. "/srv/<app>"`;
+  if (segments.length === 2 && segments[0] === "home") return `${path} is a user's home directory: use a directory of its own, e.g. "/srv/<app>" (or "${path}/<app>")`;
+  const tree = VIRTUAL_TREES.find((t) => path.startsWith(`${t}/`));
+  if (tree) return `${tree} is a kernel or boot-time file system (its content is lost at reboot): use e.g. "/srv/<app>"`;
+  return void 0;
+}
+function routeProblem(v) {
+  if (!/^\/[A-Za-z0-9._~\/-]*$/.test(v)) return void 0;
+  const segments = v.split("/").slice(1, -1);
+  if (v !== "/" && segments.some((s) => s === "" || s === "." || s === "..")) {
+    const fixed = `${posix.normalize(v).replace(/\/*$/, "")}/`;
+    return `nginx normalizes ".", ".." and "//" in a request's path before matching it, so this prefix would never match: write "${fixed}"`;
+  }
+  if (!v.endsWith("/")) return `a prefix other than "/" ends with "/": write "${v}/" (without it, ${v} also catches ${v}ary and ${v}-docs; nginx redirects ${v} to ${v}/)`;
+  return void 0;
+}
+function bodySizeProblem(v) {
+  const m = /^(\d+)([kKmMgG]?)$/.exec(v);
+  if (!m) return void 0;
+  const max = (2n ** 63n - 1n) / SIZE_UNITS[m[2].toLowerCase()];
+  if (BigInt(m[1]) > max) return `nginx refuses a size over 2^63 - 1 bytes: at most ${max}${m[2]} (a few "m" or "g" is usual)`;
+  return void 0;
+}
 function addressProblem(v) {
   if (isIP(v)) return void 0;
   const withPort = /^\[([^\]]*)\]:(\d{1,5})$/.exec(v) ?? /^([^:]+):(\d{1,5})$/.exec(v);
@@ -27210,7 +27243,7 @@ function addressProblem(v) {
   if (name2.length > 253 || !name2.split(".").every((l) => label.test(l))) return 'not a DNS name: labels of letters, digits and inner "-" (1-63 characters), joined by "."';
   return void 0;
 }
-var name, port, command, hostKey, relPath, absPath, anyPath, gitRef, urlPath, healthPath, version, address, loginName, bastionSchema, hostSchema, fullVersion, runtimeFields, pythonRuntime, nodeRuntime, secretRef, httpUrl, programSchema, envValue, environmentSchema;
+var name, port, command, hostKey, relPath, SYSTEM_DIRS, VIRTUAL_TREES, ownDir, anyPath, gitRef, routePrefix, healthPath, SIZE_UNITS, version, address, loginName, bastionSchema, hostSchema, fullVersion, runtimeFields, pythonRuntime, nodeRuntime, secretRef, httpUrl, programSchema, envValue, environmentSchema;
 var init_environment_schema = __esm({
   "core/config/environment-schema.ts"() {
     "use strict";
@@ -27232,11 +27265,28 @@ var init_environment_schema = __esm({
       }
     });
     relPath = string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\n]*$/, form: 'a relative path without ".."' });
-    absPath = string({ pattern: /^\/[^\n]*$/, form: "an absolute path" });
+    SYSTEM_DIRS = /* @__PURE__ */ new Set([
+      ...["bin", "boot", "dev", "etc", "home", "lib", "lib32", "lib64", "libx32", "lost+found", "media", "mnt", "opt", "proc", "root", "run", "sbin", "snap", "srv", "sys", "tmp", "usr", "var"].map((d) => `/${d}`),
+      ...["bin", "games", "include", "lib", "lib32", "lib64", "libexec", "libx32", "local", "sbin", "share", "src"].map((d) => `/usr/${d}`),
+      ...["bin", "etc", "games", "include", "lib", "libexec", "man", "sbin", "share", "src"].map((d) => `/usr/local/${d}`),
+      ...["backups", "cache", "crash", "lib", "local", "lock", "log", "mail", "opt", "run", "spool", "tmp", "www"].map((d) => `/var/${d}`),
+      ...["/etc/nginx", "/etc/ssl", "/etc/supervisor", "/etc/systemd", "/etc/ssh", "/var/spool/cron", "/var/www/html", "/var/www/letsencrypt"]
+    ]);
+    VIRTUAL_TREES = ["/proc", "/sys", "/dev", "/run"];
+    ownDir = string({
+      pattern: /^(?:\/(?!\.{1,2}(?:\/|$))[^/\n]+){2,}$/,
+      form: 'an absolute path of a directory of its own, normalized, at least two levels deep ("/srv/<app>")',
+      check: ownDirectoryProblem
+    });
     anyPath = string({ pattern: /^[^\n]+$/, form: "a path" });
     gitRef = string({ form: "a git branch, tag or sha", pattern: patternOf("gitRef") });
-    urlPath = string({ pattern: /^\/[A-Za-z0-9._~\/-]*$/, form: 'a URL path: "/" then letters, digits, ".", "_", "~", "/" or "-"' });
+    routePrefix = string({
+      pattern: /^\/(?:(?!\.{1,2}\/)[A-Za-z0-9._~-]+\/)*$/,
+      form: 'a URL prefix ending in "/" ("/", "/api/"; letters, digits, ".", "_", "~", "-" between the "/", no "." or ".." segment)',
+      check: routeProblem
+    });
     healthPath = string({ pattern: /^\/[A-Za-z0-9._~\/-]*(\?[A-Za-z0-9._~\/=&%+-]*)?$/, form: 'a URL path ("/" then letters, digits, ".", "_", "~", "/" or "-"), with a query string if needed ("?full=1")' });
+    SIZE_UNITS = { "": 1n, k: 1024n, m: 1024n ** 2n, g: 1024n ** 3n };
     version = string({ pattern: /^\d+(\.\d+){0,2}$/, form: 'a version number ("18", "3.11", "3.8.9")' });
     address = string({ pattern: /^[A-Za-z0-9.:-]+$/, form: "an IP address or DNS name", check: addressProblem });
     loginName = string({ pattern: /^[a-z_][a-z0-9_-]{0,31}$/, form: "a Unix user name" });
@@ -27307,7 +27357,7 @@ var init_environment_schema = __esm({
           { connect_timeout: 20, connect_retries: 2 }
         ),
         app_user: opt(name, "Unix user the app runs as (created by provision, never root); default: the app name"),
-        base_dir: opt(absPath, "where releases live on the host; default: /srv/<app>"),
+        base_dir: opt(ownDir, "where releases live on the host, owned by the app user (not a system directory: `ops env remove` lists its removal); default: /srv/<app>"),
         runtimes: opt(
           object({
             python: opt(pythonRuntime, "Python for the API", { strategy: "debian", version: "3.11" }),
@@ -27353,7 +27403,7 @@ var init_environment_schema = __esm({
           {}
         ),
         programs: req(record(name, programSchema), "long-running processes of a release, kept alive by supervisor"),
-        routes: opt(record(urlPath, name), 'nginx locations: URL prefix -> program; the prefix is stripped for everything but "/"', { "/": "client", "/api/": "server" }),
+        routes: opt(record(routePrefix, name), 'nginx locations: URL prefix -> program; the prefix is stripped for everything but "/"', { "/": "client", "/api/": "server" }),
         switch: opt(
           object({
             health_timeout: opt(integer(1, 900), "seconds the new processes get to pass their health checks", 60),
@@ -27416,7 +27466,7 @@ var init_environment_schema = __esm({
         nginx: opt(
           object({
             site_template: opt(relPath, "your own site template instead of the built-in one, relative to the environment folder"),
-            client_max_body_size: opt(string({ pattern: /^\d+[kKmMgG]?$/, form: 'a size ("10m")' }), "largest request body", "10m"),
+            client_max_body_size: opt(string({ pattern: /^\d+[kKmMgG]?$/, form: 'a size ("10m")', check: bodySizeProblem }), "largest request body (0: no limit)", "10m"),
             default_server: opt(
               boolean(),
               "the site also answers requests for names no site on the host serves (and by IP address); at most one app per host. An app without a domain always does, and must be alone on its hosts",
@@ -27489,6 +27539,9 @@ function machineId(h) {
   const address2 = isIPv6(h.address) ? new URL(`http://[${h.address}]/`).hostname : h.address.toLowerCase().replace(/\.$/, "");
   return `${address2}:${h.port ?? 22}`;
 }
+function reservedApp(app) {
+  return Object.hasOwn(RESERVED_APPS, app) ? RESERVED_APPS[app] : void 0;
+}
 function crossCheck(config, problems) {
   const seen = /* @__PURE__ */ new Set();
   const machines = /* @__PURE__ */ new Map();
@@ -27508,13 +27561,20 @@ function crossCheck(config, problems) {
   ]);
   for (const h of config.hosts) if (!ports.has(h.port)) ports.set(h.port, `sshd (hosts[].port of ${h.name})`);
   for (const [pname, p] of Object.entries(config.programs)) {
-    for (const port2 of [p.port, p.port + config.switch.port_offset]) {
+    const green = p.port + config.switch.port_offset;
+    if (green > 65535) {
+      problems.push({
+        path: `programs.${pname}.port`,
+        message: `${p.port} + switch.port_offset ${config.switch.port_offset} = ${green}, the green slot's port, is above 65535: expected a port from 1 to ${65535 - config.switch.port_offset} (or a smaller switch.port_offset)`
+      });
+    }
+    for (const port2 of green > 65535 ? [p.port] : [p.port, green]) {
       const other = ports.get(port2);
       if (other) problems.push({ path: `programs.${pname}.port`, message: `port ${port2} is also used by ${other} (each program needs port and port + switch.port_offset free)` });
       ports.set(port2, pname);
     }
   }
-  const reserved = RESERVED_APPS[config.app];
+  const reserved = reservedApp(config.app);
   if (reserved) problems.push({ path: "app", message: `"${config.app}" would take ${reserved}, which belongs to the system: pick another app name` });
   const appUser = config.app_user ?? config.app;
   const login2 = config.hosts.find((h) => h.user === appUser);
@@ -68221,7 +68281,7 @@ function resolveTarget(env) {
 
 // core/config/siblings.ts
 init_errors();
-import { join as join2 } from "node:path";
+import { join as join2, posix as posix2 } from "node:path";
 init_environment();
 function isDefaultServer(env) {
   return !env.config.domain || env.config.nginx.default_server;
@@ -68275,7 +68335,7 @@ function hostClaims(env) {
   return claims;
 }
 function overlaps(a, b) {
-  const [x, y] = [a.replace(/\/+$/, ""), b.replace(/\/+$/, "")];
+  const [x, y] = [posix2.normalize(a).replace(/\/+$/, ""), posix2.normalize(b).replace(/\/+$/, "")];
   return x === y || x.startsWith(`${y}/`) || y.startsWith(`${x}/`);
 }
 function collisions(env, sibling) {
@@ -71317,7 +71377,7 @@ async function git(dir, args, options = {}) {
 // core/dependency-inputs.ts
 init_errors();
 import { createHash as createHash3 } from "node:crypto";
-import { posix } from "node:path";
+import { posix as posix3 } from "node:path";
 
 // core/source.ts
 init_errors();
@@ -71655,7 +71715,7 @@ function scanRequirements(text) {
 }
 function inRepository(dir, path) {
   if (path.startsWith("/") || path.startsWith("~")) return void 0;
-  const joined = posix.normalize(posix.join(dir, path));
+  const joined = posix3.normalize(posix3.join(dir, path));
   if (joined === ".." || joined.startsWith("../")) return void 0;
   return joined === "." ? "" : joined.replace(/\/$/, "");
 }
@@ -71675,7 +71735,7 @@ async function follow(repo, sha, path) {
     if (entry?.mode !== "120000") continue;
     if (++hops > 40) return { path: `${path} (a cycle of links)` };
     const target = await git(repo, ["cat-file", "blob", entry.object]);
-    const inner = inRepository(posix.dirname(here), target);
+    const inner = inRepository(posix3.dirname(here), target);
     if (inner === void 0) return { outside: target };
     parts = [...inner ? inner.split("/") : [], ...parts.slice(i + 1)];
     i = -1;
@@ -71746,7 +71806,7 @@ async function pythonInputs(repo, sha, req2, extra, installer) {
     const text = id ? await textAt(repo, sha, path) : void 0;
     if (text === void 0) return;
     const to = await follow(repo, sha, path);
-    const dirs = [.../* @__PURE__ */ new Set([posix.dirname(path), ..."path" in to ? [posix.dirname(to.path)] : []])];
+    const dirs = [.../* @__PURE__ */ new Set([posix3.dirname(path), ..."path" in to ? [posix3.dirname(to.path)] : []])];
     for (const ref of scanRequirements(text)) {
       if (ref.target.includes("$")) {
         tie(`${path} names ${ref.target}, a path with an environment variable`);
@@ -71773,7 +71833,7 @@ async function pythonInputs(repo, sha, req2, extra, installer) {
       if (ref.kind === "editable") tie(`${path} installs ${ref.target} in editable mode (-e): the venv points into the release directory`);
     }
   };
-  await read2(posix.normalize(req2).replace(/^\.\//, ""));
+  await read2(posix3.normalize(req2).replace(/^\.\//, ""));
   if (installer === "uv") {
     const uvToml = await objectAt(repo, sha, "uv.toml", (t) => tie(`uv.toml is a link to ${t}, outside the repository`));
     if (uvToml) {
@@ -71793,13 +71853,13 @@ async function pythonInputs(repo, sha, req2, extra, installer) {
 }
 var DECLARED = ["dependencies", "devDependencies", "optionalDependencies", "peerDependencies"];
 function workspaceGlob(glob) {
-  const body = posix.normalize(glob.replace(/^!/, "")).replace(/\/+$/, "").split(/(\*\*\/?|\*|\?)/).map((part) => part.startsWith("**") ? "(?:.*/)?" + (part.endsWith("/") ? "" : ".*") : part === "*" ? "[^/]*" : part === "?" ? "[^/]" : part.replace(/[.+^${}()|[\]\\]/g, "\\$&")).join("");
+  const body = posix3.normalize(glob.replace(/^!/, "")).replace(/\/+$/, "").split(/(\*\*\/?|\*|\?)/).map((part) => part.startsWith("**") ? "(?:.*/)?" + (part.endsWith("/") ? "" : ".*") : part === "*" ? "[^/]*" : part === "?" ? "[^/]" : part.replace(/[.+^${}()|[\]\\]/g, "\\$&")).join("");
   return new RegExp(`^${body}$`);
 }
 async function refuseWorkspaceMember(repo, sha, dir) {
   const own = inRepository("", dir) ?? "";
   for (let up = own; up; ) {
-    up = posix.dirname(up) === "." ? "" : posix.dirname(up);
+    up = posix3.dirname(up) === "." ? "" : posix3.dirname(up);
     const text = await textAt(repo, sha, up ? `${up}/package.json` : "package.json");
     let workspaces;
     try {
@@ -71823,7 +71883,7 @@ async function refuseWorkspaceMember(repo, sha, dir) {
 }
 var NPM_CI_SCRIPTS = ["preinstall", "install", "postinstall", "prepublish", "preprepare", "prepare", "postprepare", "predependencies", "dependencies", "postdependencies"];
 async function nodeInputs(repo, sha, dir, extra) {
-  const at2 = (name2) => dir === "." || dir === "" ? name2 : `${posix.normalize(dir).replace(/\/$/, "")}/${name2}`;
+  const at2 = (name2) => dir === "." || dir === "" ? name2 : `${posix3.normalize(dir).replace(/\/$/, "")}/${name2}`;
   const parts = [];
   const files = [];
   let perRelease;
@@ -71866,7 +71926,7 @@ async function nodeInputs(repo, sha, dir, extra) {
       ];
       if (copied.some(([, spec]) => !ARCHIVE.test(fileUrlPath(spec))) || Object.values(parsed.packages ?? {}).some((v) => GIT_RESOLVED.test(v.resolved ?? ""))) fromLive = false;
       for (const [name2, spec] of copied) {
-        const path = inRepository(dir === "." ? "" : posix.normalize(dir), fileUrlPath(spec));
+        const path = inRepository(dir === "." ? "" : posix3.normalize(dir), fileUrlPath(spec));
         if (path === void 0) perRelease ??= `npm installs ${name2.replace(/^.*node_modules\//, "")} from ${spec}, outside the repository`;
         else {
           parts.push(`copied ${path} ${await objectAt(repo, sha, path, (t) => void (perRelease ??= `npm installs ${name2.replace(/^.*node_modules\//, "")} from ${path}, a link to ${t}, outside the repository`))}`);

@@ -49098,6 +49098,7 @@ function isValid(kind, value) {
 
 // core/config/environment-schema.ts
 import { isIP } from "node:net";
+import { posix } from "node:path";
 
 // core/config/hostkey.ts
 import { createHash } from "node:crypto";
@@ -49439,11 +49440,60 @@ var hostKey = string({
   }
 });
 var relPath = string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\n]*$/, form: 'a relative path without ".."' });
-var absPath = string({ pattern: /^\/[^\n]*$/, form: "an absolute path" });
+var SYSTEM_DIRS = /* @__PURE__ */ new Set([
+  ...["bin", "boot", "dev", "etc", "home", "lib", "lib32", "lib64", "libx32", "lost+found", "media", "mnt", "opt", "proc", "root", "run", "sbin", "snap", "srv", "sys", "tmp", "usr", "var"].map((d) => `/${d}`),
+  ...["bin", "games", "include", "lib", "lib32", "lib64", "libexec", "libx32", "local", "sbin", "share", "src"].map((d) => `/usr/${d}`),
+  ...["bin", "etc", "games", "include", "lib", "libexec", "man", "sbin", "share", "src"].map((d) => `/usr/local/${d}`),
+  ...["backups", "cache", "crash", "lib", "local", "lock", "log", "mail", "opt", "run", "spool", "tmp", "www"].map((d) => `/var/${d}`),
+  ...["/etc/nginx", "/etc/ssl", "/etc/supervisor", "/etc/systemd", "/etc/ssh", "/var/spool/cron", "/var/www/html", "/var/www/letsencrypt"]
+]);
+var VIRTUAL_TREES = ["/proc", "/sys", "/dev", "/run"];
+function ownDirectoryProblem(path) {
+  if (!path.startsWith("/")) return "not an absolute path";
+  const normal = posix.normalize(path).replace(/(.)\/+$/, "$1");
+  const segments = path.split("/").slice(1);
+  if (path !== "/" && (path.endsWith("/") || segments.some((s) => s === "" || s === "." || s === ".."))) {
+    const then = ownDirectoryProblem(normal);
+    return `write it normalized, without "." or ".." segments, "//" or a trailing "/": "${normal}"${then ? `, which is refused too: ${then}` : ""}`;
+  }
+  if (path === "/" || SYSTEM_DIRS.has(path)) return `${path} is a system directory, shared with the rest of the host: use a directory of its own, e.g. "/srv/<app>"`;
+  if (segments.length < 2) return `too shallow: use a directory of its own at least two levels deep, e.g. "/srv/<app>"`;
+  if (segments.length === 2 && segments[0] === "home") return `${path} is a user's home directory: use a directory of its own, e.g. "/srv/<app>" (or "${path}/<app>")`;
+  const tree = VIRTUAL_TREES.find((t) => path.startsWith(`${t}/`));
+  if (tree) return `${tree} is a kernel or boot-time file system (its content is lost at reboot): use e.g. "/srv/<app>"`;
+  return void 0;
+}
+var ownDir = string({
+  pattern: /^(?:\/(?!\.{1,2}(?:\/|$))[^/\n]+){2,}$/,
+  form: 'an absolute path of a directory of its own, normalized, at least two levels deep ("/srv/<app>")',
+  check: ownDirectoryProblem
+});
 var anyPath = string({ pattern: /^[^\n]+$/, form: "a path" });
 var gitRef = string({ form: "a git branch, tag or sha", pattern: patternOf("gitRef") });
-var urlPath = string({ pattern: /^\/[A-Za-z0-9._~\/-]*$/, form: 'a URL path: "/" then letters, digits, ".", "_", "~", "/" or "-"' });
+function routeProblem(v) {
+  if (!/^\/[A-Za-z0-9._~\/-]*$/.test(v)) return void 0;
+  const segments = v.split("/").slice(1, -1);
+  if (v !== "/" && segments.some((s) => s === "" || s === "." || s === "..")) {
+    const fixed = `${posix.normalize(v).replace(/\/*$/, "")}/`;
+    return `nginx normalizes ".", ".." and "//" in a request's path before matching it, so this prefix would never match: write "${fixed}"`;
+  }
+  if (!v.endsWith("/")) return `a prefix other than "/" ends with "/": write "${v}/" (without it, ${v} also catches ${v}ary and ${v}-docs; nginx redirects ${v} to ${v}/)`;
+  return void 0;
+}
+var routePrefix = string({
+  pattern: /^\/(?:(?!\.{1,2}\/)[A-Za-z0-9._~-]+\/)*$/,
+  form: 'a URL prefix ending in "/" ("/", "/api/"; letters, digits, ".", "_", "~", "-" between the "/", no "." or ".." segment)',
+  check: routeProblem
+});
 var healthPath = string({ pattern: /^\/[A-Za-z0-9._~\/-]*(\?[A-Za-z0-9._~\/=&%+-]*)?$/, form: 'a URL path ("/" then letters, digits, ".", "_", "~", "/" or "-"), with a query string if needed ("?full=1")' });
+var SIZE_UNITS = { "": 1n, k: 1024n, m: 1024n ** 2n, g: 1024n ** 3n };
+function bodySizeProblem(v) {
+  const m = /^(\d+)([kKmMgG]?)$/.exec(v);
+  if (!m) return void 0;
+  const max = (2n ** 63n - 1n) / SIZE_UNITS[m[2].toLowerCase()];
+  if (BigInt(m[1]) > max) return `nginx refuses a size over 2^63 - 1 bytes: at most ${max}${m[2]} (a few "m" or "g" is usual)`;
+  return void 0;
+}
 var version = string({ pattern: /^\d+(\.\d+){0,2}$/, form: 'a version number ("18", "3.11", "3.8.9")' });
 function addressProblem(v) {
   if (isIP(v)) return void 0;
@@ -49526,7 +49576,7 @@ var environmentSchema = object(
       { connect_timeout: 20, connect_retries: 2 }
     ),
     app_user: opt(name, "Unix user the app runs as (created by provision, never root); default: the app name"),
-    base_dir: opt(absPath, "where releases live on the host; default: /srv/<app>"),
+    base_dir: opt(ownDir, "where releases live on the host, owned by the app user (not a system directory: `ops env remove` lists its removal); default: /srv/<app>"),
     runtimes: opt(
       object({
         python: opt(pythonRuntime, "Python for the API", { strategy: "debian", version: "3.11" }),
@@ -49572,7 +49622,7 @@ var environmentSchema = object(
       {}
     ),
     programs: req(record(name, programSchema), "long-running processes of a release, kept alive by supervisor"),
-    routes: opt(record(urlPath, name), 'nginx locations: URL prefix -> program; the prefix is stripped for everything but "/"', { "/": "client", "/api/": "server" }),
+    routes: opt(record(routePrefix, name), 'nginx locations: URL prefix -> program; the prefix is stripped for everything but "/"', { "/": "client", "/api/": "server" }),
     switch: opt(
       object({
         health_timeout: opt(integer(1, 900), "seconds the new processes get to pass their health checks", 60),
@@ -49635,7 +49685,7 @@ var environmentSchema = object(
     nginx: opt(
       object({
         site_template: opt(relPath, "your own site template instead of the built-in one, relative to the environment folder"),
-        client_max_body_size: opt(string({ pattern: /^\d+[kKmMgG]?$/, form: 'a size ("10m")' }), "largest request body", "10m"),
+        client_max_body_size: opt(string({ pattern: /^\d+[kKmMgG]?$/, form: 'a size ("10m")', check: bodySizeProblem }), "largest request body (0: no limit)", "10m"),
         default_server: opt(
           boolean(),
           "the site also answers requests for names no site on the host serves (and by IP address); at most one app per host. An app without a domain always does, and must be alone on its hosts",
@@ -49726,6 +49776,9 @@ var RESERVED_APPS = {
   private: "/etc/ssl/private",
   certs: "/etc/ssl/certs"
 };
+function reservedApp(app) {
+  return Object.hasOwn(RESERVED_APPS, app) ? RESERVED_APPS[app] : void 0;
+}
 function crossCheck(config, problems) {
   const seen = /* @__PURE__ */ new Set();
   const machines = /* @__PURE__ */ new Map();
@@ -49745,13 +49798,20 @@ function crossCheck(config, problems) {
   ]);
   for (const h of config.hosts) if (!ports.has(h.port)) ports.set(h.port, `sshd (hosts[].port of ${h.name})`);
   for (const [pname, p] of Object.entries(config.programs)) {
-    for (const port2 of [p.port, p.port + config.switch.port_offset]) {
+    const green = p.port + config.switch.port_offset;
+    if (green > 65535) {
+      problems.push({
+        path: `programs.${pname}.port`,
+        message: `${p.port} + switch.port_offset ${config.switch.port_offset} = ${green}, the green slot's port, is above 65535: expected a port from 1 to ${65535 - config.switch.port_offset} (or a smaller switch.port_offset)`
+      });
+    }
+    for (const port2 of green > 65535 ? [p.port] : [p.port, green]) {
       const other = ports.get(port2);
       if (other) problems.push({ path: `programs.${pname}.port`, message: `port ${port2} is also used by ${other} (each program needs port and port + switch.port_offset free)` });
       ports.set(port2, pname);
     }
   }
-  const reserved = RESERVED_APPS[config.app];
+  const reserved = reservedApp(config.app);
   if (reserved) problems.push({ path: "app", message: `"${config.app}" would take ${reserved}, which belongs to the system: pick another app name` });
   const appUser = config.app_user ?? config.app;
   const login2 = config.hosts.find((h) => h.user === appUser);
@@ -49979,7 +50039,7 @@ function resolveTarget(env) {
 }
 
 // core/config/siblings.ts
-import { join as join2 } from "node:path";
+import { join as join2, posix as posix2 } from "node:path";
 function rawMachines(doc) {
   const hosts = doc?.hosts;
   if (!Array.isArray(hosts)) return void 0;
@@ -50029,7 +50089,7 @@ function hostClaims(env) {
   return claims;
 }
 function overlaps(a, b) {
-  const [x, y] = [a.replace(/\/+$/, ""), b.replace(/\/+$/, "")];
+  const [x, y] = [posix2.normalize(a).replace(/\/+$/, ""), posix2.normalize(b).replace(/\/+$/, "")];
   return x === y || x.startsWith(`${y}/`) || y.startsWith(`${x}/`);
 }
 function collisions(env, sibling) {

@@ -264,7 +264,7 @@ describe('YAML values the schema has no word for', () => {
     expect(problems(read(base.replace('app: shop', 'app: !!timestamp 2024-01-01T10:00:00Z')))).toEqual([expect.stringMatching(/^app: expected a name .*, got a date/)]);
   });
 
-  it('an unknown tag is an error naming the file, the key and the line, never a Node warning', () => {
+  it('an unknown tag is an error naming the file, the key and the line, never a Node warning', async () => {
     const warnings: unknown[] = [];
     const listen = (w: unknown) => warnings.push(w);
     process.on('warning', listen);
@@ -284,6 +284,7 @@ describe('YAML values the schema has no word for', () => {
           '  - env.Y[1]: unknown YAML tag !local (line 6, column 10): it would be read as a plain value',
       );
       expect(err.hint).toMatch(/remove the tag/);
+      await new Promise((r) => setImmediate(r)); // process.emitWarning emits on the next tick
     } finally {
       process.off('warning', listen);
     }

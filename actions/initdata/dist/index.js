@@ -67300,7 +67300,7 @@ async function loadEnvIdentities(root, env, processEnv = process.env) {
   if (!existsSync4(configFile)) return ids;
   let keyFile;
   try {
-    keyFile = (0, import_yaml6.parse)(readFileSync3(configFile, "utf8"))?.secrets?.age_key_file;
+    keyFile = (0, import_yaml6.parse)(readFileSync3(configFile, "utf8"), { logLevel: "error" })?.secrets?.age_key_file;
   } catch {
     return ids;
   }

@@ -24,8 +24,13 @@ export type SupervisorKey = string;
 // ASCII controls: a line break would start a new option; the others have no business in a config file.
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u0008\u000a-\u001f\u007f]/;
-// Python's str.isspace() before ';' or '#': configparser's inline comment rule (rule 1).
-const INLINE_COMMENT = /[\s\u001c-\u001f\u0085][;#]/u;
+// Python's str.isspace() (what configparser's strip() removes): JavaScript's \s without U+FEFF, plus the
+// information separators U+001C-U+001F and NEL (U+0085).
+const PY_SPACE = '\\t\\n\\v\\f\\r\\u001c-\\u001f \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000';
+// Before ';' or '#': configparser's inline comment rule (rule 1).
+const INLINE_COMMENT = new RegExp(`[${PY_SPACE}][;#]`, 'u');
+// At either end: stripped from the value (rule 1).
+const EDGE_SPACE = new RegExp(`^[${PY_SPACE}]|[${PY_SPACE}]$`, 'u');
 
 function refuse(key: SupervisorKey, why: string, hint: string): never {
   throw new OpsError(`${key}: supervisor cannot carry this value: ${why}`, hint);
@@ -42,12 +47,13 @@ function checkLine(key: SupervisorKey, value: string): void {
 /**
  * A plain value (command, directory, user, ...) for a `key=value` line, `%` doubled for each %-formatting
  * supervisor applies to that key (`expansions`: 1, or 2 for log file names). Leading or trailing whitespace
- * would be stripped by configparser: refused, as are line breaks and inline-comment sequences.
+ * (Python's str.isspace(), wider than JavaScript's trim(): NEL, U+001C-U+001F) would be stripped by
+ * configparser: refused, as are line breaks and inline-comment sequences.
  * @throws OpsError naming `key` (never the value) when supervisor cannot carry it.
  */
 export function supervisorValue(key: SupervisorKey, value: string, expansions: 1 | 2 = 1): string {
   checkLine(key, value);
-  if (value !== value.trim()) refuse(key, 'it starts or ends with whitespace, which supervisor strips', 'remove the leading/trailing spaces');
+  if (EDGE_SPACE.test(value)) refuse(key, 'it starts or ends with whitespace (as Python\'s str.isspace() has it, NEL U+0085 and U+2028 included), which supervisor strips', 'remove the leading/trailing spaces');
   return value.replace(/%/g, '%'.repeat(2 ** expansions));
 }
 

@@ -1,6 +1,7 @@
 // The schema of environments/<env>/environment.yml: every key, its form, default and meaning. The same
 // definition validates files (environment.ts), renders the README's reference and the JSON Schema editors read.
 import { isIP } from 'node:net';
+import { posix } from 'node:path';
 import { DEFAULT_READERS, READERS } from '../dotenv-readers.ts';
 import { patternOf } from '../shell.ts';
 import { HOST_KEY_TYPES, parseHostKey } from './hostkey.ts';
@@ -25,15 +26,99 @@ const hostKey = string({
 
 const relPath = string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\n]*$/, form: 'a relative path without ".."' });
 
-const absPath = string({ pattern: /^\/[^\n]*$/, form: 'an absolute path' });
+/**
+ * Directories no app may take as its own: the top-level directories of the Linux Filesystem Hierarchy Standard
+ * (FHS 3.0, chapter 3, and what Debian adds: lib32, lib64, libx32, snap, lost+found) and the usual ones below them
+ * (FHS 4 and 5: /usr/local and its hierarchy, /var/lib, /var/log, /var/www...). ops creates, chowns and, when the
+ * environment is removed, lists an `rm -rf` of its directory: any of these would be another's.
+ */
+const SYSTEM_DIRS = new Set([
+  ...['bin', 'boot', 'dev', 'etc', 'home', 'lib', 'lib32', 'lib64', 'libx32', 'lost+found', 'media', 'mnt', 'opt', 'proc', 'root', 'run', 'sbin', 'snap', 'srv', 'sys', 'tmp', 'usr', 'var'].map((d) => `/${d}`),
+  ...['bin', 'games', 'include', 'lib', 'lib32', 'lib64', 'libexec', 'libx32', 'local', 'sbin', 'share', 'src'].map((d) => `/usr/${d}`),
+  ...['bin', 'etc', 'games', 'include', 'lib', 'libexec', 'man', 'sbin', 'share', 'src'].map((d) => `/usr/local/${d}`),
+  ...['backups', 'cache', 'crash', 'lib', 'local', 'lock', 'log', 'mail', 'opt', 'run', 'spool', 'tmp', 'www'].map((d) => `/var/${d}`),
+  ...['/etc/nginx', '/etc/ssl', '/etc/supervisor', '/etc/systemd', '/etc/ssh', '/var/spool/cron', '/var/www/html', '/var/www/letsencrypt'],
+]);
+
+/** Kernel and boot-time file systems (FHS 3.17 /proc, 3.15 /run; /sys, /dev): nothing of an app's lives there. */
+const VIRTUAL_TREES = ['/proc', '/sys', '/dev', '/run'];
+
+/**
+ * Why `path` is not a directory an app can own (ops creates it, chowns it to the app user, and `ops env remove`
+ * lists `rm -rf` of it), or undefined. It must be written normalized (no ".", ".." or empty segment, no trailing
+ * "/": the path checks and comparisons between environments are made on its text), be at least two levels deep,
+ * and be none of the system's shared directories (SYSTEM_DIRS, a user's home /home/<name>) nor inside a kernel
+ * file system.
+ */
+export function ownDirectoryProblem(path: string): string | undefined {
+  if (!path.startsWith('/')) return 'not an absolute path';
+  const normal = posix.normalize(path).replace(/(.)\/+$/, '$1');
+  const segments = path.split('/').slice(1);
+  if (path !== '/' && (path.endsWith('/') || segments.some((s) => s === '' || s === '.' || s === '..'))) {
+    const then = ownDirectoryProblem(normal);
+    return `write it normalized, without "." or ".." segments, "//" or a trailing "/": "${normal}"${then ? `, which is refused too: ${then}` : ''}`;
+  }
+  if (path === '/' || SYSTEM_DIRS.has(path)) return `${path} is a system directory, shared with the rest of the host: use a directory of its own, e.g. "/srv/<app>"`;
+  if (segments.length < 2) return `too shallow: use a directory of its own at least two levels deep, e.g. "/srv/<app>"`;
+  if (segments.length === 2 && segments[0] === 'home') return `${path} is a user's home directory: use a directory of its own, e.g. "/srv/<app>" (or "${path}/<app>")`;
+  const tree = VIRTUAL_TREES.find((t) => path.startsWith(`${t}/`));
+  if (tree) return `${tree} is a kernel or boot-time file system (its content is lost at reboot): use e.g. "/srv/<app>"`;
+  return undefined;
+}
+
+/** A directory ops creates, chowns and may remove: normalized, two levels deep at least, no system directory. */
+const ownDir = string({
+  pattern: /^(?:\/(?!\.{1,2}(?:\/|$))[^/\n]+){2,}$/,
+  form: 'an absolute path of a directory of its own, normalized, at least two levels deep ("/srv/<app>")',
+  check: ownDirectoryProblem,
+});
 
 const anyPath = string({ pattern: /^[^\n]+$/, form: 'a path' });
 
 const gitRef = string({ form: 'a git branch, tag or sha', pattern: patternOf('gitRef') });
 
-const urlPath = string({ pattern: /^\/[A-Za-z0-9._~\/-]*$/, form: 'a URL path: "/" then letters, digits, ".", "_", "~", "/" or "-"' });
+/**
+ * Why `v` cannot be a route's prefix, or undefined. nginx matches a prefix `location` against the request URI as
+ * text, after it has normalized "." and ".." segments and merged "//" (nginx docs, "location"): a prefix holding
+ * any of them never matches. Without a trailing "/" a prefix also catches its siblings (`/api` takes `/apiary`,
+ * proxied as `/ary`); with it, nginx answers the bare `/api` with a 301 to `/api/` (a prefix location ending in
+ * "/" with proxy_pass, same page).
+ */
+export function routeProblem(v: string): string | undefined {
+  if (!/^\/[A-Za-z0-9._~\/-]*$/.test(v)) return undefined; // the pattern's form says it
+  const segments = v.split('/').slice(1, -1);
+  if (v !== '/' && segments.some((s) => s === '' || s === '.' || s === '..')) {
+    const fixed = `${posix.normalize(v).replace(/\/*$/, '')}/`;
+    return `nginx normalizes ".", ".." and "//" in a request's path before matching it, so this prefix would never match: write "${fixed}"`;
+  }
+  if (!v.endsWith('/')) return `a prefix other than "/" ends with "/": write "${v}/" (without it, ${v} also catches ${v}ary and ${v}-docs; nginx redirects ${v} to ${v}/)`;
+  return undefined;
+}
+
+const routePrefix = string({
+  pattern: /^\/(?:(?!\.{1,2}\/)[A-Za-z0-9._~-]+\/)*$/,
+  form: 'a URL prefix ending in "/" ("/", "/api/"; letters, digits, ".", "_", "~", "-" between the "/", no "." or ".." segment)',
+  check: routeProblem,
+});
 /** A health check's path: a URL path, and a query string if the check wants one (`/health?full=1`). */
 const healthPath = string({ pattern: /^\/[A-Za-z0-9._~\/-]*(\?[A-Za-z0-9._~\/=&%+-]*)?$/, form: 'a URL path ("/" then letters, digits, ".", "_", "~", "/" or "-"), with a query string if needed ("?full=1")' });
+
+/** Bytes of each size unit nginx reads (k, m, g, either case; none: bytes). */
+const SIZE_UNITS: Record<string, bigint> = { '': 1n, k: 1024n, m: 1024n ** 2n, g: 1024n ** 3n };
+
+/**
+ * Why nginx would refuse `v` as a size read into off_t (client_max_body_size: ngx_conf_set_off_slot ->
+ * ngx_parse_offset in nginx's src/core/ngx_parse.c), or undefined: the number before the unit may be at most
+ * NGX_MAX_OFF_T_VALUE (2^63 - 1 on 64-bit Linux) divided by the unit's bytes, e.g. 8589934591g. Only the digits and
+ * the unit: the pattern says the form.
+ */
+export function bodySizeProblem(v: string): string | undefined {
+  const m = /^(\d+)([kKmMgG]?)$/.exec(v);
+  if (!m) return undefined;
+  const max = (2n ** 63n - 1n) / SIZE_UNITS[m[2]!.toLowerCase()]!;
+  if (BigInt(m[1]!) > max) return `nginx refuses a size over 2^63 - 1 bytes: at most ${max}${m[2]} (a few "m" or "g" is usual)`;
+  return undefined;
+}
 
 const version = string({ pattern: /^\d+(\.\d+){0,2}$/, form: 'a version number ("18", "3.11", "3.8.9")' });
 
@@ -141,7 +226,7 @@ export const environmentSchema = object(
     { connect_timeout: 20, connect_retries: 2 },
   ),
   app_user: opt(name, 'Unix user the app runs as (created by provision, never root); default: the app name'),
-  base_dir: opt(absPath, 'where releases live on the host; default: /srv/<app>'),
+  base_dir: opt(ownDir, 'where releases live on the host, owned by the app user (not a system directory: `ops env remove` lists its removal); default: /srv/<app>'),
   runtimes: opt(
     object({
       python: opt(pythonRuntime, 'Python for the API', { strategy: 'debian', version: '3.11' }),
@@ -187,7 +272,7 @@ export const environmentSchema = object(
     {},
   ),
   programs: req(record(name, programSchema), 'long-running processes of a release, kept alive by supervisor'),
-  routes: opt(record(urlPath, name), 'nginx locations: URL prefix -> program; the prefix is stripped for everything but "/"', { '/': 'client', '/api/': 'server' }),
+  routes: opt(record(routePrefix, name), 'nginx locations: URL prefix -> program; the prefix is stripped for everything but "/"', { '/': 'client', '/api/': 'server' }),
   switch: opt(
     object({
       health_timeout: opt(integer(1, 900), 'seconds the new processes get to pass their health checks', 60),
@@ -250,7 +335,7 @@ export const environmentSchema = object(
   nginx: opt(
     object({
       site_template: opt(relPath, 'your own site template instead of the built-in one, relative to the environment folder'),
-      client_max_body_size: opt(string({ pattern: /^\d+[kKmMgG]?$/, form: 'a size ("10m")' }), 'largest request body', '10m'),
+      client_max_body_size: opt(string({ pattern: /^\d+[kKmMgG]?$/, form: 'a size ("10m")', check: bodySizeProblem }), 'largest request body (0: no limit)', '10m'),
       default_server: opt(
         boolean(),
         'the site also answers requests for names no site on the host serves (and by IP address); at most one app per host. An app without a domain always does, and must be alone on its hosts',

@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, s
 import { isIP, isIPv6 } from 'node:net';
 import { isAbsolute, join, resolve } from 'node:path';
 import { deserialize, serialize } from 'node:v8';
-import { YAMLParseError, parse as parseYaml } from 'yaml';
+import { type Document, isPair, isSeq, parseDocument, visit, type Node as YamlNode } from 'yaml';
 import yamlPackage from 'yaml/package.json' with { type: 'json' };
 import { readersTable } from '../dotenv-readers.ts';
 import { OpsError } from '../errors.ts';
@@ -106,6 +106,11 @@ const RESERVED_APPS: Record<string, string> = {
   certs: '/etc/ssl/certs',
 };
 
+/** What a reserved app name (RESERVED_APPS) would take on a host, or undefined for an app name of its own. */
+export function reservedApp(app: string): string | undefined {
+  return Object.hasOwn(RESERVED_APPS, app) ? RESERVED_APPS[app] : undefined;
+}
+
 /** Rules across keys that neither the schema language nor JSON Schema can express (so editors do not check them). */
 function crossCheck(config: EnvironmentConfig, problems: Problem[]): void {
   const seen = new Set<string>();
@@ -127,13 +132,20 @@ function crossCheck(config: EnvironmentConfig, problems: Problem[]): void {
   ]);
   for (const h of config.hosts) if (!ports.has(h.port)) ports.set(h.port, `sshd (hosts[].port of ${h.name})`);
   for (const [pname, p] of Object.entries(config.programs)) {
-    for (const port of [p.port, p.port + config.switch.port_offset]) {
+    const green = p.port + config.switch.port_offset;
+    if (green > 65535) {
+      problems.push({
+        path: `programs.${pname}.port`,
+        message: `${p.port} + switch.port_offset ${config.switch.port_offset} = ${green}, the green slot's port, is above 65535: expected a port from 1 to ${65535 - config.switch.port_offset} (or a smaller switch.port_offset)`,
+      });
+    }
+    for (const port of green > 65535 ? [p.port] : [p.port, green]) {
       const other = ports.get(port);
       if (other) problems.push({ path: `programs.${pname}.port`, message: `port ${port} is also used by ${other} (each program needs port and port + switch.port_offset free)` });
       ports.set(port, pname);
     }
   }
-  const reserved = RESERVED_APPS[config.app];
+  const reserved = reservedApp(config.app);
   if (reserved) problems.push({ path: 'app', message: `"${config.app}" would take ${reserved}, which belongs to the system: pick another app name` });
   const appUser = config.app_user ?? config.app;
   const login = config.hosts.find((h) => h.user === appUser);
@@ -235,13 +247,66 @@ export function readYamlFile(file: string, label = file): unknown {
   if (kept) return kept.value;
   let value: unknown;
   try {
-    value = parseYaml(text, { prettyErrors: true });
+    const doc = parseDocument(text, { prettyErrors: true });
+    if (doc.errors.length) throw new OpsError(`${label} is not valid YAML: ${doc.errors[0]!.message}`);
+    const warnings = yamlWarnings(doc, text);
+    if (warnings.length)
+      throw new OpsError(
+        `${label} is not read as written:\n${warnings.map((w) => `  - ${w}`).join('\n')}`,
+        'remove the tag (a value needs none: quote it to make it a string), or write the value in the form its key expects',
+      );
+    value = doc.toJS({ maxAliasCount: MAX_ALIASES });
   } catch (e) {
-    if (e instanceof YAMLParseError) throw new OpsError(`${label} is not valid YAML: ${e.message}`);
-    throw e;
+    if (e instanceof OpsError) throw e;
+    // Whatever else the yaml library throws reading a user's file is about that file, not a bug of ours.
+    const aliases = /alias/i.test(String((e as Error).message));
+    throw new OpsError(
+      `${label} cannot be read as YAML: ${(e as Error).message ?? e}`,
+      aliases
+        ? `it uses aliases (*name) more than ${MAX_ALIASES} times, counting those inside what an alias repeats: write some values out instead of aliasing them`
+        : 'fix the file (see the message above)',
+    );
   }
   if (entry) keepParsed(entry, value);
   return value;
+}
+
+/**
+ * How many alias expansions readYamlFile lets a file make (the yaml library's `maxAliasCount`: each use of an
+ * alias, times the aliases inside what it repeats). The library's default, 100, refuses a legitimate file (120
+ * hosts each `host_key: *key`); this still stops an alias bomb ("billion laughs": nested aliases that expand
+ * into a huge value) long before it costs memory.
+ */
+export const MAX_ALIASES = 10_000;
+
+/**
+ * The yaml library's warnings about a document (an unknown tag such as `!!foo` or `!local`, which it would read
+ * as the plain value and print as a Node warning), each with the key path of the value and where it is.
+ */
+function yamlWarnings(doc: Document, text: string): string[] {
+  if (!doc.warnings.length) return [];
+  // Tagged nodes, by where they start, with their key path ("env.X", "hosts[0]").
+  const tagged: { start: number; path: string }[] = [];
+  visit(doc, {
+    Node(_key, node, ancestors) {
+      if (!(node as YamlNode).tag || !(node as YamlNode).range) return;
+      const chain = [...ancestors, node];
+      let path = '';
+      chain.forEach((a, i) => {
+        const child = chain[i + 1];
+        if (isPair(a)) path += `${path ? '.' : ''}${String((a.key as { value?: unknown } | null)?.value ?? a.key)}`;
+        else if (isSeq(a) && child) path += `[${a.items.indexOf(child as never)}]`;
+      });
+      tagged.push({ start: (node as YamlNode).range![0], path });
+    },
+  });
+  return doc.warnings.map((w) => {
+    const where = w.linePos?.[0] ? `line ${w.linePos[0].line}, column ${w.linePos[0].col}` : `offset ${w.pos[0]}`;
+    if (w.code !== 'TAG_RESOLVE_FAILED') return `${where}: ${w.message.split('\n')[0]}`;
+    // The tag's node starts after the tag (and a space).
+    const node = tagged.filter((t) => t.start >= w.pos[1]).sort((a, b) => a.start - b.start)[0];
+    return `${node?.path || '(top level)'}: unknown YAML tag ${text.slice(w.pos[0], w.pos[1])} (${where}): it would be read as a plain value`;
+  });
 }
 
 /** Load, validate and resolve environments/<name>/environment.yml under the project root. */
@@ -325,6 +390,6 @@ export const SCHEMA_COMMENT = `# yaml-language-server: $schema=../../${JSON_SCHE
 export function environmentJsonSchema(): JsonSchema {
   return renderJsonSchema(environmentSchema, {
     title: 'ops-pipeline environment (environments/<env>/environment.yml)',
-    description: 'Generated by `npm run docs` from core/config/environment.ts; the loader checks the same rules, plus a few editors cannot (duplicate host names, routes naming programs, port collisions, host key contents).',
+    description: 'Generated by `npm run docs` from core/config/environment.ts; the loader checks the same rules, plus a few editors cannot (duplicate host names, routes naming programs, port collisions and green ports above 65535, system directories as base_dir, client_max_body_size over the limit of nginx, host key contents).',
   });
 }

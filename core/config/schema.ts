@@ -32,10 +32,21 @@ export interface Schema<T> {
 
 export type Infer<S> = S extends Schema<infer T> ? T : never;
 
-function describe(value: unknown): string {
+/**
+ * What a parsed YAML value is, for "got ..." in messages: written as the file has it where JSON cannot say it
+ * (YAML 1.2's `.inf`, `-.inf`, `.nan`), and by kind for the tagged values the yaml library turns into objects
+ * (`!!binary`, `!!timestamp`, `!!set`, `!!omap`), which are neither strings nor mappings here.
+ */
+export function describe(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'a list';
-  if (typeof value === 'object') return 'a mapping';
+  if (typeof value === 'number' && !Number.isFinite(value)) return `number ${Number.isNaN(value) ? '.nan' : value > 0 ? '.inf' : '-.inf'}`;
+  if (value instanceof Date) return 'a date (a !!timestamp value; quote it to make it a string)';
+  if (value instanceof Uint8Array) return 'a !!binary value';
+  if (value instanceof Set) return 'a !!set value';
+  if (value instanceof Map) return 'a !!omap or !!pairs value';
+  if (isMapping(value)) return 'a mapping';
+  if (typeof value === 'object') return 'a tagged YAML value';
   if (typeof value === 'string') return JSON.stringify(value.length > 60 ? `${value.slice(0, 57)}...` : value);
   return `${typeof value} ${JSON.stringify(value)}`;
 }
@@ -46,9 +57,14 @@ export function fail<T>(problems: Problem[], path: string, form: string, value: 
   return undefined;
 }
 
-/** Whether a parsed YAML value is a mapping (an object, not null, not a list). */
+/**
+ * Whether a parsed YAML value is a mapping: a plain object (not null, not a list, nor the Date, Uint8Array, Set or
+ * Map a `!!timestamp`, `!!binary`, `!!set` or `!!omap` tag makes).
+ */
 export function isMapping(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const proto = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
 }
 
 /**

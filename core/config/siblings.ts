@@ -4,7 +4,7 @@
 // /var/log/<app>), app user, base directory (releases, lock, audit log), domain, the default server, and the
 // names derived from them. Checked before anything runs, from the environment files alone: cheap (a few
 // small YAML files) and independent of the hosts' state.
-import { join } from 'node:path';
+import { join, posix } from 'node:path';
 import { OpsError, formatError } from '../errors.ts';
 import { layout, slotPort, type Slot } from '../layout.ts';
 import type { Reporter } from '../report.ts';
@@ -104,8 +104,9 @@ export function hostClaims(env: Environment): Claim[] {
   return claims;
 }
 
+/** Whether one directory is the other or inside it, compared as the kernel resolves them (".", "..", "//" and a trailing "/" normalized away; no symbolic links followed). */
 function overlaps(a: string, b: string): boolean {
-  const [x, y] = [a.replace(/\/+$/, ''), b.replace(/\/+$/, '')];
+  const [x, y] = [posix.normalize(a).replace(/\/+$/, ''), posix.normalize(b).replace(/\/+$/, '')];
   return x === y || x.startsWith(`${y}/`) || y.startsWith(`${x}/`);
 }
 

@@ -4,7 +4,8 @@
 // callback URLs, the GitHub environment and its secrets, workflow options, the age key.
 import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { environmentsDir, listEnvironments, loadEnvironment, type Environment } from '../config/environment.ts';
+import { environmentsDir, listEnvironments, loadEnvironment, reservedApp, type Environment } from '../config/environment.ts';
+import { ownDirectoryProblem } from '../config/environment-schema.ts';
 import { resolveTarget } from '../target.ts';
 import { findSiblings } from '../config/siblings.ts';
 import type { OpsContext } from '../context.ts';
@@ -79,8 +80,14 @@ export function removeAppCommands(environment: Environment): string[] {
   ];
   if (c.tls.mode === 'letsencrypt' && c.domain) cmds.push(`sudo certbot delete --cert-name ${quote(c.domain)}`);
   if (c.tls.mode === 'letsencrypt' && c.tls.acme_ca_file) cmds.push(`sudo rm -f ${quote(acmeCaPath(env))}`);
-  if (c.tls.mode === 'self-signed') cmds.push(`sudo rm -rf ${quote(L.selfSignedDir)}`);
-  cmds.push(`sudo rm -rf ${quote(L.base)} ${quote(L.logDir)} ${quote(L.nginxAccessLog)}* ${quote(L.nginxErrorLog)}*`, `sudo userdel --remove ${quote(env.appUser)}`);
+  const reserved = reservedApp(c.app);
+  // A file older than the checks (or edited since) may name a shared directory: never offer to remove one.
+  if (c.tls.mode === 'self-signed' && !reserved) cmds.push(`sudo rm -rf ${quote(L.selfSignedDir)}`);
+  const own = [L.base, ...(reserved ? [] : [L.logDir])].filter((d) => !ownDirectoryProblem(d));
+  cmds.push(`sudo rm -rf ${[...own.map(quote), `${quote(L.nginxAccessLog)}*`, `${quote(L.nginxErrorLog)}*`].join(' ')}`, `sudo userdel --remove ${quote(env.appUser)}`);
+  const why = ownDirectoryProblem(L.base);
+  if (why) cmds.push(`# base_dir ${L.base} is not a directory of its own (${why}): remove ${c.app}'s files from it by hand (releases, shared, current, repo.git, .ops), nothing else`);
+  if (reserved) cmds.push(`# app "${c.app}" names ${reserved}, which belongs to the system: its files there are not removed`);
   return cmds;
 }
 

@@ -46,7 +46,8 @@ export function envSopsFiles(root: string, env: string): string[] {
 /**
  * The identities that open an environment's files: the user's own (SOPS_AGE_KEY, SOPS_AGE_KEY_FILE, the
  * default key file), plus the environment's `secrets.age_key_file` when it declares one (throwaway
- * sandboxes only). environment.yml is read loosely here, so a broken config does not lock secrets away.
+ * sandboxes only). environment.yml is read loosely here, so a broken config does not lock secrets away (and
+ * quietly: what is wrong with it, an unknown tag included, is said once, by the environment's loader).
  */
 export async function loadEnvIdentities(root: string, env: string, processEnv: NodeJS.ProcessEnv = process.env): Promise<Identities> {
   const ids = await loadIdentities(processEnv);
@@ -54,7 +55,7 @@ export async function loadEnvIdentities(root: string, env: string, processEnv: N
   if (!existsSync(configFile)) return ids;
   let keyFile: unknown;
   try {
-    keyFile = (parseYaml(readFileSync(configFile, 'utf8')) as { secrets?: { age_key_file?: unknown } } | null)?.secrets?.age_key_file;
+    keyFile = (parseYaml(readFileSync(configFile, 'utf8'), { logLevel: 'error' }) as { secrets?: { age_key_file?: unknown } } | null)?.secrets?.age_key_file;
   } catch {
     return ids;
   }

@@ -3,7 +3,8 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
-import { ConfigError, environmentReference, listEnvironments, loadEnvironment, parseEnvironment } from '../../core/config/environment.ts';
+import { ConfigError, environmentReference, listEnvironments, loadEnvironment, parseEnvironment, readYamlFile } from '../../core/config/environment.ts';
+import { OpsError } from '../../core/errors.ts';
 import { fingerprint, parseHostKey } from '../../core/config/hostkey.ts';
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
@@ -65,7 +66,7 @@ describe('environment schema', () => {
     doc.routes = { '/': 'client', '/api?x/': 'server' };
     expect(problems(doc)).toEqual([
       'programs.server.health: expected a URL path ("/" then letters, digits, ".", "_", "~", "/" or "-"), with a query string if needed ("?full=1"), got "/health check"',
-      'routes./api?x/: expected a URL path: "/" then letters, digits, ".", "_", "~", "/" or "-", got "/api?x/"',
+      'routes./api?x/: expected a URL prefix ending in "/" ("/", "/api/"; letters, digits, ".", "_", "~", "-" between the "/", no "." or ".." segment), got "/api?x/"',
     ]);
   });
 
@@ -170,6 +171,140 @@ describe('bastion', () => {
     const unpinned = minimal() as Record<string, any>;
     unpinned.bastion = { address: 'jump.example.org' };
     expect(problems(unpinned)).toEqual(['bastion: give exactly one of host_key or host_key_file (the bastion\'s key is pinned too)']);
+  });
+});
+
+describe('directories, routes, ports and sizes as the host reads them', () => {
+  it('base_dir is a directory of its own: normalized, two levels deep at least, no system directory, each refusal with an example', () => {
+    const refused: Array<[string, RegExp]> = [
+      ['/', /\/ is a system directory.*e\.g\. "\/srv\/<app>"/],
+      ['/tmp', /\/tmp is a system directory.*"\/srv\/<app>"/],
+      ['/srv', /\/srv is a system directory/],
+      ['/home', /\/home is a system directory/],
+      ['/opt', /\/opt is a system directory/],
+      ['/shop', /too shallow.*"\/srv\/<app>"/],
+      ['/usr/local', /\/usr\/local is a system directory/],
+      ['/usr/local/lib', /system directory/],
+      ['/var/lib', /system directory/],
+      ['/var/log', /system directory/],
+      ['/var/www', /system directory/],
+      ['/home/deploy', /\/home\/deploy is a user's home directory/],
+      ['/run/shop', /kernel or boot-time file system/],
+      ['/srv/shop/', /write it normalized.*: "\/srv\/shop"\)$/],
+      ['/srv/x/../shop', /write it normalized.*: "\/srv\/shop"\)$/],
+      ['//srv/shop', /write it normalized.*: "\/srv\/shop"\)$/],
+      ['/srv/./shop', /write it normalized.*: "\/srv\/shop"\)$/],
+      ['/srv/shop/..', /write it normalized.*: "\/srv", which is refused too: \/srv is a system directory/],
+      ['srv/shop', /not an absolute path/],
+    ];
+    for (const [base_dir, why] of refused) {
+      const got = problems({ ...minimal(), base_dir });
+      expect(got, base_dir).toEqual([expect.stringMatching(/^base_dir: expected an absolute path of a directory of its own, normalized, at least two levels deep \("\/srv\/<app>"\), got /)]);
+      expect(got[0], base_dir).toMatch(why);
+    }
+    for (const base_dir of ['/srv/shop', '/srv/demo app', '/opt/shop', '/home/deploy/shop', '/var/www/shop', '/data/apps/shop', '/srv/100%shop']) expect(problems({ ...minimal(), base_dir }), base_dir).toEqual([]);
+  });
+
+  it('a route other than "/" ends with "/" and has no ".", ".." or empty segment (nginx normalizes those away before matching)', () => {
+    const refused: Array<[string, string]> = [
+      ['/api', 'a prefix other than "/" ends with "/": write "/api/"'],
+      ['/v1/api', 'write "/v1/api/"'],
+      ['//api/', 'this prefix would never match: write "/api/"'],
+      ['/./api/', 'this prefix would never match: write "/api/"'],
+      ['/api/../x/', 'this prefix would never match: write "/x/"'],
+      ['/api//', 'this prefix would never match: write "/api/"'],
+    ];
+    for (const [prefix, why] of refused) {
+      const got = problems({ ...minimal(), routes: { '/': 'client', [prefix]: 'server' } });
+      expect(got, prefix).toHaveLength(1);
+      expect(got[0], prefix).toMatch(new RegExp(`^routes\\.${prefix.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: expected a URL prefix ending in "/"`));
+      expect(got[0], prefix).toContain(why);
+    }
+    for (const routes of [{ '/': 'client' }, { '/': 'client', '/api/': 'server' }, { '/app.v2/': 'client', '/a/b~c/': 'server' }]) expect(problems({ ...minimal(), routes }), JSON.stringify(routes)).toEqual([]);
+  });
+
+  it("a program's green port (port + switch.port_offset) must exist: above 65535 is refused at config time, naming the key", () => {
+    const doc = minimal() as Record<string, any>;
+    doc.programs.server.port = 65535;
+    expect(problems(doc)).toEqual(['programs.server.port: 65535 + switch.port_offset 1 = 65536, the green slot\'s port, is above 65535: expected a port from 1 to 65534 (or a smaller switch.port_offset)']);
+    doc.programs.server.port = 60000;
+    doc.switch = { port_offset: 10000 };
+    expect(problems(doc)).toEqual([expect.stringMatching(/^programs\.server\.port: 60000 \+ switch\.port_offset 10000 = 70000, .* from 1 to 55535/)]);
+    doc.programs.server.port = 55535;
+    expect(problems(doc)).toEqual([]);
+  });
+
+  it("client_max_body_size is bounded as nginx's ngx_parse_offset bounds it (at most 2^63 - 1 bytes)", () => {
+    const size = (client_max_body_size: string) => problems({ ...minimal(), nginx: { client_max_body_size } });
+    for (const ok of ['0', '10m', '8589934591g', '8796093022207M', '9007199254740991k', '9223372036854775807']) expect(size(ok), ok).toEqual([]);
+    for (const [bad, max] of <Array<[string, string]>>[['9999999999g', '8589934591g'], ['8589934592G', '8589934591G'], ['9007199254740992k', '9007199254740991k'], ['9223372036854775808', '9223372036854775807']])
+      expect(size(bad), bad).toEqual([`nginx.client_max_body_size: expected a size ("10m"), got "${bad}" (nginx refuses a size over 2^63 - 1 bytes: at most ${max} (a few "m" or "g" is usual))`]);
+  });
+});
+
+describe('YAML values the schema has no word for', () => {
+  const read = (text: string) => {
+    const dir = mkdtempSync(join(tmpdir(), 'ops-yaml-'));
+    writeFileSync(join(dir, 'environment.yml'), text);
+    return readYamlFile(join(dir, 'environment.yml'), 'environments/x/environment.yml');
+  };
+  const base = `app: shop\nhosts: [{name: web1, address: 192.0.2.1, host_key: "${KEY}"}]\nprograms: {server: {command: run, port: 3579}, client: {command: run, port: 3000}}\n`;
+  const fileProblems = (text: string) => problems(read(base + text));
+
+  it('.inf, -.inf and .nan are named as written, not as JSON spells them (null)', () => {
+    expect(fileProblems('switch: {drain: .inf}')).toEqual(['switch.drain: expected an integer 0-3600, got number .inf']);
+    expect(fileProblems('switch: {drain: -.inf}')).toEqual(['switch.drain: expected an integer 0-3600, got number -.inf']);
+    expect(fileProblems('switch: {drain: .nan, health_interval: .NaN}')).toEqual(['switch.health_interval: expected a number 0.1-60, got number .nan', 'switch.drain: expected an integer 0-3600, got number .nan']);
+  });
+
+  it('a !!binary or !!timestamp value is one problem saying what it is, not the keys of an object', () => {
+    expect(fileProblems('env: {X: !!binary aGVsbG8=}')).toEqual(['env.X: expected a string, got a !!binary value']);
+    expect(fileProblems('env: {X: !!timestamp 2024-01-01}')).toEqual(['env.X: expected a string, got a date (a !!timestamp value; quote it to make it a string)']);
+    expect(fileProblems('env: {X: !!set {a, b}}')).toEqual(['env.X: expected a string, got a !!set value']);
+    expect(problems(read(base.replace('app: shop', 'app: !!timestamp 2024-01-01T10:00:00Z')))).toEqual([expect.stringMatching(/^app: expected a name .*, got a date/)]);
+  });
+
+  it('an unknown tag is an error naming the file, the key and the line, never a Node warning', async () => {
+    const warnings: unknown[] = [];
+    const listen = (w: unknown) => warnings.push(w);
+    process.on('warning', listen);
+    try {
+      const err = (() => {
+        try {
+          read(`${base}env:\n  X: !!foo bar\n  Y: [a, !local b]\n`);
+        } catch (e) {
+          return e as OpsError;
+        }
+        throw new Error('accepted');
+      })();
+      expect(err).toBeInstanceOf(OpsError);
+      expect(err.message).toBe(
+        'environments/x/environment.yml is not read as written:\n' +
+          '  - env.X: unknown YAML tag !!foo (line 5, column 6): it would be read as a plain value\n' +
+          '  - env.Y[1]: unknown YAML tag !local (line 6, column 10): it would be read as a plain value',
+      );
+      expect(err.hint).toMatch(/remove the tag/);
+      await new Promise((r) => setImmediate(r)); // process.emitWarning emits on the next tick
+    } finally {
+      process.off('warning', listen);
+    }
+    expect(warnings).toEqual([]);
+  });
+
+  it('aliases: 120 hosts sharing a key by alias load; an alias bomb is a clear error naming the file, not an internal error', () => {
+    const hosts = Array.from({ length: 120 }, (_, i) => `  - {name: web${i}, address: 192.0.2.${i + 1}, host_key: ${i ? '*hk' : `&hk "${KEY}"`}}`).join('\n');
+    const many = read(`app: shop\nhosts:\n${hosts}\nprograms: {server: {command: run, port: 3579}, client: {command: run, port: 3000}}\n`);
+    expect(parseEnvironment(many, 'f').hosts).toHaveLength(120);
+    const bomb = ['a: &a ["x","x","x","x","x","x","x","x","x","x"]', ...Array.from({ length: 8 }, (_, i) => `${String.fromCharCode(98 + i)}: &${String.fromCharCode(98 + i)} [${Array(10).fill(`*${String.fromCharCode(97 + i)}`).join(',')}]`)].join('\n');
+    let err: unknown;
+    try {
+      read(bomb);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(OpsError);
+    expect((err as OpsError).message).toMatch(/^environments\/x\/environment\.yml cannot be read as YAML: Excessive alias count/);
+    expect((err as OpsError).hint).toMatch(/aliases \(\*name\) more than 10000 times.*write some values out/);
   });
 });
 

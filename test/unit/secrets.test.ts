@@ -4,6 +4,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { OpsError } from '../../core/errors.ts';
+import { loadEnvIdentities } from '../../core/secrets/env.ts';
 import { generateIdentity, identitiesFromText, loadIdentities } from '../../core/secrets/keys.ts';
 import { SecretsFile, decryptFile } from '../../core/secrets/sops.ts';
 import { parseTree } from '../../core/secrets/tree-parse.ts';
@@ -200,6 +201,25 @@ describe('keys', () => {
     expect(JSON.stringify(err)).not.toContain('SECRETVALUE');
     const bad = 'AGE-SECRET-KEY-1QXRVEJH9S4NQU0FPD6V79ESZQ8S6PXH3L8V40EVPTHFH6KNKD4DQ7SKC4Q'; // checksum broken
     await expect(loadIdentities({ SOPS_AGE_KEY: bad, HOME: tempDir() })).rejects.toThrow('line 1 of SOPS_AGE_KEY is not a valid age identity');
+  });
+});
+
+describe('the environment\'s age_key_file', () => {
+  it('is read from an environment.yml with an unknown tag without a raw Node warning (its loader says what is wrong, once)', async () => {
+    const root = tempDir();
+    mkdirSync(join(root, 'environments', 'x'), { recursive: true });
+    writeFileSync(join(root, 'environments', 'x', 'environment.yml'), 'app: shop\nenv:\n  X: !!foo bar\nsecrets: {age_key_file: age-key.txt}\n');
+    writeFileSync(join(root, 'environments', 'x', 'age-key.txt'), (await generateIdentity()).keyFile);
+    const warnings: unknown[] = [];
+    const listen = (w: unknown) => warnings.push(w);
+    process.on('warning', listen);
+    try {
+      await loadEnvIdentities(root, 'x', {});
+      await new Promise((r) => setImmediate(r)); // process.emitWarning emits on the next tick
+    } finally {
+      process.off('warning', listen);
+    }
+    expect(warnings).toEqual([]);
   });
 });
 

@@ -7,9 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { loadEnvironment, parseEnvironment } from '../../core/config/environment.ts';
+import { loadEnvironment, parseEnvironment, resolveEnvironment } from '../../core/config/environment.ts';
 import { resolveTarget, type Target } from '../../core/target.ts';
-import { hostSharing, refuseCollisions, sharingPlan } from '../../core/config/siblings.ts';
+import { collisions, hostSharing, refuseCollisions, sharingPlan } from '../../core/config/siblings.ts';
 import type { OpsContext } from '../../core/context.ts';
 import { OpsError } from '../../core/errors.ts';
 import { deploy } from '../../core/ops/deploy.ts';
@@ -104,9 +104,23 @@ describe('sibling environments', () => {
     expect(c.join('\n')).not.toMatch(/supervisor program|nginx upstream|nginx variable/);
   });
 
+  it('base directories are compared as the kernel resolves them: ".", "..", "//" and a trailing "/" do not hide an overlap (a file older than the base_dir checks)', () => {
+    const env = (name: string, app: string, ports: [number, number], domain: string, baseDir?: string) => {
+      const e = resolveEnvironment(name, '/nonexistent', parseEnvironment(config(app, ports, { domain }), name), [{ name: 'web1', address: VM.address, port: 22, user: 'deploy', hostKey: KEY }]);
+      return baseDir ? { ...e, baseDir } : e;
+    };
+    const staging = env('staging', 'shop', [3000, 3100], 'a.example.org');
+    for (const base of ['/srv/shop', '/srv/shop/', '/srv/x/../shop', '//srv/shop', '/srv/./shop', '/srv', '/srv/shop/releases/..', '/']) {
+      const demo = env('demo', 'shopdemo', [4000, 4100], 'b.example.org', base);
+      expect(collisions(staging, { env: demo, hosts: [{ mine: staging.hosts[0]!, theirs: demo.hosts[0]! }] }), base).toEqual([expect.stringContaining(`base directories overlap: staging /srv/shop, demo ${base}`)]);
+    }
+    const apart = env('demo', 'shopdemo', [4000, 4100], 'b.example.org', '/srv/shop2/../shopdemo');
+    expect(collisions(staging, { env: apart, hosts: [{ mine: staging.hosts[0]!, theirs: apart.hosts[0]! }] })).toEqual([]);
+  });
+
   it('app user, nested base directories, domain (any case) and a second default server are refused', () => {
     expect(sharing({ staging: STAGING, demo: { ...DEMO, app_user: 'catalogage-staging' } }).collisions).toEqual([expect.stringContaining('both take app user "catalogage-staging" (staging: app_user, default: the app name — demo: app_user)')]);
-    expect(sharing({ staging: { ...STAGING, base_dir: '/srv/apps' }, demo: { ...DEMO, base_dir: '/srv/apps/demo/' } }).collisions).toEqual([expect.stringContaining('base directories overlap: staging /srv/apps, demo /srv/apps/demo/')]);
+    expect(sharing({ staging: { ...STAGING, base_dir: '/srv/apps' }, demo: { ...DEMO, base_dir: '/srv/apps/demo' } }).collisions).toEqual([expect.stringContaining('base directories overlap: staging /srv/apps, demo /srv/apps/demo')]);
     expect(sharing({ staging: STAGING, demo: { ...DEMO, domain: 'Staging.Example.org' } }).collisions).toEqual([expect.stringContaining('both take domain staging.example.org (staging: domain — demo: domain)')]);
     const def = { nginx: { default_server: true } };
     expect(sharing({ staging: { ...STAGING, ...def }, demo: DEMO }).collisions).toEqual([]);

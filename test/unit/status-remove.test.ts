@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml, stringify } from 'yaml';
 import type { Connector } from '../../core/context.ts';
-import { formatRemove, removeEnvironment } from '../../core/ops/decommission.ts';
+import { formatRemove, removeAppCommands, removeEnvironment } from '../../core/ops/decommission.ts';
 import { RecordingRemote } from '../../core/remote/recording.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { readCreationRules, setEnvRule } from '../../core/secrets/sops-config.ts';
@@ -121,6 +121,20 @@ describe('ops env remove', () => {
       ].join('\n'),
     );
     expect(text).not.toMatch(/keep\.conf|\/srv\/keep|userdel --remove keep/);
+  });
+
+  it('never lists rm -rf of a shared or system directory, even for a file older than the base_dir checks', () => {
+    const env = testEnv();
+    for (const baseDir of ['/', '/srv', '/tmp', '/home/deploy', '/var/log', '/srv/x/..', '//srv']) {
+      const cmds = removeAppCommands({ ...env, baseDir });
+      const rm = cmds.find((c) => c.startsWith('sudo rm -rf '))!;
+      expect(rm, baseDir).toBe('sudo rm -rf /var/log/shop /var/log/nginx/shop.access.log* /var/log/nginx/shop.error.log*');
+      expect(cmds.at(-1), baseDir).toMatch(new RegExp(`^# base_dir ${baseDir.replace(/[.]/g, '\\.')} is not a directory of its own \\(.*\\): remove shop's files from it by hand \\(releases, shared, current, repo\\.git, \\.ops\\), nothing else$`));
+    }
+    // An app named after a system directory (refused by today's checks): its logs and TLS directory are the system's.
+    const nginx = removeAppCommands({ ...env, config: { ...env.config, app: 'nginx', tls: { mode: 'self-signed' } }, baseDir: '/srv/nginx' });
+    expect(nginx.filter((c) => /rm -rf/.test(c))).toEqual(['sudo rm -rf /srv/nginx /var/log/nginx/nginx.access.log* /var/log/nginx/nginx.error.log*']);
+    expect(nginx.at(-1)).toBe('# app "nginx" names /var/log/nginx, which belongs to the system: its files there are not removed');
   });
 
   it('refuses unknown and invalid names before anything else', async () => {

@@ -171,6 +171,22 @@ describe('supervisor files, read back by supervisor itself', () => {
     }
   });
 
+  it("whitespace at either end is refused as Python's str.isspace() has it (NEL, U+001C-U+001F), which supervisor strips; U+FEFF, which it keeps, is carried", () => {
+    const python = join(CACHE, 'python', `supervisor-${VERSIONS[0]}`, 'bin', 'python');
+    const spaces = [...(JSON.parse(execFileSync(python, ['-c', 'import json,sys; json.dump("".join(c for c in map(chr, range(0x110000)) if c.isspace()), sys.stdout)'], { encoding: 'utf8' })) as string)];
+    expect(spaces).toEqual(expect.arrayContaining(['\u0085', '\u001c', '\u2028', ' ']));
+    for (const c of spaces)
+      for (const value of [`run x${c}`, `${c}run x`]) expect(() => supervisorValue('programs.web.command', value), JSON.stringify(value)).toThrow(/^programs\.web\.command: supervisor cannot carry this value: (it starts or ends with whitespace|it contains a line break)/);
+    // Why: supervisor reads "run x" + NEL as "run x" (a silent change), but keeps U+FEFF.
+    const conf = slotConfig(env({ web: { command: 'run x', port: 4000 }, bom: { command: 'run y\ufeff', port: 4010 } }), 'blue', '/srv/shop/releases/r1', 'r1');
+    expect(conf).toContain('command=run x\n');
+    for (const v of VERSIONS) {
+      const got = parse(v, conf.replace('command=run x\n', 'command=run x\u0085\n')).programs!;
+      expect(got['shop-blue-web']!.command, v).toBe('run x');
+      expect(got['shop-blue-bom']!.argv, v).toEqual(['run', 'y\ufeff']);
+    }
+  });
+
   it('paths are encoded too: a % in base_dir reaches directory and log files as written', () => {
     const e = { ...env({ web: { command: 'run', port: 4000, directory: 'sub' } }), baseDir: '/srv/100%shop' };
     const conf = slotConfig(e, 'blue', '/srv/100%shop/releases/r1', 'r1');

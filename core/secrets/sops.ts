@@ -16,6 +16,7 @@ import { type AgeStanza, DEFAULT_UNENCRYPTED_SUFFIX, type EncryptedDocument, LEG
 import { CURRENT_LAYOUT, printTree } from './tree-print.ts';
 import { scalarText } from './tree-scalars.ts';
 import { type Format, type MapNode, type PlainValue, type TreeNode, formatOf, getEntry, str, toPlain, treeEquals, walkTree } from './tree.ts';
+import { decodeUtf8 } from './utf8.ts';
 
 export interface RenderOptions {
   /** Time written to `lastmodified` when the document changed (default: now). */
@@ -58,13 +59,14 @@ export class SecretsFile {
 
   /** Read, decrypt and verify a sops file. */
   static async open(file: string, opts: DecryptOptions = {}): Promise<SecretsFile> {
-    let text: string;
+    let bytes: Buffer;
     try {
-      text = await readFile(file, 'utf8');
+      bytes = await readFile(file);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       throw new OpsError(`cannot read ${file}: ${code === 'ENOENT' ? 'no such file' : (code ?? (e as Error).message)}`);
     }
+    const text = decodeUtf8(bytes, file, 'a sops file is UTF-8 text: restore it from git history');
     return SecretsFile.fromText(text, file, opts);
   }
 

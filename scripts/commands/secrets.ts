@@ -36,11 +36,12 @@ async function openWith(ctx: CommandContext, env: string): Promise<OpenWith> {
   return { identities: await identitiesFor(ctx, env), mask: (v) => ctx.reporter.mask(v) };
 }
 
-function readAll(stream: NodeJS.ReadableStream): Promise<string> {
+/** All of a stream's bytes (decoded by the caller: strictly, see core/secrets/utf8.ts). */
+function readAll(stream: NodeJS.ReadableStream): Promise<Buffer> {
   return new Promise((res, rej) => {
     const chunks: Buffer[] = [];
     stream.on('data', (c: Buffer | string) => chunks.push(typeof c === 'string' ? Buffer.from(c) : c));
-    stream.on('end', () => res(Buffer.concat(chunks).toString('utf8')));
+    stream.on('end', () => res(Buffer.concat(chunks)));
     stream.on('error', rej);
     stream.resume();
   });
@@ -203,7 +204,9 @@ Text that is not valid YAML is offered back to the editor (answer n to drop the 
       const key = ctx.args[1]!;
       splitKeyPath(key, () => []); // a malformed path is refused before stdin is read
       if ((ctx.stdin as NodeJS.ReadStream).isTTY) ctx.stderr.write(`value for ${key} (end with Ctrl-D):\n`);
-      const value = (await readAll(ctx.stdin)).replace(/\r?\n$/, '');
+      const { decodeUtf8 } = await import('../../core/secrets/utf8.ts');
+      const hint = `store binary data as base64 text (\`base64 -w0 < FILE | ops secrets set ${env} ${key}\`), or convert text to UTF-8 first (\`iconv -f latin1 -t utf-8\`)`;
+      const value = decodeUtf8(await readAll(ctx.stdin), `the value on stdin for ${key}`, hint).replace(/\r?\n$/, '');
       if (value === '') throw new OpsError('no value on stdin', `pipe the value in: printf '%s' "$VALUE" | ops secrets set ${env} ${key}`);
       ctx.reporter.mask(value);
       const { secrets, created } = await openEnvSecrets(ctx.root, env, await openWith(ctx, env));

@@ -20,7 +20,7 @@ function collect(): { stream: PassThrough; text: () => string } {
 }
 
 /** `ops <argv>` with `root` as the project, only the environment variables given, and `input` on stdin. */
-export async function runOps(argv: string[], io: Pick<RunIo, 'root' | 'processEnv' | 'connector'> & { input?: string; commands?: Command[] }): Promise<CliResult> {
+export async function runOps(argv: string[], io: Pick<RunIo, 'root' | 'processEnv' | 'connector'> & { input?: string | Uint8Array; commands?: Command[] }): Promise<CliResult> {
   const out = collect();
   const err = collect();
   const code = await runCli(io.commands ?? allCommands, { argv, root: io.root, processEnv: io.processEnv ?? {}, stdin: Readable.from([io.input ?? '']), stdout: out.stream, stderr: err.stream, connector: io.connector });

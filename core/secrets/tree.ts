@@ -199,23 +199,82 @@ export function treeEquals(a: TreeNode, b: TreeNode): boolean {
   }
 }
 
+interface KeyPart {
+  key: string;
+  quoted: boolean;
+}
+
+const PATH_HINT = 'keys separated by dots, e.g. database_url or datapass.client_id; a key holding dots in double quotes: passwords."admin@example.org"';
+
+/** The parts of a key path: dot-separated, a part in double quotes taken verbatim (dots included). */
+function keyPathParts(text: string): KeyPart[] {
+  const parts: KeyPart[] = [];
+  const bad = (why: string) => new OpsError(`invalid key path "${text}": ${why}`, PATH_HINT);
+  let i = 0;
+  for (;;) {
+    if (text[i] === '"') {
+      const close = text.indexOf('"', i + 1);
+      if (close < 0) throw bad('a quote is not closed');
+      if (close === i + 1) throw bad('an empty key ("")');
+      parts.push({ key: text.slice(i + 1, close), quoted: true });
+      i = close + 1;
+      if (i < text.length && text[i] !== '.') throw bad('a quoted key must be followed by a dot or the end');
+    } else {
+      const dot = text.indexOf('.', i);
+      const key = text.slice(i, dot < 0 ? text.length : dot);
+      if (key === '') throw bad('an empty key (two dots in a row, or a dot at an end)');
+      parts.push({ key, quoted: false });
+      i = dot < 0 ? text.length : dot;
+    }
+    if (i >= text.length) return parts;
+    i++; // the dot
+    if (i >= text.length) throw bad('an empty key (two dots in a row, or a dot at an end)');
+  }
+}
+
 /**
- * A dotted key path as a user writes it (`datapass.client_id`, `passwords.admin@example.org`), split into keys
- * against what exists: at each level the longest run of dot-separated parts that names an existing key is one key
- * (so a key holding dots, as e-mail keys do, is reached as written and as showPath prints it); elsewhere each
- * part is a key of its own (new keys nest at every dot). `keysAt(path)` gives the keys of the map at `path`
- * (empty when there is none). @throws OpsError for an empty part ("a..b", ".a", "a.").
+ * A dotted key path as a user writes it (`datapass.client_id`, `passwords.admin@example.org`,
+ * `passwords."new@example.org"`), split into keys against what exists: at each level the longest run of
+ * dot-separated parts that names an existing key is one key (so a key holding dots, as e-mail keys do, is
+ * reached as written and as showPath prints it); a part in double quotes is one key as written, dots included.
+ * Where the path leaves what exists, each remaining part is a key of its own (new keys nest at every dot).
+ * `keysAt(path)` gives the keys of the map at `path` (empty when there is none).
+ *
+ * `creating` (ops secrets set): a new key with dots directly under an existing map other than the top level
+ * (`passwords.new@x.org` when passwords exists and has no `new@x.org`) could be one key holding dots or nested
+ * keys; it is refused rather than guessed, the hint showing both quoted spellings.
+ * @throws OpsError for an empty part ("a..b", ".a", "a.", `""`), an unclosed quote, or (creating) such an ambiguous key.
  */
-export function splitKeyPath(text: string, keysAt: (path: string[]) => readonly string[]): string[] {
-  const parts = text.split('.');
-  if (parts.some((p) => p === '')) throw new OpsError(`invalid key path "${text}"`, 'keys separated by dots, e.g. database_url or datapass.client_id');
+export function splitKeyPath(text: string, keysAt: (path: string[]) => readonly string[], options: { creating?: boolean } = {}): string[] {
+  const parts = keyPathParts(text);
   const path: string[] = [];
   for (let i = 0; i < parts.length; ) {
+    if (parts[i]!.quoted) {
+      path.push(parts[i]!.key);
+      i++;
+      continue;
+    }
     const keys = new Set(keysAt(path));
-    let end = parts.length;
-    while (end > i + 1 && !keys.has(parts.slice(i, end).join('.'))) end--;
-    path.push(parts.slice(i, end).join('.'));
-    i = end;
+    let run = i;
+    while (run < parts.length && !parts[run]!.quoted) run++; // parts[i..run) are unquoted
+    let end = run;
+    while (end > i && !keys.has(parts.slice(i, end).map((p) => p.key).join('.'))) end--;
+    if (end > i) {
+      path.push(parts.slice(i, end).map((p) => p.key).join('.'));
+      i = end;
+      continue;
+    }
+    // a new key: the rest nests at every dot
+    if (options.creating && path.length > 0 && run - i > 1) {
+      const rest = parts.slice(i, run).map((p) => p.key);
+      const at = showPath(path);
+      throw new OpsError(
+        `the key path "${text}" is ambiguous: ${at} has no key ${rest.join('.')}, which could be one key holding dots or ${rest.length} nested keys`,
+        `say which: '${at}."${rest.join('.')}"' for one key, or '${at}.${rest.map((k) => `"${k}"`).join('.')}' for nested keys (single quotes keep the shell off the double quotes)`,
+      );
+    }
+    for (const p of parts.slice(i)) path.push(p.key);
+    break;
   }
   return path;
 }

@@ -117,7 +117,7 @@ The file's MAC is verified as sops does: a changed, deleted or reordered value i
     name: 'secrets show',
     summary: "print an environment's secrets in plaintext (all of them, or one key)",
     args: ['<env>'],
-    options: { key: { type: 'string', value: 'PATH', description: 'print only this value (a.b for nested keys)' } },
+    options: { key: { type: 'string', value: 'PATH', description: 'print only this value (a.b for nested keys; "a.b" in double quotes for one key holding dots)' } },
     async run(ctx) {
       const { secretsPath } = await import('../../core/secrets/env.ts');
       const { SecretsFile } = await import('../../core/secrets/sops.ts');
@@ -196,7 +196,11 @@ Text that is not valid YAML is offered back to the editor (answer n to drop the 
     args: ['<env>', '<key>'],
     help: `The value is read from stdin, one trailing newline removed:
   printf '%s' "$DATABASE_URL" | ops secrets set prod database_url
-  ops secrets set prod datapass.client_secret < secret.txt`,
+  ops secrets set prod datapass.client_secret < secret.txt
+The key path is split at dots; an existing key holding dots is found as written (passwords.admin@example.org).
+A key in double quotes is one key, dots included: ops secrets set prod 'passwords."new@example.org"'.
+A new key with dots under an existing map (other than the top level) is refused as ambiguous: quote it
+as one key, or quote each part ('passwords."a"."b"') to nest.`,
     async run(ctx) {
       const { openEnvSecrets } = await import('../../core/secrets/files.ts');
       const { mapKeysAt, splitKeyPath, str } = await import('../../core/secrets/tree.ts');
@@ -210,7 +214,7 @@ Text that is not valid YAML is offered back to the editor (answer n to drop the 
       if (value === '') throw new OpsError('no value on stdin', `pipe the value in: printf '%s' "$VALUE" | ops secrets set ${env} ${key}`);
       ctx.reporter.mask(value);
       const { secrets, created } = await openEnvSecrets(ctx.root, env, await openWith(ctx, env));
-      const path = splitKeyPath(key, (p) => mapKeysAt(secrets.tree, p));
+      const path = splitKeyPath(key, (p) => mapKeysAt(secrets.tree, p), { creating: true });
       secrets.set(path, str(value));
       const written = await secrets.save();
       ctx.reporter.info(`${show(ctx.root, secrets.file)}: ${written ? (created ? 'created with' : 'set') : 'unchanged,'} ${path.join('.')}`);

@@ -49579,16 +49579,59 @@ function treeEquals(a, b) {
     }
   }
 }
-function splitKeyPath(text, keysAt) {
-  const parts = text.split(".");
-  if (parts.some((p) => p === "")) throw new OpsError(`invalid key path "${text}"`, "keys separated by dots, e.g. database_url or datapass.client_id");
+function keyPathParts(text) {
+  const parts = [];
+  const bad = (why) => new OpsError(`invalid key path "${text}": ${why}`, PATH_HINT);
+  let i = 0;
+  for (; ; ) {
+    if (text[i] === '"') {
+      const close = text.indexOf('"', i + 1);
+      if (close < 0) throw bad("a quote is not closed");
+      if (close === i + 1) throw bad('an empty key ("")');
+      parts.push({ key: text.slice(i + 1, close), quoted: true });
+      i = close + 1;
+      if (i < text.length && text[i] !== ".") throw bad("a quoted key must be followed by a dot or the end");
+    } else {
+      const dot = text.indexOf(".", i);
+      const key = text.slice(i, dot < 0 ? text.length : dot);
+      if (key === "") throw bad("an empty key (two dots in a row, or a dot at an end)");
+      parts.push({ key, quoted: false });
+      i = dot < 0 ? text.length : dot;
+    }
+    if (i >= text.length) return parts;
+    i++;
+    if (i >= text.length) throw bad("an empty key (two dots in a row, or a dot at an end)");
+  }
+}
+function splitKeyPath(text, keysAt, options = {}) {
+  const parts = keyPathParts(text);
   const path = [];
   for (let i = 0; i < parts.length; ) {
+    if (parts[i].quoted) {
+      path.push(parts[i].key);
+      i++;
+      continue;
+    }
     const keys = new Set(keysAt(path));
-    let end = parts.length;
-    while (end > i + 1 && !keys.has(parts.slice(i, end).join("."))) end--;
-    path.push(parts.slice(i, end).join("."));
-    i = end;
+    let run = i;
+    while (run < parts.length && !parts[run].quoted) run++;
+    let end = run;
+    while (end > i && !keys.has(parts.slice(i, end).map((p) => p.key).join("."))) end--;
+    if (end > i) {
+      path.push(parts.slice(i, end).map((p) => p.key).join("."));
+      i = end;
+      continue;
+    }
+    if (options.creating && path.length > 0 && run - i > 1) {
+      const rest = parts.slice(i, run).map((p) => p.key);
+      const at2 = showPath(path);
+      throw new OpsError(
+        `the key path "${text}" is ambiguous: ${at2} has no key ${rest.join(".")}, which could be one key holding dots or ${rest.length} nested keys`,
+        `say which: '${at2}."${rest.join(".")}"' for one key, or '${at2}.${rest.map((k) => `"${k}"`).join(".")}' for nested keys (single quotes keep the shell off the double quotes)`
+      );
+    }
+    for (const p of parts.slice(i)) path.push(p.key);
+    break;
   }
   return path;
 }
@@ -49627,7 +49670,7 @@ function fromPlain(value, path = []) {
   }
   throw new OpsError(`${showPath(path)}: a ${typeof value} cannot be stored in a secrets file`);
 }
-var str;
+var str, PATH_HINT;
 var init_tree = __esm({
   "core/secrets/tree.ts"() {
     "use strict";
@@ -49635,6 +49678,7 @@ var init_tree = __esm({
     init_goyaml();
     init_tree_scalars();
     str = (value) => ({ kind: "scalar", type: "str", value });
+    PATH_HINT = 'keys separated by dots, e.g. database_url or datapass.client_id; a key holding dots in double quotes: passwords."admin@example.org"';
   }
 });
 

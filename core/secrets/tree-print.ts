@@ -41,6 +41,8 @@ function toYamlNode(node: TreeNode): YamlNode {
       const m = new YAMLMap();
       node.entries.forEach(([k, v], i) => {
         const key = yamlScalar(str(k));
+        // go-yaml v3 (so sops) writes a `<<` key as a merge key, `!!merge <<:`, however it was read
+        if (k === '<<') Object.assign(key, { tag: 'tag:yaml.org,2002:merge', type: Scalar.PLAIN });
         const value = toYamlNode(v);
         const { head, inline } = split(node, i, v);
         if (head.length) key.commentBefore = joinComment(head);

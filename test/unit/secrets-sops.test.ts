@@ -413,6 +413,57 @@ describe('ops secrets commands on sops-written files', () => {
   });
 });
 
+describe('YAML merge keys and aliases, as sops writes them', () => {
+  // sops 3.13.3 copies each alias, and keeps a merge key as the key `<<` (not merged), written `!!merge <<:`
+  const PLAIN = 'base: &b {x: 1, s: str}\nder:\n  <<: *b\n  y: 2\nal: *b\nlist: [*b]\nquoted:\n  "<<": {q: 3}\n';
+
+  it('ops reads a sops file with them (same tree, same MAC) and prints what sops decrypt prints', async () => {
+    const plainFile = join(dir, 'merge.yaml');
+    writeFileSync(plainFile, PLAIN);
+    const enc = sops(['encrypt', '--age', k1.recipient, plainFile], k1);
+    expect(enc.err).toBe('');
+    expect(enc.out).toContain('!!merge <<:');
+    const ours = await SecretsFile.fromText(enc.out, 'sops-merge.yaml', { identities: k1.ids });
+    const theirs = sopsDecryptText(enc.out, 'yaml', k1);
+    expect(ours.plaintext()).toBe(theirs);
+    const theirsJson = JSON.parse(sopsDecryptJson(enc.out, k1)) as PlainValue;
+    expect(toPlain(ours.tree)).toEqual(theirsJson);
+    expect(theirsJson).toMatchObject({ der: { '<<': { x: 1, s: 'str' }, y: 2 }, al: { x: 1 }, quoted: { '<<': { q: 3 } } });
+  });
+
+  it('ops keeps them when it rewrites such a file, and encrypts a plain file with them as sops does', async () => {
+    const e = await newEnv();
+    const plainFile = join(dir, 'merge-cli.yaml');
+    writeFileSync(plainFile, PLAIN);
+    const recipient = readFileSync(join(e.root, '.sops.yaml'), 'utf8').match(/age: (\S+)/)![1]!;
+    writeFileSync(e.secrets, sops(['encrypt', '--age', recipient, plainFile], k1).out);
+    const show = await cli(e.root, ['secrets', 'show', 'qa', '--key', 'der'], e.env);
+    expect(show).toMatchObject({ code: 0, err: '' });
+    expect(show.out).toBe('!!merge <<:\n  x: 1\n  s: str\n"y": 2\n');
+    expect((await cli(e.root, ['secrets', 'set', 'qa', 'der.y'], e.env, 'three')).code).toBe(0);
+    const after = sops(['decrypt', e.secrets], { file: e.keyFile });
+    expect(after.err).toBe('');
+    expect(after.out).toContain('der:\n    !!merge <<:\n        x: 1\n        s: str\n    "y": three\n');
+    // ops secrets encrypt of the same plain file: sops decrypts it to what it decrypts its own to
+    const asset = join(e.root, 'environments/qa/assets/merge.yaml');
+    mkdirSync(join(asset, '..'), { recursive: true });
+    writeFileSync(asset, PLAIN);
+    expect((await cli(e.root, ['secrets', 'encrypt', asset], e.env)).code).toBe(0);
+    const own = join(dir, 'merge-own.yaml');
+    writeFileSync(own, sops(['encrypt', '--age', recipient, plainFile], k1).out);
+    expect(sops(['decrypt', asset], { file: e.keyFile }).out).toBe(sops(['decrypt', own], { file: e.keyFile }).out);
+  });
+});
+
+/** `sops decrypt --output-type json` of an encrypted YAML text. */
+function sopsDecryptJson(text: string, key: Key): string {
+  const file = join(tempDir('ops-sops-text-'), 'f.yaml');
+  writeFileSync(file, text);
+  const r = sops(['decrypt', '--output-type', 'json', file], key);
+  if (r.code !== 0) throw new Error(`sops decrypt failed: ${r.err}`);
+  return r.out;
+}
+
 describe('comments sops keeps', () => {
   for (const [rule, marker, marked, unmarked] of [
     ['encrypted_comment_regex', 'sops:enc', 'ENC', 'plain'],

@@ -66325,6 +66325,7 @@ function placeComments(tokens, anchors, root) {
 }
 
 // core/secrets/tree-parse.ts
+var MERGE_TAG = "tag:yaml.org,2002:merge";
 function lineCol(text, offset) {
   const before = text.slice(0, offset);
   const line = before.split("\n").length;
@@ -66449,6 +66450,11 @@ function parseTree(text, format, options) {
   let rootBranch;
   const keyOf = (key, path) => {
     const k = (0, import_yaml3.isAlias)(key) ? target(key) : key;
+    if ((0, import_yaml3.isScalar)(k) && k.tag === MERGE_TAG) {
+      const source = typeof k.source === "string" ? k.source : String(k.value ?? "");
+      if (source === "<<" || source === "") return "<<";
+      throw new OpsError(`${file}: ${showPath(path)}: the key ${source} is tagged !!merge, which only << may be`, "remove the tag");
+    }
     if ((0, import_yaml3.isScalar)(k)) {
       const v = scalar(k, path);
       if (v.kind === "scalar" && v.type === "str") return v.value;
@@ -66492,6 +66498,7 @@ function toYamlNode(node) {
       const m = new import_yaml4.YAMLMap();
       node.entries.forEach(([k, v], i) => {
         const key = yamlScalar(str(k));
+        if (k === "<<") Object.assign(key, { tag: "tag:yaml.org,2002:merge", type: import_yaml4.Scalar.PLAIN });
         const value = toYamlNode(v);
         const { head, inline } = split2(node, i, v);
         if (head.length) key.commentBefore = joinComment(head);

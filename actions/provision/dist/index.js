@@ -66188,6 +66188,11 @@ function parseTree(text, format, options) {
   let rootBranch;
   const keyOf = (key, path) => {
     const k = (0, import_yaml3.isAlias)(key) ? target(key) : key;
+    if ((0, import_yaml3.isScalar)(k) && k.tag === MERGE_TAG) {
+      const source = typeof k.source === "string" ? k.source : String(k.value ?? "");
+      if (source === "<<" || source === "") return "<<";
+      throw new OpsError(`${file}: ${showPath(path)}: the key ${source} is tagged !!merge, which only << may be`, "remove the tag");
+    }
     if ((0, import_yaml3.isScalar)(k)) {
       const v = scalar(k, path);
       if (v.kind === "scalar" && v.type === "str") return v.value;
@@ -66204,7 +66209,7 @@ function parseTree(text, format, options) {
   if (format === "yaml" && rootBranch) placeComments(commentTokens(text), anchors, rootBranch);
   return tree;
 }
-var import_yaml3;
+var import_yaml3, MERGE_TAG;
 var init_tree_parse = __esm({
   "core/secrets/tree-parse.ts"() {
     "use strict";
@@ -66213,6 +66218,7 @@ var init_tree_parse = __esm({
     init_comments();
     init_goyaml();
     init_tree();
+    MERGE_TAG = "tag:yaml.org,2002:merge";
   }
 });
 
@@ -66240,6 +66246,7 @@ function toYamlNode(node) {
       const m = new import_yaml4.YAMLMap();
       node.entries.forEach(([k, v], i) => {
         const key = yamlScalar(str(k));
+        if (k === "<<") Object.assign(key, { tag: "tag:yaml.org,2002:merge", type: import_yaml4.Scalar.PLAIN });
         const value = toYamlNode(v);
         const { head, inline } = split2(node, i, v);
         if (head.length) key.commentBefore = joinComment(head);

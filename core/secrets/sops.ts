@@ -11,7 +11,7 @@ import { writeFileAtomic } from './atomic.ts';
 import { DATA_KEY_BYTES, MacBuilder, aadOf, encryptScalar, sealText } from './cipher.ts';
 import { goRegexp } from './goregex.ts';
 import { checkRecipient, wrapDataKey } from './keys.ts';
-import { type DecryptOptions, IvStash, commentPath, decryptTree, maskAll, recoverDataKey, resolveIdentities } from './sops-decrypt.ts';
+import { type DecryptOptions, IvStash, commentPath, stashText, decryptTree, maskAll, recoverDataKey, resolveIdentities } from './sops-decrypt.ts';
 import { type AgeStanza, DEFAULT_UNENCRYPTED_SUFFIX, type EncryptedDocument, LEGACY_SOPS_VERSION, SOPS_VERSION, type SopsMetadata, canonicalLastModified, encryptionRule, parseSops } from './sops-metadata.ts';
 import { CURRENT_LAYOUT, printTree } from './tree-print.ts';
 import { scalarText } from './tree-scalars.ts';
@@ -199,7 +199,7 @@ export class SecretsFile {
         if (!encrypted) return leaf;
         if (leaf.type === 'str' && leaf.value === '') return leaf; // sops leaves empty strings as they are
         const aad = aadOf(keys);
-        return str(encryptScalar(leaf, key, aad, stash.take(aad, scalarText(leaf))));
+        return str(encryptScalar(leaf, key, aad, stash.take(aad, stashText(leaf))));
       },
       // comments as sops encrypts them: type `comment`, the path of their map as associated data, no MAC
       comment: (c, keys, stack, branch) => {

@@ -4,7 +4,7 @@ import { Scalar, isAlias, isMap, isScalar, isSeq, parseAllDocuments, visit, type
 import { OpsError } from '../errors.ts';
 import { type Anchor, type Branch, commentTokens, placeComments, positions } from './comments.ts';
 import { type GoScalar, intValue, resolveScalar } from './goyaml.ts';
-import { type Format, type ListNode, type MapNode, type NullNode, type ScalarNode, type TreeNode, showPath, str } from './tree.ts';
+import { type Format, type ListNode, type MapNode, type NullNode, type ScalarNode, type TreeNode, bytesNode, showPath, str } from './tree.ts';
 
 export interface ParseOptions {
   /** For messages: the file the text came from. */
@@ -88,8 +88,9 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
       if (typeof v === 'number') return { kind: 'scalar', type: 'float', value: v };
       throw new OpsError(`${where()}: unsupported value`, 'use strings, numbers, booleans, lists and maps only');
     }
-    // !!binary: the parser has decoded it already; sops holds the bytes as text
-    if (v instanceof Uint8Array) return str(Buffer.from(v).toString('utf8'));
+    // !!binary: go-yaml hands sops the decoded bytes as a string; bytes that are not UTF-8 are a binary value
+    if (v instanceof Uint8Array) return bytesNode(v);
+    if (node.tag === 'tag:yaml.org,2002:binary') return bytesNode(Buffer.from(String(v ?? '').replace(/\s+/g, ''), 'base64'));
     try {
       return goNode(resolveScalar(String(v ?? ''), node.type === 'PLAIN' || node.type === undefined, node.tag), where);
     } catch (e) {

@@ -16,6 +16,12 @@ export interface ScalarNode {
   kind: 'scalar';
   type: ScalarType;
   value: string | number | bigint | boolean;
+  /**
+   * Set on a `str` whose bytes are not UTF-8 text: a YAML `!!binary` value, which go-yaml hands sops as a Go
+   * string of those bytes (sops encrypts and hashes the bytes, and writes them back as `!!binary <base64>`).
+   * `value` is then their base64 text, for printing and comparing only: what the value is, is `bytes`.
+   */
+  bytes?: Uint8Array;
 }
 
 export interface NullNode {
@@ -50,11 +56,39 @@ export type TreeNode = ScalarNode | NullNode | MapNode | ListNode;
 
 export type Format = 'yaml' | 'json';
 
-/** What a plain JS value of a decrypted file looks like. */
-export type PlainValue = string | number | bigint | boolean | null | PlainValue[] | { [key: string]: PlainValue };
+/** What a plain JS value of a decrypted file looks like (a Uint8Array: a binary value, see ScalarNode.bytes). */
+export type PlainValue = string | number | bigint | boolean | null | Uint8Array | PlainValue[] | { [key: string]: PlainValue };
 
 /** A string scalar node. */
 export const str = (value: string): ScalarNode => ({ kind: 'scalar', type: 'str', value });
+
+/**
+ * A string scalar of arbitrary bytes, as go-yaml decodes `!!binary` for sops: text when they are UTF-8, else a
+ * binary node (`bytes` set, `value` their base64).
+ */
+export function bytesNode(bytes: Uint8Array): ScalarNode {
+  const buf = Buffer.from(bytes);
+  const text = buf.toString('utf8');
+  return Buffer.from(text, 'utf8').equals(buf) ? str(text) : { kind: 'scalar', type: 'str', value: buf.toString('base64'), bytes: buf };
+}
+
+/**
+ * The error for a binary value (see ScalarNode.bytes) where only text can go (`where`: "in the .env"), naming
+ * the key path and what to do: store it as base64 text. The file itself is fine, and its other values usable.
+ */
+export function binaryRefused(path: string, where: string, env = '<env>'): OpsError {
+  return new OpsError(
+    `the secret "${path}" is a binary value (YAML !!binary: bytes that are not UTF-8 text); binary values are not supported ${where}`,
+    `store it as base64 text and decode it where it is used: ops secrets show ${env} --key ${path} | base64 -w0 | ops secrets set ${env} ${path}`,
+  );
+}
+
+/** Whether a plain value (toPlain) is or holds a binary value. */
+export function holdsBinary(value: unknown): boolean {
+  if (value instanceof Uint8Array) return true;
+  if (Array.isArray(value)) return value.some(holdsBinary);
+  return value !== null && typeof value === 'object' && Object.values(value).some(holdsBinary);
+}
 
 /** The format of a sops file by its name: .json is JSON, anything else YAML. */
 export function formatOf(file: string): Format {
@@ -182,7 +216,7 @@ export function treeEquals(a: TreeNode, b: TreeNode): boolean {
       return true;
     case 'scalar': {
       const s = b as ScalarNode;
-      return a.type === s.type && (a.value === s.value || (typeof a.value === 'number' && Number.isNaN(a.value) && Number.isNaN(s.value)));
+      return a.type === s.type && Boolean(a.bytes) === Boolean(s.bytes) && (a.value === s.value || (typeof a.value === 'number' && Number.isNaN(a.value) && Number.isNaN(s.value)));
     }
     case 'list': {
       const l = b as ListNode;
@@ -291,13 +325,13 @@ export function getEntry(map: MapNode, key: string): TreeNode | undefined {
   return map.entries.find(([k]) => k === key)?.[1];
 }
 
-/** The tree as plain JS values (objects, arrays, strings, numbers, booleans, null). */
+/** The tree as plain JS values (objects, arrays, strings, numbers, booleans, null; a binary value as a Buffer). */
 export function toPlain(node: TreeNode): PlainValue {
   switch (node.kind) {
     case 'null':
       return null;
     case 'scalar':
-      return node.value;
+      return node.bytes ? Buffer.from(node.bytes) : node.value;
     case 'list':
       return node.items.map(toPlain);
     case 'map': {
@@ -321,6 +355,7 @@ export function fromPlain(value: unknown, path: (string | number)[] = []): TreeN
     if (value < -(2n ** 63n) || value >= 2n ** 63n) throw new OpsError(`${showPath(path)}: the integer ${value} is out of the 64-bit range sops holds`);
     return { kind: 'scalar', type: 'int', value: intValue(value) };
   }
+  if (value instanceof Uint8Array) return bytesNode(value);
   if (Array.isArray(value)) return { kind: 'list', items: value.map((v, i) => fromPlain(v, [...path, i])) };
   if (typeof value === 'object') {
     return { kind: 'map', entries: Object.entries(value).map(([k, v]) => [k, fromPlain(v, [...path, k])]) };
@@ -345,7 +380,7 @@ export function diffTrees(before: MapNode, after: MapNode): TreeChanges {
       } else if (node.kind === 'list') {
         if (node.items.length === 0) out.set(showPath(path), '[]');
         node.items.forEach((v, i) => walk(v, [...path, i]));
-      } else out.set(showPath(path), node.kind === 'null' ? 'null' : `${node.type}:${scalarText(node)}`);
+      } else out.set(showPath(path), node.kind === 'null' ? 'null' : `${node.type}${node.bytes ? '(binary)' : ''}:${scalarText(node)}`);
     };
     walk(tree, []);
     return out;

@@ -117,7 +117,7 @@ The file's MAC is verified as sops does: a changed, deleted or reordered value i
     name: 'secrets show',
     summary: "print an environment's secrets in plaintext (all of them, or one key)",
     args: ['<env>'],
-    options: { key: { type: 'string', value: 'PATH', description: 'print only this value (a.b for nested keys; "a.b" in double quotes for one key holding dots)' } },
+    options: { key: { type: 'string', value: 'PATH', description: 'print only this value (a.b for nested keys; "a.b" in double quotes for one key holding dots); a binary value (!!binary) as its bytes' } },
     async run(ctx) {
       const { secretsPath } = await import('../../core/secrets/env.ts');
       const { SecretsFile } = await import('../../core/secrets/sops.ts');
@@ -135,7 +135,9 @@ The file's MAC is verified as sops does: a changed, deleted or reordered value i
       let node: TreeNode | undefined = secrets.tree;
       for (const k of splitKeyPath(key, (p) => mapKeysAt(secrets.tree, p))) node = node?.kind === 'map' ? getEntry(node, k) : undefined;
       if (!node) throw new OpsError(`no key ${key} in ${show(ctx.root, file)}`, `\`ops secrets show ${env}\` lists them all`);
-      if (node.kind === 'scalar') ctx.stdout.write(`${node.type === 'bool' ? String(node.value) : node.value}\n`);
+      // a binary value: its bytes as they are, as `sops decrypt --extract` hands them on
+      if (node.kind === 'scalar' && node.bytes) ctx.stdout.write(node.bytes);
+      else if (node.kind === 'scalar') ctx.stdout.write(`${node.type === 'bool' ? String(node.value) : node.value}\n`);
       else if (node.kind === 'null') ctx.stdout.write('null\n');
       else ctx.stdout.write(node.kind === 'map' ? printTree(node, secrets.format) : toYaml({ kind: 'map', entries: [[key, node]] }));
       return 0;

@@ -49435,6 +49435,9 @@ function goFormatFloat(v) {
   if (point >= digits.length) return sign + digits + "0".repeat(point - digits.length);
   return `${sign}${digits.slice(0, point)}.${digits.slice(point)}`;
 }
+function scalarBytes(node) {
+  return node.bytes ? Buffer.from(node.bytes) : Buffer.from(scalarText(node), "utf8");
+}
 function scalarText(node) {
   switch (node.type) {
     case "str":
@@ -49491,6 +49494,22 @@ var init_tree_scalars = __esm({
 });
 
 // core/secrets/tree.ts
+function bytesNode(bytes) {
+  const buf = Buffer.from(bytes);
+  const text = buf.toString("utf8");
+  return Buffer.from(text, "utf8").equals(buf) ? str(text) : { kind: "scalar", type: "str", value: buf.toString("base64"), bytes: buf };
+}
+function binaryRefused(path, where, env = "<env>") {
+  return new OpsError(
+    `the secret "${path}" is a binary value (YAML !!binary: bytes that are not UTF-8 text); binary values are not supported ${where}`,
+    `store it as base64 text and decode it where it is used: ops secrets show ${env} --key ${path} | base64 -w0 | ops secrets set ${env} ${path}`
+  );
+}
+function holdsBinary(value) {
+  if (value instanceof Uint8Array) return true;
+  if (Array.isArray(value)) return value.some(holdsBinary);
+  return value !== null && typeof value === "object" && Object.values(value).some(holdsBinary);
+}
 function formatOf(file) {
   const lower = file.toLowerCase();
   if (lower.endsWith(".json")) return "json";
@@ -49567,7 +49586,7 @@ function treeEquals(a, b) {
       return true;
     case "scalar": {
       const s = b;
-      return a.type === s.type && (a.value === s.value || typeof a.value === "number" && Number.isNaN(a.value) && Number.isNaN(s.value));
+      return a.type === s.type && Boolean(a.bytes) === Boolean(s.bytes) && (a.value === s.value || typeof a.value === "number" && Number.isNaN(a.value) && Number.isNaN(s.value));
     }
     case "list": {
       const l = b;
@@ -49643,7 +49662,7 @@ function toPlain(node) {
     case "null":
       return null;
     case "scalar":
-      return node.value;
+      return node.bytes ? Buffer.from(node.bytes) : node.value;
     case "list":
       return node.items.map(toPlain);
     case "map": {
@@ -49664,6 +49683,7 @@ function fromPlain(value, path = []) {
     if (value < -(2n ** 63n) || value >= 2n ** 63n) throw new OpsError(`${showPath(path)}: the integer ${value} is out of the 64-bit range sops holds`);
     return { kind: "scalar", type: "int", value: intValue(value) };
   }
+  if (value instanceof Uint8Array) return bytesNode(value);
   if (Array.isArray(value)) return { kind: "list", items: value.map((v, i) => fromPlain(v, [...path, i])) };
   if (typeof value === "object") {
     return { kind: "map", entries: Object.entries(value).map(([k, v]) => [k, fromPlain(v, [...path, k])]) };
@@ -49740,14 +49760,17 @@ function formatEnc(enc) {
 function sealText(plaintext, type, key, aad, iv = randomBytes3(IV_BYTES)) {
   const c = createCipheriv("aes-256-gcm", key, iv);
   c.setAAD(Buffer.from(aad, "utf8"));
-  const data = Buffer.concat([c.update(plaintext, "utf8"), c.final()]);
+  const data = Buffer.concat([c.update(typeof plaintext === "string" ? Buffer.from(plaintext, "utf8") : plaintext), c.final()]);
   return formatEnc({ data, iv, tag: c.getAuthTag(), type });
 }
-function openText(enc, key, aad) {
+function openBytes(enc, key, aad) {
   const d = createDecipheriv("aes-256-gcm", key, enc.iv);
   d.setAAD(Buffer.from(aad, "utf8"));
   d.setAuthTag(enc.tag);
-  const out = Buffer.concat([d.update(enc.data), d.final()]);
+  return Buffer.concat([d.update(enc.data), d.final()]);
+}
+function openText(enc, key, aad) {
+  const out = openBytes(enc, key, aad);
   const text = out.toString("utf8");
   if (!Buffer.from(text, "utf8").equals(out)) throw new Error("the decrypted bytes are not UTF-8 text");
   return text;
@@ -49756,9 +49779,10 @@ function aadOf(keys) {
   return keys.join(":") + ":";
 }
 function encryptScalar(leaf, key, aad, iv) {
-  return sealText(scalarText(leaf), leaf.type, key, aad, iv);
+  return sealText(scalarBytes(leaf), leaf.type, key, aad, iv);
 }
 function decryptScalar(enc, key, aad) {
+  if (enc.type === "str") return bytesNode(openBytes(enc, key, aad));
   return parseScalarText(openText(enc, key, aad), enc.type);
 }
 var IV_BYTES, DATA_KEY_BYTES, ENC_RE, B64_RE, MalformedValue, MAC_ONLY_ENCRYPTED_INIT, MacBuilder;
@@ -49780,7 +49804,7 @@ var init_cipher = __esm({
         if (macOnlyEncrypted) this.hash.update(MAC_ONLY_ENCRYPTED_INIT);
       }
       add(leaf) {
-        this.hash.update(scalarText(leaf), "utf8");
+        this.hash.update(scalarBytes(leaf));
       }
       hex() {
         return this.hash.digest("hex").toUpperCase();
@@ -66161,7 +66185,8 @@ function parseTree(text, format, options) {
       if (typeof v === "number") return { kind: "scalar", type: "float", value: v };
       throw new OpsError(`${where()}: unsupported value`, "use strings, numbers, booleans, lists and maps only");
     }
-    if (v instanceof Uint8Array) return str(Buffer.from(v).toString("utf8"));
+    if (v instanceof Uint8Array) return bytesNode(v);
+    if (node.tag === "tag:yaml.org,2002:binary") return bytesNode(Buffer.from(String(v ?? "").replace(/\s+/g, ""), "base64"));
     try {
       return goNode(resolveScalar(String(v ?? ""), node.type === "PLAIN" || node.type === void 0, node.tag), where);
     } catch (e) {
@@ -66274,6 +66299,12 @@ function needsQuotesForGo(s) {
 }
 function yamlScalar(node) {
   if (node.kind === "null") return new import_yaml4.Scalar(null);
+  if (node.bytes) {
+    const b643 = node.value;
+    if (b643.length < 70) return Object.assign(new import_yaml4.Scalar(b643), { tag: "tag:yaml.org,2002:binary", type: import_yaml4.Scalar.PLAIN });
+    return Object.assign(new import_yaml4.Scalar(`${b643.match(/.{1,70}/g).join("\n")}
+`), { tag: "tag:yaml.org,2002:binary", type: import_yaml4.Scalar.BLOCK_LITERAL });
+  }
   const s = new import_yaml4.Scalar(node.value);
   if (node.type === "str" && needsQuotesForGo(node.value)) s.type = import_yaml4.Scalar.QUOTE_DOUBLE;
   if (node.type === "float" && Number.isInteger(node.value)) s.minFractionDigits = 1;
@@ -66355,6 +66386,7 @@ function jsonValue(node, indent2, step) {
     case "null":
       return "null";
     case "scalar":
+      if (node.bytes) throw new OpsError("a binary value (bytes that are not UTF-8 text) cannot be written in JSON", "store it as base64 text");
       if (node.type === "str") return goJsonString(node.value);
       if (node.type === "bool") return node.value ? "true" : "false";
       if (node.type === "time") return goJsonString(node.value);
@@ -66541,6 +66573,9 @@ var init_sops_metadata = __esm({
 });
 
 // core/secrets/sops-decrypt.ts
+function stashText(leaf) {
+  return leaf.bytes ? `b${leaf.value}` : `t${scalarText(leaf)}`;
+}
 async function unwrapAny(stanzas, ids) {
   const mine = new Set(ids.identities.map((i) => i.recipient));
   const ordered = [...stanzas.filter((s) => mine.has(s.recipient)), ...stanzas.filter((s) => !mine.has(s.recipient))];
@@ -66646,7 +66681,7 @@ function decryptTree(doc, key) {
             const why = /unable to authenticate|Unsupported state/i.test(e.message) ? "its ciphertext was changed, or it was moved from another key" : e.message;
             throw new OpsError(`${file}: ${showPath(path)} does not decrypt: ${why}`, restore);
           }
-          stash.put(aad, scalarText(value), enc.iv);
+          stash.put(aad, stashText(value), enc.iv);
           secrets.push(value);
         }
       }
@@ -66980,7 +67015,7 @@ var init_sops = __esm({
             if (!encrypted) return leaf;
             if (leaf.type === "str" && leaf.value === "") return leaf;
             const aad = aadOf(keys);
-            return str(encryptScalar(leaf, key, aad, stash.take(aad, scalarText(leaf))));
+            return str(encryptScalar(leaf, key, aad, stash.take(aad, stashText(leaf))));
           },
           // comments as sops encrypts them: type `comment`, the path of their map as associated data, no MAC
           comment: (c, keys, stack, branch) => {
@@ -72806,6 +72841,7 @@ function renderDotenv(env, secrets) {
         missing.push(`${key} needs the secret "${spec.secret}"`);
         continue;
       }
+      if (holdsBinary(found)) throw binaryRefused(spec.secret, `in the .env (${key})`, env.name);
       value = asString(found);
     }
     const readers = readersOf(env, key);
@@ -73033,6 +73069,7 @@ init_errors();
 
 // core/packages.ts
 init_errors();
+init_tree();
 function packagesNeedSecrets(env) {
   const p = env.config.packages;
   return typeof p.pip_index_url === "object" || p.npm_token !== void 0;

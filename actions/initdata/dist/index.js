@@ -50210,6 +50210,11 @@ function plainChangesMeaning(s) {
 
 // core/secrets/tree.ts
 var str = (value) => ({ kind: "scalar", type: "str", value });
+function bytesNode(bytes) {
+  const buf = Buffer.from(bytes);
+  const text = buf.toString("utf8");
+  return Buffer.from(text, "utf8").equals(buf) ? str(text) : { kind: "scalar", type: "str", value: buf.toString("base64"), bytes: buf };
+}
 function formatOf(file) {
   const lower = file.toLowerCase();
   if (lower.endsWith(".json")) return "json";
@@ -50268,7 +50273,7 @@ function treeEquals(a, b) {
       return true;
     case "scalar": {
       const s = b;
-      return a.type === s.type && (a.value === s.value || typeof a.value === "number" && Number.isNaN(a.value) && Number.isNaN(s.value));
+      return a.type === s.type && Boolean(a.bytes) === Boolean(s.bytes) && (a.value === s.value || typeof a.value === "number" && Number.isNaN(a.value) && Number.isNaN(s.value));
     }
     case "list": {
       const l = b;
@@ -50288,7 +50293,7 @@ function toPlain(node) {
     case "null":
       return null;
     case "scalar":
-      return node.value;
+      return node.bytes ? Buffer.from(node.bytes) : node.value;
     case "list":
       return node.items.map(toPlain);
     case "map": {
@@ -50314,6 +50319,9 @@ function goFormatFloat(v) {
   if (point <= 0) return `${sign}0.${"0".repeat(-point)}${digits}`;
   if (point >= digits.length) return sign + digits + "0".repeat(point - digits.length);
   return `${sign}${digits.slice(0, point)}.${digits.slice(point)}`;
+}
+function scalarBytes(node) {
+  return node.bytes ? Buffer.from(node.bytes) : Buffer.from(scalarText(node), "utf8");
 }
 function scalarText(node) {
   switch (node.type) {
@@ -50388,14 +50396,17 @@ function formatEnc(enc) {
 function sealText(plaintext, type, key, aad, iv = randomBytes2(IV_BYTES)) {
   const c = createCipheriv("aes-256-gcm", key, iv);
   c.setAAD(Buffer.from(aad, "utf8"));
-  const data = Buffer.concat([c.update(plaintext, "utf8"), c.final()]);
+  const data = Buffer.concat([c.update(typeof plaintext === "string" ? Buffer.from(plaintext, "utf8") : plaintext), c.final()]);
   return formatEnc({ data, iv, tag: c.getAuthTag(), type });
 }
-function openText(enc, key, aad) {
+function openBytes(enc, key, aad) {
   const d = createDecipheriv("aes-256-gcm", key, enc.iv);
   d.setAAD(Buffer.from(aad, "utf8"));
   d.setAuthTag(enc.tag);
-  const out = Buffer.concat([d.update(enc.data), d.final()]);
+  return Buffer.concat([d.update(enc.data), d.final()]);
+}
+function openText(enc, key, aad) {
+  const out = openBytes(enc, key, aad);
   const text = out.toString("utf8");
   if (!Buffer.from(text, "utf8").equals(out)) throw new Error("the decrypted bytes are not UTF-8 text");
   return text;
@@ -50404,9 +50415,10 @@ function aadOf(keys) {
   return keys.join(":") + ":";
 }
 function encryptScalar(leaf, key, aad, iv) {
-  return sealText(scalarText(leaf), leaf.type, key, aad, iv);
+  return sealText(scalarBytes(leaf), leaf.type, key, aad, iv);
 }
 function decryptScalar(enc, key, aad) {
+  if (enc.type === "str") return bytesNode(openBytes(enc, key, aad));
   return parseScalarText(openText(enc, key, aad), enc.type);
 }
 var MAC_ONLY_ENCRYPTED_INIT = createHash3("sha256").update("sops").digest();
@@ -50416,7 +50428,7 @@ var MacBuilder = class {
     if (macOnlyEncrypted) this.hash.update(MAC_ONLY_ENCRYPTED_INIT);
   }
   add(leaf) {
-    this.hash.update(scalarText(leaf), "utf8");
+    this.hash.update(scalarBytes(leaf));
   }
   hex() {
     return this.hash.digest("hex").toUpperCase();
@@ -66378,7 +66390,8 @@ function parseTree(text, format, options) {
       if (typeof v === "number") return { kind: "scalar", type: "float", value: v };
       throw new OpsError(`${where()}: unsupported value`, "use strings, numbers, booleans, lists and maps only");
     }
-    if (v instanceof Uint8Array) return str(Buffer.from(v).toString("utf8"));
+    if (v instanceof Uint8Array) return bytesNode(v);
+    if (node.tag === "tag:yaml.org,2002:binary") return bytesNode(Buffer.from(String(v ?? "").replace(/\s+/g, ""), "base64"));
     try {
       return goNode(resolveScalar(String(v ?? ""), node.type === "PLAIN" || node.type === void 0, node.tag), where);
     } catch (e) {
@@ -66480,6 +66493,12 @@ function needsQuotesForGo(s) {
 }
 function yamlScalar(node) {
   if (node.kind === "null") return new import_yaml4.Scalar(null);
+  if (node.bytes) {
+    const b643 = node.value;
+    if (b643.length < 70) return Object.assign(new import_yaml4.Scalar(b643), { tag: "tag:yaml.org,2002:binary", type: import_yaml4.Scalar.PLAIN });
+    return Object.assign(new import_yaml4.Scalar(`${b643.match(/.{1,70}/g).join("\n")}
+`), { tag: "tag:yaml.org,2002:binary", type: import_yaml4.Scalar.BLOCK_LITERAL });
+  }
   const s = new import_yaml4.Scalar(node.value);
   if (node.type === "str" && needsQuotesForGo(node.value)) s.type = import_yaml4.Scalar.QUOTE_DOUBLE;
   if (node.type === "float" && Number.isInteger(node.value)) s.minFractionDigits = 1;
@@ -66564,6 +66583,7 @@ function jsonValue(node, indent2, step) {
     case "null":
       return "null";
     case "scalar":
+      if (node.bytes) throw new OpsError("a binary value (bytes that are not UTF-8 text) cannot be written in JSON", "store it as base64 text");
       if (node.type === "str") return goJsonString(node.value);
       if (node.type === "bool") return node.value ? "true" : "false";
       if (node.type === "time") return goJsonString(node.value);
@@ -66725,6 +66745,9 @@ function encryptionRule(file, meta) {
 }
 
 // core/secrets/sops-decrypt.ts
+function stashText(leaf) {
+  return leaf.bytes ? `b${leaf.value}` : `t${scalarText(leaf)}`;
+}
 var IvStash = class _IvStash {
   ivs = /* @__PURE__ */ new Map();
   static key(aad, text) {
@@ -66854,7 +66877,7 @@ function decryptTree(doc, key) {
             const why = /unable to authenticate|Unsupported state/i.test(e.message) ? "its ciphertext was changed, or it was moved from another key" : e.message;
             throw new OpsError(`${file}: ${showPath(path)} does not decrypt: ${why}`, restore);
           }
-          stash.put(aad, scalarText(value), enc.iv);
+          stash.put(aad, stashText(value), enc.iv);
           secrets.push(value);
         }
       }
@@ -67123,7 +67146,7 @@ var SecretsFile = class _SecretsFile {
         if (!encrypted) return leaf;
         if (leaf.type === "str" && leaf.value === "") return leaf;
         const aad = aadOf(keys);
-        return str(encryptScalar(leaf, key, aad, stash.take(aad, scalarText(leaf))));
+        return str(encryptScalar(leaf, key, aad, stash.take(aad, stashText(leaf))));
       },
       // comments as sops encrypts them: type `comment`, the path of their map as associated data, no MAC
       comment: (c, keys, stack, branch) => {

@@ -12,7 +12,7 @@ import { SecretsFile } from '../../core/secrets/sops.ts';
 import { parseTree } from '../../core/secrets/tree-parse.ts';
 import { type Format, type PlainValue, toPlain } from '../../core/secrets/tree.ts';
 import { runOps } from '../support/cli.ts';
-import { cli, newEnv, open, tempDir } from './secrets.helpers.ts';
+import { cli, editor, newEnv, open, tempDir } from './secrets.helpers.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const PINNED = /^SOPS_VERSION=v(\S+)$/m.exec(readFileSync(join(ROOT, 'scripts/setup-machine.sh'), 'utf8'))![1]!;
@@ -483,9 +483,14 @@ describe('binary values (YAML !!binary), as sops writes them', () => {
     // (runOps collects text: compare what it decodes the bytes to)
     expect((await cli(e.root, ['secrets', 'show', 'qa', '--key', 'database_url'], e.env)).out).toBe(Buffer.from([0xff, 0xef]).toString('utf8'));
     // a rewrite keeps the binary values' bytes (and ciphertexts): sops reads them as before
-    expect((await cli(e.root, ['secrets', 'set', 'qa', 'other'], e.env, 'changed')).code).toBe(0);
+    expect((await cli(e.root, ['secrets', 'set', 'qa', 'other'], e.env, 'second')).code).toBe(0);
     expect(readFileSync(e.secrets, 'utf8').split('\n')[0]).toBe(enc.out.split('\n')[0]);
-    expect(sops(['decrypt', e.secrets], key).out).toBe(theirs.replace('other: ok', 'other: changed'));
+    expect(sops(['decrypt', e.secrets], key).out).toBe(theirs.replace('other: ok', 'other: second'));
+    // ops secrets edit shows it as sops does, and an edit elsewhere keeps it
+    const ed = editor(`grep -q '^database_url: !!binary /+8=$' "$1" && sed -i 's/^other: second$/other: edited/' "$1"`);
+    expect((await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: ed.cmd })).out).toBe('environments/qa/secrets.sops.yaml: updated (changed other)\n');
+    expect(readFileSync(e.secrets, 'utf8').split('\n')[0]).toBe(enc.out.split('\n')[0]);
+    expect(sops(['decrypt', e.secrets], key).out).toBe(theirs.replace('other: ok', 'other: edited'));
     // where only text can go (the .env), it is refused by name, saying what to do; not "corrupt"
     const config = await runOps(['config', 'qa'], { root: e.root, processEnv: { PATH: process.env.PATH, HOME: e.root, ...e.env } });
     expect(config.code).toBe(1);

@@ -49390,7 +49390,7 @@ function resolveScalar(text, plain, tag) {
   if (!tag.startsWith(TAG)) return { type: "str", value: text };
   const want = tag.slice(TAG.length);
   if (want === "str") return { type: "str", value: text };
-  if (want === "binary") return { type: "str", value: Buffer.from(text.replace(/\s+/g, ""), "base64").toString("utf8") };
+  if (want === "binary") return { type: "str", value: new TextDecoder("utf-8", { fatal: true }).decode(Buffer.from(text.replace(/\s+/g, ""), "base64")) };
   const r = resolvePlain(text);
   const got = r.type === "uint64" ? "int" : r.type === "time" ? "timestamp" : r.type;
   if (want === got) return r;

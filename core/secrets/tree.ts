@@ -274,9 +274,10 @@ function keyPathParts(text: string): KeyPart[] {
  * Where the path leaves what exists, each remaining part is a key of its own (new keys nest at every dot).
  * `keysAt(path)` gives the keys of the map at `path` (empty when there is none).
  *
- * `creating` (ops secrets set): a new key with dots directly under an existing map other than the top level
- * (`passwords.new@x.org` when passwords exists and has no `new@x.org`) could be one key holding dots or nested
- * keys; it is refused rather than guessed, the hint showing both quoted spellings.
+ * `creating` (ops secrets set): where new keys would be a guess, the path is refused, the hint showing quoted
+ * spellings: new unquoted parts with a dot between them under an existing map (`passwords.new@x.org` when
+ * passwords has no `new@x.org`: one key holding dots, or nested keys?), or three or more at the top level. Two new
+ * parts at the top level (`datapass.client_id`) make a map holding a key, as the README shows.
  * @throws OpsError for an empty part ("a..b", ".a", "a.", `""`), an unclosed quote, or (creating) such an ambiguous key.
  */
 export function splitKeyPath(text: string, keysAt: (path: string[]) => readonly string[], options: { creating?: boolean } = {}): string[] {
@@ -298,13 +299,17 @@ export function splitKeyPath(text: string, keysAt: (path: string[]) => readonly 
       i = end;
       continue;
     }
-    // a new key: the rest nests at every dot
-    if (options.creating && path.length > 0 && run - i > 1) {
-      const rest = parts.slice(i, run).map((p) => p.key);
-      const at = showPath(path);
+    // a new key: the rest nests at every dot, unless that is a guess (see `creating`)
+    const rest = parts.slice(i, run).map((p) => p.key);
+    if (options.creating && rest.length > (path.length > 0 ? 1 : 2)) {
+      const quoted = (keys: string[]) => keys.map((k) => `"${k}"`).join('.');
+      const [one, nested] =
+        path.length > 0
+          ? [`${showPath(path)}."${rest.join('.')}"`, `${showPath(path)}.${quoted(rest)}`]
+          : [`${rest[0]}."${rest.slice(1).join('.')}"`, quoted(rest)];
       throw new OpsError(
-        `the key path "${text}" is ambiguous: ${at} has no key ${rest.join('.')}, which could be one key holding dots or ${rest.length} nested keys`,
-        `say which: '${at}."${rest.join('.')}"' for one key, or '${at}.${rest.map((k) => `"${k}"`).join('.')}' for nested keys (single quotes keep the shell off the double quotes)`,
+        `the key path "${text}" is ambiguous: ${path.length > 0 ? `${showPath(path)} has no key ${rest.join('.')}` : `there is no key ${rest[0]}`}, and its new keys could hold dots or nest at each one`,
+        `say which with double quotes (one quoted part is one key): '${one}' or '${nested}' (single quotes keep the shell off the double quotes)`,
       );
     }
     for (const p of parts.slice(i)) path.push(p.key);

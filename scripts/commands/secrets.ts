@@ -201,8 +201,9 @@ Text that is not valid YAML is offered back to the editor (answer n to drop the 
   ops secrets set prod datapass.client_secret < secret.txt
 The key path is split at dots; an existing key holding dots is found as written (passwords.admin@example.org).
 A key in double quotes is one key, dots included: ops secrets set prod 'passwords."new@example.org"'.
-A new key with dots under an existing map (other than the top level) is refused as ambiguous: quote it
-as one key, or quote each part ('passwords."a"."b"') to nest.`,
+New keys nest at dots where that is no guess (datapass.client_id); a new key with dots under an existing
+map, or three or more new levels, is refused as ambiguous: quote it as one key ('passwords."a.b"'), or
+quote each part to nest ('"mail"."smtp"."host"').`,
     async run(ctx) {
       const { openEnvSecrets } = await import('../../core/secrets/files.ts');
       const { mapKeysAt, splitKeyPath, str } = await import('../../core/secrets/tree.ts');

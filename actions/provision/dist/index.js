@@ -27970,12 +27970,13 @@ function splitKeyPath(text, keysAt, options = {}) {
       i = end;
       continue;
     }
-    if (options.creating && path.length > 0 && run - i > 1) {
-      const rest = parts.slice(i, run).map((p) => p.key);
-      const at2 = showPath(path);
+    const rest = parts.slice(i, run).map((p) => p.key);
+    if (options.creating && rest.length > (path.length > 0 ? 1 : 2)) {
+      const quoted = (keys2) => keys2.map((k) => `"${k}"`).join(".");
+      const [one, nested2] = path.length > 0 ? [`${showPath(path)}."${rest.join(".")}"`, `${showPath(path)}.${quoted(rest)}`] : [`${rest[0]}."${rest.slice(1).join(".")}"`, quoted(rest)];
       throw new OpsError(
-        `the key path "${text}" is ambiguous: ${at2} has no key ${rest.join(".")}, which could be one key holding dots or ${rest.length} nested keys`,
-        `say which: '${at2}."${rest.join(".")}"' for one key, or '${at2}.${rest.map((k) => `"${k}"`).join(".")}' for nested keys (single quotes keep the shell off the double quotes)`
+        `the key path "${text}" is ambiguous: ${path.length > 0 ? `${showPath(path)} has no key ${rest.join(".")}` : `there is no key ${rest[0]}`}, and its new keys could hold dots or nest at each one`,
+        `say which with double quotes (one quoted part is one key): '${one}' or '${nested2}' (single quotes keep the shell off the double quotes)`
       );
     }
     for (const p of parts.slice(i)) path.push(p.key);

@@ -10,7 +10,7 @@ import type { Environment } from './config/environment.ts';
 import { OpsError } from './errors.ts';
 import { PYTHON_INTERPOLATION, readsAs, type Reader } from './dotenv-readers.ts';
 import { quote } from './shell.ts';
-import { splitKeyPath } from './secrets/tree.ts';
+import { binaryRefused, holdsBinary, splitKeyPath } from './secrets/tree.ts';
 
 export { DEFAULT_READERS, READERS, type Reader } from './dotenv-readers.ts';
 
@@ -173,6 +173,7 @@ export function renderDotenv(env: Environment, secrets: unknown): RenderedEnv {
         missing.push(`${key} needs the secret "${spec.secret}"`);
         continue;
       }
+      if (holdsBinary(found)) throw binaryRefused(spec.secret, `in the .env (${key})`, env.name);
       value = asString(found);
     }
     const readers = readersOf(env, key);

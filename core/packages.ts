@@ -4,6 +4,7 @@
 import type { Environment } from './config/environment.ts';
 import { lookup } from './dotenv.ts';
 import { OpsError } from './errors.ts';
+import { binaryRefused } from './secrets/tree.ts';
 
 export interface PackageIndexFiles {
   /** pip's configuration file text (pip.conf, INI), or undefined when pip keeps its own default index. */
@@ -24,6 +25,7 @@ export function packagesNeedSecrets(env: Environment): boolean {
 
 function secret(env: Environment, secrets: unknown, setting: string, path: string): string {
   const value = lookup(secrets, path);
+  if (value instanceof Uint8Array) throw binaryRefused(path, `for ${setting}`, env.name);
   if (typeof value !== 'string' || !value)
     throw new OpsError(`environments/${env.name}/secrets.sops.yaml lacks the secret "${path}" that ${setting} needs (a non-empty string)`, `set it: printf '%s' VALUE | ops secrets set ${env.name} ${path}`);
   return value;

@@ -2,8 +2,8 @@
 // value's key path as associated data, written `ENC[AES256_GCM,data:…,iv:…,tag:…,type:…]`; and the MAC,
 // a SHA-512 over every value in document order, stored encrypted under the data key.
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
-import { parseScalarText, scalarText } from './tree-scalars.ts';
-import { type ScalarNode } from './tree.ts';
+import { parseScalarText, scalarBytes } from './tree-scalars.ts';
+import { type ScalarNode, bytesNode } from './tree.ts';
 
 export const IV_BYTES = 32;
 export const DATA_KEY_BYTES = 32;
@@ -49,19 +49,24 @@ export function formatEnc(enc: EncValue): string {
  * Encrypt `plaintext` with AES-256-GCM under `key` (32 bytes) and `aad` (the value's key path, as sops does),
  * as an ENC[...] value of `type`. `iv`: 32 random bytes unless given (tests).
  */
-export function sealText(plaintext: string, type: string, key: Buffer, aad: string, iv: Buffer = randomBytes(IV_BYTES)): string {
+export function sealText(plaintext: string | Buffer, type: string, key: Buffer, aad: string, iv: Buffer = randomBytes(IV_BYTES)): string {
   const c = createCipheriv('aes-256-gcm', key, iv);
   c.setAAD(Buffer.from(aad, 'utf8'));
-  const data = Buffer.concat([c.update(plaintext, 'utf8'), c.final()]);
+  const data = Buffer.concat([c.update(typeof plaintext === 'string' ? Buffer.from(plaintext, 'utf8') : plaintext), c.final()]);
   return formatEnc({ data, iv, tag: c.getAuthTag(), type });
 }
 
 /** Decrypt the bytes of an ENC value; throws a plain Error when the tag does not verify. */
-export function openText(enc: EncValue, key: Buffer, aad: string): string {
+export function openBytes(enc: EncValue, key: Buffer, aad: string): Buffer {
   const d = createDecipheriv('aes-256-gcm', key, enc.iv);
   d.setAAD(Buffer.from(aad, 'utf8'));
   d.setAuthTag(enc.tag);
-  const out = Buffer.concat([d.update(enc.data), d.final()]);
+  return Buffer.concat([d.update(enc.data), d.final()]);
+}
+
+/** Decrypt an ENC value that must be text (a comment, a typed value); throws a plain Error when the tag does not verify or it is not UTF-8. */
+export function openText(enc: EncValue, key: Buffer, aad: string): string {
+  const out = openBytes(enc, key, aad);
   const text = out.toString('utf8');
   if (!Buffer.from(text, 'utf8').equals(out)) throw new Error('the decrypted bytes are not UTF-8 text');
   return text;
@@ -74,11 +79,16 @@ export function aadOf(keys: string[]): string {
 
 /** A scalar's sops ciphertext (its text and type, see sealText). */
 export function encryptScalar(leaf: ScalarNode, key: Buffer, aad: string, iv?: Buffer): string {
-  return sealText(scalarText(leaf), leaf.type, key, aad, iv);
+  return sealText(scalarBytes(leaf), leaf.type, key, aad, iv);
 }
 
-/** The scalar an ENC[...] value holds. @throws when the key or the aad (key path) is wrong: the GCM tag fails. */
+/**
+ * The scalar an ENC[...] value holds; a `str` whose bytes are not UTF-8 is a binary value (ScalarNode.bytes), as
+ * sops decrypts a YAML `!!binary` one. @throws when the key or the aad (key path) is wrong (the GCM tag fails), or a
+ * value of another type is not UTF-8 text.
+ */
 export function decryptScalar(enc: EncValue, key: Buffer, aad: string): ScalarNode {
+  if (enc.type === 'str') return bytesNode(openBytes(enc, key, aad));
   return parseScalarText(openText(enc, key, aad), enc.type);
 }
 
@@ -92,7 +102,7 @@ export class MacBuilder {
     if (macOnlyEncrypted) this.hash.update(MAC_ONLY_ENCRYPTED_INIT);
   }
   add(leaf: ScalarNode): void {
-    this.hash.update(scalarText(leaf), 'utf8');
+    this.hash.update(scalarBytes(leaf));
   }
   hex(): string {
     return this.hash.digest('hex').toUpperCase();

@@ -10,6 +10,7 @@ import { OpsError } from '../errors.ts';
 import type { SecretsFile } from './sops.ts';
 import { parseTree } from './tree-parse.ts';
 import { type TreeChanges, diffTrees } from './tree.ts';
+import { decodeUtf8 } from './utf8.ts';
 
 export interface EditorExit {
   code: number | null;
@@ -35,7 +36,8 @@ export type EditResult =
 
 /**
  * `ops secrets edit`: the plaintext to a private temporary file (0600), the editor (`io.edit`), then the values
- * re-encrypted (unchanged ones keep their ciphertext); invalid YAML is offered back (`io.confirm`).
+ * re-encrypted (unchanged ones keep their ciphertext); invalid YAML, or bytes that are not UTF-8 (decoded
+ * strictly, utf8.ts), are offered back (`io.confirm`); the file is not written until the text is valid.
  * @returns saved, unchanged, or aborted with the reason. The temporary file is removed whatever happens.
  */
 export async function editSecrets(secrets: SecretsFile, io: EditIo): Promise<EditResult> {
@@ -58,9 +60,11 @@ export async function editSecrets(secrets: SecretsFile, io: EditIo): Promise<Edi
         const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
         return { status: 'aborted', reason: `the editor ${how}; nothing was changed` };
       }
-      const text = await readFile(tmp, 'utf8');
-      if (text === original) return { status: 'unchanged' };
+      const bytes = await readFile(tmp);
+      if (bytes.equals(Buffer.from(original, 'utf8'))) return { status: 'unchanged' };
       try {
+        // strictly: bytes that are not UTF-8 are offered back like invalid YAML, never stored as U+FFFD
+        const text = decodeUtf8(bytes, 'the edited text');
         const tree = parseTree(text, secrets.format, { file: 'the edited text', keys: 'lenient' });
         secrets.setTree(tree);
       } catch (e) {

@@ -11,6 +11,7 @@ import { isSopsText } from './sops-metadata.ts';
 import { SecretsFile } from './sops.ts';
 import { parseTree } from './tree-parse.ts';
 import { formatOf } from './tree.ts';
+import { decodeUtf8 } from './utf8.ts';
 
 /**
  * The secrets file of environment `env` under project `root`, opened (MAC verified, values masked); or, when
@@ -28,11 +29,13 @@ export async function openEnvSecrets(root: string, env: string, open: OpenWith):
 /**
  * Encrypt a plain YAML or JSON file in place (e.g. environments/<env>/assets/initdata.yml) to the recipients
  * .sops.yaml gives its path; `shown` names it in messages. @returns the file, saved (written whole, temporary
- * file + rename). @throws OpsError when it does not exist, is already a sops file, or does not parse.
+ * file + rename). @throws OpsError when it does not exist, is not UTF-8 text (as sops, which refuses it too), is already a
+ * sops file, or does not parse; the file is then left as it was.
  */
 export async function encryptInPlace(root: string, file: string, shown = file): Promise<SecretsFile> {
   if (!existsSync(file)) throw new OpsError(`${shown} does not exist`);
-  const text = readFileSync(file, 'utf8');
+  // strictly: encrypting works in place, so text decoded with U+FFFD for bad bytes would lose them for good
+  const text = decodeUtf8(readFileSync(file), shown, 'convert it to UTF-8 first (e.g. `iconv -f latin1 -t utf-8`), or keep binary data as base64 text; the file was left as it was');
   if (isSopsText(text, formatOf(file))) throw new OpsError(`${shown} is already a sops file`, 'edit it with ops secrets edit, or decrypt it first');
   const secrets = SecretsFile.create(file, parseTree(text, formatOf(file), { file: shown }), { recipients: recipientsFor(root, file) });
   await secrets.save();

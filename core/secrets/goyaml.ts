@@ -158,14 +158,15 @@ const TAG = 'tag:yaml.org,2002:';
 /**
  * A scalar with its YAML presentation: plain scalars resolve as above, quoted and block scalars are strings,
  * explicit core tags (!!int, !!float...) resolve the text and must agree (go-yaml refuses `!!int x`),
- * !!binary is base64 decoded to text, other tags leave the text a string. Throws a plain Error.
+ * !!binary is base64 decoded to text (bytes that are not UTF-8 throw here, never become U+FFFD: tree-parse.ts
+ * reads them as a binary value first), other tags leave the text a string. Throws a plain Error.
  */
 export function resolveScalar(text: string, plain: boolean, tag: string | undefined): GoScalar {
   if (!tag || tag === '!') return plain ? resolvePlain(text) : { type: 'str', value: text };
   if (!tag.startsWith(TAG)) return { type: 'str', value: text };
   const want = tag.slice(TAG.length);
   if (want === 'str') return { type: 'str', value: text };
-  if (want === 'binary') return { type: 'str', value: Buffer.from(text.replace(/\s+/g, ''), 'base64').toString('utf8') };
+  if (want === 'binary') return { type: 'str', value: new TextDecoder('utf-8', { fatal: true }).decode(Buffer.from(text.replace(/\s+/g, ''), 'base64')) };
   const r = resolvePlain(text);
   const got = r.type === 'uint64' ? 'int' : r.type === 'time' ? 'timestamp' : r.type;
   if (want === got) return r;

@@ -10,6 +10,14 @@ import { scalarText } from './tree-scalars.ts';
 import { type CommentNode, type ListNode, type MapNode, type ScalarNode, type TreeNode, showPath, walkTree } from './tree.ts';
 
 /** IVs of decrypted values, by (path, plaintext): re-encrypting an unchanged value gives the same ciphertext. */
+/**
+ * What the IV stash knows a value by: its text, a binary value's bytes kept apart (so that a text value equal to
+ * a binary value's base64 never takes its IV: one IV, two plaintexts, would break AES-GCM).
+ */
+export function stashText(leaf: ScalarNode): string {
+  return leaf.bytes ? `b${leaf.value as string}` : `t${scalarText(leaf)}`;
+}
+
 export class IvStash {
   private readonly ivs = new Map<string, Buffer[]>();
   private static key(aad: string, text: string): string {
@@ -173,7 +181,7 @@ export function decryptTree(doc: EncryptedDocument, key: Buffer): Decrypted {
               : (e as Error).message;
             throw new OpsError(`${file}: ${showPath(path)} does not decrypt: ${why}`, restore);
           }
-          stash.put(aad, scalarText(value), enc.iv);
+          stash.put(aad, stashText(value), enc.iv);
           secrets.push(value);
         }
       }

@@ -11,11 +11,12 @@ import { writeFileAtomic } from './atomic.ts';
 import { DATA_KEY_BYTES, MacBuilder, aadOf, encryptScalar, sealText } from './cipher.ts';
 import { goRegexp } from './goregex.ts';
 import { checkRecipient, wrapDataKey } from './keys.ts';
-import { type DecryptOptions, IvStash, commentPath, decryptTree, maskAll, recoverDataKey, resolveIdentities } from './sops-decrypt.ts';
+import { type DecryptOptions, IvStash, commentPath, stashText, decryptTree, maskAll, recoverDataKey, resolveIdentities } from './sops-decrypt.ts';
 import { type AgeStanza, DEFAULT_UNENCRYPTED_SUFFIX, type EncryptedDocument, LEGACY_SOPS_VERSION, SOPS_VERSION, type SopsMetadata, canonicalLastModified, encryptionRule, parseSops } from './sops-metadata.ts';
 import { CURRENT_LAYOUT, printTree } from './tree-print.ts';
 import { scalarText } from './tree-scalars.ts';
 import { type Format, type MapNode, type PlainValue, type TreeNode, formatOf, getEntry, str, toPlain, treeEquals, walkTree } from './tree.ts';
+import { decodeUtf8 } from './utf8.ts';
 
 export interface RenderOptions {
   /** Time written to `lastmodified` when the document changed (default: now). */
@@ -58,13 +59,14 @@ export class SecretsFile {
 
   /** Read, decrypt and verify a sops file. */
   static async open(file: string, opts: DecryptOptions = {}): Promise<SecretsFile> {
-    let text: string;
+    let bytes: Buffer;
     try {
-      text = await readFile(file, 'utf8');
+      bytes = await readFile(file);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       throw new OpsError(`cannot read ${file}: ${code === 'ENOENT' ? 'no such file' : (code ?? (e as Error).message)}`);
     }
+    const text = decodeUtf8(bytes, file, 'a sops file is UTF-8 text: restore it from git history');
     return SecretsFile.fromText(text, file, opts);
   }
 
@@ -197,7 +199,7 @@ export class SecretsFile {
         if (!encrypted) return leaf;
         if (leaf.type === 'str' && leaf.value === '') return leaf; // sops leaves empty strings as they are
         const aad = aadOf(keys);
-        return str(encryptScalar(leaf, key, aad, stash.take(aad, scalarText(leaf))));
+        return str(encryptScalar(leaf, key, aad, stash.take(aad, stashText(leaf))));
       },
       // comments as sops encrypts them: type `comment`, the path of their map as associated data, no MAC
       comment: (c, keys, stack, branch) => {

@@ -4,7 +4,7 @@ import { Scalar, isAlias, isMap, isScalar, isSeq, parseAllDocuments, visit, type
 import { OpsError } from '../errors.ts';
 import { type Anchor, type Branch, commentTokens, placeComments, positions } from './comments.ts';
 import { type GoScalar, intValue, resolveScalar } from './goyaml.ts';
-import { type Format, type ListNode, type MapNode, type NullNode, type ScalarNode, type TreeNode, showPath, str } from './tree.ts';
+import { type Format, type ListNode, type MapNode, type NullNode, type ScalarNode, type TreeNode, bytesNode, showPath, str } from './tree.ts';
 
 export interface ParseOptions {
   /** For messages: the file the text came from. */
@@ -15,6 +15,8 @@ export interface ParseOptions {
    */
   keys?: 'strict' | 'lenient';
 }
+
+const MERGE_TAG = 'tag:yaml.org,2002:merge';
 
 function lineCol(text: string, offset: number): string {
   const before = text.slice(0, offset);
@@ -48,7 +50,10 @@ export function aliasTargets(doc: Document.Parsed | Document): Map<Alias, unknow
 /**
  * Parse YAML or JSON into a tree whose top level is a map, reading values as sops does: YAML scalars with
  * go-yaml v3's rules (goyaml.ts), JSON numbers as Go's json.Number normalised by sops (an integer in the
- * 64-bit range is an `int`, anything else a `float`). Errors name the file and the place, never the text.
+ * 64-bit range is an `int`, anything else a `float`). Aliases are expanded, each use a copy (sops encrypts each
+ * copy on its own); a YAML merge key (`<<: *base`, `!!merge <<:`) is not merged but kept as the key `<<`, as
+ * sops 3.13.3 reads it (its decrypted tree, `--output-type json` and MAC have `<<` as a key; it writes it back as
+ * `!!merge <<:`, see tree-print.ts). Errors name the file and the place, never the text.
  */
 export function parseTree(text: string, format: Format, options: ParseOptions): MapNode {
   const { file } = options;
@@ -83,8 +88,9 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
       if (typeof v === 'number') return { kind: 'scalar', type: 'float', value: v };
       throw new OpsError(`${where()}: unsupported value`, 'use strings, numbers, booleans, lists and maps only');
     }
-    // !!binary: the parser has decoded it already; sops holds the bytes as text
-    if (v instanceof Uint8Array) return str(Buffer.from(v).toString('utf8'));
+    // !!binary: go-yaml hands sops the decoded bytes as a string; bytes that are not UTF-8 are a binary value
+    if (v instanceof Uint8Array) return bytesNode(v);
+    if (node.tag === 'tag:yaml.org,2002:binary') return bytesNode(Buffer.from(String(v ?? '').replace(/\s+/g, ''), 'base64'));
     try {
       return goNode(resolveScalar(String(v ?? ''), node.type === 'PLAIN' || node.type === undefined, node.tag), where);
     } catch (e) {
@@ -158,6 +164,13 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
   let rootBranch: Branch | undefined;
   const keyOf = (key: unknown, path: (string | number)[]): string => {
     const k = isAlias(key) ? target(key) : key;
+    // A YAML merge key (`<<: *base`, `!!merge <<:`): sops (3.13, through go-yaml v3's node API) does not merge,
+    // it keeps `<<` as an ordinary key whose value is the aliased map, copied (and writes it back as `!!merge <<`)
+    if (isScalar(k) && k.tag === MERGE_TAG) {
+      const source = typeof k.source === 'string' ? k.source : String(k.value ?? '');
+      if (source === '<<' || source === '') return '<<';
+      throw new OpsError(`${file}: ${showPath(path)}: the key ${source} is tagged !!merge, which only << may be`, 'remove the tag');
+    }
     if (isScalar(k)) {
       const v = scalar(k, path);
       if (v.kind === 'scalar' && v.type === 'str') return v.value as string;

@@ -17,6 +17,13 @@ export function needsQuotesForGo(s: string): boolean {
 
 function yamlScalar(node: ScalarNode | NullNode): Scalar {
   if (node.kind === 'null') return new Scalar(null);
+  // a binary value as go-yaml v3 (so sops) writes bytes that are not UTF-8: `!!binary <base64>`, or, from 70
+  // characters of base64 on, a literal block of 70-character lines each ending in a line break
+  if (node.bytes) {
+    const b64 = node.value as string;
+    if (b64.length < 70) return Object.assign(new Scalar(b64), { tag: 'tag:yaml.org,2002:binary', type: Scalar.PLAIN });
+    return Object.assign(new Scalar(`${b64.match(/.{1,70}/g)!.join('\n')}\n`), { tag: 'tag:yaml.org,2002:binary', type: Scalar.BLOCK_LITERAL });
+  }
   const s = new Scalar(node.value);
   if (node.type === 'str' && needsQuotesForGo(node.value as string)) s.type = Scalar.QUOTE_DOUBLE;
   // A float that happens to be whole keeps a ".0", so that it is read back as a float (and keeps its type)
@@ -41,6 +48,8 @@ function toYamlNode(node: TreeNode): YamlNode {
       const m = new YAMLMap();
       node.entries.forEach(([k, v], i) => {
         const key = yamlScalar(str(k));
+        // go-yaml v3 (so sops) writes a `<<` key as a merge key, `!!merge <<:`, however it was read
+        if (k === '<<') Object.assign(key, { tag: 'tag:yaml.org,2002:merge', type: Scalar.PLAIN });
         const value = toYamlNode(v);
         const { head, inline } = split(node, i, v);
         if (head.length) key.commentBefore = joinComment(head);
@@ -128,6 +137,7 @@ function jsonValue(node: TreeNode, indent: string, step: string): string {
     case 'null':
       return 'null';
     case 'scalar':
+      if (node.bytes) throw new OpsError('a binary value (bytes that are not UTF-8 text) cannot be written in JSON', 'store it as base64 text');
       if (node.type === 'str') return goJsonString(node.value as string);
       if (node.type === 'bool') return node.value ? 'true' : 'false';
       if (node.type === 'time') return goJsonString(node.value as string);

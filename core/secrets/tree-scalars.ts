@@ -20,7 +20,12 @@ export function goFormatFloat(v: number): string {
   return `${sign}${digits.slice(0, point)}.${digits.slice(point)}`;
 }
 
-/** The bytes sops encrypts and hashes for a scalar (Go's ToBytes). */
+/** The bytes sops encrypts and hashes for a scalar (Go's ToBytes): a binary value's own bytes, else scalarText's. */
+export function scalarBytes(node: ScalarNode): Buffer {
+  return node.bytes ? Buffer.from(node.bytes) : Buffer.from(scalarText(node), 'utf8');
+}
+
+/** The text sops encrypts and hashes for a scalar (Go's ToBytes); a binary value's base64 (see scalarBytes). */
 export function scalarText(node: ScalarNode): string {
   switch (node.type) {
     case 'str':

@@ -16,6 +16,12 @@ export interface ScalarNode {
   kind: 'scalar';
   type: ScalarType;
   value: string | number | bigint | boolean;
+  /**
+   * Set on a `str` whose bytes are not UTF-8 text: a YAML `!!binary` value, which go-yaml hands sops as a Go
+   * string of those bytes (sops encrypts and hashes the bytes, and writes them back as `!!binary <base64>`).
+   * `value` is then their base64 text, for printing and comparing only: what the value is, is `bytes`.
+   */
+  bytes?: Uint8Array;
 }
 
 export interface NullNode {
@@ -50,11 +56,39 @@ export type TreeNode = ScalarNode | NullNode | MapNode | ListNode;
 
 export type Format = 'yaml' | 'json';
 
-/** What a plain JS value of a decrypted file looks like. */
-export type PlainValue = string | number | bigint | boolean | null | PlainValue[] | { [key: string]: PlainValue };
+/** What a plain JS value of a decrypted file looks like (a Uint8Array: a binary value, see ScalarNode.bytes). */
+export type PlainValue = string | number | bigint | boolean | null | Uint8Array | PlainValue[] | { [key: string]: PlainValue };
 
 /** A string scalar node. */
 export const str = (value: string): ScalarNode => ({ kind: 'scalar', type: 'str', value });
+
+/**
+ * A string scalar of arbitrary bytes, as go-yaml decodes `!!binary` for sops: text when they are UTF-8, else a
+ * binary node (`bytes` set, `value` their base64).
+ */
+export function bytesNode(bytes: Uint8Array): ScalarNode {
+  const buf = Buffer.from(bytes);
+  const text = buf.toString('utf8');
+  return Buffer.from(text, 'utf8').equals(buf) ? str(text) : { kind: 'scalar', type: 'str', value: buf.toString('base64'), bytes: buf };
+}
+
+/**
+ * The error for a binary value (see ScalarNode.bytes) where only text can go (`where`: "in the .env"), naming
+ * the key path and what to do: store it as base64 text. The file itself is fine, and its other values usable.
+ */
+export function binaryRefused(path: string, where: string, env = '<env>'): OpsError {
+  return new OpsError(
+    `the secret "${path}" is a binary value (YAML !!binary: bytes that are not UTF-8 text); binary values are not supported ${where}`,
+    `store it as base64 text and decode it where it is used: ops secrets show ${env} --key ${path} | base64 -w0 | ops secrets set ${env} ${path}`,
+  );
+}
+
+/** Whether a plain value (toPlain) is or holds a binary value. */
+export function holdsBinary(value: unknown): boolean {
+  if (value instanceof Uint8Array) return true;
+  if (Array.isArray(value)) return value.some(holdsBinary);
+  return value !== null && typeof value === 'object' && Object.values(value).some(holdsBinary);
+}
 
 /** The format of a sops file by its name: .json is JSON, anything else YAML. */
 export function formatOf(file: string): Format {
@@ -182,7 +216,7 @@ export function treeEquals(a: TreeNode, b: TreeNode): boolean {
       return true;
     case 'scalar': {
       const s = b as ScalarNode;
-      return a.type === s.type && (a.value === s.value || (typeof a.value === 'number' && Number.isNaN(a.value) && Number.isNaN(s.value)));
+      return a.type === s.type && Boolean(a.bytes) === Boolean(s.bytes) && (a.value === s.value || (typeof a.value === 'number' && Number.isNaN(a.value) && Number.isNaN(s.value)));
     }
     case 'list': {
       const l = b as ListNode;
@@ -199,23 +233,87 @@ export function treeEquals(a: TreeNode, b: TreeNode): boolean {
   }
 }
 
+interface KeyPart {
+  key: string;
+  quoted: boolean;
+}
+
+const PATH_HINT = 'keys separated by dots, e.g. database_url or datapass.client_id; a key holding dots in double quotes: passwords."admin@example.org"';
+
+/** The parts of a key path: dot-separated, a part in double quotes taken verbatim (dots included). */
+function keyPathParts(text: string): KeyPart[] {
+  const parts: KeyPart[] = [];
+  const bad = (why: string) => new OpsError(`invalid key path "${text}": ${why}`, PATH_HINT);
+  let i = 0;
+  for (;;) {
+    if (text[i] === '"') {
+      const close = text.indexOf('"', i + 1);
+      if (close < 0) throw bad('a quote is not closed');
+      if (close === i + 1) throw bad('an empty key ("")');
+      parts.push({ key: text.slice(i + 1, close), quoted: true });
+      i = close + 1;
+      if (i < text.length && text[i] !== '.') throw bad('a quoted key must be followed by a dot or the end');
+    } else {
+      const dot = text.indexOf('.', i);
+      const key = text.slice(i, dot < 0 ? text.length : dot);
+      if (key === '') throw bad('an empty key (two dots in a row, or a dot at an end)');
+      parts.push({ key, quoted: false });
+      i = dot < 0 ? text.length : dot;
+    }
+    if (i >= text.length) return parts;
+    i++; // the dot
+    if (i >= text.length) throw bad('an empty key (two dots in a row, or a dot at an end)');
+  }
+}
+
 /**
- * A dotted key path as a user writes it (`datapass.client_id`, `passwords.admin@example.org`), split into keys
- * against what exists: at each level the longest run of dot-separated parts that names an existing key is one key
- * (so a key holding dots, as e-mail keys do, is reached as written and as showPath prints it); elsewhere each
- * part is a key of its own (new keys nest at every dot). `keysAt(path)` gives the keys of the map at `path`
- * (empty when there is none). @throws OpsError for an empty part ("a..b", ".a", "a.").
+ * A dotted key path as a user writes it (`datapass.client_id`, `passwords.admin@example.org`,
+ * `passwords."new@example.org"`), split into keys against what exists: at each level the longest run of
+ * dot-separated parts that names an existing key is one key (so a key holding dots, as e-mail keys do, is
+ * reached as written and as showPath prints it); a part in double quotes is one key as written, dots included.
+ * Where the path leaves what exists, each remaining part is a key of its own (new keys nest at every dot).
+ * `keysAt(path)` gives the keys of the map at `path` (empty when there is none).
+ *
+ * `creating` (ops secrets set): where new keys would be a guess, the path is refused, the hint showing quoted
+ * spellings: new unquoted parts with a dot between them under an existing map (`passwords.new@x.org` when
+ * passwords has no `new@x.org`: one key holding dots, or nested keys?), or three or more at the top level. Two new
+ * parts at the top level (`datapass.client_id`) make a map holding a key, as the README shows.
+ * @throws OpsError for an empty part ("a..b", ".a", "a.", `""`), an unclosed quote, or (creating) such an ambiguous key.
  */
-export function splitKeyPath(text: string, keysAt: (path: string[]) => readonly string[]): string[] {
-  const parts = text.split('.');
-  if (parts.some((p) => p === '')) throw new OpsError(`invalid key path "${text}"`, 'keys separated by dots, e.g. database_url or datapass.client_id');
+export function splitKeyPath(text: string, keysAt: (path: string[]) => readonly string[], options: { creating?: boolean } = {}): string[] {
+  const parts = keyPathParts(text);
   const path: string[] = [];
   for (let i = 0; i < parts.length; ) {
+    if (parts[i]!.quoted) {
+      path.push(parts[i]!.key);
+      i++;
+      continue;
+    }
     const keys = new Set(keysAt(path));
-    let end = parts.length;
-    while (end > i + 1 && !keys.has(parts.slice(i, end).join('.'))) end--;
-    path.push(parts.slice(i, end).join('.'));
-    i = end;
+    let run = i;
+    while (run < parts.length && !parts[run]!.quoted) run++; // parts[i..run) are unquoted
+    let end = run;
+    while (end > i && !keys.has(parts.slice(i, end).map((p) => p.key).join('.'))) end--;
+    if (end > i) {
+      path.push(parts.slice(i, end).map((p) => p.key).join('.'));
+      i = end;
+      continue;
+    }
+    // a new key: the rest nests at every dot, unless that is a guess (see `creating`)
+    const rest = parts.slice(i, run).map((p) => p.key);
+    if (options.creating && rest.length > (path.length > 0 ? 1 : 2)) {
+      const quoted = (keys: string[]) => keys.map((k) => `"${k}"`).join('.');
+      const [one, nested] =
+        path.length > 0
+          ? [`${showPath(path)}."${rest.join('.')}"`, `${showPath(path)}.${quoted(rest)}`]
+          : [`${rest[0]}."${rest.slice(1).join('.')}"`, quoted(rest)];
+      throw new OpsError(
+        `the key path "${text}" is ambiguous: ${path.length > 0 ? `${showPath(path)} has no key ${rest.join('.')}` : `there is no key ${rest[0]}`}, and its new keys could hold dots or nest at each one`,
+        `say which with double quotes (one quoted part is one key): '${one}' or '${nested}' (single quotes keep the shell off the double quotes)`,
+      );
+    }
+    for (const p of parts.slice(i)) path.push(p.key);
+    break;
   }
   return path;
 }
@@ -232,13 +330,13 @@ export function getEntry(map: MapNode, key: string): TreeNode | undefined {
   return map.entries.find(([k]) => k === key)?.[1];
 }
 
-/** The tree as plain JS values (objects, arrays, strings, numbers, booleans, null). */
+/** The tree as plain JS values (objects, arrays, strings, numbers, booleans, null; a binary value as a Buffer). */
 export function toPlain(node: TreeNode): PlainValue {
   switch (node.kind) {
     case 'null':
       return null;
     case 'scalar':
-      return node.value;
+      return node.bytes ? Buffer.from(node.bytes) : node.value;
     case 'list':
       return node.items.map(toPlain);
     case 'map': {
@@ -262,6 +360,7 @@ export function fromPlain(value: unknown, path: (string | number)[] = []): TreeN
     if (value < -(2n ** 63n) || value >= 2n ** 63n) throw new OpsError(`${showPath(path)}: the integer ${value} is out of the 64-bit range sops holds`);
     return { kind: 'scalar', type: 'int', value: intValue(value) };
   }
+  if (value instanceof Uint8Array) return bytesNode(value);
   if (Array.isArray(value)) return { kind: 'list', items: value.map((v, i) => fromPlain(v, [...path, i])) };
   if (typeof value === 'object') {
     return { kind: 'map', entries: Object.entries(value).map(([k, v]) => [k, fromPlain(v, [...path, k])]) };
@@ -286,7 +385,7 @@ export function diffTrees(before: MapNode, after: MapNode): TreeChanges {
       } else if (node.kind === 'list') {
         if (node.items.length === 0) out.set(showPath(path), '[]');
         node.items.forEach((v, i) => walk(v, [...path, i]));
-      } else out.set(showPath(path), node.kind === 'null' ? 'null' : `${node.type}:${scalarText(node)}`);
+      } else out.set(showPath(path), node.kind === 'null' ? 'null' : `${node.type}${node.bytes ? '(binary)' : ''}:${scalarText(node)}`);
     };
     walk(tree, []);
     return out;

@@ -36,11 +36,12 @@ async function openWith(ctx: CommandContext, env: string): Promise<OpenWith> {
   return { identities: await identitiesFor(ctx, env), mask: (v) => ctx.reporter.mask(v) };
 }
 
-function readAll(stream: NodeJS.ReadableStream): Promise<string> {
+/** All of a stream's bytes (decoded by the caller: strictly, see core/secrets/utf8.ts). */
+function readAll(stream: NodeJS.ReadableStream): Promise<Buffer> {
   return new Promise((res, rej) => {
     const chunks: Buffer[] = [];
     stream.on('data', (c: Buffer | string) => chunks.push(typeof c === 'string' ? Buffer.from(c) : c));
-    stream.on('end', () => res(Buffer.concat(chunks).toString('utf8')));
+    stream.on('end', () => res(Buffer.concat(chunks)));
     stream.on('error', rej);
     stream.resume();
   });
@@ -116,7 +117,7 @@ The file's MAC is verified as sops does: a changed, deleted or reordered value i
     name: 'secrets show',
     summary: "print an environment's secrets in plaintext (all of them, or one key)",
     args: ['<env>'],
-    options: { key: { type: 'string', value: 'PATH', description: 'print only this value (a.b for nested keys)' } },
+    options: { key: { type: 'string', value: 'PATH', description: 'print only this value (a.b for nested keys; "a.b" in double quotes for one key holding dots); a binary value (!!binary) as its bytes' } },
     async run(ctx) {
       const { secretsPath } = await import('../../core/secrets/env.ts');
       const { SecretsFile } = await import('../../core/secrets/sops.ts');
@@ -134,7 +135,9 @@ The file's MAC is verified as sops does: a changed, deleted or reordered value i
       let node: TreeNode | undefined = secrets.tree;
       for (const k of splitKeyPath(key, (p) => mapKeysAt(secrets.tree, p))) node = node?.kind === 'map' ? getEntry(node, k) : undefined;
       if (!node) throw new OpsError(`no key ${key} in ${show(ctx.root, file)}`, `\`ops secrets show ${env}\` lists them all`);
-      if (node.kind === 'scalar') ctx.stdout.write(`${node.type === 'bool' ? String(node.value) : node.value}\n`);
+      // a binary value: its bytes as they are, as `sops decrypt --extract` hands them on
+      if (node.kind === 'scalar' && node.bytes) ctx.stdout.write(node.bytes);
+      else if (node.kind === 'scalar') ctx.stdout.write(`${node.type === 'bool' ? String(node.value) : node.value}\n`);
       else if (node.kind === 'null') ctx.stdout.write('null\n');
       else ctx.stdout.write(node.kind === 'map' ? printTree(node, secrets.format) : toYaml({ kind: 'map', entries: [[key, node]] }));
       return 0;
@@ -195,7 +198,12 @@ Text that is not valid YAML is offered back to the editor (answer n to drop the 
     args: ['<env>', '<key>'],
     help: `The value is read from stdin, one trailing newline removed:
   printf '%s' "$DATABASE_URL" | ops secrets set prod database_url
-  ops secrets set prod datapass.client_secret < secret.txt`,
+  ops secrets set prod datapass.client_secret < secret.txt
+The key path is split at dots; an existing key holding dots is found as written (passwords.admin@example.org).
+A key in double quotes is one key, dots included: ops secrets set prod 'passwords."new@example.org"'.
+New keys nest at dots where that is no guess (datapass.client_id); a new key with dots under an existing
+map, or three or more new levels, is refused as ambiguous: quote it as one key ('passwords."a.b"'), or
+quote each part to nest ('"mail"."smtp"."host"').`,
     async run(ctx) {
       const { openEnvSecrets } = await import('../../core/secrets/files.ts');
       const { mapKeysAt, splitKeyPath, str } = await import('../../core/secrets/tree.ts');
@@ -203,11 +211,13 @@ Text that is not valid YAML is offered back to the editor (answer n to drop the 
       const key = ctx.args[1]!;
       splitKeyPath(key, () => []); // a malformed path is refused before stdin is read
       if ((ctx.stdin as NodeJS.ReadStream).isTTY) ctx.stderr.write(`value for ${key} (end with Ctrl-D):\n`);
-      const value = (await readAll(ctx.stdin)).replace(/\r?\n$/, '');
+      const { decodeUtf8 } = await import('../../core/secrets/utf8.ts');
+      const hint = `store binary data as base64 text (\`base64 -w0 < FILE | ops secrets set ${env} ${key}\`), or convert text to UTF-8 first (\`iconv -f latin1 -t utf-8\`)`;
+      const value = decodeUtf8(await readAll(ctx.stdin), `the value on stdin for ${key}`, hint).replace(/\r?\n$/, '');
       if (value === '') throw new OpsError('no value on stdin', `pipe the value in: printf '%s' "$VALUE" | ops secrets set ${env} ${key}`);
       ctx.reporter.mask(value);
       const { secrets, created } = await openEnvSecrets(ctx.root, env, await openWith(ctx, env));
-      const path = splitKeyPath(key, (p) => mapKeysAt(secrets.tree, p));
+      const path = splitKeyPath(key, (p) => mapKeysAt(secrets.tree, p), { creating: true });
       secrets.set(path, str(value));
       const written = await secrets.save();
       ctx.reporter.info(`${show(ctx.root, secrets.file)}: ${written ? (created ? 'created with' : 'set') : 'unchanged,'} ${path.join('.')}`);

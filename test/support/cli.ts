@@ -10,21 +10,23 @@ export interface CliResult {
   code: number;
   out: string;
   err: string;
+  /** stdout's bytes as written (a binary value from ops secrets show --key is no text). */
+  outBytes?: Buffer;
 }
 
-function collect(): { stream: PassThrough; text: () => string } {
+function collect(): { stream: PassThrough; text: () => string; bytes: () => Buffer } {
   const stream = new PassThrough();
-  let text = '';
-  stream.on('data', (c) => (text += String(c)));
-  return { stream, text: () => text };
+  const chunks: Buffer[] = [];
+  stream.on('data', (c: Buffer | string) => chunks.push(Buffer.from(c)));
+  return { stream, text: () => Buffer.concat(chunks).toString('utf8'), bytes: () => Buffer.concat(chunks) };
 }
 
 /** `ops <argv>` with `root` as the project, only the environment variables given, and `input` on stdin. */
-export async function runOps(argv: string[], io: Pick<RunIo, 'root' | 'processEnv' | 'connector'> & { input?: string; commands?: Command[] }): Promise<CliResult> {
+export async function runOps(argv: string[], io: Pick<RunIo, 'root' | 'processEnv' | 'connector'> & { input?: string | Uint8Array; commands?: Command[] }): Promise<CliResult> {
   const out = collect();
   const err = collect();
   const code = await runCli(io.commands ?? allCommands, { argv, root: io.root, processEnv: io.processEnv ?? {}, stdin: Readable.from([io.input ?? '']), stdout: out.stream, stderr: err.stream, connector: io.connector });
-  return { code, out: out.text(), err: err.text() };
+  return { code, out: out.text(), err: err.text(), outBytes: out.bytes() };
 }
 
 export interface SpawnedOps {

@@ -104,6 +104,44 @@ describe('ops secrets set / show / decrypt', () => {
     expect(lookup((await open(e)).data, 'passwords.admin@example.org')).toBe('pw-1');
   });
 
+  it('a new key with dots under an existing map is refused as ambiguous, never nested silently; quotes say which is meant, for set, show and the .env alike', async () => {
+    const e = await newEnv();
+    expect((await cli(e.root, ['secrets', 'set', 'qa', 'passwords.admin@example.org'], e.env, 'pw-1')).code).toBe(0);
+    const before = readFileSync(e.secrets, 'utf8');
+    const r = await cli(e.root, ['secrets', 'set', 'qa', 'passwords.new@x.org'], e.env, 'pw-2');
+    expect(r.code).toBe(1);
+    expect(r.err).toContain('the key path "passwords.new@x.org" is ambiguous: passwords has no key new@x.org');
+    expect(r.err).toContain(`say which with double quotes (one quoted part is one key): 'passwords."new@x.org"' or 'passwords."new@x"."org"'`);
+    expect(r.err).not.toContain('pw-2');
+    expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+    // one key holding dots
+    const one = await cli(e.root, ['secrets', 'set', 'qa', 'passwords."new@x.org"'], e.env, 'pw-2');
+    expect(one).toMatchObject({ code: 0, out: 'environments/qa/secrets.sops.yaml: set passwords.new@x.org\n' });
+    expect(((await open(e)).data as { passwords: unknown }).passwords).toEqual({ 'admin@example.org': 'pw-1', 'new@x.org': 'pw-2' });
+    // then it exists: the plain spelling reaches it, for set, show and environment.yml's { secret: ... }
+    expect((await cli(e.root, ['secrets', 'set', 'qa', 'passwords.new@x.org'], e.env, 'pw-3')).code).toBe(0);
+    expect((await cli(e.root, ['secrets', 'show', 'qa', '--key', 'passwords.new@x.org'], e.env)).out).toBe('pw-3\n');
+    expect((await cli(e.root, ['secrets', 'show', 'qa', '--key', 'passwords."new@x.org"'], e.env)).out).toBe('pw-3\n');
+    expect(lookup((await open(e)).data, 'passwords."new@x.org"')).toBe('pw-3');
+    // nested, said so
+    expect((await cli(e.root, ['secrets', 'set', 'qa', 'passwords."team"."lead"'], e.env, 'pw-4')).code).toBe(0);
+    expect(((await open(e)).data as { passwords: Record<string, unknown> }).passwords.team).toEqual({ lead: 'pw-4' });
+    // a new key one level down is not ambiguous, nor two new parts at the top level (README: datapass.client_secret)
+    expect((await cli(e.root, ['secrets', 'set', 'qa', 'passwords.plain'], e.env, 'pw-5')).code).toBe(0);
+    expect((await cli(e.root, ['secrets', 'set', 'qa', 'smtp.host'], e.env, 'h')).code).toBe(0);
+    expect(((await open(e)).data as { smtp: unknown }).smtp).toEqual({ host: 'h' });
+    // three new parts at the top level are a guess too (admins.new@x.org: admins holding new@x.org?)
+    const top = await cli(e.root, ['secrets', 'set', 'qa', 'admins.new@x.org'], e.env, 'a');
+    expect(top.code).toBe(1);
+    expect(top.err).toContain(`the key path "admins.new@x.org" is ambiguous: there is no key admins`);
+    expect(top.err).toContain(`'admins."new@x.org"' or '"admins"."new@x"."org"'`);
+    expect((await cli(e.root, ['secrets', 'set', 'qa', 'admins."new@x.org"'], e.env, 'a')).code).toBe(0);
+    expect((await cli(e.root, ['secrets', 'set', 'qa', '"mail"."smtp"."host"'], e.env, 'm')).code).toBe(0);
+    expect((await open(e)).data).toMatchObject({ admins: { 'new@x.org': 'a' }, mail: { smtp: { host: 'm' } } });
+    // malformed quoting is refused before stdin is read
+    for (const bad of ['passwords."x', 'a.""', '"a"b']) expect((await cli(e.root, ['secrets', 'set', 'qa', bad], e.env, 'v')).err).toContain(`invalid key path "${bad}"`);
+  });
+
   it('set refuses an empty stdin, a path through a non-map, and an unknown environment', async () => {
     const e = await newEnv();
     expect((await cli(e.root, ['secrets', 'set', 'qa', 'x'], e.env, '')).err).toContain('no value on stdin');

@@ -11,7 +11,8 @@ import { SOPS_VERSION } from '../../core/secrets/sops-metadata.ts';
 import { SecretsFile } from '../../core/secrets/sops.ts';
 import { parseTree } from '../../core/secrets/tree-parse.ts';
 import { type Format, type PlainValue, toPlain } from '../../core/secrets/tree.ts';
-import { cli, newEnv, tempDir } from './secrets.helpers.ts';
+import { runOps } from '../support/cli.ts';
+import { cli, editor, newEnv, open, tempDir } from './secrets.helpers.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const PINNED = /^SOPS_VERSION=v(\S+)$/m.exec(readFileSync(join(ROOT, 'scripts/setup-machine.sh'), 'utf8'))![1]!;
@@ -412,6 +413,120 @@ describe('ops secrets commands on sops-written files', () => {
     expect(plainOf(ours.out, 'yaml')).toEqual(plainOf(theirs.out, 'yaml'));
   });
 });
+
+describe('YAML merge keys and aliases, as sops writes them', () => {
+  // sops 3.13.3 copies each alias, and keeps a merge key as the key `<<` (not merged), written `!!merge <<:`
+  const PLAIN = 'base: &b {x: 1, s: str}\nder:\n  <<: *b\n  y: 2\nal: *b\nlist: [*b]\nquoted:\n  "<<": {q: 3}\n';
+
+  it('ops reads a sops file with them (same tree, same MAC) and prints what sops decrypt prints', async () => {
+    const plainFile = join(dir, 'merge.yaml');
+    writeFileSync(plainFile, PLAIN);
+    const enc = sops(['encrypt', '--age', k1.recipient, plainFile], k1);
+    expect(enc.err).toBe('');
+    expect(enc.out).toContain('!!merge <<:');
+    const ours = await SecretsFile.fromText(enc.out, 'sops-merge.yaml', { identities: k1.ids });
+    const theirs = sopsDecryptText(enc.out, 'yaml', k1);
+    expect(ours.plaintext()).toBe(theirs);
+    const theirsJson = JSON.parse(sopsDecryptJson(enc.out, k1)) as PlainValue;
+    expect(toPlain(ours.tree)).toEqual(theirsJson);
+    expect(theirsJson).toMatchObject({ der: { '<<': { x: 1, s: 'str' }, y: 2 }, al: { x: 1 }, quoted: { '<<': { q: 3 } } });
+  });
+
+  it('ops keeps them when it rewrites such a file, and encrypts a plain file with them as sops does', async () => {
+    const e = await newEnv();
+    const plainFile = join(dir, 'merge-cli.yaml');
+    writeFileSync(plainFile, PLAIN);
+    const recipient = readFileSync(join(e.root, '.sops.yaml'), 'utf8').match(/age: (\S+)/)![1]!;
+    writeFileSync(e.secrets, sops(['encrypt', '--age', recipient, plainFile], k1).out);
+    const show = await cli(e.root, ['secrets', 'show', 'qa', '--key', 'der'], e.env);
+    expect(show).toMatchObject({ code: 0, err: '' });
+    expect(show.out).toBe('!!merge <<:\n  x: 1\n  s: str\n"y": 2\n');
+    expect((await cli(e.root, ['secrets', 'set', 'qa', 'der.y'], e.env, 'three')).code).toBe(0);
+    const after = sops(['decrypt', e.secrets], { file: e.keyFile });
+    expect(after.err).toBe('');
+    expect(after.out).toContain('der:\n    !!merge <<:\n        x: 1\n        s: str\n    "y": three\n');
+    // ops secrets encrypt of the same plain file: sops decrypts it to what it decrypts its own to
+    const asset = join(e.root, 'environments/qa/assets/merge.yaml');
+    mkdirSync(join(asset, '..'), { recursive: true });
+    writeFileSync(asset, PLAIN);
+    expect((await cli(e.root, ['secrets', 'encrypt', asset], e.env)).code).toBe(0);
+    const own = join(dir, 'merge-own.yaml');
+    writeFileSync(own, sops(['encrypt', '--age', recipient, plainFile], k1).out);
+    expect(sops(['decrypt', asset], { file: e.keyFile }).out).toBe(sops(['decrypt', own], { file: e.keyFile }).out);
+  });
+});
+
+describe('binary values (YAML !!binary), as sops writes them', () => {
+  const LONG = Buffer.alloc(100, 0xff);
+  const PLAIN = `database_url: !!binary /+8=\nlong: !!binary ${LONG.toString('base64')}\ntext: !!binary aGk=\nother: ok\n`;
+
+  it('a binary value leaves the file intact: ops reads it (same MAC), prints what sops prints, hands the bytes on as sops --extract does, and keeps them on a rewrite', async () => {
+    const e = await newEnv();
+    const recipient = readFileSync(join(e.root, '.sops.yaml'), 'utf8').match(/age: (\S+)/)![1]!;
+    const plainFile = join(dir, 'binary.yaml');
+    writeFileSync(plainFile, PLAIN);
+    const enc = sops(['encrypt', '--age', recipient, plainFile], k1);
+    expect(enc.err).toBe('');
+    writeFileSync(e.secrets, enc.out);
+    const key = { file: e.keyFile };
+    const theirs = sops(['decrypt', e.secrets], key).out;
+    expect(theirs).toContain('database_url: !!binary /+8=\n');
+    const ours = await open(e);
+    expect(ours.plaintext()).toBe(theirs);
+    expect(ours.data).toMatchObject({ database_url: Buffer.from([0xff, 0xef]), long: LONG, text: 'hi', other: 'ok' });
+    const dec = await cli(e.root, ['secrets', 'decrypt', e.secrets], e.env);
+    expect(dec).toMatchObject({ code: 0, out: theirs });
+    // show --key: the other values as text, the binary one as its bytes (what sops decrypt --extract gives)
+    expect((await cli(e.root, ['secrets', 'show', 'qa', '--key', 'other'], e.env)).out).toBe('ok\n');
+    const extract = spawnSync('sops', ['decrypt', '--extract', '["database_url"]', e.secrets], { env: { PATH: process.env.PATH, SOPS_AGE_KEY_FILE: e.keyFile, HOME: tempDir() } });
+    expect(extract.stdout).toEqual(Buffer.from([0xff, 0xef]));
+    expect((await cli(e.root, ['secrets', 'show', 'qa', '--key', 'database_url'], e.env)).outBytes).toEqual(Buffer.from([0xff, 0xef]));
+    // a rewrite keeps the binary values' bytes (and ciphertexts): sops reads them as before
+    expect((await cli(e.root, ['secrets', 'set', 'qa', 'other'], e.env, 'second')).code).toBe(0);
+    expect(readFileSync(e.secrets, 'utf8').split('\n')[0]).toBe(enc.out.split('\n')[0]);
+    expect(sops(['decrypt', e.secrets], key).out).toBe(theirs.replace('other: ok', 'other: second'));
+    // ops secrets edit shows it as sops does, and an edit elsewhere keeps it
+    const ed = editor(`grep -q '^database_url: !!binary /+8=$' "$1" && sed -i 's/^other: second$/other: edited/' "$1"`);
+    expect((await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: ed.cmd })).out).toBe('environments/qa/secrets.sops.yaml: updated (changed other)\n');
+    expect(readFileSync(e.secrets, 'utf8').split('\n')[0]).toBe(enc.out.split('\n')[0]);
+    expect(sops(['decrypt', e.secrets], key).out).toBe(theirs.replace('other: ok', 'other: edited'));
+    // where only text can go (the .env), it is refused by name, saying what to do; not "corrupt"
+    const config = await runOps(['config', 'qa'], { root: e.root, processEnv: { PATH: process.env.PATH, HOME: e.root, ...e.env } });
+    expect(config.code).toBe(1);
+    expect(config.err).toContain('the secret "database_url" is a binary value (YAML !!binary: bytes that are not UTF-8 text); binary values are not supported in the .env (APP_DATABASE_URL)');
+    expect(config.err).toContain('ops secrets show qa --key database_url | base64 -w0 | ops secrets set qa database_url');
+    expect(config.err).not.toMatch(/corrupt|does not decrypt|git history/);
+    // the text equal to its base64 is another value: a new IV (never the binary value's), and sops reads text
+    const iv = (t: string) => /^database_url: ENC\[.*iv:([^,]+)/m.exec(t)![1];
+    const before = readFileSync(e.secrets, 'utf8');
+    expect((await cli(e.root, ['secrets', 'set', 'qa', 'database_url'], e.env, '/+8=')).code).toBe(0);
+    expect(iv(readFileSync(e.secrets, 'utf8'))).not.toBe(iv(before));
+    expect(sops(['decrypt', e.secrets], key).out).toContain('database_url: /+8=\n');
+  });
+
+  it('ops secrets encrypt writes binary values as sops does', async () => {
+    const e = await newEnv();
+    const asset = join(e.root, 'environments/qa/assets/binary.yaml');
+    mkdirSync(join(asset, '..'), { recursive: true });
+    writeFileSync(asset, PLAIN);
+    expect((await cli(e.root, ['secrets', 'encrypt', asset], e.env)).code).toBe(0);
+    const recipient = readFileSync(join(e.root, '.sops.yaml'), 'utf8').match(/age: (\S+)/)![1]!;
+    const plainFile = join(dir, 'binary-own.yaml');
+    writeFileSync(plainFile, PLAIN);
+    const own = join(dir, 'binary-own.enc.yaml');
+    writeFileSync(own, sops(['encrypt', '--age', recipient, plainFile], k1).out);
+    expect(sops(['decrypt', asset], { file: e.keyFile }).out).toBe(sops(['decrypt', own], { file: e.keyFile }).out);
+  });
+});
+
+/** `sops decrypt --output-type json` of an encrypted YAML text. */
+function sopsDecryptJson(text: string, key: Key): string {
+  const file = join(tempDir('ops-sops-text-'), 'f.yaml');
+  writeFileSync(file, text);
+  const r = sops(['decrypt', '--output-type', 'json', file], key);
+  if (r.code !== 0) throw new Error(`sops decrypt failed: ${r.err}`);
+  return r.out;
+}
 
 describe('comments sops keeps', () => {
   for (const [rule, marker, marked, unmarked] of [

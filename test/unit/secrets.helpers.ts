@@ -41,7 +41,7 @@ export function tempRoot(): string {
 }
 
 /** Run `ops <argv>` with the secrets commands, a clean environment (HOME = root) and `input` on stdin. */
-export function cli(root: string, argv: string[], env: NodeJS.ProcessEnv = {}, input = ''): Promise<CliResult> {
+export function cli(root: string, argv: string[], env: NodeJS.ProcessEnv = {}, input: string | Uint8Array = ''): Promise<CliResult> {
   return runOps(argv, { root, processEnv: { PATH: process.env.PATH, HOME: root, ...env }, input, commands });
 }
 

@@ -23796,7 +23796,7 @@ var require_resolve_block_scalar = __commonJS({
       const end = start + header.length + scalar.source.length;
       return { value, type, comment: header.comment, range: [start, end, end] };
     }
-    function parseBlockScalarHeader({ offset, props }, strict, onError) {
+    function parseBlockScalarHeader({ offset, props }, strict2, onError) {
       if (props[0].type !== "block-scalar-header") {
         onError(props[0], "IMPOSSIBLE", "Block scalar header not found");
         return null;
@@ -23833,7 +23833,7 @@ var require_resolve_block_scalar = __commonJS({
             length += token.source.length;
             break;
           case "comment":
-            if (strict && !hasSpace) {
+            if (strict2 && !hasSpace) {
               const message = "Comments must be separated from other tokens by white space characters";
               onError(token, "MISSING_CHAR", message);
             }
@@ -23876,7 +23876,7 @@ var require_resolve_flow_scalar = __commonJS({
     "use strict";
     var Scalar4 = require_Scalar();
     var resolveEnd = require_resolve_end();
-    function resolveFlowScalar(scalar, strict, onError) {
+    function resolveFlowScalar(scalar, strict2, onError) {
       const { offset, type, source, end } = scalar;
       let _type;
       let value;
@@ -23905,7 +23905,7 @@ var require_resolve_flow_scalar = __commonJS({
           };
       }
       const valueEnd = offset + source.length;
-      const re = resolveEnd.resolveEnd(end, valueEnd, strict, onError);
+      const re = resolveEnd.resolveEnd(end, valueEnd, strict2, onError);
       return {
         value,
         type: _type,
@@ -24567,7 +24567,7 @@ var require_cst_scalar = __commonJS({
     var resolveFlowScalar = require_resolve_flow_scalar();
     var errors = require_errors2();
     var stringifyString = require_stringifyString();
-    function resolveAsScalar(token, strict = true, onError) {
+    function resolveAsScalar(token, strict2 = true, onError) {
       if (token) {
         const _onError = (pos, code, message) => {
           const offset = typeof pos === "number" ? pos : Array.isArray(pos) ? pos[0] : pos.offset;
@@ -24580,9 +24580,9 @@ var require_cst_scalar = __commonJS({
           case "scalar":
           case "single-quoted-scalar":
           case "double-quoted-scalar":
-            return resolveFlowScalar.resolveFlowScalar(token, strict, _onError);
+            return resolveFlowScalar.resolveFlowScalar(token, strict2, _onError);
           case "block-scalar":
-            return resolveBlockScalar.resolveBlockScalar({ options: { strict } }, token, _onError);
+            return resolveBlockScalar.resolveBlockScalar({ options: { strict: strict2 } }, token, _onError);
         }
       }
       return null;
@@ -49495,7 +49495,7 @@ function resolveScalar(text, plain, tag) {
   if (!tag.startsWith(TAG)) return { type: "str", value: text };
   const want = tag.slice(TAG.length);
   if (want === "str") return { type: "str", value: text };
-  if (want === "binary") return { type: "str", value: Buffer.from(text.replace(/\s+/g, ""), "base64").toString("utf8") };
+  if (want === "binary") return { type: "str", value: new TextDecoder("utf-8", { fatal: true }).decode(Buffer.from(text.replace(/\s+/g, ""), "base64")) };
   const r = resolvePlain(text);
   const got = r.type === "uint64" ? "int" : r.type === "time" ? "timestamp" : r.type;
   if (want === got) return r;
@@ -49539,6 +49539,9 @@ function goFormatFloat(v) {
   if (point <= 0) return `${sign}0.${"0".repeat(-point)}${digits}`;
   if (point >= digits.length) return sign + digits + "0".repeat(point - digits.length);
   return `${sign}${digits.slice(0, point)}.${digits.slice(point)}`;
+}
+function scalarBytes(node) {
+  return node.bytes ? Buffer.from(node.bytes) : Buffer.from(scalarText(node), "utf8");
 }
 function scalarText(node) {
   switch (node.type) {
@@ -49596,6 +49599,22 @@ var init_tree_scalars = __esm({
 });
 
 // core/secrets/tree.ts
+function bytesNode(bytes) {
+  const buf = Buffer.from(bytes);
+  const text = buf.toString("utf8");
+  return Buffer.from(text, "utf8").equals(buf) ? str(text) : { kind: "scalar", type: "str", value: buf.toString("base64"), bytes: buf };
+}
+function binaryRefused(path, where, env = "<env>") {
+  return new OpsError(
+    `the secret "${path}" is a binary value (YAML !!binary: bytes that are not UTF-8 text); binary values are not supported ${where}`,
+    `store it as base64 text and decode it where it is used: ops secrets show ${env} --key ${path} | base64 -w0 | ops secrets set ${env} ${path}`
+  );
+}
+function holdsBinary(value) {
+  if (value instanceof Uint8Array) return true;
+  if (Array.isArray(value)) return value.some(holdsBinary);
+  return value !== null && typeof value === "object" && Object.values(value).some(holdsBinary);
+}
 function formatOf(file) {
   const lower = file.toLowerCase();
   if (lower.endsWith(".json")) return "json";
@@ -49672,7 +49691,7 @@ function treeEquals(a, b) {
       return true;
     case "scalar": {
       const s = b;
-      return a.type === s.type && (a.value === s.value || typeof a.value === "number" && Number.isNaN(a.value) && Number.isNaN(s.value));
+      return a.type === s.type && Boolean(a.bytes) === Boolean(s.bytes) && (a.value === s.value || typeof a.value === "number" && Number.isNaN(a.value) && Number.isNaN(s.value));
     }
     case "list": {
       const l = b;
@@ -49684,16 +49703,60 @@ function treeEquals(a, b) {
     }
   }
 }
-function splitKeyPath(text, keysAt) {
-  const parts = text.split(".");
-  if (parts.some((p) => p === "")) throw new OpsError(`invalid key path "${text}"`, "keys separated by dots, e.g. database_url or datapass.client_id");
+function keyPathParts(text) {
+  const parts = [];
+  const bad = (why) => new OpsError(`invalid key path "${text}": ${why}`, PATH_HINT);
+  let i = 0;
+  for (; ; ) {
+    if (text[i] === '"') {
+      const close = text.indexOf('"', i + 1);
+      if (close < 0) throw bad("a quote is not closed");
+      if (close === i + 1) throw bad('an empty key ("")');
+      parts.push({ key: text.slice(i + 1, close), quoted: true });
+      i = close + 1;
+      if (i < text.length && text[i] !== ".") throw bad("a quoted key must be followed by a dot or the end");
+    } else {
+      const dot = text.indexOf(".", i);
+      const key = text.slice(i, dot < 0 ? text.length : dot);
+      if (key === "") throw bad("an empty key (two dots in a row, or a dot at an end)");
+      parts.push({ key, quoted: false });
+      i = dot < 0 ? text.length : dot;
+    }
+    if (i >= text.length) return parts;
+    i++;
+    if (i >= text.length) throw bad("an empty key (two dots in a row, or a dot at an end)");
+  }
+}
+function splitKeyPath(text, keysAt, options = {}) {
+  const parts = keyPathParts(text);
   const path = [];
   for (let i = 0; i < parts.length; ) {
+    if (parts[i].quoted) {
+      path.push(parts[i].key);
+      i++;
+      continue;
+    }
     const keys = new Set(keysAt(path));
-    let end = parts.length;
-    while (end > i + 1 && !keys.has(parts.slice(i, end).join("."))) end--;
-    path.push(parts.slice(i, end).join("."));
-    i = end;
+    let run = i;
+    while (run < parts.length && !parts[run].quoted) run++;
+    let end = run;
+    while (end > i && !keys.has(parts.slice(i, end).map((p) => p.key).join("."))) end--;
+    if (end > i) {
+      path.push(parts.slice(i, end).map((p) => p.key).join("."));
+      i = end;
+      continue;
+    }
+    const rest = parts.slice(i, run).map((p) => p.key);
+    if (options.creating && rest.length > (path.length > 0 ? 1 : 2)) {
+      const quoted = (keys2) => keys2.map((k) => `"${k}"`).join(".");
+      const [one, nested2] = path.length > 0 ? [`${showPath(path)}."${rest.join(".")}"`, `${showPath(path)}.${quoted(rest)}`] : [`${rest[0]}."${rest.slice(1).join(".")}"`, quoted(rest)];
+      throw new OpsError(
+        `the key path "${text}" is ambiguous: ${path.length > 0 ? `${showPath(path)} has no key ${rest.join(".")}` : `there is no key ${rest[0]}`}, and its new keys could hold dots or nest at each one`,
+        `say which with double quotes (one quoted part is one key): '${one}' or '${nested2}' (single quotes keep the shell off the double quotes)`
+      );
+    }
+    for (const p of parts.slice(i)) path.push(p.key);
+    break;
   }
   return path;
 }
@@ -49705,7 +49768,7 @@ function toPlain(node) {
     case "null":
       return null;
     case "scalar":
-      return node.value;
+      return node.bytes ? Buffer.from(node.bytes) : node.value;
     case "list":
       return node.items.map(toPlain);
     case "map": {
@@ -49726,13 +49789,14 @@ function fromPlain(value, path = []) {
     if (value < -(2n ** 63n) || value >= 2n ** 63n) throw new OpsError(`${showPath(path)}: the integer ${value} is out of the 64-bit range sops holds`);
     return { kind: "scalar", type: "int", value: intValue(value) };
   }
+  if (value instanceof Uint8Array) return bytesNode(value);
   if (Array.isArray(value)) return { kind: "list", items: value.map((v, i) => fromPlain(v, [...path, i])) };
   if (typeof value === "object") {
     return { kind: "map", entries: Object.entries(value).map(([k, v]) => [k, fromPlain(v, [...path, k])]) };
   }
   throw new OpsError(`${showPath(path)}: a ${typeof value} cannot be stored in a secrets file`);
 }
-var str;
+var str, PATH_HINT;
 var init_tree = __esm({
   "core/secrets/tree.ts"() {
     "use strict";
@@ -49740,6 +49804,7 @@ var init_tree = __esm({
     init_goyaml();
     init_tree_scalars();
     str = (value) => ({ kind: "scalar", type: "str", value });
+    PATH_HINT = 'keys separated by dots, e.g. database_url or datapass.client_id; a key holding dots in double quotes: passwords."admin@example.org"';
   }
 });
 
@@ -49801,14 +49866,17 @@ function formatEnc(enc) {
 function sealText(plaintext, type, key, aad, iv = randomBytes3(IV_BYTES)) {
   const c = createCipheriv("aes-256-gcm", key, iv);
   c.setAAD(Buffer.from(aad, "utf8"));
-  const data = Buffer.concat([c.update(plaintext, "utf8"), c.final()]);
+  const data = Buffer.concat([c.update(typeof plaintext === "string" ? Buffer.from(plaintext, "utf8") : plaintext), c.final()]);
   return formatEnc({ data, iv, tag: c.getAuthTag(), type });
 }
-function openText(enc, key, aad) {
+function openBytes(enc, key, aad) {
   const d = createDecipheriv("aes-256-gcm", key, enc.iv);
   d.setAAD(Buffer.from(aad, "utf8"));
   d.setAuthTag(enc.tag);
-  const out = Buffer.concat([d.update(enc.data), d.final()]);
+  return Buffer.concat([d.update(enc.data), d.final()]);
+}
+function openText(enc, key, aad) {
+  const out = openBytes(enc, key, aad);
   const text = out.toString("utf8");
   if (!Buffer.from(text, "utf8").equals(out)) throw new Error("the decrypted bytes are not UTF-8 text");
   return text;
@@ -49817,9 +49885,10 @@ function aadOf(keys) {
   return keys.join(":") + ":";
 }
 function encryptScalar(leaf, key, aad, iv) {
-  return sealText(scalarText(leaf), leaf.type, key, aad, iv);
+  return sealText(scalarBytes(leaf), leaf.type, key, aad, iv);
 }
 function decryptScalar(enc, key, aad) {
+  if (enc.type === "str") return bytesNode(openBytes(enc, key, aad));
   return parseScalarText(openText(enc, key, aad), enc.type);
 }
 var IV_BYTES, DATA_KEY_BYTES, ENC_RE, B64_RE, MalformedValue, MAC_ONLY_ENCRYPTED_INIT, MacBuilder;
@@ -49841,7 +49910,7 @@ var init_cipher = __esm({
         if (macOnlyEncrypted) this.hash.update(MAC_ONLY_ENCRYPTED_INIT);
       }
       add(leaf) {
-        this.hash.update(scalarText(leaf), "utf8");
+        this.hash.update(scalarBytes(leaf));
       }
       hex() {
         return this.hash.digest("hex").toUpperCase();
@@ -66222,7 +66291,8 @@ function parseTree(text, format, options) {
       if (typeof v === "number") return { kind: "scalar", type: "float", value: v };
       throw new OpsError(`${where()}: unsupported value`, "use strings, numbers, booleans, lists and maps only");
     }
-    if (v instanceof Uint8Array) return str(Buffer.from(v).toString("utf8"));
+    if (v instanceof Uint8Array) return bytesNode(v);
+    if (node.tag === "tag:yaml.org,2002:binary") return bytesNode(Buffer.from(String(v ?? "").replace(/\s+/g, ""), "base64"));
     try {
       return goNode(resolveScalar(String(v ?? ""), node.type === "PLAIN" || node.type === void 0, node.tag), where);
     } catch (e) {
@@ -66294,6 +66364,11 @@ function parseTree(text, format, options) {
   let rootBranch;
   const keyOf = (key, path) => {
     const k = (0, import_yaml3.isAlias)(key) ? target(key) : key;
+    if ((0, import_yaml3.isScalar)(k) && k.tag === MERGE_TAG) {
+      const source = typeof k.source === "string" ? k.source : String(k.value ?? "");
+      if (source === "<<" || source === "") return "<<";
+      throw new OpsError(`${file}: ${showPath(path)}: the key ${source} is tagged !!merge, which only << may be`, "remove the tag");
+    }
     if ((0, import_yaml3.isScalar)(k)) {
       const v = scalar(k, path);
       if (v.kind === "scalar" && v.type === "str") return v.value;
@@ -66310,7 +66385,7 @@ function parseTree(text, format, options) {
   if (format === "yaml" && rootBranch) placeComments(commentTokens(text), anchors, rootBranch);
   return tree;
 }
-var import_yaml3;
+var import_yaml3, MERGE_TAG;
 var init_tree_parse = __esm({
   "core/secrets/tree-parse.ts"() {
     "use strict";
@@ -66319,6 +66394,7 @@ var init_tree_parse = __esm({
     init_comments();
     init_goyaml();
     init_tree();
+    MERGE_TAG = "tag:yaml.org,2002:merge";
   }
 });
 
@@ -66329,6 +66405,12 @@ function needsQuotesForGo(s) {
 }
 function yamlScalar(node) {
   if (node.kind === "null") return new import_yaml4.Scalar(null);
+  if (node.bytes) {
+    const b643 = node.value;
+    if (b643.length < 70) return Object.assign(new import_yaml4.Scalar(b643), { tag: "tag:yaml.org,2002:binary", type: import_yaml4.Scalar.PLAIN });
+    return Object.assign(new import_yaml4.Scalar(`${b643.match(/.{1,70}/g).join("\n")}
+`), { tag: "tag:yaml.org,2002:binary", type: import_yaml4.Scalar.BLOCK_LITERAL });
+  }
   const s = new import_yaml4.Scalar(node.value);
   if (node.type === "str" && needsQuotesForGo(node.value)) s.type = import_yaml4.Scalar.QUOTE_DOUBLE;
   if (node.type === "float" && Number.isInteger(node.value)) s.minFractionDigits = 1;
@@ -66346,6 +66428,7 @@ function toYamlNode(node) {
       const m = new import_yaml4.YAMLMap();
       node.entries.forEach(([k, v], i) => {
         const key = yamlScalar(str(k));
+        if (k === "<<") Object.assign(key, { tag: "tag:yaml.org,2002:merge", type: import_yaml4.Scalar.PLAIN });
         const value = toYamlNode(v);
         const { head, inline } = split2(node, i, v);
         if (head.length) key.commentBefore = joinComment(head);
@@ -66409,6 +66492,7 @@ function jsonValue(node, indent2, step) {
     case "null":
       return "null";
     case "scalar":
+      if (node.bytes) throw new OpsError("a binary value (bytes that are not UTF-8 text) cannot be written in JSON", "store it as base64 text");
       if (node.type === "str") return goJsonString(node.value);
       if (node.type === "bool") return node.value ? "true" : "false";
       if (node.type === "time") return goJsonString(node.value);
@@ -66595,6 +66679,9 @@ var init_sops_metadata = __esm({
 });
 
 // core/secrets/sops-decrypt.ts
+function stashText(leaf) {
+  return leaf.bytes ? `b${leaf.value}` : `t${scalarText(leaf)}`;
+}
 async function unwrapAny(stanzas, ids) {
   const mine = new Set(ids.identities.map((i) => i.recipient));
   const ordered = [...stanzas.filter((s) => mine.has(s.recipient)), ...stanzas.filter((s) => !mine.has(s.recipient))];
@@ -66700,7 +66787,7 @@ function decryptTree(doc, key) {
             const why = /unable to authenticate|Unsupported state/i.test(e.message) ? "its ciphertext was changed, or it was moved from another key" : e.message;
             throw new OpsError(`${file}: ${showPath(path)} does not decrypt: ${why}`, restore);
           }
-          stash.put(aad, scalarText(value), enc.iv);
+          stash.put(aad, stashText(value), enc.iv);
           secrets.push(value);
         }
       }
@@ -66819,6 +66906,38 @@ var init_sops_decrypt = __esm({
   }
 });
 
+// core/secrets/utf8.ts
+function invalidUtf8Offset(bytes) {
+  let offset = 0;
+  for (const ch of lenient.decode(bytes)) {
+    const cp = ch.codePointAt(0);
+    if (cp === 65533 && !(bytes[offset] === 239 && bytes[offset + 1] === 191 && bytes[offset + 2] === 189)) return offset;
+    offset += cp < 128 ? 1 : cp < 2048 ? 2 : cp < 65536 ? 3 : 4;
+  }
+  return -1;
+}
+function decodeUtf8(bytes, where, hint) {
+  try {
+    return strict.decode(bytes);
+  } catch {
+    const offset = invalidUtf8Offset(bytes);
+    const line = bytes.subarray(0, Math.max(offset, 0)).filter((b) => b === 10).length + 1;
+    throw new OpsError(
+      `${where} is not UTF-8 text: invalid byte at offset ${offset} (line ${line}); nothing was changed`,
+      hint ?? "convert it to UTF-8 first (e.g. `iconv -f latin1 -t utf-8`), or store binary data as base64 text (`base64 -w0`)"
+    );
+  }
+}
+var strict, lenient;
+var init_utf8 = __esm({
+  "core/secrets/utf8.ts"() {
+    "use strict";
+    init_errors();
+    strict = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+    lenient = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true });
+  }
+});
+
 // core/secrets/sops.ts
 import { randomBytes as randomBytes9 } from "node:crypto";
 import { readFile as readFile3 } from "node:fs/promises";
@@ -66840,6 +66959,7 @@ var init_sops = __esm({
     init_tree_print();
     init_tree_scalars();
     init_tree();
+    init_utf8();
     SecretsFile = class _SecretsFile {
       constructor(file, format, dataKey, plain, recipientList, meta, original, stash) {
         this.file = file;
@@ -66871,13 +66991,14 @@ var init_sops = __esm({
       }
       /** Read, decrypt and verify a sops file. */
       static async open(file, opts2 = {}) {
-        let text;
+        let bytes;
         try {
-          text = await readFile3(file, "utf8");
+          bytes = await readFile3(file);
         } catch (e) {
           const code = e.code;
           throw new OpsError(`cannot read ${file}: ${code === "ENOENT" ? "no such file" : code ?? e.message}`);
         }
+        const text = decodeUtf8(bytes, file, "a sops file is UTF-8 text: restore it from git history");
         return _SecretsFile.fromText(text, file, opts2);
       }
       /** A new document (not written yet): a fresh data key, encrypted to `recipients`. */
@@ -67000,7 +67121,7 @@ var init_sops = __esm({
             if (!encrypted) return leaf;
             if (leaf.type === "str" && leaf.value === "") return leaf;
             const aad = aadOf(keys);
-            return str(encryptScalar(leaf, key, aad, stash.take(aad, scalarText(leaf))));
+            return str(encryptScalar(leaf, key, aad, stash.take(aad, stashText(leaf))));
           },
           // comments as sops encrypts them: type `comment`, the path of their map as associated data, no MAC
           comment: (c, keys, stack, branch) => {
@@ -72828,6 +72949,7 @@ function renderDotenv(env, secrets) {
         missing.push(`${key} needs the secret "${spec.secret}"`);
         continue;
       }
+      if (holdsBinary(found)) throw binaryRefused(spec.secret, `in the .env (${key})`, env.name);
       value = asString(found);
     }
     const readers = readersOf(env, key);
@@ -73055,6 +73177,7 @@ init_errors();
 
 // core/packages.ts
 init_errors();
+init_tree();
 function packagesNeedSecrets(env) {
   const p = env.config.packages;
   return typeof p.pip_index_url === "object" || p.npm_token !== void 0;

@@ -23667,7 +23667,7 @@ var require_resolve_block_scalar = __commonJS({
       const end = start + header.length + scalar.source.length;
       return { value, type, comment: header.comment, range: [start, end, end] };
     }
-    function parseBlockScalarHeader({ offset, props }, strict, onError) {
+    function parseBlockScalarHeader({ offset, props }, strict2, onError) {
       if (props[0].type !== "block-scalar-header") {
         onError(props[0], "IMPOSSIBLE", "Block scalar header not found");
         return null;
@@ -23704,7 +23704,7 @@ var require_resolve_block_scalar = __commonJS({
             length += token.source.length;
             break;
           case "comment":
-            if (strict && !hasSpace) {
+            if (strict2 && !hasSpace) {
               const message = "Comments must be separated from other tokens by white space characters";
               onError(token, "MISSING_CHAR", message);
             }
@@ -23747,7 +23747,7 @@ var require_resolve_flow_scalar = __commonJS({
     "use strict";
     var Scalar4 = require_Scalar();
     var resolveEnd = require_resolve_end();
-    function resolveFlowScalar(scalar, strict, onError) {
+    function resolveFlowScalar(scalar, strict2, onError) {
       const { offset, type, source, end } = scalar;
       let _type;
       let value;
@@ -23776,7 +23776,7 @@ var require_resolve_flow_scalar = __commonJS({
           };
       }
       const valueEnd = offset + source.length;
-      const re = resolveEnd.resolveEnd(end, valueEnd, strict, onError);
+      const re = resolveEnd.resolveEnd(end, valueEnd, strict2, onError);
       return {
         value,
         type: _type,
@@ -24438,7 +24438,7 @@ var require_cst_scalar = __commonJS({
     var resolveFlowScalar = require_resolve_flow_scalar();
     var errors = require_errors2();
     var stringifyString = require_stringifyString();
-    function resolveAsScalar(token, strict = true, onError) {
+    function resolveAsScalar(token, strict2 = true, onError) {
       if (token) {
         const _onError = (pos, code, message) => {
           const offset = typeof pos === "number" ? pos : Array.isArray(pos) ? pos[0] : pos.offset;
@@ -24451,9 +24451,9 @@ var require_cst_scalar = __commonJS({
           case "scalar":
           case "single-quoted-scalar":
           case "double-quoted-scalar":
-            return resolveFlowScalar.resolveFlowScalar(token, strict, _onError);
+            return resolveFlowScalar.resolveFlowScalar(token, strict2, _onError);
           case "block-scalar":
-            return resolveBlockScalar.resolveBlockScalar({ options: { strict } }, token, _onError);
+            return resolveBlockScalar.resolveBlockScalar({ options: { strict: strict2 } }, token, _onError);
         }
       }
       return null;
@@ -50300,7 +50300,7 @@ function resolveScalar(text, plain, tag) {
   if (!tag.startsWith(TAG)) return { type: "str", value: text };
   const want = tag.slice(TAG.length);
   if (want === "str") return { type: "str", value: text };
-  if (want === "binary") return { type: "str", value: Buffer.from(text.replace(/\s+/g, ""), "base64").toString("utf8") };
+  if (want === "binary") return { type: "str", value: new TextDecoder("utf-8", { fatal: true }).decode(Buffer.from(text.replace(/\s+/g, ""), "base64")) };
   const r = resolvePlain(text);
   const got = r.type === "uint64" ? "int" : r.type === "time" ? "timestamp" : r.type;
   if (want === got) return r;
@@ -50315,6 +50315,11 @@ function plainChangesMeaning(s) {
 
 // core/secrets/tree.ts
 var str = (value) => ({ kind: "scalar", type: "str", value });
+function bytesNode(bytes) {
+  const buf = Buffer.from(bytes);
+  const text = buf.toString("utf8");
+  return Buffer.from(text, "utf8").equals(buf) ? str(text) : { kind: "scalar", type: "str", value: buf.toString("base64"), bytes: buf };
+}
 function formatOf(file) {
   const lower = file.toLowerCase();
   if (lower.endsWith(".json")) return "json";
@@ -50373,7 +50378,7 @@ function treeEquals(a, b) {
       return true;
     case "scalar": {
       const s = b;
-      return a.type === s.type && (a.value === s.value || typeof a.value === "number" && Number.isNaN(a.value) && Number.isNaN(s.value));
+      return a.type === s.type && Boolean(a.bytes) === Boolean(s.bytes) && (a.value === s.value || typeof a.value === "number" && Number.isNaN(a.value) && Number.isNaN(s.value));
     }
     case "list": {
       const l = b;
@@ -50393,7 +50398,7 @@ function toPlain(node) {
     case "null":
       return null;
     case "scalar":
-      return node.value;
+      return node.bytes ? Buffer.from(node.bytes) : node.value;
     case "list":
       return node.items.map(toPlain);
     case "map": {
@@ -50419,6 +50424,9 @@ function goFormatFloat(v) {
   if (point <= 0) return `${sign}0.${"0".repeat(-point)}${digits}`;
   if (point >= digits.length) return sign + digits + "0".repeat(point - digits.length);
   return `${sign}${digits.slice(0, point)}.${digits.slice(point)}`;
+}
+function scalarBytes(node) {
+  return node.bytes ? Buffer.from(node.bytes) : Buffer.from(scalarText(node), "utf8");
 }
 function scalarText(node) {
   switch (node.type) {
@@ -50493,14 +50501,17 @@ function formatEnc(enc) {
 function sealText(plaintext, type, key, aad, iv = randomBytes2(IV_BYTES)) {
   const c = createCipheriv("aes-256-gcm", key, iv);
   c.setAAD(Buffer.from(aad, "utf8"));
-  const data = Buffer.concat([c.update(plaintext, "utf8"), c.final()]);
+  const data = Buffer.concat([c.update(typeof plaintext === "string" ? Buffer.from(plaintext, "utf8") : plaintext), c.final()]);
   return formatEnc({ data, iv, tag: c.getAuthTag(), type });
 }
-function openText(enc, key, aad) {
+function openBytes(enc, key, aad) {
   const d = createDecipheriv("aes-256-gcm", key, enc.iv);
   d.setAAD(Buffer.from(aad, "utf8"));
   d.setAuthTag(enc.tag);
-  const out = Buffer.concat([d.update(enc.data), d.final()]);
+  return Buffer.concat([d.update(enc.data), d.final()]);
+}
+function openText(enc, key, aad) {
+  const out = openBytes(enc, key, aad);
   const text = out.toString("utf8");
   if (!Buffer.from(text, "utf8").equals(out)) throw new Error("the decrypted bytes are not UTF-8 text");
   return text;
@@ -50509,9 +50520,10 @@ function aadOf(keys) {
   return keys.join(":") + ":";
 }
 function encryptScalar(leaf, key, aad, iv) {
-  return sealText(scalarText(leaf), leaf.type, key, aad, iv);
+  return sealText(scalarBytes(leaf), leaf.type, key, aad, iv);
 }
 function decryptScalar(enc, key, aad) {
+  if (enc.type === "str") return bytesNode(openBytes(enc, key, aad));
   return parseScalarText(openText(enc, key, aad), enc.type);
 }
 var MAC_ONLY_ENCRYPTED_INIT = createHash3("sha256").update("sops").digest();
@@ -50521,7 +50533,7 @@ var MacBuilder = class {
     if (macOnlyEncrypted) this.hash.update(MAC_ONLY_ENCRYPTED_INIT);
   }
   add(leaf) {
-    this.hash.update(scalarText(leaf), "utf8");
+    this.hash.update(scalarBytes(leaf));
   }
   hex() {
     return this.hash.digest("hex").toUpperCase();
@@ -66430,6 +66442,7 @@ function placeComments(tokens, anchors, root) {
 }
 
 // core/secrets/tree-parse.ts
+var MERGE_TAG = "tag:yaml.org,2002:merge";
 function lineCol(text, offset) {
   const before = text.slice(0, offset);
   const line = before.split("\n").length;
@@ -66482,7 +66495,8 @@ function parseTree(text, format, options) {
       if (typeof v === "number") return { kind: "scalar", type: "float", value: v };
       throw new OpsError(`${where()}: unsupported value`, "use strings, numbers, booleans, lists and maps only");
     }
-    if (v instanceof Uint8Array) return str(Buffer.from(v).toString("utf8"));
+    if (v instanceof Uint8Array) return bytesNode(v);
+    if (node.tag === "tag:yaml.org,2002:binary") return bytesNode(Buffer.from(String(v ?? "").replace(/\s+/g, ""), "base64"));
     try {
       return goNode(resolveScalar(String(v ?? ""), node.type === "PLAIN" || node.type === void 0, node.tag), where);
     } catch (e) {
@@ -66554,6 +66568,11 @@ function parseTree(text, format, options) {
   let rootBranch;
   const keyOf = (key, path) => {
     const k = (0, import_yaml3.isAlias)(key) ? target(key) : key;
+    if ((0, import_yaml3.isScalar)(k) && k.tag === MERGE_TAG) {
+      const source = typeof k.source === "string" ? k.source : String(k.value ?? "");
+      if (source === "<<" || source === "") return "<<";
+      throw new OpsError(`${file}: ${showPath(path)}: the key ${source} is tagged !!merge, which only << may be`, "remove the tag");
+    }
     if ((0, import_yaml3.isScalar)(k)) {
       const v = scalar(k, path);
       if (v.kind === "scalar" && v.type === "str") return v.value;
@@ -66579,6 +66598,12 @@ function needsQuotesForGo(s) {
 }
 function yamlScalar(node) {
   if (node.kind === "null") return new import_yaml4.Scalar(null);
+  if (node.bytes) {
+    const b643 = node.value;
+    if (b643.length < 70) return Object.assign(new import_yaml4.Scalar(b643), { tag: "tag:yaml.org,2002:binary", type: import_yaml4.Scalar.PLAIN });
+    return Object.assign(new import_yaml4.Scalar(`${b643.match(/.{1,70}/g).join("\n")}
+`), { tag: "tag:yaml.org,2002:binary", type: import_yaml4.Scalar.BLOCK_LITERAL });
+  }
   const s = new import_yaml4.Scalar(node.value);
   if (node.type === "str" && needsQuotesForGo(node.value)) s.type = import_yaml4.Scalar.QUOTE_DOUBLE;
   if (node.type === "float" && Number.isInteger(node.value)) s.minFractionDigits = 1;
@@ -66597,6 +66622,7 @@ function toYamlNode(node) {
       const m = new import_yaml4.YAMLMap();
       node.entries.forEach(([k, v], i) => {
         const key = yamlScalar(str(k));
+        if (k === "<<") Object.assign(key, { tag: "tag:yaml.org,2002:merge", type: import_yaml4.Scalar.PLAIN });
         const value = toYamlNode(v);
         const { head, inline } = split2(node, i, v);
         if (head.length) key.commentBefore = joinComment(head);
@@ -66662,6 +66688,7 @@ function jsonValue(node, indent2, step) {
     case "null":
       return "null";
     case "scalar":
+      if (node.bytes) throw new OpsError("a binary value (bytes that are not UTF-8 text) cannot be written in JSON", "store it as base64 text");
       if (node.type === "str") return goJsonString(node.value);
       if (node.type === "bool") return node.value ? "true" : "false";
       if (node.type === "time") return goJsonString(node.value);
@@ -66823,6 +66850,9 @@ function encryptionRule(file, meta) {
 }
 
 // core/secrets/sops-decrypt.ts
+function stashText(leaf) {
+  return leaf.bytes ? `b${leaf.value}` : `t${scalarText(leaf)}`;
+}
 var IvStash = class _IvStash {
   ivs = /* @__PURE__ */ new Map();
   static key(aad, text) {
@@ -66952,7 +66982,7 @@ function decryptTree(doc, key) {
             const why = /unable to authenticate|Unsupported state/i.test(e.message) ? "its ciphertext was changed, or it was moved from another key" : e.message;
             throw new OpsError(`${file}: ${showPath(path)} does not decrypt: ${why}`, restore);
           }
-          stash.put(aad, scalarText(value), enc.iv);
+          stash.put(aad, stashText(value), enc.iv);
           secrets.push(value);
         }
       }
@@ -67034,6 +67064,31 @@ function maskAll(secrets, mask) {
   }
 }
 
+// core/secrets/utf8.ts
+var strict = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+var lenient = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true });
+function invalidUtf8Offset(bytes) {
+  let offset = 0;
+  for (const ch of lenient.decode(bytes)) {
+    const cp = ch.codePointAt(0);
+    if (cp === 65533 && !(bytes[offset] === 239 && bytes[offset + 1] === 191 && bytes[offset + 2] === 189)) return offset;
+    offset += cp < 128 ? 1 : cp < 2048 ? 2 : cp < 65536 ? 3 : 4;
+  }
+  return -1;
+}
+function decodeUtf8(bytes, where, hint) {
+  try {
+    return strict.decode(bytes);
+  } catch {
+    const offset = invalidUtf8Offset(bytes);
+    const line = bytes.subarray(0, Math.max(offset, 0)).filter((b) => b === 10).length + 1;
+    throw new OpsError(
+      `${where} is not UTF-8 text: invalid byte at offset ${offset} (line ${line}); nothing was changed`,
+      hint ?? "convert it to UTF-8 first (e.g. `iconv -f latin1 -t utf-8`), or store binary data as base64 text (`base64 -w0`)"
+    );
+  }
+}
+
 // core/secrets/sops.ts
 var SecretsFile = class _SecretsFile {
   constructor(file, format, dataKey, plain, recipientList, meta, original, stash) {
@@ -67066,13 +67121,14 @@ var SecretsFile = class _SecretsFile {
   }
   /** Read, decrypt and verify a sops file. */
   static async open(file, opts2 = {}) {
-    let text;
+    let bytes;
     try {
-      text = await readFile(file, "utf8");
+      bytes = await readFile(file);
     } catch (e) {
       const code = e.code;
       throw new OpsError(`cannot read ${file}: ${code === "ENOENT" ? "no such file" : code ?? e.message}`);
     }
+    const text = decodeUtf8(bytes, file, "a sops file is UTF-8 text: restore it from git history");
     return _SecretsFile.fromText(text, file, opts2);
   }
   /** A new document (not written yet): a fresh data key, encrypted to `recipients`. */
@@ -67195,7 +67251,7 @@ var SecretsFile = class _SecretsFile {
         if (!encrypted) return leaf;
         if (leaf.type === "str" && leaf.value === "") return leaf;
         const aad = aadOf(keys);
-        return str(encryptScalar(leaf, key, aad, stash.take(aad, scalarText(leaf))));
+        return str(encryptScalar(leaf, key, aad, stash.take(aad, stashText(leaf))));
       },
       // comments as sops encrypts them: type `comment`, the path of their map as associated data, no MAC
       comment: (c, keys, stack, branch) => {

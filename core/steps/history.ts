@@ -62,6 +62,20 @@ export function historyOrder(releases: ReleaseRecord[]): ReleaseRecord[] {
   return [...releases].sort((a, b) => key(b)[0] - key(a)[0] || key(b)[1] - key(a)[1] || b.id.localeCompare(a.id));
 }
 
+/** A release `keep` counts: it went live and was neither failed nor rolled back from since. */
+function isGood(r: ReleaseRecord): boolean {
+  return r.status === 'ok' && r.liveSeq !== undefined;
+}
+
+/**
+ * The releases `keep_failed` counts (failed, abandoned, or never finished: an interrupted deploy), in the order
+ * that happened to them, most recent first: by their last event in the history (the failure, the rollback from
+ * it), whether or not they once went live; a release with no event (an interrupted deploy) after those.
+ */
+export function inspectionOrder(releases: ReleaseRecord[]): ReleaseRecord[] {
+  return releases.filter((r) => !isGood(r)).sort((a, b) => (b.eventSeq ?? -1) - (a.eventSeq ?? -1) || b.id.localeCompare(a.id));
+}
+
 export interface Retention {
   keep: number;
   keepFailed: number;
@@ -77,20 +91,20 @@ export type KeepReason = string | undefined;
  * Which releases pruning keeps, and why: the live one; the ones a slot runs (the warm previous release);
  * the latest `keep` good releases (went live, not failed or rolled back from), by the order they went live,
  * the live one counted among them; the latest `keepFailed` failed or abandoned ones (or never finished: an
- * interrupted deploy), for inspection. Pure: the same answer on any runner clock.
+ * interrupted deploy), for inspection, latest by when they failed or were rolled back from (inspectionOrder), not
+ * by when they last went live. The map is in historyOrder. Pure: the same answer on any runner clock.
  */
 export function retention(releases: ReleaseRecord[], r: Retention): Map<string, KeepReason> {
   const out = new Map<string, KeepReason>();
+  const badPlace = new Map(inspectionOrder(releases).map((rel, i) => [rel.id, i] as const));
   let good = 0;
-  let bad = 0;
   for (const rel of historyOrder(releases)) {
     const warm = r.warm.find((w) => w.id === rel.id);
-    const isGood = rel.status === 'ok' && rel.liveSeq !== undefined;
+    const bad = badPlace.get(rel.id);
     let reason: KeepReason;
-    if (isGood && good < r.keep) reason = rel.id === r.current ? `live (1 of keep ${r.keep})` : `good: ${good + 1} of keep ${r.keep}`;
-    else if (!isGood && bad < r.keepFailed) reason = `${rel.status === 'ok' ? 'never went live' : rel.status}: ${bad + 1} of keep_failed ${r.keepFailed}, for inspection`;
-    if (isGood) good++;
-    else bad++;
+    if (bad === undefined && good < r.keep) reason = rel.id === r.current ? `live (1 of keep ${r.keep})` : `good: ${good + 1} of keep ${r.keep}`;
+    else if (bad !== undefined && bad < r.keepFailed) reason = `${rel.status === 'ok' ? 'never went live' : rel.status}: ${bad + 1} of keep_failed ${r.keepFailed}, for inspection`;
+    if (bad === undefined) good++;
     if (rel.id === r.current) reason ??= 'live';
     else if (warm) reason = `${reason ? `${reason}; ` : ''}warm on slot ${warm.slot}`;
     out.set(rel.id, reason);

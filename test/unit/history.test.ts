@@ -3,7 +3,7 @@
 // built on them (the previous release, what pruning keeps and why), including release ids made by a runner
 // whose clock was months behind.
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -14,7 +14,9 @@ import { pruneAfterSwitch, parseState } from '../../core/ops/host-state.ts';
 import { parseReports, reportedAll, type StepResult } from '../../core/remote/types.ts';
 import { scriptPrelude } from '../../core/remote/wrap.ts';
 import { historyFunctions, parseReleaseRecord, retention, type ReleaseRecord } from '../../core/steps/history.ts';
-import { pruneReleases } from '../../core/steps/release.ts';
+import { markRelease, pruneReleases } from '../../core/steps/release.ts';
+import { keptReleases, parseReleases } from '../../core/steps/release-list.ts';
+import { formatReleases } from '../../core/ops/records.ts';
 import { slotConfig } from '../../core/steps/switch.ts';
 import { LIBRARY_KEYS } from '../../core/steps/libraries.ts';
 
@@ -156,6 +158,25 @@ describe('retention', () => {
     });
   });
 
+  it('keep_failed: failed and abandoned releases compete by when they failed or were rolled back from, not by when they last went live', () => {
+    const F = '20261105T100000Z-f1f1f1f1f1f1';
+    // A went live (1), B went live (2), back to A (3), B abandoned (4); C went live (5), back to A (6), C abandoned (7); F failed (8).
+    const releases = [rec(A, 'ok', 6), rec(B, 'abandoned', 2, 4), rec(C, 'abandoned', 5, 7), rec(F, 'failed', undefined, 8)];
+    const kept = retention(releases, { keep: 5, keepFailed: 2, current: A, warm: [] });
+    expect(Object.fromEntries(kept)).toEqual({
+      [A]: 'live (1 of keep 5)',
+      [F]: 'failed: 1 of keep_failed 2, for inspection',
+      [C]: 'abandoned: 2 of keep_failed 2, for inspection',
+      [B]: undefined,
+    });
+    // A rollback after the failed deploy is the more recent: it is first; the good releases (keep) are as before.
+    const later = retention([...releases.filter((r) => r.id !== C), rec(C, 'abandoned', 9, 10), rec(D, 'ok', 1)], { keep: 1, keepFailed: 1, current: A, warm: [] });
+    expect(Object.fromEntries(later)).toEqual({ [A]: 'live (1 of keep 1)', [C]: 'abandoned: 1 of keep_failed 1, for inspection', [F]: undefined, [B]: undefined, [D]: undefined });
+    // An interrupted deploy (no event in the history) comes after every failure or rollback the history holds.
+    const cut = retention([...releases, rec(D, 'ok', undefined, undefined)], { keep: 5, keepFailed: 3, current: A, warm: [] });
+    expect([F, C, B, D].map((id) => cut.get(id))).toEqual(['failed: 1 of keep_failed 3, for inspection', 'abandoned: 2 of keep_failed 3, for inspection', 'abandoned: 3 of keep_failed 3, for inspection', undefined]);
+  });
+
   it('good releases beyond keep are pruned, oldest to go live first; never the live or a warm one', () => {
     const releases = [rec(A, 'ok', 1), rec(B, 'ok', 2), rec(C, 'ok', 3), rec(D, 'ok', 4)];
     const kept = retention(releases, { keep: 2, keepFailed: 0, current: D, warm: [{ id: A, slot: 'green' }] });
@@ -257,5 +278,87 @@ describe('prune on a host (bash)', () => {
     } finally {
       child.kill();
     }
+  });
+});
+
+describe('keep_failed on a host: the latest failures and rollbacks are kept (bash history, ops releases, prune)', () => {
+  it('deploy v1, v2, rollback, v2, rollback, a broken build: the failed release is kept for inspection, not the oldest rolled-back one; the next deploy prunes that one', () => {
+    const base = host({}, '');
+    mkdirSync(join(base, 'releases'));
+    execFileSync('git', ['init', '-q', '--bare', join(base, 'repo.git')]);
+    const e = env(base); // keep 5, keep_failed 2
+    const run = (script: string): StepResult => {
+      const stdout = execFileSync('bash', ['-c', `${scriptPrelude}\n${script}`], { encoding: 'utf8' });
+      return { stdout, stderr: '', code: 0, durationMs: 0, reports: parseReports(stdout) };
+    };
+    let n = 0;
+    const made = (sha: string) => {
+      const id = `202612${String(++n).padStart(2, '0')}T100000Z-${sha.repeat(12)}`;
+      mkdirSync(join(base, 'releases', id));
+      writeFileSync(join(base, 'releases', id, 'REVISION'), `${sha.repeat(40)}\n`);
+      return id;
+    };
+    const live = (id: string, operation: string) => {
+      run(`${historyFunctions(e)}\nhistory_add live ${id} ${operation}`);
+      rmSync(join(base, 'current'), { force: true });
+      symlinkSync(join(base, 'releases', id), join(base, 'current'));
+    };
+    let current = '';
+    const deploy = (sha: string) => {
+      const id = made(sha);
+      live(id, 'deploy');
+      return (current = id);
+    };
+    const rollback = () => {
+      const [verdict, to] = choose(e, current);
+      expect(verdict).toBe('ok');
+      live(to, 'rollback');
+      run(markRelease(e, current, 'abandoned', `rolled back to ${to}`).script);
+      current = to;
+    };
+    const broken = (sha: string) => {
+      const id = made(sha);
+      run(markRelease(e, id, 'failed', 'build failed').script);
+      return id;
+    };
+    const kept = () => new Map(parseReleases(e, run(keptReleases(e).script)).map((r) => [r.id, r.kept]));
+
+    const v1 = deploy('1');
+    const v2 = deploy('2');
+    rollback();
+    const v2again = deploy('2');
+    rollback();
+    const failed = broken('b');
+    const listing = parseReleases(e, run(keptReleases(e).script));
+    expect(Object.fromEntries(listing.map((r) => [r.id, r.kept]))).toEqual({
+      [v1]: 'live (1 of keep 5)',
+      [failed]: 'failed: 1 of keep_failed 2, for inspection',
+      [v2again]: 'abandoned: 2 of keep_failed 2, for inspection',
+      [v2]: undefined,
+    });
+    const text = formatReleases([{ host: 'web1', releases: listing }]);
+    expect(text).toMatch(new RegExp(`${failed} .*\\[failed\\]  — kept: failed: 1 of keep_failed 2, for inspection`));
+    expect(text).toMatch(new RegExp(`${v2} .*\\[abandoned\\]  — pruned by the next deploy`));
+
+    // The next deploy: what ops releases said goes is what pruning removes; the failed release stays.
+    const state = parseState(run(`${historyFunctions(e)}\nops_report current ${current}\nops_report slot blue\nrelease_reports`));
+    const v3 = made('3');
+    const remove = pruneAfterSwitch(e, state, v3, 'green');
+    expect(remove).toEqual([v2]);
+    live(v3, 'deploy');
+    current = v3;
+    const pruned = parseReports(execFileSync('bash', ['-c', `${scriptPrelude}\n${pruneReleases(e, remove).script}`], { encoding: 'utf8' }));
+    expect(pruned.filter(([k]) => k === 'pruned').map(([, v]) => v)).toEqual([v2]);
+    expect(existsSync(join(base, 'releases', failed))).toBe(true);
+
+    // Another broken build: it is the latest, the first failed one the second; the rolled-back one goes next.
+    const failedAgain = broken('c');
+    expect(Object.fromEntries(kept())).toEqual({
+      [v3]: 'live (1 of keep 5)',
+      [v1]: 'good: 2 of keep 5',
+      [failedAgain]: 'failed: 1 of keep_failed 2, for inspection',
+      [failed]: 'failed: 2 of keep_failed 2, for inspection',
+      [v2again]: undefined,
+    });
   });
 });

@@ -28,10 +28,28 @@ export function lookup(tree: unknown, path: string): unknown {
   return splitKeyPath(path, keysAt).reduce(child, tree);
 }
 
-/** A secret as the string the .env carries: scalars as written, mappings and lists as JSON. */
+/**
+ * A secret as the string the .env carries: scalars as written, mappings and lists as compact JSON. An integer
+ * beyond 2^53 (held as a bigint, see core/secrets/tree.ts) is written as its digits at any depth, as sops's JSON
+ * output writes it (JSON.stringify would throw on it); everything else as JSON.stringify writes it. Pure.
+ */
 export function asString(value: unknown): string {
   if (typeof value === 'string') return value;
   if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean') return String(value);
+  return jsonText(value) ?? 'null';
+}
+
+/** JSON.stringify's compact text of a decrypted value (PlainValue), with bigints as their digits; undefined where it gives none. */
+function jsonText(value: unknown): string | undefined {
+  if (typeof value === 'bigint') return value.toString();
+  if (Array.isArray(value)) return `[${value.map((v) => jsonText(v) ?? 'null').join(',')}]`;
+  if (value !== null && typeof value === 'object' && !('toJSON' in value && typeof value.toJSON === 'function')) {
+    const members = Object.keys(value).flatMap((k) => {
+      const text = jsonText((value as Record<string, unknown>)[k]);
+      return text === undefined ? [] : [`${JSON.stringify(k)}:${text}`];
+    });
+    return `{${members.join(',')}}`;
+  }
   return JSON.stringify(value);
 }
 

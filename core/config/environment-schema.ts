@@ -215,7 +215,7 @@ export const environmentSchema = object(
             object(
               {
                 reader: req(oneOf(READERS), 'the parser'),
-                only: req(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: 'a variable name prefix' }), 'it reads only the variables whose names start with this (vite exposes only `VITE_*`)'),
+                only: req(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: 'a variable name prefix' }), 'it uses only the variables whose names start with this (vite exposes only `VITE_*`): only their values must be read back exactly by it; it still parses every line, so every other value is written so that it reads it as one line of its own'),
               },
               '{ reader: <name>, only: <prefix> }',
             ),

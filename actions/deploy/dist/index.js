@@ -26745,7 +26745,10 @@ function expand(parsed) {
 function readsAs(reader, text, value) {
   return MODELS[reader].every((decode2) => decode2(text) === value);
 }
-var READERS, DEFAULT_READERS, EDGE_SPACE, PY_ESCAPES, PYTHON_INTERPOLATION, pythonDotenv, nodeDotenv, nodeEnvFile, shell, MODELS;
+function keepsStatement(reader, text) {
+  return STATEMENTS[reader].every((parse) => parse(text) !== void 0);
+}
+var READERS, DEFAULT_READERS, EDGE_SPACE, PY_ESCAPES, PYTHON_INTERPOLATION, pythonParse, pythonDotenv, nodeDotenv, nodeEnvFile, shell, MODELS, STATEMENTS;
 var init_dotenv_readers = __esm({
   "core/dotenv-readers.ts"() {
     "use strict";
@@ -26754,7 +26757,7 @@ var init_dotenv_readers = __esm({
     EDGE_SPACE = /[\s\x1c-\x1f\x85]/;
     PY_ESCAPES = { "\\": "\\", "'": "'", '"': '"', a: "\x07", b: "\b", f: "\f", n: "\n", r: "\r", t: "	", v: "\v" };
     PYTHON_INTERPOLATION = /\$\{[^}:]*(?::-[^}]*)?\}/;
-    pythonDotenv = (text) => {
+    pythonParse = (text) => {
       if (text.includes("\r")) return void 0;
       let value;
       const q = text[0];
@@ -26769,7 +26772,11 @@ var init_dotenv_readers = __esm({
         if (!plainUnquoted(text)) return void 0;
         value = text;
       }
-      return PYTHON_INTERPOLATION.test(value) ? void 0 : value;
+      return value;
+    };
+    pythonDotenv = (text) => {
+      const value = pythonParse(text);
+      return value === void 0 || PYTHON_INTERPOLATION.test(value) ? void 0 : value;
     };
     nodeDotenv = nodeStyle((c) => c.replace(/\\n/g, "\n").replace(/\\r/g, "\r"), plainUnquoted);
     nodeEnvFile = nodeStyle(
@@ -26790,6 +26797,14 @@ var init_dotenv_readers = __esm({
       "node-env-file": [nodeEnvFile],
       "dotenv-expand": [(t) => expand(nodeDotenv(t))],
       vite: [(t) => expand(nodeDotenv(t)), (t) => expand(nodeEnvFile(t))],
+      shell: [shell]
+    };
+    STATEMENTS = {
+      "python-dotenv": [pythonParse],
+      "node-dotenv": [nodeStyle((c) => c, plainUnquoted)],
+      "node-env-file": [nodeStyle((c) => c, (t) => plainUnquoted(t) && !/['"`]/.test(t))],
+      "dotenv-expand": [nodeStyle((c) => c, plainUnquoted)],
+      vite: [nodeStyle((c) => c, plainUnquoted), nodeStyle((c) => c, (t) => plainUnquoted(t) && !/['"`]/.test(t))],
       shell: [shell]
     };
   }
@@ -27373,7 +27388,7 @@ var init_environment_schema = __esm({
                   object(
                     {
                       reader: req(oneOf(READERS), "the parser"),
-                      only: req(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name prefix" }), "it reads only the variables whose names start with this (vite exposes only `VITE_*`)")
+                      only: req(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name prefix" }), "it uses only the variables whose names start with this (vite exposes only `VITE_*`): only their values must be read back exactly by it; it still parses every line, so every other value is written so that it reads it as one line of its own")
                     },
                     "{ reader: <name>, only: <prefix> }"
                   )
@@ -72672,8 +72687,15 @@ function write(value, form) {
   return `${form.quote}${s}${form.quote}`;
 }
 var LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-function formsFor(value, readers) {
-  return FORMS.filter((f) => readers.every((r) => readsAs(r, write(value, f), value)));
+function formsFor(value, readers, others = []) {
+  return FORMS.filter((f) => {
+    const text = write(value, f);
+    return readers.every((r) => readsAs(r, text, value)) && others.every((r) => keepsStatement(r, text));
+  });
+}
+function statementReason(reader, value) {
+  const why = reader === "shell" ? 'bash runs what it expands, and the value holds a single quote together with $, `, " or \\' : value.endsWith("\\") ? "it ends with a backslash and needs quotes, which it reads past the closing quote" : reader === "python-dotenv" ? "it holds a character python-dotenv cannot read in any quoting" : `it holds ', " and \` together with a line break, a #, or spaces at its ends${reader === "node-env-file" || reader === "vite" ? ", or a carriage return" : ""}`;
+  return `${reader} parses every line of the .env (\`only\` limits which values it must read exactly, not the lines it reads), and no quoting keeps this one a single statement for it: ${why}`;
 }
 function aloneReason(reader, value) {
   const quotes = "holds ', \" and ` together with a line break, a #, or spaces at its ends";
@@ -72695,26 +72717,34 @@ function aloneReason(reader, value) {
       return 'bash reads $, `, " and \\ specially unless in single quotes, and the value holds a single quote together with one of them';
   }
 }
-function encodeValue(value, readers) {
-  if (value.includes("\0")) return { refused: { readers: [...readers], reason: "it holds a NUL character, which no process environment can carry" } };
-  if (LONE_SURROGATE.test(value)) return { refused: { readers: [...readers], reason: "it is not valid Unicode (a lone surrogate), so it cannot be written as UTF-8" } };
-  const [form] = formsFor(value, readers);
+function encodeValue(value, readers, others = []) {
+  const all = [...readers, ...others];
+  if (value.includes("\0")) return { refused: { readers: all, reason: "it holds a NUL character, which no process environment can carry" } };
+  if (LONE_SURROGATE.test(value)) return { refused: { readers: all, reason: "it is not valid Unicode (a lone surrogate), so it cannot be written as UTF-8" } };
+  const [form] = formsFor(value, readers, others);
   if (form) return { text: write(value, form), form: form.name };
-  const alone = readers.filter((r) => formsFor(value, [r]).length === 0);
-  if (alone.length) return { refused: { readers: alone, reason: alone.map((r) => aloneReason(r, value)).join("; ") } };
-  for (const [i, a] of readers.entries())
-    for (const b of readers.slice(i + 1))
-      if (formsFor(value, [a, b]).length === 0) {
-        const list2 = (r) => formsFor(value, [r]).map((f) => f.name).join(", ");
-        return { refused: { readers: [a, b], reason: `no quoting is read the same by ${a} and ${b}: ${a} reads it back only ${list2(a)}; ${b} only ${list2(b)}` } };
+  const suits = (rs) => formsFor(value, rs.filter((r) => readers.includes(r)), rs.filter((r) => !readers.includes(r)));
+  const alone = all.filter((r) => suits([r]).length === 0);
+  if (alone.length) return { refused: { readers: alone, reason: alone.map((r) => readers.includes(r) ? aloneReason(r, value) : statementReason(r, value)).join("; ") } };
+  for (const [i, a] of all.entries())
+    for (const b of all.slice(i + 1))
+      if (suits([a, b]).length === 0) {
+        const list2 = (r) => suits([r]).map((f) => f.name).join(", ");
+        if (readers.includes(a) && readers.includes(b))
+          return { refused: { readers: [a, b], reason: `no quoting is read the same by ${a} and ${b}: ${a} reads it back only ${list2(a)}; ${b} only ${list2(b)}` } };
+        const part = (r) => readers.includes(r) ? `${r} reads it back only ${list2(r)}` : `${r}, which parses every line of the .env whatever its \`only\`, reads it as one statement only ${list2(r)}`;
+        return { refused: { readers: [a, b], reason: `no quoting suits both ${a} and ${b}: ${part(a)}; ${part(b)}` } };
       }
-  return { refused: { readers: [...readers], reason: "no quoting is read back exactly by all the declared readers together" } };
+  return { refused: { readers: all, reason: "no quoting is read back exactly by the readers of this variable while every other declared reader reads it as one statement" } };
 }
 function dotenvReaders(env) {
   return env.config.dotenv.readers.map((r) => typeof r === "string" ? { reader: r, only: "" } : { reader: r.reader, only: r.only });
 }
 function readersOf(env, key) {
-  return dotenvReaders(env).filter((r) => key.startsWith(r.only)).map((r) => r.reader);
+  const declared = dotenvReaders(env);
+  const exact = [...new Set(declared.filter((r) => key.startsWith(r.only)).map((r) => r.reader))];
+  const others = [...new Set(declared.map((r) => r.reader))].filter((r) => !exact.includes(r));
+  return { exact, others };
 }
 function renderDotenv(env, secrets) {
   const declared = dotenvReaders(env).map((r) => r.only ? `${r.reader} (${r.only}*)` : r.reader);
@@ -72735,11 +72765,12 @@ function renderDotenv(env, secrets) {
       }
       value = asString(found);
     }
-    const readers = readersOf(env, key);
-    const encoded = encodeValue(value, readers);
+    const { exact, others } = readersOf(env, key);
+    const encoded = encodeValue(value, exact, others);
     if ("refused" in encoded) {
       encoded.refused.readers.forEach((r) => culprits.add(r));
-      refused.push(`${key} (${typeof spec === "string" ? "a plain value in environment.yml" : `secret "${spec.secret}"`}; read by ${readers.join(", ")}): ${encoded.refused.reason}`);
+      const readBy = `read by ${exact.join(", ") || "none of the declared readers"}${others.length ? `; its line also parsed by ${others.join(", ")}` : ""}`;
+      refused.push(`${key} (${typeof spec === "string" ? "a plain value in environment.yml" : `secret "${spec.secret}"`}; ${readBy}): ${encoded.refused.reason}`);
       continue;
     }
     lines.push(`${key}=${encoded.text}`);

@@ -49040,6 +49040,24 @@ function quotedWithout(text, quote2) {
   const content = text.slice(1, -1);
   return content.includes(quote2) ? void 0 : content;
 }
+var PY_ESCAPES = { "\\": "\\", "'": "'", '"': '"', a: "\x07", b: "\b", f: "\f", n: "\n", r: "\r", t: "	", v: "\v" };
+var pythonParse = (text) => {
+  if (text.includes("\r")) return void 0;
+  let value;
+  const q = text[0];
+  if (q === "'" || q === '"') {
+    const m = (q === "'" ? /^'((?:\\[\s\S]|[^'\\])*)'$/ : /^"((?:\\[\s\S]|[^"\\])*)"$/).exec(text);
+    if (!m) return void 0;
+    if (m[1].endsWith("\\")) return void 0;
+    value = m[1].replace(q === "'" ? /\\[\\']/g : /\\[\\'"abfnrtv]/g, (e) => PY_ESCAPES[e[1]]);
+  } else if (text === "") {
+    value = "";
+  } else {
+    if (!plainUnquoted(text)) return void 0;
+    value = text;
+  }
+  return value;
+};
 function nodeStyle(double, unquoted) {
   return (text) => {
     if (text.includes("\r")) return void 0;
@@ -49057,6 +49075,22 @@ var nodeEnvFile = nodeStyle(
   (c) => c.replace(/\\n/g, "").includes("\\") ? void 0 : c.replace(/\\n/g, "\n"),
   (t) => plainUnquoted(t) && !/['"`]/.test(t)
 );
+var shell = (text) => {
+  if (text[0] === "'") return quotedWithout(text, "'");
+  if (text[0] === '"') {
+    const content = quotedWithout(text, '"');
+    return content === void 0 || /[$`\\]/.test(content) ? void 0 : content;
+  }
+  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(text) ? text : void 0;
+};
+var STATEMENTS = {
+  "python-dotenv": [pythonParse],
+  "node-dotenv": [nodeStyle((c) => c, plainUnquoted)],
+  "node-env-file": [nodeStyle((c) => c, (t) => plainUnquoted(t) && !/['"`]/.test(t))],
+  "dotenv-expand": [nodeStyle((c) => c, plainUnquoted)],
+  vite: [nodeStyle((c) => c, plainUnquoted), nodeStyle((c) => c, (t) => plainUnquoted(t) && !/['"`]/.test(t))],
+  shell: [shell]
+};
 
 // core/shell.ts
 function quote(value) {
@@ -49608,7 +49642,7 @@ var environmentSchema = object(
               object(
                 {
                   reader: req(oneOf(READERS), "the parser"),
-                  only: req(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name prefix" }), "it reads only the variables whose names start with this (vite exposes only `VITE_*`)")
+                  only: req(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name prefix" }), "it uses only the variables whose names start with this (vite exposes only `VITE_*`): only their values must be read back exactly by it; it still parses every line, so every other value is written so that it reads it as one line of its own")
                 },
                 "{ reader: <name>, only: <prefix> }"
               )
@@ -50439,11 +50473,11 @@ var NodeSSH = class {
   }
   async withShell(callback, options) {
     invariant2(typeof callback === "function", "callback must be a valid function");
-    const shell = await this.requestShell(options);
+    const shell2 = await this.requestShell(options);
     try {
-      await callback(shell);
+      await callback(shell2);
     } finally {
-      shell.destroy();
+      shell2.destroy();
     }
   }
   async requestSFTP() {

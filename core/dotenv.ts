@@ -212,7 +212,7 @@ export function renderDotenv(env: Environment, secrets: unknown): RenderedEnv {
   const culprits = new Set<Reader>();
   const lines = [`# Rendered by ops-pipeline for ${env.name} (readers: ${declared.join(', ')}): do not edit on the host, change environments/${env.name}/ instead.`];
   const records: string[] = [];
-  const forms: Record<string, string> = {};
+  const forms = Object.create(null) as Record<string, string>; // no prototype: a variable may be named __proto__
   for (const [key, spec] of Object.entries(env.config.env)) {
     let value: string;
     if (typeof spec === 'string') value = spec;

@@ -42,3 +42,12 @@ describe('secrets of every shape', () => {
     expect(environ).toBe('IDS={"chat_id":9007199254740993}\0LIST=[9007199254740993,2]\0');
   });
 });
+
+describe('variable names', () => {
+  it('"__proto__" and "constructor" are written like any other name, to the .env, the environ file and the forms', () => {
+    const { dotenv, environ, forms } = renderDotenv(environment(JSON.parse('{"__proto__": "polluted", "constructor": "c"}')), {});
+    expect(dotenv.split('\n').slice(1)).toEqual(["__proto__='polluted'", "constructor='c'", '']);
+    expect(environ).toBe('__proto__=polluted\0constructor=c\0');
+    expect(Object.entries(forms)).toEqual([['__proto__', 'single-quoted'], ['constructor', 'single-quoted']]);
+  });
+});

@@ -27005,7 +27005,7 @@ function record(key, item, form) {
     json: () => ({ type: "object", propertyNames: key.json(), additionalProperties: item.json() }),
     check(value, path, problems) {
       if (!isMapping(value)) return fail(problems, path, f, value);
-      const out = {};
+      const out = /* @__PURE__ */ Object.create(null);
       let ok = true;
       for (const [k, v] of Object.entries(value)) {
         const p = path ? `${path}.${k}` : k;
@@ -70539,12 +70539,12 @@ function slotConfig(env, slot, release, releaseId2) {
   const blocks = names.map((name2) => {
     const p = env.config.programs[name2];
     const dir = p.directory === "." ? release : `${release}/${p.directory}`;
-    const vars = {
+    const vars = Object.assign(/* @__PURE__ */ Object.create(null), {
       HOME: `/home/${env.appUser}`,
       PATH: `${release}/venv/bin:${nodeBin}:/usr/local/bin:/usr/bin:/bin`,
       OPS_RELEASE: releaseId2,
       OPS_SLOT: slot
-    };
+    });
     for (const [k, v] of Object.entries(p.env)) vars[k] = expand2(env, v, release, name2, slot);
     const log = `${L.logDir}/${name2}-${slot}`;
     const key = (k) => `programs.${name2}.${k}`;
@@ -72753,7 +72753,7 @@ function renderDotenv(env, secrets) {
   const culprits = /* @__PURE__ */ new Set();
   const lines = [`# Rendered by ops-pipeline for ${env.name} (readers: ${declared.join(", ")}): do not edit on the host, change environments/${env.name}/ instead.`];
   const records = [];
-  const forms = {};
+  const forms = /* @__PURE__ */ Object.create(null);
   for (const [key, spec] of Object.entries(env.config.env)) {
     let value;
     if (typeof spec === "string") value = spec;

@@ -49272,7 +49272,7 @@ function record(key, item, form) {
     json: () => ({ type: "object", propertyNames: key.json(), additionalProperties: item.json() }),
     check(value, path, problems) {
       if (!isMapping(value)) return fail(problems, path, f, value);
-      const out = {};
+      const out = /* @__PURE__ */ Object.create(null);
       let ok = true;
       for (const [k, v] of Object.entries(value)) {
         const p = path ? `${path}.${k}` : k;
@@ -67928,12 +67928,12 @@ function slotConfig(env, slot, release, releaseId) {
   const blocks = names.map((name2) => {
     const p = env.config.programs[name2];
     const dir = p.directory === "." ? release : `${release}/${p.directory}`;
-    const vars = {
+    const vars = Object.assign(/* @__PURE__ */ Object.create(null), {
       HOME: `/home/${env.appUser}`,
       PATH: `${release}/venv/bin:${nodeBin}:/usr/local/bin:/usr/bin:/bin`,
       OPS_RELEASE: releaseId,
       OPS_SLOT: slot
-    };
+    });
     for (const [k, v] of Object.entries(p.env)) vars[k] = expand3(env, v, release, name2, slot);
     const log = `${L.logDir}/${name2}-${slot}`;
     const key = (k) => `programs.${name2}.${k}`;

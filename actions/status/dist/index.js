@@ -49265,7 +49265,7 @@ function record(key, item, form) {
     json: () => ({ type: "object", propertyNames: key.json(), additionalProperties: item.json() }),
     check(value, path, problems) {
       if (!isMapping(value)) return fail(problems, path, f, value);
-      const out = {};
+      const out = /* @__PURE__ */ Object.create(null);
       let ok = true;
       for (const [k, v] of Object.entries(value)) {
         const p = path ? `${path}.${k}` : k;

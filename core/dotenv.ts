@@ -252,11 +252,13 @@ export function renderDotenv(env: Environment, secrets: unknown): RenderedEnv {
 /**
  * Bash that exports every record of an environ file (NUL-separated NAME=VALUE) as it is: `read -d ''` splits
  * on NUL only, and `export "NAME=VALUE"` assigns without any further expansion. The first of `files` that exists
- * is read (none: nothing is exported).
+ * is read (none: nothing is exported). It uses no variable of its own but bash's REPLY (unset after), a name
+ * the config refuses like every other bash gives a meaning to (core/config/env-names.ts): a record can neither
+ * change the loop nor how the rest of the script runs.
  */
 export function environLoader(...files: string[]): string {
-  // shellcheck reads `export "$kv"` as a mistake for `export kv`: here each record is NAME=VALUE on purpose.
-  return `# shellcheck disable=SC2163 # each record is NAME=VALUE, exported as it is\nfor environ_file in ${files.map(quote).join(' ')}; do
-  if [ -f "$environ_file" ]; then while IFS= read -r -d '' kv; do export -- "$kv"; done < "$environ_file"; break; fi
-done`;
+  // shellcheck reads `export "$REPLY"` as a mistake for `export REPLY`: here each record is NAME=VALUE on purpose.
+  const tests = files.map((f, i) => `${i ? 'elif' : 'if'} [ -f ${quote(f)} ]; then\n  while IFS= read -r -d ''; do export -- "$REPLY"; done < ${quote(f)}`);
+  if (!tests.length) return '';
+  return `# shellcheck disable=SC2163 # each record is NAME=VALUE, exported as it is\n${tests.join('\n')}\nfi\nunset -v REPLY`;
 }

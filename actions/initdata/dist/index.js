@@ -49140,6 +49140,74 @@ function isValid(kind, value) {
 // core/config/environment-schema.ts
 import { isIP } from "node:net";
 
+// core/config/env-names.ts
+var GROUPS = [
+  {
+    reason: "bash splits words, expands globs and ~, finds commands or changes directory by it",
+    names: ["IFS", "PATH", "HOME", "CDPATH", "PWD", "OLDPWD", "GLOBIGNORE", "GLOBSORT", "EXECIGNORE", "BASH_CMDS", "BASH_ALIASES"]
+  },
+  { reason: "it sets bash's options or mode", names: ["SHELLOPTS", "BASHOPTS", "POSIXLY_CORRECT", "BASH_COMPAT"] },
+  {
+    reason: "bash runs or reads what it names (every bash script the commands start sources BASH_ENV; PS4 is expanded, commands in it run, on every traced line)",
+    names: ["BASH_ENV", "PS4", "BASH_XTRACEFD", "BASH_LOADABLES_PATH"]
+  },
+  { reason: "it changes what bash's builtins do (read, getopts, time, functions, $0)", names: ["TMOUT", "FUNCNEST", "TIMEFORMAT", "OPTIND", "OPTARG", "OPTERR", "BASH_ARGV0", "REPLY", "MAPFILE", "COPROC"] },
+  {
+    reason: "bash keeps a value of its own in it (read-only, or set by bash itself), so the one written would not reach the commands",
+    names: [
+      "_",
+      "BASH",
+      "BASHPID",
+      "BASH_ARGC",
+      "BASH_ARGV",
+      "BASH_COMMAND",
+      "BASH_EXECUTION_STRING",
+      "BASH_LINENO",
+      "BASH_MONOSECONDS",
+      "BASH_REMATCH",
+      "BASH_SOURCE",
+      "BASH_SUBSHELL",
+      "BASH_TRAPSIG",
+      "BASH_VERSINFO",
+      "BASH_VERSION",
+      "COMP_CWORD",
+      "COMP_KEY",
+      "COMP_LINE",
+      "COMP_POINT",
+      "COMP_TYPE",
+      "COMP_WORDS",
+      "DIRSTACK",
+      "EPOCHREALTIME",
+      "EPOCHSECONDS",
+      "EUID",
+      "FUNCNAME",
+      "GROUPS",
+      "HISTCMD",
+      "LINENO",
+      "PIPESTATUS",
+      "PPID",
+      "RANDOM",
+      "READLINE_ARGUMENT",
+      "READLINE_LINE",
+      "READLINE_MARK",
+      "READLINE_POINT",
+      "SECONDS",
+      "SHLVL",
+      "SRANDOM",
+      "UID"
+    ]
+  },
+  {
+    reason: "the pipeline's own step scripts read it (core/remote/wrap.ts, core/steps/initdata.ts)",
+    names: ["OPS_CONNECTION", "OPS_STEP_TIMEOUT", "OPS_INITDATA_FILE"]
+  }
+];
+var RESERVED_ENV_NAMES = new Map(GROUPS.flatMap((g) => g.names.map((n) => [n, g.reason])));
+function reservedEnvName(name2) {
+  const reason = RESERVED_ENV_NAMES.get(name2);
+  return reason && `${reason}; give the app this value under another name`;
+}
+
 // core/config/hostkey.ts
 import { createHash } from "node:crypto";
 var HOST_KEY_TYPES = [
@@ -49623,7 +49691,11 @@ var environmentSchema = object(
       "the gapless switch",
       {}
     ),
-    env: opt(record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name" }), envValue), "the release's `.env` (mode 0600): plain values and references to secrets", {}),
+    env: opt(
+      record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name, not one of bash's or the pipeline's own", check: reservedEnvName }), envValue),
+      "the release's `.env` (mode 0600): plain values and references to secrets. The pipeline's own commands (build, migrate, hooks, initdata) get them exported in bash, so names bash gives a meaning of its own (IFS, PATH, HOME, BASH_ENV, SHELLOPTS, POSIXLY_CORRECT, PS4, RANDOM... see core/config/env-names.ts) and the pipeline's (OPS_CONNECTION, OPS_STEP_TIMEOUT, OPS_INITDATA_FILE) are refused",
+      {}
+    ),
     dotenv: opt(
       object({
         readers: opt(
@@ -68133,10 +68205,13 @@ fi`;
 
 // core/dotenv.ts
 function environLoader(...files) {
+  const tests = files.map((f, i) => `${i ? "elif" : "if"} [ -f ${quote(f)} ]; then
+  while IFS= read -r -d ''; do export -- "$REPLY"; done < ${quote(f)}`);
+  if (!tests.length) return "";
   return `# shellcheck disable=SC2163 # each record is NAME=VALUE, exported as it is
-for environ_file in ${files.map(quote).join(" ")}; do
-  if [ -f "$environ_file" ]; then while IFS= read -r -d '' kv; do export -- "$kv"; done < "$environ_file"; break; fi
-done`;
+${tests.join("\n")}
+fi
+unset -v REPLY`;
 }
 
 // core/steps/app.ts

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { DEFAULT_READERS, encodeValue, READERS, renderDotenv, type Reader } from '../../core/dotenv.ts';
 import { OpsError } from '../../core/errors.ts';
 import { dotenvDir, readReal } from '../support/real-dotenv.ts';
-import { environment } from './dotenv-render.test.ts';
+import { environment } from '../support/dotenv-environment.ts';
 
 /** Hard values: every quote kind, `$` forms, backslashes, `#`, `=`, spaces, tabs, line breaks, Unicode, long. */
 export const CORPUS: string[] = [

@@ -5,28 +5,10 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseEnvironment, resolveEnvironment, type Environment } from '../../core/config/environment.ts';
 import { asString, environLoader, renderDotenv } from '../../core/dotenv.ts';
 import { RESERVED_ENV_NAMES } from '../../core/config/env-names.ts';
 import { ConfigError } from '../../core/config/environment.ts';
-
-const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
-
-/** An environment whose .env is `env`, read by `readers` (dotenv.readers as written in environment.yml). */
-export function environment(env: Record<string, unknown>, readers?: unknown[]): Environment {
-  const config = parseEnvironment(
-    {
-      app: 'shop',
-      tls: { mode: 'off' },
-      hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }],
-      programs: { server: { command: 'run', port: 8000 }, client: { command: 'run', port: 3000 } },
-      env,
-      ...(readers ? { dotenv: { readers } } : {}),
-    },
-    't',
-  );
-  return resolveEnvironment('t', '/x', config, [{ name: 'web1', address: '192.0.2.1', port: 22, user: 'deploy', hostKey: KEY }]);
-}
+import { environment } from '../support/dotenv-environment.ts';
 
 describe('secrets of every shape', () => {
   it('an integer beyond 2^53 in a map or a list is written as its digits (as sops decrypt --output-type json), at any depth', () => {

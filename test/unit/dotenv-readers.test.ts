@@ -207,44 +207,66 @@ describe('readers limited to a prefix read every line: no value changes another 
   ];
   const PREFIXES = ['APP_', 'VITE_', 'N_', 'SH_', 'P_', 'X_', 'NOTE_'];
 
+  /**
+   * Render `env` for `readers` (dropping what is refused: named, never printing any of `secret`), read the file with
+   * every declared reader's real parsers: what each got wrong (variables beyond or missing, covered values not
+   * exact), and the variables written.
+   */
+  async function wholeFile(env: Record<string, string>, readers: unknown[], secret: string[]): Promise<{ problems: string[]; keys: string[] }> {
+    let rendered: ReturnType<typeof renderDotenv>;
+    try {
+      rendered = renderDotenv(environment(env, readers), {});
+    } catch (e) {
+      if (!(e instanceof OpsError)) throw e;
+      for (const v of secret) expect(e.message + e.hint).not.toContain(v);
+      const refused = [...e.message.matchAll(/^ {2}- (\w+) \(/gm)].map((m) => m[1]!);
+      expect(refused.length).toBeGreaterThan(0);
+      for (const k of refused) delete env[k];
+      rendered = renderDotenv(environment(env, readers), {});
+    }
+    const keys = Object.keys(env);
+    const declared = readers.map((r) => (typeof r === 'string' ? { reader: r as Reader, only: '' } : (r as { reader: Reader; only: string })));
+    const { dir, remove } = dotenvDir(rendered.dotenv);
+    const problems: string[] = [];
+    try {
+      for (const reader of new Set(declared.map((d) => d.reader))) {
+        const covers = (k: string) => declared.some((d) => d.reader === reader && k.startsWith(d.only));
+        for (const { how, values } of await readReal(reader, dir, keys)) {
+          const got = Object.keys(values).sort();
+          if (JSON.stringify(got) !== JSON.stringify([...keys].sort())) problems.push(`${how} read the variables ${got.filter((k) => !keys.includes(k)).join(', ') || '(none more)'} beyond, and not ${keys.filter((k) => !got.includes(k)).join(', ') || '(none less)'}`);
+          for (const k of keys.filter(covers)) if (values[k] !== env[k]) problems.push(`${how}: ${k} read as ${JSON.stringify(values[k])}`);
+        }
+      }
+    } finally {
+      remove();
+    }
+    return { problems, keys };
+  }
+
   for (const readers of SETUPS) {
     const named = readers.map((r) => (typeof r === 'string' ? r : `${(r as { reader: string }).reader} (${(r as { only: string }).only}*)`)).join(' + ');
     it(`${named}: every real parser reads exactly the variables written, and each one it covers exactly`, async () => {
       const env: Record<string, string> = { APP_DATABASE_URL: 'postgres://real@db/app', VITE_API: '/api' };
       for (const p of PREFIXES) VALUES.forEach((v, i) => (env[`${p}${i}`] = v));
-      // Render; drop what is refused (named, never printed), render the rest.
-      let rendered: ReturnType<typeof renderDotenv>;
-      try {
-        rendered = renderDotenv(environment(env, readers), {});
-      } catch (e) {
-        if (!(e instanceof OpsError)) throw e;
-        for (const v of HOSTILE) expect(e.message + e.hint).not.toContain(v);
-        const refused = [...e.message.matchAll(/^ {2}- (\w+) \(/gm)].map((m) => m[1]!);
-        expect(refused.length).toBeGreaterThan(0);
-        for (const k of refused) delete env[k];
-        rendered = renderDotenv(environment(env, readers), {});
-      }
-      const keys = Object.keys(env);
-      const declared = readers.map((r) => (typeof r === 'string' ? { reader: r as Reader, only: '' } : (r as { reader: Reader; only: string })));
-      const { dir, remove } = dotenvDir(rendered.dotenv);
-      const problems: string[] = [];
-      try {
-        for (const reader of new Set(declared.map((d) => d.reader))) {
-          const covers = (k: string) => declared.some((d) => d.reader === reader && k.startsWith(d.only));
-          for (const { how, values } of await readReal(reader, dir, keys)) {
-            const got = Object.keys(values).sort();
-            if (JSON.stringify(got) !== JSON.stringify([...keys].sort())) problems.push(`${how} read the variables ${got.filter((k) => !keys.includes(k)).join(', ') || '(none more)'} beyond, and not ${keys.filter((k) => !got.includes(k)).join(', ') || '(none less)'}`);
-            for (const k of keys.filter(covers)) if (values[k] !== env[k]) problems.push(`${how}: ${k} read as ${JSON.stringify(values[k])}`);
-          }
-        }
-      } finally {
-        remove();
-      }
+      const { problems, keys } = await wholeFile(env, readers, HOSTILE);
       expect(problems).toEqual([]);
       // most values are still carried
       expect(keys.length).toBeGreaterThan(PREFIXES.length * VALUES.length * 0.5);
     });
   }
+
+  it('generated values, each set-up: every real parser reads exactly the variables written, and each one it covers exactly', async () => {
+    const piece = fc.constantFrom('$', '${', '}', "'", '"', '`', '\\', '#', '=', ' ', '\t', '\n', '\r', '\r\n', 'a', 'APP_X=', '\nVITE_Y=', '\nN_Z=', '\u2028', '\x85');
+    const value = fc.string({ unit: piece, maxLength: 12 });
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom(...SETUPS), fc.array(fc.tuple(fc.constantFrom(...PREFIXES), value), { minLength: 1, maxLength: 30 }), async (readers, vars) => {
+        const env: Record<string, string> = { APP_X: 'x', VITE_Y: 'y', N_Z: 'z' };
+        vars.forEach(([p, v], i) => (env[`${p}G${i}`] = v));
+        expect((await wholeFile(env, readers, [])).problems).toEqual([]);
+      }),
+      { numRuns: 30 },
+    );
+  });
 
   it("the tester's file: a value vite carries only in backticks is refused by name, as python-dotenv would split it", () => {
     const readers = [{ reader: 'python-dotenv', only: 'APP_' }, { reader: 'vite', only: 'VITE_' }];

@@ -92,8 +92,8 @@ const PY_ESCAPES: Record<string, string> = { '\\': '\\', "'": "'", '"': '"', a: 
 /** python-dotenv variables.py `_posix_variable`: `${name}` or `${name:-default}`. */
 export const PYTHON_INTERPOLATION = /\$\{[^}:]*(?::-[^}]*)?\}/;
 
-/** python-dotenv 0.21-1.2 (parser.py parse_value, then main.py resolve_variables). */
-const pythonDotenv: Decode = (text) => {
+/** python-dotenv 0.21-1.2's parser (parser.py parse_value), before interpolation. */
+const pythonParse: Decode = (text) => {
   if (text.includes('\r')) return undefined; // read in text mode: a raw \r never survives
   let value: string;
   const q = text[0];
@@ -110,7 +110,13 @@ const pythonDotenv: Decode = (text) => {
     if (!plainUnquoted(text)) return undefined;
     value = text;
   }
-  return PYTHON_INTERPOLATION.test(value) ? undefined : value;
+  return value;
+};
+
+/** python-dotenv 0.21-1.2 (parser.py parse_value, then main.py resolve_variables: no `${...}` left to replace). */
+const pythonDotenv: Decode = (text) => {
+  const value = pythonParse(text);
+  return value === undefined || PYTHON_INTERPOLATION.test(value) ? undefined : value;
 };
 
 /**
@@ -172,4 +178,29 @@ export const MODELS: Record<Reader, Decode[]> = {
 /** True when `reader` reads `text` (what follows `KEY=`) as exactly `value`. */
 export function readsAs(reader: Reader, text: string, value: string): boolean {
   return MODELS[reader].every((decode) => decode(text) === value);
+}
+
+/**
+ * Each reader as the parsers that must all read `text` as one binding ending where `text` ends, whatever value
+ * they make of it: what a reader that does not have to read a variable exactly (`only` in dotenv.readers) still
+ * needs, since it parses every line of the file. Interpolation (python-dotenv) and expansion (dotenv-expand)
+ * change only the value of the variable they are in, so they are left out; Node's parsers may decode any escape
+ * in double quotes; bash runs what it expands, so it still has nothing to expand.
+ */
+export const STATEMENTS: Record<Reader, Decode[]> = {
+  'python-dotenv': [pythonParse],
+  'node-dotenv': [nodeStyle((c) => c, plainUnquoted)],
+  'node-env-file': [nodeStyle((c) => c, (t) => plainUnquoted(t) && !/['"`]/.test(t))],
+  'dotenv-expand': [nodeStyle((c) => c, plainUnquoted)],
+  vite: [nodeStyle((c) => c, plainUnquoted), nodeStyle((c) => c, (t) => plainUnquoted(t) && !/['"`]/.test(t))],
+  shell: [shell],
+};
+
+/**
+ * True when `reader` reads `text` (what follows `KEY=`, up to the end of the binding) as one binding of that key
+ * that ends where `text` ends: it neither reads on into the next line nor leaves part of it to be read as a line
+ * of its own (another variable, or a line it skips), so no other variable is changed.
+ */
+export function keepsStatement(reader: Reader, text: string): boolean {
+  return STATEMENTS[reader].every((parse) => parse(text) !== undefined);
 }

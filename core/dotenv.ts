@@ -1,6 +1,8 @@
 // The release's .env, rendered from the environment's `env` map (plain values and references to secrets) for
-// the parsers declared in `dotenv.readers`: each value gets the first quoting that every declared reader
-// decodes to exactly that value (core/dotenv-readers.ts models them from their sources). When no quoting does,
+// the parsers declared in `dotenv.readers`: each value gets the first quoting that every reader of that variable
+// decodes to exactly that value, and that every other declared reader (one limited by `only` to other names; it
+// still parses the whole file) reads as one statement of that variable, so no value can end early for one parser
+// and go on as another variable (core/dotenv-readers.ts models them from their sources). When no quoting does,
 // the value is refused by name, never printed, before any host is touched.
 //
 // Beside it, the pipeline's own commands (build, migrate, hooks, initdata) get the same values from an
@@ -8,7 +10,7 @@
 // loop that parses nothing (environLoader).
 import type { Environment } from './config/environment.ts';
 import { OpsError } from './errors.ts';
-import { PYTHON_INTERPOLATION, readsAs, type Reader } from './dotenv-readers.ts';
+import { keepsStatement, PYTHON_INTERPOLATION, readsAs, type Reader } from './dotenv-readers.ts';
 import { quote } from './shell.ts';
 import { binaryRefused, holdsBinary, splitKeyPath } from './secrets/tree.ts';
 
@@ -28,10 +30,28 @@ export function lookup(tree: unknown, path: string): unknown {
   return splitKeyPath(path, keysAt).reduce(child, tree);
 }
 
-/** A secret as the string the .env carries: scalars as written, mappings and lists as JSON. */
+/**
+ * A secret as the string the .env carries: scalars as written, mappings and lists as compact JSON. An integer
+ * beyond 2^53 (held as a bigint, see core/secrets/tree.ts) is written as its digits at any depth, as sops's JSON
+ * output writes it (JSON.stringify would throw on it); everything else as JSON.stringify writes it. Pure.
+ */
 export function asString(value: unknown): string {
   if (typeof value === 'string') return value;
   if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean') return String(value);
+  return jsonText(value) ?? 'null';
+}
+
+/** JSON.stringify's compact text of a decrypted value (PlainValue), with bigints as their digits; undefined where it gives none. */
+function jsonText(value: unknown): string | undefined {
+  if (typeof value === 'bigint') return value.toString();
+  if (Array.isArray(value)) return `[${value.map((v) => jsonText(v) ?? 'null').join(',')}]`;
+  if (value !== null && typeof value === 'object' && !('toJSON' in value && typeof value.toJSON === 'function')) {
+    const members = Object.keys(value).flatMap((k) => {
+      const text = jsonText((value as Record<string, unknown>)[k]);
+      return text === undefined ? [] : [`${JSON.stringify(k)}:${text}`];
+    });
+    return `{${members.join(',')}}`;
+  }
   return JSON.stringify(value);
 }
 
@@ -84,8 +104,25 @@ export interface Refusal {
 /** Lone UTF-16 surrogates: not Unicode, so not writable as UTF-8. */
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
-function formsFor(value: string, readers: readonly Reader[]): Form[] {
-  return FORMS.filter((f) => readers.every((r) => readsAs(r, write(value, f), value)));
+/** The forms every reader of `readers` reads back exactly and every reader of `others` reads as one whole statement. */
+function formsFor(value: string, readers: readonly Reader[], others: readonly Reader[] = []): Form[] {
+  return FORMS.filter((f) => {
+    const text = write(value, f);
+    return readers.every((r) => readsAs(r, text, value)) && others.every((r) => keepsStatement(r, text));
+  });
+}
+
+/** Why no quoting keeps `value` one statement for `reader`, which parses its line without having to read it exactly. */
+function statementReason(reader: Reader, value: string): string {
+  const why =
+    reader === 'shell'
+      ? 'bash runs what it expands, and the value holds a single quote together with $, `, " or \\'
+      : value.endsWith('\\')
+        ? 'it ends with a backslash and needs quotes, which it reads past the closing quote'
+        : reader === 'python-dotenv'
+          ? 'it holds a character python-dotenv cannot read in any quoting'
+          : `it holds ', " and \` together with a line break, a #, or spaces at its ends${reader === 'node-env-file' || reader === 'vite' ? ', or a carriage return' : ''}`;
+  return `${reader} parses every line of the .env (\`only\` limits which values it must read exactly, not the lines it reads), and no quoting keeps this one a single statement for it: ${why}`;
 }
 
 /** Why `reader` alone cannot carry `value`, in words that do not give the value away. */
@@ -111,24 +148,32 @@ function aloneReason(reader: Reader, value: string): string {
 }
 
 /**
- * The text to write after `KEY=` so that every reader in `readers` reads back exactly `value`, or why not.
+ * The text to write after `KEY=` so that every reader in `readers` reads back exactly `value` and every reader in
+ * `others` (declared, but not for this variable: `only` in dotenv.readers) still reads it as one statement that
+ * ends where the text ends, so that no reader sees another variable, or another value of one, in it; or why not.
  * Pure; the reasons never contain the value.
  */
-export function encodeValue(value: string, readers: readonly Reader[]): { text: string; form: string } | { refused: Refusal } {
-  if (value.includes('\0')) return { refused: { readers: [...readers], reason: 'it holds a NUL character, which no process environment can carry' } };
-  if (LONE_SURROGATE.test(value)) return { refused: { readers: [...readers], reason: 'it is not valid Unicode (a lone surrogate), so it cannot be written as UTF-8' } };
-  const [form] = formsFor(value, readers);
+export function encodeValue(value: string, readers: readonly Reader[], others: readonly Reader[] = []): { text: string; form: string } | { refused: Refusal } {
+  const all = [...readers, ...others];
+  if (value.includes('\0')) return { refused: { readers: all, reason: 'it holds a NUL character, which no process environment can carry' } };
+  if (LONE_SURROGATE.test(value)) return { refused: { readers: all, reason: 'it is not valid Unicode (a lone surrogate), so it cannot be written as UTF-8' } };
+  const [form] = formsFor(value, readers, others);
   if (form) return { text: write(value, form), form: form.name };
-  const alone = readers.filter((r) => formsFor(value, [r]).length === 0);
-  if (alone.length) return { refused: { readers: alone, reason: alone.map((r) => aloneReason(r, value)).join('; ') } };
+  /** The forms that suit reader `r` alone (exactly, or as a statement when it is one of `others`). */
+  const suits = (rs: Reader[]) => formsFor(value, rs.filter((r) => readers.includes(r)), rs.filter((r) => !readers.includes(r)));
+  const alone = all.filter((r) => suits([r]).length === 0);
+  if (alone.length) return { refused: { readers: alone, reason: alone.map((r) => (readers.includes(r) ? aloneReason(r, value) : statementReason(r, value))).join('; ') } };
   // Each reader can carry it alone, but not all with one quoting: name the first pair that shares none.
-  for (const [i, a] of readers.entries())
-    for (const b of readers.slice(i + 1))
-      if (formsFor(value, [a, b]).length === 0) {
-        const list = (r: Reader) => formsFor(value, [r]).map((f) => f.name).join(', ');
-        return { refused: { readers: [a, b], reason: `no quoting is read the same by ${a} and ${b}: ${a} reads it back only ${list(a)}; ${b} only ${list(b)}` } };
+  for (const [i, a] of all.entries())
+    for (const b of all.slice(i + 1))
+      if (suits([a, b]).length === 0) {
+        const list = (r: Reader) => suits([r]).map((f) => f.name).join(', ');
+        if (readers.includes(a) && readers.includes(b))
+          return { refused: { readers: [a, b], reason: `no quoting is read the same by ${a} and ${b}: ${a} reads it back only ${list(a)}; ${b} only ${list(b)}` } };
+        const part = (r: Reader) => (readers.includes(r) ? `${r} reads it back only ${list(r)}` : `${r}, which parses every line of the .env whatever its \`only\`, reads it as one statement only ${list(r)}`);
+        return { refused: { readers: [a, b], reason: `no quoting suits both ${a} and ${b}: ${part(a)}; ${part(b)}` } };
       }
-  return { refused: { readers: [...readers], reason: 'no quoting is read back exactly by all the declared readers together' } };
+  return { refused: { readers: all, reason: 'no quoting is read back exactly by the readers of this variable while every other declared reader reads it as one statement' } };
 }
 
 /** The rendered files: `.env` for the app, `environ` (NUL-separated NAME=VALUE) for the pipeline's own commands. */
@@ -144,11 +189,15 @@ export function dotenvReaders(env: Environment): { reader: Reader; only: string 
   return env.config.dotenv.readers.map((r) => (typeof r === 'string' ? { reader: r, only: '' } : { reader: r.reader, only: r.only }));
 }
 
-/** The readers that read variable `key`. */
-function readersOf(env: Environment, key: string): Reader[] {
-  return dotenvReaders(env)
-    .filter((r) => key.startsWith(r.only))
-    .map((r) => r.reader);
+/**
+ * The readers that must read variable `key` exactly (those whose `only` prefix it has), and the other declared
+ * readers, which still parse its line (every reader reads the whole file).
+ */
+function readersOf(env: Environment, key: string): { exact: Reader[]; others: Reader[] } {
+  const declared = dotenvReaders(env);
+  const exact = [...new Set(declared.filter((r) => key.startsWith(r.only)).map((r) => r.reader))];
+  const others = [...new Set(declared.map((r) => r.reader))].filter((r) => !exact.includes(r));
+  return { exact, others };
 }
 
 /**
@@ -163,7 +212,7 @@ export function renderDotenv(env: Environment, secrets: unknown): RenderedEnv {
   const culprits = new Set<Reader>();
   const lines = [`# Rendered by ops-pipeline for ${env.name} (readers: ${declared.join(', ')}): do not edit on the host, change environments/${env.name}/ instead.`];
   const records: string[] = [];
-  const forms: Record<string, string> = {};
+  const forms = Object.create(null) as Record<string, string>; // no prototype: a variable may be named __proto__
   for (const [key, spec] of Object.entries(env.config.env)) {
     let value: string;
     if (typeof spec === 'string') value = spec;
@@ -176,11 +225,12 @@ export function renderDotenv(env: Environment, secrets: unknown): RenderedEnv {
       if (holdsBinary(found)) throw binaryRefused(spec.secret, `in the .env (${key})`, env.name);
       value = asString(found);
     }
-    const readers = readersOf(env, key);
-    const encoded = encodeValue(value, readers);
+    const { exact, others } = readersOf(env, key);
+    const encoded = encodeValue(value, exact, others);
     if ('refused' in encoded) {
       encoded.refused.readers.forEach((r) => culprits.add(r));
-      refused.push(`${key} (${typeof spec === 'string' ? 'a plain value in environment.yml' : `secret "${spec.secret}"`}; read by ${readers.join(', ')}): ${encoded.refused.reason}`);
+      const readBy = `read by ${exact.join(', ') || 'none of the declared readers'}${others.length ? `; its line also parsed by ${others.join(', ')}` : ''}`;
+      refused.push(`${key} (${typeof spec === 'string' ? 'a plain value in environment.yml' : `secret "${spec.secret}"`}; ${readBy}): ${encoded.refused.reason}`);
       continue;
     }
     lines.push(`${key}=${encoded.text}`);
@@ -203,11 +253,13 @@ export function renderDotenv(env: Environment, secrets: unknown): RenderedEnv {
 /**
  * Bash that exports every record of an environ file (NUL-separated NAME=VALUE) as it is: `read -d ''` splits
  * on NUL only, and `export "NAME=VALUE"` assigns without any further expansion. The first of `files` that exists
- * is read (none: nothing is exported).
+ * is read (none: nothing is exported). It uses no variable of its own but bash's REPLY (unset after), a name
+ * the config refuses like every other bash gives a meaning to (core/config/env-names.ts): a record can neither
+ * change the loop nor how the rest of the script runs.
  */
 export function environLoader(...files: string[]): string {
-  // shellcheck reads `export "$kv"` as a mistake for `export kv`: here each record is NAME=VALUE on purpose.
-  return `# shellcheck disable=SC2163 # each record is NAME=VALUE, exported as it is\nfor environ_file in ${files.map(quote).join(' ')}; do
-  if [ -f "$environ_file" ]; then while IFS= read -r -d '' kv; do export -- "$kv"; done < "$environ_file"; break; fi
-done`;
+  // shellcheck reads `export "$REPLY"` as a mistake for `export REPLY`: here each record is NAME=VALUE on purpose.
+  const tests = files.map((f, i) => `${i ? 'elif' : 'if'} [ -f ${quote(f)} ]; then\n  while IFS= read -r -d ''; do export -- "$REPLY"; done < ${quote(f)}`);
+  if (!tests.length) return '';
+  return `# shellcheck disable=SC2163 # each record is NAME=VALUE, exported as it is\n${tests.join('\n')}\nfi\nunset -v REPLY`;
 }

@@ -3,6 +3,7 @@
 import { isIP } from 'node:net';
 import { posix } from 'node:path';
 import { DEFAULT_READERS, READERS } from '../dotenv-readers.ts';
+import { reservedEnvName } from './env-names.ts';
 import { patternOf } from '../shell.ts';
 import { HOST_KEY_TYPES, parseHostKey } from './hostkey.ts';
 import { object } from './schema-object.ts';
@@ -290,7 +291,11 @@ export const environmentSchema = object(
     'the gapless switch',
     {},
   ),
-  env: opt(record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: 'a variable name' }), envValue), 'the release\'s `.env` (mode 0600): plain values and references to secrets', {}),
+  env: opt(
+    record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name, not one of bash's or the pipeline's own", check: reservedEnvName }), envValue),
+    'the release\'s `.env` (mode 0600): plain values and references to secrets. The pipeline\'s own commands (build, migrate, hooks, initdata) get them exported in bash, so names bash gives a meaning of its own (IFS, PATH, HOME, BASH_ENV, SHELLOPTS, POSIXLY_CORRECT, PS4, RANDOM... see core/config/env-names.ts) and the pipeline\'s (OPS_CONNECTION, OPS_STEP_TIMEOUT, OPS_INITDATA_FILE) are refused',
+    {},
+  ),
   dotenv: opt(
     object({
       readers: opt(
@@ -300,7 +305,7 @@ export const environmentSchema = object(
             object(
               {
                 reader: req(oneOf(READERS), 'the parser'),
-                only: req(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: 'a variable name prefix' }), 'it reads only the variables whose names start with this (vite exposes only `VITE_*`)'),
+                only: req(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: 'a variable name prefix' }), 'it uses only the variables whose names start with this (vite exposes only `VITE_*`): only their values must be read back exactly by it; it still parses every line, so every other value is written so that it reads it as one line of its own'),
               },
               '{ reader: <name>, only: <prefix> }',
             ),

@@ -161,7 +161,11 @@ export function list<T>(item: Schema<T>, opts: { min?: number; form?: string } =
   };
 }
 
-/** A mapping with free keys (matching `key`) and values of one schema. */
+/**
+ * A mapping with free keys (matching `key`) and values of one schema. The result has no prototype: every key
+ * written is an own property (`__proto__` too, which plain assignment would turn into a prototype change, so
+ * lose), and a key not written reads as undefined (`constructor` or `toString` too, which any object inherits).
+ */
 export function record<T>(key: Schema<string>, item: Schema<T>, form?: string): Schema<Record<string, T>> {
   const f = form ?? `a mapping of ${key.form} to ${item.form}`;
   return {
@@ -169,7 +173,7 @@ export function record<T>(key: Schema<string>, item: Schema<T>, form?: string): 
     json: () => ({ type: 'object', propertyNames: key.json(), additionalProperties: item.json() }),
     check(value, path, problems) {
       if (!isMapping(value)) return fail(problems, path, f, value);
-      const out: Record<string, T> = {};
+      const out = Object.create(null) as Record<string, T>;
       let ok = true;
       for (const [k, v] of Object.entries(value)) {
         const p = path ? `${path}.${k}` : k;

@@ -54,12 +54,13 @@ export function slotConfig(env: Target, slot: Slot, release: string, releaseId: 
   const blocks = names.map((name) => {
     const p = env.config.programs[name]!;
     const dir = p.directory === '.' ? release : `${release}/${p.directory}`;
-    const vars: Record<string, string> = {
+    // no prototype: a variable named __proto__ is set like any other (plain assignment would lose it)
+    const vars: Record<string, string> = Object.assign(Object.create(null) as Record<string, string>, {
       HOME: `/home/${env.appUser}`,
       PATH: `${release}/venv/bin:${nodeBin}:/usr/local/bin:/usr/bin:/bin`,
       OPS_RELEASE: releaseId,
       OPS_SLOT: slot,
-    };
+    });
     for (const [k, v] of Object.entries(p.env)) vars[k] = expand(env, v, release, name, slot);
     const log = `${L.logDir}/${name}-${slot}`;
     const key = (k: string) => `programs.${name}.${k}`;

@@ -34,26 +34,33 @@ export function readPython(file: string, version: string): Record<string, string
   return JSON.parse(execFileSync(pythonDotenv(version), ['-c', code, file], { env: CLEAN_ENV, encoding: 'utf8', maxBuffer: 1 << 28 }));
 }
 
-/** bash: `set -a; . ./.env`, then each variable's value as bash has it, NUL-separated. */
+/**
+ * bash: `set -a; . ./.env`, then every variable it exported, as bash has it (`env -0`), but those bash and the
+ * clean environment have anyway (PATH, LANG, PWD, SHLVL, _) unless `keys` names them.
+ */
 export function readShell(file: string, keys: string[]): Record<string, string> {
-  const script = 'set -a; . "$1"; set +a; shift; for k in "$@"; do printf "%s\\0%s\\0" "$k" "${!k-}"; done';
-  const out = execFileSync('bash', ['--norc', '--noprofile', '-c', script, 'bash', file, ...keys], { env: CLEAN_ENV, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', maxBuffer: 1 << 28 });
-  const parts = out.split('\0');
+  const out = execFileSync('bash', ['--norc', '--noprofile', '-c', 'set -a; . "$1"; set +a; exec env -0', 'bash', file], { env: CLEAN_ENV, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', maxBuffer: 1 << 28 });
   const result: Record<string, string> = {};
-  for (let i = 0; i + 1 < parts.length; i += 2) result[parts[i]!] = parts[i + 1]!;
+  for (const record of out.split('\0').slice(0, -1)) {
+    const name = record.slice(0, record.indexOf('='));
+    if (keys.includes(name) || !['PATH', 'LANG', 'PWD', 'SHLVL', '_'].includes(name)) result[name] = record.slice(name.length + 1);
+  }
   return result;
 }
 
-/** vite's loadEnv (vite 8: Node's util.parseEnv, then dotenv-expand), reading `dir/.env`: the values of `keys`. */
+/**
+ * vite's loadEnv (vite 8: Node's util.parseEnv, then dotenv-expand), reading `dir/.env`: every variable it read
+ * (with prefix "" it adds the test process's own environment: those are left out, unless `keys` names them).
+ */
 async function readVite(dir: string, keys: string[]): Promise<Record<string, string | undefined>> {
   const { loadEnv } = await import('vite');
   const all = loadEnv('production', dir, '');
-  return Object.fromEntries(keys.map((k) => [k, all[k]]));
+  return Object.fromEntries(Object.entries(all).filter(([k]) => keys.includes(k) || !(k in process.env)));
 }
 
 /**
- * Every way a reader is run for real: a name ("python-dotenv 1.2.4", "vite 8 loadEnv"...) and the values it
- * read from `dir/.env` (`keys` for the readers that need to be asked by name).
+ * Every way a reader is run for real: a name ("python-dotenv 1.2.4", "vite 8 loadEnv"...) and every variable it
+ * read from `dir/.env` (`keys`: the variables the file is meant to hold).
  */
 export async function readReal(reader: Reader, dir: string, keys: string[]): Promise<{ how: string; values: Record<string, string | null | undefined> }[]> {
   const file = join(dir, '.env');

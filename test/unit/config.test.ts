@@ -25,6 +25,26 @@ function problems(doc: unknown): string[] {
 }
 
 describe('environment schema', () => {
+  it('keeps every key of a free mapping as its own, "__proto__" and "constructor" too, and none a mapping does not have', () => {
+    const doc = parse(`app: shop
+hosts: [{ name: web1, address: 192.0.2.1, host_key: ${KEY} }]
+programs:
+  server: { command: run, port: 3579, env: { __proto__: p, constructor: c } }
+  client: { command: run, port: 3000 }
+env: { __proto__: { secret: db }, constructor: c, toString: t }
+`);
+    const c = parseEnvironment(doc, 'f');
+    expect(Object.entries(c.env)).toEqual([['__proto__', { secret: 'db' }], ['constructor', 'c'], ['toString', 't']]);
+    expect(Object.entries(c.programs.server!.env)).toEqual([['__proto__', 'p'], ['constructor', 'c']]);
+    // nothing inherited, and no mapping's prototype replaced
+    for (const map of [c.env, c.programs, c.routes, c.programs.client!.env] as Record<string, unknown>[]) {
+      expect(map.secret).toBeUndefined();
+      expect(Object.hasOwn(map, 'constructor') || map.constructor === undefined).toBe(true);
+    }
+    // a route to a program named like a property every object inherits is a route to no program
+    expect(problems({ ...minimal(), routes: { '/': 'constructor' } })).toEqual(['routes./: no program named "constructor" (programs: server, client)']);
+  });
+
   it('fills defaults for a minimal file', () => {
     const c = parseEnvironment(minimal(), 'f');
     expect(c.ref).toBe('master');

@@ -4,8 +4,10 @@
 // generated ones (fast-check).
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_READERS, encodeValue, READERS, type Reader } from '../../core/dotenv.ts';
+import { DEFAULT_READERS, encodeValue, READERS, renderDotenv, type Reader } from '../../core/dotenv.ts';
+import { OpsError } from '../../core/errors.ts';
 import { dotenvDir, readReal } from '../support/real-dotenv.ts';
+import { environment } from '../support/dotenv-environment.ts';
 
 /** Hard values: every quote kind, `$` forms, backslashes, `#`, `=`, spaces, tabs, line breaks, Unicode, long. */
 export const CORPUS: string[] = [
@@ -168,4 +170,114 @@ describe('.env values read back by the real parsers', () => {
         { numRuns: 25 },
       );
     });
+});
+
+// Readers limited to a prefix (`only`) still parse every line of the file: whatever their `only`, each line must
+// be one statement with the same bounds for every declared reader, so that no value makes any reader see another
+// variable or another value of one. Whole files, rendered by renderDotenv, read by the real parsers.
+describe('readers limited to a prefix read every line: no value changes another variable, for any reader', () => {
+  /** Values made to end a statement early in one quoting or another and start a line of their own. */
+  const HOSTILE = [
+    `it's "new"\nAPP_DATABASE_URL=postgres://evil@x/db`,
+    `abc'\nVITE_API=https://evil.example`,
+    `it's a\nmulti"line`,
+    'x`\nSH_A=evil`',
+    `a"\nN_A=evil"`,
+    `'\nP_A=evil\n'`,
+    `"\nX_A=evil\n"`,
+    '`\nAPP_DATABASE_URL=evil\n`',
+    `it's "both" \`and\`\nVITE_API=evil`,
+    'ends with \\',
+    'ends with \\\nAPP_DATABASE_URL=evil',
+    `a\\'\nVITE_API=evil'`,
+    `a\\"\nVITE_API=evil"`,
+    'cr\rVITE_API=evil',
+    'pa$HOME ${HOME} $(id)',
+    '#\nVITE_API=evil #',
+    ' spaced \n VITE_API=evil ',
+    'u\u2028VITE_API=evil',
+  ];
+  const VALUES = [...HOSTILE, ...CORPUS];
+  const SETUPS: unknown[][] = [
+    [{ reader: 'python-dotenv', only: 'APP_' }, { reader: 'vite', only: 'VITE_' }],
+    ['python-dotenv', { reader: 'node-dotenv', only: 'N_' }, { reader: 'shell', only: 'SH_' }],
+    [{ reader: 'node-env-file', only: 'N_' }, { reader: 'python-dotenv', only: 'P_' }, { reader: 'dotenv-expand', only: 'X_' }],
+    [{ reader: 'shell', only: 'SH_' }, { reader: 'vite', only: 'VITE_' }, { reader: 'node-dotenv', only: 'APP_' }],
+    [{ reader: 'python-dotenv', only: 'APP_' }, { reader: 'python-dotenv', only: 'P_' }, { reader: 'node-dotenv', only: 'VITE_' }],
+  ];
+  const PREFIXES = ['APP_', 'VITE_', 'N_', 'SH_', 'P_', 'X_', 'NOTE_'];
+
+  /**
+   * Render `env` for `readers` (dropping what is refused: named, never printing any of `secret`), read the file with
+   * every declared reader's real parsers: what each got wrong (variables beyond or missing, covered values not
+   * exact), and the variables written.
+   */
+  async function wholeFile(env: Record<string, string>, readers: unknown[], secret: string[]): Promise<{ problems: string[]; keys: string[] }> {
+    let rendered: ReturnType<typeof renderDotenv>;
+    try {
+      rendered = renderDotenv(environment(env, readers), {});
+    } catch (e) {
+      if (!(e instanceof OpsError)) throw e;
+      for (const v of secret) expect(e.message + e.hint).not.toContain(v);
+      const refused = [...e.message.matchAll(/^ {2}- (\w+) \(/gm)].map((m) => m[1]!);
+      expect(refused.length).toBeGreaterThan(0);
+      for (const k of refused) delete env[k];
+      rendered = renderDotenv(environment(env, readers), {});
+    }
+    const keys = Object.keys(env);
+    const declared = readers.map((r) => (typeof r === 'string' ? { reader: r as Reader, only: '' } : (r as { reader: Reader; only: string })));
+    const { dir, remove } = dotenvDir(rendered.dotenv);
+    const problems: string[] = [];
+    try {
+      for (const reader of new Set(declared.map((d) => d.reader))) {
+        const covers = (k: string) => declared.some((d) => d.reader === reader && k.startsWith(d.only));
+        for (const { how, values } of await readReal(reader, dir, keys)) {
+          const got = Object.keys(values).sort();
+          if (JSON.stringify(got) !== JSON.stringify([...keys].sort())) problems.push(`${how} read the variables ${got.filter((k) => !keys.includes(k)).join(', ') || '(none more)'} beyond, and not ${keys.filter((k) => !got.includes(k)).join(', ') || '(none less)'}`);
+          for (const k of keys.filter(covers)) if (values[k] !== env[k]) problems.push(`${how}: ${k} read as ${JSON.stringify(values[k])}`);
+        }
+      }
+    } finally {
+      remove();
+    }
+    return { problems, keys };
+  }
+
+  for (const readers of SETUPS) {
+    const named = readers.map((r) => (typeof r === 'string' ? r : `${(r as { reader: string }).reader} (${(r as { only: string }).only}*)`)).join(' + ');
+    it(`${named}: every real parser reads exactly the variables written, and each one it covers exactly`, async () => {
+      const env: Record<string, string> = { APP_DATABASE_URL: 'postgres://real@db/app', VITE_API: '/api' };
+      for (const p of PREFIXES) VALUES.forEach((v, i) => (env[`${p}${i}`] = v));
+      const { problems, keys } = await wholeFile(env, readers, HOSTILE);
+      expect(problems).toEqual([]);
+      // most values are still carried
+      expect(keys.length).toBeGreaterThan(PREFIXES.length * VALUES.length * 0.5);
+    });
+  }
+
+  it('generated values, each set-up: every real parser reads exactly the variables written, and each one it covers exactly', async () => {
+    const piece = fc.constantFrom('$', '${', '}', "'", '"', '`', '\\', '#', '=', ' ', '\t', '\n', '\r', '\r\n', 'a', 'APP_X=', '\nVITE_Y=', '\nN_Z=', '\u2028', '\x85');
+    const value = fc.string({ unit: piece, maxLength: 12 });
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom(...SETUPS), fc.array(fc.tuple(fc.constantFrom(...PREFIXES), value), { minLength: 1, maxLength: 30 }), async (readers, vars) => {
+        const env: Record<string, string> = { APP_X: 'x', VITE_Y: 'y', N_Z: 'z' };
+        vars.forEach(([p, v], i) => (env[`${p}G${i}`] = v));
+        expect((await wholeFile(env, readers, [])).problems).toEqual([]);
+      }),
+      { numRuns: 30 },
+    );
+  });
+
+  it("the tester's file: a value vite carries only in backticks is refused by name, as python-dotenv would split it", () => {
+    const readers = [{ reader: 'python-dotenv', only: 'APP_' }, { reader: 'vite', only: 'VITE_' }];
+    const env = { APP_DATABASE_URL: 'postgres://real@db/app', VITE_API: '/api', VITE_MOTD: `it's "new"\nAPP_DATABASE_URL=postgres://evil@x/db`, NOTE: `abc'\nVITE_API=https://evil.example` };
+    expect(() => renderDotenv(environment(env, readers), {})).toThrow(
+      /^1 \.env value of t cannot .*\n {2}- VITE_MOTD \(a plain value in environment\.yml; read by vite; its line also parsed by python-dotenv\): no quoting suits both vite and python-dotenv: .*python-dotenv, which parses every line of the \.env whatever its `only`/,
+    );
+    // NOTE, read exactly by no reader, is still written so that both read it as one statement
+    const { VITE_MOTD: _, ...rest } = env;
+    expect(renderDotenv(environment(rest, readers), {}).dotenv).toContain('NOTE="abc\'\\nVITE_API=https://evil.example"\n');
+    // a value only python-dotenv cannot keep whole, for a variable it does not read
+    expect(encodeValue(' ends with \\', [], ['python-dotenv'])).toEqual({ refused: { readers: ['python-dotenv'], reason: expect.stringContaining('python-dotenv parses every line of the .env') } });
+  });
 });

@@ -112,6 +112,11 @@ describe('slots and programs', () => {
     expect(conf).toContain('[group:shop-blue]\nprograms=shop-blue-server,shop-blue-client');
     expect(conf).toContain('user=shop');
   });
+  it('gives a program every variable of its env, named "__proto__" or "constructor" too; {port:constructor} names no program', () => {
+    const conf = slotConfig(env({ programs: { server: { command: 'run', port: 3579, env: JSON.parse('{"__proto__": "p", "constructor": "c"}') }, client: { command: 'run', port: 3000 } } }), 'blue', '/r', 'id');
+    expect(conf).toMatch(/OPS_SLOT='blue',__proto__='p',constructor='c'\n/);
+    expect(() => expand(e, '{port:constructor}', '/r', 'client', 'blue')).toThrow(/names no program/);
+  });
   it('points the upstreams at one slot', () => {
     expect(upstreams(e, 'green')).toContain('upstream shop_server {\n    server 127.0.0.1:3580;');
     expect(upstreams(e, 'blue')).toContain('default "blue";');

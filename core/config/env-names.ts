@@ -1,0 +1,47 @@
+// Names the release's `.env` (environment.yml `env`) may not use. The pipeline's own commands (build, migrate,
+// hooks, initdata) get those variables exported into the bash that runs them (the environ loader, core/dotenv.ts),
+// and bash gives some names a meaning of its own: exported there, they would change how that script runs (IFS
+// splits words, POSIXLY_CORRECT and SHELLOPTS change the shell's mode, BASH_ENV and PS4 make it run other code), or
+// bash keeps a value of its own, so the one written would not reach the commands (RANDOM, SHLVL, UID...).
+// Source: the bash manual, "Shell Variables" (bash 5.2, and 5.3's additions), checked with bash 5.2
+// (test/unit/dotenv-render.test.ts runs the loader and the names left allowed through real bash).
+// Names bash reads only in interactive shells, and locale and host settings apps do need, stay allowed.
+
+/** Each refused name, in groups that share the reason given in the error. */
+const GROUPS: { reason: string; names: string[] }[] = [
+  {
+    reason: 'bash splits words, expands globs and ~, finds commands or changes directory by it',
+    names: ['IFS', 'PATH', 'HOME', 'CDPATH', 'PWD', 'OLDPWD', 'GLOBIGNORE', 'GLOBSORT', 'EXECIGNORE', 'BASH_CMDS', 'BASH_ALIASES'],
+  },
+  { reason: "it sets bash's options or mode", names: ['SHELLOPTS', 'BASHOPTS', 'POSIXLY_CORRECT', 'BASH_COMPAT'] },
+  {
+    reason: 'bash runs or reads what it names (every bash script the commands start sources BASH_ENV; PS4 is expanded, commands in it run, on every traced line)',
+    names: ['BASH_ENV', 'PS4', 'BASH_XTRACEFD', 'BASH_LOADABLES_PATH'],
+  },
+  { reason: "it changes what bash's builtins do (read, getopts, time, functions, $0)", names: ['TMOUT', 'FUNCNEST', 'TIMEFORMAT', 'OPTIND', 'OPTARG', 'OPTERR', 'BASH_ARGV0', 'REPLY', 'MAPFILE', 'COPROC'] },
+  {
+    reason: 'bash keeps a value of its own in it (read-only, or set by bash itself), so the one written would not reach the commands',
+    names: [
+      '_', 'BASH', 'BASHPID', 'BASH_ARGC', 'BASH_ARGV', 'BASH_COMMAND', 'BASH_EXECUTION_STRING', 'BASH_LINENO', 'BASH_MONOSECONDS', 'BASH_REMATCH',
+      'BASH_SOURCE', 'BASH_SUBSHELL', 'BASH_TRAPSIG', 'BASH_VERSINFO', 'BASH_VERSION', 'COMP_CWORD', 'COMP_KEY', 'COMP_LINE', 'COMP_POINT', 'COMP_TYPE',
+      'COMP_WORDS', 'DIRSTACK', 'EPOCHREALTIME', 'EPOCHSECONDS', 'EUID', 'FUNCNAME', 'GROUPS', 'HISTCMD', 'LINENO', 'PIPESTATUS', 'PPID', 'RANDOM',
+      'READLINE_ARGUMENT', 'READLINE_LINE', 'READLINE_MARK', 'READLINE_POINT', 'SECONDS', 'SHLVL', 'SRANDOM', 'UID',
+    ],
+  },
+  {
+    reason: "the pipeline's own step scripts read it (core/remote/wrap.ts, core/steps/initdata.ts)",
+    names: ['OPS_CONNECTION', 'OPS_STEP_TIMEOUT', 'OPS_INITDATA_FILE'],
+  },
+];
+
+/** Every refused name → why. */
+export const RESERVED_ENV_NAMES: ReadonlyMap<string, string> = new Map(GROUPS.flatMap((g) => g.names.map((n) => [n, g.reason] as const)));
+
+/**
+ * Why `name` cannot be a variable of the release's .env (it is bash's own, or the pipeline's), for the schema's
+ * message; undefined when it can.
+ */
+export function reservedEnvName(name: string): string | undefined {
+  const reason = RESERVED_ENV_NAMES.get(name);
+  return reason && `${reason}; give the app this value under another name`;
+}

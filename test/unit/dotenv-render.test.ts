@@ -1,0 +1,131 @@
+// core/dotenv.ts's renderDotenv and environLoader on whole files: secrets of every shape (integers beyond 2^53
+// in maps and lists), and the environ loader run by real bash with records named like bash's own variables.
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { asString, environLoader, renderDotenv } from '../../core/dotenv.ts';
+import { RESERVED_ENV_NAMES } from '../../core/config/env-names.ts';
+import { ConfigError } from '../../core/config/environment.ts';
+import { environment } from '../support/dotenv-environment.ts';
+
+describe('secrets of every shape', () => {
+  it('an integer beyond 2^53 in a map or a list is written as its digits (as sops decrypt --output-type json), at any depth', () => {
+    const big = 9007199254740993n;
+    expect(asString({ chat_id: big })).toBe('{"chat_id":9007199254740993}');
+    expect(asString([big, 2])).toBe('[9007199254740993,2]');
+    expect(asString({ a: [{ b: -big, c: 'x"y', d: null, e: [true, 1.5] }] })).toBe('{"a":[{"b":-9007199254740993,"c":"x\\"y","d":null,"e":[true,1.5]}]}');
+    // without bigints, exactly what JSON.stringify writes (own "__proto__" keys included)
+    const plain = JSON.parse('{"__proto__":"p","1":[1e21,-0,"é\\u2028"],"z":{"y":{}}}');
+    expect(asString(plain)).toBe(JSON.stringify(plain));
+    const env = environment({ IDS: { secret: 'ids' }, LIST: { secret: 'list' } });
+    const { dotenv, environ } = renderDotenv(env, { ids: { chat_id: big }, list: [big, 2] });
+    expect(dotenv).toContain(`IDS='{"chat_id":9007199254740993}'`);
+    expect(dotenv).toContain("LIST='[9007199254740993,2]'");
+    expect(environ).toBe('IDS={"chat_id":9007199254740993}\0LIST=[9007199254740993,2]\0');
+  });
+});
+
+describe('variable names', () => {
+  it('"__proto__" and "constructor" are written like any other name, to the .env, the environ file and the forms', () => {
+    const { dotenv, environ, forms } = renderDotenv(environment(JSON.parse('{"__proto__": "polluted", "constructor": "c"}')), {});
+    expect(dotenv.split('\n').slice(1)).toEqual(["__proto__='polluted'", "constructor='c'", '']);
+    expect(environ).toBe('__proto__=polluted\0constructor=c\0');
+    expect(Object.entries(forms)).toEqual([['__proto__', 'single-quoted'], ['constructor', 'single-quoted']]);
+  });
+});
+
+// The environ loader in real bash: each record reaches the commands exactly, and none changes the script.
+describe("the pipeline's own commands get the environ file's variables, and nothing else changes", () => {
+  /** Bash 5.2's manual, "Shell Variables" (and 5.3's additions): every name bash gives a meaning of its own. */
+  const BASH_NAMES = `_ BASH BASHOPTS BASHPID BASH_ALIASES BASH_ARGC BASH_ARGV BASH_ARGV0 BASH_CMDS BASH_COMMAND BASH_EXECUTION_STRING
+    BASH_LINENO BASH_LOADABLES_PATH BASH_MONOSECONDS BASH_REMATCH BASH_SOURCE BASH_SUBSHELL BASH_TRAPSIG BASH_VERSINFO BASH_VERSION COMP_CWORD
+    COMP_KEY COMP_LINE COMP_POINT COMP_TYPE COMP_WORDBREAKS COMP_WORDS COPROC DIRSTACK EPOCHREALTIME EPOCHSECONDS EUID FUNCNAME GROUPS HISTCMD
+    HOSTNAME HOSTTYPE LINENO MACHTYPE MAPFILE OLDPWD OPTARG OPTIND OSTYPE PIPESTATUS PPID PWD RANDOM READLINE_ARGUMENT READLINE_LINE
+    READLINE_MARK READLINE_POINT REPLY SECONDS SHELLOPTS SHLVL SRANDOM UID BASH_COMPAT BASH_ENV BASH_XTRACEFD CDPATH CHILD_MAX COLUMNS
+    COMPREPLY EMACS ENV EXECIGNORE FCEDIT FIGNORE FUNCNEST GLOBIGNORE GLOBSORT HISTCONTROL HISTFILE HISTFILESIZE HISTIGNORE HISTSIZE
+    HISTTIMEFORMAT HOME HOSTFILE IFS IGNOREEOF INPUTRC INSIDE_EMACS LANG LC_ALL LC_COLLATE LC_CTYPE LC_MESSAGES LC_NUMERIC LC_TIME LINES MAIL
+    MAILCHECK MAILPATH OPTERR PATH POSIXLY_CORRECT PROMPT_COMMAND PROMPT_DIRTRIM PS0 PS1 PS2 PS3 PS4 SHELL TIMEFORMAT TMOUT TMPDIR auto_resume
+    histchars`.split(/\s+/);
+  /** What bash reads only when interactive, and the locale and host settings apps need: allowed. */
+  const ALLOWED = `HOSTNAME HOSTTYPE MACHTYPE OSTYPE COLUMNS LINES CHILD_MAX COMPREPLY COMP_WORDBREAKS EMACS INSIDE_EMACS ENV FCEDIT FIGNORE
+    HISTCONTROL HISTFILE HISTFILESIZE HISTIGNORE HISTSIZE HISTTIMEFORMAT HOSTFILE IGNOREEOF INPUTRC MAIL MAILCHECK MAILPATH PROMPT_COMMAND
+    PROMPT_DIRTRIM PS0 PS1 PS2 PS3 SHELL TMPDIR auto_resume histchars LANG LC_ALL LC_COLLATE LC_CTYPE LC_MESSAGES LC_NUMERIC LC_TIME`.split(/\s+/);
+
+  /**
+   * Run `environLoader` on `records` (after a first file that does not exist) in bash as a step's script runs it
+   * (set -euo pipefail), then a probe of how the script runs (word splitting, globs, cd, getopts, $0, a child bash
+   * script, read, command lookup, ~, functions, time, xtrace) and the child's environment (env -0).
+   */
+  function load(records: [string, string][]): { probe: string; stderr: string; child: Map<string, string> } {
+    const dir = mkdtempSync(join(tmpdir(), 'ops-environ-'));
+    writeFileSync(join(dir, 'environ'), records.map(([k, v]) => `${k}=${v}\0`).join(''));
+    mkdirSync(join(dir, 'd', 'sub'), { recursive: true });
+    for (const f of ['.hidden', 'a', 'b']) writeFileSync(join(dir, 'd', f), '');
+    writeFileSync(join(dir, 'child.sh'), 'echo child bash ran only this\n');
+    const script = `set -euo pipefail
+cd ${JSON.stringify(dir)}
+${environLoader(join(dir, 'absent'), join(dir, 'environ'))}
+v="a b:c"; printf '[%s]' $v d/*; echo
+cd d; cd sub; pwd; cd ../..
+set -- -x 1 rest; while getopts x: o; do printf 'opt %s=%s\\n' "$o" "$OPTARG"; done
+printf '0=%s\\n' "$0"
+bash child.sh
+read -r l <<< 'x y'; echo "read $l"
+type -P env; echo ~root
+f() { echo function ran; }; f
+t=$( { time true; } 2>&1 ); echo "time said ${'$'}{#t} characters"
+set -x; : traced; set +x
+echo "$((6 * 7))"
+env -0 > child.env
+echo done`;
+    const r = spawnSync('bash', ['--norc', '--noprofile', '-c', script, 'step'], { env: { PATH: '/usr/bin:/bin', LANG: 'C.UTF-8' }, encoding: 'utf8' });
+    const child = new Map<string, string>();
+    if (r.status === 0)
+      for (const rec of readFileSync(join(dir, 'child.env'), 'utf8').split('\0').slice(0, -1)) child.set(rec.slice(0, rec.indexOf('=')), rec.slice(rec.indexOf('=') + 1));
+    rmSync(dir, { recursive: true, force: true });
+    return { probe: `${r.status}\n${r.stdout.replaceAll(dir, 'DIR')}`, stderr: r.stderr, child };
+  }
+  const base = load([]);
+
+  it("records named like any variable the loader could use (kv, environ_file) reach the commands exactly; the script runs as without them", () => {
+    const records: [string, string][] = [['A', '1'], ['kv', 'mine'], ['environ_file', 'x'], ['file', 'y'], ['f', 'z'], ['B', ' 2 \n$(id) `id` \\ * ']];
+    const { probe, stderr, child } = load(records);
+    expect(probe).toBe(base.probe);
+    expect(base.probe).toContain('[a][b:c][d/a][d/b][d/sub]\nDIR/d/sub\nopt x=1\n0=step\nchild bash ran only this\nread x y\n');
+    expect(stderr).toBe(base.stderr);
+    for (const [k, v] of records) expect(child.get(k), k).toBe(v);
+    expect(child.has('REPLY')).toBe(false);
+  });
+
+  it("names bash gives a meaning of its own, and the pipeline's, are refused by the config, each with its reason", () => {
+    const refused = BASH_NAMES.filter((n) => !ALLOWED.includes(n));
+    expect([...RESERVED_ENV_NAMES.keys()].sort()).toEqual([...refused, 'OPS_CONNECTION', 'OPS_STEP_TIMEOUT', 'OPS_INITDATA_FILE'].sort());
+    for (const name of [...refused, 'OPS_CONNECTION']) {
+      let problems: string[] = [];
+      try {
+        environment({ A: '1', [name]: 'x' });
+      } catch (e) {
+        if (!(e instanceof ConfigError)) throw e;
+        problems = e.problems.map((p) => `${p.path}: ${p.message}`);
+      }
+      expect(problems, name).toEqual([expect.stringMatching(new RegExp(`^env\\.${name}: expected a variable name, not one of bash's or the pipeline's own, got "${name}" \\(.+; give the app this value under another name\\)$`))]);
+    }
+    expect(() => environment({ IFS: ':' })).toThrow(/env\.IFS: .*bash splits words/);
+    expect(() => environment({ BASH_ENV: '/x' })).toThrow(/env\.BASH_ENV: .*every bash script the commands start sources BASH_ENV/);
+  });
+
+  it('the bash names left allowed (interactive-only, locale, host) reach the commands exactly, and the script runs as without them', () => {
+    const hostile = [':', 'x y', '/tmp', '$(echo INJECTED)', '1'];
+    for (const name of ALLOWED) {
+      const values = name.startsWith('LC_') || name === 'LANG' ? ['C.UTF-8', 'C'] : hostile;
+      for (const value of values) {
+        const { probe, stderr, child } = load([[name, value]]);
+        expect(probe, `${name}=${value}`).toBe(base.probe);
+        expect(stderr, `${name}=${value}`).toBe(base.stderr);
+        expect(child.get(name), `${name}=${value}`).toBe(value);
+      }
+    }
+  });
+});

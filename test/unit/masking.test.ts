@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ActionsReporter } from '../../core/action.ts';
 import { ConsoleReporter, Masker, MemoryReporter } from '../../core/report.ts';
-import { jsonStrings, percentDecode, secretParts, urlPassword } from '../../core/secrets/parts.ts';
+import { jsonStrings, percentDecode, percentEscapedChar, secretParts, urlPassword } from '../../core/secrets/parts.ts';
 import { PassThrough } from 'node:stream';
 
 describe('secret parts', () => {
@@ -19,6 +19,14 @@ describe('secret parts', () => {
 
   it('percent-decodes like urllib.parse.unquote (UTF-8 runs, stray % kept)', () => {
     expect(percentDecode('%C3%A9t%C3%A9 100% %zz %41')).toBe('été 100% %zz A');
+  });
+
+  it('reads one percent-encoded character: its UTF-8 bytes as %XX, hex in either case, nothing ill-formed', () => {
+    expect(percentEscapedChar('x%C3%ABy', 1)).toEqual(['ë', 6]);
+    expect(percentEscapedChar('%c3%Ab', 0)).toEqual(['ë', 6]);
+    expect(percentEscapedChar('%F0%9F%94%91', 0)).toEqual(['🔑', 12]);
+    expect(percentEscapedChar('%2b', 0)).toEqual(['+', 3]);
+    for (const bad of ['%', '%2', '%zz', '%AB', '%C3', '%C3%41', '%C0%80', '%ED%A0%80', '%F5%80%80%80']) expect(percentEscapedChar(bad, 0), bad).toBeUndefined();
   });
 
   it('lists the strings inside JSON, at any depth, not its keys (nor numbers and booleans, which would shred logs)', () => {

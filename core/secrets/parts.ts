@@ -1,6 +1,7 @@
 // The parts of a secret that can show up in a log on their own: a URL's password (a hook printing
 // `urlparse(DATABASE_URL).password`), the strings inside a JSON document (`json.loads(TOOLS_PASSWORDS)[email]`),
-// and the forms those take once printed again as JSON. Masking registers all of them (core/report.ts).
+// and the forms those take once printed again as JSON. Masking registers all of them (core/report.ts), and finds
+// each in any URL-encoding too (Masker, through percentEscapedChar below).
 
 /** A URL with an authority: scheme://[userinfo@]host... (RFC 3986; Python's urllib.parse.urlsplit reads it the same). */
 const URL_AUTHORITY = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/([^/?#]*)/;

@@ -48776,9 +48776,43 @@ function secretParts(value) {
   for (const p of [...parts]) for (const e of jsonEscaped(p)) parts.add(e);
   return [...parts];
 }
+function hexDigit(code) {
+  if (code >= 48 && code <= 57) return code - 48;
+  const lower = code | 32;
+  return lower >= 97 && lower <= 102 ? lower - 87 : -1;
+}
+function escapedOctet(text, at2) {
+  if (text.charCodeAt(at2) !== 37) return -1;
+  const hi = hexDigit(text.charCodeAt(at2 + 1));
+  const lo = hexDigit(text.charCodeAt(at2 + 2));
+  return hi < 0 || lo < 0 ? -1 : hi << 4 | lo;
+}
+function percentEscapedChar(text, at2) {
+  const lead = escapedOctet(text, at2);
+  if (lead < 0) return void 0;
+  if (lead < 128) return [String.fromCharCode(lead), 3];
+  let bytes;
+  let cp;
+  if (lead >= 194 && lead <= 223) [bytes, cp] = [2, lead & 31];
+  else if (lead >= 224 && lead <= 239) [bytes, cp] = [3, lead & 15];
+  else if (lead >= 240 && lead <= 244) [bytes, cp] = [4, lead & 7];
+  else return void 0;
+  for (let k = 1; k < bytes; k++) {
+    const b = escapedOctet(text, at2 + 3 * k);
+    if (b < 0 || (b & 192) !== 128) return void 0;
+    cp = cp << 6 | b & 63;
+  }
+  if (bytes === 3 && (cp < 2048 || cp >= 55296 && cp <= 57343)) return void 0;
+  if (bytes === 4 && (cp < 65536 || cp > 1114111)) return void 0;
+  return [String.fromCodePoint(cp), 3 * bytes];
+}
 
 // core/report.ts
 var MIN_SECRET_LENGTH = 3;
+var FNV_OFFSET = 2166136261 & 1073741823;
+var fnvStep = (hash, code) => Math.imul(hash ^ code, 16777619) & 1073741823;
+var FILTER_BITS_PER_PREFIX = 16;
+var FILTER_MAX_LOG2 = 27;
 var Masker = class {
   /** Every secret, with the order it was registered in (ties between equal lengths go by it). */
   secrets = /* @__PURE__ */ new Map();
@@ -48789,6 +48823,17 @@ var Masker = class {
   starts = /* @__PURE__ */ new Set();
   /** Secrets holding "*": the "***" a replacement puts in can complete one. */
   starred = [];
+  /** The length of the longest secret. */
+  longest = 0;
+  /**
+   * A Bloom filter of the hashes of every prefix of every secret (two bits each; it grows with them): reading
+   * a URL-encoded form, a reading stops as soon as what it decoded starts no secret.
+   */
+  filter = new Int32Array(1 << 11);
+  filterLog2 = 16;
+  prefixes = 0;
+  /** The hashes of the secrets themselves: a decoded reading is looked up only when its hash is one of them. */
+  wholes = /* @__PURE__ */ new Set();
   /** Register a value and its parts; returns what was new (each part and each of its lines, trimmed). */
   add(value) {
     const added = [];
@@ -48804,13 +48849,121 @@ var Masker = class {
         same.add(t);
         this.starts.add(t.slice(0, MIN_SECRET_LENGTH));
         if (t.includes("*")) this.starred.push(t);
+        this.longest = Math.max(this.longest, t.length);
+        this.prefixes += t.length;
+        if (this.prefixes * FILTER_BITS_PER_PREFIX > 2 ** this.filterLog2 && this.filterLog2 < FILTER_MAX_LOG2) {
+          while (this.prefixes * FILTER_BITS_PER_PREFIX > 2 ** this.filterLog2 && this.filterLog2 < FILTER_MAX_LOG2) this.filterLog2++;
+          this.filter = new Int32Array(2 ** (this.filterLog2 - 5));
+          for (const s of this.secrets.keys()) this.remember(s);
+        } else this.remember(t);
         added.push(t);
       }
     }
     return added;
   }
+  /** Record a secret's prefixes in the filter, and its hash. */
+  remember(secret) {
+    let hash = FNV_OFFSET;
+    for (let k = 0; k < secret.length; k++) {
+      hash = fnvStep(hash, secret.charCodeAt(k));
+      const shift = 32 - this.filterLog2;
+      const a = Math.imul(hash, 2654435761) >>> shift;
+      const b = Math.imul(hash, 739982445) >>> shift;
+      this.filter[a >>> 5] |= 1 << (a & 31);
+      this.filter[b >>> 5] |= 1 << (b & 31);
+    }
+    this.wholes.add(hash);
+  }
+  /** Whether `hash` may be the hash of a secret's prefix (false: surely not). */
+  mayStart(hash) {
+    const shift = 32 - this.filterLog2;
+    const a = Math.imul(hash, 2654435761) >>> shift;
+    if ((this.filter[a >>> 5] & 1 << (a & 31)) === 0) return false;
+    const b = Math.imul(hash, 739982445) >>> shift;
+    return (this.filter[b >>> 5] & 1 << (b & 31)) !== 0;
+  }
+  /**
+   * Replace with *** every stretch of `text` that is a secret, as itself or URL-encoded. From each position the
+   * text is read every way it can be: a character as itself, a "+" as a space, a %XX run as the one character it
+   * encodes (percentEscapedChar); a reading ends as soon as what it decoded starts no secret (the prefix filter)
+   * or is as long as the longest. No regular expression: the work is the text's length times the readings that
+   * stay secret prefixes (about one, up to the longest secret's length, on real text), whatever the number of
+   * secrets. Readings are kept as a tree (position, hash, parent, character read) and a secret's text is rebuilt
+   * only when a reading's hash is a secret's.
+   */
+  urlForms(text) {
+    const spans = [];
+    const at2 = [];
+    const hash = [];
+    const length = [];
+    const parent = [];
+    const read = [];
+    const pending = [];
+    const decoded = (r) => {
+      let s = "";
+      for (; r > 0; r = parent[r]) s = read[r] + s;
+      return s;
+    };
+    for (let start = 0; start < text.length; start++) {
+      let end = -1;
+      let count = 1;
+      at2[0] = start;
+      hash[0] = FNV_OFFSET;
+      length[0] = 0;
+      parent[0] = -1;
+      pending.push(0);
+      while (pending.length > 0) {
+        const r = pending.pop();
+        const p = at2[r];
+        if (p >= text.length || length[r] >= this.longest) continue;
+        const code = text.charCodeAt(p);
+        for (let way = 0; way < 3; way++) {
+          let char;
+          let width = 1;
+          if (way === 0) char = text[p];
+          else if (way === 1) {
+            if (code !== 43) continue;
+            char = " ";
+          } else {
+            if (code !== 37) continue;
+            const e = percentEscapedChar(text, p);
+            if (!e) continue;
+            [char, width] = e;
+          }
+          let h = hash[r];
+          let k = 0;
+          for (; k < char.length; k++) if (!this.mayStart(h = fnvStep(h, char.charCodeAt(k)))) break;
+          if (k < char.length) continue;
+          const n = count++;
+          at2[n] = p + width;
+          hash[n] = h;
+          length[n] = length[r] + char.length;
+          parent[n] = r;
+          read[n] = char;
+          if (p + width > end && this.wholes.has(h)) {
+            const s = decoded(n);
+            if (this.byLength.get(s.length)?.has(s)) end = p + width;
+          }
+          pending.push(n);
+        }
+      }
+      if (end > start) spans.push([start, end]);
+    }
+    if (spans.length === 0) return text;
+    let out = "";
+    let copied = 0;
+    for (let k = 0; k < spans.length; ) {
+      const from = spans[k][0];
+      let to = spans[k][1];
+      for (k++; k < spans.length && spans[k][0] < to; k++) to = Math.max(to, spans[k][1]);
+      out += `${text.slice(copied, from)}***`;
+      copied = to;
+    }
+    return out + text.slice(copied);
+  }
   redact(text) {
     if (this.secrets.size === 0) return text;
+    if (text.includes("%") || text.includes("+")) text = this.urlForms(text);
     const found = new Set(this.starred);
     for (let i = 0; i + MIN_SECRET_LENGTH <= text.length; i++) {
       if (!this.starts.has(text.slice(i, i + MIN_SECRET_LENGTH))) continue;

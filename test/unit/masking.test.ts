@@ -187,6 +187,45 @@ describe('masking a secret in its URL-encodings (each character as itself or %XX
     expect(r.lines).toEqual(['a *** b', 'a *** b', 'a *** b', 'a t%C3%B8ken%20with%20spaces%2F%26%3D%3 b']);
   });
 
+  it('masks exactly the forms the rule allows (checked against a regular expression written from the rule)', () => {
+    // The rule as a regular expression, for short secrets only: each character as itself, or its UTF-8 bytes as
+    // %XX in any case, a space also "+"; the secrets trimmed, as they are registered, the too-short left out.
+    const escapeRe = (c: string) => c.replace(/[\\^$.*+?()[\]{}|/-]/g, '\\$&');
+    const rule = (secret: string) =>
+      [...secret]
+        .map((c) => {
+          const hex = [...Buffer.from(c, 'utf8')].map((b) => '%' + [...b.toString(16).padStart(2, '0')].map((d) => (/[a-f]/.test(d) ? `[${d}${d.toUpperCase()}]` : d)).join('')).join('');
+          return `(?:${escapeRe(c)}|${hex}${c === ' ' ? '|\\+' : ''})`;
+        })
+        .join('');
+    let seed = 11;
+    const rand = (n: number) => (seed = (seed * 1103515245 + 12345) % 2 ** 31) % n;
+    const alphabet = ['a', 'B', 'c', '2', '5', 'f', '%', '+', ' ', 'ë', '🔑', '@'];
+    for (let round = 0; round < 300; round++) {
+      const secrets = Array.from({ length: 1 + rand(3) }, () => Array.from({ length: 3 + rand(4) }, () => alphabet[rand(alphabet.length)]).join(''));
+      const m = new Masker();
+      for (const s of secrets) m.add(s);
+      const oracle = new RegExp(secrets.map((s) => s.trim()).filter((s) => s.length >= 3).map(rule).join('|') || '(?!)');
+      const form = (s: string) =>
+        [...s]
+          .map((c) => {
+            const way = rand(4);
+            if (way === 0) return c;
+            if (way === 3 && c === ' ') return '+';
+            const hex = [...Buffer.from(c, 'utf8')].map((b) => '%' + b.toString(16).padStart(2, '0')).join('');
+            return way === 1 ? hex.toUpperCase() : hex;
+          })
+          .join('');
+      const noise = () => Array.from({ length: rand(5) }, () => alphabet[rand(alphabet.length)]).join('') + (rand(2) ? '%2' : '');
+      for (let n = 0; n < 10; n++) {
+        const text = noise() + (rand(3) ? form(secrets[rand(secrets.length)]!) : '') + noise();
+        const out = m.redact(text);
+        if (!oracle.test(text)) expect(out, JSON.stringify({ secrets, text })).toBe(text);
+        else expect(oracle.test(out), JSON.stringify({ secrets, text, out })).toBe(false);
+      }
+    }
+  });
+
   it('keeps the minimum length: a secret too short to mask is not masked encoded either', () => {
     const r = new MemoryReporter();
     r.mask('é!');

@@ -3,7 +3,7 @@
 // Everything printed goes through `redact`, so a secret registered with `mask` never reaches a log, even where
 // the runner's own masking does not apply (local runs).
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { secretParts } from './secrets/parts.ts';
+import { percentEscapedChar, secretParts } from './secrets/parts.ts';
 
 export type Stream = 'stdout' | 'stderr';
 
@@ -11,7 +11,7 @@ export interface Reporter {
   /**
    * Register a secret value: every later print replaces it with ***, and each of its lines, and its parts that
    * may be printed alone: a URL's password (as written and percent-decoded), the strings of a JSON document,
-   * and those as JSON escapes them (core/secrets/parts.ts).
+   * and those as JSON escapes them (core/secrets/parts.ts); each of them also in any URL-encoding (Masker).
    */
   mask(value: string): void;
   redact(text: string): string;
@@ -31,9 +31,26 @@ export interface Reporter {
 const MIN_SECRET_LENGTH = 3; // masking "a" or "1" would shred every log line
 
 /**
+ * FNV-1a over UTF-16 code units, one unit at a time (the hashes of a string's prefixes come in passing), kept to
+ * 30 bits so that V8 holds every hash as a small integer, never a boxed number.
+ */
+const FNV_OFFSET = 0x811c9dc5 & 0x3fffffff;
+const fnvStep = (hash: number, code: number): number => Math.imul(hash ^ code, 0x01000193) & 0x3fffffff;
+/** Filter bits per secret prefix held: with two bits each, about 1.4% of strings that start no secret pass. */
+const FILTER_BITS_PER_PREFIX = 16;
+const FILTER_MAX_LOG2 = 27; // 16 MiB at most
+
+/**
  * Holds the registered secrets and redacts them; shared by both reporters. Redacting a line costs about its
  * length times the number of distinct secret lengths, not the number of secrets: a large encrypted file
  * (initdata: thousands of users, each value masked) must not make every log line of the run slow.
+ *
+ * Every secret is also masked in any of its URL-encodings: each of its characters either as itself or as the
+ * %XX escapes of its UTF-8 bytes (hex digits in either case), a space also as "+". That covers, whatever mix of
+ * characters they leave alone, RFC 3986 percent-encoding as Python's urllib.parse.quote (any `safe`) and
+ * quote_plus write it, SQLAlchemy's URL.render_as_string (which leaves a space as it is), JavaScript's
+ * encodeURIComponent, and lowercase-hex encoders. Only a line holding a "%" or a "+" is read for them (urlForms),
+ * at a cost of the same order as the exact lookup. The minimum length applies to the secret, not to its forms.
  */
 export class Masker {
   /** Every secret, with the order it was registered in (ties between equal lengths go by it). */
@@ -45,6 +62,17 @@ export class Masker {
   private readonly starts = new Set<string>();
   /** Secrets holding "*": the "***" a replacement puts in can complete one. */
   private readonly starred: string[] = [];
+  /** The length of the longest secret. */
+  private longest = 0;
+  /**
+   * A Bloom filter of the hashes of every prefix of every secret (two bits each; it grows with them): reading
+   * a URL-encoded form, a reading stops as soon as what it decoded starts no secret.
+   */
+  private filter = new Int32Array(1 << 11);
+  private filterLog2 = 16;
+  private prefixes = 0;
+  /** The hashes of the secrets themselves: a decoded reading is looked up only when its hash is one of them. */
+  private readonly wholes = new Set<number>();
   /** Register a value and its parts; returns what was new (each part and each of its lines, trimmed). */
   add(value: string): string[] {
     const added: string[] = [];
@@ -60,13 +88,125 @@ export class Masker {
         same.add(t);
         this.starts.add(t.slice(0, MIN_SECRET_LENGTH));
         if (t.includes('*')) this.starred.push(t);
+        this.longest = Math.max(this.longest, t.length);
+        this.prefixes += t.length;
+        if (this.prefixes * FILTER_BITS_PER_PREFIX > 2 ** this.filterLog2 && this.filterLog2 < FILTER_MAX_LOG2) {
+          while (this.prefixes * FILTER_BITS_PER_PREFIX > 2 ** this.filterLog2 && this.filterLog2 < FILTER_MAX_LOG2) this.filterLog2++;
+          this.filter = new Int32Array(2 ** (this.filterLog2 - 5));
+          for (const s of this.secrets.keys()) this.remember(s);
+        } else this.remember(t);
         added.push(t);
       }
     }
     return added;
   }
+  /** Record a secret's prefixes in the filter, and its hash. */
+  private remember(secret: string): void {
+    let hash = FNV_OFFSET;
+    for (let k = 0; k < secret.length; k++) {
+      hash = fnvStep(hash, secret.charCodeAt(k));
+      const shift = 32 - this.filterLog2;
+      const a = Math.imul(hash, 0x9e3779b1) >>> shift;
+      const b = Math.imul(hash, 0x2c1b3c6d) >>> shift;
+      this.filter[a >>> 5]! |= 1 << (a & 31);
+      this.filter[b >>> 5]! |= 1 << (b & 31);
+    }
+    this.wholes.add(hash);
+  }
+  /** Whether `hash` may be the hash of a secret's prefix (false: surely not). */
+  private mayStart(hash: number): boolean {
+    const shift = 32 - this.filterLog2;
+    const a = Math.imul(hash, 0x9e3779b1) >>> shift;
+    if ((this.filter[a >>> 5]! & (1 << (a & 31))) === 0) return false;
+    const b = Math.imul(hash, 0x2c1b3c6d) >>> shift;
+    return (this.filter[b >>> 5]! & (1 << (b & 31))) !== 0;
+  }
+
+  /**
+   * Replace with *** every stretch of `text` that is a secret, as itself or URL-encoded. From each position the
+   * text is read every way it can be: a character as itself, a "+" as a space, a %XX run as the one character it
+   * encodes (percentEscapedChar); a reading ends as soon as what it decoded starts no secret (the prefix filter)
+   * or is as long as the longest. No regular expression: the work is the text's length times the readings that
+   * stay secret prefixes (about one, up to the longest secret's length, on real text), whatever the number of
+   * secrets. Readings are kept as a tree (position, hash, parent, character read) and a secret's text is rebuilt
+   * only when a reading's hash is a secret's.
+   */
+  private urlForms(text: string): string {
+    const spans: [number, number][] = [];
+    const at: number[] = [];
+    const hash: number[] = [];
+    const length: number[] = [];
+    const parent: number[] = [];
+    const read: string[] = [];
+    const pending: number[] = [];
+    const decoded = (r: number): string => {
+      let s = '';
+      for (; r > 0; r = parent[r]!) s = read[r]! + s;
+      return s;
+    };
+    for (let start = 0; start < text.length; start++) {
+      let end = -1;
+      let count = 1;
+      at[0] = start;
+      hash[0] = FNV_OFFSET;
+      length[0] = 0;
+      parent[0] = -1;
+      pending.push(0);
+      while (pending.length > 0) {
+        const r = pending.pop()!;
+        const p = at[r]!;
+        if (p >= text.length || length[r]! >= this.longest) continue;
+        const code = text.charCodeAt(p);
+        for (let way = 0; way < 3; way++) {
+          let char: string;
+          let width = 1;
+          if (way === 0) char = text[p]!;
+          else if (way === 1) {
+            if (code !== 43) continue; // "+", a space
+            char = ' ';
+          } else {
+            if (code !== 37) continue; // "%"
+            const e = percentEscapedChar(text, p);
+            if (!e) continue;
+            [char, width] = e;
+          }
+          let h = hash[r]!;
+          let k = 0;
+          for (; k < char.length; k++) if (!this.mayStart((h = fnvStep(h, char.charCodeAt(k))))) break;
+          if (k < char.length) continue;
+          const n = count++;
+          at[n] = p + width;
+          hash[n] = h;
+          length[n] = length[r]! + char.length;
+          parent[n] = r;
+          read[n] = char;
+          if (p + width > end && this.wholes.has(h)) {
+            const s = decoded(n);
+            if (this.byLength.get(s.length)?.has(s)) end = p + width;
+          }
+          pending.push(n);
+        }
+      }
+      if (end > start) spans.push([start, end]);
+    }
+    if (spans.length === 0) return text;
+    // Overlapping stretches become one ***.
+    let out = '';
+    let copied = 0;
+    for (let k = 0; k < spans.length; ) {
+      const from = spans[k]![0];
+      let to = spans[k]![1];
+      for (k++; k < spans.length && spans[k]![0] < to; k++) to = Math.max(to, spans[k]![1]);
+      out += `${text.slice(copied, from)}***`;
+      copied = to;
+    }
+    return out + text.slice(copied);
+  }
+
   redact(text: string): string {
     if (this.secrets.size === 0) return text;
+    // Only a "%" or a "+" can make a URL-encoded form differ from the secret as itself.
+    if (text.includes('%') || text.includes('+')) text = this.urlForms(text);
     // The secrets the text holds (and those a replacement could complete).
     const found = new Set<string>(this.starred);
     for (let i = 0; i + MIN_SECRET_LENGTH <= text.length; i++) {

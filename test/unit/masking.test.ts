@@ -1,12 +1,13 @@
 // Masking covers the parts of structured secrets, in every reporter (terminal, job log, job summary): a URL's
-// password as written and percent-decoded, every string of a JSON document, and their JSON-escaped forms.
+// password as written and percent-decoded, every string of a JSON document, and their JSON-escaped forms; and
+// each of those in any URL-encoding (a character as itself or %XX in either hex case, a space also "+").
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ActionsReporter } from '../../core/action.ts';
 import { ConsoleReporter, Masker, MemoryReporter } from '../../core/report.ts';
-import { jsonStrings, percentDecode, secretParts, urlPassword } from '../../core/secrets/parts.ts';
+import { jsonStrings, percentDecode, percentEscapedChar, secretParts, urlPassword } from '../../core/secrets/parts.ts';
 import { PassThrough } from 'node:stream';
 
 describe('secret parts', () => {
@@ -19,6 +20,14 @@ describe('secret parts', () => {
 
   it('percent-decodes like urllib.parse.unquote (UTF-8 runs, stray % kept)', () => {
     expect(percentDecode('%C3%A9t%C3%A9 100% %zz %41')).toBe('été 100% %zz A');
+  });
+
+  it('reads one percent-encoded character: its UTF-8 bytes as %XX, hex in either case, nothing ill-formed', () => {
+    expect(percentEscapedChar('x%C3%ABy', 1)).toEqual(['ë', 6]);
+    expect(percentEscapedChar('%c3%Ab', 0)).toEqual(['ë', 6]);
+    expect(percentEscapedChar('%F0%9F%94%91', 0)).toEqual(['🔑', 12]);
+    expect(percentEscapedChar('%2b', 0)).toEqual(['+', 3]);
+    for (const bad of ['%', '%2', '%zz', '%AB', '%C3', '%C3%41', '%C0%80', '%ED%A0%80', '%F5%80%80%80']) expect(percentEscapedChar(bad, 0), bad).toBeUndefined();
   });
 
   it('lists the strings inside JSON, at any depth, not its keys (nor numbers and booleans, which would shred logs)', () => {
@@ -123,5 +132,122 @@ describe('masking with many secrets (a large encrypted data file: every value of
     expect(lines[5]).toBe('created user *** (***) with role user');
     expect(lines[1999]).toBe('created user *** (***) with role user');
     expect(ms).toBeLessThan(1500); // one by one over every secret: about 15 s
+  });
+});
+
+describe('masking a secret in its URL-encodings (each character as itself or %XX in either hex case, a space also "+")', () => {
+  // The tester's case: the secret is a database URL whose password, Sëcr%t@Pw#1 $x, is percent-encoded in it.
+  // The expected forms were printed by Python 3.11 (urllib.parse) and SQLAlchemy 2.1.9, not derived here.
+  const URL_SECRET = 'postgresql+psycopg://app:S%C3%ABcr%25t%40Pw%231%20%24x@db.example.org:5432/app';
+  const forms = {
+    // make_url(URL_SECRET).render_as_string(hide_password=False): the space left as it is
+    sqlalchemy: 'postgresql+psycopg://app:S%C3%ABcr%25t%40Pw%231 %24x@db.example.org:5432/app',
+    quoteSafeNone: 'S%C3%ABcr%25t%40Pw%231%20%24x', // quote(pw, safe='')
+    quoteSafeSlashSpace: 'S%C3%ABcr%25t%40Pw%231 %24x', // quote(pw, safe='/ ')
+    quotePlus: 'S%C3%ABcr%25t%40Pw%231+%24x', // quote_plus(pw)
+    lowerHex: 'S%c3%abcr%25t%40Pw%231%20%24x', // quote(pw, safe='') with its hex digits lowercased
+    mixedHex: 'S%c3%ABcr%25t%40Pw%231%20%24x',
+    literalPlus: 'Sëcr%t@Pw#1+$x', // the password as written, its space as "+"
+    // quote(URL_SECRET, safe=''): the URL encoded once more, so its password twice
+    urlQuoted: 'postgresql%3A%2F%2Fapp%3AS%25C3%25ABcr%2525t%2540Pw%25231%2520%2524x%40db%2Fapp',
+  };
+
+  const redacted = (line: string) => {
+    const r = new MemoryReporter();
+    r.mask(URL_SECRET);
+    r.info(line);
+    return r.text();
+  };
+
+  it("masks SQLAlchemy's rendering of the URL (the tester's leak, as `ops logs` printed it)", () => {
+    expect(redacted(`INFO sqlalchemy.engine connecting to ${forms.sqlalchemy} (pool_size=5)`)).toBe('INFO sqlalchemy.engine connecting to postgresql+psycopg://app:***@db.example.org:5432/app (pool_size=5)');
+  });
+
+  for (const [name, form] of Object.entries(forms).filter(([n]) => n !== 'sqlalchemy' && n !== 'urlQuoted'))
+    it(`masks the password as ${name} writes it, inside a log line`, () => {
+      expect(redacted(`[app] db password=${form}; retrying`)).toBe('[app] db password=***; retrying');
+    });
+
+  it('masks the URL encoded once more (its password then encoded twice)', () => {
+    expect(redacted(`next=${forms.urlQuoted}&x=1`)).not.toMatch(/S%25C3|Pw%2523/);
+  });
+
+  it('leaves near misses alone: another last character, and "+" written as %2B (a plus, not a space)', () => {
+    for (const near of ['S%C3%ABcr%25t%40Pw%231%20%24y', 'S%C3%ABcr%25t%40Pw%231%2B%24x', 'S%C3%ABcr%25t%40Pw%231%20%24', 'S%C3%ABcr%25t%40Pw%231%2%24x'])
+      expect(redacted(`password=${near} end`)).toBe(`password=${near} end`);
+  });
+
+  it('masks the encodings of every secret, not only of URL passwords', () => {
+    const r = new MemoryReporter();
+    r.mask('tøken with spaces/&=?');
+    r.info('a tøken+with+spaces%2F%26%3D%3F b'); // quote_plus
+    r.info('a t%C3%B8ken%20with%20spaces%2F%26%3D%3F b'); // encodeURIComponent
+    r.info('a t%c3%b8ken with spaces/%26%3d%3f b');
+    r.info('a t%C3%B8ken%20with%20spaces%2F%26%3D%3 b'); // cut short: not the secret
+    expect(r.lines).toEqual(['a *** b', 'a *** b', 'a *** b', 'a t%C3%B8ken%20with%20spaces%2F%26%3D%3 b']);
+  });
+
+  it('masks exactly the forms the rule allows (checked against a regular expression written from the rule)', () => {
+    // The rule as a regular expression, for short secrets only: each character as itself, or its UTF-8 bytes as
+    // %XX in any case, a space also "+"; the secrets trimmed, as they are registered, the too-short left out.
+    const escapeRe = (c: string) => c.replace(/[\\^$.*+?()[\]{}|/-]/g, '\\$&');
+    const rule = (secret: string) =>
+      [...secret]
+        .map((c) => {
+          const hex = [...Buffer.from(c, 'utf8')].map((b) => '%' + [...b.toString(16).padStart(2, '0')].map((d) => (/[a-f]/.test(d) ? `[${d}${d.toUpperCase()}]` : d)).join('')).join('');
+          return `(?:${escapeRe(c)}|${hex}${c === ' ' ? '|\\+' : ''})`;
+        })
+        .join('');
+    let seed = 11;
+    const rand = (n: number) => (seed = (seed * 1103515245 + 12345) % 2 ** 31) % n;
+    const alphabet = ['a', 'B', 'c', '2', '5', 'f', '%', '+', ' ', 'ë', '🔑', '@'];
+    for (let round = 0; round < 300; round++) {
+      const secrets = Array.from({ length: 1 + rand(3) }, () => Array.from({ length: 3 + rand(4) }, () => alphabet[rand(alphabet.length)]).join(''));
+      const m = new Masker();
+      for (const s of secrets) m.add(s);
+      const oracle = new RegExp(secrets.map((s) => s.trim()).filter((s) => s.length >= 3).map(rule).join('|') || '(?!)');
+      const form = (s: string) =>
+        [...s]
+          .map((c) => {
+            const way = rand(4);
+            if (way === 0) return c;
+            if (way === 3 && c === ' ') return '+';
+            const hex = [...Buffer.from(c, 'utf8')].map((b) => '%' + b.toString(16).padStart(2, '0')).join('');
+            return way === 1 ? hex.toUpperCase() : hex;
+          })
+          .join('');
+      const noise = () => Array.from({ length: rand(5) }, () => alphabet[rand(alphabet.length)]).join('') + (rand(2) ? '%2' : '');
+      for (let n = 0; n < 10; n++) {
+        const text = noise() + (rand(3) ? form(secrets[rand(secrets.length)]!) : '') + noise();
+        const out = m.redact(text);
+        if (!oracle.test(text)) expect(out, JSON.stringify({ secrets, text })).toBe(text);
+        else expect(oracle.test(out), JSON.stringify({ secrets, text, out })).toBe(false);
+      }
+    }
+  });
+
+  it('keeps the minimum length: a secret too short to mask is not masked encoded either', () => {
+    const r = new MemoryReporter();
+    r.mask('é!');
+    r.info('x %C3%A9%21 y');
+    expect(r.lines).toEqual(['x %C3%A9%21 y']);
+  });
+
+  it('stays fast on pathological input (a secret of "%" and "+", a line of escapes) and with many secrets', () => {
+    const m = new Masker();
+    m.add('%'.repeat(40) + '+'.repeat(40));
+    m.add('% + '.repeat(30));
+    for (let i = 0; i < 10_000; i++) {
+      m.add(`user${i}@example.org`);
+      m.add(`pw ${i} ${(i * 7919).toString(36)}+secret`);
+    }
+    const started = Date.now();
+    const hostile = '%25'.repeat(2000) + '+'.repeat(2000) + '%2'.repeat(2000) + '% + '.repeat(500);
+    for (let i = 0; i < 5; i++) expect(m.redact(hostile)).toContain('%25%25%25');
+    const lines: string[] = [];
+    for (let i = 0; i < 2000; i++) lines.push(m.redact(`created user${i}%40example.org with pw+${i}+${(i * 7919).toString(36)}%2Bsecret (100% done)`));
+    expect(lines[7]).toBe('created *** with *** (100% done)');
+    expect(lines[1999]).toBe('created *** with *** (100% done)');
+    expect(Date.now() - started).toBeLessThan(1500);
   });
 });

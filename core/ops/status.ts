@@ -89,7 +89,8 @@ export function formatStatus(r: StatusResult, now = new Date()): string {
       out.push(`    certificate ${c.state === 'ok' ? `${mark((c.daysLeft ?? 0) >= CERT_FAIL_DAYS)} expires ${c.notAfter?.slice(0, 10)} (${c.daysLeft} days)${c.names.length ? `  ${c.names.join(', ')}` : ''}` : `✗ ${c.state} (${c.path})`}`);
     }
     if (h.disk?.length) out.push(`    disk        ${h.disk.map((d) => `${d.mount} ${(d.freeMb / 1024).toFixed(1)} GB free (${d.usedPercent}% used)`).join(', ')}`);
-    if (h.lock) out.push(`    lock        ${h.lock.state === 'free' ? 'free' : `✗ ${h.lock.state}${h.lock.holder.operation ? `: ${h.lock.holder.operation} by ${h.lock.holder.actor ?? '?'} since ${h.lock.holder.since ?? '?'}` : ''}`}`);
+    // Held by a live run: an operation under way, not a problem (no mark); stale: its run is gone, a problem.
+    if (h.lock) out.push(`    lock        ${h.lock.state === 'free' ? 'free' : `${h.lock.state === 'held' ? '' : '✗ '}${h.lock.state}${h.lock.holder.operation ? `: ${h.lock.holder.operation} by ${h.lock.holder.actor ?? '?'} since ${h.lock.holder.since ?? '?'}` : ''}`}`);
   }
   if (r.warnings.length) out.push('', 'warnings:', ...r.warnings.map((w) => `  ${w}`));
   out.push('', r.healthy ? `${r.environment}: healthy` : `${r.environment}: UNHEALTHY`, ...r.problems.map((p) => `  ${p}`));

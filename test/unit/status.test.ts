@@ -117,9 +117,11 @@ describe('status parser', () => {
     expect(parse({ nginx: 'stopped', nginx_config: 'invalid', nginx_test: 'nginx: [emerg] x' }).problems).toEqual(['nginx is not running', 'nginx configuration is invalid (nginx -t): [emerg] x — nginx cannot start until it is fixed']);
   });
 
-  it('a held or stale lock fails, naming the run', () => {
+  it('a lock held by a live run is shown and warned about, not a problem (a deploy under way); a stale lock fails, naming the run', () => {
     const held = parse({ lock: 'held', holder: ['operation=deploy', 'actor=bob@ci', 'since=2026-11-25T14:59:00Z', 'holder_pid=12'] });
-    expect(held.problems).toEqual(['locked by a deploy run by bob@ci, started 2026-11-25T14:59:00Z: an operation is running']);
+    expect(held.problems).toEqual([]);
+    expect(held.warnings).toEqual(['locked by a deploy run by bob@ci, started 2026-11-25T14:59:00Z: an operation is under way (what this status read may be mid-change)']);
+    expect(held.lock).toMatchObject({ state: 'held', holder: { operation: 'deploy', actor: 'bob@ci' } });
     const stale = parse({ lock: 'stale', holder: ['operation=deploy', 'actor=bob@ci', 'since=x'] });
     expect(stale.problems[0]).toMatch(/^stale lock left by a deploy run by bob@ci, started x, which is gone \(ops lock release demo stops what it left running and frees it\)$/);
   });
@@ -312,6 +314,25 @@ describe('status over recording remotes', () => {
     expect(text).toContain('✗ web2 (192.0.2.2) — 1 problem');
     expect(text.trim().split('\n').slice(-2)).toEqual(['demo: UNHEALTHY', '  web2: cannot reach it: cannot connect to web2 (deploy@192.0.2.2:22): connect ECONNREFUSED']);
     expect(statusSummary(r)).toContain('| web2 | unreachable |');
+  });
+
+  it('a deploy under way (the lock held by a live run) leaves the environment healthy, the lock shown with who and since when', async () => {
+    const env = testEnv();
+    const lines = report({ lock: 'held', holder: ['operation=deploy', 'actor=bob@ci', 'since=2026-11-25T14:59:00Z', 'holder_pid=12'] });
+    const connector: Connector = async (_e, host) => new RecordingRemote(host.name, 'deploy', 'shop', () => ({ stdout: lines }));
+    const r = await status({ root: env.root, reporter: new MemoryReporter(), processEnv: {}, connector }, env);
+    expect(r.healthy).toBe(true);
+    expect(r.problems).toEqual([]);
+    const text = formatStatus(r, new Date('2026-11-25T15:00:00Z'));
+    expect(text).toContain('✓ web1 (192.0.2.1)');
+    expect(text).toContain('    lock        held: deploy by bob@ci since 2026-11-25T14:59:00Z');
+    expect(text).not.toContain('✗');
+    expect(text.trim().split('\n').at(-1)).toBe('demo: healthy');
+    // A stale lock (its run is gone) still fails.
+    const stale = report({ lock: 'stale', holder: ['operation=deploy', 'actor=bob@ci', 'since=2026-11-25T14:59:00Z'] });
+    const s = await status({ root: env.root, reporter: new MemoryReporter(), processEnv: {}, connector: async (_e, host) => new RecordingRemote(host.name, 'deploy', 'shop', () => ({ stdout: stale })) }, env);
+    expect(s.healthy).toBe(false);
+    expect(formatStatus(s)).toContain('    lock        ✗ stale: deploy by bob@ci');
   });
 
   it('a host whose status step fails (no sudo) is reachable, and its problem says why and how to fix it', async () => {

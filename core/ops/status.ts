@@ -78,9 +78,12 @@ export function formatStatus(r: StatusResult, now = new Date()): string {
       else
         h.supervisor.programs.forEach((p, i) => {
           const when = p.seconds !== undefined ? (p.state === 'RUNNING' ? `up ${duration(p.seconds)}` : `for ${duration(p.seconds)}`) : '';
-          const ok = p.state === 'RUNNING';
+          // The mark agrees with the verdict (parseHostStatus): STARTING (supervisor's startsecs not over, right after a
+          // deploy or rollback) is fine while the program passes its health check; failing it is a problem of its own.
+          const starting = p.state === 'STARTING' && p.live && h.health?.find((x) => x.program === p.program)?.ok === true;
+          const ok = p.state === 'RUNNING' || starting;
           const runs = p.pid ? `  pid ${p.pid}${p.release !== undefined ? ` runs ${p.release || '?'}${p.deleted ? ' (DELETED directory)' : ''}` : ''}` : '';
-          out.push(`    ${i === 0 ? 'supervisor ' : '           '} ${p.live ? mark(ok) : ' '} ${p.program.padEnd(10)} ${p.state.padEnd(8)} ${when.padEnd(12)} ${(p.slot + (p.live ? ' (live)' : ' (previous)')).padEnd(16)}${runs}${!ok && p.description ? `  ${p.description}` : ''}`);
+          out.push(`    ${i === 0 ? 'supervisor ' : '           '} ${p.live ? mark(ok) : ' '} ${p.program.padEnd(10)} ${p.state.padEnd(8)} ${when.padEnd(12)} ${(p.slot + (p.live ? ' (live)' : ' (previous)')).padEnd(16)}${runs}${starting ? '  starting (health check passed)' : ''}${!ok && p.description ? `  ${p.description}` : ''}`);
         });
     }
     if (h.health?.length) out.push(`    health      ${h.health.map((x) => `${mark(x.ok)} ${x.program}${x.ok ? '' : ` (${x.detail})`}`).join(', ')}`);

@@ -335,6 +335,26 @@ describe('status over recording remotes', () => {
     expect(formatStatus(s)).toContain('    lock        ✗ stale: deploy by bob@ci');
   });
 
+  it('right after a deploy, a live program still STARTING that passes its health check is marked fine, as the verdict says', async () => {
+    const env = testEnv();
+    const xml = processXml([
+      { name: 'shop-blue-server', group: 'shop-blue', state: 'STARTING', start: 4598, pid: 211 },
+      { name: 'shop-blue-client', group: 'shop-blue', state: 'RUNNING', pid: 216 },
+      { name: 'shop-green-server', group: 'shop-green', state: 'RUNNING', pid: 300 },
+      { name: 'shop-green-client', group: 'shop-green', state: 'RUNNING', pid: 301 },
+    ]);
+    const run = async (lines: string) => status({ root: env.root, reporter: new MemoryReporter(), processEnv: {}, connector: async (_e, host) => new RecordingRemote(host.name, 'deploy', 'shop', () => ({ stdout: lines })) }, env);
+    const r = await run(report({ supervisor_xml: xml }));
+    expect(r.healthy).toBe(true);
+    const text = formatStatus(r, new Date('2026-11-25T15:00:00Z'));
+    expect(text).not.toContain('✗');
+    expect(text).toMatch(/^ {4}supervisor {2}✓ server {5}STARTING for 2s .*blue \(live\).* starting \(health check passed\)$/m);
+    // STARTING and failing its health check: a problem, and marked so.
+    const failing = await run(report({ supervisor_xml: xml, health: 'no healthy answer within 3s from server:3579:/health (Failed to connect to 127.0.0.1 port 3579: Connection refused)' }));
+    expect(failing.healthy).toBe(false);
+    expect(formatStatus(failing)).toMatch(/^ {4}supervisor {2}✗ server {5}STARTING/m);
+  });
+
   it('a host whose status step fails (no sudo) is reachable, and its problem says why and how to fix it', async () => {
     const env = testEnv();
     const connector: Connector = async (_e, host) =>

@@ -2,7 +2,7 @@
 // (one round trip): release, nginx, supervisor, health (the deploys' probes), certificate, disk and lock, each
 // as `ops_report` lines parsed here into a HostStatus with its problems and warnings.
 import type { Target } from '../target.ts';
-import type { Slot } from '../layout.ts';
+import { otherSlot, type Slot } from '../layout.ts';
 import { reportKeys, reported, reportedAll, type Step, type StepResult } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { parseCerts, siteName, type CertInfo } from './certs.ts';
@@ -191,6 +191,15 @@ export function parseHostStatus(env: Target, host: { name: string; address: stri
       }
       for (const p of s.supervisor.programs.filter((x) => !x.live && ['FATAL', 'BACKOFF', 'EXITED', 'UNKNOWN'].includes(x.state)))
         warn(`program ${p.program} of the previous release (slot ${p.slot}) is ${p.state}: a rollback would restart it`);
+      // The idle slot is kept warm (switch.keep_previous) so that a rollback only moves traffic: stopped, a rollback
+      // starts it cold. With keep_previous false it is stopped on purpose after each switch.
+      if (env.config.switch.keep_previous)
+        for (const p of s.supervisor.programs.filter((x) => !x.live && x.state === 'STOPPED'))
+          warn(`program ${p.program} of the previous release (slot ${p.slot}) is STOPPED: a rollback would have to start it cold (it is not kept warm)`);
+      // A process supervisor did not start, on a port of the idle slot: a rollback or the next deploy would find it there.
+      const idle = otherSlot(s.slot);
+      for (const l of listeners.filter((x) => x.slot === idle && !x.supervised))
+        warn(`port ${env.port(l.program, idle)} of ${l.program} (previous slot ${idle}) is answered by ${describeProcess(l)}, which supervisor did not start for it: a rollback or the next deploy (both use slot ${idle}) would find the port taken`);
     }
   }
 

@@ -107,6 +107,25 @@ describe('status parser', () => {
     expect(missing.problems).toEqual(['program server of the live slot (blue) is not loaded in supervisor']);
   });
 
+  it('the previous slot stopped (a rollback would start it cold) or its port taken by a foreign process: warnings, not problems', () => {
+    const xml = processXml([
+      { name: 'shop-blue-server', group: 'shop-blue', state: 'RUNNING', pid: 211 },
+      { name: 'shop-blue-client', group: 'shop-blue', state: 'RUNNING', pid: 216 },
+      { name: 'shop-green-server', group: 'shop-green', state: 'STOPPED', stop: 4000, description: 'Nov 25 03:08 PM' },
+      { name: 'shop-green-client', group: 'shop-green', state: 'RUNNING', pid: 301 },
+    ]);
+    const green = env.port('server', 'green');
+    const s = parse({ supervisor_xml: xml, listener: `green\tserver\t999\tother\t\t/tmp\tpython3 -m http.server ${green}` });
+    expect(s.problems).toEqual([]);
+    expect(s.warnings).toEqual([
+      'program server of the previous release (slot green) is STOPPED: a rollback would have to start it cold (it is not kept warm)',
+      `port ${green} of server (previous slot green) is answered by pid 999 (python3 -m http.server ${green}) running an unknown release, which supervisor did not start for it: a rollback or the next deploy (both use slot green) would find the port taken`,
+    ]);
+    // With switch.keep_previous false the previous slot is stopped on purpose after each switch: nothing to say.
+    const cold = testEnv({ switch: { keep_previous: false } });
+    expect(parseHostStatus(cold, { name: 'web1', address: '192.0.2.1' }, result(report({ supervisor_xml: xml }))).warnings).toEqual([]);
+  });
+
   it("a broken nginx configuration fails with nginx's own message", () => {
     const s = parse({
       nginx_config: 'invalid',

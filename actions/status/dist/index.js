@@ -49911,6 +49911,9 @@ function slotPort(env, program, slot) {
   if (!p) throw new Error(`no program ${program}`);
   return slot === "blue" ? p.port : p.port + env.config.switch.port_offset;
 }
+function otherSlot(slot) {
+  return slot === "blue" ? "green" : "blue";
+}
 
 // core/runtimes.ts
 var UV_VERSION = "0.13.9";
@@ -50627,6 +50630,12 @@ function parseHostStatus(env, host, r) {
       }
       for (const p of s.supervisor.programs.filter((x) => !x.live && ["FATAL", "BACKOFF", "EXITED", "UNKNOWN"].includes(x.state)))
         warn(`program ${p.program} of the previous release (slot ${p.slot}) is ${p.state}: a rollback would restart it`);
+      if (env.config.switch.keep_previous)
+        for (const p of s.supervisor.programs.filter((x) => !x.live && x.state === "STOPPED"))
+          warn(`program ${p.program} of the previous release (slot ${p.slot}) is STOPPED: a rollback would have to start it cold (it is not kept warm)`);
+      const idle = otherSlot(s.slot);
+      for (const l of listeners.filter((x) => x.slot === idle && !x.supervised))
+        warn(`port ${env.port(l.program, idle)} of ${l.program} (previous slot ${idle}) is answered by ${describeProcess(l)}, which supervisor did not start for it: a rollback or the next deploy (both use slot ${idle}) would find the port taken`);
     }
   }
   const health = reported(r, STATUS_KEYS.health);

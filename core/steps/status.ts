@@ -123,6 +123,28 @@ export function nginxMessages(lines: string[]): string[] {
     .map((l) => l.replace(/^nginx: /, '').replace(/^\d{4}\/\d\d\/\d\d \d\d:\d\d:\d\d /, '').replace(/^(\[\w+\]) \d+#\d+: /, '$1 '));
 }
 
+/**
+ * Why each probe failed, from wait_healthy's verdict ("no healthy answer within 3s from server:3579:/health (The
+ * requested URL returned error: 503), client:3000:/ (Failed to connect to 127.0.0.1 port 3000: Connection
+ * refused)"): the words in parentheses after each probe, in curl's words (core/steps/sh/probe.sh). A reason may
+ * itself hold parentheses or commas (what a server sent): each runs up to the next probe named, or the end.
+ */
+export function healthReasons(verdict: string, probeList: string[]): Map<string, string> {
+  const starts = probeList
+    .map((probe) => ({ probe, at: verdict.indexOf(` ${probe} (`) }))
+    .filter((x) => x.at >= 0)
+    .sort((a, b) => a.at - b.at);
+  const out = new Map<string, string>();
+  starts.forEach(({ probe, at }, i) => {
+    const from = at + probe.length + 3;
+    const next = starts[i + 1];
+    let text = verdict.slice(from, next ? next.at : verdict.length).trimEnd();
+    if (next) text = text.replace(/,$/, '');
+    out.set(probe, text.replace(/\)$/, ''));
+  });
+  return out;
+}
+
 /** Turn the status step's reports into a HostStatus, with its problems and warnings. */
 export function parseHostStatus(env: Target, host: { name: string; address: string }, r: StepResult): HostStatus {
   const now = new Date(reported(r, STATUS_KEYS.now) ?? Date.now());
@@ -205,10 +227,12 @@ export function parseHostStatus(env: Target, host: { name: string; address: stri
 
   const health = reported(r, STATUS_KEYS.health);
   if (health !== undefined && s.slot) {
+    const whys = healthReasons(health, probes(env, s.slot));
     s.health = probes(env, s.slot).map((probe) => {
       const [program, port, path] = probe.split(':');
       const ok = health === 'ok' || !health.split(/\s+/).includes(probe);
-      return { program: program!, ok, detail: ok ? 'ok' : `no 2xx answer on 127.0.0.1:${port}${path} within 3s` };
+      const why = whys.get(probe);
+      return { program: program!, ok, detail: ok ? 'ok' : why ? `${why} (GET 127.0.0.1:${port}${path}, no 2xx answer within 3s)` : `no 2xx answer on 127.0.0.1:${port}${path} within 3s` };
     });
     for (const h of s.health) if (!h.ok) problem(`health check of ${h.program} failed: ${h.detail}`);
     if (health !== 'ok' && s.health.every((h) => h.ok)) problem(`health checks failed: ${health}`);

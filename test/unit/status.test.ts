@@ -1,7 +1,7 @@
 // Day-2 steps and parsers without a host: the scripts are valid bash, the parts that can run here do run
 // (certificate reading, log labelling and following), and the status parser turns reports into one line per
 // problem. Operations run over recording remotes: one round trip per host, unreachable hosts reported.
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { appendFileSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,7 +21,11 @@ import { probes } from '../../core/steps/switch.ts';
 import { CERTS_KEYS, listCertificates, parseCerts, renewCertificate } from '../../core/steps/certs.ts';
 import { logsStep } from '../../core/steps/logs.ts';
 import { parseProcessInfo, programStates } from '../../core/steps/programs.ts';
-import { hostStatus, nginxMessages, parseHostStatus } from '../../core/steps/status.ts';
+import { healthReasons, hostStatus, nginxMessages, parseHostStatus } from '../../core/steps/status.ts';
+import { createServer } from 'node:http';
+import { createServer as createNetServer, type Socket } from 'node:net';
+import { promisify } from 'node:util';
+import { freePort } from '../support/ports.ts';
 import { CERT_FUNCTIONS, LIBRARY_KEYS, PROBE_FUNCTIONS } from '../../core/steps/libraries.ts';
 import { RELEASES_KEYS } from '../../core/steps/release-list.ts';
 import { opsLines } from './reports.helpers.ts';
@@ -482,5 +486,41 @@ describe('ops ping, a preflight', () => {
   it('a filesystem without inode counts (btrfs) has no inode limit', () => {
     expect(facts(['sudo yes', 'disk 2097152 0 0 /srv']).disk).toEqual({ path: '/srv', freeMb: 2048, needMb: 256, needInodes: 10000 });
     expect(facts(['sudo yes', 'disk 2097152 0 0 /srv']).problems).toEqual([]);
+  });
+});
+
+describe('health reasons, from the real probes', () => {
+  it("says why each health check failed in curl's words: an error status, nothing listening, no answer in time", async () => {
+    const [error, closed, silent] = [await freePort(), await freePort(), await freePort()];
+    const env = testEnv({ programs: { server: { command: 'run', port: error, health: '/health' }, client: { command: 'run', port: closed }, worker: { command: 'run', port: silent, health: '/ready' } } });
+    // A program whose database is down (503 with a JSON error at once), and one stopped (SIGSTOP): the kernel
+    // accepts its connections, nothing ever answers.
+    const http = createServer((_req, res) => { res.statusCode = 503; res.end('{"error":"database unavailable"}'); });
+    const sockets: Socket[] = [];
+    const stuck = createNetServer((c) => void sockets.push(c));
+    await new Promise<void>((r) => http.listen(error, '127.0.0.1', r));
+    await new Promise<void>((r) => stuck.listen(silent, '127.0.0.1', r));
+    try {
+      const script = `${scriptPrelude}\n${PROBE_FUNCTIONS}\nif wait_healthy 3 0.3 ${probes(env, 'blue').join(' ')}; then echo ok; else printf '%s' "$UNHEALTHY"; fi`;
+      const { stdout } = await promisify(execFile)('bash', ['-c', script], { encoding: 'utf8' });
+      const verdict = stdout.slice(stdout.indexOf(START_MARKER) + START_MARKER.length).trim();
+      const s = parseHostStatus(env, { name: 'web1', address: '192.0.2.1' }, result(report({ health: verdict, supervisor_xml: undefined, supervisor: 'running' })));
+      const detail = Object.fromEntries(s.health!.map((h) => [h.program, h.detail]));
+      expect(detail.server).toBe(`The requested URL returned error: 503 (GET 127.0.0.1:${error}/health, no 2xx answer within 3s)`);
+      expect(detail.client).toMatch(new RegExp(`^Failed to connect to 127\\.0\\.0\\.1 port ${closed}: Connection refused \\(GET 127\\.0\\.0\\.1:${closed}/, no 2xx answer within 3s\\)$`));
+      expect(detail.worker).toMatch(new RegExp(`^Operation timed out after \\d+ milliseconds with 0 bytes received \\(GET 127\\.0\\.0\\.1:${silent}/ready, no 2xx answer within 3s\\)$`));
+      expect(s.problems).toContain(`health check of server failed: ${detail.server}`);
+    } finally {
+      for (const c of sockets) c.destroy();
+      await new Promise((r) => http.close(r));
+      await new Promise((r) => stuck.close(r));
+    }
+  }, 20_000);
+
+  it('a reason holding parentheses or commas (what a server sent) is kept whole', () => {
+    const list = ['server:3579:/health', 'client:3000:/'];
+    const r = healthReasons('no healthy answer within 3s from server:3579:/health (not an HTTP answer: SSH-2.0 (x), y), client:3000:/ (Empty reply from server)', list);
+    expect(Object.fromEntries(r)).toEqual({ 'server:3579:/health': 'not an HTTP answer: SSH-2.0 (x), y', 'client:3000:/': 'Empty reply from server' });
+    expect(healthReasons('no healthy answer within 3s from server:3579:/health', list).size).toBe(0);
   });
 });

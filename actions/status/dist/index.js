@@ -50571,6 +50571,18 @@ var DISK_WARN_PERCENT = 10;
 function nginxMessages(lines) {
   return lines.filter((l) => /\[(emerg|alert|crit|error|warn)\]/.test(l)).map((l) => l.replace(/^nginx: /, "").replace(/^\d{4}\/\d\d\/\d\d \d\d:\d\d:\d\d /, "").replace(/^(\[\w+\]) \d+#\d+: /, "$1 "));
 }
+function healthReasons(verdict, probeList) {
+  const starts = probeList.map((probe) => ({ probe, at: verdict.indexOf(` ${probe} (`) })).filter((x) => x.at >= 0).sort((a, b) => a.at - b.at);
+  const out = /* @__PURE__ */ new Map();
+  starts.forEach(({ probe, at: at2 }, i) => {
+    const from = at2 + probe.length + 3;
+    const next = starts[i + 1];
+    let text = verdict.slice(from, next ? next.at : verdict.length).trimEnd();
+    if (next) text = text.replace(/,$/, "");
+    out.set(probe, text.replace(/\)$/, ""));
+  });
+  return out;
+}
 function parseHostStatus(env, host, r) {
   const now = new Date(reported(r, STATUS_KEYS.now) ?? Date.now());
   const s = { host: host.name, address: host.address, reachable: true, problems: [], warnings: [] };
@@ -50640,10 +50652,12 @@ function parseHostStatus(env, host, r) {
   }
   const health = reported(r, STATUS_KEYS.health);
   if (health !== void 0 && s.slot) {
+    const whys = healthReasons(health, probes(env, s.slot));
     s.health = probes(env, s.slot).map((probe) => {
       const [program, port2, path] = probe.split(":");
       const ok = health === "ok" || !health.split(/\s+/).includes(probe);
-      return { program, ok, detail: ok ? "ok" : `no 2xx answer on 127.0.0.1:${port2}${path} within 3s` };
+      const why = whys.get(probe);
+      return { program, ok, detail: ok ? "ok" : why ? `${why} (GET 127.0.0.1:${port2}${path}, no 2xx answer within 3s)` : `no 2xx answer on 127.0.0.1:${port2}${path} within 3s` };
     });
     for (const h of s.health) if (!h.ok) problem(`health check of ${h.program} failed: ${h.detail}`);
     if (health !== "ok" && s.health.every((h) => h.ok)) problem(`health checks failed: ${health}`);

@@ -1,5 +1,5 @@
 // Status: what `ops status` runs on a host, and the parser of what it reports. ONE read-only step per host
-// (one round trip): release, nginx, supervisor, health (the deploys' probes), certificate, disk and lock, each
+// (one round trip): release, nginx (and where it routes), supervisor, health (the deploys' probes), certificate, disk and lock, each
 // as `ops_report` lines parsed here into a HostStatus with its problems and warnings.
 import type { Target } from '../target.ts';
 import { otherSlot, type Slot } from '../layout.ts';
@@ -13,8 +13,25 @@ import { describeProcess, parseProcReports, parseProcessInfo, programStates, typ
 import { releaseSummary, type ReleaseSummary } from './release.ts';
 import { programPorts, probes } from './switch.ts';
 
-/** What `hostStatus` reports, parsed by `parseStatus`: `now` (host clock, ISO 8601 UTC), `provisioned`, `current`, `release_json`, `slot`, `nginx` (running|stopped), `nginx_config` (ok|invalid), `nginx_test` (nginx -t lines), `site_enabled` (yes|no), `site` (HTTP status), `supervisor` (`running` or why not), `supervisor_xml` (getAllProcessInfo's answer), `health` (`ok` or why not), `served_serial`, `disk` (`<mount> <free KiB> <size KiB>`); certificates as LIBRARY_KEYS.cert. */
-export const STATUS_KEYS = reportKeys('now', 'provisioned', 'current', 'release_json', 'slot', 'nginx', 'nginx_config', 'nginx_test', 'site_enabled', 'site', 'supervisor', 'supervisor_xml', 'health', 'served_serial', 'disk');
+/** What `hostStatus` reports, parsed by `parseStatus`: `now` (host clock, ISO 8601 UTC), `provisioned`, `current`, `release_json`, `slot`, `nginx` (running|stopped), `nginx_config` (ok|invalid), `nginx_test` (nginx -t lines), `site_enabled` (yes|no), `site` (HTTP status), `supervisor` (`running` or why not), `supervisor_xml` (getAllProcessInfo's answer), `health` (`ok` or why not), `served_serial`, `disk` (`<mount> <free KiB> <size KiB>`), `upstream` (`<name> <address>` per server of the upstreams file, or `missing`), `nginx_slot` (what /.ops/slot answers through nginx); certificates as LIBRARY_KEYS.cert. */
+export const STATUS_KEYS = reportKeys('now', 'provisioned', 'current', 'release_json', 'slot', 'nginx', 'nginx_config', 'nginx_test', 'site_enabled', 'site', 'supervisor', 'supervisor_xml', 'health', 'served_serial', 'disk', 'upstream', 'nginx_slot');
+
+/**
+ * Shell that reports where nginx sends the app's traffic (nginxRoute reads it): each `upstream <name> <address>` of
+ * the upstreams file (`upstream missing` without the file), and `nginx_slot`, what /.ops/slot answers through the
+ * local nginx (the slot of the upstreams nginx has loaded: a file edited since the last reload is not served yet; a
+ * custom site template without {{slot_location}} answers something else, ignored by the parser). As the switch
+ * looks at it: http on 127.0.0.1, with the domain as Host.
+ */
+export function nginxRouteShell(env: Target): string {
+  const L = env.layout;
+  const host = env.config.domain ? ` -H ${quote(`Host: ${env.config.domain}`)}` : '';
+  return String.raw`if [ -f ${quote(L.nginxUpstreams)} ]; then
+  while read -r name addr; do ops_report ${STATUS_KEYS.upstream} "$name $addr"; done < <(awk '$1 == "upstream" { name = $2 } $1 == "server" && name != "" { a = $2; sub(/;$/, "", a); print name, a } $1 == "}" { name = "" }' ${quote(L.nginxUpstreams)} 2>/dev/null)
+else ops_report ${STATUS_KEYS.upstream} missing; fi
+ops_report ${STATUS_KEYS.nginx_slot} "$(curl -s --max-time 2${host} http://127.0.0.1/.ops/slot 2>/dev/null | head -c 32 | tr -d '
+' || true)"`;
+}
 
 
 /** curl arguments that fetch the site's "/" through the local nginx, as a visitor would (TLS included). */
@@ -55,6 +72,8 @@ if out=$(nginx -t 2>&1); then ops_report ${STATUS_KEYS.nginx_config} ok; else op
 while IFS= read -r line; do [ -z "$line" ] || ops_report ${STATUS_KEYS.nginx_test} "$line"; done <<< "$out"
 ops_report ${STATUS_KEYS.site_enabled} "$([ -e ${quote(L.nginxSiteEnabled)} ] && echo yes || echo no)"
 ops_report ${STATUS_KEYS.site} "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 ${siteProbe(env).args.map(quote).join(' ')} 2>/dev/null || true)"
+# Where nginx sends the traffic: the upstreams file's ports, and the slot nginx has loaded.
+${nginxRouteShell(env)}
 # supervisor over its XML-RPC socket (supervisorctl exits non-zero when a program is down: not used here).
 if xml=$(rpc supervisor.getAllProcessInfo 2>&1) && [[ "$xml" == *"<methodResponse>"* ]]; then
   ops_report ${STATUS_KEYS.supervisor} running
@@ -145,6 +164,33 @@ export function healthReasons(verdict: string, probeList: string[]): Map<string,
   return out;
 }
 
+/**
+ * Whether nginx sends the traffic to the live slot: each program's upstream in the upstreams file (a file edited by
+ * hand, or left by an interrupted switch, sends it elsewhere once nginx reloads) and the slot nginx has loaded, as
+ * /.ops/slot answers it (a reload that did not happen, or another slot's upstreams). A problem each, with the fix.
+ * Nothing when the step did not report them.
+ */
+function nginxRoute(env: Target, slot: Slot, r: StepResult, problem: (p: string) => void): void {
+  const L = env.layout;
+  const fix = `ops deploy ${env.name} --force writes it again`;
+  const lines = reportedAll(r, STATUS_KEYS.upstream);
+  if (lines.includes('missing')) problem(`nginx's upstreams file ${L.nginxUpstreams} is missing: nginx cannot reload or restart (${fix})`);
+  else if (lines.length) {
+    const servers = lines.map((l) => l.split(' ')).map(([name = '', address = '']) => ({ name, address }));
+    for (const program of Object.keys(env.config.programs)) {
+      const want = `127.0.0.1:${env.port(program, slot)}`;
+      const got = servers.filter((x) => x.name === L.nginxUpstream(program)).map((x) => x.address);
+      if (got.length === 1 && got[0] === want) continue;
+      const idle = `127.0.0.1:${env.port(program, otherSlot(slot))}`;
+      const where = got.length ? got.map((a) => (a === idle ? `${a} (the previous slot, ${otherSlot(slot)})` : a)).join(', ') : 'nowhere (no upstream for it)';
+      problem(`nginx's upstreams file ${L.nginxUpstreams} sends ${program} to ${where}, not to the live slot ${slot} (${want}): from the reload that loaded it (or from the next), the site serves something other than the live release (${fix})`);
+    }
+  }
+  const loaded = reported(r, STATUS_KEYS.nginx_slot);
+  if ((loaded === 'blue' || loaded === 'green') && loaded !== slot)
+    problem(`nginx routes to slot ${loaded} (its /.ops/slot answers ${loaded}), not to the live slot ${slot}: the site serves the previous slot (reload nginx: systemctl reload nginx, when its upstreams file is right; else ${fix})`);
+}
+
 /** Turn the status step's reports into a HostStatus, with its problems and warnings. */
 export function parseHostStatus(env: Target, host: { name: string; address: string }, r: StepResult): HostStatus {
   const now = new Date(reported(r, STATUS_KEYS.now) ?? Date.now());
@@ -179,6 +225,8 @@ export function parseHostStatus(env: Target, host: { name: string; address: stri
     else if (s.site.status === 0) problem(`the site does not answer through nginx (${s.site.url})`);
     else if (s.site.status >= 500) problem(`the site answers ${s.site.status} through nginx (${s.site.url})`);
   }
+
+  if (current && s.slot) nginxRoute(env, s.slot, r, problem);
 
   const sup = reported(r, STATUS_KEYS.supervisor) ?? '';
   if (sup === 'running') {

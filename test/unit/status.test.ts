@@ -2,7 +2,7 @@
 // (certificate reading, log labelling and following), and the status parser turns reports into one line per
 // problem. Operations run over recording remotes: one round trip per host, unreachable hosts reported.
 import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { appendFileSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -21,7 +21,8 @@ import { probes } from '../../core/steps/switch.ts';
 import { CERTS_KEYS, listCertificates, parseCerts, renewCertificate } from '../../core/steps/certs.ts';
 import { logsStep } from '../../core/steps/logs.ts';
 import { parseProcessInfo, programStates } from '../../core/steps/programs.ts';
-import { healthReasons, hostStatus, nginxMessages, parseHostStatus } from '../../core/steps/status.ts';
+import { healthReasons, hostStatus, nginxMessages, nginxRouteShell, parseHostStatus } from '../../core/steps/status.ts';
+import { upstreams } from '../../core/steps/nginx-config.ts';
 import { createServer } from 'node:http';
 import { createServer as createNetServer, type Socket } from 'node:net';
 import { promisify } from 'node:util';
@@ -522,5 +523,54 @@ describe('health reasons, from the real probes', () => {
     const r = healthReasons('no healthy answer within 3s from server:3579:/health (not an HTTP answer: SSH-2.0 (x), y), client:3000:/ (Empty reply from server)', list);
     expect(Object.fromEntries(r)).toEqual({ 'server:3579:/health': 'not an HTTP answer: SSH-2.0 (x), y', 'client:3000:/': 'Empty reply from server' });
     expect(healthReasons('no healthy answer within 3s from server:3579:/health', list).size).toBe(0);
+  });
+});
+
+describe('where nginx sends the traffic, read by real bash from an upstreams file', () => {
+  /** nginxRouteShell run here: the upstreams file at `file`, a `curl` first on PATH answering `answer` (its arguments kept). */
+  function look(env: ReturnType<typeof testEnv>, file: string | undefined, answer: string): { lines: string; curlArgs: string } {
+    const dir = mkdtempSync(join(tmpdir(), 'ops-route-'));
+    const path = join(dir, 'upstreams.conf');
+    if (file !== undefined) writeFileSync(path, file);
+    writeFileSync(join(dir, 'curl'), `#!/bin/sh\nprintf '%s\\n' "$*" > ${dir}/args\nprintf '%s' '${answer}'\n`);
+    chmodSync(join(dir, 'curl'), 0o755);
+    const script = nginxRouteShell(env).replaceAll(env.layout.nginxUpstreams, path);
+    const out = execFileSync('bash', ['-c', `${scriptPrelude}\n${script}`], { encoding: 'utf8', env: { ...process.env, PATH: `${dir}:${process.env.PATH}` } });
+    return { lines: out.slice(out.indexOf(START_MARKER) + START_MARKER.length), curlArgs: readFileSync(join(dir, 'args'), 'utf8').trim() };
+  }
+  const env = testEnv();
+  const parse = (lines: string, slot = 'green') => {
+    const rest = report({ slot, upstream: undefined, nginx_slot: undefined, supervisor: 'no answer', supervisor_xml: undefined, health: undefined });
+    return parseHostStatus(env, { name: 'web1', address: '192.0.2.1' }, result(rest + lines)).problems.filter((p) => !p.startsWith('supervisor'));
+  };
+
+  it('green live, its upstreams file edited by hand to the blue ports and nginx reloaded: a problem per program, with the fix', () => {
+    const edited = upstreams(env, 'green').replaceAll(`127.0.0.1:${env.port('server', 'green')}`, `127.0.0.1:${env.port('server', 'blue')}`).replaceAll(`127.0.0.1:${env.port('client', 'green')}`, `127.0.0.1:${env.port('client', 'blue')}`);
+    expect(edited).not.toBe(upstreams(env, 'green'));
+    const { lines, curlArgs } = look(env, edited, 'green'); // the map of the slot left as it was: /.ops/slot still says green
+    expect(curlArgs).toBe('-s --max-time 2 http://127.0.0.1/.ops/slot');
+    expect(parse(lines)).toEqual([
+      `nginx's upstreams file /etc/nginx/ops-upstreams/shop.conf sends server to 127.0.0.1:${env.port('server', 'blue')} (the previous slot, blue), not to the live slot green (127.0.0.1:${env.port('server', 'green')}): from the reload that loaded it (or from the next), the site serves something other than the live release (ops deploy demo --force writes it again)`,
+      `nginx's upstreams file /etc/nginx/ops-upstreams/shop.conf sends client to 127.0.0.1:${env.port('client', 'blue')} (the previous slot, blue), not to the live slot green (127.0.0.1:${env.port('client', 'green')}): from the reload that loaded it (or from the next), the site serves something other than the live release (ops deploy demo --force writes it again)`,
+    ]);
+  });
+
+  it("nginx still on the other slot's upstreams (not reloaded): a problem naming the reload; the file as the switch writes it and nginx on it: none", () => {
+    expect(parse(look(env, upstreams(env, 'green'), 'blue').lines)).toEqual([
+      'nginx routes to slot blue (its /.ops/slot answers blue), not to the live slot green: the site serves the previous slot (reload nginx: systemctl reload nginx, when its upstreams file is right; else ops deploy demo --force writes it again)',
+    ]);
+    expect(parse(look(env, upstreams(env, 'green'), 'green').lines)).toEqual([]);
+    // A custom site template without {{slot_location}}: whatever answers there is no slot, and says nothing.
+    expect(parse(look(env, upstreams(env, 'green'), '<html>404</html>').lines)).toEqual([]);
+  });
+
+  it('a missing upstreams file, a program without its upstream; the domain as Host, as the switch looks', () => {
+    expect(parse(look(env, undefined, '').lines)).toEqual(["nginx's upstreams file /etc/nginx/ops-upstreams/shop.conf is missing: nginx cannot reload or restart (ops deploy demo --force writes it again)"]);
+    const noClient = upstreams(env, 'green').replace(/upstream shop_client \{[^}]*\}/, '');
+    expect(parse(look(env, noClient, 'green').lines)).toEqual([
+      `nginx's upstreams file /etc/nginx/ops-upstreams/shop.conf sends client to nowhere (no upstream for it), not to the live slot green (127.0.0.1:${env.port('client', 'green')}): from the reload that loaded it (or from the next), the site serves something other than the live release (ops deploy demo --force writes it again)`,
+    ]);
+    expect(look(testEnv({ domain: 'shop.example.org' }), upstreams(env, 'green'), 'green').curlArgs).toBe('-s --max-time 2 -H Host: shop.example.org http://127.0.0.1/.ops/slot');
+    expect(hostStatus(env).script).toContain(nginxRouteShell(env));
   });
 });

@@ -50507,7 +50507,16 @@ function releaseSummary(id, json) {
 }
 
 // core/steps/status.ts
-var STATUS_KEYS = reportKeys("now", "provisioned", "current", "release_json", "slot", "nginx", "nginx_config", "nginx_test", "site_enabled", "site", "supervisor", "supervisor_xml", "health", "served_serial", "disk");
+var STATUS_KEYS = reportKeys("now", "provisioned", "current", "release_json", "slot", "nginx", "nginx_config", "nginx_test", "site_enabled", "site", "supervisor", "supervisor_xml", "health", "served_serial", "disk", "upstream", "nginx_slot");
+function nginxRouteShell(env) {
+  const L = env.layout;
+  const host = env.config.domain ? ` -H ${quote(`Host: ${env.config.domain}`)}` : "";
+  return String.raw`if [ -f ${quote(L.nginxUpstreams)} ]; then
+  while read -r name addr; do ops_report ${STATUS_KEYS.upstream} "$name $addr"; done < <(awk '$1 == "upstream" { name = $2 } $1 == "server" && name != "" { a = $2; sub(/;$/, "", a); print name, a } $1 == "}" { name = "" }' ${quote(L.nginxUpstreams)} 2>/dev/null)
+else ops_report ${STATUS_KEYS.upstream} missing; fi
+ops_report ${STATUS_KEYS.nginx_slot} "$(curl -s --max-time 2${host} http://127.0.0.1/.ops/slot 2>/dev/null | head -c 32 | tr -d '
+' || true)"`;
+}
 function siteProbe(env) {
   const name2 = siteName(env);
   if (env.config.tls.mode === "off") {
@@ -50542,6 +50551,8 @@ if out=$(nginx -t 2>&1); then ops_report ${STATUS_KEYS.nginx_config} ok; else op
 while IFS= read -r line; do [ -z "$line" ] || ops_report ${STATUS_KEYS.nginx_test} "$line"; done <<< "$out"
 ops_report ${STATUS_KEYS.site_enabled} "$([ -e ${quote(L.nginxSiteEnabled)} ] && echo yes || echo no)"
 ops_report ${STATUS_KEYS.site} "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 ${siteProbe(env).args.map(quote).join(" ")} 2>/dev/null || true)"
+# Where nginx sends the traffic: the upstreams file's ports, and the slot nginx has loaded.
+${nginxRouteShell(env)}
 # supervisor over its XML-RPC socket (supervisorctl exits non-zero when a program is down: not used here).
 if xml=$(rpc supervisor.getAllProcessInfo 2>&1) && [[ "$xml" == *"<methodResponse>"* ]]; then
   ops_report ${STATUS_KEYS.supervisor} running
@@ -50583,6 +50594,26 @@ function healthReasons(verdict, probeList) {
   });
   return out;
 }
+function nginxRoute(env, slot, r, problem) {
+  const L = env.layout;
+  const fix = `ops deploy ${env.name} --force writes it again`;
+  const lines = reportedAll(r, STATUS_KEYS.upstream);
+  if (lines.includes("missing")) problem(`nginx's upstreams file ${L.nginxUpstreams} is missing: nginx cannot reload or restart (${fix})`);
+  else if (lines.length) {
+    const servers = lines.map((l) => l.split(" ")).map(([name2 = "", address2 = ""]) => ({ name: name2, address: address2 }));
+    for (const program of Object.keys(env.config.programs)) {
+      const want = `127.0.0.1:${env.port(program, slot)}`;
+      const got = servers.filter((x) => x.name === L.nginxUpstream(program)).map((x) => x.address);
+      if (got.length === 1 && got[0] === want) continue;
+      const idle = `127.0.0.1:${env.port(program, otherSlot(slot))}`;
+      const where = got.length ? got.map((a) => a === idle ? `${a} (the previous slot, ${otherSlot(slot)})` : a).join(", ") : "nowhere (no upstream for it)";
+      problem(`nginx's upstreams file ${L.nginxUpstreams} sends ${program} to ${where}, not to the live slot ${slot} (${want}): from the reload that loaded it (or from the next), the site serves something other than the live release (${fix})`);
+    }
+  }
+  const loaded = reported(r, STATUS_KEYS.nginx_slot);
+  if ((loaded === "blue" || loaded === "green") && loaded !== slot)
+    problem(`nginx routes to slot ${loaded} (its /.ops/slot answers ${loaded}), not to the live slot ${slot}: the site serves the previous slot (reload nginx: systemctl reload nginx, when its upstreams file is right; else ${fix})`);
+}
 function parseHostStatus(env, host, r) {
   const now = new Date(reported(r, STATUS_KEYS.now) ?? Date.now());
   const s = { host: host.name, address: host.address, reachable: true, problems: [], warnings: [] };
@@ -50612,6 +50643,7 @@ function parseHostStatus(env, host, r) {
     else if (s.site.status === 0) problem(`the site does not answer through nginx (${s.site.url})`);
     else if (s.site.status >= 500) problem(`the site answers ${s.site.status} through nginx (${s.site.url})`);
   }
+  if (current && s.slot) nginxRoute(env, s.slot, r, problem);
   const sup = reported(r, STATUS_KEYS.supervisor) ?? "";
   if (sup === "running") {
     s.supervisor = { running: true, programs: programStates(env, parseProcessInfo(reported(r, STATUS_KEYS.supervisor_xml) ?? ""), s.slot) };

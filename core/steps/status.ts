@@ -13,8 +13,8 @@ import { describeProcess, parseProcReports, parseProcessInfo, programStates, typ
 import { releaseSummary, type ReleaseSummary } from './release.ts';
 import { programPorts, probes } from './switch.ts';
 
-/** What `hostStatus` reports, parsed by `parseStatus`: `now` (host clock, ISO 8601 UTC), `provisioned`, `current`, `release_json`, `slot`, `nginx` (running|stopped), `nginx_config` (ok|invalid), `nginx_test` (nginx -t lines), `site_enabled` (yes|no), `site` (HTTP status), `supervisor` (`running` or why not), `supervisor_xml` (getAllProcessInfo's answer), `health` (`ok` or why not), `served_serial`, `disk` (`<mount> <free KiB> <size KiB>`), `upstream` (`<name> <address>` per server of the upstreams file, or `missing`), `nginx_slot` (what /.ops/slot answers through nginx); certificates as LIBRARY_KEYS.cert. */
-export const STATUS_KEYS = reportKeys('now', 'provisioned', 'current', 'release_json', 'slot', 'nginx', 'nginx_config', 'nginx_test', 'site_enabled', 'site', 'supervisor', 'supervisor_xml', 'health', 'served_serial', 'disk', 'upstream', 'nginx_slot');
+/** What `hostStatus` reports, parsed by `parseStatus`: `now` (host clock, ISO 8601 UTC), `provisioned`, `current`, `release_json`, `slot`, `nginx` (running|stopped), `nginx_config` (ok|invalid), `nginx_test` (nginx -t lines), `site_enabled` (yes|no), `site` (HTTP status), `supervisor` (`running` or why not), `supervisor_xml` (getAllProcessInfo's answer), `health` (`ok` or why not), `served_serial`, `disk` (`<mount> <free KiB> <size KiB>`), `upstream` (`<name> <address>` per server of the upstreams file, or `missing`), `nginx_slot` (what /.ops/slot answers through nginx), `health_body` (`<probe> <the first bytes of its answer>`, for a probe that answered an error status); certificates as LIBRARY_KEYS.cert. */
+export const STATUS_KEYS = reportKeys('now', 'provisioned', 'current', 'release_json', 'slot', 'nginx', 'nginx_config', 'nginx_test', 'site_enabled', 'site', 'supervisor', 'supervisor_xml', 'health', 'served_serial', 'disk', 'upstream', 'nginx_slot', 'health_body');
 
 /**
  * Shell that reports where nginx sends the app's traffic (nginxRoute reads it): each `upstream <name> <address>` of
@@ -43,12 +43,28 @@ export function siteProbe(env: Target): { url: string; args: string[] } {
   return { url: `https://${name}/`, args: ['-k', '--resolve', `${name}:443:127.0.0.1`, `https://${name}/`] };
 }
 
+/**
+ * Shell that runs the deploys' health probes on a slot's programs, all at once (3 s at most), and reports `health`:
+ * `ok`, or wait_healthy's verdict (each failing probe with why, in curl's words). A probe that answered an error
+ * status is asked once more by curl (2 s at most) for the first 200 bytes of its answer (`health_body`, masked and
+ * shortened by the parser): what a program says about its failure (a database down) costs one request, only then.
+ */
+export function healthShell(env: Target, slot: Slot): string {
+  return String.raw`if wait_healthy 3 0.3 ${probes(env, slot).map(quote).join(' ')}; then ops_report ${STATUS_KEYS.health} ok; else
+  ops_report ${STATUS_KEYS.health} "$UNHEALTHY"
+  for p in ${probes(env, slot).map(quote).join(' ')}; do
+    IFS=: read -r _ port path <<< "$p"
+    [[ $UNHEALTHY == *" $p (The requested URL returned error: "* ]] || continue
+    ops_report ${STATUS_KEYS.health_body} "$p $(curl -s -g --max-time 2 "http://127.0.0.1:$port$path" 2>/dev/null | head -c 200 | tr -d '\000' | tr '\n\r\t' '   ' || true)"
+  done
+fi`;
+}
+
 /** Everything `ops status` shows about one host, in one read-only step (as root: supervisor's socket, certificates). */
 export function hostStatus(env: Target): Step {
   const L = env.layout;
   const cert = certificatePaths(env);
-  // All programs probed at once (3 s at most); on failure UNHEALTHY names the probes that never answered.
-  const health = (slot: Slot) => `if wait_healthy 3 0.3 ${probes(env, slot).map(quote).join(' ')}; then ops_report ${STATUS_KEYS.health} ok; else ops_report ${STATUS_KEYS.health} "$UNHEALTHY"; fi`;
+  const health = (slot: Slot) => healthShell(env, slot);
   return {
     name: 'status',
     as: 'root',
@@ -140,6 +156,21 @@ export function nginxMessages(lines: string[]): string[] {
   return lines
     .filter((l) => /\[(emerg|alert|crit|error|warn)\]/.test(l))
     .map((l) => l.replace(/^nginx: /, '').replace(/^\d{4}\/\d\d\/\d\d \d\d:\d\d:\d\d /, '').replace(/^(\[\w+\]) \d+#\d+: /, '$1 '));
+}
+
+/** Longest excerpt of a failing health check's answer shown. */
+export const BODY_EXCERPT_CHARS = 120;
+
+/**
+ * A failing health check's answer as status quotes it: on one line, control characters as "?", at most
+ * BODY_EXCERPT_CHARS, with what looks like a secret masked (a URL's password, the value of a password, secret,
+ * token, key or authorization field): status has no secrets to mask by value (it decrypts none).
+ */
+export function excerpt(body: string): string {
+  let t = body.replace(/\s+/g, ' ').trim().replace(/[^\x20-\x7e\u00a0-\uffff]/g, '?');
+  t = t.replace(/([a-z][a-z0-9+.-]*:\/\/[^\s:/@"']*:)[^\s@"']+@/gi, '$1***@');
+  t = t.replace(/(["']?[\w-]*(?:passw(?:or)?d|pwd|secret|token|api[_-]?key|private[_-]?key|authorization|credentials?)[\w-]*["']?\s*[:=]\s*(?:(?:Bearer|Basic|Token|Digest)\s+)?)("[^"]*"|'[^']*'|[^\s,;&}]+)/gi, '$1***');
+  return t.length > BODY_EXCERPT_CHARS ? `${t.slice(0, BODY_EXCERPT_CHARS)}…` : t;
 }
 
 /**
@@ -276,10 +307,17 @@ export function parseHostStatus(env: Target, host: { name: string; address: stri
   const health = reported(r, STATUS_KEYS.health);
   if (health !== undefined && s.slot) {
     const whys = healthReasons(health, probes(env, s.slot));
+    const bodies = new Map<string, string>();
+    for (const line of reportedAll(r, STATUS_KEYS.health_body)) {
+      const [probe = '', ...rest] = line.split(' ');
+      const text = excerpt(rest.join(' '));
+      if (text) bodies.set(probe, text);
+    }
     s.health = probes(env, s.slot).map((probe) => {
       const [program, port, path] = probe.split(':');
       const ok = health === 'ok' || !health.split(/\s+/).includes(probe);
-      const why = whys.get(probe);
+      const body = bodies.get(probe);
+      const why = whys.get(probe) && body ? `${whys.get(probe)}, answering: ${body}` : whys.get(probe);
       return { program: program!, ok, detail: ok ? 'ok' : why ? `${why} (GET 127.0.0.1:${port}${path}, no 2xx answer within 3s)` : `no 2xx answer on 127.0.0.1:${port}${path} within 3s` };
     });
     for (const h of s.health) if (!h.ok) problem(`health check of ${h.program} failed: ${h.detail}`);

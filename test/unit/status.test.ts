@@ -21,7 +21,7 @@ import { probes } from '../../core/steps/switch.ts';
 import { CERTS_KEYS, listCertificates, parseCerts, renewCertificate } from '../../core/steps/certs.ts';
 import { logsStep } from '../../core/steps/logs.ts';
 import { parseProcessInfo, programStates } from '../../core/steps/programs.ts';
-import { healthReasons, hostStatus, nginxMessages, nginxRouteShell, parseHostStatus } from '../../core/steps/status.ts';
+import { excerpt, healthReasons, healthShell, hostStatus, nginxMessages, nginxRouteShell, parseHostStatus } from '../../core/steps/status.ts';
 import { upstreams } from '../../core/steps/nginx-config.ts';
 import { createServer } from 'node:http';
 import { createServer as createNetServer, type Socket } from 'node:net';
@@ -496,18 +496,21 @@ describe('health reasons, from the real probes', () => {
     const env = testEnv({ programs: { server: { command: 'run', port: error, health: '/health' }, client: { command: 'run', port: closed }, worker: { command: 'run', port: silent, health: '/ready' } } });
     // A program whose database is down (503 with a JSON error at once), and one stopped (SIGSTOP): the kernel
     // accepts its connections, nothing ever answers.
-    const http = createServer((_req, res) => { res.statusCode = 503; res.end('{"error":"database unavailable"}'); });
+    const http = createServer((_req, res) => { res.statusCode = 503; res.end('{"error":"database unavailable",\n"dsn":"postgresql://app:s3cr3t@db:5432/app","password":"hunter2"}'); });
     const sockets: Socket[] = [];
     const stuck = createNetServer((c) => void sockets.push(c));
     await new Promise<void>((r) => http.listen(error, '127.0.0.1', r));
     await new Promise<void>((r) => stuck.listen(silent, '127.0.0.1', r));
     try {
-      const script = `${scriptPrelude}\n${PROBE_FUNCTIONS}\nif wait_healthy 3 0.3 ${probes(env, 'blue').join(' ')}; then echo ok; else printf '%s' "$UNHEALTHY"; fi`;
+      // The status step's own health lines, run here.
+      const script = `${scriptPrelude}\n${PROBE_FUNCTIONS}\n${healthShell(env, 'blue')}`;
+      expect(hostStatus(env).script).toContain(healthShell(env, 'blue'));
       const { stdout } = await promisify(execFile)('bash', ['-c', script], { encoding: 'utf8' });
-      const verdict = stdout.slice(stdout.indexOf(START_MARKER) + START_MARKER.length).trim();
-      const s = parseHostStatus(env, { name: 'web1', address: '192.0.2.1' }, result(report({ health: verdict, supervisor_xml: undefined, supervisor: 'running' })));
+      const lines = stdout.slice(stdout.indexOf(START_MARKER) + START_MARKER.length);
+      const s = parseHostStatus(env, { name: 'web1', address: '192.0.2.1' }, result(report({ health: undefined, upstream: undefined, supervisor_xml: undefined, supervisor: 'running' }) + lines));
       const detail = Object.fromEntries(s.health!.map((h) => [h.program, h.detail]));
-      expect(detail.server).toBe(`The requested URL returned error: 503 (GET 127.0.0.1:${error}/health, no 2xx answer within 3s)`);
+      // The status and the first bytes of the answer, on one line, what looks like a secret masked.
+      expect(detail.server).toBe(`The requested URL returned error: 503, answering: {"error":"database unavailable", "dsn":"postgresql://app:***@db:5432/app","password":***} (GET 127.0.0.1:${error}/health, no 2xx answer within 3s)`);
       expect(detail.client).toMatch(new RegExp(`^Failed to connect to 127\\.0\\.0\\.1 port ${closed}: Connection refused \\(GET 127\\.0\\.0\\.1:${closed}/, no 2xx answer within 3s\\)$`));
       expect(detail.worker).toMatch(new RegExp(`^Operation timed out after \\d+ milliseconds with 0 bytes received \\(GET 127\\.0\\.0\\.1:${silent}/ready, no 2xx answer within 3s\\)$`));
       expect(s.problems).toContain(`health check of server failed: ${detail.server}`);
@@ -517,6 +520,13 @@ describe('health reasons, from the real probes', () => {
       await new Promise((r) => stuck.close(r));
     }
   }, 20_000);
+
+  it('an answer quoted is bounded, on one line, without control characters, its secrets masked', () => {
+    expect(excerpt('x'.repeat(500))).toBe(`${'x'.repeat(120)}…`);
+    expect(excerpt('a\r\n\tb\u001b[31mc')).toBe('a b?[31mc');
+    expect(excerpt('token=abc&user=bob; Authorization: Bearer xyz')).toBe('token=***&user=bob; Authorization: Bearer ***');
+    expect(excerpt("{'api_key': 'k1', \"DB_PASSWORD\": \"p w\"} redis://:pw@cache:6379")).toBe("{'api_key': ***, \"DB_PASSWORD\": ***} redis://:***@cache:6379");
+  });
 
   it('a reason holding parentheses or commas (what a server sent) is kept whole', () => {
     const list = ['server:3579:/health', 'client:3000:/'];

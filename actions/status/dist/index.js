@@ -50507,7 +50507,7 @@ function releaseSummary(id, json) {
 }
 
 // core/steps/status.ts
-var STATUS_KEYS = reportKeys("now", "provisioned", "current", "release_json", "slot", "nginx", "nginx_config", "nginx_test", "site_enabled", "site", "supervisor", "supervisor_xml", "health", "served_serial", "disk", "upstream", "nginx_slot");
+var STATUS_KEYS = reportKeys("now", "provisioned", "current", "release_json", "slot", "nginx", "nginx_config", "nginx_test", "site_enabled", "site", "supervisor", "supervisor_xml", "health", "served_serial", "disk", "upstream", "nginx_slot", "health_body");
 function nginxRouteShell(env) {
   const L = env.layout;
   const host = env.config.domain ? ` -H ${quote(`Host: ${env.config.domain}`)}` : "";
@@ -50524,10 +50524,20 @@ function siteProbe(env) {
   }
   return { url: `https://${name2}/`, args: ["-k", "--resolve", `${name2}:443:127.0.0.1`, `https://${name2}/`] };
 }
+function healthShell(env, slot) {
+  return String.raw`if wait_healthy 3 0.3 ${probes(env, slot).map(quote).join(" ")}; then ops_report ${STATUS_KEYS.health} ok; else
+  ops_report ${STATUS_KEYS.health} "$UNHEALTHY"
+  for p in ${probes(env, slot).map(quote).join(" ")}; do
+    IFS=: read -r _ port path <<< "$p"
+    [[ $UNHEALTHY == *" $p (The requested URL returned error: "* ]] || continue
+    ops_report ${STATUS_KEYS.health_body} "$p $(curl -s -g --max-time 2 "http://127.0.0.1:$port$path" 2>/dev/null | head -c 200 | tr -d '\000' | tr '\n\r\t' '   ' || true)"
+  done
+fi`;
+}
 function hostStatus(env) {
   const L = env.layout;
   const cert = certificatePaths(env);
-  const health = (slot) => `if wait_healthy 3 0.3 ${probes(env, slot).map(quote).join(" ")}; then ops_report ${STATUS_KEYS.health} ok; else ops_report ${STATUS_KEYS.health} "$UNHEALTHY"; fi`;
+  const health = (slot) => healthShell(env, slot);
   return {
     name: "status",
     as: "root",
@@ -50581,6 +50591,13 @@ var DISK_FAIL_MB = 512;
 var DISK_WARN_PERCENT = 10;
 function nginxMessages(lines) {
   return lines.filter((l) => /\[(emerg|alert|crit|error|warn)\]/.test(l)).map((l) => l.replace(/^nginx: /, "").replace(/^\d{4}\/\d\d\/\d\d \d\d:\d\d:\d\d /, "").replace(/^(\[\w+\]) \d+#\d+: /, "$1 "));
+}
+var BODY_EXCERPT_CHARS = 120;
+function excerpt(body) {
+  let t = body.replace(/\s+/g, " ").trim().replace(/[^\x20-\x7e\u00a0-\uffff]/g, "?");
+  t = t.replace(/([a-z][a-z0-9+.-]*:\/\/[^\s:/@"']*:)[^\s@"']+@/gi, "$1***@");
+  t = t.replace(/(["']?[\w-]*(?:passw(?:or)?d|pwd|secret|token|api[_-]?key|private[_-]?key|authorization|credentials?)[\w-]*["']?\s*[:=]\s*(?:(?:Bearer|Basic|Token|Digest)\s+)?)("[^"]*"|'[^']*'|[^\s,;&}]+)/gi, "$1***");
+  return t.length > BODY_EXCERPT_CHARS ? `${t.slice(0, BODY_EXCERPT_CHARS)}\u2026` : t;
 }
 function healthReasons(verdict, probeList) {
   const starts = probeList.map((probe) => ({ probe, at: verdict.indexOf(` ${probe} (`) })).filter((x) => x.at >= 0).sort((a, b) => a.at - b.at);
@@ -50685,10 +50702,17 @@ function parseHostStatus(env, host, r) {
   const health = reported(r, STATUS_KEYS.health);
   if (health !== void 0 && s.slot) {
     const whys = healthReasons(health, probes(env, s.slot));
+    const bodies = /* @__PURE__ */ new Map();
+    for (const line of reportedAll(r, STATUS_KEYS.health_body)) {
+      const [probe = "", ...rest] = line.split(" ");
+      const text = excerpt(rest.join(" "));
+      if (text) bodies.set(probe, text);
+    }
     s.health = probes(env, s.slot).map((probe) => {
       const [program, port2, path] = probe.split(":");
       const ok = health === "ok" || !health.split(/\s+/).includes(probe);
-      const why = whys.get(probe);
+      const body = bodies.get(probe);
+      const why = whys.get(probe) && body ? `${whys.get(probe)}, answering: ${body}` : whys.get(probe);
       return { program, ok, detail: ok ? "ok" : why ? `${why} (GET 127.0.0.1:${port2}${path}, no 2xx answer within 3s)` : `no 2xx answer on 127.0.0.1:${port2}${path} within 3s` };
     });
     for (const h of s.health) if (!h.ok) problem(`health check of ${h.program} failed: ${h.detail}`);

@@ -257,7 +257,9 @@ export function parseHostStatus(env: Target, host: { name: string; address: stri
     else if (s.site.status >= 500) problem(`the site answers ${s.site.status} through nginx (${s.site.url})`);
   }
 
-  if (current && s.slot) nginxRoute(env, s.slot, r, problem);
+  // While a run holds the lock, a switch may be between its reload and `current`'s flip (a second or so): what
+  // nginx routes to is then only worth a warning.
+  if (current && s.slot) nginxRoute(env, s.slot, r, parseLock(r).state === 'held' ? (w) => warn(`${w} (a run holds the lock: a switch may be under way)`) : problem);
 
   const sup = reported(r, STATUS_KEYS.supervisor) ?? '';
   if (sup === 'running') {

@@ -570,6 +570,11 @@ describe('where nginx sends the traffic, read by real bash from an upstreams fil
       'nginx routes to slot blue (its /.ops/slot answers blue), not to the live slot green: the site serves the previous slot (reload nginx: systemctl reload nginx, when its upstreams file is right; else ops deploy demo --force writes it again)',
     ]);
     expect(parse(look(env, upstreams(env, 'green'), 'green').lines)).toEqual([]);
+    // Mid-switch (a run holds the lock): a warning, not a problem.
+    const held = report({ slot: 'green', upstream: undefined, nginx_slot: 'blue', lock: 'held', holder: ['operation=deploy', 'actor=bob@ci', 'since=x'] });
+    const mid = parseHostStatus(env, { name: 'web1', address: '192.0.2.1' }, result(held + look(env, upstreams(env, 'green'), 'blue').lines));
+    expect(mid.problems.filter((p) => /nginx/.test(p))).toEqual([]);
+    expect(mid.warnings).toContain('nginx routes to slot blue (its /.ops/slot answers blue), not to the live slot green: the site serves the previous slot (reload nginx: systemctl reload nginx, when its upstreams file is right; else ops deploy demo --force writes it again) (a run holds the lock: a switch may be under way)');
     // A custom site template without {{slot_location}}: whatever answers there is no slot, and says nothing.
     expect(parse(look(env, upstreams(env, 'green'), '<html>404</html>').lines)).toEqual([]);
   });

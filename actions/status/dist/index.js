@@ -50660,7 +50660,7 @@ function parseHostStatus(env, host, r) {
     else if (s.site.status === 0) problem(`the site does not answer through nginx (${s.site.url})`);
     else if (s.site.status >= 500) problem(`the site answers ${s.site.status} through nginx (${s.site.url})`);
   }
-  if (current && s.slot) nginxRoute(env, s.slot, r, problem);
+  if (current && s.slot) nginxRoute(env, s.slot, r, parseLock(r).state === "held" ? (w) => warn(`${w} (a run holds the lock: a switch may be under way)`) : problem);
   const sup = reported(r, STATUS_KEYS.supervisor) ?? "";
   if (sup === "running") {
     s.supervisor = { running: true, programs: programStates(env, parseProcessInfo(reported(r, STATUS_KEYS.supervisor_xml) ?? ""), s.slot) };

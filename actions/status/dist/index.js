@@ -50514,8 +50514,7 @@ function nginxRouteShell(env) {
   return String.raw`if [ -f ${quote(L.nginxUpstreams)} ]; then
   while read -r name addr; do ops_report ${STATUS_KEYS.upstream} "$name $addr"; done < <(awk '$1 == "upstream" { name = $2 } $1 == "server" && name != "" { a = $2; sub(/;$/, "", a); print name, a } $1 == "}" { name = "" }' ${quote(L.nginxUpstreams)} 2>/dev/null)
 else ops_report ${STATUS_KEYS.upstream} missing; fi
-ops_report ${STATUS_KEYS.nginx_slot} "$(curl -s --max-time 2${host} http://127.0.0.1/.ops/slot 2>/dev/null | head -c 32 | tr -d '
-' || true)"`;
+ops_report ${STATUS_KEYS.nginx_slot} "$(curl -s --max-time 2${host} http://127.0.0.1/.ops/slot 2>/dev/null | head -c 32 | tr -d '\n' || true)"`;
 }
 function siteProbe(env) {
   const name2 = siteName(env);

@@ -78,9 +78,12 @@ export function formatStatus(r: StatusResult, now = new Date()): string {
       else
         h.supervisor.programs.forEach((p, i) => {
           const when = p.seconds !== undefined ? (p.state === 'RUNNING' ? `up ${duration(p.seconds)}` : `for ${duration(p.seconds)}`) : '';
-          const ok = p.state === 'RUNNING';
+          // The mark agrees with the verdict (parseHostStatus): STARTING (supervisor's startsecs not over, right after a
+          // deploy or rollback) is fine while the program passes its health check; failing it is a problem of its own.
+          const starting = p.state === 'STARTING' && p.live && h.health?.find((x) => x.program === p.program)?.ok === true;
+          const ok = p.state === 'RUNNING' || starting;
           const runs = p.pid ? `  pid ${p.pid}${p.release !== undefined ? ` runs ${p.release || '?'}${p.deleted ? ' (DELETED directory)' : ''}` : ''}` : '';
-          out.push(`    ${i === 0 ? 'supervisor ' : '           '} ${p.live ? mark(ok) : ' '} ${p.program.padEnd(10)} ${p.state.padEnd(8)} ${when.padEnd(12)} ${(p.slot + (p.live ? ' (live)' : ' (previous)')).padEnd(16)}${runs}${!ok && p.description ? `  ${p.description}` : ''}`);
+          out.push(`    ${i === 0 ? 'supervisor ' : '           '} ${p.live ? mark(ok) : ' '} ${p.program.padEnd(10)} ${p.state.padEnd(8)} ${when.padEnd(12)} ${(p.slot + (p.live ? ' (live)' : ' (previous)')).padEnd(16)}${runs}${starting ? '  starting (health check passed)' : ''}${!ok && p.description ? `  ${p.description}` : ''}`);
         });
     }
     if (h.health?.length) out.push(`    health      ${h.health.map((x) => `${mark(x.ok)} ${x.program}${x.ok ? '' : ` (${x.detail})`}`).join(', ')}`);
@@ -89,7 +92,8 @@ export function formatStatus(r: StatusResult, now = new Date()): string {
       out.push(`    certificate ${c.state === 'ok' ? `${mark((c.daysLeft ?? 0) >= CERT_FAIL_DAYS)} expires ${c.notAfter?.slice(0, 10)} (${c.daysLeft} days)${c.names.length ? `  ${c.names.join(', ')}` : ''}` : `✗ ${c.state} (${c.path})`}`);
     }
     if (h.disk?.length) out.push(`    disk        ${h.disk.map((d) => `${d.mount} ${(d.freeMb / 1024).toFixed(1)} GB free (${d.usedPercent}% used)`).join(', ')}`);
-    if (h.lock) out.push(`    lock        ${h.lock.state === 'free' ? 'free' : `✗ ${h.lock.state}${h.lock.holder.operation ? `: ${h.lock.holder.operation} by ${h.lock.holder.actor ?? '?'} since ${h.lock.holder.since ?? '?'}` : ''}`}`);
+    // Held by a live run: an operation under way, not a problem (no mark); stale: its run is gone, a problem.
+    if (h.lock) out.push(`    lock        ${h.lock.state === 'free' ? 'free' : `${h.lock.state === 'held' ? '' : '✗ '}${h.lock.state}${h.lock.holder.operation ? `: ${h.lock.holder.operation} by ${h.lock.holder.actor ?? '?'} since ${h.lock.holder.since ?? '?'}` : ''}`}`);
   }
   if (r.warnings.length) out.push('', 'warnings:', ...r.warnings.map((w) => `  ${w}`));
   out.push('', r.healthy ? `${r.environment}: healthy` : `${r.environment}: UNHEALTHY`, ...r.problems.map((p) => `  ${p}`));

@@ -1,8 +1,8 @@
 // Status: what `ops status` runs on a host, and the parser of what it reports. ONE read-only step per host
-// (one round trip): release, nginx, supervisor, health (the deploys' probes), certificate, disk and lock, each
+// (one round trip): release, nginx (and where it routes), supervisor, health (the deploys' probes), certificate, disk and lock, each
 // as `ops_report` lines parsed here into a HostStatus with its problems and warnings.
 import type { Target } from '../target.ts';
-import type { Slot } from '../layout.ts';
+import { otherSlot, type Slot } from '../layout.ts';
 import { reportKeys, reported, reportedAll, type Step, type StepResult } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { parseCerts, siteName, type CertInfo } from './certs.ts';
@@ -13,8 +13,24 @@ import { describeProcess, parseProcReports, parseProcessInfo, programStates, typ
 import { releaseSummary, type ReleaseSummary } from './release.ts';
 import { programPorts, probes } from './switch.ts';
 
-/** What `hostStatus` reports, parsed by `parseStatus`: `now` (host clock, ISO 8601 UTC), `provisioned`, `current`, `release_json`, `slot`, `nginx` (running|stopped), `nginx_config` (ok|invalid), `nginx_test` (nginx -t lines), `site_enabled` (yes|no), `site` (HTTP status), `supervisor` (`running` or why not), `supervisor_xml` (getAllProcessInfo's answer), `health` (`ok` or why not), `served_serial`, `disk` (`<mount> <free KiB> <size KiB>`); certificates as LIBRARY_KEYS.cert. */
-export const STATUS_KEYS = reportKeys('now', 'provisioned', 'current', 'release_json', 'slot', 'nginx', 'nginx_config', 'nginx_test', 'site_enabled', 'site', 'supervisor', 'supervisor_xml', 'health', 'served_serial', 'disk');
+/** What `hostStatus` reports, parsed by `parseStatus`: `now` (host clock, ISO 8601 UTC), `provisioned`, `current`, `release_json`, `slot`, `nginx` (running|stopped), `nginx_config` (ok|invalid), `nginx_test` (nginx -t lines), `site_enabled` (yes|no), `site` (HTTP status), `supervisor` (`running` or why not), `supervisor_xml` (getAllProcessInfo's answer), `health` (`ok` or why not), `served_serial`, `disk` (`<mount> <free KiB> <size KiB>`), `upstream` (`<name> <address>` per server of the upstreams file, or `missing`), `nginx_slot` (what /.ops/slot answers through nginx), `health_body` (`<probe> <the first bytes of its answer>`, for a probe that answered an error status); certificates as LIBRARY_KEYS.cert. */
+export const STATUS_KEYS = reportKeys('now', 'provisioned', 'current', 'release_json', 'slot', 'nginx', 'nginx_config', 'nginx_test', 'site_enabled', 'site', 'supervisor', 'supervisor_xml', 'health', 'served_serial', 'disk', 'upstream', 'nginx_slot', 'health_body');
+
+/**
+ * Shell that reports where nginx sends the app's traffic (nginxRoute reads it): each `upstream <name> <address>` of
+ * the upstreams file (`upstream missing` without the file), and `nginx_slot`, what /.ops/slot answers through the
+ * local nginx (the slot of the upstreams nginx has loaded: a file edited since the last reload is not served yet; a
+ * custom site template without {{slot_location}} answers something else, ignored by the parser). As the switch
+ * looks at it: http on 127.0.0.1, with the domain as Host.
+ */
+export function nginxRouteShell(env: Target): string {
+  const L = env.layout;
+  const host = env.config.domain ? ` -H ${quote(`Host: ${env.config.domain}`)}` : '';
+  return String.raw`if [ -f ${quote(L.nginxUpstreams)} ]; then
+  while read -r name addr; do ops_report ${STATUS_KEYS.upstream} "$name $addr"; done < <(awk '$1 == "upstream" { name = $2 } $1 == "server" && name != "" { a = $2; sub(/;$/, "", a); print name, a } $1 == "}" { name = "" }' ${quote(L.nginxUpstreams)} 2>/dev/null)
+else ops_report ${STATUS_KEYS.upstream} missing; fi
+ops_report ${STATUS_KEYS.nginx_slot} "$(curl -s --max-time 2${host} http://127.0.0.1/.ops/slot 2>/dev/null | head -c 32 | tr -d '\n' || true)"`;
+}
 
 
 /** curl arguments that fetch the site's "/" through the local nginx, as a visitor would (TLS included). */
@@ -26,12 +42,28 @@ export function siteProbe(env: Target): { url: string; args: string[] } {
   return { url: `https://${name}/`, args: ['-k', '--resolve', `${name}:443:127.0.0.1`, `https://${name}/`] };
 }
 
+/**
+ * Shell that runs the deploys' health probes on a slot's programs, all at once (3 s at most), and reports `health`:
+ * `ok`, or wait_healthy's verdict (each failing probe with why, in curl's words). A probe that answered an error
+ * status is asked once more by curl (2 s at most) for the first 200 bytes of its answer (`health_body`, masked and
+ * shortened by the parser): what a program says about its failure (a database down) costs one request, only then.
+ */
+export function healthShell(env: Target, slot: Slot): string {
+  return String.raw`if wait_healthy 3 0.3 ${probes(env, slot).map(quote).join(' ')}; then ops_report ${STATUS_KEYS.health} ok; else
+  ops_report ${STATUS_KEYS.health} "$UNHEALTHY"
+  for p in ${probes(env, slot).map(quote).join(' ')}; do
+    IFS=: read -r _ port path <<< "$p"
+    [[ $UNHEALTHY == *" $p (The requested URL returned error: "* ]] || continue
+    ops_report ${STATUS_KEYS.health_body} "$p $(curl -s -g --max-time 2 "http://127.0.0.1:$port$path" 2>/dev/null | head -c 200 | tr -d '\000' | tr '\n\r\t' '   ' || true)"
+  done
+fi`;
+}
+
 /** Everything `ops status` shows about one host, in one read-only step (as root: supervisor's socket, certificates). */
 export function hostStatus(env: Target): Step {
   const L = env.layout;
   const cert = certificatePaths(env);
-  // All programs probed at once (3 s at most); on failure UNHEALTHY names the probes that never answered.
-  const health = (slot: Slot) => `if wait_healthy 3 0.3 ${probes(env, slot).map(quote).join(' ')}; then ops_report ${STATUS_KEYS.health} ok; else ops_report ${STATUS_KEYS.health} "$UNHEALTHY"; fi`;
+  const health = (slot: Slot) => healthShell(env, slot);
   return {
     name: 'status',
     as: 'root',
@@ -55,6 +87,8 @@ if out=$(nginx -t 2>&1); then ops_report ${STATUS_KEYS.nginx_config} ok; else op
 while IFS= read -r line; do [ -z "$line" ] || ops_report ${STATUS_KEYS.nginx_test} "$line"; done <<< "$out"
 ops_report ${STATUS_KEYS.site_enabled} "$([ -e ${quote(L.nginxSiteEnabled)} ] && echo yes || echo no)"
 ops_report ${STATUS_KEYS.site} "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 ${siteProbe(env).args.map(quote).join(' ')} 2>/dev/null || true)"
+# Where nginx sends the traffic: the upstreams file's ports, and the slot nginx has loaded.
+${nginxRouteShell(env)}
 # supervisor over its XML-RPC socket (supervisorctl exits non-zero when a program is down: not used here).
 if xml=$(rpc supervisor.getAllProcessInfo 2>&1) && [[ "$xml" == *"<methodResponse>"* ]]; then
   ops_report ${STATUS_KEYS.supervisor} running
@@ -123,6 +157,70 @@ export function nginxMessages(lines: string[]): string[] {
     .map((l) => l.replace(/^nginx: /, '').replace(/^\d{4}\/\d\d\/\d\d \d\d:\d\d:\d\d /, '').replace(/^(\[\w+\]) \d+#\d+: /, '$1 '));
 }
 
+/** Longest excerpt of a failing health check's answer shown. */
+export const BODY_EXCERPT_CHARS = 120;
+
+/**
+ * A failing health check's answer as status quotes it: on one line, control characters as "?", at most
+ * BODY_EXCERPT_CHARS, with what looks like a secret masked (a URL's password, the value of a password, secret,
+ * token, key or authorization field): status has no secrets to mask by value (it decrypts none).
+ */
+export function excerpt(body: string): string {
+  let t = body.replace(/\s+/g, ' ').trim().replace(/[^\x20-\x7e\u00a0-\uffff]/g, '?');
+  t = t.replace(/([a-z][a-z0-9+.-]*:\/\/[^\s:/@"']*:)[^\s@"']+@/gi, '$1***@');
+  t = t.replace(/(["']?[\w-]*(?:passw(?:or)?d|pwd|secret|token|api[_-]?key|private[_-]?key|authorization|credentials?)[\w-]*["']?\s*[:=]\s*(?:(?:Bearer|Basic|Token|Digest)\s+)?)("[^"]*"|'[^']*'|[^\s,;&}]+)/gi, '$1***');
+  return t.length > BODY_EXCERPT_CHARS ? `${t.slice(0, BODY_EXCERPT_CHARS)}…` : t;
+}
+
+/**
+ * Why each probe failed, from wait_healthy's verdict ("no healthy answer within 3s from server:3579:/health (The
+ * requested URL returned error: 503), client:3000:/ (Failed to connect to 127.0.0.1 port 3000: Connection
+ * refused)"): the words in parentheses after each probe, in curl's words (core/steps/sh/probe.sh). A reason may
+ * itself hold parentheses or commas (what a server sent): each runs up to the next probe named, or the end.
+ */
+export function healthReasons(verdict: string, probeList: string[]): Map<string, string> {
+  const starts = probeList
+    .map((probe) => ({ probe, at: verdict.indexOf(` ${probe} (`) }))
+    .filter((x) => x.at >= 0)
+    .sort((a, b) => a.at - b.at);
+  const out = new Map<string, string>();
+  starts.forEach(({ probe, at }, i) => {
+    const from = at + probe.length + 3;
+    const next = starts[i + 1];
+    let text = verdict.slice(from, next ? next.at : verdict.length).trimEnd();
+    if (next) text = text.replace(/,$/, '');
+    out.set(probe, text.replace(/\)$/, ''));
+  });
+  return out;
+}
+
+/**
+ * Whether nginx sends the traffic to the live slot: each program's upstream in the upstreams file (a file edited by
+ * hand, or left by an interrupted switch, sends it elsewhere once nginx reloads) and the slot nginx has loaded, as
+ * /.ops/slot answers it (a reload that did not happen, or another slot's upstreams). A problem each, with the fix.
+ * Nothing when the step did not report them.
+ */
+function nginxRoute(env: Target, slot: Slot, r: StepResult, problem: (p: string) => void): void {
+  const L = env.layout;
+  const fix = `ops deploy ${env.name} --force writes it again`;
+  const lines = reportedAll(r, STATUS_KEYS.upstream);
+  if (lines.includes('missing')) problem(`nginx's upstreams file ${L.nginxUpstreams} is missing: nginx cannot reload or restart (${fix})`);
+  else if (lines.length) {
+    const servers = lines.map((l) => l.split(' ')).map(([name = '', address = '']) => ({ name, address }));
+    for (const program of Object.keys(env.config.programs)) {
+      const want = `127.0.0.1:${env.port(program, slot)}`;
+      const got = servers.filter((x) => x.name === L.nginxUpstream(program)).map((x) => x.address);
+      if (got.length === 1 && got[0] === want) continue;
+      const idle = `127.0.0.1:${env.port(program, otherSlot(slot))}`;
+      const where = got.length ? got.map((a) => (a === idle ? `${a} (the previous slot, ${otherSlot(slot)})` : a)).join(', ') : 'nowhere (no upstream for it)';
+      problem(`nginx's upstreams file ${L.nginxUpstreams} sends ${program} to ${where}, not to the live slot ${slot} (${want}): from the reload that loaded it (or from the next), the site serves something other than the live release (${fix})`);
+    }
+  }
+  const loaded = reported(r, STATUS_KEYS.nginx_slot);
+  if ((loaded === 'blue' || loaded === 'green') && loaded !== slot)
+    problem(`nginx routes to slot ${loaded} (its /.ops/slot answers ${loaded}), not to the live slot ${slot}: the site serves the previous slot (reload nginx: systemctl reload nginx, when its upstreams file is right; else ${fix})`);
+}
+
 /** Turn the status step's reports into a HostStatus, with its problems and warnings. */
 export function parseHostStatus(env: Target, host: { name: string; address: string }, r: StepResult): HostStatus {
   const now = new Date(reported(r, STATUS_KEYS.now) ?? Date.now());
@@ -158,6 +256,10 @@ export function parseHostStatus(env: Target, host: { name: string; address: stri
     else if (s.site.status >= 500) problem(`the site answers ${s.site.status} through nginx (${s.site.url})`);
   }
 
+  // While a run holds the lock, a switch may be between its reload and `current`'s flip (a second or so): what
+  // nginx routes to is then only worth a warning.
+  if (current && s.slot) nginxRoute(env, s.slot, r, parseLock(r).state === 'held' ? (w) => warn(`${w} (a run holds the lock: a switch may be under way)`) : problem);
+
   const sup = reported(r, STATUS_KEYS.supervisor) ?? '';
   if (sup === 'running') {
     s.supervisor = { running: true, programs: programStates(env, parseProcessInfo(reported(r, STATUS_KEYS.supervisor_xml) ?? ''), s.slot) };
@@ -191,15 +293,33 @@ export function parseHostStatus(env: Target, host: { name: string; address: stri
       }
       for (const p of s.supervisor.programs.filter((x) => !x.live && ['FATAL', 'BACKOFF', 'EXITED', 'UNKNOWN'].includes(x.state)))
         warn(`program ${p.program} of the previous release (slot ${p.slot}) is ${p.state}: a rollback would restart it`);
+      // The idle slot is kept warm (switch.keep_previous) so that a rollback only moves traffic: stopped, a rollback
+      // starts it cold. With keep_previous false it is stopped on purpose after each switch.
+      if (env.config.switch.keep_previous)
+        for (const p of s.supervisor.programs.filter((x) => !x.live && x.state === 'STOPPED'))
+          warn(`program ${p.program} of the previous release (slot ${p.slot}) is STOPPED: a rollback would have to start it cold (it is not kept warm)`);
+      // A process supervisor did not start, on a port of the idle slot: a rollback or the next deploy would find it there.
+      const idle = otherSlot(s.slot);
+      for (const l of listeners.filter((x) => x.slot === idle && !x.supervised))
+        warn(`port ${env.port(l.program, idle)} of ${l.program} (previous slot ${idle}) is answered by ${describeProcess(l)}, which supervisor did not start for it: a rollback or the next deploy (both use slot ${idle}) would find the port taken`);
     }
   }
 
   const health = reported(r, STATUS_KEYS.health);
   if (health !== undefined && s.slot) {
+    const whys = healthReasons(health, probes(env, s.slot));
+    const bodies = new Map<string, string>();
+    for (const line of reportedAll(r, STATUS_KEYS.health_body)) {
+      const [probe = '', ...rest] = line.split(' ');
+      const text = excerpt(rest.join(' '));
+      if (text) bodies.set(probe, text);
+    }
     s.health = probes(env, s.slot).map((probe) => {
       const [program, port, path] = probe.split(':');
       const ok = health === 'ok' || !health.split(/\s+/).includes(probe);
-      return { program: program!, ok, detail: ok ? 'ok' : `no 2xx answer on 127.0.0.1:${port}${path} within 3s` };
+      const body = bodies.get(probe);
+      const why = whys.get(probe) && body ? `${whys.get(probe)}, answering: ${body}` : whys.get(probe);
+      return { program: program!, ok, detail: ok ? 'ok' : why ? `${why} (GET 127.0.0.1:${port}${path}, no 2xx answer within 3s)` : `no 2xx answer on 127.0.0.1:${port}${path} within 3s` };
     });
     for (const h of s.health) if (!h.ok) problem(`health check of ${h.program} failed: ${h.detail}`);
     if (health !== 'ok' && s.health.every((h) => h.ok)) problem(`health checks failed: ${health}`);
@@ -231,7 +351,9 @@ export function parseHostStatus(env: Target, host: { name: string; address: stri
   }
 
   s.lock = parseLock(r);
-  if (s.lock.state === 'held') problem(`locked by ${describeHolder(s.lock.holder)}: an operation is running`);
+  // A lock held by a live run is an operation under way (a deploy, a rollback): shown by formatStatus (who, since
+  // when), not a problem, or the hourly status workflow would fail during every deploy. One whose run is gone is.
+  if (s.lock.state === 'held') warn(`locked by ${describeHolder(s.lock.holder)}: an operation is under way (what this status read may be mid-change)`);
   else if (s.lock.state === 'stale') problem(`stale lock left by ${describeHolder(s.lock.holder)}, which is gone (ops lock release ${env.name} stops what it left running and frees it)`);
   return s;
 }

@@ -72,6 +72,8 @@ export function report(override: Lines = {}): string {
     health: 'ok',
     disk: ['/ 20000000 40000000'],
     lock: 'free',
+    upstream: ['shop_server 127.0.0.1:3579', 'shop_client 127.0.0.1:3000'],
+    nginx_slot: 'blue',
     ...override,
   };
   const lines: string[] = [];

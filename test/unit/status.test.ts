@@ -1,8 +1,8 @@
 // Day-2 steps and parsers without a host: the scripts are valid bash, the parts that can run here do run
 // (certificate reading, log labelling and following), and the status parser turns reports into one line per
 // problem. Operations run over recording remotes: one round trip per host, unreachable hosts reported.
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { appendFileSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { appendFileSync, chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -21,7 +21,12 @@ import { probes } from '../../core/steps/switch.ts';
 import { CERTS_KEYS, listCertificates, parseCerts, renewCertificate } from '../../core/steps/certs.ts';
 import { logsStep } from '../../core/steps/logs.ts';
 import { parseProcessInfo, programStates } from '../../core/steps/programs.ts';
-import { hostStatus, nginxMessages, parseHostStatus } from '../../core/steps/status.ts';
+import { excerpt, healthReasons, healthShell, hostStatus, nginxMessages, nginxRouteShell, parseHostStatus } from '../../core/steps/status.ts';
+import { upstreams } from '../../core/steps/nginx-config.ts';
+import { createServer } from 'node:http';
+import { createServer as createNetServer, type Socket } from 'node:net';
+import { promisify } from 'node:util';
+import { freePort } from '../support/ports.ts';
 import { CERT_FUNCTIONS, LIBRARY_KEYS, PROBE_FUNCTIONS } from '../../core/steps/libraries.ts';
 import { RELEASES_KEYS } from '../../core/steps/release-list.ts';
 import { opsLines } from './reports.helpers.ts';
@@ -107,6 +112,25 @@ describe('status parser', () => {
     expect(missing.problems).toEqual(['program server of the live slot (blue) is not loaded in supervisor']);
   });
 
+  it('the previous slot stopped (a rollback would start it cold) or its port taken by a foreign process: warnings, not problems', () => {
+    const xml = processXml([
+      { name: 'shop-blue-server', group: 'shop-blue', state: 'RUNNING', pid: 211 },
+      { name: 'shop-blue-client', group: 'shop-blue', state: 'RUNNING', pid: 216 },
+      { name: 'shop-green-server', group: 'shop-green', state: 'STOPPED', stop: 4000, description: 'Nov 25 03:08 PM' },
+      { name: 'shop-green-client', group: 'shop-green', state: 'RUNNING', pid: 301 },
+    ]);
+    const green = env.port('server', 'green');
+    const s = parse({ supervisor_xml: xml, listener: `green\tserver\t999\tother\t\t/tmp\tpython3 -m http.server ${green}` });
+    expect(s.problems).toEqual([]);
+    expect(s.warnings).toEqual([
+      'program server of the previous release (slot green) is STOPPED: a rollback would have to start it cold (it is not kept warm)',
+      `port ${green} of server (previous slot green) is answered by pid 999 (python3 -m http.server ${green}) running an unknown release, which supervisor did not start for it: a rollback or the next deploy (both use slot green) would find the port taken`,
+    ]);
+    // With switch.keep_previous false the previous slot is stopped on purpose after each switch: nothing to say.
+    const cold = testEnv({ switch: { keep_previous: false } });
+    expect(parseHostStatus(cold, { name: 'web1', address: '192.0.2.1' }, result(report({ supervisor_xml: xml }))).warnings).toEqual([]);
+  });
+
   it("a broken nginx configuration fails with nginx's own message", () => {
     const s = parse({
       nginx_config: 'invalid',
@@ -117,9 +141,11 @@ describe('status parser', () => {
     expect(parse({ nginx: 'stopped', nginx_config: 'invalid', nginx_test: 'nginx: [emerg] x' }).problems).toEqual(['nginx is not running', 'nginx configuration is invalid (nginx -t): [emerg] x — nginx cannot start until it is fixed']);
   });
 
-  it('a held or stale lock fails, naming the run', () => {
+  it('a lock held by a live run is shown and warned about, not a problem (a deploy under way); a stale lock fails, naming the run', () => {
     const held = parse({ lock: 'held', holder: ['operation=deploy', 'actor=bob@ci', 'since=2026-11-25T14:59:00Z', 'holder_pid=12'] });
-    expect(held.problems).toEqual(['locked by a deploy run by bob@ci, started 2026-11-25T14:59:00Z: an operation is running']);
+    expect(held.problems).toEqual([]);
+    expect(held.warnings).toEqual(['locked by a deploy run by bob@ci, started 2026-11-25T14:59:00Z: an operation is under way (what this status read may be mid-change)']);
+    expect(held.lock).toMatchObject({ state: 'held', holder: { operation: 'deploy', actor: 'bob@ci' } });
     const stale = parse({ lock: 'stale', holder: ['operation=deploy', 'actor=bob@ci', 'since=x'] });
     expect(stale.problems[0]).toMatch(/^stale lock left by a deploy run by bob@ci, started x, which is gone \(ops lock release demo stops what it left running and frees it\)$/);
   });
@@ -314,6 +340,45 @@ describe('status over recording remotes', () => {
     expect(statusSummary(r)).toContain('| web2 | unreachable |');
   });
 
+  it('a deploy under way (the lock held by a live run) leaves the environment healthy, the lock shown with who and since when', async () => {
+    const env = testEnv();
+    const lines = report({ lock: 'held', holder: ['operation=deploy', 'actor=bob@ci', 'since=2026-11-25T14:59:00Z', 'holder_pid=12'] });
+    const connector: Connector = async (_e, host) => new RecordingRemote(host.name, 'deploy', 'shop', () => ({ stdout: lines }));
+    const r = await status({ root: env.root, reporter: new MemoryReporter(), processEnv: {}, connector }, env);
+    expect(r.healthy).toBe(true);
+    expect(r.problems).toEqual([]);
+    const text = formatStatus(r, new Date('2026-11-25T15:00:00Z'));
+    expect(text).toContain('✓ web1 (192.0.2.1)');
+    expect(text).toContain('    lock        held: deploy by bob@ci since 2026-11-25T14:59:00Z');
+    expect(text).not.toContain('✗');
+    expect(text.trim().split('\n').at(-1)).toBe('demo: healthy');
+    // A stale lock (its run is gone) still fails.
+    const stale = report({ lock: 'stale', holder: ['operation=deploy', 'actor=bob@ci', 'since=2026-11-25T14:59:00Z'] });
+    const s = await status({ root: env.root, reporter: new MemoryReporter(), processEnv: {}, connector: async (_e, host) => new RecordingRemote(host.name, 'deploy', 'shop', () => ({ stdout: stale })) }, env);
+    expect(s.healthy).toBe(false);
+    expect(formatStatus(s)).toContain('    lock        ✗ stale: deploy by bob@ci');
+  });
+
+  it('right after a deploy, a live program still STARTING that passes its health check is marked fine, as the verdict says', async () => {
+    const env = testEnv();
+    const xml = processXml([
+      { name: 'shop-blue-server', group: 'shop-blue', state: 'STARTING', start: 4598, pid: 211 },
+      { name: 'shop-blue-client', group: 'shop-blue', state: 'RUNNING', pid: 216 },
+      { name: 'shop-green-server', group: 'shop-green', state: 'RUNNING', pid: 300 },
+      { name: 'shop-green-client', group: 'shop-green', state: 'RUNNING', pid: 301 },
+    ]);
+    const run = async (lines: string) => status({ root: env.root, reporter: new MemoryReporter(), processEnv: {}, connector: async (_e, host) => new RecordingRemote(host.name, 'deploy', 'shop', () => ({ stdout: lines })) }, env);
+    const r = await run(report({ supervisor_xml: xml }));
+    expect(r.healthy).toBe(true);
+    const text = formatStatus(r, new Date('2026-11-25T15:00:00Z'));
+    expect(text).not.toContain('✗');
+    expect(text).toMatch(/^ {4}supervisor {2}✓ server {5}STARTING for 2s .*blue \(live\).* starting \(health check passed\)$/m);
+    // STARTING and failing its health check: a problem, and marked so.
+    const failing = await run(report({ supervisor_xml: xml, health: 'no healthy answer within 3s from server:3579:/health (Failed to connect to 127.0.0.1 port 3579: Connection refused)' }));
+    expect(failing.healthy).toBe(false);
+    expect(formatStatus(failing)).toMatch(/^ {4}supervisor {2}✗ server {5}STARTING/m);
+  });
+
   it('a host whose status step fails (no sudo) is reachable, and its problem says why and how to fix it', async () => {
     const env = testEnv();
     const connector: Connector = async (_e, host) =>
@@ -422,5 +487,105 @@ describe('ops ping, a preflight', () => {
   it('a filesystem without inode counts (btrfs) has no inode limit', () => {
     expect(facts(['sudo yes', 'disk 2097152 0 0 /srv']).disk).toEqual({ path: '/srv', freeMb: 2048, needMb: 256, needInodes: 10000 });
     expect(facts(['sudo yes', 'disk 2097152 0 0 /srv']).problems).toEqual([]);
+  });
+});
+
+describe('health reasons, from the real probes', () => {
+  it("says why each health check failed in curl's words: an error status, nothing listening, no answer in time", async () => {
+    const [error, closed, silent] = [await freePort(), await freePort(), await freePort()];
+    const env = testEnv({ programs: { server: { command: 'run', port: error, health: '/health' }, client: { command: 'run', port: closed }, worker: { command: 'run', port: silent, health: '/ready' } } });
+    // A program whose database is down (503 with a JSON error at once), and one stopped (SIGSTOP): the kernel
+    // accepts its connections, nothing ever answers.
+    const http = createServer((_req, res) => { res.statusCode = 503; res.end('{"error":"database unavailable",\n"dsn":"postgresql://app:s3cr3t@db:5432/app","password":"hunter2"}'); });
+    const sockets: Socket[] = [];
+    const stuck = createNetServer((c) => void sockets.push(c));
+    await new Promise<void>((r) => http.listen(error, '127.0.0.1', r));
+    await new Promise<void>((r) => stuck.listen(silent, '127.0.0.1', r));
+    try {
+      // The status step's own health lines, run here.
+      const script = `${scriptPrelude}\n${PROBE_FUNCTIONS}\n${healthShell(env, 'blue')}`;
+      expect(hostStatus(env).script).toContain(healthShell(env, 'blue'));
+      const { stdout } = await promisify(execFile)('bash', ['-c', script], { encoding: 'utf8' });
+      const lines = stdout.slice(stdout.indexOf(START_MARKER) + START_MARKER.length);
+      const s = parseHostStatus(env, { name: 'web1', address: '192.0.2.1' }, result(report({ health: undefined, upstream: undefined, supervisor_xml: undefined, supervisor: 'running' }) + lines));
+      const detail = Object.fromEntries(s.health!.map((h) => [h.program, h.detail]));
+      // The status and the first bytes of the answer, on one line, what looks like a secret masked.
+      expect(detail.server).toBe(`The requested URL returned error: 503, answering: {"error":"database unavailable", "dsn":"postgresql://app:***@db:5432/app","password":***} (GET 127.0.0.1:${error}/health, no 2xx answer within 3s)`);
+      expect(detail.client).toMatch(new RegExp(`^Failed to connect to 127\\.0\\.0\\.1 port ${closed}: Connection refused \\(GET 127\\.0\\.0\\.1:${closed}/, no 2xx answer within 3s\\)$`));
+      expect(detail.worker).toMatch(new RegExp(`^Operation timed out after \\d+ milliseconds with 0 bytes received \\(GET 127\\.0\\.0\\.1:${silent}/ready, no 2xx answer within 3s\\)$`));
+      expect(s.problems).toContain(`health check of server failed: ${detail.server}`);
+    } finally {
+      for (const c of sockets) c.destroy();
+      await new Promise((r) => http.close(r));
+      await new Promise((r) => stuck.close(r));
+    }
+  }, 20_000);
+
+  it('an answer quoted is bounded, on one line, without control characters, its secrets masked', () => {
+    expect(excerpt('x'.repeat(500))).toBe(`${'x'.repeat(120)}…`);
+    expect(excerpt('a\r\n\tb\u001b[31mc')).toBe('a b?[31mc');
+    expect(excerpt('token=abc&user=bob; Authorization: Bearer xyz')).toBe('token=***&user=bob; Authorization: Bearer ***');
+    expect(excerpt("{'api_key': 'k1', \"DB_PASSWORD\": \"p w\"} redis://:pw@cache:6379")).toBe("{'api_key': ***, \"DB_PASSWORD\": ***} redis://:***@cache:6379");
+  });
+
+  it('a reason holding parentheses or commas (what a server sent) is kept whole', () => {
+    const list = ['server:3579:/health', 'client:3000:/'];
+    const r = healthReasons('no healthy answer within 3s from server:3579:/health (not an HTTP answer: SSH-2.0 (x), y), client:3000:/ (Empty reply from server)', list);
+    expect(Object.fromEntries(r)).toEqual({ 'server:3579:/health': 'not an HTTP answer: SSH-2.0 (x), y', 'client:3000:/': 'Empty reply from server' });
+    expect(healthReasons('no healthy answer within 3s from server:3579:/health', list).size).toBe(0);
+  });
+});
+
+describe('where nginx sends the traffic, read by real bash from an upstreams file', () => {
+  /** nginxRouteShell run here: the upstreams file at `file`, a `curl` first on PATH answering `answer` (its arguments kept). */
+  function look(env: ReturnType<typeof testEnv>, file: string | undefined, answer: string): { lines: string; curlArgs: string } {
+    const dir = mkdtempSync(join(tmpdir(), 'ops-route-'));
+    const path = join(dir, 'upstreams.conf');
+    if (file !== undefined) writeFileSync(path, file);
+    writeFileSync(join(dir, 'curl'), `#!/bin/sh\nprintf '%s\\n' "$*" > ${dir}/args\nprintf '%s' '${answer}'\n`);
+    chmodSync(join(dir, 'curl'), 0o755);
+    const script = nginxRouteShell(env).replaceAll(env.layout.nginxUpstreams, path);
+    const out = execFileSync('bash', ['-c', `${scriptPrelude}\n${script}`], { encoding: 'utf8', env: { ...process.env, PATH: `${dir}:${process.env.PATH}` } });
+    return { lines: out.slice(out.indexOf(START_MARKER) + START_MARKER.length), curlArgs: readFileSync(join(dir, 'args'), 'utf8').trim() };
+  }
+  const env = testEnv();
+  const parse = (lines: string, slot = 'green') => {
+    const rest = report({ slot, upstream: undefined, nginx_slot: undefined, supervisor: 'no answer', supervisor_xml: undefined, health: undefined });
+    return parseHostStatus(env, { name: 'web1', address: '192.0.2.1' }, result(rest + lines)).problems.filter((p) => !p.startsWith('supervisor'));
+  };
+
+  it('green live, its upstreams file edited by hand to the blue ports and nginx reloaded: a problem per program, with the fix', () => {
+    const edited = upstreams(env, 'green').replaceAll(`127.0.0.1:${env.port('server', 'green')}`, `127.0.0.1:${env.port('server', 'blue')}`).replaceAll(`127.0.0.1:${env.port('client', 'green')}`, `127.0.0.1:${env.port('client', 'blue')}`);
+    expect(edited).not.toBe(upstreams(env, 'green'));
+    const { lines, curlArgs } = look(env, edited, 'green'); // the map of the slot left as it was: /.ops/slot still says green
+    expect(curlArgs).toBe('-s --max-time 2 http://127.0.0.1/.ops/slot');
+    expect(parse(lines)).toEqual([
+      `nginx's upstreams file /etc/nginx/ops-upstreams/shop.conf sends server to 127.0.0.1:${env.port('server', 'blue')} (the previous slot, blue), not to the live slot green (127.0.0.1:${env.port('server', 'green')}): from the reload that loaded it (or from the next), the site serves something other than the live release (ops deploy demo --force writes it again)`,
+      `nginx's upstreams file /etc/nginx/ops-upstreams/shop.conf sends client to 127.0.0.1:${env.port('client', 'blue')} (the previous slot, blue), not to the live slot green (127.0.0.1:${env.port('client', 'green')}): from the reload that loaded it (or from the next), the site serves something other than the live release (ops deploy demo --force writes it again)`,
+    ]);
+  });
+
+  it("nginx still on the other slot's upstreams (not reloaded): a problem naming the reload; the file as the switch writes it and nginx on it: none", () => {
+    expect(parse(look(env, upstreams(env, 'green'), 'blue').lines)).toEqual([
+      'nginx routes to slot blue (its /.ops/slot answers blue), not to the live slot green: the site serves the previous slot (reload nginx: systemctl reload nginx, when its upstreams file is right; else ops deploy demo --force writes it again)',
+    ]);
+    expect(parse(look(env, upstreams(env, 'green'), 'green').lines)).toEqual([]);
+    // Mid-switch (a run holds the lock): a warning, not a problem.
+    const held = report({ slot: 'green', upstream: undefined, nginx_slot: 'blue', lock: 'held', holder: ['operation=deploy', 'actor=bob@ci', 'since=x'] });
+    const mid = parseHostStatus(env, { name: 'web1', address: '192.0.2.1' }, result(held + look(env, upstreams(env, 'green'), 'blue').lines));
+    expect(mid.problems.filter((p) => /nginx/.test(p))).toEqual([]);
+    expect(mid.warnings).toContain('nginx routes to slot blue (its /.ops/slot answers blue), not to the live slot green: the site serves the previous slot (reload nginx: systemctl reload nginx, when its upstreams file is right; else ops deploy demo --force writes it again) (a run holds the lock: a switch may be under way)');
+    // A custom site template without {{slot_location}}: whatever answers there is no slot, and says nothing.
+    expect(parse(look(env, upstreams(env, 'green'), '<html>404</html>').lines)).toEqual([]);
+  });
+
+  it('a missing upstreams file, a program without its upstream; the domain as Host, as the switch looks', () => {
+    expect(parse(look(env, undefined, '').lines)).toEqual(["nginx's upstreams file /etc/nginx/ops-upstreams/shop.conf is missing: nginx cannot reload or restart (ops deploy demo --force writes it again)"]);
+    const noClient = upstreams(env, 'green').replace(/upstream shop_client \{[^}]*\}/, '');
+    expect(parse(look(env, noClient, 'green').lines)).toEqual([
+      `nginx's upstreams file /etc/nginx/ops-upstreams/shop.conf sends client to nowhere (no upstream for it), not to the live slot green (127.0.0.1:${env.port('client', 'green')}): from the reload that loaded it (or from the next), the site serves something other than the live release (ops deploy demo --force writes it again)`,
+    ]);
+    expect(look(testEnv({ domain: 'shop.example.org' }), upstreams(env, 'green'), 'green').curlArgs).toBe('-s --max-time 2 -H Host: shop.example.org http://127.0.0.1/.ops/slot');
+    expect(hostStatus(env).script).toContain(nginxRouteShell(env));
   });
 });

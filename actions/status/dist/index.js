@@ -50275,6 +50275,9 @@ function slotPort(env, program, slot) {
   if (!p) throw new Error(`no program ${program}`);
   return slot === "blue" ? p.port : p.port + env.config.switch.port_offset;
 }
+function otherSlot(slot) {
+  return slot === "blue" ? "green" : "blue";
+}
 
 // core/runtimes.ts
 var UV_VERSION = "0.13.9";
@@ -50873,7 +50876,15 @@ function releaseSummary(id, json) {
 }
 
 // core/steps/status.ts
-var STATUS_KEYS = reportKeys("now", "provisioned", "current", "release_json", "slot", "nginx", "nginx_config", "nginx_test", "site_enabled", "site", "supervisor", "supervisor_xml", "health", "served_serial", "disk");
+var STATUS_KEYS = reportKeys("now", "provisioned", "current", "release_json", "slot", "nginx", "nginx_config", "nginx_test", "site_enabled", "site", "supervisor", "supervisor_xml", "health", "served_serial", "disk", "upstream", "nginx_slot", "health_body");
+function nginxRouteShell(env) {
+  const L = env.layout;
+  const host = env.config.domain ? ` -H ${quote(`Host: ${env.config.domain}`)}` : "";
+  return String.raw`if [ -f ${quote(L.nginxUpstreams)} ]; then
+  while read -r name addr; do ops_report ${STATUS_KEYS.upstream} "$name $addr"; done < <(awk '$1 == "upstream" { name = $2 } $1 == "server" && name != "" { a = $2; sub(/;$/, "", a); print name, a } $1 == "}" { name = "" }' ${quote(L.nginxUpstreams)} 2>/dev/null)
+else ops_report ${STATUS_KEYS.upstream} missing; fi
+ops_report ${STATUS_KEYS.nginx_slot} "$(curl -s --max-time 2${host} http://127.0.0.1/.ops/slot 2>/dev/null | head -c 32 | tr -d '\n' || true)"`;
+}
 function siteProbe(env) {
   const name2 = siteName(env);
   if (env.config.tls.mode === "off") {
@@ -50881,10 +50892,20 @@ function siteProbe(env) {
   }
   return { url: `https://${name2}/`, args: ["-k", "--resolve", `${name2}:443:127.0.0.1`, `https://${name2}/`] };
 }
+function healthShell(env, slot) {
+  return String.raw`if wait_healthy 3 0.3 ${probes(env, slot).map(quote).join(" ")}; then ops_report ${STATUS_KEYS.health} ok; else
+  ops_report ${STATUS_KEYS.health} "$UNHEALTHY"
+  for p in ${probes(env, slot).map(quote).join(" ")}; do
+    IFS=: read -r _ port path <<< "$p"
+    [[ $UNHEALTHY == *" $p (The requested URL returned error: "* ]] || continue
+    ops_report ${STATUS_KEYS.health_body} "$p $(curl -s -g --max-time 2 "http://127.0.0.1:$port$path" 2>/dev/null | head -c 200 | tr -d '\000' | tr '\n\r\t' '   ' || true)"
+  done
+fi`;
+}
 function hostStatus(env) {
   const L = env.layout;
   const cert = certificatePaths(env);
-  const health = (slot) => `if wait_healthy 3 0.3 ${probes(env, slot).map(quote).join(" ")}; then ops_report ${STATUS_KEYS.health} ok; else ops_report ${STATUS_KEYS.health} "$UNHEALTHY"; fi`;
+  const health = (slot) => healthShell(env, slot);
   return {
     name: "status",
     as: "root",
@@ -50908,6 +50929,8 @@ if out=$(nginx -t 2>&1); then ops_report ${STATUS_KEYS.nginx_config} ok; else op
 while IFS= read -r line; do [ -z "$line" ] || ops_report ${STATUS_KEYS.nginx_test} "$line"; done <<< "$out"
 ops_report ${STATUS_KEYS.site_enabled} "$([ -e ${quote(L.nginxSiteEnabled)} ] && echo yes || echo no)"
 ops_report ${STATUS_KEYS.site} "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 ${siteProbe(env).args.map(quote).join(" ")} 2>/dev/null || true)"
+# Where nginx sends the traffic: the upstreams file's ports, and the slot nginx has loaded.
+${nginxRouteShell(env)}
 # supervisor over its XML-RPC socket (supervisorctl exits non-zero when a program is down: not used here).
 if xml=$(rpc supervisor.getAllProcessInfo 2>&1) && [[ "$xml" == *"<methodResponse>"* ]]; then
   ops_report ${STATUS_KEYS.supervisor} running
@@ -50936,6 +50959,45 @@ var DISK_FAIL_MB = 512;
 var DISK_WARN_PERCENT = 10;
 function nginxMessages(lines) {
   return lines.filter((l) => /\[(emerg|alert|crit|error|warn)\]/.test(l)).map((l) => l.replace(/^nginx: /, "").replace(/^\d{4}\/\d\d\/\d\d \d\d:\d\d:\d\d /, "").replace(/^(\[\w+\]) \d+#\d+: /, "$1 "));
+}
+var BODY_EXCERPT_CHARS = 120;
+function excerpt(body) {
+  let t = body.replace(/\s+/g, " ").trim().replace(/[^\x20-\x7e\u00a0-\uffff]/g, "?");
+  t = t.replace(/([a-z][a-z0-9+.-]*:\/\/[^\s:/@"']*:)[^\s@"']+@/gi, "$1***@");
+  t = t.replace(/(["']?[\w-]*(?:passw(?:or)?d|pwd|secret|token|api[_-]?key|private[_-]?key|authorization|credentials?)[\w-]*["']?\s*[:=]\s*(?:(?:Bearer|Basic|Token|Digest)\s+)?)("[^"]*"|'[^']*'|[^\s,;&}]+)/gi, "$1***");
+  return t.length > BODY_EXCERPT_CHARS ? `${t.slice(0, BODY_EXCERPT_CHARS)}\u2026` : t;
+}
+function healthReasons(verdict, probeList) {
+  const starts = probeList.map((probe) => ({ probe, at: verdict.indexOf(` ${probe} (`) })).filter((x) => x.at >= 0).sort((a, b) => a.at - b.at);
+  const out = /* @__PURE__ */ new Map();
+  starts.forEach(({ probe, at: at2 }, i) => {
+    const from = at2 + probe.length + 3;
+    const next = starts[i + 1];
+    let text = verdict.slice(from, next ? next.at : verdict.length).trimEnd();
+    if (next) text = text.replace(/,$/, "");
+    out.set(probe, text.replace(/\)$/, ""));
+  });
+  return out;
+}
+function nginxRoute(env, slot, r, problem) {
+  const L = env.layout;
+  const fix = `ops deploy ${env.name} --force writes it again`;
+  const lines = reportedAll(r, STATUS_KEYS.upstream);
+  if (lines.includes("missing")) problem(`nginx's upstreams file ${L.nginxUpstreams} is missing: nginx cannot reload or restart (${fix})`);
+  else if (lines.length) {
+    const servers = lines.map((l) => l.split(" ")).map(([name2 = "", address2 = ""]) => ({ name: name2, address: address2 }));
+    for (const program of Object.keys(env.config.programs)) {
+      const want = `127.0.0.1:${env.port(program, slot)}`;
+      const got = servers.filter((x) => x.name === L.nginxUpstream(program)).map((x) => x.address);
+      if (got.length === 1 && got[0] === want) continue;
+      const idle = `127.0.0.1:${env.port(program, otherSlot(slot))}`;
+      const where = got.length ? got.map((a) => a === idle ? `${a} (the previous slot, ${otherSlot(slot)})` : a).join(", ") : "nowhere (no upstream for it)";
+      problem(`nginx's upstreams file ${L.nginxUpstreams} sends ${program} to ${where}, not to the live slot ${slot} (${want}): from the reload that loaded it (or from the next), the site serves something other than the live release (${fix})`);
+    }
+  }
+  const loaded = reported(r, STATUS_KEYS.nginx_slot);
+  if ((loaded === "blue" || loaded === "green") && loaded !== slot)
+    problem(`nginx routes to slot ${loaded} (its /.ops/slot answers ${loaded}), not to the live slot ${slot}: the site serves the previous slot (reload nginx: systemctl reload nginx, when its upstreams file is right; else ${fix})`);
 }
 function parseHostStatus(env, host, r) {
   const now = new Date(reported(r, STATUS_KEYS.now) ?? Date.now());
@@ -50966,6 +51028,7 @@ function parseHostStatus(env, host, r) {
     else if (s.site.status === 0) problem(`the site does not answer through nginx (${s.site.url})`);
     else if (s.site.status >= 500) problem(`the site answers ${s.site.status} through nginx (${s.site.url})`);
   }
+  if (current && s.slot) nginxRoute(env, s.slot, r, parseLock(r).state === "held" ? (w) => warn(`${w} (a run holds the lock: a switch may be under way)`) : problem);
   const sup = reported(r, STATUS_KEYS.supervisor) ?? "";
   if (sup === "running") {
     s.supervisor = { running: true, programs: programStates(env, parseProcessInfo(reported(r, STATUS_KEYS.supervisor_xml) ?? ""), s.slot) };
@@ -50996,14 +51059,29 @@ function parseHostStatus(env, host, r) {
       }
       for (const p of s.supervisor.programs.filter((x) => !x.live && ["FATAL", "BACKOFF", "EXITED", "UNKNOWN"].includes(x.state)))
         warn(`program ${p.program} of the previous release (slot ${p.slot}) is ${p.state}: a rollback would restart it`);
+      if (env.config.switch.keep_previous)
+        for (const p of s.supervisor.programs.filter((x) => !x.live && x.state === "STOPPED"))
+          warn(`program ${p.program} of the previous release (slot ${p.slot}) is STOPPED: a rollback would have to start it cold (it is not kept warm)`);
+      const idle = otherSlot(s.slot);
+      for (const l of listeners.filter((x) => x.slot === idle && !x.supervised))
+        warn(`port ${env.port(l.program, idle)} of ${l.program} (previous slot ${idle}) is answered by ${describeProcess(l)}, which supervisor did not start for it: a rollback or the next deploy (both use slot ${idle}) would find the port taken`);
     }
   }
   const health = reported(r, STATUS_KEYS.health);
   if (health !== void 0 && s.slot) {
+    const whys = healthReasons(health, probes(env, s.slot));
+    const bodies = /* @__PURE__ */ new Map();
+    for (const line of reportedAll(r, STATUS_KEYS.health_body)) {
+      const [probe = "", ...rest] = line.split(" ");
+      const text = excerpt(rest.join(" "));
+      if (text) bodies.set(probe, text);
+    }
     s.health = probes(env, s.slot).map((probe) => {
       const [program, port2, path] = probe.split(":");
       const ok = health === "ok" || !health.split(/\s+/).includes(probe);
-      return { program, ok, detail: ok ? "ok" : `no 2xx answer on 127.0.0.1:${port2}${path} within 3s` };
+      const body = bodies.get(probe);
+      const why = whys.get(probe) && body ? `${whys.get(probe)}, answering: ${body}` : whys.get(probe);
+      return { program, ok, detail: ok ? "ok" : why ? `${why} (GET 127.0.0.1:${port2}${path}, no 2xx answer within 3s)` : `no 2xx answer on 127.0.0.1:${port2}${path} within 3s` };
     });
     for (const h of s.health) if (!h.ok) problem(`health check of ${h.program} failed: ${h.detail}`);
     if (health !== "ok" && s.health.every((h) => h.ok)) problem(`health checks failed: ${health}`);
@@ -51032,7 +51110,7 @@ function parseHostStatus(env, host, r) {
     else if (freePercent < DISK_WARN_PERCENT) warn(`disk ${d.mount} is ${d.usedPercent}% used (${d.freeMb} MB free)`);
   }
   s.lock = parseLock(r);
-  if (s.lock.state === "held") problem(`locked by ${describeHolder(s.lock.holder)}: an operation is running`);
+  if (s.lock.state === "held") warn(`locked by ${describeHolder(s.lock.holder)}: an operation is under way (what this status read may be mid-change)`);
   else if (s.lock.state === "stale") problem(`stale lock left by ${describeHolder(s.lock.holder)}, which is gone (ops lock release ${env.name} stops what it left running and frees it)`);
   return s;
 }

@@ -175,7 +175,7 @@ describe('ops config checks the .env values against dotenv.readers', () => {
     const config = (env: NodeJS.ProcessEnv) => runOps(['config', 'qa'], { root: e.root, processEnv: { PATH: process.env.PATH, HOME: e.root, ...env } });
     const refused = await config(e.env);
     expect(refused).toMatchObject({ code: 1, out: '' });
-    expect(refused.err).toMatch(/APP_DATABASE_URL \(secret "database_url"; read by python-dotenv, node-dotenv\): python-dotenv replaces "\$\{\.\.\.\}"/);
+    expect(refused.err).toMatch(/APP_DATABASE_URL \(secret "database_url"; read by python-dotenv, node-dotenv(; its line also parsed by vite)?\): python-dotenv replaces "\$\{\.\.\.\}"/);
     expect(refused.err).toContain('drop python-dotenv from dotenv.readers');
     expect(refused.err).not.toContain('Sekr1t');
 

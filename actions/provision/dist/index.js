@@ -67254,9 +67254,13 @@ dotenv:
   readers: [python-dotenv, node-dotenv, { reader: vite, only: VITE_ }]
 `;
 }
+function templateSecretKeys() {
+  return [...environmentTemplate("x").matchAll(/\{ secret: ([A-Za-z0-9_.-]+) \}/g)].map((m) => m[1]);
+}
 function initialSecrets() {
   const generated = { secret_key: generateSecretKey(), config_repo_api_key: generateApiKey() };
-  const entries = APP_SECRETS.map(({ key, about }) => {
+  const read2 = new Set(templateSecretKeys());
+  const entries = APP_SECRETS.filter(({ key }) => read2.has(key)).map(({ key, about }) => {
     if (generated[key]) return [key, str(generated[key])];
     if (key === "passwords") {
       return [key, { kind: "map", entries: [["admin@example.org", str(`${PLACEHOLDER}: password of this initdata user`)]] }];

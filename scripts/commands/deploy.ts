@@ -57,12 +57,16 @@ export const commands: Command[] = [
     name: 'initdata',
     summary: "load the environment's initial data (assets/initdata.yml, may be sops-encrypted) with the app's loader",
     args: ['<env>'],
-    options: { file: { type: 'string', value: 'FILE', description: 'another data file (YAML; sops-encrypted or not)' }, json },
+    options: {
+      file: { type: 'string', value: 'FILE', description: 'another data file (YAML; sops-encrypted or not)' },
+      'live-settings': { type: 'boolean', description: "load even when the live release runs with other env values or secrets than the environment now has (the loader gets the live release's)" },
+      json,
+    },
     async run(ctx) {
       const { args, ops, values } = ctx;
       const { initdata, initdataSummary } = await import('../../core/ops/initdata.ts');
       const env = loadEnvironment(args[0]!, ops.root);
-      const r = await initdata(ops, env, { file: values.file });
+      const r = await initdata(ops, env, { file: values.file, liveSettings: Boolean(values['live-settings']) });
       await printResult(ctx, r, initdataSummary, 'summary');
       return 0;
     },

@@ -91,28 +91,42 @@ export function removeAppCommands(environment: Environment): string[] {
   return cmds;
 }
 
-/** Everything outside the repository that the environment used, from its configuration. */
-export function decommissionChecklist(name: string, env: Environment | undefined, root: string): string[] {
+/**
+ * Everything outside the repository that the environment used, from its configuration, in the order to do it:
+ * first what needs the environment's folder and hosts (saving the audit log and logs: `ops env remove` deletes
+ * the folder ops reads them through, and deleting the VMs or removeAppCommands deletes the app's directory with
+ * its audit log), then out of service (DNS, the certificate, the VMs), then the rest. `removed`: the folder is
+ * gone (the checklist printed after `ops env remove`): what is left of the audit log and logs is on the hosts.
+ */
+export function decommissionChecklist(name: string, env: Environment | undefined, root: string, options: { removed?: boolean } = {}): string[] {
   const list: string[] = [];
   const c = env?.config;
+  const vms: string[] = [];
   if (env) {
-    list.push(`save what you may need from the hosts first (audit log: ops audit ${name} --json > ${name}-audit.json; logs: ops logs ${name} --lines 10000)`);
+    const L = resolveTarget(env).layout;
+    list.push(
+      options.removed
+        ? `the audit log and logs: environments/${name}/ is removed, so ops audit and ops logs no longer reach them; what is left is on the hosts (${L.audit}, ${L.logDir}/) until the VMs are deleted or the commands below run`
+        : `first, before anything below and before ops env remove ${name} without --dry-run (it removes environments/${name}/, which ops audit and ops logs read; deleting the VMs, or the commands below, deletes the audit log with ${L.base}): save what you may need (audit log: ops audit ${name} --json > ${name}-audit.json; logs: ops logs ${name} --lines 10000)`,
+    );
     const { siblings } = findSiblings(env);
     for (const h of env.hosts) {
       const others = siblings.filter((s) => s.hosts.some((x) => x.mine.name === h.name)).map((s) => s.env.name);
-      if (!others.length) list.push(`VM ${h.name} (${h.address}): delete it at the hosting provider (and its disks, snapshots, backups, firewall rules)`);
+      if (!others.length) vms.push(`VM ${h.name} (${h.address}): delete it at the hosting provider (and its disks, snapshots, backups, firewall rules)`);
       else
-        list.push(
+        vms.push(
           `VM ${h.name} (${h.address}) also runs ${others.join(', ')}: keep it, and take ${env.config.app} off it (these touch nothing of ${others.join(', ')}):\n${removeAppCommands(env).map((cmd) => `      ${cmd}`).join('\n')}`,
         );
     }
   } else list.push(`the VMs of ${name} (environment.yml could not be read: see its history in git; other environments may share them)`);
   const secretRefs = Object.entries(c?.env ?? {}).filter(([, v]) => typeof v !== 'string').map(([k, v]) => `${k} ← secret ${(v as { secret: string }).secret}`);
   const dbVars = Object.keys(c?.env ?? {}).filter((k) => /DATABASE/i.test(k));
-  list.push(`PostgreSQL database${dbVars.length ? ` (${dbVars.join(', ')})` : ''}: drop the database and its login, or the whole instance if it was this environment's own (keep a final dump if required)`);
+  // Out of service in this order: no new visitors (DNS), the certificate revoked while its key is still there, then the VMs.
   if (c?.domain) list.push(`DNS: remove the record of ${c.domain}`);
   else list.push('DNS: remove any record pointing at the VMs');
   if (c?.tls.mode === 'letsencrypt') list.push(`TLS: revoke the certificate before deleting the VM if its key may leak (on the host: certbot revoke --cert-name ${c.domain}); it expires by itself otherwise`);
+  list.push(...vms);
+  list.push(`PostgreSQL database${dbVars.length ? ` (${dbVars.join(', ')})` : ''}: drop the database and its login, or the whole instance if it was this environment's own (keep a final dump if required)`);
   list.push(`OpenID Connect ("Comptes DataPass"): ask the DataPass team (BetaGouv) to remove the callback URLs of ${env?.url ?? name}, and drop the client id/secret of this environment`);
   list.push(`GitHub: delete the environment "${name}" (Settings → Environments) and its secrets (SSH key, SOPS_AGE_KEY), and its deployment history if wanted`);
   const mentions = workflowMentions(root, name);
@@ -163,6 +177,7 @@ export async function removeEnvironment(ctx: OpsContext, name: string, options: 
   rmSync(dir, { recursive: true, force: true });
   await removeEnvRule(ctx.root, name);
   result.removed = true;
+  result.checklist = decommissionChecklist(name, env, ctx.root, { removed: true });
   return result;
 }
 

@@ -12,7 +12,10 @@ import { OpsError } from '../errors.ts';
 import { decryptFile, isSopsText, loadEnvIdentities } from '../secrets/index.ts';
 import { aliasTargets } from '../secrets/tree-parse.ts';
 import { deployState } from '../steps/release.ts';
-import { runInitdata } from '../steps/initdata.ts';
+import { environDigest, INITDATA_KEYS, initdataSettings, runInitdata } from '../steps/initdata.ts';
+import { renderDotenv } from '../dotenv.ts';
+import { reported } from '../remote/types.ts';
+import { environmentSecrets } from './secrets.ts';
 import { parseState } from './host-state.ts';
 import { withSession } from './hosts.ts';
 import { withLock } from './locked.ts';
@@ -58,15 +61,35 @@ async function readInitdata(ctx: OpsContext, env: Target, file?: string): Promis
 }
 
 /**
- * Load initial data with the app's loader on the first host, in the live release, as the app user: the file
- * (decrypted if sops) travels on stdin to a private temporary file, removed whatever happens.
- * @throws OpsError when nothing is live, the file is missing, or the loader fails (its output, masked).
+ * Why initdata refuses to load with the live release's environ (`live`: environDigest on the host, `none` when it
+ * has none) when the environment now renders another (`expected`), or undefined when they are the same. The
+ * loader gets the live release's values (its .ops-environ): after `ops secrets set` and before a deploy, those
+ * are the old ones (an admin's password hashed from the old secret). Digests only: no value is shown. Pure.
  */
-export async function initdata(ctx: OpsContext, environment: Environment, options: { file?: string } = {}): Promise<InitdataResult> {
+export function initdataSettingsRefusal(env: Environment, host: string, release: string, expected: string, live: string): OpsError | undefined {
+  if (live === expected) return undefined;
+  return new OpsError(
+    `the live release runs with other settings or secrets than environments/${env.name} now has: deploy first (ops deploy ${env.name}), or pass --live-settings to load with the live release's`,
+    `${host} runs ${release}, whose environment (env and secrets, as the loader gets them) ${live === 'none' ? 'has no environ file' : 'is not what environments/' + env.name + ' renders now'}; nothing was loaded`,
+  );
+}
+
+/**
+ * Load initial data with the app's loader on the first host, in the live release, as the app user: the file
+ * (decrypted if sops) travels on stdin to a private temporary file, removed whatever happens. The loader gets the
+ * live release's env and secrets: unless `liveSettings`, it refuses (initdataSettingsRefusal) when they are not
+ * those the environment renders now (a secret set since the last deploy), so the data is never loaded with
+ * values the user has just replaced.
+ * @throws OpsError when nothing is live, the live release's settings are not today's, the file is missing, or
+ * the loader fails (its output, masked).
+ */
+export async function initdata(ctx: OpsContext, environment: Environment, options: { file?: string; liveSettings?: boolean } = {}): Promise<InitdataResult> {
   const env = resolveTarget(environment);
   // Apps sharing a host: refused before anything runs when they collide (the loader runs as this app's user).
   refuseCollisions(env, ctx.reporter);
   const data = await readInitdata(ctx, env, options.file);
+  // What a deploy would give the release now (its secrets decrypted, refused as a deploy refuses them), as a digest.
+  const expected = options.liveSettings ? undefined : environDigest(renderDotenv(env, await environmentSecrets(ctx, env)).environ);
   const L = env.layout;
   const hosts = await withSession(ctx, env, (session) =>
     withLock(
@@ -79,6 +102,14 @@ export async function initdata(ctx: OpsContext, environment: Environment, option
         const remote = session.remote(host.name);
         const state = parseState(locked.inspected.get(host.name)!);
         if (!state.current) throw new OpsError(`no release is live on ${host.name} yet`, `deploy first: ops deploy ${env.name}`);
+        if (expected !== undefined) {
+          const live = reported(await remote.run(initdataSettings(env)), INITDATA_KEYS.environ_digest) ?? 'none';
+          const refusal = initdataSettingsRefusal(env, host.name, state.current, expected, live);
+          if (refusal) {
+            locked.audit(host.name, { result: 'failed', release: state.current, message: 'refused: the live release runs with other settings or secrets (deploy first, or --live-settings)' });
+            throw refusal;
+          }
+        }
         const uploaded = `${L.uploads}/initdata-${randomBytes(6).toString('hex')}.yml`;
         await remote.upload(data.text, uploaded, { mode: 0o600 });
         try {

@@ -99,10 +99,19 @@ dotenv:
 `;
 }
 
-/** The first secrets: generated keys, and a placeholder (starting with CHANGE-ME) for everything else. */
+/** The secrets the `env` of environmentTemplate refers to (`{ secret: <key> }`), in the order written there. */
+export function templateSecretKeys(): string[] {
+  return [...environmentTemplate('x').matchAll(/\{ secret: ([A-Za-z0-9_.-]+) \}/g)].map((m) => m[1]!);
+}
+
+/**
+ * The first secrets: generated keys, and a placeholder (starting with CHANGE-ME) for the others, of the secrets
+ * the new environment.yml refers to: no placeholder that nothing reads (a deploy refuses every one left).
+ */
 export function initialSecrets(): MapNode {
   const generated: Record<string, string> = { secret_key: generateSecretKey(), config_repo_api_key: generateApiKey() };
-  const entries: [string, TreeNode][] = APP_SECRETS.map(({ key, about }) => {
+  const read = new Set(templateSecretKeys());
+  const entries: [string, TreeNode][] = APP_SECRETS.filter(({ key }) => read.has(key)).map(({ key, about }) => {
     if (generated[key]) return [key, str(generated[key]!)];
     if (key === 'passwords') {
       return [key, { kind: 'map', entries: [['admin@example.org', str(`${PLACEHOLDER}: password of this initdata user`)]] }];

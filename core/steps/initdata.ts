@@ -1,9 +1,47 @@
 // Initial data: the app's loader run on an uploaded file, in the live release, as the app user. The file
 // holds users and passwords: it lives in a private temporary directory and is removed whatever happens.
+import { createHash } from 'node:crypto';
 import type { Target } from '../target.ts';
-import type { Step } from '../remote/types.ts';
+import { reportKeys, type Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { appCommand } from './app.ts';
+
+/** What initdataSettings reports: `environ_digest`, environDigest of the environ the loader would read, or `none`. */
+export const INITDATA_KEYS = reportKeys('environ_digest');
+
+/**
+ * A digest of the values in an environ file (NUL-separated NAME=VALUE records), whatever their order: the
+ * sha256 (hex) of its records sorted by their bytes, each ending in NUL. What initdata compares, on the runner
+ * (the environ a deploy would render now) and on the host (the live release's, initdataSettings), without the
+ * values leaving either side. Order does not count: a deploy's fingerprint ignores `env`'s order, so a reordered
+ * `env` deploys nothing new and must not make initdata refuse.
+ */
+export function environDigest(environ: string): string {
+  const records = environ.split('\0');
+  if (records.at(-1) === '') records.pop();
+  const sorted = records.map((r) => Buffer.from(`${r}\0`, 'utf8')).sort(Buffer.compare);
+  return createHash('sha256').update(Buffer.concat(sorted)).digest('hex');
+}
+
+/**
+ * Read-only step: environDigest of the environ the live release's commands load (environLoader's first file that
+ * exists: the release's own, else the shared one of releases made by an older version), computed on the host by
+ * `LC_ALL=C sort -z | sha256sum` (byte order, as environDigest sorts); `none` when there is none.
+ */
+export function initdataSettings(env: Target): Step {
+  const L = env.layout;
+  return {
+    name: 'initdata settings',
+    as: 'root',
+    timeout: 30,
+    quiet: true,
+    script: String.raw`digest=none
+for environ_file in ${quote(L.environ(L.current))} ${quote(L.legacyShared.environ)}; do
+  if [ -f "$environ_file" ]; then digest=$(LC_ALL=C sort -z -- "$environ_file" | sha256sum); digest=${'$'}{digest%% *}; break; fi
+done
+ops_report ${INITDATA_KEYS.environ_digest} "$digest"`,
+  };
+}
 
 /**
  * Run the app's initdata command on an uploaded file, in the live release, as the app user (the file moves

@@ -1,6 +1,6 @@
 // Commands that change or show what runs: deploy, rollback, releases, lock, audit.
 import { loadEnvironment } from '../../core/config/environment.ts';
-import { JSON_OPTION, command, printResult, type Command } from '../cli.ts';
+import { JSON_OPTION, UsageError, command, printResult, type Command } from '../cli.ts';
 
 const json = JSON_OPTION;
 
@@ -44,6 +44,8 @@ export const commands: Command[] = [
     options: { to: { type: 'string', value: 'RELEASE', description: 'release id to go back to (see ops releases)' }, json },
     async run(ctx) {
       const { args, ops, values } = ctx;
+      // An empty --to (a variable that was not set: --to "$RELEASE") is a mistake, not "the release before".
+      if (values.to === '') throw new UsageError('--to needs a release id, got an empty one', `see ops releases ${args[0]}; without --to: the release before the live one`);
       const { rollback, rollbackSummary } = await import('../../core/ops/rollback.ts');
       const env = loadEnvironment(args[0]!, ops.root);
       const r = await rollback(ops, env, values.to);
@@ -55,12 +57,16 @@ export const commands: Command[] = [
     name: 'initdata',
     summary: "load the environment's initial data (assets/initdata.yml, may be sops-encrypted) with the app's loader",
     args: ['<env>'],
-    options: { file: { type: 'string', value: 'FILE', description: 'another data file (YAML; sops-encrypted or not)' }, json },
+    options: {
+      file: { type: 'string', value: 'FILE', description: 'another data file (YAML; sops-encrypted or not)' },
+      'live-settings': { type: 'boolean', description: "load even when the live release runs with other env values or secrets than the environment now has (the loader gets the live release's)" },
+      json,
+    },
     async run(ctx) {
       const { args, ops, values } = ctx;
       const { initdata, initdataSummary } = await import('../../core/ops/initdata.ts');
       const env = loadEnvironment(args[0]!, ops.root);
-      const r = await initdata(ops, env, { file: values.file });
+      const r = await initdata(ops, env, { file: values.file, liveSettings: Boolean(values['live-settings']) });
       await printResult(ctx, r, initdataSummary, 'summary');
       return 0;
     },

@@ -46,9 +46,10 @@ The new environment's age private key is printed once: store it, it is not writt
       'dry-run': { type: 'boolean', description: 'check the hosts and print what would be removed and the checklist; change nothing' },
       json,
     },
-    help: `The seed's decommissioning checklist: make sure the environment is no longer used, remove its folder,
-then release its resources. The command checks every host (as ops status does) and refuses while one still
-serves a release. It then deletes environments/<name>/ and its rule in .sops.yaml (review and commit the
+    help: `The seed's decommissioning checklist: save its audit log and logs (ops audit and ops logs read them
+through its folder, and taking the app off its hosts deletes them), take it out of service, remove its folder,
+then release its resources: run it with --dry-run first for the checklist in that order. The command checks
+every host (as ops status does) and refuses while one still serves a release. It then deletes environments/<name>/ and its rule in .sops.yaml (review and commit the
 change), and prints what the repository cannot release: VMs, database, DNS, certificate, OpenID Connect
 (DataPass) callback URLs, the GitHub environment and its secrets, workflow options naming it, its age key.`,
     async run(ctx) {

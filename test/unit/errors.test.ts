@@ -13,6 +13,7 @@ import { RecordingRemote } from '../../core/remote/recording.ts';
 import type { Remote, RunOptions, Step, StepResult, UploadOptions } from '../../core/remote/types.ts';
 import { LOCK_KEYS } from '../../core/steps/lock.ts';
 import { RELEASE_KEYS } from '../../core/steps/release.ts';
+import { environDigest, INITDATA_KEYS } from '../../core/steps/initdata.ts';
 import { opsLines } from './reports.helpers.ts';
 import { runOps } from '../support/cli.ts';
 
@@ -57,7 +58,14 @@ type Phase = 'connect' | 'step' | 'upload';
 function failing(phase: Phase, error: () => unknown): Connector {
   return async () => {
     if (phase === 'connect') throw error();
-    const fake = new RecordingRemote('web1', 'deploy', 'sample', (step) => (step.name === 'lock' ? { stdout: opsLines({ ...LOCK_KEYS, ...RELEASE_KEYS }, 'lock acquired', 'current 20261125T120000Z-0123456789ab') } : undefined));
+    // The live release runs with what environment x renders now (no env: an empty environ), so initdata goes on.
+    const fake = new RecordingRemote('web1', 'deploy', 'sample', (step) =>
+      step.name === 'lock'
+        ? { stdout: opsLines({ ...LOCK_KEYS, ...RELEASE_KEYS }, 'lock acquired', 'current 20261125T120000Z-0123456789ab') }
+        : step.name === 'initdata settings'
+          ? { stdout: opsLines(INITDATA_KEYS, `environ_digest ${environDigest('')}`) }
+          : undefined,
+    );
     let thrown = false;
     const once = <T>(p: Phase, fn: () => Promise<T>): Promise<T> => {
       if (p === phase && !thrown) {

@@ -3,12 +3,13 @@
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { RecordingRemote } from '../../core/remote/recording.ts';
 import { LOCK_KEYS } from '../../core/steps/lock.ts';
 import { RELEASE_KEYS } from '../../core/steps/release.ts';
+import { environDigest, INITDATA_KEYS } from '../../core/steps/initdata.ts';
 import { opsLines } from './reports.helpers.ts';
 import { runOps } from '../support/cli.ts';
 
@@ -25,17 +26,25 @@ beforeAll(() => {
   );
 });
 
-/** `ops initdata x --file <text>` against a recorded host with a live release: the exit, stderr and what was uploaded. */
-async function load(name: string, text: string) {
+/**
+ * `ops initdata x --file <text>` against a recorded host with a live release: the exit, stderr and what was
+ * uploaded. `liveDigest`: what the host reports of the live release's environ (default: the one environment x
+ * renders now, which has no env: an empty environ).
+ */
+async function load(name: string, text: string, options: { liveDigest?: string; args?: string[] } = {}) {
   const file = join(root, name);
   writeFileSync(file, text);
   let host: RecordingRemote | undefined;
-  const r = await runOps(['initdata', 'x', '--file', file], {
+  const r = await runOps(['initdata', 'x', '--file', file, ...(options.args ?? [])], {
     root,
     processEnv: { PATH: process.env.PATH },
     connector: async () =>
       (host = new RecordingRemote('web1', 'deploy', 'sample', (step) =>
-        step.name === 'lock' ? { stdout: opsLines({ ...LOCK_KEYS, ...RELEASE_KEYS }, 'lock acquired', 'current 20261125T120000Z-0123456789ab') } : undefined,
+        step.name === 'lock'
+          ? { stdout: opsLines({ ...LOCK_KEYS, ...RELEASE_KEYS }, 'lock acquired', 'current 20261125T120000Z-0123456789ab') }
+          : step.name === 'initdata settings'
+            ? { stdout: opsLines(INITDATA_KEYS, `environ_digest ${options.liveDigest ?? environDigest('')}`) }
+            : undefined,
       )),
   });
   return { ...r, uploads: host?.uploads ?? [], steps: host?.stepNames() ?? [] };
@@ -84,5 +93,44 @@ describe('initdata: the file is checked as the loader will read it', () => {
       expect(r.err, name).toMatch(/nothing was sent/);
       expect(r.uploads, name).toHaveLength(0);
     }
+  });
+});
+
+describe('initdata: the live release loads with the env and secrets the environment has now, or refuses', () => {
+  it('refuses, before anything is uploaded, when the live release runs with other values (a secret set since the last deploy)', async () => {
+    const r = await load('users.yml', 'users: []\n', { liveDigest: environDigest('TOOLS_PASSWORDS={"admin@example.org":"old"}\0') });
+    expect(r.code).toBe(1);
+    expect(r.err).toContain("the live release runs with other settings or secrets than environments/x now has: deploy first (ops deploy x), or pass --live-settings to load with the live release's");
+    expect(r.err).not.toContain('old'); // digests only: no value
+    expect(r.uploads).toEqual([]);
+    expect(r.steps).not.toContain('initdata');
+  });
+
+  it('a live release with no environ file is not the same either', async () => {
+    const r = await load('users.yml', 'users: []\n', { liveDigest: 'none' });
+    expect(r.code).toBe(1);
+    expect(r.err).toContain('has no environ file');
+  });
+
+  it('loads when they are the same; --live-settings loads without comparing', async () => {
+    const same = await load('users.yml', 'users: []\n');
+    expect(same.code, same.err).toBe(0);
+    expect(same.steps.indexOf('initdata settings')).toBeGreaterThan(-1);
+    expect(same.steps.indexOf('initdata settings')).toBeLessThan(same.steps.indexOf('initdata'));
+    const live = await load('users.yml', 'users: []\n', { liveDigest: 'f'.repeat(64), args: ['--live-settings'] });
+    expect(live.code, live.err).toBe(0);
+    expect(live.steps).not.toContain('initdata settings');
+    expect(live.steps).toContain('initdata');
+  });
+
+  it("environDigest is what the host computes (LC_ALL=C sort -z | sha256sum), whatever the records' order", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ops-environ-'));
+    const records = ['B=2', 'A=é x\nsecond line', 'AB=1', 'A_=z', 'a=€', 'Z=💥', 'EMPTY='];
+    const environ = records.map((r) => `${r}\0`).join('');
+    writeFileSync(join(dir, 'environ'), environ);
+    const host = execFileSync('bash', ['-c', 'LC_ALL=C sort -z -- "$1" | sha256sum', 'bash', join(dir, 'environ')], { encoding: 'utf8' }).split(' ')[0];
+    expect(environDigest(environ)).toBe(host);
+    expect(environDigest([...records].reverse().map((r) => `${r}\0`).join(''))).toBe(host);
+    expect(environDigest(environ.replace('AB=1', 'AB=2'))).not.toBe(host);
   });
 });

@@ -23,6 +23,7 @@ import { RELEASE_KEYS, markRelease } from '../../core/steps/release.ts';
 import { ROLLBACK_KEYS, rollbackStep, slotConfig, slotConfigShell } from '../../core/steps/switch.ts';
 import { resolveTarget, type Target } from '../../core/target.ts';
 import { opsLines } from './reports.helpers.ts';
+import { runOps } from '../support/cli.ts';
 
 const KEYS = { ...LOCK_KEYS, ...RELEASE_KEYS, ...LIBRARY_KEYS, ...ROLLBACK_KEYS };
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
@@ -62,6 +63,14 @@ function harness(respond: Responder) {
 }
 
 describe('rollback operation', () => {
+  it('ops rollback --to \'\' (an unset variable) is a usage error, not the release before: no host is reached', async () => {
+    let connected = 0;
+    const r = await runOps(['rollback', 'one', '--to', ''], { root, processEnv: { PATH: process.env.PATH }, connector: async () => (connected++, new RecordingRemote()) });
+    expect(r.code).toBe(2);
+    expect(r.err).toContain('--to needs a release id, got an empty one');
+    expect(connected).toBe(0);
+  });
+
   it('one host: lock, state, choice, start, switch, mark, audit and unlock in ONE step after connecting', async () => {
     const h = harness((step) => (step.name === 'lock' ? { stdout: STATE + opsLines(KEYS, 'rollback ok', `rollback_from ${LIVE}`, `rollback_to ${OLD}`, 'rollback_slot green', 'lock released') } : undefined));
     const r = await rollback(h.ctx, loadEnvironment('one', root));

@@ -50,8 +50,19 @@ describe('ops env new', () => {
     const data = s.data as Record<string, unknown>;
     expect(data.secret_key).toMatch(/^[A-Za-z0-9_-]{50,}$/);
     expect(data.config_repo_api_key).toMatch(/^[A-Za-z0-9_-]{32,}$/);
-    expect(Object.keys(data)).toEqual(['host', 'secret_key', 'database_url', 'config_repo_api_key', 'datapass_client_id', 'datapass_client_secret', 'passwords']);
-    expect(findPlaceholders(s.tree)).toEqual(['host', 'database_url', 'datapass_client_id', 'datapass_client_secret', 'passwords.admin@example.org']);
+    expect(Object.keys(data)).toEqual(['secret_key', 'database_url', 'config_repo_api_key', 'datapass_client_id', 'datapass_client_secret', 'passwords']);
+    expect(findPlaceholders(s.tree)).toEqual(['database_url', 'datapass_client_id', 'datapass_client_secret', 'passwords.admin@example.org']);
+  });
+
+  it('writes only secrets its environment.yml reads, and each placeholder is one the README names', async () => {
+    const env = loadEnvironment('qa', e.root);
+    const read = new Set(Object.values(env.config.env).flatMap((v) => (typeof v === 'string' ? [] : [v.secret])));
+    const s = await open(e);
+    // A secret nothing reads would still block every deploy while it holds CHANGE-ME (there is no secrets unset).
+    expect(Object.keys(s.data as Record<string, unknown>).filter((k) => !read.has(k))).toEqual([]);
+    const readme = readFileSync(fileURLToPath(new URL('../../README.md', import.meta.url)), 'utf8');
+    const adding = readme.slice(readme.indexOf('### Adding an environment'), readme.indexOf('**A second environment on the sandbox host**'));
+    for (const p of findPlaceholders(s.tree)) expect(adding, p).toContain(p);
   });
 
   it('refuses an existing environment, and a bad name, changing nothing', async () => {
@@ -145,7 +156,7 @@ describe('ops secrets set / show / decrypt', () => {
   it('set refuses an empty stdin, a path through a non-map, and an unknown environment', async () => {
     const e = await newEnv();
     expect((await cli(e.root, ['secrets', 'set', 'qa', 'x'], e.env, '')).err).toContain('no value on stdin');
-    expect((await cli(e.root, ['secrets', 'set', 'qa', 'host.sub'], e.env, 'v')).err).toContain('cannot set host.sub: host is a str, not a map');
+    expect((await cli(e.root, ['secrets', 'set', 'qa', 'datapass_client_id.sub'], e.env, 'v')).err).toContain('cannot set datapass_client_id.sub: datapass_client_id is a str, not a map');
     expect((await cli(e.root, ['secrets', 'set', 'nope', 'x'], e.env, 'v')).err).toContain('no environment "nope"');
     expect((await cli(e.root, ['secrets', 'set', 'qa'], e.env, 'v')).code).toBe(2); // the value never comes from argv
   });
@@ -197,19 +208,19 @@ describe('ops secrets edit', () => {
   it('re-encrypts what changed, in a private temporary file that is then removed', async () => {
     const e = await newEnv();
     const before = readFileSync(e.secrets, 'utf8');
-    const ed = editor(`sed -i 's/^host: .*/host: 10.0.0.9/' "$1"`);
+    const ed = editor(`sed -i 's/^datapass_client_id: .*/datapass_client_id: 10.0.0.9/' "$1"`);
     const r = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: ed.cmd });
     expect(r).toMatchObject({ code: 0, err: '' });
-    expect(r.out).toBe('environments/qa/secrets.sops.yaml: updated (changed host)\n');
+    expect(r.out).toBe('environments/qa/secrets.sops.yaml: updated (changed datapass_client_id)\n');
     const [rec] = recorded(ed.record);
     expect(rec).toMatchObject({ mode: '600', dirMode: '700' });
     expect(existsSync(rec!.file)).toBe(false);
     expect(existsSync(join(rec!.file, '..'))).toBe(false);
-    expect((await open(e)).data.host).toBe('10.0.0.9');
-    // only host's ciphertext (and the MAC) changed
+    expect((await open(e)).data.datapass_client_id).toBe('10.0.0.9');
+    // only datapass_client_id's ciphertext (and the MAC) changed
     const after = readFileSync(e.secrets, 'utf8');
     const line = (t: string, k: string) => t.split('\n').find((l) => l.startsWith(`${k}:`));
-    expect(line(after, 'host')).not.toBe(line(before, 'host'));
+    expect(line(after, 'datapass_client_id')).not.toBe(line(before, 'datapass_client_id'));
     for (const k of ['secret_key', 'database_url', 'config_repo_api_key']) expect(line(after, k)).toBe(line(before, k));
   });
 
@@ -229,7 +240,7 @@ describe('ops secrets edit', () => {
     const e = await newEnv();
     const before = readFileSync(e.secrets, 'utf8');
     // abort
-    const bad = editor(`printf 'host: [unclosed\\n' > "$1"`);
+    const bad = editor(`printf 'datapass_client_id: [unclosed\\n' > "$1"`);
     const aborted = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: bad.cmd }, 'n\n');
     expect(aborted.code).toBe(1);
     expect(aborted.err).toContain('the edited text is not valid YAML at line 2');
@@ -242,11 +253,11 @@ describe('ops secrets edit', () => {
     // reopen: the second run sees the broken text, and fixes it
     const count = join(tempDir(), 'n');
     const fix = editor(`n=$(cat '${count}' 2>/dev/null || echo 0); echo $((n+1)) > '${count}'
-if [ "$n" = 0 ]; then printf 'host: [unclosed\\n' >> "$1"; else grep -q unclosed "$1" && sed -i '/unclosed/d; s/^host: .*/host: fixed.example.org/' "$1"; fi`);
+if [ "$n" = 0 ]; then printf 'datapass_client_id: [unclosed\\n' >> "$1"; else grep -q unclosed "$1" && sed -i '/unclosed/d; s/^datapass_client_id: .*/datapass_client_id: fixed.example.org/' "$1"; fi`);
     const fixed = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: fix.cmd }, 'y\n');
     expect(fixed.code).toBe(0);
     expect(recorded(fix.record).length).toBe(2);
-    expect((await open(e)).data.host).toBe('fixed.example.org');
+    expect((await open(e)).data.datapass_client_id).toBe('fixed.example.org');
     for (const r of recorded(fix.record)) expect(existsSync(r.file)).toBe(false);
   });
 
@@ -262,7 +273,7 @@ if [ "$n" = 0 ]; then printf 'host: [unclosed\\n' >> "$1"; else grep -q unclosed
   it('an editor that fails changes nothing', async () => {
     const e = await newEnv();
     const before = readFileSync(e.secrets, 'utf8');
-    const ed = editor(`echo 'host: x' > "$1"; exit 3`);
+    const ed = editor(`echo 'datapass_client_id: x' > "$1"; exit 3`);
     const r = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: ed.cmd });
     expect(r.code).toBe(1);
     expect(r.err).toContain('the editor exited with code 3; nothing was changed');
@@ -275,7 +286,7 @@ if [ "$n" = 0 ]; then printf 'host: [unclosed\\n' >> "$1"; else grep -q unclosed
       const e = await newEnv();
       const before = readFileSync(e.secrets, 'utf8');
       // the editor changes the file, then the ops process is signalled; the editor is stopped by ops
-      const ed = editor(`echo 'host: changed' > "$1"; kill -${signal.slice(3)} $PPID; sleep 30`);
+      const ed = editor(`echo 'datapass_client_id: changed' > "$1"; kill -${signal.slice(3)} $PPID; sleep 30`);
       const entry = fileURLToPath(new URL('./secrets-cli.entry.ts', import.meta.url));
       const child = spawn(process.execPath, ['--import', 'tsx', '--import', fileURLToPath(new URL('../../scripts/register-text-modules.js', import.meta.url)), entry, 'secrets', 'edit', 'qa'], {
         env: { PATH: process.env.PATH, HOME: e.root, OPS_ROOT: e.root, EDITOR: ed.cmd, ...e.env },
@@ -349,7 +360,7 @@ describe('ops secrets rotate / recipients', () => {
     expect((await cli(e.root, ['secrets', 'recipients', 'qa'], e.env)).err).toContain('run `ops secrets recipients qa sync`');
     const sync = await cli(e.root, ['secrets', 'recipients', 'qa', 'sync'], e.env);
     expect(sync.out).toBe(`environments/qa/secrets.sops.yaml: added ${r2}\n`);
-    expect((await open(e, k2)).data.host).toBeDefined();
+    expect((await open(e, k2)).data.datapass_client_id).toBeDefined();
     expect((await cli(e.root, ['secrets', 'recipients', 'qa', 'sync'], e.env)).out).toBe('environments/qa/secrets.sops.yaml: already in sync\n');
 
     const last = await cli(e.root, ['secrets', 'recipients', 'qa', 'remove', 'age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq'], e.env);

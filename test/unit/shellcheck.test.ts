@@ -19,7 +19,7 @@ import { scriptText, uploadStep } from '../../core/remote/wrap.ts';
 import { appendAudit, readAudit } from '../../core/steps/audit.ts';
 import { listCertificates, renewCertificate } from '../../core/steps/certs.ts';
 import { diskSpace, hostFacts } from '../../core/steps/facts.ts';
-import { runInitdata } from '../../core/steps/initdata.ts';
+import { initdataSettings, runInitdata } from '../../core/steps/initdata.ts';
 import { acquireLock, forceReleaseLock, lockStatus, releaseLock } from '../../core/steps/lock.ts';
 import { logsStep } from '../../core/steps/logs.ts';
 import { applyNginx, provisionNginx } from '../../core/steps/nginx.ts';
@@ -127,6 +127,7 @@ function render(env: Target): Record<string, Step> {
     diskSpace: diskSpace(env),
     hostFacts: hostFacts(env),
     runInitdata: runInitdata(env, up('initdata-0123.yml')),
+    initdataSettings: initdataSettings(env),
     uploadStep: uploadStep(`${env.baseDir}/shared/.env`, 1234, 0o600),
   };
 }

@@ -112,12 +112,12 @@ describe('ops env remove', () => {
     expect(text).not.toMatch(/delete it at the hosting provider/);
     expect(text).toContain(
       [
-        '  2. VM web1 (192.0.2.1) also runs keep: keep it, and take shop off it (these touch nothing of keep):',
+        '  3. VM web1 (192.0.2.1) also runs keep: keep it, and take shop off it (these touch nothing of keep):',
         '      sudo rm -f /etc/supervisor/conf.d/shop-blue.conf /etc/supervisor/conf.d/shop-green.conf && sudo supervisorctl update shop-blue shop-green',
         '      sudo rm -f /etc/nginx/sites-enabled/shop /etc/nginx/sites-available/shop /etc/nginx/ops-upstreams/shop.conf && sudo nginx -t && sudo nginx -s reload',
         '      sudo rm -rf /srv/shop /var/log/shop /var/log/nginx/shop.access.log* /var/log/nginx/shop.error.log*',
         '      sudo userdel --remove shop',
-        '  3. ',
+        '  4. ',
       ].join('\n'),
     );
     expect(text).not.toMatch(/keep\.conf|\/srv\/keep|userdel --remove keep/);
@@ -135,6 +135,24 @@ describe('ops env remove', () => {
     const nginx = removeAppCommands({ ...env, config: { ...env.config, app: 'nginx', tls: { mode: 'self-signed' } }, baseDir: '/srv/nginx' });
     expect(nginx.filter((c) => /rm -rf/.test(c))).toEqual(['sudo rm -rf /srv/nginx /var/log/nginx/nginx.access.log* /var/log/nginx/nginx.error.log*']);
     expect(nginx.at(-1)).toBe('# app "nginx" names /var/log/nginx, which belongs to the system: its files there are not removed');
+  });
+
+  it('the checklist in the order it can be done: the audit log saved before anything deletes it, DNS before the VMs', async () => {
+    const { root } = await project(true);
+    const dry = await removeEnvironment({ root, reporter: new MemoryReporter(), processEnv: {}, connector: gone }, 'old', { dryRun: true });
+    const at = (re: RegExp) => dry.checklist.findIndex((c) => re.test(c));
+    // The audit log lives in the app's directory, which the printed commands (and deleting the VM) remove; ops
+    // audit reads it through environments/old/, which ops env remove removes: saved first, saying why.
+    expect(dry.checklist[0]).toMatch(/^first, before anything below and before ops env remove old without --dry-run .*ops audit old --json > old-audit\.json/);
+    expect(at(/^DNS: /)).toBeGreaterThan(0);
+    expect(at(/^VM web1 /)).toBeGreaterThan(at(/^DNS: /));
+    expect(at(/sudo rm -rf \/srv\/shop/)).toBeGreaterThan(at(/ops audit old --json/));
+    // Printed after the folder is gone: no instruction that can no longer work, but where what is left lives.
+    const r = await removeEnvironment({ root, reporter: new MemoryReporter(), processEnv: {}, connector: gone }, 'old', { force: true });
+    expect(r.removed).toBe(true);
+    const text = formatRemove(r);
+    expect(text).not.toContain('ops audit old');
+    expect(text).toContain('  1. the audit log and logs: environments/old/ is removed, so ops audit and ops logs no longer reach them; what is left is on the hosts (/srv/shop/.ops/audit.log, /var/log/shop/)');
   });
 
   it('refuses unknown and invalid names before anything else', async () => {

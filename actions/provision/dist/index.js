@@ -27395,7 +27395,7 @@ var init_environment_schema = __esm({
     secretRef = object({ secret: req(string({ pattern: /^[A-Za-z0-9_.-]+$/, form: 'a key path in the secrets file ("a.b")' }), "the secret whose value is used") }, "{ secret: <key path> }");
     httpUrl = string({ pattern: /^https?:\/\/[^\s@\/]+(\/[^\s]*)?$/, form: "an http(s) URL without credentials (put those in a secret)" });
     programSchema = object({
-      command: req(command, "how to start it, run in `directory` with the release `.env` loaded; placeholders: {release} (the release directory), {python} {node} {npm} (pinned runtimes, absolute paths), {port} (the port of this program in the slot being started), {port:<program>}"),
+      command: req(command, "how to start it: supervisor runs it as the app user in `directory`, with HOME, PATH (the release's venv/bin, the pinned Node.js, /usr/local/bin:/usr/bin:/bin), OPS_RELEASE (the release id), OPS_SLOT (blue or green) and its `env` in its environment (beside the variables supervisord gives every program), not the release `.env`: that is a file the app reads itself (`{release}/.env`, e.g. with python-dotenv or dotenv); placeholders: {release} (the release directory), {python} {node} {npm} (pinned runtimes, absolute paths), {port} (the port of this program in the slot being started), {port:<program>}"),
       directory: opt(relPath, "working directory, relative to the release", "."),
       port: req(port, 'the port it listens on in the "blue" slot; the "green" slot uses port + switch.port_offset'),
       health: opt(healthPath, "HTTP path that answers 2xx when the program is ready (on 127.0.0.1; a redirect to another path of the program is followed)", "/"),
@@ -67588,9 +67588,13 @@ dotenv:
   readers: [python-dotenv, node-dotenv, { reader: vite, only: VITE_ }]
 `;
 }
+function templateSecretKeys() {
+  return [...environmentTemplate("x").matchAll(/\{ secret: ([A-Za-z0-9_.-]+) \}/g)].map((m) => m[1]);
+}
 function initialSecrets() {
   const generated = { secret_key: generateSecretKey(), config_repo_api_key: generateApiKey() };
-  const entries = APP_SECRETS.map(({ key, about }) => {
+  const read2 = new Set(templateSecretKeys());
+  const entries = APP_SECRETS.filter(({ key }) => read2.has(key)).map(({ key, about }) => {
     if (generated[key]) return [key, str(generated[key])];
     if (key === "passwords") {
       return [key, { kind: "map", entries: [["admin@example.org", str(`${PLACEHOLDER}: password of this initdata user`)]] }];

@@ -122,7 +122,9 @@ export function siteVariables(env: Target): Record<string, string> {
     logs: `access_log ${L.nginxAccessLog};\n    error_log ${L.nginxErrorLog};`,
     upstreams_include: `include ${L.nginxUpstreams};`,
     acme_location: `location ^~ /.well-known/acme-challenge/ {\n        root ${L.acmeWebroot};\n        default_type text/plain;\n    }`,
-    slot_location: `location = /.ops/slot {\n        allow 127.0.0.1;\n        allow ::1;\n        deny all;\n        default_type text/plain;\n        return 200 $${L.nginxSlotVariable};\n    }`,
+    // Local clients only: `return` runs in the rewrite phase, before allow/deny (the access phase) would, so the
+    // refusal is a rewrite-phase `if` before it (ngx_http_rewrite_module: its directives run in their order).
+    slot_location: `location = /.ops/slot {\n        default_type text/plain;\n        if ($remote_addr !~ "^(127\\.0\\.0\\.1|::1)$") {\n            return 403;\n        }\n        return 200 $${L.nginxSlotVariable};\n    }`,
     security_headers: SECURITY_HEADERS,
     tls_settings: TLS_SETTINGS,
     ssl_certificate: certs?.cert ?? '',

@@ -195,6 +195,29 @@ export function renderTemplate(template: string, vars: Record<string, string>, s
   return out;
 }
 
+/** {{slot_location}} in a template: what tells whether a site answers /.ops/slot. */
+const SLOT_PLACEHOLDER = /\{\{\s*slot_location\s*\}\}/;
+
+/**
+ * Whether site(env, certificateReady) answers /.ops/slot (the built-in templates do; a custom one when it holds
+ * {{slot_location}}): then a switch must see its new slot there.
+ * @throws OpsError when the custom template cannot be read.
+ */
+export function siteServesSlot(env: Target, certificateReady: boolean): boolean {
+  if (env.config.tls.mode !== 'off' && !certificateReady) return true;
+  const custom = env.config.nginx.site_template;
+  return custom ? SLOT_PLACEHOLDER.test(readTemplate(env, custom)) : true;
+}
+
+function readTemplate(env: Target, custom: string): string {
+  const file = envPath(env, custom);
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    throw new OpsError(`cannot read the nginx site template ${file}`, `fix nginx.site_template in environments/${env.name}/environment.yml`);
+  }
+}
+
 /**
  * The site for the environment. `certificateReady` says whether the TLS certificate exists on the host
  * (letsencrypt: issued yet?). Until it does (a first provision, TLS just turned on, a new domain), the site is
@@ -207,15 +230,6 @@ export function site(env: Target, certificateReady: boolean): string {
   const tls = env.config.tls.mode !== 'off';
   if (tls && !certificateReady) return renderTemplate(PLAIN_SITE, vars, 'built-in site');
   const custom = env.config.nginx.site_template;
-  if (custom) {
-    const file = envPath(env, custom);
-    let text: string;
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch {
-      throw new OpsError(`cannot read the nginx site template ${file}`, `fix nginx.site_template in environments/${env.name}/environment.yml`);
-    }
-    return renderTemplate(text, vars, `environments/${env.name}/${custom}`);
-  }
+  if (custom) return renderTemplate(readTemplate(env, custom), vars, `environments/${env.name}/${custom}`);
   return renderTemplate(tls ? TLS_SITE : PLAIN_SITE, vars, 'built-in site');
 }

@@ -9,7 +9,8 @@ import { onHost, quote, word, type HostVariable } from '../shell.ts';
 import { supervisorEnvironment, supervisorValue } from '../supervisor.ts';
 import { RELEASE_DIR_PATTERN, historyFunctions } from './history.ts';
 import { applyNginx } from './nginx.ts';
-import { certificatePaths, site, upstreams } from './nginx-config.ts';
+import { certificatePaths, site, siteServesSlot, upstreams } from './nginx-config.ts';
+import { siteName } from './certs.ts';
 import { b64, putFileWord } from './script.ts';
 import { CRITICAL_FUNCTIONS, HOST_LOCK_FUNCTIONS, IDENTITY_FUNCTIONS, PROBE_FUNCTIONS, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
 
@@ -326,8 +327,30 @@ umask 022`;
 
 /** How long the switch looks for the new slot at /.ops/slot, at most, in seconds (about 5 s of 100 looks when nothing answers). */
 const SLOT_LOOK_SECONDS = 6;
-/** The most the switch's part after nginx's reload takes, in seconds: the look at /.ops/slot, two renames, the history. */
-const SWITCH_THEN_SECONDS = SLOT_LOOK_SECONDS + 4;
+/** The most a reload of the previous files takes (nginx_reload's 10 s of waiting), when the new slot is not seen. */
+const RELOAD_BACK_SECONDS = 11;
+/** The most the switch's part after nginx's reload takes, in seconds: the look at /.ops/slot (and the previous files back), two renames, the history. */
+const SWITCH_THEN_SECONDS = SLOT_LOOK_SECONDS + RELOAD_BACK_SECONDS + 4;
+
+/**
+ * Shell that looks (SLOT_LOOK_SECONDS at most) for `slot` at /.ops/slot through the local nginx, as the site answers
+ * it: over http, and over https too when the site is served with its certificate (a template may hold
+ * {{slot_location}} in its https server alone). Sets `slot_seen` (1 when nginx answered the slot) and `slot_got`
+ * (the last answer, on one line).
+ */
+function slotLook(env: Target, slot: Slot, certificateReady: boolean): string {
+  const host = env.config.domain ? ` -H ${quote(`Host: ${env.config.domain}`)}` : '';
+  const name = siteName(env);
+  const https = certificateReady && certificatePaths(env) ? `\n  [ "$got" = ${quote(slot)} ] || got=$(curl -sk --max-time 1 --resolve ${quote(`${name}:443:127.0.0.1`)} ${quote(`https://${name}/.ops/slot`)} 2>/dev/null || true)` : '';
+  return String.raw`slot_seen=""; slot_got=""; slot_until=$(( SECONDS + ${SLOT_LOOK_SECONDS} ))
+for i in {1..100}; do
+  got=$(curl -s --max-time 1${host} http://127.0.0.1/.ops/slot 2>/dev/null || true)${https}
+  if [ "$got" = ${quote(slot)} ]; then slot_seen=1; break; fi
+  slot_got=${'$'}{got//$'\n'/ }; slot_got=${'$'}{slot_got:0:80}
+  if [ "$i" = 100 ] || [ "$SECONDS" -ge "$slot_until" ]; then break; fi
+  sleep 0.05
+done`;
+}
 
 /** What the switch reports: `switched` (the release id, once `current` names it: the release is live, whatever fails after). */
 export const SWITCH_KEYS = reportKeys('switched');
@@ -335,9 +358,11 @@ export const SWITCH_KEYS = reportKeys('switched');
 /**
  * The switch, in one step: nginx to the new slot (site re-rendered too, unless TLS is on and `certificateReady` is
  * false: then the site on the host is kept, and only the upstreams move), validated and reloaded gracefully
- * (the previous files come back if nginx refuses, nginx_reload returns once the new workers serve); then,
- * once nginx answers with the new slot at /.ops/slot (a look that the site really routes to it: a custom
- * template without {{slot_location}} is warned about), `current` flips by rename(2), the live slot is recorded, and the
+ * (the previous files come back if nginx refuses, nginx_reload returns once the new workers serve, and fails when
+ * the reload cannot be sent or is not taken up); then nginx must answer with the new slot at /.ops/slot (the site
+ * really routes to it) when the site it renders serves that location (siteServesSlot): else the previous files come
+ * back, nginx reloads them, and the step fails with `current` as it was. Only a site it does not render or a custom
+ * template without {{slot_location}} leaves that look a warning. Then `current` flips by rename(2), the live slot is recorded, and the
  * release's going live is appended to the host's history (the order rollback and pruning follow); a release live
  * again after it was rolled back from loses its `abandoned` mark (it is a rollback target again). A deploy records
  * what the release was deployed with (`record`: deployFingerprint and the sums of the files it wrote, a line of its
@@ -346,7 +371,10 @@ export const SWITCH_KEYS = reportKeys('switched');
  */
 export function switchTo(env: Target, slot: Slot, releaseId: string | HostVariable, certificateReady: boolean, operation: 'deploy' | 'rollback' = 'deploy', record?: DeployRecord): Step {
   const L = env.layout;
-  const host = env.config.domain ? ` -H ${quote(`Host: ${env.config.domain}`)}` : '';
+  const writesSite = certificateReady || !certificatePaths(env);
+  // The site rendered here answers /.ops/slot: a reload that does not route to the new slot is a failed switch.
+  const mustSee = writesSite && siteServesSlot(env, certificateReady);
+  const look = slotLook(env, slot, certificateReady);
   return {
     ...applyNginx({
       item: 'switch',
@@ -354,7 +382,7 @@ export function switchTo(env: Target, slot: Slot, releaseId: string | HostVariab
       // provision): the site nginx has is left as it is (it may serve the previous name with its certificate);
       // only the traffic moves. Provision gets the certificate and writes the site.
       files: [
-        ...(certificateReady || !certificatePaths(env) ? [{ path: L.nginxSite, content: site(env, certificateReady) }] : []),
+        ...(writesSite ? [{ path: L.nginxSite, content: site(env, certificateReady) }] : []),
         { path: L.nginxUpstreams, content: upstreams(env, slot) },
       ],
       links: [[L.nginxSite, L.nginxSiteEnabled]],
@@ -365,13 +393,15 @@ ln -sfn ${quote(L.releases)}/"$release_id" ${quote(`${L.base}/.current.new`)}
 printf '%s\n' ${quote(slot)} > ${quote(`${L.slotFile}.new`)}${record ? `\n${fingerprintRecords(env, record)}` : ''}`,
       // At most SLOT_LOOK_SECONDS (+ one look's second), whatever answers there (a slow app behind a custom template).
       critical: SWITCH_THEN_SECONDS,
-      then: String.raw`slot_until=$(( SECONDS + ${SLOT_LOOK_SECONDS} ))
-for i in {1..100}; do
-  got=$(curl -s --max-time 1${host} http://127.0.0.1/.ops/slot 2>/dev/null || true)
-  [ "$got" = ${quote(slot)} ] && break
-  if [ "$i" = 100 ] || [ "$SECONDS" -ge "$slot_until" ]; then echo "nginx does not report slot ${slot} at /.ops/slot (a custom site template without {{slot_location}}?); continuing" >&2; break; fi
-  sleep 0.05
-done
+      ...(mustSee && {
+        verify: String.raw`${look}
+[ -n "$slot_seen" ] || { echo "the switch to slot ${slot} did not take: nginx was reloaded, but its /.ops/slot answers '$slot_got' rather than '${slot}' (nginx still routes to the previous slot)" >&2; false; }`,
+      }),
+      then: String.raw`${
+        mustSee
+          ? '# nginx answered with the new slot (verify, above)'
+          : `${look}\n[ -n "$slot_seen" ] || echo "nginx does not report slot ${slot} at /.ops/slot (${writesSite ? 'the custom site template has no {{slot_location}}' : 'the site on the host is kept until provision writes it'}); continuing" >&2`
+      }
 mv -T ${quote(`${L.base}/.current.new`)} ${quote(L.current)}
 mv -f ${quote(`${L.slotFile}.new`)} ${quote(L.slotFile)}
 # The release is live from here: a failure of what follows (records) must not be taken for a switch that did not happen.

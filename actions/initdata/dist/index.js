@@ -67396,21 +67396,20 @@ function renderTemplate(template, vars, source) {
     throw new OpsError(`${source} uses unknown placeholder${unknown.size > 1 ? "s" : ""} ${[...unknown].map((u) => `{{${u}}}`).join(", ")}`, `known placeholders: ${Object.keys(vars).map((v) => `{{${v}}}`).join(" ")}`);
   return out;
 }
+function readTemplate(env, custom) {
+  const file = envPath(env, custom);
+  try {
+    return readFileSync4(file, "utf8");
+  } catch {
+    throw new OpsError(`cannot read the nginx site template ${file}`, `fix nginx.site_template in environments/${env.name}/environment.yml`);
+  }
+}
 function site(env, certificateReady) {
   const vars = siteVariables(env);
   const tls = env.config.tls.mode !== "off";
   if (tls && !certificateReady) return renderTemplate(PLAIN_SITE, vars, "built-in site");
   const custom = env.config.nginx.site_template;
-  if (custom) {
-    const file = envPath(env, custom);
-    let text;
-    try {
-      text = readFileSync4(file, "utf8");
-    } catch {
-      throw new OpsError(`cannot read the nginx site template ${file}`, `fix nginx.site_template in environments/${env.name}/environment.yml`);
-    }
-    return renderTemplate(text, vars, `environments/${env.name}/${custom}`);
-  }
+  if (custom) return renderTemplate(readTemplate(env, custom), vars, `environments/${env.name}/${custom}`);
   return renderTemplate(tls ? TLS_SITE : PLAIN_SITE, vars, "built-in site");
 }
 
@@ -67868,6 +67867,14 @@ function supervisorEnvironment(vars, keyOf) {
   }).join(",").replace(/%/g, "%%");
 }
 
+// core/steps/tls.ts
+var TLS_KEYS = reportKeys("certificate");
+var CA_DIR = "/usr/local/share/ops-pipeline";
+var CA_BUNDLE = `${CA_DIR}/acme-ca-bundle.pem`;
+
+// core/steps/certs.ts
+var CERTS_KEYS = reportKeys("configured", "served_serial", "renewal");
+
 // core/steps/switch.ts
 function expand3(env, text, release, program, slot) {
   const paths = env.runtime;
@@ -67973,7 +67980,8 @@ function forEachFingerprintRecord(env, body) {
 fi`;
 }
 var SLOT_LOOK_SECONDS = 6;
-var SWITCH_THEN_SECONDS = SLOT_LOOK_SECONDS + 4;
+var RELOAD_BACK_SECONDS = 11;
+var SWITCH_THEN_SECONDS = SLOT_LOOK_SECONDS + RELOAD_BACK_SECONDS + 4;
 var SWITCH_KEYS = reportKeys("switched");
 var ROLLBACK_KEYS = reportKeys("rollback", "rollback_from", "rollback_to", "rollback_slot", "rollback_exit", "rollback_stop_exit");
 

@@ -184,8 +184,14 @@ if [ -n "$expected_conf" ] && [[ $cur_id =~ ${RELEASE_DIR_PATTERN} ]]; then
 fi`;
 }
 
-/** startSlot for a release given by the runner, or chosen on the host (`onHost('release_id')`: rollbackStep). */
-function startRelease(env: Target, slot: Slot, releaseId: string | HostVariable): Step {
+/** rollbackStep's start exits with this when it reused the slot (the release already ran there, warm and healthy). */
+const START_REUSED = 4;
+
+/**
+ * startSlot for a release given by the runner, or chosen on the host (`onHost('release_id')`: rollbackStep).
+ * `reusedExit`: the exit code when the slot already runs the release and is reused (0 unless given).
+ */
+function startRelease(env: Target, slot: Slot, releaseId: string | HostVariable, reusedExit = 0): Step {
   const L = env.layout;
   const sw = env.config.switch;
   const group = L.supervisorGroup(slot);
@@ -208,7 +214,7 @@ conf=${quote(L.supervisorConf(slot))}
 # travels): then health and identity are enough, checked at once (live_verdict).
 if [ -f "$conf" ] && [ "$(base64 -w0 < "$conf")" = "$conf_b64" ] && [ "$(live_verdict "$release_id" "$release" ${quote(group)} 2 0.1 ${probeList})" = ok ]; then
   echo "slot ${slot} already runs $release_id and is healthy: reused"
-  exit 0
+  exit ${reusedExit}
 fi
 # The new file goes in beside a copy of the previous one, which comes back if supervisor refuses the new one.
 prev=$(mktemp /etc/supervisor/.ops-prev.XXXXXX); trap 'rm -f "$prev"' EXIT
@@ -454,9 +460,11 @@ export interface RollbackEnds {
  * `release_id`), stops the old slot unless switch.keep_previous, and ends with `ends.done`. Whatever the live
  * slot and the certificate on the host are, the step holds each variant (rendered for the id chosen there) and
  * runs the one that fits. Runs alone or at the end of the lock step (a one-host rollback: one round trip).
+ * Before any slot is touched, nginx -t must pass (but for the files the switch rewrites): else nothing changes
+ * (`rollback_exit` START_FAILED_CLEAN, with nginx's message).
  * Exits 0 unless the step itself breaks: the outcome is in ROLLBACK_KEYS. A failed start or switch changed
  * nothing that serves (`current` and nginx are as they were); the slot is as it was when `rollback_exit` is
- * START_FAILED_CLEAN, else the operation stops it.
+ * START_FAILED_CLEAN (a failed switch to a warm slot reused as it ran: it keeps running), else the operation stops it.
  */
 export function rollbackStep(env: Target, to: string | undefined, after: string, ends: RollbackEnds): Step {
   const L = env.layout;
@@ -464,7 +472,7 @@ export function rollbackStep(env: Target, to: string | undefined, after: string,
   const slots: Slot[] = ['blue', 'green'];
   const certs = certificatePaths(env);
   const certStates = certs ? [true, false] : [false];
-  const starts = slots.map((slot) => [slot, startRelease(env, slot, id)] as const);
+  const starts = slots.map((slot) => [slot, startRelease(env, slot, id, START_REUSED)] as const);
   const switches = slots.flatMap((slot) => certStates.map((cert) => [`${slot}:${cert ? 'yes' : 'no'}`, switchTo(env, slot, id, cert, 'rollback')] as const));
   const stops = slots.map((slot) => [slot, stopSlot(env, slot, env.config.switch.drain)] as const);
   // The shell libraries the parts use are defined once, here, rather than in each variant. Nothing is indented:
@@ -506,11 +514,29 @@ else
     ${body(after) || ':'}
     fi
   }
-  ops_part rollback_start
+  # nginx must accept its files before any slot is touched (as a deploy's state step checks): a switch nginx -t
+  # refuses would fail after the start, and a warm slot reused for it would be stopped for nothing. A failure in a
+  # file the switch rewrites (the app's site or upstreams) is repaired by it.
+  part_rc=0
+  if ! nginx_out=$(nginx -t 2>&1); then
+    nginx_file=""; if [[ $nginx_out =~ \ in\ (/[^ ]+):[0-9]+ ]]; then nginx_file=${'$'}{BASH_REMATCH[1]}; fi
+    case "$nginx_file" in
+      ${[L.nginxSite, L.nginxSiteEnabled, L.nginxUpstreams].map(quote).join('|')}) ;;
+      *)
+        { echo "nginx -t fails on this host's configuration, on a file this rollback does not write (hand-edited?): fix or remove the file named below, then run again. Nothing was changed (no slot was started or stopped); nginx keeps serving what it loaded:"; echo "$nginx_out"; } >&2
+        part_rc=${START_FAILED_CLEAN} ;;
+    esac
+  fi
   if [ "$part_rc" = 0 ]; then
-    # Once the start succeeded, a failed switch leaves the new slot to the operation to stop.
-    ops_part rollback_switch
-    if [ "$part_rc" = ${START_FAILED_CLEAN} ]; then part_rc=1; fi
+    ops_part rollback_start
+    reused=no; if [ "$part_rc" = ${START_REUSED} ]; then reused=yes; part_rc=0; fi
+    if [ "$part_rc" = 0 ]; then
+      # Once the start succeeded, a failed switch leaves the new slot to the operation to stop; but a warm slot
+      # reused as it ran stays as it was (it is the rollback target of the next try).
+      ops_part rollback_switch
+      if [ "$part_rc" = ${START_FAILED_CLEAN} ]; then part_rc=1; fi
+      if [ "$part_rc" != 0 ] && [ "$reused" = yes ]; then echo "slot $new_slot keeps running $release_id warm, as before the rollback" >&2; part_rc=${START_FAILED_CLEAN}; fi
+    fi
   fi
   if [ "$part_rc" != 0 ]; then
     ops_report ${ROLLBACK_KEYS.rollback_exit} "$part_rc"

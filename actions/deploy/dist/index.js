@@ -70676,7 +70676,7 @@ if [ -n "$expected_conf" ] && [[ $cur_id =~ ${RELEASE_DIR_PATTERN} ]]; then
   if file_is "$conf_file" "$expected_conf" && file_is ${quote(L.nginxSite)} "$expected_site" && file_is ${quote(L.nginxUpstreams)} "$expected_upstreams"; then live_files=yes; fi
 fi`;
 }
-function startRelease(env, slot, releaseId2) {
+function startRelease(env, slot, releaseId2, reusedExit = 0) {
   const L = env.layout;
   const sw = env.config.switch;
   const group = L.supervisorGroup(slot);
@@ -70699,7 +70699,7 @@ conf=${quote(L.supervisorConf(slot))}
 # travels): then health and identity are enough, checked at once (live_verdict).
 if [ -f "$conf" ] && [ "$(base64 -w0 < "$conf")" = "$conf_b64" ] && [ "$(live_verdict "$release_id" "$release" ${quote(group)} 2 0.1 ${probeList})" = ok ]; then
   echo "slot ${slot} already runs $release_id and is healthy: reused"
-  exit 0
+  exit ${reusedExit}
 fi
 # The new file goes in beside a copy of the previous one, which comes back if supervisor refuses the new one.
 prev=$(mktemp /etc/supervisor/.ops-prev.XXXXXX); trap 'rm -f "$prev"' EXIT

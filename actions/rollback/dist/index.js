@@ -52400,7 +52400,8 @@ if [ -n "$expected_conf" ] && [[ $cur_id =~ ${RELEASE_DIR_PATTERN} ]]; then
   if file_is "$conf_file" "$expected_conf" && file_is ${quote(L.nginxSite)} "$expected_site" && file_is ${quote(L.nginxUpstreams)} "$expected_upstreams"; then live_files=yes; fi
 fi`;
 }
-function startRelease(env, slot, releaseId) {
+var START_REUSED = 4;
+function startRelease(env, slot, releaseId, reusedExit = 0) {
   const L = env.layout;
   const sw = env.config.switch;
   const group = L.supervisorGroup(slot);
@@ -52423,7 +52424,7 @@ conf=${quote(L.supervisorConf(slot))}
 # travels): then health and identity are enough, checked at once (live_verdict).
 if [ -f "$conf" ] && [ "$(base64 -w0 < "$conf")" = "$conf_b64" ] && [ "$(live_verdict "$release_id" "$release" ${quote(group)} 2 0.1 ${probeList})" = ok ]; then
   echo "slot ${slot} already runs $release_id and is healthy: reused"
-  exit 0
+  exit ${reusedExit}
 fi
 # The new file goes in beside a copy of the previous one, which comes back if supervisor refuses the new one.
 prev=$(mktemp /etc/supervisor/.ops-prev.XXXXXX); trap 'rm -f "$prev"' EXIT
@@ -52581,7 +52582,7 @@ function rollbackStep(env, to, after, ends) {
   const slots = ["blue", "green"];
   const certs = certificatePaths(env);
   const certStates = certs ? [true, false] : [false];
-  const starts = slots.map((slot) => [slot, startRelease(env, slot, id)]);
+  const starts = slots.map((slot) => [slot, startRelease(env, slot, id, START_REUSED)]);
   const switches = slots.flatMap((slot) => certStates.map((cert) => [`${slot}:${cert ? "yes" : "no"}`, switchTo(env, slot, id, cert, "rollback")]));
   const stops = slots.map((slot) => [slot, stopSlot(env, slot, env.config.switch.drain)]);
   const libraries = [SYSTEM_FUNCTIONS, PROBE_FUNCTIONS, SUPERVISOR_FUNCTIONS, IDENTITY_FUNCTIONS, HOST_LOCK_FUNCTIONS, CRITICAL_FUNCTIONS, historyFunctions(env)];
@@ -52627,11 +52628,29 @@ else
     ${body(after) || ":"}
     fi
   }
-  ops_part rollback_start
+  # nginx must accept its files before any slot is touched (as a deploy's state step checks): a switch nginx -t
+  # refuses would fail after the start, and a warm slot reused for it would be stopped for nothing. A failure in a
+  # file the switch rewrites (the app's site or upstreams) is repaired by it.
+  part_rc=0
+  if ! nginx_out=$(nginx -t 2>&1); then
+    nginx_file=""; if [[ $nginx_out =~ \ in\ (/[^ ]+):[0-9]+ ]]; then nginx_file=${"$"}{BASH_REMATCH[1]}; fi
+    case "$nginx_file" in
+      ${[L.nginxSite, L.nginxSiteEnabled, L.nginxUpstreams].map(quote).join("|")}) ;;
+      *)
+        { echo "nginx -t fails on this host's configuration, on a file this rollback does not write (hand-edited?): fix or remove the file named below, then run again. Nothing was changed (no slot was started or stopped); nginx keeps serving what it loaded:"; echo "$nginx_out"; } >&2
+        part_rc=${START_FAILED_CLEAN} ;;
+    esac
+  fi
   if [ "$part_rc" = 0 ]; then
-    # Once the start succeeded, a failed switch leaves the new slot to the operation to stop.
-    ops_part rollback_switch
-    if [ "$part_rc" = ${START_FAILED_CLEAN} ]; then part_rc=1; fi
+    ops_part rollback_start
+    reused=no; if [ "$part_rc" = ${START_REUSED} ]; then reused=yes; part_rc=0; fi
+    if [ "$part_rc" = 0 ]; then
+      # Once the start succeeded, a failed switch leaves the new slot to the operation to stop; but a warm slot
+      # reused as it ran stays as it was (it is the rollback target of the next try).
+      ops_part rollback_switch
+      if [ "$part_rc" = ${START_FAILED_CLEAN} ]; then part_rc=1; fi
+      if [ "$part_rc" != 0 ] && [ "$reused" = yes ]; then echo "slot $new_slot keeps running $release_id warm, as before the rollback" >&2; part_rc=${START_FAILED_CLEAN}; fi
+    fi
   fi
   if [ "$part_rc" != 0 ]; then
     ops_report ${ROLLBACK_KEYS.rollback_exit} "$part_rc"

@@ -223,9 +223,14 @@ restore() { if [ "$had_prev" = 1 ]; then cp -a "$prev" "$conf"; else rm -f "$con
 ${putFileWord(L.supervisorConf(slot), '"$conf_b64"')}
 if ! msg=$(reread); then
   restore
-  if reread >/dev/null; then echo "supervisor refused the new configuration of slot ${slot} (${L.supervisorConf(slot)}): $msg" >&2
-  else echo "supervisor refuses its configuration, with or without this deploy's change (fix the file it names): $msg" >&2; fi
-  echo "the previous file is back in place; the live release keeps serving" >&2
+  if reread >/dev/null; then
+    echo "supervisor refused the new configuration of slot ${slot} (${L.supervisorConf(slot)}): $msg" >&2
+    echo "the previous file is back in place; the live release keeps serving" >&2
+  else
+    # supervisor itself does not work (not running, or refusing every file): the live release's programs may not run either.
+    echo "supervisor refuses its configuration, with or without this deploy's change (fix the file it names, or start supervisord): $msg" >&2
+    echo "the previous file is back in place; the live slot was not touched, but supervisor does not work, so its programs may not be running (see ops status)" >&2
+  fi
   exit ${START_FAILED_CLEAN}
 fi
 # Anything left on this slot (the release before, a failed start) goes first, so the ports are ours.

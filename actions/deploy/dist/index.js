@@ -70708,9 +70708,14 @@ restore() { if [ "$had_prev" = 1 ]; then cp -a "$prev" "$conf"; else rm -f "$con
 ${putFileWord(L.supervisorConf(slot), '"$conf_b64"')}
 if ! msg=$(reread); then
   restore
-  if reread >/dev/null; then echo "supervisor refused the new configuration of slot ${slot} (${L.supervisorConf(slot)}): $msg" >&2
-  else echo "supervisor refuses its configuration, with or without this deploy's change (fix the file it names): $msg" >&2; fi
-  echo "the previous file is back in place; the live release keeps serving" >&2
+  if reread >/dev/null; then
+    echo "supervisor refused the new configuration of slot ${slot} (${L.supervisorConf(slot)}): $msg" >&2
+    echo "the previous file is back in place; the live release keeps serving" >&2
+  else
+    # supervisor itself does not work (not running, or refusing every file): the live release's programs may not run either.
+    echo "supervisor refuses its configuration, with or without this deploy's change (fix the file it names, or start supervisord): $msg" >&2
+    echo "the previous file is back in place; the live slot was not touched, but supervisor does not work, so its programs may not be running (see ops status)" >&2
+  fi
   exit ${START_FAILED_CLEAN}
 fi
 # Anything left on this slot (the release before, a failed start) goes first, so the ports are ours.
@@ -70872,7 +70877,7 @@ function diskSpace(env) {
 }
 
 // core/steps/release.ts
-var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "platform", "nginx_invalid", "pruned", "kept_running", "pruned_deps");
+var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "platform", "nginx_invalid", "supervisor_down", "pruned", "kept_running", "pruned_deps");
 function releaseId(sha, now = /* @__PURE__ */ new Date()) {
   const t = now.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
   return `${t}-${sha.slice(0, 12)}`;
@@ -70930,6 +70935,10 @@ ${mirrorShallow(L.mirror)}
   true
 fi
 for d in ${quote(L.deps)}/*/; do if [ -f "$d.complete" ]; then d=${"$"}{d%/}; ops_report ${RELEASE_KEYS.deps_has} "${"$"}{d##*/}"; fi; done
+# Is supervisord running? The start needs it (else it fails after the build and migrations), and without it no
+# program of the live release runs either.
+if [ -d /run/systemd/system ]; then systemctl is-active --quiet supervisor || ops_report ${RELEASE_KEYS.supervisor_down} 1
+else service supervisor status >/dev/null 2>&1 || ops_report ${RELEASE_KEYS.supervisor_down} 1; fi
 # Can the switch reload nginx? A file it does not write that nginx refuses would fail it after the build and migrations.
 if ! nginx_out=$(nginx -t 2>&1); then while IFS= read -r line; do [ -z "$line" ] || ops_report ${RELEASE_KEYS.nginx_invalid} "$line"; done <<< "$nginx_out"; fi
 ` : "";
@@ -72656,7 +72665,8 @@ function parseState(r) {
     disk: parseDisk(reported(r, FACTS_KEYS.disk)),
     depsHas: reportedAll(r, RELEASE_KEYS.deps_has),
     platform: reported(r, RELEASE_KEYS.platform),
-    nginxInvalid: reportedAll(r, RELEASE_KEYS.nginx_invalid)
+    nginxInvalid: reportedAll(r, RELEASE_KEYS.nginx_invalid),
+    supervisorDown: reported(r, RELEASE_KEYS.supervisor_down) !== void 0
   };
 }
 function pruneAfterSwitch(env, state, id, newSlot) {
@@ -73502,6 +73512,11 @@ function beginHost(ctx, env, remote, locked, p, options) {
     throw new OpsError(
       `${remote.name} has no TLS certificate for ${env.config.domain ?? env.config.app} (${cert.cert}; tls.mode ${env.config.tls.mode}): was tls or domain changed since the last provision? Nothing was changed; the site serves as it did`,
       `run: ops provision ${env.name} (it gets the certificate and writes the site), then deploy`
+    );
+  if (state.supervisorDown)
+    throw new OpsError(
+      `supervisord is not running on ${remote.name} (systemctl start supervisor): nothing was started (no build, no migration), and no program of the live release${state.current ? ` (${state.current})` : ""} runs until it does`,
+      `start it (sudo systemctl start supervisor), check ops status ${env.name}, then deploy again`
     );
   const broken = nginxBlocker(env, state.nginxInvalid);
   if (broken)

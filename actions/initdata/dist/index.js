@@ -67999,7 +67999,7 @@ function parseDisk(value) {
 }
 
 // core/steps/release.ts
-var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "platform", "nginx_invalid", "pruned", "kept_running", "pruned_deps");
+var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "platform", "nginx_invalid", "supervisor_down", "pruned", "kept_running", "pruned_deps");
 function deployState(env, shas, options = {}) {
   const L = env.layout;
   const cert = certificatePaths(env);
@@ -68053,6 +68053,10 @@ ${mirrorShallow(L.mirror)}
   true
 fi
 for d in ${quote(L.deps)}/*/; do if [ -f "$d.complete" ]; then d=${"$"}{d%/}; ops_report ${RELEASE_KEYS.deps_has} "${"$"}{d##*/}"; fi; done
+# Is supervisord running? The start needs it (else it fails after the build and migrations), and without it no
+# program of the live release runs either.
+if [ -d /run/systemd/system ]; then systemctl is-active --quiet supervisor || ops_report ${RELEASE_KEYS.supervisor_down} 1
+else service supervisor status >/dev/null 2>&1 || ops_report ${RELEASE_KEYS.supervisor_down} 1; fi
 # Can the switch reload nginx? A file it does not write that nginx refuses would fail it after the build and migrations.
 if ! nginx_out=$(nginx -t 2>&1); then while IFS= read -r line; do [ -z "$line" ] || ops_report ${RELEASE_KEYS.nginx_invalid} "$line"; done <<< "$nginx_out"; fi
 ` : "";
@@ -69630,7 +69634,8 @@ function parseState(r) {
     disk: parseDisk(reported(r, FACTS_KEYS.disk)),
     depsHas: reportedAll(r, RELEASE_KEYS.deps_has),
     platform: reported(r, RELEASE_KEYS.platform),
-    nginxInvalid: reportedAll(r, RELEASE_KEYS.nginx_invalid)
+    nginxInvalid: reportedAll(r, RELEASE_KEYS.nginx_invalid),
+    supervisorDown: reported(r, RELEASE_KEYS.supervisor_down) !== void 0
   };
 }
 

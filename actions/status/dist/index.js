@@ -50601,7 +50601,7 @@ var ROLLBACK_KEYS = reportKeys("rollback", "rollback_from", "rollback_to", "roll
 var FACTS_KEYS = reportKeys("disk", "hostname", "os", "uptime", "login", "sudo", "max_sessions", "footprint");
 
 // core/steps/release.ts
-var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "platform", "nginx_invalid", "pruned", "kept_running", "pruned_deps");
+var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "platform", "nginx_invalid", "supervisor_down", "pruned", "kept_running", "pruned_deps");
 function releaseSummary(id, json) {
   let meta = {};
   let unreadable;

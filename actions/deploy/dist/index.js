@@ -70711,10 +70711,14 @@ if ! msg=$(reread); then
   if reread >/dev/null; then
     echo "supervisor refused the new configuration of slot ${slot} (${L.supervisorConf(slot)}): $msg" >&2
     echo "the previous file is back in place; the live release keeps serving" >&2
+  elif [[ $(rpc supervisor.getState) == *"<methodResponse>"* ]]; then
+    # supervisord runs (it keeps the programs it runs) but refuses every file: the live release runs as it did.
+    echo "supervisor refuses its configuration, with or without this deploy's change (fix the file it names): $msg" >&2
+    echo "the previous file is back in place; the live release keeps serving" >&2
   else
-    # supervisor itself does not work (not running, or refusing every file): the live release's programs may not run either.
-    echo "supervisor refuses its configuration, with or without this deploy's change (fix the file it names, or start supervisord): $msg" >&2
-    echo "the previous file is back in place; the live slot was not touched, but supervisor does not work, so its programs may not be running (see ops status)" >&2
+    # supervisord does not answer: the live release's programs do not run under it either.
+    echo "supervisord does not answer (systemctl start supervisor): $msg" >&2
+    echo "the previous file is back in place; the live slot was not touched, but its programs do not run without supervisord (see ops status)" >&2
   fi
   exit ${START_FAILED_CLEAN}
 fi

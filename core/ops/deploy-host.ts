@@ -101,6 +101,11 @@ export function beginHost(ctx: OpsContext, env: Target, remote: Remote, locked: 
       `${remote.name} has no TLS certificate for ${env.config.domain ?? env.config.app} (${cert.cert}; tls.mode ${env.config.tls.mode}): was tls or domain changed since the last provision? Nothing was changed; the site serves as it did`,
       `run: ops provision ${env.name} (it gets the certificate and writes the site), then deploy`,
     );
+  if (state.supervisorDown)
+    throw new OpsError(
+      `supervisord is not running on ${remote.name} (systemctl start supervisor): nothing was started (no build, no migration), and no program of the live release${state.current ? ` (${state.current})` : ''} runs until it does`,
+      `start it (sudo systemctl start supervisor), check ops status ${env.name}, then deploy again`,
+    );
   const broken = nginxBlocker(env, state.nginxInvalid);
   if (broken)
     throw new OpsError(

@@ -48,6 +48,8 @@ export interface HostState {
   platform?: string;
   /** nginx -t's lines when it fails (a deploy's read, deployState with `shas`); [] when it passes or was not asked. */
   nginxInvalid: string[];
+  /** supervisord is not running (a deploy's read, deployState with `shas`). */
+  supervisorDown: boolean;
 }
 
 /**
@@ -81,6 +83,7 @@ export function parseState(r: StepResult): HostState {
     depsHas: reportedAll(r, RELEASE_KEYS.deps_has),
     platform: reported(r, RELEASE_KEYS.platform),
     nginxInvalid: reportedAll(r, RELEASE_KEYS.nginx_invalid),
+    supervisorDown: reported(r, RELEASE_KEYS.supervisor_down) !== undefined,
   };
 }
 

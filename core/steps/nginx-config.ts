@@ -122,7 +122,9 @@ export function siteVariables(env: Target): Record<string, string> {
     logs: `access_log ${L.nginxAccessLog};\n    error_log ${L.nginxErrorLog};`,
     upstreams_include: `include ${L.nginxUpstreams};`,
     acme_location: `location ^~ /.well-known/acme-challenge/ {\n        root ${L.acmeWebroot};\n        default_type text/plain;\n    }`,
-    slot_location: `location = /.ops/slot {\n        allow 127.0.0.1;\n        allow ::1;\n        deny all;\n        default_type text/plain;\n        return 200 $${L.nginxSlotVariable};\n    }`,
+    // Local clients only: `return` runs in the rewrite phase, before allow/deny (the access phase) would, so the
+    // refusal is a rewrite-phase `if` before it (ngx_http_rewrite_module: its directives run in their order).
+    slot_location: `location = /.ops/slot {\n        default_type text/plain;\n        if ($remote_addr !~ "^(127\\.0\\.0\\.1|::1)$") {\n            return 403;\n        }\n        return 200 $${L.nginxSlotVariable};\n    }`,
     security_headers: SECURITY_HEADERS,
     tls_settings: TLS_SETTINGS,
     ssl_certificate: certs?.cert ?? '',
@@ -193,6 +195,29 @@ export function renderTemplate(template: string, vars: Record<string, string>, s
   return out;
 }
 
+/** {{slot_location}} in a template: what tells whether a site answers /.ops/slot. */
+const SLOT_PLACEHOLDER = /\{\{\s*slot_location\s*\}\}/;
+
+/**
+ * Whether site(env, certificateReady) answers /.ops/slot (the built-in templates do; a custom one when it holds
+ * {{slot_location}}): then a switch must see its new slot there.
+ * @throws OpsError when the custom template cannot be read.
+ */
+export function siteServesSlot(env: Target, certificateReady: boolean): boolean {
+  if (env.config.tls.mode !== 'off' && !certificateReady) return true;
+  const custom = env.config.nginx.site_template;
+  return custom ? SLOT_PLACEHOLDER.test(readTemplate(env, custom)) : true;
+}
+
+function readTemplate(env: Target, custom: string): string {
+  const file = envPath(env, custom);
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    throw new OpsError(`cannot read the nginx site template ${file}`, `fix nginx.site_template in environments/${env.name}/environment.yml`);
+  }
+}
+
 /**
  * The site for the environment. `certificateReady` says whether the TLS certificate exists on the host
  * (letsencrypt: issued yet?). Until it does (a first provision, TLS just turned on, a new domain), the site is
@@ -205,15 +230,6 @@ export function site(env: Target, certificateReady: boolean): string {
   const tls = env.config.tls.mode !== 'off';
   if (tls && !certificateReady) return renderTemplate(PLAIN_SITE, vars, 'built-in site');
   const custom = env.config.nginx.site_template;
-  if (custom) {
-    const file = envPath(env, custom);
-    let text: string;
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch {
-      throw new OpsError(`cannot read the nginx site template ${file}`, `fix nginx.site_template in environments/${env.name}/environment.yml`);
-    }
-    return renderTemplate(text, vars, `environments/${env.name}/${custom}`);
-  }
+  if (custom) return renderTemplate(readTemplate(env, custom), vars, `environments/${env.name}/${custom}`);
   return renderTemplate(tls ? TLS_SITE : PLAIN_SITE, vars, 'built-in site');
 }

@@ -29,7 +29,14 @@ export interface NginxChange {
    * a full disk say, changes nothing that serves).
    */
   before?: string;
-  /** Shell run after a successful reload, in the same step (a deploy's activation). */
+  /**
+   * Shell run after the reload, still under the host's nginx lock with the previous files kept: its exit status
+   * says whether the new configuration serves as meant (a switch: nginx answers with the new slot). When it fails,
+   * the previous files come back, nginx reloads them, and the step fails (what it printed says why). Its waits
+   * count in `critical`.
+   */
+  verify?: string;
+  /** Shell run after a successful reload (and `verify`), in the same step (a deploy's activation). */
   then?: string;
   /**
    * From the snapshot to the end of `then`, a critical section (core/steps/sh/critical.sh): not cut off half-way by
@@ -52,7 +59,8 @@ const NGINX_TIMEOUT = 60;
  * nginx's own message, saying whether the snapshot fails too (a file the change does not write: someone
  * else's). With `ensureService` (provision) the configuration is tested even when nothing changed. Reloads (graceful) only when something changed, and returns once the new configuration
  * serves; when the running server refuses it (nginx -t passed, a port is taken), the snapshot comes back too and
- * the step fails with nginx's error log: the files on disk stay what serves.
+ * the step fails with nginx's error log: the files on disk stay what serves. With `verify`, a reload that does not
+ * serve as meant puts the previous files back and reloads them too.
  */
 export function applyNginx(change: NginxChange): Step {
   // Under the host's nginx lock: another app's change never interleaves with this one, so the snapshot put
@@ -93,6 +101,16 @@ fi`);
     exit 1
   fi
   CHANGED=1
+fi`);
+  // What the reload must have done, checked while the previous files can still come back.
+  if (change.verify)
+    lines.push(String.raw`if ! {
+${change.verify}
+}; then
+  nginx_put_back
+  if nginx_reload; then echo "the previous nginx files are back in place and serve again" >&2
+  else echo "the previous nginx files are back in place, but nginx did not reload them (see above): check what serves (ops status)" >&2; fi
+  exit 1
 fi`);
   lines.push('host_unlock nginx', `item ${quote(change.item)}`);
   if (change.then) lines.push(change.then);

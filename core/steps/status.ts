@@ -6,15 +6,15 @@ import { otherSlot, type Slot } from '../layout.ts';
 import { reportKeys, reported, reportedAll, type Step, type StepResult } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { parseCerts, siteName, type CertInfo } from './certs.ts';
-import { CERT_FUNCTIONS, IDENTITY_FUNCTIONS, PROBE_FUNCTIONS, SUPERVISOR_FUNCTIONS } from './libraries.ts';
+import { CERT_FUNCTIONS, IDENTITY_FUNCTIONS, PROBE_FUNCTIONS, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
 import { describeHolder, lockStatus, parseLock, type LockInfo } from './lock.ts';
 import { certificatePaths } from './nginx-config.ts';
 import { describeProcess, parseProcReports, parseProcessInfo, programStates, type ProgramState } from './programs.ts';
 import { releaseSummary, type ReleaseSummary } from './release.ts';
 import { programPorts, probes } from './switch.ts';
 
-/** What `hostStatus` reports, parsed by `parseStatus`: `now` (host clock, ISO 8601 UTC), `provisioned`, `current`, `release_json`, `slot`, `nginx` (running|stopped), `nginx_config` (ok|invalid), `nginx_test` (nginx -t lines), `site_enabled` (yes|no), `site` (HTTP status), `supervisor` (`running` or why not), `supervisor_xml` (getAllProcessInfo's answer), `health` (`ok` or why not), `served_serial`, `disk` (`<mount> <free KiB> <size KiB>`), `upstream` (`<name> <address>` per server of the upstreams file, or `missing`), `nginx_slot` (what /.ops/slot answers through nginx), `health_body` (`<probe> <the first bytes of its answer>`, for a probe that answered an error status); certificates as LIBRARY_KEYS.cert. */
-export const STATUS_KEYS = reportKeys('now', 'provisioned', 'current', 'release_json', 'slot', 'nginx', 'nginx_config', 'nginx_test', 'site_enabled', 'site', 'supervisor', 'supervisor_xml', 'health', 'served_serial', 'disk', 'upstream', 'nginx_slot', 'health_body');
+/** What `hostStatus` reports, parsed by `parseStatus`: `now` (host clock, ISO 8601 UTC), `provisioned`, `current`, `release_json`, `slot`, `nginx` (running|stopped: its master process, nginx_master), `nginx_pidfile` (`missing <master pid>` or `stale <master pid>`: /run/nginx.pid does not name the running master), `nginx_config` (ok|invalid), `nginx_test` (nginx -t lines), `site_enabled` (yes|no), `site` (HTTP status), `supervisor` (`running` or why not), `supervisor_xml` (getAllProcessInfo's answer), `health` (`ok` or why not), `served_serial`, `disk` (`<mount> <free KiB> <size KiB>`), `upstream` (`<name> <address>` per server of the upstreams file, or `missing`), `nginx_slot` (what /.ops/slot answers through nginx), `health_body` (`<probe> <the first bytes of its answer>`, for a probe that answered an error status); certificates as LIBRARY_KEYS.cert. */
+export const STATUS_KEYS = reportKeys('now', 'provisioned', 'current', 'release_json', 'slot', 'nginx', 'nginx_pidfile', 'nginx_config', 'nginx_test', 'site_enabled', 'site', 'supervisor', 'supervisor_xml', 'health', 'served_serial', 'disk', 'upstream', 'nginx_slot', 'health_body');
 
 /**
  * Shell that reports where nginx sends the app's traffic (nginxRoute reads it): each `upstream <name> <address>` of
@@ -69,7 +69,8 @@ export function hostStatus(env: Target): Step {
     as: 'root',
     timeout: 90,
     quiet: true,
-    script: String.raw`${PROBE_FUNCTIONS}
+    script: String.raw`${SYSTEM_FUNCTIONS}
+${PROBE_FUNCTIONS}
 ${SUPERVISOR_FUNCTIONS}
 ${IDENTITY_FUNCTIONS}
 ${CERT_FUNCTIONS}
@@ -80,9 +81,13 @@ ops_report ${STATUS_KEYS.current} "${'$'}{cur##*/}"
 if [ -n "$cur" ] && [ -f "$cur/release.json" ]; then ops_report ${STATUS_KEYS.release_json} "$(tr -d '\n' < "$cur/release.json")"; fi
 live_slot=$(cat ${quote(L.slotFile)} 2>/dev/null || true)
 ops_report ${STATUS_KEYS.slot} "$live_slot"
-# nginx: running (its master's pid), its configuration as nginx -t sees it, and "/" through it.
-pid=$(cat /run/nginx.pid 2>/dev/null || true)
-if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then ops_report ${STATUS_KEYS.nginx} running; else ops_report ${STATUS_KEYS.nginx} stopped; fi
+# nginx: running (its master process, found with or without the pid file: nginx_master), whether its pid file names
+# it, its configuration as nginx -t sees it, and "/" through it.
+if master=$(nginx_master); then
+  ops_report ${STATUS_KEYS.nginx} running
+  pid=""; read -r pid 2>/dev/null < /run/nginx.pid || true
+  if [ -z "$pid" ]; then ops_report ${STATUS_KEYS.nginx_pidfile} "missing $master"; elif [ "$pid" != "$master" ]; then ops_report ${STATUS_KEYS.nginx_pidfile} "stale $master"; fi
+else ops_report ${STATUS_KEYS.nginx} stopped; fi
 if out=$(nginx -t 2>&1); then ops_report ${STATUS_KEYS.nginx_config} ok; else ops_report ${STATUS_KEYS.nginx_config} invalid; fi
 while IFS= read -r line; do [ -z "$line" ] || ops_report ${STATUS_KEYS.nginx_test} "$line"; done <<< "$out"
 ops_report ${STATUS_KEYS.site_enabled} "$([ -e ${quote(L.nginxSiteEnabled)} ] && echo yes || echo no)"
@@ -242,6 +247,11 @@ export function parseHostStatus(env: Target, host: { name: string; address: stri
   const nginxTest = reportedAll(r, STATUS_KEYS.nginx_test);
   s.nginx = { running: reported(r, STATUS_KEYS.nginx) === 'running', configOk: reported(r, STATUS_KEYS.nginx_config) === 'ok', messages: nginxMessages(nginxTest) };
   if (!s.nginx.running) problem('nginx is not running');
+  const pidfile = reported(r, STATUS_KEYS.nginx_pidfile);
+  if (pidfile) {
+    const [how, master] = pidfile.split(' ');
+    warn(`nginx runs (master pid ${master}), but its pid file /run/nginx.pid ${how === 'missing' ? 'is missing' : 'names another process'}: systemctl reload/stop nginx and nginx -s do not reach it (the next deploy writes it back)`);
+  }
   if (!s.nginx.configOk) {
     const first = s.nginx.messages.find((m) => /\[(emerg|alert|crit)\]/.test(m)) ?? nginxTest.find((l) => !/test failed/.test(l)) ?? 'nginx -t failed';
     problem(`nginx configuration is invalid (nginx -t): ${first.replace(/^nginx: /, '')} — ${s.nginx.running ? 'nginx keeps serving its last valid configuration, but a reload or restart will fail' : 'nginx cannot start until it is fixed'}`);

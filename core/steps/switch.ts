@@ -9,7 +9,8 @@ import { onHost, quote, word, type HostVariable } from '../shell.ts';
 import { supervisorEnvironment, supervisorValue } from '../supervisor.ts';
 import { RELEASE_DIR_PATTERN, historyFunctions } from './history.ts';
 import { applyNginx } from './nginx.ts';
-import { certificatePaths, site, upstreams } from './nginx-config.ts';
+import { certificatePaths, site, siteServesSlot, upstreams } from './nginx-config.ts';
+import { siteName } from './certs.ts';
 import { b64, putFileWord } from './script.ts';
 import { CRITICAL_FUNCTIONS, HOST_LOCK_FUNCTIONS, IDENTITY_FUNCTIONS, PROBE_FUNCTIONS, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
 
@@ -184,8 +185,14 @@ if [ -n "$expected_conf" ] && [[ $cur_id =~ ${RELEASE_DIR_PATTERN} ]]; then
 fi`;
 }
 
-/** startSlot for a release given by the runner, or chosen on the host (`onHost('release_id')`: rollbackStep). */
-function startRelease(env: Target, slot: Slot, releaseId: string | HostVariable): Step {
+/** rollbackStep's start exits with this when it reused the slot (the release already ran there, warm and healthy). */
+const START_REUSED = 4;
+
+/**
+ * startSlot for a release given by the runner, or chosen on the host (`onHost('release_id')`: rollbackStep).
+ * `reusedExit`: the exit code when the slot already runs the release and is reused (0 unless given).
+ */
+function startRelease(env: Target, slot: Slot, releaseId: string | HostVariable, reusedExit = 0): Step {
   const L = env.layout;
   const sw = env.config.switch;
   const group = L.supervisorGroup(slot);
@@ -208,7 +215,7 @@ conf=${quote(L.supervisorConf(slot))}
 # travels): then health and identity are enough, checked at once (live_verdict).
 if [ -f "$conf" ] && [ "$(base64 -w0 < "$conf")" = "$conf_b64" ] && [ "$(live_verdict "$release_id" "$release" ${quote(group)} 2 0.1 ${probeList})" = ok ]; then
   echo "slot ${slot} already runs $release_id and is healthy: reused"
-  exit 0
+  exit ${reusedExit}
 fi
 # The new file goes in beside a copy of the previous one, which comes back if supervisor refuses the new one.
 prev=$(mktemp /etc/supervisor/.ops-prev.XXXXXX); trap 'rm -f "$prev"' EXIT
@@ -217,9 +224,18 @@ restore() { if [ "$had_prev" = 1 ]; then cp -a "$prev" "$conf"; else rm -f "$con
 ${putFileWord(L.supervisorConf(slot), '"$conf_b64"')}
 if ! msg=$(reread); then
   restore
-  if reread >/dev/null; then echo "supervisor refused the new configuration of slot ${slot} (${L.supervisorConf(slot)}): $msg" >&2
-  else echo "supervisor refuses its configuration, with or without this deploy's change (fix the file it names): $msg" >&2; fi
-  echo "the previous file is back in place; the live release keeps serving" >&2
+  if reread >/dev/null; then
+    echo "supervisor refused the new configuration of slot ${slot} (${L.supervisorConf(slot)}): $msg" >&2
+    echo "the previous file is back in place; the live release keeps serving" >&2
+  elif [[ $(rpc supervisor.getState) == *"<methodResponse>"* ]]; then
+    # supervisord runs (it keeps the programs it runs) but refuses every file: the live release runs as it did.
+    echo "supervisor refuses its configuration, with or without this deploy's change (fix the file it names): $msg" >&2
+    echo "the previous file is back in place; the live release keeps serving" >&2
+  else
+    # supervisord does not answer: the live release's programs do not run under it either.
+    echo "supervisord does not answer (systemctl start supervisor): $msg" >&2
+    echo "the previous file is back in place; the live slot was not touched, but its programs do not run without supervisord (see ops status)" >&2
+  fi
   exit ${START_FAILED_CLEAN}
 fi
 # Anything left on this slot (the release before, a failed start) goes first, so the ports are ours.
@@ -327,8 +343,30 @@ umask 022`;
 
 /** How long the switch looks for the new slot at /.ops/slot, at most, in seconds (about 5 s of 100 looks when nothing answers). */
 const SLOT_LOOK_SECONDS = 6;
-/** The most the switch's part after nginx's reload takes, in seconds: the look at /.ops/slot, two renames, the history. */
-const SWITCH_THEN_SECONDS = SLOT_LOOK_SECONDS + 4;
+/** The most a reload of the previous files takes (nginx_reload's 10 s of waiting), when the new slot is not seen. */
+const RELOAD_BACK_SECONDS = 11;
+/** The most the switch's part after nginx's reload takes, in seconds: the look at /.ops/slot (and the previous files back), two renames, the history. */
+const SWITCH_THEN_SECONDS = SLOT_LOOK_SECONDS + RELOAD_BACK_SECONDS + 4;
+
+/**
+ * Shell that looks (SLOT_LOOK_SECONDS at most) for `slot` at /.ops/slot through the local nginx, as the site answers
+ * it: over http, and over https too when the site is served with its certificate (a template may hold
+ * {{slot_location}} in its https server alone). Sets `slot_seen` (1 when nginx answered the slot) and `slot_got`
+ * (the last answer, on one line).
+ */
+function slotLook(env: Target, slot: Slot, certificateReady: boolean): string {
+  const host = env.config.domain ? ` -H ${quote(`Host: ${env.config.domain}`)}` : '';
+  const name = siteName(env);
+  const https = certificateReady && certificatePaths(env) ? `\n  [ "$got" = ${quote(slot)} ] || got=$(curl -sk --max-time 1 --resolve ${quote(`${name}:443:127.0.0.1`)} ${quote(`https://${name}/.ops/slot`)} 2>/dev/null || true)` : '';
+  return String.raw`slot_seen=""; slot_got=""; slot_until=$(( SECONDS + ${SLOT_LOOK_SECONDS} ))
+for i in {1..100}; do
+  got=$(curl -s --max-time 1${host} http://127.0.0.1/.ops/slot 2>/dev/null || true)${https}
+  if [ "$got" = ${quote(slot)} ]; then slot_seen=1; break; fi
+  slot_got=${'$'}{got//$'\n'/ }; slot_got=${'$'}{slot_got:0:80}
+  if [ "$i" = 100 ] || [ "$SECONDS" -ge "$slot_until" ]; then break; fi
+  sleep 0.05
+done`;
+}
 
 /** What the switch reports: `switched` (the release id, once `current` names it: the release is live, whatever fails after). */
 export const SWITCH_KEYS = reportKeys('switched');
@@ -336,9 +374,11 @@ export const SWITCH_KEYS = reportKeys('switched');
 /**
  * The switch, in one step: nginx to the new slot (site re-rendered too, unless TLS is on and `certificateReady` is
  * false: then the site on the host is kept, and only the upstreams move), validated and reloaded gracefully
- * (the previous files come back if nginx refuses, nginx_reload returns once the new workers serve); then,
- * once nginx answers with the new slot at /.ops/slot (a look that the site really routes to it: a custom
- * template without {{slot_location}} is warned about), `current` flips by rename(2), the live slot is recorded, and the
+ * (the previous files come back if nginx refuses, nginx_reload returns once the new workers serve, and fails when
+ * the reload cannot be sent or is not taken up); then nginx must answer with the new slot at /.ops/slot (the site
+ * really routes to it) when the site it renders serves that location (siteServesSlot): else the previous files come
+ * back, nginx reloads them, and the step fails with `current` as it was. Only a site it does not render or a custom
+ * template without {{slot_location}} leaves that look a warning. Then `current` flips by rename(2), the live slot is recorded, and the
  * release's going live is appended to the host's history (the order rollback and pruning follow); a release live
  * again after it was rolled back from loses its `abandoned` mark (it is a rollback target again). A deploy records
  * what the release was deployed with (`record`: deployFingerprint and the sums of the files it wrote, a line of its
@@ -347,7 +387,10 @@ export const SWITCH_KEYS = reportKeys('switched');
  */
 export function switchTo(env: Target, slot: Slot, releaseId: string | HostVariable, certificateReady: boolean, operation: 'deploy' | 'rollback' = 'deploy', record?: DeployRecord): Step {
   const L = env.layout;
-  const host = env.config.domain ? ` -H ${quote(`Host: ${env.config.domain}`)}` : '';
+  const writesSite = certificateReady || !certificatePaths(env);
+  // The site rendered here answers /.ops/slot: a reload that does not route to the new slot is a failed switch.
+  const mustSee = writesSite && siteServesSlot(env, certificateReady);
+  const look = slotLook(env, slot, certificateReady);
   return {
     ...applyNginx({
       item: 'switch',
@@ -355,7 +398,7 @@ export function switchTo(env: Target, slot: Slot, releaseId: string | HostVariab
       // provision): the site nginx has is left as it is (it may serve the previous name with its certificate);
       // only the traffic moves. Provision gets the certificate and writes the site.
       files: [
-        ...(certificateReady || !certificatePaths(env) ? [{ path: L.nginxSite, content: site(env, certificateReady) }] : []),
+        ...(writesSite ? [{ path: L.nginxSite, content: site(env, certificateReady) }] : []),
         { path: L.nginxUpstreams, content: upstreams(env, slot) },
       ],
       links: [[L.nginxSite, L.nginxSiteEnabled]],
@@ -366,13 +409,15 @@ ln -sfn ${quote(L.releases)}/"$release_id" ${quote(`${L.base}/.current.new`)}
 printf '%s\n' ${quote(slot)} > ${quote(`${L.slotFile}.new`)}${record ? `\n${fingerprintRecords(env, record)}` : ''}`,
       // At most SLOT_LOOK_SECONDS (+ one look's second), whatever answers there (a slow app behind a custom template).
       critical: SWITCH_THEN_SECONDS,
-      then: String.raw`slot_until=$(( SECONDS + ${SLOT_LOOK_SECONDS} ))
-for i in {1..100}; do
-  got=$(curl -s --max-time 1${host} http://127.0.0.1/.ops/slot 2>/dev/null || true)
-  [ "$got" = ${quote(slot)} ] && break
-  if [ "$i" = 100 ] || [ "$SECONDS" -ge "$slot_until" ]; then echo "nginx does not report slot ${slot} at /.ops/slot (a custom site template without {{slot_location}}?); continuing" >&2; break; fi
-  sleep 0.05
-done
+      ...(mustSee && {
+        verify: String.raw`${look}
+[ -n "$slot_seen" ] || { echo "the switch to slot ${slot} did not take: nginx was reloaded, but its /.ops/slot answers '$slot_got' rather than '${slot}' (nginx still routes to the previous slot)" >&2; false; }`,
+      }),
+      then: String.raw`${
+        mustSee
+          ? '# nginx answered with the new slot (verify, above)'
+          : `${look}\n[ -n "$slot_seen" ] || echo "nginx does not report slot ${slot} at /.ops/slot (${writesSite ? 'the custom site template has no {{slot_location}}' : 'the site on the host is kept until provision writes it'}); continuing" >&2`
+      }
 mv -T ${quote(`${L.base}/.current.new`)} ${quote(L.current)}
 mv -f ${quote(`${L.slotFile}.new`)} ${quote(L.slotFile)}
 # The release is live from here: a failure of what follows (records) must not be taken for a switch that did not happen.
@@ -425,9 +470,11 @@ export interface RollbackEnds {
  * `release_id`), stops the old slot unless switch.keep_previous, and ends with `ends.done`. Whatever the live
  * slot and the certificate on the host are, the step holds each variant (rendered for the id chosen there) and
  * runs the one that fits. Runs alone or at the end of the lock step (a one-host rollback: one round trip).
+ * Before any slot is touched, nginx -t must pass (but for the files the switch rewrites): else nothing changes
+ * (`rollback_exit` START_FAILED_CLEAN, with nginx's message).
  * Exits 0 unless the step itself breaks: the outcome is in ROLLBACK_KEYS. A failed start or switch changed
  * nothing that serves (`current` and nginx are as they were); the slot is as it was when `rollback_exit` is
- * START_FAILED_CLEAN, else the operation stops it.
+ * START_FAILED_CLEAN (a failed switch to a warm slot reused as it ran: it keeps running), else the operation stops it.
  */
 export function rollbackStep(env: Target, to: string | undefined, after: string, ends: RollbackEnds): Step {
   const L = env.layout;
@@ -435,7 +482,7 @@ export function rollbackStep(env: Target, to: string | undefined, after: string,
   const slots: Slot[] = ['blue', 'green'];
   const certs = certificatePaths(env);
   const certStates = certs ? [true, false] : [false];
-  const starts = slots.map((slot) => [slot, startRelease(env, slot, id)] as const);
+  const starts = slots.map((slot) => [slot, startRelease(env, slot, id, START_REUSED)] as const);
   const switches = slots.flatMap((slot) => certStates.map((cert) => [`${slot}:${cert ? 'yes' : 'no'}`, switchTo(env, slot, id, cert, 'rollback')] as const));
   const stops = slots.map((slot) => [slot, stopSlot(env, slot, env.config.switch.drain)] as const);
   // The shell libraries the parts use are defined once, here, rather than in each variant. Nothing is indented:
@@ -477,11 +524,29 @@ else
     ${body(after) || ':'}
     fi
   }
-  ops_part rollback_start
+  # nginx must accept its files before any slot is touched (as a deploy's state step checks): a switch nginx -t
+  # refuses would fail after the start, and a warm slot reused for it would be stopped for nothing. A failure in a
+  # file the switch rewrites (the app's site or upstreams) is repaired by it.
+  part_rc=0
+  if ! nginx_out=$(nginx -t 2>&1); then
+    nginx_file=""; if [[ $nginx_out =~ \ in\ (/[^ ]+):[0-9]+ ]]; then nginx_file=${'$'}{BASH_REMATCH[1]}; fi
+    case "$nginx_file" in
+      ${[L.nginxSite, L.nginxSiteEnabled, L.nginxUpstreams].map(quote).join('|')}) ;;
+      *)
+        { echo "nginx -t fails on this host's configuration, on a file this rollback does not write (hand-edited?): fix or remove the file named below, then run again. Nothing was changed (no slot was started or stopped); nginx keeps serving what it loaded:"; echo "$nginx_out"; } >&2
+        part_rc=${START_FAILED_CLEAN} ;;
+    esac
+  fi
   if [ "$part_rc" = 0 ]; then
-    # Once the start succeeded, a failed switch leaves the new slot to the operation to stop.
-    ops_part rollback_switch
-    if [ "$part_rc" = ${START_FAILED_CLEAN} ]; then part_rc=1; fi
+    ops_part rollback_start
+    reused=no; if [ "$part_rc" = ${START_REUSED} ]; then reused=yes; part_rc=0; fi
+    if [ "$part_rc" = 0 ]; then
+      # Once the start succeeded, a failed switch leaves the new slot to the operation to stop; but a warm slot
+      # reused as it ran stays as it was (it is the rollback target of the next try).
+      ops_part rollback_switch
+      if [ "$part_rc" = ${START_FAILED_CLEAN} ]; then part_rc=1; fi
+      if [ "$part_rc" != 0 ] && [ "$reused" = yes ]; then echo "slot $new_slot keeps running $release_id warm, as before the rollback" >&2; part_rc=${START_FAILED_CLEAN}; fi
+    fi
   fi
   if [ "$part_rc" != 0 ]; then
     ops_report ${ROLLBACK_KEYS.rollback_exit} "$part_rc"

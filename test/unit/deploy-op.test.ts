@@ -318,6 +318,16 @@ describe('deploy operation', () => {
     expect(h.remote.uploads).toEqual([]);
   });
 
+  it('supervisord not running (the state step says so): refused at the lock, naming it and its start, before any build; never "keeps serving"', async () => {
+    const h = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot green', `has ${v1}`, 'supervisor_down 1'));
+    const err = (await deploy(h.ctx, loadEnvironment('x', root), {}).catch((e: unknown) => e)) as OpsError;
+    expect(err).toBeInstanceOf(OpsError);
+    expect(err.message).toMatch(/^supervisord is not running on web1 \(systemctl start supervisor\): nothing was started \(no build, no migration\)/);
+    expect(err.message).not.toMatch(/keeps serving/);
+    expect(h.remote.stepNames()).toEqual(['lock', 'unlock']);
+    expect(h.remote.uploads).toEqual([]);
+  });
+
   it('a dry run reads the live commit (one read-only step, no lock), prints the plan and the change, changes nothing', async () => {
     const live = `20240101T000000Z-${v1.slice(0, 12)}`;
     const h = harness('', (step) => (step.name === 'state' ? { stdout: opsLines(STATE, 'provisioned yes', `current ${live}`, `live_sha ${v1}`, `release ${live} ${v1} ok`) } : undefined));

@@ -2,8 +2,8 @@
 // round trip after connecting), several hosts take every lock before any host changes; what the host reports
 // (its choice, a refusal, a failed start) becomes the result or the error. The host's side of the choice runs
 // with bash on a scratch release tree: refusals and the no-op end with `refused`, never with `done`.
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -20,7 +20,7 @@ import { onHost } from '../../core/shell.ts';
 import { LIBRARY_KEYS } from '../../core/steps/libraries.ts';
 import { LOCK_KEYS } from '../../core/steps/lock.ts';
 import { RELEASE_KEYS, markRelease } from '../../core/steps/release.ts';
-import { ROLLBACK_KEYS, rollbackStep, slotConfig, slotConfigShell } from '../../core/steps/switch.ts';
+import { ROLLBACK_KEYS, START_FAILED_CLEAN, rollbackStep, slotConfig, slotConfigShell } from '../../core/steps/switch.ts';
 import { resolveTarget, type Target } from '../../core/target.ts';
 import { opsLines } from './reports.helpers.ts';
 import { runOps } from '../support/cli.ts';
@@ -180,6 +180,24 @@ describe('the rollback step on a host (bash)', () => {
     }
     writeFileSync(join(base, 'releases', OLD, '.ops-failed'), 'x\n');
     expect(at(run(e), 'rollback')).toBe('none');
+    expect(readlinkSync(join(base, 'current'))).toBe(join(base, 'releases', LIVE));
+  });
+
+  it('nginx -t failing on a file the switch does not write: refused before any slot is touched (rollback_exit START_FAILED_CLEAN), saying so', () => {
+    const base = host();
+    const e = target(base);
+    // An nginx whose -t fails on a hand-made site; any other use of it (a reload) would be a change.
+    const bin = mkdtempSync(join(tmpdir(), 'ops-rollback-bin-'));
+    writeFileSync(join(bin, 'nginx'), '#!/bin/sh\n[ "$1" = -t ] || { echo "nginx $*" >> "$(dirname "$0")/used"; exit 0; }\necho \'nginx: [emerg] unknown directive "bogus_directive" in /etc/nginx/sites-enabled/handmade:1\' >&2\necho \'nginx: configuration file /etc/nginx/nginx.conf test failed\' >&2\nexit 1\n', { mode: 0o755 });
+    const step = rollbackStep(e, OLD, ':', { done: 'ops_report done', refused: 'ops_report refused' });
+    const r = spawnSync('bash', ['-c', scriptText(step)], { encoding: 'utf8', env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
+    const reports = parseReports(r.stdout);
+    expect([at(reports, 'rollback'), at(reports, 'rollback_to'), at(reports, 'rollback_exit'), at(reports, 'done')]).toEqual(['ok', OLD, String(START_FAILED_CLEAN), undefined]);
+    expect(r.stderr).toContain("nginx -t fails on this host's configuration, on a file this rollback does not write (hand-edited?)");
+    expect(r.stderr).toContain('Nothing was changed (no slot was started or stopped)');
+    expect(r.stderr).toContain('bogus_directive');
+    expect(r.stdout).not.toMatch(/slot green (healthy|already runs)/);
+    expect(existsSync(join(bin, 'used'))).toBe(false);
     expect(readlinkSync(join(base, 'current'))).toBe(join(base, 'releases', LIVE));
   });
 

@@ -141,6 +141,14 @@ describe('status parser', () => {
     expect(parse({ nginx: 'stopped', nginx_config: 'invalid', nginx_test: 'nginx: [emerg] x' }).problems).toEqual(['nginx is not running', 'nginx configuration is invalid (nginx -t): [emerg] x — nginx cannot start until it is fixed']);
   });
 
+  it('nginx running without its pid file (or with a stale one): running, from its master, and a warning naming the pid file', () => {
+    const s = parse({ nginx_pidfile: 'missing 4242' });
+    expect(s.nginx!.running).toBe(true);
+    expect(s.problems).toEqual([]);
+    expect(s.warnings).toEqual(['nginx runs (master pid 4242), but its pid file /run/nginx.pid is missing: systemctl reload/stop nginx and nginx -s do not reach it (the next deploy writes it back)']);
+    expect(parse({ nginx_pidfile: 'stale 4242' }).warnings).toEqual(['nginx runs (master pid 4242), but its pid file /run/nginx.pid names another process: systemctl reload/stop nginx and nginx -s do not reach it (the next deploy writes it back)']);
+  });
+
   it('a lock held by a live run is shown and warned about, not a problem (a deploy under way); a stale lock fails, naming the run', () => {
     const held = parse({ lock: 'held', holder: ['operation=deploy', 'actor=bob@ci', 'since=2026-11-25T14:59:00Z', 'holder_pid=12'] });
     expect(held.problems).toEqual([]);

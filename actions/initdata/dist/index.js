@@ -68871,11 +68871,13 @@ function siteVariables(env) {
         root ${L.acmeWebroot};
         default_type text/plain;
     }`,
+    // Local clients only: `return` runs in the rewrite phase, before allow/deny (the access phase) would, so the
+    // refusal is a rewrite-phase `if` before it (ngx_http_rewrite_module: its directives run in their order).
     slot_location: `location = /.ops/slot {
-        allow 127.0.0.1;
-        allow ::1;
-        deny all;
         default_type text/plain;
+        if ($remote_addr !~ "^(127\\.0\\.0\\.1|::1)$") {
+            return 403;
+        }
         return 200 $${L.nginxSlotVariable};
     }`,
     security_headers: SECURITY_HEADERS,
@@ -68938,21 +68940,20 @@ function renderTemplate(template, vars, source) {
     throw new OpsError(`${source} uses unknown placeholder${unknown.size > 1 ? "s" : ""} ${[...unknown].map((u) => `{{${u}}}`).join(", ")}`, `known placeholders: ${Object.keys(vars).map((v) => `{{${v}}}`).join(" ")}`);
   return out;
 }
+function readTemplate(env, custom) {
+  const file = envPath(env, custom);
+  try {
+    return readFileSync5(file, "utf8");
+  } catch {
+    throw new OpsError(`cannot read the nginx site template ${file}`, `fix nginx.site_template in environments/${env.name}/environment.yml`);
+  }
+}
 function site(env, certificateReady) {
   const vars = siteVariables(env);
   const tls = env.config.tls.mode !== "off";
   if (tls && !certificateReady) return renderTemplate(PLAIN_SITE, vars, "built-in site");
   const custom = env.config.nginx.site_template;
-  if (custom) {
-    const file = envPath(env, custom);
-    let text;
-    try {
-      text = readFileSync5(file, "utf8");
-    } catch {
-      throw new OpsError(`cannot read the nginx site template ${file}`, `fix nginx.site_template in environments/${env.name}/environment.yml`);
-    }
-    return renderTemplate(text, vars, `environments/${env.name}/${custom}`);
-  }
+  if (custom) return renderTemplate(readTemplate(env, custom), vars, `environments/${env.name}/${custom}`);
   return renderTemplate(tls ? TLS_SITE : PLAIN_SITE, vars, "built-in site");
 }
 
@@ -69426,6 +69427,18 @@ init_shell();
 // core/steps/script.ts
 init_shell();
 
+// core/steps/certs.ts
+init_shell();
+
+// core/steps/tls.ts
+init_shell();
+var TLS_KEYS = reportKeys("certificate");
+var CA_DIR = "/usr/local/share/ops-pipeline";
+var CA_BUNDLE = `${CA_DIR}/acme-ca-bundle.pem`;
+
+// core/steps/certs.ts
+var CERTS_KEYS = reportKeys("configured", "served_serial", "renewal");
+
 // core/steps/switch.ts
 function expand4(env, text, release, program, slot) {
   const paths = env.runtime;
@@ -69531,7 +69544,8 @@ function forEachFingerprintRecord(env, body) {
 fi`;
 }
 var SLOT_LOOK_SECONDS = 6;
-var SWITCH_THEN_SECONDS = SLOT_LOOK_SECONDS + 4;
+var RELOAD_BACK_SECONDS = 11;
+var SWITCH_THEN_SECONDS = SLOT_LOOK_SECONDS + RELOAD_BACK_SECONDS + 4;
 var SWITCH_KEYS = reportKeys("switched");
 var ROLLBACK_KEYS = reportKeys("rollback", "rollback_from", "rollback_to", "rollback_slot", "rollback_exit", "rollback_stop_exit");
 
@@ -69550,7 +69564,7 @@ function parseDisk(value) {
 }
 
 // core/steps/release.ts
-var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "platform", "nginx_invalid", "pruned", "kept_running", "pruned_deps");
+var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "platform", "nginx_invalid", "supervisor_down", "pruned", "kept_running", "pruned_deps");
 function deployState(env, shas, options = {}) {
   const L = env.layout;
   const cert = certificatePaths(env);
@@ -69604,6 +69618,10 @@ ${mirrorShallow(L.mirror)}
   true
 fi
 for d in ${quote(L.deps)}/*/; do if [ -f "$d.complete" ]; then d=${"$"}{d%/}; ops_report ${RELEASE_KEYS.deps_has} "${"$"}{d##*/}"; fi; done
+# Is supervisord running? The start needs it (else it fails after the build and migrations), and without it no
+# program of the live release runs either.
+if [ -d /run/systemd/system ]; then systemctl is-active --quiet supervisor || ops_report ${RELEASE_KEYS.supervisor_down} 1
+else service supervisor status >/dev/null 2>&1 || ops_report ${RELEASE_KEYS.supervisor_down} 1; fi
 # Can the switch reload nginx? A file it does not write that nginx refuses would fail it after the build and migrations.
 if ! nginx_out=$(nginx -t 2>&1); then while IFS= read -r line; do [ -z "$line" ] || ops_report ${RELEASE_KEYS.nginx_invalid} "$line"; done <<< "$nginx_out"; fi
 ` : "";
@@ -71419,7 +71437,8 @@ function parseState(r) {
     disk: parseDisk(reported(r, FACTS_KEYS.disk)),
     depsHas: reportedAll(r, RELEASE_KEYS.deps_has),
     platform: reported(r, RELEASE_KEYS.platform),
-    nginxInvalid: reportedAll(r, RELEASE_KEYS.nginx_invalid)
+    nginxInvalid: reportedAll(r, RELEASE_KEYS.nginx_invalid),
+    supervisorDown: reported(r, RELEASE_KEYS.supervisor_down) !== void 0
   };
 }
 

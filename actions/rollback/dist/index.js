@@ -51917,11 +51917,13 @@ function siteVariables(env) {
         root ${L.acmeWebroot};
         default_type text/plain;
     }`,
+    // Local clients only: `return` runs in the rewrite phase, before allow/deny (the access phase) would, so the
+    // refusal is a rewrite-phase `if` before it (ngx_http_rewrite_module: its directives run in their order).
     slot_location: `location = /.ops/slot {
-        allow 127.0.0.1;
-        allow ::1;
-        deny all;
         default_type text/plain;
+        if ($remote_addr !~ "^(127\\.0\\.0\\.1|::1)$") {
+            return 403;
+        }
         return 200 $${L.nginxSlotVariable};
     }`,
     security_headers: SECURITY_HEADERS,
@@ -51984,21 +51986,26 @@ function renderTemplate(template, vars, source) {
     throw new OpsError(`${source} uses unknown placeholder${unknown.size > 1 ? "s" : ""} ${[...unknown].map((u) => `{{${u}}}`).join(", ")}`, `known placeholders: ${Object.keys(vars).map((v) => `{{${v}}}`).join(" ")}`);
   return out;
 }
+var SLOT_PLACEHOLDER = /\{\{\s*slot_location\s*\}\}/;
+function siteServesSlot(env, certificateReady) {
+  if (env.config.tls.mode !== "off" && !certificateReady) return true;
+  const custom = env.config.nginx.site_template;
+  return custom ? SLOT_PLACEHOLDER.test(readTemplate(env, custom)) : true;
+}
+function readTemplate(env, custom) {
+  const file = envPath(env, custom);
+  try {
+    return readFileSync3(file, "utf8");
+  } catch {
+    throw new OpsError(`cannot read the nginx site template ${file}`, `fix nginx.site_template in environments/${env.name}/environment.yml`);
+  }
+}
 function site(env, certificateReady) {
   const vars = siteVariables(env);
   const tls = env.config.tls.mode !== "off";
   if (tls && !certificateReady) return renderTemplate(PLAIN_SITE, vars, "built-in site");
   const custom = env.config.nginx.site_template;
-  if (custom) {
-    const file = envPath(env, custom);
-    let text;
-    try {
-      text = readFileSync3(file, "utf8");
-    } catch {
-      throw new OpsError(`cannot read the nginx site template ${file}`, `fix nginx.site_template in environments/${env.name}/environment.yml`);
-    }
-    return renderTemplate(text, vars, `environments/${env.name}/${custom}`);
-  }
+  if (custom) return renderTemplate(readTemplate(env, custom), vars, `environments/${env.name}/${custom}`);
   return renderTemplate(tls ? TLS_SITE : PLAIN_SITE, vars, "built-in site");
 }
 
@@ -52435,22 +52442,48 @@ ensure_dir() {
   if [ ! -d "$1" ]; then install -d -m "$2" -o "\${3%%:*}" -g "\${3##*:}" "$1"; CHANGED=1; return 0; fi
   if [ "$(stat -c '%a %U:%G' "$1")" != "\${2#0} $3" ]; then chmod "$2" "$1"; chown "$3" "$1"; CHANGED=1; fi
 }
-# nginx_reload: a graceful reload of the running nginx (a signal to its master, no round trip through systemd;
-# requests in flight finish), or a start when it is not running. Call once nginx -t has accepted the files.
-# Returns once the new configuration serves: \`nginx -s reload\` only signals the master, which then opens the new
-# listeners, starts new workers and tells the old ones to stop accepting; until then the old workers answer with
-# the old configuration. Waits (10 s at most, looking every 20 ms) until every old worker is gone or titled "shutting down" (nginx's
-# process titles, src/os/unix/ngx_process_cycle.c). Fails when they still accept: the master could not apply the
-# files (nginx -t does not bind ports: another server on :443, say) and keeps serving the previous configuration.
+# nginx_master: the pid of nginx's running master process, or fails when none runs. The pid file's (when it names
+# a master), else the main process systemd tracks for nginx.service (\`systemctl show -p MainPID\`), else the oldest
+# process titled "nginx: master process": a pid file removed or stale does not hide a running nginx.
+nginx_master() {
+  local p title candidates=()
+  p=; read -r p 2>/dev/null < /run/nginx.pid || true; candidates+=("$p")
+  if [ -d /run/systemd/system ]; then candidates+=("$(systemctl show -p MainPID --value nginx 2>/dev/null || true)"); fi
+  candidates+=("$(pgrep -o -f '^nginx: master process' || true)")
+  for p in "\${candidates[@]}"; do
+    [[ $p =~ ^[1-9][0-9]*$ ]] || continue
+    title=; IFS= read -r -d '' title 2>/dev/null < "/proc/$p/cmdline" || true
+    case $title in 'nginx: master process'*) echo "$p"; return 0 ;; esac
+  done
+  return 1
+}
+# nginx_reload: a graceful reload of the running nginx (SIGHUP to its master, nginx_master: no round trip through
+# systemd, no need of the pid file; requests in flight finish), or a start when none runs. Call once nginx -t has
+# accepted the files. Returns once the new configuration serves: the signal only asks the master, which then opens
+# the new listeners, starts new workers and tells the old ones to stop accepting; until then the old workers answer
+# with the old configuration. Waits (10 s at most, looking every 20 ms) until the master has a worker that was not
+# there before and every old worker is gone or titled "shutting down" (nginx's process titles,
+# src/os/unix/ngx_process_cycle.c). Fails, saying so, when the signal cannot be sent or the reload is not taken up:
+# the master could not apply the files (nginx -t does not bind ports: another server on :443, say), or does not
+# handle signals; it keeps serving the previous configuration. A missing pid file is written back (systemd's
+# reload and stop of nginx read it).
 nginx_reload() {
-  local old p busy title now deadline
-  old=$(pgrep -f '^nginx: worker process *$' | tr '\\n' ' ')
-  nginx -s reload 2>/dev/null || { svc nginx start; return; }
-  # Polled every 20 ms (the master takes a few ms to start the new workers): each look reads the old workers'
+  local master old p busy fresh title now deadline
+  if ! master=$(nginx_master); then
+    svc nginx start || { echo "nginx reload failed: nginx was not running and did not start" >&2; return 1; }
+    nginx_master >/dev/null || { echo "nginx reload failed: nginx was not running, and no nginx master runs after its start" >&2; return 1; }
+    return 0
+  fi
+  old=" $(pgrep -P "$master" -f '^nginx: worker process *$' | tr '\\n' ' ')"
+  kill -HUP "$master" || { echo "nginx reload failed: could not signal nginx's master process (pid $master)" >&2; return 1; }
+  if [ ! -s /run/nginx.pid ]; then
+    echo "$master" > /run/nginx.pid && echo "nginx's pid file /run/nginx.pid was missing: written back (master pid $master)" >&2
+  fi
+  # Polled every 20 ms (the master takes a few ms to start the new workers): each look reads the workers'
   # titles with read, a builtin (a worker gone reads as nothing).
   printf -v now '%(%s)T' -1; deadline=$(( now + 10 ))
   while :; do
-    busy=
+    busy=; fresh=
     for p in $old; do
       title=; IFS= read -r -d '' title 2>/dev/null < "/proc/$p/cmdline" || true
       case $title in
@@ -52458,12 +52491,17 @@ nginx_reload() {
         'nginx: worker process'*) busy=1 ;;
       esac
     done
-    [ -z "$busy" ] && return 0
+    if [ -z "$busy" ]; then
+      for p in $(pgrep -P "$master" -f '^nginx: worker process *$' || true); do
+        [[ $old == *" $p "* ]] || { fresh=1; break; }
+      done
+      [ -z "$fresh" ] || return 0
+    fi
     printf -v now '%(%s)T' -1
     [ "$now" -lt "$deadline" ] || break
     sleep 0.02
   done
-  echo "nginx did not apply the new configuration (nginx -t accepted it, the running server refused it) and keeps serving the previous one; its error log says:" >&2
+  echo "nginx reload failed: nginx's master process (pid $master) did not take up the reload within 10 s (it refused the new configuration, or does not handle signals) and keeps serving the previous one; its error log says:" >&2
   tail -n 3 /var/log/nginx/error.log >&2 2>/dev/null || true
   return 1
 }
@@ -52587,11 +52625,31 @@ fi`);
   fi
   CHANGED=1
 fi`);
+  if (change.verify)
+    lines.push(String.raw`if ! {
+${change.verify}
+}; then
+  nginx_put_back
+  if nginx_reload; then echo "the previous nginx files are back in place and serve again" >&2
+  else echo "the previous nginx files are back in place, but nginx did not reload them (see above): check what serves (ops status)" >&2; fi
+  exit 1
+fi`);
   lines.push("host_unlock nginx", `item ${quote(change.item)}`);
   if (change.then) lines.push(change.then);
   if (section !== void 0) lines.push("critical_end");
   const timeout = section === void 0 ? NGINX_TIMEOUT : HOST_LOCK_WAIT + CRITICAL_WAIT_SECONDS + section;
   return { name: change.item, as: "root", timeout, script: lines.join("\n") };
+}
+
+// core/steps/tls.ts
+var TLS_KEYS = reportKeys("certificate");
+var CA_DIR = "/usr/local/share/ops-pipeline";
+var CA_BUNDLE = `${CA_DIR}/acme-ca-bundle.pem`;
+
+// core/steps/certs.ts
+var CERTS_KEYS = reportKeys("configured", "served_serial", "renewal");
+function siteName(env) {
+  return env.config.domain ?? "localhost";
 }
 
 // core/steps/switch.ts
@@ -52708,7 +52766,8 @@ if [ -n "$expected_conf" ] && [[ $cur_id =~ ${RELEASE_DIR_PATTERN} ]]; then
   if file_is "$conf_file" "$expected_conf" && file_is ${quote(L.nginxSite)} "$expected_site" && file_is ${quote(L.nginxUpstreams)} "$expected_upstreams"; then live_files=yes; fi
 fi`;
 }
-function startRelease(env, slot, releaseId) {
+var START_REUSED = 4;
+function startRelease(env, slot, releaseId, reusedExit = 0) {
   const L = env.layout;
   const sw = env.config.switch;
   const group = L.supervisorGroup(slot);
@@ -52731,7 +52790,7 @@ conf=${quote(L.supervisorConf(slot))}
 # travels): then health and identity are enough, checked at once (live_verdict).
 if [ -f "$conf" ] && [ "$(base64 -w0 < "$conf")" = "$conf_b64" ] && [ "$(live_verdict "$release_id" "$release" ${quote(group)} 2 0.1 ${probeList})" = ok ]; then
   echo "slot ${slot} already runs $release_id and is healthy: reused"
-  exit 0
+  exit ${reusedExit}
 fi
 # The new file goes in beside a copy of the previous one, which comes back if supervisor refuses the new one.
 prev=$(mktemp /etc/supervisor/.ops-prev.XXXXXX); trap 'rm -f "$prev"' EXIT
@@ -52740,9 +52799,18 @@ restore() { if [ "$had_prev" = 1 ]; then cp -a "$prev" "$conf"; else rm -f "$con
 ${putFileWord(L.supervisorConf(slot), '"$conf_b64"')}
 if ! msg=$(reread); then
   restore
-  if reread >/dev/null; then echo "supervisor refused the new configuration of slot ${slot} (${L.supervisorConf(slot)}): $msg" >&2
-  else echo "supervisor refuses its configuration, with or without this deploy's change (fix the file it names): $msg" >&2; fi
-  echo "the previous file is back in place; the live release keeps serving" >&2
+  if reread >/dev/null; then
+    echo "supervisor refused the new configuration of slot ${slot} (${L.supervisorConf(slot)}): $msg" >&2
+    echo "the previous file is back in place; the live release keeps serving" >&2
+  elif [[ $(rpc supervisor.getState) == *"<methodResponse>"* ]]; then
+    # supervisord runs (it keeps the programs it runs) but refuses every file: the live release runs as it did.
+    echo "supervisor refuses its configuration, with or without this deploy's change (fix the file it names): $msg" >&2
+    echo "the previous file is back in place; the live release keeps serving" >&2
+  else
+    # supervisord does not answer: the live release's programs do not run under it either.
+    echo "supervisord does not answer (systemctl start supervisor): $msg" >&2
+    echo "the previous file is back in place; the live slot was not touched, but its programs do not run without supervisord (see ops status)" >&2
+  fi
   exit ${START_FAILED_CLEAN}
 fi
 # Anything left on this slot (the release before, a failed start) goes first, so the ports are ours.
@@ -52818,11 +52886,28 @@ printf '%s %s\n' "$release_id" ${quote(`${record2.fingerprint} ${record2.dotenvS
 umask 022`;
 }
 var SLOT_LOOK_SECONDS = 6;
-var SWITCH_THEN_SECONDS = SLOT_LOOK_SECONDS + 4;
+var RELOAD_BACK_SECONDS = 11;
+var SWITCH_THEN_SECONDS = SLOT_LOOK_SECONDS + RELOAD_BACK_SECONDS + 4;
+function slotLook(env, slot, certificateReady) {
+  const host = env.config.domain ? ` -H ${quote(`Host: ${env.config.domain}`)}` : "";
+  const name2 = siteName(env);
+  const https = certificateReady && certificatePaths(env) ? `
+  [ "$got" = ${quote(slot)} ] || got=$(curl -sk --max-time 1 --resolve ${quote(`${name2}:443:127.0.0.1`)} ${quote(`https://${name2}/.ops/slot`)} 2>/dev/null || true)` : "";
+  return String.raw`slot_seen=""; slot_got=""; slot_until=$(( SECONDS + ${SLOT_LOOK_SECONDS} ))
+for i in {1..100}; do
+  got=$(curl -s --max-time 1${host} http://127.0.0.1/.ops/slot 2>/dev/null || true)${https}
+  if [ "$got" = ${quote(slot)} ]; then slot_seen=1; break; fi
+  slot_got=${"$"}{got//$'\n'/ }; slot_got=${"$"}{slot_got:0:80}
+  if [ "$i" = 100 ] || [ "$SECONDS" -ge "$slot_until" ]; then break; fi
+  sleep 0.05
+done`;
+}
 var SWITCH_KEYS = reportKeys("switched");
 function switchTo(env, slot, releaseId, certificateReady, operation = "deploy", record2) {
   const L = env.layout;
-  const host = env.config.domain ? ` -H ${quote(`Host: ${env.config.domain}`)}` : "";
+  const writesSite = certificateReady || !certificatePaths(env);
+  const mustSee = writesSite && siteServesSlot(env, certificateReady);
+  const look = slotLook(env, slot, certificateReady);
   return {
     ...applyNginx({
       item: "switch",
@@ -52830,7 +52915,7 @@ function switchTo(env, slot, releaseId, certificateReady, operation = "deploy", 
       // provision): the site nginx has is left as it is (it may serve the previous name with its certificate);
       // only the traffic moves. Provision gets the certificate and writes the site.
       files: [
-        ...certificateReady || !certificatePaths(env) ? [{ path: L.nginxSite, content: site(env, certificateReady) }] : [],
+        ...writesSite ? [{ path: L.nginxSite, content: site(env, certificateReady) }] : [],
         { path: L.nginxUpstreams, content: upstreams(env, slot) }
       ],
       links: [[L.nginxSite, L.nginxSiteEnabled]],
@@ -52842,13 +52927,12 @@ printf '%s\n' ${quote(slot)} > ${quote(`${L.slotFile}.new`)}${record2 ? `
 ${fingerprintRecords(env, record2)}` : ""}`,
       // At most SLOT_LOOK_SECONDS (+ one look's second), whatever answers there (a slow app behind a custom template).
       critical: SWITCH_THEN_SECONDS,
-      then: String.raw`slot_until=$(( SECONDS + ${SLOT_LOOK_SECONDS} ))
-for i in {1..100}; do
-  got=$(curl -s --max-time 1${host} http://127.0.0.1/.ops/slot 2>/dev/null || true)
-  [ "$got" = ${quote(slot)} ] && break
-  if [ "$i" = 100 ] || [ "$SECONDS" -ge "$slot_until" ]; then echo "nginx does not report slot ${slot} at /.ops/slot (a custom site template without {{slot_location}}?); continuing" >&2; break; fi
-  sleep 0.05
-done
+      ...mustSee && {
+        verify: String.raw`${look}
+[ -n "$slot_seen" ] || { echo "the switch to slot ${slot} did not take: nginx was reloaded, but its /.ops/slot answers '$slot_got' rather than '${slot}' (nginx still routes to the previous slot)" >&2; false; }`
+      },
+      then: String.raw`${mustSee ? "# nginx answered with the new slot (verify, above)" : `${look}
+[ -n "$slot_seen" ] || echo "nginx does not report slot ${slot} at /.ops/slot (${writesSite ? "the custom site template has no {{slot_location}}" : "the site on the host is kept until provision writes it"}); continuing" >&2`}
 mv -T ${quote(`${L.base}/.current.new`)} ${quote(L.current)}
 mv -f ${quote(`${L.slotFile}.new`)} ${quote(L.slotFile)}
 # The release is live from here: a failure of what follows (records) must not be taken for a switch that did not happen.
@@ -52873,7 +52957,7 @@ function rollbackStep(env, to, after, ends) {
   const slots = ["blue", "green"];
   const certs = certificatePaths(env);
   const certStates = certs ? [true, false] : [false];
-  const starts = slots.map((slot) => [slot, startRelease(env, slot, id)]);
+  const starts = slots.map((slot) => [slot, startRelease(env, slot, id, START_REUSED)]);
   const switches = slots.flatMap((slot) => certStates.map((cert) => [`${slot}:${cert ? "yes" : "no"}`, switchTo(env, slot, id, cert, "rollback")]));
   const stops = slots.map((slot) => [slot, stopSlot(env, slot, env.config.switch.drain)]);
   const libraries = [SYSTEM_FUNCTIONS, PROBE_FUNCTIONS, SUPERVISOR_FUNCTIONS, IDENTITY_FUNCTIONS, HOST_LOCK_FUNCTIONS, CRITICAL_FUNCTIONS, historyFunctions(env)];
@@ -52919,11 +53003,29 @@ else
     ${body(after) || ":"}
     fi
   }
-  ops_part rollback_start
+  # nginx must accept its files before any slot is touched (as a deploy's state step checks): a switch nginx -t
+  # refuses would fail after the start, and a warm slot reused for it would be stopped for nothing. A failure in a
+  # file the switch rewrites (the app's site or upstreams) is repaired by it.
+  part_rc=0
+  if ! nginx_out=$(nginx -t 2>&1); then
+    nginx_file=""; if [[ $nginx_out =~ \ in\ (/[^ ]+):[0-9]+ ]]; then nginx_file=${"$"}{BASH_REMATCH[1]}; fi
+    case "$nginx_file" in
+      ${[L.nginxSite, L.nginxSiteEnabled, L.nginxUpstreams].map(quote).join("|")}) ;;
+      *)
+        { echo "nginx -t fails on this host's configuration, on a file this rollback does not write (hand-edited?): fix or remove the file named below, then run again. Nothing was changed (no slot was started or stopped); nginx keeps serving what it loaded:"; echo "$nginx_out"; } >&2
+        part_rc=${START_FAILED_CLEAN} ;;
+    esac
+  fi
   if [ "$part_rc" = 0 ]; then
-    # Once the start succeeded, a failed switch leaves the new slot to the operation to stop.
-    ops_part rollback_switch
-    if [ "$part_rc" = ${START_FAILED_CLEAN} ]; then part_rc=1; fi
+    ops_part rollback_start
+    reused=no; if [ "$part_rc" = ${START_REUSED} ]; then reused=yes; part_rc=0; fi
+    if [ "$part_rc" = 0 ]; then
+      # Once the start succeeded, a failed switch leaves the new slot to the operation to stop; but a warm slot
+      # reused as it ran stays as it was (it is the rollback target of the next try).
+      ops_part rollback_switch
+      if [ "$part_rc" = ${START_FAILED_CLEAN} ]; then part_rc=1; fi
+      if [ "$part_rc" != 0 ] && [ "$reused" = yes ]; then echo "slot $new_slot keeps running $release_id warm, as before the rollback" >&2; part_rc=${START_FAILED_CLEAN}; fi
+    fi
   fi
   if [ "$part_rc" != 0 ]; then
     ops_report ${ROLLBACK_KEYS.rollback_exit} "$part_rc"
@@ -52961,7 +53063,7 @@ function diskSpace(env) {
 }
 
 // core/steps/release.ts
-var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "platform", "nginx_invalid", "pruned", "kept_running", "pruned_deps");
+var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "platform", "nginx_invalid", "supervisor_down", "pruned", "kept_running", "pruned_deps");
 function deployState(env, shas, options = {}) {
   const L = env.layout;
   const cert = certificatePaths(env);
@@ -53015,6 +53117,10 @@ ${mirrorShallow(L.mirror)}
   true
 fi
 for d in ${quote(L.deps)}/*/; do if [ -f "$d.complete" ]; then d=${"$"}{d%/}; ops_report ${RELEASE_KEYS.deps_has} "${"$"}{d##*/}"; fi; done
+# Is supervisord running? The start needs it (else it fails after the build and migrations), and without it no
+# program of the live release runs either.
+if [ -d /run/systemd/system ]; then systemctl is-active --quiet supervisor || ops_report ${RELEASE_KEYS.supervisor_down} 1
+else service supervisor status >/dev/null 2>&1 || ops_report ${RELEASE_KEYS.supervisor_down} 1; fi
 # Can the switch reload nginx? A file it does not write that nginx refuses would fail it after the build and migrations.
 if ! nginx_out=$(nginx -t 2>&1); then while IFS= read -r line; do [ -z "$line" ] || ops_report ${RELEASE_KEYS.nginx_invalid} "$line"; done <<< "$nginx_out"; fi
 ` : "";
@@ -53265,7 +53371,8 @@ function parseState(r) {
     disk: parseDisk(reported(r, FACTS_KEYS.disk)),
     depsHas: reportedAll(r, RELEASE_KEYS.deps_has),
     platform: reported(r, RELEASE_KEYS.platform),
-    nginxInvalid: reportedAll(r, RELEASE_KEYS.nginx_invalid)
+    nginxInvalid: reportedAll(r, RELEASE_KEYS.nginx_invalid),
+    supervisorDown: reported(r, RELEASE_KEYS.supervisor_down) !== void 0
   };
 }
 

@@ -50643,7 +50643,116 @@ group_fatal() {
 }
 `;
 
+// core/steps/sh/system.sh
+var system_default = `# shellcheck shell=bash
+# System functions for provision and deploy steps: services (systemd, or Debian's service wrapper where there
+# is none), change tracking per item (CHANGED, item), idempotent files and directories (put_file, ensure_dir).
+# Needs ops_report (the script prelude, core/remote/wrap.ts).
+# svc NAME ACTION: systemd on real VMs, Debian's service wrapper where there is no systemd.
+# Without systemd the daemon a start runs is a child of this script: it is given no descriptor beyond 0-2 (it would
+# keep the locks this script holds, host_lock's and critical_begin's, for as long as it runs).
+svc() { if [ -d /run/systemd/system ]; then systemctl "$2" "$1"; else (svc_close_fds; service "$1" "$2"); fi; }
+svc_close_fds() { local f; for f in /proc/"$BASHPID"/fd/*; do f=\${f##*/}; if [ "$f" -gt 2 ]; then eval "exec $f>&-"; fi; done; }
+# svc_up NAME: enabled at boot (systemd) and running now.
+svc_up() {
+  if [ -d /run/systemd/system ]; then
+    systemctl is-enabled --quiet "$1" 2>/dev/null || { systemctl enable --quiet "$1"; CHANGED=1; }
+    systemctl is-active --quiet "$1" || { systemctl start "$1"; CHANGED=1; }
+  else
+    service "$1" status >/dev/null 2>&1 || { service "$1" start >/dev/null; CHANGED=1; }
+  fi
+}
+# item NAME: report whether this item changed since the last mark (CHANGED=1), then reset.
+CHANGED=0
+item() { if [ "$CHANGED" = 1 ]; then ops_report item "$1 changed"; else ops_report item "$1 ok"; fi; CHANGED=0; }
+# put_file PATH MODE OWNER BASE64: write only when content, mode or owner differ (atomic rename); sets CHANGED=1.
+# An unchanged file costs two processes (its content compared as base64: the same encoding as BASE64's, which
+# has no line breaks; its mode and owner): a switch or a provision re-run writes nothing.
+put_file() {
+  local path=$1 mode=$2 owner=$3 dir tmp
+  dir=\${path%/*}; dir=\${dir:-/}
+  if [ -f "$path" ] && [ "$(base64 -w0 < "$path")" = "$4" ] && [ "$(stat -c '%a %U:%G' "$path")" = "\${mode#0} $owner" ]; then return 0; fi
+  [ -d "$dir" ] || mkdir -p "$dir"
+  tmp=$(mktemp "$dir/.ops-new.XXXXXX")
+  # Written whole, then renamed over the file: a full disk leaves the old file and no temporary one.
+  printf %s "$4" | base64 -d > "$tmp" || { rm -f "$tmp"; return 1; }
+  chmod "$mode" "$tmp"
+  chown "$owner" "$tmp"
+  mv -f "$tmp" "$path"
+  CHANGED=1
+}
+# ensure_dir PATH MODE OWNER
+ensure_dir() {
+  if [ ! -d "$1" ]; then install -d -m "$2" -o "\${3%%:*}" -g "\${3##*:}" "$1"; CHANGED=1; return 0; fi
+  if [ "$(stat -c '%a %U:%G' "$1")" != "\${2#0} $3" ]; then chmod "$2" "$1"; chown "$3" "$1"; CHANGED=1; fi
+}
+# nginx_master: the pid of nginx's running master process, or fails when none runs. The pid file's (when it names
+# a master), else the main process systemd tracks for nginx.service (\`systemctl show -p MainPID\`), else the oldest
+# process titled "nginx: master process": a pid file removed or stale does not hide a running nginx.
+nginx_master() {
+  local p title candidates=()
+  p=; read -r p 2>/dev/null < /run/nginx.pid || true; candidates+=("$p")
+  if [ -d /run/systemd/system ]; then candidates+=("$(systemctl show -p MainPID --value nginx 2>/dev/null || true)"); fi
+  candidates+=("$(pgrep -o -f '^nginx: master process' || true)")
+  for p in "\${candidates[@]}"; do
+    [[ $p =~ ^[1-9][0-9]*$ ]] || continue
+    title=; IFS= read -r -d '' title 2>/dev/null < "/proc/$p/cmdline" || true
+    case $title in 'nginx: master process'*) echo "$p"; return 0 ;; esac
+  done
+  return 1
+}
+# nginx_reload: a graceful reload of the running nginx (SIGHUP to its master, nginx_master: no round trip through
+# systemd, no need of the pid file; requests in flight finish), or a start when none runs. Call once nginx -t has
+# accepted the files. Returns once the new configuration serves: the signal only asks the master, which then opens
+# the new listeners, starts new workers and tells the old ones to stop accepting; until then the old workers answer
+# with the old configuration. Waits (10 s at most, looking every 20 ms) until the master has a worker that was not
+# there before and every old worker is gone or titled "shutting down" (nginx's process titles,
+# src/os/unix/ngx_process_cycle.c). Fails, saying so, when the signal cannot be sent or the reload is not taken up:
+# the master could not apply the files (nginx -t does not bind ports: another server on :443, say), or does not
+# handle signals; it keeps serving the previous configuration. A missing pid file is written back (systemd's
+# reload and stop of nginx read it).
+nginx_reload() {
+  local master old p busy fresh title now deadline
+  if ! master=$(nginx_master); then
+    svc nginx start || { echo "nginx reload failed: nginx was not running and did not start" >&2; return 1; }
+    nginx_master >/dev/null || { echo "nginx reload failed: nginx was not running, and no nginx master runs after its start" >&2; return 1; }
+    return 0
+  fi
+  old=" $(pgrep -P "$master" -f '^nginx: worker process *$' | tr '\\n' ' ')"
+  kill -HUP "$master" || { echo "nginx reload failed: could not signal nginx's master process (pid $master)" >&2; return 1; }
+  if [ ! -s /run/nginx.pid ]; then
+    echo "$master" > /run/nginx.pid && echo "nginx's pid file /run/nginx.pid was missing: written back (master pid $master)" >&2
+  fi
+  # Polled every 20 ms (the master takes a few ms to start the new workers): each look reads the workers'
+  # titles with read, a builtin (a worker gone reads as nothing).
+  printf -v now '%(%s)T' -1; deadline=$(( now + 10 ))
+  while :; do
+    busy=; fresh=
+    for p in $old; do
+      title=; IFS= read -r -d '' title 2>/dev/null < "/proc/$p/cmdline" || true
+      case $title in
+        *'shutting down'*|'') ;;
+        'nginx: worker process'*) busy=1 ;;
+      esac
+    done
+    if [ -z "$busy" ]; then
+      for p in $(pgrep -P "$master" -f '^nginx: worker process *$' || true); do
+        [[ $old == *" $p "* ]] || { fresh=1; break; }
+      done
+      [ -z "$fresh" ] || return 0
+    fi
+    printf -v now '%(%s)T' -1
+    [ "$now" -lt "$deadline" ] || break
+    sleep 0.02
+  done
+  echo "nginx reload failed: nginx's master process (pid $master) did not take up the reload within 10 s (it refused the new configuration, or does not handle signals) and keeps serving the previous one; its error log says:" >&2
+  tail -n 3 /var/log/nginx/error.log >&2 2>/dev/null || true
+  return 1
+}
+`;
+
 // core/steps/libraries.ts
+var SYSTEM_FUNCTIONS = system_default;
 var SUPERVISOR_FUNCTIONS = supervisor_default;
 var IDENTITY_FUNCTIONS = identity_default;
 var PROBE_FUNCTIONS = probe_default;
@@ -50855,7 +50964,8 @@ function programPorts(env, slot) {
   return Object.keys(env.config.programs).map((name2) => `${name2}:${env.port(name2, slot)}`);
 }
 var SLOT_LOOK_SECONDS = 6;
-var SWITCH_THEN_SECONDS = SLOT_LOOK_SECONDS + 4;
+var RELOAD_BACK_SECONDS = 11;
+var SWITCH_THEN_SECONDS = SLOT_LOOK_SECONDS + RELOAD_BACK_SECONDS + 4;
 var SWITCH_KEYS = reportKeys("switched");
 var ROLLBACK_KEYS = reportKeys("rollback", "rollback_from", "rollback_to", "rollback_slot", "rollback_exit", "rollback_stop_exit");
 
@@ -50863,7 +50973,7 @@ var ROLLBACK_KEYS = reportKeys("rollback", "rollback_from", "rollback_to", "roll
 var FACTS_KEYS = reportKeys("disk", "hostname", "os", "uptime", "login", "sudo", "max_sessions", "footprint");
 
 // core/steps/release.ts
-var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "platform", "nginx_invalid", "pruned", "kept_running", "pruned_deps");
+var RELEASE_KEYS = reportKeys("now", "provisioned", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "platform", "nginx_invalid", "supervisor_down", "pruned", "kept_running", "pruned_deps");
 function releaseSummary(id, json) {
   let meta = {};
   let unreadable;
@@ -50876,7 +50986,7 @@ function releaseSummary(id, json) {
 }
 
 // core/steps/status.ts
-var STATUS_KEYS = reportKeys("now", "provisioned", "current", "release_json", "slot", "nginx", "nginx_config", "nginx_test", "site_enabled", "site", "supervisor", "supervisor_xml", "health", "served_serial", "disk", "upstream", "nginx_slot", "health_body");
+var STATUS_KEYS = reportKeys("now", "provisioned", "current", "release_json", "slot", "nginx", "nginx_pidfile", "nginx_config", "nginx_test", "site_enabled", "site", "supervisor", "supervisor_xml", "health", "served_serial", "disk", "upstream", "nginx_slot", "health_body");
 function nginxRouteShell(env) {
   const L = env.layout;
   const host = env.config.domain ? ` -H ${quote(`Host: ${env.config.domain}`)}` : "";
@@ -50911,7 +51021,8 @@ function hostStatus(env) {
     as: "root",
     timeout: 90,
     quiet: true,
-    script: String.raw`${PROBE_FUNCTIONS}
+    script: String.raw`${SYSTEM_FUNCTIONS}
+${PROBE_FUNCTIONS}
 ${SUPERVISOR_FUNCTIONS}
 ${IDENTITY_FUNCTIONS}
 ${CERT_FUNCTIONS}
@@ -50922,9 +51033,13 @@ ops_report ${STATUS_KEYS.current} "${"$"}{cur##*/}"
 if [ -n "$cur" ] && [ -f "$cur/release.json" ]; then ops_report ${STATUS_KEYS.release_json} "$(tr -d '\n' < "$cur/release.json")"; fi
 live_slot=$(cat ${quote(L.slotFile)} 2>/dev/null || true)
 ops_report ${STATUS_KEYS.slot} "$live_slot"
-# nginx: running (its master's pid), its configuration as nginx -t sees it, and "/" through it.
-pid=$(cat /run/nginx.pid 2>/dev/null || true)
-if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then ops_report ${STATUS_KEYS.nginx} running; else ops_report ${STATUS_KEYS.nginx} stopped; fi
+# nginx: running (its master process, found with or without the pid file: nginx_master), whether its pid file names
+# it, its configuration as nginx -t sees it, and "/" through it.
+if master=$(nginx_master); then
+  ops_report ${STATUS_KEYS.nginx} running
+  pid=""; read -r pid 2>/dev/null < /run/nginx.pid || true
+  if [ -z "$pid" ]; then ops_report ${STATUS_KEYS.nginx_pidfile} "missing $master"; elif [ "$pid" != "$master" ]; then ops_report ${STATUS_KEYS.nginx_pidfile} "stale $master"; fi
+else ops_report ${STATUS_KEYS.nginx} stopped; fi
 if out=$(nginx -t 2>&1); then ops_report ${STATUS_KEYS.nginx_config} ok; else ops_report ${STATUS_KEYS.nginx_config} invalid; fi
 while IFS= read -r line; do [ -z "$line" ] || ops_report ${STATUS_KEYS.nginx_test} "$line"; done <<< "$out"
 ops_report ${STATUS_KEYS.site_enabled} "$([ -e ${quote(L.nginxSiteEnabled)} ] && echo yes || echo no)"
@@ -51017,6 +51132,11 @@ function parseHostStatus(env, host, r) {
   const nginxTest = reportedAll(r, STATUS_KEYS.nginx_test);
   s.nginx = { running: reported(r, STATUS_KEYS.nginx) === "running", configOk: reported(r, STATUS_KEYS.nginx_config) === "ok", messages: nginxMessages(nginxTest) };
   if (!s.nginx.running) problem("nginx is not running");
+  const pidfile = reported(r, STATUS_KEYS.nginx_pidfile);
+  if (pidfile) {
+    const [how, master] = pidfile.split(" ");
+    warn(`nginx runs (master pid ${master}), but its pid file /run/nginx.pid ${how === "missing" ? "is missing" : "names another process"}: systemctl reload/stop nginx and nginx -s do not reach it (the next deploy writes it back)`);
+  }
   if (!s.nginx.configOk) {
     const first = s.nginx.messages.find((m) => /\[(emerg|alert|crit)\]/.test(m)) ?? nginxTest.find((l) => !/test failed/.test(l)) ?? "nginx -t failed";
     problem(`nginx configuration is invalid (nginx -t): ${first.replace(/^nginx: /, "")} \u2014 ${s.nginx.running ? "nginx keeps serving its last valid configuration, but a reload or restart will fail" : "nginx cannot start until it is fixed"}`);

@@ -40,22 +40,48 @@ ensure_dir() {
   if [ ! -d "$1" ]; then install -d -m "$2" -o "${3%%:*}" -g "${3##*:}" "$1"; CHANGED=1; return 0; fi
   if [ "$(stat -c '%a %U:%G' "$1")" != "${2#0} $3" ]; then chmod "$2" "$1"; chown "$3" "$1"; CHANGED=1; fi
 }
-# nginx_reload: a graceful reload of the running nginx (a signal to its master, no round trip through systemd;
-# requests in flight finish), or a start when it is not running. Call once nginx -t has accepted the files.
-# Returns once the new configuration serves: `nginx -s reload` only signals the master, which then opens the new
-# listeners, starts new workers and tells the old ones to stop accepting; until then the old workers answer with
-# the old configuration. Waits (10 s at most, looking every 20 ms) until every old worker is gone or titled "shutting down" (nginx's
-# process titles, src/os/unix/ngx_process_cycle.c). Fails when they still accept: the master could not apply the
-# files (nginx -t does not bind ports: another server on :443, say) and keeps serving the previous configuration.
+# nginx_master: the pid of nginx's running master process, or fails when none runs. The pid file's (when it names
+# a master), else the main process systemd tracks for nginx.service (`systemctl show -p MainPID`), else the oldest
+# process titled "nginx: master process": a pid file removed or stale does not hide a running nginx.
+nginx_master() {
+  local p title candidates=()
+  p=; read -r p 2>/dev/null < /run/nginx.pid || true; candidates+=("$p")
+  if [ -d /run/systemd/system ]; then candidates+=("$(systemctl show -p MainPID --value nginx 2>/dev/null || true)"); fi
+  candidates+=("$(pgrep -o -f '^nginx: master process' || true)")
+  for p in "${candidates[@]}"; do
+    [[ $p =~ ^[1-9][0-9]*$ ]] || continue
+    title=; IFS= read -r -d '' title 2>/dev/null < "/proc/$p/cmdline" || true
+    case $title in 'nginx: master process'*) echo "$p"; return 0 ;; esac
+  done
+  return 1
+}
+# nginx_reload: a graceful reload of the running nginx (SIGHUP to its master, nginx_master: no round trip through
+# systemd, no need of the pid file; requests in flight finish), or a start when none runs. Call once nginx -t has
+# accepted the files. Returns once the new configuration serves: the signal only asks the master, which then opens
+# the new listeners, starts new workers and tells the old ones to stop accepting; until then the old workers answer
+# with the old configuration. Waits (10 s at most, looking every 20 ms) until the master has a worker that was not
+# there before and every old worker is gone or titled "shutting down" (nginx's process titles,
+# src/os/unix/ngx_process_cycle.c). Fails, saying so, when the signal cannot be sent or the reload is not taken up:
+# the master could not apply the files (nginx -t does not bind ports: another server on :443, say), or does not
+# handle signals; it keeps serving the previous configuration. A missing pid file is written back (systemd's
+# reload and stop of nginx read it).
 nginx_reload() {
-  local old p busy title now deadline
-  old=$(pgrep -f '^nginx: worker process *$' | tr '\n' ' ')
-  nginx -s reload 2>/dev/null || { svc nginx start; return; }
-  # Polled every 20 ms (the master takes a few ms to start the new workers): each look reads the old workers'
+  local master old p busy fresh title now deadline
+  if ! master=$(nginx_master); then
+    svc nginx start || { echo "nginx reload failed: nginx was not running and did not start" >&2; return 1; }
+    nginx_master >/dev/null || { echo "nginx reload failed: nginx was not running, and no nginx master runs after its start" >&2; return 1; }
+    return 0
+  fi
+  old=" $(pgrep -P "$master" -f '^nginx: worker process *$' | tr '\n' ' ')"
+  kill -HUP "$master" || { echo "nginx reload failed: could not signal nginx's master process (pid $master)" >&2; return 1; }
+  if [ ! -s /run/nginx.pid ]; then
+    echo "$master" > /run/nginx.pid && echo "nginx's pid file /run/nginx.pid was missing: written back (master pid $master)" >&2
+  fi
+  # Polled every 20 ms (the master takes a few ms to start the new workers): each look reads the workers'
   # titles with read, a builtin (a worker gone reads as nothing).
   printf -v now '%(%s)T' -1; deadline=$(( now + 10 ))
   while :; do
-    busy=
+    busy=; fresh=
     for p in $old; do
       title=; IFS= read -r -d '' title 2>/dev/null < "/proc/$p/cmdline" || true
       case $title in
@@ -63,12 +89,17 @@ nginx_reload() {
         'nginx: worker process'*) busy=1 ;;
       esac
     done
-    [ -z "$busy" ] && return 0
+    if [ -z "$busy" ]; then
+      for p in $(pgrep -P "$master" -f '^nginx: worker process *$' || true); do
+        [[ $old == *" $p "* ]] || { fresh=1; break; }
+      done
+      [ -z "$fresh" ] || return 0
+    fi
     printf -v now '%(%s)T' -1
     [ "$now" -lt "$deadline" ] || break
     sleep 0.02
   done
-  echo "nginx did not apply the new configuration (nginx -t accepted it, the running server refused it) and keeps serving the previous one; its error log says:" >&2
+  echo "nginx reload failed: nginx's master process (pid $master) did not take up the reload within 10 s (it refused the new configuration, or does not handle signals) and keeps serving the previous one; its error log says:" >&2
   tail -n 3 /var/log/nginx/error.log >&2 2>/dev/null || true
   return 1
 }

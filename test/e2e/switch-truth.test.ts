@@ -1,0 +1,171 @@
+// A switch reports success only when nginx serves the new slot, on a real host, through the CLI as a user runs it:
+// nginx's pid file gone (the master is found and signalled, status still sees nginx running), a master that does not
+// take up the reload, a hand-made map that keeps /.ops/slot from naming the new slot (deploy and rollback fail, the
+// previous routing is back, `current` unchanged, the live release serving), /.ops/slot refused to other machines,
+// a rollback refused by nginx -t that keeps the warm slot running, and a deploy refused while supervisord is stopped.
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { quote } from '../../core/shell.ts';
+import { downHost, sshRun, type Host } from '../hosts/index.ts';
+import { commit, gitIn, initRepo } from '../support/gitrepo.ts';
+import { runOps, type CliResult } from '../support/cli.ts';
+import { APP, get, makeProject, pythonWebApp, readyHost, webConfig, type TestProject } from './support.ts';
+
+let host: Host;
+let project: TestProject;
+
+const env = () => ({ PATH: process.env.PATH, HOME: process.env.HOME, USER: 'e2e', NO_COLOR: '1' });
+const ops = (...argv: string[]) => runOps(argv, { root: project.root, processEnv: env() });
+
+/** What a user reads: the command's output, never a stack trace. */
+function readable(r: CliResult): string {
+  const text = r.out + r.err;
+  expect(text).not.toMatch(/^\s+at .+:\d+:\d+\)?$/m);
+  return text;
+}
+
+/** On the host, as root. */
+async function onHost(command: string): Promise<string> {
+  return (await sshRun(host, `sudo bash -c ${quote(command)}`)).stdout.trim();
+}
+
+/** The version "/" answers through nginx, from this machine. */
+async function serving(): Promise<string> {
+  const r = await get(host);
+  expect(r.status).toBe(200);
+  return r.body;
+}
+
+const current = () => onHost(`readlink /srv/${APP}/current`);
+const liveSlot = () => onHost(`cat /srv/${APP}/.ops/slot`);
+const master = () => onHost('systemctl show -p MainPID --value nginx');
+
+/** What the host serves and records, which a failed switch must leave as it was. */
+async function snapshot(): Promise<{ page: string; current: string; slot: string }> {
+  return { page: await serving(), current: await current(), slot: await liveSlot() };
+}
+
+beforeAll(async () => {
+  host = await readyHost('swt');
+  const repo = join(mkdtempSync(join(tmpdir(), 'ops-switch-')), 'app');
+  const app = pythonWebApp('"ok" if self.path == "/health" else "version " + VERSION', 'VERSION = open("VERSION").read().strip()');
+  initRepo(repo, { 'server.py': app, 'VERSION': '1\n' });
+  gitIn(repo, ['tag', 'v1']);
+  for (const v of ['2', '3', '4']) {
+    commit(repo, { 'VERSION': `${v}\n` }, `version ${v}`);
+    gitIn(repo, ['tag', `v${v}`]);
+  }
+  project = makeProject('e2e', webConfig(host, repo));
+  for (const ref of ['v1', 'v2']) expect((await ops('deploy', 'e2e', '--ref', ref)).code).toBe(0);
+  expect(await serving()).toBe('version 2');
+}, 900_000);
+
+afterAll(async () => {
+  if (host) await downHost(host.name, { purge: true });
+  project?.cleanup();
+});
+
+describe.sequential('a switch reports success only when nginx serves the new slot', () => {
+  it('/.ops/slot answers 403 to another machine, and the slot to the host itself', async () => {
+    const remote = await get(host, '/.ops/slot');
+    expect(remote.status).toBe(403);
+    expect(remote.body).not.toMatch(/^(blue|green)$/);
+    expect(await onHost('curl -s http://127.0.0.1/.ops/slot')).toBe(await liveSlot());
+  });
+
+  it('nginx.pid gone: status says nginx runs and the pid file is missing; a deploy signals the master and really serves', async () => {
+    await onHost('mv /run/nginx.pid /root/nginx.pid.moved');
+    const pid = await master();
+    const s = await ops('status', 'e2e');
+    const text = readable(s);
+    expect(text).not.toMatch(/NOT running/);
+    expect(text).toMatch(/pid file \/run\/nginx\.pid is missing/);
+    const d = await ops('deploy', 'e2e', '--ref', 'v3');
+    expect(d.code, readable(d)).toBe(0);
+    expect(await serving()).toBe('version 3');
+    expect(await onHost('curl -s http://127.0.0.1/.ops/slot')).toBe(await liveSlot());
+    expect(await onHost('cat /run/nginx.pid')).toBe(pid);
+  });
+
+  it('a rollback that nginx -t refuses (a hand-made site) changes nothing: the warm slot keeps running, the message is true', async () => {
+    const idle = (await liveSlot()) === 'blue' ? 'green' : 'blue';
+    const conf = `/etc/supervisor/conf.d/${APP}-${idle}.conf`;
+    const warm = await onHost(`sed -n 's/^; Managed by ops-pipeline: slot .* release \\(.*\\)\\. Rewritten by deploys\\.$/\\1/p' ${conf}`);
+    expect(warm).toMatch(/^\d{8}T\d{6}Z-/);
+    const before = await snapshot();
+    await onHost("echo 'bogus_directive on;' > /etc/nginx/sites-enabled/handmade");
+    try {
+      const r = await ops('rollback', 'e2e', '--to', warm);
+      const text = readable(r);
+      expect(r.code, text).not.toBe(0);
+      expect(text).toMatch(/nginx -t fails/);
+      expect(text).toMatch(/bogus_directive/);
+      expect(text).toMatch(/Nothing was changed/);
+      expect(await snapshot()).toEqual(before);
+      expect(await onHost(`test -f ${conf} && echo kept`)).toBe('kept');
+      expect(await onHost(`supervisorctl status '${APP}-${idle}:*'`)).toMatch(/RUNNING/);
+    } finally {
+      await onHost('rm -f /etc/nginx/sites-enabled/handmade');
+    }
+  });
+
+  it('supervisord stopped: a deploy refuses before building, naming it, and does not claim the live release serves', async () => {
+    const releases = await onHost(`ls /srv/${APP}/releases | wc -l`);
+    await onHost('systemctl stop supervisor');
+    try {
+      const r = await ops('deploy', 'e2e', '--ref', 'v4');
+      const text = readable(r);
+      expect(r.code, text).not.toBe(0);
+      expect(text).toContain(`supervisord is not running on ${host.name} (systemctl start supervisor)`);
+      expect(text).not.toMatch(/live release keeps serving/);
+      expect(await onHost(`ls /srv/${APP}/releases | wc -l`)).toBe(releases);
+    } finally {
+      await onHost('systemctl start supervisor');
+    }
+    for (let i = 0; i < 60 && (await get(host)).status !== 200; i++) await new Promise((ok) => setTimeout(ok, 500));
+    expect(await serving()).toBe('version 3');
+  });
+
+  it('a master that does not take up the reload: rollback and deploy fail naming nginx reload, the live release serves, current unchanged, the warm slot kept', async () => {
+    const before = await snapshot();
+    const idle = before.slot === 'blue' ? 'green' : 'blue';
+    const pid = await master();
+    await onHost(`kill -STOP ${pid}`);
+    try {
+      for (const argv of [['rollback', 'e2e'], ['deploy', 'e2e', '--ref', 'v4']]) {
+        const r = await ops(...argv);
+        const text = readable(r);
+        expect(r.code, text).not.toBe(0);
+        expect(text).toMatch(/nginx reload failed/);
+        expect(text).not.toMatch(/live: .* on slot/);
+        expect(await snapshot()).toEqual(before);
+        // The rollback reused the warm previous slot: it keeps running (the deploy replaced it with its own start).
+        if (argv[0] === 'rollback') expect(await onHost(`supervisorctl status '${APP}-${idle}:*'`)).toMatch(/RUNNING/);
+      }
+    } finally {
+      await onHost(`kill -CONT ${pid}`);
+    }
+    await new Promise((ok) => setTimeout(ok, 1000));
+    expect(await snapshot()).toEqual(before);
+  });
+
+  it('/.ops/slot not naming the new slot after the reload: deploy and rollback fail and put the previous routing back', async () => {
+    const before = await snapshot();
+    // A hand-made map loaded after the app's site: nginx's slot variable stays "pinned" whatever the upstreams say.
+    await onHost(`printf 'map "" $ops_slot_${APP} {\\n    default "pinned";\\n}\\n' > /etc/nginx/sites-enabled/zz-pin && nginx -t && nginx -s reload`);
+    try {
+      for (const argv of [['deploy', 'e2e', '--ref', 'v4'], ['rollback', 'e2e']]) {
+        const r = await ops(...argv);
+        const text = readable(r);
+        expect(r.code, text).not.toBe(0);
+        expect(text).toMatch(/did not take: nginx was reloaded, but its \/\.ops\/slot answers 'pinned'/);
+        expect(text).toMatch(/previous nginx files are back in place and serve again/);
+        expect(await snapshot()).toEqual(before);
+      }
+    } finally {
+      await onHost('rm -f /etc/nginx/sites-enabled/zz-pin && nginx -s reload');
+    }
+  });
+});

@@ -86,7 +86,7 @@ describe.sequential('day-2 operations on a live host', () => {
       const r = await cli('status', 'e2e');
       expect(r.code).toBe(1);
       expect(r.out).toContain(`${host.name}: program server (live slot ${slot}) is STOPPED`);
-      expect(r.out).toMatch(/health check of server failed: no 2xx answer on 127\.0\.0\.1:\d+\/health within 3s/);
+      expect(r.out).toMatch(/health check of server failed: Failed to connect to 127\.0\.0\.1 port \d+: Connection refused \(GET 127\.0\.0\.1:\d+\/health, no 2xx answer within 3s\)/);
       expect(r.out).toMatch(/supervisor  ✗ server +STOPPED/);
     } finally {
       await root(`supervisorctl start sample-${slot}:sample-${slot}-server`);
@@ -109,13 +109,14 @@ describe.sequential('day-2 operations on a live host', () => {
     }
   }, 60_000);
 
-  it('status fails while the lock is held, naming the run holding it', async () => {
+  it('while the lock is held by a live run, status stays healthy and warns, naming the run (a deploy under way is not a fault)', async () => {
     const ctx = project.ctx();
     const env = project.env();
     const seen = await withSession(ctx, env, (session) => withLock(ctx, session, 'maintenance', () => status(project.ctx(), env)));
-    expect(seen.healthy).toBe(false);
-    expect(seen.problems).toEqual([expect.stringMatching(new RegExp(`^${host.name}: locked by a maintenance run by e2e@.*, started \\d{4}-\\d\\d-\\d\\dT.*Z: an operation is running$`))]);
-    expect((await status(ctx, env)).healthy).toBe(true); // released
+    expect(seen.healthy).toBe(true);
+    expect(seen.problems).toEqual([]);
+    expect(seen.warnings).toContainEqual(expect.stringMatching(new RegExp(`^${host.name}: locked by a maintenance run by e2e@.*, started \\d{4}-\\d\\d-\\d\\dT.*Z: an operation is under way`)));
+    expect((await status(ctx, env)).warnings.filter((w) => w.includes('locked by'))).toEqual([]); // released
   }, 60_000);
 
   it('logs: every line prefixed with the host and its log; the secret value masked', async () => {

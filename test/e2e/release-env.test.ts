@@ -97,7 +97,10 @@ supervisorctl restart all >/dev/null`);
     expect(await serves(old)).toBe(`${old} legacy-mark -`);
     await onHost('supervisorctl restart all >/dev/null');
     expect(await serves(old)).toBe(`${old} legacy-mark -`);
-    const loaded = await initdata(project.ctx(), project.env());
+    // The environment now says new-mark: initdata refuses to load with the rolled-back release's other values,
+    // unless asked to (--live-settings).
+    await expect(initdata(project.ctx(), project.env())).rejects.toThrow(/runs with other settings or secrets/);
+    const loaded = await initdata(project.ctx(), project.env(), { liveSettings: true });
     expect(loaded.hosts[0]!.output).toMatch(/^mark:legacy-mark$/m);
 
     // Its commit deployed again with the settings it had: no record of what it was deployed with, so a new release.

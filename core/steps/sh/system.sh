@@ -99,7 +99,7 @@ nginx_reload() {
     [ "$now" -lt "$deadline" ] || break
     sleep 0.02
   done
-  echo "nginx reload failed: nginx's master process (pid $master) did not take up the reload within 10 s (it refused the new configuration, or does not handle signals) and keeps serving the previous one; its error log says:" >&2
+  echo "nginx reload failed: nginx did not apply the new configuration (nginx -t accepted it; its master process, pid $master, refused it or does not handle signals: no new workers within 10 s) and keeps serving the previous one; its error log says:" >&2
   tail -n 3 /var/log/nginx/error.log >&2 2>/dev/null || true
   return 1
 }

@@ -283,6 +283,14 @@ describe('ops reads what sops writes', () => {
   }
 });
 
+/** `text` encrypted by the real sops for the age recipient of environment `e`'s .sops.yaml rule (from a plain file `name` in the scratch directory). */
+function sopsForEnvironment(e: { root: string }, name: string, text: string): Run {
+  const plainFile = join(dir, name);
+  writeFileSync(plainFile, text);
+  const recipient = readFileSync(join(e.root, '.sops.yaml'), 'utf8').match(/age: (\S+)/)![1]!;
+  return sops(['encrypt', '--age', recipient, plainFile], k1);
+}
+
 /** `sops decrypt` of an encrypted text (written to a file first: sops names formats by extension). */
 function sopsDecryptText(text: string, format: Format, key: Key): string {
   const file = join(tempDir('ops-sops-text-'), `f.${format}`);
@@ -401,11 +409,7 @@ describe('ops secrets commands on sops-written files', () => {
   it('decrypt prints what sops decrypt prints (same values)', async () => {
     const e = await newEnv();
     const file = join(e.root, 'environments/qa/secrets.sops.yaml');
-    const plainFile = join(dir, 'for-cli.yaml');
-    writeFileSync(plainFile, YAML_CORPUS);
-    const recipient = readFileSync(join(e.root, '.sops.yaml'), 'utf8').match(/age: (\S+)/)![1]!;
-    const enc = sops(['encrypt', '--age', recipient, plainFile], k1);
-    writeFileSync(file, enc.out);
+    writeFileSync(file, sopsForEnvironment(e, 'for-cli.yaml', YAML_CORPUS).out);
     const ours = await cli(e.root, ['secrets', 'decrypt', file], e.env);
     expect(ours.code).toBe(0);
     const theirs = sops(['decrypt', file], { file: e.keyFile });
@@ -434,10 +438,8 @@ describe('YAML merge keys and aliases, as sops writes them', () => {
 
   it('ops keeps them when it rewrites such a file, and encrypts a plain file with them as sops does', async () => {
     const e = await newEnv();
-    const plainFile = join(dir, 'merge-cli.yaml');
-    writeFileSync(plainFile, PLAIN);
-    const recipient = readFileSync(join(e.root, '.sops.yaml'), 'utf8').match(/age: (\S+)/)![1]!;
-    writeFileSync(e.secrets, sops(['encrypt', '--age', recipient, plainFile], k1).out);
+    const encrypted = sopsForEnvironment(e, 'merge-cli.yaml', PLAIN).out;
+    writeFileSync(e.secrets, encrypted);
     const show = await cli(e.root, ['secrets', 'show', 'qa', '--key', 'der'], e.env);
     expect(show).toMatchObject({ code: 0, err: '' });
     expect(show.out).toBe('!!merge <<:\n  x: 1\n  s: str\n"y": 2\n');
@@ -451,7 +453,7 @@ describe('YAML merge keys and aliases, as sops writes them', () => {
     writeFileSync(asset, PLAIN);
     expect((await cli(e.root, ['secrets', 'encrypt', asset], e.env)).code).toBe(0);
     const own = join(dir, 'merge-own.yaml');
-    writeFileSync(own, sops(['encrypt', '--age', recipient, plainFile], k1).out);
+    writeFileSync(own, encrypted);
     expect(sops(['decrypt', asset], { file: e.keyFile }).out).toBe(sops(['decrypt', own], { file: e.keyFile }).out);
   });
 });
@@ -462,10 +464,7 @@ describe('binary values (YAML !!binary), as sops writes them', () => {
 
   it('a binary value leaves the file intact: ops reads it (same MAC), prints what sops prints, hands the bytes on as sops --extract does, and keeps them on a rewrite', async () => {
     const e = await newEnv();
-    const recipient = readFileSync(join(e.root, '.sops.yaml'), 'utf8').match(/age: (\S+)/)![1]!;
-    const plainFile = join(dir, 'binary.yaml');
-    writeFileSync(plainFile, PLAIN);
-    const enc = sops(['encrypt', '--age', recipient, plainFile], k1);
+    const enc = sopsForEnvironment(e, 'binary.yaml', PLAIN);
     expect(enc.err).toBe('');
     writeFileSync(e.secrets, enc.out);
     const key = { file: e.keyFile };
@@ -510,11 +509,8 @@ describe('binary values (YAML !!binary), as sops writes them', () => {
     mkdirSync(join(asset, '..'), { recursive: true });
     writeFileSync(asset, PLAIN);
     expect((await cli(e.root, ['secrets', 'encrypt', asset], e.env)).code).toBe(0);
-    const recipient = readFileSync(join(e.root, '.sops.yaml'), 'utf8').match(/age: (\S+)/)![1]!;
-    const plainFile = join(dir, 'binary-own.yaml');
-    writeFileSync(plainFile, PLAIN);
     const own = join(dir, 'binary-own.enc.yaml');
-    writeFileSync(own, sops(['encrypt', '--age', recipient, plainFile], k1).out);
+    writeFileSync(own, sopsForEnvironment(e, 'binary-own.yaml', PLAIN).out);
     expect(sops(['decrypt', asset], { file: e.keyFile }).out).toBe(sops(['decrypt', own], { file: e.keyFile }).out);
   });
 });
@@ -586,10 +582,7 @@ last: x
 
   it('ops shows the comments of a sops file where sops shows them, and keeps them when it rewrites the file', async () => {
     const e = await newEnv();
-    const plainFile = join(dir, 'commented.yaml');
-    writeFileSync(plainFile, COMMENTED);
-    const recipient = readFileSync(join(e.root, '.sops.yaml'), 'utf8').match(/age: (\S+)/)![1]!;
-    writeFileSync(e.secrets, sops(['encrypt', '--age', recipient, plainFile], k1).out);
+    writeFileSync(e.secrets, sopsForEnvironment(e, 'commented.yaml', COMMENTED).out);
     expect(readFileSync(e.secrets, 'utf8')).toContain('#ENC[AES256_GCM');
     expect(readFileSync(e.secrets, 'utf8')).toContain('# stays readable');
     const theirs = sops(['decrypt', e.secrets], { file: e.keyFile }).out;

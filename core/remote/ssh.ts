@@ -102,7 +102,11 @@ function sessionRefused(e: unknown): boolean {
   return /Channel open failure/.test(err?.message ?? '') && (err.reason === 1 || err.reason === 4 || /open failed|prohibited|shortage/i.test(err.message ?? ''));
 }
 
-class SshRemote implements Remote {
+/**
+ * A Remote over one logged-in node-ssh connection (what `connect` returns). Exported for tests that drive it over
+ * a connection they control; everything else goes through `connect`.
+ */
+export class SshRemote implements Remote {
   readonly name: string;
   readonly login: string;
   readonly connection = randomBytes(6).toString('hex');
@@ -205,9 +209,27 @@ class SshRemote implements Remote {
             `sshd on ${this.name} refused to open a session for ${what}: its session limit is reached`,
             `ops needs 1 session per connection (it opens more, to run steps at once, where sshd allows); MaxSessions in ${this.name}'s /etc/ssh/sshd_config (or a Match block) must be at least 1: set it, then reload sshd (systemctl reload ssh)`,
           );
+        // ssh2 fails an exec whose channel closed before sshd answered ("Unable to exec"); when that is the
+        // connection going down, its close follows within moments: say the connection was lost, as for a step
+        // that was running.
+        const lost = this.lost ?? (await this.lostWithin(1000));
+        if (lost) throw translateError(lost, this.name, `${what} on ${this.name} (connection lost)`);
         throw translateError(e, this.name, `${what} on ${this.name}`);
       }
     }
+  }
+
+  /** The error the connection ended with, if it ends within `ms` milliseconds; else undefined. */
+  private lostWithin(ms: number): Promise<Error | undefined> {
+    return new Promise((resolve) => {
+      const done = (e?: Error) => {
+        clearTimeout(timer);
+        this.aborts.delete(done);
+        resolve(e);
+      };
+      const timer = setTimeout(() => done(), ms);
+      this.aborts.add(done);
+    });
   }
 
   /** Run `command` with `input` on stdin; output before the start marker is the login shell's, not ours. */

@@ -52447,9 +52447,23 @@ var SshRemote = class {
             `sshd on ${this.name} refused to open a session for ${what}: its session limit is reached`,
             `ops needs 1 session per connection (it opens more, to run steps at once, where sshd allows); MaxSessions in ${this.name}'s /etc/ssh/sshd_config (or a Match block) must be at least 1: set it, then reload sshd (systemctl reload ssh)`
           );
+        const lost = this.lost ?? await this.lostWithin(1e3);
+        if (lost) throw translateError(lost, this.name, `${what} on ${this.name} (connection lost)`);
         throw translateError(e, this.name, `${what} on ${this.name}`);
       }
     }
+  }
+  /** The error the connection ended with, if it ends within `ms` milliseconds; else undefined. */
+  lostWithin(ms) {
+    return new Promise((resolve2) => {
+      const done = (e) => {
+        clearTimeout(timer);
+        this.aborts.delete(done);
+        resolve2(e);
+      };
+      const timer = setTimeout(() => done(), ms);
+      this.aborts.add(done);
+    });
   }
   /** Run `command` with `input` on stdin; output before the start marker is the login shell's, not ours. */
   async exec(step, command2, input, options) {

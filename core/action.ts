@@ -2,7 +2,7 @@
 // Keeps actions/<name>/main.ts to a few lines: read inputs, call one core operation, write outputs.
 import * as core from '@actions/core';
 import { OpsError, formatError, onUncaught } from './errors.ts';
-import { Masker, seconds, type Reporter } from './report.ts';
+import { Masker, seconds, urlEncodedForms, type Reporter } from './report.ts';
 import type { OpsContext } from './context.ts';
 
 export interface ActionContext {
@@ -20,7 +20,8 @@ export class ActionsReporter implements Reporter {
   /** Whether an Actions log group is open now (they cannot nest). */
   private groupOpen = false;
   mask(value: string): void {
-    for (const v of this.masker.add(value)) core.setSecret(v);
+    // GitHub masks exact strings only: the encoded forms of each part too (a password in a database URL).
+    for (const v of this.masker.add(value)) for (const form of [v, ...urlEncodedForms(v)]) core.setSecret(form);
   }
   redact(text: string): string {
     return this.masker.redact(text);

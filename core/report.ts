@@ -52,6 +52,20 @@ const FILTER_MAX_LOG2 = 27; // 16 MiB at most
  * encodeURIComponent, and lowercase-hex encoders. Only a line holding a "%" or a "+" is read for them (urlForms),
  * at a cost of the same order as the exact lookup. The minimum length applies to the secret, not to its forms.
  */
+/**
+ * The URL-encoded forms of a secret most encoders write (each at most once, never the secret itself): RFC 3986
+ * unreserved characters kept (Python's urllib.parse.quote with safe=''), "/" kept too (quote's default), and
+ * JavaScript's encodeURIComponent (which also keeps !'()*); each also with a space as "+" (quote_plus,
+ * URLSearchParams). Uppercase hex, as all of them write it. For masks that see only exact strings (GitHub's
+ * add-mask); Masker.redact reads every form itself.
+ */
+export function urlEncodedForms(secret: string): string[] {
+  const encode = (keep: RegExp) =>
+    [...secret].map((c) => (keep.test(c) ? c : [...Buffer.from(c)].map((b) => `%${b.toString(16).toUpperCase().padStart(2, '0')}`).join(''))).join('');
+  const forms = [/^[A-Za-z0-9._~-]$/, /^[A-Za-z0-9._~/-]$/, /^[A-Za-z0-9._~!'()*-]$/].map(encode);
+  return [...new Set(forms.flatMap((f) => [f, f.replace(/%20/g, '+')]))].filter((f) => f !== secret);
+}
+
 export class Masker {
   /** Every secret, with the order it was registered in (ties between equal lengths go by it). */
   private readonly secrets = new Map<string, number>();

@@ -92,6 +92,21 @@ describe('reporters mask the parts of structured secrets', () => {
     expect(readFileSync(summary, 'utf8').trim()).toBe(MASKED);
   });
 
+  it("the job log's add-mask also gets the URL-encoded forms encoders write (GitHub masks exact strings only)", () => {
+    const written: string[] = [];
+    vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+      written.push(String(chunk));
+      return true;
+    });
+    new ActionsReporter().mask("p@ss wörd/x!");
+    const masks = written.join('').split('\n').filter((l) => l.startsWith('::add-mask::')).map((l) => l.slice('::add-mask::'.length).replace(/%25/g, '%'));
+    // Python's quote(safe=''), quote() ("/" kept), encodeURIComponent, and each with "+" for a space (quote_plus).
+    for (const form of ['p%40ss%20w%C3%B6rd%2Fx%21', 'p%40ss%20w%C3%B6rd/x%21', 'p%40ss%20w%C3%B6rd%2Fx!', 'p%40ss+w%C3%B6rd%2Fx%21', 'p%40ss+w%C3%B6rd/x%21'])
+      expect(masks).toContain(form);
+    expect(masks).toContain('p@ss wörd/x!');
+    expect(new Set(masks).size).toBe(masks.length);
+  });
+
   it('the in-memory reporter (JSON output, tests)', () => {
     const r = new MemoryReporter();
     r.mask(DB);

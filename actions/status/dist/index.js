@@ -48804,6 +48804,11 @@ var FNV_OFFSET = 2166136261 & 1073741823;
 var fnvStep = (hash, code) => Math.imul(hash ^ code, 16777619) & 1073741823;
 var FILTER_BITS_PER_PREFIX = 16;
 var FILTER_MAX_LOG2 = 27;
+function urlEncodedForms(secret) {
+  const encode = (keep) => [...secret].map((c) => keep.test(c) ? c : [...Buffer.from(c)].map((b) => `%${b.toString(16).toUpperCase().padStart(2, "0")}`).join("")).join("");
+  const forms = [/^[A-Za-z0-9._~-]$/, /^[A-Za-z0-9._~/-]$/, /^[A-Za-z0-9._~!'()*-]$/].map(encode);
+  return [...new Set(forms.flatMap((f) => [f, f.replace(/%20/g, "+")]))].filter((f) => f !== secret);
+}
 var Masker = class {
   /** Every secret, with the order it was registered in (ties between equal lengths go by it). */
   secrets = /* @__PURE__ */ new Map();
@@ -48981,7 +48986,7 @@ var ActionsReporter = class {
   /** Whether an Actions log group is open now (they cannot nest). */
   groupOpen = false;
   mask(value) {
-    for (const v of this.masker.add(value)) setSecret(v);
+    for (const v of this.masker.add(value)) for (const form of [v, ...urlEncodedForms(v)]) setSecret(form);
   }
   redact(text) {
     return this.masker.redact(text);

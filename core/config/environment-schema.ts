@@ -45,11 +45,26 @@ const SYSTEM_DIRS = new Set([
 const VIRTUAL_TREES = ['/proc', '/sys', '/dev', '/run'];
 
 /**
+ * Trees whose content is not an app's to own, and why (FHS 3.0: /etc host configuration, /usr and the /bin, /lib
+ * links shareable read-only vendor data, /boot the boot loader's; /tmp and /var/tmp are cleaned by
+ * systemd-tmpfiles; /root is root's home, mode 0700, which neither the app user nor nginx can traverse).
+ * /usr/local is the administrator's, and kept out of the /usr refusal.
+ */
+const FOREIGN_TREES: [tree: string, why: string][] = [
+  ['/etc', 'holds the host\'s configuration (FHS), not an app\'s releases and data'],
+  ['/root', "is root's home (mode 0700): neither the app user nor nginx can reach inside it"],
+  ['/tmp', 'is emptied at boot and by systemd-tmpfiles'],
+  ['/var/tmp', 'is cleaned by systemd-tmpfiles (files unused for 30 days)'],
+  ['/boot', "is the boot loader's"],
+  ...['/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32'].map((t): [string, string] => [t, 'is the system\'s programs and libraries']),
+];
+
+/**
  * Why `path` is not a directory an app can own (ops creates it, chowns it to the app user, and `ops env remove`
  * lists `rm -rf` of it), or undefined. It must be written normalized (no ".", ".." or empty segment, no trailing
  * "/": the path checks and comparisons between environments are made on its text), be at least two levels deep,
  * and be none of the system's shared directories (SYSTEM_DIRS, a user's home /home/<name>) nor inside a kernel
- * file system.
+ * file system or a tree that is not an app's (FOREIGN_TREES, /usr outside /usr/local).
  */
 export function ownDirectoryProblem(path: string): string | undefined {
   if (!path.startsWith('/')) return 'not an absolute path';
@@ -64,6 +79,10 @@ export function ownDirectoryProblem(path: string): string | undefined {
   if (segments.length === 2 && segments[0] === 'home') return `${path} is a user's home directory: use a directory of its own, e.g. "/srv/<app>" (or "${path}/<app>")`;
   const tree = VIRTUAL_TREES.find((t) => path.startsWith(`${t}/`));
   if (tree) return `${tree} is a kernel or boot-time file system (its content is lost at reboot): use e.g. "/srv/<app>"`;
+  const foreign = FOREIGN_TREES.find(([t]) => path.startsWith(`${t}/`));
+  if (foreign) return `${foreign[0]} ${foreign[1]}: use a directory of its own, e.g. "/srv/<app>"`;
+  if (path.startsWith('/usr/') && !path.startsWith('/usr/local/'))
+    return `/usr is the distribution's (packages own it): use a directory of its own, e.g. "/srv/<app>" (or under /usr/local)`;
   return undefined;
 }
 

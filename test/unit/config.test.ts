@@ -210,6 +210,14 @@ describe('directories, routes, ports and sizes as the host reads them', () => {
       ['/var/www', /system directory/],
       ['/home/deploy', /\/home\/deploy is a user's home directory/],
       ['/run/shop', /kernel or boot-time file system/],
+      ['/etc/shop', /\/etc holds the host's configuration/],
+      ['/root/shop', /\/root is root's home \(mode 0700\)/],
+      ['/tmp/shop', /\/tmp is emptied at boot/],
+      ['/var/tmp/shop', /\/var\/tmp is cleaned by systemd-tmpfiles/],
+      ['/usr/share/shop', /\/usr is the distribution's/],
+      ['/usr/lib/shop/releases', /\/usr is the distribution's/],
+      ['/lib/shop', /system's programs and libraries/],
+      ['/boot/shop', /boot loader/],
       ['/srv/shop/', /write it normalized.*: "\/srv\/shop"\)$/],
       ['/srv/x/../shop', /write it normalized.*: "\/srv\/shop"\)$/],
       ['//srv/shop', /write it normalized.*: "\/srv\/shop"\)$/],
@@ -222,7 +230,7 @@ describe('directories, routes, ports and sizes as the host reads them', () => {
       expect(got, base_dir).toEqual([expect.stringMatching(/^base_dir: expected an absolute path of a directory of its own, normalized, at least two levels deep \("\/srv\/<app>"\), got /)]);
       expect(got[0], base_dir).toMatch(why);
     }
-    for (const base_dir of ['/srv/shop', '/srv/demo app', '/opt/shop', '/home/deploy/shop', '/var/www/shop', '/data/apps/shop', '/srv/100%shop']) expect(problems({ ...minimal(), base_dir }), base_dir).toEqual([]);
+    for (const base_dir of ['/srv/shop', '/srv/demo app', '/opt/shop', '/home/deploy/shop', '/var/www/shop', '/data/apps/shop', '/srv/100%shop', '/usr/local/shop', '/etcetera/shop']) expect(problems({ ...minimal(), base_dir }), base_dir).toEqual([]);
   });
 
   it('a route other than "/" ends with "/" and has no ".", ".." or empty segment (nginx normalizes those away before matching)', () => {

@@ -27275,6 +27275,10 @@ function ownDirectoryProblem(path) {
   if (segments.length === 2 && segments[0] === "home") return `${path} is a user's home directory: use a directory of its own, e.g. "/srv/<app>" (or "${path}/<app>")`;
   const tree = VIRTUAL_TREES.find((t) => path.startsWith(`${t}/`));
   if (tree) return `${tree} is a kernel or boot-time file system (its content is lost at reboot): use e.g. "/srv/<app>"`;
+  const foreign = FOREIGN_TREES.find(([t]) => path.startsWith(`${t}/`));
+  if (foreign) return `${foreign[0]} ${foreign[1]}: use a directory of its own, e.g. "/srv/<app>"`;
+  if (path.startsWith("/usr/") && !path.startsWith("/usr/local/"))
+    return `/usr is the distribution's (packages own it): use a directory of its own, e.g. "/srv/<app>" (or under /usr/local)`;
   return void 0;
 }
 function routeProblem(v) {
@@ -27306,7 +27310,7 @@ function addressProblem(v) {
   if (name2.length > 253 || !name2.split(".").every((l) => label.test(l))) return 'not a DNS name: labels of letters, digits and inner "-" (1-63 characters), joined by "."';
   return void 0;
 }
-var name, port, command, hostKey, relPath, SYSTEM_DIRS, VIRTUAL_TREES, ownDir, anyPath, gitRef, routePrefix, healthPath, SIZE_UNITS, version, address, loginName, bastionSchema, hostSchema, fullVersion, runtimeFields, pythonRuntime, nodeRuntime, secretRef, httpUrl, programSchema, envValue, environmentSchema;
+var name, port, command, hostKey, relPath, SYSTEM_DIRS, VIRTUAL_TREES, FOREIGN_TREES, ownDir, anyPath, gitRef, routePrefix, healthPath, SIZE_UNITS, version, address, loginName, bastionSchema, hostSchema, fullVersion, runtimeFields, pythonRuntime, nodeRuntime, secretRef, httpUrl, programSchema, envValue, environmentSchema;
 var init_environment_schema = __esm({
   "core/config/environment-schema.ts"() {
     "use strict";
@@ -27337,6 +27341,14 @@ var init_environment_schema = __esm({
       ...["/etc/nginx", "/etc/ssl", "/etc/supervisor", "/etc/systemd", "/etc/ssh", "/var/spool/cron", "/var/www/html", "/var/www/letsencrypt"]
     ]);
     VIRTUAL_TREES = ["/proc", "/sys", "/dev", "/run"];
+    FOREIGN_TREES = [
+      ["/etc", "holds the host's configuration (FHS), not an app's releases and data"],
+      ["/root", "is root's home (mode 0700): neither the app user nor nginx can reach inside it"],
+      ["/tmp", "is emptied at boot and by systemd-tmpfiles"],
+      ["/var/tmp", "is cleaned by systemd-tmpfiles (files unused for 30 days)"],
+      ["/boot", "is the boot loader's"],
+      ...["/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"].map((t) => [t, "is the system's programs and libraries"])
+    ];
     ownDir = string({
       pattern: /^(?:\/(?!\.{1,2}(?:\/|$))[^/\n]+){2,}$/,
       form: 'an absolute path of a directory of its own, normalized, at least two levels deep ("/srv/<app>")',

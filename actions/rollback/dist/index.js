@@ -49724,6 +49724,14 @@ var SYSTEM_DIRS = /* @__PURE__ */ new Set([
   ...["/etc/nginx", "/etc/ssl", "/etc/supervisor", "/etc/systemd", "/etc/ssh", "/var/spool/cron", "/var/www/html", "/var/www/letsencrypt"]
 ]);
 var VIRTUAL_TREES = ["/proc", "/sys", "/dev", "/run"];
+var FOREIGN_TREES = [
+  ["/etc", "holds the host's configuration (FHS), not an app's releases and data"],
+  ["/root", "is root's home (mode 0700): neither the app user nor nginx can reach inside it"],
+  ["/tmp", "is emptied at boot and by systemd-tmpfiles"],
+  ["/var/tmp", "is cleaned by systemd-tmpfiles (files unused for 30 days)"],
+  ["/boot", "is the boot loader's"],
+  ...["/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"].map((t) => [t, "is the system's programs and libraries"])
+];
 function ownDirectoryProblem(path) {
   if (!path.startsWith("/")) return "not an absolute path";
   const normal = posix.normalize(path).replace(/(.)\/+$/, "$1");
@@ -49737,6 +49745,10 @@ function ownDirectoryProblem(path) {
   if (segments.length === 2 && segments[0] === "home") return `${path} is a user's home directory: use a directory of its own, e.g. "/srv/<app>" (or "${path}/<app>")`;
   const tree = VIRTUAL_TREES.find((t) => path.startsWith(`${t}/`));
   if (tree) return `${tree} is a kernel or boot-time file system (its content is lost at reboot): use e.g. "/srv/<app>"`;
+  const foreign = FOREIGN_TREES.find(([t]) => path.startsWith(`${t}/`));
+  if (foreign) return `${foreign[0]} ${foreign[1]}: use a directory of its own, e.g. "/srv/<app>"`;
+  if (path.startsWith("/usr/") && !path.startsWith("/usr/local/"))
+    return `/usr is the distribution's (packages own it): use a directory of its own, e.g. "/srv/<app>" (or under /usr/local)`;
   return void 0;
 }
 var ownDir = string({

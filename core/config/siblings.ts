@@ -110,6 +110,24 @@ function overlaps(a: string, b: string): boolean {
   return x === y || x.startsWith(`${y}/`) || y.startsWith(`${x}/`);
 }
 
+/** What of `env`'s on a shared host `other` takes too (the same claims the collision check compares). */
+export interface SharedParts {
+  /** The app name: its nginx site and upstreams, supervisor groups, /var/log/<app>, nginx logs, TLS files named after it. */
+  app: boolean;
+  user: boolean;
+  /** The base directories are the same, or one is inside the other. */
+  baseDir: boolean;
+  domain: boolean;
+}
+
+/** What `env` and `other` both take on a machine they share (what removing one of them must leave to the other). */
+export function sharedParts(env: Environment, other: Environment): SharedParts {
+  const theirs = new Set(hostClaims(other).map((c) => c.key));
+  const mine = hostClaims(env);
+  const takes = (prefix: string) => mine.some((c) => c.key.startsWith(prefix) && theirs.has(c.key));
+  return { app: takes('app name '), user: takes('app user '), baseDir: overlaps(env.baseDir, other.baseDir), domain: takes('domain ') };
+}
+
 /** Why `env` and `sibling` cannot share their common machines (nothing: they can). */
 export function collisions(env: Environment, sibling: Sibling): string[] {
   const other = sibling.env;

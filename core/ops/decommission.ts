@@ -1,5 +1,5 @@
 // ops env remove <name>: the seed's "Démanteler un environnement" checklist as a guided command. It refuses
-// while a host still serves a release (unless forced), removes environments/<name>/ and its .sops.yaml rule,
+// while a host still serves a release, or cannot be checked (unreachable), unless forced, removes environments/<name>/ and its .sops.yaml rule,
 // and lists everything else to release by hand: VMs, database, DNS, certificates, OpenID Connect (DataPass)
 // callback URLs, the GitHub environment and its secrets, workflow options, the age key.
 import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { environmentsDir, listEnvironments, loadEnvironment, reservedApp, type Environment } from '../config/environment.ts';
 import { ownDirectoryProblem } from '../config/environment-schema.ts';
 import { resolveTarget } from '../target.ts';
-import { findSiblings } from '../config/siblings.ts';
+import { collisions, findSiblings, sharedParts, type SharedParts } from '../config/siblings.ts';
 import type { OpsContext } from '../context.ts';
 import { acmeCaPath } from '../steps/tls.ts';
 import { OpsError, formatError } from '../errors.ts';
@@ -68,25 +68,53 @@ function workflowMentions(root: string, name: string): string[] {
 /**
  * Shell commands, run on a host, that take the environment's app off it and leave every other app there as it
  * is: only its supervisor groups are updated, only its nginx files removed (then a graceful reload), only its
- * certificate, directories, logs and user deleted.
+ * certificate, directories, logs and user deleted. `others`: the other environments on that host; what one of
+ * them also takes (the same app name, user, base_dir or domain: what the deploy's collision check refuses) is
+ * not removed, but named as shared and kept.
  */
-export function removeAppCommands(environment: Environment): string[] {
+export function removeAppCommands(environment: Environment, others: Environment[] = []): string[] {
   const env = resolveTarget(environment);
   const L = env.layout;
   const c = env.config;
-  const cmds = [
-    `sudo rm -f ${quote(L.supervisorConf('blue'))} ${quote(L.supervisorConf('green'))} && sudo supervisorctl update ${quote(L.supervisorGroup('blue'))} ${quote(L.supervisorGroup('green'))}`,
-    `sudo rm -f ${quote(L.nginxSiteEnabled)} ${quote(L.nginxSite)} ${quote(L.nginxUpstreams)} && sudo nginx -t && sudo nginx -s reload`,
-  ];
-  if (c.tls.mode === 'letsencrypt' && c.domain) cmds.push(`sudo certbot delete --cert-name ${quote(c.domain)}`);
-  if (c.tls.mode === 'letsencrypt' && c.tls.acme_ca_file) cmds.push(`sudo rm -f ${quote(acmeCaPath(env))}`);
+  const parts = others.map((o) => ({ name: o.name, shared: sharedParts(environment, o) }));
+  /** The environments that also use a part ('' when none does). */
+  const sharers = (part: keyof SharedParts) => parts.filter((p) => p.shared[part]).map((p) => p.name).join(', ');
+  const kept = (what: string, part: keyof SharedParts, why: string) => `# ${what}: shared with ${sharers(part)} (${why}): kept`;
+  const appShared = sharers('app');
+  const sameApp = `the same app name "${c.app}"`;
+  const cmds: string[] = [];
+  if (appShared) {
+    cmds.push(kept(`supervisor groups ${L.supervisorGroup('blue')}, ${L.supervisorGroup('green')} (${L.supervisorConf('blue')}, ${L.supervisorConf('green')})`, 'app', sameApp));
+    cmds.push(kept(`nginx site and upstreams ${L.nginxSiteEnabled}, ${L.nginxSite}, ${L.nginxUpstreams}`, 'app', sameApp));
+  } else
+    cmds.push(
+      `sudo rm -f ${quote(L.supervisorConf('blue'))} ${quote(L.supervisorConf('green'))} && sudo supervisorctl update ${quote(L.supervisorGroup('blue'))} ${quote(L.supervisorGroup('green'))}`,
+      `sudo rm -f ${quote(L.nginxSiteEnabled)} ${quote(L.nginxSite)} ${quote(L.nginxUpstreams)} && sudo nginx -t && sudo nginx -s reload`,
+    );
+  if (c.tls.mode === 'letsencrypt' && c.domain) {
+    if (sharers('domain')) cmds.push(kept(`certificate ${c.domain}`, 'domain', `the same domain`));
+    else cmds.push(`sudo certbot delete --cert-name ${quote(c.domain)}`);
+  }
+  if (c.tls.mode === 'letsencrypt' && c.tls.acme_ca_file) {
+    if (appShared) cmds.push(kept(`test ACME CA ${acmeCaPath(env)}`, 'app', sameApp));
+    else cmds.push(`sudo rm -f ${quote(acmeCaPath(env))}`);
+  }
   const reserved = reservedApp(c.app);
   // A file older than the checks (or edited since) may name a shared directory: never offer to remove one.
-  if (c.tls.mode === 'self-signed' && !reserved) cmds.push(`sudo rm -rf ${quote(L.selfSignedDir)}`);
-  const own = [L.base, ...(reserved ? [] : [L.logDir])].filter((d) => !ownDirectoryProblem(d));
-  cmds.push(`sudo rm -rf ${[...own.map(quote), `${quote(L.nginxAccessLog)}*`, `${quote(L.nginxErrorLog)}*`].join(' ')}`, `sudo userdel --remove ${quote(env.appUser)}`);
+  if (c.tls.mode === 'self-signed' && !reserved) {
+    if (appShared) cmds.push(kept(`self-signed certificate ${L.selfSignedDir}`, 'app', sameApp));
+    else cmds.push(`sudo rm -rf ${quote(L.selfSignedDir)}`);
+  }
+  const baseShared = sharers('baseDir');
+  const own = [...(baseShared ? [] : [L.base]), ...(reserved || appShared ? [] : [L.logDir])].filter((d) => !ownDirectoryProblem(d));
+  const logs = appShared ? [] : [`${quote(L.nginxAccessLog)}*`, `${quote(L.nginxErrorLog)}*`];
+  if (own.length || logs.length) cmds.push(`sudo rm -rf ${[...own.map(quote), ...logs].join(' ')}`);
+  if (baseShared) cmds.push(kept(`base_dir ${L.base}`, 'baseDir', `base directories ${[env.baseDir, ...others.filter((o) => parts.find((p) => p.name === o.name)?.shared.baseDir).map((o) => o.baseDir)].join(', ')} overlap`));
+  if (appShared && !reserved) cmds.push(kept(`logs ${L.logDir}, ${L.nginxAccessLog}*, ${L.nginxErrorLog}*`, 'app', sameApp));
+  if (sharers('user')) cmds.push(kept(`app user ${env.appUser}`, 'user', `the same app user`));
+  else cmds.push(`sudo userdel --remove ${quote(env.appUser)}`);
   const why = ownDirectoryProblem(L.base);
-  if (why) cmds.push(`# base_dir ${L.base} is not a directory of its own (${why}): remove ${c.app}'s files from it by hand (releases, shared, current, repo.git, .ops), nothing else`);
+  if (why && !baseShared) cmds.push(`# base_dir ${L.base} is not a directory of its own (${why}): remove ${c.app}'s files from it by hand (releases, shared, current, repo.git, .ops), nothing else`);
   if (reserved) cmds.push(`# app "${c.app}" names ${reserved}, which belongs to the system: its files there are not removed`);
   return cmds;
 }
@@ -111,12 +139,17 @@ export function decommissionChecklist(name: string, env: Environment | undefined
     );
     const { siblings } = findSiblings(env);
     for (const h of env.hosts) {
-      const others = siblings.filter((s) => s.hosts.some((x) => x.mine.name === h.name)).map((s) => s.env.name);
+      const on = siblings.filter((s) => s.hosts.some((x) => x.mine.name === h.name));
+      const others = on.map((s) => s.env.name);
       if (!others.length) vms.push(`VM ${h.name} (${h.address}): delete it at the hosting provider (and its disks, snapshots, backups, firewall rules)`);
-      else
+      else {
+        const clash = on.flatMap((s) => collisions(env, s)).map((x) => `      # ${x}`);
         vms.push(
-          `VM ${h.name} (${h.address}) also runs ${others.join(', ')}: keep it, and take ${env.config.app} off it (these touch nothing of ${others.join(', ')}):\n${removeAppCommands(env).map((cmd) => `      ${cmd}`).join('\n')}`,
+          `VM ${h.name} (${h.address}) also runs ${others.join(', ')}: keep it, and take ${env.config.app} off it (these touch nothing of ${others.join(', ')}):\n` +
+            (clash.length ? `      # ${name}'s configuration collides with ${others.join(', ')} on this VM (a deploy of either refuses it):\n${clash.join('\n')}\n` : '') +
+            removeAppCommands(env, on.map((s) => s.env)).map((cmd) => `      ${cmd}`).join('\n'),
         );
+      }
     }
   } else list.push(`the VMs of ${name} (environment.yml could not be read: see its history in git; other environments may share them)`);
   const secretRefs = Object.entries(c?.env ?? {}).filter(([, v]) => typeof v !== 'string').map(([k, v]) => `${k} ← secret ${(v as { secret: string }).secret}`);
@@ -126,7 +159,14 @@ export function decommissionChecklist(name: string, env: Environment | undefined
   else list.push('DNS: remove any record pointing at the VMs');
   if (c?.tls.mode === 'letsencrypt') list.push(`TLS: revoke the certificate before deleting the VM if its key may leak (on the host: certbot revoke --cert-name ${c.domain}); it expires by itself otherwise`);
   list.push(...vms);
-  list.push(`PostgreSQL database${dbVars.length ? ` (${dbVars.join(', ')})` : ''}: drop the database and its login, or the whole instance if it was this environment's own (keep a final dump if required)`);
+  const db = databaseSharing(env, dbVars);
+  if (db.sharedWith.length)
+    list.push(`PostgreSQL database (${dbVars.join(', ')}): shared with ${db.sharedWith.join(', ')} (the same ${db.vars.join(', ')}): keep it, and its login`);
+  else
+    list.push(
+      `PostgreSQL database${dbVars.length ? ` (${dbVars.join(', ')})` : ''}: drop the database and its login, or the whole instance if it was this environment's own (keep a final dump if required)` +
+        (db.unknown.length ? `; unless ${db.unknown.join(', ')} on the same VM use${db.unknown.length > 1 ? '' : 's'} it too (compare their database URLs: ops secrets show <env> --key <secret>): then keep it` : ''),
+    );
   list.push(`OpenID Connect ("Comptes DataPass"): ask the DataPass team (BetaGouv) to remove the callback URLs of ${env?.url ?? name}, and drop the client id/secret of this environment`);
   list.push(`GitHub: delete the environment "${name}" (Settings → Environments) and its secrets (SSH key, SOPS_AGE_KEY), and its deployment history if wanted`);
   const mentions = workflowMentions(root, name);
@@ -137,9 +177,27 @@ export function decommissionChecklist(name: string, env: Environment | undefined
 }
 
 /**
- * `ops env remove`: refuse while a host still serves the environment (unless `force`), then remove
+ * Which other environments on the environment's hosts use its database: the same plain value of a DATABASE
+ * variable (`sharedWith`), or both a secret whose value is not read here (`unknown`: it may be the same).
+ */
+function databaseSharing(env: Environment | undefined, dbVars: string[]): { sharedWith: string[]; vars: string[]; unknown: string[] } {
+  const out = { sharedWith: [] as string[], vars: [] as string[], unknown: [] as string[] };
+  if (!env || !dbVars.length) return out;
+  for (const { env: other } of findSiblings(env).siblings) {
+    const same = dbVars.filter((k) => typeof env.config.env[k] === 'string' && env.config.env[k] === other.config.env[k]);
+    if (same.length) {
+      out.sharedWith.push(other.name);
+      out.vars.push(...same.filter((k) => !out.vars.includes(k)));
+    } else if (dbVars.some((k) => typeof env.config.env[k] !== 'string') && Object.entries(other.config.env).some(([k, v]) => /DATABASE/i.test(k) && typeof v !== 'string')) out.unknown.push(other.name);
+  }
+  return out;
+}
+
+/**
+ * `ops env remove`: refuse while a host still serves the environment, or cannot be checked (unreachable, or its
+ * status unreadable), unless `force`; then remove
  * environments/<name>/ and its .sops.yaml rule, and list what else to release. `dryRun` changes nothing.
- * @throws OpsError for an invalid or unknown name, or a host that serves (naming it).
+ * @throws OpsError for an invalid or unknown name, or a host that serves or cannot be checked (naming it and why).
  */
 export async function removeEnvironment(ctx: OpsContext, name: string, options: RemoveOptions = {}): Promise<RemoveResult> {
   validate('environment', name);
@@ -161,9 +219,13 @@ export async function removeEnvironment(ctx: OpsContext, name: string, options: 
       throw new OpsError(`cannot tell whether ${name}'s hosts still serve: ${formatError(loadError).split('\n')[0]}`, `fix environments/${name}/environment.yml, or remove it anyway with --force`);
     const st = await status(ctx, env);
     result.hosts = st.hosts.map((h) => ({ host: h.host, address: h.address, state: describeHost(h) }));
-    const unknown = st.hosts.filter((h) => h.reachable && h.error);
+    // An unreachable host may well still serve (to others than us: a missing key, a firewall, a VPN down).
+    const unknown = st.hosts.filter((h) => !h.reachable || h.error);
     if (unknown.length)
-      throw new OpsError(`cannot tell whether ${name}'s hosts still serve:\n${unknown.map((h) => `  ${h.host} (${h.address}) ${describeHost(h)}`).join('\n')}`, 'fix access to the host (ops status shows the same), or remove it anyway with --force');
+      throw new OpsError(
+        `cannot tell whether ${name}'s hosts still serve:\n${unknown.map((h) => `  ${h.host} (${h.address}) ${describeHost(h)}`).join('\n')}`,
+        `fix access to the host (ops ping ${name} and ops status ${name} show the same), or, if it is gone or out of service, remove the folder anyway with --force (no host is contacted)`,
+      );
     const serving = servingHosts(st.hosts);
     if (serving.length)
       throw new OpsError(

@@ -9,6 +9,7 @@ import { formatRemove, removeAppCommands, removeEnvironment } from '../../core/o
 import { RecordingRemote } from '../../core/remote/recording.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { readCreationRules, setEnvRule } from '../../core/secrets/sops-config.ts';
+import { loadEnvironment } from '../../core/config/environment.ts';
 import { runOps } from '../support/cli.ts';
 import { report, testEnv } from './status.helpers.ts';
 
@@ -18,12 +19,13 @@ const RECIPIENT = 'age1066aw35g7mgvykamlmge92f5uy6n5zhjw0mzpn0fz0t6vyrm35yqetgzk
  * A project with environments old (to remove) and keep, each with its .sops.yaml rule, and a workflow naming
  * old. keep runs on another VM, or (`shared`) on old's VM as another app with its own domain and ports.
  */
-async function project(shared = false) {
+async function project(shared: boolean | 'same-app' = false) {
   const env = testEnv({ domain: 'old.example.org', url: 'https://old.example.org', env: { APP_DATABASE_URL: { secret: 'database_url' }, MODE: 'live' } }, undefined, 'old');
   const root = env.root;
   mkdirSync(join(root, 'environments', 'keep'));
   const keep = parseYaml(readFileSync(join(env.dir, 'environment.yml'), 'utf8'));
-  if (shared) Object.assign(keep, { app: 'keep', domain: 'keep.example.org', programs: { server: { command: 'run', port: 4579 }, client: { command: 'run', port: 4000 } } });
+  if (shared === 'same-app') Object.assign(keep, { programs: { server: { command: 'run', port: 4579 }, client: { command: 'run', port: 4000 } } });
+  else if (shared) Object.assign(keep, { app: 'keep', domain: 'keep.example.org', programs: { server: { command: 'run', port: 4579 }, client: { command: 'run', port: 4000 } } });
   else keep.hosts[0].address = '192.0.2.2';
   writeFileSync(join(root, 'environments', 'keep', 'environment.yml'), stringify(keep));
   writeFileSync(join(env.dir, 'secrets.sops.yaml'), 'x: 1\n');
@@ -35,6 +37,7 @@ async function project(shared = false) {
 }
 
 const serving: Connector = async (_e, host) => new RecordingRemote(host.name, 'deploy', 'shop', () => ({ stdout: report() }));
+const notLive: Connector = async (_e, host) => new RecordingRemote(host.name, 'deploy', 'shop', () => ({ stdout: report({ current: '', release_json: undefined, slot: '', health: undefined, site: '404' }) }));
 const gone: Connector = async (_e, host) => {
   throw new Error(`cannot connect to ${host.name}: connect ETIMEDOUT`);
 };
@@ -49,19 +52,29 @@ describe('ops env remove', () => {
     expect(readCreationRules(root).map((r) => r.pathRegex)).toEqual(['(^|/)environments/old/', '(^|/)environments/keep/']);
   });
 
-  it('a host serving nothing (no release, or unreachable) does not block; the folder and only its rule go', async () => {
+  it('a host serving nothing (no release) does not block; the folder and only its rule go', async () => {
     const { root, env } = await project();
-    const r = await removeEnvironment({ root, reporter: new MemoryReporter(), processEnv: {}, connector: gone }, 'old');
+    const r = await removeEnvironment({ root, reporter: new MemoryReporter(), processEnv: {}, connector: notLive }, 'old');
     expect(r.removed).toBe(true);
-    expect(r.hosts).toEqual([{ host: 'web1', address: '192.0.2.1', state: 'unreachable (cannot connect to web1: connect ETIMEDOUT)' }]);
+    expect(r.hosts).toEqual([{ host: 'web1', address: '192.0.2.1', state: 'reachable, no live release' }]);
     expect(existsSync(env.dir)).toBe(false);
     expect(existsSync(join(root, 'environments', 'keep', 'environment.yml'))).toBe(true);
     expect(readCreationRules(root).map((r) => r.pathRegex)).toEqual(['(^|/)environments/keep/']);
     expect(r.changes).toEqual(['environments/old/ (2 files)', '.sops.yaml: the creation rule for environments/old/']);
+  });
 
-    const notLive: Connector = async (_e, host) => new RecordingRemote(host.name, 'deploy', 'shop', () => ({ stdout: report({ current: '', release_json: undefined, slot: '', health: undefined, site: '404' }) }));
-    const second = await project();
-    expect((await removeEnvironment({ root: second.root, reporter: new MemoryReporter(), processEnv: {}, connector: notLive }, 'old')).removed).toBe(true);
+  it('an unreachable host blocks removal (it may still serve others), dry run too, naming it and why; --force removes', async () => {
+    const { root, env } = await project();
+    for (const dryRun of [false, true]) {
+      const err = await removeEnvironment({ root, reporter: new MemoryReporter(), processEnv: {}, connector: gone }, 'old', { dryRun }).catch((e: Error & { hint?: string }) => e);
+      expect((err as Error).message).toBe("cannot tell whether old's hosts still serve:\n  web1 (192.0.2.1) unreachable (cannot connect to web1: connect ETIMEDOUT)");
+      expect((err as { hint?: string }).hint).toMatch(/remove the folder anyway with --force/);
+    }
+    expect(existsSync(env.dir)).toBe(true);
+    expect(readCreationRules(root).map((r) => r.pathRegex)).toEqual(['(^|/)environments/old/', '(^|/)environments/keep/']);
+    expect(await cli(root, 'env', 'remove', 'old', '--identity', '/nonexistent/key')).toMatchObject({ code: 1, err: expect.stringMatching(/cannot tell whether old's hosts still serve:\n  web1 \(192\.0\.2\.1\) unreachable \([^\n]*\)\n\s*hint: [^\n]*--force/) });
+    expect(existsSync(env.dir)).toBe(true);
+    expect((await removeEnvironment({ root, reporter: new MemoryReporter(), processEnv: {}, connector: gone }, 'old', { force: true })).removed).toBe(true);
   });
 
   it('a reachable host whose status cannot be read blocks removal (it may still serve)', async () => {
@@ -88,7 +101,7 @@ describe('ops env remove', () => {
 
   it('prints the checklist of what the repository cannot release', async () => {
     const { root } = await project();
-    const r = await removeEnvironment({ root, reporter: new MemoryReporter(), processEnv: {}, connector: gone }, 'old', { dryRun: true });
+    const r = await removeEnvironment({ root, reporter: new MemoryReporter(), processEnv: {}, connector: notLive }, 'old', { dryRun: true });
     const text = formatRemove(r, true);
     expect(text).toContain('would remove:\n  - environments/old/ (2 files)');
     for (const item of [
@@ -107,7 +120,7 @@ describe('ops env remove', () => {
 
   it('on a VM shared with another environment: keep the VM, and commands that take only this app off it', async () => {
     const { root } = await project(true);
-    const r = await removeEnvironment({ root, reporter: new MemoryReporter(), processEnv: {}, connector: gone }, 'old', { dryRun: true });
+    const r = await removeEnvironment({ root, reporter: new MemoryReporter(), processEnv: {}, connector: notLive }, 'old', { dryRun: true });
     const text = formatRemove(r, true);
     expect(text).not.toMatch(/delete it at the hosting provider/);
     expect(text).toContain(
@@ -121,6 +134,48 @@ describe('ops env remove', () => {
       ].join('\n'),
     );
     expect(text).not.toMatch(/keep\.conf|\/srv\/keep|userdel --remove keep/);
+  });
+
+  it('on a VM shared with an environment of the same app (as ops env new gives next to prod): what both use is named as shared and kept, never removed', async () => {
+    const { root } = await project('same-app');
+    const r = await removeEnvironment({ root, reporter: new MemoryReporter(), processEnv: {}, connector: notLive }, 'old', { dryRun: true, force: true });
+    const text = formatRemove(r, true);
+    expect(text).not.toMatch(/delete it at the hosting provider/);
+    expect(text).toContain('VM web1 (192.0.2.1) also runs keep: keep it, and take shop off it (these touch nothing of keep):');
+    expect(text).toMatch(/# old's configuration collides with keep on this VM \(a deploy of either refuses it\):\n\s+# environments old and keep share 192\.0\.2\.1 .*both take app name "shop"/);
+    for (const kept of [
+      '# supervisor groups shop-blue, shop-green (/etc/supervisor/conf.d/shop-blue.conf, /etc/supervisor/conf.d/shop-green.conf): shared with keep (the same app name "shop"): kept',
+      '# nginx site and upstreams /etc/nginx/sites-enabled/shop, /etc/nginx/sites-available/shop, /etc/nginx/ops-upstreams/shop.conf: shared with keep (the same app name "shop"): kept',
+      '# base_dir /srv/shop: shared with keep (base directories /srv/shop, /srv/shop overlap): kept',
+      '# logs /var/log/shop, /var/log/nginx/shop.access.log*, /var/log/nginx/shop.error.log*: shared with keep (the same app name "shop"): kept',
+      '# app user shop: shared with keep (the same app user): kept',
+    ])
+      expect(text).toContain(`      ${kept}\n`);
+    expect(text).not.toMatch(/sudo (rm|userdel|supervisorctl|certbot)/);
+
+    // Only what is shared is kept: another app name under the same base_dir and user.
+    const keepFile = join(root, 'environments', 'keep', 'environment.yml');
+    writeFileSync(keepFile, stringify({ ...parseYaml(readFileSync(keepFile, 'utf8')), app: 'keep', app_user: 'shop', base_dir: '/srv/shop/keep', domain: 'keep.example.org' }));
+    const cmds = removeAppCommands(loadEnvironment('old', root), [loadEnvironment('keep', root)]);
+    expect(cmds).toEqual([
+      'sudo rm -f /etc/supervisor/conf.d/shop-blue.conf /etc/supervisor/conf.d/shop-green.conf && sudo supervisorctl update shop-blue shop-green',
+      'sudo rm -f /etc/nginx/sites-enabled/shop /etc/nginx/sites-available/shop /etc/nginx/ops-upstreams/shop.conf && sudo nginx -t && sudo nginx -s reload',
+      'sudo rm -rf /var/log/shop /var/log/nginx/shop.access.log* /var/log/nginx/shop.error.log*',
+      '# base_dir /srv/shop: shared with keep (base directories /srv/shop, /srv/shop/keep overlap): kept',
+      '# app user shop: shared with keep (the same app user): kept',
+    ]);
+  });
+
+  it('a database with the same plain URL as another environment on the VM is kept; a secret one may be shared: said so', async () => {
+    const { root } = await project('same-app');
+    const dry = await removeEnvironment({ root, reporter: new MemoryReporter(), processEnv: {}, connector: notLive }, 'old', { dryRun: true, force: true });
+    expect(dry.checklist.find((c) => c.startsWith('PostgreSQL'))).toMatch(/; unless keep on the same VM uses it too \(compare their database URLs.*\): then keep it$/);
+    for (const n of ['old', 'keep']) {
+      const f = join(root, 'environments', n, 'environment.yml');
+      writeFileSync(f, stringify({ ...parseYaml(readFileSync(f, 'utf8')), env: { APP_DATABASE_URL: 'postgresql://app@db/app' } }));
+    }
+    const again = await removeEnvironment({ root, reporter: new MemoryReporter(), processEnv: {}, connector: notLive }, 'old', { dryRun: true, force: true });
+    expect(again.checklist.find((c) => c.startsWith('PostgreSQL'))).toBe('PostgreSQL database (APP_DATABASE_URL): shared with keep (the same APP_DATABASE_URL): keep it, and its login');
   });
 
   it('never lists rm -rf of a shared or system directory, even for a file older than the base_dir checks', () => {
@@ -139,7 +194,7 @@ describe('ops env remove', () => {
 
   it('the checklist in the order it can be done: the audit log saved before anything deletes it, DNS before the VMs', async () => {
     const { root } = await project(true);
-    const dry = await removeEnvironment({ root, reporter: new MemoryReporter(), processEnv: {}, connector: gone }, 'old', { dryRun: true });
+    const dry = await removeEnvironment({ root, reporter: new MemoryReporter(), processEnv: {}, connector: notLive }, 'old', { dryRun: true });
     const at = (re: RegExp) => dry.checklist.findIndex((c) => re.test(c));
     // The audit log lives in the app's directory, which the printed commands (and deleting the VM) remove; ops
     // audit reads it through environments/old/, which ops env remove removes: saved first, saying why.

@@ -96,6 +96,18 @@ function changeSummary(c: { added: string[]; removed: string[]; changed: string[
   return parts.join('; ') || 'formatting only';
 }
 
+/** A key path part as `ops secrets set` reads it back: quoted when it holds a dot or a quote. */
+function quotePart(k: string): string {
+  return /^[^."]+$/.test(k) ? k : `"${k}"`;
+}
+
+/** The paths of the values under a node (key names only, never a value), nested maps and lists followed. */
+function leafPaths(node: TreeNode, prefix: (string | number)[]): string[] {
+  if (node.kind === 'map') return node.entries.flatMap(([k, v]) => leafPaths(v, [...prefix, k]));
+  if (node.kind === 'list') return node.items.flatMap((v, i) => leafPaths(v, [...prefix, i]));
+  return [prefix.map((p) => (typeof p === 'number' ? `[${p}]` : p)).join('.').replace(/\.\[/g, '[')];
+}
+
 const SIGNAL_EXIT: Record<string, number> = { SIGHUP: 129, SIGINT: 130, SIGTERM: 143 };
 
 export const commands: Command[] = [
@@ -196,6 +208,7 @@ Text that is not valid YAML is offered back to the editor (answer n to drop the 
     name: 'secrets set',
     summary: 'set one secret from stdin (never from the command line), creating nested keys',
     args: ['<env>', '<key>'],
+    options: { replace: { type: 'boolean', description: 'replace a map (all the secrets nested under the key) with this one value' } },
     help: `The value is read from stdin, one trailing newline removed:
   printf '%s' "$DATABASE_URL" | ops secrets set prod database_url
   ops secrets set prod datapass.client_secret < secret.txt
@@ -203,10 +216,12 @@ The key path is split at dots; an existing key holding dots is found as written 
 A key in double quotes is one key, dots included: ops secrets set prod 'passwords."new@example.org"'.
 New keys nest at dots where that is no guess (datapass.client_id); a new key with dots under an existing
 map, or three or more new levels, is refused as ambiguous: quote it as one key ('passwords."a.b"'), or
-quote each part to nest ('"mail"."smtp"."host"').`,
+quote each part to nest ('"mail"."smtp"."host"').
+A key holding a map (passwords) is not replaced by one value unless --replace is given: set one of its keys
+instead (passwords.admin@example.org).`,
     async run(ctx) {
       const { openEnvSecrets } = await import('../../core/secrets/files.ts');
-      const { mapKeysAt, splitKeyPath, str } = await import('../../core/secrets/tree.ts');
+      const { getEntry, mapKeysAt, splitKeyPath, str } = await import('../../core/secrets/tree.ts');
       const env = validate('environment', ctx.args[0]!);
       const key = ctx.args[1]!;
       splitKeyPath(key, () => []); // a malformed path is refused before stdin is read
@@ -218,6 +233,15 @@ quote each part to nest ('"mail"."smtp"."host"').`,
       ctx.reporter.mask(value);
       const { secrets, created } = await openEnvSecrets(ctx.root, env, await openWith(ctx, env));
       const path = splitKeyPath(key, (p) => mapKeysAt(secrets.tree, p), { creating: true });
+      let existing: TreeNode | undefined = secrets.tree;
+      for (const k of path) existing = existing?.kind === 'map' ? getEntry(existing, k) : undefined;
+      if ((existing?.kind === 'map' || existing?.kind === 'list') && !ctx.values.replace) {
+        const lost = leafPaths(existing, path);
+        throw new OpsError(
+          `${path.join('.')} is a ${existing.kind} holding ${lost.length} secret${lost.length === 1 ? '' : 's'} (${lost.join(', ') || 'none'}): setting it to one value would delete ${lost.length === 1 ? 'it' : 'them'}; nothing was changed`,
+          `set one key under it (ops secrets set ${env} '${path.map(quotePart).join('.')}.<key>'), or give --replace to replace the whole map with this value`,
+        );
+      }
       secrets.set(path, str(value));
       const written = await secrets.save();
       ctx.reporter.info(`${show(ctx.root, secrets.file)}: ${written ? (created ? 'created with' : 'set') : 'unchanged,'} ${path.join('.')}`);

@@ -161,6 +161,21 @@ describe('ops secrets set / show / decrypt', () => {
     expect((await cli(e.root, ['secrets', 'set', 'qa'], e.env, 'v')).code).toBe(2); // the value never comes from argv
   });
 
+  it('set refuses to replace a map (all its nested secrets) with one value, naming the keys it would delete, unless --replace', async () => {
+    const e = await newEnv();
+    expect((await cli(e.root, ['secrets', 'set', 'qa', 'passwords."team"."lead"'], e.env, 'pw-lead')).code).toBe(0);
+    const before = readFileSync(e.secrets, 'utf8');
+    const r = await cli(e.root, ['secrets', 'set', 'qa', 'passwords'], e.env, 'v');
+    expect(r.code).toBe(1);
+    expect(r.err).toContain('passwords is a map holding 2 secrets (passwords.admin@example.org, passwords.team.lead): setting it to one value would delete them; nothing was changed');
+    expect(r.err).toMatch(/hint: .*ops secrets set qa 'passwords\.<key>'.*--replace/);
+    expect(r.err).not.toMatch(/pw-lead|CHANGE-ME/);
+    expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+    const replaced = await cli(e.root, ['secrets', 'set', 'qa', 'passwords', '--replace'], e.env, 'v');
+    expect(replaced).toMatchObject({ code: 0, out: 'environments/qa/secrets.sops.yaml: set passwords\n' });
+    expect(((await open(e)).data as { passwords: unknown }).passwords).toBe('v');
+  });
+
   it('decrypt prints a real-sops file; refuses a tampered one and a missing key', async () => {
     const root = tempRoot();
     const keyEnv = { SOPS_AGE_KEY_FILE: vector('age-key.txt') };

@@ -34,9 +34,15 @@ export type EditResult =
   | { status: 'saved'; changes: TreeChanges }
   | { status: 'aborted'; reason: string };
 
+/** Text with no content: only whitespace and # comments (YAML's; JSON has none). */
+function isBlank(text: string): boolean {
+  return text.split('\n').every((l) => /^\s*(#.*)?$/.test(l));
+}
+
 /**
  * `ops secrets edit`: the plaintext to a private temporary file (0600), the editor (`io.edit`), then the values
- * re-encrypted (unchanged ones keep their ciphertext); invalid YAML, or bytes that are not UTF-8 (decoded
+ * re-encrypted (unchanged ones keep their ciphertext); an emptied text (blank or comments only) aborts with
+ * nothing changed; invalid YAML, or bytes that are not UTF-8 (decoded
  * strictly, utf8.ts), are offered back (`io.confirm`); the file is not written until the text is valid.
  * @returns saved, unchanged, or aborted with the reason. The temporary file is removed whatever happens.
  */
@@ -65,6 +71,15 @@ export async function editSecrets(secrets: SecretsFile, io: EditIo): Promise<Edi
       try {
         // strictly: bytes that are not UTF-8 are offered back like invalid YAML, never stored as U+FFFD
         const text = decodeUtf8(bytes, 'the edited text');
+        // An emptied buffer is how editors abort (vim's :cq aside, git's "empty commit message"), or a slip:
+        // never read as "delete every secret".
+        if (isBlank(text)) {
+          if (original === '') return { status: 'unchanged' };
+          return {
+            status: 'aborted',
+            reason: `the edited text is empty (nothing but blank lines or comments): taken as an abort, nothing was changed (to delete secrets, remove their lines and keep the others; to delete them all, delete the file ${secrets.file})`,
+          };
+        }
         const tree = parseTree(text, secrets.format, { file: 'the edited text', keys: 'lenient' });
         secrets.setTree(tree);
       } catch (e) {

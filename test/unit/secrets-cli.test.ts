@@ -276,6 +276,20 @@ if [ "$n" = 0 ]; then printf 'datapass_client_id: [unclosed\\n' >> "$1"; else gr
     for (const r of recorded(fix.record)) expect(existsSync(r.file)).toBe(false);
   });
 
+  it('an emptied text (nothing, blanks, or comments only) aborts with nothing changed, never deletes every secret', async () => {
+    const e = await newEnv();
+    const before = readFileSync(e.secrets, 'utf8');
+    for (const body of ['truncate -s0 "$1"', `printf '\\n  \\n' > "$1"`, `printf '# all gone\\n\\n' > "$1"`]) {
+      const ed = editor(body);
+      const r = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: ed.cmd });
+      expect(r.code, body).toBe(1);
+      expect(r.err, body).toContain('the edited text is empty (nothing but blank lines or comments): taken as an abort, nothing was changed');
+      expect(r.out, body).not.toContain('removed');
+      expect(readFileSync(e.secrets, 'utf8'), body).toBe(before);
+      expect(existsSync(recorded(ed.record)[0]!.file)).toBe(false);
+    }
+  });
+
   it('creates the secrets file when there is none (recipients from .sops.yaml)', async () => {
     const e = await newEnv();
     rmSync(e.secrets);

@@ -390,7 +390,7 @@ export const environmentSchema = object(
   ),
   secrets: opt(
     object({
-      age_key_file: opt(anyPath, 'age identity file for this environment, relative to its folder. Only for throwaway environments (local sandbox): real keys live in $SOPS_AGE_KEY / $SOPS_AGE_KEY_FILE'),
+      age_key_file: opt(anyPath, 'age identity file for this environment, relative to its folder. Only for the throwaway sandbox (local): real keys live in $SOPS_AGE_KEY / $SOPS_AGE_KEY_FILE, outside the repository. Any other environment naming a file inside the repository gets a warning each time its secrets are opened, saying also whether git tracks the key (committed) or does not ignore it'),
     }),
     'secrets decryption',
     {},

@@ -41,7 +41,7 @@ async function readInitdata(ctx: OpsContext, env: Target, file?: string): Promis
   let encrypted = false;
   if (isSopsText(raw, format)) {
     encrypted = true;
-    const decrypted = await decryptFile(path, { identities: await loadEnvIdentities(env.root, env.name, ctx.processEnv), mask: (v) => ctx.reporter.mask(v) });
+    const decrypted = await decryptFile(path, { identities: await loadEnvIdentities(env.root, env.name, ctx.processEnv, (m) => ctx.reporter.warn(m)), mask: (v) => ctx.reporter.mask(v) });
     text = decrypted.plaintext;
   }
   // Checked as one YAML document, without building its values: the loader reads the text, not our copy, and

@@ -45,7 +45,7 @@ export async function maskEnvironmentSecrets(ctx: OpsContext, env: Environment):
   const file = join(env.dir, SECRETS_FILE);
   if (!existsSync(file)) return undefined;
   try {
-    await decryptFile(file, { identities: await loadEnvIdentities(env.root, env.name, ctx.processEnv), mask: (v) => ctx.reporter.mask(v) });
+    await decryptFile(file, { identities: await loadEnvIdentities(env.root, env.name, ctx.processEnv, (m) => ctx.reporter.warn(m)), mask: (v) => ctx.reporter.mask(v) });
     return undefined;
   } catch (e) {
     const why = e instanceof Error ? e.message.split('\n')[0] : String(e);

@@ -22,7 +22,7 @@ export async function environmentSecrets(ctx: OpsContext, env: Environment): Pro
   }
   // The sops and age code is loaded only for an environment that has secrets (a deploy's start-up without them).
   const { decryptFile, findPlaceholders, loadEnvIdentities } = await import('../secrets/index.ts');
-  const identities = await loadEnvIdentities(env.root, env.name, ctx.processEnv);
+  const identities = await loadEnvIdentities(env.root, env.name, ctx.processEnv, (m) => ctx.reporter.warn(m));
   const decrypted = await decryptFile(file, { identities, mask: (v) => ctx.reporter.mask(v) });
   if (decrypted.recipients.includes(EXAMPLE_RECIPIENT))
     throw new OpsError(
@@ -48,7 +48,7 @@ export async function dotenvPreview(ctx: OpsContext, env: Environment): Promise<
   if (existsSync(file)) {
     const { decryptFile, loadEnvIdentities } = await import('../secrets/index.ts');
     try {
-      const decrypted = await decryptFile(file, { identities: await loadEnvIdentities(env.root, env.name, ctx.processEnv), mask: (v) => ctx.reporter.mask(v) });
+      const decrypted = await decryptFile(file, { identities: await loadEnvIdentities(env.root, env.name, ctx.processEnv, (m) => ctx.reporter.warn(m)), mask: (v) => ctx.reporter.mask(v) });
       return renderDotenv(env, decrypted.data);
     } catch (e) {
       if (!(e instanceof OpsError) || /\.env/.test(e.message)) throw e;

@@ -1,8 +1,9 @@
 // Secrets of an environment: where its sops files are, which identities open them, the generators for
 // its random secrets, and the placeholder marker `ops env new` writes.
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
-import { isAbsolute, join, resolve } from 'node:path';
+import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { SECRETS_FILE } from '../config/environment.ts';
 import { OpsError } from '../errors.ts';
@@ -43,13 +44,58 @@ export function envSopsFiles(root: string, env: string): string[] {
   return files;
 }
 
+/** The one environment whose private key may live in the repository: the sandbox's (README, "Environments"). */
+export const THROWAWAY_ENVIRONMENT = 'local';
+
+/** What git says of a file: tracked, ignored, or neither; undefined outside a git work tree (or without git). */
+function gitState(root: string, file: string): 'tracked' | 'ignored' | 'untracked' | undefined {
+  const git = (...args: string[]) => execFileSync('git', args, { cwd: root, stdio: ['ignore', 'pipe', 'ignore'], encoding: 'utf8' });
+  try {
+    if (git('rev-parse', '--is-inside-work-tree').trim() !== 'true') return undefined;
+  } catch {
+    return undefined;
+  }
+  try {
+    if (git('ls-files', '--', file).trim()) return 'tracked';
+  } catch {
+    return undefined;
+  }
+  try {
+    git('check-ignore', '-q', '--', file);
+    return 'ignored';
+  } catch {
+    return 'untracked'; // exit code 1: not ignored
+  }
+}
+
+/**
+ * Why an environment's secrets.age_key_file (`path`, resolved) is a risk: a private key inside the repository
+ * for an environment other than the throwaway sandbox, and one that git tracks (committed: anyone with the
+ * repository decrypts the secrets) or does not ignore (the next `git add -A` commits it). One message each.
+ */
+export function ageKeyFileProblems(root: string, env: string, path: string): string[] {
+  const rel = relative(root, path);
+  if (rel.startsWith('..') || isAbsolute(rel) || env === THROWAWAY_ENVIRONMENT) return [];
+  const shown = rel.split(sep).join('/');
+  const out = [
+    `environments/${env}/environment.yml: secrets.age_key_file is ${shown}, a private key inside the repository: that setting is only for the throwaway sandbox (${THROWAWAY_ENVIRONMENT}); keep ${env}'s key out of the repository ($SOPS_AGE_KEY, $SOPS_AGE_KEY_FILE, or the default key file) and remove the setting`,
+  ];
+  const state = gitState(root, rel);
+  if (state === 'tracked')
+    out.push(`${shown} (${env}'s private age key) is tracked by git: it is committed, and anyone with the repository can decrypt ${env}'s secrets; git rm --cached ${shown}, add it to .gitignore, then make ${env} a new key (ops keygen, ops secrets recipients ${env} add/remove) and change the secrets themselves`);
+  else if (state === 'untracked')
+    out.push(`${shown} (${env}'s private age key) is not ignored by git: the next \`git add -A\` would commit it; move it out of the repository, or at least add it to .gitignore`);
+  return out;
+}
+
 /**
  * The identities that open an environment's files: the user's own (SOPS_AGE_KEY, SOPS_AGE_KEY_FILE, the
  * default key file), plus the environment's `secrets.age_key_file` when it declares one (throwaway
- * sandboxes only). environment.yml is read loosely here, so a broken config does not lock secrets away (and
+ * sandboxes only: `warn` is told when another environment's key is in the repository, and whether git tracks
+ * or ignores it, see ageKeyFileProblems). environment.yml is read loosely here, so a broken config does not lock secrets away (and
  * quietly: what is wrong with it, an unknown tag included, is said once, by the environment's loader).
  */
-export async function loadEnvIdentities(root: string, env: string, processEnv: NodeJS.ProcessEnv = process.env): Promise<Identities> {
+export async function loadEnvIdentities(root: string, env: string, processEnv: NodeJS.ProcessEnv = process.env, warn?: (message: string) => void): Promise<Identities> {
   const ids = await loadIdentities(processEnv);
   const configFile = join(envDir(root, env), 'environment.yml');
   if (!existsSync(configFile)) return ids;
@@ -68,6 +114,7 @@ export async function loadEnvIdentities(root: string, env: string, processEnv: N
     throw new OpsError(`environments/${env}/environment.yml names secrets.age_key_file ${path}, which cannot be read`, 'create it (`ops keygen --output <file>`) or remove that setting');
   }
   const found = await parseIdentities(text, path);
+  if (warn) for (const w of ageKeyFileProblems(root, env, path)) warn(w);
   const known = new Set(ids.identities.map((i) => i.secret));
   return {
     identities: [...ids.identities, ...found.filter((i) => !known.has(i.secret))],

@@ -28,7 +28,7 @@ function envOfPath(root: string, file: string): string | undefined {
 async function identitiesFor(ctx: CommandContext, env: string | undefined): Promise<Identities> {
   const { loadEnvIdentities } = await import('../../core/secrets/env.ts');
   const { loadIdentities } = await import('../../core/secrets/keys.ts');
-  return env ? loadEnvIdentities(ctx.root, env, ctx.processEnv) : loadIdentities(ctx.processEnv);
+  return env ? loadEnvIdentities(ctx.root, env, ctx.processEnv, (m) => ctx.reporter.warn(m)) : loadIdentities(ctx.processEnv);
 }
 
 /** How an environment's files are opened: its identities, every decrypted value masked. */

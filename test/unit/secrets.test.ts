@@ -1,5 +1,6 @@
 // Reading sops files: the real-sops vectors decrypt and their MACs verify; every kind of tampering,
 // a wrong key or no key is refused with a message that says what is wrong; every value reaches `mask`.
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -220,6 +221,46 @@ describe('the environment\'s age_key_file', () => {
       process.off('warning', listen);
     }
     expect(warnings).toEqual([]);
+  });
+});
+
+describe('an age_key_file inside the repository', () => {
+  it('is said for an environment other than the sandbox, with whether git tracks (committed) or ignores it; never for local or a key outside', async () => {
+    const root = tempDir();
+    const git = (...args: string[]) => execFileSync('git', args, { cwd: root, stdio: 'ignore' });
+    git('init', '-q');
+    const key = (await generateIdentity()).keyFile;
+    for (const env of ['qa', 'local']) {
+      mkdirSync(join(root, 'environments', env), { recursive: true });
+      writeFileSync(join(root, 'environments', env, 'environment.yml'), 'app: shop\nsecrets: {age_key_file: age-key.txt}\n');
+      writeFileSync(join(root, 'environments', env, 'age-key.txt'), key);
+    }
+    const warned = async (env: string) => {
+      const w: string[] = [];
+      const ids = await loadEnvIdentities(root, env, { HOME: root }, (m) => w.push(m));
+      expect(ids.identities.length).toBe(1); // still used
+      return w;
+    };
+    const inside = "environments/qa/environment.yml: secrets.age_key_file is environments/qa/age-key.txt, a private key inside the repository: that setting is only for the throwaway sandbox (local); keep qa's key out of the repository";
+    let w = await warned('qa');
+    expect(w).toHaveLength(2);
+    expect(w[0]).toContain(inside);
+    expect(w[1]).toBe("environments/qa/age-key.txt (qa's private age key) is not ignored by git: the next `git add -A` would commit it; move it out of the repository, or at least add it to .gitignore");
+    git('add', 'environments/qa/age-key.txt');
+    w = await warned('qa');
+    expect(w[1]).toMatch(/^environments\/qa\/age-key\.txt \(qa's private age key\) is tracked by git: it is committed, and anyone with the repository can decrypt qa's secrets; git rm --cached environments\/qa\/age-key\.txt/);
+    git('rm', '-q', '--cached', 'environments/qa/age-key.txt');
+    writeFileSync(join(root, '.gitignore'), 'age-key.txt\n');
+    w = await warned('qa');
+    expect(w).toHaveLength(1);
+    expect(w[0]).toContain(inside);
+    expect(JSON.stringify(w)).not.toContain('AGE-SECRET-KEY');
+    expect(await warned('local')).toEqual([]);
+    // a key outside the repository is what the setting is for (an absolute path)
+    const outside = join(tempDir(), 'k.txt');
+    writeFileSync(outside, key);
+    writeFileSync(join(root, 'environments', 'qa', 'environment.yml'), `app: shop\nsecrets: {age_key_file: ${outside}}\n`);
+    expect(await warned('qa')).toEqual([]);
   });
 });
 

@@ -1,6 +1,8 @@
 // Errors meant for people: a message that says what is wrong, and a hint that says how to fix it.
 // Entry points print `message` (and `hint`) without a stack trace; anything else is a bug and keeps its stack.
 
+import { dirname } from 'node:path';
+
 export class OpsError extends Error {
   override name = 'OpsError';
   constructor(
@@ -113,6 +115,22 @@ export function describeLowLevel(err: unknown): { what: string; hint?: string } 
   if (code === 'EACCES' || code === 'EPERM') return { what: `permission denied on this machine (${m})` };
   if (code === 'ENOENT') return { what: `a file is missing on this machine (${m})` };
   return undefined;
+}
+
+/**
+ * A local file that cannot be read or written, as an OpsError saying what was wrong with `path` (shown as given)
+ * and how to fix it, from the Node.js error code: a directory, a missing file or parent directory, no permission.
+ */
+export function fileError(err: unknown, path: string, action: 'read' | 'write', expected = 'a file'): OpsError {
+  const code = (err as NodeJS.ErrnoException | null)?.code ?? '';
+  const fail = `cannot ${action} ${path}`;
+  if (code === 'EISDIR') return new OpsError(`${fail}: it is a directory, not ${expected}`, `give the path of ${expected} (e.g. ${path.replace(/\/+$/, '')}/<name>)`);
+  if (code === 'ENOENT' && action === 'read') return new OpsError(`${fail}: no such file`, 'check the path (relative paths start from the current directory)');
+  if (code === 'ENOENT') return new OpsError(`${fail}: its directory ${dirname(path)} does not exist`, `create it first (mkdir -p ${dirname(path)}), or choose a file in an existing directory`);
+  if (code === 'ENOTDIR') return new OpsError(`${fail}: a part of the path is a file, not a directory`, 'check the path');
+  if (code === 'EACCES' || code === 'EPERM') return new OpsError(`${fail}: permission denied`, `check the permissions of ${path} and its directory`);
+  if (code === 'EEXIST') return new OpsError(`${fail}: it already exists`);
+  return new OpsError(`${fail}: ${code || (err instanceof Error ? err.message : String(err))}`);
 }
 
 /** An error out of the SSH library, a socket or the network, translated: what happened on which host. */

@@ -5,6 +5,7 @@ import { OpsError, formatError } from '../core/errors.ts';
 import { wholeNumber } from '../core/shell.ts';
 import { ConsoleReporter, type Reporter } from '../core/report.ts';
 import { findRoot } from '../core/config/environment.ts';
+import { distance } from '../core/config/schema-object.ts';
 import type { Connector, OpsContext } from '../core/context.ts';
 
 /** A command-line option: a string (repeatable with `multiple`), a flag, or a whole number (checked by wholeNumber). */
@@ -144,6 +145,15 @@ function typedValues(specs: Options, raw: Record<string, string | boolean | stri
   return out as OptionValues<Options>;
 }
 
+/** The known word closest to a mistyped one (a typo or two, or its start), if any is close enough. */
+export function didYouMean(word: string, known: string[]): string | undefined {
+  const w = word.toLowerCase();
+  const best = known.map((k) => [k, distance(w, k)] as const).sort((x, y) => x[1] - y[1])[0];
+  if (best && best[1] <= Math.max(1, Math.floor(w.length / 3))) return best[0];
+  const starts = known.filter((k) => w.length >= 2 && k.startsWith(w));
+  return starts.length === 1 ? starts[0] : undefined;
+}
+
 export interface RunIo {
   argv: string[];
   processEnv?: NodeJS.ProcessEnv;
@@ -175,10 +185,15 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
   const reporter = io.reporter ?? (argv.includes('--json') ? new ConsoleReporter(stderr, stderr) : new ConsoleReporter(stdout, stderr));
   if (!command) {
     const group = commands.filter((c) => c.name.startsWith(`${argv[0]} `));
-    if (group.length) {
+    const word = argv[1];
+    if (group.length && word !== undefined && !word.startsWith('-')) {
+      const near = didYouMean(word, group.map((c) => c.name.split(' ')[1]!));
+      stderr.write(`error: unknown subcommand "${word}" for "ops ${argv[0]}"${near ? ` (did you mean "ops ${argv[0]} ${near}"?)` : ''}; its subcommands:\n${group.map((c) => `  ${usageLine(c)}`).join('\n')}\n`);
+    } else if (group.length) {
       stderr.write(`"ops ${argv[0]}" needs a subcommand:\n${group.map((c) => `  ${usageLine(c)}`).join('\n')}\n`);
     } else {
-      stderr.write(`error: unknown command "${argv[0]}"\n\n${mainHelp(commands)}\n`);
+      const near = didYouMean(argv[0]!, [...new Set(commands.map((c) => c.name.split(' ')[0]!))]);
+      stderr.write(`error: unknown command "${argv[0]}"${near ? ` (did you mean "ops ${near}"?)` : ''}\n\n${mainHelp(commands)}\n`);
     }
     return 2;
   }

@@ -213,7 +213,21 @@ const nodeRuntime = object({
 }, fullVersion(['nvm', 'npm'], '16.20.2'));
 
 /** `{ secret: <key path> }`: a value taken from the environment's secrets file. */
-const secretRef = object({ secret: req(string({ pattern: /^[A-Za-z0-9_.-]+$/, form: 'a key path in the secrets file ("a.b")' }), 'the secret whose value is used') }, '{ secret: <key path> }');
+/**
+ * A key path as `ops secrets set` and `show --key` take it (core/secrets/tree.ts, splitKeyPath): keys separated by
+ * dots, a key in double quotes taken as written (dots included); an existing key holding dots is also found as
+ * written (passwords.admin@example.org, as `ops env new` makes it).
+ */
+const SECRET_KEY_PATH = /^(?:"[^"]+"|[^."\s]+)(?:\.(?:"[^"]+"|[^."\s]+))*$/;
+const secretRef = object(
+  {
+    secret: req(
+      string({ pattern: SECRET_KEY_PATH, form: 'a key path in the secrets file: keys separated by dots (datapass.client_id), a key holding dots as written (passwords.admin@example.org) or in double quotes (\'passwords."admin@example.org"\')' }),
+      'the secret whose value is used',
+    ),
+  },
+  '{ secret: <key path> }',
+);
 
 const httpUrl = string({ pattern: /^https?:\/\/[^\s@\/]+(\/[^\s]*)?$/, form: 'an http(s) URL without credentials (put those in a secret)' });
 

@@ -13,8 +13,8 @@ type ObjectOf<F extends Fields> = {
   [K in keyof F as F[K]['presence'] extends 'optional' ? K : never]?: Value<F[K]>;
 };
 
-/** Edit distance, for "did you mean" on a misspelt key. */
-function distance(a: string, b: string): number {
+/** Edit distance, for "did you mean" on a misspelt key (or command). */
+export function distance(a: string, b: string): number {
   const row = Array.from({ length: b.length + 1 }, (_, i) => i);
   for (let i = 1; i <= a.length; i++) {
     let prev = row[0]!;

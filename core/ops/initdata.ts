@@ -2,13 +2,13 @@
 // checked (exists, decrypts, valid YAML) before any host is touched; its values are masked in every log.
 import { existsSync, readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { resolve } from 'node:path';
+import { isAbsolute, relative, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import { envPath, type Environment } from '../config/environment.ts';
 import { refuseCollisions } from '../config/siblings.ts';
 import type { OpsContext } from '../context.ts';
 import { resolveTarget, type Target } from '../target.ts';
-import { OpsError } from '../errors.ts';
+import { OpsError, fileError } from '../errors.ts';
 import { decryptFile, isSopsText, loadEnvIdentities } from '../secrets/index.ts';
 import { aliasTargets } from '../secrets/tree-parse.ts';
 import { deployState } from '../steps/release.ts';
@@ -30,12 +30,26 @@ export interface InitdataResult {
 /** The plaintext of the initdata file, decrypted if it is a sops file (then every decrypted value is masked), checked as one YAML document. @throws OpsError when missing or not YAML. */
 async function readInitdata(ctx: OpsContext, env: Target, file?: string): Promise<{ path: string; text: string; encrypted: boolean }> {
   const path = file ? resolve(file) : envPath(env, env.config.initdata.file);
-  if (!existsSync(path))
+  if (!existsSync(path)) {
+    if (!file)
+      throw new OpsError(`environment ${env.name} has no initdata file (${path})`, `create environments/${env.name}/${env.config.initdata.file} (it may be sops-encrypted), set initdata.file, or pass --file`);
+    // --file is a path from the current directory; one written from the environment's folder (as initdata.file is) is a common slip.
+    const inEnv = isAbsolute(file) ? undefined : envPath(env, file);
+    const there = inEnv && existsSync(inEnv) ? inEnv : undefined;
+    const fromHere = there && relative(process.cwd(), there);
     throw new OpsError(
-      file ? `initdata file ${path} does not exist` : `environment ${env.name} has no initdata file (${path})`,
-      `create environments/${env.name}/${env.config.initdata.file} (it may be sops-encrypted), set initdata.file, or pass --file`,
+      `initdata file ${path} does not exist (--file is a path from the current directory, ${process.cwd()}, not from environments/${env.name}/)`,
+      there
+        ? `did you mean ${there}? pass --file ${fromHere && !fromHere.startsWith('..') ? fromHere : there}${there === envPath(env, env.config.initdata.file) ? ', or leave --file out (it is initdata.file)' : ''}`
+        : 'check the path, or leave --file out to load the environment\'s initdata.file',
     );
-  const raw = readFileSync(path, 'utf8');
+  }
+  let raw: string;
+  try {
+    raw = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw fileError(e, path, 'read', 'an initdata file (YAML)');
+  }
   const format = /\.json$/i.test(path) ? 'json' : 'yaml';
   let text = raw;
   let encrypted = false;

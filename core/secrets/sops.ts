@@ -6,7 +6,7 @@
 // `version` are written as the sops version of the file's layout writes them.
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { OpsError } from '../errors.ts';
+import { OpsError, fileError } from '../errors.ts';
 import { writeFileAtomic } from './atomic.ts';
 import { DATA_KEY_BYTES, MacBuilder, aadOf, encryptScalar, sealText } from './cipher.ts';
 import { goRegexp } from './goregex.ts';
@@ -63,8 +63,7 @@ export class SecretsFile {
     try {
       bytes = await readFile(file);
     } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      throw new OpsError(`cannot read ${file}: ${code === 'ENOENT' ? 'no such file' : (code ?? (e as Error).message)}`);
+      throw fileError(e, file, 'read', 'a sops-encrypted file');
     }
     const text = decodeUtf8(bytes, file, 'a sops file is UTF-8 text: restore it from git history');
     return SecretsFile.fromText(text, file, opts);

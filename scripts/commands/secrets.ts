@@ -5,14 +5,14 @@ import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { isAbsolute, relative, resolve, sep } from 'node:path';
 import { createInterface } from 'node:readline';
-import { OpsError } from '../../core/errors.ts';
+import { OpsError, fileError } from '../../core/errors.ts';
 import type { EditIo, EditorExit } from '../../core/secrets/edit.ts';
 import type { Identities } from '../../core/secrets/keys.ts';
 import { defaultKeyFile } from '../../core/secrets/key-file.ts';
 import type { OpenWith } from '../../core/secrets/recipients.ts';
 import type { TreeNode } from '../../core/secrets/tree.ts';
 import { validate } from '../../core/shell.ts';
-import { command, type Command, type CommandContext } from '../cli.ts';
+import { UsageError, command, didYouMean, type Command, type CommandContext } from '../cli.ts';
 
 function show(root: string, file: string): string {
   const rel = relative(root, file);
@@ -285,7 +285,10 @@ Files: environments/<env>/secrets.sops.yaml and sops-encrypted files in environm
         if (!view.inSync) ctx.reporter.warn(`the files' recipients differ from .sops.yaml: run \`ops secrets recipients ${env} sync\``);
         return 0;
       }
-      if (!['add', 'remove', 'sync'].includes(action)) throw new OpsError(`unknown action "${action}"`, 'use add, remove or sync');
+      if (!['add', 'remove', 'sync'].includes(action)) {
+        const near = didYouMean(action, ['add', 'remove', 'sync']);
+        throw new UsageError(`unknown action "${action}"${near ? ` (did you mean "${near}"?)` : ''}`, 'use add, remove or sync');
+      }
       const recipient = ctx.args[2];
       if (action !== 'sync' && !recipient) throw new OpsError(`"secrets recipients ${env} ${action}" needs an age recipient (age1...)`);
       if (action === 'sync' && recipient) throw new OpsError('"sync" takes no recipient: it uses .sops.yaml');
@@ -324,8 +327,8 @@ Files: environments/<env>/secrets.sops.yaml and sops-encrypted files in environm
         try {
           await writeFile(path, id.keyFile, { mode: 0o600, flag: 'wx' });
         } catch (e) {
-          const code = (e as NodeJS.ErrnoException).code;
-          throw new OpsError(`cannot write ${path}: ${code === 'EEXIST' ? 'it already exists' : (code ?? (e as Error).message)}`, code === 'EEXIST' ? 'choose another file: keys are never overwritten' : undefined);
+          const err = fileError(e, path, 'write', 'a key file');
+          throw (e as NodeJS.ErrnoException).code === 'EEXIST' ? new OpsError(err.message, 'choose another file: keys are never overwritten') : err;
         }
         ctx.stdout.write(`${id.recipient}\n`);
         ctx.stderr.write(`private key written to ${path}; public key (recipient) above\n`);

@@ -2,7 +2,7 @@
 // new age identity (returned once, for the user to store), its `.sops.yaml` rule and an encrypted
 // secrets file holding generated keys and placeholders for the rest.
 import { generateKeyPairSync } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { SCHEMA_COMMENT } from '../config/environment.ts';
@@ -26,8 +26,26 @@ function placeholderHostKey(): string {
   return `ssh-ed25519 ${blob.toString('base64')}`;
 }
 
+/**
+ * A placeholder address (TEST-NET-3, RFC 5737: it reaches nothing) that no environment of the project names:
+ * with prod's, the new environment would be taken for one sharing prod's VM, as the same app (the collision check
+ * refuses it, and `ops env remove` would have to keep all of its files). Files are read loosely (a broken one
+ * still counts).
+ */
+export function freePlaceholderAddress(root: string): string {
+  const used = new Set<string>();
+  const envs = join(root, 'environments');
+  for (const e of existsSync(envs) ? readdirSync(envs, { withFileTypes: true }) : []) {
+    const file = join(envs, e.name, 'environment.yml');
+    if (!e.isDirectory() || !existsSync(file)) continue;
+    for (const m of readFileSync(file, 'utf8').matchAll(/address:\s*["']?([0-9a-fA-F.:]+)/g)) used.add(m[1]!);
+  }
+  for (let n = 10; n < 255; n++) if (!used.has(`203.0.113.${n}`)) return `203.0.113.${n}`;
+  return '203.0.113.10';
+}
+
 /** environment.yml for a new environment: the catalogue app, every value to replace marked PLACEHOLDER. */
-export function environmentTemplate(name: string): string {
+export function environmentTemplate(name: string, address = '203.0.113.10'): string {
   return `${SCHEMA_COMMENT}
 # The ${name} environment (see the README, "Environment reference"). Written by \`ops env new ${name}\`.
 # PLACEHOLDER values are marked: replace them before the first real run.
@@ -37,7 +55,7 @@ domain: ${name}.catalogue.example.org            # PLACEHOLDER: the public DNS n
 
 hosts:
   - name: web1
-    address: 203.0.113.10       # PLACEHOLDER (TEST-NET address): the VM's address
+    address: ${address}       # PLACEHOLDER (TEST-NET address, used by no other environment here): the VM's address
     user: deploy
     # PLACEHOLDER key (it belongs to no machine, so every connection is refused until you replace it):
     # read the real one on the VM's console (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub) and paste
@@ -128,6 +146,8 @@ export interface NewEnvironment {
   recipients: string[];
   /** Files written, relative to the root. */
   files: string[];
+  /** The placeholder address of its host: one no other environment names. */
+  address: string;
 }
 
 /**
@@ -144,9 +164,10 @@ export async function newEnvironment(root: string, name: string, opts: { recipie
   const hadRule = readCreationRules(root).some((r) => r.pathRegex === envPathRegex(name));
   if (hadRule) throw new OpsError(`.sops.yaml already has a rule for environments/${name}/`, 'remove it first, or choose another name');
   const configBefore = existsSync(join(root, '.sops.yaml'));
+  const address = freePlaceholderAddress(root);
   await mkdir(join(dir, 'assets'), { recursive: true });
   try {
-    await writeFile(join(dir, 'environment.yml'), environmentTemplate(name), { flag: 'wx' });
+    await writeFile(join(dir, 'environment.yml'), environmentTemplate(name, address), { flag: 'wx' });
     await setEnvRule(root, name, recipients);
     const secrets = SecretsFile.create(secretsPath(root, name), initialSecrets(), { recipients });
     await secrets.save();
@@ -157,5 +178,5 @@ export async function newEnvironment(root: string, name: string, opts: { recipie
     throw e;
   }
   const files = [join(dir, 'environment.yml'), join(root, '.sops.yaml'), secretsPath(root, name)].map((f) => relative(root, f));
-  return { dir, identity, recipients, files };
+  return { dir, identity, recipients, files, address };
 }

@@ -32,6 +32,7 @@ The new environment's age private key is printed once: store it, it is not writt
       );
       ctx.reporter.info(
         `\nnext: replace the PLACEHOLDER values in environments/${name}/environment.yml, then \`ops secrets edit ${name}\` for the CHANGE-ME secrets` +
+          `\nits host's address ${result.address} is a placeholder no other environment uses: set the VM's own; on a VM that already runs another environment, ${name} also needs its own app name (app: catalogage now), app user, base_dir, domain and ports (README: "Several environments on one host")` +
           (result.recipients.length > 1 ? '' : `\nadd your team's keys: ops secrets recipients ${name} add age1...`),
       );
       return 0;

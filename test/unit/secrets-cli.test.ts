@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadEnvironment } from '../../core/config/environment.ts';
+import { hostSharing } from '../../core/config/siblings.ts';
 import { lookup } from '../../core/dotenv.ts';
 import { findPlaceholders } from '../../core/secrets/env.ts';
 import { identitiesFromText } from '../../core/secrets/keys.ts';
@@ -63,6 +64,23 @@ describe('ops env new', () => {
     const readme = readFileSync(fileURLToPath(new URL('../../README.md', import.meta.url)), 'utf8');
     const adding = readme.slice(readme.indexOf('### Adding an environment'), readme.indexOf('**A second environment on the sandbox host**'));
     for (const p of findPlaceholders(s.tree)) expect(adding, p).toContain(p);
+  });
+
+  it("gives the new environment a placeholder address no other environment names: never taken for one sharing prod's VM as the same app", async () => {
+    const root = tempRoot();
+    const made = await cli(root, ['env', 'new', 'prod']);
+    expect(made.code).toBe(0);
+    expect(loadEnvironment('prod', root).hosts[0]!.address).toBe('203.0.113.10');
+    const qd = await cli(root, ['env', 'new', 'qd']);
+    expect(qd.code).toBe(0);
+    expect(loadEnvironment('qd', root).hosts[0]!.address).toBe('203.0.113.11');
+    expect(qd.out).toContain("its host's address 203.0.113.11 is a placeholder no other environment uses: set the VM's own; on a VM that already runs another environment, qd also needs its own app name");
+    expect(hostSharing(loadEnvironment('qd', root)).siblings).toEqual([]);
+    const dry = await cli(root, ['env', 'remove', 'qd', '--dry-run', '--force']);
+    expect(dry.code).toBe(0);
+    expect(dry.out).toContain('VM web1 (203.0.113.11): delete it at the hosting provider');
+    expect(dry.out).not.toContain('also runs prod');
+    expect(loadEnvironment('prod', root).hosts[0]!.address).toBe('203.0.113.10');
   });
 
   it('refuses an existing environment, and a bad name, changing nothing', async () => {

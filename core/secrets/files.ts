@@ -2,7 +2,7 @@
 // it does not exist yet), and a plain YAML/JSON file encrypted in place to its .sops.yaml recipients.
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { OpsError } from '../errors.ts';
+import { OpsError, fileError } from '../errors.ts';
 import { validate } from '../shell.ts';
 import { secretsPath } from './env.ts';
 import type { OpenWith } from './recipients.ts';
@@ -35,7 +35,13 @@ export async function openEnvSecrets(root: string, env: string, open: OpenWith):
 export async function encryptInPlace(root: string, file: string, shown = file): Promise<SecretsFile> {
   if (!existsSync(file)) throw new OpsError(`${shown} does not exist`);
   // strictly: encrypting works in place, so text decoded with U+FFFD for bad bytes would lose them for good
-  const text = decodeUtf8(readFileSync(file), shown, 'convert it to UTF-8 first (e.g. `iconv -f latin1 -t utf-8`), or keep binary data as base64 text; the file was left as it was');
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(file);
+  } catch (e) {
+    throw fileError(e, shown, 'read', 'a plain YAML or JSON file');
+  }
+  const text = decodeUtf8(bytes, shown, 'convert it to UTF-8 first (e.g. `iconv -f latin1 -t utf-8`), or keep binary data as base64 text; the file was left as it was');
   if (isSopsText(text, formatOf(file))) throw new OpsError(`${shown} is already a sops file`, 'edit it with ops secrets edit, or decrypt it first');
   const secrets = SecretsFile.create(file, parseTree(text, formatOf(file), { file: shown }), { recipients: recipientsFor(root, file) });
   await secrets.save();

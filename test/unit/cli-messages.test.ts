@@ -32,13 +32,15 @@ describe('a mistyped subcommand', () => {
 });
 
 describe('a path that is not the file expected', () => {
-  it('secrets decrypt of a directory, keygen -o into a missing directory: what was wrong and how to fix it', async () => {
+  it('secrets decrypt or encrypt of a directory, keygen -o into a missing directory: what was wrong and how to fix it', async () => {
     const root = testEnv({}, undefined, 'qb').root;
     const dir = join(root, 'environments', 'qb');
     const decrypt = await cli(root, 'secrets', 'decrypt', dir);
     expect(decrypt.code).toBe(1);
     expect(decrypt.err).toContain(`error: cannot read ${dir}: it is a directory, not a sops-encrypted file`);
     expect(decrypt.err).toContain(`hint: give the path of a sops-encrypted file (e.g. ${dir}/<name>)`);
+    const encrypt = await cli(root, 'secrets', 'encrypt', dir);
+    expect(encrypt).toMatchObject({ code: 1, err: expect.stringContaining("error: cannot read environments/qb: it is a directory, not a plain YAML or JSON file") });
     const nodir = join(tempDir(), 'nodir');
     const keygen = await cli(root, 'keygen', '-o', join(nodir, 'x.key'));
     expect(keygen.code).toBe(1);

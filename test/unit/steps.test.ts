@@ -1,7 +1,7 @@
 // Steps are data: their scripts are checked by exact text (snapshots in __snapshots__/, reviewed like code)
 // and by the properties that matter — who runs them, what is quoted, what is validated — without a host.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -260,15 +260,22 @@ describe('.env', () => {
 
 describe('initdata', () => {
   it('removes the uploaded file whatever happens, also under a base_dir that needs quoting', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'ops initdata '));
-    const uploaded = join(dir, 'initdata-0123.yml');
-    writeFileSync(uploaded, 'users: []\n');
-    const script = runInitdata(env({ base_dir: dir }), uploaded).script;
-    // The step's first two lines (private directory, cleanup trap), then a failure: the trap must still run.
-    const head = script.split('\n').slice(0, 2).join('\n');
-    const r = spawnSync('bash', ['-c', `set -e\n${head}\nexit 3`], { encoding: 'utf8' });
-    expect(r.stderr).toBe('');
-    expect(r.status).toBe(3);
-    expect(readdirSync(dir)).toEqual([]);
+    // Not under /tmp: base_dir may not be there (cleaned at boot). node_modules/.cache is the clone's own scratch.
+    const scratch = join(process.cwd(), 'node_modules', '.cache');
+    mkdirSync(scratch, { recursive: true });
+    const dir = mkdtempSync(join(scratch, 'ops initdata '));
+    try {
+      const uploaded = join(dir, 'initdata-0123.yml');
+      writeFileSync(uploaded, 'users: []\n');
+      const script = runInitdata(env({ base_dir: dir }), uploaded).script;
+      // The step's first two lines (private directory, cleanup trap), then a failure: the trap must still run.
+      const head = script.split('\n').slice(0, 2).join('\n');
+      const r = spawnSync('bash', ['-c', `set -e\n${head}\nexit 3`], { encoding: 'utf8' });
+      expect(r.stderr).toBe('');
+      expect(r.status).toBe(3);
+      expect(readdirSync(dir)).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

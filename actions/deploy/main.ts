@@ -3,7 +3,7 @@ import { runAction } from '../../core/action.ts';
 import { loadEnvironment } from '../../core/config/environment.ts';
 import { deploy, deploySummary } from '../../core/ops/deploy.ts';
 
-await runAction(async ({ ops, reporter, input, flag }) => {
+await runAction({ required: ['environment', 'ssh-key'], flags: { force: false, 'dry-run': false } }, async ({ ops, reporter, input, flag }) => {
   const env = loadEnvironment(input('environment', { required: true }), ops.root);
   const result = await deploy(ops, env, { ref: input('ref') || undefined, force: flag('force'), dryRun: flag('dry-run') });
   reporter.output('sha', result.sha);

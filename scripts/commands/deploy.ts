@@ -13,13 +13,14 @@ export const commands: Command[] = [
       ref: { type: 'string', value: 'REF', what: 'a branch, tag or sha', description: "branch, tag or sha (default: the environment's ref)" },
       force: { type: 'boolean', description: 'deploy even when that sha is already live' },
       'dry-run': { type: 'boolean', description: 'print the plan (hosts, sha, steps, and what changes: commits, migrations, dependency sets) and change nothing' },
+      'forward-only': { type: 'boolean', description: 'skip (a no-op with a warning, exit 0) when the ref is behind the live commit on any host: never go back by accident' },
       json,
     },
     async run(ctx) {
       const { args, ops, values } = ctx;
       const { deploy, deploySummary } = await import('../../core/ops/deploy.ts');
       const env = loadEnvironment(args[0]!, ops.root);
-      const r = await deploy(ops, env, { ref: values.ref, force: Boolean(values.force), dryRun: Boolean(values['dry-run']) });
+      const r = await deploy(ops, env, { ref: values.ref, force: Boolean(values.force), dryRun: Boolean(values['dry-run']), forwardOnly: Boolean(values['forward-only']) });
       await printResult(ctx, r, deploySummary, 'summary');
       return 0;
     },

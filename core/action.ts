@@ -92,18 +92,20 @@ export interface ActionInputs {
   flags?: Readonly<Record<string, boolean>>;
   /** Inputs taking one of a few values. */
   choices?: Readonly<Record<string, readonly string[]>>;
+  /** The GitHub environment whose secrets fill the key inputs, from the `environment` input (default: the same name). */
+  secretsFrom?: (environment: string) => string;
 }
 
 /** The GitHub secret each key input is given from in this repository's workflows (README: "Repository checklist"). */
 const KEY_SECRETS: Record<string, string> = { 'ssh-key': 'SSH_PRIVATE_KEY', 'age-key': 'SOPS_AGE_KEY' };
 
 /** The error of a key input left empty: most likely the job's GitHub environment lacks the secret. */
-function emptyKeyInput(name: string, environment: string): OpsError {
+function emptyKeyInput(name: string, githubEnvironment: string): OpsError {
   const secret = KEY_SECRETS[name]!;
-  const env = environment ? ` \`${environment}\`` : '';
+  const env = githubEnvironment ? `\`${githubEnvironment}\`` : "of this job (its environment: key)";
   return new OpsError(
-    `input \`${name}\` is empty: is the secret ${secret} set for the GitHub environment${env} (the job's environment:)?`,
-    `add it under Settings → Environments → <the job's environment> → Environment secrets, and pass it as ${name}: \${{ secrets.${secret} }} (README: "Repository checklist")`,
+    `input \`${name}\` is empty: is the secret ${secret} set for the GitHub environment ${env}?`,
+    `add it under Settings → Environments → ${githubEnvironment || '<environment>'} → Environment secrets; the workflow passes it as ${name}: \${{ secrets.${secret} }} (README: "Repository checklist")`,
   );
 }
 
@@ -116,7 +118,7 @@ export async function checkInputs(spec: ActionInputs, get: (name: string) => str
   const environment = get('environment').trim();
   for (const name of spec.required ?? []) {
     if (get(name).trim()) continue;
-    if (name in KEY_SECRETS) throw emptyKeyInput(name, environment);
+    if (name in KEY_SECRETS) throw emptyKeyInput(name, environment && (spec.secretsFrom ?? ((e) => e))(environment));
     throw new OpsError(`input ${name} is required`, `give it in the step's with: block`);
   }
   const flags = Object.fromEntries(Object.entries(spec.flags ?? {}).map(([name, fallback]) => [name, booleanInput(name, get(name), fallback)]));
@@ -174,7 +176,8 @@ export async function runAction(spec: ActionInputs, body: (ctx: ActionContext) =
       },
     });
   } catch (e) {
-    const error = e instanceof NoAgeIdentity && !ageKey.trim() ? emptyKeyInput('age-key', core.getInput('environment').trim()) : e;
+    const environment = core.getInput('environment').trim();
+    const error = e instanceof NoAgeIdentity && !ageKey.trim() ? emptyKeyInput('age-key', environment && (spec.secretsFrom ?? ((x) => x))(environment)) : e;
     core.setFailed(reporter.redact(formatError(error)));
   }
 }

@@ -5,7 +5,8 @@ import { loadEnvironment } from '../../core/config/environment.ts';
 import { OpsError } from '../../core/errors.ts';
 import { status, statusSummary } from '../../core/ops/status.ts';
 
-await runAction({ required: ['environment', 'ssh-key'], flags: { 'fail-on-unhealthy': true } }, async ({ ops, reporter, input, flag }) => {
+// Its key comes from the GitHub environment <env>-status (status.yml; README "Repository checklist").
+await runAction({ required: ['environment', 'ssh-key'], flags: { 'fail-on-unhealthy': true }, secretsFrom: (e) => `${e}-status` }, async ({ ops, reporter, input, flag }) => {
   const env = loadEnvironment(input('environment', { required: true }), ops.root);
   const result = await status(ops, env);
   reporter.output('healthy', String(result.healthy));

@@ -71,6 +71,10 @@ describe('key inputs', () => {
     const text = failure();
     expect(text).toMatch(/^input `ssh-key` is empty: is the secret SSH_PRIVATE_KEY set for the GitHub environment `prod`/);
     expect(text).not.toMatch(/--identity|OPS_SSH_KEY|~\/\.ssh|keygen/);
+    // The status check takes its key from <env>-status (status.yml).
+    writes.length = 0;
+    await runAction({ required: ['environment', 'ssh-key'], secretsFrom: (e) => `${e}-status` }, async () => undefined);
+    expect(failure()).toMatch(/^input `ssh-key` is empty: is the secret SSH_PRIVATE_KEY set for the GitHub environment `prod-status`\?/);
   });
 
   it('an ssh-key that is no private key: the input is named, not $OPS_SSH_KEY', async () => {

@@ -1,7 +1,8 @@
 // What every action entry point shares: inputs → OpsContext → operation → outputs, summary and failure.
 // Keeps actions/<name>/main.ts to a few lines: read inputs, call one core operation, write outputs.
 import * as core from '@actions/core';
-import { OpsError, formatError, onUncaught } from './errors.ts';
+import { NoAgeIdentity, OpsError, formatError, onUncaught } from './errors.ts';
+import { checkKeyText } from './remote/identity.ts';
 import { Masker, seconds, urlEncodedForms, type Reporter } from './report.ts';
 import type { OpsContext } from './context.ts';
 
@@ -10,8 +11,8 @@ export interface ActionContext {
   reporter: ActionsReporter;
   /** A string input ('' when not given). */
   input(name: string, options?: { required?: boolean }): string;
-  /** A boolean input; unset means `fallback` (the runner fills action.yml defaults, local harnesses may not). */
-  flag(name: string, fallback?: boolean): boolean;
+  /** A boolean input, checked before the body ran (ActionInputs.flags: its value when empty, as local harnesses fill no defaults). */
+  flag(name: string): boolean;
 }
 
 /** The reporter of the actions: log groups, masks (setSecret), job summary, outputs, through @actions/core. */
@@ -81,24 +82,85 @@ export function booleanInput(name: string, value: string, fallback: boolean): bo
 }
 
 /**
- * Run an action body with the shared inputs handled once: `ssh-key` and `age-key` are masked (every line)
- * and handed to the core through the same variables the CLI reads (OPS_SSH_KEY, SOPS_AGE_KEY).
+ * The inputs an action checks before it does any work (one way for every action): an input refused after the
+ * operation ran (a typo in a flag) would have run it and written its outputs first.
  */
-export async function runAction(body: (ctx: ActionContext) => Promise<void>): Promise<void> {
+export interface ActionInputs {
+  /** Inputs that must not be empty (`ssh-key` among them: the action logs in to hosts). */
+  required?: readonly string[];
+  /** Boolean inputs (true/yes/1, false/no/0) and their value when empty. */
+  flags?: Readonly<Record<string, boolean>>;
+  /** Inputs taking one of a few values. */
+  choices?: Readonly<Record<string, readonly string[]>>;
+  /** The GitHub environment whose secrets fill the key inputs, from the `environment` input (default: the same name). */
+  secretsFrom?: (environment: string) => string;
+}
+
+/** The GitHub secret each key input is given from in this repository's workflows (README: "Repository checklist"). */
+const KEY_SECRETS: Record<string, string> = { 'ssh-key': 'SSH_PRIVATE_KEY', 'age-key': 'SOPS_AGE_KEY' };
+
+/** The error of a key input left empty: most likely the job's GitHub environment lacks the secret. */
+function emptyKeyInput(name: string, githubEnvironment: string): OpsError {
+  const secret = KEY_SECRETS[name]!;
+  const env = githubEnvironment ? `\`${githubEnvironment}\`` : "of this job (its environment: key)";
+  return new OpsError(
+    `input \`${name}\` is empty: is the secret ${secret} set for the GitHub environment ${env}?`,
+    `add it under Settings → Environments → ${githubEnvironment || '<environment>'} → Environment secrets; the workflow passes it as ${name}: \${{ secrets.${secret} }} (README: "Repository checklist")`,
+  );
+}
+
+/**
+ * Every input of `spec` checked before any work, in one place: required ones present (an empty `ssh-key` or
+ * `age-key` named with the secret that should fill it), flags true or false, choices among theirs, key inputs
+ * holding keys (errors name the input, not the variable the core reads). @returns the flags' values.
+ */
+export async function checkInputs(spec: ActionInputs, get: (name: string) => string = (n) => core.getInput(n)): Promise<Record<string, boolean>> {
+  const environment = get('environment').trim();
+  for (const name of spec.required ?? []) {
+    if (get(name).trim()) continue;
+    if (name in KEY_SECRETS) throw emptyKeyInput(name, environment && (spec.secretsFrom ?? ((e) => e))(environment));
+    throw new OpsError(`input ${name} is required`, `give it in the step's with: block`);
+  }
+  const flags = Object.fromEntries(Object.entries(spec.flags ?? {}).map(([name, fallback]) => [name, booleanInput(name, get(name), fallback)]));
+  for (const [name, values] of Object.entries(spec.choices ?? {})) {
+    const v = get(name).trim();
+    if (v && !values.includes(v)) throw new OpsError(`invalid input ${name}: ${JSON.stringify(v)}`, `${name} is ${values.map((x) => `"${x}"`).join(' or ')}`);
+  }
+  const sshKey = get('ssh-key');
+  if (sshKey) checkKeyText(sshKey, 'input `ssh-key`');
+  const ageKey = get('age-key');
+  if (ageKey.trim()) {
+    // Loaded only when a key is given: the age code stays out of what an action without one runs.
+    const { parseIdentities } = await import('./secrets/keys.ts');
+    const found = await parseIdentities(ageKey, 'input `age-key`');
+    if (!found.length) throw new OpsError('input `age-key` holds no age identity (only comments or blank lines)', 'pass the whole key file: AGE-SECRET-KEY-1…');
+  }
+  return flags;
+}
+
+/**
+ * Run an action body with the shared inputs handled once, before any work: `spec`'s inputs checked
+ * (checkInputs); `ssh-key` and `age-key` masked (every line) and handed to the core through the same
+ * variables the CLI reads (OPS_SSH_KEY, SOPS_AGE_KEY). A secrets file the core cannot open for want of a key,
+ * with `age-key` empty, is said as that input being empty.
+ */
+export async function runAction(spec: ActionInputs, body: (ctx: ActionContext) => Promise<void>): Promise<void> {
   const reporter = new ActionsReporter();
   const processEnv: NodeJS.ProcessEnv = { ...process.env };
   onUncaught((message) => core.setFailed(reporter.redact(message)));
+  let ageKey = '';
   try {
     const sshKey = core.getInput('ssh-key');
     if (sshKey) {
       reporter.mask(sshKey);
       processEnv.OPS_SSH_KEY = sshKey;
     }
-    const ageKey = core.getInput('age-key');
+    ageKey = core.getInput('age-key');
     if (ageKey) {
       reporter.mask(ageKey);
       processEnv.SOPS_AGE_KEY = ageKey;
     }
+    const flags = await checkInputs(spec);
     const root = core.getInput('working-directory') || process.env.GITHUB_WORKSPACE || process.cwd();
     await body({
       ops: { root, reporter, processEnv },
@@ -108,9 +170,14 @@ export async function runAction(body: (ctx: ActionContext) => Promise<void>): Pr
         if (options?.required && !value) throw new OpsError(`input ${name} is required`, `give it in the step's with: block`);
         return value;
       },
-      flag: (name, fallback = false) => booleanInput(name, core.getInput(name), fallback),
+      flag: (name) => {
+        if (!(name in flags)) throw new Error(`flag ${name} is not among the flags runAction checks first (its spec.flags)`);
+        return flags[name]!;
+      },
     });
   } catch (e) {
-    core.setFailed(reporter.redact(formatError(e)));
+    const environment = core.getInput('environment').trim();
+    const error = e instanceof NoAgeIdentity && !ageKey.trim() ? emptyKeyInput('age-key', environment && (spec.secretsFrom ?? ((x) => x))(environment)) : e;
+    core.setFailed(reporter.redact(formatError(error)));
   }
 }

@@ -13,6 +13,9 @@ export class OpsError extends Error {
   }
 }
 
+/** No age identity was found to decrypt an environment's secrets (an action says which input was empty). */
+export class NoAgeIdentity extends OpsError {}
+
 /**
  * A remote step exited non-zero (or timed out): names the step, the host, the exit code and the end of stderr.
  * `limit`: the seconds the step was given (its remote `timeout`, which exits 124 when it ends the step): a timed-out

@@ -10,7 +10,7 @@ import type { Connector, OpsContext } from '../core/context.ts';
 
 /** A command-line option: a string (repeatable with `multiple`), a flag, or a whole number (checked by wholeNumber). */
 export type OptionSpec =
-  | { type: 'string'; short?: string; multiple?: boolean; description: string; /** Shown in help as the value's name ("--ref REF"). */ value?: string; /** The only values taken (anything else: a usage error). */ choices?: readonly string[] }
+  | { type: 'string'; short?: string; multiple?: boolean; description: string; /** Shown in help as the value's name ("--ref REF"). */ value?: string; /** The only values taken (anything else: a usage error). */ choices?: readonly string[]; /** What an empty value lacks, for its usage error ("a release id"; default: "a value"). */ what?: string; /** The hint of that error (default: give a value or leave the option out). */ emptyHint?: string }
   | { type: 'boolean'; short?: string; description: string }
   | { type: 'number'; short?: string; description: string; value?: string; min?: number; max?: number };
 
@@ -138,6 +138,9 @@ function typedValues(specs: Options, raw: Record<string, string | boolean | stri
       } catch (e) {
         throw new UsageError((e as OpsError).message, (e as OpsError).hint);
       }
+    } else if (spec?.type === 'string' && (Array.isArray(v) ? v : [v]).includes('')) {
+      // An empty value is a variable that was not set (--ref "$TAG"), not "the default": refused for every option.
+      throw new UsageError(`--${k} needs ${spec.what ?? 'a value'}, got an empty one`, spec.emptyHint ?? `give one, or leave --${k} out for the default (an unset variable, as in --${k} "$VAR"?)`);
     } else if (spec?.type === 'string' && spec.choices && typeof v === 'string' && !spec.choices.includes(v)) {
       throw new UsageError(`--${k} must be one of ${spec.choices.join(', ')}, got ${JSON.stringify(v)}`);
     } else out[k] = v;

@@ -1,15 +1,11 @@
 // The deploy action: inputs → core deploy → outputs and job summary.
 import { runAction } from '../../core/action.ts';
 import { loadEnvironment } from '../../core/config/environment.ts';
-import { deploy, deploySummary } from '../../core/ops/deploy.ts';
+import { deploy, deploySummary, reportDeploy } from '../../core/ops/deploy.ts';
 
-await runAction(async ({ ops, reporter, input, flag }) => {
+await runAction({ required: ['environment', 'ssh-key'], flags: { force: false, 'dry-run': false, 'forward-only': false } }, async ({ ops, reporter, input, flag }) => {
   const env = loadEnvironment(input('environment', { required: true }), ops.root);
-  const result = await deploy(ops, env, { ref: input('ref') || undefined, force: flag('force'), dryRun: flag('dry-run') });
-  reporter.output('sha', result.sha);
-  reporter.output('release', result.release);
-  reporter.output('previous-release', result.previous);
-  reporter.output('url', result.url);
-  reporter.output('noop', String(result.noop));
+  const result = await deploy(ops, env, { ref: input('ref') || undefined, force: flag('force'), dryRun: flag('dry-run'), forwardOnly: flag('forward-only') });
+  reportDeploy(reporter, result);
   await reporter.summary(deploySummary(result));
 });

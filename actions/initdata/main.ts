@@ -4,7 +4,7 @@ import { runAction } from '../../core/action.ts';
 import { loadEnvironment } from '../../core/config/environment.ts';
 import { initdata, initdataSummary } from '../../core/ops/initdata.ts';
 
-await runAction(async ({ ops, reporter, input, flag }) => {
+await runAction({ required: ['environment', 'ssh-key'], flags: { 'live-settings': false } }, async ({ ops, reporter, input, flag }) => {
   const env = loadEnvironment(input('environment', { required: true }), ops.root);
   const file = input('file');
   const result = await initdata(ops, env, { file: file ? join(ops.root, file) : undefined, liveSettings: flag('live-settings') });

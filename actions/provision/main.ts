@@ -3,7 +3,7 @@ import { runAction } from '../../core/action.ts';
 import { loadEnvironment } from '../../core/config/environment.ts';
 import { provision, provisionSummary } from '../../core/ops/provision.ts';
 
-await runAction(async ({ ops, reporter, input }) => {
+await runAction({ required: ['environment', 'ssh-key'] }, async ({ ops, reporter, input }) => {
   const env = loadEnvironment(input('environment', { required: true }), ops.root);
   const results = await provision(ops, env);
   reporter.output('changed', String(results.some((r) => r.items.some((i) => i.state === 'changed'))));

@@ -3,7 +3,7 @@ import { runAction } from '../../core/action.ts';
 import { loadEnvironment } from '../../core/config/environment.ts';
 import { rollback, rollbackSummary } from '../../core/ops/rollback.ts';
 
-await runAction(async ({ ops, reporter, input }) => {
+await runAction({ required: ['environment', 'ssh-key'] }, async ({ ops, reporter, input }) => {
   const env = loadEnvironment(input('environment', { required: true }), ops.root);
   const result = await rollback(ops, env, input('to') || undefined);
   reporter.output('release', result.hosts[0]?.release ?? '');

@@ -1,6 +1,5 @@
 // The staging-sync action: inputs → core/staging/run.ts → outputs and job summary. All logic lives in the core.
 import { context } from '@actions/github';
-import { OpsError } from '../../core/errors.ts';
 import { runAction } from '../../core/action.ts';
 import { refFromEvent } from '../../core/staging/refs.ts';
 import { DEFAULT_IDENTITY } from '../../core/git.ts';
@@ -8,9 +7,8 @@ import { runUrl } from '../../core/runinfo.ts';
 import { runStaging } from '../../core/staging/run.ts';
 import { stagingSettings } from '../../core/staging/settings.ts';
 
-await runAction(async ({ ops, reporter, input, flag }) => {
-  const mode = input('mode');
-  if (mode !== 'add' && mode !== 'rebuild') throw new OpsError(mode ? `invalid mode "${mode}"` : 'the mode input is missing', 'mode is "add" or "rebuild"');
+await runAction({ required: ['mode'], choices: { mode: ['add', 'rebuild'] }, flags: { 'dry-run': false, comment: true } }, async ({ ops, reporter, input, flag }) => {
+  const mode = input('mode') as 'add' | 'rebuild';
   // add without a ref, on a pull_request event: that pull request.
   const event = mode === 'add' && !input('ref') ? refFromEvent(context.payload, ops.processEnv.GITHUB_REPOSITORY) : undefined;
   await runStaging({
@@ -27,7 +25,7 @@ await runAction(async ({ ops, reporter, input, flag }) => {
     }),
     identity: { name: input('committer-name') || DEFAULT_IDENTITY.name, email: input('committer-email') || DEFAULT_IDENTITY.email },
     label: input('label') || undefined,
-    comment: flag('comment', true),
+    comment: flag('comment'),
     token: input('github-token') || undefined,
     processEnv: ops.processEnv,
     reporter,

@@ -5,7 +5,8 @@ import { loadEnvironment } from '../../core/config/environment.ts';
 import { OpsError } from '../../core/errors.ts';
 import { status, statusSummary } from '../../core/ops/status.ts';
 
-await runAction(async ({ ops, reporter, input, flag }) => {
+// Its key comes from the GitHub environment <env>-status (status.yml; README "Repository checklist").
+await runAction({ required: ['environment', 'ssh-key'], flags: { 'fail-on-unhealthy': true }, secretsFrom: (e) => `${e}-status` }, async ({ ops, reporter, input, flag }) => {
   const env = loadEnvironment(input('environment', { required: true }), ops.root);
   const result = await status(ops, env);
   reporter.output('healthy', String(result.healthy));
@@ -13,6 +14,6 @@ await runAction(async ({ ops, reporter, input, flag }) => {
   reporter.output('json', JSON.stringify(result));
   await reporter.summary(statusSummary(result));
   for (const w of result.warnings) reporter.warn(w);
-  if (!result.healthy && flag('fail-on-unhealthy', true))
+  if (!result.healthy && flag('fail-on-unhealthy'))
     throw new OpsError(`${env.name} is unhealthy:\n${result.problems.map((p) => `  ${p}`).join('\n')}`, `details in the job summary; locally: ops status ${env.name}`);
 });

@@ -17,6 +17,16 @@ export interface HostKey {
   blob: Buffer;
 }
 
+/**
+ * Bytes read from a key as text fit to print: quoted, control and non-ASCII bytes as \xNN (a corrupted key
+ * holds NULs that a terminal would swallow or a log turn into ^@), at most 40 characters.
+ */
+export function printable(text: string, max = 40): string {
+  const cut = text.slice(0, max);
+  const escaped = cut.replace(/["\\]|[^\x20-\x7e]/g, (c) => (c === '"' || c === '\\' ? `\\${c}` : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`));
+  return `"${escaped}"${text.length > max ? `... (${text.length} bytes)` : ''}`;
+}
+
 /** Parse a public key line; returns a reason string when it is malformed. */
 export function parseHostKey(line: string): HostKey | string {
   const parts = line.trim().split(/\s+/);
@@ -31,7 +41,7 @@ export function parseHostKey(line: string): HostKey | string {
   const len = blob.readUInt32BE(0);
   const inner = blob.subarray(4, 4 + len).toString('latin1');
   const expected = type.startsWith('rsa-sha2') ? 'ssh-rsa' : type;
-  if (inner !== expected) return `the key data is of type "${inner}", not "${type}"`;
+  if (inner !== expected) return `the key data is of type ${printable(inner)}, not "${type}"`;
   if (type === 'ssh-ed25519' && blob.length !== 51) return 'an ed25519 key is 51 bytes long';
   return { type: expected, blob };
 }
@@ -44,5 +54,7 @@ export function fingerprint(blob: Buffer): string {
 /** The key type inside a wire-format blob. */
 export function blobType(blob: Buffer): string {
   if (blob.length < 4) return 'unknown';
-  return blob.subarray(4, 4 + blob.readUInt32BE(0)).toString('latin1');
+  const type = blob.subarray(4, 4 + blob.readUInt32BE(0)).toString('latin1');
+  // What a server presents is printed: anything but a plain name is shown escaped (printable).
+  return /^[\x21-\x7e]{1,64}$/.test(type) ? type : printable(type);
 }

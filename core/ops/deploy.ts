@@ -9,6 +9,7 @@ import type { Environment } from '../config/environment.ts';
 import { resolveTarget, type Target } from '../target.ts';
 import { refuseCollisions } from '../config/siblings.ts';
 import { type OpsContext } from '../context.ts';
+import type { Reporter } from '../report.ts';
 import { OpsError } from '../errors.ts';
 import { dropPacked, packArtifacts, parsePacked, type PackedPart } from '../steps/artifact.ts';
 import { type HostsChange, describeChanges, formatChanges, migrationsUnchanged } from '../changes.ts';
@@ -26,6 +27,12 @@ export interface DeployOptions {
   /** Deploy even when the sha is already live. */
   force?: boolean;
   dryRun?: boolean;
+  /**
+   * Refuse to go back: a target strictly behind the live commit on any host (an ancestor of it: a rollback in
+   * disguise) is skipped, a no-op said as a warning, not an error: a push superseded by a newer one that was
+   * deployed first (deploy-prod.yml). A diverged target (neither behind nor ahead) is deployed.
+   */
+  forwardOnly?: boolean;
 }
 
 export interface DeployResult {
@@ -38,6 +45,8 @@ export interface DeployResult {
   url: string;
   noop: boolean;
   dryRun: boolean;
+  /** forwardOnly found the target behind the live commit (why, in words): nothing deployed, `release` empty. */
+  superseded?: string;
   hosts: HostSwitch[];
   plan?: string[];
   /** What the deploy changes on each group of hosts serving the same commit (read before anything changed). */
@@ -55,6 +64,17 @@ function migrateWhen(changes: HostsChange[]): string {
   return migrationsUnchanged(changes)
     ? 'migrate: beside the build on the first host (no migration file changed since the live commit on any host: nothing new to apply)'
     : 'migrate: on the first host once its build succeeded (a failed build leaves the database untouched)';
+}
+
+/**
+ * With forwardOnly: why the target is not deployed (behind the live commit on some hosts), else undefined.
+ * Only 'behind' counts: the target is an ancestor of the live commit, strictly (the same commit is a no-op).
+ */
+export function supersededWhy(changes: HostsChange[], target: string): string | undefined {
+  const behind = changes.filter((g) => g.change?.relation === 'behind');
+  if (!behind.length) return undefined;
+  const where = behind.map((g) => `${g.hosts.join(', ')} (live ${g.live.sha.slice(0, 12)}, ${g.change!.removed} commit${g.change!.removed === 1 ? '' : 's'} newer)`).join('; ');
+  return `forward-only: ${target.slice(0, 12)} is behind the live commit on ${where}: a newer commit is already live, so this one is not deployed (a superseded push); to go back on purpose, ops rollback or a deploy without forward-only`;
 }
 
 /** Thrown instead of starting a host's next piece of work once another host failed (never reported). */
@@ -246,10 +266,14 @@ export async function deploy(ctx: OpsContext, environment: Environment, options:
     const changes = await describeChanges(p.repo, env, lives, p.resolved.sha);
     // Who builds, who receives its build: hosts not serving the commit yet, by platform (when several).
     const builds = describeBuilds(buildGroups(lives.filter((l) => l.sha !== p.resolved.sha || l.changed || options.force).map((l) => ({ name: l.host, platform: l.platform }))));
+    const superseded = options.forwardOnly ? supersededWhy(changes, p.resolved.sha) : undefined;
     return {
       ...base,
+      release: '',
       changes,
-      plan: [...planText(env, p, sharing), ...builds.map((l) => `  ${l}`), ...(env.config.release.migrate ? [`  ${migrateWhen(changes)}`] : []), '', 'changes (live → target):', ...formatChanges(changes, p.resolved.sha).map((l) => `  ${l}`)],
+      ...(superseded && { superseded }),
+      plan: [
+        ...(superseded ? [`SKIPPED: ${superseded}`, ''] : []),...planText(env, p, sharing), ...builds.map((l) => `  ${l}`), ...(env.config.release.migrate ? [`  ${migrateWhen(changes)}`] : []), '', 'changes (live → target):', ...formatChanges(changes, p.resolved.sha).map((l) => `  ${l}`)],
     };
   }
   const session = await opening!;
@@ -260,6 +284,15 @@ export async function deploy(ctx: OpsContext, environment: Environment, options:
       p = withFreeReleaseId(p, new Set(states.flatMap((s) => s.releases.map((r) => r.id))));
       base.changes = await describeChanges(p.repo, env, lives, p.resolved.sha);
       for (const line of formatChanges(base.changes, p.resolved.sha)) ctx.reporter.info(line);
+      // Decided under the lock, on what the hosts serve now: a deploy that finished meanwhile counts.
+      const superseded = options.forwardOnly ? supersededWhy(base.changes, p.resolved.sha) : undefined;
+      if (superseded) {
+        base.superseded = superseded;
+        ctx.reporter.warn(superseded);
+        for (const h of env.hosts)
+          if (!locked.finished(h.name)) locked.audit(h.name, { ref: p.resolved.ref, sha: p.resolved.sha, release: '', previous: '', result: 'no-op', message: superseded });
+        return lives.map((l): HostSwitch => ({ host: l.host, release: l.release, previous: '', noop: true, steps: [], notes: [] }));
+      }
       return rollout(ctx, env, session, locked, p, options, migrationsUnchanged(base.changes));
     }, {
       // Without --force, a host where the commit is live checks it and ends the state step there (a no-op).
@@ -268,6 +301,7 @@ export async function deploy(ctx: OpsContext, environment: Environment, options:
       finish: options.force ? undefined : (unlock) => noopFinish(p.resolved.sha, unlock({ ref: p.resolved.ref, sha: p.resolved.sha, release: '', previous: '', result: 'no-op', message: 'already live' }, { release: 'cur_id', previous: 'cur_id' })),
     }),
   );
+  if (base.superseded) return { ...base, hosts, release: '', noop: false };
   return {
     ...base,
     hosts,
@@ -277,9 +311,28 @@ export async function deploy(ctx: OpsContext, environment: Environment, options:
   };
 }
 
+/**
+ * The deploy action's outputs and log for a result: a dry run deployed nothing, so it gives `dry-run=true` and
+ * leaves `release`, `previous-release`, `url` and `noop` empty, and prints its plan to the log (not only to the
+ * job summary); a forward-only skip gives `superseded=true` and an empty `release` (the URL still serves).
+ */
+export function reportDeploy(reporter: Reporter, r: DeployResult): void {
+  const deployed = !r.dryRun && !r.superseded;
+  if (r.dryRun) for (const line of r.plan ?? []) reporter.info(line);
+  reporter.output('sha', r.sha);
+  reporter.output('dry-run', String(r.dryRun));
+  reporter.output('superseded', String(Boolean(r.superseded)));
+  reporter.output('release', deployed ? r.release : '');
+  reporter.output('previous-release', deployed ? r.previous : '');
+  reporter.output('url', r.dryRun ? '' : r.url);
+  reporter.output('noop', r.dryRun ? '' : String(r.noop));
+}
+
 /** The job summary (Markdown) of a deploy or its dry run. */
 export function deploySummary(r: DeployResult): string {
   if (r.dryRun) return ['### Deploy plan (dry run: nothing changed)', '', '```', ...(r.plan ?? []), '```'].join('\n');
+  if (r.superseded)
+    return [`### Skipped (forward-only): ${r.environment} @ ${r.sha.slice(0, 12)}`, '', r.superseded, '', '**Changes** (live → target):', '', '```', ...formatChanges(r.changes, r.sha), '```', ''].join('\n');
   const lines = [
     `### ${r.noop ? 'Already live' : 'Deployed'}: ${r.environment} @ ${r.sha.slice(0, 12)}`,
     '',

@@ -30,7 +30,8 @@ function readKey(file: string, label: string): string {
   }
 }
 
-function checkKeyText(text: string, label: string): string {
+/** Key text checked to hold a private key (`label` names where it came from in the error), with its final newline. */
+export function checkKeyText(text: string, label: string): string {
   if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text))
     throw new OpsError(`${label} does not hold a private key in PEM/OpenSSH format`, 'give the whole key file content, including the BEGIN/END lines');
   return text.endsWith('\n') ? text : `${text}\n`;

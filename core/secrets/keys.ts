@@ -37,7 +37,8 @@ export async function parseIdentities(text: string, source: string): Promise<Ide
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i]!.trim();
     if (line === '' || line.startsWith('#')) continue;
-    const where = source === 'SOPS_AGE_KEY' || source === 'SOPS_AGE_KEY_CMD' ? `line ${i + 1} of ${source}` : `${source}:${i + 1}`;
+    // A variable or an action's input ("input age-key") by its line; a file as file:line.
+    const where = source === 'SOPS_AGE_KEY' || source === 'SOPS_AGE_KEY_CMD' || source.startsWith('input ') ? `line ${i + 1} of ${source}` : `${source}:${i + 1}`;
     if (line.startsWith('AGE-PLUGIN-')) {
       throw new OpsError(`${where}: age plugin identities are not supported`, 'use a native age key (AGE-SECRET-KEY-1…)');
     }

@@ -1,7 +1,7 @@
 // Reading a sops file: unwrap the data key with one of the user's age identities (or enough Shamir key
 // groups), decrypt every value with its key path as associated data, recompute the MAC exactly as sops does and
 // compare it with the stored one. Anything wrong is an OpsError and nothing is returned.
-import { OpsError } from '../errors.ts';
+import { NoAgeIdentity, OpsError } from '../errors.ts';
 import { DATA_KEY_BYTES, MacBuilder, MalformedValue, aadOf, decryptScalar, openText, parseEnc } from './cipher.ts';
 import { type Identities, type Identity, defaultKeyFile, loadIdentities, unwrapDataKey } from './keys.ts';
 import { combineShares } from './shamir.ts';
@@ -71,7 +71,7 @@ export async function recoverDataKey(doc: EncryptedDocument, ids: Identities): P
     throw new OpsError(`${file} has no age recipients${others}`, 'decrypt it with the sops binary, or re-encrypt it to age recipients');
   }
   if (ids.identities.length === 0) {
-    throw new OpsError(
+    throw new NoAgeIdentity(
       `no age identity to decrypt ${file}: looked in ${ids.tried.join(', ')}`,
       `set SOPS_AGE_KEY_FILE to your age key file (or SOPS_AGE_KEY to the key itself), or put the key in ${ids.defaultFile ?? defaultKeyFile()}; \`ops keygen\` makes a new one`,
     );

@@ -1,6 +1,6 @@
 // Commands that change or show what runs: deploy, rollback, releases, lock, audit.
 import { loadEnvironment } from '../../core/config/environment.ts';
-import { JSON_OPTION, UsageError, command, printResult, type Command } from '../cli.ts';
+import { JSON_OPTION, command, printResult, type Command } from '../cli.ts';
 
 const json = JSON_OPTION;
 
@@ -10,16 +10,17 @@ export const commands: Command[] = [
     summary: 'put a git ref live on every host: new release, health-gated gapless switch, old one kept for rollback',
     args: ['<env>'],
     options: {
-      ref: { type: 'string', value: 'REF', description: "branch, tag or sha (default: the environment's ref)" },
+      ref: { type: 'string', value: 'REF', what: 'a branch, tag or sha', description: "branch, tag or sha (default: the environment's ref)" },
       force: { type: 'boolean', description: 'deploy even when that sha is already live' },
       'dry-run': { type: 'boolean', description: 'print the plan (hosts, sha, steps, and what changes: commits, migrations, dependency sets) and change nothing' },
+      'forward-only': { type: 'boolean', description: 'skip (a no-op with a warning, exit 0) when the ref is behind the live commit on any host: never go back by accident' },
       json,
     },
     async run(ctx) {
       const { args, ops, values } = ctx;
       const { deploy, deploySummary } = await import('../../core/ops/deploy.ts');
       const env = loadEnvironment(args[0]!, ops.root);
-      const r = await deploy(ops, env, { ref: values.ref, force: Boolean(values.force), dryRun: Boolean(values['dry-run']) });
+      const r = await deploy(ops, env, { ref: values.ref, force: Boolean(values.force), dryRun: Boolean(values['dry-run']), forwardOnly: Boolean(values['forward-only']) });
       await printResult(ctx, r, deploySummary, 'summary');
       return 0;
     },
@@ -28,7 +29,7 @@ export const commands: Command[] = [
     name: 'diff',
     summary: 'what deploying a ref would change on each host: commits (or a rollback in disguise), new migrations, dependency sets; changes nothing',
     args: ['<env>'],
-    options: { ref: { type: 'string', value: 'REF', description: "branch, tag or sha (default: the environment's ref)" }, json },
+    options: { ref: { type: 'string', value: 'REF', what: 'a branch, tag or sha', description: "branch, tag or sha (default: the environment's ref)" }, json },
     async run(ctx) {
       const { args, ops, values } = ctx;
       const { diff, formatDiff } = await import('../../core/ops/diff.ts');
@@ -41,11 +42,10 @@ export const commands: Command[] = [
     name: 'rollback',
     summary: 'switch back to a kept release in seconds (default: the one before the live one)',
     args: ['<env>'],
-    options: { to: { type: 'string', value: 'RELEASE', description: 'release id to go back to (see ops releases)' }, json },
+    // An empty --to (a variable that was not set: --to "$RELEASE") is a mistake, not "the release before" (scripts/cli.ts refuses it).
+    options: { to: { type: 'string', value: 'RELEASE', what: 'a release id', emptyHint: 'see ops releases <env>; without --to: the release before the live one', description: 'release id to go back to (see ops releases)' }, json },
     async run(ctx) {
       const { args, ops, values } = ctx;
-      // An empty --to (a variable that was not set: --to "$RELEASE") is a mistake, not "the release before".
-      if (values.to === '') throw new UsageError('--to needs a release id, got an empty one', `see ops releases ${args[0]}; without --to: the release before the live one`);
       const { rollback, rollbackSummary } = await import('../../core/ops/rollback.ts');
       const env = loadEnvironment(args[0]!, ops.root);
       const r = await rollback(ops, env, values.to);
@@ -58,7 +58,7 @@ export const commands: Command[] = [
     summary: "load the environment's initial data (assets/initdata.yml, may be sops-encrypted) with the app's loader",
     args: ['<env>'],
     options: {
-      file: { type: 'string', value: 'FILE', description: 'another data file (YAML; sops-encrypted or not)' },
+      file: { type: 'string', value: 'FILE', what: 'a file', description: 'another data file (YAML; sops-encrypted or not)' },
       'live-settings': { type: 'boolean', description: "load even when the live release runs with other env values or secrets than the environment now has (the loader gets the live release's)" },
       json,
     },

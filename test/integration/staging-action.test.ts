@@ -197,8 +197,8 @@ describe('the staging-sync bundle, as the runner runs it', () => {
   it('refuses bad inputs before doing anything', async () => {
     const { s, runner } = scene();
     const before = s.refs();
-    expect((await runAction(runner.dir, { mode: 'sync' }, {})).stdout).toMatch(/::error::invalid mode "sync"/);
-    expect((await runAction(runner.dir, {}, {})).stdout).toMatch(/::error::the mode input is missing%0A  hint: mode is "add" or "rebuild"/);
+    expect((await runAction(runner.dir, { mode: 'sync' }, {})).stdout).toMatch(/::error::invalid input mode: "sync"%0A  hint: mode is "add" or "rebuild"/);
+    expect((await runAction(runner.dir, {}, {})).stdout).toMatch(/::error::input mode is required%0A  hint: give it in the step's with: block/);
     expect((await runAction(runner.dir, { mode: 'add' }, {})).stdout).toMatch(/::error::nothing to add: no ref given/);
     expect((await runAction(runner.dir, { mode: 'add', ref: '$(reboot)' }, {})).stdout).toMatch(/::error::invalid ref "\$\(reboot\)"/);
     expect((await runAction(runner.dir, { mode: 'rebuild', 'main-branch': 'a..b' }, {})).stdout).toMatch(/::error::invalid main branch/);

@@ -74,6 +74,14 @@ describe.each(actions)('actions/%s', (name) => {
     expect([...written].sort()).toEqual(Object.keys(meta.outputs ?? {}).sort());
   });
 
+  it('checks its flags, required inputs and key inputs before any work (runAction\'s spec, core/action.ts)', () => {
+    const spec = /runAction\(\s*(\{[^\n]*\}),\s*async/.exec(source)?.[1];
+    expect(spec, 'runAction(spec, body)').toBeTruthy();
+    const flags = /flags: \{([^}]*)\}/.exec(spec!)?.[1] ?? '';
+    for (const m of source.matchAll(/\bflag\(\s*'([a-z0-9-]+)'/g)) expect(flags, `flag ${m[1]} is checked first`).toMatch(new RegExp(`'?${m[1]}'?:`));
+    for (const [k, v] of Object.entries(meta.inputs ?? {})) if (v.required) expect(spec, `required input ${k} is checked first`).toContain(`'${k}'`);
+  });
+
   it('keeps its entry point thin (the logic lives in core/)', () => {
     expect(source.split('\n').length).toBeLessThan(60);
     expect(source).toMatch(/from '\.\.\/\.\.\/core\//);

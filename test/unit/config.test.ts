@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { parse } from 'yaml';
 import { ConfigError, environmentReference, listEnvironments, loadEnvironment, parseEnvironment, readYamlFile } from '../../core/config/environment.ts';
 import { OpsError } from '../../core/errors.ts';
-import { fingerprint, parseHostKey } from '../../core/config/hostkey.ts';
+import { blobType, fingerprint, parseHostKey } from '../../core/config/hostkey.ts';
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
 const minimal = () => ({
@@ -160,6 +160,17 @@ env: { __proto__: { secret: db }, constructor: c, toString: t }
     const k = parseHostKey(KEY);
     expect(typeof k).toBe('object');
     if (typeof k === 'object') expect(fingerprint(k.blob)).toMatch(/^SHA256:[A-Za-z0-9+/]{43}$/);
+  });
+
+  it('a corrupted host key: its type bytes are printed escaped (no raw NUL or control byte in the message)', () => {
+    const blob = Buffer.concat([Buffer.from([0, 0, 0, 15]), Buffer.from('ssh-ed25519\0\0\0 ', 'latin1'), Buffer.alloc(32, 7)]);
+    const why = parseHostKey(`ssh-ed25519 ${blob.toString('base64')}`);
+    expect(why).toBe('the key data is of type "ssh-ed25519\\x00\\x00\\x00 ", not "ssh-ed25519"');
+    expect(why).not.toMatch(/[\x00-\x1f\x7f-\xff]/);
+    expect(blobType(blob)).toBe('"ssh-ed25519\\x00\\x00\\x00 "');
+    expect(blobType(Buffer.concat([Buffer.from([0, 0, 0, 11]), Buffer.from('ssh-ed25519')]))).toBe('ssh-ed25519');
+    const long = Buffer.concat([Buffer.from([0, 0, 0, 60]), Buffer.alloc(60, 0x1b)]);
+    expect(parseHostKey(`ssh-ed25519 ${long.toString('base64')}`)).toMatch(/^the key data is of type "(\\x1b){40}"\.\.\. \(60 bytes\), not "ssh-ed25519"$/);
   });
 });
 

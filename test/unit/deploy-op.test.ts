@@ -11,7 +11,7 @@ import { execFileSync } from 'node:child_process';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { loadEnvironment } from '../../core/config/environment.ts';
 import type { OpsContext } from '../../core/context.ts';
-import { deploy, deploySummary } from '../../core/ops/deploy.ts';
+import { deploy, deploySummary, reportDeploy } from '../../core/ops/deploy.ts';
 import { deployFingerprint } from '../../core/ops/deploy-plan.ts';
 import { OpsError } from '../../core/errors.ts';
 import { MemoryReporter } from '../../core/report.ts';
@@ -341,6 +341,54 @@ describe('deploy operation', () => {
     expect(plan).toMatch(/1 new commit\n\s+commits added:\n\s+[0-9a-f]{10}  Sample catalogue 2\.0\.0: datasets \(new migration\), shown on the page  \(Sample App\)/);
     expect(plan).toContain('migrations added: migrations/versions/0003_datasets.py');
     expect(r.changes[0]!.change!.relation).toBe('ahead');
+  });
+
+  it('a dry run gives dry-run=true and no release, url or noop (it deployed nothing), and prints its plan to the log too', async () => {
+    const live = `20240101T000000Z-${v1.slice(0, 12)}`;
+    const h = harness('', (step) => (step.name === 'state' ? { stdout: opsLines(STATE, 'provisioned yes', `current ${live}`, `live_sha ${v1}`, `release ${live} ${v1} ok`) } : undefined));
+    const r = await deploy(h.ctx, loadEnvironment('x', root), { dryRun: true, ref: 'v2' });
+    const log = new MemoryReporter();
+    reportDeploy(log, r);
+    expect(log.outputs).toEqual({ sha: r.sha, 'dry-run': 'true', superseded: 'false', release: '', 'previous-release': '', url: '', noop: '' });
+    expect(log.lines.join('\n')).toContain(`web1: live ${v1.slice(0, 12)} (${live}) → target`);
+    expect(log.lines).toEqual(r.plan);
+  });
+
+  describe('forward-only (the push-triggered prod deploy)', () => {
+    const v2 = () => execFileSync('git', ['-C', join(root, 'app'), 'rev-parse', 'v2^{commit}'], { encoding: 'utf8' }).trim();
+    const liveV2 = () => opsLines(STATE, 'provisioned yes', `current 20261125T120000Z-${v2().slice(0, 12)}`, 'slot blue', `live_sha ${v2()}`, 'live_health ok', `has ${v1}`);
+
+    it('a target behind the live commit (a superseded push): skipped under the lock with a warning and a no-op audit line; nothing built or switched', async () => {
+      const h = harness(liveV2());
+      const r = await deploy(h.ctx, loadEnvironment('x', root), { ref: 'v1', forwardOnly: true });
+      expect(h.remote.stepNames()).toEqual(['lock', 'unlock']);
+      expect(r.superseded).toMatch(new RegExp(`^forward-only: ${v1.slice(0, 12)} is behind the live commit on web1 \\(live ${v2().slice(0, 12)}, 1 commit newer\\)`));
+      expect(h.reporter.lines.some((l) => l.startsWith(`warning: forward-only: ${v1.slice(0, 12)} is behind`))).toBe(true);
+      expect(h.remote.runs.at(-1)!.stdin).toContain('"result":"no-op"');
+      expect(h.remote.runs.at(-1)!.stdin).toContain('forward-only');
+      expect(r.release).toBe('');
+      const log = new MemoryReporter();
+      reportDeploy(log, r);
+      expect(log.outputs).toMatchObject({ superseded: 'true', release: '', noop: 'false', 'dry-run': 'false' });
+      expect(deploySummary(r)).toMatch(/^### Skipped \(forward-only\): x @ /);
+    });
+
+    it('without forward-only (a manual deploy) the same older target is deployed: any ref stays allowed', async () => {
+      const h = harness(liveV2());
+      const r = await deploy(h.ctx, loadEnvironment('x', root), { ref: 'v1' });
+      expect(r.superseded).toBeUndefined();
+      expect(h.remote.stepNames()).toEqual(expect.arrayContaining(['release', 'switch']));
+    });
+
+    it('a target ahead of the live commit is deployed; a dry run says the skip in its plan', async () => {
+      const ahead = harness(opsLines(STATE, 'provisioned yes', `current 20261125T120000Z-${v1.slice(0, 12)}`, 'slot blue', `live_sha ${v1}`, 'live_health ok'));
+      const r = await deploy(ahead.ctx, loadEnvironment('x', root), { ref: 'v2', forwardOnly: true });
+      expect(r.superseded).toBeUndefined();
+      expect(ahead.remote.stepNames()).toEqual(expect.arrayContaining(['release', 'switch']));
+      const dry = harness('', (step) => (step.name === 'state' ? { stdout: liveV2() } : undefined));
+      const plan = await deploy(dry.ctx, loadEnvironment('x', root), { ref: 'v1', forwardOnly: true, dryRun: true });
+      expect(plan.plan![0]).toMatch(/^SKIPPED: forward-only: /);
+    });
   });
 
   it('a dry run still prints the plan when a host cannot be read', async () => {

@@ -143,7 +143,7 @@ describe('an action: one failure line (::error::), never a stack trace', () => {
       writes.push(String(chunk));
       return true;
     });
-    await runAction(async (ctx) => {
+    await runAction({}, async (ctx) => {
       const { initdata } = await import('../../core/ops/initdata.ts');
       const { loadEnvironment } = await import('../../core/config/environment.ts');
       await initdata({ ...ctx.ops, root, connector: failing('step', error) }, loadEnvironment('x', root), { file: join(root, 'data.yml') });

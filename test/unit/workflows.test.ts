@@ -86,12 +86,13 @@ describe('workflows', () => {
     expect(Object.keys(workflows).length).toBeGreaterThanOrEqual(8);
     for (const [file, wf] of Object.entries(workflows)) {
       expect(wf.permissions, file).toEqual({ contents: 'read' });
-      for (const [name, job] of Object.entries(wf.jobs)) if (job.permissions) expect(`${file}:${name}`).toBe('staging.yml:sync');
+      for (const [name, job] of Object.entries(wf.jobs)) if (job.permissions) expect(['staging.yml:sync', 'staging.yml:unlabel']).toContain(`${file}:${name}`);
     }
     expect(workflows['staging.yml']!.jobs.sync!.permissions).toEqual({ contents: 'write', 'pull-requests': 'write' });
+    expect(workflows['staging.yml']!.jobs.unlabel!.permissions).toEqual({ 'pull-requests': 'write' });
   });
 
-  it('give every deploying job its GitHub environment (URL from the action) and a concurrency group that queues', () => {
+  it('give every deploying job its GitHub environment (URL from the action) and a concurrency group that never cancels what runs', () => {
     const checked: string[] = [];
     for (const [file, wf] of Object.entries(workflows)) {
       for (const [name, job] of Object.entries(wf.jobs)) {
@@ -100,7 +101,10 @@ describe('workflows', () => {
         checked.push(...ours.map((s) => s.uses!));
         expect(job.environment, `${file}:${name}`).toBeTruthy();
         expect(job.concurrency?.['cancel-in-progress'], `${file}:${name}`).toBe(false);
-        expect(job.concurrency?.group, `${file}:${name}`).toMatch(/^deploy-/);
+        // GitHub keeps one pending job per group (a newer one cancels it): deploys and rollbacks share deploy-<env>;
+        // provision and initdata have their own, never cancelling a waiting deploy (the hosts' lock serializes).
+        const op = ours[0]!.uses!.replace('./actions/', '');
+        expect(job.concurrency?.group, `${file}:${name}`).toMatch(op === 'provision' || op === 'initdata' ? new RegExp(`^${op}-\\$\\{\\{ inputs.environment \\}\\}$`) : /^deploy-/);
         for (const s of ours) {
           expect(s.with?.['ssh-key']).toBe('${{ secrets.SSH_PRIVATE_KEY }}');
           expect(s.with?.['age-key']).toBe('${{ secrets.SOPS_AGE_KEY }}');
@@ -131,7 +135,8 @@ describe('bindings', () => {
     expect(wf.jobs.test!.uses).toBe('./.github/workflows/ci.yml');
     expect(wf.jobs.deploy!.needs).toBe('test');
     expect(wf.jobs.deploy!.environment).toEqual({ name: 'prod', url: '${{ steps.deploy.outputs.url }}' });
-    expect(deploySteps('deploy-prod.yml')[0]!.step.with).toMatchObject({ environment: 'prod', ref: '${{ github.sha }}' });
+    // Forward-only: its concurrency group applies only after `test`, so an older push may reach it last.
+    expect(deploySteps('deploy-prod.yml')[0]!.step.with).toMatchObject({ environment: 'prod', ref: '${{ github.sha }}', 'forward-only': true });
     expect(workflows['ci.yml']!.on).toHaveProperty('workflow_call');
   });
 
@@ -148,12 +153,16 @@ describe('bindings', () => {
     }
     expect(workflows['deploy.yml']!.on.workflow_dispatch.inputs.ref).toMatchObject({ type: 'string', default: '' });
     expect(deploySteps('deploy.yml')[0]!.step.with?.ref).toBe('${{ inputs.ref }}');
+    // A manual deploy may go back on purpose.
+    expect(deploySteps('deploy.yml')[0]!.step.with).not.toHaveProperty('forward-only');
   });
 
   it('staging: push deploys; a labelled pull request is added then deployed; a weekday schedule rebuilds then deploys', () => {
     const wf = workflows['staging.yml']!;
     expect(wf.on.push).toEqual({ branches: ['staging'] });
-    expect(wf.on.pull_request.types).toEqual(expect.arrayContaining(['labeled', 'synchronize']));
+    // pull_request_target: the workflow and its actions come from the base branch, never from the pull request.
+    expect(wf.on).not.toHaveProperty('pull_request');
+    expect(wf.on.pull_request_target.types).toEqual(['labeled', 'synchronize']);
     expect(wf.on.schedule[0].cron).toMatch(/^\S+ \S+ \* \* 1-5$/);
     const push = wf.jobs.deploy!;
     expect(push.if).toBe("github.event_name == 'push'");
@@ -161,6 +170,15 @@ describe('bindings', () => {
     const sync = wf.jobs.sync!;
     expect(sync.if).toMatch(/schedule/);
     expect(sync.if).toMatch(/contains\(github.event.pull_request.labels.\*.name, 'staging'\)/);
+    // Only the label being put on acts (new commits remove it, job unlabel), and never for a fork.
+    expect(sync.if).toContain("github.event.action == 'labeled'");
+    expect(sync.if).toContain('github.event.pull_request.head.repo.full_name == github.repository');
+    expect(sync.if).not.toContain('synchronize');
+    const unlabel = wf.jobs.unlabel!;
+    expect(unlabel.if).toContain("github.event.action == 'synchronize'");
+    expect(unlabel.environment).toBeUndefined();
+    expect(unlabel.steps!.map((s) => s.uses ?? '')).toEqual(['']); // no checkout: nothing of the pull request runs
+    expect(unlabel.steps![0]!.run).toContain('--remove-label staging');
     const [, staging, deploy] = sync.steps!;
     expect(staging!.uses).toBe('./actions/staging-sync');
     expect(staging!.with!.mode).toBe("${{ (github.event_name == 'schedule' || inputs.mode == 'rebuild') && 'rebuild' || 'add' }}");
@@ -179,6 +197,19 @@ describe('bindings', () => {
   });
 });
 
+describe('staging runs its tool from the default branch', () => {
+  it('every job with staging\'s secrets checks out the default branch before running a local action', () => {
+    for (const [name, job] of Object.entries(workflows['staging.yml']!.jobs)) {
+      if (!(job.steps ?? []).some((s) => s.uses?.startsWith('./'))) continue;
+      const checkout = job.steps![0]!;
+      expect(checkout.uses, name).toMatch(/^actions\/checkout@/);
+      expect(checkout.with?.ref, name).toBe('${{ github.event.repository.default_branch }}');
+    }
+    const text = readFileSync(join(DIR, 'staging.yml'), 'utf8');
+    expect(text).not.toMatch(/pull_request\.head\.(sha|ref)|refs\/pull|github\.head_ref/);
+  });
+});
+
 describe('status', () => {
   it('checks every deployable environment hourly and on demand, failing on problems', () => {
     const wf = workflows['status.yml']!;
@@ -186,6 +217,10 @@ describe('status', () => {
     const job = wf.jobs.status! as Job & { strategy: { matrix: { environment: string[] } } };
     expect([...job.strategy.matrix.environment].sort()).toEqual(listEnvironments(ROOT).filter((e) => e !== 'local'));
     expect(job.steps!.at(-1)!.uses).toBe('./actions/status');
+    // Not the deploy environment: its required reviewers (prod) or branch rule (staging) would hold or refuse an
+    // hourly job, deployment or not. `<env>-status` holds the SSH key only (README "Repository checklist").
+    expect(job.environment).toBe('${{ matrix.environment }}-status');
+    expect(job.steps!.at(-1)!.with).not.toHaveProperty('age-key');
   });
 });
 

@@ -1,0 +1,122 @@
+// Every action checks its inputs before any work, in one place (core/action.ts checkInputs): a bad flag never
+// lets the operation run and write outputs first; an empty or bad key input is named as the input (and the
+// GitHub secret that fills it), not as the variable the CLI reads.
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { stringify } from 'yaml';
+import { runAction } from '../../core/action.ts';
+import { NoAgeIdentity } from '../../core/errors.ts';
+
+const HOST_KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
+const FAKE_KEY = '-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n';
+
+let dir: string;
+let writes: string[];
+const saved = { ...process.env };
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'ops-action-inputs-'));
+  writes = [];
+  for (const k of Object.keys(process.env)) if (k.startsWith('INPUT_')) delete process.env[k];
+  process.env.GITHUB_OUTPUT = join(dir, 'output');
+  process.env.GITHUB_STEP_SUMMARY = join(dir, 'summary');
+  writeFileSync(process.env.GITHUB_OUTPUT, '');
+  writeFileSync(process.env.GITHUB_STEP_SUMMARY, '');
+  vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+    writes.push(String(chunk));
+    return true;
+  });
+});
+
+afterEach(() => {
+  vi.restoreAllMocks();
+  process.env = { ...saved };
+  process.exitCode = 0;
+});
+
+const inputs = (values: Record<string, string>) => {
+  for (const [k, v] of Object.entries(values)) process.env[`INPUT_${k.toUpperCase()}`] = v;
+};
+/** The ::error:: line the action wrote, decoded. */
+const failure = () => decodeURIComponent(writes.find((w) => w.startsWith('::error::'))?.replace(/^::error::/, '').trim() ?? '');
+
+describe('checked before any work', () => {
+  it('a flag that is neither true nor false: refused, the body never runs', async () => {
+    inputs({ environment: 'x', 'ssh-key': FAKE_KEY, 'fail-on-unhealthy': 'maybe' });
+    let ran = false;
+    await runAction({ required: ['environment', 'ssh-key'], flags: { 'fail-on-unhealthy': true } }, async () => void (ran = true));
+    expect(ran).toBe(false);
+    expect(failure()).toBe('invalid input fail-on-unhealthy: "maybe"\n  hint: fail-on-unhealthy is true or false');
+  });
+
+  it('a choice outside its values, a required input missing', async () => {
+    inputs({ mode: 'sync' });
+    await runAction({ required: ['mode'], choices: { mode: ['add', 'rebuild'] } }, async () => undefined);
+    expect(failure()).toBe('invalid input mode: "sync"\n  hint: mode is "add" or "rebuild"');
+    writes.length = 0;
+    inputs({ mode: '' });
+    await runAction({ required: ['mode'], choices: { mode: ['add', 'rebuild'] } }, async () => undefined);
+    expect(failure()).toMatch(/^input mode is required/);
+  });
+});
+
+describe('key inputs', () => {
+  it('an empty ssh-key (the GitHub environment lacks the secret): names the input and the secret, not laptop ways', async () => {
+    inputs({ environment: 'prod', 'ssh-key': '' });
+    let ran = false;
+    await runAction({ required: ['environment', 'ssh-key'] }, async () => void (ran = true));
+    expect(ran).toBe(false);
+    const text = failure();
+    expect(text).toMatch(/^input `ssh-key` is empty: is the secret SSH_PRIVATE_KEY set for the GitHub environment `prod`/);
+    expect(text).not.toMatch(/--identity|OPS_SSH_KEY|~\/\.ssh|keygen/);
+    // The status check takes its key from <env>-status (status.yml).
+    writes.length = 0;
+    await runAction({ required: ['environment', 'ssh-key'], secretsFrom: (e) => `${e}-status` }, async () => undefined);
+    expect(failure()).toMatch(/^input `ssh-key` is empty: is the secret SSH_PRIVATE_KEY set for the GitHub environment `prod-status`\?/);
+  });
+
+  it('an ssh-key that is no private key: the input is named, not $OPS_SSH_KEY', async () => {
+    inputs({ environment: 'prod', 'ssh-key': 'ssh-ed25519 AAAA... a public key' });
+    await runAction({ required: ['environment', 'ssh-key'] }, async () => undefined);
+    expect(failure()).toMatch(/^input `ssh-key` does not hold a private key/);
+    expect(failure()).not.toContain('OPS_SSH_KEY');
+  });
+
+  it('an age-key that is no age identity: the input is named, not SOPS_AGE_KEY', async () => {
+    inputs({ environment: 'prod', 'ssh-key': FAKE_KEY, 'age-key': 'age1notaprivatekey' });
+    let ran = false;
+    await runAction({ required: ['environment', 'ssh-key'] }, async () => void (ran = true));
+    expect(ran).toBe(false);
+    expect(failure()).toMatch(/^line 1 of input `age-key` is not an age identity/);
+  });
+
+  it('an empty age-key where the secrets need one: the input and the secret SOPS_AGE_KEY are named, not ops keygen', async () => {
+    inputs({ environment: 'staging', 'ssh-key': FAKE_KEY, 'age-key': '' });
+    await runAction({ required: ['environment', 'ssh-key'] }, async () => {
+      throw new NoAgeIdentity('no age identity to decrypt environments/staging/secrets.sops.yaml: looked in SOPS_AGE_KEY (not set)', '`ops keygen` makes a new one');
+    });
+    const text = failure();
+    expect(text).toMatch(/^input `age-key` is empty: is the secret SOPS_AGE_KEY set for the GitHub environment `staging`/);
+    expect(text).not.toContain('keygen');
+  });
+});
+
+// Last: it loads the action's modules afresh (vi.resetModules), which other tests' error classes would not match.
+describe('an action entry point', () => {
+  it('the status action with fail-on-unhealthy=maybe: refused before any host is reached or any output written', async () => {
+    mkdirSync(join(dir, 'environments', 'x'), { recursive: true });
+    writeFileSync(join(dir, 'package.json'), '{}');
+    writeFileSync(
+      join(dir, 'environments', 'x', 'environment.yml'),
+      stringify({ app: 'sample', hosts: [{ name: 'web1', address: '127.0.0.1', port: 1, host_key: HOST_KEY }], ssh: { connect_timeout: 1, connect_retries: 0 }, programs: { server: { command: 'run', port: 3579 } }, routes: { '/': 'server' } }),
+    );
+    inputs({ environment: 'x', 'ssh-key': FAKE_KEY, 'working-directory': dir, 'fail-on-unhealthy': 'maybe' });
+    vi.resetModules();
+    await import('../../actions/status/main.ts');
+    expect(failure()).toMatch(/^invalid input fail-on-unhealthy: "maybe"/);
+    expect(readFileSync(process.env.GITHUB_OUTPUT!, 'utf8')).toBe('');
+    expect(readFileSync(process.env.GITHUB_STEP_SUMMARY!, 'utf8')).toBe('');
+  }, 30_000);
+});

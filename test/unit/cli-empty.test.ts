@@ -1,0 +1,39 @@
+// An empty option value (--ref "$TAG" with TAG unset) is a usage error on every command, never "the default":
+// one check in scripts/cli.ts, the words of `rollback --to ''`; no host is reached.
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import { RecordingRemote } from '../../core/remote/recording.ts';
+import { runOps } from '../support/cli.ts';
+
+const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
+let root: string;
+
+beforeAll(() => {
+  root = mkdtempSync(join(tmpdir(), 'ops-cli-empty-'));
+  writeFileSync(join(root, 'package.json'), '{}');
+  mkdirSync(join(root, 'environments', 'x'), { recursive: true });
+  writeFileSync(
+    join(root, 'environments', 'x', 'environment.yml'),
+    stringify({ app: 'sample', hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }], programs: { server: { command: 'run', port: 3579 } }, routes: { '/': 'server' } }),
+  );
+});
+
+describe('empty option values', () => {
+  it.each([
+    [['deploy', 'x', '--ref', ''], '--ref needs a branch, tag or sha, got an empty one'],
+    [['deploy', 'x', '--dry-run', '--ref='], '--ref needs a branch, tag or sha, got an empty one'],
+    [['diff', 'x', '--ref', ''], '--ref needs a branch, tag or sha, got an empty one'],
+    [['initdata', 'x', '--file', ''], '--file needs a file, got an empty one'],
+    [['rollback', 'x', '--to', ''], '--to needs a release id, got an empty one'],
+    [['deploy', 'x', '--identity', ''], '--identity needs a value, got an empty one'],
+  ])('ops %j is a usage error naming the option; no host is reached', async (argv, message) => {
+    let connected = 0;
+    const r = await runOps(argv, { root, processEnv: { PATH: process.env.PATH }, connector: async () => (connected++, new RecordingRemote()) });
+    expect(r.code).toBe(2);
+    expect(r.err).toContain(message);
+    expect(connected).toBe(0);
+  });
+});

@@ -7,7 +7,8 @@
 // The programs are a plain static server (not the sample app, which issue 18 rebuilds): what is checked
 // here is the file and the pipeline's commands; the app's own reading is the sample app's e2e test.
 import { createHash } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deploy } from '../../core/ops/deploy.ts';
@@ -57,6 +58,8 @@ let config: Record<string, unknown>;
 const cli = (argv: string[], input = '') => runOps(argv, { root: project.root, processEnv: { PATH: process.env.PATH, HOME: process.env.HOME, USER: 'e2e' }, input });
 const sha256 = (b: string | Buffer) => createHash('sha256').update(b).digest('hex');
 /** A root-readable file of the host, byte for byte. */
+// The environment's private key outside its repository, where a real one lives (inside, ops warns on each use).
+const KEY = join(mkdtempSync(join(tmpdir(), 'ops-dotenv-key-')), 'age-key.txt');
 const fetchFile = async (path: string) => Buffer.from((await sshRun(host, `sudo base64 -w0 ${path}`)).stdout.trim(), 'base64');
 
 beforeAll(async () => {
@@ -70,7 +73,7 @@ beforeAll(async () => {
   ].join('; ');
   config = {
     ...base,
-    secrets: { age_key_file: 'age-key.txt' },
+    secrets: { age_key_file: KEY },
     // A static server in a directory without secrets: no dependencies to install, nothing reading .env.
     release: { python_requirements: '', node_dir: '', build: 'true', migrate: 'true', before_switch: [hook] },
     programs: { web: { command: '{python} -m http.server {port} --bind 127.0.0.1 --directory migrations', port: 3579, health: '/' } },
@@ -84,7 +87,7 @@ beforeAll(async () => {
   project = makeProject('e2e', config);
   const id = await generateIdentity();
   const dir = join(project.root, 'environments', 'e2e');
-  writeFileSync(join(dir, 'age-key.txt'), id.keyFile, { mode: 0o600 });
+  writeFileSync(KEY, id.keyFile, { mode: 0o600 });
   await setEnvRule(project.root, 'e2e', [id.recipient]);
   await SecretsFile.create(join(dir, 'secrets.sops.yaml'), fromPlain({ database_url: DB_URL, passwords: { 'admin@example.org': ADMIN_PASSWORD } }) as MapNode, { recipients: [id.recipient] }).save();
   // The hard values go in as a user puts them: `ops secrets set` reads stdin and drops one trailing newline.

@@ -60,13 +60,13 @@ beforeAll(async () => {
   const repo = join(root, 'app');
   initRepo(repo, { 'server.py': SERVER });
   config = webConfig(host, repo, {
-    secrets: { age_key_file: 'age-key.txt' },
+    secrets: { age_key_file: join(root, 'age-key.txt') }, // outside the repository, where a real key lives
     env: { API_TOKEN: { secret: 'api.token' }, MODE: 'live', REGION: 'eu' },
   });
   project = makeProject('e2e', config);
   dir = join(project.root, 'environments', 'e2e');
   const id = await generateIdentity();
-  keyFile = join(dir, 'age-key.txt');
+  keyFile = join(root, 'age-key.txt');
   writeFileSync(keyFile, id.keyFile, { mode: 0o600 });
   await setEnvRule(project.root, 'e2e', [id.recipient]);
   await SecretsFile.create(join(dir, 'secrets.sops.yaml'), fromPlain({ api: { token: 'first-token' } }) as MapNode, { recipients: [id.recipient] }).save();

@@ -2,7 +2,8 @@
 // saying why, one line each) with a program stopped, a broken nginx configuration, the lock held; ops logs
 // prefixed by host and log, a secret masked, --follow streaming until stopped; ops certs on a self-signed
 // certificate, renewed; ops env remove refusing while the host serves, then removing with --force.
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { withSession } from '../../core/ops/hosts.ts';
@@ -25,17 +26,19 @@ const SECRET = `s3cret-${process.pid}-never-printed`;
 let host: Host;
 let project: TestProject;
 let config: Record<string, unknown>;
+// The environment's private key outside its repository, where a real one lives (inside, ops warns on each use).
+const KEY = join(mkdtempSync(join(tmpdir(), 'ops-status-key-')), 'age-key.txt');
 
 beforeAll(async () => {
   host = await readyHost('sta');
   const db = await testDatabase(`status_${process.pid}`);
   const base = testConfig([host], await appRepo(), db);
-  config = { ...base, secrets: { age_key_file: 'age-key.txt' }, env: { ...(base.env as object), APP_SECRET_KEY: { secret: 'secret_key' } } };
+  config = { ...base, secrets: { age_key_file: KEY }, env: { ...(base.env as object), APP_SECRET_KEY: { secret: 'secret_key' } } };
   project = makeProject('e2e', config);
   // The environment's own age key, its .sops.yaml rule and its secrets, as `ops env new` would leave them.
   const id = await generateIdentity();
   const dir = join(project.root, 'environments', 'e2e');
-  writeFileSync(join(dir, 'age-key.txt'), id.keyFile, { mode: 0o600 });
+  writeFileSync(KEY, id.keyFile, { mode: 0o600 });
   await setEnvRule(project.root, 'e2e', [id.recipient]);
   await SecretsFile.create(join(dir, 'secrets.sops.yaml'), fromPlain({ secret_key: SECRET }) as MapNode, { recipients: [id.recipient] }).save();
   await deploy(project.ctx(), project.env(), { ref: 'v1' });
@@ -139,7 +142,7 @@ describe.sequential('day-2 operations on a live host', () => {
   }, 60_000);
 
   it('logs without a key: still shown, with a warning that masking is limited', async () => {
-    const key = join(project.root, 'environments', 'e2e', 'age-key.txt');
+    const key = KEY;
     renameSync(key, `${key}.away`);
     try {
       const reporter = new MemoryReporter();

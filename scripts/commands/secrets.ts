@@ -3,7 +3,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
-import { isAbsolute, relative, resolve, sep } from 'node:path';
+import { isAbsolute, relative, sep } from 'node:path';
 import { createInterface } from 'node:readline';
 import { OpsError, fileError } from '../../core/errors.ts';
 import type { EditIo, EditorExit } from '../../core/secrets/edit.ts';
@@ -115,11 +115,12 @@ export const commands: Command[] = [
     name: 'secrets decrypt',
     summary: 'print the plaintext of a sops-encrypted file (verifies its MAC)',
     args: ['<file>'],
+    pathArgs: [0],
     help: `Decrypts with your age identities: $SOPS_AGE_KEY, $SOPS_AGE_KEY_FILE, $SOPS_AGE_KEY_CMD and ${defaultKeyFile()}.
 The file's MAC is verified as sops does: a changed, deleted or reordered value is refused.`,
     async run(ctx) {
       const { SecretsFile } = await import('../../core/secrets/sops.ts');
-      const file = resolve(ctx.args[0]!);
+      const file = ctx.args[0]!; // absolute: the CLI resolves it
       const secrets = await SecretsFile.open(file, { identities: await identitiesFor(ctx, envOfPath(ctx.root, file)), mask: (v) => ctx.reporter.mask(v) });
       ctx.stdout.write(secrets.plaintext());
       return 0;
@@ -197,9 +198,10 @@ An emptied text (nothing but blank lines or comments) drops the edit: nothing is
     name: 'secrets encrypt',
     summary: 'encrypt a plain YAML/JSON file in place (e.g. environments/<env>/assets/initdata.yml) to its .sops.yaml recipients',
     args: ['<file>'],
+    pathArgs: [0],
     async run(ctx) {
       const { encryptInPlace } = await import('../../core/secrets/files.ts');
-      const file = resolve(ctx.args[0]!);
+      const file = ctx.args[0]!; // absolute: the CLI resolves it
       const secrets = await encryptInPlace(ctx.root, file, show(ctx.root, file));
       ctx.reporter.info(`${show(ctx.root, file)}: encrypted to ${secrets.recipients.length} recipient(s)`);
       return 0;
@@ -317,13 +319,13 @@ Files: environments/<env>/secrets.sops.yaml and sops-encrypted files in environm
   command({
     name: 'keygen',
     summary: 'make a new age identity: prints the private key once, and its public key (recipient)',
-    options: { output: { type: 'string', short: 'o', value: 'FILE', description: 'write the key to FILE (mode 0600, never overwritten) instead of printing it' } },
+    options: { output: { type: 'string', short: 'o', value: 'FILE', path: true, description: 'write the key to FILE (mode 0600, never overwritten) instead of printing it' } },
     async run(ctx) {
       const { generateIdentity } = await import('../../core/secrets/keys.ts');
       const id = await generateIdentity();
       const out = ctx.values.output;
       if (out) {
-        const path = isAbsolute(out) ? out : resolve(out);
+        const path = out; // absolute: the CLI resolves it
         try {
           await writeFile(path, id.keyFile, { mode: 0o600, flag: 'wx' });
         } catch (e) {
@@ -332,6 +334,9 @@ Files: environments/<env>/secrets.sops.yaml and sops-encrypted files in environm
         }
         ctx.stdout.write(`${id.recipient}\n`);
         ctx.stderr.write(`private key written to ${path}; public key (recipient) above\n`);
+        const inProject = relative(ctx.root, path);
+        if (!inProject.startsWith('..') && !isAbsolute(inProject))
+          ctx.reporter.warn(`${path} is inside the project (${ctx.root}): never commit it; move it out (e.g. to ${defaultKeyFile(ctx.processEnv)}) or add it to .gitignore`);
         return 0;
       }
       ctx.stdout.write(id.keyFile);

@@ -101,11 +101,11 @@ function quotePart(k: string): string {
   return /^[^."]+$/.test(k) ? k : `"${k}"`;
 }
 
-/** The paths of the values under a node (key names only, never a value), nested maps and lists followed. */
-function leafPaths(node: TreeNode, prefix: (string | number)[]): string[] {
+/** The paths of the values under a map (key names only, never a value), nested maps followed; a list named once, as a list (key paths do not index lists). */
+function leafPaths(node: TreeNode, prefix: string[]): string[] {
   if (node.kind === 'map') return node.entries.flatMap(([k, v]) => leafPaths(v, [...prefix, k]));
-  if (node.kind === 'list') return node.items.flatMap((v, i) => leafPaths(v, [...prefix, i]));
-  return [prefix.map((p) => (typeof p === 'number' ? `[${p}]` : p)).join('.').replace(/\.\[/g, '[')];
+  const path = prefix.join('.');
+  return [node.kind === 'list' ? `${path} (a list of ${node.items.length})` : path];
 }
 
 const SIGNAL_EXIT: Record<string, number> = { SIGHUP: 129, SIGINT: 130, SIGTERM: 143 };
@@ -221,7 +221,8 @@ New keys nest at dots where that is no guess (datapass.client_id); a new key wit
 map, or three or more new levels, is refused as ambiguous: quote it as one key ('passwords."a.b"'), or
 quote each part to nest ('"mail"."smtp"."host"').
 A key holding a map (passwords) is not replaced by one value unless --replace is given: set one of its keys
-instead (passwords.admin@example.org).`,
+instead (passwords.admin@example.org). Key paths do not index lists (list[0] is refused; a key holding [ or ]
+goes in double quotes): a list is replaced whole with --replace, its items changed with ops secrets edit.`,
     async run(ctx) {
       const { openEnvSecrets } = await import('../../core/secrets/files.ts');
       const { getEntry, mapKeysAt, splitKeyPath, str } = await import('../../core/secrets/tree.ts');
@@ -238,7 +239,14 @@ instead (passwords.admin@example.org).`,
       const path = splitKeyPath(key, (p) => mapKeysAt(secrets.tree, p), { creating: true });
       let existing: TreeNode | undefined = secrets.tree;
       for (const k of path) existing = existing?.kind === 'map' ? getEntry(existing, k) : undefined;
-      if ((existing?.kind === 'map' || existing?.kind === 'list') && !ctx.values.replace) {
+      if (existing?.kind === 'list' && !ctx.values.replace) {
+        const n = existing.items.length;
+        throw new OpsError(
+          `${path.join('.')} is a list of ${n} item${n === 1 ? '' : 's'}: setting it to one value would replace the whole list; nothing was changed`,
+          `key paths do not index lists: change its items with \`ops secrets edit ${env}\`, or give --replace to replace the whole list with this value`,
+        );
+      }
+      if (existing?.kind === 'map' && !ctx.values.replace) {
         const lost = leafPaths(existing, path);
         throw new OpsError(
           `${path.join('.')} is a ${existing.kind} holding ${lost.length} secret${lost.length === 1 ? '' : 's'} (${lost.join(', ') || 'none'}): setting it to one value would delete ${lost.length === 1 ? 'it' : 'them'}; nothing was changed`,

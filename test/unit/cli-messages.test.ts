@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadEnvironment } from '../../core/config/environment.ts';
-import { renderDotenv } from '../../core/dotenv.ts';
+import { lookup, renderDotenv } from '../../core/dotenv.ts';
 import { initdata } from '../../core/ops/initdata.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { runOps } from '../support/cli.ts';
@@ -123,5 +123,12 @@ describe('a secret reference to a key holding dots', () => {
     for (const bad of ['a..b', 'passwords."x', '.a']) {
       expect(() => testEnv({ env: { X: { secret: bad } } }, undefined, 'qa'), bad).toThrow(/passwords\.admin@example\.org\) or in double quotes \('passwords\."admin@example\.org"'\)/);
     }
+  });
+
+  it('takes no list index: list[0] is refused as the secrets commands refuse it, "b[0]" quoted is one key', () => {
+    expect(() => testEnv({ env: { X: { secret: 'list[0]' } } }, undefined, 'qa')).toThrow(/no list indexes \(\[ and \] only in a quoted key\)/);
+    expect(() => lookup({ list: ['a'] }, 'list[0]')).toThrow('key paths do not index lists');
+    const env = testEnv({ env: { X: { secret: '"b[0]"' } } }, undefined, 'qa');
+    expect(renderDotenv(loadEnvironment('qa', env.root), { 'b[0]': 'v' }).environ).toContain('X=v');
   });
 });

@@ -194,6 +194,42 @@ describe('ops secrets set / show / decrypt', () => {
     expect(((await open(e)).data as { passwords: unknown }).passwords).toBe('v');
   });
 
+  it('set on a list: refused as a list (not a map), with a list hint; list[0] is refused, never made a new key', async () => {
+    const e = await newEnv();
+    const s = await open(e);
+    s.set(['list'], fromPlain(['item-a', { two: 'item-b' }]));
+    await s.save();
+    const before = readFileSync(e.secrets, 'utf8');
+    const whole = await cli(e.root, ['secrets', 'set', 'qa', 'list'], e.env, 'v');
+    expect(whole.code).toBe(1);
+    expect(whole.err).toContain('error: list is a list of 2 items: setting it to one value would replace the whole list; nothing was changed');
+    expect(whole.err).toContain('hint: key paths do not index lists: change its items with `ops secrets edit qa`, or give --replace to replace the whole list with this value');
+    expect(whole.err).not.toMatch(/map|list\[|<key>/);
+    for (const key of ['list[0]', 'list[1].two', 'list.[0]', 'a]']) {
+      const r = await cli(e.root, ['secrets', 'set', 'qa', key], e.env, 'v');
+      expect(r.code, key).toBe(1);
+      expect(r.err, key).toContain(`error: invalid key path "${key}": key paths do not index lists, and a key holding [ or ] must be in double quotes`);
+      expect(r.err, key).toContain('hint: change a list\'s items with `ops secrets edit <env>`');
+    }
+    expect((await cli(e.root, ['secrets', 'show', 'qa', '--key', 'list[0]'], e.env)).err).toContain('key paths do not index lists');
+    expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+    const under = await cli(e.root, ['secrets', 'set', 'qa', 'list.x'], e.env, 'v');
+    expect(under.err).toContain('error: cannot set list.x: list is a list, not a map');
+    expect(under.err).toContain("hint: key paths do not index lists: change the list's items with `ops secrets edit`");
+    // a map holding a list names the list once, not its items as paths a key path cannot take
+    const m = await open(e);
+    m.set(['group'], fromPlain({ a: 'value-a', l: ['value-y', 'value-z'] }));
+    await m.save();
+    const g = await cli(e.root, ['secrets', 'set', 'qa', 'group'], e.env, 'v');
+    expect(g.err).toContain('group is a map holding 2 secrets (group.a, group.l (a list of 2)): setting it to one value would delete them');
+    // a key holding brackets, quoted, is one key as written
+    expect((await cli(e.root, ['secrets', 'set', 'qa', '"b[0]"'], e.env, 'v')).code).toBe(0);
+    const data = (await open(e)).data as Record<string, unknown>;
+    expect(data['b[0]']).toBe('v');
+    expect(data.list).toEqual(['item-a', { two: 'item-b' }]);
+    expect(Object.keys(data).filter((k) => k.includes('['))).toEqual(['b[0]']);
+  });
+
   it('decrypt prints a real-sops file; refuses a tampered one and a missing key', async () => {
     const root = tempRoot();
     const keyEnv = { SOPS_AGE_KEY_FILE: vector('age-key.txt') };

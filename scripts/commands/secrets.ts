@@ -162,7 +162,8 @@ The file's MAC is verified as sops does: a changed, deleted or reordered value i
     args: ['<env>'],
     help: `The plaintext goes to a private temporary file (mode 0600) that is removed afterwards, whatever happens.
 Values you did not change keep their ciphertext; an unchanged file is not rewritten.
-Text that is not valid YAML is offered back to the editor (answer n to drop the edit).
+Text that is not valid YAML is offered back to the editor (answer n to drop the edit), and so is a value typed
+without quotes that sops would store in another form (01234 is an octal number to sops): quote it to keep it as typed.
 An emptied text (nothing but blank lines or comments) drops the edit: nothing is changed.`,
     async run(ctx) {
       const { editSecrets } = await import('../../core/secrets/edit.ts');

@@ -330,6 +330,41 @@ if [ "$n" = 0 ]; then printf 'datapass_client_id: [unclosed\\n' >> "$1"; else gr
     for (const r of recorded(fix.record)) expect(existsSync(r.file)).toBe(false);
   });
 
+  it('a value typed unquoted that sops reads as another number (01234: octal; long digits: a float) is named, never shown, and asked about: reopen to quote it, or abort', async () => {
+    const e = await newEnv();
+    const before = readFileSync(e.secrets, 'utf8');
+    // numbers as typed (5432, 1.5, true, an existing value printed back) and yes/on (strings to sops) pass unasked
+    const fine = editor(`printf 'port: 5432\\nratio: 1.5\\nflag: true\\nword: yes\\nsw: on\\nquoted: "01234"\\n' >> "$1"`);
+    const ok = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: fine.cmd }, '');
+    expect(ok).toMatchObject({ code: 0, err: '' });
+    expect((await open(e)).data).toMatchObject({ port: 5432, ratio: 1.5, flag: true, word: 'yes', sw: 'on', quoted: '01234' });
+    const kept = readFileSync(e.secrets, 'utf8');
+    // abort: nothing written, keys and kinds named, values never printed
+    const typed = `printf 'zip: 01234\\nbig: 0123456789012345678901\\nhex: 0x1F\\nlist:\\n  - 0777\\n' >> "$1"`;
+    const bad = editor(typed);
+    const aborted = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: bad.cmd }, 'n\n');
+    expect(aborted.code).toBe(1);
+    expect(aborted.err).toContain('4 values typed without quotes would not be stored as typed:');
+    expect(aborted.err).toContain('zip: typed as digits with a leading 0, which sops reads as an octal number: another number would be stored, without the leading 0');
+    expect(aborted.err).toContain('big: typed as digits with a leading 0, which sops reads as a floating-point number: leading zeros are dropped and digits past the 17th rounded');
+    expect(aborted.err).toContain('hex: sops reads what was typed as an integer, stored in another form than typed');
+    expect(aborted.err).toContain('list[0]: typed as digits with a leading 0, which sops reads as an octal number');
+    expect(aborted.err).toContain('put each in double quotes: key: "..."');
+    expect(aborted.err).toContain('Reopen the editor to fix it? [Y/n]');
+    expect(aborted.err).toContain('zip, big, hex, list[0] would not be stored as typed (quote them); nothing was changed');
+    expect(aborted.out + aborted.err).not.toMatch(/01234|668|0123456789012345678901|1\.234|0x1F|31|0777|511/);
+    expect(readFileSync(e.secrets, 'utf8')).toBe(kept);
+    // reopen: the second run quotes the value, which is then stored as typed
+    const count = join(tempDir(), 'n');
+    const fix = editor(`n=$(cat '${count}' 2>/dev/null || echo 0); echo $((n+1)) > '${count}'
+if [ "$n" = 0 ]; then printf 'zip: 01234\\n' >> "$1"; else sed -i 's/^zip: 01234$/zip: "01234"/' "$1"; fi`);
+    const fixed = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: fix.cmd }, 'y\n');
+    expect(fixed.code).toBe(0);
+    expect(recorded(fix.record).length).toBe(2);
+    expect((await open(e)).data.zip).toBe('01234');
+    expect(before).not.toBe(kept);
+  });
+
   it('an emptied text (nothing, blanks, or comments only) aborts with nothing changed, never deletes every secret', async () => {
     const e = await newEnv();
     const before = readFileSync(e.secrets, 'utf8');

@@ -1,6 +1,6 @@
 // The `ops` command-line framework: each file in scripts/commands exports `commands`, this file parses
 // argv, prints help, and turns errors into messages for people (exit 1) instead of stack traces.
-import { isAbsolute, resolve } from 'node:path';
+import { dirname, isAbsolute, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { OpsError, formatError } from '../core/errors.ts';
 import { wholeNumber } from '../core/shell.ts';
@@ -165,11 +165,13 @@ export function didYouMean(word: string, known: string[]): string | undefined {
 /**
  * The directory the command was run from, which relative path arguments start from: npm's INIT_CWD when npm
  * set it (`npm run ops -- ...` and `npx ops` run the command from the package root, INIT_CWD is where npm was
- * run), else the process's current directory.
+ * run), else the process's current directory. An INIT_CWD inherited by a process that has left the package
+ * root (a script of an npm script that changed directory, then ran `ops`) is stale: the current directory counts.
  */
 export function invocationDir(processEnv: NodeJS.ProcessEnv): string {
   const dir = processEnv.INIT_CWD;
-  return dir && isAbsolute(dir) ? dir : process.cwd();
+  const left = processEnv.npm_package_json && isAbsolute(processEnv.npm_package_json) && dirname(processEnv.npm_package_json) !== process.cwd();
+  return dir && isAbsolute(dir) && !left ? dir : process.cwd();
 }
 
 /** A missing-file error about a path typed relative, saying where it was taken from (unless it already does). */

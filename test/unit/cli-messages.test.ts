@@ -106,10 +106,15 @@ describe('relative paths under npm run (INIT_CWD: the directory npm was run from
     expect(init.err).toContain(`error: initdata file ${join(assets, 'nope.yml')} does not exist (--file is relative to the directory the command was run from, ${assets}, not to environments/qa/)`);
   });
 
-  it('without INIT_CWD (ops run directly), paths start from the current directory', async () => {
+  it('without INIT_CWD (ops run directly), or with one inherited after leaving the package root, paths start from the current directory', async () => {
     const env = testEnv({ domain: 'qa.example.org' }, undefined, 'qa');
     const missing = await cli(env.root, 'secrets', 'encrypt', 'nope.yml');
     expect(missing.err).toContain(`error: ${join(process.cwd(), 'nope.yml')} does not exist (nope.yml is relative to the directory the command was run from, ${process.cwd()})`);
+    const npmEnv = (pkg: string) => ({ PATH: process.env.PATH, HOME: '/nonexistent', INIT_CWD: env.dir, npm_package_json: join(pkg, 'package.json') });
+    const stale = await runOps(['secrets', 'encrypt', 'nope.yml'], { root: env.root, processEnv: npmEnv(tempDir()) });
+    expect(stale.err).toContain(`error: ${join(process.cwd(), 'nope.yml')} does not exist`);
+    const underNpm = await runOps(['secrets', 'encrypt', 'nope.yml'], { root: env.root, processEnv: npmEnv(process.cwd()) });
+    expect(underNpm.err).toContain(`error: ${join(env.dir, 'nope.yml')} does not exist`);
   });
 });
 

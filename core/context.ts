@@ -14,6 +14,8 @@ export type Connector = (env: Environment, host: Host, signal?: AbortSignal) => 
 export interface OpsContext {
   /** Project root (holds environments/). */
   root: string;
+  /** The directory the command was run from (relative paths start there; the CLI resolves them). Default: the process's. */
+  cwd?: string;
   reporter: Reporter;
   /** Process environment (SOPS_AGE_KEY, OPS_SSH_KEY, GITHUB_*...); injectable for tests. */
   processEnv: NodeJS.ProcessEnv;

@@ -128,7 +128,7 @@ export function fileError(err: unknown, path: string, action: 'read' | 'write', 
   const code = (err as NodeJS.ErrnoException | null)?.code ?? '';
   const fail = `cannot ${action} ${path}`;
   if (code === 'EISDIR') return new OpsError(`${fail}: it is a directory, not ${expected}`, `give the path of ${expected} (e.g. ${path.replace(/\/+$/, '')}/<name>)`);
-  if (code === 'ENOENT' && action === 'read') return new OpsError(`${fail}: no such file`, 'check the path (relative paths start from the current directory)');
+  if (code === 'ENOENT' && action === 'read') return new OpsError(`${fail}: no such file`, 'check the path (a relative one starts from the directory the command was run from)');
   if (code === 'ENOENT') return new OpsError(`${fail}: its directory ${dirname(path)} does not exist`, `create it first (mkdir -p ${dirname(path)}), or choose a file in an existing directory`);
   if (code === 'ENOTDIR') return new OpsError(`${fail}: a part of the path is a file, not a directory`, 'check the path');
   if (code === 'EACCES' || code === 'EPERM') return new OpsError(`${fail}: permission denied`, `check the permissions of ${path} and its directory`);

@@ -1,5 +1,6 @@
 // The `ops` command-line framework: each file in scripts/commands exports `commands`, this file parses
 // argv, prints help, and turns errors into messages for people (exit 1) instead of stack traces.
+import { dirname, isAbsolute, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { OpsError, formatError } from '../core/errors.ts';
 import { wholeNumber } from '../core/shell.ts';
@@ -10,7 +11,7 @@ import type { Connector, OpsContext } from '../core/context.ts';
 
 /** A command-line option: a string (repeatable with `multiple`), a flag, or a whole number (checked by wholeNumber). */
 export type OptionSpec =
-  | { type: 'string'; short?: string; multiple?: boolean; description: string; /** Shown in help as the value's name ("--ref REF"). */ value?: string; /** The only values taken (anything else: a usage error). */ choices?: readonly string[]; /** What an empty value lacks, for its usage error ("a release id"; default: "a value"). */ what?: string; /** The hint of that error (default: give a value or leave the option out). */ emptyHint?: string }
+  | { type: 'string'; short?: string; multiple?: boolean; description: string; /** A file or directory: a relative one is resolved here against the directory the command was run from (see invocationDir). */ path?: boolean; /** Shown in help as the value's name ("--ref REF"). */ value?: string; /** The only values taken (anything else: a usage error). */ choices?: readonly string[]; /** What an empty value lacks, for its usage error ("a release id"; default: "a value"). */ what?: string; /** The hint of that error (default: give a value or leave the option out). */ emptyHint?: string }
   | { type: 'boolean'; short?: string; description: string }
   | { type: 'number'; short?: string; description: string; value?: string; min?: number; max?: number };
 
@@ -30,6 +31,8 @@ export interface CommandContext<O extends Options = Options> {
   reporter: Reporter;
   /** Project root (holds environments/). */
   root: string;
+  /** The directory the command was run from (see invocationDir); path arguments are already resolved against it. */
+  cwd: string;
   processEnv: NodeJS.ProcessEnv;
   stdin: NodeJS.ReadableStream;
   stdout: NodeJS.WritableStream;
@@ -44,6 +47,8 @@ export interface Command<O extends Options = Options> {
   summary: string;
   /** Positional arguments: "<env>" required, "[program]" optional, "<file...>" one or more. */
   args?: string[];
+  /** Which positional arguments (indexes) are files or directories: resolved like `path` options. */
+  pathArgs?: readonly number[];
   options?: O;
   /** Longer help text shown by `ops <command> --help`. */
   help?: string;
@@ -75,7 +80,7 @@ export class UsageError extends OpsError {}
 
 const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
   help: { type: 'boolean', short: 'h', description: 'show help' },
-  identity: { type: 'string', short: 'i', value: 'FILE', description: 'SSH private key to log in with' },
+  identity: { type: 'string', short: 'i', value: 'FILE', path: true, description: 'SSH private key to log in with' },
 };
 
 function usageLine(c: Command): string {
@@ -157,6 +162,29 @@ export function didYouMean(word: string, known: string[]): string | undefined {
   return starts.length === 1 ? starts[0] : undefined;
 }
 
+/**
+ * The directory the command was run from, which relative path arguments start from: npm's INIT_CWD when npm
+ * set it (`npm run ops -- ...` and `npx ops` run the command from the package root, INIT_CWD is where npm was
+ * run), else the process's current directory. An INIT_CWD inherited by a process that has left the package
+ * root (a script of an npm script that changed directory, then ran `ops`) is stale: the current directory counts.
+ */
+export function invocationDir(processEnv: NodeJS.ProcessEnv): string {
+  const dir = processEnv.INIT_CWD;
+  const left = processEnv.npm_package_json && isAbsolute(processEnv.npm_package_json) && dirname(processEnv.npm_package_json) !== process.cwd();
+  return dir && isAbsolute(dir) && !left ? dir : process.cwd();
+}
+
+/** A missing-file error about a path typed relative, saying where it was taken from (unless it already does). */
+function relativeNote(e: unknown, typed: Map<string, string>, cwd: string): unknown {
+  if (!(e instanceof OpsError) || !/does not exist|no such file/.test(e.message) || e.message.includes('the directory the command was run from')) return e;
+  for (const [abs, text] of typed) {
+    if (!e.message.includes(abs)) continue;
+    const Kind = e.constructor as new (message: string, hint?: string) => OpsError;
+    return new Kind(`${e.message} (${text} is relative to the directory the command was run from, ${cwd})`, e.hint);
+  }
+  return e;
+}
+
 export interface RunIo {
   argv: string[];
   processEnv?: NodeJS.ProcessEnv;
@@ -201,6 +229,15 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
     return 2;
   }
   const rest = argv.slice(command.name.split(' ').length);
+  const cwd = invocationDir(processEnv);
+  /** Path arguments typed relative: resolved path -> as typed. */
+  const typedPaths = new Map<string, string>();
+  const absolute = (p: string): string => {
+    if (isAbsolute(p) || p === '') return p;
+    const abs = resolve(cwd, p);
+    typedPaths.set(abs, p);
+    return abs;
+  };
   try {
     const specs = { ...(command.options ?? {}), ...GLOBAL_OPTIONS };
     let parsed;
@@ -223,9 +260,16 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
     checkArgs(command, parsed.positionals);
     const root = io.root ?? processEnv.OPS_ROOT ?? findRoot();
     const values = typedValues(specs, parsed.values as Record<string, string | boolean | string[] | undefined>);
-    const ops: OpsContext = { root, reporter, processEnv, identityFile: values.identity, ...(io.connector ? { connector: io.connector } : {}) };
-    return await command.run({ args: parsed.positionals, values, reporter, root, processEnv, stdin: io.stdin ?? process.stdin, stdout, stderr, ops });
-  } catch (e) {
+    // Every relative path argument, here in one place, from the directory the command was run from
+    for (const [k, spec] of Object.entries(specs)) {
+      const v = (values as Record<string, unknown>)[k];
+      if (spec.type === 'string' && spec.path && v !== undefined) (values as Record<string, unknown>)[k] = Array.isArray(v) ? v.map(absolute) : absolute(v as string);
+    }
+    const args = parsed.positionals.map((a, i) => (command.pathArgs?.includes(i) ? absolute(a) : a));
+    const ops: OpsContext = { root, cwd, reporter, processEnv, identityFile: values.identity, ...(io.connector ? { connector: io.connector } : {}) };
+    return await command.run({ args, values, reporter, root, cwd, processEnv, stdin: io.stdin ?? process.stdin, stdout, stderr, ops });
+  } catch (err) {
+    const e = relativeNote(err, typedPaths, cwd);
     stderr.write(`error: ${reporter.redact(formatError(e, processEnv))}\n`);
     return e instanceof UsageError ? 2 : 1;
   }

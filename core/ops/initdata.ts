@@ -29,16 +29,19 @@ export interface InitdataResult {
 
 /** The plaintext of the initdata file, decrypted if it is a sops file (then every decrypted value is masked), checked as one YAML document. @throws OpsError when missing or not YAML. */
 async function readInitdata(ctx: OpsContext, env: Target, file?: string): Promise<{ path: string; text: string; encrypted: boolean }> {
-  const path = file ? resolve(file) : envPath(env, env.config.initdata.file);
+  // --file: from the directory the command was run from (the CLI passes it resolved; npm's INIT_CWD, see scripts/cli.ts)
+  const cwd = ctx.cwd ?? process.cwd();
+  const path = file ? resolve(cwd, file) : envPath(env, env.config.initdata.file);
   if (!existsSync(path)) {
     if (!file)
       throw new OpsError(`environment ${env.name} has no initdata file (${path})`, `create environments/${env.name}/${env.config.initdata.file} (it may be sops-encrypted), set initdata.file, or pass --file`);
-    // --file is a path from the current directory; one written from the environment's folder (as initdata.file is) is a common slip.
-    const inEnv = isAbsolute(file) ? undefined : envPath(env, file);
+    // one written from the environment's folder (as initdata.file is) is a common slip
+    const typed = relative(cwd, path);
+    const inEnv = typed.startsWith('..') || isAbsolute(typed) ? undefined : envPath(env, typed);
     const there = inEnv && existsSync(inEnv) ? inEnv : undefined;
-    const fromHere = there && relative(process.cwd(), there);
+    const fromHere = there && relative(cwd, there);
     throw new OpsError(
-      `initdata file ${path} does not exist (--file is a path from the current directory, ${process.cwd()}, not from environments/${env.name}/)`,
+      `initdata file ${path} does not exist (--file is relative to the directory the command was run from, ${cwd}, not to environments/${env.name}/)`,
       there
         ? `did you mean ${there}? pass --file ${fromHere && !fromHere.startsWith('..') ? fromHere : there}${there === envPath(env, env.config.initdata.file) ? ', or leave --file out (it is initdata.file)' : ''}`
         : 'check the path, or leave --file out to load the environment\'s initdata.file',

@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { OpsError } from '../errors.ts';
 import type { SecretsFile } from './sops.ts';
-import { parseTree } from './tree-parse.ts';
-import { type TreeChanges, diffTrees } from './tree.ts';
+import { type Retyped, parseTree } from './tree-parse.ts';
+import { type TreeChanges, diffTrees, showPath } from './tree.ts';
 import { decodeUtf8 } from './utf8.ts';
 
 export interface EditorExit {
@@ -33,6 +33,15 @@ export type EditResult =
   | { status: 'unchanged' }
   | { status: 'saved'; changes: TreeChanges }
   | { status: 'aborted'; reason: string };
+
+/** What happens to a value typed plain that sops reads as another type (never the value itself). */
+function retypedLine(r: Retyped): string {
+  const key = showPath(r.path);
+  if (r.type === 'int' && r.typed === 'leading-zero') return `${key}: typed as digits with a leading 0, which sops reads as an octal number: another number would be stored, without the leading 0`;
+  if (r.type === 'float' && r.typed !== 'other') return `${key}: typed as digits${r.typed === 'leading-zero' ? ' with a leading 0' : ''}, which sops reads as a floating-point number: leading zeros are dropped and digits past the 17th rounded`;
+  const what = { int: 'an integer', float: 'a floating-point number', bool: 'a boolean', time: 'a timestamp', str: 'a string' }[r.type];
+  return `${key}: sops reads what was typed as ${what}, stored in another form than typed`;
+}
 
 /** Text with no content: only whitespace and # comments (YAML's; JSON has none). */
 function isBlank(text: string): boolean {
@@ -80,7 +89,22 @@ export async function editSecrets(secrets: SecretsFile, io: EditIo): Promise<Edi
             reason: `the edited text is empty (nothing but blank lines or comments): taken as an abort, nothing was changed (to delete secrets, remove their lines and keep the others; to delete them all, delete the file ${secrets.file})`,
           };
         }
-        const tree = parseTree(text, secrets.format, { file: 'the edited text', keys: 'lenient' });
+        const retyped: Retyped[] = [];
+        const tree = parseTree(text, secrets.format, { file: 'the edited text', keys: 'lenient', retyped });
+        // a value that would not be stored as typed (01234 is 668 to sops): asked, as invalid YAML is
+        if (retyped.length) {
+          io.warn(
+            `${retyped.length === 1 ? 'a value' : `${retyped.length} values`} typed without quotes would not be stored as typed:\n` +
+              retyped.map((r) => `  ${retypedLine(r)}`).join('\n') +
+              `\nto keep ${retyped.length === 1 ? 'it' : 'them'} as typed (text), put ${retyped.length === 1 ? 'it' : 'each'} in double quotes: key: "..."`,
+          );
+          if (await io.confirm('Reopen the editor to fix it? [Y/n] ')) {
+            const stop2 = aborted();
+            if (stop2) return stop2;
+            continue;
+          }
+          return aborted() ?? { status: 'aborted', reason: `${retyped.map((r) => showPath(r.path)).join(', ')} would not be stored as typed (quote ${retyped.length === 1 ? 'it' : 'them'}); nothing was changed` };
+        }
         secrets.setTree(tree);
       } catch (e) {
         if (!(e instanceof OpsError)) throw e;

@@ -33,7 +33,7 @@ export async function openEnvSecrets(root: string, env: string, open: OpenWith):
  * sops file, or does not parse; the file is then left as it was.
  */
 export async function encryptInPlace(root: string, file: string, shown = file): Promise<SecretsFile> {
-  if (!existsSync(file)) throw new OpsError(`${shown} does not exist`);
+  if (!existsSync(file)) throw new OpsError(`${file} does not exist`, 'check the path (a relative one starts from the directory the command was run from)');
   // strictly: encrypting works in place, so text decoded with U+FFFD for bad bytes would lose them for good
   let bytes: Buffer;
   try {

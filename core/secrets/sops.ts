@@ -128,7 +128,10 @@ export class SecretsFile {
       else if (current.kind === 'map') next = setIn(current, i + 1);
       else {
         const what = current.kind === 'list' ? 'a list' : `a ${current.type}`;
-        throw new OpsError(`cannot set ${path.join('.')}: ${path.slice(0, i + 1).join('.')} is ${what}, not a map`, 'choose another key path, or edit the file with `ops secrets edit`');
+        throw new OpsError(
+          `cannot set ${path.join('.')}: ${path.slice(0, i + 1).join('.')} is ${what}, not a map`,
+          current.kind === 'list' ? "key paths do not index lists: change the list's items with `ops secrets edit`" : 'choose another key path, or edit the file with `ops secrets edit`',
+        );
       }
       const entries = [...map.entries];
       if (idx >= 0) entries[idx] = [key, next];

@@ -4,6 +4,7 @@ import { Scalar, isAlias, isMap, isScalar, isSeq, parseAllDocuments, visit, type
 import { OpsError } from '../errors.ts';
 import { type Anchor, type Branch, commentTokens, placeComments, positions } from './comments.ts';
 import { type GoScalar, intValue, resolveScalar } from './goyaml.ts';
+import { yamlScalarText } from './tree-print.ts';
 import { type Format, type ListNode, type MapNode, type NullNode, type ScalarNode, type TreeNode, bytesNode, showPath, str } from './tree.ts';
 
 export interface ParseOptions {
@@ -14,6 +15,20 @@ export interface ParseOptions {
    * `lenient` (text a person typed): `123:` or `true:` become the string keys "123", "true".
    */
   keys?: 'strict' | 'lenient';
+  /**
+   * YAML: collects each value typed plain (unquoted, untagged) that is read as a number, boolean or time
+   * whose form as printed back differs from what was typed (`01234` is the octal 668, a long run of digits a
+   * float): `ops secrets edit` asks before storing it. Holds the path and the type; the text stays here.
+   */
+  retyped?: Retyped[];
+}
+
+/** A value typed plain that sops reads as another type, printed back differently (see ParseOptions.retyped). */
+export interface Retyped {
+  path: (string | number)[];
+  type: ScalarNode['type'];
+  /** How it was typed, as a kind (never the text): leading zero, digits only, or another form. */
+  typed: 'leading-zero' | 'digits' | 'other';
 }
 
 const MERGE_TAG = 'tag:yaml.org,2002:merge';
@@ -158,7 +173,14 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
       return out;
     }
     if (node === null || node === undefined) return { kind: 'null' };
-    if (isScalar(node)) return scalar(node, path);
+    if (isScalar(node)) {
+      const v = scalar(node, path);
+      if (options.retyped && format === 'yaml' && v.kind === 'scalar' && v.type !== 'str' && !v.bytes && (node.type === 'PLAIN' || node.type === undefined) && !node.tag) {
+        const text = String(node.value ?? '');
+        if (yamlScalarText(v) !== text) options.retyped.push({ path, type: v.type, typed: /^[-+]?0[0-9_]/.test(text) ? 'leading-zero' : /^[-+]?[0-9]+$/.test(text) ? 'digits' : 'other' });
+      }
+      return v;
+    }
     throw new OpsError(`${file}: ${showPath(path)}: unsupported value`, 'use strings, numbers, booleans, lists and maps only');
   };
   let rootBranch: Branch | undefined;

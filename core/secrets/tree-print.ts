@@ -33,6 +33,11 @@ function yamlScalar(node: ScalarNode | NullNode): Scalar {
   return s;
 }
 
+/** A scalar as this printer writes it in YAML (what `ops secrets edit` shows for it). */
+export function yamlScalarText(node: ScalarNode): string {
+  return new Document(yamlScalar(node)).toString({ lineWidth: 0 }).replace(/\n$/, '');
+}
+
 /** The comments before item `i`: those for the line above it, and an inline one for after its value (scalars only). */
 function split(node: MapNode | ListNode, i: number, value: TreeNode | undefined): { head: string[]; inline: string[] } {
   const here = commentsAt(node, i);

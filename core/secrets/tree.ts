@@ -257,6 +257,12 @@ function keyPathParts(text: string): KeyPart[] {
       const dot = text.indexOf('.', i);
       const key = text.slice(i, dot < 0 ? text.length : dot);
       if (key === '') throw bad('an empty key (two dots in a row, or a dot at an end)');
+      // `list[0]` reads as an index, which key paths do not have: never taken as a new key named so
+      if (/[[\]]/.test(key))
+        throw new OpsError(
+          `invalid key path "${text}": key paths do not index lists, and a key holding [ or ] must be in double quotes`,
+          `change a list's items with \`ops secrets edit <env>\` (a key path reaches a whole list, not an item); a key whose name holds brackets: '"${key}"'`,
+        );
       parts.push({ key, quoted: false });
       i = dot < 0 ? text.length : dot;
     }

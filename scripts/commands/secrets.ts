@@ -3,7 +3,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
-import { isAbsolute, relative, resolve, sep } from 'node:path';
+import { isAbsolute, relative, sep } from 'node:path';
 import { createInterface } from 'node:readline';
 import { OpsError, fileError } from '../../core/errors.ts';
 import type { EditIo, EditorExit } from '../../core/secrets/edit.ts';
@@ -101,11 +101,11 @@ function quotePart(k: string): string {
   return /^[^."]+$/.test(k) ? k : `"${k}"`;
 }
 
-/** The paths of the values under a node (key names only, never a value), nested maps and lists followed. */
-function leafPaths(node: TreeNode, prefix: (string | number)[]): string[] {
+/** The paths of the values under a map (key names only, never a value), nested maps followed; a list named once, as a list (key paths do not index lists). */
+function leafPaths(node: TreeNode, prefix: string[]): string[] {
   if (node.kind === 'map') return node.entries.flatMap(([k, v]) => leafPaths(v, [...prefix, k]));
-  if (node.kind === 'list') return node.items.flatMap((v, i) => leafPaths(v, [...prefix, i]));
-  return [prefix.map((p) => (typeof p === 'number' ? `[${p}]` : p)).join('.').replace(/\.\[/g, '[')];
+  const path = prefix.join('.');
+  return [node.kind === 'list' ? `${path} (a list of ${node.items.length})` : path];
 }
 
 const SIGNAL_EXIT: Record<string, number> = { SIGHUP: 129, SIGINT: 130, SIGTERM: 143 };
@@ -115,11 +115,12 @@ export const commands: Command[] = [
     name: 'secrets decrypt',
     summary: 'print the plaintext of a sops-encrypted file (verifies its MAC)',
     args: ['<file>'],
+    pathArgs: [0],
     help: `Decrypts with your age identities: $SOPS_AGE_KEY, $SOPS_AGE_KEY_FILE, $SOPS_AGE_KEY_CMD and ${defaultKeyFile()}.
 The file's MAC is verified as sops does: a changed, deleted or reordered value is refused.`,
     async run(ctx) {
       const { SecretsFile } = await import('../../core/secrets/sops.ts');
-      const file = resolve(ctx.args[0]!);
+      const file = ctx.args[0]!; // absolute: the CLI resolves it
       const secrets = await SecretsFile.open(file, { identities: await identitiesFor(ctx, envOfPath(ctx.root, file)), mask: (v) => ctx.reporter.mask(v) });
       ctx.stdout.write(secrets.plaintext());
       return 0;
@@ -161,7 +162,8 @@ The file's MAC is verified as sops does: a changed, deleted or reordered value i
     args: ['<env>'],
     help: `The plaintext goes to a private temporary file (mode 0600) that is removed afterwards, whatever happens.
 Values you did not change keep their ciphertext; an unchanged file is not rewritten.
-Text that is not valid YAML is offered back to the editor (answer n to drop the edit).
+Text that is not valid YAML is offered back to the editor (answer n to drop the edit), and so is a value typed
+without quotes that sops would store in another form (01234 is an octal number to sops): quote it to keep it as typed.
 An emptied text (nothing but blank lines or comments) drops the edit: nothing is changed.`,
     async run(ctx) {
       const { editSecrets } = await import('../../core/secrets/edit.ts');
@@ -197,9 +199,10 @@ An emptied text (nothing but blank lines or comments) drops the edit: nothing is
     name: 'secrets encrypt',
     summary: 'encrypt a plain YAML/JSON file in place (e.g. environments/<env>/assets/initdata.yml) to its .sops.yaml recipients',
     args: ['<file>'],
+    pathArgs: [0],
     async run(ctx) {
       const { encryptInPlace } = await import('../../core/secrets/files.ts');
-      const file = resolve(ctx.args[0]!);
+      const file = ctx.args[0]!; // absolute: the CLI resolves it
       const secrets = await encryptInPlace(ctx.root, file, show(ctx.root, file));
       ctx.reporter.info(`${show(ctx.root, file)}: encrypted to ${secrets.recipients.length} recipient(s)`);
       return 0;
@@ -219,7 +222,8 @@ New keys nest at dots where that is no guess (datapass.client_id); a new key wit
 map, or three or more new levels, is refused as ambiguous: quote it as one key ('passwords."a.b"'), or
 quote each part to nest ('"mail"."smtp"."host"').
 A key holding a map (passwords) is not replaced by one value unless --replace is given: set one of its keys
-instead (passwords.admin@example.org).`,
+instead (passwords.admin@example.org). Key paths do not index lists (list[0] is refused; a key holding [ or ]
+goes in double quotes): a list is replaced whole with --replace, its items changed with ops secrets edit.`,
     async run(ctx) {
       const { openEnvSecrets } = await import('../../core/secrets/files.ts');
       const { getEntry, mapKeysAt, splitKeyPath, str } = await import('../../core/secrets/tree.ts');
@@ -236,7 +240,14 @@ instead (passwords.admin@example.org).`,
       const path = splitKeyPath(key, (p) => mapKeysAt(secrets.tree, p), { creating: true });
       let existing: TreeNode | undefined = secrets.tree;
       for (const k of path) existing = existing?.kind === 'map' ? getEntry(existing, k) : undefined;
-      if ((existing?.kind === 'map' || existing?.kind === 'list') && !ctx.values.replace) {
+      if (existing?.kind === 'list' && !ctx.values.replace) {
+        const n = existing.items.length;
+        throw new OpsError(
+          `${path.join('.')} is a list of ${n} item${n === 1 ? '' : 's'}: setting it to one value would replace the whole list; nothing was changed`,
+          `key paths do not index lists: change its items with \`ops secrets edit ${env}\`, or give --replace to replace the whole list with this value`,
+        );
+      }
+      if (existing?.kind === 'map' && !ctx.values.replace) {
         const lost = leafPaths(existing, path);
         throw new OpsError(
           `${path.join('.')} is a ${existing.kind} holding ${lost.length} secret${lost.length === 1 ? '' : 's'} (${lost.join(', ') || 'none'}): setting it to one value would delete ${lost.length === 1 ? 'it' : 'them'}; nothing was changed`,
@@ -317,13 +328,13 @@ Files: environments/<env>/secrets.sops.yaml and sops-encrypted files in environm
   command({
     name: 'keygen',
     summary: 'make a new age identity: prints the private key once, and its public key (recipient)',
-    options: { output: { type: 'string', short: 'o', value: 'FILE', description: 'write the key to FILE (mode 0600, never overwritten) instead of printing it' } },
+    options: { output: { type: 'string', short: 'o', value: 'FILE', path: true, description: 'write the key to FILE (mode 0600, never overwritten) instead of printing it' } },
     async run(ctx) {
       const { generateIdentity } = await import('../../core/secrets/keys.ts');
       const id = await generateIdentity();
       const out = ctx.values.output;
       if (out) {
-        const path = isAbsolute(out) ? out : resolve(out);
+        const path = out; // absolute: the CLI resolves it
         try {
           await writeFile(path, id.keyFile, { mode: 0o600, flag: 'wx' });
         } catch (e) {
@@ -332,6 +343,9 @@ Files: environments/<env>/secrets.sops.yaml and sops-encrypted files in environm
         }
         ctx.stdout.write(`${id.recipient}\n`);
         ctx.stderr.write(`private key written to ${path}; public key (recipient) above\n`);
+        const inProject = relative(ctx.root, path);
+        if (!inProject.startsWith('..') && !isAbsolute(inProject))
+          ctx.reporter.warn(`${path} is inside the project (${ctx.root}): never commit it; move it out (e.g. to ${defaultKeyFile(ctx.processEnv)}) or add it to .gitignore`);
         return 0;
       }
       ctx.stdout.write(id.keyFile);

@@ -7,7 +7,7 @@ import { STAGING_DEFAULTS, stagingSettings } from '../../core/staging/settings.t
 import { command, type Command, type CommandContext, type Options } from '../cli.ts';
 
 const common = {
-  repo: { type: 'string', value: 'PATH', description: 'the clone to act on (default: the git repository of the current directory)' },
+  repo: { type: 'string', value: 'PATH', path: true, description: 'the clone to act on (default: the git repository of the current directory)' },
   remote: { type: 'string', value: 'NAME', description: `the remote to fetch from and push to (default: ${STAGING_DEFAULTS.remote})` },
   main: { type: 'string', value: 'BRANCH', description: `the main branch (default: ${STAGING_DEFAULTS.main})` },
   staging: { type: 'string', value: 'BRANCH', description: `the staging branch (default: ${STAGING_DEFAULTS.staging})` },
@@ -23,7 +23,7 @@ function request(ctx: CommandContext<typeof common>, mode: StagingRun['mode']): 
   const v = ctx.values;
   return {
     mode,
-    repo: v.repo ?? process.cwd(),
+    repo: v.repo ?? ctx.cwd,
     settings: stagingSettings({ remote: v.remote, main: v.main, staging: v.staging, retries: v.retries, dryRun: v['dry-run'] === true }),
     label: v.label,
     token: ctx.processEnv.GITHUB_TOKEN || ctx.processEnv.GH_TOKEN || undefined,

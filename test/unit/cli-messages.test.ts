@@ -1,11 +1,11 @@
 // Messages for a mistyped command or path: the unknown word named (with a did-you-mean), a directory or a
 // missing directory where a file is expected, --file read from the current directory, and secret key paths
 // holding dots as `ops env new` writes them.
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadEnvironment } from '../../core/config/environment.ts';
-import { renderDotenv } from '../../core/dotenv.ts';
+import { lookup, renderDotenv } from '../../core/dotenv.ts';
 import { initdata } from '../../core/ops/initdata.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { runOps } from '../support/cli.ts';
@@ -55,13 +55,66 @@ describe('a path that is not the file expected', () => {
     writeFileSync(join(env.dir, 'assets', 'initdata.yml'), 'users: []\n');
     const ctx = { root: env.root, reporter: new MemoryReporter(), processEnv: {} };
     const err = await initdata(ctx, env, { file: 'assets/initdata.yml' }).catch((e: Error & { hint?: string }) => e);
-    expect((err as Error).message).toBe(`initdata file ${join(process.cwd(), 'assets/initdata.yml')} does not exist (--file is a path from the current directory, ${process.cwd()}, not from environments/qa/)`);
+    expect((err as Error).message).toBe(`initdata file ${join(process.cwd(), 'assets/initdata.yml')} does not exist (--file is relative to the directory the command was run from, ${process.cwd()}, not to environments/qa/)`);
     const there = join(env.dir, 'assets', 'initdata.yml');
     const shown = relative(process.cwd(), there);
     expect((err as { hint?: string }).hint).toBe(`did you mean ${there}? pass --file ${shown.startsWith('..') ? there : shown}, or leave --file out (it is initdata.file)`);
     expect((err as { hint?: string }).hint).not.toContain('create');
     const none = await initdata(ctx, env, { file: 'nothing.yml' }).catch((e: Error & { hint?: string }) => e);
     expect((none as { hint?: string }).hint).toBe("check the path, or leave --file out to load the environment's initdata.file");
+  });
+});
+
+describe('relative paths under npm run (INIT_CWD: the directory npm was run from)', () => {
+  const fromDir = (root: string, dir: string, ...argv: string[]) => runOps(argv, { root, processEnv: { PATH: process.env.PATH, HOME: '/nonexistent', INIT_CWD: dir } });
+
+  it('keygen -o, secrets encrypt/decrypt and initdata --file resolve from INIT_CWD, not the project root', async () => {
+    const env = testEnv({ domain: 'qa.example.org' }, undefined, 'qa');
+    const assets = join(env.dir, 'assets');
+    mkdirSync(assets, { recursive: true });
+    // keygen -o from environments/qa: written there (and a warning: a private key inside the project), not at the root
+    const kg = await fromDir(env.root, env.dir, 'keygen', '-o', 'mykey.txt');
+    expect(kg.code).toBe(0);
+    expect(existsSync(join(env.dir, 'mykey.txt'))).toBe(true);
+    expect(existsSync(join(env.root, 'mykey.txt'))).toBe(false);
+    expect(existsSync(join(process.cwd(), 'mykey.txt'))).toBe(false);
+    expect(kg.err).toContain(`private key written to ${join(env.dir, 'mykey.txt')}`);
+    expect(kg.out + kg.err).toContain(`${join(env.dir, 'mykey.txt')} is inside the project (${env.root}): never commit it`);
+    // a file outside the project: no warning
+    const outside = tempDir();
+    const kg2 = await fromDir(env.root, outside, 'keygen', '-o', 'k.txt');
+    expect(existsSync(join(outside, 'k.txt'))).toBe(true);
+    expect(kg2.out + kg2.err).not.toContain('inside the project');
+    // secrets encrypt assets/data.yml from environments/qa (the recipient: the key just made, through .sops.yaml)
+    const recipient = kg.out.trim();
+    writeFileSync(join(env.root, '.sops.yaml'), `creation_rules:\n  - path_regex: (^|/)environments/qa/\n    age: ${recipient}\n`);
+    writeFileSync(join(assets, 'data.yml'), 'users: []\n');
+    const enc = await fromDir(env.root, env.dir, 'secrets', 'encrypt', 'assets/data.yml');
+    expect(enc.err).toBe('');
+    expect(enc.code).toBe(0);
+    expect(readFileSync(join(assets, 'data.yml'), 'utf8')).toContain('sops:');
+    const dec = await runOps(['secrets', 'decrypt', 'data.yml'], { root: env.root, processEnv: { PATH: process.env.PATH, HOME: '/nonexistent', INIT_CWD: assets, SOPS_AGE_KEY_FILE: join(env.dir, 'mykey.txt') } });
+    expect(dec).toMatchObject({ code: 0, out: 'users: []\n' });
+    // missing: the path as resolved, and where a relative one starts
+    const missing = await fromDir(env.root, env.dir, 'secrets', 'encrypt', 'assets/nope.yml');
+    expect(missing.code).toBe(1);
+    expect(missing.err).toContain(`error: ${join(assets, 'nope.yml')} does not exist (assets/nope.yml is relative to the directory the command was run from, ${env.dir})`);
+    const nodec = await fromDir(env.root, assets, 'secrets', 'decrypt', 'nope.yml');
+    expect(nodec.err).toContain(`error: cannot read ${join(assets, 'nope.yml')}: no such file (nope.yml is relative to the directory the command was run from, ${assets})`);
+    const init = await fromDir(env.root, assets, 'initdata', 'qa', '--file', 'nope.yml');
+    expect(init.code).toBe(1);
+    expect(init.err).toContain(`error: initdata file ${join(assets, 'nope.yml')} does not exist (--file is relative to the directory the command was run from, ${assets}, not to environments/qa/)`);
+  });
+
+  it('without INIT_CWD (ops run directly), or with one inherited after leaving the package root, paths start from the current directory', async () => {
+    const env = testEnv({ domain: 'qa.example.org' }, undefined, 'qa');
+    const missing = await cli(env.root, 'secrets', 'encrypt', 'nope.yml');
+    expect(missing.err).toContain(`error: ${join(process.cwd(), 'nope.yml')} does not exist (nope.yml is relative to the directory the command was run from, ${process.cwd()})`);
+    const npmEnv = (pkg: string) => ({ PATH: process.env.PATH, HOME: '/nonexistent', INIT_CWD: env.dir, npm_package_json: join(pkg, 'package.json') });
+    const stale = await runOps(['secrets', 'encrypt', 'nope.yml'], { root: env.root, processEnv: npmEnv(tempDir()) });
+    expect(stale.err).toContain(`error: ${join(process.cwd(), 'nope.yml')} does not exist`);
+    const underNpm = await runOps(['secrets', 'encrypt', 'nope.yml'], { root: env.root, processEnv: npmEnv(process.cwd()) });
+    expect(underNpm.err).toContain(`error: ${join(env.dir, 'nope.yml')} does not exist`);
   });
 });
 
@@ -75,5 +128,12 @@ describe('a secret reference to a key holding dots', () => {
     for (const bad of ['a..b', 'passwords."x', '.a']) {
       expect(() => testEnv({ env: { X: { secret: bad } } }, undefined, 'qa'), bad).toThrow(/passwords\.admin@example\.org\) or in double quotes \('passwords\."admin@example\.org"'\)/);
     }
+  });
+
+  it('takes no list index: list[0] is refused as the secrets commands refuse it, "b[0]" quoted is one key', () => {
+    expect(() => testEnv({ env: { X: { secret: 'list[0]' } } }, undefined, 'qa')).toThrow(/no list indexes \(\[ and \] only in a quoted key\)/);
+    expect(() => lookup({ list: ['a'] }, 'list[0]')).toThrow('key paths do not index lists');
+    const env = testEnv({ env: { X: { secret: '"b[0]"' } } }, undefined, 'qa');
+    expect(renderDotenv(loadEnvironment('qa', env.root), { 'b[0]': 'v' }).environ).toContain('X=v');
   });
 });

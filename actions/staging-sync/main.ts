@@ -9,12 +9,14 @@ import { stagingSettings } from '../../core/staging/settings.ts';
 
 await runAction({ required: ['mode'], choices: { mode: ['add', 'rebuild'] }, flags: { 'dry-run': false, comment: true } }, async ({ ops, reporter, input, flag }) => {
   const mode = input('mode') as 'add' | 'rebuild';
-  // add without a ref, on a pull_request event: that pull request.
+  // add without a ref, on a pull_request event: that pull request, at the head commit the event saw (a label
+  // approves those commits, not what is pushed before the run starts).
   const event = mode === 'add' && !input('ref') ? refFromEvent(context.payload, ops.processEnv.GITHUB_REPOSITORY) : undefined;
   await runStaging({
     mode,
     ref: input('ref') || event?.ref,
     pull: event?.pull,
+    at: event?.sha,
     repo: ops.root,
     settings: stagingSettings({
       remote: input('remote'),

@@ -12,9 +12,9 @@
 // counts while its head is still in staging, so records left over from a hand-made reset are ignored.
 import { OpsError, formatError } from '../errors.ts';
 import type { GitHubAccess, PullRequest } from '../github.ts';
-import { type LocalResult, applyLocally } from './apply.ts';
-import { type AddOutcome, type AddResult, type Applied, type Skipped, StagingRefusal, short } from './messages.ts';
-import { type PullInfo, type Source, type Wanted, parseRef, pullInfo, pullRequestRef, requestedRefs, trackingRef } from './refs.ts';
+import { type LocalResult, applyLocally, oneline } from './apply.ts';
+import { type AddOutcome, type AddResult, type Applied, type Skipped, StagingRefusal, describeMoved, short } from './messages.ts';
+import { FULL_SHA, type PullInfo, type Source, type Wanted, parseRef, pullInfo, pullRequestRef, requestedRefs, trackingRef } from './refs.ts';
 import { type RefUpdate, backoff, clearLocal, movedSince, pushAtomic, readRemote, recordsAt, resolveSource } from './remote.ts';
 import type { StagingContext } from './settings.ts';
 
@@ -25,6 +25,30 @@ export interface AddOptions {
    * cancelled ones would have, so staging converges. Without API access the add still happens, and says so.
    */
   labelled?: { github: GitHubAccess; label: string };
+  /**
+   * Add exactly this commit of the ref (a full sha), not the ref's head when the run gets to it: the head a label
+   * approved (the event's pull_request.head.sha). The ref still names it (the merge message, the record in
+   * refs/staging-heads/<ref>); when the ref has moved on since, the result says so (`moved`) and the newer commits
+   * are left out (they wait for a new label). Refused when the commit cannot be found.
+   */
+  at?: string;
+}
+
+/**
+ * The source pinned to `at` (a commit of the ref's history, normally), and what the ref has beyond it. Fetches
+ * `at` by sha when the ref no longer contains it (rewritten since): GitHub serves any commit it still has.
+ */
+async function pinSource(ctx: StagingContext, source: Source, at: string): Promise<{ source: Source; moved?: AddResult['moved'] }> {
+  if (!FULL_SHA.test(at)) throw new OpsError(`invalid commit to add: ${JSON.stringify(at)}`, 'give a full 40-character commit sha');
+  if (source.sha === at) return { source };
+  const { git } = ctx;
+  if (!(await git.commit(at))) await git.run(['fetch', '--no-tags', '--no-write-fetch-head', '--quiet', ctx.settings.remote, `${at}:refs/ops-staging/at`]);
+  if (!(await git.commit(at))) {
+    throw new StagingRefusal('missing', `${source.display}: the commit to add, ${at}, is not on ${ctx.settings.remote} (${source.display} is at ${short(source.sha)} now); ${ctx.settings.staging} was not changed`, `read the pull request's new commits and label it again (or add a ref by hand)`);
+  }
+  const rewritten = !(await git.isAncestor(at, source.sha));
+  const newer = rewritten ? [] : await oneline(git, [source.sha, `^${at}`]);
+  return { source: { ...source, sha: at }, moved: { head: source.sha, newer, rewritten } };
 }
 
 /** The open pull requests carrying the label, or why they could not be listed. */
@@ -57,10 +81,13 @@ export async function addToStaging(ctx: StagingContext, ref: string, pull?: Pull
   try {
     for (let attempt = 1; ; attempt++) {
       const state = await readRemote(ctx, wanted);
-      const source = await resolveSource(ctx, request, state, pull);
+      const resolved = await resolveSource(ctx, request, state, pull);
       const base = state.staging ?? state.main;
       const records = state.staging ? await recordsAt(ctx, state.staging, state.main, state.tracking) : [];
-      reporter.info(`${remote}: ${staging} at ${short(state.staging)}, ${main} at ${short(state.main)}, ${source.display} at ${short(source.sha)}`);
+      reporter.info(`${remote}: ${staging} at ${short(state.staging)}, ${main} at ${short(state.main)}, ${resolved.display} at ${short(resolved.sha)}`);
+      const { source, moved: refMoved } = options.at ? await pinSource(ctx, resolved, options.at) : { source: resolved };
+      const movedNote = describeMoved({ source, moved: refMoved }, staging);
+      if (movedNote) reporter.warn(movedNote);
       let refused: StagingRefusal | undefined;
       let local: LocalResult = { outcome: 'already-contained', sha: base };
       try {
@@ -118,6 +145,7 @@ export async function addToStaging(ctx: StagingContext, ref: string, pull?: Pull
         alsoAdded,
         skipped,
         pullsUnavailable: listed.unavailable,
+        ...(refMoved ? { moved: refMoved } : {}),
       };
       const done = (): AddResult => {
         if (!refused) return result;

@@ -37,6 +37,12 @@ export interface AddResult extends Applied {
   skipped: Skipped[];
   /** Why the labelled pull requests were not checked (no token, API down); undefined when they were. */
   pullsUnavailable?: string;
+  /**
+   * Set when the add was asked for one commit of the ref (AddOptions.at: the head a label approved) and the ref
+   * has moved on since: its head now, and what staging did not take ("<short sha> <subject>", at most 20;
+   * rewritten: the approved commit is no longer in the ref at all).
+   */
+  moved?: { head: string; newer: string[]; rewritten: boolean };
 }
 
 export interface RebuildResult {
@@ -86,9 +92,24 @@ export function describeAdd(r: AddResult, staging: string): string {
   return `${r.source.display} (${short(r.source.sha)}) ${would}added to ${staging} by ${OUTCOME[r.outcome]}: ${short(r.before)} → ${short(r.sha)}${created}`;
 }
 
+/**
+ * What an add of one approved commit (the labelled head) did not take, when the ref moved on since; undefined
+ * when it did not move.
+ */
+export function describeMoved(r: Pick<AddResult, 'source' | 'moved'>, staging: string): string | undefined {
+  if (!r.moved) return undefined;
+  const { head, newer, rewritten } = r.moved;
+  const what = `${r.source.display} is at ${short(head)} now, not at the labelled commit ${short(r.source.sha)}, which is what ${staging} takes`;
+  if (rewritten) return `${what}; the branch was rewritten since (the labelled commit is no longer in it): its new commits wait for a new label.`;
+  const count = newer.length === 1 ? '1 newer commit' : `${newer.length}${newer.length >= 20 ? ' or more' : ''} newer commits`;
+  return `${what}; ${count} not added, waiting for a new label: ${newer.join('; ')}`;
+}
+
 /** The job summary (Markdown) of an add, with the pull requests also added or skipped. */
 export function addSummary(r: AddResult, names: { staging: string; label: string }): string {
   const lines = [`### ${r.dryRun ? 'Dry run: ' : ''}staging sync: add ${cell(r.source.display)}`, '', describeAdd(r, names.staging).replace(/\b([0-9a-f]{7})\b/g, '`$1`'), ''];
+  const moved = describeMoved(r, names.staging);
+  if (moved) lines.push(`> **Note**: ${cell(moved)}`, '');
   if (r.alsoAdded.length || r.skipped.length) {
     lines.push(`Open pull requests labelled \`${cell(names.label)}\` that ${names.staging} lacked (a cancelled run's work):`, '', '| Source | Head | Result |', '| --- | --- | --- |');
     for (const a of r.alsoAdded) lines.push(`| ${sourceCell(a.source)} | \`${short(a.source.sha)}\` | ${OUTCOME[a.outcome]} |`);

@@ -120,19 +120,26 @@ interface EventPull {
   number?: number;
   title?: string;
   html_url?: string;
-  head?: { ref?: string; repo?: { full_name?: string } | null };
+  head?: { ref?: string; sha?: string; repo?: { full_name?: string } | null };
 }
 
 /**
  * The ref a triggering pull-request event names (pullHeadRef: its branch, else refs/pull/N/head, as a rebuild
- * would), with the pull request for messages.
+ * would), with the pull request for messages, and `sha`: the head commit the event saw (`pull_request.head.sha`).
+ * A label approves that commit, not the branch: the run may start long after (queued behind a deploy), when the
+ * branch has newer commits nobody approved, so the add takes exactly `sha` (AddOptions.at). An event without a
+ * full sha is refused: adding the branch as it is then would be what the label did not approve.
  */
-export function refFromEvent(payload: unknown, repository: string | undefined): { ref: string; pull: PullInfo } | undefined {
+export function refFromEvent(payload: unknown, repository: string | undefined): { ref: string; sha: string; pull: PullInfo } | undefined {
   const pr = (payload as { pull_request?: EventPull } | undefined)?.pull_request;
   if (!pr || typeof pr.number !== 'number') return undefined;
+  const sha = pr.head?.sha ?? '';
+  if (!FULL_SHA.test(sha)) {
+    throw new OpsError(`the event of pull request #${pr.number} names no head commit (pull_request.head.sha: ${JSON.stringify(sha)})`, `add it by hand once read: mode add, ref pull/${pr.number}`);
+  }
   const branch = pr.head?.ref ?? '';
   const same = Boolean(repository && pr.head?.repo?.full_name?.toLowerCase() === repository.toLowerCase());
-  return { ref: pullHeadRef(pr.number, branch, same), pull: { number: pr.number, title: pr.title ?? '', url: pr.html_url ?? '', branch: branch || `pull/${pr.number}` } };
+  return { ref: pullHeadRef(pr.number, branch, same), sha, pull: { number: pr.number, title: pr.title ?? '', url: pr.html_url ?? '', branch: branch || `pull/${pr.number}` } };
 }
 
 export interface Wanted {

@@ -17,6 +17,8 @@ export interface StagingRun {
   ref?: string;
   /** add: the pull request the ref belongs to (from the triggering event), for messages and outputs. */
   pull?: PullInfo;
+  /** add: exactly this commit of the ref (the head the triggering event saw; see AddOptions.at). */
+  at?: string;
   /** The repository to act on (a clone: working tree or bare). */
   repo: string;
   settings: StagingSettings;
@@ -51,7 +53,7 @@ export async function runStaging(run: StagingRun): Promise<AddResult | RebuildRe
   const github = githubAccess({ token: run.token, processEnv: run.processEnv, remoteUrl });
   if (run.mode === 'add') {
     const what = run.pull ? `pull request #${run.pull.number}` : run.ref;
-    const result = await reporter.group(`add ${what} to ${settings.staging}`, () => addToStaging(ctx, run.ref!, run.pull, { labelled: { github, label } }));
+    const result = await reporter.group(`add ${what} to ${settings.staging}`, () => addToStaging(ctx, run.ref!, run.pull, { labelled: { github, label }, at: run.at }));
     reporter.output('sha', result.sha);
     reporter.output('previous-sha', result.before ?? '');
     reporter.output('changed', String(result.changed));

@@ -78,15 +78,15 @@ afterAll(() => template.cleanup());
 const each = perTest();
 const scene = () => each.scene(template);
 
-const pullEvent = (number: number, branch: string) => ({
+const pullEvent = (number: number, branch: string, head: string) => ({
   action: 'labeled',
-  pull_request: { number, title: `PR ${number}`, html_url: `https://github.example/acme/webapp/pull/${number}`, head: { ref: branch, repo: { full_name: 'acme/webapp' } } },
+  pull_request: { number, title: `PR ${number}`, html_url: `https://github.example/acme/webapp/pull/${number}`, head: { ref: branch, sha: head, repo: { full_name: 'acme/webapp' } } },
 });
 
 describe('the staging-sync bundle, as the runner runs it', () => {
   it('mode add on a pull_request event: adds that pull request, writes outputs and the job summary', async () => {
     const { s, runner } = scene();
-    const r = await runAction(runner.dir, { mode: 'add' }, { GITHUB_REPOSITORY: 'acme/webapp' }, pullEvent(12, 'feature/d'));
+    const r = await runAction(runner.dir, { mode: 'add' }, { GITHUB_REPOSITORY: 'acme/webapp' }, pullEvent(12, 'feature/d', sha.d!));
     expect(r.code, r.stdout).toBe(0);
     expect(r.outputs).toEqual({ sha: sha.d, 'previous-sha': sha.master, changed: 'true', added: '#12', skipped: '' });
     expect(s.sha('staging')).toBe(sha.d);
@@ -100,11 +100,35 @@ describe('the staging-sync bundle, as the runner runs it', () => {
     const { s, dev, runner } = scene();
     const head = dev.feature('feat/été', { 'e.txt': 'été\n' }, 'summer work');
     s.setPullRef(14, head); // GitHub keeps refs/pull/N/head for every pull request
-    const r = await runAction(runner.dir, { mode: 'add' }, { GITHUB_REPOSITORY: 'acme/webapp' }, pullEvent(14, 'feat/été'));
+    const r = await runAction(runner.dir, { mode: 'add' }, { GITHUB_REPOSITORY: 'acme/webapp' }, pullEvent(14, 'feat/été', head));
     expect(r.code, r.stdout).toBe(0);
     expect(r.outputs).toMatchObject({ sha: head, changed: 'true', added: '#14', skipped: '' });
     expect(s.sha('staging')).toBe(head);
     expect(s.tracking()).toEqual({ 'refs/staging-heads/pull/14/head': head });
+  });
+
+  it('mode add on a pull_request event whose branch moved since (the run waited): adds the commit the event saw, says what was left out', async () => {
+    const { s, dev, runner } = scene();
+    dev.git('checkout', '-q', 'feature/d');
+    const unreviewed = dev.commit({ 'd.txt': 'd, unreviewed\n' }, 'pushed after the label');
+    dev.push('feature/d');
+    const r = await runAction(runner.dir, { mode: 'add' }, { GITHUB_REPOSITORY: 'acme/webapp' }, pullEvent(12, 'feature/d', sha.d!));
+    expect(r.code, r.stdout).toBe(0);
+    expect(r.outputs).toMatchObject({ sha: sha.d, changed: 'true', added: '#12' });
+    expect(s.sha('staging')).toBe(sha.d);
+    expect(s.tracking()).toEqual({ 'refs/staging-heads/heads/feature/d': sha.d });
+    expect(r.stdout).toContain(`::warning::#12 (feature/d) is at ${unreviewed.slice(0, 7)} now, not at the labelled commit ${sha.d!.slice(0, 7)}`);
+    expect(r.summary).toContain(`1 newer commit not added, waiting for a new label: ${unreviewed.slice(0, 7)} pushed after the label`);
+  });
+
+  it('mode add on a pull_request event without a head sha: refused, staging untouched', async () => {
+    const { s, runner } = scene();
+    const before = s.refs();
+    const event = { action: 'labeled', pull_request: { number: 12, head: { ref: 'feature/d', repo: { full_name: 'acme/webapp' } } } };
+    const r = await runAction(runner.dir, { mode: 'add' }, { GITHUB_REPOSITORY: 'acme/webapp' }, event);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/::error::the event of pull request #12 names no head commit/);
+    expect(s.refs()).toEqual(before);
   });
 
   it('mode add with a ref: a merge commit made by the configured committer, not by any git config', async () => {

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryReporter } from '../../core/report.ts';
 import { runStaging } from '../../core/staging/run.ts';
 import { stagingSettings } from '../../core/staging/settings.ts';
-import { StagingRefusal } from '../../core/staging/messages.ts';
+import { StagingRefusal, type AddResult } from '../../core/staging/messages.ts';
 import { Scratch, line2, perTest, type FakeGitHub, type FakePull } from './staging.support.ts';
 
 let template: Scratch;
@@ -36,10 +36,11 @@ const pr = (number: number, branch: string, head: string, created: string, label
 });
 
 /** The run the labelled event starts for pull request `number` (what the workflow's add step does). */
-function addRun(dir: string, gh: FakeGitHub | undefined, number: number, branch: string, reporter = new MemoryReporter()) {
+function addRun(dir: string, gh: FakeGitHub | undefined, number: number, branch: string, reporter = new MemoryReporter(), at?: string) {
   return runStaging({
     mode: 'add',
     ref: `refs/heads/${branch}`,
+    at,
     pull: { number, title: `PR ${number}`, url: `https://github.example/acme/webapp/pull/${number}`, branch },
     repo: dir,
     settings: stagingSettings({ retryDelayMs: 0 }),
@@ -105,6 +106,58 @@ describe('staging converges', () => {
     const staging = s.sha('staging')!;
     expect(s.isAncestor(sha.two!, staging) && s.isAncestor(sha.b!, staging)).toBe(true);
     expect(s.isAncestor(sha.c!, staging)).toBe(false);
+  });
+
+  it('the labelled commit, not commits pushed before the run started (still listed as labelled until unlabel runs)', async () => {
+    const { s, dev, runner } = scene();
+    const api = await each.github();
+    // #2 labelled at sha.two (the event's head sha); while its run waits for deploy-staging, a new commit is pushed.
+    dev.git('checkout', '-q', 'feature/two');
+    const unreviewed = dev.commit({ 'two.txt': 'two, unreviewed\n' }, 'unreviewed change');
+    dev.push('feature/two');
+    // The API lists it with its new head (the label not yet taken off), beside #1, labelled too.
+    api.pulls.push(pr(1, 'feature/one', sha.one!, '2026-03-01T10:00:00Z'), pr(2, 'feature/two', unreviewed, '2026-03-01T10:01:00Z'));
+    const reporter = new MemoryReporter();
+    const r = (await addRun(runner.dir, api, 2, 'feature/two', reporter, sha.two)) as AddResult;
+
+    const staging = s.sha('staging')!;
+    expect(s.isAncestor(sha.two!, staging) && s.isAncestor(sha.one!, staging)).toBe(true);
+    expect(s.isAncestor(unreviewed, staging)).toBe(false);
+    // Recorded as what it took, under the branch (a later add of the branch sees new commits, not a rewrite).
+    expect(s.tracking()).toEqual({ 'refs/staging-heads/heads/feature/one': sha.one, 'refs/staging-heads/heads/feature/two': sha.two });
+    expect(r).toMatchObject({ source: { sha: sha.two, key: 'refs/heads/feature/two' }, moved: { head: unreviewed, rewritten: false } });
+    expect(r.moved!.newer).toEqual([`${unreviewed.slice(0, 7)} unreviewed change`]);
+    expect(reporter.outputs).toMatchObject({ added: '#2,#1', skipped: '' });
+    const said = `#2 (feature/two) is at ${unreviewed.slice(0, 7)} now, not at the labelled commit ${sha.two!.slice(0, 7)}, which is what staging takes; 1 newer commit not added, waiting for a new label: ${unreviewed.slice(0, 7)} unreviewed change`;
+    expect(reporter.lines.join('\n')).toContain(said);
+    expect(reporter.summaries.join('\n')).toContain(`> **Note**: ${said}`);
+
+    // Labelled again after reading it: the new commits come in on top, no rewrite.
+    const again = (await addRun(runner.dir, undefined, 2, 'feature/two', new MemoryReporter(), unreviewed)) as AddResult;
+    expect(again.moved).toBeUndefined();
+    expect(s.isAncestor(unreviewed, s.sha('staging')!)).toBe(true);
+    expect(s.tracking()['refs/staging-heads/heads/feature/two']).toBe(unreviewed);
+  });
+
+  it('the labelled commit when the branch was rewritten since: fetched by sha and added; missing: refused, staging untouched', async () => {
+    const { s, dev, runner } = scene();
+    dev.branch('feature/two', 'master');
+    const rewritten = dev.commit({ 'two.txt': 'two, rewritten\n' }, 'rewritten');
+    dev.push('feature/two', { force: true });
+    const reporter = new MemoryReporter();
+    const r = (await addRun(runner.dir, undefined, 2, 'feature/two', reporter, sha.two)) as AddResult;
+    expect(s.sha('staging')).toBe(sha.two);
+    expect(r.moved).toEqual({ head: rewritten, newer: [], rewritten: true });
+    expect(reporter.lines.join('\n')).toMatch(/the branch was rewritten since \(the labelled commit is no longer in it\): its new commits wait for a new label/);
+
+    const before = s.refs();
+    const e = await addRun(runner.dir, undefined, 1, 'feature/one', new MemoryReporter(), 'f'.repeat(40)).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    expect(e).toBeInstanceOf(StagingRefusal);
+    expect((e as Error).message).toMatch(/#1 \(feature\/one\): the commit to add, f{40}, is not on origin \(#1 \(feature\/one\) is at [0-9a-f]{7} now\); staging was not changed/);
+    expect(s.refs()).toEqual(before);
   });
 
   it('without API access the add still happens, and says the other labelled pull requests were not checked', async () => {

@@ -4,7 +4,7 @@ import { apiUrlFor, githubAccess, repositoryFromUrl } from '../../core/github.ts
 import { checkIdentity } from '../../core/git.ts';
 import { runUrl } from '../../core/runinfo.ts';
 import { checkLabel, stagingSettings } from '../../core/staging/settings.ts';
-import { COMMENT_MARKER, addSummary, rebuildSummary, skippedComment, type RebuildResult } from '../../core/staging/messages.ts';
+import { COMMENT_MARKER, addSummary, describeMoved, rebuildSummary, skippedComment, type RebuildResult } from '../../core/staging/messages.ts';
 import { LOG_FORMAT, decideAdd, mergeMessage, parseLog, pushHint, trailerRecords, uncoveredCommits, uniqueRecords, type AddedRecord } from '../../core/staging/plan.ts';
 import { displayName, keyOfTrackingRef, parseRef, pickRemoteRef, pullRequestRef, refFromEvent, trackingRef, type Source } from '../../core/staging/refs.ts';
 
@@ -78,17 +78,25 @@ describe('names and tracking refs', () => {
 });
 
 describe('refFromEvent', () => {
-  const pr = (full_name: string | null) => ({ pull_request: { number: 7, title: 'X', html_url: 'https://x/7', head: { ref: 'feature/x', repo: full_name ? { full_name } : null } } });
+  const pr = (full_name: string | null) => ({ pull_request: { number: 7, title: 'X', html_url: 'https://x/7', head: { ref: 'feature/x', sha: A, repo: full_name ? { full_name } : null } } });
   it('uses the branch for a pull request from this repository, the pull ref for a fork', () => {
-    expect(refFromEvent(pr('Acme/Webapp'), 'acme/webapp')).toEqual({ ref: 'refs/heads/feature/x', pull: { number: 7, title: 'X', url: 'https://x/7', branch: 'feature/x' } });
+    expect(refFromEvent(pr('Acme/Webapp'), 'acme/webapp')).toEqual({ ref: 'refs/heads/feature/x', sha: A, pull: { number: 7, title: 'X', url: 'https://x/7', branch: 'feature/x' } });
     expect(refFromEvent(pr('someone/webapp'), 'acme/webapp')?.ref).toBe('pull/7');
     expect(refFromEvent(pr(null), 'acme/webapp')?.ref).toBe('pull/7'); // the fork was deleted
     expect(refFromEvent({ ref: 'refs/heads/master' }, 'acme/webapp')).toBeUndefined();
     expect(refFromEvent(undefined, undefined)).toBeUndefined();
   });
+  it('names the head commit the event saw (what the label approved), and refuses an event without one', () => {
+    expect(refFromEvent(pr('acme/webapp'), 'acme/webapp')?.sha).toBe(A);
+    expect(refFromEvent(pr('someone/webapp'), 'acme/webapp')?.sha).toBe(A);
+    for (const sha of [undefined, '', 'abc1234', `${A}\n`]) {
+      const event = { pull_request: { number: 7, head: { ref: 'feature/x', sha, repo: { full_name: 'acme/webapp' } } } };
+      expect(() => refFromEvent(event, 'acme/webapp'), String(sha)).toThrow(/the event of pull request #7 names no head commit/);
+    }
+  });
   it('adds a branch whose name git allows but parseRef refuses (feat/été, fix#12) by its pull ref, as a rebuild does', () => {
     for (const branch of ['feat/été', 'fix#12', 'user@work', 'a..b']) {
-      const event = { pull_request: { number: 9, title: 'X', html_url: 'https://x/9', head: { ref: branch, repo: { full_name: 'acme/webapp' } } } };
+      const event = { pull_request: { number: 9, title: 'X', html_url: 'https://x/9', head: { ref: branch, sha: A, repo: { full_name: 'acme/webapp' } } } };
       const fromEvent = refFromEvent(event, 'acme/webapp')!;
       expect(fromEvent.ref, branch).toBe('pull/9');
       expect(fromEvent.pull.branch).toBe(branch);
@@ -251,6 +259,17 @@ describe('telling', () => {
     expect(more).toContain('| [#3](https://x/3) PR 3 | `aaaaaaa` | merge commit |');
     expect(more).toContain('| [#4](https://x/4) PR 4 | `aaaaaaa` | **skipped** (conflict) |');
     expect(addSummary({ ...add, pullsUnavailable: 'no GitHub token' }, { staging: 'staging', label: 'staging' })).toContain('were **not checked**: no GitHub token');
+  });
+  it('says when the branch moved on since the labelled commit it added, and what waits for a new label', () => {
+    const add = { source: { display: '#7 (feature/x)', sha: A }, outcome: 'merge' as const, sha: C, before: M, changed: true, created: false, attempts: 1, dryRun: false, alsoAdded: [], skipped: [] };
+    expect(addSummary(add, { staging: 'staging', label: 'staging' })).not.toContain('Note');
+    const moved = { ...add, moved: { head: B, newer: ['bbbbbbb unreviewed | work'], rewritten: false } };
+    expect(describeMoved(moved, 'staging')).toBe(
+      '#7 (feature/x) is at bbbbbbb now, not at the labelled commit aaaaaaa, which is what staging takes; 1 newer commit not added, waiting for a new label: bbbbbbb unreviewed | work',
+    );
+    expect(addSummary(moved, { staging: 'staging', label: 'staging' })).toContain('> **Note**: #7 (feature/x) is at bbbbbbb now, not at the labelled commit aaaaaaa, which is what staging takes; 1 newer commit not added, waiting for a new label: bbbbbbb unreviewed \\| work');
+    expect(describeMoved({ ...add, moved: { head: B, newer: [], rewritten: true } }, 'staging')).toMatch(/the branch was rewritten since \(the labelled commit is no longer in it\): its new commits wait for a new label\.$/);
+    expect(describeMoved(add, 'staging')).toBeUndefined();
   });
   it('writes a pull-request comment that says why and what to do, with the marker', () => {
     const body = skippedComment({ source, reason: 'conflict', message: 'conflicts in a.txt', files: ['a.txt'] }, names, 'https://run');

@@ -13,6 +13,7 @@ const DIR = join(ROOT, '.github', 'workflows');
 
 interface Step {
   id?: string;
+  name?: string;
   uses?: string;
   run?: string;
   if?: string;
@@ -21,6 +22,8 @@ interface Step {
 }
 interface Job {
   'runs-on'?: string;
+  env?: Record<string, string>;
+  secrets?: unknown;
   uses?: string;
   needs?: string | string[];
   if?: string;
@@ -121,10 +124,11 @@ describe('workflows', () => {
       for (const job of Object.values(wf.jobs)) {
         if (!(job.steps ?? []).some((s) => s.uses === './actions/deploy' || s.uses === './actions/staging-sync')) continue;
         checked++;
-        expect(job.steps![0]!.uses, file).toMatch(/^actions\/checkout@/);
-        expect(job.steps![0]!.with?.['fetch-depth'], file).toBe(0);
+        const checkout = job.steps!.find((s) => s.uses?.startsWith('actions/checkout@'));
+        expect(checkout, file).toBe(job.steps!.filter((s) => s.name !== GUARD_NAME)[0]);
+        expect(checkout!.with?.['fetch-depth'], file).toBe(0);
       }
-    expect(checked).toBeGreaterThanOrEqual(4); // deploy-prod, deploy, staging (deploy and sync)
+    expect(checked).toBeGreaterThanOrEqual(3); // deploy-prod, deploy, staging sync
   });
 });
 
@@ -157,16 +161,16 @@ describe('bindings', () => {
     expect(deploySteps('deploy.yml')[0]!.step.with).not.toHaveProperty('forward-only');
   });
 
-  it('staging: push deploys; a labelled pull request is added then deployed; a weekday schedule rebuilds then deploys', () => {
+  it('staging: a labelled pull request is added then deployed; a weekday schedule rebuilds then deploys; no push trigger', () => {
     const wf = workflows['staging.yml']!;
-    expect(wf.on.push).toEqual({ branches: ['staging'] });
+    // A push to staging would run the workflow file and tool as they are on staging (labelled pull requests'
+    // changes included) with staging's secrets: staging deploys only from the sync job (default branch).
+    expect(wf.on).not.toHaveProperty('push');
+    expect(Object.keys(wf.jobs).sort()).toEqual(['sync', 'unlabel']);
     // pull_request_target: the workflow and its actions come from the base branch, never from the pull request.
     expect(wf.on).not.toHaveProperty('pull_request');
     expect(wf.on.pull_request_target.types).toEqual(['labeled', 'synchronize']);
     expect(wf.on.schedule[0].cron).toMatch(/^\S+ \S+ \* \* 1-5$/);
-    const push = wf.jobs.deploy!;
-    expect(push.if).toBe("github.event_name == 'push'");
-    expect(push.steps!.at(-1)!.with).toMatchObject({ environment: 'staging', ref: '${{ github.sha }}' });
     const sync = wf.jobs.sync!;
     expect(sync.if).toMatch(/schedule/);
     expect(sync.if).toMatch(/contains\(github.event.pull_request.labels.\*.name, 'staging'\)/);
@@ -179,7 +183,8 @@ describe('bindings', () => {
     expect(unlabel.environment).toBeUndefined();
     expect(unlabel.steps!.map((s) => s.uses ?? '')).toEqual(['']); // no checkout: nothing of the pull request runs
     expect(unlabel.steps![0]!.run).toContain('--remove-label staging');
-    const [, staging, deploy] = sync.steps!;
+    const [guard, , staging, deploy] = sync.steps!;
+    expect(guard!.name).toBe(GUARD_NAME);
     expect(staging!.uses).toBe('./actions/staging-sync');
     expect(staging!.with!.mode).toBe("${{ (github.event_name == 'schedule' || inputs.mode == 'rebuild') && 'rebuild' || 'add' }}");
     expect(deploy!.uses).toBe('./actions/deploy');
@@ -197,13 +202,83 @@ describe('bindings', () => {
   });
 });
 
-describe('staging runs its tool from the default branch', () => {
-  it('every job with staging\'s secrets checks out the default branch before running a local action', () => {
-    for (const [name, job] of Object.entries(workflows['staging.yml']!.jobs)) {
-      if (!(job.steps ?? []).some((s) => s.uses?.startsWith('./'))) continue;
-      const checkout = job.steps![0]!;
-      expect(checkout.uses, name).toMatch(/^actions\/checkout@/);
-      expect(checkout.with?.ref, name).toBe('${{ github.event.repository.default_branch }}');
+// Every job that can read an environment's secrets runs the workflow file and the tool of the default branch
+// only. A run's workflow file comes from the run's ref: a push to another branch, a manual run "from" another
+// branch (staging holds labelled pull requests' .github/ and actions/), a pull_request_target run for another base.
+// Allowed: push to master, schedule (always the default branch), and events whose ref may be another branch
+// (workflow_dispatch, pull_request_target) only behind the guard step, first in the job.
+const GUARD_NAME = 'Refuse to run outside the default branch';
+const GUARD_ENV = { EVENT: '${{ github.event_name }}', REF: '${{ github.ref }}', DEFAULT_BRANCH: '${{ github.event.repository.default_branch }}' };
+const holdsSecrets = (job: Job) => /\bsecrets[.:[]/.test(JSON.stringify(job)) || job.environment !== undefined || job.secrets !== undefined;
+const guardedJobs = Object.entries(workflows).flatMap(([file, wf]) =>
+  Object.entries(wf.jobs)
+    .filter(([, job]) => holdsSecrets(job))
+    .map(([name, job]) => ({ file, name, job, wf })),
+);
+
+/** Run a guard step's script as the runner does (bash -e, its env), with these values. */
+function runGuard(script: string, env: Record<string, string>) {
+  return spawnSync('bash', ['--noprofile', '--norc', '-eo', 'pipefail', '-c', script], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env }, encoding: 'utf8' });
+}
+
+describe('secrets only for the default branch: workflow and tool', () => {
+  it('finds the jobs that hold secrets (every deploy, rollback, provision, initdata, status, staging sync)', () => {
+    expect(guardedJobs.map((j) => `${j.file}:${j.name}`).sort()).toEqual(
+      ['deploy-prod.yml:deploy', 'deploy.yml:deploy', 'initdata.yml:initdata', 'provision.yml:provision', 'rollback.yml:rollback', 'staging.yml:sync', 'status.yml:status'].sort(),
+    );
+  });
+
+  it('no job with secrets in a workflow pushed from a branch other than master, or run on pull_request', () => {
+    for (const { file, name, wf } of guardedJobs) {
+      for (const event of Object.keys(wf.on)) expect(['push', 'schedule', 'workflow_dispatch', 'pull_request_target'], `${file}:${name} on ${event}`).toContain(event);
+      if (wf.on.push !== undefined) expect(wf.on.push, `${file}:${name}`).toEqual({ branches: ['master'] });
+    }
+  });
+
+  it('a job with secrets that a run from another branch can reach starts with the guard, and uses no secret before it', () => {
+    let guarded = 0;
+    for (const { file, name, job, wf } of guardedJobs) {
+      const onlyDefaultBranch = Object.keys(wf.on).every((e) => e === 'push' || e === 'schedule');
+      const first = job.steps?.[0];
+      if (onlyDefaultBranch && first?.name !== GUARD_NAME) continue;
+      guarded++;
+      expect(job.uses, `${file}:${name}: a reusable workflow call cannot be guarded`).toBeUndefined();
+      expect(first?.name, `${file}:${name}`).toBe(GUARD_NAME);
+      expect(first!.env, `${file}:${name}`).toEqual(GUARD_ENV);
+      expect(first!.run, `${file}:${name}: the same guard everywhere`).toBe(workflows['deploy.yml']!.jobs.deploy!.steps![0]!.run);
+      expect(first!.if, `${file}:${name}`).toBeUndefined();
+      expect(job.env, `${file}:${name}: job-level env`).toBeUndefined();
+    }
+    expect(guarded).toBe(6); // all but deploy-prod (push to master only)
+  });
+
+  it('the guard passes on the default branch and on a schedule, and fails with a clear message anywhere else', () => {
+    const script = workflows['deploy.yml']!.jobs.deploy!.steps![0]!.run!;
+    const ok = (env: Record<string, string>) => expect(runGuard(script, env).status, JSON.stringify(env)).toBe(0);
+    ok({ EVENT: 'workflow_dispatch', REF: 'refs/heads/master', DEFAULT_BRANCH: 'master' });
+    ok({ EVENT: 'pull_request_target', REF: 'refs/heads/master', DEFAULT_BRANCH: 'master' }); // github.ref: the base branch
+    ok({ EVENT: 'schedule', REF: 'refs/heads/master', DEFAULT_BRANCH: '' }); // a schedule's payload has no repository
+    for (const env of [
+      { EVENT: 'workflow_dispatch', REF: 'refs/heads/staging', DEFAULT_BRANCH: 'master' },
+      { EVENT: 'workflow_dispatch', REF: 'refs/tags/v1', DEFAULT_BRANCH: 'master' },
+      { EVENT: 'pull_request_target', REF: 'refs/heads/feature/x', DEFAULT_BRANCH: 'master' },
+      { EVENT: 'workflow_dispatch', REF: 'refs/heads/master', DEFAULT_BRANCH: '' }, // unknown: refused
+      { EVENT: 'workflow_dispatch', REF: 'refs/heads/master-x', DEFAULT_BRANCH: 'master' },
+    ]) {
+      const r = runGuard(script, env);
+      expect(r.status, JSON.stringify(env)).toBe(1);
+      expect(r.stdout).toMatch(/^::error::this workflow holds the environment's secrets and runs only from the default branch/);
+      expect(r.stdout).toContain(`not ${env.REF}`);
+    }
+  });
+
+  it('jobs with secrets check out the default branch (the run\'s ref, after the guard), never a pull request or the ref input', () => {
+    for (const { file, name, job } of guardedJobs) {
+      const checkout = (job.steps ?? []).find((s) => s.uses?.startsWith('actions/checkout@'));
+      if (!checkout) continue;
+      expect([undefined, '${{ github.event.repository.default_branch }}'], `${file}:${name}`).toContain(checkout.with?.ref);
+      // The ref input is what gets deployed, given to the action; the tool is the checkout's.
+      expect(JSON.stringify(checkout), `${file}:${name}`).not.toMatch(/inputs\.|pull_request|head_ref/);
     }
     const text = readFileSync(join(DIR, 'staging.yml'), 'utf8');
     expect(text).not.toMatch(/pull_request\.head\.(sha|ref)|refs\/pull|github\.head_ref/);

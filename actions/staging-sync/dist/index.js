@@ -34861,9 +34861,13 @@ function keyOfTrackingRef(ref) {
 function refFromEvent(payload, repository) {
   const pr = payload?.pull_request;
   if (!pr || typeof pr.number !== "number") return void 0;
+  const sha = pr.head?.sha ?? "";
+  if (!FULL_SHA.test(sha)) {
+    throw new OpsError(`the event of pull request #${pr.number} names no head commit (pull_request.head.sha: ${JSON.stringify(sha)})`, `add it by hand once read: mode add, ref pull/${pr.number}`);
+  }
   const branch = pr.head?.ref ?? "";
   const same = Boolean(repository && pr.head?.repo?.full_name?.toLowerCase() === repository.toLowerCase());
-  return { ref: pullHeadRef(pr.number, branch, same), pull: { number: pr.number, title: pr.title ?? "", url: pr.html_url ?? "", branch: branch || `pull/${pr.number}` } };
+  return { ref: pullHeadRef(pr.number, branch, same), sha, pull: { number: pr.number, title: pr.title ?? "", url: pr.html_url ?? "", branch: branch || `pull/${pr.number}` } };
 }
 var pullInfo = (pr) => ({ number: pr.number, title: pr.title, url: pr.url, branch: pr.headRef });
 function pullHeadRef(number, branch, sameRepository) {
@@ -35031,8 +35035,18 @@ function describeAdd(r, staging) {
   const created = r.created ? ` (${staging} did not exist: ${would || ""}created from the main branch)` : "";
   return `${r.source.display} (${short(r.source.sha)}) ${would}added to ${staging} by ${OUTCOME[r.outcome]}: ${short(r.before)} \u2192 ${short(r.sha)}${created}`;
 }
+function describeMoved(r, staging) {
+  if (!r.moved) return void 0;
+  const { head, newer, rewritten } = r.moved;
+  const what = `${r.source.display} is at ${short(head)} now, not at the labelled commit ${short(r.source.sha)}, which is what ${staging} takes`;
+  if (rewritten) return `${what}; the branch was rewritten since (the labelled commit is no longer in it): its new commits wait for a new label.`;
+  const count = newer.length === 1 ? "1 newer commit" : `${newer.length}${newer.length >= 20 ? " or more" : ""} newer commits`;
+  return `${what}; ${count} not added, waiting for a new label: ${newer.join("; ")}`;
+}
 function addSummary(r, names) {
   const lines = [`### ${r.dryRun ? "Dry run: " : ""}staging sync: add ${cell(r.source.display)}`, "", describeAdd(r, names.staging).replace(/\b([0-9a-f]{7})\b/g, "`$1`"), ""];
+  const moved = describeMoved(r, names.staging);
+  if (moved) lines.push(`> **Note**: ${cell(moved)}`, "");
   if (r.alsoAdded.length || r.skipped.length) {
     lines.push(`Open pull requests labelled \`${cell(names.label)}\` that ${names.staging} lacked (a cancelled run's work):`, "", "| Source | Head | Result |", "| --- | --- | --- |");
     for (const a of r.alsoAdded) lines.push(`| ${sourceCell(a.source)} | \`${short(a.source.sha)}\` | ${OUTCOME[a.outcome]} |`);
@@ -35367,6 +35381,18 @@ async function backoff(ctx, attempt) {
 }
 
 // core/staging/add.ts
+async function pinSource(ctx, source, at) {
+  if (!FULL_SHA.test(at)) throw new OpsError(`invalid commit to add: ${JSON.stringify(at)}`, "give a full 40-character commit sha");
+  if (source.sha === at) return { source };
+  const { git: git2 } = ctx;
+  if (!await git2.commit(at)) await git2.run(["fetch", "--no-tags", "--no-write-fetch-head", "--quiet", ctx.settings.remote, `${at}:refs/ops-staging/at`]);
+  if (!await git2.commit(at)) {
+    throw new StagingRefusal("missing", `${source.display}: the commit to add, ${at}, is not on ${ctx.settings.remote} (${source.display} is at ${short(source.sha)} now); ${ctx.settings.staging} was not changed`, `read the pull request's new commits and label it again (or add a ref by hand)`);
+  }
+  const rewritten = !await git2.isAncestor(at, source.sha);
+  const newer = rewritten ? [] : await oneline(git2, [source.sha, `^${at}`]);
+  return { source: { ...source, sha: at }, moved: { head: source.sha, newer, rewritten } };
+}
 async function listLabelled(ctx, labelled) {
   if (!labelled) return { pulls: [] };
   if (!labelled.github.api) return { pulls: [], unavailable: labelled.github.unavailable };
@@ -35389,10 +35415,13 @@ async function addToStaging(ctx, ref, pull, options = {}) {
   try {
     for (let attempt = 1; ; attempt++) {
       const state = await readRemote(ctx, wanted);
-      const source = await resolveSource(ctx, request2, state, pull);
+      const resolved = await resolveSource(ctx, request2, state, pull);
       const base = state.staging ?? state.main;
       const records = state.staging ? await recordsAt(ctx, state.staging, state.main, state.tracking) : [];
-      reporter.info(`${remote}: ${staging} at ${short(state.staging)}, ${main} at ${short(state.main)}, ${source.display} at ${short(source.sha)}`);
+      reporter.info(`${remote}: ${staging} at ${short(state.staging)}, ${main} at ${short(state.main)}, ${resolved.display} at ${short(resolved.sha)}`);
+      const { source, moved: refMoved } = options.at ? await pinSource(ctx, resolved, options.at) : { source: resolved };
+      const movedNote = describeMoved({ source, moved: refMoved }, staging);
+      if (movedNote) reporter.warn(movedNote);
       let refused;
       let local = { outcome: "already-contained", sha: base };
       try {
@@ -35446,7 +35475,8 @@ async function addToStaging(ctx, ref, pull, options = {}) {
         dryRun: ctx.settings.dryRun,
         alsoAdded,
         skipped,
-        pullsUnavailable: listed.unavailable
+        pullsUnavailable: listed.unavailable,
+        ...refMoved ? { moved: refMoved } : {}
       };
       const done = () => {
         if (!refused) return result;
@@ -35650,7 +35680,7 @@ async function runStaging(run) {
   const github = githubAccess({ token: run.token, processEnv: run.processEnv, remoteUrl });
   if (run.mode === "add") {
     const what = run.pull ? `pull request #${run.pull.number}` : run.ref;
-    const result2 = await reporter.group(`add ${what} to ${settings.staging}`, () => addToStaging(ctx, run.ref, run.pull, { labelled: { github, label } }));
+    const result2 = await reporter.group(`add ${what} to ${settings.staging}`, () => addToStaging(ctx, run.ref, run.pull, { labelled: { github, label }, at: run.at }));
     reporter.output("sha", result2.sha);
     reporter.output("previous-sha", result2.before ?? "");
     reporter.output("changed", String(result2.changed));
@@ -35684,6 +35714,7 @@ await runAction({ required: ["mode"], choices: { mode: ["add", "rebuild"] }, fla
     mode,
     ref: input("ref") || event?.ref,
     pull: event?.pull,
+    at: event?.sha,
     repo: ops.root,
     settings: stagingSettings({
       remote: input("remote"),

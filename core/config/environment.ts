@@ -10,7 +10,7 @@ import yamlPackage from 'yaml/package.json' with { type: 'json' };
 import { readersTable } from '../dotenv-readers.ts';
 import { OpsError } from '../errors.ts';
 import { isValid, validate } from '../shell.ts';
-import { type EnvironmentConfig, environmentSchema } from './environment-schema.ts';
+import { type EnvironmentConfig, appDirectoryProblem, environmentSchema, ownDirectoryProblem } from './environment-schema.ts';
 import { parseHostKey } from './hostkey.ts';
 import { renderDocs, renderJsonSchema } from './schema-object.ts';
 import { type JsonSchema, type Problem } from './schema.ts';
@@ -148,6 +148,11 @@ function crossCheck(config: EnvironmentConfig, problems: Problem[]): void {
   const reserved = reservedApp(config.app);
   if (reserved) problems.push({ path: 'app', message: `"${config.app}" would take ${reserved}, which belongs to the system: pick another app name` });
   const appUser = config.app_user ?? config.app;
+  // The schema checked the path alone (ownDirectoryProblem); what depends on the app and its user is checked here.
+  if (config.base_dir && !ownDirectoryProblem(config.base_dir)) {
+    const why = appDirectoryProblem(config.base_dir, config.app, appUser);
+    if (why) problems.push({ path: 'base_dir', message: why });
+  }
   const login = config.hosts.find((h) => h.user === appUser);
   if (appUser === 'root' || login)
     problems.push({

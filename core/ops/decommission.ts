@@ -5,7 +5,7 @@
 import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { environmentsDir, listEnvironments, loadEnvironment, reservedApp, type Environment } from '../config/environment.ts';
-import { ownDirectoryProblem } from '../config/environment-schema.ts';
+import { appDirectoryProblem, ownDirectoryProblem } from '../config/environment-schema.ts';
 import { resolveTarget } from '../target.ts';
 import { collisions, findSiblings, sharedParts, type SharedParts } from '../config/siblings.ts';
 import type { OpsContext } from '../context.ts';
@@ -106,14 +106,17 @@ export function removeAppCommands(environment: Environment, others: Environment[
     else cmds.push(`sudo rm -rf ${quote(L.selfSignedDir)}`);
   }
   const baseShared = sharers('baseDir');
-  const own = [...(baseShared ? [] : [L.base]), ...(reserved || appShared ? [] : [L.logDir])].filter((d) => !ownDirectoryProblem(d));
+  // The base directory as the configuration check reads it (with the app and its user: not another's home, not
+  // the log directory, which is listed once, as the logs).
+  const baseWhy = appDirectoryProblem(L.base, c.app, env.appUser);
+  const own = [...(baseShared || baseWhy ? [] : [L.base]), ...(reserved || appShared || ownDirectoryProblem(L.logDir) ? [] : [L.logDir])];
   const logs = appShared ? [] : [`${quote(L.nginxAccessLog)}*`, `${quote(L.nginxErrorLog)}*`];
   if (own.length || logs.length) cmds.push(`sudo rm -rf ${[...own.map(quote), ...logs].join(' ')}`);
   if (baseShared) cmds.push(kept(`base_dir ${L.base}`, 'baseDir', `base directories ${[env.baseDir, ...others.filter((o) => parts.find((p) => p.name === o.name)?.shared.baseDir).map((o) => o.baseDir)].join(', ')} overlap`));
   if (appShared && !reserved) cmds.push(kept(`logs ${L.logDir}, ${L.nginxAccessLog}*, ${L.nginxErrorLog}*`, 'app', sameApp));
   if (sharers('user')) cmds.push(kept(`app user ${env.appUser}`, 'user', `the same app user`));
   else cmds.push(`sudo userdel --remove ${quote(env.appUser)}`);
-  const why = ownDirectoryProblem(L.base);
+  const why = baseWhy;
   if (why && !baseShared) cmds.push(`# base_dir ${L.base} is not a directory of its own (${why}): remove ${c.app}'s files from it by hand (releases, shared, current, repo.git, .ops), nothing else`);
   if (reserved) cmds.push(`# app "${c.app}" names ${reserved}, which belongs to the system: its files there are not removed`);
   return cmds;

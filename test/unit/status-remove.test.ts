@@ -180,7 +180,8 @@ describe('ops env remove', () => {
 
   it('never lists rm -rf of a shared or system directory, even for a file older than the base_dir checks', () => {
     const env = testEnv();
-    for (const baseDir of ['/', '/srv', '/tmp', '/home/deploy', '/var/log', '/srv/x/..', '//srv']) {
+    // Also what the checks refuse with the app's name and user: another's home, the app's log directory (once).
+    for (const baseDir of ['/', '/srv', '/tmp', '/home/deploy', '/var/log', '/srv/x/..', '//srv', '/home/deploy/shop', '/var/log/shop', '/var/log/shop/app', '/var/run/shop', '/var/lib/postgresql']) {
       const cmds = removeAppCommands({ ...env, baseDir });
       const rm = cmds.find((c) => c.startsWith('sudo rm -rf '))!;
       expect(rm, baseDir).toBe('sudo rm -rf /var/log/shop /var/log/nginx/shop.access.log* /var/log/nginx/shop.error.log*');

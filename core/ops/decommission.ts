@@ -4,7 +4,7 @@
 // callback URLs, the GitHub environment and its secrets, workflow options, the age key.
 import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { environmentsDir, listEnvironments, loadEnvironment, reservedApp, type Environment } from '../config/environment.ts';
+import { environmentsDir, listEnvironments, loadEnvironment, reservedApp, systemAccount, type Environment } from '../config/environment.ts';
 import { appDirectoryProblem, ownDirectoryProblem } from '../config/environment-schema.ts';
 import { resolveTarget } from '../target.ts';
 import { collisions, findSiblings, sharedParts, type SharedParts } from '../config/siblings.ts';
@@ -114,8 +114,14 @@ export function removeAppCommands(environment: Environment, others: Environment[
   if (own.length || logs.length) cmds.push(`sudo rm -rf ${[...own.map(quote), ...logs].join(' ')}`);
   if (baseShared) cmds.push(kept(`base_dir ${L.base}`, 'baseDir', `base directories ${[env.baseDir, ...others.filter((o) => parts.find((p) => p.name === o.name)?.shared.baseDir).map((o) => o.baseDir)].join(', ')} overlap`));
   if (appShared && !reserved) cmds.push(kept(`logs ${L.logDir}, ${L.nginxAccessLog}*, ${L.nginxErrorLog}*`, 'app', sameApp));
-  if (sharers('user')) cmds.push(kept(`app user ${env.appUser}`, 'user', `the same app user`));
-  else cmds.push(`sudo userdel --remove ${quote(env.appUser)}`);
+  // userdel --remove deletes the user's home: only for a user ops made (home /home/<user>, as provision creates
+  // it and accepts an existing one), never root, the SSH login or an account of the system or of a service (a
+  // file older than the checks may name one: postgres's home holds every cluster).
+  const u = env.appUser;
+  const notOurs = u === 'root' ? 'root' : environment.hosts.some((h) => h.user === u) ? 'the SSH login' : systemAccount(u);
+  if (notOurs) cmds.push(`# app user ${u} is ${notOurs}, not a user ops made: not removed`);
+  else if (sharers('user')) cmds.push(kept(`app user ${u}`, 'user', `the same app user`));
+  else cmds.push(`if [ "$(getent passwd ${quote(u)} | cut -d: -f6)" = ${quote(`/home/${u}`)} ]; then sudo userdel --remove ${quote(u)}; else echo ${quote(`${u}: its home is not /home/${u}, so ops did not make it: kept`)}; fi`);
   const why = baseWhy;
   if (why && !baseShared) cmds.push(`# base_dir ${L.base} is not a directory of its own (${why}): remove ${c.app}'s files from it by hand (releases, shared, current, repo.git, .ops), nothing else`);
   if (reserved) cmds.push(`# app "${c.app}" names ${reserved}, which belongs to the system: its files there are not removed`);

@@ -129,7 +129,7 @@ describe('ops env remove', () => {
         '      sudo rm -f /etc/supervisor/conf.d/shop-blue.conf /etc/supervisor/conf.d/shop-green.conf && sudo supervisorctl update shop-blue shop-green',
         '      sudo rm -f /etc/nginx/sites-enabled/shop /etc/nginx/sites-available/shop /etc/nginx/ops-upstreams/shop.conf && sudo nginx -t && sudo nginx -s reload',
         '      sudo rm -rf /srv/shop /var/log/shop /var/log/nginx/shop.access.log* /var/log/nginx/shop.error.log*',
-        '      sudo userdel --remove shop',
+        `      if [ "$(getent passwd shop | cut -d: -f6)" = /home/shop ]; then sudo userdel --remove shop; else echo 'shop: its home is not /home/shop, so ops did not make it: kept'; fi`,
         '  4. ',
       ].join('\n'),
     );

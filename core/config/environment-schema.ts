@@ -298,8 +298,14 @@ export const environmentSchema = object(
     'SSH settings',
     { connect_timeout: 20, connect_retries: 2 },
   ),
-  app_user: opt(name, 'Unix user the app runs as (created by provision, never root); default: the app name'),
-  base_dir: opt(ownDir, 'where releases live on the host, owned by the app user (not a system directory: `ops env remove` lists its removal); default: /srv/<app>'),
+  app_user: opt(
+    name,
+    'Unix user the app runs as, created by provision with home /home/<user>: never root, the SSH login, nor an account of Debian or of a service (postgres, www-data, sshd, nobody, systemd-*...); an existing user is taken only when its home is /home/<user>. Default: the app name',
+  ),
+  base_dir: opt(
+    ownDir,
+    'where releases live on the host, owned by the app user: not a system directory, nor under /run (/var/run, /var/lock), another service\'s /var/lib/<name>, a web root nginx serves as it is, another user\'s home or the app\'s log directory (`ops env remove` lists its removal); default: /srv/<app>',
+  ),
   runtimes: opt(
     object({
       python: opt(pythonRuntime, 'Python for the API', { strategy: 'debian', version: '3.11' }),

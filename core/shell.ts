@@ -49,6 +49,12 @@ const CHECKS = {
     what: 'environment name',
     pattern: /^[a-z][a-z0-9-]{0,39}$/,
     form: 'lower-case letters, digits and "-", starting with a letter (e.g. prod, staging, demo-2)',
+    // status.yml runs each environment's checks in the GitHub environment `<env>-status` (its SSH key, no
+    // reviewers): an environment named x-status would be, or take, that GitHub environment of environment x.
+    extra: (v) =>
+      v.endsWith('-status')
+        ? `a name ending in "-status" is refused: ${v} is the GitHub environment status.yml uses for environment ${v.slice(0, -'-status'.length)} (its deploy key without reviewers); pick another name`
+        : undefined,
   },
   release: {
     what: 'release id',
@@ -71,6 +77,8 @@ export function validate(kind: ValueKind, value: string, label?: string): string
     const shown = JSON.stringify(value);
     throw new OpsError(`invalid ${label ?? check.what} ${shown}: expected ${check.form}`);
   }
+  const why = check.extra?.(value);
+  if (why) throw new OpsError(`invalid ${label ?? check.what} ${JSON.stringify(value)}: ${why}`);
   return value;
 }
 
@@ -81,7 +89,8 @@ export function patternOf(kind: ValueKind): RegExp {
 
 /** Whether `value` matches the pattern for `kind` (no throw; `validate` throws with the form expected). */
 export function isValid(kind: ValueKind, value: string): boolean {
-  return CHECKS[kind].pattern.test(value);
+  const check: Check = CHECKS[kind];
+  return check.pattern.test(value) && !check.extra?.(value);
 }
 
 /**

@@ -41,6 +41,13 @@ const SYSTEM_DIRS = new Set([
   ...['/etc/nginx', '/etc/ssl', '/etc/supervisor', '/etc/systemd', '/etc/ssh', '/var/spool/cron', '/var/www/html', '/var/www/letsencrypt'],
 ]);
 
+/**
+ * /var/lib/<name> directories of services this tool installs or that every Debian host runs (dpkg, apt,
+ * systemd and its daemons, D-Bus, PAM, the packages provision installs: nginx, PostgreSQL, supervisor, certbot,
+ * git, Python): a base_dir inside one would be mixed with, and removed along with, their state.
+ */
+const SERVICE_STATE = ['dpkg', 'apt', 'aptitude', 'ucf', 'systemd', 'private', 'dbus', 'polkit-1', 'pam', 'sudo', 'misc', 'logrotate', 'nginx', 'postgresql', 'supervisor', 'letsencrypt', 'certbot', 'python', 'git', 'dhcp', 'chrony', 'ntpsec', 'openssh', 'sshd', 'man-db'];
+
 /** Kernel and boot-time file systems (FHS 3.17 /proc, 3.15 /run; /sys, /dev): nothing of an app's lives there. */
 const VIRTUAL_TREES = ['/proc', '/sys', '/dev', '/run'];
 
@@ -57,6 +64,16 @@ const FOREIGN_TREES: [tree: string, why: string][] = [
   ['/var/tmp', 'is cleaned by systemd-tmpfiles (files unused for 30 days)'],
   ['/boot', "is the boot loader's"],
   ...['/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32'].map((t): [string, string] => [t, 'is the system\'s programs and libraries']),
+  // Debian makes /var/run and /var/lock symbolic links to /run and /run/lock (base-files, FHS 5.9 and 5.13): a
+  // tmpfs, like /run itself.
+  ['/var/run', 'is a link to /run on Debian, a tmpfs emptied at every boot'],
+  ['/var/lock', 'is a link to /run/lock on Debian, a tmpfs emptied at every boot'],
+  // Web roots nginx serves as they are: the app's releases, .env and secrets there would be downloadable.
+  ['/var/www/html', "is nginx's default web root, served as it is: the app's files and secrets would be public"],
+  ['/var/www/letsencrypt', "is the ACME webroot nginx serves to the world: the app's files and secrets would be public"],
+  // Other services' state directories (FHS 5.8 /var/lib/<name>): each belongs to its package, which may rewrite or
+  // purge it (apt-get purge of postgresql-common deletes /var/lib/postgresql, its clusters with it).
+  ...SERVICE_STATE.map((name): [string, string] => [`/var/lib/${name}`, `is ${name}'s state directory (its package's, FHS 5.8), not an app's (/var/lib/<app> is fine)`]),
 ];
 
 /**
@@ -79,10 +96,32 @@ export function ownDirectoryProblem(path: string): string | undefined {
   if (segments.length === 2 && segments[0] === 'home') return `${path} is a user's home directory: use a directory of its own, e.g. "/srv/<app>" (or "${path}/<app>")`;
   const tree = VIRTUAL_TREES.find((t) => path.startsWith(`${t}/`));
   if (tree) return `${tree} is a kernel or boot-time file system (its content is lost at reboot): use e.g. "/srv/<app>"`;
-  const foreign = FOREIGN_TREES.find(([t]) => path.startsWith(`${t}/`));
+  const foreign = FOREIGN_TREES.find(([t]) => path === t || path.startsWith(`${t}/`));
   if (foreign) return `${foreign[0]} ${foreign[1]}: use a directory of its own, e.g. "/srv/<app>"`;
   if (path.startsWith('/usr/') && !path.startsWith('/usr/local/'))
     return `/usr is the distribution's (packages own it): use a directory of its own, e.g. "/srv/<app>" (or under /usr/local)`;
+  return undefined;
+}
+
+/**
+ * Why `baseDir` cannot be the base directory of app `app` run as `appUser`, beyond ownDirectoryProblem (which
+ * knows only the path), or undefined:
+ * - under another user's home, /home/<someone>/...: Debian 12's adduser makes homes 0700 (DIR_MODE), so neither
+ *   the app user nor nginx can reach inside it, and ops would leave releases in a person's files. The app user's
+ *   own home (/home/<app user>/..., where provision creates it) stays accepted.
+ * - the app's log directory /var/log/<app>, or inside it: provision makes it root:adm 0750 and `ops env remove`
+ *   lists its removal with the base directory's (the same `rm -rf` twice, the releases with the logs). A base
+ *   directory containing it is /var/log or /var: system directories, refused by ownDirectoryProblem.
+ */
+export function appDirectoryProblem(baseDir: string, app: string, appUser: string): string | undefined {
+  const own = ownDirectoryProblem(baseDir);
+  if (own) return own;
+  const home = /^\/home\/([^/]+)\//.exec(baseDir)?.[1];
+  if (home && home !== appUser)
+    return `${baseDir} is inside /home/${home}, the home of another user than the app user "${appUser}" (Debian makes homes 0700: neither the app user nor nginx can reach inside it): use e.g. "/srv/${app}", or /home/${appUser}/...`;
+  const logDir = `/var/log/${app}`;
+  if (baseDir === logDir || baseDir.startsWith(`${logDir}/`))
+    return `${baseDir} is ${baseDir === logDir ? '' : 'inside '}the app's log directory ${logDir} (root:adm, rotated, removed with the app's logs): use e.g. "/srv/${app}"`;
   return undefined;
 }
 
@@ -259,8 +298,14 @@ export const environmentSchema = object(
     'SSH settings',
     { connect_timeout: 20, connect_retries: 2 },
   ),
-  app_user: opt(name, 'Unix user the app runs as (created by provision, never root); default: the app name'),
-  base_dir: opt(ownDir, 'where releases live on the host, owned by the app user (not a system directory: `ops env remove` lists its removal); default: /srv/<app>'),
+  app_user: opt(
+    name,
+    'Unix user the app runs as, created by provision with home /home/<user>: never root, the SSH login, nor an account of Debian or of a service (postgres, www-data, sshd, nobody, systemd-*...); an existing user is taken only when its home is /home/<user>. Default: the app name',
+  ),
+  base_dir: opt(
+    ownDir,
+    'where releases live on the host, owned by the app user: not a system directory, nor under /run (/var/run, /var/lock), another service\'s /var/lib/<name>, a web root nginx serves as it is, another user\'s home or the app\'s log directory (`ops env remove` lists its removal); default: /srv/<app>',
+  ),
   runtimes: opt(
     object({
       python: opt(pythonRuntime, 'Python for the API', { strategy: 'debian', version: '3.11' }),

@@ -10,7 +10,7 @@ import yamlPackage from 'yaml/package.json' with { type: 'json' };
 import { readersTable } from '../dotenv-readers.ts';
 import { OpsError } from '../errors.ts';
 import { isValid, validate } from '../shell.ts';
-import { type EnvironmentConfig, environmentSchema } from './environment-schema.ts';
+import { type EnvironmentConfig, appDirectoryProblem, environmentSchema, ownDirectoryProblem } from './environment-schema.ts';
 import { parseHostKey } from './hostkey.ts';
 import { renderDocs, renderJsonSchema } from './schema-object.ts';
 import { type JsonSchema, type Problem } from './schema.ts';
@@ -111,6 +111,44 @@ export function reservedApp(app: string): string | undefined {
   return Object.hasOwn(RESERVED_APPS, app) ? RESERVED_APPS[app] : undefined;
 }
 
+/**
+ * Accounts of Debian and of the services on these hosts, and whose they are: base-passwd's static users (uid
+ * 0-99 on every Debian host, /usr/share/base-passwd/passwd.master), then those packages create (apt's _apt,
+ * systemd's systemd-*, D-Bus's messagebus, OpenSSH's sshd, PostgreSQL's postgres, nginx.org's nginx...). As the
+ * app user, provision would reuse one as it is (its files, its rights), and `ops env remove` would list
+ * `userdel --remove` of it (postgres: /var/lib/postgresql, every cluster with it).
+ */
+const SYSTEM_ACCOUNTS: Record<string, string> = {
+  ...Object.fromEntries(
+    ['root', 'daemon', 'bin', 'sys', 'sync', 'games', 'man', 'lp', 'mail', 'news', 'uucp', 'proxy', 'backup', 'list', 'irc', 'gnats', 'nobody'].map((u) => [u, "one of Debian's base accounts (base-passwd)"]),
+  ),
+  'www-data': "the web server's account (base-passwd; nginx's workers run as it)",
+  _apt: "apt's account",
+  messagebus: "D-Bus's account",
+  sshd: "OpenSSH's privilege separation account",
+  postgres: "PostgreSQL's account (its home /var/lib/postgresql holds every cluster)",
+  nginx: "nginx's account (nginx.org's packages)",
+  supervisor: "supervisor's name (its service runs as root; keep the name for it)",
+  polkitd: "polkit's account",
+  tss: "the TPM software stack's account",
+  uuidd: "uuidd's account",
+  _chrony: "chrony's account",
+  ntpsec: "ntpsec's account",
+  dnsmasq: "dnsmasq's account",
+  statd: "NFS statd's account",
+  _rpc: "rpcbind's account",
+  tcpdump: "tcpdump's account",
+  avahi: "avahi's account",
+  postfix: "postfix's account",
+};
+
+/** Whose `user` is when it is an account of Debian or of a service (SYSTEM_ACCOUNTS, systemd-*), or undefined. */
+export function systemAccount(user: string): string | undefined {
+  if (Object.hasOwn(SYSTEM_ACCOUNTS, user)) return SYSTEM_ACCOUNTS[user];
+  if (user.startsWith('systemd-')) return "one of systemd's accounts";
+  return undefined;
+}
+
 /** Rules across keys that neither the schema language nor JSON Schema can express (so editors do not check them). */
 function crossCheck(config: EnvironmentConfig, problems: Problem[]): void {
   const seen = new Set<string>();
@@ -148,11 +186,22 @@ function crossCheck(config: EnvironmentConfig, problems: Problem[]): void {
   const reserved = reservedApp(config.app);
   if (reserved) problems.push({ path: 'app', message: `"${config.app}" would take ${reserved}, which belongs to the system: pick another app name` });
   const appUser = config.app_user ?? config.app;
+  // The schema checked the path alone (ownDirectoryProblem); what depends on the app and its user is checked here.
+  if (config.base_dir && !ownDirectoryProblem(config.base_dir)) {
+    const why = appDirectoryProblem(config.base_dir, config.app, appUser);
+    if (why) problems.push({ path: 'base_dir', message: why });
+  }
   const login = config.hosts.find((h) => h.user === appUser);
+  const system = systemAccount(appUser);
   if (appUser === 'root' || login)
     problems.push({
       path: config.app_user ? 'app_user' : 'app',
       message: `the app would run as "${appUser}", ${login ? `the SSH login of host ${login.name} (with its sudo rights)` : 'root'}: set app_user to a user of its own`,
+    });
+  else if (system)
+    problems.push({
+      path: config.app_user ? 'app_user' : 'app',
+      message: `the app would run as "${appUser}"${config.app_user ? '' : ' (app_user defaults to the app name)'}, ${system}: provision would take it over and ops env remove would delete it; set app_user to a user of its own`,
     });
   const { node } = config.runtimes;
   if (node.npm && node.strategy !== 'npm') problems.push({ path: 'runtimes.node.npm', message: 'only with strategy npm (the other strategies bring their own npm)' });

@@ -1,17 +1,19 @@
 // ops env remove <name>: the seed's "Démanteler un environnement" checklist as a guided command. It refuses
 // while a host still serves a release, or cannot be checked (unreachable), unless forced, removes environments/<name>/ and its .sops.yaml rule,
 // and lists everything else to release by hand: VMs, database, DNS, certificates, OpenID Connect (DataPass)
-// callback URLs, the GitHub environment and its secrets, workflow options, the age key.
+// callback URLs, the GitHub environments (<name>, and <name>-status for status.yml) and their secrets, workflow
+// options, the age key. What another environment also uses (domain, database, age recipient, and on a shared VM
+// app name, user, base_dir) is named as shared with it and kept.
 import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { environmentsDir, listEnvironments, loadEnvironment, reservedApp, type Environment } from '../config/environment.ts';
-import { ownDirectoryProblem } from '../config/environment-schema.ts';
+import { environmentsDir, listEnvironments, loadEnvironment, reservedApp, systemAccount, type Environment } from '../config/environment.ts';
+import { appDirectoryProblem, ownDirectoryProblem } from '../config/environment-schema.ts';
 import { resolveTarget } from '../target.ts';
 import { collisions, findSiblings, sharedParts, type SharedParts } from '../config/siblings.ts';
 import type { OpsContext } from '../context.ts';
 import { acmeCaPath } from '../steps/tls.ts';
 import { OpsError, formatError } from '../errors.ts';
-import { envPathRegex, readCreationRules, removeEnvRule, SOPS_CONFIG_FILE } from '../secrets/sops-config.ts';
+import { envPathRegex, readCreationRules, removeEnvRule, SOPS_CONFIG_FILE, type CreationRule } from '../secrets/sops-config.ts';
 import { quote, validate } from '../shell.ts';
 import type { HostStatus } from '../steps/status.ts';
 import { status } from './status.ts';
@@ -106,14 +108,23 @@ export function removeAppCommands(environment: Environment, others: Environment[
     else cmds.push(`sudo rm -rf ${quote(L.selfSignedDir)}`);
   }
   const baseShared = sharers('baseDir');
-  const own = [...(baseShared ? [] : [L.base]), ...(reserved || appShared ? [] : [L.logDir])].filter((d) => !ownDirectoryProblem(d));
+  // The base directory as the configuration check reads it (with the app and its user: not another's home, not
+  // the log directory, which is listed once, as the logs).
+  const baseWhy = appDirectoryProblem(L.base, c.app, env.appUser);
+  const own = [...(baseShared || baseWhy ? [] : [L.base]), ...(reserved || appShared || ownDirectoryProblem(L.logDir) ? [] : [L.logDir])];
   const logs = appShared ? [] : [`${quote(L.nginxAccessLog)}*`, `${quote(L.nginxErrorLog)}*`];
   if (own.length || logs.length) cmds.push(`sudo rm -rf ${[...own.map(quote), ...logs].join(' ')}`);
   if (baseShared) cmds.push(kept(`base_dir ${L.base}`, 'baseDir', `base directories ${[env.baseDir, ...others.filter((o) => parts.find((p) => p.name === o.name)?.shared.baseDir).map((o) => o.baseDir)].join(', ')} overlap`));
   if (appShared && !reserved) cmds.push(kept(`logs ${L.logDir}, ${L.nginxAccessLog}*, ${L.nginxErrorLog}*`, 'app', sameApp));
-  if (sharers('user')) cmds.push(kept(`app user ${env.appUser}`, 'user', `the same app user`));
-  else cmds.push(`sudo userdel --remove ${quote(env.appUser)}`);
-  const why = ownDirectoryProblem(L.base);
+  // userdel --remove deletes the user's home: only for a user ops made (home /home/<user>, as provision creates
+  // it and accepts an existing one), never root, the SSH login or an account of the system or of a service (a
+  // file older than the checks may name one: postgres's home holds every cluster).
+  const u = env.appUser;
+  const notOurs = u === 'root' ? 'root' : environment.hosts.some((h) => h.user === u) ? 'the SSH login' : systemAccount(u);
+  if (notOurs) cmds.push(`# app user ${u} is ${notOurs}, not a user ops made: not removed`);
+  else if (sharers('user')) cmds.push(kept(`app user ${u}`, 'user', `the same app user`));
+  else cmds.push(`if [ "$(getent passwd ${quote(u)} | cut -d: -f6)" = ${quote(`/home/${u}`)} ]; then sudo userdel --remove ${quote(u)}; else echo ${quote(`${u}: its home is not /home/${u}, so ops did not make it: kept`)}; fi`);
+  const why = baseWhy;
   if (why && !baseShared) cmds.push(`# base_dir ${L.base} is not a directory of its own (${why}): remove ${c.app}'s files from it by hand (releases, shared, current, repo.git, .ops), nothing else`);
   if (reserved) cmds.push(`# app "${c.app}" names ${reserved}, which belongs to the system: its files there are not removed`);
   return cmds;
@@ -126,9 +137,14 @@ export function removeAppCommands(environment: Environment, others: Environment[
  * its audit log), then out of service (DNS, the certificate, the VMs), then the rest. `removed`: the folder is
  * gone (the checklist printed after `ops env remove`): what is left of the audit log and logs is on the hosts.
  */
-export function decommissionChecklist(name: string, env: Environment | undefined, root: string, options: { removed?: boolean } = {}): string[] {
+export function decommissionChecklist(name: string, env: Environment | undefined, root: string, options: { removed?: boolean; rules?: CreationRule[] } = {}): string[] {
   const list: string[] = [];
   const c = env?.config;
+  const others = env ? otherEnvironments(env) : [];
+  const domainOf = (e: Environment) => e.config.domain?.toLowerCase().replace(/\.$/, '');
+  /** The other environments with the same domain (DNS record, certificate, callback URLs). */
+  const sameDomain = env && c?.domain ? others.filter((o) => domainOf(o) === domainOf(env)).map((o) => o.name) : [];
+  const sameUrl = env ? others.filter((o) => o.url === env.url || sameDomain.includes(o.name)).map((o) => o.name) : [];
   const vms: string[] = [];
   if (env) {
     const L = resolveTarget(env).layout;
@@ -155,11 +171,13 @@ export function decommissionChecklist(name: string, env: Environment | undefined
   const secretRefs = Object.entries(c?.env ?? {}).filter(([, v]) => typeof v !== 'string').map(([k, v]) => `${k} ← secret ${(v as { secret: string }).secret}`);
   const dbVars = Object.keys(c?.env ?? {}).filter((k) => /DATABASE/i.test(k));
   // Out of service in this order: no new visitors (DNS), the certificate revoked while its key is still there, then the VMs.
-  if (c?.domain) list.push(`DNS: remove the record of ${c.domain}`);
+  if (c?.domain && sameDomain.length) list.push(`DNS: the record of ${c.domain}: shared with ${sameDomain.join(', ')} (the same domain): keep it`);
+  else if (c?.domain) list.push(`DNS: remove the record of ${c.domain}`);
   else list.push('DNS: remove any record pointing at the VMs');
-  if (c?.tls.mode === 'letsencrypt') list.push(`TLS: revoke the certificate before deleting the VM if its key may leak (on the host: certbot revoke --cert-name ${c.domain}); it expires by itself otherwise`);
+  if (c?.tls.mode === 'letsencrypt' && sameDomain.length) list.push(`TLS: the certificate of ${c.domain}: shared with ${sameDomain.join(', ')} (the same domain): keep it, do not revoke it`);
+  else if (c?.tls.mode === 'letsencrypt') list.push(`TLS: revoke the certificate before deleting the VM if its key may leak (on the host: certbot revoke --cert-name ${c.domain}); it expires by itself otherwise`);
   list.push(...vms);
-  const db = databaseSharing(env, dbVars);
+  const db = databaseSharing(env, dbVars, others);
   if (db.sharedWith.length)
     list.push(`PostgreSQL database (${dbVars.join(', ')}): shared with ${db.sharedWith.join(', ')} (the same ${db.vars.join(', ')}): keep it, and its login`);
   else
@@ -167,28 +185,81 @@ export function decommissionChecklist(name: string, env: Environment | undefined
       `PostgreSQL database${dbVars.length ? ` (${dbVars.join(', ')})` : ''}: drop the database and its login, or the whole instance if it was this environment's own (keep a final dump if required)` +
         (db.unknown.length ? `; unless ${db.unknown.join(', ')} on the same VM use${db.unknown.length > 1 ? '' : 's'} it too (compare their database URLs: ops secrets show <env> --key <secret>): then keep it` : ''),
     );
-  list.push(`OpenID Connect ("Comptes DataPass"): ask the DataPass team (BetaGouv) to remove the callback URLs of ${env?.url ?? name}, and drop the client id/secret of this environment`);
-  list.push(`GitHub: delete the environment "${name}" (Settings → Environments) and its secrets (SSH key, SOPS_AGE_KEY), and its deployment history if wanted`);
+  if (sameUrl.length)
+    list.push(`OpenID Connect ("Comptes DataPass"): the callback URLs of ${env!.url}: shared with ${sameUrl.join(', ')} (the same ${sameDomain.length ? 'domain' : 'URL'}): keep them, and the client id/secret if ${sameUrl.length > 1 ? 'they use' : 'it uses'} the same (compare: ops secrets show <env>)`);
+  else list.push(`OpenID Connect ("Comptes DataPass"): ask the DataPass team (BetaGouv) to remove the callback URLs of ${env?.url ?? name}, and drop the client id/secret of this environment`);
+  // status.yml checks each environment from the GitHub environment <name>-status (README, "Status environments").
+  list.push(
+    `GitHub: delete the environment "${name}" (Settings → Environments) and its secrets (SSH key, SOPS_AGE_KEY), and its deployment history if wanted; and the environment "${name}-status" that status.yml uses for ${name}, with its secret SSH_PRIVATE_KEY`,
+  );
   const mentions = workflowMentions(root, name);
   if (mentions.length) list.push(`workflows still name ${name}: remove it from them (the workflow tests check that the options match environments/):\n${mentions.map((m) => `      ${m}`).join('\n')}`);
-  list.push(`age key of ${name}: delete it from the password manager and the CI secrets${secretRefs.length ? `; its secrets (${secretRefs.join(', ')}) are dead with it` : ''}`);
+  list.push(ageKeyItem(name, root, options.rules ?? readCreationRules(root), secretRefs));
   list.push(`remove ${name} from the team's documentation (the list of environments), then review and commit: git add -A environments/${name} ${SOPS_CONFIG_FILE} && git commit -m "Decommission ${name}"`);
   return list;
 }
 
+/** The project's other environments that can be read (one that cannot is compared with nothing). */
+function otherEnvironments(env: Environment): Environment[] {
+  return listEnvironments(env.root)
+    .filter((n) => n !== env.name)
+    .flatMap((n) => {
+      try {
+        return [loadEnvironment(n, env.root)];
+      } catch {
+        return [];
+      }
+    });
+}
+
 /**
- * Which other environments on the environment's hosts use its database: the same plain value of a DATABASE
- * variable (`sharedWith`), or both a secret whose value is not read here (`unknown`: it may be the same).
+ * The age key item: the recipients of the environment's .sops.yaml rule (`rules`: read before ops env remove
+ * takes it out) that another rule also lists open those environments' secrets too: deleting the key would lose
+ * them. Those are named, to keep; only a recipient no other rule lists is to delete.
  */
-function databaseSharing(env: Environment | undefined, dbVars: string[]): { sharedWith: string[]; vars: string[]; unknown: string[] } {
+function ageKeyItem(name: string, root: string, rules: CreationRule[], secretRefs: string[]): string {
+  const dead = secretRefs.length ? `; its secrets (${secretRefs.join(', ')}) are dead with it` : '';
+  const mine = rules.find((r) => r.pathRegex === envPathRegex(name));
+  if (!mine?.age.length) return `age key of ${name}: delete it from the password manager and the CI secrets${dead}`;
+  const names = listEnvironments(root).filter((n) => n !== name);
+  const label = (r: CreationRule) => names.find((n) => r.pathRegex === envPathRegex(n)) ?? `the rule ${r.pathRegex ?? '(every file)'}`;
+  const opens = (recipient: string) => rules.filter((r) => r !== mine && r.age.includes(recipient)).map(label);
+  const shared = mine.age.filter((a) => opens(a).length);
+  const own = mine.age.filter((a) => !opens(a).length);
+  const keep = shared.map((a) => `${a}: it also opens ${opens(a).join(', ')} (.sops.yaml)`);
+  if (!own.length)
+    return `age key of ${name}: keep it: ${keep.length > 1 ? 'each of its recipients also opens other environments: ' : ''}${keep.join('; ')}; deleting it would leave their secrets undecryptable (only ${name}'s copy in the GitHub environment goes with it)`;
+  return `age key of ${name}${mine.age.length > 1 ? ` (${own.join(', ')})` : ''}: delete it from the password manager and the CI secrets${dead}${keep.length ? `; keep ${keep.join('; ')}` : ''}`;
+}
+
+/** Whether a database URL names a server on the host itself (localhost, 127.x, ::1, a Unix socket), or cannot be read. */
+function onTheHost(url: string): boolean {
+  try {
+    const host = new URL(url).hostname.replace(/^\[|\]$/g, '');
+    return host === '' || host === 'localhost' || host.startsWith('127.') || host === '::1' || /(^|[?&])host=\//.test(new URL(url).search);
+  } catch {
+    return true;
+  }
+}
+
+/**
+ * Which other environments use its database: the same plain value of a DATABASE variable (`sharedWith`; on the
+ * same VM only when it names the host itself), or, on the same VM, both a secret whose value is not read here
+ * (`unknown`: it may be the same).
+ */
+function databaseSharing(env: Environment | undefined, dbVars: string[], others: Environment[]): { sharedWith: string[]; vars: string[]; unknown: string[] } {
   const out = { sharedWith: [] as string[], vars: [] as string[], unknown: [] as string[] };
   if (!env || !dbVars.length) return out;
-  for (const { env: other } of findSiblings(env).siblings) {
-    const same = dbVars.filter((k) => typeof env.config.env[k] === 'string' && env.config.env[k] === other.config.env[k]);
+  const siblings = new Set(findSiblings(env).siblings.map((s) => s.env.name));
+  // The same plain URL of a database server is the same database wherever the other runs; one on the host itself
+  // (localhost, a socket) only on the same VM, as a secret URL is only suspected to be.
+  for (const other of others) {
+    const near = siblings.has(other.name);
+    const same = dbVars.filter((k) => typeof env.config.env[k] === 'string' && env.config.env[k] === other.config.env[k] && (near || !onTheHost(env.config.env[k] as string)));
     if (same.length) {
       out.sharedWith.push(other.name);
       out.vars.push(...same.filter((k) => !out.vars.includes(k)));
-    } else if (dbVars.some((k) => typeof env.config.env[k] !== 'string') && Object.entries(other.config.env).some(([k, v]) => /DATABASE/i.test(k) && typeof v !== 'string')) out.unknown.push(other.name);
+    } else if (near && dbVars.some((k) => typeof env.config.env[k] !== 'string') && Object.entries(other.config.env).some(([k, v]) => /DATABASE/i.test(k) && typeof v !== 'string')) out.unknown.push(other.name);
   }
   return out;
 }
@@ -236,10 +307,11 @@ export async function removeEnvironment(ctx: OpsContext, name: string, options: 
   result.changes.push(`environments/${name}/ (${countFiles(dir)} files)`);
   if (readCreationRules(ctx.root).some((r) => r.pathRegex === envPathRegex(name))) result.changes.push(`${SOPS_CONFIG_FILE}: the creation rule for environments/${name}/`);
   if (options.dryRun) return result;
+  const rules = readCreationRules(ctx.root);
   rmSync(dir, { recursive: true, force: true });
   await removeEnvRule(ctx.root, name);
   result.removed = true;
-  result.checklist = decommissionChecklist(name, env, ctx.root, { removed: true });
+  result.checklist = decommissionChecklist(name, env, ctx.root, { removed: true, rules });
   return result;
 }
 

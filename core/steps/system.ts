@@ -233,20 +233,41 @@ ops_report ${SYSTEM_KEYS.runtime} "npm ${quote(paths.npm)} $(${quote(paths.npm)}
   return { name: 'runtimes', as: 'root', timeout: 3600, script: lines.join('\n') };
 }
 
+/**
+ * Bash that creates the app user, or checks that an existing one may be it. ops makes its user with
+ * \`useradd --system\` (a uid below 1000, as Debian's own accounts have) and home /home/<user>, and marks it no
+ * other way, so the uid alone cannot tell it from postgres or www-data. Their homes can: Debian's system and
+ * service accounts live elsewhere (/root, /usr/sbin, /var/www, /var/lib/postgresql, /run/sshd, /nonexistent).
+ * So an existing user is taken only when its home is /home/<user> (ops's, or a person's made by adduser, as
+ * before), and never root (uid 0) nor the SSH login (its sudo rights): anything else is refused before it is
+ * changed, and \`ops env remove\`'s \`userdel --remove\` (which deletes the home) cannot reach another's files.
+ */
+export function ensureAppUser(user: string, login: string): string {
+  const u = quote(user);
+  const home = quote(`/home/${user}`);
+  return String.raw`if ! id -u ${u} >/dev/null 2>&1; then
+  useradd --system --user-group --create-home --home-dir ${home} --shell /usr/sbin/nologin ${u}
+  CHANGED=1
+else
+  IFS=: read -r _ _ ops_uid _ _ ops_home _ < <(getent passwd ${u}) || true
+  ops_login=${quote(login)}
+  if [ "${'$'}{ops_uid:-}" = 0 ] || [ ${u} = "${'$'}ops_login" ] || [ "${'$'}{ops_home:-}" != ${home} ]; then
+    echo "the app user ${user} already exists on this host (uid ${'$'}{ops_uid:-?}, home ${'$'}{ops_home:-?}) and is not one ops made (home ${`/home/${user}`}): a system or service account (postgres, www-data...), root or the SSH login is never taken over; set app_user to a user of its own" >&2
+    exit 1
+  fi
+fi`;
+}
+
 /** The unprivileged app user and the directory tree (see core/layout.ts), with tight permissions. */
 export function appUser(env: Target, login: string): Step {
   const L = env.layout;
-  const u = quote(env.appUser);
   const owner = `${env.appUser}:${env.appUser}`;
   return {
     name: 'app user',
     as: 'root',
     timeout: 60,
     script: String.raw`${SYSTEM_FUNCTIONS}
-if ! id -u ${u} >/dev/null 2>&1; then
-  useradd --system --user-group --create-home --home-dir ${quote(`/home/${env.appUser}`)} --shell /usr/sbin/nologin ${u}
-  CHANGED=1
-fi
+${ensureAppUser(env.appUser, login)}
 ensure_dir ${quote(L.base)} 0755 root:root
 ensure_dir ${quote(L.releases)} 0750 ${owner}
 ensure_dir ${quote(L.shared)} 0750 ${owner}

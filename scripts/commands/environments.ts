@@ -52,7 +52,8 @@ through its folder, and taking the app off its hosts deletes them), take it out 
 then release its resources: run it with --dry-run first for the checklist in that order. The command checks
 every host (as ops status does) and refuses while one still serves a release. It then deletes environments/<name>/ and its rule in .sops.yaml (review and commit the
 change), and prints what the repository cannot release: VMs, database, DNS, certificate, OpenID Connect
-(DataPass) callback URLs, the GitHub environment and its secrets, workflow options naming it, its age key.`,
+(DataPass) callback URLs, the GitHub environments <name> and <name>-status and their secrets, workflow options
+naming it, its age key; what another environment also uses (domain, database, an age recipient) is named, to keep.`,
     async run(ctx) {
       const { args, ops, values } = ctx;
       const { formatRemove, removeEnvironment } = await import('../../core/ops/decommission.ts');

@@ -235,13 +235,38 @@ describe('directories, routes, ports and sizes as the host reads them', () => {
       ['/srv/./shop', /write it normalized.*: "\/srv\/shop"\)$/],
       ['/srv/shop/..', /write it normalized.*: "\/srv", which is refused too: \/srv is a system directory/],
       ['srv/shop', /not an absolute path/],
+      // Debian links /var/run to /run and /var/lock to /run/lock: a tmpfs, as /run.
+      ['/var/run/shop', /\/var\/run is a link to \/run on Debian, a tmpfs emptied at every boot/],
+      ['/var/lock/shop', /\/var\/lock is a link to \/run\/lock on Debian/],
+      // Other services' state (a package's own /var/lib/<name>) and the web roots nginx serves as they are.
+      ['/var/lib/postgresql', /\/var\/lib\/postgresql is postgresql's state directory/],
+      ['/var/lib/postgresql/shop', /\/var\/lib\/postgresql is postgresql's state directory/],
+      ['/var/lib/dpkg/shop', /dpkg's state directory/],
+      ['/var/lib/apt', /apt's state directory/],
+      ['/var/lib/nginx/shop', /nginx's state directory/],
+      ['/var/lib/systemd/shop', /systemd's state directory/],
+      ['/var/www/html/shop', /nginx's default web root/],
+      ['/var/www/letsencrypt/shop', /ACME webroot/],
     ];
     for (const [base_dir, why] of refused) {
       const got = problems({ ...minimal(), base_dir });
       expect(got, base_dir).toEqual([expect.stringMatching(/^base_dir: expected an absolute path of a directory of its own, normalized, at least two levels deep \("\/srv\/<app>"\), got /)]);
       expect(got[0], base_dir).toMatch(why);
     }
-    for (const base_dir of ['/srv/shop', '/srv/demo app', '/opt/shop', '/home/deploy/shop', '/var/www/shop', '/data/apps/shop', '/srv/100%shop', '/usr/local/shop', '/etcetera/shop']) expect(problems({ ...minimal(), base_dir }), base_dir).toEqual([]);
+    // /home/shop/...: the app user's own home (shop by default). /home/deploy/shop, in the login's home, was
+    // accepted here until Debian 12's 0700 homes were considered: it is refused below.
+    for (const base_dir of ['/srv/shop', '/srv/demo app', '/opt/shop', '/home/shop/app', '/var/www/shop', '/data/apps/shop', '/srv/100%shop', '/usr/local/shop', '/etcetera/shop', '/var/lib/shop', '/var/lib/postgresql-shop', '/var/runner/shop'])
+      expect(problems({ ...minimal(), base_dir }), base_dir).toEqual([]);
+    expect(problems({ ...minimal(), app_user: 'shopper', base_dir: '/home/shopper/shop' })).toEqual([]);
+  });
+
+  it('base_dir is neither in another user\'s home (Debian 12 homes are 0700) nor the app\'s log directory', () => {
+    expect(problems({ ...minimal(), base_dir: '/home/deploy/shop' })).toEqual([
+      'base_dir: /home/deploy/shop is inside /home/deploy, the home of another user than the app user "shop" (Debian makes homes 0700: neither the app user nor nginx can reach inside it): use e.g. "/srv/shop", or /home/shop/...',
+    ]);
+    expect(problems({ ...minimal(), app_user: 'shopper', base_dir: '/home/shop/app' })).toEqual([expect.stringMatching(/^base_dir: \/home\/shop\/app is inside \/home\/shop, the home of another user than the app user "shopper"/)]);
+    expect(problems({ ...minimal(), base_dir: '/var/log/shop' })).toEqual(['base_dir: /var/log/shop is the app\'s log directory /var/log/shop (root:adm, rotated, removed with the app\'s logs): use e.g. "/srv/shop"']);
+    expect(problems({ ...minimal(), base_dir: '/var/log/shop/releases' })).toEqual([expect.stringMatching(/^base_dir: \/var\/log\/shop\/releases is inside the app's log directory \/var\/log\/shop/)]);
   });
 
   it('a route other than "/" ends with "/" and has no ".", ".." or empty segment (nginx normalizes those away before matching)', () => {

@@ -91,6 +91,13 @@ describe('ops env new', () => {
     const bad = await cli(e.root, ['env', 'new', 'Bad;name']);
     expect(bad.code).toBe(1);
     expect(bad.err).toContain('invalid environment name');
+    // <env>-status is the GitHub environment status.yml uses for <env> (its deploy key, no reviewers).
+    for (const name of ['prod-status', 'qa-status', 'other-status']) {
+      const status = await cli(e.root, ['env', 'new', name]);
+      expect(status.code, name).toBe(1);
+      expect(status.err).toContain(`invalid environment name "${name}": a name ending in "-status" is refused: ${name} is the GitHub environment status.yml uses for environment ${name.slice(0, -7)}`);
+      expect(existsSync(join(e.root, 'environments', name)), name).toBe(false);
+    }
     expect(readFileSync(join(e.root, '.sops.yaml'), 'utf8')).toBe(before);
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { cmd, quote, validate } from '../../core/shell.ts';
+import { cmd, isValid, quote, validate } from '../../core/shell.ts';
 
 describe('quote', () => {
   it('leaves plain words alone and single-quotes the rest', () => {
@@ -23,6 +23,11 @@ describe('validate', () => {
     expect(validate('environment', 'prod')).toBe('prod');
     expect(() => validate('environment', '../etc')).toThrow(/invalid environment name/);
     expect(() => validate('environment', 'Prod')).toThrow(/lower-case/);
+    // status.yml's GitHub environment of env prod is prod-status: no environment may take that name.
+    expect(() => validate('environment', 'prod-status')).toThrow('invalid environment name "prod-status": a name ending in "-status" is refused');
+    expect(isValid('environment', 'prod-status')).toBe(false);
+    expect(validate('environment', 'status')).toBe('status');
+    expect(validate('environment', 'prod-statuses')).toBe('prod-statuses');
   });
   it('checks release ids', () => {
     expect(validate('release', '20261125T134501Z-a1b2c3d4e5f6')).toBeTruthy();

@@ -25,8 +25,8 @@ async function project(shared: boolean | 'same-app' = false) {
   mkdirSync(join(root, 'environments', 'keep'));
   const keep = parseYaml(readFileSync(join(env.dir, 'environment.yml'), 'utf8'));
   if (shared === 'same-app') Object.assign(keep, { programs: { server: { command: 'run', port: 4579 }, client: { command: 'run', port: 4000 } } });
-  else if (shared) Object.assign(keep, { app: 'keep', domain: 'keep.example.org', programs: { server: { command: 'run', port: 4579 }, client: { command: 'run', port: 4000 } } });
-  else keep.hosts[0].address = '192.0.2.2';
+  else if (shared) Object.assign(keep, { app: 'keep', domain: 'keep.example.org', url: 'https://keep.example.org', programs: { server: { command: 'run', port: 4579 }, client: { command: 'run', port: 4000 } } });
+  else Object.assign(keep, { domain: 'keep.example.org', url: 'https://keep.example.org', hosts: [{ ...keep.hosts[0], address: '192.0.2.2' }] });
   writeFileSync(join(root, 'environments', 'keep', 'environment.yml'), stringify(keep));
   writeFileSync(join(env.dir, 'secrets.sops.yaml'), 'x: 1\n');
   await setEnvRule(root, 'old', [RECIPIENT]);
@@ -109,9 +109,10 @@ describe('ops env remove', () => {
       /PostgreSQL database \(APP_DATABASE_URL\): drop the database and its login/,
       /DNS: remove the record of old\.example\.org/,
       /OpenID Connect \("Comptes DataPass"\): ask the DataPass team \(BetaGouv\) to remove the callback URLs of https:\/\/old\.example\.org/,
-      /GitHub: delete the environment "old" \(Settings → Environments\) and its secrets \(SSH key, SOPS_AGE_KEY\)/,
+      /GitHub: delete the environment "old" \(Settings → Environments\) and its secrets \(SSH key, SOPS_AGE_KEY\), and its deployment history if wanted; and the environment "old-status" that status\.yml uses for old, with its secret SSH_PRIVATE_KEY/,
       /workflows still name old: remove it from them[^\n]*\n\s+\.github\/workflows\/deploy\.yml:7: - old\n/,
-      /age key of old: .*APP_DATABASE_URL ← secret database_url/,
+      // old's only recipient is keep's too: deleting the key would lose keep's secrets.
+      new RegExp(`age key of old: keep it: ${RECIPIENT}: it also opens keep \\(\\.sops\\.yaml\\); deleting it would leave their secrets undecryptable`),
       /ops audit old --json/,
     ])
       expect(text).toMatch(item);
@@ -129,7 +130,7 @@ describe('ops env remove', () => {
         '      sudo rm -f /etc/supervisor/conf.d/shop-blue.conf /etc/supervisor/conf.d/shop-green.conf && sudo supervisorctl update shop-blue shop-green',
         '      sudo rm -f /etc/nginx/sites-enabled/shop /etc/nginx/sites-available/shop /etc/nginx/ops-upstreams/shop.conf && sudo nginx -t && sudo nginx -s reload',
         '      sudo rm -rf /srv/shop /var/log/shop /var/log/nginx/shop.access.log* /var/log/nginx/shop.error.log*',
-        '      sudo userdel --remove shop',
+        `      if [ "$(getent passwd shop | cut -d: -f6)" = /home/shop ]; then sudo userdel --remove shop; else echo 'shop: its home is not /home/shop, so ops did not make it: kept'; fi`,
         '  4. ',
       ].join('\n'),
     );
@@ -166,6 +167,38 @@ describe('ops env remove', () => {
     ]);
   });
 
+  it('the age key: only a recipient no other .sops.yaml rule lists is to delete; one that opens other environments is kept, naming them', async () => {
+    const { root } = await project();
+    const OWN = 'age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p';
+    await setEnvRule(root, 'old', [OWN]);
+    const own = await removeEnvironment({ root, reporter: new MemoryReporter(), processEnv: {}, connector: notLive }, 'old', { dryRun: true, force: true });
+    expect(own.checklist.find((c) => c.startsWith('age key'))).toBe('age key of old: delete it from the password manager and the CI secrets; its secrets (APP_DATABASE_URL ← secret database_url) are dead with it');
+    await setEnvRule(root, 'old', [OWN, RECIPIENT]);
+    const both = await removeEnvironment({ root, reporter: new MemoryReporter(), processEnv: {}, connector: notLive }, 'old', { dryRun: true, force: true });
+    expect(both.checklist.find((c) => c.startsWith('age key'))).toBe(
+      `age key of old (${OWN}): delete it from the password manager and the CI secrets; its secrets (APP_DATABASE_URL ← secret database_url) are dead with it; keep ${RECIPIENT}: it also opens keep (.sops.yaml)`,
+    );
+    // Printed after the rule is gone: still read from it as it was.
+    const r = await removeEnvironment({ root, reporter: new MemoryReporter(), processEnv: {}, connector: notLive }, 'old', { force: true });
+    expect(r.removed).toBe(true);
+    expect(r.checklist.find((c) => c.startsWith('age key'))).toBe(both.checklist.find((c) => c.startsWith('age key')));
+  });
+
+  it("a domain another environment also names (on the same VM): its DNS record, certificate and callback URLs are kept, naming it", async () => {
+    const { root } = await project(true);
+    const keepFile = join(root, 'environments', 'keep', 'environment.yml');
+    writeFileSync(keepFile, stringify({ ...parseYaml(readFileSync(keepFile, 'utf8')), domain: 'Old.example.org.', tls: { mode: 'letsencrypt', email: 'ops@example.org' } }));
+    const oldFile = join(root, 'environments', 'old', 'environment.yml');
+    writeFileSync(oldFile, stringify({ ...parseYaml(readFileSync(oldFile, 'utf8')), tls: { mode: 'letsencrypt', email: 'ops@example.org' } }));
+    const r = await removeEnvironment({ root, reporter: new MemoryReporter(), processEnv: {}, connector: notLive }, 'old', { dryRun: true, force: true });
+    const text = formatRemove(r, true);
+    expect(text).toContain('DNS: the record of old.example.org: shared with keep (the same domain): keep it');
+    expect(text).toContain('TLS: the certificate of old.example.org: shared with keep (the same domain): keep it, do not revoke it');
+    expect(text).toContain('OpenID Connect ("Comptes DataPass"): the callback URLs of https://old.example.org: shared with keep (the same domain): keep them');
+    expect(text).toContain('      # certificate old.example.org: shared with keep (the same domain): kept');
+    expect(text).not.toMatch(/remove the record of|certbot (revoke|delete)|remove the callback URLs/);
+  });
+
   it('a database with the same plain URL as another environment on the VM is kept; a secret one may be shared: said so', async () => {
     const { root } = await project('same-app');
     const dry = await removeEnvironment({ root, reporter: new MemoryReporter(), processEnv: {}, connector: notLive }, 'old', { dryRun: true, force: true });
@@ -178,9 +211,25 @@ describe('ops env remove', () => {
     expect(again.checklist.find((c) => c.startsWith('PostgreSQL'))).toBe('PostgreSQL database (APP_DATABASE_URL): shared with keep (the same APP_DATABASE_URL): keep it, and its login');
   });
 
+  it('a database server named by the same plain URL is shared wherever the other environment runs; one on the host itself only on the same VM', async () => {
+    const { root } = await project();
+    const dbOf = async (url: string) => {
+      for (const n of ['old', 'keep']) {
+        const f = join(root, 'environments', n, 'environment.yml');
+        writeFileSync(f, stringify({ ...parseYaml(readFileSync(f, 'utf8')), env: { APP_DATABASE_URL: url } }));
+      }
+      const r = await removeEnvironment({ root, reporter: new MemoryReporter(), processEnv: {}, connector: notLive }, 'old', { dryRun: true, force: true });
+      return r.checklist.find((c) => c.startsWith('PostgreSQL'));
+    };
+    expect(await dbOf('postgresql://app@db.example.org/app')).toBe('PostgreSQL database (APP_DATABASE_URL): shared with keep (the same APP_DATABASE_URL): keep it, and its login');
+    for (const local of ['postgresql://app@localhost/app', 'postgresql://app@127.0.0.1:5432/app', 'postgresql:///app', 'postgresql://app@[::1]/app'])
+      expect(await dbOf(local), local).toMatch(/^PostgreSQL database \(APP_DATABASE_URL\): drop the database and its login/);
+  });
+
   it('never lists rm -rf of a shared or system directory, even for a file older than the base_dir checks', () => {
     const env = testEnv();
-    for (const baseDir of ['/', '/srv', '/tmp', '/home/deploy', '/var/log', '/srv/x/..', '//srv']) {
+    // Also what the checks refuse with the app's name and user: another's home, the app's log directory (once).
+    for (const baseDir of ['/', '/srv', '/tmp', '/home/deploy', '/var/log', '/srv/x/..', '//srv', '/home/deploy/shop', '/var/log/shop', '/var/log/shop/app', '/var/run/shop', '/var/lib/postgresql']) {
       const cmds = removeAppCommands({ ...env, baseDir });
       const rm = cmds.find((c) => c.startsWith('sudo rm -rf '))!;
       expect(rm, baseDir).toBe('sudo rm -rf /var/log/shop /var/log/nginx/shop.access.log* /var/log/nginx/shop.error.log*');

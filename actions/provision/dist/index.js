@@ -36355,13 +36355,16 @@ function validate(kind, value, label) {
     const shown = JSON.stringify(value);
     throw new OpsError(`invalid ${label ?? check.what} ${shown}: expected ${check.form}`);
   }
+  const why = check.extra?.(value);
+  if (why) throw new OpsError(`invalid ${label ?? check.what} ${JSON.stringify(value)}: ${why}`);
   return value;
 }
 function patternOf(kind) {
   return CHECKS[kind].pattern;
 }
 function isValid(kind, value) {
-  return CHECKS[kind].pattern.test(value);
+  const check = CHECKS[kind];
+  return check.pattern.test(value) && !check.extra?.(value);
 }
 var CHECKS;
 var init_shell = __esm({
@@ -36378,7 +36381,10 @@ var init_shell = __esm({
       environment: {
         what: "environment name",
         pattern: /^[a-z][a-z0-9-]{0,39}$/,
-        form: 'lower-case letters, digits and "-", starting with a letter (e.g. prod, staging, demo-2)'
+        form: 'lower-case letters, digits and "-", starting with a letter (e.g. prod, staging, demo-2)',
+        // status.yml runs each environment's checks in the GitHub environment `<env>-status` (its SSH key, no
+        // reviewers): an environment named x-status would be, or take, that GitHub environment of environment x.
+        extra: (v) => v.endsWith("-status") ? `a name ending in "-status" is refused: ${v} is the GitHub environment status.yml uses for environment ${v.slice(0, -"-status".length)} (its deploy key without reviewers); pick another name` : void 0
       },
       release: {
         what: "release id",
@@ -36834,10 +36840,21 @@ function ownDirectoryProblem(path) {
   if (segments.length === 2 && segments[0] === "home") return `${path} is a user's home directory: use a directory of its own, e.g. "/srv/<app>" (or "${path}/<app>")`;
   const tree = VIRTUAL_TREES.find((t) => path.startsWith(`${t}/`));
   if (tree) return `${tree} is a kernel or boot-time file system (its content is lost at reboot): use e.g. "/srv/<app>"`;
-  const foreign = FOREIGN_TREES.find(([t]) => path.startsWith(`${t}/`));
+  const foreign = FOREIGN_TREES.find(([t]) => path === t || path.startsWith(`${t}/`));
   if (foreign) return `${foreign[0]} ${foreign[1]}: use a directory of its own, e.g. "/srv/<app>"`;
   if (path.startsWith("/usr/") && !path.startsWith("/usr/local/"))
     return `/usr is the distribution's (packages own it): use a directory of its own, e.g. "/srv/<app>" (or under /usr/local)`;
+  return void 0;
+}
+function appDirectoryProblem(baseDir, app, appUser2) {
+  const own = ownDirectoryProblem(baseDir);
+  if (own) return own;
+  const home = /^\/home\/([^/]+)\//.exec(baseDir)?.[1];
+  if (home && home !== appUser2)
+    return `${baseDir} is inside /home/${home}, the home of another user than the app user "${appUser2}" (Debian makes homes 0700: neither the app user nor nginx can reach inside it): use e.g. "/srv/${app}", or /home/${appUser2}/...`;
+  const logDir = `/var/log/${app}`;
+  if (baseDir === logDir || baseDir.startsWith(`${logDir}/`))
+    return `${baseDir} is ${baseDir === logDir ? "" : "inside "}the app's log directory ${logDir} (root:adm, rotated, removed with the app's logs): use e.g. "/srv/${app}"`;
   return void 0;
 }
 function routeProblem(v) {
@@ -36869,7 +36886,7 @@ function addressProblem(v) {
   if (name2.length > 253 || !name2.split(".").every((l) => label.test(l))) return 'not a DNS name: labels of letters, digits and inner "-" (1-63 characters), joined by "."';
   return void 0;
 }
-var name, port, command, hostKey, relPath, SYSTEM_DIRS, VIRTUAL_TREES, FOREIGN_TREES, ownDir, anyPath, gitRef, routePrefix, healthPath, SIZE_UNITS, version, address, loginName, bastionSchema, hostSchema, fullVersion, runtimeFields, pythonRuntime, nodeRuntime, SECRET_KEY_PATH, secretRef, httpUrl, programSchema, envValue, environmentSchema;
+var name, port, command, hostKey, relPath, SYSTEM_DIRS, SERVICE_STATE, VIRTUAL_TREES, FOREIGN_TREES, ownDir, anyPath, gitRef, routePrefix, healthPath, SIZE_UNITS, version, address, loginName, bastionSchema, hostSchema, fullVersion, runtimeFields, pythonRuntime, nodeRuntime, SECRET_KEY_PATH, secretRef, httpUrl, programSchema, envValue, environmentSchema;
 var init_environment_schema = __esm({
   "core/config/environment-schema.ts"() {
     "use strict";
@@ -36899,6 +36916,7 @@ var init_environment_schema = __esm({
       ...["backups", "cache", "crash", "lib", "local", "lock", "log", "mail", "opt", "run", "spool", "tmp", "www"].map((d) => `/var/${d}`),
       ...["/etc/nginx", "/etc/ssl", "/etc/supervisor", "/etc/systemd", "/etc/ssh", "/var/spool/cron", "/var/www/html", "/var/www/letsencrypt"]
     ]);
+    SERVICE_STATE = ["dpkg", "apt", "aptitude", "ucf", "systemd", "private", "dbus", "polkit-1", "pam", "sudo", "misc", "logrotate", "nginx", "postgresql", "supervisor", "letsencrypt", "certbot", "python", "git", "dhcp", "chrony", "ntpsec", "openssh", "sshd", "man-db"];
     VIRTUAL_TREES = ["/proc", "/sys", "/dev", "/run"];
     FOREIGN_TREES = [
       ["/etc", "holds the host's configuration (FHS), not an app's releases and data"],
@@ -36906,7 +36924,17 @@ var init_environment_schema = __esm({
       ["/tmp", "is emptied at boot and by systemd-tmpfiles"],
       ["/var/tmp", "is cleaned by systemd-tmpfiles (files unused for 30 days)"],
       ["/boot", "is the boot loader's"],
-      ...["/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"].map((t) => [t, "is the system's programs and libraries"])
+      ...["/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"].map((t) => [t, "is the system's programs and libraries"]),
+      // Debian makes /var/run and /var/lock symbolic links to /run and /run/lock (base-files, FHS 5.9 and 5.13): a
+      // tmpfs, like /run itself.
+      ["/var/run", "is a link to /run on Debian, a tmpfs emptied at every boot"],
+      ["/var/lock", "is a link to /run/lock on Debian, a tmpfs emptied at every boot"],
+      // Web roots nginx serves as they are: the app's releases, .env and secrets there would be downloadable.
+      ["/var/www/html", "is nginx's default web root, served as it is: the app's files and secrets would be public"],
+      ["/var/www/letsencrypt", "is the ACME webroot nginx serves to the world: the app's files and secrets would be public"],
+      // Other services' state directories (FHS 5.8 /var/lib/<name>): each belongs to its package, which may rewrite or
+      // purge it (apt-get purge of postgresql-common deletes /var/lib/postgresql, its clusters with it).
+      ...SERVICE_STATE.map((name2) => [`/var/lib/${name2}`, `is ${name2}'s state directory (its package's, FHS 5.8), not an app's (/var/lib/<app> is fine)`])
     ];
     ownDir = string({
       pattern: /^(?:\/(?!\.{1,2}(?:\/|$))[^/\n]+){2,}$/,
@@ -37000,8 +37028,14 @@ var init_environment_schema = __esm({
           "SSH settings",
           { connect_timeout: 20, connect_retries: 2 }
         ),
-        app_user: opt(name, "Unix user the app runs as (created by provision, never root); default: the app name"),
-        base_dir: opt(ownDir, "where releases live on the host, owned by the app user (not a system directory: `ops env remove` lists its removal); default: /srv/<app>"),
+        app_user: opt(
+          name,
+          "Unix user the app runs as, created by provision with home /home/<user>: never root, the SSH login, nor an account of Debian or of a service (postgres, www-data, sshd, nobody, systemd-*...); an existing user is taken only when its home is /home/<user>. Default: the app name"
+        ),
+        base_dir: opt(
+          ownDir,
+          "where releases live on the host, owned by the app user: not a system directory, nor under /run (/var/run, /var/lock), another service's /var/lib/<name>, a web root nginx serves as it is, another user's home or the app's log directory (`ops env remove` lists its removal); default: /srv/<app>"
+        ),
         runtimes: opt(
           object({
             python: opt(pythonRuntime, "Python for the API", { strategy: "debian", version: "3.11" }),
@@ -37190,6 +37224,11 @@ function machineId(h) {
 function reservedApp(app) {
   return Object.hasOwn(RESERVED_APPS, app) ? RESERVED_APPS[app] : void 0;
 }
+function systemAccount(user) {
+  if (Object.hasOwn(SYSTEM_ACCOUNTS, user)) return SYSTEM_ACCOUNTS[user];
+  if (user.startsWith("systemd-")) return "one of systemd's accounts";
+  return void 0;
+}
 function crossCheck(config, problems) {
   const seen = /* @__PURE__ */ new Set();
   const machines = /* @__PURE__ */ new Map();
@@ -37225,11 +37264,21 @@ function crossCheck(config, problems) {
   const reserved = reservedApp(config.app);
   if (reserved) problems.push({ path: "app", message: `"${config.app}" would take ${reserved}, which belongs to the system: pick another app name` });
   const appUser2 = config.app_user ?? config.app;
+  if (config.base_dir && !ownDirectoryProblem(config.base_dir)) {
+    const why = appDirectoryProblem(config.base_dir, config.app, appUser2);
+    if (why) problems.push({ path: "base_dir", message: why });
+  }
   const login2 = config.hosts.find((h) => h.user === appUser2);
+  const system = systemAccount(appUser2);
   if (appUser2 === "root" || login2)
     problems.push({
       path: config.app_user ? "app_user" : "app",
       message: `the app would run as "${appUser2}", ${login2 ? `the SSH login of host ${login2.name} (with its sudo rights)` : "root"}: set app_user to a user of its own`
+    });
+  else if (system)
+    problems.push({
+      path: config.app_user ? "app_user" : "app",
+      message: `the app would run as "${appUser2}"${config.app_user ? "" : " (app_user defaults to the app name)"}, ${system}: provision would take it over and ops env remove would delete it; set app_user to a user of its own`
     });
   const { node } = config.runtimes;
   if (node.npm && node.strategy !== "npm") problems.push({ path: "runtimes.node.npm", message: "only with strategy npm (the other strategies bring their own npm)" });
@@ -37377,7 +37426,7 @@ function resolveEnvironment(envName, root, config, hosts) {
 function envPath(env, p) {
   return relativeTo(env.dir, p);
 }
-var import_yaml, ENVIRONMENT_FILE, SECRETS_FILE, ConfigError, RESERVED_APPS, parsedDir, PARSED_KEPT, DIGEST, MAX_ALIASES, JSON_SCHEMA_FILE, SCHEMA_COMMENT;
+var import_yaml, ENVIRONMENT_FILE, SECRETS_FILE, ConfigError, RESERVED_APPS, SYSTEM_ACCOUNTS, parsedDir, PARSED_KEPT, DIGEST, MAX_ALIASES, JSON_SCHEMA_FILE, SCHEMA_COMMENT;
 var init_environment = __esm({
   "core/config/environment.ts"() {
     "use strict";
@@ -37415,6 +37464,29 @@ ${problems.map((p) => `  - ${p.path || "(top level)"}: ${p.message}`).join("\n")
       journal: "/var/log/journal",
       private: "/etc/ssl/private",
       certs: "/etc/ssl/certs"
+    };
+    SYSTEM_ACCOUNTS = {
+      ...Object.fromEntries(
+        ["root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp", "proxy", "backup", "list", "irc", "gnats", "nobody"].map((u) => [u, "one of Debian's base accounts (base-passwd)"])
+      ),
+      "www-data": "the web server's account (base-passwd; nginx's workers run as it)",
+      _apt: "apt's account",
+      messagebus: "D-Bus's account",
+      sshd: "OpenSSH's privilege separation account",
+      postgres: "PostgreSQL's account (its home /var/lib/postgresql holds every cluster)",
+      nginx: "nginx's account (nginx.org's packages)",
+      supervisor: "supervisor's name (its service runs as root; keep the name for it)",
+      polkitd: "polkit's account",
+      tss: "the TPM software stack's account",
+      uuidd: "uuidd's account",
+      _chrony: "chrony's account",
+      ntpsec: "ntpsec's account",
+      dnsmasq: "dnsmasq's account",
+      statd: "NFS statd's account",
+      _rpc: "rpcbind's account",
+      tcpdump: "tcpdump's account",
+      avahi: "avahi's account",
+      postfix: "postfix's account"
     };
     PARSED_KEPT = 64;
     DIGEST = 32;
@@ -69733,19 +69805,30 @@ ops_report ${SYSTEM_KEYS.runtime} "npm ${quote(paths.npm)} $(${quote(paths.npm)}
   lines.push("item runtimes");
   return { name: "runtimes", as: "root", timeout: 3600, script: lines.join("\n") };
 }
+function ensureAppUser(user, login2) {
+  const u = quote(user);
+  const home = quote(`/home/${user}`);
+  return String.raw`if ! id -u ${u} >/dev/null 2>&1; then
+  useradd --system --user-group --create-home --home-dir ${home} --shell /usr/sbin/nologin ${u}
+  CHANGED=1
+else
+  IFS=: read -r _ _ ops_uid _ _ ops_home _ < <(getent passwd ${u}) || true
+  ops_login=${quote(login2)}
+  if [ "${"$"}{ops_uid:-}" = 0 ] || [ ${u} = "${"$"}ops_login" ] || [ "${"$"}{ops_home:-}" != ${home} ]; then
+    echo "the app user ${user} already exists on this host (uid ${"$"}{ops_uid:-?}, home ${"$"}{ops_home:-?}) and is not one ops made (home ${`/home/${user}`}): a system or service account (postgres, www-data...), root or the SSH login is never taken over; set app_user to a user of its own" >&2
+    exit 1
+  fi
+fi`;
+}
 function appUser(env, login2) {
   const L = env.layout;
-  const u = quote(env.appUser);
   const owner = `${env.appUser}:${env.appUser}`;
   return {
     name: "app user",
     as: "root",
     timeout: 60,
     script: String.raw`${SYSTEM_FUNCTIONS}
-if ! id -u ${u} >/dev/null 2>&1; then
-  useradd --system --user-group --create-home --home-dir ${quote(`/home/${env.appUser}`)} --shell /usr/sbin/nologin ${u}
-  CHANGED=1
-fi
+${ensureAppUser(env.appUser, login2)}
 ensure_dir ${quote(L.base)} 0755 root:root
 ensure_dir ${quote(L.releases)} 0750 ${owner}
 ensure_dir ${quote(L.shared)} 0750 ${owner}

@@ -34638,7 +34638,10 @@ var CHECKS = {
   environment: {
     what: "environment name",
     pattern: /^[a-z][a-z0-9-]{0,39}$/,
-    form: 'lower-case letters, digits and "-", starting with a letter (e.g. prod, staging, demo-2)'
+    form: 'lower-case letters, digits and "-", starting with a letter (e.g. prod, staging, demo-2)',
+    // status.yml runs each environment's checks in the GitHub environment `<env>-status` (its SSH key, no
+    // reviewers): an environment named x-status would be, or take, that GitHub environment of environment x.
+    extra: (v) => v.endsWith("-status") ? `a name ending in "-status" is refused: ${v} is the GitHub environment status.yml uses for environment ${v.slice(0, -"-status".length)} (its deploy key without reviewers); pick another name` : void 0
   },
   release: {
     what: "release id",
@@ -34657,10 +34660,13 @@ function validate(kind, value, label) {
     const shown = JSON.stringify(value);
     throw new OpsError(`invalid ${label ?? check.what} ${shown}: expected ${check.form}`);
   }
+  const why = check.extra?.(value);
+  if (why) throw new OpsError(`invalid ${label ?? check.what} ${JSON.stringify(value)}: ${why}`);
   return value;
 }
 function isValid(kind, value) {
-  return CHECKS[kind].pattern.test(value);
+  const check = CHECKS[kind];
+  return check.pattern.test(value) && !check.extra?.(value);
 }
 function wholeNumber(text, what, range = {}) {
   const min = range.min ?? 0;

@@ -14,7 +14,7 @@ import { deployState, markRelease } from '../steps/release.ts';
 import { ROLLBACK_KEYS, START_FAILED_CLEAN, SWITCH_KEYS, rollbackStep, stopSlot, type RollbackEnds } from '../steps/switch.ts';
 import { HostRun, type HostSwitch } from './host-run.ts';
 import { withSession } from './hosts.ts';
-import { parseState } from './host-state.ts';
+import { parseState, supervisorDownError } from './host-state.ts';
 import { withLock, type AuditEntryFields, type LockedRun } from './locked.ts';
 
 export interface RollbackResult {
@@ -32,6 +32,9 @@ function rollbackWork(env: Target, ctx: OpsContext, to: string | undefined, ends
   const mark = markRelease(env, onHost('rollback_from'), 'abandoned', ['rolled back to ', onHost('release_id'), ` by ${info.actor} at ${runnerNow(ctx).toISOString()}`]);
   return rollbackStep(env, to, mark.script, ends);
 }
+
+/** What a rollback refused before its work did not touch. */
+const ROLLBACK_UNTOUCHED = 'nothing was changed (no slot started or stopped; nginx and current as they were)';
 
 /** The audit entry of a rollback that went live; release and previous are filled in on the host. */
 const DONE: [AuditEntryFields, Partial<Record<keyof AuditEntry, string>>] = [{ result: 'success' }, { release: 'release_id', previous: 'audit_previous' }];
@@ -58,6 +61,7 @@ async function rollbackHost(ctx: OpsContext, env: Target, remote: Remote, locked
   const target = reported(r, ROLLBACK_KEYS.rollback_to) ?? to ?? '';
   const kept = state.releases.map((x) => x.id);
   if (verdict === 'no_live') throw new OpsError(`${remote.name} has no live release to roll back from`);
+  if (verdict === 'supervisor_down') throw supervisorDownError(env, remote.name, state, ROLLBACK_UNTOUCHED, 'roll back again');
   if (verdict === 'none')
     throw new OpsError(`${remote.name} has no earlier healthy release to roll back to (kept: ${kept.join(', ') || 'none'})`, `pick one with --to (see ops releases ${env.name})`);
   if (verdict === 'not_kept') throw new OpsError(`release ${to} is not on ${remote.name} (kept: ${kept.join(', ')})`, `see ops releases ${env.name}`);
@@ -120,10 +124,19 @@ export async function rollback(ctx: OpsContext, environment: Environment, to?: s
       ctx,
       session,
       'rollback',
-      (locked) => session.each((remote) => rollbackHost(ctx, env, remote, locked, to), { batch: env.config.switch.batch_size }),
+      (locked) => {
+        // A host without supervisord refuses the rollback everywhere, before any host changes (one host: its step
+        // refused on its own, supervisor_down).
+        for (const remote of session.remotes.values()) {
+          const state = parseState(locked.inspected.get(remote.name)!);
+          if (state.supervisorDown && !locked.finished(remote.name)) throw supervisorDownError(env, remote.name, state, `${ROLLBACK_UNTOUCHED}${alone ? '' : ' on any host'}`, 'roll back again');
+        }
+        return session.each((remote) => rollbackHost(ctx, env, remote, locked, to), { batch: env.config.switch.batch_size });
+      },
       {
-        // The live release is being left: no need to probe it first; nor to know what sending code needs.
-        inspect: deployState(env),
+        // The live release is being left: no need to probe it first; nor to know what sending code needs. Whether
+        // supervisord runs, though: without it no slot starts.
+        inspect: deployState(env, undefined, { supervisor: true }),
         ...(alone && {
           finish: (unlock) => rollbackWork(env, ctx, to, { done: unlock(...DONE), refused: unlock() }).script,
           finishSeconds: rollbackWork(env, ctx, to, { done: '', refused: '' }).timeout,

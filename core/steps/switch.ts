@@ -185,6 +185,15 @@ if [ -n "$expected_conf" ] && [[ $cur_id =~ ${RELEASE_DIR_PATTERN} ]]; then
 fi`;
 }
 
+/**
+ * A bash condition, true when supervisord is not running on the host (its unit, or its init script without
+ * systemd): a deploy's state step reports it (deployState, `supervisor_down`) and a rollback refuses on it
+ * (rollbackStep) before anything is touched, since no start can succeed without it.
+ */
+export function supervisordDown(): string {
+  return '{ if [ -d /run/systemd/system ]; then ! systemctl is-active --quiet supervisor; else ! service supervisor status >/dev/null 2>&1; fi; }';
+}
+
 /** rollbackStep's start exits with this when it reused the slot (the release already ran there, warm and healthy). */
 const START_REUSED = 4;
 
@@ -445,7 +454,8 @@ const PART = '# shellcheck disable=SC2030,SC2031,SC2317 # parts of their own, ru
 /**
  * What rollbackStep reports: `rollback` (the host's verdict: ok; noop: the release is live already; none: no
  * earlier release to go back to; not_kept: `--to` names no release kept there; never_live: `--to` names a release
- * that never went live, its deploy failed or cut short; no_live: nothing is live),
+ * that never went live, its deploy failed or cut short; no_live: nothing is live; supervisor_down: supervisord is not
+ * running, nothing was touched),
  * `rollback_from` (the release live before), `rollback_to` and `rollback_slot` (the release chosen, the slot
  * started for it), `rollback_exit` (the start or the switch failed: startSlot's exit code, START_FAILED_CLEAN
  * when the slot is as it was), `rollback_stop_exit` (the old slot's stop failed after the switch).
@@ -502,7 +512,8 @@ ops_part() { set +e; ( set -e; "$1" ); part_rc=$?; set -e; }
 rollback_from=$(readlink ${quote(L.current)} 2>/dev/null || true); rollback_from=${'$'}{rollback_from##*/}
 live_slot=""; if [ -f ${quote(L.slotFile)} ]; then read -r live_slot < ${quote(L.slotFile)} || true; fi
 ops_report ${ROLLBACK_KEYS.rollback_from} "$rollback_from"
-if [ -z "$rollback_from" ]; then rollback_verdict=no_live; else rollback_choice "$rollback_from" ${quote(to ?? '')}; fi
+# Without supervisord no slot can start (and the live release's programs do not run either): refused before anything.
+if [ -z "$rollback_from" ]; then rollback_verdict=no_live; elif ${supervisordDown()}; then rollback_verdict=supervisor_down; else rollback_choice "$rollback_from" ${quote(to ?? '')}; fi
 ops_report ${ROLLBACK_KEYS.rollback} "$rollback_verdict"
 if [ "$rollback_verdict" != ok ]; then
   ${ends.refused || ':'}

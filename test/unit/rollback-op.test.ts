@@ -47,14 +47,14 @@ beforeAll(() => {
 /** What a host's lock step reports before the rollback's part: the lock taken, the state. */
 const STATE = opsLines(KEYS, 'lock acquired', 'provisioned yes', `current ${LIVE}`, 'slot blue', `release ${OLD} x ok 1 1`, `release ${LIVE} x ok 2 2`, `now ${Math.floor(Date.now() / 1000)}`);
 
-function harness(respond: Responder) {
+function harness(respond: (step: Parameters<Responder>[0], host: string) => ReturnType<Responder>) {
   const remotes = new Map<string, RecordingRemote>();
   const ctx: OpsContext = {
     root,
     reporter: new MemoryReporter(),
     processEnv: { PATH: process.env.PATH, USER: 'alice' },
     connector: async (_env, host) => {
-      const remote = new RecordingRemote(host.name, 'deploy', 'sample', respond);
+      const remote = new RecordingRemote(host.name, 'deploy', 'sample', (step) => respond(step, host.name));
       remotes.set(host.name, remote);
       return remote;
     },
@@ -132,6 +132,29 @@ describe('rollback operation', () => {
     expect(h.names()).toEqual(['lock', 'disk space', 'stop green', 'unlock']);
   });
 
+  it('one host, supervisord not running: refused in the lock step before anything is touched, naming the host and the fix; the lock let go there', async () => {
+    const h = harness((step) => (step.name === 'lock' ? { stdout: STATE + opsLines(KEYS, 'supervisor_down 1', 'rollback supervisor_down', `rollback_from ${LIVE}`, 'lock released') } : undefined));
+    const e = (await rollback(h.ctx, loadEnvironment('one', root)).catch((x: unknown) => x)) as OpsError;
+    expect(e).toBeInstanceOf(OpsError);
+    expect(e.message).toBe(`supervisord is not running on web1 (systemctl start supervisor): nothing was changed (no slot started or stopped; nginx and current as they were), and no program of the live release (${LIVE}) runs until it does`);
+    expect(e.hint).toBe('start it (sudo systemctl start supervisor), check ops status one, then roll back again');
+    expect(h.names()).toEqual(['lock']);
+    // The lock step asks whether supervisord runs, and the rollback's part refuses on it before choosing.
+    const lock = h.remotes.get('web1')!.runs[0]!.stdin;
+    expect(lock).toContain('ops_report supervisor_down 1');
+    expect(lock).toContain('rollback_verdict=supervisor_down');
+  });
+
+  it('two hosts, supervisord not running on the second: refused once every lock is taken, before any host changes; every lock let go', async () => {
+    const h = harness((step, host) => {
+      if (step.name === 'lock') return { stdout: host === 'web2' ? STATE + opsLines(KEYS, 'supervisor_down 1') : STATE };
+      if (step.name === 'rollback') return { stdout: opsLines(KEYS, 'rollback ok', `rollback_from ${LIVE}`, `rollback_to ${OLD}`, 'rollback_slot green', 'lock released') };
+      return undefined;
+    });
+    await expect(rollback(h.ctx, loadEnvironment('two', root))).rejects.toThrow(/^supervisord is not running on web2 \(systemctl start supervisor\): nothing was changed \(no slot started or stopped; nginx and current as they were\) on any host/);
+    for (const host of ['web1', 'web2']) expect(h.names(host)).toEqual(['lock', 'unlock']);
+  });
+
   it('two hosts: every lock first (state only), then each host its rollback step, which ends with the audit line and the unlock', async () => {
     const h = harness((step) => {
       if (step.name === 'lock') return { stdout: STATE };
@@ -164,10 +187,16 @@ describe('the rollback step on a host (bash)', () => {
     symlinkSync(join(base, 'releases', LIVE), join(base, 'current'));
     return base;
   }
-  const run = (e: Target, to?: string) => {
+  /** A directory of stand-ins for systemctl and service: supervisord runs (`up`) or not; any other use is logged in `used`. */
+  const supervisord = (up: boolean): string => {
+    const bin = mkdtempSync(join(tmpdir(), 'ops-rollback-svc-'));
+    for (const cmd of ['systemctl', 'service']) writeFileSync(join(bin, cmd), `#!/bin/sh\ncase "$*" in *is-active*supervisor*|*supervisor*status*) exit ${up ? 0 : 3} ;; esac\necho "${cmd} $*" >> "$(dirname "$0")/used"\nexit 0\n`, { mode: 0o755 });
+    return bin;
+  };
+  const run = (e: Target, to?: string, up = true) => {
     const mark = markRelease(e, onHost('rollback_from'), 'abandoned', ['rolled back to ', onHost('release_id')]).script;
     const step = rollbackStep(e, to, mark, { done: 'ops_report done', refused: 'ops_report refused' });
-    return parseReports(execFileSync('bash', ['-c', scriptText(step)], { encoding: 'utf8' }));
+    return parseReports(execFileSync('bash', ['-c', scriptText(step)], { encoding: 'utf8', env: { ...process.env, PATH: `${supervisord(up)}:${process.env.PATH}` } }));
   };
   const at = (reports: [string, string][], key: string) => reported({ stdout: '', stderr: '', code: 0, durationMs: 0, reports }, key as never);
 
@@ -183,6 +212,18 @@ describe('the rollback step on a host (bash)', () => {
     expect(readlinkSync(join(base, 'current'))).toBe(join(base, 'releases', LIVE));
   });
 
+  it('supervisord not running: refused (supervisor_down) before the choice, with `refused`: no slot, nginx, current or mark touched', () => {
+    const base = host();
+    const e = target(base);
+    for (const to of [undefined, OLD]) {
+      const r = run(e, to, false);
+      expect([at(r, 'rollback'), at(r, 'refused'), at(r, 'done'), at(r, 'rollback_to'), at(r, 'rollback_slot'), at(r, 'rollback_exit')]).toEqual(['supervisor_down', '', undefined, undefined, undefined, undefined]);
+    }
+    expect(readlinkSync(join(base, 'current'))).toBe(join(base, 'releases', LIVE));
+    expect(existsSync(join(base, 'releases', LIVE, '.ops-abandoned'))).toBe(false);
+    expect(existsSync(join(base, '.ops', 'slot.new'))).toBe(false);
+  });
+
   it('nginx -t failing on a file the switch does not write: refused before any slot is touched (rollback_exit START_FAILED_CLEAN), saying so', () => {
     const base = host();
     const e = target(base);
@@ -190,7 +231,7 @@ describe('the rollback step on a host (bash)', () => {
     const bin = mkdtempSync(join(tmpdir(), 'ops-rollback-bin-'));
     writeFileSync(join(bin, 'nginx'), '#!/bin/sh\n[ "$1" = -t ] || { echo "nginx $*" >> "$(dirname "$0")/used"; exit 0; }\necho \'nginx: [emerg] unknown directive "bogus_directive" in /etc/nginx/sites-enabled/handmade:1\' >&2\necho \'nginx: configuration file /etc/nginx/nginx.conf test failed\' >&2\nexit 1\n', { mode: 0o755 });
     const step = rollbackStep(e, OLD, ':', { done: 'ops_report done', refused: 'ops_report refused' });
-    const r = spawnSync('bash', ['-c', scriptText(step)], { encoding: 'utf8', env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
+    const r = spawnSync('bash', ['-c', scriptText(step)], { encoding: 'utf8', env: { ...process.env, PATH: `${bin}:${supervisord(true)}:${process.env.PATH}` } });
     const reports = parseReports(r.stdout);
     expect([at(reports, 'rollback'), at(reports, 'rollback_to'), at(reports, 'rollback_exit'), at(reports, 'done')]).toEqual(['ok', OLD, String(START_FAILED_CLEAN), undefined]);
     expect(r.stderr).toContain("nginx -t fails on this host's configuration, on a file this rollback does not write (hand-edited?)");

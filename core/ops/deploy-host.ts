@@ -332,7 +332,7 @@ export async function switchHost(env: Target, hp: HostPlan, p: Plan, locked: Loc
   try {
     hp.started = true;
     await h.run(startSlot(env, newSlot, dir, p.id));
-    const switched = await h.run(switchTo(env, newSlot, p.id, state.certificate, 'deploy', { fingerprint: p.fingerprint, dotenvSums: p.dotenvSums }), { allowFailure: true });
+    const switched = await h.run(switchTo(env, newSlot, p.id, state.certificate, 'deploy', { fingerprint: p.fingerprint, dotenvSums: p.dotenvSums, settings: p.settings }), { allowFailure: true });
     if (switched.code !== 0) {
       const failure = await h.failure('switch', switched);
       // Failed after `current` flipped (its records: history, fingerprint): the release is live and serves; its

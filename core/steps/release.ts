@@ -100,6 +100,8 @@ if [ -n "$cur_id" ] && [ ! -L "${L.dotenv('$cur')}" ]; then
 fi
 # A record is the fingerprint, then (since records have them) the sums of the .env and environ its deploy wrote.
 live_sums=""; if [[ $live_fingerprint == *" "* ]]; then live_sums=${'$'}{live_fingerprint#* }; live_fingerprint=${'$'}{live_fingerprint%% *}; fi
+# (Then, since records have it, the settings alone: not compared here, the fingerprint holds them.)
+sums_only='^([^ ]+ [^ ]+) '; if [[ $live_sums =~ $sums_only ]]; then live_sums=${'$'}{BASH_REMATCH[1]}; fi
 if [ "$live_recorded" = yes ] && [ "$live_fingerprint" = ${quote(fingerprint)} ]; then
 # Its record says what its deploy gave it; what runs is also the slot's and nginx's files (a rollback renders its
 # own). Not indented: the files' text is quoted in it.

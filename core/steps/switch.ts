@@ -486,7 +486,8 @@ const PART = '# shellcheck disable=SC2030,SC2031,SC2317 # parts of their own, ru
  * when the slot is as it was), `rollback_stop_exit` (the old slot's stop failed after the switch),
  * `rollback_settings` (the settings the release chosen last ran with, settingsDigest, from its fingerprint record:
  * absent when the record has none), `rollback_dotenv` (`same` or `differs`: its own .env and environ against those of
- * the release left, compared by cmp, no value read; absent when either is missing).
+ * the release left, compared by cmp, no value read; absent when either is missing, or when its .env is a link to the
+ * shared one of an older version).
  */
 export const ROLLBACK_KEYS = reportKeys('rollback', 'rollback_from', 'rollback_to', 'rollback_slot', 'rollback_exit', 'rollback_stop_exit', 'rollback_settings', 'rollback_dotenv');
 
@@ -554,7 +555,8 @@ else
   # its own .env and environ are those of the release left (cmp: no value is read).
   record_re='^[^ ]+ [^ ]+ [^ ]+ ([^ ]+)$'
   { ${forEachFingerprintRecord(env, String.raw`if [ "$id" = "$release_id" ] && [[ $fp =~ $record_re ]]; then ops_report ${ROLLBACK_KEYS.rollback_settings} "${'$'}{BASH_REMATCH[1]}"; fi`)}; } 2>/dev/null || true
-  if [[ $rollback_from =~ ${RELEASE_DIR_PATTERN} ]] && [ -f ${file(id, L.dotenv)} ] && [ -f ${file(from, L.dotenv)} ]; then
+  # (A release of an older version, its .env a link to the shared one, is not compared: it is not its own.)
+  if [[ $rollback_from =~ ${RELEASE_DIR_PATTERN} ]] && [ -f ${file(id, L.dotenv)} ] && [ ! -L ${file(id, L.dotenv)} ] && [ -f ${file(from, L.dotenv)} ]; then
     if cmp -s -- ${file(id, L.dotenv)} ${file(from, L.dotenv)} && cmp -s -- ${file(id, L.environ)} ${file(from, L.environ)}; then
       ops_report ${ROLLBACK_KEYS.rollback_dotenv} same
     else ops_report ${ROLLBACK_KEYS.rollback_dotenv} differs; fi

@@ -322,6 +322,12 @@ describe('the rollback step on a host (bash)', () => {
     expect(at(reports(), 'rollback_dotenv')).toBe('differs');
     writeFileSync(join(base, '.ops', 'fingerprint'), `${OLD} ${'e'.repeat(32)}\n`);
     expect(at(reports(), 'rollback_settings')).toBeUndefined();
+    // A release of an older version: its .env a link to the shared one, not its own: not compared.
+    mkdirSync(join(base, 'shared'));
+    writeFileSync(join(base, 'shared', '.env'), 'DB=postgresql://u:legacy@h/db\n');
+    rmSync(join(base, 'releases', OLD, '.env'));
+    symlinkSync('../../shared/.env', join(base, 'releases', OLD, '.env'));
+    expect(at(reports(), 'rollback_dotenv')).toBeUndefined();
   });
 
   it('recordSettings: the release\'s line gets the settings it now runs with (replaced or added), its fingerprint and sums kept; other lines and an older record as they are; no records, none made', () => {

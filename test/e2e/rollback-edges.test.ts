@@ -97,12 +97,15 @@ describe.sequential('ops rollback', () => {
   }, 300_000);
 
   it('supervisord stopped: refused before any slot, nginx or current is touched, naming the host and its start; the lock let go', async () => {
-    const live = (await listReleases(project.ctx(), project.env()))[0]!.releases.find((x) => x.status === 'current')!.id;
+    const releases = (await listReleases(project.ctx(), project.env()))[0]!.releases;
+    const live = releases.find((x) => x.status === 'current')!.id;
+    // A release the rollback would otherwise go to (one that went live: rolled back from, or kept ok).
+    const to = releases.find((x) => x.status !== 'current' && x.status !== 'failed')!.id;
     const look = `cat /srv/${APP}/.ops/history /srv/${APP}/.ops/slot /etc/nginx/ops-upstreams/${APP}.conf; ls /srv/${APP}/releases /srv/${APP}/releases/*/.ops-* /etc/supervisor/conf.d; readlink /srv/${APP}/current`;
     const before = await onHost(look);
     await onHost('systemctl stop supervisor');
     try {
-      const r = await cli(['rollback', 'e2e']);
+      const r = await cli(['rollback', 'e2e', '--to', to]);
       expect(r.code).toBe(1);
       expect(r.err).toContain(`error: supervisord is not running on ${host.name} (systemctl start supervisor): nothing was changed (no slot started or stopped; nginx and current as they were)`);
       expect(r.err).not.toMatch(/\n\s+at /);

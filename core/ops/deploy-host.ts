@@ -17,7 +17,7 @@ import { APP_KEYS, appCommand, nodeDependencies, pythonDependencies } from '../s
 import { RELEASE_KEYS, createRelease, markRelease, pruneReleases, receivePack, type DotenvUploads } from '../steps/release.ts';
 import { START_FAILED_CLEAN, SWITCH_KEYS, startSlot, stopSlot, switchTo } from '../steps/switch.ts';
 import { HostRun, pooled, type HostSwitch } from './host-run.ts';
-import { parseState, pruneAfterSwitch, type HostState } from './host-state.ts';
+import { parseState, pruneAfterSwitch, supervisorDownError, type HostState } from './host-state.ts';
 import type { DeployOptions } from './deploy.ts';
 import { treeNotes, type Plan } from './deploy-plan.ts';
 import { certificatePaths } from '../steps/nginx-config.ts';
@@ -101,11 +101,7 @@ export function beginHost(ctx: OpsContext, env: Target, remote: Remote, locked: 
       `${remote.name} has no TLS certificate for ${env.config.domain ?? env.config.app} (${cert.cert}; tls.mode ${env.config.tls.mode}): was tls or domain changed since the last provision? Nothing was changed; the site serves as it did`,
       `run: ops provision ${env.name} (it gets the certificate and writes the site), then deploy`,
     );
-  if (state.supervisorDown)
-    throw new OpsError(
-      `supervisord is not running on ${remote.name} (systemctl start supervisor): nothing was started (no build, no migration), and no program of the live release${state.current ? ` (${state.current})` : ''} runs until it does`,
-      `start it (sudo systemctl start supervisor), check ops status ${env.name}, then deploy again`,
-    );
+  if (state.supervisorDown) throw supervisorDownError(env, remote.name, state, 'nothing was started (no build, no migration)', 'deploy again');
   const broken = nginxBlocker(env, state.nginxInvalid);
   if (broken)
     throw new OpsError(
@@ -336,7 +332,7 @@ export async function switchHost(env: Target, hp: HostPlan, p: Plan, locked: Loc
   try {
     hp.started = true;
     await h.run(startSlot(env, newSlot, dir, p.id));
-    const switched = await h.run(switchTo(env, newSlot, p.id, state.certificate, 'deploy', { fingerprint: p.fingerprint, dotenvSums: p.dotenvSums }), { allowFailure: true });
+    const switched = await h.run(switchTo(env, newSlot, p.id, state.certificate, 'deploy', { fingerprint: p.fingerprint, dotenvSums: p.dotenvSums, settings: p.settings }), { allowFailure: true });
     if (switched.code !== 0) {
       const failure = await h.failure('switch', switched);
       // Failed after `current` flipped (its records: history, fingerprint): the release is live and serves; its

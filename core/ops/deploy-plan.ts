@@ -36,6 +36,8 @@ export interface Plan {
   fingerprint: string;
   /** dotenvSums of this deploy's `.env` and environ: the live release's own files must still read so for a no-op. */
   dotenvSums: string;
+  /** settingsDigest of this deploy: recorded with the release, for what a later rollback to it says. */
+  settings: string;
   /** What the runner's checkout holds that is not deployed (uncommitted changes, a local branch elsewhere): warnings. */
   checkout: string[];
 }
@@ -95,7 +97,7 @@ export async function planDeploy(ctx: OpsContext, env: Target, { repo, resolved 
     ...(tree.submodules.length && { submodules: tree.submodules.map(({ path, sha }) => ({ path, sha })) }),
     ...(tree.lfs.length && { lfs: tree.lfs.map(({ path, oid }) => ({ path, oid })) }),
   };
-  return { resolved, repo, tree, size, id, dotenv, deps, hashes, meta, fingerprint: deployFingerprint(env, dotenv), dotenvSums: dotenvSums(dotenv), checkout: [...(resolved.notes ?? []), ...local] };
+  return { resolved, repo, tree, size, id, dotenv, deps, hashes, meta, fingerprint: deployFingerprint(env, dotenv), dotenvSums: dotenvSums(dotenv), settings: settingsDigest(env), checkout: [...(resolved.notes ?? []), ...local] };
 }
 
 /**
@@ -111,25 +113,61 @@ export async function planDeploy(ctx: OpsContext, env: Target, { repo, resolved 
  * template (planDeploy has checked it can).
  */
 export function deployFingerprint(env: Environment, dotenv: RenderedEnv): string {
-  const { hosts: _h, bastion: _b, ssh: _s, repository: _r, ref: _ref, switch: sw, ...settings } = env.config;
-  const { batch_size: _bs, lock_wait: _lw, health_timeout: _ht, health_interval: _hi, drain: _d, ...switchSettings } = sw;
-  // Keys sorted: the same settings written in another order are the same settings.
-  const sorted = (_: string, v: unknown) => (v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) : v);
   const unordered = (text: string, separator: string) => text.split(separator).sort();
-  const template = env.config.nginx.site_template;
+  const { settings, siteTemplate } = fingerprintSettings(env);
   const digest = createHash('sha256').update(
     JSON.stringify(
       {
         dotenv: unordered(dotenv.dotenv, '\n'),
         environ: unordered(dotenv.environ, '\0'),
-        settings: { ...settings, switch: switchSettings },
-        ...(template && { siteTemplate: readFileSync(envPath(env, template), 'utf8') }),
+        settings,
+        ...(siteTemplate !== undefined && { siteTemplate }),
       },
-      sorted,
+      sortedKeys,
     ),
   );
   return digest.digest('hex').slice(0, 32);
 }
+
+/** JSON.stringify's replacer that sorts an object's keys: the same settings written in another order are the same settings. */
+const sortedKeys = (_: string, v: unknown) => (v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) : v);
+
+/** The settings deployFingerprint counts (what shapes a host, not how a run proceeds), and the site template's text. */
+function fingerprintSettings(env: Environment): { settings: Record<string, unknown>; siteTemplate?: string } {
+  const { hosts: _h, bastion: _b, ssh: _s, repository: _r, ref: _ref, switch: sw, ...settings } = env.config;
+  const { batch_size: _bs, lock_wait: _lw, health_timeout: _ht, health_interval: _hi, drain: _d, ...switchSettings } = sw;
+  const template = env.config.nginx.site_template;
+  return { settings: { ...settings, switch: switchSettings }, ...(template && { siteTemplate: readFileSync(envPath(env, template), 'utf8') }) };
+}
+
+/**
+ * The settings of deployFingerprint without the `.env` (no secret in them), a short digest per top-level key
+ * (`nginx` with the site template's text), as `key=digest,...` sorted by key: recorded with each release
+ * (fingerprintRecords) and updated by a rollback, so a rollback can say which settings differ from those the
+ * release it puts live last ran with (its programs and nginx are rendered from today's), naming keys, never values.
+ */
+export function settingsDigest(env: Environment): string {
+  const { settings, siteTemplate } = fingerprintSettings(env);
+  const parts = Object.entries({ ...settings, nginx: { settings: settings.nginx, ...(siteTemplate !== undefined && { siteTemplate }) } })
+    .filter(([key]) => /^[a-z][a-z0-9_]*$/.test(key))
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([key, value]) => `${key}=${createHash('sha256').update(JSON.stringify(value ?? null, sortedKeys)).digest('hex').slice(0, 8)}`);
+  return parts.join(',');
+}
+
+/**
+ * The top-level settings keys whose digests differ between two settingsDigest texts (a key on one side only
+ * counts), sorted; undefined when `recorded` is not such a text (a record written before records had it).
+ */
+export function settingsChanged(recorded: string | undefined, today: string): string[] | undefined {
+  const parse = (text: string) => new Map(text.split(',').map((part) => part.split('=') as [string, string]));
+  if (!recorded || !SETTINGS_DIGEST.test(recorded)) return undefined;
+  const [was, now] = [parse(recorded), parse(today)];
+  return [...new Set([...was.keys(), ...now.keys()])].filter((k) => was.get(k) !== now.get(k)).sort();
+}
+
+/** What settingsDigest writes: `key=hex` parts, comma-separated. */
+export const SETTINGS_DIGEST = /^[a-z][a-z0-9_]*=[0-9a-f]{8}(,[a-z][a-z0-9_]*=[0-9a-f]{8})*$/;
 
 /**
  * The sha256 (hex) of the `.env` and of the environ a release is given, space-separated, as `sha256sum` reads the

@@ -2,6 +2,7 @@
 // which slot, the releases and their history, known commits, disk; read by deploy, rollback, initdata and
 // `ops diff`. Also what pruning removes after a switch.
 import type { Environment } from '../config/environment.ts';
+import { OpsError } from '../errors.ts';
 import type { Target } from '../target.ts';
 import type { OpsContext } from '../context.ts';
 import { withSession } from './hosts.ts';
@@ -48,7 +49,7 @@ export interface HostState {
   platform?: string;
   /** nginx -t's lines when it fails (a deploy's read, deployState with `shas`); [] when it passes or was not asked. */
   nginxInvalid: string[];
-  /** supervisord is not running (a deploy's read, deployState with `shas`). */
+  /** supervisord is not running (a deploy's read, deployState with `shas`; a rollback's, with `supervisor`). */
   supervisorDown: boolean;
 }
 
@@ -85,6 +86,18 @@ export function parseState(r: StepResult): HostState {
     nginxInvalid: reportedAll(r, RELEASE_KEYS.nginx_invalid),
     supervisorDown: reported(r, RELEASE_KEYS.supervisor_down) !== undefined,
   };
+}
+
+/**
+ * The refusal of an operation on a host where supervisord is not running (HostState.supervisorDown), before it
+ * touches anything: no start could succeed, and no program of the live release runs until supervisord does.
+ * `nothing`: what the operation did not do; `again`: the operation to run once it is started.
+ */
+export function supervisorDownError(env: Target, host: string, state: Pick<HostState, 'current'>, nothing: string, again: string): OpsError {
+  return new OpsError(
+    `supervisord is not running on ${host} (systemctl start supervisor): ${nothing}, and no program of the live release${state.current ? ` (${state.current})` : ''} runs until it does`,
+    `start it (sudo systemctl start supervisor), check ops status ${env.name}, then ${again}`,
+  );
 }
 
 /**

@@ -7,14 +7,15 @@ import { clockSkewWarning, runnerNow, type OpsContext } from '../context.ts';
 import { OpsError, StepError } from '../errors.ts';
 import { otherSlot, type Slot } from '../layout.ts';
 import { runInfo } from '../runinfo.ts';
-import { failureDetail, reported, type Remote, type Step } from '../remote/types.ts';
+import { failureDetail, reported, type Remote, type Step, type StepResult } from '../remote/types.ts';
 import { onHost, validate } from '../shell.ts';
 import type { AuditEntry } from '../steps/audit.ts';
 import { deployState, markRelease } from '../steps/release.ts';
 import { ROLLBACK_KEYS, START_FAILED_CLEAN, SWITCH_KEYS, rollbackStep, stopSlot, type RollbackEnds } from '../steps/switch.ts';
 import { HostRun, type HostSwitch } from './host-run.ts';
 import { withSession } from './hosts.ts';
-import { parseState } from './host-state.ts';
+import { parseState, supervisorDownError, type HostState } from './host-state.ts';
+import { settingsChanged, settingsDigest } from './deploy-plan.ts';
 import { withLock, type AuditEntryFields, type LockedRun } from './locked.ts';
 
 export interface RollbackResult {
@@ -27,16 +28,64 @@ export interface RollbackResult {
  * The rollback's step: the host chooses the release (`to`, or the one live before), starts, switches, marks the
  * release left and, at `ends.done`, writes the audit line (release and previous from the host) and lets go.
  */
-function rollbackWork(env: Target, ctx: OpsContext, to: string | undefined, ends: RollbackEnds): Step {
+function rollbackWork(env: Target, ctx: OpsContext, to: string | undefined, ends: RollbackEnds, settings: string | undefined): Step {
   const info = runInfo(ctx.processEnv);
   const mark = markRelease(env, onHost('rollback_from'), 'abandoned', ['rolled back to ', onHost('release_id'), ` by ${info.actor} at ${runnerNow(ctx).toISOString()}`]);
-  return rollbackStep(env, to, mark.script, ends);
+  return rollbackStep(env, to, mark.script, ends, settings);
 }
+
+/**
+ * Today's settings (settingsDigest): what the rollback renders programs and nginx from, recorded for the release it
+ * puts live. undefined when they cannot be read (a site template gone): the rollback goes on, saying nothing of them.
+ */
+function todaysSettings(env: Target): string | undefined {
+  try {
+    return settingsDigest(env);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Settings a rollback does not apply to the release it puts live: its .env's (the release keeps its own) and its
+ * build's (it is not built again). The others shape its programs and nginx, rendered from today's.
+ */
+const NOT_RENDERED = new Set(['env', 'dotenv', 'secrets', 'release', 'packages']);
+
+/** What a rollback to `target` (from `from`) on a host ran with, as the host reported it (rollbackStep). */
+export interface RollbackSettings {
+  /** The settings keys (those a rollback renders) that differ from those `target` last ran with; undefined: no record of them. */
+  changed?: string[];
+  /** `target`'s own .env and environ against `from`'s: `same`, `differs`, or undefined (not compared). */
+  dotenv?: string;
+}
+
+/** The settings part of a rollback's host answer: what it last ran with against `today` (settingsDigest). */
+export function rollbackSettings(r: StepResult, today: string | undefined): RollbackSettings {
+  const changed = today === undefined ? undefined : settingsChanged(reported(r, ROLLBACK_KEYS.rollback_settings), today)?.filter((k) => !NOT_RENDERED.has(k));
+  return { ...(changed && { changed }), ...(reported(r, ROLLBACK_KEYS.rollback_dotenv) && { dotenv: reported(r, ROLLBACK_KEYS.rollback_dotenv) }) };
+}
+
+/**
+ * One line saying what `target` runs with after a rollback from `from`, when it is not simply what it last ran with:
+ * its programs and nginx rendered from today's settings that differ from those it last ran with (the keys named, no
+ * value), its own .env (from its deploy) that differs from the one `from` ran with. undefined when neither is known
+ * to differ (a record without settings says nothing of them).
+ */
+export function settingsNote(target: string, from: string, s: RollbackSettings): string | undefined {
+  const settings = s.changed?.length ? `today's, not those ${target} last ran with (they differ: ${s.changed.join(', ')})` : undefined;
+  const dotenv = s.dotenv === 'differs' ? `its .env is its own, from its deploy, and differs from the one ${from} ran with` : undefined;
+  if (!settings && !dotenv) return undefined;
+  return `settings: ${settings ?? (s.changed ? `those ${target} last ran with` : "today's (whether they differ from those it last ran with is not recorded)")}${dotenv ? `; ${dotenv}` : ''}`;
+}
+
+/** What a rollback refused before its work did not touch. */
+const ROLLBACK_UNTOUCHED = 'nothing was changed (no slot started or stopped; nginx and current as they were)';
 
 /** The audit entry of a rollback that went live; release and previous are filled in on the host. */
 const DONE: [AuditEntryFields, Partial<Record<keyof AuditEntry, string>>] = [{ result: 'success' }, { release: 'release_id', previous: 'audit_previous' }];
 
-async function rollbackHost(ctx: OpsContext, env: Target, remote: Remote, locked: LockedRun, to: string | undefined): Promise<HostSwitch> {
+async function rollbackHost(ctx: OpsContext, env: Target, remote: Remote, locked: LockedRun, to: string | undefined, today: string | undefined): Promise<HostSwitch> {
   const h = new HostRun(ctx, remote, env, 'rollback');
   const state = parseState(locked.inspected.get(remote.name)!);
   const idle = otherSlot(state.slot ?? 'blue');
@@ -45,7 +94,7 @@ async function rollbackHost(ctx: OpsContext, env: Target, remote: Remote, locked
   let r = locked.inspected.get(remote.name)!;
   if (!fused) {
     try {
-      r = await remote.run(rollbackWork(env, ctx, to, { done: locked.closing(remote.name, ...DONE), refused: '' }));
+      r = await remote.run(rollbackWork(env, ctx, to, { done: locked.closing(remote.name, ...DONE), refused: '' }, today));
     } catch (e) {
       // The step broke (timed out, lost its connection): whatever it started on the idle slot goes.
       await h.tryRun(stopSlot(env, idle));
@@ -58,6 +107,7 @@ async function rollbackHost(ctx: OpsContext, env: Target, remote: Remote, locked
   const target = reported(r, ROLLBACK_KEYS.rollback_to) ?? to ?? '';
   const kept = state.releases.map((x) => x.id);
   if (verdict === 'no_live') throw new OpsError(`${remote.name} has no live release to roll back from`);
+  if (verdict === 'supervisor_down') throw supervisorDownError(env, remote.name, state, ROLLBACK_UNTOUCHED, 'roll back again');
   if (verdict === 'none')
     throw new OpsError(`${remote.name} has no earlier healthy release to roll back to (kept: ${kept.join(', ') || 'none'})`, `pick one with --to (see ops releases ${env.name})`);
   if (verdict === 'not_kept') throw new OpsError(`release ${to} is not on ${remote.name} (kept: ${kept.join(', ')})`, `see ops releases ${env.name}`);
@@ -78,6 +128,8 @@ async function rollbackHost(ctx: OpsContext, env: Target, remote: Remote, locked
   if (result.noop) return { ...result, notes: [`${result.release} is already live`] };
   if (verdict !== 'ok') throw new OpsError(`${remote.name} did not say what it rolled back to (${verdict ?? 'no answer'})`, `see ops status ${env.name} and ops audit ${env.name}`);
   const slot = (reported(r, ROLLBACK_KEYS.rollback_slot) as Slot | undefined) ?? idle;
+  const ranWith = rollbackSettings(r, today);
+  const note = settingsNote(target, from, ranWith);
   const failed = (message: string) => locked.audit(remote.name, { result: 'failed', release: target, previous: from, message });
   const exit = reported(r, ROLLBACK_KEYS.rollback_exit);
   try {
@@ -90,7 +142,8 @@ async function rollbackHost(ctx: OpsContext, env: Target, remote: Remote, locked
     }
     if (!(e instanceof StepError && e.exitCode === START_FAILED_CLEAN)) await h.tryRun(stopSlot(env, slot));
     failed((e as Error).message.split('\n')[0]!);
-    throw new OpsError(`${(e as Error).message}\n${remote.name} still serves ${from}`, (e as OpsError).hint);
+    const message = (e as Error).message;
+    throw new OpsError(`${message}\n${remote.name} still serves ${from}`, joinHints((e as OpsError).hint, unhealthyHint(env, state, target, from, ranWith, message)));
   }
   const stopExit = reported(r, ROLLBACK_KEYS.rollback_stop_exit);
   if (stopExit !== undefined) {
@@ -98,7 +151,31 @@ async function rollbackHost(ctx: OpsContext, env: Target, remote: Remote, locked
     throw new OpsError(`${target} is live on ${remote.name} and serves; stopping the previous slot (${otherSlot(slot)}) failed with exit code ${stopExit}\n${failureDetail(r.stdout, r.stderr)}`, `see ops status ${env.name}: the previous release may still run there`);
   }
   if (!fused) locked.closed(remote.name, r);
+  if (note) {
+    ctx.reporter.warn(`${remote.name}: ${note}`);
+    result.notes.push(note);
+  }
   return result;
+}
+
+/**
+ * The hint of a rollback whose release did not become healthy, when it ran with something else than it last ran
+ * with (rollbackSettings): today's settings for its programs and nginx, or its own .env that differs from the one the
+ * release left ran with (a secret changed since, such as a database password, keeps an older release from answering:
+ * its .env holds the value of its day). undefined otherwise, or for another failure.
+ */
+export function unhealthyHint(env: Target, state: HostState, target: string, from: string, s: RollbackSettings, message: string): string | undefined {
+  if (!/did not become healthy/.test(message)) return undefined;
+  const settings = s.changed?.length ? `was started with today's settings (its programs and nginx), which differ from those it last ran with (${s.changed.join(', ')})` : undefined;
+  const dotenv = s.dotenv === 'differs' ? `runs its own .env, from its deploy, which differs from the one ${from} ran with: a secret changed since (a database password?) may keep it from answering` : undefined;
+  if (!settings && !dotenv) return undefined;
+  const sha = state.releases.find((x) => x.id === target)?.sha || target.split('-').pop();
+  return `${target} ${[settings, dotenv].filter(Boolean).join('; and it ')}. To run its code with today's settings and .env, deploy it: ops deploy ${env.name} --ref ${sha}`;
+}
+
+/** Two hints as one (either may be missing). */
+function joinHints(a: string | undefined, b: string | undefined): string | undefined {
+  return a && b ? `${a}; ${b}` : (a ?? b);
 }
 
 /**
@@ -115,18 +192,28 @@ export async function rollback(ctx: OpsContext, environment: Environment, to?: s
   refuseCollisions(env, ctx.reporter);
   // Several hosts: every lock is taken before any host changes, so the work is a step of its own after the lock.
   const alone = env.hosts.length === 1;
+  const today = todaysSettings(env);
   const hosts = await withSession(ctx, env, (session) =>
     withLock(
       ctx,
       session,
       'rollback',
-      (locked) => session.each((remote) => rollbackHost(ctx, env, remote, locked, to), { batch: env.config.switch.batch_size }),
+      (locked) => {
+        // A host without supervisord refuses the rollback everywhere, before any host changes (one host: its step
+        // refused on its own, supervisor_down).
+        for (const remote of session.remotes.values()) {
+          const state = parseState(locked.inspected.get(remote.name)!);
+          if (state.supervisorDown && !locked.finished(remote.name)) throw supervisorDownError(env, remote.name, state, `${ROLLBACK_UNTOUCHED}${alone ? '' : ' on any host'}`, 'roll back again');
+        }
+        return session.each((remote) => rollbackHost(ctx, env, remote, locked, to, today), { batch: env.config.switch.batch_size });
+      },
       {
-        // The live release is being left: no need to probe it first; nor to know what sending code needs.
-        inspect: deployState(env),
+        // The live release is being left: no need to probe it first; nor to know what sending code needs. Whether
+        // supervisord runs, though: without it no slot starts.
+        inspect: deployState(env, undefined, { supervisor: true }),
         ...(alone && {
-          finish: (unlock) => rollbackWork(env, ctx, to, { done: unlock(...DONE), refused: unlock() }).script,
-          finishSeconds: rollbackWork(env, ctx, to, { done: '', refused: '' }).timeout,
+          finish: (unlock) => rollbackWork(env, ctx, to, { done: unlock(...DONE), refused: unlock() }, today).script,
+          finishSeconds: rollbackWork(env, ctx, to, { done: '', refused: '' }, today).timeout,
         }),
       },
     ),
@@ -138,5 +225,6 @@ export async function rollback(ctx: OpsContext, environment: Environment, to?: s
 export function rollbackSummary(r: RollbackResult): string {
   const lines = [`### Rollback of ${r.environment}`, '', '| host | from | to | |', '|---|---|---|---|'];
   for (const h of r.hosts) lines.push(`| ${h.host} | \`${h.previous}\` | \`${h.release}\` | ${h.noop ? 'already live' : `${(h.steps.reduce((a, s) => a + s.ms, 0) / 1000).toFixed(1)}s`} |`);
-  return lines.join('\n');
+  const said = r.hosts.flatMap((h) => h.notes.filter((n) => n.startsWith('settings: ')).map((n) => `- ${h.host}: ${n}`));
+  return [...lines, ...(said.length ? ['', ...said] : [])].join('\n');
 }

@@ -7,12 +7,12 @@ import { reportKeys, type Step } from '../remote/types.ts';
 import { quote, word, type HostVariable } from '../shell.ts';
 import { certificatePaths } from './nginx-config.ts';
 import { RELEASE_DIR_PATTERN, historyFunctions } from './history.ts';
-import { forEachFingerprintRecord, liveFilesShell, probes } from './switch.ts';
+import { forEachFingerprintRecord, liveFilesShell, probes, supervisordDown } from './switch.ts';
 import { b64 } from './script.ts';
 import { diskReport } from './facts.ts';
 import { IDENTITY_FUNCTIONS, PROBE_FUNCTIONS, SUPERVISOR_FUNCTIONS } from './libraries.ts';
 
-/** What the release steps report. `deployState`: `now` (host clock, Unix seconds), `provisioned` (date or `no`), `current`, `slot`, `live_sha` (the live release's commit, '' when none), `certificate` (yes|no), `known`/`has` (commits the mirror has), `shallow` (commits the mirror holds without their history: mirrorShallow), `incomplete` (receivePack: a commit or pack the mirror could not take whole), `nginx_invalid` (nginx -t's lines when it fails, asked with `shas`), `supervisor_down` (supervisord is not running, asked with `shas`), `lfs_has` (LFS objects stored), `deps_has` (complete dependency sets under shared/deps), `live_health` (`ok` or why not), `live_changed` (something is live that was not deployed with this deploy's fingerprint: `settings`, the record of the live release holds another, or what runs it is not what these settings render: its slot's supervisor file, nginx's site or upstreams, liveFilesShell; `unrecorded`, there is none for it: deployed before records were kept, its .env a link to the shared one of older versions, or the records are missing or damaged), `platform` (`<os> <arch> python <v|none> node <v|none>`, when asked), with FACTS_KEYS.disk and the history's LIBRARY_KEYS. `pruneReleases`: `pruned`, `kept_running` (release ids), `pruned_deps` (dependency set names). */
+/** What the release steps report. `deployState`: `now` (host clock, Unix seconds), `provisioned` (date or `no`), `current`, `slot`, `live_sha` (the live release's commit, '' when none), `certificate` (yes|no), `known`/`has` (commits the mirror has), `shallow` (commits the mirror holds without their history: mirrorShallow), `incomplete` (receivePack: a commit or pack the mirror could not take whole), `nginx_invalid` (nginx -t's lines when it fails, asked with `shas`), `supervisor_down` (supervisord is not running, asked with `shas` or `supervisor`), `lfs_has` (LFS objects stored), `deps_has` (complete dependency sets under shared/deps), `live_health` (`ok` or why not), `live_changed` (something is live that was not deployed with this deploy's fingerprint: `settings`, the record of the live release holds another, or what runs it is not what these settings render: its slot's supervisor file, nginx's site or upstreams, liveFilesShell; `unrecorded`, there is none for it: deployed before records were kept, its .env a link to the shared one of older versions, or the records are missing or damaged), `platform` (`<os> <arch> python <v|none> node <v|none>`, when asked), with FACTS_KEYS.disk and the history's LIBRARY_KEYS. `pruneReleases`: `pruned`, `kept_running` (release ids), `pruned_deps` (dependency set names). */
 export const RELEASE_KEYS = reportKeys('now', 'provisioned', 'current', 'slot', 'live_sha', 'certificate', 'known', 'shallow', 'incomplete', 'has', 'lfs_has', 'deps_has', 'live_health', 'live_changed', 'platform', 'nginx_invalid', 'supervisor_down', 'pruned', 'kept_running', 'pruned_deps');
 
 export interface ReleaseMeta {
@@ -75,6 +75,7 @@ export function releaseId(sha: string, now = new Date()): string {
  *   the app, they are not what the record says; a record written before records had sums is not compared);
  *   else `live_changed settings`.
  *   Alone: a dry run's read.
+ * - `supervisor` (a rollback's read; a deploy's with `shas` has it too): `supervisor_down` when supervisord is not running.
  * - `commit` with `fingerprint` (a deploy that is a no-op when that commit is live, deployed with that
  *   fingerprint): when the live release is that commit with that fingerprint, the live check runs (its health checks answer, and what answers is the process supervisor started for the
  *   release `current` names: live_verdict) and the step reports `live_health` and ends there: the no-op
@@ -84,7 +85,7 @@ export function releaseId(sha: string, now = new Date()): string {
  * Commands that start a process are few on the no-op path (it runs on every deploy of the live commit): the
  * clock, the link and the files are read by bash builtins.
  */
-export function deployState(env: Target, shas?: string[], options: { lfs?: string[]; commit?: string; fingerprint?: string; platform?: boolean } = {}): Step {
+export function deployState(env: Target, shas?: string[], options: { lfs?: string[]; commit?: string; fingerprint?: string; platform?: boolean; supervisor?: boolean } = {}): Step {
   const L = env.layout;
   const cert = certificatePaths(env);
   const live = (slot: Slot) => `live_verdict "$cur_id" "$cur" ${quote(L.supervisorGroup(slot))} 3 0.2 ${probes(env, slot).map(quote).join(' ')}`;
@@ -99,6 +100,8 @@ if [ -n "$cur_id" ] && [ ! -L "${L.dotenv('$cur')}" ]; then
 fi
 # A record is the fingerprint, then (since records have them) the sums of the .env and environ its deploy wrote.
 live_sums=""; if [[ $live_fingerprint == *" "* ]]; then live_sums=${'$'}{live_fingerprint#* }; live_fingerprint=${'$'}{live_fingerprint%% *}; fi
+# (Then, since records have it, the settings alone: not compared here, the fingerprint holds them.)
+sums_only='^([^ ]+ [^ ]+) '; if [[ $live_sums =~ $sums_only ]]; then live_sums=${'$'}{BASH_REMATCH[1]}; fi
 if [ "$live_recorded" = yes ] && [ "$live_fingerprint" = ${quote(fingerprint)} ]; then
 # Its record says what its deploy gave it; what runs is also the slot's and nginx's files (a rollback renders its
 # own). Not indented: the files' text is quoted in it.
@@ -132,6 +135,7 @@ if [ -n "$live_sha" ] && [ "$live_sha" = ${quote(options.commit)} ] && [ "${'$'}
 fi
 `
     : '';
+  const supervisorReport = `if ${supervisordDown()}; then ops_report ${RELEASE_KEYS.supervisor_down} 1; fi`;
   const code = shas
     ? String.raw`${diskReport(L.base)}
 if [ -d ${quote(L.mirror)} ]; then
@@ -146,8 +150,7 @@ fi
 for d in ${quote(L.deps)}/*/; do if [ -f "$d.complete" ]; then d=${'$'}{d%/}; ops_report ${RELEASE_KEYS.deps_has} "${'$'}{d##*/}"; fi; done
 # Is supervisord running? The start needs it (else it fails after the build and migrations), and without it no
 # program of the live release runs either.
-if [ -d /run/systemd/system ]; then systemctl is-active --quiet supervisor || ops_report ${RELEASE_KEYS.supervisor_down} 1
-else service supervisor status >/dev/null 2>&1 || ops_report ${RELEASE_KEYS.supervisor_down} 1; fi
+${supervisorReport}
 # Can the switch reload nginx? A file it does not write that nginx refuses would fail it after the build and migrations.
 if ! nginx_out=$(nginx -t 2>&1); then while IFS= read -r line; do [ -z "$line" ] || ops_report ${RELEASE_KEYS.nginx_invalid} "$line"; done <<< "$nginx_out"; fi
 `
@@ -179,7 +182,7 @@ ${recorded}${noop}if [ -z "$state_done" ]; then
 ${cert ? `ops_report ${RELEASE_KEYS.certificate} "$([ -s ${quote(cert.cert)} ] && echo yes || echo no)"\n` : ''}if [ -d ${quote(L.state)} ]; then history_init; fi
 release_reports
 slot_releases
-${code}${options.platform ? `${platformReport(env)}\n` : ''}fi`,
+${code}${options.supervisor && !shas ? `${supervisorReport}\n` : ''}${options.platform ? `${platformReport(env)}\n` : ''}fi`,
   };
 }
 

@@ -185,6 +185,15 @@ if [ -n "$expected_conf" ] && [[ $cur_id =~ ${RELEASE_DIR_PATTERN} ]]; then
 fi`;
 }
 
+/**
+ * A bash condition, true when supervisord is not running on the host (its unit, or its init script without
+ * systemd): a deploy's state step reports it (deployState, `supervisor_down`) and a rollback refuses on it
+ * (rollbackStep) before anything is touched, since no start can succeed without it.
+ */
+export function supervisordDown(): string {
+  return '{ if [ -d /run/systemd/system ]; then ! systemctl is-active --quiet supervisor; else ! service supervisor status >/dev/null 2>&1; fi; }';
+}
+
 /** rollbackStep's start exits with this when it reused the slot (the release already ran there, warm and healthy). */
 const START_REUSED = 4;
 
@@ -318,27 +327,52 @@ export function forEachFingerprintRecord(env: Target, body: string): string {
 fi`;
 }
 
-/** What a deploy gave a release, as its fingerprint record says: deployFingerprint, and dotenvSums of the files it wrote. */
+/**
+ * What a deploy gave a release, as its fingerprint record says: deployFingerprint, dotenvSums of the files it wrote,
+ * and settingsDigest (the settings alone, by key: a rollback replaces it with those it renders the release's
+ * programs and nginx from).
+ */
 export interface DeployRecord {
   fingerprint: string;
   dotenvSums: string;
+  settings: string;
 }
+
+/** What settingsDigest writes (core/ops/deploy-plan.ts): `key=hex` parts, comma-separated; no space, nothing the shell expands. */
+const SETTINGS_FIELD = /^[a-z][a-z0-9_]*=[0-9a-f]{8}(,[a-z][a-z0-9_]*=[0-9a-f]{8})*$/;
 
 /**
  * The deploy's new fingerprint records, written to .ops/fingerprint.new (renamed over the records once `current`
- * flipped): a line `<release id> <fingerprint> <.env sha256> <environ sha256>` per release (older records have the
- * fingerprint alone), the lines of releases still on the host kept as they are (a rollback to one of them puts live
+ * flipped): a line `<release id> <fingerprint> <.env sha256> <environ sha256> <settings>` per release (older records
+ * have the fingerprint alone, or no settings), the lines of releases still on the host kept as they are (a rollback to one of them puts live
  * what it was deployed with), this release's last; mode 0600. A missing or damaged file (not a regular file) is
  * started afresh.
  */
 export function fingerprintRecords(env: Target, record: DeployRecord): string {
   const L = env.layout;
-  if (!/^[0-9a-f]+$/.test(record.fingerprint) || !/^[0-9a-f]{64} [0-9a-f]{64}$/.test(record.dotenvSums)) throw new Error(`fingerprintRecords: not a record: ${JSON.stringify(record)}`);
+  if (!/^[0-9a-f]+$/.test(record.fingerprint) || !/^[0-9a-f]{64} [0-9a-f]{64}$/.test(record.dotenvSums) || !SETTINGS_FIELD.test(record.settings)) throw new Error(`fingerprintRecords: not a record: ${JSON.stringify(record)}`);
   // Root's alone (0600): digests of the .env, whose own mode is 0600.
   return String.raw`umask 077
 { ${forEachFingerprintRecord(env, String.raw`if [ -n "$id" ] && [ "$id" != "$release_id" ] && [ -d ${quote(L.releases)}/"$id" ]; then printf '%s %s\n' "$id" "$fp"; fi`)}
-printf '%s %s\n' "$release_id" ${quote(`${record.fingerprint} ${record.dotenvSums}`)}; } > ${quote(`${L.fingerprint}.new`)}
+printf '%s %s\n' "$release_id" ${quote(`${record.fingerprint} ${record.dotenvSums} ${record.settings}`)}; } > ${quote(`${L.fingerprint}.new`)}
 umask 022`;
+}
+
+/**
+ * Shell (a function's body: it may `return`) that records `settings` (settingsDigest) as what the release
+ * `$release_id` now runs with, in its line of .ops/fingerprint (the fifth field, replaced or added): a rollback renders
+ * its programs and nginx from them, so the next rollback to it compares with those. The fingerprint and the sums stay
+ * what its deploy gave it (a deploy's no-op compares them); a line without the sums (an older version's) and the other
+ * releases' lines are left as they are; no records, nothing written; mode 0600.
+ */
+export function recordSettings(env: Target, settings: string): string {
+  const L = env.layout;
+  if (!SETTINGS_FIELD.test(settings)) throw new Error(`recordSettings: not a settings digest: ${settings}`);
+  return String.raw`[ -f ${quote(L.fingerprint)} ] || return 0
+umask 077
+record_keep='^([^ ]+ [^ ]+ [^ ]+)( [^ ]+)?$'
+{ ${forEachFingerprintRecord(env, String.raw`if [ "$id" = "$release_id" ] && [[ $fp =~ $record_keep ]]; then fp="${'$'}{BASH_REMATCH[1]} ${settings}"; fi; if [ -n "$id" ]; then printf '%s %s\n' "$id" "$fp"; fi`)}; } > ${quote(`${L.fingerprint}.new`)}
+mv -fT ${quote(`${L.fingerprint}.new`)} ${quote(L.fingerprint)}`;
 }
 
 /** How long the switch looks for the new slot at /.ops/slot, at most, in seconds (about 5 s of 100 looks when nothing answers). */
@@ -445,12 +479,17 @@ const PART = '# shellcheck disable=SC2030,SC2031,SC2317 # parts of their own, ru
 /**
  * What rollbackStep reports: `rollback` (the host's verdict: ok; noop: the release is live already; none: no
  * earlier release to go back to; not_kept: `--to` names no release kept there; never_live: `--to` names a release
- * that never went live, its deploy failed or cut short; no_live: nothing is live),
+ * that never went live, its deploy failed or cut short; no_live: nothing is live; supervisor_down: supervisord is not
+ * running, nothing was touched),
  * `rollback_from` (the release live before), `rollback_to` and `rollback_slot` (the release chosen, the slot
  * started for it), `rollback_exit` (the start or the switch failed: startSlot's exit code, START_FAILED_CLEAN
- * when the slot is as it was), `rollback_stop_exit` (the old slot's stop failed after the switch).
+ * when the slot is as it was), `rollback_stop_exit` (the old slot's stop failed after the switch),
+ * `rollback_settings` (the settings the release chosen last ran with, settingsDigest, from its fingerprint record:
+ * absent when the record has none), `rollback_dotenv` (`same` or `differs`: its own .env and environ against those of
+ * the release left, compared by cmp, no value read; absent when either is missing, or when its .env is a link to the
+ * shared one of an older version).
  */
-export const ROLLBACK_KEYS = reportKeys('rollback', 'rollback_from', 'rollback_to', 'rollback_slot', 'rollback_exit', 'rollback_stop_exit');
+export const ROLLBACK_KEYS = reportKeys('rollback', 'rollback_from', 'rollback_to', 'rollback_slot', 'rollback_exit', 'rollback_stop_exit', 'rollback_settings', 'rollback_dotenv');
 
 export interface RollbackEnds {
   /**
@@ -476,8 +515,11 @@ export interface RollbackEnds {
  * nothing that serves (`current` and nginx are as they were); the slot is as it was when `rollback_exit` is
  * START_FAILED_CLEAN (a failed switch to a warm slot reused as it ran: it keeps running), else the operation stops it.
  */
-export function rollbackStep(env: Target, to: string | undefined, after: string, ends: RollbackEnds): Step {
+export function rollbackStep(env: Target, to: string | undefined, after: string, ends: RollbackEnds, settings?: string): Step {
   const L = env.layout;
+  const from = onHost('rollback_from');
+  /** A release's .env or environ (`path` of the layout), the release a host variable. */
+  const file = (release: HostVariable, path: (dir: string) => string) => word(`${L.releases}/`, release, path(''));
   const id = onHost('release_id');
   const slots: Slot[] = ['blue', 'green'];
   const certs = certificatePaths(env);
@@ -502,12 +544,23 @@ ops_part() { set +e; ( set -e; "$1" ); part_rc=$?; set -e; }
 rollback_from=$(readlink ${quote(L.current)} 2>/dev/null || true); rollback_from=${'$'}{rollback_from##*/}
 live_slot=""; if [ -f ${quote(L.slotFile)} ]; then read -r live_slot < ${quote(L.slotFile)} || true; fi
 ops_report ${ROLLBACK_KEYS.rollback_from} "$rollback_from"
-if [ -z "$rollback_from" ]; then rollback_verdict=no_live; else rollback_choice "$rollback_from" ${quote(to ?? '')}; fi
+# Without supervisord no slot can start (and the live release's programs do not run either): refused before anything.
+if [ -z "$rollback_from" ]; then rollback_verdict=no_live; elif ${supervisordDown()}; then rollback_verdict=supervisor_down; else rollback_choice "$rollback_from" ${quote(to ?? '')}; fi
 ops_report ${ROLLBACK_KEYS.rollback} "$rollback_verdict"
 if [ "$rollback_verdict" != ok ]; then
   ${ends.refused || ':'}
 else
   ops_report ${ROLLBACK_KEYS.rollback_to} "$release_id"
+  # What the release last ran with: the settings in its record (the fifth field, since records have it), and whether
+  # its own .env and environ are those of the release left (cmp: no value is read).
+  record_re='^[^ ]+ [^ ]+ [^ ]+ ([^ ]+)$'
+  { ${forEachFingerprintRecord(env, String.raw`if [ "$id" = "$release_id" ] && [[ $fp =~ $record_re ]]; then ops_report ${ROLLBACK_KEYS.rollback_settings} "${'$'}{BASH_REMATCH[1]}"; fi`)}; } 2>/dev/null || true
+  # (A release of an older version, its .env a link to the shared one, is not compared: it is not its own.)
+  if [[ $rollback_from =~ ${RELEASE_DIR_PATTERN} ]] && [ -f ${file(id, L.dotenv)} ] && [ ! -L ${file(id, L.dotenv)} ] && [ -f ${file(from, L.dotenv)} ]; then
+    if cmp -s -- ${file(id, L.dotenv)} ${file(from, L.dotenv)} && cmp -s -- ${file(id, L.environ)} ${file(from, L.environ)}; then
+      ops_report ${ROLLBACK_KEYS.rollback_dotenv} same
+    else ops_report ${ROLLBACK_KEYS.rollback_dotenv} differs; fi
+  fi
   # The idle slot (green when the slot record is missing or unreadable: blue is then taken as live).
   if [ "$live_slot" = green ]; then new_slot=blue; else live_slot=blue; new_slot=green; fi
   ops_report ${ROLLBACK_KEYS.rollback_slot} "$new_slot"
@@ -518,6 +571,10 @@ else
   ${variants('rollback_start', '$new_slot', starts)}
   ${variants('rollback_switch', '$new_slot:$cert', switches)}
   ${env.config.switch.keep_previous ? ': keep_previous: the old slot stays warm' : variants('rollback_stop', '$live_slot', stops)}
+  ${PART}
+  rollback_record() {
+${settings === undefined ? ':' : recordSettings(env, settings)}
+  }
   ${PART}
   rollback_after() {
     if [[ $rollback_from =~ ${RELEASE_DIR_PATTERN} ]]; then
@@ -553,6 +610,8 @@ else
   else
     ops_part rollback_after
     [ "$part_rc" = 0 ] || echo "could not mark the release left (it stays a rollback target)" >&2
+    ops_part rollback_record
+    [ "$part_rc" = 0 ] || { rm -f ${quote(`${L.fingerprint}.new`)}; echo "could not record the settings $release_id now runs with (${L.fingerprint}): the next rollback to it may say they differ" >&2; }
     ${env.config.switch.keep_previous ? 'part_rc=0' : 'ops_part rollback_stop'}
     if [ "$part_rc" = 0 ]; then
       ${ends.done || ':'}

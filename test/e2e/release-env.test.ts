@@ -4,7 +4,8 @@
 // old release and a restart, initdata there, a deploy of the old release's commit, and the pruning that removes
 // the shared files with the last release linked to them. Then a rollback made with other program settings than
 // the release rolled back to was deployed with, and a deploy of its commit with those: what serves must be
-// what the deploy says is live.
+// what the deploy says is live, and the rollback says it ran with today's program settings. Last, a rollback to a
+// release whose own .env holds a database password rotated since: the error says so.
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deploy } from '../../core/ops/deploy.ts';
 import { initdata } from '../../core/ops/initdata.ts';
 import { rollback } from '../../core/ops/rollback.ts';
+import { OpsError } from '../../core/errors.ts';
 import { quote } from '../../core/shell.ts';
 import { downHost, sshRun, type Host } from '../hosts/index.ts';
 import { commit, gitIn, initRepo } from '../support/gitrepo.ts';
@@ -130,8 +132,14 @@ supervisorctl restart all >/dev/null`);
     withConfig({ ...env, ...programs('two') });
     const b = await run({ ref: version('5') });
     expect(await serves(b.release)).toBe(`${b.release} new-mark two`);
-    // The rollback starts the release with today's programs (its slot's file rewritten): it runs with GREETING=two.
-    await rollback(project.ctx(), project.env());
+    // The rollback starts the release with today's programs (its slot's file rewritten): it runs with GREETING=two,
+    // and says so (the settings' keys, no value); its .env is b's (the same MARK): nothing said of it.
+    const back = await rollback(project.ctx(), project.env());
+    expect(back.hosts[0]!.notes).toEqual([`settings: today's, not those ${a.release} last ran with (they differ: programs)`]);
+    expect(await serves(a.release)).toBe(`${a.release} new-mark two`);
+    // Forward to b and back to a again with the same settings: a last ran with them, nothing to say.
+    expect((await rollback(project.ctx(), project.env(), b.release)).hosts[0]!.notes).toEqual([]);
+    expect((await rollback(project.ctx(), project.env(), a.release)).hosts[0]!.notes).toEqual([]);
     expect(await serves(a.release)).toBe(`${a.release} new-mark two`);
     // Its commit with the settings it was deployed with: not what runs, so not "already live".
     withConfig({ ...env, ...programs('one') });
@@ -139,5 +147,28 @@ supervisorctl restart all >/dev/null`);
     expect(r.noop, `a no-op would leave ${a.release} serving GREETING=two`).toBe(false);
     expect(await serves(r.release)).toBe(`${r.release} new-mark one`);
     expect((await run({ ref: 'v4' })).noop).toBe(true);
+  }, 900_000);
+
+  it('a rollback to a release whose .env holds a database password rotated since: it never answers; the error says it runs its own older .env and what to deploy instead; the live release serves on', async () => {
+    // The database's password, on the host; the app exits at start when its .env's MARK is not it (as a failed login).
+    await onHost('printf pw1 > /etc/ops-e2e-dbpass; chmod 644 /etc/ops-e2e-dbpass');
+    commit(repo, { 'server.py': SERVER.replace('\nclass Handler', '\nif MARK != open("/etc/ops-e2e-dbpass").read().strip():\n    sys.exit("database: password authentication failed")\nclass Handler') }, 'checks its database password at start');
+    // Not kept warm: the release rolled back to starts again, as after a reboot.
+    const settings = { ...config, switch: { drain: 1, health_timeout: 30, keep_previous: false } };
+    project.write({ ...settings, env: { MARK: 'pw1' } });
+    const c = await run({ ref: version('6') });
+    expect(await serves(c.release)).toBe(`${c.release} pw1 -`);
+    await onHost('printf pw2 > /etc/ops-e2e-dbpass');
+    project.write({ ...settings, env: { MARK: 'pw2' } });
+    const d = await run({ ref: version('7') });
+    expect(await serves(d.release)).toBe(`${d.release} pw2 -`);
+    const e = (await rollback(project.ctx(), project.env()).catch((x: unknown) => x)) as OpsError;
+    expect(e).toBeInstanceOf(OpsError);
+    expect(e.message).toContain(`release ${c.release} did not become healthy`);
+    expect(e.message).toMatch(new RegExp(`still serves ${d.release}$`));
+    expect(e.hint).toContain(`${c.release} runs its own .env, from its deploy, which differs from the one ${d.release} ran with: a secret changed since (a database password?) may keep it from answering`);
+    expect(e.hint).toMatch(/ops deploy e2e --ref [0-9a-f]{40}$/);
+    expect(e.hint).not.toMatch(/pw1|pw2/);
+    expect(await serves(d.release)).toBe(`${d.release} pw2 -`);
   }, 900_000);
 });

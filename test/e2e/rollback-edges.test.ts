@@ -1,7 +1,7 @@
 // ops rollback as a new user drives it, on a real host (supervisor, nginx, the host's history): release ids that
 // are not releases (malformed, shell metacharacters, not kept) refused before anything changes; and a roll
 // forward (`--to` the release just rolled back from), after which the next deploy can still be rolled back to it;
-// `--to` a release whose deploy failed refused (it never served).
+// `--to` a release whose deploy failed refused (it never served); supervisord stopped: refused before anything changes.
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -94,5 +94,33 @@ describe.sequential('ops rollback', () => {
     expect(await onHost(`cat /srv/${APP}/.ops/history; ls /srv/${APP}/releases; readlink /srv/${APP}/current`)).toBe(before);
     expect((await get(host)).body).toContain(live);
     expect(await onHost(`test -d /srv/${APP}/.ops/lock && echo held || echo free`)).toBe('free');
+  }, 300_000);
+
+  it('supervisord stopped: refused before any slot, nginx or current is touched, naming the host and its start; the lock let go', async () => {
+    const releases = (await listReleases(project.ctx(), project.env()))[0]!.releases;
+    const live = releases.find((x) => x.status === 'current')!.id;
+    // A release the rollback would otherwise go to (one that went live: rolled back from, or kept ok).
+    const to = releases.find((x) => x.status !== 'current' && x.status !== 'failed')!.id;
+    const look = `cat /srv/${APP}/.ops/history /srv/${APP}/.ops/slot /etc/nginx/ops-upstreams/${APP}.conf; ls /srv/${APP}/releases /srv/${APP}/releases/*/.ops-* /etc/supervisor/conf.d; readlink /srv/${APP}/current`;
+    const before = await onHost(look);
+    await onHost('systemctl stop supervisor');
+    try {
+      const r = await cli(['rollback', 'e2e', '--to', to]);
+      expect(r.code).toBe(1);
+      expect(r.err).toContain(`error: supervisord is not running on ${host.name} (systemctl start supervisor): nothing was changed (no slot started or stopped; nginx and current as they were)`);
+      expect(r.err).not.toMatch(/\n\s+at /);
+      expect(await onHost(look)).toBe(before);
+      expect(await onHost(`test -d /srv/${APP}/.ops/lock && echo held || echo free`)).toBe('free');
+    } finally {
+      await onHost('systemctl start supervisor');
+    }
+    // supervisord back: the live release serves again (its programs start with it), and was never left.
+    const until = Date.now() + 30_000;
+    let body = '';
+    while (Date.now() < until && !body.startsWith(live)) {
+      body = await get(host).then((x) => x.body, () => '');
+      if (!body.startsWith(live)) await new Promise((r) => setTimeout(r, 250));
+    }
+    expect(body).toContain(live);
   }, 300_000);
 });

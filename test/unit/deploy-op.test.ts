@@ -12,7 +12,7 @@ import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { loadEnvironment } from '../../core/config/environment.ts';
 import type { OpsContext } from '../../core/context.ts';
 import { deploy, deploySummary, reportDeploy } from '../../core/ops/deploy.ts';
-import { deployFingerprint } from '../../core/ops/deploy-plan.ts';
+import { deployFingerprint, settingsDigest } from '../../core/ops/deploy-plan.ts';
 import { OpsError } from '../../core/errors.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { RecordingRemote, type Responder } from '../../core/remote/recording.ts';
@@ -122,9 +122,10 @@ describe('deploy operation', () => {
     const asked = /\[ "\$live_fingerprint" = '?([0-9a-f]{32})'? \]/.exec(h.remote.runs[0]!.stdin)?.[1];
     expect(asked).toMatch(/^[0-9a-f]{32}$/);
     // The release's line last, after the kept releases' lines, into the new records (renamed once current flipped):
-    // the fingerprint, then the sums of the .env and environ uploaded to the host.
+    // the fingerprint, then the sums of the .env and environ uploaded to the host, then the settings alone (by key).
     const uploaded = (suffix: string) => createHash('sha256').update(h.remote.uploads.find((u) => u.path.endsWith(suffix))!.content).digest('hex');
-    const record = `${asked} ${uploaded('.env')} ${uploaded('.environ')}`;
+    const record = `${asked} ${uploaded('.env')} ${uploaded('.environ')} ${settingsDigest(loadEnvironment('x', root))}`;
+    expect(settingsDigest(loadEnvironment('x', root))).toMatch(/(^|,)programs=[0-9a-f]{8}(,|$)/);
     expect(h.remote.runs.find((x) => x.step.name === 'switch')!.stdin).toContain(`printf '%s %s\\n' "$release_id" '${record}'; } > /srv/sample/.ops/fingerprint.new`);
   });
 

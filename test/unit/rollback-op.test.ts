@@ -3,14 +3,15 @@
 // (its choice, a refusal, a failed start) becomes the result or the error. The host's side of the choice runs
 // with bash on a scratch release tree: refusals and the no-op end with `refused`, never with `done`.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { loadEnvironment, parseEnvironment } from '../../core/config/environment.ts';
 import type { OpsContext } from '../../core/context.ts';
-import { rollback } from '../../core/ops/rollback.ts';
+import { rollback, rollbackSettings, rollbackSummary, settingsNote } from '../../core/ops/rollback.ts';
+import { settingsDigest } from '../../core/ops/deploy-plan.ts';
 import { OpsError } from '../../core/errors.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { RecordingRemote, type Responder } from '../../core/remote/recording.ts';
@@ -20,7 +21,7 @@ import { onHost } from '../../core/shell.ts';
 import { LIBRARY_KEYS } from '../../core/steps/libraries.ts';
 import { LOCK_KEYS } from '../../core/steps/lock.ts';
 import { RELEASE_KEYS, markRelease } from '../../core/steps/release.ts';
-import { ROLLBACK_KEYS, START_FAILED_CLEAN, rollbackStep, slotConfig, slotConfigShell } from '../../core/steps/switch.ts';
+import { ROLLBACK_KEYS, START_FAILED_CLEAN, recordSettings, rollbackStep, slotConfig, slotConfigShell } from '../../core/steps/switch.ts';
 import { resolveTarget, type Target } from '../../core/target.ts';
 import { opsLines } from './reports.helpers.ts';
 import { runOps } from '../support/cli.ts';
@@ -47,14 +48,14 @@ beforeAll(() => {
 /** What a host's lock step reports before the rollback's part: the lock taken, the state. */
 const STATE = opsLines(KEYS, 'lock acquired', 'provisioned yes', `current ${LIVE}`, 'slot blue', `release ${OLD} x ok 1 1`, `release ${LIVE} x ok 2 2`, `now ${Math.floor(Date.now() / 1000)}`);
 
-function harness(respond: Responder) {
+function harness(respond: (step: Parameters<Responder>[0], host: string) => ReturnType<Responder>) {
   const remotes = new Map<string, RecordingRemote>();
   const ctx: OpsContext = {
     root,
     reporter: new MemoryReporter(),
     processEnv: { PATH: process.env.PATH, USER: 'alice' },
     connector: async (_env, host) => {
-      const remote = new RecordingRemote(host.name, 'deploy', 'sample', respond);
+      const remote = new RecordingRemote(host.name, 'deploy', 'sample', (step) => respond(step, host.name));
       remotes.set(host.name, remote);
       return remote;
     },
@@ -132,6 +133,82 @@ describe('rollback operation', () => {
     expect(h.names()).toEqual(['lock', 'disk space', 'stop green', 'unlock']);
   });
 
+  it('one host, supervisord not running: refused in the lock step before anything is touched, naming the host and the fix; the lock let go there', async () => {
+    const h = harness((step) => (step.name === 'lock' ? { stdout: STATE + opsLines(KEYS, 'supervisor_down 1', 'rollback supervisor_down', `rollback_from ${LIVE}`, 'lock released') } : undefined));
+    const e = (await rollback(h.ctx, loadEnvironment('one', root)).catch((x: unknown) => x)) as OpsError;
+    expect(e).toBeInstanceOf(OpsError);
+    expect(e.message).toBe(`supervisord is not running on web1 (systemctl start supervisor): nothing was changed (no slot started or stopped; nginx and current as they were), and no program of the live release (${LIVE}) runs until it does`);
+    expect(e.hint).toBe('start it (sudo systemctl start supervisor), check ops status one, then roll back again');
+    expect(h.names()).toEqual(['lock']);
+    // The lock step asks whether supervisord runs, and the rollback's part refuses on it before choosing.
+    const lock = h.remotes.get('web1')!.runs[0]!.stdin;
+    expect(lock).toContain('ops_report supervisor_down 1');
+    expect(lock).toContain('rollback_verdict=supervisor_down');
+  });
+
+  it('two hosts, supervisord not running on the second: refused once every lock is taken, before any host changes; every lock let go', async () => {
+    const h = harness((step, host) => {
+      if (step.name === 'lock') return { stdout: host === 'web2' ? STATE + opsLines(KEYS, 'supervisor_down 1') : STATE };
+      if (step.name === 'rollback') return { stdout: opsLines(KEYS, 'rollback ok', `rollback_from ${LIVE}`, `rollback_to ${OLD}`, 'rollback_slot green', 'lock released') };
+      return undefined;
+    });
+    await expect(rollback(h.ctx, loadEnvironment('two', root))).rejects.toThrow(/^supervisord is not running on web2 \(systemctl start supervisor\): nothing was changed \(no slot started or stopped; nginx and current as they were\) on any host/);
+    for (const host of ['web1', 'web2']) expect(h.names(host)).toEqual(['lock', 'unlock']);
+  });
+
+  it('one host whose release last ran with other settings and its own .env: the rollback says so in one line (keys, no value), and records today\'s for it', async () => {
+    const today = settingsDigest(loadEnvironment('one', root));
+    const then = today.replace(/programs=[0-9a-f]{8}/, 'programs=00000000');
+    const h = harness((step) => (step.name === 'lock' ? { stdout: STATE + opsLines(KEYS, 'rollback ok', `rollback_from ${LIVE}`, `rollback_to ${OLD}`, `rollback_settings ${then}`, 'rollback_dotenv differs', 'rollback_slot green', 'lock released') } : undefined));
+    const r = await rollback(h.ctx, loadEnvironment('one', root));
+    const line = `settings: today's, not those ${OLD} last ran with (they differ: programs); its .env is its own, from its deploy, and differs from the one ${LIVE} ran with`;
+    expect(r.hosts[0]!.notes).toEqual([line]);
+    expect((h.ctx.reporter as MemoryReporter).lines.join('\n')).toContain(`web1: ${line}`);
+    expect(rollbackSummary(r)).toContain(`- web1: ${line}`);
+    // What it runs with from now on is recorded for it (the next rollback to it compares with those).
+    expect(h.remotes.get('web1')!.runs[0]!.stdin).toContain(`fp="\${BASH_REMATCH[1]} ${today}"`);
+  });
+
+  it('one host: settings as its release last ran with and the same .env say nothing; a record without settings (an older version\'s) says nothing of them', async () => {
+    const today = settingsDigest(loadEnvironment('one', root));
+    for (const [reports, note] of [
+      [[`rollback_settings ${today}`, 'rollback_dotenv same'], undefined],
+      [['rollback_dotenv same'], undefined],
+      [[], undefined],
+      [['rollback_dotenv differs'], `settings: today's (whether they differ from those it last ran with is not recorded); its .env is its own, from its deploy, and differs from the one ${LIVE} ran with`],
+      [[`rollback_settings ${today}`, 'rollback_dotenv differs'], `settings: those ${OLD} last ran with; its .env is its own, from its deploy, and differs from the one ${LIVE} ran with`],
+    ] as const) {
+      const h = harness((step) => (step.name === 'lock' ? { stdout: STATE + opsLines(KEYS, 'rollback ok', `rollback_from ${LIVE}`, `rollback_to ${OLD}`, ...reports, 'rollback_slot green', 'lock released') } : undefined));
+      const r = await rollback(h.ctx, loadEnvironment('one', root));
+      expect(r.hosts[0]!.notes, reports.join(' ')).toEqual(note ? [note] : []);
+    }
+    // Settings a rollback does not apply (the .env's, the build's) are not said to differ: the release keeps its own.
+    const other = today.replace(/(^|,)release=[0-9a-f]{8}/, '$1release=00000000').replace(/(^|,)env=[0-9a-f]{8}/, '$1env=00000000');
+    expect(other).not.toBe(today);
+    expect(settingsNote(OLD, LIVE, rollbackSettings({ stdout: opsLines(KEYS, `rollback_settings ${other}`), stderr: '', code: 0, durationMs: 0, reports: [['rollback_settings', other]] }, today))).toBeUndefined();
+  });
+
+  it('one host, the release started with another .env than the one left and never healthy (an older database password): the error hints at it and at the deploy to run instead; still serves', async () => {
+    const sha = 'a'.repeat(40);
+    const state = opsLines(KEYS, 'lock acquired', 'provisioned yes', `current ${LIVE}`, 'slot blue', `release ${OLD} ${sha} ok 1 1`, `release ${LIVE} ${'b'.repeat(40)} ok 2 2`);
+    const h = harness((step) => (step.name === 'lock' ? { stdout: state + opsLines(KEYS, 'rollback ok', `rollback_from ${LIVE}`, `rollback_to ${OLD}`, 'rollback_dotenv differs', 'rollback_slot green', 'rollback_exit 3'), stderr: `release ${OLD} did not become healthy on slot green: server: /health did not answer within 60 s; the live release keeps serving` } : undefined));
+    const e = (await rollback(h.ctx, loadEnvironment('one', root)).catch((x: unknown) => x)) as OpsError;
+    expect(e).toBeInstanceOf(OpsError);
+    expect(e.message).toMatch(new RegExp(`did not become healthy[\\s\\S]*\\nweb1 still serves ${LIVE}$`));
+    expect(e.hint).toBe(`${OLD} runs its own .env, from its deploy, which differs from the one ${LIVE} ran with: a secret changed since (a database password?) may keep it from answering. To run its code with today's settings and .env, deploy it: ops deploy one --ref ${sha}`);
+    // Started with today's settings, which differ from those it last ran with (its .env the left one's): said too.
+    const then = settingsDigest(loadEnvironment('one', root)).replace(/routes=[0-9a-f]{8}/, 'routes=00000000');
+    const settings = harness((step) => (step.name === 'lock' ? { stdout: state + opsLines(KEYS, 'rollback ok', `rollback_from ${LIVE}`, `rollback_to ${OLD}`, `rollback_settings ${then}`, 'rollback_dotenv same', 'rollback_slot green', 'rollback_exit 3'), stderr: `release ${OLD} did not become healthy on slot green` } : undefined));
+    expect(((await rollback(settings.ctx, loadEnvironment('one', root)).catch((x: unknown) => x)) as OpsError).hint).toBe(
+      `${OLD} was started with today's settings (its programs and nginx), which differ from those it last ran with (routes). To run its code with today's settings and .env, deploy it: ops deploy one --ref ${sha}`,
+    );
+    // Another failure (supervisor refused the file) gets no such hint; nor does a release with the .env of the one left.
+    const refused = harness((step) => (step.name === 'lock' ? { stdout: state + opsLines(KEYS, 'rollback ok', `rollback_from ${LIVE}`, `rollback_to ${OLD}`, 'rollback_dotenv differs', 'rollback_slot green', 'rollback_exit 3'), stderr: 'supervisor refused the new configuration of slot green' } : undefined));
+    expect(((await rollback(refused.ctx, loadEnvironment('one', root)).catch((x: unknown) => x)) as OpsError).hint).toBeUndefined();
+    const same = harness((step) => (step.name === 'lock' ? { stdout: state + opsLines(KEYS, 'rollback ok', `rollback_from ${LIVE}`, `rollback_to ${OLD}`, 'rollback_dotenv same', 'rollback_slot green', 'rollback_exit 3'), stderr: `release ${OLD} did not become healthy on slot green` } : undefined));
+    expect(((await rollback(same.ctx, loadEnvironment('one', root)).catch((x: unknown) => x)) as OpsError).hint).toBeUndefined();
+  });
+
   it('two hosts: every lock first (state only), then each host its rollback step, which ends with the audit line and the unlock', async () => {
     const h = harness((step) => {
       if (step.name === 'lock') return { stdout: STATE };
@@ -164,10 +241,16 @@ describe('the rollback step on a host (bash)', () => {
     symlinkSync(join(base, 'releases', LIVE), join(base, 'current'));
     return base;
   }
-  const run = (e: Target, to?: string) => {
+  /** A directory of stand-ins for systemctl and service: supervisord runs (`up`) or not; any other use is logged in `used`. */
+  const supervisord = (up: boolean): string => {
+    const bin = mkdtempSync(join(tmpdir(), 'ops-rollback-svc-'));
+    for (const cmd of ['systemctl', 'service']) writeFileSync(join(bin, cmd), `#!/bin/sh\ncase "$*" in *is-active*supervisor*|*supervisor*status*) exit ${up ? 0 : 3} ;; esac\necho "${cmd} $*" >> "$(dirname "$0")/used"\nexit 0\n`, { mode: 0o755 });
+    return bin;
+  };
+  const run = (e: Target, to?: string, up = true) => {
     const mark = markRelease(e, onHost('rollback_from'), 'abandoned', ['rolled back to ', onHost('release_id')]).script;
     const step = rollbackStep(e, to, mark, { done: 'ops_report done', refused: 'ops_report refused' });
-    return parseReports(execFileSync('bash', ['-c', scriptText(step)], { encoding: 'utf8' }));
+    return parseReports(execFileSync('bash', ['-c', scriptText(step)], { encoding: 'utf8', env: { ...process.env, PATH: `${supervisord(up)}:${process.env.PATH}` } }));
   };
   const at = (reports: [string, string][], key: string) => reported({ stdout: '', stderr: '', code: 0, durationMs: 0, reports }, key as never);
 
@@ -183,6 +266,18 @@ describe('the rollback step on a host (bash)', () => {
     expect(readlinkSync(join(base, 'current'))).toBe(join(base, 'releases', LIVE));
   });
 
+  it('supervisord not running: refused (supervisor_down) before the choice, with `refused`: no slot, nginx, current or mark touched', () => {
+    const base = host();
+    const e = target(base);
+    for (const to of [undefined, OLD]) {
+      const r = run(e, to, false);
+      expect([at(r, 'rollback'), at(r, 'refused'), at(r, 'done'), at(r, 'rollback_to'), at(r, 'rollback_slot'), at(r, 'rollback_exit')]).toEqual(['supervisor_down', '', undefined, undefined, undefined, undefined]);
+    }
+    expect(readlinkSync(join(base, 'current'))).toBe(join(base, 'releases', LIVE));
+    expect(existsSync(join(base, 'releases', LIVE, '.ops-abandoned'))).toBe(false);
+    expect(existsSync(join(base, '.ops', 'slot.new'))).toBe(false);
+  });
+
   it('nginx -t failing on a file the switch does not write: refused before any slot is touched (rollback_exit START_FAILED_CLEAN), saying so', () => {
     const base = host();
     const e = target(base);
@@ -190,7 +285,7 @@ describe('the rollback step on a host (bash)', () => {
     const bin = mkdtempSync(join(tmpdir(), 'ops-rollback-bin-'));
     writeFileSync(join(bin, 'nginx'), '#!/bin/sh\n[ "$1" = -t ] || { echo "nginx $*" >> "$(dirname "$0")/used"; exit 0; }\necho \'nginx: [emerg] unknown directive "bogus_directive" in /etc/nginx/sites-enabled/handmade:1\' >&2\necho \'nginx: configuration file /etc/nginx/nginx.conf test failed\' >&2\nexit 1\n', { mode: 0o755 });
     const step = rollbackStep(e, OLD, ':', { done: 'ops_report done', refused: 'ops_report refused' });
-    const r = spawnSync('bash', ['-c', scriptText(step)], { encoding: 'utf8', env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
+    const r = spawnSync('bash', ['-c', scriptText(step)], { encoding: 'utf8', env: { ...process.env, PATH: `${bin}:${supervisord(true)}:${process.env.PATH}` } });
     const reports = parseReports(r.stdout);
     expect([at(reports, 'rollback'), at(reports, 'rollback_to'), at(reports, 'rollback_exit'), at(reports, 'done')]).toEqual(['ok', OLD, String(START_FAILED_CLEAN), undefined]);
     expect(r.stderr).toContain("nginx -t fails on this host's configuration, on a file this rollback does not write (hand-edited?)");
@@ -199,6 +294,58 @@ describe('the rollback step on a host (bash)', () => {
     expect(r.stdout).not.toMatch(/slot green (healthy|already runs)/);
     expect(existsSync(join(bin, 'used'))).toBe(false);
     expect(readlinkSync(join(base, 'current'))).toBe(join(base, 'releases', LIVE));
+  });
+
+  it('what the release chosen last ran with: its record\'s settings (fifth field; none in an older record), its .env and environ against the left one\'s (same, differs; not compared when one is missing)', () => {
+    const base = host();
+    const e = target(base);
+    // An nginx whose -t fails on a hand-made file: the step ends before any slot is touched, its reports made.
+    const bin = mkdtempSync(join(tmpdir(), 'ops-rollback-bin-'));
+    writeFileSync(join(bin, 'nginx'), '#!/bin/sh\necho \'nginx: [emerg] unknown directive "x" in /etc/nginx/sites-enabled/handmade:1\' >&2\nexit 1\n', { mode: 0o755 });
+    const step = rollbackStep(e, OLD, ':', { done: 'ops_report done', refused: 'ops_report refused' }, 'app=01234567,programs=89abcdef');
+    const reports = () => parseReports(spawnSync('bash', ['-c', scriptText(step)], { encoding: 'utf8', env: { ...process.env, PATH: `${bin}:${supervisord(true)}:${process.env.PATH}` } }).stdout);
+    const sums = `${'1'.repeat(64)} ${'2'.repeat(64)}`;
+    const files = (id: string, dotenv: string, environ: string) => {
+      writeFileSync(join(base, 'releases', id, '.env'), dotenv);
+      writeFileSync(join(base, 'releases', id, '.ops-environ'), environ);
+    };
+    let r = reports();
+    expect([at(r, 'rollback_to'), at(r, 'rollback_settings'), at(r, 'rollback_dotenv')]).toEqual([OLD, undefined, undefined]);
+    writeFileSync(join(base, '.ops', 'fingerprint'), `${OLD} ${'e'.repeat(32)} ${sums} app=01234567,programs=00000000\r\n${LIVE} ${'f'.repeat(32)} ${sums}\n`);
+    files(OLD, 'DB=postgresql://u:old@h/db\n', 'DB=old\0');
+    files(LIVE, 'DB=postgresql://u:new@h/db\n', 'DB=new\0');
+    r = reports();
+    expect([at(r, 'rollback_settings'), at(r, 'rollback_dotenv')]).toEqual(['app=01234567,programs=00000000', 'differs']);
+    files(LIVE, 'DB=postgresql://u:old@h/db\n', 'DB=old\0');
+    expect(at(reports(), 'rollback_dotenv')).toBe('same');
+    files(LIVE, 'DB=postgresql://u:old@h/db\n', 'DB=new\0');
+    expect(at(reports(), 'rollback_dotenv')).toBe('differs');
+    writeFileSync(join(base, '.ops', 'fingerprint'), `${OLD} ${'e'.repeat(32)}\n`);
+    expect(at(reports(), 'rollback_settings')).toBeUndefined();
+    // A release of an older version: its .env a link to the shared one, not its own: not compared.
+    mkdirSync(join(base, 'shared'));
+    writeFileSync(join(base, 'shared', '.env'), 'DB=postgresql://u:legacy@h/db\n');
+    rmSync(join(base, 'releases', OLD, '.env'));
+    symlinkSync('../../shared/.env', join(base, 'releases', OLD, '.env'));
+    expect(at(reports(), 'rollback_dotenv')).toBeUndefined();
+  });
+
+  it('recordSettings: the release\'s line gets the settings it now runs with (replaced or added), its fingerprint and sums kept; other lines and an older record as they are; no records, none made', () => {
+    const base = host();
+    const e = target(base);
+    const file = join(base, '.ops', 'fingerprint');
+    const sums = `${'1'.repeat(64)} ${'2'.repeat(64)}`;
+    const record = (id: string) => execFileSync('bash', ['-c', `set -euo pipefail; release_id=${id}; f() {\n${recordSettings(e, 'app=01234567,programs=89abcdef')}\n}; f`], { encoding: 'utf8' });
+    writeFileSync(file, `${OLD} ${'e'.repeat(32)} ${sums} app=01234567,programs=00000000\n${LIVE} ${'f'.repeat(32)} ${sums}\n20250101T000000Z-0123456789ab ${'d'.repeat(32)}\n`);
+    record(OLD);
+    record(LIVE);
+    record('20250101T000000Z-0123456789ab');
+    expect(readFileSync(file, 'utf8')).toBe(`${OLD} ${'e'.repeat(32)} ${sums} app=01234567,programs=89abcdef\n${LIVE} ${'f'.repeat(32)} ${sums} app=01234567,programs=89abcdef\n20250101T000000Z-0123456789ab ${'d'.repeat(32)}\n`);
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    rmSync(file);
+    record(OLD);
+    expect(existsSync(file)).toBe(false);
+    expect(() => recordSettings(e, 'programs=1; rm -rf /')).toThrow(/not a settings digest/);
   });
 
   it('the supervisor file for a release chosen on the host is, byte for byte, the one rendered for that id on the runner', () => {

@@ -41,6 +41,8 @@ const DOTENV = { dotenv: 'TOKEN=live\nNOTE="a $b"\n', environ: 'TOKEN=live\0NOTE
 const SUMS = dotenvSums(DOTENV as RenderedEnv);
 /** The live release's record line after its id (fingerprintRecords): its fingerprint, the sums of the files its deploy wrote. */
 const RECORD = `${FINGERPRINT} ${SUMS}`;
+/** The settings alone (settingsDigest), the fifth field of a record since records have it. */
+const SETTINGS = 'app=0123abcd,programs=4567ef01';
 let server: Server;
 let port: number;
 beforeAll(async () => {
@@ -224,8 +226,8 @@ describe('the state step on a host (bash)', () => {
       expect(parseState(await runStep(deployState(env(base), [LIVE_SHA], { commit: LIVE_SHA, fingerprint: FINGERPRINT }))), label).toMatchObject({ liveChanged: false, liveUnrecorded: false });
       const NEXT = `20261201T100000Z-${'d'.repeat(12)}`;
       mkdirSync(join(base, 'releases', NEXT));
-      await run('bash', ['-c', `set -euo pipefail; release_id=${NEXT}\n${fingerprintRecords(env(base), { fingerprint: 'f'.repeat(32), dotenvSums: SUMS })}`]);
-      expect(readFileSync(`${file}.new`, 'utf8'), label).toBe(`${OLD} ${'e'.repeat(32)}\n${LIVE} ${RECORD}\n${NEXT} ${'f'.repeat(32)} ${SUMS}\n`);
+      await run('bash', ['-c', `set -euo pipefail; release_id=${NEXT}\n${fingerprintRecords(env(base), { fingerprint: 'f'.repeat(32), dotenvSums: SUMS, settings: SETTINGS })}`]);
+      expect(readFileSync(`${file}.new`, 'utf8'), label).toBe(`${OLD} ${'e'.repeat(32)}\n${LIVE} ${RECORD}\n${NEXT} ${'f'.repeat(32)} ${SUMS} ${SETTINGS}\n`);
     }
   });
 
@@ -233,15 +235,24 @@ describe('the state step on a host (bash)', () => {
     const base = host();
     const file = join(base, '.ops', 'fingerprint');
     writeFileSync(file, `${OLD} ${'1'.repeat(32)}\n20250101T000000Z-pruned00000 ${'2'.repeat(32)}\n\n${LIVE} ${'3'.repeat(32)}\n`);
-    const write = (id: string) => run('bash', ['-c', `set -euo pipefail; release_id=${id}\n${fingerprintRecords(env(base), { fingerprint: FINGERPRINT, dotenvSums: SUMS })}`]);
+    const write = (id: string) => run('bash', ['-c', `set -euo pipefail; release_id=${id}\n${fingerprintRecords(env(base), { fingerprint: FINGERPRINT, dotenvSums: SUMS, settings: SETTINGS })}`]);
     await write(LIVE);
-    expect(readFileSync(`${file}.new`, 'utf8')).toBe(`${OLD} ${'1'.repeat(32)}\n${LIVE} ${RECORD}\n`);
+    expect(readFileSync(`${file}.new`, 'utf8')).toBe(`${OLD} ${'1'.repeat(32)}\n${LIVE} ${RECORD} ${SETTINGS}\n`);
     expect(statSync(`${file}.new`).mode & 0o777, "root's alone: digests of 0600 files").toBe(0o600);
     // No records yet, or a directory in their place: this release's line alone.
     rmSync(file);
     mkdirSync(file);
     await write(OLD);
-    expect(readFileSync(`${file}.new`, 'utf8')).toBe(`${OLD} ${RECORD}\n`);
+    expect(readFileSync(`${file}.new`, 'utf8')).toBe(`${OLD} ${RECORD} ${SETTINGS}\n`);
+  });
+
+  it('a record with the settings alone after the sums (fifth field): the no-op still compares the fingerprint and the two sums; a sum that differs still counts', async () => {
+    const base = host();
+    const file = join(base, '.ops', 'fingerprint');
+    writeFileSync(file, `${OLD} ${'e'.repeat(32)}\n${LIVE} ${RECORD} ${SETTINGS}\n`);
+    expect(parseState(await runStep(deployState(env(base), [LIVE_SHA], { commit: LIVE_SHA, fingerprint: FINGERPRINT })))).toMatchObject({ liveChanged: false, liveUnrecorded: false });
+    writeFileSync(file, `${LIVE} ${FINGERPRINT} ${'9'.repeat(64)} ${SUMS.split(' ')[1]} ${SETTINGS}\n`);
+    expect(parseState(await runStep(deployState(env(base), [LIVE_SHA], { commit: LIVE_SHA, fingerprint: FINGERPRINT })))).toMatchObject({ liveChanged: true, liveUnrecorded: false });
   });
 
   it("a dry run's read (the fingerprint alone): live_changed only when the live release was deployed with another; no live check", async () => {

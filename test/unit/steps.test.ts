@@ -67,7 +67,7 @@ describe('step scripts, by exact text', () => {
     rollback: rollbackStep(e, undefined, markRelease(e, onHost('rollback_from'), 'abandoned', ['rolled back to ', onHost('release_id'), ' by me at t']).script, {
       done: releaseLock(e, '0123456789abcdef', ['{"a":1}']).script,
       refused: releaseLock(e, '0123456789abcdef').script,
-    }),
+    }, 'nginx=01234567,programs=89abcdef'),
     prune: pruneReleases(e, ['20261120T120000Z-0123456789ab', '20261121T120000Z-0123456789ab']),
     packages: installPackages(e),
     runtimes: runtimes(e),

@@ -71411,6 +71411,9 @@ if [ -n "$expected_conf" ] && [[ $cur_id =~ ${RELEASE_DIR_PATTERN} ]]; then
   if file_is "$conf_file" "$expected_conf" && file_is ${quote(L.nginxSite)} "$expected_site" && file_is ${quote(L.nginxUpstreams)} "$expected_upstreams"; then live_files=yes; fi
 fi`;
 }
+function supervisordDown() {
+  return "{ if [ -d /run/systemd/system ]; then ! systemctl is-active --quiet supervisor; else ! service supervisor status >/dev/null 2>&1; fi; }";
+}
 function startRelease(env, slot, releaseId2, reusedExit = 0) {
   const L = env.layout;
   const sw = env.config.switch;
@@ -71521,12 +71524,13 @@ function forEachFingerprintRecord(env, body) {
   while read -r id fp || [ -n "$id" ]; do fp=${"$"}{fp%$'\r'}; ${body}; done < ${file}
 fi`;
 }
+var SETTINGS_FIELD = /^[a-z][a-z0-9_]*=[0-9a-f]{8}(,[a-z][a-z0-9_]*=[0-9a-f]{8})*$/;
 function fingerprintRecords(env, record2) {
   const L = env.layout;
-  if (!/^[0-9a-f]+$/.test(record2.fingerprint) || !/^[0-9a-f]{64} [0-9a-f]{64}$/.test(record2.dotenvSums)) throw new Error(`fingerprintRecords: not a record: ${JSON.stringify(record2)}`);
+  if (!/^[0-9a-f]+$/.test(record2.fingerprint) || !/^[0-9a-f]{64} [0-9a-f]{64}$/.test(record2.dotenvSums) || !SETTINGS_FIELD.test(record2.settings)) throw new Error(`fingerprintRecords: not a record: ${JSON.stringify(record2)}`);
   return String.raw`umask 077
 { ${forEachFingerprintRecord(env, String.raw`if [ -n "$id" ] && [ "$id" != "$release_id" ] && [ -d ${quote(L.releases)}/"$id" ]; then printf '%s %s\n' "$id" "$fp"; fi`)}
-printf '%s %s\n' "$release_id" ${quote(`${record2.fingerprint} ${record2.dotenvSums}`)}; } > ${quote(`${L.fingerprint}.new`)}
+printf '%s %s\n' "$release_id" ${quote(`${record2.fingerprint} ${record2.dotenvSums} ${record2.settings}`)}; } > ${quote(`${L.fingerprint}.new`)}
 umask 022`;
 }
 var SLOT_LOOK_SECONDS = 6;
@@ -71593,7 +71597,7 @@ echo "live: $release_id on slot ${slot}"`
     name: "switch"
   };
 }
-var ROLLBACK_KEYS = reportKeys("rollback", "rollback_from", "rollback_to", "rollback_slot", "rollback_exit", "rollback_stop_exit");
+var ROLLBACK_KEYS = reportKeys("rollback", "rollback_from", "rollback_to", "rollback_slot", "rollback_exit", "rollback_stop_exit", "rollback_settings", "rollback_dotenv");
 
 // core/steps/facts.ts
 init_shell();
@@ -71633,6 +71637,8 @@ if [ -n "$cur_id" ] && [ ! -L "${L.dotenv("$cur")}" ]; then
 fi
 # A record is the fingerprint, then (since records have them) the sums of the .env and environ its deploy wrote.
 live_sums=""; if [[ $live_fingerprint == *" "* ]]; then live_sums=${"$"}{live_fingerprint#* }; live_fingerprint=${"$"}{live_fingerprint%% *}; fi
+# (Then, since records have it, the settings alone: not compared here, the fingerprint holds them.)
+sums_only='^([^ ]+ [^ ]+) '; if [[ $live_sums =~ $sums_only ]]; then live_sums=${"$"}{BASH_REMATCH[1]}; fi
 if [ "$live_recorded" = yes ] && [ "$live_fingerprint" = ${quote(fingerprint2)} ]; then
 # Its record says what its deploy gave it; what runs is also the slot's and nginx's files (a rollback renders its
 # own). Not indented: the files' text is quoted in it.
@@ -71663,6 +71669,7 @@ if [ -n "$live_sha" ] && [ "$live_sha" = ${quote(options.commit)} ] && [ "${"$"}
   state_done=1
 fi
 ` : "";
+  const supervisorReport = `if ${supervisordDown()}; then ops_report ${RELEASE_KEYS.supervisor_down} 1; fi`;
   const code = shas ? String.raw`${diskReport(L.base)}
 if [ -d ${quote(L.mirror)} ]; then
   git --git-dir=${quote(L.mirror)} for-each-ref --format='%(objectname)' refs/ops/ | sort -u | while read -r s; do ops_report ${RELEASE_KEYS.known} "$s"; done
@@ -71676,8 +71683,7 @@ fi
 for d in ${quote(L.deps)}/*/; do if [ -f "$d.complete" ]; then d=${"$"}{d%/}; ops_report ${RELEASE_KEYS.deps_has} "${"$"}{d##*/}"; fi; done
 # Is supervisord running? The start needs it (else it fails after the build and migrations), and without it no
 # program of the live release runs either.
-if [ -d /run/systemd/system ]; then systemctl is-active --quiet supervisor || ops_report ${RELEASE_KEYS.supervisor_down} 1
-else service supervisor status >/dev/null 2>&1 || ops_report ${RELEASE_KEYS.supervisor_down} 1; fi
+${supervisorReport}
 # Can the switch reload nginx? A file it does not write that nginx refuses would fail it after the build and migrations.
 if ! nginx_out=$(nginx -t 2>&1); then while IFS= read -r line; do [ -z "$line" ] || ops_report ${RELEASE_KEYS.nginx_invalid} "$line"; done <<< "$nginx_out"; fi
 ` : "";
@@ -71709,7 +71715,8 @@ ${cert ? `ops_report ${RELEASE_KEYS.certificate} "$([ -s ${quote(cert.cert)} ] &
 ` : ""}if [ -d ${quote(L.state)} ]; then history_init; fi
 release_reports
 slot_releases
-${code}${options.platform ? `${platformReport(env)}
+${code}${options.supervisor && !shas ? `${supervisorReport}
+` : ""}${options.platform ? `${platformReport(env)}
 ` : ""}fi`
   };
 }
@@ -73378,6 +73385,7 @@ async function withOpenSession(session, fn) {
 }
 
 // core/ops/host-state.ts
+init_errors();
 function parseState(r) {
   const slot = reported(r, RELEASE_KEYS.slot);
   const slotReleases = {};
@@ -73407,6 +73415,12 @@ function parseState(r) {
     nginxInvalid: reportedAll(r, RELEASE_KEYS.nginx_invalid),
     supervisorDown: reported(r, RELEASE_KEYS.supervisor_down) !== void 0
   };
+}
+function supervisorDownError(env, host, state, nothing, again) {
+  return new OpsError(
+    `supervisord is not running on ${host} (systemctl start supervisor): ${nothing}, and no program of the live release${state.current ? ` (${state.current})` : ""} runs until it does`,
+    `start it (sudo systemctl start supervisor), check ops status ${env.name}, then ${again}`
+  );
 }
 function pruneAfterSwitch(env, state, id, newSlot) {
   const top = Math.max(0, ...state.releases.map((r) => Math.max(r.liveSeq ?? 0, r.eventSeq ?? 0)));
@@ -73867,26 +73881,35 @@ async function planDeploy(ctx, env, { repo, resolved }) {
     ...tree.submodules.length && { submodules: tree.submodules.map(({ path, sha }) => ({ path, sha })) },
     ...tree.lfs.length && { lfs: tree.lfs.map(({ path, oid }) => ({ path, oid })) }
   };
-  return { resolved, repo, tree, size: size2, id, dotenv, deps, hashes, meta, fingerprint: deployFingerprint(env, dotenv), dotenvSums: dotenvSums(dotenv), checkout: [...resolved.notes ?? [], ...local] };
+  return { resolved, repo, tree, size: size2, id, dotenv, deps, hashes, meta, fingerprint: deployFingerprint(env, dotenv), dotenvSums: dotenvSums(dotenv), settings: settingsDigest(env), checkout: [...resolved.notes ?? [], ...local] };
 }
 function deployFingerprint(env, dotenv) {
-  const { hosts: _h, bastion: _b, ssh: _s, repository: _r, ref: _ref, switch: sw, ...settings } = env.config;
-  const { batch_size: _bs, lock_wait: _lw, health_timeout: _ht, health_interval: _hi, drain: _d, ...switchSettings } = sw;
-  const sorted = (_, v) => v && typeof v === "object" && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0)) : v;
   const unordered = (text, separator) => text.split(separator).sort();
-  const template = env.config.nginx.site_template;
+  const { settings, siteTemplate } = fingerprintSettings(env);
   const digest = createHash5("sha256").update(
     JSON.stringify(
       {
         dotenv: unordered(dotenv.dotenv, "\n"),
         environ: unordered(dotenv.environ, "\0"),
-        settings: { ...settings, switch: switchSettings },
-        ...template && { siteTemplate: readFileSync8(envPath(env, template), "utf8") }
+        settings,
+        ...siteTemplate !== void 0 && { siteTemplate }
       },
-      sorted
+      sortedKeys
     )
   );
   return digest.digest("hex").slice(0, 32);
+}
+var sortedKeys = (_, v) => v && typeof v === "object" && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0)) : v;
+function fingerprintSettings(env) {
+  const { hosts: _h, bastion: _b, ssh: _s, repository: _r, ref: _ref, switch: sw, ...settings } = env.config;
+  const { batch_size: _bs, lock_wait: _lw, health_timeout: _ht, health_interval: _hi, drain: _d, ...switchSettings } = sw;
+  const template = env.config.nginx.site_template;
+  return { settings: { ...settings, switch: switchSettings }, ...template && { siteTemplate: readFileSync8(envPath(env, template), "utf8") } };
+}
+function settingsDigest(env) {
+  const { settings, siteTemplate } = fingerprintSettings(env);
+  const parts = Object.entries({ ...settings, nginx: { settings: settings.nginx, ...siteTemplate !== void 0 && { siteTemplate } } }).filter(([key]) => /^[a-z][a-z0-9_]*$/.test(key)).sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0).map(([key, value]) => `${key}=${createHash5("sha256").update(JSON.stringify(value ?? null, sortedKeys)).digest("hex").slice(0, 8)}`);
+  return parts.join(",");
 }
 function dotenvSums(dotenv) {
   return [dotenv.dotenv, dotenv.environ].map((text) => createHash5("sha256").update(text).digest("hex")).join(" ");
@@ -74285,11 +74308,7 @@ function beginHost(ctx, env, remote, locked, p, options) {
       `${remote.name} has no TLS certificate for ${env.config.domain ?? env.config.app} (${cert.cert}; tls.mode ${env.config.tls.mode}): was tls or domain changed since the last provision? Nothing was changed; the site serves as it did`,
       `run: ops provision ${env.name} (it gets the certificate and writes the site), then deploy`
     );
-  if (state.supervisorDown)
-    throw new OpsError(
-      `supervisord is not running on ${remote.name} (systemctl start supervisor): nothing was started (no build, no migration), and no program of the live release${state.current ? ` (${state.current})` : ""} runs until it does`,
-      `start it (sudo systemctl start supervisor), check ops status ${env.name}, then deploy again`
-    );
+  if (state.supervisorDown) throw supervisorDownError(env, remote.name, state, "nothing was started (no build, no migration)", "deploy again");
   const broken = nginxBlocker(env, state.nginxInvalid);
   if (broken)
     throw new OpsError(
@@ -74460,7 +74479,7 @@ async function switchHost(env, hp, p, locked) {
   try {
     hp.started = true;
     await h.run(startSlot(env, newSlot, dir, p.id));
-    const switched = await h.run(switchTo(env, newSlot, p.id, state.certificate, "deploy", { fingerprint: p.fingerprint, dotenvSums: p.dotenvSums }), { allowFailure: true });
+    const switched = await h.run(switchTo(env, newSlot, p.id, state.certificate, "deploy", { fingerprint: p.fingerprint, dotenvSums: p.dotenvSums, settings: p.settings }), { allowFailure: true });
     if (switched.code !== 0) {
       const failure = await h.failure("switch", switched);
       if (reported(switched, SWITCH_KEYS.switched) !== p.id) throw failure;

@@ -69816,6 +69816,9 @@ if [ -n "$expected_conf" ] && [[ $cur_id =~ ${RELEASE_DIR_PATTERN} ]]; then
   if file_is "$conf_file" "$expected_conf" && file_is ${quote(L.nginxSite)} "$expected_site" && file_is ${quote(L.nginxUpstreams)} "$expected_upstreams"; then live_files=yes; fi
 fi`;
 }
+function supervisordDown() {
+  return "{ if [ -d /run/systemd/system ]; then ! systemctl is-active --quiet supervisor; else ! service supervisor status >/dev/null 2>&1; fi; }";
+}
 function forEachFingerprintRecord(env, body) {
   const file = quote(env.layout.fingerprint);
   return String.raw`if [ -f ${file} ]; then
@@ -69826,7 +69829,7 @@ var SLOT_LOOK_SECONDS = 6;
 var RELOAD_BACK_SECONDS = 11;
 var SWITCH_THEN_SECONDS = SLOT_LOOK_SECONDS + RELOAD_BACK_SECONDS + 4;
 var SWITCH_KEYS = reportKeys("switched");
-var ROLLBACK_KEYS = reportKeys("rollback", "rollback_from", "rollback_to", "rollback_slot", "rollback_exit", "rollback_stop_exit");
+var ROLLBACK_KEYS = reportKeys("rollback", "rollback_from", "rollback_to", "rollback_slot", "rollback_exit", "rollback_stop_exit", "rollback_settings", "rollback_dotenv");
 
 // core/steps/facts.ts
 init_shell();
@@ -69856,6 +69859,8 @@ if [ -n "$cur_id" ] && [ ! -L "${L.dotenv("$cur")}" ]; then
 fi
 # A record is the fingerprint, then (since records have them) the sums of the .env and environ its deploy wrote.
 live_sums=""; if [[ $live_fingerprint == *" "* ]]; then live_sums=${"$"}{live_fingerprint#* }; live_fingerprint=${"$"}{live_fingerprint%% *}; fi
+# (Then, since records have it, the settings alone: not compared here, the fingerprint holds them.)
+sums_only='^([^ ]+ [^ ]+) '; if [[ $live_sums =~ $sums_only ]]; then live_sums=${"$"}{BASH_REMATCH[1]}; fi
 if [ "$live_recorded" = yes ] && [ "$live_fingerprint" = ${quote(fingerprint2)} ]; then
 # Its record says what its deploy gave it; what runs is also the slot's and nginx's files (a rollback renders its
 # own). Not indented: the files' text is quoted in it.
@@ -69886,6 +69891,7 @@ if [ -n "$live_sha" ] && [ "$live_sha" = ${quote(options.commit)} ] && [ "${"$"}
   state_done=1
 fi
 ` : "";
+  const supervisorReport = `if ${supervisordDown()}; then ops_report ${RELEASE_KEYS.supervisor_down} 1; fi`;
   const code = shas ? String.raw`${diskReport(L.base)}
 if [ -d ${quote(L.mirror)} ]; then
   git --git-dir=${quote(L.mirror)} for-each-ref --format='%(objectname)' refs/ops/ | sort -u | while read -r s; do ops_report ${RELEASE_KEYS.known} "$s"; done
@@ -69899,8 +69905,7 @@ fi
 for d in ${quote(L.deps)}/*/; do if [ -f "$d.complete" ]; then d=${"$"}{d%/}; ops_report ${RELEASE_KEYS.deps_has} "${"$"}{d##*/}"; fi; done
 # Is supervisord running? The start needs it (else it fails after the build and migrations), and without it no
 # program of the live release runs either.
-if [ -d /run/systemd/system ]; then systemctl is-active --quiet supervisor || ops_report ${RELEASE_KEYS.supervisor_down} 1
-else service supervisor status >/dev/null 2>&1 || ops_report ${RELEASE_KEYS.supervisor_down} 1; fi
+${supervisorReport}
 # Can the switch reload nginx? A file it does not write that nginx refuses would fail it after the build and migrations.
 if ! nginx_out=$(nginx -t 2>&1); then while IFS= read -r line; do [ -z "$line" ] || ops_report ${RELEASE_KEYS.nginx_invalid} "$line"; done <<< "$nginx_out"; fi
 ` : "";
@@ -69932,7 +69937,8 @@ ${cert ? `ops_report ${RELEASE_KEYS.certificate} "$([ -s ${quote(cert.cert)} ] &
 ` : ""}if [ -d ${quote(L.state)} ]; then history_init; fi
 release_reports
 slot_releases
-${code}${options.platform ? `${platformReport(env)}
+${code}${options.supervisor && !shas ? `${supervisorReport}
+` : ""}${options.platform ? `${platformReport(env)}
 ` : ""}fi`
   };
 }
@@ -70228,6 +70234,9 @@ async function environmentSecrets(ctx, env) {
     throw new OpsError(`${label} still holds placeholder values (CHANGE-ME): ${placeholders.join(", ")}`, `set them: printf '%s' VALUE | ops secrets set ${env.name} <key>`);
   return decrypted.data;
 }
+
+// core/ops/host-state.ts
+init_errors();
 
 // core/context.ts
 init_environment();

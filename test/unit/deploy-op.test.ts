@@ -328,6 +328,50 @@ describe('deploy operation', () => {
     expect(h.remote.uploads).toEqual([]);
   });
 
+  it('a process that is not ours on a port of the idle slot: refused at the lock, naming host, port, pid and command, before any build or migration', async () => {
+    const live = 'current 20261101T000000Z-aaaaaaaaaaaa';
+    // The live slot is blue: the release would start on green (3579 + 1000, 3000 + 1000), where python3 squats.
+    const h = harness(opsLines(STATE, 'provisioned yes', live, 'slot blue', `has ${v1}`, 'listener green\tserver\t4242\tother\t\t/tmp\tpython3 -m http.server 3580', 'listener green\tclient\t0\tother\t\t\t'));
+    const err = (await deploy(h.ctx, loadEnvironment('x', root), {}).catch((e: unknown) => e)) as OpsError;
+    expect(err).toBeInstanceOf(OpsError);
+    expect(err.message).toBe(
+      'the ports this release would start on (slot green) are taken on web1: port 3580 (program server) is held by pid 4242 (python3 -m http.server 3580); port 3001 (program client) is held by a socket ss names no process for. Its start would fail, so nothing was started (no build, no migration); web1 still serves 20261101T000000Z-aaaaaaaaaaaa',
+    );
+    expect(err.hint).toMatch(/^stop what holds them on web1 \(sudo kill 4242, or stop the service it belongs to: ps -o unit= -p 4242\), or move it off ports 3580, 3001; ops status x warns about it/);
+    expect(h.remote.stepNames()).toEqual(['lock', 'unlock']);
+    expect(h.remote.uploads).toEqual([]);
+    // One of our releases that left supervisor's tree is not ours to stop either: named with its release.
+    const stray = harness(opsLines(STATE, 'provisioned yes', live, 'slot green', `has ${v1}`, 'listener blue\tserver\t77\tother\t20261001T000000Z-bbbbbbbbbbbb\t/srv/sample/releases/20261001T000000Z-bbbbbbbbbbbb\tpython -m server.main'));
+    await expect(deploy(stray.ctx, loadEnvironment('x', root), {})).rejects.toThrow(/slot blue\) are taken on web1: port 3579 \(program server\) is held by pid 77 \(python -m server\.main\), a process of release 20261001T000000Z-bbbbbbbbbbbb that supervisor does not run for slot blue\./);
+    expect(stray.remote.stepNames()).toEqual(['lock', 'unlock']);
+  });
+
+  it("the idle slot's own processes (the previous release kept warm) and listeners on the live slot are not in the way: the deploy replaces them", async () => {
+    const h = harness(
+      opsLines(
+        STATE,
+        'provisioned yes',
+        'current 20261101T000000Z-aaaaaaaaaaaa',
+        'slot blue',
+        `has ${v1}`,
+        'proc green\tserver\t500\t20261001T000000Z-bbbbbbbbbbbb\t/srv/sample/releases/20261001T000000Z-bbbbbbbbbbbb\tpython -m server.main',
+        'listener green\tserver\t501\ttree\t20261001T000000Z-bbbbbbbbbbbb\t/srv/sample/releases/20261001T000000Z-bbbbbbbbbbbb\tpython -m server.main',
+        'listener blue\tserver\t9\tother\t\t/\tsomething else',
+      ),
+    );
+    const r = await deploy(h.ctx, loadEnvironment('x', root), {});
+    expect(r.noop).toBe(false);
+    expect(h.remote.stepNames()).toEqual(expect.arrayContaining(['build', 'start green', 'switch']));
+  });
+
+  it('the state step reads who holds the idle slot\'s ports with the same report_slot as ops status', async () => {
+    const h = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', `has ${v1}`));
+    await deploy(h.ctx, loadEnvironment('x', root), {});
+    const lock = h.remote.runs[0]!.stdin;
+    expect(lock).toContain("blue) report_slot green sample-green server:3580 client:3001 ;;");
+    expect(lock).toContain("*) report_slot blue sample-blue server:3579 client:3000 ;;");
+  });
+
   it('every program value supervisor would refuse and every .env value its readers would corrupt, in one error at plan time: nothing runs on any host', async () => {
     const other = mkdtempSync(join(tmpdir(), 'ops-deploy-op-refused-'));
     mkdirSync(join(other, 'environments', 'x'), { recursive: true });

@@ -126,6 +126,11 @@ describe('status parser', () => {
       'program server of the previous release (slot green) is STOPPED: a rollback would have to start it cold (it is not kept warm)',
       `port ${green} of server (previous slot green) is answered by pid 999 (python3 -m http.server ${green}) running an unknown release, which supervisor did not start for it: a rollback or the next deploy (both use slot green) would find the port taken`,
     ]);
+    // A socket ss names no process for (report_slot: pid 0) is said as such.
+    const client = env.port('client', 'green');
+    expect(parse({ listener: `green\tclient\t0\tother\t\t\t` }).warnings).toEqual([
+      `port ${client} of client (previous slot green) is answered by a listening socket ss names no process for, which supervisor did not start for it: a rollback or the next deploy (both use slot green) would find the port taken`,
+    ]);
     // With switch.keep_previous false the previous slot is stopped on purpose after each switch: nothing to say.
     const cold = testEnv({ switch: { keep_previous: false } });
     expect(parseHostStatus(cold, { name: 'web1', address: '192.0.2.1' }, result(report({ supervisor_xml: xml }))).warnings).toEqual([]);

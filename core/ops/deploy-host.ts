@@ -23,6 +23,7 @@ import { treeNotes, type Plan } from './deploy-plan.ts';
 import { certificatePaths } from '../steps/nginx-config.ts';
 import { nginxMessages } from '../steps/status.ts';
 import { foreignListeners, parseProcReports } from '../steps/programs.ts';
+import { LIBRARY_KEYS } from '../steps/libraries.ts';
 import { type AuditEntryFields, type LockedRun } from './locked.ts';
 
 /**
@@ -134,7 +135,18 @@ export function beginHost(ctx: OpsContext, env: Target, remote: Remote, locked: 
       `fix or remove that file (hand-edited? ops status ${env.name} shows nginx -t), then deploy again`,
     );
   refuseForeignListeners(env, remote.name, state, locked.inspected.get(remote.name)!);
+  // nginx stopped: the switch's reload starts it (the site is down anyway), unless systemd may not start it at all.
+  if (state.nginxStopped === 'masked')
+    throw new OpsError(
+      `nginx is not running on ${remote.name} and its unit is masked (systemctl mask nginx): the switch could not start it, so nothing was started (no build, no migration); the site stays down as it is`,
+      `if nginx was stopped on purpose, deploy once it may run again; otherwise: sudo systemctl unmask nginx && sudo systemctl start nginx, then deploy again`,
+    );
   const result: HostSwitch = { host: remote.name, release: p.id, previous: state.current, noop: false, steps: h.steps, notes: [] };
+  if (state.nginxStopped !== undefined) {
+    const down = `nginx is not running on ${remote.name}: the site is down; the switch will start it${state.nginxStopped === 'disabled' ? ' (it is not enabled at boot either: ops provision enables it)' : ''}`;
+    ctx.reporter.warn(down);
+    result.notes.push(`warning: ${down}`);
+  }
   const skew = clockSkewWarning(ctx, remote.name, state.hostTime);
   if (skew) {
     ctx.reporter.warn(skew);
@@ -369,6 +381,11 @@ export async function switchHost(env: Target, hp: HostPlan, p: Plan, locked: Loc
       throw new OpsError(`${(failure as Error).message}\n${p.id} is live on ${hp.name} and serves; recording it (the host's history, what it was deployed with) failed after the switch`, `see ops status ${env.name} and ops releases ${env.name}; the next deploy records again`);
     }
     hp.switched = true;
+    if (reported(switched, LIBRARY_KEYS.nginx_started) !== undefined) {
+      const started = `nginx was not running on ${hp.name}: the switch started it (the site was down until then)`;
+      h.ctx.reporter.warn(started);
+      result.notes.push(`warning: ${started}`);
+    }
   } catch (e) {
     if (hp.switched) throw e;
     throw await failBeforeSwitch(env, hp, p, e);

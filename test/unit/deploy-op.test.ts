@@ -20,13 +20,13 @@ import type { Step } from '../../core/remote/types.ts';
 import { FACTS_KEYS } from '../../core/steps/facts.ts';
 import { LIBRARY_KEYS } from '../../core/steps/libraries.ts';
 import { LOCK_KEYS } from '../../core/steps/lock.ts';
-import { RELEASE_KEYS } from '../../core/steps/release.ts';
+import { PREFLIGHT_KEYS, RELEASE_KEYS } from '../../core/steps/release.ts';
 import { SWITCH_KEYS } from '../../core/steps/switch.ts';
 import { opsLines, type ReportText } from './reports.helpers.ts';
 import { TEST_HOST_KEY, scratchProject } from './project.helpers.ts';
 
 /** What the fake lock step (which also looks at the host: deployState) and the disk step report. */
-const STATE = { ...LOCK_KEYS, ...RELEASE_KEYS, ...LIBRARY_KEYS, ...FACTS_KEYS };
+const STATE = { ...LOCK_KEYS, ...RELEASE_KEYS, ...PREFLIGHT_KEYS, ...LIBRARY_KEYS, ...FACTS_KEYS };
 
 const KEY = TEST_HOST_KEY;
 let root: string;
@@ -364,12 +364,37 @@ describe('deploy operation', () => {
     expect(h.remote.stepNames()).toEqual(expect.arrayContaining(['build', 'start green', 'switch']));
   });
 
-  it('the state step reads who holds the idle slot\'s ports with the same report_slot as ops status', async () => {
+  it('the state step reads who holds the idle slot\'s ports with the same report_slot as ops status, and whether nginx runs', async () => {
     const h = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', `has ${v1}`));
     await deploy(h.ctx, loadEnvironment('x', root), {});
     const lock = h.remote.runs[0]!.stdin;
     expect(lock).toContain("blue) report_slot green sample-green server:3580 client:3001 ;;");
     expect(lock).toContain("*) report_slot blue sample-blue server:3579 client:3000 ;;");
+    expect(lock).toContain('nginx_master >/dev/null || ops_report nginx_stopped "$(nginx_unit)"');
+  });
+
+  it('nginx stopped: a warning naming the host before the build, and another when the switch started it; the deploy goes on', async () => {
+    const h = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', `has ${v1}`, 'nginx_stopped enabled'), (step) =>
+      step.name === 'switch' ? { stdout: opsLines(STATE, 'nginx_started 1') } : undefined,
+    );
+    const r = await deploy(h.ctx, loadEnvironment('x', root), {});
+    const out = h.reporter.lines.join('\n');
+    expect(out).toContain('warning: nginx is not running on web1: the site is down; the switch will start it');
+    expect(out).toContain('warning: nginx was not running on web1: the switch started it (the site was down until then)');
+    expect(r.hosts[0]!.notes).toEqual(expect.arrayContaining(['warning: nginx was not running on web1: the switch started it (the site was down until then)']));
+    expect(h.remote.stepNames()).toEqual(expect.arrayContaining(['build', 'start green', 'switch', 'prune']));
+    // nginx running: not a word about it.
+    const quiet = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', `has ${v1}`));
+    await deploy(quiet.ctx, loadEnvironment('x', root), {});
+    expect(quiet.reporter.lines.join('\n')).not.toMatch(/nginx (is not|was not) running/);
+  });
+
+  it('nginx stopped with its unit masked: refused at the lock, before any build (the switch could not start it)', async () => {
+    const h = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', `has ${v1}`, 'nginx_stopped masked'));
+    const err = (await deploy(h.ctx, loadEnvironment('x', root), {}).catch((e: unknown) => e)) as OpsError;
+    expect(err.message).toMatch(/^nginx is not running on web1 and its unit is masked \(systemctl mask nginx\): the switch could not start it, so nothing was started \(no build, no migration\)/);
+    expect(err.hint).toContain('sudo systemctl unmask nginx');
+    expect(h.remote.stepNames()).toEqual(['lock', 'unlock']);
   });
 
   it('every program value supervisor would refuse and every .env value its readers would corrupt, in one error at plan time: nothing runs on any host', async () => {

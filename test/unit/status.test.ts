@@ -143,7 +143,18 @@ describe('status parser', () => {
     });
     expect(s.problems).toEqual(['nginx configuration is invalid (nginx -t): [emerg] unknown directive "no_such_directive" in /etc/nginx/sites-enabled/broken:3 — nginx keeps serving its last valid configuration, but a reload or restart will fail']);
     expect(nginxMessages(['2026/11/25 15:04:49 [emerg] 533#533: unexpected end of file, expecting "}" in /etc/nginx/sites-enabled/b:2'])).toEqual(['[emerg] unexpected end of file, expecting "}" in /etc/nginx/sites-enabled/b:2']);
-    expect(parse({ nginx: 'stopped', nginx_config: 'invalid', nginx_test: 'nginx: [emerg] x' }).problems).toEqual(['nginx is not running', 'nginx configuration is invalid (nginx -t): [emerg] x — nginx cannot start until it is fixed']);
+    expect(parse({ nginx: 'stopped enabled', nginx_config: 'invalid', nginx_test: 'nginx: [emerg] x' }).problems).toEqual([
+      "nginx is not running: the site is down (sudo systemctl start nginx; the next deploy's switch starts it too, saying so)",
+      'nginx configuration is invalid (nginx -t): [emerg] x — nginx cannot start until it is fixed',
+    ]);
+  });
+
+  it('nginx stopped: a problem that says what a deploy does about it (starts it, saying so; refuses while the unit is masked)', () => {
+    expect(parse({ nginx: 'stopped enabled' }).problems).toEqual(["nginx is not running: the site is down (sudo systemctl start nginx; the next deploy's switch starts it too, saying so)"]);
+    expect(parse({ nginx: 'stopped disabled' }).problems).toEqual(["nginx is not running: the site is down (sudo systemctl start nginx; the next deploy's switch starts it too, saying so); it is not enabled at boot either (ops provision enables it)"]);
+    expect(parse({ nginx: 'stopped masked' }).problems).toEqual(['nginx is not running, and its unit is masked: the site is down, and deploys refuse until it may run (sudo systemctl unmask nginx && sudo systemctl start nginx)']);
+    // An older status step said "stopped" alone.
+    expect(parse({ nginx: 'stopped' }).nginx!.running).toBe(false);
   });
 
   it('nginx running without its pid file (or with a stale one): running, from its master, and a warning naming the pid file', () => {

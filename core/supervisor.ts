@@ -32,8 +32,19 @@ const INLINE_COMMENT = new RegExp(`[${PY_SPACE}][;#]`, 'u');
 // At either end: stripped from the value (rule 1).
 const EDGE_SPACE = new RegExp(`^[${PY_SPACE}]|[${PY_SPACE}]$`, 'u');
 
+/** A value supervisor cannot carry: `key` (where it goes), `why` and `fix`, never the value. */
+export class SupervisorRefusal extends OpsError {
+  constructor(
+    readonly key: SupervisorKey,
+    readonly why: string,
+    readonly fix: string,
+  ) {
+    super(`${key}: supervisor cannot carry this value: ${why}`, fix);
+  }
+}
+
 function refuse(key: SupervisorKey, why: string, hint: string): never {
-  throw new OpsError(`${key}: supervisor cannot carry this value: ${why}`, hint);
+  throw new SupervisorRefusal(key, why, hint);
 }
 
 /** Checks shared by every value (rules 1 and 2); never shows the value itself. */
@@ -80,12 +91,20 @@ export function supervisorEnvValue(key: SupervisorKey, value: string): string {
  * The `environment=` value: KEY='value' pairs joined by commas, `%` doubled (one %-formatting). Keys must
  * be variable names ([A-Za-z_][A-Za-z0-9_]*: shlex word characters).
  * @param keyOf where each variable comes from, for errors ("programs.server.env.X").
+ * @param refused given: each variable supervisor cannot carry is passed to it (and left out) instead of thrown,
+ *   so that every one is found in one pass.
  */
-export function supervisorEnvironment(vars: Record<string, string>, keyOf: (name: string) => SupervisorKey): string {
+export function supervisorEnvironment(vars: Record<string, string>, keyOf: (name: string) => SupervisorKey, refused?: (r: SupervisorRefusal) => void): string {
   return Object.entries(vars)
-    .map(([k, v]) => {
-      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) refuse(keyOf(k), 'the variable name is not a shell variable name', 'use letters, digits and "_"');
-      return `${k}=${supervisorEnvValue(keyOf(k), v)}`;
+    .flatMap(([k, v]) => {
+      try {
+        if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) refuse(keyOf(k), 'the variable name is not a shell variable name', 'use letters, digits and "_"');
+        return [`${k}=${supervisorEnvValue(keyOf(k), v)}`];
+      } catch (e) {
+        if (!refused || !(e instanceof SupervisorRefusal)) throw e;
+        refused(e);
+        return [];
+      }
     })
     .join(',')
     .replace(/%/g, '%%');

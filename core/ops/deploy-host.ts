@@ -22,6 +22,8 @@ import type { DeployOptions } from './deploy.ts';
 import { treeNotes, type Plan } from './deploy-plan.ts';
 import { certificatePaths } from '../steps/nginx-config.ts';
 import { nginxMessages } from '../steps/status.ts';
+import { foreignListeners, parseProcReports } from '../steps/programs.ts';
+import { LIBRARY_KEYS } from '../steps/libraries.ts';
 import { type AuditEntryFields, type LockedRun } from './locked.ts';
 
 /**
@@ -85,6 +87,26 @@ export function nginxBlocker(env: Target, lines: string[]): string | undefined {
 }
 
 /**
+ * Refuse, before anything is built or migrated, a deploy whose start would find a port of its slot (the idle one)
+ * held by a process that is not the slot's own (deployState's report_slot, as ops status reads it: foreignListeners).
+ * The slot's own processes (the previous release kept warm, a failed start) are the start's to replace.
+ * @throws OpsError naming the host, each port and what listens there (pid and command when ss shows them).
+ */
+export function refuseForeignListeners(env: Target, host: string, state: HostState, r: StepResult): void {
+  const slot = state.slot ? otherSlot(state.slot) : 'blue';
+  const foreign = foreignListeners(parseProcReports(env, r).listeners, slot);
+  if (!foreign.length) return;
+  const what = (l: (typeof foreign)[number]) =>
+    l.pid ? `pid ${l.pid}${l.command ? ` (${l.command})` : ''}${l.release ? `, a process of release ${l.release} that supervisor does not run for slot ${slot}` : ''}` : 'a socket ss names no process for';
+  const ports = foreign.map((l) => `port ${env.port(l.program, slot)} (program ${l.program}) is held by ${what(l)}`);
+  const pids = [...new Set(foreign.map((l) => l.pid).filter(Boolean))];
+  throw new OpsError(
+    `the ports this release would start on (slot ${slot}) are taken on ${host}: ${ports.join('; ')}. Its start would fail, so nothing was started (no build, no migration); ${state.current ? `${host} still serves ${state.current}` : `${host} had no live release`}`,
+    `stop what holds them on ${host} (${pids.length ? `sudo kill ${pids.join(' ')}, or stop the service it belongs to: ps -o unit= -p ${pids.join(',')}` : `sudo ss -tlnp shows it`}), or move it off port${foreign.length > 1 ? 's' : ''} ${[...new Set(foreign.map((l) => env.port(l.program, slot)))].join(', ')}; ops status ${env.name} warns about it; then deploy again`,
+  );
+}
+
+/**
  * A host's state read with the lock: a no-op (its live release is the commit deployed and healthy: reported, audited
  * if the lock step did not already) or the plan of what it will do.
  */
@@ -108,7 +130,19 @@ export function beginHost(ctx: OpsContext, env: Target, remote: Remote, locked: 
       `nginx -t fails on ${remote.name}: ${broken}. The switch could not reload nginx, so nothing was started (no build, no migration); nginx keeps serving what it loaded`,
       `fix or remove that file (hand-edited? ops status ${env.name} shows nginx -t), then deploy again`,
     );
+  refuseForeignListeners(env, remote.name, state, locked.inspected.get(remote.name)!);
+  // nginx stopped: the switch's reload starts it (the site is down anyway), unless systemd may not start it at all.
+  if (state.nginxStopped === 'masked')
+    throw new OpsError(
+      `nginx is not running on ${remote.name} and its unit is masked (systemctl mask nginx): the switch could not start it, so nothing was started (no build, no migration); the site stays down as it is`,
+      `if nginx was stopped on purpose, deploy once it may run again; otherwise: sudo systemctl unmask nginx && sudo systemctl start nginx, then deploy again`,
+    );
   const result: HostSwitch = { host: remote.name, release: p.id, previous: state.current, noop: false, steps: h.steps, notes: [] };
+  if (state.nginxStopped !== undefined) {
+    const down = `nginx is not running on ${remote.name}: the site is down; the switch will start it${state.nginxStopped === 'disabled' ? ' (it is not enabled at boot either: ops provision enables it)' : ''}`;
+    ctx.reporter.warn(down);
+    result.notes.push(`warning: ${down}`);
+  }
   const skew = clockSkewWarning(ctx, remote.name, state.hostTime);
   if (skew) {
     ctx.reporter.warn(skew);
@@ -343,6 +377,11 @@ export async function switchHost(env: Target, hp: HostPlan, p: Plan, locked: Loc
       throw new OpsError(`${(failure as Error).message}\n${p.id} is live on ${hp.name} and serves; recording it (the host's history, what it was deployed with) failed after the switch`, `see ops status ${env.name} and ops releases ${env.name}; the next deploy records again`);
     }
     hp.switched = true;
+    if (reported(switched, LIBRARY_KEYS.nginx_started) !== undefined) {
+      const started = `nginx was not running on ${hp.name}: the switch started it (the site was down until then)`;
+      h.ctx.reporter.warn(started);
+      result.notes.push(`warning: ${started}`);
+    }
   } catch (e) {
     if (hp.switched) throw e;
     throw await failBeforeSwitch(env, hp, p, e);

@@ -7,6 +7,7 @@ import type { Target } from '../target.ts';
 import { sharingPlan, type HostSharing } from '../config/siblings.ts';
 import { runnerNow, type OpsContext } from '../context.ts';
 import { renderDotenv, type RenderedEnv } from '../dotenv.ts';
+import { OpsError } from '../errors.ts';
 import { runInfo } from '../runinfo.ts';
 import { validate } from '../shell.ts';
 import { dependencyInputs, setHashes, type DependencyInputs } from '../dependency-inputs.ts';
@@ -77,13 +78,30 @@ export async function planDeploy(ctx: OpsContext, env: Target, { repo, resolved 
   // A release missing its submodules or LFS contents is refused here, before any host is touched. The four
   // reads are independent (git processes, the secrets file): at once, their failures reported in this order.
   const [tree, deps, secrets, size, local] = await inOrder([treeContent(repo, resolved.sha), dependencyInputs(repo, resolved.sha, env), environmentSecrets(ctx, env), treeSize(repo, resolved.sha), checkoutNotes(repo, resolved.sha)] as const);
-  const dotenv = renderDotenv(env, secrets);
   const now = runnerNow(ctx);
   const id = releaseId(resolved.sha, now);
   const hashes = setHashes(deps, id);
-  // Configuration mistakes surface now, before any host is touched.
-  for (const slot of ['blue', 'green'] as const) slotConfig(env, slot, `${env.layout.releases}/${id}`, id);
-  if (env.config.tls.mode === 'off' || env.config.nginx.site_template) site(env, true);
+  // Configuration mistakes surface now, before any host is touched: the .env's, the programs', the site's, all of
+  // them in one error (each check reports every problem of its own), not one per run.
+  const refused = new Map<string, OpsError>();
+  const check = <T>(f: () => T): T | undefined => {
+    try {
+      return f();
+    } catch (e) {
+      if (!(e instanceof OpsError)) throw e;
+      if (!refused.has(e.message)) refused.set(e.message, e);
+      return undefined;
+    }
+  };
+  const dotenv = check(() => renderDotenv(env, secrets));
+  for (const slot of ['blue', 'green'] as const) check(() => slotConfig(env, slot, `${env.layout.releases}/${id}`, id));
+  if (env.config.tls.mode === 'off' || env.config.nginx.site_template) check(() => site(env, true));
+  if (refused.size > 1)
+    throw new OpsError(
+      `the settings of ${env.name} have ${refused.size} kinds of problems (nothing was sent to any host):\n${[...refused.values()].map((e) => `${e.message}${e.hint ? `\n  fix: ${e.hint}` : ''}`).join('\n')}`,
+      'fix each of them, then deploy again',
+    );
+  if (refused.size || !dotenv) throw [...refused.values()][0]!;
   const info = runInfo(ctx.processEnv);
   const meta: ReleaseMeta = {
     id,

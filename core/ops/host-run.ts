@@ -27,7 +27,7 @@ export interface HostSwitch {
 export class HostRun {
   readonly steps: { name: string; ms: number }[] = [];
   constructor(
-    private readonly ctx: OpsContext,
+    readonly ctx: OpsContext,
     readonly remote: Remote,
     private readonly env: Target,
     /** What to do again once space is freed, in the hint: 'deploy' (default), 'provision', … */

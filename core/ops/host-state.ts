@@ -11,7 +11,7 @@ import type { Slot } from '../layout.ts';
 import { reported, reportedAll, type StepResult } from '../remote/types.ts';
 import { parseDisk, type DiskSpace, FACTS_KEYS } from '../steps/facts.ts';
 import { parseReleaseRecord, retention, type ReleaseRecord } from '../steps/history.ts';
-import { deployState, RELEASE_KEYS } from '../steps/release.ts';
+import { deployState, PREFLIGHT_KEYS, RELEASE_KEYS } from '../steps/release.ts';
 import { LIBRARY_KEYS } from '../steps/libraries.ts';
 
 /** Parsed `deployState`. */
@@ -51,6 +51,8 @@ export interface HostState {
   nginxInvalid: string[];
   /** supervisord is not running (a deploy's read, deployState with `shas`; a rollback's, with `supervisor`). */
   supervisorDown: boolean;
+  /** No nginx runs (a deploy's read, deployState with `shas`): what `systemctl is-enabled nginx` says (`masked`...). */
+  nginxStopped?: string;
 }
 
 /**
@@ -85,6 +87,7 @@ export function parseState(r: StepResult): HostState {
     platform: reported(r, RELEASE_KEYS.platform),
     nginxInvalid: reportedAll(r, RELEASE_KEYS.nginx_invalid),
     supervisorDown: reported(r, RELEASE_KEYS.supervisor_down) !== undefined,
+    nginxStopped: reported(r, PREFLIGHT_KEYS.nginx_stopped),
   };
 }
 

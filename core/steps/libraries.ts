@@ -40,6 +40,7 @@ export const HISTORY_FUNCTIONS: string = historyFunctions;
  * checks each `ops_report <key>` in core/steps/sh/ is one of these): `item` (`<part> ok|changed`, system.sh),
  * `cert` (`<file> TAB <openssl line|missing|unreadable>`, cert.sh), `proc` and `listener` (who runs and who
  * answers per program, identity.sh), `history` (`derived`), `release` (`<id> <sha> <status> <live seq|-> <last
- * event seq|->`), `history_seq` and `slot_release` (`<slot> <release id>`) (history.sh).
+ * event seq|->`), `history_seq` and `slot_release` (`<slot> <release id>`) (history.sh), `nginx_started` (nginx_reload found nginx
+ * stopped and started it, system.sh).
  */
-export const LIBRARY_KEYS = reportKeys('item', 'cert', 'proc', 'listener', 'history', 'release', 'history_seq', 'slot_release');
+export const LIBRARY_KEYS = reportKeys('item', 'cert', 'proc', 'listener', 'history', 'release', 'history_seq', 'slot_release', 'nginx_started');

@@ -59,7 +59,17 @@ export function parseProcReports(env: Target, r: StepResult): { procs: ProcRepor
 
 /** A process in a message: "pid 123 (python -m server.main) running 2026...-abc". */
 export function describeProcess(p: { pid: number; command: string; release: string }): string {
+  if (!p.pid) return 'a listening socket ss names no process for';
   return `pid ${p.pid}${p.command ? ` (${p.command})` : ''} running ${p.release || 'an unknown release'}`;
+}
+
+/**
+ * The listeners on `slot`'s ports (report_slot's) that are not in the tree of the process supervisor runs for
+ * that program of the slot: what a start on that slot cannot stop (it stops the slot's own group) and would find
+ * holding the port. `ops status` warns about them on the idle slot; a deploy refuses before building.
+ */
+export function foreignListeners(listeners: ProcReport[], slot: Slot): ProcReport[] {
+  return listeners.filter((x) => x.slot === slot && !x.supervised);
 }
 
 const XML_ENTITIES: Record<string, string> = { '&lt;': '<', '&gt;': '>', '&amp;': '&', '&quot;': '"', '&apos;': "'" };

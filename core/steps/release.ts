@@ -7,10 +7,10 @@ import { reportKeys, type Step } from '../remote/types.ts';
 import { quote, word, type HostVariable } from '../shell.ts';
 import { certificatePaths } from './nginx-config.ts';
 import { RELEASE_DIR_PATTERN, historyFunctions } from './history.ts';
-import { forEachFingerprintRecord, liveFilesShell, probes, supervisordDown } from './switch.ts';
+import { forEachFingerprintRecord, liveFilesShell, probes, programPorts, supervisordDown } from './switch.ts';
 import { b64 } from './script.ts';
 import { diskReport } from './facts.ts';
-import { IDENTITY_FUNCTIONS, PROBE_FUNCTIONS, SUPERVISOR_FUNCTIONS } from './libraries.ts';
+import { IDENTITY_FUNCTIONS, PROBE_FUNCTIONS, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
 
 /** What the release steps report. `deployState`: `now` (host clock, Unix seconds), `provisioned` (date or `no`), `current`, `slot`, `live_sha` (the live release's commit, '' when none), `certificate` (yes|no), `known`/`has` (commits the mirror has), `shallow` (commits the mirror holds without their history: mirrorShallow), `incomplete` (receivePack: a commit or pack the mirror could not take whole), `nginx_invalid` (nginx -t's lines when it fails, asked with `shas`), `supervisor_down` (supervisord is not running, asked with `shas` or `supervisor`), `lfs_has` (LFS objects stored), `deps_has` (complete dependency sets under shared/deps), `live_health` (`ok` or why not), `live_changed` (something is live that was not deployed with this deploy's fingerprint: `settings`, the record of the live release holds another, or what runs it is not what these settings render: its slot's supervisor file, nginx's site or upstreams, liveFilesShell; `unrecorded`, there is none for it: deployed before records were kept, its .env a link to the shared one of older versions, or the records are missing or damaged), `platform` (`<os> <arch> python <v|none> node <v|none>`, when asked), with FACTS_KEYS.disk and the history's LIBRARY_KEYS. `pruneReleases`: `pruned`, `kept_running` (release ids), `pruned_deps` (dependency set names). */
 export const RELEASE_KEYS = reportKeys('now', 'provisioned', 'current', 'slot', 'live_sha', 'certificate', 'known', 'shallow', 'incomplete', 'has', 'lfs_has', 'deps_has', 'live_health', 'live_changed', 'platform', 'nginx_invalid', 'supervisor_down', 'pruned', 'kept_running', 'pruned_deps');
@@ -153,6 +153,7 @@ for d in ${quote(L.deps)}/*/; do if [ -f "$d.complete" ]; then d=${'$'}{d%/}; op
 ${supervisorReport}
 # Can the switch reload nginx? A file it does not write that nginx refuses would fail it after the build and migrations.
 if ! nginx_out=$(nginx -t 2>&1); then while IFS= read -r line; do [ -z "$line" ] || ops_report ${RELEASE_KEYS.nginx_invalid} "$line"; done <<< "$nginx_out"; fi
+${switchPreflight(env, !options.commit)}
 `
     : '';
   return {
@@ -184,6 +185,37 @@ release_reports
 slot_releases
 ${code}${options.supervisor && !shas ? `${supervisorReport}\n` : ''}${options.platform ? `${platformReport(env)}\n` : ''}fi`,
   };
+}
+
+/** What deployState reports for the start and the switch (switchPreflight): `nginx_stopped` (no nginx master runs: what `systemctl is-enabled nginx` says, `unknown` without systemd). */
+export const PREFLIGHT_KEYS = reportKeys('nginx_stopped');
+
+/**
+ * Shell reporting, for a deploy about to build, what its start and switch would meet on the host:
+ * - who holds the ports of the slot it starts on (the other slot than the live one; blue when none is):
+ *   report_slot's `proc` and `listener` lines, as ops status reads them (parseProcReports). A listener not in the
+ *   tree of that slot's own supervisor process (foreignListeners) would make the start fail after the build and
+ *   migrations; the slot's own processes (the previous release kept warm, a failed start) the start replaces;
+ * - whether nginx runs (nginx_master, as ops status looks): the switch's reload starts it when it does not
+ *   (`nginx_stopped`, with whether the unit is masked, when it could not).
+ * `libraries`: the supervisor and identity functions are not in the script yet.
+ */
+function switchPreflight(env: Target, libraries: boolean): string {
+  const L = env.layout;
+  const report = (slot: Slot) => `report_slot ${slot} ${quote(L.supervisorGroup(slot))} ${programPorts(env, slot).map(quote).join(' ')}`;
+  return String.raw`${SYSTEM_FUNCTIONS}
+${libraries ? `${SUPERVISOR_FUNCTIONS}
+${IDENTITY_FUNCTIONS}
+` : ''}# Who listens on the ports the new release starts on (one ss for them all).
+if command -v ss >/dev/null; then
+  LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)
+  case "$slot" in
+    blue) ${report('green')} ;;
+    *) ${report('blue')} ;;
+  esac
+  unset LISTEN_TABLE
+fi
+nginx_master >/dev/null || ops_report ${PREFLIGHT_KEYS.nginx_stopped} "$(nginx_unit)"`;
 }
 
 /**

@@ -9,11 +9,11 @@ import { parseCerts, siteName, type CertInfo } from './certs.ts';
 import { CERT_FUNCTIONS, IDENTITY_FUNCTIONS, PROBE_FUNCTIONS, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
 import { describeHolder, lockStatus, parseLock, type LockInfo } from './lock.ts';
 import { certificatePaths } from './nginx-config.ts';
-import { describeProcess, parseProcReports, parseProcessInfo, programStates, type ProgramState } from './programs.ts';
+import { describeProcess, foreignListeners, parseProcReports, parseProcessInfo, programStates, type ProgramState } from './programs.ts';
 import { releaseSummary, type ReleaseSummary } from './release.ts';
 import { programPorts, probes } from './switch.ts';
 
-/** What `hostStatus` reports, parsed by `parseStatus`: `now` (host clock, ISO 8601 UTC), `provisioned`, `current`, `release_json`, `slot`, `nginx` (running|stopped: its master process, nginx_master), `nginx_pidfile` (`missing <master pid>` or `stale <master pid>`: /run/nginx.pid does not name the running master), `nginx_config` (ok|invalid), `nginx_test` (nginx -t lines), `site_enabled` (yes|no), `site` (HTTP status), `supervisor` (`running` or why not), `supervisor_xml` (getAllProcessInfo's answer), `health` (`ok` or why not), `served_serial`, `disk` (`<mount> <free KiB> <size KiB>`), `upstream` (`<name> <address>` per server of the upstreams file, or `missing`), `nginx_slot` (what /.ops/slot answers through nginx), `health_body` (`<probe> <the first bytes of its answer>`, for a probe that answered an error status); certificates as LIBRARY_KEYS.cert. */
+/** What `hostStatus` reports, parsed by `parseStatus`: `now` (host clock, ISO 8601 UTC), `provisioned`, `current`, `release_json`, `slot`, `nginx` (running, or `stopped <what systemctl is-enabled nginx says, or unknown>`: its master process, nginx_master), `nginx_pidfile` (`missing <master pid>` or `stale <master pid>`: /run/nginx.pid does not name the running master), `nginx_config` (ok|invalid), `nginx_test` (nginx -t lines), `site_enabled` (yes|no), `site` (HTTP status), `supervisor` (`running` or why not), `supervisor_xml` (getAllProcessInfo's answer), `health` (`ok` or why not), `served_serial`, `disk` (`<mount> <free KiB> <size KiB>`), `upstream` (`<name> <address>` per server of the upstreams file, or `missing`), `nginx_slot` (what /.ops/slot answers through nginx), `health_body` (`<probe> <the first bytes of its answer>`, for a probe that answered an error status); certificates as LIBRARY_KEYS.cert. */
 export const STATUS_KEYS = reportKeys('now', 'provisioned', 'current', 'release_json', 'slot', 'nginx', 'nginx_pidfile', 'nginx_config', 'nginx_test', 'site_enabled', 'site', 'supervisor', 'supervisor_xml', 'health', 'served_serial', 'disk', 'upstream', 'nginx_slot', 'health_body');
 
 /**
@@ -87,7 +87,7 @@ if master=$(nginx_master); then
   ops_report ${STATUS_KEYS.nginx} running
   pid=""; read -r pid 2>/dev/null < /run/nginx.pid || true
   if [ -z "$pid" ]; then ops_report ${STATUS_KEYS.nginx_pidfile} "missing $master"; elif [ "$pid" != "$master" ]; then ops_report ${STATUS_KEYS.nginx_pidfile} "stale $master"; fi
-else ops_report ${STATUS_KEYS.nginx} stopped; fi
+else ops_report ${STATUS_KEYS.nginx} "stopped $(nginx_unit)"; fi
 if out=$(nginx -t 2>&1); then ops_report ${STATUS_KEYS.nginx_config} ok; else ops_report ${STATUS_KEYS.nginx_config} invalid; fi
 while IFS= read -r line; do [ -z "$line" ] || ops_report ${STATUS_KEYS.nginx_test} "$line"; done <<< "$out"
 ops_report ${STATUS_KEYS.site_enabled} "$([ -e ${quote(L.nginxSiteEnabled)} ] && echo yes || echo no)"
@@ -246,7 +246,15 @@ export function parseHostStatus(env: Target, host: { name: string; address: stri
 
   const nginxTest = reportedAll(r, STATUS_KEYS.nginx_test);
   s.nginx = { running: reported(r, STATUS_KEYS.nginx) === 'running', configOk: reported(r, STATUS_KEYS.nginx_config) === 'ok', messages: nginxMessages(nginxTest) };
-  if (!s.nginx.running) problem('nginx is not running');
+  if (!s.nginx.running) {
+    // As a deploy treats it (core/ops/deploy-host.ts): its switch starts nginx, saying so, unless the unit is masked.
+    const unit = (reported(r, STATUS_KEYS.nginx) ?? '').split(' ')[1];
+    problem(
+      unit === 'masked'
+        ? 'nginx is not running, and its unit is masked: the site is down, and deploys refuse until it may run (sudo systemctl unmask nginx && sudo systemctl start nginx)'
+        : `nginx is not running: the site is down (sudo systemctl start nginx; the next deploy's switch starts it too, saying so)${unit === 'disabled' ? '; it is not enabled at boot either (ops provision enables it)' : ''}`,
+    );
+  }
   const pidfile = reported(r, STATUS_KEYS.nginx_pidfile);
   if (pidfile) {
     const [how, master] = pidfile.split(' ');
@@ -310,7 +318,7 @@ export function parseHostStatus(env: Target, host: { name: string; address: stri
           warn(`program ${p.program} of the previous release (slot ${p.slot}) is STOPPED: a rollback would have to start it cold (it is not kept warm)`);
       // A process supervisor did not start, on a port of the idle slot: a rollback or the next deploy would find it there.
       const idle = otherSlot(s.slot);
-      for (const l of listeners.filter((x) => x.slot === idle && !x.supervised))
+      for (const l of foreignListeners(listeners, idle))
         warn(`port ${env.port(l.program, idle)} of ${l.program} (previous slot ${idle}) is answered by ${describeProcess(l)}, which supervisor did not start for it: a rollback or the next deploy (both use slot ${idle}) would find the port taken`);
     }
   }

@@ -45,9 +45,36 @@ export const STOP_WAIT_SECONDS = 15;
 /**
  * The supervisor group of one slot, running one release. Every value is encoded for supervisor
  * (core/supervisor.ts): a program runs exactly the command and environment the environment file says.
- * @throws OpsError naming the program and key of a value supervisor cannot carry (at plan time).
+ * @throws OpsError naming the program and key of each value supervisor cannot carry (and of each unknown
+ * placeholder), all of them in one error (at plan time), never the values.
  */
 export function slotConfig(env: Target, slot: Slot, release: string, releaseId: string): string {
+  // Every refusal is collected (a user fixes them all at once, not one per run), then thrown together.
+  const problems = new Map<string, OpsError>();
+  const note = (e: unknown) => {
+    if (!(e instanceof OpsError)) throw e;
+    if (!problems.has(e.message)) problems.set(e.message, e);
+  };
+  const carry = (value: () => string): string => {
+    try {
+      return value();
+    } catch (e) {
+      note(e);
+      return '';
+    }
+  };
+  const text = slotConfigText(env, slot, release, releaseId, carry, note);
+  if (problems.size === 1) throw [...problems.values()][0]!;
+  if (problems.size > 1)
+    throw new OpsError(
+      `${problems.size} program settings of ${env.name} cannot be given to supervisor as written (nothing was sent to any host):\n${[...problems.values()].map((e) => `  - ${e.message}${e.hint ? ` (${e.hint})` : ''}`).join('\n')}`,
+      `change each of them in environments/${env.name}/environment.yml, then deploy again`,
+    );
+  return text;
+}
+
+/** slotConfig's text, each value through `carry` (a value refused reads as ''), each refused variable given to `refused`. */
+function slotConfigText(env: Target, slot: Slot, release: string, releaseId: string, carry: (value: () => string) => string, refused: (e: unknown) => void): string {
   const L = env.layout;
   const paths = env.runtime;
   const nodeBin = paths.node.replace(/\/node$/, '');
@@ -62,15 +89,15 @@ export function slotConfig(env: Target, slot: Slot, release: string, releaseId: 
       OPS_RELEASE: releaseId,
       OPS_SLOT: slot,
     });
-    for (const [k, v] of Object.entries(p.env)) vars[k] = expand(env, v, release, name, slot);
+    for (const [k, v] of Object.entries(p.env)) vars[k] = carry(() => expand(env, v, release, name, slot));
     const log = `${L.logDir}/${name}-${slot}`;
     const key = (k: string) => `programs.${name}.${k}`;
     return [
       `[program:${programName(env, slot, name)}]`,
-      `command=${supervisorValue(key('command'), expand(env, p.command, release, name, slot))}`,
-      `directory=${supervisorValue(key('directory'), dir)}`,
-      `user=${supervisorValue('app_user', env.appUser)}`,
-      `environment=${supervisorEnvironment(vars, (k) => (k in p.env ? key(`env.${k}`) : `the ${k} given to programs (from base_dir or the runtimes)`))}`,
+      `command=${carry(() => supervisorValue(key('command'), expand(env, p.command, release, name, slot)))}`,
+      `directory=${carry(() => supervisorValue(key('directory'), dir))}`,
+      `user=${carry(() => supervisorValue('app_user', env.appUser))}`,
+      `environment=${carry(() => supervisorEnvironment(vars, (k) => (k in p.env ? key(`env.${k}`) : `the ${k} given to programs (from base_dir or the runtimes)`), refused))}`,
       'autostart=true',
       'autorestart=true',
       // supervisord notices an exit only on its next pass, at most a second later (its poll's timeout), and decides
@@ -84,10 +111,10 @@ export function slotConfig(env: Target, slot: Slot, release: string, releaseId: 
       `stopwaitsecs=${STOP_WAIT_SECONDS}`,
       'stopasgroup=true',
       'killasgroup=true',
-      `stdout_logfile=${supervisorValue(key('log'), `${log}.out.log`, 2)}`,
+      `stdout_logfile=${carry(() => supervisorValue(key('log'), `${log}.out.log`, 2))}`,
       'stdout_logfile_maxbytes=20MB',
       'stdout_logfile_backups=5',
-      `stderr_logfile=${supervisorValue(key('log'), `${log}.err.log`, 2)}`,
+      `stderr_logfile=${carry(() => supervisorValue(key('log'), `${log}.err.log`, 2))}`,
       'stderr_logfile_maxbytes=20MB',
       'stderr_logfile_backups=5',
     ].join('\n');
@@ -95,7 +122,7 @@ export function slotConfig(env: Target, slot: Slot, release: string, releaseId: 
   return [
     `; Managed by ops-pipeline: slot ${slot} of ${env.config.app}, release ${releaseId}. Rewritten by deploys.`,
     `[group:${env.layout.supervisorGroup(slot)}]`,
-    `programs=${supervisorValue('programs', names.map((n) => programName(env, slot, n)).join(','))}`,
+    `programs=${carry(() => supervisorValue('programs', names.map((n) => programName(env, slot, n)).join(',')))}`,
     '',
     ...blocks.map((b) => `${b}\n`),
   ].join('\n');

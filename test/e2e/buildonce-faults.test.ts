@@ -53,10 +53,9 @@ describe.sequential('build once: what real teams hit', () => {
 
   it('rolling, one at a time, host 2 of 3 fails at its start: host 3 is told, its release marked, locks gone', async () => {
     project.write({ ...config, switch: { drain: 10, batch_size: 1 } });
-    // Something else listens on brb's idle slot ports: its start fails there.
-    const slot = (await sh(hosts[1]!, 'sudo cat /srv/sample/.ops/slot')).trim();
-    const off = slot === 'blue' ? 1 : 0;
-    await sh(hosts[1]!, `sudo systemd-run --unit=squat -- python3 -m http.server ${3579 + off} --bind 127.0.0.1; sudo systemd-run --unit=squat2 -- python3 -m http.server ${3000 + off} --bind 127.0.0.1; sleep 1`);
+    // brb's supervisor refuses the new slot's file (its log directory gone): its start fails there. (Something else
+    // listening on its idle slot's ports would be refused before any host builds.)
+    await sh(hosts[1]!, 'sudo mv /var/log/sample /var/log/sample.away');
     const before = await Promise.all(hosts.map(revision));
     const err = await errorOf(deploy(project.ctx(), project.env(), { ref: 'v2' }));
     console.log('ROLLING:', err.message);
@@ -71,7 +70,7 @@ describe.sequential('build once: what real teams hit', () => {
     expect(id).toBeDefined();
     expect(await failedMark(hosts[2]!, id!)).toBe('marked');
     expect((await auditOf(hosts[2]!)).split('\n').filter(Boolean).pop()).toMatch(/failed/);
-    await sh(hosts[1]!, 'sudo systemctl stop squat squat2');
+    await sh(hosts[1]!, 'sudo mv /var/log/sample.away /var/log/sample');
     // A rerun after the failed rollout finishes the job.
     const again = await deploy(project.ctx(), project.env(), { ref: 'v2' });
     for (const h of hosts) expect(await revision(h)).toBe(again.sha);

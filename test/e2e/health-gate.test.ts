@@ -7,6 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deploy } from '../../core/ops/deploy.ts';
+import { status } from '../../core/ops/status.ts';
+import { MemoryReporter } from '../../core/report.ts';
 import { quote } from '../../core/shell.ts';
 import { downHost, sshRun, type Host } from '../hosts/index.ts';
 import { commit, gitIn, initRepo } from '../support/gitrepo.ts';
@@ -94,4 +96,66 @@ describe.sequential('the health gate', () => {
     expect((err as Error).message).toMatch(/did not become healthy on slot \w+: no healthy answer within 8s from web:\d+:\/health \(Operation timed out after \d+ milliseconds with 0 bytes received\); the live release keeps serving/);
     expect((await get(host)).body).toBe('1');
   }, 300_000);
+});
+
+describe.sequential('what the start and the switch would meet, read before building', () => {
+  /** The releases on the host (to see that a refused deploy made none). */
+  const releases = async () => onHost(`ls /srv/${APP}/releases`);
+  /** The port of program web on the slot a deploy starts on (port_offset 1). */
+  const idlePort = async () => ((await onHost(`cat /srv/${APP}/.ops/slot`)) === 'blue' ? 5101 : 5100);
+
+  it('a foreign process on the idle slot\'s port: refused before building, naming host, port, pid and command; the warm previous release there is not foreign', async () => {
+    project.write(config);
+    // Two good deploys: the idle slot then runs the previous release, kept warm, which the next deploy replaces itself.
+    await deploy(project.ctx(), project.env(), { ref: 'good', force: true });
+    await deploy(project.ctx(), project.env(), { ref: 'good', force: true });
+    // Both slots run (the live one may still be STARTING: startsecs).
+    expect(await onHost(`supervisorctl status | grep -cE 'RUNNING|STARTING' || true`)).toBe('2');
+    const port = await idlePort();
+    // The warm previous release holds the idle port: stopped (as a tester did), so that something else can take it.
+    await onHost(`supervisorctl stop ${APP}-${port === 5101 ? 'green' : 'blue'}:*`);
+    await onHost(`systemd-run --unit=ops-squat -- python3 -m http.server ${port} --bind 127.0.0.1; sleep 1`);
+    try {
+      const before = await releases();
+      const pid = await onHost('systemctl show -p MainPID --value ops-squat');
+      const err = await deploy(project.ctx(), project.env(), { ref: 'good', force: true }).catch((e: Error) => e);
+      expect(err).toBeInstanceOf(Error);
+      expect((err as Error).message).toMatch(
+        new RegExp(`^the ports this release would start on \\(slot (blue|green)\\) are taken on ${host.name}: port ${port} \\(program web\\) is held by pid ${pid} \\((/usr/bin/)?python3 -m http\\.server ${port} --bind 127\\.0\\.0\\.1\\)\\. Its start would fail, so nothing was started \\(no build, no migration\\); ${host.name} still serves \\S+$`),
+      );
+      expect((err as { hint?: string }).hint).toContain(`sudo kill ${pid}`);
+      expect(await releases()).toBe(before);
+      expect((await get(host)).body).toBe('1');
+    } finally {
+      await onHost('systemctl stop ops-squat || true');
+    }
+    const r = await deploy(project.ctx(), project.env(), { ref: 'good', force: true });
+    expect(r.noop).toBe(false);
+    expect((await get(host)).body).toBe('1');
+  }, 600_000);
+
+  it('nginx stopped: ops status says a deploy starts it; the deploy warns, naming the host, and its switch starts it, saying so; masked, the deploy refuses before building', async () => {
+    await onHost('systemctl stop nginx');
+    try {
+      const s = await status(project.ctx(), project.env());
+      expect(s.hosts[0]!.problems).toContain("nginx is not running: the site is down (sudo systemctl start nginx; the next deploy's switch starts it too, saying so)");
+      await onHost('systemctl mask nginx');
+      const before = await releases();
+      const err = await deploy(project.ctx(), project.env(), { ref: 'good', force: true }).catch((e: Error) => e);
+      expect((err as Error).message).toMatch(new RegExp(`^nginx is not running on ${host.name} and its unit is masked \\(systemctl mask nginx\\): the switch could not start it, so nothing was started`));
+      expect(await releases()).toBe(before);
+      expect(await onHost('systemctl is-active nginx || true')).toBe('inactive');
+      await onHost('systemctl unmask nginx');
+      const reporter = new MemoryReporter();
+      const r = await deploy(project.ctx(reporter), project.env(), { ref: 'good', force: true });
+      expect(reporter.lines).toContain(`warning: nginx is not running on ${host.name}: the site is down; the switch will start it`);
+      expect(reporter.lines).toContain(`warning: nginx was not running on ${host.name}: the switch started it (the site was down until then)`);
+      expect(r.hosts[0]!.notes).toContain(`warning: nginx was not running on ${host.name}: the switch started it (the site was down until then)`);
+      expect(await onHost('systemctl is-active nginx || true')).toBe('active');
+      expect((await get(host)).body).toBe('1');
+      expect((await status(project.ctx(), project.env())).hosts[0]!.problems).toEqual([]);
+    } finally {
+      await onHost('systemctl unmask nginx; systemctl start nginx || true');
+    }
+  }, 600_000);
 });

@@ -36,17 +36,30 @@ describe.sequential('two hosts', () => {
     expect(r.hosts[1]!.steps.map((s) => s.name)).not.toContain('migrate');
   }, 600_000);
 
-  it('stops the rollout when a host fails, saying which hosts run which release', async () => {
-    // Occupy the port the second host's new slot needs: its start fails, the first host is already done.
+  it('a foreign process on the second host\'s idle port: the rollout is refused before any host builds, naming that host', async () => {
     const squat = await sshRun(hosts[1]!, 'setsid python3 -m http.server 3580 --bind 127.0.0.1 >/dev/null 2>&1 < /dev/null & echo $!');
     try {
       const err = await deploy(project.ctx(), project.env(), { ref: 'v2' }).catch((e: Error) => e);
-      expect((err as Error).message).toMatch(/port 3580 \(slot green, program server\) is already in use/);
+      expect((err as Error).message).toMatch(new RegExp(`^the ports this release would start on \\(slot green\\) are taken on ${hosts[1]!.name}: port 3580 \\(program server\\) is held by pid ${squat.stdout.trim()} \\(python3 -m http\\.server 3580`));
+      for (const h of hosts) expect((await get(h)).body).toContain('Version 1.0.0');
+    } finally {
+      await sshRun(hosts[1]!, `kill ${squat.stdout.trim()} || true`);
+    }
+  }, 300_000);
+
+  it('stops the rollout when a host fails, saying which hosts run which release', async () => {
+    // The second host's supervisor refuses the new slot's file (its log directory gone): its start fails, the first
+    // host is already done.
+    await sshRun(hosts[1]!, 'sudo mv /var/log/sample /var/log/sample.away');
+    try {
+      const err = await deploy(project.ctx(), project.env(), { ref: 'v2' }).catch((e: Error) => e);
+      // Every slot's programs log there: supervisor refuses its configuration as a whole (CANT_REREAD naming the directory).
+      expect((err as Error).message).toMatch(/step "start green" on \S+ failed[\s\S]*CANT_REREAD: The directory named as part of the path \/var\/log\/sample\//);
       expect((err as Error).message).toMatch(new RegExp(`rollout stopped; hosts now run:\\n  ${hosts[0]!.name}: \\d{8}T\\d{6}Z-[0-9a-f]{12}\\n  ${hosts[1]!.name}: unchanged`));
       expect((await get(hosts[0]!)).body).toContain('Version 2.0.0');
       expect((await get(hosts[1]!)).body).toContain('Version 1.0.0');
     } finally {
-      await sshRun(hosts[1]!, `kill ${squat.stdout.trim()} || true`);
+      await sshRun(hosts[1]!, 'sudo mv /var/log/sample.away /var/log/sample');
     }
     const again = await deploy(project.ctx(), project.env(), { ref: 'v2' });
     expect(again.hosts.map((h) => h.noop)).toEqual([true, false]);

@@ -20,13 +20,13 @@ import type { Step } from '../../core/remote/types.ts';
 import { FACTS_KEYS } from '../../core/steps/facts.ts';
 import { LIBRARY_KEYS } from '../../core/steps/libraries.ts';
 import { LOCK_KEYS } from '../../core/steps/lock.ts';
-import { RELEASE_KEYS } from '../../core/steps/release.ts';
+import { PREFLIGHT_KEYS, RELEASE_KEYS } from '../../core/steps/release.ts';
 import { SWITCH_KEYS } from '../../core/steps/switch.ts';
 import { opsLines, type ReportText } from './reports.helpers.ts';
 import { TEST_HOST_KEY, scratchProject } from './project.helpers.ts';
 
 /** What the fake lock step (which also looks at the host: deployState) and the disk step report. */
-const STATE = { ...LOCK_KEYS, ...RELEASE_KEYS, ...LIBRARY_KEYS, ...FACTS_KEYS };
+const STATE = { ...LOCK_KEYS, ...RELEASE_KEYS, ...PREFLIGHT_KEYS, ...LIBRARY_KEYS, ...FACTS_KEYS };
 
 const KEY = TEST_HOST_KEY;
 let root: string;
@@ -327,6 +327,96 @@ describe('deploy operation', () => {
     expect(err.message).not.toMatch(/keeps serving/);
     expect(h.remote.stepNames()).toEqual(['lock', 'unlock']);
     expect(h.remote.uploads).toEqual([]);
+  });
+
+  it('a process that is not ours on a port of the idle slot: refused at the lock, naming host, port, pid and command, before any build or migration', async () => {
+    const live = 'current 20261101T000000Z-aaaaaaaaaaaa';
+    // The live slot is blue: the release would start on green (3579 + 1000, 3000 + 1000), where python3 squats.
+    const h = harness(opsLines(STATE, 'provisioned yes', live, 'slot blue', `has ${v1}`, 'listener green\tserver\t4242\tother\t\t/tmp\tpython3 -m http.server 3580', 'listener green\tclient\t0\tother\t\t\t'));
+    const err = (await deploy(h.ctx, loadEnvironment('x', root), {}).catch((e: unknown) => e)) as OpsError;
+    expect(err).toBeInstanceOf(OpsError);
+    expect(err.message).toBe(
+      'the ports this release would start on (slot green) are taken on web1: port 3580 (program server) is held by pid 4242 (python3 -m http.server 3580); port 3001 (program client) is held by a socket ss names no process for. Its start would fail, so nothing was started (no build, no migration); web1 still serves 20261101T000000Z-aaaaaaaaaaaa',
+    );
+    expect(err.hint).toMatch(/^stop what holds them on web1 \(sudo kill 4242, or stop the service it belongs to: ps -o unit= -p 4242\), or move it off ports 3580, 3001; ops status x warns about it/);
+    expect(h.remote.stepNames()).toEqual(['lock', 'unlock']);
+    expect(h.remote.uploads).toEqual([]);
+    // One of our releases that left supervisor's tree is not ours to stop either: named with its release.
+    const stray = harness(opsLines(STATE, 'provisioned yes', live, 'slot green', `has ${v1}`, 'listener blue\tserver\t77\tother\t20261001T000000Z-bbbbbbbbbbbb\t/srv/sample/releases/20261001T000000Z-bbbbbbbbbbbb\tpython -m server.main'));
+    await expect(deploy(stray.ctx, loadEnvironment('x', root), {})).rejects.toThrow(/slot blue\) are taken on web1: port 3579 \(program server\) is held by pid 77 \(python -m server\.main\), a process of release 20261001T000000Z-bbbbbbbbbbbb that supervisor does not run for slot blue\./);
+    expect(stray.remote.stepNames()).toEqual(['lock', 'unlock']);
+  });
+
+  it("the idle slot's own processes (the previous release kept warm) and listeners on the live slot are not in the way: the deploy replaces them", async () => {
+    const h = harness(
+      opsLines(
+        STATE,
+        'provisioned yes',
+        'current 20261101T000000Z-aaaaaaaaaaaa',
+        'slot blue',
+        `has ${v1}`,
+        'proc green\tserver\t500\t20261001T000000Z-bbbbbbbbbbbb\t/srv/sample/releases/20261001T000000Z-bbbbbbbbbbbb\tpython -m server.main',
+        'listener green\tserver\t501\ttree\t20261001T000000Z-bbbbbbbbbbbb\t/srv/sample/releases/20261001T000000Z-bbbbbbbbbbbb\tpython -m server.main',
+        'listener blue\tserver\t9\tother\t\t/\tsomething else',
+      ),
+    );
+    const r = await deploy(h.ctx, loadEnvironment('x', root), {});
+    expect(r.noop).toBe(false);
+    expect(h.remote.stepNames()).toEqual(expect.arrayContaining(['build', 'start green', 'switch']));
+  });
+
+  it('the state step reads who holds the idle slot\'s ports with the same report_slot as ops status, and whether nginx runs', async () => {
+    const h = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', `has ${v1}`));
+    await deploy(h.ctx, loadEnvironment('x', root), {});
+    const lock = h.remote.runs[0]!.stdin;
+    expect(lock).toContain("blue) report_slot green sample-green server:3580 client:3001 ;;");
+    expect(lock).toContain("*) report_slot blue sample-blue server:3579 client:3000 ;;");
+    expect(lock).toContain('nginx_master >/dev/null || ops_report nginx_stopped "$(nginx_unit)"');
+  });
+
+  it('nginx stopped: a warning naming the host before the build, and another when the switch started it; the deploy goes on', async () => {
+    const h = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', `has ${v1}`, 'nginx_stopped enabled'), (step) =>
+      step.name === 'switch' ? { stdout: opsLines(STATE, 'nginx_started 1') } : undefined,
+    );
+    const r = await deploy(h.ctx, loadEnvironment('x', root), {});
+    const out = h.reporter.lines.join('\n');
+    expect(out).toContain('warning: nginx is not running on web1: the site is down; the switch will start it');
+    expect(out).toContain('warning: nginx was not running on web1: the switch started it (the site was down until then)');
+    expect(r.hosts[0]!.notes).toEqual(expect.arrayContaining(['warning: nginx was not running on web1: the switch started it (the site was down until then)']));
+    expect(h.remote.stepNames()).toEqual(expect.arrayContaining(['build', 'start green', 'switch', 'prune']));
+    // nginx running: not a word about it.
+    const quiet = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', `has ${v1}`));
+    await deploy(quiet.ctx, loadEnvironment('x', root), {});
+    expect(quiet.reporter.lines.join('\n')).not.toMatch(/nginx (is not|was not) running/);
+  });
+
+  it('nginx stopped with its unit masked: refused at the lock, before any build (the switch could not start it)', async () => {
+    const h = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', `has ${v1}`, 'nginx_stopped masked'));
+    const err = (await deploy(h.ctx, loadEnvironment('x', root), {}).catch((e: unknown) => e)) as OpsError;
+    expect(err.message).toMatch(/^nginx is not running on web1 and its unit is masked \(systemctl mask nginx\): the switch could not start it, so nothing was started \(no build, no migration\)/);
+    expect(err.hint).toContain('sudo systemctl unmask nginx');
+    expect(h.remote.stepNames()).toEqual(['lock', 'unlock']);
+  });
+
+  it('every program value supervisor would refuse and every .env value its readers would corrupt, in one error at plan time: nothing runs on any host', async () => {
+    const other = mkdtempSync(join(tmpdir(), 'ops-deploy-op-refused-'));
+    mkdirSync(join(other, 'environments', 'x'), { recursive: true });
+    writeFileSync(join(other, 'package.json'), '{}');
+    const config = parse(readFileSync(join(root, 'environments', 'x', 'environment.yml'), 'utf8')) as Record<string, any>;
+    config.programs.server.env = { BOTH: `s3cret'"x`, NEWLINE: 's3cret\nx' };
+    config.programs.client.env = { HASH: 's3cret #x' };
+    config.env.BAD = `it's "q"\nz`;
+    writeFileSync(join(other, 'environments', 'x', 'environment.yml'), stringify(config));
+    const h = harness(opsLines(STATE, 'provisioned yes'));
+    const err = (await deploy({ ...h.ctx, root: other }, loadEnvironment('x', other), {}).catch((e: unknown) => e)) as OpsError;
+    expect(err).toBeInstanceOf(OpsError);
+    expect(err.message).toMatch(/^the settings of x have 2 kinds of problems \(nothing was sent to any host\):\n/);
+    expect(err.message).toMatch(/\n1 \.env value of x cannot be written/);
+    expect(err.message).toMatch(/\n3 program settings of x cannot be given to supervisor as written/);
+    for (const key of ['programs.server.env.BOTH', 'programs.server.env.NEWLINE', 'programs.client.env.HASH']) expect(err.message).toContain(`  - ${key}: supervisor cannot carry this value: `);
+    expect(err.message).not.toContain('s3cret');
+    expect(h.remote.stepNames()).toEqual([]);
+    rmSync(other, { recursive: true, force: true });
   });
 
   it('a dry run reads the live commit (one read-only step, no lock), prints the plan and the change, changes nothing', async () => {

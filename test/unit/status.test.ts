@@ -126,6 +126,11 @@ describe('status parser', () => {
       'program server of the previous release (slot green) is STOPPED: a rollback would have to start it cold (it is not kept warm)',
       `port ${green} of server (previous slot green) is answered by pid 999 (python3 -m http.server ${green}) running an unknown release, which supervisor did not start for it: a rollback or the next deploy (both use slot green) would find the port taken`,
     ]);
+    // A socket ss names no process for (report_slot: pid 0) is said as such.
+    const client = env.port('client', 'green');
+    expect(parse({ listener: `green\tclient\t0\tother\t\t\t` }).warnings).toEqual([
+      `port ${client} of client (previous slot green) is answered by a listening socket ss names no process for, which supervisor did not start for it: a rollback or the next deploy (both use slot green) would find the port taken`,
+    ]);
     // With switch.keep_previous false the previous slot is stopped on purpose after each switch: nothing to say.
     const cold = testEnv({ switch: { keep_previous: false } });
     expect(parseHostStatus(cold, { name: 'web1', address: '192.0.2.1' }, result(report({ supervisor_xml: xml }))).warnings).toEqual([]);
@@ -138,7 +143,18 @@ describe('status parser', () => {
     });
     expect(s.problems).toEqual(['nginx configuration is invalid (nginx -t): [emerg] unknown directive "no_such_directive" in /etc/nginx/sites-enabled/broken:3 — nginx keeps serving its last valid configuration, but a reload or restart will fail']);
     expect(nginxMessages(['2026/11/25 15:04:49 [emerg] 533#533: unexpected end of file, expecting "}" in /etc/nginx/sites-enabled/b:2'])).toEqual(['[emerg] unexpected end of file, expecting "}" in /etc/nginx/sites-enabled/b:2']);
-    expect(parse({ nginx: 'stopped', nginx_config: 'invalid', nginx_test: 'nginx: [emerg] x' }).problems).toEqual(['nginx is not running', 'nginx configuration is invalid (nginx -t): [emerg] x — nginx cannot start until it is fixed']);
+    expect(parse({ nginx: 'stopped enabled', nginx_config: 'invalid', nginx_test: 'nginx: [emerg] x' }).problems).toEqual([
+      "nginx is not running: the site is down (sudo systemctl start nginx; the next deploy's switch starts it too, saying so)",
+      'nginx configuration is invalid (nginx -t): [emerg] x — nginx cannot start until it is fixed',
+    ]);
+  });
+
+  it('nginx stopped: a problem that says what a deploy does about it (starts it, saying so; refuses while the unit is masked)', () => {
+    expect(parse({ nginx: 'stopped enabled' }).problems).toEqual(["nginx is not running: the site is down (sudo systemctl start nginx; the next deploy's switch starts it too, saying so)"]);
+    expect(parse({ nginx: 'stopped disabled' }).problems).toEqual(["nginx is not running: the site is down (sudo systemctl start nginx; the next deploy's switch starts it too, saying so); it is not enabled at boot either (ops provision enables it)"]);
+    expect(parse({ nginx: 'stopped masked' }).problems).toEqual(['nginx is not running, and its unit is masked: the site is down, and deploys refuse until it may run (sudo systemctl unmask nginx && sudo systemctl start nginx)']);
+    // An older status step said "stopped" alone.
+    expect(parse({ nginx: 'stopped' }).nginx!.running).toBe(false);
   });
 
   it('nginx running without its pid file (or with a stale one): running, from its master, and a warning naming the pid file', () => {

@@ -198,3 +198,38 @@ describe('supervisor files, read back by supervisor itself', () => {
     expect(supervisorValue('k', '/var/log/a%b.log', 2)).toBe('/var/log/a%%%%b.log');
   });
 });
+
+describe('every value supervisor cannot carry, in one error', () => {
+  it('names each program and key with why, never the value, in one error (not one per run)', () => {
+    const secret = 'hunter2';
+    const e = env({
+      web: { command: 'run', port: 4000, env: { BOTH: `${secret}'"x`, QUOTED: `"${secret}`, GOOD: 'fine', COMMENT: `${secret} ;x` } },
+      api: { command: 'run {nope}', port: 4010, env: { LINE: `${secret}\nx`, HERE: `%(here)s${secret}` } },
+    });
+    let err: unknown;
+    try {
+      slotConfig(e, 'blue', '/srv/shop/releases/r1', 'r1');
+    } catch (x) {
+      err = x;
+    }
+    expect(err).toBeInstanceOf(OpsError);
+    const message = (err as OpsError).message;
+    expect(message).toMatch(/^6 program settings of test cannot be given to supervisor as written \(nothing was sent to any host\):\n/);
+    for (const line of [
+      /\n {2}- programs\.web\.env\.BOTH: supervisor cannot carry this value: it holds both kinds of quotes/,
+      /\n {2}- programs\.web\.env\.QUOTED: supervisor cannot carry this value: it starts or ends with a quote character/,
+      /\n {2}- programs\.web\.env\.COMMENT: supervisor cannot carry this value: it holds a ";" or "#" after a space/,
+      /\n {2}- programs\.api: unknown placeholder \{nope\}/,
+      /\n {2}- programs\.api\.env\.LINE: supervisor cannot carry this value: it contains a line break/,
+      /\n {2}- programs\.api\.env\.HERE: supervisor cannot carry this value: it holds the text "%\(here\)s"/,
+    ])
+      expect(message).toMatch(line);
+    expect(message).not.toContain('GOOD');
+    expect(message).not.toContain(secret);
+    expect((err as OpsError).hint).toMatch(/environments\/test\/environment\.yml/);
+  });
+
+  it('one refused value keeps its own message and hint', () => {
+    expect(() => slotConfig(env({ web: { command: 'run', port: 4000, env: { BOTH: `a'"b` } } }), 'blue', '/srv/shop/releases/r1', 'r1')).toThrow(/^programs\.web\.env\.BOTH: supervisor cannot carry this value: it holds both kinds of quotes/);
+  });
+});

@@ -62065,6 +62065,13 @@ listeners() {
     done
   done <<< "$table"
 }
+# listening PORT: something listens on PORT, whether or not ss names its process (from LISTEN_TABLE when set).
+listening() {
+  local table l
+  table=\${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}
+  while read -r _ _ _ l _; do [ "\${l##*:}" = "$1" ] && return 0; done <<< "$table"
+  return 1
+}
 # in_tree PID ROOT: ROOT is PID or one of its ancestors (parents read from /proc/PID/stat, after the command name).
 in_tree() {
   local p=$1 n=0 s stat_fields
@@ -62113,18 +62120,21 @@ check_identity() {
   IDENTITY=\${IDENTITY%; }
   [ -z "$IDENTITY" ]
 }
-# report_slot SLOT GROUP name:port...: "proc" and "listener" reports (tab-separated) for ops status.
+# report_slot SLOT GROUP name:port...: "proc" and "listener" reports (tab-separated) for ops status and a deploy's
+# state read (who holds the ports of the slot it starts on). A socket ss names no process for is a listener of pid 0.
 report_slot() {
-  local slot=$1 group=$2 p name port sp l tree; shift 2
+  local slot=$1 group=$2 p name port sp l ls tree; shift 2
   sup_pids
   for p in "$@"; do
     IFS=: read -r name port _ <<< "$p"
     sp=\${SUP_PID[$group:$group-$name]:-0}
     if [ "$sp" != 0 ]; then ops_report proc "$slot	$name	$sp	$(proc_env_release "$sp")	$(proc_cwd "$sp")	$(proc_cmd "$sp")"; fi
-    for l in $(listeners "$port"); do
+    ls=$(listeners "$port")
+    for l in $ls; do
       tree=other; if [ "$sp" != 0 ] && in_tree "$l" "$sp"; then tree=tree; fi
       ops_report listener "$slot	$name	$l	$tree	$(proc_env_release "$l")	$(proc_cwd "$l")	$(proc_cmd "$l")"
     done
+    if [ -z "$ls" ] && listening "$port"; then ops_report listener "$slot	$name	0	other			"; fi
   done
 }
 # live_verdict ID DIR GROUP TIMEOUT INTERVAL name:port:path...: prints "ok" when the release ID (directory DIR) of
@@ -62299,6 +62309,12 @@ nginx_master() {
   done
   return 1
 }
+# nginx_unit: what \`systemctl is-enabled nginx\` says (enabled, disabled, masked...), \`unknown\` without systemd.
+nginx_unit() {
+  local u=unknown
+  if [ -d /run/systemd/system ]; then u=$(systemctl is-enabled nginx 2>/dev/null) || true; fi
+  printf '%s\\n' "\${u:-unknown}"
+}
 # nginx_reload: a graceful reload of the running nginx (SIGHUP to its master, nginx_master: no round trip through
 # systemd, no need of the pid file; requests in flight finish), or a start when none runs. Call once nginx -t has
 # accepted the files. Returns once the new configuration serves: the signal only asks the master, which then opens
@@ -62308,12 +62324,14 @@ nginx_master() {
 # src/os/unix/ngx_process_cycle.c). Fails, saying so, when the signal cannot be sent or the reload is not taken up:
 # the master could not apply the files (nginx -t does not bind ports: another server on :443, say), or does not
 # handle signals; it keeps serving the previous configuration. A missing pid file is written back (systemd's
-# reload and stop of nginx read it).
+# reload and stop of nginx read it). A start is reported (\`nginx_started\`).
 nginx_reload() {
   local master old p busy fresh title now deadline
   if ! master=$(nginx_master); then
     svc nginx start || { echo "nginx reload failed: nginx was not running and did not start" >&2; return 1; }
     nginx_master >/dev/null || { echo "nginx reload failed: nginx was not running, and no nginx master runs after its start" >&2; return 1; }
+    # Not silent: the step's operation says the site was down and that this started it.
+    ops_report nginx_started 1
     return 0
   fi
   old=" $(pgrep -P "$master" -f '^nginx: worker process *$' | tr '\\n' ' ')"
@@ -62359,7 +62377,7 @@ var IDENTITY_FUNCTIONS = identity_default;
 var PROBE_FUNCTIONS = probe_default;
 var CONNECTION_FUNCTIONS = connection_default;
 var HISTORY_FUNCTIONS = history_default;
-var LIBRARY_KEYS = reportKeys("item", "cert", "proc", "listener", "history", "release", "history_seq", "slot_release");
+var LIBRARY_KEYS = reportKeys("item", "cert", "proc", "listener", "history", "release", "history_seq", "slot_release", "nginx_started");
 
 // core/steps/history.ts
 var RELEASE_DIR_PATTERN = "^[0-9]{8}T[0-9]{6}Z-[0-9a-f]+$";
@@ -62392,8 +62410,19 @@ var CONTROL = /[\u0000-\u0008\u000a-\u001f\u007f]/;
 var PY_SPACE = "\\t\\n\\v\\f\\r\\u001c-\\u001f \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
 var INLINE_COMMENT = new RegExp(`[${PY_SPACE}][;#]`, "u");
 var EDGE_SPACE2 = new RegExp(`^[${PY_SPACE}]|[${PY_SPACE}]$`, "u");
+var SupervisorRefusal = class extends OpsError {
+  constructor(key, why, fix) {
+    super(`${key}: supervisor cannot carry this value: ${why}`, fix);
+    this.key = key;
+    this.why = why;
+    this.fix = fix;
+  }
+  key;
+  why;
+  fix;
+};
 function refuse(key, why, hint) {
-  throw new OpsError(`${key}: supervisor cannot carry this value: ${why}`, hint);
+  throw new SupervisorRefusal(key, why, hint);
 }
 function checkLine(key, value) {
   if (CONTROL.test(value)) refuse(key, "it contains a line break or another control character", "put it on one line, without control characters");
@@ -62418,10 +62447,16 @@ function supervisorEnvValue(key, value) {
     "supervisor's environment= cannot quote it: change the value, or pass it another way (e.g. the .env file)"
   );
 }
-function supervisorEnvironment(vars, keyOf) {
-  return Object.entries(vars).map(([k, v]) => {
-    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) refuse(keyOf(k), "the variable name is not a shell variable name", 'use letters, digits and "_"');
-    return `${k}=${supervisorEnvValue(keyOf(k), v)}`;
+function supervisorEnvironment(vars, keyOf, refused) {
+  return Object.entries(vars).flatMap(([k, v]) => {
+    try {
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) refuse(keyOf(k), "the variable name is not a shell variable name", 'use letters, digits and "_"');
+      return [`${k}=${supervisorEnvValue(keyOf(k), v)}`];
+    } catch (e) {
+      if (!refused || !(e instanceof SupervisorRefusal)) throw e;
+      refused(e);
+      return [];
+    }
   }).join(",").replace(/%/g, "%%");
 }
 
@@ -62528,6 +62563,30 @@ function programName(env, slot, program) {
 }
 var STOP_WAIT_SECONDS = 15;
 function slotConfig(env, slot, release, releaseId2) {
+  const problems = /* @__PURE__ */ new Map();
+  const note = (e) => {
+    if (!(e instanceof OpsError)) throw e;
+    if (!problems.has(e.message)) problems.set(e.message, e);
+  };
+  const carry = (value) => {
+    try {
+      return value();
+    } catch (e) {
+      note(e);
+      return "";
+    }
+  };
+  const text = slotConfigText(env, slot, release, releaseId2, carry, note);
+  if (problems.size === 1) throw [...problems.values()][0];
+  if (problems.size > 1)
+    throw new OpsError(
+      `${problems.size} program settings of ${env.name} cannot be given to supervisor as written (nothing was sent to any host):
+${[...problems.values()].map((e) => `  - ${e.message}${e.hint ? ` (${e.hint})` : ""}`).join("\n")}`,
+      `change each of them in environments/${env.name}/environment.yml, then deploy again`
+    );
+  return text;
+}
+function slotConfigText(env, slot, release, releaseId2, carry, refused) {
   const L = env.layout;
   const paths = env.runtime;
   const nodeBin = paths.node.replace(/\/node$/, "");
@@ -62541,15 +62600,15 @@ function slotConfig(env, slot, release, releaseId2) {
       OPS_RELEASE: releaseId2,
       OPS_SLOT: slot
     });
-    for (const [k, v] of Object.entries(p.env)) vars[k] = expand3(env, v, release, name2, slot);
+    for (const [k, v] of Object.entries(p.env)) vars[k] = carry(() => expand3(env, v, release, name2, slot));
     const log = `${L.logDir}/${name2}-${slot}`;
     const key = (k) => `programs.${name2}.${k}`;
     return [
       `[program:${programName(env, slot, name2)}]`,
-      `command=${supervisorValue(key("command"), expand3(env, p.command, release, name2, slot))}`,
-      `directory=${supervisorValue(key("directory"), dir)}`,
-      `user=${supervisorValue("app_user", env.appUser)}`,
-      `environment=${supervisorEnvironment(vars, (k) => k in p.env ? key(`env.${k}`) : `the ${k} given to programs (from base_dir or the runtimes)`)}`,
+      `command=${carry(() => supervisorValue(key("command"), expand3(env, p.command, release, name2, slot)))}`,
+      `directory=${carry(() => supervisorValue(key("directory"), dir))}`,
+      `user=${carry(() => supervisorValue("app_user", env.appUser))}`,
+      `environment=${carry(() => supervisorEnvironment(vars, (k) => k in p.env ? key(`env.${k}`) : `the ${k} given to programs (from base_dir or the runtimes)`, refused))}`,
       "autostart=true",
       "autorestart=true",
       // supervisord notices an exit only on its next pass, at most a second later (its poll's timeout), and decides
@@ -62563,10 +62622,10 @@ function slotConfig(env, slot, release, releaseId2) {
       `stopwaitsecs=${STOP_WAIT_SECONDS}`,
       "stopasgroup=true",
       "killasgroup=true",
-      `stdout_logfile=${supervisorValue(key("log"), `${log}.out.log`, 2)}`,
+      `stdout_logfile=${carry(() => supervisorValue(key("log"), `${log}.out.log`, 2))}`,
       "stdout_logfile_maxbytes=20MB",
       "stdout_logfile_backups=5",
-      `stderr_logfile=${supervisorValue(key("log"), `${log}.err.log`, 2)}`,
+      `stderr_logfile=${carry(() => supervisorValue(key("log"), `${log}.err.log`, 2))}`,
       "stderr_logfile_maxbytes=20MB",
       "stderr_logfile_backups=5"
     ].join("\n");
@@ -62574,7 +62633,7 @@ function slotConfig(env, slot, release, releaseId2) {
   return [
     `; Managed by ops-pipeline: slot ${slot} of ${env.config.app}, release ${releaseId2}. Rewritten by deploys.`,
     `[group:${env.layout.supervisorGroup(slot)}]`,
-    `programs=${supervisorValue("programs", names.map((n) => programName(env, slot, n)).join(","))}`,
+    `programs=${carry(() => supervisorValue("programs", names.map((n) => programName(env, slot, n)).join(",")))}`,
     "",
     ...blocks.map((b) => `${b}
 `)
@@ -63013,6 +63072,7 @@ for d in ${quote(L.deps)}/*/; do if [ -f "$d.complete" ]; then d=${"$"}{d%/}; op
 ${supervisorReport}
 # Can the switch reload nginx? A file it does not write that nginx refuses would fail it after the build and migrations.
 if ! nginx_out=$(nginx -t 2>&1); then while IFS= read -r line; do [ -z "$line" ] || ops_report ${RELEASE_KEYS.nginx_invalid} "$line"; done <<< "$nginx_out"; fi
+${switchPreflight(env, !options.commit)}
 ` : "";
   return {
     name: "state",
@@ -63046,6 +63106,24 @@ ${code}${options.supervisor && !shas ? `${supervisorReport}
 ` : ""}${options.platform ? `${platformReport(env)}
 ` : ""}fi`
   };
+}
+var PREFLIGHT_KEYS = reportKeys("nginx_stopped");
+function switchPreflight(env, libraries) {
+  const L = env.layout;
+  const report = (slot) => `report_slot ${slot} ${quote(L.supervisorGroup(slot))} ${programPorts(env, slot).map(quote).join(" ")}`;
+  return String.raw`${SYSTEM_FUNCTIONS}
+${libraries ? `${SUPERVISOR_FUNCTIONS}
+${IDENTITY_FUNCTIONS}
+` : ""}# Who listens on the ports the new release starts on (one ss for them all).
+if command -v ss >/dev/null; then
+  LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)
+  case "$slot" in
+    blue) ${report("green")} ;;
+    *) ${report("blue")} ;;
+  esac
+  unset LISTEN_TABLE
+fi
+nginx_master >/dev/null || ops_report ${PREFLIGHT_KEYS.nginx_stopped} "$(nginx_unit)"`;
 }
 function platformReport(env) {
   const paths = env.runtime;
@@ -63266,7 +63344,8 @@ function parseState(r) {
     depsHas: reportedAll(r, RELEASE_KEYS.deps_has),
     platform: reported(r, RELEASE_KEYS.platform),
     nginxInvalid: reportedAll(r, RELEASE_KEYS.nginx_invalid),
-    supervisorDown: reported(r, RELEASE_KEYS.supervisor_down) !== void 0
+    supervisorDown: reported(r, RELEASE_KEYS.supervisor_down) !== void 0,
+    nginxStopped: reported(r, PREFLIGHT_KEYS.nginx_stopped)
   };
 }
 function supervisorDownError(env, host, state, nothing, again) {
@@ -63289,6 +63368,7 @@ init_tree();
 init_dotenv_readers();
 
 // core/ops/deploy-plan.ts
+init_errors();
 init_shell();
 
 // core/dependency-inputs.ts

@@ -60222,6 +60222,13 @@ listeners() {
     done
   done <<< "$table"
 }
+# listening PORT: something listens on PORT, whether or not ss names its process (from LISTEN_TABLE when set).
+listening() {
+  local table l
+  table=\${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}
+  while read -r _ _ _ l _; do [ "\${l##*:}" = "$1" ] && return 0; done <<< "$table"
+  return 1
+}
 # in_tree PID ROOT: ROOT is PID or one of its ancestors (parents read from /proc/PID/stat, after the command name).
 in_tree() {
   local p=$1 n=0 s stat_fields
@@ -60270,18 +60277,21 @@ check_identity() {
   IDENTITY=\${IDENTITY%; }
   [ -z "$IDENTITY" ]
 }
-# report_slot SLOT GROUP name:port...: "proc" and "listener" reports (tab-separated) for ops status.
+# report_slot SLOT GROUP name:port...: "proc" and "listener" reports (tab-separated) for ops status and a deploy's
+# state read (who holds the ports of the slot it starts on). A socket ss names no process for is a listener of pid 0.
 report_slot() {
-  local slot=$1 group=$2 p name port sp l tree; shift 2
+  local slot=$1 group=$2 p name port sp l ls tree; shift 2
   sup_pids
   for p in "$@"; do
     IFS=: read -r name port _ <<< "$p"
     sp=\${SUP_PID[$group:$group-$name]:-0}
     if [ "$sp" != 0 ]; then ops_report proc "$slot	$name	$sp	$(proc_env_release "$sp")	$(proc_cwd "$sp")	$(proc_cmd "$sp")"; fi
-    for l in $(listeners "$port"); do
+    ls=$(listeners "$port")
+    for l in $ls; do
       tree=other; if [ "$sp" != 0 ] && in_tree "$l" "$sp"; then tree=tree; fi
       ops_report listener "$slot	$name	$l	$tree	$(proc_env_release "$l")	$(proc_cwd "$l")	$(proc_cmd "$l")"
     done
+    if [ -z "$ls" ] && listening "$port"; then ops_report listener "$slot	$name	0	other			"; fi
   done
 }
 # live_verdict ID DIR GROUP TIMEOUT INTERVAL name:port:path...: prints "ok" when the release ID (directory DIR) of
@@ -60456,6 +60466,12 @@ nginx_master() {
   done
   return 1
 }
+# nginx_unit: what \`systemctl is-enabled nginx\` says (enabled, disabled, masked...), \`unknown\` without systemd.
+nginx_unit() {
+  local u=unknown
+  if [ -d /run/systemd/system ]; then u=$(systemctl is-enabled nginx 2>/dev/null) || true; fi
+  printf '%s\\n' "\${u:-unknown}"
+}
 # nginx_reload: a graceful reload of the running nginx (SIGHUP to its master, nginx_master: no round trip through
 # systemd, no need of the pid file; requests in flight finish), or a start when none runs. Call once nginx -t has
 # accepted the files. Returns once the new configuration serves: the signal only asks the master, which then opens
@@ -60465,12 +60481,14 @@ nginx_master() {
 # src/os/unix/ngx_process_cycle.c). Fails, saying so, when the signal cannot be sent or the reload is not taken up:
 # the master could not apply the files (nginx -t does not bind ports: another server on :443, say), or does not
 # handle signals; it keeps serving the previous configuration. A missing pid file is written back (systemd's
-# reload and stop of nginx read it).
+# reload and stop of nginx read it). A start is reported (\`nginx_started\`).
 nginx_reload() {
   local master old p busy fresh title now deadline
   if ! master=$(nginx_master); then
     svc nginx start || { echo "nginx reload failed: nginx was not running and did not start" >&2; return 1; }
     nginx_master >/dev/null || { echo "nginx reload failed: nginx was not running, and no nginx master runs after its start" >&2; return 1; }
+    # Not silent: the step's operation says the site was down and that this started it.
+    ops_report nginx_started 1
     return 0
   fi
   old=" $(pgrep -P "$master" -f '^nginx: worker process *$' | tr '\\n' ' ')"
@@ -60513,7 +60531,7 @@ var IDENTITY_FUNCTIONS = identity_default;
 var PROBE_FUNCTIONS = probe_default;
 var CERT_FUNCTIONS = cert_default;
 var CONNECTION_FUNCTIONS = connection_default;
-var LIBRARY_KEYS = reportKeys("item", "cert", "proc", "listener", "history", "release", "history_seq", "slot_release");
+var LIBRARY_KEYS = reportKeys("item", "cert", "proc", "listener", "history", "release", "history_seq", "slot_release", "nginx_started");
 
 // core/steps/nginx-config.ts
 init_errors();
@@ -60661,7 +60679,11 @@ function parseProcReports(env, r) {
   return { procs: reportedAll(r, LIBRARY_KEYS.proc).map((l) => parse(l, false)), listeners: reportedAll(r, LIBRARY_KEYS.listener).map((l) => parse(l, true)) };
 }
 function describeProcess(p) {
+  if (!p.pid) return "a listening socket ss names no process for";
   return `pid ${p.pid}${p.command ? ` (${p.command})` : ""} running ${p.release || "an unknown release"}`;
+}
+function foreignListeners(listeners, slot) {
+  return listeners.filter((x) => x.slot === slot && !x.supervised);
 }
 var XML_ENTITIES = { "&lt;": "<", "&gt;": ">", "&amp;": "&", "&quot;": '"', "&apos;": "'" };
 function unescapeXml(s) {
@@ -60744,6 +60766,7 @@ function releaseSummary(id, json) {
   }
   return { id, sha: meta.sha ?? "", ref: meta.ref ?? "", time: meta.time ?? "", actor: meta.actor ?? "", run: meta.run ?? "", ...unreadable && { unreadable } };
 }
+var PREFLIGHT_KEYS = reportKeys("nginx_stopped");
 
 // core/steps/status.ts
 var STATUS_KEYS = reportKeys("now", "provisioned", "current", "release_json", "slot", "nginx", "nginx_pidfile", "nginx_config", "nginx_test", "site_enabled", "site", "supervisor", "supervisor_xml", "health", "served_serial", "disk", "upstream", "nginx_slot", "health_body");
@@ -60799,7 +60822,7 @@ if master=$(nginx_master); then
   ops_report ${STATUS_KEYS.nginx} running
   pid=""; read -r pid 2>/dev/null < /run/nginx.pid || true
   if [ -z "$pid" ]; then ops_report ${STATUS_KEYS.nginx_pidfile} "missing $master"; elif [ "$pid" != "$master" ]; then ops_report ${STATUS_KEYS.nginx_pidfile} "stale $master"; fi
-else ops_report ${STATUS_KEYS.nginx} stopped; fi
+else ops_report ${STATUS_KEYS.nginx} "stopped $(nginx_unit)"; fi
 if out=$(nginx -t 2>&1); then ops_report ${STATUS_KEYS.nginx_config} ok; else ops_report ${STATUS_KEYS.nginx_config} invalid; fi
 while IFS= read -r line; do [ -z "$line" ] || ops_report ${STATUS_KEYS.nginx_test} "$line"; done <<< "$out"
 ops_report ${STATUS_KEYS.site_enabled} "$([ -e ${quote(L.nginxSiteEnabled)} ] && echo yes || echo no)"
@@ -60891,7 +60914,12 @@ function parseHostStatus(env, host, r) {
   } else if (s.provisioned) problem(`no release is live (run: ops deploy ${env.name})`);
   const nginxTest = reportedAll(r, STATUS_KEYS.nginx_test);
   s.nginx = { running: reported(r, STATUS_KEYS.nginx) === "running", configOk: reported(r, STATUS_KEYS.nginx_config) === "ok", messages: nginxMessages(nginxTest) };
-  if (!s.nginx.running) problem("nginx is not running");
+  if (!s.nginx.running) {
+    const unit = (reported(r, STATUS_KEYS.nginx) ?? "").split(" ")[1];
+    problem(
+      unit === "masked" ? "nginx is not running, and its unit is masked: the site is down, and deploys refuse until it may run (sudo systemctl unmask nginx && sudo systemctl start nginx)" : `nginx is not running: the site is down (sudo systemctl start nginx; the next deploy's switch starts it too, saying so)${unit === "disabled" ? "; it is not enabled at boot either (ops provision enables it)" : ""}`
+    );
+  }
   const pidfile = reported(r, STATUS_KEYS.nginx_pidfile);
   if (pidfile) {
     const [how, master] = pidfile.split(" ");
@@ -60943,7 +60971,7 @@ function parseHostStatus(env, host, r) {
         for (const p of s.supervisor.programs.filter((x) => !x.live && x.state === "STOPPED"))
           warn(`program ${p.program} of the previous release (slot ${p.slot}) is STOPPED: a rollback would have to start it cold (it is not kept warm)`);
       const idle = otherSlot(s.slot);
-      for (const l of listeners.filter((x) => x.slot === idle && !x.supervised))
+      for (const l of foreignListeners(listeners, idle))
         warn(`port ${env.port(l.program, idle)} of ${l.program} (previous slot ${idle}) is answered by ${describeProcess(l)}, which supervisor did not start for it: a rollback or the next deploy (both use slot ${idle}) would find the port taken`);
     }
   }

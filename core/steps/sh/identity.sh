@@ -22,6 +22,13 @@ listeners() {
     done
   done <<< "$table"
 }
+# listening PORT: something listens on PORT, whether or not ss names its process (from LISTEN_TABLE when set).
+listening() {
+  local table l
+  table=${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}
+  while read -r _ _ _ l _; do [ "${l##*:}" = "$1" ] && return 0; done <<< "$table"
+  return 1
+}
 # in_tree PID ROOT: ROOT is PID or one of its ancestors (parents read from /proc/PID/stat, after the command name).
 in_tree() {
   local p=$1 n=0 s stat_fields
@@ -70,18 +77,21 @@ check_identity() {
   IDENTITY=${IDENTITY%; }
   [ -z "$IDENTITY" ]
 }
-# report_slot SLOT GROUP name:port...: "proc" and "listener" reports (tab-separated) for ops status.
+# report_slot SLOT GROUP name:port...: "proc" and "listener" reports (tab-separated) for ops status and a deploy's
+# state read (who holds the ports of the slot it starts on). A socket ss names no process for is a listener of pid 0.
 report_slot() {
-  local slot=$1 group=$2 p name port sp l tree; shift 2
+  local slot=$1 group=$2 p name port sp l ls tree; shift 2
   sup_pids
   for p in "$@"; do
     IFS=: read -r name port _ <<< "$p"
     sp=${SUP_PID[$group:$group-$name]:-0}
     if [ "$sp" != 0 ]; then ops_report proc "$slot	$name	$sp	$(proc_env_release "$sp")	$(proc_cwd "$sp")	$(proc_cmd "$sp")"; fi
-    for l in $(listeners "$port"); do
+    ls=$(listeners "$port")
+    for l in $ls; do
       tree=other; if [ "$sp" != 0 ] && in_tree "$l" "$sp"; then tree=tree; fi
       ops_report listener "$slot	$name	$l	$tree	$(proc_env_release "$l")	$(proc_cwd "$l")	$(proc_cmd "$l")"
     done
+    if [ -z "$ls" ] && listening "$port"; then ops_report listener "$slot	$name	0	other			"; fi
   done
 }
 # live_verdict ID DIR GROUP TIMEOUT INTERVAL name:port:path...: prints "ok" when the release ID (directory DIR) of

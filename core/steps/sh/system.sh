@@ -55,6 +55,12 @@ nginx_master() {
   done
   return 1
 }
+# nginx_unit: what `systemctl is-enabled nginx` says (enabled, disabled, masked...), `unknown` without systemd.
+nginx_unit() {
+  local u=unknown
+  if [ -d /run/systemd/system ]; then u=$(systemctl is-enabled nginx 2>/dev/null) || true; fi
+  printf '%s\n' "${u:-unknown}"
+}
 # nginx_reload: a graceful reload of the running nginx (SIGHUP to its master, nginx_master: no round trip through
 # systemd, no need of the pid file; requests in flight finish), or a start when none runs. Call once nginx -t has
 # accepted the files. Returns once the new configuration serves: the signal only asks the master, which then opens
@@ -64,12 +70,14 @@ nginx_master() {
 # src/os/unix/ngx_process_cycle.c). Fails, saying so, when the signal cannot be sent or the reload is not taken up:
 # the master could not apply the files (nginx -t does not bind ports: another server on :443, say), or does not
 # handle signals; it keeps serving the previous configuration. A missing pid file is written back (systemd's
-# reload and stop of nginx read it).
+# reload and stop of nginx read it). A start is reported (`nginx_started`).
 nginx_reload() {
   local master old p busy fresh title now deadline
   if ! master=$(nginx_master); then
     svc nginx start || { echo "nginx reload failed: nginx was not running and did not start" >&2; return 1; }
     nginx_master >/dev/null || { echo "nginx reload failed: nginx was not running, and no nginx master runs after its start" >&2; return 1; }
+    # Not silent: the step's operation says the site was down and that this started it.
+    ops_report nginx_started 1
     return 0
   fi
   old=" $(pgrep -P "$master" -f '^nginx: worker process *$' | tr '\n' ' ')"

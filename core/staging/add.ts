@@ -12,9 +12,9 @@
 // counts while its head is still in staging, so records left over from a hand-made reset are ignored.
 import { OpsError, formatError } from '../errors.ts';
 import type { GitHubAccess, PullRequest } from '../github.ts';
-import { type LocalResult, applyLocally, oneline } from './apply.ts';
+import { type LocalResult, applyLocally, pinSource } from './apply.ts';
 import { type AddOutcome, type AddResult, type Applied, type Skipped, StagingRefusal, describeMoved, short } from './messages.ts';
-import { FULL_SHA, type PullInfo, type Source, type Wanted, parseRef, pullInfo, pullRequestRef, requestedRefs, trackingRef } from './refs.ts';
+import { type PullInfo, type Source, type Wanted, parseRef, pullInfo, pullRequestRef, requestedRefs, trackingRef } from './refs.ts';
 import { type RefUpdate, backoff, clearLocal, movedSince, pushAtomic, readRemote, recordsAt, resolveSource } from './remote.ts';
 import type { StagingContext } from './settings.ts';
 
@@ -32,23 +32,6 @@ export interface AddOptions {
    * are left out (they wait for a new label). Refused when the commit cannot be found.
    */
   at?: string;
-}
-
-/**
- * The source pinned to `at` (a commit of the ref's history, normally), and what the ref has beyond it. Fetches
- * `at` by sha when the ref no longer contains it (rewritten since): GitHub serves any commit it still has.
- */
-async function pinSource(ctx: StagingContext, source: Source, at: string): Promise<{ source: Source; moved?: AddResult['moved'] }> {
-  if (!FULL_SHA.test(at)) throw new OpsError(`invalid commit to add: ${JSON.stringify(at)}`, 'give a full 40-character commit sha');
-  if (source.sha === at) return { source };
-  const { git } = ctx;
-  if (!(await git.commit(at))) await git.run(['fetch', '--no-tags', '--no-write-fetch-head', '--quiet', ctx.settings.remote, `${at}:refs/ops-staging/at`]);
-  if (!(await git.commit(at))) {
-    throw new StagingRefusal('missing', `${source.display}: the commit to add, ${at}, is not on ${ctx.settings.remote} (${source.display} is at ${short(source.sha)} now); ${ctx.settings.staging} was not changed`, `read the pull request's new commits and label it again (or add a ref by hand)`);
-  }
-  const rewritten = !(await git.isAncestor(at, source.sha));
-  const newer = rewritten ? [] : await oneline(git, [source.sha, `^${at}`]);
-  return { source: { ...source, sha: at }, moved: { head: source.sha, newer, rewritten } };
 }
 
 /** The open pull requests carrying the label, or why they could not be listed. */

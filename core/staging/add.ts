@@ -14,6 +14,7 @@ import { OpsError, formatError } from '../errors.ts';
 import type { GitHubAccess, PullRequest } from '../github.ts';
 import { type LocalResult, applyLocally, pinSource } from './apply.ts';
 import { type AddOutcome, type AddResult, type Applied, type Skipped, StagingRefusal, describeMoved, short } from './messages.ts';
+import { approvedHeads } from './plan.ts';
 import { type PullInfo, type Source, type Wanted, parseRef, pullInfo, pullRequestRef, requestedRefs, trackingRef } from './refs.ts';
 import { type RefUpdate, backoff, clearLocal, movedSince, pushAtomic, readRemote, recordsAt, resolveSource } from './remote.ts';
 import type { StagingContext } from './settings.ts';
@@ -49,7 +50,8 @@ async function listLabelled(ctx: StagingContext, labelled: AddOptions['labelled'
 
 /**
  * Add one ref to staging: fast-forward, merge, or nothing when already contained; then (with
- * `options.labelled`) every open labelled pull request staging lacks, oldest first, in the same push. A
+ * `options.labelled`) every open labelled pull request staging lacks, oldest first, in the same push (one that
+ * staging holds already stays at the commit staging took: a head pushed since is not approved). A
  * refusal of the ref itself throws StagingRefusal (after the others were pushed); a labelled pull request
  * that does not apply is skipped and listed.
  */
@@ -67,6 +69,9 @@ export async function addToStaging(ctx: StagingContext, ref: string, pull?: Pull
       const resolved = await resolveSource(ctx, request, state, pull);
       const base = state.staging ?? state.main;
       const records = state.staging ? await recordsAt(ctx, state.staging, state.main, state.tracking) : [];
+      // What staging already took of each ref (its approved head): a labelled pull request staging holds is not
+      // brought up to a head pushed since (nobody approved it; the unlabel job may not have run yet).
+      const held = approvedHeads(records);
       reporter.info(`${remote}: ${staging} at ${short(state.staging)}, ${main} at ${short(state.main)}, ${resolved.display} at ${short(resolved.sha)}`);
       const { source, moved: refMoved } = options.at ? await pinSource(ctx, resolved, options.at) : { source: resolved };
       const movedNote = describeMoved({ source, moved: refMoved }, staging);
@@ -101,6 +106,11 @@ export async function addToStaging(ctx: StagingContext, ref: string, pull?: Pull
           continue;
         }
         if ((s.key && s.key === source.key) || s.sha === source.sha) continue;
+        const at = s.key ? held.get(s.key) : undefined;
+        if (at) {
+          if (at !== s.sha) reporter.info(`${s.display}: ${staging} holds it at ${short(at)}, the commit it took; its head ${short(s.sha)} is not added (commits pushed since wait for a new label)`);
+          continue;
+        }
         try {
           const r = await applyLocally(ctx, tip, state.main, s, records);
           if (r.outcome === 'already-contained') continue;

@@ -12,7 +12,7 @@
 // counts while its head is still in staging, so records left over from a hand-made reset are ignored.
 import { OpsError, formatError } from '../errors.ts';
 import type { GitHubAccess, PullRequest } from '../github.ts';
-import { type LocalResult, applyLocally, pinSource } from './apply.ts';
+import { type LocalResult, applyLocally, approvedCommit, pinSource } from './apply.ts';
 import { type AddOutcome, type AddResult, type Applied, type Skipped, StagingRefusal, describeMoved, short } from './messages.ts';
 import { approvedHeads } from './plan.ts';
 import { type PullInfo, type Source, type Wanted, parseRef, pullInfo, pullRequestRef, requestedRefs, trackingRef } from './refs.ts';
@@ -106,7 +106,7 @@ export async function addToStaging(ctx: StagingContext, ref: string, pull?: Pull
           continue;
         }
         if ((s.key && s.key === source.key) || s.sha === source.sha) continue;
-        const at = s.key ? held.get(s.key) : undefined;
+        const at = await approvedCommit(ctx, held, s.key, o.pull?.number);
         if (at) {
           if (at !== s.sha) reporter.info(`${s.display}: ${staging} holds it at ${short(at)}, the commit it took; its head ${short(s.sha)} is not added (commits pushed since wait for a new label)`);
           continue;

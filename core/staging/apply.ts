@@ -33,6 +33,19 @@ export async function pinSource(ctx: StagingContext, source: Source, at: string)
   return { source: { ...source, sha: at }, moved: { head: source.sha, newer, rewritten } };
 }
 
+/**
+ * The commit staging took of a pull request's ref `key` (approvedHeads), also looking under refs/pull/<n>/head: a
+ * pull request of this repository added by hand as pull/N is recorded there, by its label under its branch. When
+ * both are recorded and differ, the later one (the descendant; else the branch's). Undefined when staging holds
+ * neither.
+ */
+export async function approvedCommit(ctx: StagingContext, approved: Map<string, string>, key: string | undefined, pull?: number): Promise<string | undefined> {
+  const byKey = key ? approved.get(key) : undefined;
+  const byPull = pull !== undefined ? approved.get(`refs/pull/${pull}/head`) : undefined;
+  if (!byKey || !byPull || byKey === byPull) return byKey ?? byPull;
+  return (await ctx.git.isAncestor(byKey, byPull)) ? byPull : byKey;
+}
+
 /** Lines indented under a message. */
 export const bullet = (lines: string[]) => lines.map((l) => `  ${l}`).join('\n');
 

@@ -6,7 +6,7 @@
 // it saw, and commits pushed since wait for a new label even when the label is still on (unlabel not run yet).
 import { OpsError, formatError } from '../errors.ts';
 import type { GitHubAccess, PullRequest } from '../github.ts';
-import { applyLocally, bullet, oneline, pinSource } from './apply.ts';
+import { applyLocally, approvedCommit, bullet, oneline, pinSource } from './apply.ts';
 import { APPROVED, type Applied, COMMENT_MARKER, type Moved, type RebuildResult, type Skipped, StagingRefusal, describeMoved, lostCount, short, skippedComment } from './messages.ts';
 import { type AddedRecord, LOG_FORMAT, approvedHeads, parseLog, uncoveredCommits, uniqueRecords } from './plan.ts';
 import { type Source, type Wanted, displayName, pullInfo, pullRequestRef, requestedRefs, trackingRef } from './refs.ts';
@@ -65,7 +65,7 @@ export async function rebuildStaging(ctx: StagingContext, options: RebuildOption
       const movedOn = new Map<Source, Moved>();
       for (const w of wanted) {
         const key = w.request.kind === 'pull' || w.request.kind === 'ref' ? w.request.remoteRef : undefined;
-        const at = key ? approved.get(key) : undefined;
+        const at = await approvedCommit(ctx, approved, key, w.pull?.number);
         let s: Source;
         try {
           s = await resolveSource(ctx, w.request, state, w.pull && pullInfo(w.pull));

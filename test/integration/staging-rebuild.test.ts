@@ -270,6 +270,21 @@ describe('staging rebuild', () => {
     expect(s.isAncestor(unreviewed, s.sha('staging')!)).toBe(true);
   });
 
+  it('finds the commit staging took of a pull request of this repository added by hand as pull/N (recorded under refs/pull/N/head)', async () => {
+    const { s, runner, dev } = fresh(template);
+    const gh = await github();
+    s.setPullRef(5, sha.b!);
+    await addToStaging(context(runner.dir), 'pull/5');
+    expect(s.tracking()['refs/staging-heads/pull/5/head']).toBe(sha.b);
+    dev.branch('feature/b', 'feature/b');
+    const unreviewed = dev.commit({ 'unreviewed.txt': 'nobody read this\n' }, 'pushed after the add');
+    dev.push('feature/b');
+    const r = await rebuildStaging(context(runner.dir), { github: access(gh), label: 'staging', comment: false });
+    expect(r.added.find((a) => a.source.pull?.number === 5)).toMatchObject({ source: { sha: sha.b, key: 'refs/heads/feature/b' }, moved: { head: unreviewed } });
+    expect(s.isAncestor(unreviewed, s.sha('staging')!)).toBe(false);
+    expect(s.tracking()['refs/staging-heads/heads/feature/b']).toBe(sha.b);
+  });
+
   it('keeps the approved commit of a labelled pull request rewritten (force-pushed) since, and of one whose branch is gone', async () => {
     const { s, runner, dev } = fresh(template);
     const gh = await github();

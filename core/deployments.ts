@@ -69,7 +69,7 @@ const runOf = (s: Status, runId: string): boolean => [s.log_url, s.target_url].s
 
 /**
  * Tell the truth about a forward-only deploy that was skipped: its deployment (of `sha` in `environment`, the one
- * whose statuses link to run `runId`, else the newest) gets an `inactive` status saying a newer commit was already
+ * whose statuses link to run `runId`; failing that, or without runId, the newest, said) gets an `inactive` status saying a newer commit was already
  * live, once the job's own final status is there (waits up to waitMs while it is queued/pending/in_progress); and
  * every deployment of the environment that the skipped run's `success` made inactive (an inactive status written
  * after it, right after a success) gets `success` again, with its URL. Idempotent: run again, it changes nothing.
@@ -119,9 +119,14 @@ export async function markSuperseded(options: SupersededOptions, reporter: Repor
       break;
     }
   }
+  if (!ours && runId && ofSha[0]) {
+    // No status links to the run (GitHub's links changed shape?): the newest deployment of that commit there.
+    ours = ofSha[0];
+    reporter.warn(`no deployment of ${sha.slice(0, 12)} in ${environment} links to run ${runId}: taking the newest one, ${ours.id} (${ours.created_at})`);
+  }
   if (!ours) {
     throw new OpsError(
-      `no deployment of ${sha.slice(0, 12)} in the GitHub environment ${environment}${runId ? ` made by run ${runId}` : ''}: nothing to correct`,
+      `no deployment of ${sha.slice(0, 12)} in the GitHub environment ${environment}: nothing to correct`,
       'this runs after a deploy job that declares `environment:` in the same workflow run (deploy-prod.yml)',
     );
   }

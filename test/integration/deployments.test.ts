@@ -74,6 +74,13 @@ describe('a forward-only deploy that was skipped, on GitHub', () => {
     expect(last(gh, 1).state).toBe('success');
   });
 
+  it('takes the newest deployment of the commit, and says so, when none links to the run', async () => {
+    const gh = await scene();
+    const reporter = new MemoryReporter();
+    expect(await markSuperseded(options(gh, { runId: '999' }), reporter)).toEqual({ deployment: 2, marked: 'inactive', restored: [1] });
+    expect(reporter.text()).toMatch(/no deployment of a{12} in prod links to run 999: taking the newest one, 2/);
+  });
+
   it('fails, marking nothing, when the job never finishes in time; leaves a failed run as it is', async () => {
     const gh = await scene({ running: true });
     await expect(markSuperseded(options(gh, { waitMs: 100 }), new MemoryReporter())).rejects.toThrow(/deployment 2 .* is still in_progress after 0 s: not marked/);
@@ -99,6 +106,6 @@ describe('a forward-only deploy that was skipped, on GitHub', () => {
     await expect(markSuperseded(options(gh), new MemoryReporter())).rejects.toMatchObject({ hint: expect.stringMatching(/deployments: write/) });
     await gh.close();
     const empty = await each.github();
-    await expect(markSuperseded(options(empty), new MemoryReporter())).rejects.toThrow(/no deployment of a{12} in the GitHub environment prod made by run 201/);
+    await expect(markSuperseded(options(empty), new MemoryReporter())).rejects.toThrow(/no deployment of a{12} in the GitHub environment prod: nothing to correct/);
   });
 });

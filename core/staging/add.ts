@@ -12,9 +12,10 @@
 // counts while its head is still in staging, so records left over from a hand-made reset are ignored.
 import { OpsError, formatError } from '../errors.ts';
 import type { GitHubAccess, PullRequest } from '../github.ts';
-import { type LocalResult, applyLocally, oneline } from './apply.ts';
+import { type LocalResult, applyLocally, approvedCommit, pinSource } from './apply.ts';
 import { type AddOutcome, type AddResult, type Applied, type Skipped, StagingRefusal, describeMoved, short } from './messages.ts';
-import { FULL_SHA, type PullInfo, type Source, type Wanted, parseRef, pullInfo, pullRequestRef, requestedRefs, trackingRef } from './refs.ts';
+import { approvedHeads } from './plan.ts';
+import { type PullInfo, type Source, type Wanted, parseRef, pullInfo, pullRequestRef, requestedRefs, trackingRef } from './refs.ts';
 import { type RefUpdate, backoff, clearLocal, movedSince, pushAtomic, readRemote, recordsAt, resolveSource } from './remote.ts';
 import type { StagingContext } from './settings.ts';
 
@@ -34,23 +35,6 @@ export interface AddOptions {
   at?: string;
 }
 
-/**
- * The source pinned to `at` (a commit of the ref's history, normally), and what the ref has beyond it. Fetches
- * `at` by sha when the ref no longer contains it (rewritten since): GitHub serves any commit it still has.
- */
-async function pinSource(ctx: StagingContext, source: Source, at: string): Promise<{ source: Source; moved?: AddResult['moved'] }> {
-  if (!FULL_SHA.test(at)) throw new OpsError(`invalid commit to add: ${JSON.stringify(at)}`, 'give a full 40-character commit sha');
-  if (source.sha === at) return { source };
-  const { git } = ctx;
-  if (!(await git.commit(at))) await git.run(['fetch', '--no-tags', '--no-write-fetch-head', '--quiet', ctx.settings.remote, `${at}:refs/ops-staging/at`]);
-  if (!(await git.commit(at))) {
-    throw new StagingRefusal('missing', `${source.display}: the commit to add, ${at}, is not on ${ctx.settings.remote} (${source.display} is at ${short(source.sha)} now); ${ctx.settings.staging} was not changed`, `read the pull request's new commits and label it again (or add a ref by hand)`);
-  }
-  const rewritten = !(await git.isAncestor(at, source.sha));
-  const newer = rewritten ? [] : await oneline(git, [source.sha, `^${at}`]);
-  return { source: { ...source, sha: at }, moved: { head: source.sha, newer, rewritten } };
-}
-
 /** The open pull requests carrying the label, or why they could not be listed. */
 async function listLabelled(ctx: StagingContext, labelled: AddOptions['labelled']): Promise<{ pulls: PullRequest[]; unavailable?: string }> {
   if (!labelled) return { pulls: [] };
@@ -66,7 +50,8 @@ async function listLabelled(ctx: StagingContext, labelled: AddOptions['labelled'
 
 /**
  * Add one ref to staging: fast-forward, merge, or nothing when already contained; then (with
- * `options.labelled`) every open labelled pull request staging lacks, oldest first, in the same push. A
+ * `options.labelled`) every open labelled pull request staging lacks, oldest first, in the same push (one that
+ * staging holds already stays at the commit staging took: a head pushed since is not approved). A
  * refusal of the ref itself throws StagingRefusal (after the others were pushed); a labelled pull request
  * that does not apply is skipped and listed.
  */
@@ -84,6 +69,9 @@ export async function addToStaging(ctx: StagingContext, ref: string, pull?: Pull
       const resolved = await resolveSource(ctx, request, state, pull);
       const base = state.staging ?? state.main;
       const records = state.staging ? await recordsAt(ctx, state.staging, state.main, state.tracking) : [];
+      // What staging already took of each ref (its approved head): a labelled pull request staging holds is not
+      // brought up to a head pushed since (nobody approved it; the unlabel job may not have run yet).
+      const held = approvedHeads(records);
       reporter.info(`${remote}: ${staging} at ${short(state.staging)}, ${main} at ${short(state.main)}, ${resolved.display} at ${short(resolved.sha)}`);
       const { source, moved: refMoved } = options.at ? await pinSource(ctx, resolved, options.at) : { source: resolved };
       const movedNote = describeMoved({ source, moved: refMoved }, staging);
@@ -118,6 +106,11 @@ export async function addToStaging(ctx: StagingContext, ref: string, pull?: Pull
           continue;
         }
         if ((s.key && s.key === source.key) || s.sha === source.sha) continue;
+        const at = await approvedCommit(ctx, held, s.key, o.pull?.number);
+        if (at) {
+          if (at !== s.sha) reporter.info(`${s.display}: ${staging} holds it at ${short(at)}, the commit it took; its head ${short(s.sha)} is not added (commits pushed since wait for a new label)`);
+          continue;
+        }
         try {
           const r = await applyLocally(ctx, tip, state.main, s, records);
           if (r.outcome === 'already-contained') continue;

@@ -2,15 +2,48 @@
 // with `git merge-tree --write-tree` and `git commit-tree` (no checkout, no index), or a refusal that says why
 // (a conflict, with the staging commits that touch the files; a branch rewritten since it was added).
 import { Git, GitError } from '../git.ts';
-import { type AddOutcome, StagingRefusal, short } from './messages.ts';
+import { OpsError } from '../errors.ts';
+import { type AddOutcome, type Moved, StagingRefusal, short } from './messages.ts';
 import { type AddedRecord, decideAdd, mergeMessage } from './plan.ts';
-import type { Source } from './refs.ts';
+import { FULL_SHA, type Source } from './refs.ts';
 import type { StagingContext } from './settings.ts';
 
 /** `git log --oneline` of `revs` (limited to `paths`), at most `max` lines, merges left out. */
 export async function oneline(git: Git, revs: string[], paths: string[] = [], max = 20): Promise<string[]> {
   const out = await git.out(['--literal-pathspecs', 'log', '--no-merges', `--max-count=${max}`, '--format=%h %s', ...revs, '--', ...paths]);
   return out.split('\n').filter(Boolean);
+}
+
+/**
+ * The source pinned to `at`, an approved commit of it (the head a label approved, or the head staging recorded
+ * for it), and what the ref has beyond it (`moved`, undefined when the ref is still at `at`). Fetches `at` by sha
+ * when it is not here (GitHub serves any commit it still has), so a ref rewritten since still gives it.
+ * @throws StagingRefusal ('missing') when the commit cannot be found; OpsError for a malformed sha.
+ */
+export async function pinSource(ctx: StagingContext, source: Source, at: string): Promise<{ source: Source; moved?: Moved }> {
+  if (!FULL_SHA.test(at)) throw new OpsError(`invalid commit to add: ${JSON.stringify(at)}`, 'give a full 40-character commit sha');
+  if (source.sha === at) return { source };
+  const { git } = ctx;
+  if (!(await git.commit(at))) await git.run(['fetch', '--no-tags', '--no-write-fetch-head', '--quiet', ctx.settings.remote, `${at}:refs/ops-staging/at`]);
+  if (!(await git.commit(at))) {
+    throw new StagingRefusal('missing', `${source.display}: the commit to add, ${at}, is not on ${ctx.settings.remote} (${source.display} is at ${short(source.sha)} now); ${ctx.settings.staging} was not changed`, `read the pull request's new commits and label it again (or add a ref by hand)`);
+  }
+  const rewritten = !(await git.isAncestor(at, source.sha));
+  const newer = rewritten ? [] : await oneline(git, [source.sha, `^${at}`]);
+  return { source: { ...source, sha: at }, moved: { head: source.sha, newer, rewritten } };
+}
+
+/**
+ * The commit staging took of a pull request's ref `key` (approvedHeads), also looking under refs/pull/<n>/head: a
+ * pull request of this repository added by hand as pull/N is recorded there, by its label under its branch. When
+ * both are recorded and differ, the later one (the descendant; else the branch's). Undefined when staging holds
+ * neither.
+ */
+export async function approvedCommit(ctx: StagingContext, approved: Map<string, string>, key: string | undefined, pull?: number): Promise<string | undefined> {
+  const byKey = key ? approved.get(key) : undefined;
+  const byPull = pull !== undefined ? approved.get(`refs/pull/${pull}/head`) : undefined;
+  if (!byKey || !byPull || byKey === byPull) return byKey ?? byPull;
+  return (await ctx.git.isAncestor(byKey, byPull)) ? byPull : byKey;
 }
 
 /** Lines indented under a message. */

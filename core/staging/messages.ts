@@ -8,11 +8,26 @@ export const COMMENT_MARKER = '<!-- ops-pipeline:staging-sync -->';
 
 export type AddOutcome = 'fast-forward' | 'merge' | 'already-contained';
 
+/**
+ * A ref that moved on past the commit staging takes of it (the approved one): its head now, and what staging did
+ * not take ("<short sha> <subject>", at most 20; rewritten: the approved commit is no longer in the ref at all).
+ */
+export interface Moved {
+  head: string;
+  newer: string[];
+  rewritten: boolean;
+}
+
 export interface Applied {
   source: Source;
   outcome: AddOutcome;
   /** Staging after this source. */
   sha: string;
+  /**
+   * Set when `source.sha` is an approved commit (the head a label approved, or the one a rebuild found recorded
+   * in staging) and the ref has moved on since.
+   */
+  moved?: Moved;
 }
 
 export type SkipReason = 'conflict' | 'rewritten' | 'missing';
@@ -22,6 +37,8 @@ export interface Skipped {
   reason: SkipReason;
   message: string;
   files?: string[];
+  /** As in Applied: the ref moved on past the approved commit that was tried (source.sha). */
+  moved?: Moved;
 }
 
 export interface AddResult extends Applied {
@@ -37,12 +54,6 @@ export interface AddResult extends Applied {
   skipped: Skipped[];
   /** Why the labelled pull requests were not checked (no token, API down); undefined when they were. */
   pullsUnavailable?: string;
-  /**
-   * Set when the add was asked for one commit of the ref (AddOptions.at: the head a label approved) and the ref
-   * has moved on since: its head now, and what staging did not take ("<short sha> <subject>", at most 20;
-   * rewritten: the approved commit is no longer in the ref at all).
-   */
-  moved?: { head: string; newer: string[]; rewritten: boolean };
 }
 
 export interface RebuildResult {
@@ -92,15 +103,19 @@ export function describeAdd(r: AddResult, staging: string): string {
   return `${r.source.display} (${short(r.source.sha)}) ${would}added to ${staging} by ${OUTCOME[r.outcome]}: ${short(r.before)} → ${short(r.sha)}${created}`;
 }
 
+/** How a rebuild names the commit it re-applies of a ref staging held: the one recorded by its add. */
+export const APPROVED = 'the commit staging took (its approved head)';
+
 /**
- * What an add of one approved commit (the labelled head) did not take, when the ref moved on since; undefined
- * when it did not move.
+ * What an add or a rebuild of one approved commit did not take, when the ref moved on since; undefined when it
+ * did not move. `approved` names that commit: "the labelled commit" (an add: the head its label was put on), or
+ * for a rebuild the commit staging recorded when it was added.
  */
-export function describeMoved(r: Pick<AddResult, 'source' | 'moved'>, staging: string): string | undefined {
+export function describeMoved(r: { source: Source; moved?: Moved }, staging: string, approved = 'the labelled commit'): string | undefined {
   if (!r.moved) return undefined;
   const { head, newer, rewritten } = r.moved;
-  const what = `${r.source.display} is at ${short(head)} now, not at the labelled commit ${short(r.source.sha)}, which is what ${staging} takes`;
-  if (rewritten) return `${what}; the branch was rewritten since (the labelled commit is no longer in it): its new commits wait for a new label.`;
+  const what = `${r.source.display} is at ${short(head)} now, not at ${approved} ${short(r.source.sha)}, which is what ${staging} takes`;
+  if (rewritten) return `${what}; the branch was rewritten since (${approved} is no longer in it): its new commits wait for a new label.`;
   const count = newer.length === 1 ? '1 newer commit' : `${newer.length}${newer.length >= 20 ? ' or more' : ''} newer commits`;
   return `${what}; ${count} not added, waiting for a new label: ${newer.join('; ')}`;
 }
@@ -143,6 +158,10 @@ export function rebuildSummary(r: RebuildResult, names: { main: string; staging:
       lines.push(`| ${sourceCell(s.source)} | \`${short(s.source.sha)}\` | **skipped** (${s.reason}${files}) |`);
     }
     lines.push('');
+    for (const a of [...r.added, ...r.skipped]) {
+      const moved = describeMoved(a, names.staging, APPROVED);
+      if (moved) lines.push(`> **Note**: ${cell(moved)}`, '');
+    }
   } else if (!r.pullsUnavailable) {
     lines.push(`No open pull request carries the label \`${cell(names.label)}\`.`, '');
   }

@@ -103,6 +103,19 @@ export function uniqueRecords(records: AddedRecord[]): AddedRecord[] {
 }
 
 /**
+ * The head staging last took of each ref (key → head), from the records of what staging holds: the commit an add
+ * approved (a label's commit, or the ref's head when it was added by hand), which a rebuild re-applies instead of
+ * the ref's head now. A tracking ref (updated by every add) wins over trailers; among trailers the first one, as
+ * `git log` lists them newest first. `records` as recordsAt returns them (trailers first, newest first).
+ */
+export function approvedHeads(records: AddedRecord[]): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const r of records) if (r.via === 'tracking-ref') out.set(r.key, r.head);
+  for (const r of records) if (r.via === 'trailer' && !out.has(r.key)) out.set(r.key, r.head);
+  return out;
+}
+
+/**
  * After a rebuild lost its lease: which of the commits that arrived in staging meanwhile (not in master)
  * would a retry lose? Commits reachable from a carried head are re-applied; merge commits whose trailer
  * names a carried head are the carrying merges themselves. Anything else is someone's direct push.

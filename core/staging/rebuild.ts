@@ -1,12 +1,14 @@
 // `staging rebuild`: staging again from main with every open labelled pull request re-applied (oldest first),
 // pushed with --force-with-lease on the sha read at the start. A staging add that lands meanwhile is carried
 // over; a direct push makes the rebuild stop without touching it. Pull requests that no longer apply are
-// skipped, listed, and told so in a comment.
+// skipped, listed, and told so in a comment. A pull request staging already holds is re-applied at the commit
+// staging took for it (recorded by its add: the labelled head), not at its head now: a label approves the commits
+// it saw, and commits pushed since wait for a new label even when the label is still on (unlabel not run yet).
 import { OpsError, formatError } from '../errors.ts';
 import type { GitHubAccess, PullRequest } from '../github.ts';
-import { applyLocally, bullet, oneline } from './apply.ts';
-import { type Applied, COMMENT_MARKER, type RebuildResult, type Skipped, StagingRefusal, lostCount, short, skippedComment } from './messages.ts';
-import { type AddedRecord, LOG_FORMAT, parseLog, uncoveredCommits, uniqueRecords } from './plan.ts';
+import { applyLocally, approvedCommit, bullet, oneline, pinSource } from './apply.ts';
+import { APPROVED, type Applied, COMMENT_MARKER, type Moved, type RebuildResult, type Skipped, StagingRefusal, describeMoved, lostCount, short, skippedComment } from './messages.ts';
+import { type AddedRecord, LOG_FORMAT, approvedHeads, parseLog, uncoveredCommits, uniqueRecords } from './plan.ts';
 import { type Source, type Wanted, displayName, pullInfo, pullRequestRef, requestedRefs, trackingRef } from './refs.ts';
 import { type RefUpdate, backoff, clearLocal, movedSince, pushAtomic, readRemote, recordsAt, resolveSource } from './remote.ts';
 import type { StagingContext } from './settings.ts';
@@ -22,7 +24,9 @@ export interface RebuildOptions {
 
 /**
  * Reset staging to main, re-apply the open pull requests carrying the label (oldest first) with the add
- * logic, and push the result once, with a lease on the staging sha read at the start. Staging is never
+ * logic, each at the commit staging recorded for it when it has one (the approved head, read from staging before
+ * the reset: refs/staging-heads/<ref>, else the Staging-Head trailer; a newer head is left out and said, as
+ * `moved` and a warning), else at its head, and push the result once, with a lease on the staging sha read at the start. Staging is never
  * visible half-rebuilt. A push that raced in is carried over when it came from an add (its record says
  * which ref and head), and makes the rebuild fail, staging untouched, when it did not.
  */
@@ -52,18 +56,46 @@ export async function rebuildStaging(ctx: StagingContext, options: RebuildOption
       const previous = state.staging ? await recordsAt(ctx, state.staging, state.main, state.tracking) : [];
       firstRecords ??= previous;
 
-      // Resolve every source first; a pull request whose head cannot be read is skipped, not fatal.
+      // Resolve every source first; a pull request whose head cannot be read is skipped, not fatal. A pull request
+      // staging already took is re-applied at the commit it took (approved: the labelled head, recorded in staging
+      // before this reset), never at a newer head nobody approved (pushed since; the unlabel job may not have run).
+      const approved = approvedHeads(previous);
       const sources: Source[] = [];
       const skipped: Skipped[] = [];
+      const movedOn = new Map<Source, Moved>();
       for (const w of wanted) {
+        const key = w.request.kind === 'pull' || w.request.kind === 'ref' ? w.request.remoteRef : undefined;
+        const at = await approvedCommit(ctx, approved, key, w.pull?.number);
+        let s: Source;
         try {
-          const s = await resolveSource(ctx, w.request, state, w.pull && pullInfo(w.pull));
-          if (!sources.some((o) => o.key && o.key === s.key)) sources.push(s);
+          s = await resolveSource(ctx, w.request, state, w.pull && pullInfo(w.pull));
         } catch (e) {
           if (!(e instanceof OpsError)) throw e;
           const source: Source = { display: w.pull ? `#${w.pull.number} (${w.pull.headRef})` : w.request.input, sha: w.pull?.headSha ?? '', pull: w.pull && pullInfo(w.pull) };
-          skipped.push({ source, reason: 'missing', message: e.message });
+          if (!at) {
+            skipped.push({ source, reason: 'missing', message: e.message });
+            continue;
+          }
+          // Its branch is gone, but staging holds the approved commit: re-apply that.
+          s = { ...source, key, sha: at };
+          reporter.warn(`${s.display}: its branch could not be read (${e.message.split('\n')[0]}); re-applying the commit ${staging} took, ${short(at)}`);
         }
+        if (at && at !== s.sha && s.key === key) {
+          try {
+            const pinned = await pinSource(ctx, s, at);
+            s = pinned.source;
+            if (pinned.moved) {
+              movedOn.set(s, pinned.moved);
+              reporter.warn(describeMoved({ source: s, moved: pinned.moved }, staging, APPROVED)!);
+            }
+          } catch (e) {
+            if (!(e instanceof StagingRefusal)) throw e;
+            skipped.push({ source: { ...s, sha: at }, reason: e.reason, message: e.message });
+            reporter.warn(`${s.display} skipped: ${e.message.split('\n')[0]}`);
+            continue;
+          }
+        }
+        if (!sources.some((o) => o.key && o.key === s.key)) sources.push(s);
       }
       for (const c of carried.values()) if (!sources.some((s) => s.key === c.key)) sources.push(c);
 
@@ -74,12 +106,14 @@ export async function rebuildStaging(ctx: StagingContext, options: RebuildOption
         try {
           const r = await applyLocally(ctx, tip, state.main, source, records);
           tip = r.sha;
-          added.push({ source, outcome: r.outcome, sha: r.sha });
+          const moved = movedOn.get(source);
+          added.push({ source, outcome: r.outcome, sha: r.sha, ...(moved && { moved }) });
           if (source.key && r.outcome !== 'already-contained') records.push({ key: source.key, head: source.sha, via: 'tracking-ref' });
           reporter.info(`${source.display} (${short(source.sha)}): ${r.outcome}`);
         } catch (e) {
           if (!(e instanceof StagingRefusal)) throw e;
-          skipped.push({ source, reason: e.reason, message: e.message, files: e.files });
+          const moved = movedOn.get(source);
+          skipped.push({ source, reason: e.reason, message: e.message, files: e.files, ...(moved && { moved }) });
           reporter.warn(`${source.display} (${short(source.sha)}) skipped: ${e.message.split('\n')[0]}`);
         }
       }

@@ -70,6 +70,8 @@ lacks come in too, in the same push (so staging converges even when a workflow r
     help: `
 Pushes once, with a lease on the staging sha read at the start: a push that races in is carried over when it
 came from \`ops staging add\` (or the action), and otherwise stops the rebuild with staging untouched.
+A pull request staging holds is re-applied at the commit staging took for it (its approved head), not at a
+head pushed since: the output says what was left out (it waits for a new label).
 The pull-request API needs $GITHUB_TOKEN (or $GH_TOKEN) and a GitHub remote URL (or $GITHUB_REPOSITORY);
 without it staging is still reset, and the output says the labelled pull requests were not re-applied.`,
     run: (ctx) =>

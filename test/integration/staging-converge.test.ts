@@ -139,6 +139,25 @@ describe('staging converges', () => {
     expect(s.tracking()['refs/staging-heads/heads/feature/two']).toBe(unreviewed);
   });
 
+  it('another labelled pull request staging holds stays at the commit staging took: its head pushed since is not brought in', async () => {
+    const { s, dev, runner } = scene();
+    const api = await each.github();
+    await addRun(runner.dir, undefined, 1, 'feature/one', new MemoryReporter(), sha.one);
+    // New commits on #1; before the unlabel job takes its label off, #2 is labelled and its run converges.
+    dev.git('checkout', '-q', 'feature/one');
+    const unreviewed = dev.commit({ 'one.txt': 'one, unreviewed\n' }, 'unreviewed change on one');
+    dev.push('feature/one');
+    api.pulls.push(pr(1, 'feature/one', unreviewed, '2026-03-01T10:00:00Z'), pr(2, 'feature/two', sha.two!, '2026-03-01T10:01:00Z'));
+    const reporter = new MemoryReporter();
+    const r = (await addRun(runner.dir, api, 2, 'feature/two', reporter, sha.two)) as AddResult;
+    expect(r.alsoAdded).toEqual([]);
+    const staging = s.sha('staging')!;
+    expect(s.isAncestor(sha.two!, staging) && s.isAncestor(sha.one!, staging)).toBe(true);
+    expect(s.isAncestor(unreviewed, staging)).toBe(false);
+    expect(s.tracking()['refs/staging-heads/heads/feature/one']).toBe(sha.one);
+    expect(reporter.lines.join('\n')).toContain(`#1 (feature/one): staging holds it at ${sha.one!.slice(0, 7)}, the commit it took; its head ${unreviewed.slice(0, 7)} is not added`);
+  });
+
   it('the labelled commit when the branch was rewritten since: fetched by sha and added; missing: refused, staging untouched', async () => {
     const { s, dev, runner } = scene();
     dev.branch('feature/two', 'master');

@@ -234,4 +234,94 @@ describe('staging rebuild', () => {
     expect(e.reason).toBe('rewritten');
     expect(e.message).toMatch(/b edits line two/);
   });
+  // A label approves the commits it saw. Between a push to a labelled pull request and the unlabel job (or when
+  // that job failed, was cancelled, or never ran), the pull request is still listed as labelled with a head nobody
+  // approved: the rebuild re-applies the commit staging took for it, read from staging before the reset.
+  it('re-applies a labelled pull request at the commit staging took, not at a head pushed since (label still on)', async () => {
+    const { s, runner, dev } = fresh(template);
+    const gh = await github();
+    await addToStaging(context(runner.dir), 'feature/b', undefined, { at: sha.b });
+    dev.branch('feature/b', 'feature/b');
+    const unreviewed = dev.commit({ 'unreviewed.txt': 'nobody read this\n' }, 'pushed after the label');
+    dev.push('feature/b');
+    gh.pulls.find((p) => p.number === 5)!.head.sha = unreviewed; // the API lists it, label still on
+
+    for (const run of [1, 2]) {
+      const ctx = context(runner.dir);
+      const r = await rebuildStaging(ctx, { github: access(gh), label: 'staging', comment: false });
+      const b = r.added.find((a) => a.source.pull?.number === 5)!;
+      expect(b.source.sha, `run ${run}`).toBe(sha.b);
+      expect(b.moved).toEqual({ head: unreviewed, newer: [`${unreviewed.slice(0, 7)} pushed after the label`], rewritten: false });
+      const staging = s.sha('staging')!;
+      expect(s.isAncestor(sha.b!, staging)).toBe(true);
+      expect(s.isAncestor(unreviewed, staging)).toBe(false);
+      expect(s.files(staging)).not.toContain('unreviewed.txt');
+      // The record survives the reset: the next rebuild (run 2) still knows which commit was approved.
+      expect(s.tracking()['refs/staging-heads/heads/feature/b']).toBe(sha.b);
+      const said = `#5 (feature/b) is at ${unreviewed.slice(0, 7)} now, not at the commit staging took (its approved head) ${sha.b!.slice(0, 7)}, which is what staging takes; 1 newer commit not added, waiting for a new label: ${unreviewed.slice(0, 7)} pushed after the label`;
+      expect(ctx.reporter.text()).toContain(`warning: ${said}`);
+      expect(rebuildSummary(r, { main: 'master', staging: 'staging', label: 'staging' })).toContain(`> **Note**: ${said}`);
+    }
+    // Read and labelled again: the label's add takes the new head, and so does every rebuild after it.
+    await addToStaging(context(runner.dir), 'feature/b', undefined, { at: unreviewed });
+    const r = await rebuildStaging(context(runner.dir), { github: access(gh), label: 'staging', comment: false });
+    expect(r.added.find((a) => a.source.pull?.number === 5)).toMatchObject({ source: { sha: unreviewed } });
+    expect(r.added.find((a) => a.source.pull?.number === 5)!.moved).toBeUndefined();
+    expect(s.isAncestor(unreviewed, s.sha('staging')!)).toBe(true);
+  });
+
+  it('finds the commit staging took of a pull request of this repository added by hand as pull/N (recorded under refs/pull/N/head)', async () => {
+    const { s, runner, dev } = fresh(template);
+    const gh = await github();
+    s.setPullRef(5, sha.b!);
+    await addToStaging(context(runner.dir), 'pull/5');
+    expect(s.tracking()['refs/staging-heads/pull/5/head']).toBe(sha.b);
+    dev.branch('feature/b', 'feature/b');
+    const unreviewed = dev.commit({ 'unreviewed.txt': 'nobody read this\n' }, 'pushed after the add');
+    dev.push('feature/b');
+    const r = await rebuildStaging(context(runner.dir), { github: access(gh), label: 'staging', comment: false });
+    expect(r.added.find((a) => a.source.pull?.number === 5)).toMatchObject({ source: { sha: sha.b, key: 'refs/heads/feature/b' }, moved: { head: unreviewed } });
+    expect(s.isAncestor(unreviewed, s.sha('staging')!)).toBe(false);
+    expect(s.tracking()['refs/staging-heads/heads/feature/b']).toBe(sha.b);
+  });
+
+  it('keeps the approved commit of a labelled pull request rewritten (force-pushed) since, and of one whose branch is gone', async () => {
+    const { s, runner, dev } = fresh(template);
+    const gh = await github();
+    await addToStaging(context(runner.dir), 'feature/b', undefined, { at: sha.b });
+    await addToStaging(context(runner.dir), 'feature/d');
+    gh.pulls.find((p) => p.number === 4)!.labels.push('staging');
+    dev.branch('feature/b', 'master');
+    const rewritten = dev.commit({ 'b.txt': 'b redone, unread\n' }, 'b redone');
+    dev.push('feature/b', { force: true });
+    dev.git('push', '-q', 'origin', ':refs/heads/feature/d');
+
+    const ctx = context(runner.dir);
+    const r = await rebuildStaging(ctx, { github: access(gh), label: 'staging', comment: false });
+    expect(r.added.find((a) => a.source.pull?.number === 5)).toMatchObject({ source: { sha: sha.b }, moved: { head: rewritten, newer: [], rewritten: true } });
+    expect(r.added.find((a) => a.source.pull?.number === 4)).toMatchObject({ source: { sha: sha.d, key: 'refs/heads/feature/d' } });
+    const staging = s.sha('staging')!;
+    expect(s.isAncestor(rewritten, staging)).toBe(false);
+    expect(s.isAncestor(sha.b!, staging) && s.isAncestor(sha.d!, staging)).toBe(true);
+    expect(ctx.reporter.text()).toMatch(/the branch was rewritten since \(the commit staging took \(its approved head\) is no longer in it\)/);
+    expect(ctx.reporter.text()).toMatch(/#4 \(feature\/d\): its branch could not be read .*; re-applying the commit staging took/);
+  });
+
+  it('skips a labelled pull request whose approved commit no longer merges, at that commit, never at its newer head', async () => {
+    const { s, runner, dev } = fresh(template);
+    const gh = await github();
+    await addToStaging(context(runner.dir), 'feature/b', undefined, { at: sha.b });
+    // master now conflicts with the approved commit; the branch has an unread fix on top.
+    dev.branch('master');
+    dev.commit({ 'app.txt': line2('master') }, 'master edits line two');
+    dev.push('master');
+    dev.branch('feature/b', 'feature/b');
+    dev.git('merge', '-q', '-X', 'theirs', 'origin/master', '-m', 'merge master (unread)');
+    dev.push('feature/b');
+    const unreviewed = dev.git('rev-parse', 'HEAD');
+    const r = await rebuildStaging(context(runner.dir), { github: access(gh), label: 'staging', comment: true });
+    expect(r.skipped.find((x) => x.source.pull?.number === 5)).toMatchObject({ reason: 'conflict', source: { sha: sha.b }, moved: { head: unreviewed } });
+    expect(s.isAncestor(unreviewed, s.sha('staging')!)).toBe(false);
+    expect(gh.comments.find((c) => c.issue === 5)!.body).toContain(`could not re-apply this pull request at \`${sha.b!.slice(0, 7)}\``);
+  });
 });

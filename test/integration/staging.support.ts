@@ -199,12 +199,28 @@ export interface FakeComment {
   updated: number;
 }
 
+/** A deployment and its statuses (oldest first, as written), as the fake keeps them. */
+export interface FakeDeployment {
+  id: number;
+  sha: string;
+  environment: string;
+  created_at: string;
+  statuses: { id: number; state: string; description: string; environment_url: string; log_url: string; target_url: string; created_at: string }[];
+}
+
 export interface FakeGitHub {
   url: string;
   repository: string;
   token: string;
   pulls: FakePull[];
   comments: FakeComment[];
+  deployments: FakeDeployment[];
+  /**
+   * Write a deployment status as GitHub does (what Actions does at a job's start and end): with auto_inactive
+   * (default true) a success adds an inactive status to every other deployment of the environment whose last
+   * status is success.
+   */
+  deploymentStatus(id: number, state: string, fields?: { description?: string; environment_url?: string; log_url?: string; auto_inactive?: boolean }): void;
   requests: { method: string; path: string; authorized: boolean }[];
   close(): Promise<void>;
 }
@@ -234,7 +250,30 @@ export async function startFakeGitHub(
   const token = options.token ?? 'ghs_test_token_123';
   const pageSize = options.pageSize ?? 2;
   let nextId = 1000;
-  const state: FakeGitHub = { url: '', repository, token, pulls: [], comments: [], requests: [], close: async () => {} };
+  let tick = Date.parse('2026-04-01T00:00:00Z');
+  const now = () => new Date((tick += 1000)).toISOString().replace(/\.\d{3}Z$/, 'Z');
+  const state: FakeGitHub = {
+    url: '',
+    repository,
+    token,
+    pulls: [],
+    comments: [],
+    deployments: [],
+    requests: [],
+    close: async () => {},
+    deploymentStatus(id, st, fields = {}) {
+      const d = state.deployments.find((x) => x.id === id);
+      if (!d) throw new Error(`no deployment ${id}`);
+      const log = fields.log_url ?? '';
+      d.statuses.push({ id: nextId++, state: st, description: fields.description ?? '', environment_url: fields.environment_url ?? '', log_url: log, target_url: log, created_at: now() });
+      if (st === 'success' && fields.auto_inactive !== false) {
+        for (const o of state.deployments) {
+          if (o.id === id || o.environment !== d.environment || o.statuses.at(-1)?.state !== 'success') continue;
+          o.statuses.push({ id: nextId++, state: 'inactive', description: '', environment_url: '', log_url: '', target_url: '', created_at: d.statuses.at(-1)!.created_at });
+        }
+      }
+    },
+  };
 
   const send = (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) => {
     res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', ...headers });
@@ -306,6 +345,34 @@ export async function startFakeGitHub(
       comment.body = String((await readBody(req)).body);
       comment.updated++;
       return send(res, 200, { id: comment.id, body: comment.body });
+    }
+    if (req.method === 'GET' && m === '/deployments') {
+      const env = url.searchParams.get('environment');
+      const sha = url.searchParams.get('sha');
+      const list = state.deployments
+        .filter((d) => (!env || d.environment === env) && (!sha || d.sha === sha))
+        .sort((a, b) => b.created_at.localeCompare(a.created_at) || b.id - a.id)
+        .map(({ statuses: _, ...d }) => d);
+      return paginate(res, url, list);
+    }
+    c = /^\/deployments\/(\d+)\/statuses$/.exec(m);
+    if (c) {
+      const id = Number(c[1]);
+      const d = state.deployments.find((x) => x.id === id);
+      if (!d) return send(res, 404, { message: 'Not Found' });
+      if (req.method === 'GET') return paginate(res, url, [...d.statuses].reverse());
+      if (req.method === 'POST') {
+        const body = await readBody(req);
+        const valid = ['error', 'failure', 'inactive', 'in_progress', 'queued', 'pending', 'success'];
+        if (!valid.includes(String(body.state))) return send(res, 422, { message: `invalid state ${String(body.state)}` });
+        state.deploymentStatus(id, String(body.state), {
+          description: body.description as string | undefined,
+          environment_url: body.environment_url as string | undefined,
+          log_url: (body.log_url ?? body.target_url) as string | undefined,
+          auto_inactive: body.auto_inactive as boolean | undefined,
+        });
+        return send(res, 201, d.statuses.at(-1));
+      }
     }
     return send(res, 404, { message: `no fake for ${req.method} ${m}` });
   });

@@ -5,7 +5,7 @@ import { checkIdentity } from '../../core/git.ts';
 import { runUrl } from '../../core/runinfo.ts';
 import { checkLabel, stagingSettings } from '../../core/staging/settings.ts';
 import { COMMENT_MARKER, addSummary, describeMoved, rebuildSummary, skippedComment, type RebuildResult } from '../../core/staging/messages.ts';
-import { LOG_FORMAT, decideAdd, mergeMessage, parseLog, pushHint, trailerRecords, uncoveredCommits, uniqueRecords, type AddedRecord } from '../../core/staging/plan.ts';
+import { LOG_FORMAT, approvedHeads, decideAdd, mergeMessage, parseLog, pushHint, trailerRecords, uncoveredCommits, uniqueRecords, type AddedRecord } from '../../core/staging/plan.ts';
 import { displayName, keyOfTrackingRef, parseRef, pickRemoteRef, pullRequestRef, refFromEvent, trackingRef, type Source } from '../../core/staging/refs.ts';
 
 const A = 'a'.repeat(40);
@@ -161,6 +161,17 @@ describe('merge records', () => {
   it('counts a head recorded twice once', () => {
     const r = (via: AddedRecord['via']): AddedRecord => ({ key: 'k', head: A, via });
     expect(uniqueRecords([r('trailer'), r('tracking-ref'), { key: 'k', head: B, via: 'trailer' }])).toHaveLength(2);
+  });
+
+  it('takes, per ref, the head staging last took: the tracking ref, else the newest trailer (listed first)', () => {
+    const records: AddedRecord[] = [
+      { key: 'refs/heads/x', head: B, via: 'trailer' }, // newest merge of x
+      { key: 'refs/heads/x', head: A, via: 'trailer' },
+      { key: 'refs/heads/y', head: C, via: 'trailer' },
+      { key: 'refs/heads/y', head: M, via: 'tracking-ref' }, // a fast-forward add: no trailer of its own
+    ];
+    expect(approvedHeads(records)).toEqual(new Map([['refs/heads/y', M], ['refs/heads/x', B]]));
+    expect(approvedHeads([])).toEqual(new Map());
   });
 
   it('finds commits a rebuild retry would lose: everything but the merges that carry a kept head', () => {

@@ -89,8 +89,13 @@ describe('workflows', () => {
     expect(Object.keys(workflows).length).toBeGreaterThanOrEqual(8);
     for (const [file, wf] of Object.entries(workflows)) {
       expect(wf.permissions, file).toEqual({ contents: 'read' });
-      for (const [name, job] of Object.entries(wf.jobs)) if (job.permissions) expect(['staging.yml:sync', 'staging.yml:unlabel']).toContain(`${file}:${name}`);
+      for (const [name, job] of Object.entries(wf.jobs)) if (job.permissions) expect(['staging.yml:sync', 'staging.yml:unlabel', 'deploy-prod.yml:deployment-record']).toContain(`${file}:${name}`);
     }
+    // Only the deployments API, only after a skipped deploy, with no environment (no secret).
+    const record = workflows['deploy-prod.yml']!.jobs['deployment-record']!;
+    expect(record.permissions).toEqual({ contents: 'read', deployments: 'write' });
+    expect(record.environment).toBeUndefined();
+    expect(record.if).toBe("needs.deploy.outputs.superseded == 'true'");
     expect(workflows['staging.yml']!.jobs.sync!.permissions).toEqual({ contents: 'write', 'pull-requests': 'write' });
     expect(workflows['staging.yml']!.jobs.unlabel!.permissions).toEqual({ 'pull-requests': 'write' });
   });

@@ -1,0 +1,111 @@
+// A forward-only deploy skipped (a newer commit already live) must not show on GitHub as a deployment of the
+// skipped commit. GitHub's deployments API faked at the HTTP level (the real Octokit client talks to it), with
+// what GitHub Actions does to a job's deployment: in_progress at the start, success at the end (auto_inactive).
+import { describe, expect, it } from 'vitest';
+import { markSuperseded, supersededDescription } from '../../core/deployments.ts';
+import { MemoryReporter } from '../../core/report.ts';
+import { perTest, type FakeGitHub } from './staging.support.ts';
+
+const each = perTest();
+const NEW = 'b'.repeat(40); // live
+const OLD = 'a'.repeat(40); // the older push, skipped
+const jobUrl = (run: number) => `https://github.example/acme/webapp/actions/runs/${run}/job/7`;
+
+/** prod: NEW deployed by run 200 (success); OLD's run 201 started (in_progress) and, unless `running`, ended in success. */
+async function scene(options: { running?: boolean } = {}): Promise<FakeGitHub> {
+  const gh = await each.github();
+  gh.deployments.push({ id: 1, sha: NEW, environment: 'prod', created_at: '2026-04-01T00:00:00Z', statuses: [] });
+  gh.deploymentStatus(1, 'in_progress', { log_url: jobUrl(200) });
+  gh.deploymentStatus(1, 'success', { log_url: jobUrl(200), environment_url: 'https://app.example.com' });
+  gh.deployments.push({ id: 2, sha: OLD, environment: 'prod', created_at: '2026-04-01T00:05:00Z', statuses: [] });
+  gh.deploymentStatus(2, 'in_progress', { log_url: jobUrl(201) });
+  if (!options.running) gh.deploymentStatus(2, 'success', { log_url: jobUrl(201), environment_url: 'https://app.example.com' });
+  return gh;
+}
+
+const options = (gh: FakeGitHub, extra: Partial<Parameters<typeof markSuperseded>[0]> = {}) => ({
+  token: gh.token,
+  repository: gh.repository,
+  apiUrl: gh.url,
+  environment: 'prod',
+  sha: OLD,
+  runId: '201',
+  logUrl: 'https://github.example/acme/webapp/actions/runs/201',
+  pollMs: 20,
+  ...extra,
+});
+const last = (gh: FakeGitHub, id: number) => gh.deployments.find((d) => d.id === id)!.statuses.at(-1)!;
+
+describe('a forward-only deploy that was skipped, on GitHub', () => {
+  it('the scene is the lie: the skipped commit shows as deployed, the live one inactive', async () => {
+    const gh = await scene();
+    expect(last(gh, 2).state).toBe('success');
+    expect(last(gh, 1).state).toBe('inactive');
+  });
+
+  it('marks the skipped deployment inactive, saying a newer commit was live, and gives the live one its success back', async () => {
+    const gh = await scene();
+    const reporter = new MemoryReporter();
+    const r = await markSuperseded(options(gh), reporter);
+    expect(r).toEqual({ deployment: 2, marked: 'inactive', restored: [1] });
+    expect(last(gh, 2)).toMatchObject({ state: 'inactive', description: supersededDescription(OLD), log_url: 'https://github.example/acme/webapp/actions/runs/201' });
+    expect(supersededDescription(OLD)).toMatch(/^Not deployed: a newer commit was already live/);
+    expect(supersededDescription(OLD).length).toBeLessThanOrEqual(140);
+    expect(last(gh, 1)).toMatchObject({ state: 'success', environment_url: 'https://app.example.com', log_url: jobUrl(200) });
+    expect(reporter.text()).toMatch(/deployment 2 of a{12} in prod: success → inactive/);
+    // Our statuses never inactivate anything else (auto_inactive: false): deployment 2 stays inactive.
+    expect(last(gh, 2).state).toBe('inactive');
+    expect(gh.requests.every((q) => q.authorized)).toBe(true);
+
+    // Idempotent: nothing more written the second time.
+    const before = gh.deployments.map((d) => d.statuses.length);
+    expect(await markSuperseded(options(gh), new MemoryReporter())).toEqual({ deployment: 2, marked: 'already inactive', restored: [] });
+    expect(gh.deployments.map((d) => d.statuses.length)).toEqual(before);
+  });
+
+  it("picks the run's own deployment of the commit (another run deployed it before), and waits for the job's own final status", async () => {
+    const gh = await scene({ running: true });
+    gh.deployments.push({ id: 3, sha: OLD, environment: 'prod', created_at: '2026-04-01T00:06:00Z', statuses: [] });
+    gh.deploymentStatus(3, 'failure', { log_url: jobUrl(202) });
+    setTimeout(() => gh.deploymentStatus(2, 'success', { log_url: jobUrl(201) }), 150);
+    const r = await markSuperseded(options(gh), new MemoryReporter());
+    expect(r).toEqual({ deployment: 2, marked: 'inactive', restored: [1] });
+    expect(last(gh, 3).state).toBe('failure');
+    expect(last(gh, 1).state).toBe('success');
+  });
+
+  it('takes the newest deployment of the commit, and says so, when none links to the run', async () => {
+    const gh = await scene();
+    const reporter = new MemoryReporter();
+    expect(await markSuperseded(options(gh, { runId: '999' }), reporter)).toEqual({ deployment: 2, marked: 'inactive', restored: [1] });
+    expect(reporter.text()).toMatch(/no deployment of a{12} in prod links to run 999: taking the newest one, 2/);
+  });
+
+  it('fails, marking nothing, when the job never finishes in time; leaves a failed run as it is', async () => {
+    const gh = await scene({ running: true });
+    await expect(markSuperseded(options(gh, { waitMs: 100 }), new MemoryReporter())).rejects.toThrow(/deployment 2 .* is still in_progress after 0 s: not marked/);
+    expect(last(gh, 2).state).toBe('in_progress');
+    gh.deploymentStatus(2, 'failure', { log_url: jobUrl(201) });
+    expect(await markSuperseded(options(gh), new MemoryReporter())).toMatchObject({ marked: 'left (the run failed)', restored: [] });
+    expect(last(gh, 2).state).toBe('failure');
+  });
+
+  it('does not bring an older deployment back when a newer deploy succeeded since', async () => {
+    const gh = await scene();
+    gh.deployments.push({ id: 4, sha: 'c'.repeat(40), environment: 'prod', created_at: '2026-04-01T00:10:00Z', statuses: [] });
+    gh.deploymentStatus(4, 'success', { log_url: jobUrl(203) }); // inactivates 2
+    const r = await markSuperseded(options(gh), new MemoryReporter());
+    expect(r).toEqual({ deployment: 2, marked: 'already inactive', restored: [] });
+    expect(last(gh, 1).state).toBe('inactive');
+    expect(last(gh, 4).state).toBe('success');
+  });
+
+  it('says what the token lacks when GitHub refuses, and when no deployment of the run exists', async () => {
+    const gh = await each.github({ answer: (q) => (q.method === 'GET' && q.path.includes('/deployments') ? { status: 403, body: { message: 'Resource not accessible by integration' } } : undefined) });
+    await expect(markSuperseded(options(gh), new MemoryReporter())).rejects.toThrow(/HTTP 403/);
+    await expect(markSuperseded(options(gh), new MemoryReporter())).rejects.toMatchObject({ hint: expect.stringMatching(/deployments: write/) });
+    await gh.close();
+    const empty = await each.github();
+    await expect(markSuperseded(options(empty), new MemoryReporter())).rejects.toThrow(/no deployment of a{12} in the GitHub environment prod: nothing to correct/);
+  });
+});

@@ -35022,6 +35022,9 @@ ${body}`;
 // core/staging/add.ts
 init_errors();
 
+// core/staging/apply.ts
+init_errors();
+
 // core/staging/messages.ts
 init_errors();
 var COMMENT_MARKER = "<!-- ops-pipeline:staging-sync -->";
@@ -35041,11 +35044,12 @@ function describeAdd(r, staging) {
   const created = r.created ? ` (${staging} did not exist: ${would || ""}created from the main branch)` : "";
   return `${r.source.display} (${short(r.source.sha)}) ${would}added to ${staging} by ${OUTCOME[r.outcome]}: ${short(r.before)} \u2192 ${short(r.sha)}${created}`;
 }
-function describeMoved(r, staging) {
+var APPROVED = "the commit staging took (its approved head)";
+function describeMoved(r, staging, approved = "the labelled commit") {
   if (!r.moved) return void 0;
   const { head, newer, rewritten } = r.moved;
-  const what = `${r.source.display} is at ${short(head)} now, not at the labelled commit ${short(r.source.sha)}, which is what ${staging} takes`;
-  if (rewritten) return `${what}; the branch was rewritten since (the labelled commit is no longer in it): its new commits wait for a new label.`;
+  const what = `${r.source.display} is at ${short(head)} now, not at ${approved} ${short(r.source.sha)}, which is what ${staging} takes`;
+  if (rewritten) return `${what}; the branch was rewritten since (${approved} is no longer in it): its new commits wait for a new label.`;
   const count = newer.length === 1 ? "1 newer commit" : `${newer.length}${newer.length >= 20 ? " or more" : ""} newer commits`;
   return `${what}; ${count} not added, waiting for a new label: ${newer.join("; ")}`;
 }
@@ -35083,6 +35087,10 @@ function rebuildSummary(r, names) {
       lines.push(`| ${sourceCell(s.source)} | \`${short(s.source.sha)}\` | **skipped** (${s.reason}${files}) |`);
     }
     lines.push("");
+    for (const a of [...r.added, ...r.skipped]) {
+      const moved = describeMoved(a, names.staging, APPROVED);
+      if (moved) lines.push(`> **Note**: ${cell(moved)}`, "");
+    }
   } else if (!r.pullsUnavailable) {
     lines.push(`No open pull request carries the label \`${cell(names.label)}\`.`, "");
   }
@@ -35178,6 +35186,12 @@ function uniqueRecords(records) {
     return true;
   });
 }
+function approvedHeads(records) {
+  const out = /* @__PURE__ */ new Map();
+  for (const r of records) if (r.via === "tracking-ref") out.set(r.key, r.head);
+  for (const r of records) if (r.via === "trailer" && !out.has(r.key)) out.set(r.key, r.head);
+  return out;
+}
 function uncoveredCommits(arrived, carriedHeads) {
   return arrived.filter((c) => !(c.parents.length > 1 && c.heads.some((h) => carriedHeads.has(h))));
 }
@@ -35198,6 +35212,24 @@ function pushHint(stderr, branch) {
 async function oneline(git2, revs, paths = [], max = 20) {
   const out = await git2.out(["--literal-pathspecs", "log", "--no-merges", `--max-count=${max}`, "--format=%h %s", ...revs, "--", ...paths]);
   return out.split("\n").filter(Boolean);
+}
+async function pinSource(ctx, source, at) {
+  if (!FULL_SHA.test(at)) throw new OpsError(`invalid commit to add: ${JSON.stringify(at)}`, "give a full 40-character commit sha");
+  if (source.sha === at) return { source };
+  const { git: git2 } = ctx;
+  if (!await git2.commit(at)) await git2.run(["fetch", "--no-tags", "--no-write-fetch-head", "--quiet", ctx.settings.remote, `${at}:refs/ops-staging/at`]);
+  if (!await git2.commit(at)) {
+    throw new StagingRefusal("missing", `${source.display}: the commit to add, ${at}, is not on ${ctx.settings.remote} (${source.display} is at ${short(source.sha)} now); ${ctx.settings.staging} was not changed`, `read the pull request's new commits and label it again (or add a ref by hand)`);
+  }
+  const rewritten = !await git2.isAncestor(at, source.sha);
+  const newer = rewritten ? [] : await oneline(git2, [source.sha, `^${at}`]);
+  return { source: { ...source, sha: at }, moved: { head: source.sha, newer, rewritten } };
+}
+async function approvedCommit(ctx, approved, key, pull) {
+  const byKey = key ? approved.get(key) : void 0;
+  const byPull = pull !== void 0 ? approved.get(`refs/pull/${pull}/head`) : void 0;
+  if (!byKey || !byPull || byKey === byPull) return byKey ?? byPull;
+  return await ctx.git.isAncestor(byKey, byPull) ? byPull : byKey;
 }
 var bullet = (lines) => lines.map((l) => `  ${l}`).join("\n");
 async function rewrittenRefusal(ctx, source, earlier, main) {
@@ -35387,18 +35419,6 @@ async function backoff(ctx, attempt) {
 }
 
 // core/staging/add.ts
-async function pinSource(ctx, source, at) {
-  if (!FULL_SHA.test(at)) throw new OpsError(`invalid commit to add: ${JSON.stringify(at)}`, "give a full 40-character commit sha");
-  if (source.sha === at) return { source };
-  const { git: git2 } = ctx;
-  if (!await git2.commit(at)) await git2.run(["fetch", "--no-tags", "--no-write-fetch-head", "--quiet", ctx.settings.remote, `${at}:refs/ops-staging/at`]);
-  if (!await git2.commit(at)) {
-    throw new StagingRefusal("missing", `${source.display}: the commit to add, ${at}, is not on ${ctx.settings.remote} (${source.display} is at ${short(source.sha)} now); ${ctx.settings.staging} was not changed`, `read the pull request's new commits and label it again (or add a ref by hand)`);
-  }
-  const rewritten = !await git2.isAncestor(at, source.sha);
-  const newer = rewritten ? [] : await oneline(git2, [source.sha, `^${at}`]);
-  return { source: { ...source, sha: at }, moved: { head: source.sha, newer, rewritten } };
-}
 async function listLabelled(ctx, labelled) {
   if (!labelled) return { pulls: [] };
   if (!labelled.github.api) return { pulls: [], unavailable: labelled.github.unavailable };
@@ -35424,6 +35444,7 @@ async function addToStaging(ctx, ref, pull, options = {}) {
       const resolved = await resolveSource(ctx, request2, state, pull);
       const base = state.staging ?? state.main;
       const records = state.staging ? await recordsAt(ctx, state.staging, state.main, state.tracking) : [];
+      const held = approvedHeads(records);
       reporter.info(`${remote}: ${staging} at ${short(state.staging)}, ${main} at ${short(state.main)}, ${resolved.display} at ${short(resolved.sha)}`);
       const { source, moved: refMoved } = options.at ? await pinSource(ctx, resolved, options.at) : { source: resolved };
       const movedNote = describeMoved({ source, moved: refMoved }, staging);
@@ -35456,6 +35477,11 @@ async function addToStaging(ctx, ref, pull, options = {}) {
           continue;
         }
         if (s.key && s.key === source.key || s.sha === source.sha) continue;
+        const at = await approvedCommit(ctx, held, s.key, o.pull?.number);
+        if (at) {
+          if (at !== s.sha) reporter.info(`${s.display}: ${staging} holds it at ${short(at)}, the commit it took; its head ${short(s.sha)} is not added (commits pushed since wait for a new label)`);
+          continue;
+        }
         try {
           const r = await applyLocally(ctx, tip, state.main, s, records);
           if (r.outcome === "already-contained") continue;
@@ -35534,17 +35560,42 @@ async function rebuildStaging(ctx, options) {
       if (attempt === 1) firstBefore = state.staging;
       const previous = state.staging ? await recordsAt(ctx, state.staging, state.main, state.tracking) : [];
       firstRecords ??= previous;
+      const approved = approvedHeads(previous);
       const sources = [];
       const skipped = [];
+      const movedOn = /* @__PURE__ */ new Map();
       for (const w of wanted) {
+        const key = w.request.kind === "pull" || w.request.kind === "ref" ? w.request.remoteRef : void 0;
+        const at = await approvedCommit(ctx, approved, key, w.pull?.number);
+        let s;
         try {
-          const s = await resolveSource(ctx, w.request, state, w.pull && pullInfo(w.pull));
-          if (!sources.some((o) => o.key && o.key === s.key)) sources.push(s);
+          s = await resolveSource(ctx, w.request, state, w.pull && pullInfo(w.pull));
         } catch (e) {
           if (!(e instanceof OpsError)) throw e;
           const source = { display: w.pull ? `#${w.pull.number} (${w.pull.headRef})` : w.request.input, sha: w.pull?.headSha ?? "", pull: w.pull && pullInfo(w.pull) };
-          skipped.push({ source, reason: "missing", message: e.message });
+          if (!at) {
+            skipped.push({ source, reason: "missing", message: e.message });
+            continue;
+          }
+          s = { ...source, key, sha: at };
+          reporter.warn(`${s.display}: its branch could not be read (${e.message.split("\n")[0]}); re-applying the commit ${staging} took, ${short(at)}`);
         }
+        if (at && at !== s.sha && s.key === key) {
+          try {
+            const pinned = await pinSource(ctx, s, at);
+            s = pinned.source;
+            if (pinned.moved) {
+              movedOn.set(s, pinned.moved);
+              reporter.warn(describeMoved({ source: s, moved: pinned.moved }, staging, APPROVED));
+            }
+          } catch (e) {
+            if (!(e instanceof StagingRefusal)) throw e;
+            skipped.push({ source: { ...s, sha: at }, reason: e.reason, message: e.message });
+            reporter.warn(`${s.display} skipped: ${e.message.split("\n")[0]}`);
+            continue;
+          }
+        }
+        if (!sources.some((o) => o.key && o.key === s.key)) sources.push(s);
       }
       for (const c of carried.values()) if (!sources.some((s) => s.key === c.key)) sources.push(c);
       let tip = state.main;
@@ -35554,12 +35605,14 @@ async function rebuildStaging(ctx, options) {
         try {
           const r = await applyLocally(ctx, tip, state.main, source, records);
           tip = r.sha;
-          added.push({ source, outcome: r.outcome, sha: r.sha });
+          const moved2 = movedOn.get(source);
+          added.push({ source, outcome: r.outcome, sha: r.sha, ...moved2 && { moved: moved2 } });
           if (source.key && r.outcome !== "already-contained") records.push({ key: source.key, head: source.sha, via: "tracking-ref" });
           reporter.info(`${source.display} (${short(source.sha)}): ${r.outcome}`);
         } catch (e) {
           if (!(e instanceof StagingRefusal)) throw e;
-          skipped.push({ source, reason: e.reason, message: e.message, files: e.files });
+          const moved2 = movedOn.get(source);
+          skipped.push({ source, reason: e.reason, message: e.message, files: e.files, ...moved2 && { moved: moved2 } });
           reporter.warn(`${source.display} (${short(source.sha)}) skipped: ${e.message.split("\n")[0]}`);
         }
       }

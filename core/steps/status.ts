@@ -10,11 +10,12 @@ import { CERT_FUNCTIONS, IDENTITY_FUNCTIONS, PROBE_FUNCTIONS, SUPERVISOR_FUNCTIO
 import { describeHolder, lockStatus, parseLock, type LockInfo } from './lock.ts';
 import { certificatePaths } from './nginx-config.ts';
 import { describeProcess, foreignListeners, parseProcReports, parseProcessInfo, programStates, type ProgramState } from './programs.ts';
+import { historyFunctions } from './history.ts';
 import { releaseSummary, type ReleaseSummary } from './release.ts';
 import { programPorts, probes } from './switch.ts';
 
 /** What `hostStatus` reports, parsed by `parseStatus`: `now` (host clock, ISO 8601 UTC), `provisioned`, `current`, `release_json`, `slot`, `nginx` (running, or `stopped <what systemctl is-enabled nginx says, or unknown>`: its master process, nginx_master), `nginx_pidfile` (`missing <master pid>` or `stale <master pid>`: /run/nginx.pid does not name the running master), `nginx_config` (ok|invalid), `nginx_test` (nginx -t lines), `site_enabled` (yes|no), `site` (HTTP status), `supervisor` (`running` or why not), `supervisor_xml` (getAllProcessInfo's answer), `health` (`ok` or why not), `served_serial`, `disk` (`<mount> <free KiB> <size KiB>`), `upstream` (`<name> <address>` per server of the upstreams file, or `missing`), `nginx_slot` (what /.ops/slot answers through nginx), `health_body` (`<probe> <the first bytes of its answer>`, for a probe that answered an error status); certificates as LIBRARY_KEYS.cert. */
-export const STATUS_KEYS = reportKeys('now', 'provisioned', 'current', 'release_json', 'slot', 'nginx', 'nginx_pidfile', 'nginx_config', 'nginx_test', 'site_enabled', 'site', 'supervisor', 'supervisor_xml', 'health', 'served_serial', 'disk', 'upstream', 'nginx_slot', 'health_body');
+export const STATUS_KEYS = reportKeys('now', 'provisioned', 'current', 'release_json', 'slot', 'nginx', 'nginx_pidfile', 'nginx_config', 'nginx_test', 'site_enabled', 'site', 'supervisor', 'supervisor_xml', 'health', 'served_serial', 'disk', 'upstream', 'nginx_slot', 'health_body', 'rollback_to', 'never_live');
 
 /**
  * Shell that reports where nginx sends the app's traffic (nginxRoute reads it): each `upstream <name> <address>` of
@@ -74,6 +75,7 @@ ${PROBE_FUNCTIONS}
 ${SUPERVISOR_FUNCTIONS}
 ${IDENTITY_FUNCTIONS}
 ${CERT_FUNCTIONS}
+${historyFunctions(env)}
 ops_report ${STATUS_KEYS.now} "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 ops_report ${STATUS_KEYS.provisioned} "$(cat ${quote(`${L.state}/provisioned`)} 2>/dev/null || echo no)"
 cur=$(readlink ${quote(L.current)} 2>/dev/null || true)
@@ -81,6 +83,13 @@ ops_report ${STATUS_KEYS.current} "${'$'}{cur##*/}"
 if [ -n "$cur" ] && [ -f "$cur/release.json" ]; then ops_report ${STATUS_KEYS.release_json} "$(tr -d '\n' < "$cur/release.json")"; fi
 live_slot=$(cat ${quote(L.slotFile)} 2>/dev/null || true)
 ops_report ${STATUS_KEYS.slot} "$live_slot"
+# The release a rollback would go to (rollback_choice, as the rollback step chooses it; read-only), in a subshell:
+# what the previous slot should keep warm.
+# And the releases that never went live (a deploy that failed or was interrupted before its switch).
+if [ -n "$cur" ]; then
+  ops_report ${STATUS_KEYS.rollback_to} "$(rollback_choice "${'$'}{cur##*/}" '' 2>/dev/null; [ "${'$'}{rollback_verdict:-}" = ok ] && printf %s "$release_id")"
+  ops_report ${STATUS_KEYS.never_live} "$(history_read 2>/dev/null; for r in $(release_ids 2>/dev/null); do [ -n "${'$'}{history_live_seq[$r]:-}" ] || printf '%s ' "$r"; done)"
+fi
 # nginx: running (its master process, found with or without the pid file: nginx_master), whether its pid file names
 # it, its configuration as nginx -t sees it, and "/" through it.
 if master=$(nginx_master); then
@@ -226,6 +235,26 @@ function nginxRoute(env: Target, slot: Slot, r: StepResult, problem: (p: string)
     problem(`nginx routes to slot ${loaded} (its /.ops/slot answers ${loaded}), not to the live slot ${slot}: the site serves the previous slot (reload nginx: systemctl reload nginx, when its upstreams file is right; else ${fix})`);
 }
 
+/**
+ * With switch.keep_previous, whether the idle slot keeps warm the release a rollback would go to (`target`, the
+ * status step's rollback_choice; '' when there is none): a warning when the slot has no program loaded (a start that
+ * failed took them off, or supervisor's file was removed) or runs a release that never went live (`neverLive`: a
+ * deploy interrupted during its start leaves it running). Either way a rollback still works, but starts `target`
+ * cold (seconds and a health gate) instead of only moving traffic. (After a rollback, the slot runs the release
+ * rolled back from: as expected, not warned about.)
+ */
+function warmth(env: Target, live: Slot, target: string, neverLive: string[], programs: ProgramState[], warn: (w: string) => void): void {
+  const idle = otherSlot(live);
+  const loaded = programs.filter((p) => !p.live);
+  if (!loaded.length) {
+    if (target) warn(`no release is kept warm on the previous slot (${idle}: no program of it is loaded in supervisor): a rollback to ${target} would start it cold (a deploy whose start failed leaves the slot so; the next good deploy keeps the release it replaces warm again)`);
+    return;
+  }
+  const stray = [...new Set(loaded.map((p) => p.release).filter((x): x is string => Boolean(x) && neverLive.includes(x!)))];
+  if (stray.length)
+    warn(`the previous slot (${idle}) runs ${stray.join(', ')}, a release that never went live (a deploy interrupted during its start leaves it running)${target ? `: a rollback would go to ${target} and start it cold there` : ''}; stop it: sudo supervisorctl stop '${env.layout.supervisorGroup(idle)}:*'`);
+}
+
 /** Turn the status step's reports into a HostStatus, with its problems and warnings. */
 export function parseHostStatus(env: Target, host: { name: string; address: string }, r: StepResult): HostStatus {
   const now = new Date(reported(r, STATUS_KEYS.now) ?? Date.now());
@@ -313,9 +342,11 @@ export function parseHostStatus(env: Target, host: { name: string; address: stri
         warn(`program ${p.program} of the previous release (slot ${p.slot}) is ${p.state}: a rollback would restart it`);
       // The idle slot is kept warm (switch.keep_previous) so that a rollback only moves traffic: stopped, a rollback
       // starts it cold. With keep_previous false it is stopped on purpose after each switch.
-      if (env.config.switch.keep_previous)
+      if (env.config.switch.keep_previous) {
         for (const p of s.supervisor.programs.filter((x) => !x.live && x.state === 'STOPPED'))
           warn(`program ${p.program} of the previous release (slot ${p.slot}) is STOPPED: a rollback would have to start it cold (it is not kept warm)`);
+        warmth(env, s.slot, reported(r, STATUS_KEYS.rollback_to) ?? '', (reported(r, STATUS_KEYS.never_live) ?? '').split(' ').filter(Boolean), s.supervisor.programs, warn);
+      }
       // A process supervisor did not start, on a port of the idle slot: a rollback or the next deploy would find it there.
       const idle = otherSlot(s.slot);
       for (const l of foreignListeners(listeners, idle))

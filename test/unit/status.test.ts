@@ -136,6 +136,29 @@ describe('status parser', () => {
     expect(parseHostStatus(cold, { name: 'web1', address: '192.0.2.1' }, result(report({ supervisor_xml: xml }))).warnings).toEqual([]);
   });
 
+  it('the previous slot empty, or running a release that never went live (an interrupted start), while a rollback has a release to go to: a warning each', () => {
+    const live = processXml([
+      { name: 'shop-blue-server', group: 'shop-blue', state: 'RUNNING', pid: 211 },
+      { name: 'shop-blue-client', group: 'shop-blue', state: 'RUNNING', pid: 216 },
+    ]);
+    const previous = '20261124T100000Z-aaaaaaaaaaaa';
+    expect(parse({ supervisor_xml: live, rollback_to: previous }).warnings).toEqual([
+      `no release is kept warm on the previous slot (green: no program of it is loaded in supervisor): a rollback to ${previous} would start it cold (a deploy whose start failed leaves the slot so; the next good deploy keeps the release it replaces warm again)`,
+    ]);
+    // Nothing to go back to (a first deploy): an empty previous slot is as it should be.
+    expect(parse({ supervisor_xml: live, rollback_to: '' }).warnings).toEqual([]);
+    const stray = '20261125T150000Z-bbbbbbbbbbbb';
+    const procs = [`green\tserver\t300\t${stray}\t/srv/shop/releases/${stray}\tuvicorn`, `green\tclient\t301\t${stray}\t/srv/shop/releases/${stray}\tnode`];
+    expect(parse({ proc: procs, rollback_to: previous, never_live: `${stray} ` }).warnings).toEqual([
+      `the previous slot (green) runs ${stray}, a release that never went live (a deploy interrupted during its start leaves it running): a rollback would go to ${previous} and start it cold there; stop it: sudo supervisorctl stop 'shop-green:*'`,
+    ]);
+    // A release rolled back from went live once: the slot runs it after every rollback, as expected.
+    expect(parse({ proc: procs, rollback_to: previous, never_live: '' }).warnings).toEqual([]);
+    // With switch.keep_previous false the previous slot is stopped on purpose: nothing to say.
+    const cold = testEnv({ switch: { keep_previous: false } });
+    expect(parseHostStatus(cold, { name: 'web1', address: '192.0.2.1' }, result(report({ supervisor_xml: live, rollback_to: previous }))).warnings).toEqual([]);
+  });
+
   it("a broken nginx configuration fails with nginx's own message", () => {
     const s = parse({
       nginx_config: 'invalid',

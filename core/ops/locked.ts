@@ -12,7 +12,7 @@ import type { Session } from './hosts.ts';
 import { OpsError, StepError, sudoHint, tail } from '../errors.ts';
 import { runInfo } from '../runinfo.ts';
 import { auditLine, auditTemplate, type AuditEntry } from '../steps/audit.ts';
-import { LOCK_BUSY_EXIT, LOCK_KEYS, acquireLock, describeHolder, parseLock, releaseLock, unlockScript, type LockRequest } from '../steps/lock.ts';
+import { LOCK_BUSY_EXIT, LOCK_KEYS, acquireLock, describeHolder, parseLock, releaseLock, stoppedSlotLine, unlockScript, type LockRequest } from '../steps/lock.ts';
 import { reported, type Remote, type Step, type StepResult } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import type { Target } from '../target.ts';
@@ -130,6 +130,8 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
           if (audit !== undefined) ctx.reporter.warn(`${host}: the audit log could not be written (${audit.trim() || 'no reason given'})`);
           const stopped = reported(r, LOCK_KEYS.stopped);
           if (stopped) ctx.reporter.warn(`${host}: stopped what the run had left running there (processes ${stopped.trim()})`);
+          const slot = reported(r, LOCK_KEYS.stopped_slot);
+          if (slot) ctx.reporter.warn(`${host}: ${stoppedSlotLine(slot)}`);
           const live = reported(r, LOCK_KEYS.live_after);
           if (live !== undefined) liveAfter.set(host, live.trim());
           return undefined;
@@ -221,6 +223,9 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
   const run: LockedRun = {
     inspected,
     audit(host, entry) {
+      // After a signal the run's word on each host is the interruption's line; the failures the stop causes in the
+      // steps cut off (a lost connection) are not another event.
+      if (stopping) return;
       const replaced = closingLines.get(host);
       closingLines.delete(host);
       pending.set(host, [...(pending.get(host) ?? []).filter((l) => l !== replaced), line(entry)]);

@@ -8,7 +8,7 @@ import { runInfo } from '../runinfo.ts';
 import { reported, reportedAll } from '../remote/types.ts';
 import { appendAudit, parseAuditLine, readAudit, type AuditEntry, AUDIT_KEYS } from '../steps/audit.ts';
 import { keptReleases, parseReleases, type ReleaseInfo } from '../steps/release-list.ts';
-import { describeHolder, forceReleaseLock, LOCK_KEYS, lockStatus, parseLock, type LockInfo } from '../steps/lock.ts';
+import { describeHolder, forceReleaseLock, LOCK_KEYS, lockStatus, parseLock, stoppedSlotLine, type LockInfo } from '../steps/lock.ts';
 
 /** `ops releases`: per host, the releases kept, most recently live first, with why each is kept. Read only. */
 export async function listReleases(ctx: OpsContext, environment: Environment): Promise<{ host: string; releases: ReleaseInfo[] }[]> {
@@ -61,6 +61,8 @@ export interface LockRelease {
   live?: string;
   /** The lock was left: its run is still connected and `force` was not given. */
   refused: boolean;
+  /** `<slot> <release>`: the slot its run's start had filled with a release that never went live, stopped. */
+  stoppedSlot?: string;
 }
 
 /**
@@ -78,11 +80,12 @@ export async function breakLock(ctx: OpsContext, environment: Environment, force
       const stopped = (reported(result, LOCK_KEYS.stopped) ?? '').split(/\s+/).filter(Boolean);
       const unchecked = reported(result, LOCK_KEYS.unchecked)?.trim();
       const live = reported(result, LOCK_KEYS.live_after)?.trim();
+      const stoppedSlot = reported(result, LOCK_KEYS.stopped_slot)?.trim();
       if (lock.state !== 'free' && !refused) {
-        const done = [stopped.length ? `stopped what its run left running (processes ${stopped.join(' ')})` : unchecked ? 'its processes not looked for (no connection id in the lock)' : '', `${live || 'nothing'} is live`];
+        const done = [stopped.length ? `stopped what its run left running (processes ${stopped.join(' ')})` : unchecked ? 'its processes not looked for (no connection id in the lock)' : '', stoppedSlot ? stoppedSlotLine(stoppedSlot) : '', `${live || 'nothing'} is live`];
         await remote.run(appendAudit(env, { time: runnerNow(ctx).toISOString(), environment: env.name, operation: 'lock release', result: 'success', actor: info.actor, run: info.runUrl || undefined, message: `removed ${lock.state} lock of ${describeHolder(lock.holder)}; ${done.filter(Boolean).join('; ')}` }));
       }
-      return { host: h.name, lock, stopped, refused, ...(unchecked && { unchecked }), ...(live !== undefined && { live }) };
+      return { host: h.name, lock, stopped, refused, ...(unchecked && { unchecked }), ...(live !== undefined && { live }), ...(stoppedSlot && { stoppedSlot }) };
     }),
   );
 }
@@ -95,7 +98,7 @@ export function formatLockRelease(list: LockRelease[], envName: string): string 
       const held = formatLock([{ host: r.host, lock: r.lock }]).split(': ').slice(1).join(': ');
       if (r.refused) return `${r.host}: NOT released (${held}): its run is still connected and ends on its own; if it is stuck, ops lock release ${envName} --force stops what it runs there and removes the lock`;
       const stopped = r.stopped.length ? `; stopped what its run had left running there (processes ${r.stopped.join(' ')})` : r.unchecked ? `; ${r.unchecked}: check with ps` : '';
-      return `${r.host}: released (${held})${stopped}; ${r.live || 'nothing'} is live`;
+      return `${r.host}: released (${held})${stopped}${r.stoppedSlot ? `; ${stoppedSlotLine(r.stoppedSlot)}` : ''}; ${r.live || 'nothing'} is live`;
     })
     .join('\n');
 }

@@ -6,10 +6,42 @@
 import type { Target } from '../target.ts';
 import { REPORT_PREFIX, reportKeys, reported, reportedAll, type Step, type StepResult } from '../remote/types.ts';
 import { quote } from '../shell.ts';
-import { CONNECTION_FUNCTIONS, CRITICAL_FUNCTIONS, CRITICAL_WAIT_SECONDS } from './libraries.ts';
+import { CONNECTION_FUNCTIONS, CRITICAL_FUNCTIONS, CRITICAL_WAIT_SECONDS, SUPERVISOR_FUNCTIONS } from './libraries.ts';
 
-/** What the lock steps report: `lock` (free|held|stale|acquired|released), `holder` (one `key=value` line of the holder's info each), `holder_pid` (the process that holds it), `audit_failed` (why the audit line was not written), `stopped` (pids a forced release stopped), `unchecked` (why a forced release could not look for its run's processes), `live_after` (the release `current` names once what a gone connection ran is stopped: what serves after an interruption), `refused` (a forced release left a lock whose run is still connected). */
-export const LOCK_KEYS = reportKeys('lock', 'holder', 'holder_pid', 'audit_failed', 'stopped', 'unchecked', 'live_after', 'refused');
+/** What the lock steps report: `lock` (free|held|stale|acquired|released), `holder` (one `key=value` line of the holder's info each), `holder_pid` (the process that holds it), `audit_failed` (why the audit line was not written), `stopped` (pids a forced release stopped), `unchecked` (why a forced release could not look for its run's processes), `live_after` (the release `current` names once what a gone connection ran is stopped: what serves after an interruption), `refused` (a forced release left a lock whose run is still connected), `stopped_slot` (`<slot> <release>`: the slot a start of the run had filled with a release that never went live, stopped: stopStartedSlot). */
+export const LOCK_KEYS = reportKeys('lock', 'holder', 'holder_pid', 'audit_failed', 'stopped', 'unchecked', 'live_after', 'refused', 'stopped_slot');
+
+/** The lock directory's record of the slot a run's start filled (`<slot> <release id>`), left there by startSlot. */
+export const STARTED_RECORD = 'started';
+
+/** Seconds stopStartedSlot may take (supervisor's stop of a group: STOP_WAIT_SECONDS in switch.ts, and its margin). */
+const STARTED_STOP_SECONDS = 25;
+
+/**
+ * Shell (needs $lock and SUPERVISOR_FUNCTIONS) run once a gone run's processes are stopped: when that run's start
+ * filled a slot (the lock's STARTED_RECORD, written by the start step) with a release that did not go live
+ * (`current` names another, and the slot is not the live one), its programs are stopped and its supervisor file
+ * removed, as a failed start leaves it; reports `stopped_slot`. An interrupted deploy (Ctrl-C, a cancelled workflow,
+ * a runner killed: ops lock release) would otherwise leave a release that never went live running on the idle
+ * slot, where status calls it the previous one and a rollback would not go to it.
+ */
+function stopStartedSlot(env: Target): string {
+  const L = env.layout;
+  return String.raw`started_slot=""; started_release=""
+read -r started_slot started_release < "$lock/${STARTED_RECORD}" 2>/dev/null || true
+if [ "$started_slot" = blue ] || [ "$started_slot" = green ]; then
+  started_live=$(readlink ${quote(L.current)} 2>/dev/null || true); started_live_slot=$(cat ${quote(L.slotFile)} 2>/dev/null || true)
+  if [ "${'$'}{started_live##*/}" != "$started_release" ] && [ "$started_live_slot" != "$started_slot" ]; then
+    if [ "$started_slot" = blue ]; then started_conf=${quote(L.supervisorConf('blue'))}; started_group=${quote(L.supervisorGroup('blue'))}; else started_conf=${quote(L.supervisorConf('green'))}; started_group=${quote(L.supervisorGroup('green'))}; fi
+    if [ -f "$started_conf" ] && grep -qF -- ", release $started_release." "$started_conf"; then
+      group_down "$started_group" 15 || true
+      rm -f "$started_conf"
+      reread >/dev/null || true
+      ops_report ${LOCK_KEYS.stopped_slot} "$started_slot $started_release"
+    fi
+  fi
+fi`;
+}
 
 export interface LockRequest {
   operation: string;
@@ -124,14 +156,18 @@ critical_done`;
  * that are gone (lost, or left on a signal): whatever they still run on the host (their steps' processes
  * carry OPS_CONNECTION) is stopped first (TERM, then KILL after 10 s), so the lock never frees a host where
  * the run is still at work; then it reports the release `current` names (`live_after`). Such a release ends on
- * the host even when the runner is killed meanwhile (OUTLIVE_RUNNER: a cancelled workflow's SIGKILL).
+ * the host even when the runner is killed meanwhile (OUTLIVE_RUNNER: a cancelled workflow's SIGKILL). A slot the
+ * run's start filled with a release that did not go live is stopped too (stopStartedSlot, `stopped_slot`).
  */
 export function releaseLock(env: Target, runId: string, auditLines: string[] = [], ended: string[] = []): Step {
   const stop = ended.length
     ? `${OUTLIVE_RUNNER}
 ${CONNECTION_FUNCTIONS}
 ${CRITICAL_FUNCTIONS}
+${SUPERVISOR_FUNCTIONS}
 ${stopConnections(ended.map(quote).join(' '))}
+lock=${quote(env.layout.lock)}
+${stopStartedSlot(env)}
 live_after=$(readlink ${quote(env.layout.current)} 2>/dev/null || true)
 ops_report ${LOCK_KEYS.live_after} "${'$'}{live_after##*/}"
 `
@@ -140,7 +176,7 @@ ops_report ${LOCK_KEYS.live_after} "${'$'}{live_after##*/}"
     name: 'unlock',
     as: 'root',
     // Beyond its own 30 s, a forced stop has the time to wait out a switch (critical_wait) and its TERM-then-KILL 10 s.
-    timeout: 30 + (ended.length ? CRITICAL_WAIT_SECONDS + FORCED_STOP_SECONDS : 0),
+    timeout: 30 + (ended.length ? CRITICAL_WAIT_SECONDS + FORCED_STOP_SECONDS + STARTED_STOP_SECONDS : 0),
     quiet: true,
     script: `${stop}${unlockScript(env, runId, auditLines.map(quote))}`,
   };
@@ -182,7 +218,7 @@ export function lockStatus(env: Target): Step {
 /**
  * Break a lock on purpose (ops lock release): reports the lock as it was (LOCK_KEYS lock, holder), stops what its run
  * left running on the host (`stopped`: the processes carrying a connection id the lock recorded; a switch under way
- * ends first, stopConnections), reports the release `current` names (`live_after`: what serves, which a run killed
+ * ends first, stopConnections) and a slot its start filled with a release that did not go live (stopStartedSlot), reports the release `current` names (`live_after`: what serves, which a run killed
  * outright never wrote in the audit log), and removes the lock: a migration or build of a SIGKILLed runner must not
  * go on beside the next run. A lock still held (its run's connection alive) is left as it is (`refused`) unless
  * `force` (its run is stuck): removing it alone would let a second run start beside that one. A lock that records no
@@ -193,11 +229,12 @@ export function forceReleaseLock(env: Target, force = false): Step {
   return {
     name: 'release lock',
     as: 'root',
-    timeout: 30 + CRITICAL_WAIT_SECONDS + FORCED_STOP_SECONDS,
+    timeout: 30 + CRITICAL_WAIT_SECONDS + FORCED_STOP_SECONDS + STARTED_STOP_SECONDS,
     quiet: true,
     script: String.raw`${OUTLIVE_RUNNER}
 ${CONNECTION_FUNCTIONS}
 ${CRITICAL_FUNCTIONS}
+${SUPERVISOR_FUNCTIONS}
 lock=${quote(env.layout.lock)}
 ${LOCK_STATE}
 ${REPORT_HOLDER}
@@ -213,10 +250,17 @@ if [ ${'$'}{#gone[@]} -gt 0 ]; then
 else
   ops_report ${LOCK_KEYS.unchecked} "the lock records no connection id of its run (taken by an older ops, or edited): its processes were not looked for"
 fi
+${stopStartedSlot(env)}
 live_after=$(readlink ${quote(env.layout.current)} 2>/dev/null || true)
 ops_report ${LOCK_KEYS.live_after} "${'$'}{live_after##*/}"
 rm -rf "$lock"`,
   };
+}
+
+/** A `stopped_slot` report (`<slot> <release>`) in words, for the run's log and ops lock release. */
+export function stoppedSlotLine(report: string): string {
+  const [slot = '', release = ''] = report.trim().split(' ');
+  return `stopped slot ${slot}, where the interrupted run had started ${release} (it never went live)`;
 }
 
 export interface LockInfo {

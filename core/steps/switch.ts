@@ -12,6 +12,7 @@ import { applyNginx } from './nginx.ts';
 import { certificatePaths, site, siteServesSlot, upstreams } from './nginx-config.ts';
 import { siteName } from './certs.ts';
 import { b64, putFileWord } from './script.ts';
+import { STARTED_RECORD } from './lock.ts';
 import { CRITICAL_FUNCTIONS, HOST_LOCK_FUNCTIONS, IDENTITY_FUNCTIONS, PROBE_FUNCTIONS, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
 
 /** Expand {release} {python} {node} {npm} {port} {port:<program>} in a program's command or environment. */
@@ -253,6 +254,9 @@ if [ -f "$conf" ] && [ "$(base64 -w0 < "$conf")" = "$conf_b64" ] && [ "$(live_ve
   echo "slot ${slot} already runs $release_id and is healthy: reused"
   exit ${reusedExit}
 fi
+# The run's lock records what this start fills: a run interrupted from here on (its lock released on a signal, or by
+# ops lock release) stops the slot, unless the release went live (core/steps/lock.ts stopStartedSlot).
+if [ -d ${quote(L.lock)} ]; then printf '%s %s\n' ${slot} "$release_id" > ${quote(`${L.lock}/${STARTED_RECORD}`)} 2>/dev/null || true; fi
 # The new file goes in beside a copy of the previous one, which comes back if supervisor refuses the new one.
 prev=$(mktemp /etc/supervisor/.ops-prev.XXXXXX); trap 'rm -f "$prev"' EXIT
 had_prev=0; if [ -f "$conf" ]; then cp -a "$conf" "$prev"; had_prev=1; fi

@@ -210,4 +210,51 @@ server {
     expect(after.current).not.toBe(before.current);
     expect(after.served).toBe(after.current);
   }, 400_000);
+  /** The releases supervisor runs programs of on the host (from their supervisor files' headers). */
+  const supervised = async () => onHost("grep -ho 'release [0-9TZ]*-[0-9a-f]*' /etc/supervisor/conf.d/sample-*.conf 2>/dev/null | sort -u || true");
+  /** A release whose program never listens: its start waits out the health timeout (30 s), time to interrupt it. */
+  const neverListens = (version: string) => commit(repo, { 'server.py': 'import time\ntime.sleep(600)\n', VERSION: `${version}\n` }, `${version}: never listens`);
+
+  it('Ctrl-C during the start of a release that never went live: its slot is stopped, not left running as if it were the previous release; one audit line', async () => {
+    const before = await liveAndServed();
+    const running = await supervised();
+    neverListens('6');
+    try {
+      const ops = await spawnOps(['deploy', 'e2e', '--ref', 'main'], project.root, (out) => out.includes('· start'), 'the deploy reaching its start', 180_000);
+      await new Promise((r) => setTimeout(r, 2500));
+      expect(await supervised(), 'the start filled the idle slot').not.toBe(running);
+      const code = await ops.stop('SIGINT');
+      const out = ops.out();
+      expect(code, out).toBe(130);
+      expect(out).toMatch(new RegExp(`${host.name}: stopped slot (blue|green), where the interrupted run had started \\d{8}T\\d{6}Z-[0-9a-f]+ \\(it never went live\\)`));
+      const id = /had started (\S+)/.exec(out)![1]!;
+      expect(await supervised()).not.toContain(id);
+      const entries = (await auditLog(project.ctx(), project.env(), 2))[0]!.entries;
+      expect(entries.at(-1)!.message).toBe(`interrupted by SIGINT during start ${/stopped slot (\w+)/.exec(out)![1]} on ${host.name}`);
+      expect(entries.at(-2)!.message ?? '', 'no second line for the same run').not.toMatch(/connection lost/);
+    } finally {
+      project.write(config);
+    }
+    expect(await liveAndServed()).toEqual(before);
+  }, 300_000);
+
+  it('the runner killed outright during a start: ops lock release stops the slot its run had filled', async () => {
+    const before = await liveAndServed();
+    neverListens('7');
+    try {
+      const ops = await spawnOps(['deploy', 'e2e', '--ref', 'main'], project.root, (out) => out.includes('· start'), 'the deploy reaching its start', 180_000);
+      await new Promise((r) => setTimeout(r, 2500));
+      await ops.stop('SIGKILL');
+      await new Promise((r) => setTimeout(r, 1000)); // sshd notices the dropped connection
+    } finally {
+      project.write(config);
+    }
+    const released = await breakLock(project.ctx(), project.env());
+    expect(released[0]!.lock.state).toBe('stale');
+    expect(released[0]!.stoppedSlot).toMatch(/^(blue|green) \d{8}T\d{6}Z-[0-9a-f]+$/);
+    expect(await supervised()).not.toContain(released[0]!.stoppedSlot!.split(' ')[1]);
+    expect((await auditLog(project.ctx(), project.env(), 1))[0]!.entries[0]!.message).toContain('where the interrupted run had started');
+    expect(await liveAndServed()).toEqual(before);
+    commit(repo, { 'server.py': SERVER, VERSION: '8\n' }, 'eight: listens again');
+  }, 300_000);
 });

@@ -9,8 +9,10 @@ import { join } from 'node:path';
 import { OpsError } from '../errors.ts';
 import type { SecretsFile } from './sops.ts';
 import { type Retyped, parseTree } from './tree-parse.ts';
-import { type TreeChanges, diffTrees, showPath } from './tree.ts';
+import { maskedText } from './tree-scalars.ts';
+import { type TreeChanges, diffTrees, forEachLeaf, showPath } from './tree.ts';
 import { decodeUtf8 } from './utf8.ts';
+import { weakSecretWarnings } from './weak.ts';
 
 export interface EditorExit {
   code: number | null;
@@ -53,6 +55,7 @@ function isBlank(text: string): boolean {
  * re-encrypted (unchanged ones keep their ciphertext); an emptied text (blank or comments only) aborts with
  * nothing changed; invalid YAML, or bytes that are not UTF-8 (decoded
  * strictly, utf8.ts), are offered back (`io.confirm`); the file is not written until the text is valid.
+ * A new or changed value that is weak (weak.ts) is saved with a warning (`io.warn`) naming its key.
  * @returns saved, unchanged, or aborted with the reason. The temporary file is removed whatever happens.
  */
 export async function editSecrets(secrets: SecretsFile, io: EditIo): Promise<EditResult> {
@@ -117,6 +120,10 @@ export async function editSecrets(secrets: SecretsFile, io: EditIo): Promise<Edi
         return aborted() ?? { status: 'aborted', reason: 'the edited text was not valid; nothing was changed' };
       }
       const changes = diffTrees(before, secrets.tree);
+      // a new or changed value that is weak is saved (a third party may dictate it), with a warning naming its key
+      const old = new Map<string, string | undefined>();
+      forEachLeaf(before, (leaf, _keys, path) => old.set(showPath(path), maskedText(leaf)));
+      for (const w of weakSecretWarnings(secrets.tree, (text, path) => old.get(showPath(path)) !== text)) io.warn(w);
       const stop3 = aborted();
       if (stop3) return stop3;
       return (await secrets.save()) ? { status: 'saved', changes } : { status: 'unchanged' };

@@ -10,7 +10,7 @@ import { OpsError } from '../errors.ts';
 import type { SecretsFile } from './sops.ts';
 import { type Retyped, parseTree } from './tree-parse.ts';
 import { maskedText } from './tree-scalars.ts';
-import { type TreeChanges, diffTrees, forEachLeaf, showPath } from './tree.ts';
+import { type Format, type TreeChanges, diffTrees, forEachLeaf, showPath } from './tree.ts';
 import { decodeUtf8 } from './utf8.ts';
 import { weakSecretWarnings } from './weak.ts';
 
@@ -37,12 +37,30 @@ export type EditResult =
   | { status: 'aborted'; reason: string };
 
 /** What happens to a value typed plain that sops reads as another type (never the value itself). */
-function retypedLine(r: Retyped): string {
+function retypedLine(r: Retyped, format: Format): string {
   const key = showPath(r.path);
+  // sops's JSON store: an integer within int64 is an int, any other number a float64 (tree-parse.ts)
+  if (format === 'json' && r.type === 'float' && r.typed === 'digits') return `${key}: typed as an integer beyond the 64-bit range, which sops stores as a floating-point number: digits past the 17th are rounded`;
+  if (format === 'json' && r.type === 'float') return `${key}: typed as a number with a fraction or an exponent, which sops stores as a floating-point number, written back in its shortest form (trailing zeros and the exponent dropped, digits past the 17th rounded): the app would get another text`;
   if (r.type === 'int' && r.typed === 'leading-zero') return `${key}: typed as digits with a leading 0, which sops reads as an octal number: another number would be stored, without the leading 0`;
   if (r.type === 'float' && r.typed !== 'other') return `${key}: typed as digits${r.typed === 'leading-zero' ? ' with a leading 0' : ''}, which sops reads as a floating-point number: leading zeros are dropped and digits past the 17th rounded`;
   const what = { int: 'an integer', float: 'a floating-point number', bool: 'a boolean', time: 'a timestamp', str: 'a string' }[r.type];
   return `${key}: sops reads what was typed as ${what}, stored in another form than typed`;
+}
+
+/**
+ * The warning for values typed without quotes that sops stores in another form than typed (tree-parse.ts,
+ * ParseOptions.retyped): each named by key and kind, never by value, and how to keep them as typed (quoted).
+ * `would` is "would not be" (an edit, asked before saving) or "are not" (a file encrypted as it is).
+ */
+export function retypedWarning(retyped: Retyped[], format: Format, would: 'would not be' | 'are not'): string {
+  const one = retyped.length === 1;
+  const verb = one ? would.replace(/^are/, 'is') : would;
+  return (
+    `${one ? 'a value' : `${retyped.length} values`} typed without quotes ${verb} stored as typed:\n` +
+    retyped.map((r) => `  ${retypedLine(r, format)}`).join('\n') +
+    `\nto keep ${one ? 'it' : 'them'} as typed (text), put ${one ? 'it' : 'each'} in double quotes: ${format === 'json' ? '"key": "..."' : 'key: "..."'}`
+  );
 }
 
 /** Text with no content: only whitespace and # comments (YAML's; JSON has none). */
@@ -96,11 +114,7 @@ export async function editSecrets(secrets: SecretsFile, io: EditIo): Promise<Edi
         const tree = parseTree(text, secrets.format, { file: 'the edited text', keys: 'lenient', retyped });
         // a value that would not be stored as typed (01234 is 668 to sops): asked, as invalid YAML is
         if (retyped.length) {
-          io.warn(
-            `${retyped.length === 1 ? 'a value' : `${retyped.length} values`} typed without quotes would not be stored as typed:\n` +
-              retyped.map((r) => `  ${retypedLine(r)}`).join('\n') +
-              `\nto keep ${retyped.length === 1 ? 'it' : 'them'} as typed (text), put ${retyped.length === 1 ? 'it' : 'each'} in double quotes: key: "..."`,
-          );
+          io.warn(retypedWarning(retyped, secrets.format, 'would not be'));
           if (await io.confirm('Reopen the editor to fix it? [Y/n] ')) {
             const stop2 = aborted();
             if (stop2) return stop2;

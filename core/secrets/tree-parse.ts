@@ -4,7 +4,7 @@ import { Scalar, isAlias, isMap, isScalar, isSeq, parseAllDocuments, visit, type
 import { OpsError } from '../errors.ts';
 import { type Anchor, type Branch, commentTokens, placeComments, positions } from './comments.ts';
 import { type GoScalar, intValue, resolveScalar } from './goyaml.ts';
-import { yamlScalarText } from './tree-print.ts';
+import { jsonNumberText, yamlScalarText } from './tree-print.ts';
 import { type Format, type ListNode, type MapNode, type NullNode, type ScalarNode, type TreeNode, bytesNode, showPath, str } from './tree.ts';
 
 export interface ParseOptions {
@@ -18,7 +18,9 @@ export interface ParseOptions {
   /**
    * YAML: collects each value typed plain (unquoted, untagged) that is read as a number, boolean or time
    * whose form as printed back differs from what was typed (`01234` is the octal 668, a long run of digits a
-   * float): `ops secrets edit` asks before storing it. Holds the path and the type; the text stays here.
+   * float): `ops secrets edit` asks before storing it. JSON: each number whose text as sops stores it (and as
+   * it reaches the .env) differs from what was typed (1.0, 0.10, 1e3, -0, an integer beyond int64). Holds the
+   * path and the type; the text stays here.
    */
   retyped?: Retyped[];
 }
@@ -178,6 +180,13 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
       if (options.retyped && format === 'yaml' && v.kind === 'scalar' && v.type !== 'str' && !v.bytes && (node.type === 'PLAIN' || node.type === undefined) && !node.tag) {
         const text = String(node.value ?? '');
         if (yamlScalarText(v) !== text) options.retyped.push({ path, type: v.type, typed: /^[-+]?0[0-9_]/.test(text) ? 'leading-zero' : /^[-+]?[0-9]+$/.test(text) ? 'digits' : 'other' });
+      }
+      // A JSON number is what sops's JSON store makes of it (getsops/sops stores/json/store.go, normalizeJSONNumber:
+      // the decoder runs with UseNumber; an integer within int64 is an int, anything else a float64): 1.0 comes
+      // back as 1, 0.10 as 0.1, 1e3 as 1000, -0 as 0, and an integer beyond int64 loses its digits past the 17th
+      if (options.retyped && format === 'json' && v.kind === 'scalar' && (v.type === 'int' || v.type === 'float')) {
+        const text = typeof node.source === 'string' ? node.source : String(node.value);
+        if (jsonNumberText(v) !== text) options.retyped.push({ path, type: v.type, typed: /^-?[0-9]+$/.test(text) ? 'digits' : 'other' });
       }
       return v;
     }

@@ -205,7 +205,7 @@ warning naming its key: it is masked wherever it appears in the logs, making the
     async run(ctx) {
       const { encryptInPlace } = await import('../../core/secrets/files.ts');
       const file = ctx.args[0]!; // absolute: the CLI resolves it
-      const secrets = await encryptInPlace(ctx.root, file, show(ctx.root, file));
+      const secrets = await encryptInPlace(ctx.root, file, show(ctx.root, file), (m) => ctx.reporter.warn(m));
       ctx.reporter.info(`${show(ctx.root, file)}: encrypted to ${secrets.recipients.length} recipient(s)`);
       return 0;
     },

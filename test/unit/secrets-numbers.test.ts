@@ -16,7 +16,7 @@ import { type EditIo, editSecrets } from '../../core/secrets/edit.ts';
 import { identitiesFromText } from '../../core/secrets/keys.ts';
 import { SecretsFile } from '../../core/secrets/sops.ts';
 import { type Retyped, parseTree } from '../../core/secrets/tree-parse.ts';
-import { showPath } from '../../core/secrets/tree.ts';
+import { showPath, toPlain } from '../../core/secrets/tree.ts';
 import { cli, newEnv, tempDir } from './secrets.helpers.ts';
 
 /** Each number as typed, and whether it reaches the app (.env) as typed, as the real sops 3.13.3 stores it. */
@@ -151,5 +151,14 @@ describe('a deploy refuses a secret whose integer sops rounded', () => {
     // integers within int64 and quoted text reach the .env as typed
     const ok = renderDotenv(withEnv({ EXACT: { secret: 'exact' }, QUOTED: { secret: 'quoted' } }), secrets);
     expect(ok.environ).toBe('EXACT=9223372036854775807\0QUOTED=123456789012345678901234\0');
+  });
+});
+
+describe('YAML whole floats', () => {
+  it('2.0 typed without quotes is a float that reaches the .env as 2: ops secrets edit names it and asks, as for 01234', async () => {
+    const retyped: Retyped[] = [];
+    parseTree('whole: 2.0\nhalf: 1.5\ntiny: 1e-7\nint: 2\n', 'yaml', { file: 'typed', retyped });
+    expect(retyped).toEqual([{ path: ['whole'], type: 'float', typed: 'other' }]);
+    expect(asString((toPlain(parseTree('whole: 2.0\n', 'yaml', { file: 'typed' })) as { whole: number }).whole)).toBe('2');
   });
 });

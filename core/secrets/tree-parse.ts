@@ -45,7 +45,8 @@ function lineCol(text: string, offset: number): string {
 /** A Go scalar as a tree node; a uint64 (which sops cannot encrypt either) is an error naming where. */
 function goNode(v: GoScalar, where: () => string): ScalarNode | NullNode {
   if (v.type === 'null') return { kind: 'null' };
-  if (v.type === 'uint64') throw new OpsError(`${where()}: the integer ${v.value} is above the 64-bit signed range sops accepts`, 'quote it to store it as a string');
+  // never the value in the message: it is a secret (sops's own refusal: "Cannot walk value, unknown type: uint64")
+  if (v.type === 'uint64') throw new OpsError(`${where()}: an integer typed without quotes above the 64-bit signed range, which sops cannot encrypt (it reads it as a uint64)`, 'quote it to store it as a string');
   return { kind: 'scalar', type: v.type, value: v.value } as ScalarNode;
 }
 

@@ -162,3 +162,19 @@ describe('YAML whole floats', () => {
     expect(asString((toPlain(parseTree('whole: 2.0\n', 'yaml', { file: 'typed' })) as { whole: number }).whole)).toBe('2');
   });
 });
+
+describe('a YAML integer within uint64 but above int64', () => {
+  it('is refused as the real sops refuses it ("unknown type: uint64"), by key, never showing the value', () => {
+    const key = ageKey();
+    const plain = join(tempDir('ops-numbers-'), 'u.yaml');
+    writeFileSync(plain, 'u: 12345678901234567890\n');
+    expect(sops(['encrypt', '--age', key.recipient, plain], key.file).err).toContain('unknown type: uint64');
+    let message = '';
+    try {
+      parseTree('u: 12345678901234567890\n', 'yaml', { file: 'the edited text', retyped: [] });
+    } catch (e) {
+      message = (e as Error).message;
+    }
+    expect(message).toBe('the edited text: u: an integer typed without quotes above the 64-bit signed range, which sops cannot encrypt (it reads it as a uint64)');
+  });
+});

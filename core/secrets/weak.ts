@@ -20,12 +20,15 @@ export const SHORT_SECRET_LENGTH = 8;
  * the first guesses for a password: masking them garbles the logs as a short value does (compared lowercase).
  */
 const COMMON = new Set([
-  'password', 'password1', 'password12', 'password123', 'passw0rd', 'p@ssw0rd', 'changeme', 'changeit', 'letmein1',
-  'postgres', 'postgresql', 'username', 'database', 'localhost', '127.0.0.1', 'production', 'development', 'staging1',
-  'administrator', 'superuser', 'supersecret', 'secret123', 'application', 'deployment', 'undefined', 'disabled',
-  'enabled', 'default1', 'qwertyuiop', 'qwerty123', 'iloveyou', 'sunshine', 'football', 'baseball', 'welcome1',
-  'abcdefgh', 'abcd1234', 'trustno1', 'example1', 'testtest', 'test1234', 'root1234', 'admin123', 'admin1234',
-  '12345678', '123456789', '1234567890', '87654321', '11111111', '00000000', '88888888', '99999999',
+  // first guesses for a password
+  'password', 'password1', 'password123', 'passw0rd', 'p@ssw0rd', 'changeme', 'changeit', 'letmein1', 'iloveyou',
+  'sunshine', 'football', 'baseball', 'welcome1', 'trustno1', 'superuser', 'supersecret', 'secret123', 'admin123',
+  'qwertyui', 'qwertyuiop', 'qwerty123', 'abcdefgh', 'abcd1234', 'testtest', 'test1234', 'root1234',
+  // words deploy logs and app output are full of
+  'postgres', 'postgresql', 'username', 'database', 'localhost', '127.0.0.1', 'production', 'development',
+  'administrator', 'application', 'deployment', 'undefined', 'disabled', 'password_hash',
+  // numbers
+  '12345678', '123456789', '1234567890', '87654321', '11111111', '00000000', '99999999',
 ]);
 
 /** How a masked part of a secret is weak. */

@@ -9,8 +9,8 @@ import { join } from 'node:path';
 import { OpsError } from '../errors.ts';
 import type { SecretsFile } from './sops.ts';
 import { type Retyped, parseTree } from './tree-parse.ts';
-import { maskedText } from './tree-scalars.ts';
-import { type Format, type TreeChanges, diffTrees, forEachLeaf, showPath } from './tree.ts';
+import { maskedText, scalarText } from './tree-scalars.ts';
+import { type Format, type MapNode, type TreeChanges, type TreeNode, diffTrees, forEachLeaf, getEntry, showPath } from './tree.ts';
 import { decodeUtf8 } from './utf8.ts';
 import { weakSecretWarnings } from './weak.ts';
 
@@ -63,6 +63,13 @@ export function retypedWarning(retyped: Retyped[], format: Format, would: 'would
   );
 }
 
+/** The type and text of the scalar at `path` (keys and list indexes), as diffTrees compares them; undefined where there is none. */
+function leafText(tree: MapNode, path: (string | number)[]): string | undefined {
+  let node: TreeNode | undefined = tree;
+  for (const p of path) node = node?.kind === 'map' && typeof p === 'string' ? getEntry(node, p) : node?.kind === 'list' && typeof p === 'number' ? node.items[p] : undefined;
+  return node?.kind === 'scalar' ? `${node.type}:${scalarText(node)}` : undefined;
+}
+
 /** Text with no content: only whitespace and # comments (YAML's; JSON has none). */
 function isBlank(text: string): boolean {
   return text.split('\n').every((l) => /^\s*(#.*)?$/.test(l));
@@ -110,9 +117,11 @@ export async function editSecrets(secrets: SecretsFile, io: EditIo): Promise<Edi
             reason: `the edited text is empty (nothing but blank lines or comments): taken as an abort, nothing was changed (to delete secrets, remove their lines and keep the others; to delete them all, delete the file ${secrets.file})`,
           };
         }
-        const retyped: Retyped[] = [];
-        const tree = parseTree(text, secrets.format, { file: 'the edited text', keys: 'lenient', retyped });
-        // a value that would not be stored as typed (01234 is 668 to sops): asked, as invalid YAML is
+        const typed: Retyped[] = [];
+        const tree = parseTree(text, secrets.format, { file: 'the edited text', keys: 'lenient', retyped: typed });
+        // a value that would not be stored as typed (01234 is 668 to sops): asked, as invalid YAML is; not a value
+        // left as it was shown (a stored 2.0 is shown as 2.0, and still reaches the .env as 2: nothing new)
+        const retyped = typed.filter((r) => leafText(before, r.path) !== leafText(tree, r.path));
         if (retyped.length) {
           io.warn(retypedWarning(retyped, secrets.format, 'would not be'));
           if (await io.confirm('Reopen the editor to fix it? [Y/n] ')) {

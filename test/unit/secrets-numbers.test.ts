@@ -161,6 +161,22 @@ describe('YAML whole floats', () => {
     expect(retyped).toEqual([{ path: ['whole'], type: 'float', typed: 'other' }]);
     expect(asString((toPlain(parseTree('whole: 2.0\n', 'yaml', { file: 'typed' })) as { whole: number }).whole)).toBe('2');
   });
+
+  it('a whole float already stored (shown as 2.0) is not asked about again when another value is edited', async () => {
+    const key = ageKey();
+    const file = join(tempDir('ops-numbers-'), 'secrets.yaml');
+    const ids = await identitiesFromText(readFileSync(key.file, 'utf8'));
+    await SecretsFile.create(file, parseTree('whole: 2.0\ninf: .inf\nname: Zq8-vT3m-Lw5x-Pk2r\n', 'yaml', { file: 't' }), { recipients: [key.recipient] }).save();
+    const warnings: string[] = [];
+    const io: EditIo = {
+      edit: async (tmp) => (writeFileSync(tmp, readFileSync(tmp, 'utf8').replace('Zq8-vT3m-Lw5x-Pk2r', 'Zq8-vT3m-Lw5x-Pk2s')), { code: 0, signal: null }),
+      confirm: async () => false,
+      warn: (m) => warnings.push(m),
+    };
+    const r = await editSecrets(await SecretsFile.open(file, { identities: ids }), io);
+    expect(r).toEqual({ status: 'saved', changes: { added: [], removed: [], changed: ['name'] } });
+    expect(warnings).toEqual([]);
+  });
 });
 
 describe('a YAML integer within uint64 but above int64', () => {

@@ -201,13 +201,28 @@ function readersOf(env: Environment, key: string): { exact: Reader[]; others: Re
 }
 
 /**
- * Render the .env and the environ file. Every missing secret, then every value that cannot be written for
- * the declared readers, is reported at once (by variable and source, never by value), before anything
- * reaches a host. Throws OpsError.
+ * Whether a decrypted secret holds, at any depth, a number that is a whole number too large for a float64 to
+ * hold exactly (beyond 2^53): sops stores an integer typed without quotes beyond the 64-bit range as a float64,
+ * in its YAML store (go-yaml) and its JSON store alike (getsops/sops stores/json/store.go, normalizeJSONNumber:
+ * an integer within int64 is an int, anything else a float64), so its digits past the 17th are gone, and the
+ * app would get another number than the one typed. (Integers within int64 are exact: bigints here.) Pure.
+ */
+export function holdsRoundedInteger(value: unknown): boolean {
+  if (typeof value === 'number') return Number.isInteger(value) && !Number.isSafeInteger(value);
+  if (Array.isArray(value)) return value.some(holdsRoundedInteger);
+  if (value !== null && typeof value === 'object' && !(value instanceof Uint8Array)) return Object.values(value).some(holdsRoundedInteger);
+  return false;
+}
+
+/**
+ * Render the .env and the environ file. Every missing secret, then every secret holding a rounded integer
+ * (holdsRoundedInteger), then every value that cannot be written for the declared readers, is reported at once
+ * (by variable and source, never by value), before anything reaches a host. Throws OpsError.
  */
 export function renderDotenv(env: Environment, secrets: unknown): RenderedEnv {
   const declared = dotenvReaders(env).map((r) => (r.only ? `${r.reader} (${r.only}*)` : r.reader));
   const missing: string[] = [];
+  const rounded: [key: string, secret: string][] = [];
   const refused: string[] = [];
   const culprits = new Set<Reader>();
   const lines = [`# Rendered by ops-pipeline for ${env.name} (readers: ${declared.join(', ')}): do not edit on the host, change environments/${env.name}/ instead.`];
@@ -223,6 +238,10 @@ export function renderDotenv(env: Environment, secrets: unknown): RenderedEnv {
         continue;
       }
       if (holdsBinary(found)) throw binaryRefused(spec.secret, `in the .env (${key})`, env.name);
+      if (holdsRoundedInteger(found)) {
+        rounded.push([key, spec.secret]);
+        continue;
+      }
       value = asString(found);
     }
     const { exact, others } = readersOf(env, key);
@@ -242,6 +261,13 @@ export function renderDotenv(env: Environment, secrets: unknown): RenderedEnv {
       `environments/${env.name}/secrets.sops.yaml lacks ${missing.length} secret${missing.length > 1 ? 's' : ''} the .env needs:\n${missing.map((m) => `  - ${m}`).join('\n')}`,
       `add them: printf '%s' VALUE | ops secrets set ${env.name} <key>`,
     );
+  if (rounded.length) {
+    const [, first] = rounded[0]!;
+    throw new OpsError(
+      `environments/${env.name}/secrets.sops.yaml: ${rounded.length === 1 ? 'a secret the .env needs holds' : `${rounded.length} secrets the .env needs hold`} an integer beyond the 64-bit range typed without quotes, which sops stores as a floating-point number: its digits past the 17th were rounded, so the app would get another number than the one typed (nothing was sent to any host):\n${rounded.map(([k, sec]) => `  - ${k} (secret "${sec}")`).join('\n')}`,
+      `quote it as a string, so that it is stored and given as typed: \`ops secrets edit ${env.name}\` and write it in double quotes (key: "..."), or set it again: printf '%s' VALUE | ops secrets set ${env.name} ${first} (always text)`,
+    );
+  }
   if (refused.length)
     throw new OpsError(
       `${refused.length} .env value${refused.length > 1 ? 's' : ''} of ${env.name} cannot be written so that ${refused.length > 1 ? 'their readers read them' : 'its readers read it'} back exactly (nothing was sent to any host):\n${refused.map((m) => `  - ${m}`).join('\n')}`,

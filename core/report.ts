@@ -3,7 +3,7 @@
 // Everything printed goes through `redact`, so a secret registered with `mask` never reaches a log, even where
 // the runner's own masking does not apply (local runs).
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { percentEscapedChar, secretParts } from './secrets/parts.ts';
+import { MIN_MASKED_LENGTH, percentEscapedChar, secretParts } from './secrets/parts.ts';
 
 export type Stream = 'stdout' | 'stderr';
 
@@ -28,7 +28,7 @@ export interface Reporter {
   output(name: string, value: string): void;
 }
 
-const MIN_SECRET_LENGTH = 3; // masking "a" or "1" would shred every log line
+const MIN_SECRET_LENGTH = MIN_MASKED_LENGTH; // masking "a" or "1" would shred every log line
 
 /**
  * FNV-1a over UTF-16 code units, one unit at a time (the hashes of a string's prefixes come in passing), kept to

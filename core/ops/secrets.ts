@@ -11,7 +11,11 @@ import { packagesNeedSecrets } from '../packages.ts';
 /** Public key of environments/example-age-key.txt, committed so the shipped examples can be read. */
 export const EXAMPLE_RECIPIENT = 'age1f9x385mzgqsghjdrlet2vxtx88vnhpxareft4gqkddfsw5fp4gmscx330v';
 
-/** Decrypted secrets for a deploy: MAC verified, masked; refused while encrypted to the example key or holding placeholders. */
+/**
+ * Decrypted secrets for a deploy: MAC verified, masked; refused while encrypted to the example key or holding
+ * placeholders. A weak value (core/secrets/weak.ts: short, or a common word or number) is warned about once,
+ * naming its keys, never the value: masking it garbles the logs.
+ */
 export async function environmentSecrets(ctx: OpsContext, env: Environment): Promise<Record<string, unknown>> {
   const file = join(env.dir, SECRETS_FILE);
   const label = `environments/${env.name}/${SECRETS_FILE}`;
@@ -22,8 +26,19 @@ export async function environmentSecrets(ctx: OpsContext, env: Environment): Pro
   }
   // The sops and age code is loaded only for an environment that has secrets (a deploy's start-up without them).
   const { decryptFile, findPlaceholders, loadEnvIdentities } = await import('../secrets/index.ts');
+  const { weakSecretWarnings } = await import('../secrets/weak.ts');
   const identities = await loadEnvIdentities(env.root, env.name, ctx.processEnv, (m) => ctx.reporter.warn(m));
-  const decrypted = await decryptFile(file, { identities, mask: (v) => ctx.reporter.mask(v) });
+  // The values are masked once the weak ones are named: a warning about the secret "app" must not read
+  // "***ears" (it names keys and lengths, never a value). Nothing is printed in between.
+  const masked: string[] = [];
+  let decrypted: Awaited<ReturnType<typeof decryptFile>>;
+  try {
+    decrypted = await decryptFile(file, { identities, mask: (v) => masked.push(v) });
+    const seen = new Set(masked);
+    for (const w of weakSecretWarnings(decrypted.tree, (text) => seen.has(text))) ctx.reporter.warn(`${label}: ${w}`);
+  } finally {
+    for (const v of masked) ctx.reporter.mask(v);
+  }
   if (decrypted.recipients.includes(EXAMPLE_RECIPIENT))
     throw new OpsError(
       `${label} is still encrypted to the published example key (environments/example-age-key.txt): anyone can read it`,

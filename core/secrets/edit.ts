@@ -9,8 +9,10 @@ import { join } from 'node:path';
 import { OpsError } from '../errors.ts';
 import type { SecretsFile } from './sops.ts';
 import { type Retyped, parseTree } from './tree-parse.ts';
-import { type TreeChanges, diffTrees, showPath } from './tree.ts';
+import { maskedText, scalarText } from './tree-scalars.ts';
+import { type Format, type MapNode, type TreeChanges, type TreeNode, diffTrees, forEachLeaf, getEntry, showPath } from './tree.ts';
 import { decodeUtf8 } from './utf8.ts';
+import { weakSecretWarnings } from './weak.ts';
 
 export interface EditorExit {
   code: number | null;
@@ -35,12 +37,37 @@ export type EditResult =
   | { status: 'aborted'; reason: string };
 
 /** What happens to a value typed plain that sops reads as another type (never the value itself). */
-function retypedLine(r: Retyped): string {
+function retypedLine(r: Retyped, format: Format): string {
   const key = showPath(r.path);
+  // sops's JSON store: an integer within int64 is an int, any other number a float64 (tree-parse.ts)
+  if (format === 'json' && r.type === 'float' && r.typed === 'digits') return `${key}: typed as an integer beyond the 64-bit range, which sops stores as a floating-point number: digits past the 17th are rounded`;
+  if (format === 'json' && r.type === 'float') return `${key}: typed as a number with a fraction or an exponent, which sops stores as a floating-point number, written back in its shortest form (trailing zeros and the exponent dropped, digits past the 17th rounded): the app would get another text`;
   if (r.type === 'int' && r.typed === 'leading-zero') return `${key}: typed as digits with a leading 0, which sops reads as an octal number: another number would be stored, without the leading 0`;
   if (r.type === 'float' && r.typed !== 'other') return `${key}: typed as digits${r.typed === 'leading-zero' ? ' with a leading 0' : ''}, which sops reads as a floating-point number: leading zeros are dropped and digits past the 17th rounded`;
   const what = { int: 'an integer', float: 'a floating-point number', bool: 'a boolean', time: 'a timestamp', str: 'a string' }[r.type];
   return `${key}: sops reads what was typed as ${what}, stored in another form than typed`;
+}
+
+/**
+ * The warning for values typed without quotes that sops stores in another form than typed (tree-parse.ts,
+ * ParseOptions.retyped): each named by key and kind, never by value, and how to keep them as typed (quoted).
+ * `would` is "would not be" (an edit, asked before saving) or "are not" (a file encrypted as it is).
+ */
+export function retypedWarning(retyped: Retyped[], format: Format, would: 'would not be' | 'are not'): string {
+  const one = retyped.length === 1;
+  const verb = one ? would.replace(/^are/, 'is') : would;
+  return (
+    `${one ? 'a value' : `${retyped.length} values`} typed without quotes ${verb} stored as typed:\n` +
+    retyped.map((r) => `  ${retypedLine(r, format)}`).join('\n') +
+    `\nto keep ${one ? 'it' : 'them'} as typed (text), put ${one ? 'it' : 'each'} in double quotes: ${format === 'json' ? '"key": "..."' : 'key: "..."'}`
+  );
+}
+
+/** The type and text of the scalar at `path` (keys and list indexes), as diffTrees compares them; undefined where there is none. */
+function leafText(tree: MapNode, path: (string | number)[]): string | undefined {
+  let node: TreeNode | undefined = tree;
+  for (const p of path) node = node?.kind === 'map' && typeof p === 'string' ? getEntry(node, p) : node?.kind === 'list' && typeof p === 'number' ? node.items[p] : undefined;
+  return node?.kind === 'scalar' ? `${node.type}:${scalarText(node)}` : undefined;
 }
 
 /** Text with no content: only whitespace and # comments (YAML's; JSON has none). */
@@ -53,6 +80,7 @@ function isBlank(text: string): boolean {
  * re-encrypted (unchanged ones keep their ciphertext); an emptied text (blank or comments only) aborts with
  * nothing changed; invalid YAML, or bytes that are not UTF-8 (decoded
  * strictly, utf8.ts), are offered back (`io.confirm`); the file is not written until the text is valid.
+ * A new or changed value that is weak (weak.ts) is saved with a warning (`io.warn`) naming its key.
  * @returns saved, unchanged, or aborted with the reason. The temporary file is removed whatever happens.
  */
 export async function editSecrets(secrets: SecretsFile, io: EditIo): Promise<EditResult> {
@@ -89,15 +117,13 @@ export async function editSecrets(secrets: SecretsFile, io: EditIo): Promise<Edi
             reason: `the edited text is empty (nothing but blank lines or comments): taken as an abort, nothing was changed (to delete secrets, remove their lines and keep the others; to delete them all, delete the file ${secrets.file})`,
           };
         }
-        const retyped: Retyped[] = [];
-        const tree = parseTree(text, secrets.format, { file: 'the edited text', keys: 'lenient', retyped });
-        // a value that would not be stored as typed (01234 is 668 to sops): asked, as invalid YAML is
+        const typed: Retyped[] = [];
+        const tree = parseTree(text, secrets.format, { file: 'the edited text', keys: 'lenient', retyped: typed });
+        // a value that would not be stored as typed (01234 is 668 to sops): asked, as invalid YAML is; not a value
+        // left as it was shown (a stored 2.0 is shown as 2.0, and still reaches the .env as 2: nothing new)
+        const retyped = typed.filter((r) => leafText(before, r.path) !== leafText(tree, r.path));
         if (retyped.length) {
-          io.warn(
-            `${retyped.length === 1 ? 'a value' : `${retyped.length} values`} typed without quotes would not be stored as typed:\n` +
-              retyped.map((r) => `  ${retypedLine(r)}`).join('\n') +
-              `\nto keep ${retyped.length === 1 ? 'it' : 'them'} as typed (text), put ${retyped.length === 1 ? 'it' : 'each'} in double quotes: key: "..."`,
-          );
+          io.warn(retypedWarning(retyped, secrets.format, 'would not be'));
           if (await io.confirm('Reopen the editor to fix it? [Y/n] ')) {
             const stop2 = aborted();
             if (stop2) return stop2;
@@ -117,6 +143,10 @@ export async function editSecrets(secrets: SecretsFile, io: EditIo): Promise<Edi
         return aborted() ?? { status: 'aborted', reason: 'the edited text was not valid; nothing was changed' };
       }
       const changes = diffTrees(before, secrets.tree);
+      // a new or changed value that is weak is saved (a third party may dictate it), with a warning naming its key
+      const old = new Map<string, string | undefined>();
+      forEachLeaf(before, (leaf, _keys, path) => old.set(showPath(path), maskedText(leaf)));
+      for (const w of weakSecretWarnings(secrets.tree, (text, path) => old.get(showPath(path)) !== text)) io.warn(w);
       const stop3 = aborted();
       if (stop3) return stop3;
       return (await secrets.save()) ? { status: 'saved', changes } : { status: 'unchanged' };

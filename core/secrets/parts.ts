@@ -3,6 +3,13 @@
 // and the forms those take once printed again as JSON. Masking registers all of them (core/report.ts), and finds
 // each in any URL-encoding too (Masker, through percentEscapedChar below).
 
+/**
+ * The shortest text masking registers (core/report.ts, Masker): a part of a secret shorter than this (a one- or
+ * two-character line, URL password or value) is masked nowhere, neither by ops nor by GitHub's add-mask (ops
+ * hands it only what its Masker keeps): masking "a" or "1" would shred every log line. weak.ts warns about them.
+ */
+export const MIN_MASKED_LENGTH = 3;
+
 /** A URL with an authority: scheme://[userinfo@]host... (RFC 3986; Python's urllib.parse.urlsplit reads it the same). */
 const URL_AUTHORITY = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/([^/?#]*)/;
 
@@ -61,9 +68,9 @@ function jsonEscaped(text: string): string[] {
 /**
  * Everything to mask for one secret value: the value, the password of a URL (as written and decoded), the
  * strings of a JSON document (recursively: a URL inside JSON gives its password too), and each of them as
- * JSON escapes it. Duplicates and the value itself may be returned; callers drop short ones.
+ * JSON escapes it (not with `escapes: false`). Duplicates and the value itself may be returned; callers drop short ones.
  */
-export function secretParts(value: string): string[] {
+export function secretParts(value: string, options: { escapes?: boolean } = {}): string[] {
   const parts = new Set<string>([value]);
   const visit = (v: string, depth: number): void => {
     for (const p of [...urlPassword(v), ...jsonStrings(v)]) {
@@ -73,7 +80,7 @@ export function secretParts(value: string): string[] {
     }
   };
   visit(value, 0);
-  for (const p of [...parts]) for (const e of jsonEscaped(p)) parts.add(e);
+  if (options.escapes !== false) for (const p of [...parts]) for (const e of jsonEscaped(p)) parts.add(e);
   return [...parts];
 }
 

@@ -6,7 +6,7 @@ import { DATA_KEY_BYTES, MacBuilder, MalformedValue, aadOf, decryptScalar, openT
 import { type Identities, type Identity, defaultKeyFile, loadIdentities, unwrapDataKey } from './keys.ts';
 import { combineShares } from './shamir.ts';
 import { type AgeStanza, type EncryptedDocument, canonicalLastModified, encryptionRule } from './sops-metadata.ts';
-import { scalarText } from './tree-scalars.ts';
+import { maskedText, scalarText } from './tree-scalars.ts';
 import { type CommentNode, type ListNode, type MapNode, type ScalarNode, type TreeNode, showPath, walkTree } from './tree.ts';
 
 /** IVs of decrypted values, by (path, plaintext): re-encrypting an unchanged value gives the same ciphertext. */
@@ -268,9 +268,8 @@ function commentPaths(keys: string[], branch: MapNode | ListNode): string[][] {
 export function maskAll(secrets: ScalarNode[], mask?: (value: string) => void): void {
   if (!mask) return;
   for (const s of secrets) {
-    // booleans carry one bit; masking "true" would shred every log line that says true
-    if (s.type === 'bool') continue;
-    const text = s.type === 'str' ? (s.value as string) : String(s.value);
+    const text = maskedText(s);
+    if (text === undefined) continue;
     mask(text);
     if (/[\r\n]/.test(text)) for (const line of text.split(/\r?\n/)) if (line.trim()) mask(line);
   }

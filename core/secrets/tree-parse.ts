@@ -4,7 +4,7 @@ import { Scalar, isAlias, isMap, isScalar, isSeq, parseAllDocuments, visit, type
 import { OpsError } from '../errors.ts';
 import { type Anchor, type Branch, commentTokens, placeComments, positions } from './comments.ts';
 import { type GoScalar, intValue, resolveScalar } from './goyaml.ts';
-import { yamlScalarText } from './tree-print.ts';
+import { jsonNumberText, yamlScalarText } from './tree-print.ts';
 import { type Format, type ListNode, type MapNode, type NullNode, type ScalarNode, type TreeNode, bytesNode, showPath, str } from './tree.ts';
 
 export interface ParseOptions {
@@ -18,7 +18,9 @@ export interface ParseOptions {
   /**
    * YAML: collects each value typed plain (unquoted, untagged) that is read as a number, boolean or time
    * whose form as printed back differs from what was typed (`01234` is the octal 668, a long run of digits a
-   * float): `ops secrets edit` asks before storing it. Holds the path and the type; the text stays here.
+   * float): `ops secrets edit` asks before storing it. JSON: each number whose text as sops stores it (and as
+   * it reaches the .env) differs from what was typed (1.0, 0.10, 1e3, -0, an integer beyond int64). Holds the
+   * path and the type; the text stays here.
    */
   retyped?: Retyped[];
 }
@@ -43,7 +45,8 @@ function lineCol(text: string, offset: number): string {
 /** A Go scalar as a tree node; a uint64 (which sops cannot encrypt either) is an error naming where. */
 function goNode(v: GoScalar, where: () => string): ScalarNode | NullNode {
   if (v.type === 'null') return { kind: 'null' };
-  if (v.type === 'uint64') throw new OpsError(`${where()}: the integer ${v.value} is above the 64-bit signed range sops accepts`, 'quote it to store it as a string');
+  // never the value in the message: it is a secret (sops's own refusal: "Cannot walk value, unknown type: uint64")
+  if (v.type === 'uint64') throw new OpsError(`${where()}: an integer typed without quotes above the 64-bit signed range, which sops cannot encrypt (it reads it as a uint64)`, 'quote it to store it as a string');
   return { kind: 'scalar', type: v.type, value: v.value } as ScalarNode;
 }
 
@@ -177,7 +180,15 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
       const v = scalar(node, path);
       if (options.retyped && format === 'yaml' && v.kind === 'scalar' && v.type !== 'str' && !v.bytes && (node.type === 'PLAIN' || node.type === undefined) && !node.tag) {
         const text = String(node.value ?? '');
-        if (yamlScalarText(v) !== text) options.retyped.push({ path, type: v.type, typed: /^[-+]?0[0-9_]/.test(text) ? 'leading-zero' : /^[-+]?[0-9]+$/.test(text) ? 'digits' : 'other' });
+        // printed back otherwise, or a float that reaches the .env otherwise (2.0 is 2 there: core/dotenv.ts, asString)
+        if (yamlScalarText(v) !== text || (v.type === 'float' && String(v.value) !== text)) options.retyped.push({ path, type: v.type, typed: /^[-+]?0[0-9_]/.test(text) ? 'leading-zero' : /^[-+]?[0-9]+$/.test(text) ? 'digits' : 'other' });
+      }
+      // A JSON number is what sops's JSON store makes of it (getsops/sops stores/json/store.go, normalizeJSONNumber:
+      // the decoder runs with UseNumber; an integer within int64 is an int, anything else a float64): 1.0 comes
+      // back as 1, 0.10 as 0.1, 1e3 as 1000, -0 as 0, and an integer beyond int64 loses its digits past the 17th
+      if (options.retyped && format === 'json' && v.kind === 'scalar' && (v.type === 'int' || v.type === 'float')) {
+        const text = typeof node.source === 'string' ? node.source : String(node.value);
+        if (jsonNumberText(v) !== text) options.retyped.push({ path, type: v.type, typed: /^-?[0-9]+$/.test(text) ? 'digits' : 'other' });
       }
       return v;
     }

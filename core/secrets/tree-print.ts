@@ -38,6 +38,14 @@ export function yamlScalarText(node: ScalarNode): string {
   return new Document(yamlScalar(node)).toString({ lineWidth: 0 }).replace(/\n$/, '');
 }
 
+/**
+ * A number as this printer writes it in JSON, and as it reaches the .env (core/dotenv.ts, asString): an integer
+ * as its digits, a float as JavaScript's shortest round-trip text (1.0 is 1, 0.10 is 0.1, 1e3 is 1000).
+ */
+export function jsonNumberText(node: ScalarNode): string {
+  return typeof node.value === 'bigint' ? String(node.value) : JSON.stringify(node.value);
+}
+
 /** The comments before item `i`: those for the line above it, and an inline one for after its value (scalars only). */
 function split(node: MapNode | ListNode, i: number, value: TreeNode | undefined): { head: string[]; inline: string[] } {
   const here = commentsAt(node, i);
@@ -146,9 +154,8 @@ function jsonValue(node: TreeNode, indent: string, step: string): string {
       if (node.type === 'str') return goJsonString(node.value as string);
       if (node.type === 'bool') return node.value ? 'true' : 'false';
       if (node.type === 'time') return goJsonString(node.value as string);
-      if (typeof node.value === 'bigint') return String(node.value);
       if (!Number.isFinite(node.value)) throw new OpsError(`${node.value} cannot be written in JSON`);
-      return JSON.stringify(node.value);
+      return jsonNumberText(node);
     case 'list':
       if (node.items.length === 0) return '[]';
       return `[\n${node.items.map((v) => inner + jsonValue(v, inner, step)).join(',\n')}\n${indent}]`;

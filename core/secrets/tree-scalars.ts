@@ -20,6 +20,16 @@ export function goFormatFloat(v: number): string {
   return `${sign}${digits.slice(0, point)}.${digits.slice(point)}`;
 }
 
+/**
+ * The text masking registers for a decrypted scalar: a string as it is, a number as JavaScript writes it (as it
+ * reaches the .env); undefined for a boolean, which is not masked (one bit: masking "true" would shred every log
+ * line that says true).
+ */
+export function maskedText(s: ScalarNode): string | undefined {
+  if (s.type === 'bool') return undefined;
+  return s.type === 'str' ? (s.value as string) : String(s.value);
+}
+
 /** The bytes sops encrypts and hashes for a scalar (Go's ToBytes): a binary value's own bytes, else scalarText's. */
 export function scalarBytes(node: ScalarNode): Buffer {
   return node.bytes ? Buffer.from(node.bytes) : Buffer.from(scalarText(node), 'utf8');

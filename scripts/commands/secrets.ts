@@ -164,7 +164,9 @@ The file's MAC is verified as sops does: a changed, deleted or reordered value i
 Values you did not change keep their ciphertext; an unchanged file is not rewritten.
 Text that is not valid YAML is offered back to the editor (answer n to drop the edit), and so is a value typed
 without quotes that sops would store in another form (01234 is an octal number to sops): quote it to keep it as typed.
-An emptied text (nothing but blank lines or comments) drops the edit: nothing is changed.`,
+An emptied text (nothing but blank lines or comments) drops the edit: nothing is changed.
+A new or changed value that is weak (fewer than 8 characters, or a common word or number) is saved with a
+warning naming its key: it is masked wherever it appears in the logs, making them hard to read.`,
     async run(ctx) {
       const { editSecrets } = await import('../../core/secrets/edit.ts');
       const { openEnvSecrets } = await import('../../core/secrets/files.ts');
@@ -203,7 +205,7 @@ An emptied text (nothing but blank lines or comments) drops the edit: nothing is
     async run(ctx) {
       const { encryptInPlace } = await import('../../core/secrets/files.ts');
       const file = ctx.args[0]!; // absolute: the CLI resolves it
-      const secrets = await encryptInPlace(ctx.root, file, show(ctx.root, file));
+      const secrets = await encryptInPlace(ctx.root, file, show(ctx.root, file), (m) => ctx.reporter.warn(m));
       ctx.reporter.info(`${show(ctx.root, file)}: encrypted to ${secrets.recipients.length} recipient(s)`);
       return 0;
     },
@@ -223,7 +225,9 @@ map, or three or more new levels, is refused as ambiguous: quote it as one key (
 quote each part to nest ('"mail"."smtp"."host"').
 A key holding a map (passwords) is not replaced by one value unless --replace is given: set one of its keys
 instead (passwords.admin@example.org). Key paths do not index lists (list[0] is refused; a key holding [ or ]
-goes in double quotes): a list is replaced whole with --replace, its items changed with ops secrets edit.`,
+goes in double quotes): a list is replaced whole with --replace, its items changed with ops secrets edit.
+A weak value (fewer than 8 characters, or a common word or number) is stored with a warning: it is masked
+wherever it appears in the logs (one of 1 or 2 characters is too short to be masked at all).`,
     async run(ctx) {
       const { openEnvSecrets } = await import('../../core/secrets/files.ts');
       const { getEntry, mapKeysAt, splitKeyPath, str } = await import('../../core/secrets/tree.ts');
@@ -235,6 +239,10 @@ goes in double quotes): a list is replaced whole with --replace, its items chang
       const hint = `store binary data as base64 text (\`base64 -w0 < FILE | ops secrets set ${env} ${key}\`), or convert text to UTF-8 first (\`iconv -f latin1 -t utf-8\`)`;
       const value = decodeUtf8(await readAll(ctx.stdin), `the value on stdin for ${key}`, hint).replace(/\r?\n$/, '');
       if (value === '') throw new OpsError('no value on stdin', `pipe the value in: printf '%s' "$VALUE" | ops secrets set ${env} ${key}`);
+      // a weak value is named before it is masked, so that the warning reads whole (it never holds the value)
+      const { weakParts, weakSecretWarning } = await import('../../core/secrets/weak.ts');
+      const weak = weakParts(value);
+      if (weak.length) ctx.reporter.warn(weakSecretWarning(`secret "${key}"`, weak));
       ctx.reporter.mask(value);
       const { secrets, created } = await openEnvSecrets(ctx.root, env, await openWith(ctx, env));
       const path = splitKeyPath(key, (p) => mapKeysAt(secrets.tree, p), { creating: true });

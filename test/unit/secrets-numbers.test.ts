@@ -1,0 +1,196 @@
+// Numbers typed without quotes, as the real sops stores them (the pinned build on PATH, as in
+// secrets-sops.test.ts): sops's JSON store makes an integer within int64 an int and any other number a float64
+// (getsops/sops stores/json/store.go, normalizeJSONNumber), so 1.0, 0.10, 1e3, -0 and 12345678901234567890 reach
+// the app as another text than typed. ops reads them as sops does, names them (never their values) when they are
+// typed in an edit or encrypted, and a deploy refuses a secret whose integer was rounded.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadEnvironment } from '../../core/config/environment.ts';
+import { asString, holdsRoundedInteger, renderDotenv } from '../../core/dotenv.ts';
+import { OpsError } from '../../core/errors.ts';
+import { environmentSecrets } from '../../core/ops/secrets.ts';
+import { MemoryReporter } from '../../core/report.ts';
+import { type EditIo, editSecrets } from '../../core/secrets/edit.ts';
+import { identitiesFromText } from '../../core/secrets/keys.ts';
+import { SecretsFile } from '../../core/secrets/sops.ts';
+import { type Retyped, parseTree } from '../../core/secrets/tree-parse.ts';
+import { showPath, toPlain } from '../../core/secrets/tree.ts';
+import { cli, newEnv, tempDir } from './secrets.helpers.ts';
+
+/** Each number as typed, and whether it reaches the app (.env) as typed, as the real sops 3.13.3 stores it. */
+const TYPED: [key: string, text: string, asTyped: boolean][] = [
+  ['big', '12345678901234567890', false], // beyond int64: a float64, digits past the 17th rounded
+  ['exp', '1e3', false], // 1000
+  ['tenth', '0.10', false], // 0.1
+  ['onezero', '1.0', false], // 1
+  ['negzero', '-0', false], // the int 0
+  ['negzerof', '-0.0', false],
+  ['int', '42', true],
+  ['i64max', '9223372036854775807', true], // an int, exact (a bigint here)
+  ['half', '1.5', true],
+  ['tiny', '1e-7', true],
+];
+const JSON_TEXT = `{\n${TYPED.map(([k, t]) => `  "${k}": ${t}`).join(',\n')}\n}\n`;
+
+function sops(args: string[], keyFile: string): { code: number; out: string; err: string } {
+  const r = spawnSync('sops', args, { encoding: 'utf8', env: { PATH: process.env.PATH, HOME: tempDir('ops-sops-home-'), SOPS_AGE_KEY_FILE: keyFile }, cwd: tempDir('ops-sops-cwd-'), timeout: 30_000 });
+  if (r.error) throw new Error(`cannot run sops (${r.error.message}): run ./scripts/setup-machine.sh`);
+  return { code: r.status ?? 1, out: r.stdout, err: r.stderr };
+}
+
+function ageKey(): { file: string; recipient: string } {
+  const file = join(tempDir('ops-numbers-key-'), 'key.txt');
+  execFileSync('age-keygen', ['-o', file], { stdio: 'ignore' });
+  return { file, recipient: execFileSync('age-keygen', ['-y', file], { encoding: 'utf8' }).trim() };
+}
+
+describe('JSON numbers, as the real sops stores them', () => {
+  it('a file sops encrypted: ops reads each number as sops decrypts it; what reaches the .env equals what was typed only for ints within int64 and floats in their shortest form', async () => {
+    const key = ageKey();
+    const plain = join(tempDir('ops-numbers-'), 'n.json');
+    writeFileSync(plain, JSON_TEXT);
+    const enc = sops(['encrypt', '--age', key.recipient, plain], key.file);
+    expect(enc.err).toBe('');
+    const file = join(tempDir('ops-numbers-'), 'n.enc.json');
+    writeFileSync(file, enc.out);
+    const ours = await SecretsFile.open(file, { identities: await identitiesFromText(readFileSync(key.file, 'utf8')) });
+    for (const [k, typed, asTyped] of TYPED) {
+      const env = asString(ours.data[k]);
+      const theirs = sops(['decrypt', '--extract', `["${k}"]`, file], key.file).out.trim();
+      // the same number as sops's (its --extract writes 1e-7 as 1e-07, the same float64; -0.0 stays -0 there, 0 here)
+      expect(Number(env) === Number(theirs), `${k}: ${env} / ${theirs}`).toBe(true);
+      expect(env === typed, `${k}: ${typed} reaches the .env as ${env}`).toBe(asTyped);
+    }
+    // the rule edit and encrypt apply names exactly those whose text changes
+    const retyped: Retyped[] = [];
+    parseTree(JSON_TEXT, 'json', { file: 'typed', retyped });
+    expect(retyped.map((r) => showPath(r.path))).toEqual(TYPED.filter(([, , t]) => !t).map(([k]) => k));
+    expect(retyped.find((r) => showPath(r.path) === 'big')).toMatchObject({ type: 'float', typed: 'digits' });
+  });
+
+  it('ops secrets edit of a JSON file names them by key and kind (never the value) and asks; quoted, sops decrypts them as typed', async () => {
+    const key = ageKey();
+    const file = join(tempDir('ops-numbers-'), 'secrets.json');
+    const ids = await identitiesFromText(readFileSync(key.file, 'utf8'));
+    await SecretsFile.create(file, { kind: 'map', entries: [] }, { recipients: [key.recipient] }).save();
+    const before = readFileSync(file, 'utf8');
+    const warnings: string[] = [];
+    let text = JSON_TEXT;
+    const io = (answer: boolean): EditIo => ({ edit: async (tmp) => (writeFileSync(tmp, text), { code: 0, signal: null }), confirm: async () => answer, warn: (m) => warnings.push(m) });
+    const aborted = await editSecrets(await SecretsFile.open(file, { identities: ids }), io(false));
+    expect(aborted).toEqual({ status: 'aborted', reason: 'big, exp, tenth, onezero, negzero, negzerof would not be stored as typed (quote them); nothing was changed' });
+    expect(warnings[0]).toBe(
+      [
+        '6 values typed without quotes would not be stored as typed:',
+        '  big: typed as an integer beyond the 64-bit range, which sops stores as a floating-point number: digits past the 17th are rounded',
+        ...['exp', 'tenth', 'onezero'].map((k) => `  ${k}: typed as a number with a fraction or an exponent, which sops stores as a floating-point number, written back in its shortest form (trailing zeros and the exponent dropped, digits past the 17th rounded): the app would get another text`),
+        '  negzero: sops reads what was typed as an integer, stored in another form than typed',
+        '  negzerof: typed as a number with a fraction or an exponent, which sops stores as a floating-point number, written back in its shortest form (trailing zeros and the exponent dropped, digits past the 17th rounded): the app would get another text',
+        'to keep them as typed (text), put each in double quotes: "key": "..."',
+      ].join('\n'),
+    );
+    for (const [, typed] of TYPED) expect(warnings.join('\n')).not.toContain(typed);
+    expect(readFileSync(file, 'utf8')).toBe(before);
+    // quoted: stored as text, and the real sops gives back exactly what was typed
+    text = `{\n${TYPED.map(([k, t]) => `  "${k}": "${t}"`).join(',\n')}\n}\n`;
+    warnings.length = 0;
+    expect((await editSecrets(await SecretsFile.open(file, { identities: ids }), io(false))).status).toBe('saved');
+    expect(warnings.filter((w) => /stored as typed/.test(w))).toEqual([]);
+    const decrypted = JSON.parse(sops(['decrypt', file], key.file).out) as Record<string, string>;
+    for (const [k, typed] of TYPED) expect(decrypted[k], k).toBe(typed);
+  });
+
+  it('ops secrets encrypt of a plain JSON file encrypts them as sops would, and names them; the real sops decrypts the same numbers', async () => {
+    const e = await newEnv();
+    const assets = join(e.root, 'environments/qa/assets');
+    mkdirSync(assets, { recursive: true });
+    const asset = join(assets, 'data.json');
+    writeFileSync(asset, JSON_TEXT);
+    const r = await cli(e.root, ['secrets', 'encrypt', asset], e.env);
+    expect(r.code).toBe(0);
+    expect(r.err).toContain('warning: environments/qa/assets/data.json: 6 values typed without quotes are not stored as typed:\n  big: typed as an integer beyond the 64-bit range');
+    expect(r.err).toContain('to keep them as typed (text), put each in double quotes: "key": "..."');
+    const theirs = JSON.parse(sops(['decrypt', asset], e.keyFile).out) as Record<string, number>;
+    const ours = (await SecretsFile.open(asset, { identities: await identitiesFromText(e.key) })).data;
+    for (const [k] of TYPED) expect(Number(asString(ours[k])) === Number(theirs[k]), k).toBe(true);
+  });
+});
+
+describe('a deploy refuses a secret whose integer sops rounded', () => {
+  it('an integer beyond 64 bits typed without quotes (here by the real sops, YAML store: the same rule) is refused by variable and key, never shown, with the fix: quote it', async () => {
+    // (go-yaml reads one within uint64 as a uint64, which sops refuses to encrypt: "unknown type: uint64")
+    const e = await newEnv();
+    const recipient = (await SecretsFile.open(e.secrets, { identities: await identitiesFromText(e.key) })).recipients[0]!;
+    const plain = join(tempDir('ops-numbers-'), 'secrets.sops.yaml');
+    writeFileSync(plain, 'chat:\n    id: 123456789012345678901234\nexact: 9223372036854775807\nquoted: "123456789012345678901234"\n');
+    const enc = sops(['encrypt', '--age', recipient, plain], e.keyFile);
+    expect(enc.err).toBe('');
+    writeFileSync(e.secrets, enc.out);
+    const base = loadEnvironment('qa', e.root);
+    const reporter = new MemoryReporter();
+    const secrets = await environmentSecrets({ root: e.root, reporter, processEnv: e.env }, base);
+    expect(holdsRoundedInteger(secrets.chat)).toBe(true);
+    expect(holdsRoundedInteger([secrets.exact, secrets.quoted, 1.5, 2 ** 53 - 1])).toBe(false);
+    const withEnv = (env: Record<string, unknown>) => ({ ...base, config: { ...base.config, env } }) as typeof base;
+    const err = (() => {
+      try {
+        renderDotenv(withEnv({ CHAT_ID: { secret: 'chat.id' }, CHATS: { secret: 'chat' }, EXACT: { secret: 'exact' } }), secrets);
+      } catch (x) {
+        return x as OpsError;
+      }
+      throw new Error('not refused');
+    })();
+    expect(err).toBeInstanceOf(OpsError);
+    expect(err.message).toBe(
+      'environments/qa/secrets.sops.yaml: 2 secrets the .env needs hold an integer beyond the 64-bit range typed without quotes, which sops stores as a floating-point number: its digits past the 17th were rounded, so the app would get another number than the one typed (nothing was sent to any host):\n  - CHAT_ID (secret "chat.id")\n  - CHATS (secret "chat")',
+    );
+    expect(err.hint).toBe('quote it as a string, so that it is stored and given as typed: `ops secrets edit qa` and write it in double quotes (key: "..."), or set it again: printf \'%s\' VALUE | ops secrets set qa chat.id (always text)');
+    expect(`${err.message}\n${err.hint}`).not.toMatch(/1234567890123456/);
+    // integers within int64 and quoted text reach the .env as typed
+    const ok = renderDotenv(withEnv({ EXACT: { secret: 'exact' }, QUOTED: { secret: 'quoted' } }), secrets);
+    expect(ok.environ).toBe('EXACT=9223372036854775807\0QUOTED=123456789012345678901234\0');
+  });
+});
+
+describe('YAML whole floats', () => {
+  it('2.0 typed without quotes is a float that reaches the .env as 2: ops secrets edit names it and asks, as for 01234', async () => {
+    const retyped: Retyped[] = [];
+    parseTree('whole: 2.0\nhalf: 1.5\ntiny: 1e-7\nint: 2\n', 'yaml', { file: 'typed', retyped });
+    expect(retyped).toEqual([{ path: ['whole'], type: 'float', typed: 'other' }]);
+    expect(asString((toPlain(parseTree('whole: 2.0\n', 'yaml', { file: 'typed' })) as { whole: number }).whole)).toBe('2');
+  });
+
+  it('a whole float already stored (shown as 2.0) is not asked about again when another value is edited', async () => {
+    const key = ageKey();
+    const file = join(tempDir('ops-numbers-'), 'secrets.yaml');
+    const ids = await identitiesFromText(readFileSync(key.file, 'utf8'));
+    await SecretsFile.create(file, parseTree('whole: 2.0\ninf: .inf\nname: Zq8-vT3m-Lw5x-Pk2r\n', 'yaml', { file: 't' }), { recipients: [key.recipient] }).save();
+    const warnings: string[] = [];
+    const io: EditIo = {
+      edit: async (tmp) => (writeFileSync(tmp, readFileSync(tmp, 'utf8').replace('Zq8-vT3m-Lw5x-Pk2r', 'Zq8-vT3m-Lw5x-Pk2s')), { code: 0, signal: null }),
+      confirm: async () => false,
+      warn: (m) => warnings.push(m),
+    };
+    const r = await editSecrets(await SecretsFile.open(file, { identities: ids }), io);
+    expect(r).toEqual({ status: 'saved', changes: { added: [], removed: [], changed: ['name'] } });
+    expect(warnings).toEqual([]);
+  });
+});
+
+describe('a YAML integer within uint64 but above int64', () => {
+  it('is refused as the real sops refuses it ("unknown type: uint64"), by key, never showing the value', () => {
+    const key = ageKey();
+    const plain = join(tempDir('ops-numbers-'), 'u.yaml');
+    writeFileSync(plain, 'u: 12345678901234567890\n');
+    expect(sops(['encrypt', '--age', key.recipient, plain], key.file).err).toContain('unknown type: uint64');
+    let message = '';
+    try {
+      parseTree('u: 12345678901234567890\n', 'yaml', { file: 'the edited text', retyped: [] });
+    } catch (e) {
+      message = (e as Error).message;
+    }
+    expect(message).toBe('the edited text: u: an integer typed without quotes above the 64-bit signed range, which sops cannot encrypt (it reads it as a uint64)');
+  });
+});

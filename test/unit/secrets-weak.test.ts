@@ -1,0 +1,104 @@
+// Weak secrets (core/secrets/weak.ts): values so short or so common that masking them garbles the logs are
+// stored and deployed, with a warning naming the key and the length, never the value; masking stays as it was
+// (parts of 1 or 2 characters are masked nowhere, longer ones everywhere).
+import { writeFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { loadEnvironment } from '../../core/config/environment.ts';
+import { environmentSecrets } from '../../core/ops/secrets.ts';
+import { Masker, MemoryReporter } from '../../core/report.ts';
+import { SecretsFile } from '../../core/secrets/sops.ts';
+import { parseTree } from '../../core/secrets/tree-parse.ts';
+import { SHORT_SECRET_LENGTH, weakParts, weakSecretWarning } from '../../core/secrets/weak.ts';
+import { cli, editor, newEnv, open } from './secrets.helpers.ts';
+
+const STRONG = 'Zq8-vT3m-Lw5x-Pk2r';
+
+describe('weakParts', () => {
+  it('names short values (masked), values too short to be masked, and common words, by part and length only', () => {
+    expect(weakParts('app')).toEqual([{ part: 'value', length: 3, why: 'short' }]);
+    expect(weakParts('true')).toEqual([{ part: 'value', length: 4, why: 'short' }]);
+    expect(weakParts('123')).toEqual([{ part: 'value', length: 3, why: 'short' }]);
+    expect(weakParts('on')).toEqual([{ part: 'value', length: 2, why: 'unmasked' }]);
+    expect(weakParts('Password')).toEqual([{ part: 'value', length: 8, why: 'common' }]);
+    expect(weakParts('12345678')).toEqual([{ part: 'value', length: 8, why: 'common' }]);
+    expect(weakParts('x'.repeat(SHORT_SECRET_LENGTH - 1))[0]).toMatchObject({ why: 'short' });
+    expect(weakParts('x'.repeat(SHORT_SECRET_LENGTH))).toEqual([]);
+    expect(weakParts(STRONG)).toEqual([]);
+    expect(weakParts('')).toEqual([]);
+  });
+
+  it("looks at the parts masked on their own: a URL's password, a JSON document's strings, lines (not a line too short to be masked)", () => {
+    expect(weakParts(`postgresql://app:pw@db.example.org/app`)).toEqual([{ part: 'URL password', length: 2, why: 'unmasked' }]);
+    expect(weakParts(`postgresql://app:p%40ss@db.example.org/app`)).toEqual([
+      { part: 'URL password', length: 6, why: 'short' },
+      { part: 'URL password', length: 4, why: 'short' },
+    ]);
+    expect(weakParts(`postgresql://app:${STRONG}@db.example.org/app`)).toEqual([]);
+    expect(weakParts(JSON.stringify({ 'admin@example.org': 'admin', other: STRONG }))).toEqual([{ part: 'part', length: 5, why: 'short' }]);
+    expect(weakParts(`{\n  "key": "${STRONG}"\n}`)).toEqual([]); // "{" and "}" are lines, not secrets
+    expect(weakParts(`${STRONG}\nabc\n`)).toEqual([{ part: 'line', length: 3, why: 'short' }]);
+  });
+
+  it('agrees with the Masker: what it calls too short is masked nowhere, what it calls short is masked even inside words', () => {
+    const m = new Masker();
+    m.add('on');
+    m.add('app');
+    expect(m.redact('turn it on: the application')).toBe('turn it on: the ***lication');
+  });
+
+  it('the warning gives the key, the length, what masking does and the way out, and never the value', () => {
+    const w = weakSecretWarning('secret "db_user"', weakParts('s3c'));
+    expect(w).toBe(
+      'secret "db_user" is weak: its value is 3 characters long: it will be masked (***) wherever it appears in the logs, ops\'s messages and the app\'s output alike, even inside other words, making them hard to read; it is also easy to guess. Fix: a longer value (16 or more random characters, e.g. from `ops secretkey`); kept as it is if a third party dictates it',
+    );
+    expect(w).not.toContain('s3c');
+    expect(weakSecretWarning('secret "x"', weakParts('on'))).toContain('its value is 2 characters long: too short to be masked, so the logs show it as it is');
+  });
+});
+
+describe('where values enter and where they are used', () => {
+  it('ops secrets set stores a weak value, warning once (readable: written before the value is masked)', async () => {
+    const e = await newEnv();
+    const r = await cli(e.root, ['secrets', 'set', 'qa', 'db_user'], e.env, 'app');
+    expect(r.code).toBe(0);
+    expect(r.err).toBe(`warning: ${weakSecretWarning('secret "db_user"', weakParts('app'))}\n`);
+    expect(r.err).toContain('wherever it appears in the logs'); // not "***ears"
+    expect((await open(e)).data.db_user).toBe('app');
+    const strong = await cli(e.root, ['secrets', 'set', 'qa', 'db_user'], e.env, STRONG);
+    expect(strong).toMatchObject({ code: 0, err: '' });
+  });
+
+  it('ops secrets edit saves weak values, warning for the new or changed ones only, naming their keys', async () => {
+    const e = await newEnv();
+    const first = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: editor(`printf 'user: app\\nkey: ${STRONG}\\n' >> "$1"`).cmd });
+    expect(first.code).toBe(0);
+    expect(first.err).toBe(`warning: ${weakSecretWarning('secret "user"', weakParts('app'))}\n`);
+    // user unchanged: not named again; a new short one is
+    const second = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: editor(`printf 'pin: 1234\\n' >> "$1"`).cmd });
+    expect(second.code).toBe(0);
+    // ...its warning garbled by the weak value saved before ("app", masked since the file was opened): the fault warned about
+    const masker = new Masker();
+    masker.add('app');
+    expect(second.err).toBe(`warning: ${masker.redact(weakSecretWarning('secret "pin"', weakParts('1234')))}\n`);
+    expect(second.err).toContain('wherever it ***ears in the logs');
+    expect((await open(e)).data).toMatchObject({ user: 'app', pin: 1234 });
+  });
+
+  it("a deploy's secret loading warns once per weak value, naming every key holding it, before masking it", async () => {
+    const e = await newEnv();
+    const recipients = (await open(e)).recipients;
+    const text = `db_user: app\nalso_user: app\ndatabase_url: postgresql://app:pw@db.example.org/app\nport: 5432\nflag: true\nempty: ""\nsecret_key: ${STRONG}\n`;
+    await SecretsFile.create(e.secrets, parseTree(text, 'yaml', { file: 't' }), { recipients }).save();
+    const reporter = new MemoryReporter();
+    const data = await environmentSecrets({ root: e.root, reporter, processEnv: e.env }, loadEnvironment('qa', e.root));
+    expect(data.db_user).toBe('app');
+    const label = 'environments/qa/secrets.sops.yaml';
+    expect(reporter.lines).toEqual([
+      `warning: ${label}: ${weakSecretWarning('secrets "db_user" and "also_user" (the same value)', weakParts('app'))}`,
+      `warning: ${label}: ${weakSecretWarning('secret "database_url"', weakParts('postgresql://app:pw@db.example.org/app'))}`,
+      `warning: ${label}: ${weakSecretWarning('secret "port"', weakParts('5432'))}`,
+    ]);
+    // masked as before, once warned
+    expect(reporter.redact('the application on port 5432')).toBe('the ***lication on port ***');
+  });
+});

@@ -19296,6 +19296,97 @@ ${summary2}`;
   }
 });
 
+// core/secrets/parts.ts
+function percentDecode(text) {
+  return text.replace(/(?:%[0-9A-Fa-f]{2})+/g, (run) => Buffer.from(run.replace(/%/g, ""), "hex").toString("utf8"));
+}
+function urlPassword(value) {
+  const m = URL_AUTHORITY.exec(value.trim());
+  if (!m) return [];
+  const authority = m[1];
+  const at2 = authority.lastIndexOf("@");
+  if (at2 < 0) return [];
+  const userinfo = authority.slice(0, at2);
+  const colon = userinfo.indexOf(":");
+  if (colon < 0) return [];
+  const password = userinfo.slice(colon + 1);
+  return password ? [password, percentDecode(password)] : [];
+}
+function jsonStrings(value) {
+  const t = value.trim();
+  if (!/^[[{]/.test(t)) return [];
+  let doc;
+  try {
+    doc = JSON.parse(t);
+  } catch {
+    return [];
+  }
+  const out = [];
+  const walk = (node) => {
+    if (typeof node === "string") out.push(node);
+    else if (Array.isArray(node)) node.forEach(walk);
+    else if (node && typeof node === "object") Object.values(node).forEach(walk);
+  };
+  walk(doc);
+  return out;
+}
+function jsonEscaped(text) {
+  const js = JSON.stringify(text).slice(1, -1);
+  const ascii = js.replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+  return [js, ascii];
+}
+function secretParts(value, options = {}) {
+  const parts = /* @__PURE__ */ new Set([value]);
+  const visit3 = (v, depth) => {
+    for (const p of [...urlPassword(v), ...jsonStrings(v)]) {
+      if (parts.has(p)) continue;
+      parts.add(p);
+      if (depth < 4) visit3(p, depth + 1);
+    }
+  };
+  visit3(value, 0);
+  if (options.escapes !== false) for (const p of [...parts]) for (const e of jsonEscaped(p)) parts.add(e);
+  return [...parts];
+}
+function hexDigit(code) {
+  if (code >= 48 && code <= 57) return code - 48;
+  const lower = code | 32;
+  return lower >= 97 && lower <= 102 ? lower - 87 : -1;
+}
+function escapedOctet(text, at2) {
+  if (text.charCodeAt(at2) !== 37) return -1;
+  const hi = hexDigit(text.charCodeAt(at2 + 1));
+  const lo = hexDigit(text.charCodeAt(at2 + 2));
+  return hi < 0 || lo < 0 ? -1 : hi << 4 | lo;
+}
+function percentEscapedChar(text, at2) {
+  const lead = escapedOctet(text, at2);
+  if (lead < 0) return void 0;
+  if (lead < 128) return [String.fromCharCode(lead), 3];
+  let bytes;
+  let cp;
+  if (lead >= 194 && lead <= 223) [bytes, cp] = [2, lead & 31];
+  else if (lead >= 224 && lead <= 239) [bytes, cp] = [3, lead & 15];
+  else if (lead >= 240 && lead <= 244) [bytes, cp] = [4, lead & 7];
+  else return void 0;
+  for (let k = 1; k < bytes; k++) {
+    const b = escapedOctet(text, at2 + 3 * k);
+    if (b < 0 || (b & 192) !== 128) return void 0;
+    cp = cp << 6 | b & 63;
+  }
+  if (bytes === 3 && (cp < 2048 || cp >= 55296 && cp <= 57343)) return void 0;
+  if (bytes === 4 && (cp < 65536 || cp > 1114111)) return void 0;
+  return [String.fromCodePoint(cp), 3 * bytes];
+}
+var MIN_MASKED_LENGTH, URL_AUTHORITY;
+var init_parts = __esm({
+  "core/secrets/parts.ts"() {
+    "use strict";
+    MIN_MASKED_LENGTH = 3;
+    URL_AUTHORITY = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/([^/?#]*)/;
+  }
+});
+
 // node_modules/@noble/hashes/utils.js
 function isBytes(a) {
   return a instanceof Uint8Array || ArrayBuffer.isView(a) && a.constructor.name === "Uint8Array" && "BYTES_PER_ELEMENT" in a && a.BYTES_PER_ELEMENT === 1;
@@ -59286,6 +59377,10 @@ function goFormatFloat(v) {
   if (point >= digits.length) return sign + digits + "0".repeat(point - digits.length);
   return `${sign}${digits.slice(0, point)}.${digits.slice(point)}`;
 }
+function maskedText(s) {
+  if (s.type === "bool") return void 0;
+  return s.type === "str" ? s.value : String(s.value);
+}
 function scalarBytes(node) {
   return node.bytes ? Buffer.from(node.bytes) : Buffer.from(scalarText(node), "utf8");
 }
@@ -66487,6 +66582,9 @@ function yamlScalar(node) {
 function yamlScalarText(node) {
   return new import_yaml3.Document(yamlScalar(node)).toString({ lineWidth: 0 }).replace(/\n$/, "");
 }
+function jsonNumberText(node) {
+  return typeof node.value === "bigint" ? String(node.value) : JSON.stringify(node.value);
+}
 function split2(node, i, value) {
   const here = commentsAt(node, i);
   const scalar = value !== void 0 && value.kind !== "map" && value.kind !== "list";
@@ -66566,9 +66664,8 @@ function jsonValue(node, indent2, step) {
       if (node.type === "str") return goJsonString(node.value);
       if (node.type === "bool") return node.value ? "true" : "false";
       if (node.type === "time") return goJsonString(node.value);
-      if (typeof node.value === "bigint") return String(node.value);
       if (!Number.isFinite(node.value)) throw new OpsError(`${node.value} cannot be written in JSON`);
-      return JSON.stringify(node.value);
+      return jsonNumberText(node);
     case "list":
       if (node.items.length === 0) return "[]";
       return `[
@@ -66610,7 +66707,7 @@ function lineCol(text, offset) {
 }
 function goNode(v, where) {
   if (v.type === "null") return { kind: "null" };
-  if (v.type === "uint64") throw new OpsError(`${where()}: the integer ${v.value} is above the 64-bit signed range sops accepts`, "quote it to store it as a string");
+  if (v.type === "uint64") throw new OpsError(`${where()}: an integer typed without quotes above the 64-bit signed range, which sops cannot encrypt (it reads it as a uint64)`, "quote it to store it as a string");
   return { kind: "scalar", type: v.type, value: v.value };
 }
 function aliasTargets(doc) {
@@ -66725,7 +66822,11 @@ function parseTree(text, format, options) {
       const v = scalar(node, path);
       if (options.retyped && format === "yaml" && v.kind === "scalar" && v.type !== "str" && !v.bytes && (node.type === "PLAIN" || node.type === void 0) && !node.tag) {
         const text2 = String(node.value ?? "");
-        if (yamlScalarText(v) !== text2) options.retyped.push({ path, type: v.type, typed: /^[-+]?0[0-9_]/.test(text2) ? "leading-zero" : /^[-+]?[0-9]+$/.test(text2) ? "digits" : "other" });
+        if (yamlScalarText(v) !== text2 || v.type === "float" && String(v.value) !== text2) options.retyped.push({ path, type: v.type, typed: /^[-+]?0[0-9_]/.test(text2) ? "leading-zero" : /^[-+]?[0-9]+$/.test(text2) ? "digits" : "other" });
+      }
+      if (options.retyped && format === "json" && v.kind === "scalar" && (v.type === "int" || v.type === "float")) {
+        const text2 = typeof node.source === "string" ? node.source : String(node.value);
+        if (jsonNumberText(v) !== text2) options.retyped.push({ path, type: v.type, typed: /^-?[0-9]+$/.test(text2) ? "digits" : "other" });
       }
       return v;
     }
@@ -67098,8 +67199,8 @@ function commentPaths(keys, branch) {
 function maskAll(secrets, mask) {
   if (!mask) return;
   for (const s of secrets) {
-    if (s.type === "bool") continue;
-    const text = s.type === "str" ? s.value : String(s.value);
+    const text = maskedText(s);
+    if (text === void 0) continue;
     mask(text);
     if (/[\r\n]/.test(text)) {
       for (const line of text.split(/\r?\n/)) if (line.trim()) mask(line);
@@ -67913,6 +68014,129 @@ var init_secrets = __esm({
   }
 });
 
+// core/secrets/weak.ts
+var weak_exports = {};
+__export(weak_exports, {
+  SHORT_SECRET_LENGTH: () => SHORT_SECRET_LENGTH,
+  weakParts: () => weakParts,
+  weakSecretWarning: () => weakSecretWarning,
+  weakSecretWarnings: () => weakSecretWarnings
+});
+function weakParts(value) {
+  const whole = value.trim();
+  if (whole === "") return [];
+  const lines = new Set(value.split(/\r?\n/).map((l) => l.trim()));
+  const passwords = new Set(urlPassword(value).map((p) => p.trim()));
+  const seen = /* @__PURE__ */ new Set();
+  const out = [];
+  for (const raw of [whole, ...secretParts(value, { escapes: false }), ...lines]) {
+    const t = raw.trim();
+    if (t === "" || seen.has(t)) continue;
+    seen.add(t);
+    const part = t === whole ? "value" : passwords.has(t) ? "URL password" : lines.has(t) ? "line" : "part";
+    if (t.length < MIN_MASKED_LENGTH) {
+      if (part !== "line") out.push({ part, length: t.length, why: "unmasked" });
+    } else if (t.length < SHORT_SECRET_LENGTH) out.push({ part, length: t.length, why: "short" });
+    else if (COMMON.has(t.toLowerCase())) out.push({ part, length: t.length, why: "common" });
+  }
+  return out;
+}
+function weakSecretWarning(what, parts) {
+  const said = parts.map((p) => {
+    const n = `${SUBJECT[p.part]} is ${p.length} character${p.length === 1 ? "" : "s"} long${p.why === "common" ? ", a common word or number" : ""}`;
+    if (p.why === "unmasked") return `${n}: too short to be masked, so the logs show it as it is`;
+    return `${n}: it will be masked (***) wherever it appears in the logs, ops's messages and the app's output alike, even inside other words, making them hard to read`;
+  });
+  return `${what} is weak: ${said.join("; ")}; it is also easy to guess. Fix: a longer value (16 or more random characters, e.g. from \`ops secretkey\`); kept as it is if a third party dictates it`;
+}
+function weakSecretWarnings(tree, include = () => true) {
+  const byValue = /* @__PURE__ */ new Map();
+  forEachLeaf(tree, (leaf, _keys, path) => {
+    const text = maskedText(leaf);
+    if (text === void 0 || !include(text, path)) return;
+    const keys = byValue.get(text);
+    if (keys) keys.push(showPath(path));
+    else byValue.set(text, [showPath(path)]);
+  });
+  const out = [];
+  for (const [text, keys] of byValue) {
+    const parts = weakParts(text);
+    if (!parts.length) continue;
+    const named = keys.map((k) => `"${k}"`);
+    const what = named.length === 1 ? `secret ${named[0]}` : `secrets ${named.slice(0, -1).join(", ")} and ${named.at(-1)} (the same value)`;
+    out.push(weakSecretWarning(what, parts));
+  }
+  return out;
+}
+var SHORT_SECRET_LENGTH, COMMON, SUBJECT;
+var init_weak = __esm({
+  "core/secrets/weak.ts"() {
+    "use strict";
+    init_parts();
+    init_tree_scalars();
+    init_tree();
+    SHORT_SECRET_LENGTH = 8;
+    COMMON = /* @__PURE__ */ new Set([
+      // first guesses for a password
+      "password",
+      "password1",
+      "password123",
+      "passw0rd",
+      "p@ssw0rd",
+      "changeme",
+      "changeit",
+      "letmein1",
+      "iloveyou",
+      "sunshine",
+      "football",
+      "baseball",
+      "welcome1",
+      "trustno1",
+      "superuser",
+      "supersecret",
+      "secret123",
+      "admin123",
+      "qwertyui",
+      "qwertyuiop",
+      "qwerty123",
+      "abcdefgh",
+      "abcd1234",
+      "testtest",
+      "test1234",
+      "root1234",
+      // words deploy logs and app output are full of
+      "postgres",
+      "postgresql",
+      "username",
+      "database",
+      "localhost",
+      "127.0.0.1",
+      "production",
+      "development",
+      "administrator",
+      "application",
+      "deployment",
+      "undefined",
+      "disabled",
+      "password_hash",
+      // numbers
+      "12345678",
+      "123456789",
+      "1234567890",
+      "87654321",
+      "11111111",
+      "00000000",
+      "99999999"
+    ]);
+    SUBJECT = {
+      value: "its value",
+      line: "one of its lines (masked on its own)",
+      "URL password": "its URL's password (masked on its own)",
+      part: "a part of it masked on its own (a string inside its JSON, or a URL password in one)"
+    };
+  }
+});
+
 // node_modules/@actions/core/lib/command.js
 import * as os from "os";
 
@@ -68466,92 +68690,9 @@ function resolveCredentials(sources, reporter) {
   );
 }
 
-// core/secrets/parts.ts
-var URL_AUTHORITY = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/([^/?#]*)/;
-function percentDecode(text) {
-  return text.replace(/(?:%[0-9A-Fa-f]{2})+/g, (run) => Buffer.from(run.replace(/%/g, ""), "hex").toString("utf8"));
-}
-function urlPassword(value) {
-  const m = URL_AUTHORITY.exec(value.trim());
-  if (!m) return [];
-  const authority = m[1];
-  const at2 = authority.lastIndexOf("@");
-  if (at2 < 0) return [];
-  const userinfo = authority.slice(0, at2);
-  const colon = userinfo.indexOf(":");
-  if (colon < 0) return [];
-  const password = userinfo.slice(colon + 1);
-  return password ? [password, percentDecode(password)] : [];
-}
-function jsonStrings(value) {
-  const t = value.trim();
-  if (!/^[[{]/.test(t)) return [];
-  let doc;
-  try {
-    doc = JSON.parse(t);
-  } catch {
-    return [];
-  }
-  const out = [];
-  const walk = (node) => {
-    if (typeof node === "string") out.push(node);
-    else if (Array.isArray(node)) node.forEach(walk);
-    else if (node && typeof node === "object") Object.values(node).forEach(walk);
-  };
-  walk(doc);
-  return out;
-}
-function jsonEscaped(text) {
-  const js = JSON.stringify(text).slice(1, -1);
-  const ascii = js.replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
-  return [js, ascii];
-}
-function secretParts(value) {
-  const parts = /* @__PURE__ */ new Set([value]);
-  const visit3 = (v, depth) => {
-    for (const p of [...urlPassword(v), ...jsonStrings(v)]) {
-      if (parts.has(p)) continue;
-      parts.add(p);
-      if (depth < 4) visit3(p, depth + 1);
-    }
-  };
-  visit3(value, 0);
-  for (const p of [...parts]) for (const e of jsonEscaped(p)) parts.add(e);
-  return [...parts];
-}
-function hexDigit(code) {
-  if (code >= 48 && code <= 57) return code - 48;
-  const lower = code | 32;
-  return lower >= 97 && lower <= 102 ? lower - 87 : -1;
-}
-function escapedOctet(text, at2) {
-  if (text.charCodeAt(at2) !== 37) return -1;
-  const hi = hexDigit(text.charCodeAt(at2 + 1));
-  const lo = hexDigit(text.charCodeAt(at2 + 2));
-  return hi < 0 || lo < 0 ? -1 : hi << 4 | lo;
-}
-function percentEscapedChar(text, at2) {
-  const lead = escapedOctet(text, at2);
-  if (lead < 0) return void 0;
-  if (lead < 128) return [String.fromCharCode(lead), 3];
-  let bytes;
-  let cp;
-  if (lead >= 194 && lead <= 223) [bytes, cp] = [2, lead & 31];
-  else if (lead >= 224 && lead <= 239) [bytes, cp] = [3, lead & 15];
-  else if (lead >= 240 && lead <= 244) [bytes, cp] = [4, lead & 7];
-  else return void 0;
-  for (let k = 1; k < bytes; k++) {
-    const b = escapedOctet(text, at2 + 3 * k);
-    if (b < 0 || (b & 192) !== 128) return void 0;
-    cp = cp << 6 | b & 63;
-  }
-  if (bytes === 3 && (cp < 2048 || cp >= 55296 && cp <= 57343)) return void 0;
-  if (bytes === 4 && (cp < 65536 || cp > 1114111)) return void 0;
-  return [String.fromCodePoint(cp), 3 * bytes];
-}
-
 // core/report.ts
-var MIN_SECRET_LENGTH = 3;
+init_parts();
+var MIN_SECRET_LENGTH = MIN_MASKED_LENGTH;
 var FNV_OFFSET = 2166136261 & 1073741823;
 var fnvStep = (hash, code) => Math.imul(hash ^ code, 16777619) & 1073741823;
 var FILTER_BITS_PER_PREFIX = 16;
@@ -71328,6 +71469,144 @@ function siteName(env) {
   return env.config.domain ?? "localhost";
 }
 
+// core/steps/lock.ts
+init_shell();
+var LOCK_KEYS = reportKeys("lock", "holder", "holder_pid", "audit_failed", "stopped", "unchecked", "live_after", "refused", "stopped_slot");
+var STARTED_RECORD = "started";
+var STARTED_STOP_SECONDS = 25;
+function stopStartedSlot(env) {
+  const L = env.layout;
+  return String.raw`started_slot=""; started_release=""
+read -r started_slot started_release < "$lock/${STARTED_RECORD}" 2>/dev/null || true
+if [ "$started_slot" = blue ] || [ "$started_slot" = green ]; then
+  started_live=$(readlink ${quote(L.current)} 2>/dev/null || true); started_live_slot=$(cat ${quote(L.slotFile)} 2>/dev/null || true)
+  if [ "${"$"}{started_live##*/}" != "$started_release" ] && [ "$started_live_slot" != "$started_slot" ]; then
+    if [ "$started_slot" = blue ]; then started_conf=${quote(L.supervisorConf("blue"))}; started_group=${quote(L.supervisorGroup("blue"))}; else started_conf=${quote(L.supervisorConf("green"))}; started_group=${quote(L.supervisorGroup("green"))}; fi
+    if [ -f "$started_conf" ] && grep -qF -- ", release $started_release." "$started_conf"; then
+      group_down "$started_group" 15 || true
+      rm -f "$started_conf"
+      reread >/dev/null || true
+      ops_report ${LOCK_KEYS.stopped_slot} "$started_slot $started_release"
+    fi
+  fi
+fi`;
+}
+var LOCK_STATE = String.raw`lock_state=free
+if [ -d "$lock" ]; then
+  pid=$(sed -n 's/^holder_pid=//p' "$lock/info" 2>/dev/null || true)
+  start=$(sed -n 's/^holder_start=//p' "$lock/info" 2>/dev/null || true)
+  if [ -n "$pid" ] && [ "$(proc_start "$pid" || true)" = "$start" ]; then lock_state=held; else lock_state=stale; fi
+fi`;
+var REPORT_HOLDER = String.raw`ops_report ${LOCK_KEYS.lock} "$lock_state"
+if [ -f "$lock/info" ]; then while IFS= read -r line; do ops_report ${LOCK_KEYS.holder} "$line"; done < "$lock/info"; fi`;
+var LOCK_BUSY_EXIT = 3;
+function acquireLock(env, req2, then = "", finish = "", finishSeconds = 0) {
+  const L = env.layout;
+  return {
+    name: "lock",
+    as: "root",
+    timeout: req2.wait + 30 + finishSeconds,
+    quiet: true,
+    script: String.raw`${CONNECTION_FUNCTIONS}
+lock=${quote(L.lock)}
+holder=$(conn_pid) || { echo "cannot find the SSH server process of this connection (no sshd ancestor of process $$): the lock needs OpenSSH or dropbear" >&2; exit 1; }
+[ -d ${quote(L.state)} ] || install -d -m 0755 -o root -g root ${quote(L.base)} ${quote(L.state)}
+printf -v now '%(%s)T' -1; deadline=$(( now + ${req2.wait} ))
+while :; do
+  if made=$(mkdir "$lock" 2>&1); then
+    # The details are the lock's meaning: a lock without them (disk full) is given back at once.
+    # The time by printf's %(...)T with TZ for this builtin only (bash(1), PARAMETERS: no date process).
+    TZ=UTC0 printf -v since '%(%Y-%m-%dT%H:%M:%SZ)T' -1
+    if ! printf '%s\n' ${quote(`operation=${req2.operation}`)} ${quote(`actor=${req2.actor}`)} ${quote(`run=${req2.runUrl}`)} ${quote(`run_id=${req2.runId}`)} "connection=${"$"}{OPS_CONNECTION:-}" "since=$since" "holder_pid=$holder" "holder_start=$(proc_start "$holder")" > "$lock/info"; then
+      rm -rf "$lock"
+      echo "cannot write the lock's details in $lock: no space left under ${L.base}?" >&2
+      exit 1
+    fi
+    ops_report ${LOCK_KEYS.lock} acquired
+    ops_report ${LOCK_KEYS.holder_pid} "$holder"
+    # Uploads left by an interrupted run (.env, initdata, half-written ones) are ours to remove now (looked for by
+    # bash first: usually there are none).
+    left=(${quote(L.uploads)}/* ${quote(L.uploads)}/.[!.]*)
+    for f in "${"$"}{left[@]}"; do if [ -e "$f" ]; then find ${quote(L.uploads)} -mindepth 1 -delete 2>/dev/null || true; break; fi; done
+    break
+  fi
+  [ -d "$lock" ] || { echo "cannot take the lock: $made" >&2; exit 1; }
+  ${LOCK_STATE.replace(/\n/g, "\n  ")}
+  printf -v now '%(%s)T' -1
+  if [ "$lock_state" = stale ] || [ "$now" -ge "$deadline" ]; then
+    ${REPORT_HOLDER.replace(/\n/g, "\n    ")}
+    exit ${LOCK_BUSY_EXIT}
+  fi
+  sleep 1
+done
+${then}${finish ? `
+${finish}` : ""}`
+  };
+}
+var FORCED_STOP_SECONDS = 10;
+var OUTLIVE_RUNNER = String.raw`trap '' HUP PIPE
+ops_report() { printf '${REPORT_PREFIX}%s %s\n' "$1" "${"$"}{2:-}" 2>/dev/null || true; }`;
+function stopConnections(ids) {
+  return String.raw`ended=(${ids})
+critical_wait
+read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"
+if [ ${"$"}{#pids[@]} -gt 0 ]; then
+  ops_report ${LOCK_KEYS.stopped} "${"$"}{pids[*]}"
+  kill -TERM "${"$"}{pids[@]}" 2>/dev/null || true
+  for _ in {1..${FORCED_STOP_SECONDS * 5}}; do read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"; [ ${"$"}{#pids[@]} -gt 0 ] || break; sleep 0.2; done
+  if [ ${"$"}{#pids[@]} -gt 0 ]; then kill -KILL "${"$"}{pids[@]}" 2>/dev/null || true; fi
+fi
+critical_done`;
+}
+function releaseLock(env, runId, auditLines = [], ended = []) {
+  const stop = ended.length ? `${OUTLIVE_RUNNER}
+${CONNECTION_FUNCTIONS}
+${CRITICAL_FUNCTIONS}
+${SUPERVISOR_FUNCTIONS}
+${stopConnections(ended.map(quote).join(" "))}
+lock=${quote(env.layout.lock)}
+${stopStartedSlot(env)}
+live_after=$(readlink ${quote(env.layout.current)} 2>/dev/null || true)
+ops_report ${LOCK_KEYS.live_after} "${"$"}{live_after##*/}"
+` : "";
+  return {
+    name: "unlock",
+    as: "root",
+    // Beyond its own 30 s, a forced stop has the time to wait out a switch (critical_wait) and its TERM-then-KILL 10 s.
+    timeout: 30 + (ended.length ? CRITICAL_WAIT_SECONDS + FORCED_STOP_SECONDS + STARTED_STOP_SECONDS : 0),
+    quiet: true,
+    script: `${stop}${unlockScript(env, runId, auditLines.map(quote))}`
+  };
+}
+function unlockScript(env, runId, auditWords) {
+  const L = env.layout;
+  const audit = auditWords.length ? `# A new audit log is made readable by all (0644 whatever the umask); one there already keeps its mode.
+audit_new=; [ -e ${quote(L.audit)} ] || audit_new=1
+if ! audit_err=$({ printf '%s\\n' ${auditWords.join(" ")} >> ${quote(L.audit)} && { [ -z "$audit_new" ] || chmod 0644 ${quote(L.audit)}; }; } 2>&1); then
+  ops_report ${LOCK_KEYS.audit_failed} "$(printf '%s' "$audit_err" | tr '\\n' ' ')"
+fi
+` : "";
+  return String.raw`${audit}lock=${quote(L.lock)}
+holder_run=; while IFS= read -r l; do [[ $l != run_id=* ]] || holder_run=${"$"}{l#run_id=}; done 2>/dev/null < "$lock/info" || true
+if [ "$holder_run" = ${quote(runId)} ]; then rm -rf "$lock"; ops_report ${LOCK_KEYS.lock} released; fi`;
+}
+function stoppedSlotLine(report) {
+  const [slot = "", release = ""] = report.trim().split(" ");
+  return `stopped slot ${slot}, where the interrupted run had started ${release} (it never went live)`;
+}
+function parseLock(result) {
+  const holder = {};
+  for (const line of reportedAll(result, LOCK_KEYS.holder)) {
+    const eq = line.indexOf("=");
+    if (eq > 0) holder[line.slice(0, eq)] = line.slice(eq + 1);
+  }
+  return { state: reported(result, LOCK_KEYS.lock) ?? "free", holder };
+}
+function describeHolder(h) {
+  if (!h.operation) return "an unknown run (the lock has no details)";
+  return `a ${h.operation} run by ${h.actor || "unknown"}, started ${h.since || "?"}${h.run ? ` (${h.run})` : ""}`;
+}
+
 // core/steps/switch.ts
 function expand4(env, text, release, program, slot) {
   const paths = env.runtime;
@@ -71498,6 +71777,9 @@ if [ -f "$conf" ] && [ "$(base64 -w0 < "$conf")" = "$conf_b64" ] && [ "$(live_ve
   echo "slot ${slot} already runs $release_id and is healthy: reused"
   exit ${reusedExit}
 fi
+# The run's lock records what this start fills: a run interrupted from here on (its lock released on a signal, or by
+# ops lock release) stops the slot, unless the release went live (core/steps/lock.ts stopStartedSlot).
+if [ -d ${quote(L.lock)} ]; then printf '%s %s\n' ${slot} "$release_id" > ${quote(`${L.lock}/${STARTED_RECORD}`)} 2>/dev/null || true; fi
 # The new file goes in beside a copy of the previous one, which comes back if supervisor refuses the new one.
 prev=$(mktemp /etc/supervisor/.ops-prev.XXXXXX); trap 'rm -f "$prev"' EXIT
 had_prev=0; if [ -f "$conf" ]; then cp -a "$conf" "$prev"; had_prev=1; fi
@@ -73651,9 +73933,16 @@ function readersOf(env, key) {
   const others = [...new Set(declared.map((r) => r.reader))].filter((r) => !exact.includes(r));
   return { exact, others };
 }
+function holdsRoundedInteger(value) {
+  if (typeof value === "number") return Number.isInteger(value) && !Number.isSafeInteger(value);
+  if (Array.isArray(value)) return value.some(holdsRoundedInteger);
+  if (value !== null && typeof value === "object" && !(value instanceof Uint8Array)) return Object.values(value).some(holdsRoundedInteger);
+  return false;
+}
 function renderDotenv(env, secrets) {
   const declared = dotenvReaders(env).map((r) => r.only ? `${r.reader} (${r.only}*)` : r.reader);
   const missing = [];
+  const rounded = [];
   const refused = [];
   const culprits = /* @__PURE__ */ new Set();
   const lines = [`# Rendered by ops-pipeline for ${env.name} (readers: ${declared.join(", ")}): do not edit on the host, change environments/${env.name}/ instead.`];
@@ -73669,6 +73958,10 @@ function renderDotenv(env, secrets) {
         continue;
       }
       if (holdsBinary(found)) throw binaryRefused(spec.secret, `in the .env (${key})`, env.name);
+      if (holdsRoundedInteger(found)) {
+        rounded.push([key, spec.secret]);
+        continue;
+      }
       value = asString(found);
     }
     const { exact, others } = readersOf(env, key);
@@ -73689,6 +73982,14 @@ function renderDotenv(env, secrets) {
 ${missing.map((m) => `  - ${m}`).join("\n")}`,
       `add them: printf '%s' VALUE | ops secrets set ${env.name} <key>`
     );
+  if (rounded.length) {
+    const [, first] = rounded[0];
+    throw new OpsError(
+      `environments/${env.name}/secrets.sops.yaml: ${rounded.length === 1 ? "a secret the .env needs holds" : `${rounded.length} secrets the .env needs hold`} an integer beyond the 64-bit range typed without quotes, which sops stores as a floating-point number: its digits past the 17th were rounded, so the app would get another number than the one typed (nothing was sent to any host):
+${rounded.map(([k, sec]) => `  - ${k} (secret "${sec}")`).join("\n")}`,
+      `quote it as a string, so that it is stored and given as typed: \`ops secrets edit ${env.name}\` and write it in double quotes (key: "..."), or set it again: printf '%s' VALUE | ops secrets set ${env.name} ${first} (always text)`
+    );
+  }
   if (refused.length)
     throw new OpsError(
       `${refused.length} .env value${refused.length > 1 ? "s" : ""} of ${env.name} cannot be written so that ${refused.length > 1 ? "their readers read them" : "its readers read it"} back exactly (nothing was sent to any host):
@@ -73918,8 +74219,17 @@ async function environmentSecrets(ctx, env) {
     return {};
   }
   const { decryptFile: decryptFile2, findPlaceholders: findPlaceholders2, loadEnvIdentities: loadEnvIdentities2 } = await Promise.resolve().then(() => (init_secrets(), secrets_exports));
+  const { weakSecretWarnings: weakSecretWarnings2 } = await Promise.resolve().then(() => (init_weak(), weak_exports));
   const identities = await loadEnvIdentities2(env.root, env.name, ctx.processEnv, (m) => ctx.reporter.warn(m));
-  const decrypted = await decryptFile2(file, { identities, mask: (v) => ctx.reporter.mask(v) });
+  const masked = [];
+  let decrypted;
+  try {
+    decrypted = await decryptFile2(file, { identities, mask: (v) => masked.push(v) });
+    const seen = new Set(masked);
+    for (const w of weakSecretWarnings2(decrypted.tree, (text) => seen.has(text))) ctx.reporter.warn(`${label}: ${w}`);
+  } finally {
+    for (const v of masked) ctx.reporter.mask(v);
+  }
   if (decrypted.recipients.includes(EXAMPLE_RECIPIENT))
     throw new OpsError(
       `${label} is still encrypted to the published example key (environments/example-age-key.txt): anyone can read it`,
@@ -74070,118 +74380,6 @@ function planText(env, p, sharing) {
 // core/steps/status.ts
 init_shell();
 
-// core/steps/lock.ts
-init_shell();
-var LOCK_KEYS = reportKeys("lock", "holder", "holder_pid", "audit_failed", "stopped", "unchecked", "live_after", "refused");
-var LOCK_STATE = String.raw`lock_state=free
-if [ -d "$lock" ]; then
-  pid=$(sed -n 's/^holder_pid=//p' "$lock/info" 2>/dev/null || true)
-  start=$(sed -n 's/^holder_start=//p' "$lock/info" 2>/dev/null || true)
-  if [ -n "$pid" ] && [ "$(proc_start "$pid" || true)" = "$start" ]; then lock_state=held; else lock_state=stale; fi
-fi`;
-var REPORT_HOLDER = String.raw`ops_report ${LOCK_KEYS.lock} "$lock_state"
-if [ -f "$lock/info" ]; then while IFS= read -r line; do ops_report ${LOCK_KEYS.holder} "$line"; done < "$lock/info"; fi`;
-var LOCK_BUSY_EXIT = 3;
-function acquireLock(env, req2, then = "", finish = "", finishSeconds = 0) {
-  const L = env.layout;
-  return {
-    name: "lock",
-    as: "root",
-    timeout: req2.wait + 30 + finishSeconds,
-    quiet: true,
-    script: String.raw`${CONNECTION_FUNCTIONS}
-lock=${quote(L.lock)}
-holder=$(conn_pid) || { echo "cannot find the SSH server process of this connection (no sshd ancestor of process $$): the lock needs OpenSSH or dropbear" >&2; exit 1; }
-[ -d ${quote(L.state)} ] || install -d -m 0755 -o root -g root ${quote(L.base)} ${quote(L.state)}
-printf -v now '%(%s)T' -1; deadline=$(( now + ${req2.wait} ))
-while :; do
-  if made=$(mkdir "$lock" 2>&1); then
-    # The details are the lock's meaning: a lock without them (disk full) is given back at once.
-    # The time by printf's %(...)T with TZ for this builtin only (bash(1), PARAMETERS: no date process).
-    TZ=UTC0 printf -v since '%(%Y-%m-%dT%H:%M:%SZ)T' -1
-    if ! printf '%s\n' ${quote(`operation=${req2.operation}`)} ${quote(`actor=${req2.actor}`)} ${quote(`run=${req2.runUrl}`)} ${quote(`run_id=${req2.runId}`)} "connection=${"$"}{OPS_CONNECTION:-}" "since=$since" "holder_pid=$holder" "holder_start=$(proc_start "$holder")" > "$lock/info"; then
-      rm -rf "$lock"
-      echo "cannot write the lock's details in $lock: no space left under ${L.base}?" >&2
-      exit 1
-    fi
-    ops_report ${LOCK_KEYS.lock} acquired
-    ops_report ${LOCK_KEYS.holder_pid} "$holder"
-    # Uploads left by an interrupted run (.env, initdata, half-written ones) are ours to remove now (looked for by
-    # bash first: usually there are none).
-    left=(${quote(L.uploads)}/* ${quote(L.uploads)}/.[!.]*)
-    for f in "${"$"}{left[@]}"; do if [ -e "$f" ]; then find ${quote(L.uploads)} -mindepth 1 -delete 2>/dev/null || true; break; fi; done
-    break
-  fi
-  [ -d "$lock" ] || { echo "cannot take the lock: $made" >&2; exit 1; }
-  ${LOCK_STATE.replace(/\n/g, "\n  ")}
-  printf -v now '%(%s)T' -1
-  if [ "$lock_state" = stale ] || [ "$now" -ge "$deadline" ]; then
-    ${REPORT_HOLDER.replace(/\n/g, "\n    ")}
-    exit ${LOCK_BUSY_EXIT}
-  fi
-  sleep 1
-done
-${then}${finish ? `
-${finish}` : ""}`
-  };
-}
-var FORCED_STOP_SECONDS = 10;
-var OUTLIVE_RUNNER = String.raw`trap '' HUP PIPE
-ops_report() { printf '${REPORT_PREFIX}%s %s\n' "$1" "${"$"}{2:-}" 2>/dev/null || true; }`;
-function stopConnections(ids) {
-  return String.raw`ended=(${ids})
-critical_wait
-read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"
-if [ ${"$"}{#pids[@]} -gt 0 ]; then
-  ops_report ${LOCK_KEYS.stopped} "${"$"}{pids[*]}"
-  kill -TERM "${"$"}{pids[@]}" 2>/dev/null || true
-  for _ in {1..${FORCED_STOP_SECONDS * 5}}; do read -r -a pids <<< "$(connection_pids "${"$"}{ended[@]}")"; [ ${"$"}{#pids[@]} -gt 0 ] || break; sleep 0.2; done
-  if [ ${"$"}{#pids[@]} -gt 0 ]; then kill -KILL "${"$"}{pids[@]}" 2>/dev/null || true; fi
-fi
-critical_done`;
-}
-function releaseLock(env, runId, auditLines = [], ended = []) {
-  const stop = ended.length ? `${OUTLIVE_RUNNER}
-${CONNECTION_FUNCTIONS}
-${CRITICAL_FUNCTIONS}
-${stopConnections(ended.map(quote).join(" "))}
-live_after=$(readlink ${quote(env.layout.current)} 2>/dev/null || true)
-ops_report ${LOCK_KEYS.live_after} "${"$"}{live_after##*/}"
-` : "";
-  return {
-    name: "unlock",
-    as: "root",
-    // Beyond its own 30 s, a forced stop has the time to wait out a switch (critical_wait) and its TERM-then-KILL 10 s.
-    timeout: 30 + (ended.length ? CRITICAL_WAIT_SECONDS + FORCED_STOP_SECONDS : 0),
-    quiet: true,
-    script: `${stop}${unlockScript(env, runId, auditLines.map(quote))}`
-  };
-}
-function unlockScript(env, runId, auditWords) {
-  const L = env.layout;
-  const audit = auditWords.length ? `# A new audit log is made readable by all (0644 whatever the umask); one there already keeps its mode.
-audit_new=; [ -e ${quote(L.audit)} ] || audit_new=1
-if ! audit_err=$({ printf '%s\\n' ${auditWords.join(" ")} >> ${quote(L.audit)} && { [ -z "$audit_new" ] || chmod 0644 ${quote(L.audit)}; }; } 2>&1); then
-  ops_report ${LOCK_KEYS.audit_failed} "$(printf '%s' "$audit_err" | tr '\\n' ' ')"
-fi
-` : "";
-  return String.raw`${audit}lock=${quote(L.lock)}
-holder_run=; while IFS= read -r l; do [[ $l != run_id=* ]] || holder_run=${"$"}{l#run_id=}; done 2>/dev/null < "$lock/info" || true
-if [ "$holder_run" = ${quote(runId)} ]; then rm -rf "$lock"; ops_report ${LOCK_KEYS.lock} released; fi`;
-}
-function parseLock(result) {
-  const holder = {};
-  for (const line of reportedAll(result, LOCK_KEYS.holder)) {
-    const eq = line.indexOf("=");
-    if (eq > 0) holder[line.slice(0, eq)] = line.slice(eq + 1);
-  }
-  return { state: reported(result, LOCK_KEYS.lock) ?? "free", holder };
-}
-function describeHolder(h) {
-  if (!h.operation) return "an unknown run (the lock has no details)";
-  return `a ${h.operation} run by ${h.actor || "unknown"}, started ${h.since || "?"}${h.run ? ` (${h.run})` : ""}`;
-}
-
 // core/steps/programs.ts
 function processRelease(env, envRelease, cwd) {
   if (envRelease) return envRelease;
@@ -74203,7 +74401,7 @@ function foreignListeners(listeners, slot) {
 }
 
 // core/steps/status.ts
-var STATUS_KEYS = reportKeys("now", "provisioned", "current", "release_json", "slot", "nginx", "nginx_pidfile", "nginx_config", "nginx_test", "site_enabled", "site", "supervisor", "supervisor_xml", "health", "served_serial", "disk", "upstream", "nginx_slot", "health_body");
+var STATUS_KEYS = reportKeys("now", "provisioned", "current", "release_json", "slot", "nginx", "nginx_pidfile", "nginx_config", "nginx_test", "site_enabled", "site", "supervisor", "supervisor_xml", "health", "served_serial", "disk", "upstream", "nginx_slot", "health_body", "rollback_to", "never_live");
 function nginxMessages(lines) {
   return lines.filter((l) => /\[(emerg|alert|crit|error|warn)\]/.test(l)).map((l) => l.replace(/^nginx: /, "").replace(/^\d{4}\/\d\d\/\d\d \d\d:\d\d:\d\d /, "").replace(/^(\[\w+\]) \d+#\d+: /, "$1 "));
 }
@@ -74286,6 +74484,8 @@ async function withLock(ctx, session, operation, fn, options = {}) {
           if (audit !== void 0) ctx.reporter.warn(`${host}: the audit log could not be written (${audit.trim() || "no reason given"})`);
           const stopped = reported(r, LOCK_KEYS.stopped);
           if (stopped) ctx.reporter.warn(`${host}: stopped what the run had left running there (processes ${stopped.trim()})`);
+          const slot = reported(r, LOCK_KEYS.stopped_slot);
+          if (slot) ctx.reporter.warn(`${host}: ${stoppedSlotLine(slot)}`);
           const live = reported(r, LOCK_KEYS.live_after);
           if (live !== void 0) liveAfter.set(host, live.trim());
           return void 0;
@@ -74353,6 +74553,7 @@ async function withLock(ctx, session, operation, fn, options = {}) {
   const run = {
     inspected,
     audit(host, entry) {
+      if (stopping) return;
       const replaced = closingLines.get(host);
       closingLines.delete(host);
       pending.set(host, [...(pending.get(host) ?? []).filter((l) => l !== replaced), line(entry)]);

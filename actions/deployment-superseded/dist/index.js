@@ -30058,6 +30058,7 @@ function checkKeyText(text, label) {
 }
 
 // core/secrets/parts.ts
+var MIN_MASKED_LENGTH = 3;
 var URL_AUTHORITY = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/([^/?#]*)/;
 function percentDecode(text) {
   return text.replace(/(?:%[0-9A-Fa-f]{2})+/g, (run) => Buffer.from(run.replace(/%/g, ""), "hex").toString("utf8"));
@@ -30097,7 +30098,7 @@ function jsonEscaped(text) {
   const ascii = js.replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
   return [js, ascii];
 }
-function secretParts(value) {
+function secretParts(value, options = {}) {
   const parts = /* @__PURE__ */ new Set([value]);
   const visit = (v, depth) => {
     for (const p of [...urlPassword(v), ...jsonStrings(v)]) {
@@ -30107,7 +30108,7 @@ function secretParts(value) {
     }
   };
   visit(value, 0);
-  for (const p of [...parts]) for (const e of jsonEscaped(p)) parts.add(e);
+  if (options.escapes !== false) for (const p of [...parts]) for (const e of jsonEscaped(p)) parts.add(e);
   return [...parts];
 }
 function hexDigit(code) {
@@ -30142,7 +30143,7 @@ function percentEscapedChar(text, at) {
 }
 
 // core/report.ts
-var MIN_SECRET_LENGTH = 3;
+var MIN_SECRET_LENGTH = MIN_MASKED_LENGTH;
 var FNV_OFFSET = 2166136261 & 1073741823;
 var fnvStep = (hash, code) => Math.imul(hash ^ code, 16777619) & 1073741823;
 var FILTER_BITS_PER_PREFIX = 16;

@@ -19296,6 +19296,97 @@ ${summary2}`;
   }
 });
 
+// core/secrets/parts.ts
+function percentDecode(text) {
+  return text.replace(/(?:%[0-9A-Fa-f]{2})+/g, (run) => Buffer.from(run.replace(/%/g, ""), "hex").toString("utf8"));
+}
+function urlPassword(value) {
+  const m = URL_AUTHORITY.exec(value.trim());
+  if (!m) return [];
+  const authority = m[1];
+  const at2 = authority.lastIndexOf("@");
+  if (at2 < 0) return [];
+  const userinfo = authority.slice(0, at2);
+  const colon = userinfo.indexOf(":");
+  if (colon < 0) return [];
+  const password = userinfo.slice(colon + 1);
+  return password ? [password, percentDecode(password)] : [];
+}
+function jsonStrings(value) {
+  const t = value.trim();
+  if (!/^[[{]/.test(t)) return [];
+  let doc;
+  try {
+    doc = JSON.parse(t);
+  } catch {
+    return [];
+  }
+  const out = [];
+  const walk = (node) => {
+    if (typeof node === "string") out.push(node);
+    else if (Array.isArray(node)) node.forEach(walk);
+    else if (node && typeof node === "object") Object.values(node).forEach(walk);
+  };
+  walk(doc);
+  return out;
+}
+function jsonEscaped(text) {
+  const js = JSON.stringify(text).slice(1, -1);
+  const ascii = js.replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+  return [js, ascii];
+}
+function secretParts(value, options = {}) {
+  const parts = /* @__PURE__ */ new Set([value]);
+  const visit3 = (v, depth) => {
+    for (const p of [...urlPassword(v), ...jsonStrings(v)]) {
+      if (parts.has(p)) continue;
+      parts.add(p);
+      if (depth < 4) visit3(p, depth + 1);
+    }
+  };
+  visit3(value, 0);
+  if (options.escapes !== false) for (const p of [...parts]) for (const e of jsonEscaped(p)) parts.add(e);
+  return [...parts];
+}
+function hexDigit(code) {
+  if (code >= 48 && code <= 57) return code - 48;
+  const lower = code | 32;
+  return lower >= 97 && lower <= 102 ? lower - 87 : -1;
+}
+function escapedOctet(text, at2) {
+  if (text.charCodeAt(at2) !== 37) return -1;
+  const hi = hexDigit(text.charCodeAt(at2 + 1));
+  const lo = hexDigit(text.charCodeAt(at2 + 2));
+  return hi < 0 || lo < 0 ? -1 : hi << 4 | lo;
+}
+function percentEscapedChar(text, at2) {
+  const lead = escapedOctet(text, at2);
+  if (lead < 0) return void 0;
+  if (lead < 128) return [String.fromCharCode(lead), 3];
+  let bytes;
+  let cp;
+  if (lead >= 194 && lead <= 223) [bytes, cp] = [2, lead & 31];
+  else if (lead >= 224 && lead <= 239) [bytes, cp] = [3, lead & 15];
+  else if (lead >= 240 && lead <= 244) [bytes, cp] = [4, lead & 7];
+  else return void 0;
+  for (let k = 1; k < bytes; k++) {
+    const b = escapedOctet(text, at2 + 3 * k);
+    if (b < 0 || (b & 192) !== 128) return void 0;
+    cp = cp << 6 | b & 63;
+  }
+  if (bytes === 3 && (cp < 2048 || cp >= 55296 && cp <= 57343)) return void 0;
+  if (bytes === 4 && (cp < 65536 || cp > 1114111)) return void 0;
+  return [String.fromCodePoint(cp), 3 * bytes];
+}
+var MIN_MASKED_LENGTH, URL_AUTHORITY;
+var init_parts = __esm({
+  "core/secrets/parts.ts"() {
+    "use strict";
+    MIN_MASKED_LENGTH = 3;
+    URL_AUTHORITY = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/([^/?#]*)/;
+  }
+});
+
 // node_modules/@noble/hashes/utils.js
 function isBytes(a) {
   return a instanceof Uint8Array || ArrayBuffer.isView(a) && a.constructor.name === "Uint8Array" && "BYTES_PER_ELEMENT" in a && a.BYTES_PER_ELEMENT === 1;
@@ -37638,6 +37729,10 @@ function goFormatFloat(v) {
   if (point <= 0) return `${sign}0.${"0".repeat(-point)}${digits}`;
   if (point >= digits.length) return sign + digits + "0".repeat(point - digits.length);
   return `${sign}${digits.slice(0, point)}.${digits.slice(point)}`;
+}
+function maskedText(s) {
+  if (s.type === "bool") return void 0;
+  return s.type === "str" ? s.value : String(s.value);
 }
 function scalarBytes(node) {
   return node.bytes ? Buffer.from(node.bytes) : Buffer.from(scalarText(node), "utf8");
@@ -66456,6 +66551,9 @@ function yamlScalar(node) {
 function yamlScalarText(node) {
   return new import_yaml3.Document(yamlScalar(node)).toString({ lineWidth: 0 }).replace(/\n$/, "");
 }
+function jsonNumberText(node) {
+  return typeof node.value === "bigint" ? String(node.value) : JSON.stringify(node.value);
+}
 function split2(node, i, value) {
   const here = commentsAt(node, i);
   const scalar = value !== void 0 && value.kind !== "map" && value.kind !== "list";
@@ -66535,9 +66633,8 @@ function jsonValue(node, indent2, step) {
       if (node.type === "str") return goJsonString(node.value);
       if (node.type === "bool") return node.value ? "true" : "false";
       if (node.type === "time") return goJsonString(node.value);
-      if (typeof node.value === "bigint") return String(node.value);
       if (!Number.isFinite(node.value)) throw new OpsError(`${node.value} cannot be written in JSON`);
-      return JSON.stringify(node.value);
+      return jsonNumberText(node);
     case "list":
       if (node.items.length === 0) return "[]";
       return `[
@@ -66579,7 +66676,7 @@ function lineCol(text, offset) {
 }
 function goNode(v, where) {
   if (v.type === "null") return { kind: "null" };
-  if (v.type === "uint64") throw new OpsError(`${where()}: the integer ${v.value} is above the 64-bit signed range sops accepts`, "quote it to store it as a string");
+  if (v.type === "uint64") throw new OpsError(`${where()}: an integer typed without quotes above the 64-bit signed range, which sops cannot encrypt (it reads it as a uint64)`, "quote it to store it as a string");
   return { kind: "scalar", type: v.type, value: v.value };
 }
 function aliasTargets(doc) {
@@ -66694,7 +66791,11 @@ function parseTree(text, format, options) {
       const v = scalar(node, path);
       if (options.retyped && format === "yaml" && v.kind === "scalar" && v.type !== "str" && !v.bytes && (node.type === "PLAIN" || node.type === void 0) && !node.tag) {
         const text2 = String(node.value ?? "");
-        if (yamlScalarText(v) !== text2) options.retyped.push({ path, type: v.type, typed: /^[-+]?0[0-9_]/.test(text2) ? "leading-zero" : /^[-+]?[0-9]+$/.test(text2) ? "digits" : "other" });
+        if (yamlScalarText(v) !== text2 || v.type === "float" && String(v.value) !== text2) options.retyped.push({ path, type: v.type, typed: /^[-+]?0[0-9_]/.test(text2) ? "leading-zero" : /^[-+]?[0-9]+$/.test(text2) ? "digits" : "other" });
+      }
+      if (options.retyped && format === "json" && v.kind === "scalar" && (v.type === "int" || v.type === "float")) {
+        const text2 = typeof node.source === "string" ? node.source : String(node.value);
+        if (jsonNumberText(v) !== text2) options.retyped.push({ path, type: v.type, typed: /^-?[0-9]+$/.test(text2) ? "digits" : "other" });
       }
       return v;
     }
@@ -67067,8 +67168,8 @@ function commentPaths(keys, branch) {
 function maskAll(secrets, mask) {
   if (!mask) return;
   for (const s of secrets) {
-    if (s.type === "bool") continue;
-    const text = s.type === "str" ? s.value : String(s.value);
+    const text = maskedText(s);
+    if (text === void 0) continue;
     mask(text);
     if (/[\r\n]/.test(text)) {
       for (const line of text.split(/\r?\n/)) if (line.trim()) mask(line);
@@ -67882,6 +67983,129 @@ var init_secrets = __esm({
   }
 });
 
+// core/secrets/weak.ts
+var weak_exports = {};
+__export(weak_exports, {
+  SHORT_SECRET_LENGTH: () => SHORT_SECRET_LENGTH,
+  weakParts: () => weakParts,
+  weakSecretWarning: () => weakSecretWarning,
+  weakSecretWarnings: () => weakSecretWarnings
+});
+function weakParts(value) {
+  const whole = value.trim();
+  if (whole === "") return [];
+  const lines = new Set(value.split(/\r?\n/).map((l) => l.trim()));
+  const passwords = new Set(urlPassword(value).map((p) => p.trim()));
+  const seen = /* @__PURE__ */ new Set();
+  const out = [];
+  for (const raw of [whole, ...secretParts(value, { escapes: false }), ...lines]) {
+    const t = raw.trim();
+    if (t === "" || seen.has(t)) continue;
+    seen.add(t);
+    const part = t === whole ? "value" : passwords.has(t) ? "URL password" : lines.has(t) ? "line" : "part";
+    if (t.length < MIN_MASKED_LENGTH) {
+      if (part !== "line") out.push({ part, length: t.length, why: "unmasked" });
+    } else if (t.length < SHORT_SECRET_LENGTH) out.push({ part, length: t.length, why: "short" });
+    else if (COMMON.has(t.toLowerCase())) out.push({ part, length: t.length, why: "common" });
+  }
+  return out;
+}
+function weakSecretWarning(what, parts) {
+  const said = parts.map((p) => {
+    const n = `${SUBJECT[p.part]} is ${p.length} character${p.length === 1 ? "" : "s"} long${p.why === "common" ? ", a common word or number" : ""}`;
+    if (p.why === "unmasked") return `${n}: too short to be masked, so the logs show it as it is`;
+    return `${n}: it will be masked (***) wherever it appears in the logs, ops's messages and the app's output alike, even inside other words, making them hard to read`;
+  });
+  return `${what} is weak: ${said.join("; ")}; it is also easy to guess. Fix: a longer value (16 or more random characters, e.g. from \`ops secretkey\`); kept as it is if a third party dictates it`;
+}
+function weakSecretWarnings(tree, include = () => true) {
+  const byValue = /* @__PURE__ */ new Map();
+  forEachLeaf(tree, (leaf, _keys, path) => {
+    const text = maskedText(leaf);
+    if (text === void 0 || !include(text, path)) return;
+    const keys = byValue.get(text);
+    if (keys) keys.push(showPath(path));
+    else byValue.set(text, [showPath(path)]);
+  });
+  const out = [];
+  for (const [text, keys] of byValue) {
+    const parts = weakParts(text);
+    if (!parts.length) continue;
+    const named = keys.map((k) => `"${k}"`);
+    const what = named.length === 1 ? `secret ${named[0]}` : `secrets ${named.slice(0, -1).join(", ")} and ${named.at(-1)} (the same value)`;
+    out.push(weakSecretWarning(what, parts));
+  }
+  return out;
+}
+var SHORT_SECRET_LENGTH, COMMON, SUBJECT;
+var init_weak = __esm({
+  "core/secrets/weak.ts"() {
+    "use strict";
+    init_parts();
+    init_tree_scalars();
+    init_tree();
+    SHORT_SECRET_LENGTH = 8;
+    COMMON = /* @__PURE__ */ new Set([
+      // first guesses for a password
+      "password",
+      "password1",
+      "password123",
+      "passw0rd",
+      "p@ssw0rd",
+      "changeme",
+      "changeit",
+      "letmein1",
+      "iloveyou",
+      "sunshine",
+      "football",
+      "baseball",
+      "welcome1",
+      "trustno1",
+      "superuser",
+      "supersecret",
+      "secret123",
+      "admin123",
+      "qwertyui",
+      "qwertyuiop",
+      "qwerty123",
+      "abcdefgh",
+      "abcd1234",
+      "testtest",
+      "test1234",
+      "root1234",
+      // words deploy logs and app output are full of
+      "postgres",
+      "postgresql",
+      "username",
+      "database",
+      "localhost",
+      "127.0.0.1",
+      "production",
+      "development",
+      "administrator",
+      "application",
+      "deployment",
+      "undefined",
+      "disabled",
+      "password_hash",
+      // numbers
+      "12345678",
+      "123456789",
+      "1234567890",
+      "87654321",
+      "11111111",
+      "00000000",
+      "99999999"
+    ]);
+    SUBJECT = {
+      value: "its value",
+      line: "one of its lines (masked on its own)",
+      "URL password": "its URL's password (masked on its own)",
+      part: "a part of it masked on its own (a string inside its JSON, or a URL password in one)"
+    };
+  }
+});
+
 // node_modules/@actions/core/lib/command.js
 import * as os from "os";
 
@@ -68435,92 +68659,9 @@ function resolveCredentials(sources, reporter) {
   );
 }
 
-// core/secrets/parts.ts
-var URL_AUTHORITY = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/([^/?#]*)/;
-function percentDecode(text) {
-  return text.replace(/(?:%[0-9A-Fa-f]{2})+/g, (run) => Buffer.from(run.replace(/%/g, ""), "hex").toString("utf8"));
-}
-function urlPassword(value) {
-  const m = URL_AUTHORITY.exec(value.trim());
-  if (!m) return [];
-  const authority = m[1];
-  const at2 = authority.lastIndexOf("@");
-  if (at2 < 0) return [];
-  const userinfo = authority.slice(0, at2);
-  const colon = userinfo.indexOf(":");
-  if (colon < 0) return [];
-  const password = userinfo.slice(colon + 1);
-  return password ? [password, percentDecode(password)] : [];
-}
-function jsonStrings(value) {
-  const t = value.trim();
-  if (!/^[[{]/.test(t)) return [];
-  let doc;
-  try {
-    doc = JSON.parse(t);
-  } catch {
-    return [];
-  }
-  const out = [];
-  const walk = (node) => {
-    if (typeof node === "string") out.push(node);
-    else if (Array.isArray(node)) node.forEach(walk);
-    else if (node && typeof node === "object") Object.values(node).forEach(walk);
-  };
-  walk(doc);
-  return out;
-}
-function jsonEscaped(text) {
-  const js = JSON.stringify(text).slice(1, -1);
-  const ascii = js.replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
-  return [js, ascii];
-}
-function secretParts(value) {
-  const parts = /* @__PURE__ */ new Set([value]);
-  const visit3 = (v, depth) => {
-    for (const p of [...urlPassword(v), ...jsonStrings(v)]) {
-      if (parts.has(p)) continue;
-      parts.add(p);
-      if (depth < 4) visit3(p, depth + 1);
-    }
-  };
-  visit3(value, 0);
-  for (const p of [...parts]) for (const e of jsonEscaped(p)) parts.add(e);
-  return [...parts];
-}
-function hexDigit(code) {
-  if (code >= 48 && code <= 57) return code - 48;
-  const lower = code | 32;
-  return lower >= 97 && lower <= 102 ? lower - 87 : -1;
-}
-function escapedOctet(text, at2) {
-  if (text.charCodeAt(at2) !== 37) return -1;
-  const hi = hexDigit(text.charCodeAt(at2 + 1));
-  const lo = hexDigit(text.charCodeAt(at2 + 2));
-  return hi < 0 || lo < 0 ? -1 : hi << 4 | lo;
-}
-function percentEscapedChar(text, at2) {
-  const lead = escapedOctet(text, at2);
-  if (lead < 0) return void 0;
-  if (lead < 128) return [String.fromCharCode(lead), 3];
-  let bytes;
-  let cp;
-  if (lead >= 194 && lead <= 223) [bytes, cp] = [2, lead & 31];
-  else if (lead >= 224 && lead <= 239) [bytes, cp] = [3, lead & 15];
-  else if (lead >= 240 && lead <= 244) [bytes, cp] = [4, lead & 7];
-  else return void 0;
-  for (let k = 1; k < bytes; k++) {
-    const b = escapedOctet(text, at2 + 3 * k);
-    if (b < 0 || (b & 192) !== 128) return void 0;
-    cp = cp << 6 | b & 63;
-  }
-  if (bytes === 3 && (cp < 2048 || cp >= 55296 && cp <= 57343)) return void 0;
-  if (bytes === 4 && (cp < 65536 || cp > 1114111)) return void 0;
-  return [String.fromCodePoint(cp), 3 * bytes];
-}
-
 // core/report.ts
-var MIN_SECRET_LENGTH = 3;
+init_parts();
+var MIN_SECRET_LENGTH = MIN_MASKED_LENGTH;
 var FNV_OFFSET = 2166136261 & 1073741823;
 var fnvStep = (hash, code) => Math.imul(hash ^ code, 16777619) & 1073741823;
 var FILTER_BITS_PER_PREFIX = 16;
@@ -69434,6 +69575,102 @@ critical_done() { flock -u "$OPS_CRITICAL_WAIT_FD" 2>/dev/null || true; }
 // core/steps/sh/host-lock.sh
 var host_lock_default = '# shellcheck shell=bash\n# Apps sharing a host share its nginx configuration and certbot: host_lock NAME serializes the changes to\n# them across apps (each app\'s own lock, in its base directory, only serializes that app\'s runs). flock(1)\n# on /run/lock/ops-pipeline-NAME.lock, held until host_unlock NAME or the end of the script (the kernel\n# drops it with the process: a killed run leaves nothing behind). Waits at most WAIT seconds (default 45).\nhost_lock() { # NAME [WAIT]\n  local fd\n  mkdir -p /run/lock\n  exec {fd}>>"/run/lock/ops-pipeline-$1.lock"\n  if ! flock -w "${2:-45}" "$fd"; then\n    echo "another app\'s run on this host has held /run/lock/ops-pipeline-$1.lock for ${2:-45}s (its $1 change); try again when it is done" >&2\n    exit 1\n  fi\n  printf -v "HOST_LOCK_$1" %s "$fd"\n}\nhost_unlock() { local v="HOST_LOCK_$1"; [ -z "${!v:-}" ] || flock -u "${!v}"; }\n';
 
+// core/steps/sh/supervisor.sh
+var supervisor_default = `# shellcheck shell=bash
+# supervisord's XML-RPC API on its unix socket, through curl: milliseconds per call, where each
+# supervisorctl run costs a Python start-up (up to a second on a busy host). Faults (supervisor/xmlrpc.py:
+# <fault> with faultCode/faultString) are turned into supervisor's own message.
+# Debian's supervisord.conf ([unix_http_server] file=).
+SUPERVISOR_SOCK=/var/run/supervisor.sock
+rpc() { # method [arg...]: prints the response; each arg a string, or a boolean written bool:0 / bool:1
+  local params="" a
+  for a in "\${@:2}"; do
+    case "$a" in
+      bool:[01]) params+="<param><value><boolean>\${a#bool:}</boolean></value></param>" ;;
+      *) params+="<param><value><string>$a</string></value></param>" ;;
+    esac
+  done
+  curl -sS --max-time 120 --unix-socket "$SUPERVISOR_SOCK" -H 'Content-Type: text/xml' \\
+    --data-binary "<?xml version='1.0'?><methodCall><methodName>$1</methodName><params>$params</params></methodCall>" http://localhost/RPC2 2>&1 \\
+    || echo "<fault>supervisor does not answer on $SUPERVISOR_SOCK (is it running?)</fault>"
+}
+# rpc_fault ANSWER: supervisor's message when ANSWER is a fault (status 0), else status 1.
+rpc_fault() {
+  case "$1" in *"<fault>"*) ;; *) return 1 ;; esac
+  local m
+  m=$(printf '%s' "$1" | tr -d '\\n' | sed -n 's/.*<name>faultString<\\/name><value><string>\\(.*\\)<\\/string><\\/value>.*/\\1/p')
+  [ -n "$m" ] || m=$(printf '%s' "$1" | tr -d '\\n' | sed 's/.*<fault>\\(.*\\)<\\/fault>.*/\\1/')
+  printf '%s' "$m" | sed "s/&lt;/</g; s/&gt;/>/g; s/&quot;/\\"/g; s/&apos;/'/g; s/&amp;/\\&/g"
+}
+# reread: supervisor reads every configuration file again (reloadConfig: running processes are not touched);
+# prints supervisor's own message and fails when it refuses one (CANT_REREAD).
+reread() { local out; out=$(rpc supervisor.reloadConfig); ! rpc_fault "$out"; }
+# group_down GROUP [STOPWAITSECS]: stop and forget a process group (absent is fine), leaving none of its processes
+# behind. supervisord answers a stopProcessGroup that waits only on a later turn of its main loop, which sleeps up to
+# a second (supervisor/supervisord.py, runforever: poll(1.0)): 1.1 s for programs gone in 0.13 s. So it is asked not to
+# wait, and what it started is watched here. It starts each program as the leader of a process group of its own
+# (supervisor/process.py, _spawn_as_child: setpgrp) and, with stopasgroup, signals that whole group, but it waits on
+# the leader alone: a shell that dies at once while the server it runs (its child) drains, or a worker that ignores
+# SIGTERM, outlived the stop and kept the slot's port. So each process GROUP is watched (kill -0 -PGID, a builtin),
+# and what is left of one after STOPWAITSECS (default 15: slotConfig's stopwaitsecs, after which supervisord kills a
+# leader) is killed, as killasgroup would; for at most STOPWAITSECS + 5 s in all. Then the group is removed, asked
+# again briefly while supervisord has not yet recorded the exits (fault STILL_RUNNING).
+group_down() {
+  local k pause now deadline kill_at out pgids=() left
+  sup_pids
+  for k in "\${!SUP_PID[@]}"; do [[ $k == "$1:"* && \${SUP_PID[$k]} != 0 ]] && pgids+=("\${SUP_PID[$k]}"); done
+  rpc supervisor.stopProcessGroup "$1" bool:0 >/dev/null
+  exec {pause}<> <(:)
+  printf -v now '%(%s)T' -1; kill_at=$(( now + \${2:-15} + 1 )); deadline=$(( now + \${2:-15} + 5 ))
+  while [ \${#pgids[@]} -gt 0 ] && [ "$now" -lt "$deadline" ]; do
+    left=(); for k in "\${pgids[@]}"; do kill -0 -- "-$k" 2>/dev/null && left+=("$k"); done
+    pgids=("\${left[@]}")
+    if [ \${#pgids[@]} -gt 0 ] && [ "$now" -ge "$kill_at" ]; then
+      for k in "\${pgids[@]}"; do kill -KILL -- "-$k" 2>/dev/null || true; done
+      kill_at=$deadline
+    fi
+    [ \${#pgids[@]} -eq 0 ] || read -r -t 0.05 -u "$pause" _ || true
+    printf -v now '%(%s)T' -1
+  done
+  for k in 1 2 3 4 5 6 7 8 9 10; do
+    out=$(rpc supervisor.removeProcessGroup "$1")
+    [[ $out == *STILL_RUNNING* ]] || break
+    read -r -t 0.1 -u "$pause" _ || true
+  done
+  exec {pause}<&-
+}
+# group_add GROUP: start a group supervisor has read; prints supervisor's message and fails on a fault.
+group_add() { local out; out=$(rpc supervisor.addProcessGroup "$1"); ! rpc_fault "$out"; }
+# sup_pids: SUP_PID[GROUP:PROGRAM] = the pid supervisor reports for each of its programs (0 when not running) and
+# SUP_STATE[GROUP:PROGRAM] its state name (RUNNING, STARTING, BACKOFF, FATAL...: supervisor/states.py), from ONE
+# getAllProcessInfo call parsed by bash itself (no process per program: this runs on every no-op and rollback).
+# Each process is a <struct> whose members are <name>KEY</name><value><TYPE>VALUE</TYPE></value> (xmlrpc.client).
+# shellcheck disable=SC2034 # SUP_PID and SUP_STATE are this function's result, read by the step that calls it
+sup_pids() {
+  local xml s n g p st re_name='<name>name</name><value><string>([^<]*)</string>' re_group='<name>group</name><value><string>([^<]*)</string>' re_pid='<name>pid</name><value><int>([0-9]+)</int>' re_state='<name>statename</name><value><string>([A-Z]*)</string>'
+  declare -gA SUP_PID=() SUP_STATE=()
+  xml=$(rpc supervisor.getAllProcessInfo); xml=\${xml//$'\\n'/}
+  while [[ $xml == *'</struct>'* ]]; do
+    s=\${xml%%'</struct>'*}; xml=\${xml#*'</struct>'}
+    n=; g=; p=0; st=
+    if [[ $s =~ $re_name ]]; then n=\${BASH_REMATCH[1]}; fi
+    if [[ $s =~ $re_group ]]; then g=\${BASH_REMATCH[1]}; fi
+    if [[ $s =~ $re_pid ]]; then p=\${BASH_REMATCH[1]}; fi
+    if [[ $s =~ $re_state ]]; then st=\${BASH_REMATCH[1]}; fi
+    if [ -n "$n" ]; then SUP_PID[$g:$n]=$p; SUP_STATE[$g:$n]=$st; fi
+  done
+}
+# group_fatal GROUP: 0 when supervisor gave up on one of GROUP's programs (FATAL: it kept exiting within
+# startsecs, startretries times), through the same one call (a supervisorctl run would cost a Python start-up
+# every time the health gate asks, ten at once when ten hosts start together).
+group_fatal() {
+  local k
+  sup_pids
+  for k in "\${!SUP_STATE[@]}"; do [[ $k == "$1:"* && \${SUP_STATE[$k]} == FATAL ]] && return 0; done
+  return 1
+}
+`;
+
 // core/steps/sh/system.sh
 var system_default = `# shellcheck shell=bash
 # System functions for provision and deploy steps: services (systemd, or Debian's service wrapper where there
@@ -69555,6 +69792,7 @@ var SYSTEM_FUNCTIONS = system_default;
 var HOST_LOCK_FUNCTIONS = host_lock_default;
 var CRITICAL_FUNCTIONS = critical_default;
 var CRITICAL_WAIT_SECONDS = 60;
+var SUPERVISOR_FUNCTIONS = supervisor_default;
 var CONNECTION_FUNCTIONS = connection_default;
 var LIBRARY_KEYS = reportKeys("item", "cert", "proc", "listener", "history", "release", "history_seq", "slot_release", "nginx_started");
 
@@ -71547,7 +71785,26 @@ function auditTemplate(entry, vars) {
 
 // core/steps/lock.ts
 init_shell();
-var LOCK_KEYS = reportKeys("lock", "holder", "holder_pid", "audit_failed", "stopped", "unchecked", "live_after", "refused");
+var LOCK_KEYS = reportKeys("lock", "holder", "holder_pid", "audit_failed", "stopped", "unchecked", "live_after", "refused", "stopped_slot");
+var STARTED_RECORD = "started";
+var STARTED_STOP_SECONDS = 25;
+function stopStartedSlot(env) {
+  const L = env.layout;
+  return String.raw`started_slot=""; started_release=""
+read -r started_slot started_release < "$lock/${STARTED_RECORD}" 2>/dev/null || true
+if [ "$started_slot" = blue ] || [ "$started_slot" = green ]; then
+  started_live=$(readlink ${quote(L.current)} 2>/dev/null || true); started_live_slot=$(cat ${quote(L.slotFile)} 2>/dev/null || true)
+  if [ "${"$"}{started_live##*/}" != "$started_release" ] && [ "$started_live_slot" != "$started_slot" ]; then
+    if [ "$started_slot" = blue ]; then started_conf=${quote(L.supervisorConf("blue"))}; started_group=${quote(L.supervisorGroup("blue"))}; else started_conf=${quote(L.supervisorConf("green"))}; started_group=${quote(L.supervisorGroup("green"))}; fi
+    if [ -f "$started_conf" ] && grep -qF -- ", release $started_release." "$started_conf"; then
+      group_down "$started_group" 15 || true
+      rm -f "$started_conf"
+      reread >/dev/null || true
+      ops_report ${LOCK_KEYS.stopped_slot} "$started_slot $started_release"
+    fi
+  fi
+fi`;
+}
 var LOCK_STATE = String.raw`lock_state=free
 if [ -d "$lock" ]; then
   pid=$(sed -n 's/^holder_pid=//p' "$lock/info" 2>/dev/null || true)
@@ -71619,7 +71876,10 @@ function releaseLock(env, runId, auditLines = [], ended = []) {
   const stop = ended.length ? `${OUTLIVE_RUNNER}
 ${CONNECTION_FUNCTIONS}
 ${CRITICAL_FUNCTIONS}
+${SUPERVISOR_FUNCTIONS}
 ${stopConnections(ended.map(quote).join(" "))}
+lock=${quote(env.layout.lock)}
+${stopStartedSlot(env)}
 live_after=$(readlink ${quote(env.layout.current)} 2>/dev/null || true)
 ops_report ${LOCK_KEYS.live_after} "${"$"}{live_after##*/}"
 ` : "";
@@ -71627,7 +71887,7 @@ ops_report ${LOCK_KEYS.live_after} "${"$"}{live_after##*/}"
     name: "unlock",
     as: "root",
     // Beyond its own 30 s, a forced stop has the time to wait out a switch (critical_wait) and its TERM-then-KILL 10 s.
-    timeout: 30 + (ended.length ? CRITICAL_WAIT_SECONDS + FORCED_STOP_SECONDS : 0),
+    timeout: 30 + (ended.length ? CRITICAL_WAIT_SECONDS + FORCED_STOP_SECONDS + STARTED_STOP_SECONDS : 0),
     quiet: true,
     script: `${stop}${unlockScript(env, runId, auditLines.map(quote))}`
   };
@@ -71643,6 +71903,10 @@ fi
   return String.raw`${audit}lock=${quote(L.lock)}
 holder_run=; while IFS= read -r l; do [[ $l != run_id=* ]] || holder_run=${"$"}{l#run_id=}; done 2>/dev/null < "$lock/info" || true
 if [ "$holder_run" = ${quote(runId)} ]; then rm -rf "$lock"; ops_report ${LOCK_KEYS.lock} released; fi`;
+}
+function stoppedSlotLine(report) {
+  const [slot = "", release = ""] = report.trim().split(" ");
+  return `stopped slot ${slot}, where the interrupted run had started ${release} (it never went live)`;
 }
 function parseLock(result) {
   const holder = {};
@@ -71711,6 +71975,8 @@ async function withLock(ctx, session, operation, fn, options = {}) {
           if (audit !== void 0) ctx.reporter.warn(`${host}: the audit log could not be written (${audit.trim() || "no reason given"})`);
           const stopped = reported(r, LOCK_KEYS.stopped);
           if (stopped) ctx.reporter.warn(`${host}: stopped what the run had left running there (processes ${stopped.trim()})`);
+          const slot = reported(r, LOCK_KEYS.stopped_slot);
+          if (slot) ctx.reporter.warn(`${host}: ${stoppedSlotLine(slot)}`);
           const live = reported(r, LOCK_KEYS.live_after);
           if (live !== void 0) liveAfter.set(host, live.trim());
           return void 0;
@@ -71778,6 +72044,7 @@ async function withLock(ctx, session, operation, fn, options = {}) {
   const run = {
     inspected,
     audit(host, entry) {
+      if (stopping) return;
       const replaced = closingLines.get(host);
       closingLines.delete(host);
       pending.set(host, [...(pending.get(host) ?? []).filter((l) => l !== replaced), line(entry)]);
@@ -71831,8 +72098,17 @@ async function environmentSecrets(ctx, env) {
     return {};
   }
   const { decryptFile: decryptFile2, findPlaceholders: findPlaceholders2, loadEnvIdentities: loadEnvIdentities2 } = await Promise.resolve().then(() => (init_secrets(), secrets_exports));
+  const { weakSecretWarnings: weakSecretWarnings2 } = await Promise.resolve().then(() => (init_weak(), weak_exports));
   const identities = await loadEnvIdentities2(env.root, env.name, ctx.processEnv, (m) => ctx.reporter.warn(m));
-  const decrypted = await decryptFile2(file, { identities, mask: (v) => ctx.reporter.mask(v) });
+  const masked = [];
+  let decrypted;
+  try {
+    decrypted = await decryptFile2(file, { identities, mask: (v) => masked.push(v) });
+    const seen = new Set(masked);
+    for (const w of weakSecretWarnings2(decrypted.tree, (text) => seen.has(text))) ctx.reporter.warn(`${label}: ${w}`);
+  } finally {
+    for (const v of masked) ctx.reporter.mask(v);
+  }
   if (decrypted.recipients.includes(EXAMPLE_RECIPIENT))
     throw new OpsError(
       `${label} is still encrypted to the published example key (environments/example-age-key.txt): anyone can read it`,

@@ -228,7 +228,8 @@ export async function rollback(ctx: OpsContext, environment: Environment, to?: s
           const r = locked.inspected.get(remote.name)!;
           // A host whose lock step did the work (one host) decided on them itself.
           if (locked.finished(remote.name) || reported(r, ROLLBACK_KEYS.rollback) !== undefined) return [];
-          return portsTaken(env, remote.name, parseState(r), r, rollbackSlot(parseState(r))) ?? [];
+          const state = parseState(r);
+          return portsTaken(env, remote.name, state, r, rollbackSlot(state)) ?? [];
         });
         if (taken.length) throw portsTakenError(env, taken, { ...ROLLBACK_PORTS, ...(taken.length === 1 && !alone && { nothing: `${ROLLBACK_UNTOUCHED} on any host` }) });
         return session.each((remote) => rollbackHost(ctx, env, remote, locked, to, today), { batch: env.config.switch.batch_size });

@@ -2,7 +2,8 @@
 // are not releases (malformed, shell metacharacters, not kept) refused before anything changes; and a roll
 // forward (`--to` the release just rolled back from), after which the next deploy can still be rolled back to it;
 // `--to` a release whose deploy failed refused (it never served); supervisord stopped, or a port of the idle slot held
-// by a process that is not the slot's own: refused before anything changes.
+// by a process that is not the slot's own: refused before anything changes; nginx stopped: started by the switch,
+// saying so.
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deploy } from '../../core/ops/deploy.ts';
 import { listReleases } from '../../core/ops/records.ts';
 import { rollback } from '../../core/ops/rollback.ts';
+import { MemoryReporter } from '../../core/report.ts';
 import { quote } from '../../core/shell.ts';
 import { downHost, sshRun, type Host } from '../hosts/index.ts';
 import { runOps } from '../support/cli.ts';
@@ -159,5 +161,24 @@ describe.sequential('ops rollback', () => {
     const back = await rollback(project.ctx(), project.env(), live);
     expect(back.hosts[0]).toMatchObject({ release: live, previous: to });
     expect((await get(host)).body).toContain(live);
+  }, 300_000);
+
+  it('nginx stopped: the rollback\'s switch starts it and says so, naming the host (a warning and a note), as a deploy\'s does', async () => {
+    const releases = (await listReleases(project.ctx(), project.env()))[0]!.releases;
+    const live = releases.find((x) => x.status === 'current')!.id;
+    const to = releases.find((x) => x.status !== 'current' && x.status !== 'failed')!.id;
+    await onHost('systemctl stop nginx');
+    try {
+      const reporter = new MemoryReporter();
+      const r = await rollback(project.ctx(reporter), project.env(), to);
+      const said = `nginx was not running on ${host.name}: the switch started it (the site was down until then)`;
+      expect(reporter.lines).toContain(`warning: ${said}`);
+      expect(r.hosts[0]).toMatchObject({ release: to, previous: live });
+      expect(r.hosts[0]!.notes).toContain(`warning: ${said}`);
+      expect(await onHost('systemctl is-active nginx || true')).toBe('active');
+      expect((await get(host)).body).toContain(to);
+    } finally {
+      await onHost('systemctl start nginx || true');
+    }
   }, 300_000);
 });

@@ -16,14 +16,12 @@ import type { AuditEntry } from '../steps/audit.ts';
 import { APP_KEYS, appCommand, nodeDependencies, pythonDependencies } from '../steps/app.ts';
 import { RELEASE_KEYS, createRelease, markRelease, pruneReleases, receivePack, type DotenvUploads } from '../steps/release.ts';
 import { START_FAILED_CLEAN, SWITCH_KEYS, startSlot, stopSlot, switchTo } from '../steps/switch.ts';
-import { HostRun, pooled, type HostSwitch } from './host-run.ts';
-import { parseState, pruneAfterSwitch, supervisorDownError, type HostState } from './host-state.ts';
+import { HostRun, pooled, reportNginxStarted, type HostSwitch } from './host-run.ts';
+import { parseState, portsTaken, portsTakenError, pruneAfterSwitch, supervisorDownError, type HostState, type PortsRefusal } from './host-state.ts';
 import type { DeployOptions } from './deploy.ts';
 import { treeNotes, type Plan } from './deploy-plan.ts';
 import { certificatePaths } from '../steps/nginx-config.ts';
 import { nginxMessages } from '../steps/status.ts';
-import { foreignListeners, parseProcReports } from '../steps/programs.ts';
-import { LIBRARY_KEYS } from '../steps/libraries.ts';
 import { type AuditEntryFields, type LockedRun } from './locked.ts';
 
 /**
@@ -86,51 +84,64 @@ export function nginxBlocker(env: Target, lines: string[]): string | undefined {
   return file && [L.nginxSite, L.nginxSiteEnabled, L.nginxUpstreams].includes(file) ? undefined : first.replace(/^nginx: /, '');
 }
 
+/** How a deploy refused for a port of its slot held by a process not the slot's own (portsTakenError) says so. */
+const DEPLOY_PORTS: PortsRefusal = { starting: 'this release would start on', nothing: 'nothing was started (no build, no migration)', again: 'deploy again' };
+
+/** The slot a deploy starts on in a host's state: the other than the live one, blue when none is live. */
+export function deploySlot(state: Pick<HostState, 'slot'>): Slot {
+  return state.slot ? otherSlot(state.slot) : 'blue';
+}
+
 /**
- * Refuse, before anything is built or migrated, a deploy whose start would find a port of its slot (the idle one)
- * held by a process that is not the slot's own (deployState's report_slot, as ops status reads it: foreignListeners).
- * The slot's own processes (the previous release kept warm, a failed start) are the start's to replace.
- * @throws OpsError naming the host, each port and what listens there (pid and command when ss shows them).
+ * Refuse, before anything is built or migrated (nothing sent yet), a deploy that cannot run on a host from its
+ * state read with the lock: not provisioned, no certificate for TLS, supervisord not running, a file nginx -t refuses
+ * that the switch does not write (nginxBlocker). Hosts' foreign listeners are refused by refuseTakenPorts, once
+ * every host passed this.
+ * @throws OpsError naming the host, what is wrong and how to fix it; nothing was changed.
  */
-export function refuseForeignListeners(env: Target, host: string, state: HostState, r: StepResult): void {
-  const slot = state.slot ? otherSlot(state.slot) : 'blue';
-  const foreign = foreignListeners(parseProcReports(env, r).listeners, slot);
-  if (!foreign.length) return;
-  const what = (l: (typeof foreign)[number]) =>
-    l.pid ? `pid ${l.pid}${l.command ? ` (${l.command})` : ''}${l.release ? `, a process of release ${l.release} that supervisor does not run for slot ${slot}` : ''}` : 'a socket ss names no process for';
-  const ports = foreign.map((l) => `port ${env.port(l.program, slot)} (program ${l.program}) is held by ${what(l)}`);
-  const pids = [...new Set(foreign.map((l) => l.pid).filter(Boolean))];
-  throw new OpsError(
-    `the ports this release would start on (slot ${slot}) are taken on ${host}: ${ports.join('; ')}. Its start would fail, so nothing was started (no build, no migration); ${state.current ? `${host} still serves ${state.current}` : `${host} had no live release`}`,
-    `stop what holds them on ${host} (${pids.length ? `sudo kill ${pids.join(' ')}, or stop the service it belongs to: ps -o unit= -p ${pids.join(',')}` : `sudo ss -tlnp shows it`}), or move it off port${foreign.length > 1 ? 's' : ''} ${[...new Set(foreign.map((l) => env.port(l.program, slot)))].join(', ')}; ops status ${env.name} warns about it; then deploy again`,
-  );
+export function refuseUnready(env: Target, host: string, state: HostState): void {
+  if (!state.provisioned) throw new OpsError(`${host} is not provisioned for ${env.name}`, `run: ops provision ${env.name}`);
+  // TLS turned on or the domain changed since the last provision: the site cannot be what the settings say.
+  const cert = certificatePaths(env);
+  if (cert && !state.certificate)
+    throw new OpsError(
+      `${host} has no TLS certificate for ${env.config.domain ?? env.config.app} (${cert.cert}; tls.mode ${env.config.tls.mode}): was tls or domain changed since the last provision? Nothing was changed; the site serves as it did`,
+      `run: ops provision ${env.name} (it gets the certificate and writes the site), then deploy`,
+    );
+  if (state.supervisorDown) throw supervisorDownError(env, host, state, 'nothing was started (no build, no migration)', 'deploy again');
+  const broken = nginxBlocker(env, state.nginxInvalid);
+  if (broken)
+    throw new OpsError(
+      `nginx -t fails on ${host}: ${broken}. The switch could not reload nginx, so nothing was started (no build, no migration); nginx keeps serving what it loaded`,
+      `fix or remove that file (hand-edited? ops status ${env.name} shows nginx -t), then deploy again`,
+    );
+}
+
+/**
+ * Refuse, before anything is built or migrated, a deploy whose start would find, on any host, a port of its slot
+ * (deploySlot) held by a process that is not the slot's own (deployState's report_slot, as ops status reads it:
+ * portsTaken). The slot's own processes (the previous release kept warm, a failed start) are the start's to replace.
+ * A host that is a no-op (its state step ended early) reports no listeners and is not refused.
+ * @throws OpsError naming every such host in one error (portsTakenError: each port, what listens there, what still
+ * serves, how to free them); nothing was changed on any host.
+ */
+export function refuseTakenPorts(env: Target, hosts: { host: string; state: HostState; result: StepResult }[]): void {
+  const taken = hosts.flatMap(({ host, state, result }) => portsTaken(env, host, state, result, deploySlot(state)) ?? []);
+  if (taken.length) throw portsTakenError(env, taken, DEPLOY_PORTS);
 }
 
 /**
  * A host's state read with the lock: a no-op (its live release is the commit deployed and healthy: reported, audited
- * if the lock step did not already) or the plan of what it will do.
+ * if the lock step did not already) or the plan of what it will do. The rollout has refused unready hosts and taken
+ * ports already (refuseUnready, refuseTakenPorts).
+ * @throws OpsError for nginx's unit masked (the switch could not start it), or the commit live but not healthy.
  */
 export function beginHost(ctx: OpsContext, env: Target, remote: Remote, locked: LockedRun, p: Plan, options: DeployOptions): HostPlan | HostSwitch {
   const h = new HostRun(ctx, remote, env);
   const state = parseState(locked.inspected.get(remote.name)!);
   const fields = (entry: Parameters<Audit>[0]): AuditEntryFields => ({ ref: p.resolved.ref, sha: p.resolved.sha, release: p.id, previous: state.current || undefined, ...entry });
   const audit: Audit = (entry) => locked.audit(remote.name, fields(entry));
-  if (!state.provisioned) throw new OpsError(`${remote.name} is not provisioned for ${env.name}`, `run: ops provision ${env.name}`);
-  // TLS turned on or the domain changed since the last provision: the site cannot be what the settings say.
-  const cert = certificatePaths(env);
-  if (cert && !state.certificate)
-    throw new OpsError(
-      `${remote.name} has no TLS certificate for ${env.config.domain ?? env.config.app} (${cert.cert}; tls.mode ${env.config.tls.mode}): was tls or domain changed since the last provision? Nothing was changed; the site serves as it did`,
-      `run: ops provision ${env.name} (it gets the certificate and writes the site), then deploy`,
-    );
-  if (state.supervisorDown) throw supervisorDownError(env, remote.name, state, 'nothing was started (no build, no migration)', 'deploy again');
-  const broken = nginxBlocker(env, state.nginxInvalid);
-  if (broken)
-    throw new OpsError(
-      `nginx -t fails on ${remote.name}: ${broken}. The switch could not reload nginx, so nothing was started (no build, no migration); nginx keeps serving what it loaded`,
-      `fix or remove that file (hand-edited? ops status ${env.name} shows nginx -t), then deploy again`,
-    );
-  refuseForeignListeners(env, remote.name, state, locked.inspected.get(remote.name)!);
+  // The refusals before the build (refuseUnready, refuseTakenPorts) ran for every host in the rollout, before this.
   // nginx stopped: the switch's reload starts it (the site is down anyway), unless systemd may not start it at all.
   if (state.nginxStopped === 'masked')
     throw new OpsError(
@@ -158,7 +169,7 @@ export function beginHost(ctx: OpsContext, env: Target, remote: Remote, locked: 
     if (!locked.finished(remote.name)) audit({ result: 'no-op', release: state.current, message: 'already live' });
     return { ...result, release: state.current, noop: true, notes: [`${p.resolved.sha.slice(0, 12)} already live (${state.current})`, ...result.notes] };
   }
-  return { name: remote.name, h, state, result, newSlot: state.slot ? otherSlot(state.slot) : 'blue', audit, fields, created: false, started: false, failed: false, switched: false, migrated: false };
+  return { name: remote.name, h, state, result, newSlot: deploySlot(state), audit, fields, created: false, started: false, failed: false, switched: false, migrated: false };
 }
 
 /** The release's .env and environ, uploaded on stdin (private files; the step that makes the release puts them in it). */
@@ -377,11 +388,7 @@ export async function switchHost(env: Target, hp: HostPlan, p: Plan, locked: Loc
       throw new OpsError(`${(failure as Error).message}\n${p.id} is live on ${hp.name} and serves; recording it (the host's history, what it was deployed with) failed after the switch`, `see ops status ${env.name} and ops releases ${env.name}; the next deploy records again`);
     }
     hp.switched = true;
-    if (reported(switched, LIBRARY_KEYS.nginx_started) !== undefined) {
-      const started = `nginx was not running on ${hp.name}: the switch started it (the site was down until then)`;
-      h.ctx.reporter.warn(started);
-      result.notes.push(`warning: ${started}`);
-    }
+    reportNginxStarted(h.ctx, result, switched);
   } catch (e) {
     if (hp.switched) throw e;
     throw await failBeforeSwitch(env, hp, p, e);

@@ -5,6 +5,7 @@ import type { OpsContext } from '../context.ts';
 import { DISK_FULL, DiskFullError, StepError } from '../errors.ts';
 import { failureDetail, reported, type Remote, type RunOptions, type Step, type StepResult } from '../remote/types.ts';
 import { describeDisk, diskSpace, parseDisk, FACTS_KEYS } from '../steps/facts.ts';
+import { LIBRARY_KEYS } from '../steps/libraries.ts';
 
 /** What a deploy or a rollback did on one host: the release it made live, the one before, its steps' durations. */
 export interface HostSwitch {
@@ -17,6 +18,18 @@ export interface HostSwitch {
   noop: boolean;
   steps: { name: string; ms: number }[];
   notes: string[];
+}
+
+/**
+ * When a switch (switchTo: a deploy's, or a rollback's inside its step) found nginx not running and its reload
+ * started it (nginx_reload's `nginx_started` in the step's result `r`): warns, naming the host (the site was down
+ * until then), and adds the warning to the host's notes. Nothing otherwise.
+ */
+export function reportNginxStarted(ctx: OpsContext, result: HostSwitch, r: StepResult): void {
+  if (reported(r, LIBRARY_KEYS.nginx_started) === undefined) return;
+  const started = `nginx was not running on ${result.host}: the switch started it (the site was down until then)`;
+  ctx.reporter.warn(started);
+  result.notes.push(`warning: ${started}`);
 }
 
 /**

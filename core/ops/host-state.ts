@@ -13,6 +13,7 @@ import { parseDisk, type DiskSpace, FACTS_KEYS } from '../steps/facts.ts';
 import { parseReleaseRecord, retention, type ReleaseRecord } from '../steps/history.ts';
 import { deployState, PREFLIGHT_KEYS, RELEASE_KEYS } from '../steps/release.ts';
 import { LIBRARY_KEYS } from '../steps/libraries.ts';
+import { foreignListeners, parseProcReports, type ProcReport } from '../steps/programs.ts';
 
 /** Parsed `deployState`. */
 export interface HostState {
@@ -100,6 +101,66 @@ export function supervisorDownError(env: Target, host: string, state: Pick<HostS
   return new OpsError(
     `supervisord is not running on ${host} (systemctl start supervisor): ${nothing}, and no program of the live release${state.current ? ` (${state.current})` : ''} runs until it does`,
     `start it (sudo systemctl start supervisor), check ops status ${env.name}, then ${again}`,
+  );
+}
+
+/** The ports of the slot an operation would start on that a process not that slot's own holds, on one host (portsTaken). */
+export interface PortsTaken {
+  host: string;
+  /** The slot the operation would start on (the idle one). */
+  slot: Slot;
+  /** The release the host serves ('' when none). */
+  current: string;
+  /** The foreign listeners on the slot's ports (foreignListeners): never empty. */
+  listeners: ProcReport[];
+}
+
+/**
+ * The listeners on `slot`'s ports in a host's state step (report_slot's `listener` lines: deployState's `preflight`)
+ * that are not that slot's own (foreignListeners): the previous release kept warm there, or a failed start, is the
+ * slot's own and not counted. undefined when none is foreign (or the step did not report them).
+ */
+export function portsTaken(env: Target, host: string, state: Pick<HostState, 'current'>, r: StepResult, slot: Slot): PortsTaken | undefined {
+  const listeners = foreignListeners(parseProcReports(env, r).listeners, slot);
+  return listeners.length ? { host, slot, current: state.current, listeners } : undefined;
+}
+
+/** How an operation refused for taken ports (portsTakenError) says what it is and what it did not do. */
+export interface PortsRefusal {
+  /** What would have started: "this release would start on", "this rollback would start its release on". */
+  starting: string;
+  /** What was not done, e.g. "nothing was started (no build, no migration)". */
+  nothing: string;
+  /** The operation to run once the ports are free: "deploy again", "roll back again". */
+  again: string;
+}
+
+/**
+ * The refusal of an operation, before it touches anything, on every host where a port of the slot it would start on
+ * is held by a process that is not that slot's own (portsTaken): its start would fail there (or, with a warm slot,
+ * stop the warm release first). Names each host, port, program, and what listens there (pid and command when ss
+ * shows them; a release of ours that supervisor no longer runs for the slot), what still serves each host, and how
+ * to free the ports. One host: one sentence; several: one line per host, in one error (all of them at once, not
+ * one per run). `taken` must not be empty.
+ */
+export function portsTakenError(env: Target, taken: PortsTaken[], refusal: PortsRefusal): OpsError {
+  const what = (l: ProcReport, slot: Slot) =>
+    l.pid ? `pid ${l.pid}${l.command ? ` (${l.command})` : ''}${l.release ? `, a process of release ${l.release} that supervisor does not run for slot ${slot}` : ''}` : 'a socket ss names no process for';
+  const ports = (t: PortsTaken) => t.listeners.map((l) => `port ${env.port(l.program, t.slot)} (program ${l.program}) is held by ${what(l, t.slot)}`).join('; ');
+  const serves = (t: PortsTaken) => (t.current ? `${t.host} still serves ${t.current}` : `${t.host} had no live release`);
+  const stop = (t: PortsTaken) => {
+    const pids = [...new Set(t.listeners.map((l) => l.pid).filter(Boolean))];
+    return pids.length ? `sudo kill ${pids.join(' ')}, or stop the service it belongs to: ps -o unit= -p ${pids.join(',')}` : 'sudo ss -tlnp shows it';
+  };
+  const numbers = [...new Set(taken.flatMap((t) => t.listeners.map((l) => env.port(l.program, t.slot))))];
+  const off = `move it off port${numbers.length > 1 ? 's' : ''} ${numbers.join(', ')}; ops status ${env.name} warns about it; then ${refusal.again}`;
+  if (taken.length === 1) {
+    const t = taken[0]!;
+    return new OpsError(`the ports ${refusal.starting} (slot ${t.slot}) are taken on ${t.host}: ${ports(t)}. Its start would fail, so ${refusal.nothing}; ${serves(t)}`, `stop what holds them on ${t.host} (${stop(t)}), or ${off}`);
+  }
+  return new OpsError(
+    `the ports ${refusal.starting} are taken on ${taken.length} hosts (${taken.map((t) => t.host).join(', ')}). Its start would fail there, so ${refusal.nothing} on any host:\n${taken.map((t) => `  - ${t.host} (slot ${t.slot}): ${ports(t)}; ${serves(t)}`).join('\n')}`,
+    `stop what holds them (${taken.map((t) => `on ${t.host}: ${stop(t)}`).join('; ')}), or ${off}`,
   );
 }
 

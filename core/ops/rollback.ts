@@ -12,9 +12,9 @@ import { onHost, validate } from '../shell.ts';
 import type { AuditEntry } from '../steps/audit.ts';
 import { deployState, markRelease } from '../steps/release.ts';
 import { ROLLBACK_KEYS, START_FAILED_CLEAN, SWITCH_KEYS, rollbackStep, stopSlot, type RollbackEnds } from '../steps/switch.ts';
-import { HostRun, type HostSwitch } from './host-run.ts';
+import { HostRun, reportNginxStarted, type HostSwitch } from './host-run.ts';
 import { withSession } from './hosts.ts';
-import { parseState, supervisorDownError, type HostState } from './host-state.ts';
+import { parseState, portsTaken, portsTakenError, supervisorDownError, type HostState, type PortsRefusal } from './host-state.ts';
 import { settingsChanged, settingsDigest } from './deploy-plan.ts';
 import { withLock, type AuditEntryFields, type LockedRun } from './locked.ts';
 
@@ -82,13 +82,21 @@ export function settingsNote(target: string, from: string, s: RollbackSettings):
 /** What a rollback refused before its work did not touch. */
 const ROLLBACK_UNTOUCHED = 'nothing was changed (no slot started or stopped; nginx and current as they were)';
 
+/** How a rollback refused for a port of the idle slot held by a process not the slot's own (portsTakenError) says so. */
+const ROLLBACK_PORTS: PortsRefusal = { starting: 'this rollback would start its release on', nothing: ROLLBACK_UNTOUCHED, again: 'roll back again' };
+
+/** The slot a rollback starts on in a host's state: the other than the live one (green when none is recorded, as rollbackStep). */
+function rollbackSlot(state: Pick<HostState, 'slot'>): Slot {
+  return otherSlot(state.slot ?? 'blue');
+}
+
 /** The audit entry of a rollback that went live; release and previous are filled in on the host. */
 const DONE: [AuditEntryFields, Partial<Record<keyof AuditEntry, string>>] = [{ result: 'success' }, { release: 'release_id', previous: 'audit_previous' }];
 
 async function rollbackHost(ctx: OpsContext, env: Target, remote: Remote, locked: LockedRun, to: string | undefined, today: string | undefined): Promise<HostSwitch> {
   const h = new HostRun(ctx, remote, env, 'rollback');
   const state = parseState(locked.inspected.get(remote.name)!);
-  const idle = otherSlot(state.slot ?? 'blue');
+  const idle = rollbackSlot(state);
   // One host: the lock step did the work (`finish`); several: each host's step runs once every lock is taken.
   const fused = reported(locked.inspected.get(remote.name)!, ROLLBACK_KEYS.rollback) !== undefined;
   let r = locked.inspected.get(remote.name)!;
@@ -108,6 +116,11 @@ async function rollbackHost(ctx: OpsContext, env: Target, remote: Remote, locked
   const kept = state.releases.map((x) => x.id);
   if (verdict === 'no_live') throw new OpsError(`${remote.name} has no live release to roll back from`);
   if (verdict === 'supervisor_down') throw supervisorDownError(env, remote.name, state, ROLLBACK_UNTOUCHED, 'roll back again');
+  if (verdict === 'ports_taken') {
+    const taken = portsTaken(env, remote.name, state, r, idle);
+    if (taken) throw portsTakenError(env, [taken], ROLLBACK_PORTS);
+    throw new OpsError(`a port of slot ${idle} is taken on ${remote.name} by a process that is not that slot's own: ${ROLLBACK_UNTOUCHED}; ${remote.name} still serves ${from}`, `ops status ${env.name} shows who listens there; free the port, then roll back again`);
+  }
   if (verdict === 'none')
     throw new OpsError(`${remote.name} has no earlier healthy release to roll back to (kept: ${kept.join(', ') || 'none'})`, `pick one with --to (see ops releases ${env.name})`);
   if (verdict === 'not_kept') throw new OpsError(`release ${to} is not on ${remote.name} (kept: ${kept.join(', ')})`, `see ops releases ${env.name}`);
@@ -151,6 +164,7 @@ async function rollbackHost(ctx: OpsContext, env: Target, remote: Remote, locked
     throw new OpsError(`${target} is live on ${remote.name} and serves; stopping the previous slot (${otherSlot(slot)}) failed with exit code ${stopExit}\n${failureDetail(r.stdout, r.stderr)}`, `see ops status ${env.name}: the previous release may still run there`);
   }
   if (!fused) locked.closed(remote.name, r);
+  reportNginxStarted(ctx, result, r);
   if (note) {
     ctx.reporter.warn(`${remote.name}: ${note}`);
     result.notes.push(note);
@@ -182,8 +196,12 @@ function joinHints(a: string | undefined, b: string | undefined): string | undef
  * Put back the release that was live before the current one on each host (its history), or release `to`,
  * by moving traffic to the warm slot (starting it if needed), under the lock. The host chooses the release
  * (core/steps/switch.ts rollbackStep); with one host, that whole work runs in the lock step: one round trip.
- * @returns per host the release now live and the one before. @throws OpsError for an invalid id or a host
- * with nothing to go back to; a failure leaves that host serving what it served.
+ * Refused before any host changes: supervisord not running on a host, or a port of the slot a host would start on
+ * held by a process that is not that slot's own (portsTakenError: every such host in one error; the previous release
+ * kept warm there is the slot's own).
+ * @returns per host the release now live and the one before. @throws OpsError for an invalid id, a host with
+ * nothing to go back to, or a refusal above; a failure leaves that host serving what it served. A switch that found
+ * nginx stopped and started it says so (a warning and a note: reportNginxStarted).
  */
 export async function rollback(ctx: OpsContext, environment: Environment, to?: string): Promise<RollbackResult> {
   const env = resolveTarget(environment);
@@ -200,17 +218,27 @@ export async function rollback(ctx: OpsContext, environment: Environment, to?: s
       'rollback',
       (locked) => {
         // A host without supervisord refuses the rollback everywhere, before any host changes (one host: its step
-        // refused on its own, supervisor_down).
+        // refused on its own, supervisor_down); then the ports taken on the slot each host would start on, every
+        // such host in one error (one host: its step refused on its own, ports_taken).
         for (const remote of session.remotes.values()) {
           const state = parseState(locked.inspected.get(remote.name)!);
           if (state.supervisorDown && !locked.finished(remote.name)) throw supervisorDownError(env, remote.name, state, `${ROLLBACK_UNTOUCHED}${alone ? '' : ' on any host'}`, 'roll back again');
         }
+        const taken = [...session.remotes.values()].flatMap((remote) => {
+          const r = locked.inspected.get(remote.name)!;
+          // A host whose lock step did the work (one host) decided on them itself.
+          if (locked.finished(remote.name) || reported(r, ROLLBACK_KEYS.rollback) !== undefined) return [];
+          const state = parseState(r);
+          return portsTaken(env, remote.name, state, r, rollbackSlot(state)) ?? [];
+        });
+        if (taken.length) throw portsTakenError(env, taken, { ...ROLLBACK_PORTS, ...(taken.length === 1 && !alone && { nothing: `${ROLLBACK_UNTOUCHED} on any host` }) });
         return session.each((remote) => rollbackHost(ctx, env, remote, locked, to, today), { batch: env.config.switch.batch_size });
       },
       {
         // The live release is being left: no need to probe it first; nor to know what sending code needs. Whether
-        // supervisord runs, though: without it no slot starts.
-        inspect: deployState(env, undefined, { supervisor: true }),
+        // supervisord runs, though: without it no slot starts; and who holds the idle slot's ports (in this same
+        // step: no round trip of its own).
+        inspect: deployState(env, undefined, { supervisor: true, ports: true }),
         ...(alone && {
           finish: (unlock) => rollbackWork(env, ctx, to, { done: unlock(...DONE), refused: unlock() }, today).script,
           finishSeconds: rollbackWork(env, ctx, to, { done: '', refused: '' }, today).timeout,

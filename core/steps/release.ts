@@ -76,6 +76,9 @@ export function releaseId(sha: string, now = new Date()): string {
  *   else `live_changed settings`.
  *   Alone: a dry run's read.
  * - `supervisor` (a rollback's read; a deploy's with `shas` has it too): `supervisor_down` when supervisord is not running.
+ * - `ports` (a rollback's read): who holds the ports of the slot a rollback starts on (the other than the live one;
+ *   green when none is recorded, as rollbackStep chooses), as a deploy's read reports them for its slot (slotPorts),
+ *   and REPORT_SLOT_FOREIGN set for what follows in the lock step (rollbackStep refuses on it).
  * - `commit` with `fingerprint` (a deploy that is a no-op when that commit is live, deployed with that
  *   fingerprint): when the live release is that commit with that fingerprint, the live check runs (its health checks answer, and what answers is the process supervisor started for the
  *   release `current` names: live_verdict) and the step reports `live_health` and ends there: the no-op
@@ -85,7 +88,7 @@ export function releaseId(sha: string, now = new Date()): string {
  * Commands that start a process are few on the no-op path (it runs on every deploy of the live commit): the
  * clock, the link and the files are read by bash builtins.
  */
-export function deployState(env: Target, shas?: string[], options: { lfs?: string[]; commit?: string; fingerprint?: string; platform?: boolean; supervisor?: boolean } = {}): Step {
+export function deployState(env: Target, shas?: string[], options: { lfs?: string[]; commit?: string; fingerprint?: string; platform?: boolean; supervisor?: boolean; ports?: boolean } = {}): Step {
   const L = env.layout;
   const cert = certificatePaths(env);
   const live = (slot: Slot) => `live_verdict "$cur_id" "$cur" ${quote(L.supervisorGroup(slot))} 3 0.2 ${probes(env, slot).map(quote).join(' ')}`;
@@ -183,7 +186,7 @@ ${recorded}${noop}if [ -z "$state_done" ]; then
 ${cert ? `ops_report ${RELEASE_KEYS.certificate} "$([ -s ${quote(cert.cert)} ] && echo yes || echo no)"\n` : ''}if [ -d ${quote(L.state)} ]; then history_init; fi
 release_reports
 slot_releases
-${code}${options.supervisor && !shas ? `${supervisorReport}\n` : ''}${options.platform ? `${platformReport(env)}\n` : ''}fi`,
+${code}${options.supervisor && !shas ? `${supervisorReport}\n` : ''}${options.ports && !shas ? `${slotPorts(env, 'green', !options.commit)}\n` : ''}${options.platform ? `${platformReport(env)}\n` : ''}fi`,
   };
 }
 
@@ -192,30 +195,42 @@ export const PREFLIGHT_KEYS = reportKeys('nginx_stopped');
 
 /**
  * Shell reporting, for a deploy about to build, what its start and switch would meet on the host:
- * - who holds the ports of the slot it starts on (the other slot than the live one; blue when none is):
- *   report_slot's `proc` and `listener` lines, as ops status reads them (parseProcReports). A listener not in the
- *   tree of that slot's own supervisor process (foreignListeners) would make the start fail after the build and
- *   migrations; the slot's own processes (the previous release kept warm, a failed start) the start replaces;
+ * - who holds the ports of the slot it starts on (slotPorts: the other slot than the live one; blue when none is);
  * - whether nginx runs (nginx_master, as ops status looks): the switch's reload starts it when it does not
  *   (`nginx_stopped`, with whether the unit is masked, when it could not).
  * `libraries`: the supervisor and identity functions are not in the script yet.
  */
 function switchPreflight(env: Target, libraries: boolean): string {
+  return String.raw`${SYSTEM_FUNCTIONS}
+${slotPorts(env, 'blue', libraries)}
+nginx_master >/dev/null || ops_report ${PREFLIGHT_KEYS.nginx_stopped} "$(nginx_unit)"`;
+}
+
+/**
+ * Shell reporting who holds the ports of the slot an operation would start on: the other slot than the live one
+ * (the host's `slot`), `whenNone` when no live slot is recorded (a deploy starts on blue; a rollback, which takes
+ * blue as live then, on green). report_slot's `proc` and `listener` lines, as ops status reads them (parseProcReports):
+ * a listener not in the tree of that slot's own supervisor process (foreignListeners) would make the start fail; the
+ * slot's own processes (the previous release kept warm, a failed start) the start replaces or reuses. Their number is
+ * left in REPORT_SLOT_FOREIGN (0 when none) for what follows in the same step. Nothing without ss.
+ * `libraries`: the supervisor and identity functions are not in the script yet.
+ */
+export function slotPorts(env: Target, whenNone: Slot, libraries: boolean): string {
   const L = env.layout;
   const report = (slot: Slot) => `report_slot ${slot} ${quote(L.supervisorGroup(slot))} ${programPorts(env, slot).map(quote).join(' ')}`;
-  return String.raw`${SYSTEM_FUNCTIONS}
-${libraries ? `${SUPERVISOR_FUNCTIONS}
+  const other: Slot = whenNone === 'blue' ? 'green' : 'blue';
+  return String.raw`${libraries ? `${SUPERVISOR_FUNCTIONS}
 ${IDENTITY_FUNCTIONS}
-` : ''}# Who listens on the ports the new release starts on (one ss for them all).
+` : ''}# Who listens on the ports the release would start on (one ss for them all).
+REPORT_SLOT_FOREIGN=0
 if command -v ss >/dev/null; then
   LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)
   case "$slot" in
-    blue) ${report('green')} ;;
-    *) ${report('blue')} ;;
+    ${whenNone}) ${report(other)} ;;
+    *) ${report(whenNone)} ;;
   esac
   unset LISTEN_TABLE
-fi
-nginx_master >/dev/null || ops_report ${PREFLIGHT_KEYS.nginx_stopped} "$(nginx_unit)"`;
+fi`;
 }
 
 /**

@@ -511,7 +511,8 @@ const PART = '# shellcheck disable=SC2030,SC2031,SC2317 # parts of their own, ru
  * What rollbackStep reports: `rollback` (the host's verdict: ok; noop: the release is live already; none: no
  * earlier release to go back to; not_kept: `--to` names no release kept there; never_live: `--to` names a release
  * that never went live, its deploy failed or cut short; no_live: nothing is live; supervisor_down: supervisord is not
- * running, nothing was touched),
+ * running, nothing was touched; ports_taken: a port of the idle slot is held by a process that is not the slot's own,
+ * as the lock step's state read found it, nothing was touched),
  * `rollback_from` (the release live before), `rollback_to` and `rollback_slot` (the release chosen, the slot
  * started for it), `rollback_exit` (the start or the switch failed: startSlot's exit code, START_FAILED_CLEAN
  * when the slot is as it was), `rollback_stop_exit` (the old slot's stop failed after the switch),
@@ -541,7 +542,9 @@ export interface RollbackEnds {
  * slot and the certificate on the host are, the step holds each variant (rendered for the id chosen there) and
  * runs the one that fits. Runs alone or at the end of the lock step (a one-host rollback: one round trip).
  * Before any slot is touched, nginx -t must pass (but for the files the switch rewrites): else nothing changes
- * (`rollback_exit` START_FAILED_CLEAN, with nginx's message).
+ * (`rollback_exit` START_FAILED_CLEAN, with nginx's message). At the end of the lock step, after deployState's
+ * `ports` read of the same idle slot, a port held there by a process not the slot's own (REPORT_SLOT_FOREIGN) is
+ * refused too (`ports_taken`, with `refused`); alone (several hosts), the operation has refused on that read itself.
  * Exits 0 unless the step itself breaks: the outcome is in ROLLBACK_KEYS. A failed start or switch changed
  * nothing that serves (`current` and nginx are as they were); the slot is as it was when `rollback_exit` is
  * START_FAILED_CLEAN (a failed switch to a warm slot reused as it ran: it keeps running), else the operation stops it.
@@ -577,6 +580,9 @@ live_slot=""; if [ -f ${quote(L.slotFile)} ]; then read -r live_slot < ${quote(L
 ops_report ${ROLLBACK_KEYS.rollback_from} "$rollback_from"
 # Without supervisord no slot can start (and the live release's programs do not run either): refused before anything.
 if [ -z "$rollback_from" ]; then rollback_verdict=no_live; elif ${supervisordDown()}; then rollback_verdict=supervisor_down; else rollback_choice "$rollback_from" ${quote(to ?? '')}; fi
+# A port of the idle slot held by a process that is not that slot's own, as the lock step's state read found it
+# (deployState's ports: REPORT_SLOT_FOREIGN): the start would fail (or stop a warm slot first), so refused now.
+if [ "$rollback_verdict" = ok ] && [ "${'$'}{REPORT_SLOT_FOREIGN:-0}" != 0 ]; then rollback_verdict=ports_taken; fi
 ops_report ${ROLLBACK_KEYS.rollback} "$rollback_verdict"
 if [ "$rollback_verdict" != ok ]; then
   ${ends.refused || ':'}

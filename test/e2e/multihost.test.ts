@@ -36,14 +36,26 @@ describe.sequential('two hosts', () => {
     expect(r.hosts[1]!.steps.map((s) => s.name)).not.toContain('migrate');
   }, 600_000);
 
-  it('a foreign process on the second host\'s idle port: the rollout is refused before any host builds, naming that host', async () => {
-    const squat = await sshRun(hosts[1]!, 'setsid python3 -m http.server 3580 --bind 127.0.0.1 >/dev/null 2>&1 < /dev/null & echo $!');
+  it('foreign processes on the hosts\' idle ports: the rollout is refused before any host builds, naming every such host in one error', async () => {
+    const squat = (h: Host) => sshRun(h, 'setsid python3 -m http.server 3580 --bind 127.0.0.1 >/dev/null 2>&1 < /dev/null & echo $!').then((r) => r.stdout.trim());
+    const pids = [await squat(hosts[0]!), await squat(hosts[1]!)];
     try {
+      await new Promise((r) => setTimeout(r, 1000));
+      const both = await deploy(project.ctx(), project.env(), { ref: 'v2' }).catch((e: Error) => e);
+      const held = (i: number) => `  - ${hosts[i]!.name} \\(slot green\\): port 3580 \\(program server\\) is held by pid ${pids[i]} \\((/usr/bin/)?python3 -m http\\.server 3580 --bind 127\\.0\\.0\\.1\\); ${hosts[i]!.name} still serves ${v1[i]}`;
+      expect((both as Error).message).toMatch(
+        new RegExp(`^the ports this release would start on are taken on 2 hosts \\(${hosts[0]!.name}, ${hosts[1]!.name}\\)\\. Its start would fail there, so nothing was started \\(no build, no migration\\) on any host:\\n${held(0)}\\n${held(1)}$`),
+      );
+      expect((both as { hint?: string }).hint).toContain(`on ${hosts[0]!.name}: sudo kill ${pids[0]}`);
+      expect((both as { hint?: string }).hint).toContain(`on ${hosts[1]!.name}: sudo kill ${pids[1]}`);
+      // The first host freed: the second alone is named, as ever.
+      await sshRun(hosts[0]!, `kill ${pids[0]} || true`);
+      await new Promise((r) => setTimeout(r, 500));
       const err = await deploy(project.ctx(), project.env(), { ref: 'v2' }).catch((e: Error) => e);
-      expect((err as Error).message).toMatch(new RegExp(`^the ports this release would start on \\(slot green\\) are taken on ${hosts[1]!.name}: port 3580 \\(program server\\) is held by pid ${squat.stdout.trim()} \\(python3 -m http\\.server 3580`));
+      expect((err as Error).message).toMatch(new RegExp(`^the ports this release would start on \\(slot green\\) are taken on ${hosts[1]!.name}: port 3580 \\(program server\\) is held by pid ${pids[1]} \\((/usr/bin/)?python3 -m http\\.server 3580`));
       for (const h of hosts) expect((await get(h)).body).toContain('Version 1.0.0');
     } finally {
-      await sshRun(hosts[1]!, `kill ${squat.stdout.trim()} || true`);
+      for (const [i, h] of hosts.entries()) await sshRun(h, `kill ${pids[i]} 2>/dev/null || true`);
     }
   }, 300_000);
 
@@ -65,6 +77,28 @@ describe.sequential('two hosts', () => {
     expect(again.hosts.map((h) => h.noop)).toEqual([true, false]);
     for (const h of hosts) expect((await get(h)).body).toContain('Version 2.0.0');
   }, 600_000);
+
+  it('foreign processes on the hosts\' idle ports: the rollback is refused once every lock is taken, before any host changes, naming every such host in one error', async () => {
+    // Both hosts serve v2 on green; v1 runs warm on blue (3579): stopped, as a tester would, so something else takes its port.
+    for (const h of hosts) await sshRun(h, 'sudo supervisorctl stop "sample-blue:*"');
+    const squat = (h: Host) => sshRun(h, 'setsid python3 -m http.server 3579 --bind 127.0.0.1 >/dev/null 2>&1 < /dev/null & echo $!').then((r) => r.stdout.trim());
+    const pids = [await squat(hosts[0]!), await squat(hosts[1]!)];
+    try {
+      await new Promise((r) => setTimeout(r, 1000));
+      const look = 'cat /srv/sample/.ops/history /srv/sample/.ops/slot; ls /etc/supervisor/conf.d; readlink /srv/sample/current';
+      const before = await Promise.all(hosts.map((h) => sshRun(h, `sudo bash -c '${look}'`).then((r) => r.stdout)));
+      const err = await rollback(project.ctx(), project.env()).catch((e: Error) => e);
+      expect((err as Error).message).toMatch(
+        new RegExp(`^the ports this rollback would start its release on are taken on 2 hosts \\(${hosts[0]!.name}, ${hosts[1]!.name}\\)\\. Its start would fail there, so nothing was changed \\(no slot started or stopped; nginx and current as they were\\) on any host:\\n  - ${hosts[0]!.name} \\(slot blue\\): port 3579 \\(program server\\) is held by pid ${pids[0]} `),
+      );
+      expect((err as Error).message).toContain(`\n  - ${hosts[1]!.name} (slot blue): port 3579 (program server) is held by pid ${pids[1]} `);
+      expect(await Promise.all(hosts.map((h) => sshRun(h, `sudo bash -c '${look}'`).then((r) => r.stdout)))).toEqual(before);
+      for (const h of hosts) expect((await get(h)).body).toContain('Version 2.0.0');
+    } finally {
+      for (const [i, h] of hosts.entries()) await sshRun(h, `kill ${pids[i]} 2>/dev/null || true`);
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }, 300_000);
 
   it('rolls every host back: all locks first, then each host its own step, choosing its target from its history', async () => {
     const before = await Promise.all(hosts.map(sshLogins));

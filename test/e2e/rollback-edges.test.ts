@@ -1,7 +1,9 @@
 // ops rollback as a new user drives it, on a real host (supervisor, nginx, the host's history): release ids that
 // are not releases (malformed, shell metacharacters, not kept) refused before anything changes; and a roll
 // forward (`--to` the release just rolled back from), after which the next deploy can still be rolled back to it;
-// `--to` a release whose deploy failed refused (it never served); supervisord stopped: refused before anything changes.
+// `--to` a release whose deploy failed refused (it never served); supervisord stopped, or a port of the idle slot held
+// by a process that is not the slot's own: refused before anything changes; nginx stopped: started by the switch,
+// saying so.
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deploy } from '../../core/ops/deploy.ts';
 import { listReleases } from '../../core/ops/records.ts';
 import { rollback } from '../../core/ops/rollback.ts';
+import { MemoryReporter } from '../../core/report.ts';
 import { quote } from '../../core/shell.ts';
 import { downHost, sshRun, type Host } from '../hosts/index.ts';
 import { runOps } from '../support/cli.ts';
@@ -122,5 +125,60 @@ describe.sequential('ops rollback', () => {
       if (!body.startsWith(live)) await new Promise((r) => setTimeout(r, 250));
     }
     expect(body).toContain(live);
+  }, 300_000);
+
+  it('a foreign process on the idle slot\'s port: refused in the lock step before any slot, nginx or current is touched, naming host, port, pid, command and the fix; the lock let go; freed, the rollback goes, and back to the warm slot (its own) too', async () => {
+    const releases = (await listReleases(project.ctx(), project.env()))[0]!.releases;
+    const live = releases.find((x) => x.status === 'current')!.id;
+    const to = releases.find((x) => x.status !== 'current' && x.status !== 'failed')!.id;
+    const look = `cat /srv/${APP}/.ops/history /srv/${APP}/.ops/slot /etc/nginx/ops-upstreams/${APP}.conf; ls /srv/${APP}/releases /srv/${APP}/releases/*/.ops-* /etc/supervisor/conf.d; readlink /srv/${APP}/current`;
+    const idle = (await onHost(`cat /srv/${APP}/.ops/slot`)) === 'blue' ? 'green' : 'blue';
+    // port_offset 1: program web on 5100 (blue), 5101 (green). Whatever the idle slot runs is stopped first.
+    const port = idle === 'blue' ? 5100 : 5101;
+    await onHost(`supervisorctl stop '${APP}-${idle}:*' || true`);
+    await onHost(`systemd-run --unit=ops-squat-rb -- python3 -m http.server ${port} --bind 127.0.0.1; sleep 1`);
+    try {
+      const pid = await onHost('systemctl show -p MainPID --value ops-squat-rb');
+      const before = await onHost(look);
+      const r = await cli(['rollback', 'e2e', '--to', to]);
+      expect(r.code).toBe(1);
+      expect(r.err).toMatch(
+        new RegExp(
+          `error: the ports this rollback would start its release on \\(slot ${idle}\\) are taken on ${host.name}: port ${port} \\(program web\\) is held by pid ${pid} \\((/usr/bin/)?python3 -m http\\.server ${port} --bind 127\\.0\\.0\\.1\\)\\. Its start would fail, so nothing was changed \\(no slot started or stopped; nginx and current as they were\\); ${host.name} still serves ${live}`,
+        ),
+      );
+      expect(r.err).toContain(`sudo kill ${pid}`);
+      expect(r.err).not.toMatch(/\n\s+at /);
+      expect(await onHost(look)).toBe(before);
+      expect(await onHost(`test -d /srv/${APP}/.ops/lock && echo held || echo free`)).toBe('free');
+      expect((await get(host)).body).toContain(live);
+    } finally {
+      await onHost('systemctl stop ops-squat-rb || true');
+    }
+    // Freed: the rollback goes; and back, to the release left running warm on the other slot (its own, not foreign).
+    expect((await rollback(project.ctx(), project.env(), to)).hosts[0]).toMatchObject({ release: to, previous: live });
+    expect((await get(host)).body).toContain(to);
+    const back = await rollback(project.ctx(), project.env(), live);
+    expect(back.hosts[0]).toMatchObject({ release: live, previous: to });
+    expect((await get(host)).body).toContain(live);
+  }, 300_000);
+
+  it('nginx stopped: the rollback\'s switch starts it and says so, naming the host (a warning and a note), as a deploy\'s does', async () => {
+    const releases = (await listReleases(project.ctx(), project.env()))[0]!.releases;
+    const live = releases.find((x) => x.status === 'current')!.id;
+    const to = releases.find((x) => x.status !== 'current' && x.status !== 'failed')!.id;
+    await onHost('systemctl stop nginx');
+    try {
+      const reporter = new MemoryReporter();
+      const r = await rollback(project.ctx(reporter), project.env(), to);
+      const said = `nginx was not running on ${host.name}: the switch started it (the site was down until then)`;
+      expect(reporter.lines).toContain(`warning: ${said}`);
+      expect(r.hosts[0]).toMatchObject({ release: to, previous: live });
+      expect(r.hosts[0]!.notes).toContain(`warning: ${said}`);
+      expect(await onHost('systemctl is-active nginx || true')).toBe('active');
+      expect((await get(host)).body).toContain(to);
+    } finally {
+      await onHost('systemctl start nginx || true');
+    }
   }, 300_000);
 });

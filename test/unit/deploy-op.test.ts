@@ -13,6 +13,10 @@ import { loadEnvironment } from '../../core/config/environment.ts';
 import type { OpsContext } from '../../core/context.ts';
 import { deploy, deploySummary, reportDeploy } from '../../core/ops/deploy.ts';
 import { deployFingerprint, settingsDigest } from '../../core/ops/deploy-plan.ts';
+import { refuseTakenPorts } from '../../core/ops/deploy-host.ts';
+import { parseState } from '../../core/ops/host-state.ts';
+import { parseReports } from '../../core/remote/types.ts';
+import { resolveTarget } from '../../core/target.ts';
 import { OpsError } from '../../core/errors.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { RecordingRemote, type Responder } from '../../core/remote/recording.ts';
@@ -363,6 +367,42 @@ describe('deploy operation', () => {
     const r = await deploy(h.ctx, loadEnvironment('x', root), {});
     expect(r.noop).toBe(false);
     expect(h.remote.stepNames()).toEqual(expect.arrayContaining(['build', 'start green', 'switch']));
+  });
+
+  it('several hosts with ports taken on the slot each would start on: one refusal naming every host, each port, pid and what still serves; hosts without are not named', () => {
+    const e = resolveTarget(loadEnvironment('x', root));
+    const read = (host: string, ...lines: ReportText<typeof STATE>[]) => {
+      const stdout = opsLines(STATE, 'provisioned yes', ...lines);
+      const result = { stdout, stderr: '', code: 0, durationMs: 0, reports: parseReports(stdout) };
+      return { host, state: parseState(result), result };
+    };
+    const hosts = [
+      read('web1', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', 'listener green\tserver\t4242\tother\t\t/tmp\tpython3 -m http.server 3580'),
+      // Its warm previous release on the idle slot is its own: not named.
+      read('web2', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', 'listener green\tserver\t501\ttree\t20261001T000000Z-bbbbbbbbbbbb\t/srv/sample/releases/20261001T000000Z-bbbbbbbbbbbb\tpython -m server.main'),
+      // No live slot: the deploy starts on blue.
+      read('web3', 'current ', 'listener blue\tclient\t0\tother\t\t\t', 'listener green\tserver\t9\tother\t\t/\tnot in the way'),
+    ];
+    const err = (() => {
+      try {
+        refuseTakenPorts(e, hosts);
+      } catch (x) {
+        return x as OpsError;
+      }
+      throw new Error('not refused');
+    })();
+    expect(err).toBeInstanceOf(OpsError);
+    expect(err.message).toBe(
+      [
+        'the ports this release would start on are taken on 2 hosts (web1, web3). Its start would fail there, so nothing was started (no build, no migration) on any host:',
+        '  - web1 (slot green): port 3580 (program server) is held by pid 4242 (python3 -m http.server 3580); web1 still serves 20261101T000000Z-aaaaaaaaaaaa',
+        '  - web3 (slot blue): port 3000 (program client) is held by a socket ss names no process for; web3 had no live release',
+      ].join('\n'),
+    );
+    expect(err.hint).toBe('stop what holds them (on web1: sudo kill 4242, or stop the service it belongs to: ps -o unit= -p 4242; on web3: sudo ss -tlnp shows it), or move it off ports 3580, 3000; ops status x warns about it; then deploy again');
+    // One host alone: the one-sentence refusal, as ever.
+    expect(() => refuseTakenPorts(e, [hosts[0]!, hosts[1]!])).toThrow(/^the ports this release would start on \(slot green\) are taken on web1: port 3580 \(program server\) is held by pid 4242 \(python3 -m http\.server 3580\)\. Its start would fail/);
+    expect(() => refuseTakenPorts(e, [hosts[1]!])).not.toThrow();
   });
 
   it('the state step reads who holds the idle slot\'s ports with the same report_slot as ops status, and whether nginx runs', async () => {

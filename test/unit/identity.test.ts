@@ -61,15 +61,18 @@ async function listening(port: number): Promise<void> {
   throw new Error(`nothing listens on ${port}`);
 }
 
-async function check(supPid: number, id: string, dir: string, port: number): Promise<{ ok: boolean; identity: string; reports: [string, string][] }> {
+async function check(supPid: number, id: string, dir: string, port: number): Promise<{ ok: boolean; identity: string; reports: [string, string][]; foreign: number }> {
   const script = `${scriptPrelude}
 ${IDENTITY_FUNCTIONS}
 sup_pids() { declare -gA SUP_PID=([grp:grp-web]=${supPid}); }
 if check_identity ${id} ${dir} grp web:${port}; then echo OK; else echo "FAIL $IDENTITY"; fi
-report_slot blue grp web:${port}`;
+REPORT_SLOT_FOREIGN=0
+report_slot blue grp web:${port}
+echo "FOREIGN $REPORT_SLOT_FOREIGN"`;
   const { stdout } = await run('bash', ['-c', script]);
   const line = stdout.split('\n').find((l) => l.startsWith('OK') || l.startsWith('FAIL '))!;
-  return { ok: line === 'OK', identity: line === 'OK' ? '' : line.replace(/^FAIL /, ''), reports: parseReports(stdout) };
+  const foreign = Number(/^FOREIGN (\d+)$/m.exec(stdout)![1]);
+  return { ok: line === 'OK', identity: line === 'OK' ? '' : line.replace(/^FAIL /, ''), reports: parseReports(stdout), foreign };
 }
 
 describe('who answers on a port (check_identity, report_slot)', () => {
@@ -83,6 +86,8 @@ describe('who answers on a port (check_identity, report_slot)', () => {
     expect(r.ok).toBe(true);
     expect(r.reports.filter(([k]) => k === 'proc')).toEqual([['proc', `blue\tweb\t${p.pid}\tr1\t${dir}\t/usr/bin/python3 ${root}/server.py ${port}`]]);
     expect(r.reports.filter(([k]) => k === 'listener')).toEqual([['listener', `blue\tweb\t${p.pid}\ttree\tr1\t${dir}\t/usr/bin/python3 ${root}/server.py ${port}`]]);
+    // The slot's own listener is not counted as foreign (what a rollback's lock step refuses on).
+    expect(r.foreign).toBe(0);
   });
 
   it('a listener that is a child (a shell wrapper, npm start), and a pre-forking master with workers: accepted', async () => {
@@ -98,6 +103,7 @@ describe('who answers on a port (check_identity, report_slot)', () => {
     const r = await check(master.pid!, 'r2', dir, port2);
     expect(r.ok).toBe(true);
     expect(r.reports.filter(([k]) => k === 'listener')).toHaveLength(3); // the master and its two workers hold the socket
+    expect(r.foreign).toBe(0);
   });
 
   it('a daemon that left supervisor\'s tree answers: refused, naming its pid, command and release', async () => {
@@ -110,6 +116,8 @@ describe('who answers on a port (check_identity, report_slot)', () => {
     expect(r.ok).toBe(false);
     expect(r.identity).toMatch(new RegExp(`^port ${port} of program web is answered by pid \\d+ \\(/usr/bin/python3 .*server\\.py ${port}\\) running r3, in ${dir}, which supervisor did not start \\(its process for web is pid ${p.pid}\\)$`));
     expect(r.reports.find(([k]) => k === 'listener')![1]).toMatch(/\tother\tr3\t/);
+    // Counted for the rollback's lock step, which refuses on it (REPORT_SLOT_FOREIGN).
+    expect(r.foreign).toBe(1);
   });
 
   it('the process supervisor runs is an older release (supervisor kept its old config): refused, naming the release', async () => {

@@ -156,6 +156,70 @@ describe('rollback operation', () => {
     for (const host of ['web1', 'web2']) expect(h.names(host)).toEqual(['lock', 'unlock']);
   });
 
+  it('one host, a port of the idle slot held by a process not its own: refused in the lock step (ports_taken) before anything is touched, naming port, pid, command, what still serves and the fix; the lock let go there', async () => {
+    const squat = 'listener green\tserver\t4242\tother\t\t/tmp\tpython3 -m http.server 3580';
+    const h = harness((step) => (step.name === 'lock' ? { stdout: STATE + opsLines(KEYS, squat, 'rollback ports_taken', `rollback_from ${LIVE}`, 'lock released') } : undefined));
+    const e = (await rollback(h.ctx, loadEnvironment('one', root)).catch((x: unknown) => x)) as OpsError;
+    expect(e).toBeInstanceOf(OpsError);
+    expect(e.message).toBe(
+      `the ports this rollback would start its release on (slot green) are taken on web1: port 3580 (program server) is held by pid 4242 (python3 -m http.server 3580). Its start would fail, so nothing was changed (no slot started or stopped; nginx and current as they were); web1 still serves ${LIVE}`,
+    );
+    expect(e.hint).toBe('stop what holds them on web1 (sudo kill 4242, or stop the service it belongs to: ps -o unit= -p 4242), or move it off port 3580; ops status one warns about it; then roll back again');
+    expect(h.names()).toEqual(['lock']);
+    // The lock step reads who holds the ports of the slot the rollback starts on (green unless green is live), in
+    // the same step as the rollback's part, which refuses on what it found: no round trip of its own.
+    const lock = h.remotes.get('web1')!.runs[0]!.stdin;
+    expect(lock).toContain('green) report_slot blue sample-blue server:3579 ;;');
+    expect(lock).toContain('*) report_slot green sample-green server:3580 ;;');
+    expect(lock).toContain('rollback_verdict=ports_taken');
+    // The previous release kept warm there is the slot's own: the rollback goes on (and reuses it).
+    const warm = harness((step) =>
+      step.name === 'lock'
+        ? { stdout: STATE + opsLines(KEYS, `listener green\tserver\t501\ttree\t${OLD}\t/srv/sample/releases/${OLD}\tpython -m server`, 'rollback ok', `rollback_from ${LIVE}`, `rollback_to ${OLD}`, 'rollback_slot green', 'lock released') }
+        : undefined,
+    );
+    expect((await rollback(warm.ctx, loadEnvironment('one', root))).hosts[0]).toMatchObject({ release: OLD, previous: LIVE });
+  });
+
+  it('two hosts with ports taken on their idle slots: one refusal naming both, once every lock is taken, before any host changes; every lock let go', async () => {
+    const h = harness((step, host) => {
+      if (step.name === 'lock') return { stdout: STATE + opsLines(KEYS, host === 'web1' ? 'listener green\tserver\t4242\tother\t\t/tmp\tpython3 -m http.server 3580' : 'listener green\tserver\t0\tother\t\t\t') };
+      if (step.name === 'rollback') return { stdout: opsLines(KEYS, 'rollback ok', `rollback_from ${LIVE}`, `rollback_to ${OLD}`, 'rollback_slot green', 'lock released') };
+      return undefined;
+    });
+    const e = (await rollback(h.ctx, loadEnvironment('two', root)).catch((x: unknown) => x)) as OpsError;
+    expect(e).toBeInstanceOf(OpsError);
+    expect(e.message).toBe(
+      [
+        'the ports this rollback would start its release on are taken on 2 hosts (web1, web2). Its start would fail there, so nothing was changed (no slot started or stopped; nginx and current as they were) on any host:',
+        `  - web1 (slot green): port 3580 (program server) is held by pid 4242 (python3 -m http.server 3580); web1 still serves ${LIVE}`,
+        `  - web2 (slot green): port 3580 (program server) is held by a socket ss names no process for; web2 still serves ${LIVE}`,
+      ].join('\n'),
+    );
+    expect(e.hint).toMatch(/^stop what holds them \(on web1: sudo kill 4242, or stop the service it belongs to: ps -o unit= -p 4242; on web2: sudo ss -tlnp shows it\), or move it off port 3580; ops status two warns about it; then roll back again$/);
+    for (const host of ['web1', 'web2']) expect(h.names(host)).toEqual(['lock', 'unlock']);
+    // One of them only: one sentence, still for every host.
+    const one = harness((step, host) => (step.name === 'lock' ? { stdout: STATE + (host === 'web2' ? opsLines(KEYS, 'listener green\tserver\t0\tother\t\t\t') : '') } : undefined));
+    await expect(rollback(one.ctx, loadEnvironment('two', root))).rejects.toThrow(/^the ports this rollback would start its release on \(slot green\) are taken on web2: [^\n]*nothing was changed \(no slot started or stopped; nginx and current as they were\) on any host; web2 still serves /);
+    for (const host of ['web1', 'web2']) expect(one.names(host)).toEqual(['lock', 'unlock']);
+  });
+
+  it('nginx was not running and the rollback\'s switch started it: a warning naming the host, and a note, as a deploy says it', async () => {
+    const h = harness((step) => (step.name === 'lock' ? { stdout: STATE + opsLines(KEYS, 'rollback ok', `rollback_from ${LIVE}`, `rollback_to ${OLD}`, 'rollback_slot green', 'nginx_started 1', 'lock released') } : undefined));
+    const r = await rollback(h.ctx, loadEnvironment('one', root));
+    const said = 'nginx was not running on web1: the switch started it (the site was down until then)';
+    expect((h.ctx.reporter as MemoryReporter).lines).toContain(`warning: ${said}`);
+    expect(r.hosts[0]!.notes).toContain(`warning: ${said}`);
+    // Several hosts: from each host's own rollback step.
+    const two = harness((step, host) => {
+      if (step.name === 'lock') return { stdout: STATE };
+      if (step.name === 'rollback') return { stdout: opsLines(KEYS, 'rollback ok', `rollback_from ${LIVE}`, `rollback_to ${OLD}`, 'rollback_slot green', ...(host === 'web2' ? (['nginx_started 1'] as const) : []), 'lock released') };
+      return undefined;
+    });
+    const r2 = await rollback(two.ctx, loadEnvironment('two', root));
+    expect(r2.hosts.map((x) => x.notes.some((n) => n.startsWith('warning: nginx was not running')))).toEqual([false, true]);
+  });
+
   it('one host whose release last ran with other settings and its own .env: the rollback says so in one line (keys, no value), and records today\'s for it', async () => {
     const today = settingsDigest(loadEnvironment('one', root));
     const then = today.replace(/programs=[0-9a-f]{8}/, 'programs=00000000');
@@ -276,6 +340,22 @@ describe('the rollback step on a host (bash)', () => {
     expect(readlinkSync(join(base, 'current'))).toBe(join(base, 'releases', LIVE));
     expect(existsSync(join(base, 'releases', LIVE, '.ops-abandoned'))).toBe(false);
     expect(existsSync(join(base, '.ops', 'slot.new'))).toBe(false);
+  });
+
+  it('a port of the idle slot taken, as the lock step\'s state read found it (REPORT_SLOT_FOREIGN): refused (ports_taken) after the choice, with `refused`: no slot, nginx, current or mark touched', () => {
+    const base = host();
+    const e = target(base);
+    const step = rollbackStep(e, undefined, markRelease(e, onHost('rollback_from'), 'abandoned', ['rolled back to ', onHost('release_id')]).script, { done: 'ops_report done', refused: 'ops_report refused' });
+    const bin = supervisord(true);
+    const r = parseReports(execFileSync('bash', ['-c', scriptText({ ...step, script: `REPORT_SLOT_FOREIGN=1\n${step.script}` })], { encoding: 'utf8', env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } }));
+    expect([at(r, 'rollback'), at(r, 'refused'), at(r, 'done'), at(r, 'rollback_slot'), at(r, 'rollback_exit')]).toEqual(['ports_taken', '', undefined, undefined, undefined]);
+    expect(existsSync(join(bin, 'used'))).toBe(false);
+    expect(readlinkSync(join(base, 'current'))).toBe(join(base, 'releases', LIVE));
+    expect(existsSync(join(base, 'releases', LIVE, '.ops-abandoned'))).toBe(false);
+    // Nothing to go back to is said as such, whatever the ports.
+    writeFileSync(join(base, 'releases', OLD, '.ops-failed'), 'x\n');
+    const none = parseReports(execFileSync('bash', ['-c', scriptText({ ...step, script: `REPORT_SLOT_FOREIGN=1\n${step.script}` })], { encoding: 'utf8', env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } }));
+    expect(at(none, 'rollback')).toBe('none');
   });
 
   it('nginx -t failing on a file the switch does not write: refused before any slot is touched (rollback_exit START_FAILED_CLEAN), saying so', () => {

@@ -91,6 +91,7 @@ function render(env: Target): Record<string, Step> {
     readAudit: readAudit(env, 50),
     deployState: deployState(env, [SHA], { commit: SHA, lfs: ['a'.repeat(64)], platform: true, fingerprint: '0'.repeat(32) }),
     deployStateRead: deployState(env),
+    'deployState rollback': deployState(env, undefined, { supervisor: true, ports: true }),
     receivePack: receivePack(env, [up('deploy-0.pack')], [SHA], [{ upload: up('lfs-0'), oid: 'b'.repeat(64) }]),
     createRelease: createRelease(env, { id: RELEASE_ID, sha: SHA, ref: 'v1', environment: env.name, actor: 'me', time: 't', run: '', deps: { python: 'p', node: 'n' } }, { dotenv: up('dotenv'), environ: up('environ') }),
     pythonDependencies: pythonDependencies(env, release, 'aaaa'),

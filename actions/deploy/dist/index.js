@@ -71020,8 +71020,9 @@ check_identity() {
   IDENTITY=\${IDENTITY%; }
   [ -z "$IDENTITY" ]
 }
-# report_slot SLOT GROUP name:port...: "proc" and "listener" reports (tab-separated) for ops status and a deploy's
-# state read (who holds the ports of the slot it starts on). A socket ss names no process for is a listener of pid 0.
+# report_slot SLOT GROUP name:port...: "proc" and "listener" reports (tab-separated) for ops status and the state read
+# of a deploy or a rollback (who holds the ports of the slot it starts on). A socket ss names no process for is a
+# listener of pid 0. Each listener not in the tree of the slot's own process ("other") adds 1 to REPORT_SLOT_FOREIGN.
 report_slot() {
   local slot=$1 group=$2 p name port sp l ls tree; shift 2
   sup_pids
@@ -71033,8 +71034,9 @@ report_slot() {
     for l in $ls; do
       tree=other; if [ "$sp" != 0 ] && in_tree "$l" "$sp"; then tree=tree; fi
       ops_report listener "$slot	$name	$l	$tree	$(proc_env_release "$l")	$(proc_cwd "$l")	$(proc_cmd "$l")"
+      [ "$tree" = tree ] || REPORT_SLOT_FOREIGN=$(( \${REPORT_SLOT_FOREIGN:-0} + 1 ))
     done
-    if [ -z "$ls" ] && listening "$port"; then ops_report listener "$slot	$name	0	other			"; fi
+    if [ -z "$ls" ] && listening "$port"; then ops_report listener "$slot	$name	0	other			"; REPORT_SLOT_FOREIGN=$(( \${REPORT_SLOT_FOREIGN:-0} + 1 )); fi
   done
 }
 # live_verdict ID DIR GROUP TIMEOUT INTERVAL name:port:path...: prints "ok" when the release ID (directory DIR) of
@@ -72058,27 +72060,33 @@ ${cert ? `ops_report ${RELEASE_KEYS.certificate} "$([ -s ${quote(cert.cert)} ] &
 release_reports
 slot_releases
 ${code}${options.supervisor && !shas ? `${supervisorReport}
+` : ""}${options.ports && !shas ? `${slotPorts(env, "green", !options.commit)}
 ` : ""}${options.platform ? `${platformReport(env)}
 ` : ""}fi`
   };
 }
 var PREFLIGHT_KEYS = reportKeys("nginx_stopped");
 function switchPreflight(env, libraries) {
+  return String.raw`${SYSTEM_FUNCTIONS}
+${slotPorts(env, "blue", libraries)}
+nginx_master >/dev/null || ops_report ${PREFLIGHT_KEYS.nginx_stopped} "$(nginx_unit)"`;
+}
+function slotPorts(env, whenNone, libraries) {
   const L = env.layout;
   const report = (slot) => `report_slot ${slot} ${quote(L.supervisorGroup(slot))} ${programPorts(env, slot).map(quote).join(" ")}`;
-  return String.raw`${SYSTEM_FUNCTIONS}
-${libraries ? `${SUPERVISOR_FUNCTIONS}
+  const other = whenNone === "blue" ? "green" : "blue";
+  return String.raw`${libraries ? `${SUPERVISOR_FUNCTIONS}
 ${IDENTITY_FUNCTIONS}
-` : ""}# Who listens on the ports the new release starts on (one ss for them all).
+` : ""}# Who listens on the ports the release would start on (one ss for them all).
+REPORT_SLOT_FOREIGN=0
 if command -v ss >/dev/null; then
   LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)
   case "$slot" in
-    blue) ${report("green")} ;;
-    *) ${report("blue")} ;;
+    ${whenNone}) ${report(other)} ;;
+    *) ${report(whenNone)} ;;
   esac
   unset LISTEN_TABLE
-fi
-nginx_master >/dev/null || ops_report ${PREFLIGHT_KEYS.nginx_stopped} "$(nginx_unit)"`;
+fi`;
 }
 function noopFinish(sha, done) {
   return String.raw`if [ -n "$live_sha" ] && [ "$live_sha" = ${quote(sha)} ] && [ "$live_health" = ok ] && [[ $cur_id =~ ${RELEASE_DIR_PATTERN} ]]; then
@@ -73577,6 +73585,12 @@ function formatChanges(groups, target) {
 
 // core/ops/host-run.ts
 init_errors();
+function reportNginxStarted(ctx, result, r) {
+  if (reported(r, LIBRARY_KEYS.nginx_started) === void 0) return;
+  const started = `nginx was not running on ${result.host}: the switch started it (the site was down until then)`;
+  ctx.reporter.warn(started);
+  result.notes.push(`warning: ${started}`);
+}
 var HostRun = class {
   constructor(ctx, remote, env, operation = "deploy") {
     this.ctx = ctx;
@@ -73746,6 +73760,28 @@ async function withOpenSession(session, fn) {
 
 // core/ops/host-state.ts
 init_errors();
+
+// core/steps/programs.ts
+function processRelease(env, envRelease, cwd) {
+  if (envRelease) return envRelease;
+  const prefix = `${env.layout.releases}/`;
+  return cwd.startsWith(prefix) ? cwd.slice(prefix.length).split(/[/ ]/)[0] : "";
+}
+function parseProcReports(env, r) {
+  const parse = (line, withTree) => {
+    const f = line.split("	");
+    const [slot = "", program = "", pid = "0"] = f;
+    const rest = withTree ? f.slice(4) : f.slice(3);
+    const [envRelease = "", cwd = "", ...command2] = rest;
+    return { slot, program, pid: Number(pid), ...withTree && { supervised: f[3] === "tree" }, release: processRelease(env, envRelease, cwd), cwd, command: command2.join(" ") };
+  };
+  return { procs: reportedAll(r, LIBRARY_KEYS.proc).map((l) => parse(l, false)), listeners: reportedAll(r, LIBRARY_KEYS.listener).map((l) => parse(l, true)) };
+}
+function foreignListeners(listeners, slot) {
+  return listeners.filter((x) => x.slot === slot && !x.supervised);
+}
+
+// core/ops/host-state.ts
 function parseState(r) {
   const slot = reported(r, RELEASE_KEYS.slot);
   const slotReleases = {};
@@ -73781,6 +73817,30 @@ function supervisorDownError(env, host, state, nothing, again) {
   return new OpsError(
     `supervisord is not running on ${host} (systemctl start supervisor): ${nothing}, and no program of the live release${state.current ? ` (${state.current})` : ""} runs until it does`,
     `start it (sudo systemctl start supervisor), check ops status ${env.name}, then ${again}`
+  );
+}
+function portsTaken(env, host, state, r, slot) {
+  const listeners = foreignListeners(parseProcReports(env, r).listeners, slot);
+  return listeners.length ? { host, slot, current: state.current, listeners } : void 0;
+}
+function portsTakenError(env, taken, refusal) {
+  const what = (l, slot) => l.pid ? `pid ${l.pid}${l.command ? ` (${l.command})` : ""}${l.release ? `, a process of release ${l.release} that supervisor does not run for slot ${slot}` : ""}` : "a socket ss names no process for";
+  const ports = (t) => t.listeners.map((l) => `port ${env.port(l.program, t.slot)} (program ${l.program}) is held by ${what(l, t.slot)}`).join("; ");
+  const serves = (t) => t.current ? `${t.host} still serves ${t.current}` : `${t.host} had no live release`;
+  const stop = (t) => {
+    const pids = [...new Set(t.listeners.map((l) => l.pid).filter(Boolean))];
+    return pids.length ? `sudo kill ${pids.join(" ")}, or stop the service it belongs to: ps -o unit= -p ${pids.join(",")}` : "sudo ss -tlnp shows it";
+  };
+  const numbers = [...new Set(taken.flatMap((t) => t.listeners.map((l) => env.port(l.program, t.slot))))];
+  const off = `move it off port${numbers.length > 1 ? "s" : ""} ${numbers.join(", ")}; ops status ${env.name} warns about it; then ${refusal.again}`;
+  if (taken.length === 1) {
+    const t = taken[0];
+    return new OpsError(`the ports ${refusal.starting} (slot ${t.slot}) are taken on ${t.host}: ${ports(t)}. Its start would fail, so ${refusal.nothing}; ${serves(t)}`, `stop what holds them on ${t.host} (${stop(t)}), or ${off}`);
+  }
+  return new OpsError(
+    `the ports ${refusal.starting} are taken on ${taken.length} hosts (${taken.map((t) => t.host).join(", ")}). Its start would fail there, so ${refusal.nothing} on any host:
+${taken.map((t) => `  - ${t.host} (slot ${t.slot}): ${ports(t)}; ${serves(t)}`).join("\n")}`,
+    `stop what holds them (${taken.map((t) => `on ${t.host}: ${stop(t)}`).join("; ")}), or ${off}`
   );
 }
 function pruneAfterSwitch(env, state, id, newSlot) {
@@ -74379,28 +74439,6 @@ function planText(env, p, sharing) {
 
 // core/steps/status.ts
 init_shell();
-
-// core/steps/programs.ts
-function processRelease(env, envRelease, cwd) {
-  if (envRelease) return envRelease;
-  const prefix = `${env.layout.releases}/`;
-  return cwd.startsWith(prefix) ? cwd.slice(prefix.length).split(/[/ ]/)[0] : "";
-}
-function parseProcReports(env, r) {
-  const parse = (line, withTree) => {
-    const f = line.split("	");
-    const [slot = "", program = "", pid = "0"] = f;
-    const rest = withTree ? f.slice(4) : f.slice(3);
-    const [envRelease = "", cwd = "", ...command2] = rest;
-    return { slot, program, pid: Number(pid), ...withTree && { supervised: f[3] === "tree" }, release: processRelease(env, envRelease, cwd), cwd, command: command2.join(" ") };
-  };
-  return { procs: reportedAll(r, LIBRARY_KEYS.proc).map((l) => parse(l, false)), listeners: reportedAll(r, LIBRARY_KEYS.listener).map((l) => parse(l, true)) };
-}
-function foreignListeners(listeners, slot) {
-  return listeners.filter((x) => x.slot === slot && !x.supervised);
-}
-
-// core/steps/status.ts
 var STATUS_KEYS = reportKeys("now", "provisioned", "current", "release_json", "slot", "nginx", "nginx_pidfile", "nginx_config", "nginx_test", "site_enabled", "site", "supervisor", "supervisor_xml", "health", "served_serial", "disk", "upstream", "nginx_slot", "health_body", "rollback_to", "never_live");
 function nginxMessages(lines) {
   return lines.filter((l) => /\[(emerg|alert|crit|error|warn)\]/.test(l)).map((l) => l.replace(/^nginx: /, "").replace(/^\d{4}\/\d\d\/\d\d \d\d:\d\d:\d\d /, "").replace(/^(\[\w+\]) \d+#\d+: /, "$1 "));
@@ -74615,38 +74653,35 @@ function nginxBlocker(env, lines) {
   const L = env.layout;
   return file && [L.nginxSite, L.nginxSiteEnabled, L.nginxUpstreams].includes(file) ? void 0 : first.replace(/^nginx: /, "");
 }
-function refuseForeignListeners(env, host, state, r) {
-  const slot = state.slot ? otherSlot(state.slot) : "blue";
-  const foreign = foreignListeners(parseProcReports(env, r).listeners, slot);
-  if (!foreign.length) return;
-  const what = (l) => l.pid ? `pid ${l.pid}${l.command ? ` (${l.command})` : ""}${l.release ? `, a process of release ${l.release} that supervisor does not run for slot ${slot}` : ""}` : "a socket ss names no process for";
-  const ports = foreign.map((l) => `port ${env.port(l.program, slot)} (program ${l.program}) is held by ${what(l)}`);
-  const pids = [...new Set(foreign.map((l) => l.pid).filter(Boolean))];
-  throw new OpsError(
-    `the ports this release would start on (slot ${slot}) are taken on ${host}: ${ports.join("; ")}. Its start would fail, so nothing was started (no build, no migration); ${state.current ? `${host} still serves ${state.current}` : `${host} had no live release`}`,
-    `stop what holds them on ${host} (${pids.length ? `sudo kill ${pids.join(" ")}, or stop the service it belongs to: ps -o unit= -p ${pids.join(",")}` : `sudo ss -tlnp shows it`}), or move it off port${foreign.length > 1 ? "s" : ""} ${[...new Set(foreign.map((l) => env.port(l.program, slot)))].join(", ")}; ops status ${env.name} warns about it; then deploy again`
-  );
+var DEPLOY_PORTS = { starting: "this release would start on", nothing: "nothing was started (no build, no migration)", again: "deploy again" };
+function deploySlot(state) {
+  return state.slot ? otherSlot(state.slot) : "blue";
+}
+function refuseUnready(env, host, state) {
+  if (!state.provisioned) throw new OpsError(`${host} is not provisioned for ${env.name}`, `run: ops provision ${env.name}`);
+  const cert = certificatePaths(env);
+  if (cert && !state.certificate)
+    throw new OpsError(
+      `${host} has no TLS certificate for ${env.config.domain ?? env.config.app} (${cert.cert}; tls.mode ${env.config.tls.mode}): was tls or domain changed since the last provision? Nothing was changed; the site serves as it did`,
+      `run: ops provision ${env.name} (it gets the certificate and writes the site), then deploy`
+    );
+  if (state.supervisorDown) throw supervisorDownError(env, host, state, "nothing was started (no build, no migration)", "deploy again");
+  const broken = nginxBlocker(env, state.nginxInvalid);
+  if (broken)
+    throw new OpsError(
+      `nginx -t fails on ${host}: ${broken}. The switch could not reload nginx, so nothing was started (no build, no migration); nginx keeps serving what it loaded`,
+      `fix or remove that file (hand-edited? ops status ${env.name} shows nginx -t), then deploy again`
+    );
+}
+function refuseTakenPorts(env, hosts) {
+  const taken = hosts.flatMap(({ host, state, result }) => portsTaken(env, host, state, result, deploySlot(state)) ?? []);
+  if (taken.length) throw portsTakenError(env, taken, DEPLOY_PORTS);
 }
 function beginHost(ctx, env, remote, locked, p, options) {
   const h = new HostRun(ctx, remote, env);
   const state = parseState(locked.inspected.get(remote.name));
   const fields = (entry) => ({ ref: p.resolved.ref, sha: p.resolved.sha, release: p.id, previous: state.current || void 0, ...entry });
   const audit = (entry) => locked.audit(remote.name, fields(entry));
-  if (!state.provisioned) throw new OpsError(`${remote.name} is not provisioned for ${env.name}`, `run: ops provision ${env.name}`);
-  const cert = certificatePaths(env);
-  if (cert && !state.certificate)
-    throw new OpsError(
-      `${remote.name} has no TLS certificate for ${env.config.domain ?? env.config.app} (${cert.cert}; tls.mode ${env.config.tls.mode}): was tls or domain changed since the last provision? Nothing was changed; the site serves as it did`,
-      `run: ops provision ${env.name} (it gets the certificate and writes the site), then deploy`
-    );
-  if (state.supervisorDown) throw supervisorDownError(env, remote.name, state, "nothing was started (no build, no migration)", "deploy again");
-  const broken = nginxBlocker(env, state.nginxInvalid);
-  if (broken)
-    throw new OpsError(
-      `nginx -t fails on ${remote.name}: ${broken}. The switch could not reload nginx, so nothing was started (no build, no migration); nginx keeps serving what it loaded`,
-      `fix or remove that file (hand-edited? ops status ${env.name} shows nginx -t), then deploy again`
-    );
-  refuseForeignListeners(env, remote.name, state, locked.inspected.get(remote.name));
   if (state.nginxStopped === "masked")
     throw new OpsError(
       `nginx is not running on ${remote.name} and its unit is masked (systemctl mask nginx): the switch could not start it, so nothing was started (no build, no migration); the site stays down as it is`,
@@ -74671,7 +74706,7 @@ function beginHost(ctx, env, remote, locked, p, options) {
     if (!locked.finished(remote.name)) audit({ result: "no-op", release: state.current, message: "already live" });
     return { ...result, release: state.current, noop: true, notes: [`${p.resolved.sha.slice(0, 12)} already live (${state.current})`, ...result.notes] };
   }
-  return { name: remote.name, h, state, result, newSlot: state.slot ? otherSlot(state.slot) : "blue", audit, fields, created: false, started: false, failed: false, switched: false, migrated: false };
+  return { name: remote.name, h, state, result, newSlot: deploySlot(state), audit, fields, created: false, started: false, failed: false, switched: false, migrated: false };
 }
 async function uploadDotenv(env, hp, p, tag) {
   const L = env.layout;
@@ -74831,11 +74866,7 @@ async function switchHost(env, hp, p, locked) {
 ${p.id} is live on ${hp.name} and serves; recording it (the host's history, what it was deployed with) failed after the switch`, `see ops status ${env.name} and ops releases ${env.name}; the next deploy records again`);
     }
     hp.switched = true;
-    if (reported(switched, LIBRARY_KEYS.nginx_started) !== void 0) {
-      const started = `nginx was not running on ${hp.name}: the switch started it (the site was down until then)`;
-      h.ctx.reporter.warn(started);
-      result.notes.push(`warning: ${started}`);
-    }
+    reportNginxStarted(h.ctx, result, switched);
   } catch (e) {
     if (hp.switched) throw e;
     throw await failBeforeSwitch(env, hp, p, e);
@@ -74931,6 +74962,9 @@ var HALTED = new Error("the rollout stopped: another host failed");
 async function rollout(ctx, env, session, locked, p, options, migrateBeside) {
   const done = [];
   const plans = [];
+  const read2 = env.hosts.map((host) => ({ host: host.name, result: locked.inspected.get(host.name), state: parseState(locked.inspected.get(host.name)) }));
+  for (const { host, state } of read2) refuseUnready(env, host, state);
+  refuseTakenPorts(env, read2);
   for (const host of env.hosts) {
     const b = beginHost(ctx, env, session.remote(host.name), locked, p, options);
     if ("h" in b) plans.push(b);

@@ -69646,8 +69646,9 @@ check_identity() {
   IDENTITY=\${IDENTITY%; }
   [ -z "$IDENTITY" ]
 }
-# report_slot SLOT GROUP name:port...: "proc" and "listener" reports (tab-separated) for ops status and a deploy's
-# state read (who holds the ports of the slot it starts on). A socket ss names no process for is a listener of pid 0.
+# report_slot SLOT GROUP name:port...: "proc" and "listener" reports (tab-separated) for ops status and the state read
+# of a deploy or a rollback (who holds the ports of the slot it starts on). A socket ss names no process for is a
+# listener of pid 0. Each listener not in the tree of the slot's own process ("other") adds 1 to REPORT_SLOT_FOREIGN.
 report_slot() {
   local slot=$1 group=$2 p name port sp l ls tree; shift 2
   sup_pids
@@ -69659,8 +69660,9 @@ report_slot() {
     for l in $ls; do
       tree=other; if [ "$sp" != 0 ] && in_tree "$l" "$sp"; then tree=tree; fi
       ops_report listener "$slot	$name	$l	$tree	$(proc_env_release "$l")	$(proc_cwd "$l")	$(proc_cmd "$l")"
+      [ "$tree" = tree ] || REPORT_SLOT_FOREIGN=$(( \${REPORT_SLOT_FOREIGN:-0} + 1 ))
     done
-    if [ -z "$ls" ] && listening "$port"; then ops_report listener "$slot	$name	0	other			"; fi
+    if [ -z "$ls" ] && listening "$port"; then ops_report listener "$slot	$name	0	other			"; REPORT_SLOT_FOREIGN=$(( \${REPORT_SLOT_FOREIGN:-0} + 1 )); fi
   done
 }
 # live_verdict ID DIR GROUP TIMEOUT INTERVAL name:port:path...: prints "ok" when the release ID (directory DIR) of
@@ -70389,27 +70391,33 @@ ${cert ? `ops_report ${RELEASE_KEYS.certificate} "$([ -s ${quote(cert.cert)} ] &
 release_reports
 slot_releases
 ${code}${options.supervisor && !shas ? `${supervisorReport}
+` : ""}${options.ports && !shas ? `${slotPorts(env, "green", !options.commit)}
 ` : ""}${options.platform ? `${platformReport(env)}
 ` : ""}fi`
   };
 }
 var PREFLIGHT_KEYS = reportKeys("nginx_stopped");
 function switchPreflight(env, libraries) {
+  return String.raw`${SYSTEM_FUNCTIONS}
+${slotPorts(env, "blue", libraries)}
+nginx_master >/dev/null || ops_report ${PREFLIGHT_KEYS.nginx_stopped} "$(nginx_unit)"`;
+}
+function slotPorts(env, whenNone, libraries) {
   const L = env.layout;
   const report = (slot) => `report_slot ${slot} ${quote(L.supervisorGroup(slot))} ${programPorts(env, slot).map(quote).join(" ")}`;
-  return String.raw`${SYSTEM_FUNCTIONS}
-${libraries ? `${SUPERVISOR_FUNCTIONS}
+  const other = whenNone === "blue" ? "green" : "blue";
+  return String.raw`${libraries ? `${SUPERVISOR_FUNCTIONS}
 ${IDENTITY_FUNCTIONS}
-` : ""}# Who listens on the ports the new release starts on (one ss for them all).
+` : ""}# Who listens on the ports the release would start on (one ss for them all).
+REPORT_SLOT_FOREIGN=0
 if command -v ss >/dev/null; then
   LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)
   case "$slot" in
-    blue) ${report("green")} ;;
-    *) ${report("blue")} ;;
+    ${whenNone}) ${report(other)} ;;
+    *) ${report(whenNone)} ;;
   esac
   unset LISTEN_TABLE
-fi
-nginx_master >/dev/null || ops_report ${PREFLIGHT_KEYS.nginx_stopped} "$(nginx_unit)"`;
+fi`;
 }
 function platformReport(env) {
   const paths = env.runtime;

@@ -62128,8 +62128,9 @@ check_identity() {
   IDENTITY=\${IDENTITY%; }
   [ -z "$IDENTITY" ]
 }
-# report_slot SLOT GROUP name:port...: "proc" and "listener" reports (tab-separated) for ops status and a deploy's
-# state read (who holds the ports of the slot it starts on). A socket ss names no process for is a listener of pid 0.
+# report_slot SLOT GROUP name:port...: "proc" and "listener" reports (tab-separated) for ops status and the state read
+# of a deploy or a rollback (who holds the ports of the slot it starts on). A socket ss names no process for is a
+# listener of pid 0. Each listener not in the tree of the slot's own process ("other") adds 1 to REPORT_SLOT_FOREIGN.
 report_slot() {
   local slot=$1 group=$2 p name port sp l ls tree; shift 2
   sup_pids
@@ -62141,8 +62142,9 @@ report_slot() {
     for l in $ls; do
       tree=other; if [ "$sp" != 0 ] && in_tree "$l" "$sp"; then tree=tree; fi
       ops_report listener "$slot	$name	$l	$tree	$(proc_env_release "$l")	$(proc_cwd "$l")	$(proc_cmd "$l")"
+      [ "$tree" = tree ] || REPORT_SLOT_FOREIGN=$(( \${REPORT_SLOT_FOREIGN:-0} + 1 ))
     done
-    if [ -z "$ls" ] && listening "$port"; then ops_report listener "$slot	$name	0	other			"; fi
+    if [ -z "$ls" ] && listening "$port"; then ops_report listener "$slot	$name	0	other			"; REPORT_SLOT_FOREIGN=$(( \${REPORT_SLOT_FOREIGN:-0} + 1 )); fi
   done
 }
 # live_verdict ID DIR GROUP TIMEOUT INTERVAL name:port:path...: prints "ok" when the release ID (directory DIR) of
@@ -63061,6 +63063,9 @@ live_slot=""; if [ -f ${quote(L.slotFile)} ]; then read -r live_slot < ${quote(L
 ops_report ${ROLLBACK_KEYS.rollback_from} "$rollback_from"
 # Without supervisord no slot can start (and the live release's programs do not run either): refused before anything.
 if [ -z "$rollback_from" ]; then rollback_verdict=no_live; elif ${supervisordDown()}; then rollback_verdict=supervisor_down; else rollback_choice "$rollback_from" ${quote(to ?? "")}; fi
+# A port of the idle slot held by a process that is not that slot's own, as the lock step's state read found it
+# (deployState's ports: REPORT_SLOT_FOREIGN): the start would fail (or stop a warm slot first), so refused now.
+if [ "$rollback_verdict" = ok ] && [ "${"$"}{REPORT_SLOT_FOREIGN:-0}" != 0 ]; then rollback_verdict=ports_taken; fi
 ops_report ${ROLLBACK_KEYS.rollback} "$rollback_verdict"
 if [ "$rollback_verdict" != ok ]; then
   ${ends.refused || ":"}
@@ -63252,27 +63257,33 @@ ${cert ? `ops_report ${RELEASE_KEYS.certificate} "$([ -s ${quote(cert.cert)} ] &
 release_reports
 slot_releases
 ${code}${options.supervisor && !shas ? `${supervisorReport}
+` : ""}${options.ports && !shas ? `${slotPorts(env, "green", !options.commit)}
 ` : ""}${options.platform ? `${platformReport(env)}
 ` : ""}fi`
   };
 }
 var PREFLIGHT_KEYS = reportKeys("nginx_stopped");
 function switchPreflight(env, libraries) {
+  return String.raw`${SYSTEM_FUNCTIONS}
+${slotPorts(env, "blue", libraries)}
+nginx_master >/dev/null || ops_report ${PREFLIGHT_KEYS.nginx_stopped} "$(nginx_unit)"`;
+}
+function slotPorts(env, whenNone, libraries) {
   const L = env.layout;
   const report = (slot) => `report_slot ${slot} ${quote(L.supervisorGroup(slot))} ${programPorts(env, slot).map(quote).join(" ")}`;
-  return String.raw`${SYSTEM_FUNCTIONS}
-${libraries ? `${SUPERVISOR_FUNCTIONS}
+  const other = whenNone === "blue" ? "green" : "blue";
+  return String.raw`${libraries ? `${SUPERVISOR_FUNCTIONS}
 ${IDENTITY_FUNCTIONS}
-` : ""}# Who listens on the ports the new release starts on (one ss for them all).
+` : ""}# Who listens on the ports the release would start on (one ss for them all).
+REPORT_SLOT_FOREIGN=0
 if command -v ss >/dev/null; then
   LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)
   case "$slot" in
-    blue) ${report("green")} ;;
-    *) ${report("blue")} ;;
+    ${whenNone}) ${report(other)} ;;
+    *) ${report(whenNone)} ;;
   esac
   unset LISTEN_TABLE
-fi
-nginx_master >/dev/null || ops_report ${PREFLIGHT_KEYS.nginx_stopped} "$(nginx_unit)"`;
+fi`;
 }
 function platformReport(env) {
   const paths = env.runtime;
@@ -63309,6 +63320,12 @@ fi`
 
 // core/ops/host-run.ts
 init_errors();
+function reportNginxStarted(ctx, result, r) {
+  if (reported(r, LIBRARY_KEYS.nginx_started) === void 0) return;
+  const started = `nginx was not running on ${result.host}: the switch started it (the site was down until then)`;
+  ctx.reporter.warn(started);
+  result.notes.push(`warning: ${started}`);
+}
 var HostRun = class {
   constructor(ctx, remote, env, operation = "deploy") {
     this.ctx = ctx;
@@ -63466,6 +63483,28 @@ async function withOpenSession(session, fn) {
 
 // core/ops/host-state.ts
 init_errors();
+
+// core/steps/programs.ts
+function processRelease(env, envRelease, cwd) {
+  if (envRelease) return envRelease;
+  const prefix = `${env.layout.releases}/`;
+  return cwd.startsWith(prefix) ? cwd.slice(prefix.length).split(/[/ ]/)[0] : "";
+}
+function parseProcReports(env, r) {
+  const parse = (line, withTree) => {
+    const f = line.split("	");
+    const [slot = "", program = "", pid = "0"] = f;
+    const rest = withTree ? f.slice(4) : f.slice(3);
+    const [envRelease = "", cwd = "", ...command2] = rest;
+    return { slot, program, pid: Number(pid), ...withTree && { supervised: f[3] === "tree" }, release: processRelease(env, envRelease, cwd), cwd, command: command2.join(" ") };
+  };
+  return { procs: reportedAll(r, LIBRARY_KEYS.proc).map((l) => parse(l, false)), listeners: reportedAll(r, LIBRARY_KEYS.listener).map((l) => parse(l, true)) };
+}
+function foreignListeners(listeners, slot) {
+  return listeners.filter((x) => x.slot === slot && !x.supervised);
+}
+
+// core/ops/host-state.ts
 function parseState(r) {
   const slot = reported(r, RELEASE_KEYS.slot);
   const slotReleases = {};
@@ -63501,6 +63540,30 @@ function supervisorDownError(env, host, state, nothing, again) {
   return new OpsError(
     `supervisord is not running on ${host} (systemctl start supervisor): ${nothing}, and no program of the live release${state.current ? ` (${state.current})` : ""} runs until it does`,
     `start it (sudo systemctl start supervisor), check ops status ${env.name}, then ${again}`
+  );
+}
+function portsTaken(env, host, state, r, slot) {
+  const listeners = foreignListeners(parseProcReports(env, r).listeners, slot);
+  return listeners.length ? { host, slot, current: state.current, listeners } : void 0;
+}
+function portsTakenError(env, taken, refusal) {
+  const what = (l, slot) => l.pid ? `pid ${l.pid}${l.command ? ` (${l.command})` : ""}${l.release ? `, a process of release ${l.release} that supervisor does not run for slot ${slot}` : ""}` : "a socket ss names no process for";
+  const ports = (t) => t.listeners.map((l) => `port ${env.port(l.program, t.slot)} (program ${l.program}) is held by ${what(l, t.slot)}`).join("; ");
+  const serves = (t) => t.current ? `${t.host} still serves ${t.current}` : `${t.host} had no live release`;
+  const stop = (t) => {
+    const pids = [...new Set(t.listeners.map((l) => l.pid).filter(Boolean))];
+    return pids.length ? `sudo kill ${pids.join(" ")}, or stop the service it belongs to: ps -o unit= -p ${pids.join(",")}` : "sudo ss -tlnp shows it";
+  };
+  const numbers = [...new Set(taken.flatMap((t) => t.listeners.map((l) => env.port(l.program, t.slot))))];
+  const off = `move it off port${numbers.length > 1 ? "s" : ""} ${numbers.join(", ")}; ops status ${env.name} warns about it; then ${refusal.again}`;
+  if (taken.length === 1) {
+    const t = taken[0];
+    return new OpsError(`the ports ${refusal.starting} (slot ${t.slot}) are taken on ${t.host}: ${ports(t)}. Its start would fail, so ${refusal.nothing}; ${serves(t)}`, `stop what holds them on ${t.host} (${stop(t)}), or ${off}`);
+  }
+  return new OpsError(
+    `the ports ${refusal.starting} are taken on ${taken.length} hosts (${taken.map((t) => t.host).join(", ")}). Its start would fail there, so ${refusal.nothing} on any host:
+${taken.map((t) => `  - ${t.host} (slot ${t.slot}): ${ports(t)}; ${serves(t)}`).join("\n")}`,
+    `stop what holds them (${taken.map((t) => `on ${t.host}: ${stop(t)}`).join("; ")}), or ${off}`
   );
 }
 
@@ -63773,11 +63836,15 @@ function settingsNote(target, from, s) {
   return `settings: ${settings ?? (s.changed ? `those ${target} last ran with` : "today's (whether they differ from those it last ran with is not recorded)")}${dotenv ? `; ${dotenv}` : ""}`;
 }
 var ROLLBACK_UNTOUCHED = "nothing was changed (no slot started or stopped; nginx and current as they were)";
+var ROLLBACK_PORTS = { starting: "this rollback would start its release on", nothing: ROLLBACK_UNTOUCHED, again: "roll back again" };
+function rollbackSlot(state) {
+  return otherSlot(state.slot ?? "blue");
+}
 var DONE = [{ result: "success" }, { release: "release_id", previous: "audit_previous" }];
 async function rollbackHost(ctx, env, remote, locked, to, today) {
   const h = new HostRun(ctx, remote, env, "rollback");
   const state = parseState(locked.inspected.get(remote.name));
-  const idle = otherSlot(state.slot ?? "blue");
+  const idle = rollbackSlot(state);
   const fused = reported(locked.inspected.get(remote.name), ROLLBACK_KEYS.rollback) !== void 0;
   let r = locked.inspected.get(remote.name);
   if (!fused) {
@@ -63796,6 +63863,11 @@ ${remote.name} still serves ${state.current}`, e.hint);
   const kept = state.releases.map((x) => x.id);
   if (verdict === "no_live") throw new OpsError(`${remote.name} has no live release to roll back from`);
   if (verdict === "supervisor_down") throw supervisorDownError(env, remote.name, state, ROLLBACK_UNTOUCHED, "roll back again");
+  if (verdict === "ports_taken") {
+    const taken = portsTaken(env, remote.name, state, r, idle);
+    if (taken) throw portsTakenError(env, [taken], ROLLBACK_PORTS);
+    throw new OpsError(`a port of slot ${idle} is taken on ${remote.name} by a process that is not that slot's own: ${ROLLBACK_UNTOUCHED}; ${remote.name} still serves ${from}`, `ops status ${env.name} shows who listens there; free the port, then roll back again`);
+  }
   if (verdict === "none")
     throw new OpsError(`${remote.name} has no earlier healthy release to roll back to (kept: ${kept.join(", ") || "none"})`, `pick one with --to (see ops releases ${env.name})`);
   if (verdict === "not_kept") throw new OpsError(`release ${to} is not on ${remote.name} (kept: ${kept.join(", ")})`, `see ops releases ${env.name}`);
@@ -63841,6 +63913,7 @@ ${remote.name} still serves ${from}`, joinHints(e.hint, unhealthyHint(env, state
 ${failureDetail(r.stdout, r.stderr)}`, `see ops status ${env.name}: the previous release may still run there`);
   }
   if (!fused) locked.closed(remote.name, r);
+  reportNginxStarted(ctx, result, r);
   if (note) {
     ctx.reporter.warn(`${remote.name}: ${note}`);
     result.notes.push(note);
@@ -63876,12 +63949,20 @@ async function rollback(ctx, environment, to) {
           const state = parseState(locked.inspected.get(remote.name));
           if (state.supervisorDown && !locked.finished(remote.name)) throw supervisorDownError(env, remote.name, state, `${ROLLBACK_UNTOUCHED}${alone ? "" : " on any host"}`, "roll back again");
         }
+        const taken = [...session.remotes.values()].flatMap((remote) => {
+          const r = locked.inspected.get(remote.name);
+          if (locked.finished(remote.name) || reported(r, ROLLBACK_KEYS.rollback) !== void 0) return [];
+          const state = parseState(r);
+          return portsTaken(env, remote.name, state, r, rollbackSlot(state)) ?? [];
+        });
+        if (taken.length) throw portsTakenError(env, taken, { ...ROLLBACK_PORTS, ...taken.length === 1 && !alone && { nothing: `${ROLLBACK_UNTOUCHED} on any host` } });
         return session.each((remote) => rollbackHost(ctx, env, remote, locked, to, today), { batch: env.config.switch.batch_size });
       },
       {
         // The live release is being left: no need to probe it first; nor to know what sending code needs. Whether
-        // supervisord runs, though: without it no slot starts.
-        inspect: deployState(env, void 0, { supervisor: true }),
+        // supervisord runs, though: without it no slot starts; and who holds the idle slot's ports (in this same
+        // step: no round trip of its own).
+        inspect: deployState(env, void 0, { supervisor: true, ports: true }),
         ...alone && {
           finish: (unlock) => rollbackWork(env, ctx, to, { done: unlock(...DONE), refused: unlock() }, today).script,
           finishSeconds: rollbackWork(env, ctx, to, { done: "", refused: "" }, today).timeout

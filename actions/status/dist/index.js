@@ -60393,8 +60393,9 @@ check_identity() {
   IDENTITY=\${IDENTITY%; }
   [ -z "$IDENTITY" ]
 }
-# report_slot SLOT GROUP name:port...: "proc" and "listener" reports (tab-separated) for ops status and a deploy's
-# state read (who holds the ports of the slot it starts on). A socket ss names no process for is a listener of pid 0.
+# report_slot SLOT GROUP name:port...: "proc" and "listener" reports (tab-separated) for ops status and the state read
+# of a deploy or a rollback (who holds the ports of the slot it starts on). A socket ss names no process for is a
+# listener of pid 0. Each listener not in the tree of the slot's own process ("other") adds 1 to REPORT_SLOT_FOREIGN.
 report_slot() {
   local slot=$1 group=$2 p name port sp l ls tree; shift 2
   sup_pids
@@ -60406,8 +60407,9 @@ report_slot() {
     for l in $ls; do
       tree=other; if [ "$sp" != 0 ] && in_tree "$l" "$sp"; then tree=tree; fi
       ops_report listener "$slot	$name	$l	$tree	$(proc_env_release "$l")	$(proc_cwd "$l")	$(proc_cmd "$l")"
+      [ "$tree" = tree ] || REPORT_SLOT_FOREIGN=$(( \${REPORT_SLOT_FOREIGN:-0} + 1 ))
     done
-    if [ -z "$ls" ] && listening "$port"; then ops_report listener "$slot	$name	0	other			"; fi
+    if [ -z "$ls" ] && listening "$port"; then ops_report listener "$slot	$name	0	other			"; REPORT_SLOT_FOREIGN=$(( \${REPORT_SLOT_FOREIGN:-0} + 1 )); fi
   done
 }
 # live_verdict ID DIR GROUP TIMEOUT INTERVAL name:port:path...: prints "ok" when the release ID (directory DIR) of

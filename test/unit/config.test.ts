@@ -129,6 +129,14 @@ env: { __proto__: { secret: db }, constructor: c, toString: t }
     expect(problems({ ...minimal(), release: { python_requirements: '', node_dir: '' } })).toEqual([]);
   });
 
+  it('release.build and release.migrate: "" for an app without them (null or left out: the default); two lines refused', () => {
+    const none = parseEnvironment({ ...minimal(), release: { build: '', migrate: '' } }, 'environments/x/environment.yml');
+    expect([none.release.build, none.release.migrate]).toEqual(['', '']);
+    const defaults = parseEnvironment({ ...minimal(), release: { build: null } }, 'environments/x/environment.yml');
+    expect([defaults.release.build, defaults.release.migrate]).toEqual(['make build', 'make migrate']);
+    expect(problems({ ...minimal(), release: { build: 'npm ci\nnpm run build' } })).toEqual(['release.build: expected a shell command on one line, or "" for none, got "npm ci\\nnpm run build"']);
+  });
+
   it('checks rules across keys', () => {
     const doc = minimal() as Record<string, any>;
     doc.hosts.push({ name: 'web1', address: 'b', host_key: KEY, host_key_file: 'k.pub' });

@@ -224,6 +224,9 @@ export function renderDotenv(env: Environment, secrets: unknown): RenderedEnv {
   const missing: string[] = [];
   const rounded: [key: string, secret: string][] = [];
   const refused: string[] = [];
+  // Which kinds of value were refused: the hint says where each is changed.
+  let refusedSecrets = false;
+  let refusedPlain = false;
   const culprits = new Set<Reader>();
   const lines = [`# Rendered by ops-pipeline for ${env.name} (readers: ${declared.join(', ')}): do not edit on the host, change environments/${env.name}/ instead.`];
   const records: string[] = [];
@@ -249,6 +252,8 @@ export function renderDotenv(env: Environment, secrets: unknown): RenderedEnv {
     if ('refused' in encoded) {
       encoded.refused.readers.forEach((r) => culprits.add(r));
       const readBy = `read by ${exact.join(', ') || 'none of the declared readers'}${others.length ? `; its line also parsed by ${others.join(', ')}` : ''}`;
+      if (typeof spec === 'string') refusedPlain = true;
+      else refusedSecrets = true;
       refused.push(`${key} (${typeof spec === 'string' ? 'a plain value in environment.yml' : `secret "${spec.secret}"`}; ${readBy}): ${encoded.refused.reason}`);
       continue;
     }
@@ -271,7 +276,7 @@ export function renderDotenv(env: Environment, secrets: unknown): RenderedEnv {
   if (refused.length)
     throw new OpsError(
       `${refused.length} .env value${refused.length > 1 ? 's' : ''} of ${env.name} cannot be written so that ${refused.length > 1 ? 'their readers read them' : 'its readers read it'} back exactly (nothing was sent to any host):\n${refused.map((m) => `  - ${m}`).join('\n')}`,
-      `change the value (printf '%s' NEW | ops secrets set ${env.name} <key>), or, if your app does not read .env with it, drop ${[...culprits].join(' / ')} from dotenv.readers in environments/${env.name}/environment.yml (README: "The .env: which values each reader can carry")`,
+      `change the value (${refusedSecrets ? `a secret: printf '%s' NEW | ops secrets set ${env.name} <key>` : ''}${refusedSecrets && refusedPlain ? '; ' : ''}${refusedPlain ? `a plain value: its env entry in environments/${env.name}/environment.yml` : ''}), or, if your app does not read .env with it, drop ${[...culprits].join(' / ')} from dotenv.readers in environments/${env.name}/environment.yml (README: "The .env: which values each reader can carry")`,
     );
   return { dotenv: lines.join('\n') + '\n', environ: records.join(''), forms };
 }

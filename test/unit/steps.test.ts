@@ -248,6 +248,15 @@ describe('.env', () => {
     expect(ok.dotenv.split('\n')[0]).toContain('(readers: python-dotenv, node-dotenv, vite (VITE_*))');
     expect(ok.dotenv).toContain("DB='pa$HOME'");
     expect(() => render({ ...readers, env: { VITE_KEY: 'pa$HOME' } })).toThrow(/VITE_KEY \(a plain value in environment.yml; read by python-dotenv, node-dotenv, vite\): no quoting is read the same by python-dotenv and vite/);
+    // The hint says where a plain value is changed (not with ops secrets set).
+    const hint = (() => {
+      try {
+        render({ ...readers, env: { VITE_KEY: 'pa$HOME' } });
+      } catch (e) {
+        return (e as OpsError).hint;
+      }
+    })();
+    expect(hint).toMatch(/^change the value \(a plain value: its env entry in environments\/\w+\/environment.yml\), or/);
   });
 
   it('writes a 64-bit integer secret (held exactly, as sops does) digit for digit', () => {

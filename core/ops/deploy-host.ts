@@ -376,7 +376,7 @@ export async function switchHost(env: Target, hp: HostPlan, p: Plan, locked: Loc
   const dir = `${env.layout.releases}/${p.id}`;
   try {
     hp.started = true;
-    await h.run(startSlot(env, newSlot, dir, p.id));
+    await h.run(startSlot(env, newSlot, dir, p.id, p.dotenvSums));
     const switched = await h.run(switchTo(env, newSlot, p.id, state.certificate, 'deploy', { fingerprint: p.fingerprint, dotenvSums: p.dotenvSums, settings: p.settings }), { allowFailure: true });
     if (switched.code !== 0) {
       const failure = await h.failure('switch', switched);

@@ -153,9 +153,32 @@ export function programPorts(env: Target, slot: Slot): string[] {
  * the step fails with supervisor's own message. When a check never passes, the new programs stop again and
  * the step fails with their last log lines. Either way the live slot was never touched.
  */
-export function startSlot(env: Target, slot: Slot, release: string, releaseId: string): Step {
+export function startSlot(env: Target, slot: Slot, release: string, releaseId: string, dotenvSums?: string): Step {
   if (release !== `${env.layout.releases}/${releaseId}`) throw new Error(`startSlot: release ${releaseId} lives in ${env.layout.releases}/${releaseId}, not ${release}`);
-  return startRelease(env, slot, releaseId);
+  if (dotenvSums !== undefined && !/^[0-9a-f]{64} [0-9a-f]{64}$/.test(dotenvSums)) throw new Error(`startSlot: not the sha256 of a .env and an environ: ${dotenvSums}`);
+  return startRelease(env, slot, releaseId, 0, dotenvSums);
+}
+
+/**
+ * Shell that refuses to start a release whose `.env` or environ are no longer the bytes its deploy wrote (`sums`,
+ * dotenvSums: sha256 of each): the release's build, migrations or before_switch hooks rewrote them (a build that
+ * appends to .env, copies .env.example over it), and the app would run with values nobody deployed. Exits
+ * START_FAILED_CLEAN before anything is touched, naming the file(s).
+ */
+function dotenvUnchanged(env: Target, sums: string): string {
+  const [dotenv, environ] = sums.split(' ');
+  // The files' names in a release directory (layout: <release>/.env, <release>/.ops-environ).
+  const name = (path: string) => path.replace(/^\//, '');
+  return String.raw`changed=()
+for pair in ${quote(`${name(env.layout.dotenv(''))}:${dotenv}`)} ${quote(`${name(env.layout.environ(''))}:${environ}`)}; do
+  f=${'$'}{pair%%:*}; want=${'$'}{pair#*:}
+  got=$(sha256sum -- "$release/$f" 2>/dev/null || true)
+  [ "${'$'}{got%% *}" = "$want" ] || changed+=("$f")
+done
+if [ ${'$'}{#changed[@]} -gt 0 ]; then
+  echo "$release_id: its ${'$'}{changed[*]} no longer hold what this deploy wrote there: something run in the release since (release.build, release.migrate or a before_switch hook) rewrote or removed it, and the app would run with values nobody deployed. Nothing was started; the live release keeps serving. Fix the command that writes it (build-time settings belong in another file; .env is ops's, rendered from environments/${env.name}/), then deploy again" >&2
+  exit ${START_FAILED_CLEAN}
+fi`;
 }
 
 /** Where slotConfig is rendered for a release chosen on the host: the id's place, replaced there by the id. */
@@ -229,7 +252,7 @@ const START_REUSED = 4;
  * startSlot for a release given by the runner, or chosen on the host (`onHost('release_id')`: rollbackStep).
  * `reusedExit`: the exit code when the slot already runs the release and is reused (0 unless given).
  */
-function startRelease(env: Target, slot: Slot, releaseId: string | HostVariable, reusedExit = 0): Step {
+function startRelease(env: Target, slot: Slot, releaseId: string | HostVariable, reusedExit = 0, dotenvSums?: string): Step {
   const L = env.layout;
   const sw = env.config.switch;
   const group = L.supervisorGroup(slot);
@@ -246,7 +269,8 @@ ${SUPERVISOR_FUNCTIONS}
 ${IDENTITY_FUNCTIONS}
 ${releaseIdVar(releaseId)}
 release=${quote(L.releases)}/$release_id
-${slotConfigShell(env, slot, releaseId)}
+${dotenvSums ? `${dotenvUnchanged(env, dotenvSums)}
+` : ''}${slotConfigShell(env, slot, releaseId)}
 conf=${quote(L.supervisorConf(slot))}
 # The slot may still run exactly this (the previous release, kept warm: its file compared as base64, the way it
 # travels): then health and identity are enough, checked at once (live_verdict).

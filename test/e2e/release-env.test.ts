@@ -171,4 +171,19 @@ supervisorctl restart all >/dev/null`);
     expect(e.hint).not.toMatch(/pw1|pw2/);
     expect(await serves(d.release)).toBe(`${d.release} pw2 -`);
   }, 900_000);
+  it('a build that rewrites the release\'s .env (appends to it, copies .env.example over it): refused before the start, naming the file; the live release serves on', async () => {
+    commit(repo, { 'server.py': SERVER }, 'no database check at start');
+    project.write(config);
+    const live = await run({ ref: version('8') });
+    expect(await serves(live.release)).toBe(`${live.release} legacy-mark -`);
+    for (const [i, build] of ['printf "MARK=from-the-build\\n" >> .env', 'cp -f VERSION .env', 'rm -f .ops-environ'].entries()) {
+      project.write({ ...config, release: { ...(config.release as object), build } });
+      const e = (await run({ ref: version(`9${i}`) }).catch((x: unknown) => x)) as OpsError;
+      expect(e, build).toBeInstanceOf(OpsError);
+      expect(e.message).toMatch(new RegExp(`: its (\\.env|\\.ops-environ) no longer hold what this deploy wrote there: something run in the release since \\(release.build, release.migrate or a before_switch hook\\) rewrote or removed it`));
+      expect(e.message).toContain(`still serves ${live.release}`);
+      expect(await serves(live.release)).toBe(`${live.release} legacy-mark -`);
+    }
+    project.write(config);
+  }, 900_000);
 });

@@ -83,8 +83,13 @@ export async function rebuildStaging(ctx: StagingContext, options: RebuildOption
         if (at && at !== s.sha && s.key === key) {
           try {
             const pinned = await pinSource(ctx, s, at);
-            s = pinned.source;
-            if (pinned.moved) {
+            if (pinned.moved?.rewritten) {
+              // Rewritten (rebased, amended) since staging took it: the approved commit is no longer part of the pull
+              // request, and an add of the new head is refused as rewritten, telling to rebuild. Pinned here, it
+              // could never come back: its current head is applied (the label is on it), saying so.
+              reporter.warn(`${s.display} was rewritten since ${staging} took ${short(at)}: applying its current head, ${short(s.sha)} (labelled)`);
+            } else s = pinned.source;
+            if (pinned.moved && !pinned.moved.rewritten) {
               movedOn.set(s, pinned.moved);
               reporter.warn(describeMoved({ source: s, moved: pinned.moved }, staging, APPROVED)!);
             }

@@ -285,25 +285,25 @@ describe('staging rebuild', () => {
     expect(s.tracking()['refs/staging-heads/heads/feature/b']).toBe(sha.b);
   });
 
-  it('keeps the approved commit of a labelled pull request rewritten (force-pushed) since, and of one whose branch is gone', async () => {
+  it('a labelled pull request rewritten (force-pushed) since staging took it: its current head, said (the add of a rewritten head is refused and tells to rebuild); one whose branch is gone: the commit staging took', async () => {
     const { s, runner, dev } = fresh(template);
     const gh = await github();
     await addToStaging(context(runner.dir), 'feature/b', undefined, { at: sha.b });
     await addToStaging(context(runner.dir), 'feature/d');
     gh.pulls.find((p) => p.number === 4)!.labels.push('staging');
     dev.branch('feature/b', 'master');
-    const rewritten = dev.commit({ 'b.txt': 'b redone, unread\n' }, 'b redone');
+    const rewritten = dev.commit({ 'b.txt': 'b redone\n' }, 'b redone');
     dev.push('feature/b', { force: true });
     dev.git('push', '-q', 'origin', ':refs/heads/feature/d');
 
     const ctx = context(runner.dir);
     const r = await rebuildStaging(ctx, { github: access(gh), label: 'staging', comment: false });
-    expect(r.added.find((a) => a.source.pull?.number === 5)).toMatchObject({ source: { sha: sha.b }, moved: { head: rewritten, newer: [], rewritten: true } });
+    expect(r.added.find((a) => a.source.pull?.number === 5)).toMatchObject({ source: { sha: rewritten } });
     expect(r.added.find((a) => a.source.pull?.number === 4)).toMatchObject({ source: { sha: sha.d, key: 'refs/heads/feature/d' } });
     const staging = s.sha('staging')!;
-    expect(s.isAncestor(rewritten, staging)).toBe(false);
-    expect(s.isAncestor(sha.b!, staging) && s.isAncestor(sha.d!, staging)).toBe(true);
-    expect(ctx.reporter.text()).toMatch(/the branch was rewritten since \(the commit staging took \(its approved head\) is no longer in it\)/);
+    expect(s.isAncestor(rewritten, staging) && s.isAncestor(sha.d!, staging)).toBe(true);
+    expect(s.isAncestor(sha.b!, staging)).toBe(false);
+    expect(ctx.reporter.text()).toMatch(new RegExp(`#5 \\(feature/b\\) was rewritten since staging took ${sha.b!.slice(0, 7)}: applying its current head, ${rewritten.slice(0, 7)} \\(labelled\\)`));
     expect(ctx.reporter.text()).toMatch(/#4 \(feature\/d\): its branch could not be read .*; re-applying the commit staging took/);
   });
 

@@ -36991,7 +36991,7 @@ function addressProblem(v) {
   if (name2.length > 253 || !name2.split(".").every((l) => label.test(l))) return 'not a DNS name: labels of letters, digits and inner "-" (1-63 characters), joined by "."';
   return void 0;
 }
-var name, port, command, hostKey, relPath, SYSTEM_DIRS, SERVICE_STATE, VIRTUAL_TREES, FOREIGN_TREES, ownDir, anyPath, gitRef, routePrefix, healthPath, SIZE_UNITS, version, address, loginName, bastionSchema, hostSchema, fullVersion, runtimeFields, pythonRuntime, nodeRuntime, SECRET_KEY_PATH, secretRef, httpUrl, programSchema, envValue, environmentSchema;
+var name, port, command, stepCommand, hostKey, relPath, SYSTEM_DIRS, SERVICE_STATE, VIRTUAL_TREES, FOREIGN_TREES, ownDir, anyPath, gitRef, routePrefix, healthPath, SIZE_UNITS, version, address, loginName, bastionSchema, hostSchema, fullVersion, runtimeFields, pythonRuntime, nodeRuntime, SECRET_KEY_PATH, secretRef, httpUrl, programSchema, envValue, environmentSchema;
 var init_environment_schema = __esm({
   "core/config/environment-schema.ts"() {
     "use strict";
@@ -37004,6 +37004,7 @@ var init_environment_schema = __esm({
     name = string({ pattern: /^[a-z][a-z0-9_-]{0,39}$/, form: 'a name (lower-case letters, digits, "_", "-")' });
     port = integer(1, 65535);
     command = string({ pattern: /^[^\n]+$/, form: "a shell command on one line" });
+    stepCommand = string({ pattern: /^[^\n]*$/, form: 'a shell command on one line, or "" for none' });
     hostKey = string({
       form: 'an SSH public key line ("ssh-ed25519 AAAA...")',
       // the line's shape (an editor can check it); the key blob itself is decoded by parseHostKey
@@ -37164,13 +37165,13 @@ var init_environment_schema = __esm({
               list(string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\n]+$/, form: 'a path relative to the repository, inside it ("prisma/schema.prisma", "client/patches")' })),
               "files or directories the dependency installs read besides what ops finds itself (the lockfiles, files requirements include, local packages, .npmrc): what the install scripts of node_dir's package.json read, such as patch-package's patches/ or prisma's schema. A change to any of them makes the sets again. Unset while package.json has install scripts (postinstall, prepare...): the node set is made for each release, as what they read is not known ([] = they read nothing of the repository)"
             ),
-            build: opt(command, "build command, run in the release as the app user", "make build"),
+            build: opt(stepCommand, 'build command, run in the release as the app user ("": the app has no build)', "make build"),
             build_needs_python: opt(
               boolean(),
               "the build runs Python from the venv (e.g. Django's collectstatic): it then waits for the Python set. Otherwise a new Python set is made beside the build (they are independent; with uv once the node set is made, with pip beside it too). Without node_dir the build always waits for it",
               false
             ),
-            migrate: opt(command, "migration command, run before the switch while the old release still serves", "make migrate"),
+            migrate: opt(stepCommand, 'migration command, run before the switch while the old release still serves ("": the app has no migrations)', "make migrate"),
             migrate_timeout: opt(integer(1, 86400), "seconds the migration command may run; then it is stopped and the deploy fails before any switch", 1800),
             keep: opt(integer(1, 100), "good releases kept on each host: the latest ones that went live, in the order they went live on that host (the live one among them); the live release and the one kept warm on the idle slot are never removed", 5),
             keep_failed: opt(integer(0, 100), "failed and rolled-back (abandoned) releases kept on each host for inspection, the latest ones (by when they failed or were rolled back from); counted apart from `keep`", 2),
@@ -70569,6 +70570,8 @@ function renderDotenv(env, secrets) {
   const missing = [];
   const rounded = [];
   const refused = [];
+  let refusedSecrets = false;
+  let refusedPlain = false;
   const culprits = /* @__PURE__ */ new Set();
   const lines = [`# Rendered by ops-pipeline for ${env.name} (readers: ${declared.join(", ")}): do not edit on the host, change environments/${env.name}/ instead.`];
   const records = [];
@@ -70594,6 +70597,8 @@ function renderDotenv(env, secrets) {
     if ("refused" in encoded) {
       encoded.refused.readers.forEach((r) => culprits.add(r));
       const readBy = `read by ${exact.join(", ") || "none of the declared readers"}${others.length ? `; its line also parsed by ${others.join(", ")}` : ""}`;
+      if (typeof spec === "string") refusedPlain = true;
+      else refusedSecrets = true;
       refused.push(`${key} (${typeof spec === "string" ? "a plain value in environment.yml" : `secret "${spec.secret}"`}; ${readBy}): ${encoded.refused.reason}`);
       continue;
     }
@@ -70619,7 +70624,7 @@ ${rounded.map(([k, sec]) => `  - ${k} (secret "${sec}")`).join("\n")}`,
     throw new OpsError(
       `${refused.length} .env value${refused.length > 1 ? "s" : ""} of ${env.name} cannot be written so that ${refused.length > 1 ? "their readers read them" : "its readers read it"} back exactly (nothing was sent to any host):
 ${refused.map((m) => `  - ${m}`).join("\n")}`,
-      `change the value (printf '%s' NEW | ops secrets set ${env.name} <key>), or, if your app does not read .env with it, drop ${[...culprits].join(" / ")} from dotenv.readers in environments/${env.name}/environment.yml (README: "The .env: which values each reader can carry")`
+      `change the value (${refusedSecrets ? `a secret: printf '%s' NEW | ops secrets set ${env.name} <key>` : ""}${refusedSecrets && refusedPlain ? "; " : ""}${refusedPlain ? `a plain value: its env entry in environments/${env.name}/environment.yml` : ""}), or, if your app does not read .env with it, drop ${[...culprits].join(" / ")} from dotenv.readers in environments/${env.name}/environment.yml (README: "The .env: which values each reader can carry")`
     );
   return { dotenv: lines.join("\n") + "\n", environ: records.join(""), forms };
 }

@@ -35584,8 +35584,10 @@ async function rebuildStaging(ctx, options) {
         if (at && at !== s.sha && s.key === key) {
           try {
             const pinned = await pinSource(ctx, s, at);
-            s = pinned.source;
-            if (pinned.moved) {
+            if (pinned.moved?.rewritten) {
+              reporter.warn(`${s.display} was rewritten since ${staging} took ${short(at)}: applying its current head, ${short(s.sha)} (labelled)`);
+            } else s = pinned.source;
+            if (pinned.moved && !pinned.moved.rewritten) {
               movedOn.set(s, pinned.moved);
               reporter.warn(describeMoved({ source: s, moved: pinned.moved }, staging, APPROVED));
             }

@@ -18,9 +18,9 @@ export interface PreflightResult {
 
 /** Lockfiles of Python project managers; `pip install -r` / `uv pip install -r` of a pyproject.toml reads none of them. */
 const PYTHON_LOCKS: Record<string, string> = {
-  'poetry.lock': 'poetry export -f requirements.txt -o requirements.txt (poetry 2: with the poetry-plugin-export plugin)',
-  'uv.lock': 'uv export --format requirements-txt -o requirements.txt',
-  'pdm.lock': 'pdm export -o requirements.txt',
+  'poetry.lock': '`poetry export -f requirements.txt -o requirements.txt` (on poetry 2 with poetry-plugin-export)',
+  'uv.lock': '`uv export --format requirements-txt -o requirements.txt`',
+  'pdm.lock': '`pdm export -o requirements.txt`',
 };
 
 /** Lockfiles of other Node package managers, which `npm ci` does not read. */
@@ -125,7 +125,7 @@ export async function preflight(repo: string, sha: string, env: Environment, tre
       // that day, and call it the lock's. The honest thing is to say so.
       for (const lock of Object.keys(PYTHON_LOCKS).filter((l) => listing.has(dir ? `${dir}/${l}` : l)))
         warnings.push(
-          `release.python_requirements is ${req}, and ${dir ? `${dir}/` : ''}${lock} beside it is not read: the install resolves pyproject.toml's dependency ranges, so a change to ${lock} alone is not deployed (the Python set is reused) and versions may differ from the lock; export it (${PYTHON_LOCKS[lock]}), commit that file and point release.python_requirements at it`,
+          `release.python_requirements is ${req}, and ${dir ? `${dir}/` : ''}${lock} beside it is not read: the install resolves pyproject.toml's dependency ranges, so a change to ${lock} alone is not deployed (the Python set is reused) and versions may differ from the lock; export it: ${PYTHON_LOCKS[lock]}; commit that file and point release.python_requirements at it`,
         );
     }
   }
@@ -153,22 +153,21 @@ export async function preflight(repo: string, sha: string, env: Environment, tre
   }
 
   // A program's directory the commit lacks may still be made before the start: by the build (an output directory
-  // such as build/ or dist/), migrate or a before_switch hook, or by the dependency sets (venv/, node_modules/).
-  // What a command makes cannot be known here: refused only when no command runs before the start, else a warning
-  // (the host fails at the start, "couldn't chdir", when it is still missing).
+  // such as build/ or dist/: vite, adapter-node), migrate or a before_switch hook, or by the dependency sets (venv/,
+  // node_modules/). What a command makes cannot be known here, and release.build and release.migrate always run
+  // (they cannot be empty): a warning, not a refusal (a false one would stop a good deploy). Refused: a directory
+  // that is a file in the commit, or under one (no command is expected to replace a committed file by a directory).
   const made = [...(req ? ['venv'] : []), ...(nodeDir ? [norm(`${nodeDir}/node_modules`)] : [])];
-  const commands = [build && 'release.build', migrate && 'release.migrate', beforeSwitch.length && 'release.before_switch'].filter(Boolean);
   for (const [name, program] of Object.entries(env.config.programs)) {
     const dir = norm(program.directory ?? '.');
     const kind = listing.kind(dir);
-    if (kind === 'file') problems.push(`programs.${name}.directory ${program.directory} is a file in commit ${at}, not a directory\n  fix: set programs.${name}.directory to the directory the program runs in, relative to the release ("." for its root)`);
-    else if (kind === 'under-file') problems.push(`programs.${name}.directory ${missing(kind, program.directory, at)}\n  fix: set programs.${name}.directory to the directory the program runs in, relative to the release ("." for its root)`);
-    else if (kind === 'absent' || kind === 'ignored') {
-      if (made.some((m) => dir === m || dir.startsWith(`${m}/`))) continue;
-      const what = `programs.${name}.directory ${missing(kind, program.directory, at)}`;
-      if (commands.length) warnings.push(`${what}: ${commands.join(', ')} must make it, else supervisor cannot start ${name} ("couldn't chdir")`);
-      else problems.push(`${what}, and no build, migrate or before_switch command runs to make it: supervisor could not start ${name}\n  fix: set programs.${name}.directory to a directory of the commit, relative to the release ("." for its root)`);
-    }
+    const fix = `\n  fix: set programs.${name}.directory to the directory the program runs in, relative to the release ("." for its root)`;
+    if (kind === 'file') problems.push(`programs.${name}.directory ${program.directory} is a file in commit ${at}, not a directory${fix}`);
+    else if (kind === 'under-file') problems.push(`programs.${name}.directory ${missing(kind, program.directory, at)}${fix}`);
+    else if ((kind === 'absent' || kind === 'ignored') && !made.some((m) => dir === m || dir.startsWith(`${m}/`)))
+      warnings.push(
+        `programs.${name}.directory ${missing(kind, program.directory, at)}: release.build (${build})${beforeSwitch.length ? ' or a before_switch hook' : ''} must make it, else supervisor cannot start ${name} ("couldn't chdir") after the build`,
+      );
   }
   return { problems, warnings };
 }
@@ -176,17 +175,18 @@ export async function preflight(repo: string, sha: string, env: Environment, tre
 /** ", found instead: ..." with the commit's requirements files and Python project files, and how to fix. */
 function pythonFound(listing: Listing, path: string): string {
   const named = (re: RegExp) => listing.entries.filter((e) => e.type === 'blob' && re.test(e.path) && !e.path.includes('node_modules/')).map((e) => e.path);
-  const reqs = named(/(^|\/)requirements[^/]*\.txt$/);
-  const unpinned = named(/(^|\/)requirements[^/]*\.in$/);
+  const reqs = named(/(^|\/)requirements([^/]*|\/[^/]+)\.txt$/);
+  const unpinned = named(/(^|\/)requirements([^/]*|\/[^/]+)\.in$/);
   const dir = posix.dirname(path) === '.' ? '' : posix.dirname(path);
-  const project = ['pyproject.toml', 'setup.py', 'setup.cfg', 'Pipfile', ...Object.keys(PYTHON_LOCKS)].map((f) => (dir ? `${dir}/${f}` : f)).filter((f) => listing.has(f));
+  const project = [...new Set([dir, ''])].flatMap((d) => ['pyproject.toml', 'setup.py', 'setup.cfg', 'Pipfile', ...Object.keys(PYTHON_LOCKS)].map((f) => (d ? `${d}/${f}` : f))).filter((f) => listing.has(f));
   const found = [...reqs, ...unpinned, ...project];
-  const locks = Object.keys(PYTHON_LOCKS).filter((l) => project.some((f) => posix.basename(f) === l));
+  const locks = project.filter((f) => PYTHON_LOCKS[posix.basename(f)]);
+  const source = unpinned[0] ?? project.find((f) => posix.basename(f) === 'pyproject.toml');
   const fixes = [
     ...(reqs.length ? [`point release.python_requirements at ${reqs.length > 1 ? 'one of these' : reqs[0]}`] : []),
-    ...locks.map((l) => `export ${l} to a requirements file (${PYTHON_LOCKS[l]}), commit it and point release.python_requirements at it`),
-    ...(!locks.length && project.includes(dir ? `${dir}/pyproject.toml` : 'pyproject.toml') ? ['compile pyproject.toml to a pinned requirements file (uv pip compile pyproject.toml -o requirements.txt), commit it and point release.python_requirements at it'] : []),
-    'commit the file',
+    ...locks.map((l) => `export ${l} to a requirements file: ${PYTHON_LOCKS[posix.basename(l)]}, commit it and point release.python_requirements at it`),
+    ...(!locks.length && source ? [`compile ${source} to a pinned requirements file (\`uv pip compile ${source} -o ${path}\`), commit it`] : []),
+    `commit ${path}`,
     'set release.python_requirements to "" for no Python',
   ];
   return `${found.length ? `; found instead: ${list(found)}` : ''}\n  fix: ${fixes.join('; or ')}`;
@@ -218,7 +218,7 @@ async function makeProblem(repo: string, sha: string, listing: Listing, env: Env
   const makefile = MAKEFILES.find((f) => listing.entry(f));
   const defaults: Record<string, string> = { 'release.build': 'make build', 'release.migrate': 'make migrate' };
   const named = `${setting} is \`${command.trim()}\`${command.trim() === defaults[setting] ? ' (its default)' : ''}`;
-  const instead = `set ${setting} to the command that ${setting === 'release.build' ? 'builds the app' : 'migrates the database'} ("" for none)`;
+  const instead = `set ${setting} to the command that ${setting === 'release.build' ? 'builds the app' : 'migrates the database'} (\`true\` for none)`;
   if (!makefile)
     return `${named}, but commit ${at} has no Makefile at its root (nor makefile, GNUmakefile): make would fail (${target ? `No rule to make target '${target}'` : 'no makefile found'})\n  fix: commit a Makefile${target ? ` with a \`${target}:\` rule` : ''} at the repository root, or ${instead}`;
   if (!target) return undefined; // the default goal: the makefile's first target

@@ -203,7 +203,7 @@ function nodeFound(listing: Listing): string {
  * Only two cases, each refused only when nothing else could make it work: no makefile at the root (GNUmakefile,
  * makefile, Makefile), or a plain makefile that defines no such target. Not refused, as make might succeed: a
  * file or directory at the root named after the target (or `<target>.<suffix>`, RCS/, SCCS/: make's implicit
- * rules, or "Nothing to be done"), make's variables in `env` (MAKEFILES, MAKEFLAGS...), a makefile that is a link
+ * rules, or "Nothing to be done"; VPATH and vpath, which look for it elsewhere), make's variables in `env` (MAKEFILES, MAKEFLAGS...), a makefile that is a link
  * or large, or that includes others, makes targets from variables, patterns or eval, or sets .DEFAULT or
  * .RECIPEPREFIX. A word before a ":" on any line (a recipe's too) counts as a target: a miss, never a false refusal.
  */
@@ -228,7 +228,7 @@ async function makeProblem(repo: string, sha: string, listing: Listing, env: Env
   const lines = text.replace(/\\\r?\n/g, ' ').split(/\r?\n/).map((l) => l.replace(/#.*/, ''));
   const heads: string[] = [];
   for (const line of lines) {
-    if (/^\s*-?s?include\s/.test(line) || /\.DEFAULT\b|\.RECIPEPREFIX|\$\(eval|\$\{eval/.test(line)) return undefined;
+    if (/^\s*-?s?include\s/.test(line) || /\.DEFAULT\b|\.RECIPEPREFIX|\$\(eval|\$\{eval|VPATH/.test(line) || /^\s*vpath\b/.test(line)) return undefined;
     const colon = /:(?![=:]?=)/.exec(line);
     if (!colon) continue;
     const head = line.slice(0, colon.index);

@@ -109,7 +109,7 @@ describe('preflight of a commit against the release settings', () => {
   it('refuses a target a plain Makefile does not define, and never guesses about one it cannot read simply', async () => {
     const r = await check({ ...GOOD, Makefile: 'build:\n\techo build\n\ntest lint: build\n\techo ok\n' });
     expect(r.problems).toEqual([expect.stringMatching(/^release\.migrate is `make migrate` \(its default\), but Makefile in commit [0-9a-f]{12} has no `migrate` target \(its targets: build, test, lint\)/)]);
-    for (const makefile of ['include rules.mk\nbuild:\n\ttrue\n', '%:\n\techo $@\n', '$(TARGETS):\n\ttrue\n', '.DEFAULT:\n\ttrue\n', 'build \\\n  migrate:\n\ttrue\n', 'build::\n\ttrue\nmigrate :: build\n\ttrue\n'])
+    for (const makefile of ['include rules.mk\nbuild:\n\ttrue\n', '%:\n\techo $@\n', '$(TARGETS):\n\ttrue\n', '.DEFAULT:\n\ttrue\n', 'build \\\n  migrate:\n\ttrue\n', 'build::\n\ttrue\nmigrate :: build\n\ttrue\n', 'VPATH = src\nbuild:\n\ttrue\n'])
       expect((await check({ ...GOOD, Makefile: makefile })).problems, makefile).toEqual([]);
   });
 

@@ -114,7 +114,14 @@ export async function preflight(repo: string, sha: string, env: Environment, tre
     const path = norm(req);
     const kind = listing.kind(path);
     if (kind === 'dir') problems.push(`release.python_requirements ${req} is a directory in commit ${at}, not a requirements file\n  fix: point release.python_requirements at the requirements file ("" for no Python)`);
-    else if (!listing.has(path)) problems.push(`release.python_requirements ${missing(kind, req, at)}: the deploy would make an empty venv${pythonFound(listing, path)}`);
+    else if (!listing.has(path)) {
+      // The host installs only from a file that is there (`[ -f ]`): without it the venv is made empty, and stored
+      // as a shared set. Wrong, surely, when the commit declares Python dependencies another way (refused); an app
+      // with no Python at all that kept the default deployed so before, and still does, with a warning.
+      const found = pythonFound(listing, path);
+      if (found.files.length || kind !== 'absent') problems.push(`release.python_requirements ${missing(kind, req, at)}: the deploy would make an empty venv${found.text}`);
+      else warnings.push(`release.python_requirements ${missing(kind, req, at)}, nor any Python project file: the venv is made empty; set release.python_requirements to "" if the app has no Python`);
+    }
     else if (posix.basename(path) === 'pyproject.toml') {
       const dir = posix.dirname(path) === '.' ? '' : posix.dirname(path);
       // pip reads a requirements file line by line: a TOML table header ("[project]") is not a requirement.
@@ -172,8 +179,8 @@ export async function preflight(repo: string, sha: string, env: Environment, tre
   return { problems, warnings };
 }
 
-/** ", found instead: ..." with the commit's requirements files and Python project files, and how to fix. */
-function pythonFound(listing: Listing, path: string): string {
+/** The commit's requirements files and Python project files, and "; found instead: ..." with how to fix. */
+function pythonFound(listing: Listing, path: string): { files: string[]; text: string } {
   const named = (re: RegExp) => listing.entries.filter((e) => e.type === 'blob' && re.test(e.path) && !e.path.includes('node_modules/')).map((e) => e.path);
   const reqs = named(/(^|\/)requirements([^/]*|\/[^/]+)\.txt$/);
   const unpinned = named(/(^|\/)requirements([^/]*|\/[^/]+)\.in$/);
@@ -189,7 +196,7 @@ function pythonFound(listing: Listing, path: string): string {
     `commit ${path}`,
     'set release.python_requirements to "" for no Python',
   ];
-  return `${found.length ? `; found instead: ${list(found)}` : ''}\n  fix: ${fixes.join('; or ')}`;
+  return { files: found, text: `${found.length ? `; found instead: ${list(found)}` : ''}\n  fix: ${fixes.join('; or ')}` };
 }
 
 /** ", found instead: ..." with the commit's directories holding a package.json, and how to fix. */

@@ -318,7 +318,7 @@ export const environmentSchema = object(
     object({
       // Read by the install in the release: a path out of it (absolute, "..") would read the host's files, which no
       // commit's hash covers (the set reused while they change).
-      python_requirements: opt(string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\n]*$/, form: 'a path relative to the repository, inside it, or "" to skip' }), 'pip requirements file; a venv is made at <release>/venv ("" = no Python). A file the commit lacks is refused before any host; a lockfile beside a `pyproject.toml` named here is not read (a warning: export it to a requirements file)', 'requirements.txt'),
+      python_requirements: opt(string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\n]*$/, form: 'a path relative to the repository, inside it, or "" to skip' }), 'pip requirements file; a venv is made at <release>/venv ("" = no Python). A file the commit lacks is refused before any host when the commit declares Python dependencies otherwise (pyproject.toml, requirements.in...), else warned of (an empty venv); a lockfile beside a `pyproject.toml` named here is not read (a warning: export it to a requirements file)', 'requirements.txt'),
       node_dir: opt(string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\n]*$/, form: 'a path relative to the repository, inside it, or "" to skip' }), 'directory holding package.json/package-lock.json for `npm ci` ("" = no Node). A directory the commit lacks, or without package.json or npm\'s lockfile (package-lock.json, npm-shrinkwrap.json), is refused before any host', 'client'),
       python_installer: opt(
         oneOf(['uv', 'pip']),

@@ -71,6 +71,11 @@ describe('preflight of a commit against the release settings', () => {
     expect(r.problems).toEqual([expect.stringMatching(/^release\.python_requirements requirements\/prod\.txt is not in commit .*found instead: requirements\/base\.txt\n {2}fix: point release\.python_requirements at requirements\/base\.txt/)]);
   });
 
+  it('only warns of a missing requirements file when the commit declares no Python dependencies at all (an app without Python made an empty venv, and still deploys)', async () => {
+    const r = await check({ ...GOOD, 'requirements.txt': undefined });
+    expect(r).toEqual({ problems: [], warnings: [expect.stringMatching(/^release\.python_requirements requirements\.txt is not in commit [0-9a-f]{12}, nor any Python project file: the venv is made empty; set release\.python_requirements to "" if the app has no Python$/)] });
+  });
+
   it('refuses a requirements file git archive leaves out (export-ignore)', async () => {
     const r = await check({ ...GOOD, '.gitattributes': 'requirements.txt export-ignore\n' });
     expect(r.problems).toEqual([expect.stringContaining('release.python_requirements requirements.txt is export-ignored in commit')]);
@@ -133,7 +138,7 @@ describe('preflight of a commit against the release settings', () => {
   });
 
   it('puts every problem in one error; a dry run and a deploy are refused before any host is touched', async () => {
-    const p = project({ ...GOOD, Makefile: undefined, 'requirements.txt': undefined, 'client/package-lock.json': undefined, 'client/yarn.lock': '' }, { release: { migrate: 'true' } });
+    const p = project({ ...GOOD, Makefile: undefined, 'requirements.txt': undefined, 'pyproject.toml': '[project]\nname = "x"\n', 'client/package-lock.json': undefined, 'client/yarn.lock': '' }, { release: { migrate: 'true' } });
     const error = preflightError(await preflight(p.repo, p.sha, p.env, await treeContent(p.repo, p.sha)), p.sha)!;
     expect(error.message).toMatch(/^commit [0-9a-f]{12} does not fit the release settings \(3 problems\), refused before any host was touched:\n- release\.python_requirements .*\n.*\n- release\.node_dir client has no package-lock\.json.*\n.*\n- release\.build is `make build`/);
     const remote = new RecordingRemote('web1', 'deploy', 'sample');
@@ -146,11 +151,15 @@ describe('preflight of a commit against the release settings', () => {
     expect(remote.runs).toEqual([]);
   });
 
-  it('says its warnings in the dry run\'s plan', async () => {
+  it('says its warnings in the dry run\'s plan and the deploy\'s log', async () => {
     const p = project(GOOD, { programs: { server: { command: 'run', port: 3579, directory: 'build' }, client: { command: 'run', port: 3000 } } });
     const remote = new RecordingRemote('web1', 'deploy', 'sample', () => ({ code: 1, stderr: 'unreachable' }));
     const ctx: OpsContext = { root: p.root, reporter: new MemoryReporter(), processEnv: { PATH: process.env.PATH }, connector: async () => remote };
     const r = await deploy(ctx, p.env, { dryRun: true });
     expect(r.plan).toContainEqual(expect.stringMatching(/^warning: programs\.server\.directory build is not in commit/));
+    // A deploy says them in its log before anything runs (here no host answers: it fails after saying them).
+    const reporter = new MemoryReporter();
+    await deploy({ ...ctx, reporter, connector: async () => Promise.reject(new OpsError('no host in this test')) }, p.env).catch(() => undefined);
+    expect(reporter.lines).toContainEqual(expect.stringMatching(/^warning: programs\.server\.directory build is not in commit/));
   });
 });

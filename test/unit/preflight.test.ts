@@ -2,21 +2,22 @@
 // repositories shaped like the faults a tester met with a real app: a requirements file, node_dir or npm lockfile
 // the commit lacks, `make build` without a Makefile, a program directory nobody makes, a Python lockfile the
 // install does not read.
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { stringify } from 'yaml';
+import { parse, stringify } from 'yaml';
 import { loadEnvironment } from '../../core/config/environment.ts';
 import type { OpsContext } from '../../core/context.ts';
 import { OpsError } from '../../core/errors.ts';
+import { git } from '../../core/git.ts';
 import { deploy } from '../../core/ops/deploy.ts';
 import { preflight, preflightError } from '../../core/preflight.ts';
 import { RecordingRemote } from '../../core/remote/recording.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { treeContent } from '../../core/tree-content.ts';
 import { initRepo } from '../support/gitrepo.ts';
-import { TEST_HOST_KEY } from './project.helpers.ts';
+import { TEST_HOST_KEY, scratchProject } from './project.helpers.ts';
 
 const MAKEFILE = '.PHONY: build migrate\nbuild:\n\tcd client && npm run build\n\nmigrate:\n\tvenv/bin/alembic upgrade head\n';
 
@@ -162,4 +163,20 @@ describe('preflight of a commit against the release settings', () => {
     await deploy({ ...ctx, reporter, connector: async () => Promise.reject(new OpsError('no host in this test')) }, p.env).catch(() => undefined);
     expect(reporter.lines).toContainEqual(expect.stringMatching(/^warning: programs\.server\.directory build is not in commit/));
   });
+
+  it('has nothing to say of the sample app (test/fixtures/app) with the release settings and programs of each environment of this repository', async () => {
+    const envs = join(import.meta.dirname, '..', '..', 'environments');
+    let checked = 0;
+    for (const name of readdirSync(envs, { withFileTypes: true }).filter((d) => d.isDirectory() && !d.name.startsWith('.')).map((d) => d.name).filter((n) => existsSync(join(envs, n, 'environment.yml')))) {
+      const { release, programs, routes } = parse(readFileSync(join(envs, name, 'environment.yml'), 'utf8')) as Record<string, unknown>;
+      const { root, repo } = await scratchProject('ops-preflight-sample-', 'x', { app: 'sample', ref: 'v2', hosts: [{ name: 'web1', address: '192.0.2.1', host_key: TEST_HOST_KEY }], release, programs, routes });
+      const env = loadEnvironment('x', root);
+      for (const ref of ['v1', 'v2']) {
+        const sha = (await git(repo, ['rev-parse', `${ref}^{commit}`])).trim();
+        expect(await preflight(repo, sha, env, await treeContent(repo, sha)), `${name} ${ref}`).toEqual({ problems: [], warnings: [] });
+        checked++;
+      }
+    }
+    expect(checked).toBeGreaterThanOrEqual(8);
+  }, 120_000);
 });

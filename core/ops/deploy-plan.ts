@@ -11,6 +11,7 @@ import { OpsError } from '../errors.ts';
 import { runInfo } from '../runinfo.ts';
 import { validate } from '../shell.ts';
 import { dependencyInputs, setHashes, type DependencyInputs } from '../dependency-inputs.ts';
+import { preflight, preflightError } from '../preflight.ts';
 import { checkoutNotes, resolveRef, sourceRepository, treeSize, type ResolvedRef } from '../source.ts';
 import { treeContent, type TreeContent } from '../tree-content.ts';
 import { site } from '../steps/nginx-config.ts';
@@ -41,6 +42,8 @@ export interface Plan {
   settings: string;
   /** What the runner's checkout holds that is not deployed (uncommitted changes, a local branch elsewhere): warnings. */
   checkout: string[];
+  /** What the commit's check against the settings warns of (core/preflight.ts): said by the plan and the deploy's log. */
+  warnings: string[];
 }
 
 /** The commit a deploy puts live: `ref` (default: the environment's `ref`) validated and resolved in the repository. */
@@ -70,7 +73,8 @@ export async function resolveDeployCommit(ctx: OpsContext, env: Environment, ref
 /**
  * Everything the release of that commit (resolveDeployCommit) needs, on the runner: its tree content (submodules, LFS,
  * export-ignore), dependency hashes, the rendered `.env`, the release id and metadata. Configuration mistakes
- * (slot config, nginx site) surface here.
+ * (slot config, nginx site) and a commit that does not fit the settings (core/preflight.ts: a requirements file,
+ * node_dir, lockfile, makefile target or program directory it lacks) surface here, all in one error.
  * @throws OpsError (a tree missing its submodules or LFS contents, secrets, config); nothing is changed.
  */
 export async function planDeploy(ctx: OpsContext, env: Target, { repo, resolved }: DeployCommit): Promise<Plan> {
@@ -78,6 +82,9 @@ export async function planDeploy(ctx: OpsContext, env: Target, { repo, resolved 
   // A release missing its submodules or LFS contents is refused here, before any host is touched. The four
   // reads are independent (git processes, the secrets file): at once, their failures reported in this order.
   const [tree, deps, secrets, size, local] = await inOrder([treeContent(repo, resolved.sha), dependencyInputs(repo, resolved.sha, env), environmentSecrets(ctx, env), treeSize(repo, resolved.sha), checkoutNotes(repo, resolved.sha)] as const);
+  // The commit against the settings (a requirements file, node_dir, makefile target, program directory it lacks):
+  // refused with the settings' own problems below, in one error.
+  const fit = await preflight(repo, resolved.sha, env, tree);
   const now = runnerNow(ctx);
   const id = releaseId(resolved.sha, now);
   const hashes = setHashes(deps, id);
@@ -93,6 +100,10 @@ export async function planDeploy(ctx: OpsContext, env: Target, { repo, resolved 
       return undefined;
     }
   };
+  check(() => {
+    const e = preflightError(fit, resolved.sha);
+    if (e) throw e;
+  });
   const dotenv = check(() => renderDotenv(env, secrets));
   for (const slot of ['blue', 'green'] as const) check(() => slotConfig(env, slot, `${env.layout.releases}/${id}`, id));
   if (env.config.tls.mode === 'off' || env.config.nginx.site_template) check(() => site(env, true));
@@ -115,7 +126,7 @@ export async function planDeploy(ctx: OpsContext, env: Target, { repo, resolved 
     ...(tree.submodules.length && { submodules: tree.submodules.map(({ path, sha }) => ({ path, sha })) }),
     ...(tree.lfs.length && { lfs: tree.lfs.map(({ path, oid }) => ({ path, oid })) }),
   };
-  return { resolved, repo, tree, size, id, dotenv, deps, hashes, meta, fingerprint: deployFingerprint(env, dotenv), dotenvSums: dotenvSums(dotenv), settings: settingsDigest(env), checkout: [...(resolved.notes ?? []), ...local] };
+  return { resolved, repo, tree, size, id, dotenv, deps, hashes, meta, fingerprint: deployFingerprint(env, dotenv), dotenvSums: dotenvSums(dotenv), settings: settingsDigest(env), checkout: [...(resolved.notes ?? []), ...local], warnings: fit.warnings };
 }
 
 /**
@@ -256,7 +267,7 @@ export function planText(env: Environment, p: Plan, sharing: HostSharing): strin
   );
   return [
     `environment ${env.name}: ${p.resolved.ref} (${p.resolved.matched}) = ${p.resolved.sha}`,
-    ...p.checkout.map((n) => `warning: ${n}`),
+    ...[...p.checkout, ...p.warnings].map((n) => `warning: ${n}`),
     `release ${p.id}`,
     ...treeNotes(p.tree),
     `hosts (batches of ${env.config.switch.batch_size}): ${env.hosts.map((h) => `${h.name} (${h.address})`).join(', ')}`,

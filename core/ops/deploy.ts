@@ -252,7 +252,8 @@ export async function deploy(ctx: OpsContext, environment: Environment, options:
     throw e;
   }
   // What the checkout holds that is not deployed (uncommitted changes, a local branch elsewhere): said before anything runs.
-  if (!options.dryRun) for (const note of p.checkout) ctx.reporter.warn(note);
+  // And what the commit's check against the settings warns of (a lockfile the install does not read...).
+  if (!options.dryRun) for (const note of [...p.checkout, ...p.warnings]) ctx.reporter.warn(note);
   const base: DeployResult = {
     environment: env.name,
     ref: p.resolved.ref,

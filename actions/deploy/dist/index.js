@@ -4867,8 +4867,8 @@ var require_util2 = __commonJS({
       }
       return values;
     }
-    function getDecodeSplit(name2, list2) {
-      const value = list2.get(name2, true);
+    function getDecodeSplit(name2, list3) {
+      const value = list3.get(name2, true);
       if (value === null) {
         return null;
       }
@@ -12280,9 +12280,9 @@ var require_headers = __commonJS({
       // https://fetch.spec.whatwg.org/#dom-headers-getsetcookie
       getSetCookie() {
         webidl.brandCheck(this, _Headers);
-        const list2 = this.#headersList.cookies;
-        if (list2) {
-          return [...list2];
+        const list3 = this.#headersList.cookies;
+        if (list3) {
+          return [...list3];
         }
         return [];
       }
@@ -12322,8 +12322,8 @@ var require_headers = __commonJS({
       static getHeadersList(o) {
         return o.#headersList;
       }
-      static setHeadersList(o, list2) {
-        o.#headersList = list2;
+      static setHeadersList(o, list3) {
+        o.#headersList = list3;
       }
     };
     var { getHeadersGuard, setHeadersGuard, getHeadersList, setHeadersList } = Headers2;
@@ -13291,13 +13291,13 @@ var require_request2 = __commonJS({
         if (this.signal.aborted) {
           ac.abort(this.signal.reason);
         } else {
-          let list2 = dependentControllerMap.get(this.signal);
-          if (list2 === void 0) {
-            list2 = /* @__PURE__ */ new Set();
-            dependentControllerMap.set(this.signal, list2);
+          let list3 = dependentControllerMap.get(this.signal);
+          if (list3 === void 0) {
+            list3 = /* @__PURE__ */ new Set();
+            dependentControllerMap.set(this.signal, list3);
           }
           const acRef = new WeakRef(ac);
-          list2.add(acRef);
+          list3.add(acRef);
           util.addAbortListener(
             ac.signal,
             buildAbort(acRef)
@@ -24481,8 +24481,8 @@ function vecCoder(c, vecLen) {
     }
   };
 }
-function cleanBytes(...list2) {
-  for (const t of list2) {
+function cleanBytes(...list3) {
+  for (const t of list3) {
     if (Array.isArray(t))
       for (const b of t)
         b.fill(0);
@@ -35240,15 +35240,15 @@ var require_parser = __commonJS({
     var node_process = __require("process");
     var cst = require_cst();
     var lexer = require_lexer();
-    function includesToken(list2, type) {
-      for (let i = 0; i < list2.length; ++i)
-        if (list2[i].type === type)
+    function includesToken(list3, type) {
+      for (let i = 0; i < list3.length; ++i)
+        if (list3[i].type === type)
           return true;
       return false;
     }
-    function findNonEmptyIndex(list2) {
-      for (let i = 0; i < list2.length; ++i) {
-        switch (list2[i].type) {
+    function findNonEmptyIndex(list3) {
+      for (let i = 0; i < list3.length; ++i) {
+        switch (list3[i].type) {
           case "space":
           case "comment":
           case "newline":
@@ -36805,8 +36805,8 @@ function distance(a, b) {
   return row[b.length];
 }
 function closest(key, known2) {
-  const norm = key.toLowerCase().replace(/-/g, "_");
-  const best = known2.map((k) => [k, distance(norm, k)]).sort((x, y) => x[1] - y[1])[0];
+  const norm2 = key.toLowerCase().replace(/-/g, "_");
+  const best = known2.map((k) => [k, distance(norm2, k)]).sort((x, y) => x[1] - y[1])[0];
   return best && best[1] <= Math.max(1, Math.floor(key.length / 4)) ? best[0] : void 0;
 }
 function showDefault(value) {
@@ -37122,7 +37122,7 @@ var init_environment_schema = __esm({
     httpUrl = string({ pattern: /^https?:\/\/[^\s@\/]+(\/[^\s]*)?$/, form: "an http(s) URL without credentials (put those in a secret)" });
     programSchema = object({
       command: req(command, "how to start it: supervisor runs it as the app user in `directory`, with HOME, PATH (the release's venv/bin, the pinned Node.js, /usr/local/bin:/usr/bin:/bin), OPS_RELEASE (the release id), OPS_SLOT (blue or green) and its `env` in its environment (beside the variables supervisord gives every program), not the release `.env`: that is a file the app reads itself (`{release}/.env`, e.g. with python-dotenv or dotenv); placeholders: {release} (the release directory), {python} {node} {npm} (pinned runtimes, absolute paths), {port} (the port of this program in the slot being started), {port:<program>}"),
-      directory: opt(relPath, "working directory, relative to the release", "."),
+      directory: opt(relPath, "working directory, relative to the release; a file in the commit is refused, a directory the commit lacks is warned of (the build must make it)", "."),
       port: req(port, 'the port it listens on in the "blue" slot; the "green" slot uses port + switch.port_offset'),
       health: opt(healthPath, "HTTP path that answers 2xx when the program is ready (on 127.0.0.1; a redirect to another path of the program is followed)", "/"),
       env: opt(record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name" }), string({ form: "a string" })), "extra environment variables (placeholders allowed), e.g. the port it must listen on", {})
@@ -37166,8 +37166,8 @@ var init_environment_schema = __esm({
           object({
             // Read by the install in the release: a path out of it (absolute, "..") would read the host's files, which no
             // commit's hash covers (the set reused while they change).
-            python_requirements: opt(string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\n]*$/, form: 'a path relative to the repository, inside it, or "" to skip' }), 'pip requirements file; a venv is made at <release>/venv ("" = no Python)', "requirements.txt"),
-            node_dir: opt(string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\n]*$/, form: 'a path relative to the repository, inside it, or "" to skip' }), 'directory holding package.json/package-lock.json for `npm ci` ("" = no Node)', "client"),
+            python_requirements: opt(string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\n]*$/, form: 'a path relative to the repository, inside it, or "" to skip' }), 'pip requirements file; a venv is made at <release>/venv ("" = no Python). A file the commit lacks is refused before any host when the commit declares Python dependencies otherwise (pyproject.toml, requirements.in...), else warned of (an empty venv); a lockfile beside a `pyproject.toml` named here is not read (a warning: export it to a requirements file)', "requirements.txt"),
+            node_dir: opt(string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\n]*$/, form: 'a path relative to the repository, inside it, or "" to skip' }), 'directory holding package.json/package-lock.json for `npm ci` ("" = no Node). A directory the commit lacks, or without package.json or npm\'s lockfile (package-lock.json, npm-shrinkwrap.json), is refused before any host', "client"),
             python_installer: opt(
               oneOf(["uv", "pip"]),
               "what builds a new Python dependency set: uv (pinned, installed by provision from the package index; its cache on the host is shared by every set, so a set of cached packages takes seconds; the venv is seeded with pip) or pip (`python -m venv`, then `pip install`: slower, for requirements uv does not read); either way its modules are compiled to bytecode as it is made",
@@ -37177,13 +37177,13 @@ var init_environment_schema = __esm({
               list(string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\n]+$/, form: 'a path relative to the repository, inside it ("prisma/schema.prisma", "client/patches")' })),
               "files or directories the dependency installs read besides what ops finds itself (the lockfiles, files requirements include, local packages, .npmrc): what the install scripts of node_dir's package.json read, such as patch-package's patches/ or prisma's schema. A change to any of them makes the sets again. Unset while package.json has install scripts (postinstall, prepare...): the node set is made for each release, as what they read is not known ([] = they read nothing of the repository)"
             ),
-            build: opt(stepCommand, 'build command, run in the release as the app user ("": the app has no build)', "make build"),
+            build: opt(stepCommand, 'build command, run in the release as the app user ("": the app has no build). Exactly `make <target>` with no makefile at the root, or a plain Makefile without that target, is refused before any host', "make build"),
             build_needs_python: opt(
               boolean(),
               "the build runs Python from the venv (e.g. Django's collectstatic): it then waits for the Python set. Otherwise a new Python set is made beside the build (they are independent; with uv once the node set is made, with pip beside it too). Without node_dir the build always waits for it",
               false
             ),
-            migrate: opt(stepCommand, 'migration command, run before the switch while the old release still serves ("": the app has no migrations)', "make migrate"),
+            migrate: opt(stepCommand, 'migration command, run before the switch while the old release still serves ("": the app has no migrations; `make <target>`: checked as `release.build` is)', "make migrate"),
             migrate_timeout: opt(integer(1, 86400), "seconds the migration command may run; then it is stopped and the deploy fails before any switch", 1800),
             keep: opt(integer(1, 100), "good releases kept on each host: the latest ones that went live, in the order they went live on that host (the live one among them); the live release and the one kept warm on the idle slot are never removed", 5),
             keep_failed: opt(integer(0, 100), "failed and rolled-back (abandoned) releases kept on each host for inspection, the latest ones (by when they failed or were rolled back from); counted apart from `keep`", 2),
@@ -38096,14 +38096,14 @@ var require_semver = __commonJS({
       return compare(b, a, loose);
     }
     exports.sort = sort;
-    function sort(list2, loose) {
-      return list2.sort(function(a, b) {
+    function sort(list3, loose) {
+      return list3.sort(function(a, b) {
         return exports.compareBuild(a, b, loose);
       });
     }
     exports.rsort = rsort;
-    function rsort(list2, loose) {
-      return list2.sort(function(a, b) {
+    function rsort(list3, loose) {
+      return list3.sort(function(a, b) {
         return exports.compareBuild(b, a, loose);
       });
     }
@@ -43630,10 +43630,10 @@ var require_utils2 = __commonJS({
             return !!buffer[pos++];
         },
         readList: () => {
-          const list2 = self2.readString(true);
-          if (list2 === void 0)
+          const list3 = self2.readString(true);
+          if (list3 === void 0)
             return;
-          return list2 ? list2.split(",") : [];
+          return list3 ? list3.split(",") : [];
         },
         readString: (dest, maxLen) => {
           if (typeof dest === "number") {
@@ -52867,7 +52867,7 @@ var require_SFTP = __commonJS({
           const reread = (err, handle) => {
             if (err)
               return cb(err);
-            this.readdir(handle, opts2, (err2, list2) => {
+            this.readdir(handle, opts2, (err2, list3) => {
               const eof = err2 && err2.code === STATUS_CODE.EOF;
               if (err2 && !eof)
                 return this.close(handle, () => cb(err2));
@@ -52878,8 +52878,8 @@ var require_SFTP = __commonJS({
                   cb(void 0, entries);
                 });
               }
-              for (let i = 0; i < list2.length; ++i, ++e)
-                entries[e] = list2[i];
+              for (let i = 0; i < list3.length; ++i, ++e)
+                entries[e] = list3[i];
               reread(void 0, handle);
             });
           };
@@ -52895,16 +52895,16 @@ var require_SFTP = __commonJS({
         writeUInt32BE(buf, handleLen, p);
         buf.set(where, p += 4);
         this._requests[reqid] = {
-          cb: doFilter ? (err, list2) => {
+          cb: doFilter ? (err, list3) => {
             if (typeof cb !== "function")
               return;
             if (err)
               return cb(err);
-            for (let i = list2.length - 1; i >= 0; --i) {
-              if (list2[i].filename === "." || list2[i].filename === "..")
-                list2.splice(i, 1);
+            for (let i = list3.length - 1; i >= 0; --i) {
+              if (list3[i].filename === "." || list3[i].filename === "..")
+                list3.splice(i, 1);
             }
-            cb(void 0, list2);
+            cb(void 0, list3);
           } : cb
         };
         const isBuffered = sendOrBuffer(this, buf);
@@ -55599,7 +55599,7 @@ var require_utils3 = __commonJS({
       }
       if (typeof algoList === "object" && algoList !== null) {
         const keys = Object.keys(algoList);
-        let list2 = defaultList;
+        let list3 = defaultList;
         for (let i = 0; i < keys.length; ++i) {
           const key = keys[i];
           let val = algoList[key];
@@ -55611,22 +55611,22 @@ var require_utils3 = __commonJS({
                 for (let j = 0; j < val.length; ++j) {
                   const append = val[j];
                   if (typeof append === "string") {
-                    if (!append || list2.indexOf(append) !== -1)
+                    if (!append || list3.indexOf(append) !== -1)
                       continue;
                     if (supportedList.indexOf(append) === -1)
                       throw new Error(`Unsupported algorithm: ${append}`);
-                    if (list2 === defaultList)
-                      list2 = list2.slice();
-                    list2.push(append);
+                    if (list3 === defaultList)
+                      list3 = list3.slice();
+                    list3.push(append);
                   } else if (isRegExp(append)) {
                     for (let k = 0; k < supportedList.length; ++k) {
                       const algo = supportedList[k];
                       if (append.test(algo)) {
-                        if (list2.indexOf(algo) !== -1)
+                        if (list3.indexOf(algo) !== -1)
                           continue;
-                        if (list2 === defaultList)
-                          list2 = list2.slice();
-                        list2.push(algo);
+                        if (list3 === defaultList)
+                          list3 = list3.slice();
+                        list3.push(algo);
                       }
                     }
                   }
@@ -55640,22 +55640,22 @@ var require_utils3 = __commonJS({
                 for (let j = val.length; j >= 0; --j) {
                   const prepend2 = val[j];
                   if (typeof prepend2 === "string") {
-                    if (!prepend2 || list2.indexOf(prepend2) !== -1)
+                    if (!prepend2 || list3.indexOf(prepend2) !== -1)
                       continue;
                     if (supportedList.indexOf(prepend2) === -1)
                       throw new Error(`Unsupported algorithm: ${prepend2}`);
-                    if (list2 === defaultList)
-                      list2 = list2.slice();
-                    list2.unshift(prepend2);
+                    if (list3 === defaultList)
+                      list3 = list3.slice();
+                    list3.unshift(prepend2);
                   } else if (isRegExp(prepend2)) {
                     for (let k = supportedList.length; k >= 0; --k) {
                       const algo = supportedList[k];
                       if (prepend2.test(algo)) {
-                        if (list2.indexOf(algo) !== -1)
+                        if (list3.indexOf(algo) !== -1)
                           continue;
-                        if (list2 === defaultList)
-                          list2 = list2.slice();
-                        list2.unshift(algo);
+                        if (list3 === defaultList)
+                          list3 = list3.slice();
+                        list3.unshift(algo);
                       }
                     }
                   }
@@ -55671,18 +55671,18 @@ var require_utils3 = __commonJS({
                   if (typeof search === "string") {
                     if (!search)
                       continue;
-                    const idx = list2.indexOf(search);
+                    const idx = list3.indexOf(search);
                     if (idx === -1)
                       continue;
-                    if (list2 === defaultList)
-                      list2 = list2.slice();
-                    list2.splice(idx, 1);
+                    if (list3 === defaultList)
+                      list3 = list3.slice();
+                    list3.splice(idx, 1);
                   } else if (isRegExp(search)) {
-                    for (let k = 0; k < list2.length; ++k) {
-                      if (search.test(list2[k])) {
-                        if (list2 === defaultList)
-                          list2 = list2.slice();
-                        list2.splice(k, 1);
+                    for (let k = 0; k < list3.length; ++k) {
+                      if (search.test(list3[k])) {
+                        if (list3 === defaultList)
+                          list3 = list3.slice();
+                        list3.splice(k, 1);
                         --k;
                       }
                     }
@@ -55692,7 +55692,7 @@ var require_utils3 = __commonJS({
               break;
           }
         }
-        return list2;
+        return list3;
       }
       return defaultList;
     }
@@ -67226,8 +67226,8 @@ var init_sops_decrypt = __esm({
       }
       put(aad, text, iv) {
         const k = _IvStash.key(aad, text);
-        const list2 = this.ivs.get(k);
-        if (list2) list2.push(iv);
+        const list3 = this.ivs.get(k);
+        if (list3) list3.push(iv);
         else this.ivs.set(k, [iv]);
       }
       /** Each IV is handed out once: two equal values in one list do not become two equal ciphertexts. */
@@ -67577,9 +67577,9 @@ function load(root, required) {
   const rules = [];
   const contents = doc.contents;
   if (contents !== null && !(0, import_yaml5.isMap)(contents)) throw configError(SOPS_CONFIG_FILE, "the top level must be a map with `creation_rules:`");
-  const list2 = (0, import_yaml5.isMap)(contents) ? contents.get("creation_rules", true) : void 0;
-  if (list2 !== void 0 && list2 !== null && !(0, import_yaml5.isSeq)(list2)) throw configError(SOPS_CONFIG_FILE, "`creation_rules` must be a list");
-  ((0, import_yaml5.isSeq)(list2) ? list2.items : []).forEach((item, index) => {
+  const list3 = (0, import_yaml5.isMap)(contents) ? contents.get("creation_rules", true) : void 0;
+  if (list3 !== void 0 && list3 !== null && !(0, import_yaml5.isSeq)(list3)) throw configError(SOPS_CONFIG_FILE, "`creation_rules` must be a list");
+  ((0, import_yaml5.isSeq)(list3) ? list3.items : []).forEach((item, index) => {
     if (!(0, import_yaml5.isMap)(item)) throw configError(SOPS_CONFIG_FILE, `creation_rules[${index}] is not a map`);
     const re = item.get("path_regex");
     if (re !== void 0 && re !== null && typeof re !== "string") throw configError(SOPS_CONFIG_FILE, `creation_rules[${index}].path_regex must be a string`);
@@ -67620,8 +67620,8 @@ ${example}`, env ? `\`ops env new\` writes this rule for new environments; \`ops
 }
 async function setEnvRule(root, env, recipients) {
   const regex = envPathRegex(env);
-  const list2 = [...new Set(recipients.map((r) => checkRecipient(r)))];
-  if (list2.length === 0) throw new OpsError(`the rule for ${env} needs at least one recipient`);
+  const list3 = [...new Set(recipients.map((r) => checkRecipient(r)))];
+  if (list3.length === 0) throw new OpsError(`the rule for ${env} needs at least one recipient`);
   const loaded = load(root, false);
   const doc = loaded?.doc ?? new import_yaml5.Document({ creation_rules: [] });
   if (!loaded) doc.commentBefore = CONFIG_HEADER;
@@ -67636,13 +67636,13 @@ async function setEnvRule(root, env, recipients) {
   seq.flow = false;
   const items = seq.items;
   const own = items.findIndex((it) => (0, import_yaml5.isMap)(it) && it.get("path_regex") === regex);
-  const ageValue = new import_yaml5.Scalar(list2.join(","));
+  const ageValue = new import_yaml5.Scalar(list3.join(","));
   if (own >= 0) {
     const rule = items[own];
     const old = rule.get("age", true);
     if ((0, import_yaml5.isSeq)(old)) {
       const s = new import_yaml5.YAMLSeq();
-      s.items = list2.map((r) => new import_yaml5.Scalar(r));
+      s.items = list3.map((r) => new import_yaml5.Scalar(r));
       rule.set("age", s);
     } else rule.set("age", ageValue);
   } else {
@@ -72623,15 +72623,15 @@ async function fetchMissing(repo, sha) {
   for (let level = 0; level < 64; level++) {
     const listed = await g.run(["rev-list", "--objects", "--no-walk", "--missing=print", sha]);
     if (listed.code !== 0) return;
-    const missing = listed.stdout.split("\n").filter((l) => l.startsWith("?")).map((l) => l.slice(1));
-    if (!missing.length || missing.join() === asked) return;
-    asked = missing.join();
+    const missing2 = listed.stdout.split("\n").filter((l) => l.startsWith("?")).map((l) => l.slice(1));
+    if (!missing2.length || missing2.join() === asked) return;
+    asked = missing2.join();
     const r = await g.run(["-c", "fetch.negotiationAlgorithm=noop", "fetch", remote, "--no-tags", "--no-write-fetch-head", "--recurse-submodules=no", "--filter=blob:none", "--stdin"], {
-      input: missing.join("\n") + "\n"
+      input: missing2.join("\n") + "\n"
     });
     if (r.code !== 0)
       throw new OpsError(
-        `${repo} is a partial clone (promisor remote ${remote}) without ${missing.length} object(s) of commit ${sha.slice(0, 12)}'s files, and fetching them from ${remote} failed${r.stderr.trim() ? `:
+        `${repo} is a partial clone (promisor remote ${remote}) without ${missing2.length} object(s) of commit ${sha.slice(0, 12)}'s files, and fetching them from ${remote} failed${r.stderr.trim() ? `:
 ${indent(tail(r.stderr.trim(), 8))}` : ""}`,
         `let the runner reach ${remote} and deploy again, or deploy from a full clone (actions/checkout without \`filter:\`; git clone without --filter); nothing was changed`
       );
@@ -72832,9 +72832,9 @@ function inRepository(dir, path) {
 }
 var byPath = /* @__PURE__ */ new WeakMap();
 async function entriesAt(repo, sha) {
-  const list2 = await treeEntries(repo, sha);
-  let map = byPath.get(list2);
-  if (!map) byPath.set(list2, map = new Map(list2.map((e) => [e.path, e])));
+  const list3 = await treeEntries(repo, sha);
+  let map = byPath.get(list3);
+  if (!map) byPath.set(list3, map = new Map(list3.map((e) => [e.path, e])));
   return map;
 }
 async function follow(repo, sha, path) {
@@ -73169,8 +73169,8 @@ async function treeContent(repo, sha) {
     if (links.length) {
       const [gitDir, worktree] = await Promise.all([gitDirOf(), worktreeOf()]);
       const names = /* @__PURE__ */ new Map();
-      const list2 = entries.some((e) => e.path === ".gitmodules") ? await git(dir, ["config", "--blob", `${commit}:.gitmodules`, "--null", "--list"]).catch(() => "") : "";
-      for (const item of list2.split("\0")) {
+      const list3 = entries.some((e) => e.path === ".gitmodules") ? await git(dir, ["config", "--blob", `${commit}:.gitmodules`, "--null", "--list"]).catch(() => "") : "";
+      for (const item of list3.split("\0")) {
         const m = /^submodule\.(.+)\.path\n([\s\S]*)$/.exec(item);
         if (m) names.set(m[2], m[1]);
       }
@@ -73993,10 +73993,10 @@ function encodeValue(value, readers, others = []) {
   for (const [i, a] of all.entries())
     for (const b of all.slice(i + 1))
       if (suits([a, b]).length === 0) {
-        const list2 = (r) => suits([r]).map((f) => f.name).join(", ");
+        const list3 = (r) => suits([r]).map((f) => f.name).join(", ");
         if (readers.includes(a) && readers.includes(b))
-          return { refused: { readers: [a, b], reason: `no quoting is read the same by ${a} and ${b}: ${a} reads it back only ${list2(a)}; ${b} only ${list2(b)}` } };
-        const part = (r) => readers.includes(r) ? `${r} reads it back only ${list2(r)}` : `${r}, which parses every line of the .env whatever its \`only\`, reads it as one statement only ${list2(r)}`;
+          return { refused: { readers: [a, b], reason: `no quoting is read the same by ${a} and ${b}: ${a} reads it back only ${list3(a)}; ${b} only ${list3(b)}` } };
+        const part = (r) => readers.includes(r) ? `${r} reads it back only ${list3(r)}` : `${r}, which parses every line of the .env whatever its \`only\`, reads it as one statement only ${list3(r)}`;
         return { refused: { readers: [a, b], reason: `no quoting suits both ${a} and ${b}: ${part(a)}; ${part(b)}` } };
       }
   return { refused: { readers: all, reason: "no quoting is read back exactly by the readers of this variable while every other declared reader reads it as one statement" } };
@@ -74018,7 +74018,7 @@ function holdsRoundedInteger(value) {
 }
 function renderDotenv(env, secrets) {
   const declared = dotenvReaders(env).map((r) => r.only ? `${r.reader} (${r.only}*)` : r.reader);
-  const missing = [];
+  const missing2 = [];
   const rounded = [];
   const refused = [];
   let refusedSecrets = false;
@@ -74033,7 +74033,7 @@ function renderDotenv(env, secrets) {
     else {
       const found = lookup(secrets, spec.secret);
       if (found === void 0 || found === null) {
-        missing.push(`${key} needs the secret "${spec.secret}"`);
+        missing2.push(`${key} needs the secret "${spec.secret}"`);
         continue;
       }
       if (holdsBinary(found)) throw binaryRefused(spec.secret, `in the .env (${key})`, env.name);
@@ -74057,10 +74057,10 @@ function renderDotenv(env, secrets) {
     records.push(`${key}=${value}\0`);
     forms[key] = encoded.form;
   }
-  if (missing.length)
+  if (missing2.length)
     throw new OpsError(
-      `environments/${env.name}/secrets.sops.yaml lacks ${missing.length} secret${missing.length > 1 ? "s" : ""} the .env needs:
-${missing.map((m) => `  - ${m}`).join("\n")}`,
+      `environments/${env.name}/secrets.sops.yaml lacks ${missing2.length} secret${missing2.length > 1 ? "s" : ""} the .env needs:
+${missing2.map((m) => `  - ${m}`).join("\n")}`,
       `add them: printf '%s' VALUE | ops secrets set ${env.name} <key>`
     );
   if (rounded.length) {
@@ -74275,6 +74275,199 @@ function runInfo(processEnv = process.env) {
 // core/ops/deploy-plan.ts
 init_shell();
 
+// core/preflight.ts
+init_errors();
+import { posix as posix4 } from "node:path";
+var PYTHON_LOCKS = {
+  "poetry.lock": "`poetry export -f requirements.txt -o requirements.txt` (on poetry 2 with poetry-plugin-export)",
+  "uv.lock": "`uv export --format requirements-txt -o requirements.txt`",
+  "pdm.lock": "`pdm export -o requirements.txt`"
+};
+var OTHER_NODE_LOCKS = { "yarn.lock": "yarn", "pnpm-lock.yaml": "pnpm", "bun.lockb": "bun", "bun.lock": "bun" };
+var MAKEFILES = ["GNUmakefile", "makefile", "Makefile"];
+var MAKE_ENV = ["MAKEFILES", "MAKEFLAGS", "GNUMAKEFLAGS", "MFLAGS"];
+function norm(path) {
+  const p = posix4.normalize(path).replace(/\/+$/, "");
+  return p === "." ? "" : p;
+}
+var Listing = class {
+  constructor(entries, tree) {
+    this.entries = entries;
+    this.tree = tree;
+    this.byPath = new Map(entries.map((e) => [e.path, e]));
+  }
+  entries;
+  tree;
+  byPath;
+  /** What `path` is in the release, as far as the listing can say ("unknown": inside a submodule or behind a link). */
+  kind(path) {
+    const p = norm(path);
+    if (!p) return "dir";
+    const parts = p.split("/");
+    for (let i = 1; i < parts.length; i++) {
+      const up = this.byPath.get(parts.slice(0, i).join("/"));
+      if (!up) return "absent";
+      if (up.type === "commit" || up.mode === "120000") return "unknown";
+      if (up.type === "blob") return "under-file";
+    }
+    const e = this.byPath.get(p);
+    if (!e) return "absent";
+    if (this.tree.exportIgnored.some((x) => x === p || x === `${p}/` || x.endsWith("/") && p.startsWith(x))) return "ignored";
+    if (e.type === "commit") return "dir";
+    if (e.mode === "120000") return "link";
+    return e.type === "tree" ? "dir" : "file";
+  }
+  /** Whether `path` may be there in the release (anything but absent, export-ignored or under a file). */
+  has(path) {
+    return !["absent", "ignored", "under-file"].includes(this.kind(path));
+  }
+  /** Names in directory `dir` ("" = root). */
+  names(dir) {
+    const d = norm(dir);
+    return this.entries.filter((e) => posix4.dirname(e.path) === (d || ".")).map((e) => posix4.basename(e.path));
+  }
+  entry(path) {
+    return this.byPath.get(norm(path));
+  }
+};
+function missing(kind, what, at2) {
+  if (kind === "ignored") return `${what} is export-ignored in commit ${at2} (.gitattributes): git archive leaves it out of the release`;
+  if (kind === "under-file") return `${what} is not in commit ${at2}: a path above it is a file`;
+  return `${what} is not in commit ${at2}`;
+}
+var list2 = (items, max = 5) => `${items.slice(0, max).join(", ")}${items.length > max ? ` and ${items.length - max} more` : ""}`;
+async function preflight(repo, sha, env, tree) {
+  const listing = new Listing(await treeEntries(repo, sha), tree);
+  const at2 = sha.slice(0, 12);
+  const problems = [];
+  const warnings = [];
+  const { python_requirements: req2, node_dir: nodeDir, build, migrate, before_switch: beforeSwitch2, python_installer: installer } = env.config.release;
+  if (req2) {
+    const path = norm(req2);
+    const kind = listing.kind(path);
+    if (kind === "dir") problems.push(`release.python_requirements ${req2} is a directory in commit ${at2}, not a requirements file
+  fix: point release.python_requirements at the requirements file ("" for no Python)`);
+    else if (!listing.has(path)) {
+      const found = pythonFound(listing, path);
+      if (found.files.length || kind !== "absent") problems.push(`release.python_requirements ${missing(kind, req2, at2)}: the deploy would make an empty venv${found.text}`);
+      else warnings.push(`release.python_requirements ${missing(kind, req2, at2)}, nor any Python project file: the venv is made empty; set release.python_requirements to "" if the app has no Python`);
+    } else if (posix4.basename(path) === "pyproject.toml") {
+      const dir = posix4.dirname(path) === "." ? "" : posix4.dirname(path);
+      if (installer === "pip" && kind === "file" && /^\s*\[/m.test(await fileAt(repo, sha, path) ?? ""))
+        problems.push(`release.python_requirements ${req2} is a pyproject.toml and release.python_installer is pip: pip install -r reads a requirements file, not TOML, and fails on its first table
+  fix: set release.python_installer: uv (uv pip install -r reads pyproject.toml's [project] dependencies), or export the dependencies to a requirements file and point release.python_requirements at it`);
+      for (const lock of Object.keys(PYTHON_LOCKS).filter((l) => listing.has(dir ? `${dir}/${l}` : l)))
+        warnings.push(
+          `release.python_requirements is ${req2}, and ${dir ? `${dir}/` : ""}${lock} beside it is not read: the install resolves pyproject.toml's dependency ranges, so a change to ${lock} alone is not deployed (the Python set is reused) and versions may differ from the lock; export it: ${PYTHON_LOCKS[lock]}; commit that file and point release.python_requirements at it`
+        );
+    }
+  }
+  if (nodeDir) {
+    const dir = norm(nodeDir);
+    const kind = listing.kind(dir);
+    const shown = dir || ".";
+    if (kind === "file") problems.push(`release.node_dir ${nodeDir} is a file in commit ${at2}, not a directory${nodeFound(listing)}`);
+    else if (!listing.has(dir)) problems.push(`release.node_dir ${missing(kind, nodeDir, at2)}: npm ci cannot run there${nodeFound(listing)}`);
+    else if (kind === "dir") {
+      const inDir = (name2) => dir ? `${dir}/${name2}` : name2;
+      const others = Object.keys(OTHER_NODE_LOCKS).filter((l) => listing.has(inDir(l)));
+      if (!listing.has(inDir("package.json"))) problems.push(`release.node_dir ${shown} has no package.json in commit ${at2}: npm ci needs one${nodeFound(listing)}`);
+      else if (!listing.has(inDir("package-lock.json")) && !listing.has(inDir("npm-shrinkwrap.json")))
+        problems.push(
+          `release.node_dir ${shown} has no package-lock.json (nor npm-shrinkwrap.json) in commit ${at2}: npm ci installs only from npm's lockfile${others.length ? `; found ${others.map((l) => `${inDir(l)} (${OTHER_NODE_LOCKS[l]}'s)`).join(", ")}, which npm ci does not read` : ""}
+  fix: generate it (cd ${shown} && npm install --package-lock-only${others.includes("yarn.lock") ? ": npm takes the versions yarn.lock pins" : ""}) and commit it; or install with ${others.length ? OTHER_NODE_LOCKS[others[0]] : "your package manager"} in release.build and set release.node_dir to ""`
+        );
+    }
+  }
+  for (const [setting, command2] of [["release.build", build], ["release.migrate", migrate]]) {
+    const problem = command2 ? await makeProblem(repo, sha, listing, env, setting, command2) : void 0;
+    if (problem) problems.push(problem);
+  }
+  const made = [...req2 ? ["venv"] : [], ...nodeDir ? [norm(`${nodeDir}/node_modules`)] : []];
+  for (const [name2, program] of Object.entries(env.config.programs)) {
+    const dir = norm(program.directory ?? ".");
+    const kind = listing.kind(dir);
+    const fix = `
+  fix: set programs.${name2}.directory to the directory the program runs in, relative to the release ("." for its root)`;
+    if (kind === "file") problems.push(`programs.${name2}.directory ${program.directory} is a file in commit ${at2}, not a directory${fix}`);
+    else if (kind === "under-file") problems.push(`programs.${name2}.directory ${missing(kind, program.directory, at2)}${fix}`);
+    else if ((kind === "absent" || kind === "ignored") && !made.some((m) => dir === m || dir.startsWith(`${m}/`)) && !build && !migrate && !beforeSwitch2.length)
+      problems.push(`programs.${name2}.directory ${missing(kind, program.directory, at2)}, and nothing runs in the release before the start that could make it (release.build and release.migrate are "", no before_switch hook)${fix}`);
+    else if ((kind === "absent" || kind === "ignored") && !made.some((m) => dir === m || dir.startsWith(`${m}/`)))
+      warnings.push(
+        `programs.${name2}.directory ${missing(kind, program.directory, at2)}: release.build (${build})${beforeSwitch2.length ? " or a before_switch hook" : ""} must make it, else supervisor cannot start ${name2} ("couldn't chdir") after the build`
+      );
+  }
+  return { problems, warnings };
+}
+function pythonFound(listing, path) {
+  const named = (re) => listing.entries.filter((e) => e.type === "blob" && re.test(e.path) && !e.path.includes("node_modules/")).map((e) => e.path);
+  const reqs = named(/(^|\/)requirements([^/]*|\/[^/]+)\.txt$/);
+  const unpinned = named(/(^|\/)requirements([^/]*|\/[^/]+)\.in$/);
+  const dir = posix4.dirname(path) === "." ? "" : posix4.dirname(path);
+  const project = [.../* @__PURE__ */ new Set([dir, ""])].flatMap((d) => ["pyproject.toml", "setup.py", "setup.cfg", "Pipfile", ...Object.keys(PYTHON_LOCKS)].map((f) => d ? `${d}/${f}` : f)).filter((f) => listing.has(f));
+  const found = [...reqs, ...unpinned, ...project];
+  const locks = project.filter((f) => PYTHON_LOCKS[posix4.basename(f)]);
+  const source = unpinned[0] ?? project.find((f) => posix4.basename(f) === "pyproject.toml");
+  const fixes = [
+    ...reqs.length ? [`point release.python_requirements at ${reqs.length > 1 ? "one of these" : reqs[0]}`] : [],
+    ...locks.map((l) => `export ${l} to a requirements file: ${PYTHON_LOCKS[posix4.basename(l)]}, commit it and point release.python_requirements at it`),
+    ...!locks.length && source ? [`compile ${source} to a pinned requirements file (\`uv pip compile ${source} -o ${path}\`), commit it`] : [],
+    `commit ${path}`,
+    'set release.python_requirements to "" for no Python'
+  ];
+  return { files: found, text: `${found.length ? `; found instead: ${list2(found)}` : ""}
+  fix: ${fixes.join("; or ")}` };
+}
+function nodeFound(listing) {
+  const dirs = listing.entries.filter((e) => e.type === "blob" && /(^|\/)package\.json$/.test(e.path) && !e.path.includes("node_modules/")).map((e) => posix4.dirname(e.path));
+  return `${dirs.length ? `; directories with a package.json: ${list2(dirs)}` : ""}
+  fix: set release.node_dir to the directory of the app's package.json, relative to the repository ("" for no Node)`;
+}
+async function makeProblem(repo, sha, listing, env, setting, command2) {
+  const m = /^\s*make(?:\s+([A-Za-z0-9_][A-Za-z0-9_.+-]*))?\s*$/.exec(command2);
+  if (!m) return void 0;
+  const target = m[1];
+  if (Object.keys(env.config.env ?? {}).some((k) => MAKE_ENV.includes(k))) return void 0;
+  const root = listing.names("");
+  if (root.some((n) => n === "RCS" || n === "SCCS" || target && (n === target || n.startsWith(`${target}.`) || n === `${target},v` || n === `s.${target}`))) return void 0;
+  const at2 = sha.slice(0, 12);
+  const makefile = MAKEFILES.find((f) => listing.entry(f));
+  const defaults = { "release.build": "make build", "release.migrate": "make migrate" };
+  const named = `${setting} is \`${command2.trim()}\`${command2.trim() === defaults[setting] ? " (its default)" : ""}`;
+  const instead = `set ${setting} to the command that ${setting === "release.build" ? "builds the app" : "migrates the database"} (\`true\` for none)`;
+  if (!makefile)
+    return `${named}, but commit ${at2} has no Makefile at its root (nor makefile, GNUmakefile): make would fail (${target ? `No rule to make target '${target}'` : "no makefile found"})
+  fix: commit a Makefile${target ? ` with a \`${target}:\` rule` : ""} at the repository root, or ${instead}`;
+  if (!target) return void 0;
+  const e = listing.entry(makefile);
+  if (e.type !== "blob" || e.mode === "120000" || e.size > 256 * 1024) return void 0;
+  const text = await fileAt(repo, sha, makefile) ?? "";
+  const lines = text.replace(/\\\r?\n/g, " ").split(/\r?\n/).map((l) => l.replace(/#.*/, ""));
+  const heads = [];
+  for (const line of lines) {
+    if (/^\s*-?s?include\s/.test(line) || /\.DEFAULT\b|\.RECIPEPREFIX|\$\(eval|\$\{eval|VPATH/.test(line) || /^\s*vpath\b/.test(line)) return void 0;
+    const colon = /:(?![=:]?=)/.exec(line);
+    if (!colon) continue;
+    const head = line.slice(0, colon.index);
+    if (/[$%]/.test(head)) return void 0;
+    heads.push(...head.trim().split(/\s+/));
+  }
+  if (heads.includes(target)) return void 0;
+  const targets = [...new Set(heads.filter((h) => /^[A-Za-z0-9_][A-Za-z0-9_.+/-]*$/.test(h) && !h.startsWith(".")))];
+  return `${named}, but ${makefile} in commit ${at2} has no \`${target}\` target${targets.length ? ` (its targets: ${list2(targets, 8)})` : ""}: make would fail (No rule to make target '${target}')
+  fix: add a \`${target}:\` rule to ${makefile}, or ${instead}`;
+}
+function preflightError(result, sha) {
+  if (!result.problems.length) return void 0;
+  const one = result.problems.length === 1;
+  return new OpsError(
+    `commit ${sha.slice(0, 12)} does not fit the release settings${one ? "" : ` (${result.problems.length} problems)`}, refused before any host was touched:
+${result.problems.map((p) => `- ${p}`).join("\n")}`,
+    "fix each of them (in the commit or the environment settings), then deploy again"
+  );
+}
+
 // core/ops/secrets.ts
 init_environment();
 import { existsSync as existsSync10 } from "node:fs";
@@ -74333,6 +74526,7 @@ async function resolveDeployCommit(ctx, env, ref) {
 async function planDeploy(ctx, env, { repo, resolved }) {
   const ref = resolved.ref;
   const [tree, deps, secrets, size2, local] = await inOrder([treeContent(repo, resolved.sha), dependencyInputs(repo, resolved.sha, env), environmentSecrets(ctx, env), treeSize(repo, resolved.sha), checkoutNotes(repo, resolved.sha)]);
+  const fit = await preflight(repo, resolved.sha, env, tree);
   const now = runnerNow(ctx);
   const id = releaseId(resolved.sha, now);
   const hashes = setHashes(deps, id);
@@ -74346,6 +74540,10 @@ async function planDeploy(ctx, env, { repo, resolved }) {
       return void 0;
     }
   };
+  check(() => {
+    const e = preflightError(fit, resolved.sha);
+    if (e) throw e;
+  });
   const dotenv = check(() => renderDotenv(env, secrets));
   for (const slot of ["blue", "green"]) check(() => slotConfig(env, slot, `${env.layout.releases}/${id}`, id));
   if (env.config.tls.mode === "off" || env.config.nginx.site_template) check(() => site(env, true));
@@ -74370,7 +74568,7 @@ ${[...refused.values()].map((e) => `${e.message}${e.hint ? `
     ...tree.submodules.length && { submodules: tree.submodules.map(({ path, sha }) => ({ path, sha })) },
     ...tree.lfs.length && { lfs: tree.lfs.map(({ path, oid }) => ({ path, oid })) }
   };
-  return { resolved, repo, tree, size: size2, id, dotenv, deps, hashes, meta, fingerprint: deployFingerprint(env, dotenv), dotenvSums: dotenvSums(dotenv), settings: settingsDigest(env), checkout: [...resolved.notes ?? [], ...local] };
+  return { resolved, repo, tree, size: size2, id, dotenv, deps, hashes, meta, fingerprint: deployFingerprint(env, dotenv), dotenvSums: dotenvSums(dotenv), settings: settingsDigest(env), checkout: [...resolved.notes ?? [], ...local], warnings: fit.warnings };
 }
 function deployFingerprint(env, dotenv) {
   const unordered = (text, separator) => text.split(separator).sort();
@@ -74449,7 +74647,7 @@ function planText(env, p, sharing) {
   );
   return [
     `environment ${env.name}: ${p.resolved.ref} (${p.resolved.matched}) = ${p.resolved.sha}`,
-    ...p.checkout.map((n) => `warning: ${n}`),
+    ...[...p.checkout, ...p.warnings].map((n) => `warning: ${n}`),
     `release ${p.id}`,
     ...treeNotes(p.tree),
     `hosts (batches of ${env.config.switch.batch_size}): ${env.hosts.map((h) => `${h.name} (${h.address})`).join(", ")}`,
@@ -75108,7 +75306,7 @@ async function deploy(ctx, environment, options = {}) {
     await opening?.then((s) => s.close(), () => void 0);
     throw e;
   }
-  if (!options.dryRun) for (const note of p.checkout) ctx.reporter.warn(note);
+  if (!options.dryRun) for (const note of [...p.checkout, ...p.warnings]) ctx.reporter.warn(note);
   const base = {
     environment: env.name,
     ref: p.resolved.ref,

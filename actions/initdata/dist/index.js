@@ -37110,7 +37110,7 @@ var init_environment_schema = __esm({
     httpUrl = string({ pattern: /^https?:\/\/[^\s@\/]+(\/[^\s]*)?$/, form: "an http(s) URL without credentials (put those in a secret)" });
     programSchema = object({
       command: req(command, "how to start it: supervisor runs it as the app user in `directory`, with HOME, PATH (the release's venv/bin, the pinned Node.js, /usr/local/bin:/usr/bin:/bin), OPS_RELEASE (the release id), OPS_SLOT (blue or green) and its `env` in its environment (beside the variables supervisord gives every program), not the release `.env`: that is a file the app reads itself (`{release}/.env`, e.g. with python-dotenv or dotenv); placeholders: {release} (the release directory), {python} {node} {npm} (pinned runtimes, absolute paths), {port} (the port of this program in the slot being started), {port:<program>}"),
-      directory: opt(relPath, "working directory, relative to the release", "."),
+      directory: opt(relPath, "working directory, relative to the release; a file in the commit is refused, a directory the commit lacks is warned of (the build must make it)", "."),
       port: req(port, 'the port it listens on in the "blue" slot; the "green" slot uses port + switch.port_offset'),
       health: opt(healthPath, "HTTP path that answers 2xx when the program is ready (on 127.0.0.1; a redirect to another path of the program is followed)", "/"),
       env: opt(record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name" }), string({ form: "a string" })), "extra environment variables (placeholders allowed), e.g. the port it must listen on", {})
@@ -37154,8 +37154,8 @@ var init_environment_schema = __esm({
           object({
             // Read by the install in the release: a path out of it (absolute, "..") would read the host's files, which no
             // commit's hash covers (the set reused while they change).
-            python_requirements: opt(string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\n]*$/, form: 'a path relative to the repository, inside it, or "" to skip' }), 'pip requirements file; a venv is made at <release>/venv ("" = no Python)', "requirements.txt"),
-            node_dir: opt(string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\n]*$/, form: 'a path relative to the repository, inside it, or "" to skip' }), 'directory holding package.json/package-lock.json for `npm ci` ("" = no Node)', "client"),
+            python_requirements: opt(string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\n]*$/, form: 'a path relative to the repository, inside it, or "" to skip' }), 'pip requirements file; a venv is made at <release>/venv ("" = no Python). A file the commit lacks is refused before any host when the commit declares Python dependencies otherwise (pyproject.toml, requirements.in...), else warned of (an empty venv); a lockfile beside a `pyproject.toml` named here is not read (a warning: export it to a requirements file)', "requirements.txt"),
+            node_dir: opt(string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\n]*$/, form: 'a path relative to the repository, inside it, or "" to skip' }), 'directory holding package.json/package-lock.json for `npm ci` ("" = no Node). A directory the commit lacks, or without package.json or npm\'s lockfile (package-lock.json, npm-shrinkwrap.json), is refused before any host', "client"),
             python_installer: opt(
               oneOf(["uv", "pip"]),
               "what builds a new Python dependency set: uv (pinned, installed by provision from the package index; its cache on the host is shared by every set, so a set of cached packages takes seconds; the venv is seeded with pip) or pip (`python -m venv`, then `pip install`: slower, for requirements uv does not read); either way its modules are compiled to bytecode as it is made",
@@ -37165,13 +37165,13 @@ var init_environment_schema = __esm({
               list(string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\n]+$/, form: 'a path relative to the repository, inside it ("prisma/schema.prisma", "client/patches")' })),
               "files or directories the dependency installs read besides what ops finds itself (the lockfiles, files requirements include, local packages, .npmrc): what the install scripts of node_dir's package.json read, such as patch-package's patches/ or prisma's schema. A change to any of them makes the sets again. Unset while package.json has install scripts (postinstall, prepare...): the node set is made for each release, as what they read is not known ([] = they read nothing of the repository)"
             ),
-            build: opt(stepCommand, 'build command, run in the release as the app user ("": the app has no build)', "make build"),
+            build: opt(stepCommand, 'build command, run in the release as the app user ("": the app has no build). Exactly `make <target>` with no makefile at the root, or a plain Makefile without that target, is refused before any host', "make build"),
             build_needs_python: opt(
               boolean(),
               "the build runs Python from the venv (e.g. Django's collectstatic): it then waits for the Python set. Otherwise a new Python set is made beside the build (they are independent; with uv once the node set is made, with pip beside it too). Without node_dir the build always waits for it",
               false
             ),
-            migrate: opt(stepCommand, 'migration command, run before the switch while the old release still serves ("": the app has no migrations)', "make migrate"),
+            migrate: opt(stepCommand, 'migration command, run before the switch while the old release still serves ("": the app has no migrations; `make <target>`: checked as `release.build` is)', "make migrate"),
             migrate_timeout: opt(integer(1, 86400), "seconds the migration command may run; then it is stopped and the deploy fails before any switch", 1800),
             keep: opt(integer(1, 100), "good releases kept on each host: the latest ones that went live, in the order they went live on that host (the live one among them); the live release and the one kept warm on the idle slot are never removed", 5),
             keep_failed: opt(integer(0, 100), "failed and rolled-back (abandoned) releases kept on each host for inspection, the latest ones (by when they failed or were rolled back from); counted apart from `keep`", 2),

@@ -1,0 +1,264 @@
+// The commit checked against the release settings on the runner, before any host is touched (deploy and dry run
+// alike): a file or directory a setting names that the commit lacks fails late on a host otherwise, with a raw
+// error (an empty venv stored as a shared set, `cd: web: No such file or directory`, npm ci's usage text, make's
+// "No rule to make target", supervisor's "couldn't chdir"). Only what the tree listing (git ls-tree, read once:
+// core/source.ts treeEntries) says for sure is refused; what a command could make or a tool could find otherwise
+// is at most a warning. No parser of make, TOML or package.json: names and a few plain lines.
+import { posix } from 'node:path';
+import type { Environment } from './config/environment.ts';
+import { OpsError } from './errors.ts';
+import { fileAt, treeEntries, type TreeEntry } from './source.ts';
+import type { TreeContent } from './tree-content.ts';
+
+/** What preflight found: problems refuse the deploy (each says setting, path, what was found, how to fix), warnings are said. */
+export interface PreflightResult {
+  problems: string[];
+  warnings: string[];
+}
+
+/** Lockfiles of Python project managers; `pip install -r` / `uv pip install -r` of a pyproject.toml reads none of them. */
+const PYTHON_LOCKS: Record<string, string> = {
+  'poetry.lock': '`poetry export -f requirements.txt -o requirements.txt` (on poetry 2 with poetry-plugin-export)',
+  'uv.lock': '`uv export --format requirements-txt -o requirements.txt`',
+  'pdm.lock': '`pdm export -o requirements.txt`',
+};
+
+/** Lockfiles of other Node package managers, which `npm ci` does not read. */
+const OTHER_NODE_LOCKS: Record<string, string> = { 'yarn.lock': 'yarn', 'pnpm-lock.yaml': 'pnpm', 'bun.lockb': 'bun', 'bun.lock': 'bun' };
+
+/** The makefiles GNU make looks for, in its order (GNU make manual, "What Name to Give Your Makefile"). */
+const MAKEFILES = ['GNUmakefile', 'makefile', 'Makefile'];
+
+/** Variables that change which makefile make reads or how (GNU make manual, "Variables from the Environment"). */
+const MAKE_ENV = ['MAKEFILES', 'MAKEFLAGS', 'GNUMAKEFLAGS', 'MFLAGS'];
+
+type Kind = 'dir' | 'file' | 'link' | 'unknown' | 'absent' | 'ignored' | 'under-file';
+
+/** A relative setting path as the tree lists it: "" for the root, no "./", no trailing "/". */
+function norm(path: string): string {
+  const p = posix.normalize(path).replace(/\/+$/, '');
+  return p === '.' ? '' : p;
+}
+
+/** The commit's tree as the release will hold it (submodules' insides not listed, export-ignored paths left out). */
+class Listing {
+  private readonly byPath: Map<string, TreeEntry>;
+  constructor(
+    readonly entries: TreeEntry[],
+    private readonly tree: TreeContent,
+  ) {
+    this.byPath = new Map(entries.map((e) => [e.path, e]));
+  }
+
+  /** What `path` is in the release, as far as the listing can say ("unknown": inside a submodule or behind a link). */
+  kind(path: string): Kind {
+    const p = norm(path);
+    if (!p) return 'dir';
+    const parts = p.split('/');
+    for (let i = 1; i < parts.length; i++) {
+      const up = this.byPath.get(parts.slice(0, i).join('/'));
+      if (!up) return 'absent';
+      if (up.type === 'commit' || up.mode === '120000') return 'unknown'; // a submodule's files, a link's target: not listed here
+      if (up.type === 'blob') return 'under-file';
+    }
+    const e = this.byPath.get(p);
+    if (!e) return 'absent';
+    if (this.tree.exportIgnored.some((x) => x === p || x === `${p}/` || (x.endsWith('/') && p.startsWith(x)))) return 'ignored';
+    if (e.type === 'commit') return 'dir';
+    if (e.mode === '120000') return 'link';
+    return e.type === 'tree' ? 'dir' : 'file';
+  }
+
+  /** Whether `path` may be there in the release (anything but absent, export-ignored or under a file). */
+  has(path: string): boolean {
+    return !['absent', 'ignored', 'under-file'].includes(this.kind(path));
+  }
+
+  /** Names in directory `dir` ("" = root). */
+  names(dir: string): string[] {
+    const d = norm(dir);
+    return this.entries.filter((e) => posix.dirname(e.path) === (d || '.')).map((e) => posix.basename(e.path));
+  }
+
+  entry(path: string): TreeEntry | undefined {
+    return this.byPath.get(norm(path));
+  }
+}
+
+/** Words for a path that is not there, with what the listing said. */
+function missing(kind: Kind, what: string, at: string): string {
+  if (kind === 'ignored') return `${what} is export-ignored in commit ${at} (.gitattributes): git archive leaves it out of the release`;
+  if (kind === 'under-file') return `${what} is not in commit ${at}: a path above it is a file`;
+  return `${what} is not in commit ${at}`;
+}
+
+const list = (items: string[], max = 5) => `${items.slice(0, max).join(', ')}${items.length > max ? ` and ${items.length - max} more` : ''}`;
+
+/**
+ * The commit `sha` of `repo` against `env`'s release settings and programs, from its tree listing and a few files
+ * (the requirements file's first lines, the root makefile): release.python_requirements, release.node_dir (its
+ * package.json and npm's lockfile), release.build and release.migrate when they are `make [target]` (the defaults
+ * `make build`, `make migrate`), programs.<name>.directory. Paths are relative to the repository root, which is the
+ * release directory (build, migrate and programs run there). `tree`: the plan's tree content (submodules,
+ * export-ignored paths). Never throws for what it finds: problems and warnings are returned (preflightError).
+ * @throws GitError when the commit cannot be read.
+ */
+export async function preflight(repo: string, sha: string, env: Environment, tree: TreeContent): Promise<PreflightResult> {
+  const listing = new Listing(await treeEntries(repo, sha), tree);
+  const at = sha.slice(0, 12);
+  const problems: string[] = [];
+  const warnings: string[] = [];
+  const { python_requirements: req, node_dir: nodeDir, build, migrate, before_switch: beforeSwitch, python_installer: installer } = env.config.release;
+
+  if (req) {
+    const path = norm(req);
+    const kind = listing.kind(path);
+    if (kind === 'dir') problems.push(`release.python_requirements ${req} is a directory in commit ${at}, not a requirements file\n  fix: point release.python_requirements at the requirements file ("" for no Python)`);
+    else if (!listing.has(path)) {
+      // The host installs only from a file that is there (`[ -f ]`): without it the venv is made empty, and stored
+      // as a shared set. Wrong, surely, when the commit declares Python dependencies another way (refused); an app
+      // with no Python at all that kept the default deployed so before, and still does, with a warning.
+      const found = pythonFound(listing, path);
+      if (found.files.length || kind !== 'absent') problems.push(`release.python_requirements ${missing(kind, req, at)}: the deploy would make an empty venv${found.text}`);
+      else warnings.push(`release.python_requirements ${missing(kind, req, at)}, nor any Python project file: the venv is made empty; set release.python_requirements to "" if the app has no Python`);
+    }
+    else if (posix.basename(path) === 'pyproject.toml') {
+      const dir = posix.dirname(path) === '.' ? '' : posix.dirname(path);
+      // pip reads a requirements file line by line: a TOML table header ("[project]") is not a requirement.
+      if (installer === 'pip' && kind === 'file' && /^\s*\[/m.test((await fileAt(repo, sha, path)) ?? ''))
+        problems.push(`release.python_requirements ${req} is a pyproject.toml and release.python_installer is pip: pip install -r reads a requirements file, not TOML, and fails on its first table\n  fix: set release.python_installer: uv (uv pip install -r reads pyproject.toml's [project] dependencies), or export the dependencies to a requirements file and point release.python_requirements at it`);
+      // The install (uv pip install -r pyproject.toml) reads the dependency ranges, never the lockfile: hashing the
+      // lockfile into the set would make a new set for a lock bump that still installs what the ranges resolve to
+      // that day, and call it the lock's. The honest thing is to say so.
+      for (const lock of Object.keys(PYTHON_LOCKS).filter((l) => listing.has(dir ? `${dir}/${l}` : l)))
+        warnings.push(
+          `release.python_requirements is ${req}, and ${dir ? `${dir}/` : ''}${lock} beside it is not read: the install resolves pyproject.toml's dependency ranges, so a change to ${lock} alone is not deployed (the Python set is reused) and versions may differ from the lock; export it: ${PYTHON_LOCKS[lock]}; commit that file and point release.python_requirements at it`,
+        );
+    }
+  }
+
+  if (nodeDir) {
+    const dir = norm(nodeDir);
+    const kind = listing.kind(dir);
+    const shown = dir || '.';
+    if (kind === 'file') problems.push(`release.node_dir ${nodeDir} is a file in commit ${at}, not a directory${nodeFound(listing)}`);
+    else if (!listing.has(dir)) problems.push(`release.node_dir ${missing(kind, nodeDir, at)}: npm ci cannot run there${nodeFound(listing)}`);
+    else if (kind === 'dir') {
+      const inDir = (name: string) => (dir ? `${dir}/${name}` : name);
+      const others = Object.keys(OTHER_NODE_LOCKS).filter((l) => listing.has(inDir(l)));
+      if (!listing.has(inDir('package.json'))) problems.push(`release.node_dir ${shown} has no package.json in commit ${at}: npm ci needs one${nodeFound(listing)}`);
+      else if (!listing.has(inDir('package-lock.json')) && !listing.has(inDir('npm-shrinkwrap.json')))
+        problems.push(
+          `release.node_dir ${shown} has no package-lock.json (nor npm-shrinkwrap.json) in commit ${at}: npm ci installs only from npm's lockfile${others.length ? `; found ${others.map((l) => `${inDir(l)} (${OTHER_NODE_LOCKS[l]}'s)`).join(', ')}, which npm ci does not read` : ''}\n  fix: generate it (cd ${shown} && npm install --package-lock-only${others.includes('yarn.lock') ? ': npm takes the versions yarn.lock pins' : ''}) and commit it; or install with ${others.length ? OTHER_NODE_LOCKS[others[0]!] : 'your package manager'} in release.build and set release.node_dir to ""`,
+        );
+    }
+  }
+
+  for (const [setting, command] of [['release.build', build], ['release.migrate', migrate]] as const) {
+    const problem = command ? await makeProblem(repo, sha, listing, env, setting, command) : undefined;
+    if (problem) problems.push(problem);
+  }
+
+  // A program's directory the commit lacks may still be made before the start: by the build (an output directory
+  // such as build/ or dist/: vite, adapter-node), migrate or a before_switch hook, or by the dependency sets (venv/,
+  // node_modules/). What a command makes cannot be known here: a warning, not a refusal (a false one would stop a
+  // good deploy), unless no command runs in the release ("" for release.build and release.migrate, no hook). Refused
+  // too: a directory that is a file in the commit, or under one (no command is expected to replace a committed file
+  // by a directory).
+  const made = [...(req ? ['venv'] : []), ...(nodeDir ? [norm(`${nodeDir}/node_modules`)] : [])];
+  for (const [name, program] of Object.entries(env.config.programs)) {
+    const dir = norm(program.directory ?? '.');
+    const kind = listing.kind(dir);
+    const fix = `\n  fix: set programs.${name}.directory to the directory the program runs in, relative to the release ("." for its root)`;
+    if (kind === 'file') problems.push(`programs.${name}.directory ${program.directory} is a file in commit ${at}, not a directory${fix}`);
+    else if (kind === 'under-file') problems.push(`programs.${name}.directory ${missing(kind, program.directory, at)}${fix}`);
+    else if ((kind === 'absent' || kind === 'ignored') && !made.some((m) => dir === m || dir.startsWith(`${m}/`)) && !build && !migrate && !beforeSwitch.length)
+      problems.push(`programs.${name}.directory ${missing(kind, program.directory, at)}, and nothing runs in the release before the start that could make it (release.build and release.migrate are "", no before_switch hook)${fix}`);
+    else if ((kind === 'absent' || kind === 'ignored') && !made.some((m) => dir === m || dir.startsWith(`${m}/`)))
+      warnings.push(
+        `programs.${name}.directory ${missing(kind, program.directory, at)}: release.build (${build})${beforeSwitch.length ? ' or a before_switch hook' : ''} must make it, else supervisor cannot start ${name} ("couldn't chdir") after the build`,
+      );
+  }
+  return { problems, warnings };
+}
+
+/** The commit's requirements files and Python project files, and "; found instead: ..." with how to fix. */
+function pythonFound(listing: Listing, path: string): { files: string[]; text: string } {
+  const named = (re: RegExp) => listing.entries.filter((e) => e.type === 'blob' && re.test(e.path) && !e.path.includes('node_modules/')).map((e) => e.path);
+  const reqs = named(/(^|\/)requirements([^/]*|\/[^/]+)\.txt$/);
+  const unpinned = named(/(^|\/)requirements([^/]*|\/[^/]+)\.in$/);
+  const dir = posix.dirname(path) === '.' ? '' : posix.dirname(path);
+  const project = [...new Set([dir, ''])].flatMap((d) => ['pyproject.toml', 'setup.py', 'setup.cfg', 'Pipfile', ...Object.keys(PYTHON_LOCKS)].map((f) => (d ? `${d}/${f}` : f))).filter((f) => listing.has(f));
+  const found = [...reqs, ...unpinned, ...project];
+  const locks = project.filter((f) => PYTHON_LOCKS[posix.basename(f)]);
+  const source = unpinned[0] ?? project.find((f) => posix.basename(f) === 'pyproject.toml');
+  const fixes = [
+    ...(reqs.length ? [`point release.python_requirements at ${reqs.length > 1 ? 'one of these' : reqs[0]}`] : []),
+    ...locks.map((l) => `export ${l} to a requirements file: ${PYTHON_LOCKS[posix.basename(l)]}, commit it and point release.python_requirements at it`),
+    ...(!locks.length && source ? [`compile ${source} to a pinned requirements file (\`uv pip compile ${source} -o ${path}\`), commit it`] : []),
+    `commit ${path}`,
+    'set release.python_requirements to "" for no Python',
+  ];
+  return { files: found, text: `${found.length ? `; found instead: ${list(found)}` : ''}\n  fix: ${fixes.join('; or ')}` };
+}
+
+/** ", found instead: ..." with the commit's directories holding a package.json, and how to fix. */
+function nodeFound(listing: Listing): string {
+  const dirs = listing.entries.filter((e) => e.type === 'blob' && /(^|\/)package\.json$/.test(e.path) && !e.path.includes('node_modules/')).map((e) => posix.dirname(e.path));
+  return `${dirs.length ? `; directories with a package.json: ${list(dirs)}` : ''}\n  fix: set release.node_dir to the directory of the app's package.json, relative to the repository ("" for no Node)`;
+}
+
+/**
+ * Why `make [target]` (exactly that: nothing else is read) certainly fails in the release root, else undefined.
+ * Only two cases, each refused only when nothing else could make it work: no makefile at the root (GNUmakefile,
+ * makefile, Makefile), or a plain makefile that defines no such target. Not refused, as make might succeed: a
+ * file or directory at the root named after the target (or `<target>.<suffix>`, RCS/, SCCS/: make's implicit
+ * rules, or "Nothing to be done"; VPATH and vpath, which look for it elsewhere), make's variables in `env` (MAKEFILES, MAKEFLAGS...), a makefile that is a link
+ * or large, or that includes others, makes targets from variables, patterns or eval, or sets .DEFAULT or
+ * .RECIPEPREFIX. A word before a ":" on any line (a recipe's too) counts as a target: a miss, never a false refusal.
+ */
+async function makeProblem(repo: string, sha: string, listing: Listing, env: Environment, setting: string, command: string): Promise<string | undefined> {
+  const m = /^\s*make(?:\s+([A-Za-z0-9_][A-Za-z0-9_.+-]*))?\s*$/.exec(command);
+  if (!m) return undefined;
+  const target = m[1];
+  if (Object.keys(env.config.env ?? {}).some((k) => MAKE_ENV.includes(k))) return undefined;
+  const root = listing.names('');
+  if (root.some((n) => n === 'RCS' || n === 'SCCS' || (target && (n === target || n.startsWith(`${target}.`) || n === `${target},v` || n === `s.${target}`)))) return undefined;
+  const at = sha.slice(0, 12);
+  const makefile = MAKEFILES.find((f) => listing.entry(f));
+  const defaults: Record<string, string> = { 'release.build': 'make build', 'release.migrate': 'make migrate' };
+  const named = `${setting} is \`${command.trim()}\`${command.trim() === defaults[setting] ? ' (its default)' : ''}`;
+  const instead = `set ${setting} to the command that ${setting === 'release.build' ? 'builds the app' : 'migrates the database'} (\`true\` for none)`;
+  if (!makefile)
+    return `${named}, but commit ${at} has no Makefile at its root (nor makefile, GNUmakefile): make would fail (${target ? `No rule to make target '${target}'` : 'no makefile found'})\n  fix: commit a Makefile${target ? ` with a \`${target}:\` rule` : ''} at the repository root, or ${instead}`;
+  if (!target) return undefined; // the default goal: the makefile's first target
+  const e = listing.entry(makefile)!;
+  if (e.type !== 'blob' || e.mode === '120000' || e.size > 256 * 1024) return undefined;
+  const text = (await fileAt(repo, sha, makefile)) ?? '';
+  const lines = text.replace(/\\\r?\n/g, ' ').split(/\r?\n/).map((l) => l.replace(/#.*/, ''));
+  const heads: string[] = [];
+  for (const line of lines) {
+    if (/^\s*-?s?include\s/.test(line) || /\.DEFAULT\b|\.RECIPEPREFIX|\$\(eval|\$\{eval|VPATH/.test(line) || /^\s*vpath\b/.test(line)) return undefined;
+    const colon = /:(?![=:]?=)/.exec(line);
+    if (!colon) continue;
+    const head = line.slice(0, colon.index);
+    if (/[$%]/.test(head)) return undefined;
+    heads.push(...head.trim().split(/\s+/));
+  }
+  if (heads.includes(target)) return undefined;
+  const targets = [...new Set(heads.filter((h) => /^[A-Za-z0-9_][A-Za-z0-9_.+/-]*$/.test(h) && !h.startsWith('.')))];
+  return `${named}, but ${makefile} in commit ${at} has no \`${target}\` target${targets.length ? ` (its targets: ${list(targets, 8)})` : ''}: make would fail (No rule to make target '${target}')\n  fix: add a \`${target}:\` rule to ${makefile}, or ${instead}`;
+}
+
+/**
+ * One OpsError for every problem preflight found (undefined when none): each names the setting, the path, what the
+ * commit holds instead and how to fix it; nothing was sent to any host.
+ */
+export function preflightError(result: PreflightResult, sha: string): OpsError | undefined {
+  if (!result.problems.length) return undefined;
+  const one = result.problems.length === 1;
+  return new OpsError(
+    `commit ${sha.slice(0, 12)} does not fit the release settings${one ? '' : ` (${result.problems.length} problems)`}, refused before any host was touched:\n${result.problems.map((p) => `- ${p}`).join('\n')}`,
+    'fix each of them (in the commit or the environment settings), then deploy again',
+  );
+}

@@ -1,0 +1,185 @@
+// The commit checked against the release settings before any host is touched (core/preflight.ts), on real git
+// repositories shaped like the faults a tester met with a real app: a requirements file, node_dir or npm lockfile
+// the commit lacks, `make build` without a Makefile, a program directory nobody makes, a Python lockfile the
+// install does not read.
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parse, stringify } from 'yaml';
+import { loadEnvironment } from '../../core/config/environment.ts';
+import type { OpsContext } from '../../core/context.ts';
+import { OpsError } from '../../core/errors.ts';
+import { git } from '../../core/git.ts';
+import { deploy } from '../../core/ops/deploy.ts';
+import { preflight, preflightError } from '../../core/preflight.ts';
+import { RecordingRemote } from '../../core/remote/recording.ts';
+import { MemoryReporter } from '../../core/report.ts';
+import { treeContent } from '../../core/tree-content.ts';
+import { initRepo } from '../support/gitrepo.ts';
+import { TEST_HOST_KEY, scratchProject } from './project.helpers.ts';
+
+const MAKEFILE = '.PHONY: build migrate\nbuild:\n\tcd client && npm run build\n\nmigrate:\n\tvenv/bin/alembic upgrade head\n';
+
+/** An app that fits the default settings: requirements.txt, client/ with npm's lockfile, a Makefile with build and migrate. */
+const GOOD: Record<string, string> = {
+  'requirements.txt': 'flask==3.0.0\n',
+  'client/package.json': '{"name": "client", "version": "1.0.0"}\n',
+  'client/package-lock.json': '{"name": "client", "lockfileVersion": 3, "packages": {"": {"name": "client", "version": "1.0.0"}}}\n',
+  Makefile: MAKEFILE,
+  'server/app.py': 'print("hi")\n',
+};
+
+/** A project holding environment `x` (settings beside the defaults) deploying a new repository of `files`. */
+function project(files: Record<string, string | undefined>, settings: Record<string, unknown> = {}) {
+  const root = mkdtempSync(join(tmpdir(), 'ops-preflight-'));
+  const repo = join(root, 'app');
+  const sha = initRepo(repo, Object.fromEntries(Object.entries(files).filter((e): e is [string, string] => e[1] !== undefined)));
+  mkdirSync(join(root, 'environments', 'x'), { recursive: true });
+  writeFileSync(join(root, 'package.json'), '{}');
+  const config = {
+    app: 'sample',
+    ref: 'main',
+    repository: repo,
+    hosts: [{ name: 'web1', address: '192.0.2.1', host_key: TEST_HOST_KEY }],
+    programs: { server: { command: 'run', port: 3579, health: '/health' }, client: { command: 'run', port: 3000 } },
+    ...settings,
+  };
+  writeFileSync(join(root, 'environments', 'x', 'environment.yml'), stringify(config));
+  return { root, repo, sha, env: loadEnvironment('x', root) };
+}
+
+async function check(files: Record<string, string | undefined>, settings: Record<string, unknown> = {}) {
+  const p = project(files, settings);
+  return preflight(p.repo, p.sha, p.env, await treeContent(p.repo, p.sha));
+}
+
+describe('preflight of a commit against the release settings', () => {
+  it('passes a commit that fits the default settings, with nothing to say', async () => {
+    expect(await check(GOOD)).toEqual({ problems: [], warnings: [] });
+  });
+
+  it('refuses a requirements file the commit lacks (the default requirements.txt, an app with pyproject.toml), saying what it has instead', async () => {
+    const r = await check({ ...GOOD, 'requirements.txt': undefined, 'pyproject.toml': '[project]\nname = "x"\ndependencies = ["flask"]\n', 'requirements.in': 'flask\n' });
+    expect(r.problems).toHaveLength(1);
+    expect(r.problems[0]).toMatch(/^release\.python_requirements requirements\.txt is not in commit [0-9a-f]{12}: the deploy would make an empty venv; found instead: requirements\.in, pyproject\.toml\n {2}fix: /);
+    expect(r.problems[0]).toContain('compile requirements.in to a pinned requirements file (`uv pip compile requirements.in -o requirements.txt`), commit it');
+    expect(r.problems[0]).toContain('set release.python_requirements to "" for no Python');
+  });
+
+  it('names the requirements files the commit has when the one set is missing (requirements/prod.txt)', async () => {
+    const r = await check({ ...GOOD, 'requirements.txt': undefined, 'requirements/base.txt': 'flask\n' }, { release: { python_requirements: 'requirements/prod.txt' } });
+    expect(r.problems).toEqual([expect.stringMatching(/^release\.python_requirements requirements\/prod\.txt is not in commit .*found instead: requirements\/base\.txt\n {2}fix: point release\.python_requirements at requirements\/base\.txt/)]);
+  });
+
+  it('only warns of a missing requirements file when the commit declares no Python dependencies at all (an app without Python made an empty venv, and still deploys)', async () => {
+    const r = await check({ ...GOOD, 'requirements.txt': undefined });
+    expect(r).toEqual({ problems: [], warnings: [expect.stringMatching(/^release\.python_requirements requirements\.txt is not in commit [0-9a-f]{12}, nor any Python project file: the venv is made empty; set release\.python_requirements to "" if the app has no Python$/)] });
+  });
+
+  it('refuses a requirements file git archive leaves out (export-ignore)', async () => {
+    const r = await check({ ...GOOD, '.gitattributes': 'requirements.txt export-ignore\n' });
+    expect(r.problems).toEqual([expect.stringContaining('release.python_requirements requirements.txt is export-ignored in commit')]);
+  });
+
+  it('refuses a node_dir the commit lacks, naming the directories with a package.json', async () => {
+    const r = await check(GOOD, { release: { node_dir: 'web' } });
+    expect(r.problems).toEqual([expect.stringMatching(/^release\.node_dir web is not in commit [0-9a-f]{12}: npm ci cannot run there; directories with a package\.json: client\n {2}fix: set release\.node_dir/)]);
+  });
+
+  it('refuses a node_dir with yarn.lock and no npm lockfile: npm ci needs package-lock.json, and how to make one', async () => {
+    const r = await check({ ...GOOD, 'client/package-lock.json': undefined, 'client/yarn.lock': '# yarn lockfile v1\n' });
+    expect(r.problems).toHaveLength(1);
+    expect(r.problems[0]).toContain('release.node_dir client has no package-lock.json (nor npm-shrinkwrap.json) in commit');
+    expect(r.problems[0]).toContain('found client/yarn.lock (yarn\'s), which npm ci does not read');
+    expect(r.problems[0]).toContain('fix: generate it (cd client && npm install --package-lock-only: npm takes the versions yarn.lock pins) and commit it; or install with yarn in release.build and set release.node_dir to ""');
+    // npm-shrinkwrap.json is npm's lockfile too
+    expect((await check({ ...GOOD, 'client/package-lock.json': undefined, 'client/npm-shrinkwrap.json': '{}' })).problems).toEqual([]);
+  });
+
+  it('refuses `make build` and `make migrate` (the defaults) when the commit has no makefile, and only then', async () => {
+    const r = await check({ ...GOOD, Makefile: undefined });
+    expect(r.problems).toEqual([
+      expect.stringMatching(/^release\.build is `make build` \(its default\), but commit [0-9a-f]{12} has no Makefile at its root \(nor makefile, GNUmakefile\): make would fail \(No rule to make target 'build'\)\n {2}fix: commit a Makefile with a `build:` rule/),
+      expect.stringMatching(/^release\.migrate is `make migrate` \(its default\), but commit/),
+    ]);
+    // Other commands are not read; a makefile of another name GNU make looks for counts.
+    expect((await check({ ...GOOD, Makefile: undefined }, { release: { build: 'npm run build', migrate: './migrate.sh' } })).problems).toEqual([]);
+    expect((await check({ ...GOOD, Makefile: undefined, GNUmakefile: MAKEFILE })).problems).toEqual([]);
+    // A `build` directory at the root: make says "Nothing to be done for 'build'" and succeeds.
+    expect((await check({ ...GOOD, Makefile: undefined, 'build/x.txt': 'x' }, { release: { migrate: 'true' } })).problems).toEqual([]);
+    // make's own variables in the release's environment may name another makefile.
+    expect((await check({ ...GOOD, Makefile: undefined }, { env: { MAKEFLAGS: '-f ops.mk' } })).problems).toEqual([]);
+  });
+
+  it('refuses a target a plain Makefile does not define, and never guesses about one it cannot read simply', async () => {
+    const r = await check({ ...GOOD, Makefile: 'build:\n\techo build\n\ntest lint: build\n\techo ok\n' });
+    expect(r.problems).toEqual([expect.stringMatching(/^release\.migrate is `make migrate` \(its default\), but Makefile in commit [0-9a-f]{12} has no `migrate` target \(its targets: build, test, lint\)/)]);
+    for (const makefile of ['include rules.mk\nbuild:\n\ttrue\n', '%:\n\techo $@\n', '$(TARGETS):\n\ttrue\n', '.DEFAULT:\n\ttrue\n', 'build \\\n  migrate:\n\ttrue\n', 'build::\n\ttrue\nmigrate :: build\n\ttrue\n', 'VPATH = src\nbuild:\n\ttrue\n'])
+      expect((await check({ ...GOOD, Makefile: makefile })).problems, makefile).toEqual([]);
+  });
+
+  it('refuses a program directory that is a file; warns of a missing one (the build may make it)', async () => {
+    const warned = await check(GOOD, { programs: { server: { command: 'run', port: 3579, directory: 'build' }, client: { command: 'run', port: 3000 } } });
+    expect(warned).toEqual({ problems: [], warnings: [expect.stringMatching(/^programs\.server\.directory build is not in commit [0-9a-f]{12}: release\.build \(make build\) must make it, else supervisor cannot start server \("couldn't chdir"\) after the build$/)] });
+    const file = await check(GOOD, { programs: { server: { command: 'run', port: 3579, directory: 'server/app.py' }, client: { command: 'run', port: 3000 } } });
+    expect(file.problems).toEqual([expect.stringContaining('programs.server.directory server/app.py is a file in commit')]);
+    // The dependency sets' directories are made by the deploy itself.
+    expect(await check(GOOD, { programs: { server: { command: 'run', port: 3579, directory: 'client/node_modules/.bin' }, client: { command: 'run', port: 3000 } } })).toEqual({ problems: [], warnings: [] });
+    // With no build, no migrations and no hook ("" each), nothing could make it: refused.
+    const none = await check(GOOD, { release: { build: '', migrate: '' }, programs: { server: { command: 'run', port: 3579, directory: 'build' }, client: { command: 'run', port: 3000 } } });
+    expect(none.problems).toEqual([expect.stringMatching(/^programs\.server\.directory build is not in commit [0-9a-f]{12}, and nothing runs in the release before the start that could make it/)]);
+  });
+
+  it('warns that a lockfile beside a pyproject.toml is not read (a lock bump alone is not deployed); refuses pyproject.toml with pip', async () => {
+    const files = { ...GOOD, 'requirements.txt': undefined, 'pyproject.toml': '[project]\nname = "x"\ndependencies = ["flask"]\n', 'poetry.lock': '# poetry\n' };
+    const r = await check(files, { release: { python_requirements: 'pyproject.toml' } });
+    expect(r.problems).toEqual([]);
+    expect(r.warnings).toEqual([expect.stringContaining('release.python_requirements is pyproject.toml, and poetry.lock beside it is not read: the install resolves pyproject.toml\'s dependency ranges, so a change to poetry.lock alone is not deployed (the Python set is reused)')]);
+    expect(r.warnings[0]).toContain('export it: `poetry export -f requirements.txt -o requirements.txt` (on poetry 2 with poetry-plugin-export); commit that file');
+    const pip = await check(files, { release: { python_requirements: 'pyproject.toml', python_installer: 'pip' } });
+    expect(pip.problems).toEqual([expect.stringContaining('is a pyproject.toml and release.python_installer is pip')]);
+  });
+
+  it('puts every problem in one error; a dry run and a deploy are refused before any host is touched', async () => {
+    const p = project({ ...GOOD, Makefile: undefined, 'requirements.txt': undefined, 'pyproject.toml': '[project]\nname = "x"\n', 'client/package-lock.json': undefined, 'client/yarn.lock': '' }, { release: { migrate: 'true' } });
+    const error = preflightError(await preflight(p.repo, p.sha, p.env, await treeContent(p.repo, p.sha)), p.sha)!;
+    expect(error.message).toMatch(/^commit [0-9a-f]{12} does not fit the release settings \(3 problems\), refused before any host was touched:\n- release\.python_requirements .*\n.*\n- release\.node_dir client has no package-lock\.json.*\n.*\n- release\.build is `make build`/);
+    const remote = new RecordingRemote('web1', 'deploy', 'sample');
+    const ctx: OpsContext = { root: p.root, reporter: new MemoryReporter(), processEnv: { PATH: process.env.PATH }, connector: async () => remote };
+    for (const dryRun of [true, false]) {
+      const e = await deploy(ctx, p.env, { dryRun }).catch((x: unknown) => x);
+      expect(e).toBeInstanceOf(OpsError);
+      expect((e as OpsError).message).toBe(error.message);
+    }
+    expect(remote.runs).toEqual([]);
+  });
+
+  it('says its warnings in the dry run\'s plan and the deploy\'s log', async () => {
+    const p = project(GOOD, { programs: { server: { command: 'run', port: 3579, directory: 'build' }, client: { command: 'run', port: 3000 } } });
+    const remote = new RecordingRemote('web1', 'deploy', 'sample', () => ({ code: 1, stderr: 'unreachable' }));
+    const ctx: OpsContext = { root: p.root, reporter: new MemoryReporter(), processEnv: { PATH: process.env.PATH }, connector: async () => remote };
+    const r = await deploy(ctx, p.env, { dryRun: true });
+    expect(r.plan).toContainEqual(expect.stringMatching(/^warning: programs\.server\.directory build is not in commit/));
+    // A deploy says them in its log before anything runs (here no host answers: it fails after saying them).
+    const reporter = new MemoryReporter();
+    await deploy({ ...ctx, reporter, connector: async () => Promise.reject(new OpsError('no host in this test')) }, p.env).catch(() => undefined);
+    expect(reporter.lines).toContainEqual(expect.stringMatching(/^warning: programs\.server\.directory build is not in commit/));
+  });
+
+  it('has nothing to say of the sample app (test/fixtures/app) with the release settings and programs of each environment of this repository', async () => {
+    const envs = join(import.meta.dirname, '..', '..', 'environments');
+    let checked = 0;
+    for (const name of readdirSync(envs, { withFileTypes: true }).filter((d) => d.isDirectory() && !d.name.startsWith('.')).map((d) => d.name).filter((n) => existsSync(join(envs, n, 'environment.yml')))) {
+      const { release, programs, routes } = parse(readFileSync(join(envs, name, 'environment.yml'), 'utf8')) as Record<string, unknown>;
+      const { root, repo } = await scratchProject('ops-preflight-sample-', 'x', { app: 'sample', ref: 'v2', hosts: [{ name: 'web1', address: '192.0.2.1', host_key: TEST_HOST_KEY }], release, programs, routes });
+      const env = loadEnvironment('x', root);
+      for (const ref of ['v1', 'v2']) {
+        const sha = (await git(repo, ['rev-parse', `${ref}^{commit}`])).trim();
+        expect(await preflight(repo, sha, env, await treeContent(repo, sha)), `${name} ${ref}`).toEqual({ problems: [], warnings: [] });
+        checked++;
+      }
+    }
+    expect(checked).toBeGreaterThanOrEqual(8);
+  }, 120_000);
+});
